@@ -1,0 +1,5 @@
+import sys
+
+from ms2study.cli import main
+
+sys.exit(main())

@@ -1,0 +1,51 @@
+"""The one spectrum-cleaning function, used for sample spectra and library spectra alike.
+
+Cleaning decides what the scores see, so queries and references must go through the same steps:
+1. drop non-finite and non-positive peaks, sort by m/z, merge peaks with identical m/z (summed);
+2. remove peaks at or above the precursor (minus ``precursor_margin_da``): they are unfragmented
+   precursor or isolation-window contamination and carry no structural information;
+3. drop peaks below ``min_relative_intensity`` of the base peak (electronic noise floor);
+4. keep the ``max_peaks`` most intense peaks (returned again in m/z order).
+Intensity weighting (a power) is a property of each score and is applied by the scorers, not here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def clean_peaks(
+    mz: np.ndarray,
+    intensity: np.ndarray,
+    precursor_mz: float | None = None,
+    *,
+    remove_precursor: bool = True,
+    precursor_margin_da: float = 1.6,
+    min_relative_intensity: float = 0.0,
+    max_peaks: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return cleaned ``(mz float64, intensity float32)`` in ascending m/z.
+
+    >>> clean_peaks(np.array([50.0, 80.0, 80.0, 120.0]), np.array([1.0, 5.0, 5.0, 9.0]), 121.0)
+    (array([50., 80.]), array([ 1., 10.], dtype=float32))
+    """
+    mz = np.asarray(mz, dtype=np.float64)
+    intensity = np.asarray(intensity, dtype=np.float64)
+    keep = np.isfinite(mz) & np.isfinite(intensity) & (intensity > 0) & (mz > 0)
+    mz, intensity = mz[keep], intensity[keep]
+    if mz.size:
+        order = np.argsort(mz, kind="stable")
+        mz, intensity = mz[order], intensity[order]
+        if mz.size > 1 and np.any(np.diff(mz) == 0):
+            mz, inverse = np.unique(mz, return_inverse=True)
+            intensity = np.bincount(inverse, weights=intensity)
+    if remove_precursor and precursor_mz is not None and np.isfinite(precursor_mz) and precursor_mz > 0:
+        keep = mz < precursor_mz - precursor_margin_da
+        mz, intensity = mz[keep], intensity[keep]
+    if mz.size and min_relative_intensity > 0:
+        keep = intensity >= min_relative_intensity * intensity.max()
+        mz, intensity = mz[keep], intensity[keep]
+    if max_peaks is not None and mz.size > max_peaks:
+        top = np.sort(np.argsort(-intensity, kind="stable")[:max_peaks])
+        mz, intensity = mz[top], intensity[top]
+    return mz, intensity.astype(np.float32)

@@ -1,0 +1,94 @@
+"""Column schemas of the Parquet tables the stages exchange (the contract between stages).
+
+Every stage writes exactly these columns first (more columns may follow) so a later stage,
+a test or a user's notebook can rely on names and types. ``conform`` casts and orders a frame.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+# results/samples/{s}/features.parquet: one row per detected LC-MS feature (FeatureFindingMetabo).
+FEATURES: dict[str, pl.DataType] = {
+    "feature_id": pl.Utf8,        # "{sample_id}:F{n}", unique within the study
+    "sample_id": pl.Utf8,
+    "mz": pl.Float64,             # monoisotopic m/z (centroid of the first mass trace)
+    "rt_s": pl.Float64,           # apex retention time, seconds
+    "rt_start_s": pl.Float64,     # convex hull bounds over all traces
+    "rt_end_s": pl.Float64,
+    "mz_min": pl.Float64,         # hull bounds of the monoisotopic trace
+    "mz_max": pl.Float64,
+    "intensity": pl.Float64,      # feature area as reported by pyOpenMS
+    "charge": pl.Int32,           # 0 when unknown
+    "n_isotopes": pl.Int32,       # number of mass traces in the feature
+    "quality": pl.Float64,
+}
+
+# results/samples/{s}/spectra.parquet: one row per MS2 scan (mapped or not).
+SPECTRA: dict[str, pl.DataType] = {
+    "spectrum_id": pl.Utf8,       # "{sample_id}:S{scan_index}"
+    "sample_id": pl.Utf8,
+    "scan_index": pl.Int32,       # index of the scan in the mzML file
+    "native_id": pl.Utf8,
+    "rt_s": pl.Float64,
+    "precursor_mz": pl.Float64,
+    "precursor_charge": pl.Int32,  # 0 when unknown
+    "precursor_intensity": pl.Float64,
+    "feature_id": pl.Utf8,        # null when the precursor fell in no feature hull
+    "mz": pl.List(pl.Float64),    # cleaned peaks, ascending m/z
+    "intensity": pl.List(pl.Float32),
+}
+
+# results/samples/{s}/embeddings.parquet: one row per spectrum of spectra.parquet.
+EMBEDDINGS: dict[str, pl.DataType] = {
+    "spectrum_id": pl.Utf8,
+    "sample_id": pl.Utf8,
+    "feature_id": pl.Utf8,
+    "embedding": pl.List(pl.Float32),  # L2-normalised, length = model dim
+}
+
+# results/samples/{s}/annotations.parquet: top-k library candidates per spectrum.
+ANNOTATIONS: dict[str, pl.DataType] = {
+    "spectrum_id": pl.Utf8,
+    "sample_id": pl.Utf8,
+    "feature_id": pl.Utf8,
+    "rank": pl.Int32,             # 1 = best
+    "library_id": pl.Utf8,
+    "library_name": pl.Utf8,
+    "library_inchikey": pl.Utf8,
+    "library_smiles": pl.Utf8,
+    "precursor_error_ppm": pl.Float64,
+    "cosine": pl.Float64,
+    "matched_peaks": pl.Int32,
+}
+
+# results/samples/{s}/sample_embedding.parquet: exactly one row.
+SAMPLE_EMBEDDING: dict[str, pl.DataType] = {
+    "sample_id": pl.Utf8,
+    "n_spectra": pl.Int32,        # spectra that went into the pool
+    "embedding": pl.List(pl.Float32),  # null when the sample has no MS/MS
+}
+
+# results/study/feature_matrix.parquet: consensus features x samples (wide), intensities null where absent.
+FEATURE_MATRIX_KEYS: dict[str, pl.DataType] = {
+    "consensus_id": pl.Utf8,      # "C{n}"
+    "mz": pl.Float64,
+    "rt_s": pl.Float64,           # on the reference run's time axis
+    "n_detected": pl.Int32,
+    # followed by one Float64 column per sample_id, in sample-sheet order
+}
+
+
+def empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """An empty frame with the given schema."""
+    return pl.DataFrame(schema=schema)
+
+
+def conform(df: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Cast the schema's columns to their types and put them first; extra columns follow."""
+    missing = [c for c in schema if c not in df.columns]
+    if missing:
+        raise ValueError(f"table lacks columns {missing}")
+    head = [pl.col(c).cast(t) for c, t in schema.items()]
+    rest = [c for c in df.columns if c not in schema]
+    return df.select(head + rest)

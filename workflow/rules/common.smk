@@ -1,0 +1,67 @@
+# Sample sheet, validation, wildcard constraints and small input functions shared by all rules.
+import json
+import re
+import shlex
+import sys
+
+sys.path.insert(0, str(REPO / "workflow"))
+
+from ms2study import __version__ as MS2STUDY_VERSION
+from ms2study.errors import InputError
+from ms2study import study as _study
+
+try:
+    _study.validate_config(config)
+    SHEET = _study.load_sample_sheet(Path("."), config)
+    _study.check_outcomes(SHEET, config, config["samples"])
+    LIBRARIES = _study.library_paths(Path("."), config)
+except InputError as _err:
+    raise WorkflowError(f"ms2study: {_err}")
+
+SAMPLES = SHEET["sample_id"].to_list()
+SAMPLE_FILES = dict(zip(SHEET["sample_id"], SHEET["file"]))
+LIBRARY_NAME = _study.library_name(LIBRARIES, config) if LIBRARIES else "none"
+REFERENCE = config.get("reference_sample") or SAMPLES[0]
+if REFERENCE not in SAMPLE_FILES:
+    raise WorkflowError(
+        f"ms2study: reference_sample '{REFERENCE}' is not in the sample sheet; "
+        f"set reference_sample in config.yaml to one of: {', '.join(SAMPLES[:10])}"
+    )
+
+# Rules call the package through its CLI, importable from the repository without installation
+# (so a conda environment with only the dependencies works too).
+_PYTHON = sys.executable
+if "conda" in str(getattr(workflow.deployment_settings, "deployment_method", "")).lower():
+    _PYTHON = "python"
+MS2STUDY = f"PYTHONPATH={shlex.quote(str(REPO / 'workflow'))}${{PYTHONPATH:+:$PYTHONPATH}} {_PYTHON} -m ms2study"
+ENV = str(REPO / "envs" / "ms2study.yaml")
+
+
+wildcard_constraints:
+    sample="|".join(map(re.escape, SAMPLES)) if SAMPLES else "[^/]+",
+
+
+def get_mzml(wildcards):
+    return SAMPLE_FILES[wildcards.sample]
+
+
+def stage_params(section, **extra):
+    """The stage's config section as a shell-quoted JSON argument (a change reruns that stage only)."""
+    params = dict(config.get(section) or {})
+    params.update(extra)
+    return shlex.quote(json.dumps(params, sort_keys=True))
+
+
+def res(stage, key):
+    """Resource ``key`` for ``stage`` scaled by the attempt number (retries get more)."""
+    table = config.get("resources", {})
+    base = table.get(stage, {}).get(key, table.get("default", {}).get(key, 0))
+    return lambda wildcards, attempt: base * attempt if key != "gpu" else base
+
+
+def library_index():
+    return f"results/library/{LIBRARY_NAME}" if LIBRARIES else []
+
+
+def per_sample(table):
+    return expand("results/samples/{sample}/{table}.parquet", sample=SAMPLES, table=table)

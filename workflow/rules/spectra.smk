@@ -1,0 +1,96 @@
+# Per sample: MS2 scans mapped to features, then embedded (torch) and scored against the library (numba).
+
+
+rule spectra:
+    input:
+        mzml=get_mzml,
+        features="results/samples/{sample}/features.parquet",
+    output:
+        "results/samples/{sample}/spectra.parquet",
+    params:
+        p=lambda wildcards: stage_params("spectra"),
+        version=MS2STUDY_VERSION,
+    log:
+        "logs/spectra/{sample}.log",
+    benchmark:
+        "results/benchmarks/spectra/{sample}.tsv"
+    threads: 1
+    resources:
+        mem_mb=res("spectra", "mem_mb"),
+        runtime=res("spectra", "runtime"),
+    conda:
+        ENV
+    shell:
+        "{MS2STUDY} spectra --mzml {input.mzml:q} --features {input.features:q} "
+        "--sample-id {wildcards.sample} --out {output:q} --params {params.p} > {log:q} 2>&1"
+
+
+rule embed:
+    input:
+        "results/samples/{sample}/spectra.parquet",
+    output:
+        "results/samples/{sample}/embeddings.parquet",
+    params:
+        p=lambda wildcards: stage_params("embed"),
+        version=MS2STUDY_VERSION,
+    log:
+        "logs/embed/{sample}.log",
+    benchmark:
+        "results/benchmarks/embed/{sample}.tsv"
+    threads: 2
+    resources:
+        mem_mb=res("embed", "mem_mb"),
+        runtime=res("embed", "runtime"),
+        gpu=res("embed", "gpu"),
+    conda:
+        ENV
+    shell:
+        "{MS2STUDY} embed --spectra {input:q} --out {output:q} --threads {threads} "
+        "--params {params.p} > {log:q} 2>&1"
+
+
+rule index_library:
+    input:
+        LIBRARIES,
+    output:
+        directory("results/library/{library}"),
+    params:
+        p=lambda wildcards: stage_params("annotate"),
+        version=MS2STUDY_VERSION,
+    log:
+        "logs/library/{library}.log",
+    benchmark:
+        "results/benchmarks/library/{library}.tsv"
+    threads: 1
+    resources:
+        mem_mb=res("library", "mem_mb"),
+        runtime=res("library", "runtime"),
+    conda:
+        ENV
+    shell:
+        "{MS2STUDY} index-library --library {input:q} --out {output:q} --params {params.p} > {log:q} 2>&1"
+
+
+rule annotate:
+    input:
+        spectra="results/samples/{sample}/spectra.parquet",
+        library=library_index(),
+    output:
+        "results/samples/{sample}/annotations.parquet",
+    params:
+        p=lambda wildcards: stage_params("annotate"),
+        library=lambda wildcards, input: f"--library-index {shlex.quote(input.library)}" if LIBRARIES else "",
+        version=MS2STUDY_VERSION,
+    log:
+        "logs/annotate/{sample}.log",
+    benchmark:
+        "results/benchmarks/annotate/{sample}.tsv"
+    threads: 1
+    resources:
+        mem_mb=res("annotate", "mem_mb"),
+        runtime=res("annotate", "runtime"),
+    conda:
+        ENV
+    shell:
+        "{MS2STUDY} annotate --spectra {input.spectra:q} {params.library} "
+        "--out {output:q} --params {params.p} > {log:q} 2>&1"
