@@ -15,20 +15,25 @@ import sys
 from ms2study import __version__
 from ms2study.errors import InputError
 
-# Modules that contribute subcommands, in the order they appear in --help.
-STAGE_MODULES = [
-    "ms2study.runner",
-    "ms2study.simulate",
-    "ms2study.detect",
-    "ms2study.spectra",
-    "ms2study.embed",
-    "ms2study.library",
-    "ms2study.annotate",
-    "ms2study.pool",
-    "ms2study.link",
-    "ms2study.models",
-    "ms2study.report",
-]
+# Subcommand -> the module that registers it, in --help order. Only the module of the command given is imported,
+# so a rule calling `ms2study detect` does not pay for importing torch.
+COMMANDS = {
+    "run": "ms2study.runner",
+    "simulate": "ms2study.simulate",
+    "detect": "ms2study.detect",
+    "spectra": "ms2study.spectra",
+    "embed": "ms2study.embed",
+    "train": "ms2study.train",
+    "index-library": "ms2study.library",
+    "annotate": "ms2study.annotate",
+    "score": "ms2study.annotate",
+    "pool": "ms2study.pool",
+    "link": "ms2study.link",
+    "models": "ms2study.models",
+    "model": "ms2study.models",
+    "report": "ms2study.report",
+}
+STAGE_MODULES = list(dict.fromkeys(COMMANDS.values()))
 
 
 def add_params_argument(parser: argparse.ArgumentParser) -> None:
@@ -46,12 +51,13 @@ def load_params(args: argparse.Namespace) -> dict:
     return params
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ms2study", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"ms2study {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in STAGE_MODULES:
+    modules = [COMMANDS[command]] if command in COMMANDS else STAGE_MODULES
+    for name in modules:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as err:
@@ -63,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command)
     args, extra = parser.parse_known_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

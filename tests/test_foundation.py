@@ -1,0 +1,58 @@
+"""Small shared pieces: atomic writes, the cleaning function, the CLI, packaging files in step."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import yaml
+
+from ms2study.atomic import atomic_path, write_parquet
+from ms2study.cleaning import clean_peaks
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "out" / "t.parquet"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("job died")
+    assert not target.exists()
+    assert list(target.parent.iterdir()) == []
+    write_parquet(pl.DataFrame({"a": [1]}), target)
+    assert pl.read_parquet(target)["a"].to_list() == [1]
+
+
+def test_clean_peaks_steps() -> None:
+    mz = np.array([200.0, 50.0, 80.0, 80.0, 120.0, np.nan, 90.0, 199.0])
+    intensity = np.array([100.0, 1.0, 5.0, 5.0, 9.0, 3.0, 0.0, 50.0])
+    out_mz, out_int = clean_peaks(mz, intensity, precursor_mz=200.0, precursor_margin_da=1.6)
+    # precursor and the peak within the margin removed, duplicates merged, NaN and zero dropped, sorted
+    assert out_mz.tolist() == [50.0, 80.0, 120.0]
+    assert out_int.tolist() == [1.0, 10.0, 9.0]
+    assert out_int.dtype == np.float32
+    floor_mz, _ = clean_peaks(mz, intensity, 200.0, min_relative_intensity=0.2)
+    assert floor_mz.tolist() == [80.0, 120.0]
+    top_mz, _ = clean_peaks(mz, intensity, None, max_peaks=2)
+    assert top_mz.tolist() == [199.0, 200.0]
+    empty_mz, empty_int = clean_peaks(np.array([]), np.array([]), 100.0)
+    assert empty_mz.size == 0 and empty_int.size == 0
+
+
+def test_cli_lists_every_stage() -> None:
+    out = subprocess.run([sys.executable, "-m", "ms2study", "--help"], capture_output=True, text=True, check=True)
+    for command in ("run", "simulate", "detect", "spectra", "embed", "annotate", "pool", "link", "models", "report"):
+        assert re.search(rf"\b{command}\b", out.stdout), f"subcommand {command} missing from --help"
+
+
+def test_conda_env_matches_pyproject(repo: Path) -> None:
+    deps = tomllib.loads((repo / "pyproject.toml").read_text())["project"]["dependencies"]
+    env = yaml.safe_load((repo / "envs" / "ms2study.yaml").read_text())
+    pip_deps = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert sorted(pip_deps) == sorted(deps)

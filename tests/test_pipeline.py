@@ -1,0 +1,185 @@
+"""End to end: simulate a study, run the real Snakemake workflow on it, check the results against the ground truth.
+
+The study is run once per session (module fixture); the checks read its outputs. Reruns, bad input and a folder
+without a sample sheet are checked with dry runs and single targets so the suite stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from ms2study.simulate import simulate_study
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[1]
+TABLES = ["features", "spectra", "embeddings", "annotations", "sample_embedding"]
+N_SAMPLES = 8
+
+
+def ms2study(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO / "workflow"))
+    result = subprocess.run(
+        [sys.executable, "-m", "ms2study", *args], capture_output=True, text=True, env=env, cwd=cwd
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"ms2study {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("study")
+    simulate_study(root, n_samples=N_SAMPLES, seed=7)
+    ms2study("run", str(root), "--cores", "2")
+    return root
+
+
+def _job_counts(dry_run_output: str) -> dict[str, int]:
+    block = dry_run_output.split("Job stats:")[-1]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.MULTILINE)}
+
+
+def test_contract_outputs_exist(study: Path) -> None:
+    sheet = pl.read_csv(study / "samples.tsv", separator="\t")
+    for sample in sheet["sample_id"]:
+        for table in TABLES:
+            path = study / "results" / "samples" / sample / f"{table}.parquet"
+            assert path.exists(), path
+    assert (study / "results" / "study" / "feature_matrix.parquet").exists()
+    report = (study / "results" / "study" / "report.html").read_text()
+    assert "<html" in report.lower() and "S01" in report
+    # no temporary files left behind by atomic writes
+    assert not list((study / "results").rglob("*.tmp"))
+
+
+def test_features_recover_planted_compounds(study: Path) -> None:
+    truth = pl.read_csv(study / "ground_truth.tsv", separator="\t")
+    truth = truth.filter(pl.col("present").cast(pl.Utf8).str.to_lowercase() == "true")
+    truth = truth.filter(pl.col("above_noise").cast(pl.Utf8).str.to_lowercase() == "true")
+    found = total = 0
+    for sample, expected in truth.group_by("sample_id"):
+        features = pl.read_parquet(study / "results" / "samples" / sample[0] / "features.parquet")
+        f_mz, f_rt = features["mz"].to_numpy(), features["rt_s"].to_numpy()
+        for mz, rt in zip(expected["mz"], expected["rt_s"]):
+            ok = (np.abs(f_mz - mz) <= mz * 10e-6) & (np.abs(f_rt - rt) <= 5.0)
+            found += bool(ok.any())
+            total += 1
+    assert total > 100
+    assert found / total >= 0.90, f"found {found}/{total} planted compounds"
+
+
+def _true_compound_of_spectra(study: Path, sample: str) -> pl.DataFrame:
+    """Spectra mapped to a feature, with the ground-truth compound at that feature (10 ppm, 5 s)."""
+    truth = pl.read_csv(study / "ground_truth.tsv", separator="\t").filter(pl.col("sample_id") == sample)
+    features = pl.read_parquet(study / "results" / "samples" / sample / "features.parquet")
+    spectra = pl.read_parquet(study / "results" / "samples" / sample / "spectra.parquet")
+    mapped = spectra.filter(pl.col("feature_id").is_not_null()).join(
+        features.select("feature_id", pl.col("mz").alias("f_mz"), pl.col("rt_s").alias("f_rt")), on="feature_id"
+    )
+    rows = []
+    for spectrum_id, f_mz, f_rt in mapped.select("spectrum_id", "f_mz", "f_rt").iter_rows():
+        hit = truth.filter(((pl.col("mz") - f_mz).abs() <= f_mz * 10e-6) & ((pl.col("rt_s") - f_rt).abs() <= 5.0))
+        if hit.height == 1:
+            rows.append((spectrum_id, hit["inchikey"][0], bool(str(hit["in_library"][0]).lower() == "true")))
+    return pl.DataFrame(rows, schema=["spectrum_id", "true_inchikey", "in_library"], orient="row")
+
+
+def test_ms2_mapped_and_identified(study: Path) -> None:
+    correct = judged = mapped = scans = 0
+    for sample_dir in sorted((study / "results" / "samples").iterdir()):
+        sample = sample_dir.name
+        spectra = pl.read_parquet(sample_dir / "spectra.parquet")
+        scans += spectra.height
+        mapped += spectra["feature_id"].is_not_null().sum()
+        truth = _true_compound_of_spectra(study, sample).filter(pl.col("in_library"))
+        top = pl.read_parquet(sample_dir / "annotations.parquet").filter(pl.col("rank") == 1)
+        joined = truth.join(top.select("spectrum_id", "library_inchikey"), on="spectrum_id", how="left")
+        judged += joined.height
+        correct += (joined["library_inchikey"] == joined["true_inchikey"]).fill_null(False).sum()
+    assert scans > 0 and mapped / scans >= 0.5, f"{mapped}/{scans} MS2 scans mapped to features"
+    assert judged > 50
+    assert correct / judged >= 0.80, f"true compound at rank 1 for {correct}/{judged} mapped spectra"
+
+
+def test_sample_embeddings_and_matrix(study: Path) -> None:
+    sheet = pl.read_csv(study / "samples.tsv", separator="\t")
+    pooled = pl.concat(
+        [pl.read_parquet(study / "results" / "samples" / s / "sample_embedding.parquet") for s in sheet["sample_id"]]
+    )
+    assert pooled.height == N_SAMPLES
+    assert (pooled["n_spectra"] > 0).all()
+    vectors = np.array(pooled["embedding"].to_list(), dtype=np.float32)
+    assert np.isfinite(vectors).all() and np.abs(vectors).sum(axis=1).min() > 0
+    matrix = pl.read_parquet(study / "results" / "study" / "feature_matrix.parquet")
+    assert set(sheet["sample_id"]).issubset(matrix.columns)
+    # most planted compounds are seen in most samples, so many consensus features are detected in all runs
+    assert (matrix["n_detected"] == N_SAMPLES).sum() >= 50
+
+
+def test_models_ran_for_configured_outcomes(study: Path) -> None:
+    models = study / "results" / "study" / "models"
+    summary = json.loads((models / "group" / "summary.json").read_text())
+    text = json.dumps(summary)
+    assert "ci_low" in text and "permutation_p" in text
+    assert (models / "group" / "predictions.parquet").exists()
+    assert (models / "age" / "metrics.parquet").exists()
+
+
+def test_second_run_has_nothing_to_do_and_one_changed_sample_reruns_alone(study: Path) -> None:
+    dry = ms2study("run", str(study), "--cores", "2", "--dry-run")
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+    # A changed run (new content) reruns that sample's jobs and the study jobs, nothing else.
+    mzml = study / "mzml" / "S03.mzML"
+    original = mzml.read_bytes()
+    try:
+        mzml.write_bytes(original.replace(b"</mzML>", b"</mzML>\n", 1))
+        dry = ms2study("run", str(study), "--cores", "2", "--dry-run")
+        counts = _job_counts(dry.stdout + dry.stderr)
+        for per_sample in ("detect", "spectra", "embed", "annotate", "pool"):
+            assert counts.get(per_sample) == 1, (per_sample, counts)
+        assert counts.get("link") == 1 and counts.get("report") == 1
+        assert "index_library" not in counts
+    finally:
+        mzml.write_bytes(original)
+        os.utime(mzml, (0, 0))  # older than its outputs again
+
+
+def test_bad_run_fails_clearly_and_leaves_no_output(study: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    (bad / "mzml").mkdir(parents=True)
+    shutil.copy(study / "mzml" / "S01.mzML", bad / "mzml" / "good.mzML")
+    (bad / "mzml" / "broken.mzML").write_text('<?xml version="1.0"?>\n<mzML><run><spectrumList count="3">truncated')
+    (bad / "samples.tsv").write_text("sample_id\tfile\ngood\tmzml/good.mzML\nbroken\tmzml/broken.mzML\n")
+    result = ms2study(
+        "run", str(bad), "--cores", "2", "--keep-going", "results/samples/good/features.parquet",
+        "results/samples/broken/features.parquet", check=False,
+    )
+    assert result.returncode != 0
+    log = (bad / "logs" / "detect" / "broken.log").read_text()
+    assert "broken.mzML" in log and "broken" in log
+    assert not (bad / "results" / "samples" / "broken" / "features.parquet").exists()
+    assert (bad / "results" / "samples" / "good" / "features.parquet").exists()
+
+
+def test_folder_without_sheet_and_bad_sheet(tmp_path: Path, study: Path) -> None:
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    for name in ("S01", "S02"):
+        os.symlink(study / "mzml" / f"{name}.mzML", folder / f"{name}.mzML")
+    dry = ms2study("run", str(folder), "--cores", "1", "--dry-run")
+    assert _job_counts(dry.stdout + dry.stderr).get("detect") == 2
+    (folder / "samples.tsv").write_text("sample_id\tfile\nS01\tS01.mzML\nS01\tS02.mzML\n")
+    result = ms2study("run", str(folder), "--dry-run", check=False)
+    assert result.returncode == 1
+    assert "appears twice" in result.stderr and "samples.tsv" in result.stderr

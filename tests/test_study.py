@@ -1,0 +1,88 @@
+"""Study folders: config merging and validation, sample sheets, and the errors users see."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ms2study import study
+from ms2study.errors import InputError
+
+
+def _touch_mzml(folder: Path, name: str) -> None:
+    (folder / name).write_text("<mzML/>")
+
+
+def test_defaults_are_valid_and_study_config_overrides(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("library: lib.mgf\ndetect: {noise_threshold_int: 500}\n")
+    config = study.load_config(tmp_path)
+    assert config["library"] == "lib.mgf"
+    assert config["detect"] == {"noise_threshold_int": 500}
+    assert config["samples"] == "samples.tsv"  # untouched default
+
+
+def test_unknown_config_key_is_named(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("libary: lib.mgf\n")
+    with pytest.raises(InputError, match="libary") as err:
+        study.load_config(tmp_path)
+    assert "config.yaml" in str(err.value)
+
+
+def test_bad_outcome_type_is_named(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("models: {outcomes: [{column: group, type: binomial}]}\n")
+    with pytest.raises(InputError, match=r"models\.outcomes\.0\.type"):
+        study.load_config(tmp_path)
+
+
+def test_sheet_from_folder_uses_every_run(tmp_path: Path) -> None:
+    _touch_mzml(tmp_path, "b run.mzML")
+    _touch_mzml(tmp_path, "a.mzXML")
+    (tmp_path / "notes.txt").write_text("x")
+    sheet = study.load_sample_sheet(tmp_path, study.load_config(tmp_path))
+    assert sheet["sample_id"].to_list() == ["a", "b_run"]
+    assert sheet["file"].to_list() == ["a.mzXML", "b run.mzML"]
+
+
+def test_empty_folder_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="samples.tsv"):
+        study.load_sample_sheet(tmp_path, study.load_config(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ("sample_id\tfile\nA\tmissing.mzML\n", r"row 2.*missing\.mzML.*does not exist"),
+        ("sample_id\tfile\nA\ta.mzML\nA\ta.mzML\n", r"row 3: sample_id 'A' appears twice"),
+        ("sample_id\tfile\nbad/id\ta.mzML\n", r"row 2 \(sample 'bad/id'\): column 'sample_id'"),
+        ("sample\tfile\nA\ta.mzML\n", r"missing column 'sample_id'"),
+        ("sample_id\tfile\nA\tnotes.txt\n", r"not \.mzML or \.mzXML"),
+    ],
+)
+def test_sheet_errors_name_row_and_file(tmp_path: Path, rows: str, message: str) -> None:
+    _touch_mzml(tmp_path, "a.mzML")
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "samples.tsv").write_text(rows)
+    with pytest.raises(InputError, match=message) as err:
+        study.load_sample_sheet(tmp_path, study.load_config(tmp_path))
+    assert "samples.tsv" in str(err.value)
+
+
+def test_missing_outcome_column_is_named(tmp_path: Path) -> None:
+    _touch_mzml(tmp_path, "a.mzML")
+    (tmp_path / "samples.tsv").write_text("sample_id\tfile\tgroup\nA\ta.mzML\tcase\n")
+    (tmp_path / "config.yaml").write_text("models: {outcomes: [{column: disease, type: binary}]}\n")
+    config = study.load_config(tmp_path)
+    sheet = study.load_sample_sheet(tmp_path, config)
+    with pytest.raises(InputError, match="outcome column 'disease'"):
+        study.check_outcomes(sheet, config)
+
+
+def test_library_paths_and_name(tmp_path: Path) -> None:
+    (tmp_path / "My Lib.mgf.gz").write_text("")
+    config = study.load_config(tmp_path, {"library": "My Lib.mgf.gz"})
+    paths = study.library_paths(tmp_path, config)
+    assert paths == [tmp_path / "My Lib.mgf.gz"]
+    assert study.library_name(paths, config) == "My_Lib"
+    with pytest.raises(InputError, match="nothere.mgf"):
+        study.library_paths(tmp_path, study.load_config(tmp_path, {"library": ["nothere.mgf"]}))
