@@ -56,3 +56,13 @@ def test_conda_env_matches_pyproject(repo: Path) -> None:
     env = yaml.safe_load((repo / "envs" / "ms2study.yaml").read_text())
     pip_deps = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert sorted(pip_deps) == sorted(deps)
+
+
+def test_snakemake_lint_is_clean(repo: Path, tmp_path: Path) -> None:
+    (tmp_path / "run1.mzML").write_text("<mzML/>")
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(tmp_path), "--lint"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "good condition" in result.stdout + result.stderr

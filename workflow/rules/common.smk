@@ -28,12 +28,13 @@ if REFERENCE not in SAMPLE_FILES:
         f"set reference_sample in config.yaml to one of: {', '.join(SAMPLES[:10])}"
     )
 
-# Rules call the package through its CLI, importable from the repository without installation
-# (so a conda environment with only the dependencies works too).
-_PYTHON = sys.executable
-if "conda" in str(getattr(workflow.deployment_settings, "deployment_method", "")).lower():
-    _PYTHON = "python"
-MS2STUDY = f"PYTHONPATH={shlex.quote(str(REPO / 'workflow'))}${{PYTHONPATH:+:$PYTHONPATH}} {_PYTHON} -m ms2study"
+# Rules call the package through its CLI (`python -m ms2study`), importable from the repository without installation
+# (so a conda environment that holds only the dependencies works too). Outside conda, `python` is the interpreter
+# running Snakemake, so the rules see the same environment.
+_exports = f"export PYTHONPATH={shlex.quote(str(REPO / 'workflow'))}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+if "conda" not in str(getattr(workflow.deployment_settings, "deployment_method", "")).lower():
+    _exports += f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH; "
+shell.prefix(f"set -euo pipefail; {_exports}")
 ENV = str(REPO / "envs" / "ms2study.yaml")
 
 

@@ -20,5 +20,5 @@ rule detect:
     conda:
         ENV
     shell:
-        "{MS2STUDY} detect --mzml {input.mzml:q} --sample-id {wildcards.sample} "
+        "python -m ms2study detect --mzml {input.mzml:q} --sample-id {wildcards.sample} "
         "--out {output:q} --params {params.p} > {log:q} 2>&1"

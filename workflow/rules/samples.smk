@@ -21,5 +21,5 @@ rule pool:
     conda:
         ENV
     shell:
-        "{MS2STUDY} pool --embeddings {input.embeddings:q} --spectra {input.spectra:q} "
+        "python -m ms2study pool --embeddings {input.embeddings:q} --spectra {input.spectra:q} "
         "--sample-id {wildcards.sample} --out {output:q} --params {params.p} > {log:q} 2>&1"

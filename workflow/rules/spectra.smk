@@ -21,7 +21,7 @@ rule spectra:
     conda:
         ENV
     shell:
-        "{MS2STUDY} spectra --mzml {input.mzml:q} --features {input.features:q} "
+        "python -m ms2study spectra --mzml {input.mzml:q} --features {input.features:q} "
         "--sample-id {wildcards.sample} --out {output:q} --params {params.p} > {log:q} 2>&1"
 
 
@@ -45,7 +45,7 @@ rule embed:
     conda:
         ENV
     shell:
-        "{MS2STUDY} embed --spectra {input:q} --out {output:q} --threads {threads} "
+        "python -m ms2study embed --spectra {input:q} --out {output:q} --threads {threads} "
         "--params {params.p} > {log:q} 2>&1"
 
 
@@ -68,7 +68,7 @@ rule index_library:
     conda:
         ENV
     shell:
-        "{MS2STUDY} index-library --library {input:q} --out {output:q} --params {params.p} > {log:q} 2>&1"
+        "python -m ms2study index-library --library {input:q} --out {output:q} --params {params.p} > {log:q} 2>&1"
 
 
 rule annotate:
@@ -92,5 +92,5 @@ rule annotate:
     conda:
         ENV
     shell:
-        "{MS2STUDY} annotate --spectra {input.spectra:q} {params.library} "
+        "python -m ms2study annotate --spectra {input.spectra:q} {params.library} "
         "--out {output:q} --params {params.p} > {log:q} 2>&1"

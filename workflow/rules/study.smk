@@ -40,7 +40,7 @@ rule link:
     conda:
         ENV
     shell:
-        "{MS2STUDY} link --features {input:q} --sample-ids {params.samples} --reference {params.reference} "
+        "python -m ms2study link --features {input:q} --sample-ids {params.samples} --reference {params.reference} "
         "--out {output:q} --params {params.p} > {log:q} 2>&1"
 
 
@@ -65,7 +65,7 @@ rule models:
     conda:
         ENV
     shell:
-        "{MS2STUDY} models --samples {input.sheet:q} --sample-embeddings {input.embeddings:q} "
+        "python -m ms2study models --samples {input.sheet:q} --sample-embeddings {input.embeddings:q} "
         "--feature-matrix {input.matrix:q} --outdir results/study/models --params {params.p} > {log:q} 2>&1"
 
 
@@ -91,5 +91,5 @@ rule report:
     conda:
         ENV
     shell:
-        "{MS2STUDY} report --study-dir . --samples {input.sheet:q} --out {output:q} "
+        "python -m ms2study report --study-dir . --samples {input.sheet:q} --out {output:q} "
         "--params {params.p} > {log:q} 2>&1"
