@@ -1,0 +1,175 @@
+"""Alignment onto a reference run and linking into the feature matrix (ms2study.link)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+from ms2study import cli, tables
+from ms2study.detect import detect_features
+from ms2study.errors import InputError
+from ms2study.link import ALIGNMENT, DEFAULT_PARAMS, LINKS, link_features, link_features_full
+from test_detect import Compound, default_compounds, make_run, write_run
+
+
+def feature_table(sample: str, mz, rt, intensity=None) -> pl.DataFrame:
+    """A features table as detect writes it, for points (mz, rt)."""
+    mz, rt = np.asarray(mz, dtype=float), np.asarray(rt, dtype=float)
+    intensity = np.full(mz.size, 1e5) if intensity is None else np.asarray(intensity, dtype=float)
+    df = pl.DataFrame(
+        {
+            "feature_id": [f"{sample}:F{i + 1}" for i in range(mz.size)],
+            "sample_id": [sample] * mz.size,
+            "mz": mz,
+            "rt_s": rt,
+            "rt_start_s": rt - 5,
+            "rt_end_s": rt + 5,
+            "mz_min": mz - 1e-4,
+            "mz_max": mz + 1e-4,
+            "intensity": intensity,
+            "charge": [1] * mz.size,
+            "n_isotopes": [2] * mz.size,
+            "quality": [1.0] * mz.size,
+        }
+    )
+    return tables.conform(df, tables.FEATURES)
+
+
+@pytest.fixture(scope="module")
+def shifted_tables():
+    """60 shared features; B runs 1.5 % slower and 12 s later (a linear drift), plus 5 features each of its own."""
+    rng = np.random.default_rng(3)
+    mz = np.sort(rng.uniform(100, 900, 60))
+    rt = rng.uniform(60, 600, 60)
+    own_a = (rng.uniform(100, 900, 5), rng.uniform(60, 600, 5))
+    own_b = (rng.uniform(100, 900, 5), rng.uniform(60, 600, 5))
+    rt_b = rt * 1.015 + 12.0 + rng.normal(0, 0.3, 60)
+    a = feature_table("A", np.r_[mz, own_a[0]], np.r_[rt, own_a[1]], rng.uniform(1e4, 1e6, 65))
+    b = feature_table("B", np.r_[mz * (1 + 2e-6), own_b[0]], np.r_[rt_b, own_b[1]], rng.uniform(1e4, 1e6, 65))
+    return a, b, mz, rt
+
+
+def test_shifted_tables_are_aligned_and_linked(shifted_tables):
+    a, b, mz, rt = shifted_tables
+    res = link_features_full({"A": a, "B": b}, "A")
+    m = res.matrix
+    assert list(m.columns) == [*tables.FEATURE_MATRIX_KEYS, "A", "B"]
+    assert dict(m.schema) == {**tables.FEATURE_MATRIX_KEYS, "A": pl.Float64, "B": pl.Float64}
+    both = m.filter(pl.col("n_detected") == 2)
+    assert both.height == 60, "every shared feature is linked across the two runs"
+    assert m.height == 70
+    # consensus RT on the reference's axis, intensities are the tables' values
+    for x, y in zip(mz, rt, strict=True):
+        row = both.filter((pl.col("mz") - x).abs() < 0.01)
+        assert row.height == 1 and row["rt_s"][0] == pytest.approx(y, abs=1.5)
+        assert row["A"][0] == a.filter((pl.col("mz") - x).abs() < 1e-6)["intensity"][0]
+    # ids C1..Cn in ascending m/z
+    assert m["consensus_id"].to_list() == [f"C{i}" for i in range(1, 71)] and m["mz"].is_sorted()
+    al = res.alignment
+    assert dict(al.schema) == ALIGNMENT and al["sample_id"].to_list() == ["A", "B"]
+    b_row = al.row(1, named=True)
+    assert b_row["model"] == "linear" and b_row["n_pairs"] >= 50
+    # B's RT = 1.015 rt + 12, so the fit back onto A is rt / 1.015 - 11.8
+    assert b_row["slope"] == pytest.approx(1 / 1.015, abs=0.003)
+    assert b_row["intercept"] == pytest.approx(-12 / 1.015, abs=1.5)
+    # the links table names, per consensus feature, the original feature ids
+    assert dict(res.links.schema) == LINKS and res.links.height == 130
+    assert set(res.links["feature_id"]) == set(a["feature_id"]) | set(b["feature_id"])
+
+
+def test_without_alignment_the_drift_breaks_linking(shifted_tables):
+    a, b, _, _ = shifted_tables
+    # The same data with alignment off: the 12-20 s drift exceeds rt_tol, few features link.
+    m = link_features({"A": a, "B": b}, "A", {"align": False})
+    assert m.filter(pl.col("n_detected") == 2).height < 20
+
+
+def test_detected_runs_shifted_in_time_are_linked(tmp_path):
+    """Two synthetic runs through detect: B elutes 6 s later; shared compounds link, own compounds stay alone."""
+    shared = default_compounds(24, seed=11)
+    own_a = [Compound(611.2345, 40.0, 8e5)]
+    own_b = [Compound(233.0987, 70.0, 8e5)]
+    shifted = [Compound(c.mz, c.rt_s + 6.0, c.height * 0.8) for c in shared]
+    pa = write_run(make_run(shared + own_a, rt_end_s=125, seed=1), tmp_path / "A.mzML")
+    pb = write_run(make_run(shifted + own_b, rt_end_s=125, seed=2), tmp_path / "B.mzML")
+    fa, fb = detect_features(pa, "A"), detect_features(pb, "B")
+    res = link_features_full({"B": fb, "A": fa}, "A")  # dict order decides column order, not the reference
+    m = res.matrix
+    assert list(m.columns[-2:]) == ["B", "A"]
+    for c in shared:
+        row = m.filter((pl.col("mz") - c.mz).abs() / c.mz * 1e6 < 5)
+        assert row.height == 1, f"m/z {c.mz}: {row.height} consensus features"
+        assert row["n_detected"][0] == 2 and row["rt_s"][0] == pytest.approx(c.rt_s, abs=1.5)
+    for c, present, absent in ((own_a[0], "A", "B"), (own_b[0], "B", "A")):
+        row = m.filter((pl.col("mz") - c.mz).abs() / c.mz * 1e6 < 5)
+        assert row.height == 1 and row[present][0] is not None and row[absent][0] is None
+    b_row = res.alignment.filter(pl.col("sample_id") == "B").row(0, named=True)
+    assert b_row["rt_shift_median_s"] == pytest.approx(-6.0, abs=1.0)
+
+
+def test_empty_sample_single_sample_and_errors(shifted_tables):
+    a, b, _, _ = shifted_tables
+    empty = a.clear()
+    m = link_features({"A": a, "E": empty, "B": b}, "A")
+    assert list(m.columns[-3:]) == ["A", "E", "B"] and m["E"].null_count() == m.height
+    assert m.filter(pl.col("n_detected") == 2).height == 60
+    # the reference alone: one consensus feature per feature
+    alone = link_features({"A": a}, "A")
+    assert alone.height == a.height and alone["A"].null_count() == 0 and (alone["n_detected"] == 1).all()
+    # one non-empty sample beside an empty reference
+    m2 = link_features({"E": empty, "B": b}, "E")
+    assert m2.height == b.height and m2["E"].null_count() == b.height
+    # maps too small for pose clustering: no alignment (identity), still linked on raw RT
+    tiny = link_features_full({"A": feature_table("A", [100.0], [10.0]), "B": feature_table("B", [100.0], [12.0])}, "A")
+    assert tiny.alignment["model"].to_list() == ["reference", "identity"]
+    assert tiny.matrix.height == 1 and tiny.matrix["n_detected"][0] == 2
+    nothing = link_features({"E": empty}, "E")
+    assert nothing.height == 0 and list(nothing.columns) == [*tables.FEATURE_MATRIX_KEYS, "E"]
+    with pytest.raises(InputError, match="reference sample 'Z'"):
+        link_features({"A": a}, "Z")
+    with pytest.raises(InputError, match="rt_tolerance"):
+        link_features({"A": a}, "A", {"rt_tolerance": 5})
+    with pytest.raises(InputError, match="clash"):
+        link_features({"mz": a}, "mz")
+
+
+def test_deterministic(shifted_tables):
+    a, b, _, _ = shifted_tables
+    assert link_features({"A": a, "B": b}, "A").equals(link_features({"A": a, "B": b}, "A"))
+
+
+def test_cli_writes_matrix_alignment_and_links(shifted_tables, tmp_path, capsys):
+    a, b, _, _ = shifted_tables
+    pa, pb = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    a.write_parquet(pa)
+    b.write_parquet(pb)
+    out = tmp_path / "study" / "feature_matrix.parquet"
+    rc = cli.main(
+        [
+            "link",
+            "--features",
+            str(pa),
+            str(pb),
+            "--sample-ids",
+            "A",
+            "B",
+            "--reference",
+            "A",
+            "--out",
+            str(out),
+            "--params",
+            json.dumps({"rt_tol_s": 8}),
+        ]
+    )
+    assert rc == 0
+    assert pl.read_parquet(out).equals(link_features({"A": a, "B": b}, "A", {"rt_tol_s": 8}))
+    assert pl.read_parquet(out.with_name("alignment.parquet")).height == 2
+    assert pl.read_parquet(out.with_name("feature_links.parquet")).height == 130
+    rc = cli.main(["link", "--features", str(pa), "--sample-ids", "A", "B", "--reference", "A", "--out", str(out)])
+    assert rc == 1 and "1 features files but 2 sample ids" in capsys.readouterr().err
+
+
+def test_default_params_are_json_plain():
+    assert json.loads(json.dumps(DEFAULT_PARAMS)) == DEFAULT_PARAMS

@@ -1,0 +1,319 @@
+"""Cross-sample feature alignment and linking into the study feature matrix (the ``link`` stage).
+
+Every sample's features are aligned onto the retention-time axis of one fixed reference sample, so adding
+a sample never moves the others: MapAlignmentAlgorithmPoseClustering pairs features of the sample with
+the reference's, a linear model is fitted to those pairs (after dropping pairs whose RT difference is an
+outlier: in feature-dense runs a few percent of pairs are wrong and would tilt a least-squares line),
+and MapAlignmentTransformer applies it. FeatureGroupingAlgorithmKD then links features within
+``mz_tol_ppm`` and ``rt_tol_s`` into consensus features. The result is the wide matrix of
+``tables.FEATURE_MATRIX_KEYS`` followed by one intensity column per sample (null where the sample has no
+feature), consensus ids ``C{n}`` in ascending m/z then RT. The per-sample alignment summary and the
+consensus-to-feature links come back beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyopenms as oms
+
+from ms2study import tables
+from ms2study.atomic import write_parquet
+from ms2study.detect import features_to_featuremap, merge_params
+from ms2study.errors import InputError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PARAMS: dict = {
+    # Linking (FeatureGroupingAlgorithmKD)
+    "mz_tol_ppm": 10.0,  # link:mz_tol
+    "rt_tol_s": 10.0,  # link:rt_tol, on the aligned (reference) time axis
+    "warp": False,  # KD's own LOWESS warping on top of our alignment (off: keep the reference axis)
+    # Alignment (MapAlignmentAlgorithmPoseClustering + linear fit)
+    "align": True,  # False: link on the raw retention times
+    "align_max_features": -1,  # most intense features used for pose clustering (-1: all)
+    "align_max_shift_s": 1000.0,  # superimposer:max_shift
+    "align_pair_rt_max_s": 20.0,  # pairfinder: max RT distance of a pair after the coarse superposition
+    "align_pair_mz_max_ppm": 10.0,  # pairfinder: max m/z distance of a pair
+    "align_min_pairs": 10,  # fewer pairs than this: no alignment (identity), with a warning
+    "align_max_slope_deviation": 0.2,  # |slope - 1| above this: fall back to a constant shift
+}
+
+ALIGNMENT: dict[str, pl.DataType] = {
+    "sample_id": pl.Utf8,
+    "n_features": pl.Int32,
+    "n_pairs": pl.Int32,  # feature pairs with the reference used for the fit
+    "model": pl.Utf8,  # reference | linear | shift | identity
+    "slope": pl.Float64,
+    "intercept": pl.Float64,
+    "rt_shift_median_s": pl.Float64,  # median (aligned - raw) RT over the sample's features
+    "rt_shift_max_abs_s": pl.Float64,
+}
+
+LINKS: dict[str, pl.DataType] = {
+    "consensus_id": pl.Utf8,
+    "sample_id": pl.Utf8,
+    "feature_id": pl.Utf8,
+    "rt_aligned_s": pl.Float64,
+}
+
+
+@dataclass
+class LinkResult:
+    """The feature matrix plus the per-sample alignment summary and the consensus -> feature links."""
+
+    matrix: pl.DataFrame
+    alignment: pl.DataFrame
+    links: pl.DataFrame
+
+
+def _set(alg, values: dict) -> None:
+    p = alg.getParameters()
+    for key, value in values.items():
+        p.setValue(key, ("true" if value else "false") if isinstance(value, bool) else value)
+    alg.setParameters(p)
+
+
+def _fit_alignment(
+    ref: oms.FeatureMap, fmap: oms.FeatureMap, params: dict
+) -> tuple[oms.TransformationDescription, str, float, float, int]:
+    """Pose-clustering pairs, outliers dropped, linear fit; returns (trafo, model, slope, intercept, n_pairs)."""
+    aligner = oms.MapAlignmentAlgorithmPoseClustering()
+    _set(
+        aligner,
+        {
+            "max_num_peaks_considered": int(params["align_max_features"]),
+            "superimposer:max_shift": float(params["align_max_shift_s"]),
+            "pairfinder:distance_RT:max_difference": float(params["align_pair_rt_max_s"]),
+            "pairfinder:distance_MZ:max_difference": float(params["align_pair_mz_max_ppm"]),
+            "pairfinder:distance_MZ:unit": "ppm",
+        },
+    )
+    aligner.setReference(ref)
+    try:
+        pairs = aligner.align(fmap).getDataPoints()
+    except RuntimeError as err:  # too few features for the superimposer, degenerate maps
+        log.warning("pose clustering failed (%s); no alignment", err)
+        pairs = []
+    x = np.array([p.first for p in pairs], dtype=np.float64)  # the sample's RT
+    y = np.array([p.second for p in pairs], dtype=np.float64)  # the reference's RT
+    if x.size:
+        # Robust pair filter: wrong pairs show up as RT differences far from the bulk.
+        d = y - x
+        med = float(np.median(d))
+        mad = 1.4826 * float(np.median(np.abs(d - med)))
+        keep = np.abs(d - med) <= max(3.0 * mad, 1.0)
+        x, y = x[keep], y[keep]
+    n_pairs = int(x.size)
+    if n_pairs < int(params["align_min_pairs"]):
+        return _linear_trafo(1.0, 0.0), "identity", 1.0, 0.0, n_pairs
+    slope, intercept = np.polyfit(x, y, 1) if np.ptp(x) > 0 else (1.0, float(np.median(y - x)))
+    model = "linear"
+    if abs(slope - 1.0) > float(params["align_max_slope_deviation"]):
+        # A run covering a narrow RT range cannot pin a slope; a constant shift is the honest fallback.
+        slope, intercept, model = 1.0, float(np.median(y - x)), "shift"
+    return _linear_trafo(float(slope), float(intercept)), model, float(slope), float(intercept), n_pairs
+
+
+def _linear_trafo(slope: float, intercept: float) -> oms.TransformationDescription:
+    """A TransformationDescription holding the line rt_ref = slope * rt + intercept."""
+    trafo = oms.TransformationDescription()
+    # Two exact points define the line; fitModel("linear") then reproduces it.
+    pts = [oms.TransformationModel_DataPoint(), oms.TransformationModel_DataPoint()]
+    for p, x in zip(pts, (0.0, 1000.0), strict=True):
+        p.first, p.second = x, slope * x + intercept
+    trafo.setDataPoints(pts)
+    trafo.fitModel("linear", oms.Param())
+    return trafo
+
+
+def link_features_full(features: dict[str, pl.DataFrame], reference: str, params: dict | None = None) -> LinkResult:
+    """Align every sample onto ``reference`` and link; returns the matrix, the alignment summary and the links."""
+    params = merge_params(params, DEFAULT_PARAMS, "link")
+    samples = list(features)
+    if not samples:
+        raise InputError("no samples to link", fix="give at least one features table")
+    if reference not in features:
+        raise InputError(
+            f"reference sample '{reference}' is not among the samples {samples}",
+            sample=reference,
+            fix="set reference_sample in config.yaml to one of the sample ids",
+        )
+    clash = sorted(set(samples) & set(tables.FEATURE_MATRIX_KEYS))
+    if clash:
+        raise InputError(
+            f"sample id(s) {clash} clash with the feature matrix's key columns",
+            sample=clash[0],
+            fix="rename the sample(s) in the sample sheet",
+        )
+
+    fmaps = {s: features_to_featuremap(df) for s, df in features.items()}
+    ref_map = fmaps[reference]
+    align_rows = []
+    for s in samples:
+        fm, n = fmaps[s], features[s].height
+        raw_rt = np.array([f.getRT() for f in fm], dtype=np.float64)
+        if s == reference:
+            model, slope, intercept, n_pairs = "reference", 1.0, 0.0, n
+        elif not params["align"] or n == 0 or ref_map.size() == 0:
+            model, slope, intercept, n_pairs = "identity", 1.0, 0.0, 0
+        else:
+            trafo, model, slope, intercept, n_pairs = _fit_alignment(ref_map, fm, params)
+            oms.MapAlignmentTransformer.transformRetentionTimes(fm, trafo, True)
+        shift = np.array([f.getRT() for f in fm], dtype=np.float64) - raw_rt
+        align_rows.append(
+            {
+                "sample_id": s,
+                "n_features": n,
+                "n_pairs": n_pairs,
+                "model": model,
+                "slope": slope,
+                "intercept": intercept,
+                "rt_shift_median_s": float(np.median(shift)) if shift.size else None,
+                "rt_shift_max_abs_s": float(np.max(np.abs(shift))) if shift.size else None,
+            }
+        )
+        log.info("%s: %s alignment (slope %.4f, intercept %.2f s, %d pairs)", s, model, slope, intercept, n_pairs)
+    alignment = pl.DataFrame(align_rows, schema=ALIGNMENT)
+
+    # Empty maps take no part in grouping (their column stays null); KD needs at least two maps,
+    # so a lone non-empty map is "grouped" by making each of its features a consensus of its own.
+    active = [s for s in samples if fmaps[s].size() > 0]
+    groups: list[list[tuple[str, int, float]]] = []  # per consensus: (sample, row, aligned rt)
+    if len(active) >= 2:
+        grouper = oms.FeatureGroupingAlgorithmKD()
+        _set(
+            grouper,
+            {
+                "link:mz_tol": float(params["mz_tol_ppm"]),
+                "link:rt_tol": float(params["rt_tol_s"]),
+                "mz_unit": "ppm",
+                "warp:enabled": bool(params["warp"]),
+            },
+        )
+        cmap = oms.ConsensusMap()
+        grouper.group([fmaps[s] for s in active], cmap)
+        for cf in cmap:
+            groups.append(
+                [(active[h.getMapIndex()], int(h.getUniqueId()) - 1, float(h.getRT())) for h in cf.getFeatureList()]
+            )
+    elif active:
+        s = active[0]
+        groups = [[(s, i, float(f.getRT()))] for i, f in enumerate(fmaps[s])]
+
+    # Intensities and positions come from the tables (the handles carry float32 copies).
+    mz_of = {s: features[s]["mz"].to_numpy() for s in samples}
+    inten_of = {s: features[s]["intensity"].to_numpy() for s in samples}
+    fid_of = {s: features[s]["feature_id"].to_list() for s in samples}
+    rows, link_rows = [], []
+    for members in groups:
+        values: dict[str, float] = {}
+        for s, i, _ in members:
+            v = float(inten_of[s][i])
+            # One feature per sample per consensus is KD's contract; keep the larger if it ever breaks.
+            values[s] = max(values.get(s, v), v)
+        mz = float(np.mean([mz_of[s][i] for s, i, _ in members]))
+        rt = float(np.mean([rt for _, _, rt in members]))
+        rows.append({"mz": mz, "rt_s": rt, "n_detected": len(values), **values})
+        link_rows.append([(s, fid_of[s][i], rt_s) for s, i, rt_s in members])
+
+    schema = {k: t for k, t in tables.FEATURE_MATRIX_KEYS.items() if k != "consensus_id"}
+    schema |= {s: pl.Float64 for s in samples}
+    body = pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
+    body = body.with_columns(
+        _links=pl.Series(
+            link_rows,
+            dtype=pl.List(pl.Struct({"sample_id": pl.Utf8, "feature_id": pl.Utf8, "rt_aligned_s": pl.Float64})),
+        )
+    )
+    body = body.sort(["mz", "rt_s"]).with_columns(consensus_id=pl.format("C{}", pl.int_range(1, pl.len() + 1)))
+    links = (
+        body.select("consensus_id", "_links")
+        .explode("_links")
+        .unnest("_links")
+        .drop_nulls("feature_id")
+        .select(list(LINKS))
+        .cast(LINKS)
+    )
+    matrix = body.select(["consensus_id", *schema]).cast(
+        {**tables.FEATURE_MATRIX_KEYS, **{s: pl.Float64 for s in samples}}
+    )
+    matrix = tables.conform(matrix, tables.FEATURE_MATRIX_KEYS)
+    log.info("%d consensus features over %d samples", matrix.height, len(samples))
+    return LinkResult(matrix=matrix, alignment=alignment, links=links)
+
+
+def link_features(features: dict[str, pl.DataFrame], reference: str, params: dict | None = None) -> pl.DataFrame:
+    """The study feature matrix: ``tables.FEATURE_MATRIX_KEYS`` then one Float64 column per sample (dict order)."""
+    return link_features_full(features, reference, params).matrix
+
+
+def _read_features(path: Path, sample_id: str) -> pl.DataFrame:
+    try:
+        df = pl.read_parquet(path)
+    except Exception as err:
+        raise InputError(
+            f"cannot read the features table ({err})",
+            file=str(path),
+            sample=sample_id,
+            fix="rerun 'ms2study detect' for this sample",
+        ) from err
+    missing = [c for c in tables.FEATURES if c not in df.columns]
+    if missing:
+        raise InputError(
+            f"features table lacks columns {missing}",
+            file=str(path),
+            sample=sample_id,
+            fix="pass the features.parquet written by 'ms2study detect'",
+        )
+    return df
+
+
+def _cli(args: argparse.Namespace) -> int:
+    from ms2study.cli import load_params
+
+    if len(args.features) != len(args.sample_ids):
+        raise InputError(
+            f"{len(args.features)} features files but {len(args.sample_ids)} sample ids",
+            fix="give one --sample-ids entry per --features file, in the same order",
+        )
+    if len(set(args.sample_ids)) != len(args.sample_ids):
+        raise InputError("duplicate sample ids in --sample-ids", fix="sample ids must be unique")
+    features = {s: _read_features(Path(p), s) for p, s in zip(args.features, args.sample_ids, strict=True)}
+    result = link_features_full(features, args.reference, load_params(args))
+    out = Path(args.out)
+    write_parquet(result.matrix, out)
+    alignment_out = args.alignment_out or out.with_name("alignment.parquet")
+    links_out = args.links_out or out.with_name("feature_links.parquet")
+    write_parquet(result.alignment, alignment_out)
+    write_parquet(result.links, links_out)
+    return 0
+
+
+def register(subparsers) -> None:
+    from ms2study.cli import add_params_argument
+
+    p = subparsers.add_parser("link", help="align features onto a reference sample and link them (feature matrix)")
+    p.add_argument("--features", required=True, nargs="+", type=Path, help="features.parquet per sample")
+    p.add_argument("--sample-ids", required=True, nargs="+", help="sample ids, same order as --features")
+    p.add_argument("--reference", required=True, help="sample id whose RT axis the others are aligned to")
+    p.add_argument("--out", required=True, type=Path, help="feature_matrix.parquet")
+    p.add_argument(
+        "--alignment-out",
+        type=Path,
+        default=None,
+        help="per-sample alignment summary (default: alignment.parquet beside --out)",
+    )
+    p.add_argument(
+        "--links-out",
+        type=Path,
+        default=None,
+        help="consensus -> sample feature links (default: feature_links.parquet beside --out)",
+    )
+    add_params_argument(p)
+    p.set_defaults(func=_cli)

@@ -1,0 +1,116 @@
+"""Loading LC-MS runs (mzML, mzXML) into pyOpenMS and telling profile from centroid data.
+
+Every stage that reads a raw run goes through ``load_experiment`` so that a missing, unreadable or
+MS1-less file fails the same way: an ``InputError`` that names the file, the sample and what to do,
+instead of a bare C++ exception from deep inside pyOpenMS. ``is_profile`` decides whether the MS1
+scans must be centroided before feature detection; it trusts the file's declared spectrum type and
+falls back to the spacing of the peaks when the file does not say.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pyopenms as oms
+
+from ms2study.errors import InputError
+
+# Extensions we can read, lower-cased, mapped to the pyOpenMS reader class.
+READERS = {".mzml": oms.MzMLFile, ".mzxml": oms.MzXMLFile}
+
+# Profile data samples each peak at many points: neighbouring points lie a few mDa apart, while
+# centroids of one scan rarely do. 0.01 Da separates the two for Orbitrap, TOF and ion-trap data.
+PROFILE_MAX_MEDIAN_SPACING_DA = 0.01
+
+
+def _reader_for(path: Path, sample_id: str | None):
+    suffix = path.suffix.lower()
+    if suffix in READERS:
+        return READERS[suffix]()
+    raise InputError(
+        f"unsupported file type '{path.suffix or '(none)'}'",
+        file=str(path),
+        sample=sample_id,
+        fix="convert the run to mzML (e.g. with ProteoWizard msconvert) or give a .mzML / .mzXML file",
+    )
+
+
+def load_experiment(
+    path: str | os.PathLike,
+    sample_id: str | None = None,
+    *,
+    require_ms1: bool = True,
+    sort_by_rt: bool = True,
+) -> oms.MSExperiment:
+    """Read an mzML or mzXML file into an ``MSExperiment``.
+
+    With ``sort_by_rt`` the spectra are put in retention-time order (trace detection needs it); without
+    it they keep the file's order, so a spectrum's position is its scan index in the file.
+    Raises ``InputError`` naming the file and the sample when the file is missing, of an unknown
+    type, unreadable, empty, or (with ``require_ms1``) holds no MS1 scans.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(
+            "file not found" if not path.exists() else "path is not a file",
+            file=str(path),
+            sample=sample_id,
+            fix="check the sample sheet's path (relative paths are resolved from the study folder)",
+        )
+    reader = _reader_for(path, sample_id)
+    exp = oms.MSExperiment()
+    try:
+        reader.load(str(path), exp)
+    except Exception as err:  # pyOpenMS raises RuntimeError with the parser's text
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(
+            f"cannot read the file as {path.suffix[1:]} ({reason})",
+            file=str(path),
+            sample=sample_id,
+            fix="the file is corrupt or truncated; re-export or re-convert it from the vendor raw file",
+        ) from err
+    if exp.getNrSpectra() == 0:
+        raise InputError(
+            "the file holds no spectra",
+            file=str(path),
+            sample=sample_id,
+            fix="re-convert the run; check that the conversion did not filter out all scans",
+        )
+    if require_ms1 and not any(spec.getMSLevel() == 1 for spec in exp):
+        raise InputError(
+            "the file holds no MS1 scans, so no LC-MS features can be detected",
+            file=str(path),
+            sample=sample_id,
+            fix="convert the run with its MS1 (survey) scans included, or remove the sample from the sheet",
+        )
+    if sort_by_rt and not exp.isSorted(False):
+        exp.sortSpectra(True)
+    exp.updateRanges()
+    return exp
+
+
+def spectrum_is_profile(spec: oms.MSSpectrum) -> bool | None:
+    """True/False from the declared type or the peak spacing; None when the scan has too few points to tell."""
+    declared = spec.getType(False)
+    if declared == oms.SpectrumSettings.SpectrumType.PROFILE:
+        return True
+    if declared == oms.SpectrumSettings.SpectrumType.CENTROID:
+        return False
+    mz, _ = spec.get_peaks()
+    if mz.size < 10:
+        return None
+    spacing = np.diff(np.sort(mz))
+    return bool(np.median(spacing) < PROFILE_MAX_MEDIAN_SPACING_DA)
+
+
+def is_profile(exp: oms.MSExperiment, ms_level: int = 1, max_scans: int = 20) -> bool:
+    """Whether the run's scans of ``ms_level`` are profile data (majority vote over up to ``max_scans`` scans)."""
+    scans = [s for s in exp if s.getMSLevel() == ms_level and s.size() > 0]
+    if not scans:
+        return False
+    # Sample scans spread over the run: the first scans of a gradient are often nearly empty.
+    picks = np.unique(np.linspace(0, len(scans) - 1, num=min(max_scans, len(scans))).astype(int))
+    votes = [v for v in (spectrum_is_profile(scans[i]) for i in picks) if v is not None]
+    return bool(votes) and sum(votes) * 2 > len(votes)

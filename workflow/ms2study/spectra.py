@@ -1,0 +1,204 @@
+"""MS2 scans of one run, mapped onto its LC-MS features and cleaned (the ``spectra`` stage).
+
+Every MS2 scan becomes one row of ``tables.SPECTRA``, mapped or not. A scan is mapped to a feature when
+its precursor lies inside the feature's extent: retention time within the feature's convex hull widened
+by ``rt_tolerance_s``, and precursor m/z within ``mz_tolerance_ppm`` of the feature's monoisotopic
+m/z or of its monoisotopic trace's m/z bounds. When several features qualify (co-eluting near-isobars)
+the one nearest in m/z wins, then the most intense. We map onto hulls ourselves because
+``FeatureMapping.assignMS2IndexToFeature`` assigns nothing when called from Python (see FACTS.md).
+Peaks go through ``ms2study.cleaning.clean_peaks``, the same cleaning the library spectra get.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyopenms as oms
+
+from ms2study import tables
+from ms2study.atomic import write_parquet
+from ms2study.cleaning import clean_peaks
+from ms2study.detect import CENTROID_MODES, centroid, merge_params
+from ms2study.errors import InputError
+from ms2study.msio import is_profile, load_experiment
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PARAMS: dict = {
+    "ms_level": 2,  # fragment scans of this level become spectra
+    "rt_tolerance_s": 3.0,  # widening of each feature's RT hull (DDA often fires on the rising edge)
+    "mz_tolerance_ppm": 10.0,  # precursor vs feature m/z (or its monoisotopic hull bounds)
+    "centroid": "auto",  # auto | always | never, for the fragment scans
+    "peak_picker_snr": 0.0,
+    # Cleaning (ms2study.cleaning.clean_peaks); the same values as the library's "cleaning" section,
+    # because queries and references must be cleaned alike.
+    "remove_precursor": True,
+    "precursor_margin_da": 1.6,
+    "min_relative_intensity": 0.0,
+    "max_peaks": None,  # None or 0: keep all
+}
+
+
+def _require_feature_columns(features: pl.DataFrame, sample_id: str) -> None:
+    needed = ["feature_id", "mz", "rt_s", "rt_start_s", "rt_end_s", "mz_min", "mz_max", "intensity"]
+    missing = [c for c in needed if c not in features.columns]
+    if missing:
+        raise InputError(
+            f"features table lacks columns {missing}",
+            sample=sample_id,
+            fix="pass the features.parquet written by 'ms2study detect'",
+        )
+
+
+def map_precursors(
+    precursor_mz: np.ndarray,
+    rt_s: np.ndarray,
+    features: pl.DataFrame,
+    rt_tolerance_s: float,
+    mz_tolerance_ppm: float,
+) -> list[str | None]:
+    """The feature id each precursor (m/z, RT) falls into, or None; nearest m/z then highest intensity wins."""
+    out: list[str | None] = [None] * len(precursor_mz)
+    if features.height == 0 or len(precursor_mz) == 0:
+        return out
+    f = features.select(
+        "feature_id",
+        mz=pl.col("mz").cast(pl.Float64),
+        lo=pl.min_horizontal(pl.col("mz_min").fill_null(pl.col("mz")), pl.col("mz")).cast(pl.Float64),
+        hi=pl.max_horizontal(pl.col("mz_max").fill_null(pl.col("mz")), pl.col("mz")).cast(pl.Float64),
+        rt_lo=pl.col("rt_start_s").fill_null(pl.col("rt_s")).cast(pl.Float64) - rt_tolerance_s,
+        rt_hi=pl.col("rt_end_s").fill_null(pl.col("rt_s")).cast(pl.Float64) + rt_tolerance_s,
+        intensity=pl.col("intensity").fill_null(0.0).cast(pl.Float64),
+    ).sort("lo")
+    ids = f["feature_id"].to_list()
+    fmz, lo, hi = f["mz"].to_numpy(), f["lo"].to_numpy(), f["hi"].to_numpy()
+    rt_lo, rt_hi, inten = f["rt_lo"].to_numpy(), f["rt_hi"].to_numpy(), f["intensity"].to_numpy()
+    # Features sorted by their lower m/z bound: a precursor's candidates all have lo <= p + tol and,
+    # since no hull is wider than the widest one, lo >= p - tol - widest; a slice, not a full scan.
+    widest = float(np.max(hi - lo))
+    for k, (p, rt) in enumerate(zip(precursor_mz, rt_s, strict=True)):
+        if not np.isfinite(p) or p <= 0:
+            continue
+        tol = p * mz_tolerance_ppm * 1e-6
+        a = np.searchsorted(lo, p - tol - widest, side="left")
+        b = np.searchsorted(lo, p + tol, side="right")
+        if a >= b:
+            continue
+        sl = slice(a, b)
+        ok = (lo[sl] - tol <= p) & (p <= hi[sl] + tol) & (rt_lo[sl] <= rt) & (rt <= rt_hi[sl])
+        if not ok.any():
+            continue
+        cand = np.flatnonzero(ok) + a
+        # lexsort: last key is primary -> nearest m/z first, then the larger intensity.
+        best = cand[np.lexsort((-inten[cand], np.abs(fmz[cand] - p)))[0]]
+        out[k] = ids[best]
+    return out
+
+
+def extract_spectra(
+    mzml: str | Path,
+    features: pl.DataFrame,
+    sample_id: str,
+    params: dict | None = None,
+) -> pl.DataFrame:
+    """Every MS2 scan of ``mzml`` as a ``tables.SPECTRA`` row: precursor, its feature (or null), cleaned peaks."""
+    params = merge_params(params, DEFAULT_PARAMS, "spectra")
+    if params["centroid"] not in CENTROID_MODES:
+        raise InputError(f"spectra parameter centroid='{params['centroid']}' is not one of {list(CENTROID_MODES)}")
+    _require_feature_columns(features, sample_id)
+    # File order kept: a spectrum's position in the experiment is its scan index in the file.
+    exp = load_experiment(mzml, sample_id, require_ms1=False, sort_by_rt=False)
+    level = int(params["ms_level"])
+    index = [i for i, s in enumerate(exp) if s.getMSLevel() == level]
+    frag = oms.MSExperiment()
+    for i in index:
+        frag.addSpectrum(exp.getSpectrum(i))
+    profile = is_profile(frag, ms_level=level)
+    if params["centroid"] == "always" or (params["centroid"] == "auto" and profile):
+        log.info("%s: centroiding %d MS%d scans", sample_id, len(index), level)
+        frag = centroid(frag, params["peak_picker_snr"], ms_levels=[level])
+
+    cols: dict[str, list] = {c: [] for c in tables.SPECTRA}
+    cols["n_peaks_raw"] = []
+    for k, i in enumerate(index):
+        spec = frag.getSpectrum(k)
+        precs = spec.getPrecursors()
+        if precs:
+            pmz, pz, pint = float(precs[0].getMZ()), int(precs[0].getCharge()), float(precs[0].getIntensity())
+        else:  # a fragment scan without precursor information: kept, but it cannot be mapped
+            pmz, pz, pint = float("nan"), 0, float("nan")
+        mz, inten = spec.get_peaks()
+        cmz, cint = clean_peaks(
+            mz,
+            inten,
+            pmz if np.isfinite(pmz) and pmz > 0 else None,
+            remove_precursor=bool(params["remove_precursor"]),
+            precursor_margin_da=float(params["precursor_margin_da"]),
+            min_relative_intensity=float(params["min_relative_intensity"]),
+            max_peaks=None if params["max_peaks"] in (None, 0) else int(params["max_peaks"]),
+        )
+        cols["spectrum_id"].append(f"{sample_id}:S{i}")
+        cols["sample_id"].append(sample_id)
+        cols["scan_index"].append(i)
+        cols["native_id"].append(spec.getNativeID())
+        cols["rt_s"].append(float(spec.getRT()))
+        cols["precursor_mz"].append(pmz if np.isfinite(pmz) and pmz > 0 else None)
+        cols["precursor_charge"].append(pz)
+        cols["precursor_intensity"].append(pint if np.isfinite(pint) else None)
+        cols["mz"].append(cmz)
+        cols["intensity"].append(cint)
+        cols["n_peaks_raw"].append(int(mz.size))
+
+    pmz_arr = np.array([np.nan if v is None else v for v in cols["precursor_mz"]], dtype=np.float64)
+    cols["feature_id"] = map_precursors(
+        pmz_arr,
+        np.asarray(cols["rt_s"], dtype=np.float64),
+        features,
+        float(params["rt_tolerance_s"]),
+        float(params["mz_tolerance_ppm"]),
+    )
+    df = pl.DataFrame(
+        {
+            **{c: cols[c] for c in tables.SPECTRA if c not in ("mz", "intensity")},
+            "mz": pl.Series("mz", cols["mz"], dtype=pl.List(pl.Float64)),
+            "intensity": pl.Series("intensity", cols["intensity"], dtype=pl.List(pl.Float32)),
+            "n_peaks_raw": cols["n_peaks_raw"],
+        },
+        schema_overrides={c: t for c, t in tables.SPECTRA.items()} | {"n_peaks_raw": pl.Int32},
+    )
+    n_mapped = int(df["feature_id"].is_not_null().sum())
+    log.info("%s: %d MS%d scans, %d mapped to features", sample_id, df.height, level, n_mapped)
+    return tables.conform(df, tables.SPECTRA)
+
+
+def _cli(args: argparse.Namespace) -> int:
+    from ms2study.cli import load_params
+
+    try:
+        features = pl.read_parquet(args.features)
+    except Exception as err:
+        raise InputError(
+            f"cannot read the features table ({err})",
+            file=str(args.features),
+            sample=args.sample_id,
+            fix="rerun 'ms2study detect' for this sample",
+        ) from err
+    df = extract_spectra(args.mzml, features, args.sample_id, load_params(args))
+    write_parquet(df, args.out)
+    return 0
+
+
+def register(subparsers) -> None:
+    from ms2study.cli import add_params_argument
+
+    p = subparsers.add_parser("spectra", help="MS2 scans of one run, mapped to its features, cleaned")
+    p.add_argument("--mzml", required=True, type=Path, help="the run (mzML or mzXML)")
+    p.add_argument("--features", required=True, type=Path, help="features.parquet from 'ms2study detect'")
+    p.add_argument("--sample-id", required=True)
+    p.add_argument("--out", required=True, type=Path, help="spectra.parquet")
+    add_params_argument(p)
+    p.set_defaults(func=_cli)
