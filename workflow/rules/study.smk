@@ -23,7 +23,9 @@ rule link:
     input:
         per_sample("features"),
     output:
-        "results/study/feature_matrix.parquet",
+        matrix="results/study/feature_matrix.parquet",
+        alignment="results/study/alignment.parquet",
+        links="results/study/feature_links.parquet",
     params:
         p=lambda wildcards: stage_params("link"),
         samples=" ".join(SAMPLES),
@@ -41,7 +43,8 @@ rule link:
         ENV
     shell:
         "python -m ms2study link --features {input:q} --sample-ids {params.samples} --reference {params.reference} "
-        "--out {output:q} --params {params.p} > {log:q} 2>&1"
+        "--out {output.matrix:q} --alignment-out {output.alignment:q} --links-out {output.links:q} "
+        "--params {params.p} > {log:q} 2>&1"
 
 
 rule models:

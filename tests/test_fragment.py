@@ -1,0 +1,120 @@
+"""In-silico MS/MS (ms2study.fragment): exact masses, plausible fragments, isomers, determinism."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyopenms as oms
+import pytest
+from ms2study import fragment
+from ms2study.cleaning import clean_peaks
+
+LEUCINE = "CC(C)C[C@H](N)C(=O)O"
+ISOLEUCINE = "CC[C@H](C)[C@H](N)C(=O)O"
+NORLEUCINE = "CCCC[C@H](N)C(=O)O"
+GLUCOSE = "OC[C@H]1OC(O)[C@H](O)[C@@H](O)[C@@H]1O"
+GALACTOSE = "OC[C@H]1OC(O)[C@H](O)[C@@H](O)[C@H]1O"
+CARNITINE = "C[N+](C)(C)C[C@@H](O)CC(=O)[O-]"
+CHOLINE = "C[N+](C)(C)CCO"
+ADENOSINE = "Nc1ncnc2c1ncn2[C@@H]1O[C@H](CO)[C@@H](O)[C@H]1O"
+G6P = "O=P(O)(O)OC[C@H]1OC(O)[C@H](O)[C@@H](O)[C@@H]1O"
+
+
+def greedy_cosine(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], tol: float = 0.01) -> float:
+    (m1, i1), (m2, i2) = a, b
+    i1, i2 = i1.astype(float), i2.astype(float)
+    x, y = np.nonzero(np.abs(m1[:, None] - m2[None, :]) <= tol)
+    score = i1[x] * i2[y]
+    used_x, used_y, total = set(), set(), 0.0
+    for k in np.argsort(-score, kind="stable"):
+        if x[k] in used_x or y[k] in used_y:
+            continue
+        used_x.add(x[k])
+        used_y.add(y[k])
+        total += score[k]
+    return total / np.sqrt((i1**2).sum() * (i2**2).sum())
+
+
+def test_leucine_masses_are_exact():
+    assert fragment.precursor_mz(LEUCINE) == pytest.approx(132.101905, abs=1e-5)
+    assert fragment.formula(LEUCINE) == "C6H13NO2"
+    assert fragment.inchikey(LEUCINE) == "ROHFNLRQFUQHCH-YFKPBYRVSA-N"
+    mz, inten = fragment.predict_spectrum(LEUCINE)
+    assert mz.dtype == np.float64 and inten.dtype == np.float32
+    assert np.all(np.diff(mz) > 0) and inten.max() == pytest.approx(1.0)
+    # loss of HCOOH gives the immonium ion C5H12N+, the base peak of leucine
+    k = np.argmin(np.abs(mz - 86.0964))
+    assert abs(mz[k] - 86.096426) < 1e-4
+    assert inten[k] == pytest.approx(1.0)
+
+
+def test_every_fragment_mass_matches_openms_formula_mass():
+    for smiles in (LEUCINE, CARNITINE, ADENOSINE, G6P, CHOLINE):
+        for formula, mz, _ in fragment.predict_fragments(smiles):
+            expected = oms.EmpiricalFormula(formula).getMonoWeight() - fragment.ELECTRON_MASS
+            assert mz == pytest.approx(expected, abs=2e-5), (smiles, formula)  # the two element tables differ ~1e-6
+
+
+def test_charge_states_and_adducts():
+    assert fragment.default_adduct(CHOLINE) == "[M]+"
+    assert fragment.precursor_mz(CHOLINE) == pytest.approx(104.10699, abs=1e-4)
+    # a zwitterion is a neutral molecule seen as [M+H]+
+    assert fragment.default_adduct(CARNITINE) == "[M+H]+"
+    assert fragment.precursor_mz(CARNITINE) == pytest.approx(162.11247, abs=1e-4)
+    with pytest.raises(ValueError, match="adduct"):
+        fragment.precursor_mz(CHOLINE, "[M+H]+")
+    with pytest.raises(ValueError, match="parse"):
+        fragment.predict_spectrum("C1CC")
+
+
+def test_characteristic_fragments():
+    def has(smiles: str, mz: float, min_rel: float) -> bool:
+        m, i = fragment.predict_spectrum(smiles)
+        k = np.argmin(np.abs(m - mz))
+        return abs(m[k] - mz) < 1e-3 and i[k] >= min_rel
+
+    assert has(CARNITINE, 103.0390, 0.3)    # loss of trimethylamine
+    assert has(CARNITINE, 60.0808, 0.2)     # trimethylammonium
+    assert has(ADENOSINE, 136.0618, 0.9)    # protonated adenine after the N-glycosidic cleavage
+    assert has(G6P, 163.0601, 0.05)         # loss of H3PO4
+    assert has(G6P, 243.0264, 0.3)          # loss of H2O
+
+
+def test_all_fragments_lie_below_the_precursor():
+    for smiles in (LEUCINE, CARNITINE, ADENOSINE, G6P):
+        mz, inten = fragment.predict_spectrum(smiles, max_peaks=25)
+        assert 3 <= mz.size <= 25
+        assert mz.max() <= fragment.precursor_mz(smiles) + 1e-6
+        assert inten.min() >= 0.005
+
+
+@pytest.mark.parametrize("pair", [(LEUCINE, ISOLEUCINE), (LEUCINE, NORLEUCINE), (GLUCOSE, GALACTOSE)])
+def test_isomers_are_related_but_different(pair):
+    a, b = pair
+    precursor = fragment.precursor_mz(a)
+    assert precursor == pytest.approx(fragment.precursor_mz(b), abs=1e-9)
+    sa = clean_peaks(*fragment.predict_spectrum(a), precursor)
+    sb = clean_peaks(*fragment.predict_spectrum(b), precursor)
+    cos = greedy_cosine(sa, sb)
+    assert 0.4 < cos < 0.99
+    assert greedy_cosine(sa, sa) == pytest.approx(1.0)
+
+
+def test_prediction_is_deterministic_across_processes():
+    code = (
+        "from ms2study import fragment\n"
+        f"mz, i = fragment.predict_spectrum({ADENOSINE!r})\n"
+        "print(repr(mz.tolist()), repr(i.tolist()))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(fragment.__file__).resolve().parents[1]))
+    outputs = set()
+    for hash_seed in ("1", "2"):
+        env["PYTHONHASHSEED"] = hash_seed
+        outputs.add(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                   check=True).stdout)
+    mz, i = fragment.predict_spectrum(ADENOSINE)
+    assert outputs == {f"{mz.tolist()!r} {i.tolist()!r}\n"}
