@@ -1,0 +1,176 @@
+"""Library ingestion: formats, cleaning, ordering, malformed entries, caching and the index-library CLI."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from ms2study import cli, library
+from ms2study.errors import InputError
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+FIXTURES = SHARED / "fixtures"
+needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"shared fixtures not found at {FIXTURES}")
+
+SIM_ENTRY = """BEGIN IONS
+TITLE={title}
+PEPMASS={pepmass}
+CHARGE={charge}
+IONMODE={mode}
+ADDUCT={adduct}
+NAME={name}
+FORMULA=C6H12O6
+SMILES=OCC1OC(O)C(O)C(O)C1O
+INCHIKEY=WQZGKKKJIJFFOK-GASJEMHNSA-N
+COMPOUND_CLASS=Organic compounds; Carbohydrates
+SPECTRUM_ID={sid}
+{peaks}
+END IONS
+"""
+
+
+def sim_entry(sid: str, pepmass: float, peaks: list[tuple[float, float]], mode: str = "positive", **kw) -> str:
+    adduct = kw.get("adduct", "[M+H]+" if mode == "positive" else "[M-H]-")
+    charge = kw.get("charge", "1+" if mode == "positive" else "1-")
+    text = "\n".join(f"{m} {i}" for m, i in peaks)
+    return SIM_ENTRY.format(title=sid, pepmass=pepmass, charge=charge, mode=mode, adduct=adduct,
+                            name=kw.get("name", f"compound {sid}"), sid=sid, peaks=text)
+
+
+@pytest.fixture
+def sim_library(tmp_path: Path) -> Path:
+    path = tmp_path / "library.mgf"
+    path.write_text(
+        sim_entry("SIM3", 300.0, [(100.0, 10), (150.0, 50), (299.0, 99), (301.0, 5)])
+        + sim_entry("SIM1", 200.0, [(50.0, 1), (80.0, 5), (80.0, 5), (120.0, 9)])
+        + sim_entry("SIM2", 250.0, [(60.0, 3), (90.0, 7)], mode="negative")
+        + "BEGIN IONS\nTITLE=broken\nPEPMASS=180.0\n100.0 abc\nEND IONS\n"      # unreadable peak
+        + "BEGIN IONS\nTITLE=noprec\n100.0 5\nEND IONS\n"                       # no precursor
+        + sim_entry("SIM4", 210.0, [(70.0, 4), (95.5, 8)])
+    )
+    return path
+
+
+def test_simulator_mgf_is_indexed_sorted_and_cleaned(sim_library: Path, tmp_path: Path) -> None:
+    index = library.index_library(sim_library, tmp_path / "idx")
+    meta = index.metadata
+    # Negative mode block first (code -1), then positive sorted by precursor m/z.
+    assert meta["library_id"].to_list() == ["SIM2", "SIM1", "SIM4", "SIM3"]
+    assert meta["ion_mode"].to_list() == ["negative", "positive", "positive", "positive"]
+    assert list(index.ion_mode) == [-1, 1, 1, 1]
+    assert list(index.precursor_mz) == [250.0, 200.0, 210.0, 300.0]
+    assert meta["inchikey"][0] == "WQZGKKKJIJFFOK-GASJEMHNSA-N"
+    assert meta["adduct"].to_list()[1] == "[M+H]+"
+    assert meta["compound_class"][0].startswith("Organic compounds")
+    # SIM1: duplicate m/z 80 merged (5+5), nothing removed below 200-1.6.
+    mz, inten = index.peaks(1)
+    np.testing.assert_allclose(mz, [50.0, 80.0, 120.0])
+    np.testing.assert_allclose(inten, [1.0, 10.0, 9.0])
+    # SIM3: peaks at/above precursor - 1.6 (299, 301) removed.
+    np.testing.assert_allclose(index.peaks(3)[0], [100.0, 150.0])
+    assert index.mz.dtype == np.float64 and index.intensity.dtype == np.float32
+    assert int(index.offsets[-1]) == index.mz.size
+    m = index.manifest
+    assert m["n_skipped"] == 2
+    assert m["skipped_by_reason"] == {"unreadable peak values": 1, "no valid precursor m/z": 1}
+    # Positions are reported: entry numbers 4 and 5 of the file.
+    assert sorted(s["entry"] for s in m["skipped_first"]) == [4, 5]
+
+
+def test_truncated_and_gz_files(tmp_path: Path) -> None:
+    text = sim_entry("A", 200.0, [(50.0, 1), (60.0, 2)]) + "BEGIN IONS\nTITLE=cut\nPEPMASS=300\n100 1\n"
+    gz = tmp_path / "lib.mgf.gz"
+    with gzip.open(gz, "wt") as handle:
+        handle.write(text)
+    index = library.index_library(gz, tmp_path / "idx")
+    assert len(index) == 1
+    assert index.manifest["skipped_by_reason"] == {"file ends inside an entry (no END IONS)": 1}
+
+
+def test_cache_reused_and_rebuilt_on_change(sim_library: Path, tmp_path: Path) -> None:
+    out = tmp_path / "idx"
+    first = library.ensure_library_index(sim_library, out)
+    stamp = (out / "manifest.json").stat().st_mtime_ns
+    assert library.index_is_current([sim_library], out)
+    again = library.ensure_library_index(sim_library, out)
+    assert (out / "manifest.json").stat().st_mtime_ns == stamp
+    assert len(again) == len(first) == 4
+    # Different cleaning parameters or changed content -> rebuilt.
+    assert not library.index_is_current([sim_library], out, {"cleaning": {"max_peaks": 1}})
+    sim_library.write_text(sim_library.read_text() + sim_entry("SIM5", 400.0, [(100.0, 1)]))
+    assert not library.index_is_current([sim_library], out)
+    assert len(library.ensure_library_index(sim_library, out)) == 5
+
+
+def test_unknown_parameter_is_rejected(sim_library: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="max_peak"):
+        library.index_library(sim_library, tmp_path / "x", {"cleaning": {"max_peak": 3}})
+    with pytest.raises(InputError, match="ppm"):
+        library.index_library(sim_library, tmp_path / "x", {"ppm": 3})
+    (tmp_path / "nothing.txt").write_text("x")
+    with pytest.raises(InputError, match="format"):
+        library.index_library(tmp_path / "nothing.txt", tmp_path / "x")
+
+
+def test_embeddings_are_stored_normalised(sim_library: Path, tmp_path: Path) -> None:
+    out = tmp_path / "idx"
+    index = library.index_library(sim_library, out)
+    assert index.embeddings("m") is None
+    library.save_library_embeddings(out, "m", np.arange(12, dtype=np.float32).reshape(4, 3) + 1)
+    emb = library.load_library_index(out).embeddings("m")
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-6)
+
+
+def test_index_library_cli(sim_library: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "cli_idx"
+    assert cli.main(["index-library", "--library", str(sim_library), "--out", str(out)]) == 0
+    assert "4 spectra indexed, 2 malformed" in capsys.readouterr().out
+    meta = pl.read_parquet(out / "metadata.parquet")
+    assert meta.columns[: len(library.METADATA)] == list(library.METADATA)
+    assert json.loads((out / "manifest.json").read_text())["n_spectra"] == 4
+
+
+@needs_fixtures
+@pytest.mark.parametrize(
+    ("name", "n_spectra", "n_skipped"),
+    [
+        ("gnps_cleaned.mgf", 3, 2),            # two entries with broken peak lines on purpose
+        ("pesticides.mgf", 76, 0),
+        ("mzmine.mgf", 3, 0),
+        ("massbank_five_spectra.msp", 4, 0),     # Kojic acid keeps no fragment below its precursor
+        ("massbank_nist_for_tests.msp", 2, 0),
+        ("riken_style_five_spectra.msp", 4, 0),
+        ("riken.msp", 1, 2),                      # two EI spectra without precursor m/z
+        ("gnps_spectra.json", 5, 0),
+    ],
+)
+def test_fixture_formats(name: str, n_spectra: int, n_skipped: int, tmp_path: Path) -> None:
+    index = library.index_library(FIXTURES / name, tmp_path / "idx")
+    assert len(index) == n_spectra
+    assert index.manifest["n_skipped"] == n_skipped
+    meta = index.metadata
+    assert meta["precursor_mz"].null_count() == 0
+    assert meta["ion_mode"].null_count() == 0
+    assert (meta["n_peaks"] > 0).all()
+    # Every spectrum's peaks are below its precursor (cleaning applied) and in ascending m/z.
+    for i in range(len(index)):
+        mz, _ = index.peaks(i)
+        assert np.all(np.diff(mz) > 0)
+        assert mz.max() < index.precursor_mz[i] - 1.6 + 1e-9
+
+
+@needs_fixtures
+def test_gnps_json_and_msp_metadata(tmp_path: Path) -> None:
+    js = library.index_library(FIXTURES / "gnps_spectra.json", tmp_path / "js").metadata
+    assert js["library_id"].str.starts_with("CCMSLIB").all()
+    assert set(js["ion_mode"]) == {"positive"}
+    msp = library.index_library(FIXTURES / "massbank_five_spectra.msp", tmp_path / "msp").metadata
+    row = msp.filter(pl.col("name") == "Cyclizine").row(0, named=True)
+    assert row["inchikey"] == "UVKZSORBKUEBAZ-UHFFFAOYSA-N"
+    assert row["adduct"] == "[M+H]+" and row["ion_mode"] == "positive"
+    assert row["library_id"] == "HB000434"
