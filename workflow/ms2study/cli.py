@@ -24,6 +24,7 @@ COMMANDS = {
     "spectra": "ms2study.spectra",
     "embed": "ms2study.embed",
     "train": "ms2study.train",
+    "embed-library": "ms2study.embed",
     "index-library": "ms2study.library",
     "annotate": "ms2study.annotate",
     "score": "ms2study.annotate",

@@ -1,0 +1,133 @@
+"""Spectrum-encoder throughput: spectra per second on CPU (and on a GPU when torch sees one), written as JSON.
+
+Spectra come from ``../shared/data/massbank/massbank_dev.mgf.gz`` when it exists (real peak-count distribution),
+else from a seeded simulation with a similar distribution. Timing covers the whole ``embed_arrays`` path (top-N peak
+selection, bucketing, padding, host-to-device copies, forward pass), after one warm-up pass that builds kernels.
+
+    PYTHONPATH=workflow python benchmarks/embedding_speed.py --out result.json [--n 5000] [--model DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "workflow"))
+
+from ms2study import __version__  # noqa: E402
+from ms2study.embed import cpu_supports_bf16, embed_arrays, get_model  # noqa: E402
+
+MASSBANK = REPO.parent / "shared" / "data" / "massbank" / "massbank_dev.mgf.gz"
+
+
+def load_spectra(n: int, seed: int) -> tuple[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    if MASSBANK.exists():
+        from ms2study.library import build_library, read_library_file
+
+        built = build_library(itertools.islice(read_library_file(MASSBANK), n))
+        return f"MassBank ({MASSBANK.name}, first {n} entries)", (
+            built.mz, built.intensity, built.offsets, built.precursor_mz,
+        )
+    rng = np.random.default_rng(seed)
+    # Log-normal peak counts: median ~12, long tail, like cleaned library spectra.
+    counts = np.clip(rng.lognormal(np.log(12), 1.0, n).astype(np.int64), 1, 500)
+    precursor = rng.uniform(100, 1000, n)
+    offsets = np.concatenate(([0], np.cumsum(counts)))
+    mz = rng.uniform(0.05, 0.98, offsets[-1]) * np.repeat(precursor, counts)
+    intensity = rng.pareto(1.5, offsets[-1]).astype(np.float32) + 1e-3
+    return f"simulated ({n} spectra, seed {seed})", (mz, intensity, offsets, precursor)
+
+
+def measure(arrays: tuple, params: dict, repeats: int) -> dict:
+    embed_arrays(*arrays, params)  # warm-up: kernels for each batch shape, model load
+    if params.get("device", "cpu").startswith("cuda"):
+        torch.cuda.synchronize()
+    best = None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        _, _, info = embed_arrays(*arrays, params)  # returns after results are on the host
+        elapsed = time.perf_counter() - start
+        best = elapsed if best is None else min(best, elapsed)
+    n = arrays[3].shape[0]
+    return {
+        "device": info["device"], "precision": info["precision"], "batch_size": params["batch_size"],
+        "max_peaks": info["max_peaks"], "torch_threads": info["torch_threads"], "n_spectra": n,
+        "seconds": round(best, 4), "spectra_per_second": round(n / best, 1),
+    }
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="result JSON")
+    parser.add_argument("--n", type=int, default=5000, help="spectra to embed")
+    parser.add_argument("--model", default="default", help="checkpoint folder, 'default' or 'none' (placeholder)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--max-peaks", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--cpu-batch-sizes", default="256", help="comma-separated")
+    parser.add_argument("--gpu-batch-sizes", default="1024,4096,16384", help="comma-separated")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    model = None if args.model.lower() == "none" else args.model
+    source, arrays = load_spectra(args.n, seed=0)
+    base = {"model": model, "max_peaks": args.max_peaks, "seed": 0}
+    _model, info, _device = get_model(dict(base, device="cpu"))
+    runs = []
+    for precision in (["bf16", "fp32"] if cpu_supports_bf16() else ["fp32"]):
+        for bs in (int(b) for b in args.cpu_batch_sizes.split(",")):
+            runs.append(measure(arrays, dict(base, device="cpu", precision=precision, batch_size=bs), args.repeats))
+            print(json.dumps(runs[-1]), flush=True)
+    gpu = None
+    if torch.cuda.is_available():
+        gpu = torch.cuda.get_device_name(0)
+        for precision in ("bf16", "fp16"):
+            for bs in (int(b) for b in args.gpu_batch_sizes.split(",")):
+                runs.append(measure(arrays, dict(base, device="cuda", precision=precision, batch_size=bs),
+                                    args.repeats))
+                print(json.dumps(runs[-1]), flush=True)
+    result = {
+        "benchmark": "embedding_speed",
+        "ms2study_version": __version__,
+        "model": {k: info[k] for k in ("model_id", "trained", "description", "n_parameters")},
+        "spectra": source,
+        "hardware": {
+            "cpu": cpu_name(), "logical_cpus": os.cpu_count(), "cpu_bf16": cpu_supports_bf16(), "gpu": gpu,
+            "torch": torch.__version__, "python": platform.python_version(),
+        },
+        "runs": runs,
+        "best_cpu_spectra_per_second": max(r["spectra_per_second"] for r in runs if r["device"] == "cpu"),
+        "best_gpu_spectra_per_second": max(
+            (r["spectra_per_second"] for r in runs if r["device"].startswith("cuda")), default=None
+        ),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{out}: best CPU {result['best_cpu_spectra_per_second']} spectra/s, "
+          f"GPU {result['best_gpu_spectra_per_second']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

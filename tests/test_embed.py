@@ -1,0 +1,174 @@
+"""The embed stage: peak selection, batching, determinism, null embeddings, CLI, library embeddings, real spectra."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from ms2study import embed
+from ms2study.errors import InputError
+from ms2study.tables import EMBEDDINGS, SPECTRA, conform
+
+PLACEHOLDER = {"model": None, "seed": 0}
+
+
+def spectra_table(n: int = 40, seed: int = 1, sample: str = "s1") -> pl.DataFrame:
+    """A spectra table with varied peak counts, one spectrum without peaks and some unmapped spectra."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        k = 0 if i == 5 else int(rng.integers(1, 90))
+        precursor = float(rng.uniform(150, 900))
+        mz = np.sort(rng.uniform(50, precursor - 2, k))
+        rows.append({
+            "spectrum_id": f"{sample}:S{i}", "sample_id": sample, "scan_index": i, "native_id": f"scan={i}",
+            "rt_s": 10.0 + i, "precursor_mz": precursor, "precursor_charge": 1,
+            "precursor_intensity": float(rng.uniform(1e4, 1e7)),
+            "feature_id": None if i % 4 == 3 else f"{sample}:F{i}",
+            "mz": mz.tolist(), "intensity": rng.uniform(1, 1000, k).astype(np.float32).tolist(),
+        })
+    return conform(pl.DataFrame(rows, schema_overrides=SPECTRA), SPECTRA)
+
+
+def test_select_peaks_keeps_most_intense_relative_to_base_peak() -> None:
+    mz = np.array([100.0, 200.0, 300.0, 400.0, 50.0, np.nan, 60.0])
+    inten = np.array([5.0, 20.0, 10.0, 1.0, 3.0, 9.0, -1.0])
+    offsets = np.array([0, 4, 4, 7])  # spectrum 1 is empty; spectrum 2 has one valid peak
+    sel_mz, rel, new_offsets = embed.select_peaks(mz, inten, offsets, max_peaks=2)
+    assert new_offsets.tolist() == [0, 2, 2, 3]
+    assert sel_mz.tolist() == [200.0, 300.0, 50.0]
+    assert rel.tolist() == [1.0, 0.5, 1.0]
+
+
+def test_params_are_checked() -> None:
+    with pytest.raises(InputError, match="unknown embed parameter 'batchsize'"):
+        embed.merge_params({"batchsize": 3})
+    with pytest.raises(InputError, match="precision"):
+        embed.merge_params({"precision": "int8"})
+    with pytest.raises(InputError, match="checkpoint folder does not exist"):
+        embed.get_model({"model": "/nonexistent/encoder"})
+
+
+def test_auto_precision_follows_the_cpu() -> None:
+    expected = torch.bfloat16 if embed.cpu_supports_bf16() else None
+    assert embed.resolve_precision("auto", torch.device("cpu")) is expected
+    assert embed.resolve_precision("fp32", torch.device("cpu")) is None
+
+
+def test_embed_spectra_table_nulls_norms_and_order() -> None:
+    spectra = spectra_table()
+    out = embed.embed_spectra(spectra, dict(PLACEHOLDER, batch_size=8, max_peaks=32))
+    assert out.columns[: len(EMBEDDINGS)] == list(EMBEDDINGS)
+    assert out.schema["embedding"] == pl.List(pl.Float32)
+    assert out["spectrum_id"].to_list() == spectra["spectrum_id"].to_list()
+    assert out["feature_id"].to_list() == spectra["feature_id"].to_list()
+    assert out["embedding"].null_count() == 1 and out["embedding"][5] is None  # the spectrum without peaks
+    matrix = np.stack(out["embedding"].drop_nulls().to_list())
+    assert matrix.shape == (39, 256)
+    np.testing.assert_allclose(np.linalg.norm(matrix, axis=1), 1.0, atol=1e-5)
+    assert out["model_trained"].unique().to_list() == [False]
+    assert out["model_id"][0].startswith("untrained-seed0-")
+
+
+def test_cpu_embeddings_are_deterministic_and_batch_independent() -> None:
+    spectra = spectra_table(n=30, seed=2)
+    a = embed.embed_spectra(spectra, dict(PLACEHOLDER, batch_size=7))
+    b = embed.embed_spectra(spectra, dict(PLACEHOLDER, batch_size=7))
+    bytes_a = np.stack(a["embedding"].drop_nulls().to_list()).tobytes()
+    assert bytes_a == np.stack(b["embedding"].drop_nulls().to_list()).tobytes()
+    # Other batch sizes pad differently; in fp32 the vectors agree to rounding, in bf16 closely.
+    fp32_a = embed.embed_spectra(spectra, dict(PLACEHOLDER, batch_size=7, precision="fp32"))
+    fp32_b = embed.embed_spectra(spectra, dict(PLACEHOLDER, batch_size=1, precision="fp32"))
+    ma = np.stack(fp32_a["embedding"].drop_nulls().to_list())
+    mb = np.stack(fp32_b["embedding"].drop_nulls().to_list())
+    np.testing.assert_allclose(ma, mb, atol=2e-5)
+    cos = (np.stack(a["embedding"].drop_nulls().to_list()) * ma).sum(axis=1)
+    assert cos.min() > 0.999
+
+
+def test_max_peaks_limits_what_the_model_sees() -> None:
+    spectra = spectra_table(n=12, seed=3)
+    # Adding a weak peak beyond the top-N must not change anything; with room for it, it must.
+    extra = spectra.with_columns(
+        pl.col("mz").list.concat(pl.lit([49.0])),
+        pl.col("intensity").list.concat(pl.lit([1e-3], dtype=pl.List(pl.Float32))),
+    )
+    params = dict(PLACEHOLDER, max_peaks=8, precision="fp32")
+    base = embed.embed_spectra(spectra, params)["embedding"].to_list()
+    more = embed.embed_spectra(extra, params)["embedding"].to_list()
+    full = [len(m) >= 8 for m in spectra["mz"].to_list()]
+    for b, m, is_full in zip(base, more, full, strict=True):
+        if is_full:
+            np.testing.assert_allclose(b, m, atol=1e-5)
+        elif b is not None:
+            assert not np.allclose(b, m, atol=1e-5)
+
+
+def test_mismatched_peak_lists_are_reported() -> None:
+    spectra = spectra_table(n=3).with_columns(pl.Series("intensity", [[1.0], [1.0], [1.0]], dtype=pl.List(pl.Float32)))
+    with pytest.raises(InputError, match="m/z values but"):
+        embed.embed_spectra(spectra, PLACEHOLDER)
+
+
+def test_cli_writes_table_and_info(tmp_path, repo) -> None:
+    spectra_path = tmp_path / "spectra.parquet"
+    spectra_table(n=10).write_parquet(spectra_path)
+    out = tmp_path / "out" / "embeddings.parquet"
+    info = tmp_path / "out" / "embeddings.json"
+    env = dict(os.environ, PYTHONPATH=str(repo / "workflow"))
+    cmd = [sys.executable, "-m", "ms2study", "embed", "--spectra", str(spectra_path), "--out", str(out),
+           "--threads", "1", "--info", str(info), "--params", '{"model": null, "batch_size": 4}']
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    table = pl.read_parquet(out)
+    assert table.height == 10 and table["embedding"].null_count() == 1  # spectrum 5 has no peaks
+    assert '"trained": false' in info.read_text()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["embeddings.json", "embeddings.parquet"]
+    bad = subprocess.run(cmd[:-1] + ['{"modle": null}'], env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "unknown embed parameter 'modle'" in bad.stderr
+
+
+def test_embed_library_index(tmp_path) -> None:
+    from ms2study.library import index_library, load_library_index
+
+    mgf = tmp_path / "lib.mgf"
+    mgf.write_text(
+        "BEGIN IONS\nNAME=a\nPEPMASS=195.0877\nCHARGE=1+\nIONMODE=positive\n138.0662 100\n110.0713 20\nEND IONS\n"
+        "BEGIN IONS\nNAME=b\nPEPMASS=181.0720\nCHARGE=1+\nIONMODE=positive\n124.0505 100\n96.0556 40\nEND IONS\n"
+    )
+    index_library([mgf], tmp_path / "idx")
+    model_id, path = embed.embed_library(tmp_path / "idx", PLACEHOLDER)
+    emb = load_library_index(tmp_path / "idx").embeddings(model_id)
+    assert emb is not None and emb.shape == (2, 256)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    assert path.exists()
+    # A second call reuses the stored matrix.
+    assert embed.embed_library(tmp_path / "idx", PLACEHOLDER)[0] == model_id
+
+
+def test_real_massbank_spectra(shared_data) -> None:
+    """On 600 real spectra: bf16 agrees with fp32, and spectra of one compound are closer than of different ones."""
+    from ms2study.library import build_library, read_library_file
+
+    path = shared_data / "massbank" / "massbank_dev.mgf.gz"
+    built = build_library(itertools.islice(read_library_file(path), 600))
+    args = (built.mz, built.intensity, built.offsets, built.precursor_mz)
+    e32, has, _ = embed.embed_arrays(*args, dict(PLACEHOLDER, precision="fp32"))
+    e16, _, info = embed.embed_arrays(*args, dict(PLACEHOLDER, precision="bf16"))
+    assert has.all() and info["n_spectra"] == len(built.precursor_mz)
+    assert (e32 * e16).sum(axis=1).min() > 0.999
+    key = built.metadata["inchikey"].str.slice(0, 14).to_numpy()
+    sims = e32 @ e32.T
+    same = key[:, None] == key[None, :]
+    np.fill_diagonal(same, False)
+    other = ~same
+    np.fill_diagonal(other, False)
+    assert same.sum() > 100
+    assert sims[same].mean() > sims[other].mean() + 0.05

@@ -1,0 +1,187 @@
+"""The spectrum encoder: m/z resolution, masking, set invariance, seeded placeholder, checkpoint checks."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from ms2study import __version__
+from ms2study.encoder import (
+    CONFIG_FILE,
+    FORMAT_VERSION,
+    WEIGHTS_FILE,
+    EncoderConfig,
+    FourierMz,
+    build_encoder,
+    load_encoder,
+    save_encoder,
+)
+from ms2study.errors import InputError
+
+SMALL = EncoderConfig(d_model=32, n_layers=2, n_heads=4, d_ff=64, dim=16, n_fourier=16)
+
+
+def batch(peaks: list[list[tuple[float, float]]], precursors: list[float]) -> tuple[torch.Tensor, ...]:
+    width = max(len(p) for p in peaks)
+    mz = torch.zeros(len(peaks), width, dtype=torch.float64)
+    inten = torch.zeros(len(peaks), width)
+    mask = torch.zeros(len(peaks), width, dtype=torch.bool)
+    for i, spectrum in enumerate(peaks):
+        for j, (m, x) in enumerate(spectrum):
+            mz[i, j], inten[i, j], mask[i, j] = m, x, True
+    return mz, inten, torch.tensor(precursors, dtype=torch.float64), mask
+
+
+def test_fourier_features_resolve_sub_millidalton_at_high_mass() -> None:
+    fourier = FourierMz(32, 1e-3, 1e4)
+    a, b = fourier(torch.tensor([1000.0000, 1000.0005], dtype=torch.float64))
+    # Half a millidalton is half a period of the finest wavelength: that sine/cosine pair flips sign.
+    assert (a - b).abs().max() > 1.0
+    # A float32 phase would be off by about a radian at this mass and wavelength; the float64 one is exact.
+    expected = math.sin(2 * math.pi * ((1000.0005 / 1e-3) % 1.0))
+    assert abs(float(b[0]) - expected) < 1e-4
+    same = fourier(torch.tensor([1000.0000, 1000.0000], dtype=torch.float64))
+    assert torch.equal(same[0], same[1])
+    assert torch.allclose(a.pow(2)[:32] + a.pow(2)[32:], torch.ones(32), atol=1e-5)  # sin^2 + cos^2
+
+
+def test_embeddings_are_unit_length_and_ignore_padding_and_peak_order() -> None:
+    model = build_encoder(SMALL, seed=3)
+    peaks = [(91.0542, 0.4), (119.0491, 1.0), (65.0386, 0.1)]
+    mz, inten, prec, mask = batch([peaks, peaks[::-1], peaks[:2]], [150.0550] * 3)
+    with torch.inference_mode():
+        out = model(mz, inten, prec, mask)
+        # Garbage in padded positions must not leak through the mask.
+        mz2, inten2 = mz.clone(), inten.clone()
+        mz2[2, 2], inten2[2, 2] = 777.7, 0.9
+        out2 = model(mz2, inten2, prec, mask)
+    assert out.shape == (3, 16)
+    assert torch.allclose(out.norm(dim=1), torch.ones(3), atol=1e-5)
+    assert torch.allclose(out[0], out[1], atol=1e-5)      # peaks are a set: order does not matter
+    assert torch.allclose(out[2], out2[2], atol=1e-6)
+    assert not torch.allclose(out[0], out[2], atol=1e-3)  # dropping a peak changes the embedding
+
+
+def test_model_sees_sub_millidalton_shift_and_precursor() -> None:
+    model = build_encoder(SMALL, seed=0)
+    base = [(91.0542, 0.4), (119.0491, 1.0)]
+    shifted = [(91.0542, 0.4), (119.0496, 1.0)]  # +0.5 mDa on one fragment
+    mz, inten, prec, mask = batch([base, shifted, base], [150.0550, 150.0550, 152.0706])
+    with torch.inference_mode():
+        out = model(mz, inten, prec, mask)
+    assert not torch.equal(out[0], out[1])
+    assert (out[0] - out[1]).abs().max() > 1e-4
+    assert (out[0] - out[2]).abs().max() > 1e-4
+
+
+def test_unknown_precursor_is_accepted() -> None:
+    model = build_encoder(SMALL, seed=0)
+    mz, inten, _prec, mask = batch([[(91.0542, 1.0)]], [0.0])
+    with torch.inference_mode():
+        out = model(mz, inten, torch.tensor([math.nan], dtype=torch.float64), mask)
+    assert torch.isfinite(out).all()
+
+
+def test_placeholder_is_seeded_and_says_untrained() -> None:
+    m1, cfg, info = load_encoder(None, seed=7)
+    m2, _, info2 = load_encoder(None, seed=7)
+    m3, _, info3 = load_encoder(None, seed=8)
+    s1, s2, s3 = m1.state_dict(), m2.state_dict(), m3.state_dict()
+    assert all(torch.equal(s1[k], s2[k]) for k in s1)
+    assert not torch.equal(s1["head.weight"], s3["head.weight"])
+    assert info["trained"] is False and "UNTRAINED" in info["description"]
+    assert info["model_id"] == info2["model_id"] != info3["model_id"]
+    assert cfg == EncoderConfig()
+    assert not m1.training
+
+
+def test_checkpoint_roundtrip(tmp_path) -> None:
+    model = build_encoder(SMALL, seed=5)
+    save_encoder(model, tmp_path / "m", name="tiny", training={"epochs": 1})
+    meta = json.loads((tmp_path / "m" / CONFIG_FILE).read_text())
+    assert meta["format_version"] == FORMAT_VERSION and meta["ms2study_version"] == __version__
+    loaded, cfg, info = load_encoder(tmp_path / "m", seed=99)  # the seed must not matter for a checkpoint
+    assert cfg == SMALL and info["trained"] is True and info["model_id"].startswith("tiny-")
+    mz, inten, prec, mask = batch([[(91.0542, 0.4), (119.0491, 1.0)]], [150.0550])
+    with torch.inference_mode():
+        assert torch.equal(model(mz, inten, prec, mask), loaded(mz, inten, prec, mask))
+    assert not list(tmp_path.glob("m/.*tmp"))
+
+
+def test_checkpoint_mismatches_are_refused(tmp_path) -> None:
+    save_encoder(build_encoder(SMALL, seed=0), tmp_path / "m")
+    config_path = tmp_path / "m" / CONFIG_FILE
+    meta = json.loads(config_path.read_text())
+
+    config_path.write_text(json.dumps(dict(meta, format_version=FORMAT_VERSION + 1)))
+    with pytest.raises(InputError, match="format version"):
+        load_encoder(tmp_path / "m")
+
+    config_path.write_text(json.dumps(dict(meta, architecture=dict(meta["architecture"], d_ff=128))))
+    with pytest.raises(InputError, match=r"shape .* expected"):
+        load_encoder(tmp_path / "m")
+
+    config_path.write_text(json.dumps(dict(meta, architecture=dict(meta["architecture"], rotary=True))))
+    with pytest.raises(InputError, match="unknown encoder architecture key"):
+        load_encoder(tmp_path / "m")
+
+    (tmp_path / "m" / WEIGHTS_FILE).unlink()
+    with pytest.raises(InputError, match="model.safetensors is missing"):
+        load_encoder(tmp_path / "m")
+
+
+def test_bad_architecture_is_refused() -> None:
+    with pytest.raises(InputError, match="divisible"):
+        EncoderConfig(d_model=30, n_heads=4)
+
+
+def test_structure_split_is_stable_and_proportional() -> None:
+    from ms2study.train import assign_split
+
+    blocks = [f"{i:014d}" for i in range(4000)]
+    splits = [assign_split(b, 0, 0.1, 0.1) for b in blocks]
+    assert splits == [assign_split(b, 0, 0.1, 0.1) for b in blocks]
+    assert 300 < splits.count("test") < 500 and 300 < splits.count("val") < 500
+    assert splits != [assign_split(b, 1, 0.1, 0.1) for b in blocks]
+
+
+def test_train_writes_a_loadable_checkpoint(tmp_path) -> None:
+    """A few steps on a synthetic library with isomers: checkpoint, training record and split come out."""
+    import numpy as np
+    import polars as pl
+
+    from ms2study.train import train
+
+    rng = np.random.default_rng(0)
+    entries = []
+    for c in range(24):
+        block = "".join(chr(65 + (c * 7 + j) % 26) for j in range(14))
+        formula = f"C{6 + c % 6}H10O2"  # four structures per formula: isomer groups
+        precursor = 120.0 + 14.01565 * (c % 6) + 0.001 * c
+        fragments = rng.uniform(50, precursor - 5, 8)
+        for s in range(2):
+            peaks = "\n".join(f"{m + rng.normal(0, 1e-4):.5f} {rng.uniform(5, 100):.1f}" for m in fragments)
+            entries.append(
+                f"BEGIN IONS\nNAME=c{c}\nPEPMASS={precursor}\nCHARGE=1+\nIONMODE=positive\nFORMULA={formula}\n"
+                f"INCHIKEY={block}-UHFFFAOYSA-N\nLICENSE={'CC BY' if s == 0 or c % 5 else 'CC BY-NC'}\n"
+                f"{peaks}\nEND IONS\n"
+            )
+    library = tmp_path / "lib.mgf"
+    library.write_text("".join(entries))
+    params = {"max_steps": 3, "batch_compounds": 8, "warmup_steps": 1, "log_every": 1, "device": "cpu",
+              "architecture": {"d_model": 32, "n_layers": 1, "n_heads": 4, "d_ff": 64, "dim": 16},
+              "val_fraction": 0.25, "test_fraction": 0.25}
+    record = train([library], tmp_path / "model", params)
+    losses = [h["loss"] for h in record["history"] if "loss" in h]
+    assert len(losses) == 3 and all(math.isfinite(x) for x in losses)
+    assert record["n_isomer_groups_train"] >= 1
+    counts = record["split"]["counts"]
+    # CC BY-NC spectra are left out by default: 24 structures x 2 spectra minus the 5 non-commercial ones.
+    assert sum(v["spectra"] for v in counts.values()) == 43
+    model, cfg, info = load_encoder(tmp_path / "model")
+    assert info["trained"] is True and cfg.dim == 16 and info["training"]["steps"] == 3
+    split = pl.read_parquet(tmp_path / "model" / "split.parquet")
+    assert split["block"].is_unique().all() and set(split["split"]) <= {"train", "val", "test"}

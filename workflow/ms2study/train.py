@@ -1,0 +1,372 @@
+"""Training the spectrum encoder: contrastive learning on library spectra, split by structure, isomers as negatives.
+
+Library spectra (MGF/MSP/JSON, cleaned with the same ``clean_peaks`` as everything else) are grouped by the first
+InChIKey block (the 2D structure). Each structure goes wholly to train, validation or test by a seeded hash of
+that block (``assign_split``), so the model is never evaluated on a structure it saw and the benchmarks can
+recompute the split. A training step takes ``batch_compounds`` structures, part of them drawn as groups of isomers
+(same formula, different structure) so the hardest negatives sit in the same batch, and two spectra of each
+(two different measurements when there are, else one spectrum twice) through augmentations that mimic real
+measurements: peak dropout, multiplicative intensity noise, random noise peaks and m/z error in ppm. The loss is
+a symmetric InfoNCE: each view must pick its partner among all views of the batch. Validation measures top-1
+retrieval of the same structure among candidates within 10 ppm of the precursor; the best epoch is saved as
+``model.safetensors`` + ``config.json`` (training record included) and ``split.parquet`` beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import math
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from ms2study import __version__
+from ms2study import embed as emb
+from ms2study.atomic import write_parquet
+from ms2study.encoder import EncoderConfig, SpectrumEncoder, build_encoder, save_encoder
+from ms2study.errors import InputError
+
+log = logging.getLogger(__name__)
+
+# MassBank licenses that permit commercial use (a shipped model must be redistributable).
+COMMERCIAL_LICENSES = ["CC BY", "CC BY-SA", "CC0", "dl-de/by-2-0"]
+
+DEFAULT_PARAMS: dict[str, Any] = {
+    "seed": 0,
+    "epochs": 20,
+    "max_steps": None,            # stop after this many optimizer steps (None: all epochs)
+    "batch_compounds": 128,       # structures per step (two views each)
+    "isomer_fraction": 0.5,       # share of each batch drawn as groups of isomers
+    "lr": 3e-4,
+    "weight_decay": 0.01,
+    "warmup_steps": 200,
+    "temperature": 0.05,
+    "val_fraction": 0.1,
+    "test_fraction": 0.1,
+    "licenses": COMMERCIAL_LICENSES,  # keep spectra with these LICENSE values; null keeps all
+    "max_peaks": 64,
+    "architecture": {},           # overrides of EncoderConfig fields
+    "augment": {
+        "peak_dropout": 0.1,      # probability to drop each peak (the base peak is always kept)
+        "intensity_noise": 0.2,   # sigma of log-normal multiplicative intensity noise
+        "noise_peaks": 2.0,       # mean number of added noise peaks (Poisson)
+        "noise_max_rel": 0.05,    # their maximum intensity relative to the base peak
+        "mz_error_ppm": 3.0,      # sigma of per-spectrum systematic and per-peak m/z error
+    },
+    "val_max_spectra": 4000,      # validation retrieval uses at most this many spectra
+    "device": "auto",
+    "precision": "auto",
+    "name": "ms2study-encoder",
+    "log_every": 50,
+}
+
+
+def merge_params(params: dict | None) -> dict[str, Any]:
+    """``DEFAULT_PARAMS`` overlaid with ``params`` (``augment`` merged key by key); unknown keys raise."""
+    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULT_PARAMS.items()}
+    for key, value in (params or {}).items():
+        if key not in DEFAULT_PARAMS:
+            raise InputError(f"unknown train parameter '{key}'", fix=f"use only {sorted(DEFAULT_PARAMS)}")
+        if key == "augment":
+            unknown = sorted(set(value) - set(DEFAULT_PARAMS["augment"]))
+            if unknown:
+                raise InputError(f"unknown train augment parameter(s) {unknown}")
+            merged["augment"].update(value)
+        else:
+            merged[key] = value
+    EncoderConfig.from_dict(merged["architecture"])  # fail early on a bad architecture
+    return merged
+
+
+def assign_split(block: str, seed: int, val_fraction: float, test_fraction: float) -> str:
+    """'train', 'val' or 'test' for a first InChIKey block: a seeded hash, stable across runs and machines."""
+    u = int(hashlib.sha256(f"{seed}:{block}".encode()).hexdigest()[:12], 16) / float(16**12)
+    if u < test_fraction:
+        return "test"
+    return "val" if u < test_fraction + val_fraction else "train"
+
+
+class TrainingData:
+    """Cleaned library spectra with structure keys, split by structure, and the isomer groups of the train part."""
+
+    def __init__(self, library_paths: list[str | os.PathLike], p: dict[str, Any]):
+        from ms2study.library import ReadReport, build_library, read_library_file
+
+        report = ReadReport()
+        entries = (raw for path in library_paths for raw in read_library_file(path, report))
+        built = build_library(entries, report=report)
+        meta = built.metadata.with_row_index("row")
+        keep = pl.col("inchikey").is_not_null() & (pl.col("n_peaks") > 0)
+        if p["licenses"] is not None:
+            keep = keep & pl.col("license").is_in(list(p["licenses"]))
+        meta = meta.filter(keep).with_columns(pl.col("inchikey").str.slice(0, 14).alias("block"))
+        if meta.height == 0:
+            raise InputError(
+                "no usable training spectra (need an InChIKey, peaks and an allowed license)",
+                file=", ".join(map(str, library_paths)), fix="check the library and the 'licenses' parameter",
+            )
+        blocks = meta["block"].unique().sort().to_list()
+        split = {b: assign_split(b, int(p["seed"]), float(p["val_fraction"]), float(p["test_fraction"]))
+                 for b in blocks}
+        self.meta = meta.with_columns(pl.col("block").replace_strict(split, return_dtype=pl.Utf8).alias("split"))
+        self.mz, self.intensity, self.offsets = built.mz, built.intensity, built.offsets
+        self.precursor = built.precursor_mz
+        self.ion_mode = built.ion_mode
+        self.n_skipped = len(report.skipped)
+        train = self.meta.filter(pl.col("split") == "train")
+        by_block = train.group_by("block", maintain_order=True).agg(pl.col("row"), pl.col("formula").first())
+        self.train_blocks: list[str] = by_block["block"].to_list()
+        self.train_rows: list[np.ndarray] = [np.asarray(r, dtype=np.int64) for r in by_block["row"].to_list()]
+        isomers = (
+            by_block.with_row_index("k").drop_nulls("formula").group_by("formula", maintain_order=True)
+            .agg(pl.col("k")).filter(pl.col("k").list.len() >= 2)
+        )
+        self.isomer_groups: list[np.ndarray] = [np.asarray(k, dtype=np.int64) for k in isomers["k"].to_list()]
+
+    def split_table(self) -> pl.DataFrame:
+        return self.meta.group_by("block").agg(pl.col("split").first(), pl.len().alias("n_spectra")).sort("block")
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        out = {}
+        for name in ("train", "val", "test"):
+            part = self.meta.filter(pl.col("split") == name)
+            out[name] = {"spectra": part.height, "structures": part["block"].n_unique()}
+        return out
+
+
+def sample_batch(data: TrainingData, n: int, isomer_fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Indices into ``data.train_blocks``: distinct structures, about ``isomer_fraction`` of them isomer groups."""
+    n = min(n, len(data.train_blocks))
+    chosen: list[int] = []
+    seen: set[int] = set()
+    if data.isomer_groups and isomer_fraction > 0:
+        target = int(n * isomer_fraction)
+        for g in rng.permutation(len(data.isomer_groups)):
+            if len(chosen) >= target:
+                break
+            group = data.isomer_groups[g]
+            for k in rng.permutation(group)[:4]:  # up to 4 isomers per formula keeps the batch varied
+                if int(k) not in seen:
+                    seen.add(int(k))
+                    chosen.append(int(k))
+    for k in rng.permutation(len(data.train_blocks)):
+        if len(chosen) >= n:
+            break
+        if int(k) not in seen:
+            seen.add(int(k))
+            chosen.append(int(k))
+    return np.asarray(chosen[:n], dtype=np.int64)
+
+
+def augment(
+    mz: np.ndarray, intensity: np.ndarray, precursor: float, a: dict[str, float], rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """One randomly perturbed copy of a spectrum, as a lower-concentration or other-instrument measurement."""
+    mz = mz.astype(np.float64)
+    intensity = intensity.astype(np.float64)
+    keep = rng.random(mz.size) >= a["peak_dropout"]
+    keep[np.argmax(intensity)] = True
+    mz, intensity = mz[keep], intensity[keep]
+    intensity = intensity * np.exp(rng.normal(0.0, a["intensity_noise"], intensity.size))
+    k = rng.poisson(a["noise_peaks"])
+    if k:
+        high = precursor if np.isfinite(precursor) and precursor > 60 else max(float(mz.max()) + 10.0, 60.0)
+        mz = np.concatenate([mz, rng.uniform(50.0, high, k)])
+        intensity = np.concatenate([intensity, rng.uniform(0.0, a["noise_max_rel"], k) * intensity.max()])
+    ppm = rng.normal(0.0, a["mz_error_ppm"]) + rng.normal(0.0, a["mz_error_ppm"], mz.size)
+    return mz * (1.0 + ppm * 1e-6), intensity.astype(np.float32)
+
+
+def _views(data: TrainingData, picks: np.ndarray, p: dict, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
+    """Two augmented views per chosen structure, padded as one batch: rows [0, B) view A, [B, 2B) view B."""
+    firsts, seconds = [], []
+    for k in picks:
+        rows = data.train_rows[k]
+        pair = rng.choice(rows, 2, replace=False) if rows.size >= 2 else np.array([rows[0], rows[0]])
+        firsts.append(pair[0])
+        seconds.append(pair[1])
+    mzs, ints, precursors = [], [], []
+    for row in firsts + seconds:
+        a, b = int(data.offsets[row]), int(data.offsets[row + 1])
+        m, i = augment(data.mz[a:b], data.intensity[a:b], float(data.precursor[row]), p["augment"], rng)
+        mzs.append(m)
+        ints.append(i)
+        precursors.append(data.precursor[row])
+    offsets = np.concatenate(([0], np.cumsum([m.size for m in mzs]))).astype(np.int64)
+    sel_mz, sel_rel, sel_off = emb.select_peaks(np.concatenate(mzs), np.concatenate(ints), offsets, p["max_peaks"])
+    arrays = emb.pad_batch(np.arange(len(mzs)), sel_mz, sel_rel, sel_off, np.asarray(precursors))
+    return tuple(torch.from_numpy(x) for x in arrays)
+
+
+def contrastive_loss(embeddings: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Symmetric InfoNCE over 2B unit vectors: row i's positive is row i +/- B, every other row is a negative."""
+    n = embeddings.shape[0] // 2
+    sims = embeddings @ embeddings.T / temperature
+    sims = sims.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=sims.device), float("-inf"))
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(sims.device)
+    return torch.nn.functional.cross_entropy(sims, target)
+
+
+def evaluate(model: SpectrumEncoder, data: TrainingData, p: dict, device: torch.device, split: str = "val") -> dict:
+    """Top-1 retrieval of the same structure among spectra of ``split`` within 10 ppm and the same ion mode."""
+    part = data.meta.filter(pl.col("split") == split)
+    if part.height > p["val_max_spectra"]:
+        part = part.sample(p["val_max_spectra"], seed=int(p["seed"]))
+    rows = part["row"].to_numpy()
+    if rows.size < 2:
+        return {"n_queries": 0}
+    mz_parts = [data.mz[data.offsets[r]:data.offsets[r + 1]] for r in rows]
+    int_parts = [data.intensity[data.offsets[r]:data.offsets[r + 1]] for r in rows]
+    offsets = np.concatenate(([0], np.cumsum([m.size for m in mz_parts]))).astype(np.int64)
+    model.eval()
+    vectors = _embed_with(model, np.concatenate(mz_parts), np.concatenate(int_parts), offsets,
+                          data.precursor[rows], p, device)
+    prec, mode = data.precursor[rows], data.ion_mode[rows]
+    block = part["block"].to_numpy()
+    formula = part["formula"].fill_null("").to_numpy()
+    sims = vectors @ vectors.T
+    window = (np.abs(prec[:, None] - prec[None, :]) <= 10e-6 * prec[:, None]) & (mode[:, None] == mode[None, :])
+    np.fill_diagonal(window, False)
+    same = block[:, None] == block[None, :]
+    has_answer = (window & same).any(axis=1)
+    isomer = ((window & ~same & (formula[:, None] == formula[None, :]) & (formula[:, None] != "")).any(axis=1)
+              & has_answer)
+    best = np.where(window, sims, -np.inf).argmax(axis=1)
+    correct = same[np.arange(rows.size), best] & has_answer
+    return {
+        "n_queries": int(has_answer.sum()),
+        "top1": float(correct[has_answer].mean()) if has_answer.any() else None,
+        "n_isomer_queries": int(isomer.sum()),
+        "top1_isomer": float(correct[isomer].mean()) if isomer.any() else None,
+    }
+
+
+def _embed_with(model: SpectrumEncoder, mz: np.ndarray, intensity: np.ndarray, offsets: np.ndarray,
+                precursor: np.ndarray, p: dict, device: torch.device) -> np.ndarray:
+    sel_mz, sel_rel, sel_off = emb.select_peaks(mz, intensity, offsets, p["max_peaks"])
+    out = np.zeros((precursor.size, model.config.dim), dtype=np.float32)
+    with torch.inference_mode():
+        for idx in emb.bucket_batches(np.diff(sel_off), 512):
+            tensors = [torch.from_numpy(a).to(device) for a in emb.pad_batch(idx, sel_mz, sel_rel, sel_off, precursor)]
+            out[idx] = model(*tensors).float().cpu().numpy()
+    return out
+
+
+def train(library_paths: list[str | os.PathLike], out_dir: str | os.PathLike, params: dict | None = None) -> dict:
+    """Train an encoder on ``library_paths`` and write it to ``out_dir``; returns the training record."""
+    p = merge_params(params)
+    seed = int(p["seed"])
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    device = emb.resolve_device(str(p["device"]))
+    autocast_dtype = emb.resolve_precision(str(p["precision"]), device)
+    started = time.perf_counter()
+    data = TrainingData(library_paths, p)
+    counts = data.counts()
+    log.info("training data: %s; %d isomer groups in train; %d malformed entries skipped",
+             counts, len(data.isomer_groups), data.n_skipped)
+    if len(data.train_blocks) < 2:
+        raise InputError("need at least two training structures", file=", ".join(map(str, library_paths)))
+    config = EncoderConfig.from_dict(p["architecture"])
+    model = build_encoder(config, seed).to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
+    batch = min(int(p["batch_compounds"]), len(data.train_blocks))
+    steps_per_epoch = max(1, len(data.train_blocks) // batch)
+    total = steps_per_epoch * int(p["epochs"])
+    if p["max_steps"] is not None:
+        total = min(total, int(p["max_steps"]))
+
+    def lr_factor(step: int) -> float:  # linear warm-up, then cosine decay to 10%
+        if step < p["warmup_steps"]:
+            return (step + 1) / p["warmup_steps"]
+        progress = (step - p["warmup_steps"]) / max(1, total - p["warmup_steps"])
+        return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    history: list[dict[str, Any]] = []
+    best: tuple[float, dict[str, torch.Tensor], dict] | None = None
+    step, running, tick = 0, 0.0, time.perf_counter()
+    while step < total:
+        model.train()
+        picks = sample_batch(data, batch, float(p["isomer_fraction"]), rng)
+        tensors = [t.to(device, non_blocking=True) for t in _views(data, picks, p, rng)]
+        with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+            vectors = model(*tensors)
+        loss = contrastive_loss(vectors.float(), float(p["temperature"]))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        loss_value = loss.detach().item()
+        running += loss_value
+        if step % int(p["log_every"]) == 0 or step == total:
+            n_steps = (step - 1) % int(p["log_every"]) + 1
+            rate = 2 * batch * n_steps / (time.perf_counter() - tick)
+            log.info("step %d/%d loss %.4f lr %.2e (%.0f spectra/s)", step, total, running / n_steps,
+                     scheduler.get_last_lr()[0], rate)
+            history.append({"step": step, "loss": running / n_steps})
+            running, tick = 0.0, time.perf_counter()
+        if step % steps_per_epoch == 0 or step == total:
+            metrics = evaluate(model, data, p, device)
+            log.info("step %d validation: %s", step, metrics)
+            history.append({"step": step, "val": metrics})
+            score = metrics.get("top1") if metrics.get("top1") is not None else -loss_value
+            if best is None or score > best[0]:
+                best = (score, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, metrics)
+    assert best is not None
+    model.load_state_dict(best[1])
+    model.eval()
+    record = {
+        "library": [str(x) for x in library_paths],
+        "params": p,
+        "split": {"rule": "sha256(f'{seed}:{first InChIKey block}') -> u in [0,1): test if u < test_fraction, "
+                          "val if u < test_fraction + val_fraction, else train", "counts": counts},
+        "n_isomer_groups_train": len(data.isomer_groups),
+        "steps": step,
+        "best_val": best[2],
+        "seconds": round(time.perf_counter() - started, 1),
+        "hardware": {"device": str(device), "precision": str(autocast_dtype), "torch": torch.__version__,
+                     "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+                     "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None},
+        "history": history,
+        "ms2study_version": __version__,
+    }
+    out = Path(out_dir)
+    save_encoder(model.cpu(), out, name=str(p["name"]), training=record)
+    write_parquet(data.split_table(), out / "split.parquet")
+    log.info("saved %s (best validation %s) after %.0f s", out, best[2], record["seconds"])
+    return record
+
+
+def _cli_train(args: argparse.Namespace) -> int:
+    from ms2study.cli import load_params
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for path in args.library:
+        if not Path(path).exists():
+            raise InputError("library file does not exist", file=str(path))
+    record = train(args.library, args.out, load_params(args))
+    print(f"{args.out}: trained {record['steps']} steps in {record['seconds']} s; validation {record['best_val']}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from ms2study.cli import add_params_argument
+
+    p = subparsers.add_parser("train", help="train the spectrum encoder on a reference library (contrastive)")
+    p.add_argument("--library", nargs="+", required=True, help="library file(s): .mgf/.msp/.json, .gz allowed")
+    p.add_argument("--out", required=True, help="model folder to write (model.safetensors, config.json)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_params_argument(p)
+    p.set_defaults(func=_cli_train)
