@@ -66,3 +66,28 @@ def test_snakemake_lint_is_clean(repo: Path, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "good condition" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("section", ["detect", "spectra", "embed", "annotate", "pool", "link"])
+def test_config_defaults_match_each_stage(repo: Path, section: str) -> None:
+    """config/config.yaml documents every parameter of a stage and no other (stages reject unknown keys)."""
+    import importlib
+
+    config = yaml.safe_load((repo / "config" / "config.yaml").read_text())
+    module = importlib.import_module(f"ms2study.{section}")
+    keys = set(config[section])
+    if section == "spectra":  # the cleaning section is passed to the spectra stage as well
+        keys |= set(config["cleaning"])
+    if section == "annotate":  # queries are cleaned with the library index's parameters
+        keys.add("cleaning")
+    assert keys == set(module.DEFAULT_PARAMS)
+    for key, value in config[section].items():
+        assert value == module.DEFAULT_PARAMS[key], f"{section}.{key}: config says {value!r}"
+
+
+def test_cleaning_is_the_same_for_samples_and_library(repo: Path) -> None:
+    from ms2study import library, spectra
+
+    cleaning = yaml.safe_load((repo / "config" / "config.yaml").read_text())["cleaning"]
+    assert cleaning == library.DEFAULT_PARAMS["cleaning"]
+    assert cleaning == {k: spectra.DEFAULT_PARAMS[k] for k in cleaning}

@@ -43,6 +43,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "seed": 0,
     "epochs": 20,
     "max_steps": None,            # stop after this many optimizer steps (None: all epochs)
+    "max_seconds": None,          # stop (and validate) once this much wall time has passed (None: no limit)
     "batch_compounds": 128,       # structures per step (two views each)
     "isomer_fraction": 0.5,       # share of each batch drawn as groups of isomers
     "lr": 3e-4,
@@ -294,7 +295,8 @@ def train(library_paths: list[str | os.PathLike], out_dir: str | os.PathLike, pa
     history: list[dict[str, Any]] = []
     best: tuple[float, dict[str, torch.Tensor], dict] | None = None
     step, running, tick = 0, 0.0, time.perf_counter()
-    while step < total:
+    out_of_time = False
+    while step < total and not out_of_time:
         model.train()
         picks = sample_batch(data, batch, float(p["isomer_fraction"]), rng)
         tensors = [t.to(device, non_blocking=True) for t in _views(data, picks, p, rng)]
@@ -316,7 +318,8 @@ def train(library_paths: list[str | os.PathLike], out_dir: str | os.PathLike, pa
                      scheduler.get_last_lr()[0], rate)
             history.append({"step": step, "loss": running / n_steps})
             running, tick = 0.0, time.perf_counter()
-        if step % steps_per_epoch == 0 or step == total:
+        out_of_time = p["max_seconds"] is not None and time.perf_counter() - started > float(p["max_seconds"])
+        if step % steps_per_epoch == 0 or step == total or out_of_time:
             metrics = evaluate(model, data, p, device)
             log.info("step %d validation: %s", step, metrics)
             history.append({"step": step, "val": metrics})

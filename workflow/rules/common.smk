@@ -48,7 +48,7 @@ def get_mzml(wildcards):
 
 def stage_params(section, **extra):
     """The stage's config section as a shell-quoted JSON argument (a change reruns that stage only)."""
-    params = dict(config.get(section) or {})
+    params = dict(config.get(section) or {}) if section else {}
     params.update(extra)
     return shlex.quote(json.dumps(params, sort_keys=True))
 

@@ -8,7 +8,7 @@ rule spectra:
     output:
         "results/samples/{sample}/spectra.parquet",
     params:
-        p=lambda wildcards: stage_params("spectra"),
+        p=lambda wildcards: stage_params("spectra", **config["cleaning"]),
         version=MS2STUDY_VERSION,
     log:
         "logs/spectra/{sample}.log",
@@ -55,7 +55,7 @@ rule index_library:
     output:
         directory("results/library/{library}"),
     params:
-        p=lambda wildcards: stage_params("annotate"),
+        p=lambda wildcards: stage_params(None, cleaning=config["cleaning"]),
         version=MS2STUDY_VERSION,
     log:
         "logs/library/{library}.log",
