@@ -1,0 +1,312 @@
+"""Outcome models: nested CV finds a planted signal, stays honest on noise, never builds a fold without a class,
+lists samples without an outcome, and its metrics agree with scikit-learn's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from sklearn.metrics import balanced_accuracy_score, mean_absolute_error, r2_score, roc_auc_score
+
+from ms2study import models
+from ms2study.cli import main as cli_main
+from ms2study.errors import InputError
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_OUTCOMES = REPO.parent / "shared" / "data" / "outcomes"
+FAST = {"n_permutations": 5, "outer_repeats": 2, "n_bootstrap": 300}
+
+
+def _study(n_per_class: int = 6, dim: int = 32, effect: float = 2.0, seed: int = 0) -> tuple[pl.DataFrame, dict]:
+    """Samples with a binary group (effect planted in 4 embedding dimensions) and a matching feature matrix."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat([0, 1], n_per_class)
+    ids = [f"S{i:02d}" for i in range(len(y))]
+    emb = rng.normal(size=(len(y), dim))
+    emb[:, :4] += effect * y[:, None]
+    intensities = np.exp(rng.normal(12, 1, size=(20, len(y))))
+    intensities[:5] *= np.exp(1.5 * effect * y)[None, :]
+    intensities[rng.random(intensities.shape) < 0.1] = np.nan  # not detected
+    samples = pl.DataFrame({"sample_id": ids, "file": [f"{s}.mzML" for s in ids],
+                            "group": ["case" if v else "control" for v in y]})
+    sample_embeddings = pl.DataFrame({"sample_id": ids, "n_spectra": [50] * len(ids),
+                                      "embedding": [r.astype(np.float32).tolist() for r in emb]},
+                                     schema={"sample_id": pl.Utf8, "n_spectra": pl.Int32,
+                                             "embedding": pl.List(pl.Float32)})
+    matrix = pl.DataFrame({"consensus_id": [f"C{i}" for i in range(20)], "mz": np.linspace(100, 500, 20),
+                           "rt_s": np.linspace(30, 600, 20), "n_detected": [len(ids)] * 20,
+                           **{s: intensities[:, j] for j, s in enumerate(ids)}})
+    sets = {"embedding": models.embedding_feature_set(sample_embeddings),
+            "features": models.feature_matrix_feature_set(matrix, ids)}
+    return samples, {"sets": sets, "sample_embeddings": sample_embeddings, "matrix": matrix, "y": y}
+
+
+def test_planted_signal_is_found_by_both_feature_sets_on_the_same_folds(tmp_path: Path) -> None:
+    samples, data = _study()
+    summary = models.model_outcomes(samples, data["sets"], [{"column": "group", "type": "binary",
+                                                             "positive_class": "case"}], tmp_path)["group"]
+    assert summary["status"] == "done" and summary["positive_class"] == "case"
+    for name in ("embedding", "features"):
+        entry = summary["feature_sets"][name]
+        assert entry["metric"] == "roc_auc" and entry["value"] >= 0.9, entry
+        assert 0.5 < entry["ci_low"] <= entry["value"] <= entry["ci_high"] <= 1.0
+        assert entry["permutation_p"] <= 0.1
+        assert entry["n_samples"] == 12 and entry["outer_splits"] == 5
+    on_disk = json.loads((tmp_path / "group" / "summary.json").read_text())
+    assert on_disk["feature_sets"]["embedding"]["ci_high"] == summary["feature_sets"]["embedding"]["ci_high"]
+    predictions = pl.read_parquet(tmp_path / "group" / "predictions.parquet")
+    assert predictions.height == 2 * models.DEFAULT_PARAMS["outer_repeats"] * 12
+    # every sample predicted once per repeat, out of fold; both sets saw identical folds
+    folds = predictions.pivot(on="feature_set", index=["repeat", "sample_id"], values="fold")
+    assert (folds["embedding"] == folds["features"]).all()
+    assert predictions.group_by("feature_set", "repeat").agg(pl.col("sample_id").n_unique())["sample_id"].eq(12).all()
+    metrics = pl.read_parquet(tmp_path / "group" / "metrics.parquet")
+    assert set(metrics["metric"]) == {"roc_auc", "balanced_accuracy"}
+
+
+def test_no_signal_interval_covers_chance_and_p_is_large(tmp_path: Path) -> None:
+    # Measured over 20 seeds with the defaults: the interval covered 0.5 in 20, p > 0.05 in 19.
+    covered = large_p = 0
+    for seed in range(3):
+        samples, data = _study(effect=0.0, seed=100 + seed)
+        entry = models.model_outcomes(samples, {"embedding": data["sets"]["embedding"]},
+                                      [{"column": "group", "type": "binary"}], tmp_path / str(seed),
+                                      {**FAST, "n_permutations": 9})["group"]["feature_sets"]["embedding"]
+        covered += entry["ci_low"] <= 0.5 <= entry["ci_high"]
+        large_p += entry["permutation_p"] > 0.05
+    assert covered == 3 and large_p >= 2
+
+
+def test_outer_folds_never_lack_a_class() -> None:
+    params = models.merge_params({"outer_splits": 5, "outer_repeats": 3})
+    for y in (np.array([0] * 3 + [1] * 9), np.array([0] * 2 + [1] * 2 + [2] * 7), np.array([0] * 6 + [1] * 6)):
+        splitter, k = models.outer_splitter(y, "binary" if y.max() == 1 else "multiclass", params)
+        assert k == min(5, np.bincount(y).min())
+        for train, test in splitter.split(np.zeros((len(y), 1)), y):
+            assert set(y[test]) == set(y) and set(y[train]) == set(y)
+    splitter, k = models.outer_splitter(np.arange(9.0), "continuous", params)
+    assert k == 4 and all(len(test) >= 2 for _, test in splitter.split(np.zeros((9, 1))))
+
+
+def test_samples_without_an_outcome_are_left_out_and_listed(tmp_path: Path) -> None:
+    samples, data = _study(n_per_class=5)
+    samples = samples.with_columns(pl.Series("group", ["control", "NA", "control", "", "control",
+                                                       "case", "case", None, "case", "case"]))
+    summary = models.model_outcomes(samples, data["sets"], [{"column": "group", "type": "binary"}], tmp_path,
+                                    FAST)["group"]
+    assert summary["excluded_missing_outcome"] == ["S01", "S03", "S07"]
+    assert summary["n_samples"] == 7 and summary["class_counts"] == {"control": 3, "case": 4}
+    predictions = pl.read_parquet(tmp_path / "group" / "predictions.parquet")
+    assert not set(predictions["sample_id"]) & {"S01", "S03", "S07"}
+
+
+def test_sample_without_msms_is_missing_not_zero_and_listed(tmp_path: Path) -> None:
+    samples, data = _study()
+    emb = data["sample_embeddings"].with_columns(
+        pl.when(pl.col("sample_id") == "S03").then(None).otherwise(pl.col("embedding")).alias("embedding"))
+    feature_set = models.embedding_feature_set(emb)
+    row = feature_set.filter(pl.col("sample_id") == "S03")
+    assert row.select(pl.exclude("sample_id")).null_count().row(0) == tuple([1] * 32)
+    summary = models.model_outcomes(samples, {"embedding": feature_set}, [{"column": "group", "type": "binary"}],
+                                    tmp_path, FAST)["group"]
+    assert summary["feature_sets"]["embedding"]["samples_without_values"] == ["S03"]
+
+
+def test_metrics_agree_with_scikit_learn() -> None:
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 30)
+    s = np.round(rng.random(30), 1)  # ties on purpose
+    one = np.zeros(30, dtype=int)  # a single fold: the plain metric
+    assert models.metric_values("roc_auc", y, s, one)[0] == pytest.approx(roc_auc_score(y, s))
+    assert models.metric_values("balanced_accuracy", y, s, one)[0] == pytest.approx(
+        balanced_accuracy_score(y, s >= 0.5))
+    y3 = np.repeat([0, 1, 2], 10)
+    p = rng.dirichlet(np.ones(3), size=30)
+    assert models.metric_values("macro_roc_auc", y3, p, one)[0] == pytest.approx(
+        roc_auc_score(y3, p, multi_class="ovr", average="macro"))
+    assert models.metric_values("balanced_accuracy", y3, p, one)[0] == pytest.approx(
+        balanced_accuracy_score(y3, p.argmax(axis=1)))
+    t, q = rng.normal(size=20), rng.normal(size=20)
+    assert models.metric_values("r2", t, q, one[:20])[0] == pytest.approx(r2_score(t, q))
+    assert models.metric_values("mae", t, q, one[:20])[0] == pytest.approx(mean_absolute_error(t, q))
+    # classification metrics are fold-wise means; bootstrap multiplicities act like repeated samples
+    folds = np.arange(30) % 3
+    expected = np.mean([roc_auc_score(y[folds == f], s[folds == f]) for f in range(3)])
+    assert models.metric_values("roc_auc", y, s, folds)[0] == pytest.approx(expected)
+    weights = rng.integers(0, 3, size=(1, 30)).astype(float)
+    repeated = np.repeat(np.arange(30), weights[0].astype(int))
+    assert models.metric_values("roc_auc", y, s, one, weights)[0] == pytest.approx(
+        roc_auc_score(y[repeated], s[repeated]))
+    assert models.metric_values("r2", t, q, one[:20], weights[:, :20])[0] == pytest.approx(
+        r2_score(t[repeated[repeated < 20]], q[repeated[repeated < 20]]))
+
+
+def test_bootstrap_keeps_class_sizes() -> None:
+    y = np.array([0] * 4 + [1] * 8)
+    weights = models._bootstrap_weights(y, "binary", 50, seed=0)
+    assert (weights[:, :4].sum(axis=1) == 4).all() and (weights[:, 4:].sum(axis=1) == 8).all()
+
+
+def test_half_minimum_imputer_learns_from_training_rows_only() -> None:
+    train = np.log1p(np.array([[100.0, np.nan, 5.0], [400.0, np.nan, np.nan], [np.nan, 8.0, 7.0]]))
+    imputer = models.HalfMinimumImputer(min_detected_fraction=0.5).fit(train)
+    assert imputer.keep_.tolist() == [True, False, True]
+    test = np.log1p(np.array([[np.nan, 1.0, np.nan], [1.0, 1.0, 1.0]]))  # a tiny test value must not move the fill
+    filled = imputer.transform(test)
+    assert np.expm1(filled[0]) == pytest.approx([50.0, 2.5])
+    assert np.expm1(filled[1]) == pytest.approx([1.0, 1.0])
+
+
+def test_feature_matrix_becomes_log_intensities_with_nulls() -> None:
+    matrix = pl.DataFrame({"consensus_id": ["C1", "C2"], "mz": [100.0, 200.0], "rt_s": [10.0, 20.0],
+                           "n_detected": [2, 1], "A": [np.e - 1, None], "B": [0.0, 99.0]})
+    fs = models.feature_matrix_feature_set(matrix, ["A", "B"])
+    assert fs.columns == ["sample_id", "C1", "C2"]
+    assert fs["C1"].to_list()[0] == pytest.approx(1.0) and fs["C1"][1] is None  # zero intensity = not detected
+    assert fs["C2"][0] is None and fs["C2"][1] == pytest.approx(np.log(100.0))
+    with pytest.raises(InputError, match="no column for sample"):
+        models.feature_matrix_feature_set(matrix, ["A", "Z"])
+
+
+def test_bad_declarations_raise_clear_errors(tmp_path: Path) -> None:
+    samples, data = _study(n_per_class=3)
+    with pytest.raises(InputError, match="outer_split"):
+        models.model_outcomes(samples, data["sets"], [], tmp_path, {"outer_split": 3})
+    with pytest.raises(InputError, match="positive_class 'sick'"):
+        models.model_outcomes(samples, data["sets"], [{"column": "group", "type": "binary",
+                                                       "positive_class": "sick"}], tmp_path, FAST)
+    three = samples.with_columns(pl.Series("group", ["a", "b", "c"] * 2))
+    with pytest.raises(InputError, match="binary but has 3 classes"):
+        models.model_outcomes(three, data["sets"], [{"column": "group", "type": "binary"}], tmp_path, FAST)
+    with pytest.raises(InputError, match="'weight' is not in the sample sheet"):
+        models.model_outcomes(samples, data["sets"], [{"column": "weight", "type": "continuous"}], tmp_path, FAST)
+    with pytest.raises(InputError, match="value 'heavy'"):
+        models.model_outcomes(samples.with_columns(pl.lit("heavy").alias("w")), data["sets"],
+                              [{"column": "w", "type": "continuous"}], tmp_path, FAST)
+
+
+def test_too_few_samples_is_skipped_with_a_reason(tmp_path: Path) -> None:
+    samples, data = _study(n_per_class=3)
+    samples = samples.with_columns(pl.Series("group", ["x"] * 5 + ["y"]))
+    summary = models.model_outcomes(samples, data["sets"], [{"column": "group", "type": "binary"}], tmp_path,
+                                    FAST)["group"]
+    assert summary["status"] == "skipped" and "class 'y' has 1 sample" in summary["reason"]
+    assert pl.read_parquet(tmp_path / "group" / "metrics.parquet").height == 0
+
+
+def test_continuous_and_multiclass_outcomes(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    n = 18
+    X = rng.normal(size=(n, 10))
+    ids = [f"S{i}" for i in range(n)]
+    age = 40 + 8 * X[:, 0] + rng.normal(scale=1, size=n)
+    diet = np.repeat(["apple", "baseline", "cranberry"], 6)
+    X[:, 1] += 5 * (diet == "apple")
+    X[:, 2] += 5 * (diet == "cranberry")
+    samples = pl.DataFrame({"sample_id": ids, "age": [f"{a:.1f}" for a in age], "diet": diet})
+    table = pl.DataFrame({"sample_id": ids, **{f"f{j}": X[:, j] for j in range(10)}})
+    result = models.model_outcomes(samples, {"table": table}, [{"column": "age", "type": "continuous"},
+                                                              {"column": "diet", "type": "multiclass"}],
+                                   tmp_path, {**FAST, "feature_sets": ["table"]})
+    age_entry = result["age"]["feature_sets"]["table"]
+    assert age_entry["metric"] == "r2" and age_entry["value"] > 0.5 and "mae" in age_entry["secondary"]
+    diet_entry = result["diet"]["feature_sets"]["table"]
+    assert diet_entry["metric"] == "macro_roc_auc" and diet_entry["value"] > 0.75  # chance: 0.5
+    predictions = pl.read_parquet(tmp_path / "diet" / "predictions.parquet")
+    assert predictions["proba"].list.len().eq(3).all()
+    assert np.allclose(predictions["proba"].list.sum().to_numpy(), 1.0)
+
+
+def test_models_command_writes_outputs_and_done_file(tmp_path: Path) -> None:
+    samples, data = _study(n_per_class=4)
+    samples.with_columns(pl.Series("age", [str(30 + i) for i in range(8)])).write_csv(
+        tmp_path / "samples.tsv", separator="\t")
+    paths = []
+    for row in data["sample_embeddings"].iter_slices(1):
+        path = tmp_path / "samples" / row["sample_id"][0] / "sample_embedding.parquet"
+        path.parent.mkdir(parents=True)
+        row.write_parquet(path)
+        paths.append(str(path))
+        rng = np.random.default_rng(len(paths))
+        pl.DataFrame({"sample_id": row["sample_id"].to_list() * 3,
+                      "mz": [sorted(rng.uniform(50, 300, 5).tolist()) for _ in range(3)],
+                      "intensity": [rng.uniform(1, 10, 5).tolist() for _ in range(3)]}).write_parquet(
+            path.parent / "spectra.parquet")
+    data["matrix"].write_parquet(tmp_path / "feature_matrix.parquet")
+    params = {**FAST, "outcomes": [{"column": "group", "type": "binary"}, {"column": "age", "type": "continuous"}]}
+    code = cli_main(["models", "--samples", str(tmp_path / "samples.tsv"), "--sample-embeddings", *paths,
+                     "--feature-matrix", str(tmp_path / "feature_matrix.parquet"), "--outdir", str(tmp_path / "out"),
+                     "--spectra", *[str(Path(x).parent / "spectra.parquet") for x in paths],
+                     "--params", json.dumps(params)])
+    assert code == 0
+    done = json.loads((tmp_path / "out" / "models_done.json").read_text())
+    assert [o["column"] for o in done["outcomes"]] == ["group", "age"]
+    assert done["feature_sets"] == ["binned_spectra", "embedding", "features"]
+    summary = json.loads((tmp_path / "out" / "group" / "summary.json").read_text())
+    assert list(summary["feature_sets"]) == ["embedding", "features", "binned_spectra"] and not summary["notes"][1:]
+    for outcome in ("group", "age"):
+        for name in ("metrics.parquet", "predictions.parquet", "summary.json"):
+            assert (tmp_path / "out" / outcome / name).exists()
+
+
+@pytest.mark.parametrize(
+    ("table", "sheet", "extra", "outcome", "kind", "minimum"),
+    [
+        ("sacurine/sacurine_dataMatrix.tsv", "sacurine/sacurine_sampleMetadata.tsv", [], "gender", "binary", 0.85),
+        ("st000291/features.csv", "st000291/metadata.csv", ["--id-column", "ID"], "Treatment", "multiclass", 0.6),
+        ("mtbls2/a_mtbl2_metabolite_profiling_mass_spectrometry_maf.csv", "mtbls2/s_MTBL2.txt",
+         ["--id-column", "Sample Name"], "Factor Value[genotype]", "binary", 0.8),
+    ],
+)
+def test_model_command_on_published_studies(tmp_path: Path, capsys: pytest.CaptureFixture, table: str, sheet: str,
+                                            extra: list[str], outcome: str, kind: str, minimum: float) -> None:
+    if not SHARED_OUTCOMES.is_dir():
+        pytest.skip(f"real data not available: {SHARED_OUTCOMES} does not exist")
+    params = {"n_permutations": 3, "outer_repeats": 1, "n_bootstrap": 200}
+    code = cli_main(["model", "--table", str(SHARED_OUTCOMES / table), "--samples", str(SHARED_OUTCOMES / sheet),
+                     *extra, "--outcome", outcome, "--type", kind, "--out", str(tmp_path), "--params",
+                     json.dumps(params)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "samples as columns" in printed
+    summary = json.loads((tmp_path / models.outcome_dirname(outcome) / "summary.json").read_text())
+    entry = summary["feature_sets"]["table"]
+    assert entry["value"] >= minimum and entry["ci_low"] <= entry["value"] <= entry["ci_high"]
+    assert entry["permutation_p"] is not None
+
+
+def test_sample_table_orientation_and_r_style_header_are_detected(tmp_path: Path) -> None:
+    from ms2study.sampletable import read_sample_sheet_any, read_sample_table
+
+    # samples as rows, semicolons, R's write.csv header without the row-name column, zeros = not detected
+    (tmp_path / "rows.csv").write_text('"m1";"m2"\n"A";"1000";"0"\n"B";"3000";"5000"\n"C";"NA";"7000"\n')
+    table, note = read_sample_table(tmp_path / "rows.csv", ["A", "B", "C", "D"])
+    assert "samples as rows" in note and "log1p" in note and "D" in note
+    assert table["sample_id"].to_list() == ["A", "B", "C"] and table.columns == ["sample_id", "m1", "m2"]
+    assert table["m1"][0] == pytest.approx(np.log1p(1000.0)) and table["m2"][0] is None and table["m1"][2] is None
+    # samples as columns, tab-separated, already log-scaled values kept as given
+    (tmp_path / "cols.tsv").write_text("feature\tA\tB\tC\nm1\t3.1\t2.9\t3.3\nm2\t4.0\t4.2\t3.8\n")
+    table, note = read_sample_table(tmp_path / "cols.tsv", ["A", "B", "C"])
+    assert "samples as columns" in note and "as given" in note
+    assert table["m2"].to_list() == [4.0, 4.2, 3.8]
+    pl.DataFrame({"id": ["A", "B"], "grp": ["x", "y"]}).write_parquet(tmp_path / "sheet.parquet")
+    assert read_sample_sheet_any(tmp_path / "sheet.parquet", "id").columns == ["sample_id", "grp"]
+    (tmp_path / "bad.tsv").write_text("feature\tA\tB\nm1\t3.1\tlots\n")
+    with pytest.raises(InputError, match="'lots', not a number"):
+        read_sample_table(tmp_path / "bad.tsv", ["A", "B"])
+    with pytest.raises(InputError, match="none of the sample sheet's ids"):
+        read_sample_table(tmp_path / "cols.tsv", ["X"])
+
+
+def test_binned_spectra_baseline_averages_sum_normalised_spectra() -> None:
+    spectra = pl.DataFrame({"sample_id": ["A", "A", "C"],
+                            "mz": [[100.2, 100.7, 200.1], [150.5], []],
+                            "intensity": [[1.0, 1.0, 2.0], [5.0], []]},
+                           schema={"sample_id": pl.Utf8, "mz": pl.List(pl.Float64), "intensity": pl.List(pl.Float32)})
+    fs = models.binned_spectra_feature_set(spectra, ["A", "B", "C"], bin_width=1.0)
+    assert fs.columns == ["sample_id", "mz_100", "mz_150", "mz_200"]
+    assert fs.row(0) == ("A", 0.25, 0.5, 0.25)
+    assert fs.row(1) == ("B", None, None, None) and fs.row(2) == ("C", None, None, None)  # no MS/MS: missing

@@ -1,0 +1,176 @@
+"""The study report: one self-contained HTML file with every section, plain warnings, escaped user text; rendered
+by a real headless Chromium when one is installed."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from ms2study import models, tables
+from ms2study.cli import main as cli_main
+from ms2study.report import build_report
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SECTIONS = ["warnings", "overview", "samples", "identifications", "encoder", "models", "matrix", "software"]
+
+
+def _write_study(root: Path, trained: bool, n: int = 8, seed: int = 0) -> list[str]:
+    """A tiny study: every contract table of every sample, the feature matrix and real model outputs."""
+    rng = np.random.default_rng(seed)
+    ids = [f"S{i:02d}" for i in range(1, n + 1)]
+    group = ["case" if i % 2 else "control" for i in range(n)]
+    sheet = pl.DataFrame({"sample_id": ids, "file": [f"{s}.mzML" for s in ids], "group": group,
+                          # hostile text in a user column must come out escaped
+                          "note": ["<b>bold</b> & <script>alert(1)</script>"] + [""] * (n - 1)})
+    (root / "results" / "study").mkdir(parents=True)
+    sheet.write_csv(root / "results" / "study" / "samples.tsv", separator="\t")
+    y = np.array([g == "case" for g in group], dtype=float)
+    for k, s in enumerate(ids):
+        base = root / "results" / "samples" / s
+        base.mkdir(parents=True)
+        n_spec = 0 if s == "S08" else 6
+        features = pl.DataFrame({
+            "feature_id": [f"{s}:F{i}" for i in range(5)], "sample_id": [s] * 5, "mz": np.linspace(100, 300, 5),
+            "rt_s": np.linspace(60, 300, 5), "rt_start_s": np.linspace(50, 290, 5), "rt_end_s": np.linspace(70, 310, 5),
+            "mz_min": np.linspace(100, 300, 5) - 0.001, "mz_max": np.linspace(100, 300, 5) + 0.001,
+            "intensity": rng.uniform(1e4, 1e6, 5), "charge": [1] * 5, "n_isotopes": [2] * 5, "quality": [0.9] * 5})
+        pl.DataFrame(tables.conform(features, tables.FEATURES)).write_parquet(base / "features.parquet")
+        spectra = pl.DataFrame({
+            "spectrum_id": [f"{s}:S{i}" for i in range(n_spec)], "sample_id": [s] * n_spec,
+            "scan_index": list(range(n_spec)), "native_id": [f"scan={i}" for i in range(n_spec)],
+            "rt_s": [100.0] * n_spec, "precursor_mz": [150.0] * n_spec, "precursor_charge": [1] * n_spec,
+            "precursor_intensity": [1e5] * n_spec,
+            "feature_id": [f"{s}:F{i % 5}" if i < 4 else None for i in range(n_spec)],
+            "mz": [[50.0, 80.0]] * n_spec, "intensity": [[1.0, 0.5]] * n_spec},
+            schema=tables.SPECTRA)
+        spectra.write_parquet(base / "spectra.parquet")
+        embeddings = pl.DataFrame({
+            "spectrum_id": spectra["spectrum_id"], "sample_id": spectra["sample_id"],
+            "feature_id": spectra["feature_id"],
+            "embedding": [rng.normal(size=8).astype(np.float32).tolist() for _ in range(n_spec)]},
+            schema=tables.EMBEDDINGS).with_columns(
+            pl.lit("trained-v1" if trained else "untrained-seed0-abc123").alias("model_id"),
+            pl.lit(trained).alias("model_trained"))
+        embeddings.write_parquet(base / "embeddings.parquet")
+        names = ["Caffeine", "Caffeine", "Tryptophan <L>", "Glucose"]
+        annotations = pl.DataFrame({
+            "spectrum_id": [f"{s}:S{i}" for i in range(min(n_spec, 4))], "sample_id": [s] * min(n_spec, 4),
+            "feature_id": [f"{s}:F{i}" for i in range(min(n_spec, 4))], "rank": [1] * min(n_spec, 4),
+            "library_id": [f"MB{i}" for i in range(min(n_spec, 4))], "library_name": names[:min(n_spec, 4)],
+            "library_inchikey": [f"KEY{n.split()[0].upper()}" for n in names][:min(n_spec, 4)],
+            "library_smiles": ["C"] * min(n_spec, 4), "precursor_error_ppm": [1.5] * min(n_spec, 4),
+            "cosine": [0.95, 0.9, 0.8, 0.5][:min(n_spec, 4)], "matched_peaks": [6] * min(n_spec, 4)},
+            schema=tables.ANNOTATIONS)
+        annotations.write_parquet(base / "annotations.parquet")
+        pooled = None if n_spec == 0 else (rng.normal(size=8) + 2.0 * y[k]).astype(np.float32).tolist()
+        pl.DataFrame({"sample_id": [s], "n_spectra": [n_spec], "embedding": [pooled]},
+                     schema=tables.SAMPLE_EMBEDDING).write_parquet(base / "sample_embedding.parquet")
+    intensities = rng.uniform(1e4, 1e6, size=(12, n)) * np.exp(1.5 * y)[None, :]
+    intensities[rng.random(intensities.shape) < 0.2] = np.nan
+    matrix = pl.DataFrame({"consensus_id": [f"C{i}" for i in range(12)], "mz": np.linspace(100, 400, 12),
+                           "rt_s": np.linspace(60, 600, 12),
+                           "n_detected": (~np.isnan(intensities)).sum(axis=1).astype(np.int32),
+                           **{s: intensities[:, j] for j, s in enumerate(ids)}}).with_columns(
+        [pl.col(s).fill_nan(None) for s in ids])  # the contract: null where not detected
+    matrix.write_parquet(root / "results" / "study" / "feature_matrix.parquet")
+    sets = models.study_feature_sets(sheet, [root / "results" / "samples" / s / "sample_embedding.parquet"
+                                             for s in ids], root / "results" / "study" / "feature_matrix.parquet")
+    models.model_outcomes(sheet, sets, [{"column": "group", "type": "binary", "positive_class": "case"}],
+                          root / "results" / "study" / "models",
+                          {"n_permutations": 3, "outer_repeats": 1, "n_bootstrap": 100})
+    return ids
+
+
+@pytest.fixture(scope="module")
+def untrained_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    root = tmp_path_factory.mktemp("study_untrained")
+    _write_study(root, trained=False)
+    out = root / "results" / "study" / "report.html"
+    build_report(root, out, {"config_used": {"models": {"outcomes": [{"column": "group", "type": "binary"}]}}})
+    return out, out.read_text(encoding="utf-8")
+
+
+def test_report_is_self_contained(untrained_report: tuple[Path, str]) -> None:
+    _, text = untrained_report
+    assert text.startswith("<!DOCTYPE html>")
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", text, re.IGNORECASE)
+    assert "<script" not in text.lower()  # no scripts at all (the hostile one from the sheet is escaped)
+    assert "<link" not in text.lower() and "@import" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text and "&lt;b&gt;bold&lt;/b&gt; &amp;" in text
+    assert "Tryptophan &lt;L&gt;" in text
+
+
+def test_report_has_every_section_and_the_numbers(untrained_report: tuple[Path, str]) -> None:
+    _, text = untrained_report
+    for anchor in SECTIONS:
+        assert f'id="{anchor}"' in text, anchor
+    # per-sample row of S01: 5 features, 6 scans, 4 mapped, 6 embedded, 3 annotated (rank 1), 6 pooled
+    row = re.search(r"<tr><td>S01</td>((?:<td[^>]*>[^<]*</td>){6})</tr>", text)
+    assert row and re.findall(r">([^<]*)<", row.group(1))[::2] == ["5", "6", "4", "6", "4", "6"]
+    # identifications: cosine >= 0.7 only; Caffeine found in the 7 samples with MS/MS
+    assert "KEYCAFFEINE" in text and "KEYGLUCOSE" not in text
+    caffeine = re.search(r"<td>Caffeine</td><td>KEYCAFFEINE</td><td class=\"num\">(\d+)</td>", text)
+    assert caffeine and caffeine.group(1) == "7"
+    # models: the table row, ROC and PCA charts
+    assert "roc_auc" in text and "permutation p" in text and "ROC: group" in text and "null mean" in text
+    assert "fold-wise metrics are coarse" in text  # 4 vs 4 samples: one sample per class in a test fold
+    assert "PCA of embedding, coloured by group" in text and "PCA of features, coloured by group" in text
+    assert text.count("<svg") >= 4
+    assert "12</b> consensus features" in text and "detection rate 100.0%" not in text
+    assert "scikit-learn" in text and "Configuration used" in text
+
+
+def test_report_warns_plainly(untrained_report: tuple[Path, str]) -> None:
+    _, text = untrained_report
+    warnings = text.split('id="warnings"')[1].split('id="overview"')[0]
+    assert "UNTRAINED placeholder" in warnings
+    assert "S08</b> has no MS/MS scans" in warnings
+    assert "S08</b> has no pooled embedding" in warnings
+
+
+def test_trained_encoder_has_no_untrained_warning(tmp_path: Path) -> None:
+    _write_study(tmp_path, trained=True, seed=1)
+    out = tmp_path / "report.html"
+    build_report(tmp_path, out)
+    text = out.read_text(encoding="utf-8")
+    assert "UNTRAINED" not in text and "trained-v1" in text
+    assert "a trained checkpoint" in text
+
+
+def test_report_command_and_skipped_outcome(tmp_path: Path) -> None:
+    ids = _write_study(tmp_path, trained=True, seed=2)
+    sheet = pl.read_csv(tmp_path / "results" / "study" / "samples.tsv", separator="\t")
+    sheet = sheet.with_columns(pl.Series("rare", ["x"] * (len(ids) - 1) + ["y"]))
+    sheet.write_csv(tmp_path / "samples.tsv", separator="\t")
+    models.model_outcomes(sheet, {}, [{"column": "rare", "type": "binary"}], tmp_path / "results/study/models")
+    code = cli_main(["report", "--study-dir", str(tmp_path), "--samples", str(tmp_path / "samples.tsv"),
+                     "--out", str(tmp_path / "r.html"), "--params", '{"title": "Demo <study>"}'])
+    assert code == 0
+    text = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "<h1>Demo &lt;study&gt;</h1>" in text
+    assert "outcome <b>rare</b> was not modelled: class &#x27;y&#x27; has 1 sample" in text
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+def test_report_renders_in_headless_chromium(untrained_report: tuple[Path, str], tmp_path: Path) -> None:
+    path, _ = untrained_report
+    result = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", path.resolve().as_uri()],
+        check=False, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    dom = result.stdout
+    # the browser parsed the document into the expected structure: sections, warnings, SVG charts
+    for anchor in SECTIONS:
+        assert f'id="{anchor}"' in dom
+    assert dom.count("<svg") >= 4 and "<circle" in dom and "<polyline" in dom
+    assert 'class="warning"' in dom and "UNTRAINED placeholder" in dom
+    assert "<script" not in dom.lower()

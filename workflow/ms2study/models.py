@@ -1,0 +1,885 @@
+"""Outcome models: how well each feature set predicts each study outcome, estimated with nested cross-validation.
+
+Every feature set (pooled spectrum embeddings, the linked feature matrix, or a table from elsewhere) is modelled on
+the same outer folds, so the sets can be compared side by side. The outer loop is a repeated (stratified) k-fold whose
+k never exceeds the smallest class, so every test fold holds every class; the inner loop picks the regularisation
+strength on the training part only. Missing-value handling, scaling and detection filtering are fitted inside the
+folds (they are pipeline steps), so no statistic of a test sample ever reaches its model. Classification metrics
+are computed within each test fold and averaged; results carry a 95% interval from a stratified bootstrap of the
+out-of-fold predictions and a label-permutation p-value computed with the identical procedure, so a small cohort
+cannot look better than it is. All seeds are fixed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import math
+import re
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import KFold, RepeatedKFold, RepeatedStratifiedKFold, StratifiedKFold
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+from ms2study.atomic import write_parquet, write_text
+from ms2study.errors import InputError
+
+log = logging.getLogger(__name__)
+
+OUTCOME_TYPES = ("binary", "multiclass", "continuous")
+# Strings a sample sheet uses for "not recorded"; such samples are left out of that outcome's model and listed.
+MISSING_TOKENS = {"", "na", "nan", "n/a", "null", "none", "missing", "-", "?"}
+
+DEFAULT_PARAMS: dict[str, Any] = {
+    # Outcomes to model: a list of {column, type: binary | multiclass | continuous, positive_class}.
+    "outcomes": [],
+    # Feature sets to model, in display order; names absent from the data are skipped with a note.
+    # embedding: pooled spectrum embeddings; features: linked feature matrix (precursor baseline);
+    # binned_spectra: MS/MS peaks binned and averaged per sample (model-free baseline; needs --spectra).
+    "feature_sets": ["embedding", "features", "binned_spectra"],
+    "spectra_bin_width": 1.0,  # m/z width of the binned_spectra bins
+    # How missing values of each feature set are filled INSIDE the training folds: "half_minimum" (a feature not
+    # detected in a sample lies below the detection limit: half its smallest training value, on the raw intensity
+    # scale) or "mean" (a sample without MS/MS has no embedding at all: the training mean, a neutral guess).
+    # Sets not named here use "mean".
+    "imputation": {"embedding": "mean", "features": "half_minimum"},
+    # Feature matrix columns detected in fewer than this fraction of the TRAINING samples are dropped (in the folds).
+    "min_detected_fraction": 0.5,
+    "outer_splits": 5,        # upper bound for k; lowered to the smallest class count (continuous: n // 2)
+    "outer_repeats": 5,       # repeats of the outer k-fold, averaged in the point estimate
+    "inner_splits": 3,        # inner CV for the regularisation strength (lowered to the smallest training class)
+    "logistic_c": [0.01, 0.1, 1.0, 10.0],         # L2 logistic regression: inverse regularisation strengths tried
+    "ridge_alpha": [0.1, 1.0, 10.0, 100.0, 1000.0],  # ridge regression: penalties tried
+    "n_permutations": 20,     # label permutations for the p-value (resolution 1 / (n + 1)); 0 disables
+    "n_bootstrap": 1000,      # bootstrap draws of the out-of-fold predictions for the interval
+    "ci_level": 0.95,
+    "seed": 0,
+}
+
+PRIMARY_METRIC = {"binary": "roc_auc", "multiclass": "macro_roc_auc", "continuous": "r2"}
+SECONDARY_METRICS = {"binary": ["balanced_accuracy"], "multiclass": ["balanced_accuracy"], "continuous": ["mae"]}
+# What a model without information scores (the report draws it as the reference line).
+CHANCE = {"roc_auc": 0.5, "macro_roc_auc": 0.5, "r2": 0.0}
+
+
+# ------------------------------------------------------------------------------------------- parameters
+
+
+def merge_params(params: dict | None) -> dict:
+    """DEFAULT_PARAMS with ``params`` over them; an unknown key raises InputError naming it."""
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(DEFAULT_PARAMS))
+    if unknown:
+        raise InputError(
+            f"unknown models parameter(s) {unknown} (known: {', '.join(DEFAULT_PARAMS)})",
+            fix="correct the key under 'models:' in config.yaml",
+        )
+    merged = copy.deepcopy(DEFAULT_PARAMS)
+    for key, value in params.items():
+        if key == "imputation" and isinstance(value, dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    for key, value in merged["imputation"].items():
+        if value not in ("mean", "half_minimum"):
+            raise InputError(f"models.imputation.{key} is '{value}'", fix="use 'mean' or 'half_minimum'")
+    for key in ("outer_splits", "outer_repeats", "inner_splits", "n_permutations", "n_bootstrap"):
+        if not isinstance(merged[key], int) or merged[key] < (0 if key == "n_permutations" else 1):
+            raise InputError(f"models.{key} must be a positive integer (got {merged[key]!r})")
+    if merged["outer_splits"] < 2:
+        raise InputError("models.outer_splits must be at least 2")
+    if not 0 < float(merged["ci_level"]) < 1:
+        raise InputError(f"models.ci_level must lie between 0 and 1 (got {merged['ci_level']!r})")
+    return merged
+
+
+def check_outcome(spec: Any) -> dict:
+    """Validate one outcome declaration ({column, type, positive_class}) and return it as a clean dict."""
+    if not isinstance(spec, dict) or "column" not in spec or "type" not in spec:
+        raise InputError(f"outcome {spec!r} must be a mapping with 'column' and 'type'",
+                         fix="e.g. {column: group, type: binary, positive_class: case}")
+    unknown = sorted(set(spec) - {"column", "type", "positive_class"})
+    if unknown:
+        raise InputError(f"outcome '{spec['column']}' has unknown key(s) {unknown}",
+                         fix="allowed keys: column, type, positive_class")
+    if spec["type"] not in OUTCOME_TYPES:
+        raise InputError(f"outcome '{spec['column']}' has type '{spec['type']}'",
+                         fix=f"use one of {', '.join(OUTCOME_TYPES)}")
+    return {"column": str(spec["column"]), "type": spec["type"], "positive_class": spec.get("positive_class")}
+
+
+def outcome_dirname(column: str) -> str:
+    """The folder name of an outcome's results (path-safe form of the column name)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", column).strip(".") or "outcome"
+
+
+# ------------------------------------------------------------------------------------------- feature sets
+
+
+def embedding_feature_set(sample_embeddings: pl.DataFrame) -> pl.DataFrame:
+    """Pooled sample embeddings (``tables.SAMPLE_EMBEDDING`` rows) as sample_id + one Float64 column per dimension.
+
+    A sample without MS/MS (null embedding) keeps its row with nulls in every column: it stays in the folds and the
+    model fills it inside each training fold with the training mean (``imputation: mean``), which is neutral and
+    leaks nothing; the summary lists such samples. It is never turned into a zero vector here.
+    """
+    for column in ("sample_id", "embedding"):
+        if column not in sample_embeddings.columns:
+            raise InputError(f"sample embedding table lacks column '{column}'", fix="produce it with 'ms2study pool'")
+    lengths = sample_embeddings["embedding"].list.len()
+    present = lengths.drop_nulls()
+    dim = int(present.max()) if present.len() else 0
+    bad = sample_embeddings.filter(lengths.is_not_null() & (lengths != dim))
+    if bad.height:
+        raise InputError(
+            f"embedding has {bad['embedding'].list.len()[0]} values, others have {dim}",
+            sample=str(bad["sample_id"][0]), fix="pool every sample with the same encoder (rerun 'ms2study pool')",
+        )
+    ids = sample_embeddings["sample_id"].cast(pl.Utf8)
+    if dim == 0:
+        return pl.DataFrame({"sample_id": ids})
+    matrix = np.full((sample_embeddings.height, dim), np.nan)
+    for i, value in enumerate(sample_embeddings["embedding"].to_list()):
+        if value is not None:
+            matrix[i] = np.asarray(value, dtype=np.float64)
+    # NaN (e.g. from an empty pool) counts as missing too, like null.
+    columns = {f"emb_{j}": pl.Series(matrix[:, j]).fill_nan(None) for j in range(dim)}
+    return pl.DataFrame({"sample_id": ids, **columns})
+
+
+def feature_matrix_feature_set(feature_matrix: pl.DataFrame, sample_ids: list[str]) -> pl.DataFrame:
+    """The linked feature matrix (consensus features × samples) as samples × features of log1p(intensity).
+
+    A feature not detected in a sample (null, or an intensity <= 0) stays null here. It is filled INSIDE each
+    training fold with half of that feature's smallest training intensity (``imputation: half_minimum``; below the
+    detection limit is the likely truth), after features detected in fewer than ``min_detected_fraction`` of the
+    training samples are dropped. Doing both before the split would let test samples shape the training data
+    (leakage), so they are pipeline steps. log1p itself is per value and needs no fitting.
+    """
+    if "consensus_id" not in feature_matrix.columns:
+        raise InputError("feature matrix lacks column 'consensus_id'", fix="produce it with 'ms2study link'")
+    missing = [s for s in sample_ids if s not in feature_matrix.columns]
+    if missing:
+        raise InputError(
+            f"feature matrix has no column for sample(s) {missing[:5]}",
+            fix="rerun 'ms2study link' with every sample of the sheet",
+        )
+    ids = feature_matrix["consensus_id"].cast(pl.Utf8).to_list()
+    values = feature_matrix.select([pl.col(s).cast(pl.Float64) for s in sample_ids]).to_numpy()  # features × samples
+    with np.errstate(invalid="ignore"):
+        logged = np.where(values > 0, np.log1p(np.where(values > 0, values, 0.0)), np.nan)
+    columns = {cid: pl.Series(cid, logged[j], dtype=pl.Float64).fill_nan(None) for j, cid in enumerate(ids)}
+    return pl.DataFrame({"sample_id": pl.Series(list(sample_ids), dtype=pl.Utf8), **columns})
+
+
+def binned_spectra_feature_set(spectra: pl.DataFrame, sample_ids: list[str], bin_width: float = 1.0) -> pl.DataFrame:
+    """The model-free MS/MS baseline: each sample's spectra binned by fragment m/z and averaged.
+
+    Each spectrum's intensities are scaled to sum 1 (so every spectrum counts once, whatever its total ion
+    current), summed into ``bin_width`` m/z bins, and the sum is divided by the sample's number of spectra. A bin
+    without peaks in a sample is 0 (a real zero: no fragment there). A sample without spectra keeps its row with
+    nulls, filled inside the folds like a missing embedding. Columns are ``mz_{bin start}``.
+    """
+    for column in ("sample_id", "mz", "intensity"):
+        if column not in spectra.columns:
+            raise InputError(f"spectra table lacks column '{column}'", fix="produce it with 'ms2study spectra'")
+    if bin_width <= 0:
+        raise InputError(f"spectra bin width must be positive (got {bin_width})")
+    peaks = (
+        spectra.select(pl.col("sample_id").cast(pl.Utf8), "mz", pl.col("intensity").cast(pl.List(pl.Float64)))
+        .with_row_index("spectrum")
+        .filter(pl.col("mz").list.len() > 0)
+        .explode("mz", "intensity")
+        .filter(pl.col("intensity") > 0)
+        .with_columns((pl.col("intensity") / pl.col("intensity").sum().over("spectrum")).alias("share"),
+                      (pl.col("mz") / bin_width).floor().cast(pl.Int64).alias("bin"))
+    )
+    n_spectra = peaks.group_by("sample_id").agg(pl.col("spectrum").n_unique().alias("n"))
+    binned = (peaks.group_by("sample_id", "bin").agg(pl.col("share").sum())
+              .join(n_spectra, on="sample_id").with_columns(pl.col("share") / pl.col("n")))
+    bins = sorted(binned["bin"].unique().to_list())
+    frame = pl.DataFrame({"sample_id": pl.Series(list(sample_ids), dtype=pl.Utf8)})
+    if not bins:
+        return frame
+    wide = binned.pivot(on="bin", index="sample_id", values="share")
+    names = {str(b): f"mz_{b * bin_width:g}" for b in bins}
+    wide = wide.rename(names).select("sample_id", *names.values()).with_columns(
+        [pl.col(c).fill_null(0.0) for c in names.values()])
+    return frame.join(wide, on="sample_id", how="left", maintain_order="left")
+
+
+def read_spectra_tables(paths: list[str | Path]) -> pl.DataFrame:
+    frames = []
+    for path in paths:
+        if not Path(path).exists():
+            raise InputError("spectra table does not exist", file=str(path), fix="run the spectra stage")
+        frames.append(pl.read_parquet(path, columns=["sample_id", "mz", "intensity"]).with_columns(
+            pl.col("sample_id").cast(pl.Utf8), pl.col("mz").cast(pl.List(pl.Float64)),
+            pl.col("intensity").cast(pl.List(pl.Float64))))
+    return pl.concat(frames) if frames else pl.DataFrame(
+        schema={"sample_id": pl.Utf8, "mz": pl.List(pl.Float64), "intensity": pl.List(pl.Float64)})
+
+
+# ------------------------------------------------------------------------------------------- estimators
+
+
+class HalfMinimumImputer(TransformerMixin, BaseEstimator):
+    """Fill a feature's missing values with half its smallest observed training value, after a detection filter.
+
+    Input is log1p(intensity) with NaN where not detected; the fill is log1p(min_raw / 2), i.e. half the minimum
+    on the raw intensity scale. Columns detected in fewer than ``min_detected_fraction`` of the fitted rows are
+    dropped (if that drops everything, every column detected at least once is kept).
+    """
+
+    def __init__(self, min_detected_fraction: float = 0.0):
+        self.min_detected_fraction = min_detected_fraction
+
+    def fit(self, X: np.ndarray, y: Any = None) -> HalfMinimumImputer:
+        X = np.asarray(X, dtype=np.float64)
+        detected = ~np.isnan(X)
+        fraction = detected.mean(axis=0) if X.shape[0] else np.zeros(X.shape[1])
+        keep = (fraction >= self.min_detected_fraction) & (fraction > 0)
+        if not keep.any():
+            keep = fraction > 0
+        self.keep_ = keep
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns are not kept anyway
+            minimum = np.nanmin(np.where(detected, X, np.inf), axis=0)
+        self.fill_ = np.log1p(np.expm1(np.where(np.isfinite(minimum), minimum, 0.0)) / 2.0)[keep]
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)[:, self.keep_]
+        if X.shape[1] == 0:  # nothing detected in training: one constant column keeps the estimator defined
+            return np.zeros((X.shape[0], 1))
+        return np.where(np.isnan(X), self.fill_, X)
+
+
+def _preprocessor(imputation: str, params: dict) -> Pipeline:
+    """Missing values, then scaling: fitted on training rows only (each inner and outer training part)."""
+    imputer = (HalfMinimumImputer(float(params["min_detected_fraction"])) if imputation == "half_minimum"
+               else SimpleImputer(strategy="mean", keep_empty_features=True))
+    return Pipeline([("impute", imputer), ("scale", StandardScaler())])
+
+
+def _estimator(kind: str, strength: float) -> LogisticRegression | Ridge:
+    if kind == "continuous":
+        return Ridge(alpha=strength)
+    # Balanced class weights: otherwise each fold model's intercept follows its training class mix, which is the
+    # opposite of its test fold's mix, and pooling out-of-fold scores across folds biases AUC below 0.5 on noise.
+    return LogisticRegression(C=strength, l1_ratio=0.0, class_weight="balanced", max_iter=5000)  # l1_ratio 0: L2
+
+
+def _grid(kind: str, params: dict) -> list[float]:
+    """Regularisation strengths, strongest first, so ties in the inner CV go to the simpler model."""
+    if kind == "continuous":
+        return sorted((float(a) for a in params["ridge_alpha"]), reverse=True)
+    return sorted(float(c) for c in params["logistic_c"])
+
+
+def outer_splitter(y: np.ndarray, kind: str, params: dict, n_repeats: int | None = None):
+    """The outer repeated k-fold. Classes: stratified, k = min(outer_splits, smallest class), so no test fold lacks
+    a class. Continuous: k = min(outer_splits, n // 2), so each test fold has at least two samples."""
+    repeats = int(n_repeats or params["outer_repeats"])
+    if kind == "continuous":
+        k = min(int(params["outer_splits"]), len(y) // 2)
+        return RepeatedKFold(n_splits=k, n_repeats=repeats, random_state=int(params["seed"])), k
+    k = min(int(params["outer_splits"]), int(np.bincount(y).min()))
+    return RepeatedStratifiedKFold(n_splits=k, n_repeats=repeats, random_state=int(params["seed"])), k
+
+
+def _inner_splitter(kind: str, y_train: np.ndarray, params: dict, seed: int) -> KFold | StratifiedKFold | None:
+    """Inner CV on the training part; None where it is too small to split (a class with < 2 training samples)."""
+    if kind == "continuous":
+        k = min(int(params["inner_splits"]), len(y_train) // 2)
+        return KFold(n_splits=k, shuffle=True, random_state=seed) if k >= 2 else None
+    k = min(int(params["inner_splits"]), int(np.bincount(y_train).min()))
+    return StratifiedKFold(n_splits=k, shuffle=True, random_state=seed) if k >= 2 else None
+
+
+def _predict(model: LogisticRegression | Ridge, X: np.ndarray, kind: str, n_classes: int) -> np.ndarray:
+    if kind == "continuous":
+        return model.predict(X)
+    proba = np.zeros((X.shape[0], n_classes))
+    proba[:, model.classes_] = model.predict_proba(X)
+    return proba
+
+
+def _loss(kind: str, y: np.ndarray, predicted: np.ndarray) -> float:
+    """Inner-CV loss: squared error, or log loss (smoother than AUC on inner folds of two or three samples)."""
+    if kind == "continuous":
+        return float(((y - predicted) ** 2).sum())
+    return float(-np.log(np.clip(predicted[np.arange(len(y)), y], 1e-15, 1.0)).sum())
+
+
+def fit_nested(X: np.ndarray, y: np.ndarray, kind: str, imputation: str, params: dict, seed: int) -> tuple:
+    """Choose the regularisation by inner CV on (X, y), then refit on all of it.
+
+    Equivalent to GridSearchCV over a Pipeline(impute, scale, model) with the strength as the only searched
+    parameter, but the preprocessing is fitted once per inner split instead of once per grid value, and the
+    joblib machinery is skipped: on cohorts of ten samples that overhead dominated the run time (about 50x).
+    Returns (preprocessor, model, chosen strength or None when no inner split was possible).
+    """
+    n_classes = int(y.max()) + 1 if kind != "continuous" else 0
+    grid = _grid(kind, params)
+    inner = _inner_splitter(kind, y, params, seed)
+    chosen = None
+    if inner is not None and len(grid) > 1:
+        losses = np.zeros(len(grid))
+        for train, valid in inner.split(X, y):
+            pre = clone(_preprocessor(imputation, params)).fit(X[train])
+            A, B = pre.transform(X[train]), pre.transform(X[valid])
+            for g, strength in enumerate(grid):
+                model = _estimator(kind, strength).fit(A, y[train])
+                losses[g] += _loss(kind, y[valid], _predict(model, B, kind, n_classes))
+        chosen = grid[int(np.argmin(losses))]  # argmin takes the first of ties: the strongest regularisation
+    strength = chosen if chosen is not None else (1.0 if kind != "continuous" else 10.0)
+    pre = _preprocessor(imputation, params).fit(X)
+    model = _estimator(kind, strength).fit(pre.transform(X), y)
+    return pre, model, chosen
+
+
+def _cross_validate(X: np.ndarray, y: np.ndarray, kind: str, imputation: str, params: dict,
+                    n_repeats: int | None = None) -> dict:
+    """Out-of-fold predictions of the nested CV: ``scores`` (repeats × n [× classes]), ``fold`` (repeats × n),
+    and the regularisation chosen per outer fold."""
+    splitter, k = outer_splitter(y, kind, params, n_repeats)
+    repeats = int(n_repeats or params["outer_repeats"])
+    n_classes = int(y.max()) + 1 if kind != "continuous" else 0
+    shape = (repeats, len(y), n_classes) if kind == "multiclass" else (repeats, len(y))
+    scores = np.full(shape, np.nan)
+    folds = np.full((repeats, len(y)), -1, dtype=np.int32)
+    chosen: list[float] = []
+    # Single-threaded BLAS: on matrices this small, BLAS threads only wait on each other; on a shared 2-core
+    # machine that made each fit 50x slower.
+    with warnings.catch_warnings(), threadpool_limits(limits=1):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for i, (train, test) in enumerate(splitter.split(X, y)):
+            repeat, fold = divmod(i, k)
+            pre, model, strength = fit_nested(X[train], y[train], kind, imputation, params, int(params["seed"]) + i)
+            if strength is not None:
+                chosen.append(strength)
+            predicted = _predict(model, pre.transform(X[test]), kind, n_classes)
+            scores[repeat, test] = predicted[:, 1] if kind == "binary" else predicted
+            folds[repeat, test] = fold
+    return {"scores": scores, "fold": folds, "k": k, "chosen": chosen}
+
+
+# ------------------------------------------------------------------------------------------- metrics
+
+
+def _weighted_auc(positive: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """ROC AUC of one set of samples under each row of multiplicity ``weights`` (draws × samples): the weighted
+    share of (positive, negative) pairs ranked correctly, ties counting half. NaN where a class is absent."""
+    pos, neg = positive, ~positive
+    if not pos.any() or not neg.any():
+        return np.full(weights.shape[0], np.nan)
+    sp, sn = score[pos], score[neg]
+    pairs = (sp[:, None] > sn[None, :]) + 0.5 * (sp[:, None] == sn[None, :])
+    wp, wn = weights[:, pos], weights[:, neg]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.einsum("bi,ij,bj->b", wp, pairs, wn) / (wp.sum(axis=1) * wn.sum(axis=1))
+
+
+def _nanmean(stack: list[np.ndarray] | np.ndarray) -> np.ndarray:
+    stack = np.asarray(stack, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
+        return np.nanmean(stack, axis=0)
+
+
+def _class_metric(name: str, y: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """A classification metric of one test fold under each weight row."""
+    if name == "roc_auc":
+        return _weighted_auc(y == 1, scores, weights)
+    if name == "macro_roc_auc":
+        return _nanmean([_weighted_auc(y == c, scores[:, c], weights) for c in range(scores.shape[1])])
+    if name == "balanced_accuracy":
+        predicted = scores.argmax(axis=1) if scores.ndim == 2 else (scores >= 0.5).astype(np.int64)
+        n_classes = scores.shape[1] if scores.ndim == 2 else 2
+        recalls = []
+        for c in range(n_classes):
+            member = y == c
+            with np.errstate(invalid="ignore", divide="ignore"):
+                recalls.append((weights * (member & (predicted == c))).sum(axis=1) / (weights * member).sum(axis=1))
+        return _nanmean(recalls)
+    raise ValueError(f"unknown metric {name}")
+
+
+def metric_values(name: str, y: np.ndarray, scores: np.ndarray, folds: np.ndarray,
+                  weights: np.ndarray | None = None) -> np.ndarray:
+    """One repeat's out-of-fold metric under each row of sample ``weights`` (draws × n; default: all ones).
+
+    Classification metrics are computed within each test fold and averaged over folds (as scikit-learn's
+    ``cross_val_score`` does). Pooling scores across folds compares numbers from different models, whose offsets
+    shift with each fold's class mix; on noise that pooled AUC sat near 0.44 instead of 0.5 on 12 samples, while
+    the fold-wise mean sat at 0.50. Continuous metrics pool the out-of-fold predictions (R² = 1 - PRESS / total sum
+    of squares), because an R² within test folds of two or three samples is meaningless.
+    """
+    weights = np.ones((1, len(y))) if weights is None else weights
+    if name in ("r2", "mae"):
+        total = weights.sum(axis=1)
+        if name == "mae":
+            return (weights * np.abs(y - scores)).sum(axis=1) / total
+        mean = (weights * y).sum(axis=1, keepdims=True) / total[:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return 1.0 - (weights * (y - scores) ** 2).sum(axis=1) / (weights * (y - mean) ** 2).sum(axis=1)
+    per_fold = [_class_metric(name, y[folds == f], scores[folds == f], weights[:, folds == f])
+                for f in np.unique(folds)]
+    return _nanmean(per_fold)
+
+
+def _bootstrap_weights(y: np.ndarray, kind: str, n_draws: int, seed: int) -> np.ndarray:
+    """Multiplicities of each sample in ``n_draws`` bootstrap resamples (draws × n); resampled within each class
+    so every draw keeps the study's class sizes."""
+    rng = np.random.default_rng(seed)
+    weights = np.zeros((n_draws, len(y)))
+    groups = [np.arange(len(y))] if kind == "continuous" else [np.flatnonzero(y == c) for c in np.unique(y)]
+    rows = np.arange(n_draws)[:, None]
+    for members in groups:
+        picks = members[rng.integers(0, len(members), size=(n_draws, len(members)))]
+        np.add.at(weights, (np.broadcast_to(rows, picks.shape), picks), 1.0)
+    return weights
+
+
+def summarise_metric(name: str, y: np.ndarray, scores: np.ndarray, folds: np.ndarray, boot: np.ndarray,
+                     level: float, seed: int = 0) -> dict:
+    """Point estimate (mean over repeats of the out-of-fold metric) and a percentile bootstrap interval.
+
+    Each bootstrap draw resamples the samples (stratified by class) and recomputes the metric of one repeat, drawn
+    at random, on its out-of-fold predictions with those multiplicities. The interval thus carries both the
+    sample-to-sample variation and the variation between fold assignments; an interval over repeats alone would be
+    falsely narrow (the repeats share the samples), and one over the mean of the repeats too narrow as well (on
+    12 pure-noise samples it covered 0.5 in 15 of 20 seeds; this one in 20 of 20). The models are not refitted per
+    draw; the permutation p-value, which reruns everything, remains the test to rely on.
+    """
+    per_repeat = np.array([metric_values(name, y, scores[r], folds[r])[0] for r in range(scores.shape[0])])
+    per_draw = np.stack([metric_values(name, y, scores[r], folds[r], boot) for r in range(scores.shape[0])])
+    # Each draw takes one repeat (chosen at random, seeded) rather than the mean over repeats, so the interval also
+    # carries the fold-assignment variability of a single cross-validation.
+    pick = np.random.default_rng(seed).integers(0, scores.shape[0], size=per_draw.shape[1])
+    draws = per_draw[pick, np.arange(per_draw.shape[1])]
+    draws = draws[np.isfinite(draws)]
+    alpha = (1.0 - level) / 2.0
+    low, high = (np.quantile(draws, [alpha, 1.0 - alpha]) if draws.size else (np.nan, np.nan))
+    return {"value": _num(np.nanmean(per_repeat)), "ci_low": _num(low), "ci_high": _num(high),
+            "per_repeat": [_num(v) for v in per_repeat]}
+
+
+def _num(value: Any) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+# ------------------------------------------------------------------------------------------- outcomes
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return str(value).strip().lower() in MISSING_TOKENS
+
+
+def encode_outcome(samples: pl.DataFrame, spec: dict) -> dict:
+    """The outcome's target vector for the samples that have a value; samples without one are listed.
+
+    Binary: 1 = ``positive_class`` (default: 1/true/yes if present, else the last class in sorted order).
+    Multiclass: class index in sorted order. Continuous: the value as float.
+    """
+    column, kind = spec["column"], spec["type"]
+    if column not in samples.columns:
+        raise InputError(f"outcome column '{column}' is not in the sample sheet (columns: {', '.join(samples.columns)})",
+                         file="samples.tsv", fix="add the column or remove the outcome from config.yaml")
+    ids = samples["sample_id"].cast(pl.Utf8).to_list()
+    raw = samples[column].to_list()
+    keep = [i for i, v in enumerate(raw) if not _is_missing(v)]
+    missing = [ids[i] for i in range(len(ids)) if i not in set(keep)]
+    values = [str(raw[i]).strip() for i in keep]
+    result: dict[str, Any] = {"sample_ids": [ids[i] for i in keep], "excluded_missing_outcome": missing}
+    if kind == "continuous":
+        y = np.empty(len(values))
+        for j, v in enumerate(values):
+            try:
+                y[j] = float(v)
+            except ValueError as err:
+                raise InputError(f"outcome '{column}' is continuous but has the value '{v}'",
+                                 sample=result["sample_ids"][j], file="samples.tsv",
+                                 fix="use numbers (or NA for missing), or declare the outcome multiclass") from err
+        result.update(y=y, classes=None, positive_class=None)
+        return result
+    classes = sorted(set(values), key=_class_sort_key)
+    if kind == "binary":
+        if len(classes) > 2:
+            raise InputError(f"outcome '{column}' is binary but has {len(classes)} classes {classes[:6]}",
+                             file="samples.tsv", fix="declare it multiclass, or recode it to two classes")
+        positive = spec.get("positive_class")
+        if positive is not None:
+            positive = _match_class(positive, classes)
+            if positive is None:
+                raise InputError(f"positive_class '{spec['positive_class']}' of outcome '{column}' is not among its "
+                                 f"values {classes}", file="samples.tsv", fix="set positive_class to one of them")
+        else:
+            lowered = {c.lower(): c for c in classes}
+            positive = next((lowered[t] for t in ("1", "true", "yes", "case") if t in lowered), classes[-1])
+        if len(classes) == 2:
+            negative = next(c for c in classes if c != positive)
+            classes = [negative, positive]
+        y = np.array([1 if v == positive else 0 for v in values], dtype=np.int64)
+        result.update(y=y, classes=classes, positive_class=positive)
+        return result
+    index = {c: i for i, c in enumerate(classes)}
+    result.update(y=np.array([index[v] for v in values], dtype=np.int64), classes=classes, positive_class=None)
+    return result
+
+
+def _class_sort_key(value: str) -> tuple:
+    try:
+        return (0, float(value), value)
+    except ValueError:
+        return (1, 0.0, value)
+
+
+def _match_class(wanted: Any, classes: list[str]) -> str | None:
+    """Match a configured class to the sheet's strings: YAML reads `1` as int and `yes` as True."""
+    candidates = {str(wanted), str(wanted).lower()}
+    if isinstance(wanted, bool):
+        candidates |= {"1", "yes"} if wanted else {"0", "no"}
+    if isinstance(wanted, (int, float)) and not isinstance(wanted, bool):
+        candidates.add(f"{float(wanted):g}")
+    for c in classes:
+        if c in candidates or c.lower() in candidates:
+            return c
+    return None
+
+
+def _too_small(target: dict, kind: str) -> str | None:
+    n = len(target["sample_ids"])
+    if kind == "continuous":
+        if n < 6:
+            return f"only {n} samples with a value (at least 6 needed)"
+        if np.ptp(target["y"]) == 0:
+            return "the outcome has the same value in every sample"
+        return None
+    counts = np.bincount(target["y"], minlength=len(target["classes"]))
+    if len(target["classes"]) < 2:
+        return f"only one class ({target['classes']}) among the samples with a value"
+    if counts.min() < 2:
+        smallest = target["classes"][int(counts.argmin())]
+        return f"class '{smallest}' has {int(counts.min())} sample(s); at least 2 per class are needed"
+    return None
+
+
+def _align(feature_set: pl.DataFrame, sample_ids: list[str], name: str) -> tuple[np.ndarray, list[str], list[str]]:
+    """Rows of ``feature_set`` in ``sample_ids`` order (absent samples: all NaN), its column names, and the samples
+    without any value (listed in the summary; filled inside the folds)."""
+    if "sample_id" not in feature_set.columns:
+        raise InputError(f"feature set '{name}' lacks a sample_id column")
+    columns = [c for c in feature_set.columns if c != "sample_id"]
+    frame = pl.DataFrame({"sample_id": sample_ids}).join(
+        feature_set.with_columns(pl.col("sample_id").cast(pl.Utf8)), on="sample_id", how="left", maintain_order="left")
+    X = frame.select([pl.col(c).cast(pl.Float64) for c in columns]).to_numpy() if columns else np.empty(
+        (len(sample_ids), 0))
+    X = np.asarray(X, dtype=np.float64)
+    empty = [s for s, row in zip(sample_ids, X) if columns and np.isnan(row).all()]
+    return X, columns, empty
+
+
+def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], spec: dict, params: dict,
+                  note_missing_sets: bool = True) -> dict:
+    """Nested CV of one outcome on every feature set: returns summary, metrics rows and prediction rows."""
+    spec = check_outcome(spec)
+    kind = spec["type"]
+    target = encode_outcome(samples, spec)
+    summary: dict[str, Any] = {
+        "outcome": spec["column"], "type": kind, "classes": target["classes"],
+        "positive_class": target["positive_class"], "n_samples": len(target["sample_ids"]),
+        "excluded_missing_outcome": target["excluded_missing_outcome"],
+        "primary_metric": PRIMARY_METRIC[kind], "chance": CHANCE[PRIMARY_METRIC[kind]], "feature_sets": {},
+        "notes": [],
+    }
+    if kind != "continuous":
+        summary["class_counts"] = {c: int(n) for c, n in zip(target["classes"], np.bincount(
+            target["y"], minlength=len(target["classes"])))}
+    reason = _too_small(target, kind)
+    if reason:
+        summary.update(status="skipped", reason=reason)
+        log.warning("outcome %s skipped: %s", spec["column"], reason)
+        return {"summary": summary, "metrics": [], "predictions": []}
+    y = target["y"]
+    ids = target["sample_ids"]
+    level = float(params["ci_level"])
+    boot = _bootstrap_weights(y, kind, int(params["n_bootstrap"]), int(params["seed"]))
+    # The same permutations for every feature set, so their p-values are paired.
+    rng = np.random.default_rng(int(params["seed"]) + 1)
+    permutations = [rng.permutation(len(y)) for _ in range(int(params["n_permutations"]))]
+    metrics_rows: list[dict] = []
+    prediction_rows: list[dict] = []
+    order = [n for n in params["feature_sets"] if n in feature_sets]
+    for name in params["feature_sets"] if note_missing_sets else []:
+        if name not in feature_sets:
+            summary["notes"].append(f"feature set '{name}' is not available")
+    for name in order:
+        started = time.perf_counter()
+        X, columns, empty = _align(feature_sets[name], ids, name)
+        if not columns or len(empty) == len(ids):
+            summary["notes"].append(f"feature set '{name}' has no values for these samples")
+            continue
+        imputation = params["imputation"].get(name, "mean")
+        cv = _cross_validate(X, y, kind, imputation, params)
+        scores = cv["scores"]
+        if kind != "continuous" and np.bincount(y).min() < 2 * cv["k"] and not any("coarse" in n for n in
+                                                                                   summary["notes"]):
+            summary["notes"].append(
+                f"some test folds hold a single sample of a class ({cv['k']} folds, smallest class "
+                f"{int(np.bincount(y).min())}): fold-wise metrics are coarse and the interval can collapse (e.g. to "
+                "[1, 1]); rely on the permutation p-value and read the interval as optimistic")
+        entry: dict[str, Any] = {"n_samples": len(y), "n_features": len(columns), "imputation": imputation,
+                                 "samples_without_values": empty, "outer_splits": cv["k"],
+                                 "outer_repeats": int(params["outer_repeats"])}
+        for metric in [PRIMARY_METRIC[kind], *SECONDARY_METRICS[kind]]:
+            stats = summarise_metric(metric, y, scores, cv["fold"], boot, level, int(params["seed"]))
+            primary = metric == PRIMARY_METRIC[kind]
+            p_value = None
+            if primary and permutations:
+                # The statistic tested is the first repeat's out-of-fold metric; the null reruns the identical nested
+                # procedure (one repeat, same seed) on permuted labels. p = (1 + #null >= observed) / (1 + n).
+                observed = metric_values(metric, y, scores[0], cv["fold"][0])[0]
+                null = []
+                for permutation in permutations:
+                    shuffled = _cross_validate(X, y[permutation], kind, imputation, params, n_repeats=1)
+                    null.append(metric_values(metric, y[permutation], shuffled["scores"][0], shuffled["fold"][0])[0])
+                null = np.array(null)
+                p_value = float((1 + np.sum(null >= observed - 1e-12)) / (1 + len(null)))
+                entry["permutation_null_mean"] = _num(np.mean(null))
+            if primary:
+                entry.update(metric=metric, value=stats["value"], ci_low=stats["ci_low"], ci_high=stats["ci_high"],
+                             permutation_p=p_value)
+            else:
+                entry.setdefault("secondary", {})[metric] = {k: stats[k] for k in ("value", "ci_low", "ci_high")}
+            metrics_rows.append({
+                "feature_set": name, "metric": metric, "primary": primary, "value": stats["value"],
+                "ci_low": stats["ci_low"], "ci_high": stats["ci_high"], "permutation_p": p_value,
+                "n_samples": len(y), "n_features": len(columns), "outer_splits": cv["k"],
+                "outer_repeats": int(params["outer_repeats"]), "per_repeat": stats["per_repeat"],
+            })
+        if cv["chosen"]:
+            values, counts = np.unique(cv["chosen"], return_counts=True)
+            entry["regularisation_chosen"] = {f"{v:g}": int(c) for v, c in zip(values, counts)}
+        entry["seconds"] = round(time.perf_counter() - started, 3)
+        summary["feature_sets"][name] = entry
+        prediction_rows.extend(_prediction_rows(name, ids, y, scores, cv["fold"], kind, target["classes"]))
+        log.info("outcome %s, %s: %s = %s [%s, %s], p = %s (%.1f s)", spec["column"], name, entry["metric"],
+                 _fmt(entry["value"]), _fmt(entry["ci_low"]), _fmt(entry["ci_high"]), entry["permutation_p"],
+                 entry["seconds"])
+    summary["status"] = "done" if summary["feature_sets"] else "skipped"
+    if not summary["feature_sets"]:
+        summary["reason"] = "no feature set had values for the samples"
+    return {"summary": summary, "metrics": metrics_rows, "predictions": prediction_rows}
+
+
+def _fmt(value: float | None) -> str:
+    return "NA" if value is None else f"{value:.3f}"
+
+
+def _prediction_rows(name: str, ids: list[str], y: np.ndarray, scores: np.ndarray, folds: np.ndarray, kind: str,
+                     classes: list[str] | None) -> list[dict]:
+    rows = []
+    for r in range(scores.shape[0]):
+        for i, sample in enumerate(ids):
+            if kind == "multiclass":
+                proba = [float(v) for v in scores[r, i]]
+                score, predicted, label = proba[int(y[i])], classes[int(np.argmax(proba))], classes[int(y[i])]
+            elif kind == "binary":
+                proba = None
+                score = float(scores[r, i])
+                predicted, label = classes[int(score >= 0.5)], classes[int(y[i])]
+            else:
+                proba, score, predicted, label = None, float(scores[r, i]), f"{scores[r, i]:.6g}", f"{y[i]:.6g}"
+            rows.append({"feature_set": name, "repeat": r, "fold": int(folds[r, i]), "sample_id": sample,
+                         "y_true": float(y[i]), "label": label, "y_score": score, "predicted": predicted,
+                         "proba": proba})
+    return rows
+
+
+PREDICTIONS_SCHEMA: dict[str, pl.DataType] = {
+    "feature_set": pl.Utf8, "repeat": pl.Int32, "fold": pl.Int32, "sample_id": pl.Utf8,
+    "y_true": pl.Float64,     # binary: 1 = positive class; multiclass: class index (summary 'classes'); continuous
+    "label": pl.Utf8,         # the true value as written in the sheet
+    "y_score": pl.Float64,    # binary: P(positive); multiclass: P(true class); continuous: the prediction
+    "predicted": pl.Utf8,     # predicted class (threshold 0.5 / arg max) or value
+    "proba": pl.List(pl.Float64),  # multiclass: probabilities in 'classes' order; null otherwise
+}
+METRICS_SCHEMA: dict[str, pl.DataType] = {
+    "feature_set": pl.Utf8, "metric": pl.Utf8, "primary": pl.Boolean, "value": pl.Float64, "ci_low": pl.Float64,
+    "ci_high": pl.Float64, "permutation_p": pl.Float64, "n_samples": pl.Int32, "n_features": pl.Int32,
+    "outer_splits": pl.Int32, "outer_repeats": pl.Int32, "per_repeat": pl.List(pl.Float64),
+}
+
+
+def model_outcomes(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], outcomes: list[dict],
+                   outdir: Path, params: dict | None = None) -> dict:
+    """Model every outcome on every feature set; write ``outdir/{outcome}/{metrics,predictions}.parquet`` and
+    ``summary.json`` (an outcome that cannot be modelled gets a summary with ``status: skipped`` and its reason).
+    Returns ``{outcome column: summary}``."""
+    # A configured feature set that is absent deserves a note; a default one (e.g. binned_spectra when no spectra
+    # were passed) does not.
+    explicit_sets = "feature_sets" in (params or {})
+    params = merge_params(params)
+    specs = [check_outcome(o) for o in outcomes]
+    if "sample_id" not in samples.columns:
+        raise InputError("the sample sheet has no sample_id column", file="samples.tsv")
+    dirs = [outcome_dirname(s["column"]) for s in specs]
+    if len(set(dirs)) != len(dirs):
+        raise InputError(f"outcome columns {[s['column'] for s in specs]} map to the same folder names {dirs}",
+                         fix="declare each outcome once, with column names that differ in letters or digits")
+    outdir = Path(outdir)
+    result: dict[str, dict] = {}
+    for spec, dirname in zip(specs, dirs):
+        started = time.perf_counter()
+        out = model_outcome(samples, feature_sets, spec, params, note_missing_sets=explicit_sets)
+        summary = out["summary"]
+        summary["seconds"] = round(time.perf_counter() - started, 3)
+        summary["params"] = {k: v for k, v in params.items() if k != "outcomes"}
+        target = outdir / dirname
+        write_parquet(pl.DataFrame(out["metrics"], schema=METRICS_SCHEMA), target / "metrics.parquet")
+        write_parquet(pl.DataFrame(out["predictions"], schema=PREDICTIONS_SCHEMA), target / "predictions.parquet")
+        write_text(json.dumps(summary, indent=2) + "\n", target / "summary.json")
+        result[spec["column"]] = summary
+    return result
+
+
+# ------------------------------------------------------------------------------------------- reading inputs
+
+
+def read_samples(path: str | Path) -> pl.DataFrame:
+    """The sample sheet as strings (as the workflow writes it: tab-separated, one row per sample)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("sample sheet does not exist", file=str(path), fix="pass the study's samples.tsv")
+    try:
+        sheet = pl.read_csv(path, separator="\t", infer_schema_length=0, comment_prefix="#")
+    except Exception as err:  # polars raises several error types for malformed text
+        raise InputError(f"cannot read as a tab-separated table ({err})", file=str(path)) from err
+    sheet = sheet.rename({c: c.strip() for c in sheet.columns})
+    if "sample_id" not in sheet.columns:
+        raise InputError(f"no sample_id column (columns: {', '.join(sheet.columns)})", file=str(path))
+    return sheet
+
+
+def read_sample_embeddings(paths: list[str | Path]) -> pl.DataFrame:
+    frames = []
+    for path in paths:
+        if not Path(path).exists():
+            raise InputError("sample embedding table does not exist", file=str(path), fix="run the pool stage")
+        frames.append(pl.read_parquet(path).select(
+            pl.col("sample_id").cast(pl.Utf8), pl.col("embedding").cast(pl.List(pl.Float32))))
+    return pl.concat(frames) if frames else pl.DataFrame(schema={"sample_id": pl.Utf8,
+                                                                "embedding": pl.List(pl.Float32)})
+
+
+def study_feature_sets(samples: pl.DataFrame, sample_embedding_paths: list[str | Path],
+                       feature_matrix_path: str | Path | None, spectra_paths: list[str | Path] | None = None,
+                       bin_width: float = 1.0) -> dict[str, pl.DataFrame]:
+    """The pipeline's feature sets: "embedding" (pooled spectrum embeddings), "features" (linked matrix) and,
+    when spectra tables are given, "binned_spectra"."""
+    sets: dict[str, pl.DataFrame] = {}
+    if spectra_paths:
+        sets["binned_spectra"] = binned_spectra_feature_set(read_spectra_tables(spectra_paths),
+                                                            samples["sample_id"].to_list(), bin_width)
+    if sample_embedding_paths:
+        sets["embedding"] = embedding_feature_set(read_sample_embeddings(sample_embedding_paths))
+    if feature_matrix_path:
+        if not Path(feature_matrix_path).exists():
+            raise InputError("feature matrix does not exist", file=str(feature_matrix_path), fix="run the link stage")
+        sets["features"] = feature_matrix_feature_set(pl.read_parquet(feature_matrix_path),
+                                                      samples["sample_id"].to_list())
+    return sets
+
+
+# ------------------------------------------------------------------------------------------- CLI
+
+
+def _cli_models(args: argparse.Namespace) -> int:
+    from ms2study.cli import load_params
+
+    params = load_params(args)
+    outcomes = params.get("outcomes", []) or []
+    samples = read_samples(args.samples)
+    sets = study_feature_sets(samples, args.sample_embeddings or [], args.feature_matrix, args.spectra or [],
+                              float(merge_params(params)["spectra_bin_width"]))
+    summaries = model_outcomes(samples, sets, outcomes, Path(args.outdir), params)
+    done = {
+        "outcomes": [{"column": c, "folder": outcome_dirname(c), "status": s["status"], "reason": s.get("reason")}
+                     for c, s in summaries.items()],
+        "feature_sets": sorted(sets),
+    }
+    write_text(json.dumps(done, indent=2) + "\n", Path(args.outdir) / "models_done.json")
+    return 0
+
+
+def _cli_model(args: argparse.Namespace) -> int:
+    from ms2study.cli import load_params
+    from ms2study.sampletable import read_sample_sheet_any, read_sample_table
+
+    params = load_params(args)
+    samples = read_sample_sheet_any(args.samples, args.id_column)
+    table, note = read_sample_table(args.table, samples["sample_id"].to_list(), log_transform=args.log)
+    print(note)
+    # Only samples present in the table are modelled (the note lists the others).
+    samples = samples.filter(pl.col("sample_id").is_in(table["sample_id"].implode()))
+    spec: dict[str, Any] = {"column": args.outcome, "type": args.type}
+    if args.positive_class is not None:
+        spec["positive_class"] = args.positive_class
+    params = {**params, "feature_sets": ["table"], "imputation": {"table": "half_minimum"}}
+    summaries = model_outcomes(samples, {"table": table}, [spec], Path(args.out), params)
+    summary = summaries[args.outcome]
+    for name, entry in summary.get("feature_sets", {}).items():
+        print(f"{args.outcome} ({summary['type']}, n = {entry['n_samples']}) on {name}: {entry['metric']} = "
+              f"{_fmt(entry['value'])} [{_fmt(entry['ci_low'])}, {_fmt(entry['ci_high'])}], "
+              f"permutation p = {entry['permutation_p']}")
+    if summary["status"] != "done":
+        print(f"{args.outcome}: skipped: {summary.get('reason')}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from ms2study.cli import add_params_argument
+
+    p = subparsers.add_parser("models", help="nested-CV outcome models of the study's feature sets")
+    p.add_argument("--samples", required=True, help="sample sheet (TSV with sample_id and the outcome columns)")
+    p.add_argument("--sample-embeddings", nargs="*", default=[], help="sample_embedding.parquet of each sample")
+    p.add_argument("--feature-matrix", default=None, help="results/study/feature_matrix.parquet")
+    p.add_argument("--spectra", nargs="*", default=[],
+                   help="spectra.parquet of each sample, for the binned-spectra baseline (optional)")
+    p.add_argument("--outdir", required=True, help="folder for {outcome}/... and models_done.json")
+    add_params_argument(p)
+    p.set_defaults(func=_cli_models)
+
+    q = subparsers.add_parser("model", help="the same models on a samples x features table from elsewhere")
+    q.add_argument("--table", required=True, help="TSV, CSV or Parquet; samples x features in either orientation")
+    q.add_argument("--samples", required=True, help="sample sheet with the outcome column (TSV or CSV)")
+    q.add_argument("--id-column", default=None, help="sample id column of the sheet (default: sample_id or the first)")
+    q.add_argument("--outcome", required=True, help="outcome column of the sample sheet")
+    q.add_argument("--type", default="binary", choices=OUTCOME_TYPES)
+    q.add_argument("--positive-class", default=None)
+    q.add_argument("--log", default="auto", choices=["auto", "yes", "no"],
+                   help="log1p the values (auto: when they look like raw intensities)")
+    q.add_argument("--out", required=True, help="output folder ({outcome}/metrics.parquet, ...)")
+    add_params_argument(q)
+    q.set_defaults(func=_cli_model)

@@ -1,0 +1,605 @@
+"""The study report: one self-contained HTML file that says what was found and how far to trust it.
+
+It reads only the contract paths (``results/samples/{s}/*.parquet``, ``results/study/feature_matrix.parquet``,
+``results/study/models/{outcome}/...``) and the sample sheet, so it can be rebuilt at any time without rerunning a
+stage. Everything is inline (CSS, hand-drawn SVG charts), with no script and no external address, so the file opens
+offline, can be mailed, and archives as it is. Warnings come first: an untrained placeholder encoder, samples without
+MS/MS, skipped outcomes and missing tables are stated plainly rather than left for the reader to infer. Every string
+that comes from the user's data is escaped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import html
+import json
+import logging
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from ms2study import __version__
+from ms2study.atomic import write_text
+from ms2study.errors import InputError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PARAMS: dict[str, Any] = {
+    "title": "ms2study report",
+    "top_compounds": 50,        # rows of the study-wide identification table
+    "min_cosine": 0.7,          # rank-1 library hits below this are not counted as identifications
+    "config_used": None,        # the workflow's configuration, shown verbatim at the end (the rule passes it)
+}
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22"]
+PACKAGES = ["ms2study", "polars", "numpy", "scikit-learn", "scipy", "torch", "pyopenms", "numba", "snakemake",
+            "pyarrow"]
+TABLES = ("features", "spectra", "embeddings", "annotations", "sample_embedding")
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1200px;padding:1em 2em;
+color:#222;line-height:1.4}
+h1{border-bottom:2px solid #333;padding-bottom:.2em}h2{margin-top:2em;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}th,td{border:1px solid #ccc;padding:.25em .6em;
+text-align:left;vertical-align:top}th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.warning{background:#fff3cd;border:2px solid #d39e00;border-radius:4px;padding:.6em 1em;margin:.6em 0}
+.warning strong{color:#8a6100}.note{color:#555;font-size:.9em}.ok{background:#e8f5e9;border:1px solid #81c784;
+border-radius:4px;padding:.6em 1em}.charts{display:flex;flex-wrap:wrap;gap:1em}.chart{border:1px solid #ddd;
+padding:.3em}pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.85em}nav a{margin-right:1em}
+"""
+
+
+def merge_params(params: dict | None) -> dict:
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(DEFAULT_PARAMS))
+    if unknown:
+        raise InputError(f"unknown report parameter(s) {unknown} (known: {', '.join(DEFAULT_PARAMS)})",
+                         fix="correct the key under 'report:' in config.yaml")
+    return {**DEFAULT_PARAMS, **params}
+
+
+def esc(value: Any) -> str:
+    """HTML-escaped text of any value (None: empty)."""
+    return "" if value is None else html.escape(str(value), quote=True)
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "NA"
+    if isinstance(value, float):
+        if not np.isfinite(value):
+            return "NA"
+        return f"{value:.{digits}f}"
+    return esc(value)
+
+
+def _table(header: list[str], rows: list[list[Any]], numeric: set[int] | None = None) -> str:
+    """An HTML table; cells are escaped unless they are pre-built HTML (tuples ("html", text))."""
+    numeric = numeric or set()
+    out = ["<table><thead><tr>", *(f"<th>{esc(h)}</th>" for h in header), "</tr></thead><tbody>"]
+    for row in rows:
+        out.append("<tr>")
+        for i, cell in enumerate(row):
+            text = cell[1] if isinstance(cell, tuple) and cell and cell[0] == "html" else (
+                fmt(cell) if isinstance(cell, float) else esc(cell))
+            out.append(f'<td class="num">{text}</td>' if i in numeric else f"<td>{text}</td>")
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _warning(text_html: str) -> str:
+    return f'<div class="warning"><strong>Warning:</strong> {text_html}</div>'
+
+
+# ------------------------------------------------------------------------------------------- reading
+
+
+def _columns(path: Path) -> list[str]:
+    return list(pl.read_parquet_schema(path).keys())
+
+
+def _sample_stats(study_dir: Path, sample_id: str, warnings: list[str]) -> dict[str, Any]:
+    """Counts for the per-sample table, reading only the columns needed (embeddings can be large)."""
+    base = study_dir / "results" / "samples" / sample_id
+    stats: dict[str, Any] = {"sample_id": sample_id}
+    paths = {t: base / f"{t}.parquet" for t in TABLES}
+    missing = [t for t, p in paths.items() if not p.exists()]
+    if missing:
+        warnings.append(f"sample <b>{esc(sample_id)}</b>: missing result table(s) {esc(', '.join(missing))}")
+    if paths["features"].exists():
+        stats["features"] = pl.scan_parquet(paths["features"]).select(pl.len()).collect().item()
+    if paths["spectra"].exists():
+        counts = pl.scan_parquet(paths["spectra"]).select(
+            pl.len().alias("n"), pl.col("feature_id").is_not_null().sum().alias("mapped")).collect()
+        stats["ms2_scans"] = int(counts["n"][0])
+        stats["mapped_spectra"] = int(counts["mapped"][0])
+    if paths["embeddings"].exists():
+        cols = _columns(paths["embeddings"])
+        exprs = [pl.len().alias("n"), pl.col("embedding").is_null().sum().alias("null")]
+        exprs += [pl.col(c).drop_nulls().unique().implode().alias(c) for c in ("model_id", "model_trained")
+                  if c in cols]
+        row = pl.scan_parquet(paths["embeddings"]).select(exprs).collect().row(0, named=True)
+        stats["embedded"] = int(row["n"]) - int(row["null"])
+        stats["model_ids"] = [str(v) for v in row.get("model_id") or []]
+        stats["model_trained"] = [bool(v) for v in row.get("model_trained") or []]
+    if paths["annotations"].exists():
+        stats["annotated_spectra"] = pl.scan_parquet(paths["annotations"]).filter(pl.col("rank") == 1).select(
+            pl.col("spectrum_id").n_unique()).collect().item()
+    if paths["sample_embedding"].exists():
+        row = pl.read_parquet(paths["sample_embedding"]).row(0, named=True) if pl.scan_parquet(
+            paths["sample_embedding"]).select(pl.len()).collect().item() else None
+        stats["n_spectra_pooled"] = int(row["n_spectra"]) if row and row.get("n_spectra") is not None else 0
+        stats["has_sample_embedding"] = bool(row and row.get("embedding") is not None)
+    return stats
+
+
+def _encoder_info(study_dir: Path, stats: list[dict]) -> dict[str, Any]:
+    """What encoder produced the embeddings: model ids and trained flags from embeddings.parquet, plus any
+    JSON sidecar the embed stage left beside it (``embeddings.json`` / ``embeddings.info.json``)."""
+    ids = sorted({m for s in stats for m in s.get("model_ids", [])})
+    trained = {t for s in stats for t in s.get("model_trained", [])}
+    info: dict[str, Any] = {"model_ids": ids, "trained": None if not trained else (trained == {True})}
+    for s in stats:
+        base = study_dir / "results" / "samples" / s["sample_id"]
+        for name in ("embeddings.json", "embeddings.info.json", "embed_info.json"):
+            path = base / name
+            if path.exists():
+                try:
+                    sidecar = json.loads(path.read_text(encoding="utf-8"))
+                except (json.JSONDecodeError, OSError):
+                    continue
+                info["sidecar"] = sidecar
+                if info["trained"] is None and "trained" in sidecar:
+                    info["trained"] = bool(sidecar["trained"])
+                break
+        if "sidecar" in info:
+            break
+    if not info["trained"] and ids and any(m.startswith("untrained") for m in ids):
+        info["trained"] = False
+    return info
+
+
+def _annotations(study_dir: Path, sample_ids: list[str]) -> pl.DataFrame:
+    paths = [study_dir / "results" / "samples" / s / "annotations.parquet" for s in sample_ids]
+    paths = [p for p in paths if p.exists()]
+    if not paths:
+        return pl.DataFrame()
+    cols = ["spectrum_id", "sample_id", "rank", "library_name", "library_inchikey", "cosine",
+            "precursor_error_ppm", "matched_peaks", "library_id"]
+    frames = [pl.read_parquet(p, columns=[c for c in cols if c in _columns(p)]).filter(pl.col("rank") == 1)
+              for p in paths]
+    frames = [f for f in frames if f.height]
+    return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+
+
+# ------------------------------------------------------------------------------------------- SVG charts
+
+
+def _svg_frame(width: int, height: int, title: str, xlabel: str, ylabel: str,
+               plot_width: int | None = None) -> list[str]:
+    pw = plot_width or width - 70
+    return [(f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+            f'aria-label="{esc(title)}"><title>{esc(title)}</title>'),
+            f'<rect x="50" y="20" width="{pw}" height="{height - 70}" fill="white" stroke="#333"/>',
+            f'<text x="{50 + pw / 2:.0f}" y="14" text-anchor="middle" font-size="12">{esc(title)}</text>',
+            (f'<text x="{50 + pw / 2:.0f}" y="{height - 12}" text-anchor="middle" font-size="11">{esc(xlabel)}'
+            "</text>"),
+            (f'<text x="12" y="{(height - 50) / 2 + 20:.0f}" text-anchor="middle" font-size="11" '
+            f'transform="rotate(-90 12 {(height - 50) / 2 + 20:.0f})">{esc(ylabel)}</text>')]
+
+
+def roc_svg(curves: dict[str, tuple[np.ndarray, np.ndarray, float | None]], title: str) -> str:
+    """ROC curves (fpr, tpr, auc) per feature set on one chart, with the chance diagonal."""
+    w, h = 360, 340
+    x0, y0, pw, ph = 50, 20, w - 70, h - 70
+    out = _svg_frame(w, h, title, "false positive rate", "true positive rate")
+    out.append(f'<line x1="{x0}" y1="{y0 + ph}" x2="{x0 + pw}" y2="{y0}" stroke="#999" stroke-dasharray="4 3"/>')
+    for t in (0.0, 0.5, 1.0):
+        out.append(f'<text x="{x0 + t * pw:.1f}" y="{y0 + ph + 14}" font-size="10" text-anchor="middle">{t:g}</text>')
+        out.append(f'<text x="{x0 - 4}" y="{y0 + ph - t * ph + 3:.1f}" font-size="10" text-anchor="end">{t:g}</text>')
+    for i, (name, (fpr, tpr, auc)) in enumerate(curves.items()):
+        color = PALETTE[i % len(PALETTE)]
+        points = " ".join(f"{x0 + a * pw:.1f},{y0 + ph - b * ph:.1f}" for a, b in zip(fpr, tpr))
+        out.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="2"/>')
+        label = f"{name} (AUC {fmt(auc, 2)})"
+        out.append(f'<text x="{x0 + pw - 6}" y="{y0 + ph - 10 - 14 * i}" font-size="11" text-anchor="end" '
+                   f'fill="{color}">{esc(label)}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def scatter_svg(xy: np.ndarray, labels: list[str], colors: list[str], legend: list[tuple[str, str]], title: str,
+                xlabel: str, ylabel: str) -> str:
+    """A scatter of samples (hover shows the label) with a colour legend."""
+    w, h = 460, 340
+    x0, y0, pw, ph = 50, 20, w - 170, h - 70
+    out = _svg_frame(w, h, title, xlabel, ylabel, plot_width=pw)
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    span = np.where(hi - lo > 0, hi - lo, 1.0)
+    norm = (xy - lo) / span * 0.9 + 0.05
+    for (a, b), label, color in zip(norm, labels, colors):
+        out.append(f'<circle cx="{x0 + a * pw:.1f}" cy="{y0 + ph - b * ph:.1f}" r="5" fill="{color}" '
+                   f'fill-opacity="0.8" stroke="#333" stroke-width="0.5"><title>{esc(label)}</title></circle>')
+    for i, (name, color) in enumerate(legend[:10]):
+        out.append(f'<rect x="{x0 + pw + 8}" y="{y0 + 6 + 14 * i}" width="9" height="9" fill="{color}"/>'
+                   f'<text x="{x0 + pw + 21}" y="{y0 + 14 + 14 * i}" font-size="11">{esc(name[:16])}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def bar_svg(values: list[tuple[str, float]], title: str, xlabel: str, ylabel: str) -> str:
+    w, h = 420, 300
+    x0, y0, pw, ph = 50, 20, w - 70, h - 70
+    out = _svg_frame(w, h, title, xlabel, ylabel)
+    top = max((v for _, v in values), default=1.0) or 1.0
+    bw = pw / max(len(values), 1)
+    for i, (name, v) in enumerate(values):
+        bh = v / top * (ph - 10)
+        out.append(f'<rect x="{x0 + i * bw + 1:.1f}" y="{y0 + ph - bh:.1f}" width="{max(bw - 2, 1):.1f}" '
+                   f'height="{bh:.1f}" fill="#4c78a8"><title>{esc(name)}: {v:g}</title></rect>')
+        if len(values) <= 24:
+            out.append(f'<text x="{x0 + (i + 0.5) * bw:.1f}" y="{y0 + ph + 12}" font-size="9" '
+                       f'text-anchor="middle">{esc(name)}</text>')
+    out.append(f'<text x="{x0 - 4}" y="{y0 + 13}" font-size="10" text-anchor="end">{top:g}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _roc_points(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(y, score)
+    return fpr, tpr
+
+
+def _pca_2d(X: np.ndarray, imputation: str) -> tuple[np.ndarray, np.ndarray]:
+    """Descriptive 2-D PCA of all samples (missing values filled over all samples: a picture, not a model)."""
+    X = np.array(X, dtype=np.float64)
+    if imputation == "half_minimum":
+        with np.errstate(all="ignore"):
+            minimum = np.nanmin(np.where(np.isnan(X), np.inf, X), axis=0)
+        fill = np.log1p(np.expm1(np.where(np.isfinite(minimum), minimum, 0.0)) / 2.0)
+    else:
+        with np.errstate(all="ignore"):
+            fill = np.nan_to_num(np.nanmean(X, axis=0))
+    X = np.where(np.isnan(X), fill, X)
+    X = X[:, X.std(axis=0) > 0]
+    if X.shape[1] == 0:
+        return np.zeros((X.shape[0], 2)), np.zeros(2)
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    u, s, _ = np.linalg.svd(X, full_matrices=False)
+    coords = u[:, :2] * s[:2]
+    if coords.shape[1] < 2:
+        coords = np.hstack([coords, np.zeros((coords.shape[0], 2 - coords.shape[1]))])
+    explained = (s**2 / (s**2).sum())[:2] if s.size else np.zeros(2)
+    return coords, np.pad(explained, (0, 2 - len(explained)))
+
+
+# ------------------------------------------------------------------------------------------- sections
+
+
+def _models_section(study_dir: Path, sheet: pl.DataFrame, feature_sets: dict[str, pl.DataFrame],
+                    warnings: list[str]) -> str:
+    models_dir = study_dir / "results" / "study" / "models"
+    summaries = sorted(models_dir.glob("*/summary.json")) if models_dir.is_dir() else []
+    if not summaries:
+        return "<p>No outcome models: no outcomes are declared under <code>models: outcomes</code> in config.yaml.</p>"
+    parts = [('<p class="note">Nested cross-validation: outer repeated (stratified) k-fold, the regularisation '
+              "chosen by an inner CV on each training part; imputation and scaling fitted inside the folds; all feature "
+              "sets of an outcome use the same folds. Classification metrics are computed within each test fold and "
+              "averaged, R² pools the out-of-fold predictions; the value is the mean over repeats. The 95% interval is "
+              "a percentile interval from a stratified bootstrap of the samples' out-of-fold predictions (one repeat "
+              "per draw). p is a label-permutation p-value (smallest possible value 1/(permutations + 1)); 'null mean' "
+              "is the metric this procedure reaches on permuted labels, i.e. its chance level.</p>")]
+    for path in summaries:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        outcome = summary.get("outcome", path.parent.name)
+        parts.append(f"<h3>Outcome: {esc(outcome)} ({esc(summary.get('type'))})</h3>")
+        if summary.get("class_counts"):
+            counts = ", ".join(f"{esc(k)}: {v}" for k, v in summary["class_counts"].items())
+            positive = summary.get("positive_class")
+            parts.append(f"<p>Classes: {counts}" + (f"; positive class: <b>{esc(positive)}</b>" if positive else "")
+                         + "</p>")
+        excluded = summary.get("excluded_missing_outcome") or []
+        if excluded:
+            parts.append(f"<p>Left out (no value for this outcome): {esc(', '.join(excluded))}</p>")
+        if summary.get("status") != "done":
+            warnings.append(f"outcome <b>{esc(outcome)}</b> was not modelled: {esc(summary.get('reason'))}")
+            parts.append(f"<p><b>Not modelled:</b> {esc(summary.get('reason'))}</p>")
+            continue
+        rows = []
+        for name, entry in summary["feature_sets"].items():
+            secondary = "; ".join(f"{esc(m)} {fmt(v.get('value'))} [{fmt(v.get('ci_low'))}, {fmt(v.get('ci_high'))}]"
+                                  for m, v in (entry.get("secondary") or {}).items())
+            rows.append([name, entry.get("metric"), ("html", f"<b>{fmt(entry.get('value'))}</b>"),
+                         ("html", f"[{fmt(entry.get('ci_low'))}, {fmt(entry.get('ci_high'))}]"),
+                         ("html", fmt(entry.get("permutation_p"))), ("html", fmt(entry.get("permutation_null_mean"))),
+                         entry.get("n_samples"), entry.get("n_features"),
+                         f"{entry.get('outer_splits')} × {entry.get('outer_repeats')}", ("html", secondary)])
+            if entry.get("samples_without_values"):
+                warnings.append(f"outcome <b>{esc(outcome)}</b>, feature set <b>{esc(name)}</b>: no values for "
+                                f"{esc(', '.join(entry['samples_without_values']))} (filled inside the folds)")
+        parts.append(_table(["feature set", "metric", "value", "95% interval", "permutation p", "null mean",
+                             "samples", "features", "folds × repeats", "secondary"], rows, numeric={2, 3, 4, 5, 6, 7}))
+        for note in summary.get("notes") or []:
+            parts.append(f'<p class="note">{esc(note)}</p>')
+        charts = []
+        predictions_path = path.parent / "predictions.parquet"
+        if summary.get("type") == "binary" and predictions_path.exists():
+            predictions = pl.read_parquet(predictions_path)
+            curves = {}
+            for name, entry in summary["feature_sets"].items():
+                mean = predictions.filter(pl.col("feature_set") == name).group_by("sample_id").agg(
+                    pl.col("y_true").first(), pl.col("y_score").mean())
+                if mean.height and mean["y_true"].n_unique() == 2:
+                    fpr, tpr = _roc_points(mean["y_true"].to_numpy(), mean["y_score"].to_numpy())
+                    curves[name] = (fpr, tpr, entry.get("value"))
+            if curves:
+                charts.append(roc_svg(curves, f"ROC: {outcome}"))
+        charts.extend(_maps(sheet, feature_sets, summary))
+        if charts:
+            parts.append('<div class="charts">' + "".join(f'<div class="chart">{c}</div>' for c in charts) + "</div>")
+            parts.append('<p class="note">ROC curves use each sample\'s out-of-fold score averaged over the repeats '
+                         "(the AUC in the legend is the table's value). Maps: first two principal components of "
+                         "each feature set over all samples, coloured by the outcome (descriptive, not a model).</p>")
+    return "".join(parts)
+
+
+def _maps(sheet: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], summary: dict) -> list[str]:
+    from ms2study.models import _align
+
+    column = summary.get("outcome")
+    if column not in sheet.columns:
+        return []
+    ids = sheet["sample_id"].to_list()
+    values = sheet[column].to_list()
+    charts = []
+    for name in summary.get("feature_sets", {}):
+        if name not in feature_sets:
+            continue
+        X, columns, empty = _align(feature_sets[name], ids, name)
+        keep = [i for i, s in enumerate(ids) if s not in set(empty)]
+        if len(keep) < 3 or not columns:
+            continue
+        imputation = summary["feature_sets"][name].get("imputation", "mean")
+        coords, explained = _pca_2d(X[keep], imputation)
+        _labels, colors, legend = _colours([values[i] for i in keep], summary.get("type"))
+        charts.append(scatter_svg(coords, [f"{ids[i]}: {values[i]}" for i in keep], colors, legend,
+                                  f"PCA of {name}, coloured by {column}", f"PC1 ({explained[0]:.0%})",
+                                  f"PC2 ({explained[1]:.0%})"))
+    return charts
+
+
+def _colours(values: list[Any], kind: str | None) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    from ms2study.models import _is_missing
+
+    text = ["NA" if _is_missing(v) else str(v).strip() for v in values]
+    if kind == "continuous":
+        numbers = np.array([float(t) if t != "NA" else np.nan for t in text])
+        lo, hi = np.nanmin(numbers), np.nanmax(numbers)
+        colors = []
+        for v in numbers:
+            if np.isnan(v):
+                colors.append("#cccccc")
+                continue
+            t = 0.0 if hi == lo else (v - lo) / (hi - lo)
+            colors.append(f"rgb({int(40 + 200 * t)},{int(60 + 60 * (1 - abs(2 * t - 1)))},{int(240 - 200 * t)})")
+        return text, colors, [(f"low ({lo:g})", "rgb(40,60,240)"), (f"high ({hi:g})", "rgb(240,60,40)")]
+    classes = sorted(set(text) - {"NA"})
+    mapping = {c: PALETTE[i % len(PALETTE)] for i, c in enumerate(classes)}
+    mapping["NA"] = "#cccccc"
+    legend = [(c, mapping[c]) for c in classes] + ([("NA", "#cccccc")] if "NA" in text else [])
+    return text, [mapping[t] for t in text], legend
+
+
+def _versions() -> list[list[str]]:
+    rows = [["python", platform.python_version()], ["platform", platform.platform()]]
+    for package in PACKAGES:
+        try:
+            version = __version__ if package == "ms2study" else metadata.version(package)
+        except metadata.PackageNotFoundError:
+            version = "not installed"
+        rows.append([package, version])
+    return rows
+
+
+# ------------------------------------------------------------------------------------------- report
+
+
+def build_report(study_dir: Path, out: Path, params: dict | None = None, samples: str | Path | None = None) -> None:
+    """Write the study report (one self-contained HTML file) to ``out``.
+
+    ``samples`` is the sample sheet (default: ``results/study/samples.tsv``, else ``samples.tsv`` in the study).
+    """
+    from ms2study.models import (
+        binned_spectra_feature_set,
+        embedding_feature_set,
+        feature_matrix_feature_set,
+        read_samples,
+        read_spectra_tables,
+    )
+
+    params = merge_params(params)
+    study_dir = Path(study_dir)
+    sheet_path = Path(samples) if samples else next(
+        (p for p in (study_dir / "results" / "study" / "samples.tsv", study_dir / "samples.tsv") if p.exists()),
+        study_dir / "samples.tsv")
+    sheet = read_samples(sheet_path)
+    sample_ids = sheet["sample_id"].to_list()
+    warnings: list[str] = []
+    stats = [_sample_stats(study_dir, s, warnings) for s in sample_ids]
+    encoder = _encoder_info(study_dir, stats)
+
+    sections: list[tuple[str, str, str]] = []  # (anchor, title, body)
+
+    # Overview
+    files = sheet["file"].to_list() if "file" in sheet.columns else [None] * len(sample_ids)
+    outcome_columns = [c for c in sheet.columns if c not in ("sample_id", "file")]
+    overview = [(f"<p><b>{len(sample_ids)}</b> samples; sheet <code>{esc(sheet_path)}</code>; further columns: "
+                f"{esc(', '.join(outcome_columns)) or 'none'}.</p>")]
+    overview.append(_table(["sample", "file", *outcome_columns],
+                           [[s, f, *[sheet[c][i] for c in outcome_columns]]
+                            for i, (s, f) in enumerate(zip(sample_ids, files))]))
+    sections.append(("overview", "Study overview", "".join(overview)))
+
+    # Per-sample table
+    rows = []
+    for s in stats:
+        rows.append([s["sample_id"], s.get("features", "NA"), s.get("ms2_scans", "NA"), s.get("mapped_spectra", "NA"),
+                     s.get("embedded", "NA"), s.get("annotated_spectra", "NA"), s.get("n_spectra_pooled", "NA")])
+        if s.get("ms2_scans") == 0:
+            warnings.append(f"sample <b>{esc(s['sample_id'])}</b> has no MS/MS scans")
+        if "has_sample_embedding" in s and not s["has_sample_embedding"]:
+            warnings.append(f"sample <b>{esc(s['sample_id'])}</b> has no pooled embedding (no usable MS/MS): it "
+                            "has missing values in the embedding models, never a zero vector")
+    sections.append(("samples", "Per-sample results", _table(
+        ["sample", "features", "MS2 scans", "mapped spectra", "embedded spectra", "annotated spectra",
+         "spectra pooled"], rows, numeric={1, 2, 3, 4, 5, 6})))
+
+    # Identifications
+    annotations = _annotations(study_dir, sample_ids)
+    sections.append(("identifications", "Top identifications", _identifications(annotations, sample_ids, params)))
+
+    # Encoder
+    sections.append(("encoder", "Spectrum encoder", _encoder_section(encoder)))
+    if encoder["trained"] is False:
+        warnings.insert(0, "the spectrum encoder is the <b>UNTRAINED placeholder</b> (random weights): embeddings, "
+                           "embedding-based models and maps below carry no learned chemistry. Train or install an "
+                           "encoder (embed: model) before interpreting them.")
+
+    # Models (feature sets rebuilt from the contract tables for the maps)
+    feature_sets: dict[str, pl.DataFrame] = {}
+    emb_paths = [study_dir / "results" / "samples" / s / "sample_embedding.parquet" for s in sample_ids]
+    emb_paths = [p for p in emb_paths if p.exists()]
+    if emb_paths:
+        frames = [pl.read_parquet(p, columns=["sample_id", "embedding"]) for p in emb_paths]
+        feature_sets["embedding"] = embedding_feature_set(pl.concat(
+            [f.with_columns(pl.col("embedding").cast(pl.List(pl.Float32))) for f in frames]))
+    matrix_path = study_dir / "results" / "study" / "feature_matrix.parquet"
+    matrix = pl.read_parquet(matrix_path) if matrix_path.exists() else None
+    if matrix is not None and all(s in matrix.columns for s in sample_ids):
+        feature_sets["features"] = feature_matrix_feature_set(matrix, sample_ids)
+    spectra_paths = [study_dir / "results" / "samples" / s / "spectra.parquet" for s in sample_ids]
+    spectra_paths = [p for p in spectra_paths if p.exists()]
+    if spectra_paths:
+        feature_sets["binned_spectra"] = binned_spectra_feature_set(read_spectra_tables(spectra_paths), sample_ids)
+    sections.append(("models", "Outcome models", _models_section(study_dir, sheet, feature_sets, warnings)))
+
+    # Feature matrix
+    sections.append(("matrix", "Feature matrix", _matrix_section(matrix, sample_ids, warnings)))
+
+    # Versions and config
+    versions = _table(["software", "version"], _versions())
+    config = params.get("config_used")
+    config_html = (f"<h3>Configuration used</h3><pre>{esc(json.dumps(config, indent=2, default=str))}</pre>"
+                   if config is not None else "<p>The configuration was not passed to the report.</p>")
+    sections.append(("software", "Software and configuration", versions + config_html))
+
+    body = [f"<h1>{esc(params['title'])}</h1>",
+            (f'<p class="note">Generated {esc(_dt.datetime.now().astimezone().isoformat(timespec="seconds"))} by '
+            f"ms2study {esc(__version__)} from <code>{esc(study_dir.resolve())}</code>.</p>"),
+            "<nav>" + "".join(f'<a href="#{a}">{esc(t)}</a>' for a, t, _ in sections) + "</nav>",
+            '<h2 id="warnings">Warnings</h2>']
+    body.append("".join(_warning(w) for w in warnings) if warnings else '<div class="ok">No warnings.</div>')
+    body.extend(f'<h2 id="{a}">{esc(t)}</h2>{b}' for a, t, b in sections)
+    document = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{esc(params['title'])}"
+                f"</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>\n")
+    write_text(document, out)
+    log.info("report written to %s (%d warnings)", out, len(warnings))
+
+
+def _identifications(annotations: pl.DataFrame, sample_ids: list[str], params: dict) -> str:
+    threshold = float(params["min_cosine"])
+    if annotations.is_empty() or "cosine" not in annotations.columns:
+        return "<p>No library annotations (no library configured, or no spectrum had a candidate).</p>"
+    hits = annotations.filter(pl.col("cosine") >= threshold)
+    key = "library_inchikey" if "library_inchikey" in hits.columns else "library_name"
+    per_sample = {r["sample_id"]: r for r in hits.group_by("sample_id").agg(
+        pl.col("spectrum_id").n_unique().alias("spectra"), pl.col(key).n_unique().alias("compounds"),
+        pl.col("cosine").max().alias("best")).iter_rows(named=True)}
+    parts = [(f"<p>Rank-1 library hits with cosine ≥ {threshold:g} count as identifications "
+             f"({hits.height} of {annotations.height} annotated spectra).</p>")]
+    parts.append(_table(["sample", "identified spectra", "distinct compounds", "best cosine"],
+                        [[s, per_sample.get(s, {}).get("spectra", 0), per_sample.get(s, {}).get("compounds", 0),
+                          per_sample.get(s, {}).get("best")] for s in sample_ids], numeric={1, 2, 3}))
+    if hits.height:
+        aggregations = [pl.col("library_name").first().alias("name"), pl.col("sample_id").n_unique().alias("samples"),
+                        pl.col("spectrum_id").n_unique().alias("spectra"), pl.col("cosine").max().alias("best"),
+                        pl.col("cosine").median().alias("median")]
+        if "precursor_error_ppm" in hits.columns:
+            aggregations.append(pl.col("precursor_error_ppm").abs().median().alias("ppm"))
+        compounds = hits.group_by(key).agg(aggregations).sort(["samples", "best"], descending=True).head(
+            int(params["top_compounds"]))
+        parts.append(f"<h3>Study-wide compounds (top {int(params['top_compounds'])})</h3>")
+        parts.append(_table(
+            ["compound", "InChIKey" if key == "library_inchikey" else "name", "samples", "spectra", "best cosine",
+             "median cosine", "median |ppm|"],
+            [[r["name"], r[key], r["samples"], r["spectra"], r["best"], r["median"], r.get("ppm")]
+             for r in compounds.iter_rows(named=True)], numeric={2, 3, 4, 5, 6}))
+    return "".join(parts)
+
+
+def _encoder_section(encoder: dict) -> str:
+    if not encoder["model_ids"] and "sidecar" not in encoder:
+        return "<p>No embedding tables found.</p>"
+    trained = {True: "yes (a trained checkpoint)", False: "<b>NO: untrained placeholder</b>", None: "unknown"}
+    rows = [["model id(s)", ("html", esc(", ".join(encoder["model_ids"])) or "unknown")],
+            ["trained", ("html", trained[encoder["trained"]])]]
+    for key, value in (encoder.get("sidecar") or {}).items():
+        if key not in ("model_id", "trained"):
+            rows.append([key, value if not isinstance(value, (dict, list)) else json.dumps(value, default=str)])
+    return _table(["", ""], rows)
+
+
+def _matrix_section(matrix: pl.DataFrame | None, sample_ids: list[str], warnings: list[str]) -> str:
+    if matrix is None:
+        warnings.append("the feature matrix (results/study/feature_matrix.parquet) is missing")
+        return "<p>No feature matrix.</p>"
+    present = [s for s in sample_ids if s in matrix.columns]
+    n = matrix.height
+    if n == 0 or not present:
+        return f"<p>{n} consensus features.</p>"
+    # null is the contract for "not detected"; NaN and non-positive intensities are treated the same way
+    detected = matrix.select([(pl.col(s).cast(pl.Float64).fill_nan(None) > 0).fill_null(False) for s in present]
+                             ).to_numpy()
+    per_feature = detected.sum(axis=1)
+    rate = float(detected.mean())
+    counts = np.bincount(per_feature, minlength=len(present) + 1)
+    parts = [(f"<p><b>{n}</b> consensus features across {len(present)} samples; overall detection rate "
+             f"{rate:.1%}; detected in every sample: {int(counts[-1])}; in one sample only: {int(counts[1])}.</p>")]
+    chart = bar_svg([(str(k), float(c)) for k, c in enumerate(counts) if k > 0],
+                    "Consensus features by number of samples detected", "samples detected", "features")
+    per_sample = detected.sum(axis=0)
+    parts.append(f'<div class="charts"><div class="chart">{chart}</div></div>')
+    parts.append(_table(["sample", "features detected", "detection rate"],
+                        [[s, int(per_sample[i]), f"{per_sample[i] / n:.1%}"] for i, s in enumerate(present)],
+                        numeric={1, 2}))
+    return "".join(parts)
+
+
+# ------------------------------------------------------------------------------------------- CLI
+
+
+def _cli_report(args: argparse.Namespace) -> int:
+    from ms2study.cli import load_params
+
+    build_report(Path(args.study_dir), Path(args.out), load_params(args), samples=args.samples)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from ms2study.cli import add_params_argument
+
+    p = subparsers.add_parser("report", help="the study report: one self-contained HTML file")
+    p.add_argument("--study-dir", default=".", help="study folder holding results/")
+    p.add_argument("--samples", default=None, help="sample sheet (default: results/study/samples.tsv)")
+    p.add_argument("--out", required=True, help="HTML file to write (results/study/report.html)")
+    add_params_argument(p)
+    p.set_defaults(func=_cli_report)

@@ -1,0 +1,136 @@
+"""Samples × features tables from elsewhere (MZmine, GNPS, MetaboAnalyst, R exports) for ``ms2study model``.
+
+A study processed by another tool arrives as a TSV, CSV (comma or semicolon) or Parquet table in either orientation:
+samples as rows or samples as columns. The orientation is detected by matching the sample sheet's ids against the
+first column and against the header, and the decision is returned as a sentence so the user sees what was assumed.
+R's ``write.csv`` habit of leaving the row-name column without a header is accepted. Values become floats; empty
+cells and NA are missing; raw intensities (all values >= 0 and large) are log1p-transformed, with zeros treated as
+not detected, so the table feeds the same half-minimum imputation as the pipeline's feature matrix.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from ms2study.errors import InputError
+
+MISSING = {"", "na", "nan", "n/a", "null", "none", "-", "?"}
+# Values above this (with none negative) are taken as raw intensities rather than already-logged ones.
+RAW_INTENSITY_THRESHOLD = 1000.0
+
+
+def _read_rows(path: Path) -> list[list[str]]:
+    """All cells of a delimited text file as strings; the delimiter is sniffed from the first line."""
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        first = handle.readline()
+        handle.seek(0)
+        counts = {d: first.count(d) for d in ("\t", ";", ",")}
+        delimiter = max(counts, key=counts.get)
+        if counts[delimiter] == 0:
+            raise InputError("found no tab, semicolon or comma in the first line", file=str(path),
+                             fix="give a delimited table (TSV or CSV) or Parquet")
+        rows = [[cell.strip() for cell in row] for row in csv.reader(handle, delimiter=delimiter)]
+    rows = [r for r in rows if any(r)]
+    if len(rows) < 2:
+        raise InputError("the table has fewer than two lines", file=str(path))
+    width = max(len(r) for r in rows[1:])
+    if len(rows[0]) == width - 1:  # R write.csv: no header for the row names
+        rows[0] = ["", *rows[0]]
+    return rows
+
+
+def _rows_of(path: Path) -> list[list[str]]:
+    if path.suffix.lower() in (".parquet", ".pq"):
+        frame = pl.read_parquet(path)
+        return [list(frame.columns)] + [["" if v is None else str(v) for v in row] for row in frame.iter_rows()]
+    return _read_rows(path)
+
+
+def _parse(cell: str, path: Path, row: str, column: str) -> float:
+    if cell.strip().lower() in MISSING:
+        return math.nan
+    try:
+        return float(cell)
+    except ValueError as err:
+        raise InputError(f"cell at row '{row}', column '{column}' is '{cell}', not a number", file=str(path),
+                         fix="leave only numbers (or NA) in the table body") from err
+
+
+def read_sample_table(path: str | Path, sample_ids: list[str], log_transform: str = "auto") -> tuple[pl.DataFrame, str]:
+    """Read a samples × features table; returns (sample_id + one Float64 column per feature, a note saying what was
+    detected). Only samples of ``sample_ids`` found in the table are returned, in the table's order."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("table does not exist", file=str(path))
+    rows = _rows_of(path)
+    header, body = rows[0], rows[1:]
+    wanted = set(sample_ids)
+    in_header = [i for i, name in enumerate(header) if i > 0 and name in wanted]
+    in_first_column = [j for j, row in enumerate(body) if row and row[0] in wanted]
+    if not in_header and not in_first_column:
+        raise InputError(
+            f"none of the sample sheet's ids (e.g. {sorted(wanted)[:3]}) is in the table's header or first column",
+            file=str(path), fix="use the same sample names in the table and the sample sheet",
+        )
+    if len(in_header) >= len(in_first_column):
+        orientation = "samples as columns, features as rows"
+        samples = [header[i] for i in in_header]
+        features = [row[0] or f"row{j + 1}" for j, row in enumerate(body)]
+        values = np.array([[_parse(body[j][i] if i < len(body[j]) else "", path, features[j], header[i])
+                            for j in range(len(body))] for i in in_header], dtype=np.float64)
+    else:
+        orientation = "samples as rows, features as columns"
+        samples = [body[j][0] for j in in_first_column]
+        features = [name or f"col{i}" for i, name in enumerate(header)][1:]
+        values = np.array([[_parse(body[j][i] if i < len(body[j]) else "", path, body[j][0], header[i])
+                            for i in range(1, len(header))] for j in in_first_column], dtype=np.float64)
+    if len(set(samples)) != len(samples):
+        raise InputError("a sample appears twice in the table", file=str(path))
+    finite = values[np.isfinite(values)]
+    looks_raw = finite.size > 0 and finite.min() >= 0 and finite.max() > RAW_INTENSITY_THRESHOLD
+    apply_log = log_transform == "yes" or (log_transform == "auto" and looks_raw)
+    if apply_log:
+        values = np.where(values > 0, np.log1p(np.where(values > 0, values, 0.0)), np.nan)
+        how = "log1p-transformed (zeros read as not detected)"
+    else:
+        how = "used as given" + (" (they look already log-scaled)" if log_transform == "auto" else "")
+    absent = [s for s in sample_ids if s not in set(samples)]
+    note = (f"table {path.name}: {orientation}; {len(samples)} samples x {len(features)} features; values {how}; "
+            f"{int(np.isnan(values).sum())} missing cells")
+    if absent:
+        note += f"; {len(absent)} sample(s) of the sheet not in the table: {', '.join(absent[:10])}"
+    unique = list(dict.fromkeys(features))
+    if len(unique) != len(features):  # duplicated feature names: make them unique rather than fail
+        seen: dict[str, int] = {}
+        renamed = []
+        for f in features:
+            seen[f] = seen.get(f, 0) + 1
+            renamed.append(f if seen[f] == 1 else f"{f}.{seen[f]}")
+        features = renamed
+    columns = {f: pl.Series(f, values[:, j]).fill_nan(None) for j, f in enumerate(features) if f != "sample_id"}
+    return pl.DataFrame({"sample_id": pl.Series(samples, dtype=pl.Utf8), **columns}), note
+
+
+def read_sample_sheet_any(path: str | Path, id_column: str | None = None) -> pl.DataFrame:
+    """A sample sheet as strings from TSV, CSV (comma or semicolon) or Parquet; the id column becomes sample_id
+    (``id_column``, else sample_id, else the first column)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("sample sheet does not exist", file=str(path))
+    rows = _rows_of(path)
+    header = [h or f"column{i}" for i, h in enumerate(rows[0])]
+    width = len(header)
+    frame = pl.DataFrame({h: [r[i] if i < len(r) else None for r in rows[1:]] for i, h in enumerate(header)},
+                         schema={h: pl.Utf8 for h in header}) if width else pl.DataFrame()
+    column = id_column or ("sample_id" if "sample_id" in header else header[0])
+    if column not in frame.columns:
+        raise InputError(f"no column '{column}' (columns: {', '.join(header)})", file=str(path),
+                         fix="pass --id-column with the sample id column")
+    if column != "sample_id":
+        frame = frame.drop("sample_id", strict=False).rename({column: "sample_id"})
+    return frame
