@@ -68,7 +68,7 @@ def test_snakemake_lint_is_clean(repo: Path, tmp_path: Path) -> None:
     assert "good condition" in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("section", ["detect", "spectra", "embed", "annotate", "pool", "link"])
+@pytest.mark.parametrize("section", ["detect", "spectra", "embed", "annotate", "pool", "link", "models", "report"])
 def test_config_defaults_match_each_stage(repo: Path, section: str) -> None:
     """config/config.yaml documents every parameter of a stage and no other (stages reject unknown keys)."""
     import importlib
@@ -80,6 +80,8 @@ def test_config_defaults_match_each_stage(repo: Path, section: str) -> None:
         keys |= set(config["cleaning"])
     if section == "annotate":  # queries are cleaned with the library index's parameters
         keys.add("cleaning")
+    if section == "report":  # the rule passes the whole configuration for the report to show
+        keys.add("config_used")
     assert keys == set(module.DEFAULT_PARAMS)
     for key, value in config[section].items():
         assert value == module.DEFAULT_PARAMS[key], f"{section}.{key}: config says {value!r}"

@@ -51,6 +51,7 @@ rule models:
     input:
         sheet="results/study/samples.tsv",
         embeddings=per_sample("sample_embedding"),
+        spectra=per_sample("spectra"),
         matrix="results/study/feature_matrix.parquet",
     output:
         "results/study/models/models_done.json",
@@ -69,7 +70,7 @@ rule models:
         ENV
     shell:
         "python -m ms2study models --samples {input.sheet:q} --sample-embeddings {input.embeddings:q} "
-        "--feature-matrix {input.matrix:q} --outdir results/study/models --params {params.p} > {log:q} 2>&1"
+        "--feature-matrix {input.matrix:q} --spectra {input.spectra:q} --outdir results/study/models --params {params.p} > {log:q} 2>&1"
 
 
 rule report:
