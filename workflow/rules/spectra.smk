@@ -50,30 +50,36 @@ rule embed:
 
 
 rule index_library:
+    # The index holds the library's peaks, metadata and decoys, and its spectra embedded by the configured encoder
+    # (so annotation can use embedding similarity); built once per library and encoder, reused by every sample.
     input:
         LIBRARIES,
     output:
         directory("results/library/{library}"),
     params:
         p=lambda wildcards: stage_params(None, cleaning=config["cleaning"]),
+        embed=lambda wildcards: stage_params("embed"),
         version=MS2STUDY_VERSION,
     log:
         "logs/library/{library}.log",
     benchmark:
         "results/benchmarks/library/{library}.tsv"
-    threads: 1
+    threads: 2
     resources:
         mem_mb=res("library", "mem_mb"),
         runtime=res("library", "runtime"),
     conda:
         ENV
     shell:
-        "python -m ms2study index-library --library {input:q} --out {output:q} --params {params.p} > {log:q} 2>&1"
+        "(python -m ms2study index-library --library {input:q} --out {output:q} --params {params.p} && "
+        "python -m ms2study embed-library --index {output:q} --threads {threads} --params {params.embed}) "
+        "> {log:q} 2>&1"
 
 
 rule annotate:
     input:
         spectra="results/samples/{sample}/spectra.parquet",
+        embeddings="results/samples/{sample}/embeddings.parquet",
         library=library_index(),
     output:
         "results/samples/{sample}/annotations.parquet",
@@ -92,5 +98,5 @@ rule annotate:
     conda:
         ENV
     shell:
-        "python -m ms2study annotate --spectra {input.spectra:q} {params.library} "
+        "python -m ms2study annotate --spectra {input.spectra:q} --embeddings {input.embeddings:q} {params.library} "
         "--out {output:q} --params {params.p} > {log:q} 2>&1"
