@@ -183,3 +183,19 @@ def test_folder_without_sheet_and_bad_sheet(tmp_path: Path, study: Path) -> None
     result = ms2study("run", str(folder), "--dry-run", check=False)
     assert result.returncode == 1
     assert "appears twice" in result.stderr and "samples.tsv" in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed (apt-get install chromium)")
+def test_report_of_the_run_opens_in_a_browser(study: Path, tmp_path: Path) -> None:
+    report = study / "results" / "study" / "report.html"
+    result = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", report.resolve().as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    dom = result.stdout
+    for anchor in ("overview", "samples", "identifications", "encoder", "models", "matrix"):
+        assert f'id="{anchor}"' in dom
+    assert "<svg" in dom and "S08" in dom
