@@ -18,7 +18,8 @@ def test_defaults_are_valid_and_study_config_overrides(tmp_path: Path) -> None:
     (tmp_path / "config.yaml").write_text("library: lib.mgf\ndetect: {noise_threshold_int: 500}\n")
     config = study.load_config(tmp_path)
     assert config["library"] == "lib.mgf"
-    assert config["detect"] == {"noise_threshold_int": 500}
+    assert config["detect"]["noise_threshold_int"] == 500
+    assert config["detect"]["mass_error_ppm"] == 10.0  # sections merge key by key
     assert config["samples"] == "samples.tsv"  # untouched default
 
 
