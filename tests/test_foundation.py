@@ -68,7 +68,7 @@ def test_snakemake_lint_is_clean(repo: Path, tmp_path: Path) -> None:
     assert "good condition" in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("section", ["detect", "spectra", "embed", "annotate", "pool", "link", "models", "report"])
+@pytest.mark.parametrize("section", ["detect", "spectra", "embed", "annotate", "pool", "link", "models", "report", "train"])
 def test_config_defaults_match_each_stage(repo: Path, section: str) -> None:
     """config/config.yaml documents every parameter of a stage and no other (stages reject unknown keys)."""
     import importlib

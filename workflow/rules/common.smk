@@ -66,3 +66,12 @@ def library_index():
 
 def per_sample(table):
     return expand("results/samples/{sample}/{table}.parquet", sample=SAMPLES, table=table)
+
+
+def get_train_library(wildcards):
+    paths = config.get("train_library")
+    if not paths:
+        raise WorkflowError(
+            "ms2study: set 'train_library' in config.yaml (MGF/MSP/JSON with InChIKeys) to train an encoder"
+        )
+    return [paths] if isinstance(paths, str) else list(paths)

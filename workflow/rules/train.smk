@@ -1,0 +1,25 @@
+# Training the spectrum encoder (not part of `all`): `ms2study run STUDY results/models/NAME` with `train_library` set.
+
+
+rule train_encoder:
+    input:
+        get_train_library,
+    output:
+        directory("results/models/{name}"),
+    params:
+        p=lambda wildcards: stage_params("train", name=wildcards.name),
+        version=MS2STUDY_VERSION,
+    log:
+        "logs/train/{name}.log",
+    benchmark:
+        "results/benchmarks/train/{name}.tsv"
+    threads: workflow.cores
+    resources:
+        mem_mb=res("train", "mem_mb"),
+        runtime=res("train", "runtime"),
+        gpu=res("train", "gpu"),
+    conda:
+        ENV
+    shell:
+        "python -m ms2study train --library {input:q} --out {output:q} --threads {threads} "
+        "--params {params.p} > {log:q} 2>&1"
