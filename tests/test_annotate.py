@@ -164,3 +164,15 @@ def test_cli_annotate_and_score(lib_dir: tuple[Path, list[dict]], tmp_path: Path
     assert h.columns[: len(annotate.SCORE_COLUMNS)] == annotate.SCORE_COLUMNS
     assert (h["query_id"] == h["library_id"]).mean() > 0.95
     assert (tmp_path / "cache" / "library" / "manifest.json").exists()
+
+
+def test_without_a_library_the_table_is_empty_but_complete(tmp_path: Path) -> None:
+    from ms2study.annotate import ANNOTATION_SCHEMA
+    from ms2study.cli import main
+
+    spectra = tmp_path / "spectra.parquet"
+    pl.DataFrame(schema=tables.SPECTRA).write_parquet(spectra)
+    out = tmp_path / "annotations.parquet"
+    assert main(["annotate", "--spectra", str(spectra), "--out", str(out)]) == 0
+    table = pl.read_parquet(out)
+    assert table.height == 0 and table.schema == pl.Schema(ANNOTATION_SCHEMA)

@@ -78,8 +78,8 @@ def test_config_defaults_match_each_stage(repo: Path, section: str) -> None:
     keys = set(config[section])
     if section == "spectra":  # the cleaning section is passed to the spectra stage as well
         keys |= set(config["cleaning"])
-    if section == "annotate":  # queries are cleaned with the library index's parameters
-        keys.add("cleaning")
+    if section == "annotate":  # queries cleaned like the library index; the encoder is embed's
+        keys |= {"cleaning", "model"}
     if section == "report":  # the rule passes the whole configuration for the report to show
         keys.add("config_used")
     assert keys == set(module.DEFAULT_PARAMS)

@@ -6,9 +6,17 @@ m/z lies within a ppm (or Da) window, found by binary search on the index's sort
 embedding space (chunked matrix products, memory bounded), or, without embeddings, scores the whole library.
 Every candidate gets the cosine and modified cosine (matchms ``CosineGreedy`` / ``ModifiedCosineGreedy``
 semantics), the entropy similarity (ms_entropy semantics) and, when embeddings are given, the embedding
-cosine, all from the numba kernels in ``ms2study.scoring``. The ``combined`` score is the weighted mean of the
-available scores (weights in ``DEFAULT_PARAMS["weights"]``: entropy 0.5, cosine 0.25, modified cosine 0.25,
-embedding 0.25, renormalised over the scores present; fixed defaults until the encoder work learns them).
+cosine, all from the numba kernels in ``ms2study.scoring``. The library embeddings are those stored in the index
+under the query embeddings' ``model_id`` (written by ``ms2study embed-library`` with the same encoder); without
+them the embedding score is left out. The ``combined`` score is, when ``combine`` is ``auto`` and the query
+embeddings come from a TRAINED encoder whose folder (``model``, as in the embed stage) holds a
+``combined.json`` learned for that very model (``ms2study learn-combined``, see ``ms2study.combine``), the
+learned logistic score over cosine, modified cosine, entropy, embedding similarity, matched peaks and
+precursor error. Otherwise it is the documented fixed default: the weighted mean of the available scores
+(``DEFAULT_PARAMS["weights"]``: entropy 0.5, cosine 0.25, modified cosine 0.25, embedding 0.25,
+renormalised over the scores present), in which the embedding term counts only for a trained encoder: an
+untrained placeholder's embedding similarity (``model_trained`` false, or a ``model_id`` starting with
+``untrained``) is still reported in the ``embedding`` column but never enters the combined score.
 Candidates are ranked by ``rank_by`` (combined by default) and the best ``top_k`` kept. Confidence comes from
 a target-decoy competition (``ms2study.decoys``): ``q_value`` per row and ``accepted`` at ``fdr`` (1 %).
 The same function serves the Snakemake rule (``ms2study annotate``), ``ms2study score`` and the tests.
@@ -50,7 +58,9 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "weights": {"cosine": 0.25, "modified_cosine": 0.25, "entropy": 0.5, "embedding": 0.25},
     "rank_by": "combined",               # combined | cosine | modified_cosine | entropy | embedding
     "min_score": 0.0,                    # candidates with a ranking score <= this are dropped
-    "embedding_model": "default",        # library embeddings file: {index}/embeddings/{model}.npy
+    "embedding_model": "default",        # library embeddings when the query embeddings carry no model_id
+    "combine": "auto",                   # auto: learned weights of the encoder (combined.json) if any | fixed
+    "model": "default",                  # encoder folder holding combined.json (as embed: model; default: shipped)
     "analogue_chunk_mb": 256,            # memory bound for analogue search blocks
     "decoys": True,                      # target-decoy q-values
     "decoy_seed": 0,
@@ -101,6 +111,8 @@ def merge_params(params: dict | None) -> dict[str, Any]:
             merged[key] = value
     if merged["mode"] not in ("identity", "analogue"):
         raise InputError(f"annotate mode '{merged['mode']}' is not known", fix="use 'identity' or 'analogue'")
+    if merged["combine"] not in ("auto", "fixed"):
+        raise InputError(f"annotate combine '{merged['combine']}' is not known", fix="use 'auto' or 'fixed'")
     if merged["rank_by"] not in ("combined", *SCORE_NAMES):
         raise InputError(
             f"rank_by '{merged['rank_by']}' is not a score", fix=f"use combined or one of {list(SCORE_NAMES)}"
@@ -369,14 +381,14 @@ def _analogue_candidates(
 
 def _rank_table(
     queries: FlatSpectra, lib: PreparedLibrary, cand_offsets: np.ndarray, cand_lib: np.ndarray,
-    scores: dict[str, np.ndarray], p: dict,
+    scores: dict[str, np.ndarray], p: dict, combined: np.ndarray,
 ) -> pl.DataFrame:
     """All candidate rows with scores, ranked within each query, top_k kept."""
     q_of = np.repeat(np.arange(queries.precursor_mz.size), np.diff(cand_offsets))
-    combined = combined_score(scores, p["weights"])
     frame = pl.DataFrame({
         "_q": q_of.astype(np.int64),
         "_lib": cand_lib.astype(np.int64),
+        "_pair": np.arange(cand_lib.size, dtype=np.int64),
         **{k: v for k, v in scores.items()},
         "combined": combined,
     })
@@ -393,9 +405,80 @@ def _spectral_weights(p: dict) -> dict[str, float]:
     return {k: v for k, v in p["weights"].items() if k != "embedding"}
 
 
+@dataclass
+class CombinePlan:
+    """How the combined score is computed for one call: learned weights, or fixed ones (with/without embedding)."""
+
+    learned: Any | None            # ms2study.combine.LearnedCombiner
+    use_embedding: bool            # the embedding similarity may enter the combined score
+    model_id: str | None
+    description: str
+
+    def combined(self, queries: FlatSpectra, lib: PreparedLibrary, cand_offsets: np.ndarray, cand_lib: np.ndarray,
+                 scores: dict[str, np.ndarray], p: dict, spectral_only: bool = False) -> np.ndarray:
+        if self.learned is None:
+            weights = _spectral_weights(p) if spectral_only or not self.use_embedding else p["weights"]
+            return combined_score(scores, weights)
+        from ms2study.combine import candidate_features
+
+        q_of = np.repeat(np.arange(queries.precursor_mz.size), np.diff(cand_offsets))
+        l_prec = np.asarray(lib.index.precursor_mz)[cand_lib]
+        feats = candidate_features(scores, np.diff(queries.offsets)[q_of], (queries.precursor_mz[q_of] - l_prec)
+                                   / l_prec * 1e6)
+        return self.learned.score(feats, use_embedding=not spectral_only)
+
+
+def embeddings_model(embeddings: pl.DataFrame | None) -> tuple[str | None, bool]:
+    """(model_id, trained) of a query embeddings table; tables without these columns count as trained."""
+    if embeddings is None:
+        return None, False
+    model_id = None
+    if "model_id" in embeddings.columns:
+        ids = embeddings["model_id"].drop_nulls().unique().to_list()
+        if len(ids) > 1:
+            raise InputError(f"the embeddings table mixes encoders {sorted(ids)}",
+                             fix="embed all spectra of a sample with one encoder")
+        model_id = ids[0] if ids else None
+    if "model_trained" in embeddings.columns:
+        trained = bool(embeddings["model_trained"].fill_null(False).all())
+    else:
+        trained = not (model_id or "").startswith("untrained")
+    return model_id, trained
+
+
+def _model_dir(model: str | None) -> Path | None:
+    if model is None:
+        return None
+    if str(model) == "default":
+        from ms2study.encoder import SHIPPED_MODEL_NAME, SHIPPED_MODELS_DIR
+
+        return SHIPPED_MODELS_DIR / SHIPPED_MODEL_NAME
+    return Path(model)
+
+
+def combine_plan(p: dict, model_id: str | None, trained: bool, have_embeddings: bool) -> CombinePlan:
+    """Decide how ``combined`` is computed (see the module docstring)."""
+    if not have_embeddings:
+        return CombinePlan(None, False, model_id, "fixed weights, spectral scores (no embeddings)")
+    if not trained:
+        return CombinePlan(None, False, model_id,
+                           f"fixed weights, spectral scores only: embeddings of {model_id or 'an untrained encoder'} "
+                           "are untrained")
+    if p["combine"] == "auto" and model_id is not None:
+        from ms2study.combine import load_combined
+
+        learned = load_combined(_model_dir(p["model"]))
+        if learned is not None and learned.model_id == model_id:
+            return CombinePlan(learned, True, model_id, f"learned weights {learned.path}")
+        if learned is not None:
+            log.warning("%s was learned for %s, but the embeddings come from %s: using the fixed weights",
+                        learned.path, learned.model_id, model_id)
+    return CombinePlan(None, True, model_id, "fixed weights incl. embedding")
+
+
 def _decoy_q_values(
     queries: FlatSpectra, lib: PreparedLibrary, cand_offsets: np.ndarray, cand_lib: np.ndarray,
-    scores: dict[str, np.ndarray], ranked: pl.DataFrame, p: dict,
+    scores: dict[str, np.ndarray], ranked: pl.DataFrame, p: dict, plan: CombinePlan,
 ) -> np.ndarray:
     """q-value of every ranked target row from a target-decoy competition over the same candidates."""
     from ms2study import decoys
@@ -408,13 +491,12 @@ def _decoy_q_values(
                            offsets=idx.offsets, mz=d_mz, intensity=d_int, manifest=idx.manifest)
     d_lib = prepare_library(d_index, {**p, "embedding_model": None})
     d_scores = score_pairs(queries, d_lib, cand_offsets, cand_lib, p, None)
-    weights = _spectral_weights(p)
-    target = combined_score(scores, weights)
-    decoy = combined_score(d_scores, weights)
+    target = plan.combined(queries, lib, cand_offsets, cand_lib, scores, p, spectral_only=True)
+    decoy = plan.combined(queries, d_lib, cand_offsets, cand_lib, d_scores, p, spectral_only=True)
     winners, q = decoys.competition_q_values(
         decoys.segment_max(target, cand_offsets), decoys.segment_max(decoy, cand_offsets)
     )
-    row_scores = combined_score({k: ranked[k].to_numpy() for k in SCORE_NAMES}, weights)
+    row_scores = target[ranked["_pair"].to_numpy()]
     return decoys.q_value_of(row_scores, winners, q)
 
 
@@ -442,8 +524,20 @@ def annotate_spectra(
     queries = flatten_queries(spectra, cleaning, p["ion_mode"])
     if queries.rows.size == 0 or len(index) == 0:
         return _empty_annotations()
-    lib = prepare_library(index, p)
+    model_id, trained = embeddings_model(embeddings)
+    # Library embeddings must come from the encoder that embedded the queries: look them up by its model_id.
+    lib = prepare_library(index, {**p, "embedding_model": model_id or p["embedding_model"]})
     q_emb = _query_embedding_matrix(spectra, queries.rows, embeddings)
+    if q_emb is not None and lib.embeddings is None:
+        log.warning("library index %s has no embeddings for %s: the embedding score is left out "
+                    "(run 'ms2study embed-library --index %s' with the same embed parameters)",
+                    library_index_dir, model_id or p["embedding_model"], library_index_dir)
+    if q_emb is not None and lib.embeddings is not None and lib.embeddings.shape[1] != q_emb.shape[1]:
+        raise InputError(f"query embeddings have {q_emb.shape[1]} dimensions, the library's "
+                         f"{lib.embeddings.shape[1]}", file=str(library_index_dir),
+                         fix="embed the library and the samples with the same encoder")
+    plan = combine_plan(p, model_id, trained, q_emb is not None and lib.embeddings is not None)
+    log.info("combined score: %s", plan.description)
     if p["mode"] == "identity":
         cand_offsets, cand_lib = find_candidates(
             queries.precursor_mz, queries.ion_mode, np.asarray(index.precursor_mz), np.asarray(index.ion_mode),
@@ -452,11 +546,12 @@ def annotate_spectra(
     else:
         cand_offsets, cand_lib = _analogue_candidates(queries, lib, q_emb, p)
     scores = score_pairs(queries, lib, cand_offsets, cand_lib, p, q_emb)
-    ranked = _rank_table(queries, lib, cand_offsets, cand_lib, scores, p)
+    combined = plan.combined(queries, lib, cand_offsets, cand_lib, scores, p)
+    ranked = _rank_table(queries, lib, cand_offsets, cand_lib, scores, p, combined)
 
     q_values = None
     if p["decoys"]:
-        q_values = _decoy_q_values(queries, lib, cand_offsets, cand_lib, scores, ranked, p)
+        q_values = _decoy_q_values(queries, lib, cand_offsets, cand_lib, scores, ranked, p, plan)
     ranked = ranked.with_columns(
         pl.Series("q_value", q_values if q_values is not None else np.full(ranked.height, np.nan), dtype=pl.Float64)
     )
@@ -529,9 +624,15 @@ def score_files(
 def _cli_annotate(args: argparse.Namespace) -> int:
     from ms2study.cli import load_params
 
+    params = load_params(args)
+    if args.library_index is None:
+        # No library configured: the contract table still exists (empty), so the study stages run unchanged.
+        log.warning("no library configured (config 'library'): %s has no identifications", args.out)
+        write_parquet(pl.DataFrame(schema=ANNOTATION_SCHEMA), args.out)
+        return 0
     spectra = pl.read_parquet(args.spectra)
     embeddings = pl.read_parquet(args.embeddings) if args.embeddings else None
-    out = annotate_spectra(spectra, Path(args.library_index), load_params(args), embeddings)
+    out = annotate_spectra(spectra, Path(args.library_index), params, embeddings)
     write_parquet(out, args.out)
     return 0
 
@@ -554,7 +655,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("annotate", help="score a sample's spectra against a library index (top-k candidates)")
     p.add_argument("--spectra", required=True, help="spectra.parquet of one sample")
-    p.add_argument("--library-index", required=True, help="index folder from 'ms2study index-library'")
+    p.add_argument("--library-index", default=None,
+                   help="index folder from 'ms2study index-library' (without it: an empty table, no library)")
     p.add_argument("--embeddings", default=None, help="embeddings.parquet of the same sample (optional)")
     p.add_argument("--out", required=True, help="annotations.parquet to write")
     add_params_argument(p)

@@ -25,6 +25,7 @@ COMMANDS = {
     "embed": "ms2study.embed",
     "train": "ms2study.train",
     "embed-library": "ms2study.embed",
+    "learn-combined": "ms2study.combine",
     "index-library": "ms2study.library",
     "annotate": "ms2study.annotate",
     "score": "ms2study.annotate",

@@ -84,7 +84,7 @@ rule annotate:
     output:
         "results/samples/{sample}/annotations.parquet",
     params:
-        p=lambda wildcards: stage_params("annotate"),
+        p=lambda wildcards: stage_params("annotate", model=config["embed"]["model"]),
         library=lambda wildcards, input: f"--library-index {shlex.quote(input.library)}" if LIBRARIES else "",
         version=MS2STUDY_VERSION,
     log:
