@@ -220,6 +220,76 @@ def test_continuous_and_multiclass_outcomes(tmp_path: Path) -> None:
     assert np.allclose(predictions["proba"].list.sum().to_numpy(), 1.0)
 
 
+def test_covariates_ride_along_in_every_set_and_alone(tmp_path: Path) -> None:
+    """An outcome driven by a covariate: noise features plus the covariate predict it, the covariate set alone too;
+    a covariate that is the outcome itself is left out of that outcome's models."""
+    rng = np.random.default_rng(3)
+    n = 16
+    ids = [f"S{i:02d}" for i in range(n)]
+    y = np.repeat([0, 1], n // 2)
+    age = 50 + 10 * y + rng.normal(scale=3, size=n)
+    site = np.where(rng.random(n) < 0.5, "north", "south")
+    samples = pl.DataFrame({"sample_id": ids, "group": ["case" if v else "control" for v in y],
+                            "age": [f"{a:.1f}" for a in age[:-1]] + ["NA"], "site": site})
+    noise = pl.DataFrame({"sample_id": ids, **{f"f{j}": rng.normal(size=n) for j in range(40)}})
+    params = {**FAST, "feature_sets": ["table"], "covariates": ["age", "site", "group"]}
+    summary = models.model_outcomes(samples, {"table": noise}, [{"column": "group", "type": "binary",
+                                                                 "positive_class": "case"}], tmp_path, params)["group"]
+    assert summary["covariates"] == ["cov:age", "cov:site=south"]
+    assert any("covariate 'group' is this outcome itself" in note for note in summary["notes"])
+    assert list(summary["feature_sets"]) == ["table", "covariates"]
+    table, alone = summary["feature_sets"]["table"], summary["feature_sets"]["covariates"]
+    assert table["n_features"] == 40 and table["n_covariates"] == 2 and alone["n_features"] == 0
+    assert alone["value"] >= 0.85 and table["value"] >= 0.8, (alone, table)
+    # Without the covariates the noise set sits near chance.
+    plain = models.model_outcomes(samples, {"table": noise}, [{"column": "group", "type": "binary"}],
+                                  tmp_path / "plain", {**FAST, "feature_sets": ["table"]})["group"]
+    assert plain["feature_sets"]["table"]["value"] < 0.75 and "covariates" not in plain["feature_sets"]
+    with pytest.raises(InputError, match=r"covariate column\(s\) \['bmi'\]"):
+        models.model_outcomes(samples, {"table": noise}, [{"column": "group", "type": "binary"}], tmp_path,
+                              {**params, "covariates": ["bmi"]})
+    with pytest.raises(InputError, match="covariates must be a list"):
+        models.merge_params({"covariates": "age"})
+
+
+def test_covariates_are_coded_and_prepared_inside_the_folds() -> None:
+    samples = pl.DataFrame({"sample_id": ["a", "b", "c", "d"], "age": ["30", "NA", "50", "40"],
+                            "sex": ["M", "F", "M", None]})
+    matrix, names = models.covariate_matrix(samples, ["d", "c", "b", "a"], ["age", "sex"])
+    assert names == ["cov:age", "cov:sex=M"]
+    np.testing.assert_array_equal(matrix[:, 0], [40, 50, np.nan, 30])
+    np.testing.assert_array_equal(matrix[:, 1], [np.nan, 1, 0, 1])
+    params = models.merge_params({"covariate_weight": 10.0})  # not the default, to see the factor
+    pre = models._preprocessor("mean", params, n_columns=1, n_covariates=1)
+    train = np.array([[1.0, 0.0], [3.0, 2.0], [np.nan, np.nan]])
+    out = pre.fit(train).transform(np.array([[2.0, 4.0]]))
+    # Covariate: training mean 1, sd 1 (after filling the gap with the mean), times 10; set column: mean 2 -> 0.
+    assert out[0, 0] == pytest.approx(0.0) and out[0, 1] == pytest.approx(10 * (4 - 1) / np.std([0, 2, 1]))
+
+
+@pytest.mark.parametrize("estimator", ["random_forest", "svm_linear"])
+def test_other_estimators_find_the_signal(tmp_path: Path, estimator: str) -> None:
+    samples, data = _study()
+    samples = samples.with_columns(pl.Series("age", [f"{30 + 2 * i + 5 * (i >= 6)}" for i in range(12)]))
+    outcomes = [{"column": "group", "type": "binary", "positive_class": "case"}]
+    params = {**FAST, "estimator": estimator}
+    if estimator == "random_forest":  # a forest per inner fit and grid value: keep it small here
+        params.update(n_permutations=2, outer_repeats=1, forest_trees=30, forest_min_samples_leaf=[1, 3])
+    else:
+        outcomes.append({"column": "age", "type": "continuous"})
+    result = models.model_outcomes(samples, data["sets"], outcomes, tmp_path, params)
+    summary = result["group"]
+    assert summary["estimator"] == estimator
+    for name in ("embedding", "features"):
+        assert summary["feature_sets"][name]["value"] >= 0.85, (name, summary["feature_sets"][name])
+    predictions = pl.read_parquet(tmp_path / "group" / "predictions.parquet")
+    assert predictions["y_score"].is_between(0.0, 1.0).all()
+    if "age" in result:
+        assert result["age"]["status"] == "done" and result["age"]["feature_sets"]["features"]["metric"] == "r2"
+    with pytest.raises(InputError, match="models.estimator"):
+        models.merge_params({"estimator": "xgboost"})
+
+
 def test_models_command_writes_outputs_and_done_file(tmp_path: Path) -> None:
     samples, data = _study(n_per_class=4)
     samples.with_columns(pl.Series("age", [str(30 + i) for i in range(8)])).write_csv(

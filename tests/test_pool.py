@@ -1,4 +1,5 @@
-"""The pool stage: weighting, methods, mapped-only filtering, null for samples without usable spectra, CLI."""
+"""The pool stage: abundance-share pooling per feature, the per-spectrum weightings, mapped-only filtering, null for
+samples without usable spectra, CLI."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def tables(sample: str = "s") -> tuple[pl.DataFrame, pl.DataFrame]:
 
 def test_weighted_mean_uses_log1p_precursor_intensity_of_mapped_spectra() -> None:
     embeddings, spectra = tables()
-    out = pool_sample(embeddings, spectra, "s")
+    out = pool_sample(embeddings, spectra, "s", {"method": "weighted_mean"})
     assert out.columns[: len(SAMPLE_EMBEDDING)] == list(SAMPLE_EMBEDDING) and out.height == 1
     assert out.schema["embedding"] == pl.List(pl.Float32) and out.schema["n_spectra"] == pl.Int32
     # Mapped with embeddings: S0 (w 1), S1 (w 3), S2 (w 0, intensity missing); S3 has no embedding.
@@ -52,8 +53,70 @@ def test_mean_max_abs_normalize_and_unmapped() -> None:
     everything = pool_sample(embeddings, spectra, "s", {"method": "mean", "mapped_only": False})
     assert everything["n_spectra"][0] == 4
     np.testing.assert_allclose(everything["embedding"][0].to_list(), [0.4, 0.3, 0.2], atol=1e-6)
-    unit = pool_sample(embeddings, spectra, "s", {"normalize": True})["embedding"][0].to_list()
+    unit = pool_sample(embeddings, spectra, "s", {"method": "weighted_mean", "normalize": True})
+    unit = unit["embedding"][0].to_list()
     assert np.linalg.norm(unit) == pytest.approx(1.0, abs=1e-6)
+
+
+def share_tables() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Feature F1 sampled twice by DDA, F2 once, one unmapped scan; F2 holds three times F1's abundance."""
+    ids = ["s:S1", "s:S2", "s:S3", "s:S4"]
+    embeddings = pl.DataFrame(
+        {"spectrum_id": ids, "sample_id": ["s"] * 4, "feature_id": ["s:F1", "s:F1", "s:F2", None],
+         "embedding": [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.6, 0.8, 0.0]]},
+        schema_overrides={"embedding": pl.List(pl.Float32)},
+    )
+    spectra = pl.DataFrame({"spectrum_id": ids, "precursor_intensity": [10.0, 30.0, 5.0, 50.0]})
+    features = pl.DataFrame({"feature_id": ["s:F2", "s:F1", "s:F9"], "intensity": [300.0, 100.0, 7.0]})
+    return embeddings, spectra, features
+
+
+def test_abundance_share_averages_each_feature_and_weights_by_its_share() -> None:
+    embeddings, spectra, features = share_tables()
+    out = pool_sample(embeddings, spectra, "s", features=features)
+    assert out["method"][0] == "abundance_share" and out["abundance_source"][0] == "feature_intensity"
+    # F1 = mean of its two spectra [0.5, 0.5, 0] with weight 100; F2 = [0, 0, 1] with weight 300.
+    np.testing.assert_allclose(out["embedding"][0].to_list(), [0.125, 0.125, 0.75], atol=1e-6)
+    assert out["n_spectra"][0] == 3 and out["n_features"][0] == 2
+    # A third spectrum of F1 (DDA sampled it again) adds no weight to F1 (acquisition is not abundance); it only
+    # moves F1's mean embedding towards [0, 1, 0].
+    extra = pl.concat([embeddings, embeddings[1].with_columns(pl.lit("s:S5").alias("spectrum_id"))])
+    again = pool_sample(extra, pl.concat([spectra, pl.DataFrame({"spectrum_id": ["s:S5"],
+                                                                  "precursor_intensity": [40.0]})]), "s",
+                        features=features)
+    assert again["n_spectra"][0] == 4
+    np.testing.assert_allclose(again["embedding"][0].to_list(), [0.25 / 3, 0.5 / 3, 0.75], atol=1e-6)
+    # Tripling F1's abundance triples its weight.
+    tripled = features.with_columns(pl.when(pl.col("feature_id") == "s:F1").then(300.0).otherwise(
+        pl.col("intensity")).alias("intensity"))
+    np.testing.assert_allclose(pool_sample(embeddings, spectra, "s", features=tripled)["embedding"][0].to_list(),
+                               [0.25, 0.25, 0.5], atol=1e-6)
+
+
+def test_abundance_share_without_features_uses_the_largest_precursor_intensity() -> None:
+    embeddings, spectra, features = share_tables()
+    out = pool_sample(embeddings, spectra, "s")
+    assert out["abundance_source"][0] == "precursor_intensity"
+    # F1 weight max(10, 30) = 30, F2 weight 5.
+    np.testing.assert_allclose(out["embedding"][0].to_list(), [15 / 35, 15 / 35, 5 / 35], atol=1e-6)
+    forced = pool_sample(embeddings, spectra, "s", {"abundance": "precursor_intensity"}, features=features)
+    np.testing.assert_allclose(forced["embedding"][0].to_list(), [15 / 35, 15 / 35, 5 / 35], atol=1e-6)
+    with pytest.raises(InputError, match="needs the features table"):
+        pool_sample(embeddings, spectra, "s", {"abundance": "feature_intensity"})
+    with pytest.raises(InputError, match="abundance"):
+        pool_sample(embeddings, spectra, "s", {"abundance": "area"})
+
+
+def test_abundance_share_with_unmapped_spectra_scales_their_precursor_intensity() -> None:
+    embeddings, spectra, features = share_tables()
+    out = pool_sample(embeddings, spectra, "s", {"mapped_only": False}, features=features)
+    assert out["n_features"][0] == 3 and out["n_spectra"][0] == 4
+    # The unmapped scan weighs its precursor intensity times the median area / precursor ratio of the features.
+    ratio = np.median([100.0 / 30.0, 300.0 / 5.0])
+    w = np.array([100.0, 300.0, 50.0 * ratio])
+    expected = (w[0] * np.array([0.5, 0.5, 0.0]) + w[1] * np.array([0.0, 0.0, 1.0])
+                + w[2] * np.array([0.6, 0.8, 0.0])) / w.sum()
+    np.testing.assert_allclose(out["embedding"][0].to_list(), expected, atol=1e-6)
 
 
 def test_sample_without_usable_spectra_gets_null_not_zeros(caplog) -> None:
@@ -70,8 +133,11 @@ def test_sample_without_usable_spectra_gets_null_not_zeros(caplog) -> None:
 def test_zero_intensities_fall_back_to_equal_weights() -> None:
     embeddings, spectra = tables()
     zero = spectra.with_columns(pl.lit(0.0).alias("precursor_intensity"))
-    out = pool_sample(embeddings, zero, "s")["embedding"][0].to_list()
+    out = pool_sample(embeddings, zero, "s", {"method": "weighted_mean"})["embedding"][0].to_list()
     np.testing.assert_allclose(out, [1 / 3, 0.4 / 3, 0.8 / 3], atol=1e-6)
+    # abundance_share falls back the same way (every spectrum here is its own feature).
+    share = pool_sample(embeddings, zero, "s")["embedding"][0].to_list()
+    np.testing.assert_allclose(share, [1 / 3, 0.4 / 3, 0.8 / 3], atol=1e-6)
 
 
 def test_bad_input_is_refused() -> None:
@@ -96,3 +162,12 @@ def test_cli(tmp_path, repo) -> None:
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert pl.read_parquet(out)["n_spectra"].to_list() == [3]
+    embeddings, spectra, features = share_tables()
+    for name, table in (("e", embeddings), ("s", spectra), ("f", features)):
+        table.write_parquet(tmp_path / f"{name}.parquet")
+    cmd = cmd[: cmd.index("--params")] + ["--features", str(tmp_path / "f.parquet")]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    pooled = pl.read_parquet(out)
+    assert pooled["abundance_source"].to_list() == ["feature_intensity"]
+    np.testing.assert_allclose(pooled["embedding"][0].to_list(), [0.125, 0.125, 0.75], atol=1e-6)

@@ -14,13 +14,14 @@ import pytest
 
 from ms2study import models, tables
 from ms2study.cli import main as cli_main
-from ms2study.report import build_report
+from ms2study.errors import InputError
+from ms2study.report import _umap_available, build_report, map_2d
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SECTIONS = ["warnings", "overview", "samples", "identifications", "encoder", "models", "matrix", "software"]
 
 
-def _write_study(root: Path, trained: bool, n: int = 8, seed: int = 0) -> list[str]:
+def _write_study(root: Path, trained: bool, n: int = 8, seed: int = 0, with_q: bool = True) -> list[str]:
     """A tiny study: every contract table of every sample, the feature matrix and real model outputs."""
     rng = np.random.default_rng(seed)
     ids = [f"S{i:02d}" for i in range(1, n + 1)]
@@ -67,6 +68,10 @@ def _write_study(root: Path, trained: bool, n: int = 8, seed: int = 0) -> list[s
             "library_smiles": ["C"] * min(n_spec, 4), "precursor_error_ppm": [1.5] * min(n_spec, 4),
             "cosine": [0.95, 0.9, 0.8, 0.5][:min(n_spec, 4)], "matched_peaks": [6] * min(n_spec, 4)},
             schema=tables.ANNOTATIONS)
+        if with_q:  # as the annotate stage writes them: target-decoy q-values, accepted at 1% FDR
+            q = [0.0004, 0.002, 0.008, 0.3][:min(n_spec, 4)]
+            annotations = annotations.with_columns(pl.Series("q_value", q, dtype=pl.Float64),
+                                                   pl.Series("accepted", [v <= 0.01 for v in q], dtype=pl.Boolean))
         annotations.write_parquet(base / "annotations.parquet")
         pooled = None if n_spec == 0 else (rng.normal(size=8) + 2.0 * y[k]).astype(np.float32).tolist()
         pl.DataFrame({"sample_id": [s], "n_spectra": [n_spec], "embedding": [pooled]},
@@ -92,7 +97,8 @@ def untrained_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, st
     root = tmp_path_factory.mktemp("study_untrained")
     _write_study(root, trained=False)
     out = root / "results" / "study" / "report.html"
-    build_report(root, out, {"config_used": {"models": {"outcomes": [{"column": "group", "type": "binary"}]}}})
+    build_report(root, out, {"config_used": {"models": {"outcomes": [{"column": "group", "type": "binary"}]},
+                                             "annotate": {"fdr": 0.01}}})
     return out, out.read_text(encoding="utf-8")
 
 
@@ -113,14 +119,20 @@ def test_report_has_every_section_and_the_numbers(untrained_report: tuple[Path, 
     # per-sample row of S01: 5 features, 6 scans, 4 mapped, 6 embedded, 3 annotated (rank 1), 6 pooled
     row = re.search(r"<tr><td>S01</td>((?:<td[^>]*>[^<]*</td>){6})</tr>", text)
     assert row and re.findall(r">([^<]*)<", row.group(1))[::2] == ["5", "6", "4", "6", "4", "6"]
-    # identifications: cosine >= 0.7 only; Caffeine found in the 7 samples with MS/MS
+    # identifications: accepted at the FDR only (glucose has q 0.3); Caffeine found in the 7 samples with MS/MS,
+    # with its lowest q-value in the last column and the FDR from the configuration in the text
     assert "KEYCAFFEINE" in text and "KEYGLUCOSE" not in text
-    caffeine = re.search(r"<td>Caffeine</td><td>KEYCAFFEINE</td><td class=\"num\">(\d+)</td>", text)
-    assert caffeine and caffeine.group(1) == "7"
+    caffeine = re.search(r"<td>Caffeine</td><td>KEYCAFFEINE</td><td class=\"num\">(\d+)</td>.*?"
+                         r"<td class=\"num\">([^<]*)</td></tr>", text)
+    assert caffeine and caffeine.group(1) == "7" and caffeine.group(2) == "0.0004"
+    assert "q ≤ 0.01" in text and "target-decoy" in text and "lowest q" in text
     # models: the table row, ROC and PCA charts
     assert "roc_auc" in text and "permutation p" in text and "ROC: group" in text and "null mean" in text
+    assert "Estimator: <b>linear</b>" in text
     assert "fold-wise metrics are coarse" in text  # 4 vs 4 samples: one sample per class in a test fold
-    assert "PCA of embedding, coloured by group" in text and "PCA of features, coloured by group" in text
+    # maps: UMAP only when umap-learn is installed (it is not a dependency), PCA otherwise
+    used = "UMAP" if _umap_available() else "PCA"
+    assert f"{used} of embedding, coloured by group" in text and f"{used} of features, coloured by group" in text
     assert text.count("<svg") >= 4
     assert "12</b> consensus features" in text and "detection rate 100.0%" not in text
     assert "scikit-learn" in text and "Configuration used" in text
@@ -155,6 +167,28 @@ def test_report_command_and_skipped_outcome(tmp_path: Path) -> None:
     text = (tmp_path / "r.html").read_text(encoding="utf-8")
     assert "<h1>Demo &lt;study&gt;</h1>" in text
     assert "outcome <b>rare</b> was not modelled: class &#x27;y&#x27; has 1 sample" in text
+
+
+def test_without_q_values_identifications_fall_back_to_cosine(tmp_path: Path) -> None:
+    _write_study(tmp_path, trained=True, seed=3, with_q=False)
+    out = tmp_path / "report.html"
+    build_report(tmp_path, out)
+    text = out.read_text(encoding="utf-8")
+    assert "No q-values in the annotations" in text and "cosine ≥ 0.7" in text and "lowest q" not in text
+    assert "KEYTRYPTOPHAN" in text and "KEYGLUCOSE" not in text
+
+
+def test_maps_use_pca_unless_umap_is_there_and_say_which() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(10, 5))
+    X[3, 1] = np.nan
+    coords, used, axes = map_2d(X, "mean", "pca")
+    assert used == "PCA" and coords.shape == (10, 2) and axes[0].startswith("PC1 (")
+    coords, used, axes = map_2d(X, "mean", "umap")
+    assert used == ("UMAP" if _umap_available() else "PCA") and coords.shape == (10, 2)
+    assert map_2d(X[:4], "mean", "umap")[1] == "PCA"  # too few samples for neighbours
+    with pytest.raises(InputError, match="map_method"):
+        build_report(Path("."), Path("x.html"), {"map_method": "tsne"})
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")

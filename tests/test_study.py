@@ -77,6 +77,9 @@ def test_missing_outcome_column_is_named(tmp_path: Path) -> None:
     sheet = study.load_sample_sheet(tmp_path, config)
     with pytest.raises(InputError, match="outcome column 'disease'"):
         study.check_outcomes(sheet, config)
+    config = study.load_config(tmp_path, {"models": {"outcomes": [], "covariates": ["bmi"]}})
+    with pytest.raises(InputError, match=r"covariate column 'bmi' \(config models.covariates\)"):
+        study.check_outcomes(sheet, config)
 
 
 def test_library_paths_and_name(tmp_path: Path) -> None:

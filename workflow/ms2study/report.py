@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 DEFAULT_PARAMS: dict[str, Any] = {
     "title": "ms2study report",
     "top_compounds": 50,        # rows of the study-wide identification table
-    "min_cosine": 0.7,          # rank-1 library hits below this are not counted as identifications
+    "min_cosine": 0.7,          # without q-values (annotate: decoys false): rank-1 hits below this are not counted
+    "map_method": "auto",       # 2-D sample maps: auto (UMAP when umap-learn is importable, else PCA) | pca | umap
     "config_used": None,        # the workflow's configuration, shown verbatim at the end (the rule passes it)
 }
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f",
@@ -60,7 +61,10 @@ def merge_params(params: dict | None) -> dict:
     if unknown:
         raise InputError(f"unknown report parameter(s) {unknown} (known: {', '.join(DEFAULT_PARAMS)})",
                          fix="correct the key under 'report:' in config.yaml")
-    return {**DEFAULT_PARAMS, **params}
+    merged = {**DEFAULT_PARAMS, **params}
+    if merged["map_method"] not in ("auto", "pca", "umap"):
+        raise InputError(f"report.map_method is '{merged['map_method']}'", fix="use auto, pca or umap")
+    return merged
 
 
 def esc(value: Any) -> str:
@@ -171,7 +175,7 @@ def _annotations(study_dir: Path, sample_ids: list[str]) -> pl.DataFrame:
     if not paths:
         return pl.DataFrame()
     cols = ["spectrum_id", "sample_id", "rank", "library_name", "library_inchikey", "cosine",
-            "precursor_error_ppm", "matched_peaks", "library_id"]
+            "precursor_error_ppm", "matched_peaks", "library_id", "q_value", "accepted"]
     frames = [pl.read_parquet(p, columns=[c for c in cols if c in _columns(p)]).filter(pl.col("rank") == 1)
               for p in paths]
     frames = [f for f in frames if f.height]
@@ -258,8 +262,8 @@ def _roc_points(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return fpr, tpr
 
 
-def _pca_2d(X: np.ndarray, imputation: str) -> tuple[np.ndarray, np.ndarray]:
-    """Descriptive 2-D PCA of all samples (missing values filled over all samples: a picture, not a model)."""
+def _prepared(X: np.ndarray, imputation: str) -> np.ndarray:
+    """Missing values filled over all samples (a picture, not a model), constant columns dropped, standardised."""
     X = np.array(X, dtype=np.float64)
     if imputation == "half_minimum":
         with np.errstate(all="ignore"):
@@ -270,9 +274,14 @@ def _pca_2d(X: np.ndarray, imputation: str) -> tuple[np.ndarray, np.ndarray]:
             fill = np.nan_to_num(np.nanmean(X, axis=0))
     X = np.where(np.isnan(X), fill, X)
     X = X[:, X.std(axis=0) > 0]
+    return (X - X.mean(axis=0)) / X.std(axis=0) if X.shape[1] else X
+
+
+def _pca_2d(X: np.ndarray, imputation: str) -> tuple[np.ndarray, np.ndarray]:
+    """Descriptive 2-D PCA of all samples (missing values filled over all samples: a picture, not a model)."""
+    X = _prepared(X, imputation)
     if X.shape[1] == 0:
         return np.zeros((X.shape[0], 2)), np.zeros(2)
-    X = (X - X.mean(axis=0)) / X.std(axis=0)
     u, s, _ = np.linalg.svd(X, full_matrices=False)
     coords = u[:, :2] * s[:2]
     if coords.shape[1] < 2:
@@ -281,11 +290,39 @@ def _pca_2d(X: np.ndarray, imputation: str) -> tuple[np.ndarray, np.ndarray]:
     return coords, np.pad(explained, (0, 2 - len(explained)))
 
 
+def _umap_available() -> bool:
+    try:
+        import umap  # noqa: F401  (umap-learn; optional, not a dependency)
+    except ImportError:
+        return False
+    return True
+
+
+def map_2d(X: np.ndarray, imputation: str, method: str = "auto", seed: int = 0) -> tuple[np.ndarray, str, list[str]]:
+    """2-D coordinates of the samples for a picture: (coords, method used, axis labels).
+
+    ``auto`` uses UMAP when umap-learn is importable (it is not a dependency; install it to get UMAP maps), else
+    PCA; ``umap`` without the package, or with fewer than 6 samples (too few neighbours), also falls back to PCA, and
+    the method used is returned so the chart says which it is. Both start from the same filled, standardised matrix.
+    """
+    coords, explained = _pca_2d(X, imputation)
+    pca = (coords, "PCA", [f"PC1 ({explained[0]:.0%})", f"PC2 ({explained[1]:.0%})"])
+    if method == "pca" or X.shape[0] < 6 or not _umap_available():
+        return pca
+    import umap
+
+    prepared = _prepared(X, imputation)
+    if prepared.shape[1] < 2:
+        return pca
+    reducer = umap.UMAP(n_components=2, n_neighbors=min(15, X.shape[0] - 1), random_state=seed, init="random")
+    return np.asarray(reducer.fit_transform(prepared)), "UMAP", ["UMAP 1", "UMAP 2"]
+
+
 # ------------------------------------------------------------------------------------------- sections
 
 
 def _models_section(study_dir: Path, sheet: pl.DataFrame, feature_sets: dict[str, pl.DataFrame],
-                    warnings: list[str]) -> str:
+                    warnings: list[str], map_method: str = "auto") -> str:
     models_dir = study_dir / "results" / "study" / "models"
     summaries = sorted(models_dir.glob("*/summary.json")) if models_dir.is_dir() else []
     if not summaries:
@@ -306,6 +343,14 @@ def _models_section(study_dir: Path, sheet: pl.DataFrame, feature_sets: dict[str
             positive = summary.get("positive_class")
             parts.append(f"<p>Classes: {counts}" + (f"; positive class: <b>{esc(positive)}</b>" if positive else "")
                          + "</p>")
+        estimator = summary.get("estimator")
+        if estimator or summary.get("covariates"):
+            line = f"Estimator: <b>{esc(estimator or 'linear')}</b>"
+            if summary.get("covariates"):
+                line += (f"; covariates in every feature set: {esc(', '.join(summary['covariates']))} (scaled inside "
+                         f"the folds, weight {fmt(summary.get('covariate_weight'), 1)}); the <i>covariates</i> row "
+                         "is them alone, the baseline a set must beat to add anything")
+            parts.append(f"<p>{line}.</p>")
         excluded = summary.get("excluded_missing_outcome") or []
         if excluded:
             parts.append(f"<p>Left out (no value for this outcome): {esc(', '.join(excluded))}</p>")
@@ -342,16 +387,18 @@ def _models_section(study_dir: Path, sheet: pl.DataFrame, feature_sets: dict[str
                     curves[name] = (fpr, tpr, entry.get("value"))
             if curves:
                 charts.append(roc_svg(curves, f"ROC: {outcome}"))
-        charts.extend(_maps(sheet, feature_sets, summary))
+        charts.extend(_maps(sheet, feature_sets, summary, map_method))
         if charts:
             parts.append('<div class="charts">' + "".join(f'<div class="chart">{c}</div>' for c in charts) + "</div>")
             parts.append('<p class="note">ROC curves use each sample\'s out-of-fold score averaged over the repeats '
-                         "(the AUC in the legend is the table's value). Maps: first two principal components of "
-                         "each feature set over all samples, coloured by the outcome (descriptive, not a model).</p>")
+                         "(the AUC in the legend is the table's value). Maps: each feature set's samples in two "
+                         "dimensions (UMAP when umap-learn is installed, else the first two principal components; the "
+                         "chart title says which), coloured by the outcome: a picture, not a model.</p>")
     return "".join(parts)
 
 
-def _maps(sheet: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], summary: dict) -> list[str]:
+def _maps(sheet: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], summary: dict,
+          method: str = "auto") -> list[str]:
     from ms2study.models import _align
 
     column = summary.get("outcome")
@@ -368,11 +415,10 @@ def _maps(sheet: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], summary: d
         if len(keep) < 3 or not columns:
             continue
         imputation = summary["feature_sets"][name].get("imputation", "mean")
-        coords, explained = _pca_2d(X[keep], imputation)
+        coords, used, axes = map_2d(X[keep], imputation, method)
         _labels, colors, legend = _colours([values[i] for i in keep], summary.get("type"))
         charts.append(scatter_svg(coords, [f"{ids[i]}: {values[i]}" for i in keep], colors, legend,
-                                  f"PCA of {name}, coloured by {column}", f"PC1 ({explained[0]:.0%})",
-                                  f"PC2 ({explained[1]:.0%})"))
+                                  f"{used} of {name}, coloured by {column}", axes[0], axes[1]))
     return charts
 
 
@@ -489,7 +535,8 @@ def build_report(study_dir: Path, out: Path, params: dict | None = None, samples
     spectra_paths = [p for p in spectra_paths if p.exists()]
     if spectra_paths:
         feature_sets["binned_spectra"] = binned_spectra_feature_set(read_spectra_tables(spectra_paths), sample_ids)
-    sections.append(("models", "Outcome models", _models_section(study_dir, sheet, feature_sets, warnings)))
+    sections.append(("models", "Outcome models", _models_section(study_dir, sheet, feature_sets, warnings,
+                                                                 str(params["map_method"]))))
 
     # Feature matrix
     sections.append(("matrix", "Feature matrix", _matrix_section(matrix, sample_ids, warnings)))
@@ -515,34 +562,64 @@ def build_report(study_dir: Path, out: Path, params: dict | None = None, samples
     log.info("report written to %s (%d warnings)", out, len(warnings))
 
 
+def _q(value: float | None) -> tuple[str, str]:
+    """A q-value cell: two significant digits (0.00012 must not print as 0.000)."""
+    return ("html", "NA" if value is None or not np.isfinite(value) else f"{value:.2g}")
+
+
 def _identifications(annotations: pl.DataFrame, sample_ids: list[str], params: dict) -> str:
-    threshold = float(params["min_cosine"])
     if annotations.is_empty() or "cosine" not in annotations.columns:
         return "<p>No library annotations (no library configured, or no spectrum had a candidate).</p>"
-    hits = annotations.filter(pl.col("cosine") >= threshold)
+    with_q = ("q_value" in annotations.columns and "accepted" in annotations.columns
+              and annotations["q_value"].fill_nan(None).drop_nulls().len() > 0)
+    if with_q:
+        hits = annotations.filter(pl.col("accepted").fill_null(False))
+        fdr = ((params.get("config_used") or {}).get("annotate") or {}).get("fdr")
+        at = f"q ≤ {float(fdr):g}" if isinstance(fdr, (int, float)) else "q ≤ the configured <code>annotate: fdr</code>"
+        intro = (f"<p>Identifications are rank-1 library hits accepted at a false discovery rate: {at} "
+                 f"({hits.height} of {annotations.height} rank-1 hits). The q-values come from a target-decoy "
+                 "competition: each spectrum's best library candidate competes with its best decoy candidate (decoys "
+                 "keep a library spectrum's precursor m/z and intensity profile but take random fragment m/z), and "
+                 "the winner is kept; walking down the winners by score, the FDR is decoy wins / target wins, and a "
+                 "hit's q-value is the smallest FDR at which it would be accepted. Cosine is shown for reference; "
+                 "a high cosine alone is not an identification.</p>")
+    else:
+        threshold = float(params["min_cosine"])
+        hits = annotations.filter(pl.col("cosine") >= threshold)
+        intro = (f"<p>No q-values in the annotations (target-decoy competition off: <code>annotate: decoys</code>), "
+                 f"so rank-1 library hits with cosine ≥ {threshold:g} count as identifications ({hits.height} of "
+                 f"{annotations.height} rank-1 hits); their error rate is unknown.</p>")
     key = "library_inchikey" if "library_inchikey" in hits.columns else "library_name"
-    per_sample = {r["sample_id"]: r for r in hits.group_by("sample_id").agg(
-        pl.col("spectrum_id").n_unique().alias("spectra"), pl.col(key).n_unique().alias("compounds"),
-        pl.col("cosine").max().alias("best")).iter_rows(named=True)}
-    parts = [(f"<p>Rank-1 library hits with cosine ≥ {threshold:g} count as identifications "
-             f"({hits.height} of {annotations.height} annotated spectra).</p>")]
-    parts.append(_table(["sample", "identified spectra", "distinct compounds", "best cosine"],
-                        [[s, per_sample.get(s, {}).get("spectra", 0), per_sample.get(s, {}).get("compounds", 0),
-                          per_sample.get(s, {}).get("best")] for s in sample_ids], numeric={1, 2, 3}))
+    aggregations = [pl.col("spectrum_id").n_unique().alias("spectra"), pl.col(key).n_unique().alias("compounds"),
+                    pl.col("cosine").max().alias("best")]
+    if with_q:
+        aggregations.append(pl.col("q_value").min().alias("q"))
+    per_sample = {r["sample_id"]: r for r in hits.group_by("sample_id").agg(aggregations).iter_rows(named=True)}
+    header = ["sample", "identified spectra", "distinct compounds", "best cosine"] + (["lowest q"] if with_q else [])
+    rows = []
+    for s in sample_ids:
+        r = per_sample.get(s, {})
+        rows.append([s, r.get("spectra", 0), r.get("compounds", 0), r.get("best")]
+                    + ([_q(r.get("q"))] if with_q else []))
+    parts = [intro, _table(header, rows, numeric=set(range(1, len(header))))]
     if hits.height:
         aggregations = [pl.col("library_name").first().alias("name"), pl.col("sample_id").n_unique().alias("samples"),
                         pl.col("spectrum_id").n_unique().alias("spectra"), pl.col("cosine").max().alias("best"),
                         pl.col("cosine").median().alias("median")]
         if "precursor_error_ppm" in hits.columns:
             aggregations.append(pl.col("precursor_error_ppm").abs().median().alias("ppm"))
+        if with_q:
+            aggregations.append(pl.col("q_value").min().alias("q"))
         compounds = hits.group_by(key).agg(aggregations).sort(["samples", "best"], descending=True).head(
             int(params["top_compounds"]))
         parts.append(f"<h3>Study-wide compounds (top {int(params['top_compounds'])})</h3>")
+        header = ["compound", "InChIKey" if key == "library_inchikey" else "name", "samples", "spectra",
+                  "best cosine", "median cosine", "median |ppm|"] + (["lowest q"] if with_q else [])
         parts.append(_table(
-            ["compound", "InChIKey" if key == "library_inchikey" else "name", "samples", "spectra", "best cosine",
-             "median cosine", "median |ppm|"],
+            header,
             [[r["name"], r[key], r["samples"], r["spectra"], r["best"], r["median"], r.get("ppm")]
-             for r in compounds.iter_rows(named=True)], numeric={2, 3, 4, 5, 6}))
+             + ([_q(r.get("q"))] if with_q else []) for r in compounds.iter_rows(named=True)],
+            numeric=set(range(2, len(header)))))
     return "".join(parts)
 
 

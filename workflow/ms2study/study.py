@@ -141,14 +141,15 @@ def load_sample_sheet(study_dir: Path, config: dict) -> pl.DataFrame:
 def check_outcomes(sheet: pl.DataFrame, config: dict, source: str = "samples.tsv") -> None:
     """Each configured outcome/covariate column must exist in the sample sheet."""
     models = config.get("models", {}) or {}
-    for outcome in models.get("outcomes", []) or []:
-        column = outcome["column"]
+    wanted = [("outcome", o["column"], "models.outcomes") for o in models.get("outcomes", []) or []]
+    wanted += [("covariate", c, "models.covariates") for c in models.get("covariates", []) or []]
+    for kind, column, key in wanted:
         if column not in sheet.columns:
             raise InputError(
-                f"outcome column '{column}' (config models.outcomes) is not in the sample sheet "
+                f"{kind} column '{column}' (config {key}) is not in the sample sheet "
                 f"(columns: {', '.join(sheet.columns)})",
                 file=source,
-                fix="add the column to samples.tsv or remove the outcome from config.yaml",
+                fix=f"add the column to samples.tsv or remove the {kind} from config.yaml",
             )
 
 

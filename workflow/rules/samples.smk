@@ -5,6 +5,7 @@ rule pool:
     input:
         embeddings="results/samples/{sample}/embeddings.parquet",
         spectra="results/samples/{sample}/spectra.parquet",
+        features="results/samples/{sample}/features.parquet",
     output:
         "results/samples/{sample}/sample_embedding.parquet",
     params:
@@ -22,4 +23,4 @@ rule pool:
         ENV
     shell:
         "python -m ms2study pool --embeddings {input.embeddings:q} --spectra {input.spectra:q} "
-        "--sample-id {wildcards.sample} --out {output:q} --params {params.p} > {log:q} 2>&1"
+        "--features {input.features:q} --sample-id {wildcards.sample} --out {output:q} --params {params.p} > {log:q} 2>&1"
