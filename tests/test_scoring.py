@@ -196,3 +196,72 @@ def test_mismatched_candidate_offsets_are_refused() -> None:
     with pytest.raises(ValueError, match="different numbers"):
         scoring.cosine_candidates(offsets, mz, inten, prec, offsets, mz, inten, prec,
                                   np.array([0, 1], dtype=np.int64), np.array([0], dtype=np.int64), 0.1, 0.0, 1.0, False)
+
+
+def test_dense_spectra_long_conflict_groups_agree() -> None:
+    # Hundreds of peaks within the tolerance of each other make long groups of conflicting peak pairs
+    # (the sorted path of the greedy step, beyond the insertion-sort size), with many equal weights.
+    rng = np.random.default_rng(21)
+    pairs = []
+    for size in (40, 120, 300):
+        for _ in range(4):
+            a_mz = np.sort(rng.uniform(100, 100 + size * 0.01, size))
+            kept = a_mz[rng.random(size) < 0.8]
+            b_mz = np.sort(kept + rng.normal(0, 0.01, kept.size))
+            a = (a_mz, rng.integers(1, 4, size).astype(float), 300.0)
+            b = (b_mz, rng.integers(1, 4, b_mz.size).astype(float), 300.0 + rng.choice([0.0, 0.05, 14.0]))
+            pairs.append((a, b))
+    for a, b in pairs:
+        for modified in (False, True):
+            s, m = ours_cosine(a, b, 0.1, 0.0, 1.0, modified)
+            so, mo = oracle_cosine(a, b, 0.1, 0.0, 1.0, modified)
+            assert abs(s - so) <= 1e-6 and m == mo, (modified, s, so, m, mo)
+
+
+def test_parallel_and_serial_candidate_kernels_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(17)
+    n_q, n_l = 40, 60
+    sizes_q, sizes_l = rng.integers(0, 60, n_q), rng.integers(0, 60, n_l)
+
+    def flat(sizes):
+        offsets = np.zeros(sizes.size + 1, dtype=np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        mz = np.concatenate([np.sort(rng.uniform(50, 200, k)) for k in sizes])
+        return offsets, mz, rng.integers(1, 6, mz.size).astype(np.float32), rng.uniform(300, 302, sizes.size)
+
+    q, lib = flat(sizes_q), flat(sizes_l)
+    # Every library spectrum is a candidate of every query: many pairs, so the parallel kernel runs.
+    cand_offsets = np.arange(0, n_q * n_l + 1, n_l, dtype=np.int64)
+    cand_lib = np.tile(np.arange(n_l), n_q).astype(np.int64)
+    for modified in (False, True):
+        monkeypatch.setattr(scoring, "PARALLEL_MIN_PAIRS", 0)
+        par = scoring.cosine_candidates(*q, *lib, cand_offsets, cand_lib, 0.3, 1.0, 0.5, modified)
+        monkeypatch.setattr(scoring, "PARALLEL_MIN_PAIRS", 10**12)
+        ser = scoring.cosine_candidates(*q, *lib, cand_offsets, cand_lib, 0.3, 1.0, 0.5, modified)
+        assert np.array_equal(par[0], ser[0]) and np.array_equal(par[1], ser[1])
+        assert (par[1] > 0).mean() > 0.5
+        for c in range(0, cand_lib.size, 37):
+            qi, li = c // n_l, cand_lib[c]
+            s, m = scoring.cosine_pair(
+                lib[1][lib[0][li]:lib[0][li + 1]], lib[2][lib[0][li]:lib[0][li + 1]],
+                q[1][q[0][qi]:q[0][qi + 1]], q[2][q[0][qi]:q[0][qi + 1]], 0.3, 1.0, 0.5,
+                lib[3][li] - q[3][qi], modified,
+            )
+            assert par[0][c] == s and par[1][c] == m
+
+
+def test_query_offsets_not_starting_at_zero() -> None:
+    # Queries given as a window of a larger flat array (offsets start past 0) score like a fresh copy.
+    mz = np.array([100.0, 150.0, 200.0, 100.0, 150.0, 210.0, 100.02, 149.98])
+    inten = np.array([1, 2, 3, 4, 5, 6, 7, 8], dtype=np.float32)
+    prec = np.array([250.0, 250.0])
+    window = np.array([3, 6, 8], dtype=np.int64)
+    lib_off = np.array([0, 3], dtype=np.int64)
+    cand_offsets = np.array([0, 1, 2], dtype=np.int64)
+    cand_lib = np.zeros(2, dtype=np.int64)
+    got = scoring.cosine_candidates(window, mz, inten, prec, lib_off, mz, inten, prec[:1], cand_offsets, cand_lib,
+                                    0.05, 0.0, 1.0, False)
+    fresh = scoring.cosine_candidates(window - 3, mz[3:], inten[3:], prec, lib_off, mz, inten, prec[:1],
+                                      cand_offsets, cand_lib, 0.05, 0.0, 1.0, False)
+    assert np.array_equal(got[0], fresh[0]) and np.array_equal(got[1], fresh[1])
+    assert list(got[1]) == [2, 2]
