@@ -24,8 +24,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
-from ms2study import __version__  # noqa: E402
-from ms2study.embed import cpu_supports_bf16, embed_arrays, get_model  # noqa: E402
+from ms2study import __version__
+from ms2study.embed import cpu_supports_bf16, embed_arrays, get_model
 
 MASSBANK = REPO.parent / "shared" / "data" / "massbank" / "massbank_dev.mgf.gz"
 

@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
-from ms2study import annotate, combine, embed  # noqa: E402
+from ms2study import annotate, combine, embed
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "massbank" / "massbank_dev.mgf.gz"
 CLASSICAL = ("cosine", "modified_cosine", "entropy")

@@ -34,8 +34,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
-from ms2study import annotate, scoring  # noqa: E402
-from ms2study.library import ReadReport, build_library, read_library_file  # noqa: E402
+from ms2study import annotate, scoring
+from ms2study.library import ReadReport, build_library, read_library_file
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "massbank" / "massbank_dev.mgf.gz"
 

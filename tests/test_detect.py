@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 import pyopenms as oms
 import pytest
+
 from ms2study import cli, tables
 from ms2study.detect import DEFAULT_PARAMS, detect_features, features_to_featuremap
 from ms2study.errors import InputError

@@ -19,10 +19,9 @@ from ms2study.cleaning import clean_peaks
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:
     target = tmp_path / "out" / "t.parquet"
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("job died")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("job died")
     assert not target.exists()
     assert list(target.parent.iterdir()) == []
     write_parquet(pl.DataFrame({"a": [1]}), target)

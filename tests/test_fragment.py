@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pyopenms as oms
 import pytest
+
 from ms2study import fragment
 from ms2study.cleaning import clean_peaks
 

@@ -7,11 +7,12 @@ import json
 import numpy as np
 import polars as pl
 import pytest
+from test_detect import Compound, default_compounds, make_run, write_run
+
 from ms2study import cli, tables
 from ms2study.detect import detect_features
 from ms2study.errors import InputError
 from ms2study.link import ALIGNMENT, DEFAULT_PARAMS, LINKS, link_features, link_features_full
-from test_detect import Compound, default_compounds, make_run, write_run
 
 
 def feature_table(sample: str, mz, rt, intensity=None) -> pl.DataFrame:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+
 from ms2study.detect import detect_features
 from ms2study.link import link_features_full
 from ms2study.msio import is_profile, load_experiment

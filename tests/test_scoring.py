@@ -11,8 +11,8 @@ from ms2study import library, scoring
 
 matchms = pytest.importorskip("matchms")
 ms_entropy = pytest.importorskip("ms_entropy")
-from matchms import Spectrum  # noqa: E402
-from matchms.similarity import CosineGreedy, ModifiedCosineGreedy  # noqa: E402
+from matchms import Spectrum
+from matchms.similarity import CosineGreedy, ModifiedCosineGreedy
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 MASSBANK = SHARED / "massbank" / "massbank_dev.mgf.gz"

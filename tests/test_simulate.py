@@ -10,12 +10,13 @@ import polars as pl
 import pyopenms as oms
 import pytest
 import yaml
+from rdkit import Chem
+from rdkit.Chem.rdMolDescriptors import CalcMolFormula
+
 from ms2study import fragment, simulate
 from ms2study.cleaning import clean_peaks
 from ms2study.cli import main
 from ms2study.errors import InputError
-from rdkit import Chem
-from rdkit.Chem.rdMolDescriptors import CalcMolFormula
 
 N_SAMPLES = 2
 SEED = 3

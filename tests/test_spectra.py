@@ -8,11 +8,12 @@ import numpy as np
 import polars as pl
 import pyopenms as oms
 import pytest
+from test_detect import Compound, MS2Scan, default_compounds, make_run, write_run
+
 from ms2study import cli, tables
 from ms2study.detect import detect_features
 from ms2study.errors import InputError
 from ms2study.spectra import DEFAULT_PARAMS, extract_spectra, map_precursors
-from test_detect import Compound, MS2Scan, default_compounds, make_run, write_run
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,6 @@ The same function serves the Snakemake rule (``ms2study annotate``), ``ms2study 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from ms2study.atomic import write_parquet
 from ms2study.cleaning import clean_peaks
 from ms2study.errors import InputError
 from ms2study.library import ION_MODE_CODE, LibraryIndex, ensure_library_index, load_library_index
+from ms2study.params import overlay
 
 log = logging.getLogger(__name__)
 
@@ -98,17 +98,7 @@ SCORE_COLUMNS = [
 
 def merge_params(params: dict | None) -> dict[str, Any]:
     """DEFAULT_PARAMS with ``params`` merged over them; unknown keys raise InputError naming the key."""
-    merged = json.loads(json.dumps(DEFAULT_PARAMS))
-    for key, value in (params or {}).items():
-        if key not in merged:
-            raise InputError(f"unknown annotate parameter '{key}'", fix=f"use one of {sorted(merged)}")
-        if key == "weights":
-            for wkey in value or {}:
-                if wkey not in SCORE_NAMES:
-                    raise InputError(f"unknown score weight '{wkey}'", fix=f"use one of {list(SCORE_NAMES)}")
-            merged["weights"].update(value or {})
-        else:
-            merged[key] = value
+    merged = overlay(params, DEFAULT_PARAMS, "annotate", nested=("weights",))
     if merged["mode"] not in ("identity", "analogue"):
         raise InputError(f"annotate mode '{merged['mode']}' is not known", fix="use 'identity' or 'analogue'")
     if merged["combine"] not in ("auto", "fixed"):
@@ -351,7 +341,7 @@ def _analogue_candidates(
     if q_emb is not None and lib.embeddings is not None:
         chunk_rows = max(1, int(p["analogue_chunk_mb"] * 1e6 / 4 / max(1, q_emb.shape[0])))
         k = max(int(p["top_k"]) * 4, int(p["top_k"]))  # re-ranked by the combined score afterwards
-        offsets_all, cand_all = [np.zeros(1, dtype=np.int64)], []
+        cand_all = []
         for code in np.unique(queries.ion_mode):
             sel = np.flatnonzero(queries.ion_mode == code)
             allowed = (mode == code) | (mode == 0) | (code == 0)

@@ -34,6 +34,7 @@ import polars as pl
 
 from ms2study.atomic import write_text
 from ms2study.errors import InputError
+from ms2study.params import overlay
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +77,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
 
 def merge_params(params: dict | None) -> dict[str, Any]:
     """DEFAULT_PARAMS with ``params`` merged over them; unknown keys raise InputError naming the key."""
-    merged = json.loads(json.dumps(DEFAULT_PARAMS))
-    for key, value in (params or {}).items():
-        if key not in merged:
-            raise InputError(f"unknown learn-combined parameter '{key}'", fix=f"use one of {sorted(merged)}")
-        merged[key] = value
-    return merged
+    return overlay(params, DEFAULT_PARAMS, "learn-combined")
 
 
 # ------------------------------------------------------------------------------------------ features

@@ -23,6 +23,7 @@ from ms2study import tables
 from ms2study.atomic import write_parquet
 from ms2study.errors import InputError
 from ms2study.msio import is_profile, load_experiment
+from ms2study.params import overlay
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +63,7 @@ CENTROID_MODES = ("auto", "always", "never")
 
 def merge_params(params: dict | None, defaults: dict, stage: str) -> dict:
     """Defaults overlaid by the user's values; an unknown key is an error that names it."""
-    params = dict(params or {})
-    unknown = sorted(set(params) - set(defaults))
-    if unknown:
-        raise InputError(
-            f"unknown {stage} parameter(s) {unknown}",
-            fix=f"use only {sorted(defaults)} in the config's '{stage}' section",
-        )
-    return {**defaults, **params}
+    return overlay(params, defaults, stage)
 
 
 def _set(alg, values: dict) -> None:

@@ -28,6 +28,7 @@ import torch
 from ms2study import encoder as enc
 from ms2study.atomic import write_parquet, write_text
 from ms2study.errors import InputError
+from ms2study.params import overlay
 from ms2study.tables import EMBEDDINGS, conform
 
 log = logging.getLogger(__name__)
@@ -47,11 +48,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
 
 def merge_params(params: dict | None) -> dict[str, Any]:
     """``DEFAULT_PARAMS`` overlaid with ``params``; unknown keys and bad values raise ``InputError``."""
-    merged = dict(DEFAULT_PARAMS)
-    for key, value in (params or {}).items():
-        if key not in DEFAULT_PARAMS:
-            raise InputError(f"unknown embed parameter '{key}'", fix=f"use only {sorted(DEFAULT_PARAMS)}")
-        merged[key] = value
+    merged = overlay(params, DEFAULT_PARAMS, "embed")
     if merged["precision"] not in ("auto", "fp32", "bf16", "fp16"):
         raise InputError(f"embed precision {merged['precision']!r} is not one of auto, fp32, bf16, fp16")
     device = str(merged["device"])

@@ -34,6 +34,7 @@ import polars as pl
 from ms2study.atomic import atomic_path, write_parquet, write_text
 from ms2study.cleaning import clean_peaks
 from ms2study.errors import InputError
+from ms2study.params import overlay
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +161,7 @@ def _open_text(path: Path) -> io.TextIOBase:
 
 def _format_of(path: Path) -> str:
     name = path.name.lower()
-    if name.endswith(".gz"):
-        name = name[:-3]
+    name = name.removesuffix(".gz")
     for ext, fmt in ((".mgf", "mgf"), (".msp", "msp"), (".json", "json")):
         if name.endswith(ext):
             return fmt
@@ -411,20 +411,7 @@ def _metadata_row(raw: RawSpectrum, precursor_mz: float, n_peaks: int) -> dict[s
 
 def merge_params(params: dict | None) -> dict[str, Any]:
     """DEFAULT_PARAMS with ``params`` merged over them; unknown keys raise InputError."""
-    merged = json.loads(json.dumps(DEFAULT_PARAMS))
-    for key, value in (params or {}).items():
-        if key not in merged:
-            raise InputError(f"unknown library parameter '{key}'", fix=f"use one of {sorted(merged)}")
-        if key == "cleaning":
-            for ckey in value or {}:
-                if ckey not in merged["cleaning"]:
-                    raise InputError(
-                        f"unknown library cleaning parameter '{ckey}'", fix=f"use one of {sorted(merged['cleaning'])}"
-                    )
-            merged["cleaning"].update(value or {})
-        else:
-            merged[key] = value
-    return merged
+    return overlay(params, DEFAULT_PARAMS, "library", nested=("cleaning",))
 
 
 @dataclass
@@ -505,9 +492,8 @@ def _fingerprint(path: Path) -> dict[str, Any]:
 
 
 def _save_npy(array: np.ndarray, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.save(handle, array)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, array)
 
 
 def write_library_index(built: BuiltLibrary, out_dir: str | os.PathLike, manifest: dict) -> Path:

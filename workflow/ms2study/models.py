@@ -17,7 +17,6 @@ show that it adds anything beyond them.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import logging
 import math
@@ -43,6 +42,7 @@ from threadpoolctl import threadpool_limits
 
 from ms2study.atomic import write_parquet, write_text
 from ms2study.errors import InputError
+from ms2study.params import overlay
 
 log = logging.getLogger(__name__)
 
@@ -102,19 +102,9 @@ CHANCE = {"roc_auc": 0.5, "macro_roc_auc": 0.5, "r2": 0.0}
 
 def merge_params(params: dict | None) -> dict:
     """DEFAULT_PARAMS with ``params`` over them; an unknown key raises InputError naming it."""
-    params = dict(params or {})
-    unknown = sorted(set(params) - set(DEFAULT_PARAMS))
-    if unknown:
-        raise InputError(
-            f"unknown models parameter(s) {unknown} (known: {', '.join(DEFAULT_PARAMS)})",
-            fix="correct the key under 'models:' in config.yaml",
-        )
-    merged = copy.deepcopy(DEFAULT_PARAMS)
-    for key, value in params.items():
-        if key == "imputation" and isinstance(value, dict):
-            merged[key] = {**merged[key], **value}
-        else:
-            merged[key] = value
+    merged = overlay(params, DEFAULT_PARAMS, "models")
+    if isinstance((params or {}).get("imputation"), dict):  # feature sets not named keep their default
+        merged["imputation"] = {**DEFAULT_PARAMS["imputation"], **params["imputation"]}
     for key, value in merged["imputation"].items():
         if value not in ("mean", "half_minimum"):
             raise InputError(f"models.imputation.{key} is '{value}'", fix="use 'mean' or 'half_minimum'")

@@ -29,6 +29,7 @@ import polars as pl
 
 from ms2study.atomic import write_parquet
 from ms2study.errors import InputError
+from ms2study.params import overlay
 from ms2study.tables import SAMPLE_EMBEDDING, conform
 
 log = logging.getLogger(__name__)
@@ -50,11 +51,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
 
 def merge_params(params: dict | None) -> dict[str, Any]:
     """``DEFAULT_PARAMS`` overlaid with ``params``; unknown keys and bad values raise ``InputError``."""
-    merged = dict(DEFAULT_PARAMS)
-    for key, value in (params or {}).items():
-        if key not in DEFAULT_PARAMS:
-            raise InputError(f"unknown pool parameter '{key}'", fix=f"use only {sorted(DEFAULT_PARAMS)}")
-        merged[key] = value
+    merged = overlay(params, DEFAULT_PARAMS, "pool")
     if merged["method"] not in METHODS:
         raise InputError(f"pool method {merged['method']!r} is not one of {', '.join(METHODS)}")
     if merged["abundance"] not in ABUNDANCE_SOURCES:

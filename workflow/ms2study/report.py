@@ -26,6 +26,7 @@ import polars as pl
 from ms2study import __version__
 from ms2study.atomic import write_text
 from ms2study.errors import InputError
+from ms2study.params import overlay
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +57,7 @@ padding:.3em}pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.85em}n
 
 
 def merge_params(params: dict | None) -> dict:
-    params = dict(params or {})
-    unknown = sorted(set(params) - set(DEFAULT_PARAMS))
-    if unknown:
-        raise InputError(f"unknown report parameter(s) {unknown} (known: {', '.join(DEFAULT_PARAMS)})",
-                         fix="correct the key under 'report:' in config.yaml")
-    merged = {**DEFAULT_PARAMS, **params}
+    merged = overlay(params, DEFAULT_PARAMS, "report")
     if merged["map_method"] not in ("auto", "pca", "umap"):
         raise InputError(f"report.map_method is '{merged['map_method']}'", fix="use auto, pca or umap")
     return merged

@@ -139,7 +139,7 @@ def _greedy_total(pi, pj, pw, n, order, mark_r, mark_q, single_sweep):
                 matched += 1
             elif e == k + 2:
                 # Two pairs on a shared peak (the most common group): the heavier wins, the later on a tie.
-                total += pw[k + 1] if pw[k + 1] >= pw[k] else pw[k]
+                total += max(pw[k + 1], pw[k])
                 matched += 1
             else:
                 for t in range(e - k):

@@ -14,7 +14,6 @@ Outputs: ``mzml/*.mzML``, ``samples.tsv``, ``library.mgf``, ``ground_truth.tsv``
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import logging
 import math
@@ -32,6 +31,7 @@ from ms2study import fragment
 from ms2study.atomic import atomic_path, write_text
 from ms2study.cli import add_params_argument, load_params
 from ms2study.errors import InputError
+from ms2study.params import overlay
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +91,7 @@ models:
 
 def merge_params(params: dict | None) -> dict:
     """DEFAULT_PARAMS updated by ``params``; unknown keys are an InputError naming the key."""
-    merged = copy.deepcopy(DEFAULT_PARAMS)
-    for key, value in (params or {}).items():
-        if key not in DEFAULT_PARAMS:
-            raise InputError(f"unknown simulate parameter '{key}'", fix=f"use one of {sorted(DEFAULT_PARAMS)}")
-        merged[key] = value
-    return merged
+    return overlay(params, DEFAULT_PARAMS, "simulate")
 
 
 # ---------------------------------------------------------------------------------------------------------------
