@@ -24,6 +24,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
+from machine import cpu_model
 from ms2study import __version__
 from ms2study.embed import cpu_supports_bf16, embed_arrays, get_model
 
@@ -66,16 +67,6 @@ def measure(arrays: tuple, params: dict, repeats: int) -> dict:
     }
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="result JSON")
@@ -112,7 +103,7 @@ def main() -> int:
         "model": {k: info[k] for k in ("model_id", "trained", "description", "n_parameters")},
         "spectra": source,
         "hardware": {
-            "cpu": cpu_name(), "logical_cpus": os.cpu_count(), "cpu_bf16": cpu_supports_bf16(), "gpu": gpu,
+            "cpu": cpu_model(), "logical_cpus": os.cpu_count(), "cpu_bf16": cpu_supports_bf16(), "gpu": gpu,
             "torch": torch.__version__, "python": platform.python_version(),
         },
         "runs": runs,

@@ -34,6 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
+from machine import cpu_model
 from ms2study import annotate, scoring
 from ms2study.library import ReadReport, build_library, read_library_file
 
@@ -367,8 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     import ms_entropy
 
     result["machine"] = {
-        "platform": platform.platform(), "processor": platform.processor() or _cpu_model(),
-        "cpu_model": _cpu_model(), "cpu_count": os.cpu_count(),
+        "platform": platform.platform(), "processor": platform.processor() or cpu_model(),
+        "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
         "numba_threads": numba.get_num_threads(), "numba_threading_layer": numba.threading_layer(),
         "python": platform.python_version(), "numba": numba.__version__, "matchms": matchms.__version__,
         "ms_entropy": ms_entropy.__version__,
@@ -382,16 +383,6 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import numpy as np
 import pyopenms as oms
 import pytest
 
-from ms2study import fragment
+from ms2study import fragment, scoring
 from ms2study.cleaning import clean_peaks
 
 LEUCINE = "CC(C)C[C@H](N)C(=O)O"
@@ -26,18 +26,9 @@ G6P = "O=P(O)(O)OC[C@H]1OC(O)[C@H](O)[C@@H](O)[C@@H]1O"
 
 
 def greedy_cosine(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], tol: float = 0.01) -> float:
-    (m1, i1), (m2, i2) = a, b
-    i1, i2 = i1.astype(float), i2.astype(float)
-    x, y = np.nonzero(np.abs(m1[:, None] - m2[None, :]) <= tol)
-    score = i1[x] * i2[y]
-    used_x, used_y, total = set(), set(), 0.0
-    for k in np.argsort(-score, kind="stable"):
-        if x[k] in used_x or y[k] in used_y:
-            continue
-        used_x.add(x[k])
-        used_y.add(y[k])
-        total += score[k]
-    return total / np.sqrt((i1**2).sum() * (i2**2).sum())
+    """Greedy cosine of two (mz, intensity) spectra with the pipeline's scoring kernel (matchms semantics)."""
+    return scoring.cosine_pair(a[0], a[1].astype(np.float64), b[0], b[1].astype(np.float64), tol, 0.0, 1.0, 0.0,
+                               False)[0]
 
 
 def test_leucine_masses_are_exact():

@@ -13,7 +13,7 @@ import yaml
 from rdkit import Chem
 from rdkit.Chem.rdMolDescriptors import CalcMolFormula
 
-from ms2study import fragment, simulate
+from ms2study import fragment, scoring, simulate
 from ms2study.cleaning import clean_peaks
 from ms2study.cli import main
 from ms2study.errors import InputError
@@ -38,19 +38,8 @@ ISOMER_SETS = [
 
 
 def greedy_cosine(m1: np.ndarray, i1: np.ndarray, m2: np.ndarray, i2: np.ndarray, tol: float = 0.01) -> float:
-    if m1.size == 0 or m2.size == 0:
-        return 0.0
-    i1, i2 = i1.astype(float), i2.astype(float)
-    x, y = np.nonzero(np.abs(m1[:, None] - m2[None, :]) <= tol)
-    score = i1[x] * i2[y]
-    used_x, used_y, total = set(), set(), 0.0
-    for k in np.argsort(-score, kind="stable"):
-        if x[k] in used_x or y[k] in used_y:
-            continue
-        used_x.add(x[k])
-        used_y.add(y[k])
-        total += score[k]
-    return total / np.sqrt((i1**2).sum() * (i2**2).sum())
+    """Greedy cosine with the pipeline's scoring kernel (matchms semantics)."""
+    return scoring.cosine_pair(m1, i1.astype(np.float64), m2, i2.astype(np.float64), tol, 0.0, 1.0, 0.0, False)[0]
 
 
 def read_mgf(path: Path) -> list[dict]:
