@@ -60,7 +60,7 @@ def make_library(path: Path, n_structures: int = 80, per_structure: int = 3, see
 def tiny_model(out: Path, name: str = "tiny", trained: bool = True) -> Path:
     config = encoder.EncoderConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64, dim=16, n_fourier=8)
     model = encoder.build_encoder(config, seed=3)
-    training = {"params": {"seed": 0, "val_fraction": 0.1, "test_fraction": 0.1, "licenses": None}}
+    training = {"params": {"seed": 0, "val_fraction": 0.4, "test_fraction": 0.1, "licenses": None}}
     return encoder.save_encoder(model, out, name=name, training=training if trained else None)
 
 
@@ -69,8 +69,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("combine")
     make_library(root / "lib.mgf")
     model_dir = tiny_model(root / "model")
-    record = combine.learn_combined([root / "lib.mgf"], model_dir, {"max_queries": 200, "max_val_queries": 50,
-                                                                    "embed": {"device": "cpu"}})
+    record = combine.learn_combined([root / "lib.mgf"], model_dir, {"max_structures": 200, "embed": {"device": "cpu"}})
     return {"root": root, "model": model_dir, "record": record}
 
 
@@ -80,7 +79,10 @@ def test_learned_weights_rank_true_matches(setup: dict) -> None:
     assert stored["model_id"] == record["model_id"]
     assert set(stored["models"]) == {"with_embedding", "spectral"}
     assert stored["models"]["with_embedding"]["features"] == list(combine.FEATURES)
-    assert stored["training_data"]["split"]["part"] == "train"
+    # Fitted on the encoder's validation structures (never trained on); cross-validated metrics stored.
+    assert stored["training_data"]["split"]["part"] == "val"
+    assert stored["training_data"]["n_structures"] >= 10
+    assert stored["validation_top1"]["folds"] == 5 and stored["validation_top1"]["learned"] is not None
     assert stored["training_data"]["n_positive_pairs"] > 0
     # Evidence of the same structure must raise the score.
     w = dict(zip(stored["models"]["spectral"]["features"], stored["models"]["spectral"]["weights"]))
@@ -190,6 +192,8 @@ def test_degrade_and_bad_inputs(tmp_path: Path) -> None:
     untrained = tiny_model(tmp_path / "u", trained=False)
     with pytest.raises(InputError, match="untrained"):
         combine.learn_combined([tmp_path / "x.mgf"], untrained)
+    with pytest.raises(InputError, match="fit_split"):
+        combine.learn_combined([tmp_path / "x.mgf"], tiny_model(tmp_path / "t"), {"fit_split": "test"})
     assert math.isclose(combine.candidate_features(
         {"cosine": np.array([1.2]), "modified_cosine": np.array([0.5]), "entropy": np.array([-0.1]),
          "embedding": np.array([np.nan]), "matched_peaks": np.array([3])}, np.array([6]), np.array([-4.0])

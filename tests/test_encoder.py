@@ -148,14 +148,12 @@ def test_structure_split_is_stable_and_proportional() -> None:
     assert splits != [assign_split(b, 1, 0.1, 0.1) for b in blocks]
 
 
-def test_train_writes_a_loadable_checkpoint(tmp_path) -> None:
-    """A few steps on a synthetic library with isomers: checkpoint, training record and split come out."""
+def _training_library(path, with_negative_mode: bool = False):
+    """24 structures x 2 spectra, four structures per formula (isomer groups); SMILES on every entry."""
     import numpy as np
-    import polars as pl
-
-    from ms2study.train import train
 
     rng = np.random.default_rng(0)
+    smiles = ["CCO", "CCCO", "CC(C)O", "OCCO", "CC(=O)O", "c1ccccc1O"]
     entries = []
     for c in range(24):
         block = "".join(chr(65 + (c * 7 + j) % 26) for j in range(14))
@@ -166,15 +164,32 @@ def test_train_writes_a_loadable_checkpoint(tmp_path) -> None:
             peaks = "\n".join(f"{m + rng.normal(0, 1e-4):.5f} {rng.uniform(5, 100):.1f}" for m in fragments)
             entries.append(
                 f"BEGIN IONS\nNAME=c{c}\nPEPMASS={precursor}\nCHARGE=1+\nIONMODE=positive\nFORMULA={formula}\n"
-                f"INCHIKEY={block}-UHFFFAOYSA-N\nLICENSE={'CC BY' if s == 0 or c % 5 else 'CC BY-NC'}\n"
-                f"{peaks}\nEND IONS\n"
+                f"SMILES={smiles[c % 6]}\nINCHIKEY={block}-UHFFFAOYSA-N\n"
+                f"LICENSE={'CC BY' if s == 0 or c % 5 else 'CC BY-NC'}\n{peaks}\nEND IONS\n"
             )
-    library = tmp_path / "lib.mgf"
-    library.write_text("".join(entries))
-    params = {"max_steps": 3, "batch_compounds": 8, "warmup_steps": 1, "log_every": 1, "device": "cpu",
+        if with_negative_mode:  # the same structure as [M-H]-: another precursor species
+            peaks = "\n".join(f"{m:.5f} 50" for m in fragments[:4] - 2.0)
+            entries.append(
+                f"BEGIN IONS\nNAME=c{c}\nPEPMASS={precursor - 2.01456}\nCHARGE=1-\nIONMODE=negative\n"
+                f"FORMULA={formula}\nINCHIKEY={block}-UHFFFAOYSA-N\nLICENSE=CC0\n{peaks}\nEND IONS\n"
+            )
+    path.write_text("".join(entries))
+    return path
+
+
+TINY_TRAIN = {"max_steps": 3, "batch_compounds": 8, "warmup_steps": 1, "log_every": 1, "device": "cpu",
               "architecture": {"d_model": 32, "n_layers": 1, "n_heads": 4, "d_ff": 64, "dim": 16},
               "val_fraction": 0.25, "test_fraction": 0.25}
-    record = train([library], tmp_path / "model", params)
+
+
+def test_train_writes_a_loadable_checkpoint(tmp_path) -> None:
+    """A few steps on a synthetic library with isomers: checkpoint, training record and split come out."""
+    import polars as pl
+
+    from ms2study.train import train
+
+    library = _training_library(tmp_path / "lib.mgf")
+    record = train([library], tmp_path / "model", TINY_TRAIN)
     losses = [h["loss"] for h in record["history"] if "loss" in h]
     assert len(losses) == 3 and all(math.isfinite(x) for x in losses)
     assert record["n_isomer_groups_train"] >= 1
@@ -185,3 +200,63 @@ def test_train_writes_a_loadable_checkpoint(tmp_path) -> None:
     assert info["trained"] is True and cfg.dim == 16 and info["training"]["steps"] == 3
     split = pl.read_parquet(tmp_path / "model" / "split.parquet")
     assert split["block"].is_unique().all() and set(split["split"]) <= {"train", "val", "test"}
+
+    # Fine-tuning from that checkpoint keeps its architecture and records where it started.
+    tuned = train([library], tmp_path / "tuned", {**TINY_TRAIN, "architecture": {}, "init": str(tmp_path / "model"),
+                                                  "max_steps": 1})
+    assert tuned["init"]["model_id"] == info["model_id"]
+    assert load_encoder(tmp_path / "tuned")[1] == cfg
+    with pytest.raises(InputError, match="architecture"):
+        train([library], tmp_path / "bad", {**TINY_TRAIN, "init": str(tmp_path / "model"),
+                                            "architecture": {"dim": 32}})
+
+
+def test_positives_are_precursor_species_and_batches_hold_distinct_structures(tmp_path) -> None:
+    """Pairs come from one structure in one ion mode at one precursor m/z; no batch holds a structure twice."""
+    import numpy as np
+
+    from ms2study.train import TrainingData, merge_params, sample_batch
+
+    library = _training_library(tmp_path / "lib.mgf", with_negative_mode=True)
+    data = TrainingData([library], merge_params({**TINY_TRAIN, "licenses": None}))
+    assert len(data.unit_rows) == 2 * len(data.train_blocks)  # positive and negative species per structure
+    for rows in data.unit_rows:
+        assert np.unique(data.ion_mode[rows]).size == 1
+        assert np.ptp(data.precursor[rows]) < 0.01
+    for group in data.isomer_groups:  # isomers: distinct structures sharing ion mode and precursor
+        assert np.unique(data.unit_block[group]).size == group.size
+        assert np.unique(data.ion_mode[[data.unit_rows[u][0] for u in group]]).size == 1
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        picks = sample_batch(data, 8, 0.5, rng)
+        assert np.unique(data.unit_block[picks]).size == picks.size == 8
+
+
+def test_tanimoto_term() -> None:
+    import numpy as np
+    import torch
+
+    from ms2study.train import tanimoto_loss, tanimoto_matrix
+
+    bits = np.array([[1, 1, 0, 0], [1, 0, 1, 0], [0, 0, 0, 1]], dtype=np.uint8)
+    t = tanimoto_matrix(bits)
+    assert np.allclose(t, [[1, 1 / 3, 0], [1 / 3, 1, 0], [0, 0, 1]])
+    # Views whose cross cosines equal the Tanimoto similarities give zero loss; others do not.
+    a = torch.eye(3)
+    known = torch.ones(3, dtype=torch.bool)
+    target = torch.zeros(3, 3)
+    assert float(tanimoto_loss(torch.cat([a, a]), target, known)) == 0.0
+    assert float(tanimoto_loss(torch.cat([a, a]), torch.from_numpy(t), known)) > 0.0
+    # Unknown fingerprints carry no term.
+    assert float(tanimoto_loss(torch.cat([a, a]), torch.from_numpy(t), torch.tensor([True, False, False]))) == 0.0
+
+
+def test_train_with_structure_term(tmp_path) -> None:
+    from ms2study.train import TrainingData, merge_params, train
+
+    library = _training_library(tmp_path / "lib.mgf")
+    data = TrainingData([library], merge_params(TINY_TRAIN))
+    bits, ok = data.fingerprints(256)
+    assert ok.all() and bits.shape == (len(data.train_blocks), 256) and bits.sum() > 0
+    record = train([library], tmp_path / "model", {**TINY_TRAIN, "tanimoto_weight": 1.0, "fingerprint_bits": 256})
+    assert all(math.isfinite(h["loss"]) for h in record["history"] if "loss" in h)

@@ -2,11 +2,12 @@
 
 The annotate stage scores each query/library candidate pair with cosine, modified cosine, entropy and (with a
 trained encoder) embedding similarity. ``learn_combined`` turns these, plus the matched-peak evidence and the
-precursor error, into one calibrated score: it reads a reference library, keeps the encoder's TRAINING split
-(the same structure-disjoint split as ``ms2study.train.assign_split``, with the seed and fractions recorded in
-the model's ``config.json``), draws query spectra from it (part of them degraded like low-concentration
-measurements), takes every other training spectrum of the same ion mode within 10 ppm as a candidate, labels a
-pair 1 when both share the first InChIKey block, and fits an L2-regularised logistic regression (scikit-learn)
+precursor error, into one calibrated score: it reads a reference library, tags each spectrum with the encoder's
+structure-disjoint split (``ms2study.train.assign_split``, with the seed and fractions recorded in the model's
+``config.json``), draws query spectra from the VALIDATION structures (the encoder never trained on them, so
+their embedding similarities behave like those of new compounds; part of the queries are degraded like
+low-concentration measurements), takes every other train or validation spectrum of the same ion mode within
+10 ppm as a candidate, labels a pair 1 when both share the first InChIKey block, and fits an L2-regularised logistic regression (scikit-learn)
 on standardised feature DIFFERENCES between a true and a wrong candidate of the same query (what decides a
 ranking), then calibrates scale and intercept on the labels. The standardisation is folded back into the
 weights, so ``combined.json`` in the
@@ -14,7 +15,7 @@ model folder holds plain weights per raw feature and an intercept: the combined 
 ``sigmoid(intercept + sum(weight_f * feature_f))``, a probability that the candidate is the same structure.
 Two models are stored: one with the embedding feature (used when the query embeddings come from this encoder)
 and a spectral-only one (queries without an embedding, and the target-decoy competition, where decoys have
-no embeddings). Metrics on the validation split (top-1 per score) are stored with the weights.
+no embeddings). Top-1 per score, cross-validated by structure over those queries, is stored with the weights.
 """
 
 from __future__ import annotations
@@ -63,9 +64,11 @@ LOW_CONCENTRATION_LEVELS: list[dict[str, float]] = [
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "seed": None,                      # split seed; None: the encoder's training seed (0 if not recorded)
-    "max_queries": 4000,               # training-split query spectra (one per structure, seeded draw)
-    "max_val_queries": 1000,           # validation-split queries for the stored metrics
-    "degraded_fraction": 0.5,          # share of training queries degraded (random level >= 1)
+    "fit_split": "val",                # encoder split the queries come from: val (never trained on) | train
+    "max_structures": 4000,            # structures of that split used as queries (seeded draw)
+    "queries_per_structure": 2,        # distinct spectra per structure used as queries
+    "degraded_fraction": 0.5,          # share of queries degraded (random level >= 1)
+    "cv_folds": 5,                     # folds (by structure) of the stored cross-validated metrics
     "precursor_tolerance_ppm": 10.0,   # candidate window
     "C": 1.0,                          # inverse L2 strength of the logistic regression
     "pairs_per_query": 25,             # sampled (true, wrong) candidate pairs per training query
@@ -406,11 +409,86 @@ def _choose_queries(ref: Reference, part: str, n: int, rng: np.random.Generator)
     return np.sort(chosen[: int(n)])
 
 
+def _choose_query_rows(ref: Reference, part: str, n_structures: int, per_structure: int,
+                       rng: np.random.Generator) -> np.ndarray:
+    """Up to ``per_structure`` distinct spectra of each of at most ``n_structures`` structures of split ``part``."""
+    rows = np.flatnonzero((ref.split == part) & ref.licensed & (np.diff(ref.index.offsets) > 0))
+    rows = rows[rng.permutation(rows.size)]
+    blocks = ref.block[rows]
+    order = np.argsort(blocks, kind="stable")
+    rows, blocks = rows[order], blocks[order]
+    starts = np.flatnonzero(np.r_[True, blocks[1:] != blocks[:-1]])
+    rank = np.arange(rows.size) - np.repeat(starts, np.diff(np.r_[starts, rows.size]))
+    keep_blocks = np.unique(blocks)
+    if keep_blocks.size > n_structures:
+        keep_blocks = np.sort(rng.choice(keep_blocks, int(n_structures), replace=False))
+    chosen = rows[(rank < int(per_structure)) & np.isin(blocks, keep_blocks)]
+    return np.sort(chosen)
+
+
+def _subset(pairs: CandidatePairs, queries: np.ndarray) -> CandidatePairs:
+    """The candidate pairs of the queries ``queries`` (indices into the query set), in that order."""
+    spans = [np.arange(pairs.offsets[q], pairs.offsets[q + 1]) for q in queries]
+    take = np.concatenate(spans) if spans else np.zeros(0, dtype=np.int64)
+    offsets = np.zeros(len(spans) + 1, dtype=np.int64)
+    np.cumsum([s.size for s in spans], out=offsets[1:])
+    return CandidatePairs(offsets, pairs.lib_rows[take], {k: v[take] for k, v in pairs.scores.items()},
+                          {k: v[take] for k, v in pairs.features.items()}, pairs.label[take])
+
+
+def _cross_validated_top1(pairs: CandidatePairs, blocks: np.ndarray, clean: np.ndarray, p: dict, seed: int,
+                          weights: dict[str, float]) -> dict[str, Any]:
+    """Top-1 per score on the clean queries, the learned scores fitted without the query's structure (k folds)."""
+    folds = max(2, int(p["cv_folds"]))
+    unique = np.unique(blocks)
+    fold_of_block = dict(zip(unique, np.random.default_rng(seed).permutation(unique.size) % folds))
+    fold = np.asarray([fold_of_block[b] for b in blocks])
+    learned = np.full(pairs.label.size, np.nan)
+    learned_spectral = np.full(pairs.label.size, np.nan)
+    q_of = np.repeat(np.arange(blocks.size), np.diff(pairs.offsets))
+    for k in range(folds):
+        train_q = np.flatnonzero(fold != k)
+        try:
+            m_emb = _fit(_subset(pairs, train_q), FEATURES, float(p["C"]), seed, int(p["pairs_per_query"]))
+            m_spec = _fit(_subset(pairs, train_q), SPECTRAL_FEATURES, float(p["C"]), seed, int(p["pairs_per_query"]))
+        except InputError:
+            continue  # a fold without a query that has both a true and a wrong candidate
+        combiner = LearnedCombiner(model_id="cv", models={"with_embedding": m_emb, "spectral": m_spec})
+        here = fold[q_of] == k
+        feats = {f: v[here] for f, v in pairs.features.items()}
+        learned[here] = combiner.score(feats)
+        learned_spectral[here] = combiner.score(feats, use_embedding=False)
+    candidates = {
+        **{k: pairs.scores[k] for k in ("cosine", "modified_cosine", "entropy", "embedding")},
+        "fixed_default": fixed_combined(pairs, weights, True),
+        "learned_spectral": learned_spectral,
+        "learned": learned,
+    }
+    metrics: dict[str, Any] = {}
+    for name, s in candidates.items():
+        answerable, correct, _ = top1_correct(pairs, s)
+        sel = answerable & clean
+        metrics[name] = float(correct[sel].mean()) if sel.any() else None
+    answerable, _, _ = top1_correct(pairs, pairs.scores["cosine"])
+    metrics["n_queries_answerable"] = int((answerable & clean).sum())
+    metrics["folds"] = folds
+    return metrics
+
+
 def learn_combined(library_paths: list[str | Path], model_dir: str | Path, params: dict | None = None) -> dict:
-    """Fit the combined score's weights on the encoder's training split and write ``model_dir/combined.json``."""
+    """Fit the combined score's weights on structures the encoder did not train on; write ``combined.json``.
+
+    Stacking: the embedding similarity of structures the encoder was trained on is overconfident (it has seen
+    them), so weights fitted there trust it too much. By default the queries come from the encoder's
+    validation split (never trained on) and their candidates from the train and validation splits; the
+    encoder's test split is never touched. The stored metrics are cross-validated by structure within those
+    queries.
+    """
     from ms2study import annotate, embed
 
     p = merge_params(params)
+    if p["fit_split"] not in ("val", "train"):
+        raise InputError(f"learn-combined fit_split {p['fit_split']!r} is not known", fix="use 'val' or 'train'")
     started = time.perf_counter()
     model_dir = Path(model_dir)
     split = model_split_settings(model_dir)
@@ -424,51 +502,38 @@ def learn_combined(library_paths: list[str | Path], model_dir: str | Path, param
         raise InputError("the encoder in this folder is untrained: its embedding similarity must not be weighted",
                          file=str(model_dir), fix="train it first with 'ms2study train'")
     ref = read_reference(library_paths, split)
-    rng = np.random.default_rng(int(split["seed"]))
-    allowed_train = (ref.split == "train") & ref.licensed
-    q_rows = _choose_queries(ref, "train", p["max_queries"], rng)
-    if q_rows.size < 10:
-        raise InputError(f"only {q_rows.size} training-split structures in the library",
-                         file=", ".join(map(str, library_paths)), fix="use the library the encoder was trained on")
+    seed = int(split["seed"])
+    rng = np.random.default_rng(seed)
+    part = p["fit_split"]
+    allowed = ref.licensed & (ref.split == "train") if part == "train" else ref.licensed & (ref.split != "test")
+    allowed &= ref.split != ""
+    q_rows = _choose_query_rows(ref, part, int(p["max_structures"]), int(p["queries_per_structure"]), rng)
+    n_structures = int(np.unique(ref.block[q_rows]).size)
+    if n_structures < 10:
+        raise InputError(
+            f"only {n_structures} structures of the encoder's '{part}' split in the library: too few to learn from",
+            file=", ".join(map(str, library_paths)),
+            fix="use the library the encoder was trained on, or an encoder trained with a larger val_fraction")
     levels = [LOW_CONCENTRATION_LEVELS[0] if rng.random() >= float(p["degraded_fraction"])
               else LOW_CONCENTRATION_LEVELS[int(rng.integers(1, len(LOW_CONCENTRATION_LEVELS)))] for _ in q_rows]
-    queries = query_set(ref, q_rows, levels, int(split["seed"]) + 1)
+    queries = query_set(ref, q_rows, levels, seed + 1)
     ppm = float(p["precursor_tolerance_ppm"])
-    # Only library rows that are someone's candidate need an embedding.
-    pre = score_query_set(ref, queries, allowed_train, {**p["scoring"]}, None, None, ppm)
-    val_rows = _choose_queries(ref, "val", p["max_val_queries"], rng)
-    val_queries = query_set(ref, val_rows, None, 0)
-    allowed_val = ref.licensed & (ref.split != "test")  # validation looks up in train + val, never test
+    # Only library rows that are some query's candidate need an embedding.
+    _off, pre_cand = annotate.find_candidates(queries.precursor_mz, queries.ion_mode,
+                                              np.asarray(ref.index.precursor_mz), np.asarray(ref.index.ion_mode),
+                                              ppm, None)
+    need = np.unique(pre_cand)
     lib_emb = np.zeros((len(ref.index), int(_model.config.dim)), dtype=np.float32)
-    val_pre_off, val_pre_cand = annotate.find_candidates(val_queries.precursor_mz, val_queries.ion_mode,
-                                                         np.asarray(ref.index.precursor_mz),
-                                                         np.asarray(ref.index.ion_mode), ppm, None)
-    need = np.unique(np.concatenate([pre.lib_rows, val_pre_cand]))
-    lib_emb[need] = embed_rows(ref, need, embed_params)
+    if need.size:
+        lib_emb[need] = embed_rows(ref, need, embed_params)
     q_emb = embed_queries(queries, embed_params)
-    pairs = score_query_set(ref, queries, allowed_train, p["scoring"], q_emb, lib_emb, ppm)
-    seed = int(split["seed"])
+    pairs = score_query_set(ref, queries, allowed, p["scoring"], q_emb, lib_emb, ppm)
     models = {
         "with_embedding": _fit(pairs, FEATURES, float(p["C"]), seed, int(p["pairs_per_query"])),
         "spectral": _fit(pairs, SPECTRAL_FEATURES, float(p["C"]), seed, int(p["pairs_per_query"])),
     }
-    combiner = LearnedCombiner(model_id=info["model_id"], models=models)
-    # Validation metrics: top-1 by first InChIKey block on held-out-from-fitting (validation split) queries.
-    v_emb = embed_queries(val_queries, embed_params)
-    vpairs = score_query_set(ref, val_queries, allowed_val, p["scoring"], v_emb, lib_emb, ppm)
-    weights = annotate.DEFAULT_PARAMS["weights"]
-    candidates = {
-        **{k: vpairs.scores[k] for k in ("cosine", "modified_cosine", "entropy", "embedding")},
-        "fixed_default": fixed_combined(vpairs, weights, True),
-        "learned_spectral": combiner.score(vpairs.features, use_embedding=False),
-        "learned": combiner.score(vpairs.features),
-    }
-    metrics: dict[str, Any] = {}
-    for name, s in candidates.items():
-        answerable, correct, _ = top1_correct(vpairs, s)
-        metrics[name] = float(correct[answerable].mean()) if answerable.any() else None
-    answerable, _, _ = top1_correct(vpairs, vpairs.scores["cosine"])
-    metrics["n_val_queries_answerable"] = int(answerable.sum())
+    clean = np.asarray([lv["level"] == 0 for lv in levels], dtype=bool)
+    metrics = _cross_validated_top1(pairs, ref.block[q_rows], clean, p, seed, annotate.DEFAULT_PARAMS["weights"])
     record = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -487,23 +552,30 @@ def learn_combined(library_paths: list[str | Path], model_dir: str | Path, param
         },
         "training_data": {
             "library": [str(x) for x in library_paths],
-            "split": {**split, "part": "train",
+            "split": {**split, "part": part,
                       "rule": "ms2study.train.assign_split on the first InChIKey block"},
+            "why_this_split": ("the encoder never trained on its validation structures, so their embedding "
+                               "similarities are as trustworthy as on new compounds" if part == "val" else
+                               "the encoder's own training structures: the embedding weight comes out too high"),
+            "n_structures": n_structures,
             "n_queries": int(q_rows.size),
-            "n_degraded_queries": int(sum(1 for lv in levels if lv["level"] > 0)),
+            "n_degraded_queries": int((~clean).sum()),
             "degradation_levels": LOW_CONCENTRATION_LEVELS,
-            "candidates": f"same ion mode, within {ppm} ppm, training-split spectra except the query itself",
+            "candidates": (f"same ion mode, within {ppm} ppm, licensed spectra of the "
+                           f"{'train' if part == 'train' else 'train and validation'} split(s) except the query"),
             "n_pairs": int(pairs.label.size),
             "n_positive_pairs": int(pairs.label.sum()),
             "label": "same first InChIKey block",
         },
         "params": p,
         "validation_top1": metrics,
+        "validation": f"top-1 on the clean queries, learned scores {metrics['folds']}-fold cross-validated by "
+                      "structure",
         "seconds": round(time.perf_counter() - started, 1),
         "hardware": {"machine": platform.machine(), "python": platform.python_version()},
     }
     write_text(json.dumps(record, indent=2) + "\n", model_dir / COMBINED_FILE)
-    log.info("learned combined score for %s from %d pairs: validation top-1 %s", info["model_id"],
+    log.info("learned combined score for %s from %d pairs: cross-validated top-1 %s", info["model_id"],
              pairs.label.size, metrics)
     return record
 

@@ -62,7 +62,10 @@ DEFAULT_PARAMS: dict[str, Any] = {
         "noise_max_rel": 0.05,    # their maximum intensity relative to the base peak
         "mz_error_ppm": 3.0,      # sigma of per-spectrum systematic and per-peak m/z error
     },
-    "val_max_spectra": 4000,      # validation retrieval uses at most this many spectra
+    "val_max_spectra": 8000,      # validation retrieval uses at most this many spectra
+    "init": None,                 # model folder to start from (fine-tuning); its architecture is kept
+    "tanimoto_weight": 0.0,       # weight of the structure-similarity term (0: off); see tanimoto_loss
+    "fingerprint_bits": 2048,     # Morgan fingerprint (radius 2) size for that term
     "device": "auto",
     "precision": "auto",
     "name": "ms2study-encoder",
@@ -122,15 +125,49 @@ class TrainingData:
         self.precursor = built.precursor_mz
         self.ion_mode = built.ion_mode
         self.n_skipped = len(report.skipped)
-        train = self.meta.filter(pl.col("split") == "train")
-        by_block = train.group_by("block", maintain_order=True).agg(pl.col("row"), pl.col("formula").first())
-        self.train_blocks: list[str] = by_block["block"].to_list()
-        self.train_rows: list[np.ndarray] = [np.asarray(r, dtype=np.int64) for r in by_block["row"].to_list()]
+        # Training units are precursor species: one structure in one ion mode at one precursor m/z (one adduct).
+        # Positive pairs come from the same species, as in a library search, where only spectra within a few
+        # ppm of the query's precursor and in its ion mode are candidates; an [M+H]+ and an [M-H]- spectrum of
+        # one compound share few fragments, and asking the encoder to map them together spends its capacity on
+        # pairs that never meet.
+        species_mz = (pl.col("precursor_mz") * 100).round(0).cast(pl.Int64)  # 0.01 Da bins
+        train = self.meta.filter(pl.col("split") == "train").with_columns(
+            pl.Series("ion", self.ion_mode[self.meta.filter(pl.col("split") == "train")["row"].to_numpy()]),
+            species_mz.fill_null(-1).alias("species_mz"))
+        by_unit = (train.group_by("block", "ion", "species_mz", maintain_order=True)
+                   .agg(pl.col("row"), pl.col("formula").first()))
+        self.train_blocks: list[str] = by_unit["block"].unique(maintain_order=True).to_list()
+        block_index = {b: i for i, b in enumerate(self.train_blocks)}
+        self.unit_rows: list[np.ndarray] = [np.asarray(r, dtype=np.int64) for r in by_unit["row"].to_list()]
+        self.unit_block = np.asarray([block_index[b] for b in by_unit["block"].to_list()], dtype=np.int64)
+        self.block_units: list[np.ndarray] = [np.flatnonzero(self.unit_block == i) for i in range(len(self.train_blocks))]
+        # Isomer groups: species of different structures with one formula, ion mode and precursor m/z: exactly
+        # the candidates a library search must tell apart.
         isomers = (
-            by_block.with_row_index("k").drop_nulls("formula").group_by("formula", maintain_order=True)
-            .agg(pl.col("k")).filter(pl.col("k").list.len() >= 2)
+            by_unit.with_row_index("u").drop_nulls("formula")
+            .group_by("formula", "ion", "species_mz", maintain_order=True)
+            .agg(pl.col("u"), pl.col("block").n_unique().alias("n_blocks")).filter(pl.col("n_blocks") >= 2)
         )
-        self.isomer_groups: list[np.ndarray] = [np.asarray(k, dtype=np.int64) for k in isomers["k"].to_list()]
+        self.isomer_groups: list[np.ndarray] = [np.asarray(u, dtype=np.int64) for u in isomers["u"].to_list()]
+
+    def fingerprints(self, n_bits: int) -> tuple[np.ndarray, np.ndarray]:
+        """Morgan fingerprints (radius 2, ``n_bits``) per training structure as a (blocks, n_bits) uint8 0/1 array,
+        and a mask of the structures whose SMILES RDKit could parse (the others carry no structure term)."""
+        from rdkit import Chem, RDLogger
+        from rdkit.Chem import rdFingerprintGenerator
+
+        RDLogger.DisableLog("rdApp.*")
+        generator = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=int(n_bits))
+        smiles = dict(self.meta.filter(pl.col("split") == "train").drop_nulls("smiles")
+                      .group_by("block").agg(pl.col("smiles").first()).iter_rows())
+        bits = np.zeros((len(self.train_blocks), int(n_bits)), dtype=np.uint8)
+        ok = np.zeros(len(self.train_blocks), dtype=bool)
+        for i, block in enumerate(self.train_blocks):
+            mol = Chem.MolFromSmiles(smiles[block]) if block in smiles else None
+            if mol is not None:
+                bits[i] = generator.GetFingerprintAsNumPy(mol).astype(np.uint8)
+                ok[i] = True
+        return bits, ok
 
     def split_table(self) -> pl.DataFrame:
         return self.meta.group_by("block").agg(pl.col("split").first(), pl.len().alias("n_spectra")).sort("block")
@@ -144,7 +181,10 @@ class TrainingData:
 
 
 def sample_batch(data: TrainingData, n: int, isomer_fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """Indices into ``data.train_blocks``: distinct structures, about ``isomer_fraction`` of them isomer groups."""
+    """Indices into ``data.unit_rows``: species of distinct structures, about ``isomer_fraction`` isomer groups.
+
+    No two picked species share a structure, so no negative in the batch is in truth a positive.
+    """
     n = min(n, len(data.train_blocks))
     chosen: list[int] = []
     seen: set[int] = set()
@@ -154,16 +194,17 @@ def sample_batch(data: TrainingData, n: int, isomer_fraction: float, rng: np.ran
             if len(chosen) >= target:
                 break
             group = data.isomer_groups[g]
-            for k in rng.permutation(group)[:4]:  # up to 4 isomers per formula keeps the batch varied
-                if int(k) not in seen:
-                    seen.add(int(k))
-                    chosen.append(int(k))
-    for k in rng.permutation(len(data.train_blocks)):
+            for u in rng.permutation(group)[:4]:  # up to 4 isomers per formula keeps the batch varied
+                block = int(data.unit_block[u])
+                if block not in seen:
+                    seen.add(block)
+                    chosen.append(int(u))
+    for block in rng.permutation(len(data.train_blocks)):
         if len(chosen) >= n:
             break
-        if int(k) not in seen:
-            seen.add(int(k))
-            chosen.append(int(k))
+        if int(block) not in seen:
+            seen.add(int(block))
+            chosen.append(int(rng.choice(data.block_units[block])))
     return np.asarray(chosen[:n], dtype=np.int64)
 
 
@@ -187,10 +228,10 @@ def augment(
 
 
 def _views(data: TrainingData, picks: np.ndarray, p: dict, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
-    """Two augmented views per chosen structure, padded as one batch: rows [0, B) view A, [B, 2B) view B."""
+    """Two augmented views per chosen species, padded as one batch: rows [0, B) view A, [B, 2B) view B."""
     firsts, seconds = [], []
     for k in picks:
-        rows = data.train_rows[k]
+        rows = data.unit_rows[k]
         pair = rng.choice(rows, 2, replace=False) if rows.size >= 2 else np.array([rows[0], rows[0]])
         firsts.append(pair[0])
         seconds.append(pair[1])
@@ -214,6 +255,27 @@ def contrastive_loss(embeddings: torch.Tensor, temperature: float) -> torch.Tens
     sims = sims.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=sims.device), float("-inf"))
     target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(sims.device)
     return torch.nn.functional.cross_entropy(sims, target)
+
+
+def tanimoto_matrix(bits: np.ndarray) -> np.ndarray:
+    """Pairwise Tanimoto similarity of 0/1 fingerprint rows."""
+    x = bits.astype(np.float32)
+    inter = x @ x.T
+    counts = x.sum(axis=1)
+    union = counts[:, None] + counts[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def tanimoto_loss(embeddings: torch.Tensor, tanimoto: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """Structure-similarity term: the cosine between views of two different structures should equal their
+    Tanimoto similarity (mean squared error over pairs of distinct structures whose fingerprints are known), so
+    structurally close compounds sit close in the embedding space, as MS2DeepScore-style models aim for."""
+    n = embeddings.shape[0] // 2
+    cross = embeddings[:n] @ embeddings[n:].T
+    mask = known[:, None] & known[None, :] & ~torch.eye(n, dtype=torch.bool, device=embeddings.device)
+    if not bool(mask.any()):
+        return embeddings.sum() * 0.0
+    return ((cross - tanimoto) ** 2)[mask].mean()
 
 
 def evaluate(model: SpectrumEncoder, data: TrainingData, p: dict, device: torch.device, split: str = "val") -> dict:
@@ -250,6 +312,15 @@ def evaluate(model: SpectrumEncoder, data: TrainingData, p: dict, device: torch.
     }
 
 
+def selection_score(metrics: dict, loss_value: float) -> float:
+    """Checkpoint choice: mean of validation top-1 on all and on isomer queries (top-1 alone when none)."""
+    if metrics.get("top1") is None:
+        return -loss_value
+    if metrics.get("top1_isomer") is None:
+        return float(metrics["top1"])
+    return 0.5 * (float(metrics["top1"]) + float(metrics["top1_isomer"]))
+
+
 def _embed_with(model: SpectrumEncoder, mz: np.ndarray, intensity: np.ndarray, offsets: np.ndarray,
                 precursor: np.ndarray, p: dict, device: torch.device) -> np.ndarray:
     sel_mz, sel_rel, sel_off = emb.select_peaks(mz, intensity, offsets, p["max_peaks"])
@@ -276,8 +347,18 @@ def train(library_paths: list[str | os.PathLike], out_dir: str | os.PathLike, pa
              counts, len(data.isomer_groups), data.n_skipped)
     if len(data.train_blocks) < 2:
         raise InputError("need at least two training structures", file=", ".join(map(str, library_paths)))
-    config = EncoderConfig.from_dict(p["architecture"])
-    model = build_encoder(config, seed).to(device).train()
+    if p["init"] is not None:
+        from ms2study.encoder import load_encoder
+
+        model, config, init_info = load_encoder(p["init"], seed)
+        if p["architecture"] and EncoderConfig.from_dict({**config.to_dict(), **p["architecture"]}) != config:
+            raise InputError("'architecture' differs from the architecture of the 'init' model",
+                             file=str(p["init"]), fix="leave 'architecture' empty when fine-tuning")
+        log.info("starting from %s (%s)", p["init"], init_info["model_id"])
+        model = model.to(device).train()
+    else:
+        config = EncoderConfig.from_dict(p["architecture"])
+        model = build_encoder(config, seed).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
     batch = min(int(p["batch_compounds"]), len(data.train_blocks))
     steps_per_epoch = max(1, len(data.train_blocks) // batch)
@@ -292,6 +373,10 @@ def train(library_paths: list[str | os.PathLike], out_dir: str | os.PathLike, pa
         return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    tanimoto_weight = float(p["tanimoto_weight"])
+    if tanimoto_weight > 0:
+        fp_bits, fp_ok = data.fingerprints(int(p["fingerprint_bits"]))
+        log.info("structure term: fingerprints for %d of %d training structures", int(fp_ok.sum()), fp_ok.size)
     history: list[dict[str, Any]] = []
     best: tuple[float, dict[str, torch.Tensor], dict] | None = None
     step, running, tick = 0, 0.0, time.perf_counter()
@@ -303,6 +388,11 @@ def train(library_paths: list[str | os.PathLike], out_dir: str | os.PathLike, pa
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
             vectors = model(*tensors)
         loss = contrastive_loss(vectors.float(), float(p["temperature"]))
+        if tanimoto_weight > 0:
+            blocks = data.unit_block[picks]
+            tani = torch.from_numpy(tanimoto_matrix(fp_bits[blocks])).to(device)
+            loss = loss + tanimoto_weight * tanimoto_loss(vectors.float(), tani,
+                                                          torch.from_numpy(fp_ok[blocks]).to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -323,7 +413,7 @@ def train(library_paths: list[str | os.PathLike], out_dir: str | os.PathLike, pa
             metrics = evaluate(model, data, p, device)
             log.info("step %d validation: %s", step, metrics)
             history.append({"step": step, "val": metrics})
-            score = metrics.get("top1") if metrics.get("top1") is not None else -loss_value
+            score = selection_score(metrics, loss_value)
             if best is None or score > best[0]:
                 best = (score, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, metrics)
     assert best is not None
@@ -335,6 +425,9 @@ def train(library_paths: list[str | os.PathLike], out_dir: str | os.PathLike, pa
         "split": {"rule": "sha256(f'{seed}:{first InChIKey block}') -> u in [0,1): test if u < test_fraction, "
                           "val if u < test_fraction + val_fraction, else train", "counts": counts},
         "n_isomer_groups_train": len(data.isomer_groups),
+        "n_species_train": len(data.unit_rows),
+        "init": None if p["init"] is None else {"dir": str(p["init"]), "model_id": init_info["model_id"],
+                                                  "training": init_info.get("training", {})},
         "steps": step,
         "best_val": best[2],
         "seconds": round(time.perf_counter() - started, 1),
