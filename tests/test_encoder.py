@@ -260,3 +260,43 @@ def test_train_with_structure_term(tmp_path) -> None:
     assert ok.all() and bits.shape == (len(data.train_blocks), 256) and bits.sum() > 0
     record = train([library], tmp_path / "model", {**TINY_TRAIN, "tanimoto_weight": 1.0, "fingerprint_bits": 256})
     assert all(math.isfinite(h["loss"]) for h in record["history"] if "loss" in h)
+
+
+def test_validation_is_a_library_search(tmp_path) -> None:
+    """Validation queries meet every other train/validation spectrum within 10 ppm and the same ion mode; a query
+    is an isomer query when another structure of its formula is among its candidates."""
+    import numpy as np
+
+    from ms2study.encoder import EncoderConfig, build_encoder
+    from ms2study.train import SearchSet, TrainingData, evaluate, merge_params
+
+    rng = np.random.default_rng(2)
+    entries, blocks = [], []
+    # s0/s1: isomers at one precursor; s2: same formula 0.5 Da away (not a candidate); s3: negative mode.
+    specs = [(200.1, "positive", "C9H10O4"), (200.1, "positive", "C9H10O4"), (200.6, "positive", "C9H10O4"),
+             (200.1, "negative", "C9H8O4")]
+    for s, (precursor, mode, formula) in enumerate(specs):
+        blocks.append("".join(chr(65 + (s * 5 + j) % 26) for j in range(14)))
+        for k in range(3):
+            peaks = "\n".join(f"{m:.4f} {rng.uniform(5, 100):.1f}" for m in rng.uniform(50, 190, 6))
+            entries.append(f"BEGIN IONS\nPEPMASS={precursor + k * 1e-4}\nIONMODE={mode}\nFORMULA={formula}\n"
+                           f"INCHIKEY={blocks[-1]}-UHFFFAOYSA-N\nLICENSE=CC0\n{peaks}\nEND IONS\n")
+    (tmp_path / "lib.mgf").write_text("".join(entries))
+    p = merge_params({"val_fraction": 1.0, "test_fraction": 0.0, "device": "cpu"})
+    data = TrainingData([tmp_path / "lib.mgf"], p)
+    search = SearchSet(data, p)
+    structure = dict(zip(data.meta["row"].to_list(), [blocks.index(b) for b in data.meta["block"].to_list()]))
+    assert search.q_rows.size == 12
+    assert not np.any(search.cand == search.q_rows[search.q_of])  # never the query itself
+    n_cand = np.bincount(search.q_of, minlength=12)
+    for q, row in enumerate(search.q_rows):
+        assert n_cand[q] == (5 if structure[row] in (0, 1) else 2)
+        assert search.isomer[q] == (structure[row] in (0, 1))
+    assert np.array_equal(search.label, [structure[c] == structure[search.q_rows[q]]
+                                         for c, q in zip(search.cand, search.q_of)])
+    assert search.answerable.all()
+    model = build_encoder(EncoderConfig(d_model=32, n_layers=1, n_heads=4, d_ff=64, dim=16))
+    metrics = evaluate(model, data, p, __import__("torch").device("cpu"), search)
+    assert metrics["n_queries"] == 12 and metrics["n_isomer_queries"] == 6
+    # s2 and s3 have only their own spectra as candidates: always right, whatever the weights.
+    assert metrics["top1"] >= 0.5

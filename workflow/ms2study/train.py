@@ -7,8 +7,9 @@ recompute the split. A training step takes ``batch_compounds`` structures, part 
 (same formula, different structure) so the hardest negatives sit in the same batch, and two spectra of each
 (two different measurements when there are, else one spectrum twice) through augmentations that mimic real
 measurements: peak dropout, multiplicative intensity noise, random noise peaks and m/z error in ppm. The loss is
-a symmetric InfoNCE: each view must pick its partner among all views of the batch. Validation measures top-1
-retrieval of the same structure among candidates within 10 ppm of the precursor; the best epoch is saved as
+a symmetric InfoNCE: each view must pick its partner among all views of the batch. Validation is a library
+search: validation spectra as queries against all train and validation spectra within 10 ppm (``SearchSet``),
+top-1 by embedding cosine on all and on isomer queries; the best epoch is saved as
 ``model.safetensors`` + ``config.json`` (training record included) and ``split.parquet`` beside it.
 """
 
@@ -278,37 +279,70 @@ def tanimoto_loss(embeddings: torch.Tensor, tanimoto: torch.Tensor, known: torch
     return ((cross - tanimoto) ** 2)[mask].mean()
 
 
-def evaluate(model: SpectrumEncoder, data: TrainingData, p: dict, device: torch.device, split: str = "val") -> dict:
-    """Top-1 retrieval of the same structure among spectra of ``split`` within 10 ppm and the same ion mode."""
-    part = data.meta.filter(pl.col("split") == split)
-    if part.height > p["val_max_spectra"]:
-        part = part.sample(p["val_max_spectra"], seed=int(p["seed"]))
-    rows = part["row"].to_numpy()
-    if rows.size < 2:
+class SearchSet:
+    """Validation as a library search: validation spectra as queries against every train and validation spectrum
+    of the same ion mode within 10 ppm (never the query itself), as benchmarks/identification.py does on the test
+    structures; the encoder never trained on the validation structures, while most candidates are ones it has
+    seen, as in real use."""
+
+    def __init__(self, data: TrainingData, p: dict[str, Any]):
+        from ms2study.annotate import find_candidates
+
+        part = data.meta.filter(pl.col("split") == "val")
+        if part.height > p["val_max_spectra"]:
+            part = part.sample(p["val_max_spectra"], seed=int(p["seed"]))
+        q_rows = part["row"].to_numpy()
+        pool_rows = data.meta.filter(pl.col("split").is_in(["train", "val"]))["row"].to_numpy()
+        pool_rows = pool_rows[np.lexsort((data.precursor[pool_rows], data.ion_mode[pool_rows]))]
+        offsets, cand = find_candidates(data.precursor[q_rows], data.ion_mode[q_rows], data.precursor[pool_rows],
+                                        data.ion_mode[pool_rows], 10.0, None)
+        cand = pool_rows[cand]
+        q_of = np.repeat(np.arange(q_rows.size), np.diff(offsets))
+        keep = cand != q_rows[q_of]
+        cand, q_of = cand[keep], q_of[keep]
+        n_rows = int(data.offsets.size - 1)
+        block = np.full(n_rows, "", dtype=object)
+        formula = np.full(n_rows, "", dtype=object)
+        block[data.meta["row"].to_numpy()] = data.meta["block"].to_numpy()
+        formula[data.meta["row"].to_numpy()] = data.meta["formula"].fill_null("").to_numpy()
+        self.q_rows, self.cand, self.q_of = q_rows, cand, q_of
+        self.label = block[cand] == block[q_rows[q_of]]
+        self.answerable = np.bincount(q_of[self.label], minlength=q_rows.size) > 0
+        same_formula = (formula[cand] == formula[q_rows[q_of]]) & (formula[q_rows[q_of]] != "")
+        isomer = np.zeros(q_rows.size, dtype=bool)
+        for q in np.unique(q_of[same_formula & ~self.label]):  # another structure of the query's formula
+            isomer[q] = True
+        self.isomer = isomer & self.answerable
+        self.rows = np.unique(np.concatenate([q_rows, cand]))
+
+
+def evaluate(model: SpectrumEncoder, data: TrainingData, p: dict, device: torch.device,
+             search: SearchSet | None = None) -> dict:
+    """Top-1 of the same structure by embedding cosine in the validation library search (``SearchSet``)."""
+    search = search or SearchSet(data, p)
+    if not search.answerable.any():
         return {"n_queries": 0}
+    rows = search.rows
     mz_parts = [data.mz[data.offsets[r]:data.offsets[r + 1]] for r in rows]
     int_parts = [data.intensity[data.offsets[r]:data.offsets[r + 1]] for r in rows]
     offsets = np.concatenate(([0], np.cumsum([m.size for m in mz_parts]))).astype(np.int64)
     model.eval()
     vectors = _embed_with(model, np.concatenate(mz_parts), np.concatenate(int_parts), offsets,
                           data.precursor[rows], p, device)
-    prec, mode = data.precursor[rows], data.ion_mode[rows]
-    block = part["block"].to_numpy()
-    formula = part["formula"].fill_null("").to_numpy()
-    sims = vectors @ vectors.T
-    window = (np.abs(prec[:, None] - prec[None, :]) <= 10e-6 * prec[:, None]) & (mode[:, None] == mode[None, :])
-    np.fill_diagonal(window, False)
-    same = block[:, None] == block[None, :]
-    has_answer = (window & same).any(axis=1)
-    isomer = ((window & ~same & (formula[:, None] == formula[None, :]) & (formula[:, None] != "")).any(axis=1)
-              & has_answer)
-    best = np.where(window, sims, -np.inf).argmax(axis=1)
-    correct = same[np.arange(rows.size), best] & has_answer
+    qv = vectors[np.searchsorted(rows, search.q_rows[search.q_of])]
+    cv = vectors[np.searchsorted(rows, search.cand)]
+    sims = np.einsum("ij,ij->i", qv, cv)
+    # Best candidate per query: sort by (query, -similarity) and take each query's first pair.
+    order = np.lexsort((-sims, search.q_of))
+    first = order[np.r_[True, search.q_of[order][1:] != search.q_of[order][:-1]]] if order.size else order
+    correct = np.zeros(search.q_rows.size, dtype=bool)
+    correct[search.q_of[first]] = search.label[first]
+    ans, iso = search.answerable, search.isomer
     return {
-        "n_queries": int(has_answer.sum()),
-        "top1": float(correct[has_answer].mean()) if has_answer.any() else None,
-        "n_isomer_queries": int(isomer.sum()),
-        "top1_isomer": float(correct[isomer].mean()) if isomer.any() else None,
+        "n_queries": int(ans.sum()),
+        "top1": float(correct[ans].mean()),
+        "n_isomer_queries": int(iso.sum()),
+        "top1_isomer": float(correct[iso].mean()) if iso.any() else None,
     }
 
 
@@ -380,6 +414,10 @@ def train(library_paths: list[str | os.PathLike], out_dir: str | os.PathLike, pa
     if tanimoto_weight > 0:
         fp_bits, fp_ok = data.fingerprints(int(p["fingerprint_bits"]))
         log.info("structure term: fingerprints for %d of %d training structures", int(fp_ok.sum()), fp_ok.size)
+    search = SearchSet(data, p)
+    log.info("validation search: %d queries (%d with their structure among candidates, %d isomer queries), "
+             "%d spectra to embed", search.q_rows.size, int(search.answerable.sum()), int(search.isomer.sum()),
+             search.rows.size)
     history: list[dict[str, Any]] = []
     best: tuple[float, dict[str, torch.Tensor], dict] | None = None
     step, running, tick = 0, 0.0, time.perf_counter()
@@ -413,7 +451,7 @@ def train(library_paths: list[str | os.PathLike], out_dir: str | os.PathLike, pa
             running, tick = 0.0, time.perf_counter()
         out_of_time = p["max_seconds"] is not None and time.perf_counter() - started > float(p["max_seconds"])
         if step % steps_per_epoch == 0 or step == total or out_of_time:
-            metrics = evaluate(model, data, p, device)
+            metrics = evaluate(model, data, p, device, search)
             log.info("step %d validation: %s", step, metrics)
             history.append({"step": step, "val": metrics})
             score = selection_score(metrics, loss_value)
