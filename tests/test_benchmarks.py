@@ -12,7 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-import identification  # noqa: E402
+import identification
 
 
 def test_bootstrap_interval_is_paired_and_brackets_the_ratio() -> None:

@@ -7,10 +7,10 @@ structure-disjoint split (``ms2study.train.assign_split``, with the seed and fra
 ``config.json``), draws query spectra from the VALIDATION structures (the encoder never trained on them, so
 their embedding similarities behave like those of new compounds; part of the queries are degraded like
 low-concentration measurements), takes every other train or validation spectrum of the same ion mode within
-10 ppm as a candidate, labels a pair 1 when both share the first InChIKey block, and fits an L2-regularised logistic regression (scikit-learn)
-on standardised feature DIFFERENCES between a true and a wrong candidate of the same query (what decides a
-ranking), then calibrates scale and intercept on the labels. The standardisation is folded back into the
-weights, so ``combined.json`` in the
+10 ppm as a candidate, labels a pair 1 when both share the first InChIKey block, and fits an L2-regularised
+logistic regression (scikit-learn) on standardised feature DIFFERENCES between a true and a wrong candidate of
+the same query (what decides a ranking), then calibrates scale and intercept on the labels. The standardisation
+is folded back into the weights, so ``combined.json`` in the
 model folder holds plain weights per raw feature and an intercept: the combined score is
 ``sigmoid(intercept + sum(weight_f * feature_f))``, a probability that the candidate is the same structure.
 Two models are stored: one with the embedding feature (used when the query embeddings come from this encoder)
