@@ -12,6 +12,9 @@ Low-concentration series: the queries degraded at rising levels (``ms2study.comb
 peaks under a relative-intensity floor removed, noise peaks added, intensities jittered); at each level and for
 each score, the threshold on the top-1 score that maximises F1 (a top-1 above it is an identification: right
 structure = TP, wrong = FP; answerable queries not correctly identified = FN), with precision and TP there.
+Query draws: one query spectrum per structure is a small sample (about 200 isomer queries), so the benchmark
+repeats the draw (``--seeds``, default 0 1 2: other spectra of the same held-out structures) and reports each
+draw and the means; the targets are judged on the means, and per draw.
 Usage: PYTHONPATH=workflow python benchmarks/identification.py --out result.json [--model DIR] [--max-queries N]
 """
 
@@ -114,7 +117,7 @@ def run(library: Path, model_dir: Path | None, max_queries: int | None, ppm: flo
     allowed = np.ones(len(ref.index), dtype=bool)
     queries = combine.query_set(ref, q_rows, None, seed)
     # Library rows that are some query's candidate (at any level: degradation never moves the precursor).
-    off, cand = annotate.find_candidates(queries.precursor_mz, queries.ion_mode, np.asarray(ref.index.precursor_mz),
+    _off, cand = annotate.find_candidates(queries.precursor_mz, queries.ion_mode, np.asarray(ref.index.precursor_mz),
                                          np.asarray(ref.index.ion_mode), ppm, None)
     need = np.unique(cand)
     t1 = time.perf_counter()
@@ -213,6 +216,34 @@ def run(library: Path, model_dir: Path | None, max_queries: int | None, ppm: flo
     }
 
 
+def summarize(results: list[dict]) -> dict:
+    """Means over query draws (each draw: one other spectrum per held-out structure) and the targets on them."""
+    names = list(results[0]["identification"]["top1_all"])
+    mean_all = {k: float(np.mean([r["identification"]["top1_all"][k] for r in results])) for k in names}
+    mean_iso = {k: float(np.mean([r["identification"]["top1_isomer"][k] for r in results])) for k in names}
+    best_all = max(mean_all[k] for k in CLASSICAL)
+    best_iso_name = max(CLASSICAL, key=lambda k: mean_iso[k])
+    ratio = (1.0 - mean_iso["combined"]) / (1.0 - mean_iso[best_iso_name]) if mean_iso[best_iso_name] < 1 else None
+    per_draw = [r["targets"] for r in results]
+    return {
+        "n_draws": len(results),
+        "seeds": [r["seed"] for r in results],
+        "top1_all_mean": mean_all,
+        "top1_isomer_mean": mean_iso,
+        "targets": {
+            "isomer_error_ratio_of_means": ratio,
+            "isomer_error_ratio_per_draw": [t["isomer_error_ratio_combined_vs_best_classical"] for t in per_draw],
+            "isomer_error_ratio_target": 0.7,
+            "isomer_target_met": ratio is not None and ratio <= 0.7,
+            "all_combined_not_below_best_classical_mean": mean_all["combined"] >= best_all,
+            "all_combined_not_below_best_classical_draws": sum(bool(t["all_combined_not_below_best_classical"])
+                                                               for t in per_draw),
+            "precision_combined_ge_cosine_every_level_draws": sum(
+                bool(t["precision_combined_ge_cosine_every_level"]) for t in per_draw),
+        },
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="result JSON to write")
@@ -220,18 +251,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--library", default=str(DEFAULT_DATA), help="MassBank MGF (default: ../shared/data)")
     ap.add_argument("--max-queries", type=int, default=None, help="at most this many held-out structures")
     ap.add_argument("--ppm", type=float, default=10.0)
-    ap.add_argument("--seed", type=int, default=0, help="query draw and degradation seed")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                    help="query draws (and degradation seeds): one result each, then their means")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
     if not Path(args.library).is_file():
         print(f"library not found: {args.library}", file=sys.stderr)
         return 2
     model_dir = embed.resolve_model_dir(args.model)
-    result = run(Path(args.library), model_dir, args.max_queries, args.ppm, args.seed, {"device": args.device})
+    results = [run(Path(args.library), model_dir, args.max_queries, args.ppm, seed, {"device": args.device})
+               for seed in args.seeds]
+    out = {"benchmark": "identification", "summary": summarize(results), "draws": results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({"identification": result["identification"], "targets": result["targets"],
-                      "low_concentration": result["low_concentration"]}, indent=1))
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps({"summary": out["summary"],
+                      "draws": [{"seed": r["seed"], "identification": r["identification"], "targets": r["targets"]}
+                                for r in results]}, indent=1))
     return 0
 
 

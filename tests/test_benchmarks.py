@@ -45,3 +45,24 @@ def test_identification_benchmark_on_held_out_massbank(shared_data: Path) -> Non
     ratio = t["isomer_error_ratio_combined_vs_best_classical"]
     assert lo <= ratio <= hi
     assert [lv["level"] for lv in result["low_concentration"]] == [0, 1, 2, 3, 4]
+
+
+def test_summary_judges_targets_on_the_means() -> None:
+    def draw(seed, cos, ent, comb, cos_i, ent_i, comb_i):
+        return {"seed": seed,
+                "identification": {"top1_all": {"cosine": cos, "modified_cosine": cos, "entropy": ent,
+                                                "combined": comb},
+                                   "top1_isomer": {"cosine": cos_i, "modified_cosine": cos_i, "entropy": ent_i,
+                                                   "combined": comb_i}},
+                "targets": {"isomer_error_ratio_combined_vs_best_classical": (1 - comb_i) / (1 - max(cos_i, ent_i)),
+                            "all_combined_not_below_best_classical": comb >= max(cos, ent),
+                            "precision_combined_ge_cosine_every_level": True}}
+
+    s = identification.summarize([draw(0, 0.90, 0.91, 0.93, 0.70, 0.80, 0.90),
+                                  draw(1, 0.90, 0.89, 0.88, 0.70, 0.60, 0.80)])
+    assert s["top1_all_mean"]["combined"] == pytest.approx(0.905)
+    assert s["top1_isomer_mean"]["entropy"] == pytest.approx(0.70)
+    t = s["targets"]
+    # Means: combined 0.905 vs best classical 0.90 -> not below (draw 1 alone is); isomer error 0.15 vs 0.30 -> 0.5.
+    assert t["all_combined_not_below_best_classical_mean"] and t["all_combined_not_below_best_classical_draws"] == 1
+    assert t["isomer_error_ratio_of_means"] == pytest.approx(0.5) and t["isomer_target_met"]

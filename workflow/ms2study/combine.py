@@ -66,7 +66,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "seed": None,                      # split seed; None: the encoder's training seed (0 if not recorded)
     "fit_split": "val",                # encoder split the queries come from: val (never trained on) | train
     "max_structures": 4000,            # structures of that split used as queries (seeded draw)
-    "queries_per_structure": 2,        # distinct spectra per structure used as queries
+    "queries_per_structure": 6,        # distinct spectra per structure used as queries (val has ~12 each)
     "degraded_fraction": 0.5,          # share of queries degraded (random level >= 1)
     "cv_folds": 5,                     # folds (by structure) of the stored cross-validated metrics
     "precursor_tolerance_ppm": 10.0,   # candidate window

@@ -374,8 +374,9 @@ def train(library_paths: list[str | os.PathLike], out_dir: str | os.PathLike, pa
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     device = emb.resolve_device(str(p["device"]))
-    # On CPU, "auto" trains in fp32: with this small model bf16 autocast halved the training speed on a 2-core
-    # AVX512-BF16 machine (0.5 vs 1 step/s), while on CUDA mixed precision is the fast path.
+    # On CPU, "auto" trains in fp32: the first shipped encoder trained at 0.5 steps/s with bf16 autocast on a
+    # 2-core AVX512-BF16 machine, its fine-tuning at about 1 step/s in fp32 (same batch); on CUDA mixed
+    # precision is the fast path.
     autocast_dtype = (None if device.type == "cpu" and p["precision"] == "auto"
                       else emb.resolve_precision(str(p["precision"]), device))
     started = time.perf_counter()
@@ -473,7 +474,7 @@ def train(library_paths: list[str | os.PathLike], out_dir: str | os.PathLike, pa
         "steps": step,
         "best_val": best[2],
         "seconds": round(time.perf_counter() - started, 1),
-        "hardware": {"device": str(device), "precision": str(autocast_dtype), "torch": torch.__version__,
+        "hardware": {"device": str(device), "precision": {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[autocast_dtype], "torch": torch.__version__,
                      "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                      "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None},
         "history": history,
