@@ -141,8 +141,9 @@ class TrainingData:
         block_index = {b: i for i, b in enumerate(self.train_blocks)}
         self.unit_rows: list[np.ndarray] = [np.asarray(r, dtype=np.int64) for r in by_unit["row"].to_list()]
         self.unit_block = np.asarray([block_index[b] for b in by_unit["block"].to_list()], dtype=np.int64)
-        self.block_units: list[np.ndarray] = [np.flatnonzero(self.unit_block == i)
-                                              for i in range(len(self.train_blocks))]
+        order = np.argsort(self.unit_block, kind="stable")
+        bounds = np.searchsorted(self.unit_block[order], np.arange(len(self.train_blocks) + 1))
+        self.block_units: list[np.ndarray] = [order[bounds[i]:bounds[i + 1]] for i in range(len(self.train_blocks))]
         # Isomer groups: species of different structures with one formula, ion mode and precursor m/z: exactly
         # the candidates a library search must tell apart.
         isomers = (
