@@ -47,6 +47,41 @@ def test_select_peaks_keeps_most_intense_relative_to_base_peak() -> None:
     assert rel.tolist() == [1.0, 0.5, 1.0]
 
 
+def _select_peaks_by_sorting(mz, intensity, offsets, max_peaks):
+    """Reference: one stable lexsort over all peaks (the first implementation), for the numba kernel to match."""
+    mz, intensity = np.asarray(mz, dtype=np.float64), np.asarray(intensity, dtype=np.float64)
+    n = offsets.shape[0] - 1
+    spectrum = np.repeat(np.arange(n), np.diff(offsets))
+    valid = np.isfinite(mz) & np.isfinite(intensity) & (mz > 0) & (intensity > 0)
+    mz, intensity, spectrum = mz[valid], intensity[valid], spectrum[valid]
+    order = np.lexsort((-intensity, spectrum))
+    mz, intensity, spectrum = mz[order], intensity[order], spectrum[order]
+    counts = np.bincount(spectrum, minlength=n)
+    rank = np.arange(spectrum.size) - np.concatenate(([0], np.cumsum(counts)[:-1]))[spectrum]
+    keep = rank < max_peaks
+    mz, intensity, spectrum = mz[keep], intensity[keep], spectrum[keep]
+    new_offsets = np.concatenate(([0], np.cumsum(np.minimum(counts, max_peaks))))
+    base = np.ones(n)
+    has = np.diff(new_offsets) > 0
+    base[has] = intensity[new_offsets[:-1][has]]
+    return mz, (intensity / base[spectrum]).astype(np.float32), new_offsets
+
+
+def test_select_peaks_matches_a_stable_sort_with_ties_gaps_and_invalid_peaks() -> None:
+    rng = np.random.default_rng(5)
+    lengths = rng.integers(0, 90, 500)
+    offsets = np.concatenate(([0], np.cumsum(lengths)))
+    mz = rng.uniform(50, 900, offsets[-1])
+    inten = rng.integers(0, 40, offsets[-1]).astype(np.float32)  # many ties and zeros
+    mz[rng.random(mz.size) < 0.02] = np.nan
+    inten[rng.random(inten.size) < 0.02] = np.inf
+    for max_peaks in (1, 16, 64):
+        got = embed.select_peaks(mz, inten, offsets, max_peaks)
+        want = _select_peaks_by_sorting(mz, inten, offsets, max_peaks)
+        for g, w in zip(got, want):
+            assert np.array_equal(g, w)
+
+
 def test_params_are_checked() -> None:
     with pytest.raises(InputError, match="unknown embed parameter 'batchsize'"):
         embed.merge_params({"batchsize": 3})

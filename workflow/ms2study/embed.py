@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import torch
+from numba import njit, prange
 
 from ms2study import encoder as enc
 from ms2study.atomic import write_parquet, write_text
@@ -150,6 +151,44 @@ def get_model(params: dict | None = None) -> tuple[enc.SpectrumEncoder, dict[str
 # ------------------------------------------------------------------------------------------- peaks
 
 
+@njit(cache=True, parallel=True)
+def _count_valid(mz, intensity, offsets, max_peaks):
+    n = offsets.shape[0] - 1
+    kept = np.zeros(n, dtype=np.int64)
+    for i in prange(n):
+        c = 0
+        for j in range(offsets[i], offsets[i + 1]):
+            if np.isfinite(mz[j]) and np.isfinite(intensity[j]) and mz[j] > 0 and intensity[j] > 0:
+                c += 1
+        kept[i] = min(c, max_peaks)
+    return kept
+
+
+@njit(cache=True, parallel=True)
+def _fill_top_peaks(mz, intensity, offsets, new_offsets, out_mz, out_rel):
+    n = offsets.shape[0] - 1
+    for i in prange(n):
+        k = new_offsets[i + 1] - new_offsets[i]
+        if k == 0:
+            continue
+        a, b = offsets[i], offsets[i + 1]
+        idx = np.empty(b - a, dtype=np.int64)
+        m = 0
+        for j in range(a, b):
+            if np.isfinite(mz[j]) and np.isfinite(intensity[j]) and mz[j] > 0 and intensity[j] > 0:
+                idx[m] = j
+                m += 1
+        idx = idx[:m]
+        # Descending intensity; mergesort is stable, so equal intensities keep their input order.
+        order = np.argsort(-intensity[idx], kind="mergesort")
+        base = intensity[idx[order[0]]]
+        o = new_offsets[i]
+        for t in range(k):
+            j = idx[order[t]]
+            out_mz[o + t] = mz[j]
+            out_rel[o + t] = np.float32(intensity[j] / base)
+
+
 def select_peaks(
     mz: np.ndarray, intensity: np.ndarray, offsets: np.ndarray, max_peaks: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -157,31 +196,19 @@ def select_peaks(
 
     Inputs are flat arrays with ``offsets`` (length n+1). Returns ``(mz float64, rel_intensity float32,
     new_offsets int64)``; peaks stay grouped by spectrum, most intense first (ties keep input order).
+    A numba kernel, parallel over spectra: this host-side step must keep up with a GPU (a numpy lexsort over
+    all peaks managed about 33,000 spectra/s here).
     """
-    mz = np.asarray(mz, dtype=np.float64)
-    intensity = np.asarray(intensity, dtype=np.float64)
-    offsets = np.asarray(offsets, dtype=np.int64)
-    n = offsets.shape[0] - 1
-    lengths = np.diff(offsets)
-    spectrum = np.repeat(np.arange(n, dtype=np.int64), lengths)
-    valid = np.isfinite(mz) & np.isfinite(intensity) & (mz > 0) & (intensity > 0)
-    mz, intensity, spectrum = mz[valid], intensity[valid], spectrum[valid]
-    # Group by spectrum, then by descending intensity: lexsort is stable, so the result is deterministic.
-    order = np.lexsort((-intensity, spectrum))
-    mz, intensity, spectrum = mz[order], intensity[order], spectrum[order]
-    counts = np.bincount(spectrum, minlength=n)
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    rank = np.arange(spectrum.shape[0]) - starts[spectrum]
-    keep = rank < max_peaks
-    mz, intensity, spectrum = mz[keep], intensity[keep], spectrum[keep]
-    kept = np.minimum(counts, max_peaks)
-    new_offsets = np.concatenate(([0], np.cumsum(kept))).astype(np.int64)
-    base = np.zeros(n, dtype=np.float64)
-    nonempty = kept > 0
-    # The first kept peak of each spectrum is its most intense one.
-    base[nonempty] = intensity[new_offsets[:-1][nonempty]]
-    rel = (intensity / base[spectrum]).astype(np.float32)
-    return mz, rel, new_offsets
+    mz = np.ascontiguousarray(mz, dtype=np.float64)
+    intensity = np.ascontiguousarray(intensity, dtype=np.float64)
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    kept = _count_valid(mz, intensity, offsets, int(max_peaks))
+    new_offsets = np.zeros(offsets.shape[0], dtype=np.int64)
+    np.cumsum(kept, out=new_offsets[1:])
+    out_mz = np.empty(int(new_offsets[-1]), dtype=np.float64)
+    out_rel = np.empty(int(new_offsets[-1]), dtype=np.float32)
+    _fill_top_peaks(mz, intensity, offsets, new_offsets, out_mz, out_rel)
+    return out_mz, out_rel, new_offsets
 
 
 def bucket_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
