@@ -69,6 +69,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "queries_per_structure": 6,        # distinct spectra per structure used as queries (val has ~12 each)
     "degraded_fraction": 0.5,          # share of queries degraded (random level >= 1)
     "cv_folds": 5,                     # folds (by structure) of the stored cross-validated metrics
+    "min_queries": 20,                 # queries with a true and a wrong candidate needed to fit at all
     "precursor_tolerance_ppm": 10.0,   # candidate window
     "C": 1.0,                          # inverse L2 strength of the logistic regression
     "pairs_per_query": 25,             # sampled (true, wrong) candidate pairs per training query
@@ -76,6 +77,11 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "embed": {},                       # ms2study.embed parameters (device, batch_size, precision); model is set
     "scoring": {},                     # ms2study.annotate scoring parameters (fragment tolerance, ...)
 }
+
+
+class NotEnoughData(InputError):
+    """The library holds too little to learn weights from (too few structures, or no query with both a true and a
+    wrong candidate); ``learn-combined --optional`` turns it into a warning."""
 
 
 def merge_params(params: dict | None) -> dict[str, Any]:
@@ -360,7 +366,8 @@ def fixed_combined(pairs: CandidatePairs, weights: dict[str, float], use_embeddi
 # ----------------------------------------------------------------------------------------- learning
 
 
-def _fit(pairs: CandidatePairs, names: tuple[str, ...], c: float, seed: int, per_query: int = 25) -> dict:
+def _fit(pairs: CandidatePairs, names: tuple[str, ...], c: float, seed: int, per_query: int = 25,
+         min_queries: int = 1) -> dict:
     """Ranking weights from pairwise differences (true minus wrong candidate of one query), then calibrated.
 
     Annotation ranks the candidates of one query, so the weights are fitted on what decides a ranking: a
@@ -383,9 +390,11 @@ def _fit(pairs: CandidatePairs, names: tuple[str, ...], c: float, seed: int, per
         if pos.size and neg.size:
             k = min(per_query, pos.size * neg.size)
             diffs.append(xs[rng.choice(pos, k)] - xs[rng.choice(neg, k)])
-    if not diffs:
-        raise InputError("no query has both a true and a wrong candidate: nothing to learn a ranking from",
-                         fix="use a larger library with isomers or near-isobaric compounds")
+    if len(diffs) < max(1, min_queries):
+        raise NotEnoughData(f"only {len(diffs)} queries have both a true and a wrong candidate (at least "
+                            f"{max(1, min_queries)} needed): too little to learn a ranking from",
+                            fix="use a library with several spectra per structure and isomers or near-isobaric "
+                                "compounds")
     d = np.vstack(diffs)
     ranker = LogisticRegression(C=c, fit_intercept=False, max_iter=2000, random_state=seed)
     ranker.fit(np.vstack([d, -d]), np.r_[np.ones(d.shape[0]), np.zeros(d.shape[0])].astype(int))
@@ -451,7 +460,7 @@ def _cross_validated_top1(pairs: CandidatePairs, blocks: np.ndarray, clean: np.n
         try:
             m_emb = _fit(_subset(pairs, train_q), FEATURES, float(p["C"]), seed, int(p["pairs_per_query"]))
             m_spec = _fit(_subset(pairs, train_q), SPECTRAL_FEATURES, float(p["C"]), seed, int(p["pairs_per_query"]))
-        except InputError:
+        except NotEnoughData:
             continue  # a fold without a query that has both a true and a wrong candidate
         combiner = LearnedCombiner(model_id="cv", models={"with_embedding": m_emb, "spectral": m_spec})
         here = fold[q_of] == k
@@ -510,7 +519,7 @@ def learn_combined(library_paths: list[str | Path], model_dir: str | Path, param
     q_rows = _choose_query_rows(ref, part, int(p["max_structures"]), int(p["queries_per_structure"]), rng)
     n_structures = int(np.unique(ref.block[q_rows]).size)
     if n_structures < 10:
-        raise InputError(
+        raise NotEnoughData(
             f"only {n_structures} structures of the encoder's '{part}' split in the library: too few to learn from",
             file=", ".join(map(str, library_paths)),
             fix="use the library the encoder was trained on, or an encoder trained with a larger val_fraction")
@@ -529,8 +538,10 @@ def learn_combined(library_paths: list[str | Path], model_dir: str | Path, param
     q_emb = embed_queries(queries, embed_params)
     pairs = score_query_set(ref, queries, allowed, p["scoring"], q_emb, lib_emb, ppm)
     models = {
-        "with_embedding": _fit(pairs, FEATURES, float(p["C"]), seed, int(p["pairs_per_query"])),
-        "spectral": _fit(pairs, SPECTRAL_FEATURES, float(p["C"]), seed, int(p["pairs_per_query"])),
+        "with_embedding": _fit(pairs, FEATURES, float(p["C"]), seed, int(p["pairs_per_query"]),
+                               int(p["min_queries"])),
+        "spectral": _fit(pairs, SPECTRAL_FEATURES, float(p["C"]), seed, int(p["pairs_per_query"]),
+                         int(p["min_queries"])),
     }
     clean = np.asarray([lv["level"] == 0 for lv in levels], dtype=bool)
     metrics = _cross_validated_top1(pairs, ref.block[q_rows], clean, p, seed, annotate.DEFAULT_PARAMS["weights"])
@@ -591,7 +602,14 @@ def _cli_learn(args: argparse.Namespace) -> int:
             raise InputError("library file does not exist", file=str(path))
     if not Path(args.model).is_dir():
         raise InputError("model folder does not exist", file=str(args.model), fix="train one with 'ms2study train'")
-    record = learn_combined(args.library, args.model, load_params(args))
+    try:
+        record = learn_combined(args.library, args.model, load_params(args))
+    except NotEnoughData as err:
+        if not args.optional:
+            raise
+        log.warning("combined score not learned (%s); annotate will use the fixed weights", err)
+        print(f"{args.model}: no {COMBINED_FILE} written: {err}")
+        return 0
     print(f"{Path(args.model) / COMBINED_FILE}: validation top-1 {record['validation_top1']}")
     return 0
 
@@ -603,6 +621,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               help="learn the combined score's weights for an encoder (writes combined.json)")
     p.add_argument("--library", nargs="+", required=True, help="the library the encoder was trained on")
     p.add_argument("--model", required=True, help="encoder folder (from 'ms2study train'); combined.json goes here")
+    p.add_argument("--optional", action="store_true",
+                   help="when the library is too small to learn from, warn and exit 0 (annotate then uses fixed weights)")
     add_params_argument(p)
     p.set_defaults(func=_cli_learn)
 

@@ -8,6 +8,7 @@ rule train_encoder:
         directory("results/models/{name}"),
     params:
         p=lambda wildcards: stage_params("train", name=wildcards.name),
+        c=lambda wildcards: shlex.quote(json.dumps({"embed": {"device": config["train"].get("device", "auto")}})),
         version=MS2STUDY_VERSION,
     log:
         "logs/train/{name}.log",
@@ -22,4 +23,6 @@ rule train_encoder:
         ENV
     shell:
         "python -m ms2study train --library {input:q} --out {output:q} --threads {threads} "
-        "--params {params.p} > {log:q} 2>&1"
+        "--params {params.p} > {log:q} 2>&1 && "
+        "python -m ms2study learn-combined --library {input:q} --model {output:q} --optional "
+        "--params {params.c} >> {log:q} 2>&1"
