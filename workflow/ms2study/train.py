@@ -132,9 +132,9 @@ class TrainingData:
         # one compound share few fragments, and asking the encoder to map them together spends its capacity on
         # pairs that never meet.
         species_mz = (pl.col("precursor_mz") * 100).round(0).cast(pl.Int64)  # 0.01 Da bins
-        train = self.meta.filter(pl.col("split") == "train").with_columns(
-            pl.Series("ion", self.ion_mode[self.meta.filter(pl.col("split") == "train")["row"].to_numpy()]),
-            species_mz.fill_null(-1).alias("species_mz"))
+        train = self.meta.filter(pl.col("split") == "train")
+        train = train.with_columns(pl.Series("ion", self.ion_mode[train["row"].to_numpy()]),
+                                   species_mz.fill_null(-1).alias("species_mz"))
         by_unit = (train.group_by("block", "ion", "species_mz", maintain_order=True)
                    .agg(pl.col("row"), pl.col("formula").first()))
         self.train_blocks: list[str] = by_unit["block"].unique(maintain_order=True).to_list()
