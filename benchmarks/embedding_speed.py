@@ -56,12 +56,9 @@ def replicate(arrays: tuple, n: int) -> tuple:
     mz, intensity, offsets, precursor = arrays
     m = precursor.shape[0]
     take = np.arange(n) % m
-    lengths = np.diff(offsets)[take]
-    new_offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
-    source = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in range(m)])
-    per_copy = source.shape[0]
-    reps = -(-n // m)
-    flat = np.tile(source, reps)[: new_offsets[-1]] if per_copy else source
+    new_offsets = np.concatenate(([0], np.cumsum(np.diff(offsets)[take]))).astype(np.int64)
+    # Spectra are stored back to back, so n spectra in cyclic order are the peak arrays tiled and cut.
+    flat = np.tile(np.arange(offsets[0], offsets[-1]), -(-n // m))[: new_offsets[-1]]
     return mz[flat], intensity[flat], new_offsets, precursor[take]
 
 

@@ -474,12 +474,12 @@ def _cross_validated_top1(pairs: CandidatePairs, blocks: np.ndarray, clean: np.n
         "learned": learned,
     }
     metrics: dict[str, Any] = {}
+    sel = clean
     for name, s in candidates.items():
-        answerable, correct, _ = top1_correct(pairs, s)
+        answerable, correct, _ = top1_correct(pairs, s)  # answerable does not depend on the score
         sel = answerable & clean
         metrics[name] = float(correct[sel].mean()) if sel.any() else None
-    answerable, _, _ = top1_correct(pairs, pairs.scores["cosine"])
-    metrics["n_queries_answerable"] = int((answerable & clean).sum())
+    metrics["n_queries_answerable"] = int(sel.sum())
     metrics["folds"] = folds
     return metrics
 

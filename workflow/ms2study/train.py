@@ -312,8 +312,7 @@ class SearchSet:
         self.answerable = np.bincount(q_of[self.label], minlength=q_rows.size) > 0
         same_formula = (formula[cand] == formula[q_rows[q_of]]) & (formula[q_rows[q_of]] != "")
         isomer = np.zeros(q_rows.size, dtype=bool)
-        for q in np.unique(q_of[same_formula & ~self.label]):  # another structure of the query's formula
-            isomer[q] = True
+        isomer[q_of[same_formula & ~self.label]] = True  # another structure of the query's formula
         self.isomer = isomer & self.answerable
         self.rows = np.unique(np.concatenate([q_rows, cand]))
 
