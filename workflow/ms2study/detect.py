@@ -7,6 +7,11 @@ chromatographic peaks, FeatureFindingMetabo groups co-eluting isotope traces int
 feature keeps its convex-hull bounds (RT over all its traces, m/z of the monoisotopic trace) because
 the ``spectra`` stage maps MS2 precursors into those hulls. Feature ids are assigned in ascending m/z
 so the same input always gives the same ids.
+
+A run with fewer than ``MIN_MS1_SCANS`` MS1 scans (pyOpenMS refuses it) gives an empty feature table and
+a warning naming the file and the sample, so one short run never stops a study; its MS2 scans then map to
+no feature. Features carry no polarity: the MS1 scans of a polarity-switching run are detected together
+(a warning says so).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import pyopenms as oms
 from ms2study import tables
 from ms2study.atomic import write_parquet
 from ms2study.errors import InputError
-from ms2study.msio import is_profile, load_experiment
+from ms2study.msio import is_profile, load_experiment, scan_ion_mode
 from ms2study.params import overlay
 
 log = logging.getLogger(__name__)
@@ -59,6 +64,9 @@ DEFAULT_PARAMS: dict = {
 }
 
 CENTROID_MODES = ("auto", "always", "never")
+
+# MassTraceDetection and FeatureFindingMetabo raise "too few MS1 spectra (less than 3!)" below this.
+MIN_MS1_SCANS = 3
 
 
 def merge_params(params: dict | None, defaults: dict, stage: str) -> dict:
@@ -215,19 +223,49 @@ def featuremap_to_frame(fmap: oms.FeatureMap, sample_id: str) -> pl.DataFrame:
 
 
 def detect_features(mzml: str | Path, sample_id: str, params: dict | None = None) -> pl.DataFrame:
-    """Detect the LC-MS features of one run; returns a ``tables.FEATURES`` frame (maybe empty)."""
+    """Detect the LC-MS features of one run; returns a ``tables.FEATURES`` frame (maybe empty).
+
+    Empty, with a WARNING naming the file and the sample, when the run has fewer than ``MIN_MS1_SCANS``
+    MS1 scans. Raises ``InputError`` (naming file and sample) for an unreadable run, a run without MS1
+    scans, a bad parameter, or a pyOpenMS failure during detection.
+    """
     params = merge_params(params, DEFAULT_PARAMS, "detect")
     if params["centroid"] not in CENTROID_MODES:
         raise InputError(f"detect parameter centroid='{params['centroid']}' is not one of {list(CENTROID_MODES)}")
     exp = load_experiment(mzml, sample_id)
     ms1 = ms1_experiment(exp)
+    file = Path(mzml).name
+    if ms1.getNrSpectra() < MIN_MS1_SCANS:
+        log.warning(
+            "sample '%s', file '%s': only %d MS1 scan(s); feature detection needs at least %d, so the feature "
+            "table is empty and this sample's MS2 scans map to no feature",
+            sample_id, file, ms1.getNrSpectra(), MIN_MS1_SCANS,
+        )
+        return featuremap_to_frame(oms.FeatureMap(), sample_id)
+    modes = [scan_ion_mode(s) for s in ms1]
+    n_pos, n_neg = modes.count("positive"), modes.count("negative")
+    if n_pos and n_neg:
+        log.warning(
+            "sample '%s', file '%s': MS1 scans mix polarities (%d positive, %d negative); features are detected "
+            "over all of them together and carry no polarity",
+            sample_id, file, n_pos, n_neg,
+        )
     profile = is_profile(ms1)
     if params["centroid"] == "always" or (params["centroid"] == "auto" and profile):
         log.info("%s: centroiding %d MS1 scans (profile=%s)", sample_id, ms1.getNrSpectra(), profile)
         ms1 = centroid(ms1, params["peak_picker_snr"])
     elif profile:
         log.warning("%s: MS1 scans look like profile data but centroid='never'; features will be poor", sample_id)
-    fmap = find_features(ms1, params)
+    try:
+        fmap = find_features(ms1, params)
+    except RuntimeError as err:  # pyOpenMS reports its refusals as RuntimeError; name the run, no traceback
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(
+            f"feature detection failed in pyOpenMS ({reason})",
+            file=str(mzml),
+            sample=sample_id,
+            fix="check the run's MS1 scans and the detect parameters, or remove the sample from the sheet",
+        ) from err
     df = featuremap_to_frame(fmap, sample_id)
     log.info("%s: %d features from %d MS1 scans", sample_id, df.height, ms1.getNrSpectra())
     return df

@@ -4,12 +4,16 @@ Every stage that reads a raw run goes through ``load_experiment`` so that a miss
 MS1-less file fails the same way: an ``InputError`` that names the file, the sample and what to do,
 instead of a bare C++ exception from deep inside pyOpenMS. ``is_profile`` decides whether the MS1
 scans must be centroided before feature detection; it trusts the file's declared spectrum type and
-falls back to the spacing of the peaks when the file does not say.
+falls back to the spacing of the peaks when the file does not say. ``scan_ion_mode`` and
+``read_precursor`` read a scan's polarity and its precursor (selected ion checked against its own
+isolation window).
 """
 
 from __future__ import annotations
 
+import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +23,15 @@ from ms2study.errors import InputError
 
 # Extensions we can read, lower-cased, mapped to the pyOpenMS reader class.
 READERS = {".mzml": oms.MzMLFile, ".mzxml": oms.MzXMLFile}
+
+# A scan's declared polarity (mzML "positive scan" / "negative scan", mzXML polarity="+"/"-"); POLNULL: not stated.
+ION_MODES = {oms.IonSource.Polarity.POSITIVE: "positive", oms.IonSource.Polarity.NEGATIVE: "negative"}
+
+# pyOpenMS keeps the isolation-window target as this precursor meta value when it differs from the selected
+# ion (it writes and reads MS:1000827 so; when the two are equal it stores no meta value). mzXML has no target.
+ISOLATION_TARGET_KEY = "isolation window target m/z"
+# A selected ion this far (Da) beyond its window's edge is outside it; below it, rounding in the file.
+WINDOW_EDGE_TOLERANCE_DA = 0.01
 
 # Profile data samples each peak at many points: neighbouring points lie a few mDa apart, while
 # centroids of one scan rarely do. 0.01 Da separates the two for Orbitrap, TOF and ion-trap data.
@@ -114,3 +127,65 @@ def is_profile(exp: oms.MSExperiment, ms_level: int = 1, max_scans: int = 20) ->
     picks = np.unique(np.linspace(0, len(scans) - 1, num=min(max_scans, len(scans))).astype(int))
     votes = [v for v in (spectrum_is_profile(scans[i]) for i in picks) if v is not None]
     return bool(votes) and sum(votes) * 2 > len(votes)
+
+
+def scan_ion_mode(spec: oms.MSSpectrum) -> str | None:
+    """"positive" or "negative" from the scan's declared polarity; None when the scan does not say."""
+    return ION_MODES.get(spec.getInstrumentSettings().getPolarity())
+
+
+@dataclass(frozen=True)
+class PrecursorInfo:
+    """A fragment scan's precursor as the pipeline uses it (m/z in Th; None where the file gives none)."""
+
+    precursor_mz: float | None  # searched and mapped: the selected ion, or the window target when corrected
+    selected_ion_mz: float | None  # the selected ion as the file gives it
+    charge: int  # 0 when unknown
+    intensity: float | None
+    corrected: bool  # True: the selected ion lay outside its own isolation window, the target is used
+
+
+NO_PRECURSOR = PrecursorInfo(None, None, 0, None, False)
+
+
+def _positive(value) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) and v > 0 else None
+
+
+def read_precursor(spec: oms.MSSpectrum) -> PrecursorInfo:
+    """The first precursor of ``spec``, with the selected ion checked against its isolation window.
+
+    The window is [target - lower offset, target + upper offset], the target being the precursor's
+    ``ISOLATION_TARGET_KEY`` meta value, or the selected ion itself when the file stores none. A selected
+    ion outside its own window (more than ``WINDOW_EDGE_TOLERANCE_DA`` beyond an edge) is a known converter
+    fault: the window target becomes ``precursor_mz`` and ``corrected`` is True (MZmine does the same).
+    A window of width 0 (not stated) is never judged; a precursor with a target but no selected ion uses the
+    target (not counted as a correction). A scan without precursor gives ``NO_PRECURSOR``.
+    """
+    precs = spec.getPrecursors()
+    if not precs:
+        return NO_PRECURSOR
+    prec = precs[0]
+    selected = _positive(prec.getMZ())
+    target = _positive(prec.getMetaValue(ISOLATION_TARGET_KEY)) if prec.metaValueExists(ISOLATION_TARGET_KEY) else None
+    lower = max(float(prec.getIsolationWindowLowerOffset()), 0.0)
+    upper = max(float(prec.getIsolationWindowUpperOffset()), 0.0)
+    used, corrected = selected, False
+    if selected is None:
+        used = target
+    elif target is not None and lower + upper > 0:
+        inside = target - lower - WINDOW_EDGE_TOLERANCE_DA <= selected <= target + upper + WINDOW_EDGE_TOLERANCE_DA
+        if not inside:
+            used, corrected = target, True
+    intensity = float(prec.getIntensity())
+    return PrecursorInfo(
+        precursor_mz=used,
+        selected_ion_mz=selected,
+        charge=int(prec.getCharge()),
+        intensity=intensity if math.isfinite(intensity) else None,
+        corrected=corrected,
+    )

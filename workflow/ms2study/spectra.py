@@ -7,6 +7,13 @@ m/z or of its monoisotopic trace's m/z bounds. When several features qualify (co
 the one nearest in m/z wins, then the most intense. We map onto hulls ourselves because
 ``FeatureMapping.assignMS2IndexToFeature`` assigns nothing when called from Python (see FACTS.md).
 Peaks go through ``ms2study.cleaning.clean_peaks``, the same cleaning the library spectra get.
+
+Each row carries its scan's polarity (``ion_mode``; annotate searches a scan only against library spectra
+of that polarity), so a polarity-switching run is processed per scan polarity (with a warning). Features
+carry no polarity: a scan maps to a feature by m/z and RT alone, whatever the polarity of the MS1 scans
+the feature came from. ``precursor_mz`` is the selected ion unless it lies outside its own isolation
+window (a converter fault): then the window target is searched and mapped, the file's value is kept in
+``selected_ion_mz`` and ``precursor_corrected`` is True (see ``msio.read_precursor``).
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from ms2study.atomic import write_parquet
 from ms2study.cleaning import clean_peaks
 from ms2study.detect import CENTROID_MODES, centroid, merge_params
 from ms2study.errors import InputError
-from ms2study.msio import is_profile, load_experiment
+from ms2study.msio import is_profile, load_experiment, read_precursor, scan_ion_mode
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +112,12 @@ def extract_spectra(
     sample_id: str,
     params: dict | None = None,
 ) -> pl.DataFrame:
-    """Every MS2 scan of ``mzml`` as a ``tables.SPECTRA`` row: precursor, its feature (or null), cleaned peaks."""
+    """Every MS2 scan of ``mzml`` as a ``tables.SPECTRA`` row: precursor, its feature (or null), cleaned peaks.
+
+    The precursor is window-checked (``msio.read_precursor``), ``ion_mode`` is the scan's polarity. Logs per
+    sample the scans of each polarity, warns (naming file and sample) on mixed polarities, on corrected
+    precursors and on an empty feature table. Raises ``InputError`` for an unreadable run or bad parameters.
+    """
     params = merge_params(params, DEFAULT_PARAMS, "spectra")
     if params["centroid"] not in CENTROID_MODES:
         raise InputError(f"spectra parameter centroid='{params['centroid']}' is not one of {list(CENTROID_MODES)}")
@@ -126,16 +138,13 @@ def extract_spectra(
     cols["n_peaks_raw"] = []
     for k, i in enumerate(index):
         spec = frag.getSpectrum(k)
-        precs = spec.getPrecursors()
-        if precs:
-            pmz, pz, pint = float(precs[0].getMZ()), int(precs[0].getCharge()), float(precs[0].getIntensity())
-        else:  # a fragment scan without precursor information: kept, but it cannot be mapped
-            pmz, pz, pint = float("nan"), 0, float("nan")
+        # A fragment scan without precursor information is kept, but it cannot be mapped.
+        prec = read_precursor(spec)
         mz, inten = spec.get_peaks()
         cmz, cint = clean_peaks(
             mz,
             inten,
-            pmz if np.isfinite(pmz) and pmz > 0 else None,
+            prec.precursor_mz,
             remove_precursor=bool(params["remove_precursor"]),
             precursor_margin_da=float(params["precursor_margin_da"]),
             min_relative_intensity=float(params["min_relative_intensity"]),
@@ -146,9 +155,12 @@ def extract_spectra(
         cols["scan_index"].append(i)
         cols["native_id"].append(spec.getNativeID())
         cols["rt_s"].append(float(spec.getRT()))
-        cols["precursor_mz"].append(pmz if np.isfinite(pmz) and pmz > 0 else None)
-        cols["precursor_charge"].append(pz)
-        cols["precursor_intensity"].append(pint if np.isfinite(pint) else None)
+        cols["precursor_mz"].append(prec.precursor_mz)
+        cols["precursor_charge"].append(prec.charge)
+        cols["precursor_intensity"].append(prec.intensity)
+        cols["selected_ion_mz"].append(prec.selected_ion_mz)
+        cols["precursor_corrected"].append(prec.corrected)
+        cols["ion_mode"].append(scan_ion_mode(spec))
         cols["mz"].append(cmz)
         cols["intensity"].append(cint)
         cols["n_peaks_raw"].append(int(mz.size))
@@ -172,7 +184,39 @@ def extract_spectra(
     )
     n_mapped = int(df["feature_id"].is_not_null().sum())
     log.info("%s: %d MS%d scans, %d mapped to features", sample_id, df.height, level, n_mapped)
+    _log_scan_checks(df, Path(mzml).name, sample_id, level, features.height)
     return tables.conform(df, tables.SPECTRA)
+
+
+def _log_scan_checks(df: pl.DataFrame, file: str, sample_id: str, level: int, n_features: int) -> None:
+    """Log the polarity counts, a mixed-polarity warning, the precursor corrections and an empty feature table."""
+    if df.height == 0:
+        return
+    modes = df["ion_mode"]
+    n_pos, n_neg = int((modes == "positive").sum()), int((modes == "negative").sum())
+    n_none = int(modes.null_count())
+    log.info(
+        "%s: MS%d scan polarity: %d positive, %d negative, %d not stated", sample_id, level, n_pos, n_neg, n_none
+    )
+    if n_pos and n_neg:
+        log.warning(
+            "sample '%s', file '%s': the run mixes polarities (%d positive, %d negative MS%d scans); it is processed "
+            "per scan polarity (each scan is searched only against library spectra of its own polarity; features "
+            "carry no polarity)",
+            sample_id, file, n_pos, n_neg, level,
+        )
+    n_fixed = int(df["precursor_corrected"].sum())
+    if n_fixed:
+        log.warning(
+            "sample '%s', file '%s': %d of %d scans: selected ion outside isolation window, window target used",
+            sample_id, file, n_fixed, df.height,
+        )
+    if n_features == 0:
+        log.warning(
+            "sample '%s', file '%s': the feature table is empty, so none of the %d MS%d scans is mapped to a "
+            "feature (the detect log says why)",
+            sample_id, file, df.height, level,
+        )
 
 
 def _cli(args: argparse.Namespace) -> int:

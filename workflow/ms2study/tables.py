@@ -31,10 +31,14 @@ SPECTRA: dict[str, pl.DataType] = {
     "scan_index": pl.Int32,       # index of the scan in the mzML file
     "native_id": pl.Utf8,
     "rt_s": pl.Float64,
-    "precursor_mz": pl.Float64,
+    "precursor_mz": pl.Float64,   # searched and mapped: the selected ion, or the isolation-window target when the
+                                  #   selected ion lies outside its own window (converter fault); null when none
     "precursor_charge": pl.Int32,  # 0 when unknown
     "precursor_intensity": pl.Float64,
-    "feature_id": pl.Utf8,        # null when the precursor fell in no feature hull
+    "selected_ion_mz": pl.Float64,  # the selected-ion m/z as the file gives it (null without precursor)
+    "precursor_corrected": pl.Boolean,  # True when precursor_mz is the window target, not the selected ion
+    "ion_mode": pl.Utf8,          # "positive" / "negative" from the scan's polarity; null when the scan does not say
+    "feature_id": pl.Utf8,        # null when the precursor fell in no feature hull (features carry no polarity)
     "mz": pl.List(pl.Float64),    # cleaned peaks, ascending m/z
     "intensity": pl.List(pl.Float32),
 }
@@ -84,11 +88,19 @@ def empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
     return pl.DataFrame(schema=schema)
 
 
+# Columns added to a contract after tables were first written: ``conform`` fills them with typed nulls when a
+# frame lacks them (a spectra.parquet from an older run, a frame built by hand), meaning "not known".
+ADDED_LATER: frozenset[str] = frozenset({"selected_ion_mz", "precursor_corrected", "ion_mode"})
+
+
 def conform(df: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    """Cast the schema's columns to their types and put them first; extra columns follow."""
-    missing = [c for c in schema if c not in df.columns]
+    """Cast the schema's columns to their types and put them first; extra columns follow.
+
+    Raises ``ValueError`` naming the columns the frame lacks (those of ``ADDED_LATER`` become nulls).
+    """
+    missing = [c for c in schema if c not in df.columns and c not in ADDED_LATER]
     if missing:
         raise ValueError(f"table lacks columns {missing}")
-    head = [pl.col(c).cast(t) for c, t in schema.items()]
+    head = [(pl.col(c) if c in df.columns else pl.lit(None)).cast(t).alias(c) for c, t in schema.items()]
     rest = [c for c in df.columns if c not in schema]
     return df.select(head + rest)
