@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from ms2study import study
@@ -90,3 +91,61 @@ def test_library_paths_and_name(tmp_path: Path) -> None:
     assert study.library_name(paths, config) == "My_Lib"
     with pytest.raises(InputError, match="nothere.mgf"):
         study.library_paths(tmp_path, study.load_config(tmp_path, {"library": ["nothere.mgf"]}))
+
+
+def _outcome_study(folder: Path, values: list[str], outcome: str) -> tuple[dict, pl.DataFrame]:
+    rows = ["sample_id\tfile\tgroup"]
+    for i, value in enumerate(values):
+        _touch_mzml(folder, f"r{i}.mzML")
+        rows.append(f"S{i}\tr{i}.mzML\t{value}")
+    (folder / "samples.tsv").write_text("\n".join(rows) + "\n")
+    (folder / "config.yaml").write_text(f"models: {{outcomes: [{outcome}]}}\n")
+    config = study.load_config(folder)
+    return config, study.load_sample_sheet(folder, config)
+
+
+@pytest.mark.parametrize(
+    ("values", "outcome", "message"),
+    [
+        # all samples 'case' with positive_class case: the models job would have nothing to compare
+        (["case", "case", "NA"], "{column: group, type: binary, positive_class: case}",
+         r"models\.outcomes\.0\.positive_class is 'case'\) has a single class: every sample with a value has 'case'"),
+        # the positive class is not among the values: the models job used to fail late with this
+        (["control", "control"], "{column: group, type: binary, positive_class: case}",
+         r"config models\.outcomes\.0\.positive_class \(outcome 'group'\): positive_class 'case'.*not among"),
+        (["a", "a"], "{column: group, type: multiclass}", r"config models\.outcomes\.0\) has a single class"),
+        (["a", "b", "c"], "{column: group, type: binary}", r"config models\.outcomes\.0\.type .*3 classes"),
+        (["1.5", "high"], "{column: group, type: continuous}", r"models\.outcomes\.0\.type .*has the value 'high'"),
+    ],
+)
+def test_outcomes_that_cannot_be_modelled_are_refused_at_validation(tmp_path: Path, values: list[str], outcome: str,
+                                                                    message: str) -> None:
+    config, sheet = _outcome_study(tmp_path, values, outcome)
+    with pytest.raises(InputError, match=message) as err:
+        study.check_outcomes(sheet, config, str(tmp_path / "samples.tsv"))
+    assert str(tmp_path / "samples.tsv") in str(err.value)
+
+
+def test_two_class_outcomes_pass_validation(tmp_path: Path) -> None:
+    config, sheet = _outcome_study(tmp_path, ["case", "control", ""],
+                                   "{column: group, type: binary, positive_class: case}")
+    study.check_outcomes(sheet, config, "samples.tsv")
+
+
+def test_one_class_outcome_stops_ms2study_run_before_any_job(tmp_path: Path) -> None:
+    from ms2study.cli import main
+
+    _outcome_study(tmp_path, ["case", "case"], "{column: group, type: binary, positive_class: case}")
+    assert main(["run", str(tmp_path), "--cores", "1"]) == 1
+    assert not (tmp_path / ".snakemake").exists() and not (tmp_path / "results").exists()
+
+
+def test_invalid_stage_value_stops_ms2study_run_before_any_job(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from ms2study.cli import main
+
+    _touch_mzml(tmp_path, "a.mzML")
+    (tmp_path / "config.yaml").write_text("annotate: {fdr: high}\n")
+    assert main(["run", str(tmp_path), "--cores", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "key 'annotate.fdr'" in err and str(tmp_path / "config.yaml") in err and "config/README.md" in err
+    assert not (tmp_path / ".snakemake").exists() and not (tmp_path / "results").exists()

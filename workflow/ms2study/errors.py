@@ -17,6 +17,7 @@ class InputError(Exception):
         if fix:
             text += f" -> {fix}"
         super().__init__(text)
+        self.message = message
         self.file = file
         self.sample = sample
         self.fix = fix

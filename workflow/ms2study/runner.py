@@ -1,20 +1,45 @@
-"""``ms2study run STUDY_DIR``: run the Snakemake workflow on a study folder.
+"""``ms2study run STUDY_DIR``: run the Snakemake workflow on a study folder, and say plainly how it ended.
 
 Any further arguments (``--cores``, ``--profile``, ``--dry-run``, targets...) are passed to Snakemake unchanged.
-Without ``--profile`` the repository's ``profiles/default`` is used; without ``--cores``/``--jobs`` all cores are.
-The study is validated first, so a bad sample sheet or config stops here with the key or row named.
+Without ``--profile`` the repository's ``profiles/default`` is used (jobs of other samples keep going when one
+fails); without ``--cores``/``--jobs`` all cores are. The study is validated first, so a bad sample sheet or config
+stops here with the key or row named.
+
+A run that was killed (SIGKILL, a lost node, a closed laptop) leaves Snakemake's lock in ``.snakemake/locks``; the
+next run says so and prints the one command that recovers: ``ms2study run STUDY_DIR --recover`` removes the lock
+(``snakemake --unlock``) and reruns the unfinished jobs (``--rerun-incomplete``); finished outputs are kept.
+At the end of a failed run the failed jobs are listed with their samples and log files, and a report left by an
+earlier run is moved to ``results/study/report.out-of-date.html`` so it cannot be taken for this run's.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import shlex
 import subprocess
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import yaml
 
 from ms2study import study
 from ms2study.errors import InputError
+
+REPORT = Path("results") / "study" / "report.html"
+OUT_OF_DATE_REPORT = Path("results") / "study" / "report.out-of-date.html"
+# Outputs of jobs that the report does not depend on (encoder training, requested on its own).
+NOT_FOR_REPORT = ("results/models/",)
+DRY_RUN_FLAGS = ("-n", "--dry-run", "--dryrun")
+# Snakemake options that take no lock or run no jobs: no stale-lock check and no summary for them.
+NO_LOCK_FLAGS = (*DRY_RUN_FLAGS, "--unlock", "--nolock", "--lint", "--list-rules", "--list", "-l", "--summary",
+                 "--detailed-summary", "-D", "--dag", "--rulegraph", "--filegraph", "--d3dag", "--report",
+                 "--list-changes", "--lc", "--list-code-changes", "--list-input-changes", "--list-params-changes",
+                 "--cleanup-metadata", "--cleanup-shadow", "--delete-all-output", "--delete-temp-output",
+                 "--touch", "-t", "--version", "-v", "--help", "-h")
 
 
 def snakemake_command(study_dir: Path, extra: list[str]) -> list[str]:
@@ -33,19 +58,345 @@ def snakemake_command(study_dir: Path, extra: list[str]) -> list[str]:
     return command + list(extra)
 
 
-def run_study(study_dir: Path, extra: list[str]) -> int:
+# --------------------------------------------------------------------------------------------- locks
+
+
+def lock_files(study_dir: Path) -> list[Path]:
+    """Snakemake's lock files in the study folder (present while a run works there, or left by a killed one)."""
+    folder = Path(study_dir) / ".snakemake" / "locks"
+    return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+
+
+def _own_lineage() -> set[int]:
+    """This process and its ancestors (they work in the folder because they started this check)."""
+    pids, pid = set(), os.getpid()
+    while pid > 1 and pid not in pids:
+        pids.add(pid)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            pid = int(stat.rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return pids
+
+
+def _directory_argument(args: list[str], cwd: Path) -> Path | None:
+    for i, arg in enumerate(args):
+        value = None
+        if arg in ("-d", "--directory") and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith("--directory="):
+            value = arg.split("=", 1)[1]
+        if value:
+            return (cwd / value).resolve()
+    return None
+
+
+def processes_in(study_dir: Path) -> list[tuple[int, str]] | None:
+    """(pid, command line) of Snakemake or ms2study processes working in ``study_dir`` on this machine: a
+    Snakemake run (its working directory, or ``-d``) or one of its jobs. None where processes cannot be listed
+    (no /proc); this process and its parents are left out."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None
+    study_dir = Path(study_dir).resolve()
+    mine = _own_lineage()
+    found = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) in mine:
+            continue
+        try:
+            args = [a.decode(errors="replace") for a in (entry / "cmdline").read_bytes().split(b"\0") if a]
+            cwd = Path(os.readlink(entry / "cwd"))
+        except OSError:  # gone meanwhile, a zombie, or another user's process
+            continue
+        text = " ".join(args)
+        if "snakemake" not in text and "ms2study" not in text:
+            continue
+        if cwd == study_dir or _directory_argument(args, cwd) == study_dir:
+            found.append((int(entry.name), text))
+    return sorted(found)
+
+
+def recover_command(study_dir: Path, extra: list[str]) -> str:
+    return shlex.join(["ms2study", "run", str(study_dir), "--recover", *extra])
+
+
+def check_lock(study_dir: Path, extra: list[str], recover: bool) -> str | None:
+    """None when the run may start; otherwise the message saying why not and the command that recovers."""
+    locks = lock_files(study_dir)
+    if not locks:
+        return None
+    live = processes_in(study_dir)
+    command = recover_command(study_dir, extra)
+    if live:
+        pid, text = live[0]
+        return (
+            f"another run is working in this study folder (pid {pid}: {text[:160]}).\n"
+            f"Wait for it to finish. If it hangs, stop it (kill {pid}), then recover with:\n    {command}"
+        )
+    if recover:
+        return None
+    unknown = " (processes cannot be listed here)" if live is None else ""
+    return (
+        f"the study folder is locked by an earlier run that did not finish (killed, or its machine went down): "
+        f"{locks[0].parent} holds its lock, and no Snakemake process works in this folder on this machine{unknown}.\n"
+        f"Recover in one command (removes the lock, then reruns the unfinished jobs; finished outputs are kept):\n"
+        f"    {command}\n"
+        f"(If a run on another machine still works in this folder, wait for it to finish instead.)"
+    )
+
+
+def remove_partial_files(study_dir: Path) -> list[Path]:
+    """Delete the hidden temporary files (``results/**/.NAME.XXXX.tmp``, see ms2study.atomic) that killed jobs left
+    beside their outputs. Only called when no process works in the folder."""
+    results = Path(study_dir) / "results"
+    partial = sorted(results.rglob(".*.tmp")) if results.is_dir() else []
+    for path in partial:
+        if path.is_file():
+            path.unlink(missing_ok=True)
+    return partial
+
+
+# ----------------------------------------------------------------------------------------- the run's log
+
+
+@dataclass
+class FailedJob:
+    rule: str
+    jobid: str
+    sample: str | None
+    logs: list[str]
+    outputs: list[str]
+
+
+@dataclass
+class RunLog:
+    """What a Snakemake log says about a run: planned jobs per rule, finished rules, the jobs that failed."""
+
+    path: Path | None = None
+    planned: dict[str, int] = field(default_factory=dict)
+    finished_rules: set[str] = field(default_factory=set)
+    failed: list[FailedJob] = field(default_factory=list)
+    lock_error: bool = False
+
+
+_BLOCK_START = re.compile(r"^(?:local)?(?:rule|checkpoint) (\S+):$")
+_ERROR_START = re.compile(r"^Error in rule (\S+):$")
+_FIELD = re.compile(r"^\s+(\w+): (.*)$")
+_FINISHED = re.compile(r"^Finished job(?:id:)? (\d+)")
+_FINISHED_RULE = re.compile(r"^Finished jobid: \d+ \(Rule: (\S+)\)")
+
+
+def _split_paths(value: str) -> list[str]:
+    value = re.sub(r"\s*\(check log file\(s\) for error details\)\s*$", "", value)
+    return [p.strip() for p in value.split(",") if p.strip()]
+
+
+def _sample_of(fields: dict[str, str]) -> str | None:
+    match = re.search(r"(?:^|,\s*)sample=([^,\s]+)", fields.get("wildcards", ""))
+    return match.group(1) if match else None
+
+
+def parse_snakemake_log(text: str) -> RunLog:
+    """Read Snakemake's log of one run (the text it prints, also kept in ``.snakemake/log/``)."""
+    result = RunLog()
+    jobs: dict[str, dict[str, str]] = {}
+    status: dict[str, tuple[str, dict[str, str]]] = {}  # jobid -> ("failed" | "done", error fields)
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i].rstrip()
+        block = _BLOCK_START.match(line)
+        error = _ERROR_START.match(line)
+        if line.startswith("Job stats:"):
+            i += 3  # header and rule lines
+            while i < len(lines) and lines[i].strip():
+                parts = lines[i].split()
+                if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+                    result.planned[parts[0]] = int(parts[1])
+                i += 1
+            continue
+        if block or error:
+            fields: dict[str, str] = {"rule": (block or error).group(1)}
+            i += 1
+            while i < len(lines) and (m := _FIELD.match(lines[i].rstrip())):
+                fields.setdefault(m.group(1), m.group(2))
+                i += 1
+            jobid = fields.get("jobid", f"?{i}")
+            if block:
+                jobs[jobid] = fields
+            else:
+                status[jobid] = ("failed", fields)
+            continue
+        finished = _FINISHED.match(line)
+        if finished:
+            status[finished.group(1)] = ("done", {})
+            rule = _FINISHED_RULE.match(line)
+            if rule:
+                result.finished_rules.add(rule.group(1))
+            elif finished.group(1) in jobs:
+                result.finished_rules.add(jobs[finished.group(1)]["rule"])
+        if "LockException" in line or "Directory cannot be locked" in line:
+            result.lock_error = True
+        i += 1
+    for jobid, (state, fields) in status.items():
+        if state != "failed":
+            continue
+        merged = {**jobs.get(jobid, {}), **fields}
+        logs = _split_paths(merged.get("log", ""))
+        outputs = _split_paths(merged.get("output", ""))
+        result.failed.append(FailedJob(merged["rule"], jobid, _sample_of(merged), logs, outputs))
+    return result
+
+
+def read_run_log(study_dir: Path, since: float) -> RunLog:
+    """The log Snakemake wrote for the run started at ``since`` (empty when it wrote none)."""
+    folder = Path(study_dir) / ".snakemake" / "log"
+    candidates = [p for p in folder.glob("*.snakemake.log") if p.stat().st_mtime >= since - 1] if folder.is_dir() else []
+    if not candidates:
+        return RunLog()
+    path = max(candidates, key=lambda p: (p.stat().st_mtime, p.name))
+    result = parse_snakemake_log(path.read_text(errors="replace"))
+    result.path = path
+    return result
+
+
+# ------------------------------------------------------------------------------------------- the summary
+
+
+def report_out_of_date(study_dir: Path, run: RunLog, since: float) -> bool:
+    """True when this failed run leaves behind a report made by an earlier run that no longer matches the study:
+    the run meant to rebuild it, or a job the report depends on failed."""
+    report = Path(study_dir) / REPORT
+    if not report.exists() or report.stat().st_mtime >= since:
+        return False
+    if run.planned.get("report") and "report" not in run.finished_rules:
+        return True
+    return any(not job.outputs or not all(o.startswith(NOT_FOR_REPORT) for o in job.outputs) for job in run.failed)
+
+
+def _keeps_going(extra: list[str]) -> bool:
+    """Whether Snakemake was told to keep going after a failed job (option, or the profile in use)."""
+    if "--keep-going" in extra or "-k" in extra:
+        return True
+    profile = study.REPO_ROOT / "profiles" / "default"
+    for i, arg in enumerate(extra):
+        if arg == "--profile" and i + 1 < len(extra):
+            profile = Path(extra[i + 1])
+        elif arg.startswith("--profile="):
+            profile = Path(arg.split("=", 1)[1])
+    if not profile.is_dir() and (study.REPO_ROOT / "profiles" / profile.name).is_dir():
+        profile = study.REPO_ROOT / "profiles" / profile.name
+    try:
+        settings = yaml.safe_load((profile / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return False
+    return bool(settings.get("keep-going"))
+
+
+def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] | None = None) -> str:
+    """The lines printed at the end of a run: failed jobs with samples and logs, and the state of the report."""
+    study_dir = Path(study_dir)
+    run = read_run_log(study_dir, since)
+    lines: list[str] = []
+    if returncode == 0:
+        report = study_dir / REPORT
+        if report.exists() and report.stat().st_mtime >= since:
+            (study_dir / OUT_OF_DATE_REPORT).unlink(missing_ok=True)  # replaced by this run's report
+            lines.append(f"ms2study: the run finished; report: {report}")
+        return "\n".join(lines)
+    if run.lock_error:
+        lines.append("ms2study: Snakemake found the study folder locked.")
+        message = check_lock(study_dir, list(extra or []), recover=False)
+        if message:
+            lines.append(message)
+    if run.failed:
+        samples = sorted({job.sample for job in run.failed if job.sample})
+        lines.append(
+            f"ms2study: the run failed: {len(run.failed)} job(s) failed"
+            + (f", sample(s) {', '.join(samples)}" if samples else "")
+            + (" (the jobs that did not depend on them were run):" if _keeps_going(extra or []) else ":")
+        )
+        width = max(len(job.rule) for job in run.failed)
+        for job in sorted(run.failed, key=lambda j: (j.sample or "", j.rule)):
+            where = f"sample {job.sample}" if job.sample else (", ".join(job.outputs) or "study")
+            logs = ", ".join(str(study_dir / log) for log in job.logs) or "(no log file; see Snakemake's log)"
+            lines.append(f"  {job.rule:<{width}}  {where}  log: {logs}")
+        lines.append("  Correct the cause shown in each log, then run the same command again: finished outputs are "
+                     "kept and only the missing ones are made.")
+    elif not run.lock_error:
+        if returncode < 0 or returncode in (130, 137, 143):
+            lines.append(f"ms2study: the run was interrupted (exit code {returncode}); run the same command again to "
+                         "continue (if it reports a lock, it prints the command that recovers).")
+        else:
+            lines.append(f"ms2study: the run failed (exit code {returncode}) before a job failed: see the messages "
+                         "above.")
+    if run.path:
+        lines.append(f"  Snakemake's log of this run: {run.path}")
+    if report_out_of_date(study_dir, run, since):
+        moved = study_dir / OUT_OF_DATE_REPORT
+        os.replace(study_dir / REPORT, moved)
+        lines.append(f"ms2study: the report from an earlier run is OUT OF DATE (this run did not finish it); it was "
+                     f"moved to {moved} so it cannot be taken for this run's. A run that finishes writes a new "
+                     f"{REPORT}.")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------ the run
+
+
+def _call(command: list[str], env: dict[str, str]) -> int:
+    """Run ``command``; on Ctrl-C keep waiting: Snakemake got the same signal and stops its jobs and removes its
+    lock (killing it here instead would leave a stale lock)."""
+    process = subprocess.Popen(command, env=env)
+    while True:
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            continue
+
+
+def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
     study_dir = Path(study_dir).resolve()
     if not study_dir.is_dir():
         raise InputError("study folder does not exist", file=str(study_dir),
                          fix="give the folder that holds samples.tsv (or the mzML files)")
     config = study.load_config(study_dir)
     sheet = study.load_sample_sheet(study_dir, config)
-    study.check_outcomes(sheet, config, str(study_dir / config["samples"]))
+    sheet_path = study_dir / config["samples"]
+    study.check_outcomes(sheet, config, str(sheet_path if sheet_path.exists() else study_dir))
     command = snakemake_command(study_dir, extra)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(study.REPO_ROOT / "workflow"), env.get("PYTHONPATH")]))
-    print("+ " + " ".join(command), file=sys.stderr, flush=True)
-    return subprocess.call(command, env=env)
+    takes_lock = not any(a in NO_LOCK_FLAGS for a in extra)
+    if takes_lock or recover:
+        message = check_lock(study_dir, extra, recover)
+        if message:
+            print(f"ms2study run: error: {message}", file=sys.stderr, flush=True)
+            return 1
+    if recover:
+        unlock = snakemake_command(study_dir, ["--unlock"])
+        print("+ " + shlex.join(unlock), file=sys.stderr, flush=True)
+        code = _call(unlock, env)
+        if code != 0:
+            print(f"ms2study run: error: snakemake --unlock failed (exit code {code}); see the messages above",
+                  file=sys.stderr)
+            return code
+        partial = remove_partial_files(study_dir)
+        if partial:
+            print(f"ms2study run: removed {len(partial)} partial file(s) left by killed jobs "
+                  f"(e.g. {partial[0].relative_to(study_dir)})", file=sys.stderr, flush=True)
+        if "--rerun-incomplete" not in extra and "--ri" not in extra:
+            command.append("--rerun-incomplete")
+    print("+ " + shlex.join(command), file=sys.stderr, flush=True)
+    since = time.time()
+    code = _call(command, env)
+    if takes_lock:
+        summary = summarize(study_dir, code, since, extra)
+        if summary:
+            print(summary, file=sys.stderr, flush=True)
+    return code
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,4 +407,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("study_dir", type=Path, help="folder with samples.tsv (or mzML files) and optional config.yaml")
-    p.set_defaults(func=lambda args: run_study(args.study_dir, args.extra), accepts_extra=True)
+    p.add_argument("--recover", action="store_true",
+                   help="after a killed run: remove its stale lock (snakemake --unlock), then rerun the unfinished "
+                   "jobs (--rerun-incomplete); finished outputs are kept")
+    p.set_defaults(func=lambda args: run_study(args.study_dir, args.extra, args.recover), accepts_extra=True)

@@ -8,6 +8,9 @@ message names the key or the row and says what to do.
 
 from __future__ import annotations
 
+import difflib
+import functools
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -25,25 +28,146 @@ SPECTRUM_SUFFIXES = (".mzml", ".mzxml")
 SAMPLE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C parser reads the schema 10x faster
+
+
+def _read_yaml(path: Path) -> Any:
+    return yaml.load(path.read_text(), Loader=_YAML_LOADER)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_yaml(path: Path, mtime_ns: int) -> Any:
+    return _read_yaml(path)
+
+
 def _load_schema(name: str) -> dict:
-    return yaml.safe_load((SCHEMA_DIR / name).read_text())
+    path = SCHEMA_DIR / name
+    return _cached_yaml(path, path.stat().st_mtime_ns)
 
 
 def _where(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "(top level)"
 
 
-def validate_config(config: dict, source: str = "config") -> None:
-    """Raise InputError naming the offending key when ``config`` breaks workflow/schemas/config.schema.yaml."""
-    validator = jsonschema.Draft202012Validator(_load_schema("config.schema.yaml"))
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = [f"key '{_where(e)}': {e.message}" for e in errors[:10]]
-        raise InputError(
-            "invalid configuration:\n  " + "\n  ".join(lines),
-            file=source,
-            fix="see config/README.md for the keys and their allowed values",
-        )
+def _resolve(root: dict, node: dict) -> dict:
+    """``node`` with a local ``$ref`` (``#/$defs/name``) replaced by its target (sibling keys win)."""
+    while isinstance(node, dict) and "$ref" in node:
+        target: Any = root
+        for part in node["$ref"].lstrip("#/").split("/"):
+            target = target[part]
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    return node
+
+
+def _subschema(root: dict, path: list) -> dict:
+    """The schema governing the value at ``path`` (through properties, items and additionalProperties)."""
+    node = _resolve(root, root)
+    for part in path:
+        if isinstance(part, int):
+            node = node.get("items", {})
+        elif part in node.get("properties", {}):
+            node = node["properties"][part]
+        elif isinstance(node.get("additionalProperties"), dict):
+            node = node["additionalProperties"]
+        else:
+            return {}
+        node = _resolve(root, node)
+    return node
+
+
+def _lookup(data: Any, path: list) -> tuple[bool, Any]:
+    for part in path:
+        in_list = isinstance(part, int) and isinstance(data, list) and part < len(data)
+        if in_list or (isinstance(part, str) and isinstance(data, dict) and part in data):
+            data = data[part]
+        else:
+            return False, None
+    return True, data
+
+
+def _origin(path: list, value: Any, origins: list[tuple[str, dict]]) -> str:
+    """The last configuration source (defaults, study config.yaml, overrides) that sets ``path`` to ``value``."""
+    for label, data in reversed(origins):
+        found, there = _lookup(data or {}, path)
+        if found and there == value:
+            return label
+    return "--config on the command line"
+
+
+def _dotted(path: list) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def _explain(error: jsonschema.ValidationError, root: dict) -> tuple[list, str]:
+    """(key path, sentence) for one schema error: what is wrong and what is allowed."""
+    path = list(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = sorted(error.schema.get("properties", {}))
+        unknown = sorted(k for k in error.instance if k not in known)
+        key = unknown[0] if unknown else "?"
+        close = difflib.get_close_matches(str(key), known, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        section = f" of '{_dotted(path)}'" if path else ""
+        return path + [key], f"unknown key{section}: {hint}known keys: {', '.join(known)}"
+    if error.validator == "required":
+        return path, error.message.replace("is a required property", "is missing (a required key)")
+    sub = _subschema(root, path)
+    message = error.message
+    if error.validator in ("anyOf", "oneOf"):
+        message = f"{error.instance!r} is not allowed here"
+    if isinstance(error.instance, bool) and error.validator in ("enum", "type", "anyOf", "oneOf"):
+        message += " (YAML reads unquoted off/on/yes/no as true/false: quote the word, e.g. 'off')"
+    details = []
+    if sub.get("description"):
+        details.append(str(sub["description"]))
+    if "default" in sub:
+        details.append(f"default {json.dumps(sub['default'])}")
+    return path, message + (f" ({'; '.join(details)})" if details else "")
+
+
+def validate_config(config: dict, source: str = "config", origins: list[tuple[str, dict]] | None = None) -> None:
+    """Raise InputError naming the key path, the file that set it and the fix when ``config`` breaks
+    workflow/schemas/config.schema.yaml.
+
+    ``origins``: the sources merged into ``config`` in order (label, mapping), used to say which file set a bad
+    value. Without them the repository's config/config.yaml and ./config.yaml (the study folder under Snakemake)
+    are looked at; a value found in neither came from ``--config``.
+    """
+    schema = _load_schema("config.schema.yaml")
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+    if not errors:
+        return
+    if origins is None:
+        origins = [(str(DEFAULT_CONFIG), _read_yaml(DEFAULT_CONFIG) or {})]
+        if source == "config" and Path("config.yaml").is_file():
+            try:
+                origins.append((str(Path("config.yaml").resolve()), _read_yaml(Path("config.yaml"))))
+            except yaml.YAMLError:
+                pass
+    lines, files = [], []
+    for error in errors[:10]:
+        path, sentence = _explain(error, schema)
+        found, value = _lookup(config, path)
+        where = _origin(path, value, origins) if found else source
+        files.append(where)
+        if where.startswith("--config") and isinstance(value, str) and error.validator == "type":
+            sentence += (" [Snakemake's --config reads values inside a mapping as text: set this key in the study's "
+                         "config.yaml instead]")
+        lines.append((_dotted(path) or "(top level)", sentence, where))
+    if len(errors) > 10:
+        lines.append(("...", f"and {len(errors) - 10} more", files[0]))
+    several = len(set(files)) > 1
+    text = "\n  ".join(f"key '{key}': {sentence}" + (f" [set in {where}]" if several else "")
+                       for key, sentence, where in lines)
+    sections = sorted({str(e.absolute_path[0]) for e in errors if e.absolute_path
+                       and _subschema(schema, [e.absolute_path[0]]).get("type") == "object"})
+    readme = "config/README.md" + (f" (section {', '.join(sections)})" if sections else "")
+    raise InputError(
+        f"invalid configuration:\n  {text}\n",
+        file=files[0],
+        fix=f"correct the key(s) named above in {files[0]}; every key, its allowed values and default: {readme}",
+    )
 
 
 def deep_update(base: dict, override: dict) -> dict:
@@ -59,19 +183,24 @@ def deep_update(base: dict, override: dict) -> dict:
 
 def load_config(study_dir: Path, overrides: dict | None = None) -> dict:
     """Defaults, then ``study_dir/config.yaml``, then ``overrides``; validated."""
-    config = yaml.safe_load(DEFAULT_CONFIG.read_text()) or {}
+    defaults = _read_yaml(DEFAULT_CONFIG) or {}
+    config = defaults
     study_config = Path(study_dir) / "config.yaml"
     if study_config.exists():
         try:
-            local = yaml.safe_load(study_config.read_text()) or {}
+            local = _read_yaml(study_config) or {}
         except yaml.YAMLError as err:
             raise InputError(f"not valid YAML ({err})", file=str(study_config), fix="fix the YAML syntax") from err
         if not isinstance(local, dict):
             raise InputError("must be a mapping of config keys", file=str(study_config))
         config = deep_update(config, local)
+    origins = [(str(DEFAULT_CONFIG), defaults)]
+    if study_config.exists():
+        origins.append((str(study_config), local))
     if overrides:
         config = deep_update(config, overrides)
-    validate_config(config, str(study_config if study_config.exists() else DEFAULT_CONFIG))
+        origins.append(("the overrides (--config)", overrides))
+    validate_config(config, str(study_config if study_config.exists() else DEFAULT_CONFIG), origins)
     return config
 
 
@@ -139,9 +268,16 @@ def load_sample_sheet(study_dir: Path, config: dict) -> pl.DataFrame:
 
 
 def check_outcomes(sheet: pl.DataFrame, config: dict, source: str = "samples.tsv") -> None:
-    """Each configured outcome/covariate column must exist in the sample sheet."""
+    """Each configured outcome/covariate column must exist in the sample sheet, and each outcome must be modelable.
+
+    An outcome is encoded exactly as the models job will encode it (``models.encode_outcome``), so a value that would
+    stop that job (a positive_class not among the column's values, a binary outcome with three classes, text in a
+    continuous outcome) stops the run here, before any job starts; so does a binary or multiclass outcome whose
+    samples all share one class (nothing to model). Messages name the key path (``models.outcomes.N``) and the sheet.
+    """
     models = config.get("models", {}) or {}
-    wanted = [("outcome", o["column"], "models.outcomes") for o in models.get("outcomes", []) or []]
+    outcomes = models.get("outcomes", []) or []
+    wanted = [("outcome", o["column"], f"models.outcomes.{i}") for i, o in enumerate(outcomes)]
     wanted += [("covariate", c, "models.covariates") for c in models.get("covariates", []) or []]
     for kind, column, key in wanted:
         if column not in sheet.columns:
@@ -150,6 +286,31 @@ def check_outcomes(sheet: pl.DataFrame, config: dict, source: str = "samples.tsv
                 f"(columns: {', '.join(sheet.columns)})",
                 file=source,
                 fix=f"add the column to samples.tsv or remove the {kind} from config.yaml",
+            )
+    if not outcomes:
+        return
+    from ms2study.models import encode_outcome  # scikit-learn is imported only when outcomes are configured
+
+    for i, spec in enumerate(outcomes):
+        key, column = f"models.outcomes.{i}", spec["column"]
+        try:
+            target = encode_outcome(sheet, spec)
+        except InputError as err:
+            bad_key = f"{key}.positive_class" if "positive_class" in err.message else f"{key}.type"
+            raise InputError(f"config {bad_key} (outcome '{column}'): {err.message}", file=source,
+                             sample=err.sample, fix=err.fix) from err
+        classes = target["classes"]
+        if spec["type"] != "continuous" and len(classes) < 2:
+            where = (f"config {key}.positive_class is '{spec['positive_class']}'"
+                     if spec.get("positive_class") is not None else f"config {key}")
+            values = f"'{classes[0]}'" if classes else "no value"
+            raise InputError(
+                f"outcome '{column}' ({where}) has a single class: every sample with a value has {values} "
+                f"({len(target['sample_ids'])} samples, {len(target['excluded_missing_outcome'])} without a value); "
+                "a model needs at least two classes",
+                file=source,
+                fix=f"add samples of another class to the sheet, correct the '{column}' column, or remove the outcome "
+                f"from models.outcomes in config.yaml",
             )
 
 

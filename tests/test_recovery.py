@@ -1,0 +1,203 @@
+"""Recovery in one command: a killed run's stale lock is recognised and `ms2study run STUDY --recover` finishes the
+work with outputs identical to an uninterrupted run; one bad sample does not stop the others, and the end of the
+run names the failed jobs, their samples and logs, and moves an earlier report aside as out of date.
+
+One 2-sample study is simulated per module; the Snakemake runs request only the detect and spectra outputs (the
+whole file takes about a minute on 2 cores, most of it the SIGKILL test).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ms2study import runner
+from ms2study.simulate import simulate_study
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = ["S01", "S02"]
+TARGETS = [f"results/samples/{s}/{t}.parquet" for s in SAMPLES for t in ("features", "spectra")]
+
+
+def ms2study(*args: str, **popen: object) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO / "workflow"))
+    return subprocess.run([sys.executable, "-m", "ms2study", *args], check=False, capture_output=True, text=True,
+                          env=env, **popen)
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("simulated") / "study"
+    simulate_study(root, n_samples=len(SAMPLES), seed=0)
+    return root
+
+
+@pytest.fixture
+def study(simulated: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "study"
+    shutil.copytree(simulated, copy)
+    return copy
+
+
+def _leave_lock(study: Path) -> None:
+    locks = study / ".snakemake" / "locks"
+    locks.mkdir(parents=True)
+    for name in ("0.input.lock", "0.output.lock"):
+        (locks / name).write_text(str(study / "results" / "samples" / "S01" / "features.parquet") + "\n")
+
+
+# ------------------------------------------------------------------------------------------- stale locks
+
+
+def test_stale_lock_is_named_with_the_command_that_recovers(study: Path) -> None:
+    _leave_lock(study)
+    result = ms2study("run", str(study), "--cores", "1", TARGETS[0])
+    assert result.returncode == 1
+    assert "locked by an earlier run that did not finish" in result.stderr
+    expected = shlex.join(["ms2study", "run", str(study), "--recover", "--cores", "1", TARGETS[0]])
+    assert expected in result.stderr
+    assert "+ " not in result.stderr  # Snakemake was not started
+    assert not (study / "results").exists()
+    # a dry run takes no lock and still works
+    dry = ms2study("run", str(study), "--cores", "1", "--dry-run", TARGETS[0])
+    assert dry.returncode == 0, dry.stderr[-3000:]
+
+
+def test_a_live_run_is_not_taken_for_a_stale_lock(study: Path) -> None:
+    _leave_lock(study)
+    # A process working in the folder whose command line names snakemake stands for a run in progress.
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "snakemake"], cwd=study)
+    try:
+        deadline = time.time() + 10
+        while not runner.processes_in(study) and time.time() < deadline:
+            time.sleep(0.05)
+        assert [pid for pid, _ in runner.processes_in(study)] == [live.pid]
+        for recover in ([], ["--recover"]):
+            result = ms2study("run", str(study), "--cores", "1", *recover, TARGETS[0])
+            assert result.returncode == 1
+            assert f"another run is working in this study folder (pid {live.pid}" in result.stderr
+        assert runner.lock_files(study)  # --recover did not unlock under a live run
+    finally:
+        live.kill()
+        live.wait()
+    assert runner.processes_in(study) == []
+
+
+def test_snakemake_log_parsing_counts_a_retried_job_once() -> None:
+    text = """Job stats:
+job         count
+--------  -------
+detect          2
+report          1
+total           3
+
+[Mon Nov 30 10:28:53 2026]
+localrule detect:
+    input: mzml/S02.mzML
+    output: results/samples/S02/features.parquet
+    log: logs/detect/S02.log
+    jobid: 2
+    wildcards: sample=S02
+[Mon Nov 30 10:28:53 2026]
+rule detect:
+    output: results/samples/S01/features.parquet
+    jobid: 1
+    wildcards: sample=S01
+Error in rule detect:
+    message: None
+    jobid: 2
+    output: results/samples/S02/features.parquet
+    log: logs/detect/S02.log (check log file(s) for error details)
+Trying to restart job 2.
+Finished jobid: 1 (Rule: detect)
+Error in rule detect:
+    jobid: 2
+    log: logs/detect/S02.log (check log file(s) for error details)
+Exiting because a job execution failed. Look below for error messages
+"""
+    run = runner.parse_snakemake_log(text)
+    assert run.planned == {"detect": 2, "report": 1}
+    assert run.finished_rules == {"detect"}
+    assert [(j.rule, j.sample, j.logs, j.outputs) for j in run.failed] == [
+        ("detect", "S02", ["logs/detect/S02.log"], ["results/samples/S02/features.parquet"])]
+
+
+# ------------------------------------------------------------------------------------------ real runs
+
+
+def _kill_during_detect(study: Path) -> None:
+    """Start `ms2study run` in its own process group and SIGKILL the whole group once a detect job is running."""
+    env = dict(os.environ, PYTHONPATH=str(REPO / "workflow"))
+    process = subprocess.Popen([sys.executable, "-m", "ms2study", "run", str(study), "--cores", "2", *TARGETS],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    incomplete = study / ".snakemake" / "incomplete"
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        if incomplete.is_dir() and any(incomplete.iterdir()):
+            break
+        time.sleep(0.02)
+    time.sleep(0.5)  # inside the job (its Python is starting or detecting)
+    assert process.poll() is None, "the run ended before a detect job could be killed"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+@pytest.mark.integration
+@pytest.mark.slow  # three Snakemake runs (uninterrupted, killed, recovered): 30 to 60 s on 2 cores
+def test_sigkill_during_detect_then_recover_gives_the_outputs_of_an_uninterrupted_run(study: Path,
+                                                                                      tmp_path: Path) -> None:
+    reference = tmp_path / "reference"
+    shutil.copytree(study, reference)
+    uninterrupted = ms2study("run", str(reference), "--cores", "2", *TARGETS)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-4000:]
+
+    _kill_during_detect(study)
+    assert runner.lock_files(study), "the killed run should have left its lock"
+    assert not all((study / t).exists() for t in TARGETS)
+
+    again = ms2study("run", str(study), "--cores", "2", *TARGETS)
+    assert again.returncode == 1 and "--recover" in again.stderr
+    command = next(line.strip() for line in again.stderr.splitlines() if "--recover" in line
+                   and line.strip().startswith("ms2study run"))
+    recovered = ms2study(*shlex.split(command)[1:])  # the printed command, as the user would paste it
+    assert recovered.returncode == 0, recovered.stderr[-4000:]
+    assert not runner.lock_files(study)
+    for target in TARGETS:
+        assert (study / target).read_bytes() == (reference / target).read_bytes(), target
+    assert not list((study / "results").rglob("*.tmp")), "partial files of the killed jobs were left"
+
+
+@pytest.mark.integration
+def test_one_corrupt_sample_does_not_stop_the_others_and_is_named_with_its_log(study: Path) -> None:
+    profile = yaml.safe_load((REPO / "profiles" / "default" / "config.yaml").read_text())
+    assert profile["keep-going"] is True
+    (study / "mzml" / "S02.mzML").write_text('<?xml version="1.0"?>\n<mzML><run><spectrumList count="3">cut')
+    old_report = study / "results" / "study" / "report.html"
+    old_report.parent.mkdir(parents=True)
+    old_report.write_text("<html>an earlier run's report</html>")
+    os.utime(old_report, (time.time() - 3600, time.time() - 3600))
+
+    result = ms2study("run", str(study), "--cores", "2", *TARGETS)
+
+    assert result.returncode != 0
+    for table in ("features", "spectra"):  # the good sample went all the way (keep-going)
+        assert (study / "results" / "samples" / "S01" / f"{table}.parquet").exists()
+        assert not (study / "results" / "samples" / "S02" / f"{table}.parquet").exists()
+    summary = result.stderr[result.stderr.index("ms2study: the run failed"):]
+    assert "sample(s) S02" in summary
+    assert f"detect  sample S02  log: {study / 'logs' / 'detect' / 'S02.log'}" in summary
+    assert "S02.mzML" in (study / "logs" / "detect" / "S02.log").read_text()
+    # the earlier report no longer describes the study: moved aside, and the user is told
+    assert not old_report.exists()
+    assert (study / "results" / "study" / "report.out-of-date.html").read_text().startswith("<html>an earlier")
+    assert "OUT OF DATE" in summary and "report.out-of-date.html" in summary
