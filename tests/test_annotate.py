@@ -8,25 +8,44 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ms2study import annotate, cli, decoys, library, tables
+from ms2study import annotate, calibrate, cli, decoys, library, search, tables
 from ms2study.errors import InputError
 
 
+def inchikey(k: int) -> str:
+    """A distinct InChIKey-shaped key per structure number."""
+    letters = "".join(chr(65 + (k // 26 ** i) % 26) for i in range(4))
+    return f"{letters}AAAAAAAAAA-BBBBBBBBBB-N"
+
+
 def make_library(path: Path, n: int = 120, seed: int = 0) -> list[dict]:
-    """A library of random compounds in the simulator's MGF format; returns the entries."""
+    """A library of random compounds in the simulator's MGF format; returns the entries.
+
+    Compounds come in triples at one precursor m/z: two isomers (one formula, two structures) and an isobaric
+    compound of another formula. In even triples all spectra differ; in odd triples the two isomers share one
+    spectrum (isomers that spectra cannot tell apart).
+    """
     rng = np.random.default_rng(seed)
     entries, text = [], []
     for k in range(n):
-        prec = float(rng.uniform(150, 600))
-        mode = "negative" if k % 10 == 9 else "positive"
-        mz = np.sort(rng.uniform(50, prec - 5, rng.integers(5, 30)))
-        inten = rng.uniform(1, 100, mz.size).round(2)
-        entries.append({"id": f"LIB{k:04d}", "prec": prec, "mode": mode, "mz": mz, "int": inten})
+        group = k // 3
+        if k % 3 == 0:
+            prec = float(rng.uniform(150, 600))
+            group_mz = np.sort(rng.uniform(50, prec - 5, rng.integers(8, 30)))
+            group_int = rng.uniform(1, 100, group_mz.size).round(2)
+        mode = "negative" if group % 10 == 9 else "positive"
+        if group % 2 == 1 and k % 3 < 2:
+            mz, inten = group_mz, group_int
+        else:
+            mz = np.sort(rng.uniform(50, prec - 5, rng.integers(8, 30)))
+            inten = rng.uniform(1, 100, mz.size).round(2)
+        entries.append({"id": f"LIB{k:04d}", "prec": prec, "mode": mode, "mz": mz, "int": inten,
+                        "inchikey": inchikey(k), "group": group})
         peaks = "\n".join(f"{m:.5f} {i}" for m, i in zip(mz, inten))
         text.append(
             f"BEGIN IONS\nTITLE=LIB{k:04d}\nPEPMASS={prec:.5f}\nCHARGE={'1+' if mode == 'positive' else '1-'}\n"
             f"IONMODE={mode}\nADDUCT={'[M+H]+' if mode == 'positive' else '[M-H]-'}\nNAME=compound {k}\n"
-            f"FORMULA=C{k + 1}H4\nSMILES=C\nINCHIKEY=AAAAAAAAAAAAAA-BBBBBBBBBB-N\nSPECTRUM_ID=LIB{k:04d}\n"
+            f"FORMULA=C{group + 1}H{4 if k % 3 < 2 else 6}\nSMILES=C\nINCHIKEY={inchikey(k)}\nSPECTRUM_ID=LIB{k:04d}\n"
             f"{peaks}\nEND IONS\n"
         )
     path.write_text("".join(text))
@@ -52,32 +71,84 @@ def noisy_queries(entries: list[dict], seed: int = 1, n: int = 40) -> pl.DataFra
 @pytest.fixture(scope="module")
 def lib_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
     root = tmp_path_factory.mktemp("lib")
-    entries = make_library(root / "library.mgf")
+    # 600 spectra: enough null searches to resolve p-values near 1/600 (a smaller library cannot certify 1 %).
+    entries = make_library(root / "library.mgf", n=600)
     library.index_library(root / "library.mgf", root / "index")
+    calibrate.calibrate_index(root / "index", {"model": None}).save(root / "calibration.json")
     return root, entries
 
 
 def test_identifies_noisy_copies(lib_dir: tuple[Path, list[dict]]) -> None:
     root, entries = lib_dir
     spectra = noisy_queries(entries)
-    out = annotate.annotate_spectra(spectra, root / "index")
+    out = annotate.annotate_spectra(spectra, root / "index", calibration=root / "calibration.json")
     assert out.columns[: len(tables.ANNOTATIONS)] == list(tables.ANNOTATIONS)
     assert out.schema["q_value"] == pl.Float64 and out.schema["accepted"] == pl.Boolean
     top = out.filter(pl.col("rank") == 1)
     assert top.height == 40
+    by_id = {e["id"]: e for e in entries}
+    def twin_ids(e: dict) -> set[str]:
+        if e["group"] % 2 == 0 or int(e["id"][3:]) % 3 == 2:
+            return {e["id"]}
+        return {x["id"] for x in entries if x["group"] == e["group"] and int(x["id"][3:]) % 3 < 2}
+
+    twins = {e["id"]: twin_ids(e) for e in entries}
     expected = {f"s1:S{k}": e["id"] for k, e in enumerate(entries[:40])}
-    assert all(expected[s] == lib for s, lib in zip(top["spectrum_id"], top["library_id"]))
+    # Every hit is the query's compound, or its isomer twin with the same spectrum.
+    assert all(lib in twins[expected[s]] for s, lib in zip(top["spectrum_id"], top["library_id"]))
     assert (top["precursor_error_ppm"] - 3.0).abs().max() < 0.05  # PEPMASS written with 5 decimals
     assert (top["cosine"] > 0.5).all() and (top["entropy"] > 0.5).all() and top["cosine"].median() > 0.85
     assert (top["matched_peaks"] >= 3).all()
-    # Correct hits beat random-fragment decoys: almost all accepted at 1 % FDR.
-    assert top["accepted"].sum() >= 38
-    assert (top["q_value"] <= 0.01).sum() >= 38
+    # True matches stand far above the library's null of wrong hits: all accepted at 1 % FDR.
+    assert top["accepted"].sum() >= 38 and (top["q_value"] <= 0.01).sum() >= 38
+    assert (top["p_value"] < 0.01).all() and top["n_candidates"].min() >= 2
+    # Isomers with one spectrum are level 3 naming both structures; no rank-1 of a twin pair is level 2.
+    for row in top.iter_rows(named=True):
+        if len(twins[row["library_id"]]) == 2:
+            assert row["msi_level"] == 3
+            assert set(row["isomer_inchikeys"]) >= {by_id[t]["inchikey"] for t in twins[row["library_id"]]}
+        elif row["accepted"]:
+            assert row["isomer_inchikeys"][0] == by_id[row["library_id"]]["inchikey"]
+    # Confidence columns on rank-1 rows only.
+    rest = out.filter(pl.col("rank") > 1)
+    assert rest["q_value"].is_null().all() and rest["msi_level"].is_null().all() and not rest["accepted"].any()
     # Ranks are 1..k within each spectrum and ordered by the combined score.
     for _, grp in out.group_by("spectrum_id"):
         assert grp["rank"].to_list() == list(range(1, grp.height + 1))
         assert grp.sort("rank")["combined"].is_sorted(descending=True)
     assert out.group_by("spectrum_id").len()["len"].max() <= 5
+
+
+def test_unknown_compounds_are_not_accepted(lib_dir: tuple[Path, list[dict]]) -> None:
+    """Queries of compounds absent from the library (random spectra at library precursors) get no name."""
+    root, entries = lib_dir
+    rng = np.random.default_rng(7)
+    rows = []
+    for k, e in enumerate(entries[:60:3]):
+        mz = np.sort(rng.uniform(50, e["prec"] - 5, 15))
+        rows.append({"spectrum_id": f"u{k}", "sample_id": "s1", "feature_id": None, "precursor_mz": e["prec"],
+                     "ion_mode": e["mode"], "mz": mz.tolist(), "intensity": rng.uniform(1, 100, 15).tolist()})
+    unknown = pl.DataFrame(rows, schema_overrides={"intensity": pl.List(pl.Float32)})
+    known = noisy_queries(entries, n=40).select(unknown.columns)
+    out = annotate.annotate_spectra(pl.concat([known, unknown]), root / "index",
+                                    calibration=root / "calibration.json")
+    top = out.filter(pl.col("rank") == 1)
+    acc = top.filter(pl.col("accepted"))
+    assert acc.filter(pl.col("spectrum_id").str.starts_with("u")).height == 0
+    assert acc.height >= 38
+    assert top.filter(pl.col("spectrum_id").str.starts_with("u"))["q_value"].min() > 0.01
+
+
+def test_a_missing_or_mismatched_calibration_is_refused(lib_dir: tuple[Path, list[dict]]) -> None:
+    root, entries = lib_dir
+    spectra = noisy_queries(entries, n=3)
+    with pytest.raises(InputError, match="calibration"):
+        annotate.annotate_spectra(spectra, root / "index")
+    with pytest.raises(InputError, match="measured for"):
+        annotate.annotate_spectra(spectra, root / "index", {"rank_by": "cosine"},
+                                  calibration=root / "calibration.json")
+    none = annotate.annotate_spectra(spectra, root / "index", {"confidence": "none"})
+    assert none["q_value"].is_null().all() and not none["accepted"].any()
 
 
 def test_ion_mode_and_window_filter(lib_dir: tuple[Path, list[dict]]) -> None:
@@ -89,12 +160,12 @@ def test_ion_mode_and_window_filter(lib_dir: tuple[Path, list[dict]]) -> None:
         .otherwise(pl.lit("positive"))
         .alias("ion_mode")
     )
-    out = annotate.annotate_spectra(wrong_mode, root / "index")
+    out = annotate.annotate_spectra(wrong_mode, root / "index", calibration=root / "calibration.json")
     expected = {f"s1:S{k}": e["id"] for k, e in enumerate(entries[:20])}
     assert not any(expected[s] == lib for s, lib in zip(out["spectrum_id"], out["library_id"]))
     # A 1 ppm window excludes the 3 ppm-off true precursor; 0.01 Da includes it.
-    assert annotate.annotate_spectra(spectra, root / "index", {"precursor_tolerance_ppm": 1.0}).height == 0
-    assert annotate.annotate_spectra(spectra, root / "index", {"precursor_tolerance_da": 0.01}).height > 0
+    assert annotate.annotate_spectra(spectra, root / "index", {"precursor_tolerance_ppm": 1.0}, calibration=root / "calibration.json").height == 0
+    assert annotate.annotate_spectra(spectra, root / "index", {"precursor_tolerance_da": 0.01}, calibration=root / "calibration.json").height > 0
 
 
 def test_find_candidates_binary_search() -> None:
@@ -109,10 +180,10 @@ def test_empty_inputs_and_bad_params(lib_dir: tuple[Path, list[dict]]) -> None:
     root, entries = lib_dir
     spectra = noisy_queries(entries, n=3).with_columns(pl.lit([], dtype=pl.List(pl.Float64)).alias("mz"),
                                                         pl.lit([], dtype=pl.List(pl.Float32)).alias("intensity"))
-    out = annotate.annotate_spectra(spectra, root / "index")
+    out = annotate.annotate_spectra(spectra, root / "index", calibration=root / "calibration.json")
     assert out.height == 0 and out.columns[:11] == list(tables.ANNOTATIONS)
     with pytest.raises(InputError, match="top_kk"):
-        annotate.annotate_spectra(spectra, root / "index", {"top_kk": 3})
+        annotate.annotate_spectra(spectra, root / "index", {"top_kk": 3}, calibration=root / "calibration.json")
     with pytest.raises(InputError, match="library index"):
         annotate.annotate_spectra(spectra, root / "nowhere")
 
@@ -132,7 +203,8 @@ def test_analogue_mode_with_and_without_embeddings(lib_dir: tuple[Path, list[dic
     rows = [index.metadata["library_id"].to_list().index(expected[s]) for s in spectra["spectrum_id"]]
     q_emb = pl.DataFrame({"spectrum_id": spectra["spectrum_id"], "sample_id": "s1", "feature_id": spectra["feature_id"],
                           "embedding": [emb[r].tolist() for r in rows]}, schema=tables.EMBEDDINGS)
-    out = annotate.annotate_spectra(spectra, root / "index", {"mode": "analogue", "top_k": 3}, embeddings=q_emb)
+    out = annotate.annotate_spectra(spectra, root / "index", {"mode": "analogue", "top_k": 3, "confidence": "none"},
+                                   embeddings=q_emb)
     top = out.filter(pl.col("rank") == 1)
     assert (top["embedding"] > 0.999).all()
     (root / "index" / "embeddings" / "default.npy").unlink()
@@ -153,7 +225,8 @@ def test_cli_annotate_and_score(lib_dir: tuple[Path, list[dict]], tmp_path: Path
     spectra.write_parquet(tmp_path / "spectra.parquet")
     out = tmp_path / "ann.parquet"
     assert cli.main(["annotate", "--spectra", str(tmp_path / "spectra.parquet"), "--library-index", str(root / "index"),
-                     "--out", str(out), "--params", '{"top_k": 2}']) == 0
+                     "--out", str(out), "--params", '{"top_k": 2}',
+                     "--calibration", str(root / "calibration.json")]) == 0
     ann = pl.read_parquet(out)
     assert ann.group_by("spectrum_id").len()["len"].max() <= 2 and ann["spectrum_id"].n_unique() == 12
     # `score` with MGF queries (the library file itself) against the library file, cached index under index-root.
@@ -161,9 +234,21 @@ def test_cli_annotate_and_score(lib_dir: tuple[Path, list[dict]], tmp_path: Path
     assert cli.main(["score", "--queries", str(root / "library.mgf"), "--library", str(root / "library.mgf"),
                      "--out", str(hits), "--top-k", "1", "--index-root", str(tmp_path / "cache")]) == 0
     h = pl.read_parquet(hits)
-    assert h.columns[: len(annotate.SCORE_COLUMNS)] == annotate.SCORE_COLUMNS
-    assert (h["query_id"] == h["library_id"]).mean() > 0.95
-    assert (tmp_path / "cache" / "library" / "manifest.json").exists()
+    assert h.columns[: len(search.SCORE_COLUMNS)] == search.SCORE_COLUMNS
+    # Every spectrum finds itself, except that isomer twins with one spectrum may find each other (and then
+    # are level 3, naming both).
+    twin = {e["id"] for e in entries if e["group"] % 2 == 1 and int(e["id"][3:]) % 3 < 2}
+    single = h.filter(~pl.col("query_id").is_in(list(twin)))
+    assert (single["query_id"] == single["library_id"]).all()
+    assert h.filter(pl.col("query_id").is_in(list(twin)))["library_id"].is_in(list(twin)).all()
+    accepted_twins = h.filter(pl.col("query_id").is_in(list(twin)) & pl.col("accepted"))
+    assert accepted_twins.height > 0 and (accepted_twins["msi_level"] == 3).all()
+    # As in the pipeline: the queries are embedded by the configured encoder, the library too, and the
+    # library's calibration is cached in the index folder.
+    assert h["embedding"].is_not_null().all()
+    index_dir = tmp_path / "cache" / "library"
+    assert (index_dir / "manifest.json").exists() and list((index_dir / "calibration").glob("*.json"))
+    assert list((index_dir / "embeddings").glob("*.npy"))
 
 
 def test_without_a_library_the_table_is_empty_but_complete(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ SET_BY_RULES = {
 }
 # Schema keys a stage may not (yet) have, with the reason. `decoys` is the older switch of annotate's q-values, kept
 # while config/config.yaml moves to `confidence`; the confidence keys arrive with the annotate stage's calibration.
-SCHEMA_ONLY = {"annotate": {"decoys", "confidence", "isomer_margin", "calibration_queries", "calibration_seed"}}
+SCHEMA_ONLY: dict[str, set[str]] = {}
 
 
 def resolve(node: dict) -> dict:

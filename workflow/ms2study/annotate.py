@@ -34,11 +34,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from ms2study import scoring, tables
+from ms2study import confidence, scoring, tables
 from ms2study.atomic import write_parquet
 from ms2study.cleaning import clean_peaks
 from ms2study.errors import InputError
-from ms2study.library import ION_MODE_CODE, LibraryIndex, ensure_library_index, load_library_index
+from ms2study.library import ION_MODE_CODE, LibraryIndex, load_library_index
 from ms2study.params import overlay
 
 log = logging.getLogger(__name__)
@@ -62,14 +62,23 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "combine": "auto",                   # auto: learned weights of the encoder (combined.json) if any | fixed
     "model": "default",                  # encoder folder holding combined.json (as embed: model; default: shipped)
     "analogue_chunk_mb": 256,            # memory bound for analogue search blocks
-    "decoys": True,                      # target-decoy q-values
+    # Confidence: null_model (empirical null from leave-structure-out library searches, ms2study.confidence) |
+    # decoys (random-fragment target-decoy competition; kept for comparison, it is NOT calibrated) | none.
+    "confidence": "null_model",
     "decoy_seed": 0,
     "fdr": 0.01,                         # q-value threshold marking accepted identifications
+    "isomer_margin": "auto",             # auto: learned with the library calibration; or a score margin
+    "calibration_queries": 4000,         # structures searched to calibrate a library (one spectrum each)
+    "calibration_seed": 0,
     # Query cleaning: the same clean_peaks parameters as the library (see library.DEFAULT_PARAMS).
     "cleaning": None,                    # None = take the library index's cleaning parameters
 }
 
 SCORE_NAMES = ("cosine", "modified_cosine", "entropy", "embedding")
+
+# Isomer margin without a library calibration (confidence: decoys): a documented guess, not a measurement.
+DEFAULT_ISOMER_MARGIN = 0.05
+LOW_COSINE = 0.3   # accepted hits below this cosine are counted in the log (the report says why they passed)
 
 # Columns written after tables.ANNOTATIONS, in this order.
 EXTRA_COLUMNS: dict[str, pl.DataType] = {
@@ -81,20 +90,17 @@ EXTRA_COLUMNS: dict[str, pl.DataType] = {
     "combined": pl.Float64,
     "q_value": pl.Float64,
     "accepted": pl.Boolean,
+    "p_value": pl.Float64,
+    "structure_q_value": pl.Float64,
+    "msi_level": pl.Int8,
+    "isomer_inchikeys": pl.List(pl.Utf8),
+    "n_candidates": pl.Int32,
     "library_adduct": pl.Utf8,
     "library_formula": pl.Utf8,
     "library_precursor_mz": pl.Float64,
     "query_precursor_mz": pl.Float64,
 }
 ANNOTATION_SCHEMA: dict[str, pl.DataType] = {**tables.ANNOTATIONS, **EXTRA_COLUMNS}
-
-# Output columns of `ms2study score` (the issue's contract), after renaming spectrum_id -> query_id.
-SCORE_COLUMNS = [
-    "query_id", "rank", "library_id", "library_name", "library_inchikey", "library_smiles",
-    "precursor_error_ppm", "cosine", "modified_cosine", "entropy", "embedding", "combined",
-    "matched_peaks", "q_value", "accepted",
-]
-
 
 def merge_params(params: dict | None) -> dict[str, Any]:
     """DEFAULT_PARAMS with ``params`` merged over them; unknown keys raise InputError naming the key."""
@@ -103,6 +109,13 @@ def merge_params(params: dict | None) -> dict[str, Any]:
         raise InputError(f"annotate mode '{merged['mode']}' is not known", fix="use 'identity' or 'analogue'")
     if merged["combine"] not in ("auto", "fixed"):
         raise InputError(f"annotate combine '{merged['combine']}' is not known", fix="use 'auto' or 'fixed'")
+    if merged["confidence"] not in ("null_model", "decoys", "none"):
+        raise InputError(f"annotate confidence '{merged['confidence']}' is not known",
+                         fix="use 'null_model', 'decoys' or 'none'")
+    margin = merged["isomer_margin"]
+    if margin != "auto" and not (isinstance(margin, (int, float)) and 0 <= float(margin) <= 1):
+        raise InputError(f"annotate isomer_margin '{margin}' is neither 'auto' nor a number in [0, 1]",
+                         fix="use isomer_margin: auto (learned with the library calibration) or e.g. 0.05")
     if merged["rank_by"] not in ("combined", *SCORE_NAMES):
         raise InputError(
             f"rank_by '{merged['rank_by']}' is not a score", fix=f"use combined or one of {list(SCORE_NAMES)}"
@@ -155,37 +168,6 @@ def flatten_queries(spectra: pl.DataFrame, cleaning: dict, default_ion_mode: str
         ion_mode=np.asarray([modes[r] for r in keep_rows], dtype=np.int8),
         rows=rows,
     )
-
-
-def read_query_file(path: str | Path) -> pl.DataFrame:
-    """Query spectra from an MGF (any library-style MGF) or a pipeline spectra.parquet."""
-    from ms2study.library import ReadReport, _first, _parse_float, read_library_file
-
-    path = Path(path)
-    if path.name.endswith(".parquet"):
-        df = pl.read_parquet(path)
-        missing = [c for c in ("spectrum_id", "precursor_mz", "mz", "intensity") if c not in df.columns]
-        if missing:
-            raise InputError(
-                f"query table lacks columns {missing}", file=str(path), fix="pass a spectra.parquet from the pipeline"
-            )
-        return df
-    report = ReadReport()
-    rows = []
-    for raw in read_library_file(path, report):
-        mode = (_first(raw.fields, "ion_mode") or "").lower()
-        rows.append({
-            "spectrum_id": _first(raw.fields, "library_id") or f"{path.name}:{raw.entry}",
-            "sample_id": None,
-            "feature_id": None,
-            "precursor_mz": _parse_float(_first(raw.fields, "precursor_mz")),
-            "ion_mode": "negative" if mode.startswith("neg") else ("positive" if mode.startswith("pos") else None),
-            "mz": raw.mz.tolist(),
-            "intensity": raw.intensity.astype(np.float32).tolist(),
-        })
-    schema = {"spectrum_id": pl.Utf8, "sample_id": pl.Utf8, "feature_id": pl.Utf8, "precursor_mz": pl.Float64,
-              "ion_mode": pl.Utf8, "mz": pl.List(pl.Float64), "intensity": pl.List(pl.Float32)}
-    return pl.DataFrame(rows, schema=schema)
 
 
 # ---------------------------------------------------------------------------------------- candidates
@@ -373,7 +355,7 @@ def _rank_table(
     queries: FlatSpectra, lib: PreparedLibrary, cand_offsets: np.ndarray, cand_lib: np.ndarray,
     scores: dict[str, np.ndarray], p: dict, combined: np.ndarray,
 ) -> pl.DataFrame:
-    """All candidate rows with scores, ranked within each query, top_k kept."""
+    """All candidate rows above ``min_score`` with scores, ranked within each query (``_key``: the ranking score)."""
     q_of = np.repeat(np.arange(queries.precursor_mz.size), np.diff(cand_offsets))
     frame = pl.DataFrame({
         "_q": q_of.astype(np.int64),
@@ -386,8 +368,74 @@ def _rank_table(
     frame = frame.with_columns(pl.col(key).fill_nan(None).alias("_key"))
     frame = frame.filter(pl.col("_key") > float(p["min_score"]))
     frame = frame.sort(["_q", "_key", "_lib"], descending=[False, True, False])
-    frame = frame.with_columns((pl.int_range(pl.len()).over("_q") + 1).cast(pl.Int32).alias("rank"))
-    return frame.filter(pl.col("rank") <= int(p["top_k"])).drop("_key")
+    return frame.with_columns((pl.int_range(pl.len()).over("_q") + 1).cast(pl.Int32).alias("rank"))
+
+
+def ranking_score(queries: FlatSpectra, lib: PreparedLibrary, cand_offsets: np.ndarray, cand_lib: np.ndarray,
+                  scores: dict[str, np.ndarray], p: dict, plan: CombinePlan) -> np.ndarray:
+    """The score candidates are ranked by (``rank_by``): the combined score of ``plan`` or one of SCORE_NAMES."""
+    if p["rank_by"] == "combined":
+        return plan.combined(queries, lib, cand_offsets, cand_lib, scores, p)
+    return np.asarray(scores[p["rank_by"]], dtype=np.float64)
+
+
+def confidence_table(
+    frame: pl.DataFrame, index: LibraryIndex, n_candidates: np.ndarray, p: dict,
+    calibration: confidence.Calibration | None, row_q_values: np.ndarray | None = None,
+) -> pl.DataFrame:
+    """Confidence of each query's rank-1 hit: one row per ``_q`` (see ``ms2study.confidence``).
+
+    ``frame``: all ranked candidate rows (``_q``, ``_lib``, ``_key``, ``rank``); ``n_candidates``: candidate
+    structures in each query's window (the calibration's strata). With a calibration the q-values are Benjamini-Hochberg over
+    the rank-1 hits of this call; ``row_q_values`` (target-decoy, aligned with ``frame``) replaces them when given.
+    Columns: ``_q``, p_value, q_value, structure_q_value, accepted, msi_level (2/3, null when not accepted),
+    isomer_inchikeys (rank-1's InChIKey first, then other structures of its formula within the isomer margin).
+    """
+    structure, formula = confidence.library_codes(index.metadata)
+    inchikey = index.metadata["inchikey"]
+    lib_rows = frame["_lib"]
+    f = frame.select("_q", "_lib", "_key", "rank").with_columns(
+        pl.Series("_s", structure).gather(lib_rows), pl.Series("_f", formula).gather(lib_rows),
+        inchikey.gather(lib_rows).alias("_ik"))
+    if row_q_values is not None:
+        f = f.with_columns(pl.Series("_rowq", row_q_values, dtype=pl.Float64))
+    top = f.filter(pl.col("rank") == 1).rename({"_key": "_s1", "_s": "_st1", "_f": "_f1", "_ik": "_ik1"})
+    top = top.drop("_lib", "rank")
+    iso = f.join(top.select("_q", "_s1", "_st1", "_f1"), on="_q").filter(
+        (pl.col("_s") != pl.col("_st1")) & ((pl.col("_f") == pl.col("_f1")) | (pl.col("_f") < 0) | (pl.col("_f1") < 0)))
+    q_idx = top["_q"].to_numpy()
+    s1 = top["_s1"].to_numpy().astype(np.float64)
+    n = np.asarray(n_candidates)[q_idx]
+    fdr = float(p["fdr"])
+    margin = p["isomer_margin"]
+    if calibration is not None:
+        pv = calibration.p_formula(s1, n)
+        qv = confidence.bh_q_values(pv)
+        qs = confidence.bh_q_values(calibration.p_structure(s1, n))
+        margin = calibration.isomer_margin if margin == "auto" else float(margin)
+    else:
+        pv = np.full(s1.shape, np.nan)
+        qv = top["_rowq"].to_numpy() if row_q_values is not None else np.full(s1.shape, np.nan)
+        qs = qv
+        margin = DEFAULT_ISOMER_MARGIN if margin == "auto" else float(margin)
+    near = iso.filter(pl.col("_key") >= pl.col("_s1") - margin)
+    best_iso = iso.group_by("_q").agg(pl.col("_key").max().alias("_iso"))
+    near_keys = near.group_by("_q").agg(pl.col("_ik").drop_nulls().unique(maintain_order=True).alias("_near"))
+    out = pl.DataFrame({"_q": q_idx, "p_value": pv, "q_value": qv, "structure_q_value": qs,
+                        "_s1": s1, "_ik1": top["_ik1"]}, schema_overrides={"_ik1": pl.Utf8})
+    out = out.join(best_iso, on="_q", how="left").join(near_keys, on="_q", how="left")
+    accepted = (pl.col("q_value") <= fdr).fill_null(False)
+    singled = (pl.col("structure_q_value") <= fdr).fill_null(False) & (
+        pl.col("_iso").is_null() | (pl.col("_s1") - pl.col("_iso") > margin))
+    isomers = pl.concat_list(pl.col("_ik1").fill_null(pl.lit(None, dtype=pl.Utf8)),
+                             pl.col("_near").fill_null(pl.lit([], dtype=pl.List(pl.Utf8))))
+    return out.with_columns(
+        accepted.alias("accepted"),
+        pl.when(accepted).then(pl.when(singled).then(2).otherwise(3)).cast(pl.Int8).alias("msi_level"),
+        pl.when(~accepted).then(None)
+        .when(singled).then(pl.concat_list(pl.col("_ik1")))
+        .otherwise(isomers.list.drop_nulls().list.unique(maintain_order=True)).alias("isomer_inchikeys"),
+    ).select("_q", "p_value", "q_value", "structure_q_value", "accepted", "msi_level", "isomer_inchikeys")
 
 
 def _spectral_weights(p: dict) -> dict[str, float]:
@@ -403,6 +451,11 @@ class CombinePlan:
     use_embedding: bool            # the embedding similarity may enter the combined score
     model_id: str | None
     description: str
+
+    @property
+    def kind(self) -> str:
+        """learned | fixed+embedding | fixed (what a library calibration must match)."""
+        return "learned" if self.learned is not None else ("fixed+embedding" if self.use_embedding else "fixed")
 
     def combined(self, queries: FlatSpectra, lib: PreparedLibrary, cand_offsets: np.ndarray, cand_lib: np.ndarray,
                  scores: dict[str, np.ndarray], p: dict, spectral_only: bool = False) -> np.ndarray:
@@ -490,6 +543,26 @@ def _decoy_q_values(
     return decoys.q_value_of(row_scores, winners, q)
 
 
+def _checked_calibration(
+    calibration: confidence.Calibration | str | Path | None, p: dict, plan: CombinePlan, index_dir: Path | str,
+) -> confidence.Calibration:
+    """The library calibration for this search; InputError when absent or measured with another score."""
+    if calibration is None:
+        raise InputError("annotate confidence 'null_model' needs the library's calibration",
+                         file=str(index_dir),
+                         fix="run 'ms2study calibrate-library' on the index (the pipeline does) and pass --calibration, "
+                             "or set annotate confidence: none")
+    cal = calibration if isinstance(calibration, confidence.Calibration) else confidence.Calibration.load(calibration)
+    want = {"rank_by": p["rank_by"], "plan": plan.kind,
+            "model_id": plan.model_id if plan.use_embedding else None}
+    got = {k: cal.scoring.get(k) for k in want}
+    if want != got:
+        raise InputError(f"the library calibration was measured for {got}, this search scores with {want}",
+                         file=str(index_dir),
+                         fix="rebuild the calibration with the same annotate and embed settings (rerun the pipeline)")
+    return cal
+
+
 def _empty_annotations() -> pl.DataFrame:
     return pl.DataFrame(schema=ANNOTATION_SCHEMA)
 
@@ -499,11 +572,16 @@ def annotate_spectra(
     library_index_dir: Path | str,
     params: dict | None = None,
     embeddings: pl.DataFrame | None = None,
+    calibration: confidence.Calibration | str | Path | None = None,
 ) -> pl.DataFrame:
     """Top-k library candidates per spectrum with all scores (columns: tables.ANNOTATIONS, then EXTRA_COLUMNS).
 
     ``spectra`` follows tables.SPECTRA (an ``ion_mode`` column is honoured when present);
-    ``embeddings`` follows tables.EMBEDDINGS and enables the embedding score and analogue search.
+    ``embeddings`` follows tables.EMBEDDINGS and enables the embedding score and analogue search;
+    ``calibration`` is the library's ``ms2study.confidence.Calibration`` (or its JSON path), required with
+    ``confidence: null_model`` (the default). Confidence columns (p_value, q_value, structure_q_value,
+    accepted, msi_level, isomer_inchikeys) are filled on rank-1 rows only. Raises InputError for a missing or
+    mismatched calibration and for embeddings that do not fit the library's.
     """
     p = merge_params(params)
     index = load_library_index(library_index_dir)
@@ -537,17 +615,35 @@ def annotate_spectra(
         cand_offsets, cand_lib = _analogue_candidates(queries, lib, q_emb, p)
     scores = score_pairs(queries, lib, cand_offsets, cand_lib, p, q_emb)
     combined = plan.combined(queries, lib, cand_offsets, cand_lib, scores, p)
-    ranked = _rank_table(queries, lib, cand_offsets, cand_lib, scores, p, combined)
-
-    q_values = None
-    if p["decoys"]:
-        q_values = _decoy_q_values(queries, lib, cand_offsets, cand_lib, scores, ranked, p, plan)
-    ranked = ranked.with_columns(
-        pl.Series("q_value", q_values if q_values is not None else np.full(ranked.height, np.nan), dtype=pl.Float64)
-    )
-    ranked = ranked.with_columns(
-        ((pl.col("rank") == 1) & (pl.col("q_value") <= float(p["fdr"]))).fill_null(False).alias("accepted")
-    )
+    frame = _rank_table(queries, lib, cand_offsets, cand_lib, scores, p, combined)
+    # Candidate structures per query: the calibration's strata count structures, not spectra.
+    n_candidates = confidence.distinct_per_query(
+        np.repeat(np.arange(queries.precursor_mz.size), np.diff(cand_offsets)),
+        confidence.library_codes(index.metadata)[0][cand_lib], queries.precursor_mz.size)
+    row_q = None
+    cal = None
+    if p["mode"] == "analogue" and p["confidence"] != "none":
+        # The null is measured per precursor window: analogue hits (other precursors) are candidates, never
+        # identifications with a q-value.
+        log.info("analogue search: no q-values (the confidence calibration applies to identity searches only)")
+        p = {**p, "confidence": "none"}
+    if p["confidence"] == "decoys":
+        row_q = _decoy_q_values(queries, lib, cand_offsets, cand_lib, scores, frame, p, plan)
+    elif p["confidence"] == "null_model":
+        cal = _checked_calibration(calibration, p, plan, library_index_dir)
+    conf = confidence_table(frame, index, n_candidates, p, cal, row_q) if p["confidence"] != "none" else None
+    ranked = frame.filter(pl.col("rank") <= int(p["top_k"])).drop("_key")
+    if conf is not None:
+        ranked = ranked.join(conf, on="_q", how="left").with_columns(
+            pl.when(pl.col("rank") == 1).then(pl.col(c)).alias(c)
+            for c in ("p_value", "q_value", "structure_q_value", "accepted", "msi_level", "isomer_inchikeys"))
+    else:
+        ranked = ranked.with_columns(pl.lit(None, dtype=pl.Float64).alias(c)
+                                     for c in ("p_value", "q_value", "structure_q_value")).with_columns(
+            pl.lit(None, dtype=pl.Int8).alias("msi_level"), pl.lit(None, dtype=pl.List(pl.Utf8)).alias("isomer_inchikeys"))
+    ranked = ranked.with_columns(pl.col("accepted").fill_null(False) if "accepted" in ranked.columns
+                                 else pl.lit(False).alias("accepted"))
+    ranked = ranked.sort(["_q", "rank"])
     meta = index.metadata
     lib_rows = ranked["_lib"].to_numpy()
     q_rows = queries.rows[ranked["_q"].to_numpy()]
@@ -573,42 +669,33 @@ def annotate_spectra(
         "combined": ranked["combined"],
         "q_value": ranked["q_value"].fill_nan(None),
         "accepted": ranked["accepted"],
+        "p_value": ranked["p_value"].fill_nan(None),
+        "structure_q_value": ranked["structure_q_value"].fill_nan(None),
+        "msi_level": ranked["msi_level"],
+        "isomer_inchikeys": ranked["isomer_inchikeys"],
+        "n_candidates": n_candidates[ranked["_q"].to_numpy()].astype(np.int32),
         "library_adduct": meta["adduct"].gather(lib_rows),
         "library_formula": meta["formula"].gather(lib_rows),
         "library_precursor_mz": l_prec,
         "query_precursor_mz": q_prec,
     })
     out = tables.conform(out, ANNOTATION_SCHEMA)
+    acc = out.filter(pl.col("accepted"))
     log.info(
-        "annotated %d of %d spectra (%d candidate pairs, %d rows, %d accepted at %.0f%% FDR)",
-        out["spectrum_id"].n_unique(), spectra.height, cand_lib.size, out.height,
-        int(out["accepted"].sum()), 100 * float(p["fdr"]),
+        "annotated %d of %d spectra (%d candidate pairs, %d rows, %d accepted at %.0f%% FDR: %d at MSI level 2, "
+        "%d at level 3; confidence: %s)",
+        out["spectrum_id"].n_unique(), spectra.height, cand_lib.size, out.height, acc.height,
+        100 * float(p["fdr"]), int((acc["msi_level"] == 2).sum()), int((acc["msi_level"] == 3).sum()),
+        p["confidence"],
     )
+    low = acc.filter(pl.col("cosine") < LOW_COSINE)
+    if low.height:
+        log.info("%d accepted hits have cosine < %.1f: accepted on the combined score (entropy %s)", low.height,
+                 LOW_COSINE, "and embedding agreement" if plan.use_embedding else "agreement")
     return out
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-
-
-def score_files(
-    queries: str | Path,
-    libraries: list[str | Path],
-    params: dict | None = None,
-    index_root: str | Path = "results/library",
-    library_params: dict | None = None,
-) -> pl.DataFrame:
-    """``ms2study score``: index the libraries (cached), annotate the queries, return SCORE_COLUMNS first."""
-    libraries = [Path(x) for x in libraries]
-    if len(libraries) == 1 and (libraries[0] / "manifest.json").exists():
-        index_dir = libraries[0]
-    else:
-        stem = "+".join(x.name.split(".")[0] for x in libraries)
-        index_dir = Path(index_root) / stem
-        ensure_library_index(libraries, index_dir, library_params)
-    spectra = read_query_file(queries)
-    ann = annotate_spectra(spectra, index_dir, params)
-    ann = ann.rename({"spectrum_id": "query_id"})
-    return ann.select(SCORE_COLUMNS + [c for c in ann.columns if c not in SCORE_COLUMNS])
 
 
 def _cli_annotate(args: argparse.Namespace) -> int:
@@ -622,21 +709,8 @@ def _cli_annotate(args: argparse.Namespace) -> int:
         return 0
     spectra = pl.read_parquet(args.spectra)
     embeddings = pl.read_parquet(args.embeddings) if args.embeddings else None
-    out = annotate_spectra(spectra, Path(args.library_index), params, embeddings)
+    out = annotate_spectra(spectra, Path(args.library_index), params, embeddings, args.calibration)
     write_parquet(out, args.out)
-    return 0
-
-
-def _cli_score(args: argparse.Namespace) -> int:
-    from ms2study.cli import load_params
-
-    params = load_params(args)
-    params.update({"precursor_tolerance_ppm": args.ppm, "top_k": args.top_k, "mode": args.mode})
-    if args.da is not None:
-        params["precursor_tolerance_da"] = args.da
-    out = score_files(args.queries, args.library, params, index_root=args.index_root)
-    write_parquet(out, args.out)
-    print(f"{args.out}: {out.height} hits for {out['query_id'].n_unique()} queries")
     return 0
 
 
@@ -648,19 +722,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--library-index", default=None,
                    help="index folder from 'ms2study index-library' (without it: an empty table, no library)")
     p.add_argument("--embeddings", default=None, help="embeddings.parquet of the same sample (optional)")
+    p.add_argument("--calibration", default=None,
+                   help="the library's calibration JSON from 'ms2study calibrate-library' (confidence: null_model)")
     p.add_argument("--out", required=True, help="annotations.parquet to write")
     add_params_argument(p)
     p.set_defaults(func=_cli_annotate)
-
-    s = subparsers.add_parser("score", help="score query spectra (MGF or spectra.parquet) against library files")
-    s.add_argument("--queries", required=True, help="queries: .mgf or a spectra.parquet")
-    s.add_argument("--library", nargs="+", required=True, help="library file(s) (.mgf/.msp/.json) or one index folder")
-    s.add_argument("--out", required=True, help="hits.parquet to write")
-    s.add_argument("--ppm", type=float, default=DEFAULT_PARAMS["precursor_tolerance_ppm"],
-                   help="precursor window (ppm)")
-    s.add_argument("--da", type=float, default=None, help="precursor window in Da (replaces --ppm)")
-    s.add_argument("--top-k", type=int, default=DEFAULT_PARAMS["top_k"], help="candidates kept per query")
-    s.add_argument("--mode", choices=["identity", "analogue"], default="identity")
-    s.add_argument("--index-root", default="results/library", help="where library indexes are cached")
-    add_params_argument(s)
-    s.set_defaults(func=_cli_score)

@@ -48,4 +48,9 @@ def clean_peaks(
     if max_peaks is not None and mz.size > max_peaks:
         top = np.sort(np.argsort(-intensity, kind="stable")[:max_peaks])
         mz, intensity = mz[top], intensity[top]
-    return mz, intensity.astype(np.float32)
+    out = intensity.astype(np.float32)
+    # float32 can turn extreme intensities into inf or 0 (a spectrum of zeros would score 0/0 = NaN).
+    ok = np.isfinite(out) & (out > 0)
+    if not ok.all():
+        mz, out = mz[ok], out[ok]
+    return mz, out

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 DEFAULT_PARAMS: dict[str, Any] = {
     "title": "ms2study report",
     "top_compounds": 50,        # rows of the study-wide identification table
-    "min_cosine": 0.7,          # without q-values (annotate: decoys false): rank-1 hits below this are not counted
+    "min_cosine": 0.7,          # without q-values (annotate: confidence none): rank-1 hits below this are not counted
     "map_method": "auto",       # 2-D sample maps: auto (UMAP when umap-learn is importable, else PCA) | pca | umap
     "config_used": None,        # the workflow's configuration, shown verbatim at the end (the rule passes it)
 }
@@ -119,6 +119,13 @@ def _sample_stats(study_dir: Path, sample_id: str, warnings: list[str]) -> dict[
             pl.len().alias("n"), pl.col("feature_id").is_not_null().sum().alias("mapped")).collect()
         stats["ms2_scans"] = int(counts["n"][0])
         stats["mapped_spectra"] = int(counts["mapped"][0])
+        cols = _columns(paths["spectra"])
+        if "ion_mode" in cols:
+            stats["ion_modes"] = sorted(pl.scan_parquet(paths["spectra"]).select(pl.col("ion_mode").drop_nulls()
+                                                                                  .unique()).collect()["ion_mode"])
+        if "precursor_corrected" in cols:
+            stats["precursor_corrected"] = int(pl.scan_parquet(paths["spectra"]).select(
+                pl.col("precursor_corrected").fill_null(False).sum()).collect().item())
     if paths["embeddings"].exists():
         cols = _columns(paths["embeddings"])
         exprs = [pl.len().alias("n"), pl.col("embedding").is_null().sum().alias("null")]
@@ -137,6 +144,20 @@ def _sample_stats(study_dir: Path, sample_id: str, warnings: list[str]) -> dict[
         stats["n_spectra_pooled"] = int(row["n_spectra"]) if row and row.get("n_spectra") is not None else 0
         stats["has_sample_embedding"] = bool(row and row.get("embedding") is not None)
     return stats
+
+
+def _scan_warnings(stats: list[dict], warnings: list[str]) -> None:
+    """Study-level notes on MS/MS scans: mixed polarities, precursors taken from the isolation window."""
+    modes = {m for s in stats for m in s.get("ion_modes", [])}
+    if len(modes) > 1:
+        mixed = [s["sample_id"] for s in stats if len(s.get("ion_modes", [])) > 1]
+        warnings.append(f"the study mixes polarities ({', '.join(sorted(modes))}"
+                        + (f"; within one run: {esc(', '.join(mixed[:10]))}" if mixed else "")
+                        + "): every MS/MS scan was searched only against library spectra of its own polarity")
+    corrected = sum(s.get("precursor_corrected", 0) for s in stats)
+    if corrected:
+        warnings.append(f"{corrected} MS/MS scans had a selected-ion m/z outside their own isolation window (a "
+                        "converter fault): their isolation-window target was used as precursor m/z")
 
 
 def _encoder_info(study_dir: Path, stats: list[dict]) -> dict[str, Any]:
@@ -506,7 +527,11 @@ def build_report(study_dir: Path, out: Path, params: dict | None = None, samples
 
     # Identifications
     annotations = _annotations(study_dir, sample_ids)
-    sections.append(("identifications", "Top identifications", _identifications(annotations, sample_ids, params)))
+    ident_path = study_dir / "results" / "study" / "identifications.parquet"
+    ident = pl.read_parquet(ident_path) if ident_path.exists() else None
+    sections.append(("identifications", "Top identifications",
+                     _identifications(annotations, ident, sample_ids, params, warnings)))
+    _scan_warnings(stats, warnings)
 
     # Encoder
     sections.append(("encoder", "Spectrum encoder", _encoder_section(encoder)))
@@ -563,28 +588,45 @@ def _q(value: float | None) -> tuple[str, str]:
     return ("html", "NA" if value is None or not np.isfinite(value) else f"{value:.2g}")
 
 
-def _identifications(annotations: pl.DataFrame, sample_ids: list[str], params: dict) -> str:
+CONFIDENCE_TEXT = (
+    "q-values come from an empirical null measured on the library itself (<code>ms2study calibrate-library</code>): "
+    "library spectra were searched with every spectrum of their own structure removed, which is what a compound "
+    "absent from the library looks like, and a hit's p-value is the share of those searches whose best wrong "
+    "candidate scored as high (within searches with a similar number of candidates). Benjamini-Hochberg turns "
+    "p-values into q-values. MSI level 2 (probable structure) is given only when no other structure of the same "
+    "formula scores within the isomer margin learned on the library and the hit also passes the structure-level "
+    "null; otherwise level 3 (tentative: isomers are plausible), with the isomers named. Whether these q-values "
+    "hold is measured by <code>benchmarks/fdr_calibration.py</code> on held-out MassBank structures."
+)
+
+
+def _identifications(annotations: pl.DataFrame, ident: pl.DataFrame | None, sample_ids: list[str], params: dict,
+                     warnings: list[str]) -> str:
+    """Identification section: per-sample counts from the annotations, compounds from identifications.parquet."""
     if annotations.is_empty() or "cosine" not in annotations.columns:
         return "<p>No library annotations (no library configured, or no spectrum had a candidate).</p>"
     with_q = ("q_value" in annotations.columns and "accepted" in annotations.columns
               and annotations["q_value"].fill_nan(None).drop_nulls().len() > 0)
+    fdr = ((params.get("config_used") or {}).get("annotate") or {}).get("fdr")
+    at = f"q ≤ {float(fdr):g}" if isinstance(fdr, (int, float)) else "q ≤ the configured <code>annotate: fdr</code>"
     if with_q:
         hits = annotations.filter(pl.col("accepted").fill_null(False))
-        fdr = ((params.get("config_used") or {}).get("annotate") or {}).get("fdr")
-        at = f"q ≤ {float(fdr):g}" if isinstance(fdr, (int, float)) else "q ≤ the configured <code>annotate: fdr</code>"
         intro = (f"<p>Identifications are rank-1 library hits accepted at a false discovery rate: {at} "
-                 f"({hits.height} of {annotations.height} rank-1 hits). The q-values come from a target-decoy "
-                 "competition: each spectrum's best library candidate competes with its best decoy candidate (decoys "
-                 "keep a library spectrum's precursor m/z and intensity profile but take random fragment m/z), and "
-                 "the winner is kept; walking down the winners by score, the FDR is decoy wins / target wins, and a "
-                 "hit's q-value is the smallest FDR at which it would be accepted. Cosine is shown for reference; "
-                 "a high cosine alone is not an identification.</p>")
+                 f"({hits.height} of {annotations.height} rank-1 spectrum hits). {CONFIDENCE_TEXT} Cosine is shown "
+                 "for reference; a high cosine alone is not an identification.</p>")
+        low = hits.filter(pl.col("cosine") < 0.3) if "cosine" in hits.columns else hits.clear()
+        if low.height:
+            warnings.append(f"{low.height} accepted spectrum hits have cosine &lt; 0.3: they passed on the combined "
+                            "score (entropy and embedding agreement with the library spectrum), not on peak-by-peak "
+                            "cosine; check them in the table before relying on them")
     else:
         threshold = float(params["min_cosine"])
         hits = annotations.filter(pl.col("cosine") >= threshold)
-        intro = (f"<p>No q-values in the annotations (target-decoy competition off: <code>annotate: decoys</code>), "
-                 f"so rank-1 library hits with cosine ≥ {threshold:g} count as identifications ({hits.height} of "
-                 f"{annotations.height} rank-1 hits); their error rate is unknown.</p>")
+        intro = (f"<p>No q-values in the annotations (<code>annotate: confidence: none</code>), so rank-1 library "
+                 f"hits with cosine ≥ {threshold:g} are listed ({hits.height} of {annotations.height} rank-1 hits); "
+                 "their error rate is unknown.</p>")
+        warnings.append("identifications have <b>no q-values</b> (annotate confidence: none): their error rate is "
+                        "unknown")
     key = "library_inchikey" if "library_inchikey" in hits.columns else "library_name"
     aggregations = [pl.col("spectrum_id").n_unique().alias("spectra"), pl.col(key).n_unique().alias("compounds"),
                     pl.col("cosine").max().alias("best")]
@@ -598,24 +640,32 @@ def _identifications(annotations: pl.DataFrame, sample_ids: list[str], params: d
         rows.append([s, r.get("spectra", 0), r.get("compounds", 0), r.get("best")]
                     + ([_q(r.get("q"))] if with_q else []))
     parts = [intro, _table(header, rows, numeric=set(range(1, len(header))))]
-    if hits.height:
-        aggregations = [pl.col("library_name").first().alias("name"), pl.col("sample_id").n_unique().alias("samples"),
-                        pl.col("spectrum_id").n_unique().alias("spectra"), pl.col("cosine").max().alias("best"),
-                        pl.col("cosine").median().alias("median")]
-        if "precursor_error_ppm" in hits.columns:
-            aggregations.append(pl.col("precursor_error_ppm").abs().median().alias("ppm"))
-        if with_q:
-            aggregations.append(pl.col("q_value").min().alias("q"))
-        compounds = hits.group_by(key).agg(aggregations).sort(["samples", "best"], descending=True).head(
+    if ident is not None and ident.height and with_q:
+        acc = ident.filter(pl.col("accepted")).sort(["msi_level", "q_value", "n_samples"], descending=[False, False, True])
+        n2, n3 = int((acc["msi_level"] == 2).sum()), int((acc["msi_level"] == 3).sum())
+        parts.append(f"<h3>Compounds per consensus feature (top {int(params['top_compounds'])})</h3>"
+                     f"<p>{acc.height} of {ident.height} consensus features with a library hit are identified at "
+                     f"{at}: {n2} at MSI level 2, {n3} at level 3. The spectra of a feature (all samples) vote for "
+                     "one compound; its p-value is the best spectrum's times the feature's spectrum count.</p>")
+        header = ["consensus feature", "compound", "MSI level", "isomers (InChIKey)", "class", "samples", "spectra",
+                  "supporting", "best score", "best cosine", "q"]
+        parts.append(_table(header, [
+            [r["consensus_id"], r["name"], r["msi_level"],
+             ", ".join(k for k in (r["isomer_inchikeys"] or []) if k) if r["msi_level"] == 3 else r["inchikey"],
+             r["compound_class"], r["n_samples"], r["n_spectra"], r["n_supporting"], r["best_score"],
+             r["best_cosine"], _q(r["q_value"])]
+            for r in acc.head(int(params["top_compounds"])).iter_rows(named=True)], numeric={5, 6, 7, 8, 9}))
+    elif hits.height:
+        compounds = hits.group_by(key).agg(
+            pl.col("library_name").first().alias("name"), pl.col("sample_id").n_unique().alias("samples"),
+            pl.col("spectrum_id").n_unique().alias("spectra"), pl.col("cosine").max().alias("best"),
+            pl.col("cosine").median().alias("median")).sort(["samples", "best"], descending=True).head(
             int(params["top_compounds"]))
         parts.append(f"<h3>Study-wide compounds (top {int(params['top_compounds'])})</h3>")
         header = ["compound", "InChIKey" if key == "library_inchikey" else "name", "samples", "spectra",
-                  "best cosine", "median cosine", "median |ppm|"] + (["lowest q"] if with_q else [])
-        parts.append(_table(
-            header,
-            [[r["name"], r[key], r["samples"], r["spectra"], r["best"], r["median"], r.get("ppm")]
-             + ([_q(r.get("q"))] if with_q else []) for r in compounds.iter_rows(named=True)],
-            numeric=set(range(2, len(header)))))
+                  "best cosine", "median cosine"]
+        parts.append(_table(header, [[r["name"], r[key], r["samples"], r["spectra"], r["best"], r["median"]]
+                                     for r in compounds.iter_rows(named=True)], numeric={2, 3, 4, 5}))
     return "".join(parts)
 
 

@@ -64,6 +64,12 @@ def library_index():
     return f"results/library/{LIBRARY_NAME}" if LIBRARIES else []
 
 
+def library_calibration():
+    """The library's confidence calibration (only with a library and confidence: null_model)."""
+    wanted = LIBRARIES and (config.get("annotate") or {}).get("confidence", "null_model") == "null_model"
+    return f"results/confidence/{LIBRARY_NAME}.json" if wanted else []
+
+
 def per_sample(table):
     return expand("results/samples/{sample}/{table}.parquet", sample=SAMPLES, table=table)
 

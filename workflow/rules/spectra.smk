@@ -76,16 +76,46 @@ rule index_library:
         "> {log:q} 2>&1"
 
 
+rule calibrate_library:
+    # Identification confidence measured once per library, encoder and scoring: leave-structure-out searches of
+    # library spectra give the null of wrong hits (q-values) and the isomer margin (MSI levels).
+    input:
+        "results/library/{library}",
+    output:
+        "results/confidence/{library}.json",
+    params:
+        p=lambda wildcards: stage_params("annotate", model=config["embed"]["model"]),
+        version=MS2STUDY_VERSION,
+    log:
+        "logs/library/{library}.calibration.log",
+    benchmark:
+        "results/benchmarks/library/{library}.calibration.tsv"
+    threads: 2
+    resources:
+        mem_mb=res("library", "mem_mb"),
+        runtime=res("library", "runtime"),
+    conda:
+        ENV
+    shell:
+        "python -m ms2study calibrate-library --index {input:q} --out {output:q} --params {params.p} > {log:q} 2>&1"
+
+
 rule annotate:
     input:
         spectra="results/samples/{sample}/spectra.parquet",
         embeddings="results/samples/{sample}/embeddings.parquet",
         library=library_index(),
+        calibration=library_calibration(),
     output:
         "results/samples/{sample}/annotations.parquet",
     params:
         p=lambda wildcards: stage_params("annotate", model=config["embed"]["model"]),
-        library=lambda wildcards, input: f"--library-index {shlex.quote(input.library)}" if LIBRARIES else "",
+        library=lambda wildcards, input: (
+            f"--library-index {shlex.quote(input.library)}"
+            + (f" --calibration {shlex.quote(input.calibration)}" if library_calibration() else "")
+            if LIBRARIES
+            else ""
+        ),
         version=MS2STUDY_VERSION,
     log:
         "logs/annotate/{sample}.log",

@@ -1,0 +1,163 @@
+"""Identification confidence: null-model p-values, BH q-values, isomer margin, and whether the FDR holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from ms2study import confidence, identify
+from ms2study.errors import InputError
+
+
+def test_bh_q_values_match_the_textbook_example() -> None:
+    p = np.array([0.01, 0.04, 0.03, 0.005, np.nan, 0.5])
+    q = confidence.bh_q_values(p)
+    # m = 5 finite p-values; sorted 0.005, 0.01, 0.03, 0.04, 0.5 -> 0.025, 0.025, 0.05, 0.05, 0.5
+    np.testing.assert_allclose(q[[3, 0, 2, 1, 5]], [0.025, 0.025, 0.05, 0.05, 0.5])
+    assert np.isnan(q[4])
+
+
+def test_null_p_values_are_monotone_and_extrapolate_the_tail() -> None:
+    rng = np.random.default_rng(0)
+    null = np.sort(rng.beta(2, 5, 2000))
+    stratum = confidence.NullStratum(0, null)
+    s = np.array([0.0, 0.2, 0.5, null[-1], 0.95, 0.999])
+    p = stratum.p_values(s)
+    assert np.all(np.diff(p) <= 1e-12) and p[0] == pytest.approx(1.0)
+    assert p[2] == pytest.approx(((null >= 0.5).sum() + 1) / 2001, rel=1e-9)
+    # Beyond the largest null score the exponential tail gives p-values below 1/(N+1), still positive.
+    assert 0 < p[-1] < p[-2] < 1 / 2001
+
+
+def test_null_p_values_are_uniform_under_the_null() -> None:
+    """A p-value must be valid: for scores drawn from the null itself, P(p <= a) <= a (up to noise)."""
+    rng = np.random.default_rng(1)
+    stratum = confidence.NullStratum(0, np.sort(rng.gamma(2.0, 0.1, 3000).clip(0, 1)))
+    fresh = rng.gamma(2.0, 0.1, 20000).clip(0, 1)
+    p = stratum.p_values(fresh)
+    for a in (0.001, 0.01, 0.05, 0.2):
+        assert (p <= a).mean() <= a * 1.3 + 0.0005
+
+
+def test_strata_merge_small_groups_upward() -> None:
+    n = np.r_[np.full(50, 1), np.full(300, 5), np.full(30, 200)]
+    best = np.r_[np.full(50, 0.1), np.full(300, 0.5), np.full(30, 0.9)]
+    cal = confidence.Calibration.from_null(n, best, best, 0.1, {"rank_by": "combined"})
+    assert [s.min_stratum for s in cal.formula] == [0]     # 1 (50) + 4-7 (300) -> one; 128+ (30) joins it
+    assert cal.formula[0].median_candidates == 5
+    assert cal.formula[0].scores.size == 380
+    with pytest.raises(InputError, match="leave-structure-out"):
+        confidence.Calibration.from_null(np.zeros(5), np.zeros(5), np.zeros(5), 0.0, {})
+
+
+def test_candidate_count_strata_give_more_candidates_a_heavier_null() -> None:
+    rng = np.random.default_rng(2)
+    few, many = rng.beta(2, 6, 1000), rng.beta(5, 3, 1000)  # more candidates: a higher best wrong score
+    n = np.r_[np.full(1000, 2), np.full(1000, 64)]
+    best = np.r_[few, many]
+    cal = confidence.Calibration.from_null(n, best, best, 0.0, {})
+    p_few, p_many = cal.p_formula(np.array([0.6, 0.6]), np.array([2, 64]))
+    assert p_few < 0.05 < p_many
+
+
+def test_calibration_round_trip(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    n = rng.integers(1, 40, 800)
+    cal = confidence.Calibration.from_null(n, np.where(rng.random(800) < 0.1, -np.inf, rng.random(800)),
+                                           rng.random(800), 0.07, {"rank_by": "combined", "plan": "fixed"},
+                                           {"n_queries": 800})
+    back = confidence.Calibration.load(cal.save(tmp_path / "cal.json"))
+    s, k = rng.random(50), rng.integers(1, 40, 50)
+    # Scores are stored with 7 decimals.
+    np.testing.assert_allclose(back.p_formula(s, k), cal.p_formula(s, k), rtol=1e-5)
+    np.testing.assert_allclose(back.p_structure(s, k), cal.p_structure(s, k), rtol=1e-5)
+    assert back.isomer_margin == 0.07 and back.scoring == cal.scoring
+    (tmp_path / "bad.json").write_text('{"format": "something else"}')
+    with pytest.raises(InputError, match="calibration"):
+        confidence.Calibration.load(tmp_path / "bad.json")
+
+
+def test_bh_on_null_model_p_values_controls_the_fdr() -> None:
+    """Known truth: queries are true matches (high scores) or unknowns (scores from the null). Over many
+    simulated searches the mean false-discovery proportion stays at or below the nominal level."""
+    rng = np.random.default_rng(4)
+    null_draw = lambda k: rng.beta(2, 4, k)  # noqa: E731
+    cal = confidence.Calibration.from_null(np.full(4000, 8), null_draw(4000), null_draw(4000), 0.0, {})
+    for alpha in (0.01, 0.05, 0.1):
+        fdps = []
+        for _ in range(200):
+            unknown = rng.random(300) < 0.4
+            scores = np.where(unknown, null_draw(300), rng.beta(8, 2, 300))
+            q = confidence.bh_q_values(cal.p_formula(scores, np.full(300, 8)))
+            acc = q <= alpha
+            fdps.append(unknown[acc].mean() if acc.any() else 0.0)
+        assert np.mean(fdps) <= alpha * 1.1
+
+
+def test_isomer_margin_is_the_smallest_gap_meeting_the_target() -> None:
+    gap = np.r_[np.zeros(20), np.full(10, 0.02), np.full(100, 0.3)]
+    wrong = np.r_[np.r_[np.ones(10), np.zeros(10)], np.r_[np.ones(5), np.zeros(5)], np.zeros(100)]
+    # gap > 0: 5 wrong of 110 (4.5%) > 2%; gap > 0.02: 0 of 100 -> margin 0.02
+    assert confidence.learn_isomer_margin(gap, wrong.astype(bool), 0.02) == pytest.approx(0.02)
+    assert confidence.learn_isomer_margin(gap, wrong.astype(bool), 0.05) == 0.0
+    assert confidence.learn_isomer_margin(np.array([]), np.array([], dtype=bool)) == 0.0
+
+
+def test_library_codes_use_the_first_inchikey_block_and_formula() -> None:
+    meta = pl.DataFrame({"inchikey": ["AAAAAAAAAAAAAA-BBBBBBBBBB-N", "AAAAAAAAAAAAAA-CCCCCCCCCC-N", None, None],
+                         "name": ["a", "a2", "Glucose", "glucose"], "formula": ["C6H12O6", "C6H12O6", "", None]})
+    structure, formula = confidence.library_codes(meta)
+    assert structure[0] == structure[1] and structure[2] == structure[3] and structure[0] != structure[2]
+    assert formula[0] == formula[1] >= 0 and formula[2] == formula[3] == -1
+
+
+def _annotations(rows: list[tuple]) -> pl.DataFrame:
+    cols = ["spectrum_id", "sample_id", "feature_id", "rank", "library_id", "library_name", "library_inchikey",
+            "library_smiles", "library_formula", "library_adduct", "combined", "cosine", "p_value", "msi_level",
+            "isomer_inchikeys"]
+    return pl.DataFrame([dict(zip(cols, r)) for r in rows],
+                        schema_overrides={"msi_level": pl.Int8, "isomer_inchikeys": pl.List(pl.Utf8)})
+
+
+IK_A, IK_B, IK_C = "AAAAAAAAAAAAAA-X-N", "BBBBBBBBBBBBBB-X-N", "CCCCCCCCCCCCCC-X-N"
+
+
+def test_one_identification_per_consensus_feature() -> None:
+    ann = _annotations([
+        # C1: three spectra in two samples agree on A (level 2), a fourth picks B of another formula.
+        ("s1:1", "s1", "s1:F1", 1, "LA", "alpha", IK_A, "C", "C6H6", "[M+H]+", 0.95, 0.9, 1e-6, 2, [IK_A]),
+        ("s1:2", "s1", "s1:F1", 1, "LA", "alpha", IK_A, "C", "C6H6", "[M+H]+", 0.90, 0.85, 1e-4, 2, [IK_A]),
+        ("s2:1", "s2", "s2:F7", 1, "LA", "alpha", IK_A, "C", "C6H6", "[M+H]+", 0.92, 0.88, 1e-5, 2, [IK_A]),
+        ("s2:2", "s2", "s2:F7", 1, "LB", "beta", IK_B, "C", "C5H6O", "[M+H]+", 0.40, 0.3, 0.2, None, None),
+        ("s2:2", "s2", "s2:F7", 2, "LA", "alpha", IK_A, "C", "C6H6", "[M+H]+", 0.30, 0.2, None, None, None),
+        # C2: two spectra disagree between isomers A' and C of one formula -> level 3 naming both.
+        ("s1:3", "s1", "s1:F2", 1, "LC", "gamma", IK_C, "C", "C7H8", "[M+H]+", 0.97, 0.95, 1e-6, 2, [IK_C]),
+        ("s2:3", "s2", "s2:F8", 1, "LD", "delta", IK_B.replace("X", "Y"), "C", "C7H8", "[M+H]+", 0.96, 0.9, 1e-6,
+         2, None),
+        # C3: one weak spectrum: not accepted.
+        ("s1:4", "s1", "s1:F3", 1, "LB", "beta", IK_B, "C", "C5H6O", "[M+H]+", 0.2, 0.1, 0.6, None, None),
+        # A spectrum without a feature never reaches the study table.
+        ("s1:5", "s1", None, 1, "LA", "alpha", IK_A, "C", "C6H6", "[M+H]+", 0.99, 0.99, 1e-9, 2, [IK_A]),
+    ])
+    links = pl.DataFrame({"consensus_id": ["C1", "C1", "C2", "C2", "C3"],
+                          "sample_id": ["s1", "s2", "s1", "s2", "s1"],
+                          "feature_id": ["s1:F1", "s2:F7", "s1:F2", "s2:F8", "s1:F3"]})
+    out = identify.identify_features(ann, links, fdr=0.01).sort("consensus_id")
+    assert out["consensus_id"].to_list() == ["C1", "C2", "C3"]
+    c1, c2, c3 = out.row(0, named=True), out.row(1, named=True), out.row(2, named=True)
+    assert c1["inchikey"] == IK_A and c1["n_spectra"] == 4 and c1["n_supporting"] == 3 and c1["n_samples"] == 2
+    assert c1["p_value"] == pytest.approx(4e-6) and c1["accepted"] and c1["msi_level"] == 2
+    assert c1["isomer_inchikeys"] == [IK_A] and c1["best_score"] == pytest.approx(0.95)
+    assert c1["median_score"] == pytest.approx(0.92)
+    assert c2["accepted"] and c2["msi_level"] == 3
+    assert set(c2["isomer_inchikeys"]) == {IK_C, IK_B.replace("X", "Y")}
+    assert not c3["accepted"] and c3["msi_level"] is None and c3["q_value"] == pytest.approx(0.6)
+    assert out.schema == pl.Schema(identify.IDENTIFICATIONS)
+
+
+def test_identifications_without_hits_are_an_empty_table() -> None:
+    empty = identify.identify_features(pl.DataFrame(schema={"rank": pl.Int32}), pl.DataFrame(), 0.01)
+    assert empty.height == 0 and empty.schema == pl.Schema(identify.IDENTIFICATIONS)

@@ -1,0 +1,276 @@
+"""Library calibration of identification confidence (``ms2study calibrate-library``), built once per library.
+
+Searches library spectra as queries against the library itself, scored exactly as the annotate stage scores
+sample spectra (same candidates, scores, combined-score plan and encoder), and turns the searches into a
+``ms2study.confidence.Calibration``:
+
+- leave-structure-out searches (every spectrum of the query's structure removed): the null distributions of the
+  best wrong-formula and best wrong-structure score per candidate count;
+- leave-one-spectrum-out searches (other spectra of the structure stay): the isomer margin, the smallest score
+  gap to another structure of the same formula above which a wrong isomer rarely wins.
+
+Queries are one spectrum per structure (first InChIKey block), a seeded draw of at most
+``calibration_queries`` structures; half of them are degraded like low-concentration measurements
+(``ms2study.combine.degrade`` at a random level 1-4) and re-embedded, so that the null covers noisy spectra.
+The Snakemake rule ``calibrate_library`` writes ``results/confidence/{library}.json``; ``ms2study score``
+caches its calibration inside the index folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ms2study import annotate, confidence
+from ms2study.decoys import segment_max
+from ms2study.errors import InputError
+from ms2study.library import LibraryIndex, load_library_index
+
+log = logging.getLogger(__name__)
+
+DEGRADED_FRACTION = 0.5
+
+
+def _query_spectra(index: LibraryIndex, rows: np.ndarray, degraded: np.ndarray, seed: int) -> annotate.FlatSpectra:
+    """Library rows as query spectra; rows flagged in ``degraded`` get a random low-concentration level (1-4)."""
+    from ms2study.combine import LOW_CONCENTRATION_LEVELS, degrade
+
+    rng = np.random.default_rng(seed)
+    mzs, ints = [], []
+    for r, deg in zip(rows, degraded):
+        m, x = index.peaks(int(r))
+        if deg:
+            level = LOW_CONCENTRATION_LEVELS[int(rng.integers(1, len(LOW_CONCENTRATION_LEVELS)))]
+            m, x = degrade(m, x, float(index.precursor_mz[r]), level, rng)
+        mzs.append(np.asarray(m, dtype=np.float64))
+        ints.append(np.asarray(x, dtype=np.float32))
+    offsets = np.zeros(rows.size + 1, dtype=np.int64)
+    np.cumsum([m.size for m in mzs], out=offsets[1:])
+    return annotate.FlatSpectra(
+        offsets=offsets, mz=np.concatenate(mzs) if mzs else np.zeros(0),
+        intensity=np.concatenate(ints) if ints else np.zeros(0, dtype=np.float32),
+        precursor_mz=np.asarray(index.precursor_mz)[rows].astype(np.float64),
+        ion_mode=np.asarray(index.ion_mode)[rows].astype(np.int8), rows=np.asarray(rows, dtype=np.int64))
+
+
+def choose_queries(structure: np.ndarray, ion_mode: np.ndarray, n_max: int, seed: int) -> np.ndarray:
+    """One library row per structure (known structure and ion mode), a seeded draw of at most ``n_max``."""
+    rng = np.random.default_rng(seed)
+    ok = np.flatnonzero((structure >= 0) & (np.asarray(ion_mode) != 0))
+    ok = ok[rng.permutation(ok.size)]
+    _, first = np.unique(structure[ok], return_index=True)
+    rows = ok[np.sort(first)]
+    rows = rows[rng.permutation(rows.size)[:n_max]]
+    return np.sort(rows)
+
+
+MIN_UNSEEN_STRUCTURES = 200
+
+
+def unseen_by_encoder(index: LibraryIndex, model: str | None, trained: bool) -> np.ndarray | None:
+    """Library rows whose structure the encoder did NOT train on (its recorded structure split), or None.
+
+    An encoder has memorised its training structures: searched as queries, their embeddings sit apart from
+    other structures', so a null measured on them would be lighter than the null of new compounds. None when
+    the encoder is untrained or fewer than MIN_UNSEEN_STRUCTURES structures are left (then every row is used).
+    """
+    from ms2study import embed
+    from ms2study.combine import model_split_settings
+    from ms2study.train import assign_split
+
+    if not trained:
+        return None
+    split = model_split_settings(embed.resolve_model_dir(model))
+    blocks = index.metadata["inchikey"].str.slice(0, 14).fill_null("").to_list()
+    cache: dict[str, bool] = {}
+    unseen = np.zeros(len(blocks), dtype=bool)
+    for i, b in enumerate(blocks):
+        if len(b) == 14:
+            if b not in cache:
+                cache[b] = assign_split(b, int(split["seed"]), float(split["val_fraction"]),
+                                        float(split["test_fraction"])) != "train"
+            unseen[i] = cache[b]
+    n = len({b for b, u in zip(blocks, unseen) if u})
+    if n < MIN_UNSEEN_STRUCTURES:
+        log.warning("only %d library structures are outside the encoder's training split: the null is measured on "
+                    "all structures (it may be optimistic for the embedding score)", n)
+        return None
+    return unseen
+
+
+def _encoder(p: dict, index: LibraryIndex) -> tuple[str | None, bool, np.ndarray | None, dict]:
+    """(model_id, trained, library embeddings or None, embed params) of the encoder annotate would use."""
+    from ms2study import embed
+
+    eparams = {"model": p["model"]}
+    try:
+        _model, info, _dev = embed.get_model(eparams)
+    except InputError as err:
+        log.warning("no encoder (%s): calibrating the spectral scores only", err)
+        return None, False, None, eparams
+    emb = index.embeddings(info["model_id"])
+    if emb is None:
+        log.warning("library index %s has no embeddings for %s: calibrating the spectral scores only",
+                    index.path, info["model_id"])
+    return info["model_id"], bool(info["trained"]), None if emb is None else np.asarray(emb, np.float32), eparams
+
+
+def calibrate_index(index_dir: str | Path, params: dict | None = None) -> confidence.Calibration:
+    """Calibration of a library index for annotate ``params`` (see the module docstring).
+
+    Raises InputError when the library holds no structures to calibrate with (no InChIKeys, or no null search
+    with a candidate).
+    """
+    t0 = time.perf_counter()
+    p = annotate.merge_params(params)
+    index = load_library_index(index_dir)
+    structure, formula = confidence.library_codes(index.metadata)
+    model_id, trained, lib_emb, eparams = _encoder(p, index)
+    plan = annotate.combine_plan(p, model_id, trained, lib_emb is not None)
+    lib = annotate.prepare_library(index, {**p, "embedding_model": None})
+    lib.embeddings = lib_emb
+    seed = int(p["calibration_seed"])
+    unseen = unseen_by_encoder(index, p["model"], trained and lib_emb is not None)
+    eligible = structure if unseen is None else np.where(unseen, structure, -1)
+    rows = choose_queries(eligible, index.ion_mode, int(p["calibration_queries"]), seed)
+    if rows.size == 0:
+        raise InputError("the library has no spectra with an InChIKey and an ion mode to calibrate confidence with",
+                         file=str(index_dir), fix="use a library with InChIKeys, or set annotate confidence: none")
+    degraded = np.random.default_rng(seed + 1).random(rows.size) < DEGRADED_FRACTION
+    queries = _query_spectra(index, rows, degraded, seed + 2)
+    q_emb = None
+    if lib_emb is not None:
+        from ms2study import embed
+
+        q_emb = lib_emb[rows].copy()
+        if degraded.any():
+            sel = np.flatnonzero(degraded)
+            sub = annotate.FlatSpectra(*_subset_flat(queries, sel))
+            emb, has, _info = embed.embed_arrays(sub.mz, sub.intensity, sub.offsets, sub.precursor_mz, eparams)
+            emb[~has] = np.nan
+            q_emb[sel] = emb
+    # One candidate search without the query's own spectrum; the null then also drops its structure.
+    off, cand = annotate.find_candidates(queries.precursor_mz, queries.ion_mode, np.asarray(index.precursor_mz),
+                                         np.asarray(index.ion_mode), p["precursor_tolerance_ppm"],
+                                         p["precursor_tolerance_da"])
+    q_of = np.repeat(np.arange(rows.size), np.diff(off))
+    keep = cand != rows[q_of]
+    cand, q_of = cand[keep], q_of[keep]
+    off = np.zeros(rows.size + 1, dtype=np.int64)
+    np.cumsum(np.bincount(q_of, minlength=rows.size), out=off[1:])
+    scores = annotate.score_pairs(queries, lib, off, cand, p, q_emb)
+    key = annotate.ranking_score(queries, lib, off, cand, scores, p, plan)
+    key = np.nan_to_num(key, nan=-np.inf)
+
+    q_struct, q_formula = structure[rows][q_of], formula[rows][q_of]
+    c_struct, c_formula = structure[cand], formula[cand]
+    other_structure = c_struct != q_struct
+    other_formula = (c_formula != q_formula) | (c_formula < 0) | (q_formula < 0)
+    # Null: the query's structure is not in the library.
+    null_off = np.zeros(rows.size + 1, dtype=np.int64)
+    np.cumsum(np.bincount(q_of[other_structure], minlength=rows.size), out=null_off[1:])
+    # Candidates counted as distinct structures (see confidence.distinct_per_query).
+    n_null = confidence.distinct_per_query(q_of[other_structure], c_struct[other_structure], rows.size)
+    wf = other_structure & other_formula
+    n_formula = confidence.distinct_per_query(q_of[wf], c_struct[wf], rows.size)
+    k_null = key[other_structure]
+    formula_best = segment_max(np.where(other_formula[other_structure], k_null, -np.inf), null_off)
+    structure_best = segment_max(k_null, null_off)
+
+    # Self-search: rank-1 and the best other structure of rank-1's formula, where the right structure is present.
+    gap, wrong = _isomer_gaps(off, cand, key, structure, formula, q_struct)
+    margin = confidence.learn_isomer_margin(gap, wrong)
+    stats = {
+        "n_null_searches": int((n_null > 0).sum()), "n_queries": int(rows.size), "n_degraded": int(degraded.sum()),
+        "n_isomer_self_searches": int(gap.size), "n_isomer_self_errors": int(wrong.sum()),
+        "median_candidates": float(np.median(n_null[n_null > 0])) if (n_null > 0).any() else 0.0,
+        "library_spectra": len(index), "seconds": round(time.perf_counter() - t0, 2),
+        "queries_from": "structures outside the encoder's training split" if unseen is not None else "all structures",
+    }
+    cal = confidence.Calibration.from_null(n_null, formula_best, structure_best, margin,
+                                           scoring_signature(p, plan), stats, n_formula)
+    log.info("calibration of %s: %d null searches, isomer margin %.4f (%d self-searches with isomers, %d wrong), "
+             "%.1f s", index_dir, stats["n_null_searches"], margin, gap.size, int(wrong.sum()), stats["seconds"])
+    return cal
+
+
+def _subset_flat(q: annotate.FlatSpectra, sel: np.ndarray) -> tuple:
+    counts = np.diff(q.offsets)[sel]
+    offsets = np.zeros(sel.size + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    idx = np.concatenate([np.arange(q.offsets[i], q.offsets[i + 1]) for i in sel]) if sel.size else np.zeros(0, int)
+    return offsets, q.mz[idx], q.intensity[idx], q.precursor_mz[sel], q.ion_mode[sel], q.rows[sel]
+
+
+def _isomer_gaps(off: np.ndarray, cand: np.ndarray, key: np.ndarray, structure: np.ndarray, formula: np.ndarray,
+                 q_struct_per_pair: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per answerable self-search with an isomer candidate: (rank-1 minus best isomer of rank-1, rank-1 wrong)."""
+    gaps, wrong = [], []
+    for q in range(off.size - 1):
+        a, b = int(off[q]), int(off[q + 1])
+        if b - a < 2:
+            continue
+        k, c = key[a:b], cand[a:b]
+        truth = q_struct_per_pair[a]
+        if not (structure[c] == truth).any() or not np.isfinite(k.max()):
+            continue
+        top = int(np.argmax(k))
+        s1, f1 = structure[c[top]], formula[c[top]]
+        iso = (structure[c] != s1) & ((formula[c] == f1) | (formula[c] < 0) | (f1 < 0))
+        if not iso.any():
+            continue
+        gaps.append(float(k[top] - k[iso].max()))
+        wrong.append(bool(s1 != truth))
+    return np.asarray(gaps, dtype=np.float64), np.asarray(wrong, dtype=bool)
+
+
+def scoring_signature(p: dict, plan: annotate.CombinePlan) -> dict:
+    """What a calibration depends on: the ranking score, its plan and encoder, the search and scoring parameters."""
+    keys = ("rank_by", "mode", "precursor_tolerance_ppm", "precursor_tolerance_da", "fragment_tolerance_da",
+            "mz_power", "intensity_power", "entropy_tolerance_da", "entropy_noise_threshold", "entropy_merge_da",
+            "calibration_queries", "calibration_seed")
+    sig = {k: p[k] for k in keys}
+    sig["plan"] = plan.kind
+    sig["model_id"] = plan.model_id if plan.use_embedding else None
+    if plan.learned is None:
+        sig["weights"] = p["weights"]
+    return sig
+
+
+def cached_calibration(index_dir: str | Path, params: dict | None = None) -> confidence.Calibration:
+    """The calibration for ``params`` stored in the index folder (``calibration/<hash>.json``), built if absent."""
+    p = annotate.merge_params(params)
+    digest = hashlib.sha256(json.dumps(
+        {k: p[k] for k in sorted(p) if k not in ("top_k", "fdr", "min_score", "analogue_chunk_mb")},
+        sort_keys=True, default=str).encode()).hexdigest()[:16]
+    path = Path(index_dir) / "calibration" / f"{digest}.json"
+    if path.exists():
+        return confidence.Calibration.load(path)
+    cal = calibrate_index(index_dir, p)
+    cal.save(path)
+    return cal
+
+
+def _cli(args: argparse.Namespace) -> int:
+    from ms2study.cli import load_params
+
+    cal = calibrate_index(args.index, load_params(args))
+    cal.save(args.out)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from ms2study.cli import add_params_argument
+
+    p = subparsers.add_parser("calibrate-library",
+                              help="measure a library's identification null and isomer margin (q-values, MSI levels)")
+    p.add_argument("--index", required=True, help="index folder from 'ms2study index-library' (with embeddings)")
+    p.add_argument("--out", required=True, help="calibration JSON to write")
+    add_params_argument(p)
+    p.set_defaults(func=_cli)

@@ -1,0 +1,146 @@
+"""``ms2study score``: identify query spectra from a file against library files, as the pipeline does.
+
+The queries (MGF, MSP, GNPS JSON or a pipeline ``spectra.parquet``) are read by the library readers
+(``ms2study.library.read_query_spectra``: one reader, so polarity and ids are read alike for queries and
+references), cleaned like the library, embedded with the configured encoder (``model``, as in the embed stage),
+and scored by the annotate stage against an index of the libraries that carries that encoder's embeddings. The
+combined score is the encoder's learned one when present, and confidence comes from the library's calibration
+(``ms2study.calibrate``), all cached in the index folder so a second call reuses them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from ms2study import annotate, calibrate
+from ms2study.atomic import write_parquet
+from ms2study.cleaning import clean_peaks
+from ms2study.errors import InputError
+from ms2study.library import ensure_library_index, load_library_index
+
+log = logging.getLogger(__name__)
+
+# Output columns of `ms2study score`, first and in this order (spectrum_id renamed to query_id).
+SCORE_COLUMNS = [
+    "query_id", "rank", "library_id", "library_name", "library_inchikey", "library_smiles",
+    "precursor_error_ppm", "cosine", "modified_cosine", "entropy", "embedding", "combined",
+    "matched_peaks", "q_value", "accepted", "msi_level", "isomer_inchikeys",
+]
+
+
+def read_query_file(path: str | Path, cleaning: dict | None = None) -> pl.DataFrame:
+    """Query spectra from a library-format file or a pipeline spectra.parquet (tables.SPECTRA columns).
+
+    ``cleaning``: the library's cleaning parameters; queries that cleaning would empty are named in the log and
+    left out (``ms2study.library.read_query_spectra``). Raises InputError naming the file when a parquet lacks
+    the needed columns or no query can be searched.
+    """
+    path = Path(path)
+    if path.name.endswith(".parquet"):
+        df = pl.read_parquet(path)
+        missing = [c for c in ("spectrum_id", "precursor_mz", "mz", "intensity") if c not in df.columns]
+        if missing:
+            raise InputError(f"query table lacks columns {missing}", file=str(path),
+                             fix="pass a spectra.parquet from the pipeline")
+        return df
+    from ms2study.library import read_query_spectra
+
+    df, _report = read_query_spectra(path, cleaning=cleaning)
+    return df
+
+
+def cleaned(spectra: pl.DataFrame, cleaning: dict) -> pl.DataFrame:
+    """The spectra with peaks cleaned as the library's (``ms2study.cleaning.clean_peaks``); rows kept in order."""
+    mzs, ints = [], []
+    for mz, inten, prec in zip(spectra["mz"].to_list(), spectra["intensity"].to_list(),
+                               spectra["precursor_mz"].cast(pl.Float64).to_list()):
+        if mz is None or inten is None or prec is None or not np.isfinite(prec) or prec <= 0:
+            mzs.append(None)
+            ints.append(None)
+            continue
+        cm, ci = clean_peaks(np.asarray(mz, np.float64), np.asarray(inten, np.float64), prec, **cleaning)
+        mzs.append(cm.tolist())
+        ints.append(np.asarray(ci, np.float32).tolist())
+    return spectra.with_columns(pl.Series("mz", mzs, dtype=pl.List(pl.Float64)),
+                                pl.Series("intensity", ints, dtype=pl.List(pl.Float32)))
+
+
+def score_files(
+    queries: str | Path,
+    libraries: list[str | Path],
+    params: dict | None = None,
+    index_root: str | Path = "results/library",
+    library_params: dict | None = None,
+    embed_params: dict | None = None,
+) -> pl.DataFrame:
+    """Index the libraries (cached), embed and annotate the queries; returns SCORE_COLUMNS first.
+
+    ``params``: annotate parameters (``model`` names the encoder, as in the pipeline); ``embed_params``: embed
+    stage parameters (device, batch size, precision). With ``embed_params`` None the queries are still embedded
+    with ``params['model']``; pass ``{"model": None}`` in params to score spectra only.
+    """
+    from ms2study import embed
+
+    p = annotate.merge_params(params)
+    libraries = [Path(x) for x in libraries]
+    if len(libraries) == 1 and (libraries[0] / "manifest.json").exists():
+        index_dir = libraries[0]
+    else:
+        stem = "+".join(x.name.split(".")[0] for x in libraries)
+        index_dir = Path(index_root) / stem
+        ensure_library_index(libraries, index_dir, library_params)
+    index = load_library_index(index_dir)
+    cleaning = p["cleaning"] if p["cleaning"] is not None else index.manifest.get("params", {}).get("cleaning", {})
+    spectra = cleaned(read_query_file(queries, cleaning), cleaning)
+    embeddings = None
+    if p["model"] is not None:
+        eparams = {**(embed_params or {}), "model": p["model"]}
+        embed.embed_library(index_dir, eparams)
+        embeddings = embed.embed_spectra(spectra, eparams)
+    cal = calibrate.cached_calibration(index_dir, p) if p["confidence"] == "null_model" else None
+    # Peaks are cleaned above; cleaning twice would change nothing but costs time.
+    ann = annotate.annotate_spectra(spectra, index_dir, {**p, "cleaning": cleaning}, embeddings, cal)
+    ann = ann.rename({"spectrum_id": "query_id"})
+    return ann.select(SCORE_COLUMNS + [c for c in ann.columns if c not in SCORE_COLUMNS])
+
+
+def _cli_score(args: argparse.Namespace) -> int:
+    from ms2study.cli import load_params
+
+    params = load_params(args)
+    params.update({"precursor_tolerance_ppm": args.ppm, "top_k": args.top_k, "mode": args.mode})
+    if args.da is not None:
+        params["precursor_tolerance_da"] = args.da
+    if args.no_embedding:
+        params["model"] = None
+    out = score_files(args.queries, args.library, params, index_root=args.index_root)
+    write_parquet(out, args.out)
+    top = out.filter(pl.col("rank") == 1)
+    print(f"{args.out}: {out.height} hits for {out['query_id'].n_unique()} queries; "
+          f"{int(top['accepted'].sum())} accepted at the configured FDR "
+          f"({int((top['msi_level'] == 2).sum())} at MSI level 2, {int((top['msi_level'] == 3).sum())} at level 3)")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from ms2study.cli import add_params_argument
+
+    s = subparsers.add_parser("score", help="identify query spectra (MGF/MSP/JSON or spectra.parquet) against "
+                                            "library files, as the pipeline does")
+    s.add_argument("--queries", required=True, help="queries: .mgf/.msp/.json or a spectra.parquet")
+    s.add_argument("--library", nargs="+", required=True, help="library file(s) (.mgf/.msp/.json) or one index folder")
+    s.add_argument("--out", required=True, help="hits.parquet to write")
+    s.add_argument("--ppm", type=float, default=annotate.DEFAULT_PARAMS["precursor_tolerance_ppm"],
+                   help="precursor window (ppm)")
+    s.add_argument("--da", type=float, default=None, help="precursor window in Da (replaces --ppm)")
+    s.add_argument("--top-k", type=int, default=annotate.DEFAULT_PARAMS["top_k"], help="candidates kept per query")
+    s.add_argument("--mode", choices=["identity", "analogue"], default="identity")
+    s.add_argument("--no-embedding", action="store_true", help="score with spectral similarities only")
+    s.add_argument("--index-root", default="results/library", help="where library indexes are cached")
+    add_params_argument(s)
+    s.set_defaults(func=_cli_score)
