@@ -149,6 +149,7 @@ def test_one_identification_per_consensus_feature() -> None:
     assert out["consensus_id"].to_list() == ["C1", "C2", "C3"]
     c1, c2, c3 = out.row(0, named=True), out.row(1, named=True), out.row(2, named=True)
     assert c1["inchikey"] == IK_A and c1["n_spectra"] == 4 and c1["n_supporting"] == 3 and c1["n_samples"] == 2
+    # Simes over 4 spectra with p (1e-6, 1e-5, 1e-4) for A: min(4e-6, 2e-5, 1.33e-4) = 4e-6.
     assert c1["p_value"] == pytest.approx(4e-6) and c1["accepted"] and c1["msi_level"] == 2
     assert c1["isomer_inchikeys"] == [IK_A] and c1["best_score"] == pytest.approx(0.95)
     assert c1["median_score"] == pytest.approx(0.92)
@@ -156,6 +157,13 @@ def test_one_identification_per_consensus_feature() -> None:
     assert set(c2["isomer_inchikeys"]) == {IK_C, IK_B.replace("X", "Y")}
     assert not c3["accepted"] and c3["msi_level"] is None and c3["q_value"] == pytest.approx(0.6)
     assert out.schema == pl.Schema(identify.IDENTIFICATIONS)
+
+
+def test_simes_rewards_agreeing_spectra() -> None:
+    assert identify.simes([0.01, 0.01, 0.01, 0.01], 4) == pytest.approx(0.01)
+    assert identify.simes([0.01], 4) == pytest.approx(0.04)
+    assert identify.simes([0.3, 0.001], 10) == pytest.approx(0.01)
+    assert np.isnan(identify.simes([], 3)) and identify.simes([0.9, 0.8], 2) == pytest.approx(0.9)
 
 
 def test_identifications_without_hits_are_an_empty_table() -> None:

@@ -9,9 +9,10 @@ sample spectra (same candidates, scores, combined-score plan and encoder), and t
 - leave-one-spectrum-out searches (other spectra of the structure stay): the isomer margin, the smallest score
   gap to another structure of the same formula above which a wrong isomer rarely wins.
 
-Queries are one spectrum per structure (first InChIKey block), a seeded draw of at most
-``calibration_queries`` structures; half of them are degraded like low-concentration measurements
-(``ms2study.combine.degrade`` at a random level 1-4) and re-embedded, so that the null covers noisy spectra.
+Each structure (first InChIKey block; seeded order) is searched up to three times, with other spectra of it
+where the library has them, at most ``calibration_queries`` searches; about half of the searches use a degraded
+copy (``ms2study.combine.degrade`` at a random level 1-4, re-embedded), so that the null covers noisy spectra and
+a library with one spectrum per compound still gives several null searches per compound.
 The Snakemake rule ``calibrate_library`` writes ``results/confidence/{library}.json``; ``ms2study score``
 caches its calibration inside the index folder.
 """
@@ -35,6 +36,7 @@ from ms2study.library import LibraryIndex, load_library_index
 log = logging.getLogger(__name__)
 
 DEGRADED_FRACTION = 0.5
+SEARCHES_PER_STRUCTURE = 3
 
 
 def _query_spectra(index: LibraryIndex, rows: np.ndarray, degraded: np.ndarray, seed: int) -> annotate.FlatSpectra:
@@ -59,15 +61,30 @@ def _query_spectra(index: LibraryIndex, rows: np.ndarray, degraded: np.ndarray, 
         ion_mode=np.asarray(index.ion_mode)[rows].astype(np.int8), rows=np.asarray(rows, dtype=np.int64))
 
 
-def choose_queries(structure: np.ndarray, ion_mode: np.ndarray, n_max: int, seed: int) -> np.ndarray:
-    """One library row per structure (known structure and ion mode), a seeded draw of at most ``n_max``."""
+def choose_queries(structure: np.ndarray, ion_mode: np.ndarray, n_max: int, seed: int,
+                   per_structure: int = SEARCHES_PER_STRUCTURE) -> tuple[np.ndarray, np.ndarray]:
+    """Calibration searches: (library rows, degraded flags), at most ``n_max`` searches in all.
+
+    Each structure (known structure and ion mode; seeded order) is searched up to ``per_structure`` times with
+    different spectra of it where the library has them; a spectrum used again is always degraded (another
+    random low-concentration copy), a first use is degraded with probability DEGRADED_FRACTION.
+    """
     rng = np.random.default_rng(seed)
     ok = np.flatnonzero((structure >= 0) & (np.asarray(ion_mode) != 0))
     ok = ok[rng.permutation(ok.size)]
-    _, first = np.unique(structure[ok], return_index=True)
-    rows = ok[np.sort(first)]
-    rows = rows[rng.permutation(rows.size)[:n_max]]
-    return np.sort(rows)
+    order = np.argsort(structure[ok], kind="stable")
+    ok = ok[order]
+    bounds = np.flatnonzero(np.r_[True, structure[ok][1:] != structure[ok][:-1], True])
+    groups = [ok[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    rows, degraded = [], []
+    for g in rng.permutation(len(groups)):
+        spectra = groups[g]
+        for j in range(per_structure):
+            rows.append(int(spectra[j % spectra.size]))
+            degraded.append(bool(j >= spectra.size or rng.random() < DEGRADED_FRACTION))
+        if len(rows) >= n_max:
+            break
+    return np.asarray(rows[:n_max], dtype=np.int64), np.asarray(degraded[:n_max], dtype=bool)
 
 
 MIN_UNSEEN_STRUCTURES = 200
@@ -138,11 +155,10 @@ def calibrate_index(index_dir: str | Path, params: dict | None = None) -> confid
     seed = int(p["calibration_seed"])
     unseen = unseen_by_encoder(index, p["model"], trained and lib_emb is not None)
     eligible = structure if unseen is None else np.where(unseen, structure, -1)
-    rows = choose_queries(eligible, index.ion_mode, int(p["calibration_queries"]), seed)
+    rows, degraded = choose_queries(eligible, index.ion_mode, int(p["calibration_queries"]), seed)
     if rows.size == 0:
         raise InputError("the library has no spectra with an InChIKey and an ion mode to calibrate confidence with",
                          file=str(index_dir), fix="use a library with InChIKeys, or set annotate confidence: none")
-    degraded = np.random.default_rng(seed + 1).random(rows.size) < DEGRADED_FRACTION
     queries = _query_spectra(index, rows, degraded, seed + 2)
     q_emb = None
     if lib_emb is not None:
@@ -177,8 +193,6 @@ def calibrate_index(index_dir: str | Path, params: dict | None = None) -> confid
     np.cumsum(np.bincount(q_of[other_structure], minlength=rows.size), out=null_off[1:])
     # Candidates counted as distinct structures (see confidence.distinct_per_query).
     n_null = confidence.distinct_per_query(q_of[other_structure], c_struct[other_structure], rows.size)
-    wf = other_structure & other_formula
-    n_formula = confidence.distinct_per_query(q_of[wf], c_struct[wf], rows.size)
     k_null = key[other_structure]
     formula_best = segment_max(np.where(other_formula[other_structure], k_null, -np.inf), null_off)
     structure_best = segment_max(k_null, null_off)
@@ -193,6 +207,8 @@ def calibrate_index(index_dir: str | Path, params: dict | None = None) -> confid
         "library_spectra": len(index), "seconds": round(time.perf_counter() - t0, 2),
         "queries_from": "structures outside the encoder's training split" if unseen is not None else "all structures",
     }
+    wf = other_structure & other_formula
+    n_formula = confidence.distinct_per_query(q_of[wf], c_struct[wf], rows.size)
     cal = confidence.Calibration.from_null(n_null, formula_best, structure_best, margin,
                                            scoring_signature(p, plan), stats, n_formula)
     log.info("calibration of %s: %d null searches, isomer margin %.4f (%d self-searches with isomers, %d wrong), "

@@ -155,9 +155,11 @@ class Calibration:
     def from_null(cls, n_candidates: np.ndarray, formula_best: np.ndarray, structure_best: np.ndarray,
                   isomer_margin: float, scoring: dict[str, Any], stats: dict[str, Any] | None = None,
                   n_formula_candidates: np.ndarray | None = None) -> Calibration:
-        """Build from null searches: per search the number of wrong-structure candidates, the best wrong-formula
-        and best wrong-structure score, and (``n_formula_candidates``) the number of wrong-formula candidates
-        (default: ``n_candidates``). Each null is stratified by the number of candidates its maximum runs over.
+        """Build from null searches: per search the number of candidate structures of another structure than the
+        query's, the best wrong-formula and best wrong-structure score, and ``n_formula_candidates`` (default
+        ``n_candidates``), the number of wrong-formula candidate structures. Each null is stratified by the number
+        of candidates its maximum runs over; at search time the query's whole candidate count is used, an upper
+        bound on its wrong candidates (conservative).
 
         Raises InputError when there are no null searches with candidates (the library is too small or has no
         InChIKeys), because q-values would then be asserted, not measured.

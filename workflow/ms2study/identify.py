@@ -4,9 +4,10 @@ Every sample's rank-1 library hits (``annotations.parquet``) are joined to their
 links of the ``link`` stage. Per consensus feature, the spectra vote: the identity (first InChIKey block, else
 the library name) that is rank-1 for the most spectra wins, ties broken by the best ranking score. Its evidence
 is kept: spectra searched for the feature, spectra supporting the identity, samples, best and median score,
-best cosine. Confidence: the feature's p-value is the smallest spectrum p-value of the chosen identity times the
-number of the feature's searched spectra (Bonferroni: under the null no spectrum of the feature should reach
-it), and q-values are Benjamini-Hochberg over the consensus features with a hit (``ms2study.confidence``). The
+best cosine. Confidence: the feature's p-value combines the spectrum p-values of the chosen identity with the
+Simes test over all of the feature's searched spectra (the others count as p = 1), so several agreeing spectra
+strengthen the evidence and one lucky spectrum among many does not; q-values are Benjamini-Hochberg over the
+consensus features with a hit (``ms2study.confidence``). The
 MSI level is 2 only when the best spectrum of the identity was level 2 and no supporting spectrum saw the hit as
 level 3 or chose another structure of the same formula; otherwise 3, with every isomer named by the spectra in
 ``isomer_inchikeys``. Without q-values in the annotations (``confidence: none``) nothing is accepted.
@@ -49,6 +50,17 @@ IDENTIFICATIONS: dict[str, pl.DataType] = {
 }
 
 
+def simes(p_values: list[float] | None, n_tests: int) -> float:
+    """Simes (1986) combined p-value of ``n_tests`` tests of which ``p_values`` are the observed ones (the others
+    count as p = 1): ``min_k n * p_(k) / k``. Valid under positive dependence (Sarkar 1998), as between spectra of one
+    feature; NaN when no p-value is given."""
+    pv = np.sort(np.asarray([x for x in (p_values or []) if x is not None and np.isfinite(x)], dtype=np.float64))
+    if pv.size == 0:
+        return float("nan")
+    k = np.arange(1, pv.size + 1)
+    return float(min(1.0, np.min(max(int(n_tests), pv.size) * pv / k)))
+
+
 def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float = 0.01,
                       classes: pl.DataFrame | None = None) -> pl.DataFrame:
     """One row per consensus feature with a rank-1 hit (columns IDENTIFICATIONS), sorted by q-value.
@@ -85,7 +97,7 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
         pl.col("_score").max().alias("best_score"),
         pl.col("_score").median().alias("median_score"),
         pl.col("cosine").max().alias("best_cosine"),
-        pl.col("p_value").min().alias("_pmin"),
+        pl.col("p_value").drop_nulls().sort().alias("_pvals"),
         (pl.col("msi_level") == 3).any().alias("_any3"),
         pl.col("isomer_inchikeys").list.explode(keep_nulls=False, empty_as_null=False).drop_nulls().unique().sort().alias("_iso"),
     )
@@ -99,7 +111,7 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
                        "library_adduct", "library_id", pl.col("msi_level").alias("_level_best"))
            .join(summary, on="consensus_id").join(per_feature, on="consensus_id")
            .join(rivals, on="consensus_id", how="left"))
-    p = np.minimum(out["_pmin"].to_numpy().astype(np.float64) * out["n_spectra"].to_numpy(), 1.0)
+    p = np.array([simes(pv, n) for pv, n in zip(out["_pvals"].to_list(), out["n_spectra"].to_list())])
     q = confidence.bh_q_values(p)
     out = out.with_columns(pl.Series("p_value", p), pl.Series("q_value", q)).with_columns(
         pl.col("p_value").fill_nan(None), pl.col("q_value").fill_nan(None))
