@@ -207,10 +207,8 @@ def calibrate_index(index_dir: str | Path, params: dict | None = None) -> confid
         "library_spectra": len(index), "seconds": round(time.perf_counter() - t0, 2),
         "queries_from": "structures outside the encoder's training split" if unseen is not None else "all structures",
     }
-    wf = other_structure & other_formula
-    n_formula = confidence.distinct_per_query(q_of[wf], c_struct[wf], rows.size)
     cal = confidence.Calibration.from_null(n_null, formula_best, structure_best, margin,
-                                           scoring_signature(p, plan), stats, n_formula)
+                                           scoring_signature(p, plan), stats)
     log.info("calibration of %s: %d null searches, isomer margin %.4f (%d self-searches with isomers, %d wrong), "
              "%.1f s", index_dir, stats["n_null_searches"], margin, gap.size, int(wrong.sum()), stats["seconds"])
     return cal

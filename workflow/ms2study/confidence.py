@@ -155,11 +155,14 @@ class Calibration:
     def from_null(cls, n_candidates: np.ndarray, formula_best: np.ndarray, structure_best: np.ndarray,
                   isomer_margin: float, scoring: dict[str, Any], stats: dict[str, Any] | None = None,
                   n_formula_candidates: np.ndarray | None = None) -> Calibration:
-        """Build from null searches: per search the number of candidate structures of another structure than the
-        query's, the best wrong-formula and best wrong-structure score, and ``n_formula_candidates`` (default
-        ``n_candidates``), the number of wrong-formula candidate structures. Each null is stratified by the number
-        of candidates its maximum runs over; at search time the query's whole candidate count is used, an upper
-        bound on its wrong candidates (conservative).
+        """Build from null searches: per search the number of candidate structures (all of another structure than
+        the query's), the best wrong-formula score (-inf when every candidate shares the query's formula: then no
+        wrong-formula hit was possible) and the best wrong-structure score. Both nulls are stratified by the
+        candidate count, which is what a search sees; under the exchangeability assumption (unknowns are like the
+        library's compounds) a query with n candidates has the null of a library compound with n candidates.
+        ``n_formula_candidates`` (optional): stratify the formula null by the number of wrong-formula candidates
+        instead (searches without any dropped), a conservative variant when the query count is taken as its
+        bound.
 
         Raises InputError when there are no null searches with candidates (the library is too small or has no
         InChIKeys), because q-values would then be asserted, not measured.
@@ -173,8 +176,8 @@ class Calibration:
                              fix="use a library with InChIKeys and several structures per precursor window, or set "
                                  "annotate confidence: none (no q-values) ")
         has_f = n_formula > 0
-        formula = (_strata(n_formula[has_f], np.asarray(formula_best)[has_f]) if has_f.any()
-                   else [NullStratum(0, np.array([-np.inf]), 1.0)])
+        formula = (_strata(n_formula[has_f], np.asarray(formula_best)[has_f]) if n_formula_candidates is not None
+                   else _strata(n_candidates[has], np.asarray(formula_best)[has]))
         return cls(scoring, formula, _strata(n_candidates[has], np.asarray(structure_best)[has]),
                    float(isomer_margin), stats or {})
 
