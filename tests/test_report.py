@@ -12,13 +12,14 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ms2study import models, tables
+from ms2study import differential, models, tables
 from ms2study.cli import main as cli_main
 from ms2study.errors import InputError
 from ms2study.report import _umap_available, build_report, map_2d
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-SECTIONS = ["warnings", "overview", "samples", "identifications", "encoder", "models", "matrix", "software"]
+SECTIONS = ["warnings", "overview", "samples", "identifications", "differential", "encoder", "models", "matrix",
+            "software"]
 
 
 def _write_study(root: Path, trained: bool, n: int = 8, seed: int = 0, with_q: bool = True) -> list[str]:
@@ -49,7 +50,8 @@ def _write_study(root: Path, trained: bool, n: int = 8, seed: int = 0, with_q: b
             "precursor_intensity": [1e5] * n_spec,
             "feature_id": [f"{s}:F{i % 5}" if i < 4 else None for i in range(n_spec)],
             "mz": [[50.0, 80.0]] * n_spec, "intensity": [[1.0, 0.5]] * n_spec},
-            schema=tables.SPECTRA)
+            schema={c: t for c, t in tables.SPECTRA.items() if c not in tables.ADDED_LATER})
+        spectra = tables.conform(spectra, tables.SPECTRA)  # columns added to the contract later: null
         spectra.write_parquet(base / "spectra.parquet")
         embeddings = pl.DataFrame({
             "spectrum_id": spectra["spectrum_id"], "sample_id": spectra["sample_id"],
@@ -92,10 +94,31 @@ def _write_study(root: Path, trained: bool, n: int = 8, seed: int = 0, with_q: b
     return ids
 
 
+def _write_differential(root: Path, classes: bool = True) -> None:
+    """The differential stage's tables for outcome "group" on the study's matrix: C0-C5 identified as xanthines
+    (one with hostile text in its name), C6-C9 as sugars (or without classes)."""
+    names = ["Caffeine <i>x</i>", *[f"Xanthine {i}" for i in range(1, 6)], *[f"Sugar {i}" for i in range(4)]]
+    compound_class = (["Organic compounds; Xanthines"] * 6 + ["Organic compounds; Sugars"] * 4 if classes
+                      else [None] * 10)
+    identifications = pl.DataFrame({
+        "consensus_id": [f"C{i}" for i in range(10)], "name": names,
+        "inchikey": [f"KEY{i:02d}AAAAAAAAAA-UHFFFAOYSA-N" for i in range(10)], "formula": ["C8H10N4O2"] * 10,
+        "compound_class": compound_class, "msi_level": pl.Series([2] * 10, dtype=pl.Int8),
+        "isomer_inchikeys": [[]] * 10, "q_value": [0.001] * 10, "accepted": [True] * 10,
+    }, schema_overrides={"isomer_inchikeys": pl.List(pl.Utf8), "compound_class": pl.Utf8})
+    identifications.write_parquet(root / "identifications_for_differential.parquet")
+    study = root / "results" / "study"
+    differential.run_differential(study / "samples.tsv", study / "feature_matrix.parquet",
+                                  root / "identifications_for_differential.parquet",
+                                  study / "differential" / "group.parquet", study / "class_enrichment" / "group.parquet",
+                                  {"outcome": {"column": "group", "type": "binary", "positive_class": "case"}})
+
+
 @pytest.fixture(scope="module")
 def untrained_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     root = tmp_path_factory.mktemp("study_untrained")
     _write_study(root, trained=False)
+    _write_differential(root)
     out = root / "results" / "study" / "report.html"
     build_report(root, out, {"config_used": {"models": {"outcomes": [{"column": "group", "type": "binary"}]},
                                              "annotate": {"fdr": 0.01}}})
@@ -119,13 +142,15 @@ def test_report_has_every_section_and_the_numbers(untrained_report: tuple[Path, 
     # per-sample row of S01: 5 features, 6 scans, 4 mapped, 6 embedded, 3 annotated (rank 1), 6 pooled
     row = re.search(r"<tr><td>S01</td>((?:<td[^>]*>[^<]*</td>){6})</tr>", text)
     assert row and re.findall(r">([^<]*)<", row.group(1))[::2] == ["5", "6", "4", "6", "4", "6"]
-    # identifications: accepted at the FDR only (glucose has q 0.3); Caffeine found in the 7 samples with MS/MS,
-    # with its lowest q-value in the last column and the FDR from the configuration in the text
+    # identifications: accepted at the FDR only (glucose has q 0.3); Caffeine found in the 7 samples with MS/MS;
+    # each sample's lowest q-value (caffeine's 0.0004) in the last column of the per-sample table and the FDR from
+    # the configuration in the text
     assert "KEYCAFFEINE" in text and "KEYGLUCOSE" not in text
-    caffeine = re.search(r"<td>Caffeine</td><td>KEYCAFFEINE</td><td class=\"num\">(\d+)</td>.*?"
-                         r"<td class=\"num\">([^<]*)</td></tr>", text)
-    assert caffeine and caffeine.group(1) == "7" and caffeine.group(2) == "0.0004"
-    assert "q ≤ 0.01" in text and "target-decoy" in text and "lowest q" in text
+    caffeine = re.search(r"<td>Caffeine</td><td>KEYCAFFEINE</td><td class=\"num\">(\d+)</td>", text)
+    assert caffeine and caffeine.group(1) == "7"
+    s01 = re.search(r"<tr><td>S01</td><td class=\"num\">3</td>.*?<td class=\"num\">([^<]*)</td></tr>", text)
+    assert s01 and s01.group(1) == "0.0004"
+    assert "q ≤ 0.01" in text and "empirical null" in text and "lowest q" in text
     # models: the table row, ROC and PCA charts
     assert "roc_auc" in text and "permutation p" in text and "ROC: group" in text and "null mean" in text
     assert "Estimator: <b>linear</b>" in text
@@ -176,6 +201,67 @@ def test_without_q_values_identifications_fall_back_to_cosine(tmp_path: Path) ->
     text = out.read_text(encoding="utf-8")
     assert "No q-values in the annotations" in text and "cosine ≥ 0.7" in text and "lowest q" not in text
     assert "KEYTRYPTOPHAN" in text and "KEYGLUCOSE" not in text
+
+
+def test_report_says_what_differs(untrained_report: tuple[Path, str]) -> None:
+    _, text = untrained_report
+    part = text.split('id="differential"')[1].split('id="encoder"')[0]
+    assert "<h3>Outcome: group (binary)</h3>" in part and "Welch t-test on log2 intensities" in part
+    assert "<b>case</b> (n = 4) against <b>control</b> (n = 4)" in part
+    assert "11 of 12 consensus features tested" in part  # C3 is detected in 3 of 8 samples: below one half
+    assert "Top 11 features by q" in part and "log2 FC (case / control)" in part and "ChemRICH" in part
+    # rows sorted by q, with the identification joined and user text escaped
+    first = re.search(r"<tbody><tr><td>(C\d+)</td>", part.split("Top 11")[1])
+    table = pl.read_parquet(untrained_report[0].parent / "differential" / "group.parquet")
+    assert first and first.group(1) == table["consensus_id"][0]
+    assert "Caffeine &lt;i&gt;x&lt;/i&gt;" in part and "<i>x</i>" not in part
+    # 4 against 4 samples: nothing reaches q < 0.05, and the report says so rather than listing nothing
+    assert "No chemical class is enriched at q &lt; 0.05 (3 classes tested" in part
+
+
+def test_report_lists_enriched_classes_and_says_when_there_are_no_classes(tmp_path: Path) -> None:
+    _write_study(tmp_path, trained=True, seed=4)
+    study = tmp_path / "results" / "study"
+    n = 12
+    table = pl.DataFrame({
+        "consensus_id": [f"C{i}" for i in range(n)], "mz": np.linspace(100, 400, n), "rt_s": np.linspace(60, 600, n),
+        "name": [f"Xanthine {i}" for i in range(6)] + [f"Sugar {i}" for i in range(6)],
+        "inchikey": [f"KEY{i:02d}AAAAAAAAAA-UHFFFAOYSA-N" for i in range(n)],
+        "compound_class": ["Alkaloids; Xanthines"] * 6 + ["Sugars"] * 6, "identification_q_value": [0.002] * n,
+        "outcome": ["group"] * n, "test": ["welch_t"] * n,
+        "log2_fold_change": [1.6] * 6 + [0.1, -0.1] * 3, "p_value": [1e-5, 2e-5, 1e-4, 3e-4, 1e-3, 2e-3]
+        + [0.3, 0.5, 0.7, 0.9, 0.4, 0.6], "tested": [True] * n, "n_samples": [8] * n,
+        "detection_rate": [1.0] * n, "detection_rate_positive": [1.0] * n, "detection_rate_reference": [0.75] * n,
+        "mean_log2_intensity": [18.0] * n})
+    table = table.with_columns(pl.Series("q_value", differential.bh_q_values(table["p_value"].to_numpy())))
+    table = pl.concat([table, pl.DataFrame(schema=differential.DIFFERENTIAL)], how="diagonal_relaxed").select(
+        [pl.col(c).cast(t) for c, t in differential.DIFFERENTIAL.items()]).sort("q_value")
+    summary = {"outcome": "group", "type": "binary", "test": "welch_t", "positive_class": "case",
+               "reference_class": "control", "class_counts": {"control": 4, "case": 4}, "notes": [], "alpha": 0.05}
+    config = {"models": {"outcomes": [{"column": "group", "type": "binary", "positive_class": "case"}]}}
+
+    def report(enrichment: pl.DataFrame, notes: list[str]) -> str:
+        differential.write_table(table, study / "differential" / "group.parquet", summary)
+        differential.write_table(enrichment, study / "class_enrichment" / "group.parquet",
+                                 {**summary, "enrichment_notes": notes})
+        build_report(tmp_path, tmp_path / "r.html", {"config_used": config})
+        return (tmp_path / "r.html").read_text(encoding="utf-8").split('id="differential"')[1].split('id="encoder"')[0]
+
+    part = report(*differential.class_enrichment(table))
+    assert "2 of 3 classes tested are enriched at q &lt; 0.05" in part
+    row = re.search(r"<tr><td>Alkaloids; Xanthines</td>(.*?)</tr>", part)
+    cells = re.findall(r">([^<]*)</td>", row.group(1)) if row else []
+    assert cells[:6] == ["2", "6", "6", "6", "0", "up"], cells
+    assert "Sugars</td>" not in part.split("Enriched chemical classes")[1]
+    unclassed = table.with_columns(pl.lit(None, dtype=pl.Utf8).alias("compound_class"))
+    part = report(*differential.class_enrichment(unclassed))
+    assert "the library gives no compound classes for the 12 identified features" in part
+    # an outcome declared but whose tables are missing is a warning, not a crash
+    (study / "differential" / "group.parquet").unlink()
+    build_report(tmp_path, tmp_path / "r.html", {"config_used": config})
+    assert "differential table <code>group.parquet</code> is missing" in (tmp_path / "r.html").read_text()
+    build_report(tmp_path, tmp_path / "r.html", {"config_used": {"models": {"outcomes": []}}})
+    assert "No differential analysis: no outcomes are declared" in (tmp_path / "r.html").read_text()
 
 
 def test_maps_use_pca_unless_umap_is_there_and_say_which() -> None:

@@ -33,6 +33,7 @@ COMMANDS = {
     "pool": "ms2study.pool",
     "link": "ms2study.link",
     "identify": "ms2study.identify",
+    "differential": "ms2study.differential",
     "models": "ms2study.models",
     "model": "ms2study.models",
     "report": "ms2study.report",

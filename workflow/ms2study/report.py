@@ -531,6 +531,9 @@ def build_report(study_dir: Path, out: Path, params: dict | None = None, samples
     ident = pl.read_parquet(ident_path) if ident_path.exists() else None
     sections.append(("identifications", "Top identifications",
                      _identifications(annotations, ident, sample_ids, params, warnings)))
+
+    # What differs per outcome: differential features and enriched classes
+    sections.append(("differential", "What differs", _differential_section(study_dir, params, warnings)))
     _scan_warnings(stats, warnings)
 
     # Encoder
@@ -667,6 +670,134 @@ def _identifications(annotations: pl.DataFrame, ident: pl.DataFrame | None, samp
         parts.append(_table(header, [[r["name"], r[key], r["samples"], r["spectra"], r["best"], r["median"]]
                                      for r in compounds.iter_rows(named=True)], numeric={2, 3, 4, 5}))
     return "".join(parts)
+
+
+TOP_DIFFERENTIAL = 25  # rows of each outcome's differential feature table
+
+
+def _differential_paths(study_dir: Path, params: dict) -> list[Path]:
+    """The outcomes' differential tables: those of the configured outcomes when the configuration was passed (a
+    table left from an outcome since removed is not shown), else every table in the folder."""
+    from ms2study.differential import outcome_filename
+
+    folder = study_dir / "results" / "study" / "differential"
+    config = params.get("config_used")
+    if isinstance(config, dict) and isinstance(config.get("models"), dict):
+        outcomes = config["models"].get("outcomes") or []
+        return [folder / f"{outcome_filename(str(o.get('column')))}.parquet" for o in outcomes if isinstance(o, dict)]
+    return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+
+
+def _effect_text(summary: dict) -> tuple[str, str]:
+    """(column of the effect, its header) for the outcome type."""
+    if summary.get("type") == "continuous":
+        return "log2_effect_per_unit", "log2 effect per unit"
+    if summary.get("type") == "binary":
+        return "log2_fold_change", f"log2 FC ({summary.get('positive_class')} / {summary.get('reference_class')})"
+    return "", ""
+
+
+def _test_text(summary: dict) -> str:
+    kind = summary.get("type")
+    if kind == "binary":
+        counts = summary.get("class_counts") or {}
+        pos, ref = summary.get("positive_class"), summary.get("reference_class")
+        return (f"Welch t-test on log2 intensities, <b>{esc(pos)}</b> (n = {counts.get(pos, '?')}) against "
+                f"<b>{esc(ref)}</b> (n = {counts.get(ref, '?')}); log2 FC &gt; 0: higher in {esc(pos)}")
+    if kind == "continuous":
+        covariates = summary.get("covariates") or []
+        return ("linear regression of log2 intensity on the outcome"
+                + (f", adjusted for {esc(', '.join(covariates))}" if covariates else "")
+                + f" (n = {summary.get('n_samples')}); the effect is the log2 change per unit of the outcome")
+    counts = ", ".join(f"{esc(k)}: {v}" for k, v in (summary.get("class_counts") or {}).items())
+    return f"one-way ANOVA on log2 intensities across the classes ({counts}); no direction"
+
+
+def _differential_section(study_dir: Path, params: dict, warnings: list[str]) -> str:
+    """Per outcome: the top differential features with their identification, and the enriched chemical classes."""
+    from ms2study.differential import SIGNIFICANCE, read_summary
+
+    paths = _differential_paths(study_dir, params)
+    if not paths:
+        return ("<p>No differential analysis: no outcomes are declared under <code>models: outcomes</code> in "
+                "config.yaml.</p>")
+    parts = [('<p class="note">Each consensus feature is tested for each outcome on log2 intensities: Welch '
+              "t-test (binary), linear regression with the configured covariates (continuous) or one-way ANOVA "
+              "(multiclass). Missing values are handled as in the outcome models: a feature detected in fewer than "
+              "<code>models: min_detected_fraction</code> of the samples is not tested; otherwise a sample where it "
+              "was not detected gets half its smallest intensity (<code>imputation: features</code>). q-values are "
+              "Benjamini-Hochberg over the tested features. Identifications are the accepted ones (their own q in "
+              "the 'id q' column). Chemical classes are tested as in ChemRICH (Barupal &amp; Fiehn 2017, Sci Rep "
+              "7:14567): a one-sided Kolmogorov-Smirnov test of the class's compound p-values against uniform, at "
+              "every level of the class path, with Benjamini-Hochberg q-values over the classes; 'up' and 'down' "
+              "count the class's compounds with p &lt; 0.05 in each direction.</p>")]
+    for path in paths:
+        if not path.exists():
+            warnings.append(f"the differential table <code>{esc(path.name)}</code> is missing (run the pipeline "
+                            "to the end)")
+            continue
+        summary = read_summary(path)
+        table = pl.read_parquet(path)
+        outcome = summary.get("outcome") or path.stem
+        parts.append(f"<h3>Outcome: {esc(outcome)} ({esc(summary.get('type'))})</h3>")
+        tested = table.filter(pl.col("tested"))
+        significant = int((tested["q_value"] < SIGNIFICANCE).sum())
+        parts.append(f"<p>{_test_text(summary)}. {tested.height} of {table.height} consensus features tested; "
+                     f"<b>{significant}</b> at q &lt; {SIGNIFICANCE:g}.</p>")
+        for note in summary.get("notes") or []:
+            if note.startswith("not tested"):
+                warnings.append(f"outcome <b>{esc(outcome)}</b>: no differential test ({esc(note)})")
+            parts.append(f'<p class="note">{esc(note)}</p>')
+        effect, effect_header = _effect_text(summary)
+        if tested.height:
+            header = ["consensus feature", "m/z", "RT (s)", "compound", "MSI", "class", "id q"]
+            header += [effect_header] if effect else []
+            header += ["p", "q", "detected"]
+            rows = []
+            for r in tested.head(TOP_DIFFERENTIAL).iter_rows(named=True):
+                if summary.get("type") == "binary":
+                    detected = f"{fmt(r['detection_rate_positive'], 2)} / {fmt(r['detection_rate_reference'], 2)}"
+                else:
+                    detected = fmt(r["detection_rate"], 2)
+                row = [r["consensus_id"], fmt(r["mz"], 4), fmt(r["rt_s"], 1), r["name"], r["msi_level"],
+                       r["compound_class"], _q(r["identification_q_value"]) if r["name"] is not None else ""]
+                row += [r[effect]] if effect else []
+                row += [_q(r["p_value"]), _q(r["q_value"]), detected]
+                rows.append(row)
+            numeric = {1, 2, 4, 6, *range(7, len(header))}
+            parts.append(f"<h4>Top {min(TOP_DIFFERENTIAL, tested.height)} features by q</h4>")
+            parts.append(_table(header, rows, numeric=numeric))
+            if summary.get("type") == "binary":
+                parts.append('<p class="note">detected: share of the samples of each class (positive / other) '
+                             "in which the feature was detected, before any fill.</p>")
+        parts.append(_enrichment_part(path.parent.parent / "class_enrichment" / path.name, summary, effect_header))
+    return "".join(parts)
+
+
+def _enrichment_part(path: Path, summary: dict, effect_header: str) -> str:
+    from ms2study.differential import SIGNIFICANCE, read_summary
+
+    title = "<h4>Enriched chemical classes</h4>"
+    if not path.exists():
+        return title + "<p>No class enrichment table.</p>"
+    enrichment = pl.read_parquet(path)
+    if enrichment.height == 0:
+        notes = read_summary(path).get("enrichment_notes") or ["no class could be tested"]
+        return title + "".join(f'<p class="note">{esc(n)}</p>' for n in notes)
+    hits = enrichment.filter(pl.col("q_value") < SIGNIFICANCE)
+    if hits.height == 0:
+        best = enrichment.row(0, named=True)
+        return title + (f"<p>No chemical class is enriched at q &lt; {SIGNIFICANCE:g} ({enrichment.height} classes "
+                        f"tested; the lowest q is {_q(best['q_value'])[1]}, {esc(best['class_path'])}).</p>")
+    header = ["class", "level", "compounds", f"p < {float(summary.get('alpha', 0.05)):g}", "up", "down", "direction",
+              f"median {effect_header}" if effect_header else "median effect", "p", "q", "members"]
+    rows = [[r["class_path"], r["class_level"], r["n_compounds"], r["n_significant"], r["n_up"], r["n_down"],
+             r["direction"], r["median_effect"], _q(r["p_value"]), _q(r["q_value"]),
+             ", ".join(r["compounds"][:8]) + (f" and {len(r['compounds']) - 8} more" if len(r["compounds"]) > 8
+                                                else "")]
+            for r in hits.iter_rows(named=True)]
+    return title + (f"<p>{hits.height} of {enrichment.height} classes tested are enriched at q &lt; "
+                    f"{SIGNIFICANCE:g}.</p>") + _table(header, rows, numeric={1, 2, 3, 4, 5, 7, 8, 9})
 
 
 def _encoder_section(encoder: dict) -> str:

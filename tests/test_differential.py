@@ -1,0 +1,320 @@
+"""Differential analysis and class enrichment on matrices whose truth is known, their behaviour on permuted labels,
+the empty cases, the command and the Snakemake rule."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy import stats
+
+from ms2study import differential as dt
+from ms2study.cli import main as cli_main
+from ms2study.errors import InputError
+from ms2study.models import outcome_dirname
+
+REPO = Path(__file__).resolve().parents[1]
+N_FEATURES, N_PLANTED, N_PER_GROUP = 200, 10, 10
+
+
+def _matrix(log_values: np.ndarray, sample_ids: list[str], missing: np.ndarray | None = None) -> pl.DataFrame:
+    """A feature matrix as the link stage writes it: keys, then raw intensities per sample, null = not detected."""
+    values = np.exp(log_values)
+    if missing is not None:
+        values = np.where(missing, np.nan, values)
+    n = values.shape[0]
+    frame = pl.DataFrame({"consensus_id": [f"C{i:03d}" for i in range(n)], "mz": np.linspace(100, 900, n),
+                          "rt_s": np.linspace(30, 900, n),
+                          "n_detected": (~np.isnan(values)).sum(axis=1).astype(np.int32),
+                          **{s: values[:, j] for j, s in enumerate(sample_ids)}})
+    return frame.with_columns([pl.col(s).fill_nan(None) for s in sample_ids])
+
+
+def planted_study(seed: int = 0, fold_change: float = 3.0) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """200 features, the first 10 raised ``fold_change``x in 10 cases against 10 controls; log-normal noise
+    (natural-log sd 0.3 between samples, baselines spread over two orders of magnitude); the lowest 5% of the
+    values are not detected (below a detection limit, the case half-minimum filling is made for). Classes: the planted features form class "Organic acids; Amino acids"; the other identified features
+    are spread over 9 classes of 10 (some sharing the top level "Organic acids"); features 110-199 are unidentified.
+    Returns (samples, matrix, identifications)."""
+    rng = np.random.default_rng(seed)
+    ids = [f"S{i:02d}" for i in range(1, 2 * N_PER_GROUP + 1)]
+    group = np.array(["case"] * N_PER_GROUP + ["control"] * N_PER_GROUP)
+    rng.shuffle(group)
+    base = np.log(2e5) + 1.2 * rng.standard_normal(N_FEATURES)
+    logs = base[:, None] + 0.3 * rng.standard_normal((N_FEATURES, len(ids)))
+    logs[:N_PLANTED] += np.log(fold_change) * (group == "case")[None, :]
+    missing = logs < np.quantile(logs, 0.05)  # below the detection limit: the lowest 5% of the values
+    samples = pl.DataFrame({"sample_id": ids, "group": group.tolist()})
+    classes = (["Organic acids; Amino acids"] * 10 + ["Organic acids; Keto acids"] * 10
+               + ["Organic acids; Hydroxy acids"] * 10 + [f"Class {k}" for k in range(7) for _ in range(10)])
+    n_id = len(classes)
+    identifications = pl.DataFrame({
+        "consensus_id": [f"C{i:03d}" for i in range(n_id)], "name": [f"compound {i}" for i in range(n_id)],
+        "inchikey": [f"{chr(65 + i // 26)}{chr(65 + i % 26)}AAAAAAAAAAAA-UHFFFAOYSA-N" for i in range(n_id)],
+        "formula": ["C5H9NO2"] * n_id, "compound_class": classes, "msi_level": pl.Series([2] * n_id, dtype=pl.Int8),
+        "isomer_inchikeys": [[]] * n_id, "q_value": [0.001] * n_id, "accepted": [True] * n_id,
+    }, schema_overrides={"isomer_inchikeys": pl.List(pl.Utf8)})
+    return samples, _matrix(logs, ids, missing), identifications
+
+
+BINARY = {"column": "group", "type": "binary", "positive_class": "case"}
+
+
+def test_planted_features_have_the_smallest_q_values() -> None:
+    samples, matrix, identifications = planted_study()
+    table, summary = dt.differential_analysis(matrix, samples, BINARY, identifications)
+    assert table.height == N_FEATURES and table.columns == list(dt.DIFFERENTIAL)
+    assert summary["test"] == "welch_t" and summary["positive_class"] == "case"
+    planted = {f"C{i:03d}" for i in range(N_PLANTED)}
+    # features detected in fewer than half of the samples keep their row, untested (as the models drop them)
+    assert table.filter(pl.col("consensus_id").is_in(planted))["tested"].all()
+    untested = table.filter(~pl.col("tested"))
+    assert 0 < untested.height < 10 and (untested["detection_rate"] < 0.5).all()
+    assert untested["p_value"].is_null().all() and untested["q_value"].is_null().all()
+    top = table.head(N_PLANTED)
+    assert set(top["consensus_id"]) == planted
+    assert (top["q_value"] < 0.05).all() and (table["q_value"].drop_nulls() >= 0).all()
+    # the effect is log2(3) up in cases, measured on log2 intensities
+    assert abs(top["log2_fold_change"].mean() - np.log2(3)) < 0.2 and (top["log2_fold_change"] > 0.5).all()
+    # the identification is joined (accepted only) with its own q-value kept apart from the test's
+    row = table.filter(pl.col("consensus_id") == "C000").row(0, named=True)
+    assert row["name"] == "compound 0" and row["compound_class"] == "Organic acids; Amino acids"
+    assert row["identification_q_value"] == 0.001 and row["msi_level"] == 2
+    assert table.filter(pl.col("consensus_id") == "C150")["name"].item() is None
+    # detection rates per group, before the fill
+    assert 0.5 <= row["detection_rate_positive"] <= 1 and 0.5 <= row["detection_rate_reference"] <= 1
+
+
+def test_the_test_is_welch_on_log2_with_half_minimum_fill_and_bh() -> None:
+    samples, matrix, _ = planted_study(seed=1)
+    table, _ = dt.differential_analysis(matrix, samples, BINARY)
+    ids = samples["sample_id"].to_list()
+    case = np.array([g == "case" for g in samples["group"]])
+    raw = matrix.filter(pl.col("consensus_id") == "C003").select(ids).to_numpy()[0].astype(float)
+    logged = np.log2(raw)
+    filled = np.where(np.isnan(logged), np.nanmin(logged) - 1.0, logged)  # half the minimum intensity
+    expected = stats.ttest_ind(filled[case], filled[~case], equal_var=False)
+    row = table.filter(pl.col("consensus_id") == "C003").row(0, named=True)
+    assert row["p_value"] == pytest.approx(expected.pvalue, rel=1e-9)
+    assert row["statistic"] == pytest.approx(expected.statistic, rel=1e-9)
+    assert row["log2_fold_change"] == pytest.approx(filled[case].mean() - filled[~case].mean())
+    tested = table.filter(pl.col("tested"))
+    assert np.allclose(tested["q_value"].to_numpy(), stats.false_discovery_control(tested["p_value"].to_numpy()))
+
+
+def balanced_permutation(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Labels permuted so that each new group holds half of each true group: the new labels are independent of the
+    planted truth by construction. A plain permutation of 10 cases and 10 controls puts 7 or more true cases in
+    one group about a third of the time, and then the planted 3x features are real differences of that labelling
+    (balanced permutations, as in SAM: Tusher, Tibshirani & Chu 2001, PNAS 98:5116)."""
+    permuted = labels.copy()
+    for value in np.unique(labels):
+        members = np.flatnonzero(labels == value)
+        permuted[members] = rng.permutation(np.array(["case", "control"] * (len(members) // 2)))
+    return permuted
+
+
+def test_permuted_labels_give_no_significant_feature_or_class() -> None:
+    samples, matrix, identifications = planted_study()
+    rng = np.random.default_rng(42)
+    features_hit = classes_hit = 0
+    for _ in range(20):
+        shuffled = samples.with_columns(pl.Series("group", balanced_permutation(samples["group"].to_numpy(), rng)))
+        table, _ = dt.differential_analysis(matrix, shuffled, BINARY, identifications)
+        features_hit += bool((table["q_value"].drop_nulls() < 0.05).any())
+        enrichment, _ = dt.class_enrichment(table)
+        classes_hit += bool((enrichment["q_value"] < 0.05).any())
+    assert features_hit <= 2, features_hit
+    assert classes_hit <= 2, classes_hit
+
+
+def test_class_enrichment_finds_the_planted_class_first() -> None:
+    samples, matrix, identifications = planted_study()
+    table, _ = dt.differential_analysis(matrix, samples, BINARY, identifications)
+    enrichment, notes = dt.class_enrichment(table)
+    assert not notes and enrichment.columns == list(dt.ENRICHMENT)
+    top = enrichment.row(0, named=True)
+    assert top["class_path"] == "Organic acids; Amino acids" and top["class_level"] == 2
+    assert top["class_name"] == "Amino acids" and top["n_compounds"] == 10
+    assert top["q_value"] < 0.05 and top["direction"] == "up" and top["share_up"] == 1.0
+    assert top["n_up"] == top["n_significant"] == 10 and top["n_down"] == 0
+    # every level of the paths is tested: the top level holds 30 compounds, 10 of them planted
+    level1 = enrichment.filter(pl.col("class_path") == "Organic acids").row(0, named=True)
+    assert level1["n_compounds"] == 30 and level1["class_level"] == 1
+    # unplanted classes are not significant
+    others = enrichment.filter(~pl.col("class_path").str.starts_with("Organic acids"))
+    assert others.height == 7 and (others["q_value"] >= 0.05).all()
+    # the p-value is the one-sided KS test of the class's p-values against uniform (ChemRICH)
+    p = table.filter(pl.col("compound_class") == "Class 3")["p_value"].to_numpy()
+    expected = stats.kstest(p, "uniform", alternative="greater").pvalue
+    assert enrichment.filter(pl.col("class_path") == "Class 3")["p_value"].item() == pytest.approx(expected)
+
+
+def test_one_feature_per_compound_in_enrichment() -> None:
+    samples, matrix, identifications = planted_study()
+    # C010 is also identified as compound 0 (a second feature of it, e.g. an adduct): counted once
+    duplicate = identifications.filter(pl.col("consensus_id") == "C000").with_columns(
+        pl.lit("C010").alias("consensus_id"))
+    identifications = pl.concat([identifications.filter(pl.col("consensus_id") != "C010"), duplicate])
+    table, _ = dt.differential_analysis(matrix, samples, BINARY, identifications)
+    enrichment, _ = dt.class_enrichment(table)
+    row = enrichment.filter(pl.col("class_path") == "Organic acids; Amino acids").row(0, named=True)
+    assert row["n_compounds"] == 10 and row["compounds"].count("compound 0") == 1
+
+
+def test_class_paths() -> None:
+    assert dt.class_paths("Lipids; Fatty Acyls / Fatty acids") == [
+        ("Lipids",), ("Lipids", "Fatty Acyls"), ("Lipids", "Fatty Acyls", "Fatty acids")]
+    assert dt.class_paths("amino_acid") == [("amino_acid",)]
+    assert dt.class_paths("") == [] and dt.class_paths(None) == []
+
+
+def test_continuous_outcome_recovers_a_planted_slope_with_covariates() -> None:
+    rng = np.random.default_rng(3)
+    n = 40
+    ids = [f"S{i:02d}" for i in range(n)]
+    age = rng.uniform(20, 80, n)
+    site = np.array(["A", "B"] * (n // 2))
+    logs = np.log(1e5) + 0.3 * rng.standard_normal((50, n))
+    logs[:5] += 0.03 * age[None, :]                # planted: +0.03 natural log per year
+    logs[:, site == "B"] += 1.0                     # a site effect on every feature
+    logs[5:10] += 0.05 * (site == "B") * age        # confounded features: only with the covariate seen apart
+    age = np.round(age, 1)  # as the sheet records it
+    samples = pl.DataFrame({"sample_id": ids, "age": [f"{a:.1f}" for a in age], "site": site.tolist()})
+    matrix = _matrix(logs, ids)
+    spec = {"column": "age", "type": "continuous"}
+    table, summary = dt.differential_analysis(matrix, samples, spec, covariates=["site"])
+    assert summary["test"] == "ols" and summary["covariates"] == ["cov:site=B"]
+    planted = table.filter(pl.col("consensus_id").is_in([f"C{i:03d}" for i in range(5)]))
+    assert (planted["q_value"] < 0.05).all()
+    slope = 0.03 / np.log(2)  # log2 units per year
+    assert np.allclose(planted["log2_effect_per_unit"].to_numpy(), slope, atol=0.01)
+    assert table["log2_fold_change"].is_null().all()
+    nulls = table.filter(pl.col("consensus_id").is_in([f"C{i:03d}" for i in range(10, 50)]))
+    assert (nulls["q_value"] >= 0.05).mean() >= 0.95
+    # without covariates the test is the simple regression t-test
+    plain, _ = dt.differential_analysis(matrix, samples, spec)
+    row = plain.filter(pl.col("consensus_id") == "C001").row(0, named=True)
+    expected = stats.linregress(age, logs[1] / np.log(2))  # log2 of the intensities
+    assert row["log2_effect_per_unit"] == pytest.approx(expected.slope, rel=1e-9)
+    assert row["p_value"] == pytest.approx(expected.pvalue, rel=1e-6)
+
+
+def test_no_identifications_or_no_classes_give_empty_enrichment_with_a_note(caplog) -> None:
+    samples, matrix, identifications = planted_study()
+    table, _ = dt.differential_analysis(matrix, samples, BINARY, None)
+    assert table["name"].is_null().all() and table.height == N_FEATURES
+    enrichment, notes = dt.class_enrichment(table)
+    assert enrichment.height == 0 and enrichment.columns == list(dt.ENRICHMENT)
+    assert "no consensus feature has an accepted identification" in notes[0]
+    unclassed = identifications.with_columns(pl.lit(None, dtype=pl.Utf8).alias("compound_class"))
+    table, _ = dt.differential_analysis(matrix, samples, BINARY, unclassed)
+    enrichment, notes = dt.class_enrichment(table)
+    assert enrichment.height == 0 and "no compound classes" in notes[0] and "COMPOUND_CLASS" in notes[0]
+    # accepted only: rejected identifications are not joined
+    rejected = identifications.with_columns(pl.lit(False).alias("accepted"))
+    table, _ = dt.differential_analysis(matrix, samples, BINARY, rejected)
+    assert table["name"].is_null().all()
+
+
+def test_too_few_samples_and_rare_features_are_not_tested_and_bad_input_fails() -> None:
+    samples, matrix, _ = planted_study()
+    one_case = samples.with_columns(pl.Series("group", ["case"] + ["control"] * (samples.height - 1)))
+    table, summary = dt.differential_analysis(matrix, one_case, BINARY)
+    assert table.height == N_FEATURES and not table["tested"].any() and table["p_value"].is_null().all()
+    assert any("at least 2 per class" in n for n in summary["notes"])
+    # a feature detected in fewer than min_detected_fraction of the samples keeps its row, untested
+    ids = samples["sample_id"].to_list()
+    rare = matrix.with_columns([pl.lit(None, dtype=pl.Float64).alias(s) for s in ids[:12]])
+    table, summary = dt.differential_analysis(rare, samples, BINARY, min_detected_fraction=0.5)
+    assert table.height == N_FEATURES and not table["tested"].any() and summary["n_tested"] == 0
+    table, _ = dt.differential_analysis(rare, samples, BINARY, min_detected_fraction=0.2)
+    assert table["tested"].any()
+    # an empty matrix gives empty tables
+    table, _ = dt.differential_analysis(matrix.clear(), samples, BINARY)
+    assert table.height == 0 and dt.class_enrichment(table)[0].height == 0
+    with pytest.raises(InputError, match="not in the sample sheet"):
+        dt.differential_analysis(matrix, samples, {"column": "nope", "type": "binary"})
+    with pytest.raises(InputError, match="no column for sample"):
+        dt.differential_analysis(matrix.drop("S01"), samples, BINARY)
+    with pytest.raises(InputError, match="unknown differential parameter"):
+        dt.merge_params({"outcomes": []})
+
+
+def test_multiclass_outcome_uses_anova_without_direction() -> None:
+    samples, matrix, identifications = planted_study()
+    three = samples.with_columns(pl.Series("group", (["a", "b", "c"] * 7)[:samples.height]))
+    table, summary = dt.differential_analysis(matrix, three, {"column": "group", "type": "multiclass"},
+                                              identifications)
+    assert summary["test"] == "anova" and table["tested"].sum() > 180
+    assert table["log2_fold_change"].is_null().all() and table["log2_effect_per_unit"].is_null().all()
+    enrichment, _ = dt.class_enrichment(table)
+    assert enrichment["direction"].is_null().all()
+
+
+def test_file_names_match_the_models_folders_and_the_rule_takes_the_models_settings() -> None:
+    for column in ("group", "age (years)", "../x", "a/b", "...", "Disease state"):
+        assert dt.outcome_filename(column) == outcome_dirname(column)
+    config = {"models": {"outcomes": [BINARY, {"column": "age (years)", "type": "continuous"}],
+                         "covariates": ["site"], "imputation": {"embedding": "mean", "features": "mean"},
+                         "min_detected_fraction": 0.3, "n_permutations": 5}}
+    assert list(dt.configured_outcomes(config)) == ["group", "age__years_"]
+    params = dt.rule_params(config, "age__years_")
+    assert params == {"outcome": {"column": "age (years)", "type": "continuous"}, "covariates": ["site"],
+                      "imputation": "mean", "min_detected_fraction": 0.3}
+    assert dt.merge_params(params)["min_class_size"] == 2  # every key the rule passes is a stage parameter
+    assert dt.configured_outcomes({}) == {} and dt.configured_outcomes({"models": {"outcomes": None}}) == {}
+
+
+def test_command_writes_both_tables_with_their_summary(tmp_path: Path) -> None:
+    samples, matrix, identifications = planted_study()
+    samples.write_csv(tmp_path / "samples.tsv", separator="\t")
+    matrix.write_parquet(tmp_path / "matrix.parquet")
+    identifications.write_parquet(tmp_path / "identifications.parquet")
+    out, enrichment_out = tmp_path / "differential" / "group.parquet", tmp_path / "class_enrichment" / "group.parquet"
+    code = cli_main(["differential", "--samples", str(tmp_path / "samples.tsv"), "--feature-matrix",
+                     str(tmp_path / "matrix.parquet"), "--identifications", str(tmp_path / "identifications.parquet"),
+                     "--out", str(out), "--enrichment-out", str(enrichment_out), "--params", json.dumps(
+                         {"outcome": BINARY, "covariates": [], "imputation": "half_minimum",
+                          "min_detected_fraction": 0.5})])
+    assert code == 0
+    assert pl.read_parquet(out).height == N_FEATURES
+    assert pl.read_parquet(enrichment_out)["class_path"][0] == "Organic acids; Amino acids"
+    summary = dt.read_summary(enrichment_out)
+    assert summary["outcome"] == "group" and summary["positive_class"] == "case"
+    assert summary["reference_class"] == "control" and summary["n_classes_significant"] >= 1
+    assert summary["class_counts"] == {"control": 10, "case": 10}
+    assert not list(tmp_path.rglob("*.tmp"))
+    code = cli_main(["differential", "--samples", str(tmp_path / "samples.tsv"), "--feature-matrix",
+                     str(tmp_path / "matrix.parquet"), "--out", str(out), "--enrichment-out", str(enrichment_out)])
+    assert code == 1  # no outcome given
+
+
+def _dry_run(study: Path) -> str:
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(study),
+                             "--dry-run", "--cores", "1"], check=False, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+def test_rule_declares_one_job_per_outcome_and_none_without_outcomes(tmp_path: Path) -> None:
+    for name in ("A", "B", "C", "D"):
+        (tmp_path / f"{name}.mzML").write_text("<mzML/>")
+    (tmp_path / "samples.tsv").write_text("sample_id\tfile\tgroup\tage\n" + "".join(
+        f"{n}\t{n}.mzML\t{g}\t{a}\n" for n, g, a in zip("ABCD", ["case", "control"] * 2, [30, 40, 50, 60])))
+    (tmp_path / "config.yaml").write_text(
+        "models:\n  outcomes:\n    - {column: group, type: binary, positive_class: case}\n"
+        "    - {column: age, type: continuous}\n")
+    text = _dry_run(tmp_path)
+    for table in ("differential", "class_enrichment"):
+        for outcome in ("group", "age"):
+            assert f"results/study/{table}/{outcome}.parquet" in text
+    assert "differential_group.log" in text and "differential_age.log" in text
+    (tmp_path / "config.yaml").write_text("models:\n  outcomes: []\n")
+    text = _dry_run(tmp_path)
+    assert "results/study/differential/" not in text and "rule differential" not in text

@@ -1,0 +1,37 @@
+# Study: what differs per outcome: a test per consensus feature, then chemical class enrichment (ChemRICH-style).
+from ms2study.differential import configured_outcomes, rule_params
+
+# One pair of tables per outcome of models: outcomes, named as the models' folders; no outcome, no job.
+DIFFERENTIAL_OUTCOMES = list(configured_outcomes(config))
+
+
+wildcard_constraints:
+    outcome="|".join(map(re.escape, DIFFERENTIAL_OUTCOMES)) if DIFFERENTIAL_OUTCOMES else "[^/]+",
+
+
+rule differential:
+    input:
+        sheet="results/study/samples.tsv",
+        matrix="results/study/feature_matrix.parquet",
+        identifications="results/study/identifications.parquet",
+    output:
+        differential="results/study/differential/{outcome}.parquet",
+        enrichment="results/study/class_enrichment/{outcome}.parquet",
+    params:
+        # the outcome and the models' missing-value and covariate settings: only these rerun the stage
+        p=lambda wildcards: stage_params(None, **rule_params(config, wildcards.outcome)),
+        version=MS2STUDY_VERSION,
+    log:
+        "logs/study/differential_{outcome}.log",
+    benchmark:
+        "results/benchmarks/study/differential_{outcome}.tsv"
+    threads: 1
+    resources:
+        mem_mb=res("link", "mem_mb"),
+        runtime=res("link", "runtime"),
+    conda:
+        ENV
+    shell:
+        "python -m ms2study differential --samples {input.sheet:q} --feature-matrix {input.matrix:q} "
+        "--identifications {input.identifications:q} --out {output.differential:q} "
+        "--enrichment-out {output.enrichment:q} --params {params.p} > {log:q} 2>&1"
