@@ -20,78 +20,75 @@ def test_bh_q_values_match_the_textbook_example() -> None:
     assert np.isnan(q[4])
 
 
-def test_null_p_values_are_monotone_and_extrapolate_the_tail() -> None:
+def test_null_survival_is_monotone_and_extrapolates_the_tail() -> None:
     rng = np.random.default_rng(0)
-    null = np.sort(rng.beta(2, 5, 2000))
-    stratum = confidence.NullStratum(0, null)
-    s = np.array([0.0, 0.2, 0.5, null[-1], 0.95, 0.999])
-    p = stratum.p_values(s)
-    assert np.all(np.diff(p) <= 1e-12) and p[0] == pytest.approx(1.0)
-    assert p[2] == pytest.approx(((null >= 0.5).sum() + 1) / 2001, rel=1e-9)
-    # Beyond the largest null score the exponential tail gives p-values below 1/(N+1), still positive.
-    assert 0 < p[-1] < p[-2] < 1 / 2001
+    null = rng.beta(2, 5, 20000)
+    dist = confidence.NullDistribution.from_scores(null)
+    assert dist.n == 20000 and dist.top.size == confidence.STORED_TOP
+    s = np.array([0.0, 0.2, 0.5, null.max(), 0.97, 0.999])
+    g = dist.survival(s)
+    assert np.all(np.diff(g) <= 1e-12) and g[0] == pytest.approx(1.0, abs=1e-3)
+    assert g[1] == pytest.approx(((null >= 0.2).sum() + 1) / 20001, rel=2e-3)  # from the stored quantiles
+    assert g[2] == pytest.approx(((null >= 0.5).sum() + 1) / 20001, rel=1e-9)  # exact upper part
+    # Beyond the largest null score the exponential tail gives survival below 1/(N+1), still positive.
+    assert 0 < g[-1] < g[-2] < 1 / 20001
 
 
-def test_null_p_values_are_uniform_under_the_null() -> None:
-    """A p-value must be valid: for scores drawn from the null itself, P(p <= a) <= a (up to noise)."""
+def test_a_null_without_graded_scores_is_not_extrapolated() -> None:
+    """Zeros and a few chance matches say nothing about how fast a tail falls: G stays >= 1/(N+1)."""
+    dist = confidence.NullDistribution.from_scores(np.r_[np.zeros(500), [0.03, 0.2, 0.3]])
+    assert dist.survival(np.array([0.99]))[0] == pytest.approx(1 / 504)
+
+
+def test_null_p_values_are_valid_under_the_null() -> None:
+    """For best-of-n scores drawn from the null itself, P(p <= a) <= a (up to noise)."""
     rng = np.random.default_rng(1)
-    stratum = confidence.NullStratum(0, np.sort(rng.gamma(2.0, 0.1, 3000).clip(0, 1)))
-    fresh = rng.gamma(2.0, 0.1, 20000).clip(0, 1)
-    p = stratum.p_values(fresh)
-    for a in (0.001, 0.01, 0.05, 0.2):
-        assert (p <= a).mean() <= a * 1.3 + 0.0005
+    dist = confidence.NullDistribution.from_scores(rng.gamma(2.0, 0.1, 30000).clip(0, 1))
+    for n in (1, 4, 16):
+        best = rng.gamma(2.0, 0.1, (20000, n)).clip(0, 1).max(axis=1)
+        p = dist.p_values(best, np.full(20000, n))
+        for a in (0.001, 0.01, 0.05, 0.2):
+            assert (p <= a).mean() <= a * 1.3 + 0.0005, (n, a)
 
 
-def test_strata_merge_small_groups_upward() -> None:
-    n = np.r_[np.full(50, 1), np.full(300, 5), np.full(30, 200)]
-    best = np.r_[np.full(50, 0.1), np.full(300, 0.5), np.full(30, 0.9)]
-    cal = confidence.Calibration.from_null(n, best, best, 0.1, {"rank_by": "combined"})
-    assert [s.min_stratum for s in cal.formula] == [0]     # 1 (50) + 4-7 (300) -> one; 128+ (30) joins it
-    assert cal.formula[0].median_candidates == 5
-    assert cal.formula[0].scores.size == 380
-    with pytest.raises(InputError, match="leave-structure-out"):
-        confidence.Calibration.from_null(np.zeros(5), np.zeros(5), np.zeros(5), 0.0, {})
-
-
-def test_candidate_count_strata_give_more_candidates_a_heavier_null() -> None:
-    rng = np.random.default_rng(2)
-    few, many = rng.beta(2, 6, 1000), rng.beta(5, 3, 1000)  # more candidates: a higher best wrong score
-    n = np.r_[np.full(1000, 2), np.full(1000, 64)]
-    best = np.r_[few, many]
-    cal = confidence.Calibration.from_null(n, best, best, 0.0, {})
-    p_few, p_many = cal.p_formula(np.array([0.6, 0.6]), np.array([2, 64]))
-    assert p_few < 0.05 < p_many
+def test_more_candidates_give_a_larger_p_value() -> None:
+    dist = confidence.NullDistribution.from_scores(np.random.default_rng(2).beta(2, 6, 5000))
+    p1, p64 = dist.p_values(np.array([0.6, 0.6]), np.array([1, 64]))
+    assert p1 < 0.05 < p64
+    with pytest.raises(InputError, match="wrong candidate"):
+        confidence.Calibration.from_null(np.zeros(0), np.zeros(0), 0.0, {})
 
 
 def test_calibration_round_trip(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
-    n = rng.integers(1, 40, 800)
-    cal = confidence.Calibration.from_null(n, np.where(rng.random(800) < 0.1, -np.inf, rng.random(800)),
-                                           rng.random(800), 0.07, {"rank_by": "combined", "plan": "fixed"},
-                                           {"n_queries": 800})
+    cal = confidence.Calibration.from_null(np.r_[rng.random(9000), [-np.inf] * 10], rng.random(800), 0.07,
+                                           {"rank_by": "combined", "plan": "fixed"}, {"n_queries": 800})
     back = confidence.Calibration.load(cal.save(tmp_path / "cal.json"))
     s, k = rng.random(50), rng.integers(1, 40, 50)
     # Scores are stored with 7 decimals.
     np.testing.assert_allclose(back.p_formula(s, k), cal.p_formula(s, k), rtol=1e-5)
     np.testing.assert_allclose(back.p_structure(s, k), cal.p_structure(s, k), rtol=1e-5)
-    assert back.isomer_margin == 0.07 and back.scoring == cal.scoring
+    assert back.isomer_margin == 0.07 and back.scoring == cal.scoring and back.formula.n == 9000
+    assert np.all(back.p_structure(s, k) >= back.p_formula(s, k))
     (tmp_path / "bad.json").write_text('{"format": "something else"}')
     with pytest.raises(InputError, match="calibration"):
         confidence.Calibration.load(tmp_path / "bad.json")
 
 
 def test_bh_on_null_model_p_values_controls_the_fdr() -> None:
-    """Known truth: queries are true matches (high scores) or unknowns (scores from the null). Over many
-    simulated searches the mean false-discovery proportion stays at or below the nominal level."""
+    """Known truth: queries are true matches (their right candidate scores high) or unknowns (all n candidates
+    wrong, scores from the null). Over many simulated searches the mean false-discovery proportion stays at or
+    below the nominal level."""
     rng = np.random.default_rng(4)
-    null_draw = lambda k: rng.beta(2, 4, k)  # noqa: E731
-    cal = confidence.Calibration.from_null(np.full(4000, 8), null_draw(4000), null_draw(4000), 0.0, {})
+    cal = confidence.Calibration.from_null(rng.beta(2, 4, 20000), rng.beta(2, 4, 20000), 0.0, {})
     for alpha in (0.01, 0.05, 0.1):
         fdps = []
         for _ in range(200):
+            n = rng.integers(1, 20, 300)
             unknown = rng.random(300) < 0.4
-            scores = np.where(unknown, null_draw(300), rng.beta(8, 2, 300))
-            q = confidence.bh_q_values(cal.p_formula(scores, np.full(300, 8)))
+            wrong_best = np.array([rng.beta(2, 4, k).max() for k in n])
+            scores = np.where(unknown, wrong_best, np.maximum(rng.beta(8, 2, 300), wrong_best))
+            q = confidence.bh_q_values(cal.p_formula(scores, n))
             acc = q <= alpha
             fdps.append(unknown[acc].mean() if acc.any() else 0.0)
         assert np.mean(fdps) <= alpha * 1.1

@@ -94,7 +94,9 @@ EXTRA_COLUMNS: dict[str, pl.DataType] = {
     "structure_q_value": pl.Float64,
     "msi_level": pl.Int8,
     "isomer_inchikeys": pl.List(pl.Utf8),
-    "n_candidates": pl.Int32,
+    "isomer_gap": pl.Float64,      # rank-1 score minus the best other structure of its formula (null: none)
+    "n_candidates": pl.Int32,      # candidate structures in the precursor window
+    "evidence_note": pl.Utf8,      # why an accepted hit with cosine < 0.3 passed
     "library_adduct": pl.Utf8,
     "library_formula": pl.Utf8,
     "library_precursor_mz": pl.Float64,
@@ -386,7 +388,7 @@ def confidence_table(
     """Confidence of each query's rank-1 hit: one row per ``_q`` (see ``ms2study.confidence``).
 
     ``frame``: all ranked candidate rows (``_q``, ``_lib``, ``_key``, ``rank``); ``n_candidates``: candidate
-    structures in each query's window (the calibration's strata). With a calibration the q-values are Benjamini-Hochberg over
+    structures in each query's window (n of the p-value). With a calibration the q-values are Benjamini-Hochberg over
     the rank-1 hits of this call; ``row_q_values`` (target-decoy, aligned with ``frame``) replaces them when given.
     Columns: ``_q``, p_value, q_value, structure_q_value, accepted, msi_level (2/3, null when not accepted),
     isomer_inchikeys (rank-1's InChIKey first, then other structures of its formula within the isomer margin).
@@ -435,7 +437,9 @@ def confidence_table(
         pl.when(~accepted).then(None)
         .when(singled).then(pl.concat_list(pl.col("_ik1")))
         .otherwise(isomers.list.drop_nulls().list.unique(maintain_order=True)).alias("isomer_inchikeys"),
-    ).select("_q", "p_value", "q_value", "structure_q_value", "accepted", "msi_level", "isomer_inchikeys")
+        (pl.col("_s1") - pl.col("_iso")).alias("isomer_gap"),
+    ).select("_q", "p_value", "q_value", "structure_q_value", "accepted", "msi_level", "isomer_inchikeys",
+             "isomer_gap")
 
 
 def _spectral_weights(p: dict) -> dict[str, float]:
@@ -459,15 +463,21 @@ class CombinePlan:
 
     def combined(self, queries: FlatSpectra, lib: PreparedLibrary, cand_offsets: np.ndarray, cand_lib: np.ndarray,
                  scores: dict[str, np.ndarray], p: dict, spectral_only: bool = False) -> np.ndarray:
+        """The combined score of candidate pairs (aligned with ``cand_lib``)."""
+        q_of = np.repeat(np.arange(queries.precursor_mz.size), np.diff(cand_offsets))
+        l_prec = np.asarray(lib.index.precursor_mz)[cand_lib]
+        return self.combined_from(scores, np.diff(queries.offsets)[q_of],
+                                  (queries.precursor_mz[q_of] - l_prec) / l_prec * 1e6, p, spectral_only)
+
+    def combined_from(self, scores: dict[str, np.ndarray], query_peaks: np.ndarray, ppm_error: np.ndarray, p: dict,
+                      spectral_only: bool = False) -> np.ndarray:
+        """The combined score from per-pair scores, query peak counts and precursor errors (ppm)."""
         if self.learned is None:
             weights = _spectral_weights(p) if spectral_only or not self.use_embedding else p["weights"]
             return combined_score(scores, weights)
         from ms2study.combine import candidate_features
 
-        q_of = np.repeat(np.arange(queries.precursor_mz.size), np.diff(cand_offsets))
-        l_prec = np.asarray(lib.index.precursor_mz)[cand_lib]
-        feats = candidate_features(scores, np.diff(queries.offsets)[q_of], (queries.precursor_mz[q_of] - l_prec)
-                                   / l_prec * 1e6)
+        feats = candidate_features(scores, query_peaks, ppm_error)
         return self.learned.score(feats, use_embedding=not spectral_only)
 
 
@@ -543,6 +553,16 @@ def _decoy_q_values(
     return decoys.q_value_of(row_scores, winners, q)
 
 
+def evidence_notes(ranked: pl.DataFrame, with_embedding: bool) -> pl.Series:
+    """Why an accepted hit with cosine below LOW_COSINE passed: the scores that carried it (null elsewhere)."""
+    emb = (pl.lit(", embedding ") + pl.col("embedding").round(2).cast(pl.Utf8)) if with_embedding else pl.lit("")
+    note = (pl.lit(f"cosine below {LOW_COSINE}: accepted on the combined score (entropy ")
+            + pl.col("entropy").round(2).cast(pl.Utf8) + emb.fill_null("") + pl.lit(", modified cosine ")
+            + pl.col("modified_cosine").round(2).cast(pl.Utf8) + pl.lit(")"))
+    return ranked.select(pl.when(pl.col("accepted") & (pl.col("cosine") < LOW_COSINE)).then(note)
+                         .otherwise(None).alias("evidence_note"))["evidence_note"]
+
+
 def _checked_calibration(
     calibration: confidence.Calibration | str | Path | None, p: dict, plan: CombinePlan, index_dir: Path | str,
 ) -> confidence.Calibration:
@@ -616,7 +636,7 @@ def annotate_spectra(
     scores = score_pairs(queries, lib, cand_offsets, cand_lib, p, q_emb)
     combined = plan.combined(queries, lib, cand_offsets, cand_lib, scores, p)
     frame = _rank_table(queries, lib, cand_offsets, cand_lib, scores, p, combined)
-    # Candidate structures per query: the calibration's strata count structures, not spectra.
+    # Candidate structures per query: the p-value's n counts structures, not spectra.
     n_candidates = confidence.distinct_per_query(
         np.repeat(np.arange(queries.precursor_mz.size), np.diff(cand_offsets)),
         confidence.library_codes(index.metadata)[0][cand_lib], queries.precursor_mz.size)
@@ -636,11 +656,13 @@ def annotate_spectra(
     if conf is not None:
         ranked = ranked.join(conf, on="_q", how="left").with_columns(
             pl.when(pl.col("rank") == 1).then(pl.col(c)).alias(c)
-            for c in ("p_value", "q_value", "structure_q_value", "accepted", "msi_level", "isomer_inchikeys"))
+            for c in ("p_value", "q_value", "structure_q_value", "accepted", "msi_level", "isomer_inchikeys",
+                      "isomer_gap"))
     else:
         ranked = ranked.with_columns(pl.lit(None, dtype=pl.Float64).alias(c)
                                      for c in ("p_value", "q_value", "structure_q_value")).with_columns(
-            pl.lit(None, dtype=pl.Int8).alias("msi_level"), pl.lit(None, dtype=pl.List(pl.Utf8)).alias("isomer_inchikeys"))
+            pl.lit(None, dtype=pl.Int8).alias("msi_level"), pl.lit(None, dtype=pl.List(pl.Utf8)).alias("isomer_inchikeys"),
+            pl.lit(None, dtype=pl.Float64).alias("isomer_gap"))
     ranked = ranked.with_columns(pl.col("accepted").fill_null(False) if "accepted" in ranked.columns
                                  else pl.lit(False).alias("accepted"))
     ranked = ranked.sort(["_q", "rank"])
@@ -673,7 +695,9 @@ def annotate_spectra(
         "structure_q_value": ranked["structure_q_value"].fill_nan(None),
         "msi_level": ranked["msi_level"],
         "isomer_inchikeys": ranked["isomer_inchikeys"],
+        "isomer_gap": ranked["isomer_gap"],
         "n_candidates": n_candidates[ranked["_q"].to_numpy()].astype(np.int32),
+        "evidence_note": evidence_notes(ranked, plan.use_embedding),
         "library_adduct": meta["adduct"].gather(lib_rows),
         "library_formula": meta["formula"].gather(lib_rows),
         "library_precursor_mz": l_prec,

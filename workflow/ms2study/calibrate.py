@@ -4,15 +4,17 @@ Searches library spectra as queries against the library itself, scored exactly a
 sample spectra (same candidates, scores, combined-score plan and encoder), and turns the searches into a
 ``ms2study.confidence.Calibration``:
 
-- leave-structure-out searches (every spectrum of the query's structure removed): the null distributions of the
-  best wrong-formula and best wrong-structure score per candidate count;
+- leave-structure-out searches (every spectrum of the query's structure removed): the scores of wrong candidate
+  structures, of another formula (inside the precursor window and, for numbers, within +-WIDE_WINDOW_DA) and of
+  another structure inside the window (isomers included);
 - leave-one-spectrum-out searches (other spectra of the structure stay): the isomer margin, the smallest score
   gap to another structure of the same formula above which a wrong isomer rarely wins.
 
 Each structure (first InChIKey block; seeded order) is searched up to three times, with other spectra of it
 where the library has them, at most ``calibration_queries`` searches; about half of the searches use a degraded
-copy (``ms2study.combine.degrade`` at a random level 1-4, re-embedded), so that the null covers noisy spectra and
-a library with one spectrum per compound still gives several null searches per compound.
+copy (``ms2study.combine.degrade`` at a random level 1-4, re-embedded), so that the null covers noisy spectra.
+With a trained encoder only structures outside its training split are searched (the encoder has memorised its
+training structures, whose embeddings would make the null too light).
 The Snakemake rule ``calibrate_library`` writes ``results/confidence/{library}.json``; ``ms2study score``
 caches its calibration inside the index folder.
 """
@@ -29,7 +31,6 @@ from pathlib import Path
 import numpy as np
 
 from ms2study import annotate, confidence
-from ms2study.decoys import segment_max
 from ms2study.errors import InputError
 from ms2study.library import LibraryIndex, load_library_index
 
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 DEGRADED_FRACTION = 0.5
 SEARCHES_PER_STRUCTURE = 3
+MAX_WIDE_PAIRS_PER_QUERY = 64
 
 
 def _query_spectra(index: LibraryIndex, rows: np.ndarray, degraded: np.ndarray, seed: int) -> annotate.FlatSpectra:
@@ -187,31 +189,101 @@ def calibrate_index(index_dir: str | Path, params: dict | None = None) -> confid
     q_struct, q_formula = structure[rows][q_of], formula[rows][q_of]
     c_struct, c_formula = structure[cand], formula[cand]
     other_structure = c_struct != q_struct
-    other_formula = (c_formula != q_formula) | (c_formula < 0) | (q_formula < 0)
-    # Null: the query's structure is not in the library.
-    null_off = np.zeros(rows.size + 1, dtype=np.int64)
-    np.cumsum(np.bincount(q_of[other_structure], minlength=rows.size), out=null_off[1:])
-    # Candidates counted as distinct structures (see confidence.distinct_per_query).
-    n_null = confidence.distinct_per_query(q_of[other_structure], c_struct[other_structure], rows.size)
-    k_null = key[other_structure]
-    formula_best = segment_max(np.where(other_formula[other_structure], k_null, -np.inf), null_off)
-    structure_best = segment_max(k_null, null_off)
+    other_formula = other_structure & ((c_formula != q_formula) | (c_formula < 0) | (q_formula < 0))
+    # Null within the window: each wrong candidate structure by its best spectrum (the query's structure removed).
+    structure_null = structure_maxima(q_of[other_structure], c_struct[other_structure], key[other_structure])
+    in_window_formula = structure_maxima(q_of[other_formula], c_struct[other_formula], key[other_formula])
+    wide = _wide_formula_null(queries, q_emb, lib, structure, formula, rows, p, plan, seed, eparams)
+    formula_null = np.concatenate([in_window_formula, wide])
 
     # Self-search: rank-1 and the best other structure of rank-1's formula, where the right structure is present.
     gap, wrong = _isomer_gaps(off, cand, key, structure, formula, q_struct)
     margin = confidence.learn_isomer_margin(gap, wrong)
     stats = {
-        "n_null_searches": int((n_null > 0).sum()), "n_queries": int(rows.size), "n_degraded": int(degraded.sum()),
+        "n_queries": int(rows.size), "n_degraded": int(degraded.sum()),
+        "n_wrong_formula_candidates": int(formula_null.size), "n_wrong_formula_in_window": int(in_window_formula.size),
+        "n_wrong_structure_candidates": int(structure_null.size),
         "n_isomer_self_searches": int(gap.size), "n_isomer_self_errors": int(wrong.sum()),
-        "median_candidates": float(np.median(n_null[n_null > 0])) if (n_null > 0).any() else 0.0,
-        "library_spectra": len(index), "seconds": round(time.perf_counter() - t0, 2),
+        "wide_window_da": confidence.WIDE_WINDOW_DA, "library_spectra": len(index),
+        "seconds": round(time.perf_counter() - t0, 2),
         "queries_from": "structures outside the encoder's training split" if unseen is not None else "all structures",
     }
-    cal = confidence.Calibration.from_null(n_null, formula_best, structure_best, margin,
-                                           scoring_signature(p, plan), stats)
-    log.info("calibration of %s: %d null searches, isomer margin %.4f (%d self-searches with isomers, %d wrong), "
-             "%.1f s", index_dir, stats["n_null_searches"], margin, gap.size, int(wrong.sum()), stats["seconds"])
+    cal = confidence.Calibration.from_null(formula_null, structure_null, margin, scoring_signature(p, plan), stats)
+    log.info("calibration of %s: %d wrong-formula candidates (%d within the precursor window), %d wrong-structure "
+             "candidates, isomer margin %.4f (%d self-searches with isomers, %d wrong), %.1f s", index_dir,
+             formula_null.size, in_window_formula.size, structure_null.size, margin, gap.size, int(wrong.sum()),
+             stats["seconds"])
     return cal
+
+
+def structure_maxima(q_of: np.ndarray, struct: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """The best score per (query, candidate structure) pair: shape (number of distinct pairs,)."""
+    if q_of.size == 0:
+        return np.zeros(0)
+    import polars as pl
+
+    return (pl.DataFrame({"q": q_of, "s": struct, "k": key}).group_by("q", "s").agg(pl.col("k").max())["k"]
+            .to_numpy().astype(np.float64))
+
+
+def _pair_embedding_similarity(queries: annotate.FlatSpectra, q_of: np.ndarray, cand: np.ndarray,
+                               lib: annotate.PreparedLibrary, eparams: dict) -> np.ndarray:
+    """Embedding cosine of each (query, candidate) pair with the query re-embedded at the candidate's precursor
+    m/z (the encoder reads the precursor, so a query placed in the candidate's window must carry its mass)."""
+    from ms2study import embed
+
+    counts = np.diff(queries.offsets)[q_of]
+    offsets = np.zeros(q_of.size + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    idx = (np.concatenate([np.arange(queries.offsets[q], queries.offsets[q + 1]) for q in q_of]) if q_of.size
+           else np.zeros(0, dtype=np.int64))
+    prec = np.asarray(lib.index.precursor_mz)[cand].astype(np.float64)
+    emb, has, _info = embed.embed_arrays(queries.mz[idx], queries.intensity[idx], offsets, prec, eparams)
+    emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    sim = np.einsum("ij,ij->i", emb, np.asarray(lib.embeddings)[cand]).astype(np.float64)
+    return np.where(has, sim, np.nan)
+
+
+def _wide_formula_null(queries: annotate.FlatSpectra, q_emb: np.ndarray | None, lib: annotate.PreparedLibrary,
+                       structure: np.ndarray, formula: np.ndarray, rows: np.ndarray, p: dict,
+                       plan: annotate.CombinePlan, seed: int, eparams: dict) -> np.ndarray:
+    """Wrong-formula candidates from +-WIDE_WINDOW_DA around each query, scored as if inside its window.
+
+    At most MAX_WIDE_PAIRS_PER_QUERY random spectra per query. Inside the precursor window the precursor shift is
+    below the fragment tolerance, so the modified cosine is taken equal to the cosine; the precursor error is
+    drawn uniformly within the window; the query is re-embedded at the candidate's precursor m/z.
+    """
+    index = lib.index
+    off, cand = annotate.find_candidates(queries.precursor_mz, queries.ion_mode, np.asarray(index.precursor_mz),
+                                         np.asarray(index.ion_mode), None, confidence.WIDE_WINDOW_DA)
+    q_of = np.repeat(np.arange(rows.size), np.diff(off))
+    qf, cf = formula[rows][q_of], formula[cand]
+    keep = (structure[cand] != structure[rows][q_of]) & ((cf != qf) | (cf < 0) | (qf < 0))
+    rng = np.random.default_rng(seed + 3)
+    q_of, cand = q_of[keep], cand[keep]
+    # A random subset per query: sort by (query, random key), keep the first MAX per query.
+    order = np.lexsort((rng.random(q_of.size), q_of))
+    q_of, cand = q_of[order], cand[order]
+    first = np.searchsorted(q_of, q_of, side="left")
+    sel = (np.arange(q_of.size) - first) < MAX_WIDE_PAIRS_PER_QUERY
+    q_of, cand = q_of[sel], cand[sel]
+    if q_of.size == 0:
+        return np.zeros(0)
+    off = np.zeros(rows.size + 1, dtype=np.int64)
+    np.cumsum(np.bincount(q_of, minlength=rows.size), out=off[1:])
+    scores = annotate.score_pairs(queries, lib, off, cand, p, None)
+    if q_emb is not None and lib.embeddings is not None:
+        scores["embedding"] = _pair_embedding_similarity(queries, q_of, cand, lib, eparams)
+    scores["modified_cosine"] = scores["cosine"]
+    scores["modified_matched_peaks"] = scores["matched_peaks"]
+    tol = (float(p["precursor_tolerance_ppm"]) if p["precursor_tolerance_da"] is None
+           else float(p["precursor_tolerance_da"]) / np.maximum(queries.precursor_mz[q_of], 1.0) * 1e6)
+    ppm = rng.uniform(-1.0, 1.0, q_of.size) * tol
+    if p["rank_by"] == "combined":
+        key = plan.combined_from(scores, np.diff(queries.offsets)[q_of], ppm, p)
+    else:
+        key = np.asarray(scores[p["rank_by"]], dtype=np.float64)
+    return structure_maxima(q_of, structure[cand], np.nan_to_num(key, nan=-np.inf))
 
 
 def _subset_flat(q: annotate.FlatSpectra, sel: np.ndarray) -> tuple:

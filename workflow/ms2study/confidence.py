@@ -1,44 +1,45 @@
-"""Identification confidence: an empirical null from leave-structure-out library searches, q-values, MSI levels.
+"""Identification confidence: an empirical null of wrong candidates measured on the library, q-values, MSI levels.
 
 Why not target-decoy. Random-fragment decoys almost never match a query within 0.02 Da, so every real library
 spectrum, right or wrong, beats its decoy and the competition controls nothing (measured: about 11 % false hits
 among hits accepted at "1 % FDR" on held-out MassBank queries). What a false identification looks like is a real
-spectrum of ANOTHER compound that happens to score high. So the null distribution is measured on the library
-itself (``ms2study.calibrate``): library spectra are searched as queries against the library with every spectrum
-of their own structure (first InChIKey block) removed, exactly the situation of a compound that is not in the
-library ("known unknown"). For each such null search we keep the number of candidates ``n`` in the precursor
-window and the best score among candidates of a different molecular formula (the formula null: a hit of that
-kind is wrong at every confidence level) and among candidates of a different structure (the structure null: wrong
-at level 2). Half of the null queries are degraded like low-concentration measurements so that noisy sample
-spectra are covered.
+spectrum of ANOTHER compound that happens to score high. So the null is measured on the library itself
+(``ms2study.calibrate``): library spectra are searched as queries against the library with every spectrum of their
+own structure (first InChIKey block) removed, and the ranking score of each wrong candidate structure (its best
+spectrum) is kept. Two nulls: wrong-FORMULA candidates (a hit of that kind is wrong at every confidence level;
+taken from a wide precursor window of +-``WIDE_WINDOW_DA`` so that even a sparse library gives thousands of them,
+scored as if they sat inside the precursor window) and wrong-STRUCTURE candidates inside the precursor window
+(isomers included: a hit of that kind is wrong at level 2). Half of the searches use degraded copies of the
+spectra (low-concentration measurements), so noisy sample spectra are covered.
 
-p-values. The rank-1 score ``s`` of a query with ``n`` candidates gets ``p = P(null best score >= s)`` within the
-stratum of null searches with a similar candidate count (strata by powers of two of ``n``, small strata merged
-upward); a query with more candidates than the stratum's median gets a Sidak-scaled p-value. Where fewer than 10
-null scores reach ``s`` the tail is extrapolated with an exponential fitted to the exceedances over a high
-threshold on the logit scale (the peaks-over-threshold estimate of Knijnenburg et al., Bioinformatics 25:i161,
-2009), so that p-values smaller than ``1/N`` can be resolved; only when at least 20 null scores show real
-spectral agreement (> TAIL_FLOOR), otherwise p stays at least ``1/(N+1)``: a small library cannot certify more. q-values follow from
-Benjamini & Hochberg (1995) over the rank-1 hits of one search (one sample, or one query file).
+p-values. A query's rank-1 score ``s`` among ``n`` candidate structures has
+``p = 1 - (1 - G(s))^n``, where ``G(s)`` is the share of wrong candidates scoring at least ``s`` (Sidak: the best of
+``n`` wrong candidates; conservative when their scores are positively associated). Every candidate counts as
+possibly wrong, so the mere absence of other candidates at a mass is never evidence: only spectral agreement
+is. Where fewer than 10 null scores reach ``s``, ``G`` is extrapolated with an exponential fitted to the
+exceedances over a high threshold on the logit scale (peaks over threshold, as for permutation p-values in
+Knijnenburg et al., Bioinformatics 25:i161, 2009), when the null has at least 20 graded scores (> TAIL_FLOOR);
+otherwise ``G`` stays at least ``1/(N+1)``. q-values follow from Benjamini & Hochberg (1995) over the rank-1 hits
+of one search (one sample, or one query file).
 
-Assumptions, stated because the q-values rest on them: the library's structures are exchangeable with the
-compounds behind the unknown queries (a library rich in one chemical class gives a null fit for that class),
-and sample spectra are no worse than the degraded library spectra. ``benchmarks/fdr_calibration.py`` measures
-whether the q-values hold on structure-disjoint held-out queries with known unknowns.
+Assumptions, stated because the q-values rest on them: the library's compounds stand in for the unknowns behind
+the queries (a library rich in one chemical class gives a null fit for that class), wrong candidates from a
++-WIDE_WINDOW_DA window score like wrong candidates within the precursor window, and sample spectra are no
+worse than the degraded library spectra. ``benchmarks/fdr_calibration.py`` measures whether the q-values hold on
+structure-disjoint held-out queries with known unknowns.
 
 MSI levels (Schymanski et al., Environ. Sci. Technol. 48:2097, 2014). An accepted hit is level 2 (probable
 structure by library spectrum match) only when it singles out one structure: its structure-null q-value passes
 the same FDR, and no other structure of the same formula scores within ``isomer_margin`` of it. The margin is
 learned on the library (leave-one-spectrum-out searches: the smallest margin above which a wrong isomer wins in
 at most ``ISOMER_ERROR_TARGET`` of the searches), never on the queries being scored. Otherwise it is level 3
-(tentative candidate: the formula/class is supported but isomers are plausible), and ``isomer_inchikeys`` lists
-the candidates within the margin.
+(tentative candidate: formula and class supported, isomers plausible), and ``isomer_inchikeys`` lists the
+candidates within the margin.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,13 +50,15 @@ from ms2study.atomic import write_text
 from ms2study.errors import InputError
 
 FORMAT_NAME = "ms2study-identification-calibration"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
-MIN_STRATUM = 200          # null searches per candidate-count stratum (smaller strata are merged upward)
+WIDE_WINDOW_DA = 5.0       # wrong-formula null candidates: library structures within this distance of the query
 MIN_EXCEEDANCES = 10       # fewer null scores >= s: the tail is extrapolated
-TAIL_FRACTION = 0.1        # share of a stratum's null scores used to fit the exponential tail
+TAIL_FRACTION = 0.01       # share of the null's scores (at least MIN_EXCEEDANCES) fitting the exponential tail
 TAIL_FLOOR = 0.05          # null scores at or below this (no real spectral agreement) never shape the tail
 ISOMER_ERROR_TARGET = 0.02 # wrong-isomer rate allowed among level-2 self-search hits when learning the margin
+STORED_TOP = 5000          # null scores stored exactly (the upper tail); the rest as quantiles
+STORED_QUANTILES = 1000
 _EPS = 1e-6
 
 
@@ -64,161 +67,121 @@ def _logit(s: np.ndarray) -> np.ndarray:
     return np.log(s) - np.log1p(-s)
 
 
-def count_stratum(n_candidates: np.ndarray) -> np.ndarray:
-    """Stratum of each candidate count: floor(log2(n)) (n >= 1), i.e. 1, 2-3, 4-7, ...; n = 0 -> 0."""
-    n = np.maximum(np.asarray(n_candidates, dtype=np.int64), 1)
-    return np.floor(np.log2(n)).astype(np.int64)
-
-
 @dataclass
-class NullStratum:
-    """Null best scores of one stratum (sorted ascending; -inf = no wrong candidate of that kind).
+class NullDistribution:
+    """Scores of wrong candidates: ``n`` in all, the largest kept exactly (``top``, ascending), the rest as
+    ``quantiles`` (ascending, at equally spaced probabilities of the remaining ``n - top.size``)."""
 
-    ``median_candidates``: the median number of wrong candidates behind these best scores; a query with more
-    candidates gets its p-value scaled up (``scaled_p_values``).
-    """
+    n: int
+    top: np.ndarray
+    quantiles: np.ndarray
 
-    min_stratum: int
-    scores: np.ndarray
-    median_candidates: float = 1.0
+    @classmethod
+    def from_scores(cls, scores: np.ndarray) -> NullDistribution:
+        """Summarise wrong-candidate scores (NaN and -inf dropped)."""
+        v = np.sort(np.asarray(scores, dtype=np.float64))
+        v = v[np.isfinite(v)]
+        top = v[-STORED_TOP:] if v.size > STORED_TOP else v
+        rest = v[: v.size - top.size]
+        quantiles = (np.quantile(rest, np.linspace(0, 1, STORED_QUANTILES)) if rest.size > STORED_QUANTILES
+                     else rest)
+        return cls(int(v.size), top, np.asarray(quantiles, dtype=np.float64))
 
-    def scaled_p_values(self, s: np.ndarray, n_candidates: np.ndarray) -> np.ndarray:
-        """p-values for queries with ``n_candidates`` wrong candidates each: where that exceeds the stratum's
-        median, ``1 - (1 - p)^(n / median)`` (Sidak: the best of n independent wrong candidates instead of the
-        median's), conservative when the candidates' scores are positively associated."""
-        p = self.p_values(s)
-        ratio = np.maximum(np.asarray(n_candidates, dtype=np.float64) / max(self.median_candidates, 1.0), 1.0)
-        return np.where(ratio > 1.0, -np.expm1(ratio * np.log1p(-np.minimum(p, 1.0 - 1e-16))), p)
-
-    def p_values(self, s: np.ndarray) -> np.ndarray:
-        """P(null best >= s) for each score in ``s``: empirical, with an exponential tail beyond the data."""
-        v = self.scores
-        n = v.size
+    def survival(self, s: np.ndarray) -> np.ndarray:
+        """G(s) = P(wrong candidate score >= s), with the exponential tail beyond the data (module docstring)."""
         s = np.asarray(s, dtype=np.float64)
-        count = n - np.searchsorted(v, s, side="left")
-        p = (count + 1.0) / (n + 1.0)
-        # Only a tail with enough graded scores is extrapolated: a null made of zeros and a few chance matches
-        # (a small library) says nothing about how fast the tail falls, so p stays at least 1/(N+1) there.
-        finite = v[np.isfinite(v) & (v > TAIL_FLOOR)]
-        k = max(MIN_EXCEEDANCES, int(round(TAIL_FRACTION * n)))
+        n = max(self.n, 0)
+        rest_n = n - self.top.size
+        count = (self.top.size - np.searchsorted(self.top, s, side="left")).astype(np.float64)
+        below = s < (self.top[0] if self.top.size else np.inf)
+        if below.any() and rest_n > 0 and self.quantiles.size:
+            frac = 1.0 - np.interp(s[below], self.quantiles, np.linspace(0, 1, self.quantiles.size),
+                                   left=0.0, right=1.0)
+            count[below] += frac * rest_n
+        g = (count + 1.0) / (n + 1.0)
+        graded = self.top[self.top > TAIL_FLOOR]
         thin = count < MIN_EXCEEDANCES
-        if thin.any() and finite.size >= 2 * MIN_EXCEEDANCES:
-            k = min(k, finite.size - 1)
-            top = _logit(finite[-k:])
-            u = _logit(finite[-k - 1])
+        if thin.any() and graded.size >= 2 * MIN_EXCEEDANCES:
+            k = min(max(MIN_EXCEEDANCES, int(round(TAIL_FRACTION * n))), graded.size - 1)
+            top = _logit(graded[-k:])
+            u = _logit(graded[-k - 1])
             beta = max(float(np.mean(top - u)), 1e-3)
-            tail = (k / n) * np.exp(-np.maximum(_logit(s[thin]) - u, 0.0) / beta)
-            p[thin] = np.minimum(p[thin], tail)
-        return np.clip(p, 1e-300, 1.0)
+            tail = (k / (n + 1.0)) * np.exp(-np.maximum(_logit(s[thin]) - u, 0.0) / beta)
+            g[thin] = np.minimum(g[thin], tail)
+        return np.clip(g, 1e-300, 1.0)
 
+    def p_values(self, s: np.ndarray, n_candidates: np.ndarray) -> np.ndarray:
+        """p of the best of ``n_candidates`` wrong candidates reaching ``s``: ``1 - (1 - G(s))^n`` (Sidak)."""
+        g = self.survival(s)
+        n = np.maximum(np.asarray(n_candidates, dtype=np.float64), 1.0)
+        return np.clip(-np.expm1(n * np.log1p(-np.minimum(g, 1.0 - 1e-16))), 0.0, 1.0)
 
-def _strata(n_candidates: np.ndarray, best: np.ndarray) -> list[NullStratum]:
-    """Candidate-count strata of at least MIN_STRATUM null searches (small ones merged into the next higher)."""
-    n_candidates = np.asarray(n_candidates, dtype=np.int64)
-    st = count_stratum(n_candidates)
-    best = np.asarray(best, dtype=np.float64)
-    groups: list[list[int]] = []
-    pending: list[int] = []
-    for lv in np.unique(st).tolist():
-        pending.append(lv)
-        if np.isin(st, pending).sum() >= MIN_STRATUM:
-            groups.append(pending)
-            pending = []
-    if pending:  # the highest counts join the last full stratum
-        if groups:
-            groups[-1] = groups[-1] + pending
-        else:
-            groups.append(pending)
-    out = []
-    for levels in groups:
-        sel = np.isin(st, levels)
-        out.append(NullStratum(int(levels[0]), np.sort(best[sel]), float(np.median(n_candidates[sel]))))
-    return out
+    def to_json(self) -> dict[str, Any]:
+        return {"n": self.n, "top": [round(float(x), 7) for x in self.top],
+                "quantiles": [round(float(x), 7) for x in self.quantiles]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> NullDistribution:
+        return cls(int(data["n"]), np.asarray(data["top"], dtype=np.float64),
+                   np.asarray(data["quantiles"], dtype=np.float64))
 
 
 @dataclass
 class Calibration:
-    """A library's identification null and isomer margin, for one scoring configuration.
+    """A library's identification nulls and isomer margin, for one scoring configuration.
 
-    ``formula`` / ``structure``: strata of null best scores (see the module docstring); ``isomer_margin`` in
-    score units; ``scoring`` describes the score the nulls were measured with (``rank_by``, the combined-score
-    plan and the encoder ``model_id``): a calibration only applies to searches that score the same way.
+    ``formula`` / ``structure``: wrong-formula and wrong-structure candidate scores (module docstring);
+    ``isomer_margin`` in score units; ``scoring`` describes the score the nulls were measured with (``rank_by``,
+    the combined-score plan and the encoder ``model_id``): a calibration only applies to searches that score the
+    same way.
     """
 
     scoring: dict[str, Any]
-    formula: list[NullStratum]
-    structure: list[NullStratum]
+    formula: NullDistribution
+    structure: NullDistribution
     isomer_margin: float
     stats: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_null(cls, n_candidates: np.ndarray, formula_best: np.ndarray, structure_best: np.ndarray,
-                  isomer_margin: float, scoring: dict[str, Any], stats: dict[str, Any] | None = None,
-                  n_formula_candidates: np.ndarray | None = None) -> Calibration:
-        """Build from null searches: per search the number of candidate structures (all of another structure than
-        the query's), the best wrong-formula score (-inf when every candidate shares the query's formula: then no
-        wrong-formula hit was possible) and the best wrong-structure score. Both nulls are stratified by the
-        candidate count, which is what a search sees; under the exchangeability assumption (unknowns are like the
-        library's compounds) a query with n candidates has the null of a library compound with n candidates.
-        ``n_formula_candidates`` (optional): stratify the formula null by the number of wrong-formula candidates
-        instead (searches without any dropped), a conservative variant when the query count is taken as its
-        bound.
+    def from_null(cls, formula_scores: np.ndarray, structure_scores: np.ndarray, isomer_margin: float,
+                  scoring: dict[str, Any], stats: dict[str, Any] | None = None) -> Calibration:
+        """Build from wrong-candidate scores (one per query and wrong candidate structure).
 
-        Raises InputError when there are no null searches with candidates (the library is too small or has no
-        InChIKeys), because q-values would then be asserted, not measured.
+        Raises InputError when there are no wrong-formula candidates at all (the library is too small or has
+        no InChIKeys), because q-values would then be asserted, not measured.
         """
-        n_candidates = np.asarray(n_candidates, dtype=np.int64)
-        n_formula = n_candidates if n_formula_candidates is None else np.asarray(n_formula_candidates, np.int64)
-        has = n_candidates > 0
-        if not has.any():
-            raise InputError("no leave-structure-out search found a candidate: the library cannot calibrate "
+        formula = NullDistribution.from_scores(formula_scores)
+        if formula.n == 0:
+            raise InputError("no leave-structure-out search found a wrong candidate: the library cannot calibrate "
                              "identification confidence",
-                             fix="use a library with InChIKeys and several structures per precursor window, or set "
-                                 "annotate confidence: none (no q-values) ")
-        has_f = n_formula > 0
-        formula = (_strata(n_formula[has_f], np.asarray(formula_best)[has_f]) if n_formula_candidates is not None
-                   else _strata(n_candidates[has], np.asarray(formula_best)[has]))
-        return cls(scoring, formula, _strata(n_candidates[has], np.asarray(structure_best)[has]),
-                   float(isomer_margin), stats or {})
-
-    def _p(self, strata: list[NullStratum], scores: np.ndarray, n_candidates: np.ndarray) -> np.ndarray:
-        scores = np.asarray(scores, dtype=np.float64)
-        st = count_stratum(n_candidates)
-        lows = np.array([x.min_stratum for x in strata])
-        which = np.clip(np.searchsorted(lows, st, side="right") - 1, 0, len(strata) - 1)
-        out = np.ones(scores.shape)
-        n = np.asarray(n_candidates)
-        for k, stratum in enumerate(strata):
-            sel = (which == k) & np.isfinite(scores)
-            if sel.any():
-                out[sel] = stratum.scaled_p_values(scores[sel], n[sel])
-        return out
+                             fix="use a library with InChIKeys and more than a handful of structures, or set "
+                                 "annotate confidence: none (no q-values)")
+        structure = NullDistribution.from_scores(structure_scores)
+        return cls(scoring, formula, structure, float(isomer_margin), stats or {})
 
     def p_formula(self, scores: np.ndarray, n_candidates: np.ndarray) -> np.ndarray:
-        """p-value of rank-1 scores against the wrong-formula null (shape of ``scores``)."""
-        return self._p(self.formula, scores, n_candidates)
+        """p-value of rank-1 scores against the wrong-formula null, given candidate structure counts."""
+        return self.formula.p_values(scores, n_candidates)
 
     def p_structure(self, scores: np.ndarray, n_candidates: np.ndarray) -> np.ndarray:
-        """p-value of rank-1 scores against the wrong-structure null (isomers of other structures included)."""
-        return self._p(self.structure, scores, n_candidates)
+        """p-value of rank-1 scores against the wrong-structure null (isomers included)."""
+        if self.structure.n == 0:
+            return self.formula.p_values(scores, n_candidates)
+        return np.maximum(self.structure.p_values(scores, n_candidates), self.formula.p_values(scores, n_candidates))
 
     def to_json(self) -> dict[str, Any]:
-        def dump(strata: list[NullStratum]) -> list[dict]:
-            return [{"min_log2_candidates": s.min_stratum, "median_candidates": s.median_candidates,
-                     "scores": [None if not math.isfinite(x) else round(float(x), 7) for x in s.scores]}
-                    for s in strata]
         return {"format": FORMAT_NAME, "version": FORMAT_VERSION, "scoring": self.scoring,
                 "isomer_margin": self.isomer_margin, "stats": self.stats,
-                "formula_null": dump(self.formula), "structure_null": dump(self.structure)}
+                "formula_null": self.formula.to_json(), "structure_null": self.structure.to_json()}
 
     def save(self, path: str | Path) -> Path:
         """Write as JSON (atomically); returns the path."""
-        write_text(json.dumps(self.to_json(), indent=1), path)
+        write_text(json.dumps(self.to_json()), path)
         return Path(path)
 
     @classmethod
     def load(cls, path: str | Path) -> Calibration:
-        """Read a calibration written by ``save``; InputError when it is not one."""
+        """Read a calibration written by ``save``; InputError when it is not one (or an older version)."""
         path = Path(path)
         try:
             data = json.loads(path.read_text())
@@ -228,14 +191,9 @@ class Calibration:
         if data.get("format") != FORMAT_NAME or data.get("version") != FORMAT_VERSION:
             raise InputError("not an identification calibration of this version", file=str(path),
                              fix="delete the file and rerun the pipeline to rebuild it")
-
-        def load_strata(items: list[dict]) -> list[NullStratum]:
-            return [NullStratum(int(x["min_log2_candidates"]),
-                                np.array([-np.inf if v is None else v for v in x["scores"]], dtype=np.float64),
-                                float(x["median_candidates"]))
-                    for x in items]
-        return cls(data["scoring"], load_strata(data["formula_null"]), load_strata(data["structure_null"]),
-                   float(data["isomer_margin"]), data.get("stats", {}))
+        return cls(data["scoring"], NullDistribution.from_json(data["formula_null"]),
+                   NullDistribution.from_json(data["structure_null"]), float(data["isomer_margin"]),
+                   data.get("stats", {}))
 
 
 def bh_q_values(p: np.ndarray) -> np.ndarray:

@@ -106,6 +106,11 @@ rule report:
         "results/study/feature_matrix.parquet",
         "results/study/models/models_done.json",
         "results/study/identifications.parquet",
+        lambda wildcards: expand(
+            "results/study/{table}/{outcome}.parquet",
+            table=["differential", "class_enrichment"],
+            outcome=DIFFERENTIAL_OUTCOMES,
+        ),
         sheet="results/study/samples.tsv",
     output:
         "results/study/report.html",
