@@ -268,3 +268,21 @@ def test_without_a_library_the_table_is_empty_but_complete(tmp_path: Path) -> No
     assert main(["annotate", "--spectra", str(spectra), "--out", str(out)]) == 0
     table = pl.read_parquet(out)
     assert table.height == 0 and table.schema == pl.Schema(ANNOTATION_SCHEMA)
+
+
+def test_spectra_that_cannot_be_searched_are_named(lib_dir: tuple[Path, list[dict]],
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    root, entries = lib_dir
+    spectra = noisy_queries(entries, n=4)
+    spectra = spectra.with_columns(
+        pl.when(pl.col("spectrum_id") == "s1:S1").then(None).otherwise(pl.col("precursor_mz")).alias("precursor_mz"),
+        pl.when(pl.col("spectrum_id") == "s1:S2").then(pl.lit([], dtype=pl.List(pl.Float64)))
+        .otherwise(pl.col("mz")).alias("mz"),
+        pl.when(pl.col("spectrum_id") == "s1:S2").then(pl.lit([], dtype=pl.List(pl.Float32)))
+        .otherwise(pl.col("intensity")).alias("intensity"))
+    with caplog.at_level("WARNING", logger="ms2study.annotate"):
+        out = annotate.annotate_spectra(spectra, root / "index", calibration=root / "calibration.json")
+    assert set(out["spectrum_id"]) == {"s1:S0", "s1:S3"}
+    text = caplog.text
+    assert "1 of 4 spectra cannot be searched (no valid precursor m/z): s1:S1" in text
+    assert "1 of 4 spectra cannot be searched (no peaks): s1:S2" in text

@@ -141,7 +141,11 @@ class FlatSpectra:
 
 
 def flatten_queries(spectra: pl.DataFrame, cleaning: dict, default_ion_mode: str) -> FlatSpectra:
-    """Clean the query peaks (same function as the library) and flatten the spectra that keep peaks."""
+    """Clean the query peaks (same function as the library) and flatten the spectra that keep peaks.
+
+    Spectra that cannot be searched (no valid precursor m/z, no peaks, no peaks left after cleaning) are left out
+    and named in the log with their reason, never dropped in silence.
+    """
     mz_lists = spectra["mz"].to_list()
     int_lists = spectra["intensity"].to_list()
     precursors = spectra["precursor_mz"].cast(pl.Float64).to_list()
@@ -150,15 +154,26 @@ def flatten_queries(spectra: pl.DataFrame, cleaning: dict, default_ion_mode: str
     else:
         modes = [ION_MODE_CODE.get(default_ion_mode, 0)] * spectra.height
     keep_rows, mzs, ints = [], [], []
+    skipped: dict[str, list[int]] = {}
     for row, (mz, inten, prec) in enumerate(zip(mz_lists, int_lists, precursors)):
-        if mz is None or inten is None or prec is None or not math.isfinite(prec) or prec <= 0:
+        if prec is None or not math.isfinite(prec) or prec <= 0:
+            skipped.setdefault("no valid precursor m/z", []).append(row)
+            continue
+        if mz is None or inten is None or len(mz) == 0:
+            skipped.setdefault("no peaks", []).append(row)
             continue
         cmz, cint = clean_peaks(np.asarray(mz, dtype=np.float64), np.asarray(inten, dtype=np.float64), prec, **cleaning)
         if cmz.size == 0:
+            skipped.setdefault("no peaks left after cleaning (all at or above the precursor, or invalid)", []).append(row)
             continue
         keep_rows.append(row)
         mzs.append(cmz)
         ints.append(cint)
+    if skipped:
+        ids = spectra["spectrum_id"].to_list() if "spectrum_id" in spectra.columns else list(range(spectra.height))
+        for reason, rows_ in skipped.items():
+            named = ", ".join(str(ids[r]) for r in rows_[:20]) + (f" and {len(rows_) - 20} more" if len(rows_) > 20 else "")
+            log.warning("%d of %d spectra cannot be searched (%s): %s", len(rows_), spectra.height, reason, named)
     offsets = np.zeros(len(keep_rows) + 1, dtype=np.int64)
     np.cumsum([m.size for m in mzs], out=offsets[1:]) if mzs else None
     rows = np.asarray(keep_rows, dtype=np.int64)

@@ -594,12 +594,13 @@ def _q(value: float | None) -> tuple[str, str]:
 CONFIDENCE_TEXT = (
     "q-values come from an empirical null measured on the library itself (<code>ms2study calibrate-library</code>): "
     "library spectra were searched with every spectrum of their own structure removed, which is what a compound "
-    "absent from the library looks like, and a hit's p-value is the share of those searches whose best wrong "
-    "candidate scored as high (within searches with a similar number of candidates). Benjamini-Hochberg turns "
-    "p-values into q-values. MSI level 2 (probable structure) is given only when no other structure of the same "
-    "formula scores within the isomer margin learned on the library and the hit also passes the structure-level "
-    "null; otherwise level 3 (tentative: isomers are plausible), with the isomers named. Whether these q-values "
-    "hold is measured by <code>benchmarks/fdr_calibration.py</code> on held-out MassBank structures."
+    "absent from the library looks like, and the scores of the wrong candidates were kept. A hit's p-value is the "
+    "chance that the best of its n candidate structures scores as high if all of them are wrong; Benjamini-Hochberg "
+    "turns p-values into q-values. MSI level 2 (probable structure) is given only when the hit also beats the null "
+    "of wrong structures (isomers included) and no other structure of the same formula scores within the isomer "
+    "margin learned on the library; otherwise level 3 (tentative: isomers are plausible), with the isomers named. "
+    "Whether these q-values hold is measured by <code>benchmarks/fdr_calibration.py</code> on held-out MassBank "
+    "structures."
 )
 
 
