@@ -166,3 +166,27 @@ def test_simes_rewards_agreeing_spectra() -> None:
 def test_identifications_without_hits_are_an_empty_table() -> None:
     empty = identify.identify_features(pl.DataFrame(schema={"rank": pl.Int32}), pl.DataFrame(), 0.01)
     assert empty.height == 0 and empty.schema == pl.Schema(identify.IDENTIFICATIONS)
+
+
+def test_structure_null_per_chemical_class() -> None:
+    """Isomers of one class (lipid-like: identical spectra) must not make level 2 impossible for another class."""
+    rng = np.random.default_rng(5)
+    lipid = np.clip(rng.normal(0.95, 0.02, 600), 0, 1)     # wrong isomers score as high as the truth
+    drug = rng.beta(2, 6, 600)                              # wrong isomers are told apart
+    cal = confidence.Calibration.from_null(rng.beta(2, 8, 5000), np.r_[lipid, drug], 0.0, {},
+                                           structure_classes=np.array(["Lipids"] * 600 + ["Benzenoids"] * 600))
+    assert set(cal.structure_by_class) == {"Lipids", "Benzenoids"}
+    s, n = np.array([0.97, 0.97]), np.array([1, 1])
+    p_lipid, p_drug = cal.p_structure(s, n, np.array(["Lipids", "Benzenoids"], dtype=object))
+    assert p_drug < 0.01 < 0.1 < p_lipid
+    # An unknown class falls back to the pooled null, never below the formula p-value.
+    pooled = cal.p_structure(s[:1], n[:1], np.array(["Alkaloids"], dtype=object))[0]
+    assert p_drug < pooled < p_lipid and pooled >= cal.p_formula(s[:1], n[:1])[0]
+
+
+def test_superclass_of_chemont_paths() -> None:
+    assert confidence.superclass("CHEMONTID:0000279; Organic compounds; Alkaloids and derivatives") == \
+        "Alkaloids and derivatives"
+    assert confidence.superclass("Organic compounds/Lipids and lipid-like molecules/Fatty Acyls") == \
+        "Lipids and lipid-like molecules"
+    assert confidence.superclass("amino_acid") == "amino_acid" and confidence.superclass(None) is None

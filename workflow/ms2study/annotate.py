@@ -416,8 +416,9 @@ def confidence_table(
         inchikey.gather(lib_rows).alias("_ik"))
     if row_q_values is not None:
         f = f.with_columns(pl.Series("_rowq", row_q_values, dtype=pl.Float64))
-    top = f.filter(pl.col("rank") == 1).rename({"_key": "_s1", "_s": "_st1", "_f": "_f1", "_ik": "_ik1"})
-    top = top.drop("_lib", "rank")
+    top = f.filter(pl.col("rank") == 1).rename({"_key": "_s1", "_s": "_st1", "_f": "_f1", "_ik": "_ik1",
+                                                 "_lib": "_lib1"})
+    top = top.drop("rank")
     iso = f.join(top.select("_q", "_s1", "_st1", "_f1"), on="_q").filter(
         (pl.col("_s") != pl.col("_st1")) & ((pl.col("_f") == pl.col("_f1")) | (pl.col("_f") < 0) | (pl.col("_f1") < 0)))
     q_idx = top["_q"].to_numpy()
@@ -428,7 +429,9 @@ def confidence_table(
     if calibration is not None:
         pv = calibration.p_formula(s1, n)
         qv = confidence.bh_q_values(pv)
-        qs = confidence.bh_q_values(calibration.p_structure(s1, n))
+        hit_class = np.asarray([confidence.superclass(c) for c in
+                                index.metadata["compound_class"].gather(top["_lib1"]).to_list()], dtype=object)
+        qs = confidence.bh_q_values(calibration.p_structure(s1, n, hit_class))
         margin = calibration.isomer_margin if margin == "auto" else float(margin)
     else:
         pv = np.full(s1.shape, np.nan)

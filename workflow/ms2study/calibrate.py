@@ -150,6 +150,8 @@ def calibrate_index(index_dir: str | Path, params: dict | None = None) -> confid
     p = annotate.merge_params(params)
     index = load_library_index(index_dir)
     structure, formula = confidence.library_codes(index.metadata)
+    classes = np.asarray([confidence.superclass(c) for c in index.metadata["compound_class"].to_list()],
+                         dtype=object)
     model_id, trained, lib_emb, eparams = _encoder(p, index)
     plan = annotate.combine_plan(p, model_id, trained, lib_emb is not None)
     lib = annotate.prepare_library(index, {**p, "embedding_model": None})
@@ -191,8 +193,9 @@ def calibrate_index(index_dir: str | Path, params: dict | None = None) -> confid
     other_structure = c_struct != q_struct
     other_formula = other_structure & ((c_formula != q_formula) | (c_formula < 0) | (q_formula < 0))
     # Null within the window: each wrong candidate structure by its best spectrum (the query's structure removed).
-    structure_null = structure_maxima(q_of[other_structure], c_struct[other_structure], key[other_structure])
-    in_window_formula = structure_maxima(q_of[other_formula], c_struct[other_formula], key[other_formula])
+    structure_null, structure_cls = structure_maxima(q_of[other_structure], c_struct[other_structure],
+                                                     key[other_structure], classes[cand[other_structure]])
+    in_window_formula, _ = structure_maxima(q_of[other_formula], c_struct[other_formula], key[other_formula])
     wide = _wide_formula_null(queries, q_emb, lib, structure, formula, rows, p, plan, seed, eparams)
     formula_null = np.concatenate([in_window_formula, wide])
 
@@ -208,7 +211,9 @@ def calibrate_index(index_dir: str | Path, params: dict | None = None) -> confid
         "seconds": round(time.perf_counter() - t0, 2),
         "queries_from": "structures outside the encoder's training split" if unseen is not None else "all structures",
     }
-    cal = confidence.Calibration.from_null(formula_null, structure_null, margin, scoring_signature(p, plan), stats)
+    cal = confidence.Calibration.from_null(formula_null, structure_null, margin, scoring_signature(p, plan), stats,
+                                           structure_cls)
+    stats["structure_null_classes"] = {c: d.n for c, d in cal.structure_by_class.items()}
     log.info("calibration of %s: %d wrong-formula candidates (%d within the precursor window), %d wrong-structure "
              "candidates, isomer margin %.4f (%d self-searches with isomers, %d wrong), %.1f s", index_dir,
              formula_null.size, in_window_formula.size, structure_null.size, margin, gap.size, int(wrong.sum()),
@@ -216,14 +221,20 @@ def calibrate_index(index_dir: str | Path, params: dict | None = None) -> confid
     return cal
 
 
-def structure_maxima(q_of: np.ndarray, struct: np.ndarray, key: np.ndarray) -> np.ndarray:
-    """The best score per (query, candidate structure) pair: shape (number of distinct pairs,)."""
-    if q_of.size == 0:
-        return np.zeros(0)
+def structure_maxima(q_of: np.ndarray, struct: np.ndarray, key: np.ndarray,
+                     classes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The best score per (query, candidate structure) pair, shape (number of distinct pairs,), and the class of
+    that candidate structure (its first spectrum's) when ``classes`` (per pair) is given."""
     import polars as pl
 
-    return (pl.DataFrame({"q": q_of, "s": struct, "k": key}).group_by("q", "s").agg(pl.col("k").max())["k"]
-            .to_numpy().astype(np.float64))
+    if q_of.size == 0:
+        return np.zeros(0), (np.zeros(0, dtype=object) if classes is not None else None)
+    frame = pl.DataFrame({"q": q_of, "s": struct, "k": key,
+                          "c": pl.Series(classes.tolist() if classes is not None else [None] * q_of.size,
+                                         dtype=pl.Utf8)})
+    out = frame.group_by("q", "s").agg(pl.col("k").max(), pl.col("c").first())
+    return out["k"].to_numpy().astype(np.float64), (np.asarray(out["c"].to_list(), dtype=object)
+                                                    if classes is not None else None)
 
 
 def _pair_embedding_similarity(queries: annotate.FlatSpectra, q_of: np.ndarray, cand: np.ndarray,
@@ -283,7 +294,7 @@ def _wide_formula_null(queries: annotate.FlatSpectra, q_emb: np.ndarray | None, 
         key = plan.combined_from(scores, np.diff(queries.offsets)[q_of], ppm, p)
     else:
         key = np.asarray(scores[p["rank_by"]], dtype=np.float64)
-    return structure_maxima(q_of, structure[cand], np.nan_to_num(key, nan=-np.inf))
+    return structure_maxima(q_of, structure[cand], np.nan_to_num(key, nan=-np.inf))[0]
 
 
 def _subset_flat(q: annotate.FlatSpectra, sel: np.ndarray) -> tuple:

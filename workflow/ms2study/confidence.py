@@ -30,7 +30,8 @@ structure-disjoint held-out queries with known unknowns.
 
 MSI levels (Schymanski et al., Environ. Sci. Technol. 48:2097, 2014). An accepted hit is level 2 (probable
 structure by library spectrum match) only when it singles out one structure: its structure-null q-value passes
-the same FDR, and no other structure of the same formula scores within ``isomer_margin`` of it. The margin is
+the same FDR (the structure null of the hit's chemical superclass where the library gives classes and has enough
+of them, since how well spectra separate isomers differs by class), and no other structure of the same formula scores within ``isomer_margin`` of it. The margin is
 learned on the library (leave-one-spectrum-out searches: the smallest margin above which a wrong isomer wins in
 at most ``ISOMER_ERROR_TARGET`` of the searches), never on the queries being scored. Otherwise it is level 3
 (tentative candidate: formula and class supported, isomers plausible), and ``isomer_inchikeys`` lists the
@@ -57,6 +58,7 @@ MIN_EXCEEDANCES = 10       # fewer null scores >= s: the tail is extrapolated
 TAIL_FRACTION = 0.01       # share of the null's scores (at least MIN_EXCEEDANCES) fitting the exponential tail
 TAIL_FLOOR = 0.05          # null scores at or below this (no real spectral agreement) never shape the tail
 ISOMER_ERROR_TARGET = 0.02 # wrong-isomer rate allowed among level-2 self-search hits when learning the margin
+MIN_CLASS_NULL = 300       # wrong-structure candidates needed for a chemical class's own structure null
 STORED_TOP = 5000          # null scores stored exactly (the upper tail); the rest as quantiles
 STORED_QUANTILES = 1000
 _EPS = 1e-6
@@ -141,11 +143,17 @@ class Calibration:
     structure: NullDistribution
     isomer_margin: float
     stats: dict[str, Any] = field(default_factory=dict)
+    structure_by_class: dict[str, NullDistribution] = field(default_factory=dict)
 
     @classmethod
     def from_null(cls, formula_scores: np.ndarray, structure_scores: np.ndarray, isomer_margin: float,
-                  scoring: dict[str, Any], stats: dict[str, Any] | None = None) -> Calibration:
+                  scoring: dict[str, Any], stats: dict[str, Any] | None = None,
+                  structure_classes: np.ndarray | None = None) -> Calibration:
         """Build from wrong-candidate scores (one per query and wrong candidate structure).
+
+        ``structure_classes`` (aligned with ``structure_scores``): the chemical class of each wrong candidate
+        (``superclass``); classes with at least MIN_CLASS_NULL candidates get a structure null of their own, since
+        how well spectra separate isomers differs by class (lipid species hardly, many drugs well).
 
         Raises InputError when there are no wrong-formula candidates at all (the library is too small or has
         no InChIKeys), because q-values would then be asserted, not measured.
@@ -157,22 +165,43 @@ class Calibration:
                              fix="use a library with InChIKeys and more than a handful of structures, or set "
                                  "annotate confidence: none (no q-values)")
         structure = NullDistribution.from_scores(structure_scores)
-        return cls(scoring, formula, structure, float(isomer_margin), stats or {})
+        by_class = {}
+        if structure_classes is not None:
+            classes = np.asarray(structure_classes, dtype=object)
+            for c in sorted({x for x in classes.tolist() if x}):
+                sel = classes == c
+                if sel.sum() >= MIN_CLASS_NULL:
+                    by_class[str(c)] = NullDistribution.from_scores(np.asarray(structure_scores)[sel])
+        return cls(scoring, formula, structure, float(isomer_margin), stats or {}, by_class)
 
     def p_formula(self, scores: np.ndarray, n_candidates: np.ndarray) -> np.ndarray:
         """p-value of rank-1 scores against the wrong-formula null, given candidate structure counts."""
         return self.formula.p_values(scores, n_candidates)
 
-    def p_structure(self, scores: np.ndarray, n_candidates: np.ndarray) -> np.ndarray:
-        """p-value of rank-1 scores against the wrong-structure null (isomers included)."""
+    def p_structure(self, scores: np.ndarray, n_candidates: np.ndarray,
+                    classes: np.ndarray | None = None) -> np.ndarray:
+        """p-value of rank-1 scores against the wrong-structure null (isomers included), never below the
+        wrong-formula p-value; ``classes`` (the hits' ``superclass``) selects a class's own null where one was
+        measured, else the pooled one."""
+        scores = np.asarray(scores, dtype=np.float64)
+        p_f = self.formula.p_values(scores, n_candidates)
         if self.structure.n == 0:
-            return self.formula.p_values(scores, n_candidates)
-        return np.maximum(self.structure.p_values(scores, n_candidates), self.formula.p_values(scores, n_candidates))
+            return p_f
+        p = self.structure.p_values(scores, n_candidates)
+        if classes is not None and self.structure_by_class:
+            classes = np.asarray(classes, dtype=object)
+            n = np.asarray(n_candidates)
+            for c, dist in self.structure_by_class.items():
+                sel = classes == c
+                if sel.any():
+                    p[sel] = dist.p_values(scores[sel], n[sel])
+        return np.maximum(p, p_f)
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT_NAME, "version": FORMAT_VERSION, "scoring": self.scoring,
                 "isomer_margin": self.isomer_margin, "stats": self.stats,
-                "formula_null": self.formula.to_json(), "structure_null": self.structure.to_json()}
+                "formula_null": self.formula.to_json(), "structure_null": self.structure.to_json(),
+                "structure_null_by_class": {c: d.to_json() for c, d in self.structure_by_class.items()}}
 
     def save(self, path: str | Path) -> Path:
         """Write as JSON (atomically); returns the path."""
@@ -193,7 +222,8 @@ class Calibration:
                              fix="delete the file and rerun the pipeline to rebuild it")
         return cls(data["scoring"], NullDistribution.from_json(data["formula_null"]),
                    NullDistribution.from_json(data["structure_null"]), float(data["isomer_margin"]),
-                   data.get("stats", {}))
+                   data.get("stats", {}), {c: NullDistribution.from_json(d)
+                                           for c, d in data.get("structure_null_by_class", {}).items()})
 
 
 def bh_q_values(p: np.ndarray) -> np.ndarray:
@@ -233,6 +263,19 @@ def learn_isomer_margin(gap: np.ndarray, wrong: np.ndarray, target: float = ISOM
         if wrong[sel].mean() <= target:
             return float(m)
     return float(np.max(gap))
+
+
+def superclass(compound_class: str | None) -> str | None:
+    """The class used to stratify the structure null: for a ChemOnt path ("CHEMONTID:...; Organic compounds;
+    Lipids and lipid-like molecules; ...") its superclass (third element), else the first element; None if empty."""
+    if not compound_class:
+        return None
+    parts = [x.strip() for x in str(compound_class).replace("/", ";").split(";") if x.strip()]
+    if parts and parts[0].upper().startswith("CHEMONTID"):
+        parts = parts[1:]
+    if len(parts) >= 2 and parts[0].lower() in ("organic compounds", "inorganic compounds"):
+        return parts[1]
+    return parts[0] if parts else None
 
 
 def library_codes(metadata: Any) -> tuple[np.ndarray, np.ndarray]:
