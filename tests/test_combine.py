@@ -127,7 +127,7 @@ def _index_with_embeddings(setup: dict, model_dir: Path) -> tuple[Path, pl.DataF
 def test_annotate_uses_learned_weights_of_the_embedding_model(setup: dict, tmp_path: Path) -> None:
     index_dir, spectra, emb = _index_with_embeddings(setup, setup["model"])
     assert emb["model_trained"].all()
-    params = {"model": str(setup["model"]), "top_k": 3, "decoys": True}
+    params = {"model": str(setup["model"]), "top_k": 3, "confidence": "decoys"}
     out = annotate.annotate_spectra(spectra, index_dir, params, embeddings=emb)
     assert out["embedding"].is_not_null().all()
     learned = combine.load_combined(setup["model"])
@@ -145,13 +145,13 @@ def test_annotate_uses_learned_weights_of_the_embedding_model(setup: dict, tmp_p
     stored = json.loads((setup["model"] / combine.COMBINED_FILE).read_text())
     stored["model_id"] = "someone-else-123"
     (other / combine.COMBINED_FILE).write_text(json.dumps(stored))
-    fixed = annotate.annotate_spectra(spectra, index_dir, {**params, "model": str(other), "decoys": False},
+    fixed = annotate.annotate_spectra(spectra, index_dir, {**params, "model": str(other), "confidence": "none"},
                                       embeddings=emb)
     expected = annotate.combined_score({k: fixed[k].to_numpy() for k in annotate.SCORE_NAMES},
                                        annotate.DEFAULT_PARAMS["weights"])
     np.testing.assert_allclose(fixed["combined"].to_numpy(), expected)
     # combine: fixed also ignores the learned weights.
-    forced = annotate.annotate_spectra(spectra, index_dir, {**params, "combine": "fixed", "decoys": False},
+    forced = annotate.annotate_spectra(spectra, index_dir, {**params, "combine": "fixed", "confidence": "none"},
                                        embeddings=emb)
     np.testing.assert_allclose(forced["combined"].to_numpy(), annotate.combined_score(
         {k: forced[k].to_numpy() for k in annotate.SCORE_NAMES}, annotate.DEFAULT_PARAMS["weights"]))
@@ -162,7 +162,7 @@ def test_untrained_embeddings_never_enter_the_combined_score(setup: dict) -> Non
     (untrained / combine.COMBINED_FILE).write_text((setup["model"] / combine.COMBINED_FILE).read_text())
     index_dir, spectra, emb = _index_with_embeddings(setup, untrained)
     assert not emb["model_trained"].any()
-    out = annotate.annotate_spectra(spectra, index_dir, {"model": str(untrained), "decoys": False}, embeddings=emb)
+    out = annotate.annotate_spectra(spectra, index_dir, {"model": str(untrained), "confidence": "none"}, embeddings=emb)
     assert out["embedding"].is_not_null().all()  # reported ...
     spectral = {k: v for k, v in annotate.DEFAULT_PARAMS["weights"].items() if k != "embedding"}
     expected = annotate.combined_score({k: out[k].to_numpy() for k in annotate.SCORE_NAMES}, spectral)

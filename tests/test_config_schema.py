@@ -28,8 +28,7 @@ SET_BY_RULES = {
     "annotate": {"cleaning", "model"},  # queries cleaned like the library index; the encoder is embed's
     "report": {"config_used"},  # the whole configuration, shown in the report
 }
-# Schema keys a stage may not (yet) have, with the reason. `decoys` is the older switch of annotate's q-values, kept
-# while config/config.yaml moves to `confidence`; the confidence keys arrive with the annotate stage's calibration.
+# Schema keys a stage may not (yet) have (none today).
 SCHEMA_ONLY: dict[str, set[str]] = {}
 
 
@@ -196,7 +195,7 @@ def test_a_wrong_kind_of_value_is_refused_with_its_key_path(section: str, key: s
         ("annotate: {isomer_margin: 0.05, calibration_queries: 50, calibration_seed: 3}", None, None),
         ("annotate: {calibration_queries: 49}", "annotate.calibration_queries", "minimum of 50"),
         ("annotate: {weights: {cosine: 1, spectral: 1}}", "annotate.weights.spectral", "unknown key"),
-        ("annotate: {decoys: 1}", "annotate.decoys", "not of type 'boolean'"),
+        ("annotate: {confidence: high}", "annotate.confidence", "is not one of"),
         ("annotate: {fdrr: 0.05}", "annotate.fdrr", "did you mean 'fdr'"),
         ("detect: {width_filtering: off}", "detect.width_filtering", "quote the word"),
         ("detect: {width_filtering: 'off'}", None, None),

@@ -292,7 +292,7 @@ def score_query_set(
     """Candidates (same ion mode, ``ppm`` window, ``allowed`` library rows, never the query's own spectrum), scored."""
     from ms2study import annotate
 
-    p = annotate.merge_params({**scoring_params, "embedding_model": None, "decoys": False})
+    p = annotate.merge_params({**scoring_params, "embedding_model": None, "confidence": "none"})
     idx = ref.index
     offsets, cand = annotate.find_candidates(queries.precursor_mz, queries.ion_mode, np.asarray(idx.precursor_mz),
                                              np.asarray(idx.ion_mode), ppm, None)

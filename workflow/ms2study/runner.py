@@ -51,8 +51,14 @@ def snakemake_command(study_dir: Path, extra: list[str]) -> list[str]:
             fix="install ms2study from its source tree (pip install -e <repo>) so the workflow files are found",
         )
     command = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(study_dir)]
-    if not any(a == "--profile" or a.startswith("--profile=") or a == "--workflow-profile" for a in extra):
+    has_profile = any(a == "--profile" or a.startswith("--profile=") for a in extra)
+    has_workflow_profile = any(a == "--workflow-profile" or a.startswith("--workflow-profile=") for a in extra)
+    if not has_profile and not has_workflow_profile:
         command += ["--workflow-profile", str(study.REPO_ROOT / "profiles" / "default")]
+    elif has_profile and not has_workflow_profile:
+        # Snakemake would also load the repository's profiles/default as the workflow profile, and its keys
+        # (retries, latency-wait) would override the cluster profile's.
+        command += ["--workflow-profile", "none"]
     if not any(a in ("-c", "--cores", "-j", "--jobs") or a.startswith(("--cores=", "--jobs=")) for a in extra):
         command += ["--cores", "all"]
     return command + list(extra)
