@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 
 DEGRADED_FRACTION = 0.5
 SEARCHES_PER_STRUCTURE = 3
-MAX_WIDE_PAIRS_PER_QUERY = 64
+MAX_WIDE_PAIRS_PER_QUERY = 32
+MAX_WIDE_QUERIES = 1500      # searches whose +-5 Da window feeds the wrong-formula null (enough for ~50k scores)
 
 
 def _query_spectra(index: LibraryIndex, rows: np.ndarray, degraded: np.ndarray, seed: int) -> annotate.FlatSpectra:
@@ -260,7 +261,7 @@ def _wide_formula_null(queries: annotate.FlatSpectra, q_emb: np.ndarray | None, 
                        plan: annotate.CombinePlan, seed: int, eparams: dict) -> np.ndarray:
     """Wrong-formula candidates from +-WIDE_WINDOW_DA around each query, scored as if inside its window.
 
-    At most MAX_WIDE_PAIRS_PER_QUERY random spectra per query. Inside the precursor window the precursor shift is
+    At most MAX_WIDE_PAIRS_PER_QUERY random spectra per query, for at most MAX_WIDE_QUERIES queries. Inside the precursor window the precursor shift is
     below the fragment tolerance, so the modified cosine is taken equal to the cosine; the precursor error is
     drawn uniformly within the window; the query is re-embedded at the candidate's precursor m/z.
     """
@@ -271,6 +272,8 @@ def _wide_formula_null(queries: annotate.FlatSpectra, q_emb: np.ndarray | None, 
     qf, cf = formula[rows][q_of], formula[cand]
     keep = (structure[cand] != structure[rows][q_of]) & ((cf != qf) | (cf < 0) | (qf < 0))
     rng = np.random.default_rng(seed + 3)
+    if rows.size > MAX_WIDE_QUERIES:
+        keep &= np.isin(q_of, rng.choice(rows.size, MAX_WIDE_QUERIES, replace=False))
     q_of, cand = q_of[keep], cand[keep]
     # A random subset per query: sort by (query, random key), keep the first MAX per query.
     order = np.lexsort((rng.random(q_of.size), q_of))
