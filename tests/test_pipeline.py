@@ -112,6 +112,34 @@ def test_ms2_mapped_and_identified(study: Path) -> None:
     assert correct / judged >= 0.80, f"true compound at rank 1 for {correct}/{judged} mapped spectra"
 
 
+def test_accepted_identifications_hold_their_fdr_against_the_truth(study: Path) -> None:
+    """Level-aware truth on the simulated runs: an accepted level-2 hit must be the true structure, a level-3 hit
+    must have its formula or name it among the isomers; at 1 % FDR at most 2 % may be wrong. The library's own
+    calibration is used (results/confidence/), and identifications.parquet holds one row per consensus feature."""
+    library_dir = next((study / "results" / "library").iterdir())
+    formula_of = dict(pl.read_parquet(library_dir / "metadata.parquet").select("inchikey", "formula").iter_rows())
+    assert (study / "results" / "confidence" / f"{library_dir.name}.json").exists()
+    accepted = wrong = judged = 0
+    for sample_dir in sorted((study / "results" / "samples").iterdir()):
+        truth = _true_compound_of_spectra(study, sample_dir.name)
+        top = pl.read_parquet(sample_dir / "annotations.parquet").filter((pl.col("rank") == 1) & pl.col("accepted"))
+        accepted += top.height
+        joined = top.join(truth, on="spectrum_id", how="inner")
+        judged += joined.height
+        for row in joined.iter_rows(named=True):
+            if row["msi_level"] == 2:
+                ok = row["library_inchikey"] == row["true_inchikey"]
+            else:
+                ok = (row["library_formula"] == formula_of.get(row["true_inchikey"])
+                      or row["true_inchikey"] in (row["isomer_inchikeys"] or []))
+            wrong += not ok
+            assert row["cosine"] >= 0.3 or row["evidence_note"], row
+    assert judged >= 0.8 * accepted and judged > 100
+    assert wrong / judged <= 0.02, f"{wrong} of {judged} accepted identifications are wrong"
+    ident = pl.read_parquet(study / "results" / "study" / "identifications.parquet")
+    assert ident["consensus_id"].is_unique().all() and ident.filter(pl.col("accepted")).height > 50
+
+
 def test_sample_embeddings_and_matrix(study: Path) -> None:
     sheet = pl.read_csv(study / "samples.tsv", separator="\t")
     pooled = pl.concat(
