@@ -146,6 +146,25 @@ def _sample_stats(study_dir: Path, sample_id: str, warnings: list[str]) -> dict[
     return stats
 
 
+def _calibration_warnings(study_dir: Path, warnings: list[str]) -> None:
+    """What the library calibration said about its own reliability (written by calibrate-library)."""
+    for path in sorted((study_dir / "results" / "confidence").glob("*.json")):
+        try:
+            stats = json.loads(path.read_text()).get("stats", {})
+        except (OSError, ValueError):
+            warnings.append(f"the identification calibration {esc(path.name)} cannot be read: rerun the pipeline")
+            continue
+        if stats.get("queries_from") == "all structures" and (json.loads(path.read_text()).get("scoring") or {}).get(
+                "model_id"):
+            warnings.append(f"library calibration {esc(path.stem)}: fewer than 200 library structures lie outside the "
+                            "encoder's training split, so the null was measured on structures the encoder has seen; "
+                            "q-values of hits carried by the embedding score may be optimistic")
+        if int(stats.get("n_wrong_formula_candidates", 0)) < 1000:
+            warnings.append(f"library calibration {esc(path.stem)}: only "
+                            f"{int(stats.get('n_wrong_formula_candidates', 0))} wrong candidates were measured: the "
+                            "library is small, and q-values cannot go far below 1/that number")
+
+
 def _scan_warnings(stats: list[dict], warnings: list[str]) -> None:
     """Study-level notes on MS/MS scans: mixed polarities, precursors taken from the isolation window."""
     modes = {m for s in stats for m in s.get("ion_modes", [])}
@@ -527,6 +546,7 @@ def build_report(study_dir: Path, out: Path, params: dict | None = None, samples
 
     # Identifications
     annotations = _annotations(study_dir, sample_ids)
+    _calibration_warnings(study_dir, warnings)
     ident_path = study_dir / "results" / "study" / "identifications.parquet"
     ident = pl.read_parquet(ident_path) if ident_path.exists() else None
     sections.append(("identifications", "Top identifications",
@@ -650,12 +670,27 @@ def _identifications(annotations: pl.DataFrame, ident: pl.DataFrame | None, samp
         parts.append(f"<h3>Compounds per consensus feature (top {int(params['top_compounds'])})</h3>"
                      f"<p>{acc.height} of {ident.height} consensus features with a library hit are identified at "
                      f"{at}: {n2} at MSI level 2, {n3} at level 3. The spectra of a feature (all samples) vote for "
-                     "one compound; its p-value is the best spectrum's times the feature's spectrum count.</p>")
-        header = ["consensus feature", "compound", "MSI level", "isomers (InChIKey)", "class", "samples", "spectra",
+                     "one compound; its p-value combines the spectra's p-values (Simes).</p>")
+        unseen = sum(1 for r in acc.iter_rows(named=True)
+                     if r["msi_level"] == 3 and len([k for k in (r["isomer_inchikeys"] or []) if k]) <= 1)
+        if unseen:
+            parts.append(f"<p>{unseen} of the level-3 features have no other structure of their formula in the "
+                         "library: they are level 3 because the library shows that compounds like them are often "
+                         "confused with isomers whose spectra score as high (the structure-level null), so an isomer "
+                         "absent from the library cannot be ruled out. Their isomer column says so.</p>")
+        header = ["consensus feature", "compound", "MSI level", "InChIKey / isomers", "class", "samples", "spectra",
                   "supporting", "best score", "best cosine", "q"]
+
+        def isomers(r: dict) -> str:
+            keys = [k for k in (r["isomer_inchikeys"] or []) if k]
+            if r["msi_level"] != 3:
+                return r["inchikey"] or ""
+            if len(keys) <= 1:
+                return f"{r['inchikey'] or ''} (no isomer in the library; unseen isomers not ruled out)"
+            return ", ".join(keys)
+
         parts.append(_table(header, [
-            [r["consensus_id"], r["name"], r["msi_level"],
-             ", ".join(k for k in (r["isomer_inchikeys"] or []) if k) if r["msi_level"] == 3 else r["inchikey"],
+            [r["consensus_id"], r["name"], r["msi_level"], isomers(r),
              r["compound_class"], r["n_samples"], r["n_spectra"], r["n_supporting"], r["best_score"],
              r["best_cosine"], _q(r["q_value"])]
             for r in acc.head(int(params["top_compounds"])).iter_rows(named=True)], numeric={5, 6, 7, 8, 9}))
