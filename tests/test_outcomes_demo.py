@@ -116,3 +116,58 @@ def test_permuted_labels_give_chance_intervals_and_large_p(demo: tuple[pl.DataFr
     entry = summary["group"]["feature_sets"]["embedding"]
     assert entry["ci_low"] <= 0.5 <= entry["ci_high"], entry
     assert abs(entry["permutation_null_mean"] - 0.5) < 0.2 and entry["permutation_p"] is not None
+
+
+# ------------------------------------------------------------------------------------------------ issue 12
+# Realistic studies (simulate --profile realistic): a sparse effect among ~2,800 compounds. Feature sets are built as
+# benchmarks/biology.py builds them (features from the simulation's truth; embedding, pooling, bags of chemistry and
+# models are the pipeline's code), for the issue's target setting: 12 compounds 3x higher in 8 of 16 samples.
+
+def _biology():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import biology
+
+    return biology
+
+
+@pytest.fixture(scope="module")
+def target_studies() -> list[dict]:
+    """The sweep's target setting, replicates 0-2 (the studies benchmarks/measured/biology.json reports), with the
+    default estimator and L2 for comparison, and one null study of the same design."""
+    from ms2study import simulate
+
+    biology = _biology()
+    prototypes = biology.library_prototypes(0, 32)
+    out = []
+    for replicate, null in ((0, False), (1, False), (2, False), (0, True)):
+        seed = biology.study_seed(16, 3.0, 12, replicate, null)
+        known = simulate.simulate_features(16, seed=seed, params={"fold_change": 3.0, "n_changed": 0 if null else 12})
+        sets = biology.feature_sets(known, prototypes)
+        out.append({"null": null, "seed": seed,
+                    "elastic_net": biology.evaluate(known, sets, {}),
+                    "linear": biology.evaluate(known, {"features": sets["features"]}, {"estimator": "linear",
+                                                                                        "univariate_top_k": None})})
+    return out
+
+
+def test_sparse_effect_is_found_in_the_feature_matrix_by_the_default_estimator(target_studies: list[dict]) -> None:
+    """12 of ~2,800 compounds 3x higher in 8 of 16 samples. Measured (benchmarks/measured/biology.json, the same three
+    studies): elastic net on the feature matrix AUC 0.87, 0.87, 0.75; L2 on all features 0.68, 0.54, 0.43; the
+    embedding-based sets 0.26-0.62. Issue 12's target (AUC >= 0.9 with an interval above 0.5) is NOT reached at 16
+    samples: the intervals of these AUCs start at 0.5 or below (see benchmarks/README.md)."""
+    effect = [s for s in target_studies if not s["null"]]
+    sparse = [s["elastic_net"]["features"]["auc"] for s in effect]
+    dense = [s["linear"]["features"]["auc"] for s in effect]
+    assert all(max(s["elastic_net"], key=lambda n: s["elastic_net"][n]["auc"]) == "features" for s in effect)
+    assert np.mean(sparse) >= 0.8, sparse
+    assert np.mean(sparse) >= np.mean(dense) + 0.15, (sparse, dense)
+
+
+def test_null_study_intervals_cover_chance(target_studies: list[dict]) -> None:
+    """The same design without an effect: no feature set's interval excludes 0.5 (the sweep's false-positive
+    criterion)."""
+    (null,) = [s for s in target_studies if s["null"]]
+    for name, entry in null["elastic_net"].items():
+        assert entry["ci"][0] <= 0.5 <= entry["ci"][1], (name, entry)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -250,3 +251,144 @@ def test_features_ms2_and_library_matches_are_findable(study):
         hits += library[candidates[int(np.argmax(scores))]]["NAME"] == true_name
     assert n >= 150
     assert 0.8 <= hits / n < 1.0  # noisy enough that isomers are sometimes confused, clean enough to identify
+
+
+# ---------------------------------------------------------------------------------------------- realistic profile
+# Small realistic studies here (a few hundred background compounds); the full-size one is in the slow tests.
+
+SMALL = {"n_background_compounds": 300}
+
+
+def test_demo_is_unchanged_by_the_realistic_profile(study):
+    """The demo's truth and summary are those of the simulator before the realistic profile existed (seed 3,
+    2 samples; hashes taken from commit 6cef79f's code)."""
+    digest = {name: hashlib.sha256((study / name).read_bytes()).hexdigest() for name in
+              ("ground_truth.tsv", "simulation.json", "samples.tsv")}
+    assert digest == {
+        "ground_truth.tsv": "6f7293e86ab2f3218a8e48150ef3c984bf38273d31801297e9b6a45c3513962e",
+        "simulation.json": "be421e726d4739bdbfeda9b41502dfb89817472b2b01fb0b0e954173ecdb74d3",
+        "samples.tsv": "9aaac04cf9b3c0e6aef5fb29fa5af80d35c7993c2f2cb903faf30c53d4b41e35",
+    }
+
+
+def test_profiles_and_their_parameters_are_checked():
+    with pytest.raises(InputError, match="belong to the realistic profile"):
+        simulate.merge_params({"n_changed": 5})
+    with pytest.raises(InputError, match="unknown simulation profile"):
+        simulate.merge_params(None, "semi-real")
+    with pytest.raises(InputError, match="effect_direction"):
+        simulate.merge_params({"effect_direction": "sideways"}, "realistic")
+    with pytest.raises(InputError, match="n_changed"):
+        simulate.merge_params({"n_changed": -1}, "realistic")
+    p = simulate.merge_params(None, "realistic")
+    assert p["n_background_compounds"] >= 1000 and p["abundance_log_sd"] >= 1.4  # thousands, 3+ decades
+
+
+def test_background_compounds_are_derivatives_outside_the_library():
+    p = simulate.merge_params(SMALL, "realistic")
+    reference = simulate.build_compounds(simulate.load_compounds(), p)
+    background = simulate.background_compounds(reference, 300, seed=4, p=p)
+    assert len(background) == 300 and not any(c.in_library for c in background)
+    keys = [c.inchikey.split("-")[0] for c in background]
+    # no skeleton twice, none a library compound's (stereoisomers of a library compound included)
+    assert len(set(keys)) == len(keys) and not set(keys) & {c.inchikey.split("-")[0] for c in reference}
+    by_id = {c.compound_id: c for c in reference}
+    for c in background[:50]:
+        parent = by_id[c.parent]
+        assert c.chemical_class == parent.chemical_class and c.transformation in c.name
+        assert simulate.BACKGROUND_MZ_RANGE[0] <= c.mz <= simulate.BACKGROUND_MZ_RANGE[1]
+        assert c.spectrum_mz.size >= 1 and c.spectrum_intensity.max() == pytest.approx(1.0)
+        # a derivative's spectrum shares peaks with its parent's, unshifted or shifted by the mass difference
+        shared = [np.any(np.abs(parent.spectrum_mz - m) < 0.01) or np.any(
+            np.abs(parent.spectrum_mz + (c.mz - parent.mz) - m) < 0.01) for m in c.spectrum_mz]
+        assert np.mean(shared) >= 0.5, c.name
+    again = simulate.background_compounds(reference, 300, seed=4, p=p)
+    assert [c.smiles for c in again] == [c.smiles for c in background]
+    assert [c.smiles for c in simulate.background_compounds(reference, 300, seed=5, p=p)] != [
+        c.smiles for c in background]
+
+
+@pytest.mark.parametrize(("direction", "effect_set"), [("up", "class"), ("mixed", "pathway"), ("down", "class")])
+def test_realistic_design_plants_a_sparse_effect(direction, effect_set):
+    p = simulate.merge_params({**SMALL, "n_changed": 10, "fold_change": 2.0, "effect_direction": direction,
+                               "effect_set": effect_set, "planted_class": "amino_acid"}, "realistic")
+    compounds = simulate.realistic_compounds(seed=2, p=p)
+    design = simulate.design_realistic(compounds, 60, seed=2, p=p)
+    changed = design["changed"]
+    assert len(changed) == 10 and all(compounds[i].chemical_class == "amino_acid" for i in changed)
+    assert all(compounds[i].in_library for i in changed) == (effect_set == "class")
+    groups = np.array([s["group"] for s in design["samples"]])
+    assert (groups == "case").sum() == 30
+    log_ab = np.log(np.where(design["present"], design["abundance"], np.nan))
+    diff = np.nanmean(log_ab[groups == "case"], axis=0) - np.nanmean(log_ab[groups == "control"], axis=0)
+    signs = np.sign(design["log_fold"][changed])
+    assert set(signs) == {"up": {1.0}, "down": {-1.0}, "mixed": {-1.0, 1.0}}[direction]
+    assert np.mean(diff[changed] * signs) == pytest.approx(np.log(2.0), abs=0.25)
+    others = np.setdiff1d(np.arange(len(compounds)), changed)
+    assert abs(np.nanmean(diff[others])) < 0.05 and np.nanstd(diff[others]) < 0.5
+    # realistic spread: abundances over 3+ decades, per-compound variation about the profile's
+    base = np.nanmean(log_ab, axis=0)
+    assert np.log10(np.exp(np.quantile(base, 0.99) - np.quantile(base, 0.01))) > 3.0
+    assert 0.4 < np.median(np.nanstd(log_ab[groups == "control"], axis=0)) < 0.8
+    # variation shared by all compounds of a sample (the sample factor) is there
+    assert np.std(np.nanmedian(log_ab - np.nanmean(log_ab, axis=0), axis=1)) > 0.1
+
+
+def test_planted_set_must_fit_its_class():
+    p = simulate.merge_params({**SMALL, "n_changed": 20, "planted_class": "bile_acid"}, "realistic")
+    compounds = simulate.realistic_compounds(seed=0, p=p)
+    with pytest.raises(InputError, match="bile_acid"):
+        simulate.design_realistic(compounds, 8, seed=0, p=p)
+
+
+def test_simulate_features_matches_the_study_and_shares_spectra():
+    known = simulate.simulate_features(6, seed=7, params={**SMALL, "n_changed": 5})
+    p = simulate.merge_params({**SMALL, "n_changed": 5}, "realistic")
+    compounds = simulate.realistic_compounds(7, p)
+    design = simulate.design_realistic(compounds, 6, 7, p)
+    assert known.features["compound_id"].to_list() == [c.compound_id for c in compounds]
+    assert known.features["changed"].sum() == 5 and known.samples.height == 6
+    detected = np.isfinite(known.intensity)
+    assert np.nanmin(known.intensity) >= p["detection_limit"]
+    ratio = np.log(known.intensity[detected] / design["abundance"][detected])
+    assert abs(ratio.mean()) < 0.02 and ratio.std() == pytest.approx(p["technical_log_sd"], rel=0.2)
+    assert 0.05 < 1 - detected.mean() < 0.4  # below the detection limit: missing, as in real tables
+    # fragmented only above the DDA threshold; equal keys, equal peaks; the precursor is cleaned away
+    spectra = known.spectra
+    j = np.array([int(f[1:]) for f in spectra["feature_id"]])
+    s = np.array([known.samples["sample_id"].to_list().index(x) for x in spectra["sample_id"]])
+    assert np.all(design["abundance"][s, j] * np.exp(4 * p["technical_log_sd"]) >= p["dda_min_intensity"])
+    for _, group in spectra.group_by("spectrum_key"):
+        assert all(m == group["mz"][0].to_list() for m in group["mz"].to_list())
+    assert (spectra["mz"].list.max() < spectra["precursor_mz"] - 1.5).all()
+    table = known.features_table("S02")
+    assert table.height == int(detected[1].sum()) and table["intensity"].min() >= p["detection_limit"]
+
+
+@pytest.mark.slow
+def test_realistic_study_looks_like_a_real_run(tmp_path):
+    """A full-size realistic study of 2 samples through the detect and spectra stages: statistics in the ranges
+    measured on the real Q Exactive QC runs (module docstring), in well under a few minutes."""
+    import time
+
+    from ms2study.detect import detect_features
+    from ms2study.spectra import extract_spectra
+
+    started = time.perf_counter()
+    assert main(["simulate", str(tmp_path / "real"), "--realistic", "--samples", "2", "--seed", "1"]) == 0
+    assert time.perf_counter() - started < 120
+    summary = json.loads((tmp_path / "real" / "simulation.json").read_text())
+    assert summary["profile"] == "realistic"
+    assert summary["n_background_compounds"] >= 2000 and len(summary["changed_compounds"]) == 12
+    library = read_mgf(tmp_path / "real" / "library.mgf")
+    assert len(library) == simulate.load_compounds().height  # background compounds are unknowns
+    truth = pl.read_csv(tmp_path / "real" / "ground_truth.tsv", separator="\t")
+    assert truth.filter(pl.col("changed"))["compound_id"].n_unique() == 12
+    features = detect_features(tmp_path / "real" / "mzml" / "S01.mzML", "S01")
+    spectra = extract_spectra(tmp_path / "real" / "mzml" / "S01.mzML", features, "S01")
+    assert features.height > 1500  # thousands of compounds, most detected
+    height = np.log10(features["height"].to_numpy())
+    assert 2.0 < np.quantile(height, 0.99) - np.quantile(height, 0.01) < 4.0
+    peaks = spectra["mz"].list.len().to_numpy()
+    assert 10 <= np.median(peaks) <= 30 and np.quantile(peaks, 0.1) < 10  # QC runs: median 20; few-peak spectra
+    assert 0.3 < spectra["feature_id"].is_not_null().mean()
