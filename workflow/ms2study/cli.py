@@ -31,6 +31,8 @@ COMMANDS = {
     "score": "ms2study.search",
     "calibrate-library": "ms2study.calibrate",
     "pool": "ms2study.pool",
+    "prototypes": "ms2study.pool",
+    "chemistry": "ms2study.pool",
     "link": "ms2study.link",
     "identify": "ms2study.identify",
     "differential": "ms2study.differential",
