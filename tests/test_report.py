@@ -153,7 +153,7 @@ def test_report_has_every_section_and_the_numbers(untrained_report: tuple[Path, 
     assert "q ≤ 0.01" in text and "empirical null" in text and "lowest q" in text
     # models: the table row, ROC and PCA charts
     assert "roc_auc" in text and "permutation p" in text and "ROC: group" in text and "null mean" in text
-    assert "Estimator: <b>linear</b>" in text
+    assert "Estimator: <b>elastic_net</b>" in text  # the models default (models.DEFAULT_PARAMS)
     assert "fold-wise metrics are coarse" in text  # 4 vs 4 samples: one sample per class in a test fold
     # maps: UMAP only when umap-learn is installed (it is not a dependency), PCA otherwise
     used = "UMAP" if _umap_available() else "PCA"
