@@ -399,6 +399,7 @@ def ranking_score(queries: FlatSpectra, lib: PreparedLibrary, cand_offsets: np.n
 def confidence_table(
     frame: pl.DataFrame, index: LibraryIndex, n_candidates: np.ndarray, p: dict,
     calibration: confidence.Calibration | None, row_q_values: np.ndarray | None = None,
+    codes: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> pl.DataFrame:
     """Confidence of each query's rank-1 hit: one row per ``_q`` (see ``ms2study.confidence``).
 
@@ -408,7 +409,7 @@ def confidence_table(
     Columns: ``_q``, p_value, q_value, structure_q_value, accepted, msi_level (2/3, null when not accepted),
     isomer_inchikeys (rank-1's InChIKey first, then other structures of its formula within the isomer margin).
     """
-    structure, formula = confidence.library_codes(index.metadata)
+    structure, formula = codes if codes is not None else confidence.library_codes(index.metadata)
     inchikey = index.metadata["inchikey"]
     lib_rows = frame["_lib"]
     f = frame.select("_q", "_lib", "_key", "rank").with_columns(
@@ -655,9 +656,10 @@ def annotate_spectra(
     combined = plan.combined(queries, lib, cand_offsets, cand_lib, scores, p)
     frame = _rank_table(queries, lib, cand_offsets, cand_lib, scores, p, combined)
     # Candidate structures per query: the p-value's n counts structures, not spectra.
+    codes = confidence.library_codes(index.metadata)
     n_candidates = confidence.distinct_per_query(
-        np.repeat(np.arange(queries.precursor_mz.size), np.diff(cand_offsets)),
-        confidence.library_codes(index.metadata)[0][cand_lib], queries.precursor_mz.size)
+        np.repeat(np.arange(queries.precursor_mz.size), np.diff(cand_offsets)), codes[0][cand_lib],
+        queries.precursor_mz.size)
     row_q = None
     cal = None
     if p["mode"] == "analogue" and p["confidence"] != "none":
@@ -669,7 +671,7 @@ def annotate_spectra(
         row_q = _decoy_q_values(queries, lib, cand_offsets, cand_lib, scores, frame, p, plan)
     elif p["confidence"] == "null_model":
         cal = _checked_calibration(calibration, p, plan, library_index_dir)
-    conf = confidence_table(frame, index, n_candidates, p, cal, row_q) if p["confidence"] != "none" else None
+    conf = confidence_table(frame, index, n_candidates, p, cal, row_q, codes) if p["confidence"] != "none" else None
     ranked = frame.filter(pl.col("rank") <= int(p["top_k"])).drop("_key")
     if conf is not None:
         ranked = ranked.join(conf, on="_q", how="left").with_columns(
