@@ -5,14 +5,14 @@ which 270 are curated library compounds, measured intensity distribution and var
 ``n_changed`` compounds of one class). For every setting of the grid (samples x fold change x changed compounds)
 one study with the effect and one null study (same design, ``n_changed`` 0, its own seed) are simulated.
 
-Shortcut (documented in ``ms2study.simulate.simulate_features``): running detect/spectra/link on 2 x 24 studies of
+Shortcut (documented in ``ms2study.simulate.study.simulate_features``): running detect/spectra/link on 2 x 24 studies of
 16-40 mzML files is too slow on 2 cores, so each study's features are built from the simulation's truth: measured
 heights with technical noise, a detection limit and DDA fragmentation calibrated on the mzML simulation through the
 detect stage, MS/MS with the same noise model, cleaned as the spectra stage cleans them. Everything after that is
-the pipeline's own code: spectra are embedded with the shipped encoder (``ms2study.embed``), pooled per sample
-(``ms2study.pool.pool_sample``, abundance share) and summarised per chemical region (``pool.chemistry_sample``
+the pipeline's own code: spectra are embedded with the shipped encoder (``ms2study.stages.embed``), pooled per sample
+(``ms2study.stages.pool.pool_sample``, abundance share) and summarised per chemical region (``pool.chemistry_sample``
 over prototypes learned once on the simulated library's embeddings), the feature sets are built by
-``ms2study.models`` (``feature_matrix_feature_set``, ``binned_spectra_feature_set``, ...) and modelled by
+``ms2study.stages.models`` (``feature_matrix_feature_set``, ``binned_spectra_feature_set``, ...) and modelled by
 ``models.model_outcome`` (nested CV, bootstrap interval), exactly as the models stage does.
 
 Reported per setting and feature set: AUC (mean over outer repeats) with its 95 % interval; per null study whether
@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import cpu_model  # noqa: E402
 
 from ms2study import embed, models, pool, simulate  # noqa: E402
-from ms2study.cleaning import clean_peaks  # noqa: E402
+from ms2study.core.cleaning import clean_peaks  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 FEATURE_SETS = ["embedding", "chemical_space", "features", "binned_spectra"]
@@ -212,8 +212,8 @@ def run_statistics(path: Path) -> dict:
     the detect stage (count per minute, heights, share with MS/MS via the spectra stage)."""
     import pyopenms as oms
 
-    from ms2study.detect import detect_features
-    from ms2study.spectra import extract_spectra
+    from ms2study.stages.detect import detect_features
+    from ms2study.stages.spectra import extract_spectra
 
     exp = oms.MSExperiment()
     oms.MzMLFile().load(str(path), exp)
@@ -264,7 +264,7 @@ def run_statistics(path: Path) -> dict:
 
 
 def measure_real(shared: Path = SHARED) -> dict:
-    """The real-data statistics the realistic profile is built on (module docstring of ms2study.simulate), and the
+    """The real-data statistics the realistic profile is built on (module docstring of ms2study.simulate.study), and the
     same statistics of one realistic simulated run for comparison: the two QC injections (``run_statistics``; the
     technical variation and peak widths from MZmine's aligned list of the pair) and the outcome tables
     (per-compound sd of ln abundance, per-sample factor, first principal component's share, correlation, missing
@@ -272,7 +272,7 @@ def measure_real(shared: Path = SHARED) -> dict:
     import tempfile
     import warnings
 
-    from ms2study.sampletable import read_sample_sheet_any, read_sample_table
+    from ms2study.io.sampletable import read_sample_sheet_any, read_sample_table
 
     runs = {name: run_statistics(shared / "mzml" / name)
             for name in ("171103_PMA_TK_QC_04-4to5min.mzML", "171103_PMA_TK_QC_05-4to5min.mzML")}
@@ -403,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
                                       "id": prototypes.prototypes_id},
                        "model_params": MODEL_PARAMS, "feature_sets": FEATURE_SETS,
                        "studies_done": len(rows), "studies_planned": len(plan),
-                       "shortcut": "features built from the simulation's truth (ms2study.simulate.simulate_features);"
+                       "shortcut": "features built from the simulation's truth (ms2study.simulate.study.simulate_features);"
                                    " embedding, pooling and models are the pipeline's own code"},
             "summary": summary,
             "targets": {e: targets(summary, rows, e) for e in [*args.estimators, *args.compare]},

@@ -28,14 +28,14 @@ sys.path.insert(0, str(REPO / "workflow"))
 
 from machine import cpu_model
 from ms2study import __version__
-from ms2study.embed import bucket_batches, cpu_supports_bf16, embed_arrays, get_model, pad_batch, select_peaks
+from ms2study.stages.embed import bucket_batches, cpu_supports_bf16, embed_arrays, get_model, pad_batch, select_peaks
 
 MASSBANK = REPO.parent / "shared" / "data" / "massbank" / "massbank_dev.mgf.gz"
 
 
 def load_spectra(n: int, seed: int) -> tuple[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     if MASSBANK.exists():
-        from ms2study.library import build_library, read_library_file
+        from ms2study.library.index import build_library, read_library_file
 
         built = build_library(itertools.islice(read_library_file(MASSBANK), n))
         return f"MassBank ({MASSBANK.name}, first {n} entries)", (

@@ -5,8 +5,8 @@ and its combined score were fitted on: one spectrum per structure of the encoder
 A share of the query structures (``--unknown-fraction``, default 0.4) are made KNOWN UNKNOWNS: every spectrum of
 them is removed from the library. The library is every other spectrum (all licenses; the query spectra
 themselves removed). Half of the queries are degraded like low-concentration measurements
-(``ms2study.combine.degrade``). The library is indexed, embedded and calibrated exactly as the pipeline does
-(``ms2study.calibrate``: the calibration sees the library only), then the queries are annotated.
+(``ms2study.stages.learn_combined.degrade``). The library is indexed, embedded and calibrated exactly as the pipeline does
+(``ms2study.stages.calibrate``: the calibration sees the library only), then the queries are annotated.
 
 Truth, level-aware: an accepted MSI level-2 hit is correct when its structure (first InChIKey block) is the
 query's; a level-3 hit when the query's structure shares the hit's formula or is in its ``isomer_inchikeys``.
@@ -36,7 +36,7 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
 from ms2study import annotate, calibrate, combine, embed, encoder  # noqa: E402
-from ms2study.library import BuiltLibrary, ReadReport, write_library_index  # noqa: E402
+from ms2study.library.index import BuiltLibrary, ReadReport, write_library_index  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "massbank" / "massbank_dev.mgf.gz"
 NOMINAL = (0.01, 0.05, 0.10)

@@ -1,6 +1,6 @@
 """Benchmark: identification on structures the encoder never saw, classical scores versus embedding and combined.
 
-Split: the encoder's own structure-disjoint split (``ms2study.train.assign_split`` on the first InChIKey block, with
+Split: the encoder's own structure-disjoint split (``ms2study.stages.train.assign_split`` on the first InChIKey block, with
 the seed and fractions recorded in the model's ``config.json``); the held-out structures are its TEST part.
 Queries: one spectrum per held-out structure (seeded draw). Library: every other spectrum of the MassBank file
 (all licenses), including the held-out structures' other spectra. Candidates: same ion mode, precursor within
@@ -8,7 +8,7 @@ Queries: one spectrum per held-out structure (seeded draw). Library: every other
 ``combined.json`` when present, else annotate's fixed default, whose embedding term counts only for a trained
 encoder) it reports top-1 accuracy by first InChIKey block on all answerable queries (the right structure is
 among the candidates) and on isomer queries (the query's formula has >= 2 structures among the candidates).
-Low-concentration series: the queries degraded at rising levels (``ms2study.combine.LOW_CONCENTRATION_LEVELS``:
+Low-concentration series: the queries degraded at rising levels (``ms2study.stages.learn_combined.LOW_CONCENTRATION_LEVELS``:
 peaks under a relative-intensity floor removed, noise peaks added, intensities jittered); at each level and for
 each score, the threshold on the top-1 score that maximises F1 (a top-1 above it is an identification: right
 structure = TP, wrong = FP; answerable queries not correctly identified = FN), with precision and TP there.
@@ -32,7 +32,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
-from ms2study import annotate, combine, embed
+from ms2study.stages import annotate
+from ms2study.stages import learn_combined as combine
+from ms2study.stages import embed
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "massbank" / "massbank_dev.mgf.gz"
 CLASSICAL = ("cosine", "modified_cosine", "entropy")
@@ -199,7 +201,7 @@ def run(library: Path, model_dir: Path | None, max_queries: int | None, ppm: flo
                            "fixed default weights" + ("" if info["trained"] else " without the embedding term "
                                                       "(untrained encoder)")),
         "split": {**{k: v for k, v in split.items() if k != "licenses"}, "held_out": "test",
-                  "rule": "ms2study.train.assign_split(first InChIKey block)",
+                  "rule": "ms2study.stages.train.assign_split(first InChIKey block)",
                   "n_structures_test": int(np.unique(ref.block[ref.split == "test"]).size)},
         "precursor_tolerance_ppm": ppm,
         "seed": seed,

@@ -35,8 +35,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
 from machine import cpu_model
-from ms2study import annotate, scoring
-from ms2study.library import ReadReport, build_library, read_library_file
+from ms2study.stages import annotate
+from ms2study.kernels import scoring
+from ms2study.library.index import ReadReport, build_library, read_library_file
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "massbank" / "massbank_dev.mgf.gz"
 
@@ -52,7 +53,7 @@ def flat_subset(offsets, mz, intensity, rows):
 
 def our_entropy_search(lib_prec, lib_mode, lib_ent, q_raw, q_prec, ms1_da, tol):
     """Identity search from raw query peaks to the top-1 library row per query (-1 when none)."""
-    from ms2study.cleaning import clean_peaks
+    from ms2study.core.cleaning import clean_peaks
 
     mzs, ints = [], []
     for mz, inten, prec in zip(q_raw[0], q_raw[1], q_prec):

@@ -8,8 +8,14 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ms2study import annotate, calibrate, cli, decoys, library, search, tables
-from ms2study.errors import InputError
+from ms2study import cli
+from ms2study.stages import annotate
+from ms2study.stages import calibrate
+from ms2study.identification import decoys
+from ms2study.library import index as library
+from ms2study.stages import search
+from ms2study.core import tables
+from ms2study.core.errors import InputError
 
 
 def inchikey(k: int) -> str:
@@ -259,7 +265,7 @@ def test_cli_annotate_and_score(lib_dir: tuple[Path, list[dict]], tmp_path: Path
 
 
 def test_without_a_library_the_table_is_empty_but_complete(tmp_path: Path) -> None:
-    from ms2study.annotate import ANNOTATION_SCHEMA
+    from ms2study.stages.annotate import ANNOTATION_SCHEMA
     from ms2study.cli import main
 
     spectra = tmp_path / "spectra.parquet"
@@ -280,7 +286,7 @@ def test_spectra_that_cannot_be_searched_are_named(lib_dir: tuple[Path, list[dic
         .otherwise(pl.col("mz")).alias("mz"),
         pl.when(pl.col("spectrum_id") == "s1:S2").then(pl.lit([], dtype=pl.List(pl.Float32)))
         .otherwise(pl.col("intensity")).alias("intensity"))
-    with caplog.at_level("WARNING", logger="ms2study.annotate"):
+    with caplog.at_level("WARNING", logger="ms2study.stages.annotate"):
         out = annotate.annotate_spectra(spectra, root / "index", calibration=root / "calibration.json")
     assert set(out["spectrum_id"]) == {"s1:S0", "s1:S3"}
     text = caplog.text

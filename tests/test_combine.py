@@ -17,8 +17,12 @@ import polars as pl
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from ms2study import annotate, combine, embed, encoder, library
-from ms2study.errors import InputError
+from ms2study.stages import annotate
+from ms2study.stages import learn_combined as combine
+from ms2study.stages import embed
+from ms2study.encoder import model as encoder
+from ms2study.library import index as library
+from ms2study.core.errors import InputError
 
 
 def _block(k: int) -> str:

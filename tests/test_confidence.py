@@ -8,8 +8,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ms2study import confidence, identify
-from ms2study.errors import InputError
+from ms2study.identification import confidence
+from ms2study.stages import identify
+from ms2study.core.errors import InputError
 
 
 def test_bh_q_values_match_the_textbook_example() -> None:

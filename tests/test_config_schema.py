@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from ms2study import study
-from ms2study.errors import InputError
+from ms2study.core.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
@@ -80,8 +80,8 @@ def test_top_level_defaults_equal_schema_defaults() -> None:
 
 def _stage_defaults(section: str) -> dict[str, Any]:
     if section == "cleaning":
-        return importlib.import_module("ms2study.library").DEFAULT_PARAMS["cleaning"]
-    return importlib.import_module(f"ms2study.{section}").DEFAULT_PARAMS
+        return importlib.import_module("ms2study.library.index").DEFAULT_PARAMS["cleaning"]
+    return importlib.import_module(f"ms2study.stages.{section}").DEFAULT_PARAMS
 
 
 @pytest.mark.parametrize("section", ["cleaning", *STAGES])
@@ -101,7 +101,11 @@ def test_stage_defaults_and_schema_hold_the_same_keys(section: str) -> None:
 
 
 def test_nested_keys_and_enums_follow_the_code() -> None:
-    from ms2study import annotate, encoder, models, pool, train
+    from ms2study.stages import annotate
+    from ms2study.encoder import model as encoder
+    from ms2study.stages import models
+    from ms2study.stages import pool
+    from ms2study.stages import train
 
     train_props = section_properties("train")
     assert set(train_props["architecture"]["properties"]) == {f.name for f in dataclasses.fields(encoder.EncoderConfig)}
@@ -113,7 +117,7 @@ def test_nested_keys_and_enums_follow_the_code() -> None:
     assert tuple(pool_props["method"]["enum"]) == pool.METHODS
     assert tuple(pool_props["abundance"]["enum"]) == pool.ABUNDANCE_SOURCES
     assert tuple(section_properties("models")["estimator"]["enum"]) == models.ESTIMATORS
-    detect = importlib.import_module("ms2study.detect")
+    detect = importlib.import_module("ms2study.stages.detect")
     assert set(section_properties("detect")["centroid"]["enum"]) == set(detect.CENTROID_MODES)
 
 

@@ -1,4 +1,4 @@
-"""Feature detection (ms2study.detect) and run loading (ms2study.msio) on synthetic pyOpenMS runs.
+"""Feature detection (ms2study.stages.detect) and run loading (ms2study.io.msio) on synthetic pyOpenMS runs.
 
 ``make_run`` builds a small LC-MS/MS run: Gaussian elution profiles of compounds with 13C isotope
 traces, optional profile-mode peaks, and DDA-like MS2 scans. test_spectra and test_link reuse it.
@@ -15,10 +15,11 @@ import polars as pl
 import pyopenms as oms
 import pytest
 
-from ms2study import cli, tables
-from ms2study.detect import DEFAULT_PARAMS, detect_features, features_to_featuremap
-from ms2study.errors import InputError
-from ms2study.msio import is_profile, load_experiment
+from ms2study import cli
+from ms2study.core import tables
+from ms2study.stages.detect import DEFAULT_PARAMS, detect_features, features_to_featuremap
+from ms2study.core.errors import InputError
+from ms2study.io.msio import is_profile, load_experiment
 
 C13 = 1.0033548
 PROTON = 1.007276

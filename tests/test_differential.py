@@ -13,10 +13,10 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from ms2study import differential as dt
+from ms2study.stages import differential as dt
 from ms2study.cli import main as cli_main
-from ms2study.errors import InputError
-from ms2study.models import outcome_dirname
+from ms2study.core.errors import InputError
+from ms2study.stages.models import outcome_dirname
 
 REPO = Path(__file__).resolve().parents[1]
 N_FEATURES, N_PLANTED, N_PER_GROUP = 200, 10, 10

@@ -12,9 +12,9 @@ import polars as pl
 import pytest
 import torch
 
-from ms2study import embed
-from ms2study.errors import InputError
-from ms2study.tables import EMBEDDINGS, SPECTRA, conform
+from ms2study.stages import embed
+from ms2study.core.errors import InputError
+from ms2study.core.tables import EMBEDDINGS, SPECTRA, conform
 
 PLACEHOLDER = {"model": None, "seed": 0}
 
@@ -171,7 +171,7 @@ def test_cli_writes_table_and_info(tmp_path, repo) -> None:
 
 
 def test_embed_library_index(tmp_path) -> None:
-    from ms2study.library import index_library, load_library_index
+    from ms2study.library.index import index_library, load_library_index
 
     mgf = tmp_path / "lib.mgf"
     mgf.write_text(
@@ -190,7 +190,7 @@ def test_embed_library_index(tmp_path) -> None:
 
 def test_real_massbank_spectra(shared_data) -> None:
     """On 600 real spectra: bf16 agrees with fp32, and spectra of one compound are closer than of different ones."""
-    from ms2study.library import build_library, read_library_file
+    from ms2study.library.index import build_library, read_library_file
 
     path = shared_data / "massbank" / "massbank_dev.mgf.gz"
     built = build_library(itertools.islice(read_library_file(path), 600))

@@ -48,7 +48,7 @@ def test_fdr_benchmark_on_held_out_massbank(shared_data: Path, tmp_path: Path) -
     library = shared_data / "massbank" / "massbank_dev.mgf.gz"
     if not library.is_file():
         pytest.skip(f"{library} is absent")
-    from ms2study import embed
+    from ms2study.stages import embed
 
     result = fdr_calibration.run(library, embed.resolve_model_dir("default"), 80, 0.4, 0, 300, tmp_path)
     assert result["n_queries"] == 80 and result["n_known_unknowns"] == 32

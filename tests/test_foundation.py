@@ -13,8 +13,8 @@ import polars as pl
 import pytest
 import yaml
 
-from ms2study.atomic import atomic_path, write_parquet
-from ms2study.cleaning import clean_peaks
+from ms2study.core.atomic import atomic_path, write_parquet
+from ms2study.core.cleaning import clean_peaks
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:
@@ -73,7 +73,7 @@ def test_config_defaults_match_each_stage(repo: Path, section: str) -> None:
     import importlib
 
     config = yaml.safe_load((repo / "config" / "config.yaml").read_text())
-    module = importlib.import_module(f"ms2study.{section}")
+    module = importlib.import_module(f"ms2study.stages.{section}")
     keys = set(config[section])
     if section == "spectra":  # the cleaning section is passed to the spectra stage as well
         keys |= set(config["cleaning"])
@@ -87,7 +87,8 @@ def test_config_defaults_match_each_stage(repo: Path, section: str) -> None:
 
 
 def test_cleaning_is_the_same_for_samples_and_library(repo: Path) -> None:
-    from ms2study import library, spectra
+    from ms2study.library import index as library
+    from ms2study.stages import spectra
 
     cleaning = yaml.safe_load((repo / "config" / "config.yaml").read_text())["cleaning"]
     assert cleaning == library.DEFAULT_PARAMS["cleaning"]

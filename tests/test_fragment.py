@@ -1,4 +1,4 @@
-"""In-silico MS/MS (ms2study.fragment): exact masses, plausible fragments, isomers, determinism."""
+"""In-silico MS/MS (ms2study.simulate.fragment): exact masses, plausible fragments, isomers, determinism."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import numpy as np
 import pyopenms as oms
 import pytest
 
-from ms2study import fragment, scoring
-from ms2study.cleaning import clean_peaks
+from ms2study.simulate import fragment
+from ms2study.kernels import scoring
+from ms2study.core.cleaning import clean_peaks
 
 LEUCINE = "CC(C)C[C@H](N)C(=O)O"
 ISOLEUCINE = "CC[C@H](C)[C@H](N)C(=O)O"

@@ -10,8 +10,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ms2study import cli, library
-from ms2study.errors import InputError
+from ms2study import cli
+from ms2study.library import index as library
+from ms2study.core.errors import InputError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 FIXTURES = SHARED / "fixtures"

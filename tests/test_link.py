@@ -1,4 +1,4 @@
-"""Alignment onto a reference run and linking into the feature matrix (ms2study.link)."""
+"""Alignment onto a reference run and linking into the feature matrix (ms2study.stages.link)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import polars as pl
 import pytest
 from test_detect import Compound, default_compounds, make_run, write_run
 
-from ms2study import cli, tables
-from ms2study.detect import detect_features
-from ms2study.errors import InputError
-from ms2study.link import ALIGNMENT, DEFAULT_PARAMS, LINKS, link_features, link_features_full
+from ms2study import cli
+from ms2study.core import tables
+from ms2study.stages.detect import detect_features
+from ms2study.core.errors import InputError
+from ms2study.stages.link import ALIGNMENT, DEFAULT_PARAMS, LINKS, link_features, link_features_full
 
 
 def feature_table(sample: str, mz, rt, intensity=None) -> pl.DataFrame:

@@ -11,9 +11,9 @@ import polars as pl
 import pytest
 from sklearn.metrics import balanced_accuracy_score, mean_absolute_error, r2_score, roc_auc_score
 
-from ms2study import models
+from ms2study.stages import models
 from ms2study.cli import main as cli_main
-from ms2study.errors import InputError
+from ms2study.core.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_OUTCOMES = REPO.parent / "shared" / "data" / "outcomes"
@@ -351,7 +351,7 @@ def test_model_command_on_published_studies(tmp_path: Path, capsys: pytest.Captu
 
 
 def test_sample_table_orientation_and_r_style_header_are_detected(tmp_path: Path) -> None:
-    from ms2study.sampletable import read_sample_sheet_any, read_sample_table
+    from ms2study.io.sampletable import read_sample_sheet_any, read_sample_table
 
     # samples as rows, semicolons, R's write.csv header without the row-name column, zeros = not detected
     (tmp_path / "rows.csv").write_text('"m1";"m2"\n"A";"1000";"0"\n"B";"3000";"5000"\n"C";"NA";"7000"\n')
@@ -531,7 +531,7 @@ def test_sparse_estimator_on_published_studies(table: str, sheet: str, id_column
     not clearly worse than L2 on the same folds."""
     if not SHARED_OUTCOMES.is_dir():
         pytest.skip(f"real data not available: {SHARED_OUTCOMES} does not exist")
-    from ms2study.sampletable import read_sample_sheet_any, read_sample_table
+    from ms2study.io.sampletable import read_sample_sheet_any, read_sample_table
 
     samples = read_sample_sheet_any(SHARED_OUTCOMES / sheet, id_column)
     frame, _ = read_sample_table(SHARED_OUTCOMES / table, samples["sample_id"].to_list())

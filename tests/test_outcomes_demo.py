@@ -21,12 +21,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ms2study import models
-from ms2study.detect import detect_features
-from ms2study.embed import embed_spectra
-from ms2study.pool import pool_sample
-from ms2study.simulate import simulate_study
-from ms2study.spectra import extract_spectra
+from ms2study.stages import models
+from ms2study.stages.detect import detect_features
+from ms2study.stages.embed import embed_spectra
+from ms2study.stages.pool import pool_sample
+from ms2study.simulate.study import simulate_study
+from ms2study.stages.spectra import extract_spectra
 
 pytestmark = pytest.mark.slow
 
@@ -136,7 +136,7 @@ def _biology():
 def target_studies() -> list[dict]:
     """The sweep's target setting, replicates 0-2 (the studies benchmarks/measured/biology.json reports), with the
     default estimator and L2 for comparison, and one null study of the same design."""
-    from ms2study import simulate
+    from ms2study.simulate import study as simulate
 
     biology = _biology()
     prototypes = biology.library_prototypes(0, 32)

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ms2study.simulate import simulate_study
+from ms2study.simulate.study import simulate_study
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ms2study import pool
-from ms2study.errors import InputError
-from ms2study.pool import pool_sample
-from ms2study.tables import SAMPLE_EMBEDDING
+from ms2study.stages import pool
+from ms2study.core.errors import InputError
+from ms2study.stages.pool import pool_sample
+from ms2study.core.tables import SAMPLE_EMBEDDING
 
 VECTORS = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, -0.6, 0.8], None, [0.6, 0.8, 0.0]]
 FEATURES = ["s:F1", "s:F2", "s:F3", "s:F4", None]        # the last spectrum is unmapped

@@ -21,9 +21,10 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ms2study import library, scoring
-from ms2study.cleaning import clean_peaks
-from ms2study.errors import InputError
+from ms2study.library import index as library
+from ms2study.kernels import scoring
+from ms2study.core.cleaning import clean_peaks
+from ms2study.core.errors import InputError
 
 # No example database: nothing is written into the checkout (failures print their example and reproduce
 # from the seed hypothesis prints).
@@ -34,7 +35,7 @@ SETTINGS = settings(max_examples=50, deadline=None, database=None,
 @pytest.fixture(autouse=True)
 def _quiet_reader_logs():
     """Random files produce many (correct) warnings; keep them out of the test output."""
-    logger = logging.getLogger("ms2study.library")
+    logger = logging.getLogger("ms2study.library.index")
     level = logger.level
     logger.setLevel(logging.ERROR)
     yield

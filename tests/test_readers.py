@@ -14,9 +14,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ms2study import library
-from ms2study.errors import InputError
-from ms2study.library import read_query_spectra
+from ms2study.library import index as library
+from ms2study.core.errors import InputError
+from ms2study.library.index import read_query_spectra
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -104,7 +104,7 @@ def test_query_table_schema_order_and_raw_peaks(tmp_path: Path) -> None:
 def test_repeated_titles_get_suffixes_and_are_named(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     text = mgf("X", "200") + mgf("X", "210") + mgf("X#2", "220") + mgf("X", "230") + mgf(None, "240")
     path = write(tmp_path, "dup.mgf", text)
-    with caplog.at_level(logging.WARNING, logger="ms2study.library"):
+    with caplog.at_level(logging.WARNING, logger="ms2study.library.index"):
         queries, report = read_query_spectra(path)
     # The literal "X#2" keeps its id, so the second X skips to #3; an entry without id gets file:entry.
     assert queries["spectrum_id"].to_list() == ["X", "X#3", "X#2", "X#4", "dup.mgf:5"]
@@ -131,7 +131,7 @@ def test_unsearchable_queries_are_named_and_counted(tmp_path: Path, caplog: pyte
         + "BEGIN IONS\nTITLE=cut\nPEPMASS=200\n50 1\n"     # 9 truncated
     )
     path = write(tmp_path, "q.mgf", text)
-    with caplog.at_level(logging.WARNING, logger="ms2study.library"):
+    with caplog.at_level(logging.WARNING, logger="ms2study.library.index"):
         queries, report = read_query_spectra(path)
     assert queries["spectrum_id"].to_list() == ["ok"]
     skipped = [(i.entry, i.identifier, i.reason) for i in report.skipped]
@@ -214,7 +214,7 @@ def test_decimal_comma_is_read_when_unambiguous(pepmass: str, expected: float, t
 def test_ambiguous_comma_is_refused_naming_the_entry(pepmass: str, tmp_path: Path,
                                                      caplog: pytest.LogCaptureFixture) -> None:
     path = write(tmp_path, "q.mgf", mgf("good", "200") + mgf("amb", pepmass))
-    with caplog.at_level(logging.WARNING, logger="ms2study.library"):
+    with caplog.at_level(logging.WARNING, logger="ms2study.library.index"):
         queries, report = read_query_spectra(path)
     assert queries["spectrum_id"].to_list() == ["good"]
     (issue,) = report.skipped
@@ -433,7 +433,7 @@ def test_invalid_intensities_are_dropped_counted_and_named(tmp_path: Path,
     peaks = "50 10\n60 -5\n70 nan\n80 inf\n90 -inf\n0 4\n100 0\n110 20\n"
     text = mgf("bad", "300", peaks) + mgf("good", "300", "50 1\n")
     path = write(tmp_path, "lib.mgf", text)
-    with caplog.at_level(logging.WARNING, logger="ms2study.library"):
+    with caplog.at_level(logging.WARNING, logger="ms2study.library.index"):
         queries, report = read_query_spectra(path)
     # Zero intensity is valid (cleaning drops it later); m/z 0, negative, NaN and infinite intensities are not.
     assert queries["mz"][0].to_list() == [50.0, 100.0, 110.0]

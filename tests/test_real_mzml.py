@@ -13,10 +13,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ms2study.detect import detect_features
-from ms2study.link import link_features_full
-from ms2study.msio import is_profile, load_experiment
-from ms2study.spectra import extract_spectra
+from ms2study.stages.detect import detect_features
+from ms2study.stages.link import link_features_full
+from ms2study.io.msio import is_profile, load_experiment
+from ms2study.stages.spectra import extract_spectra
 
 MZML = Path(__file__).resolve().parents[2] / "shared" / "data" / "mzml"
 pytestmark = pytest.mark.skipif(not MZML.is_dir(), reason=f"real data not available: {MZML} does not exist")

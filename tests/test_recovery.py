@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from ms2study import runner
-from ms2study.simulate import simulate_study
+from ms2study.simulate.study import simulate_study
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = ["S01", "S02"]

@@ -12,10 +12,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ms2study import differential, models, tables
+from ms2study.stages import differential
+from ms2study.stages import models
+from ms2study.core import tables
 from ms2study.cli import main as cli_main
-from ms2study.errors import InputError
-from ms2study.report import _umap_available, build_report, map_2d
+from ms2study.core.errors import InputError
+from ms2study.stages.report import _umap_available, build_report, map_2d
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SECTIONS = ["warnings", "overview", "samples", "identifications", "differential", "encoder", "models", "matrix",

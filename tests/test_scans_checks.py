@@ -15,10 +15,11 @@ import polars as pl
 import pyopenms as oms
 import pytest
 
-from ms2study import cli, tables
-from ms2study.detect import detect_features
-from ms2study.msio import ISOLATION_TARGET_KEY, read_precursor, scan_ion_mode
-from ms2study.spectra import extract_spectra
+from ms2study import cli
+from ms2study.core import tables
+from ms2study.stages.detect import detect_features
+from ms2study.io.msio import ISOLATION_TARGET_KEY, read_precursor, scan_ion_mode
+from ms2study.stages.spectra import extract_spectra
 
 POS, NEG = oms.IonSource.Polarity.POSITIVE, oms.IonSource.Polarity.NEGATIVE
 

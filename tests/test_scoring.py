@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ms2study import library, scoring
+from ms2study.library import index as library
+from ms2study.kernels import scoring
 
 matchms = pytest.importorskip("matchms")
 ms_entropy = pytest.importorskip("ms_entropy")
@@ -112,7 +113,7 @@ def test_pesticides_all_pairs(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not MASSBANK.exists(), reason=f"MassBank file not found: {MASSBANK}")
 def test_random_massbank_pairs(tmp_path_factory: pytest.TempPathFactory) -> None:
-    from ms2study.library import ReadReport, build_library, read_library_file
+    from ms2study.library.index import ReadReport, build_library, read_library_file
 
     # The first 6,000 records are enough for realistic pairs and keep the test fast.
     report = ReadReport()

@@ -14,10 +14,12 @@ import yaml
 from rdkit import Chem
 from rdkit.Chem.rdMolDescriptors import CalcMolFormula
 
-from ms2study import fragment, scoring, simulate
-from ms2study.cleaning import clean_peaks
+from ms2study.simulate import fragment
+from ms2study.kernels import scoring
+from ms2study.simulate import study as simulate
+from ms2study.core.cleaning import clean_peaks
 from ms2study.cli import main
-from ms2study.errors import InputError
+from ms2study.core.errors import InputError
 
 N_SAMPLES = 2
 SEED = 3
@@ -371,8 +373,8 @@ def test_realistic_study_looks_like_a_real_run(tmp_path):
     measured on the real Q Exactive QC runs (module docstring), in well under a few minutes."""
     import time
 
-    from ms2study.detect import detect_features
-    from ms2study.spectra import extract_spectra
+    from ms2study.stages.detect import detect_features
+    from ms2study.stages.spectra import extract_spectra
 
     started = time.perf_counter()
     assert main(["simulate", str(tmp_path / "real"), "--realistic", "--samples", "2", "--seed", "1"]) == 0

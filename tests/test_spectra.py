@@ -1,4 +1,4 @@
-"""MS2 extraction and precursor-to-feature mapping (ms2study.spectra) on synthetic runs."""
+"""MS2 extraction and precursor-to-feature mapping (ms2study.stages.spectra) on synthetic runs."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import pyopenms as oms
 import pytest
 from test_detect import Compound, MS2Scan, default_compounds, make_run, write_run
 
-from ms2study import cli, tables
-from ms2study.detect import detect_features
-from ms2study.errors import InputError
-from ms2study.spectra import DEFAULT_PARAMS, extract_spectra, map_precursors
+from ms2study import cli
+from ms2study.core import tables
+from ms2study.stages.detect import detect_features
+from ms2study.core.errors import InputError
+from ms2study.stages.spectra import DEFAULT_PARAMS, extract_spectra, map_precursors
 
 
 @pytest.fixture(scope="module")

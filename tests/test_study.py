@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from ms2study import study
-from ms2study.errors import InputError
+from ms2study.core.errors import InputError
 
 
 def _touch_mzml(folder: Path, name: str) -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ms2study.encoder import load_encoder
-from ms2study.simulate import simulate_study
+from ms2study.encoder.model import load_encoder
+from ms2study.simulate.study import simulate_study
 
 pytestmark = pytest.mark.integration
 

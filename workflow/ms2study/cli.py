@@ -8,54 +8,38 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import logging
 import sys
 
 from ms2study import __version__
-from ms2study.errors import InputError
+from ms2study.core.errors import InputError
 
 # Subcommand -> the module that registers it, in --help order. Only the module of the command given is imported,
 # so a rule calling `ms2study detect` does not pay for importing torch.
 COMMANDS = {
     "run": "ms2study.runner",
-    "simulate": "ms2study.simulate",
-    "detect": "ms2study.detect",
-    "spectra": "ms2study.spectra",
-    "embed": "ms2study.embed",
-    "train": "ms2study.train",
-    "embed-library": "ms2study.embed",
-    "learn-combined": "ms2study.combine",
-    "index-library": "ms2study.library",
-    "annotate": "ms2study.annotate",
-    "score": "ms2study.search",
-    "calibrate-library": "ms2study.calibrate",
-    "pool": "ms2study.pool",
-    "prototypes": "ms2study.pool",
-    "chemistry": "ms2study.pool",
-    "link": "ms2study.link",
-    "identify": "ms2study.identify",
-    "differential": "ms2study.differential",
-    "models": "ms2study.models",
-    "model": "ms2study.models",
-    "report": "ms2study.report",
+    "simulate": "ms2study.simulate.study",
+    "detect": "ms2study.stages.detect",
+    "spectra": "ms2study.stages.spectra",
+    "embed": "ms2study.stages.embed",
+    "train": "ms2study.stages.train",
+    "embed-library": "ms2study.stages.embed",
+    "learn-combined": "ms2study.stages.learn_combined",
+    "index-library": "ms2study.library.index",
+    "annotate": "ms2study.stages.annotate",
+    "score": "ms2study.stages.search",
+    "calibrate-library": "ms2study.stages.calibrate",
+    "pool": "ms2study.stages.pool",
+    "prototypes": "ms2study.stages.pool",
+    "chemistry": "ms2study.stages.pool",
+    "link": "ms2study.stages.link",
+    "identify": "ms2study.stages.identify",
+    "differential": "ms2study.stages.differential",
+    "models": "ms2study.stages.models",
+    "model": "ms2study.stages.models",
+    "report": "ms2study.stages.report",
 }
 STAGE_MODULES = list(dict.fromkeys(COMMANDS.values()))
-
-
-def add_params_argument(parser: argparse.ArgumentParser) -> None:
-    """``--params JSON``: the stage's config section (what the rule passes), as a JSON object."""
-    parser.add_argument("--params", default="{}", help="stage parameters as a JSON object (config section)")
-
-
-def load_params(args: argparse.Namespace) -> dict:
-    try:
-        params = json.loads(args.params)
-    except json.JSONDecodeError as err:
-        raise InputError(f"--params is not valid JSON ({err})", fix="pass a JSON object, e.g. '{\"ppm\": 10}'") from err
-    if not isinstance(params, dict):
-        raise InputError("--params must be a JSON object")
-    return params
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -65,13 +49,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules = [COMMANDS[command]] if command in COMMANDS else STAGE_MODULES
     for name in modules:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name == name:  # stage not written yet
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 
 from ms2study import study
-from ms2study.errors import InputError
+from ms2study.core.errors import InputError
 
 REPORT = Path("results") / "study" / "report.html"
 OUT_OF_DATE_REPORT = Path("results") / "study" / "report.out-of-date.html"
@@ -154,7 +154,7 @@ def check_lock(study_dir: Path, extra: list[str], recover: bool) -> str | None:
 
 
 def remove_partial_files(study_dir: Path) -> list[Path]:
-    """Delete the hidden temporary files (``results/**/.NAME.XXXX.tmp``, see ms2study.atomic) that killed jobs left
+    """Delete the hidden temporary files (``results/**/.NAME.XXXX.tmp``, see ms2study.core.atomic) that killed jobs left
     beside their outputs. Only called when no process works in the folder."""
     results = Path(study_dir) / "results"
     partial = sorted(results.rglob(".*.tmp")) if results.is_dir() else []

@@ -19,7 +19,7 @@ import jsonschema
 import polars as pl
 import yaml
 
-from ms2study.errors import InputError
+from ms2study.core.errors import InputError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_DIR = REPO_ROOT / "workflow" / "schemas"
@@ -289,7 +289,7 @@ def check_outcomes(sheet: pl.DataFrame, config: dict, source: str = "samples.tsv
             )
     if not outcomes:
         return
-    from ms2study.models import encode_outcome  # scikit-learn is imported only when outcomes are configured
+    from ms2study.stages.models import encode_outcome  # scikit-learn is imported only when outcomes are configured
 
     for i, spec in enumerate(outcomes):
         key, column = f"models.outcomes.{i}", spec["column"]

@@ -7,7 +7,7 @@ import sys
 sys.path.insert(0, str(REPO / "workflow"))
 
 from ms2study import __version__ as MS2STUDY_VERSION
-from ms2study.errors import InputError
+from ms2study.core.errors import InputError
 from ms2study import study as _study
 
 try:

@@ -1,5 +1,5 @@
 # Study: what differs per outcome: a test per consensus feature, then chemical class enrichment (ChemRICH-style).
-from ms2study.differential import configured_outcomes, rule_params
+from ms2study.stages.differential import configured_outcomes, rule_params
 
 # One pair of tables per outcome of models: outcomes, named as the models' folders; no outcome, no job.
 DIFFERENTIAL_OUTCOMES = list(configured_outcomes(config))

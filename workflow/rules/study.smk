@@ -14,7 +14,7 @@ rule sample_sheet:
         "logs/study/sample_sheet.log",
     localrule: True
     run:
-        from ms2study.atomic import write_text
+        from ms2study.core.atomic import write_text
 
         write_text(params.content, output[0])
 

@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from ms2study import __version__
-from ms2study.atomic import atomic_path, write_text
-from ms2study.errors import InputError
+from ms2study.core.atomic import atomic_path, write_text
+from ms2study.core.errors import InputError
 
 # Bump when the meaning of the weights or of config.json changes; checkpoints of another format are refused.
 FORMAT_VERSION = 1
@@ -35,7 +35,7 @@ FORMAT_NAME = "ms2study-spectrum-encoder"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 # Where a trained default encoder ships (the repository's resources/ folder, beside workflow/).
-SHIPPED_MODELS_DIR = Path(__file__).resolve().parents[2] / "resources" / "models"
+SHIPPED_MODELS_DIR = Path(__file__).resolve().parents[3] / "resources" / "models"
 SHIPPED_MODEL_NAME = "default"
 
 

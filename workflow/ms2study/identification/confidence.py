@@ -4,7 +4,7 @@ Why not target-decoy. Random-fragment decoys almost never match a query within 0
 spectrum, right or wrong, beats its decoy and the competition controls nothing (measured: about 11 % false hits
 among hits accepted at "1 % FDR" on held-out MassBank queries). What a false identification looks like is a real
 spectrum of ANOTHER compound that happens to score high. So the null is measured on the library itself
-(``ms2study.calibrate``): library spectra are searched as queries against the library with every spectrum of their
+(``ms2study.stages.calibrate``): library spectra are searched as queries against the library with every spectrum of their
 own structure (first InChIKey block) removed, and the ranking score of each wrong candidate structure (its best
 spectrum) is kept. Two nulls: wrong-FORMULA candidates (a hit of that kind is wrong at every confidence level;
 taken from a wide precursor window of +-``WIDE_WINDOW_DA`` so that even a sparse library gives thousands of them,
@@ -47,8 +47,8 @@ from typing import Any
 
 import numpy as np
 
-from ms2study.atomic import write_text
-from ms2study.errors import InputError
+from ms2study.core.atomic import write_text
+from ms2study.core.errors import InputError
 
 FORMAT_NAME = "ms2study-identification-calibration"
 FORMAT_VERSION = 2

@@ -1,11 +1,11 @@
 """``ms2study score``: identify query spectra from a file against library files, as the pipeline does.
 
 The queries (MGF, MSP, GNPS JSON or a pipeline ``spectra.parquet``) are read by the library readers
-(``ms2study.library.read_query_spectra``: one reader, so polarity and ids are read alike for queries and
+(``ms2study.library.index.read_query_spectra``: one reader, so polarity and ids are read alike for queries and
 references), cleaned like the library, embedded with the configured encoder (``model``, as in the embed stage),
 and scored by the annotate stage against an index of the libraries that carries that encoder's embeddings. The
 combined score is the encoder's learned one when present, and confidence comes from the library's calibration
-(``ms2study.calibrate``), all cached in the index folder so a second call reuses them.
+(``ms2study.stages.calibrate``), all cached in the index folder so a second call reuses them.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ms2study import annotate, calibrate
-from ms2study.atomic import write_parquet
-from ms2study.cleaning import clean_peaks
-from ms2study.errors import InputError
-from ms2study.library import ensure_library_index, load_library_index
+from ms2study.stages import annotate
+from ms2study.stages import calibrate
+from ms2study.core.atomic import write_parquet
+from ms2study.core.cleaning import clean_peaks
+from ms2study.core.errors import InputError
+from ms2study.library.index import ensure_library_index, load_library_index
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def read_query_file(path: str | Path, cleaning: dict | None = None) -> pl.DataFr
     """Query spectra from a library-format file or a pipeline spectra.parquet (tables.SPECTRA columns).
 
     ``cleaning``: the library's cleaning parameters; queries that cleaning would empty are named in the log and
-    left out (``ms2study.library.read_query_spectra``). Raises InputError naming the file when a parquet lacks
+    left out (``ms2study.library.index.read_query_spectra``). Raises InputError naming the file when a parquet lacks
     the needed columns or no query can be searched.
     """
     path = Path(path)
@@ -48,14 +49,14 @@ def read_query_file(path: str | Path, cleaning: dict | None = None) -> pl.DataFr
             raise InputError(f"query table lacks columns {missing}", file=str(path),
                              fix="pass a spectra.parquet from the pipeline")
         return df
-    from ms2study.library import read_query_spectra
+    from ms2study.library.index import read_query_spectra
 
     df, _report = read_query_spectra(path, cleaning=cleaning)
     return df
 
 
 def cleaned(spectra: pl.DataFrame, cleaning: dict) -> pl.DataFrame:
-    """The spectra with peaks cleaned as the library's (``ms2study.cleaning.clean_peaks``); rows kept in order."""
+    """The spectra with peaks cleaned as the library's (``ms2study.core.cleaning.clean_peaks``); rows kept in order."""
     mzs, ints = [], []
     for mz, inten, prec in zip(spectra["mz"].to_list(), spectra["intensity"].to_list(),
                                spectra["precursor_mz"].cast(pl.Float64).to_list()):
@@ -84,7 +85,7 @@ def score_files(
     stage parameters (device, batch size, precision). With ``embed_params`` None the queries are still embedded
     with ``params['model']``; pass ``{"model": None}`` in params to score spectra only.
     """
-    from ms2study import embed
+    from ms2study.stages import embed
 
     p = annotate.merge_params(params)
     libraries = [Path(x) for x in libraries]
@@ -110,7 +111,7 @@ def score_files(
 
 
 def _cli_score(args: argparse.Namespace) -> int:
-    from ms2study.cli import load_params
+    from ms2study.core.params import load_params
 
     params = load_params(args)
     params.update({"precursor_tolerance_ppm": args.ppm, "top_k": args.top_k, "mode": args.mode})
@@ -128,7 +129,7 @@ def _cli_score(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ms2study.cli import add_params_argument
+    from ms2study.core.params import add_params_argument
 
     s = subparsers.add_parser("score", help="identify query spectra (MGF/MSP/JSON or spectra.parquet) against "
                                             "library files, as the pipeline does")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ms2study.errors import InputError
+from ms2study.core.errors import InputError
 
 MISSING = {"", "na", "nan", "n/a", "null", "none", "-", "?"}
 # Values above this (with none negative) are taken as raw intensities rather than already-logged ones.

@@ -6,7 +6,7 @@ Each compound gets a reversed-phase-like retention time (from its Crippen logP, 
 log-normal abundance that varies between samples; in the cases one chemical class is raised. Every run adds
 chemical background ions, electronic noise, m/z error and a smooth retention-time drift, and acquires MS2 spectra
 data-dependently (top-N with dynamic exclusion, 1 Da isolation with co-isolation) from the in-silico spectra of
-:mod:`ms2study.fragment`. The same seed gives byte-identical files; sample ``k`` depends only on the seed and ``k``.
+:mod:`ms2study.simulate.fragment`. The same seed gives byte-identical files; sample ``k`` depends only on the seed and ``k``.
 Outputs: ``mzml/*.mzML``, ``samples.tsv``, ``library.mgf``, ``ground_truth.tsv``, ``simulation.json``,
 ``config.yaml``.
 
@@ -75,16 +75,16 @@ from rdkit import Chem
 from rdkit.Chem import Crippen, Descriptors
 from rdkit.Chem.rdMolDescriptors import CalcMolFormula
 
-from ms2study import fragment
-from ms2study.atomic import atomic_path, write_text
-from ms2study.cleaning import clean_peaks
-from ms2study.cli import add_params_argument, load_params
-from ms2study.errors import InputError
-from ms2study.params import overlay
+from ms2study.simulate import fragment
+from ms2study.core.atomic import atomic_path, write_text
+from ms2study.core.cleaning import clean_peaks
+from ms2study.core.params import add_params_argument, load_params
+from ms2study.core.errors import InputError
+from ms2study.core.params import overlay
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 COMPOUNDS_TSV = REPO_ROOT / "resources" / "compounds.tsv"
 C13_SPACING = 1.0033548378  # 13C - 12C: the isotope spacing feature finders expect
 
@@ -448,7 +448,7 @@ def derived_spectrum(source_mz: np.ndarray, source_intensity: np.ndarray, source
     a log-normal factor (sd 0.3); labile conjugates add the unconjugated ion (neutral loss of the group) at 0.4-1.0
     of the base peak. The precursor ion is kept at 0.05-0.3. Peaks below 40 or above the precursor are dropped.
     All draws are keyed to ``key`` (the structure), so a structure always gets the same spectrum. Cost: tens of
-    microseconds, against ~50 ms for :func:`ms2study.fragment.predict_spectrum` on conjugates (too slow for
+    microseconds, against ~50 ms for :func:`ms2study.simulate.fragment.predict_spectrum` on conjugates (too slow for
     thousands of background compounds).
     """
     rng = np.random.default_rng(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little"))

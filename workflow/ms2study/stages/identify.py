@@ -7,7 +7,7 @@ is kept: spectra searched for the feature, spectra supporting the identity, samp
 best cosine. Confidence: the feature's p-value combines the spectrum p-values of the chosen identity with the
 Simes test over all of the feature's searched spectra (the others count as p = 1), so several agreeing spectra
 strengthen the evidence and one lucky spectrum among many does not; q-values are Benjamini-Hochberg over the
-consensus features with a hit (``ms2study.confidence``). The
+consensus features with a hit (``ms2study.identification.confidence``). The
 MSI level is 2 only when the best spectrum of the identity was level 2 and no supporting spectrum saw the hit as
 level 3 or chose another structure of the same formula; otherwise 3, with every isomer named by the spectra in
 ``isomer_inchikeys``. Without q-values in the annotations (``confidence: none``) nothing is accepted.
@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ms2study import confidence
-from ms2study.atomic import write_parquet
+from ms2study.identification import confidence
+from ms2study.core.atomic import write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
 
     ``annotations``: concatenated annotation tables (rank, spectrum_id, sample_id, feature_id, library_*,
     combined, cosine, p_value, msi_level, isomer_inchikeys); ``links``: consensus_id, sample_id, feature_id
-    (``ms2study.link.LINKS``); ``classes``: optional library_id -> compound_class table.
+    (``ms2study.stages.link.LINKS``); ``classes``: optional library_id -> compound_class table.
     """
     if annotations.height == 0 or links.height == 0:
         return pl.DataFrame(schema=IDENTIFICATIONS)
@@ -138,7 +138,7 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
 
 
 def _cli(args: argparse.Namespace) -> int:
-    from ms2study.cli import load_params
+    from ms2study.core.params import load_params
 
     params = load_params(args)
     ann = pl.concat([pl.read_parquet(f) for f in args.annotations], how="diagonal_relaxed")
@@ -153,7 +153,7 @@ def _cli(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ms2study.cli import add_params_argument
+    from ms2study.core.params import add_params_argument
 
     p = subparsers.add_parser("identify", help="one identification per consensus feature from all samples' hits")
     p.add_argument("--annotations", nargs="+", required=True, help="annotations.parquet of every sample")

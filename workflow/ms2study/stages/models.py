@@ -46,9 +46,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, SVR
 from threadpoolctl import threadpool_limits
 
-from ms2study.atomic import write_parquet, write_text
-from ms2study.errors import InputError
-from ms2study.params import overlay
+from ms2study.core.atomic import write_parquet, write_text
+from ms2study.core.errors import InputError
+from ms2study.core.params import overlay
 
 log = logging.getLogger(__name__)
 
@@ -1276,7 +1276,7 @@ def study_feature_sets(samples: pl.DataFrame, sample_embedding_paths: list[str |
 
 
 def _cli_models(args: argparse.Namespace) -> int:
-    from ms2study.cli import load_params
+    from ms2study.core.params import load_params
 
     params = load_params(args)
     outcomes = params.get("outcomes", []) or []
@@ -1294,8 +1294,8 @@ def _cli_models(args: argparse.Namespace) -> int:
 
 
 def _cli_model(args: argparse.Namespace) -> int:
-    from ms2study.cli import load_params
-    from ms2study.sampletable import read_sample_sheet_any, read_sample_table
+    from ms2study.core.params import load_params
+    from ms2study.io.sampletable import read_sample_sheet_any, read_sample_table
 
     params = load_params(args)
     samples = read_sample_sheet_any(args.samples, args.id_column)
@@ -1319,7 +1319,7 @@ def _cli_model(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ms2study.cli import add_params_argument
+    from ms2study.core.params import add_params_argument
 
     p = subparsers.add_parser("models", help="nested-CV outcome models of the study's feature sets")
     p.add_argument("--samples", required=True, help="sample sheet (TSV with sample_id and the outcome columns)")

@@ -3,7 +3,7 @@
 The annotate stage scores each query/library candidate pair with cosine, modified cosine, entropy and (with a
 trained encoder) embedding similarity. ``learn_combined`` turns these, plus the matched-peak evidence and the
 precursor error, into one calibrated score: it reads a reference library, tags each spectrum with the encoder's
-structure-disjoint split (``ms2study.train.assign_split``, with the seed and fractions recorded in the model's
+structure-disjoint split (``ms2study.stages.train.assign_split``, with the seed and fractions recorded in the model's
 ``config.json``), draws query spectra from the VALIDATION structures (the encoder never trained on them, so
 their embedding similarities behave like those of new compounds; part of the queries are degraded like
 low-concentration measurements), takes every other train or validation spectrum of the same ion mode within
@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from ms2study.atomic import write_text
-from ms2study.errors import InputError
-from ms2study.params import overlay
+from ms2study.core.atomic import write_text
+from ms2study.core.errors import InputError
+from ms2study.core.params import overlay
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "C": 1.0,                          # inverse L2 strength of the logistic regression
     "pairs_per_query": 25,             # sampled (true, wrong) candidate pairs per training query
     "licenses": "model",               # "model": the encoder's training licenses; null: all; or a list
-    "embed": {},                       # ms2study.embed parameters (device, batch_size, precision); model is set
-    "scoring": {},                     # ms2study.annotate scoring parameters (fragment tolerance, ...)
+    "embed": {},                       # ms2study.stages.embed parameters (device, batch_size, precision); model is set
+    "scoring": {},                     # ms2study.stages.annotate scoring parameters (fragment tolerance, ...)
 }
 
 
@@ -171,7 +171,7 @@ def load_combined(model_dir: str | Path | None) -> LearnedCombiner | None:
 class Reference:
     """A cleaned reference library in memory, with structure keys and the encoder's split per spectrum."""
 
-    index: Any                  # ms2study.library.LibraryIndex (in memory)
+    index: Any                  # ms2study.library.index.LibraryIndex (in memory)
     block: np.ndarray           # first InChIKey block per spectrum ("" when unknown)
     formula: np.ndarray         # formula per spectrum ("" when unknown)
     split: np.ndarray           # train / val / test ("" when no InChIKey)
@@ -181,7 +181,7 @@ class Reference:
 
 def model_split_settings(model_dir: str | Path | None) -> dict[str, Any]:
     """Seed, fractions and licenses of the encoder's training split, from its ``config.json`` (defaults else)."""
-    from ms2study import train
+    from ms2study.stages import train
 
     out = {k: train.DEFAULT_PARAMS[k] for k in ("seed", "val_fraction", "test_fraction", "licenses")}
     if model_dir is not None and (Path(model_dir) / "config.json").is_file():
@@ -193,8 +193,8 @@ def model_split_settings(model_dir: str | Path | None) -> dict[str, Any]:
 
 def read_reference(library_paths: list[str | Path], split: dict[str, Any], cleaning: dict | None = None) -> Reference:
     """Read and clean library files (library stage cleaning) and tag each spectrum with its structure split."""
-    from ms2study import train
-    from ms2study.library import LibraryIndex, ReadReport, build_library, read_library_file
+    from ms2study.stages import train
+    from ms2study.library.index import LibraryIndex, ReadReport, build_library, read_library_file
 
     report = ReadReport()
     entries = (raw for path in library_paths for raw in read_library_file(path, report))
@@ -249,7 +249,7 @@ def degrade(
 
 def query_set(ref: Reference, rows: np.ndarray, levels: list[dict[str, float]] | None, seed: int) -> Any:
     """Query spectra (``annotate.FlatSpectra``) from reference rows, each degraded at ``levels[i]`` when given."""
-    from ms2study.annotate import FlatSpectra
+    from ms2study.stages.annotate import FlatSpectra
 
     rng = np.random.default_rng(seed)
     idx = ref.index
@@ -290,7 +290,7 @@ def score_query_set(
     ppm: float = 10.0,
 ) -> CandidatePairs:
     """Candidates (same ion mode, ``ppm`` window, ``allowed`` library rows, never the query's own spectrum), scored."""
-    from ms2study import annotate
+    from ms2study.stages import annotate
 
     p = annotate.merge_params({**scoring_params, "embedding_model": None, "confidence": "none"})
     idx = ref.index
@@ -314,7 +314,7 @@ def score_query_set(
 
 def embed_rows(ref: Reference, rows: np.ndarray, embed_params: dict) -> np.ndarray:
     """Encoder embeddings (L2-normalised, float32) of reference rows ``rows``."""
-    from ms2study import embed
+    from ms2study.stages import embed
 
     idx = ref.index
     counts = np.diff(idx.offsets)[rows]
@@ -328,7 +328,7 @@ def embed_rows(ref: Reference, rows: np.ndarray, embed_params: dict) -> np.ndarr
 
 
 def embed_queries(queries: Any, embed_params: dict) -> np.ndarray:
-    from ms2study import embed
+    from ms2study.stages import embed
 
     emb, has, _info = embed.embed_arrays(queries.mz, queries.intensity, queries.offsets, queries.precursor_mz,
                                          embed_params)
@@ -357,7 +357,7 @@ def top1_correct(pairs: CandidatePairs, score: np.ndarray) -> tuple[np.ndarray, 
 
 def fixed_combined(pairs: CandidatePairs, weights: dict[str, float], use_embedding: bool) -> np.ndarray:
     """The documented fixed-weight combined score (annotate.combined_score), embedding term only if allowed."""
-    from ms2study import annotate
+    from ms2study.stages import annotate
 
     w = {k: v for k, v in weights.items() if use_embedding or k != "embedding"}
     return annotate.combined_score(pairs.scores, w)
@@ -493,7 +493,8 @@ def learn_combined(library_paths: list[str | Path], model_dir: str | Path, param
     encoder's test split is never touched. The stored metrics are cross-validated by structure within those
     queries.
     """
-    from ms2study import annotate, embed
+    from ms2study.stages import annotate
+    from ms2study.stages import embed
 
     p = merge_params(params)
     if p["fit_split"] not in ("val", "train"):
@@ -564,7 +565,7 @@ def learn_combined(library_paths: list[str | Path], model_dir: str | Path, param
         "training_data": {
             "library": [str(x) for x in library_paths],
             "split": {**split, "part": part,
-                      "rule": "ms2study.train.assign_split on the first InChIKey block"},
+                      "rule": "ms2study.stages.train.assign_split on the first InChIKey block"},
             "why_this_split": ("the encoder never trained on its validation structures, so their embedding "
                                "similarities are as trustworthy as on new compounds" if part == "val" else
                                "the encoder's own training structures: the embedding weight comes out too high"),
@@ -595,7 +596,7 @@ def learn_combined(library_paths: list[str | Path], model_dir: str | Path, param
 
 
 def _cli_learn(args: argparse.Namespace) -> int:
-    from ms2study.cli import load_params
+    from ms2study.core.params import load_params
 
     for path in args.library:
         if not Path(path).exists():
@@ -615,7 +616,7 @@ def _cli_learn(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ms2study.cli import add_params_argument
+    from ms2study.core.params import add_params_argument
 
     p = subparsers.add_parser("learn-combined",
                               help="learn the combined score's weights for an encoder (writes combined.json)")

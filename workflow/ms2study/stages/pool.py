@@ -39,10 +39,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from ms2study.atomic import write_parquet
-from ms2study.errors import InputError
-from ms2study.params import overlay
-from ms2study.tables import SAMPLE_EMBEDDING, conform
+from ms2study.core.atomic import write_parquet
+from ms2study.core.errors import InputError
+from ms2study.core.params import overlay
+from ms2study.core.tables import SAMPLE_EMBEDDING, conform
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +232,7 @@ class Prototypes:
 
 
 def _safe_name(text: str) -> str:
-    """The path-safe form of a model id that ``ms2study.library`` names embedding files with."""
+    """The path-safe form of a model id that ``ms2study.library.index`` names embedding files with."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
 
 
@@ -404,7 +404,7 @@ def _check_tables(embeddings: pl.DataFrame, spectra: pl.DataFrame, sample_id: st
 
 
 def _cli_pool(args: argparse.Namespace) -> int:
-    from ms2study.cli import load_params
+    from ms2study.core.params import load_params
 
     params = load_params(args)
     tables: dict[str, pl.DataFrame | None] = {"features": None}
@@ -468,7 +468,7 @@ def _read_table(path: str, name: str, sample_id: str | None = None) -> pl.DataFr
 
 
 def _cli_prototypes(args: argparse.Namespace) -> int:
-    from ms2study.cli import load_params
+    from ms2study.core.params import load_params
 
     params = load_params(args)
     if bool(args.library_index) == bool(args.embeddings):
@@ -485,7 +485,7 @@ def _cli_prototypes(args: argparse.Namespace) -> int:
 
 
 def _cli_chemistry(args: argparse.Namespace) -> int:
-    from ms2study.cli import load_params
+    from ms2study.core.params import load_params
 
     params = load_params(args)
     features = _read_table(args.features, "features", args.sample_id) if args.features else None
@@ -497,7 +497,7 @@ def _cli_chemistry(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ms2study.cli import add_params_argument
+    from ms2study.core.params import add_params_argument
 
     q = subparsers.add_parser("prototypes", help="learn the chemical-space prototypes once (k-means on embeddings)")
     q.add_argument("--library-index", default=None, help="library index folder with stored embeddings")

@@ -6,11 +6,11 @@ m/z lies within a ppm (or Da) window, found by binary search on the index's sort
 embedding space (chunked matrix products, memory bounded), or, without embeddings, scores the whole library.
 Every candidate gets the cosine and modified cosine (matchms ``CosineGreedy`` / ``ModifiedCosineGreedy``
 semantics), the entropy similarity (ms_entropy semantics) and, when embeddings are given, the embedding
-cosine, all from the numba kernels in ``ms2study.scoring``. The library embeddings are those stored in the index
+cosine, all from the numba kernels in ``ms2study.kernels.scoring``. The library embeddings are those stored in the index
 under the query embeddings' ``model_id`` (written by ``ms2study embed-library`` with the same encoder); without
 them the embedding score is left out. The ``combined`` score is, when ``combine`` is ``auto`` and the query
 embeddings come from a TRAINED encoder whose folder (``model``, as in the embed stage) holds a
-``combined.json`` learned for that very model (``ms2study learn-combined``, see ``ms2study.combine``), the
+``combined.json`` learned for that very model (``ms2study learn-combined``, see ``ms2study.stages.learn_combined``), the
 learned logistic score over cosine, modified cosine, entropy, embedding similarity, matched peaks and
 precursor error. Otherwise it is the documented fixed default: the weighted mean of the available scores
 (``DEFAULT_PARAMS["weights"]``: entropy 0.5, cosine 0.25, modified cosine 0.25, embedding 0.25,
@@ -18,7 +18,7 @@ renormalised over the scores present), in which the embedding term counts only f
 untrained placeholder's embedding similarity (``model_trained`` false, or a ``model_id`` starting with
 ``untrained``) is still reported in the ``embedding`` column but never enters the combined score.
 Candidates are ranked by ``rank_by`` (combined by default) and the best ``top_k`` kept. Confidence comes from
-a target-decoy competition (``ms2study.decoys``): ``q_value`` per row and ``accepted`` at ``fdr`` (1 %).
+a target-decoy competition (``ms2study.identification.decoys``): ``q_value`` per row and ``accepted`` at ``fdr`` (1 %).
 The same function serves the Snakemake rule (``ms2study annotate``), ``ms2study score`` and the tests.
 """
 
@@ -34,12 +34,14 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from ms2study import confidence, scoring, tables
-from ms2study.atomic import write_parquet
-from ms2study.cleaning import clean_peaks
-from ms2study.errors import InputError
-from ms2study.library import ION_MODE_CODE, LibraryIndex, load_library_index
-from ms2study.params import overlay
+from ms2study.identification import confidence
+from ms2study.kernels import scoring
+from ms2study.core import tables
+from ms2study.core.atomic import write_parquet
+from ms2study.core.cleaning import clean_peaks
+from ms2study.core.errors import InputError
+from ms2study.library.index import ION_MODE_CODE, LibraryIndex, load_library_index
+from ms2study.core.params import overlay
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +64,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "combine": "auto",                   # auto: learned weights of the encoder (combined.json) if any | fixed
     "model": "default",                  # encoder folder holding combined.json (as embed: model; default: shipped)
     "analogue_chunk_mb": 256,            # memory bound for analogue search blocks
-    # Confidence: null_model (empirical null from leave-structure-out library searches, ms2study.confidence) |
+    # Confidence: null_model (empirical null from leave-structure-out library searches, ms2study.identification.confidence) |
     # decoys (random-fragment target-decoy competition; kept for comparison, it is NOT calibrated) | none.
     "confidence": "null_model",
     "decoy_seed": 0,
@@ -130,7 +132,7 @@ def merge_params(params: dict | None) -> dict[str, Any]:
 
 @dataclass
 class FlatSpectra:
-    """Query spectra as flat arrays (see ms2study.scoring); row i of ``ids`` is spectrum i."""
+    """Query spectra as flat arrays (see ms2study.kernels.scoring); row i of ``ids`` is spectrum i."""
 
     offsets: np.ndarray
     mz: np.ndarray
@@ -401,7 +403,7 @@ def confidence_table(
     calibration: confidence.Calibration | None, row_q_values: np.ndarray | None = None,
     codes: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> pl.DataFrame:
-    """Confidence of each query's rank-1 hit: one row per ``_q`` (see ``ms2study.confidence``).
+    """Confidence of each query's rank-1 hit: one row per ``_q`` (see ``ms2study.identification.confidence``).
 
     ``frame``: all ranked candidate rows (``_q``, ``_lib``, ``_key``, ``rank``); ``n_candidates``: candidate
     structures in each query's window (n of the p-value). With a calibration the q-values are Benjamini-Hochberg over
@@ -470,7 +472,7 @@ def _spectral_weights(p: dict) -> dict[str, float]:
 class CombinePlan:
     """How the combined score is computed for one call: learned weights, or fixed ones (with/without embedding)."""
 
-    learned: Any | None            # ms2study.combine.LearnedCombiner
+    learned: Any | None            # ms2study.stages.learn_combined.LearnedCombiner
     use_embedding: bool            # the embedding similarity may enter the combined score
     model_id: str | None
     description: str
@@ -494,7 +496,7 @@ class CombinePlan:
         if self.learned is None:
             weights = _spectral_weights(p) if spectral_only or not self.use_embedding else p["weights"]
             return combined_score(scores, weights)
-        from ms2study.combine import candidate_features
+        from ms2study.stages.learn_combined import candidate_features
 
         feats = candidate_features(scores, query_peaks, ppm_error)
         return self.learned.score(feats, use_embedding=not spectral_only)
@@ -522,7 +524,7 @@ def _model_dir(model: str | None) -> Path | None:
     if model is None:
         return None
     if str(model) == "default":
-        from ms2study.encoder import SHIPPED_MODEL_NAME, SHIPPED_MODELS_DIR
+        from ms2study.encoder.model import SHIPPED_MODEL_NAME, SHIPPED_MODELS_DIR
 
         return SHIPPED_MODELS_DIR / SHIPPED_MODEL_NAME
     return Path(model)
@@ -537,7 +539,7 @@ def combine_plan(p: dict, model_id: str | None, trained: bool, have_embeddings: 
                            f"fixed weights, spectral scores only: embeddings of {model_id or 'an untrained encoder'} "
                            "are untrained")
     if p["combine"] == "auto" and model_id is not None:
-        from ms2study.combine import load_combined
+        from ms2study.stages.learn_combined import load_combined
 
         learned = load_combined(_model_dir(p["model"]))
         if learned is not None and learned.model_id == model_id:
@@ -553,7 +555,7 @@ def _decoy_q_values(
     scores: dict[str, np.ndarray], ranked: pl.DataFrame, p: dict, plan: CombinePlan,
 ) -> np.ndarray:
     """q-value of every ranked target row from a target-decoy competition over the same candidates."""
-    from ms2study import decoys
+    from ms2study.identification import decoys
 
     idx = lib.index
     margin = float(idx.manifest.get("params", {}).get("cleaning", {}).get("precursor_margin_da", 1.6) or 0.0)
@@ -617,7 +619,7 @@ def annotate_spectra(
 
     ``spectra`` follows tables.SPECTRA (an ``ion_mode`` column is honoured when present);
     ``embeddings`` follows tables.EMBEDDINGS and enables the embedding score and analogue search;
-    ``calibration`` is the library's ``ms2study.confidence.Calibration`` (or its JSON path), required with
+    ``calibration`` is the library's ``ms2study.identification.confidence.Calibration`` (or its JSON path), required with
     ``confidence: null_model`` (the default). Confidence columns (p_value, q_value, structure_q_value,
     accepted, msi_level, isomer_inchikeys) are filled on rank-1 rows only. Raises InputError for a missing or
     mismatched calibration and for embeddings that do not fit the library's.
@@ -743,7 +745,7 @@ def annotate_spectra(
 
 
 def _cli_annotate(args: argparse.Namespace) -> int:
-    from ms2study.cli import load_params
+    from ms2study.core.params import load_params
 
     params = load_params(args)
     if args.library_index is None:
@@ -759,7 +761,7 @@ def _cli_annotate(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ms2study.cli import add_params_argument
+    from ms2study.core.params import add_params_argument
 
     p = subparsers.add_parser("annotate", help="score a sample's spectra against a library index (top-k candidates)")
     p.add_argument("--spectra", required=True, help="spectra.parquet of one sample")

@@ -11,7 +11,7 @@ its metadata (name, InChIKey, SMILES, formula, adduct, ion mode, license, ...) i
 ``i`` describes spectrum ``i``. The index lives in a folder (``results/library/{name}/``) next to a manifest
 that fingerprints the source files and the cleaning parameters: ``ensure_library_index`` rebuilds only when
 either changed, and ``load_library_index`` memory-maps the arrays, so reuse costs milliseconds. Library
-spectra go through ``ms2study.cleaning.clean_peaks``, the same function as the sample spectra, so queries and
+spectra go through ``ms2study.core.cleaning.clean_peaks``, the same function as the sample spectra, so queries and
 references see the same cleaning.
 
 Nothing is dropped or changed in silence. Every entry that is skipped (no precursor m/z, unreadable or no
@@ -52,10 +52,10 @@ from typing import Any, NamedTuple
 import numpy as np
 import polars as pl
 
-from ms2study.atomic import atomic_path, write_parquet, write_text
-from ms2study.cleaning import clean_peaks
-from ms2study.errors import InputError
-from ms2study.params import overlay
+from ms2study.core.atomic import atomic_path, write_parquet, write_text
+from ms2study.core.cleaning import clean_peaks
+from ms2study.core.errors import InputError
+from ms2study.core.params import overlay
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ log = logging.getLogger(__name__)
 INDEX_FORMAT_VERSION = 2
 
 DEFAULT_PARAMS: dict[str, Any] = {
-    # Passed to ms2study.cleaning.clean_peaks for every library spectrum (keep in step with the spectra stage).
+    # Passed to ms2study.core.cleaning.clean_peaks for every library spectrum (keep in step with the spectra stage).
     "cleaning": {
         "remove_precursor": True,
         "precursor_margin_da": 1.6,
@@ -1223,7 +1223,7 @@ def read_query_spectra(
 
 
 def _cli_index(args: argparse.Namespace) -> int:
-    from ms2study.cli import load_params
+    from ms2study.core.params import load_params
 
     index = index_library(args.library, args.out, load_params(args))
     m = index.manifest
@@ -1236,7 +1236,7 @@ def _cli_index(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ms2study.cli import add_params_argument
+    from ms2study.core.params import add_params_argument
 
     p = subparsers.add_parser("index-library", help="read MGF/MSP/GNPS-JSON libraries into one cached index folder")
     p.add_argument("--library", nargs="+", required=True, help="library file(s): .mgf, .msp, GNPS .json (.gz allowed)")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyopenms as oms
 
-from ms2study.errors import InputError
+from ms2study.core.errors import InputError
 
 # Extensions we can read, lower-cased, mapped to the pyOpenMS reader class.
 READERS = {".mzml": oms.MzMLFile, ".mzxml": oms.MzXMLFile}

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ms2study import scoring
+from ms2study.kernels import scoring
 
 
 def decoy_peaks(

@@ -24,9 +24,9 @@ import numpy as np
 import polars as pl
 
 from ms2study import __version__
-from ms2study.atomic import write_text
-from ms2study.errors import InputError
-from ms2study.params import overlay
+from ms2study.core.atomic import write_text
+from ms2study.core.errors import InputError
+from ms2study.core.params import overlay
 
 log = logging.getLogger(__name__)
 
@@ -435,7 +435,7 @@ def _models_section(study_dir: Path, sheet: pl.DataFrame, feature_sets: dict[str
 
 def _maps(sheet: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], summary: dict,
           method: str = "auto") -> list[str]:
-    from ms2study.models import _align
+    from ms2study.stages.models import _align
 
     column = summary.get("outcome")
     if column not in sheet.columns:
@@ -459,7 +459,7 @@ def _maps(sheet: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], summary: d
 
 
 def _colours(values: list[Any], kind: str | None) -> tuple[list[str], list[str], list[tuple[str, str]]]:
-    from ms2study.models import _is_missing
+    from ms2study.stages.models import _is_missing
 
     text = ["NA" if _is_missing(v) else str(v).strip() for v in values]
     if kind == "continuous":
@@ -499,7 +499,7 @@ def build_report(study_dir: Path, out: Path, params: dict | None = None, samples
 
     ``samples`` is the sample sheet (default: ``results/study/samples.tsv``, else ``samples.tsv`` in the study).
     """
-    from ms2study.models import (
+    from ms2study.stages.models import (
         binned_spectra_feature_set,
         embedding_feature_set,
         feature_matrix_feature_set,
@@ -714,7 +714,7 @@ TOP_DIFFERENTIAL = 25  # rows of each outcome's differential feature table
 def _differential_paths(study_dir: Path, params: dict) -> list[Path]:
     """The outcomes' differential tables: those of the configured outcomes when the configuration was passed (a
     table left from an outcome since removed is not shown), else every table in the folder."""
-    from ms2study.differential import outcome_filename
+    from ms2study.stages.differential import outcome_filename
 
     folder = study_dir / "results" / "study" / "differential"
     config = params.get("config_used")
@@ -751,7 +751,7 @@ def _test_text(summary: dict) -> str:
 
 def _differential_section(study_dir: Path, params: dict, warnings: list[str]) -> str:
     """Per outcome: the top differential features with their identification, and the enriched chemical classes."""
-    from ms2study.differential import SIGNIFICANCE, read_summary
+    from ms2study.stages.differential import SIGNIFICANCE, read_summary
 
     paths = _differential_paths(study_dir, params)
     if not paths:
@@ -811,7 +811,7 @@ def _differential_section(study_dir: Path, params: dict, warnings: list[str]) ->
 
 
 def _enrichment_part(path: Path, summary: dict, effect_header: str) -> str:
-    from ms2study.differential import SIGNIFICANCE, read_summary
+    from ms2study.stages.differential import SIGNIFICANCE, read_summary
 
     title = "<h4>Enriched chemical classes</h4>"
     if not path.exists():
@@ -878,14 +878,14 @@ def _matrix_section(matrix: pl.DataFrame | None, sample_ids: list[str], warnings
 
 
 def _cli_report(args: argparse.Namespace) -> int:
-    from ms2study.cli import load_params
+    from ms2study.core.params import load_params
 
     build_report(Path(args.study_dir), Path(args.out), load_params(args), samples=args.samples)
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ms2study.cli import add_params_argument
+    from ms2study.core.params import add_params_argument
 
     p = subparsers.add_parser("report", help="the study report: one self-contained HTML file")
     p.add_argument("--study-dir", default=".", help="study folder holding results/")

@@ -7,10 +7,12 @@ Sections listed in ``nested`` (e.g. annotate's ``weights``) merge key by key and
 
 from __future__ import annotations
 
+import argparse
 import copy
+import json
 from typing import Any
 
-from ms2study.errors import InputError
+from ms2study.core.errors import InputError
 
 
 def overlay(params: dict | None, defaults: dict, stage: str, nested: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -32,3 +34,19 @@ def overlay(params: dict | None, defaults: dict, stage: str, nested: tuple[str, 
         else:
             merged[key] = value
     return merged
+
+
+def add_params_argument(parser: argparse.ArgumentParser) -> None:
+    """``--params JSON``: the stage's config section (what the rule passes), as a JSON object."""
+    parser.add_argument("--params", default="{}", help="stage parameters as a JSON object (config section)")
+
+
+def load_params(args: argparse.Namespace) -> dict:
+    """The ``--params`` JSON object as a dict; InputError when it is not valid JSON or not an object."""
+    try:
+        params = json.loads(args.params)
+    except json.JSONDecodeError as err:
+        raise InputError(f"--params is not valid JSON ({err})", fix="pass a JSON object, e.g. '{\"ppm\": 10}'") from err
+    if not isinstance(params, dict):
+        raise InputError("--params must be a JSON object")
+    return params

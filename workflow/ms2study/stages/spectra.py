@@ -6,7 +6,7 @@ by ``rt_tolerance_s``, and precursor m/z within ``mz_tolerance_ppm`` of the feat
 m/z or of its monoisotopic trace's m/z bounds. When several features qualify (co-eluting near-isobars)
 the one nearest in m/z wins, then the most intense. We map onto hulls ourselves because
 ``FeatureMapping.assignMS2IndexToFeature`` assigns nothing when called from Python (see FACTS.md).
-Peaks go through ``ms2study.cleaning.clean_peaks``, the same cleaning the library spectra get.
+Peaks go through ``ms2study.core.cleaning.clean_peaks``, the same cleaning the library spectra get.
 
 Each row carries its scan's polarity (``ion_mode``; annotate searches a scan only against library spectra
 of that polarity), so a polarity-switching run is processed per scan polarity (with a warning). Features
@@ -26,12 +26,12 @@ import numpy as np
 import polars as pl
 import pyopenms as oms
 
-from ms2study import tables
-from ms2study.atomic import write_parquet
-from ms2study.cleaning import clean_peaks
-from ms2study.detect import CENTROID_MODES, centroid, merge_params
-from ms2study.errors import InputError
-from ms2study.msio import is_profile, load_experiment, read_precursor, scan_ion_mode
+from ms2study.core import tables
+from ms2study.core.atomic import write_parquet
+from ms2study.core.cleaning import clean_peaks
+from ms2study.stages.detect import CENTROID_MODES, centroid, merge_params
+from ms2study.core.errors import InputError
+from ms2study.io.msio import is_profile, load_experiment, read_precursor, scan_ion_mode
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ DEFAULT_PARAMS: dict = {
     "mz_tolerance_ppm": 10.0,  # precursor vs feature m/z (or its monoisotopic hull bounds)
     "centroid": "auto",  # auto | always | never, for the fragment scans
     "peak_picker_snr": 0.0,
-    # Cleaning (ms2study.cleaning.clean_peaks); the same values as the library's "cleaning" section,
+    # Cleaning (ms2study.core.cleaning.clean_peaks); the same values as the library's "cleaning" section,
     # because queries and references must be cleaned alike.
     "remove_precursor": True,
     "precursor_margin_da": 1.6,
@@ -220,7 +220,7 @@ def _log_scan_checks(df: pl.DataFrame, file: str, sample_id: str, level: int, n_
 
 
 def _cli(args: argparse.Namespace) -> int:
-    from ms2study.cli import load_params
+    from ms2study.core.params import load_params
 
     try:
         features = pl.read_parquet(args.features)
@@ -237,7 +237,7 @@ def _cli(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    from ms2study.cli import add_params_argument
+    from ms2study.core.params import add_params_argument
 
     p = subparsers.add_parser("spectra", help="MS2 scans of one run, mapped to its features, cleaned")
     p.add_argument("--mzml", required=True, type=Path, help="the run (mzML or mzXML)")

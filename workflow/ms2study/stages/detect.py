@@ -24,11 +24,11 @@ import numpy as np
 import polars as pl
 import pyopenms as oms
 
-from ms2study import tables
-from ms2study.atomic import write_parquet
-from ms2study.errors import InputError
-from ms2study.msio import is_profile, load_experiment, scan_ion_mode
-from ms2study.params import overlay
+from ms2study.core import tables
+from ms2study.core.atomic import write_parquet
+from ms2study.core.errors import InputError
+from ms2study.io.msio import is_profile, load_experiment, scan_ion_mode
+from ms2study.core.params import overlay
 
 log = logging.getLogger(__name__)
 
@@ -300,7 +300,7 @@ def features_to_featuremap(df: pl.DataFrame) -> oms.FeatureMap:
 
 
 def _cli(args: argparse.Namespace) -> int:
-    from ms2study.cli import load_params
+    from ms2study.core.params import load_params
 
     df = detect_features(args.mzml, args.sample_id, load_params(args))
     write_parquet(df, args.out)
@@ -308,7 +308,7 @@ def _cli(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    from ms2study.cli import add_params_argument
+    from ms2study.core.params import add_params_argument
 
     p = subparsers.add_parser("detect", help="detect LC-MS features of one run (pyOpenMS)")
     p.add_argument("--mzml", required=True, type=Path, help="the run (mzML or mzXML)")

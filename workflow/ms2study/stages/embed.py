@@ -26,11 +26,11 @@ import polars as pl
 import torch
 from numba import njit, prange
 
-from ms2study import encoder as enc
-from ms2study.atomic import write_parquet, write_text
-from ms2study.errors import InputError
-from ms2study.params import overlay
-from ms2study.tables import EMBEDDINGS, conform
+from ms2study.encoder import model as enc
+from ms2study.core.atomic import write_parquet, write_text
+from ms2study.core.errors import InputError
+from ms2study.core.params import overlay
+from ms2study.core.tables import EMBEDDINGS, conform
 
 log = logging.getLogger(__name__)
 
@@ -341,12 +341,12 @@ def embed_spectra(spectra: pl.DataFrame, params: dict | None = None) -> pl.DataF
 
 
 def embed_library(index_dir: str | os.PathLike, params: dict | None = None) -> tuple[str, Path]:
-    """Embed every spectrum of a library index (``ms2study.library``) and store the matrix in the index.
+    """Embed every spectrum of a library index (``ms2study.library.index``) and store the matrix in the index.
 
     Returns ``(model_id, path of the .npy)``; a current matrix for the same model is reused. Rows of
     spectra without peaks are zeros. Read it back with ``LibraryIndex.embeddings(model_id)``.
     """
-    from ms2study.library import load_library_index, save_library_embeddings
+    from ms2study.library.index import load_library_index, save_library_embeddings
 
     index = load_library_index(index_dir)
     _model, info, _device = get_model(params)
@@ -368,7 +368,7 @@ def _set_threads(threads: int | None) -> None:
 
 
 def _cli_embed(args: argparse.Namespace) -> int:
-    from ms2study.cli import load_params
+    from ms2study.core.params import load_params
 
     params = load_params(args)
     _set_threads(args.threads)
@@ -386,7 +386,7 @@ def _cli_embed(args: argparse.Namespace) -> int:
 
 
 def _cli_embed_library(args: argparse.Namespace) -> int:
-    from ms2study.cli import load_params
+    from ms2study.core.params import load_params
 
     _set_threads(args.threads)
     model_id, path = embed_library(args.index, load_params(args))
@@ -395,7 +395,7 @@ def _cli_embed_library(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ms2study.cli import add_params_argument
+    from ms2study.core.params import add_params_argument
 
     p = subparsers.add_parser("embed", help="embed a sample's spectra with the spectrum encoder")
     p.add_argument("--spectra", required=True, help="spectra.parquet of one sample")

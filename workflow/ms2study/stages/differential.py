@@ -5,7 +5,7 @@ sample sheet and the identifications (``results/study/identifications.parquet``)
 ``results/study/differential/{outcome}.parquet`` (one row per consensus feature, ``DIFFERENTIAL``) and
 ``results/study/class_enrichment/{outcome}.parquet`` (one row per chemical class tested, ``ENRICHMENT``).
 
-Missing values are handled as in the outcome models (``ms2study.models``, config ``models:``). A consensus feature
+Missing values are handled as in the outcome models (``ms2study.stages.models``, config ``models:``). A consensus feature
 not detected in a sample (null, NaN or an intensity <= 0) is missing. Only features detected in at least
 ``min_detected_fraction`` of the samples that have a value for the outcome are tested (``models:
 min_detected_fraction``); the others keep their row with ``tested`` false and null p- and q-values. In a tested
@@ -48,9 +48,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from ms2study.atomic import atomic_path
-from ms2study.errors import InputError
-from ms2study.params import overlay
+from ms2study.core.atomic import atomic_path
+from ms2study.core.errors import InputError
+from ms2study.core.params import overlay
 
 log = logging.getLogger(__name__)
 
@@ -308,7 +308,7 @@ def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, o
     covariate column absent from the sheet, a non-numeric continuous value, or a sample without a matrix column.
     Methods: Welch's t-test, OLS t-test of the slope, one-way ANOVA, Benjamini-Hochberg (module docstring).
     """
-    from ms2study.models import check_outcome, covariate_matrix, encode_outcome
+    from ms2study.stages.models import check_outcome, covariate_matrix, encode_outcome
 
     spec = check_outcome(outcome)
     kind = spec["type"]
@@ -557,7 +557,7 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
     metadata, with the enrichment's notes). Raises InputError for missing inputs or a bad outcome (see
     ``differential_analysis``).
     """
-    from ms2study.models import read_samples
+    from ms2study.stages.models import read_samples
 
     params = merge_params(params)
     if not params["outcome"]:
@@ -597,7 +597,7 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
 
 
 def _cli(args: argparse.Namespace) -> int:
-    from ms2study.cli import load_params
+    from ms2study.core.params import load_params
 
     run_differential(args.samples, args.feature_matrix, args.identifications, args.out, args.enrichment_out,
                      load_params(args))
@@ -605,7 +605,7 @@ def _cli(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ms2study.cli import add_params_argument
+    from ms2study.core.params import add_params_argument
 
     p = subparsers.add_parser("differential", help="per-feature tests and chemical class enrichment for one outcome")
     p.add_argument("--samples", required=True, help="sample sheet (results/study/samples.tsv)")

@@ -22,10 +22,10 @@ import numpy as np
 import polars as pl
 import pyopenms as oms
 
-from ms2study import tables
-from ms2study.atomic import write_parquet
-from ms2study.detect import features_to_featuremap, merge_params
-from ms2study.errors import InputError
+from ms2study.core import tables
+from ms2study.core.atomic import write_parquet
+from ms2study.stages.detect import features_to_featuremap, merge_params
+from ms2study.core.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +275,7 @@ def _read_features(path: Path, sample_id: str) -> pl.DataFrame:
 
 
 def _cli(args: argparse.Namespace) -> int:
-    from ms2study.cli import load_params
+    from ms2study.core.params import load_params
 
     if len(args.features) != len(args.sample_ids):
         raise InputError(
@@ -296,7 +296,7 @@ def _cli(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    from ms2study.cli import add_params_argument
+    from ms2study.core.params import add_params_argument
 
     p = subparsers.add_parser("link", help="align features onto a reference sample and link them (feature matrix)")
     p.add_argument("--features", required=True, nargs="+", type=Path, help="features.parquet per sample")

@@ -2,7 +2,7 @@
 
 Searches library spectra as queries against the library itself, scored exactly as the annotate stage scores
 sample spectra (same candidates, scores, combined-score plan and encoder), and turns the searches into a
-``ms2study.confidence.Calibration``:
+``ms2study.identification.confidence.Calibration``:
 
 - leave-structure-out searches (every spectrum of the query's structure removed): the scores of wrong candidate
   structures, of another formula (inside the precursor window and, for numbers, within +-WIDE_WINDOW_DA) and of
@@ -12,7 +12,7 @@ sample spectra (same candidates, scores, combined-score plan and encoder), and t
 
 Each structure (first InChIKey block; seeded order) is searched up to three times, with other spectra of it
 where the library has them, at most ``calibration_queries`` searches; about half of the searches use a degraded
-copy (``ms2study.combine.degrade`` at a random level 1-4, re-embedded), so that the null covers noisy spectra.
+copy (``ms2study.stages.learn_combined.degrade`` at a random level 1-4, re-embedded), so that the null covers noisy spectra.
 With a trained encoder only structures outside its training split are searched (the encoder has memorised its
 training structures, whose embeddings would make the null too light).
 The Snakemake rule ``calibrate_library`` writes ``results/confidence/{library}.json``; ``ms2study score``
@@ -30,9 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ms2study import annotate, confidence
-from ms2study.errors import InputError
-from ms2study.library import LibraryIndex, load_library_index
+from ms2study.stages import annotate
+from ms2study.identification import confidence
+from ms2study.core.errors import InputError
+from ms2study.library.index import LibraryIndex, load_library_index
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ MAX_WIDE_QUERIES = 1500      # searches whose +-5 Da window feeds the wrong-form
 
 def _query_spectra(index: LibraryIndex, rows: np.ndarray, degraded: np.ndarray, seed: int) -> annotate.FlatSpectra:
     """Library rows as query spectra; rows flagged in ``degraded`` get a random low-concentration level (1-4)."""
-    from ms2study.combine import LOW_CONCENTRATION_LEVELS, degrade
+    from ms2study.stages.learn_combined import LOW_CONCENTRATION_LEVELS, degrade
 
     rng = np.random.default_rng(seed)
     mzs, ints = [], []
@@ -100,9 +101,9 @@ def unseen_by_encoder(index: LibraryIndex, model: str | None, trained: bool) -> 
     other structures', so a null measured on them would be lighter than the null of new compounds. None when
     the encoder is untrained or fewer than MIN_UNSEEN_STRUCTURES structures are left (then every row is used).
     """
-    from ms2study import embed
-    from ms2study.combine import model_split_settings
-    from ms2study.train import assign_split
+    from ms2study.stages import embed
+    from ms2study.stages.learn_combined import model_split_settings
+    from ms2study.stages.train import assign_split
 
     if not trained:
         return None
@@ -126,7 +127,7 @@ def unseen_by_encoder(index: LibraryIndex, model: str | None, trained: bool) -> 
 
 def _encoder(p: dict, index: LibraryIndex) -> tuple[str | None, bool, np.ndarray | None, dict]:
     """(model_id, trained, library embeddings or None, embed params) of the encoder annotate would use."""
-    from ms2study import embed
+    from ms2study.stages import embed
 
     eparams = {"model": p["model"]}
     try:
@@ -167,7 +168,7 @@ def calibrate_index(index_dir: str | Path, params: dict | None = None) -> confid
     queries = _query_spectra(index, rows, degraded, seed + 2)
     q_emb = None
     if lib_emb is not None:
-        from ms2study import embed
+        from ms2study.stages import embed
 
         q_emb = lib_emb[rows].copy()
         if degraded.any():
@@ -242,7 +243,7 @@ def _pair_embedding_similarity(queries: annotate.FlatSpectra, q_of: np.ndarray, 
                                lib: annotate.PreparedLibrary, eparams: dict) -> np.ndarray:
     """Embedding cosine of each (query, candidate) pair with the query re-embedded at the candidate's precursor
     m/z (the encoder reads the precursor, so a query placed in the candidate's window must carry its mass)."""
-    from ms2study import embed
+    from ms2study.stages import embed
 
     counts = np.diff(queries.offsets)[q_of]
     offsets = np.zeros(q_of.size + 1, dtype=np.int64)
@@ -358,7 +359,7 @@ def cached_calibration(index_dir: str | Path, params: dict | None = None) -> con
 
 
 def _cli(args: argparse.Namespace) -> int:
-    from ms2study.cli import load_params
+    from ms2study.core.params import load_params
 
     cal = calibrate_index(args.index, load_params(args))
     cal.save(args.out)
@@ -366,7 +367,7 @@ def _cli(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ms2study.cli import add_params_argument
+    from ms2study.core.params import add_params_argument
 
     p = subparsers.add_parser("calibrate-library",
                               help="measure a library's identification null and isomer margin (q-values, MSI levels)")

@@ -30,10 +30,10 @@ import polars as pl
 import torch
 
 from ms2study import __version__
-from ms2study import embed as emb
-from ms2study.atomic import write_parquet
-from ms2study.encoder import EncoderConfig, SpectrumEncoder, build_encoder, save_encoder
-from ms2study.errors import InputError
+from ms2study.stages import embed as emb
+from ms2study.core.atomic import write_parquet
+from ms2study.encoder.model import EncoderConfig, SpectrumEncoder, build_encoder, save_encoder
+from ms2study.core.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class TrainingData:
     """Cleaned library spectra with structure keys, split by structure, and the isomer groups of the train part."""
 
     def __init__(self, library_paths: list[str | os.PathLike], p: dict[str, Any]):
-        from ms2study.library import ReadReport, build_library, read_library_file
+        from ms2study.library.index import ReadReport, build_library, read_library_file
 
         report = ReadReport()
         entries = (raw for path in library_paths for raw in read_library_file(path, report))
@@ -288,7 +288,7 @@ class SearchSet:
     seen, as in real use."""
 
     def __init__(self, data: TrainingData, p: dict[str, Any]):
-        from ms2study.annotate import find_candidates
+        from ms2study.stages.annotate import find_candidates
 
         part = data.meta.filter(pl.col("split") == "val")
         if part.height > p["val_max_spectra"]:
@@ -387,7 +387,7 @@ def train(library_paths: list[str | os.PathLike], out_dir: str | os.PathLike, pa
     if len(data.train_blocks) < 2:
         raise InputError("need at least two training structures", file=", ".join(map(str, library_paths)))
     if p["init"] is not None:
-        from ms2study.encoder import load_encoder
+        from ms2study.encoder.model import load_encoder
 
         model, config, init_info = load_encoder(p["init"], seed)
         if p["architecture"] and EncoderConfig.from_dict({**config.to_dict(), **p["architecture"]}) != config:
@@ -488,7 +488,7 @@ def train(library_paths: list[str | os.PathLike], out_dir: str | os.PathLike, pa
 
 
 def _cli_train(args: argparse.Namespace) -> int:
-    from ms2study.cli import load_params
+    from ms2study.core.params import load_params
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -501,7 +501,7 @@ def _cli_train(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ms2study.cli import add_params_argument
+    from ms2study.core.params import add_params_argument
 
     p = subparsers.add_parser("train", help="train the spectrum encoder on a reference library (contrastive)")
     p.add_argument("--library", nargs="+", required=True, help="library file(s): .mgf/.msp/.json, .gz allowed")

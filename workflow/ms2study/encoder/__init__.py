@@ -1,0 +1,1 @@
+"""The transformer spectrum encoder: model definition, checkpoints. Depends on core."""

@@ -1,0 +1,1 @@
+"""Identification logic below the stages: decoys, null-model confidence and FDR. Depends on core, kernels and library."""

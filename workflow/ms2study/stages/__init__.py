@@ -1,0 +1,1 @@
+"""One module per pipeline stage (the commands the Snakemake rules call). A stage reads its inputs, calls the layers below and writes its outputs atomically; stages never import each other or the CLI."""
