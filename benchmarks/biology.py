@@ -39,7 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import cpu_model  # noqa: E402
 
-from ms2study import embed, models, pool, simulate  # noqa: E402
+from ms2study.simulate import study as simulate  # noqa: E402
+from ms2study.stages import embed, models, pool  # noqa: E402
 from ms2study.core.cleaning import clean_peaks  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

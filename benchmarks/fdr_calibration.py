@@ -35,7 +35,9 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
-from ms2study import annotate, calibrate, combine, embed, encoder  # noqa: E402
+from ms2study.encoder import model as encoder  # noqa: E402
+from ms2study.stages import annotate, calibrate, embed  # noqa: E402
+from ms2study.stages import learn_combined as combine  # noqa: E402
 from ms2study.library.index import BuiltLibrary, ReadReport, write_library_index  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "massbank" / "massbank_dev.mgf.gz"
