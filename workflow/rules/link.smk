@@ -1,0 +1,29 @@
+# Study: features linked across samples into consensus features (pyOpenMS FeatureGroupingAlgorithmKD).
+
+
+rule link:
+    input:
+        per_sample("features"),
+    output:
+        matrix="results/study/feature_matrix.parquet",
+        alignment="results/study/alignment.parquet",
+        links="results/study/feature_links.parquet",
+    params:
+        p=lambda wildcards: stage_params("link"),
+        samples=" ".join(SAMPLES),
+        reference=REFERENCE,
+        version=MS2STUDY_VERSION,
+    log:
+        "logs/study/link.log",
+    benchmark:
+        "results/benchmarks/study/link.tsv"
+    threads: 1
+    resources:
+        mem_mb=res("link", "mem_mb"),
+        runtime=res("link", "runtime"),
+    conda:
+        ENV
+    shell:
+        "python -m ms2study link --features {input:q} --sample-ids {params.samples} --reference {params.reference} "
+        "--out {output.matrix:q} --alignment-out {output.alignment:q} --links-out {output.links:q} "
+        "--params {params.p} > {log:q} 2>&1"
