@@ -15,6 +15,7 @@ import yaml
 
 from ms2study import study
 from ms2study.core.errors import InputError
+from ms2study.core.params import schema_defaults
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
@@ -101,31 +102,43 @@ def test_stage_defaults_and_schema_hold_the_same_keys(section: str) -> None:
 
 
 def test_nested_keys_and_enums_follow_the_code() -> None:
-    from ms2study.stages import annotate
     from ms2study.encoder import model as encoder
-    from ms2study.stages import models
-    from ms2study.stages import pool
-    from ms2study.stages import train
+    from ms2study.identification.combined import SCORE_NAMES
+    from ms2study.io import msio
+    from ms2study.stages import models, pool, train
 
     train_props = section_properties("train")
     assert set(train_props["architecture"]["properties"]) == {f.name for f in dataclasses.fields(encoder.EncoderConfig)}
     assert set(train_props["augment"]["properties"]) == set(train.DEFAULT_PARAMS["augment"])
     annotate_props = section_properties("annotate")
-    assert set(annotate_props["weights"]["properties"]) == set(annotate.SCORE_NAMES)
-    assert annotate_props["rank_by"]["enum"] == ["combined", *annotate.SCORE_NAMES]
+    assert set(annotate_props["weights"]["properties"]) == set(SCORE_NAMES)
+    assert annotate_props["rank_by"]["enum"] == ["combined", *SCORE_NAMES]
     pool_props = section_properties("pool")
     assert tuple(pool_props["method"]["enum"]) == pool.METHODS
     assert tuple(pool_props["abundance"]["enum"]) == pool.ABUNDANCE_SOURCES
     assert tuple(section_properties("models")["estimator"]["enum"]) == models.ESTIMATORS
-    detect = importlib.import_module("ms2study.stages.detect")
-    assert set(section_properties("detect")["centroid"]["enum"]) == set(detect.CENTROID_MODES)
+    for section in ("detect", "spectra"):
+        assert tuple(section_properties(section)["centroid"]["enum"]) == msio.CENTROID_MODES
+
+
+@pytest.mark.parametrize("section", ["cleaning", *STAGES])
+def test_schema_defaults_reads_each_section_in_schema_order(section: str) -> None:
+    """``core.params.schema_defaults``, where the stages take their DEFAULT_PARAMS from, is the schema's defaults."""
+    defaults = schema_defaults(section)
+    assert list(defaults) == list(section_properties(section))
+    assert defaults == {k: p["default"] for k, p in section_properties(section).items()}
+    defaults[next(iter(defaults))] = "changed"  # a copy: the next caller gets the schema's value again
+    assert schema_defaults(section) == {k: p["default"] for k, p in section_properties(section).items()}
+    with pytest.raises(KeyError):
+        schema_defaults("samples")  # not a section of keys
 
 
 def _readme_block(section: str) -> str:
-    """The part of config/README.md under a heading naming `section`; the whole page when there is none."""
+    """The part of config/README.md under a heading naming `section` (or headed `section` itself, as
+    "Top-level keys"); the whole page when there is none."""
     lines = README.splitlines()
     for i, line in enumerate(lines):
-        match = re.match(r"^(#+) .*`" + re.escape(section) + "`", line)
+        match = re.match(r"^(#+) (.*`" + re.escape(section) + "`|" + re.escape(section) + "$)", line)
         if match:
             level = len(match.group(1))
             end = next((j for j in range(i + 1, len(lines))
@@ -134,16 +147,7 @@ def _readme_block(section: str) -> str:
     return README
 
 
-# The annotate keys are documented by the annotate section of config/README.md, written with annotate's confidence
-# keys. Until a heading naming `annotate` exists, that case is an expected failure listed by `pytest -ra`; once the
-# heading is there, the check is strict like the others.
-ANNOTATE_SECTION_PENDING = not re.search(r"^#+ .*`annotate`", README, re.MULTILINE)
-
-
-@pytest.mark.parametrize("section", [
-    pytest.param(s, marks=pytest.mark.xfail(reason="config/README.md has no `annotate` section yet"))
-    if s == "annotate" and ANNOTATE_SECTION_PENDING else s for s in CONFIG
-])
+@pytest.mark.parametrize("section", list(CONFIG))
 def test_every_config_key_is_documented_in_the_readme(section: str) -> None:
     assert f"`{section}`" in README, f"config/README.md does not mention `{section}`"
     if not isinstance(CONFIG[section], dict) or section == "resources":
@@ -151,6 +155,41 @@ def test_every_config_key_is_documented_in_the_readme(section: str) -> None:
     block = _readme_block(section)
     missing = [k for k in CONFIG[section] if f"`{k}`" not in block and f"`{section}.{k}`" not in README]
     assert not missing, f"config/README.md does not document {section} key(s) {missing}"
+
+
+def _readme_row(block: str, key: str) -> list[str] | None:
+    """The cells after the key of the README table row documenting ``key`` (None when there is no such row)."""
+    for line in block.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 2 and cells[0] == f"`{key}`":
+            return cells[1:]
+    return None
+
+
+def _readme_value(cell: str) -> Any:
+    """A README default cell read as YAML: `1.6`, null, `[a, b]`, `{k: 64}`, `metabolites (5% RMS)`."""
+    return yaml.safe_load(cell.replace("`", ""))
+
+
+@pytest.mark.parametrize("section", [s for s in SCHEMA["properties"] if s != "resources"])
+def test_readme_states_each_schema_default_and_allowed_word(section: str) -> None:
+    """Each key's README row gives the schema's default, and every word of an enum among its allowed values."""
+    if "properties" in SCHEMA["properties"][section]:
+        block, props = _readme_block(section), section_properties(section)
+    else:  # a top-level key: its row in the "Top-level keys" table
+        block, props = _readme_block("Top-level keys"), {section: resolve(SCHEMA["properties"][section])}
+    wrong = []
+    for key, prop in props.items():
+        row = _readme_row(block, key)
+        if row is None:
+            wrong.append(f"{key}: no table row")
+            continue
+        if _readme_value(row[0]) != prop["default"]:
+            wrong.append(f"{key}: README default {row[0]!r}, schema {prop['default']!r}")
+        for word in prop.get("enum", []):
+            if str(word) not in " ".join(row[1:]):
+                wrong.append(f"{key}: allowed value {word!r} not listed")
+    assert not wrong, f"config/README.md, section `{section}`: " + "; ".join(wrong)
 
 
 # --------------------------------------------------------------------------------------------- bad values
@@ -182,6 +221,42 @@ def test_a_wrong_kind_of_value_is_refused_with_its_key_path(section: str, key: s
     message = str(err.value)
     assert f"key '{section}.{key}'" in message
     assert str(tmp_path / "config.yaml") in message and "config/README.md" in message
+
+
+def _outside(prop: dict) -> list[tuple[Any, str]]:
+    """Values of the right kind that the schema's enum, range or pattern refuses, each with the word the refusal
+    names (jsonschema's own message)."""
+    types = prop.get("type", [])
+    types = types if isinstance(types, list) else [types]
+    step = 1 if "integer" in types else 0.5
+    out: list[tuple[Any, str]] = []
+    if "enum" in prop:
+        out.append(("not-a-listed-word", "is not one of"))
+    if "minimum" in prop:
+        out.append((prop["minimum"] - step, "minimum"))
+    if "exclusiveMinimum" in prop:
+        out.append((prop["exclusiveMinimum"], "minimum"))
+    if "maximum" in prop:
+        out.append((prop["maximum"] + step, "maximum"))
+    if "exclusiveMaximum" in prop:
+        out.append((prop["exclusiveMaximum"], "maximum"))
+    if "pattern" in prop:
+        out.append(("has space!", "does not match"))
+    return out
+
+
+RANGED = [(s, k, v, hint) for s, k, prop in _leaves() for v, hint in _outside(prop)]
+
+
+@pytest.mark.parametrize(("section", "key", "value", "hint"), RANGED,
+                         ids=[f"{s}.{k}={v!r}" for s, k, v, _ in RANGED])
+def test_every_enum_range_and_pattern_refuses_a_value_outside_it(section: str, key: str, value: Any, hint: str,
+                                                                  tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({section: {key: value}}))
+    with pytest.raises(InputError) as err:
+        study.load_config(tmp_path)
+    message = str(err.value)
+    assert f"key '{section}.{key}'" in message and hint in message, message
 
 
 @pytest.mark.parametrize(

@@ -17,9 +17,9 @@ import pytest
 
 from ms2study import cli
 from ms2study.core import tables
-from ms2study.stages.detect import DEFAULT_PARAMS, detect_features, features_to_featuremap
 from ms2study.core.errors import InputError
-from ms2study.io.msio import is_profile, load_experiment
+from ms2study.io.msio import features_to_featuremap, is_profile, load_experiment
+from ms2study.stages.detect import DEFAULT_PARAMS, detect_features
 
 C13 = 1.0033548
 PROTON = 1.007276

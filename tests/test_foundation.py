@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -50,6 +51,58 @@ def test_cli_lists_every_stage() -> None:
         assert re.search(rf"\b{command}\b", out.stdout), f"subcommand {command} missing from --help"
 
 
+# Imported where present, never required: the report draws UMAP maps when umap-learn is importable (config/README.md).
+OPTIONAL_IMPORTS = {"umap"}
+
+
+def _imported_top_level(paths: list[Path]) -> set[str]:
+    """Top-level names of every module imported (at any depth of the code) by the given files."""
+    names: set[str] = set()
+    for path in paths:
+        text = path.read_text()
+        if path.suffix == ".py":
+            for node in ast.walk(ast.parse(text)):
+                if isinstance(node, ast.Import):
+                    names |= {alias.name.split(".")[0] for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names.add(node.module.split(".")[0])
+        else:  # Snakefile and rule files: Python statements at line starts
+            names |= set(re.findall(r"^\s*(?:from|import)\s+([A-Za-z_]\w*)", text, re.MULTILINE))
+    return names
+
+
+def _distributions(modules: set[str], local: set[str]) -> set[str]:
+    """The distributions (normalised names) providing ``modules``, leaving out the standard library and ``local``."""
+    from importlib.metadata import packages_distributions
+
+    provided = packages_distributions()
+    third_party = modules - set(sys.stdlib_module_names) - local - {"__future__"}
+    unknown = sorted(m for m in third_party if m not in provided)
+    assert not unknown, f"imported but not installed: {unknown}"
+    return {_norm(provided[m][0]) for m in third_party}
+
+
+def _norm(requirement: str) -> str:
+    return re.split(r"[<>=!~ \[;]", requirement, maxsplit=1)[0].strip().lower().replace("_", "-")
+
+
+def test_declared_dependencies_are_what_the_package_imports(repo: Path) -> None:
+    """pyproject.toml's dependencies are exactly the distributions the package, the Snakefile and the rules import;
+    the test extra covers what only tests and benchmarks import."""
+    project = tomllib.loads((repo / "pyproject.toml").read_text())["project"]
+    declared = {_norm(d) for d in project["dependencies"]}
+    test_extra = {_norm(d) for d in project["optional-dependencies"]["test"]}
+    runtime_files = [*(repo / "workflow" / "ms2study").rglob("*.py"), repo / "workflow" / "Snakefile",
+                     *(repo / "workflow" / "rules").glob("*.smk")]
+    imported = _distributions(_imported_top_level(runtime_files) - OPTIONAL_IMPORTS, {"ms2study"})
+    assert imported == declared, (f"imported, not declared: {sorted(imported - declared)}; "
+                                  f"declared, never imported: {sorted(declared - imported)}")
+    other_files = [*(repo / "tests").rglob("*.py"), *(repo / "benchmarks").rglob("*.py")]
+    local = {p.stem for p in other_files} | {"ms2study", "conftest"}
+    used = _distributions(_imported_top_level(other_files) - OPTIONAL_IMPORTS, local)
+    assert used <= declared | test_extra, f"tests import undeclared {sorted(used - declared - test_extra)}"
+
+
 def test_conda_env_matches_pyproject(repo: Path) -> None:
     deps = tomllib.loads((repo / "pyproject.toml").read_text())["project"]["dependencies"]
     env = yaml.safe_load((repo / "envs" / "ms2study.yaml").read_text())
@@ -65,25 +118,6 @@ def test_snakemake_lint_is_clean(repo: Path, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "good condition" in result.stdout + result.stderr
-
-
-@pytest.mark.parametrize("section", ["detect", "spectra", "embed", "annotate", "pool", "link", "models", "report", "train"])
-def test_config_defaults_match_each_stage(repo: Path, section: str) -> None:
-    """config/config.yaml documents every parameter of a stage and no other (stages reject unknown keys)."""
-    import importlib
-
-    config = yaml.safe_load((repo / "config" / "config.yaml").read_text())
-    module = importlib.import_module(f"ms2study.stages.{section}")
-    keys = set(config[section])
-    if section == "spectra":  # the cleaning section is passed to the spectra stage as well
-        keys |= set(config["cleaning"])
-    if section == "annotate":  # queries cleaned like the library index; the encoder is embed's
-        keys |= {"cleaning", "model"}
-    if section == "report":  # the rule passes the whole configuration for the report to show
-        keys.add("config_used")
-    assert keys == set(module.DEFAULT_PARAMS)
-    for key, value in config[section].items():
-        assert value == module.DEFAULT_PARAMS[key], f"{section}.{key}: config says {value!r}"
 
 
 def test_cleaning_is_the_same_for_samples_and_library(repo: Path) -> None:

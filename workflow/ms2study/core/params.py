@@ -1,18 +1,58 @@
-"""Stage parameters: a stage's defaults overlaid with the config section it was given.
+"""Stage parameters: a stage's defaults overlaid with the config section it was given, and the ``--params`` option.
 
-Every stage keeps its defaults in a module-level ``DEFAULT_PARAMS`` (mirrored, key by key, in config/config.yaml)
-and refuses keys it does not know, naming them, so a typo in config.yaml stops the run instead of being ignored.
-Sections listed in ``nested`` (e.g. annotate's ``weights``) merge key by key and check their own keys.
+The defaults, types and allowed values of every config key live in one place, the config schema
+(``workflow/schemas/config.schema.yaml``); ``schema_defaults(section)`` reads a section's defaults from it, and a
+stage's module-level ``DEFAULT_PARAMS`` is built from that (plus the keys its rule sets itself). ``overlay`` lays
+the given values over the defaults and refuses keys it does not know, naming them, so a typo in config.yaml stops
+the run instead of being ignored; sections listed in ``nested`` (e.g. annotate's ``weights``) merge key by key and
+check their own keys. This module may import only ``ms2study.core.errors`` (and PyYAML).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
+from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ms2study.core.errors import InputError
+
+# The config schema shipped with the workflow: <repo>/workflow/schemas/, beside this package (<repo>/workflow/ms2study).
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
+
+
+@functools.cache
+def _schema_sections() -> dict[str, dict]:
+    """The ``properties`` of the config schema, read once per process."""
+    if not SCHEMA_PATH.is_file():
+        raise FileNotFoundError(
+            f"the config schema {SCHEMA_PATH} is missing; ms2study must run from its repository (or a copy that "
+            "keeps workflow/schemas beside workflow/ms2study)"
+        )
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(SCHEMA_PATH.read_text(), Loader=loader)["properties"]
+
+
+def schema_defaults(section: str) -> dict[str, Any]:
+    """The defaults of config ``section`` (e.g. "detect") as the schema states them, in the schema's key order.
+
+    Returns a new dict on every call (nested values deep-copied), so a caller may change it. Raises ``KeyError``
+    for a section the schema does not have or that is not an object of keys, ``ValueError`` for a key without
+    a default, ``FileNotFoundError`` when the schema file is missing.
+    """
+    sections = _schema_sections()
+    if section not in sections or "properties" not in sections[section]:
+        raise KeyError(f"the config schema has no section '{section}' with keys")
+    defaults = {}
+    for key, prop in sections[section]["properties"].items():
+        if "default" not in prop:
+            raise ValueError(f"config schema key '{section}.{key}' has no default")
+        defaults[key] = copy.deepcopy(prop["default"])
+    return defaults
 
 
 def overlay(params: dict | None, defaults: dict, stage: str, nested: tuple[str, ...] = ()) -> dict[str, Any]:

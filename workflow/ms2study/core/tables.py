@@ -1,12 +1,20 @@
-"""Column schemas of the Parquet tables the stages exchange (the contract between stages).
+"""Column schemas of the Parquet tables the stages exchange (the contract between stages), and their reader.
 
 Every stage writes exactly these columns first (more columns may follow) so a later stage,
-a test or a user's notebook can rely on names and types. ``conform`` casts and orders a frame.
+a test or a user's notebook can rely on names and types. ``conform`` casts and orders a frame;
+``read_table`` reads one with the schema check and an error that names the file, the sample and the fix.
+This module may import only ``ms2study.core.errors`` (and polars).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
 import polars as pl
+
+from ms2study.core.errors import InputError
 
 # results/samples/{s}/features.parquet: one row per detected LC-MS feature (FeatureFindingMetabo).
 FEATURES: dict[str, pl.DataType] = {
@@ -104,3 +112,52 @@ def conform(df: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     head = [(pl.col(c) if c in df.columns else pl.lit(None)).cast(t).alias(c) for c, t in schema.items()]
     rest = [c for c in df.columns if c not in schema]
     return df.select(head + rest)
+
+
+# Each contract's name and the ms2study command that writes it (named in read_table's errors).
+_CONTRACTS: tuple[tuple[dict[str, pl.DataType], str, str], ...] = (
+    (FEATURES, "features", "detect"),
+    (SPECTRA, "spectra", "spectra"),
+    (EMBEDDINGS, "embeddings", "embed"),
+    (ANNOTATIONS, "annotations", "annotate"),
+    (SAMPLE_EMBEDDING, "sample_embedding", "pool"),
+    (FEATURE_MATRIX_KEYS, "feature_matrix", "link"),
+)
+
+
+def read_table(
+    path: str | os.PathLike,
+    schema: dict[str, pl.DataType],
+    sample: str | None = None,
+    *,
+    columns: Iterable[str] | None = None,
+) -> pl.DataFrame:
+    """The Parquet table at ``path``, as written (no casting), after checking it holds the columns it must.
+
+    ``schema`` is one of this module's contracts (e.g. ``FEATURES``); the columns required are ``columns`` when
+    given, else all of the schema's, except those of ``ADDED_LATER`` (``conform`` fills those). Raises
+    ``InputError`` naming the file, ``sample`` and the fix (rerun the command that writes the table) when the file
+    is missing or unreadable, or when required columns are missing (listed).
+    """
+    name, command = next(((n, c) for s, n, c in _CONTRACTS if s is schema), ("input", None))
+    writer = f"'ms2study {command}'" if command else "the stage that writes it"
+    path = Path(path)
+    try:
+        df = pl.read_parquet(path)
+    except Exception as err:
+        raise InputError(
+            f"cannot read the {name} table ({err})",
+            file=str(path),
+            sample=sample,
+            fix=f"rerun {writer}" + (" for this sample" if sample else ""),
+        ) from err
+    required = list(schema) if columns is None else list(columns)
+    missing = [c for c in required if c not in df.columns and c not in ADDED_LATER]
+    if missing:
+        raise InputError(
+            f"{name} table lacks columns {missing}",
+            file=str(path),
+            sample=sample,
+            fix=f"pass the {name}.parquet written by {writer}",
+        )
+    return df

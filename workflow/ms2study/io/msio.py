@@ -1,4 +1,5 @@
-"""Loading LC-MS runs (mzML, mzXML) into pyOpenMS and telling profile from centroid data.
+"""pyOpenMS plumbing: loading LC-MS runs (mzML, mzXML), telling profile from centroid data, and the small helpers
+every pyOpenMS stage shares.
 
 Every stage that reads a raw run goes through ``load_experiment`` so that a missing, unreadable or
 MS1-less file fails the same way: an ``InputError`` that names the file, the sample and what to do,
@@ -6,17 +7,23 @@ instead of a bare C++ exception from deep inside pyOpenMS. ``is_profile`` decide
 scans must be centroided before feature detection; it trusts the file's declared spectrum type and
 falls back to the spacing of the peaks when the file does not say. ``scan_ion_mode`` and
 ``read_precursor`` read a scan's polarity and its precursor (selected ion checked against its own
-isolation window).
+isolation window). ``set_params`` sets an OpenMS algorithm's parameters, ``ms1_experiment`` and ``centroid``
+prepare scans for feature detection or spectrum extraction (``CENTROID_MODES`` are the modes a stage may be given),
+and ``features_to_featuremap`` turns a ``tables.FEATURES`` frame back into a FeatureMap for alignment and linking.
+This module may import ``ms2study.core`` only (besides pyOpenMS, numpy and polars).
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import polars as pl
 import pyopenms as oms
 
 from ms2study.core.errors import InputError
@@ -36,6 +43,9 @@ WINDOW_EDGE_TOLERANCE_DA = 0.01
 # Profile data samples each peak at many points: neighbouring points lie a few mDa apart, while
 # centroids of one scan rarely do. 0.01 Da separates the two for Orbitrap, TOF and ion-trap data.
 PROFILE_MAX_MEDIAN_SPACING_DA = 0.01
+
+# A stage's "centroid" parameter: auto centroids scans that look like profile data; always / never force it.
+CENTROID_MODES = ("auto", "always", "never")
 
 
 def _reader_for(path: Path, sample_id: str | None):
@@ -189,3 +199,74 @@ def read_precursor(spec: oms.MSSpectrum) -> PrecursorInfo:
         intensity=intensity if math.isfinite(intensity) else None,
         corrected=corrected,
     )
+
+
+def check_centroid_mode(mode: str, stage: str) -> None:
+    """InputError unless ``mode`` is one of ``CENTROID_MODES`` (the message names the stage's parameter)."""
+    if mode not in CENTROID_MODES:
+        raise InputError(f"{stage} parameter centroid='{mode}' is not one of {list(CENTROID_MODES)}")
+
+
+def set_params(algorithm: Any, values: Mapping[str, Any]) -> None:
+    """Set OpenMS parameters of ``algorithm`` (any object with get/setParameters), keys as OpenMS names them.
+
+    Keys may be nested with ':' (``"superimposer:max_shift"``). Booleans become "true"/"false", as the OpenMS
+    Param system wants; other values (numbers, strings, lists) are set as given. An unknown key raises the
+    pyOpenMS error (RuntimeError) unchanged.
+    """
+    p = algorithm.getParameters()
+    for key, value in values.items():
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        p.setValue(key, value)
+    algorithm.setParameters(p)
+
+
+def ms1_experiment(exp: oms.MSExperiment) -> oms.MSExperiment:
+    """A copy holding only the MS1 scans (the trace detection must not see fragment scans)."""
+    ms1 = oms.MSExperiment()
+    for spec in exp:
+        if spec.getMSLevel() == 1:
+            ms1.addSpectrum(spec)
+    ms1.updateRanges()
+    return ms1
+
+
+def centroid(exp: oms.MSExperiment, snr: float = 0.0, ms_levels: list[int] | None = None) -> oms.MSExperiment:
+    """Centroid profile scans with PeakPickerHiRes (``snr``: its signal_to_noise; ``ms_levels``: the levels picked,
+    None for its default); returns a new experiment. The file's declared spectrum type is not checked."""
+    picker = oms.PeakPickerHiRes()
+    set_params(picker, {"signal_to_noise": float(snr)})
+    if ms_levels:
+        set_params(picker, {"ms_levels": [int(x) for x in ms_levels]})
+    # check_spectrum_type=False: the caller decided (files often declare nothing or the wrong type).
+    return picker.pickExperiment(exp, False)
+
+
+def features_to_featuremap(df: pl.DataFrame) -> oms.FeatureMap:
+    """A features table (``tables.FEATURES`` columns) back as a pyOpenMS FeatureMap (for alignment and linking).
+
+    Each feature's unique id is its row number + 1 (0 means 'unset' in OpenMS), its meta value ``feature_id`` the
+    table's id, and its convex hull the rectangle of its RT (s) and monoisotopic m/z bounds (null bounds: the
+    feature's own RT / m/z). Missing intensity or charge become 0.
+    """
+    fmap = oms.FeatureMap()
+    cols = df.select("feature_id", "mz", "rt_s", "rt_start_s", "rt_end_s", "mz_min", "mz_max", "intensity", "charge")
+    for i, (fid, mz, rt, rt_lo, rt_hi, mz_lo, mz_hi, inten, charge) in enumerate(cols.iter_rows()):
+        f = oms.Feature()
+        f.setMZ(float(mz))
+        f.setRT(float(rt))
+        f.setIntensity(float(inten or 0.0))
+        f.setCharge(int(charge or 0))
+        f.setUniqueId(i + 1)
+        f.setMetaValue("feature_id", str(fid))
+        hull = oms.ConvexHull2D()
+        rt_lo = rt if rt_lo is None else rt_lo
+        rt_hi = rt if rt_hi is None else rt_hi
+        mz_lo = mz if mz_lo is None else mz_lo
+        mz_hi = mz if mz_hi is None else mz_hi
+        hull.setHullPoints(np.array([[rt_lo, mz_lo], [rt_hi, mz_lo], [rt_hi, mz_hi], [rt_lo, mz_hi]], dtype=np.float64))
+        f.setConvexHulls([hull])
+        fmap.push_back(f)
+    fmap.updateRanges()
+    return fmap

@@ -27,85 +27,26 @@ import pyopenms as oms
 from ms2study.core import tables
 from ms2study.core.atomic import write_parquet
 from ms2study.core.errors import InputError
-from ms2study.io.msio import is_profile, load_experiment, scan_ion_mode
-from ms2study.core.params import overlay
+from ms2study.core.params import overlay, schema_defaults
+from ms2study.io.msio import (
+    centroid,
+    check_centroid_mode,
+    is_profile,
+    load_experiment,
+    ms1_experiment,
+    scan_ion_mode,
+    set_params,
+)
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PARAMS: dict = {
-    # auto: centroid when the MS1 scans are profile data; always / never: force it.
-    "centroid": "auto",
-    "peak_picker_snr": 0.0,  # PeakPickerHiRes signal_to_noise (0 keeps every local maximum)
-    # MassTraceDetection
-    "mass_error_ppm": 10.0,  # allowed m/z scatter of one trace
-    "noise_threshold_int": 1000.0,  # centroids below this intensity never seed or extend a trace
-    "chrom_peak_snr": 3.0,  # minimum S/N of a trace apex (also used by elution peak detection)
-    "min_trace_length_s": 3.0,  # UHPLC peaks are often only a few seconds wide
-    "max_trace_length_s": -1.0,  # -1: unlimited
-    "min_sample_rate": 0.5,  # fraction of scans in a trace's span that must carry a centroid
-    # ElutionPeakDetection
-    "chrom_fwhm_s": 5.0,  # expected chromatographic peak width (also guides isotope grouping)
-    "width_filtering": "fixed",  # fixed | auto | off
-    "min_fwhm_s": 1.0,
-    "max_fwhm_s": 60.0,
-    # FeatureFindingMetabo
-    "local_rt_range_s": 10.0,  # isotope traces must elute within this of the monoisotopic one
-    "local_mz_range": 6.5,  # m/z window searched for isotope traces
-    "charge_lower_bound": 1,
-    "charge_upper_bound": 3,
-    "isotope_filtering_model": "metabolites (5% RMS)",  # metabolites (2%/5% RMS) | peptides | none
-    "mz_scoring_13C": False,
-    "mz_scoring_by_elements": False,
-    "elements": "CHNOPS",
-    "remove_single_traces": False,  # True drops features without an isotope trace
-    "use_smoothed_intensities": True,
-    "report_summed_ints": False,  # False: feature intensity from the monoisotopic trace (area)
-    "enable_rt_filtering": True,
-}
-
-CENTROID_MODES = ("auto", "always", "never")
+# Defaults, types and allowed values: the config schema's "detect" section (workflow/schemas/config.schema.yaml).
+# Names follow the OpenMS parameters of PeakPickerHiRes, MassTraceDetection, ElutionPeakDetection and
+# FeatureFindingMetabo (``find_features`` maps them); times in seconds.
+DEFAULT_PARAMS: dict = schema_defaults("detect")
 
 # MassTraceDetection and FeatureFindingMetabo raise "too few MS1 spectra (less than 3!)" below this.
 MIN_MS1_SCANS = 3
-
-
-def merge_params(params: dict | None, defaults: dict, stage: str) -> dict:
-    """Defaults overlaid by the user's values; an unknown key is an error that names it."""
-    return overlay(params, defaults, stage)
-
-
-def _set(alg, values: dict) -> None:
-    """Set pyOpenMS algorithm parameters (strings for booleans, as the Param system wants)."""
-    p = alg.getParameters()
-    for key, value in values.items():
-        if isinstance(value, bool):
-            value = "true" if value else "false"
-        elif isinstance(value, int):
-            value = int(value)
-        p.setValue(key, value)
-    alg.setParameters(p)
-
-
-def ms1_experiment(exp: oms.MSExperiment) -> oms.MSExperiment:
-    """A copy holding only the MS1 scans (the trace detection must not see fragment scans)."""
-    ms1 = oms.MSExperiment()
-    for spec in exp:
-        if spec.getMSLevel() == 1:
-            ms1.addSpectrum(spec)
-    ms1.updateRanges()
-    return ms1
-
-
-def centroid(exp: oms.MSExperiment, snr: float = 0.0, ms_levels: list[int] | None = None) -> oms.MSExperiment:
-    """Centroid profile scans with PeakPickerHiRes; returns a new experiment."""
-    picker = oms.PeakPickerHiRes()
-    _set(picker, {"signal_to_noise": float(snr)})
-    if ms_levels:
-        p = picker.getParameters()
-        p.setValue("ms_levels", [int(x) for x in ms_levels])
-        picker.setParameters(p)
-    # check_spectrum_type=False: we decided ourselves (files often declare nothing or the wrong type).
-    return picker.pickExperiment(exp, False)
 
 
 # MassTraceDetection skips scans left empty by the noise threshold without counting them as misses, but
@@ -130,7 +71,7 @@ def _with_sentinels(ms1: oms.MSExperiment, noise_threshold: float) -> oms.MSExpe
 def find_features(ms1: oms.MSExperiment, params: dict) -> oms.FeatureMap:
     """The MassTraceDetection -> ElutionPeakDetection -> FeatureFindingMetabo chain on centroided MS1 scans."""
     mtd = oms.MassTraceDetection()
-    _set(
+    set_params(
         mtd,
         {
             "mass_error_ppm": float(params["mass_error_ppm"]),
@@ -147,7 +88,7 @@ def find_features(ms1: oms.MSExperiment, params: dict) -> oms.FeatureMap:
         if t.getCentroidMZ() > SENTINEL_MZ * 2
     ]
     epd = oms.ElutionPeakDetection()
-    _set(
+    set_params(
         epd,
         {
             "chrom_fwhm": float(params["chrom_fwhm_s"]),
@@ -159,7 +100,7 @@ def find_features(ms1: oms.MSExperiment, params: dict) -> oms.FeatureMap:
     )
     split = epd.detectPeaks(traces) if traces else []
     ffm = oms.FeatureFindingMetabo()
-    _set(
+    set_params(
         ffm,
         {
             "local_rt_range": float(params["local_rt_range_s"]),
@@ -229,9 +170,8 @@ def detect_features(mzml: str | Path, sample_id: str, params: dict | None = None
     MS1 scans. Raises ``InputError`` (naming file and sample) for an unreadable run, a run without MS1
     scans, a bad parameter, or a pyOpenMS failure during detection.
     """
-    params = merge_params(params, DEFAULT_PARAMS, "detect")
-    if params["centroid"] not in CENTROID_MODES:
-        raise InputError(f"detect parameter centroid='{params['centroid']}' is not one of {list(CENTROID_MODES)}")
+    params = overlay(params, DEFAULT_PARAMS, "detect")
+    check_centroid_mode(params["centroid"], "detect")
     exp = load_experiment(mzml, sample_id)
     ms1 = ms1_experiment(exp)
     file = Path(mzml).name
@@ -269,34 +209,6 @@ def detect_features(mzml: str | Path, sample_id: str, params: dict | None = None
     df = featuremap_to_frame(fmap, sample_id)
     log.info("%s: %d features from %d MS1 scans", sample_id, df.height, ms1.getNrSpectra())
     return df
-
-
-def features_to_featuremap(df: pl.DataFrame) -> oms.FeatureMap:
-    """A features table back as a pyOpenMS FeatureMap (for alignment and linking).
-
-    Each feature's unique id is its row number + 1 (0 means 'unset' in OpenMS), and its convex hull is
-    the rectangle of its RT and monoisotopic m/z bounds.
-    """
-    fmap = oms.FeatureMap()
-    cols = df.select("feature_id", "mz", "rt_s", "rt_start_s", "rt_end_s", "mz_min", "mz_max", "intensity", "charge")
-    for i, (fid, mz, rt, rt_lo, rt_hi, mz_lo, mz_hi, inten, charge) in enumerate(cols.iter_rows()):
-        f = oms.Feature()
-        f.setMZ(float(mz))
-        f.setRT(float(rt))
-        f.setIntensity(float(inten or 0.0))
-        f.setCharge(int(charge or 0))
-        f.setUniqueId(i + 1)
-        f.setMetaValue("feature_id", str(fid))
-        hull = oms.ConvexHull2D()
-        rt_lo = rt if rt_lo is None else rt_lo
-        rt_hi = rt if rt_hi is None else rt_hi
-        mz_lo = mz if mz_lo is None else mz_lo
-        mz_hi = mz if mz_hi is None else mz_hi
-        hull.setHullPoints(np.array([[rt_lo, mz_lo], [rt_hi, mz_lo], [rt_hi, mz_hi], [rt_lo, mz_hi]], dtype=np.float64))
-        f.setConvexHulls([hull])
-        fmap.push_back(f)
-    fmap.updateRanges()
-    return fmap
 
 
 def _cli(args: argparse.Namespace) -> int:

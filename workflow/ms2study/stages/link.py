@@ -24,25 +24,15 @@ import pyopenms as oms
 
 from ms2study.core import tables
 from ms2study.core.atomic import write_parquet
-from ms2study.stages.detect import features_to_featuremap, merge_params
 from ms2study.core.errors import InputError
+from ms2study.core.params import overlay, schema_defaults
+from ms2study.io.msio import features_to_featuremap, set_params
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PARAMS: dict = {
-    # Linking (FeatureGroupingAlgorithmKD)
-    "mz_tol_ppm": 10.0,  # link:mz_tol
-    "rt_tol_s": 10.0,  # link:rt_tol, on the aligned (reference) time axis
-    "warp": False,  # KD's own LOWESS warping on top of our alignment (off: keep the reference axis)
-    # Alignment (MapAlignmentAlgorithmPoseClustering + linear fit)
-    "align": True,  # False: link on the raw retention times
-    "align_max_features": -1,  # most intense features used for pose clustering (-1: all)
-    "align_max_shift_s": 1000.0,  # superimposer:max_shift
-    "align_pair_rt_max_s": 20.0,  # pairfinder: max RT distance of a pair after the coarse superposition
-    "align_pair_mz_max_ppm": 10.0,  # pairfinder: max m/z distance of a pair
-    "align_min_pairs": 10,  # fewer pairs than this: no alignment (identity), with a warning
-    "align_max_slope_deviation": 0.2,  # |slope - 1| above this: fall back to a constant shift
-}
+# The config schema's "link" section: linking (FeatureGroupingAlgorithmKD: mz_tol_ppm, rt_tol_s, warp) and
+# alignment (MapAlignmentAlgorithmPoseClustering + a linear fit: align*). Times in seconds.
+DEFAULT_PARAMS: dict = schema_defaults("link")
 
 ALIGNMENT: dict[str, pl.DataType] = {
     "sample_id": pl.Utf8,
@@ -72,19 +62,12 @@ class LinkResult:
     links: pl.DataFrame
 
 
-def _set(alg, values: dict) -> None:
-    p = alg.getParameters()
-    for key, value in values.items():
-        p.setValue(key, ("true" if value else "false") if isinstance(value, bool) else value)
-    alg.setParameters(p)
-
-
 def _fit_alignment(
     ref: oms.FeatureMap, fmap: oms.FeatureMap, params: dict
 ) -> tuple[oms.TransformationDescription, str, float, float, int]:
     """Pose-clustering pairs, outliers dropped, linear fit; returns (trafo, model, slope, intercept, n_pairs)."""
     aligner = oms.MapAlignmentAlgorithmPoseClustering()
-    _set(
+    set_params(
         aligner,
         {
             "max_num_peaks_considered": int(params["align_max_features"]),
@@ -134,7 +117,7 @@ def _linear_trafo(slope: float, intercept: float) -> oms.TransformationDescripti
 
 def link_features_full(features: dict[str, pl.DataFrame], reference: str, params: dict | None = None) -> LinkResult:
     """Align every sample onto ``reference`` and link; returns the matrix, the alignment summary and the links."""
-    params = merge_params(params, DEFAULT_PARAMS, "link")
+    params = overlay(params, DEFAULT_PARAMS, "link")
     samples = list(features)
     if not samples:
         raise InputError("no samples to link", fix="give at least one features table")
@@ -187,7 +170,7 @@ def link_features_full(features: dict[str, pl.DataFrame], reference: str, params
     groups: list[list[tuple[str, int, float]]] = []  # per consensus: (sample, row, aligned rt)
     if len(active) >= 2:
         grouper = oms.FeatureGroupingAlgorithmKD()
-        _set(
+        set_params(
             grouper,
             {
                 "link:mz_tol": float(params["mz_tol_ppm"]),
@@ -253,27 +236,6 @@ def link_features(features: dict[str, pl.DataFrame], reference: str, params: dic
     return link_features_full(features, reference, params).matrix
 
 
-def _read_features(path: Path, sample_id: str) -> pl.DataFrame:
-    try:
-        df = pl.read_parquet(path)
-    except Exception as err:
-        raise InputError(
-            f"cannot read the features table ({err})",
-            file=str(path),
-            sample=sample_id,
-            fix="rerun 'ms2study detect' for this sample",
-        ) from err
-    missing = [c for c in tables.FEATURES if c not in df.columns]
-    if missing:
-        raise InputError(
-            f"features table lacks columns {missing}",
-            file=str(path),
-            sample=sample_id,
-            fix="pass the features.parquet written by 'ms2study detect'",
-        )
-    return df
-
-
 def _cli(args: argparse.Namespace) -> int:
     from ms2study.core.params import load_params
 
@@ -284,7 +246,7 @@ def _cli(args: argparse.Namespace) -> int:
         )
     if len(set(args.sample_ids)) != len(args.sample_ids):
         raise InputError("duplicate sample ids in --sample-ids", fix="sample ids must be unique")
-    features = {s: _read_features(Path(p), s) for p, s in zip(args.features, args.sample_ids, strict=True)}
+    features = {s: tables.read_table(p, tables.FEATURES, s) for p, s in zip(args.features, args.sample_ids, strict=True)}
     result = link_features_full(features, args.reference, load_params(args))
     out = Path(args.out)
     write_parquet(result.matrix, out)

@@ -29,30 +29,30 @@ import pyopenms as oms
 from ms2study.core import tables
 from ms2study.core.atomic import write_parquet
 from ms2study.core.cleaning import clean_peaks
-from ms2study.stages.detect import CENTROID_MODES, centroid, merge_params
 from ms2study.core.errors import InputError
-from ms2study.io.msio import is_profile, load_experiment, read_precursor, scan_ion_mode
+from ms2study.core.params import overlay, schema_defaults
+from ms2study.io.msio import (
+    centroid,
+    check_centroid_mode,
+    is_profile,
+    load_experiment,
+    read_precursor,
+    scan_ion_mode,
+)
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PARAMS: dict = {
-    "ms_level": 2,  # fragment scans of this level become spectra
-    "rt_tolerance_s": 3.0,  # widening of each feature's RT hull (DDA often fires on the rising edge)
-    "mz_tolerance_ppm": 10.0,  # precursor vs feature m/z (or its monoisotopic hull bounds)
-    "centroid": "auto",  # auto | always | never, for the fragment scans
-    "peak_picker_snr": 0.0,
-    # Cleaning (ms2study.core.cleaning.clean_peaks); the same values as the library's "cleaning" section,
-    # because queries and references must be cleaned alike.
-    "remove_precursor": True,
-    "precursor_margin_da": 1.6,
-    "min_relative_intensity": 0.0,
-    "max_peaks": None,  # None or 0: keep all
-}
+# The config schema's "spectra" section, then its "cleaning" section (ms2study.core.cleaning.clean_peaks): the rule
+# hands the cleaning keys to this stage, because queries and library references must be cleaned alike.
+DEFAULT_PARAMS: dict = schema_defaults("spectra") | schema_defaults("cleaning")
+
+
+# The features columns precursor mapping reads.
+FEATURE_COLUMNS = ("feature_id", "mz", "rt_s", "rt_start_s", "rt_end_s", "mz_min", "mz_max", "intensity")
 
 
 def _require_feature_columns(features: pl.DataFrame, sample_id: str) -> None:
-    needed = ["feature_id", "mz", "rt_s", "rt_start_s", "rt_end_s", "mz_min", "mz_max", "intensity"]
-    missing = [c for c in needed if c not in features.columns]
+    missing = [c for c in FEATURE_COLUMNS if c not in features.columns]
     if missing:
         raise InputError(
             f"features table lacks columns {missing}",
@@ -118,9 +118,8 @@ def extract_spectra(
     sample the scans of each polarity, warns (naming file and sample) on mixed polarities, on corrected
     precursors and on an empty feature table. Raises ``InputError`` for an unreadable run or bad parameters.
     """
-    params = merge_params(params, DEFAULT_PARAMS, "spectra")
-    if params["centroid"] not in CENTROID_MODES:
-        raise InputError(f"spectra parameter centroid='{params['centroid']}' is not one of {list(CENTROID_MODES)}")
+    params = overlay(params, DEFAULT_PARAMS, "spectra")
+    check_centroid_mode(params["centroid"], "spectra")
     _require_feature_columns(features, sample_id)
     # File order kept: a spectrum's position in the experiment is its scan index in the file.
     exp = load_experiment(mzml, sample_id, require_ms1=False, sort_by_rt=False)
@@ -222,15 +221,7 @@ def _log_scan_checks(df: pl.DataFrame, file: str, sample_id: str, level: int, n_
 def _cli(args: argparse.Namespace) -> int:
     from ms2study.core.params import load_params
 
-    try:
-        features = pl.read_parquet(args.features)
-    except Exception as err:
-        raise InputError(
-            f"cannot read the features table ({err})",
-            file=str(args.features),
-            sample=args.sample_id,
-            fix="rerun 'ms2study detect' for this sample",
-        ) from err
+    features = tables.read_table(args.features, tables.FEATURES, args.sample_id, columns=FEATURE_COLUMNS)
     df = extract_spectra(args.mzml, features, args.sample_id, load_params(args))
     write_parquet(df, args.out)
     return 0
