@@ -201,3 +201,38 @@ def test_one_corrupt_sample_does_not_stop_the_others_and_is_named_with_its_log(s
     assert not old_report.exists()
     assert (study / "results" / "study" / "report.out-of-date.html").read_text().startswith("<html>an earlier")
     assert "OUT OF DATE" in summary and "report.out-of-date.html" in summary
+
+
+# ------------------------------------------------------------------------------------------- stale model results
+
+
+@pytest.mark.integration
+def test_results_of_an_outcome_no_longer_configured_are_not_handed_to_the_report(study: Path) -> None:
+    """Issue 14: the models rule declares each configured outcome's files and the report rule names every file the
+    report reads, so a folder left by an outcome removed from config.yaml is neither an output nor an input of any
+    job (a dry run that prints the commands; the report's own reading is tested in test_report.py)."""
+    stale = study / "results" / "study" / "models" / "removed_outcome"
+    stale.mkdir(parents=True)
+    (stale / "summary.json").write_text('{"outcome": "removed_outcome", "type": "binary", "status": "done"}\n')
+    outcomes = [o["column"] for o in yaml.safe_load((study / "config.yaml").read_text())["models"]["outcomes"]]
+    assert outcomes == ["group", "age"]
+
+    result = ms2study("run", str(study), "--cores", "1", "--dry-run", "--printshellcmds", "results/study/report.html")
+
+    assert result.returncode == 0, result.stderr[-4000:]
+    text = result.stdout + result.stderr
+    assert "removed_outcome" not in text
+    models = text.split("rule models:")[1].split("rule ")[0]
+    for outcome in outcomes:
+        for name in ("summary.json", "metrics.parquet", "predictions.parquet"):
+            assert f"results/study/models/{outcome}/{name}" in models, (outcome, name)
+    assert "models_done.json" not in models
+    command = next(line for line in text.splitlines() if "-m ms2study report" in line)
+    args = shlex.split(command.split("-m ms2study report", 1)[1].split(">", 1)[0])
+    assert "--study-dir" not in args
+    summaries = args[args.index("--model-summaries") + 1:args.index("--model-predictions")]
+    assert summaries == [f"results/study/models/{o}/summary.json" for o in outcomes]
+    differential = args[args.index("--differential") + 1:args.index("--class-enrichment")]
+    assert differential == [f"results/study/differential/{o}.parquet" for o in outcomes]
+    assert args[args.index("--features") + 1:args.index("--spectra")] == [
+        f"results/samples/{s}/features.parquet" for s in SAMPLES]

@@ -17,7 +17,9 @@ from ms2study.stages import models
 from ms2study.core import tables
 from ms2study.cli import main as cli_main
 from ms2study.core.errors import InputError
-from ms2study.stages.report import _umap_available, build_report, map_2d
+from ms2study.reporting.charts import map_2d, umap_available
+from ms2study.reporting.collect import TABLES, DifferentialFiles, OutcomeFiles, ReportInputs
+from ms2study.stages.report import build_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SECTIONS = ["warnings", "overview", "samples", "identifications", "differential", "encoder", "models", "matrix",
@@ -116,14 +118,35 @@ def _write_differential(root: Path, classes: bool = True) -> None:
                                   {"outcome": {"column": "group", "type": "binary", "positive_class": "case"}})
 
 
+def _inputs(root: Path, outcomes: list[str] | None = None, sheet: Path | None = None) -> ReportInputs:
+    """The report's inputs as the report rule names them: every sample's tables, the study tables, and the model
+    and differential results of ``outcomes`` (None: every outcome folder on disk, as for a configuration that
+    declares them all)."""
+    study = root / "results" / "study"
+    sheet = sheet or study / "samples.tsv"
+    ids = pl.read_csv(sheet, separator="\t")["sample_id"].to_list()
+    modelled = outcomes if outcomes is not None else sorted(
+        p.parent.name for p in (study / "models").glob("*/summary.json"))
+    tested = outcomes if outcomes is not None else sorted(p.stem for p in (study / "differential").glob("*.parquet"))
+    return ReportInputs(
+        sheet=sheet,
+        sample_tables={t: [root / "results" / "samples" / s / f"{t}.parquet" for s in ids] for t in TABLES},
+        feature_matrix=study / "feature_matrix.parquet", identifications=study / "identifications.parquet",
+        models=[OutcomeFiles(study / "models" / o / "summary.json", study / "models" / o / "predictions.parquet")
+                for o in modelled],
+        differential=[DifferentialFiles(study / "differential" / f"{o}.parquet",
+                                        study / "class_enrichment" / f"{o}.parquet") for o in tested])
+
+
 @pytest.fixture(scope="module")
 def untrained_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     root = tmp_path_factory.mktemp("study_untrained")
     _write_study(root, trained=False)
     _write_differential(root)
     out = root / "results" / "study" / "report.html"
-    build_report(root, out, {"config_used": {"models": {"outcomes": [{"column": "group", "type": "binary"}]},
-                                             "annotate": {"fdr": 0.01}}})
+    build_report(_inputs(root, ["group"]), out,
+                 {"config_used": {"models": {"outcomes": [{"column": "group", "type": "binary"}]},
+                                  "annotate": {"fdr": 0.01}}})
     return out, out.read_text(encoding="utf-8")
 
 
@@ -158,7 +181,7 @@ def test_report_has_every_section_and_the_numbers(untrained_report: tuple[Path, 
     assert "Estimator: <b>elastic_net</b>" in text  # the models default (models.DEFAULT_PARAMS)
     assert "fold-wise metrics are coarse" in text  # 4 vs 4 samples: one sample per class in a test fold
     # maps: UMAP only when umap-learn is installed (it is not a dependency), PCA otherwise
-    used = "UMAP" if _umap_available() else "PCA"
+    used = "UMAP" if umap_available() else "PCA"
     assert f"{used} of embedding, coloured by group" in text and f"{used} of features, coloured by group" in text
     assert text.count("<svg") >= 4
     assert "12</b> consensus features" in text and "detection rate 100.0%" not in text
@@ -176,7 +199,7 @@ def test_report_warns_plainly(untrained_report: tuple[Path, str]) -> None:
 def test_trained_encoder_has_no_untrained_warning(tmp_path: Path) -> None:
     _write_study(tmp_path, trained=True, seed=1)
     out = tmp_path / "report.html"
-    build_report(tmp_path, out)
+    build_report(_inputs(tmp_path), out)
     text = out.read_text(encoding="utf-8")
     assert "UNTRAINED" not in text and "trained-v1" in text
     assert "a trained checkpoint" in text
@@ -188,7 +211,12 @@ def test_report_command_and_skipped_outcome(tmp_path: Path) -> None:
     sheet = sheet.with_columns(pl.Series("rare", ["x"] * (len(ids) - 1) + ["y"]))
     sheet.write_csv(tmp_path / "samples.tsv", separator="\t")
     models.model_outcomes(sheet, {}, [{"column": "rare", "type": "binary"}], tmp_path / "results/study/models")
-    code = cli_main(["report", "--study-dir", str(tmp_path), "--samples", str(tmp_path / "samples.tsv"),
+    inputs = _inputs(tmp_path, ["group", "rare"], sheet=tmp_path / "samples.tsv")
+    code = cli_main(["report", "--samples", str(tmp_path / "samples.tsv"),
+                     *[a for t in TABLES for a in (f"--{t.replace('_', '-')}", *map(str, inputs.sample_tables[t]))],
+                     "--feature-matrix", str(inputs.feature_matrix), "--identifications", str(inputs.identifications),
+                     "--model-summaries", *[str(m.summary) for m in inputs.models],
+                     "--model-predictions", *[str(m.predictions) for m in inputs.models],
                      "--out", str(tmp_path / "r.html"), "--params", '{"title": "Demo <study>"}'])
     assert code == 0
     text = (tmp_path / "r.html").read_text(encoding="utf-8")
@@ -196,10 +224,44 @@ def test_report_command_and_skipped_outcome(tmp_path: Path) -> None:
     assert "outcome <b>rare</b> was not modelled: class &#x27;y&#x27; has 1 sample" in text
 
 
+def test_an_outcome_removed_from_the_config_is_not_reported(tmp_path: Path) -> None:
+    """Issue 14: an earlier configuration modelled and tested the outcome "batch"; it has since been removed from
+    config.yaml (and its column from the sheet), but its folder results/study/models/batch/ and its differential
+    tables are still on disk. The report reads only the files handed to it, so nothing of "batch" shows."""
+    ids = _write_study(tmp_path, trained=True, seed=5)
+    _write_differential(tmp_path)
+    study = tmp_path / "results" / "study"
+    earlier = pl.read_csv(study / "samples.tsv", separator="\t").with_columns(
+        pl.Series("batch", ["b1", "b2"] * (len(ids) // 2)))
+    earlier.write_csv(tmp_path / "earlier_samples.tsv", separator="\t")
+    sets = models.study_feature_sets(earlier, [tmp_path / "results" / "samples" / s / "sample_embedding.parquet"
+                                               for s in ids], study / "feature_matrix.parquet")
+    batch = {"column": "batch", "type": "binary", "positive_class": "b1"}
+    models.model_outcomes(earlier, sets, [batch], study / "models",
+                          {"n_permutations": 3, "outer_repeats": 1, "n_bootstrap": 100})
+    differential.run_differential(tmp_path / "earlier_samples.tsv", study / "feature_matrix.parquet",
+                                  tmp_path / "identifications_for_differential.parquet",
+                                  study / "differential" / "batch.parquet",
+                                  study / "class_enrichment" / "batch.parquet", {"outcome": batch})
+    assert (study / "models" / "batch" / "summary.json").exists()
+
+    # the earlier run's report showed it (the control: these files do make it into a report when handed over)
+    build_report(_inputs(tmp_path, ["group", "batch"], sheet=tmp_path / "earlier_samples.tsv"), tmp_path / "a.html")
+    before = (tmp_path / "a.html").read_text(encoding="utf-8")
+    assert "<h3>Outcome: batch (binary)</h3>" in before.split('id="models"')[1]
+    assert "<h3>Outcome: batch (binary)</h3>" in before.split('id="differential"')[1].split('id="encoder"')[0]
+
+    config = {"models": {"outcomes": [{"column": "group", "type": "binary", "positive_class": "case"}]}}
+    build_report(_inputs(tmp_path, ["group"]), tmp_path / "b.html", {"config_used": config})
+    text = (tmp_path / "b.html").read_text(encoding="utf-8")
+    assert "<h3>Outcome: group (binary)</h3>" in text.split('id="models"')[1]
+    assert "batch" not in text and "b1" not in text
+
+
 def test_without_q_values_identifications_fall_back_to_cosine(tmp_path: Path) -> None:
     _write_study(tmp_path, trained=True, seed=3, with_q=False)
     out = tmp_path / "report.html"
-    build_report(tmp_path, out)
+    build_report(_inputs(tmp_path), out)
     text = out.read_text(encoding="utf-8")
     assert "No q-values in the annotations" in text and "cosine ≥ 0.7" in text and "lowest q" not in text
     assert "KEYTRYPTOPHAN" in text and "KEYGLUCOSE" not in text
@@ -246,7 +308,7 @@ def test_report_lists_enriched_classes_and_says_when_there_are_no_classes(tmp_pa
         differential.write_table(table, study / "differential" / "group.parquet", summary)
         differential.write_table(enrichment, study / "class_enrichment" / "group.parquet",
                                  {**summary, "enrichment_notes": notes})
-        build_report(tmp_path, tmp_path / "r.html", {"config_used": config})
+        build_report(_inputs(tmp_path, ["group"]), tmp_path / "r.html", {"config_used": config})
         return (tmp_path / "r.html").read_text(encoding="utf-8").split('id="differential"')[1].split('id="encoder"')[0]
 
     part = report(*differential.class_enrichment(table))
@@ -260,9 +322,9 @@ def test_report_lists_enriched_classes_and_says_when_there_are_no_classes(tmp_pa
     assert "the library gives no compound classes for the 12 identified features" in part
     # an outcome declared but whose tables are missing is a warning, not a crash
     (study / "differential" / "group.parquet").unlink()
-    build_report(tmp_path, tmp_path / "r.html", {"config_used": config})
+    build_report(_inputs(tmp_path, ["group"]), tmp_path / "r.html", {"config_used": config})
     assert "differential table <code>group.parquet</code> is missing" in (tmp_path / "r.html").read_text()
-    build_report(tmp_path, tmp_path / "r.html", {"config_used": {"models": {"outcomes": []}}})
+    build_report(_inputs(tmp_path, []), tmp_path / "r.html", {"config_used": {"models": {"outcomes": []}}})
     assert "No differential analysis: no outcomes are declared" in (tmp_path / "r.html").read_text()
 
 
@@ -273,10 +335,10 @@ def test_maps_use_pca_unless_umap_is_there_and_say_which() -> None:
     coords, used, axes = map_2d(X, "mean", "pca")
     assert used == "PCA" and coords.shape == (10, 2) and axes[0].startswith("PC1 (")
     coords, used, axes = map_2d(X, "mean", "umap")
-    assert used == ("UMAP" if _umap_available() else "PCA") and coords.shape == (10, 2)
+    assert used == ("UMAP" if umap_available() else "PCA") and coords.shape == (10, 2)
     assert map_2d(X[:4], "mean", "umap")[1] == "PCA"  # too few samples for neighbours
     with pytest.raises(InputError, match="map_method"):
-        build_report(Path("."), Path("x.html"), {"map_method": "tsne"})
+        build_report(ReportInputs(sheet=Path("samples.tsv")), Path("x.html"), {"map_method": "tsne"})
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")

@@ -1,4 +1,22 @@
 # Study: cross-validated models of every configured outcome.
+from ms2study.stages.differential import configured_outcomes
+
+# One folder per outcome of models: outcomes, named as `ms2study models` names them (the path-safe form of the
+# column: the same stems as the differential tables). Its files are the rule's outputs, so the report is handed
+# exactly the configured outcomes' results; without outcomes the models job leaves only its run record.
+MODEL_OUTCOMES = list(configured_outcomes(config))
+MODEL_SUMMARIES = expand("results/study/models/{outcome}/summary.json", outcome=MODEL_OUTCOMES)
+MODEL_PREDICTIONS = expand("results/study/models/{outcome}/predictions.parquet", outcome=MODEL_OUTCOMES)
+# Every file `ms2study models` writes for the configured outcomes (the run record when there is none).
+MODEL_OUTPUTS = (
+    expand(
+        "results/study/models/{outcome}/{file}",
+        outcome=MODEL_OUTCOMES,
+        file=["summary.json", "metrics.parquet", "predictions.parquet"],
+    )
+    if MODEL_OUTCOMES
+    else ["results/study/models/models_done.json"]
+)
 
 
 rule models:
@@ -8,7 +26,7 @@ rule models:
         spectra=per_sample("spectra"),
         matrix="results/study/feature_matrix.parquet",
     output:
-        "results/study/models/models_done.json",
+        MODEL_OUTPUTS,
     params:
         p=lambda wildcards: stage_params("models"),
         version=MS2STUDY_VERSION,
@@ -16,7 +34,8 @@ rule models:
         "logs/study/models.log",
     benchmark:
         "results/benchmarks/study/models.tsv"
-    threads: 2
+    # single-threaded: BLAS is held to one thread (threadpool_limits), the numba kernel is serial, forests n_jobs=1
+    threads: 1
     resources:
         mem_mb=res("models", "mem_mb"),
         runtime=res("models", "runtime"),

@@ -1,18 +1,23 @@
-# Study: one HTML report of everything above.
+# Study: one HTML report of everything above. Every file it reads is named here, so results left on disk by an
+# outcome or library no longer configured never show in it.
 
 
 rule report:
     input:
-        per_sample(["features", "spectra", "embeddings", "annotations", "sample_embedding"]),
-        "results/study/feature_matrix.parquet",
-        "results/study/models/models_done.json",
-        "results/study/identifications.parquet",
-        lambda wildcards: expand(
-            "results/study/{table}/{outcome}.parquet",
-            table=["differential", "class_enrichment"],
-            outcome=DIFFERENTIAL_OUTCOMES,
-        ),
         sheet="results/study/samples.tsv",
+        features=per_sample("features"),
+        spectra=per_sample("spectra"),
+        embeddings=per_sample("embeddings"),
+        annotations=per_sample("annotations"),
+        sample_embedding=per_sample("sample_embedding"),
+        matrix="results/study/feature_matrix.parquet",
+        identifications="results/study/identifications.parquet",
+        # per outcome of models: outcomes, in config order (MODEL_OUTCOMES: rules/models.smk)
+        model_summaries=MODEL_SUMMARIES,
+        model_predictions=MODEL_PREDICTIONS,
+        differential=expand("results/study/differential/{outcome}.parquet", outcome=MODEL_OUTCOMES),
+        class_enrichment=expand("results/study/class_enrichment/{outcome}.parquet", outcome=MODEL_OUTCOMES),
+        calibration=library_calibration(),
     output:
         "results/study/report.html",
     params:
@@ -29,5 +34,10 @@ rule report:
     conda:
         ENV
     shell:
-        "python -m ms2study report --study-dir . --samples {input.sheet:q} --out {output:q} "
-        "--params {params.p} > {log:q} 2>&1"
+        "python -m ms2study report --samples {input.sheet:q} --features {input.features:q} "
+        "--spectra {input.spectra:q} --embeddings {input.embeddings:q} --annotations {input.annotations:q} "
+        "--sample-embedding {input.sample_embedding:q} --feature-matrix {input.matrix:q} "
+        "--identifications {input.identifications:q} --model-summaries {input.model_summaries:q} "
+        "--model-predictions {input.model_predictions:q} --differential {input.differential:q} "
+        "--class-enrichment {input.class_enrichment:q} --calibration {input.calibration:q} "
+        "--out {output:q} --params {params.p} > {log:q} 2>&1"

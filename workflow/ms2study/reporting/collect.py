@@ -1,0 +1,247 @@
+"""What the report reads: ``ReportInputs`` names every file (the caller, e.g. the report rule, hands them over; no
+path is derived here, so results left by an outcome or library no longer configured are never shown), and the
+functions here read counts, annotations, the encoder's identity, calibration notes and the models' feature sets
+from exactly those files.
+
+Per-sample tables are given as one list per table kind, in the order of the sample sheet. A file that is named but
+absent is a warning in the report, not an error. May import ``ms2study.core``, ``ms2study.io``,
+``ms2study.modelling`` and ``reporting.html``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from ms2study.core.errors import InputError
+from ms2study.reporting.html import esc
+
+TABLES = ("features", "spectra", "embeddings", "annotations", "sample_embedding")
+
+
+@dataclass(frozen=True)
+class OutcomeFiles:
+    """One configured outcome's model results: its ``summary.json`` and, for the ROC curves, its
+    ``predictions.parquet`` (both written by ``ms2study models``)."""
+
+    summary: Path
+    predictions: Path | None = None
+
+
+@dataclass(frozen=True)
+class DifferentialFiles:
+    """One configured outcome's differential table and its class enrichment table (``ms2study differential``)."""
+
+    table: Path
+    enrichment: Path | None = None
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """Every file the report reads.
+
+    ``sheet``: the sample sheet (TSV). ``sample_tables``: for each kind in ``TABLES``, one path per sample in the
+    order of the sheet (a kind left out counts as missing for every sample). ``feature_matrix``,
+    ``identifications``: the study tables (None: not available). ``models`` and ``differential``: one entry per
+    configured outcome. ``calibrations``: the library calibration JSON(s) (``ms2study calibrate-library``).
+    ``encoder_info``: the JSON ``ms2study embed --info`` writes, when there is one.
+    """
+
+    sheet: Path
+    sample_tables: Mapping[str, Sequence[Path]] = field(default_factory=dict)
+    feature_matrix: Path | None = None
+    identifications: Path | None = None
+    models: Sequence[OutcomeFiles] = ()
+    differential: Sequence[DifferentialFiles] = ()
+    calibrations: Sequence[Path] = ()
+    encoder_info: Path | None = None
+
+    def per_sample(self, sample_ids: list[str]) -> list[dict[str, Path | None]]:
+        """For each sample (in ``sample_ids`` order) its table paths by kind (None: not given).
+
+        Raises InputError for an unknown kind or a list whose length is not the number of samples.
+        """
+        unknown = sorted(set(self.sample_tables) - set(TABLES))
+        if unknown:
+            raise InputError(f"unknown per-sample table kind(s) {unknown}", fix=f"use {', '.join(TABLES)}")
+        for kind, paths in self.sample_tables.items():
+            if len(paths) != len(sample_ids):
+                raise InputError(f"{len(paths)} {kind} table(s) for {len(sample_ids)} samples",
+                                 fix="pass one table per sample of the sheet, in the order of the sheet")
+        return [{t: (Path(self.sample_tables[t][i]) if t in self.sample_tables else None) for t in TABLES}
+                for i in range(len(sample_ids))]
+
+
+def _columns(path: Path) -> list[str]:
+    return list(pl.read_parquet_schema(path).keys())
+
+
+def _check_sample(path: Path, sample_id: str) -> None:
+    """InputError when the table at ``path`` holds rows of another sample (per-sample lists out of order)."""
+    if "sample_id" not in _columns(path):
+        return
+    found = pl.scan_parquet(path).select(pl.col("sample_id").drop_nulls().unique()).collect()["sample_id"].to_list()
+    other = sorted(str(s) for s in found if str(s) != sample_id)
+    if other:
+        raise InputError(f"the table is given for sample {sample_id} but holds rows of {', '.join(other[:5])}",
+                         file=str(path), fix="pass the per-sample tables in the order of the sample sheet")
+
+
+def sample_stats(sample_id: str, paths: dict[str, Path | None], warnings: list[str]) -> dict[str, Any]:
+    """Counts for the per-sample table, reading only the columns needed (embeddings can be large).
+
+    ``paths`` maps each kind in ``TABLES`` to the sample's table (None or an absent file: a warning is appended to
+    ``warnings`` and its counts are left out). Returns ``sample_id`` and, where the table is there: ``features``,
+    ``ms2_scans``, ``mapped_spectra``, ``ion_modes``, ``precursor_corrected``, ``embedded``, ``model_ids``,
+    ``model_trained``, ``annotated_spectra`` (rank-1 spectra), ``n_spectra_pooled`` and ``has_sample_embedding``.
+    Raises InputError when a table holds another sample's rows.
+    """
+    stats: dict[str, Any] = {"sample_id": sample_id}
+    present = {t: p for t, p in paths.items() if p is not None and p.exists()}
+    missing = [t for t in TABLES if t not in present]
+    if missing:
+        warnings.append(f"sample <b>{esc(sample_id)}</b>: missing result table(s) {esc(', '.join(missing))}")
+    for path in present.values():
+        _check_sample(path, sample_id)
+    if "features" in present:
+        stats["features"] = pl.scan_parquet(present["features"]).select(pl.len()).collect().item()
+    if "spectra" in present:
+        spectra = present["spectra"]
+        counts = pl.scan_parquet(spectra).select(
+            pl.len().alias("n"), pl.col("feature_id").is_not_null().sum().alias("mapped")).collect()
+        stats["ms2_scans"] = int(counts["n"][0])
+        stats["mapped_spectra"] = int(counts["mapped"][0])
+        cols = _columns(spectra)
+        if "ion_mode" in cols:
+            stats["ion_modes"] = sorted(pl.scan_parquet(spectra).select(pl.col("ion_mode").drop_nulls()
+                                                                        .unique()).collect()["ion_mode"])
+        if "precursor_corrected" in cols:
+            stats["precursor_corrected"] = int(pl.scan_parquet(spectra).select(
+                pl.col("precursor_corrected").fill_null(False).sum()).collect().item())
+    if "embeddings" in present:
+        cols = _columns(present["embeddings"])
+        exprs = [pl.len().alias("n"), pl.col("embedding").is_null().sum().alias("null")]
+        exprs += [pl.col(c).drop_nulls().unique().implode().alias(c) for c in ("model_id", "model_trained")
+                  if c in cols]
+        row = pl.scan_parquet(present["embeddings"]).select(exprs).collect().row(0, named=True)
+        stats["embedded"] = int(row["n"]) - int(row["null"])
+        stats["model_ids"] = [str(v) for v in row.get("model_id") or []]
+        stats["model_trained"] = [bool(v) for v in row.get("model_trained") or []]
+    if "annotations" in present:
+        stats["annotated_spectra"] = pl.scan_parquet(present["annotations"]).filter(pl.col("rank") == 1).select(
+            pl.col("spectrum_id").n_unique()).collect().item()
+    if "sample_embedding" in present:
+        pooled = present["sample_embedding"]
+        row = pl.read_parquet(pooled).row(0, named=True) if pl.scan_parquet(pooled).select(
+            pl.len()).collect().item() else None
+        stats["n_spectra_pooled"] = int(row["n_spectra"]) if row and row.get("n_spectra") is not None else 0
+        stats["has_sample_embedding"] = bool(row and row.get("embedding") is not None)
+    return stats
+
+
+def calibration_warnings(paths: Sequence[Path], warnings: list[str]) -> None:
+    """Append what each library calibration (``ms2study calibrate-library`` JSON) says about its own reliability:
+    a null measured on structures the encoder was trained on, or fewer than 1000 wrong candidates measured."""
+    for path in sorted(Path(p) for p in paths):
+        try:
+            stats = json.loads(path.read_text()).get("stats", {})
+        except (OSError, ValueError):
+            warnings.append(f"the identification calibration {esc(path.name)} cannot be read: rerun the pipeline")
+            continue
+        if stats.get("queries_from") == "all structures" and (json.loads(path.read_text()).get("scoring") or {}).get(
+                "model_id"):
+            warnings.append(f"library calibration {esc(path.stem)}: fewer than 200 library structures lie outside the "
+                            "encoder's training split, so the null was measured on structures the encoder has seen; "
+                            "q-values of hits carried by the embedding score may be optimistic")
+        if int(stats.get("n_wrong_formula_candidates", 0)) < 1000:
+            warnings.append(f"library calibration {esc(path.stem)}: only "
+                            f"{int(stats.get('n_wrong_formula_candidates', 0))} wrong candidates were measured: the "
+                            "library is small, and q-values cannot go far below 1/that number")
+
+
+def scan_warnings(stats: list[dict], warnings: list[str]) -> None:
+    """Append study-level notes on MS/MS scans (from ``sample_stats``): mixed polarities, and precursors taken
+    from the isolation window."""
+    modes = {m for s in stats for m in s.get("ion_modes", [])}
+    if len(modes) > 1:
+        mixed = [s["sample_id"] for s in stats if len(s.get("ion_modes", [])) > 1]
+        warnings.append(f"the study mixes polarities ({', '.join(sorted(modes))}"
+                        + (f"; within one run: {esc(', '.join(mixed[:10]))}" if mixed else "")
+                        + "): every MS/MS scan was searched only against library spectra of its own polarity")
+    corrected = sum(s.get("precursor_corrected", 0) for s in stats)
+    if corrected:
+        warnings.append(f"{corrected} MS/MS scans had a selected-ion m/z outside their own isolation window (a "
+                        "converter fault): their isolation-window target was used as precursor m/z")
+
+
+def encoder_info(stats: list[dict], info_path: Path | None = None) -> dict[str, Any]:
+    """What encoder produced the embeddings: ``model_ids`` and ``trained`` (True, False or None: unknown) from the
+    embeddings tables (``sample_stats``), plus ``sidecar``, the JSON at ``info_path`` (``ms2study embed --info``)
+    when it is given and readable."""
+    ids = sorted({m for s in stats for m in s.get("model_ids", [])})
+    trained = {t for s in stats for t in s.get("model_trained", [])}
+    info: dict[str, Any] = {"model_ids": ids, "trained": None if not trained else (trained == {True})}
+    if info_path is not None and Path(info_path).exists():
+        try:
+            sidecar = json.loads(Path(info_path).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, OSError):
+            sidecar = None
+        if sidecar is not None:
+            info["sidecar"] = sidecar
+            if info["trained"] is None and "trained" in sidecar:
+                info["trained"] = bool(sidecar["trained"])
+    if not info["trained"] and ids and any(m.startswith("untrained") for m in ids):
+        info["trained"] = False
+    return info
+
+
+def read_annotations(paths: Sequence[Path | None]) -> pl.DataFrame:
+    """The rank-1 hits of the given annotation tables stacked (absent files skipped; empty frame when none)."""
+    present = [Path(p) for p in paths if p is not None and Path(p).exists()]
+    if not present:
+        return pl.DataFrame()
+    cols = ["spectrum_id", "sample_id", "rank", "library_name", "library_inchikey", "cosine",
+            "precursor_error_ppm", "matched_peaks", "library_id", "q_value", "accepted"]
+    frames = [pl.read_parquet(p, columns=[c for c in cols if c in _columns(p)]).filter(pl.col("rank") == 1)
+              for p in present]
+    frames = [f for f in frames if f.height]
+    return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+
+
+def read_table(path: Path | None) -> pl.DataFrame | None:
+    """The Parquet table at ``path``, or None when no path is given or the file is absent."""
+    return pl.read_parquet(path) if path is not None and Path(path).exists() else None
+
+
+def map_feature_sets(sample_ids: list[str], tables: list[dict[str, Path | None]],
+                     matrix: pl.DataFrame | None) -> dict[str, pl.DataFrame]:
+    """The models' feature sets rebuilt for the maps, as ``ms2study models`` builds them: "embedding" (pooled
+    sample embeddings), "features" (the feature matrix, when it has every sample) and "binned_spectra"; a set is
+    left out when none of its tables is there."""
+    from ms2study.stages.models import (  # TODO(issue 9): ms2study.modelling.featuresets
+        binned_spectra_feature_set,
+        embedding_feature_set,
+        feature_matrix_feature_set,
+        read_spectra_tables,
+    )
+
+    def present(kind: str) -> list[Path]:
+        return [t[kind] for t in tables if t[kind] is not None and t[kind].exists()]
+
+    feature_sets: dict[str, pl.DataFrame] = {}
+    emb_paths = present("sample_embedding")
+    if emb_paths:
+        frames = [pl.read_parquet(p, columns=["sample_id", "embedding"]) for p in emb_paths]
+        feature_sets["embedding"] = embedding_feature_set(pl.concat(
+            [f.with_columns(pl.col("embedding").cast(pl.List(pl.Float32))) for f in frames]))
+    if matrix is not None and all(s in matrix.columns for s in sample_ids):
+        feature_sets["features"] = feature_matrix_feature_set(matrix, sample_ids)
+    spectra_paths = present("spectra")
+    if spectra_paths:
+        feature_sets["binned_spectra"] = binned_spectra_feature_set(read_spectra_tables(spectra_paths), sample_ids)
+    return feature_sets

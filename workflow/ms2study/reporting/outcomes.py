@@ -1,0 +1,257 @@
+"""The report's per-outcome sections: the cross-validated outcome models (table, ROC curves, 2-D maps) and what
+differs (the top differential features and the enriched chemical classes). Only the outcomes whose files are
+handed over (``collect.OutcomeFiles``, ``collect.DifferentialFiles``) are shown. May import ``ms2study.core``,
+``ms2study.modelling`` and the other ``reporting`` modules.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+from ms2study.reporting.charts import map_2d, outcome_colours, roc_points, roc_svg, scatter_svg
+from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles
+from ms2study.reporting.html import esc, fmt, html_table, q_cell
+
+TOP_DIFFERENTIAL = 25  # rows of each outcome's differential feature table
+
+MODELS_TEXT = (
+    '<p class="note">Nested cross-validation: outer repeated (stratified) k-fold, the regularisation '
+    "chosen by an inner CV on each training part; imputation and scaling fitted inside the folds; all feature "
+    "sets of an outcome use the same folds. Classification metrics are computed within each test fold and "
+    "averaged, R² pools the out-of-fold predictions; the value is the mean over repeats. The 95% interval is "
+    "a percentile interval from a stratified bootstrap of the samples' out-of-fold predictions (one repeat "
+    "per draw). p is a label-permutation p-value (smallest possible value 1/(permutations + 1)); 'null mean' "
+    "is the metric this procedure reaches on permuted labels, i.e. its chance level.</p>")
+
+DIFFERENTIAL_TEXT = (
+    '<p class="note">Each consensus feature is tested for each outcome on log2 intensities: Welch '
+    "t-test (binary), linear regression with the configured covariates (continuous) or one-way ANOVA "
+    "(multiclass). Missing values are handled as in the outcome models: a feature detected in fewer than "
+    "<code>models: min_detected_fraction</code> of the samples is not tested; otherwise a sample where it "
+    "was not detected gets half its smallest intensity (<code>imputation: features</code>). q-values are "
+    "Benjamini-Hochberg over the tested features. Identifications are the accepted ones (their own q in "
+    "the 'id q' column). Chemical classes are tested as in ChemRICH (Barupal &amp; Fiehn 2017, Sci Rep "
+    "7:14567): a one-sided Kolmogorov-Smirnov test of the class's compound p-values against uniform, at "
+    "every level of the class path, with Benjamini-Hochberg q-values over the classes; 'up' and 'down' "
+    "count the class's compounds with p &lt; 0.05 in each direction.</p>")
+
+
+def models_section(models: Sequence[OutcomeFiles], sheet: pl.DataFrame, feature_sets: dict[str, pl.DataFrame],
+                   warnings: list[str], map_method: str = "auto") -> str:
+    """Per outcome (in the order of the summaries' paths): classes, estimator, the metric of each feature set with
+    its interval and permutation p, notes, ROC curves (binary, from the predictions) and maps of each feature set
+    coloured by the outcome. An outcome that was not modelled, or a feature set without values for some samples,
+    is a warning."""
+    if not models:
+        return "<p>No outcome models: no outcomes are declared under <code>models: outcomes</code> in config.yaml.</p>"
+    parts = [MODELS_TEXT]
+    for files in sorted(models, key=lambda f: Path(f.summary)):
+        path = Path(files.summary)
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        outcome = summary.get("outcome", path.parent.name)
+        parts.append(f"<h3>Outcome: {esc(outcome)} ({esc(summary.get('type'))})</h3>")
+        if summary.get("class_counts"):
+            counts = ", ".join(f"{esc(k)}: {v}" for k, v in summary["class_counts"].items())
+            positive = summary.get("positive_class")
+            parts.append(f"<p>Classes: {counts}" + (f"; positive class: <b>{esc(positive)}</b>" if positive else "")
+                         + "</p>")
+        estimator = summary.get("estimator")
+        if estimator or summary.get("covariates"):
+            line = f"Estimator: <b>{esc(estimator or 'linear')}</b>"
+            if summary.get("covariates"):
+                line += (f"; covariates in every feature set: {esc(', '.join(summary['covariates']))} (scaled inside "
+                         f"the folds, weight {fmt(summary.get('covariate_weight'), 1)}); the <i>covariates</i> row "
+                         "is them alone, the baseline a set must beat to add anything")
+            parts.append(f"<p>{line}.</p>")
+        excluded = summary.get("excluded_missing_outcome") or []
+        if excluded:
+            parts.append(f"<p>Left out (no value for this outcome): {esc(', '.join(excluded))}</p>")
+        if summary.get("status") != "done":
+            warnings.append(f"outcome <b>{esc(outcome)}</b> was not modelled: {esc(summary.get('reason'))}")
+            parts.append(f"<p><b>Not modelled:</b> {esc(summary.get('reason'))}</p>")
+            continue
+        parts.append(_metrics_table(summary, outcome, warnings))
+        for note in summary.get("notes") or []:
+            parts.append(f'<p class="note">{esc(note)}</p>')
+        charts = []
+        if summary.get("type") == "binary" and files.predictions is not None and Path(files.predictions).exists():
+            roc = _roc_chart(pl.read_parquet(files.predictions), summary, outcome)
+            if roc:
+                charts.append(roc)
+        charts.extend(outcome_maps(sheet, feature_sets, summary, map_method))
+        if charts:
+            parts.append('<div class="charts">' + "".join(f'<div class="chart">{c}</div>' for c in charts) + "</div>")
+            parts.append('<p class="note">ROC curves use each sample\'s out-of-fold score averaged over the repeats '
+                         "(the AUC in the legend is the table's value). Maps: each feature set's samples in two "
+                         "dimensions (UMAP when umap-learn is installed, else the first two principal components; the "
+                         "chart title says which), coloured by the outcome: a picture, not a model.</p>")
+    return "".join(parts)
+
+
+def _metrics_table(summary: dict, outcome: str, warnings: list[str]) -> str:
+    rows = []
+    for name, entry in summary["feature_sets"].items():
+        secondary = "; ".join(f"{esc(m)} {fmt(v.get('value'))} [{fmt(v.get('ci_low'))}, {fmt(v.get('ci_high'))}]"
+                              for m, v in (entry.get("secondary") or {}).items())
+        rows.append([name, entry.get("metric"), ("html", f"<b>{fmt(entry.get('value'))}</b>"),
+                     ("html", f"[{fmt(entry.get('ci_low'))}, {fmt(entry.get('ci_high'))}]"),
+                     ("html", fmt(entry.get("permutation_p"))), ("html", fmt(entry.get("permutation_null_mean"))),
+                     entry.get("n_samples"), entry.get("n_features"),
+                     f"{entry.get('outer_splits')} × {entry.get('outer_repeats')}", ("html", secondary)])
+        if entry.get("samples_without_values"):
+            warnings.append(f"outcome <b>{esc(outcome)}</b>, feature set <b>{esc(name)}</b>: no values for "
+                            f"{esc(', '.join(entry['samples_without_values']))} (filled inside the folds)")
+    return html_table(["feature set", "metric", "value", "95% interval", "permutation p", "null mean",
+                       "samples", "features", "folds × repeats", "secondary"], rows, numeric={2, 3, 4, 5, 6, 7})
+
+
+def _roc_chart(predictions: pl.DataFrame, summary: dict, outcome: str) -> str | None:
+    """ROC curves of a binary outcome's feature sets from each sample's out-of-fold score averaged over repeats."""
+    curves = {}
+    for name, entry in summary["feature_sets"].items():
+        mean = predictions.filter(pl.col("feature_set") == name).group_by("sample_id").agg(
+            pl.col("y_true").first(), pl.col("y_score").mean())
+        if mean.height and mean["y_true"].n_unique() == 2:
+            fpr, tpr = roc_points(mean["y_true"].to_numpy(), mean["y_score"].to_numpy())
+            curves[name] = (fpr, tpr, entry.get("value"))
+    return roc_svg(curves, f"ROC: {outcome}") if curves else None
+
+
+def outcome_maps(sheet: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], summary: dict,
+                 method: str = "auto") -> list[str]:
+    """A 2-D map (``charts.map_2d``) of each of the summary's feature sets present in ``feature_sets``, samples
+    coloured by the outcome column of ``sheet``; samples without any value are left out, and a set with fewer than
+    3 samples or no column gets no map."""
+    from ms2study.stages.models import _align  # TODO(issue 9): ms2study.modelling.featuresets.align_rows
+
+    column = summary.get("outcome")
+    if column not in sheet.columns:
+        return []
+    ids = sheet["sample_id"].to_list()
+    values = sheet[column].to_list()
+    charts = []
+    for name in summary.get("feature_sets", {}):
+        if name not in feature_sets:
+            continue
+        X, columns, empty = _align(feature_sets[name], ids, name)
+        keep = [i for i, s in enumerate(ids) if s not in set(empty)]
+        if len(keep) < 3 or not columns:
+            continue
+        imputation = summary["feature_sets"][name].get("imputation", "mean")
+        coords, used, axes = map_2d(X[keep], imputation, method)
+        _labels, colors, legend = outcome_colours([values[i] for i in keep], summary.get("type"))
+        charts.append(scatter_svg(coords, [f"{ids[i]}: {values[i]}" for i in keep], colors, legend,
+                                  f"{used} of {name}, coloured by {column}", axes[0], axes[1]))
+    return charts
+
+
+def _effect_text(summary: dict) -> tuple[str, str]:
+    """(column of the effect, its header) for the outcome type."""
+    if summary.get("type") == "continuous":
+        return "log2_effect_per_unit", "log2 effect per unit"
+    if summary.get("type") == "binary":
+        return "log2_fold_change", f"log2 FC ({summary.get('positive_class')} / {summary.get('reference_class')})"
+    return "", ""
+
+
+def _test_text(summary: dict) -> str:
+    kind = summary.get("type")
+    if kind == "binary":
+        counts = summary.get("class_counts") or {}
+        pos, ref = summary.get("positive_class"), summary.get("reference_class")
+        return (f"Welch t-test on log2 intensities, <b>{esc(pos)}</b> (n = {counts.get(pos, '?')}) against "
+                f"<b>{esc(ref)}</b> (n = {counts.get(ref, '?')}); log2 FC &gt; 0: higher in {esc(pos)}")
+    if kind == "continuous":
+        covariates = summary.get("covariates") or []
+        return ("linear regression of log2 intensity on the outcome"
+                + (f", adjusted for {esc(', '.join(covariates))}" if covariates else "")
+                + f" (n = {summary.get('n_samples')}); the effect is the log2 change per unit of the outcome")
+    counts = ", ".join(f"{esc(k)}: {v}" for k, v in (summary.get("class_counts") or {}).items())
+    return f"one-way ANOVA on log2 intensities across the classes ({counts}); no direction"
+
+
+def differential_section(differential: Sequence[DifferentialFiles], warnings: list[str]) -> str:
+    """Per outcome (in the order given): the top ``TOP_DIFFERENTIAL`` differential features by q with their
+    identification, and the enriched chemical classes. A table that is named but absent is a warning."""
+    from ms2study.stages.differential import SIGNIFICANCE, read_summary  # TODO(issue 9): ms2study.modelling.differential
+
+    if not differential:
+        return ("<p>No differential analysis: no outcomes are declared under <code>models: outcomes</code> in "
+                "config.yaml.</p>")
+    parts = [DIFFERENTIAL_TEXT]
+    for files in differential:
+        path = Path(files.table)
+        if not path.exists():
+            warnings.append(f"the differential table <code>{esc(path.name)}</code> is missing (run the pipeline "
+                            "to the end)")
+            continue
+        summary = read_summary(path)
+        table = pl.read_parquet(path)
+        outcome = summary.get("outcome") or path.stem
+        parts.append(f"<h3>Outcome: {esc(outcome)} ({esc(summary.get('type'))})</h3>")
+        tested = table.filter(pl.col("tested"))
+        significant = int((tested["q_value"] < SIGNIFICANCE).sum())
+        parts.append(f"<p>{_test_text(summary)}. {tested.height} of {table.height} consensus features tested; "
+                     f"<b>{significant}</b> at q &lt; {SIGNIFICANCE:g}.</p>")
+        for note in summary.get("notes") or []:
+            if note.startswith("not tested"):
+                warnings.append(f"outcome <b>{esc(outcome)}</b>: no differential test ({esc(note)})")
+            parts.append(f'<p class="note">{esc(note)}</p>')
+        effect, effect_header = _effect_text(summary)
+        if tested.height:
+            parts.append(_top_features(tested, summary, effect, effect_header))
+        parts.append(_enrichment_part(files.enrichment, summary, effect_header))
+    return "".join(parts)
+
+
+def _top_features(tested: pl.DataFrame, summary: dict, effect: str, effect_header: str) -> str:
+    header = ["consensus feature", "m/z", "RT (s)", "compound", "MSI", "class", "id q"]
+    header += [effect_header] if effect else []
+    header += ["p", "q", "detected"]
+    rows = []
+    for r in tested.head(TOP_DIFFERENTIAL).iter_rows(named=True):
+        if summary.get("type") == "binary":
+            detected = f"{fmt(r['detection_rate_positive'], 2)} / {fmt(r['detection_rate_reference'], 2)}"
+        else:
+            detected = fmt(r["detection_rate"], 2)
+        row = [r["consensus_id"], fmt(r["mz"], 4), fmt(r["rt_s"], 1), r["name"], r["msi_level"],
+               r["compound_class"], q_cell(r["identification_q_value"]) if r["name"] is not None else ""]
+        row += [r[effect]] if effect else []
+        row += [q_cell(r["p_value"]), q_cell(r["q_value"]), detected]
+        rows.append(row)
+    numeric = {1, 2, 4, 6, *range(7, len(header))}
+    parts = [f"<h4>Top {min(TOP_DIFFERENTIAL, tested.height)} features by q</h4>", html_table(header, rows, numeric)]
+    if summary.get("type") == "binary":
+        parts.append('<p class="note">detected: share of the samples of each class (positive / other) '
+                     "in which the feature was detected, before any fill.</p>")
+    return "".join(parts)
+
+
+def _enrichment_part(path: Path | None, summary: dict, effect_header: str) -> str:
+    from ms2study.stages.differential import SIGNIFICANCE, read_summary  # TODO(issue 9): ms2study.modelling.differential
+
+    title = "<h4>Enriched chemical classes</h4>"
+    if path is None or not Path(path).exists():
+        return title + "<p>No class enrichment table.</p>"
+    enrichment = pl.read_parquet(path)
+    if enrichment.height == 0:
+        notes = read_summary(path).get("enrichment_notes") or ["no class could be tested"]
+        return title + "".join(f'<p class="note">{esc(n)}</p>' for n in notes)
+    hits = enrichment.filter(pl.col("q_value") < SIGNIFICANCE)
+    if hits.height == 0:
+        best = enrichment.row(0, named=True)
+        return title + (f"<p>No chemical class is enriched at q &lt; {SIGNIFICANCE:g} ({enrichment.height} classes "
+                        f"tested; the lowest q is {q_cell(best['q_value'])[1]}, {esc(best['class_path'])}).</p>")
+    header = ["class", "level", "compounds", f"p < {float(summary.get('alpha', 0.05)):g}", "up", "down", "direction",
+              f"median {effect_header}" if effect_header else "median effect", "p", "q", "members"]
+    rows = [[r["class_path"], r["class_level"], r["n_compounds"], r["n_significant"], r["n_up"], r["n_down"],
+             r["direction"], r["median_effect"], q_cell(r["p_value"]), q_cell(r["q_value"]),
+             ", ".join(r["compounds"][:8]) + (f" and {len(r['compounds']) - 8} more" if len(r["compounds"]) > 8
+                                                else "")]
+            for r in hits.iter_rows(named=True)]
+    return title + (f"<p>{hits.height} of {enrichment.height} classes tested are enriched at q &lt; "
+                    f"{SIGNIFICANCE:g}.</p>") + html_table(header, rows, numeric={1, 2, 3, 4, 5, 7, 8, 9})

@@ -1,0 +1,217 @@
+"""The report's study-wide sections: overview, per-sample results, identifications, encoder, feature matrix and
+software. Each function returns the section's HTML body and appends plain warnings (HTML, user text escaped) to
+the list it is given. The per-outcome sections (models, what differs) are in ``reporting.outcomes``. May import
+``ms2study.core`` and the other ``reporting`` modules.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from ms2study import __version__
+from ms2study.reporting.charts import bar_svg
+from ms2study.reporting.html import esc, html_table, q_cell
+
+PACKAGES = ["ms2study", "polars", "numpy", "scikit-learn", "scipy", "torch", "pyopenms", "numba", "snakemake",
+            "pyarrow"]
+
+CONFIDENCE_TEXT = (
+    "q-values come from an empirical null measured on the library itself (<code>ms2study calibrate-library</code>): "
+    "library spectra were searched with every spectrum of their own structure removed, which is what a compound "
+    "absent from the library looks like, and the scores of the wrong candidates were kept. A hit's p-value is the "
+    "chance that the best of its n candidate structures scores as high if all of them are wrong; Benjamini-Hochberg "
+    "turns p-values into q-values. MSI level 2 (probable structure) is given only when the hit also beats the null "
+    "of wrong structures (isomers included) and no other structure of the same formula scores within the isomer "
+    "margin learned on the library; otherwise level 3 (tentative: isomers are plausible), with the isomers named. "
+    "Whether these q-values hold is measured by <code>benchmarks/fdr_calibration.py</code> on held-out MassBank "
+    "structures."
+)
+
+
+def overview_section(sheet: pl.DataFrame, sheet_label: str) -> str:
+    """The sample sheet as a table (every column but sample_id and file is shown as given)."""
+    sample_ids = sheet["sample_id"].to_list()
+    files = sheet["file"].to_list() if "file" in sheet.columns else [None] * len(sample_ids)
+    outcome_columns = [c for c in sheet.columns if c not in ("sample_id", "file")]
+    overview = [(f"<p><b>{len(sample_ids)}</b> samples; sheet <code>{esc(sheet_label)}</code>; further columns: "
+                f"{esc(', '.join(outcome_columns)) or 'none'}.</p>")]
+    overview.append(html_table(["sample", "file", *outcome_columns],
+                               [[s, f, *[sheet[c][i] for c in outcome_columns]]
+                                for i, (s, f) in enumerate(zip(sample_ids, files))]))
+    return "".join(overview)
+
+
+def samples_section(stats: list[dict], warnings: list[str]) -> str:
+    """One row of counts per sample (``collect.sample_stats``); samples without MS/MS or without a pooled
+    embedding are warnings."""
+    rows = []
+    for s in stats:
+        rows.append([s["sample_id"], s.get("features", "NA"), s.get("ms2_scans", "NA"), s.get("mapped_spectra", "NA"),
+                     s.get("embedded", "NA"), s.get("annotated_spectra", "NA"), s.get("n_spectra_pooled", "NA")])
+        if s.get("ms2_scans") == 0:
+            warnings.append(f"sample <b>{esc(s['sample_id'])}</b> has no MS/MS scans")
+        if "has_sample_embedding" in s and not s["has_sample_embedding"]:
+            warnings.append(f"sample <b>{esc(s['sample_id'])}</b> has no pooled embedding (no usable MS/MS): it "
+                            "has missing values in the embedding models, never a zero vector")
+    return html_table(["sample", "features", "MS2 scans", "mapped spectra", "embedded spectra", "annotated spectra",
+                       "spectra pooled"], rows, numeric={1, 2, 3, 4, 5, 6})
+
+
+def identifications_section(annotations: pl.DataFrame, ident: pl.DataFrame | None, sample_ids: list[str],
+                            params: dict, warnings: list[str]) -> str:
+    """Identification section: per-sample counts from the rank-1 annotations (accepted at the FDR when they carry
+    q-values, else cosine ≥ ``params["min_cosine"]``), compounds per consensus feature from identifications.parquet
+    (or, without q-values, study-wide compounds from the annotations); ``params["top_compounds"]`` rows."""
+    if annotations.is_empty() or "cosine" not in annotations.columns:
+        return "<p>No library annotations (no library configured, or no spectrum had a candidate).</p>"
+    with_q = ("q_value" in annotations.columns and "accepted" in annotations.columns
+              and annotations["q_value"].fill_nan(None).drop_nulls().len() > 0)
+    fdr = ((params.get("config_used") or {}).get("annotate") or {}).get("fdr")
+    at = f"q ≤ {float(fdr):g}" if isinstance(fdr, (int, float)) else "q ≤ the configured <code>annotate: fdr</code>"
+    if with_q:
+        hits = annotations.filter(pl.col("accepted").fill_null(False))
+        intro = (f"<p>Identifications are rank-1 library hits accepted at a false discovery rate: {at} "
+                 f"({hits.height} of {annotations.height} rank-1 spectrum hits). {CONFIDENCE_TEXT} Cosine is shown "
+                 "for reference; a high cosine alone is not an identification.</p>")
+        low = hits.filter(pl.col("cosine") < 0.3) if "cosine" in hits.columns else hits.clear()
+        if low.height:
+            warnings.append(f"{low.height} accepted spectrum hits have cosine &lt; 0.3: they passed on the combined "
+                            "score (entropy and embedding agreement with the library spectrum), not on peak-by-peak "
+                            "cosine; check them in the table before relying on them")
+    else:
+        threshold = float(params["min_cosine"])
+        hits = annotations.filter(pl.col("cosine") >= threshold)
+        intro = (f"<p>No q-values in the annotations (<code>annotate: confidence: none</code>), so rank-1 library "
+                 f"hits with cosine ≥ {threshold:g} are listed ({hits.height} of {annotations.height} rank-1 hits); "
+                 "their error rate is unknown.</p>")
+        warnings.append("identifications have <b>no q-values</b> (annotate confidence: none): their error rate is "
+                        "unknown")
+    key = "library_inchikey" if "library_inchikey" in hits.columns else "library_name"
+    aggregations = [pl.col("spectrum_id").n_unique().alias("spectra"), pl.col(key).n_unique().alias("compounds"),
+                    pl.col("cosine").max().alias("best")]
+    if with_q:
+        aggregations.append(pl.col("q_value").min().alias("q"))
+    per_sample = {r["sample_id"]: r for r in hits.group_by("sample_id").agg(aggregations).iter_rows(named=True)}
+    header = ["sample", "identified spectra", "distinct compounds", "best cosine"] + (["lowest q"] if with_q else [])
+    rows = []
+    for s in sample_ids:
+        r = per_sample.get(s, {})
+        rows.append([s, r.get("spectra", 0), r.get("compounds", 0), r.get("best")]
+                    + ([q_cell(r.get("q"))] if with_q else []))
+    parts = [intro, html_table(header, rows, numeric=set(range(1, len(header))))]
+    if ident is not None and ident.height and with_q:
+        parts.append(_consensus_compounds(ident, params, at))
+    elif hits.height:
+        compounds = hits.group_by(key).agg(
+            pl.col("library_name").first().alias("name"), pl.col("sample_id").n_unique().alias("samples"),
+            pl.col("spectrum_id").n_unique().alias("spectra"), pl.col("cosine").max().alias("best"),
+            pl.col("cosine").median().alias("median")).sort(["samples", "best"], descending=True).head(
+            int(params["top_compounds"]))
+        parts.append(f"<h3>Study-wide compounds (top {int(params['top_compounds'])})</h3>")
+        header = ["compound", "InChIKey" if key == "library_inchikey" else "name", "samples", "spectra",
+                  "best cosine", "median cosine"]
+        parts.append(html_table(header, [[r["name"], r[key], r["samples"], r["spectra"], r["best"], r["median"]]
+                                         for r in compounds.iter_rows(named=True)], numeric={2, 3, 4, 5}))
+    return "".join(parts)
+
+
+def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str) -> str:
+    """The accepted identifications of consensus features (identifications.parquet), best first."""
+    acc = ident.filter(pl.col("accepted")).sort(["msi_level", "q_value", "n_samples"], descending=[False, False, True])
+    n2, n3 = int((acc["msi_level"] == 2).sum()), int((acc["msi_level"] == 3).sum())
+    parts = [f"<h3>Compounds per consensus feature (top {int(params['top_compounds'])})</h3>"
+             f"<p>{acc.height} of {ident.height} consensus features with a library hit are identified at "
+             f"{at}: {n2} at MSI level 2, {n3} at level 3. The spectra of a feature (all samples) vote for "
+             "one compound; its p-value combines the spectra's p-values (Simes).</p>"]
+    unseen = sum(1 for r in acc.iter_rows(named=True)
+                 if r["msi_level"] == 3 and len([k for k in (r["isomer_inchikeys"] or []) if k]) <= 1)
+    if unseen:
+        parts.append(f"<p>{unseen} of the level-3 features have no other structure of their formula in the "
+                     "library: they are level 3 because the library shows that compounds like them are often "
+                     "confused with isomers whose spectra score as high (the structure-level null), so an isomer "
+                     "absent from the library cannot be ruled out. Their isomer column says so.</p>")
+    header = ["consensus feature", "compound", "MSI level", "InChIKey / isomers", "class", "samples", "spectra",
+              "supporting", "best score", "best cosine", "q"]
+
+    def isomers(r: dict) -> str:
+        keys = [k for k in (r["isomer_inchikeys"] or []) if k]
+        if r["msi_level"] != 3:
+            return r["inchikey"] or ""
+        if len(keys) <= 1:
+            return f"{r['inchikey'] or ''} (no isomer in the library; unseen isomers not ruled out)"
+        return ", ".join(keys)
+
+    parts.append(html_table(header, [
+        [r["consensus_id"], r["name"], r["msi_level"], isomers(r),
+         r["compound_class"], r["n_samples"], r["n_spectra"], r["n_supporting"], r["best_score"],
+         r["best_cosine"], q_cell(r["q_value"])]
+        for r in acc.head(int(params["top_compounds"])).iter_rows(named=True)], numeric={5, 6, 7, 8, 9}))
+    return "".join(parts)
+
+
+def encoder_section(encoder: dict) -> str:
+    """The encoder's model id(s), whether it was trained, and the fields of its info JSON (``collect.encoder_info``)."""
+    if not encoder["model_ids"] and "sidecar" not in encoder:
+        return "<p>No embedding tables found.</p>"
+    trained = {True: "yes (a trained checkpoint)", False: "<b>NO: untrained placeholder</b>", None: "unknown"}
+    rows = [["model id(s)", ("html", esc(", ".join(encoder["model_ids"])) or "unknown")],
+            ["trained", ("html", trained[encoder["trained"]])]]
+    for key, value in (encoder.get("sidecar") or {}).items():
+        if key not in ("model_id", "trained"):
+            rows.append([key, value if not isinstance(value, (dict, list)) else json.dumps(value, default=str)])
+    return html_table(["", ""], rows)
+
+
+def matrix_section(matrix: pl.DataFrame | None, sample_ids: list[str], warnings: list[str],
+                   matrix_label: str | None = None) -> str:
+    """Detection counts of the consensus feature matrix (null, NaN or ≤ 0: not detected), with a bar chart of
+    features by number of samples detected; a missing matrix (``matrix_label``: its path) is a warning."""
+    if matrix is None:
+        warnings.append(f"the feature matrix ({esc(matrix_label)}) is missing" if matrix_label else
+                        "the feature matrix was not passed to the report")
+        return "<p>No feature matrix.</p>"
+    present = [s for s in sample_ids if s in matrix.columns]
+    n = matrix.height
+    if n == 0 or not present:
+        return f"<p>{n} consensus features.</p>"
+    # null is the contract for "not detected"; NaN and non-positive intensities are treated the same way
+    detected = matrix.select([(pl.col(s).cast(pl.Float64).fill_nan(None) > 0).fill_null(False) for s in present]
+                             ).to_numpy()
+    per_feature = detected.sum(axis=1)
+    rate = float(detected.mean())
+    counts = np.bincount(per_feature, minlength=len(present) + 1)
+    parts = [(f"<p><b>{n}</b> consensus features across {len(present)} samples; overall detection rate "
+             f"{rate:.1%}; detected in every sample: {int(counts[-1])}; in one sample only: {int(counts[1])}.</p>")]
+    chart = bar_svg([(str(k), float(c)) for k, c in enumerate(counts) if k > 0],
+                    "Consensus features by number of samples detected", "samples detected", "features")
+    per_sample = detected.sum(axis=0)
+    parts.append(f'<div class="charts"><div class="chart">{chart}</div></div>')
+    parts.append(html_table(["sample", "features detected", "detection rate"],
+                            [[s, int(per_sample[i]), f"{per_sample[i] / n:.1%}"] for i, s in enumerate(present)],
+                            numeric={1, 2}))
+    return "".join(parts)
+
+
+def versions() -> list[list[str]]:
+    """[name, version] rows: Python, the platform and each package in ``PACKAGES`` ("not installed" when absent)."""
+    rows = [["python", platform.python_version()], ["platform", platform.platform()]]
+    for package in PACKAGES:
+        try:
+            version = __version__ if package == "ms2study" else metadata.version(package)
+        except metadata.PackageNotFoundError:
+            version = "not installed"
+        rows.append([package, version])
+    return rows
+
+
+def software_section(config: Any) -> str:
+    """Software versions and the workflow configuration used, verbatim (None: not passed)."""
+    config_html = (f"<h3>Configuration used</h3><pre>{esc(json.dumps(config, indent=2, default=str))}</pre>"
+                   if config is not None else "<p>The configuration was not passed to the report.</p>")
+    return html_table(["software", "version"], versions()) + config_html
