@@ -11,8 +11,9 @@ import polars as pl
 import pytest
 
 from ms2study import cli
-from ms2study.library import index as library
 from ms2study.core.errors import InputError
+from ms2study.library import build
+from ms2study.library import index as library
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 FIXTURES = SHARED / "fixtures"
@@ -132,7 +133,7 @@ def test_index_library_cli(sim_library: Path, tmp_path: Path, capsys: pytest.Cap
     assert cli.main(["index-library", "--library", str(sim_library), "--out", str(out)]) == 0
     assert "4 spectra indexed, 2 malformed" in capsys.readouterr().out
     meta = pl.read_parquet(out / "metadata.parquet")
-    assert meta.columns[: len(library.METADATA)] == list(library.METADATA)
+    assert meta.columns[: len(build.METADATA)] == list(build.METADATA)
     assert json.loads((out / "manifest.json").read_text())["n_spectra"] == 4
 
 

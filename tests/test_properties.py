@@ -21,10 +21,12 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ms2study.library import index as library
-from ms2study.kernels import scoring
 from ms2study.core.cleaning import clean_peaks
 from ms2study.core.errors import InputError
+from ms2study.io import entries, formats
+from ms2study.io.queries import QUERY_SCHEMA, read_query_spectra
+from ms2study.kernels import cosine, entropy
+from ms2study.library import build
 
 # No example database: nothing is written into the checkout (failures print their example and reproduce
 # from the seed hypothesis prints).
@@ -35,11 +37,13 @@ SETTINGS = settings(max_examples=50, deadline=None, database=None,
 @pytest.fixture(autouse=True)
 def _quiet_reader_logs():
     """Random files produce many (correct) warnings; keep them out of the test output."""
-    logger = logging.getLogger("ms2study.library.index")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    loggers = [logging.getLogger(name) for name in ("ms2study.io", "ms2study.library")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     yield
-    logger.setLevel(level)
+    for logger, level in zip(loggers, levels):
+        logger.setLevel(level)
 
 
 # ------------------------------------------------------------------------------------------ readers
@@ -151,10 +155,10 @@ CASES = {
 
 def _check_queries(path: Path) -> None:
     try:
-        table, report = library.read_query_spectra(path, require_any=False)
+        table, report = read_query_spectra(path, require_any=False)
     except InputError:
         return
-    assert table.schema == pl.Schema(library.QUERY_SCHEMA)
+    assert table.schema == pl.Schema(QUERY_SCHEMA)
     assert table["spectrum_id"].n_unique() == table.height
     precursor = table["precursor_mz"].to_numpy()
     assert np.all(np.isfinite(precursor)) and np.all(precursor > 0)
@@ -170,9 +174,9 @@ def _check_queries(path: Path) -> None:
 
 
 def _check_library(path: Path) -> None:
-    report = library.ReadReport()
+    report = entries.ReadReport()
     try:
-        built = library.build_library(library.read_library_file(path, report), report=report)
+        built = build.build_library(formats.read_library_file(path, report), report=report)
     except InputError:
         return
     meta = built.metadata
@@ -235,7 +239,7 @@ def test_written_spectra_read_back_exactly(ext: str, tmp_path_factory: pytest.Te
     def run(prec: float, mode: str, peaks: list[tuple[float, float]]) -> None:
         path = folder / f"t.{ext}"
         path.write_text(_WRITERS[ext](prec, mode, peaks))
-        table, report = library.read_query_spectra(path)
+        table, report = read_query_spectra(path)
         assert table["precursor_mz"].to_list() == [prec]
         assert table["ion_mode"].to_list() == [mode]
         assert table["mz"][0].to_list() == [m for m, _ in peaks]
@@ -265,15 +269,15 @@ def _clean(mz: np.ndarray, inten: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _cosine(a, b, shift: float = 0.0, modified: bool = False, mz_power: float = 0.0, intensity_power: float = 1.0):
-    return scoring.cosine_pair(a[0], a[1], b[0], b[1], TOL, mz_power, intensity_power, shift, modified)
+    return cosine.cosine_pair(a[0], a[1], b[0], b[1], TOL, mz_power, intensity_power, shift, modified)
 
 
 def _entropy_prepared(mz: np.ndarray, inten: np.ndarray):
-    return scoring.prepare_entropy_one(mz, inten.astype(np.float32), 0.01, 2 * TOL, True)
+    return entropy.prepare_entropy_one(mz, inten.astype(np.float32), 0.01, 2 * TOL, True)
 
 
 def _entropy(a, b) -> float:
-    return scoring.entropy_pair(a[0], a[1], b[0], b[1], TOL)[0]
+    return entropy.entropy_pair(a[0], a[1], b[0], b[1], TOL)[0]
 
 
 POWERS = st.sampled_from([(0.0, 1.0), (1.0, 0.5), (3.0, 0.6)])
@@ -351,16 +355,16 @@ def test_candidate_kernels_agree_with_pair_kernels(queries, refs) -> None:
     cand_lib = np.tile(np.arange(nl, dtype=np.int64), nq)
     q_prec = np.full(nq, 500.0)
     l_prec = np.full(nl, 500.0)
-    scores, matches = scoring.cosine_candidates(q_off, q_mz, q_int, q_prec, l_off, l_mz, l_int, l_prec,
+    scores, matches = cosine.cosine_candidates(q_off, q_mz, q_int, q_prec, l_off, l_mz, l_int, l_prec,
                                                 cand_offsets, cand_lib, TOL, 0.0, 1.0, False)
     assert np.all((scores >= 0) & (scores <= 1 + 1e-12))
     for k in range(nq * nl):
         q, r = divmod(k, nl)
         s, m = _cosine(l_clean[r], q_clean[q])
         assert scores[k] == s and matches[k] == m
-    eq_off, eq_mz, eq_int = scoring.prepare_entropy_peaks(q_off, q_mz, q_int, 0.01, 2 * TOL, True)
-    el_off, el_mz, el_int = scoring.prepare_entropy_peaks(l_off, l_mz, l_int, 0.01, 2 * TOL, True)
-    e_scores, _ = scoring.entropy_candidates(eq_off, eq_mz, eq_int, el_off, el_mz, el_int, cand_offsets, cand_lib,
+    eq_off, eq_mz, eq_int = entropy.prepare_entropy_peaks(q_off, q_mz, q_int, 0.01, 2 * TOL, True)
+    el_off, el_mz, el_int = entropy.prepare_entropy_peaks(l_off, l_mz, l_int, 0.01, 2 * TOL, True)
+    e_scores, _ = entropy.entropy_candidates(eq_off, eq_mz, eq_int, el_off, el_mz, el_int, cand_offsets, cand_lib,
                                              TOL)
     assert np.all((e_scores >= 0) & (e_scores <= 1))
     for k in range(nq * nl):

@@ -14,9 +14,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ms2study.library import index as library
 from ms2study.core.errors import InputError
-from ms2study.library.index import read_query_spectra
+from ms2study.io import entries, fields, formats
+from ms2study.io.queries import QUERY_SCHEMA, read_query_spectra
+from ms2study.library import build
+from ms2study.library import index as library
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -75,15 +77,15 @@ def test_query_polarity_is_read_as_for_the_library(name: str, text: str, expecte
 
 
 def test_ion_mode_of_precedence() -> None:
-    assert library.ion_mode_of({"IONMODE": "N", "CHARGE": "1+"}) == "negative"
-    assert library.ion_mode_of({"IONIZATION": "APCI+", "CHARGE": "1-"}) == "positive"
-    assert library.ion_mode_of({"IONIZATION": "ESI", "CHARGE": "1-"}) == "negative"   # ESI alone says nothing
-    assert library.ion_mode_of({"CHARGE": "1+", "ADDUCT": "[M-H]-"}) == "positive"     # signed charge > adduct
-    assert library.ion_mode_of({"POLARITY": "+"}) == "positive"
-    assert library.ion_mode_of({"POLARITY": "NEG"}) == "negative"
-    assert library.ion_mode_of({"IONMODE": "-"}) is None          # a lone "-" is a missing value, as elsewhere
-    assert library.ion_mode_of({"IONMODE": "unknown", "ADDUCT": "[M+H]+*"}) == "positive"
-    assert library.ion_mode_of({}) is None
+    assert fields.ion_mode_of({"IONMODE": "N", "CHARGE": "1+"}) == "negative"
+    assert fields.ion_mode_of({"IONIZATION": "APCI+", "CHARGE": "1-"}) == "positive"
+    assert fields.ion_mode_of({"IONIZATION": "ESI", "CHARGE": "1-"}) == "negative"   # ESI alone says nothing
+    assert fields.ion_mode_of({"CHARGE": "1+", "ADDUCT": "[M-H]-"}) == "positive"     # signed charge > adduct
+    assert fields.ion_mode_of({"POLARITY": "+"}) == "positive"
+    assert fields.ion_mode_of({"POLARITY": "NEG"}) == "negative"
+    assert fields.ion_mode_of({"IONMODE": "-"}) is None          # a lone "-" is a missing value, as elsewhere
+    assert fields.ion_mode_of({"IONMODE": "unknown", "ADDUCT": "[M+H]+*"}) == "positive"
+    assert fields.ion_mode_of({}) is None
 
 
 # ------------------------------------------------------------------------------------------ query table
@@ -93,7 +95,7 @@ def test_query_table_schema_order_and_raw_peaks(tmp_path: Path) -> None:
     path = write(tmp_path, "q.mgf", mgf("b", "300.5", "120 7\n80 3\n120 1\n")
                  + mgf("a", "150", "70\t2\t1+\n"))
     queries, report = read_query_spectra(path)
-    assert queries.schema == pl.Schema(library.QUERY_SCHEMA)
+    assert queries.schema == pl.Schema(QUERY_SCHEMA)
     assert queries["spectrum_id"].to_list() == ["b", "a"]                 # file order, not sorted
     assert queries["sample_id"].null_count() == 2 and queries["feature_id"].null_count() == 2
     assert queries["mz"].to_list() == [[120.0, 80.0, 120.0], [70.0]]     # as read: not sorted, not merged
@@ -104,7 +106,7 @@ def test_query_table_schema_order_and_raw_peaks(tmp_path: Path) -> None:
 def test_repeated_titles_get_suffixes_and_are_named(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     text = mgf("X", "200") + mgf("X", "210") + mgf("X#2", "220") + mgf("X", "230") + mgf(None, "240")
     path = write(tmp_path, "dup.mgf", text)
-    with caplog.at_level(logging.WARNING, logger="ms2study.library.index"):
+    with caplog.at_level(logging.WARNING, logger="ms2study.io.entries"):
         queries, report = read_query_spectra(path)
     # The literal "X#2" keeps its id, so the second X skips to #3; an entry without id gets file:entry.
     assert queries["spectrum_id"].to_list() == ["X", "X#3", "X#2", "X#4", "dup.mgf:5"]
@@ -114,7 +116,7 @@ def test_repeated_titles_get_suffixes_and_are_named(tmp_path: Path, caplog: pyte
         (2, "X", "'X' -> 'X#3' (already used by entry 1 of dup.mgf)"),
         (4, "X", "'X' -> 'X#4' (already used by entry 1 of dup.mgf)"),
     ]
-    assert report.by_reason(library.ALTERED) == {library.DUPLICATE_ID: 2}
+    assert report.by_reason(entries.ALTERED) == {entries.DUPLICATE_ID: 2}
     assert "altered entry 2 (line 7, id 'X'): duplicate identifier renamed: 'X' -> 'X#3'" in caplog.text
 
 
@@ -131,19 +133,19 @@ def test_unsearchable_queries_are_named_and_counted(tmp_path: Path, caplog: pyte
         + "BEGIN IONS\nTITLE=cut\nPEPMASS=200\n50 1\n"     # 9 truncated
     )
     path = write(tmp_path, "q.mgf", text)
-    with caplog.at_level(logging.WARNING, logger="ms2study.library.index"):
+    with caplog.at_level(logging.WARNING, logger="ms2study.io.entries"):
         queries, report = read_query_spectra(path)
     assert queries["spectrum_id"].to_list() == ["ok"]
     skipped = [(i.entry, i.identifier, i.reason) for i in report.skipped]
     assert skipped == [
-        (2, "noprec", library.NO_PRECURSOR),
-        (3, "zero", library.NO_PRECURSOR),
-        (4, "neg", library.NO_PRECURSOR),
-        (5, "text", library.NO_PRECURSOR),
-        (6, "badpeaks", library.UNREADABLE_PEAKS),
-        (7, "nopeaks", library.NO_PEAKS),
-        (8, "allbad", library.NO_VALID_PEAKS),
-        (9, "cut", library.TRUNCATED),
+        (2, "noprec", entries.NO_PRECURSOR),
+        (3, "zero", entries.NO_PRECURSOR),
+        (4, "neg", entries.NO_PRECURSOR),
+        (5, "text", entries.NO_PRECURSOR),
+        (6, "badpeaks", entries.UNREADABLE_PEAKS),
+        (7, "nopeaks", entries.NO_PEAKS),
+        (8, "allbad", entries.NO_VALID_PEAKS),
+        (9, "cut", entries.TRUNCATED),
     ]
     details = {i.identifier: i.detail for i in report.skipped}
     assert details["zero"] == "PEPMASS is 0"
@@ -152,7 +154,7 @@ def test_unsearchable_queries_are_named_and_counted(tmp_path: Path, caplog: pyte
     assert details["badpeaks"] == "line 34: 'x' is not a number"
     assert details["allbad"] == "2 of 2 peaks dropped (1 negative intensity, 1 NaN intensity)"
     assert report.n_entries == 9 and report.n_used == 1 and report.n_skipped == 8
-    assert report.by_reason(library.SKIPPED)[library.NO_PRECURSOR] == 4
+    assert report.by_reason(entries.SKIPPED)[entries.NO_PRECURSOR] == 4
     assert "skipped entry 3 (line 12, id 'zero'): no valid precursor m/z: PEPMASS is 0" in caplog.text
     assert "skipped entry 7 (line 36, id 'nopeaks'): no peaks" in caplog.text
     assert "queries q.mgf: 9 entries, 1 used; 8 skipped (4 no valid precursor m/z, 1 unreadable" in report.summary()
@@ -167,7 +169,7 @@ def test_no_searchable_query_is_an_error_unless_allowed(tmp_path: Path) -> None:
                                          r".*PEPMASS="):
         read_query_spectra(path)
     queries, report = read_query_spectra(path, require_any=False)
-    assert queries.height == 0 and queries.schema == pl.Schema(library.QUERY_SCHEMA)
+    assert queries.height == 0 and queries.schema == pl.Schema(QUERY_SCHEMA)
     assert report.n_skipped == 2
     with pytest.raises(InputError, match="query file not found"):
         read_query_spectra(tmp_path / "missing.mgf")
@@ -176,10 +178,10 @@ def test_no_searchable_query_is_an_error_unless_allowed(tmp_path: Path) -> None:
 def test_query_cleaning_option_names_emptied_queries(tmp_path: Path) -> None:
     # All peaks of "high" lie above its precursor minus 1.6 Da: nothing is left to search.
     path = write(tmp_path, "q.mgf", mgf("low", "200", "50 1\n") + mgf("high", "100", "99 1\n150 2\n"))
-    queries, report = read_query_spectra(path, cleaning=library.DEFAULT_PARAMS["cleaning"])
+    queries, report = read_query_spectra(path, cleaning=build.DEFAULT_PARAMS["cleaning"])
     assert queries["spectrum_id"].to_list() == ["low"]
     assert [(i.entry, i.identifier, i.reason, i.action) for i in report.issues] == [
-        (2, "high", library.EMPTY_AFTER_CLEANING, "emptied")]
+        (2, "high", entries.EMPTY_AFTER_CLEANING, "emptied")]
     assert report.emptied[0].detail.startswith("2 peaks read, none left by cleaning")
     # Without the option the query is returned with its raw peaks.
     assert read_query_spectra(path)[0]["spectrum_id"].to_list() == ["low", "high"]
@@ -204,7 +206,7 @@ def test_decimal_comma_is_read_when_unambiguous(pepmass: str, expected: float, t
     notes = [(i.identifier, i.reason, i.detail) for i in report.altered]
     if "," in pepmass.split()[0]:
         note = f"PEPMASS '{pepmass}' has a decimal comma: read as {expected!r}"
-        assert notes == [("dc", library.DECIMAL_COMMA, note)]
+        assert notes == [("dc", entries.DECIMAL_COMMA, note)]
     else:
         assert notes == []
     assert library_of(path, tmp_path)["precursor_mz"].to_list() == [expected]
@@ -214,21 +216,21 @@ def test_decimal_comma_is_read_when_unambiguous(pepmass: str, expected: float, t
 def test_ambiguous_comma_is_refused_naming_the_entry(pepmass: str, tmp_path: Path,
                                                      caplog: pytest.LogCaptureFixture) -> None:
     path = write(tmp_path, "q.mgf", mgf("good", "200") + mgf("amb", pepmass))
-    with caplog.at_level(logging.WARNING, logger="ms2study.library.index"):
+    with caplog.at_level(logging.WARNING, logger="ms2study.io.entries"):
         queries, report = read_query_spectra(path)
     assert queries["spectrum_id"].to_list() == ["good"]
     (issue,) = report.skipped
-    assert (issue.entry, issue.identifier, issue.reason) == (2, "amb", library.NO_PRECURSOR)
+    assert (issue.entry, issue.identifier, issue.reason) == (2, "amb", entries.NO_PRECURSOR)
     assert issue.detail.startswith(f"PEPMASS '{pepmass}' is ambiguous")
     assert "write the m/z with a decimal point" in issue.detail
     assert "skipped entry 2 (line 7, id 'amb')" in caplog.text
 
 
 def test_precursor_of_msp_decimal_comma() -> None:
-    assert library.precursor_of({"PRECURSORMZ": "399,2512"}) == (
+    assert fields.precursor_of({"PRECURSORMZ": "399,2512"}) == (
         399.2512, "", "PRECURSORMZ '399,2512' has a decimal comma: read as 399.2512")
-    assert library.precursor_of({"PRECURSORMZ": "inf"})[1] == "PRECURSORMZ 'inf' is not finite"
-    assert library.precursor_of({"PRECURSORMZ": "N/A"})[0] is None
+    assert fields.precursor_of({"PRECURSORMZ": "inf"})[1] == "PRECURSORMZ 'inf' is not finite"
+    assert fields.precursor_of({"PRECURSORMZ": "N/A"})[0] is None
 
 
 # ------------------------------------------------------------------------------------------ MSP dialects
@@ -370,11 +372,11 @@ def test_golm_msp_and_gc_entries_without_precursor(tmp_path: Path) -> None:
     assert queries["mz"].to_list() == [[70.0, 71.0, 72.0, 73.0, 74.0]]
     assert queries["intensity"].to_list() == [[93.0, 18.0, 21.0, 999.0, 85.0]]
     assert [(i.entry, i.identifier, i.reason) for i in report.skipped] == [
-        (1, "golm.msp:1", library.NO_PRECURSOR)]
+        (1, "golm.msp:1", entries.NO_PRECURSOR)]
     # As a library, the EI entry without precursor is skipped the same way; the other is indexed.
     index = library.index_library(path, tmp_path / "idx")
     assert index.metadata["name"].to_list() == ["Alanine (2TMS) with precursor"]
-    assert index.manifest["skipped_by_reason"] == {library.NO_PRECURSOR: 1}
+    assert index.manifest["skipped_by_reason"] == {entries.NO_PRECURSOR: 1}
     assert index.manifest["skipped_first"][0]["identifier"] == "golm.msp:1"
 
 
@@ -389,10 +391,10 @@ def test_msp_problems_are_named(tmp_path: Path) -> None:
     queries, report = read_query_spectra(write(tmp_path, "bad.msp", text))
     assert queries["spectrum_id"].to_list() == ["G1"]
     assert [(i.entry, i.identifier, i.reason, i.detail) for i in report.skipped] == [
-        (1, "C1", library.PEAK_COUNT, "'Num Peaks: 3' but 2 read"),
-        (2, "U1", library.UNREADABLE_PEAKS, "line 13: '60 abc'"),
-        (3, "N1", library.NO_PEAK_BLOCK, ""),
-        (4, "Z1", library.NO_PEAKS, "the entry lists no peaks"),
+        (1, "C1", entries.PEAK_COUNT, "'Num Peaks: 3' but 2 read"),
+        (2, "U1", entries.UNREADABLE_PEAKS, "line 13: '60 abc'"),
+        (3, "N1", entries.NO_PEAK_BLOCK, ""),
+        (4, "Z1", entries.NO_PEAKS, "the entry lists no peaks"),
     ]
     assert [i.line for i in report.skipped] == [1, 8, 15, 19]
 
@@ -406,12 +408,12 @@ def test_msp_records_without_blank_lines(tmp_path: Path) -> None:
     queries, report = read_query_spectra(write(tmp_path, "flat.msp", text))
     assert queries["spectrum_id"].to_list() == ["C"] and queries["mz"].to_list() == [[60.0]]
     assert [(i.entry, i.identifier, i.reason) for i in report.skipped] == [
-        (1, "A", library.NO_PEAKS), (2, "B", library.PEAK_COUNT)]
+        (1, "A", entries.NO_PEAKS), (2, "B", entries.PEAK_COUNT)]
     assert report.n_entries == 3
 
 
 def test_msp_pairs_forms() -> None:
-    pairs = library._msp_pairs
+    pairs = formats._msp_pairs
     assert pairs("55 102") == [(55.0, 102.0)]
     assert pairs("55\t102\t\"ann\"") == [(55.0, 102.0)]
     assert pairs("55 102 56 3 57 8") == [(55.0, 102.0), (56.0, 3.0), (57.0, 8.0)]
@@ -433,20 +435,20 @@ def test_invalid_intensities_are_dropped_counted_and_named(tmp_path: Path,
     peaks = "50 10\n60 -5\n70 nan\n80 inf\n90 -inf\n0 4\n100 0\n110 20\n"
     text = mgf("bad", "300", peaks) + mgf("good", "300", "50 1\n")
     path = write(tmp_path, "lib.mgf", text)
-    with caplog.at_level(logging.WARNING, logger="ms2study.library.index"):
+    with caplog.at_level(logging.WARNING, logger="ms2study.io.entries"):
         queries, report = read_query_spectra(path)
     # Zero intensity is valid (cleaning drops it later); m/z 0, negative, NaN and infinite intensities are not.
     assert queries["mz"][0].to_list() == [50.0, 100.0, 110.0]
     assert queries["intensity"][0].to_list() == [10.0, 0.0, 20.0]
     (issue,) = report.altered
-    assert (issue.entry, issue.identifier, issue.reason) == (1, "bad", library.INVALID_PEAKS_DROPPED)
+    assert (issue.entry, issue.identifier, issue.reason) == (1, "bad", entries.INVALID_PEAKS_DROPPED)
     assert issue.detail == ("5 of 8 peaks dropped (2 negative intensity, 1 NaN intensity, 2 infinite intensity, "
                             "1 m/z not finite or <= 0)")
     assert report.n_peaks_dropped == 5
     assert "altered entry 1 (line 1, id 'bad'): invalid peaks dropped: 5 of 8 peaks dropped" in caplog.text
     index = library.index_library(path, tmp_path / "idx")
     assert index.manifest["n_peaks_dropped"] == 5
-    assert index.manifest["altered_by_reason"] == {library.INVALID_PEAKS_DROPPED: 1}
+    assert index.manifest["altered_by_reason"] == {entries.INVALID_PEAKS_DROPPED: 1}
     assert index.manifest["altered_first"][0]["identifier"] == "bad"
     np.testing.assert_allclose(index.peaks(int(np.flatnonzero(index.metadata["library_id"] == "bad")[0]))[0],
                                [50.0, 110.0])
@@ -456,7 +458,7 @@ def test_invalid_peaks_in_msp_and_json(tmp_path: Path) -> None:
     msp = "Name: m\nPrecursorMZ: 300\nNum Peaks: 3\n50 10\n60 -1\n70 NaN\n"
     _, report = read_query_spectra(write(tmp_path, "x.msp", msp))
     assert [(i.reason, i.detail) for i in report.altered] == [
-        (library.INVALID_PEAKS_DROPPED, "2 of 3 peaks dropped (1 negative intensity, 1 NaN intensity)")]
+        (entries.INVALID_PEAKS_DROPPED, "2 of 3 peaks dropped (1 negative intensity, 1 NaN intensity)")]
     js = json.dumps([{"spectrum_id": "j", "Precursor_MZ": "300", "peaks_json": [[50, 10], [60, -2]]}])
     queries, report = read_query_spectra(write(tmp_path, "x.json", js))
     assert queries["mz"].to_list() == [[50.0]]
@@ -479,11 +481,11 @@ def test_json_entries_and_errors(tmp_path: Path) -> None:
     queries, report = read_query_spectra(path)
     assert queries["spectrum_id"].to_list() == ["a"] and queries["precursor_mz"].to_list() == [150.5]
     assert [(i.entry, i.identifier, i.reason) for i in report.skipped] == [
-        (2, "lib.json:2", library.NOT_OBJECT),
-        (3, "c", library.UNREADABLE_PEAKS),
-        (4, "d", library.NO_VALID_PEAKS),
-        (5, "e", library.UNREADABLE_PEAKS),
-        (6, "f", library.NO_PEAKS),
+        (2, "lib.json:2", entries.NOT_OBJECT),
+        (3, "c", entries.UNREADABLE_PEAKS),
+        (4, "d", entries.NO_VALID_PEAKS),
+        (5, "e", entries.UNREADABLE_PEAKS),
+        (6, "f", entries.NO_PEAKS),
     ]
     for text, message in (("{not json", "not valid JSON"), ("5", "not a list of spectra"),
                           ('"text"', "not a list of spectra")):
@@ -534,29 +536,29 @@ def test_library_duplicates_emptied_and_no_peak_entries_are_named(tmp_path: Path
     assert dict(zip(meta["library_id"], meta["precursor_mz"])) == {"D": 300.0, "D#2": 200.0}
     m = index.manifest
     assert m["n_entries"] == 4 and m["n_spectra"] == 2
-    assert m["altered_by_reason"] == {library.DUPLICATE_ID: 1}
+    assert m["altered_by_reason"] == {entries.DUPLICATE_ID: 1}
     assert m["altered_first"][0] | {"file": None} == {
-        "file": None, "entry": 2, "line": 6, "identifier": "D", "reason": library.DUPLICATE_ID,
+        "file": None, "entry": 2, "line": 6, "identifier": "D", "reason": entries.DUPLICATE_ID,
         "detail": "'D' -> 'D#2' (already used by entry 1 of lib.mgf)"}
     assert m["n_empty_after_cleaning"] == 1
     assert [(e["entry"], e["identifier"]) for e in m["empty_first"]] == [(3, "E")]
-    assert m["skipped_by_reason"] == {library.NO_PEAKS: 1}
+    assert m["skipped_by_reason"] == {entries.NO_PEAKS: 1}
     assert m["skipped_first"][0]["identifier"] == "N"
 
 
 def test_report_counts_and_summary(tmp_path: Path) -> None:
-    report = library.ReadReport()
-    built = library.build_library(
-        library.read_library_file(write(tmp_path, "l.mgf", mgf("a", "200") + mgf("a", None)), report), report=report)
+    report = entries.ReadReport()
+    built = build.build_library(
+        formats.read_library_file(write(tmp_path, "l.mgf", mgf("a", "200") + mgf("a", None)), report), report=report)
     assert built.metadata["library_id"].to_list() == ["a"]
     assert report.counts() == {
         "files": [str(tmp_path / "l.mgf")], "n_entries": 2, "n_read": 2, "n_used": 1, "n_skipped": 1,
         "n_emptied": 0, "n_altered": 0, "n_peaks_dropped": 0,
-        "skipped_by_reason": {library.NO_PRECURSOR: 1}, "emptied_by_reason": {}, "altered_by_reason": {},
+        "skipped_by_reason": {entries.NO_PRECURSOR: 1}, "emptied_by_reason": {}, "altered_by_reason": {},
     }
     assert report.summary() == ("library l.mgf: 2 entries, 1 used; 1 skipped (1 no valid precursor m/z); "
                                 "0 empty after cleaning; 0 altered; 0 invalid peaks dropped")
-    assert report.skipped[0][:4] == (str(tmp_path / "l.mgf"), 2, "a", library.NO_PRECURSOR)
+    assert report.skipped[0][:4] == (str(tmp_path / "l.mgf"), 2, "a", entries.NO_PRECURSOR)
 
 
 def test_intensities_outside_float32_range(tmp_path: Path) -> None:

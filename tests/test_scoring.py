@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ms2study.kernels import cosine, embedding, entropy
 from ms2study.library import index as library
-from ms2study.kernels import scoring
 
 matchms = pytest.importorskip("matchms")
 ms_entropy = pytest.importorskip("ms_entropy")
@@ -22,7 +22,7 @@ PESTICIDES = SHARED / "fixtures" / "pesticides.mgf"
 
 def ours_cosine(a, b, tol=0.1, mz_power=0.0, intensity_power=1.0, modified=False):
     (mz_a, in_a, prec_a), (mz_b, in_b, prec_b) = a, b
-    return scoring.cosine_pair(
+    return cosine.cosine_pair(
         np.asarray(mz_a, float), np.asarray(in_a, np.float32), np.asarray(mz_b, float), np.asarray(in_b, np.float32),
         tol, mz_power, intensity_power, prec_a - prec_b, modified,
     )
@@ -40,9 +40,9 @@ def oracle_cosine(a, b, tol=0.1, mz_power=0.0, intensity_power=1.0, modified=Fal
 
 
 def ours_entropy(a, b, tol=0.02):
-    pa = scoring.prepare_entropy_one(np.asarray(a[0], float), np.asarray(a[1], np.float32), 0.01, 2 * tol, True)
-    pb = scoring.prepare_entropy_one(np.asarray(b[0], float), np.asarray(b[1], np.float32), 0.01, 2 * tol, True)
-    return scoring.entropy_pair(pa[0], pa[1], pb[0], pb[1], tol)[0]
+    pa = entropy.prepare_entropy_one(np.asarray(a[0], float), np.asarray(a[1], np.float32), 0.01, 2 * tol, True)
+    pb = entropy.prepare_entropy_one(np.asarray(b[0], float), np.asarray(b[1], np.float32), 0.01, 2 * tol, True)
+    return entropy.entropy_pair(pa[0], pa[1], pb[0], pb[1], tol)[0]
 
 
 def oracle_entropy(a, b, tol=0.02):
@@ -113,7 +113,9 @@ def test_pesticides_all_pairs(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not MASSBANK.exists(), reason=f"MassBank file not found: {MASSBANK}")
 def test_random_massbank_pairs(tmp_path_factory: pytest.TempPathFactory) -> None:
-    from ms2study.library.index import ReadReport, build_library, read_library_file
+    from ms2study.io.entries import ReadReport
+    from ms2study.io.formats import read_library_file
+    from ms2study.library.build import build_library
 
     # The first 6,000 records are enough for realistic pairs and keep the test fast.
     report = ReadReport()
@@ -158,15 +160,15 @@ def test_candidate_kernels_match_pairwise() -> None:
     cand_offsets = np.arange(0, 10 * 20 + 1, 20, dtype=np.int64)
     cand_lib = np.tile(np.arange(20), 10).astype(np.int64)
     for modified in (False, True):
-        scores, matches = scoring.cosine_candidates(*q, *lib, cand_offsets, cand_lib, 0.05, 0.0, 1.0, modified)
+        scores, matches = cosine.cosine_candidates(*q, *lib, cand_offsets, cand_lib, 0.05, 0.0, 1.0, modified)
         for c in range(cand_lib.size):
             qi, li = c // 20, 10 + cand_lib[c]
-            s, m = scoring.cosine_pair(specs[li][0], specs[li][1], specs[qi][0], specs[qi][1], 0.05, 0.0, 1.0,
+            s, m = cosine.cosine_pair(specs[li][0], specs[li][1], specs[qi][0], specs[qi][1], 0.05, 0.0, 1.0,
                                        specs[li][2] - specs[qi][2], modified)
             assert scores[c] == s and matches[c] == m
-    qe = scoring.prepare_entropy_peaks(q[0], q[1], q[2], 0.01, 0.04, True)
-    le = scoring.prepare_entropy_peaks(lib[0], lib[1], lib[2], 0.01, 0.04, True)
-    ent, _ = scoring.entropy_candidates(*qe, *le, cand_offsets, cand_lib, 0.02)
+    qe = entropy.prepare_entropy_peaks(q[0], q[1], q[2], 0.01, 0.04, True)
+    le = entropy.prepare_entropy_peaks(lib[0], lib[1], lib[2], 0.01, 0.04, True)
+    ent, _ = entropy.entropy_candidates(*qe, *le, cand_offsets, cand_lib, 0.02)
     for c in range(0, cand_lib.size, 7):
         qi, li = c // 20, 10 + cand_lib[c]
         assert ent[c] == pytest.approx(ours_entropy(specs[li], specs[qi]), abs=1e-7)
@@ -179,13 +181,13 @@ def test_embedding_top_k_is_exact_and_chunked() -> None:
     q = lib[[3, 77, 400]] + rng.normal(0, 0.01, (3, 16)).astype(np.float32)
     allowed = np.ones(500, dtype=bool)
     allowed[77] = False
-    off, cand = scoring.top_k_by_embedding(q, lib, allowed, 4, chunk_rows=37)
+    off, cand = embedding.top_k_by_embedding(q, lib, allowed, 4, chunk_rows=37)
     brute = (q @ lib.T)
     brute[:, ~allowed] = -np.inf
     for i in range(3):
         assert set(cand[off[i]:off[i + 1]]) == set(np.argsort(-brute[i])[:4])
     assert 3 in cand[off[0]:off[1]] and 77 not in cand
-    sims = scoring.embedding_candidates(q / np.linalg.norm(q, axis=1, keepdims=True), lib, off, cand)
+    sims = embedding.embedding_candidates(q / np.linalg.norm(q, axis=1, keepdims=True), lib, off, cand)
     assert np.all(sims <= 1 + 1e-6) and sims[list(cand[:4]).index(3)] > 0.99
 
 
@@ -195,7 +197,7 @@ def test_mismatched_candidate_offsets_are_refused() -> None:
     inten = np.ones(2, dtype=np.float32)
     prec = np.array([200.0, 220.0])
     with pytest.raises(ValueError, match="different numbers"):
-        scoring.cosine_candidates(offsets, mz, inten, prec, offsets, mz, inten, prec,
+        cosine.cosine_candidates(offsets, mz, inten, prec, offsets, mz, inten, prec,
                                   np.array([0, 1], dtype=np.int64), np.array([0], dtype=np.int64), 0.1, 0.0, 1.0, False)
 
 
@@ -235,15 +237,15 @@ def test_parallel_and_serial_candidate_kernels_agree(monkeypatch: pytest.MonkeyP
     cand_offsets = np.arange(0, n_q * n_l + 1, n_l, dtype=np.int64)
     cand_lib = np.tile(np.arange(n_l), n_q).astype(np.int64)
     for modified in (False, True):
-        monkeypatch.setattr(scoring, "PARALLEL_MIN_PAIRS", 0)
-        par = scoring.cosine_candidates(*q, *lib, cand_offsets, cand_lib, 0.3, 1.0, 0.5, modified)
-        monkeypatch.setattr(scoring, "PARALLEL_MIN_PAIRS", 10**12)
-        ser = scoring.cosine_candidates(*q, *lib, cand_offsets, cand_lib, 0.3, 1.0, 0.5, modified)
+        monkeypatch.setattr(cosine, "PARALLEL_MIN_PAIRS", 0)
+        par = cosine.cosine_candidates(*q, *lib, cand_offsets, cand_lib, 0.3, 1.0, 0.5, modified)
+        monkeypatch.setattr(cosine, "PARALLEL_MIN_PAIRS", 10**12)
+        ser = cosine.cosine_candidates(*q, *lib, cand_offsets, cand_lib, 0.3, 1.0, 0.5, modified)
         assert np.array_equal(par[0], ser[0]) and np.array_equal(par[1], ser[1])
         assert (par[1] > 0).mean() > 0.5
         for c in range(0, cand_lib.size, 37):
             qi, li = c // n_l, cand_lib[c]
-            s, m = scoring.cosine_pair(
+            s, m = cosine.cosine_pair(
                 lib[1][lib[0][li]:lib[0][li + 1]], lib[2][lib[0][li]:lib[0][li + 1]],
                 q[1][q[0][qi]:q[0][qi + 1]], q[2][q[0][qi]:q[0][qi + 1]], 0.3, 1.0, 0.5,
                 lib[3][li] - q[3][qi], modified,
@@ -260,9 +262,9 @@ def test_query_offsets_not_starting_at_zero() -> None:
     lib_off = np.array([0, 3], dtype=np.int64)
     cand_offsets = np.array([0, 1, 2], dtype=np.int64)
     cand_lib = np.zeros(2, dtype=np.int64)
-    got = scoring.cosine_candidates(window, mz, inten, prec, lib_off, mz, inten, prec[:1], cand_offsets, cand_lib,
+    got = cosine.cosine_candidates(window, mz, inten, prec, lib_off, mz, inten, prec[:1], cand_offsets, cand_lib,
                                     0.05, 0.0, 1.0, False)
-    fresh = scoring.cosine_candidates(window - 3, mz[3:], inten[3:], prec, lib_off, mz, inten, prec[:1],
+    fresh = cosine.cosine_candidates(window - 3, mz[3:], inten[3:], prec, lib_off, mz, inten, prec[:1],
                                       cand_offsets, cand_lib, 0.05, 0.0, 1.0, False)
     assert np.array_equal(got[0], fresh[0]) and np.array_equal(got[1], fresh[1])
     assert list(got[1]) == [2, 2]

@@ -25,7 +25,7 @@ COMMANDS = {
     "train": "ms2study.stages.train",
     "embed-library": "ms2study.stages.embed",
     "learn-combined": "ms2study.stages.learn_combined",
-    "index-library": "ms2study.library.index",
+    "index-library": "ms2study.stages.index_library",
     "annotate": "ms2study.stages.annotate",
     "score": "ms2study.stages.search",
     "calibrate-library": "ms2study.stages.calibrate",

@@ -8,8 +8,8 @@ and index such sets. This module belongs to the bottom layer (core) and imports 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -45,7 +45,7 @@ class FlatSpectra:
     @classmethod
     def from_lists(cls, mz_lists: Sequence[np.ndarray], intensity_lists: Sequence[np.ndarray],
                    precursor_mz: Sequence[float] | np.ndarray, ion_mode: Sequence[int] | np.ndarray,
-                   rows: Sequence[int] | np.ndarray) -> "FlatSpectra":
+                   rows: Sequence[int] | np.ndarray) -> FlatSpectra:
         """Flat spectra from one peak array pair per spectrum.
 
         ``mz_lists[i]`` (Da) and ``intensity_lists[i]`` are the peaks of spectrum i; m/z is stored as float64,
@@ -65,6 +65,16 @@ class FlatSpectra:
             rows=np.asarray(rows, dtype=np.int64),
         )
 
+    @classmethod
+    def whole(cls, offsets: np.ndarray, mz: np.ndarray, intensity: np.ndarray, precursor_mz: np.ndarray,
+              ion_mode: np.ndarray) -> FlatSpectra:
+        """Every spectrum of a flat set (a library index, a built library) with ``rows`` = 0..n-1.
+
+        The arrays are used as they are (no copy, no dtype change), so memory-mapped arrays stay mapped.
+        """
+        return cls(offsets, mz, intensity, precursor_mz, ion_mode, np.arange(np.asarray(offsets).size - 1,
+                                                                              dtype=np.int64))
+
     @property
     def n_spectra(self) -> int:
         """Number of spectra (``offsets.size - 1``)."""
@@ -80,7 +90,7 @@ class FlatSpectra:
         a, b = int(self.offsets[i]), int(self.offsets[i + 1])
         return self.mz[a:b], self.intensity[a:b]
 
-    def take(self, sel: np.ndarray) -> "FlatSpectra":
+    def take(self, sel: np.ndarray) -> FlatSpectra:
         """The spectra at positions ``sel`` (in that order) as a new set; ``rows`` follow the selection."""
         sel = np.asarray(sel, dtype=np.int64)
         offsets = offsets_from_counts(np.diff(self.offsets)[sel])

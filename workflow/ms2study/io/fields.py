@@ -1,0 +1,174 @@
+"""Metadata fields of spectrum-file entries (MGF / MSP / GNPS JSON): key aliases, precursor m/z, charge, ion mode.
+
+Every reader stores an entry's metadata as ``{normalised key: raw text}`` (``norm_key``: upper case, spaces and
+underscores removed); this module turns those texts into values the same way for library and query spectra:
+``first_field`` (first present alias of a field, missing tokens skipped), ``precursor_of`` (precursor m/z with
+the decimal-comma rule), ``charge_of`` and ``ion_mode_of``. Pure text handling: imports only ms2study.core.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+# Source keys (upper-cased, with spaces/underscores removed) -> metadata field; first present key wins.
+KEY_ALIASES: dict[str, tuple[str, ...]] = {
+    "library_id": ("SPECTRUMID", "DB#", "DBNUMBER", "ACCESSION", "NIST#", "TITLE"),
+    "name": ("NAME", "COMPOUNDNAME", "TITLE"),
+    "inchikey": ("INCHIKEY", "INCHIKEYSMILES", "INCHIKEYINCHI", "INCHIAUX"),
+    "smiles": ("SMILES",),
+    "formula": ("FORMULA", "FORMULASMILES", "MOLECULARFORMULA"),
+    "adduct": ("ADDUCT", "PRECURSORTYPE", "PRECURSORADDUCT"),
+    "ion_mode": ("IONMODE", "POLARITY", "IONPOLARITY", "SCANPOLARITY"),
+    "ionization": ("IONIZATION", "IONISATION"),
+    "license": ("LICENSE", "LICENCE"),
+    "precursor_mz": ("PRECURSORMZ", "PEPMASS", "PRECURSOR"),
+    "charge": ("CHARGE", "PRECURSORCHARGE"),
+    "compound_class": ("COMPOUNDCLASS", "ONTOLOGY"),
+    "instrument_type": ("INSTRUMENTTYPE", "INSTRUMENT", "SOURCEINSTRUMENT"),
+    "collision_energy": ("COLLISIONENERGY",),
+}
+_MISSING = {"", "N/A", "NA", "NAN", "NONE", "NULL", "-", "UNKNOWN"}
+
+# Ion-mode codes of flat spectra and library indexes (0: unknown).
+ION_MODE_CODE = {"positive": 1, "negative": -1}
+
+_KEY_DROP = str.maketrans("", "", " \t\r\n\x0b\x0c_")
+
+
+def norm_key(key: str) -> str:
+    """Upper case, whitespace and underscores removed: "Ion_mode" -> "IONMODE", "Num Peaks" -> "NUMPEAKS"."""
+    return key.strip().upper().translate(_KEY_DROP)
+
+
+def _is_missing(value: str) -> bool:
+    return value.strip().upper() in _MISSING
+
+
+def first_field(fields: dict[str, str], field_name: str) -> str | None:
+    """Stripped text of the first alias of ``field_name`` (a ``KEY_ALIASES`` key) that is present and not a
+    missing token (empty, N/A, NA, NaN, None, null, -, unknown); None when there is none."""
+    for key in KEY_ALIASES[field_name]:
+        value = fields.get(key)
+        if value is not None and not _is_missing(value):
+            return value.strip()
+    return None
+
+
+def entry_id(fields: dict[str, str], source_file: str, entry: int) -> str:
+    """The entry's id (first of SPECTRUMID, DB#, ACCESSION, NIST#, TITLE) or ``"<file name>:<entry>"``."""
+    return first_field(fields, "library_id") or f"{Path(source_file).name}:{entry}"
+
+
+def float_or_none(text: str) -> float | None:
+    """``float(text)``, or None when the text is not a number."""
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+_DECIMAL_COMMA_RE = re.compile(r"^[+-]?\d+,\d+$")
+
+
+def precursor_of(fields: dict[str, str]) -> tuple[float | None, str, str]:
+    """Precursor m/z of an entry -> ``(value, problem, note)``.
+
+    The first present key of PRECURSORMZ / PEPMASS / PRECURSOR is read; only its first whitespace-separated
+    token is the m/z (MGF ``PEPMASS=mz [intensity]``). A decimal comma (``281,2013306``: one comma, no dot,
+    digits on both sides) is read as a decimal point and explained in ``note``; any other comma is refused
+    as ambiguous. ``value`` is None when there is no finite m/z > 0, and ``problem`` then says why (missing,
+    not a number, 0, negative, not finite, ambiguous comma); otherwise ``problem`` is "".
+    """
+    key = text = None
+    for candidate in KEY_ALIASES["precursor_mz"]:
+        value = fields.get(candidate)
+        if value is not None and not _is_missing(value):
+            key, text = candidate, value.strip()
+            break
+    if key is None or text is None:
+        return None, "no precursor m/z given (PEPMASS= in MGF, PrecursorMZ: in MSP, Precursor_MZ in JSON)", ""
+    token = text.split()[0]
+    note = ""
+    if "," in token:
+        if not _DECIMAL_COMMA_RE.match(token):
+            return None, (f"{key} '{text}' is ambiguous (a comma that is not a single decimal comma): "
+                          f"write the m/z with a decimal point, e.g. 281.2013"), ""
+        value_f = float(token.replace(",", "."))
+        note = f"{key} '{text}' has a decimal comma: read as {value_f!r}"
+    else:
+        parsed = float_or_none(token)
+        if parsed is None:
+            return None, f"{key} '{text}' is not a number", ""
+        value_f = parsed
+    if not math.isfinite(value_f):
+        return None, f"{key} '{text}' is not finite", ""
+    if value_f == 0:
+        return None, f"{key} is 0", ""
+    if value_f < 0:
+        return None, f"{key} '{text}' is negative", ""
+    return value_f, "", note
+
+
+_CHARGE_RE = re.compile(r"^\s*([+-]?)(\d+)\s*([+-]?)")
+
+
+def _charge_and_sign(text: str | None) -> tuple[int | None, bool]:
+    """(charge, whether a sign was written): "2+" -> (2, True), "-1" -> (-1, True), "1" -> (1, False)."""
+    if not text:
+        return None, False
+    m = _CHARGE_RE.match(text)
+    if not m:
+        return None, False
+    signs = m.group(1) + m.group(3)
+    sign = -1 if "-" in signs else 1
+    return sign * int(m.group(2)), bool(signs)
+
+
+def charge_of(text: str | None) -> int | None:
+    """Signed charge of a CHARGE text ("2+" -> 2, "1-" -> -1, "-1" -> -1, "1" -> 1); None when unreadable."""
+    return _charge_and_sign(text)[0]
+
+
+def _mode_from_text(text: str | None) -> str | None:
+    """'positive' / 'negative' from a polarity text: Positive, POS, P, +, ESI+, neg, N, -, APCI- ... else None."""
+    t = (text or "").strip().lower()
+    if not t:
+        return None
+    if "pos" in t or t in ("p", "+", "+1", "1+"):
+        return "positive"
+    if "neg" in t or t in ("n", "-", "-1", "1-"):
+        return "negative"
+    if t.endswith("+"):
+        return "positive"
+    if t.endswith("-"):
+        return "negative"
+    return None
+
+
+def ion_mode_of(fields: dict[str, str]) -> str | None:
+    """Ion mode of an entry, the same for library and query spectra: "positive", "negative" or None.
+
+    In order, the first that tells: ``IONMODE`` / ``Ion_mode`` / ``POLARITY`` (Positive, P, +, ...);
+    ``Ionization`` (ESI+, APCI-, positive, ...); a signed ``CHARGE`` (``1+``, ``-1``, ``2-``); the adduct's
+    trailing sign (``[M-H]-``); an unsigned positive ``CHARGE`` (MGF convention: positive). None when none
+    of these says anything (e.g. ``CHARGE=0`` alone).
+    """
+    for name in ("ion_mode", "ionization"):
+        mode = _mode_from_text(first_field(fields, name))
+        if mode is not None:
+            return mode
+    charge, signed = _charge_and_sign(first_field(fields, "charge"))
+    if charge and signed:
+        return "positive" if charge > 0 else "negative"
+    adduct = first_field(fields, "adduct")
+    if adduct:
+        tail = adduct.rstrip(" *")[-1:]
+        if tail == "+":
+            return "positive"
+        if tail == "-":
+            return "negative"
+    if charge and charge > 0:
+        return "positive"
+    return None
