@@ -9,11 +9,12 @@ Shortcut (documented in ``ms2study.simulate.study.simulate_features``): running 
 16-40 mzML files is too slow on 2 cores, so each study's features are built from the simulation's truth: measured
 heights with technical noise, a detection limit and DDA fragmentation calibrated on the mzML simulation through the
 detect stage, MS/MS with the same noise model, cleaned as the spectra stage cleans them. Everything after that is
-the pipeline's own code: spectra are embedded with the shipped encoder (``ms2study.stages.embed``), pooled per sample
-(``ms2study.stages.pool.pool_sample``, abundance share) and summarised per chemical region (``pool.chemistry_sample``
-over prototypes learned once on the simulated library's embeddings), the feature sets are built by
-``ms2study.stages.models`` (``feature_matrix_feature_set``, ``binned_spectra_feature_set``, ...) and modelled by
-``models.model_outcome`` (nested CV, bootstrap interval), exactly as the models stage does.
+the pipeline's own code: spectra are embedded with the shipped encoder (``ms2study.encoder.inference``), pooled per
+sample (``ms2study.modelling.pooling.pool_sample``, abundance share) and summarised per chemical region
+(``modelling.chemistry.chemistry_sample`` over prototypes learned once on the simulated library's embeddings), the
+feature sets are built by ``ms2study.modelling.featuresets`` (``feature_matrix_feature_set``,
+``binned_spectra_feature_set``, ...) and modelled by ``modelling.evaluate.model_outcome`` (nested CV, bootstrap
+interval), exactly as the models stage does.
 
 Reported per setting and feature set: AUC (mean over outer repeats) with its 95 % interval; per null study whether
 the interval excludes 0.5 (a false positive). Usage:
@@ -39,9 +40,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import cpu_model  # noqa: E402
 
-from ms2study.simulate import study as simulate  # noqa: E402
-from ms2study.stages import embed, models, pool  # noqa: E402
 from ms2study.core.cleaning import clean_peaks  # noqa: E402
+from ms2study.encoder.inference import embed_spectra  # noqa: E402
+from ms2study.modelling import chemistry as chemical_space  # noqa: E402
+from ms2study.modelling import featuresets, pooling  # noqa: E402
+from ms2study.modelling.evaluate import model_outcome  # noqa: E402
+from ms2study.simulate import study as simulate  # noqa: E402
+from ms2study.stages import models  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 FEATURE_SETS = ["embedding", "chemical_space", "features", "binned_spectra"]
@@ -53,7 +58,7 @@ QUICK_GRID = {"n_samples": [16], "fold_change": [3.0], "n_changed": [12]}
 MODEL_PARAMS = {"n_permutations": 0, "n_bootstrap": 1000, "outer_repeats": 5}
 
 
-def library_prototypes(seed: int, k: int, embed_params: dict | None = None) -> pool.Prototypes:
+def library_prototypes(seed: int, k: int, embed_params: dict | None = None) -> chemical_space.Prototypes:
     """Prototypes learned on the simulated library: the curated compounds' reference spectra, cleaned like the
     library index cleans them and embedded with the shipped encoder (the pipeline's ``prototypes`` source
     ``library``). They depend on no study sample, so one set serves every study."""
@@ -65,17 +70,18 @@ def library_prototypes(seed: int, k: int, embed_params: dict | None = None) -> p
         "feature_id": [c.compound_id for c in reference], "precursor_mz": [c.mz for c in reference],
         "mz": [m.tolist() for m, _ in cleaned], "intensity": [i.tolist() for _, i in cleaned],
     }, schema_overrides={"mz": pl.List(pl.Float64), "intensity": pl.List(pl.Float32)})
-    emb = embed.embed_spectra(frame, embed_params)
+    emb = embed_spectra(frame, embed_params)
     matrix = np.array([e for e in emb["embedding"].to_list() if e is not None], dtype=np.float64)
-    return pool.learn_prototypes(matrix, k=k, seed=seed, model_id=emb["model_id"][0], source="simulated library")
+    return chemical_space.learn_prototypes(matrix, k=k, seed=seed, model_id=emb["model_id"][0],
+                                           source="simulated library")
 
 
-def feature_sets(known: simulate.KnownFeatures, prototypes: pool.Prototypes,
+def feature_sets(known: simulate.KnownFeatures, prototypes: chemical_space.Prototypes,
                  embed_params: dict | None = None, pool_params: dict | None = None) -> dict[str, pl.DataFrame]:
     """The four feature sets of a study built from its known features (see the module docstring)."""
     ids = known.samples["sample_id"].to_list()
     unique = known.spectra.unique("spectrum_key", keep="first", maintain_order=True)
-    emb = embed.embed_spectra(unique.with_columns(pl.col("spectrum_key").alias("spectrum_id")), embed_params)
+    emb = embed_spectra(unique.with_columns(pl.col("spectrum_key").alias("spectrum_id")), embed_params)
     by_key = emb.select(pl.col("spectrum_id").alias("spectrum_key"), "embedding", "model_id")
     embeddings = known.spectra.select("spectrum_id", "sample_id", "feature_id", "spectrum_key").join(
         by_key, on="spectrum_key", how="left", maintain_order="left")
@@ -84,24 +90,24 @@ def feature_sets(known: simulate.KnownFeatures, prototypes: pool.Prototypes,
         e = embeddings.filter(pl.col("sample_id") == sample)
         sp = known.spectra.filter(pl.col("sample_id") == sample)
         features = known.features_table(sample)
-        pooled.append(pool.pool_sample(e, sp, sample, pool_params, features=features))
-        chemistry.append(pool.chemistry_sample(e, sp, sample, prototypes, pool_params, features=features))
+        pooled.append(pooling.pool_sample(e, sp, sample, pool_params, features=features))
+        chemistry.append(chemical_space.chemistry_sample(e, sp, sample, prototypes, pool_params, features=features))
     matrix = pl.DataFrame({"consensus_id": known.features["feature_id"], "mz": known.features["mz"],
                            "rt_s": known.features["rt_s"],
                            **{s: known.intensity[i] for i, s in enumerate(ids)}}).with_columns(
         [pl.col(s).fill_nan(None) for s in ids])
     return {
-        "embedding": models.embedding_feature_set(pl.concat(pooled, how="diagonal_relaxed")),
-        "chemical_space": models.chemical_space_feature_set(pl.concat(chemistry)),
-        "features": models.feature_matrix_feature_set(matrix, ids),
-        "binned_spectra": models.binned_spectra_feature_set(known.spectra, ids),
+        "embedding": featuresets.embedding_feature_set(pl.concat(pooled, how="diagonal_relaxed")),
+        "chemical_space": featuresets.chemical_space_feature_set(pl.concat(chemistry)),
+        "features": featuresets.feature_matrix_feature_set(matrix, ids),
+        "binned_spectra": featuresets.binned_spectra_feature_set(known.spectra, ids),
     }
 
 
 def evaluate(known: simulate.KnownFeatures, sets: dict[str, pl.DataFrame], estimator_params: dict) -> dict:
-    """AUC, interval and interval-excludes-0.5 per feature set (``models.model_outcome``)."""
+    """AUC, interval and interval-excludes-0.5 per feature set (``modelling.evaluate.model_outcome``)."""
     params = models.merge_params({**MODEL_PARAMS, **estimator_params, "feature_sets": list(sets)})
-    out = models.model_outcome(known.samples.with_columns(pl.col("age").cast(pl.Utf8)), sets, OUTCOME, params)
+    out = model_outcome(known.samples.with_columns(pl.col("age").cast(pl.Utf8)), sets, OUTCOME, params)
     result = {}
     for name, entry in out["summary"]["feature_sets"].items():
         result[name] = {"auc": entry["value"], "ci": [entry["ci_low"], entry["ci_high"]],
@@ -117,7 +123,7 @@ def study_seed(n_samples: int, fold_change: float, n_changed: int, replicate: in
 
 
 def run_study(n_samples: int, fold_change: float, n_changed: int, replicate: int, null: bool,
-              prototypes: pool.Prototypes, estimators: list[str | dict]) -> dict:
+              prototypes: chemical_space.Prototypes, estimators: list[str | dict]) -> dict:
     """Simulate one study (``null``: no effect), build its feature sets and model them with each estimator."""
     seed = study_seed(n_samples, fold_change, n_changed, replicate, null)
     started = time.perf_counter()
@@ -273,7 +279,8 @@ def measure_real(shared: Path = SHARED) -> dict:
     import tempfile
     import warnings
 
-    from ms2study.io.sampletable import read_sample_sheet_any, read_sample_table
+    from ms2study.io.samplesheet import read_sample_sheet
+    from ms2study.io.sampletable import read_sample_table
 
     runs = {name: run_statistics(shared / "mzml" / name)
             for name in ("171103_PMA_TK_QC_04-4to5min.mzML", "171103_PMA_TK_QC_05-4to5min.mzML")}
@@ -295,7 +302,7 @@ def measure_real(shared: Path = SHARED) -> dict:
                "mtbls2": ("mtbls2/a_mtbl2_metabolite_profiling_mass_spectrometry_maf.csv", "mtbls2/s_MTBL2.txt",
                           "Sample Name")}
     for name, (table, sheet, id_column) in sources.items():
-        samples = read_sample_sheet_any(shared / "outcomes" / sheet, id_column)
+        samples = read_sample_sheet(shared / "outcomes" / sheet, id_column, any_format=True)
         frame, _ = read_sample_table(shared / "outcomes" / table, samples["sample_id"].to_list())
         values = frame.drop("sample_id").to_numpy().astype(np.float64)
         if name == "sacurine":

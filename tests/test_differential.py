@@ -13,10 +13,12 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from ms2study.stages import differential as dt
 from ms2study.cli import main as cli_main
 from ms2study.core.errors import InputError
-from ms2study.stages.models import outcome_dirname
+from ms2study.modelling import differential as per_feature
+from ms2study.modelling import enrichment as chemrich
+from ms2study.modelling.outcomes import outcome_dirname
+from ms2study.stages import differential as dt
 
 REPO = Path(__file__).resolve().parents[1]
 N_FEATURES, N_PLANTED, N_PER_GROUP = 200, 10, 10
@@ -67,8 +69,8 @@ BINARY = {"column": "group", "type": "binary", "positive_class": "case"}
 
 def test_planted_features_have_the_smallest_q_values() -> None:
     samples, matrix, identifications = planted_study()
-    table, summary = dt.differential_analysis(matrix, samples, BINARY, identifications)
-    assert table.height == N_FEATURES and table.columns == list(dt.DIFFERENTIAL)
+    table, summary = per_feature.differential_analysis(matrix, samples, BINARY, identifications)
+    assert table.height == N_FEATURES and table.columns == list(per_feature.DIFFERENTIAL)
     assert summary["test"] == "welch_t" and summary["positive_class"] == "case"
     planted = {f"C{i:03d}" for i in range(N_PLANTED)}
     # features detected in fewer than half of the samples keep their row, untested (as the models drop them)
@@ -92,7 +94,7 @@ def test_planted_features_have_the_smallest_q_values() -> None:
 
 def test_the_test_is_welch_on_log2_with_half_minimum_fill_and_bh() -> None:
     samples, matrix, _ = planted_study(seed=1)
-    table, _ = dt.differential_analysis(matrix, samples, BINARY)
+    table, _ = per_feature.differential_analysis(matrix, samples, BINARY)
     ids = samples["sample_id"].to_list()
     case = np.array([g == "case" for g in samples["group"]])
     raw = matrix.filter(pl.col("consensus_id") == "C003").select(ids).to_numpy()[0].astype(float)
@@ -125,9 +127,9 @@ def test_permuted_labels_give_no_significant_feature_or_class() -> None:
     features_hit = classes_hit = 0
     for _ in range(20):
         shuffled = samples.with_columns(pl.Series("group", balanced_permutation(samples["group"].to_numpy(), rng)))
-        table, _ = dt.differential_analysis(matrix, shuffled, BINARY, identifications)
+        table, _ = per_feature.differential_analysis(matrix, shuffled, BINARY, identifications)
         features_hit += bool((table["q_value"].drop_nulls() < 0.05).any())
-        enrichment, _ = dt.class_enrichment(table)
+        enrichment, _ = chemrich.class_enrichment(table)
         classes_hit += bool((enrichment["q_value"] < 0.05).any())
     assert features_hit <= 2, features_hit
     assert classes_hit <= 2, classes_hit
@@ -135,9 +137,9 @@ def test_permuted_labels_give_no_significant_feature_or_class() -> None:
 
 def test_class_enrichment_finds_the_planted_class_first() -> None:
     samples, matrix, identifications = planted_study()
-    table, _ = dt.differential_analysis(matrix, samples, BINARY, identifications)
-    enrichment, notes = dt.class_enrichment(table)
-    assert not notes and enrichment.columns == list(dt.ENRICHMENT)
+    table, _ = per_feature.differential_analysis(matrix, samples, BINARY, identifications)
+    enrichment, notes = chemrich.class_enrichment(table)
+    assert not notes and enrichment.columns == list(chemrich.ENRICHMENT)
     top = enrichment.row(0, named=True)
     assert top["class_path"] == "Organic acids; Amino acids" and top["class_level"] == 2
     assert top["class_name"] == "Amino acids" and top["n_compounds"] == 10
@@ -161,17 +163,17 @@ def test_one_feature_per_compound_in_enrichment() -> None:
     duplicate = identifications.filter(pl.col("consensus_id") == "C000").with_columns(
         pl.lit("C010").alias("consensus_id"))
     identifications = pl.concat([identifications.filter(pl.col("consensus_id") != "C010"), duplicate])
-    table, _ = dt.differential_analysis(matrix, samples, BINARY, identifications)
-    enrichment, _ = dt.class_enrichment(table)
+    table, _ = per_feature.differential_analysis(matrix, samples, BINARY, identifications)
+    enrichment, _ = chemrich.class_enrichment(table)
     row = enrichment.filter(pl.col("class_path") == "Organic acids; Amino acids").row(0, named=True)
     assert row["n_compounds"] == 10 and row["compounds"].count("compound 0") == 1
 
 
 def test_class_paths() -> None:
-    assert dt.class_paths("Lipids; Fatty Acyls / Fatty acids") == [
+    assert chemrich.class_paths("Lipids; Fatty Acyls / Fatty acids") == [
         ("Lipids",), ("Lipids", "Fatty Acyls"), ("Lipids", "Fatty Acyls", "Fatty acids")]
-    assert dt.class_paths("amino_acid") == [("amino_acid",)]
-    assert dt.class_paths("") == [] and dt.class_paths(None) == []
+    assert chemrich.class_paths("amino_acid") == [("amino_acid",)]
+    assert chemrich.class_paths("") == [] and chemrich.class_paths(None) == []
 
 
 def test_continuous_outcome_recovers_a_planted_slope_with_covariates() -> None:
@@ -188,7 +190,7 @@ def test_continuous_outcome_recovers_a_planted_slope_with_covariates() -> None:
     samples = pl.DataFrame({"sample_id": ids, "age": [f"{a:.1f}" for a in age], "site": site.tolist()})
     matrix = _matrix(logs, ids)
     spec = {"column": "age", "type": "continuous"}
-    table, summary = dt.differential_analysis(matrix, samples, spec, covariates=["site"])
+    table, summary = per_feature.differential_analysis(matrix, samples, spec, covariates=["site"])
     assert summary["test"] == "ols" and summary["covariates"] == ["cov:site=B"]
     planted = table.filter(pl.col("consensus_id").is_in([f"C{i:03d}" for i in range(5)]))
     assert (planted["q_value"] < 0.05).all()
@@ -198,7 +200,7 @@ def test_continuous_outcome_recovers_a_planted_slope_with_covariates() -> None:
     nulls = table.filter(pl.col("consensus_id").is_in([f"C{i:03d}" for i in range(10, 50)]))
     assert (nulls["q_value"] >= 0.05).mean() >= 0.95
     # without covariates the test is the simple regression t-test
-    plain, _ = dt.differential_analysis(matrix, samples, spec)
+    plain, _ = per_feature.differential_analysis(matrix, samples, spec)
     row = plain.filter(pl.col("consensus_id") == "C001").row(0, named=True)
     expected = stats.linregress(age, logs[1] / np.log(2))  # log2 of the intensities
     assert row["log2_effect_per_unit"] == pytest.approx(expected.slope, rel=1e-9)
@@ -207,41 +209,41 @@ def test_continuous_outcome_recovers_a_planted_slope_with_covariates() -> None:
 
 def test_no_identifications_or_no_classes_give_empty_enrichment_with_a_note(caplog) -> None:
     samples, matrix, identifications = planted_study()
-    table, _ = dt.differential_analysis(matrix, samples, BINARY, None)
+    table, _ = per_feature.differential_analysis(matrix, samples, BINARY, None)
     assert table["name"].is_null().all() and table.height == N_FEATURES
-    enrichment, notes = dt.class_enrichment(table)
-    assert enrichment.height == 0 and enrichment.columns == list(dt.ENRICHMENT)
+    enrichment, notes = chemrich.class_enrichment(table)
+    assert enrichment.height == 0 and enrichment.columns == list(chemrich.ENRICHMENT)
     assert "no consensus feature has an accepted identification" in notes[0]
     unclassed = identifications.with_columns(pl.lit(None, dtype=pl.Utf8).alias("compound_class"))
-    table, _ = dt.differential_analysis(matrix, samples, BINARY, unclassed)
-    enrichment, notes = dt.class_enrichment(table)
+    table, _ = per_feature.differential_analysis(matrix, samples, BINARY, unclassed)
+    enrichment, notes = chemrich.class_enrichment(table)
     assert enrichment.height == 0 and "no compound classes" in notes[0] and "COMPOUND_CLASS" in notes[0]
     # accepted only: rejected identifications are not joined
     rejected = identifications.with_columns(pl.lit(False).alias("accepted"))
-    table, _ = dt.differential_analysis(matrix, samples, BINARY, rejected)
+    table, _ = per_feature.differential_analysis(matrix, samples, BINARY, rejected)
     assert table["name"].is_null().all()
 
 
 def test_too_few_samples_and_rare_features_are_not_tested_and_bad_input_fails() -> None:
     samples, matrix, _ = planted_study()
     one_case = samples.with_columns(pl.Series("group", ["case"] + ["control"] * (samples.height - 1)))
-    table, summary = dt.differential_analysis(matrix, one_case, BINARY)
+    table, summary = per_feature.differential_analysis(matrix, one_case, BINARY)
     assert table.height == N_FEATURES and not table["tested"].any() and table["p_value"].is_null().all()
     assert any("at least 2 per class" in n for n in summary["notes"])
     # a feature detected in fewer than min_detected_fraction of the samples keeps its row, untested
     ids = samples["sample_id"].to_list()
     rare = matrix.with_columns([pl.lit(None, dtype=pl.Float64).alias(s) for s in ids[:12]])
-    table, summary = dt.differential_analysis(rare, samples, BINARY, min_detected_fraction=0.5)
+    table, summary = per_feature.differential_analysis(rare, samples, BINARY, min_detected_fraction=0.5)
     assert table.height == N_FEATURES and not table["tested"].any() and summary["n_tested"] == 0
-    table, _ = dt.differential_analysis(rare, samples, BINARY, min_detected_fraction=0.2)
+    table, _ = per_feature.differential_analysis(rare, samples, BINARY, min_detected_fraction=0.2)
     assert table["tested"].any()
     # an empty matrix gives empty tables
-    table, _ = dt.differential_analysis(matrix.clear(), samples, BINARY)
-    assert table.height == 0 and dt.class_enrichment(table)[0].height == 0
+    table, _ = per_feature.differential_analysis(matrix.clear(), samples, BINARY)
+    assert table.height == 0 and chemrich.class_enrichment(table)[0].height == 0
     with pytest.raises(InputError, match="not in the sample sheet"):
-        dt.differential_analysis(matrix, samples, {"column": "nope", "type": "binary"})
+        per_feature.differential_analysis(matrix, samples, {"column": "nope", "type": "binary"})
     with pytest.raises(InputError, match="no column for sample"):
-        dt.differential_analysis(matrix.drop("S01"), samples, BINARY)
+        per_feature.differential_analysis(matrix.drop("S01"), samples, BINARY)
     with pytest.raises(InputError, match="unknown differential parameter"):
         dt.merge_params({"outcomes": []})
 
@@ -249,17 +251,17 @@ def test_too_few_samples_and_rare_features_are_not_tested_and_bad_input_fails() 
 def test_multiclass_outcome_uses_anova_without_direction() -> None:
     samples, matrix, identifications = planted_study()
     three = samples.with_columns(pl.Series("group", (["a", "b", "c"] * 7)[:samples.height]))
-    table, summary = dt.differential_analysis(matrix, three, {"column": "group", "type": "multiclass"},
+    table, summary = per_feature.differential_analysis(matrix, three, {"column": "group", "type": "multiclass"},
                                               identifications)
     assert summary["test"] == "anova" and table["tested"].sum() > 180
     assert table["log2_fold_change"].is_null().all() and table["log2_effect_per_unit"].is_null().all()
-    enrichment, _ = dt.class_enrichment(table)
+    enrichment, _ = chemrich.class_enrichment(table)
     assert enrichment["direction"].is_null().all()
 
 
 def test_file_names_match_the_models_folders_and_the_rule_takes_the_models_settings() -> None:
     for column in ("group", "age (years)", "../x", "a/b", "...", "Disease state"):
-        assert dt.outcome_filename(column) == outcome_dirname(column)
+        assert per_feature.outcome_filename(column) == outcome_dirname(column)
     config = {"models": {"outcomes": [BINARY, {"column": "age (years)", "type": "continuous"}],
                          "covariates": ["site"], "imputation": {"embedding": "mean", "features": "mean"},
                          "min_detected_fraction": 0.3, "n_permutations": 5}}
@@ -285,7 +287,7 @@ def test_command_writes_both_tables_with_their_summary(tmp_path: Path) -> None:
     assert code == 0
     assert pl.read_parquet(out).height == N_FEATURES
     assert pl.read_parquet(enrichment_out)["class_path"][0] == "Organic acids; Amino acids"
-    summary = dt.read_summary(enrichment_out)
+    summary = per_feature.read_summary(enrichment_out)
     assert summary["outcome"] == "group" and summary["positive_class"] == "case"
     assert summary["reference_class"] == "control" and summary["n_classes_significant"] >= 1
     assert summary["class_counts"] == {"control": 10, "case": 10}

@@ -11,9 +11,10 @@ import polars as pl
 import pytest
 from sklearn.metrics import balanced_accuracy_score, mean_absolute_error, r2_score, roc_auc_score
 
-from ms2study.stages import models
 from ms2study.cli import main as cli_main
 from ms2study.core.errors import InputError
+from ms2study.modelling import crossval, elasticnet, evaluate, featuresets, metrics, outcomes, preprocessing
+from ms2study.stages import models
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_OUTCOMES = REPO.parent / "shared" / "data" / "outcomes"
@@ -39,8 +40,8 @@ def _study(n_per_class: int = 6, dim: int = 32, effect: float = 2.0, seed: int =
     matrix = pl.DataFrame({"consensus_id": [f"C{i}" for i in range(20)], "mz": np.linspace(100, 500, 20),
                            "rt_s": np.linspace(30, 600, 20), "n_detected": [len(ids)] * 20,
                            **{s: intensities[:, j] for j, s in enumerate(ids)}})
-    sets = {"embedding": models.embedding_feature_set(sample_embeddings),
-            "features": models.feature_matrix_feature_set(matrix, ids)}
+    sets = {"embedding": featuresets.embedding_feature_set(sample_embeddings),
+            "features": featuresets.feature_matrix_feature_set(matrix, ids)}
     return samples, {"sets": sets, "sample_embeddings": sample_embeddings, "matrix": matrix, "y": y}
 
 
@@ -85,11 +86,11 @@ def test_no_signal_interval_covers_chance_and_p_is_large(tmp_path: Path) -> None
 def test_outer_folds_never_lack_a_class() -> None:
     params = models.merge_params({"outer_splits": 5, "outer_repeats": 3})
     for y in (np.array([0] * 3 + [1] * 9), np.array([0] * 2 + [1] * 2 + [2] * 7), np.array([0] * 6 + [1] * 6)):
-        splitter, k = models.outer_splitter(y, "binary" if y.max() == 1 else "multiclass", params)
+        splitter, k = crossval.outer_splitter(y, "binary" if y.max() == 1 else "multiclass", params)
         assert k == min(5, np.bincount(y).min())
         for train, test in splitter.split(np.zeros((len(y), 1)), y):
             assert set(y[test]) == set(y) and set(y[train]) == set(y)
-    splitter, k = models.outer_splitter(np.arange(9.0), "continuous", params)
+    splitter, k = crossval.outer_splitter(np.arange(9.0), "continuous", params)
     assert k == 4 and all(len(test) >= 2 for _, test in splitter.split(np.zeros((9, 1))))
 
 
@@ -109,7 +110,7 @@ def test_sample_without_msms_is_missing_not_zero_and_listed(tmp_path: Path) -> N
     samples, data = _study()
     emb = data["sample_embeddings"].with_columns(
         pl.when(pl.col("sample_id") == "S03").then(None).otherwise(pl.col("embedding")).alias("embedding"))
-    feature_set = models.embedding_feature_set(emb)
+    feature_set = featuresets.embedding_feature_set(emb)
     row = feature_set.filter(pl.col("sample_id") == "S03")
     assert row.select(pl.exclude("sample_id")).null_count().row(0) == tuple([1] * 32)
     summary = models.model_outcomes(samples, {"embedding": feature_set}, [{"column": "group", "type": "binary"}],
@@ -122,39 +123,39 @@ def test_metrics_agree_with_scikit_learn() -> None:
     y = rng.integers(0, 2, 30)
     s = np.round(rng.random(30), 1)  # ties on purpose
     one = np.zeros(30, dtype=int)  # a single fold: the plain metric
-    assert models.metric_values("roc_auc", y, s, one)[0] == pytest.approx(roc_auc_score(y, s))
-    assert models.metric_values("balanced_accuracy", y, s, one)[0] == pytest.approx(
+    assert metrics.metric_values("roc_auc", y, s, one)[0] == pytest.approx(roc_auc_score(y, s))
+    assert metrics.metric_values("balanced_accuracy", y, s, one)[0] == pytest.approx(
         balanced_accuracy_score(y, s >= 0.5))
     y3 = np.repeat([0, 1, 2], 10)
     p = rng.dirichlet(np.ones(3), size=30)
-    assert models.metric_values("macro_roc_auc", y3, p, one)[0] == pytest.approx(
+    assert metrics.metric_values("macro_roc_auc", y3, p, one)[0] == pytest.approx(
         roc_auc_score(y3, p, multi_class="ovr", average="macro"))
-    assert models.metric_values("balanced_accuracy", y3, p, one)[0] == pytest.approx(
+    assert metrics.metric_values("balanced_accuracy", y3, p, one)[0] == pytest.approx(
         balanced_accuracy_score(y3, p.argmax(axis=1)))
     t, q = rng.normal(size=20), rng.normal(size=20)
-    assert models.metric_values("r2", t, q, one[:20])[0] == pytest.approx(r2_score(t, q))
-    assert models.metric_values("mae", t, q, one[:20])[0] == pytest.approx(mean_absolute_error(t, q))
+    assert metrics.metric_values("r2", t, q, one[:20])[0] == pytest.approx(r2_score(t, q))
+    assert metrics.metric_values("mae", t, q, one[:20])[0] == pytest.approx(mean_absolute_error(t, q))
     # classification metrics are fold-wise means; bootstrap multiplicities act like repeated samples
     folds = np.arange(30) % 3
     expected = np.mean([roc_auc_score(y[folds == f], s[folds == f]) for f in range(3)])
-    assert models.metric_values("roc_auc", y, s, folds)[0] == pytest.approx(expected)
+    assert metrics.metric_values("roc_auc", y, s, folds)[0] == pytest.approx(expected)
     weights = rng.integers(0, 3, size=(1, 30)).astype(float)
     repeated = np.repeat(np.arange(30), weights[0].astype(int))
-    assert models.metric_values("roc_auc", y, s, one, weights)[0] == pytest.approx(
+    assert metrics.metric_values("roc_auc", y, s, one, weights)[0] == pytest.approx(
         roc_auc_score(y[repeated], s[repeated]))
-    assert models.metric_values("r2", t, q, one[:20], weights[:, :20])[0] == pytest.approx(
+    assert metrics.metric_values("r2", t, q, one[:20], weights[:, :20])[0] == pytest.approx(
         r2_score(t[repeated[repeated < 20]], q[repeated[repeated < 20]]))
 
 
 def test_bootstrap_keeps_class_sizes() -> None:
     y = np.array([0] * 4 + [1] * 8)
-    weights = models._bootstrap_weights(y, "binary", 50, seed=0)
+    weights = metrics.bootstrap_weights(y, "binary", 50, seed=0)
     assert (weights[:, :4].sum(axis=1) == 4).all() and (weights[:, 4:].sum(axis=1) == 8).all()
 
 
 def test_half_minimum_imputer_learns_from_training_rows_only() -> None:
     train = np.log1p(np.array([[100.0, np.nan, 5.0], [400.0, np.nan, np.nan], [np.nan, 8.0, 7.0]]))
-    imputer = models.HalfMinimumImputer(min_detected_fraction=0.5).fit(train)
+    imputer = preprocessing.HalfMinimumImputer(min_detected_fraction=0.5).fit(train)
     assert imputer.keep_.tolist() == [True, False, True]
     test = np.log1p(np.array([[np.nan, 1.0, np.nan], [1.0, 1.0, 1.0]]))  # a tiny test value must not move the fill
     filled = imputer.transform(test)
@@ -165,12 +166,12 @@ def test_half_minimum_imputer_learns_from_training_rows_only() -> None:
 def test_feature_matrix_becomes_log_intensities_with_nulls() -> None:
     matrix = pl.DataFrame({"consensus_id": ["C1", "C2"], "mz": [100.0, 200.0], "rt_s": [10.0, 20.0],
                            "n_detected": [2, 1], "A": [np.e - 1, None], "B": [0.0, 99.0]})
-    fs = models.feature_matrix_feature_set(matrix, ["A", "B"])
+    fs = featuresets.feature_matrix_feature_set(matrix, ["A", "B"])
     assert fs.columns == ["sample_id", "C1", "C2"]
     assert fs["C1"].to_list()[0] == pytest.approx(1.0) and fs["C1"][1] is None  # zero intensity = not detected
     assert fs["C2"][0] is None and fs["C2"][1] == pytest.approx(np.log(100.0))
     with pytest.raises(InputError, match="no column for sample"):
-        models.feature_matrix_feature_set(matrix, ["A", "Z"])
+        featuresets.feature_matrix_feature_set(matrix, ["A", "Z"])
 
 
 def test_bad_declarations_raise_clear_errors(tmp_path: Path) -> None:
@@ -257,12 +258,12 @@ def test_covariates_ride_along_in_every_set_and_alone(tmp_path: Path) -> None:
 def test_covariates_are_coded_and_prepared_inside_the_folds() -> None:
     samples = pl.DataFrame({"sample_id": ["a", "b", "c", "d"], "age": ["30", "NA", "50", "40"],
                             "sex": ["M", "F", "M", None]})
-    matrix, names = models.covariate_matrix(samples, ["d", "c", "b", "a"], ["age", "sex"])
+    matrix, names = outcomes.covariate_matrix(samples, ["d", "c", "b", "a"], ["age", "sex"])
     assert names == ["cov:age", "cov:sex=M"]
     np.testing.assert_array_equal(matrix[:, 0], [40, 50, np.nan, 30])
     np.testing.assert_array_equal(matrix[:, 1], [np.nan, 1, 0, 1])
     params = models.merge_params({"covariate_weight": 10.0})  # not the default, to see the factor
-    pre = models._preprocessor("mean", params, n_columns=1, n_covariates=1)
+    pre = preprocessing.preprocessor("mean", params, n_columns=1, n_covariates=1)
     train = np.array([[1.0, 0.0], [3.0, 2.0], [np.nan, np.nan]])
     out = pre.fit(train).transform(np.array([[2.0, 4.0]]))
     # Covariate: training mean 1, sd 1 (after filling the gap with the mean), times 10; set column: mean 2 -> 0.
@@ -344,14 +345,15 @@ def test_model_command_on_published_studies(tmp_path: Path, capsys: pytest.Captu
     assert code == 0
     printed = capsys.readouterr().out
     assert "samples as columns" in printed
-    summary = json.loads((tmp_path / models.outcome_dirname(outcome) / "summary.json").read_text())
+    summary = json.loads((tmp_path / outcomes.outcome_dirname(outcome) / "summary.json").read_text())
     entry = summary["feature_sets"]["table"]
     assert entry["value"] >= minimum and entry["ci_low"] <= entry["value"] <= entry["ci_high"]
     assert entry["permutation_p"] is not None
 
 
 def test_sample_table_orientation_and_r_style_header_are_detected(tmp_path: Path) -> None:
-    from ms2study.io.sampletable import read_sample_sheet_any, read_sample_table
+    from ms2study.io.samplesheet import read_sample_sheet
+    from ms2study.io.sampletable import read_sample_table
 
     # samples as rows, semicolons, R's write.csv header without the row-name column, zeros = not detected
     (tmp_path / "rows.csv").write_text('"m1";"m2"\n"A";"1000";"0"\n"B";"3000";"5000"\n"C";"NA";"7000"\n')
@@ -365,7 +367,7 @@ def test_sample_table_orientation_and_r_style_header_are_detected(tmp_path: Path
     assert "samples as columns" in note and "as given" in note
     assert table["m2"].to_list() == [4.0, 4.2, 3.8]
     pl.DataFrame({"id": ["A", "B"], "grp": ["x", "y"]}).write_parquet(tmp_path / "sheet.parquet")
-    assert read_sample_sheet_any(tmp_path / "sheet.parquet", "id").columns == ["sample_id", "grp"]
+    assert read_sample_sheet(tmp_path / "sheet.parquet", "id", any_format=True).columns == ["sample_id", "grp"]
     (tmp_path / "bad.tsv").write_text("feature\tA\tB\nm1\t3.1\tlots\n")
     with pytest.raises(InputError, match="'lots', not a number"):
         read_sample_table(tmp_path / "bad.tsv", ["A", "B"])
@@ -378,7 +380,7 @@ def test_binned_spectra_baseline_averages_sum_normalised_spectra() -> None:
                             "mz": [[100.2, 100.7, 200.1], [150.5], []],
                             "intensity": [[1.0, 1.0, 2.0], [5.0], []]},
                            schema={"sample_id": pl.Utf8, "mz": pl.List(pl.Float64), "intensity": pl.List(pl.Float32)})
-    fs = models.binned_spectra_feature_set(spectra, ["A", "B", "C"], bin_width=1.0)
+    fs = featuresets.binned_spectra_feature_set(spectra, ["A", "B", "C"], bin_width=1.0)
     assert fs.columns == ["sample_id", "mz_100", "mz_150", "mz_200"]
     assert fs.row(0) == ("A", 0.25, 0.5, 0.25)
     assert fs.row(1) == ("B", None, None, None) and fs.row(2) == ("C", None, None, None)  # no MS/MS: missing
@@ -408,7 +410,7 @@ def test_elastic_net_logistic_solves_the_same_problem_as_scikit_learn() -> None:
     rng = np.random.default_rng(4)
     X = StandardScaler().fit_transform(rng.normal(size=(30, 12)))
     y = (X[:, 0] - X[:, 1] + rng.normal(size=30) > 0.3).astype(int)
-    ours = models.ElasticNetLogistic(lambda_ratio=0.2, l1_ratio=0.5).fit(X, y)
+    ours = elasticnet.ElasticNetLogistic(lambda_ratio=0.2, l1_ratio=0.5).fit(X, y)
     target = y.astype(float)
     sw = np.where(y == 1, 0.5 / y.sum(), 0.5 / (1 - y).sum())
     lam = 0.2 * np.max(np.abs(X.T @ (sw * (target - 0.5)))) / 0.5
@@ -420,10 +422,10 @@ def test_elastic_net_logistic_solves_the_same_problem_as_scikit_learn() -> None:
     assert ours.intercept_[0] == pytest.approx(theirs.intercept_[0], abs=2e-3)
     assert (ours.coef_[0] == 0).sum() >= 3  # sparse: the L1 part zeroes some coefficients
     # a constant column under a pure L1 penalty keeps a zero coefficient (no division by its zero variance)
-    lasso = models.ElasticNetLogistic(lambda_ratio=0.2, l1_ratio=1.0).fit(np.column_stack([X, np.zeros(30)]), y)
+    lasso = elasticnet.ElasticNetLogistic(lambda_ratio=0.2, l1_ratio=1.0).fit(np.column_stack([X, np.zeros(30)]), y)
     assert lasso.coef_[0, -1] == 0.0 and np.isfinite(lasso.coef_).all()
     # lambda_ratio 1.0 is the intercept-only model; probabilities are proper
-    null = models.ElasticNetLogistic(lambda_ratio=1.0).fit(X, y)
+    null = elasticnet.ElasticNetLogistic(lambda_ratio=1.0).fit(X, y)
     assert not null.coef_.any() and np.allclose(null.predict_proba(X)[:, 1], 0.5)
 
 
@@ -434,18 +436,19 @@ def test_univariate_filter_is_fitted_inside_the_folds() -> None:
     inside, leaked = [], []
     for seed in range(3):
         X, y = _sparse_study(n_informative=0, seed=10 + seed)
-        cv = models._cross_validate(X, y, "binary", "mean", params)
-        inside.append(np.mean([models.metric_values("roc_auc", y, cv["scores"][r], cv["fold"][r])[0]
+        cv = crossval.cross_validate(X, y, "binary", "mean", params)
+        inside.append(np.mean([metrics.metric_values("roc_auc", y, cv["scores"][r], cv["fold"][r])[0]
                                for r in range(2)]))
-        top = models.UnivariateFilter(20).fit(X, y).keep_  # chosen with every sample's label: leaks
-        cv = models._cross_validate(X[:, top], y, "binary", "mean", {**params, "univariate_top_k": None})
-        leaked.append(np.mean([models.metric_values("roc_auc", y, cv["scores"][r], cv["fold"][r])[0]
+        top = preprocessing.UnivariateFilter(20).fit(X, y).keep_  # chosen with every sample's label: leaks
+        cv = crossval.cross_validate(X[:, top], y, "binary", "mean", {**params, "univariate_top_k": None})
+        leaked.append(np.mean([metrics.metric_values("roc_auc", y, cv["scores"][r], cv["fold"][r])[0]
                                for r in range(2)]))
     assert abs(np.mean(inside) - 0.5) < 0.15 and np.mean(leaked) > 0.85, (inside, leaked)
-    f = models.UnivariateFilter(3).fit(np.array([[0, 1, 5, 0], [0, 2, 6, 1], [0, 9, 1, 1.0]]), np.array([0, 0, 1]))
+    f = preprocessing.UnivariateFilter(3).fit(np.array([[0, 1, 5, 0], [0, 2, 6, 1], [0, 9, 1, 1.0]]),
+                                              np.array([0, 0, 1]))
     assert f.keep_.tolist() == [1, 2, 3] and f.transform(np.ones((1, 4))).shape == (1, 3)  # constant column last
     with pytest.raises(ValueError, match="outcome"):
-        models.UnivariateFilter(1).fit(np.ones((3, 2)))
+        preprocessing.UnivariateFilter(1).fit(np.ones((3, 2)))
 
 
 def test_elastic_net_finds_a_sparse_signal_that_l2_misses(tmp_path: Path) -> None:
@@ -458,8 +461,8 @@ def test_elastic_net_finds_a_sparse_signal_that_l2_misses(tmp_path: Path) -> Non
         for estimator, values in auc.items():
             params = models.merge_params({"outer_repeats": 1, "estimator": estimator,
                                           **({"univariate_top_k": None} if estimator == "linear" else {})})
-            cv = models._cross_validate(X, y, "binary", "mean", params)
-            values.append(models.metric_values("roc_auc", y, cv["scores"][0], cv["fold"][0])[0])
+            cv = crossval.cross_validate(X, y, "binary", "mean", params)
+            values.append(metrics.metric_values("roc_auc", y, cv["scores"][0], cv["fold"][0])[0])
     assert min(auc["elastic_net"]) >= 0.9 and np.mean(auc["linear"]) < np.mean(auc["elastic_net"]) - 0.15, auc
     # and through the stage function, with its interval
     X, y = _sparse_study(effect=2.5, seed=2)
@@ -489,7 +492,7 @@ def test_elastic_net_for_continuous_and_multiclass_outcomes(tmp_path: Path) -> N
                                    tmp_path, {**FAST, "n_permutations": 0, "feature_sets": ["table"]})
     assert result["age"]["feature_sets"]["table"]["value"] > 0.7  # R²; L2 on these 500 columns: about 0
     assert result["diet"]["feature_sets"]["table"]["value"] > 0.65  # macro AUC; chance 0.5, L2 on all columns 0.67
-    relative = models.ElasticNetRelative(lambda_ratio=1.0).fit(X, age)
+    relative = elasticnet.ElasticNetRelative(lambda_ratio=1.0).fit(X, age)
     assert not relative.coef_.any() and relative.predict(X[:2]) == pytest.approx([age.mean()] * 2)
 
 
@@ -506,13 +509,13 @@ def test_chemical_space_feature_set_keeps_empty_regions_missing() -> None:
     chemistry = pl.DataFrame({"sample_id": ["A", "B"], "prototypes_id": ["p1", "p1"],
                               "abundance": [[1.0, None, 3.0], [2.0, 5.0, None]]},
                              schema_overrides={"abundance": pl.List(pl.Float32)})
-    fs = models.chemical_space_feature_set(chemistry)
+    fs = featuresets.chemical_space_feature_set(chemistry)
     assert fs.columns == ["sample_id", "proto_0", "proto_1", "proto_2"]
     assert fs.row(0) == ("A", 1.0, None, 3.0) and fs.row(1) == ("B", 2.0, 5.0, None)
     assert models.merge_params(None)["imputation"]["chemical_space"] == "half_minimum"
     mixed = chemistry.with_columns(pl.Series("prototypes_id", ["p1", "p2"]))
     with pytest.raises(InputError, match="different prototypes"):
-        models.chemical_space_feature_set(mixed)
+        featuresets.chemical_space_feature_set(mixed)
 
 
 @pytest.mark.parametrize(
@@ -531,14 +534,15 @@ def test_sparse_estimator_on_published_studies(table: str, sheet: str, id_column
     not clearly worse than L2 on the same folds."""
     if not SHARED_OUTCOMES.is_dir():
         pytest.skip(f"real data not available: {SHARED_OUTCOMES} does not exist")
-    from ms2study.io.sampletable import read_sample_sheet_any, read_sample_table
+    from ms2study.io.samplesheet import read_sample_sheet
+    from ms2study.io.sampletable import read_sample_table
 
-    samples = read_sample_sheet_any(SHARED_OUTCOMES / sheet, id_column)
+    samples = read_sample_sheet(SHARED_OUTCOMES / sheet, id_column, any_format=True)
     frame, _ = read_sample_table(SHARED_OUTCOMES / table, samples["sample_id"].to_list())
     samples = samples.filter(pl.col("sample_id").is_in(frame["sample_id"].implode()))
     values = {}
     for estimator in ("elastic_net", "linear"):
-        out = models.model_outcome(samples, {"table": frame}, {"column": outcome, "type": kind},
+        out = evaluate.model_outcome(samples, {"table": frame}, {"column": outcome, "type": kind},
                                    models.merge_params({"n_permutations": 0, "outer_repeats": 2, "n_bootstrap": 200,
                                                         "feature_sets": ["table"], "estimator": estimator,
                                                         "imputation": {"table": "half_minimum"}}))

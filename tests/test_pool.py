@@ -12,10 +12,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ms2study.stages import pool
 from ms2study.core.errors import InputError
-from ms2study.stages.pool import pool_sample
 from ms2study.core.tables import SAMPLE_EMBEDDING
+from ms2study.modelling import chemistry, pooling
+from ms2study.modelling.pooling import pool_sample
+from ms2study.stages import pool
 
 VECTORS = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, -0.6, 0.8], None, [0.6, 0.8, 0.0]]
 FEATURES = ["s:F1", "s:F2", "s:F3", "s:F4", None]        # the last spectrum is unmapped
@@ -188,42 +189,42 @@ def clusters(n_per: int = 30, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def test_prototypes_recover_the_regions_and_round_trip(tmp_path) -> None:
     vectors, labels = clusters()
-    protos = pool.learn_prototypes(vectors, k=3, seed=1, model_id="m1", source="test")
+    protos = chemistry.learn_prototypes(vectors, k=3, seed=1, model_id="m1", source="test")
     assert protos.centers.shape == (3, 8) and protos.centers.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(protos.centers, axis=1), 1.0, atol=1e-6)
-    region = pool.assign_prototypes(vectors, protos).argmax(axis=1)
+    region = chemistry.assign_prototypes(vectors, protos).argmax(axis=1)
     # every true group maps to one prototype and no two groups share one (norm plays no part: cosine)
     assert all(len(set(region[labels == g])) == 1 for g in range(3)) and len(set(region)) == 3
-    pool.write_prototypes(protos, tmp_path / "p.parquet")
-    back = pool.read_prototypes(tmp_path / "p.parquet")
+    chemistry.write_prototypes(protos, tmp_path / "p.parquet")
+    back = chemistry.read_prototypes(tmp_path / "p.parquet")
     assert back.prototypes_id == protos.prototypes_id and back.model_id == "m1" and back.n_spectra == 90
     np.testing.assert_array_equal(back.centers, protos.centers)
     # the same data and seed give the same prototypes; too few rows for k is refused
-    assert pool.learn_prototypes(vectors, k=3, seed=1).prototypes_id == protos.prototypes_id
+    assert chemistry.learn_prototypes(vectors, k=3, seed=1).prototypes_id == protos.prototypes_id
     with pytest.raises(InputError, match="2 usable spectrum embeddings for 3 prototypes"):
-        pool.learn_prototypes(np.vstack([vectors[:2], np.zeros((5, 8))]), k=3)
+        chemistry.learn_prototypes(np.vstack([vectors[:2], np.zeros((5, 8))]), k=3)
     with pytest.raises(InputError, match="not a prototype table"):
         pl.DataFrame({"x": [1]}).write_parquet(tmp_path / "bad.parquet")
-        pool.read_prototypes(tmp_path / "bad.parquet")
+        chemistry.read_prototypes(tmp_path / "bad.parquet")
 
 
 def test_soft_assignment_spreads_membership_and_hard_takes_the_nearest() -> None:
     vectors, _ = clusters()
-    protos = pool.learn_prototypes(vectors, k=3, seed=0)
+    protos = chemistry.learn_prototypes(vectors, k=3, seed=0)
     between = np.array([[1.0, 1.0, 0, 0, 0, 0, 0, 0], [0.0] * 8])
-    soft = pool.assign_prototypes(between, protos, "soft", temperature=0.05)
-    hard = pool.assign_prototypes(between, protos, "hard")
+    soft = chemistry.assign_prototypes(between, protos, "soft", temperature=0.05)
+    hard = chemistry.assign_prototypes(between, protos, "hard")
     assert soft[0].sum() == pytest.approx(1.0) and np.sort(soft[0])[-2:] == pytest.approx([0.5, 0.5], abs=0.05)
     assert hard[0].sum() == 1.0 and hard[0].max() == 1.0
     assert not soft[1].any() and not hard[1].any()  # a zero vector belongs nowhere
     with pytest.raises(InputError, match="dimension"):
-        pool.assign_prototypes(np.ones((2, 5)), protos)
+        chemistry.assign_prototypes(np.ones((2, 5)), protos)
 
 
-def chemistry_tables(scale_f2: float = 1.0) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pool.Prototypes]:
+def chemistry_tables(scale_f2: float = 1.0) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, chemistry.Prototypes]:
     """Three features of a sample: F1 and F2 in region of axis 0, F3 in the region of axis 1; none in axis 2's."""
     vectors, _ = clusters()
-    protos = pool.learn_prototypes(vectors, k=3, seed=0, model_id="m1")
+    protos = chemistry.learn_prototypes(vectors, k=3, seed=0, model_id="m1")
     ids = ["s:S1", "s:S2", "s:S3", "s:S4"]
     embeddings = pl.DataFrame(
         {"spectrum_id": ids, "sample_id": ["s"] * 4, "feature_id": ["s:F1", "s:F2", "s:F3", None],
@@ -237,23 +238,23 @@ def chemistry_tables(scale_f2: float = 1.0) -> tuple[pl.DataFrame, pl.DataFrame,
 
 def test_bag_of_chemistry_sums_abundance_per_region_and_leaves_empty_regions_null() -> None:
     embeddings, spectra, features, protos = chemistry_tables()
-    out = pool.chemistry_sample(embeddings, spectra, "s", protos, features=features)
-    assert out.columns == list(pool.SAMPLE_CHEMISTRY) and out["n_features"][0] == 3
+    out = chemistry.chemistry_sample(embeddings, spectra, "s", protos, features=features)
+    assert out.columns == list(chemistry.SAMPLE_CHEMISTRY) and out["n_features"][0] == 3
     assert out["prototypes_id"][0] == protos.prototypes_id and out["model_id"][0] == "m1"
-    region = {i: int(pool.assign_prototypes(np.eye(8)[[i]], protos).argmax()) for i in range(3)}
+    region = {i: int(chemistry.assign_prototypes(np.eye(8)[[i]], protos).argmax()) for i in range(3)}
     values = out["abundance"][0].to_list()
     assert values[region[0]] == pytest.approx(np.log1p(400.0))
     assert values[region[1]] == pytest.approx(np.log1p(50.0))
     assert values[region[2]] is None  # only an unmapped scan lies there: nothing measured, not 0
     # tripling one compound of a region moves that region by log(700/400), the others not at all
-    tripled = pool.chemistry_sample(embeddings, spectra, "s", protos, features=chemistry_tables(3.0)[2])
+    tripled = chemistry.chemistry_sample(embeddings, spectra, "s", protos, features=chemistry_tables(3.0)[2])
     after = tripled["abundance"][0].to_list()
     assert after[region[0]] - values[region[0]] == pytest.approx(np.log(1001.0 / 401.0), abs=1e-6)
     assert after[region[1]] == values[region[1]] and after[region[2]] is None
     # the same sample and prototypes always give the same bag, whatever else is in the study
-    again = pool.chemistry_sample(embeddings, spectra, "s", protos, features=features)
+    again = chemistry.chemistry_sample(embeddings, spectra, "s", protos, features=features)
     assert again.equals(out)
-    soft = pool.chemistry_sample(embeddings, spectra, "s", protos, {"chemistry": {"assignment": "soft"}},
+    soft = chemistry.chemistry_sample(embeddings, spectra, "s", protos, {"chemistry": {"assignment": "soft"}},
                                  features=features)
     assert all(v is not None for v in soft["abundance"][0].to_list())  # soft membership reaches every region
 
@@ -262,14 +263,14 @@ def test_bag_of_chemistry_refuses_other_encoders_and_bad_settings() -> None:
     embeddings, spectra, features, protos = chemistry_tables()
     other = embeddings.with_columns(pl.lit("m2").alias("model_id"))
     with pytest.raises(InputError, match="learned with m1"):
-        pool.chemistry_sample(other, spectra, "s", protos, features=features)
+        chemistry.chemistry_sample(other, spectra, "s", protos, features=features)
     with pytest.raises(InputError, match="assignment"):
-        pool.chemistry_sample(embeddings, spectra, "s", protos, {"chemistry": {"assignment": "fuzzy"}})
+        chemistry.chemistry_sample(embeddings, spectra, "s", protos, {"chemistry": {"assignment": "fuzzy"}})
     with pytest.raises(InputError, match="unknown pool chemistry parameter"):
-        pool.merge_params({"chemistry": {"temp": 1}})
+        pooling.merge_params({"chemistry": {"temp": 1}})
     with pytest.raises(InputError, match="k must be an integer"):
-        pool.merge_params({"prototypes": {"k": 1}})
-    empty = pool.chemistry_sample(embeddings.filter(pl.col("feature_id").is_null()), spectra, "s", protos)
+        pooling.merge_params({"prototypes": {"k": 1}})
+    empty = chemistry.chemistry_sample(embeddings.filter(pl.col("feature_id").is_null()), spectra, "s", protos)
     assert empty["n_features"][0] == 0 and empty["abundance"][0].to_list() == [None] * 3
 
 
@@ -292,7 +293,7 @@ def test_prototypes_and_chemistry_commands(tmp_path) -> None:
     reference.write_parquet(tmp_path / "ref.parquet")
     assert main(["prototypes", "--embeddings", str(tmp_path / "ref.parquet"), "--out", str(tmp_path / "p.parquet"),
                  "--params", '{"prototypes": {"k": 3, "seed": 0}}']) == 0
-    protos = pool.read_prototypes(tmp_path / "p.parquet")
+    protos = chemistry.read_prototypes(tmp_path / "p.parquet")
     assert protos.centers.shape == (3, 8) and protos.model_id == "m1"
     embeddings, spectra, features, _ = chemistry_tables()
     for name, table in (("e", embeddings), ("s", spectra), ("f", features)):
@@ -307,5 +308,5 @@ def test_prototypes_and_chemistry_commands(tmp_path) -> None:
     np.save(tmp_path / "lib" / "embeddings" / "m1.npy", vectors.astype(np.float32))
     assert main(["prototypes", "--library-index", str(tmp_path / "lib"), "--out", str(tmp_path / "q.parquet"),
                  "--params", '{"prototypes": {"k": 3}}']) == 0
-    assert pool.read_prototypes(tmp_path / "q.parquet").source == "library lib"
+    assert chemistry.read_prototypes(tmp_path / "q.parquet").source == "library lib"
     assert main(["prototypes", "--out", str(tmp_path / "x.parquet")]) == 1  # no source given

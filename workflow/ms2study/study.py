@@ -20,6 +20,8 @@ import polars as pl
 import yaml
 
 from ms2study.core.errors import InputError
+from ms2study.io.samplesheet import read_sample_sheet
+from ms2study.modelling.outcomes import encode_outcome
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_DIR = REPO_ROOT / "workflow" / "schemas"
@@ -227,18 +229,7 @@ def load_sample_sheet(study_dir: Path, config: dict) -> pl.DataFrame:
         source = str(study_dir)
     else:
         source = str(sheet_path)
-        try:
-            sheet = pl.read_csv(sheet_path, separator="\t", infer_schema_length=0, comment_prefix="#")
-        except Exception as err:  # polars raises several error types for malformed text
-            raise InputError(f"cannot read as a tab-separated table ({err})", file=source) from err
-    sheet = sheet.rename({c: c.strip() for c in sheet.columns})
-    for required in ("sample_id", "file"):
-        if required not in sheet.columns:
-            raise InputError(
-                f"missing column '{required}' (columns found: {', '.join(sheet.columns)})",
-                file=source,
-                fix="the sample sheet is tab-separated with at least the columns sample_id and file",
-            )
+        sheet = read_sample_sheet(sheet_path, required=("sample_id", "file"))
     sheet = sheet.with_columns(pl.col("sample_id").str.strip_chars(), pl.col("file").str.strip_chars())
     validator = jsonschema.Draft202012Validator(_load_schema("samples.schema.yaml"))
     seen: set[str] = set()
@@ -270,7 +261,7 @@ def load_sample_sheet(study_dir: Path, config: dict) -> pl.DataFrame:
 def check_outcomes(sheet: pl.DataFrame, config: dict, source: str = "samples.tsv") -> None:
     """Each configured outcome/covariate column must exist in the sample sheet, and each outcome must be modelable.
 
-    An outcome is encoded exactly as the models job will encode it (``models.encode_outcome``), so a value that would
+    An outcome is encoded exactly as the models job will encode it (``modelling.outcomes.encode_outcome``), so a value that would
     stop that job (a positive_class not among the column's values, a binary outcome with three classes, text in a
     continuous outcome) stops the run here, before any job starts; so does a binary or multiclass outcome whose
     samples all share one class (nothing to model). Messages name the key path (``models.outcomes.N``) and the sheet.
@@ -289,8 +280,6 @@ def check_outcomes(sheet: pl.DataFrame, config: dict, source: str = "samples.tsv
             )
     if not outcomes:
         return
-    from ms2study.stages.models import encode_outcome  # scikit-learn is imported only when outcomes are configured
-
     for i, spec in enumerate(outcomes):
         key, column = f"models.outcomes.{i}", spec["column"]
         try:

@@ -4,8 +4,11 @@ A study processed by another tool arrives as a TSV, CSV (comma or semicolon) or 
 samples as rows or samples as columns. The orientation is detected by matching the sample sheet's ids against the
 first column and against the header, and the decision is returned as a sentence so the user sees what was assumed.
 R's ``write.csv`` habit of leaving the row-name column without a header is accepted. Values become floats; empty
-cells and NA are missing; raw intensities (all values >= 0 and large) are log1p-transformed, with zeros treated as
-not detected, so the table feeds the same half-minimum imputation as the pipeline's feature matrix.
+cells, NA and the other ``core.missing`` tokens are missing; raw intensities (all values >= 0 and large) are
+log1p-transformed, with zeros treated as not detected, so the table feeds the same half-minimum imputation as the
+pipeline's feature matrix.
+``delimited_rows`` (the cells of a TSV, CSV or Parquet file as text) is shared with the sample-sheet reader
+(``io.samplesheet``). Imports only ``core``.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ import numpy as np
 import polars as pl
 
 from ms2study.core.errors import InputError
+from ms2study.core.missing import is_missing
 
-MISSING = {"", "na", "nan", "n/a", "null", "none", "-", "?"}
 # Values above this (with none negative) are taken as raw intensities rather than already-logged ones.
 RAW_INTENSITY_THRESHOLD = 1000.0
 
@@ -44,7 +47,11 @@ def _read_rows(path: Path) -> list[list[str]]:
     return rows
 
 
-def _rows_of(path: Path) -> list[list[str]]:
+def delimited_rows(path: Path) -> list[list[str]]:
+    """Every row of a table as text cells, header first: Parquet (None becomes "") or delimited text (tab,
+    semicolon or comma, sniffed from the first line; cells stripped, empty lines dropped, a header one cell short of
+    the rows gets an empty first name). Raises InputError for text without a delimiter or with fewer than two
+    lines."""
     if path.suffix.lower() in (".parquet", ".pq"):
         frame = pl.read_parquet(path)
         return [list(frame.columns)] + [["" if v is None else str(v) for v in row] for row in frame.iter_rows()]
@@ -52,7 +59,7 @@ def _rows_of(path: Path) -> list[list[str]]:
 
 
 def _parse(cell: str, path: Path, row: str, column: str) -> float:
-    if cell.strip().lower() in MISSING:
+    if is_missing(cell):
         return math.nan
     try:
         return float(cell)
@@ -67,7 +74,7 @@ def read_sample_table(path: str | Path, sample_ids: list[str], log_transform: st
     path = Path(path)
     if not path.exists():
         raise InputError("table does not exist", file=str(path))
-    rows = _rows_of(path)
+    rows = delimited_rows(path)
     header, body = rows[0], rows[1:]
     wanted = set(sample_ids)
     in_header = [i for i, name in enumerate(header) if i > 0 and name in wanted]
@@ -114,23 +121,3 @@ def read_sample_table(path: str | Path, sample_ids: list[str], log_transform: st
         features = renamed
     columns = {f: pl.Series(f, values[:, j]).fill_nan(None) for j, f in enumerate(features) if f != "sample_id"}
     return pl.DataFrame({"sample_id": pl.Series(samples, dtype=pl.Utf8), **columns}), note
-
-
-def read_sample_sheet_any(path: str | Path, id_column: str | None = None) -> pl.DataFrame:
-    """A sample sheet as strings from TSV, CSV (comma or semicolon) or Parquet; the id column becomes sample_id
-    (``id_column``, else sample_id, else the first column)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError("sample sheet does not exist", file=str(path))
-    rows = _rows_of(path)
-    header = [h or f"column{i}" for i, h in enumerate(rows[0])]
-    width = len(header)
-    frame = pl.DataFrame({h: [r[i] if i < len(r) else None for r in rows[1:]] for i, h in enumerate(header)},
-                         schema={h: pl.Utf8 for h in header}) if width else pl.DataFrame()
-    column = id_column or ("sample_id" if "sample_id" in header else header[0])
-    if column not in frame.columns:
-        raise InputError(f"no column '{column}' (columns: {', '.join(header)})", file=str(path),
-                         fix="pass --id-column with the sample id column")
-    if column != "sample_id":
-        frame = frame.drop("sample_id", strict=False).rename({column: "sample_id"})
-    return frame

@@ -1,0 +1,65 @@
+"""The one sample-sheet reader: a table with one row per sample, every cell kept as text.
+
+The workflow's sheet (a study's ``samples.tsv``, and the ``results/study/samples.tsv`` the sheet rule writes) is
+tab-separated with ``#`` comment lines and is read as written; ``study.load_sample_sheet`` validates it further
+(schema, unique ids, files), and the models, differential and report stages read the written copy. A sheet brought
+to ``ms2study model`` from elsewhere may also be CSV (comma or semicolon) or Parquet, with its id column under any
+name (``any_format``). Missing values stay text here; ``core.missing.is_missing`` says which cells mean "not
+recorded". Imports only ``core`` and ``io.sampletable``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+from ms2study.core.errors import InputError
+from ms2study.io.sampletable import delimited_rows
+
+
+def read_sample_sheet(path: str | Path, id_column: str | None = None, *, any_format: bool = False,
+                      required: Sequence[str] = ("sample_id",)) -> pl.DataFrame:
+    """Read a sample sheet as a frame of strings (Utf8), one row per sample, column names stripped.
+
+    Default: tab-separated text, ``#`` lines are comments, cells as written (polars, no type inference).
+    ``any_format``: TSV, CSV (comma or semicolon, sniffed) or Parquet, cells stripped, empty lines dropped, a column
+    without a name called ``column{i}``; the id column (``id_column``, else ``sample_id``, else the first column)
+    becomes ``sample_id``. Without ``any_format`` an ``id_column`` other than sample_id is renamed too.
+    Raises InputError naming the file when it does not exist, cannot be parsed, lacks ``id_column``, or lacks a
+    column of ``required`` (after the renaming).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError("sample sheet does not exist", file=str(path), fix="pass the study's samples.tsv")
+    if any_format:
+        rows = delimited_rows(path)
+        header = [h or f"column{i}" for i, h in enumerate(rows[0])]
+        sheet = pl.DataFrame({h: [r[i] if i < len(r) else None for r in rows[1:]] for i, h in enumerate(header)},
+                             schema={h: pl.Utf8 for h in header}) if header else pl.DataFrame()
+        id_column = id_column or ("sample_id" if "sample_id" in header else header[0])
+    else:
+        try:
+            sheet = pl.read_csv(path, separator="\t", infer_schema_length=0, comment_prefix="#")
+        except Exception as err:  # polars raises several error types for malformed text
+            raise InputError(f"cannot read as a tab-separated table ({err})", file=str(path)) from err
+        sheet = sheet.rename({c: c.strip() for c in sheet.columns})
+    if id_column is not None and id_column != "sample_id":
+        if id_column not in sheet.columns:
+            raise InputError(f"no column '{id_column}' (columns: {', '.join(sheet.columns)})", file=str(path),
+                             fix="pass --id-column with the sample id column")
+        sheet = sheet.drop("sample_id", strict=False).rename({id_column: "sample_id"})
+    check_columns(sheet, required, str(path))
+    return sheet
+
+
+def check_columns(sheet: pl.DataFrame, required: Sequence[str], source: str) -> None:
+    """Raise InputError naming ``source`` and the first column of ``required`` that ``sheet`` lacks."""
+    for column in required:
+        if column not in sheet.columns:
+            raise InputError(
+                f"missing column '{column}' (columns found: {', '.join(sheet.columns)})",
+                file=source,
+                fix=f"the sample sheet is tab-separated with at least the columns {' and '.join(required)}",
+            )

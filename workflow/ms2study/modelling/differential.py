@@ -1,0 +1,250 @@
+"""Differential analysis of one outcome: a test per consensus feature of the linked feature matrix, joined with the
+feature's accepted identification, and the table's storage with its summary in the Parquet metadata.
+
+Missing values are handled as in the outcome models (config ``models:``). A consensus feature not detected in a
+sample (null, NaN or an intensity <= 0) is missing. Only features detected in at least ``min_detected_fraction`` of
+the samples that have a value for the outcome are tested; the others keep their row with ``tested`` false and null
+p- and q-values. In a tested feature, a missing value is filled with half the feature's smallest detected intensity
+(``half_minimum``, the usual reading that an undetected compound lies below the detection limit; on the log2 scale
+that is log2(minimum) - 1), or with the mean of its detected log2 intensities (``mean``). The models fill inside
+each cross-validation fold to avoid leakage; a test has no folds, so here the fill and the filter use all samples of
+the outcome. Detection rates are computed before any fill.
+
+Binary outcomes: ``log2_fold_change`` is the mean log2 intensity of the positive class minus that of the other
+class (the log2 ratio of geometric means); covariates are not adjusted for (the summary says so when they are
+configured). Continuous outcomes: ``log2_effect_per_unit`` is the OLS slope, adjusted for the covariates (numbers as
+they are, text one-hot coded as in the models; samples missing a covariate are left out). The tests themselves are
+in ``modelling.univariate``. Imports ``core``, ``modelling.outcomes`` and ``modelling.univariate``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from ms2study.core.atomic import atomic_path
+from ms2study.core.errors import InputError
+from ms2study.modelling.outcomes import check_outcome, covariate_matrix, encode_outcome, outcome_dirname
+from ms2study.modelling.univariate import (
+    anova_test,
+    bh_q_values,
+    fill_missing,
+    log2_intensities,
+    ols_slope_test,
+    welch_test,
+)
+
+log = logging.getLogger(__name__)
+
+
+# Key under which the summary of a run (outcome, classes, notes) is stored in the Parquet files' metadata.
+METADATA_KEY = "ms2study"
+SIGNIFICANCE = 0.05  # the q threshold the summary and the report count at
+DIFFERENTIAL: dict[str, pl.DataType] = {
+    "consensus_id": pl.Utf8,
+    "mz": pl.Float64,
+    "rt_s": pl.Float64,
+    # the accepted identification of the feature (all null when it has none)
+    "name": pl.Utf8,
+    "inchikey": pl.Utf8,
+    "formula": pl.Utf8,
+    "compound_class": pl.Utf8,
+    "msi_level": pl.Int8,
+    "isomer_inchikeys": pl.List(pl.Utf8),
+    "identification_q_value": pl.Float64,
+    "outcome": pl.Utf8,                   # the sample-sheet column
+    "test": pl.Utf8,                      # welch_t | ols | anova
+    "log2_fold_change": pl.Float64,       # binary: mean log2 positive class - mean log2 other class
+    "log2_effect_per_unit": pl.Float64,   # continuous: log2 intensity change per unit of the outcome
+    "statistic": pl.Float64,              # t (welch_t, ols) or F (anova)
+    "p_value": pl.Float64,
+    "q_value": pl.Float64,                # Benjamini-Hochberg over the tested features
+    "tested": pl.Boolean,                 # false: detected in too few samples, or the test was undefined
+    "n_samples": pl.Int32,                # samples with a value for the outcome (and every covariate)
+    "detection_rate": pl.Float64,         # share of those samples in which the feature was detected
+    "detection_rate_positive": pl.Float64,   # binary: in the positive class
+    "detection_rate_reference": pl.Float64,  # binary: in the other class
+    "mean_log2_intensity": pl.Float64,    # over the samples, after the fill
+}
+
+
+def outcome_filename(column: str) -> str:
+    """The file stem of an outcome's differential and enrichment tables: the same path-safe form of the column as its
+    models folder (``modelling.outcomes.outcome_dirname``)."""
+    return outcome_dirname(column)
+
+
+def accepted_identifications(identifications: pl.DataFrame | None) -> pl.DataFrame:
+    """The accepted identifications, one per consensus feature, with the columns joined into ``DIFFERENTIAL``
+    (``q_value`` renamed ``identification_q_value``). Columns missing from the table are null."""
+    columns = ["name", "inchikey", "formula", "compound_class", "msi_level", "isomer_inchikeys",
+               "identification_q_value"]
+    schema = {"consensus_id": pl.Utf8, **{c: DIFFERENTIAL[c] for c in columns}}
+    if identifications is None or identifications.height == 0 or "consensus_id" not in identifications.columns:
+        return pl.DataFrame(schema=schema)
+    frame = identifications
+    if "accepted" in frame.columns:
+        frame = frame.filter(pl.col("accepted").fill_null(False))
+    else:  # without the flag nothing is known to be accepted
+        frame = frame.clear()
+    frame = frame.rename({"q_value": "identification_q_value"}) if "q_value" in frame.columns else frame
+    for column in columns:
+        if column not in frame.columns:
+            frame = frame.with_columns(pl.lit(None, dtype=schema[column]).alias(column))
+    return (frame.select([pl.col(c).cast(t) for c, t in schema.items()])
+            .sort("identification_q_value", nulls_last=True).unique("consensus_id", keep="first", maintain_order=True))
+
+
+def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, outcome: dict,
+                          identifications: pl.DataFrame | None = None, covariates: Sequence[str] = (),
+                          imputation: str = "half_minimum",
+                          min_detected_fraction: float = 0.5) -> tuple[pl.DataFrame, dict]:
+    """Test every consensus feature for a difference with one outcome; returns (table, summary).
+
+    ``feature_matrix``: wide, ``tables.FEATURE_MATRIX_KEYS`` then one intensity column per sample (raw scale,
+    null = not detected); ``samples``: the sample sheet (sample_id and the outcome and covariate columns, strings);
+    ``outcome``: {column, type: binary | continuous | multiclass, positive_class}; ``identifications``: the
+    ``identify`` stage's table (only accepted rows are used). The table has one row per consensus feature, columns
+    ``DIFFERENTIAL``, sorted by q-value (untested last). The summary holds the outcome, its type, the test, the
+    classes and their sizes, the samples left out, the counts and notes. Missing values: see the module docstring.
+
+    An outcome with too few samples (fewer than two per class, or no residual degrees of freedom) gives every
+    feature ``tested`` false and a note, not an error. Raises InputError for a malformed outcome, an outcome or
+    covariate column absent from the sheet, a non-numeric continuous value, or a sample without a matrix column.
+    Methods: Welch's t-test, OLS t-test of the slope, one-way ANOVA, Benjamini-Hochberg (module docstring).
+    """
+    spec = check_outcome(outcome)
+    kind = spec["type"]
+    if "consensus_id" not in feature_matrix.columns:
+        raise InputError("feature matrix lacks column 'consensus_id'", fix="produce it with 'ms2study link'")
+    target = encode_outcome(samples, spec)
+    ids, y = list(target["sample_ids"]), np.asarray(target["y"])
+    summary: dict[str, Any] = {"outcome": spec["column"], "type": kind, "excluded_missing_outcome":
+                               target["excluded_missing_outcome"], "imputation": imputation,
+                               "min_detected_fraction": float(min_detected_fraction), "notes": []}
+    covariates = [c for c in covariates if c != spec["column"]]
+    C = None
+    if kind == "continuous" and covariates:
+        C, names = covariate_matrix(samples, ids, covariates)
+        complete = ~np.isnan(C).any(axis=1)
+        if not complete.all():
+            dropped = [s for s, ok in zip(ids, complete) if not ok]
+            summary["excluded_missing_covariate"] = dropped
+            summary["notes"].append(f"{len(dropped)} sample(s) lack a covariate value and are left out: "
+                                    f"{', '.join(dropped[:10])}")
+            ids, y, C = [s for s, ok in zip(ids, complete) if ok], y[complete], C[complete]
+        varying = C.std(axis=0) > 0 if len(ids) else np.zeros(C.shape[1], dtype=bool)
+        C, names = C[:, varying], [n for n, v in zip(names, varying) if v]
+        summary["covariates"] = names
+    elif covariates:
+        summary["notes"].append(f"covariates ({', '.join(covariates)}) are not adjusted for in the "
+                                f"{'Welch t-test' if kind == 'binary' else 'ANOVA'}")
+    test = {"binary": "welch_t", "continuous": "ols", "multiclass": "anova"}[kind]
+    summary["test"] = test
+    if kind != "continuous":
+        summary["classes"] = target["classes"]
+        summary["class_counts"] = {c: int(n) for c, n in zip(target["classes"], np.bincount(
+            y, minlength=len(target["classes"])))}
+    if kind == "binary":
+        summary["positive_class"] = target["positive_class"]
+        summary["reference_class"] = next((c for c in target["classes"] if c != target["positive_class"]), None)
+    summary["n_samples"] = len(ids)
+
+    raw = log2_intensities(feature_matrix, ids)
+    detected = ~np.isnan(raw)
+    values, keep = fill_missing(raw, imputation, min_detected_fraction)
+    n_features = feature_matrix.height
+    nan = np.full(n_features, np.nan)
+    result: dict[str, np.ndarray] = {"statistic": nan, "p_value": nan}
+    reason = _too_small(kind, y, len(ids), 0 if C is None else C.shape[1])
+    if reason:
+        summary["notes"].append(f"not tested: {reason}")
+        log.warning("outcome %s not tested: %s", spec["column"], reason)
+    elif keep.any():
+        rows = np.flatnonzero(keep)
+        if kind == "binary":
+            part = welch_test(values[rows], y == 1)
+        elif kind == "continuous":
+            try:
+                part = ols_slope_test(values[rows], y.astype(np.float64), C)
+            except InputError as err:
+                part = {}
+                summary["notes"].append(f"not tested: {err.message}")
+        else:
+            part = anova_test(values[rows], y)
+        for key, part_values in part.items():
+            full = np.full(n_features, np.nan)
+            full[rows] = part_values
+            result[key] = full
+    p = np.where(keep, result["p_value"], np.nan)
+    q = bh_q_values(p)
+    tested = np.isfinite(p)
+
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rate = detected.mean(axis=1) if ids else nan
+        mean_log2 = np.nanmean(values, axis=1) if ids else nan
+        rate_pos = detected[:, y == 1].mean(axis=1) if kind == "binary" and (y == 1).any() else nan
+        rate_ref = detected[:, y == 0].mean(axis=1) if kind == "binary" and (y == 0).any() else nan
+    keys = feature_matrix.select(pl.col("consensus_id").cast(pl.Utf8),
+                                 *[pl.col(c).cast(pl.Float64) if c in feature_matrix.columns
+                                   else pl.lit(None, dtype=pl.Float64).alias(c) for c in ("mz", "rt_s")])
+
+    def series(values: np.ndarray | None) -> pl.Series:
+        return pl.Series(values if values is not None else nan, dtype=pl.Float64).fill_nan(None)
+
+    table = keys.with_columns(
+        pl.lit(spec["column"], dtype=pl.Utf8).alias("outcome"), pl.lit(test, dtype=pl.Utf8).alias("test"),
+        series(result.get("log2_fold_change")).alias("log2_fold_change"),
+        series(result.get("log2_effect_per_unit")).alias("log2_effect_per_unit"),
+        series(result["statistic"]).alias("statistic"), series(p).alias("p_value"), series(q).alias("q_value"),
+        pl.Series(tested, dtype=pl.Boolean).alias("tested"),
+        pl.lit(len(ids), dtype=pl.Int32).alias("n_samples"),
+        series(rate).alias("detection_rate"), series(rate_pos).alias("detection_rate_positive"),
+        series(rate_ref).alias("detection_rate_reference"), series(mean_log2).alias("mean_log2_intensity"),
+    )
+    table = table.join(accepted_identifications(identifications), on="consensus_id", how="left",
+                       maintain_order="left")
+    table = table.select([pl.col(c).cast(t) for c, t in DIFFERENTIAL.items()]).sort(
+        ["q_value", "p_value", "consensus_id"], nulls_last=True)
+    summary.update(n_features=n_features, n_tested=int(tested.sum()),
+                   n_not_detected_enough=int((~keep).sum()),
+                   n_significant=int((np.nan_to_num(q, nan=1.0) < SIGNIFICANCE).sum()),
+                   n_identified=int(table["name"].is_not_null().sum()))
+    log.info("outcome %s (%s, %s): %d of %d features tested, %d at q < %g", spec["column"], kind, test,
+             summary["n_tested"], n_features, summary["n_significant"], SIGNIFICANCE)
+    return table, summary
+
+
+def _too_small(kind: str, y: np.ndarray, n: int, n_covariates: int) -> str | None:
+    if kind == "continuous":
+        if n < 3 + n_covariates:
+            return f"{n} samples with a value leave no residual degrees of freedom (at least {3 + n_covariates} needed)"
+        if np.ptp(y) == 0:
+            return "the outcome has the same value in every sample"
+        return None
+    counts = np.bincount(y) if len(y) else np.zeros(0, dtype=int)
+    if (counts > 0).sum() < 2:
+        return "fewer than two classes among the samples with a value"
+    if counts.min() < 2:
+        return f"a class has {int(counts.min())} sample(s); at least 2 per class are needed"
+    return None
+
+
+def write_table(table: pl.DataFrame, path: str | Path, summary: dict) -> None:
+    """Write ``table`` as Parquet atomically with ``summary`` (JSON) in the file metadata under ``METADATA_KEY``."""
+    with atomic_path(path) as tmp:
+        table.write_parquet(tmp, compression="zstd", metadata={METADATA_KEY: json.dumps(summary, default=str)})
+
+
+def read_summary(path: str | Path) -> dict:
+    """The summary stored by ``write_table`` in a differential or enrichment file ({} when there is none)."""
+    text = pl.read_parquet_metadata(path).get(METADATA_KEY)
+    return json.loads(text) if text else {}

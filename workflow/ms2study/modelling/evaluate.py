@@ -1,0 +1,187 @@
+"""One outcome modelled on every feature set: the nested cross-validation of each set (with the covariates riding
+along, and modelled alone as the baseline to beat), its metrics with bootstrap intervals and a label-permutation
+p-value from the identical procedure, and the rows of the metrics and predictions tables.
+
+Imports the other ``modelling`` modules; writes nothing (the models stage writes the tables).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from ms2study.modelling.crossval import cross_validate
+from ms2study.modelling.estimators import estimator_family, strength_label
+from ms2study.modelling.featuresets import align_rows
+from ms2study.modelling.metrics import (
+    CHANCE,
+    PRIMARY_METRIC,
+    SECONDARY_METRICS,
+    bootstrap_weights,
+    finite_or_none,
+    metric_values,
+    summarise_metric,
+)
+from ms2study.modelling.outcomes import check_outcome, covariate_matrix, encode_outcome, too_few_samples
+
+log = logging.getLogger(__name__)
+
+
+def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], spec: dict, params: dict,
+                  note_missing_sets: bool = True) -> dict:
+    """Nested CV of one outcome on every feature set: returns summary, metrics rows and prediction rows."""
+    spec = check_outcome(spec)
+    kind = spec["type"]
+    target = encode_outcome(samples, spec)
+    summary: dict[str, Any] = {
+        "outcome": spec["column"], "type": kind, "classes": target["classes"],
+        "positive_class": target["positive_class"], "n_samples": len(target["sample_ids"]),
+        "excluded_missing_outcome": target["excluded_missing_outcome"],
+        "primary_metric": PRIMARY_METRIC[kind], "chance": CHANCE[PRIMARY_METRIC[kind]], "feature_sets": {},
+        "notes": [],
+    }
+    if kind != "continuous":
+        summary["class_counts"] = {c: int(n) for c, n in zip(target["classes"], np.bincount(
+            target["y"], minlength=len(target["classes"])))}
+    reason = too_few_samples(target, kind)
+    if reason:
+        summary.update(status="skipped", reason=reason)
+        log.warning("outcome %s skipped: %s", spec["column"], reason)
+        return {"summary": summary, "metrics": [], "predictions": []}
+    y = target["y"]
+    ids = target["sample_ids"]
+    covariates = [c for c in params["covariates"] if c != spec["column"]]
+    if len(covariates) < len(params["covariates"]):
+        summary["notes"].append(f"covariate '{spec['column']}' is this outcome itself: left out of its models")
+    C, covariate_names = covariate_matrix(samples, ids, covariates)
+    if covariates:
+        summary["covariates"] = covariate_names
+        summary["covariate_weight"] = float(params["covariate_weight"])
+    feature_sets = dict(feature_sets)
+    if covariate_names:
+        # The covariates alone: the baseline that every set (which also holds them) has to beat.
+        feature_sets["covariates"] = pl.DataFrame({"sample_id": ids})
+    summary["estimator"] = estimator_family(params)
+    level = float(params["ci_level"])
+    boot = bootstrap_weights(y, kind, int(params["n_bootstrap"]), int(params["seed"]))
+    # The same permutations for every feature set, so their p-values are paired.
+    rng = np.random.default_rng(int(params["seed"]) + 1)
+    permutations = [rng.permutation(len(y)) for _ in range(int(params["n_permutations"]))]
+    metrics_rows: list[dict] = []
+    prediction_rows: list[dict] = []
+    wanted = list(params["feature_sets"]) + (["covariates"] if covariate_names and "covariates" not in
+                                             params["feature_sets"] else [])
+    order = [n for n in wanted if n in feature_sets]
+    for name in wanted if note_missing_sets else []:
+        if name not in feature_sets:
+            summary["notes"].append(f"feature set '{name}' is not available")
+    for name in order:
+        started = time.perf_counter()
+        X, columns, empty = align_rows(feature_sets[name], ids, name)
+        if name == "covariates" and covariate_names:
+            X, columns, empty = np.empty((len(ids), 0)), [], []
+        elif not columns or len(empty) == len(ids):
+            summary["notes"].append(f"feature set '{name}' has no values for these samples")
+            continue
+        imputation = params["imputation"].get(name, "mean")
+        # Covariates ride along as the last columns; the preprocessing treats them apart (see preprocessor).
+        X = np.hstack([X, C])
+        n_cov = C.shape[1]
+        cv = cross_validate(X, y, kind, imputation, params, n_covariates=n_cov)
+        scores = cv["scores"]
+        if kind != "continuous" and np.bincount(y).min() < 2 * cv["k"] and not any("coarse" in n for n in
+                                                                                   summary["notes"]):
+            summary["notes"].append(
+                f"some test folds hold a single sample of a class ({cv['k']} folds, smallest class "
+                f"{int(np.bincount(y).min())}): fold-wise metrics are coarse and the interval can collapse (e.g. to "
+                "[1, 1]); rely on the permutation p-value and read the interval as optimistic")
+        entry: dict[str, Any] = {"n_samples": len(y), "n_features": len(columns), "n_covariates": n_cov,
+                                 "imputation": imputation,
+                                 "samples_without_values": empty, "outer_splits": cv["k"],
+                                 "outer_repeats": int(params["outer_repeats"])}
+        for metric in [PRIMARY_METRIC[kind], *SECONDARY_METRICS[kind]]:
+            stats = summarise_metric(metric, y, scores, cv["fold"], boot, level, int(params["seed"]))
+            primary = metric == PRIMARY_METRIC[kind]
+            p_value = None
+            if primary and permutations:
+                # The statistic tested is the first repeat's out-of-fold metric; the null reruns the identical nested
+                # procedure (one repeat, same seed) on permuted labels. p = (1 + #null >= observed) / (1 + n).
+                observed = metric_values(metric, y, scores[0], cv["fold"][0])[0]
+                null = []
+                for permutation in permutations:
+                    shuffled = cross_validate(X, y[permutation], kind, imputation, params, n_repeats=1,
+                                               n_covariates=n_cov)
+                    null.append(metric_values(metric, y[permutation], shuffled["scores"][0], shuffled["fold"][0])[0])
+                null = np.array(null)
+                p_value = float((1 + np.sum(null >= observed - 1e-12)) / (1 + len(null)))
+                entry["permutation_null_mean"] = finite_or_none(np.mean(null))
+            if primary:
+                entry.update(metric=metric, value=stats["value"], ci_low=stats["ci_low"], ci_high=stats["ci_high"],
+                             permutation_p=p_value)
+            else:
+                entry.setdefault("secondary", {})[metric] = {k: stats[k] for k in ("value", "ci_low", "ci_high")}
+            metrics_rows.append({
+                "feature_set": name, "metric": metric, "primary": primary, "value": stats["value"],
+                "ci_low": stats["ci_low"], "ci_high": stats["ci_high"], "permutation_p": p_value,
+                "n_samples": len(y), "n_features": len(columns), "outer_splits": cv["k"],
+                "outer_repeats": int(params["outer_repeats"]), "per_repeat": stats["per_repeat"],
+            })
+        if cv["chosen"]:
+            values, counts = np.unique([strength_label(v) for v in cv["chosen"]], return_counts=True)
+            entry["regularisation_chosen"] = {str(v): int(c) for v, c in zip(values, counts)}
+        entry["seconds"] = round(time.perf_counter() - started, 3)
+        summary["feature_sets"][name] = entry
+        prediction_rows.extend(_prediction_rows(name, ids, y, scores, cv["fold"], kind, target["classes"]))
+        log.info("outcome %s, %s: %s = %s [%s, %s], p = %s (%.1f s)", spec["column"], name, entry["metric"],
+                 format_metric(entry["value"]), format_metric(entry["ci_low"]), format_metric(entry["ci_high"]), entry["permutation_p"],
+                 entry["seconds"])
+    summary["status"] = "done" if summary["feature_sets"] else "skipped"
+    if not summary["feature_sets"]:
+        summary["reason"] = "no feature set had values for the samples"
+    return {"summary": summary, "metrics": metrics_rows, "predictions": prediction_rows}
+
+
+def format_metric(value: float | None) -> str:
+    """A metric value as printed in logs and the CLI: three decimals, "NA" for None."""
+    return "NA" if value is None else f"{value:.3f}"
+
+
+def _prediction_rows(name: str, ids: list[str], y: np.ndarray, scores: np.ndarray, folds: np.ndarray, kind: str,
+                     classes: list[str] | None) -> list[dict]:
+    rows = []
+    for r in range(scores.shape[0]):
+        for i, sample in enumerate(ids):
+            if kind == "multiclass":
+                proba = [float(v) for v in scores[r, i]]
+                score, predicted, label = proba[int(y[i])], classes[int(np.argmax(proba))], classes[int(y[i])]
+            elif kind == "binary":
+                proba = None
+                score = float(scores[r, i])
+                predicted, label = classes[int(score >= 0.5)], classes[int(y[i])]
+            else:
+                proba, score, predicted, label = None, float(scores[r, i]), f"{scores[r, i]:.6g}", f"{y[i]:.6g}"
+            rows.append({"feature_set": name, "repeat": r, "fold": int(folds[r, i]), "sample_id": sample,
+                         "y_true": float(y[i]), "label": label, "y_score": score, "predicted": predicted,
+                         "proba": proba})
+    return rows
+
+
+PREDICTIONS_SCHEMA: dict[str, pl.DataType] = {
+    "feature_set": pl.Utf8, "repeat": pl.Int32, "fold": pl.Int32, "sample_id": pl.Utf8,
+    "y_true": pl.Float64,     # binary: 1 = positive class; multiclass: class index (summary 'classes'); continuous
+    "label": pl.Utf8,         # the true value as written in the sheet
+    "y_score": pl.Float64,    # binary: P(positive); multiclass: P(true class); continuous: the prediction
+    "predicted": pl.Utf8,     # predicted class (threshold 0.5 / arg max) or value
+    "proba": pl.List(pl.Float64),  # multiclass: probabilities in 'classes' order; null otherwise
+}
+
+
+METRICS_SCHEMA: dict[str, pl.DataType] = {
+    "feature_set": pl.Utf8, "metric": pl.Utf8, "primary": pl.Boolean, "value": pl.Float64, "ci_low": pl.Float64,
+    "ci_high": pl.Float64, "permutation_p": pl.Float64, "n_samples": pl.Int32, "n_features": pl.Int32,
+    "outer_splits": pl.Int32, "outer_repeats": pl.Int32, "per_repeat": pl.List(pl.Float64),
+}

@@ -1,0 +1,167 @@
+"""Outcomes of a study as model targets: the declaration check, the encoding of a sample-sheet column into a target
+vector, the covariates as a numeric matrix, and the folder name of an outcome's results.
+
+An outcome is declared as ``{column, type: binary | multiclass | continuous, positive_class}`` (config
+``models: outcomes``). Sample-sheet cells are text; those that ``core.missing.is_missing`` reads as "not recorded"
+leave their sample out of that outcome (and are listed). Used by the outcome models, the differential tests and the
+study-folder checks, which must encode an outcome identically. Imports only ``core``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from ms2study.core.errors import InputError
+from ms2study.core.missing import is_missing
+
+OUTCOME_TYPES = ("binary", "multiclass", "continuous")
+
+
+def check_outcome(spec: Any) -> dict:
+    """Validate one outcome declaration ({column, type, positive_class}) and return it as a clean dict."""
+    if not isinstance(spec, dict) or "column" not in spec or "type" not in spec:
+        raise InputError(f"outcome {spec!r} must be a mapping with 'column' and 'type'",
+                         fix="e.g. {column: group, type: binary, positive_class: case}")
+    unknown = sorted(set(spec) - {"column", "type", "positive_class"})
+    if unknown:
+        raise InputError(f"outcome '{spec['column']}' has unknown key(s) {unknown}",
+                         fix="allowed keys: column, type, positive_class")
+    if spec["type"] not in OUTCOME_TYPES:
+        raise InputError(f"outcome '{spec['column']}' has type '{spec['type']}'",
+                         fix=f"use one of {', '.join(OUTCOME_TYPES)}")
+    return {"column": str(spec["column"]), "type": spec["type"], "positive_class": spec.get("positive_class")}
+
+
+def outcome_dirname(column: str) -> str:
+    """The folder name of an outcome's results (path-safe form of the column name)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", column).strip(".") or "outcome"
+
+
+def encode_outcome(samples: pl.DataFrame, spec: dict) -> dict:
+    """The outcome's target vector for the samples that have a value; samples without one are listed.
+
+    Binary: 1 = ``positive_class`` (default: 1/true/yes if present, else the last class in sorted order).
+    Multiclass: class index in sorted order. Continuous: the value as float.
+    """
+    column, kind = spec["column"], spec["type"]
+    if column not in samples.columns:
+        raise InputError(f"outcome column '{column}' is not in the sample sheet (columns: {', '.join(samples.columns)})",
+                         file="samples.tsv", fix="add the column or remove the outcome from config.yaml")
+    ids = samples["sample_id"].cast(pl.Utf8).to_list()
+    raw = samples[column].to_list()
+    keep = [i for i, v in enumerate(raw) if not is_missing(v)]
+    missing = [ids[i] for i in range(len(ids)) if i not in set(keep)]
+    values = [str(raw[i]).strip() for i in keep]
+    result: dict[str, Any] = {"sample_ids": [ids[i] for i in keep], "excluded_missing_outcome": missing}
+    if kind == "continuous":
+        y = np.empty(len(values))
+        for j, v in enumerate(values):
+            try:
+                y[j] = float(v)
+            except ValueError as err:
+                raise InputError(f"outcome '{column}' is continuous but has the value '{v}'",
+                                 sample=result["sample_ids"][j], file="samples.tsv",
+                                 fix="use numbers (or NA for missing), or declare the outcome multiclass") from err
+        result.update(y=y, classes=None, positive_class=None)
+        return result
+    classes = sorted(set(values), key=_class_sort_key)
+    if kind == "binary":
+        if len(classes) > 2:
+            raise InputError(f"outcome '{column}' is binary but has {len(classes)} classes {classes[:6]}",
+                             file="samples.tsv", fix="declare it multiclass, or recode it to two classes")
+        positive = spec.get("positive_class")
+        if positive is not None:
+            positive = _match_class(positive, classes)
+            if positive is None:
+                raise InputError(f"positive_class '{spec['positive_class']}' of outcome '{column}' is not among its "
+                                 f"values {classes}", file="samples.tsv", fix="set positive_class to one of them")
+        else:
+            lowered = {c.lower(): c for c in classes}
+            positive = next((lowered[t] for t in ("1", "true", "yes", "case") if t in lowered), classes[-1])
+        if len(classes) == 2:
+            negative = next(c for c in classes if c != positive)
+            classes = [negative, positive]
+        y = np.array([1 if v == positive else 0 for v in values], dtype=np.int64)
+        result.update(y=y, classes=classes, positive_class=positive)
+        return result
+    index = {c: i for i, c in enumerate(classes)}
+    result.update(y=np.array([index[v] for v in values], dtype=np.int64), classes=classes, positive_class=None)
+    return result
+
+
+def _class_sort_key(value: str) -> tuple:
+    try:
+        return (0, float(value), value)
+    except ValueError:
+        return (1, 0.0, value)
+
+
+def _match_class(wanted: Any, classes: list[str]) -> str | None:
+    """Match a configured class to the sheet's strings: YAML reads `1` as int and `yes` as True."""
+    candidates = {str(wanted), str(wanted).lower()}
+    if isinstance(wanted, bool):
+        candidates |= {"1", "yes"} if wanted else {"0", "no"}
+    if isinstance(wanted, (int, float)) and not isinstance(wanted, bool):
+        candidates.add(f"{float(wanted):g}")
+    for c in classes:
+        if c in candidates or c.lower() in candidates:
+            return c
+    return None
+
+
+def too_few_samples(target: dict, kind: str) -> str | None:
+    """Why an encoded outcome (``encode_outcome``) cannot be modelled, or None: a continuous outcome needs 6 samples
+    and some variation, classes need two classes of at least 2 samples each."""
+    n = len(target["sample_ids"])
+    if kind == "continuous":
+        if n < 6:
+            return f"only {n} samples with a value (at least 6 needed)"
+        if np.ptp(target["y"]) == 0:
+            return "the outcome has the same value in every sample"
+        return None
+    counts = np.bincount(target["y"], minlength=len(target["classes"]))
+    if len(target["classes"]) < 2:
+        return f"only one class ({target['classes']}) among the samples with a value"
+    if counts.min() < 2:
+        smallest = target["classes"][int(counts.argmin())]
+        return f"class '{smallest}' has {int(counts.min())} sample(s); at least 2 per class are needed"
+    return None
+
+
+def covariate_matrix(samples: pl.DataFrame, sample_ids: list[str], columns: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Covariate columns of the sample sheet for ``sample_ids``, as numbers: (matrix, column names).
+
+    A column whose recorded values all read as numbers is used as it is (``cov:age``); any other is one-hot coded
+    against its first level in sorted order (``cov:sex=M``), which uses only the list of levels, not the outcome,
+    so it leaks nothing. Missing values are NaN and are mean-imputed inside the training folds.
+    """
+    missing = [c for c in columns if c not in samples.columns]
+    if missing:
+        raise InputError(f"covariate column(s) {missing} are not in the sample sheet (columns: "
+                         f"{', '.join(samples.columns)})", file="samples.tsv",
+                         fix="add the column(s) or remove them from models: covariates in config.yaml")
+    frame = pl.DataFrame({"sample_id": sample_ids}).join(
+        samples.select(pl.col("sample_id").cast(pl.Utf8), *[pl.col(c) for c in columns]),
+        on="sample_id", how="left", maintain_order="left")
+    blocks: list[np.ndarray] = []
+    names: list[str] = []
+    for column in columns:
+        raw = frame[column].to_list()
+        text = [None if is_missing(v) else str(v).strip() for v in raw]
+        try:
+            values = np.array([np.nan if t is None else float(t) for t in text])
+            blocks.append(values[:, None])
+            names.append(f"cov:{column}")
+            continue
+        except ValueError:
+            pass
+        levels = sorted({t for t in text if t is not None}, key=_class_sort_key)
+        for level in levels[1:]:
+            blocks.append(np.array([np.nan if t is None else float(t == level) for t in text])[:, None])
+            names.append(f"cov:{column}={level}")
+    matrix = np.hstack(blocks) if blocks else np.empty((len(sample_ids), 0))
+    return matrix, names
