@@ -12,6 +12,8 @@ import math
 import re
 from pathlib import Path
 
+from ms2study.core.missing import LIBRARY_PLACEHOLDERS, is_missing
+
 # Source keys (upper-cased, with spaces/underscores removed) -> metadata field; first present key wins.
 KEY_ALIASES: dict[str, tuple[str, ...]] = {
     "library_id": ("SPECTRUMID", "DB#", "DBNUMBER", "ACCESSION", "NIST#", "TITLE"),
@@ -29,7 +31,6 @@ KEY_ALIASES: dict[str, tuple[str, ...]] = {
     "instrument_type": ("INSTRUMENTTYPE", "INSTRUMENT", "SOURCEINSTRUMENT"),
     "collision_energy": ("COLLISIONENERGY",),
 }
-_MISSING = {"", "N/A", "NA", "NAN", "NONE", "NULL", "-", "UNKNOWN"}
 
 # Ion-mode codes of flat spectra and library indexes (0: unknown).
 ION_MODE_CODE = {"positive": 1, "negative": -1}
@@ -42,16 +43,13 @@ def norm_key(key: str) -> str:
     return key.strip().upper().translate(_KEY_DROP)
 
 
-def _is_missing(value: str) -> bool:
-    return value.strip().upper() in _MISSING
-
-
 def first_field(fields: dict[str, str], field_name: str) -> str | None:
-    """Stripped text of the first alias of ``field_name`` (a ``KEY_ALIASES`` key) that is present and not a
-    missing token (empty, N/A, NA, NaN, None, null, -, unknown); None when there is none."""
+    """Stripped text of the first alias of ``field_name`` (a ``KEY_ALIASES`` key) that is present and not missing
+    (``core.missing``: a missing token such as empty, N/A, NA, NaN, None, null, -, or the library placeholder
+    "unknown"); None when there is none."""
     for key in KEY_ALIASES[field_name]:
         value = fields.get(key)
-        if value is not None and not _is_missing(value):
+        if value is not None and not is_missing(value, LIBRARY_PLACEHOLDERS):
             return value.strip()
     return None
 
@@ -84,7 +82,7 @@ def precursor_of(fields: dict[str, str]) -> tuple[float | None, str, str]:
     key = text = None
     for candidate in KEY_ALIASES["precursor_mz"]:
         value = fields.get(candidate)
-        if value is not None and not _is_missing(value):
+        if value is not None and not is_missing(value, LIBRARY_PLACEHOLDERS):
             key, text = candidate, value.strip()
             break
     if key is None or text is None:
