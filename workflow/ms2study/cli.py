@@ -1,7 +1,9 @@
 """The ``ms2study`` command line: one subcommand per stage, plus ``run`` and ``simulate``.
 
 Each stage module defines ``register(subparsers)``, which adds its subcommand(s) and sets
-``func`` to a callable taking the parsed arguments. The Snakemake rules call these same commands.
+``func`` to a callable taking the parsed arguments. The Snakemake rules call these same commands, each with
+``--threads {threads}`` before the command: ``ms2study --threads N COMMAND ...`` limits numba, torch, OpenMP and BLAS
+to N threads (``core.threads.limit_threads``) before the command's module is imported.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 
 from ms2study import __version__
 from ms2study.core.errors import InputError
+from ms2study.core.threads import limit_threads
 
 # Subcommand -> the module that registers it, in --help order. Only the module of the command given is imported,
 # so a rule calling `ms2study detect` does not pay for importing torch.
@@ -26,6 +29,7 @@ COMMANDS = {
     "embed-library": "ms2study.stages.embed",
     "learn-combined": "ms2study.stages.learn_combined",
     "index-library": "ms2study.stages.index_library",
+    "prepare-library": "ms2study.stages.prepare_library",
     "annotate": "ms2study.stages.annotate",
     "score": "ms2study.stages.search",
     "calibrate-library": "ms2study.stages.calibrate",
@@ -46,6 +50,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ms2study", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"ms2study {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        dest="global_threads",
+        help="CPU threads of numba, torch, OpenMP and BLAS (before the command; the rules pass their {threads})",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules = [COMMANDS[command]] if command in COMMANDS else STAGE_MODULES
     for name in modules:
@@ -53,8 +64,30 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _global_threads(argv: list[str]) -> tuple[str | None, list[str]]:
+    """(the value of ``--threads`` given before the command or None, ``argv`` without it).
+
+    Only options before the first non-option word are global: after the command, ``--threads`` belongs to the command
+    (``embed`` and ``train`` have their own).
+    """
+    for i, arg in enumerate(argv):
+        if not arg.startswith("-"):
+            break
+        if arg == "--threads":
+            return (argv[i + 1] if i + 1 < len(argv) else ""), argv[:i] + argv[i + 2:]
+        if arg.startswith("--threads="):
+            return arg.split("=", 1)[1], argv[:i] + argv[i + 1:]
+    return None, argv
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    threads, argv = _global_threads(argv)
+    if threads is not None:
+        if not threads.isdigit() or int(threads) < 1:
+            print(f"ms2study: error: --threads needs a whole number of at least 1 (got '{threads}')", file=sys.stderr)
+            return 2
+        limit_threads(int(threads))  # before build_parser imports the command's module (numba, torch)
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command)
     args, extra = parser.parse_known_args(argv)

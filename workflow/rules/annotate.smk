@@ -10,18 +10,14 @@ rule annotate:
     output:
         "results/samples/{sample}/annotations.parquet",
     params:
-        p=lambda wildcards: stage_params("annotate", model=config["embed"]["model"]),
-        library=lambda wildcards, input: (
-            f"--library-index {shlex.quote(input.library)}"
-            + (f" --calibration {shlex.quote(input.calibration)}" if library_calibration() else "")
-            if LIBRARIES
-            else ""
-        ),
+        p=annotate_params,
+        library=library_options,
         version=MS2STUDY_VERSION,
     log:
         "logs/annotate/{sample}.log",
     benchmark:
         "results/benchmarks/annotate/{sample}.tsv"
+    # one numba thread per job: samples are annotated in parallel, one job per core
     threads: 1
     resources:
         mem_mb=res("annotate", "mem_mb"),
@@ -29,5 +25,5 @@ rule annotate:
     conda:
         ENV
     shell:
-        "python -m ms2study annotate --spectra {input.spectra:q} --embeddings {input.embeddings:q} {params.library} "
-        "--out {output:q} --params {params.p} > {log:q} 2>&1"
+        "python -m ms2study --threads {threads} annotate --spectra {input.spectra:q} "
+        "--embeddings {input.embeddings:q} {params.library} --out {output:q} --params {params.p} > {log:q} 2>&1"

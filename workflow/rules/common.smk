@@ -6,6 +6,7 @@ import sys
 
 sys.path.insert(0, str(REPO / "workflow"))
 
+# Each rule carries params.version (MS2STUDY_VERSION), so a new package version reruns the jobs it may change.
 from ms2study import __version__ as MS2STUDY_VERSION
 from ms2study.core.errors import InputError
 from ms2study import study as _study
@@ -43,7 +44,13 @@ wildcard_constraints:
 
 
 def get_mzml(wildcards):
+    """The sample's run (mzML or mzXML) as the sheet names it."""
     return SAMPLE_FILES[wildcards.sample]
+
+
+def sample_sheet_file():
+    """The study's sample sheet when it exists (else the sheet is derived from the folder's runs: no input)."""
+    return [config["samples"]] if Path(config["samples"]).exists() else []
 
 
 def stage_params(section, **extra):
@@ -51,6 +58,42 @@ def stage_params(section, **extra):
     params = dict(config.get(section) or {}) if section else {}
     params.update(extra)
     return shlex.quote(json.dumps(params, sort_keys=True))
+
+
+def section_params(section):
+    """A params function giving config ``section`` as JSON. A function, not the string itself: Snakemake reads
+    ``{name}`` in a string param as a wildcard, and a config value may hold braces."""
+    return lambda wildcards: stage_params(section)
+
+
+def spectra_params(wildcards):
+    """The spectra section plus the cleaning section: sample spectra are cleaned exactly as the library's."""
+    return stage_params("spectra", **config["cleaning"])
+
+
+def index_params(wildcards):
+    """The library index is built with the cleaning section, as the sample spectra are cleaned."""
+    return stage_params(None, cleaning=config["cleaning"])
+
+
+def annotate_params(wildcards):
+    """The annotate section plus embed's model: queries and the library are compared in that encoder's space."""
+    return stage_params("annotate", model=config["embed"]["model"])
+
+
+def identify_params(wildcards):
+    """Only annotate's fdr: the per-feature identifications are accepted at the same q-value as the spectra."""
+    return stage_params(None, fdr=(config.get("annotate") or {}).get("fdr", 0.01))
+
+
+def train_params(wildcards):
+    """The train section, the model named after the requested folder."""
+    return stage_params("train", name=wildcards.name)
+
+
+def learn_combined_params(wildcards):
+    """learn-combined embeds on the training device (train.device), not on embed's."""
+    return stage_params(None, embed={"device": config["train"].get("device", "auto")})
 
 
 def res(stage, key):
@@ -61,6 +104,7 @@ def res(stage, key):
 
 
 def library_index():
+    """The library's index folder, or no input without a library."""
     return f"results/library/{LIBRARY_NAME}" if LIBRARIES else []
 
 
@@ -70,11 +114,23 @@ def library_calibration():
     return f"results/confidence/{LIBRARY_NAME}.json" if wanted else []
 
 
+def library_options(wildcards, input):
+    """The command options naming the rule's library index and calibration inputs (none without a library)."""
+    options = []
+    if input.get("library"):
+        options += ["--library-index", input.library]
+    if input.get("calibration"):
+        options += ["--calibration", input.calibration]
+    return " ".join(shlex.quote(option) for option in options)
+
+
 def per_sample(table):
+    """One path per sample of the sheet, in sheet order: results/samples/{sample}/{table}.parquet."""
     return expand("results/samples/{sample}/{table}.parquet", sample=SAMPLES, table=table)
 
 
 def get_train_library(wildcards):
+    """The train_library file(s); an error naming the key when none is set."""
     paths = config.get("train_library")
     if not paths:
         raise WorkflowError(

@@ -7,7 +7,7 @@ rule detect:
     output:
         "results/samples/{sample}/features.parquet",
     params:
-        p=lambda wildcards: stage_params("detect"),
+        p=section_params("detect"),
         version=MS2STUDY_VERSION,
     log:
         "logs/detect/{sample}.log",
@@ -20,5 +20,5 @@ rule detect:
     conda:
         ENV
     shell:
-        "python -m ms2study detect --mzml {input.mzml:q} --sample-id {wildcards.sample} "
+        "python -m ms2study --threads {threads} detect --mzml {input.mzml:q} --sample-id {wildcards.sample} "
         "--out {output:q} --params {params.p} > {log:q} 2>&1"

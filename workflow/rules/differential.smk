@@ -32,6 +32,6 @@ rule differential:
     conda:
         ENV
     shell:
-        "python -m ms2study differential --samples {input.sheet:q} --feature-matrix {input.matrix:q} "
-        "--identifications {input.identifications:q} --out {output.differential:q} "
+        "python -m ms2study --threads {threads} differential --samples {input.sheet:q} "
+        "--feature-matrix {input.matrix:q} --identifications {input.identifications:q} --out {output.differential:q} "
         "--enrichment-out {output.enrichment:q} --params {params.p} > {log:q} 2>&1"

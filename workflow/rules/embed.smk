@@ -7,7 +7,7 @@ rule embed:
     output:
         "results/samples/{sample}/embeddings.parquet",
     params:
-        p=lambda wildcards: stage_params("embed"),
+        p=section_params("embed"),
         version=MS2STUDY_VERSION,
     log:
         "logs/embed/{sample}.log",
@@ -21,5 +21,5 @@ rule embed:
     conda:
         ENV
     shell:
-        "python -m ms2study embed --spectra {input:q} --out {output:q} --threads {threads} "
+        "python -m ms2study --threads {threads} embed --spectra {input:q} --out {output:q} "
         "--params {params.p} > {log:q} 2>&1"

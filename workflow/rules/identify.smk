@@ -10,8 +10,8 @@ rule identify:
     output:
         "results/study/identifications.parquet",
     params:
-        p=lambda wildcards: stage_params(None, fdr=(config.get("annotate") or {}).get("fdr", 0.01)),
-        library=lambda wildcards, input: f"--library-index {shlex.quote(input.library)}" if LIBRARIES else "",
+        p=identify_params,
+        library=library_options,
         version=MS2STUDY_VERSION,
     log:
         "logs/study/identify.log",
@@ -24,5 +24,5 @@ rule identify:
     conda:
         ENV
     shell:
-        "python -m ms2study identify --annotations {input.annotations:q} --links {input.links:q} {params.library} "
-        "--out {output:q} --params {params.p} > {log:q} 2>&1"
+        "python -m ms2study --threads {threads} identify --annotations {input.annotations:q} --links {input.links:q} "
+        "{params.library} --out {output:q} --params {params.p} > {log:q} 2>&1"

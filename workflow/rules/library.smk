@@ -1,16 +1,23 @@
 # Per library: the index (cleaned peaks, metadata, embeddings) and the null model its identifications are scored with.
 
 
+# The annotate parameters the library's prepared arrays (entropy peaks, decoys) depend on.
+PREPARED_KEYS = ["entropy_noise_threshold", "entropy_tolerance_da", "entropy_merge_da", "confidence", "decoy_seed"]
+
+
 rule index_library:
-    # The index holds the library's peaks, metadata and decoys, and its spectra embedded by the configured encoder
-    # (so annotation can use embedding similarity); built once per library and encoder, reused by every sample.
+    # The index holds the library's peaks and metadata, its spectra embedded by the configured encoder (so annotation
+    # can use embedding similarity) and the entropy-prepared peaks (and decoys) every annotate job would otherwise
+    # recompute; built once per library, encoder and those parameters, reused by every sample.
     input:
         LIBRARIES,
     output:
         directory("results/library/{library}"),
     params:
-        p=lambda wildcards: stage_params(None, cleaning=config["cleaning"]),
-        embed=lambda wildcards: stage_params("embed"),
+        p=index_params,
+        embed=section_params("embed"),
+        # only the annotate keys the stored arrays depend on: changing the FDR must not rebuild the index
+        prepare=lambda wildcards: stage_params(None, **{k: config["annotate"][k] for k in PREPARED_KEYS}),
         version=MS2STUDY_VERSION,
     log:
         "logs/library/{library}.log",
@@ -23,8 +30,10 @@ rule index_library:
     conda:
         ENV
     shell:
-        "(python -m ms2study index-library --library {input:q} --out {output:q} --params {params.p} && "
-        "python -m ms2study embed-library --index {output:q} --threads {threads} --params {params.embed}) "
+        "(python -m ms2study --threads {threads} index-library --library {input:q} --out {output:q} "
+        "--params {params.p} && "
+        "python -m ms2study --threads {threads} embed-library --index {output:q} --params {params.embed} && "
+        "python -m ms2study --threads {threads} prepare-library --index {output:q} --params {params.prepare}) "
         "> {log:q} 2>&1"
 
 
@@ -36,12 +45,13 @@ rule calibrate_library:
     output:
         "results/confidence/{library}.json",
     params:
-        p=lambda wildcards: stage_params("annotate", model=config["embed"]["model"]),
+        p=annotate_params,
         version=MS2STUDY_VERSION,
     log:
         "logs/library/{library}.calibration.log",
     benchmark:
         "results/benchmarks/library/{library}.calibration.tsv"
+    # numba kernels over the library's spectra, once per library
     threads: 2
     resources:
         mem_mb=res("library", "mem_mb"),
@@ -49,4 +59,5 @@ rule calibrate_library:
     conda:
         ENV
     shell:
-        "python -m ms2study calibrate-library --index {input:q} --out {output:q} --params {params.p} > {log:q} 2>&1"
+        "python -m ms2study --threads {threads} calibrate-library --index {input:q} --out {output:q} "
+        "--params {params.p} > {log:q} 2>&1"

@@ -9,7 +9,7 @@ rule link:
         alignment="results/study/alignment.parquet",
         links="results/study/feature_links.parquet",
     params:
-        p=lambda wildcards: stage_params("link"),
+        p=section_params("link"),
         samples=" ".join(SAMPLES),
         reference=REFERENCE,
         version=MS2STUDY_VERSION,
@@ -24,6 +24,6 @@ rule link:
     conda:
         ENV
     shell:
-        "python -m ms2study link --features {input:q} --sample-ids {params.samples} --reference {params.reference} "
-        "--out {output.matrix:q} --alignment-out {output.alignment:q} --links-out {output.links:q} "
-        "--params {params.p} > {log:q} 2>&1"
+        "python -m ms2study --threads {threads} link --features {input:q} --sample-ids {params.samples} "
+        "--reference {params.reference} --out {output.matrix:q} --alignment-out {output.alignment:q} "
+        "--links-out {output.links:q} --params {params.p} > {log:q} 2>&1"

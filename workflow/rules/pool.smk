@@ -9,7 +9,7 @@ rule pool:
     output:
         "results/samples/{sample}/sample_embedding.parquet",
     params:
-        p=lambda wildcards: stage_params("pool"),
+        p=section_params("pool"),
         version=MS2STUDY_VERSION,
     log:
         "logs/pool/{sample}.log",
@@ -22,5 +22,6 @@ rule pool:
     conda:
         ENV
     shell:
-        "python -m ms2study pool --embeddings {input.embeddings:q} --spectra {input.spectra:q} "
-        "--features {input.features:q} --sample-id {wildcards.sample} --out {output:q} --params {params.p} > {log:q} 2>&1"
+        "python -m ms2study --threads {threads} pool --embeddings {input.embeddings:q} --spectra {input.spectra:q} "
+        "--features {input.features:q} --sample-id {wildcards.sample} --out {output:q} --params {params.p} "
+        "> {log:q} 2>&1"

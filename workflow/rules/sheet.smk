@@ -5,7 +5,7 @@ rule sample_sheet:
     # The validated sheet (derived from the folder when there is no samples.tsv); its content is the param,
     # so editing an outcome reruns the study stages but no per-sample job.
     input:
-        [config["samples"]] if Path(config["samples"]).exists() else [],
+        sample_sheet_file(),
     output:
         "results/study/samples.tsv",
     params:

@@ -8,7 +8,7 @@ rule spectra:
     output:
         "results/samples/{sample}/spectra.parquet",
     params:
-        p=lambda wildcards: stage_params("spectra", **config["cleaning"]),
+        p=spectra_params,
         version=MS2STUDY_VERSION,
     log:
         "logs/spectra/{sample}.log",
@@ -21,5 +21,5 @@ rule spectra:
     conda:
         ENV
     shell:
-        "python -m ms2study spectra --mzml {input.mzml:q} --features {input.features:q} "
+        "python -m ms2study --threads {threads} spectra --mzml {input.mzml:q} --features {input.features:q} "
         "--sample-id {wildcards.sample} --out {output:q} --params {params.p} > {log:q} 2>&1"

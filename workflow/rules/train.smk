@@ -7,8 +7,8 @@ rule train_encoder:
     output:
         directory("results/models/{name}"),
     params:
-        p=lambda wildcards: stage_params("train", name=wildcards.name),
-        c=lambda wildcards: shlex.quote(json.dumps({"embed": {"device": config["train"].get("device", "auto")}})),
+        p=train_params,
+        c=learn_combined_params,
         version=MS2STUDY_VERSION,
     log:
         "logs/train/{name}.log",
@@ -22,7 +22,7 @@ rule train_encoder:
     conda:
         ENV
     shell:
-        "python -m ms2study train --library {input:q} --out {output:q} --threads {threads} "
+        "python -m ms2study --threads {threads} train --library {input:q} --out {output:q} "
         "--params {params.p} > {log:q} 2>&1 && "
-        "python -m ms2study learn-combined --library {input:q} --model {output:q} --optional "
+        "python -m ms2study --threads {threads} learn-combined --library {input:q} --model {output:q} --optional "
         "--params {params.c} >> {log:q} 2>&1"
