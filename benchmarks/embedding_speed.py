@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO / "workflow"))
 
 from machine import cpu_model
 from ms2study import __version__
-from ms2study.stages.embed import bucket_batches, cpu_supports_bf16, embed_arrays, get_model, pad_batch, select_peaks
+from ms2study.encoder.inference import bucket_batches, cpu_supports_bf16, embed_arrays, get_model, pad_batch, select_peaks
 
 MASSBANK = REPO.parent / "shared" / "data" / "massbank" / "massbank_dev.mgf.gz"
 

@@ -5,7 +5,7 @@ and its combined score were fitted on: one spectrum per structure of the encoder
 A share of the query structures (``--unknown-fraction``, default 0.4) are made KNOWN UNKNOWNS: every spectrum of
 them is removed from the library. The library is every other spectrum (all licenses; the query spectra
 themselves removed). Half of the queries are degraded like low-concentration measurements
-(``ms2study.stages.learn_combined.degrade``). The library is indexed, embedded and calibrated exactly as the pipeline does
+(``ms2study.identification.reference.degrade``). The library is indexed, embedded and calibrated exactly as the pipeline does
 (``ms2study.stages.calibrate``: the calibration sees the library only), then the queries are annotated.
 
 Truth, level-aware: an accepted MSI level-2 hit is correct when its structure (first InChIKey block) is the
@@ -35,17 +35,19 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
-from ms2study.encoder import model as encoder  # noqa: E402
-from ms2study.stages import annotate, calibrate, embed  # noqa: E402
-from ms2study.stages import learn_combined as combine  # noqa: E402
+from ms2study.encoder import checkpoints  # noqa: E402
+from ms2study.encoder import inference as embed  # noqa: E402
 from ms2study.library.index import BuiltLibrary, ReadReport, write_library_index  # noqa: E402
+from ms2study.identification import reference  # noqa: E402
+from ms2study.identification import engine  # noqa: E402
+from ms2study.identification import calibration  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "massbank" / "massbank_dev.mgf.gz"
 NOMINAL = (0.01, 0.05, 0.10)
 TARGETS = {0.01: 0.02, 0.05: 0.075, 0.10: 0.15}
 
 
-def write_subset(ref: combine.Reference, rows: np.ndarray, out_dir: Path) -> Path:
+def write_subset(ref: reference.Reference, rows: np.ndarray, out_dir: Path) -> Path:
     """An on-disk library index holding reference rows ``rows`` (kept in index order)."""
     idx = ref.index
     rows = np.sort(rows)
@@ -59,7 +61,7 @@ def write_subset(ref: combine.Reference, rows: np.ndarray, out_dir: Path) -> Pat
     return write_library_index(built, out_dir, {"params": idx.manifest.get("params", {}), "n_spectra": int(rows.size)})
 
 
-def query_frame(ref: combine.Reference, rows: np.ndarray, degraded: np.ndarray, seed: int) -> pl.DataFrame:
+def query_frame(ref: reference.Reference, rows: np.ndarray, degraded: np.ndarray, seed: int) -> pl.DataFrame:
     """Query spectra (tables.SPECTRA-like) from reference rows, degraded where flagged."""
     rng = np.random.default_rng(seed)
     idx = ref.index
@@ -67,8 +69,8 @@ def query_frame(ref: combine.Reference, rows: np.ndarray, degraded: np.ndarray, 
     for k, (r, deg) in enumerate(zip(rows, degraded)):
         m, x = idx.peaks(int(r))
         if deg:
-            level = combine.LOW_CONCENTRATION_LEVELS[int(rng.integers(1, len(combine.LOW_CONCENTRATION_LEVELS)))]
-            m, x = combine.degrade(m, x, float(idx.precursor_mz[r]), level, rng)
+            level = reference.LOW_CONCENTRATION_LEVELS[int(rng.integers(1, len(reference.LOW_CONCENTRATION_LEVELS)))]
+            m, x = reference.degrade(m, x, float(idx.precursor_mz[r]), level, rng)
         recs.append({"spectrum_id": f"q{k}", "sample_id": None, "feature_id": None,
                      "precursor_mz": float(idx.precursor_mz[r]),
                      "ion_mode": {1: "positive", -1: "negative"}.get(int(idx.ion_mode[r])),
@@ -148,11 +150,11 @@ def best_threshold_recall(judged: pl.DataFrame, score: str, max_fdp: float, n_kn
 def run(library: Path, model_dir: Path | None, max_queries: int, unknown_fraction: float, seed: int,
         calibration_queries: int, work: Path, dump: Path | None = None) -> dict:
     t0 = time.perf_counter()
-    split = combine.model_split_settings(model_dir)
+    split = checkpoints.model_split_settings(model_dir)
     split["licenses"] = None
-    ref = combine.read_reference([library], split)
+    ref = reference.read_reference([library], split)
     rng = np.random.default_rng(seed)
-    q_rows = combine._choose_queries(ref, "test", max_queries, rng)
+    q_rows = reference.choose_queries(ref, "test", max_queries, rng)
     blocks = ref.block[q_rows]
     unknown_blocks = set(rng.choice(np.unique(blocks), int(round(unknown_fraction * np.unique(blocks).size)),
                                     replace=False).tolist())
@@ -169,7 +171,7 @@ def run(library: Path, model_dir: Path | None, max_queries: int, unknown_fractio
     params = {"model": str(model_dir) if model_dir else None, "top_k": 5,
               "calibration_queries": calibration_queries}
     t1 = time.perf_counter()
-    cal = calibrate.calibrate_index(index_dir, params)
+    cal = calibration.calibrate_index(index_dir, params)
     t_cal = time.perf_counter() - t1
     truth_block = dict(zip(queries["spectrum_id"], blocks))
     truth_formula = dict(zip(queries["spectrum_id"], [f.replace(" ", "") for f in ref.formula[q_rows]]))
@@ -183,7 +185,7 @@ def run(library: Path, model_dir: Path | None, max_queries: int, unknown_fractio
 
     t2 = time.perf_counter()
     # MSI levels are assigned to accepted hits: annotate once per nominal FDR.
-    ours_at = {t: top_of(annotate.annotate_spectra(queries, index_dir, {**params, "fdr": t}, q_emb, cal))
+    ours_at = {t: top_of(engine.annotate_spectra(queries, index_dir, {**params, "fdr": t}, q_emb, cal))
                for t in NOMINAL}
     ours = ours_at[0.05]
     t_ann = (time.perf_counter() - t2) / len(NOMINAL)
@@ -191,7 +193,7 @@ def run(library: Path, model_dir: Path | None, max_queries: int, unknown_fractio
         deg = dict(zip(queries["spectrum_id"], degraded.tolist()))
         ours.with_columns(pl.col("spectrum_id").replace_strict(deg, return_dtype=pl.Boolean).alias("degraded")
                           ).write_parquet(dump / f"ours_{seed}.parquet")
-    decoy_at = {t: top_of(annotate.annotate_spectra(queries, index_dir, {**params, "confidence": "decoys", "fdr": t},
+    decoy_at = {t: top_of(engine.annotate_spectra(queries, index_dir, {**params, "confidence": "decoys", "fdr": t},
                                                     q_emb)) for t in NOMINAL}
     result = {
         "seed": seed, "n_queries": int(q_rows.size), "n_known": n_known, "n_known_unknowns": int((~known).sum()),
@@ -205,7 +207,7 @@ def run(library: Path, model_dir: Path | None, max_queries: int, unknown_fractio
     ours5 = result["null_model"][1]
     classical = {}
     for score in ("cosine", "entropy"):
-        ranked = top_of(annotate.annotate_spectra(queries, index_dir, {**params, "rank_by": score,
+        ranked = top_of(engine.annotate_spectra(queries, index_dir, {**params, "rank_by": score,
                                                                        "confidence": "none"}, q_emb))
         classical[score] = best_threshold_recall(ranked, score, ours5["true_fdp"], n_known)
     best = max(classical.values(), key=lambda x: x["recall"])
@@ -233,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
     ap.add_argument("--library", type=Path, default=DEFAULT_DATA)
-    ap.add_argument("--model", type=Path, default=encoder.SHIPPED_MODELS_DIR / encoder.SHIPPED_MODEL_NAME)
+    ap.add_argument("--model", type=Path, default=checkpoints.SHIPPED_MODELS_DIR / checkpoints.SHIPPED_MODEL_NAME)
     ap.add_argument("--max-queries", type=int, default=1000)
     ap.add_argument("--unknown-fraction", type=float, default=0.4)
     ap.add_argument("--calibration-queries", type=int, default=4000)

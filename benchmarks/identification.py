@@ -1,6 +1,6 @@
 """Benchmark: identification on structures the encoder never saw, classical scores versus embedding and combined.
 
-Split: the encoder's own structure-disjoint split (``ms2study.stages.train.assign_split`` on the first InChIKey block, with
+Split: the encoder's own structure-disjoint split (``ms2study.encoder.splits.assign_split`` on the first InChIKey block, with
 the seed and fractions recorded in the model's ``config.json``); the held-out structures are its TEST part.
 Queries: one spectrum per held-out structure (seeded draw). Library: every other spectrum of the MassBank file
 (all licenses), including the held-out structures' other spectra. Candidates: same ion mode, precursor within
@@ -8,7 +8,7 @@ Queries: one spectrum per held-out structure (seeded draw). Library: every other
 ``combined.json`` when present, else annotate's fixed default, whose embedding term counts only for a trained
 encoder) it reports top-1 accuracy by first InChIKey block on all answerable queries (the right structure is
 among the candidates) and on isomer queries (the query's formula has >= 2 structures among the candidates).
-Low-concentration series: the queries degraded at rising levels (``ms2study.stages.learn_combined.LOW_CONCENTRATION_LEVELS``:
+Low-concentration series: the queries degraded at rising levels (``ms2study.identification.reference.LOW_CONCENTRATION_LEVELS``:
 peaks under a relative-intensity floor removed, noise peaks added, intensities jittered); at each level and for
 each score, the threshold on the top-1 score that maximises F1 (a top-1 above it is an identification: right
 structure = TP, wrong = FP; answerable queries not correctly identified = FN), with precision and TP there.
@@ -32,9 +32,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
-from ms2study.stages import annotate
-from ms2study.stages import learn_combined as combine
-from ms2study.stages import embed
+from ms2study.encoder import checkpoints, inference as embed
+from ms2study.identification import combined, engine, reference
+from ms2study.kernels import candidates
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "massbank" / "massbank_dev.mgf.gz"
 CLASSICAL = ("cosine", "modified_cosine", "entropy")
@@ -45,7 +45,7 @@ def _accuracy(answerable: np.ndarray, correct: np.ndarray, subset: np.ndarray) -
     return {"n": int(sel.sum()), "top1": float(correct[sel].mean()) if sel.any() else None}
 
 
-def isomer_queries(ref: combine.Reference, queries, pairs: combine.CandidatePairs) -> np.ndarray:
+def isomer_queries(ref: reference.Reference, queries, pairs: reference.CandidatePairs) -> np.ndarray:
     """Queries whose formula has at least two structures (first InChIKey blocks) among their candidates."""
     out = np.zeros(queries.rows.size, dtype=bool)
     for q, r in enumerate(queries.rows):
@@ -91,9 +91,9 @@ def bootstrap_error_ratio(ours: np.ndarray, theirs: np.ndarray, seed: int, n: in
     return [float(np.quantile(ratio, 0.025)), float(np.quantile(ratio, 0.975))] if ratio.size else None
 
 
-def all_scores(pairs: combine.CandidatePairs, learned, trained: bool) -> dict[str, np.ndarray]:
+def all_scores(pairs: reference.CandidatePairs, learned, trained: bool) -> dict[str, np.ndarray]:
     scores = {k: pairs.scores[k] for k in (*CLASSICAL, "embedding")}
-    fixed = combine.fixed_combined(pairs, annotate.DEFAULT_PARAMS["weights"], trained)
+    fixed = reference.fixed_combined(pairs, engine.DEFAULT_PARAMS["weights"], trained)
     scores["combined_fixed"] = fixed
     scores["combined"] = learned.score(pairs.features) if learned is not None else fixed
     if learned is not None:
@@ -104,46 +104,46 @@ def all_scores(pairs: combine.CandidatePairs, learned, trained: bool) -> dict[st
 def run(library: Path, model_dir: Path | None, max_queries: int | None, ppm: float, seed: int,
         embed_params: dict) -> dict:
     t0 = time.perf_counter()
-    split = combine.model_split_settings(model_dir)
+    split = checkpoints.model_split_settings(model_dir)
     split["licenses"] = None  # the library is the whole file; the split itself does not depend on licenses
     eparams = {**embed_params, "model": str(model_dir) if model_dir else None}
     _model, info, device = embed.get_model(eparams)
-    learned = combine.load_combined(model_dir) if model_dir else None
+    learned = combined.load_combined(model_dir) if model_dir else None
     if learned is not None and learned.model_id != info["model_id"]:
         print(f"warning: {learned.path} belongs to {learned.model_id}, not {info['model_id']}: ignored")
         learned = None
-    ref = combine.read_reference([library], split)
+    ref = reference.read_reference([library], split)
     t_read = time.perf_counter() - t0
     rng = np.random.default_rng(seed)
-    q_rows = combine._choose_queries(ref, "test", max_queries or 10**9, rng)
+    q_rows = reference.choose_queries(ref, "test", max_queries or 10**9, rng)
     allowed = np.ones(len(ref.index), dtype=bool)
-    queries = combine.query_set(ref, q_rows, None, seed)
+    queries = reference.query_set(ref, q_rows, None, seed)
     # Library rows that are some query's candidate (at any level: degradation never moves the precursor).
-    _off, cand = annotate.find_candidates(queries.precursor_mz, queries.ion_mode, np.asarray(ref.index.precursor_mz),
+    _off, cand = candidates.find_candidates(queries.precursor_mz, queries.ion_mode, np.asarray(ref.index.precursor_mz),
                                          np.asarray(ref.index.ion_mode), ppm, None)
     need = np.unique(cand)
     t1 = time.perf_counter()
     lib_emb = np.zeros((len(ref.index), int(_model.config.dim)), dtype=np.float32)
     if need.size:
-        lib_emb[need] = combine.embed_rows(ref, need, eparams)
+        lib_emb[need] = reference.embed_rows(ref, need, eparams)
     t_embed_lib = time.perf_counter() - t1
 
     levels_out = []
     main: dict = {}
     level0: dict[str, np.ndarray] = {}  # per isomer query (answerable): top-1 correct, clean queries
     t_score = 0.0
-    for level in combine.LOW_CONCENTRATION_LEVELS:
-        lv_queries = queries if level["level"] == 0 else combine.query_set(
+    for level in reference.LOW_CONCENTRATION_LEVELS:
+        lv_queries = queries if level["level"] == 0 else reference.query_set(
             ref, q_rows, [level] * q_rows.size, seed + 1000 * int(level["level"]))
         t2 = time.perf_counter()
-        q_emb = combine.embed_queries(lv_queries, eparams)
-        pairs = combine.score_query_set(ref, lv_queries, allowed, {}, q_emb, lib_emb, ppm)
+        q_emb = reference.embed_queries(lv_queries, eparams)
+        pairs = reference.score_query_set(ref, lv_queries, allowed, {}, q_emb, lib_emb, ppm)
         scores = all_scores(pairs, learned, bool(info["trained"]))
         t_score += time.perf_counter() - t2
         per_score = {}
         isomer = isomer_queries(ref, lv_queries, pairs)
         for name, s in scores.items():
-            answerable, correct, best = combine.top1_correct(pairs, s)
+            answerable, correct, best = reference.top1_correct(pairs, s)
             if level["level"] == 0:
                 level0[name] = correct[answerable & isomer]
             per_score[name] = {
@@ -201,7 +201,7 @@ def run(library: Path, model_dir: Path | None, max_queries: int | None, ppm: flo
                            "fixed default weights" + ("" if info["trained"] else " without the embedding term "
                                                       "(untrained encoder)")),
         "split": {**{k: v for k, v in split.items() if k != "licenses"}, "held_out": "test",
-                  "rule": "ms2study.stages.train.assign_split(first InChIKey block)",
+                  "rule": "ms2study.encoder.splits.assign_split(first InChIKey block)",
                   "n_structures_test": int(np.unique(ref.block[ref.split == "test"]).size)},
         "precursor_tolerance_ppm": ppm,
         "seed": seed,
@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.library).is_file():
         print(f"library not found: {args.library}", file=sys.stderr)
         return 2
-    model_dir = embed.resolve_model_dir(args.model)
+    model_dir = checkpoints.resolve_model_dir(args.model)
     results = [run(Path(args.library), model_dir, args.max_queries, args.ppm, seed, {"device": args.device})
                for seed in args.seeds]
     out = {"benchmark": "identification", "summary": summarize(results), "draws": results}

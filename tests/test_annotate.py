@@ -9,13 +9,14 @@ import polars as pl
 import pytest
 
 from ms2study import cli
-from ms2study.stages import annotate
-from ms2study.stages import calibrate
 from ms2study.identification import decoys
 from ms2study.library import index as library
 from ms2study.stages import search
 from ms2study.core import tables
 from ms2study.core.errors import InputError
+from ms2study.identification import engine
+from ms2study.kernels import candidates
+from ms2study.identification import calibration
 
 
 def inchikey(k: int) -> str:
@@ -83,14 +84,14 @@ def lib_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]
     # 600 spectra: enough null searches to resolve p-values near 1/600 (a smaller library cannot certify 1 %).
     entries = make_library(root / "library.mgf", n=600)
     library.index_library(root / "library.mgf", root / "index")
-    calibrate.calibrate_index(root / "index", {"model": None}).save(root / "calibration.json")
+    calibration.calibrate_index(root / "index", {"model": None}).save(root / "calibration.json")
     return root, entries
 
 
 def test_identifies_noisy_copies(lib_dir: tuple[Path, list[dict]]) -> None:
     root, entries = lib_dir
     spectra = noisy_queries(entries)
-    out = annotate.annotate_spectra(spectra, root / "index", calibration=root / "calibration.json")
+    out = engine.annotate_spectra(spectra, root / "index", calibration=root / "calibration.json")
     assert out.columns[: len(tables.ANNOTATIONS)] == list(tables.ANNOTATIONS)
     assert out.schema["q_value"] == pl.Float64 and out.schema["accepted"] == pl.Boolean
     top = out.filter(pl.col("rank") == 1)
@@ -134,10 +135,10 @@ def test_unknown_compounds_are_not_accepted(tmp_path: Path) -> None:
     unknown = frozenset(k for k in range(600) if (k % 3 == 2 and k % 9 == 2) or (k % 3 == 0 and k % 18 == 6))
     entries = make_library(tmp_path / "library.mgf", n=600, exclude=unknown)
     library.index_library(tmp_path / "library.mgf", tmp_path / "index")
-    cal = calibrate.calibrate_index(tmp_path / "index", {"model": None})
+    cal = calibration.calibrate_index(tmp_path / "index", {"model": None})
     queries = noisy_queries(entries, n=600).filter(pl.int_range(pl.len()).is_in(
         sorted(unknown)[:40] + [k for k in range(600) if k not in unknown][:60]))
-    out = annotate.annotate_spectra(queries, tmp_path / "index", calibration=cal)
+    out = engine.annotate_spectra(queries, tmp_path / "index", calibration=cal)
     top = out.filter(pl.col("rank") == 1)
     truth = {f"s1:S{k}": e for k, e in enumerate(entries)}
     formula_of = {e["id"]: (e["group"], int(e["id"][3:]) % 3 < 2) for e in entries}
@@ -156,11 +157,11 @@ def test_a_missing_or_mismatched_calibration_is_refused(lib_dir: tuple[Path, lis
     root, entries = lib_dir
     spectra = noisy_queries(entries, n=3)
     with pytest.raises(InputError, match="calibration"):
-        annotate.annotate_spectra(spectra, root / "index")
+        engine.annotate_spectra(spectra, root / "index")
     with pytest.raises(InputError, match="measured for"):
-        annotate.annotate_spectra(spectra, root / "index", {"rank_by": "cosine"},
+        engine.annotate_spectra(spectra, root / "index", {"rank_by": "cosine"},
                                   calibration=root / "calibration.json")
-    none = annotate.annotate_spectra(spectra, root / "index", {"confidence": "none"})
+    none = engine.annotate_spectra(spectra, root / "index", {"confidence": "none"})
     assert none["q_value"].is_null().all() and not none["accepted"].any()
 
 
@@ -173,18 +174,18 @@ def test_ion_mode_and_window_filter(lib_dir: tuple[Path, list[dict]]) -> None:
         .otherwise(pl.lit("positive"))
         .alias("ion_mode")
     )
-    out = annotate.annotate_spectra(wrong_mode, root / "index", calibration=root / "calibration.json")
+    out = engine.annotate_spectra(wrong_mode, root / "index", calibration=root / "calibration.json")
     expected = {f"s1:S{k}": e["id"] for k, e in enumerate(entries[:20])}
     assert not any(expected[s] == lib for s, lib in zip(out["spectrum_id"], out["library_id"]))
     # A 1 ppm window excludes the 3 ppm-off true precursor; 0.01 Da includes it.
-    assert annotate.annotate_spectra(spectra, root / "index", {"precursor_tolerance_ppm": 1.0}, calibration=root / "calibration.json").height == 0
-    assert annotate.annotate_spectra(spectra, root / "index", {"precursor_tolerance_da": 0.01}, calibration=root / "calibration.json").height > 0
+    assert engine.annotate_spectra(spectra, root / "index", {"precursor_tolerance_ppm": 1.0}, calibration=root / "calibration.json").height == 0
+    assert engine.annotate_spectra(spectra, root / "index", {"precursor_tolerance_da": 0.01}, calibration=root / "calibration.json").height > 0
 
 
 def test_find_candidates_binary_search() -> None:
     lib_prec = np.array([100.0, 200.0, 100.0, 100.0005, 100.002, 300.0])
     lib_mode = np.array([-1, -1, 1, 1, 1, 1], dtype=np.int8)
-    off, cand = annotate.find_candidates(np.array([100.0, 100.0, 250.0]), np.array([1, -1, 1], dtype=np.int8),
+    off, cand = candidates.find_candidates(np.array([100.0, 100.0, 250.0]), np.array([1, -1, 1], dtype=np.int8),
                                          lib_prec, lib_mode, 10.0, None)
     assert [sorted(cand[off[i]:off[i + 1]]) for i in range(3)] == [[2, 3], [0], []]
 
@@ -193,18 +194,18 @@ def test_empty_inputs_and_bad_params(lib_dir: tuple[Path, list[dict]]) -> None:
     root, entries = lib_dir
     spectra = noisy_queries(entries, n=3).with_columns(pl.lit([], dtype=pl.List(pl.Float64)).alias("mz"),
                                                         pl.lit([], dtype=pl.List(pl.Float32)).alias("intensity"))
-    out = annotate.annotate_spectra(spectra, root / "index", calibration=root / "calibration.json")
+    out = engine.annotate_spectra(spectra, root / "index", calibration=root / "calibration.json")
     assert out.height == 0 and out.columns[:11] == list(tables.ANNOTATIONS)
     with pytest.raises(InputError, match="top_kk"):
-        annotate.annotate_spectra(spectra, root / "index", {"top_kk": 3}, calibration=root / "calibration.json")
+        engine.annotate_spectra(spectra, root / "index", {"top_kk": 3}, calibration=root / "calibration.json")
     with pytest.raises(InputError, match="library index"):
-        annotate.annotate_spectra(spectra, root / "nowhere")
+        engine.annotate_spectra(spectra, root / "nowhere")
 
 
 def test_analogue_mode_with_and_without_embeddings(lib_dir: tuple[Path, list[dict]], tmp_path: Path) -> None:
     root, entries = lib_dir
     spectra = noisy_queries(entries, n=10).with_columns(pl.col("precursor_mz") + 30.0)  # no precursor match
-    out = annotate.annotate_spectra(spectra, root / "index", {"mode": "analogue", "top_k": 3})
+    out = engine.annotate_spectra(spectra, root / "index", {"mode": "analogue", "top_k": 3})
     top = out.filter(pl.col("rank") == 1)
     expected = {f"s1:S{k}": e["id"] for k, e in enumerate(entries[:10])}
     assert sum(expected[s] == lib for s, lib in zip(top["spectrum_id"], top["library_id"])) >= 9
@@ -216,7 +217,7 @@ def test_analogue_mode_with_and_without_embeddings(lib_dir: tuple[Path, list[dic
     rows = [index.metadata["library_id"].to_list().index(expected[s]) for s in spectra["spectrum_id"]]
     q_emb = pl.DataFrame({"spectrum_id": spectra["spectrum_id"], "sample_id": "s1", "feature_id": spectra["feature_id"],
                           "embedding": [emb[r].tolist() for r in rows]}, schema=tables.EMBEDDINGS)
-    out = annotate.annotate_spectra(spectra, root / "index", {"mode": "analogue", "top_k": 3, "confidence": "none"},
+    out = engine.annotate_spectra(spectra, root / "index", {"mode": "analogue", "top_k": 3, "confidence": "none"},
                                    embeddings=q_emb)
     top = out.filter(pl.col("rank") == 1)
     assert (top["embedding"] > 0.999).all()
@@ -287,7 +288,7 @@ def test_spectra_that_cannot_be_searched_are_named(lib_dir: tuple[Path, list[dic
         pl.when(pl.col("spectrum_id") == "s1:S2").then(pl.lit([], dtype=pl.List(pl.Float32)))
         .otherwise(pl.col("intensity")).alias("intensity"))
     with caplog.at_level("WARNING", logger="ms2study.stages.annotate"):
-        out = annotate.annotate_spectra(spectra, root / "index", calibration=root / "calibration.json")
+        out = engine.annotate_spectra(spectra, root / "index", calibration=root / "calibration.json")
     assert set(out["spectrum_id"]) == {"s1:S0", "s1:S3"}
     text = caplog.text
     assert "1 of 4 spectra cannot be searched (no valid precursor m/z): s1:S1" in text

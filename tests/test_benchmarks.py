@@ -30,9 +30,9 @@ def test_identification_benchmark_on_held_out_massbank(shared_data: Path) -> Non
     library = shared_data / "massbank" / "massbank_dev.mgf.gz"
     if not library.is_file():
         pytest.skip(f"{library} is absent")
-    from ms2study.stages import embed
+    from ms2study.encoder import checkpoints
 
-    model_dir = embed.resolve_model_dir("default")
+    model_dir = checkpoints.resolve_model_dir("default")
     result = identification.run(library, model_dir, 60, 10.0, 0, {"device": "cpu"})
     main = result["identification"]
     assert result["split"]["held_out"] == "test" and main["n_queries"] == 60

@@ -17,12 +17,15 @@ import polars as pl
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from ms2study.stages import annotate
-from ms2study.stages import learn_combined as combine
-from ms2study.stages import embed
+from ms2study.encoder import inference as embed
 from ms2study.encoder import model as encoder
 from ms2study.library import index as library
 from ms2study.core.errors import InputError
+from ms2study.identification import reference
+from ms2study.identification import learning
+from ms2study.identification import engine
+from ms2study.identification import combined
+from ms2study.encoder import checkpoints
 
 
 def _block(k: int) -> str:
@@ -73,16 +76,16 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("combine")
     make_library(root / "lib.mgf")
     model_dir = tiny_model(root / "model")
-    record = combine.learn_combined([root / "lib.mgf"], model_dir, {"max_structures": 200, "embed": {"device": "cpu"}})
+    record = learning.learn_combined([root / "lib.mgf"], model_dir, {"max_structures": 200, "embed": {"device": "cpu"}})
     return {"root": root, "model": model_dir, "record": record}
 
 
 def test_learned_weights_rank_true_matches(setup: dict) -> None:
     record = setup["record"]
-    stored = json.loads((setup["model"] / combine.COMBINED_FILE).read_text())
+    stored = json.loads((setup["model"] / combined.COMBINED_FILE).read_text())
     assert stored["model_id"] == record["model_id"]
     assert set(stored["models"]) == {"with_embedding", "spectral"}
-    assert stored["models"]["with_embedding"]["features"] == list(combine.FEATURES)
+    assert stored["models"]["with_embedding"]["features"] == list(combined.FEATURES)
     # Fitted on the encoder's validation structures (never trained on); cross-validated metrics stored.
     assert stored["training_data"]["split"]["part"] == "val"
     assert stored["training_data"]["n_structures"] >= 10
@@ -92,17 +95,17 @@ def test_learned_weights_rank_true_matches(setup: dict) -> None:
     w = dict(zip(stored["models"]["spectral"]["features"], stored["models"]["spectral"]["weights"]))
     assert w["cosine"] + w["modified_cosine"] + w["entropy"] > 0
     # Fresh queries from the training split (other spectra, degraded): the learned score separates true pairs.
-    split = combine.model_split_settings(setup["model"])
-    ref = combine.read_reference([setup["root"] / "lib.mgf"], split)
+    split = checkpoints.model_split_settings(setup["model"])
+    ref = reference.read_reference([setup["root"] / "lib.mgf"], split)
     rows = np.flatnonzero(ref.split == "train")[1::3]
-    level = combine.LOW_CONCENTRATION_LEVELS[2]
-    queries = combine.query_set(ref, rows, [level] * rows.size, seed=7)
-    pairs = combine.score_query_set(ref, queries, ref.split == "train", {}, None, None, 10.0)
-    learned = combine.load_combined(setup["model"])
+    level = reference.LOW_CONCENTRATION_LEVELS[2]
+    queries = reference.query_set(ref, rows, [level] * rows.size, seed=7)
+    pairs = reference.score_query_set(ref, queries, ref.split == "train", {}, None, None, 10.0)
+    learned = combined.load_combined(setup["model"])
     score = learned.score(pairs.features, use_embedding=False)
     assert 0.0 < pairs.label.mean() < 1.0
     assert roc_auc_score(pairs.label, score) > 0.8
-    answerable, correct, _ = combine.top1_correct(pairs, score)
+    answerable, correct, _ = reference.top1_correct(pairs, score)
     # Chance: a random candidate is right with probability (true candidates / candidates) of its query.
     chance = float(np.mean([pairs.label[pairs.offsets[q]:pairs.offsets[q + 1]].mean()
                             for q in np.flatnonzero(answerable)]))
@@ -132,10 +135,10 @@ def test_annotate_uses_learned_weights_of_the_embedding_model(setup: dict, tmp_p
     index_dir, spectra, emb = _index_with_embeddings(setup, setup["model"])
     assert emb["model_trained"].all()
     params = {"model": str(setup["model"]), "top_k": 3, "confidence": "decoys"}
-    out = annotate.annotate_spectra(spectra, index_dir, params, embeddings=emb)
+    out = engine.annotate_spectra(spectra, index_dir, params, embeddings=emb)
     assert out["embedding"].is_not_null().all()
-    learned = combine.load_combined(setup["model"])
-    feats = combine.candidate_features(
+    learned = combined.load_combined(setup["model"])
+    feats = combined.candidate_features(
         {k: out[k].to_numpy() for k in ("cosine", "modified_cosine", "entropy", "embedding", "matched_peaks")},
         np.array([len(library.load_library_index(index_dir).peaks(int(s[1:]))[0]) for s in out["spectrum_id"]]),
         out["precursor_error_ppm"].to_numpy(),
@@ -146,32 +149,32 @@ def test_annotate_uses_learned_weights_of_the_embedding_model(setup: dict, tmp_p
     # Weights learned for another encoder are not applied: the fixed default (with embedding) is used.
     other = tmp_path / "other"
     other.mkdir()
-    stored = json.loads((setup["model"] / combine.COMBINED_FILE).read_text())
+    stored = json.loads((setup["model"] / combined.COMBINED_FILE).read_text())
     stored["model_id"] = "someone-else-123"
-    (other / combine.COMBINED_FILE).write_text(json.dumps(stored))
-    fixed = annotate.annotate_spectra(spectra, index_dir, {**params, "model": str(other), "confidence": "none"},
+    (other / combined.COMBINED_FILE).write_text(json.dumps(stored))
+    fixed = engine.annotate_spectra(spectra, index_dir, {**params, "model": str(other), "confidence": "none"},
                                       embeddings=emb)
-    expected = annotate.combined_score({k: fixed[k].to_numpy() for k in annotate.SCORE_NAMES},
-                                       annotate.DEFAULT_PARAMS["weights"])
+    expected = combined.combined_score({k: fixed[k].to_numpy() for k in combined.SCORE_NAMES},
+                                       engine.DEFAULT_PARAMS["weights"])
     np.testing.assert_allclose(fixed["combined"].to_numpy(), expected)
     # combine: fixed also ignores the learned weights.
-    forced = annotate.annotate_spectra(spectra, index_dir, {**params, "combine": "fixed", "confidence": "none"},
+    forced = engine.annotate_spectra(spectra, index_dir, {**params, "combine": "fixed", "confidence": "none"},
                                        embeddings=emb)
-    np.testing.assert_allclose(forced["combined"].to_numpy(), annotate.combined_score(
-        {k: forced[k].to_numpy() for k in annotate.SCORE_NAMES}, annotate.DEFAULT_PARAMS["weights"]))
+    np.testing.assert_allclose(forced["combined"].to_numpy(), combined.combined_score(
+        {k: forced[k].to_numpy() for k in combined.SCORE_NAMES}, engine.DEFAULT_PARAMS["weights"]))
 
 
 def test_untrained_embeddings_never_enter_the_combined_score(setup: dict) -> None:
     untrained = tiny_model(setup["root"] / "untrained", name="tiny-untrained", trained=False)
-    (untrained / combine.COMBINED_FILE).write_text((setup["model"] / combine.COMBINED_FILE).read_text())
+    (untrained / combined.COMBINED_FILE).write_text((setup["model"] / combined.COMBINED_FILE).read_text())
     index_dir, spectra, emb = _index_with_embeddings(setup, untrained)
     assert not emb["model_trained"].any()
-    out = annotate.annotate_spectra(spectra, index_dir, {"model": str(untrained), "confidence": "none"}, embeddings=emb)
+    out = engine.annotate_spectra(spectra, index_dir, {"model": str(untrained), "confidence": "none"}, embeddings=emb)
     assert out["embedding"].is_not_null().all()  # reported ...
-    spectral = {k: v for k, v in annotate.DEFAULT_PARAMS["weights"].items() if k != "embedding"}
-    expected = annotate.combined_score({k: out[k].to_numpy() for k in annotate.SCORE_NAMES}, spectral)
+    spectral = {k: v for k, v in engine.DEFAULT_PARAMS["weights"].items() if k != "embedding"}
+    expected = combined.combined_score({k: out[k].to_numpy() for k in combined.SCORE_NAMES}, spectral)
     np.testing.assert_allclose(out["combined"].to_numpy(), expected)  # ... but not weighted
-    model_id, trained = annotate.embeddings_model(emb)
+    model_id, trained = combined.embeddings_model(emb)
     assert model_id.startswith("tiny-untrained") and not trained
 
 
@@ -179,26 +182,26 @@ def test_degrade_and_bad_inputs(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     mz = np.linspace(60, 400, 30)
     inten = np.geomspace(1, 1000, 30).astype(np.float32)
-    m, x = combine.degrade(mz, inten, 420.0, combine.LOW_CONCENTRATION_LEVELS[4], rng)
+    m, x = reference.degrade(mz, inten, 420.0, reference.LOW_CONCENTRATION_LEVELS[4], rng)
     assert np.all(np.diff(m) >= 0) and m.max() < 420.0
     kept_real = np.isin(m, mz).sum()
     assert kept_real < 30 and m.size == kept_real + 20
-    m0, x0 = combine.degrade(mz, inten, 420.0, combine.LOW_CONCENTRATION_LEVELS[0], rng)
+    m0, x0 = reference.degrade(mz, inten, 420.0, reference.LOW_CONCENTRATION_LEVELS[0], rng)
     np.testing.assert_array_equal(m0, mz)
     with pytest.raises(InputError, match="unknown learn-combined parameter 'maxqueries'"):
-        combine.merge_params({"maxqueries": 3})
+        learning.merge_params({"maxqueries": 3})
     with pytest.raises(InputError, match="combine"):
-        annotate.merge_params({"combine": "sometimes"})
-    (tmp_path / combine.COMBINED_FILE).write_text(json.dumps({"format": "other"}))
+        engine.merge_params({"combine": "sometimes"})
+    (tmp_path / combined.COMBINED_FILE).write_text(json.dumps({"format": "other"}))
     with pytest.raises(InputError, match="combined.json"):
-        combine.load_combined(tmp_path)
-    assert combine.load_combined(tmp_path / "nowhere") is None
+        combined.load_combined(tmp_path)
+    assert combined.load_combined(tmp_path / "nowhere") is None
     untrained = tiny_model(tmp_path / "u", trained=False)
     with pytest.raises(InputError, match="untrained"):
-        combine.learn_combined([tmp_path / "x.mgf"], untrained)
+        learning.learn_combined([tmp_path / "x.mgf"], untrained)
     with pytest.raises(InputError, match="fit_split"):
-        combine.learn_combined([tmp_path / "x.mgf"], tiny_model(tmp_path / "t"), {"fit_split": "test"})
-    assert math.isclose(combine.candidate_features(
+        learning.learn_combined([tmp_path / "x.mgf"], tiny_model(tmp_path / "t"), {"fit_split": "test"})
+    assert math.isclose(combined.candidate_features(
         {"cosine": np.array([1.2]), "modified_cosine": np.array([0.5]), "entropy": np.array([-0.1]),
          "embedding": np.array([np.nan]), "matched_peaks": np.array([3])}, np.array([6]), np.array([-4.0])
     )["matched_fraction"][0], 0.5)

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 import torch
 
-from ms2study.stages import embed
+from ms2study.encoder import inference as embed
 from ms2study.core.errors import InputError
 from ms2study.core.tables import EMBEDDINGS, SPECTRA, conform
 

@@ -139,7 +139,7 @@ def test_bad_architecture_is_refused() -> None:
 
 
 def test_structure_split_is_stable_and_proportional() -> None:
-    from ms2study.stages.train import assign_split
+    from ms2study.encoder.splits import assign_split
 
     blocks = [f"{i:014d}" for i in range(4000)]
     splits = [assign_split(b, 0, 0.1, 0.1) for b in blocks]
@@ -186,7 +186,7 @@ def test_train_writes_a_loadable_checkpoint(tmp_path) -> None:
     """A few steps on a synthetic library with isomers: checkpoint, training record and split come out."""
     import polars as pl
 
-    from ms2study.stages.train import train
+    from ms2study.encoder.training import train
 
     library = _training_library(tmp_path / "lib.mgf")
     record = train([library], tmp_path / "model", TINY_TRAIN)
@@ -215,7 +215,7 @@ def test_positives_are_precursor_species_and_batches_hold_distinct_structures(tm
     """Pairs come from one structure in one ion mode at one precursor m/z; no batch holds a structure twice."""
     import numpy as np
 
-    from ms2study.stages.train import TrainingData, merge_params, sample_batch
+    from ms2study.encoder.training import TrainingData, merge_params, sample_batch
 
     library = _training_library(tmp_path / "lib.mgf", with_negative_mode=True)
     data = TrainingData([library], merge_params({**TINY_TRAIN, "licenses": None}))
@@ -236,7 +236,7 @@ def test_tanimoto_term() -> None:
     import numpy as np
     import torch
 
-    from ms2study.stages.train import tanimoto_loss, tanimoto_matrix
+    from ms2study.encoder.training import tanimoto_loss, tanimoto_matrix
 
     bits = np.array([[1, 1, 0, 0], [1, 0, 1, 0], [0, 0, 0, 1]], dtype=np.uint8)
     t = tanimoto_matrix(bits)
@@ -252,7 +252,7 @@ def test_tanimoto_term() -> None:
 
 
 def test_train_with_structure_term(tmp_path) -> None:
-    from ms2study.stages.train import TrainingData, merge_params, train
+    from ms2study.encoder.training import TrainingData, merge_params, train
 
     library = _training_library(tmp_path / "lib.mgf")
     data = TrainingData([library], merge_params(TINY_TRAIN))
@@ -268,7 +268,7 @@ def test_validation_is_a_library_search(tmp_path) -> None:
     import numpy as np
 
     from ms2study.encoder.model import EncoderConfig, build_encoder
-    from ms2study.stages.train import SearchSet, TrainingData, evaluate, merge_params
+    from ms2study.encoder.training import SearchSet, TrainingData, evaluate, merge_params
 
     rng = np.random.default_rng(2)
     entries, blocks = [], []

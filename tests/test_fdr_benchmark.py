@@ -48,9 +48,9 @@ def test_fdr_benchmark_on_held_out_massbank(shared_data: Path, tmp_path: Path) -
     library = shared_data / "massbank" / "massbank_dev.mgf.gz"
     if not library.is_file():
         pytest.skip(f"{library} is absent")
-    from ms2study.stages import embed
+    from ms2study.encoder import checkpoints
 
-    result = fdr_calibration.run(library, embed.resolve_model_dir("default"), 80, 0.4, 0, 300, tmp_path)
+    result = fdr_calibration.run(library, checkpoints.resolve_model_dir("default"), 80, 0.4, 0, 300, tmp_path)
     assert result["n_queries"] == 80 and result["n_known_unknowns"] == 32
     rows = result["null_model"]
     assert [r["nominal_fdr"] for r in rows] == [0.01, 0.05, 0.1]

@@ -23,7 +23,7 @@ import pytest
 
 from ms2study.stages import models
 from ms2study.stages.detect import detect_features
-from ms2study.stages.embed import embed_spectra
+from ms2study.encoder.inference import embed_spectra
 from ms2study.stages.pool import pool_sample
 from ms2study.simulate.study import simulate_study
 from ms2study.stages.spectra import extract_spectra

@@ -29,6 +29,7 @@ COMMANDS = {
     "embed-library": "ms2study.stages.embed",
     "learn-combined": "ms2study.stages.learn_combined",
     "index-library": "ms2study.stages.index_library",
+    "prepare-library": "ms2study.stages.prepare_library",
     "annotate": "ms2study.stages.annotate",
     "score": "ms2study.stages.search",
     "calibrate-library": "ms2study.stages.calibrate",

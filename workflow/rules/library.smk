@@ -1,9 +1,14 @@
 # Per library: the index (cleaned peaks, metadata, embeddings) and the null model its identifications are scored with.
 
 
+# The annotate parameters the library's prepared arrays (entropy peaks, decoys) depend on.
+PREPARED_KEYS = ["entropy_noise_threshold", "entropy_tolerance_da", "entropy_merge_da", "confidence", "decoy_seed"]
+
+
 rule index_library:
-    # The index holds the library's peaks, metadata and decoys, and its spectra embedded by the configured encoder
-    # (so annotation can use embedding similarity); built once per library and encoder, reused by every sample.
+    # The index holds the library's peaks and metadata, its spectra embedded by the configured encoder (so annotation
+    # can use embedding similarity) and the entropy-prepared peaks (and decoys) every annotate job would otherwise
+    # recompute; built once per library, encoder and those parameters, reused by every sample.
     input:
         LIBRARIES,
     output:
@@ -11,6 +16,8 @@ rule index_library:
     params:
         p=index_params,
         embed=section_params("embed"),
+        # only the annotate keys the stored arrays depend on: changing the FDR must not rebuild the index
+        prepare=lambda wildcards: stage_params(None, **{k: config["annotate"][k] for k in PREPARED_KEYS}),
         version=MS2STUDY_VERSION,
     log:
         "logs/library/{library}.log",
@@ -25,7 +32,8 @@ rule index_library:
     shell:
         "(python -m ms2study --threads {threads} index-library --library {input:q} --out {output:q} "
         "--params {params.p} && "
-        "python -m ms2study --threads {threads} embed-library --index {output:q} --params {params.embed}) "
+        "python -m ms2study --threads {threads} embed-library --index {output:q} --params {params.embed} && "
+        "python -m ms2study --threads {threads} prepare-library --index {output:q} --params {params.prepare}) "
         "> {log:q} 2>&1"
 
 

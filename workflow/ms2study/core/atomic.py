@@ -34,10 +34,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def write_parquet(df: pl.DataFrame, path: str | os.PathLike) -> None:
-    """Write ``df`` to ``path`` as Parquet (zstd), atomically."""
+def write_parquet(df: pl.DataFrame, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
+    """Write ``df`` to ``path`` as Parquet (zstd), atomically; ``metadata``: key-value pairs stored in the file."""
     with atomic_path(path) as tmp:
-        df.write_parquet(tmp, compression="zstd")
+        df.write_parquet(tmp, compression="zstd", metadata=metadata)
 
 
 def write_text(text: str, path: str | os.PathLike) -> None:

@@ -54,3 +54,51 @@ def clean_peaks(
     if not ok.all():
         mz, out = mz[ok], out[ok]
     return mz, out
+
+
+CLEANING_KEYS = ("remove_precursor", "precursor_margin_da", "min_relative_intensity", "max_peaks")
+
+
+def parse_cleaning(text: str | None) -> dict | None:
+    """The config's ``cleaning`` section from a JSON object (a stage's ``--cleaning`` argument); None when absent.
+
+    Raises InputError for invalid JSON, a value that is not an object, or a key ``clean_peaks`` does not take.
+    """
+    import json
+
+    from ms2study.core.errors import InputError
+
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(f"--cleaning is not valid JSON ({err})", fix="pass the config's cleaning section") from err
+    if not isinstance(value, dict):
+        raise InputError("--cleaning must be a JSON object", fix="pass the config's cleaning section")
+    unknown = sorted(set(value) - set(CLEANING_KEYS))
+    if unknown:
+        raise InputError(f"unknown cleaning parameter(s) {unknown}", fix=f"use only {list(CLEANING_KEYS)}")
+    return value
+
+
+# Parquet key-value metadata of a spectra table: the cleaning its peaks went through (JSON), so a later stage that
+# would apply the same cleaning (annotate) does not clean them a second time.
+CLEANING_METADATA_KEY = "ms2study:cleaning"
+
+
+def cleaning_metadata(cleaning: dict) -> dict[str, str]:
+    """Parquet metadata recording ``cleaning`` (pass to ``core.atomic.write_parquet``)."""
+    import json
+
+    return {CLEANING_METADATA_KEY: json.dumps({k: cleaning[k] for k in CLEANING_KEYS}, sort_keys=True)}
+
+
+def cleaning_of(path: str) -> dict | None:
+    """The cleaning recorded in a spectra table's Parquet metadata (see ``cleaning_metadata``), or None."""
+    import json
+
+    import polars as pl
+
+    text = pl.read_parquet_metadata(path).get(CLEANING_METADATA_KEY)
+    return json.loads(text) if text else None

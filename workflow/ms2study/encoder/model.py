@@ -28,15 +28,11 @@ from torch import nn
 from ms2study import __version__
 from ms2study.core.atomic import atomic_path, write_text
 from ms2study.core.errors import InputError
+from ms2study.encoder.checkpoints import CONFIG_FILE, WEIGHTS_FILE
 
 # Bump when the meaning of the weights or of config.json changes; checkpoints of another format are refused.
 FORMAT_VERSION = 1
 FORMAT_NAME = "ms2study-spectrum-encoder"
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-# Where a trained default encoder ships (the repository's resources/ folder, beside workflow/).
-SHIPPED_MODELS_DIR = Path(__file__).resolve().parents[3] / "resources" / "models"
-SHIPPED_MODEL_NAME = "default"
 
 
 @dataclass(frozen=True)
@@ -194,12 +190,6 @@ def save_encoder(
     }
     write_text(json.dumps(meta, indent=2) + "\n", out / CONFIG_FILE)
     return out
-
-
-def shipped_model_dir() -> Path | None:
-    """The trained default encoder shipped in ``resources/models/default``, or None if it is not there."""
-    path = SHIPPED_MODELS_DIR / SHIPPED_MODEL_NAME
-    return path if (path / WEIGHTS_FILE).exists() and (path / CONFIG_FILE).exists() else None
 
 
 def _read_config(model_dir: Path) -> dict[str, Any]:

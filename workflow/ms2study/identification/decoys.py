@@ -15,40 +15,12 @@ Competition (Elias & Gygi 2007): per query the best target and the best decoy ca
 spectral combined score (the embedding term is left out because decoys have no embeddings); the winner is
 kept. Walking down the winners by score, FDR = decoy wins / target wins; the q-value of a score is the
 smallest FDR at that score or below. Every target row then gets the q-value of its score.
+The decoy spectra themselves are built (once per library) by ``ms2study.library.prepared.decoy_peaks``.
 """
 
 from __future__ import annotations
 
 import numpy as np
-
-from ms2study.kernels import scoring
-
-
-def decoy_peaks(
-    offsets: np.ndarray, mz: np.ndarray, intensity: np.ndarray, precursor_mz: np.ndarray, ion_mode: np.ndarray,
-    seed: int = 0, margin_da: float = 1.6,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Random-fragment decoy peaks (m/z float64, intensity float32) aligned with ``offsets``."""
-    offsets = np.asarray(offsets, dtype=np.int64)
-    mz = np.asarray(mz, dtype=np.float64)
-    intensity = np.asarray(intensity, dtype=np.float32)
-    precursor_mz = np.asarray(precursor_mz, dtype=np.float64)
-    ion_mode = np.asarray(ion_mode)
-    out_mz = np.empty_like(mz)
-    out_int = np.empty_like(intensity)
-    for k, code in enumerate((-1, 0, 1)):
-        rows = np.flatnonzero(ion_mode == code)
-        if rows.size == 0:
-            continue
-        lo, hi = int(rows[0]), int(rows[-1]) + 1  # the library is sorted by ion mode: a contiguous block
-        a, b = int(offsets[lo]), int(offsets[hi])
-        pool = np.sort(mz[a:b])
-        d_mz, d_int = scoring.random_fragment_decoys(
-            offsets[lo:hi + 1] - a, intensity[a:b], precursor_mz[lo:hi], pool, float(margin_da), int(seed) + k
-        )
-        out_mz[a:b] = d_mz
-        out_int[a:b] = d_int
-    return out_mz, out_int
 
 
 def segment_max(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:

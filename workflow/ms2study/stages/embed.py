@@ -1,13 +1,8 @@
-"""The embed stage: run the spectrum encoder over a sample's spectra (or a library's) in fast, deterministic batches.
+"""The embed stage: a sample's spectra (or a library index) through the spectrum encoder, written as a table.
 
-Peaks arrive as flat arrays with per-spectrum offsets (what a Parquet list column and a library index both are).
-Each spectrum keeps its ``max_peaks`` most intense peaks, intensities scaled to the base peak; spectra are sorted
-by peak count and cut into batches of ``batch_size`` so padding stays small. Inference runs under
-``torch.inference_mode`` with bf16 autocast on CPUs that have native bf16 (AVX512-BF16 / AMX) and bf16 or fp16 on
-CUDA; on CUDA the padded batches go through pinned memory with non-blocking copies and results are gathered once at
-the end. On CPU the same input with the same thread count gives byte-identical embeddings. Spectra without peaks get
-a null embedding in the table (an embedding of the precursor mass alone would make every empty spectrum of similar
-mass look alike); in library embedding matrices their rows are all zeros, so they are similar to nothing.
+The batching, peak selection and device/precision choices are in ``ms2study.encoder.inference``. Spectra without
+peaks get a null embedding in the table (an embedding of the precursor mass alone would make every empty spectrum
+of similar mass look alike); in library embedding matrices their rows are all zeros, so they are similar to nothing.
 """
 
 from __future__ import annotations
@@ -15,363 +10,24 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import time
-from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import polars as pl
-import torch
-from numba import njit, prange
 
-from ms2study.encoder import model as enc
 from ms2study.core.atomic import write_parquet, write_text
 from ms2study.core.errors import InputError
-from ms2study.core.params import overlay
-from ms2study.core.tables import EMBEDDINGS, conform
+from ms2study.core.params import add_params_argument, load_params
+from ms2study.encoder.inference import DEFAULT_PARAMS, embed_library, embed_spectra, get_model, merge_params, set_threads  # noqa: F401
 
 log = logging.getLogger(__name__)
-
-DEFAULT_PARAMS: dict[str, Any] = {
-    # Encoder checkpoint folder (model.safetensors + config.json). "default": the trained encoder shipped in
-    # resources/models/default, or the untrained placeholder (with a warning) while none is shipped.
-    # null: always the seeded untrained placeholder.
-    "model": "default",
-    "device": "auto",        # auto (cuda when available) | cpu | cuda | cuda:N
-    "batch_size": 256,       # spectra per batch (per forward pass)
-    "max_peaks": 64,         # most intense peaks kept per spectrum
-    "precision": "auto",     # auto | fp32 | bf16 | fp16 (auto: bf16 on CUDA/bf16-capable CPUs, else fp32)
-    "seed": 0,               # seeds the placeholder's weights (ignored for trained checkpoints)
-}
-
-
-def merge_params(params: dict | None) -> dict[str, Any]:
-    """``DEFAULT_PARAMS`` overlaid with ``params``; unknown keys and bad values raise ``InputError``."""
-    merged = overlay(params, DEFAULT_PARAMS, "embed")
-    if merged["precision"] not in ("auto", "fp32", "bf16", "fp16"):
-        raise InputError(f"embed precision {merged['precision']!r} is not one of auto, fp32, bf16, fp16")
-    device = str(merged["device"])
-    if device not in ("auto", "cpu") and not device.startswith("cuda"):
-        raise InputError(f"embed device {device!r} is not one of auto, cpu, cuda, cuda:N")
-    for key in ("batch_size", "max_peaks"):
-        if not isinstance(merged[key], int) or merged[key] < 1:
-            raise InputError(f"embed {key} must be a positive integer, not {merged[key]!r}")
-    return merged
-
-
-# ------------------------------------------------------------------------------------------- hardware
-
-
-def cpu_supports_bf16() -> bool:
-    """True when this CPU computes bf16 natively (AVX512-BF16 or AMX); emulated bf16 is slower than fp32."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
-    except OSError:
-        pass
-    return False
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(
-            f"embed device {device!r} requested but torch sees no CUDA GPU (torch {torch.__version__})",
-            fix="set embed: device: auto (uses the CPU here) or install a CUDA build of torch",
-        )
-    return torch.device(device)
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for plain fp32."""
-    if precision == "fp32":
-        return None
-    if precision == "fp16":
-        if device.type != "cuda":
-            raise InputError("embed precision fp16 needs a CUDA device", fix="use precision auto or bf16 on CPU")
-        return torch.float16
-    if precision == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if cpu_supports_bf16() else None
-
-
-# ------------------------------------------------------------------------------------------- model
-
-
-@lru_cache(maxsize=1)
-def _warn_no_shipped_model() -> None:
-    # Once per process: embedding a library and a sample in one process should not repeat it.
-    log.warning(
-        "no trained encoder is shipped in %s: using the UNTRAINED placeholder (seeded random weights); "
-        "embeddings carry no learned chemistry", enc.SHIPPED_MODELS_DIR / enc.SHIPPED_MODEL_NAME,
-    )
-
-
-def resolve_model_dir(model: str | os.PathLike | None) -> Path | None:
-    """The checkpoint folder a ``model`` parameter names (None: the untrained placeholder)."""
-    if model is None:
-        return None
-    if str(model) == "default":
-        shipped = enc.shipped_model_dir()
-        if shipped is None:
-            _warn_no_shipped_model()
-        return shipped
-    path = Path(model)
-    if not path.is_dir():
-        raise InputError(
-            "encoder checkpoint folder does not exist", file=str(path),
-            fix="set embed: model to a folder written by 'ms2study train', 'default', or null",
-        )
-    return path
-
-
-@lru_cache(maxsize=4)
-def _cached_model(model_dir: str | None, seed: int, device: str) -> tuple[enc.SpectrumEncoder, dict[str, Any]]:
-    model, _config, info = enc.load_encoder(Path(model_dir) if model_dir else None, seed=seed, device=device)
-    return model, info
-
-
-def get_model(params: dict | None = None) -> tuple[enc.SpectrumEncoder, dict[str, Any], torch.device]:
-    """Load (once per process) the encoder that ``params`` names, on the device it names."""
-    p = merge_params(params)
-    device = resolve_device(str(p["device"]))
-    model_dir = resolve_model_dir(p["model"])
-    model, info = _cached_model(str(model_dir) if model_dir else None, int(p["seed"]), str(device))
-    return model, info, device
-
-
-# ------------------------------------------------------------------------------------------- peaks
-
-
-@njit(cache=True, parallel=True)
-def _count_valid(mz, intensity, offsets, max_peaks):
-    n = offsets.shape[0] - 1
-    kept = np.zeros(n, dtype=np.int64)
-    for i in prange(n):
-        c = 0
-        for j in range(offsets[i], offsets[i + 1]):
-            if np.isfinite(mz[j]) and np.isfinite(intensity[j]) and mz[j] > 0 and intensity[j] > 0:
-                c += 1
-        kept[i] = min(c, max_peaks)
-    return kept
-
-
-@njit(cache=True, parallel=True)
-def _fill_top_peaks(mz, intensity, offsets, new_offsets, out_mz, out_rel):
-    n = offsets.shape[0] - 1
-    for i in prange(n):
-        k = new_offsets[i + 1] - new_offsets[i]
-        if k == 0:
-            continue
-        a, b = offsets[i], offsets[i + 1]
-        idx = np.empty(b - a, dtype=np.int64)
-        m = 0
-        for j in range(a, b):
-            if np.isfinite(mz[j]) and np.isfinite(intensity[j]) and mz[j] > 0 and intensity[j] > 0:
-                idx[m] = j
-                m += 1
-        idx = idx[:m]
-        # Descending intensity; mergesort is stable, so equal intensities keep their input order.
-        order = np.argsort(-intensity[idx], kind="mergesort")
-        base = intensity[idx[order[0]]]
-        o = new_offsets[i]
-        for t in range(k):
-            j = idx[order[t]]
-            out_mz[o + t] = mz[j]
-            out_rel[o + t] = np.float32(intensity[j] / base)
-
-
-def select_peaks(
-    mz: np.ndarray, intensity: np.ndarray, offsets: np.ndarray, max_peaks: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Keep each spectrum's ``max_peaks`` most intense valid peaks; intensities relative to its base peak.
-
-    Inputs are flat arrays with ``offsets`` (length n+1). Returns ``(mz float64, rel_intensity float32,
-    new_offsets int64)``; peaks stay grouped by spectrum, most intense first (ties keep input order).
-    A numba kernel, parallel over spectra: this host-side step must keep up with a GPU (a numpy lexsort over
-    all peaks managed about 33,000 spectra/s here).
-    """
-    mz = np.ascontiguousarray(mz, dtype=np.float64)
-    intensity = np.ascontiguousarray(intensity, dtype=np.float64)
-    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
-    kept = _count_valid(mz, intensity, offsets, int(max_peaks))
-    new_offsets = np.zeros(offsets.shape[0], dtype=np.int64)
-    np.cumsum(kept, out=new_offsets[1:])
-    out_mz = np.empty(int(new_offsets[-1]), dtype=np.float64)
-    out_rel = np.empty(int(new_offsets[-1]), dtype=np.float32)
-    _fill_top_peaks(mz, intensity, offsets, new_offsets, out_mz, out_rel)
-    return out_mz, out_rel, new_offsets
-
-
-def bucket_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Indices of non-empty spectra, sorted by peak count (stable) and cut into batches."""
-    idx = np.flatnonzero(lengths > 0)
-    idx = idx[np.argsort(lengths[idx], kind="stable")]
-    return [idx[i : i + batch_size] for i in range(0, idx.shape[0], batch_size)]
-
-
-def pad_batch(
-    idx: np.ndarray, mz: np.ndarray, rel: np.ndarray, offsets: np.ndarray, precursor: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Padded ``(mz, rel_intensity, precursor, mask)`` arrays for spectra ``idx`` of flat peaks (``offsets``)."""
-    lengths = offsets[idx + 1] - offsets[idx]
-    # Widths rounded up to a multiple of 8: fewer distinct shapes means fewer oneDNN kernels built on the fly.
-    width = -(-int(lengths.max()) // 8) * 8
-    rows = np.repeat(np.arange(idx.shape[0]), lengths)
-    first = np.repeat(np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
-    cols = np.arange(rows.shape[0]) - first
-    source = np.repeat(offsets[idx], lengths) + cols
-    mz_pad = np.zeros((idx.shape[0], width), dtype=np.float64)
-    rel_pad = np.zeros((idx.shape[0], width), dtype=np.float32)
-    mask = np.zeros((idx.shape[0], width), dtype=bool)
-    mz_pad[rows, cols] = mz[source]
-    rel_pad[rows, cols] = rel[source]
-    mask[rows, cols] = True
-    return mz_pad, rel_pad, precursor[idx].astype(np.float64), mask
-
-
-def embed_arrays(
-    mz: np.ndarray,
-    intensity: np.ndarray,
-    offsets: np.ndarray,
-    precursor_mz: np.ndarray,
-    params: dict | None = None,
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Embed ``n`` spectra given as flat peak arrays with ``offsets`` (n+1) and ``precursor_mz`` (n; NaN unknown).
-
-    Returns ``(embeddings (n, dim) float32, has_peaks (n,) bool, info)``. Rows of spectra without valid peaks
-    are zeros and ``has_peaks`` is False for them. ``info`` is the encoder's info plus device, precision and
-    throughput.
-    """
-    p = merge_params(params)
-    model, model_info, device = get_model(p)
-    autocast_dtype = resolve_precision(str(p["precision"]), device)
-    precursor = np.asarray(precursor_mz, dtype=np.float64)
-    n = precursor.shape[0]
-    if np.asarray(offsets).shape[0] != n + 1:
-        raise ValueError(f"offsets must have length n+1 = {n + 1}, got {np.asarray(offsets).shape[0]}")
-    start = time.perf_counter()
-    sel_mz, sel_rel, sel_offsets = select_peaks(mz, intensity, offsets, int(p["max_peaks"]))
-    lengths = np.diff(sel_offsets)
-    dim = model.config.dim
-    out = np.zeros((n, dim), dtype=np.float32)
-    cuda = device.type == "cuda"
-    pending: list[tuple[np.ndarray, torch.Tensor]] = []
-    with torch.inference_mode(), torch.autocast(
-        device_type=device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
-    ):
-        for idx in bucket_batches(lengths, int(p["batch_size"])):
-            arrays = pad_batch(idx, sel_mz, sel_rel, sel_offsets, precursor)
-            tensors = [torch.from_numpy(a) for a in arrays]
-            if cuda:
-                # Pinned host memory lets the copy overlap with the previous batch's kernels.
-                tensors = [t.pin_memory().to(device, non_blocking=True) for t in tensors]
-            emb = model(*tensors)
-            if cuda:
-                pending.append((idx, emb))  # gather at the end: no host sync per batch
-            else:
-                out[idx] = emb.numpy()
-    if pending:
-        order = np.concatenate([idx for idx, _ in pending])
-        out[order] = torch.cat([e for _, e in pending]).float().cpu().numpy()
-    elapsed = time.perf_counter() - start
-    info = dict(model_info)
-    info.update(
-        device=str(device),
-        precision={None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[autocast_dtype],
-        batch_size=int(p["batch_size"]),
-        max_peaks=int(p["max_peaks"]),
-        torch_threads=torch.get_num_threads(),
-        n_spectra=n,
-        n_without_peaks=int((lengths == 0).sum()),
-        seconds=elapsed,
-        spectra_per_second=(n / elapsed) if elapsed > 0 else None,
-    )
-    return out, lengths > 0, info
-
-
-def _flat_list_column(series: pl.Series, dtype: type) -> tuple[np.ndarray, np.ndarray]:
-    lengths = series.list.len().fill_null(0).to_numpy().astype(np.int64)
-    values = series.explode(empty_as_null=False, keep_nulls=False).fill_null(np.nan).to_numpy().astype(dtype)
-    offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
-    return values, offsets
-
-
-def embed_spectra(spectra: pl.DataFrame, params: dict | None = None) -> pl.DataFrame:
-    """Embed every row of a spectra table (``tables.SPECTRA``) into a ``tables.EMBEDDINGS`` table.
-
-    Row order follows ``spectra``; spectra without peaks get a null embedding. Extra columns ``model_id`` and
-    ``model_trained`` say which encoder produced the vectors (so downstream stages and the report can tell an
-    untrained placeholder from a trained model).
-    """
-    missing = [c for c in ("spectrum_id", "sample_id", "feature_id", "precursor_mz", "mz", "intensity")
-               if c not in spectra.columns]
-    if missing:
-        raise InputError(f"spectra table lacks columns {missing}", fix="produce it with 'ms2study spectra'")
-    mz, offsets = _flat_list_column(spectra["mz"], np.float64)
-    intensity, int_offsets = _flat_list_column(spectra["intensity"], np.float32)
-    if not np.array_equal(offsets, int_offsets):
-        bad = int(np.flatnonzero(np.diff(offsets) != np.diff(int_offsets))[0])
-        raise InputError(
-            f"spectrum '{spectra['spectrum_id'][bad]}' has {offsets[bad + 1] - offsets[bad]} m/z values but "
-            f"{int_offsets[bad + 1] - int_offsets[bad]} intensities", fix="regenerate the spectra table",
-        )
-    precursor = spectra["precursor_mz"].cast(pl.Float64).fill_null(np.nan).to_numpy()
-    emb, has_peaks, info = embed_arrays(mz, intensity, offsets, precursor, params)
-    log.info(
-        "embedded %d spectra (%d without peaks -> null) in %.2f s on %s/%s with %s",
-        info["n_spectra"], info["n_without_peaks"], info["seconds"], info["device"], info["precision"],
-        info["description"],
-    )
-    column = pl.Series("embedding", emb).cast(pl.List(pl.Float32))
-    df = spectra.select("spectrum_id", "sample_id", "feature_id").with_columns(
-        pl.when(pl.Series(has_peaks)).then(column).otherwise(None).alias("embedding"),
-        pl.lit(info["model_id"]).alias("model_id"),
-        pl.lit(bool(info["trained"])).alias("model_trained"),
-    )
-    return conform(df, EMBEDDINGS)
-
-
-def embed_library(index_dir: str | os.PathLike, params: dict | None = None) -> tuple[str, Path]:
-    """Embed every spectrum of a library index (``ms2study.library.index``) and store the matrix in the index.
-
-    Returns ``(model_id, path of the .npy)``; a current matrix for the same model is reused. Rows of
-    spectra without peaks are zeros. Read it back with ``LibraryIndex.embeddings(model_id)``.
-    """
-    from ms2study.library.index import load_library_index, save_library_embeddings
-
-    index = load_library_index(index_dir)
-    _model, info, _device = get_model(params)
-    existing = index.embeddings(info["model_id"])
-    if existing is not None and existing.shape[0] == len(index):
-        log.info("library %s: embeddings for %s already present", index_dir, info["model_id"])
-        return info["model_id"], index.path / "embeddings"
-    emb, _has_peaks, info = embed_arrays(index.mz, index.intensity, index.offsets, index.precursor_mz, params)
-    log.info("library %s: embedded %d spectra in %.1f s", index_dir, len(index), info["seconds"])
-    return info["model_id"], save_library_embeddings(index_dir, info["model_id"], emb)
 
 
 # ------------------------------------------------------------------------------------------- CLI
 
 
-def _set_threads(threads: int | None) -> None:
-    if threads:
-        torch.set_num_threads(int(threads))
-
-
 def _cli_embed(args: argparse.Namespace) -> int:
-    from ms2study.core.params import load_params
-
     params = load_params(args)
-    _set_threads(args.threads)
+    set_threads(args.threads)
     path = Path(args.spectra)
     if not path.exists():
         raise InputError("spectra table does not exist", file=str(path), fix="run the spectra stage first")
@@ -386,17 +42,13 @@ def _cli_embed(args: argparse.Namespace) -> int:
 
 
 def _cli_embed_library(args: argparse.Namespace) -> int:
-    from ms2study.core.params import load_params
-
-    _set_threads(args.threads)
+    set_threads(args.threads)
     model_id, path = embed_library(args.index, load_params(args))
     print(f"{args.index}: embeddings for {model_id} in {path}")
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ms2study.core.params import add_params_argument
-
     p = subparsers.add_parser("embed", help="embed a sample's spectra with the spectrum encoder")
     p.add_argument("--spectra", required=True, help="spectra.parquet of one sample")
     p.add_argument("--out", required=True, help="embeddings.parquet to write")

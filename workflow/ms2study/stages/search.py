@@ -17,11 +17,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ms2study.stages import annotate
-from ms2study.stages import calibrate
 from ms2study.core.atomic import write_parquet
 from ms2study.core.cleaning import clean_peaks
 from ms2study.core.errors import InputError
+from ms2study.core.params import add_params_argument, load_params
+from ms2study.encoder import inference
+from ms2study.identification import engine
+from ms2study.identification.calibration import cached_calibration
 from ms2study.library.index import ensure_library_index, load_library_index
 
 log = logging.getLogger(__name__)
@@ -85,9 +87,7 @@ def score_files(
     stage parameters (device, batch size, precision). With ``embed_params`` None the queries are still embedded
     with ``params['model']``; pass ``{"model": None}`` in params to score spectra only.
     """
-    from ms2study.stages import embed
-
-    p = annotate.merge_params(params)
+    p = engine.merge_params(params)
     libraries = [Path(x) for x in libraries]
     if len(libraries) == 1 and (libraries[0] / "manifest.json").exists():
         index_dir = libraries[0]
@@ -101,18 +101,16 @@ def score_files(
     embeddings = None
     if p["model"] is not None:
         eparams = {**(embed_params or {}), "model": p["model"]}
-        embed.embed_library(index_dir, eparams)
-        embeddings = embed.embed_spectra(spectra, eparams)
-    cal = calibrate.cached_calibration(index_dir, p) if p["confidence"] == "null_model" else None
+        inference.embed_library(index_dir, eparams)
+        embeddings = inference.embed_spectra(spectra, eparams)
+    cal = cached_calibration(index_dir, p) if p["confidence"] == "null_model" else None
     # Peaks are cleaned above; cleaning twice would change nothing but costs time.
-    ann = annotate.annotate_spectra(spectra, index_dir, {**p, "cleaning": cleaning}, embeddings, cal)
+    ann = engine.annotate_spectra(spectra, index_dir, {**p, "cleaning": cleaning}, embeddings, cal)
     ann = ann.rename({"spectrum_id": "query_id"})
     return ann.select(SCORE_COLUMNS + [c for c in ann.columns if c not in SCORE_COLUMNS])
 
 
 def _cli_score(args: argparse.Namespace) -> int:
-    from ms2study.core.params import load_params
-
     params = load_params(args)
     params.update({"precursor_tolerance_ppm": args.ppm, "top_k": args.top_k, "mode": args.mode})
     if args.da is not None:
@@ -129,17 +127,15 @@ def _cli_score(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ms2study.core.params import add_params_argument
-
     s = subparsers.add_parser("score", help="identify query spectra (MGF/MSP/JSON or spectra.parquet) against "
                                             "library files, as the pipeline does")
     s.add_argument("--queries", required=True, help="queries: .mgf/.msp/.json or a spectra.parquet")
     s.add_argument("--library", nargs="+", required=True, help="library file(s) (.mgf/.msp/.json) or one index folder")
     s.add_argument("--out", required=True, help="hits.parquet to write")
-    s.add_argument("--ppm", type=float, default=annotate.DEFAULT_PARAMS["precursor_tolerance_ppm"],
+    s.add_argument("--ppm", type=float, default=engine.DEFAULT_PARAMS["precursor_tolerance_ppm"],
                    help="precursor window (ppm)")
     s.add_argument("--da", type=float, default=None, help="precursor window in Da (replaces --ppm)")
-    s.add_argument("--top-k", type=int, default=annotate.DEFAULT_PARAMS["top_k"], help="candidates kept per query")
+    s.add_argument("--top-k", type=int, default=engine.DEFAULT_PARAMS["top_k"], help="candidates kept per query")
     s.add_argument("--mode", choices=["identity", "analogue"], default="identity")
     s.add_argument("--no-embedding", action="store_true", help="score with spectral similarities only")
     s.add_argument("--index-root", default="results/library", help="where library indexes are cached")

@@ -1,0 +1,149 @@
+"""Which rank-1 hits are accepted and at which MSI level: p- and q-values from the library's calibration (or the
+legacy target-decoy competition), the isomer check, and the notes that explain low-cosine acceptances.
+
+The method (null model, Benjamini-Hochberg, isomer margin) is described in ``ms2study.identification.confidence``.
+Imports core, library and the identification modules below it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from ms2study.core.errors import InputError
+from ms2study.core.flat import FlatSpectra
+from ms2study.identification import confidence, decoys
+from ms2study.identification.combined import CombinePlan
+from ms2study.identification.pairs import PreparedLibrary, prepare_library, score_pairs
+from ms2study.library.index import LibraryIndex
+from ms2study.library.prepared import cleaning_margin_da, decoy_peaks, load_decoys
+
+
+# Isomer margin without a library calibration (confidence: decoys): a documented guess, not a measurement.
+DEFAULT_ISOMER_MARGIN = 0.05
+
+
+LOW_COSINE = 0.3   # accepted hits below this cosine are counted in the log (the report says why they passed)
+
+
+def confidence_table(
+    frame: pl.DataFrame, index: LibraryIndex, n_candidates: np.ndarray, p: dict,
+    calibration: confidence.Calibration | None, row_q_values: np.ndarray | None = None,
+    codes: tuple[np.ndarray, np.ndarray] | None = None,
+) -> pl.DataFrame:
+    """Confidence of each query's rank-1 hit: one row per ``_q`` (see ``ms2study.identification.confidence``).
+
+    ``frame``: all ranked candidate rows (``_q``, ``_lib``, ``_key``, ``rank``); ``n_candidates``: candidate
+    structures in each query's window (n of the p-value). With a calibration the q-values are Benjamini-Hochberg over
+    the rank-1 hits of this call; ``row_q_values`` (target-decoy, aligned with ``frame``) replaces them when given.
+    Columns: ``_q``, p_value, q_value, structure_q_value, accepted, msi_level (2/3, null when not accepted),
+    isomer_inchikeys (rank-1's InChIKey first, then other structures of its formula within the isomer margin).
+    """
+    structure, formula = codes if codes is not None else confidence.library_codes(index.metadata)
+    inchikey = index.metadata["inchikey"]
+    lib_rows = frame["_lib"]
+    f = frame.select("_q", "_lib", "_key", "rank").with_columns(
+        pl.Series("_s", structure).gather(lib_rows), pl.Series("_f", formula).gather(lib_rows),
+        inchikey.gather(lib_rows).alias("_ik"))
+    if row_q_values is not None:
+        f = f.with_columns(pl.Series("_rowq", row_q_values, dtype=pl.Float64))
+    top = f.filter(pl.col("rank") == 1).rename({"_key": "_s1", "_s": "_st1", "_f": "_f1", "_ik": "_ik1",
+                                                 "_lib": "_lib1"})
+    top = top.drop("rank")
+    iso = f.join(top.select("_q", "_s1", "_st1", "_f1"), on="_q").filter(
+        (pl.col("_s") != pl.col("_st1")) & ((pl.col("_f") == pl.col("_f1")) | (pl.col("_f") < 0) | (pl.col("_f1") < 0)))
+    q_idx = top["_q"].to_numpy()
+    s1 = top["_s1"].to_numpy().astype(np.float64)
+    n = np.asarray(n_candidates)[q_idx]
+    fdr = float(p["fdr"])
+    margin = p["isomer_margin"]
+    if calibration is not None:
+        pv = calibration.p_formula(s1, n)
+        qv = confidence.bh_q_values(pv)
+        hit_class = np.asarray([confidence.superclass(c) for c in
+                                index.metadata["compound_class"].gather(top["_lib1"]).to_list()], dtype=object)
+        qs = confidence.bh_q_values(calibration.p_structure(s1, n, hit_class))
+        margin = calibration.isomer_margin if margin == "auto" else float(margin)
+    else:
+        pv = np.full(s1.shape, np.nan)
+        qv = top["_rowq"].to_numpy() if row_q_values is not None else np.full(s1.shape, np.nan)
+        qs = qv
+        margin = DEFAULT_ISOMER_MARGIN if margin == "auto" else float(margin)
+    near = iso.filter(pl.col("_key") >= pl.col("_s1") - margin)
+    best_iso = iso.group_by("_q").agg(pl.col("_key").max().alias("_iso"))
+    near_keys = near.group_by("_q").agg(pl.col("_ik").drop_nulls().unique(maintain_order=True).alias("_near"))
+    out = pl.DataFrame({"_q": q_idx, "p_value": pv, "q_value": qv, "structure_q_value": qs,
+                        "_s1": s1, "_ik1": top["_ik1"]}, schema_overrides={"_ik1": pl.Utf8})
+    out = out.join(best_iso, on="_q", how="left").join(near_keys, on="_q", how="left")
+    accepted = (pl.col("q_value") <= fdr).fill_null(False)
+    singled = (pl.col("structure_q_value") <= fdr).fill_null(False) & (
+        pl.col("_iso").is_null() | (pl.col("_s1") - pl.col("_iso") > margin))
+    isomers = pl.concat_list(pl.col("_ik1").fill_null(pl.lit(None, dtype=pl.Utf8)),
+                             pl.col("_near").fill_null(pl.lit([], dtype=pl.List(pl.Utf8))))
+    return out.with_columns(
+        accepted.alias("accepted"),
+        pl.when(accepted).then(pl.when(singled).then(2).otherwise(3)).cast(pl.Int8).alias("msi_level"),
+        pl.when(~accepted).then(None)
+        .when(singled).then(pl.concat_list(pl.col("_ik1")))
+        .otherwise(isomers.list.drop_nulls().list.unique(maintain_order=True)).alias("isomer_inchikeys"),
+        (pl.col("_s1") - pl.col("_iso")).alias("isomer_gap"),
+    ).select("_q", "p_value", "q_value", "structure_q_value", "accepted", "msi_level", "isomer_inchikeys",
+             "isomer_gap")
+
+
+def _decoy_q_values(
+    queries: FlatSpectra, lib: PreparedLibrary, cand_offsets: np.ndarray, cand_lib: np.ndarray,
+    scores: dict[str, np.ndarray], ranked: pl.DataFrame, p: dict, plan: CombinePlan,
+) -> np.ndarray:
+    """q-value of every ranked target row from a target-decoy competition over the same candidates."""
+    idx = lib.index
+    seed, margin = int(p["decoy_seed"]), cleaning_margin_da(idx)
+    stored = load_decoys(idx, seed, margin)
+    if stored is None:
+        d_mz, d_int = decoy_peaks(idx.offsets, idx.mz, idx.intensity, idx.precursor_mz, idx.ion_mode,
+                                  seed=seed, margin_da=margin)
+    else:
+        d_mz, d_int = stored
+    d_index = LibraryIndex(path=idx.path, metadata=idx.metadata, precursor_mz=idx.precursor_mz, ion_mode=idx.ion_mode,
+                           offsets=idx.offsets, mz=d_mz, intensity=d_int, manifest=idx.manifest)
+    d_lib = prepare_library(d_index, {**p, "embedding_model": None}, decoys=(seed, margin))
+    d_scores = score_pairs(queries, d_lib, cand_offsets, cand_lib, p, None)
+    target = plan.combined(queries, lib, cand_offsets, cand_lib, scores, p, spectral_only=True)
+    decoy = plan.combined(queries, d_lib, cand_offsets, cand_lib, d_scores, p, spectral_only=True)
+    winners, q = decoys.competition_q_values(
+        decoys.segment_max(target, cand_offsets), decoys.segment_max(decoy, cand_offsets)
+    )
+    row_scores = target[ranked["_pair"].to_numpy()]
+    return decoys.q_value_of(row_scores, winners, q)
+
+
+def evidence_notes(ranked: pl.DataFrame, with_embedding: bool) -> pl.Series:
+    """Why an accepted hit with cosine below LOW_COSINE passed: the scores that carried it (null elsewhere)."""
+    emb = (pl.lit(", embedding ") + pl.col("embedding").round(2).cast(pl.Utf8)) if with_embedding else pl.lit("")
+    note = (pl.lit(f"cosine below {LOW_COSINE}: accepted on the combined score (entropy ")
+            + pl.col("entropy").round(2).cast(pl.Utf8) + emb.fill_null("") + pl.lit(", modified cosine ")
+            + pl.col("modified_cosine").round(2).cast(pl.Utf8) + pl.lit(")"))
+    return ranked.select(pl.when(pl.col("accepted") & (pl.col("cosine") < LOW_COSINE)).then(note)
+                         .otherwise(None).alias("evidence_note"))["evidence_note"]
+
+
+def _checked_calibration(
+    calibration: confidence.Calibration | str | Path | None, p: dict, plan: CombinePlan, index_dir: Path | str,
+) -> confidence.Calibration:
+    """The library calibration for this search; InputError when absent or measured with another score."""
+    if calibration is None:
+        raise InputError("annotate confidence 'null_model' needs the library's calibration",
+                         file=str(index_dir),
+                         fix="run 'ms2study calibrate-library' on the index (the pipeline does) and pass --calibration, "
+                             "or set annotate confidence: none")
+    cal = calibration if isinstance(calibration, confidence.Calibration) else confidence.Calibration.load(calibration)
+    want = {"rank_by": p["rank_by"], "plan": plan.kind,
+            "model_id": plan.model_id if plan.use_embedding else None}
+    got = {k: cal.scoring.get(k) for k in want}
+    if want != got:
+        raise InputError(f"the library calibration was measured for {got}, this search scores with {want}",
+                         file=str(index_dir),
+                         fix="rebuild the calibration with the same annotate and embed settings (rerun the pipeline)")
+    return cal

@@ -1,0 +1,361 @@
+"""Library calibration of identification confidence, built once per library (the engine of ``ms2study
+calibrate-library``).
+
+Searches library spectra as queries against the library itself, scored exactly as the annotate stage scores
+sample spectra (same candidates, scores, combined-score plan and encoder), and turns the searches into a
+``ms2study.identification.confidence.Calibration``:
+
+- leave-structure-out searches (every spectrum of the query's structure removed): the scores of wrong candidate
+  structures, of another formula (inside the precursor window and, for numbers, within +-WIDE_WINDOW_DA) and of
+  another structure inside the window (isomers included);
+- leave-one-spectrum-out searches (other spectra of the structure stay): the isomer margin, the smallest score
+  gap to another structure of the same formula above which a wrong isomer rarely wins.
+
+Each structure (first InChIKey block; seeded order) is searched up to three times, with other spectra of it
+where the library has them, at most ``calibration_queries`` searches; about half of the searches use a degraded
+copy (``ms2study.identification.reference.degrade`` at a random level 1-4, re-embedded), so that the null covers noisy spectra.
+With a trained encoder only structures outside its training split are searched (the encoder has memorised its
+training structures, whose embeddings would make the null too light).
+The Snakemake rule ``calibrate_library`` writes ``results/confidence/{library}.json``; ``ms2study score``
+caches its calibration inside the index folder. Imports core, kernels, library, encoder and the identification
+modules below it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ms2study.core.errors import InputError
+from ms2study.core.flat import FlatSpectra
+from ms2study.encoder import inference
+from ms2study.encoder.checkpoints import model_split_settings, resolve_model_dir
+from ms2study.encoder.splits import assign_split
+from ms2study.identification import confidence, engine
+from ms2study.identification.combined import CombinePlan, combine_plan, ranking_score
+from ms2study.identification.pairs import PreparedLibrary, prepare_library, score_pairs
+from ms2study.identification.reference import LOW_CONCENTRATION_LEVELS, degrade
+from ms2study.kernels.candidates import find_candidates
+from ms2study.library.index import LibraryIndex, load_library_index
+
+log = logging.getLogger(__name__)
+
+
+DEGRADED_FRACTION = 0.5
+
+
+SEARCHES_PER_STRUCTURE = 3
+
+
+MAX_WIDE_PAIRS_PER_QUERY = 32
+
+
+MAX_WIDE_QUERIES = 1500      # searches whose +-5 Da window feeds the wrong-formula null (enough for ~50k scores)
+
+
+def _query_spectra(index: LibraryIndex, rows: np.ndarray, degraded: np.ndarray, seed: int) -> FlatSpectra:
+    """Library rows as query spectra; rows flagged in ``degraded`` get a random low-concentration level (1-4)."""
+    rng = np.random.default_rng(seed)
+    mzs, ints = [], []
+    for r, deg in zip(rows, degraded):
+        m, x = index.peaks(int(r))
+        if deg:
+            level = LOW_CONCENTRATION_LEVELS[int(rng.integers(1, len(LOW_CONCENTRATION_LEVELS)))]
+            m, x = degrade(m, x, float(index.precursor_mz[r]), level, rng)
+        mzs.append(np.asarray(m, dtype=np.float64))
+        ints.append(np.asarray(x, dtype=np.float32))
+    offsets = np.zeros(rows.size + 1, dtype=np.int64)
+    np.cumsum([m.size for m in mzs], out=offsets[1:])
+    return FlatSpectra(
+        offsets=offsets, mz=np.concatenate(mzs) if mzs else np.zeros(0),
+        intensity=np.concatenate(ints) if ints else np.zeros(0, dtype=np.float32),
+        precursor_mz=np.asarray(index.precursor_mz)[rows].astype(np.float64),
+        ion_mode=np.asarray(index.ion_mode)[rows].astype(np.int8), rows=np.asarray(rows, dtype=np.int64))
+
+
+def choose_queries(structure: np.ndarray, ion_mode: np.ndarray, n_max: int, seed: int,
+                   per_structure: int = SEARCHES_PER_STRUCTURE) -> tuple[np.ndarray, np.ndarray]:
+    """Calibration searches: (library rows, degraded flags), at most ``n_max`` searches in all.
+
+    Each structure (known structure and ion mode; seeded order) is searched up to ``per_structure`` times with
+    different spectra of it where the library has them; a spectrum used again is always degraded (another
+    random low-concentration copy), a first use is degraded with probability DEGRADED_FRACTION.
+    """
+    rng = np.random.default_rng(seed)
+    ok = np.flatnonzero((structure >= 0) & (np.asarray(ion_mode) != 0))
+    ok = ok[rng.permutation(ok.size)]
+    order = np.argsort(structure[ok], kind="stable")
+    ok = ok[order]
+    bounds = np.flatnonzero(np.r_[True, structure[ok][1:] != structure[ok][:-1], True])
+    groups = [ok[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    rows, degraded = [], []
+    for g in rng.permutation(len(groups)):
+        spectra = groups[g]
+        for j in range(per_structure):
+            rows.append(int(spectra[j % spectra.size]))
+            degraded.append(bool(j >= spectra.size or rng.random() < DEGRADED_FRACTION))
+        if len(rows) >= n_max:
+            break
+    return np.asarray(rows[:n_max], dtype=np.int64), np.asarray(degraded[:n_max], dtype=bool)
+
+
+MIN_UNSEEN_STRUCTURES = 200
+
+
+def unseen_by_encoder(index: LibraryIndex, model: str | None, trained: bool) -> np.ndarray | None:
+    """Library rows whose structure the encoder did NOT train on (its recorded structure split), or None.
+
+    An encoder has memorised its training structures: searched as queries, their embeddings sit apart from
+    other structures', so a null measured on them would be lighter than the null of new compounds. None when
+    the encoder is untrained or fewer than MIN_UNSEEN_STRUCTURES structures are left (then every row is used).
+    """
+    if not trained:
+        return None
+    split = model_split_settings(resolve_model_dir(model))
+    blocks = index.metadata["inchikey"].str.slice(0, 14).fill_null("").to_list()
+    cache: dict[str, bool] = {}
+    unseen = np.zeros(len(blocks), dtype=bool)
+    for i, b in enumerate(blocks):
+        if len(b) == 14:
+            if b not in cache:
+                cache[b] = assign_split(b, int(split["seed"]), float(split["val_fraction"]),
+                                        float(split["test_fraction"])) != "train"
+            unseen[i] = cache[b]
+    n = len({b for b, u in zip(blocks, unseen) if u})
+    if n < MIN_UNSEEN_STRUCTURES:
+        log.warning("only %d library structures are outside the encoder's training split: the null is measured on "
+                    "all structures (it may be optimistic for the embedding score)", n)
+        return None
+    return unseen
+
+
+def _encoder(p: dict, index: LibraryIndex) -> tuple[str | None, bool, np.ndarray | None, dict]:
+    """(model_id, trained, library embeddings or None, embed params) of the encoder annotate would use."""
+    eparams = {"model": p["model"]}
+    try:
+        _model, info, _dev = inference.get_model(eparams)
+    except InputError as err:
+        log.warning("no encoder (%s): calibrating the spectral scores only", err)
+        return None, False, None, eparams
+    emb = index.embeddings(info["model_id"])
+    if emb is None:
+        log.warning("library index %s has no embeddings for %s: calibrating the spectral scores only",
+                    index.path, info["model_id"])
+    return info["model_id"], bool(info["trained"]), None if emb is None else np.asarray(emb, np.float32), eparams
+
+
+def calibrate_index(index_dir: str | Path, params: dict | None = None) -> confidence.Calibration:
+    """Calibration of a library index for annotate ``params`` (see the module docstring).
+
+    Raises InputError when the library holds no structures to calibrate with (no InChIKeys, or no null search
+    with a candidate).
+    """
+    t0 = time.perf_counter()
+    p = engine.merge_params(params)
+    index = load_library_index(index_dir)
+    structure, formula = confidence.library_codes(index.metadata)
+    classes = np.asarray([confidence.superclass(c) for c in index.metadata["compound_class"].to_list()],
+                         dtype=object)
+    model_id, trained, lib_emb, eparams = _encoder(p, index)
+    plan = combine_plan(p, model_id, trained, lib_emb is not None)
+    lib = prepare_library(index, {**p, "embedding_model": None})
+    lib.embeddings = lib_emb
+    seed = int(p["calibration_seed"])
+    unseen = unseen_by_encoder(index, p["model"], trained and lib_emb is not None)
+    eligible = structure if unseen is None else np.where(unseen, structure, -1)
+    rows, degraded = choose_queries(eligible, index.ion_mode, int(p["calibration_queries"]), seed)
+    if rows.size == 0:
+        raise InputError("the library has no spectra with an InChIKey and an ion mode to calibrate confidence with",
+                         file=str(index_dir), fix="use a library with InChIKeys, or set annotate confidence: none")
+    queries = _query_spectra(index, rows, degraded, seed + 2)
+    q_emb = None
+    if lib_emb is not None:
+        q_emb = lib_emb[rows].copy()
+        if degraded.any():
+            sel = np.flatnonzero(degraded)
+            sub = FlatSpectra(*_subset_flat(queries, sel))
+            emb, has, _info = inference.embed_arrays(sub.mz, sub.intensity, sub.offsets, sub.precursor_mz, eparams)
+            emb[~has] = np.nan
+            q_emb[sel] = emb
+    # One candidate search without the query's own spectrum; the null then also drops its structure.
+    off, cand = find_candidates(queries.precursor_mz, queries.ion_mode, np.asarray(index.precursor_mz),
+                                         np.asarray(index.ion_mode), p["precursor_tolerance_ppm"],
+                                         p["precursor_tolerance_da"])
+    q_of = np.repeat(np.arange(rows.size), np.diff(off))
+    keep = cand != rows[q_of]
+    cand, q_of = cand[keep], q_of[keep]
+    off = np.zeros(rows.size + 1, dtype=np.int64)
+    np.cumsum(np.bincount(q_of, minlength=rows.size), out=off[1:])
+    scores = score_pairs(queries, lib, off, cand, p, q_emb)
+    key = ranking_score(queries, lib, off, cand, scores, p, plan)
+    key = np.nan_to_num(key, nan=-np.inf)
+
+    q_struct, q_formula = structure[rows][q_of], formula[rows][q_of]
+    c_struct, c_formula = structure[cand], formula[cand]
+    other_structure = c_struct != q_struct
+    other_formula = other_structure & ((c_formula != q_formula) | (c_formula < 0) | (q_formula < 0))
+    # Null within the window: each wrong candidate structure by its best spectrum (the query's structure removed).
+    structure_null, structure_cls = structure_maxima(q_of[other_structure], c_struct[other_structure],
+                                                     key[other_structure], classes[cand[other_structure]])
+    in_window_formula, _ = structure_maxima(q_of[other_formula], c_struct[other_formula], key[other_formula])
+    wide = _wide_formula_null(queries, q_emb, lib, structure, formula, rows, p, plan, seed, eparams)
+    formula_null = np.concatenate([in_window_formula, wide])
+
+    # Self-search: rank-1 and the best other structure of rank-1's formula, where the right structure is present.
+    gap, wrong = _isomer_gaps(off, cand, key, structure, formula, q_struct)
+    margin = confidence.learn_isomer_margin(gap, wrong)
+    stats = {
+        "n_queries": int(rows.size), "n_degraded": int(degraded.sum()),
+        "n_wrong_formula_candidates": int(formula_null.size), "n_wrong_formula_in_window": int(in_window_formula.size),
+        "n_wrong_structure_candidates": int(structure_null.size),
+        "n_isomer_self_searches": int(gap.size), "n_isomer_self_errors": int(wrong.sum()),
+        "wide_window_da": confidence.WIDE_WINDOW_DA, "library_spectra": len(index),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "queries_from": "structures outside the encoder's training split" if unseen is not None else "all structures",
+    }
+    cal = confidence.Calibration.from_null(formula_null, structure_null, margin, scoring_signature(p, plan), stats,
+                                           structure_cls)
+    stats["structure_null_classes"] = {c: d.n for c, d in cal.structure_by_class.items()}
+    log.info("calibration of %s: %d wrong-formula candidates (%d within the precursor window), %d wrong-structure "
+             "candidates, isomer margin %.4f (%d self-searches with isomers, %d wrong), %.1f s", index_dir,
+             formula_null.size, in_window_formula.size, structure_null.size, margin, gap.size, int(wrong.sum()),
+             stats["seconds"])
+    return cal
+
+
+def structure_maxima(q_of: np.ndarray, struct: np.ndarray, key: np.ndarray,
+                     classes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The best score per (query, candidate structure) pair, shape (number of distinct pairs,), and the class of
+    that candidate structure (its first spectrum's) when ``classes`` (per pair) is given."""
+    import polars as pl
+
+    if q_of.size == 0:
+        return np.zeros(0), (np.zeros(0, dtype=object) if classes is not None else None)
+    frame = pl.DataFrame({"q": q_of, "s": struct, "k": key,
+                          "c": pl.Series(classes.tolist() if classes is not None else [None] * q_of.size,
+                                         dtype=pl.Utf8)})
+    out = frame.group_by("q", "s").agg(pl.col("k").max(), pl.col("c").first())
+    return out["k"].to_numpy().astype(np.float64), (np.asarray(out["c"].to_list(), dtype=object)
+                                                    if classes is not None else None)
+
+
+def _pair_embedding_similarity(queries: FlatSpectra, q_of: np.ndarray, cand: np.ndarray,
+                               lib: PreparedLibrary, eparams: dict) -> np.ndarray:
+    """Embedding cosine of each (query, candidate) pair with the query re-embedded at the candidate's precursor
+    m/z (the encoder reads the precursor, so a query placed in the candidate's window must carry its mass)."""
+    counts = np.diff(queries.offsets)[q_of]
+    offsets = np.zeros(q_of.size + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    idx = (np.concatenate([np.arange(queries.offsets[q], queries.offsets[q + 1]) for q in q_of]) if q_of.size
+           else np.zeros(0, dtype=np.int64))
+    prec = np.asarray(lib.index.precursor_mz)[cand].astype(np.float64)
+    emb, has, _info = inference.embed_arrays(queries.mz[idx], queries.intensity[idx], offsets, prec, eparams)
+    emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    sim = np.einsum("ij,ij->i", emb, np.asarray(lib.embeddings)[cand]).astype(np.float64)
+    return np.where(has, sim, np.nan)
+
+
+def _wide_formula_null(queries: FlatSpectra, q_emb: np.ndarray | None, lib: PreparedLibrary,
+                       structure: np.ndarray, formula: np.ndarray, rows: np.ndarray, p: dict,
+                       plan: CombinePlan, seed: int, eparams: dict) -> np.ndarray:
+    """Wrong-formula candidates from +-WIDE_WINDOW_DA around each query, scored as if inside its window.
+
+    At most MAX_WIDE_PAIRS_PER_QUERY random spectra per query, for at most MAX_WIDE_QUERIES queries. Inside the precursor window the precursor shift is
+    below the fragment tolerance, so the modified cosine is taken equal to the cosine; the precursor error is
+    drawn uniformly within the window; the query is re-embedded at the candidate's precursor m/z.
+    """
+    index = lib.index
+    off, cand = find_candidates(queries.precursor_mz, queries.ion_mode, np.asarray(index.precursor_mz),
+                                         np.asarray(index.ion_mode), None, confidence.WIDE_WINDOW_DA)
+    q_of = np.repeat(np.arange(rows.size), np.diff(off))
+    qf, cf = formula[rows][q_of], formula[cand]
+    keep = (structure[cand] != structure[rows][q_of]) & ((cf != qf) | (cf < 0) | (qf < 0))
+    rng = np.random.default_rng(seed + 3)
+    if rows.size > MAX_WIDE_QUERIES:
+        keep &= np.isin(q_of, rng.choice(rows.size, MAX_WIDE_QUERIES, replace=False))
+    q_of, cand = q_of[keep], cand[keep]
+    # A random subset per query: sort by (query, random key), keep the first MAX per query.
+    order = np.lexsort((rng.random(q_of.size), q_of))
+    q_of, cand = q_of[order], cand[order]
+    first = np.searchsorted(q_of, q_of, side="left")
+    sel = (np.arange(q_of.size) - first) < MAX_WIDE_PAIRS_PER_QUERY
+    q_of, cand = q_of[sel], cand[sel]
+    if q_of.size == 0:
+        return np.zeros(0)
+    off = np.zeros(rows.size + 1, dtype=np.int64)
+    np.cumsum(np.bincount(q_of, minlength=rows.size), out=off[1:])
+    scores = score_pairs(queries, lib, off, cand, p, None)
+    if q_emb is not None and lib.embeddings is not None:
+        scores["embedding"] = _pair_embedding_similarity(queries, q_of, cand, lib, eparams)
+    scores["modified_cosine"] = scores["cosine"]
+    scores["modified_matched_peaks"] = scores["matched_peaks"]
+    tol = (float(p["precursor_tolerance_ppm"]) if p["precursor_tolerance_da"] is None
+           else float(p["precursor_tolerance_da"]) / np.maximum(queries.precursor_mz[q_of], 1.0) * 1e6)
+    ppm = rng.uniform(-1.0, 1.0, q_of.size) * tol
+    if p["rank_by"] == "combined":
+        key = plan.combined_from(scores, np.diff(queries.offsets)[q_of], ppm, p)
+    else:
+        key = np.asarray(scores[p["rank_by"]], dtype=np.float64)
+    return structure_maxima(q_of, structure[cand], np.nan_to_num(key, nan=-np.inf))[0]
+
+
+def _subset_flat(q: FlatSpectra, sel: np.ndarray) -> tuple:
+    counts = np.diff(q.offsets)[sel]
+    offsets = np.zeros(sel.size + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    idx = np.concatenate([np.arange(q.offsets[i], q.offsets[i + 1]) for i in sel]) if sel.size else np.zeros(0, int)
+    return offsets, q.mz[idx], q.intensity[idx], q.precursor_mz[sel], q.ion_mode[sel], q.rows[sel]
+
+
+def _isomer_gaps(off: np.ndarray, cand: np.ndarray, key: np.ndarray, structure: np.ndarray, formula: np.ndarray,
+                 q_struct_per_pair: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per answerable self-search with an isomer candidate: (rank-1 minus best isomer of rank-1, rank-1 wrong)."""
+    gaps, wrong = [], []
+    for q in range(off.size - 1):
+        a, b = int(off[q]), int(off[q + 1])
+        if b - a < 2:
+            continue
+        k, c = key[a:b], cand[a:b]
+        truth = q_struct_per_pair[a]
+        if not (structure[c] == truth).any() or not np.isfinite(k.max()):
+            continue
+        top = int(np.argmax(k))
+        s1, f1 = structure[c[top]], formula[c[top]]
+        iso = (structure[c] != s1) & ((formula[c] == f1) | (formula[c] < 0) | (f1 < 0))
+        if not iso.any():
+            continue
+        gaps.append(float(k[top] - k[iso].max()))
+        wrong.append(bool(s1 != truth))
+    return np.asarray(gaps, dtype=np.float64), np.asarray(wrong, dtype=bool)
+
+
+def scoring_signature(p: dict, plan: CombinePlan) -> dict:
+    """What a calibration depends on: the ranking score, its plan and encoder, the search and scoring parameters."""
+    keys = ("rank_by", "mode", "precursor_tolerance_ppm", "precursor_tolerance_da", "fragment_tolerance_da",
+            "mz_power", "intensity_power", "entropy_tolerance_da", "entropy_noise_threshold", "entropy_merge_da",
+            "calibration_queries", "calibration_seed")
+    sig = {k: p[k] for k in keys}
+    sig["plan"] = plan.kind
+    sig["model_id"] = plan.model_id if plan.use_embedding else None
+    if plan.learned is None:
+        sig["weights"] = p["weights"]
+    return sig
+
+
+def cached_calibration(index_dir: str | Path, params: dict | None = None) -> confidence.Calibration:
+    """The calibration for ``params`` stored in the index folder (``calibration/<hash>.json``), built if absent."""
+    p = engine.merge_params(params)
+    digest = hashlib.sha256(json.dumps(
+        {k: p[k] for k in sorted(p) if k not in ("top_k", "fdr", "min_score", "analogue_chunk_mb")},
+        sort_keys=True, default=str).encode()).hexdigest()[:16]
+    path = Path(index_dir) / "calibration" / f"{digest}.json"
+    if path.exists():
+        return confidence.Calibration.load(path)
+    cal = calibrate_index(index_dir, p)
+    cal.save(path)
+    return cal

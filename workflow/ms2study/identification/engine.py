@@ -1,0 +1,271 @@
+"""Library identification of MS/MS spectra (the engine of ``ms2study annotate`` and ``ms2study score``): candidate
+search, scoring, ranking and confidence.
+
+For each query spectrum with peaks, candidates are the library spectra of the same ion mode whose precursor
+m/z lies within a ppm (or Da) window, found by binary search on the index's sorted precursor m/z
+(``identity`` mode); ``analogue`` mode drops the precursor filter and takes the library spectra nearest in
+embedding space (chunked matrix products, memory bounded), or, without embeddings, scores the whole library.
+Every candidate gets the cosine and modified cosine (matchms ``CosineGreedy`` / ``ModifiedCosineGreedy``
+semantics), the entropy similarity (ms_entropy semantics) and, when embeddings are given, the embedding
+cosine, all from the numba kernels in ``ms2study.kernels``. The library embeddings are those stored in the index
+under the query embeddings' ``model_id`` (written by ``ms2study embed-library`` with the same encoder); without
+them the embedding score is left out. The ``combined`` score is, when ``combine`` is ``auto`` and the query
+embeddings come from a TRAINED encoder whose folder (``model``, as in the embed stage) holds a
+``combined.json`` learned for that very model (``ms2study learn-combined``, see ``ms2study.stages.learn_combined``), the
+learned logistic score over cosine, modified cosine, entropy, embedding similarity, matched peaks and
+precursor error. Otherwise it is the documented fixed default: the weighted mean of the available scores
+(``DEFAULT_PARAMS["weights"]``: entropy 0.5, cosine 0.25, modified cosine 0.25, embedding 0.25,
+renormalised over the scores present), in which the embedding term counts only for a trained encoder: an
+untrained placeholder's embedding similarity (``model_trained`` false, or a ``model_id`` starting with
+``untrained``) is still reported in the ``embedding`` column but never enters the combined score.
+Candidates are ranked by ``rank_by`` (combined by default) and the best ``top_k`` kept. Confidence comes from
+the library's calibrated null model (``ms2study.identification.confidence``): ``p_value``, ``q_value`` and
+``structure_q_value`` of each rank-1 hit, ``accepted`` at ``fdr`` (1 %) and the MSI level.
+The same function serves the Snakemake rule (``ms2study annotate``), ``ms2study score`` and the tests.
+Imports core, kernels, library, encoder.checkpoints and the identification modules below it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from ms2study.core import tables
+from ms2study.core.errors import InputError
+from ms2study.core.params import overlay
+from ms2study.identification import confidence
+from ms2study.identification.acceptance import (
+    LOW_COSINE, _checked_calibration, _decoy_q_values, confidence_table, evidence_notes,
+)
+from ms2study.identification.combined import SCORE_NAMES, combine_plan, embeddings_model
+from ms2study.identification.pairs import (
+    _analogue_candidates, _query_embedding_matrix, _rank_table, flatten_queries, prepare_library, score_pairs,
+)
+from ms2study.kernels.candidates import find_candidates
+from ms2study.library.index import load_library_index
+
+log = logging.getLogger(__name__)
+
+
+DEFAULT_PARAMS: dict[str, Any] = {
+    "mode": "identity",                  # identity (precursor window) | analogue (no precursor filter)
+    "precursor_tolerance_ppm": 10.0,     # candidate window around the query precursor m/z
+    "precursor_tolerance_da": None,      # when set, a window in Da replaces the ppm window
+    "ion_mode": "positive",              # ion mode of queries lacking an ion_mode column
+    "top_k": 5,                          # candidates kept per query spectrum
+    "fragment_tolerance_da": 0.02,       # cosine / modified cosine peak matching tolerance
+    "mz_power": 0.0,                     # cosine peak weight = mz**mz_power * intensity**intensity_power
+    "intensity_power": 1.0,
+    "entropy_tolerance_da": 0.02,        # entropy peak matching tolerance (peaks closer than 2x merge)
+    "entropy_noise_threshold": 0.01,     # entropy preparation: drop peaks below 1 % of the base peak
+    "entropy_merge_da": None,            # centroiding distance; None = 2 x entropy_tolerance_da (ms_entropy)
+    "weights": {"cosine": 0.25, "modified_cosine": 0.25, "entropy": 0.5, "embedding": 0.25},
+    "rank_by": "combined",               # combined | cosine | modified_cosine | entropy | embedding
+    "min_score": 0.0,                    # candidates with a ranking score <= this are dropped
+    "embedding_model": "default",        # library embeddings when the query embeddings carry no model_id
+    "combine": "auto",                   # auto: learned weights of the encoder (combined.json) if any | fixed
+    "model": "default",                  # encoder folder holding combined.json (as embed: model; default: shipped)
+    "analogue_chunk_mb": 256,            # memory bound for analogue search blocks
+    # Confidence: null_model (empirical null from leave-structure-out library searches, ms2study.identification.confidence) |
+    # decoys (random-fragment target-decoy competition; kept for comparison, it is NOT calibrated) | none.
+    "confidence": "null_model",
+    "decoy_seed": 0,
+    "fdr": 0.01,                         # q-value threshold marking accepted identifications
+    "isomer_margin": "auto",             # auto: learned with the library calibration; or a score margin
+    "calibration_queries": 4000,         # structures searched to calibrate a library (one spectrum each)
+    "calibration_seed": 0,
+    # Query cleaning: the same clean_peaks parameters as the library (see library.DEFAULT_PARAMS).
+    "cleaning": None,                    # None = take the library index's cleaning parameters
+}
+
+
+# Columns written after tables.ANNOTATIONS, in this order.
+EXTRA_COLUMNS: dict[str, pl.DataType] = {
+    "modified_cosine": pl.Float64,
+    "modified_matched_peaks": pl.Int32,
+    "entropy": pl.Float64,
+    "entropy_matched_peaks": pl.Int32,
+    "embedding": pl.Float64,
+    "combined": pl.Float64,
+    "q_value": pl.Float64,
+    "accepted": pl.Boolean,
+    "p_value": pl.Float64,
+    "structure_q_value": pl.Float64,
+    "msi_level": pl.Int8,
+    "isomer_inchikeys": pl.List(pl.Utf8),
+    "isomer_gap": pl.Float64,      # rank-1 score minus the best other structure of its formula (null: none)
+    "n_candidates": pl.Int32,      # candidate structures in the precursor window
+    "evidence_note": pl.Utf8,      # why an accepted hit with cosine < 0.3 passed
+    "library_adduct": pl.Utf8,
+    "library_formula": pl.Utf8,
+    "library_precursor_mz": pl.Float64,
+    "query_precursor_mz": pl.Float64,
+}
+
+
+ANNOTATION_SCHEMA: dict[str, pl.DataType] = {**tables.ANNOTATIONS, **EXTRA_COLUMNS}
+
+
+def merge_params(params: dict | None) -> dict[str, Any]:
+    """DEFAULT_PARAMS with ``params`` merged over them; unknown keys raise InputError naming the key."""
+    merged = overlay(params, DEFAULT_PARAMS, "annotate", nested=("weights",))
+    if merged["mode"] not in ("identity", "analogue"):
+        raise InputError(f"annotate mode '{merged['mode']}' is not known", fix="use 'identity' or 'analogue'")
+    if merged["combine"] not in ("auto", "fixed"):
+        raise InputError(f"annotate combine '{merged['combine']}' is not known", fix="use 'auto' or 'fixed'")
+    if merged["confidence"] not in ("null_model", "decoys", "none"):
+        raise InputError(f"annotate confidence '{merged['confidence']}' is not known",
+                         fix="use 'null_model', 'decoys' or 'none'")
+    margin = merged["isomer_margin"]
+    if margin != "auto" and not (isinstance(margin, (int, float)) and 0 <= float(margin) <= 1):
+        raise InputError(f"annotate isomer_margin '{margin}' is neither 'auto' nor a number in [0, 1]",
+                         fix="use isomer_margin: auto (learned with the library calibration) or e.g. 0.05")
+    if merged["rank_by"] not in ("combined", *SCORE_NAMES):
+        raise InputError(
+            f"rank_by '{merged['rank_by']}' is not a score", fix=f"use combined or one of {list(SCORE_NAMES)}"
+        )
+    return merged
+
+
+def _empty_annotations() -> pl.DataFrame:
+    return pl.DataFrame(schema=ANNOTATION_SCHEMA)
+
+
+def annotate_spectra(
+    spectra: pl.DataFrame,
+    library_index_dir: Path | str,
+    params: dict | None = None,
+    embeddings: pl.DataFrame | None = None,
+    calibration: confidence.Calibration | str | Path | None = None,
+    cleaned_with: dict | None = None,
+) -> pl.DataFrame:
+    """Top-k library candidates per spectrum with all scores (columns: tables.ANNOTATIONS, then EXTRA_COLUMNS).
+
+    ``spectra`` follows tables.SPECTRA (an ``ion_mode`` column is honoured when present);
+    ``embeddings`` follows tables.EMBEDDINGS and enables the embedding score and analogue search;
+    ``calibration`` is the library's ``ms2study.identification.confidence.Calibration`` (or its JSON path), required with
+    ``confidence: null_model`` (the default). Confidence columns (p_value, q_value, structure_q_value,
+    accepted, msi_level, isomer_inchikeys) are filled on rank-1 rows only. Raises InputError for a missing or
+    mismatched calibration and for embeddings that do not fit the library's. ``cleaned_with``: the cleaning the
+    spectra already went through (the spectra stage records it); equal to this search's cleaning, the peaks are
+    not cleaned again.
+    """
+    p = merge_params(params)
+    index = load_library_index(library_index_dir)
+    cleaning = p["cleaning"] if p["cleaning"] is not None else index.manifest.get("params", {}).get("cleaning", {})
+    for col in ("sample_id", "feature_id"):
+        if col not in spectra.columns:
+            spectra = spectra.with_columns(pl.lit(None, dtype=pl.Utf8).alias(col))
+    queries = flatten_queries(spectra, None if cleaned_with == cleaning else cleaning, p["ion_mode"])
+    if queries.rows.size == 0 or len(index) == 0:
+        return _empty_annotations()
+    model_id, trained = embeddings_model(embeddings)
+    # Library embeddings must come from the encoder that embedded the queries: look them up by its model_id.
+    lib = prepare_library(index, {**p, "embedding_model": model_id or p["embedding_model"]})
+    q_emb = _query_embedding_matrix(spectra, queries.rows, embeddings)
+    if q_emb is not None and lib.embeddings is None:
+        log.warning("library index %s has no embeddings for %s: the embedding score is left out "
+                    "(run 'ms2study embed-library --index %s' with the same embed parameters)",
+                    library_index_dir, model_id or p["embedding_model"], library_index_dir)
+    if q_emb is not None and lib.embeddings is not None and lib.embeddings.shape[1] != q_emb.shape[1]:
+        raise InputError(f"query embeddings have {q_emb.shape[1]} dimensions, the library's "
+                         f"{lib.embeddings.shape[1]}", file=str(library_index_dir),
+                         fix="embed the library and the samples with the same encoder")
+    plan = combine_plan(p, model_id, trained, q_emb is not None and lib.embeddings is not None)
+    log.info("combined score: %s", plan.description)
+    if p["mode"] == "identity":
+        cand_offsets, cand_lib = find_candidates(
+            queries.precursor_mz, queries.ion_mode, np.asarray(index.precursor_mz), np.asarray(index.ion_mode),
+            p["precursor_tolerance_ppm"], p["precursor_tolerance_da"],
+        )
+    else:
+        cand_offsets, cand_lib = _analogue_candidates(queries, lib, q_emb, p)
+    scores = score_pairs(queries, lib, cand_offsets, cand_lib, p, q_emb)
+    combined = plan.combined(queries, lib, cand_offsets, cand_lib, scores, p)
+    frame = _rank_table(queries, lib, cand_offsets, cand_lib, scores, p, combined)
+    # Candidate structures per query: the p-value's n counts structures, not spectra.
+    codes = confidence.library_codes(index.metadata)
+    n_candidates = confidence.distinct_per_query(
+        np.repeat(np.arange(queries.precursor_mz.size), np.diff(cand_offsets)), codes[0][cand_lib],
+        queries.precursor_mz.size)
+    row_q = None
+    cal = None
+    if p["mode"] == "analogue" and p["confidence"] != "none":
+        # The null is measured per precursor window: analogue hits (other precursors) are candidates, never
+        # identifications with a q-value.
+        log.info("analogue search: no q-values (the confidence calibration applies to identity searches only)")
+        p = {**p, "confidence": "none"}
+    if p["confidence"] == "decoys":
+        row_q = _decoy_q_values(queries, lib, cand_offsets, cand_lib, scores, frame, p, plan)
+    elif p["confidence"] == "null_model":
+        cal = _checked_calibration(calibration, p, plan, library_index_dir)
+    conf = confidence_table(frame, index, n_candidates, p, cal, row_q, codes) if p["confidence"] != "none" else None
+    ranked = frame.filter(pl.col("rank") <= int(p["top_k"])).drop("_key")
+    if conf is not None:
+        ranked = ranked.join(conf, on="_q", how="left").with_columns(
+            pl.when(pl.col("rank") == 1).then(pl.col(c)).alias(c)
+            for c in ("p_value", "q_value", "structure_q_value", "accepted", "msi_level", "isomer_inchikeys",
+                      "isomer_gap"))
+    else:
+        ranked = ranked.with_columns(pl.lit(None, dtype=pl.Float64).alias(c)
+                                     for c in ("p_value", "q_value", "structure_q_value")).with_columns(
+            pl.lit(None, dtype=pl.Int8).alias("msi_level"), pl.lit(None, dtype=pl.List(pl.Utf8)).alias("isomer_inchikeys"),
+            pl.lit(None, dtype=pl.Float64).alias("isomer_gap"))
+    ranked = ranked.with_columns(pl.col("accepted").fill_null(False) if "accepted" in ranked.columns
+                                 else pl.lit(False).alias("accepted"))
+    ranked = ranked.sort(["_q", "rank"])
+    meta = index.metadata
+    lib_rows = ranked["_lib"].to_numpy()
+    q_rows = queries.rows[ranked["_q"].to_numpy()]
+    q_prec = queries.precursor_mz[ranked["_q"].to_numpy()]
+    l_prec = np.asarray(index.precursor_mz)[lib_rows]
+    out = pl.DataFrame({
+        "spectrum_id": spectra["spectrum_id"].gather(q_rows),
+        "sample_id": spectra["sample_id"].cast(pl.Utf8).gather(q_rows),
+        "feature_id": spectra["feature_id"].cast(pl.Utf8).gather(q_rows),
+        "rank": ranked["rank"],
+        "library_id": meta["library_id"].gather(lib_rows),
+        "library_name": meta["name"].gather(lib_rows),
+        "library_inchikey": meta["inchikey"].gather(lib_rows),
+        "library_smiles": meta["smiles"].gather(lib_rows),
+        "precursor_error_ppm": (q_prec - l_prec) / l_prec * 1e6,
+        "cosine": ranked["cosine"],
+        "matched_peaks": ranked["matched_peaks"],
+        "modified_cosine": ranked["modified_cosine"],
+        "modified_matched_peaks": ranked["modified_matched_peaks"],
+        "entropy": ranked["entropy"],
+        "entropy_matched_peaks": ranked["entropy_matched_peaks"],
+        "embedding": ranked["embedding"].fill_nan(None),
+        "combined": ranked["combined"],
+        "q_value": ranked["q_value"].fill_nan(None),
+        "accepted": ranked["accepted"],
+        "p_value": ranked["p_value"].fill_nan(None),
+        "structure_q_value": ranked["structure_q_value"].fill_nan(None),
+        "msi_level": ranked["msi_level"],
+        "isomer_inchikeys": ranked["isomer_inchikeys"],
+        "isomer_gap": ranked["isomer_gap"],
+        "n_candidates": n_candidates[ranked["_q"].to_numpy()].astype(np.int32),
+        "evidence_note": evidence_notes(ranked, plan.use_embedding),
+        "library_adduct": meta["adduct"].gather(lib_rows),
+        "library_formula": meta["formula"].gather(lib_rows),
+        "library_precursor_mz": l_prec,
+        "query_precursor_mz": q_prec,
+    })
+    out = tables.conform(out, ANNOTATION_SCHEMA)
+    acc = out.filter(pl.col("accepted"))
+    log.info(
+        "annotated %d of %d spectra (%d candidate pairs, %d rows, %d accepted at %.0f%% FDR: %d at MSI level 2, "
+        "%d at level 3; confidence: %s)",
+        out["spectrum_id"].n_unique(), spectra.height, cand_lib.size, out.height, acc.height,
+        100 * float(p["fdr"]), int((acc["msi_level"] == 2).sum()), int((acc["msi_level"] == 3).sum()),
+        p["confidence"],
+    )
+    low = acc.filter(pl.col("cosine") < LOW_COSINE)
+    if low.height:
+        log.info("%d accepted hits have cosine < %.1f: accepted on the combined score (entropy %s)", low.height,
+                 LOW_COSINE, "and embedding agreement" if plan.use_embedding else "agreement")
+    return out
