@@ -7,9 +7,10 @@ instead of a bare C++ exception from deep inside pyOpenMS. ``is_profile`` decide
 scans must be centroided before feature detection; it trusts the file's declared spectrum type and
 falls back to the spacing of the peaks when the file does not say. ``scan_ion_mode`` and
 ``read_precursor`` read a scan's polarity and its precursor (selected ion checked against its own
-isolation window). ``set_params`` sets an OpenMS algorithm's parameters, ``ms1_experiment`` and ``centroid``
-prepare scans for feature detection or spectrum extraction (``CENTROID_MODES`` are the modes a stage may be given),
-and ``features_to_featuremap`` turns a ``tables.FEATURES`` frame back into a FeatureMap for alignment and linking.
+isolation window). ``set_params`` sets an OpenMS algorithm's parameters, ``error_reason`` gives the first line of a
+pyOpenMS error for a message, ``ms1_experiment`` and ``centroid`` prepare scans for feature detection or spectrum
+extraction (``CENTROID_MODES`` are the modes a stage may be given), and ``features_to_featuremap`` turns a
+``tables.FEATURES`` frame back into a FeatureMap for alignment and linking.
 This module may import ``ms2study.core`` only (besides pyOpenMS, numpy and polars).
 """
 
@@ -46,6 +47,12 @@ PROFILE_MAX_MEDIAN_SPACING_DA = 0.01
 
 # A stage's "centroid" parameter: auto centroids scans that look like profile data; always / never force it.
 CENTROID_MODES = ("auto", "always", "never")
+
+
+def error_reason(err: BaseException) -> str:
+    """The first line of a pyOpenMS error's text (its C++ message), or the error's type when it has none."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _reader_for(path: Path, sample_id: str | None):
@@ -87,9 +94,8 @@ def load_experiment(
     try:
         reader.load(str(path), exp)
     except Exception as err:  # pyOpenMS raises RuntimeError with the parser's text
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(
-            f"cannot read the file as {path.suffix[1:]} ({reason})",
+            f"cannot read the file as {path.suffix[1:]} ({error_reason(err)})",
             file=str(path),
             sample=sample_id,
             fix="the file is corrupt or truncated; re-export or re-convert it from the vendor raw file",

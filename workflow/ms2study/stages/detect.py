@@ -31,6 +31,7 @@ from ms2study.core.params import overlay, schema_defaults
 from ms2study.io.msio import (
     centroid,
     check_centroid_mode,
+    error_reason,
     is_profile,
     load_experiment,
     ms1_experiment,
@@ -199,9 +200,8 @@ def detect_features(mzml: str | Path, sample_id: str, params: dict | None = None
     try:
         fmap = find_features(ms1, params)
     except RuntimeError as err:  # pyOpenMS reports its refusals as RuntimeError; name the run, no traceback
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(
-            f"feature detection failed in pyOpenMS ({reason})",
+            f"feature detection failed in pyOpenMS ({error_reason(err)})",
             file=str(mzml),
             sample=sample_id,
             fix="check the run's MS1 scans and the detect parameters, or remove the sample from the sheet",
