@@ -11,9 +11,9 @@ import numpy as np
 import pyopenms as oms
 import pytest
 
-from ms2study.simulate import fragment
-from ms2study.kernels import scoring
 from ms2study.core.cleaning import clean_peaks
+from ms2study.kernels import scoring
+from ms2study.simulate import fragment
 
 LEUCINE = "CC(C)C[C@H](N)C(=O)O"
 ISOLEUCINE = "CC[C@H](C)[C@H](N)C(=O)O"
@@ -52,6 +52,17 @@ def test_every_fragment_mass_matches_openms_formula_mass():
             assert mz == pytest.approx(expected, abs=2e-5), (smiles, formula)  # the two element tables differ ~1e-6
 
 
+def test_ion_formula_holds_the_atoms_the_precursor_mz_weighs():
+    # the isotope pattern of a simulated compound comes from this formula, so it must be the precursor ion's
+    expected = {LEUCINE: "C6H14NO2", CARNITINE: "C7H16NO3", CHOLINE: "C5H14NO", G6P: "C6H14O9P"}
+    for smiles, ion in expected.items():
+        assert fragment.ion_formula(smiles) == ion
+        weight = oms.EmpiricalFormula(ion).getMonoWeight() - fragment.ELECTRON_MASS
+        assert fragment.precursor_mz(smiles) == pytest.approx(weight, abs=2e-5)
+    with pytest.raises(ValueError, match="adduct"):
+        fragment.ion_formula(CHOLINE, "[M+H]+")
+
+
 def test_charge_states_and_adducts():
     assert fragment.default_adduct(CHOLINE) == "[M]+"
     assert fragment.precursor_mz(CHOLINE) == pytest.approx(104.10699, abs=1e-4)
@@ -60,6 +71,8 @@ def test_charge_states_and_adducts():
     assert fragment.precursor_mz(CARNITINE) == pytest.approx(162.11247, abs=1e-4)
     with pytest.raises(ValueError, match="adduct"):
         fragment.precursor_mz(CHOLINE, "[M+H]+")
+    with pytest.raises(ValueError, match="not supported"):
+        fragment.precursor_mz(LEUCINE, "[M+Na]+")
     with pytest.raises(ValueError, match="parse"):
         fragment.predict_spectrum("C1CC")
 
@@ -99,11 +112,11 @@ def test_isomers_are_related_but_different(pair):
 
 def test_prediction_is_deterministic_across_processes():
     code = (
-        "from ms2study import fragment\n"
+        "from ms2study.simulate import fragment\n"
         f"mz, i = fragment.predict_spectrum({ADENOSINE!r})\n"
         "print(repr(mz.tolist()), repr(i.tolist()))\n"
     )
-    env = dict(os.environ, PYTHONPATH=str(Path(fragment.__file__).resolve().parents[1]))
+    env = dict(os.environ, PYTHONPATH=str(Path(fragment.__file__).resolve().parents[2]))
     outputs = set()
     for hash_seed in ("1", "2"):
         env["PYTHONHASHSEED"] = hash_seed

@@ -14,12 +14,16 @@ import yaml
 from rdkit import Chem
 from rdkit.Chem.rdMolDescriptors import CalcMolFormula
 
-from ms2study.simulate import fragment
-from ms2study.kernels import scoring
-from ms2study.simulate import study as simulate
-from ms2study.core.cleaning import clean_peaks
 from ms2study.cli import main
+from ms2study.core.cleaning import clean_peaks
 from ms2study.core.errors import InputError
+from ms2study.kernels import scoring
+from ms2study.simulate import fragment
+from ms2study.simulate.compounds import build_compounds, load_compounds
+from ms2study.simulate.derivatives import BACKGROUND_MZ_RANGE, background_compounds, realistic_compounds
+from ms2study.simulate.design import design_realistic, design_study
+from ms2study.simulate.params import merge_params
+from ms2study.simulate.study import CONFIG_YAML, simulate_features, simulate_study
 
 N_SAMPLES = 2
 SEED = 3
@@ -72,7 +76,7 @@ def load_mzml(path: Path) -> oms.MSExperiment:
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> Path:
     outdir = tmp_path_factory.mktemp("study") / "sim"
-    summary = simulate.simulate_study(outdir, n_samples=N_SAMPLES, seed=SEED)
+    summary = simulate_study(outdir, n_samples=N_SAMPLES, seed=SEED)
     assert summary["n_samples"] == N_SAMPLES
     return outdir
 
@@ -81,7 +85,7 @@ def study(tmp_path_factory) -> Path:
 
 
 def test_compound_list_is_valid_and_canonical():
-    table = simulate.load_compounds()
+    table = load_compounds()
     assert table.columns == ["compound_id", "name", "smiles", "chemical_class"]
     assert table.height >= 150
     assert table["compound_id"].n_unique() == table["name"].n_unique() == table.height
@@ -96,7 +100,7 @@ def test_compound_list_is_valid_and_canonical():
 
 
 def test_isomer_sets_share_a_formula_and_differ_in_structure():
-    table = simulate.load_compounds()
+    table = load_compounds()
     smiles = dict(zip(table["name"], table["smiles"], strict=True))
     for names in ISOMER_SETS:
         mols = [Chem.MolFromSmiles(smiles[n]) for n in names]
@@ -110,7 +114,7 @@ def test_isomer_sets_share_a_formula_and_differ_in_structure():
 
 
 def test_study_files_and_tables(study):
-    assert (study / "config.yaml").read_text() == simulate.CONFIG_YAML
+    assert (study / "config.yaml").read_text() == CONFIG_YAML
     config = yaml.safe_load((study / "config.yaml").read_text())
     assert config == {"library": "library.mgf", "models": {"outcomes": [
         {"column": "group", "type": "binary", "positive_class": "case"},
@@ -121,7 +125,7 @@ def test_study_files_and_tables(study):
     assert sorted(sheet["group"].to_list()) == ["case", "control"]
     assert all((study / f).exists() for f in sheet["file"])
     truth = pl.read_csv(study / "ground_truth.tsv", separator="\t")
-    n_compounds = simulate.load_compounds().height
+    n_compounds = load_compounds().height
     assert truth.height == N_SAMPLES * n_compounds
     for column in ("sample_id", "compound_id", "name", "inchikey", "chemical_class", "mz", "rt_s", "abundance",
                    "present", "above_noise", "in_library"):
@@ -137,7 +141,7 @@ def test_study_files_and_tables(study):
 
 def test_library_mgf(study):
     entries = read_mgf(study / "library.mgf")
-    table = simulate.load_compounds()
+    table = load_compounds()
     assert len(entries) == table.height
     for entry, row in zip(entries, table.iter_rows(named=True), strict=True):
         assert entry["SPECTRUM_ID"] == f"SIM{row['compound_id']}"
@@ -183,20 +187,20 @@ def test_same_seed_same_bytes_other_seed_other_bytes(study, tmp_path):
                  "simulation.json", "config.yaml"):
         assert (again / name).read_bytes() == (study / name).read_bytes(), name
     other = tmp_path / "other"
-    simulate.simulate_study(other, n_samples=N_SAMPLES, seed=SEED + 1)
+    simulate_study(other, n_samples=N_SAMPLES, seed=SEED + 1)
     assert (other / "mzml/S01.mzML").read_bytes() != (study / "mzml/S01.mzML").read_bytes()
 
 
 def test_bad_parameters_are_named(tmp_path):
     with pytest.raises(InputError, match="bogus"):
-        simulate.simulate_study(tmp_path / "x", n_samples=2, params={"bogus": 1})
+        simulate_study(tmp_path / "x", n_samples=2, params={"bogus": 1})
     assert main(["simulate", str(tmp_path / "y"), "--params", '{"fold_chnge": 2}']) == 1
     assert not (tmp_path / "y").exists()
 
 
 def test_planted_effect_and_variation():
-    compounds = simulate.build_compounds(simulate.load_compounds(), simulate.merge_params(None))
-    design = simulate.design_study(compounds, 40, seed=11, p=simulate.merge_params({"planted_class": "acylcarnitine"}))
+    compounds = build_compounds(load_compounds(), merge_params(None))
+    design = design_study(compounds, 40, seed=11, p=merge_params({"planted_class": "acylcarnitine"}))
     groups = np.array([s["group"] for s in design["samples"]])
     assert (groups == "case").sum() == 20
     log_ab = np.log(np.where(design["present"], design["abundance"], np.nan))
@@ -275,21 +279,21 @@ def test_demo_is_unchanged_by_the_realistic_profile(study):
 
 def test_profiles_and_their_parameters_are_checked():
     with pytest.raises(InputError, match="belong to the realistic profile"):
-        simulate.merge_params({"n_changed": 5})
+        merge_params({"n_changed": 5})
     with pytest.raises(InputError, match="unknown simulation profile"):
-        simulate.merge_params(None, "semi-real")
+        merge_params(None, "semi-real")
     with pytest.raises(InputError, match="effect_direction"):
-        simulate.merge_params({"effect_direction": "sideways"}, "realistic")
+        merge_params({"effect_direction": "sideways"}, "realistic")
     with pytest.raises(InputError, match="n_changed"):
-        simulate.merge_params({"n_changed": -1}, "realistic")
-    p = simulate.merge_params(None, "realistic")
+        merge_params({"n_changed": -1}, "realistic")
+    p = merge_params(None, "realistic")
     assert p["n_background_compounds"] >= 1000 and p["abundance_log_sd"] >= 1.4  # thousands, 3+ decades
 
 
 def test_background_compounds_are_derivatives_outside_the_library():
-    p = simulate.merge_params(SMALL, "realistic")
-    reference = simulate.build_compounds(simulate.load_compounds(), p)
-    background = simulate.background_compounds(reference, 300, seed=4, p=p)
+    p = merge_params(SMALL, "realistic")
+    reference = build_compounds(load_compounds(), p)
+    background = background_compounds(reference, 300, seed=4, p=p)
     assert len(background) == 300 and not any(c.in_library for c in background)
     keys = [c.inchikey.split("-")[0] for c in background]
     # no skeleton twice, none a library compound's (stereoisomers of a library compound included)
@@ -298,24 +302,24 @@ def test_background_compounds_are_derivatives_outside_the_library():
     for c in background[:50]:
         parent = by_id[c.parent]
         assert c.chemical_class == parent.chemical_class and c.transformation in c.name
-        assert simulate.BACKGROUND_MZ_RANGE[0] <= c.mz <= simulate.BACKGROUND_MZ_RANGE[1]
+        assert BACKGROUND_MZ_RANGE[0] <= c.mz <= BACKGROUND_MZ_RANGE[1]
         assert c.spectrum_mz.size >= 1 and c.spectrum_intensity.max() == pytest.approx(1.0)
         # a derivative's spectrum shares peaks with its parent's, unshifted or shifted by the mass difference
         shared = [np.any(np.abs(parent.spectrum_mz - m) < 0.01) or np.any(
             np.abs(parent.spectrum_mz + (c.mz - parent.mz) - m) < 0.01) for m in c.spectrum_mz]
         assert np.mean(shared) >= 0.5, c.name
-    again = simulate.background_compounds(reference, 300, seed=4, p=p)
+    again = background_compounds(reference, 300, seed=4, p=p)
     assert [c.smiles for c in again] == [c.smiles for c in background]
-    assert [c.smiles for c in simulate.background_compounds(reference, 300, seed=5, p=p)] != [
+    assert [c.smiles for c in background_compounds(reference, 300, seed=5, p=p)] != [
         c.smiles for c in background]
 
 
 @pytest.mark.parametrize(("direction", "effect_set"), [("up", "class"), ("mixed", "pathway"), ("down", "class")])
 def test_realistic_design_plants_a_sparse_effect(direction, effect_set):
-    p = simulate.merge_params({**SMALL, "n_changed": 10, "fold_change": 2.0, "effect_direction": direction,
+    p = merge_params({**SMALL, "n_changed": 10, "fold_change": 2.0, "effect_direction": direction,
                                "effect_set": effect_set, "planted_class": "amino_acid"}, "realistic")
-    compounds = simulate.realistic_compounds(seed=2, p=p)
-    design = simulate.design_realistic(compounds, 60, seed=2, p=p)
+    compounds = realistic_compounds(seed=2, p=p)
+    design = design_realistic(compounds, 60, seed=2, p=p)
     changed = design["changed"]
     assert len(changed) == 10 and all(compounds[i].chemical_class == "amino_acid" for i in changed)
     assert all(compounds[i].in_library for i in changed) == (effect_set == "class")
@@ -337,17 +341,17 @@ def test_realistic_design_plants_a_sparse_effect(direction, effect_set):
 
 
 def test_planted_set_must_fit_its_class():
-    p = simulate.merge_params({**SMALL, "n_changed": 20, "planted_class": "bile_acid"}, "realistic")
-    compounds = simulate.realistic_compounds(seed=0, p=p)
+    p = merge_params({**SMALL, "n_changed": 20, "planted_class": "bile_acid"}, "realistic")
+    compounds = realistic_compounds(seed=0, p=p)
     with pytest.raises(InputError, match="bile_acid"):
-        simulate.design_realistic(compounds, 8, seed=0, p=p)
+        design_realistic(compounds, 8, seed=0, p=p)
 
 
 def test_simulate_features_matches_the_study_and_shares_spectra():
-    known = simulate.simulate_features(6, seed=7, params={**SMALL, "n_changed": 5})
-    p = simulate.merge_params({**SMALL, "n_changed": 5}, "realistic")
-    compounds = simulate.realistic_compounds(7, p)
-    design = simulate.design_realistic(compounds, 6, 7, p)
+    known = simulate_features(6, seed=7, params={**SMALL, "n_changed": 5})
+    p = merge_params({**SMALL, "n_changed": 5}, "realistic")
+    compounds = realistic_compounds(7, p)
+    design = design_realistic(compounds, 6, 7, p)
     assert known.features["compound_id"].to_list() == [c.compound_id for c in compounds]
     assert known.features["changed"].sum() == 5 and known.samples.height == 6
     detected = np.isfinite(known.intensity)
@@ -383,7 +387,7 @@ def test_realistic_study_looks_like_a_real_run(tmp_path):
     assert summary["profile"] == "realistic"
     assert summary["n_background_compounds"] >= 2000 and len(summary["changed_compounds"]) == 12
     library = read_mgf(tmp_path / "real" / "library.mgf")
-    assert len(library) == simulate.load_compounds().height  # background compounds are unknowns
+    assert len(library) == load_compounds().height  # background compounds are unknowns
     truth = pl.read_csv(tmp_path / "real" / "ground_truth.tsv", separator="\t")
     assert truth.filter(pl.col("changed"))["compound_id"].n_unique() == 12
     features = detect_features(tmp_path / "real" / "mzml" / "S01.mzML", "S01")

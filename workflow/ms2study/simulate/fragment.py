@@ -56,13 +56,26 @@ class _Molecule:
     inchikey: str
 
 
-def _prepare(smiles: str, adduct: str | None = None) -> _Molecule:
+def _parse(smiles: str) -> Chem.Mol:
+    """The RDKit molecule of ``smiles``; raises ValueError when RDKit cannot parse it."""
     mol = Chem.MolFromSmiles(smiles)
     if mol is None:
         raise ValueError(f"RDKit cannot parse SMILES {smiles!r}")
+    return mol
+
+
+def ion_adduct(mol: Chem.Mol) -> str:
+    """The positive-mode ion a molecule is observed as: ``[M]+`` for a net cation (choline, thiamine),
+    ``[M+H]+`` otherwise (zwitterions such as carnitines and betaine are neutral molecules)."""
+    return "[M]+" if Chem.GetFormalCharge(mol) == 1 else "[M+H]+"
+
+
+def _prepare(smiles: str, adduct: str | None = None) -> _Molecule:
+    if adduct is not None and adduct not in SUPPORTED_ADDUCTS:
+        raise ValueError(f"adduct {adduct} is not supported; use one of {', '.join(SUPPORTED_ADDUCTS)}")
+    mol = _parse(smiles)
     key = Chem.MolToInchiKey(mol)
-    # zwitterions (carnitines, betaine) are neutral molecules observed as [M+H]+; net cations (choline) as [M]+
-    natural = "[M]+" if Chem.GetFormalCharge(mol) == 1 else "[M+H]+"
+    natural = ion_adduct(mol)
     rw = Chem.RWMol(mol)
     # Anionic sites of zwitterions (carboxylate, phosphate, N-oxide) are protonated in the positive-mode ion.
     for atom in rw.GetAtoms():
@@ -90,11 +103,9 @@ def _prepare(smiles: str, adduct: str | None = None) -> _Molecule:
 
 
 def default_adduct(smiles: str) -> str:
-    """``[M]+`` for net cations (choline, thiamine), ``[M+H]+`` otherwise (zwitterions included)."""
-    mol = Chem.MolFromSmiles(smiles)
-    if mol is None:
-        raise ValueError(f"RDKit cannot parse SMILES {smiles!r}")
-    return "[M]+" if Chem.GetFormalCharge(mol) == 1 else "[M+H]+"
+    """``[M]+`` for net cations (choline, thiamine), ``[M+H]+`` otherwise (zwitterions included); see
+    :func:`ion_adduct`. Raises ValueError for a SMILES RDKit cannot parse."""
+    return ion_adduct(_parse(smiles))
 
 
 def _formula_counts(m: _Molecule, atoms: frozenset[int] | range, extra_h: int) -> Counter:
@@ -116,30 +127,43 @@ def _hill(counts: Counter) -> str:
     return "".join(f"{el}{counts[el] if counts[el] > 1 else ''}" for el in order if counts.get(el, 0) > 0)
 
 
+def _ion_counts(smiles: str, adduct: str | None) -> Counter:
+    """Element counts of the whole precursor ion (anionic sites protonated, plus the adduct's hydrogen)."""
+    m = _prepare(smiles, adduct)
+    return _formula_counts(m, range(len(m.symbols)), m.extra_h)
+
+
 def precursor_mz(smiles: str, adduct: str | None = None) -> float:
     """Exact m/z of the precursor ion (``[M+H]+``, or ``[M]+`` for intrinsic cations).
+
+    Raises ValueError for a SMILES RDKit cannot parse, an adduct that does not fit, or a charge state other than
+    neutral (zwitterions included) or one fixed positive charge.
 
     >>> round(precursor_mz("CC(C)C[C@H](N)C(=O)O"), 4)
     132.1019
     """
-    m = _prepare(smiles, adduct)
-    return _ion_mz(_formula_counts(m, range(len(m.symbols)), m.extra_h))
+    return _ion_mz(_ion_counts(smiles, adduct))
+
+
+def ion_formula(smiles: str, adduct: str | None = None) -> str:
+    """Element formula of the precursor ion in Hill order, without charge sign (for its isotope pattern).
+
+    The atoms are those :func:`precursor_mz` weighs. Raises ValueError as :func:`precursor_mz` does.
+
+    >>> ion_formula("CC(C)C[C@H](N)C(=O)O")
+    'C6H14NO2'
+    """
+    return _hill(_ion_counts(smiles, adduct))
 
 
 def formula(smiles: str) -> str:
     """Molecular formula as RDKit writes it (Hill order; a trailing ``+`` for intrinsic cations)."""
-    mol = Chem.MolFromSmiles(smiles)
-    if mol is None:
-        raise ValueError(f"RDKit cannot parse SMILES {smiles!r}")
-    return CalcMolFormula(mol)
+    return CalcMolFormula(_parse(smiles))
 
 
 def inchikey(smiles: str) -> str:
     """Standard InChIKey of the structure."""
-    mol = Chem.MolFromSmiles(smiles)
-    if mol is None:
-        raise ValueError(f"RDKit cannot parse SMILES {smiles!r}")
-    return Chem.MolToInchiKey(mol)
+    return Chem.MolToInchiKey(_parse(smiles))
 
 
 # ---------------------------------------------------------------------------------------------------------------
