@@ -35,9 +35,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
 from machine import cpu_model
-from ms2study.stages import annotate
-from ms2study.kernels import scoring
-from ms2study.library.index import ReadReport, build_library, read_library_file
+
+from ms2study.io.entries import ReadReport
+from ms2study.io.formats import read_library_file
+from ms2study.kernels import candidates, cosine, entropy
+from ms2study.library.build import build_library
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "massbank" / "massbank_dev.mgf.gz"
 
@@ -62,12 +64,12 @@ def our_entropy_search(lib_prec, lib_mode, lib_ent, q_raw, q_prec, ms1_da, tol):
         ints.append(b)
     offsets = np.zeros(len(mzs) + 1, dtype=np.int64)
     np.cumsum([m.size for m in mzs], out=offsets[1:])
-    q_ent = scoring.prepare_entropy_peaks(
+    q_ent = entropy.prepare_entropy_peaks(
         offsets, np.concatenate(mzs), np.concatenate(ints).astype(np.float32), 0.01, 0.05, True
     )
     mode = np.ones(len(mzs), dtype=np.int8)
-    c_off, c_lib = annotate.find_candidates(np.asarray(q_prec), mode, lib_prec, lib_mode, None, ms1_da)
-    scores, _ = scoring.entropy_candidates(*q_ent, *lib_ent, c_off, c_lib, tol)
+    c_off, c_lib = candidates.find_candidates(np.asarray(q_prec), mode, lib_prec, lib_mode, None, ms1_da)
+    scores, _ = entropy.entropy_candidates(*q_ent, *lib_ent, c_off, c_lib, tol)
     # Top-1 per query without a Python loop: the first candidate that reaches its query's best score
     # (np.argmax's choice among ties), kept when that score is above 0.
     best = np.full(len(mzs), -1, dtype=np.int64)
@@ -117,7 +119,7 @@ def _memory_child(conn, arrays_path, n_target, n_queries, seed):
     del idx
     lib_prec, lib_mode = prec[rows], mode[rows]
     t0 = time.perf_counter()
-    lib_ent = scoring.prepare_entropy_peaks(r_offsets, r_mz, r_int, 0.01, 0.05, True)
+    lib_ent = entropy.prepare_entropy_peaks(r_offsets, r_mz, r_int, 0.01, 0.05, True)
     build_s = time.perf_counter() - t0
     rng = np.random.default_rng(seed)
     qrows = np.sort(rng.choice(np.flatnonzero(mode == 1), size=n_queries, replace=False))
@@ -126,16 +128,16 @@ def _memory_child(conn, arrays_path, n_target, n_queries, seed):
     # Load the compiled kernels (numba cache) in this fresh process before timing, as the parent does.
     our_entropy_search(lib_prec, lib_mode, lib_ent, (q_raw[0][:2], q_raw[1][:2]), prec[qrows[:2]], 0.01, 0.02)
     for n_warm in (2, 200):
-        w_off, w_lib = annotate.find_candidates(prec[qrows[:n_warm]], mode[qrows[:n_warm]], lib_prec, lib_mode,
+        w_off, w_lib = candidates.find_candidates(prec[qrows[:n_warm]], mode[qrows[:n_warm]], lib_prec, lib_mode,
                                                 10.0, None)
-        scoring.cosine_candidates(q_off[:n_warm + 1], q_mz, q_int, prec[qrows], r_offsets, r_mz, r_int, lib_prec,
+        cosine.cosine_candidates(q_off[:n_warm + 1], q_mz, q_int, prec[qrows], r_offsets, r_mz, r_int, lib_prec,
                                   w_off, w_lib, 0.1, 0.0, 1.0, False)
     t0 = time.perf_counter()
     _, _, n_pairs = our_entropy_search(lib_prec, lib_mode, lib_ent, q_raw, prec[qrows], 0.01, 0.02)
     entropy_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    c_off, c_lib = annotate.find_candidates(prec[qrows], mode[qrows], lib_prec, lib_mode, 10.0, None)
-    scoring.cosine_candidates(q_off, q_mz, q_int, prec[qrows], r_offsets, r_mz, r_int, lib_prec, c_off, c_lib,
+    c_off, c_lib = candidates.find_candidates(prec[qrows], mode[qrows], lib_prec, lib_mode, 10.0, None)
+    cosine.cosine_candidates(q_off, q_mz, q_int, prec[qrows], r_offsets, r_mz, r_int, lib_prec, c_off, c_lib,
                               0.1, 0.0, 1.0, False)
     cosine_s = time.perf_counter() - t0
     index_bytes = sum(a.nbytes for a in (r_offsets, r_mz, r_int, lib_prec, lib_mode, *lib_ent))
@@ -264,17 +266,17 @@ def main(argv: list[str] | None = None) -> int:
 
     # (a) cosine on the 10 ppm candidate pairs. The matchms paths get their pairs for free, so our rate is
     # that of scoring too; our candidate search (binary search on sorted precursors) is reported beside it.
-    c_off, c_lib = annotate.find_candidates(q_prec, q_mode, built.precursor_mz, built.ion_mode, 10.0, None)
+    c_off, c_lib = candidates.find_candidates(q_prec, q_mode, built.precursor_mz, built.ion_mode, 10.0, None)
     cand_s = _median_time(
-        lambda: annotate.find_candidates(q_prec, q_mode, built.precursor_mz, built.ion_mode, 10.0, None), 5
+        lambda: candidates.find_candidates(q_prec, q_mode, built.precursor_mz, built.ion_mode, 10.0, None), 5
     )
     cos_args = (q_off, q_mz, q_int, q_prec, built.offsets, built.mz, built.intensity, built.precursor_mz, c_off, c_lib,
                 0.1, 0.0, 1.0, False)
     # Load the compiled kernels (numba cache) before timing, on a call large enough for the parallel kernel.
     k = min(1000, qrows.size)
-    scoring.cosine_candidates(q_off[:k + 1], *cos_args[1:8], c_off[:k + 1], c_lib[:c_off[k]], *cos_args[10:])
+    cosine.cosine_candidates(q_off[:k + 1], *cos_args[1:8], c_off[:k + 1], c_lib[:c_off[k]], *cos_args[10:])
     res: list = []
-    ours_s = _median_time(lambda: res.append(scoring.cosine_candidates(*cos_args)), 5)
+    ours_s = _median_time(lambda: res.append(cosine.cosine_candidates(*cos_args)), 5)
     ours_cos, ours_m = res[-1]
     n_pairs = int(c_lib.size)
     pick = np.sort(rng.choice(n_pairs, size=min(args.matchms_pairs, n_pairs), replace=False))
@@ -317,10 +319,10 @@ def main(argv: list[str] | None = None) -> int:
     flash_s = time.perf_counter() - t0
 
     # Load the compiled kernels before timing (numba cache), as Flash's C code is loaded at import.
-    scoring.prepare_entropy_peaks(built.offsets[:3], built.mz, built.intensity, 0.01, 0.05, True)
+    entropy.prepare_entropy_peaks(built.offsets[:3], built.mz, built.intensity, 0.01, 0.05, True)
     t0 = time.perf_counter()
     pos_built = build_library(pos_raw)
-    lib_ent = scoring.prepare_entropy_peaks(pos_built.offsets, pos_built.mz, pos_built.intensity, 0.01, 0.05, True)
+    lib_ent = entropy.prepare_entropy_peaks(pos_built.offsets, pos_built.mz, pos_built.intensity, 0.01, 0.05, True)
     ours_build = time.perf_counter() - t0
     # build_library reorders by precursor: map its rows back to the raw positions.
     raw_pos = {(r.source_file, r.entry): i for i, r in enumerate(pos_raw)}
