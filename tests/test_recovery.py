@@ -227,8 +227,8 @@ def test_results_of_an_outcome_no_longer_configured_are_not_handed_to_the_report
         for name in ("summary.json", "metrics.parquet", "predictions.parquet"):
             assert f"results/study/models/{outcome}/{name}" in models, (outcome, name)
     assert "models_done.json" not in models
-    command = next(line for line in text.splitlines() if "-m ms2study report" in line)
-    args = shlex.split(command.split("-m ms2study report", 1)[1].split(">", 1)[0])
+    command = next(line for line in text.splitlines() if "-m ms2study" in line and " report --samples " in line)
+    args = shlex.split(command.split(" report ", 1)[1].split(">", 1)[0])
     assert "--study-dir" not in args
     summaries = args[args.index("--model-summaries") + 1:args.index("--model-predictions")]
     assert summaries == [f"results/study/models/{o}/summary.json" for o in outcomes]

@@ -12,13 +12,16 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ms2study.stages import differential
-from ms2study.stages import models
-from ms2study.core import tables
 from ms2study.cli import main as cli_main
+from ms2study.core import tables
 from ms2study.core.errors import InputError
+from ms2study.modelling import differential as differential_tables
+from ms2study.modelling.enrichment import class_enrichment
+from ms2study.modelling.featuresets import study_feature_sets
+from ms2study.modelling.univariate import bh_q_values
 from ms2study.reporting.charts import map_2d, umap_available
 from ms2study.reporting.collect import TABLES, DifferentialFiles, OutcomeFiles, ReportInputs
+from ms2study.stages import differential, models
 from ms2study.stages.report import build_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -90,8 +93,8 @@ def _write_study(root: Path, trained: bool, n: int = 8, seed: int = 0, with_q: b
                            **{s: intensities[:, j] for j, s in enumerate(ids)}}).with_columns(
         [pl.col(s).fill_nan(None) for s in ids])  # the contract: null where not detected
     matrix.write_parquet(root / "results" / "study" / "feature_matrix.parquet")
-    sets = models.study_feature_sets(sheet, [root / "results" / "samples" / s / "sample_embedding.parquet"
-                                             for s in ids], root / "results" / "study" / "feature_matrix.parquet")
+    sets = study_feature_sets(sheet, [root / "results" / "samples" / s / "sample_embedding.parquet"
+                                      for s in ids], root / "results" / "study" / "feature_matrix.parquet")
     models.model_outcomes(sheet, sets, [{"column": "group", "type": "binary", "positive_class": "case"}],
                           root / "results" / "study" / "models",
                           {"n_permutations": 3, "outer_repeats": 1, "n_bootstrap": 100})
@@ -234,8 +237,8 @@ def test_an_outcome_removed_from_the_config_is_not_reported(tmp_path: Path) -> N
     earlier = pl.read_csv(study / "samples.tsv", separator="\t").with_columns(
         pl.Series("batch", ["b1", "b2"] * (len(ids) // 2)))
     earlier.write_csv(tmp_path / "earlier_samples.tsv", separator="\t")
-    sets = models.study_feature_sets(earlier, [tmp_path / "results" / "samples" / s / "sample_embedding.parquet"
-                                               for s in ids], study / "feature_matrix.parquet")
+    sets = study_feature_sets(earlier, [tmp_path / "results" / "samples" / s / "sample_embedding.parquet"
+                                        for s in ids], study / "feature_matrix.parquet")
     batch = {"column": "batch", "type": "binary", "positive_class": "b1"}
     models.model_outcomes(earlier, sets, [batch], study / "models",
                           {"n_permutations": 3, "outer_repeats": 1, "n_bootstrap": 100})
@@ -297,28 +300,28 @@ def test_report_lists_enriched_classes_and_says_when_there_are_no_classes(tmp_pa
         + [0.3, 0.5, 0.7, 0.9, 0.4, 0.6], "tested": [True] * n, "n_samples": [8] * n,
         "detection_rate": [1.0] * n, "detection_rate_positive": [1.0] * n, "detection_rate_reference": [0.75] * n,
         "mean_log2_intensity": [18.0] * n})
-    table = table.with_columns(pl.Series("q_value", differential.bh_q_values(table["p_value"].to_numpy())))
-    table = pl.concat([table, pl.DataFrame(schema=differential.DIFFERENTIAL)], how="diagonal_relaxed").select(
-        [pl.col(c).cast(t) for c, t in differential.DIFFERENTIAL.items()]).sort("q_value")
+    table = table.with_columns(pl.Series("q_value", bh_q_values(table["p_value"].to_numpy())))
+    table = pl.concat([table, pl.DataFrame(schema=differential_tables.DIFFERENTIAL)], how="diagonal_relaxed").select(
+        [pl.col(c).cast(t) for c, t in differential_tables.DIFFERENTIAL.items()]).sort("q_value")
     summary = {"outcome": "group", "type": "binary", "test": "welch_t", "positive_class": "case",
                "reference_class": "control", "class_counts": {"control": 4, "case": 4}, "notes": [], "alpha": 0.05}
     config = {"models": {"outcomes": [{"column": "group", "type": "binary", "positive_class": "case"}]}}
 
     def report(enrichment: pl.DataFrame, notes: list[str]) -> str:
-        differential.write_table(table, study / "differential" / "group.parquet", summary)
-        differential.write_table(enrichment, study / "class_enrichment" / "group.parquet",
+        differential_tables.write_table(table, study / "differential" / "group.parquet", summary)
+        differential_tables.write_table(enrichment, study / "class_enrichment" / "group.parquet",
                                  {**summary, "enrichment_notes": notes})
         build_report(_inputs(tmp_path, ["group"]), tmp_path / "r.html", {"config_used": config})
         return (tmp_path / "r.html").read_text(encoding="utf-8").split('id="differential"')[1].split('id="encoder"')[0]
 
-    part = report(*differential.class_enrichment(table))
+    part = report(*class_enrichment(table))
     assert "2 of 3 classes tested are enriched at q &lt; 0.05" in part
     row = re.search(r"<tr><td>Alkaloids; Xanthines</td>(.*?)</tr>", part)
     cells = re.findall(r">([^<]*)</td>", row.group(1)) if row else []
     assert cells[:6] == ["2", "6", "6", "6", "0", "up"], cells
     assert "Sugars</td>" not in part.split("Enriched chemical classes")[1]
     unclassed = table.with_columns(pl.lit(None, dtype=pl.Utf8).alias("compound_class"))
-    part = report(*differential.class_enrichment(unclassed))
+    part = report(*class_enrichment(unclassed))
     assert "the library gives no compound classes for the 12 identified features" in part
     # an outcome declared but whose tables are missing is a warning, not a crash
     (study / "differential" / "group.parquet").unlink()

@@ -42,5 +42,6 @@ rule models:
     conda:
         ENV
     shell:
-        "python -m ms2study models --samples {input.sheet:q} --sample-embeddings {input.embeddings:q} "
-        "--feature-matrix {input.matrix:q} --spectra {input.spectra:q} --outdir results/study/models --params {params.p} > {log:q} 2>&1"
+        "python -m ms2study --threads {threads} models --samples {input.sheet:q} "
+        "--sample-embeddings {input.embeddings:q} --feature-matrix {input.matrix:q} --spectra {input.spectra:q} "
+        "--outdir results/study/models --params {params.p} > {log:q} 2>&1"

@@ -34,7 +34,7 @@ rule report:
     conda:
         ENV
     shell:
-        "python -m ms2study report --samples {input.sheet:q} --features {input.features:q} "
+        "python -m ms2study --threads {threads} report --samples {input.sheet:q} --features {input.features:q} "
         "--spectra {input.spectra:q} --embeddings {input.embeddings:q} --annotations {input.annotations:q} "
         "--sample-embedding {input.sample_embedding:q} --feature-matrix {input.matrix:q} "
         "--identifications {input.identifications:q} --model-summaries {input.model_summaries:q} "

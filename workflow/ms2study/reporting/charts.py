@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from ms2study.core.missing import is_missing
+from ms2study.modelling.preprocessing import HalfMinimumImputer
 from ms2study.reporting.html import PALETTE, esc, fmt
-from ms2study.stages.models import _is_missing  # TODO(issue 9): ms2study.core.missing.is_missing
 
 
 def _svg_frame(width: int, height: int, title: str, xlabel: str, ylabel: str,
@@ -101,16 +102,16 @@ def roc_points(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def _prepared(X: np.ndarray, imputation: str) -> np.ndarray:
-    """Missing values filled over all samples (a picture, not a model), constant columns dropped, standardised."""
+    """Missing values filled over all samples (a picture, not a model: the models fill inside their folds) as
+    the models fill them (``half_minimum``: the models' imputer; else the column mean), constant columns dropped,
+    standardised."""
     X = np.array(X, dtype=np.float64)
     if imputation == "half_minimum":
-        with np.errstate(all="ignore"):
-            minimum = np.nanmin(np.where(np.isnan(X), np.inf, X), axis=0)
-        fill = np.log1p(np.expm1(np.where(np.isfinite(minimum), minimum, 0.0)) / 2.0)
+        X = HalfMinimumImputer().fit_transform(X)  # columns never detected are dropped
     else:
         with np.errstate(all="ignore"):
             fill = np.nan_to_num(np.nanmean(X, axis=0))
-    X = np.where(np.isnan(X), fill, X)
+        X = np.where(np.isnan(X), fill, X)
     X = X[:, X.std(axis=0) > 0]
     return (X - X.mean(axis=0)) / X.std(axis=0) if X.shape[1] else X
 
@@ -162,7 +163,7 @@ def map_2d(X: np.ndarray, imputation: str, method: str = "auto", seed: int = 0) 
 def outcome_colours(values: list[Any], kind: str | None) -> tuple[list[str], list[str], list[tuple[str, str]]]:
     """(text, colour, legend) of each sample's outcome value: a blue-to-red ramp for a ``continuous`` outcome, a
     palette colour per class otherwise; missing values are "NA" in grey."""
-    text = ["NA" if _is_missing(v) else str(v).strip() for v in values]
+    text = ["NA" if is_missing(v) else str(v).strip() for v in values]
     if kind == "continuous":
         numbers = np.array([float(t) if t != "NA" else np.nan for t in text])
         lo, hi = np.nanmin(numbers), np.nanmax(numbers)

@@ -19,6 +19,12 @@ from typing import Any
 import polars as pl
 
 from ms2study.core.errors import InputError
+from ms2study.modelling.featuresets import (
+    binned_spectra_feature_set,
+    embedding_feature_set,
+    feature_matrix_feature_set,
+    read_spectra_tables,
+)
 from ms2study.reporting.html import esc
 
 TABLES = ("features", "spectra", "embeddings", "annotations", "sample_embedding")
@@ -223,13 +229,6 @@ def map_feature_sets(sample_ids: list[str], tables: list[dict[str, Path | None]]
     """The models' feature sets rebuilt for the maps, as ``ms2study models`` builds them: "embedding" (pooled
     sample embeddings), "features" (the feature matrix, when it has every sample) and "binned_spectra"; a set is
     left out when none of its tables is there."""
-    from ms2study.stages.models import (  # TODO(issue 9): ms2study.modelling.featuresets
-        binned_spectra_feature_set,
-        embedding_feature_set,
-        feature_matrix_feature_set,
-        read_spectra_tables,
-    )
-
     def present(kind: str) -> list[Path]:
         return [t[kind] for t in tables if t[kind] is not None and t[kind].exists()]
 

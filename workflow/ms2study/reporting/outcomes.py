@@ -12,6 +12,8 @@ from pathlib import Path
 
 import polars as pl
 
+from ms2study.modelling.differential import SIGNIFICANCE, read_summary
+from ms2study.modelling.featuresets import align_rows
 from ms2study.reporting.charts import map_2d, outcome_colours, roc_points, roc_svg, scatter_svg
 from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles
 from ms2study.reporting.html import esc, fmt, html_table, q_cell
@@ -126,8 +128,6 @@ def outcome_maps(sheet: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], sum
     """A 2-D map (``charts.map_2d``) of each of the summary's feature sets present in ``feature_sets``, samples
     coloured by the outcome column of ``sheet``; samples without any value are left out, and a set with fewer than
     3 samples or no column gets no map."""
-    from ms2study.stages.models import _align  # TODO(issue 9): ms2study.modelling.featuresets.align_rows
-
     column = summary.get("outcome")
     if column not in sheet.columns:
         return []
@@ -137,7 +137,7 @@ def outcome_maps(sheet: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], sum
     for name in summary.get("feature_sets", {}):
         if name not in feature_sets:
             continue
-        X, columns, empty = _align(feature_sets[name], ids, name)
+        X, columns, empty = align_rows(feature_sets[name], ids, name)
         keep = [i for i, s in enumerate(ids) if s not in set(empty)]
         if len(keep) < 3 or not columns:
             continue
@@ -177,8 +177,6 @@ def _test_text(summary: dict) -> str:
 def differential_section(differential: Sequence[DifferentialFiles], warnings: list[str]) -> str:
     """Per outcome (in the order given): the top ``TOP_DIFFERENTIAL`` differential features by q with their
     identification, and the enriched chemical classes. A table that is named but absent is a warning."""
-    from ms2study.stages.differential import SIGNIFICANCE, read_summary  # TODO(issue 9): ms2study.modelling.differential
-
     if not differential:
         return ("<p>No differential analysis: no outcomes are declared under <code>models: outcomes</code> in "
                 "config.yaml.</p>")
@@ -232,8 +230,6 @@ def _top_features(tested: pl.DataFrame, summary: dict, effect: str, effect_heade
 
 
 def _enrichment_part(path: Path | None, summary: dict, effect_header: str) -> str:
-    from ms2study.stages.differential import SIGNIFICANCE, read_summary  # TODO(issue 9): ms2study.modelling.differential
-
     title = "<h4>Enriched chemical classes</h4>"
     if path is None or not Path(path).exists():
         return title + "<p>No class enrichment table.</p>"

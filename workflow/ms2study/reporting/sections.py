@@ -125,10 +125,10 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str) -> str:
     """The accepted identifications of consensus features (identifications.parquet), best first."""
     acc = ident.filter(pl.col("accepted")).sort(["msi_level", "q_value", "n_samples"], descending=[False, False, True])
     n2, n3 = int((acc["msi_level"] == 2).sum()), int((acc["msi_level"] == 3).sum())
-    parts = [f"<h3>Compounds per consensus feature (top {int(params['top_compounds'])})</h3>"
-             f"<p>{acc.height} of {ident.height} consensus features with a library hit are identified at "
-             f"{at}: {n2} at MSI level 2, {n3} at level 3. The spectra of a feature (all samples) vote for "
-             "one compound; its p-value combines the spectra's p-values (Simes).</p>"]
+    parts = [(f"<h3>Compounds per consensus feature (top {int(params['top_compounds'])})</h3>"
+              f"<p>{acc.height} of {ident.height} consensus features with a library hit are identified at "
+              f"{at}: {n2} at MSI level 2, {n3} at level 3. The spectra of a feature (all samples) vote for "
+              "one compound; its p-value combines the spectra's p-values (Simes).</p>")]
     unseen = sum(1 for r in acc.iter_rows(named=True)
                  if r["msi_level"] == 3 and len([k for k in (r["isomer_inchikeys"] or []) if k]) <= 1)
     if unseen:

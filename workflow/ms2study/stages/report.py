@@ -22,6 +22,7 @@ from ms2study import __version__
 from ms2study.core.atomic import write_text
 from ms2study.core.errors import InputError
 from ms2study.core.params import overlay
+from ms2study.io.samplesheet import read_sample_sheet
 from ms2study.reporting import collect, outcomes, sections
 from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles, ReportInputs
 from ms2study.reporting.html import esc, page
@@ -51,10 +52,8 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
     Raises InputError for bad parameters, an unreadable sample sheet, or per-sample tables that do not match the
     sheet (see ``ReportInputs.per_sample``); a named file that is absent is a warning in the report.
     """
-    from ms2study.stages.models import read_samples  # TODO(issue 9): the sheet reader's new home
-
     params = merge_params(params)
-    sheet = read_samples(inputs.sheet)
+    sheet = read_sample_sheet(inputs.sheet)
     sample_ids = sheet["sample_id"].to_list()
     tables = inputs.per_sample(sample_ids)
     warnings: list[str] = []
