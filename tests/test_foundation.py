@@ -122,7 +122,7 @@ def test_snakemake_lint_is_clean(repo: Path, tmp_path: Path) -> None:
 
 
 def test_cleaning_is_the_same_for_samples_and_library(repo: Path) -> None:
-    from ms2study.library import index as library
+    from ms2study.library import build as library
     from ms2study.stages import spectra
 
     cleaning = yaml.safe_load((repo / "config" / "config.yaml").read_text())["cleaning"]
