@@ -66,7 +66,6 @@ def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], 
         # The covariates alone: the baseline that every set (which also holds them) has to beat.
         feature_sets["covariates"] = pl.DataFrame({"sample_id": ids})
     summary["estimator"] = estimator_family(params)
-    level = float(params["ci_level"])
     boot = bootstrap_weights(y, kind, int(params["n_bootstrap"]), int(params["seed"]))
     # The same permutations for every feature set, so their p-values are paired.
     rng = np.random.default_rng(int(params["seed"]) + 1)
@@ -90,46 +89,10 @@ def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], 
         imputation = params["imputation"].get(name, "mean")
         # Covariates ride along as the last columns; the preprocessing treats them apart (see preprocessor).
         X = np.hstack([X, C])
-        n_cov = C.shape[1]
-        cv = cross_validate(X, y, kind, imputation, params, n_covariates=n_cov)
+        entry, rows, cv = _evaluate_set(name, X, y, kind, imputation, params, C.shape[1], empty, boot, permutations,
+                                        summary["notes"])
+        metrics_rows.extend(rows)
         scores = cv["scores"]
-        if kind != "continuous" and np.bincount(y).min() < 2 * cv["k"] and not any("coarse" in n for n in
-                                                                                   summary["notes"]):
-            summary["notes"].append(
-                f"some test folds hold a single sample of a class ({cv['k']} folds, smallest class "
-                f"{int(np.bincount(y).min())}): fold-wise metrics are coarse and the interval can collapse (e.g. to "
-                "[1, 1]); rely on the permutation p-value and read the interval as optimistic")
-        entry: dict[str, Any] = {"n_samples": len(y), "n_features": len(columns), "n_covariates": n_cov,
-                                 "imputation": imputation,
-                                 "samples_without_values": empty, "outer_splits": cv["k"],
-                                 "outer_repeats": int(params["outer_repeats"])}
-        for metric in [PRIMARY_METRIC[kind], *SECONDARY_METRICS[kind]]:
-            stats = summarise_metric(metric, y, scores, cv["fold"], boot, level, int(params["seed"]))
-            primary = metric == PRIMARY_METRIC[kind]
-            p_value = None
-            if primary and permutations:
-                # The statistic tested is the first repeat's out-of-fold metric; the null reruns the identical nested
-                # procedure (one repeat, same seed) on permuted labels. p = (1 + #null >= observed) / (1 + n).
-                observed = metric_values(metric, y, scores[0], cv["fold"][0])[0]
-                null = []
-                for permutation in permutations:
-                    shuffled = cross_validate(X, y[permutation], kind, imputation, params, n_repeats=1,
-                                               n_covariates=n_cov)
-                    null.append(metric_values(metric, y[permutation], shuffled["scores"][0], shuffled["fold"][0])[0])
-                null = np.array(null)
-                p_value = float((1 + np.sum(null >= observed - 1e-12)) / (1 + len(null)))
-                entry["permutation_null_mean"] = finite_or_none(np.mean(null))
-            if primary:
-                entry.update(metric=metric, value=stats["value"], ci_low=stats["ci_low"], ci_high=stats["ci_high"],
-                             permutation_p=p_value)
-            else:
-                entry.setdefault("secondary", {})[metric] = {k: stats[k] for k in ("value", "ci_low", "ci_high")}
-            metrics_rows.append({
-                "feature_set": name, "metric": metric, "primary": primary, "value": stats["value"],
-                "ci_low": stats["ci_low"], "ci_high": stats["ci_high"], "permutation_p": p_value,
-                "n_samples": len(y), "n_features": len(columns), "outer_splits": cv["k"],
-                "outer_repeats": int(params["outer_repeats"]), "per_repeat": stats["per_repeat"],
-            })
         if cv["chosen"]:
             values, counts = np.unique([strength_label(v) for v in cv["chosen"]], return_counts=True)
             entry["regularisation_chosen"] = {str(v): int(c) for v, c in zip(values, counts)}
@@ -137,12 +100,67 @@ def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], 
         summary["feature_sets"][name] = entry
         prediction_rows.extend(_prediction_rows(name, ids, y, scores, cv["fold"], kind, target["classes"]))
         log.info("outcome %s, %s: %s = %s [%s, %s], p = %s (%.1f s)", spec["column"], name, entry["metric"],
-                 format_metric(entry["value"]), format_metric(entry["ci_low"]), format_metric(entry["ci_high"]), entry["permutation_p"],
-                 entry["seconds"])
+                 format_metric(entry["value"]), format_metric(entry["ci_low"]), format_metric(entry["ci_high"]),
+                 entry["permutation_p"], entry["seconds"])
     summary["status"] = "done" if summary["feature_sets"] else "skipped"
     if not summary["feature_sets"]:
         summary["reason"] = "no feature set had values for the samples"
     return {"summary": summary, "metrics": metrics_rows, "predictions": prediction_rows}
+
+
+def _evaluate_set(name: str, X: np.ndarray, y: np.ndarray, kind: str, imputation: str, params: dict,
+                  n_cov: int, empty: list[str], boot: np.ndarray, permutations: list[np.ndarray],
+                  notes: list[str]) -> tuple[dict[str, Any], list[dict], dict]:
+    """Nested CV of one feature set (X: samples x (columns + ``n_cov`` covariates); ``empty``: its samples without
+    any value) with its metrics: returns (the set's summary entry, its metrics rows, the cross-validation). A note
+    on coarse fold-wise metrics is added to ``notes`` once."""
+    cv = cross_validate(X, y, kind, imputation, params, n_covariates=n_cov)
+    scores = cv["scores"]
+    if kind != "continuous" and np.bincount(y).min() < 2 * cv["k"] and not any("coarse" in n for n in notes):
+        notes.append(
+            f"some test folds hold a single sample of a class ({cv['k']} folds, smallest class "
+            f"{int(np.bincount(y).min())}): fold-wise metrics are coarse and the interval can collapse (e.g. to "
+            "[1, 1]); rely on the permutation p-value and read the interval as optimistic")
+    n_features = X.shape[1] - n_cov
+    entry: dict[str, Any] = {"n_samples": len(y), "n_features": n_features, "n_covariates": n_cov,
+                             "imputation": imputation, "samples_without_values": empty, "outer_splits": cv["k"],
+                             "outer_repeats": int(params["outer_repeats"])}
+    rows = []
+    for metric in [PRIMARY_METRIC[kind], *SECONDARY_METRICS[kind]]:
+        stats = summarise_metric(metric, y, scores, cv["fold"], boot, float(params["ci_level"]), int(params["seed"]))
+        primary = metric == PRIMARY_METRIC[kind]
+        p_value = None
+        if primary and permutations:
+            p_value, null_mean = permutation_p_value(X, y, kind, imputation, params, n_cov, metric, cv, permutations)
+            entry["permutation_null_mean"] = null_mean
+        if primary:
+            entry.update(metric=metric, value=stats["value"], ci_low=stats["ci_low"], ci_high=stats["ci_high"],
+                         permutation_p=p_value)
+        else:
+            entry.setdefault("secondary", {})[metric] = {k: stats[k] for k in ("value", "ci_low", "ci_high")}
+        rows.append({
+            "feature_set": name, "metric": metric, "primary": primary, "value": stats["value"],
+            "ci_low": stats["ci_low"], "ci_high": stats["ci_high"], "permutation_p": p_value,
+            "n_samples": len(y), "n_features": n_features, "outer_splits": cv["k"],
+            "outer_repeats": int(params["outer_repeats"]), "per_repeat": stats["per_repeat"],
+        })
+    return entry, rows, cv
+
+
+def permutation_p_value(X: np.ndarray, y: np.ndarray, kind: str, imputation: str, params: dict, n_cov: int,
+                        metric: str, cv: dict, permutations: list[np.ndarray]) -> tuple[float, float | None]:
+    """Label-permutation p-value of ``metric`` for a cross-validation ``cv`` of (X, y): (p, mean of the null).
+
+    The statistic tested is the first repeat's out-of-fold metric; the null reruns the identical nested procedure
+    (one repeat, same seed) on each permutation of the labels (index arrays of len(y)). p = (1 + #null >= observed) /
+    (1 + n), so its resolution is 1 / (n + 1) (Phipson & Smyth 2010, Stat Appl Genet Mol Biol 9:39)."""
+    observed = metric_values(metric, y, cv["scores"][0], cv["fold"][0])[0]
+    null = []
+    for permutation in permutations:
+        shuffled = cross_validate(X, y[permutation], kind, imputation, params, n_repeats=1, n_covariates=n_cov)
+        null.append(metric_values(metric, y[permutation], shuffled["scores"][0], shuffled["fold"][0])[0])
+    null = np.array(null)
+    return float((1 + np.sum(null >= observed - 1e-12)) / (1 + len(null))), finite_or_none(np.mean(null))
 
 
 def format_metric(value: float | None) -> str:

@@ -116,6 +116,7 @@ def _cli(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``differential`` command to the ms2study CLI."""
     p = subparsers.add_parser("differential", help="per-feature tests and chemical class enrichment for one outcome")
     p.add_argument("--samples", required=True, help="sample sheet (results/study/samples.tsv)")
     p.add_argument("--feature-matrix", required=True, help="results/study/feature_matrix.parquet")

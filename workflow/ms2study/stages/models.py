@@ -202,6 +202,7 @@ def _cli_model(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``models`` (pipeline) and ``model`` (a table from elsewhere) commands to the ms2study CLI."""
     p = subparsers.add_parser("models", help="nested-CV outcome models of the study's feature sets")
     p.add_argument("--samples", required=True, help="sample sheet (TSV with sample_id and the outcome columns)")
     p.add_argument("--sample-embeddings", nargs="*", default=[], help="sample_embedding.parquet of each sample")

@@ -2,7 +2,8 @@
 (``modelling.pooling``: abundance share by default), ``ms2study prototypes`` learns the chemical-space prototypes
 once (k-means on library or reference-sample embeddings) and ``ms2study chemistry`` summarises a sample as a bag of
 chemistry over them (``modelling.chemistry``). This module reads the per-sample tables, calls those functions and
-writes their outputs atomically.
+writes their outputs atomically. The ``pool:`` config section (``DEFAULT_PARAMS``) is defined with the pooling it
+configures, in ``modelling.pooling``.
 """
 
 from __future__ import annotations
@@ -26,11 +27,6 @@ from ms2study.modelling.chemistry import (
 from ms2study.modelling.pooling import pool_sample
 
 log = logging.getLogger(__name__)
-
-# The ``pool:`` config section is defined with the pooling it configures (modelling.pooling); it is named here
-# because tests/test_config_schema.py reads each section's defaults as ``stages.<section>.DEFAULT_PARAMS`` and the
-# pool enums as ``stages.pool.METHODS`` / ``ABUNDANCE_SOURCES``.
-from ms2study.modelling.pooling import ABUNDANCE_SOURCES, DEFAULT_PARAMS, METHODS  # noqa: F401
 
 
 def _cli_pool(args: argparse.Namespace) -> int:
@@ -80,6 +76,7 @@ def _cli_chemistry(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``prototypes``, ``chemistry`` and ``pool`` commands to the ms2study CLI."""
     q = subparsers.add_parser("prototypes", help="learn the chemical-space prototypes once (k-means on embeddings)")
     q.add_argument("--library-index", default=None, help="library index folder with stored embeddings")
     q.add_argument("--model-id", default=None, help="encoder id of the library embeddings (default: the only one)")
