@@ -1,4 +1,5 @@
-"""In-silico MS/MS (ms2study.simulate.fragment): exact masses, plausible fragments, isomers, determinism."""
+"""In-silico MS/MS (ms2study.simulate.fragment, its ions from ms2study.simulate.ions): exact masses, plausible
+fragments, isomers, determinism."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 from ms2study.core.cleaning import clean_peaks
 from ms2study.kernels import scoring
-from ms2study.simulate import fragment
+from ms2study.simulate import fragment, ions
 
 LEUCINE = "CC(C)C[C@H](N)C(=O)O"
 ISOLEUCINE = "CC[C@H](C)[C@H](N)C(=O)O"
@@ -33,9 +34,9 @@ def greedy_cosine(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndar
 
 
 def test_leucine_masses_are_exact():
-    assert fragment.precursor_mz(LEUCINE) == pytest.approx(132.101905, abs=1e-5)
-    assert fragment.formula(LEUCINE) == "C6H13NO2"
-    assert fragment.inchikey(LEUCINE) == "ROHFNLRQFUQHCH-YFKPBYRVSA-N"
+    assert ions.precursor_mz(LEUCINE) == pytest.approx(132.101905, abs=1e-5)
+    assert ions.formula(LEUCINE) == "C6H13NO2"
+    assert ions.inchikey(LEUCINE) == "ROHFNLRQFUQHCH-YFKPBYRVSA-N"
     mz, inten = fragment.predict_spectrum(LEUCINE)
     assert mz.dtype == np.float64 and inten.dtype == np.float32
     assert np.all(np.diff(mz) > 0) and inten.max() == pytest.approx(1.0)
@@ -48,7 +49,7 @@ def test_leucine_masses_are_exact():
 def test_every_fragment_mass_matches_openms_formula_mass():
     for smiles in (LEUCINE, CARNITINE, ADENOSINE, G6P, CHOLINE):
         for formula, mz, _ in fragment.predict_fragments(smiles):
-            expected = oms.EmpiricalFormula(formula).getMonoWeight() - fragment.ELECTRON_MASS
+            expected = oms.EmpiricalFormula(formula).getMonoWeight() - ions.ELECTRON_MASS
             assert mz == pytest.approx(expected, abs=2e-5), (smiles, formula)  # the two element tables differ ~1e-6
 
 
@@ -56,23 +57,23 @@ def test_ion_formula_holds_the_atoms_the_precursor_mz_weighs():
     # the isotope pattern of a simulated compound comes from this formula, so it must be the precursor ion's
     expected = {LEUCINE: "C6H14NO2", CARNITINE: "C7H16NO3", CHOLINE: "C5H14NO", G6P: "C6H14O9P"}
     for smiles, ion in expected.items():
-        assert fragment.ion_formula(smiles) == ion
-        weight = oms.EmpiricalFormula(ion).getMonoWeight() - fragment.ELECTRON_MASS
-        assert fragment.precursor_mz(smiles) == pytest.approx(weight, abs=2e-5)
+        assert ions.ion_formula(smiles) == ion
+        weight = oms.EmpiricalFormula(ion).getMonoWeight() - ions.ELECTRON_MASS
+        assert ions.precursor_mz(smiles) == pytest.approx(weight, abs=2e-5)
     with pytest.raises(ValueError, match="adduct"):
-        fragment.ion_formula(CHOLINE, "[M+H]+")
+        ions.ion_formula(CHOLINE, "[M+H]+")
 
 
 def test_charge_states_and_adducts():
-    assert fragment.default_adduct(CHOLINE) == "[M]+"
-    assert fragment.precursor_mz(CHOLINE) == pytest.approx(104.10699, abs=1e-4)
+    assert ions.default_adduct(CHOLINE) == "[M]+"
+    assert ions.precursor_mz(CHOLINE) == pytest.approx(104.10699, abs=1e-4)
     # a zwitterion is a neutral molecule seen as [M+H]+
-    assert fragment.default_adduct(CARNITINE) == "[M+H]+"
-    assert fragment.precursor_mz(CARNITINE) == pytest.approx(162.11247, abs=1e-4)
+    assert ions.default_adduct(CARNITINE) == "[M+H]+"
+    assert ions.precursor_mz(CARNITINE) == pytest.approx(162.11247, abs=1e-4)
     with pytest.raises(ValueError, match="adduct"):
-        fragment.precursor_mz(CHOLINE, "[M+H]+")
+        ions.precursor_mz(CHOLINE, "[M+H]+")
     with pytest.raises(ValueError, match="not supported"):
-        fragment.precursor_mz(LEUCINE, "[M+Na]+")
+        ions.precursor_mz(LEUCINE, "[M+Na]+")
     with pytest.raises(ValueError, match="parse"):
         fragment.predict_spectrum("C1CC")
 
@@ -94,15 +95,15 @@ def test_all_fragments_lie_below_the_precursor():
     for smiles in (LEUCINE, CARNITINE, ADENOSINE, G6P):
         mz, inten = fragment.predict_spectrum(smiles, max_peaks=25)
         assert 3 <= mz.size <= 25
-        assert mz.max() <= fragment.precursor_mz(smiles) + 1e-6
+        assert mz.max() <= ions.precursor_mz(smiles) + 1e-6
         assert inten.min() >= 0.005
 
 
 @pytest.mark.parametrize("pair", [(LEUCINE, ISOLEUCINE), (LEUCINE, NORLEUCINE), (GLUCOSE, GALACTOSE)])
 def test_isomers_are_related_but_different(pair):
     a, b = pair
-    precursor = fragment.precursor_mz(a)
-    assert precursor == pytest.approx(fragment.precursor_mz(b), abs=1e-9)
+    precursor = ions.precursor_mz(a)
+    assert precursor == pytest.approx(ions.precursor_mz(b), abs=1e-9)
     sa = clean_peaks(*fragment.predict_spectrum(a), precursor)
     sb = clean_peaks(*fragment.predict_spectrum(b), precursor)
     cos = greedy_cosine(sa, sb)

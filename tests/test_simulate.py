@@ -18,7 +18,7 @@ from ms2study.cli import main
 from ms2study.core.cleaning import clean_peaks
 from ms2study.core.errors import InputError
 from ms2study.kernels import scoring
-from ms2study.simulate import fragment
+from ms2study.simulate import ions
 from ms2study.simulate.compounds import build_compounds, load_compounds
 from ms2study.simulate.derivatives import BACKGROUND_MZ_RANGE, background_compounds, realistic_compounds
 from ms2study.simulate.design import design_realistic, design_study
@@ -146,8 +146,8 @@ def test_library_mgf(study):
     for entry, row in zip(entries, table.iter_rows(named=True), strict=True):
         assert entry["SPECTRUM_ID"] == f"SIM{row['compound_id']}"
         assert entry["CHARGE"] == "1+" and entry["IONMODE"] == "positive"
-        assert entry["INCHIKEY"] == fragment.inchikey(row["smiles"])
-        assert float(entry["PEPMASS"]) == pytest.approx(fragment.precursor_mz(row["smiles"]), abs=1e-6)
+        assert entry["INCHIKEY"] == ions.inchikey(row["smiles"])
+        assert float(entry["PEPMASS"]) == pytest.approx(ions.precursor_mz(row["smiles"]), abs=1e-6)
         assert entry["ADDUCT"] in ("[M+H]+", "[M]+") and entry["COMPOUND_CLASS"] == row["chemical_class"]
         assert len(entry["mz"]) >= 3 and max(entry["intensity"]) == pytest.approx(1000.0)
 

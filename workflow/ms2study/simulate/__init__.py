@@ -1,1 +1,3 @@
-"""Simulated studies with known truth: in-silico fragmentation, mzML runs, sample sheets, realistic profiles. Depends on core and io."""
+"""Simulated studies with known truth: precursor ions and in-silico fragmentation, compounds, study designs, mzML
+runs, the realistic profile and its features known from truth. Imports ``ms2study.core`` only (never io, stages or
+the CLI); ``study`` is the entry point (``simulate_study``, ``simulate_features``, the ``simulate`` subcommand)."""

@@ -1,10 +1,10 @@
 """Compounds of a simulated study: the curated list, their ions, isotope patterns, retention times and peak shapes.
 
 ``build_compounds`` turns ``resources/compounds.tsv`` (real structures with isomer sets) into :class:`Compound`
-records: exact precursor m/z and reference spectrum from :mod:`ms2study.simulate.fragment`, isotope pattern from
-the ion's formula (pyOpenMS), a reversed-phase-like retention time from the Crippen logP rank with near-isobars
-moved apart, and a per-compound peak width and tailing. May import ``ms2study.core`` and
-``ms2study.simulate.fragment``.
+records: exact precursor m/z, formula and InChIKey (:mod:`ms2study.simulate.ions`), reference spectrum
+(:mod:`ms2study.simulate.fragment`), isotope pattern from the ion's formula (pyOpenMS), a reversed-phase-like
+retention time from the Crippen logP rank with near-isobars moved apart, and a per-compound peak width and
+tailing. May import ``ms2study.core`` and the simulate modules ``ions`` and ``fragment``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from rdkit import Chem
 from rdkit.Chem import Crippen
 
 from ms2study.core.errors import InputError
-from ms2study.simulate import fragment
+from ms2study.simulate import fragment, ions
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 COMPOUNDS_TSV = REPO_ROOT / "resources" / "compounds.tsv"
@@ -58,9 +58,9 @@ def load_compounds(path: Path = COMPOUNDS_TSV) -> pl.DataFrame:
 
 def isotope_ratios(smiles: str) -> np.ndarray:
     """Isotope pattern of the precursor ion: intensities relative to the monoisotopic peak (first element 1.0),
-    peaks of at least 0.005 of it, at most 4 (pyOpenMS coarse generator over :func:`fragment.ion_formula`).
+    peaks of at least 0.005 of it, at most 4 (pyOpenMS coarse generator over :func:`ions.ion_formula`).
     Raises ValueError or RuntimeError when RDKit or pyOpenMS refuse the structure."""
-    formula = fragment.ion_formula(smiles)
+    formula = ions.ion_formula(smiles)
     dist = oms.EmpiricalFormula(formula).getIsotopeDistribution(oms.CoarseIsotopePatternGenerator(4))
     probs = np.array([p.getIntensity() for p in dist.getContainer()], dtype=np.float64)
     ratios = probs / probs[0]
@@ -101,9 +101,9 @@ def _assign_retention_times(mz: np.ndarray, logp: np.ndarray, keys: list[str], p
 def build_compounds(table: pl.DataFrame, params: dict) -> list[Compound]:
     """Compounds with exact m/z, isotope pattern, retention time, peak shape and reference spectrum."""
     rows = table.to_dicts()
-    mz = np.array([fragment.precursor_mz(r["smiles"]) for r in rows])
+    mz = np.array([ions.precursor_mz(r["smiles"]) for r in rows])
     logp = np.array([Crippen.MolLogP(Chem.MolFromSmiles(r["smiles"])) for r in rows])
-    keys = [fragment.inchikey(r["smiles"]) for r in rows]
+    keys = [ions.inchikey(r["smiles"]) for r in rows]
     rts = _assign_retention_times(mz, logp, keys, params)
     f_lo, f_hi = params["fwhm_s"]
     t_lo, t_hi = params["tailing"]
@@ -114,7 +114,7 @@ def build_compounds(table: pl.DataFrame, params: dict) -> list[Compound]:
         v = 0.5 * (1.0 + math.erf(fragment.stable_normal("tail|" + key) / math.sqrt(2.0)))
         out.append(Compound(
             compound_id=r["compound_id"], name=r["name"], smiles=r["smiles"], chemical_class=r["chemical_class"],
-            adduct=fragment.default_adduct(r["smiles"]), formula=fragment.formula(r["smiles"]), inchikey=key,
+            adduct=ions.default_adduct(r["smiles"]), formula=ions.formula(r["smiles"]), inchikey=key,
             mz=float(m), isotope_ratios=isotope_ratios(r["smiles"]), rt_s=float(rt),
             fwhm_s=f_lo + (f_hi - f_lo) * u, tailing=t_lo + (t_hi - t_lo) * v,
             spectrum_mz=spec_mz, spectrum_intensity=spec_int,

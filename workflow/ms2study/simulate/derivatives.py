@@ -5,7 +5,7 @@ reaction SMARTS), not in the library, so that their masses, mass defects, isotop
 metabolites and embed near their parents' chemistry. Their MS/MS is derived from the parent's spectrum
 (``derived_spectrum``: shared and mass-shifted fragments, labile groups lost whole) because the in-silico
 fragmenter is too slow for thousands of conjugates. May import ``ms2study.core`` and the simulate modules
-``fragment``, ``params`` and ``compounds``.
+``ions``, ``fragment``, ``params`` and ``compounds``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from rdkit.Chem import Crippen, Descriptors
 from rdkit.Chem.rdMolDescriptors import CalcMolFormula
 
 from ms2study.core.errors import InputError
-from ms2study.simulate import fragment
+from ms2study.simulate import fragment, ions
 from ms2study.simulate.compounds import COMPOUNDS_TSV, Compound, build_compounds, isotope_ratios, load_compounds
 from ms2study.simulate.params import stream
 
@@ -148,7 +148,7 @@ def derived_spectrum(source_mz: np.ndarray, source_intensity: np.ndarray, source
 def _curated_chemistry(smiles: str) -> tuple:
     """(m/z, logP, spectrum m/z, spectrum intensity) of a curated structure, fragmenter spectrum; cached."""
     spec_mz, spec_int = fragment.predict_spectrum(smiles)
-    return (float(fragment.precursor_mz(smiles)), float(Crippen.MolLogP(Chem.MolFromSmiles(smiles))), spec_mz,
+    return (float(ions.precursor_mz(smiles)), float(Crippen.MolLogP(Chem.MolFromSmiles(smiles))), spec_mz,
             spec_int)
 
 
@@ -178,8 +178,8 @@ def _derive_chemistry(smiles: str, source: tuple, transformation: str) -> tuple 
     spec_mz, spec_int = derived_spectrum(source[1], source[2], source[0], mz, transformation, smiles)
     if spec_mz.size == 0:
         return None
-    return (fragment.ion_adduct(mol), CalcMolFormula(mol), Chem.MolToInchiKey(mol), mz, iso, float(Crippen.MolLogP(mol)), spec_mz,
-            spec_int)
+    return (ions.ion_adduct(mol), CalcMolFormula(mol), Chem.MolToInchiKey(mol), mz, iso, float(Crippen.MolLogP(mol)),
+            spec_mz, spec_int)
 
 
 def background_compounds(reference: list[Compound], n: int, seed: int, p: dict) -> list[Compound]:

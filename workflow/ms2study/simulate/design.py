@@ -38,7 +38,8 @@ def _planted_class(class_sizes: dict[str, int], minimum: int, rng: np.random.Gen
 
 def _draw_samples(groups: np.ndarray, n_compounds: int, age_compounds: list[int], p: dict,
                   rng_of: Callable[[int], np.random.Generator],
-                  levels: Callable[[np.random.Generator, bool], np.ndarray]) -> tuple[list[dict], np.ndarray, np.ndarray]:
+                  levels: Callable[[np.random.Generator, bool], np.ndarray],
+                  ) -> tuple[list[dict], np.ndarray, np.ndarray]:
     """The per-sample part of a design: (sample sheet rows, abundance, present), both arrays samples x compounds.
 
     For sample ``s`` (stream ``rng_of(s)``), in this order: age ~ N(age_mean, age_sd) rounded to 0.1 year; ln

@@ -7,7 +7,8 @@ ions), and common neutral losses (H2O, NH3, CO, CO2, HCOOH, H3PO4, HPO3, SO3) fo
 Intensities depend on the broken bond's environment (heteroatoms, carbonyls, amides, esters, glycosidic and
 phosphate bonds), on which side keeps the charge and on fragment size, plus a small per-compound variation keyed to
 the full InChIKey, so that isomers (even stereoisomers) get related but different spectra. Masses are exact
-(monoisotopic atoms minus the electron); identical fragment formulas from different routes are merged.
+(monoisotopic atoms minus the electron, :mod:`ms2study.simulate.ions`); identical fragment formulas from
+different routes are merged. May import RDKit and :mod:`ms2study.simulate.ions`.
 """
 
 from __future__ import annotations
@@ -15,18 +16,11 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections import Counter
-from dataclasses import dataclass
 
 import numpy as np
-from rdkit import Chem, RDLogger
-from rdkit.Chem.rdMolDescriptors import CalcMolFormula
+from rdkit import Chem
 
-RDLogger.DisableLog("rdApp.*")
-
-ELECTRON_MASS = 0.000548579909
-_PT = Chem.GetPeriodicTable()
-H_MASS = _PT.GetMostCommonIsotopeMass("H")
-SUPPORTED_ADDUCTS = ("[M+H]+", "[M]+")
+from ms2study.simulate.ions import Molecule, counts_mz, formula_counts, hill_formula, prepare
 
 # Neutral losses: formula, weight when the group exists. Weights are relative to a typical bond cleavage.
 NEUTRAL_LOSSES: dict[str, tuple[dict[str, int], float]] = {
@@ -41,129 +35,6 @@ NEUTRAL_LOSSES: dict[str, tuple[dict[str, int], float]] = {
 }
 
 MIN_FRAGMENT_MZ = 40.0
-
-
-@dataclass(frozen=True)
-class _Molecule:
-    """A neutralised molecule: heavy-atom graph with hydrogen counts, and how it carries its charge."""
-
-    mol: Chem.Mol
-    symbols: tuple[str, ...]
-    n_h: tuple[int, ...]
-    neighbours: tuple[tuple[int, ...], ...]
-    charge_atom: int | None     # atom holding a fixed positive charge (quaternary N, pyridinium...), else None
-    extra_h: int                # hydrogens added to the neutral molecule to make the precursor (1 for [M+H]+)
-    inchikey: str
-
-
-def _parse(smiles: str) -> Chem.Mol:
-    """The RDKit molecule of ``smiles``; raises ValueError when RDKit cannot parse it."""
-    mol = Chem.MolFromSmiles(smiles)
-    if mol is None:
-        raise ValueError(f"RDKit cannot parse SMILES {smiles!r}")
-    return mol
-
-
-def ion_adduct(mol: Chem.Mol) -> str:
-    """The positive-mode ion a molecule is observed as: ``[M]+`` for a net cation (choline, thiamine),
-    ``[M+H]+`` otherwise (zwitterions such as carnitines and betaine are neutral molecules)."""
-    return "[M]+" if Chem.GetFormalCharge(mol) == 1 else "[M+H]+"
-
-
-def _prepare(smiles: str, adduct: str | None = None) -> _Molecule:
-    if adduct is not None and adduct not in SUPPORTED_ADDUCTS:
-        raise ValueError(f"adduct {adduct} is not supported; use one of {', '.join(SUPPORTED_ADDUCTS)}")
-    mol = _parse(smiles)
-    key = Chem.MolToInchiKey(mol)
-    natural = ion_adduct(mol)
-    rw = Chem.RWMol(mol)
-    # Anionic sites of zwitterions (carboxylate, phosphate, N-oxide) are protonated in the positive-mode ion.
-    for atom in rw.GetAtoms():
-        if atom.GetFormalCharge() < 0:
-            atom.SetNumExplicitHs(atom.GetTotalNumHs() - atom.GetFormalCharge())
-            atom.SetFormalCharge(0)
-            atom.SetNoImplicit(True)
-    neutral = rw.GetMol()
-    Chem.SanitizeMol(neutral)
-    positive = [a.GetIdx() for a in neutral.GetAtoms() if a.GetFormalCharge() > 0]
-    if len(positive) > 1 or sum(a.GetFormalCharge() for a in neutral.GetAtoms()) not in (0, 1):
-        raise ValueError(f"unsupported charge state in {smiles!r}")
-    charge_atom = positive[0] if positive else None
-    if adduct is not None and adduct != natural:
-        raise ValueError(f"adduct {adduct} does not fit {smiles!r}; its ion is {natural}")
-    return _Molecule(
-        mol=neutral,
-        symbols=tuple(a.GetSymbol() for a in neutral.GetAtoms()),
-        n_h=tuple(a.GetTotalNumHs() for a in neutral.GetAtoms()),
-        neighbours=tuple(tuple(n.GetIdx() for n in a.GetNeighbors()) for a in neutral.GetAtoms()),
-        charge_atom=charge_atom,
-        extra_h=0 if charge_atom is not None else 1,
-        inchikey=key,
-    )
-
-
-def default_adduct(smiles: str) -> str:
-    """``[M]+`` for net cations (choline, thiamine), ``[M+H]+`` otherwise (zwitterions included); see
-    :func:`ion_adduct`. Raises ValueError for a SMILES RDKit cannot parse."""
-    return ion_adduct(_parse(smiles))
-
-
-def _formula_counts(m: _Molecule, atoms: frozenset[int] | range, extra_h: int) -> Counter:
-    counts: Counter = Counter()
-    for i in atoms:
-        counts[m.symbols[i]] += 1
-        counts["H"] += m.n_h[i]
-    counts["H"] += extra_h
-    return counts
-
-
-def _ion_mz(counts: Counter) -> float:
-    return sum(n * (_PT.GetMostCommonIsotopeMass(el) if el != "H" else H_MASS) for el, n in counts.items() if n) \
-        - ELECTRON_MASS
-
-
-def _hill(counts: Counter) -> str:
-    order = ["C", "H"] + sorted(el for el in counts if el not in ("C", "H"))
-    return "".join(f"{el}{counts[el] if counts[el] > 1 else ''}" for el in order if counts.get(el, 0) > 0)
-
-
-def _ion_counts(smiles: str, adduct: str | None) -> Counter:
-    """Element counts of the whole precursor ion (anionic sites protonated, plus the adduct's hydrogen)."""
-    m = _prepare(smiles, adduct)
-    return _formula_counts(m, range(len(m.symbols)), m.extra_h)
-
-
-def precursor_mz(smiles: str, adduct: str | None = None) -> float:
-    """Exact m/z of the precursor ion (``[M+H]+``, or ``[M]+`` for intrinsic cations).
-
-    Raises ValueError for a SMILES RDKit cannot parse, an adduct that does not fit, or a charge state other than
-    neutral (zwitterions included) or one fixed positive charge.
-
-    >>> round(precursor_mz("CC(C)C[C@H](N)C(=O)O"), 4)
-    132.1019
-    """
-    return _ion_mz(_ion_counts(smiles, adduct))
-
-
-def ion_formula(smiles: str, adduct: str | None = None) -> str:
-    """Element formula of the precursor ion in Hill order, without charge sign (for its isotope pattern).
-
-    The atoms are those :func:`precursor_mz` weighs. Raises ValueError as :func:`precursor_mz` does.
-
-    >>> ion_formula("CC(C)C[C@H](N)C(=O)O")
-    'C6H14NO2'
-    """
-    return _hill(_ion_counts(smiles, adduct))
-
-
-def formula(smiles: str) -> str:
-    """Molecular formula as RDKit writes it (Hill order; a trailing ``+`` for intrinsic cations)."""
-    return CalcMolFormula(_parse(smiles))
-
-
-def inchikey(smiles: str) -> str:
-    """Standard InChIKey of the structure."""
-    return Chem.MolToInchiKey(_parse(smiles))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -286,7 +157,7 @@ def stable_normal(key: str) -> float:
     return float(np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2))
 
 
-def _pieces(m: _Molecule, cut: set[frozenset[int]]) -> list[frozenset[int]]:
+def _pieces(m: Molecule, cut: set[frozenset[int]]) -> list[frozenset[int]]:
     """Connected components of the heavy-atom graph after removing the ``cut`` bonds (pairs of atoms)."""
     seen: set[int] = set()
     parts = []
@@ -305,7 +176,7 @@ def _pieces(m: _Molecule, cut: set[frozenset[int]]) -> list[frozenset[int]]:
     return parts
 
 
-def _loss_groups(m: _Molecule, piece: frozenset[int]) -> dict[str, float]:
+def _loss_groups(m: Molecule, piece: frozenset[int]) -> dict[str, float]:
     """Neutral losses possible from ``piece`` with their group multiplicity factor."""
     mol = m.mol
     n_oh = n_nh2 = n_cooh = n_co = n_po = n_so = 0
@@ -345,7 +216,7 @@ def _loss_groups(m: _Molecule, piece: frozenset[int]) -> dict[str, float]:
 @functools.lru_cache(maxsize=4096)
 def _fragment_table(smiles: str, adduct: str | None) -> tuple[tuple[str, float, float], ...]:
     """(formula, m/z, raw weight) of every predicted ion, precursor included; cached per structure."""
-    m = _prepare(smiles, adduct)
+    m = prepare(smiles, adduct)
     mol = m.mol
     n_atoms = len(m.symbols)
     all_atoms = frozenset(range(n_atoms))
@@ -354,10 +225,10 @@ def _fragment_table(smiles: str, adduct: str | None) -> tuple[tuple[str, float, 
     def add(counts: Counter, weight: float) -> None:
         if weight <= 0 or any(v < 0 for v in counts.values()):
             return
-        mz = _ion_mz(counts)
+        mz = counts_mz(counts)
         if mz < MIN_FRAGMENT_MZ:
             return
-        key = _hill(counts)
+        key = hill_formula(counts)
         if key in peaks:
             peaks[key][1] += weight
         else:
@@ -427,7 +298,7 @@ def _fragment_table(smiles: str, adduct: str | None) -> tuple[tuple[str, float, 
             for delta, hw, needs_bond in variants:
                 if not neutral_ok(other, ends_other, needs_bond):
                     continue
-                counts = _formula_counts(m, piece, m.extra_h + delta)
+                counts = formula_counts(m, piece, m.extra_h + delta)
                 w = factor * charge_w * hw * size_w
                 add(counts, w)
                 primary.append((piece, counts, w))
@@ -456,7 +327,7 @@ def _fragment_table(smiles: str, adduct: str | None) -> tuple[tuple[str, float, 
                     cleave([b1, b2], scale * (_bond_factor(b1) * _bond_factor(b2)) ** 0.5)
 
     # neutral losses from the precursor (strong) and once from each primary fragment (weaker)
-    precursor_counts = _formula_counts(m, all_atoms, m.extra_h)
+    precursor_counts = formula_counts(m, all_atoms, m.extra_h)
     total_primary = sum(w for _, _, w in primary) or 1.0
     for name, mult in _loss_groups(m, all_atoms).items():
         loss, base = NEUTRAL_LOSSES[name]
@@ -473,7 +344,7 @@ def _fragment_table(smiles: str, adduct: str | None) -> tuple[tuple[str, float, 
             add(counts, 0.4 * w * base * mult)
 
     # the surviving precursor: small, rigid ions survive more often
-    mass = _ion_mz(precursor_counts)
+    mass = counts_mz(precursor_counts)
     survive = float(np.clip(0.55 - mass / 900.0, 0.04, 0.5))
     fragment_total = sum(v[1] for v in peaks.values()) or 1.0
     add(precursor_counts, survive * fragment_total / 3.0)

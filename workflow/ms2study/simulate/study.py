@@ -56,11 +56,11 @@ chimeric_fraction, _purity  0.2, 0.5-0.8     simulate_features only: QC runs' pu
 A 16-sample realistic study simulates in about a minute on 2 cores (compounds ~20 s once, ~2-4 s per run).
 """
 
-# This docstring is the ``simulate --help`` text. The module writes a study (``simulate_study``), builds the same
-# study's features from its truth (``simulate_features``) and registers the subcommand; the pieces live in the
-# simulate modules it imports: ``params`` (profiles, random streams), ``compounds`` (curated compounds),
-# ``derivatives`` (realistic background compounds), ``design`` (sample sheet, planted effect, abundances), ``mzml``
-# (one run and its mzML) and ``fragment`` (in-silico MS/MS). It may import ``ms2study.core`` and those modules.
+# This docstring is the ``simulate --help`` text. This module writes a study (``simulate_study``), builds the same
+# study's features from its truth (``simulate_features``) and registers the subcommand. The pieces live in the other
+# simulate modules: ``params`` (profiles, random streams), ``compounds`` (curated compounds), ``derivatives``
+# (realistic background compounds), ``design`` (sample sheet, planted effect, abundances), ``mzml`` (one run and its
+# mzML), ``ions`` (precursor ions) and ``fragment`` (in-silico MS/MS). May import ``ms2study.core`` and those.
 
 from __future__ import annotations
 
