@@ -213,13 +213,98 @@ def _loss_groups(m: Molecule, piece: frozenset[int]) -> dict[str, float]:
     return groups
 
 
+def _side_variants(m: Molecule, piece: frozenset[int], ends: list[int], ends_other: list[int], ring_opening: bool,
+                   pa_piece: float, pa_other: float, h_piece: int, h_other: int,
+                   ) -> tuple[float, list[tuple[int, float, bool]]] | None:
+    """How ``piece`` of a cleavage can carry the charge: (charge weight, variants), each variant (hydrogens moved
+    onto the piece, weight, the leaving neutral must form a new bond); None when it cannot. ``ends`` and
+    ``ends_other`` are the cut bonds' atoms on either side; ``pa_*`` the sides' proton affinities."""
+    mol = m.mol
+    hetero_end = any(m.symbols[i] in ("N", "O", "S") for i in ends)
+    stabilised = any(_cation_stabilised(mol.GetAtomWithIdx(i), piece) for i in ends)
+    # a carbon end becomes a stabilised cation (iminium, oxonium, acylium, benzylic); a heteroatom end
+    # would be a nitrenium/oxenium ion, so there the piece takes a hydrogen instead
+    minus_w = 0.1 if hetero_end else (1.0 if stabilised else 0.35)
+    if m.charge_atom is not None:
+        if m.charge_atom in piece:
+            charge_w = 1.0
+            if ring_opening:
+                variants = [(0, 1.0, True)]
+            else:
+                variants = [(-1, minus_w, False)] if h_piece > 0 else []
+                if h_other > 0:
+                    variants.append((+1, 1.0 if hetero_end else 0.25, True))
+        elif ring_opening or m.charge_atom not in ends_other:
+            return None
+        else:
+            # the fixed-charge group leaves as a neutral (trimethylamine from carnitines and choline)
+            charge_w, variants = 0.6, [(0, 1.0, False)]
+    else:
+        charge_w = pa_piece ** 2 / (pa_piece ** 2 + pa_other ** 2)
+        if ring_opening:
+            variants = [(0, 1.0, True)]
+        else:
+            variants = [(-1, minus_w, False)]
+            if h_other > 0:
+                variants.append((+1, 1.0 if hetero_end else 0.25, True))
+    if charge_w < 1e-3:
+        return None
+    return charge_w, variants
+
+
+def _ring_openings(mol: Chem.Mol) -> list[tuple[list[Chem.Bond], float]]:
+    """Pairs of bonds of one ring (rings of at most 7 bonds, molecules of at most 8 rings) whose cleavage opens it,
+    with the pair's weight; carbocyclic aromatic rings are left closed."""
+    out = []
+    ring_info = mol.GetRingInfo()
+    if ring_info.NumRings() > 8:
+        return out
+    for ring in ring_info.BondRings():
+        if len(ring) > 7:
+            continue
+        bonds = [mol.GetBondWithIdx(i) for i in ring]
+        for x in range(len(bonds)):
+            for y in range(x + 1, len(bonds)):
+                b1, b2 = bonds[x], bonds[y]
+                if any(b.GetBondType() not in (Chem.BondType.SINGLE, Chem.BondType.AROMATIC) for b in (b1, b2)):
+                    continue
+                aromatic = b1.GetIsAromatic() or b2.GetIsAromatic()
+                hetero = any(at.GetSymbol() != "C" for b in (b1, b2) for at in (b.GetBeginAtom(), b.GetEndAtom()))
+                if aromatic and not hetero:
+                    continue  # carbocyclic aromatic rings hardly open at usual collision energies
+                scale = 0.12 if aromatic else 0.35
+                out.append(([b1, b2], scale * (_bond_factor(b1) * _bond_factor(b2)) ** 0.5))
+    return out
+
+
+def _neutral_losses(m: Molecule, precursor_counts: Counter,
+                    primary: list[tuple[frozenset[int], Counter, float]]) -> list[tuple[Counter, float]]:
+    """(counts, weight) of the neutral losses from the precursor (strong) and once from each primary fragment of
+    weight at least 0.02 (weaker), where the lost group exists."""
+    out = []
+    total_primary = sum(w for _, _, w in primary) or 1.0
+    for name, mult in _loss_groups(m, frozenset(range(len(m.symbols)))).items():
+        loss, base = NEUTRAL_LOSSES[name]
+        counts = precursor_counts.copy()
+        counts.subtract(loss)
+        out.append((counts, base * mult * 0.35 * total_primary / max(len(primary), 1) * 3.0))
+    for piece, counts0, w in primary:
+        if w < 0.02:
+            continue
+        for name, mult in _loss_groups(m, piece).items():
+            loss, base = NEUTRAL_LOSSES[name]
+            counts = counts0.copy()
+            counts.subtract(loss)
+            out.append((counts, 0.4 * w * base * mult))
+    return out
+
+
 @functools.lru_cache(maxsize=4096)
 def _fragment_table(smiles: str, adduct: str | None) -> tuple[tuple[str, float, float], ...]:
     """(formula, m/z, raw weight) of every predicted ion, precursor included; cached per structure."""
     m = prepare(smiles, adduct)
     mol = m.mol
     n_atoms = len(m.symbols)
-    all_atoms = frozenset(range(n_atoms))
     peaks: dict[str, list] = {}
 
     def add(counts: Counter, weight: float) -> None:
@@ -254,47 +339,20 @@ def _fragment_table(smiles: str, adduct: str | None) -> tuple[tuple[str, float, 
         parts = _pieces(m, cut)
         if len(parts) != 2:
             return
-        ring_opening = len(cut_bonds) == 2
         pa_parts = [pa(p) for p in parts]
         for side in (0, 1):
             piece, other = parts[side], parts[1 - side]
             ends = [i for b in cut_bonds for i in (b.GetBeginAtomIdx(), b.GetEndAtomIdx()) if i in piece]
             ends_other = [i for b in cut_bonds for i in (b.GetBeginAtomIdx(), b.GetEndAtomIdx()) if i in other]
             h_piece = sum(m.n_h[i] for i in piece)
-            h_other = total_h - h_piece
-            hetero_end = any(m.symbols[i] in ("N", "O", "S") for i in ends)
-            stabilised = any(_cation_stabilised(mol.GetAtomWithIdx(i), piece) for i in ends)
-            # a carbon end becomes a stabilised cation (iminium, oxonium, acylium, benzylic); a heteroatom end
-            # would be a nitrenium/oxenium ion, so there the piece takes a hydrogen instead
-            minus_w = 0.1 if hetero_end else (1.0 if stabilised else 0.35)
+            charge = _side_variants(m, piece, ends, ends_other, len(cut_bonds) == 2, pa_parts[side],
+                                    pa_parts[1 - side], h_piece, total_h - h_piece)
+            if charge is None:
+                continue
+            charge_w, variants = charge
             # fragment size: mid-sized ions dominate; very small ones are rarely intense
             frac = len(piece) / size_total
             size_w = (0.35 + frac) * (1.0 - 0.45 * frac)
-            # variants: (hydrogens moved onto the charged piece, weight, the neutral must form a new bond)
-            if m.charge_atom is not None:
-                if m.charge_atom in piece:
-                    charge_w = 1.0
-                    if ring_opening:
-                        variants = [(0, 1.0, True)]
-                    else:
-                        variants = [(-1, minus_w, False)] if h_piece > 0 else []
-                        if h_other > 0:
-                            variants.append((+1, 1.0 if hetero_end else 0.25, True))
-                elif ring_opening or m.charge_atom not in ends_other:
-                    continue
-                else:
-                    # the fixed-charge group leaves as a neutral (trimethylamine from carnitines and choline)
-                    charge_w, variants = 0.6, [(0, 1.0, False)]
-            else:
-                charge_w = pa_parts[side] ** 2 / (pa_parts[side] ** 2 + pa_parts[1 - side] ** 2)
-                if ring_opening:
-                    variants = [(0, 1.0, True)]
-                else:
-                    variants = [(-1, minus_w, False)]
-                    if h_other > 0:
-                        variants.append((+1, 1.0 if hetero_end else 0.25, True))
-            if charge_w < 1e-3:
-                continue
             for delta, hw, needs_bond in variants:
                 if not neutral_ok(other, ends_other, needs_bond):
                     continue
@@ -307,41 +365,12 @@ def _fragment_table(smiles: str, adduct: str | None) -> tuple[tuple[str, float, 
         if bond.IsInRing() or bond.GetBondType() != Chem.BondType.SINGLE:
             continue
         cleave([bond], _bond_factor(bond))
+    for bonds, factor in _ring_openings(mol):
+        cleave(bonds, factor)
 
-    ring_info = mol.GetRingInfo()
-    if ring_info.NumRings() <= 8:
-        for ring in ring_info.BondRings():
-            if len(ring) > 7:
-                continue
-            bonds = [mol.GetBondWithIdx(i) for i in ring]
-            for x in range(len(bonds)):
-                for y in range(x + 1, len(bonds)):
-                    b1, b2 = bonds[x], bonds[y]
-                    if any(b.GetBondType() not in (Chem.BondType.SINGLE, Chem.BondType.AROMATIC) for b in (b1, b2)):
-                        continue
-                    aromatic = b1.GetIsAromatic() or b2.GetIsAromatic()
-                    hetero = any(at.GetSymbol() != "C" for b in (b1, b2) for at in (b.GetBeginAtom(), b.GetEndAtom()))
-                    if aromatic and not hetero:
-                        continue  # carbocyclic aromatic rings hardly open at usual collision energies
-                    scale = 0.12 if aromatic else 0.35
-                    cleave([b1, b2], scale * (_bond_factor(b1) * _bond_factor(b2)) ** 0.5)
-
-    # neutral losses from the precursor (strong) and once from each primary fragment (weaker)
-    precursor_counts = formula_counts(m, all_atoms, m.extra_h)
-    total_primary = sum(w for _, _, w in primary) or 1.0
-    for name, mult in _loss_groups(m, all_atoms).items():
-        loss, base = NEUTRAL_LOSSES[name]
-        counts = precursor_counts.copy()
-        counts.subtract(loss)
-        add(counts, base * mult * 0.35 * total_primary / max(len(primary), 1) * 3.0)
-    for piece, counts0, w in primary:
-        if w < 0.02:
-            continue
-        for name, mult in _loss_groups(m, piece).items():
-            loss, base = NEUTRAL_LOSSES[name]
-            counts = counts0.copy()
-            counts.subtract(loss)
-            add(counts, 0.4 * w * base * mult)
+    precursor_counts = formula_counts(m, frozenset(range(n_atoms)), m.extra_h)
+    for counts, weight in _neutral_losses(m, precursor_counts, primary):
+        add(counts, weight)
 
     # the surviving precursor: small, rigid ions survive more often
     mass = counts_mz(precursor_counts)
