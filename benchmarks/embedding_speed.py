@@ -35,7 +35,8 @@ MASSBANK = REPO.parent / "shared" / "data" / "massbank" / "massbank_dev.mgf.gz"
 
 def load_spectra(n: int, seed: int) -> tuple[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     if MASSBANK.exists():
-        from ms2study.library.index import build_library, read_library_file
+        from ms2study.io.formats import read_library_file
+        from ms2study.library.build import build_library
 
         built = build_library(itertools.islice(read_library_file(MASSBANK), n))
         return f"MassBank ({MASSBANK.name}, first {n} entries)", (

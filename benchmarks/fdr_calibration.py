@@ -37,7 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
 from ms2study.encoder import checkpoints  # noqa: E402
 from ms2study.encoder import inference as embed  # noqa: E402
-from ms2study.library.index import BuiltLibrary, ReadReport, write_library_index  # noqa: E402
+from ms2study.io.entries import ReadReport  # noqa: E402
+from ms2study.library.build import BuiltLibrary  # noqa: E402
+from ms2study.library.index import write_library_index  # noqa: E402
 from ms2study.identification import reference  # noqa: E402
 from ms2study.identification import engine  # noqa: E402
 from ms2study.identification import calibration  # noqa: E402

@@ -190,7 +190,8 @@ def test_embed_library_index(tmp_path) -> None:
 
 def test_real_massbank_spectra(shared_data) -> None:
     """On 600 real spectra: bf16 agrees with fp32, and spectra of one compound are closer than of different ones."""
-    from ms2study.library.index import build_library, read_library_file
+    from ms2study.io.formats import read_library_file
+    from ms2study.library.build import build_library
 
     path = shared_data / "massbank" / "massbank_dev.mgf.gz"
     built = build_library(itertools.islice(read_library_file(path), 600))

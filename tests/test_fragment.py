@@ -13,7 +13,7 @@ import pyopenms as oms
 import pytest
 
 from ms2study.core.cleaning import clean_peaks
-from ms2study.kernels import scoring
+from ms2study.kernels import cosine
 from ms2study.simulate import fragment, ions
 
 LEUCINE = "CC(C)C[C@H](N)C(=O)O"
@@ -29,7 +29,7 @@ G6P = "O=P(O)(O)OC[C@H]1OC(O)[C@H](O)[C@@H](O)[C@@H]1O"
 
 def greedy_cosine(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], tol: float = 0.01) -> float:
     """Greedy cosine of two (mz, intensity) spectra with the pipeline's scoring kernel (matchms semantics)."""
-    return scoring.cosine_pair(a[0], a[1].astype(np.float64), b[0], b[1].astype(np.float64), tol, 0.0, 1.0, 0.0,
+    return cosine.cosine_pair(a[0], a[1].astype(np.float64), b[0], b[1].astype(np.float64), tol, 0.0, 1.0, 0.0,
                                False)[0]
 
 

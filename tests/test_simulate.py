@@ -17,7 +17,7 @@ from rdkit.Chem.rdMolDescriptors import CalcMolFormula
 from ms2study.cli import main
 from ms2study.core.cleaning import clean_peaks
 from ms2study.core.errors import InputError
-from ms2study.kernels import scoring
+from ms2study.kernels import cosine
 from ms2study.simulate import ions
 from ms2study.simulate.compounds import build_compounds, load_compounds
 from ms2study.simulate.derivatives import BACKGROUND_MZ_RANGE, background_compounds, realistic_compounds
@@ -46,7 +46,7 @@ ISOMER_SETS = [
 
 def greedy_cosine(m1: np.ndarray, i1: np.ndarray, m2: np.ndarray, i2: np.ndarray, tol: float = 0.01) -> float:
     """Greedy cosine with the pipeline's scoring kernel (matchms semantics)."""
-    return scoring.cosine_pair(m1, i1.astype(np.float64), m2, i2.astype(np.float64), tol, 0.0, 1.0, 0.0, False)[0]
+    return cosine.cosine_pair(m1, i1.astype(np.float64), m2, i2.astype(np.float64), tol, 0.0, 1.0, 0.0, False)[0]
 
 
 def read_mgf(path: Path) -> list[dict]:

@@ -9,6 +9,8 @@ rule train_encoder:
     params:
         p=train_params,
         c=learn_combined_params,
+        # the same cleaning as the sample spectra and the library index
+        cleaning=section_params("cleaning"),
         version=MS2STUDY_VERSION,
     log:
         "logs/train/{name}.log",
@@ -23,6 +25,6 @@ rule train_encoder:
         ENV
     shell:
         "python -m ms2study --threads {threads} train --library {input:q} --out {output:q} "
-        "--params {params.p} > {log:q} 2>&1 && "
+        "--params {params.p} --cleaning {params.cleaning} > {log:q} 2>&1 && "
         "python -m ms2study --threads {threads} learn-combined --library {input:q} --model {output:q} --optional "
-        "--params {params.c} >> {log:q} 2>&1"
+        "--params {params.c} --cleaning {params.cleaning} >> {log:q} 2>&1"

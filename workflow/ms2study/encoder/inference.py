@@ -23,25 +23,17 @@ import torch
 from numba import njit, prange
 
 from ms2study.core.errors import InputError
-from ms2study.core.params import overlay
+from ms2study.core.params import overlay, schema_defaults
 from ms2study.core.tables import EMBEDDINGS, conform
 from ms2study.encoder import model as enc
 from ms2study.encoder.checkpoints import resolve_model_dir
+from ms2study.core.flat import offsets_from_counts
 
 log = logging.getLogger(__name__)
 
 
-DEFAULT_PARAMS: dict[str, Any] = {
-    # Encoder checkpoint folder (model.safetensors + config.json). "default": the trained encoder shipped in
-    # resources/models/default, or the untrained placeholder (with a warning) while none is shipped.
-    # null: always the seeded untrained placeholder.
-    "model": "default",
-    "device": "auto",        # auto (cuda when available) | cpu | cuda | cuda:N
-    "batch_size": 256,       # spectra per batch (per forward pass)
-    "max_peaks": 64,         # most intense peaks kept per spectrum
-    "precision": "auto",     # auto | fp32 | bf16 | fp16 (auto: bf16 on CUDA/bf16-capable CPUs, else fp32)
-    "seed": 0,               # seeds the placeholder's weights (ignored for trained checkpoints)
-}
+# The embed section (defaults, types and allowed values in workflow/schemas/config.schema.yaml).
+DEFAULT_PARAMS: dict[str, Any] = schema_defaults("embed")
 
 
 def merge_params(params: dict | None) -> dict[str, Any]:
@@ -164,8 +156,7 @@ def select_peaks(
     intensity = np.ascontiguousarray(intensity, dtype=np.float64)
     offsets = np.ascontiguousarray(offsets, dtype=np.int64)
     kept = _count_valid(mz, intensity, offsets, int(max_peaks))
-    new_offsets = np.zeros(offsets.shape[0], dtype=np.int64)
-    np.cumsum(kept, out=new_offsets[1:])
+    new_offsets = offsets_from_counts(kept)
     out_mz = np.empty(int(new_offsets[-1]), dtype=np.float64)
     out_rel = np.empty(int(new_offsets[-1]), dtype=np.float32)
     _fill_top_peaks(mz, intensity, offsets, new_offsets, out_mz, out_rel)

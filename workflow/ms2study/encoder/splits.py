@@ -3,19 +3,21 @@ model may be trained on.
 
 A structure (first InChIKey block, the 2-D skeleton) goes wholly to one part by a seeded hash, so a model is never
 evaluated on a structure it saw, and every consumer (training, learn-combined, calibration, benchmarks) recomputes
-the same split from the seed and fractions recorded in the checkpoint. Imports nothing from ms2study.
+the same split from the seed and fractions recorded in the checkpoint. Imports only core.
 """
 
 from __future__ import annotations
 
 import hashlib
 
+from ms2study.core.params import schema_defaults
+
 
 # MassBank licenses that permit commercial use (a shipped model must be redistributable).
 COMMERCIAL_LICENSES = ["CC BY", "CC BY-SA", "CC0", "dl-de/by-2-0"]
 
 # The split the training stage uses by default (its seed, val_fraction, test_fraction and licenses parameters).
-SPLIT_DEFAULTS = {"seed": 0, "val_fraction": 0.1, "test_fraction": 0.1, "licenses": COMMERCIAL_LICENSES}
+SPLIT_DEFAULTS = {k: schema_defaults("train")[k] for k in ("seed", "val_fraction", "test_fraction", "licenses")}
 
 
 def assign_split(block: str, seed: int, val_fraction: float, test_fraction: float) -> str:

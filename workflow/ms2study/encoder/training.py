@@ -31,46 +31,20 @@ import torch
 from ms2study import __version__
 from ms2study.core.atomic import write_parquet
 from ms2study.core.errors import InputError
+from ms2study.core.params import schema_defaults
 from ms2study.encoder import inference as emb
 from ms2study.encoder.model import EncoderConfig, SpectrumEncoder, build_encoder, save_encoder
-from ms2study.encoder.splits import SPLIT_DEFAULTS, assign_split
+from ms2study.encoder.splits import assign_split
+from ms2study.io.entries import ReadReport
+from ms2study.io.formats import read_library_file
 from ms2study.kernels.candidates import find_candidates
+from ms2study.library.build import build_library
 
 log = logging.getLogger(__name__)
 
 
-DEFAULT_PARAMS: dict[str, Any] = {
-    "seed": SPLIT_DEFAULTS["seed"],
-    "epochs": 20,
-    "max_steps": None,            # stop after this many optimizer steps (None: all epochs)
-    "max_seconds": None,          # stop (and validate) once this much wall time has passed (None: no limit)
-    "batch_compounds": 128,       # structures per step (two views each)
-    "isomer_fraction": 0.5,       # share of each batch drawn as groups of isomers
-    "lr": 3e-4,
-    "weight_decay": 0.01,
-    "warmup_steps": 200,
-    "temperature": 0.05,
-    "val_fraction": SPLIT_DEFAULTS["val_fraction"],
-    "test_fraction": SPLIT_DEFAULTS["test_fraction"],
-    "licenses": SPLIT_DEFAULTS["licenses"],  # keep spectra with these LICENSE values; null keeps all
-    "max_peaks": 64,
-    "architecture": {},           # overrides of EncoderConfig fields
-    "augment": {
-        "peak_dropout": 0.1,      # probability to drop each peak (the base peak is always kept)
-        "intensity_noise": 0.2,   # sigma of log-normal multiplicative intensity noise
-        "noise_peaks": 2.0,       # mean number of added noise peaks (Poisson)
-        "noise_max_rel": 0.05,    # their maximum intensity relative to the base peak
-        "mz_error_ppm": 3.0,      # sigma of per-spectrum systematic and per-peak m/z error
-    },
-    "val_max_spectra": 8000,      # validation retrieval uses at most this many spectra
-    "init": None,                 # model folder to start from (fine-tuning); its architecture is kept
-    "tanimoto_weight": 0.0,       # weight of the structure-similarity term (0: off); see tanimoto_loss
-    "fingerprint_bits": 2048,     # Morgan fingerprint (radius 2) size for that term
-    "device": "auto",
-    "precision": "auto",          # auto: bf16/fp16 autocast on CUDA, fp32 on CPU | fp32 | bf16 | fp16
-    "name": "ms2study-encoder",
-    "log_every": 50,
-}
+# The train section (defaults, types and allowed values in workflow/schemas/config.schema.yaml).
+DEFAULT_PARAMS: dict[str, Any] = schema_defaults("train")
 
 
 def merge_params(params: dict | None) -> dict[str, Any]:
@@ -94,8 +68,6 @@ class TrainingData:
     """Cleaned library spectra with structure keys, split by structure, and the isomer groups of the train part."""
 
     def __init__(self, library_paths: list[str | os.PathLike], p: dict[str, Any], cleaning: dict | None = None):
-        from ms2study.library.index import ReadReport, build_library, read_library_file
-
         report = ReadReport()
         entries = (raw for path in library_paths for raw in read_library_file(path, report))
         built = build_library(entries, {"cleaning": cleaning} if cleaning else None, report=report)

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ms2study.core.errors import InputError
-from ms2study.core.flat import FlatSpectra
+from ms2study.core.flat import FlatSpectra, offsets_from_counts
 from ms2study.encoder import inference
 from ms2study.encoder.checkpoints import model_split_settings, resolve_model_dir
 from ms2study.encoder.splits import assign_split
@@ -69,13 +69,7 @@ def _query_spectra(index: LibraryIndex, rows: np.ndarray, degraded: np.ndarray, 
             m, x = degrade(m, x, float(index.precursor_mz[r]), level, rng)
         mzs.append(np.asarray(m, dtype=np.float64))
         ints.append(np.asarray(x, dtype=np.float32))
-    offsets = np.zeros(rows.size + 1, dtype=np.int64)
-    np.cumsum([m.size for m in mzs], out=offsets[1:])
-    return FlatSpectra(
-        offsets=offsets, mz=np.concatenate(mzs) if mzs else np.zeros(0),
-        intensity=np.concatenate(ints) if ints else np.zeros(0, dtype=np.float32),
-        precursor_mz=np.asarray(index.precursor_mz)[rows].astype(np.float64),
-        ion_mode=np.asarray(index.ion_mode)[rows].astype(np.int8), rows=np.asarray(rows, dtype=np.int64))
+    return FlatSpectra.from_lists(mzs, ints, np.asarray(index.precursor_mz)[rows], np.asarray(index.ion_mode)[rows], rows)
 
 
 def choose_queries(structure: np.ndarray, ion_mode: np.ndarray, n_max: int, seed: int,
@@ -178,7 +172,7 @@ def calibrate_index(index_dir: str | Path, params: dict | None = None) -> confid
         q_emb = lib_emb[rows].copy()
         if degraded.any():
             sel = np.flatnonzero(degraded)
-            sub = FlatSpectra(*_subset_flat(queries, sel))
+            sub = queries.take(sel)
             emb, has, _info = inference.embed_arrays(sub.mz, sub.intensity, sub.offsets, sub.precursor_mz, eparams)
             emb[~has] = np.nan
             q_emb[sel] = emb
@@ -189,8 +183,7 @@ def calibrate_index(index_dir: str | Path, params: dict | None = None) -> confid
     q_of = np.repeat(np.arange(rows.size), np.diff(off))
     keep = cand != rows[q_of]
     cand, q_of = cand[keep], q_of[keep]
-    off = np.zeros(rows.size + 1, dtype=np.int64)
-    np.cumsum(np.bincount(q_of, minlength=rows.size), out=off[1:])
+    off = offsets_from_counts(np.bincount(q_of, minlength=rows.size))
     scores = score_pairs(queries, lib, off, cand, p, q_emb)
     key = ranking_score(queries, lib, off, cand, scores, p, plan)
     key = np.nan_to_num(key, nan=-np.inf)
@@ -249,8 +242,7 @@ def _pair_embedding_similarity(queries: FlatSpectra, q_of: np.ndarray, cand: np.
     """Embedding cosine of each (query, candidate) pair with the query re-embedded at the candidate's precursor
     m/z (the encoder reads the precursor, so a query placed in the candidate's window must carry its mass)."""
     counts = np.diff(queries.offsets)[q_of]
-    offsets = np.zeros(q_of.size + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
+    offsets = offsets_from_counts(counts)
     idx = (np.concatenate([np.arange(queries.offsets[q], queries.offsets[q + 1]) for q in q_of]) if q_of.size
            else np.zeros(0, dtype=np.int64))
     prec = np.asarray(lib.index.precursor_mz)[cand].astype(np.float64)
@@ -287,8 +279,7 @@ def _wide_formula_null(queries: FlatSpectra, q_emb: np.ndarray | None, lib: Prep
     q_of, cand = q_of[sel], cand[sel]
     if q_of.size == 0:
         return np.zeros(0)
-    off = np.zeros(rows.size + 1, dtype=np.int64)
-    np.cumsum(np.bincount(q_of, minlength=rows.size), out=off[1:])
+    off = offsets_from_counts(np.bincount(q_of, minlength=rows.size))
     scores = score_pairs(queries, lib, off, cand, p, None)
     if q_emb is not None and lib.embeddings is not None:
         scores["embedding"] = _pair_embedding_similarity(queries, q_of, cand, lib, eparams)
@@ -302,14 +293,6 @@ def _wide_formula_null(queries: FlatSpectra, q_emb: np.ndarray | None, lib: Prep
     else:
         key = np.asarray(scores[p["rank_by"]], dtype=np.float64)
     return structure_maxima(q_of, structure[cand], np.nan_to_num(key, nan=-np.inf))[0]
-
-
-def _subset_flat(q: FlatSpectra, sel: np.ndarray) -> tuple:
-    counts = np.diff(q.offsets)[sel]
-    offsets = np.zeros(sel.size + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    idx = np.concatenate([np.arange(q.offsets[i], q.offsets[i + 1]) for i in sel]) if sel.size else np.zeros(0, int)
-    return offsets, q.mz[idx], q.intensity[idx], q.precursor_mz[sel], q.ion_mode[sel], q.rows[sel]
 
 
 def _isomer_gaps(off: np.ndarray, cand: np.ndarray, key: np.ndarray, structure: np.ndarray, formula: np.ndarray,

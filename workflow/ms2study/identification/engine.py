@@ -36,7 +36,7 @@ import polars as pl
 
 from ms2study.core import tables
 from ms2study.core.errors import InputError
-from ms2study.core.params import overlay
+from ms2study.core.params import overlay, schema_defaults
 from ms2study.identification import confidence
 from ms2study.identification.acceptance import (
     LOW_COSINE, _checked_calibration, _decoy_q_values, confidence_table, evidence_notes,
@@ -51,36 +51,9 @@ from ms2study.library.index import load_library_index
 log = logging.getLogger(__name__)
 
 
-DEFAULT_PARAMS: dict[str, Any] = {
-    "mode": "identity",                  # identity (precursor window) | analogue (no precursor filter)
-    "precursor_tolerance_ppm": 10.0,     # candidate window around the query precursor m/z
-    "precursor_tolerance_da": None,      # when set, a window in Da replaces the ppm window
-    "ion_mode": "positive",              # ion mode of queries lacking an ion_mode column
-    "top_k": 5,                          # candidates kept per query spectrum
-    "fragment_tolerance_da": 0.02,       # cosine / modified cosine peak matching tolerance
-    "mz_power": 0.0,                     # cosine peak weight = mz**mz_power * intensity**intensity_power
-    "intensity_power": 1.0,
-    "entropy_tolerance_da": 0.02,        # entropy peak matching tolerance (peaks closer than 2x merge)
-    "entropy_noise_threshold": 0.01,     # entropy preparation: drop peaks below 1 % of the base peak
-    "entropy_merge_da": None,            # centroiding distance; None = 2 x entropy_tolerance_da (ms_entropy)
-    "weights": {"cosine": 0.25, "modified_cosine": 0.25, "entropy": 0.5, "embedding": 0.25},
-    "rank_by": "combined",               # combined | cosine | modified_cosine | entropy | embedding
-    "min_score": 0.0,                    # candidates with a ranking score <= this are dropped
-    "embedding_model": "default",        # library embeddings when the query embeddings carry no model_id
-    "combine": "auto",                   # auto: learned weights of the encoder (combined.json) if any | fixed
-    "model": "default",                  # encoder folder holding combined.json (as embed: model; default: shipped)
-    "analogue_chunk_mb": 256,            # memory bound for analogue search blocks
-    # Confidence: null_model (empirical null from leave-structure-out library searches, ms2study.identification.confidence) |
-    # decoys (random-fragment target-decoy competition; kept for comparison, it is NOT calibrated) | none.
-    "confidence": "null_model",
-    "decoy_seed": 0,
-    "fdr": 0.01,                         # q-value threshold marking accepted identifications
-    "isomer_margin": "auto",             # auto: learned with the library calibration; or a score margin
-    "calibration_queries": 4000,         # structures searched to calibrate a library (one spectrum each)
-    "calibration_seed": 0,
-    # Query cleaning: the same clean_peaks parameters as the library (see library.DEFAULT_PARAMS).
-    "cleaning": None,                    # None = take the library index's cleaning parameters
-}
+# The annotate section (defaults, types and allowed values in workflow/schemas/config.schema.yaml); the rule adds
+# the encoder folder (embed: model, where a learned combined.json lives) and the cleaning (null: the index's).
+DEFAULT_PARAMS: dict[str, Any] = {**schema_defaults("annotate"), "model": "default", "cleaning": None}
 
 
 # Columns written after tables.ANNOTATIONS, in this order.

@@ -16,9 +16,10 @@ import numpy as np
 import polars as pl
 
 from ms2study.core.cleaning import clean_peaks
-from ms2study.core.flat import FlatSpectra
-from ms2study.kernels import scoring
-from ms2study.library.index import ION_MODE_CODE, LibraryIndex
+from ms2study.core.flat import FlatSpectra, offsets_from_counts
+from ms2study.kernels import cosine, embedding, entropy
+from ms2study.io.fields import ION_MODE_CODE
+from ms2study.library.index import LibraryIndex
 from ms2study.library.prepared import entropy_merge_da, entropy_peaks, load_entropy
 
 log = logging.getLogger(__name__)
@@ -65,17 +66,8 @@ def flatten_queries(spectra: pl.DataFrame, cleaning: dict | None, default_ion_mo
         for reason, rows_ in skipped.items():
             named = ", ".join(str(ids[r]) for r in rows_[:20]) + (f" and {len(rows_) - 20} more" if len(rows_) > 20 else "")
             log.warning("%d of %d spectra cannot be searched (%s): %s", len(rows_), spectra.height, reason, named)
-    offsets = np.zeros(len(keep_rows) + 1, dtype=np.int64)
-    np.cumsum([m.size for m in mzs], out=offsets[1:]) if mzs else None
-    rows = np.asarray(keep_rows, dtype=np.int64)
-    return FlatSpectra(
-        offsets=offsets,
-        mz=np.concatenate(mzs) if mzs else np.zeros(0, dtype=np.float64),
-        intensity=np.concatenate(ints).astype(np.float32) if ints else np.zeros(0, dtype=np.float32),
-        precursor_mz=np.asarray([precursors[r] for r in keep_rows], dtype=np.float64),
-        ion_mode=np.asarray([modes[r] for r in keep_rows], dtype=np.int8),
-        rows=rows,
-    )
+    return FlatSpectra.from_lists(mzs, ints, [precursors[r] for r in keep_rows], [modes[r] for r in keep_rows],
+                                  keep_rows)
 
 
 @dataclass
@@ -122,14 +114,14 @@ def score_pairs(
             np.asarray(idx.offsets), np.asarray(idx.mz), np.asarray(idx.intensity), np.asarray(idx.precursor_mz),
             cand_offsets, cand_lib,
             float(p["fragment_tolerance_da"]), float(p["mz_power"]), float(p["intensity_power"]))
-    cos, cos_m = scoring.cosine_candidates(*args, False)
-    mod, mod_m = scoring.cosine_candidates(*args, True)
-    q_ent = scoring.prepare_entropy_peaks(queries.offsets, queries.mz, queries.intensity,
+    cos, cos_m = cosine.cosine_candidates(*args, False)
+    mod, mod_m = cosine.cosine_candidates(*args, True)
+    q_ent = entropy.prepare_entropy_peaks(queries.offsets, queries.mz, queries.intensity,
                                           float(p["entropy_noise_threshold"]), _merge_da(p), True)
-    ent, ent_m = scoring.entropy_candidates(q_ent[0], q_ent[1], q_ent[2], lib.ent_offsets, lib.ent_mz, lib.ent_int,
+    ent, ent_m = entropy.entropy_candidates(q_ent[0], q_ent[1], q_ent[2], lib.ent_offsets, lib.ent_mz, lib.ent_int,
                                             cand_offsets, cand_lib, float(p["entropy_tolerance_da"]))
     if q_embeddings is not None and lib.embeddings is not None:
-        emb = scoring.embedding_candidates(q_embeddings, lib.embeddings, cand_offsets, cand_lib)
+        emb = embedding.embedding_candidates(q_embeddings, lib.embeddings, cand_offsets, cand_lib)
     else:
         emb = np.full(cand_lib.shape[0], np.nan)
     return {"cosine": cos, "matched_peaks": cos_m, "modified_cosine": mod, "modified_matched_peaks": mod_m,
@@ -165,14 +157,13 @@ def _analogue_candidates(
         for code in np.unique(queries.ion_mode):
             sel = np.flatnonzero(queries.ion_mode == code)
             allowed = (mode == code) | (mode == 0) | (code == 0)
-            off, cand = scoring.top_k_by_embedding(q_emb[sel], lib.embeddings, allowed, k, chunk_rows)
+            off, cand = embedding.top_k_by_embedding(q_emb[sel], lib.embeddings, allowed, k, chunk_rows)
             cand_all.append((sel, off, cand))
         # Reassemble in query order.
         counts = np.zeros(queries.precursor_mz.size, dtype=np.int64)
         for sel, off, _ in cand_all:
             counts[sel] = np.diff(off)
-        offsets = np.zeros(counts.size + 1, dtype=np.int64)
-        np.cumsum(counts, out=offsets[1:])
+        offsets = offsets_from_counts(counts)
         cand = np.empty(int(offsets[-1]), dtype=np.int64)
         for sel, off, c in cand_all:
             for j, q in enumerate(sel):

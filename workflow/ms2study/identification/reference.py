@@ -16,14 +16,17 @@ from typing import Any
 
 import numpy as np
 
-from ms2study.core.flat import FlatSpectra
+from ms2study.core.flat import FlatSpectra, offsets_from_counts
 from ms2study.encoder import inference
 from ms2study.encoder.splits import assign_split
 from ms2study.identification.combined import candidate_features, combined_score
 from ms2study.identification.engine import merge_params as annotate_params
 from ms2study.identification.pairs import prepare_library, score_pairs
 from ms2study.kernels.candidates import find_candidates
-from ms2study.library.index import LibraryIndex, ReadReport, build_library, read_library_file
+from ms2study.io.entries import ReadReport
+from ms2study.io.formats import read_library_file
+from ms2study.library.build import build_library
+from ms2study.library.index import LibraryIndex
 
 
 # Degradation levels mimicking ever lower concentrations: peaks under a rising relative-intensity floor vanish,
@@ -70,9 +73,7 @@ def read_reference(library_paths: list[str | Path], split: dict[str, Any], clean
     licenses = split.get("licenses")
     licensed = (meta["license"].is_in(list(licenses)).fill_null(False).to_numpy() if licenses is not None
                 else np.ones(block.size, dtype=bool))
-    index = LibraryIndex(path=Path("."), metadata=meta, precursor_mz=built.precursor_mz, ion_mode=built.ion_mode,
-                         offsets=built.offsets, mz=built.mz, intensity=built.intensity,
-                         manifest={"params": {"cleaning": cleaning or {}}})
+    index = LibraryIndex.from_built(built, manifest={"params": {"cleaning": cleaning or {}}})
     return Reference(index, block, formula, labels.astype(str), licensed, len(report.skipped))
 
 
@@ -114,12 +115,7 @@ def query_set(ref: Reference, rows: np.ndarray, levels: list[dict[str, float]] |
             m, x = degrade(m, x, float(idx.precursor_mz[r]), levels[i], rng)
         mzs.append(np.asarray(m, dtype=np.float64))
         ints.append(np.asarray(x, dtype=np.float32))
-    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum([m.size for m in mzs], out=offsets[1:])
-    return FlatSpectra(offsets=offsets, mz=np.concatenate(mzs) if mzs else np.zeros(0),
-                       intensity=np.concatenate(ints) if ints else np.zeros(0, dtype=np.float32),
-                       precursor_mz=np.asarray(idx.precursor_mz)[rows].astype(np.float64),
-                       ion_mode=np.asarray(idx.ion_mode)[rows].astype(np.int8), rows=np.asarray(rows, dtype=np.int64))
+    return FlatSpectra.from_lists(mzs, ints, np.asarray(idx.precursor_mz)[rows], np.asarray(idx.ion_mode)[rows], rows)
 
 
 @dataclass
@@ -150,8 +146,7 @@ def score_query_set(
     q_of = np.repeat(np.arange(queries.precursor_mz.size), np.diff(offsets))
     keep = allowed[cand] & (cand != queries.rows[q_of])
     cand, q_of = cand[keep], q_of[keep]
-    offsets = np.zeros(queries.precursor_mz.size + 1, dtype=np.int64)
-    np.cumsum(np.bincount(q_of, minlength=queries.precursor_mz.size), out=offsets[1:])
+    offsets = offsets_from_counts(np.bincount(q_of, minlength=queries.precursor_mz.size))
     lib = prepare_library(idx, p)
     lib.embeddings = lib_emb
     scores = score_pairs(queries, lib, offsets, cand, p, q_emb)
@@ -165,14 +160,8 @@ def score_query_set(
 
 def embed_rows(ref: Reference, rows: np.ndarray, embed_params: dict) -> np.ndarray:
     """Encoder embeddings (L2-normalised, float32) of reference rows ``rows``."""
-    idx = ref.index
-    counts = np.diff(idx.offsets)[rows]
-    offsets = np.zeros(rows.size + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    sel = np.concatenate([np.arange(idx.offsets[r], idx.offsets[r + 1]) for r in rows]) if rows.size else np.zeros(
-        0, dtype=np.int64)
-    emb, _has, _info = inference.embed_arrays(idx.mz[sel], idx.intensity[sel], offsets, idx.precursor_mz[rows],
-                                          embed_params)
+    sub = ref.index.spectra.take(rows)
+    emb, _has, _info = inference.embed_arrays(sub.mz, sub.intensity, sub.offsets, sub.precursor_mz, embed_params)
     return emb
 
 
@@ -238,7 +227,5 @@ def subset_pairs(pairs: CandidatePairs, queries: np.ndarray) -> CandidatePairs:
     """The candidate pairs of the queries ``queries`` (indices into the query set), in that order."""
     spans = [np.arange(pairs.offsets[q], pairs.offsets[q + 1]) for q in queries]
     take = np.concatenate(spans) if spans else np.zeros(0, dtype=np.int64)
-    offsets = np.zeros(len(spans) + 1, dtype=np.int64)
-    np.cumsum([s.size for s in spans], out=offsets[1:])
-    return CandidatePairs(offsets, pairs.lib_rows[take], {k: v[take] for k, v in pairs.scores.items()},
+    return CandidatePairs(offsets_from_counts([s.size for s in spans]), pairs.lib_rows[take], {k: v[take] for k, v in pairs.scores.items()},
                           {k: v[take] for k, v in pairs.features.items()}, pairs.label[take])

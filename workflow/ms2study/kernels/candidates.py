@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ms2study.core.flat import offsets_from_counts
+
 
 def mode_blocks(ion_mode: np.ndarray) -> dict[int, tuple[int, int]]:
     """Row range of each ion-mode code in a library sorted by (ion mode, precursor m/z)."""
@@ -48,8 +50,7 @@ def find_candidates(
         right = np.where(applies, right, left)
         per_block.append((left, right))
         counts += right - left
-    offsets = np.zeros(q_precursor.size + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
+    offsets = offsets_from_counts(counts)
     cand = np.empty(int(offsets[-1]), dtype=np.int64)
     pos = offsets[:-1].copy()
     for left, right in per_block:

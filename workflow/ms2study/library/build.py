@@ -22,7 +22,7 @@ import polars as pl
 
 from ms2study.core.cleaning import clean_peaks
 from ms2study.core.flat import FlatSpectra, offsets_from_counts
-from ms2study.core.params import overlay
+from ms2study.core.params import overlay, schema_defaults
 from ms2study.io.entries import (
     INVALID_PEAKS_DROPPED,
     RawSpectrum,
@@ -34,13 +34,9 @@ from ms2study.io.entries import (
 from ms2study.io.fields import ION_MODE_CODE, charge_of, first_field, ion_mode_of
 
 DEFAULT_PARAMS: dict[str, Any] = {
-    # Passed to ms2study.core.cleaning.clean_peaks for every library spectrum (keep in step with the spectra stage).
-    "cleaning": {
-        "remove_precursor": True,
-        "precursor_margin_da": 1.6,
-        "min_relative_intensity": 0.0,
-        "max_peaks": None,
-    },
+    # Passed to ms2study.core.cleaning.clean_peaks for every library spectrum: the config's cleaning section, the
+    # same the spectra stage applies to sample spectra (defaults from the config schema).
+    "cleaning": schema_defaults("cleaning"),
     # Spectra left without peaks after cleaning can never match; they are dropped (and counted) unless kept.
     "keep_empty": False,
 }

@@ -229,10 +229,3 @@ def save_library_embeddings(index_dir: str | os.PathLike, model_id: str, embeddi
     Raises InputError when ``index_dir`` is not an index and ValueError when the rows do not match its spectra.
     """
     return write_embeddings(index_dir, model_id, embeddings, len(load_library_index(index_dir)))
-
-
-# Transitional: names that moved to ms2study.io.fields, ms2study.io.queries and ms2study.library.build, imported
-# here only until the modules outside the library that still import them from here are switched; then deleted.
-from ms2study.io.fields import ION_MODE_CODE  # noqa: F401
-from ms2study.io.queries import read_query_spectra  # noqa: F401
-from ms2study.library.build import DEFAULT_PARAMS  # noqa: F401

@@ -45,5 +45,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="the config's cleaning section as JSON (as for sample spectra and the index); default: the library defaults")
     add_params_argument(p)
     p.set_defaults(func=_cli_learn)
-
-

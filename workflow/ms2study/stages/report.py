@@ -21,7 +21,7 @@ from typing import Any
 from ms2study import __version__
 from ms2study.core.atomic import write_text
 from ms2study.core.errors import InputError
-from ms2study.core.params import overlay
+from ms2study.core.params import overlay, schema_defaults
 from ms2study.io.samplesheet import read_sample_sheet
 from ms2study.reporting import collect, outcomes, sections
 from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles, ReportInputs
@@ -29,13 +29,9 @@ from ms2study.reporting.html import esc, page
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PARAMS: dict[str, Any] = {
-    "title": "ms2study report",
-    "top_compounds": 50,        # rows of the study-wide identification table
-    "min_cosine": 0.7,          # without q-values (annotate: confidence none): rank-1 hits below this are not counted
-    "map_method": "auto",       # 2-D sample maps: auto (UMAP when umap-learn is importable, else PCA) | pca | umap
-    "config_used": None,        # the workflow's configuration, shown verbatim at the end (the rule passes it)
-}
+# The report section (defaults, types and allowed values in workflow/schemas/config.schema.yaml); the rule adds
+# the whole configuration, shown verbatim at the end.
+DEFAULT_PARAMS: dict[str, Any] = {**schema_defaults("report"), "config_used": None}
 
 
 def merge_params(params: dict | None) -> dict:

@@ -1,7 +1,7 @@
 """``ms2study score``: identify query spectra from a file against library files, as the pipeline does.
 
 The queries (MGF, MSP, GNPS JSON or a pipeline ``spectra.parquet``) are read by the library readers
-(``ms2study.library.index.read_query_spectra``: one reader, so polarity and ids are read alike for queries and
+(``ms2study.io.queries.read_query_spectra``: one reader, so polarity and ids are read alike for queries and
 references), cleaned like the library, embedded with the configured encoder (``model``, as in the embed stage),
 and scored by the annotate stage against an index of the libraries that carries that encoder's embeddings. The
 combined score is the encoder's learned one when present, and confidence comes from the library's calibration
@@ -24,6 +24,7 @@ from ms2study.core.params import add_params_argument, load_params
 from ms2study.encoder import inference
 from ms2study.identification import engine
 from ms2study.identification.calibration import cached_calibration
+from ms2study.io.queries import read_query_spectra
 from ms2study.library.index import ensure_library_index, load_library_index
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def read_query_file(path: str | Path, cleaning: dict | None = None) -> pl.DataFr
     """Query spectra from a library-format file or a pipeline spectra.parquet (tables.SPECTRA columns).
 
     ``cleaning``: the library's cleaning parameters; queries that cleaning would empty are named in the log and
-    left out (``ms2study.library.index.read_query_spectra``). Raises InputError naming the file when a parquet lacks
+    left out (``ms2study.io.queries.read_query_spectra``). Raises InputError naming the file when a parquet lacks
     the needed columns or no query can be searched.
     """
     path = Path(path)
@@ -51,7 +52,6 @@ def read_query_file(path: str | Path, cleaning: dict | None = None) -> pl.DataFr
             raise InputError(f"query table lacks columns {missing}", file=str(path),
                              fix="pass a spectra.parquet from the pipeline")
         return df
-    from ms2study.library.index import read_query_spectra
 
     df, _report = read_query_spectra(path, cleaning=cleaning)
     return df

@@ -28,7 +28,7 @@ import pyopenms as oms
 
 from ms2study.core import tables
 from ms2study.core.atomic import write_parquet
-from ms2study.core.cleaning import clean_peaks
+from ms2study.core.cleaning import CLEANING_KEYS, clean_peaks, cleaning_metadata
 from ms2study.core.errors import InputError
 from ms2study.core.params import overlay, schema_defaults
 from ms2study.io.msio import (
@@ -222,8 +222,12 @@ def _cli(args: argparse.Namespace) -> int:
     from ms2study.core.params import load_params
 
     features = tables.read_table(args.features, tables.FEATURES, args.sample_id, columns=FEATURE_COLUMNS)
-    df = extract_spectra(args.mzml, features, args.sample_id, load_params(args))
-    write_parquet(df, args.out)
+    params = overlay(load_params(args), DEFAULT_PARAMS, "spectra")
+    df = extract_spectra(args.mzml, features, args.sample_id, params)
+    # The cleaning the peaks went through, recorded in the file: annotate, which would apply the same, skips it.
+    applied = {k: params[k] for k in CLEANING_KEYS}
+    applied["max_peaks"] = None if applied["max_peaks"] in (None, 0) else int(applied["max_peaks"])
+    write_parquet(df, args.out, metadata=cleaning_metadata(applied))
     return 0
 
 
