@@ -126,11 +126,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="class enrichment table to write (results/study/class_enrichment/X.parquet)")
     add_params_argument(p)
     p.set_defaults(func=_cli)
-
-
-# ------------------------------------------------------------------------------------------- until report.py switches
-# stages/report.py and tests/test_report.py import these names from this module today; delete this block once they
-# import them from ms2study.modelling.differential (read_summary, DIFFERENTIAL) and ms2study.modelling.univariate
-# (bh_q_values).
-from ms2study.modelling.differential import DIFFERENTIAL, read_summary  # noqa: F401
-from ms2study.modelling.univariate import bh_q_values  # noqa: F401

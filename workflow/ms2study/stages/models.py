@@ -227,19 +227,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--out", required=True, help="output folder ({outcome}/metrics.parquet, ...)")
     add_params_argument(q)
     q.set_defaults(func=_cli_model)
-
-
-# ------------------------------------------------------------------------------------------- until report.py switches
-# stages/report.py imports these names from this module today; delete this block once it imports them from
-# ms2study.modelling.featuresets (align_rows, the builders, read_spectra_tables), ms2study.core.missing (is_missing)
-# and ms2study.io.samplesheet (read_sample_sheet).
-from ms2study.core.missing import is_missing as _is_missing  # noqa: F401
-from ms2study.modelling.featuresets import align_rows as _align  # noqa: F401
-from ms2study.modelling.featuresets import (  # noqa: F401
-    binned_spectra_feature_set,
-    embedding_feature_set,
-    feature_matrix_feature_set,
-    read_spectra_tables,
-)
-
-read_samples = read_sample_sheet
