@@ -149,3 +149,25 @@ def test_invalid_stage_value_stops_ms2study_run_before_any_job(tmp_path: Path, c
     err = capsys.readouterr().err
     assert "key 'annotate.fdr'" in err and str(tmp_path / "config.yaml") in err and "config/README.md" in err
     assert not (tmp_path / ".snakemake").exists() and not (tmp_path / "results").exists()
+
+
+def test_one_sheet_reader_and_one_missing_vocabulary(tmp_path: Path) -> None:
+    """The workflow's sheet and a sheet from elsewhere go through io.samplesheet; core.missing says what is NA."""
+    from ms2study.core.missing import LIBRARY_PLACEHOLDERS, is_missing
+    from ms2study.io.samplesheet import read_sample_sheet
+    from ms2study.io.sampletable import read_sample_table
+
+    (tmp_path / "s.tsv").write_text("# written by hand\nsample_id \tgroup\nA\tcase\nB\tNA\nC\tmissing\n")
+    sheet = read_sample_sheet(tmp_path / "s.tsv")
+    assert sheet.columns == ["sample_id", "group"] and sheet["group"].to_list() == ["case", "NA", "missing"]
+    assert [is_missing(v) for v in sheet["group"]] == [False, True, True]
+    with pytest.raises(InputError, match="missing column 'file'"):
+        read_sample_sheet(tmp_path / "s.tsv", required=("sample_id", "file"))
+    (tmp_path / "other.csv").write_text("id;group\n A ;case\nB;?\n")
+    other = read_sample_sheet(tmp_path / "other.csv", "id", any_format=True)
+    assert other["sample_id"].to_list() == ["A", "B"] and is_missing(other["group"][1])
+    (tmp_path / "table.tsv").write_text("feature\tA\tB\nm1\t3.1\tmissing\n")
+    table, _ = read_sample_table(tmp_path / "table.tsv", ["A", "B"])
+    assert table["m1"].to_list() == [3.1, None]
+    assert is_missing(None) and is_missing(float("nan")) and is_missing(" N/A ")
+    assert not is_missing("unknown") and is_missing("Unknown", LIBRARY_PLACEHOLDERS) and not is_missing(0)
