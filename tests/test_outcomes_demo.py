@@ -24,7 +24,11 @@ import pytest
 from ms2study.stages import models
 from ms2study.stages.detect import detect_features
 from ms2study.encoder.inference import embed_spectra
-from ms2study.stages.pool import pool_sample
+from ms2study.modelling.crossval import cross_validate
+from ms2study.modelling.featuresets import embedding_feature_set
+from ms2study.modelling.metrics import bootstrap_weights, metric_values, summarise_metric
+from ms2study.modelling.outcomes import encode_outcome
+from ms2study.modelling.pooling import pool_sample
 from ms2study.simulate.study import simulate_study
 from ms2study.stages.spectra import extract_spectra
 
@@ -54,7 +58,7 @@ def test_pooled_embeddings_find_the_planted_effect(demo: tuple[pl.DataFrame, pl.
     sheet, pooled = demo
     assert pooled["embedding"].null_count() == 0 and (pooled["n_features"] > 100).all()
     assert set(pooled["abundance_source"]) == {"feature_intensity"}
-    sets = {"embedding": models.embedding_feature_set(pooled)}
+    sets = {"embedding": embedding_feature_set(pooled)}
     summary = models.model_outcomes(sheet, sets, [OUTCOME], tmp_path, {"n_permutations": 19, "n_bootstrap": 500})
     entry = summary["group"]["feature_sets"]["embedding"]
     assert entry["metric"] == "roc_auc" and entry["n_samples"] == 12
@@ -86,16 +90,16 @@ def test_permuted_labels_give_chance_intervals_and_large_p(demo: tuple[pl.DataFr
                                                            tmp_path: Path) -> None:
     sheet, pooled = demo
     params = models.merge_params({"n_bootstrap": 500})
-    X = models.embedding_feature_set(pooled).drop("sample_id").to_numpy()
-    y = models.encode_outcome(sheet, OUTCOME)["y"]
+    X = embedding_feature_set(pooled).drop("sample_id").to_numpy()
+    y = encode_outcome(sheet, OUTCOME)["y"]
     labelings = _labelings_independent_of(y, N_POOL, np.random.default_rng(2024))
     observed, covers = [], []
     for labels in labelings:
-        cv = models._cross_validate(X, labels, "binary", "mean", params, n_repeats=1)
-        observed.append(models.metric_values("roc_auc", labels, cv["scores"][0], cv["fold"][0])[0])
+        cv = cross_validate(X, labels, "binary", "mean", params, n_repeats=1)
+        observed.append(metric_values("roc_auc", labels, cv["scores"][0], cv["fold"][0])[0])
         if len(covers) < N_RELABELINGS:
-            boot = models._bootstrap_weights(labels, "binary", int(params["n_bootstrap"]), int(params["seed"]))
-            stats = models.summarise_metric("roc_auc", labels, cv["scores"], cv["fold"], boot, 0.95)
+            boot = bootstrap_weights(labels, "binary", int(params["n_bootstrap"]), int(params["seed"]))
+            stats = summarise_metric("roc_auc", labels, cv["scores"], cv["fold"], boot, 0.95)
             covers.append(stats["ci_low"] <= 0.5 <= stats["ci_high"])
     observed = np.array(observed)
     good = 0
@@ -111,7 +115,7 @@ def test_permuted_labels_give_chance_intervals_and_large_p(demo: tuple[pl.DataFr
     # is one draw of what the 20 above check).
     shuffled = sheet.with_columns(pl.Series("group", sheet["group"].to_numpy()[np.random.default_rng(7).permutation(
         sheet.height)]))
-    summary = models.model_outcomes(shuffled, {"embedding": models.embedding_feature_set(pooled)}, [OUTCOME],
+    summary = models.model_outcomes(shuffled, {"embedding": embedding_feature_set(pooled)}, [OUTCOME],
                                     tmp_path, {"n_permutations": 19, "n_bootstrap": 500, "outer_repeats": 2})
     entry = summary["group"]["feature_sets"]["embedding"]
     assert entry["ci_low"] <= 0.5 <= entry["ci_high"], entry
