@@ -227,3 +227,21 @@ def test_report_of_the_run_opens_in_a_browser(study: Path, tmp_path: Path) -> No
     for anchor in ("overview", "samples", "identifications", "encoder", "models", "matrix"):
         assert f'id="{anchor}"' in dom
     assert "<svg" in dom and "S08" in dom
+
+
+def test_snakemake_report_zip_holds_the_marked_outputs(study: Path, tmp_path: Path) -> None:
+    """`snakemake --report report.zip` works on a finished study: the marked tables are in it, with their captions."""
+    import zipfile
+
+    out = tmp_path / "report.zip"
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(study), "--cores", "1",
+         "--report", str(out)],
+        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO / "workflow")),
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    names = zipfile.ZipFile(out).namelist()
+    for table in ("feature_matrix.parquet", "identifications.parquet", "summary.json"):
+        assert any(n.endswith("/" + table) for n in names), (table, names)
+    html = zipfile.ZipFile(out).read("report/report.html").decode("utf-8", "replace")
+    assert "Simes-combined" in html  # the identifications caption (workflow/report/identifications.rst)

@@ -15,8 +15,18 @@ rule differential:
         matrix="results/study/feature_matrix.parquet",
         identifications="results/study/identifications.parquet",
     output:
-        differential="results/study/differential/{outcome}.parquet",
-        enrichment="results/study/class_enrichment/{outcome}.parquet",
+        differential=report(
+            "results/study/differential/{outcome}.parquet",
+            caption="../report/differential.rst",
+            category="What differs",
+            subcategory="{outcome}",
+        ),
+        enrichment=report(
+            "results/study/class_enrichment/{outcome}.parquet",
+            caption="../report/class_enrichment.rst",
+            category="What differs",
+            subcategory="{outcome}",
+        ),
     params:
         # the outcome and the models' missing-value and covariate settings: only these rerun the stage
         p=lambda wildcards: stage_params(None, **rule_params(config, wildcards.outcome)),

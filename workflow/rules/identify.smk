@@ -8,7 +8,7 @@ rule identify:
         links="results/study/feature_links.parquet",
         library=library_index(),
     output:
-        "results/study/identifications.parquet",
+        report("results/study/identifications.parquet", caption="../report/identifications.rst", category="Tables"),
     params:
         p=identify_params,
         library=library_options,

@@ -5,7 +5,7 @@ rule link:
     input:
         per_sample("features"),
     output:
-        matrix="results/study/feature_matrix.parquet",
+        matrix=report("results/study/feature_matrix.parquet", caption="../report/feature_matrix.rst", category="Tables"),
         alignment="results/study/alignment.parquet",
         links="results/study/feature_links.parquet",
     params:

@@ -26,7 +26,11 @@ rule models:
         spectra=per_sample("spectra"),
         matrix="results/study/feature_matrix.parquet",
     output:
-        MODEL_OUTPUTS,
+        # the summaries are marked for `snakemake --report`; the other files are plain outputs
+        [
+            report(f, caption="../report/model_summary.rst", category="Models") if f in MODEL_SUMMARIES else f
+            for f in MODEL_OUTPUTS
+        ],
     params:
         p=lambda wildcards: stage_params("models"),
         version=MS2STUDY_VERSION,
