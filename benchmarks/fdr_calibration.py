@@ -53,13 +53,9 @@ def write_subset(ref: reference.Reference, rows: np.ndarray, out_dir: Path) -> P
     """An on-disk library index holding reference rows ``rows`` (kept in index order)."""
     idx = ref.index
     rows = np.sort(rows)
-    counts = np.diff(idx.offsets)[rows]
-    offsets = np.zeros(rows.size + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    sel = np.concatenate([np.arange(idx.offsets[r], idx.offsets[r + 1]) for r in rows])
-    built = BuiltLibrary(metadata=idx.metadata[rows.tolist()], precursor_mz=np.asarray(idx.precursor_mz)[rows],
-                         ion_mode=np.asarray(idx.ion_mode)[rows], offsets=offsets, mz=np.asarray(idx.mz)[sel],
-                         intensity=np.asarray(idx.intensity)[sel], report=ReadReport(), n_empty=0)
+    sub = idx.spectra.take(rows)
+    built = BuiltLibrary(metadata=idx.metadata[rows.tolist()], precursor_mz=sub.precursor_mz, ion_mode=sub.ion_mode,
+                         offsets=sub.offsets, mz=sub.mz, intensity=sub.intensity, report=ReadReport(), n_empty=0)
     return write_library_index(built, out_dir, {"params": idx.manifest.get("params", {}), "n_spectra": int(rows.size)})
 
 

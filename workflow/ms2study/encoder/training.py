@@ -85,6 +85,7 @@ class TrainingData:
         split = {b: assign_split(b, int(p["seed"]), float(p["val_fraction"]), float(p["test_fraction"]))
                  for b in blocks}
         self.meta = meta.with_columns(pl.col("block").replace_strict(split, return_dtype=pl.Utf8).alias("split"))
+        self.spectra = built.spectra  # core.flat.FlatSpectra of every cleaned spectrum (rows 0..n-1)
         self.mz, self.intensity, self.offsets = built.mz, built.intensity, built.offsets
         self.precursor = built.precursor_mz
         self.ion_mode = built.ion_mode
@@ -285,12 +286,9 @@ def evaluate(model: SpectrumEncoder, data: TrainingData, p: dict, device: torch.
     if not search.answerable.any():
         return {"n_queries": 0}
     rows = search.rows
-    mz_parts = [data.mz[data.offsets[r]:data.offsets[r + 1]] for r in rows]
-    int_parts = [data.intensity[data.offsets[r]:data.offsets[r + 1]] for r in rows]
-    offsets = np.concatenate(([0], np.cumsum([m.size for m in mz_parts]))).astype(np.int64)
+    sub = data.spectra.take(rows)
     model.eval()
-    vectors = _embed_with(model, np.concatenate(mz_parts), np.concatenate(int_parts), offsets,
-                          data.precursor[rows], p, device)
+    vectors = _embed_with(model, sub.mz, sub.intensity, sub.offsets, sub.precursor_mz, p, device)
     qv = vectors[np.searchsorted(rows, search.q_rows[search.q_of])]
     cv = vectors[np.searchsorted(rows, search.cand)]
     sims = np.einsum("ij,ij->i", qv, cv)
