@@ -19,6 +19,7 @@ from ms2study import cli
 from ms2study.core import tables
 from ms2study.core.errors import InputError
 from ms2study.io.msio import features_to_featuremap, is_profile, load_experiment
+from ms2study.modelling.qc import read_chromatogram_summary
 from ms2study.stages.detect import DEFAULT_PARAMS, detect_features
 
 C13 = 1.0033548
@@ -309,6 +310,25 @@ def test_cli_writes_parquet_atomically(centroid_file, tmp_path, capsys):
     rc = cli.main(["detect", "--mzml", str(tmp_path / "absent.mzML"), "--sample-id", "S9", "--out", str(bad)])
     assert rc == 1 and not bad.exists()
     assert "absent.mzML" in capsys.readouterr().err
+
+
+def test_cli_writes_the_runs_chromatogram_beside_unchanged_features(centroid_file, tmp_path):
+    out = tmp_path / "res" / "features.parquet"
+    chrom_out = tmp_path / "res" / "chromatogram.parquet"
+    rc = cli.main(["detect", "--mzml", str(centroid_file), "--sample-id", "S1", "--out", str(out),
+                   "--chromatogram-out", str(chrom_out)])
+    assert rc == 0
+    assert pl.read_parquet(out).equals(detect_features(centroid_file, "S1"))  # the chromatogram changes nothing
+    exp = load_experiment(centroid_file, "S1")
+    ms1 = [s for s in exp if s.getMSLevel() == 1]
+    chrom = pl.read_parquet(chrom_out)
+    assert chrom.columns == ["rt_s", "tic", "bpc"] and chrom.height == len(ms1) <= 2000
+    assert np.allclose(chrom["rt_s"].to_numpy(), [s.getRT() for s in ms1])
+    assert np.allclose(chrom["tic"].to_numpy(), [s.get_peaks()[1].sum() for s in ms1])
+    assert np.allclose(chrom["bpc"].to_numpy(), [s.get_peaks()[1].max() for s in ms1])
+    summary = read_chromatogram_summary(str(chrom_out))
+    assert summary["n_ms1_scans"] == len(ms1) and summary["n_ms2_scans"] == sum(s.getMSLevel() == 2 for s in exp)
+    assert summary["tic_total"] == pytest.approx(chrom["tic"].sum())
 
 
 def test_default_params_are_json_plain():

@@ -1,11 +1,13 @@
-# Per sample: LC-MS features with pyOpenMS (centroiding when needed, mass traces, elution peaks, FeatureFindingMetabo).
+# Per sample: LC-MS features with pyOpenMS (centroiding when needed, mass traces, elution peaks, FeatureFindingMetabo),
+# and from the same reading of the run its MS1 TIC / base-peak chromatogram for the quality control (rules/qc.smk).
 
 
 rule detect:
     input:
         mzml=get_mzml,
     output:
-        "results/samples/{sample}/features.parquet",
+        features="results/samples/{sample}/features.parquet",
+        chromatogram="results/samples/{sample}/chromatogram.parquet",
     params:
         p=section_params("detect"),
         version=MS2STUDY_VERSION,
@@ -21,4 +23,4 @@ rule detect:
         ENV
     shell:
         "python -m ms2study --threads {threads} detect --mzml {input.mzml:q} --sample-id {wildcards.sample} "
-        "--out {output:q} --params {params.p} > {log:q} 2>&1"
+        "--out {output.features:q} --chromatogram-out {output.chromatogram:q} --params {params.p} > {log:q} 2>&1"

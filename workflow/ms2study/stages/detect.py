@@ -12,6 +12,10 @@ A run with fewer than ``MIN_MS1_SCANS`` MS1 scans (pyOpenMS refuses it) gives an
 a warning naming the file and the sample, so one short run never stops a study; its MS2 scans then map to
 no feature. Features carry no polarity: the MS1 scans of a polarity-switching run are detected together
 (a warning says so).
+
+Because the run is loaded here anyway, the stage also writes the run's total-ion and base-peak chromatograms of
+its MS1 scans (``modelling.qc.CHROMATOGRAM``, at most 2,000 points, with the scan counts and summed TIC in the
+Parquet metadata) for the quality control of the runs; the features do not depend on it.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from ms2study.core import tables
 from ms2study.core.atomic import write_parquet
 from ms2study.core.errors import InputError
 from ms2study.core.params import overlay, schema_defaults
+from ms2study.modelling.qc import chromatogram, chromatogram_metadata
 from ms2study.io.msio import (
     centroid,
     check_centroid_mode,
@@ -164,6 +169,26 @@ def featuremap_to_frame(fmap: oms.FeatureMap, sample_id: str) -> pl.DataFrame:
     return tables.conform(df, tables.FEATURES)
 
 
+def run_chromatogram(exp: oms.MSExperiment) -> tuple[pl.DataFrame, dict[str, str]]:
+    """TIC and BPC of the MS1 scans of ``exp`` (as read, before centroiding): (``modelling.qc.CHROMATOGRAM`` frame
+    of at most ``modelling.qc.MAX_POINTS`` rows, its Parquet metadata with n_ms1_scans, n_ms2_scans, tic_total)."""
+    rt, tic, bpc = [], [], []
+    n_ms2 = 0
+    for spec in exp:
+        level = spec.getMSLevel()
+        if level == 2:
+            n_ms2 += 1
+        if level != 1:
+            continue
+        _, inten = spec.get_peaks()
+        rt.append(spec.getRT())
+        tic.append(float(np.sum(inten, dtype=np.float64)) if len(inten) else 0.0)
+        bpc.append(float(np.max(inten)) if len(inten) else 0.0)
+    order = np.argsort(np.asarray(rt, dtype=np.float64), kind="stable")
+    rt_a, tic_a, bpc_a = (np.asarray(a, dtype=np.float64)[order] for a in (rt, tic, bpc))
+    return chromatogram(rt_a, tic_a, bpc_a), chromatogram_metadata(len(rt), n_ms2, float(tic_a.sum()))
+
+
 def detect_features(mzml: str | Path, sample_id: str, params: dict | None = None) -> pl.DataFrame:
     """Detect the LC-MS features of one run; returns a ``tables.FEATURES`` frame (maybe empty).
 
@@ -171,9 +196,17 @@ def detect_features(mzml: str | Path, sample_id: str, params: dict | None = None
     MS1 scans. Raises ``InputError`` (naming file and sample) for an unreadable run, a run without MS1
     scans, a bad parameter, or a pyOpenMS failure during detection.
     """
+    return detect_run(mzml, sample_id, params)[0]
+
+
+def detect_run(mzml: str | Path, sample_id: str,
+               params: dict | None = None) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, str]]:
+    """``detect_features`` plus the run's chromatogram from the same reading of the file: (features, chromatogram,
+    chromatogram metadata); see ``run_chromatogram``. Raises as ``detect_features``."""
     params = overlay(params, DEFAULT_PARAMS, "detect")
     check_centroid_mode(params["centroid"], "detect")
     exp = load_experiment(mzml, sample_id)
+    chrom, chrom_meta = run_chromatogram(exp)
     ms1 = ms1_experiment(exp)
     file = Path(mzml).name
     if ms1.getNrSpectra() < MIN_MS1_SCANS:
@@ -182,7 +215,7 @@ def detect_features(mzml: str | Path, sample_id: str, params: dict | None = None
             "table is empty and this sample's MS2 scans map to no feature",
             sample_id, file, ms1.getNrSpectra(), MIN_MS1_SCANS,
         )
-        return featuremap_to_frame(oms.FeatureMap(), sample_id)
+        return featuremap_to_frame(oms.FeatureMap(), sample_id), chrom, chrom_meta
     modes = [scan_ion_mode(s) for s in ms1]
     n_pos, n_neg = modes.count("positive"), modes.count("negative")
     if n_pos and n_neg:
@@ -208,13 +241,15 @@ def detect_features(mzml: str | Path, sample_id: str, params: dict | None = None
         ) from err
     df = featuremap_to_frame(fmap, sample_id)
     log.info("%s: %d features from %d MS1 scans", sample_id, df.height, ms1.getNrSpectra())
-    return df
+    return df, chrom, chrom_meta
 
 
 def _cli(args: argparse.Namespace) -> int:
     from ms2study.core.params import load_params
 
-    df = detect_features(args.mzml, args.sample_id, load_params(args))
+    df, chrom, chrom_meta = detect_run(args.mzml, args.sample_id, load_params(args))
+    if args.chromatogram_out:
+        write_parquet(chrom, args.chromatogram_out, metadata=chrom_meta)
     write_parquet(df, args.out)
     return 0
 
@@ -226,5 +261,7 @@ def register(subparsers) -> None:
     p.add_argument("--mzml", required=True, type=Path, help="the run (mzML or mzXML)")
     p.add_argument("--sample-id", required=True)
     p.add_argument("--out", required=True, type=Path, help="features.parquet")
+    p.add_argument("--chromatogram-out", type=Path, default=None,
+                   help="also write the run's MS1 TIC and base-peak chromatogram (chromatogram.parquet)")
     add_params_argument(p)
     p.set_defaults(func=_cli)

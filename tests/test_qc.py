@@ -1,0 +1,128 @@
+"""Quality control of the runs (ms2study.modelling.qc, ms2study.stages.qc): chromatogram binning, the outlier rule
+on clean and corrupted studies, and the per-sample table from small synthetic tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from ms2study import cli
+from ms2study.core.atomic import write_parquet
+from ms2study.core.errors import InputError
+from ms2study.modelling.qc import (
+    QC,
+    chromatogram,
+    chromatogram_metadata,
+    log_feature_matrix,
+    outlier_scores,
+    qc_table,
+    read_chromatogram_summary,
+)
+
+
+def test_chromatogram_keeps_short_runs_and_every_apex_of_long_ones():
+    rt = np.arange(5000) * 0.2
+    tic = np.ones(5000)
+    tic[[17, 2501, 4999]] = [50.0, 80.0, 30.0]  # one-scan spikes a mean would flatten
+    bpc = tic / 2
+    short = chromatogram(rt[:100], tic[:100], bpc[:100])
+    assert short["rt_s"].to_list() == rt[:100].tolist() and short["tic"].to_list() == tic[:100].tolist()
+    long = chromatogram(rt, tic, bpc, max_points=2000)
+    assert long.height == 2000 and long.schema == pl.Schema(QC_CHROM := {"rt_s": pl.Float64, "tic": pl.Float64,
+                                                                             "bpc": pl.Float64})
+    assert sorted(long["tic"].to_list())[-3:] == [30.0, 50.0, 80.0] and long["bpc"].max() == 40.0
+    assert (np.diff(long["rt_s"].to_numpy()) > 0).all() and rt[0] <= long["rt_s"][0] and long["rt_s"][-1] <= rt[-1]
+    assert list(QC_CHROM) == long.columns
+    with pytest.raises(ValueError, match="one length"):
+        chromatogram(rt, tic[:10], bpc)
+
+
+def _study_matrix(n: int, seed: int, corrupt: int | None = None, p: int = 200) -> pl.DataFrame:
+    """Consensus features x samples: log-normal compounds with a group effect on 10 of them, biological noise."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(12, 1.5, p)
+    values = np.exp(base[None, :] + rng.normal(0, 0.25, (n, p)))
+    values[: n // 2, :10] *= 3.0  # a real group difference is not an outlier
+    if corrupt is not None:  # a failed injection: most compounds far off, a third lost
+        values[corrupt] *= np.exp(rng.normal(0, 1.5, p))
+        values[corrupt, rng.choice(p, p // 3, replace=False)] = np.nan
+    ids = [f"S{i:02d}" for i in range(n)]
+    return pl.DataFrame({"consensus_id": [f"C{j}" for j in range(p)],
+                         **{s: values[i] for i, s in enumerate(ids)}})
+
+
+@pytest.mark.parametrize("n", [12, 30])
+def test_outlier_rule_flags_a_corrupted_run_and_nothing_in_a_clean_study(n):
+    ids = [f"S{i:02d}" for i in range(n)]
+    clean = log_feature_matrix(_study_matrix(n, 1), ids)
+    z, flags, rule = outlier_scores(clean)
+    assert not flags.any() and np.isfinite(z).all() and "3.5" in rule and "Iglewicz" in rule
+    assert "principal components" in rule and "d^(2/3)" in rule
+    bad = log_feature_matrix(_study_matrix(n, 1, corrupt=5), ids)
+    z, flags, _ = outlier_scores(bad)
+    assert flags.tolist() == [i == 5 for i in range(n)] and z[5] > 3.5
+
+
+def test_outlier_rule_needs_three_samples_and_log_matrix_fills_half_minimum():
+    z, flags, rule = outlier_scores(np.ones((2, 4)))
+    assert not flags.any() and np.isnan(z).all() and rule.startswith("not tested")
+    matrix = pl.DataFrame({"consensus_id": ["a", "b"], "A": [4.0, None], "B": [8.0, 2.0], "C": [2.0, None]})
+    X = log_feature_matrix(matrix, ["A", "B", "C"])  # b detected in 1 of 3: dropped
+    assert X.shape == (3, 1) and np.allclose(np.exp(X[:, 0]), [4.0, 8.0, 2.0])
+    X = log_feature_matrix(matrix, ["A", "B", "C"], min_detected_fraction=0.3)
+    assert np.allclose(np.exp(X[:, 1]), [1.0, 2.0, 1.0])  # half the smallest detected value
+    with pytest.raises(InputError, match="no column"):
+        log_feature_matrix(matrix, ["A", "Z"])
+
+
+def test_qc_table_skips_qc_and_blank_rows_from_the_outlier_test():
+    n = 12
+    ids = [f"S{i:02d}" for i in range(n)]
+    types = ["sample"] * 10 + ["QC", "blank"]
+    samples = pl.DataFrame({"sample_id": ids, "sample_type": types})
+    matrix = _study_matrix(n, 2, corrupt=11)  # the blank looks nothing like the samples: not an outlier
+    runs = {s: {"n_ms2_scans": 10, "n_ms2_mapped": 4} for s in ids}
+    table = qc_table(samples, runs, pl.DataFrame({"sample_id": ids, "rt_shift_median_s": np.arange(n) * 1.0}), matrix)
+    assert table.columns == list(QC) and table["sample_id"].to_list() == ids
+    assert not table["outlier"].any() and table["outlier_score"][:10].null_count() == 0
+    assert table["outlier_score"][10:].null_count() == 2 and "not tested" in table["outlier_rule"][11]
+    assert table["share_ms2_mapped"].to_list() == [0.4] * n and table["rt_shift_median_s"][3] == 3.0
+
+
+def test_qc_stage_from_per_sample_tables(tmp_path):
+    ids = ["A", "B", "C"]
+    paths: dict[str, list[str]] = {k: [] for k in ("chrom", "spec", "feat", "ann")}
+    for i, s in enumerate(ids):
+        chrom = chromatogram(np.arange(5.0), np.full(5, 10.0 * (i + 1)), np.full(5, 2.0))
+        paths["chrom"].append(str(tmp_path / f"{s}_chrom.parquet"))
+        write_parquet(chrom, paths["chrom"][-1], metadata=chromatogram_metadata(5, 4, 50.0 * (i + 1)))
+        spectra = pl.DataFrame({"sample_id": [s] * 4, "feature_id": [f"{s}:F1", None, f"{s}:F2", None]})
+        features = pl.DataFrame({"feature_id": [f"{s}:F1", f"{s}:F2", f"{s}:F3"], "rt_s": [10.0, 20.0, 30.0]})
+        annotations = pl.DataFrame({"spectrum_id": ["x", "x", "y", "z"], "rank": [1, 2, 1, 1],
+                                    "accepted": [True, False, True, False],
+                                    "precursor_error_ppm": [1.0 + i, 9.0, 3.0 + i, 20.0]})
+        for key, frame in (("spec", spectra), ("feat", features), ("ann", annotations)):
+            paths[key].append(str(tmp_path / f"{s}_{key}.parquet"))
+            frame.write_parquet(paths[key][-1])
+    pl.DataFrame({"sample_id": ids, "file": ["a", "b", "c"]}).write_csv(tmp_path / "samples.tsv", separator="\t")
+    # No rt_shift column in the alignment: the shift comes from the links (aligned - raw RT).
+    pl.DataFrame({"sample_id": ids, "model": ["reference", "linear", "linear"]}).write_parquet(tmp_path / "al.parquet")
+    pl.DataFrame({"consensus_id": ["C1", "C1", "C2", "C1"], "sample_id": ["A", "B", "B", "C"],
+                  "feature_id": ["A:F1", "B:F1", "B:F2", "C:F1"], "rt_aligned_s": [10.0, 12.0, 23.0, 9.0]}
+                 ).write_parquet(tmp_path / "links.parquet")
+    out = tmp_path / "study" / "qc.parquet"
+    args = ["qc", "--samples", str(tmp_path / "samples.tsv"), "--chromatograms", *paths["chrom"], "--spectra",
+            *paths["spec"], "--features", *paths["feat"], "--annotations", *paths["ann"], "--alignment",
+            str(tmp_path / "al.parquet"), "--links", str(tmp_path / "links.parquet"), "--out", str(out)]
+    assert cli.main(args) == 0
+    table = pl.read_parquet(out)
+    assert table["n_ms1_scans"].to_list() == [5, 5, 5] and table["tic_total"].to_list() == [50.0, 100.0, 150.0]
+    assert table["n_ms2_scans"].to_list() == [4] * 3 and table["share_ms2_mapped"].to_list() == [0.5] * 3
+    assert table["n_features"].to_list() == [3] * 3 and table["n_accepted"].to_list() == [2] * 3
+    assert table["precursor_error_median_ppm"].to_list() == [2.0, 3.0, 4.0]
+    assert table["rt_shift_median_s"].to_list() == [0.0, 2.5, -1.0]
+    assert table["outlier_rule"][0] == "not tested: no feature matrix" and not table["outlier"].any()
+    assert read_chromatogram_summary(paths["chrom"][0])["n_ms2_scans"] == 4
+    missing = args[:args.index("--spectra")] + ["--spectra", *paths["spec"][:2]] + args[args.index("--features"):]
+    assert cli.main(missing) == 1  # two spectra tables for three samples: a clear error

@@ -1,0 +1,125 @@
+"""The qc stage: quality control of the runs, one row per sample (``results/study/qc.parquet``).
+
+Reads, per sample of the sheet (in sheet order), the chromatogram the detect stage wrote (MS1 scan count and summed
+TIC in its metadata), the spectra table (MS2 scans and how many map to a feature), the features table and the
+annotations (signed median precursor m/z error of the accepted rank-1 identifications), and, for the study, the link
+stage's alignment (median RT shift against the reference run; from the feature links when the alignment lacks it)
+and the feature matrix, on which outlier samples are flagged with the rule of ``modelling.qc.outlier_scores``.
+Columns: ``modelling.qc.QC``; the rule is ``workflow/rules/qc.smk``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from ms2study.core.atomic import write_parquet
+from ms2study.core.errors import InputError
+from ms2study.io.samplesheet import read_sample_sheet
+from ms2study.modelling.qc import qc_table, read_chromatogram_summary
+
+log = logging.getLogger(__name__)
+
+
+def _existing(path: str | Path, what: str, sample: str | None, fix: str) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{what} does not exist", file=str(path), sample=sample, fix=fix)
+    return path
+
+
+def sample_run_values(sample_id: str, chromatogram: str | Path, spectra: str | Path, features: str | Path,
+                      annotations: str | Path | None) -> dict[str, Any]:
+    """The per-sample QC values from one sample's tables (keys of ``modelling.qc.QC``); InputError naming a missing
+    file. ``annotations`` None (no library): no identification values."""
+    summary = read_chromatogram_summary(str(_existing(chromatogram, "chromatogram", sample_id, "run the detect stage")))
+    spectra_table = pl.read_parquet(_existing(spectra, "spectra table", sample_id, "run the spectra stage"),
+                                    columns=["feature_id"])
+    n_features = pl.scan_parquet(_existing(features, "features table", sample_id, "run the detect stage")).select(
+        pl.len()).collect().item()
+    values: dict[str, Any] = {
+        "n_ms1_scans": summary.get("n_ms1_scans"), "tic_total": summary.get("tic_total"),
+        "n_ms2_scans": spectra_table.height, "n_ms2_mapped": int(spectra_table["feature_id"].is_not_null().sum()),
+        "n_features": int(n_features),
+    }
+    if annotations is not None:
+        table = pl.read_parquet(_existing(annotations, "annotations table", sample_id, "run the annotate stage"))
+        if {"accepted", "precursor_error_ppm"} <= set(table.columns):
+            accepted = table.filter(pl.col("accepted").fill_null(False))
+            if "rank" in accepted.columns:
+                accepted = accepted.filter(pl.col("rank") == 1)
+            errors = accepted["precursor_error_ppm"].drop_nulls().drop_nans()
+            values["n_accepted"] = accepted.height
+            values["precursor_error_median_ppm"] = float(errors.median()) if errors.len() else None
+    return values
+
+
+def shift_from_links(links: pl.DataFrame, features: dict[str, str | Path]) -> dict[str, float]:
+    """Median (aligned - raw) RT of each sample's linked features from ``feature_links`` (sample_id, feature_id,
+    rt_aligned_s) and the features tables (feature_id, rt_s); used when the alignment table has no such column."""
+    shifts = {}
+    for sample, path in features.items():
+        raw = pl.read_parquet(path, columns=["feature_id", "rt_s"])
+        joined = links.filter(pl.col("sample_id") == sample).join(raw, on="feature_id", how="inner")
+        if joined.height:
+            shifts[sample] = float(np.median((joined["rt_aligned_s"] - joined["rt_s"]).to_numpy()))
+    return shifts
+
+
+def run_qc(samples_path: str | Path, chromatograms: list[str | Path], spectra: list[str | Path],
+           features: list[str | Path], annotations: list[str | Path] | None, alignment: str | Path | None,
+           links: str | Path | None, feature_matrix: str | Path | None, out: str | Path) -> pl.DataFrame:
+    """The stage: per-sample lists in sheet order (one path per sheet row each); writes and returns the QC table.
+    Raises InputError when a list's length differs from the sheet's or a file is missing."""
+    samples = read_sample_sheet(samples_path)
+    ids = samples["sample_id"].cast(pl.Utf8).to_list()
+    lists = {"--chromatograms": chromatograms, "--spectra": spectra, "--features": features}
+    if annotations:
+        lists["--annotations"] = annotations
+    for option, paths in lists.items():
+        if len(paths) != len(ids):
+            raise InputError(f"{option} has {len(paths)} path(s) for {len(ids)} sample(s)", file=str(samples_path),
+                             fix="give one path per sample of the sheet, in sheet order")
+    runs = {s: sample_run_values(s, chromatograms[i], spectra[i], features[i],
+                                 annotations[i] if annotations else None) for i, s in enumerate(ids)}
+    alignment_table = pl.read_parquet(_existing(alignment, "alignment table", None, "run the link stage")) \
+        if alignment else None
+    if links and (alignment_table is None or "rt_shift_median_s" not in alignment_table.columns):
+        shifts = shift_from_links(pl.read_parquet(_existing(links, "feature links", None, "run the link stage")),
+                                  dict(zip(ids, features)))
+        for s, value in shifts.items():
+            runs[s]["rt_shift_median_s"] = value
+    matrix = pl.read_parquet(_existing(feature_matrix, "feature matrix", None, "run the link stage")) \
+        if feature_matrix else None
+    table = qc_table(samples, runs, alignment_table, matrix)
+    write_parquet(table, out)
+    flagged = table.filter(pl.col("outlier"))["sample_id"].to_list()
+    log.info("QC of %d samples; outliers: %s (%s)", table.height, ", ".join(flagged) or "none",
+             table["outlier_rule"][0] if table.height else "")
+    return table
+
+
+def _cli(args: argparse.Namespace) -> int:
+    run_qc(args.samples, args.chromatograms, args.spectra, args.features, args.annotations, args.alignment,
+           args.links, args.feature_matrix, args.out)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``qc`` command to the ms2study CLI."""
+    p = subparsers.add_parser("qc", help="quality control of the runs: counts, errors, RT shift, outlier samples")
+    p.add_argument("--samples", required=True, help="sample sheet (results/study/samples.tsv)")
+    p.add_argument("--chromatograms", nargs="+", required=True, help="chromatogram.parquet per sample, sheet order")
+    p.add_argument("--spectra", nargs="+", required=True, help="spectra.parquet per sample, sheet order")
+    p.add_argument("--features", nargs="+", required=True, help="features.parquet per sample, sheet order")
+    p.add_argument("--annotations", nargs="*", default=[], help="annotations.parquet per sample (optional)")
+    p.add_argument("--alignment", default=None, help="results/study/alignment.parquet")
+    p.add_argument("--links", default=None, help="results/study/feature_links.parquet")
+    p.add_argument("--feature-matrix", default=None, help="results/study/feature_matrix.parquet (outlier rule)")
+    p.add_argument("--out", required=True, help="results/study/qc.parquet")
+    p.set_defaults(func=_cli)
