@@ -39,9 +39,12 @@ COMMANDS = {
     "link": "ms2study.stages.link",
     "identify": "ms2study.stages.identify",
     "differential": "ms2study.stages.differential",
+    "qc": "ms2study.stages.qc",
+    "attribution": "ms2study.stages.attribution",
     "models": "ms2study.stages.models",
     "model": "ms2study.stages.models",
     "report": "ms2study.stages.report",
+    "export": "ms2study.stages.export",
 }
 STAGE_MODULES = list(dict.fromkeys(COMMANDS.values()))
 
