@@ -1,8 +1,12 @@
-"""The study report: one self-contained HTML file with every section, plain warnings, escaped user text; rendered
-by a real headless Chromium when one is installed."""
+"""The study report: one self-contained HTML file with every section, plain warnings, escaped user text, plotly
+charts and DataTables tables that need no network; rendered by a real headless Chromium when one is installed
+(no console error, no request to another host, charts drawn, tables sorted, a screenshot kept as an artifact)."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -15,18 +19,29 @@ import pytest
 from ms2study.cli import main as cli_main
 from ms2study.core import tables
 from ms2study.core.errors import InputError
+from ms2study.library.index import index_library
 from ms2study.modelling import differential as differential_tables
 from ms2study.modelling.enrichment import class_enrichment
 from ms2study.modelling.featuresets import study_feature_sets
 from ms2study.modelling.univariate import bh_q_values
-from ms2study.reporting.charts import map_2d, umap_available
-from ms2study.reporting.collect import TABLES, DifferentialFiles, OutcomeFiles, ReportInputs
+from ms2study.reporting import qc, spectra
+from ms2study.reporting.collect import TABLES, DifferentialFiles, OutcomeFiles, ReportInputs, read_annotations
+from ms2study.reporting.html import PALETTE, page
+from ms2study.reporting.maps import map_2d, umap_available
+from ms2study.reporting.tables import interactive_table
 from ms2study.stages import differential, models
 from ms2study.stages.report import build_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-SECTIONS = ["warnings", "overview", "samples", "identifications", "differential", "encoder", "models", "matrix",
+SECTIONS = ["warnings", "overview", "samples", "qc", "identifications", "differential", "encoder", "models", "matrix",
             "software"]
+
+
+def _itable_rows(text: str, table_id: str) -> list[list]:
+    """The rows of the itables table ``table_id`` in the report's HTML (numbers as values, text as given)."""
+    script = text.split(f'querySelectorAll("#{table_id}:not(.dataTable)")')[1]
+    data = json.loads(json.loads('"' + re.search(r'"data_json": "((?:[^"\\]|\\.)*)"', script).group(1) + '"'))
+    return [[cell[1] if isinstance(cell, list) and len(cell) == 2 else cell for cell in row] for row in data]
 
 
 def _write_study(root: Path, trained: bool, n: int = 8, seed: int = 0, with_q: bool = True) -> list[str]:
@@ -153,12 +168,164 @@ def untrained_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, st
     return out, out.read_text(encoding="utf-8")
 
 
+def _write_qc_inputs(root: Path, ids: list[str]) -> tuple[Path, list[Path], list[Path]]:
+    """The QC stage's tables as issue 11 specifies them (qc.parquet, a chromatogram per sample; S03 an outlier) and
+    an attribution table for outcome "group" (C2 contributes most, then C5, C7 ...)."""
+    rng = np.random.default_rng(7)
+    study = root / "results" / "study"
+    n = len(ids)
+    pl.DataFrame({
+        "sample_id": ids, "n_ms1_scans": [900] * n, "n_ms2_scans": [0 if s == "S08" else 6 for s in ids],
+        "n_ms2_mapped": [0 if s == "S08" else 4 for s in ids], "share_ms2_mapped": [0.0 if s == "S08" else 0.667
+                                                                                    for s in ids],
+        "n_features": [5] * n, "tic_total": rng.uniform(1e9, 2e9, n), "rt_shift_median_s": rng.normal(0, 2, n),
+        "precursor_error_median_ppm": rng.normal(0, 1, n), "n_accepted": [3] * n,
+        "outlier": [s == "S03" for s in ids], "outlier_score": [9.0 if s == "S03" else 1.0 for s in ids],
+        "outlier_rule": ["robust distance > 3.5 MAD on the feature matrix"] * n,
+    }).write_parquet(study / "qc.parquet")
+    chromatograms = []
+    rt = np.linspace(0, 600, 2000)  # more points than a trace keeps: the report thins them
+    for k, s in enumerate(ids):
+        peak = 1e6 * np.exp(-0.5 * ((rt - 100 - 20 * k) / 5) ** 2)
+        path = root / "results" / "samples" / s / "chromatogram.parquet"
+        pl.DataFrame({"rt_s": rt, "tic": peak * 2 + 1e4, "bpc": peak + 1e3}).write_parquet(path)
+        chromatograms.append(path)
+    contribution = [0.1, -0.05, 0.9, 0.02, 0.01, -0.6, 0.003, 0.3, 0.0, 0.0, 0.0, 0.0]
+    order = np.argsort(-np.abs(contribution), kind="stable")
+    (study / "attribution").mkdir(exist_ok=True)
+    attribution = pl.DataFrame({
+        "consensus_id": [f"C{i}" for i in range(12)], "mz": np.linspace(100, 400, 12),
+        "rt_s": np.linspace(60, 600, 12), "contribution": contribution,
+        "direction": ["toward case" if c > 0 else "away from case" for c in contribution],
+        "rank": (np.argsort(order) + 1).astype(np.int32), "name": ["Caffeine <i>x</i>"] + [None] * 11,
+        "inchikey": [None] * 12, "msi_level": pl.Series([2] + [None] * 11, dtype=pl.Int8)})
+    attribution.write_parquet(study / "attribution" / "group.parquet")
+    return study / "qc.parquet", chromatograms, [study / "attribution" / "group.parquet"]
+
+
+def _write_library_index(root: Path) -> Path:
+    """A two-spectrum library index (MB0: caffeine, MB1) for the mirror plots."""
+    mgf = root / "mirror_library.mgf"
+    mgf.write_text("".join(
+        f"BEGIN IONS\nTITLE={i}\nPEPMASS=150.0\nCHARGE=1+\nIONMODE=positive\nNAME=compound {i}\n"
+        f"SPECTRUM_ID={i}\n50.0 100\n80.0 40\n{120 + k}.0 10\nEND IONS\n" for k, i in enumerate(["MB0", "MB1"])))
+    index_library(mgf, root / "mirror_index")
+    return root / "mirror_index"
+
+
+@pytest.fixture(scope="module")
+def full_report(untrained_report: tuple[Path, str]) -> tuple[Path, str]:
+    """The untrained study's report with everything the report can show: consensus identifications with their
+    library spectra (mirror plots), QC tables and chromatograms, and the attribution of outcome "group"."""
+    root = untrained_report[0].parents[2]
+    ids = pl.read_csv(root / "results" / "study" / "samples.tsv", separator="\t")["sample_id"].to_list()
+    ident = pl.read_parquet(root / "identifications_for_differential.parquet").with_columns(
+        pl.Series("library_id", [f"MB{i % 2}" for i in range(10)]), pl.lit(None, dtype=pl.Utf8).alias("smiles"),
+        pl.Series("n_samples", list(range(10, 0, -1)), dtype=pl.Int32), pl.lit(4, dtype=pl.Int32).alias("n_spectra"),
+        pl.lit(3, dtype=pl.Int32).alias("n_supporting"), pl.lit(0.8).alias("best_score"),
+        pl.lit(0.9).alias("best_cosine"))
+    ident.write_parquet(root / "identifications_full.parquet")
+    qc_path, chromatograms, attribution = _write_qc_inputs(root, ids)
+    inputs = dataclasses.replace(
+        _inputs(root, ["group"]), identifications=root / "identifications_full.parquet",
+        library_indexes=[_write_library_index(root)], qc=qc_path, chromatograms=chromatograms,
+        attribution=attribution)
+    out = root / "results" / "study" / "report_full.html"
+    build_report(inputs, out, {"config_used": {"annotate": {"fdr": 0.01}}})
+    return out, out.read_text(encoding="utf-8")
+
+
+def test_qc_section_marks_outliers_and_draws_chromatograms(full_report: tuple[Path, str]) -> None:
+    _, text = full_report
+    part = text.split('id="qc"')[1].split('id="identifications"')[0]
+    assert "Outlier rule: robust distance &gt; 3.5 MAD on the feature matrix. <b>1</b> of 8 samples flagged: S03" in part
+    warnings = text.split('id="warnings"')[1].split('id="overview"')[0]
+    assert "outlier sample(s) S03 (robust distance &gt; 3.5 MAD" in warnings
+    rows = _itable_rows(part, "qc-table")
+    assert [r[0] for r in rows] == [f"S{i:02d}" for i in range(1, 9)]  # sheet order
+    assert [r[1] for r in rows] == ["OUTLIER" if i == 3 else "" for i in range(1, 9)]
+    assert '"text":"TIC, 8 samples"' in part and '"text":"Base-peak chromatogram, 8 samples"' in part
+    assert "S03 (outlier)" in part  # one line per sample for 8 samples, the outlier named
+
+
+def test_chromatograms_keep_their_peaks_when_thinned() -> None:
+    from ms2study.reporting.charts import MAX_TRACE_POINTS, chromatogram_figure, downsample
+
+    x = np.linspace(0, 100, 10_001)
+    y = np.exp(-0.5 * ((x - 37.3) / 0.05) ** 2)  # a peak narrower than a thinned step
+    tx, ty = downsample(x, y)
+    assert tx.size == MAX_TRACE_POINTS and ty.max() == 1.0 and abs(tx[np.argmax(ty)] - 37.3) < 0.01
+    many = [(f"S{i}", x, y) for i in range(30)]
+    fig = chromatogram_figure(many, "TIC", "tic", {"S4"})  # past 10 samples: one line for all, one for outliers
+    assert [t.name for t in fig.data] == ["samples (29)", "outliers (1)"]
+    assert np.isnan(fig.data[0].x).sum() == 29 and len(fig.data[0].x) == 29 * (MAX_TRACE_POINTS + 1)
+
+
+def test_bad_qc_inputs_are_refused_with_the_file(tmp_path: Path) -> None:
+    pl.DataFrame({"sample": ["S01"]}).write_parquet(tmp_path / "qc.parquet")
+    with pytest.raises(InputError, match="no sample_id column"):
+        qc.qc_section(tmp_path / "qc.parquet", [], ["S01"], [])
+    with pytest.raises(InputError, match="1 chromatogram table"):
+        qc.qc_section(None, [tmp_path / "c.parquet"], ["S01", "S02"], [])
+    pl.DataFrame({"rt_s": [1.0], "tic": [2.0]}).write_parquet(tmp_path / "c.parquet")
+    with pytest.raises(InputError, match=r"lacks column\(s\) \['bpc'\]"):
+        qc.qc_section(None, [tmp_path / "c.parquet"], ["S01"], [])
+    pl.DataFrame({"consensus_id": ["C1"]}).write_parquet(tmp_path / "a.parquet")
+    with pytest.raises(InputError, match="attribution table of outcome group lacks"):
+        qc.attribution_part(tmp_path / "a.parquet", "group")
+    warnings: list[str] = []
+    assert "No quality-control tables" in qc.qc_section(None, [], ["S01"], warnings) and not warnings
+
+
+def test_attribution_beside_the_differential_results(full_report: tuple[Path, str]) -> None:
+    _, text = full_report
+    part = text.split('id="differential"')[1].split('id="encoder"')[0]
+    assert "What the embedding model looks at" in part
+    rows = _itable_rows(part, "attribution-group")
+    assert [r[0] for r in rows[:4]] == [1, 2, 3, 4] and [r[1] for r in rows[:4]] == ["C2", "C5", "C7", "C0"]
+    assert rows[3][2] == "Caffeine &lt;i&gt;x&lt;/i&gt;"  # escaped by itables
+    assert "They carry 100% of the absolute contribution of all 12 features" in part  # the top 15 of 12
+
+
+def test_mirror_plots_show_query_against_library(full_report: tuple[Path, str], tmp_path: Path) -> None:
+    _, text = full_report
+    part = text.split('id="identifications"')[1].split('id="differential"')[0]
+    assert "Mirror plots of the top identifications" in part
+    # C0 (caffeine, library spectrum MB0) and C1 (MB1): one plot per library spectrum, best identification first
+    assert part.count("Plotly.newPlot(") == 2
+    assert '"name":"library MB0"' in part and '"name":"library MB1"' in part and "query S0" in part
+    assert "Caffeine &lt;i&gt;x&lt;/i&gt;" in part and "<i>x</i>" not in part
+    rows = _itable_rows(part, "identifications-table")
+    assert len(rows) == 10 and rows[0][0] == "C0"
+    # the figure itself: query peaks (50, 80) up, library peaks (50, 80, 120) down, each scaled to 100
+    root = full_report[0].parents[2]
+    annotations = read_annotations([root / "results" / "samples" / "S01" / "annotations.parquet"])
+    html = spectra.mirror_plots(pl.read_parquet(root / "identifications_full.parquet").head(1), annotations,
+                                {"S01": root / "results" / "samples" / "S01" / "spectra.parquet"},
+                                [root / "mirror_index"])
+    assert html.count("Plotly.newPlot(") == 1
+    assert "not passed to the report" in spectra.mirror_plots(pl.read_parquet(
+        root / "identifications_full.parquet"), annotations, {}, [])
+
+
+# a tag that would make the browser fetch something: script/img/iframe/embed/source src, link href, CSS url()/@import
+EXTERNAL = re.compile(r"""<(script|img|iframe|embed|source|video|audio)\b[^>]*\bsrc\s*=|<link\b[^>]*\bhref\s*=|"""
+                      r"""url\(\s*["']?\s*(https?:)?//|@import""", re.IGNORECASE)
+
+
 def test_report_is_self_contained(untrained_report: tuple[Path, str]) -> None:
     _, text = untrained_report
     assert text.startswith("<!DOCTYPE html>")
-    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", text, re.IGNORECASE)
-    assert "<script" not in text.lower()  # no scripts at all (the hostile one from the sheet is escaped)
-    assert "<link" not in text.lower() and "@import" not in text
+    # the markup (the scripts' bodies, plotly.js and the DataTables bundle among them, left out: the browser test
+    # watches what they request) names no address: no fetching tag, not even a link out
+    markup = re.sub(r"(<script[^>]*>).*?(</script>)", r"\1\2", text, flags=re.DOTALL)
+    assert not EXTERNAL.search(markup), EXTERNAL.search(markup)
+    assert not re.search(r"""href\s*=\s*["']?\s*(https?:)?//""", markup, re.IGNORECASE)
+    # plotly.js and the DataTables bundle are embedded once each, not once per chart or table
+    assert text.count("plotly.js v") == 1 and text.count("injectModule(") == 2  # defined once, called once
+    assert text.count("Plotly.newPlot(") >= 4 and "include_plotlyjs" not in text
+    # user text is escaped everywhere: the sheet's hostile script never becomes a tag
+    assert "<script>alert(1)" not in text and "<b>bold</b>" not in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text and "&lt;b&gt;bold&lt;/b&gt; &amp;" in text
     assert "Tryptophan &lt;L&gt;" in text
 
@@ -179,14 +346,14 @@ def test_report_has_every_section_and_the_numbers(untrained_report: tuple[Path, 
     s01 = re.search(r"<tr><td>S01</td><td class=\"num\">3</td>.*?<td class=\"num\">([^<]*)</td></tr>", text)
     assert s01 and s01.group(1) == "0.0004"
     assert "q ≤ 0.01" in text and "empirical null" in text and "lowest q" in text
-    # models: the table row, ROC and PCA charts
-    assert "roc_auc" in text and "permutation p" in text and "ROC: group" in text and "null mean" in text
+    # models: the table row, ROC and PCA charts (plotly figures: their titles are in the figures' JSON)
+    assert "roc_auc" in text and "permutation p" in text and '"text":"ROC: group"' in text and "null mean" in text
     assert "Estimator: <b>elastic_net</b>" in text  # the models default (models.DEFAULT_PARAMS)
     assert "fold-wise metrics are coarse" in text  # 4 vs 4 samples: one sample per class in a test fold
     # maps: UMAP only when umap-learn is installed (it is not a dependency), PCA otherwise
     used = "UMAP" if umap_available() else "PCA"
     assert f"{used} of embedding, coloured by group" in text and f"{used} of features, coloured by group" in text
-    assert text.count("<svg") >= 4
+    assert "Consensus features by number of samples detected" in text
     assert "12</b> consensus features" in text and "detection rate 100.0%" not in text
     assert "scikit-learn" in text and "Configuration used" in text
 
@@ -215,15 +382,19 @@ def test_report_command_and_skipped_outcome(tmp_path: Path) -> None:
     sheet.write_csv(tmp_path / "samples.tsv", separator="\t")
     models.model_outcomes(sheet, {}, [{"column": "rare", "type": "binary"}], tmp_path / "results/study/models")
     inputs = _inputs(tmp_path, ["group", "rare"], sheet=tmp_path / "samples.tsv")
+    qc_path, chromatograms, _ = _write_qc_inputs(tmp_path, ids)
     code = cli_main(["report", "--samples", str(tmp_path / "samples.tsv"),
                      *[a for t in TABLES for a in (f"--{t.replace('_', '-')}", *map(str, inputs.sample_tables[t]))],
                      "--feature-matrix", str(inputs.feature_matrix), "--identifications", str(inputs.identifications),
                      "--model-summaries", *[str(m.summary) for m in inputs.models],
                      "--model-predictions", *[str(m.predictions) for m in inputs.models],
+                     # the QC inputs; no library index (the rule passes the option empty without a library)
+                     "--qc", str(qc_path), "--chromatograms", *map(str, chromatograms), "--library-index",
                      "--out", str(tmp_path / "r.html"), "--params", '{"title": "Demo <study>"}'])
     assert code == 0
     text = (tmp_path / "r.html").read_text(encoding="utf-8")
     assert "<h1>Demo &lt;study&gt;</h1>" in text
+    assert "<b>1</b> of 8 samples flagged: S03" in text and '"text":"TIC, 8 samples"' in text
     assert "outcome <b>rare</b> was not modelled: class &#x27;y&#x27; has 1 sample" in text
 
 
@@ -258,7 +429,11 @@ def test_an_outcome_removed_from_the_config_is_not_reported(tmp_path: Path) -> N
     build_report(_inputs(tmp_path, ["group"]), tmp_path / "b.html", {"config_used": config})
     text = (tmp_path / "b.html").read_text(encoding="utf-8")
     assert "<h3>Outcome: group (binary)</h3>" in text.split('id="models"')[1]
-    assert "batch" not in text and "b1" not in text
+    # the head holds plotly.js and the DataTables bundle (whose code says "batch"); charts have random ids and
+    # base64-encoded arrays
+    body = re.sub(r'"bdata":"[^"]*"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}', "",
+                  text.split("<body")[1])
+    assert "batch" not in body and not re.search(r"\bb1\b", body)
 
 
 def test_without_q_values_identifications_fall_back_to_cosine(tmp_path: Path) -> None:
@@ -276,11 +451,13 @@ def test_report_says_what_differs(untrained_report: tuple[Path, str]) -> None:
     assert "<h3>Outcome: group (binary)</h3>" in part and "Welch t-test on log2 intensities" in part
     assert "<b>case</b> (n = 4) against <b>control</b> (n = 4)" in part
     assert "11 of 12 consensus features tested" in part  # C3 is detected in 3 of 8 samples: below one half
-    assert "Top 11 features by q" in part and "log2 FC (case / control)" in part and "ChemRICH" in part
-    # rows sorted by q, with the identification joined and user text escaped
-    first = re.search(r"<tbody><tr><td>(C\d+)</td>", part.split("Top 11")[1])
-    table = pl.read_parquet(untrained_report[0].parent / "differential" / "group.parquet")
-    assert first and first.group(1) == table["consensus_id"][0]
+    assert "Tested features (11;" in part and "log2 FC (case / control)" in part and "ChemRICH" in part
+    assert '"text":"Volcano: group"' in part and '"text":"Class enrichment: group"' in part
+    # every tested feature, sorted by q as the stage wrote them (DataTables sorts by q too), with the
+    # identification joined and user text escaped
+    table = pl.read_parquet(untrained_report[0].parent / "differential" / "group.parquet").filter(pl.col("tested"))
+    rows = _itable_rows(text, "differential-0")
+    assert [r[0] for r in rows] == table["consensus_id"].to_list()
     assert "Caffeine &lt;i&gt;x&lt;/i&gt;" in part and "<i>x</i>" not in part
     # 4 against 4 samples: nothing reaches q < 0.05, and the report says so rather than listing nothing
     assert "No chemical class is enriched at q &lt; 0.05 (3 classes tested" in part
@@ -316,10 +493,9 @@ def test_report_lists_enriched_classes_and_says_when_there_are_no_classes(tmp_pa
 
     part = report(*class_enrichment(table))
     assert "2 of 3 classes tested are enriched at q &lt; 0.05" in part
-    row = re.search(r"<tr><td>Alkaloids; Xanthines</td>(.*?)</tr>", part)
-    cells = re.findall(r">([^<]*)</td>", row.group(1)) if row else []
-    assert cells[:6] == ["2", "6", "6", "6", "0", "up"], cells
-    assert "Sugars</td>" not in part.split("Enriched chemical classes")[1]
+    rows = {r[0]: r[1:] for r in _itable_rows(part, "enrichment-0")}
+    assert rows["Alkaloids; Xanthines"][:6] == [2, 6, 6, 6, 0, "up"], rows
+    assert rows["Sugars"][-2] >= 0.05  # every class is listed, the enriched ones first
     unclassed = table.with_columns(pl.lit(None, dtype=pl.Utf8).alias("compound_class"))
     part = report(*class_enrichment(unclassed))
     assert "the library gives no compound classes for the 12 identified features" in part
@@ -344,20 +520,87 @@ def test_maps_use_pca_unless_umap_is_there_and_say_which() -> None:
         build_report(ReportInputs(sheet=Path("samples.tsv")), Path("x.html"), {"map_method": "tsne"})
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
-def test_report_renders_in_headless_chromium(untrained_report: tuple[Path, str], tmp_path: Path) -> None:
-    path, _ = untrained_report
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-default-apps", "--enable-logging=stderr", "--v=0", "--window-size=1280,2400"]
+
+
+def _chromium(url: str, workdir: Path, name: str, *args: str) -> tuple[str, str, list[str]]:
+    """Load ``url`` in headless Chromium: (stdout, console messages, http(s)/ws requests the page made).
+
+    Console messages are the ``CONSOLE`` lines Chromium writes with ``--enable-logging=stderr`` (log, warning,
+    error and uncaught exceptions alike). Requests come from Chromium's network log (``--log-net-log``): every
+    URL request the network stack started, of which those with an origin as initiator (a page: a file:// page's
+    origin is "null") are the page's; the browser's own background requests have none ("not an origin"). file:,
+    data: and blob: loads never reach the network stack. No server and no remote debugging are involved."""
+    netlog = workdir / f"{name}.netlog.json"
     result = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", path.resolve().as_uri()],
-        check=False, capture_output=True, text=True, timeout=120,
-    )
+        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={workdir / 'profile'}", f"--log-net-log={netlog}", *args, url],
+        check=False, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
-    dom = result.stdout
-    # the browser parsed the document into the expected structure: sections, warnings, SVG charts
+    console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
+    log = json.loads(netlog.read_text())
+    start = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
+    requests = [e["params"]["url"] for e in log["events"] if e["type"] == start
+                and e["params"].get("initiator", "not an origin") != "not an origin"
+                and re.match(r"(https?|wss?)://", e["params"].get("url", ""))]
+    return result.stdout, console, requests
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+def test_the_browser_checks_can_fail_and_tables_sort(tmp_path: Path) -> None:
+    """The control for the report's browser test: a page with a request to another host and a console error is
+    caught by both checks, and a DataTables table whose rows are handed over unsorted comes out sorted."""
+    rows = pl.DataFrame({"feature": ["C3", "C1", "C4", "C2"], "q": [0.3, 0.01, 0.5, 0.02]})
+    html = page("control", '<img src="http://example.invalid/x.png"><script>console.error("control")</script>',
+                [("t", "T", interactive_table(rows, "sort-check", order=[("q", "asc")]))], [])
+    (tmp_path / "control.html").write_text(html, encoding="utf-8")
+    dom, console, requests = _chromium((tmp_path / "control.html").as_uri(), tmp_path, "control",
+                                       "--virtual-time-budget=5000", "--dump-dom")
+    assert requests == ["http://example.invalid/x.png"] and any('"control"' in line for line in console)
+    table = dom.split('id="sort-check"')[1].split("</table>")[0]
+    assert 'class="display compact dataTable' in dom.split('id="sort-check"')[0][-300:] + table[:300]
+    assert re.findall(r"<td[^>]*>(C\d)</td>", table) == ["C1", "C2", "C3", "C4"]
+    assert 'aria-sort="ascending"' in table
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+def test_report_renders_in_headless_chromium(full_report: tuple[Path, str], tmp_path: Path) -> None:
+    """Issue 11 item 8: no console message, no request to another host, every section, every chart drawn, every
+    table turned into a sortable DataTable, a screenshot that is not blank (kept as an artifact)."""
+    path, text = full_report
+    shot = tmp_path / "report.png"
+    dom, console, requests = _chromium(path.resolve().as_uri(), tmp_path, "report", "--virtual-time-budget=10000",
+                                       f"--screenshot={shot}", "--dump-dom")
+    assert console == [] and requests == []
+    body = re.search(r"<body[^>]*>", dom).group(0)
+    assert 'data-errors="0"' in body and "data-rendered-ms" in body  # the page's own error count, and it loaded
     for anchor in SECTIONS:
         assert f'id="{anchor}"' in dom
-    assert dom.count("<svg") >= 4 and "<circle" in dom and "<polyline" in dom
     assert 'class="warning"' in dom and "UNTRAINED placeholder" in dom
-    assert "<script" not in dom.lower()
+    # every chart drawn: plotly replaced each figure's empty div with its SVG, with the traces in it
+    charts = text.count("Plotly.newPlot(")
+    assert charts >= 10 and dom.count('class="plot-container plotly"') == charts
+    drawn = dom.split('class="plot-container plotly"')[1:]  # each from its chart to the next
+    assert all('class="trace ' in part for part in drawn)
+    # every table became a DataTable, none left loading
+    tables = re.findall(r'querySelectorAll\("#([\w-]+):not\(\.dataTable\)"\)', text)
+    assert len(tables) >= 5 and "Loading ITables" not in dom
+    for table_id in tables:
+        assert re.search(rf'<table id="{table_id}" class="[^"]*dataTable', dom), table_id
+    # sorted on load by their order column (all but the QC table, kept in sheet order); a search box on every table
+    # longer than a page (itables leaves it off shorter ones)
+    assert dom.count('aria-sort="ascending"') == len(tables) - 1 and dom.count('type="search"') >= 2
+    # the screenshot of the same load, not blank: varied, with plotly's trace colours in it; kept for people
+    from PIL import Image
+    from PIL.ImageColor import getrgb
+
+    pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int16)
+    assert pixels.shape[:2] == (2400, 1280) and pixels.std() > 20
+    # the charts' lines in the first 2400 px (the chromatograms: one palette colour per sample); nothing else on
+    # the page has these colours
+    drawn = [int((np.abs(pixels - np.array(getrgb(c))).max(axis=2) < 16).sum()) for c in PALETTE[:8]]
+    assert sum(n > 20 for n in drawn) >= 6, drawn
+    artifacts = Path(os.environ.get("PYTEST_ARTIFACTS", "/tmp"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, artifacts / "ms2study_report_screenshot.png")

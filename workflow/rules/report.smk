@@ -18,6 +18,7 @@ rule report:
         differential=expand("results/study/differential/{outcome}.parquet", outcome=MODEL_OUTCOMES),
         class_enrichment=expand("results/study/class_enrichment/{outcome}.parquet", outcome=MODEL_OUTCOMES),
         calibration=library_calibration(),
+        library=library_index(),  # the library spectra of the mirror plots
     output:
         "results/study/report.html",
     params:
@@ -40,4 +41,5 @@ rule report:
         "--identifications {input.identifications:q} --model-summaries {input.model_summaries:q} "
         "--model-predictions {input.model_predictions:q} --differential {input.differential:q} "
         "--class-enrichment {input.class_enrichment:q} --calibration {input.calibration:q} "
+        "--library-index {input.library:q} "
         "--out {output:q} --params {params.p} > {log:q} 2>&1"

@@ -1,95 +1,45 @@
-"""Hand-drawn SVG charts of the report (ROC curves, scatter maps, bar charts) and the 2-D sample maps behind them.
+"""The report's interactive charts: plotly figures (zoom, pan, hover) written as ``<div>``s without plotly.js.
 
-Charts are plain SVG strings with a ``<title>`` (the browser's tooltip and the accessible name); every label is
-escaped. The maps are pictures, not models: missing values are filled over all samples and the matrix standardised
-before PCA (numpy SVD) or, when the optional umap-learn package is importable, UMAP. May import ``ms2study.core``,
-``ms2study.modelling`` and ``reporting.html``.
+plotly.js itself is embedded once in the page's head (``reporting.html.page``, from ``plotly.offline.get_plotlyjs``),
+so every chart here is written with ``include_plotlyjs=False`` and the file opens with no network. Numeric arrays
+are handed to plotly as float32 numpy arrays, which plotly (>= 6) writes as base64 typed arrays: a chromatogram of
+600 points costs about 3 kB. Text shown on hover comes from the user's data and is escaped here (plotly renders a
+subset of HTML in hover labels and titles). Documentation: https://plotly.com/python/interactive-html-export/.
+May import ``ms2study.core`` and ``reporting.html``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
+import plotly.graph_objects as go
+import polars as pl
 
 from ms2study.core.missing import is_missing
-from ms2study.modelling.preprocessing import HalfMinimumImputer
 from ms2study.reporting.html import PALETTE, esc, fmt
 
-
-def _svg_frame(width: int, height: int, title: str, xlabel: str, ylabel: str,
-               plot_width: int | None = None) -> list[str]:
-    pw = plot_width or width - 70
-    return [(f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
-            f'aria-label="{esc(title)}"><title>{esc(title)}</title>'),
-            f'<rect x="50" y="20" width="{pw}" height="{height - 70}" fill="white" stroke="#333"/>',
-            f'<text x="{50 + pw / 2:.0f}" y="14" text-anchor="middle" font-size="12">{esc(title)}</text>',
-            (f'<text x="{50 + pw / 2:.0f}" y="{height - 12}" text-anchor="middle" font-size="11">{esc(xlabel)}'
-            "</text>"),
-            (f'<text x="12" y="{(height - 50) / 2 + 20:.0f}" text-anchor="middle" font-size="11" '
-            f'transform="rotate(-90 12 {(height - 50) / 2 + 20:.0f})">{esc(ylabel)}</text>')]
+CONFIG = {"displaylogo": False, "responsive": True, "toImageButtonOptions": {"format": "svg"}}
+MAX_TRACE_POINTS = 600  # points per chromatogram trace (see ``downsample``)
+MAX_LEGEND_TRACES = 10  # chromatograms drawn one line per sample up to this many samples
 
 
-def roc_svg(curves: dict[str, tuple[np.ndarray, np.ndarray, float | None]], title: str) -> str:
-    """ROC curves on one 360 × 340 px chart with the chance diagonal: ``{feature set: (fpr, tpr, auc)}``, fpr and
-    tpr as equal-length arrays in [0, 1] (``roc_points``); the AUC is only printed in the legend."""
-    w, h = 360, 340
-    x0, y0, pw, ph = 50, 20, w - 70, h - 70
-    out = _svg_frame(w, h, title, "false positive rate", "true positive rate")
-    out.append(f'<line x1="{x0}" y1="{y0 + ph}" x2="{x0 + pw}" y2="{y0}" stroke="#999" stroke-dasharray="4 3"/>')
-    for t in (0.0, 0.5, 1.0):
-        out.append(f'<text x="{x0 + t * pw:.1f}" y="{y0 + ph + 14}" font-size="10" text-anchor="middle">{t:g}</text>')
-        out.append(f'<text x="{x0 - 4}" y="{y0 + ph - t * ph + 3:.1f}" font-size="10" text-anchor="end">{t:g}</text>')
-    for i, (name, (fpr, tpr, auc)) in enumerate(curves.items()):
-        color = PALETTE[i % len(PALETTE)]
-        points = " ".join(f"{x0 + a * pw:.1f},{y0 + ph - b * ph:.1f}" for a, b in zip(fpr, tpr))
-        out.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="2"/>')
-        label = f"{name} (AUC {fmt(auc, 2)})"
-        out.append(f'<text x="{x0 + pw - 6}" y="{y0 + ph - 10 - 14 * i}" font-size="11" text-anchor="end" '
-                   f'fill="{color}">{esc(label)}</text>')
-    out.append("</svg>")
-    return "".join(out)
+def _layout(fig: go.Figure, title: str, xlabel: str, ylabel: str, width: int, height: int) -> go.Figure:
+    fig.update_layout(title={"text": esc(title), "font": {"size": 13}}, width=width, height=height,
+                      margin={"l": 60, "r": 20, "t": 40, "b": 50}, template="plotly_white",
+                      legend={"font": {"size": 10}}, xaxis_title=esc(xlabel), yaxis_title=esc(ylabel))
+    return fig
 
 
-def scatter_svg(xy: np.ndarray, labels: list[str], colors: list[str], legend: list[tuple[str, str]], title: str,
-                xlabel: str, ylabel: str) -> str:
-    """A 460 × 340 px scatter of ``xy`` (n × 2, any scale: each axis is stretched to the frame), one circle per row
-    with ``labels[i]`` as its tooltip and ``colors[i]`` as its fill, and the first 10 ``(name, colour)`` of
-    ``legend``."""
-    w, h = 460, 340
-    x0, y0, pw, ph = 50, 20, w - 170, h - 70
-    out = _svg_frame(w, h, title, xlabel, ylabel, plot_width=pw)
-    lo, hi = xy.min(axis=0), xy.max(axis=0)
-    span = np.where(hi - lo > 0, hi - lo, 1.0)
-    norm = (xy - lo) / span * 0.9 + 0.05
-    for (a, b), label, color in zip(norm, labels, colors):
-        out.append(f'<circle cx="{x0 + a * pw:.1f}" cy="{y0 + ph - b * ph:.1f}" r="5" fill="{color}" '
-                   f'fill-opacity="0.8" stroke="#333" stroke-width="0.5"><title>{esc(label)}</title></circle>')
-    for i, (name, color) in enumerate(legend[:10]):
-        out.append(f'<rect x="{x0 + pw + 8}" y="{y0 + 6 + 14 * i}" width="9" height="9" fill="{color}"/>'
-                   f'<text x="{x0 + pw + 21}" y="{y0 + 14 + 14 * i}" font-size="11">{esc(name[:16])}</text>')
-    out.append("</svg>")
-    return "".join(out)
+def figure_html(fig: go.Figure) -> str:
+    """The figure as a ``<div class="chart">`` with its plotting script; plotly.js is not included (the page has it
+    once)."""
+    return ('<div class="chart">' + fig.to_html(full_html=False, include_plotlyjs=False, config=CONFIG)
+            + "</div>")
 
 
-def bar_svg(values: list[tuple[str, float]], title: str, xlabel: str, ylabel: str) -> str:
-    """A 420 × 300 px bar chart of ``(label, value)`` pairs (values ≥ 0, scaled to the largest); labels are printed
-    under the bars when there are at most 24, and are always in each bar's tooltip."""
-    w, h = 420, 300
-    x0, y0, pw, ph = 50, 20, w - 70, h - 70
-    out = _svg_frame(w, h, title, xlabel, ylabel)
-    top = max((v for _, v in values), default=1.0) or 1.0
-    bw = pw / max(len(values), 1)
-    for i, (name, v) in enumerate(values):
-        bh = v / top * (ph - 10)
-        out.append(f'<rect x="{x0 + i * bw + 1:.1f}" y="{y0 + ph - bh:.1f}" width="{max(bw - 2, 1):.1f}" '
-                   f'height="{bh:.1f}" fill="#4c78a8"><title>{esc(name)}: {v:g}</title></rect>')
-        if len(values) <= 24:
-            out.append(f'<text x="{x0 + (i + 0.5) * bw:.1f}" y="{y0 + ph + 12}" font-size="9" '
-                       f'text-anchor="middle">{esc(name)}</text>')
-    out.append(f'<text x="{x0 - 4}" y="{y0 + 13}" font-size="10" text-anchor="end">{top:g}</text>')
-    out.append("</svg>")
-    return "".join(out)
+def _f32(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    return np.asarray(values, dtype=np.float32)
 
 
 def roc_points(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -101,82 +51,178 @@ def roc_points(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return fpr, tpr
 
 
-def _prepared(X: np.ndarray, imputation: str) -> np.ndarray:
-    """Missing values filled over all samples (a picture, not a model: the models fill inside their folds) as
-    the models fill them (``half_minimum``: the models' imputer; else the column mean), constant columns dropped,
-    standardised."""
-    X = np.array(X, dtype=np.float64)
-    if imputation == "half_minimum":
-        X = HalfMinimumImputer().fit_transform(X)  # columns never detected are dropped
-    else:
-        with np.errstate(all="ignore"):
-            fill = np.nan_to_num(np.nanmean(X, axis=0))
-        X = np.where(np.isnan(X), fill, X)
-    X = X[:, X.std(axis=0) > 0]
-    return (X - X.mean(axis=0)) / X.std(axis=0) if X.shape[1] else X
+def roc_figure(curves: dict[str, tuple[np.ndarray, np.ndarray, float | None]], title: str) -> go.Figure:
+    """ROC curves with the chance diagonal: ``{feature set: (fpr, tpr, auc)}``, fpr and tpr equal-length arrays in
+    [0, 1] (``roc_points``); the AUC is printed in the legend."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dash", "color": "#999"},
+                             name="chance", hoverinfo="skip"))
+    for i, (name, (fpr, tpr, auc)) in enumerate(curves.items()):
+        fig.add_trace(go.Scatter(x=_f32(fpr), y=_f32(tpr), mode="lines", name=esc(f"{name} (AUC {fmt(auc, 2)})"),
+                                 line={"color": PALETTE[i % len(PALETTE)], "width": 2, "shape": "hv"}))
+    fig.update_xaxes(range=[0, 1])
+    fig.update_yaxes(range=[0, 1.02])
+    return _layout(fig, title, "false positive rate", "true positive rate", 420, 380)
 
 
-def _pca_2d(X: np.ndarray, imputation: str) -> tuple[np.ndarray, np.ndarray]:
-    """Descriptive 2-D PCA of all samples (missing values filled over all samples: a picture, not a model)."""
-    X = _prepared(X, imputation)
-    if X.shape[1] == 0:
-        return np.zeros((X.shape[0], 2)), np.zeros(2)
-    u, s, _ = np.linalg.svd(X, full_matrices=False)
-    coords = u[:, :2] * s[:2]
-    if coords.shape[1] < 2:
-        coords = np.hstack([coords, np.zeros((coords.shape[0], 2 - coords.shape[1]))])
-    explained = (s**2 / (s**2).sum())[:2] if s.size else np.zeros(2)
-    return coords, np.pad(explained, (0, 2 - len(explained)))
-
-
-def umap_available() -> bool:
-    """Whether umap-learn (optional, not a dependency) can be imported."""
-    try:
-        import umap  # noqa: F401  (umap-learn; optional, not a dependency)
-    except ImportError:
-        return False
-    return True
-
-
-def map_2d(X: np.ndarray, imputation: str, method: str = "auto", seed: int = 0) -> tuple[np.ndarray, str, list[str]]:
-    """2-D coordinates of the samples for a picture: (coords n × 2, method used, axis labels).
-
-    ``X`` is samples × features with NaN where missing; ``imputation`` is "half_minimum" (``X`` is log1p intensity:
-    half the smallest raw value) or anything else (the column mean). ``auto`` uses UMAP when umap-learn is
-    importable (it is not a dependency; install it to get UMAP maps), else PCA; ``umap`` without the package, or
-    with fewer than 6 samples (too few neighbours), also falls back to PCA, and the method used is returned so the
-    chart says which it is. Both start from the same filled, standardised matrix.
-    """
-    coords, explained = _pca_2d(X, imputation)
-    pca = (coords, "PCA", [f"PC1 ({explained[0]:.0%})", f"PC2 ({explained[1]:.0%})"])
-    if method == "pca" or X.shape[0] < 6 or not umap_available():
-        return pca
-    import umap
-
-    prepared = _prepared(X, imputation)
-    if prepared.shape[1] < 2:
-        return pca
-    reducer = umap.UMAP(n_components=2, n_neighbors=min(15, X.shape[0] - 1), random_state=seed, init="random")
-    return np.asarray(reducer.fit_transform(prepared)), "UMAP", ["UMAP 1", "UMAP 2"]
-
-
-def outcome_colours(values: list[Any], kind: str | None) -> tuple[list[str], list[str], list[tuple[str, str]]]:
-    """(text, colour, legend) of each sample's outcome value: a blue-to-red ramp for a ``continuous`` outcome, a
-    palette colour per class otherwise; missing values are "NA" in grey."""
+def map_figure(xy: np.ndarray, sample_ids: list[str], values: list, kind: str | None, title: str,
+               axes: list[str], column: str) -> go.Figure:
+    """Samples in two dimensions (``xy``: n × 2) coloured by their outcome ``values``: a colour scale for a
+    ``continuous`` outcome, one legend entry per class otherwise (missing values: "NA", grey). Hover: sample id and
+    value."""
     text = ["NA" if is_missing(v) else str(v).strip() for v in values]
+    hover = [f"{esc(s)}<br>{esc(column)}: {esc(t)}" for s, t in zip(sample_ids, text)]
+    fig = go.Figure()
     if kind == "continuous":
         numbers = np.array([float(t) if t != "NA" else np.nan for t in text])
-        lo, hi = np.nanmin(numbers), np.nanmax(numbers)
-        colors = []
-        for v in numbers:
-            if np.isnan(v):
-                colors.append("#cccccc")
+        known = ~np.isnan(numbers)
+        fig.add_trace(go.Scatter(
+            x=_f32(xy[known, 0]), y=_f32(xy[known, 1]), mode="markers", name=esc(column),
+            text=[h for h, k in zip(hover, known) if k], hoverinfo="text",
+            marker={"size": 9, "color": numbers[known], "colorscale": "RdBu_r", "showscale": True,
+                    "colorbar": {"title": {"text": esc(column)}}, "line": {"width": 0.5, "color": "#333"}}))
+        groups = [("NA", ~known)] if (~known).any() else []
+    else:
+        groups = [(c, np.array([t == c for t in text])) for c in sorted(set(text) - {"NA"})]
+        groups += [("NA", np.array([t == "NA" for t in text]))] if "NA" in text else []
+    for i, (name, mask) in enumerate(groups):
+        fig.add_trace(go.Scatter(
+            x=_f32(xy[mask, 0]), y=_f32(xy[mask, 1]), mode="markers", name=esc(name),
+            text=[h for h, m in zip(hover, mask) if m], hoverinfo="text",
+            marker={"size": 9, "color": "#cccccc" if name == "NA" else PALETTE[i % len(PALETTE)],
+                    "line": {"width": 0.5, "color": "#333"}}))
+    return _layout(fig, title, axes[0], axes[1], 480, 380)
+
+
+def bar_figure(labels: list[str], values: list[float], title: str, xlabel: str, ylabel: str) -> go.Figure:
+    """A bar chart of ``values`` (one bar per label, in the order given)."""
+    fig = go.Figure(go.Bar(x=[esc(s) for s in labels], y=_f32(values), marker_color="#4c78a8"))
+    fig.update_xaxes(type="category")
+    return _layout(fig, title, xlabel, ylabel, 480, 320)
+
+
+def _neg_log10(values: pl.Series) -> np.ndarray:
+    v = values.cast(pl.Float64).fill_null(np.nan).to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.log10(np.clip(v, 1e-300, None))
+
+
+def _feature_hover(table: pl.DataFrame) -> list[str]:
+    """Hover text of consensus features: id, m/z, RT, identification (name, MSI level), q."""
+    out = []
+    for r in table.iter_rows(named=True):
+        name = (f"<br>{esc(r.get('name'))} (MSI {esc(r.get('msi_level'))})" if r.get("name") is not None
+                else "<br>not identified")
+        out.append(f"{esc(r['consensus_id'])}<br>m/z {fmt(r.get('mz'), 4)}, RT {fmt(r.get('rt_s'), 1)} s{name}"
+                   f"<br>q {fmt(r.get('q_value'), 4)}")
+    return out
+
+
+def volcano_figure(tested: pl.DataFrame, effect: str, effect_label: str, title: str,
+                   threshold: float = 0.05) -> go.Figure:
+    """Volcano plot of a differential table's tested features: ``effect`` (log2 fold change or log2 effect per
+    unit) against -log10 q; features at q < ``threshold`` in red (up) or blue (down), the others grey; a dashed
+    line at the threshold. Hover: consensus feature, m/z, RT, identification and q."""
+    y = _neg_log10(tested["q_value"])
+    x = tested[effect].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    significant = tested["q_value"].fill_null(1.0).to_numpy() < threshold
+    hover = _feature_hover(tested)
+    fig = go.Figure()
+    for name, mask, colour in (("not significant", ~significant, "#aaaaaa"),
+                               (f"q < {threshold:g}, up", significant & (x > 0), "#d62728"),
+                               (f"q < {threshold:g}, down", significant & (x <= 0), "#1f77b4")):
+        fig.add_trace(go.Scatter(x=_f32(x[mask]), y=_f32(y[mask]), mode="markers", name=name,
+                                 text=[h for h, m in zip(hover, mask) if m], hoverinfo="text",
+                                 marker={"size": 7, "color": colour, "opacity": 0.8}))
+    fig.add_hline(y=-np.log10(threshold), line_dash="dash", line_color="#666")
+    return _layout(fig, title, effect_label, "-log10 q", 560, 420)
+
+
+def enrichment_figure(enrichment: pl.DataFrame, title: str, threshold: float = 0.05, top: int = 25) -> go.Figure:
+    """Class enrichment as horizontal bars of -log10 q for the ``top`` classes by q (best at the top), coloured by
+    direction (up red, down blue, mixed grey), a dashed line at ``threshold``. Hover: class, compounds, up/down, q."""
+    rows = enrichment.sort("q_value").head(top).reverse()
+    colours = {"up": "#d62728", "down": "#1f77b4"}
+    hover = [f"{esc(r['class_path'])}<br>{r['n_compounds']} compounds, {r['n_up']} up, {r['n_down']} down"
+             f"<br>p {fmt(r['p_value'], 4)}, q {fmt(r['q_value'], 4)}" for r in rows.iter_rows(named=True)]
+    fig = go.Figure(go.Bar(
+        x=_f32(_neg_log10(rows["q_value"])), y=[esc(c) for c in rows["class_name"]], orientation="h",
+        marker_color=[colours.get(str(d), "#999999") for d in rows["direction"]], text=hover, hoverinfo="text",
+        textposition="none"))
+    fig.add_vline(x=-np.log10(threshold), line_dash="dash", line_color="#666")
+    return _layout(fig, title, "-log10 q", "class", 560, max(260, 60 + 22 * rows.height))
+
+
+def mirror_figure(query: tuple[np.ndarray, np.ndarray], library: tuple[np.ndarray, np.ndarray], title: str,
+                  query_label: str, library_label: str) -> go.Figure:
+    """Mirror plot: the query spectrum up, the library spectrum down, each scaled to its own largest peak (100);
+    ``query`` and ``library`` are (m/z, intensity) arrays. Drawn as sticks (one line segment per peak)."""
+    fig = go.Figure()
+    for (mz, intensity), sign, colour, label in ((query, 1, "#1f77b4", query_label),
+                                                 (library, -1, "#d62728", library_label)):
+        mz, intensity = np.asarray(mz, dtype=np.float64), np.asarray(intensity, dtype=np.float64)
+        rel = intensity / intensity.max() * 100 if intensity.size and intensity.max() > 0 else intensity
+        xs = np.repeat(mz, 3)
+        ys = np.column_stack([np.zeros_like(rel), sign * rel, np.full_like(rel, np.nan)]).ravel()
+        xs[2::3] = np.nan
+        fig.add_trace(go.Scatter(x=_f32(xs), y=_f32(ys), mode="lines", name=esc(label),
+                                 line={"color": colour, "width": 1.5}, hovertemplate="m/z %{x:.4f}<br>%{y:.1f}"))
+    fig.add_hline(y=0, line_color="#333", line_width=1)
+    fig.update_yaxes(range=[-105, 105])
+    return _layout(fig, title, "m/z", "relative intensity (library below)", 560, 360)
+
+
+def downsample(x: np.ndarray, y: np.ndarray, n: int = MAX_TRACE_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``n`` points of a trace sorted by ``x``: the points are cut into ``n`` equal consecutive runs and the
+    largest ``y`` of each run kept (with its ``x``), so peaks survive the thinning."""
+    if x.size <= n:
+        return x, y
+    edges = np.linspace(0, x.size, n + 1).astype(np.int64)
+    starts = edges[:-1]
+    picks = starts + np.array([np.argmax(y[a:b]) for a, b in zip(starts, edges[1:])])
+    return x[picks], y[picks]
+
+
+def _joined(traces: list[tuple[str, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Thinned traces joined into one line with a gap (NaN) between samples, and the sample of each point."""
+    xs, ys, names = [], [], []
+    for sample, x, v in traces:
+        xs += [x, [np.nan]]
+        ys += [v, [np.nan]]
+        names += [sample] * (x.size + 1)
+    return np.concatenate(xs), np.concatenate(ys), names
+
+
+def chromatogram_figure(traces: list[tuple[str, np.ndarray, np.ndarray]], title: str, ylabel: str,
+                        highlight: set[str] | None = None) -> go.Figure:
+    """Chromatograms overlaid: ``(sample id, rt in s, intensity)`` per sample, each thinned to ``MAX_TRACE_POINTS``
+    (``downsample``). Up to ``MAX_LEGEND_TRACES`` samples get a line and a legend entry each; more are drawn as one
+    line for the samples and one for those in ``highlight`` (outliers, thicker, red), the sample named on hover
+    (plotly's cost grows with the number of traces: 100 traces take seconds to draw, 2 take milliseconds)."""
+    highlight = highlight or set()
+    thinned = []
+    for sample, rt, y in traces:
+        order = np.argsort(rt, kind="stable")
+        x, v = downsample(np.asarray(rt, dtype=np.float64)[order], np.asarray(y, dtype=np.float64)[order])
+        thinned.append((sample, x, v))
+    fig = go.Figure()
+    if len(thinned) <= MAX_LEGEND_TRACES:
+        for i, (sample, x, v) in enumerate(thinned):
+            flagged = sample in highlight
+            fig.add_trace(go.Scatter(
+                x=_f32(x), y=_f32(v), mode="lines", name=esc(sample + (" (outlier)" if flagged else "")),
+                line={"width": 2.5 if flagged else 1, "color": PALETTE[i % len(PALETTE)]},
+                hovertemplate=esc(sample) + "<br>RT %{x:.1f} s<br>%{y:.3g}<extra></extra>"))
+    else:
+        for name, members, line in (
+                (f"samples ({sum(s not in highlight for s, _, _ in thinned)})",
+                 [t for t in thinned if t[0] not in highlight], {"width": 1, "color": "rgba(31,119,180,0.45)"}),
+                (f"outliers ({sum(s in highlight for s, _, _ in thinned)})",
+                 [t for t in thinned if t[0] in highlight], {"width": 2, "color": "#d62728"})):
+            if not members:
                 continue
-            t = 0.0 if hi == lo else (v - lo) / (hi - lo)
-            colors.append(f"rgb({int(40 + 200 * t)},{int(60 + 60 * (1 - abs(2 * t - 1)))},{int(240 - 200 * t)})")
-        return text, colors, [(f"low ({lo:g})", "rgb(40,60,240)"), (f"high ({hi:g})", "rgb(240,60,40)")]
-    classes = sorted(set(text) - {"NA"})
-    mapping = {c: PALETTE[i % len(PALETTE)] for i, c in enumerate(classes)}
-    mapping["NA"] = "#cccccc"
-    legend = [(c, mapping[c]) for c in classes] + ([("NA", "#cccccc")] if "NA" in text else [])
-    return text, [mapping[t] for t in text], legend
+            x, v, names = _joined(members)
+            fig.add_trace(go.Scatter(x=_f32(x), y=_f32(v), mode="lines", name=name, line=line,
+                                     text=[esc(s) for s in names],
+                                     hovertemplate="%{text}<br>RT %{x:.1f} s<br>%{y:.3g}<extra></extra>"))
+    return _layout(fig, title, "retention time (s)", ylabel, 560, 380)

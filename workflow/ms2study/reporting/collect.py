@@ -55,7 +55,12 @@ class ReportInputs:
     order of the sheet (a kind left out counts as missing for every sample). ``feature_matrix``,
     ``identifications``: the study tables (None: not available). ``models`` and ``differential``: one entry per
     configured outcome. ``calibrations``: the library calibration JSON(s) (``ms2study calibrate-library``).
-    ``encoder_info``: the JSON ``ms2study embed --info`` writes, when there is one.
+    ``encoder_info``: the JSON ``ms2study embed --info`` writes, when there is one. ``library_indexes``: the
+    library index folder(s) (``results/library/{name}/``), for the library side of the mirror plots. ``qc``: the
+    per-sample QC table (``results/study/qc.parquet``); ``chromatograms``: each sample's ``chromatogram.parquet``
+    (rt_s, tic, bpc) in the order of the sheet; ``attribution``: the attribution table of each outcome,
+    ``results/study/attribution/{outcome}.parquet``, matched to the differential results by the outcome's name (the
+    file's stem).
     """
 
     sheet: Path
@@ -66,6 +71,10 @@ class ReportInputs:
     differential: Sequence[DifferentialFiles] = ()
     calibrations: Sequence[Path] = ()
     encoder_info: Path | None = None
+    library_indexes: Sequence[Path] = ()
+    qc: Path | None = None
+    chromatograms: Sequence[Path] = ()
+    attribution: Sequence[Path] = ()
 
     def per_sample(self, sample_ids: list[str]) -> list[dict[str, Path | None]]:
         """For each sample (in ``sample_ids`` order) its table paths by kind (None: not given).

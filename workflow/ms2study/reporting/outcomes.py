@@ -1,5 +1,6 @@
 """The report's per-outcome sections: the cross-validated outcome models (table, ROC curves, 2-D maps) and what
-differs (the top differential features and the enriched chemical classes). Only the outcomes whose files are
+differs (volcano plots, every tested feature in a sortable table, class enrichment, and the features the embedding
+model looks at). Only the outcomes whose files are
 handed over (``collect.OutcomeFiles``, ``collect.DifferentialFiles``) are shown. May import ``ms2study.core``,
 ``ms2study.modelling`` and the other ``reporting`` modules.
 """
@@ -14,11 +15,23 @@ import polars as pl
 
 from ms2study.modelling.differential import SIGNIFICANCE, read_summary
 from ms2study.modelling.featuresets import align_rows
-from ms2study.reporting.charts import map_2d, outcome_colours, roc_points, roc_svg, scatter_svg
+from ms2study.reporting.charts import (
+    enrichment_figure,
+    figure_html,
+    map_figure,
+    roc_figure,
+    roc_points,
+    volcano_figure,
+)
 from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles
 from ms2study.reporting.html import esc, fmt, html_table, q_cell
+from ms2study.reporting.maps import map_2d
+from ms2study.reporting.qc import attribution_part
+from ms2study.reporting.tables import interactive_table
 
-TOP_DIFFERENTIAL = 25  # rows of each outcome's differential feature table
+DIFFERENTIAL_COLUMNS = {  # column of the differential table: header of the report's table
+    "consensus_id": "consensus feature", "mz": "m/z", "rt_s": "RT (s)", "name": "compound", "msi_level": "MSI",
+    "compound_class": "class", "identification_q_value": "id q"}
 
 MODELS_TEXT = (
     '<p class="note">Nested cross-validation: outer repeated (stratified) k-fold, the regularisation '
@@ -86,7 +99,7 @@ def models_section(models: Sequence[OutcomeFiles], sheet: pl.DataFrame, feature_
                 charts.append(roc)
         charts.extend(outcome_maps(sheet, feature_sets, summary, map_method))
         if charts:
-            parts.append('<div class="charts">' + "".join(f'<div class="chart">{c}</div>' for c in charts) + "</div>")
+            parts.append('<div class="charts">' + "".join(charts) + "</div>")
             parts.append('<p class="note">ROC curves use each sample\'s out-of-fold score averaged over the repeats '
                          "(the AUC in the legend is the table's value). Maps: each feature set's samples in two "
                          "dimensions (UMAP when umap-learn is installed, else the first two principal components; the "
@@ -112,7 +125,8 @@ def _metrics_table(summary: dict, outcome: str, warnings: list[str]) -> str:
 
 
 def _roc_chart(predictions: pl.DataFrame, summary: dict, outcome: str) -> str | None:
-    """ROC curves of a binary outcome's feature sets from each sample's out-of-fold score averaged over repeats."""
+    """ROC curves (a chart's HTML) of a binary outcome's feature sets from each sample's out-of-fold score averaged
+    over repeats."""
     curves = {}
     for name, entry in summary["feature_sets"].items():
         mean = predictions.filter(pl.col("feature_set") == name).group_by("sample_id").agg(
@@ -120,14 +134,14 @@ def _roc_chart(predictions: pl.DataFrame, summary: dict, outcome: str) -> str | 
         if mean.height and mean["y_true"].n_unique() == 2:
             fpr, tpr = roc_points(mean["y_true"].to_numpy(), mean["y_score"].to_numpy())
             curves[name] = (fpr, tpr, entry.get("value"))
-    return roc_svg(curves, f"ROC: {outcome}") if curves else None
+    return figure_html(roc_figure(curves, f"ROC: {outcome}")) if curves else None
 
 
 def outcome_maps(sheet: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], summary: dict,
                  method: str = "auto") -> list[str]:
-    """A 2-D map (``charts.map_2d``) of each of the summary's feature sets present in ``feature_sets``, samples
-    coloured by the outcome column of ``sheet``; samples without any value are left out, and a set with fewer than
-    3 samples or no column gets no map."""
+    """A 2-D map (``maps.map_2d``; the chart's HTML) of each of the summary's feature sets present in
+    ``feature_sets``, samples coloured by the outcome column of ``sheet``; samples without any value are left out,
+    and a set with fewer than 3 samples or no column gets no map."""
     column = summary.get("outcome")
     if column not in sheet.columns:
         return []
@@ -143,9 +157,9 @@ def outcome_maps(sheet: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], sum
             continue
         imputation = summary["feature_sets"][name].get("imputation", "mean")
         coords, used, axes = map_2d(X[keep], imputation, method)
-        _labels, colors, legend = outcome_colours([values[i] for i in keep], summary.get("type"))
-        charts.append(scatter_svg(coords, [f"{ids[i]}: {values[i]}" for i in keep], colors, legend,
-                                  f"{used} of {name}, coloured by {column}", axes[0], axes[1]))
+        charts.append(figure_html(map_figure(coords, [ids[i] for i in keep], [values[i] for i in keep],
+                                             summary.get("type"), f"{used} of {name}, coloured by {column}", axes,
+                                             column)))
     return charts
 
 
@@ -174,14 +188,20 @@ def _test_text(summary: dict) -> str:
     return f"one-way ANOVA on log2 intensities across the classes ({counts}); no direction"
 
 
-def differential_section(differential: Sequence[DifferentialFiles], warnings: list[str]) -> str:
-    """Per outcome (in the order given): the top ``TOP_DIFFERENTIAL`` differential features by q with their
-    identification, and the enriched chemical classes. A table that is named but absent is a warning."""
+def differential_section(differential: Sequence[DifferentialFiles], warnings: list[str],
+                         attribution: dict[str, Path] | None = None) -> str:
+    """Per outcome (in the order given): a volcano plot, every tested feature with its identification in a sortable,
+    filterable table (sorted by q), the class enrichment (chart and table) and, when ``attribution`` has a table
+    for the outcome (keyed by outcome name), the features the embedding model looks at. A table that is named but
+    absent is a warning; an attribution table whose outcome has no differential results is a warning."""
+    attribution = dict(attribution or {})
     if not differential:
+        for name in attribution:
+            warnings.append(f"attribution table for <b>{esc(name)}</b> given without its differential results")
         return ("<p>No differential analysis: no outcomes are declared under <code>models: outcomes</code> in "
                 "config.yaml.</p>")
     parts = [DIFFERENTIAL_TEXT]
-    for files in differential:
+    for k, files in enumerate(differential):
         path = Path(files.table)
         if not path.exists():
             warnings.append(f"the differential table <code>{esc(path.name)}</code> is missing (run the pipeline "
@@ -200,54 +220,66 @@ def differential_section(differential: Sequence[DifferentialFiles], warnings: li
                 warnings.append(f"outcome <b>{esc(outcome)}</b>: no differential test ({esc(note)})")
             parts.append(f'<p class="note">{esc(note)}</p>')
         effect, effect_header = _effect_text(summary)
+        charts = []
+        if tested.height and effect:
+            charts.append(figure_html(volcano_figure(tested, effect, effect_header, f"Volcano: {outcome}",
+                                                     SIGNIFICANCE)))
+        enrichment_html, enrichment_chart = _enrichment_part(files.enrichment, summary, effect_header, outcome, k)
+        charts += [enrichment_chart] if enrichment_chart else []
+        if charts:
+            parts.append('<div class="charts">' + "".join(charts) + "</div>")
         if tested.height:
-            parts.append(_top_features(tested, summary, effect, effect_header))
-        parts.append(_enrichment_part(files.enrichment, summary, effect_header))
+            parts.append(_feature_table(tested, summary, effect, effect_header, f"differential-{k}"))
+        parts.append(enrichment_html)
+        parts.append(attribution_part(attribution.pop(outcome, None), outcome))
+    for name in attribution:
+        warnings.append(f"attribution table for <b>{esc(name)}</b> given, but no differential results of that "
+                        "outcome: not shown")
     return "".join(parts)
 
 
-def _top_features(tested: pl.DataFrame, summary: dict, effect: str, effect_header: str) -> str:
-    header = ["consensus feature", "m/z", "RT (s)", "compound", "MSI", "class", "id q"]
-    header += [effect_header] if effect else []
-    header += ["p", "q", "detected"]
-    rows = []
-    for r in tested.head(TOP_DIFFERENTIAL).iter_rows(named=True):
-        if summary.get("type") == "binary":
-            detected = f"{fmt(r['detection_rate_positive'], 2)} / {fmt(r['detection_rate_reference'], 2)}"
-        else:
-            detected = fmt(r["detection_rate"], 2)
-        row = [r["consensus_id"], fmt(r["mz"], 4), fmt(r["rt_s"], 1), r["name"], r["msi_level"],
-               r["compound_class"], q_cell(r["identification_q_value"]) if r["name"] is not None else ""]
-        row += [r[effect]] if effect else []
-        row += [q_cell(r["p_value"]), q_cell(r["q_value"]), detected]
-        rows.append(row)
-    numeric = {1, 2, 4, 6, *range(7, len(header))}
-    parts = [f"<h4>Top {min(TOP_DIFFERENTIAL, tested.height)} features by q</h4>", html_table(header, rows, numeric)]
+def _feature_table(tested: pl.DataFrame, summary: dict, effect: str, effect_header: str, table_id: str) -> str:
+    """Every tested feature, sortable and filterable, sorted by q."""
+    columns = dict(DIFFERENTIAL_COLUMNS)
+    if effect:
+        columns[effect] = effect_header
+    columns |= {"p_value": "p", "q_value": "q"}
     if summary.get("type") == "binary":
-        parts.append('<p class="note">detected: share of the samples of each class (positive / other) '
-                     "in which the feature was detected, before any fill.</p>")
+        columns |= {"detection_rate_positive": f"detected ({summary.get('positive_class')})",
+                    "detection_rate_reference": f"detected ({summary.get('reference_class')})"}
+    else:
+        columns["detection_rate"] = "detected"
+    shown = tested.select([pl.col(c).alias(h) for c, h in columns.items() if c in tested.columns])
+    parts = [f"<h4>Tested features ({tested.height}; sort by any column, filter with the search box)</h4>",
+             interactive_table(shown, table_id, order=[("q", "asc"), ("p", "asc")])]
+    parts.append('<p class="note">detected: share of the samples (of each class, for a binary outcome) in which '
+                 "the feature was detected, before any fill. id q: the identification's own q-value.</p>")
     return "".join(parts)
 
 
-def _enrichment_part(path: Path | None, summary: dict, effect_header: str) -> str:
-    title = "<h4>Enriched chemical classes</h4>"
+def _enrichment_part(path: Path | None, summary: dict, effect_header: str, outcome: str,
+                     k: int) -> tuple[str, str | None]:
+    """(HTML of the enrichment results, the enrichment chart's HTML or None)."""
+    title = "<h4>Chemical class enrichment</h4>"
     if path is None or not Path(path).exists():
-        return title + "<p>No class enrichment table.</p>"
+        return title + "<p>No class enrichment table.</p>", None
     enrichment = pl.read_parquet(path)
     if enrichment.height == 0:
         notes = read_summary(path).get("enrichment_notes") or ["no class could be tested"]
-        return title + "".join(f'<p class="note">{esc(n)}</p>' for n in notes)
+        return title + "".join(f'<p class="note">{esc(n)}</p>' for n in notes), None
     hits = enrichment.filter(pl.col("q_value") < SIGNIFICANCE)
+    chart = figure_html(enrichment_figure(enrichment, f"Class enrichment: {outcome}", SIGNIFICANCE))
     if hits.height == 0:
-        best = enrichment.row(0, named=True)
-        return title + (f"<p>No chemical class is enriched at q &lt; {SIGNIFICANCE:g} ({enrichment.height} classes "
-                        f"tested; the lowest q is {q_cell(best['q_value'])[1]}, {esc(best['class_path'])}).</p>")
-    header = ["class", "level", "compounds", f"p < {float(summary.get('alpha', 0.05)):g}", "up", "down", "direction",
-              f"median {effect_header}" if effect_header else "median effect", "p", "q", "members"]
-    rows = [[r["class_path"], r["class_level"], r["n_compounds"], r["n_significant"], r["n_up"], r["n_down"],
-             r["direction"], r["median_effect"], q_cell(r["p_value"]), q_cell(r["q_value"]),
-             ", ".join(r["compounds"][:8]) + (f" and {len(r['compounds']) - 8} more" if len(r["compounds"]) > 8
-                                                else "")]
-            for r in hits.iter_rows(named=True)]
-    return title + (f"<p>{hits.height} of {enrichment.height} classes tested are enriched at q &lt; "
-                    f"{SIGNIFICANCE:g}.</p>") + html_table(header, rows, numeric={1, 2, 3, 4, 5, 7, 8, 9})
+        best = enrichment.sort("q_value").row(0, named=True)
+        text = (f"<p>No chemical class is enriched at q &lt; {SIGNIFICANCE:g} ({enrichment.height} classes "
+                f"tested; the lowest q is {q_cell(best['q_value'])[1]}, {esc(best['class_path'])}).</p>")
+    else:
+        text = (f"<p>{hits.height} of {enrichment.height} classes tested are enriched at q &lt; "
+                f"{SIGNIFICANCE:g}.</p>")
+    columns = {"class_path": "class", "class_level": "level", "n_compounds": "compounds",
+               "n_significant": f"p < {float(summary.get('alpha', 0.05)):g}", "n_up": "up", "n_down": "down",
+               "direction": "direction",
+               "median_effect": f"median {effect_header}" if effect_header else "median effect",
+               "p_value": "p", "q_value": "q", "compounds": "members"}
+    shown = enrichment.select([pl.col(c).alias(h) for c, h in columns.items() if c in enrichment.columns])
+    return title + text + interactive_table(shown, f"enrichment-{k}", order=[("q", "asc")]), chart

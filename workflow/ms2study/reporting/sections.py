@@ -15,8 +15,9 @@ import numpy as np
 import polars as pl
 
 from ms2study import __version__
-from ms2study.reporting.charts import bar_svg
+from ms2study.reporting.charts import bar_figure, figure_html
 from ms2study.reporting.html import esc, html_table, q_cell
+from ms2study.reporting.tables import interactive_table
 
 PACKAGES = ["ms2study", "polars", "numpy", "scikit-learn", "scipy", "torch", "pyopenms", "numba", "snakemake",
             "pyarrow"]
@@ -67,7 +68,8 @@ def identifications_section(annotations: pl.DataFrame, ident: pl.DataFrame | Non
                             params: dict, warnings: list[str]) -> str:
     """Identification section: per-sample counts from the rank-1 annotations (accepted at the FDR when they carry
     q-values, else cosine ≥ ``params["min_cosine"]``), compounds per consensus feature from identifications.parquet
-    (or, without q-values, study-wide compounds from the annotations); ``params["top_compounds"]`` rows."""
+    (all accepted, sortable) or, without q-values, the top ``params["top_compounds"]`` study-wide compounds from the
+    annotations."""
     if annotations.is_empty() or "cosine" not in annotations.columns:
         return "<p>No library annotations (no library configured, or no spectrum had a candidate).</p>"
     with_q = ("q_value" in annotations.columns and "accepted" in annotations.columns
@@ -122,10 +124,11 @@ def identifications_section(annotations: pl.DataFrame, ident: pl.DataFrame | Non
 
 
 def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str) -> str:
-    """The accepted identifications of consensus features (identifications.parquet), best first."""
+    """Every accepted identification of a consensus feature (identifications.parquet) in a sortable, filterable
+    table, best first (MSI level, q, samples)."""
     acc = ident.filter(pl.col("accepted")).sort(["msi_level", "q_value", "n_samples"], descending=[False, False, True])
     n2, n3 = int((acc["msi_level"] == 2).sum()), int((acc["msi_level"] == 3).sum())
-    parts = [(f"<h3>Compounds per consensus feature (top {int(params['top_compounds'])})</h3>"
+    parts = [("<h3>Compounds per consensus feature (sort by any column, filter with the search box)</h3>"
               f"<p>{acc.height} of {ident.height} consensus features with a library hit are identified at "
               f"{at}: {n2} at MSI level 2, {n3} at level 3. The spectra of a feature (all samples) vote for "
               "one compound; its p-value combines the spectra's p-values (Simes).</p>")]
@@ -136,9 +139,6 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str) -> str:
                      "library: they are level 3 because the library shows that compounds like them are often "
                      "confused with isomers whose spectra score as high (the structure-level null), so an isomer "
                      "absent from the library cannot be ruled out. Their isomer column says so.</p>")
-    header = ["consensus feature", "compound", "MSI level", "InChIKey / isomers", "class", "samples", "spectra",
-              "supporting", "best score", "best cosine", "q"]
-
     def isomers(r: dict) -> str:
         keys = [k for k in (r["isomer_inchikeys"] or []) if k]
         if r["msi_level"] != 3:
@@ -147,11 +147,14 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str) -> str:
             return f"{r['inchikey'] or ''} (no isomer in the library; unseen isomers not ruled out)"
         return ", ".join(keys)
 
-    parts.append(html_table(header, [
-        [r["consensus_id"], r["name"], r["msi_level"], isomers(r),
-         r["compound_class"], r["n_samples"], r["n_spectra"], r["n_supporting"], r["best_score"],
-         r["best_cosine"], q_cell(r["q_value"])]
-        for r in acc.head(int(params["top_compounds"])).iter_rows(named=True)], numeric={5, 6, 7, 8, 9}))
+    shown = pl.DataFrame({
+        "consensus feature": acc["consensus_id"], "compound": acc["name"], "MSI level": acc["msi_level"],
+        "InChIKey / isomers": [isomers(r) for r in acc.iter_rows(named=True)],
+        "class": acc["compound_class"], "samples": acc["n_samples"], "spectra": acc["n_spectra"],
+        "supporting": acc["n_supporting"], "best score": acc["best_score"], "best cosine": acc["best_cosine"],
+        "q": acc["q_value"]}, strict=False)
+    parts.append(interactive_table(shown, "identifications-table",
+                                   order=[("MSI level", "asc"), ("q", "asc"), ("samples", "desc")]))
     return "".join(parts)
 
 
@@ -188,10 +191,10 @@ def matrix_section(matrix: pl.DataFrame | None, sample_ids: list[str], warnings:
     counts = np.bincount(per_feature, minlength=len(present) + 1)
     parts = [(f"<p><b>{n}</b> consensus features across {len(present)} samples; overall detection rate "
              f"{rate:.1%}; detected in every sample: {int(counts[-1])}; in one sample only: {int(counts[1])}.</p>")]
-    chart = bar_svg([(str(k), float(c)) for k, c in enumerate(counts) if k > 0],
-                    "Consensus features by number of samples detected", "samples detected", "features")
+    chart = bar_figure([str(k) for k in range(1, len(counts))], [float(c) for c in counts[1:]],
+                       "Consensus features by number of samples detected", "samples detected", "features")
     per_sample = detected.sum(axis=0)
-    parts.append(f'<div class="charts"><div class="chart">{chart}</div></div>')
+    parts.append(f'<div class="charts">{figure_html(chart)}</div>')
     parts.append(html_table(["sample", "features detected", "detection rate"],
                             [[s, int(per_sample[i]), f"{per_sample[i] / n:.1%}"] for i, s in enumerate(present)],
                             numeric={1, 2}))

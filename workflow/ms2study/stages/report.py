@@ -3,8 +3,9 @@
 It reads only the files it is handed (``ReportInputs``: the sample sheet, each sample's tables, the feature
 matrix, the identifications, and each configured outcome's model summary and differential tables; the report rule
 names them all), so results left on disk by an outcome no longer configured never show, and it can be rebuilt at
-any time without rerunning a stage. Everything is inline (CSS, hand-drawn SVG charts), with no script and no
-external address, so the file opens offline, can be mailed, and archives as it is. Warnings come first: an
+any time without rerunning a stage. Everything is inline: CSS, plotly charts with plotly.js embedded once, and
+DataTables tables (itables' offline bundle embedded once); no external address is named, so the file opens
+offline, can be mailed, and archives as it is. Warnings come first: an
 untrained placeholder encoder, samples without MS/MS, skipped outcomes and missing tables are stated plainly
 rather than left for the reader to infer. Every string that comes from the user's data is escaped. The pieces are
 in ``ms2study.reporting``; this module puts them in order and holds the ``ms2study report`` command.
@@ -23,7 +24,7 @@ from ms2study.core.atomic import write_text
 from ms2study.core.errors import InputError
 from ms2study.core.params import overlay, schema_defaults
 from ms2study.io.samplesheet import read_sample_sheet
-from ms2study.reporting import collect, outcomes, sections
+from ms2study.reporting import collect, outcomes, qc, sections, spectra
 from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles, ReportInputs
 from ms2study.reporting.html import esc, page
 
@@ -59,13 +60,18 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
     parts: list[tuple[str, str, str]] = [  # (anchor, title, body)
         ("overview", "Study overview", sections.overview_section(sheet, str(inputs.sheet))),
         ("samples", "Per-sample results", sections.samples_section(stats, warnings)),
+        ("qc", "Quality control of the runs", qc.qc_section(inputs.qc, inputs.chromatograms, sample_ids, warnings)),
     ]
     annotations = collect.read_annotations([t["annotations"] for t in tables])
     collect.calibration_warnings(inputs.calibrations, warnings)
     ident = collect.read_table(inputs.identifications)
+    mirrors = spectra.mirror_plots(ident, annotations, {s: t["spectra"] for s, t in zip(sample_ids, tables)},
+                                   inputs.library_indexes)
     parts.append(("identifications", "Top identifications",
-                  sections.identifications_section(annotations, ident, sample_ids, params, warnings)))
-    parts.append(("differential", "What differs", outcomes.differential_section(inputs.differential, warnings)))
+                  sections.identifications_section(annotations, ident, sample_ids, params, warnings) + mirrors))
+    attribution = {Path(p).stem: Path(p) for p in inputs.attribution}
+    parts.append(("differential", "What differs",
+                  outcomes.differential_section(inputs.differential, warnings, attribution)))
     collect.scan_warnings(stats, warnings)
     parts.append(("encoder", "Spectrum encoder", sections.encoder_section(encoder)))
     if encoder["trained"] is False:
@@ -114,6 +120,10 @@ def inputs_from_args(args: argparse.Namespace) -> ReportInputs:
         differential=[DifferentialFiles(Path(t), e) for t, e in zip(args.differential, enrichment)],
         calibrations=[Path(p) for p in args.calibration],
         encoder_info=Path(args.encoder_info) if args.encoder_info else None,
+        library_indexes=[Path(p) for p in args.library_index],
+        qc=Path(args.qc) if args.qc else None,
+        chromatograms=[Path(p) for p in args.chromatograms],
+        attribution=[Path(p) for p in args.attribution],
     )
 
 
@@ -144,6 +154,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="the class enrichment table of each outcome, in the order of --differential")
     p.add_argument("--calibration", nargs="*", default=[], help="the library calibration JSON (calibrate-library)")
     p.add_argument("--encoder-info", default=None, help="the JSON written by 'ms2study embed --info' (optional)")
+    p.add_argument("--library-index", nargs="*", default=[],
+                   help="the library index folder(s) (results/library/NAME), for the mirror plots")
+    p.add_argument("--qc", default=None, help="the per-sample QC table (results/study/qc.parquet)")
+    p.add_argument("--chromatograms", nargs="*", default=[],
+                   help="chromatogram.parquet (rt_s, tic, bpc) of each sample, in sheet order")
+    p.add_argument("--attribution", nargs="*", default=[],
+                   help="results/study/attribution/OUTCOME.parquet of each outcome (matched by the file's name)")
     p.add_argument("--out", required=True, help="HTML file to write (results/study/report.html)")
     add_params_argument(p)
     p.set_defaults(func=_cli_report)
