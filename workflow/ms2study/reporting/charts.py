@@ -25,9 +25,16 @@ MAX_LEGEND_TRACES = 10  # chromatograms drawn one line per sample up to this man
 
 
 def _layout(fig: go.Figure, title: str, xlabel: str, ylabel: str, width: int, height: int) -> go.Figure:
+    # no plotly template: a template is copied into every figure's JSON and merged on every draw (measured: about
+    # a third of the drawing time of the report's charts); the few settings it gave are set here instead
     fig.update_layout(title={"text": esc(title), "font": {"size": 13}}, width=width, height=height,
-                      margin={"l": 60, "r": 20, "t": 40, "b": 50}, template="plotly_white",
+                      margin={"l": 60, "r": 20, "t": 40, "b": 50}, template="none", plot_bgcolor="white",
+                      paper_bgcolor="white", font={"family": "system-ui, sans-serif", "color": "#2a3f5f"},
                       legend={"font": {"size": 10}}, xaxis_title=esc(xlabel), yaxis_title=esc(ylabel))
+    axes = {"showgrid": True, "gridcolor": "#ebf0f8", "zeroline": False, "linecolor": "#888", "showline": True,
+            "ticks": "outside", "tickcolor": "#888", "automargin": True}
+    fig.update_xaxes(**axes)
+    fig.update_yaxes(**axes)
     return fig
 
 

@@ -6,8 +6,9 @@ outlier_score, outlier_rule) as a sortable table with the outliers marked and th
 chromatogram table (``results/samples/{sample}/chromatogram.parquet``: rt_s, tic, bpc) drawn as overlaid TIC and
 base-peak chromatograms. Attribution: the top rows of ``results/study/attribution/{outcome}.parquet`` (consensus_id,
 mz, rt_s, contribution, direction, rank, name, inchikey, msi_level; contribution toward the positive class of the
-embedding model). Both tables are written by other stages; here they are only read. May import ``ms2study.core``
-and the other ``reporting`` modules.
+embedding model for a binary outcome, per unit of a continuous one; ``n_samples`` shown when present). Both tables
+are written by other stages (``ms2study qc``, ``ms2study attribution``); here they are only read. May import
+``ms2study.core`` and the other ``reporting`` modules.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ QC_COLUMNS = {  # column: header, in the order shown
 CHROMATOGRAM_COLUMNS = ("rt_s", "tic", "bpc")
 ATTRIBUTION_COLUMNS = {"rank": "rank", "consensus_id": "consensus feature", "name": "compound",
                        "msi_level": "MSI", "inchikey": "InChIKey", "mz": "m/z", "rt_s": "RT (s)",
-                       "contribution": "contribution", "direction": "direction"}
+                       "contribution": "contribution", "direction": "direction", "n_samples": "samples pooled"}
 TOP_ATTRIBUTION = 15  # attribution rows shown per outcome
 
 QC_TEXT = ('<p class="note">RT shift: median retention-time difference of the sample\'s features to the reference '
@@ -139,9 +140,10 @@ def attribution_part(path: Path | None, outcome: str, top: int = TOP_ATTRIBUTION
     share = float(np.abs(rows["contribution"].cast(pl.Float64).fill_null(0.0).to_numpy()).sum()) / total if (
         total > 0) else float("nan")
     return title + (f'<p class="note">The {rows.height} consensus features contributing most to the embedding '
-                    "model's score toward the positive class (the sample vector is a weighted sum of its spectra's "
-                    "embeddings, so the model's linear score splits over the features); direction: toward or away "
-                    f"from the positive class. They carry {share:.0%} of the absolute contribution of all "
-                    f"{table.height} features.</p>") + interactive_table(
+                    "model's score (the sample vector is a weighted sum of its spectra's embeddings, so the model's "
+                    "linear score splits over the features): contribution toward the positive class (binary) or per "
+                    "unit of the outcome (continuous), as the attribution table gives it; ranked by its absolute "
+                    f"value. They carry {share:.0%} of the absolute contribution of all {table.height} features."
+                    "</p>") + interactive_table(
         rows.select(shown).rename({c: ATTRIBUTION_COLUMNS[c] for c in shown}),
         f"attribution-{_table_id(outcome)}", order=[("rank", "asc")])
