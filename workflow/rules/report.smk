@@ -19,8 +19,12 @@ rule report:
         class_enrichment=expand("results/study/class_enrichment/{outcome}.parquet", outcome=MODEL_OUTCOMES),
         calibration=library_calibration(),
         library=library_index(),  # the library spectra of the mirror plots
+        # quality control of the runs, and per outcome what the embedding model looks at (rules/qc.smk, attribution.smk)
+        qc="results/study/qc.parquet",
+        chromatograms=per_sample("chromatogram"),
+        attribution=expand("results/study/attribution/{outcome}.parquet", outcome=ATTRIBUTION_OUTCOMES),
     output:
-        "results/study/report.html",
+        report("results/study/report.html", caption="../report/report_html.rst", category="Report"),
     params:
         p=lambda wildcards: stage_params("report", config_used=config),
         version=MS2STUDY_VERSION,
@@ -41,5 +45,6 @@ rule report:
         "--identifications {input.identifications:q} --model-summaries {input.model_summaries:q} "
         "--model-predictions {input.model_predictions:q} --differential {input.differential:q} "
         "--class-enrichment {input.class_enrichment:q} --calibration {input.calibration:q} "
-        "--library-index {input.library:q} "
+        "--library-index {input.library:q} --qc {input.qc:q} --chromatograms {input.chromatograms:q} "
+        "--attribution {input.attribution:q} "
         "--out {output:q} --params {params.p} > {log:q} 2>&1"
