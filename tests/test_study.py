@@ -59,6 +59,9 @@ def test_empty_folder_says_what_to_do(tmp_path: Path) -> None:
         ("sample_id\tfile\nbad/id\ta.mzML\n", r"row 2 \(sample 'bad/id'\): column 'sample_id'"),
         ("sample\tfile\nA\ta.mzML\n", r"missing column 'sample_id'"),
         ("sample_id\tfile\nA\tnotes.txt\n", r"not \.mzML or \.mzXML"),
+        ("sample_id file\nA a.mzML\n", r"looks separated by spaces, not tabs"),
+        ("sample_id,file\nA,a.mzML\n", r"looks separated by commas, not tabs"),
+        ("sample_id\tfile\nA a.mzML\nB a.mzML\n", r"rows look separated by something other than tabs"),
     ],
 )
 def test_sheet_errors_name_row_and_file(tmp_path: Path, rows: str, message: str) -> None:

@@ -45,6 +45,7 @@ def read_sample_sheet(path: str | Path, id_column: str | None = None, *, any_for
         except Exception as err:  # polars raises several error types for malformed text
             raise InputError(f"cannot read as a tab-separated table ({err})", file=str(path)) from err
         sheet = sheet.rename({c: c.strip() for c in sheet.columns})
+        _refuse_other_separators(sheet, path)
     if id_column is not None and id_column != "sample_id":
         if id_column not in sheet.columns:
             raise InputError(f"no column '{id_column}' (columns: {', '.join(sheet.columns)})", file=str(path),
@@ -52,6 +53,24 @@ def read_sample_sheet(path: str | Path, id_column: str | None = None, *, any_for
         sheet = sheet.drop("sample_id", strict=False).rename({id_column: "sample_id"})
     check_columns(sheet, required, str(path))
     return sheet
+
+
+def _refuse_other_separators(sheet: pl.DataFrame, path: Path) -> None:
+    """InputError when a sheet read as tab-separated was written with spaces, commas or semicolons instead: one
+    column whose name holds the others, or rows whose first cell holds the whole line and the rest are empty."""
+    first = sheet.columns[0] if sheet.columns else ""
+    separator = next((name for sep, name in ((",", "commas"), (";", "semicolons"), (" ", "spaces")) if sep in first),
+                     None)
+    if sheet.width == 1 and separator:
+        raise InputError(f"the sheet has one column named '{first}': it looks separated by {separator}, not tabs",
+                         file=str(path), fix="separate the columns with tab characters (save as .tsv)")
+    if sheet.width > 1 and sheet.height:
+        rest_empty = sheet.select(pl.all().exclude(first).is_null().all()).row(0)
+        cells = sheet[first].drop_nulls()
+        if all(rest_empty) and cells.len() and cells.str.contains(r"[ ,;]\S").all():
+            raise InputError("every row holds a single cell with spaces, commas or semicolons in it: the rows look "
+                             "separated by something other than tabs", file=str(path),
+                             fix="separate the columns of every row with tab characters, like the header")
 
 
 def check_columns(sheet: pl.DataFrame, required: Sequence[str], source: str) -> None:
