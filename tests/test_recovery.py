@@ -58,6 +58,15 @@ def _leave_lock(study: Path) -> None:
 # ------------------------------------------------------------------------------------------- stale locks
 
 
+def test_recover_without_a_lock_says_so_and_does_not_unlock(study: Path) -> None:
+    """`--recover` on a folder with no stale lock: no `snakemake --unlock` call, a plain statement instead."""
+    result = ms2study("run", str(study), "--recover", "-n", "--cores", "1", TARGETS[0])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "no stale lock in this study folder" in result.stderr
+    assert "--unlock" not in result.stderr and "Unlocked" not in result.stdout + result.stderr
+    assert "--rerun-incomplete" in result.stderr
+
+
 def test_stale_lock_is_named_with_the_command_that_recovers(study: Path) -> None:
     _leave_lock(study)
     result = ms2study("run", str(study), "--cores", "1", TARGETS[0])

@@ -381,7 +381,10 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
         if message:
             print(f"ms2study run: error: {message}", file=sys.stderr, flush=True)
             return 1
-    if recover:
+    if recover and not lock_files(study_dir):
+        print("ms2study run: no stale lock in this study folder; running with --rerun-incomplete", file=sys.stderr,
+              flush=True)
+    elif recover:
         unlock = snakemake_command(study_dir, ["--unlock"])
         print("+ " + shlex.join(unlock), file=sys.stderr, flush=True)
         code = _call(unlock, env)
@@ -389,6 +392,7 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
             print(f"ms2study run: error: snakemake --unlock failed (exit code {code}); see the messages above",
                   file=sys.stderr)
             return code
+    if recover:
         partial = remove_partial_files(study_dir)
         if partial:
             print(f"ms2study run: removed {len(partial)} partial file(s) left by killed jobs "
