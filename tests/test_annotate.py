@@ -293,3 +293,11 @@ def test_spectra_that_cannot_be_searched_are_named(lib_dir: tuple[Path, list[dic
     text = caplog.text
     assert "1 of 4 spectra cannot be searched (no valid precursor m/z): s1:S1" in text
     assert "1 of 4 spectra cannot be searched (no peaks): s1:S2" in text
+
+
+def test_score_caches_indexes_in_the_user_cache_not_the_current_folder(monkeypatch: pytest.MonkeyPatch,
+                                                                        tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert search.default_index_root() == tmp_path / "xdg" / "ms2study" / "library"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert search.default_index_root() == Path.home() / ".cache" / "ms2study" / "library"

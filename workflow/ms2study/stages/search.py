@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -73,11 +74,18 @@ def cleaned(spectra: pl.DataFrame, cleaning: dict) -> pl.DataFrame:
                                 pl.Series("intensity", ints, dtype=pl.List(pl.Float32)))
 
 
+def default_index_root() -> Path:
+    """Where ``ms2study score`` caches library indexes: ``$XDG_CACHE_HOME/ms2study/library`` (``~/.cache`` when the
+    variable is unset), the XDG base-directory convention for caches, never the current directory."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ms2study" / "library"
+
+
 def score_files(
     queries: str | Path,
     libraries: list[str | Path],
     params: dict | None = None,
-    index_root: str | Path = "results/library",
+    index_root: str | Path | None = None,
     library_params: dict | None = None,
     embed_params: dict | None = None,
 ) -> pl.DataFrame:
@@ -93,7 +101,7 @@ def score_files(
         index_dir = libraries[0]
     else:
         stem = "+".join(x.name.split(".")[0] for x in libraries)
-        index_dir = Path(index_root) / stem
+        index_dir = Path(index_root or default_index_root()) / stem
         ensure_library_index(libraries, index_dir, library_params)
     index = load_library_index(index_dir)
     cleaning = p["cleaning"] if p["cleaning"] is not None else index.manifest.get("params", {}).get("cleaning", {})
@@ -138,6 +146,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--top-k", type=int, default=engine.DEFAULT_PARAMS["top_k"], help="candidates kept per query")
     s.add_argument("--mode", choices=["identity", "analogue"], default="identity")
     s.add_argument("--no-embedding", action="store_true", help="score with spectral similarities only")
-    s.add_argument("--index-root", default="results/library", help="where library indexes are cached")
+    s.add_argument("--index-root", default=None,
+                   help="where library indexes are cached (default: $XDG_CACHE_HOME/ms2study/library, ~/.cache/...)")
     add_params_argument(s)
     s.set_defaults(func=_cli_score)
