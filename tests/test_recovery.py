@@ -245,3 +245,39 @@ def test_results_of_an_outcome_no_longer_configured_are_not_handed_to_the_report
     assert differential == [f"results/study/differential/{o}.parquet" for o in outcomes]
     assert args[args.index("--features") + 1:args.index("--spectra")] == [
         f"results/samples/{s}/features.parquet" for s in SAMPLES]
+
+
+# ------------------------------------------------------------------------------------------ a full disk
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path):
+    """A 1 MiB tmpfs mounted by the test and filled to the last byte (root only; skips with the reason otherwise)."""
+    mount = tmp_path / "full"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True,
+                          text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({made.stderr.strip() or 'not root'}); CI runs as root")
+    try:
+        with open(mount / "filler", "wb") as handle:
+            try:
+                while True:
+                    handle.write(b"\0" * 65536)
+                    handle.flush()
+            except OSError:
+                pass
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_gives_a_clear_message_and_no_partial_output(simulated: Path, full_disk: Path) -> None:
+    out = full_disk / "S01" / "features.parquet"
+    out.parent.mkdir()
+    result = ms2study("detect", "--mzml", str(simulated / "mzml" / "S01.mzML"), "--sample-id", "S01",
+                      "--out", str(out))
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "no space left on the device" in result.stderr and "Traceback" not in result.stderr
+    assert "free disk space" in result.stderr
+    assert not out.exists() and not list(out.parent.iterdir()), "a partial or finished-looking file was left"

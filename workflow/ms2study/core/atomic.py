@@ -6,12 +6,15 @@ A job that fails half-way leaves only a hidden ``.tmp`` file, never a file that 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
+
+from ms2study.core.errors import InputError
 
 
 @contextlib.contextmanager
@@ -29,9 +32,22 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, target)
-    except BaseException:
+    except BaseException as err:
         tmp_path.unlink(missing_ok=True)
+        if disk_full(err):
+            raise InputError(f"no space left on the device holding {target.parent} while writing {target.name}",
+                             file=str(target), fix="free disk space (or move the study to a larger disk) and rerun; "
+                             "nothing was written, earlier results are untouched") from err
         raise
+
+
+def disk_full(err: BaseException) -> bool:
+    """True for a write that failed because the device is full (ENOSPC, or the same error as text from a writer
+    implemented outside Python, e.g. polars' "No space left on device (os error 28)")."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(err)
+    return "No space left on device" in text or "os error 28" in text or "Disk quota exceeded" in text
 
 
 def write_parquet(df: pl.DataFrame, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
