@@ -143,47 +143,63 @@ Exiting because a job execution failed. Look below for error messages
 # ------------------------------------------------------------------------------------------ real runs
 
 
-def _kill_during_detect(study: Path) -> None:
-    """Start `ms2study run` in its own process group and SIGKILL the whole group once a detect job is running."""
+def _kill_during(study: Path, targets: list[str], running: Path | None = None) -> None:
+    """Start `ms2study run` in its own process group and SIGKILL the whole group inside a job: the first job
+    (``running`` None), or the job whose log file ``running`` has appeared (its shell has started)."""
     env = dict(os.environ, PYTHONPATH=str(REPO / "workflow"))
-    process = subprocess.Popen([sys.executable, "-m", "ms2study", "run", str(study), "--cores", "2", *TARGETS],
+    process = subprocess.Popen([sys.executable, "-m", "ms2study", "run", str(study), "--cores", "2", *targets],
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     incomplete = study / ".snakemake" / "incomplete"
-    deadline = time.time() + 120
+    deadline = time.time() + 180
     while time.time() < deadline and process.poll() is None:
-        if incomplete.is_dir() and any(incomplete.iterdir()):
+        if running is None and incomplete.is_dir() and any(incomplete.iterdir()):
+            break
+        if running is not None and running.exists():
             break
         time.sleep(0.02)
-    time.sleep(0.5)  # inside the job (its Python is starting or detecting)
-    assert process.poll() is None, "the run ended before a detect job could be killed"
+    time.sleep(0.5 if running is None else 1.5)  # inside the job (its Python is starting or working)
+    assert process.poll() is None, "the run ended before the job could be killed"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
 
 
-@pytest.mark.integration
-@pytest.mark.slow  # three Snakemake runs (uninterrupted, killed, recovered): 30 to 60 s on 2 cores
-def test_sigkill_during_detect_then_recover_gives_the_outputs_of_an_uninterrupted_run(study: Path,
-                                                                                      tmp_path: Path) -> None:
+def _kill_then_recover_matches_an_uninterrupted_run(study: Path, tmp_path: Path, targets: list[str],
+                                                    running: Path | None) -> None:
     reference = tmp_path / "reference"
     shutil.copytree(study, reference)
-    uninterrupted = ms2study("run", str(reference), "--cores", "2", *TARGETS)
+    uninterrupted = ms2study("run", str(reference), "--cores", "2", *targets)
     assert uninterrupted.returncode == 0, uninterrupted.stderr[-4000:]
 
-    _kill_during_detect(study)
+    _kill_during(study, targets, running)
     assert runner.lock_files(study), "the killed run should have left its lock"
-    assert not all((study / t).exists() for t in TARGETS)
+    assert not all((study / t).exists() for t in targets)
 
-    again = ms2study("run", str(study), "--cores", "2", *TARGETS)
+    again = ms2study("run", str(study), "--cores", "2", *targets)
     assert again.returncode == 1 and "--recover" in again.stderr
     command = next(line.strip() for line in again.stderr.splitlines() if "--recover" in line
                    and line.strip().startswith("ms2study run"))
     recovered = ms2study(*shlex.split(command)[1:])  # the printed command, as the user would paste it
     assert recovered.returncode == 0, recovered.stderr[-4000:]
     assert not runner.lock_files(study)
-    for target in TARGETS:
+    for target in targets:
         assert (study / target).read_bytes() == (reference / target).read_bytes(), target
     assert not list((study / "results").rglob("*.tmp")), "partial files of the killed jobs were left"
+
+
+@pytest.mark.integration
+@pytest.mark.slow  # three Snakemake runs (uninterrupted, killed, recovered): 30 to 60 s on 2 cores
+def test_sigkill_during_detect_then_recover_gives_the_outputs_of_an_uninterrupted_run(study: Path,
+                                                                                      tmp_path: Path) -> None:
+    _kill_then_recover_matches_an_uninterrupted_run(study, tmp_path, TARGETS, None)
+
+
+@pytest.mark.integration
+@pytest.mark.slow  # three runs up to the embeddings of two samples: about a minute on 2 cores
+def test_sigkill_during_embed_then_recover_gives_the_outputs_of_an_uninterrupted_run(study: Path,
+                                                                                     tmp_path: Path) -> None:
+    targets = [f"results/samples/{s}/embeddings.parquet" for s in SAMPLES]
+    _kill_then_recover_matches_an_uninterrupted_run(study, tmp_path, targets, study / "logs" / "embed" / "S01.log")
 
 
 @pytest.mark.integration
