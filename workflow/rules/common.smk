@@ -81,6 +81,17 @@ def annotate_params(wildcards):
     return stage_params("annotate", model=config["embed"]["model"])
 
 
+# annotate keys that decide which hits are kept or accepted, never how they are scored: the library calibration
+# (the null of the scores) does not depend on them, so changing them must not recalibrate.
+NOT_CALIBRATED = ("top_k", "fdr", "min_score", "analogue_chunk_mb")
+
+
+def calibration_params(wildcards):
+    """annotate_params without NOT_CALIBRATED: a new FDR reruns annotate, not the library calibration."""
+    section = {k: v for k, v in (config.get("annotate") or {}).items() if k not in NOT_CALIBRATED}
+    return stage_params(None, **section, model=config["embed"]["model"])
+
+
 def identify_params(wildcards):
     """Only annotate's fdr: the per-feature identifications are accepted at the same q-value as the spectra."""
     return stage_params(None, fdr=(config.get("annotate") or {}).get("fdr", 0.01))

@@ -45,7 +45,7 @@ rule calibrate_library:
     output:
         "results/confidence/{library}.json",
     params:
-        p=annotate_params,
+        p=calibration_params,
         version=MS2STUDY_VERSION,
     log:
         "logs/library/{library}.calibration.log",
