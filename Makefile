@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 CORES ?= 2
 DEMO_SAMPLES ?= 12
+TEST_WORKERS ?= 2
 
 .PHONY: demo test install clean-demo lint
 
@@ -28,8 +29,10 @@ demo: demo/samples.tsv
 	$(VENV)/bin/ms2study run demo --cores $(CORES)
 	@echo "Report: $(CURDIR)/demo/results/study/report.html"
 
+# Two workers, one test file each (module fixtures such as a study's pipeline run stay once per file): the suite
+# is mostly single-threaded Python and subprocess start-up, so both cores of a 2-core machine get used.
 test: $(VENV)/.installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/snakemake -s Snakefile -d demo --lint
