@@ -93,7 +93,7 @@ def test_planted_features_rank_first_toward_cases(seed):
     assert table.columns[: len(CONTRACT)] == CONTRACT and table.height == N_FEATURES
     top = table.head(PLANTED)
     assert sorted(top["consensus_id"].to_list()) == [f"C{k}" for k in range(1, PLANTED + 1)]
-    assert top["direction"].to_list() == ["up in case"] * PLANTED and (top["contribution"] > 0).all()
+    assert top["direction"].to_list() == ["toward case"] * PLANTED and (top["contribution"] > 0).all()
     assert table["rank"].to_list() == list(range(1, N_FEATURES + 1))
     c1 = table.filter(pl.col("consensus_id") == "C1").row(0, named=True)
     assert (c1["name"], c1["inchikey"], c1["msi_level"]) == ("planted one", "AAAA", 2)
@@ -129,7 +129,7 @@ def test_continuous_outcome_and_skipped_outcomes():
     chosen = {"lambda_ratio=0.5, l1_ratio=0.5": 1}
     table, info = run(study, {"column": "age", "type": "continuous"}, summary(chosen=chosen))
     assert info["status"] == "done" and table.height == N_FEATURES
-    assert set(table["direction"].unique()) <= {"up with age", "down with age"}
+    assert set(table["direction"].unique()) <= {"toward higher age", "toward lower age"}
     assert table["contribution_positive"].null_count() == N_FEATURES
     multi = study["samples"].with_columns(group=pl.Series(["a", "b", "c"] * 4))
     table, info = attribute(multi, {"column": "group", "type": "multiclass"}, summary(), study["pooled"], {},

@@ -57,7 +57,7 @@ ATTRIBUTION: dict[str, pl.DataType] = {
     # binary: mean contribution in the positive class minus in the other (> 0: toward the positive class);
     # continuous: slope of the contribution on the outcome (per unit of the outcome)
     "contribution": pl.Float64,
-    "direction": pl.Utf8,                  # "up in <positive class>" / "down in <positive class>" (continuous: with)
+    "direction": pl.Utf8,                  # the model's score, not abundance: "toward <positive class>" / "away from ..."
     "rank": pl.Int32,                      # 1 = largest |contribution|
     "name": pl.Utf8,                       # the accepted identification (null when none)
     "inchikey": pl.Utf8,
@@ -271,11 +271,11 @@ def _consensus_table(per_sample: dict[str, dict[str, float]], ids: list[str], y:
     if kind == "binary":
         positive_mean, reference_mean = values[y == 1].mean(axis=0), values[y == 0].mean(axis=0)
         toward = positive_mean - reference_mean
-        direction = [f"up in {label}" if v > 0 else f"down in {label}" for v in toward]
+        direction = [f"toward {label}" if v > 0 else f"away from {label}" for v in toward]
     else:
         centred = y - y.mean()
         toward = centred @ (values - mean) / float(centred @ centred)
-        direction = [f"up with {label}" if v > 0 else f"down with {label}" for v in toward]
+        direction = [f"toward higher {label}" if v > 0 else f"toward lower {label}" for v in toward]
     order = np.argsort(-np.abs(toward), kind="stable")
     rank = np.empty(len(consensus), dtype=np.int64)
     rank[order] = np.arange(1, len(consensus) + 1)

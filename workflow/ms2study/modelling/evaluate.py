@@ -31,6 +31,18 @@ from ms2study.modelling.outcomes import check_outcome, covariate_matrix, encode_
 log = logging.getLogger(__name__)
 
 
+
+# Why a configured feature set can be absent (a note in summary.json and the report).
+MISSING_SET_REASONS = {
+    "chemical_space": "the pipeline does not compute bags of chemistry yet; run 'ms2study prototypes' and "
+                      "'ms2study chemistry', then 'ms2study models --sample-chemistry', or drop it from "
+                      "models.feature_sets",
+    "features": "no feature matrix was given",
+    "binned_spectra": "no spectra tables were given",
+    "embedding": "no sample embeddings were given",
+}
+
+
 def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], spec: dict, params: dict,
                   note_missing_sets: bool = True) -> dict:
     """Nested CV of one outcome on every feature set: returns summary, metrics rows and prediction rows."""
@@ -77,7 +89,8 @@ def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], 
     order = [n for n in wanted if n in feature_sets]
     for name in wanted if note_missing_sets else []:
         if name not in feature_sets:
-            summary["notes"].append(f"feature set '{name}' is not available")
+            summary["notes"].append(f"feature set '{name}' is not available"
+                                    + (f": {MISSING_SET_REASONS[name]}" if name in MISSING_SET_REASONS else ""))
     for name in order:
         started = time.perf_counter()
         X, columns, empty = align_rows(feature_sets[name], ids, name)

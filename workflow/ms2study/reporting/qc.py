@@ -143,7 +143,9 @@ def attribution_part(path: Path | None, outcome: str, top: int = TOP_ATTRIBUTION
                     "model's score (the sample vector is a weighted sum of its spectra's embeddings, so the model's "
                     "linear score splits over the features): contribution toward the positive class (binary) or per "
                     "unit of the outcome (continuous), as the attribution table gives it; ranked by its absolute "
-                    f"value. They carry {share:.0%} of the absolute contribution of all {table.height} features."
-                    "</p>") + interactive_table(
+                    f"value. They carry {share:.0%} of the absolute contribution of all {table.height} features. "
+                    "The direction is where a feature pushes the model's score, not whether its abundance rises or "
+                    "falls (the differential table says that); the attribution explains the model, which is worth "
+                    "reading only where the model's interval above beats chance.</p>") + interactive_table(
         rows.select(shown).rename({c: ATTRIBUTION_COLUMNS[c] for c in shown}),
         f"attribution-{_table_id(outcome)}", order=[("rank", "asc")])

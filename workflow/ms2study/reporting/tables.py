@@ -38,11 +38,17 @@ def significant(value: float | None, digits: int = 3) -> float | None:
     return float(f"{value:.{digits}g}")
 
 
+# Columns shown with fixed decimals instead of significant digits: m/z needs its fourth decimal (isomers and
+# neighbours differ there), retention times one decimal of a second.
+FIXED_DECIMALS = {"m/z": 4, "mz": 4, "precursor m/z": 4, "precursor_mz": 4, "RT (s)": 1, "rt_s": 1,
+                  "median RT shift (s)": 1}
+
+
 def interactive_table(frame: pl.DataFrame, table_id: str, order: Sequence[tuple[str, str]] = (),
                       page_length: int = 10, digits: int = 3) -> str:
     """``frame`` as a DataTables table (sort by clicking a header, filter with the search box, pages of
     ``page_length`` rows); ``order`` is the initial sort as (column, "asc" | "desc") pairs. Float columns are
-    rounded to ``digits`` significant digits; list columns are joined with ", ". ``table_id`` must be unique in
+    rounded to ``digits`` significant digits (m/z and retention-time columns: ``FIXED_DECIMALS``); list columns are joined with ", ". ``table_id`` must be unique in
     the page (letters, digits, _ and -). Raises ValueError for an unknown ``order`` column."""
     from itables import to_html_datatable
 
@@ -52,7 +58,9 @@ def interactive_table(frame: pl.DataFrame, table_id: str, order: Sequence[tuple[
         raise ValueError(f"order by unknown column(s) {unknown}")
     exprs = []
     for name, dtype in frame.schema.items():
-        if dtype.is_float():
+        if dtype.is_float() and name in FIXED_DECIMALS:
+            exprs.append(pl.col(name).round(FIXED_DECIMALS[name]))
+        elif dtype.is_float():
             exprs.append(pl.col(name).map_elements(lambda v: significant(v, digits), return_dtype=pl.Float64))
         elif isinstance(dtype, pl.List):
             exprs.append(pl.col(name).list.eval(pl.element().cast(pl.Utf8)).list.join(", "))
