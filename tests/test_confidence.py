@@ -191,3 +191,17 @@ def test_superclass_of_chemont_paths() -> None:
     assert confidence.superclass("Organic compounds/Lipids and lipid-like molecules/Fatty Acyls") == \
         "Lipids and lipid-like molecules"
     assert confidence.superclass("amino_acid") == "amino_acid" and confidence.superclass(None) is None
+
+
+def test_too_few_wrong_structures_single_out_no_hit() -> None:
+    """A library whose searches met fewer than MIN_STRUCTURE_NULL wrong structures of a hit's formula gives no
+    structure-level p-value (so no MSI level 2), instead of borrowing the wrong-formula null."""
+    rng = np.random.default_rng(0)
+    formula_scores = rng.beta(1, 8, 500)
+    few = rng.beta(2, 3, confidence.MIN_STRUCTURE_NULL - 1)
+    cal = confidence.Calibration.from_null(formula_scores, few, 0.05, {"rank_by": "combined"})
+    s, n = np.array([0.9, 0.99]), np.array([3, 3])
+    assert np.isnan(cal.p_structure(s, n)).all()
+    assert np.isfinite(cal.p_formula(s, n)).all()
+    enough = confidence.Calibration.from_null(formula_scores, rng.beta(2, 3, 200), 0.05, {"rank_by": "combined"})
+    assert np.isfinite(enough.p_structure(s, n)).all()

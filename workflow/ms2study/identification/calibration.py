@@ -218,6 +218,11 @@ def calibrate_index(index_dir: str | Path, params: dict | None = None) -> confid
              "candidates, isomer margin %.4f (%d self-searches with isomers, %d wrong), %.1f s", index_dir,
              formula_null.size, in_window_formula.size, structure_null.size, margin, gap.size, int(wrong.sum()),
              stats["seconds"])
+    if structure_null.size < confidence.MIN_STRUCTURE_NULL:
+        caveat = (f"only {structure_null.size} wrong-structure candidates (fewer than "
+                  f"{confidence.MIN_STRUCTURE_NULL}): no hit can be singled out, every accepted hit is MSI level 3")
+        stats.setdefault("caveats", []).append(caveat)
+        log.warning("calibration of %s: %s", index_dir, caveat)
     return cal
 
 

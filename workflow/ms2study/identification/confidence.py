@@ -59,6 +59,7 @@ TAIL_FRACTION = 0.01       # share of the null's scores (at least MIN_EXCEEDANCE
 TAIL_FLOOR = 0.05          # null scores at or below this (no real spectral agreement) never shape the tail
 ISOMER_ERROR_TARGET = 0.02 # wrong-isomer rate allowed among level-2 self-search hits when learning the margin
 MIN_CLASS_NULL = 300       # wrong-structure candidates needed for a chemical class's own structure null
+MIN_STRUCTURE_NULL = 20    # wrong-structure candidates below which no hit can be singled out (MSI level 2)
 STORED_TOP = 5000          # null scores stored exactly (the upper tail); the rest as quantiles
 STORED_QUANTILES = 1000
 _EPS = 1e-6
@@ -182,11 +183,14 @@ class Calibration:
                     classes: np.ndarray | None = None) -> np.ndarray:
         """p-value of rank-1 scores against the wrong-structure null (isomers included), never below the
         wrong-formula p-value; ``classes`` (the hits' ``superclass``) selects a class's own null where one was
-        measured, else the pooled one."""
+        measured, else the pooled one. NaN everywhere when the library gave fewer than MIN_STRUCTURE_NULL
+        wrong-structure candidates (a hit is then at most MSI level 3)."""
         scores = np.asarray(scores, dtype=np.float64)
+        if self.structure.n < MIN_STRUCTURE_NULL:
+            # Too few wrong structures of the same formula were ever seen to say how often an isomer wins: no
+            # structure-level evidence, so no hit is singled out (level 3 at most), never the formula null instead.
+            return np.full(scores.shape, np.nan)
         p_f = self.formula.p_values(scores, n_candidates)
-        if self.structure.n == 0:
-            return p_f
         p = self.structure.p_values(scores, n_candidates)
         if classes is not None and self.structure_by_class:
             classes = np.asarray(classes, dtype=object)

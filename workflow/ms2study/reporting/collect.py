@@ -177,6 +177,8 @@ def calibration_warnings(paths: Sequence[Path], warnings: list[str]) -> None:
             warnings.append(f"library calibration {esc(path.stem)}: only "
                             f"{int(stats.get('n_wrong_formula_candidates', 0))} wrong candidates were measured: the "
                             "library is small, and q-values cannot go far below 1/that number")
+        for caveat in stats.get("caveats", []):
+            warnings.append(f"library calibration {esc(path.stem)}: {esc(caveat)}")
 
 
 def scan_warnings(stats: list[dict], warnings: list[str]) -> None:
