@@ -174,3 +174,17 @@ def test_one_sheet_reader_and_one_missing_vocabulary(tmp_path: Path) -> None:
     assert table["m1"].to_list() == [3.1, None]
     assert is_missing(None) and is_missing(float("nan")) and is_missing(" N/A ")
     assert not is_missing("unknown") and is_missing("Unknown", LIBRARY_PLACEHOLDERS) and not is_missing(0)
+
+
+def test_reference_sample_not_in_the_sheet_stops_ms2study_run_before_any_job(tmp_path: Path,
+                                                                              capsys: pytest.CaptureFixture) -> None:
+    from ms2study.cli import main
+
+    for name in ("a", "b"):
+        _touch_mzml(tmp_path, f"{name}.mzML")
+    (tmp_path / "samples.tsv").write_text("sample_id\tfile\nA\ta.mzML\nB\tb.mzML\n")
+    (tmp_path / "config.yaml").write_text("reference_sample: S99\n")
+    assert main(["run", str(tmp_path), "-n"]) == 1
+    err = capsys.readouterr().err
+    assert "reference_sample 'S99' is not in the sample sheet" in err and "one of: A, B" in err
+    assert "Traceback" not in err and "WorkflowError" not in err

@@ -258,6 +258,21 @@ def load_sample_sheet(study_dir: Path, config: dict) -> pl.DataFrame:
     return sheet
 
 
+def check_reference_sample(sheet: pl.DataFrame, config: dict) -> str:
+    """The reference run of the alignment: ``reference_sample`` when set, else the sheet's first sample.
+
+    Raises InputError naming the key and listing the sheet's samples when the configured one is not in the sheet.
+    """
+    samples = sheet["sample_id"].to_list()
+    reference = config.get("reference_sample") or (samples[0] if samples else None)
+    if reference not in samples:
+        shown = ", ".join(samples[:20]) + (f", ... ({len(samples)} in all)" if len(samples) > 20 else "")
+        raise InputError(f"reference_sample '{reference}' is not in the sample sheet",
+                         fix=f"set reference_sample (config.yaml, or leave it unset for the first sample) to one of: "
+                             f"{shown}")
+    return reference
+
+
 def check_outcomes(sheet: pl.DataFrame, config: dict, source: str = "samples.tsv") -> None:
     """Each configured outcome/covariate column must exist in the sample sheet, and each outcome must be modelable.
 

@@ -22,12 +22,10 @@ except InputError as _err:
 SAMPLES = SHEET["sample_id"].to_list()
 SAMPLE_FILES = dict(zip(SHEET["sample_id"], SHEET["file"]))
 LIBRARY_NAME = _study.library_name(LIBRARIES, config) if LIBRARIES else "none"
-REFERENCE = config.get("reference_sample") or SAMPLES[0]
-if REFERENCE not in SAMPLE_FILES:
-    raise WorkflowError(
-        f"ms2study: reference_sample '{REFERENCE}' is not in the sample sheet; "
-        f"set reference_sample in config.yaml to one of: {', '.join(SAMPLES[:10])}"
-    )
+try:
+    REFERENCE = _study.check_reference_sample(SHEET, config)
+except InputError as _err:
+    raise WorkflowError(f"ms2study: {_err}")
 
 # Rules call the package through its CLI (`python -m ms2study`), importable from the repository without installation
 # (so a conda environment that holds only the dependencies works too). Outside conda, `python` is the interpreter
