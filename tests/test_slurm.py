@@ -284,7 +284,9 @@ def assert_slurm_jobs(run: Run) -> None:
         job, recorded = remote[snakemake_id], run.cluster_jobs[slurm_id]
         assert recorded["JobState"] == "COMPLETED" and recorded["ExitCode"] == "0:0", (job, run.describe())
         assert comment_rule(recorded["Comment"]) == job.rule, (job, run.describe())
-        assert re.search(rf"sched: Allocate JobId={slurm_id} NodeList=", run.controller_log), slurm_id
+        # started by the main scheduler or, when it was busy, by the backfill scheduler: both are SLURM allocations
+        assert re.search(rf"(sched: Allocate JobId={slurm_id} NodeList=|sched/backfill: _start_job: Started "
+                         rf"JobId={slurm_id} )", run.controller_log), slurm_id
         assert re.search(rf"_job_complete: JobId={slurm_id} WEXITSTATUS 0", run.controller_log), slurm_id
         assert re.search(rf"Launching batch job {slurm_id} ", run.slurmd_log), slurm_id
         assert re.search(rf"launch task StepId={slurm_id}\.0 ", run.slurmd_log), slurm_id
