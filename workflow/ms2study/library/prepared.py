@@ -41,6 +41,14 @@ def _key(kind: str, **params: float | int | None) -> str:
     return f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
+def _entropy_key(noise_threshold: float, merge_da: float, decoys: tuple[int, float] | None) -> str:
+    """The folder name of one entropy-prepared array set: the same for the rule that stores it and the job that
+    loads it."""
+    return _key("entropy", noise=float(noise_threshold), merge_da=float(merge_da),
+                decoy_seed=None if decoys is None else int(decoys[0]),
+                decoy_margin=None if decoys is None else float(decoys[1]))
+
+
 def entropy_peaks(offsets: np.ndarray, mz: np.ndarray, intensity: np.ndarray, noise_threshold: float,
                   merge_da: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Entropy-prepared, weighted peaks of flat spectra: (offsets int64 n + 1, m/z float64, intensity float32)."""
@@ -105,10 +113,7 @@ def load_entropy(index: LibraryIndex, noise_threshold: float, merge_da: float, d
     """Stored entropy-prepared peaks of the index (or of its decoys, ``decoys=(seed, margin_da)``), or None."""
     if index.path is None:
         return None
-    key = _key("entropy", noise=float(noise_threshold), merge_da=float(merge_da),
-               decoy_seed=None if decoys is None else int(decoys[0]),
-               decoy_margin=None if decoys is None else float(decoys[1]))
-    got = _load(Path(index.path) / PREPARED_DIR / key, ARRAYS)
+    got = _load(Path(index.path) / PREPARED_DIR / _entropy_key(noise_threshold, merge_da, decoys), ARRAYS)
     return None if got is None else (got["offsets"], got["mz"], got["intensity"])
 
 
@@ -143,10 +148,7 @@ def prepare_index(index_dir: str | os.PathLike, noise_threshold: float, merge_da
             written.append(d_folder)
         decoy_sets.append((int(decoy_seed), margin))
     for decoys in decoy_sets:
-        key = _key("entropy", noise=float(noise_threshold), merge_da=float(merge_da),
-                   decoy_seed=None if decoys is None else decoys[0],
-                   decoy_margin=None if decoys is None else decoys[1])
-        folder = root / key
+        folder = root / _entropy_key(noise_threshold, merge_da, decoys)
         if _load(folder, ARRAYS) is not None:
             continue
         if decoys is None:
