@@ -6,7 +6,16 @@ selection, bucketing, padding, host-to-device copies, forward pass), after one w
 GPU runs embed ``--gpu-n`` spectra (the set repeated); ``host_preparation`` times the host-side steps alone on that
 set, which bounds what any GPU can reach on this host.
 
+CPU runs cover fp32, int8 (dynamically quantised feed-forward layers, what ``precision: auto`` picks on CPUs without
+native bf16) and bf16 where the CPU has it. A second process repeats fp32 and int8 with PyTorch and oneDNN held to
+AVX2 (``ATEN_CPU_CAPABILITY=avx2``, ``ONEDNN_MAX_CPU_ISA=AVX2``): a stand-in, on the same chip, for a CPU without
+AVX-512 and bf16 such as an older AMD EPYC; it is labelled ``isa: avx2 (emulated)`` and is not a measurement of
+such a CPU. ``int8_max_cosine_distance`` is the largest ``1 - cosine`` between int8 and fp32 embeddings.
+
     PYTHONPATH=workflow python benchmarks/embedding_speed.py --out result.json [--n 5000] [--model DIR]
+    # on a machine without ../shared: take the spectra along as arrays
+    python benchmarks/embedding_speed.py --save-arrays spectra.npz --out /dev/null   # where ../shared exists
+    python benchmarks/embedding_speed.py --arrays spectra.npz --out result.json
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import itertools
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
 from machine import cpu_model
+from ms2study.core.threads import limit_threads
 from ms2study import __version__
 from ms2study.encoder.inference import bucket_batches, cpu_supports_bf16, embed_arrays, get_model, pad_batch, select_peaks
 
@@ -50,6 +61,20 @@ def load_spectra(n: int, seed: int) -> tuple[str, tuple[np.ndarray, np.ndarray, 
     mz = rng.uniform(0.05, 0.98, offsets[-1]) * np.repeat(precursor, counts)
     intensity = rng.pareto(1.5, offsets[-1]).astype(np.float32) + 1e-3
     return f"simulated ({n} spectra, seed {seed})", (mz, intensity, offsets, precursor)
+
+
+def save_arrays(path: Path, source: str, arrays: tuple) -> None:
+    """Write the spectra's flat arrays (and where they came from) to ``path`` (.npz)."""
+    mz, intensity, offsets, precursor = arrays
+    np.savez_compressed(path, mz=mz, intensity=intensity, offsets=offsets, precursor_mz=precursor,
+                        source=np.array(source))
+
+
+def load_arrays(path: Path) -> tuple[str, tuple]:
+    """The spectra written by ``save_arrays``."""
+    with np.load(path) as data:
+        arrays = (data["mz"], data["intensity"], data["offsets"], data["precursor_mz"])
+        return f"{data['source']} (from {path.name})", arrays
 
 
 def replicate(arrays: tuple, n: int) -> tuple:
@@ -98,6 +123,36 @@ def measure(arrays: tuple, params: dict, repeats: int) -> dict:
     }
 
 
+def cosine_distance_max(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest ``1 - cosine`` between matching rows of two embedding matrices (rows of zeros ignored)."""
+    keep = (np.linalg.norm(a, axis=1) > 0) & (np.linalg.norm(b, axis=1) > 0)
+    cos = (a[keep] * b[keep]).sum(1) / np.linalg.norm(a[keep], axis=1) / np.linalg.norm(b[keep], axis=1)
+    return float(1 - cos.min())
+
+
+def cpu_runs(arrays: tuple, base: dict, batch_sizes: list[int], repeats: int, isa: str) -> list[dict]:
+    """fp32, int8 and (where native) bf16 runs on the CPU, each labelled with ``isa``."""
+    runs = []
+    precisions = ["fp32", "int8"] + (["bf16"] if cpu_supports_bf16() and isa == "native" else [])
+    for precision in precisions:
+        for bs in batch_sizes:
+            run = measure(arrays, dict(base, device="cpu", precision=precision, batch_size=bs), repeats)
+            runs.append(dict(run, isa=isa))
+            print(json.dumps(runs[-1]), flush=True)
+    return runs
+
+
+def emulated_avx2_runs(args: argparse.Namespace, arrays_file: Path) -> list[dict]:
+    """The CPU runs again in a child process whose PyTorch and oneDNN may use AVX2 at most."""
+    env = dict(os.environ, ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2")
+    out = arrays_file.with_suffix(".avx2.json")
+    cmd = [sys.executable, __file__, "--arrays", str(arrays_file), "--out", str(out), "--child-avx2",
+           "--model", args.model, "--threads", str(args.threads), "--max-peaks", str(args.max_peaks),
+           "--repeats", str(args.repeats), "--cpu-batch-sizes", args.cpu_batch_sizes]
+    subprocess.run(cmd, env=env, check=True)
+    return json.loads(out.read_text())["runs"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="result JSON")
@@ -109,24 +164,51 @@ def main() -> int:
     parser.add_argument("--cpu-batch-sizes", default="256", help="comma-separated")
     parser.add_argument("--gpu-batch-sizes", default="1024,4096,16384", help="comma-separated")
     parser.add_argument("--gpu-n", type=int, default=200_000, help="spectra per GPU run (the CPU set repeated)")
+    parser.add_argument("--arrays", help="read the spectra from this .npz (written by --save-arrays)")
+    parser.add_argument("--save-arrays", help="write the spectra to this .npz and stop")
+    parser.add_argument("--no-avx2-emulation", action="store_true", help="skip the AVX2-only child process")
+    parser.add_argument("--child-avx2", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    torch.set_num_threads(args.threads)
+    # numba, torch and OpenMP together: a numba kernel otherwise resizes the OpenMP pool torch shares (a 16-core run
+    # reported 16 torch threads after torch.set_num_threads(2)).
+    limit_threads(args.threads)
     model = None if args.model.lower() == "none" else args.model
-    source, arrays = load_spectra(args.n, seed=0)
+    source, arrays = load_arrays(Path(args.arrays)) if args.arrays else load_spectra(args.n, seed=0)
+    if args.save_arrays:
+        save_arrays(Path(args.save_arrays), source, arrays)
+        print(f"{args.save_arrays}: {arrays[3].shape[0]} spectra from {source}")
+        return 0
     base = {"model": model, "max_peaks": args.max_peaks, "seed": 0}
     _model, info, _device = get_model(dict(base, device="cpu"))
-    runs = []
-    for precision in (["bf16", "fp32"] if cpu_supports_bf16() else ["fp32"]):
-        for bs in (int(b) for b in args.cpu_batch_sizes.split(",")):
-            runs.append(measure(arrays, dict(base, device="cpu", precision=precision, batch_size=bs), args.repeats))
-            print(json.dumps(runs[-1]), flush=True)
+    batch_sizes = [int(b) for b in args.cpu_batch_sizes.split(",")]
+    if args.child_avx2:
+        runs = cpu_runs(arrays, base, batch_sizes, args.repeats, "avx2 (emulated)")
+        Path(args.out).write_text(json.dumps({"runs": runs}) + "\n")
+        return 0
+    runs = cpu_runs(arrays, base, batch_sizes, args.repeats, "native")
+    fp32, _, _ = embed_arrays(*arrays, dict(base, device="cpu", precision="fp32"))
+    int8, _, _ = embed_arrays(*arrays, dict(base, device="cpu", precision="int8"))
+    int8_distance = cosine_distance_max(fp32, int8)
+    if not args.no_avx2_emulation:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            arrays_file = Path(tmp) / "spectra.npz"
+            save_arrays(arrays_file, source, arrays)
+            runs += emulated_avx2_runs(args, arrays_file)
     gpu = None
     big = replicate(arrays, args.gpu_n)
     host = host_preparation(big, args.max_peaks, max(int(b) for b in args.gpu_batch_sizes.split(",")), args.repeats)
     print(json.dumps({"host_preparation": host}), flush=True)
+    gpu_agreement = {}
     if torch.cuda.is_available():
         gpu = torch.cuda.get_device_name(0)
+        # The CUDA path against the CPU's fp32 on the same spectra: largest 1 - cosine per precision.
+        for precision in ("fp32", "bf16", "fp16"):
+            emb, _, _ = embed_arrays(*arrays, dict(base, device="cuda", precision=precision, batch_size=1024))
+            gpu_agreement[precision] = round(cosine_distance_max(fp32, emb), 6)
+        print(json.dumps({"gpu_vs_cpu_fp32_max_cosine_distance": gpu_agreement}), flush=True)
         for precision in ("bf16", "fp16"):
             for bs in (int(b) for b in args.gpu_batch_sizes.split(",")):
                 runs.append(measure(big, dict(base, device="cuda", precision=precision, batch_size=bs),
@@ -143,7 +225,14 @@ def main() -> int:
         },
         "runs": runs,
         "host_preparation": host,
+        "int8_max_cosine_distance": round(int8_distance, 6),
+        "gpu_vs_cpu_fp32_max_cosine_distance": gpu_agreement or None,
         "best_cpu_spectra_per_second": max(r["spectra_per_second"] for r in runs if r["device"] == "cpu"),
+        "best_cpu_without_bf16_spectra_per_second": max(
+            (r["spectra_per_second"] for r in runs if r["device"] == "cpu" and r["precision"] != "bf16"),
+            default=None),
+        "avx2_emulated_spectra_per_second": {
+            r["precision"]: r["spectra_per_second"] for r in runs if r.get("isa") == "avx2 (emulated)"},
         "best_gpu_spectra_per_second": max(
             (r["spectra_per_second"] for r in runs if r["device"].startswith("cuda")), default=None
         ),
@@ -151,7 +240,7 @@ def main() -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{out}: best CPU {result['best_cpu_spectra_per_second']} spectra/s, "
+    print(f"{out}: best CPU {result['best_cpu_spectra_per_second']} spectra/s, int8 1-cos max {int8_distance:.1e}, "
           f"GPU {result['best_gpu_spectra_per_second']}")
     return 0
 

@@ -86,15 +86,47 @@ def test_params_are_checked() -> None:
     with pytest.raises(InputError, match="unknown embed parameter 'batchsize'"):
         embed.merge_params({"batchsize": 3})
     with pytest.raises(InputError, match="precision"):
-        embed.merge_params({"precision": "int8"})
+        embed.merge_params({"precision": "int4"})
     with pytest.raises(InputError, match="checkpoint folder does not exist"):
         embed.get_model({"model": "/nonexistent/encoder"})
 
 
-def test_auto_precision_follows_the_cpu() -> None:
+def test_auto_precision_follows_the_cpu(monkeypatch) -> None:
     expected = torch.bfloat16 if embed.cpu_supports_bf16() else None
     assert embed.resolve_precision("auto", torch.device("cpu")) is expected
     assert embed.resolve_precision("fp32", torch.device("cpu")) is None
+    cpu = torch.device("cpu")
+    assert embed.resolve_mode("auto", cpu) == ("bf16" if embed.cpu_supports_bf16() else "int8")
+    monkeypatch.setattr(embed, "cpu_supports_bf16", lambda: False)
+    assert embed.resolve_mode("auto", cpu) == "int8"
+    monkeypatch.setattr(embed, "cpu_supports_bf16", lambda: True)
+    assert embed.resolve_mode("auto", cpu) == "bf16"
+    assert embed.resolve_mode("fp32", cpu) == "fp32"
+    with pytest.raises(InputError, match="int8 is a CPU path"):
+        embed.resolve_mode("int8", torch.device("cuda"))
+
+
+def test_int8_stays_within_1e3_cosine_of_fp32_and_restores_the_fast_path() -> None:
+    """The shipped encoder, int8 feed-forward layers against fp32, on simulated spectra of varied peak counts."""
+    rng = np.random.default_rng(4)
+    counts = np.clip(rng.lognormal(np.log(15), 1.0, 400).astype(np.int64), 1, 300)
+    precursor = rng.uniform(100, 900, counts.size)
+    offsets = np.concatenate(([0], np.cumsum(counts)))
+    mz = rng.uniform(0.05, 0.98, offsets[-1]) * np.repeat(precursor, counts)
+    intensity = (rng.pareto(1.5, offsets[-1]) + 1e-3).astype(np.float32)
+    args = (mz, intensity, offsets, precursor)
+    cpu = {"device": "cpu", "batch_size": 64}
+    e32, has, _ = embed.embed_arrays(*args, dict(cpu, precision="fp32"))
+    e8, _, info = embed.embed_arrays(*args, dict(cpu, precision="int8"))
+    again, _, _ = embed.embed_arrays(*args, dict(cpu, precision="int8"))
+    assert info["precision"] == "int8" and has.all()
+    model, _, _ = embed.get_model(dict(cpu, precision="int8"))
+    assert type(model.transformer.layers[0].linear1).__module__.startswith("torch.ao.nn.quantized")
+    cosine = (e32 * e8).sum(axis=1)
+    assert 1 - cosine.min() < 1e-3
+    assert not np.array_equal(e32, e8)  # the quantised path really ran
+    assert np.array_equal(e8, again)  # deterministic, like fp32
+    assert torch.backends.mha.get_fastpath_enabled()
 
 
 def test_embed_spectra_table_nulls_norms_and_order() -> None:
@@ -200,6 +232,10 @@ def test_real_massbank_spectra(shared_data) -> None:
     e16, _, info = embed.embed_arrays(*args, dict(PLACEHOLDER, precision="bf16"))
     assert has.all() and info["n_spectra"] == len(built.precursor_mz)
     assert (e32 * e16).sum(axis=1).min() > 0.999
+    # The shipped encoder's int8 CPU path (what auto picks without native bf16) agrees with its fp32 to 1e-3.
+    t32, _, _ = embed.embed_arrays(*args, {"device": "cpu", "precision": "fp32"})
+    t8, _, _ = embed.embed_arrays(*args, {"device": "cpu", "precision": "int8"})
+    assert 1 - (t32 * t8).sum(axis=1).min() < 1e-3
     key = built.metadata["inchikey"].str.slice(0, 14).to_numpy()
     sims = e32 @ e32.T
     same = key[:, None] == key[None, :]
@@ -208,3 +244,23 @@ def test_real_massbank_spectra(shared_data) -> None:
     np.fill_diagonal(other, False)
     assert same.sum() > 100
     assert sims[same].mean() > sims[other].mean() + 0.05
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU (torch.cuda.is_available() is False)")
+def test_cuda_embeddings_agree_with_the_cpu() -> None:
+    """The CUDA path (pinned copies, gathered results) gives the CPU's fp32 embeddings, in the same row order."""
+    rng = np.random.default_rng(7)
+    counts = np.clip(rng.lognormal(np.log(15), 1.0, 3000).astype(np.int64), 0, 300)
+    precursor = rng.uniform(100, 900, counts.size)
+    offsets = np.concatenate(([0], np.cumsum(counts)))
+    mz = rng.uniform(0.05, 0.98, offsets[-1]) * np.repeat(precursor, counts)
+    intensity = (rng.pareto(1.5, offsets[-1]) + 1e-3).astype(np.float32)
+    args = (mz, intensity, offsets, precursor)
+    cpu, has, _ = embed.embed_arrays(*args, {"device": "cpu", "precision": "fp32", "batch_size": 128})
+    for precision, tolerance in (("fp32", 1e-4), ("bf16", 1e-2), ("fp16", 1e-3)):
+        gpu, gpu_has, info = embed.embed_arrays(*args, {"device": "cuda", "precision": precision,
+                                                         "batch_size": 512})
+        assert info["device"].startswith("cuda") and info["precision"] == precision
+        assert np.array_equal(has, gpu_has) and (~has).sum() > 0
+        assert not gpu[~has].any()
+        assert 1 - (cpu[has] * gpu[has]).sum(axis=1).min() < tolerance, precision

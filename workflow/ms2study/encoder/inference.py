@@ -2,17 +2,21 @@
 
 Each spectrum keeps its ``max_peaks`` most intense peaks, intensities scaled to the base peak; spectra are sorted
 by peak count and cut into batches of ``batch_size`` so padding stays small. Inference runs under
-``torch.inference_mode`` with bf16 autocast on CPUs that have native bf16 (AVX512-BF16 / AMX) and bf16 or fp16 on
-CUDA; on CUDA the padded batches go through pinned memory with non-blocking copies and results are gathered once at
+``torch.inference_mode`` with bf16 autocast on CPUs that have native bf16 (AVX512-BF16 / AMX), dynamic int8
+quantisation of the feed-forward layers on CPUs without it (``precision: int8``, what ``auto`` picks there) and bf16
+or fp16 on CUDA; on CUDA the padded batches go through pinned memory with non-blocking copies and results are gathered once at
 the end. On CPU the same input with the same thread count gives byte-identical embeddings. Imports core and the
 encoder model.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import logging
 import os
 import time
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -21,6 +25,7 @@ import numpy as np
 import polars as pl
 import torch
 from numba import njit, prange
+from torch import nn
 
 from ms2study.core.errors import InputError
 from ms2study.core.params import overlay, schema_defaults
@@ -34,13 +39,14 @@ log = logging.getLogger(__name__)
 
 # The embed section (defaults, types and allowed values in workflow/schemas/config.schema.yaml).
 DEFAULT_PARAMS: dict[str, Any] = schema_defaults("embed")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 
 
 def merge_params(params: dict | None) -> dict[str, Any]:
     """``DEFAULT_PARAMS`` overlaid with ``params``; unknown keys and bad values raise ``InputError``."""
     merged = overlay(params, DEFAULT_PARAMS, "embed")
-    if merged["precision"] not in ("auto", "fp32", "bf16", "fp16"):
-        raise InputError(f"embed precision {merged['precision']!r} is not one of auto, fp32, bf16, fp16")
+    if merged["precision"] not in PRECISIONS:
+        raise InputError(f"embed precision {merged['precision']!r} is not one of {', '.join(PRECISIONS)}")
     device = str(merged["device"])
     if device not in ("auto", "cpu") and not device.startswith("cuda"):
         raise InputError(f"embed device {device!r} is not one of auto, cpu, cuda, cuda:N")
@@ -75,8 +81,12 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for plain fp32."""
-    if precision == "fp32":
+    """The autocast dtype for ``precision`` on ``device``, or None for plain fp32 (training and fp32/bf16/fp16 runs).
+
+    ``auto`` gives bf16 (or fp16 where the GPU lacks bf16) on CUDA and bf16 on CPUs with native bf16, else None.
+    Raises ``InputError`` for fp16 on a CPU. ``int8`` is not an autocast dtype: see ``resolve_mode``.
+    """
+    if precision in ("fp32", "int8"):
         return None
     if precision == "fp16":
         if device.type != "cuda":
@@ -89,18 +99,70 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     return torch.bfloat16 if cpu_supports_bf16() else None
 
 
+def resolve_mode(precision: str, device: torch.device) -> str:
+    """The inference mode (``fp32``, ``bf16``, ``fp16`` or ``int8``) that ``precision`` gives on ``device``.
+
+    ``auto`` on a CPU without native bf16 gives ``int8``: the transformer's feed-forward layers run as dynamically
+    quantised int8 matrix products (PyTorch's ``torch.ao.quantization.quantize_dynamic``: weights quantised once,
+    activations per batch), the rest in fp32. Its embeddings stay within 1e-3 cosine of fp32 (tested on real and
+    simulated spectra; ``benchmarks/embedding_speed.py`` measures both). Raises ``InputError`` for int8 on CUDA.
+    """
+    if precision == "int8" or (precision == "auto" and device.type == "cpu" and not cpu_supports_bf16()
+                               and int8_available()):
+        if device.type != "cpu":
+            raise InputError("embed precision int8 is a CPU path", fix="use precision auto, bf16 or fp16 on CUDA")
+        return "int8"
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[resolve_precision(precision, device)]
+
+
+def int8_available() -> bool:
+    """True when this torch still has dynamic quantisation (deprecated since torch 2.10 in favour of torchao)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from torch.ao.quantization import quantize_dynamic  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def quantize_feed_forward(model: enc.SpectrumEncoder) -> enc.SpectrumEncoder:
+    """A copy of ``model`` whose transformer feed-forward ``Linear`` layers are dynamically quantised to int8.
+
+    Only ``linear1``/``linear2`` of each layer are quantised: quantising every ``Linear`` (peak embedding, head)
+    moved embeddings by up to 2e-3 cosine on MassBank spectra, the feed-forward layers alone by about 1e-4, and was
+    not faster. Method: PyTorch dynamic quantisation (``torch.ao.quantization.quantize_dynamic``, qint8 weights).
+    """
+    quantized = copy.deepcopy(model).eval()
+    with warnings.catch_warnings():
+        # torch 2.13 warns that torch.ao quantisation is deprecated (torchao succeeds it); the pinned torch has it.
+        warnings.filterwarnings("ignore", message=r"(?s).*deprecated", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r"(?s).*deprecated", category=UserWarning)
+        from torch.ao.quantization import quantize_dynamic
+
+        for layer in quantized.transformer.layers:
+            for name in ("linear1", "linear2"):
+                wrapped = quantize_dynamic(nn.Sequential(getattr(layer, name)), {nn.Linear}, dtype=torch.qint8)
+                setattr(layer, name, wrapped[0])
+    return quantized
+
+
 @lru_cache(maxsize=4)
-def _cached_model(model_dir: str | None, seed: int, device: str) -> tuple[enc.SpectrumEncoder, dict[str, Any]]:
+def _cached_model(
+    model_dir: str | None, seed: int, device: str, int8: bool = False,
+) -> tuple[enc.SpectrumEncoder, dict[str, Any]]:
     model, _config, info = enc.load_encoder(Path(model_dir) if model_dir else None, seed=seed, device=device)
-    return model, info
+    return (quantize_feed_forward(model) if int8 else model), info
 
 
 def get_model(params: dict | None = None) -> tuple[enc.SpectrumEncoder, dict[str, Any], torch.device]:
-    """Load (once per process) the encoder that ``params`` names, on the device it names."""
+    """Load (once per process) the encoder that ``params`` names, on the device it names (int8-quantised when
+    ``params``' precision resolves to int8 there)."""
     p = merge_params(params)
     device = resolve_device(str(p["device"]))
     model_dir = resolve_model_dir(p["model"])
-    model, info = _cached_model(str(model_dir) if model_dir else None, int(p["seed"]), str(device))
+    int8 = resolve_mode(str(p["precision"]), device) == "int8"
+    model, info = _cached_model(str(model_dir) if model_dir else None, int(p["seed"]), str(device), int8)
     return model, info, device
 
 
@@ -205,7 +267,8 @@ def embed_arrays(
     """
     p = merge_params(params)
     model, model_info, device = get_model(p)
-    autocast_dtype = resolve_precision(str(p["precision"]), device)
+    mode = resolve_mode(str(p["precision"]), device)
+    autocast_dtype = resolve_precision(str(p["precision"]), device) if mode != "int8" else None
     precursor = np.asarray(precursor_mz, dtype=np.float64)
     n = precursor.shape[0]
     if np.asarray(offsets).shape[0] != n + 1:
@@ -217,7 +280,10 @@ def embed_arrays(
     out = np.zeros((n, dim), dtype=np.float32)
     cuda = device.type == "cuda"
     pending: list[tuple[np.ndarray, torch.Tensor]] = []
-    with torch.inference_mode(), torch.autocast(
+    # PyTorch's fused transformer fast path reads each Linear's weight tensor, which quantised layers lack.
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(fastpath and mode != "int8")
+    with _restore_fastpath(fastpath), torch.inference_mode(), torch.autocast(
         device_type=device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
     ):
         for idx in bucket_batches(lengths, int(p["batch_size"])):
@@ -238,7 +304,7 @@ def embed_arrays(
     info = dict(model_info)
     info.update(
         device=str(device),
-        precision={None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[autocast_dtype],
+        precision=mode,
         batch_size=int(p["batch_size"]),
         max_peaks=int(p["max_peaks"]),
         torch_threads=torch.get_num_threads(),
@@ -248,6 +314,14 @@ def embed_arrays(
         spectra_per_second=(n / elapsed) if elapsed > 0 else None,
     )
     return out, lengths > 0, info
+
+
+@contextlib.contextmanager
+def _restore_fastpath(enabled: bool):
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(enabled)
 
 
 def flat_list_column(series: pl.Series, dtype: type) -> tuple[np.ndarray, np.ndarray]:

@@ -82,3 +82,54 @@ def check_columns(sheet: pl.DataFrame, required: Sequence[str], source: str) -> 
                 file=source,
                 fix=f"the sample sheet is tab-separated with at least the columns {' and '.join(required)}",
             )
+
+
+SAMPLE_TYPES = ("sample", "qc", "blank")
+
+# The sheet columns that describe the acquisition, not the biology: never outcomes or covariates.
+ACQUISITION_COLUMNS = ("sample_type", "injection_order", "batch")
+
+
+def sample_roles(sheet: pl.DataFrame, source: str = "samples.tsv") -> pl.DataFrame:
+    """Each sample's role in the acquisition: ``sample_id``, ``sample_type``, ``injection_order``, ``batch``.
+
+    ``sheet`` is a sample sheet as ``read_sample_sheet`` returns it (text cells). Optional sheet columns:
+    ``sample_type`` (sample | qc | blank, case-insensitive; empty or absent: sample), ``injection_order`` (an
+    integer >= 1, unique; empty or absent: null) and ``batch`` (any text; empty or absent: "1"). Returns one row
+    per sheet row, in sheet order, with dtypes Utf8, Utf8, Int64, Utf8. Raises ``InputError`` naming ``source``,
+    the row's sample and the fix for an unknown type, a non-integer or repeated injection order.
+    """
+    n = sheet.height
+    ids = sheet["sample_id"].to_list()
+
+    def column(name: str) -> list[str | None]:
+        if name not in sheet.columns:
+            return [None] * n
+        return [None if v is None or not str(v).strip() else str(v).strip() for v in sheet[name].to_list()]
+
+    types = []
+    for sid, value in zip(ids, column("sample_type"), strict=True):
+        kind = (value or "sample").lower()
+        if kind not in SAMPLE_TYPES:
+            raise InputError(f"sample '{sid}': sample_type '{value}' is not one of {', '.join(SAMPLE_TYPES)}",
+                             file=source, fix="write sample, qc or blank (or leave the cell empty for sample)")
+        types.append(kind)
+    orders: list[int | None] = []
+    seen: dict[int, str] = {}
+    for sid, value in zip(ids, column("injection_order"), strict=True):
+        if value is None:
+            orders.append(None)
+            continue
+        order = int(value) if value.isdigit() else 0
+        if order < 1:
+            raise InputError(f"sample '{sid}': injection_order '{value}' is not a whole number of at least 1",
+                             file=source, fix="number the injections 1, 2, 3, ... in the order they were run")
+        if order in seen:
+            raise InputError(f"samples '{seen[order]}' and '{sid}' share injection_order {order}", file=source,
+                             fix="give every injection its own position in the run order")
+        seen[order] = sid
+        orders.append(order)
+    batches = [value or "1" for value in column("batch")]
+    return pl.DataFrame({"sample_id": ids, "sample_type": types, "injection_order": orders, "batch": batches},
+                        schema={"sample_id": pl.Utf8, "sample_type": pl.Utf8, "injection_order": pl.Int64,
+                                "batch": pl.Utf8})
