@@ -18,7 +18,7 @@ LAYERS = {
     "io": 1, "kernels": 1,
     "library": 2,
     "encoder": 3,
-    "identification": 4, "modelling": 4, "simulate": 4,
+    "identification": 4, "modelling": 4, "simulate": 4, "correction": 4,
     "reporting": 5,
     "stages": 6,
     "": 7,
