@@ -2,16 +2,29 @@
 
 
 rule identify:
-    # One identification per consensus feature: the spectra of a feature vote, confidence per feature.
+    # One identification per consensus feature: the spectra of a feature vote, confidence per feature; with the
+    # adduct grouping a library adduct that contradicts the feature's grouped adduct is not accepted there.
     input:
         annotations=per_sample("annotations"),
         links="results/study/feature_links.parquet",
         library=library_index(),
+        # the corrected matrix's compound_group and adduct columns, when correct.adducts is on (and the workflow
+        # has the correct rule that writes it)
+        adduct_groups=lambda wildcards: (
+            "results/study/feature_matrix_corrected.parquet"
+            if (config.get("correct") or {}).get("adducts", False) and any(r.name == "correct" for r in workflow.rules)
+            else []
+        ),
     output:
         report("results/study/identifications.parquet", caption="../report/identifications.rst", category="Tables"),
     params:
         p=identify_params,
         library=library_options,
+        adducts=lambda wildcards, input: (
+            f"--adduct-groups {shlex.quote(str(input.adduct_groups))}"
+            if input.get("adduct_groups")
+            else ""
+        ),
         version=MS2STUDY_VERSION,
     log:
         "logs/study/identify.log",
@@ -25,4 +38,4 @@ rule identify:
         ENV
     shell:
         "python -m ms2study --threads {threads} identify --annotations {input.annotations:q} --links {input.links:q} "
-        "{params.library} --out {output:q} --params {params.p} > {log:q} 2>&1"
+        "{params.library} {params.adducts} --out {output:q} --params {params.p} > {log:q} 2>&1"

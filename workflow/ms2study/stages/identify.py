@@ -11,6 +11,15 @@ consensus features with a hit (``ms2study.identification.confidence``). The
 MSI level is 2 only when the best spectrum of the identity was level 2 and no supporting spectrum saw the hit as
 level 3 or chose another structure of the same formula; otherwise 3, with every isomer named by the spectra in
 ``isomer_inchikeys``. Without q-values in the annotations (``confidence: none``) nothing is accepted.
+
+With the study's adduct grouping (``--adduct-groups``: the corrected matrix's ``compound_group`` and ``adduct``
+columns, ``ms2study.correction.adducts``) each feature carries its compound group and grouped adduct
+(``feature_adduct``), and identification uses the adduct: a rank-1 spectrum whose library adduct contradicts the
+grouped adduct (a library [M+H]+ spectrum at a feature grouped as [M+Na]+, any library ion at an isotope peak) is set
+aside before the vote (it still counts as a searched spectrum, p = 1, in the Simes test); when every spectrum of the
+feature contradicts, the best of them is reported but not accepted. The accepted members of one compound group must
+name one compound: the group's best (lowest q) identification stands and members naming another are not accepted.
+``adduct_note`` says why.
 """
 
 from __future__ import annotations
@@ -22,8 +31,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ms2study.identification import confidence
 from ms2study.core.atomic import write_parquet
+from ms2study.core.errors import InputError
+from ms2study.correction import adducts
+from ms2study.identification import confidence
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +58,11 @@ IDENTIFICATIONS: dict[str, pl.DataType] = {
     "p_value": pl.Float64,
     "q_value": pl.Float64,
     "accepted": pl.Boolean,
+    "compound_group": pl.Utf8,      # the feature's compound group (null without --adduct-groups)
+    "feature_adduct": pl.Utf8,      # the feature's grouped adduct ("[M+Na]+", "[M+H]+ M+1"; null when unknown)
+    "adduct_note": pl.Utf8,         # why the adduct grouping set spectra aside or demoted the identification
 }
+GROUPING_COLUMNS = ("consensus_id", "compound_group", "adduct")
 
 
 def simes(p_values: list[float] | None, n_tests: int) -> float:
@@ -62,12 +77,14 @@ def simes(p_values: list[float] | None, n_tests: int) -> float:
 
 
 def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float = 0.01,
-                      classes: pl.DataFrame | None = None) -> pl.DataFrame:
+                      classes: pl.DataFrame | None = None, groups: pl.DataFrame | None = None) -> pl.DataFrame:
     """One row per consensus feature with a rank-1 hit (columns IDENTIFICATIONS), sorted by q-value.
 
     ``annotations``: concatenated annotation tables (rank, spectrum_id, sample_id, feature_id, library_*,
     combined, cosine, p_value, msi_level, isomer_inchikeys); ``links``: consensus_id, sample_id, feature_id
-    (``ms2study.stages.link.LINKS``); ``classes``: optional library_id -> compound_class table.
+    (``ms2study.stages.link.LINKS``); ``classes``: optional library_id -> compound_class table; ``groups``: optional
+    adduct grouping (consensus_id, compound_group, adduct: ``ms2study.correction.adducts.group_adducts`` or the
+    corrected matrix), used as the module docstring says. Raises InputError when ``groups`` lacks those columns.
     """
     if annotations.height == 0 or links.height == 0:
         return pl.DataFrame(schema=IDENTIFICATIONS)
@@ -83,7 +100,13 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
         .otherwise(pl.lit("name:") + pl.col("library_name").fill_null("?").str.to_lowercase()).alias("_identity"),
         pl.col("combined").fill_nan(None).alias("_score"),
     )
-    per_feature = top.group_by("consensus_id").agg(pl.len().alias("n_spectra"))
+    top = _with_adduct_checks(top, groups)
+    per_feature = top.group_by("consensus_id").agg(
+        pl.len().alias("n_spectra"), pl.col("_contra").sum().alias("_n_contra"),
+        pl.col("_contra").all().alias("_all_contra"))
+    # Spectra whose library adduct contradicts the grouped adduct do not vote, unless no other spectrum is left.
+    everyone = top
+    top = top.filter(~pl.col("_contra") | pl.col("_contra").all().over("consensus_id"))
     votes = (top.group_by("consensus_id", "_identity")
              .agg(pl.len().alias("n_supporting"), pl.col("_score").max().alias("best_score"))
              .sort(["consensus_id", "n_supporting", "best_score", "_identity"], descending=[False, True, True, False])
@@ -108,17 +131,18 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
               .filter((pl.col("_identity") != pl.col("_chosen")) & (pl.col("library_formula") == pl.col("_f1")))
               .group_by("consensus_id").agg(pl.col("library_inchikey").drop_nulls().unique().sort().alias("_rivals")))
     out = (best.select("consensus_id", "library_name", "library_inchikey", "library_smiles", "library_formula",
-                       "library_adduct", "library_id", pl.col("msi_level").alias("_level_best"))
+                       "library_adduct", "library_id", pl.col("msi_level").alias("_level_best"), "_identity",
+                       "compound_group", "feature_adduct", "_contra_note")
            .join(summary, on="consensus_id").join(per_feature, on="consensus_id")
            .join(rivals, on="consensus_id", how="left"))
     p = np.array([simes(pv, n) for pv, n in zip(out["_pvals"].to_list(), out["n_spectra"].to_list())])
     q = confidence.bh_q_values(p)
     out = out.with_columns(pl.Series("p_value", p), pl.Series("q_value", q)).with_columns(
         pl.col("p_value").fill_nan(None), pl.col("q_value").fill_nan(None))
-    accepted = (pl.col("q_value") <= fdr).fill_null(False)
+    out = _adduct_acceptance(out, fdr)
+    accepted = pl.col("accepted")
     level2 = (pl.col("_level_best") == 2) & ~pl.col("_any3") & pl.col("_rivals").is_null()
     out = out.with_columns(
-        accepted.alias("accepted"),
         pl.when(accepted).then(pl.when(level2).then(2).otherwise(3)).cast(pl.Int8).alias("msi_level"),
         pl.when(accepted & ~level2).then(
             pl.concat_list(pl.col("library_inchikey"), pl.col("_iso"), pl.col("_rivals").fill_null([]))
@@ -134,7 +158,60 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
     log.info("%d consensus features with a library hit; %d accepted at %.0f%% FDR (%d at MSI level 2, %d at 3)",
              out.height, int(out["accepted"].sum()), 100 * fdr, int((out["msi_level"] == 2).sum()),
              int((out["msi_level"] == 3).sum()))
+    if groups is not None:
+        log.info("adduct grouping: %d rank-1 spectra set aside for a contradicting library adduct; %d features "
+                 "not accepted for their adduct or their compound group", int(everyone["_contra"].sum()),
+                 int(out["adduct_note"].str.starts_with("not accepted").sum()))
     return out
+
+
+def _with_adduct_checks(top: pl.DataFrame, groups: pl.DataFrame | None) -> pl.DataFrame:
+    """``top`` with compound_group, feature_adduct, ``_contra_note`` (why the spectrum's library adduct contradicts
+    the grouped adduct, null when it does not) and ``_contra``."""
+    if "library_adduct" not in top.columns:
+        top = top.with_columns(pl.lit(None, dtype=pl.Utf8).alias("library_adduct"))
+    if groups is None:
+        return top.with_columns(pl.lit(None, dtype=pl.Utf8).alias("compound_group"),
+                                pl.lit(None, dtype=pl.Utf8).alias("feature_adduct"),
+                                pl.lit(None, dtype=pl.Utf8).alias("_contra_note"), pl.lit(False).alias("_contra"))
+    missing = [c for c in GROUPING_COLUMNS if c not in groups.columns]
+    if missing:
+        raise InputError(f"adduct grouping table lacks columns {missing}",
+                         fix="pass results/study/feature_matrix_corrected.parquet written with correct.adducts: true")
+    table = groups.select(pl.col("consensus_id").cast(pl.Utf8), pl.col("compound_group").cast(pl.Utf8),
+                          pl.col("adduct").cast(pl.Utf8).alias("feature_adduct")).unique("consensus_id")
+    top = top.join(table, on="consensus_id", how="left")
+    pairs = top.select("feature_adduct", pl.col("library_adduct").cast(pl.Utf8)).unique().drop_nulls()
+    notes = [adducts.adduct_contradiction(f, lib) for f, lib in pairs.iter_rows()]
+    pairs = pairs.with_columns(pl.Series("_contra_note", notes, dtype=pl.Utf8))
+    top = top.join(pairs, on=["feature_adduct", "library_adduct"], how="left")
+    return top.with_columns(pl.col("_contra_note").is_not_null().alias("_contra"))
+
+
+def _adduct_acceptance(out: pl.DataFrame, fdr: float) -> pl.DataFrame:
+    """``accepted`` (q <= fdr, the adduct agreeing, one compound per compound group) and ``adduct_note``."""
+    out = out.with_columns(
+        ((pl.col("q_value") <= fdr).fill_null(False) & ~pl.col("_all_contra")).alias("accepted"),
+        pl.when(pl.col("_all_contra")).then(pl.lit("not accepted: ") + pl.col("_contra_note"))
+        .when(pl.col("_n_contra") > 0).then(
+            pl.col("_n_contra").cast(pl.Utf8) + pl.lit(" of ") + pl.col("n_spectra").cast(pl.Utf8)
+            + pl.lit(" spectra set aside: their library adduct contradicts the grouped adduct ")
+            + pl.col("feature_adduct")).alias("adduct_note"))
+    winners = (out.filter(pl.col("accepted") & pl.col("compound_group").is_not_null())
+               .sort(["q_value", "p_value", "best_score", "consensus_id"], descending=[False, False, True, False],
+                     nulls_last=True)
+               .unique("compound_group", keep="first", maintain_order=True)
+               .select("compound_group", pl.col("_identity").alias("_group_identity"),
+                       pl.col("library_name").alias("_group_name"), pl.col("consensus_id").alias("_group_feature")))
+    out = out.join(winners, on="compound_group", how="left", maintain_order="left")
+    clash = pl.col("accepted") & pl.col("_group_identity").is_not_null() & (
+        pl.col("_identity") != pl.col("_group_identity"))
+    return out.with_columns(
+        pl.when(clash).then(pl.lit("not accepted: its compound group ") + pl.col("compound_group")
+                            + pl.lit(" is identified as ") + pl.col("_group_name").fill_null("?")
+                            + pl.lit(" at ") + pl.col("_group_feature")).otherwise(pl.col("adduct_note"))
+        .alias("adduct_note"),
+        (pl.col("accepted") & ~clash).alias("accepted"))
 
 
 def _cli(args: argparse.Namespace) -> int:
@@ -147,9 +224,24 @@ def _cli(args: argparse.Namespace) -> int:
     if args.library_index:
         meta = Path(args.library_index) / "metadata.parquet"
         classes = pl.read_parquet(meta, columns=["library_id", "compound_class"]) if meta.exists() else None
-    out = identify_features(ann, links, float(params.get("fdr", 0.01)), classes)
+    groups = read_adduct_groups(args.adduct_groups) if args.adduct_groups else None
+    out = identify_features(ann, links, float(params.get("fdr", 0.01)), classes, groups)
     write_parquet(out, args.out)
     return 0
+
+
+def read_adduct_groups(path: str | Path) -> pl.DataFrame:
+    """consensus_id, compound_group, adduct of a grouping table (the corrected feature matrix or a
+    ``group_adducts`` table). Raises InputError naming the file when it is missing or lacks the columns."""
+    if not Path(path).exists():
+        raise InputError("adduct grouping table does not exist", file=str(path),
+                         fix="run the correct stage (correct.adducts: true) or leave --adduct-groups out")
+    names = pl.read_parquet_schema(path)
+    missing = [c for c in GROUPING_COLUMNS if c not in names]
+    if missing:
+        raise InputError(f"adduct grouping table lacks columns {missing}", file=str(path),
+                         fix="rerun the correct stage with correct.adducts: true")
+    return pl.read_parquet(path, columns=list(GROUPING_COLUMNS))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -159,6 +251,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--annotations", nargs="+", required=True, help="annotations.parquet of every sample")
     p.add_argument("--links", required=True, help="feature_links.parquet from 'ms2study link'")
     p.add_argument("--library-index", default=None, help="library index folder (for compound classes)")
+    p.add_argument("--adduct-groups", default=None,
+                   help="optional: table with consensus_id, compound_group, adduct (feature_matrix_corrected.parquet "
+                        "with correct.adducts); identification then uses each feature's grouped adduct")
     p.add_argument("--out", required=True, help="identifications.parquet to write")
     add_params_argument(p)
     p.set_defaults(func=_cli)

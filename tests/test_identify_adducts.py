@@ -1,0 +1,105 @@
+"""The identify stage uses the study's adduct grouping: contradicting library adducts are set aside or demoted, and
+the accepted members of one compound group name one compound."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from ms2study import cli
+from ms2study.core.errors import InputError
+from ms2study.stages import identify
+
+COLS = ["spectrum_id", "sample_id", "feature_id", "rank", "library_id", "library_name", "library_inchikey",
+        "library_smiles", "library_formula", "library_adduct", "combined", "cosine", "p_value", "msi_level",
+        "isomer_inchikeys"]
+IK = {name: name.upper()[:1] * 14 + "-X-N" for name in ("alpha", "beta", "xeno", "zeta", "omega")}
+
+
+def hit(spectrum: str, feature: str, name: str, adduct: str, p: float, score: float = 0.9) -> tuple:
+    sample = spectrum.split(":")[0]
+    return (spectrum, sample, f"{sample}:{feature}", 1, f"L-{name}-{adduct}", name, IK[name], "C", f"F-{name}",
+            adduct, score, score, p, 2, [IK[name]])
+
+
+def study() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Features of group G1 (C1 [M+H]+, C2 [M+Na]+, C3 its isotope, C6 [M+NH4]+), C5 ([M+Na]+, G3), C4 (singleton)."""
+    rows = [
+        hit("s1:1", "F1", "alpha", "[M+H]+", 1e-7), hit("s2:1", "F1", "alpha", "[M+H]+", 1e-6),
+        # C2 is grouped as [M+Na]+: both library [M+H]+ spectra of beta contradict it.
+        hit("s1:2", "F2", "beta", "[M+H]+", 1e-6), hit("s2:2", "F2", "beta", "[M+H]+", 1e-6),
+        # C3 is an isotope peak: a library ion there is another compound.
+        hit("s1:3", "F3", "omega", "[M+H]+", 1e-6),
+        # C4 has no grouped adduct: nothing to contradict.
+        hit("s1:4", "F4", "omega", "[M+H]+", 1e-6),
+        # C5 ([M+Na]+): three [M+H]+ spectra of xeno outvote two [M+Na]+ spectra of alpha unless the adduct counts.
+        hit("s1:5", "F5", "xeno", "[M+H]+", 1e-3), hit("s2:5", "F5", "xeno", "[M+H]+", 1e-3),
+        hit("s3:5", "F5", "xeno", "[M+H]+", 1e-3),
+        hit("s1:6", "F5", "alpha", "[M+Na]+", 1e-6), hit("s2:6", "F5", "alpha", "[M+Na]+", 1e-6),
+        # C6 ([M+NH4]+ of G1) names zeta, though G1 is alpha at C1 with a lower q.
+        hit("s1:7", "F6", "zeta", "[M+NH4]+", 1e-5), hit("s2:7", "F6", "zeta", "[M+NH4]+", 1e-5),
+    ]
+    ann = pl.DataFrame([dict(zip(COLS, r)) for r in rows],
+                       schema_overrides={"msi_level": pl.Int8, "isomer_inchikeys": pl.List(pl.Utf8)})
+    links = (ann.select("sample_id", "feature_id").unique()
+             .with_columns(("C" + pl.col("feature_id").str.extract(r"F(\d+)$")).alias("consensus_id")))
+    groups = pl.DataFrame({"consensus_id": ["C1", "C2", "C3", "C4", "C5", "C6"],
+                           "compound_group": ["G1", "G1", "G1", "G2", "G3", "G1"],
+                           "adduct": ["[M+H]+", "[M+Na]+", "[M+H]+ M+1", None, "[M+Na]+", "[M+NH4]+"],
+                           "group_representative": [True, False, False, True, True, False]})
+    return ann, links, groups
+
+
+def test_identification_uses_the_grouped_adduct() -> None:
+    ann, links, groups = study()
+    plain = {r["consensus_id"]: r for r in identify.identify_features(ann, links, 0.05).iter_rows(named=True)}
+    out = identify.identify_features(ann, links, 0.05, groups=groups)
+    assert out.schema == pl.Schema(identify.IDENTIFICATIONS)
+    got = {r["consensus_id"]: r for r in out.iter_rows(named=True)}
+    # Without the grouping every feature's hit stands and the new columns are null.
+    assert all(plain[c]["accepted"] for c in plain) and plain["C5"]["name"] == "xeno"
+    assert all(plain[c]["adduct_note"] is None and plain[c]["compound_group"] is None for c in plain)
+    assert got["C1"]["accepted"] and got["C1"]["name"] == "alpha" and got["C1"]["adduct_note"] is None
+    assert got["C1"]["compound_group"] == "G1" and got["C1"]["feature_adduct"] == "[M+H]+"
+    # A library [M+H]+ spectrum at a feature grouped as [M+Na]+: reported, not accepted, with the reason.
+    c2 = got["C2"]
+    assert c2["name"] == "beta" and not c2["accepted"] and c2["msi_level"] is None
+    assert "[M+H]+ contradicts" in c2["adduct_note"] and "[M+Na]+" in c2["adduct_note"]
+    assert not got["C3"]["accepted"] and "isotope" in got["C3"]["adduct_note"]
+    assert got["C4"]["accepted"] and got["C4"]["adduct_note"] is None
+    # The contradicting spectra are set aside before the vote: the [M+Na]+ library spectra win at C5.
+    c5 = got["C5"]
+    assert c5["name"] == "alpha" and c5["adduct"] == "[M+Na]+" and c5["accepted"]
+    assert c5["n_spectra"] == 5 and c5["n_supporting"] == 2 and c5["adduct_note"].startswith("3 of 5 spectra")
+    # C6 names another compound than its group's best identification: not accepted.
+    c6 = got["C6"]
+    assert not c6["accepted"] and "G1 is identified as alpha at C1" in c6["adduct_note"]
+    accepted_g1 = out.filter(pl.col("accepted") & (pl.col("compound_group") == "G1"))
+    assert accepted_g1["inchikey"].n_unique() == 1
+
+
+def test_grouping_table_must_have_its_columns(tmp_path) -> None:
+    ann, links, groups = study()
+    with pytest.raises(InputError, match="lacks columns"):
+        identify.identify_features(ann, links, 0.05, groups=groups.drop("adduct"))
+    groups.drop("compound_group").write_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(InputError, match="lacks columns"):
+        identify.read_adduct_groups(tmp_path / "bad.parquet")
+    with pytest.raises(InputError, match="does not exist"):
+        identify.read_adduct_groups(tmp_path / "missing.parquet")
+
+
+def test_cli_takes_the_corrected_matrix(tmp_path) -> None:
+    ann, links, groups = study()
+    ann.write_parquet(tmp_path / "annotations.parquet")
+    links.write_parquet(tmp_path / "links.parquet")
+    corrected = groups.with_columns(pl.lit(300.0).alias("mz"), pl.lit(1.0).alias("S1"))
+    corrected.write_parquet(tmp_path / "feature_matrix_corrected.parquet")
+    base = ["identify", "--annotations", str(tmp_path / "annotations.parquet"), "--links",
+            str(tmp_path / "links.parquet"), "--params", '{"fdr": 0.05}']
+    assert cli.main(base + ["--out", str(tmp_path / "plain.parquet")]) == 0
+    assert cli.main(base + ["--adduct-groups", str(tmp_path / "feature_matrix_corrected.parquet"),
+                            "--out", str(tmp_path / "grouped.parquet")]) == 0
+    plain, grouped = pl.read_parquet(tmp_path / "plain.parquet"), pl.read_parquet(tmp_path / "grouped.parquet")
+    assert plain["accepted"].sum() == 6 and grouped["accepted"].sum() == 3
+    assert grouped.filter(pl.col("consensus_id") == "C2")["adduct_note"][0] is not None

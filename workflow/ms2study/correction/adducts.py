@@ -1,0 +1,426 @@
+"""Adduct and isotope grouping of the study feature matrix: the consensus features of one compound ([M+H]+, [M+Na]+,
+[M+NH4]+, ... and their 13C isotope peaks) become one compound group with each member's ion annotated.
+
+The method follows the idea of OpenMS's MetaboliteFeatureDeconvolution (pyOpenMS documentation, "Adduct
+Detection"; Bielow et al., J. Proteome Res. 2010) on the consensus level, with its integer program replaced by a
+greedy, score-ordered assignment and with intensity correlation across samples added (as CAMERA, Kuhl et al., Anal.
+Chem. 2012, and MS-DIAL do):
+
+1. Candidate pairs: consensus features whose retention times differ by at most ``adduct_rt_tol_s``.
+2. Mass hypotheses: a pair (a, b) with m/z(a) < m/z(b) is an *adduct pair* when some neutral mass M gives a under
+   one adduct and b under another of :data:`ADDUCTS` (m/z = k * M + delta, singly charged) within
+   ``adduct_mz_ppm`` of b's m/z, or an *isotope pair* when b - a is one or two 13C steps (1.003355 Da) within the
+   same tolerance and b/a has a ratio a 13C isotope can have at that mass (at most 1.1% per carbon, carbons at most
+   m/z / 12, with slack for quantification noise). Water loss is claimed only as the listed ion [M+H-H2O]+ /
+   [M-H-H2O]-; other in-source fragments (losses of NH3, CO2, HCOOH, ...) are NOT claimed and stay separate features.
+3. Co-variation: Pearson correlation of log intensities over the samples where both are detected must reach
+   ``adduct_min_correlation`` when at least :data:`MIN_SHARED_SAMPLES` samples are shared. With fewer shared samples
+   (small studies) the pair is judged on retention time and mass alone (counted in the notes); a pair never
+   detected in the same sample is rejected.
+4. Assignment: isotope peaks first (ascending m/z, each monoisotopic feature takes its best M+1 and M+2), then adduct
+   pairs in descending score (correlation, mass error, RT difference, adduct prior) join groups as connected
+   components while they stay consistent: a feature has one adduct and belongs to one group, a group has one neutral
+   mass and each adduct at most once; an edge that contradicts the groups formed by better edges is dropped.
+
+Labels: ``"[M+H]+"``, ``"[M+Na]+"``, ...; an isotope peak ``"[M+H]+ M+1"`` (``"M+1"`` when its monoisotopic
+feature's adduct is unknown); singletons have a null adduct. The representative of a group is its [M+H]+ member
+([M-H]- in negative mode), else its most intense non-isotope member (mean over detected samples). Group ids are
+``G1, G2, ...`` in ascending m/z of the representatives (then RT, then consensus id).
+
+Layer 4: imports ``core`` only.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from itertools import permutations
+
+import numpy as np
+import polars as pl
+
+from ms2study.core.errors import InputError
+
+# (label, molecules per ion k, mass shift delta in Da for m/z = k * M + delta, prior) of singly charged ions.
+ADDUCTS: dict[str, tuple[tuple[str, int, float, float], ...]] = {
+    "positive": (("[M+H]+", 1, 1.007276, 0.40), ("[M+Na]+", 1, 22.989218, 0.20), ("[M+NH4]+", 1, 18.033823, 0.20),
+                 ("[M+K]+", 1, 38.963158, 0.08), ("[M+H-H2O]+", 1, -17.003288, 0.07),
+                 ("[2M+H]+", 2, 1.007276, 0.05)),
+    "negative": (("[M-H]-", 1, -1.007276, 0.50), ("[M+Cl]-", 1, 34.969402, 0.15), ("[M+FA-H]-", 1, 44.998201, 0.20),
+                 ("[M-H-H2O]-", 1, -19.01839, 0.10), ("[2M-H]-", 2, -1.007276, 0.05)),
+}
+PROTONATED = {"positive": "[M+H]+", "negative": "[M-H]-"}
+C13_STEP = 1.003355              # 13C - 12C, Da
+C13_PER_CARBON = 0.0107          # natural 13C abundance
+MIN_SHARED_SAMPLES = 4           # samples both features are detected in before the correlation is required
+GROUP_COLUMNS: dict[str, pl.DataType] = {"consensus_id": pl.Utf8, "compound_group": pl.Utf8, "adduct": pl.Utf8,
+                                         "group_representative": pl.Boolean}
+PAIR_COLUMNS: dict[str, pl.DataType] = {
+    "consensus_id_a": pl.Utf8, "consensus_id_b": pl.Utf8, "kind": pl.Utf8, "adduct_a": pl.Utf8, "adduct_b": pl.Utf8,
+    "neutral_mass": pl.Float64, "mz_error_ppm": pl.Float64, "rt_diff_s": pl.Float64, "n_shared": pl.Int32,
+    "correlation": pl.Float64, "score": pl.Float64}
+_PAIRS_PER_CHUNK = 2_000_000
+
+
+@dataclass
+class AdductGrouping:
+    """What :func:`adduct_grouping` found: ``table`` (``GROUP_COLUMNS``, matrix row order), ``pairs`` (the accepted
+    edges, ``PAIR_COLUMNS``) and ``notes`` (plain sentences for logs and correction.json), ``counts`` (numbers)."""
+
+    table: pl.DataFrame
+    pairs: pl.DataFrame
+    notes: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def group_adducts(matrix: pl.DataFrame, sample_ids: list[str], params: dict,
+                  polarity: str = "positive") -> pl.DataFrame:
+    """Compound groups of the study feature matrix: one row per consensus feature (matrix order) with columns
+    ``consensus_id``, ``compound_group`` ("G{n}"), ``adduct`` (null when unknown) and ``group_representative``.
+
+    ``matrix``: consensus_id, mz, rt_s and one intensity column per ``sample_ids`` entry (null = not detected);
+    ``params``: ``adduct_rt_tol_s`` (3.0 s), ``adduct_mz_ppm`` (10.0), ``adduct_min_correlation`` (0.6);
+    ``polarity``: "positive" or "negative". Method: module docstring. Raises InputError for missing columns or an
+    unknown polarity."""
+    return adduct_grouping(matrix, sample_ids, params, polarity).table
+
+
+def collapse_groups(corrected: pl.DataFrame, sample_ids: list[str]) -> pl.DataFrame:
+    """One row per compound group: the representative's row of ``corrected`` (all columns and flags kept, matrix
+    order). Raises InputError when the grouping columns or sample columns are missing or a group has no or several
+    representatives."""
+    missing = [c for c in ("consensus_id", "compound_group", "group_representative", *sample_ids)
+               if c not in corrected.columns]
+    if missing:
+        raise InputError(f"corrected feature matrix lacks columns {missing[:10]}",
+                         fix="run the correct stage with correct.adducts: true (it writes the grouping columns)")
+    reps = corrected.group_by("compound_group").agg(pl.col("group_representative").fill_null(False).sum().alias("n"))
+    bad = reps.filter(pl.col("n") != 1)
+    if bad.height:
+        raise InputError(f"{bad.height} compound groups do not have exactly one representative "
+                         f"(e.g. {bad['compound_group'][0]})", fix="rerun the correct stage")
+    return corrected.filter(pl.col("group_representative").fill_null(False))
+
+
+def adduct_grouping(matrix: pl.DataFrame, sample_ids: list[str], params: dict,
+                    polarity: str = "positive") -> AdductGrouping:
+    """:func:`group_adducts` with its accepted pairs, notes and counts (see :class:`AdductGrouping`)."""
+    if polarity not in ADDUCTS:
+        raise InputError(f"unknown polarity {polarity!r}", fix="use 'positive' or 'negative'")
+    missing = [c for c in ("consensus_id", "mz", "rt_s", *sample_ids) if c not in matrix.columns]
+    if missing:
+        raise InputError(f"feature matrix lacks columns {missing[:10]}",
+                         fix="pass the link stage's feature_matrix.parquet and the sheet's sample ids")
+    rt_tol = float(params.get("adduct_rt_tol_s", 3.0))
+    ppm = float(params.get("adduct_mz_ppm", 10.0))
+    min_corr = float(params.get("adduct_min_correlation", 0.6))
+    ids = matrix["consensus_id"].cast(pl.Utf8).to_list()
+    mz = matrix["mz"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    rt = matrix["rt_s"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    x = (matrix.select([pl.col(s).cast(pl.Float64) for s in sample_ids]).to_numpy().astype(np.float64)
+         if sample_ids else np.empty((matrix.height, 0)))
+    x = np.where(np.isfinite(x) & (x > 0), x, np.nan)
+    logx = np.log(x)
+    n_det = np.isfinite(x).sum(axis=1)
+    mean_intensity = np.where(n_det > 0, np.nansum(x, axis=1) / np.maximum(n_det, 1), -np.inf)
+    counts = {"n_candidate_pairs": 0, "n_mass_pairs": 0, "n_rejected_correlation": 0, "n_rejected_never_shared": 0,
+              "n_untested_correlation": 0, "n_conflicts": 0}
+    edges = []
+    for a, b in _coeluting_pairs(mz, rt, rt_tol):
+        counts["n_candidate_pairs"] += a.size
+        edges.extend(_mass_edges(a, b, mz, rt, rt_tol, ppm, polarity))
+    edges = [e for e in edges if e["a"].size]
+    pairs = _concat_edges(edges)
+    counts["n_mass_pairs"] = int(pairs["a"].size)
+    pairs = _judge_correlation(pairs, logx, x, mz, min_corr, counts)
+    iso_of, labelling, accepted = _assign(pairs, mz, ppm, counts)
+    table = _groups_table(ids, mz, rt, mean_intensity, iso_of, labelling, polarity)
+    pair_table = pl.DataFrame({
+        "consensus_id_a": [ids[e[0]] for e in accepted], "consensus_id_b": [ids[e[1]] for e in accepted],
+        "kind": [e[2] for e in accepted], "adduct_a": [table["adduct"][e[0]] for e in accepted],
+        "adduct_b": [table["adduct"][e[1]] for e in accepted], "neutral_mass": [e[3] for e in accepted],
+        "mz_error_ppm": [e[4] for e in accepted], "rt_diff_s": [e[5] for e in accepted],
+        "n_shared": [e[6] for e in accepted], "correlation": [e[7] for e in accepted],
+        "score": [e[8] for e in accepted]}, schema=PAIR_COLUMNS)
+    counts["n_compound_groups"] = int(table["compound_group"].n_unique()) if table.height else 0
+    sizes = table.group_by("compound_group").len()
+    counts["n_features_in_adduct_groups"] = int(sizes.filter(pl.col("len") > 1)["len"].sum() or 0)
+    notes = [f"adduct grouping ({polarity}): {counts['n_features_in_adduct_groups']} of {table.height} consensus "
+             f"features in {int((sizes['len'] > 1).sum())} groups of two or more; in-source fragments other than "
+             "water loss are not claimed"]
+    if counts["n_untested_correlation"]:
+        notes.append(f"{counts['n_untested_correlation']} candidate pairs shared fewer than {MIN_SHARED_SAMPLES} "
+                     "samples: judged on retention time and mass alone (no intensity correlation)")
+    if counts["n_conflicts"]:
+        notes.append(f"{counts['n_conflicts']} candidate pairs contradicted better-scored groups and were dropped")
+    return AdductGrouping(table, pair_table, notes, counts)
+
+
+def _coeluting_pairs(mz: np.ndarray, rt: np.ndarray, rt_tol: float):
+    """Index pairs (a, b) of features within ``rt_tol`` seconds, oriented so that mz[a] <= mz[b], in chunks."""
+    ok = np.flatnonzero(np.isfinite(mz) & np.isfinite(rt))
+    order = ok[np.argsort(rt[ok], kind="stable")]
+    rts = rt[order]
+    hi = np.searchsorted(rts, rts + rt_tol, side="right")
+    n_after = hi - np.arange(order.size) - 1
+    start = 0
+    while start < order.size:
+        cum = np.cumsum(n_after[start:])
+        stop = start + max(1, int(np.searchsorted(cum, _PAIRS_PER_CHUNK, side="right")))
+        counts = n_after[start:stop]
+        first = np.repeat(np.arange(start, stop), counts)
+        offset = np.arange(first.size) - np.repeat(np.cumsum(counts) - counts, counts)
+        i, j = order[first], order[first + 1 + offset]
+        swap = mz[i] > mz[j]
+        yield np.where(swap, j, i), np.where(swap, i, j)
+        start = stop
+
+
+def _mass_edges(a: np.ndarray, b: np.ndarray, mz: np.ndarray, rt: np.ndarray, rt_tol: float, ppm: float,
+                polarity: str) -> list[dict]:
+    """Every mass hypothesis the pairs (a, b) satisfy: isotope steps and ordered adduct pairs, as edge arrays."""
+    out = []
+    mza, mzb = mz[a], mz[b]
+    tol = ppm * 1e-6 * mzb
+    drt = np.abs(rt[a] - rt[b])
+    for k in (1, 2):
+        err = np.abs(mzb - mza - k * C13_STEP)
+        hit = err <= tol
+        out.append({"a": a[hit], "b": b[hit], "kind": f"M+{k}", "la": None, "lb": None,
+                    "mass": np.full(hit.sum(), np.nan), "err": err[hit] / mzb[hit] * 1e6, "drt": drt[hit],
+                    "prior": np.full(hit.sum(), 0.5)})
+    for (la, ka, da, pa), (lb, kb, db, pb) in permutations(ADDUCTS[polarity], 2):
+        mass = (mza - da) / ka
+        err = np.abs(kb * mass + db - mzb)
+        hit = (err <= tol) & (mass > 0)
+        out.append({"a": a[hit], "b": b[hit], "kind": "adduct", "la": la, "lb": lb, "mass": mass[hit],
+                    "err": err[hit] / mzb[hit] * 1e6, "drt": drt[hit], "prior": np.full(hit.sum(), pa + pb)})
+    for e in out:
+        e["score_mass"] = 1.0 - e["err"] / max(ppm, 1e-9)
+        e["score_rt"] = 1.0 - e["drt"] / max(rt_tol, 1e-9)
+    return out
+
+
+def _concat_edges(edges: list[dict]) -> dict:
+    """One dict of equal-length arrays from the per-hypothesis edge arrays."""
+    if not edges:
+        return {k: np.empty(0, dtype=t) for k, t in (("a", np.int64), ("b", np.int64), ("kind", object),
+                                                       ("la", object), ("lb", object), ("mass", float), ("err", float),
+                                                       ("drt", float), ("prior", float), ("score_mass", float),
+                                                       ("score_rt", float))}
+    out = {k: np.concatenate([e[k] for e in edges]) for k in ("a", "b", "mass", "err", "drt", "prior", "score_mass",
+                                                                "score_rt")}
+    for k in ("kind", "la", "lb"):
+        out[k] = np.concatenate([np.full(e["a"].size, e[k], dtype=object) for e in edges])
+    return out
+
+
+def _judge_correlation(pairs: dict, logx: np.ndarray, x: np.ndarray, mz: np.ndarray, min_corr: float,
+                       counts: dict) -> dict:
+    """Shared samples, Pearson r of log intensities and the isotope-ratio check per edge; keeps the edges that pass
+    and adds ``n_shared``, ``r`` and ``score``."""
+    a, b = pairs["a"], pairs["b"]
+    la, lb = logx[a], logx[b]
+    shared = np.isfinite(la) & np.isfinite(lb)
+    n = shared.sum(axis=1)
+    with np.errstate(all="ignore"):
+        am = np.where(shared, la, 0.0)
+        bm = np.where(shared, lb, 0.0)
+        ma, mb = am.sum(axis=1) / n, bm.sum(axis=1) / n
+        da = np.where(shared, la - ma[:, None], 0.0)
+        db = np.where(shared, lb - mb[:, None], 0.0)
+        r = (da * db).sum(axis=1) / np.sqrt((da * da).sum(axis=1) * (db * db).sum(axis=1))
+        ratios = np.sort(np.where(shared, x[b] / x[a], np.inf), axis=1)  # median of the shared samples' ratios
+        rows = np.arange(a.size)
+        lo, hi = ratios[rows, np.maximum(n - 1, 0) // 2], ratios[rows, np.maximum(n, 1) // 2]
+        ratio = np.where(n > 0, (lo + hi) / 2, np.nan) if ratios.shape[1] else np.full(a.size, np.nan)
+    detected_a, detected_b = np.isfinite(la).any(axis=1), np.isfinite(lb).any(axis=1)
+    never = (n == 0) & detected_a & detected_b
+    tested = (n >= MIN_SHARED_SAMPLES) & np.isfinite(r)
+    corr_fail = tested & (r < min_corr)
+    # 13C isotope ratios: at most 1.1% per carbon, carbons at most m/z / 12 (slack for quantification noise).
+    carbons = mz[a] / 12.0
+    r1_max = 1.3 * C13_PER_CARBON * carbons + 0.05
+    r2_max = 1.3 * (C13_PER_CARBON * carbons) ** 2 / 2 + 0.05
+    kind = pairs["kind"]
+    iso_fail = (((kind == "M+1") & ~((ratio >= 0.002) & (ratio <= r1_max)))
+                | ((kind == "M+2") & ~(ratio <= r2_max)))
+    iso_fail &= kind != "adduct"
+    keep = ~corr_fail & ~never & ~iso_fail
+    counts["n_rejected_correlation"] = int((corr_fail & ~never).sum())
+    counts["n_rejected_never_shared"] = int(never.sum())
+    counts["n_untested_correlation"] = int((keep & ~tested & (kind == "adduct")).sum())
+    r_used = np.where(tested, r, min_corr)
+    score = 2.0 * r_used + 0.5 * pairs["score_mass"] + 0.5 * pairs["score_rt"] + 0.5 * pairs["prior"]
+    out = {k: v[keep] for k, v in pairs.items()}
+    out["n_shared"], out["r"], out["score"] = n[keep], np.where(tested, r, np.nan)[keep], score[keep]
+    return out
+
+
+def _assign(pairs: dict, mz: np.ndarray, ppm: float, counts: dict):
+    """Isotopes first, then adduct edges by descending score under the consistency rules (module docstring).
+    Returns (iso_of: feature -> (mono, k), (labels: feature -> adduct, roots: feature -> component root), accepted
+    edge tuples)."""
+    accepted = []
+    iso_of: dict[int, tuple[int, int]] = {}
+    iso = np.flatnonzero(pairs["kind"] != "adduct")
+    order = iso[np.lexsort((-pairs["score"][iso], pairs["kind"][iso].astype(str), mz[pairs["a"][iso]]))]
+    taken: set[tuple[int, int]] = set()
+    monos: set[int] = set()
+    for e in order:
+        a, b, k = int(pairs["a"][e]), int(pairs["b"][e]), int(pairs["kind"][e][-1])
+        if a in iso_of or b in iso_of or b in monos or (a, k) in taken:
+            continue
+        iso_of[b] = (a, k)
+        taken.add((a, k))
+        monos.add(a)
+        accepted.append(_edge_tuple(pairs, e, f"M+{k}"))
+    parent = {}
+
+    def find(i: int) -> int:
+        while parent.get(i, i) != i:
+            parent[i] = parent.get(parent[i], parent[i])
+            i = parent[i]
+        return i
+
+    labels: dict[int, str] = {}
+    mass: dict[int, float] = {}
+    members: dict[int, set[str]] = {}
+    adduct = np.flatnonzero(pairs["kind"] == "adduct")
+    adduct = adduct[np.lexsort((pairs["b"][adduct], pairs["a"][adduct], -pairs["score"][adduct]))]
+    for e in adduct:
+        a, b = int(pairs["a"][e]), int(pairs["b"][e])
+        la, lb, m = pairs["la"][e], pairs["lb"][e], float(pairs["mass"][e])
+        if a in iso_of or b in iso_of:
+            continue
+        ga, gb = find(a), find(b)
+        if ga == gb:
+            continue
+        if labels.get(a, la) != la or labels.get(b, lb) != lb:
+            counts["n_conflicts"] += 1
+            continue
+        tol = 2 * ppm * 1e-6 * m
+        if any(g in mass and abs(mass[g] - m) > tol for g in (ga, gb)):
+            counts["n_conflicts"] += 1
+            continue
+        sa, sb = members.get(ga, {la}), members.get(gb, {lb})
+        if sa & sb:
+            counts["n_conflicts"] += 1
+            continue
+        parent[gb] = ga
+        labels[a], labels[b] = la, lb
+        members[ga] = sa | sb
+        mass[ga] = mass.get(ga, mass.get(gb, m))
+        members.pop(gb, None)
+        mass.pop(gb, None)
+        accepted.append(_edge_tuple(pairs, e, "adduct"))
+    roots = {i: find(i) for i in set(parent) | set(labels)}
+    return iso_of, (labels, roots), accepted
+
+
+def _edge_tuple(pairs: dict, e: int, kind: str) -> tuple:
+    """(a, b, kind, neutral mass, ppm error, RT difference, shared samples, r, score) of edge ``e``."""
+    m = float(pairs["mass"][e])
+    r = float(pairs["r"][e])
+    return (int(pairs["a"][e]), int(pairs["b"][e]), kind, None if np.isnan(m) else m, float(pairs["err"][e]),
+            float(pairs["drt"][e]), int(pairs["n_shared"][e]), None if np.isnan(r) else r, float(pairs["score"][e]))
+
+
+def _groups_table(ids: list[str], mz: np.ndarray, rt: np.ndarray, mean_intensity: np.ndarray,
+                  iso_of: dict[int, tuple[int, int]], labelling: tuple, polarity: str) -> pl.DataFrame:
+    """GROUP_COLUMNS per feature (matrix order): components, labels, representatives and G-numbers."""
+    labels, roots = labelling
+    n = len(ids)
+    root = np.array([roots.get(i, i) for i in range(n)])
+    for b, (a, _) in iso_of.items():
+        root[b] = roots.get(a, a)
+    adduct: list[str | None] = [labels.get(i) for i in range(n)]
+    for b, (a, k) in iso_of.items():
+        adduct[b] = f"{labels[a]} M+{k}" if a in labels else f"M+{k}"
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(int(root[i]), []).append(i)
+    rep = {}
+    for g, idx in groups.items():
+        mono = [i for i in idx if i not in iso_of] or idx
+        prot = [i for i in mono if adduct[i] == PROTONATED[polarity]]
+        rep[g] = prot[0] if prot else min(mono, key=lambda i: (-mean_intensity[i], ids[i]))
+    key = sorted(groups, key=lambda g: (np.isnan(mz[rep[g]]), np.nan_to_num(mz[rep[g]]),
+                                        np.nan_to_num(rt[rep[g]]), ids[rep[g]]))
+    name = {g: f"G{k + 1}" for k, g in enumerate(key)}
+    return pl.DataFrame({"consensus_id": ids, "compound_group": [name[int(r)] for r in root], "adduct": adduct,
+                         "group_representative": [rep[int(root[i])] == i for i in range(n)]}, schema=GROUP_COLUMNS)
+
+
+# ---- adduct notation (for comparing a library spectrum's adduct with a feature's grouped adduct) ----
+
+_ELEMENT_MASS = {"H": 1.00782503207, "C": 12.0, "N": 14.0030740048, "O": 15.99491461956, "Na": 22.9897692809,
+                 "K": 38.96370668, "Cl": 34.96885268, "Br": 78.9183371, "F": 18.99840322, "S": 31.97207100,
+                 "P": 30.97376163, "Li": 7.01600455, "Ag": 106.905097, "Ca": 39.96259098, "Fe": 55.9349375,
+                 "Mg": 23.9850417, "I": 126.904473}
+_GROUP_ALIAS = {"FA": "CH2O2", "HCOOH": "CH2O2", "HCOO": "CHO2", "AC": "C2H4O2", "HAC": "C2H4O2",
+                "CH3COOH": "C2H4O2", "CH3COO": "C2H3O2", "ACN": "C2H3N", "CH3CN": "C2H3N", "MEOH": "CH4O",
+                "CH3OH": "CH4O", "TFA": "C2HF3O2", "DMSO": "C2H6OS", "IPA": "C3H8O", "NH4": "NH4"}
+_ADDUCT_RE = re.compile(r"^\[?(\d*)M((?:[+-]\d*[A-Za-z][A-Za-z0-9]*)*)\]?(\d*)([+-]*)$")
+_ISOTOPE_RE = re.compile(r"(?:^|\s)M\+(\d)$")
+
+
+def _formula_mass(group: str) -> float | None:
+    """Monoisotopic mass of a small formula or named group (FA, ACN, ...); None when not parseable."""
+    group = _GROUP_ALIAS.get(group.upper(), group)
+    parts = re.findall(r"([A-Z][a-z]?)(\d*)", group)
+    if not parts or "".join(e + c for e, c in parts) != group or any(e not in _ELEMENT_MASS for e, _ in parts):
+        return None
+    return sum(_ELEMENT_MASS[e] * (int(c) if c else 1) for e, c in parts)
+
+
+def adduct_signature(label: str | None) -> tuple[int, float, int | None] | None:
+    """(molecules per ion, mass shift of the added/lost groups in Da, signed charge or None) of an adduct written
+    like ``[M+H]+``, ``[M+HCOO]-``, ``[M-H2O+H]+``, ``[2M+Na]+``, ``M+NH4``; None when it cannot be parsed (so
+    synonyms compare equal: [M+FA-H]- and [M+HCOO]- give one signature)."""
+    if not label:
+        return None
+    m = _ADDUCT_RE.match(label.replace(" ", "").rstrip("*"))
+    if not m:
+        return None
+    k = int(m.group(1) or 1)
+    shift = 0.0
+    for sign, count, group in re.findall(r"([+-])(\d*)([A-Za-z][A-Za-z0-9]*)", m.group(2)):
+        mass = _formula_mass(group)
+        if mass is None:
+            return None
+        shift += (1 if sign == "+" else -1) * (int(count) if count else 1) * mass
+    signs = m.group(4)
+    charge = None
+    if signs:
+        charge = (int(m.group(3)) if m.group(3) else len(signs)) * (1 if signs[0] == "+" else -1)
+    return k, shift, charge
+
+
+def adduct_contradiction(feature_adduct: str | None, library_adduct: str | None) -> str | None:
+    """Why a library spectrum of ``library_adduct`` cannot be the compound of a feature grouped as ``feature_adduct``,
+    or None when they agree or either is unknown. An isotope peak ("[M+H]+ M+1") contradicts every library ion
+    (its precursor is not a monoisotopic ion); an intrinsic ion ([M]+, [M]-) is taken to agree with [M+H]+ / [M-H]-
+    (grouping cannot tell them apart)."""
+    if not feature_adduct or not library_adduct:
+        return None
+    lib = adduct_signature(library_adduct)
+    if lib is None:
+        return None
+    iso = _ISOTOPE_RE.search(feature_adduct.strip())
+    if iso:
+        return f"the feature is the M+{iso.group(1)} isotope peak of another feature, not a {library_adduct} ion"
+    feat = adduct_signature(feature_adduct)
+    if feat is None:
+        return None
+
+    def plain(sig: tuple[int, float, int | None]) -> tuple[int, float, int | None]:
+        k, shift, z = sig
+        if abs(shift) < 1e-6 and z in (1, -1):  # intrinsic ion [M]+ / [M]-: compare as [M+H]+ / [M-H]-
+            shift = z * _ELEMENT_MASS["H"]
+        return k, shift, z
+
+    (kf, sf, zf), (kl, sl, zl) = plain(feat), plain(lib)
+    if kf == kl and abs(sf - sl) < 2e-3 and (zf is None or zl is None or zf == zl):
+        return None
+    return f"library adduct {library_adduct} contradicts the feature's grouped adduct {feature_adduct}"
