@@ -37,6 +37,8 @@ COMMANDS = {
     "prototypes": "ms2study.stages.pool",
     "chemistry": "ms2study.stages.pool",
     "link": "ms2study.stages.link",
+    "gapfill": "ms2study.stages.gapfill",
+    "correct": "ms2study.stages.correct",
     "identify": "ms2study.stages.identify",
     "differential": "ms2study.stages.differential",
     "qc": "ms2study.stages.qc",

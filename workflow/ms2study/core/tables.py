@@ -91,6 +91,33 @@ FEATURE_MATRIX_KEYS: dict[str, pl.DataType] = {
 }
 
 
+# results/study/gap_filled/{s}.parquet (rule gapfill): one row per consensus feature that is null in the sample's column
+# of the feature matrix, re-quantified from the sample's own MS1 signal (correction.gapfill).
+GAP_FILLED: dict[str, pl.DataType] = {
+    "consensus_id": pl.Utf8,
+    "sample_id": pl.Utf8,
+    "intensity": pl.Float64,      # quantified as detect quantifies a feature; null when no signal was found
+    "rt_raw_s": pl.Float64,       # apex on the sample's own time axis; null when none
+    "n_scans": pl.Int32,          # MS1 scans of the quantified peak; 0 when none
+}
+
+# results/study/feature_matrix_corrected.parquet (rule correct): the key and flag columns, then one Float64 column per
+# run of the sample sheet (samples, QCs and blanks, sheet order): gap-filled (correct.use_filled), internal-standard
+# normalised and drift/batch-corrected intensities. Blank-flagged features stay in (flags only).
+CORRECTED_MATRIX_KEYS: dict[str, pl.DataType] = {
+    **FEATURE_MATRIX_KEYS,
+    "blank_ratio": pl.Float64,    # mean over the sample runs / blank statistic (inf: never in a blank; null: no blanks)
+    "blank_flag": pl.Boolean,     # blank_ratio below correct.blank_ratio
+    "qc_rsd_before": pl.Float64,  # sd/mean over the QC runs (fraction) before correction; null with < 2 QC values
+    "qc_rsd_after": pl.Float64,   # the same after correction
+    "qc_rsd_flag": pl.Boolean,    # qc_rsd_after above correct.qc_rsd_max
+    "n_filled": pl.Int32,         # cells of this row that hold a gap-filled value
+    "compound_group": pl.Utf8,    # "G{n}"; a feature without partners is a group of its own
+    "adduct": pl.Utf8,            # e.g. "[M+H]+", "[M+Na]+", "[M+H]+ M+1"; null when unknown
+    "group_representative": pl.Boolean,  # one True per compound_group
+    "excluded": pl.Boolean,       # blank_flag or qc_rsd_flag: left out of models and differential tests by default
+}
+
 def empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
     """An empty frame with the given schema."""
     return pl.DataFrame(schema=schema)
@@ -122,6 +149,8 @@ _CONTRACTS: tuple[tuple[dict[str, pl.DataType], str, str], ...] = (
     (ANNOTATIONS, "annotations", "annotate"),
     (SAMPLE_EMBEDDING, "sample_embedding", "pool"),
     (FEATURE_MATRIX_KEYS, "feature_matrix", "link"),
+    (GAP_FILLED, "gap_filled", "gapfill"),
+    (CORRECTED_MATRIX_KEYS, "feature_matrix_corrected", "correct"),
 )
 
 

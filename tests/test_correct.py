@@ -1,0 +1,305 @@
+"""Batch-study corrections (ms2study.correction.{blank,drift,matrix}, ms2study.stages.correct) on synthetic matrices
+with a known truth: drift and batch offsets planted and removed, blank contaminants flagged, median normalisation
+without QCs, internal standards, gap-filled cells, and the files the stage writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from ms2study import cli
+from ms2study.core import tables
+from ms2study.core.errors import InputError
+from ms2study.core.params import schema_defaults
+from ms2study.correction.blank import blank_flags, blank_ratio
+from ms2study.correction.drift import choose_method, median_normalise, qc_rlsc, qc_rsd
+from ms2study.correction.matrix import REPORT_KEYS, adduct_module, correct_matrix, singleton_groups
+
+ROLE_SCHEMA = {"sample_id": pl.Utf8, "sample_type": pl.Utf8, "injection_order": pl.Int64, "batch": pl.Utf8}
+
+
+def make_study(n_features: int = 120, n_batches: int = 2, per_batch: int = 30, qc_every: int = 5, n_blanks: int = 2,
+               drift: float = 0.5, offset: float = 0.5, noise: float = 0.04, seed: int = 0,
+               with_order: bool = True) -> dict:
+    """Runs of ``n_batches`` batches (a QC every ``qc_every`` injections, none when 0), ``n_blanks`` blanks at the end
+    of the last batch. Truth: abundance x biology (1 for QCs) x drift(order within batch) x batch offset x noise.
+    Features 0-9 are contaminants (in blanks and samples at the same level), 10-14 appear in blanks only."""
+    rng = np.random.default_rng(seed)
+    rows, order = [], 0
+    for b in range(n_batches):
+        for i in range(per_batch):
+            order += 1
+            kind = "qc" if qc_every and i % qc_every == 0 else "sample"
+            rows.append((f"R{order:03d}", kind, order if with_order else None, str(b + 1)))
+    for k in range(n_blanks):
+        order += 1
+        rows.append((f"BLK{k + 1}", "blank", order if with_order else None, str(n_batches)))
+    roles = pl.DataFrame(rows, schema=ROLE_SCHEMA, orient="row")
+    kinds = np.array(roles["sample_type"].to_list())
+    is_qc, is_blank = kinds == "qc", kinds == "blank"
+    batch = np.array([int(b) - 1 for b in roles["batch"]])
+    position = np.array([i % per_batch for i in range(len(rows))], dtype=float) / per_batch
+    position[is_blank] = 1.0
+    abundance = np.exp(rng.normal(12, 1, n_features))
+    biology = np.exp(rng.normal(0, 0.3, (n_features, len(rows))))
+    biology[:, is_qc] = 1.0
+    # smooth drift: a per-feature share of a decay with injection order, and a per-batch offset
+    strength = rng.uniform(0.5, 1.0, n_features)[:, None]
+    drift_curve = 1.0 - drift * strength * (position[None, :] ** 1.5)
+    batch_offset = (1.0 - offset) ** batch[None, :]
+    truth = abundance[:, None] * biology
+    values = truth * drift_curve * batch_offset * np.exp(rng.normal(0, noise, truth.shape))
+    values[:, is_blank] = np.nan
+    values[:10, is_blank] = abundance[:10, None] * np.exp(rng.normal(0, noise, (10, int(is_blank.sum()))))
+    values[10:15] = np.nan
+    values[10:15][:, is_blank] = 5e4
+    matrix = pl.DataFrame({
+        "consensus_id": [f"C{i + 1}" for i in range(n_features)],
+        "mz": np.linspace(100.0, 700.0, n_features),
+        "rt_s": np.linspace(30.0, 600.0, n_features),
+        "n_detected": np.isfinite(values).sum(axis=1),
+    }).cast({"n_detected": pl.Int32})
+    runs = pl.DataFrame({s: values[:, j] for j, s in enumerate(roles["sample_id"])}).fill_nan(None)
+    return {"matrix": pl.concat([matrix, runs], how="horizontal"), "roles": roles, "truth": truth, "values": values,
+            "is_qc": is_qc, "is_blank": is_blank, "batch": batch}
+
+
+def run_values(frame: pl.DataFrame, roles: pl.DataFrame) -> np.ndarray:
+    return frame.select(roles["sample_id"].to_list()).to_numpy().astype(float)
+
+
+def test_qc_rlsc_removes_drift_and_batch_offset() -> None:
+    study = make_study()
+    result = correct_matrix(study["matrix"], study["roles"], {"adducts": False})
+    report = result.report
+    assert report["drift_method"] == "qc_spline" and "Dunn" in report["note"]
+    assert report["qc_rsd_median_after"] <= 0.5 * report["qc_rsd_median_before"]
+    after = run_values(result.matrix, study["roles"])
+    samples = ~study["is_qc"] & ~study["is_blank"]
+    rows = slice(15, None)  # real features
+    # batch offset gone: per feature, the median log ratio of batch 2 over batch 1 samples is about 0 (was log 0.5)
+    b1, b2 = samples & (study["batch"] == 0), samples & (study["batch"] == 1)
+    raw = study["values"]
+    gap_before = np.median(np.log(raw[rows][:, b2]), axis=1) - np.median(np.log(raw[rows][:, b1]), axis=1)
+    gap_after = np.median(np.log(after[rows][:, b2]), axis=1) - np.median(np.log(after[rows][:, b1]), axis=1)
+    assert np.median(gap_before) < -0.5
+    assert abs(np.median(gap_after)) < 0.1
+    # the corrected samples follow the biology better than the raw ones
+    truth = np.log(study["truth"][rows][:, samples])
+    err_before = np.log(raw[rows][:, samples]) - truth
+    err_after = np.log(after[rows][:, samples]) - truth
+    assert np.median(np.std(err_after, axis=1)) < 0.5 * np.median(np.std(err_before, axis=1))
+    assert report["n_qc_rsd_flagged"] == int(result.matrix["qc_rsd_flag"].sum())
+    assert report["batches"] == ["1", "2"] and report["n_qc"] == 12 and report["n_blank"] == 2
+
+
+def test_qc_linear_with_three_or_four_qcs_per_batch_and_the_rsd_definition() -> None:
+    study = make_study(per_batch=20, qc_every=6)  # QCs at positions 0, 6, 12, 18: 4 per batch
+    result = correct_matrix(study["matrix"], study["roles"], {"adducts": False})
+    assert result.report["drift_method"] == "qc_linear"
+    assert result.report["qc_rsd_median_after"] < result.report["qc_rsd_median_before"]
+    values = np.array([[100.0, 110.0, 90.0, np.nan], [5.0, np.nan, np.nan, 7.0]])
+    rsd = qc_rsd(values, np.array([True, True, True, False]))
+    assert rsd[0] == pytest.approx(np.std([100, 110, 90], ddof=1) / 100) and np.isnan(rsd[1])
+
+
+def test_spline_fit_does_not_chase_the_noise_of_a_few_qcs() -> None:
+    """With 5 noisy QCs on a flat line, the correction must not move the samples by the QCs' noise: the LOOCV choice
+    among smooth fits keeps the samples' error near the noise level instead of copying each QC's deviation (on this
+    seed: 0.027 here; scipy's default GCV choice 0.041; a curve through every QC 0.046)."""
+    rng = np.random.default_rng(4)
+    n_features, orders = 400, np.arange(1, 26, dtype=float)
+    is_qc = (orders - 1) % 6 == 0
+    values = 1e5 * np.exp(rng.normal(0, 0.1, (n_features, orders.size)))
+    corrected, _ = qc_rlsc(values, is_qc, orders, ["1"] * orders.size, "qc_spline")
+    moved = np.abs(np.log(corrected[:, ~is_qc] / values[:, ~is_qc]))
+    assert np.median(moved) < 0.035
+
+
+def test_blank_only_features_are_flagged_and_sample_only_ones_are_not() -> None:
+    study = make_study()
+    result = correct_matrix(study["matrix"], study["roles"], {"adducts": False})
+    flags = result.matrix["blank_flag"].to_list()
+    ratio = result.matrix["blank_ratio"].to_numpy()
+    assert all(flags[:15])  # contaminants (similar level) and blank-only features
+    assert np.all(ratio[10:15] == 0)
+    assert not any(flags[15:])  # never seen in blanks: ratio +inf, not flagged
+    assert np.all(np.isinf(ratio[15:]))
+    assert result.report["n_blank_flagged"] == 15
+    assert result.matrix["excluded"].to_list()[:15] == [True] * 15
+    # statistic and null handling: absent runs do not count as zeros
+    values = np.array([[10.0, np.nan, 2.0, np.nan], [10.0, 10.0, 4.0, 1.0], [np.nan, np.nan, np.nan, np.nan]])
+    samples, blanks = np.array([True, True, False, False]), np.array([False, False, True, True])
+    mean_ratio = blank_ratio(values, samples, blanks, "mean")
+    assert mean_ratio[0] == pytest.approx(5.0) and mean_ratio[1] == pytest.approx(4.0) and np.isnan(mean_ratio[2])
+    assert blank_ratio(values, samples, blanks, "max")[1] == pytest.approx(2.5)
+    assert list(blank_flags(mean_ratio, 4.5)) == [False, True, False]
+    assert np.isnan(blank_ratio(values, samples, np.zeros(4, bool))).all()
+
+
+def test_without_blanks_the_ratio_is_null() -> None:
+    study = make_study(n_blanks=0)
+    result = correct_matrix(study["matrix"], study["roles"], {"adducts": False})
+    assert result.matrix["blank_ratio"].null_count() == result.matrix.height
+    assert not result.matrix["blank_flag"].any() and result.report["n_blank"] == 0
+
+
+def test_without_qcs_auto_falls_back_to_median_normalisation_with_a_note() -> None:
+    study = make_study(qc_every=0, drift=0.0, offset=0.0, n_blanks=0)
+    dilution = np.exp(np.random.default_rng(2).normal(0, 0.4, study["roles"].height))
+    matrix = study["matrix"].with_columns([pl.col(s) * float(d) for s, d in
+                                           zip(study["roles"]["sample_id"], dilution, strict=True)])
+    result = correct_matrix(matrix, study["roles"], {"adducts": False})
+    report = result.report
+    assert report["drift_method"] == "median"
+    assert "no pooled QC" in report["note"] and "NOT drift" in report["note"]
+    assert report["qc_rsd_median_before"] is None and report["qc_rsd_median_after"] is None
+    assert result.matrix["qc_rsd_before"].null_count() == result.matrix.height
+    after = run_values(result.matrix, study["roles"])[15:]
+    truth = study["truth"][15:]
+    before_spread = np.std(np.median(np.log(run_values(matrix, study["roles"])[15:] / truth), axis=0))
+    after_spread = np.std(np.median(np.log(after / truth), axis=0))
+    assert before_spread > 0.3 and after_spread < 0.05  # the dilution of each run removed
+    _, factors = median_normalise(np.array([[1.0, 2.0], [3.0, 6.0], [5.0, 10.0]]), np.array([True, True]))
+    assert factors[1] / factors[0] == pytest.approx(2.0)
+
+
+def test_method_choice_and_refusals() -> None:
+    runs = [f"R{i}" for i in range(6)]
+    qc = np.array([True, False, True, False, True, False])
+    orders = np.arange(1.0, 7.0)
+    assert choose_method("auto", qc, orders, ["1"] * 6, runs)[0] == "qc_linear"
+    method, note = choose_method("auto", qc, orders, ["1", "1", "1", "2", "2", "2"], runs)
+    assert method == "median" and "fewer than 3 QC" in note
+    method, note = choose_method("auto", qc, np.array([1, 2, np.nan, 4, 5, 6.0]), ["1"] * 6, runs)
+    assert method == "median" and "injection_order is missing" in note and "R2" in note
+    assert choose_method("none", qc, orders, ["1"] * 6, runs)[0] == "none"
+    with pytest.raises(InputError, match="needs pooled QC runs"):
+        choose_method("qc_spline", np.zeros(6, bool), orders, ["1"] * 6, runs)
+    with pytest.raises(InputError, match="batch\\(es\\) 2 hold no QC"):
+        choose_method("qc_linear", np.array([True, True, True, False, False, False]), orders,
+                      ["1", "1", "1", "2", "2", "2"], runs)
+    with pytest.raises(InputError, match="injection_order"):
+        choose_method("qc_spline", qc, np.full(6, np.nan), ["1"] * 6, runs)
+    study = make_study(with_order=False)
+    with pytest.raises(InputError, match="injection_order"):
+        correct_matrix(study["matrix"], study["roles"], {"drift_method": "qc_spline", "adducts": False})
+
+
+def test_internal_standards_normalise_each_run_and_an_unknown_one_is_named() -> None:
+    study = make_study(qc_every=0, drift=0.0, offset=0.0, n_blanks=0, noise=0.01)
+    roles = study["roles"]
+    injected = np.exp(np.random.default_rng(5).normal(0, 0.3, roles.height))  # injection volume per run
+    matrix = study["matrix"].with_columns([pl.col(s) * float(v) for s, v in
+                                           zip(roles["sample_id"], injected, strict=True)])
+    # features 20 and 21 are internal standards: constant amount in every run, so they carry the injected volume
+    for row in (20, 21):
+        matrix = matrix.with_columns([
+            pl.when(pl.int_range(pl.len()) == row).then(pl.lit(2e5 * float(v))).otherwise(pl.col(s)).alias(s)
+            for s, v in zip(roles["sample_id"], injected, strict=True)])
+    standards = [{"name": "IS-a", "mz": float(matrix["mz"][20]) * (1 + 3e-6), "rt_s": float(matrix["rt_s"][20]) + 2},
+                 {"name": "IS-b", "mz": float(matrix["mz"][21]), "rt_s": float(matrix["rt_s"][21])}]
+    result = correct_matrix(matrix, roles, {"internal_standards": standards, "drift_method": "none",
+                                            "adducts": False})
+    after = run_values(result.matrix, roles)
+    assert np.std(np.log(after[20])) < 1e-6  # the standards are now constant
+    per_run = np.median(np.log(after[15:] / study["truth"][15:]), axis=0)
+    assert np.std(per_run) < 0.03  # the injected volume is gone from every feature
+    record = result.report["internal_standards"]
+    assert [r["consensus_id"] for r in record] == ["C21", "C22"] and record[0]["name"] == "IS-a"
+    bad = [*standards, {"name": "d5-ghost", "mz": 999.5, "rt_s": 100.0}]
+    with pytest.raises(InputError, match="'d5-ghost'") as err:
+        correct_matrix(matrix, roles, {"internal_standards": bad, "adducts": False})
+    assert "IS-a" not in str(err.value) and "internal_standards" in str(err.value)
+
+
+def _gap_rows(cells: list[tuple[str, str, float | None]]) -> pl.DataFrame:
+    return pl.DataFrame({"consensus_id": [c for c, _, _ in cells], "sample_id": [s for _, s, _ in cells],
+                         "intensity": [v for _, _, v in cells], "rt_raw_s": [1.0 if v else None for *_, v in cells],
+                         "n_scans": [5 if v else 0 for *_, v in cells]}, schema=tables.GAP_FILLED)
+
+
+def test_gap_filled_cells_enter_the_matrix_and_stale_tables_are_refused() -> None:
+    study = make_study(qc_every=0, n_blanks=0)
+    matrix = study["matrix"].with_columns(pl.when(pl.col("consensus_id").is_in(["C20", "C21"])).then(None)
+                                          .otherwise(pl.col("R002")).alias("R002"))
+    filled = _gap_rows([("C20", "R002", 1234.0), ("C21", "R002", None)])
+    params = {"drift_method": "none", "adducts": False}
+    result = correct_matrix(matrix, study["roles"], params, filled)
+    row = result.matrix.filter(pl.col("consensus_id") == "C20")
+    assert row["R002"][0] == pytest.approx(1234.0) and row["n_filled"][0] == 1
+    assert result.matrix.filter(pl.col("consensus_id") == "C21")["R002"][0] is None
+    assert result.report["n_filled"] == 1 and 0 < result.report["filled_share"] < 0.001
+    unused = correct_matrix(matrix, study["roles"], {**params, "use_filled": False}, filled)
+    assert unused.matrix.filter(pl.col("consensus_id") == "C20")["R002"][0] is None
+    assert unused.report["n_filled"] == 0 and "not used" in unused.report["warnings"][0]
+    with pytest.raises(InputError, match="already hold a detected value"):
+        correct_matrix(matrix, study["roles"], params, _gap_rows([("C22", "R002", 10.0)]))
+    with pytest.raises(InputError, match="lacks"):
+        correct_matrix(matrix, study["roles"], params, _gap_rows([("C9999", "R002", 10.0)]))
+
+
+def test_compound_groups_cover_every_feature() -> None:
+    study = make_study(qc_every=0, n_blanks=0)
+    off = correct_matrix(study["matrix"], study["roles"], {"adducts": False})
+    assert off.matrix["compound_group"].to_list() == [f"G{i + 1}" for i in range(off.matrix.height)]
+    assert off.matrix["adduct"].null_count() == off.matrix.height and off.matrix["group_representative"].all()
+    assert off.report["n_compound_groups"] == off.matrix.height and off.report["n_features_in_adduct_groups"] == 0
+    on = correct_matrix(study["matrix"], study["roles"], {})
+    groups = on.matrix.group_by("compound_group").agg(pl.col("group_representative").sum())
+    assert on.matrix["compound_group"].null_count() == 0
+    assert (groups["group_representative"] == 1).all()
+    if adduct_module() is None:
+        assert any("adduct grouping is not available" in w for w in on.report["warnings"])
+    assert singleton_groups(["C1", "C2"])["compound_group"].to_list() == ["G1", "G2"]
+
+
+def test_cli_writes_the_corrected_matrix_and_the_record(tmp_path: Path) -> None:
+    study = make_study()
+    matrix_path, sheet = tmp_path / "feature_matrix.parquet", tmp_path / "samples.tsv"
+    study["matrix"].write_parquet(matrix_path)
+    roles = study["roles"]
+    sheet.write_text("sample_id\tfile\tsample_type\tinjection_order\tbatch\n" + "".join(
+        f"{s}\t{s}.mzML\t{t}\t{o}\t{b}\n" for s, t, o, b in roles.iter_rows()))
+    out, record = tmp_path / "study" / "feature_matrix_corrected.parquet", tmp_path / "study" / "correction.json"
+    code = cli.main(["correct", "--feature-matrix", str(matrix_path), "--samples", str(sheet), "--out", str(out),
+                     "--report-out", str(record), "--params", '{"qc_rsd_max": 0.2, "adducts": false}'])
+    assert code == 0
+    corrected = pl.read_parquet(out)
+    assert corrected.columns == [*tables.CORRECTED_MATRIX_KEYS, *roles["sample_id"].to_list()]
+    assert dict(corrected.schema) == {**tables.CORRECTED_MATRIX_KEYS, **{s: pl.Float64 for s in roles["sample_id"]}}
+    report = json.loads(record.read_text())
+    assert tuple(report) == REPORT_KEYS
+    assert report["drift_method"] == "qc_spline" and report["n_samples"] == 48
+    assert not list(tmp_path.rglob("*.tmp"))
+    # the raw matrix is untouched
+    assert pl.read_parquet(matrix_path).equals(study["matrix"])
+    assert cli.main(["correct", "--feature-matrix", str(matrix_path), "--samples", str(sheet), "--out", str(out),
+                     "--params", '{"drift_methd": "auto"}']) == 1
+    lacking = tmp_path / "short.parquet"
+    study["matrix"].drop("R005").write_parquet(lacking)
+    with pytest.raises(InputError, match="no column for 1 run"):
+        from ms2study.stages.correct import correct_study
+        correct_study(lacking, sheet)
+
+
+def test_schema_section_defaults_and_refusals(tmp_path: Path) -> None:
+    from ms2study import study as study_module
+    from ms2study.stages.correct import DEFAULT_PARAMS
+
+    assert DEFAULT_PARAMS == schema_defaults("correct")
+    assert DEFAULT_PARAMS["drift_method"] == "auto" and DEFAULT_PARAMS["blank_ratio"] == 3.0
+    for text, key in [("correct: {drift_method: loess}", "correct.drift_method"),
+                      ("correct: {blank_ratio: 0}", "correct.blank_ratio"),
+                      ("correct: {internal_standards: [{name: x, mz: 100}]}", "correct.internal_standards.0"),
+                      ("correct: {adduct_min_correlation: 2}", "correct.adduct_min_correlation")]:
+        (tmp_path / "config.yaml").write_text(text + "\n")
+        with pytest.raises(InputError) as err:
+            study_module.load_config(tmp_path)
+        assert f"key '{key}'" in str(err.value), str(err.value)
+    (tmp_path / "config.yaml").write_text("correct: {internal_standards: [{name: x, mz: 100.5, rt_s: 30}]}\n")
+    study_module.load_config(tmp_path)

@@ -1,0 +1,273 @@
+"""Drift and batch correction from pooled QCs, run-level normalisation, internal standards, and the QC RSD.
+
+All functions work on a feature-by-run intensity array ``values`` (shape (n_features, n_runs), linear scale, NaN where
+a feature has no value in a run) and leave NaN cells NaN.
+
+QC-RLSC (QC-based robust LOESS signal correction; Dunn et al. 2011, Nat. Protoc. 6:1060-1083, the procedure of the
+HUSERMET study): pooled QC samples, injected every few runs, hold the same material throughout, so every change of a
+feature's QC intensity with injection order is instrumental. Per feature and per batch, the QC log intensities are
+fitted against injection order; every run of the batch (samples, QCs and blanks) is divided by fit(order) / (the
+median of the feature's QC intensities over all batches). Dividing by a batch's own curve removes the drift within it;
+referring every batch to the same all-batch median removes the offsets between batches. The fit is a cubic smoothing
+spline (``scipy.interpolate.make_smoothing_spline``) when the feature has at least ``SPLINE_MIN_QC`` QC values in the
+batch, a straight line (``numpy.polyfit``) with ``LINE_MIN_QC`` or more, and the batch's QC median below that (batch
+alignment only). Dunn et al. choose the LOESS smoothing by leave-one-out cross-validation; the spline's smoothing
+parameter is chosen the same way here, per feature, among values whose effective degrees of freedom are at most half
+the number of QC values (a curve through every QC would fit the QCs' own noise and carry it into the samples; GCV,
+the scipy default, picks such curves with 5-8 points). Outside the batch's first and last QC the fit is held
+constant (no extrapolation).
+
+Without QCs, ``median_normalise`` is probabilistic quotient normalisation (Dieterle et al. 2006, Anal. Chem.
+78:4281-4290): each run is divided by the median over features of its ratio to the feature-wise median run. It
+removes overall intensity differences between runs (dilution, injection volume, a global batch offset), not
+feature-specific drift. ``internal_standard_factors``: each run divided by the geometric mean of its internal
+standards' intensities, relative to the median of that mean over the sample runs.
+"""
+
+from __future__ import annotations
+
+import warnings as _warnings
+
+import numpy as np
+from scipy.interpolate import make_smoothing_spline
+
+from ms2study.core.errors import InputError
+
+SPLINE_MIN_QC = 5  # make_smoothing_spline needs 5 points
+LINE_MIN_QC = 3
+# Smoothing parameters tried (x scaled to [0, 1]); the largest is a straight line for any practical purpose.
+LAMBDAS = np.logspace(-6, 3, 19)
+
+METHODS = ("auto", "qc_spline", "qc_linear", "median", "none")
+
+NOTES = {
+    "qc_spline": "QC-RLSC (Dunn et al. 2011): per feature and batch, a smoothing spline of QC log intensity against "
+                 "injection order (smoothing by leave-one-out cross-validation; 3-4 QC values: a straight line, 1-2: "
+                 "the batch's QC median); each run divided by the fit over the feature's all-batch QC median.",
+    "qc_linear": "QC-RLSC (Dunn et al. 2011) with straight lines: per feature and batch, a line of QC log intensity "
+                 "against injection order (1-2 QC values: the batch's QC median); each run divided by the fit over "
+                 "the feature's all-batch QC median.",
+    "median": "Median normalisation (probabilistic quotient normalisation, Dieterle et al. 2006): each sample and QC "
+              "run divided by its median ratio to the feature-wise median; blank runs are left as measured. This "
+              "removes overall intensity differences between runs, NOT drift with injection order or "
+              "feature-specific batch effects.",
+    "none": "No drift, batch or run-level correction (drift_method none): intensities as measured (gap-filled and "
+            "internal-standard normalised where configured).",
+}
+
+
+def _qc_counts(is_qc: np.ndarray, batches: list[str]) -> dict[str, int]:
+    """QC runs per batch, batches in order of first appearance."""
+    counts: dict[str, int] = {}
+    for qc, batch in zip(is_qc, batches, strict=True):
+        counts[batch] = counts.get(batch, 0) + int(qc)
+    return counts
+
+
+def choose_method(requested: str, is_qc: np.ndarray, orders: np.ndarray, batches: list[str],
+                  run_ids: list[str]) -> tuple[str, str]:
+    """The method applied and the note for correction.json, for ``requested`` (one of ``METHODS``).
+
+    ``is_qc``: bool per run; ``orders``: injection order per run (NaN when the sheet gives none); ``batches``: batch
+    per run. auto: qc_spline when every batch has at least ``SPLINE_MIN_QC`` QC runs, qc_linear with at least
+    ``LINE_MIN_QC``, else median (no QC, too few, or injection orders missing), with a note saying why. Raises
+    ``InputError`` when qc_spline or qc_linear is asked for but there are no QC runs, a batch has none, or runs lack
+    an injection order (naming them and the fix).
+    """
+    if requested not in METHODS:
+        raise InputError(f"correct parameter drift_method='{requested}' is not one of {list(METHODS)}")
+    if requested in ("none", "median"):
+        return requested, NOTES[requested]
+    counts = _qc_counts(is_qc, batches)
+    no_order = [r for r, o in zip(run_ids, orders, strict=True) if not np.isfinite(o)]
+    fewest = min(counts.values()) if counts else 0
+    if requested == "auto":
+        if not is_qc.any():
+            why = "no pooled QC runs (sample_type qc) in the sample sheet"
+        elif no_order:
+            why = f"injection_order is missing for {len(no_order)} run(s) ({', '.join(no_order[:5])})"
+        elif fewest < LINE_MIN_QC:
+            low = [b for b, n in counts.items() if n < LINE_MIN_QC]
+            why = f"batch(es) {', '.join(low)} have fewer than {LINE_MIN_QC} QC runs"
+        else:
+            method = "qc_spline" if fewest >= SPLINE_MIN_QC else "qc_linear"
+            return method, NOTES[method]
+        return "median", f"drift_method auto fell back to median normalisation: {why}, so drift and batch effects " \
+                         f"cannot be corrected from QCs. " + NOTES["median"]
+    if not is_qc.any():
+        raise InputError(f"drift_method {requested} needs pooled QC runs, but the sample sheet has none",
+                         fix="mark the pooled QC injections with sample_type qc, or set correct.drift_method to auto "
+                             "or median")
+    if no_order:
+        raise InputError(f"drift_method {requested} needs every run's injection_order; missing for "
+                         f"{', '.join(no_order[:20])}", fix="add the injection_order column to the sample sheet")
+    empty = [b for b, n in counts.items() if n == 0]
+    if empty:
+        raise InputError(f"drift_method {requested}: batch(es) {', '.join(empty)} hold no QC run",
+                         fix="inject pooled QCs in every batch, or set correct.drift_method to auto or median")
+    return requested, NOTES[requested]
+
+
+def _spline_fits(x: np.ndarray, logs: np.ndarray, x_new: np.ndarray) -> np.ndarray:
+    """Smoothing-spline predictions at ``x_new`` (shape (n, m)) for the rows of ``logs`` (shape (n, k), all finite),
+    each row with its own smoothing parameter chosen by leave-one-out CV among those of at most max(2, k/2)
+    effective degrees of freedom. ``x``: strictly increasing, shape (k,)."""
+    k = x.size
+    lo, span = float(x[0]), float(x[-1] - x[0])
+    xs, xn = (x - lo) / span, (x_new - lo) / span
+    eye = np.eye(k)
+    best_cv = np.full(logs.shape[0], np.inf)
+    best = np.zeros((logs.shape[0], x_new.size))
+    max_df = max(2.0, k / 2.0)
+    for i, lam in enumerate(LAMBDAS[::-1]):  # stiffest first: it is always allowed
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore")
+            spline = make_smoothing_spline(xs, eye, lam=float(lam))
+        hat = spline(xs)  # hat[i, j]: fit at x_i of the data e_j, so fitted = logs @ hat.T
+        if i and np.trace(hat) > max_df:
+            break
+        leverage = np.clip(1.0 - np.diag(hat), 1e-9, None)
+        cv = np.mean(((logs - logs @ hat.T) / leverage) ** 2, axis=1)
+        better = cv < best_cv
+        if better.any():
+            best[better] = logs[better] @ spline(xn).T
+            best_cv[better] = cv[better]
+    return best
+
+
+def qc_rlsc(values: np.ndarray, is_qc: np.ndarray, orders: np.ndarray, batches: list[str],
+            method: str) -> tuple[np.ndarray, list[str]]:
+    """QC-RLSC drift and batch correction (see the module docstring); returns (corrected copy, warnings).
+
+    ``method``: qc_spline or qc_linear (``choose_method``); every run needs a finite injection order. Per feature
+    and batch the fit degrades with fewer QC values (spline >= 5, line >= 3, QC median >= 1); a feature without any
+    QC value in a batch keeps that batch's values as measured, and one without any positive QC value anywhere is not
+    corrected at all (both counted in the warnings).
+    """
+    if method not in ("qc_spline", "qc_linear"):
+        raise ValueError(f"qc_rlsc: method {method}")
+    values = np.asarray(values, dtype=np.float64)
+    positive = np.where(values > 0, values, np.nan)
+    logs = np.log(positive)
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: no QC value anywhere
+        reference = np.nanmedian(np.where(is_qc[None, :], positive, np.nan), axis=1)
+    factors = np.ones_like(values)
+    n_uncorrected_batches = 0
+    degraded = 0
+    batch_arr = np.asarray(batches, dtype=object)
+    for batch in dict.fromkeys(batches):
+        runs = np.flatnonzero(batch_arr == batch)
+        qcs = runs[is_qc[runs]]
+        qcs = qcs[np.argsort(orders[qcs], kind="stable")]
+        x_q, x_r = orders[qcs], orders[runs]
+        present = np.isfinite(logs[:, qcs])
+        patterns, inverse = np.unique(present, axis=0, return_inverse=True)
+        inverse = np.asarray(inverse).reshape(-1)
+        for p, pattern in enumerate(patterns):
+            rows = np.flatnonzero(inverse == p)
+            k = int(pattern.sum())
+            if k == 0:
+                n_uncorrected_batches += rows.size
+                continue
+            xs, ys = x_q[pattern], logs[np.ix_(rows, qcs[pattern])]
+            x_eval = np.clip(x_r, xs[0], xs[-1])  # held constant outside the QCs
+            if method == "qc_spline" and k >= SPLINE_MIN_QC:
+                fit = _spline_fits(xs, ys, x_eval)
+            elif k >= LINE_MIN_QC:
+                slope, intercept = np.polyfit(xs, ys.T, 1)
+                fit = slope[:, None] * x_eval[None, :] + intercept[:, None]
+                degraded += rows.size if method == "qc_spline" else 0
+            else:
+                fit = np.repeat(np.median(ys, axis=1)[:, None], runs.size, axis=1)
+                degraded += rows.size
+            with np.errstate(invalid="ignore"):
+                factor = np.exp(fit) / reference[rows, None]
+            factors[np.ix_(rows, runs)] = np.where(np.isfinite(factor) & (factor > 0), factor, 1.0)
+    notes = []
+    if degraded:
+        notes.append(f"{degraded} feature-batch fits had fewer QC values than {method} needs and used a straight "
+                     "line or the batch's QC median")
+    if n_uncorrected_batches:
+        notes.append(f"{n_uncorrected_batches} feature-batch pairs had no QC value: left as measured in that batch")
+    return values / factors, notes
+
+
+def median_normalise(values: np.ndarray, runs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilistic quotient normalisation (Dieterle et al. 2006) of the runs where ``runs`` (bool per run) is True;
+    returns (corrected copy, factor per run; 1 for the other runs and for a run sharing no feature with the
+    reference). The reference is the feature-wise median over those runs (present values only); each run's factor
+    is the median of its value / reference over the features present in both."""
+    values = np.asarray(values, dtype=np.float64)
+    factors = np.ones(values.shape[1])
+    chosen = np.flatnonzero(runs)
+    if chosen.size == 0:
+        return values.copy(), factors
+    positive = np.where(values > 0, values, np.nan)
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore", RuntimeWarning)
+        ref = np.nanmedian(positive[:, chosen], axis=1)
+    for j in chosen:
+        quotient = positive[:, j] / ref
+        quotient = quotient[np.isfinite(quotient)]
+        if quotient.size:
+            factors[j] = float(np.median(quotient))
+    return values / factors[None, :], factors
+
+
+def qc_rsd(values: np.ndarray, is_qc: np.ndarray) -> np.ndarray:
+    """Relative standard deviation (sample sd / mean, linear scale, a fraction) of each feature over the QC runs
+    where it has a value; NaN with fewer than 2 values. Shape (n_features,)."""
+    qc = np.asarray(values, dtype=np.float64)[:, np.asarray(is_qc, dtype=bool)]
+    n = np.sum(np.isfinite(qc), axis=1)
+    out = np.full(qc.shape[0], np.nan)
+    ok = n >= 2
+    if ok.any():
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(qc[ok], axis=1)
+            sd = np.nanstd(qc[ok], axis=1, ddof=1)
+        out[ok] = np.where(mean > 0, sd / mean, np.nan)
+    return out
+
+
+def match_internal_standards(mz: np.ndarray, rt: np.ndarray, standards: list[dict], mz_ppm: float,
+                             rt_s: float) -> list[int]:
+    """The consensus feature (row index) of each internal standard ``{name, mz, rt_s}``: among the features within
+    ``mz_ppm`` and ``rt_s`` (RT on the reference run's axis), the one nearest in RT. Raises ``InputError`` naming
+    every standard not found, with the nearest feature in m/z, and the fix."""
+    matched, missing = [], []
+    for standard in standards:
+        name, target_mz, target_rt = str(standard["name"]), float(standard["mz"]), float(standard["rt_s"])
+        ok = (np.abs(mz - target_mz) <= target_mz * mz_ppm * 1e-6) & (np.abs(rt - target_rt) <= rt_s)
+        if ok.any():
+            candidates = np.flatnonzero(ok)
+            matched.append(int(candidates[np.argmin(np.abs(rt[candidates] - target_rt))]))
+            continue
+        if mz.size:
+            near = int(np.argmin(np.abs(mz - target_mz)))
+            hint = f"nearest consensus feature m/z {mz[near]:.4f} at {rt[near]:.1f} s"
+        else:
+            hint = "the feature matrix is empty"
+        missing.append(f"'{name}' (m/z {target_mz:.4f}, {target_rt:.1f} s; {hint})")
+    if missing:
+        raise InputError(f"internal standard(s) not found among the consensus features within {mz_ppm} ppm and "
+                         f"{rt_s} s: {'; '.join(missing)}",
+                         fix="correct the standard's mz / rt_s (RT on the reference run's axis) in "
+                             "correct.internal_standards, widen gap_fill_mz_ppm / gap_fill_rt_s, or remove it")
+    return matched
+
+
+def internal_standard_factors(values: np.ndarray, rows: list[int], reference_runs: np.ndarray) -> np.ndarray:
+    """Per run, the geometric mean of the internal standards' intensities (rows ``rows`` of ``values``, present ones)
+    over its median across ``reference_runs`` (bool per run); NaN for a run holding none of them. Divide a run by its
+    factor to normalise it. Shape (n_runs,)."""
+    block = np.asarray(values, dtype=np.float64)[rows]
+    logs = np.log(np.where(block > 0, block, np.nan))
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore", RuntimeWarning)
+        geo = np.exp(np.nanmean(logs, axis=0))
+    usable = reference_runs & np.isfinite(geo)
+    if not usable.any():
+        return np.full(geo.shape, np.nan)
+    return geo / float(np.median(geo[usable]))

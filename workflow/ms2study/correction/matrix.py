@@ -1,0 +1,266 @@
+"""The corrected study feature matrix and its record (``correct`` stage): every batch-study correction in one order.
+
+From the raw feature matrix (``tables.FEATURE_MATRIX_KEYS`` + one column per run) and the runs' roles (sample, qc,
+blank; injection order; batch), ``correct_matrix`` builds ``tables.CORRECTED_MATRIX_KEYS`` + one Float64 column per
+run of the sheet (QCs and blanks included, sheet order), in this order:
+
+1. gap filling: null cells take the value re-quantified by the ``gapfill`` stage (``correction.gapfill``) when
+   ``use_filled`` is true; ``n_filled`` counts them per feature;
+2. blank ratio and flag on the filled, not yet normalised values (``correction.blank``): blank runs have no place on
+   the QC drift curves and no meaningful median for a run-level normalisation, so they are compared as measured;
+3. QC RSD before correction (``correction.drift.qc_rsd``);
+4. internal-standard normalisation when standards are configured (``correction.drift``);
+5. drift and batch correction: QC-RLSC (qc_spline / qc_linear), median normalisation, or none
+   (``correction.drift.choose_method`` decides for auto and writes the note);
+6. QC RSD after correction and its flag (``qc_rsd_max``); ``excluded`` = blank_flag or qc_rsd_flag;
+7. compound groups and adducts from ``correction.adducts`` (``group_adducts``) when ``adducts`` is true and the module
+   is present; otherwise every feature is a group of its own with adduct null (a warning says why); with
+   ``collapse_adducts`` the matrix keeps one row per group (``collapse_groups``).
+
+The record (``report``) holds exactly the keys of ``REPORT_KEYS`` (results/study/correction.json).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from ms2study.core import tables
+from ms2study.core.errors import InputError
+from ms2study.core.params import overlay, schema_defaults
+from ms2study.correction.blank import blank_flags, blank_ratio
+from ms2study.correction.drift import (
+    choose_method,
+    internal_standard_factors,
+    match_internal_standards,
+    median_normalise,
+    qc_rlsc,
+    qc_rsd,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PARAMS: dict = schema_defaults("correct")
+ADDUCTS_MODULE = "ms2study.correction.adducts"
+
+REPORT_KEYS = (
+    "drift_method", "note", "n_features", "n_samples", "n_qc", "n_blank", "batches", "n_blank_flagged",
+    "n_qc_rsd_flagged", "qc_rsd_median_before", "qc_rsd_median_after", "n_filled", "filled_share",
+    "n_compound_groups", "n_features_in_adduct_groups", "internal_standards", "warnings",
+)
+GROUP_COLUMNS = ("consensus_id", "compound_group", "adduct", "group_representative")
+
+
+@dataclass
+class Corrected:
+    """The corrected matrix (``tables.CORRECTED_MATRIX_KEYS`` + one column per run) and the correction record."""
+
+    matrix: pl.DataFrame
+    report: dict
+
+
+def fill_gaps(values: np.ndarray, consensus_ids: list[str], run_ids: list[str],
+              gap_filled: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """``values`` (features x runs, NaN = missing) with the non-null intensities of ``gap_filled``
+    (``tables.GAP_FILLED`` rows of any runs) put into their cells; returns (filled copy, bool mask of filled cells).
+
+    Raises ``InputError`` when the tables do not belong to this matrix (a consensus id or a run it lacks, or a cell
+    the matrix already holds): they come from an older link run, so gapfill must run again.
+    """
+    out = np.array(values, dtype=np.float64, copy=True)
+    mask = np.zeros(out.shape, dtype=bool)
+    found = gap_filled.filter(pl.col("intensity").is_not_null())
+    if found.is_empty():
+        return out, mask
+    row_of = {c: i for i, c in enumerate(consensus_ids)}
+    col_of = {s: j for j, s in enumerate(run_ids)}
+    stale = "rerun 'ms2study gapfill' for every run after 'ms2study link' (snakemake does this by itself)"
+    unknown_runs = sorted(set(found["sample_id"].to_list()) - set(col_of))
+    if unknown_runs:
+        raise InputError(f"gap-filled values for runs not in the sample sheet: {', '.join(unknown_runs[:10])}",
+                         fix="pass the gap_filled tables of the sheet's runs only")
+    unknown = [c for c in found["consensus_id"].to_list() if c not in row_of]
+    if unknown:
+        raise InputError(f"gap-filled values for {len(unknown)} consensus id(s) the feature matrix lacks "
+                         f"(e.g. {unknown[0]})", fix=stale)
+    rows = np.array([row_of[c] for c in found["consensus_id"].to_list()], dtype=np.int64)
+    cols = np.array([col_of[s] for s in found["sample_id"].to_list()], dtype=np.int64)
+    clash = np.isfinite(out[rows, cols])
+    if clash.any():
+        i = int(np.flatnonzero(clash)[0])
+        raise InputError(f"{int(clash.sum())} gap-filled cell(s) already hold a detected value in the feature matrix "
+                         f"(e.g. {consensus_ids[rows[i]]} in {run_ids[cols[i]]})", sample=run_ids[cols[i]], fix=stale)
+    out[rows, cols] = found["intensity"].to_numpy()
+    mask[rows, cols] = True
+    return out, mask
+
+
+def singleton_groups(consensus_ids: list[str]) -> pl.DataFrame:
+    """Every feature a compound group of its own (``G1`` ...), adduct null, each its group's representative."""
+    n = len(consensus_ids)
+    return pl.DataFrame({"consensus_id": consensus_ids, "compound_group": [f"G{i + 1}" for i in range(n)],
+                         "adduct": [None] * n, "group_representative": [True] * n},
+                        schema={"consensus_id": pl.Utf8, "compound_group": pl.Utf8, "adduct": pl.Utf8,
+                                "group_representative": pl.Boolean})
+
+
+def adduct_module():
+    """``ms2study.correction.adducts`` when it is installed, else None (its errors, once found, propagate)."""
+    if importlib.util.find_spec(ADDUCTS_MODULE) is None:
+        return None
+    return importlib.import_module(ADDUCTS_MODULE)
+
+
+def _groups(frame: pl.DataFrame, runs: list[str], params: dict, polarity: str,
+            warnings: list[str]) -> tuple[pl.DataFrame, object]:
+    """The compound groups of ``frame``'s features and the adducts module used (None for singletons)."""
+    ids = frame["consensus_id"].to_list()
+    if not params["adducts"]:
+        return singleton_groups(ids), None
+    module = adduct_module()
+    if module is None:
+        warnings.append("adduct grouping is not available in this version (no ms2study.correction.adducts): every "
+                        "feature is its own compound group, adduct unknown")
+        return singleton_groups(ids), None
+    groups = module.group_adducts(frame, runs, params, polarity)
+    missing_cols = [c for c in GROUP_COLUMNS if c not in groups.columns]
+    if missing_cols:
+        raise ValueError(f"group_adducts returned no columns {missing_cols}")
+    groups = groups.select(list(GROUP_COLUMNS)).cast(
+        {"consensus_id": pl.Utf8, "compound_group": pl.Utf8, "adduct": pl.Utf8, "group_representative": pl.Boolean})
+    if groups["consensus_id"].is_duplicated().any() or set(groups["consensus_id"].to_list()) != set(ids):
+        raise ValueError("group_adducts must return each consensus feature exactly once")
+    return groups, module
+
+
+def _median(values: np.ndarray) -> float | None:
+    finite = values[np.isfinite(values)]
+    return float(np.median(finite)) if finite.size else None
+
+
+def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | None = None,
+                   gap_filled: pl.DataFrame | None = None, polarity: str = "positive") -> Corrected:
+    """The corrected feature matrix and its record (see the module docstring for the steps and their order).
+
+    ``matrix``: the raw study feature matrix; ``roles``: ``io.samplesheet.sample_roles`` of the sheet (its runs, in
+    order, are the matrix columns written); ``params``: the config's ``correct`` section; ``gap_filled``: the
+    ``tables.GAP_FILLED`` rows of the runs (None: no gap filling); ``polarity``: the ion mode handed to adduct
+    grouping. Raises ``InputError`` when the matrix lacks a run of the sheet, for stale gap-filled tables, an internal
+    standard not found, or a drift method the sheet cannot support (``drift.choose_method``).
+    """
+    params = overlay(params, DEFAULT_PARAMS, "correct")
+    run_ids = roles["sample_id"].to_list()
+    absent = [s for s in run_ids if s not in matrix.columns]
+    if absent:
+        raise InputError(f"the feature matrix has no column for {len(absent)} run(s) of the sheet "
+                         f"({', '.join(absent[:10])})", sample=absent[0],
+                         fix="rerun 'ms2study link' with every run of the sample sheet")
+    warnings: list[str] = []
+    extra = [c for c in matrix.columns if c not in tables.FEATURE_MATRIX_KEYS and c not in run_ids]
+    if extra:
+        warnings.append(f"feature matrix columns not in the sample sheet left out: {', '.join(extra[:10])}")
+    types = np.array(roles["sample_type"].to_list(), dtype=object)
+    is_sample, is_qc, is_blank = types == "sample", types == "qc", types == "blank"
+    orders = roles["injection_order"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    batches = roles["batch"].to_list()
+    ids = matrix["consensus_id"].to_list()
+    values = matrix.select([pl.col(s).cast(pl.Float64) for s in run_ids]).to_numpy().astype(np.float64) \
+        if run_ids else np.empty((matrix.height, 0))
+    values = np.where(np.isfinite(values), values, np.nan)
+
+    filled = np.zeros(values.shape, dtype=bool)
+    if gap_filled is not None:
+        values_filled, filled = fill_gaps(values, ids, run_ids, gap_filled)
+        if params["use_filled"]:
+            values = values_filled
+        else:
+            warnings.append(f"gap filling found {int(filled.sum())} values, not used (correct.use_filled false)")
+            filled = np.zeros(values.shape, dtype=bool)
+
+    ratio = blank_ratio(values, is_sample, is_blank, params["blank_statistic"])
+    blank_flag = blank_flags(ratio, float(params["blank_ratio"]))
+    rsd_before = qc_rsd(values, is_qc)
+
+    standards_out = []
+    standards = params["internal_standards"] or []
+    if standards:
+        rows = match_internal_standards(matrix["mz"].to_numpy(), matrix["rt_s"].to_numpy(), standards,
+                                        float(params["gap_fill_mz_ppm"]), float(params["gap_fill_rt_s"]))
+        reference = is_sample if is_sample.any() else ~is_blank
+        factors = internal_standard_factors(values, rows, reference)
+        without = [run_ids[j] for j in np.flatnonzero(~np.isfinite(factors))]
+        if without:
+            warnings.append(f"{len(without)} run(s) hold none of the internal standards and were not normalised by "
+                            f"them: {', '.join(without[:10])}")
+        values = values / np.where(np.isfinite(factors), factors, 1.0)[None, :]
+        for standard, row in zip(standards, rows, strict=True):
+            present = int(np.isfinite(values[row]).sum())
+            standards_out.append({"name": str(standard["name"]), "mz": float(standard["mz"]),
+                                  "rt_s": float(standard["rt_s"]), "consensus_id": ids[row],
+                                  "matched_mz": float(matrix["mz"][row]), "matched_rt_s": float(matrix["rt_s"][row]),
+                                  "n_runs_present": present})
+
+    method, note = choose_method(params["drift_method"], is_qc, orders, batches, run_ids)
+    if method in ("qc_spline", "qc_linear"):
+        values, fit_notes = qc_rlsc(values, is_qc, orders, batches, method)
+        warnings += fit_notes
+    elif method == "median":
+        values, _ = median_normalise(values, is_sample | is_qc)
+    rsd_after = qc_rsd(values, is_qc)
+    qc_flag = np.isfinite(rsd_after) & (rsd_after > float(params["qc_rsd_max"]))
+
+    def nullable(a: np.ndarray) -> list[float | None]:
+        return [float(v) if not np.isnan(v) else None for v in a]
+
+    frame = matrix.select(list(tables.FEATURE_MATRIX_KEYS)).with_columns(
+        blank_ratio=pl.Series(nullable(ratio), dtype=pl.Float64),
+        blank_flag=pl.Series(blank_flag, dtype=pl.Boolean),
+        qc_rsd_before=pl.Series(nullable(rsd_before), dtype=pl.Float64),
+        qc_rsd_after=pl.Series(nullable(rsd_after), dtype=pl.Float64),
+        qc_rsd_flag=pl.Series(qc_flag, dtype=pl.Boolean),
+        n_filled=pl.Series(filled.sum(axis=1), dtype=pl.Int32),
+        excluded=pl.Series(blank_flag | qc_flag, dtype=pl.Boolean),
+    )
+    run_columns = pl.DataFrame({s: nullable(values[:, j]) for j, s in enumerate(run_ids)},
+                               schema={s: pl.Float64 for s in run_ids})
+    frame = pl.concat([frame, run_columns], how="horizontal")
+    non_blank = [s for s, t in zip(run_ids, types, strict=True) if t != "blank"]
+    groups, module = _groups(frame, non_blank, params, polarity, warnings)
+    frame = frame.join(groups, on="consensus_id", how="left", maintain_order="left")
+    frame = tables.conform(frame, tables.CORRECTED_MATRIX_KEYS).select([*tables.CORRECTED_MATRIX_KEYS, *run_ids])
+    group_sizes = groups.group_by("compound_group").len()
+    n_grouped = int(group_sizes.filter(pl.col("len") > 1)["len"].sum() or 0)
+    if params["collapse_adducts"] and module is not None:
+        frame = module.collapse_groups(frame, run_ids)
+    elif params["collapse_adducts"]:
+        warnings.append("collapse_adducts: no compound groups to collapse (adduct grouping off or unavailable)")
+
+    n_filled = int(filled.sum())
+    n_values = int(np.isfinite(values).sum())
+    report = {
+        "drift_method": method,
+        "note": note,
+        "n_features": int(matrix.height),
+        "n_samples": int(is_sample.sum()),
+        "n_qc": int(is_qc.sum()),
+        "n_blank": int(is_blank.sum()),
+        "batches": list(dict.fromkeys(batches)),
+        "n_blank_flagged": int(blank_flag.sum()),
+        "n_qc_rsd_flagged": int(qc_flag.sum()),
+        "qc_rsd_median_before": _median(rsd_before) if is_qc.any() else None,
+        "qc_rsd_median_after": _median(rsd_after) if is_qc.any() else None,
+        "n_filled": n_filled,
+        "filled_share": n_filled / n_values if n_values else 0.0,
+        "n_compound_groups": int(group_sizes.height),
+        "n_features_in_adduct_groups": n_grouped,
+        "internal_standards": standards_out,
+        "warnings": warnings,
+    }
+    log.info("corrected %d features x %d runs: %s; %d blank-flagged, %d QC-RSD-flagged, %d values filled",
+             matrix.height, len(run_ids), method, report["n_blank_flagged"], report["n_qc_rsd_flagged"], n_filled)
+    return Corrected(matrix=frame, report=report)

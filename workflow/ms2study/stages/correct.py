@@ -1,0 +1,72 @@
+"""The corrected study feature matrix (the ``correct`` stage): gap-filled, blank-flagged, drift- and batch-corrected.
+
+Reads the raw feature matrix of ``link``, the validated sample sheet (``results/study/samples.tsv``; the runs' roles
+from ``io.samplesheet.sample_roles``: sample_type, injection_order, batch) and, when gap filling is on, the
+``gapfill`` stage's table of every run; writes ``results/study/feature_matrix_corrected.parquet``
+(``tables.CORRECTED_MATRIX_KEYS`` + one column per run of the sheet) and ``results/study/correction.json`` (what was
+done, with counts, a note and warnings). The work is ``correction.matrix.correct_matrix``; the raw matrix is left as
+it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import polars as pl
+
+from ms2study.core import tables
+from ms2study.core.atomic import write_parquet, write_text
+from ms2study.correction.matrix import DEFAULT_PARAMS, Corrected, correct_matrix
+from ms2study.io.samplesheet import read_sample_sheet, sample_roles
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_PARAMS", "correct_study", "register"]
+
+POLARITIES = ("positive", "negative")
+
+
+def correct_study(feature_matrix: str | Path, samples: str | Path, gap_filled: list[str | Path] | None = None,
+                  params: dict | None = None, polarity: str = "positive") -> Corrected:
+    """Read the inputs and run ``correction.matrix.correct_matrix``.
+
+    ``gap_filled``: the runs' ``results/study/gap_filled/{sample}.parquet`` tables (None or empty: no gap filling).
+    Raises ``InputError`` naming the file for an unreadable or incomplete table or sheet (and as ``correct_matrix``).
+    """
+    matrix = tables.read_table(feature_matrix, tables.FEATURE_MATRIX_KEYS)
+    roles = sample_roles(read_sample_sheet(samples), str(samples))
+    filled = None
+    if gap_filled:
+        parts = [tables.read_table(p, tables.GAP_FILLED) for p in gap_filled]
+        filled = pl.concat([tables.conform(p, tables.GAP_FILLED).select(list(tables.GAP_FILLED)) for p in parts])
+    return correct_matrix(matrix, roles, params, filled, polarity)
+
+
+def _cli(args: argparse.Namespace) -> int:
+    from ms2study.core.params import load_params
+
+    result = correct_study(args.feature_matrix, args.samples, args.gap_filled, load_params(args), args.polarity)
+    report_out = args.report_out or Path(args.out).with_name("correction.json")
+    write_parquet(result.matrix, args.out)
+    write_text(json.dumps(result.report, indent=2) + "\n", report_out)
+    return 0
+
+
+def register(subparsers) -> None:
+    from ms2study.core.params import add_params_argument
+
+    p = subparsers.add_parser("correct", help="gap-filled, blank-flagged, drift/batch-corrected feature matrix")
+    p.add_argument("--feature-matrix", required=True, type=Path, help="results/study/feature_matrix.parquet")
+    p.add_argument("--samples", required=True, type=Path, help="the validated sheet (results/study/samples.tsv)")
+    p.add_argument("--gap-filled", nargs="*", type=Path, default=[],
+                   help="results/study/gap_filled/{sample}.parquet of the runs (none: no gap filling)")
+    p.add_argument("--polarity", choices=POLARITIES, default="positive",
+                   help="ion mode for adduct grouping (the rule passes annotate.ion_mode)")
+    p.add_argument("--out", required=True, type=Path, help="results/study/feature_matrix_corrected.parquet")
+    p.add_argument("--report-out", type=Path, default=None,
+                   help="correction.json (default: beside --out)")
+    add_params_argument(p)
+    p.set_defaults(func=_cli)

@@ -1,0 +1,131 @@
+"""Gap filling of one run (the ``gapfill`` stage): the consensus features its detection missed, from its raw MS1 data.
+
+One job per run, after ``link``: it reads the run's mzML/mzXML, the study feature matrix and the alignment table, and
+writes ``results/study/gap_filled/{sample}.parquet`` (``tables.GAP_FILLED``): one row for every consensus feature that
+is null in the run's matrix column, with the intensity re-quantified by ``correction.gapfill.quantify`` (null where no
+signal was found). The MS1 scans are centroided first when detect would centroid them (its ``centroid`` and
+``peak_picker_snr``), so the filled values come from the same peaks the detected ones came from. The ``correct``
+stage puts the filled values into the corrected matrix (config ``correct.use_filled``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from ms2study.core import tables
+from ms2study.core.atomic import write_parquet
+from ms2study.core.errors import InputError
+from ms2study.core.params import overlay, schema_defaults
+from ms2study.correction.gapfill import DETECT_KEYS, Ms1Scans, quantify, raw_rt
+from ms2study.io.msio import centroid, check_centroid_mode, is_profile, load_experiment, ms1_experiment
+
+log = logging.getLogger(__name__)
+
+# The correct section's gap-filling keys (the rule passes only these, so other correct keys do not rerun the jobs).
+GAP_KEYS = ("gap_fill_mz_ppm", "gap_fill_rt_s")
+DEFAULT_PARAMS: dict = {k: v for k, v in schema_defaults("correct").items() if k in GAP_KEYS}
+DETECT_DEFAULTS: dict = schema_defaults("detect")
+
+# The columns of results/study/alignment.parquet (written by ``ms2study link``) this stage needs.
+ALIGNMENT_FIT = ("sample_id", "model", "slope", "intercept")
+
+# A run with fewer MS1 scans has no features and no trace to fill from (detect.MIN_MS1_SCANS).
+MIN_MS1_SCANS = 3
+
+
+def alignment_line(alignment: pl.DataFrame, sample_id: str, source: str = "alignment.parquet") -> tuple[float, float]:
+    """(slope, intercept) of ``sample_id``'s alignment line; InputError naming the file when the run has no row or
+    the line cannot be inverted."""
+    row = alignment.filter(pl.col("sample_id") == sample_id)
+    if row.height != 1:
+        raise InputError(f"the alignment table has {row.height} rows for this sample (expected 1)", file=source,
+                         sample=sample_id, fix="rerun 'ms2study link' with this sample (the matrix and the alignment "
+                         "table must come from the same run)")
+    slope, intercept = row["slope"][0], row["intercept"][0]
+    if slope is None or intercept is None or not np.isfinite(slope) or slope <= 0:
+        raise InputError(f"alignment line slope {slope}, intercept {intercept} cannot be inverted", file=source,
+                         sample=sample_id, fix="rerun 'ms2study link'")
+    return float(slope), float(intercept)
+
+
+def gap_fill_sample(
+    mzml: str | Path,
+    sample_id: str,
+    matrix: pl.DataFrame,
+    alignment: pl.DataFrame,
+    params: dict | None = None,
+    detect_params: dict | None = None,
+) -> pl.DataFrame:
+    """The ``tables.GAP_FILLED`` rows of one run: every consensus feature null in ``matrix[sample_id]``.
+
+    ``matrix``: the study feature matrix (``tables.FEATURE_MATRIX_KEYS`` + one column per run); ``alignment``: the link
+    stage's alignment table (``ALIGNMENT_FIT`` columns); ``params``: the correct section's ``GAP_KEYS``;
+    ``detect_params``: the detect section (centroiding and quantification keys). Expected positions: consensus m/z,
+    consensus RT mapped back through the inverse alignment line. Raises ``InputError`` naming the sample when the
+    matrix has no column for it, its alignment row is missing, or the run cannot be read.
+    """
+    params = overlay(params, DEFAULT_PARAMS, "correct (gap filling)")
+    detect = overlay(detect_params, DETECT_DEFAULTS, "detect")
+    check_centroid_mode(detect["centroid"], "detect")
+    if sample_id not in matrix.columns:
+        raise InputError("the feature matrix has no column for this sample", sample=sample_id,
+                         fix="rerun 'ms2study link' with this sample (the sheet and the matrix must agree)")
+    slope, intercept = alignment_line(alignment, sample_id)
+    missing = matrix.filter(pl.col(sample_id).is_null()).select("consensus_id", "mz", "rt_s")
+    targets = missing.with_columns(rt_raw_s=pl.Series(raw_rt(missing["rt_s"].to_numpy(), slope, intercept)))
+    exp = ms1_experiment(load_experiment(mzml, sample_id))
+    if exp.getNrSpectra() < MIN_MS1_SCANS:
+        log.warning("sample '%s', file '%s': only %d MS1 scan(s); nothing can be gap-filled", sample_id,
+                    Path(mzml).name, exp.getNrSpectra())
+        scans = Ms1Scans(np.empty(0), [], [])
+    else:
+        profile = is_profile(exp)
+        if detect["centroid"] == "always" or (detect["centroid"] == "auto" and profile):
+            exp = centroid(exp, detect["peak_picker_snr"])
+        scans = Ms1Scans.from_experiment(exp)
+    quant = {k: detect[k] for k in DETECT_KEYS}
+    found = quantify(scans, targets, float(params["gap_fill_mz_ppm"]), float(params["gap_fill_rt_s"]), quant)
+    out = found.with_columns(sample_id=pl.lit(sample_id, dtype=pl.Utf8))
+    out = tables.conform(out, tables.GAP_FILLED).select(list(tables.GAP_FILLED))
+    n_found = out["intensity"].is_not_null().sum()
+    log.info("%s: %d of %d missed consensus features re-quantified from the MS1 signal", sample_id, n_found,
+             out.height)
+    return out
+
+
+def _cli(args: argparse.Namespace) -> int:
+    from ms2study.core.params import load_params
+
+    matrix = tables.read_table(args.feature_matrix, tables.FEATURE_MATRIX_KEYS)
+    alignment = tables.read_table(args.alignment, {c: pl.Utf8 for c in ALIGNMENT_FIT})
+    try:
+        detect_params = json.loads(args.detect_params)
+    except json.JSONDecodeError as err:
+        raise InputError(f"--detect-params is not valid JSON ({err})", fix="pass the detect section as a JSON "
+                         "object") from err
+    if not isinstance(detect_params, dict):
+        raise InputError("--detect-params must be a JSON object")
+    out = gap_fill_sample(args.mzml, args.sample_id, matrix, alignment, load_params(args), detect_params)
+    write_parquet(out, args.out)
+    return 0
+
+
+def register(subparsers) -> None:
+    from ms2study.core.params import add_params_argument
+
+    p = subparsers.add_parser("gapfill", help="re-quantify the consensus features a run missed from its MS1 data")
+    p.add_argument("--mzml", required=True, type=Path, help="the run (mzML or mzXML)")
+    p.add_argument("--sample-id", required=True)
+    p.add_argument("--feature-matrix", required=True, type=Path, help="results/study/feature_matrix.parquet")
+    p.add_argument("--alignment", required=True, type=Path, help="results/study/alignment.parquet")
+    p.add_argument("--out", required=True, type=Path, help="results/study/gap_filled/{sample}.parquet")
+    p.add_argument("--detect-params", default="{}", help="the detect section as a JSON object (centroiding, "
+                   "quantification)")
+    add_params_argument(p)
+    p.set_defaults(func=_cli)

@@ -1,0 +1,89 @@
+# Study: batch-study corrections. Per run, the consensus features its detection missed, re-quantified from its own MS1
+# signal (gapfill); then the corrected feature matrix: gap-filled, blank-flagged, QC drift/batch-corrected (correct).
+# The raw results/study/feature_matrix.parquet stays as link wrote it.
+
+# The correct keys each rule uses (so e.g. models' use_corrected does not rerun the corrections).
+GAPFILL_KEYS = ("gap_fill_mz_ppm", "gap_fill_rt_s")
+NOT_CORRECT_KEYS = ("use_corrected", "exclude_flagged")
+
+
+def correct_section():
+    """The config's correct section (defaults from config/config.yaml)."""
+    return config.get("correct") or {}
+
+
+def gapfill_params(wildcards):
+    """The gap-filling keys of the correct section."""
+    return stage_params(None, **{k: v for k, v in correct_section().items() if k in GAPFILL_KEYS})
+
+
+def correct_params(wildcards):
+    """The correct section without the keys only later stages read."""
+    return stage_params(None, **{k: v for k, v in correct_section().items() if k not in NOT_CORRECT_KEYS})
+
+
+def gap_filled_tables(wildcards):
+    """One gap_filled table per run of the sheet, or none when correct.gap_fill is off."""
+    if not correct_section().get("gap_fill", True):
+        return []
+    return expand("results/study/gap_filled/{sample}.parquet", sample=SAMPLES)
+
+
+rule gapfill:
+    input:
+        mzml=get_mzml,
+        matrix="results/study/feature_matrix.parquet",
+        alignment="results/study/alignment.parquet",
+    output:
+        "results/study/gap_filled/{sample}.parquet",
+    params:
+        p=gapfill_params,
+        # detect's centroiding and quantification: filled values are quantified as detected ones
+        detect=section_params("detect"),
+        version=MS2STUDY_VERSION,
+    log:
+        "logs/gapfill/{sample}.log",
+    benchmark:
+        "results/benchmarks/gapfill/{sample}.tsv"
+    threads: 1
+    resources:
+        mem_mb=res("detect", "mem_mb"),
+        runtime=res("detect", "runtime"),
+    conda:
+        ENV
+    shell:
+        "python -m ms2study --threads {threads} gapfill --mzml {input.mzml:q} --sample-id {wildcards.sample} "
+        "--feature-matrix {input.matrix:q} --alignment {input.alignment:q} --out {output:q} "
+        "--detect-params {params.detect} --params {params.p} > {log:q} 2>&1"
+
+
+rule correct:
+    input:
+        matrix="results/study/feature_matrix.parquet",
+        sheet="results/study/samples.tsv",
+        gap_filled=gap_filled_tables,
+    output:
+        matrix=report(
+            "results/study/feature_matrix_corrected.parquet",
+            caption="../report/feature_matrix_corrected.rst",
+            category="Tables",
+        ),
+        record="results/study/correction.json",
+    params:
+        p=correct_params,
+        polarity=lambda wildcards: (config.get("annotate") or {}).get("ion_mode", "positive"),
+        version=MS2STUDY_VERSION,
+    log:
+        "logs/study/correct.log",
+    benchmark:
+        "results/benchmarks/study/correct.tsv"
+    threads: 1
+    resources:
+        mem_mb=res("link", "mem_mb"),
+        runtime=res("link", "runtime"),
+    conda:
+        ENV
+    shell:
+        "python -m ms2study --threads {threads} correct --feature-matrix {input.matrix:q} --samples {input.sheet:q} "
+        "--gap-filled {input.gap_filled:q} --polarity {params.polarity} --out {output.matrix:q} "
+        "--report-out {output.record:q} --params {params.p} > {log:q} 2>&1"
