@@ -4,8 +4,9 @@ A run is built from the study's compounds and one sample's abundances: a smooth 
 calibration error, every compound's isotopes as tailed elution profiles, persistent chemical background ions,
 electronic noise and intensity-dependent m/z error in MS1; data-dependent precursor choice (top-N, dynamic
 exclusion, no 13C peaks) and MS2 spectra from everything co-isolated in the window, through a detector model
-(``ms2_detection``, shared with :func:`ms2study.simulate.study.simulate_features`). May import ``ms2study.core``
-and the simulate modules ``params`` and ``compounds``.
+(``ms2_detection``, shared with :func:`ms2study.simulate.study.simulate_features`). A batch study's runs carry
+``ExtraIons`` too: adducts and in-source fragments co-eluting with their compound, and eluting contaminants. May
+import ``ms2study.core`` and the simulate modules ``params`` and ``compounds``.
 """
 
 from __future__ import annotations
@@ -38,15 +39,34 @@ def _drift(rs: np.random.Generator, p: dict) -> tuple[Callable[[np.ndarray], np.
 
 
 @dataclass
+class ExtraIons:
+    """Ions of one run beyond the compounds' own: adducts and in-source fragments of a compound (``compound`` its
+    index: same apex and peak shape in the run, nothing when the compound is absent) and contaminants (``compound``
+    -1: their own undrifted ``rt_s``, ``fwhm_s`` and ``tailing``; the run's RT drift applies). ``height``: apex
+    height of the monoisotopic ion in this run; ``isotopes``: relative isotope heights per ion (first 1.0);
+    ``spectra``: (m/z, relative intensity) of each ion's fragments when isolated."""
+    mz: np.ndarray
+    height: np.ndarray
+    compound: np.ndarray
+    rt_s: np.ndarray
+    fwhm_s: np.ndarray
+    tailing: np.ndarray
+    isotopes: list[np.ndarray]
+    spectra: list[tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
 class _Ions:
-    """Every MS1 ion of a run, flattened: compound isotopes, then background ions."""
+    """Every MS1 ion of a run, flattened: compound isotopes, then extra ions (adducts, contaminants)."""
     mz: np.ndarray
     apex: np.ndarray
     height: np.ndarray
     sigma_l: np.ndarray
     sigma_r: np.ndarray
-    compound: np.ndarray   # compound index, -1 for background ions
+    compound: np.ndarray   # compound index (an extra ion's: its compound's, -1 for a contaminant)
     isotope: np.ndarray    # 0 = monoisotopic
+    spectrum: np.ndarray | None = None  # extra ions: index into ``spectra``; -1: the compound's own spectrum
+    spectra: list | None = None
 
 
 def _profile(t: float, ions: _Ions, idx: np.ndarray) -> np.ndarray:
@@ -133,14 +153,18 @@ def ms2_detection(f_mz: np.ndarray, f_int: np.ndarray, precursor_mz: float, cali
 
 
 def _run_ions(compounds: list[Compound], abundance: np.ndarray, apex_rt: np.ndarray,
-              rs: np.random.Generator) -> _Ions:
-    """Every isotope ion of the compounds present in a run, with this run's peak widths (one draw per compound)."""
+              rs: np.random.Generator, extra: ExtraIons | None = None,
+              drift: Callable[[np.ndarray], np.ndarray] | None = None) -> _Ions:
+    """Every isotope ion of the compounds present in a run, with this run's peak widths (one draw per compound),
+    then the ``extra`` ions (no draws: a compound's adducts share its peak; contaminants elute at ``drift(rt)``)."""
     mz_l, apex_l, h_l, sl_l, sr_l, comp_l, iso_l = [], [], [], [], [], [], []
+    sigma_of: dict[int, float] = {}
     for i, c in enumerate(compounds):
         if abundance[i] <= 0:
             continue
         fwhm = c.fwhm_s * float(np.exp(0.05 * rs.standard_normal()))
         sigma_l = fwhm / (1.17741 * (2.0 + c.tailing))
+        sigma_of[i] = sigma_l
         for k, ratio in enumerate(c.isotope_ratios):
             mz_l.append(c.mz + k * C13_SPACING)
             apex_l.append(apex_rt[i])
@@ -149,8 +173,32 @@ def _run_ions(compounds: list[Compound], abundance: np.ndarray, apex_rt: np.ndar
             sr_l.append(sigma_l * (1.0 + c.tailing))
             comp_l.append(i)
             iso_l.append(k)
+    if extra is None:
+        return _Ions(np.array(mz_l), np.array(apex_l), np.array(h_l), np.array(sl_l), np.array(sr_l),
+                     np.array(comp_l, dtype=np.int64), np.array(iso_l, dtype=np.int64))
+    spec_l = [-1] * len(mz_l)
+    own_apex = drift(np.asarray(extra.rt_s, dtype=np.float64)) if drift is not None else extra.rt_s
+    for e in range(len(extra.mz)):
+        i = int(extra.compound[e])
+        if extra.height[e] <= 0 or (i >= 0 and i not in sigma_of):
+            continue
+        if i >= 0:
+            apex, sigma_l, tail = apex_rt[i], sigma_of[i], compounds[i].tailing
+        else:
+            apex, tail = own_apex[e], extra.tailing[e]
+            sigma_l = extra.fwhm_s[e] / (1.17741 * (2.0 + tail))
+        for k, ratio in enumerate(extra.isotopes[e]):
+            mz_l.append(extra.mz[e] + k * C13_SPACING)
+            apex_l.append(apex)
+            h_l.append(extra.height[e] * ratio)
+            sl_l.append(sigma_l)
+            sr_l.append(sigma_l * (1.0 + tail))
+            comp_l.append(i)
+            iso_l.append(k)
+            spec_l.append(e)
     return _Ions(np.array(mz_l), np.array(apex_l), np.array(h_l), np.array(sl_l), np.array(sr_l),
-                 np.array(comp_l, dtype=np.int64), np.array(iso_l, dtype=np.int64))
+                 np.array(comp_l, dtype=np.int64), np.array(iso_l, dtype=np.int64),
+                 np.array(spec_l, dtype=np.int64), extra.spectra)
 
 
 def _spectrum(scan_no: int, level: int, rt: float, mz: np.ndarray, inten: np.ndarray) -> oms.MSSpectrum:
@@ -198,10 +246,16 @@ def _isolated_fragments(prec: float, t: float, active: np.ndarray, ions: _Ions, 
         d = abs(ions.mz[ion] - prec)
         trans = 1.0 if d <= 0.35 else max(0.0, 1.0 - (d - 0.35) / 0.3)
         scale = amount * trans * p["ms2_gain"]
-        c = compounds[ions.compound[ion]]
-        frag_mz.append(c.spectrum_mz)
-        frag_int.append(scale * c.spectrum_intensity)
-        if scale > best_int:
+        own = ions.spectrum is None or ions.spectrum[ion] < 0
+        if own:
+            c = compounds[ions.compound[ion]]
+            frag_mz.append(c.spectrum_mz)
+            frag_int.append(scale * c.spectrum_intensity)
+        else:  # an adduct, in-source fragment or contaminant: its own fragments
+            s_mz, s_int = ions.spectra[ions.spectrum[ion]]
+            frag_mz.append(s_mz)
+            frag_int.append(scale * s_int)
+        if own and scale > best_int:
             best, best_int = int(ions.compound[ion]), scale
     for b in np.nonzero((bg_mz >= prec - half_window) & (bg_mz <= prec + half_window))[0]:
         f_mz, f_int = bg_frags[b]
@@ -213,17 +267,19 @@ def _isolated_fragments(prec: float, t: float, active: np.ndarray, ions: _Ions, 
 
 
 def simulate_run(compounds: list[Compound], abundance: np.ndarray, seed: int, sample_index: int, p: dict,
-                 background: tuple) -> tuple[oms.MSExperiment, dict]:
+                 background: tuple, extra: ExtraIons | None = None,
+                 rs: np.random.Generator | None = None) -> tuple[oms.MSExperiment, dict]:
     """One LC-MS/MS run of ``compounds`` at ``abundance`` (monoisotopic apex heights, 0 when absent) with the
     study's ``background`` (:func:`chemical_background`): MS1 scans every ``ms1_scan_time_s`` and up to ``top_n``
     MS2 scans after each, on the drifted retention times. Returns the pyOpenMS experiment and the truth: ``apex_rt``
-    (s) and ``ms2_count`` per compound, ``drift`` and ``calibration_ppm`` of the run. Draws come from the stream
-    (seed, 4, ``sample_index``)."""
-    rs = stream(seed, 4, sample_index)
+    (s) and ``ms2_count`` per compound, ``drift`` and ``calibration_ppm`` of the run, and with ``extra`` ions
+    (:class:`ExtraIons`) ``extra_apex_rt`` (s, per extra ion). Draws come from the stream (seed, 4,
+    ``sample_index``), or from ``rs`` when given (QC and blank runs of a batch study)."""
+    rs = stream(seed, 4, sample_index) if rs is None else rs
     drift, drift_info = _drift(rs, p)
     calib_ppm = p["calibration_error_ppm"] * rs.standard_normal()
     apex_rt = drift(np.array([c.rt_s for c in compounds]))
-    ions = _run_ions(compounds, abundance, apex_rt, rs)
+    ions = _run_ions(compounds, abundance, apex_rt, rs, extra, drift)
     bg_mz, bg_level, _ = background
     reach = 6.0 * ions.sigma_r
     mz_lo, mz_hi = p["mz_range"]
@@ -274,6 +330,9 @@ def simulate_run(compounds: list[Compound], abundance: np.ndarray, seed: int, sa
             t_ms2 += p["ms2_scan_time_s"]
         t = t_ms2
     truth = {"apex_rt": apex_rt, "ms2_count": ms2_count, "drift": drift_info, "calibration_ppm": calib_ppm}
+    if extra is not None:
+        own = drift(np.asarray(extra.rt_s, dtype=np.float64))
+        truth["extra_apex_rt"] = np.where(extra.compound >= 0, apex_rt[np.maximum(extra.compound, 0)], own)
     return exp, truth
 
 

@@ -2,8 +2,10 @@
 
 Holds the two profiles' settings (``DEFAULT_PARAMS`` for the demo, ``REALISTIC_PARAMS`` layered on top for
 ``--profile realistic``; the realistic numbers' sources are tabulated in the docstring of
-:mod:`ms2study.simulate.study`), their validation (``merge_params``) and ``rng``, the one way the simulator derives
-an independent random stream from the seed. May import ``ms2study.core`` only.
+:mod:`ms2study.simulate.study`), the batch-acquisition keys both profiles accept (``BATCH_PARAMS``; their defaults
+switch the acquisition off, so default studies are those of before), their validation (``merge_params``) and
+``stream``, the one way the simulator derives an independent random stream from the seed. May import
+``ms2study.core`` only.
 """
 
 from __future__ import annotations
@@ -53,6 +55,29 @@ DEFAULT_PARAMS: dict = {
     "age_sd": 12.0,
     "n_age_compounds": 4,            # compounds whose level rises with age
     "age_log_slope": 0.03,           # per year (natural log)
+}
+
+# Batch acquisition (ms2study.simulate.batch), accepted by both profiles. The defaults (1 batch, no QCs, no blanks,
+# no adducts) leave a study as it was without these keys: no random number is drawn and no key is written.
+BATCH_PARAMS: dict = {
+    "batches": 1,                     # injection batches; > 1 turns on the acquisition model
+    "qc_every": 0,                    # a pooled QC after every K study samples, plus one at each batch's start; 0: none
+    "blanks": 0,                      # solvent blanks per batch (first at the start, second at the end, ...)
+    "adducts": False,                 # [M+Na]+, [M+NH4]+ and in-source fragment ions beside every [M+H]+
+    "batch_offset_log_sd": 0.3,       # per-batch intensity factor exp(N(0, sd)), shared by all compounds
+    "batch_compound_log_sd": 0.1,     # per-(batch, compound) part of the offset, so batches differ per feature
+    "drift_end": [0.6, 0.75],         # factor of a typical compound at a batch's last injection, U(range) per batch
+    "drift_curvature": [0.7, 1.6],    # shape x^c of the drift over the position x in the batch (0..1), per batch
+    "drift_compound_spread": 0.5,     # per-compound drift amplitude U(1 - s, 1 + s) (ln of the factor scales)
+    "n_contaminants": 30,             # eluting contaminants in blanks and every run (with any acquisition option)
+    "contaminant_intensity": [20000.0, 400000.0],  # apex height, log-uniform
+    "contaminant_fwhm_s": [6.0, 20.0],
+    "contaminant_run_log_sd": 0.15,   # run-to-run variation of a contaminant's level (ln)
+    "na_ratio": [0.1, 0.5],           # [M+Na]+ / [M+H]+ per compound, U(range)
+    "nh4_fraction": 0.3,              # share of compounds with an [M+NH4]+ ion
+    "nh4_ratio": [0.05, 0.3],
+    "in_source_fraction": 0.3,        # share of compounds with an in-source fragment ion
+    "in_source_ratio": [0.05, 0.4],
 }
 
 PROFILES = ("demo", "realistic")
@@ -115,8 +140,8 @@ def merge_params(params: dict | None, profile: str = "demo") -> dict:
         if extra:
             raise InputError(f"simulate parameter(s) {extra} belong to the realistic profile",
                              fix="add --profile realistic, or drop them")
-        return overlay(params, DEFAULT_PARAMS, "simulate")
-    merged = overlay(params, {**DEFAULT_PARAMS, **REALISTIC_PARAMS}, "simulate")
+        return _check_batch(overlay(params, {**DEFAULT_PARAMS, **BATCH_PARAMS}, "simulate"))
+    merged = _check_batch(overlay(params, {**DEFAULT_PARAMS, **REALISTIC_PARAMS, **BATCH_PARAMS}, "simulate"))
     if merged["effect_set"] not in EFFECT_SETS:
         raise InputError(f"simulate effect_set is '{merged['effect_set']}'", fix=f"use one of {EFFECT_SETS}")
     if merged["effect_direction"] not in EFFECT_DIRECTIONS:
@@ -130,12 +155,38 @@ def merge_params(params: dict | None, profile: str = "demo") -> dict:
     return merged
 
 
+def _check_batch(p: dict) -> dict:
+    """``p`` after checking its batch keys (whole numbers, shares in 0..1, ranges of two increasing numbers);
+    raises InputError naming the key."""
+    for key, low in (("batches", 1), ("qc_every", 0), ("blanks", 0), ("n_contaminants", 0)):
+        if isinstance(p[key], bool) or not isinstance(p[key], int) or p[key] < low:
+            raise InputError(f"simulate {key} must be a whole number of at least {low} (got {p[key]!r})")
+    if not isinstance(p["adducts"], bool):
+        raise InputError(f"simulate adducts must be true or false (got {p['adducts']!r})")
+    for key in ("nh4_fraction", "in_source_fraction"):
+        if not 0.0 <= float(p[key]) <= 1.0:
+            raise InputError(f"simulate {key} must be a share between 0 and 1 (got {p[key]!r})")
+    for key in ("drift_end", "drift_curvature", "contaminant_intensity", "contaminant_fwhm_s", "na_ratio",
+                "nh4_ratio", "in_source_ratio"):
+        value = p[key]
+        if not (isinstance(value, list | tuple) and len(value) == 2 and 0 < float(value[0]) <= float(value[1])):
+            raise InputError(f"simulate {key} must be [low, high] with 0 < low <= high (got {value!r})")
+    return p
+
+
+def batch_mode(p: dict) -> bool:
+    """Whether the parameters ask for a batch acquisition (injection order, drift, QCs, blanks, contaminants):
+    more than one batch, pooled QCs or blanks. ``adducts`` alone adds ions but no acquisition model."""
+    return int(p["batches"]) > 1 or int(p["qc_every"]) > 0 or int(p["blanks"]) > 0
+
 
 def stream(seed: int, *keys: int) -> np.random.Generator:
     """An independent stream per (seed, purpose, ...): adding samples leaves earlier ones unchanged.
 
     Purposes in use (first key): 1 demo design, 2 demo sample, 3 chemical background ions, 4 run (sample), 10
     background compounds, 11 realistic design, 12 realistic sample, 13 known features (sample), 14 known spectrum
-    (compound, intensity level). A new purpose takes a new number so that no existing stream changes.
+    (compound, intensity level); batch acquisition (``ms2study.simulate.batch``): 20 injection order, 21 QC run,
+    22 blank run, 23 adduct ions, 24 contaminants, 25 drift, 26 known features of QC runs, 27 of blank runs, 28
+    known extra-ion heights (run). A new purpose takes a new number so that no existing stream changes.
     """
     return np.random.default_rng([seed, *keys])

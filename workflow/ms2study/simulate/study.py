@@ -22,6 +22,23 @@ effect changes ``n_changed`` (5-30) compounds of one class (``effect_set: class`
 (``pathway``), by ``fold_change`` (1.5-4), ``effect_direction`` up, down or mixed. ``simulate_features`` builds the
 same study from its truth without mzML (measured heights, detection, DDA, MS/MS), for sweeps.
 
+Batch acquisition (either profile; :mod:`ms2study.simulate.batch`): ``--batches N`` spreads the samples over N
+batches in a randomised injection order, ``--qc-every K`` adds a pooled QC (the mean of the samples' abundances)
+at each batch's start and after every K samples, ``--blanks B`` adds B solvent blanks per batch (first at its start,
+second at its end, ...), and any of them turns on the instrument response: per batch an intensity offset
+(exp(N(0, ``batch_offset_log_sd`` 0.3))) and a smooth monotone drift with injection order down to
+U(``drift_end`` 0.6-0.75) at the batch's end, ``drift_curvature`` shaping it, each compound with its own
+amplitude; plus ``n_contaminants`` (30) eluting contaminant ions in blanks and every run at a similar level (the
+constant chemical background stays as it is). ``--adducts`` adds [M+Na]+ (ratio ``na_ratio`` 0.1-0.5 to [M+H]+),
+[M+NH4]+ for a share ``nh4_fraction`` and an in-source fragment for a share ``in_source_fraction``, co-eluting and
+following their compound. The same keys (``batches``, ``qc_every``, ``blanks``, ``adducts``, and the settings
+named) are accepted in ``--params``; a flag wins over its key. samples.tsv is then in injection order with
+``sample_type`` (sample | qc | blank), ``injection_order`` and ``batch``, QCs and blanks with empty group and age;
+ground_truth.tsv has a row per run and compound with ``abundance`` (as acquired, after offset and drift),
+``abundance_undrifted``, ``drift_factor``, ``sample_type``, ``injection_order``, ``batch``; batch_truth.json,
+contaminants.tsv (contaminant_id, mz, rt_s, level, fwhm_s) and adduct_truth.tsv (compound_id, ion, mz, rt_s, ratio)
+hold the rest. Without these options a study is byte-identical to one made before they existed.
+
 Realistic parameters and their sources. "QC runs": the two Q Exactive injections of a pooled QC in
 ../shared/data/mzml (ESI+, DDA, 60 s excerpts), measured by ``benchmarks/biology.py --measure-real`` (which also
 measures a simulated run the same way; both are in ``benchmarks/measured/biology.json``); "tables": the outcome
@@ -59,8 +76,9 @@ A 16-sample realistic study simulates in about a minute on 2 cores (compounds ~2
 # This docstring is the ``simulate --help`` text. This module writes a study (``simulate_study``), builds the same
 # study's features from its truth (``simulate_features``) and registers the subcommand. The pieces live in the other
 # simulate modules: ``params`` (profiles, random streams), ``compounds`` (curated compounds), ``derivatives``
-# (realistic background compounds), ``design`` (sample sheet, planted effect, abundances), ``mzml`` (one run and its
-# mzML), ``ions`` (precursor ions) and ``fragment`` (in-silico MS/MS). May import ``ms2study.core`` and those.
+# (realistic background compounds), ``design`` (sample sheet, planted effect, abundances), ``batch`` (injection
+# order, QCs, blanks, drift, contaminants, adducts), ``mzml`` (one run and its mzML), ``ions`` (precursor ions) and
+# ``fragment`` (in-silico MS/MS). May import ``ms2study.core`` and those.
 
 from __future__ import annotations
 
@@ -77,11 +95,12 @@ from ms2study.core.atomic import atomic_path, write_text
 from ms2study.core.cleaning import clean_peaks
 from ms2study.core.errors import InputError
 from ms2study.core.params import add_params_argument, load_params
+from ms2study.simulate import batch
 from ms2study.simulate.compounds import Compound, build_compounds, load_compounds
 from ms2study.simulate.derivatives import realistic_compounds
 from ms2study.simulate.design import design_realistic, design_study
 from ms2study.simulate.mzml import chemical_background, ms2_detection, simulate_run, write_mzml
-from ms2study.simulate.params import PROFILES, merge_params, stream
+from ms2study.simulate.params import BATCH_PARAMS, PROFILES, batch_mode, merge_params, stream
 
 log = logging.getLogger(__name__)
 
@@ -130,30 +149,41 @@ def simulate_study(outdir: Path, n_samples: int = 12, seed: int = 0, params: dic
     changed = set(design.get("changed", np.empty(0)).tolist())
     background = chemical_background(seed, p)
     noise = p["electronic_noise_level"]
+    acq = batch.acquire(compounds, design, seed, p)  # without batch options: the samples in sheet order, as before
+    batched = batch_mode(p)
     truth_rows = []
     n_ms2_total = 0
     runs = {}
-    for s, sample in enumerate(design["samples"]):
-        exp, truth = simulate_run(compounds, design["abundance"][s], seed, s, p, background)
-        write_mzml(exp, outdir / sample["file"])
+    for r, run in enumerate(acq.runs):
+        s = run["design_index"]
+        exp, truth = simulate_run(compounds, acq.abundance[r], seed, -1 if s is None else s, p, background,
+                                  acq.extra(r), batch.run_stream(run, seed))
+        write_mzml(exp, outdir / run["file"])
         n_ms2 = sum(1 for spec in exp if spec.getMSLevel() == 2)
         n_ms2_total += n_ms2
-        runs[sample["sample_id"]] = {"n_spectra": exp.getNrSpectra(), "n_ms2": n_ms2,
-                                     "calibration_ppm": truth["calibration_ppm"], **truth["drift"]}
+        runs[run["sample_id"]] = {"n_spectra": exp.getNrSpectra(), "n_ms2": n_ms2,
+                                  "calibration_ppm": truth["calibration_ppm"], **truth["drift"],
+                                  **({k: run[k] for k in ("sample_type", "injection_order", "batch")}
+                                     if batched else {})}
         for i, c in enumerate(compounds):
-            height = float(design["abundance"][s, i])
+            height = float(acq.abundance[r, i])
+            present = bool(design["present"][s, i]) if s is not None else bool(acq.undrifted[r, i] > 0)
             truth_rows.append({
-                "sample_id": sample["sample_id"], "compound_id": c.compound_id, "name": c.name,
+                "sample_id": run["sample_id"], "compound_id": c.compound_id, "name": c.name,
                 "inchikey": c.inchikey, "chemical_class": c.chemical_class, "mz": c.mz,
                 "rt_s": float(truth["apex_rt"][i]), "abundance": height,
-                "present": bool(design["present"][s, i]), "above_noise": bool(height >= 10.0 * noise),
+                "present": present, "above_noise": bool(height >= 10.0 * noise),
                 "in_library": c.in_library, "adduct": c.adduct, "formula": c.formula,
                 "n_ms2": int(truth["ms2_count"][i]),
                 **({"changed": i in changed, "log_fold": float(design["log_fold"][i]), "parent": c.parent}
                    if realistic else {}),
+                **({"sample_type": run["sample_type"], "injection_order": run["injection_order"],
+                    "batch": run["batch"], "abundance_undrifted": float(acq.undrifted[r, i]),
+                    "drift_factor": float(acq.factor[r, i])} if batched else {}),
             })
-        log.info("simulated %s: %d spectra (%d MS2)", sample["sample_id"], exp.getNrSpectra(), n_ms2)
-    sheet = pl.DataFrame(design["samples"])
+        log.info("simulated %s: %d spectra (%d MS2)", run["sample_id"], exp.getNrSpectra(), n_ms2)
+    sheet = pl.DataFrame(batch.sheet_rows(acq, design["samples"]) if batched else design["samples"],
+                         infer_schema_length=None)
     with atomic_path(outdir / "samples.tsv") as tmp:
         sheet.write_csv(tmp, separator="\t")
     truth_df = pl.DataFrame(truth_rows, infer_schema_length=None)
@@ -161,6 +191,7 @@ def simulate_study(outdir: Path, n_samples: int = 12, seed: int = 0, params: dic
         truth_df.write_csv(tmp, separator="\t", float_precision=6)
     write_text(_library_mgf([c for c in compounds if c.in_library]), outdir / "library.mgf")
     write_text(CONFIG_YAML, outdir / "config.yaml")
+    batch.write_truth(outdir, compounds, acq)
     summary = {
         "seed": seed,
         "n_samples": n_samples,
@@ -175,14 +206,24 @@ def simulate_study(outdir: Path, n_samples: int = 12, seed: int = 0, params: dic
         "n_background_ions": p["n_background_ions"],
         "n_ms2_spectra": n_ms2_total,
         "runs": runs,
-        "parameters": p,
+        "parameters": _public_params(p),
     }
+    if batched or p["adducts"]:
+        summary["acquisition"] = batch.summary(acq, p)
     if realistic:
         summary.update(profile=profile, n_background_compounds=int(p["n_background_compounds"]),
                        effect_set=p["effect_set"], effect_direction=p["effect_direction"],
                        changed_compounds=[compounds[i].compound_id for i in sorted(changed)])
     write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", outdir / "simulation.json")
     return {"outdir": str(outdir), **{k: v for k, v in summary.items() if k not in ("parameters", "runs")}}
+
+
+def _public_params(p: dict) -> dict:
+    """``p`` as the summary records it: without the batch keys when none of them is in use (so a default study's
+    simulation.json is that of the simulator before batch acquisition existed)."""
+    if batch_mode(p) or p["adducts"]:
+        return p
+    return {k: v for k, v in p.items() if k not in BATCH_PARAMS}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -193,13 +234,20 @@ def simulate_study(outdir: Path, n_samples: int = 12, seed: int = 0, params: dic
 class KnownFeatures:
     """A realistic study as the pipeline's per-sample stages would see it, built from the simulation's truth.
 
-    ``samples``: the sample sheet (sample_id, file, group, age). ``features``: one row per compound in feature
-    order (feature_id ``F{j}``, compound_id, name, chemical_class, mz, rt_s, in_library, changed, log_fold).
-    ``intensity``: samples x features apex heights as measured (technical noise applied), NaN where the feature
-    is not detected. ``spectra``: the MS/MS acquired, one row per (sample, fragmented feature) in the layout of
-    ``tables.SPECTRA`` (spectrum_id, sample_id, feature_id, precursor_mz, precursor_intensity, mz, intensity)
+    ``samples``: the sample sheet (sample_id, file, group, age; with batch options every run in injection order,
+    QCs and blanks with empty group and age, plus sample_type, injection_order, batch). ``features``: one row per
+    compound in feature order (feature_id ``F{j}``, compound_id, name, chemical_class, mz, rt_s, in_library,
+    changed, log_fold); with batch options or ``adducts`` then one row per extra ion (its compound's identity,
+    ``F{n_compounds + k}``) and per contaminant (compound_id ``CONT01``.., chemical_class "contaminant"), and a
+    column ``ion`` ("[M+H]+" or "[M]+" for a compound, "[M+Na]+", "[M+NH4]+", "in-source", "contaminant").
+    ``intensity``: runs x features apex heights as measured (technical noise applied), NaN where the feature
+    is not detected. ``spectra``: the MS/MS acquired, one row per (run, fragmented compound feature) in the layout
+    of ``tables.SPECTRA`` (spectrum_id, sample_id, feature_id, precursor_mz, precursor_intensity, mz, intensity)
     plus ``spectrum_key``: rows with equal keys hold identical peaks (the same feature fragmented at the same
     precursor-intensity level), so an encoder needs to embed each key once. ``summary``: the design.
+    ``abundance`` and ``abundance_undrifted``: runs x features, the true apex heights as acquired (after batch
+    offset and drift, before technical noise and detection) and before the offset and drift. ``batch_truth``:
+    the acquisition's truth (``batch_truth.json``'s content) or None without batch options.
     """
 
     samples: pl.DataFrame
@@ -207,6 +255,9 @@ class KnownFeatures:
     intensity: np.ndarray
     spectra: pl.DataFrame
     summary: dict
+    abundance: np.ndarray | None = None
+    abundance_undrifted: np.ndarray | None = None
+    batch_truth: dict | None = None
 
     def features_table(self, sample_id: str) -> pl.DataFrame:
         """The detected features of one sample as the detect stage writes them (feature_id, sample_id, mz, rt_s,
@@ -236,7 +287,11 @@ def simulate_features(n_samples: int, seed: int = 0, params: dict | None = None)
     binned to 0.5 log10 units for the spectrum (``spectrum_key``), so identical keys share one spectrum. The
     detection limit and coverage were measured on the mzML simulation run through the detect stage (module
     docstring). Cost: ~20 s of compound building (cached per process), then well under a second per sample.
-    Raises InputError for fewer than 2 samples or bad parameters.
+    The batch keys (``batches``, ``qc_every``, ``blanks``, ``adducts`` and the drift, contaminant and adduct
+    settings; :mod:`ms2study.simulate.batch`) act as in ``simulate_study``: runs in injection order incl. QCs
+    and blanks, heights after batch offset and drift, adduct and contaminant features (never fragmented here);
+    a study sample's noise draws are those of the same study without them. Raises InputError for fewer than 2
+    samples or bad parameters.
     """
     if n_samples < 2:
         raise InputError("a study needs at least 2 samples", fix="pass 2 or more samples")
@@ -244,15 +299,19 @@ def simulate_features(n_samples: int, seed: int = 0, params: dict | None = None)
     compounds = realistic_compounds(seed, p)
     design = design_realistic(compounds, n_samples, seed, p)
     n_c = len(compounds)
+    acq = batch.acquire(compounds, design, seed, p)
     rt = np.array([c.rt_s for c in compounds])
     mz = np.array([c.mz for c in compounds])
-    measured = np.full((n_samples, n_c), np.nan)
+    measured = np.full((len(acq.runs), n_c), np.nan)
     rows: dict[str, list] = {k: [] for k in ("spectrum_id", "sample_id", "feature_id", "precursor_mz",
                                              "precursor_intensity", "mz", "intensity", "spectrum_key")}
     cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
-    for s, sample in enumerate(design["samples"]):
-        rs = stream(seed, 13, s)
-        height = design["abundance"][s] * np.exp(p["technical_log_sd"] * rs.standard_normal(n_c))
+    for s, sample in enumerate(acq.runs):
+        if sample["design_index"] is not None:
+            rs = stream(seed, 13, sample["design_index"])
+        else:
+            rs = stream(seed, 26 if sample["sample_type"] == "qc" else 27, sample["number"])
+        height = acq.abundance[s] * np.exp(p["technical_log_sd"] * rs.standard_normal(n_c))
         detected = height >= p["detection_limit"]
         measured[s, detected] = height[detected]
         fragmented = (height >= p["dda_min_intensity"]) & (rs.random(n_c) < p["ms2_coverage"])
@@ -283,8 +342,53 @@ def simulate_features(n_samples: int, seed: int = 0, params: dict | None = None)
         "spectrum_key": pl.Utf8})
     summary = {"seed": seed, "n_samples": n_samples, "n_features": n_c, "planted_class": design["planted_class"],
                "changed_compounds": [compounds[j].compound_id for j in sorted(changed)],
-               "n_cases": sum(r["group"] == "case" for r in design["samples"]), "parameters": p}
-    return KnownFeatures(pl.DataFrame(design["samples"]), features, measured, spectra, summary)
+               "n_cases": sum(r["group"] == "case" for r in design["samples"]), "parameters": _public_params(p)}
+    if not (batch_mode(p) or p["adducts"]):
+        return KnownFeatures(pl.DataFrame(design["samples"]), features, measured, spectra, summary,
+                             acq.abundance, acq.undrifted)
+    features, measured, true, undrifted = _extra_features(compounds, acq, features, measured, seed, p)
+    summary.update(n_features=features.height, acquisition=batch.summary(acq, p))
+    sheet = pl.DataFrame(batch.sheet_rows(acq, design["samples"]) if batch_mode(p) else design["samples"],
+                         infer_schema_length=None)
+    return KnownFeatures(sheet, features, measured, spectra, summary, true, undrifted,
+                         acq.batch_truth() if acq.model is not None else None)
+
+
+def _extra_features(compounds: list[Compound], acq: batch.Acquisition, features: pl.DataFrame, measured: np.ndarray,
+                    seed: int, p: dict) -> tuple[pl.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
+    """``simulate_features``' table, measured heights, true heights and undrifted heights extended by the adduct
+    ions and contaminants of ``acq``: true heights are ratio x the compound's (contaminants: their run level),
+    measured ones carry technical noise from the stream (seed, 28, injection order) and the detection limit."""
+    n_c, ions, cont = len(compounds), acq.ions, acq.contaminants
+    n_cont = 0 if cont is None else len(cont["mz"])
+    owner = np.array([e["compound"] for e in ions], dtype=np.int64)
+    ratio = np.array([e["ratio"] for e in ions])
+    true = np.hstack([acq.abundance, acq.abundance[:, owner] * ratio, acq.contaminant_height])
+    undrifted = np.hstack([acq.undrifted, acq.undrifted[:, owner] * ratio, acq.contaminant_undrifted])
+    extra = true[:, n_c:].copy()
+    for r, run in enumerate(acq.runs):
+        extra[r] *= np.exp(p["technical_log_sd"] * stream(seed, 28, run["injection_order"])
+                           .standard_normal(extra.shape[1]))
+    extra[extra < p["detection_limit"]] = np.nan
+    base = features.to_dict(as_series=False)
+    rows = {k: list(v) for k, v in base.items()}
+    rows["ion"] = [c.adduct for c in compounds]
+    for k, e in enumerate(ions):
+        j = e["compound"]
+        for key in ("compound_id", "name", "chemical_class", "rt_s", "in_library", "changed", "log_fold"):
+            rows[key].append(base[key][j])
+        rows["feature_id"].append(f"F{n_c + k}")
+        rows["mz"].append(float(e["mz"]))
+        rows["ion"].append(e["ion"])
+    for k in range(n_cont):
+        values = {"feature_id": f"F{n_c + len(ions) + k}", "compound_id": f"CONT{k + 1:02d}",
+                  "name": f"contaminant {k + 1}", "chemical_class": "contaminant", "mz": float(cont["mz"][k]),
+                  "rt_s": float(cont["rt_s"][k]), "in_library": False, "changed": False, "log_fold": 0.0,
+                  "ion": "contaminant"}
+        for key, value in values.items():
+            rows[key].append(value)
+    table = pl.DataFrame(rows, schema={**features.schema, "ion": pl.Utf8})
+    return table, np.hstack([measured, extra]), true, undrifted
 
 
 def _known_spectrum(compounds: list[Compound], j: int, level: int, rt: np.ndarray, seed: int,
@@ -323,10 +427,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "compounds, measured intensity distribution and variation, a sparse planted effect)")
     p.add_argument("--realistic", dest="profile", action="store_const", const="realistic",
                    help="same as --profile realistic")
+    p.add_argument("--batches", type=int, metavar="N",
+                   help="acquire in N batches: samples randomised over them, a batch offset and a drift with injection "
+                        "order (params key batches; default 1)")
+    p.add_argument("--qc-every", type=int, metavar="K", dest="qc_every",
+                   help="a pooled QC (the mean of the samples) after every K samples and at each batch's start "
+                        "(params key qc_every; default 0: none)")
+    p.add_argument("--blanks", type=int, metavar="B",
+                   help="B solvent blanks per batch, at its start and end: no compounds, contaminants as in every run "
+                        "(params key blanks; default 0)")
+    p.add_argument("--adducts", action="store_const", const=True,
+                   help="[M+Na]+, [M+NH4]+ and in-source fragment ions beside each compound (params key adducts)")
     add_params_argument(p)
 
     def run(args: argparse.Namespace) -> int:
-        summary = simulate_study(args.outdir, n_samples=args.samples, seed=args.seed, params=load_params(args),
+        params = load_params(args)
+        for key in ("batches", "qc_every", "blanks", "adducts"):
+            if getattr(args, key) is not None:  # a flag given wins over the same key in --params
+                params[key] = getattr(args, key)
+        summary = simulate_study(args.outdir, n_samples=args.samples, seed=args.seed, params=params,
                                  profile=args.profile)
         print(json.dumps(summary, indent=2))
         return 0
