@@ -399,41 +399,42 @@ def test_report_command_and_skipped_outcome(tmp_path: Path) -> None:
 
 
 def test_an_outcome_removed_from_the_config_is_not_reported(tmp_path: Path) -> None:
-    """Issue 14: an earlier configuration modelled and tested the outcome "batch"; it has since been removed from
-    config.yaml (and its column from the sheet), but its folder results/study/models/batch/ and its differential
-    tables are still on disk. The report reads only the files handed to it, so nothing of "batch" shows."""
+    """Issue 14: an earlier configuration modelled and tested the outcome "cohort"; it has since been removed from
+    config.yaml (and its column from the sheet), but its folder results/study/models/cohort/ and its differential
+    tables are still on disk. The report reads only the files handed to it, so nothing of "cohort" shows. (The
+    outcome was called "batch" until issue 13 made batch an acquisition column, which is never an outcome.)"""
     ids = _write_study(tmp_path, trained=True, seed=5)
     _write_differential(tmp_path)
     study = tmp_path / "results" / "study"
     earlier = pl.read_csv(study / "samples.tsv", separator="\t").with_columns(
-        pl.Series("batch", ["b1", "b2"] * (len(ids) // 2)))
+        pl.Series("cohort", ["b1", "b2"] * (len(ids) // 2)))
     earlier.write_csv(tmp_path / "earlier_samples.tsv", separator="\t")
     sets = study_feature_sets(earlier, [tmp_path / "results" / "samples" / s / "sample_embedding.parquet"
                                         for s in ids], study / "feature_matrix.parquet")
-    batch = {"column": "batch", "type": "binary", "positive_class": "b1"}
-    models.model_outcomes(earlier, sets, [batch], study / "models",
+    cohort = {"column": "cohort", "type": "binary", "positive_class": "b1"}
+    models.model_outcomes(earlier, sets, [cohort], study / "models",
                           {"n_permutations": 3, "outer_repeats": 1, "n_bootstrap": 100})
     differential.run_differential(tmp_path / "earlier_samples.tsv", study / "feature_matrix.parquet",
                                   tmp_path / "identifications_for_differential.parquet",
-                                  study / "differential" / "batch.parquet",
-                                  study / "class_enrichment" / "batch.parquet", {"outcome": batch})
-    assert (study / "models" / "batch" / "summary.json").exists()
+                                  study / "differential" / "cohort.parquet",
+                                  study / "class_enrichment" / "cohort.parquet", {"outcome": cohort})
+    assert (study / "models" / "cohort" / "summary.json").exists()
 
     # the earlier run's report showed it (the control: these files do make it into a report when handed over)
-    build_report(_inputs(tmp_path, ["group", "batch"], sheet=tmp_path / "earlier_samples.tsv"), tmp_path / "a.html")
+    build_report(_inputs(tmp_path, ["group", "cohort"], sheet=tmp_path / "earlier_samples.tsv"), tmp_path / "a.html")
     before = (tmp_path / "a.html").read_text(encoding="utf-8")
-    assert "<h3>Outcome: batch (binary)</h3>" in before.split('id="models"')[1]
-    assert "<h3>Outcome: batch (binary)</h3>" in before.split('id="differential"')[1].split('id="encoder"')[0]
+    assert "<h3>Outcome: cohort (binary)</h3>" in before.split('id="models"')[1]
+    assert "<h3>Outcome: cohort (binary)</h3>" in before.split('id="differential"')[1].split('id="encoder"')[0]
 
     config = {"models": {"outcomes": [{"column": "group", "type": "binary", "positive_class": "case"}]}}
     build_report(_inputs(tmp_path, ["group"]), tmp_path / "b.html", {"config_used": config})
     text = (tmp_path / "b.html").read_text(encoding="utf-8")
     assert "<h3>Outcome: group (binary)</h3>" in text.split('id="models"')[1]
-    # the head holds plotly.js and the DataTables bundle (whose code says "batch"); charts have random ids and
+    # the head holds plotly.js and the DataTables bundle; charts have random ids and
     # base64-encoded arrays
     body = re.sub(r'"bdata":"[^"]*"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}', "",
                   text.split("<body")[1])
-    assert "batch" not in body and not re.search(r"\bb1\b", body)
+    assert "cohort" not in body and not re.search(r"\bb1\b", body)
 
 
 def test_without_q_values_identifications_fall_back_to_cosine(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import polars as pl
 import yaml
 
 from ms2study.core.errors import InputError
-from ms2study.io.samplesheet import read_sample_sheet
+from ms2study.io.samplesheet import ACQUISITION_COLUMNS, SAMPLE_TYPES, read_sample_sheet, sample_roles
 from ms2study.modelling.outcomes import encode_outcome
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -236,11 +236,13 @@ def load_sample_sheet(study_dir: Path, config: dict) -> pl.DataFrame:
     for row_number, row in enumerate(sheet.iter_rows(named=True), start=2):  # line 1 is the header
         errors = list(validator.iter_errors({k: v for k, v in row.items() if v is not None}))
         if errors:
+            column = _where(errors[0])
+            what, fix = _ROW_PROBLEMS.get(column, (errors[0].message, _ROW_FIX))
+            value = row.get(column)
             raise InputError(
-                f"row {row_number} (sample '{row.get('sample_id')}'): column '{_where(errors[0])}': {errors[0].message}",
-                file=source,
-                fix="sample_id: letters, digits, '.', '_' or '-' (starting with a letter or digit); file: path to an mzML/mzXML",
-            )
+                f"row {row_number} (sample '{row.get('sample_id')}'): column '{column}': "
+                + (what.format(value=value) if column in _ROW_PROBLEMS else what),
+                file=source, fix=fix)
         sample_id = row["sample_id"]
         if sample_id in seen:
             raise InputError(f"row {row_number}: sample_id '{sample_id}' appears twice", file=source,
@@ -255,7 +257,34 @@ def load_sample_sheet(study_dir: Path, config: dict) -> pl.DataFrame:
                              sample=sample_id, fix="convert the vendor file with msconvert (ProteoWizard) to mzML")
     if sheet.height == 0:
         raise InputError("the sample sheet has no rows", file=source, fix="add one row per sample")
+    check_sample_roles(sheet, source)
     return sheet
+
+
+_ROW_FIX = ("sample_id: letters, digits, '.', '_' or '-' (starting with a letter or digit); file: path to an "
+            "mzML/mzXML")
+# The optional acquisition columns: (what is wrong, with the cell as {value}; the fix).
+_ROW_PROBLEMS = {
+    "sample_type": (f"'{{value}}' is not one of {', '.join(SAMPLE_TYPES)}",
+                    "write sample, qc (a pooled QC injection) or blank (or leave the cell empty for a sample)"),
+    "injection_order": ("'{value}' is not a whole number of at least 1",
+                        "number the injections 1, 2, 3, ... in the order they were run (or leave the column out)"),
+}
+
+
+def check_sample_roles(sheet: pl.DataFrame, source: str = "samples.tsv") -> pl.DataFrame:
+    """Each run's role (``io.samplesheet.sample_roles``: sample_id, sample_type, injection_order, batch), with the
+    sheet's row numbers (line 1 is the header) added to its message when a row is refused: an unknown sample_type,
+    an injection_order that is not a whole number >= 1, or one shared by two runs. Raises InputError naming
+    ``source``, the row(s) and the sample(s)."""
+    try:
+        return sample_roles(sheet, source)
+    except InputError as err:
+        rows = {s: i for i, s in enumerate(sheet["sample_id"].to_list(), start=2)}
+        named = [rows[s] for s in re.findall(r"'([^']*)'", err.message) if s in rows]
+        where = (f"row {named[0]}: " if len(named) == 1 else
+                 f"rows {', '.join(map(str, sorted(set(named))))}: " if named else "")
+        raise InputError(where + err.message, file=err.file or source, fix=err.fix) from err
 
 
 def check_reference_sample(sheet: pl.DataFrame, config: dict) -> str:
@@ -276,7 +305,9 @@ def check_reference_sample(sheet: pl.DataFrame, config: dict) -> str:
 def check_outcomes(sheet: pl.DataFrame, config: dict, source: str = "samples.tsv") -> None:
     """Each configured outcome/covariate column must exist in the sample sheet, and each outcome must be modelable.
 
-    An outcome is encoded exactly as the models job will encode it (``modelling.outcomes.encode_outcome``), so a value that would
+    An acquisition column (sample_type, injection_order, batch) is refused as an outcome or covariate. An outcome
+    is encoded exactly as the models job will encode it (``modelling.outcomes.encode_outcome``: QC and blank runs
+    left out), so a value that would
     stop that job (a positive_class not among the column's values, a binary outcome with three classes, text in a
     continuous outcome) stops the run here, before any job starts; so does a binary or multiclass outcome whose
     samples all share one class (nothing to model). Messages name the key path (``models.outcomes.N``) and the sheet.
@@ -286,6 +317,12 @@ def check_outcomes(sheet: pl.DataFrame, config: dict, source: str = "samples.tsv
     wanted = [("outcome", o["column"], f"models.outcomes.{i}") for i, o in enumerate(outcomes)]
     wanted += [("covariate", c, "models.covariates") for c in models.get("covariates", []) or []]
     for kind, column, key in wanted:
+        if column in ACQUISITION_COLUMNS:
+            raise InputError(
+                f"{kind} column '{column}' (config {key}) describes how the runs were acquired (sample_type, "
+                "injection_order and batch), not the biology: it is never an outcome or a covariate", file=source,
+                fix=f"remove it from {key.rsplit('.', 1)[0] if kind == 'outcome' else key} in config.yaml; QCs and "
+                "blanks are left out of the models and drift and batch are corrected by the correct stage")
         if column not in sheet.columns:
             raise InputError(
                 f"{kind} column '{column}' (config {key}) is not in the sample sheet "

@@ -14,7 +14,8 @@ rule attribution:
         spectra=per_sample("spectra"),
         features=per_sample("features"),
         links="results/study/feature_links.parquet",
-        matrix="results/study/feature_matrix.parquet",
+        # keys of the consensus features; the corrected matrix also gives their flags (rules/models.smk)
+        matrix=model_matrix,
         identifications="results/study/identifications.parquet",
         summary="results/study/models/{outcome}/summary.json",
     output:

@@ -12,7 +12,9 @@ wildcard_constraints:
 rule differential:
     input:
         sheet="results/study/samples.tsv",
-        matrix="results/study/feature_matrix.parquet",
+        # corrected or raw, and the flags (model_matrix, flagged_features: rules/models.smk)
+        matrix=model_matrix,
+        flags=flagged_features,
         identifications="results/study/identifications.parquet",
     output:
         differential=report(
@@ -30,6 +32,7 @@ rule differential:
     params:
         # the outcome and the models' missing-value and covariate settings: only these rerun the stage
         p=lambda wildcards: stage_params(None, **rule_params(config, wildcards.outcome)),
+        flags=flag_option,
         version=MS2STUDY_VERSION,
     log:
         "logs/study/differential_{outcome}.log",
@@ -44,4 +47,4 @@ rule differential:
     shell:
         "python -m ms2study --threads {threads} differential --samples {input.sheet:q} "
         "--feature-matrix {input.matrix:q} --identifications {input.identifications:q} --out {output.differential:q} "
-        "--enrichment-out {output.enrichment:q} --params {params.p} > {log:q} 2>&1"
+        "--enrichment-out {output.enrichment:q} {params.flags} --params {params.p} > {log:q} 2>&1"

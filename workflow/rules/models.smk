@@ -1,6 +1,33 @@
 # Study: cross-validated models of every configured outcome.
 from ms2study.stages.differential import configured_outcomes
 
+# The matrix the models, the differential tests and the attribution read (config section correct, written by the
+# correct stage, rules/correct.smk): the drift/batch-corrected, gap-filled matrix unless correct.use_corrected is
+# false; with correct.exclude_flagged the features it flags (blank filter, QC RSD) are left out of models and tests.
+CORRECT_DEFAULTS = {"use_corrected": True, "exclude_flagged": True}
+CORRECTED_MATRIX = "results/study/feature_matrix_corrected.parquet"
+
+
+def correct_setting(key):
+    """Key ``key`` of the config's correct section, with the default of the study-output contract when absent."""
+    return (config.get("correct") or {}).get(key, CORRECT_DEFAULTS[key])
+
+
+def model_matrix(wildcards):
+    """The corrected matrix (correct.use_corrected, the default) or the linked raw matrix."""
+    return CORRECTED_MATRIX if correct_setting("use_corrected") else "results/study/feature_matrix.parquet"
+
+
+def flagged_features(wildcards):
+    """The corrected matrix, whose ``excluded`` features are left out (correct.exclude_flagged), or no input."""
+    return [CORRECTED_MATRIX] if correct_setting("exclude_flagged") else []
+
+
+def flag_option(wildcards, input):
+    """``--exclude-flagged PATH`` when the rule has the flags input, else nothing."""
+    return f"--exclude-flagged {shlex.quote(str(input.flags))}" if input.get("flags") else ""
+
+
 # One folder per outcome of models: outcomes, named as `ms2study models` names them (the path-safe form of the
 # column: the same stems as the differential tables). Its files are the rule's outputs, so the report is handed
 # exactly the configured outcomes' results; without outcomes the models job leaves only its run record.
@@ -24,7 +51,8 @@ rule models:
         sheet="results/study/samples.tsv",
         embeddings=per_sample("sample_embedding"),
         spectra=per_sample("spectra"),
-        matrix="results/study/feature_matrix.parquet",
+        matrix=model_matrix,
+        flags=flagged_features,
     output:
         # the summaries are marked for `snakemake --report`; the other files are plain outputs
         [
@@ -33,6 +61,7 @@ rule models:
         ],
     params:
         p=lambda wildcards: stage_params("models"),
+        flags=flag_option,
         version=MS2STUDY_VERSION,
     log:
         "logs/study/models.log",
@@ -48,4 +77,4 @@ rule models:
     shell:
         "python -m ms2study --threads {threads} models --samples {input.sheet:q} "
         "--sample-embeddings {input.embeddings:q} --feature-matrix {input.matrix:q} --spectra {input.spectra:q} "
-        "--outdir results/study/models --params {params.p} > {log:q} 2>&1"
+        "{params.flags} --outdir results/study/models --params {params.p} > {log:q} 2>&1"

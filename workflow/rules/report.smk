@@ -11,6 +11,9 @@ rule report:
         annotations=per_sample("annotations"),
         sample_embedding=per_sample("sample_embedding"),
         matrix="results/study/feature_matrix.parquet",
+        # the batch section: the corrected matrix with its flags and the correct stage's record (rules/correct.smk)
+        corrected=CORRECTED_MATRIX,
+        correction="results/study/correction.json",
         identifications="results/study/identifications.parquet",
         # per outcome of models: outcomes, in config order (MODEL_OUTCOMES: rules/models.smk)
         model_summaries=MODEL_SUMMARIES,
@@ -46,5 +49,5 @@ rule report:
         "--model-predictions {input.model_predictions:q} --differential {input.differential:q} "
         "--class-enrichment {input.class_enrichment:q} --calibration {input.calibration:q} "
         "--library-index {input.library:q} --qc {input.qc:q} --chromatograms {input.chromatograms:q} "
-        "--attribution {input.attribution:q} "
+        "--attribution {input.attribution:q} --corrected-matrix {input.corrected:q} --correction {input.correction:q} "
         "--out {output:q} --params {params.p} > {log:q} 2>&1"

@@ -3,13 +3,18 @@ vector, the covariates as a numeric matrix, and the folder name of an outcome's 
 
 An outcome is declared as ``{column, type: binary | multiclass | continuous, positive_class}`` (config
 ``models: outcomes``). Sample-sheet cells are text; those that ``core.missing.is_missing`` reads as "not recorded"
-leave their sample out of that outcome (and are listed). Used by the outcome models, the differential tests and the
-study-folder checks, which must encode an outcome identically. Imports only ``core``.
+leave their sample out of that outcome (and are listed). Runs whose ``sample_type`` (sheet column, see
+``io.samplesheet.sample_roles``) is qc or blank never enter an outcome: they are listed apart
+(``excluded_not_sample``), and the acquisition columns (``ACQUISITION_COLUMNS``: sample_type, injection_order,
+batch) are refused as outcomes and covariates, since they describe how the runs were acquired, not the biology.
+Used by the outcome models, the differential tests, the attribution and the study-folder checks, which must encode
+an outcome identically. Imports only ``core`` and ``io.samplesheet``.
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +22,7 @@ import polars as pl
 
 from ms2study.core.errors import InputError
 from ms2study.core.missing import is_missing
+from ms2study.io.samplesheet import ACQUISITION_COLUMNS, sample_roles
 
 OUTCOME_TYPES = ("binary", "multiclass", "continuous")
 
@@ -30,6 +36,10 @@ def check_outcome(spec: Any) -> dict:
     if unknown:
         raise InputError(f"outcome '{spec['column']}' has unknown key(s) {unknown}",
                          fix="allowed keys: column, type, positive_class")
+    if str(spec["column"]) in ACQUISITION_COLUMNS:
+        raise InputError(f"outcome '{spec['column']}' is an acquisition column of the sample sheet (how the runs were "
+                         "acquired, not the biology): it cannot be an outcome",
+                         fix="model a biological column; drift and batch are handled by the correct stage")
     if spec["type"] not in OUTCOME_TYPES:
         raise InputError(f"outcome '{spec['column']}' has type '{spec['type']}'",
                          fix=f"use one of {', '.join(OUTCOME_TYPES)}")
@@ -41,22 +51,51 @@ def outcome_dirname(column: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", column).strip(".") or "outcome"
 
 
-def encode_outcome(samples: pl.DataFrame, spec: dict) -> dict:
-    """The outcome's target vector for the samples that have a value; samples without one are listed.
+def not_study_samples(samples: pl.DataFrame) -> dict[str, list[str]]:
+    """The runs of the sheet that are not study samples, by type: ``{"qc": [ids], "blank": [ids]}`` in sheet order
+    (both empty without a ``sample_type`` column). Raises InputError (``io.samplesheet.sample_roles``) for an
+    unknown type or a bad injection order."""
+    if "sample_type" not in samples.columns:
+        return {"qc": [], "blank": []}
+    roles = sample_roles(samples.with_columns(pl.col("sample_id").cast(pl.Utf8)))
+    return {kind: roles.filter(pl.col("sample_type") == kind)["sample_id"].to_list() for kind in ("qc", "blank")}
 
-    Binary: 1 = ``positive_class`` (default: 1/true/yes if present, else the last class in sorted order).
-    Multiclass: class index in sorted order. Continuous: the value as float.
+
+def not_sample_note(excluded: dict[str, list[str]]) -> str | None:
+    """The sentence a summary carries about the QC and blank runs left out (``not_study_samples``), or None."""
+    n_qc, n_blank = len(excluded.get("qc", [])), len(excluded.get("blank", []))
+    if not n_qc and not n_blank:
+        return None
+    return (f"{n_qc} pooled QC run(s) and {n_blank} blank run(s) (sample sheet's sample_type) are not study samples: "
+            "left out of this outcome")
+
+
+def encode_outcome(samples: pl.DataFrame, spec: dict) -> dict:
+    """The outcome's target vector for the study samples that have a value; samples without one are listed.
+
+    Runs whose ``sample_type`` is qc or blank are left out first, whatever their outcome cell holds, and listed in
+    ``excluded_not_sample`` ({"qc": [...], "blank": [...]}). Binary: 1 = ``positive_class`` (default:
+    1/true/yes if present, else the last class in sorted order). Multiclass: class index in sorted order.
+    Continuous: the value as float. Raises InputError for an acquisition column, a column not in the sheet, a
+    continuous value that is not a number, a binary outcome with more than two classes or an unknown
+    positive_class.
     """
     column, kind = spec["column"], spec["type"]
+    if column in ACQUISITION_COLUMNS:
+        check_outcome(spec)  # raises: an acquisition column is never an outcome
     if column not in samples.columns:
         raise InputError(f"outcome column '{column}' is not in the sample sheet (columns: {', '.join(samples.columns)})",
                          file="samples.tsv", fix="add the column or remove the outcome from config.yaml")
+    excluded = not_study_samples(samples)
+    left_out = set(excluded["qc"]) | set(excluded["blank"])
     ids = samples["sample_id"].cast(pl.Utf8).to_list()
     raw = samples[column].to_list()
-    keep = [i for i, v in enumerate(raw) if not is_missing(v)]
-    missing = [ids[i] for i in range(len(ids)) if i not in set(keep)]
+    keep = [i for i, v in enumerate(raw) if not is_missing(v) and ids[i] not in left_out]
+    kept = set(keep)
+    missing = [ids[i] for i in range(len(ids)) if i not in kept and ids[i] not in left_out]
     values = [str(raw[i]).strip() for i in keep]
-    result: dict[str, Any] = {"sample_ids": [ids[i] for i in keep], "excluded_missing_outcome": missing}
+    result: dict[str, Any] = {"sample_ids": [ids[i] for i in keep], "excluded_missing_outcome": missing,
+                              "excluded_not_sample": excluded}
     if kind == "continuous":
         y = np.empty(len(values))
         for j, v in enumerate(values):
@@ -132,6 +171,16 @@ def too_few_samples(target: dict, kind: str) -> str | None:
     return None
 
 
+def check_covariates(columns: list[str]) -> None:
+    """Raise InputError when a covariate is an acquisition column (``ACQUISITION_COLUMNS``): batch and drift are
+    corrected in the feature matrix (the correct stage), never modelled as biology."""
+    bad = [c for c in columns if c in ACQUISITION_COLUMNS]
+    if bad:
+        raise InputError(f"covariate(s) {bad} are acquisition columns of the sample sheet (how the runs were acquired, "
+                         "not the biology)", fix="remove them from models: covariates in config.yaml; batch and drift "
+                         "are handled by the correct stage (config section correct)")
+
+
 def covariate_matrix(samples: pl.DataFrame, sample_ids: list[str], columns: list[str]) -> tuple[np.ndarray, list[str]]:
     """Covariate columns of the sample sheet for ``sample_ids``, as numbers: (matrix, column names).
 
@@ -139,6 +188,7 @@ def covariate_matrix(samples: pl.DataFrame, sample_ids: list[str], columns: list
     against its first level in sorted order (``cov:sex=M``), which uses only the list of levels, not the outcome,
     so it leaks nothing. Missing values are NaN and are mean-imputed inside the training folds.
     """
+    check_covariates(columns)
     missing = [c for c in columns if c not in samples.columns]
     if missing:
         raise InputError(f"covariate column(s) {missing} are not in the sample sheet (columns: "
@@ -165,3 +215,44 @@ def covariate_matrix(samples: pl.DataFrame, sample_ids: list[str], columns: list
             names.append(f"cov:{column}={level}")
     matrix = np.hstack(blocks) if blocks else np.empty((len(sample_ids), 0))
     return matrix, names
+
+
+def drop_flagged(matrix: pl.DataFrame, flags: pl.DataFrame | None,
+                 source: str = "feature_matrix_corrected.parquet") -> tuple[pl.DataFrame, str | None]:
+    """The consensus features of ``matrix`` that the outcome models and differential tests may use, and a note.
+
+    ``flags``: the corrected matrix (``results/study/feature_matrix_corrected.parquet``, or any table with
+    ``consensus_id`` and ``excluded``, true for a feature flagged by the blank filter or the QC RSD threshold); None
+    keeps every feature (note None). The rows of ``matrix`` whose consensus_id is flagged are dropped, so either
+    the raw or the corrected matrix can be filtered by the corrected matrix's flags. Raises InputError naming
+    ``source`` when ``flags`` lacks either column.
+    """
+    if flags is None:
+        return matrix, None
+    missing = [c for c in ("consensus_id", "excluded") if c not in flags.columns]
+    if missing:
+        raise InputError(f"the flags table lacks column(s) {missing}", file=source,
+                         fix="pass results/study/feature_matrix_corrected.parquet (rerun the correct stage)")
+    flagged = flags.filter(pl.col("excluded").fill_null(False))["consensus_id"].cast(pl.Utf8)
+    keep = ~matrix["consensus_id"].cast(pl.Utf8).is_in(flagged.implode())
+    n_out = int((~keep).sum())
+    note = (f"{n_out} of {matrix.height} consensus features are flagged (blank filter or QC RSD; excluded in "
+            f"{source}) and left out (correct.exclude_flagged)")
+    return matrix.filter(keep), note
+
+
+def read_model_matrix(matrix_path: str | Path, flags_path: str | Path | None = None) -> tuple[pl.DataFrame, str | None]:
+    """The feature matrix the models use (``feature_matrix.parquet``, or ``feature_matrix_corrected.parquet`` with
+    ``correct.use_corrected``; sample columns are picked by the sheet's ids, never by position, so the corrected
+    matrix's flag columns are ignored), without the features flagged ``excluded`` in ``flags_path`` (the corrected
+    matrix, with ``correct.exclude_flagged``); returns (matrix, note on what was left out or None). Raises
+    InputError for a missing file or a flags table without consensus_id and excluded."""
+    for path, fix in ((matrix_path, "run the link (or correct) stage"), (flags_path, "run the correct stage")):
+        if path is not None and not Path(path).exists():
+            raise InputError("table does not exist", file=str(path), fix=fix)
+    matrix = pl.read_parquet(matrix_path)
+    flags = None
+    if flags_path:  # only the two columns: the corrected matrix also holds every sample
+        flags = pl.read_parquet(flags_path, columns=[c for c in ("consensus_id", "excluded")
+                                                     if c in pl.read_parquet_schema(flags_path)])
+    return drop_flagged(matrix, flags, Path(flags_path).name if flags_path else "")

@@ -233,3 +233,49 @@ def chromatogram_figure(traces: list[tuple[str, np.ndarray, np.ndarray]], title:
                                      text=[esc(s) for s in names],
                                      hovertemplate="%{text}<br>RT %{x:.1f} s<br>%{y:.3g}<extra></extra>"))
     return _layout(fig, title, "retention time (s)", ylabel, 560, 380)
+
+
+def distribution_figure(series: dict[str, np.ndarray], title: str, xlabel: str, threshold: float | None = None,
+                        threshold_label: str = "threshold", bins: int = 40) -> go.Figure:
+    """Overlaid histograms of each named series (NaN dropped; the name is shown with its median in the legend) on
+    shared bins (``numpy.histogram_bin_edges`` of all values), a dashed vertical line at ``threshold``."""
+    finite = {name: np.asarray(v, dtype=np.float64)[np.isfinite(np.asarray(v, dtype=np.float64))]
+              for name, v in series.items()}
+    everything = np.concatenate([v for v in finite.values()] or [np.zeros(0)])
+    edges = np.histogram_bin_edges(everything, bins=bins) if everything.size else np.linspace(0, 1, bins + 1)
+    fig = go.Figure()
+    for i, (name, values) in enumerate(finite.items()):
+        counts, _ = np.histogram(values, bins=edges)
+        median = float(np.median(values)) if values.size else float("nan")
+        fig.add_trace(go.Bar(x=_f32((edges[:-1] + edges[1:]) / 2), y=_f32(counts), width=float(edges[1] - edges[0]),
+                             name=esc(f"{name} (median {fmt(median, 3)}, n = {values.size})"), opacity=0.6,
+                             marker_color=PALETTE[i % len(PALETTE)],
+                             hovertemplate="%{x:.3g}: %{y} features<extra></extra>"))
+    fig.update_layout(barmode="overlay", bargap=0)
+    if threshold is not None:
+        fig.add_vline(x=threshold, line_dash="dash", line_color="#666", annotation_text=esc(threshold_label))
+    return _layout(fig, title, xlabel, "features", 560, 360)
+
+
+def batch_scatter_figure(x: np.ndarray, y: np.ndarray, batches: list[str], kinds: list[str], hover: list[str],
+                         title: str, xlabel: str, ylabel: str, symbols: dict[str, str]) -> go.Figure:
+    """Points coloured by batch (one palette colour per batch, in the order of ``sorted(set(batches))``) with one
+    marker symbol per kind (``symbols``: kind -> plotly symbol, e.g. {"sample": "circle", "QC": "diamond"}; kinds
+    are drawn in that order), a trace per (kind, batch) so the legend shows and hides each. ``hover``: the text of
+    each point (escaped here)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    order = sorted(set(batches))
+    batch_arr, kind_arr = np.array(batches, dtype=object), np.array(kinds, dtype=object)
+    fig = go.Figure()
+    for kind, symbol in symbols.items():
+        for b, batch in enumerate(order):
+            mask = (kind_arr == kind) & (batch_arr == batch)
+            if not mask.any():
+                continue
+            fig.add_trace(go.Scatter(
+                x=_f32(x[mask]), y=_f32(y[mask]), mode="markers", name=esc(f"{kind}, batch {batch}"),
+                text=[esc(h) for h, m in zip(hover, mask) if m], hoverinfo="text",
+                marker={"size": 10 if "diamond" in symbol else 8, "symbol": symbol,
+                        "color": PALETTE[b % len(PALETTE)], "line": {"width": 1, "color": PALETTE[b % len(PALETTE)]
+                                                                     if "open" in symbol else "#333"}}))
+    return _layout(fig, title, xlabel, ylabel, 560, 380)

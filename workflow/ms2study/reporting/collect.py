@@ -60,7 +60,9 @@ class ReportInputs:
     per-sample QC table (``results/study/qc.parquet``); ``chromatograms``: each sample's ``chromatogram.parquet``
     (rt_s, tic, bpc) in the order of the sheet; ``attribution``: the attribution table of each outcome,
     ``results/study/attribution/{outcome}.parquet``, matched to the differential results by the outcome's name (the
-    file's stem).
+    file's stem). ``corrected_matrix``: ``results/study/feature_matrix_corrected.parquet`` and ``correction``:
+    ``results/study/correction.json``, the correct stage's outputs (the batch section; the maps of the models use
+    the corrected matrix when the configuration's ``correct: use_corrected`` is true, the default).
     """
 
     sheet: Path
@@ -75,6 +77,8 @@ class ReportInputs:
     qc: Path | None = None
     chromatograms: Sequence[Path] = ()
     attribution: Sequence[Path] = ()
+    corrected_matrix: Path | None = None
+    correction: Path | None = None
 
     def per_sample(self, sample_ids: list[str]) -> list[dict[str, Path | None]]:
         """For each sample (in ``sample_ids`` order) its table paths by kind (None: not given).

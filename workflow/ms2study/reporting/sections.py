@@ -1,7 +1,8 @@
 """The report's study-wide sections: overview, per-sample results, identifications, encoder, feature matrix and
-software. Each function returns the section's HTML body and appends plain warnings (HTML, user text escaped) to
-the list it is given. The per-outcome sections (models, what differs) are in ``reporting.outcomes``. May import
-``ms2study.core`` and the other ``reporting`` modules.
+software; pooled QCs and blanks (sheet ``sample_type``) are listed apart from the samples. Each function returns
+the section's HTML body and appends plain warnings (HTML, user text escaped) to the list it is given. The
+per-outcome sections (models, what differs) are in ``reporting.outcomes``, the batch section in
+``reporting.batch``. May import ``ms2study.core``, ``ms2study.io`` and the other ``reporting`` modules.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from ms2study import __version__
+from ms2study.io.samplesheet import sample_roles
 from ms2study.reporting.charts import bar_figure, figure_html
 from ms2study.reporting.html import esc, html_table, q_cell
 from ms2study.reporting.tables import interactive_table
@@ -35,22 +37,46 @@ CONFIDENCE_TEXT = (
 )
 
 
+ROLE_TITLES = {"sample": "Samples", "qc": "Pooled QC runs", "blank": "Blank runs"}
+
+
+def run_roles(sheet: pl.DataFrame) -> dict[str, str]:
+    """Each run's sample_type (sample, qc or blank; ``io.samplesheet.sample_roles``) by sample id."""
+    roles = sample_roles(sheet)
+    return dict(zip(roles["sample_id"].to_list(), roles["sample_type"].to_list()))
+
+
+def _apart(ids: list[str], roles: dict[str, str] | None) -> list[tuple[str | None, list[int]]]:
+    """Row indices grouped by role (samples, then QCs, then blanks) with a heading each, or one untitled group when
+    every run is a sample."""
+    kinds = [(roles or {}).get(s, "sample") for s in ids]
+    if all(k == "sample" for k in kinds):
+        return [(None, list(range(len(ids))))]
+    return [(f"{ROLE_TITLES[k]} ({kinds.count(k)})", [i for i, x in enumerate(kinds) if x == k])
+            for k in ROLE_TITLES if k in kinds]
+
+
 def overview_section(sheet: pl.DataFrame, sheet_label: str) -> str:
-    """The sample sheet as a table (every column but sample_id and file is shown as given)."""
+    """The sample sheet as a table (every column but sample_id and file is shown as given); pooled QCs and blanks
+    (``sample_type``) in tables of their own after the samples."""
     sample_ids = sheet["sample_id"].to_list()
     files = sheet["file"].to_list() if "file" in sheet.columns else [None] * len(sample_ids)
     outcome_columns = [c for c in sheet.columns if c not in ("sample_id", "file")]
-    overview = [(f"<p><b>{len(sample_ids)}</b> samples; sheet <code>{esc(sheet_label)}</code>; further columns: "
-                f"{esc(', '.join(outcome_columns)) or 'none'}.</p>")]
-    overview.append(html_table(["sample", "file", *outcome_columns],
-                               [[s, f, *[sheet[c][i] for c in outcome_columns]]
-                                for i, (s, f) in enumerate(zip(sample_ids, files))]))
+    groups = _apart(sample_ids, run_roles(sheet))
+    counts = "; ".join(f"{esc(title)}" for title, _ in groups if title)
+    overview = [(f"<p><b>{len(sample_ids)}</b> {'runs (' + counts + ')' if counts else 'samples'}; sheet "
+                 f"<code>{esc(sheet_label)}</code>; further columns: {esc(', '.join(outcome_columns)) or 'none'}.</p>")]
+    for title, rows in groups:
+        if title:
+            overview.append(f"<h3>{esc(title)}</h3>")
+        overview.append(html_table(["sample", "file", *outcome_columns],
+                                   [[sample_ids[i], files[i], *[sheet[c][i] for c in outcome_columns]] for i in rows]))
     return "".join(overview)
 
 
-def samples_section(stats: list[dict], warnings: list[str]) -> str:
+def samples_section(stats: list[dict], warnings: list[str], roles: dict[str, str] | None = None) -> str:
     """One row of counts per sample (``collect.sample_stats``); samples without MS/MS or without a pooled
-    embedding are warnings."""
+    embedding are warnings. ``roles`` (``run_roles``): pooled QCs and blanks get tables of their own."""
     rows = []
     for s in stats:
         rows.append([s["sample_id"], s.get("features", "NA"), s.get("ms2_scans", "NA"), s.get("mapped_spectra", "NA"),
@@ -60,8 +86,14 @@ def samples_section(stats: list[dict], warnings: list[str]) -> str:
         if "has_sample_embedding" in s and not s["has_sample_embedding"]:
             warnings.append(f"sample <b>{esc(s['sample_id'])}</b> has no pooled embedding (no usable MS/MS): it "
                             "has missing values in the embedding models, never a zero vector")
-    return html_table(["sample", "features", "MS2 scans", "mapped spectra", "embedded spectra", "annotated spectra",
-                       "spectra pooled"], rows, numeric={1, 2, 3, 4, 5, 6})
+    header = ["sample", "features", "MS2 scans", "mapped spectra", "embedded spectra", "annotated spectra",
+              "spectra pooled"]
+    parts = []
+    for title, indices in _apart([s["sample_id"] for s in stats], roles):
+        if title:
+            parts.append(f"<h3>{esc(title)}</h3>")
+        parts.append(html_table(header, [rows[i] for i in indices], numeric={1, 2, 3, 4, 5, 6}))
+    return "".join(parts)
 
 
 def identifications_section(annotations: pl.DataFrame, ident: pl.DataFrame | None, sample_ids: list[str],

@@ -4,7 +4,8 @@
 Reads the samples' pooled embeddings and, per sample, the spectrum embeddings, spectra and features the pool stage
 used (to recompute each feature's pooling weight), the feature links and matrix (consensus ids, m/z, RT), the
 identifications and the models stage's ``summary.json`` of the outcome (its settings and chosen regularisation);
-refits the outcome's linear model on all samples' pooled embeddings and writes each consensus feature's
+refits the outcome's linear model on all study samples' pooled embeddings (QC and blank runs, sheet ``sample_type``,
+are left out and counted in the summary) and writes each consensus feature's
 contribution (``modelling.attribution``, where the method is described). The run's summary (units, regularisation,
 notes, or why the outcome was not attributed) is stored in the Parquet metadata (``modelling.differential
 .read_summary`` reads it). The rule is ``workflow/rules/attribution.smk``.
@@ -26,6 +27,7 @@ from ms2study.io.samplesheet import read_sample_sheet
 from ms2study.modelling.attribution import attribute, pooling_terms
 from ms2study.modelling.differential import write_table
 from ms2study.modelling.featuresets import read_sample_embeddings
+from ms2study.modelling.outcomes import not_sample_note, not_study_samples
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,20 @@ def run_attribution(samples_path: str | Path, sample_embeddings: list[str | Path
         identifications = _read(identifications_path, "identifications table", None, "run the identify stage")
     table, result = attribute(samples, params["outcome"], summary, read_sample_embeddings(sample_embeddings), terms,
                               links, matrix, identifications)
+    result.setdefault("notes", [])
+    excluded = not_study_samples(samples)
+    result["excluded_not_sample"] = excluded
+    result["feature_matrix"] = Path(matrix_path).name
+    if not_sample_note(excluded):
+        result["notes"].insert(0, not_sample_note(excluded))
+    if "excluded" in matrix.columns and table.height:
+        flagged = set(matrix.filter(pl.col("excluded").fill_null(False))["consensus_id"].cast(pl.Utf8).to_list())
+        n_flagged = int(table["consensus_id"].cast(pl.Utf8).is_in(list(flagged)).sum())
+        result["n_flagged_attributed"] = n_flagged
+        if n_flagged:
+            result["notes"].append(
+                f"{n_flagged} of the {table.height} attributed consensus features are flagged (blank filter or QC "
+                "RSD) in the corrected matrix: their spectra still enter the pooled embeddings, so they are kept here")
     write_table(table, out, result)
     if result["status"] == "done":
         top = ", ".join(f"{r['name'] or r['consensus_id']} ({r['contribution']:+.3g})"
@@ -100,7 +116,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--spectra", nargs="+", required=True, help="spectra.parquet per sample, sheet order")
     p.add_argument("--features", nargs="+", required=True, help="features.parquet per sample, sheet order")
     p.add_argument("--links", required=True, help="results/study/feature_links.parquet")
-    p.add_argument("--feature-matrix", required=True, help="results/study/feature_matrix.parquet")
+    p.add_argument("--feature-matrix", required=True,
+                   help="results/study/feature_matrix_corrected.parquet (its flags are counted) or feature_matrix.parquet")
     p.add_argument("--identifications", default=None, help="results/study/identifications.parquet (optional)")
     p.add_argument("--model-summary", required=True, help="results/study/models/{outcome}/summary.json")
     p.add_argument("--out", required=True, help="results/study/attribution/{outcome}.parquet")

@@ -1,8 +1,10 @@
 """The differential stage: what differs between the groups of an outcome, a test per consensus feature, then per
 chemical class.
 
-Reads the linked feature matrix (``results/study/feature_matrix.parquet``), the sample sheet and the identifications
-(``results/study/identifications.parquet``) and writes, per configured outcome,
+Reads the feature matrix (``results/study/feature_matrix_corrected.parquet`` with ``correct.use_corrected``, the
+default; else the linked ``results/study/feature_matrix.parquet``; optionally without the features the correct stage
+flagged, ``correct.exclude_flagged``), the sample sheet (QC and blank runs never enter a test) and the
+identifications (``results/study/identifications.parquet``) and writes, per configured outcome,
 ``results/study/differential/{outcome}.parquet`` (one row per consensus feature,
 ``modelling.differential.DIFFERENTIAL``) and ``results/study/class_enrichment/{outcome}.parquet`` (one row per chemical class tested,
 ``modelling.enrichment.ENRICHMENT``), each with the run's summary in its metadata. The missing-value handling and the
@@ -25,6 +27,7 @@ from ms2study.core.params import add_params_argument, load_params, overlay
 from ms2study.io.samplesheet import read_sample_sheet
 from ms2study.modelling.differential import SIGNIFICANCE, differential_analysis, outcome_filename, write_table
 from ms2study.modelling.enrichment import class_enrichment
+from ms2study.modelling.outcomes import not_sample_note, not_study_samples, read_model_matrix
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +71,14 @@ def rule_params(config: dict, stem: str) -> dict:
 
 
 def run_differential(samples_path: str | Path, matrix_path: str | Path, identifications_path: str | Path | None,
-                     differential_out: str | Path, enrichment_out: str | Path, params: dict | None = None) -> dict:
+                     differential_out: str | Path, enrichment_out: str | Path, params: dict | None = None,
+                     flags_path: str | Path | None = None) -> dict:
     """The stage: read the sheet, the matrix and the identifications, write both tables of one outcome.
 
-    ``params``: ``DEFAULT_PARAMS`` keys; ``outcome`` is required. Returns the summary (also stored in both files'
+    ``params``: ``DEFAULT_PARAMS`` keys; ``outcome`` is required. ``matrix_path``: the raw or the corrected feature
+    matrix (sample columns taken by the sheet's ids); ``flags_path``: the corrected matrix whose ``excluded``
+    features are left out (None: every feature is tested). QC and blank runs (sheet ``sample_type``) are left out
+    and counted in the summary (``excluded_not_sample`` and a note). Returns the summary (also stored in both files'
     metadata, with the enrichment's notes). Raises InputError for missing inputs or a bad outcome (see
     ``differential_analysis``).
     """
@@ -79,9 +86,7 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
     if not params["outcome"]:
         raise InputError("no outcome given", fix="pass --params '{\"outcome\": {\"column\": ..., \"type\": ...}}'")
     samples = read_sample_sheet(samples_path)
-    if not Path(matrix_path).exists():
-        raise InputError("feature matrix does not exist", file=str(matrix_path), fix="run the link stage")
-    matrix = pl.read_parquet(matrix_path)
+    matrix, flag_note = read_model_matrix(matrix_path, flags_path)
     identifications = None
     if identifications_path:
         if not Path(identifications_path).exists():
@@ -91,6 +96,10 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
     table, summary = differential_analysis(
         matrix, samples, params["outcome"], identifications, params["covariates"], params["imputation"],
         float(params["min_detected_fraction"]))
+    excluded = not_study_samples(samples)
+    summary["excluded_not_sample"] = excluded
+    summary["feature_matrix"] = Path(matrix_path).name
+    summary["notes"] = [n for n in (not_sample_note(excluded), flag_note) if n] + summary["notes"]
     enrichment, notes = class_enrichment(table, int(params["min_class_size"]), float(params["alpha"]))
     for note in notes:
         log.warning("outcome %s: %s", summary["outcome"], note)
@@ -111,7 +120,7 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
 
 def _cli(args: argparse.Namespace) -> int:
     run_differential(args.samples, args.feature_matrix, args.identifications, args.out, args.enrichment_out,
-                     load_params(args))
+                     load_params(args), args.exclude_flagged)
     return 0
 
 
@@ -119,7 +128,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``differential`` command to the ms2study CLI."""
     p = subparsers.add_parser("differential", help="per-feature tests and chemical class enrichment for one outcome")
     p.add_argument("--samples", required=True, help="sample sheet (results/study/samples.tsv)")
-    p.add_argument("--feature-matrix", required=True, help="results/study/feature_matrix.parquet")
+    p.add_argument("--feature-matrix", required=True,
+                   help="results/study/feature_matrix_corrected.parquet (or the raw feature_matrix.parquet)")
+    p.add_argument("--exclude-flagged", default=None, metavar="CORRECTED_MATRIX",
+                   help="leave out the features flagged excluded (blank or QC RSD) in this table "
+                        "(results/study/feature_matrix_corrected.parquet)")
     p.add_argument("--identifications", default=None, help="results/study/identifications.parquet (optional)")
     p.add_argument("--out", required=True, help="differential table to write (results/study/differential/X.parquet)")
     p.add_argument("--enrichment-out", required=True,

@@ -34,8 +34,15 @@ from ms2study.io.samplesheet import read_sample_sheet
 from ms2study.io.sampletable import read_sample_table
 from ms2study.modelling.estimators import ESTIMATORS
 from ms2study.modelling.evaluate import METRICS_SCHEMA, PREDICTIONS_SCHEMA, format_metric, model_outcome
-from ms2study.modelling.featuresets import study_feature_sets
-from ms2study.modelling.outcomes import OUTCOME_TYPES, check_outcome, outcome_dirname
+from ms2study.modelling.featuresets import feature_matrix_feature_set, study_feature_sets
+from ms2study.modelling.outcomes import (
+    OUTCOME_TYPES,
+    check_outcome,
+    not_sample_note,
+    not_study_samples,
+    outcome_dirname,
+    read_model_matrix,
+)
 
 DEFAULT_PARAMS: dict[str, Any] = {
     # Outcomes to model: a list of {column, type: binary | multiclass | continuous, positive_class}.
@@ -132,9 +139,13 @@ def merge_params(params: dict | None) -> dict:
 
 
 def model_outcomes(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], outcomes: list[dict],
-                   outdir: Path, params: dict | None = None) -> dict:
+                   outdir: Path, params: dict | None = None, notes: list[str] | None = None,
+                   record: dict | None = None) -> dict:
     """Model every outcome on every feature set; write ``outdir/{outcome}/{metrics,predictions}.parquet`` and
     ``summary.json`` (an outcome that cannot be modelled gets a summary with ``status: skipped`` and its reason).
+    QC and blank runs of the sheet (``sample_type``) never enter an outcome: each summary lists them under
+    ``excluded_not_sample`` and says how many in its notes; ``notes`` (e.g. the flagged features left out of the
+    matrix) are added to every summary, and so are the keys of ``record`` (e.g. which feature matrix was read).
     Returns ``{outcome column: summary}``."""
     # A configured feature set that is absent deserves a note; a default one (e.g. binned_spectra when no spectra
     # were passed) does not.
@@ -148,11 +159,16 @@ def model_outcomes(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame],
         raise InputError(f"outcome columns {[s['column'] for s in specs]} map to the same folder names {dirs}",
                          fix="declare each outcome once, with column names that differ in letters or digits")
     outdir = Path(outdir)
+    excluded = not_study_samples(samples)
+    extra = [n for n in [not_sample_note(excluded), *(notes or [])] if n]
     result: dict[str, dict] = {}
     for spec, dirname in zip(specs, dirs):
         started = time.perf_counter()
         out = model_outcome(samples, feature_sets, spec, params, note_missing_sets=explicit_sets)
         summary = out["summary"]
+        summary["excluded_not_sample"] = excluded
+        summary.update(record or {})
+        summary["notes"] = extra + summary.get("notes", [])
         summary["seconds"] = round(time.perf_counter() - started, 3)
         summary["params"] = {k: v for k, v in params.items() if k != "outcomes"}
         target = outdir / dirname
@@ -167,9 +183,16 @@ def _cli_models(args: argparse.Namespace) -> int:
     params = load_params(args)
     outcomes = params.get("outcomes", []) or []
     samples = read_sample_sheet(args.samples)
-    sets = study_feature_sets(samples, args.sample_embeddings or [], args.feature_matrix, args.spectra or [],
+    sets = study_feature_sets(samples, args.sample_embeddings or [], None, args.spectra or [],
                               float(merge_params(params)["spectra_bin_width"]), args.sample_chemistry or [])
-    summaries = model_outcomes(samples, sets, outcomes, Path(args.outdir), params)
+    notes, record = [], {}
+    if args.feature_matrix:
+        matrix, note = read_model_matrix(args.feature_matrix, args.exclude_flagged)
+        sets["features"] = feature_matrix_feature_set(matrix, samples["sample_id"].to_list())
+        notes = [note] if note else []
+        total = pl.scan_parquet(args.feature_matrix).select(pl.len()).collect().item()
+        record = {"feature_matrix": Path(args.feature_matrix).name, "n_flagged_left_out": total - matrix.height}
+    summaries = model_outcomes(samples, sets, outcomes, Path(args.outdir), params, notes, record)
     done = {
         "outcomes": [{"column": c, "folder": outcome_dirname(c), "status": s["status"], "reason": s.get("reason")}
                      for c, s in summaries.items()],
@@ -206,7 +229,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("models", help="nested-CV outcome models of the study's feature sets")
     p.add_argument("--samples", required=True, help="sample sheet (TSV with sample_id and the outcome columns)")
     p.add_argument("--sample-embeddings", nargs="*", default=[], help="sample_embedding.parquet of each sample")
-    p.add_argument("--feature-matrix", default=None, help="results/study/feature_matrix.parquet")
+    p.add_argument("--feature-matrix", default=None,
+                   help="results/study/feature_matrix.parquet, or feature_matrix_corrected.parquet (correct stage)")
+    p.add_argument("--exclude-flagged", default=None, metavar="CORRECTED_MATRIX",
+                   help="leave out the features flagged excluded (blank or QC RSD) in this table "
+                        "(results/study/feature_matrix_corrected.parquet)")
     p.add_argument("--spectra", nargs="*", default=[],
                    help="spectra.parquet of each sample, for the binned-spectra baseline (optional)")
     p.add_argument("--sample-chemistry", nargs="*", default=[],

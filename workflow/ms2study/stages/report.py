@@ -1,8 +1,8 @@
 """The study report: one self-contained HTML file that says what was found and how far to trust it.
 
 It reads only the files it is handed (``ReportInputs``: the sample sheet, each sample's tables, the feature
-matrix, the identifications, and each configured outcome's model summary and differential tables; the report rule
-names them all), so results left on disk by an outcome no longer configured never show, and it can be rebuilt at
+matrix, the identifications, each configured outcome's model summary and differential tables, and the correct
+stage's corrected matrix and record; the report rule names them all), so results left on disk by an outcome no longer configured never show, and it can be rebuilt at
 any time without rerunning a stage. Everything is inline: CSS, plotly charts with plotly.js embedded once, and
 DataTables tables (itables' offline bundle embedded once); no external address is named, so the file opens
 offline, can be mailed, and archives as it is. Warnings come first: an
@@ -19,12 +19,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from ms2study import __version__
 from ms2study.core.atomic import write_text
 from ms2study.core.errors import InputError
 from ms2study.core.params import overlay, schema_defaults
 from ms2study.io.samplesheet import read_sample_sheet
-from ms2study.reporting import collect, outcomes, qc, sections, spectra
+from ms2study.modelling.outcomes import drop_flagged
+from ms2study.reporting import batch, collect, outcomes, qc, sections, spectra
 from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles, ReportInputs
 from ms2study.reporting.html import esc, page
 
@@ -56,11 +59,15 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
     warnings: list[str] = []
     stats = [collect.sample_stats(s, t, warnings) for s, t in zip(sample_ids, tables)]
     encoder = collect.encoder_info(stats, inputs.encoder_info)
+    roles = sections.run_roles(sheet)
+    matrix = collect.read_table(inputs.feature_matrix)
 
     parts: list[tuple[str, str, str]] = [  # (anchor, title, body)
         ("overview", "Study overview", sections.overview_section(sheet, str(inputs.sheet))),
-        ("samples", "Per-sample results", sections.samples_section(stats, warnings)),
+        ("samples", "Per-sample results", sections.samples_section(stats, warnings, roles)),
         ("qc", "Quality control of the runs", qc.qc_section(inputs.qc, inputs.chromatograms, sample_ids, warnings)),
+        ("batch", "Batch, blanks and drift", batch.batch_section(inputs.correction, inputs.corrected_matrix, matrix,
+                                                                 sheet, params, warnings)),
     ]
     annotations = collect.read_annotations([t["annotations"] for t in tables])
     collect.calibration_warnings(inputs.calibrations, warnings)
@@ -78,11 +85,11 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
         warnings.insert(0, "the spectrum encoder is the <b>UNTRAINED placeholder</b> (random weights): embeddings, "
                            "embedding-based models and maps below carry no learned chemistry. Train or install an "
                            "encoder (embed: model) before interpreting them.")
-    # the models' feature sets rebuilt from the same tables, for the maps
-    matrix = collect.read_table(inputs.feature_matrix)
-    feature_sets = collect.map_feature_sets(sample_ids, tables, matrix)
-    parts.append(("models", "Outcome models", outcomes.models_section(inputs.models, sheet, feature_sets, warnings,
-                                                                      str(params["map_method"]))))
+    # the models' feature sets rebuilt from the same tables and matrix, for the maps; only study samples are mapped
+    feature_sets = collect.map_feature_sets(sample_ids, tables, _modelled_matrix(inputs, matrix, params))
+    study_samples = sheet.filter(pl.col("sample_id").is_in([s for s in sample_ids if roles[s] == "sample"]))
+    parts.append(("models", "Outcome models", outcomes.models_section(inputs.models, study_samples, feature_sets,
+                                                                      warnings, str(params["map_method"]))))
     parts.append(("matrix", "Feature matrix", sections.matrix_section(
         matrix, sample_ids, warnings, str(inputs.feature_matrix) if inputs.feature_matrix is not None else None)))
     parts.append(("software", "Software and configuration", sections.software_section(params.get("config_used"))))
@@ -91,6 +98,19 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
             f"ms2study {esc(__version__)} from <code>{esc(Path.cwd().resolve())}</code>.</p>")
     write_text(page(params["title"], note, parts, warnings), out)
     log.info("report written to %s (%d warnings)", out, len(warnings))
+
+
+def _modelled_matrix(inputs: ReportInputs, raw: pl.DataFrame | None, params: dict) -> pl.DataFrame | None:
+    """The matrix the models read: the corrected one when it is given and ``correct: use_corrected`` (default
+    true), else the raw one; without the flagged features when ``correct: exclude_flagged`` (default true)."""
+    correct = (params.get("config_used") or {}).get("correct") or {}
+    corrected = collect.read_table(inputs.corrected_matrix)
+    matrix = corrected if corrected is not None and correct.get("use_corrected", True) else raw
+    if matrix is None or corrected is None or not correct.get("exclude_flagged", True):
+        return matrix
+    matrix, _ = drop_flagged(matrix, corrected.select("consensus_id", "excluded") if "excluded" in
+                             corrected.columns else None)
+    return matrix
 
 
 # ------------------------------------------------------------------------------------------- CLI
@@ -124,6 +144,8 @@ def inputs_from_args(args: argparse.Namespace) -> ReportInputs:
         qc=Path(args.qc) if args.qc else None,
         chromatograms=[Path(p) for p in args.chromatograms],
         attribution=[Path(p) for p in args.attribution],
+        corrected_matrix=Path(args.corrected_matrix) if args.corrected_matrix else None,
+        correction=Path(args.correction) if args.correction else None,
     )
 
 
@@ -161,6 +183,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="chromatogram.parquet (rt_s, tic, bpc) of each sample, in sheet order")
     p.add_argument("--attribution", nargs="*", default=[],
                    help="results/study/attribution/OUTCOME.parquet of each outcome (matched by the file's name)")
+    p.add_argument("--corrected-matrix", default=None,
+                   help="results/study/feature_matrix_corrected.parquet (the correct stage; batch section, model maps)")
+    p.add_argument("--correction", default=None, help="results/study/correction.json (the correct stage's record)")
     p.add_argument("--out", required=True, help="HTML file to write (results/study/report.html)")
     add_params_argument(p)
     p.set_defaults(func=_cli_report)

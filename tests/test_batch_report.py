@@ -1,0 +1,248 @@
+"""Issue 13 item 8: the report's "Batch, blanks and drift" section, built from a fabricated two-batch study (pooled
+QCs every few injections, blanks, a drift with injection order and a batch offset) with a raw matrix, a corrected
+matrix laid out as the contract says and a correction.json: the runs by batch and type (QCs and blanks apart from
+the samples wherever runs are listed), the drift method and its note, the QC RSD before and after, intensity against
+injection order, PCA before and after (the batches separate before and mix after), flagged and filled counts, a
+study without QCs said plainly, and the section rendered by headless Chromium when one is installed."""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from ms2study.cli import main as cli_main
+from ms2study.reporting.batch import pca_coordinates
+from ms2study.reporting.collect import ReportInputs
+from ms2study.stages.report import build_report
+
+N_FEATURES = 60
+CONTAMINANTS = 4  # features 0-3: present in blanks at the level of the samples
+
+
+def _runs() -> pl.DataFrame:
+    """Two batches of: blank, QC, 3 samples, QC, 3 samples, QC, 2 samples, QC (4 QCs, 8 samples, 1 blank each)."""
+    rows, order = [], 0
+    for batch in ("1", "2"):
+        pattern = ["blank", "qc", "s", "s", "s", "qc", "s", "s", "s", "qc", "s", "s", "qc"]
+        for kind in pattern:
+            order += 1
+            n = sum(1 for r in rows if r[1] == ("sample" if kind == "s" else kind)) + 1
+            name = {"blank": f"BL{n}", "qc": f"QC{n}", "s": f"S{n:02d}"}[kind]
+            rows.append((name, "sample" if kind == "s" else kind, order, batch))
+    group = ["case" if (r[1] == "sample" and int(r[0][1:]) % 2) else ("control" if r[1] == "sample" else "")
+             for r in rows]
+    return pl.DataFrame({"sample_id": [r[0] for r in rows], "file": [f"{r[0]}.mzML" for r in rows],
+                         "sample_type": [r[1] for r in rows], "injection_order": [str(r[2]) for r in rows],
+                         "batch": [r[3] for r in rows], "group": group})
+
+
+def _rsd(values: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        return np.nanstd(values, axis=1, ddof=1) / np.nanmean(values, axis=1)
+
+
+def _write(root: Path, with_qcs: bool = True) -> tuple[ReportInputs, dict]:
+    """The sheet, raw and corrected matrices and correction.json of the fabricated study under ``root``."""
+    rng = np.random.default_rng(13)
+    sheet = _runs()
+    if not with_qcs:
+        sheet = sheet.filter(pl.col("sample_type") != "qc")
+    ids, kinds = sheet["sample_id"].to_list(), sheet["sample_type"].to_list()
+    order = sheet["injection_order"].cast(pl.Int64).to_numpy()
+    batch2 = np.array([b == "2" for b in sheet["batch"].to_list()])
+    level = rng.lognormal(14, 1.0, N_FEATURES)
+    true = np.empty((N_FEATURES, len(ids)))
+    for j, kind in enumerate(kinds):
+        if kind == "qc":
+            true[:, j] = level * rng.lognormal(0, 0.03, N_FEATURES)
+        elif kind == "blank":
+            true[:, j] = np.nan
+            true[:CONTAMINANTS, j] = level[:CONTAMINANTS] * rng.lognormal(0, 0.05, CONTAMINANTS)
+        else:
+            true[:, j] = level * rng.lognormal(0, 0.3, N_FEATURES)
+    within = order - np.where(batch2, 13, 0)
+    slope = rng.uniform(0.02, 0.06, N_FEATURES)
+    drift = np.exp(-slope[:, None] * within[None, :]) * np.where(batch2, 0.5, 1.0)[None, :]
+    raw = true * drift
+    holes = (rng.random(raw.shape) < 0.03) & (np.array(kinds) == "sample")[None, :]
+    raw[holes] = np.nan  # missed in the raw matrix, filled in the corrected one
+    corrected = true * rng.lognormal(0, 0.02, true.shape)
+    qc_cols = [j for j, k in enumerate(kinds) if k == "qc"]
+    sample_cols = [j for j, k in enumerate(kinds) if k == "sample"]
+    blank_cols = [j for j, k in enumerate(kinds) if k == "blank"]
+    before = _rsd(raw[:, qc_cols]) if qc_cols else np.full(N_FEATURES, np.nan)
+    after = _rsd(corrected[:, qc_cols]) if qc_cols else np.full(N_FEATURES, np.nan)
+    if qc_cols:
+        after[10:12] = 0.45  # two features the correction could not rescue
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # features absent from every blank: no ratio
+        ratio = np.nanmean(corrected[:, sample_cols], axis=1) / np.nanmean(corrected[:, blank_cols], axis=1)
+    blank_flag = np.nan_to_num(ratio, nan=np.inf) < 3.0
+    rsd_flag = np.nan_to_num(after) > 0.3
+    keys = {"consensus_id": [f"C{i}" for i in range(N_FEATURES)], "mz": np.linspace(100, 800, N_FEATURES),
+            "rt_s": np.linspace(30, 900, N_FEATURES),
+            "n_detected": pl.Series(np.isfinite(raw).sum(axis=1), dtype=pl.Int32)}
+    study = root / "results" / "study"
+    study.mkdir(parents=True)
+    sheet.write_csv(study / "samples.tsv", separator="\t")
+    pl.DataFrame({**keys, **{s: raw[:, j] for j, s in enumerate(ids)}}).with_columns(
+        [pl.col(s).fill_nan(None) for s in ids]).write_parquet(study / "feature_matrix.parquet")
+    flags = {"blank_ratio": pl.Series(ratio).fill_nan(None), "blank_flag": blank_flag,
+             "qc_rsd_before": pl.Series(before).fill_nan(None), "qc_rsd_after": pl.Series(after).fill_nan(None),
+             "qc_rsd_flag": rsd_flag, "n_filled": pl.Series(holes.sum(axis=1), dtype=pl.Int32),
+             "compound_group": [f"G{i}" for i in range(N_FEATURES)], "adduct": ["[M+H]+"] * N_FEATURES,
+             "group_representative": [True] * N_FEATURES, "excluded": blank_flag | rsd_flag}
+    pl.DataFrame({**keys, **flags, **{s: corrected[:, j] for j, s in enumerate(ids)}}).with_columns(
+        [pl.col(s).fill_nan(None) for s in ids]).write_parquet(study / "feature_matrix_corrected.parquet")
+    record = {
+        "drift_method": "qc_spline" if with_qcs else "median",
+        "note": ("smoothing spline of log intensity against injection order per feature and batch, fitted on the "
+                 "pooled QCs" if with_qcs else "no pooled QC runs: median normalisation per sample"),
+        "n_features": N_FEATURES, "n_samples": len(sample_cols), "n_qc": len(qc_cols), "n_blank": len(blank_cols),
+        "batches": ["1", "2"], "n_blank_flagged": int(blank_flag.sum()), "n_qc_rsd_flagged": int(rsd_flag.sum()),
+        "qc_rsd_median_before": float(np.nanmedian(before)) if qc_cols else None,
+        "qc_rsd_median_after": float(np.nanmedian(after)) if qc_cols else None,
+        "n_filled": int(holes.sum()), "filled_share": float(holes.sum() / raw.size), "n_compound_groups": N_FEATURES,
+        "n_features_in_adduct_groups": 0, "internal_standards": [],
+        "warnings": ["batch 2 has <4> QCs & a short tail"] if with_qcs else []}
+    (study / "correction.json").write_text(json.dumps(record))
+    inputs = ReportInputs(sheet=study / "samples.tsv", feature_matrix=study / "feature_matrix.parquet",
+                          corrected_matrix=study / "feature_matrix_corrected.parquet",
+                          correction=study / "correction.json")
+    return inputs, record
+
+
+@pytest.fixture(scope="module")
+def batch_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, dict]:
+    root = tmp_path_factory.mktemp("batch_study")
+    inputs, record = _write(root)
+    out = root / "report.html"
+    build_report(inputs, out, {"config_used": {"correct": {"qc_rsd_max": 0.3}}})
+    return out, out.read_text(encoding="utf-8"), record
+
+
+def _section(text: str) -> str:
+    return text.split('<h2 id="batch">')[1].split("</section>")[0]
+
+
+def test_batch_section_states_the_correction_and_its_counts(batch_report: tuple[Path, str, dict]) -> None:
+    _, text, record = batch_report
+    assert '<a href="#batch">Batch, blanks and drift</a>' in text
+    part = _section(text)
+    assert "Drift correction: <b>qc_spline</b>" in part and "fitted on the pooled QCs" in part
+    assert "not corrected from pooled QCs" not in text
+    # runs per batch: 8 samples, 4 QCs, 1 blank each, with their injection orders; QCs and blanks named
+    assert re.search(r"<td>1</td><td class=\"num\">8</td><td class=\"num\">4</td><td class=\"num\">1</td>"
+                     r"<td>1–13</td>", part)
+    assert "Pooled QC runs (8): QC1, QC2" in part and "Blank runs (2): BL1, BL2" in part
+    medians = f"<b>{record['qc_rsd_median_before']:.3f}</b> before and <b>{record['qc_rsd_median_after']:.3f}</b> after"
+    assert medians in part and record["qc_rsd_median_after"] < record["qc_rsd_median_before"] / 2
+    for label, value in (("flagged by the blank filter", record["n_blank_flagged"]),
+                         ("flagged by the QC RSD threshold", 2), ("filled values (gap filling)", record["n_filled"])):
+        assert re.search(rf"<td>{re.escape(label)}</td><td class=\"num\">{value}</td>", part), label
+    assert f"{record['filled_share']:.1%}" in part and record["n_blank_flagged"] == CONTAMINANTS
+    # the record's warnings are report warnings, escaped
+    warnings = text.split('id="warnings"')[1].split('id="overview"')[0]
+    assert "batch correction: batch 2 has &lt;4&gt; QCs &amp; a short tail" in warnings
+
+
+def test_batch_section_draws_rsd_drift_and_pca_charts(batch_report: tuple[Path, str, dict]) -> None:
+    _, text, _ = batch_report
+    part = _section(text)
+    for title in ("QC relative standard deviation per feature", "QCs: median over", "QCs: feature C",
+                  "PCA of samples and QCs, before correction", "PCA of samples and QCs, after correction"):
+        assert f'"text":"{title}' in part, title
+    assert part.count("Plotly.newPlot(") == 1 + 1 + 3 + 2  # RSD, median, three examples, two PCAs
+    assert "scikit-learn PCA" in part and "features detected in every run" in part
+    # flagged features in a sortable table: the 4 contaminants and the 2 features above the RSD threshold
+    rows = re.search(r'querySelectorAll\("#batch-flagged-table:not\(\.dataTable\)"\)', text)
+    assert rows and "Flagged features" in part
+    from test_report import _itable_rows  # reads an itables table's rows from the page (tests/test_report.py)
+
+    rows = _itable_rows(text, "batch-flagged-table")
+    assert sorted(r[0] for r in rows) == sorted(["C0", "C1", "C2", "C3", "C10", "C11"])
+    assert [r[0] for r in rows][:2] in (["C10", "C11"], ["C11", "C10"])  # worst QC RSD after first
+
+
+def test_qcs_and_blanks_are_listed_apart_from_the_samples(batch_report: tuple[Path, str, dict]) -> None:
+    _, text, _ = batch_report
+    overview = text.split('<h2 id="overview">')[1].split("</section>")[0]
+    assert "<b>26</b> runs (Samples (16); Pooled QC runs (8); Blank runs (2))" in overview
+    headings = re.findall(r"<h3>([^<]*)</h3>", overview)
+    assert headings == ["Samples (16)", "Pooled QC runs (8)", "Blank runs (2)"]
+    samples_table = overview.split("<h3>Samples (16)</h3>")[1].split("<h3>")[0]
+    assert "<td>S01</td>" in samples_table and "QC1" not in samples_table and "BL1" not in samples_table
+    per_sample = text.split('<h2 id="samples">')[1].split("</section>")[0]
+    assert re.findall(r"<h3>([^<]*)</h3>", per_sample) == headings
+
+
+def test_pca_separates_the_batches_before_and_mixes_them_after(tmp_path: Path) -> None:
+    from sklearn.metrics import silhouette_score
+
+    _write(tmp_path)
+    study = tmp_path / "results" / "study"
+    sheet = pl.read_csv(study / "samples.tsv", separator="\t").filter(pl.col("sample_type") != "blank")
+    runs, batches = sheet["sample_id"].to_list(), sheet["batch"].to_list()
+    scores = {}
+    for name in ("feature_matrix", "feature_matrix_corrected"):
+        matrix = pl.read_parquet(study / f"{name}.parquet")
+        values = np.log2(matrix.select(runs).to_numpy().astype(float)).T
+        xy, explained, how = pca_coordinates(values)
+        assert xy.shape == (len(runs), 2) and 0 < explained[0] <= 1
+        scores[name] = silhouette_score(xy, batches)
+    assert scores["feature_matrix"] > 0.5 and scores["feature_matrix_corrected"] < 0.2, scores
+    # few complete features: the fallback fills and says so
+    holes = values.copy()
+    holes[::2, 5:] = np.nan
+    _, _, how = pca_coordinates(holes)
+    assert "half the feature's smallest value" in how and "only 5 in every run" in how
+
+
+def test_a_study_without_qcs_says_drift_was_not_corrected_from_qcs(tmp_path: Path) -> None:
+    inputs, _ = _write(tmp_path, with_qcs=False)
+    build_report(inputs, tmp_path / "r.html")
+    text = (tmp_path / "r.html").read_text(encoding="utf-8")
+    part = _section(text)
+    assert "Drift correction: <b>median</b>" in part
+    assert "<b>Drift was not corrected from pooled QCs</b>: the study has no pooled QC runs" in part
+    assert "median normalisation" in part and "not measured (fewer than two pooled QC runs)" in part
+    warnings = text.split('id="warnings"')[1].split('id="overview"')[0]
+    assert "drift was <b>not corrected from pooled QCs</b>" in warnings
+    assert "Pooled QC runs (0): none" in part
+
+
+def test_report_command_takes_the_correction_outputs_and_says_when_they_are_absent(tmp_path: Path) -> None:
+    inputs, _ = _write(tmp_path)
+    code = cli_main(["report", "--samples", str(inputs.sheet), "--feature-matrix", str(inputs.feature_matrix),
+                     "--corrected-matrix", str(inputs.corrected_matrix), "--correction", str(inputs.correction),
+                     "--out", str(tmp_path / "a.html")])
+    assert code == 0 and "Drift correction: <b>qc_spline</b>" in (tmp_path / "a.html").read_text(encoding="utf-8")
+    build_report(ReportInputs(sheet=inputs.sheet, feature_matrix=inputs.feature_matrix), tmp_path / "b.html")
+    assert "No batch-correction outputs were passed" in _section((tmp_path / "b.html").read_text(encoding="utf-8"))
+    inputs.correction.unlink()
+    build_report(inputs, tmp_path / "c.html")
+    assert "correction.json</code> is missing" in (tmp_path / "c.html").read_text(encoding="utf-8")
+
+
+def test_batch_section_renders_in_headless_chromium(batch_report: tuple[Path, str, dict], tmp_path: Path) -> None:
+    from test_report import CHROMIUM, _chromium  # the report's browser helper (tests/test_report.py)
+
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    path, text, _ = batch_report
+    dom, console, requests = _chromium(path.resolve().as_uri(), tmp_path, "batch", "--virtual-time-budget=10000",
+                                       "--dump-dom")
+    assert console == [] and requests == []
+    body = re.search(r"<body[^>]*>", dom).group(0)
+    assert 'data-errors="0"' in body and "data-rendered-ms" in body
+    part = dom.split('<h2 id="batch">')[1].split("</section>")[0]
+    drawn = part.split('class="plot-container plotly"')[1:]
+    assert len(drawn) == _section(text).count("Plotly.newPlot(") and all('class="trace ' in d for d in drawn)
+    assert re.search(r'<table id="batch-flagged-table" class="[^"]*dataTable', dom)
+    assert 'aria-sort="descending"' in part.split('id="batch-flagged-table"')[1]

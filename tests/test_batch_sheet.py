@@ -1,0 +1,191 @@
+"""Issue 13 items 1 and 6: the sample sheet's acquisition columns (sample_type, injection_order, batch) are
+validated with the row named, QC and blank runs never enter an outcome model or a differential test (and the
+summaries say how many were left out), acquisition columns are never outcomes or covariates, and the models and
+tests read the corrected matrix (sample columns by the sheet's ids, flag columns ignored) without the flagged
+features."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from ms2study import study
+from ms2study.cli import main as cli_main
+from ms2study.core.errors import InputError
+from ms2study.modelling.differential import read_summary
+from ms2study.modelling.outcomes import covariate_matrix, drop_flagged, encode_outcome, not_study_samples
+from ms2study.stages import differential, models
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _study(folder: Path, rows: list[str], header: str = "sample_id\tfile\tsample_type\tinjection_order\tbatch") -> None:
+    for row in rows:
+        name = row.split("\t")[1]
+        (folder / name).write_text("<mzML/>")
+    (folder / "samples.tsv").write_text(header + "\n" + "\n".join(rows) + "\n")
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (["A\ta.mzML\tsample\t1\t1", "B\tb.mzML\tpool\t2\t1"],
+         r"row 3 \(sample 'B'\): column 'sample_type': 'pool' is not one of sample, qc, blank"),
+        (["A\ta.mzML\tsample\t0\t1"], r"row 2 \(sample 'A'\): column 'injection_order': '0' is not a whole number"),
+        (["A\ta.mzML\tqc\t1.5\t1"], r"row 2 \(sample 'A'\): column 'injection_order': '1.5' is not a whole number"),
+        (["A\ta.mzML\tsample\t1\t1", "B\tb.mzML\tblank\t2\t1", "C\tc.mzML\tqc\t2\t2"],
+         r"rows 3, 4: samples 'B' and 'C' share injection_order 2"),
+    ],
+)
+def test_bad_acquisition_cells_name_the_row(tmp_path: Path, rows: list[str], message: str) -> None:
+    _study(tmp_path, rows)
+    with pytest.raises(InputError, match=message) as err:
+        study.load_sample_sheet(tmp_path, study.load_config(tmp_path))
+    assert "samples.tsv" in str(err.value) and err.value.fix
+
+
+def test_good_acquisition_columns_pass_in_any_case_and_may_be_empty(tmp_path: Path) -> None:
+    _study(tmp_path, ["A\ta.mzML\tSample\t3\tday1", "Q\tq.mzML\tQC\t1\tday1", "B\tb.mzML\tBlank\t\t",
+                      "C\tc.mzML\t\t2\tday2"])
+    sheet = study.load_sample_sheet(tmp_path, study.load_config(tmp_path))
+    roles = study.check_sample_roles(sheet)
+    assert roles["sample_type"].to_list() == ["sample", "qc", "blank", "sample"]
+    assert roles["injection_order"].to_list() == [3, 1, None, 2] and roles["batch"].to_list()[2] == "1"
+
+
+def test_ms2study_run_and_snakemake_refuse_a_bad_sample_type_before_any_job(tmp_path: Path,
+                                                                            capsys: pytest.CaptureFixture) -> None:
+    _study(tmp_path, ["A\ta.mzML\tsample\t1\t1", "B\tb.mzML\tQC-pool\t2\t1"])
+    assert cli_main(["run", str(tmp_path), "-n"]) == 1
+    err = capsys.readouterr().err
+    assert "row 3 (sample 'B')" in err and "sample_type" in err and "Traceback" not in err
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+                             "--dry-run"], check=False, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "row 3 (sample 'B')" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_acquisition_columns_are_never_outcomes_or_covariates(tmp_path: Path) -> None:
+    _study(tmp_path, ["A\ta.mzML\tsample\t1\t1", "B\tb.mzML\tsample\t2\t2"])
+    sheet = study.load_sample_sheet(tmp_path, study.load_config(tmp_path))
+    config = {"models": {"outcomes": [{"column": "batch", "type": "binary"}]}}
+    with pytest.raises(InputError, match=r"outcome column 'batch' \(config models.outcomes.0\) describes how"):
+        study.check_outcomes(sheet, config)
+    with pytest.raises(InputError, match=r"covariate column 'injection_order' \(config models.covariates\)"):
+        study.check_outcomes(sheet, {"models": {"outcomes": [], "covariates": ["injection_order"]}})
+    with pytest.raises(InputError, match="acquisition column"):
+        encode_outcome(sheet, {"column": "sample_type", "type": "multiclass"})
+    with pytest.raises(InputError, match="acquisition columns"):
+        covariate_matrix(sheet, ["A"], ["batch"])
+
+
+def _sheet(n: int = 12) -> pl.DataFrame:
+    """n study samples (case/control alternating), 3 pooled QCs and 2 blanks, whose group cells hold a class too
+    (a hand-filled sheet often copies one): they must still be left out."""
+    ids = [f"S{i:02d}" for i in range(n)] + ["QC1", "QC2", "QC3", "BL1", "BL2"]
+    kinds = ["sample"] * n + ["qc"] * 3 + ["blank"] * 2
+    group = ["case" if i % 2 else "control" for i in range(n)] + ["case", "control", "case", "control", "case"]
+    return pl.DataFrame({"sample_id": ids, "file": [f"{s}.mzML" for s in ids], "group": group,
+                         "sample_type": kinds, "injection_order": [str(i + 1) for i in range(len(ids))],
+                         "batch": ["1"] * (len(ids) // 2) + ["2"] * (len(ids) - len(ids) // 2),
+                         "age": [str(30 + i) for i in range(len(ids))]})
+
+
+def test_qc_and_blank_runs_never_enter_an_outcome() -> None:
+    sheet = _sheet()
+    target = encode_outcome(sheet, {"column": "group", "type": "binary", "positive_class": "case"})
+    assert target["sample_ids"] == [f"S{i:02d}" for i in range(12)] and len(target["y"]) == 12
+    assert target["excluded_not_sample"] == {"qc": ["QC1", "QC2", "QC3"], "blank": ["BL1", "BL2"]}
+    assert target["excluded_missing_outcome"] == []
+    # without the column every run is a sample, as before
+    plain = encode_outcome(sheet.drop("sample_type"), {"column": "group", "type": "binary"})
+    assert len(plain["sample_ids"]) == 17 and not_study_samples(sheet.drop("sample_type")) == {"qc": [], "blank": []}
+
+
+def _matrix(sheet: pl.DataFrame, seed: int = 0) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(raw matrix, corrected matrix as the contract lays it out: flag columns between n_detected and the runs).
+    C0 differs strongly between case and control in the samples; C1 is flagged (excluded) and differs too."""
+    rng = np.random.default_rng(seed)
+    ids = sheet["sample_id"].to_list()
+    case = np.array([g == "case" for g in sheet["group"].to_list()])
+    values = rng.lognormal(12, 0.2, size=(8, len(ids)))
+    values[0] *= np.where(case, 8.0, 1.0)
+    values[1] *= np.where(case, 8.0, 1.0)
+    keys = {"consensus_id": [f"C{i}" for i in range(8)], "mz": np.linspace(100, 500, 8),
+            "rt_s": np.linspace(30, 600, 8), "n_detected": pl.Series([len(ids)] * 8, dtype=pl.Int32)}
+    raw = pl.DataFrame({**keys, **{s: values[:, j] for j, s in enumerate(ids)}})
+    flags = {"blank_ratio": [10.0] * 8, "blank_flag": [False, True] + [False] * 6,
+             "qc_rsd_before": [0.4] * 8, "qc_rsd_after": [0.1] * 8, "qc_rsd_flag": [False] * 8,
+             "n_filled": pl.Series([0] * 8, dtype=pl.Int32), "compound_group": [f"G{i}" for i in range(8)],
+             "adduct": ["[M+H]+"] * 8, "group_representative": [True] * 8,
+             "excluded": [False, True] + [False] * 6}
+    corrected = pl.DataFrame({**keys, **flags, **{s: values[:, j] * 1.01 for j, s in enumerate(ids)}})
+    return raw, corrected
+
+
+def test_differential_reads_the_corrected_matrix_by_sample_id_and_leaves_flagged_features_out(tmp_path: Path) -> None:
+    sheet = _sheet()
+    raw, corrected = _matrix(sheet)
+    sheet.write_csv(tmp_path / "samples.tsv", separator="\t")
+    corrected.write_parquet(tmp_path / "corrected.parquet")
+    outcome = {"column": "group", "type": "binary", "positive_class": "case"}
+    summary = differential.run_differential(tmp_path / "samples.tsv", tmp_path / "corrected.parquet", None,
+                                            tmp_path / "d.parquet", tmp_path / "e.parquet", {"outcome": outcome},
+                                            flags_path=tmp_path / "corrected.parquet")
+    table = pl.read_parquet(tmp_path / "d.parquet")
+    assert summary["n_samples"] == 12 and summary["excluded_not_sample"]["qc"] == ["QC1", "QC2", "QC3"]
+    assert "C1" not in table["consensus_id"].to_list() and table.height == 7
+    assert table.filter(pl.col("consensus_id") == "C0")["q_value"][0] < 0.01
+    notes = read_summary(tmp_path / "d.parquet")["notes"]
+    assert any("3 pooled QC run(s) and 2 blank run(s)" in n for n in notes)
+    assert any("1 of 8 consensus features are flagged" in n for n in notes)
+    # the raw matrix filtered by the corrected matrix's flags; without flags every feature is tested
+    raw.write_parquet(tmp_path / "raw.parquet")
+    differential.run_differential(tmp_path / "samples.tsv", tmp_path / "raw.parquet", None, tmp_path / "d2.parquet",
+                                  tmp_path / "e2.parquet", {"outcome": outcome})
+    assert pl.read_parquet(tmp_path / "d2.parquet").height == 8
+    with pytest.raises(InputError, match="lacks column"):
+        drop_flagged(raw, raw.select("consensus_id"))
+
+
+def test_models_leave_qcs_and_blanks_out_and_say_so(tmp_path: Path) -> None:
+    sheet = _sheet()
+    _, corrected = _matrix(sheet, seed=1)
+    sheet.write_csv(tmp_path / "samples.tsv", separator="\t")
+    corrected.write_parquet(tmp_path / "corrected.parquet")
+    params = {"outcomes": [{"column": "group", "type": "binary", "positive_class": "case"}],
+              "feature_sets": ["features"], "n_permutations": 2, "outer_repeats": 1, "n_bootstrap": 50}
+    code = cli_main(["models", "--samples", str(tmp_path / "samples.tsv"), "--feature-matrix",
+                     str(tmp_path / "corrected.parquet"), "--exclude-flagged", str(tmp_path / "corrected.parquet"),
+                     "--outdir", str(tmp_path / "models"), "--params", json.dumps(params)])
+    assert code == 0
+    summary = json.loads((tmp_path / "models" / "group" / "summary.json").read_text())
+    assert summary["status"] == "done" and summary["n_samples"] == 12
+    assert summary["excluded_not_sample"] == {"qc": ["QC1", "QC2", "QC3"], "blank": ["BL1", "BL2"]}
+    assert summary["feature_sets"]["features"]["n_features"] == 7  # C1 flagged; flag columns are not features
+    assert any("3 pooled QC run(s) and 2 blank run(s)" in n for n in summary["notes"])
+    assert summary["feature_matrix"] == "corrected.parquet" and summary["n_flagged_left_out"] == 1
+    predictions = pl.read_parquet(tmp_path / "models" / "group" / "predictions.parquet")
+    assert not set(predictions["sample_id"].to_list()) & {"QC1", "QC2", "QC3", "BL1", "BL2"}
+    # the in-process API says the same
+    out = models.model_outcomes(sheet, {}, params["outcomes"], tmp_path / "m2", params)
+    assert "excluded_not_sample" in out["group"]
+
+
+def test_rules_read_the_corrected_matrix_by_default_and_pass_the_flags() -> None:
+    text = {name: (REPO / "workflow" / "rules" / f"{name}.smk").read_text()
+            for name in ("models", "differential", "attribution", "report")}
+    assert '"results/study/feature_matrix_corrected.parquet"' in text["models"]
+    assert 'CORRECT_DEFAULTS = {"use_corrected": True, "exclude_flagged": True}' in text["models"]
+    for name in ("models", "differential"):
+        assert "matrix=model_matrix" in text[name] and "flags=flagged_features" in text[name]
+        assert "{params.flags}" in text[name]
+    assert "matrix=model_matrix" in text["attribution"]
+    assert "--corrected-matrix {input.corrected:q} --correction {input.correction:q}" in text["report"]

@@ -1,0 +1,300 @@
+"""The report's "Batch, blanks and drift" section: what the correct stage did to the feature matrix and whether it
+helped.
+
+Reads the correct stage's record (``results/study/correction.json``: drift_method, note, counts, medians of the QC
+relative standard deviation before and after, warnings) and the corrected matrix
+(``results/study/feature_matrix_corrected.parquet``: key columns, the flag columns blank_ratio, blank_flag,
+qc_rsd_before, qc_rsd_after, qc_rsd_flag, n_filled, compound_group, adduct, group_representative, excluded, then
+one column per run of the sheet), beside the linked raw matrix (``feature_matrix.parquet``). Sample columns are
+taken by the sheet's ids, never by position. Shows the runs by type and batch (QCs and blanks apart from the
+samples), the drift method and its note (a study without pooled QCs says plainly that drift was not corrected from
+QCs), the flagged and filled counts, the QC RSD before and after (distribution and median), the QCs' intensity
+against injection order before and after (three example features and the median over features), a PCA of the
+samples and QCs before and after correction coloured by batch, and the flagged features in a sortable table. May
+import ``ms2study.core``, ``ms2study.io`` and the other ``reporting`` modules.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from ms2study.io.samplesheet import sample_roles
+from ms2study.reporting.charts import batch_scatter_figure, distribution_figure, figure_html
+from ms2study.reporting.html import esc, fmt, html_table
+from ms2study.reporting.tables import interactive_table
+
+N_EXAMPLES = 3  # example features drawn against injection order
+MAX_FLAGGED_ROWS = 2000  # flagged features listed (worst QC RSD first)
+MIN_COMPLETE = 10  # features detected in every run a PCA needs before it falls back to imputation
+FLAG_COLUMNS = {"consensus_id": "consensus feature", "mz": "m/z", "rt_s": "RT (s)", "blank_ratio": "sample / blank",
+                "blank_flag": "blank flag", "qc_rsd_before": "QC RSD before", "qc_rsd_after": "QC RSD after",
+                "qc_rsd_flag": "QC RSD flag", "n_filled": "filled values", "adduct": "adduct",
+                "compound_group": "compound group"}
+QC_DRIFT_METHODS = ("qc_spline", "qc_linear")
+
+
+def read_correction(path: Path | None, warnings: list[str]) -> dict[str, Any] | None:
+    """The correct stage's record (``correction.json``) as a dict, or None when no path is given; a named file that
+    is absent or unreadable is a warning (and None)."""
+    if path is None:
+        return None
+    if not Path(path).exists():
+        warnings.append(f"the batch-correction record <code>{esc(Path(path).name)}</code> is missing (run the "
+                        "pipeline to the end)")
+        return None
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        warnings.append(f"the batch-correction record <code>{esc(Path(path).name)}</code> cannot be read: rerun "
+                        "the correct stage")
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _log2(matrix: pl.DataFrame, runs: list[str]) -> np.ndarray:
+    """features × runs log2 intensities of ``runs`` (columns by id); null, NaN and values <= 0 are NaN."""
+    if not runs:
+        return np.empty((matrix.height, 0))
+    values = np.asarray(matrix.select([pl.col(r).cast(pl.Float64) for r in runs]).to_numpy(), dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(values > 0, np.log2(np.where(values > 0, values, 1.0)), np.nan)
+
+
+def _aligned(raw: pl.DataFrame, corrected: pl.DataFrame, runs: list[str]) -> tuple[list[str], np.ndarray,
+                                                                                   np.ndarray]:
+    """(consensus ids, raw log2, corrected log2) of the features in both matrices, in the raw matrix's order."""
+    ids = raw["consensus_id"].cast(pl.Utf8)
+    right = corrected.with_columns(pl.col("consensus_id").cast(pl.Utf8)).select("consensus_id", *runs)
+    both = pl.DataFrame({"consensus_id": ids}).join(right, on="consensus_id", how="inner", maintain_order="left")
+    before = raw.with_columns(pl.col("consensus_id").cast(pl.Utf8)).join(
+        both.select("consensus_id"), on="consensus_id", how="semi", maintain_order="left")
+    return both["consensus_id"].to_list(), _log2(before, runs), _log2(both, runs)
+
+
+def runs_table(roles: pl.DataFrame) -> str:
+    """Runs per batch and type with their injection orders, and the QC and blank runs named apart."""
+    rows = []
+    for batch in sorted(roles["batch"].unique().to_list()):
+        part = roles.filter(pl.col("batch") == batch)
+        counts = {k: int((part["sample_type"] == k).sum()) for k in ("sample", "qc", "blank")}
+        orders = part["injection_order"].drop_nulls()
+        span = f"{orders.min()}–{orders.max()}" if orders.len() else "not given"
+        rows.append([batch, counts["sample"], counts["qc"], counts["blank"], span])
+    parts = [html_table(["batch", "samples", "pooled QCs", "blanks", "injection orders"], rows, numeric={1, 2, 3})]
+    for kind, label in (("qc", "Pooled QC runs"), ("blank", "Blank runs")):
+        ids = roles.filter(pl.col("sample_type") == kind)["sample_id"].to_list()
+        parts.append(f"<p>{label} ({len(ids)}): {esc(', '.join(ids)) if ids else 'none'}.</p>")
+    return "".join(parts)
+
+
+def _drift_text(record: dict, n_qc: int, warnings: list[str]) -> str:
+    """The drift method, its note and the plain statement when drift was not corrected from pooled QCs."""
+    method = str(record.get("drift_method", "unknown"))
+    text = f"<p>Drift correction: <b>{esc(method)}</b>. {esc(record.get('note') or '')}</p>"
+    if method not in QC_DRIFT_METHODS:
+        reason = ("the study has no pooled QC runs (sample_type qc in the sample sheet)" if n_qc == 0 else
+                  f"the {n_qc} pooled QC runs were too few for a per-feature fit")
+        fallback = {"median": "each run was scaled to the median intensity of the runs (median normalisation), which "
+                              "evens out overall intensity but not feature-specific drift",
+                    "none": "intensities are left as measured"}.get(method, f"method '{method}' was used")
+        text += (f"<p><b>Drift was not corrected from pooled QCs</b>: {reason}; {esc(fallback)}. Intensity drift "
+                 "with injection order and batch offsets may remain in the matrix the models use.</p>")
+        warnings.append(f"drift was <b>not corrected from pooled QCs</b> ({esc(reason)}; drift method "
+                        f"{esc(method)}): check the batch section before reading group differences")
+    return text
+
+
+def counts_table(record: dict, corrected: pl.DataFrame | None) -> str:
+    """The flagged, filled and grouped counts of the correction (from the record; the excluded count from the
+    corrected matrix)."""
+    n_features = record.get("n_features", corrected.height if corrected is not None else None)
+    excluded = (int(corrected["excluded"].fill_null(False).sum()) if corrected is not None
+                and "excluded" in corrected.columns else None)
+    share = record.get("filled_share")
+    standards = record.get("internal_standards") or []
+    names = ", ".join(str(s.get("name", s)) if isinstance(s, dict) else str(s) for s in standards)
+    rows = [["consensus features", n_features], ["flagged by the blank filter", record.get("n_blank_flagged")],
+            ["flagged by the QC RSD threshold", record.get("n_qc_rsd_flagged")],
+            ["left out of models and tests (excluded)", excluded],
+            ["filled values (gap filling)", record.get("n_filled")],
+            ["filled share of the matrix cells", ("html", f"{float(share):.1%}") if isinstance(share, (int, float))
+             else None],
+            ["compound groups (adducts, isotopes)", record.get("n_compound_groups")],
+            ["features in adduct groups", record.get("n_features_in_adduct_groups")],
+            ["internal standards", names or "none"]]
+    return html_table(["", ""], [[k, "NA" if v is None else v] for k, v in rows], numeric={1})
+
+
+def rsd_part(corrected: pl.DataFrame | None, record: dict, threshold: float) -> str:
+    """QC RSD before and after: the medians and their distributions over the features (a chart)."""
+    before, after = record.get("qc_rsd_median_before"), record.get("qc_rsd_median_after")
+    if before is None or corrected is None or "qc_rsd_before" not in corrected.columns:
+        return ("<p>QC relative standard deviation: not measured (fewer than two pooled QC runs).</p>")
+    text = (f"<p>Median QC relative standard deviation over the features: <b>{fmt(before, 3)}</b> before and "
+            f"<b>{fmt(after, 3)}</b> after correction (features above {threshold:g} after correction are "
+            "flagged).</p>")
+    chart = distribution_figure(
+        {"before": corrected["qc_rsd_before"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
+         "after": corrected["qc_rsd_after"].cast(pl.Float64).fill_null(np.nan).to_numpy()},
+        "QC relative standard deviation per feature", "QC RSD (fraction)", threshold, f"threshold {threshold:g}")
+    return text + f'<div class="charts">{figure_html(chart)}</div>'
+
+
+def drift_part(raw: pl.DataFrame, corrected: pl.DataFrame, roles: pl.DataFrame) -> str:
+    """The QCs' log2 intensity against injection order, before (open) and after (filled) correction, coloured by
+    batch: the median over the features detected in every QC (each centred on its QC median) and three example
+    features (high, middle and low QC intensity)."""
+    qcs = roles.filter(pl.col("sample_type") == "qc")
+    runs = [r for r in qcs["sample_id"].to_list() if r in raw.columns and r in corrected.columns]
+    if len(runs) < 2:
+        return "<p>Intensity against injection order: fewer than two pooled QC runs, nothing to draw.</p>"
+    qcs = qcs.filter(pl.col("sample_id").is_in(runs))
+    orders = qcs["injection_order"]
+    sheet_order = orders.null_count() > 0
+    x = np.arange(1, len(runs) + 1, dtype=np.float64) if sheet_order else orders.cast(pl.Float64).to_numpy()
+    xlabel = "position in the sample sheet (no injection_order)" if sheet_order else "injection order"
+    batches = qcs["batch"].to_list()
+    ids, before, after = _aligned(raw, corrected, runs)
+    complete = np.isfinite(before).all(axis=1) & np.isfinite(after).all(axis=1)
+    if not complete.any():
+        return "<p>Intensity against injection order: no feature is detected in every pooled QC run.</p>"
+    charts = []
+
+    def chart(y_before: np.ndarray, y_after: np.ndarray, title: str, ylabel: str) -> str:
+        hover = [f"{r} (batch {b}, {xlabel} {int(v)})" for r, b, v in zip(runs, batches, x)]
+        fig = batch_scatter_figure(np.concatenate([x, x]), np.concatenate([y_before, y_after]), batches * 2,
+                                   ["before"] * len(runs) + ["after"] * len(runs), hover * 2, title, xlabel, ylabel,
+                                   {"before": "circle-open", "after": "circle"})
+        return figure_html(fig)
+
+    centred_before = before[complete] - np.median(before[complete], axis=1, keepdims=True)
+    centred_after = after[complete] - np.median(after[complete], axis=1, keepdims=True)
+    charts.append(chart(np.median(centred_before, axis=0), np.median(centred_after, axis=0),
+                        f"QCs: median over {int(complete.sum())} features", "log2 intensity / feature's QC median"))
+    rows = np.flatnonzero(complete)
+    level = np.median(before[rows], axis=1)
+    ranked = rows[np.argsort(-level, kind="stable")]
+    picks = list(dict.fromkeys(ranked[int(q * (len(ranked) - 1))] for q in (0.1, 0.5, 0.9)))[:N_EXAMPLES]
+    for row in picks:
+        charts.append(chart(before[row], after[row], f"QCs: feature {ids[row]}", "log2 intensity"))
+    return ('<p class="note">Pooled QC runs only, before (open circles) and after (filled) correction, coloured by '
+            "batch. The first chart is the median over the features detected in every QC run, each centred on its "
+            "own QC median, so a flat line means no drift left; the others are three example features, picked by "
+            "their QC intensity (high, middle, low) among those, not by how well they were corrected.</p>"
+            + '<div class="charts">' + "".join(charts) + "</div>")
+
+
+def pca_coordinates(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+    """2-D PCA (scikit-learn) of runs × features log2 intensities (NaN: not detected): (coordinates, explained
+    variance ratios, how the features were chosen). The features detected in every run are used when there are at
+    least ``MIN_COMPLETE``; otherwise those detected in at least half the runs, each missing value filled with
+    half that feature's smallest value. Features are centred and scaled to unit variance."""
+    from sklearn.decomposition import PCA
+
+    complete = np.isfinite(values).all(axis=0)
+    if complete.sum() >= MIN_COMPLETE:
+        X = values[:, complete]
+        how = f"the {int(complete.sum())} features detected in every run"
+    else:
+        common = np.isfinite(values).mean(axis=0) >= 0.5
+        X = values[:, common]
+        with np.errstate(all="ignore"):
+            floor = np.nanmin(X, axis=0) - 1.0  # log2 of half the smallest value
+        X = np.where(np.isfinite(X), X, floor)
+        how = (f"the {int(common.sum())} features detected in at least half the runs (only {int(complete.sum())} in "
+               "every run), a missing value filled with half the feature's smallest value")
+    X = X[:, X.std(axis=0) > 0]
+    if X.shape[1] < 2 or X.shape[0] < 3:
+        return np.zeros((values.shape[0], 2)), np.zeros(2), how
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    pca = PCA(n_components=2, random_state=0).fit(X)
+    return pca.transform(X), pca.explained_variance_ratio_, how
+
+
+def pca_part(raw: pl.DataFrame, corrected: pl.DataFrame, roles: pl.DataFrame) -> str:
+    """PCA of the samples and pooled QCs (blanks left out) before and after correction, coloured by batch, QCs as
+    diamonds."""
+    runs_frame = roles.filter(pl.col("sample_type").is_in(["sample", "qc"]) & pl.col("sample_id").is_in(
+        [c for c in raw.columns if c in corrected.columns]))
+    runs = runs_frame["sample_id"].to_list()
+    if len(runs) < 3:
+        return "<p>PCA: fewer than three samples and QCs in both matrices.</p>"
+    _, before, after = _aligned(raw, corrected, runs)
+    kinds = ["QC" if k == "qc" else "sample" for k in runs_frame["sample_type"].to_list()]
+    batches = runs_frame["batch"].to_list()
+    hover = [f"{r} ({k}, batch {b}, injection {o if o is not None else 'NA'})" for r, k, b, o in
+             zip(runs, kinds, batches, runs_frame["injection_order"].to_list())]
+    charts, notes = [], []
+    for label, values in (("before", before), ("after", after)):
+        xy, explained, how = pca_coordinates(values.T)
+        notes.append(f"{label}: {how}")
+        fig = batch_scatter_figure(xy[:, 0], xy[:, 1], batches, kinds, hover,
+                                   f"PCA of samples and QCs, {label} correction",
+                                   f"PC1 ({explained[0]:.0%})", f"PC2 ({explained[1]:.0%})",
+                                   {"sample": "circle", "QC": "diamond"})
+        charts.append(figure_html(fig))
+    return ('<p class="note">Principal components (scikit-learn PCA) of the log2 intensities of the samples and pooled '
+            "QCs (blanks left out), each feature centred and scaled to unit variance; coloured by batch, QCs drawn "
+            "as diamonds. After a good correction the QCs cluster tightly and the batches overlap. Features used: "
+            f"{esc('; '.join(notes))}.</p>" + '<div class="charts">' + "".join(charts) + "</div>")
+
+
+def flagged_table(corrected: pl.DataFrame) -> str:
+    """The features flagged by the blank filter or the QC RSD threshold, worst QC RSD after correction first."""
+    if "excluded" not in corrected.columns:
+        return ""
+    flagged = corrected.filter(pl.col("excluded").fill_null(False))
+    if flagged.height == 0:
+        return "<p>No feature is flagged.</p>"
+    shown = [c for c in FLAG_COLUMNS if c in flagged.columns]
+    rows = flagged.select(shown)
+    if "qc_rsd_after" in shown:
+        rows = rows.sort("qc_rsd_after", descending=True, nulls_last=True)
+    more = f" (the first {MAX_FLAGGED_ROWS} of {rows.height})" if rows.height > MAX_FLAGGED_ROWS else ""
+    rows = rows.head(MAX_FLAGGED_ROWS)
+    bools = [c for c in ("blank_flag", "qc_rsd_flag") if c in shown]
+    rows = rows.with_columns([pl.when(pl.col(c).fill_null(False)).then(pl.lit("yes")).otherwise(pl.lit(""))
+                              .alias(c) for c in bools]).rename({c: FLAG_COLUMNS[c] for c in shown})
+    order = [("QC RSD after", "desc")] if "qc_rsd_after" in shown else []
+    return (f"<h3>Flagged features{more}</h3><p class=\"note\">Left out of the outcome models and differential tests "
+            "when <code>correct: exclude_flagged</code> is true (the default); still in the matrices.</p>"
+            + interactive_table(rows, "batch-flagged-table", order=order))
+
+
+def batch_section(correction_path: Path | None, corrected_path: Path | None, raw: pl.DataFrame | None,
+                  sheet: pl.DataFrame, params: dict, warnings: list[str]) -> str:
+    """The "Batch, blanks and drift" section from the correct stage's record and corrected matrix (either may be
+    absent: the section says so) and the raw matrix. ``params``: the report's parameters (``config_used`` gives
+    ``correct: qc_rsd_max``; default 0.3). Warnings of the record and a drift not corrected from QCs are appended to
+    ``warnings``."""
+    roles = sample_roles(sheet)
+    parts = [runs_table(roles)]
+    if correction_path is None and corrected_path is None:
+        return "".join(parts) + ("<p>No batch-correction outputs were passed to the report (<code>--correction</code>, "
+                                 "<code>--corrected-matrix</code>).</p>")
+    record = read_correction(correction_path, warnings) or {}
+    corrected = None
+    if corrected_path is not None and not Path(corrected_path).exists():
+        warnings.append(f"the corrected feature matrix <code>{esc(Path(corrected_path).name)}</code> is missing")
+    elif corrected_path is not None:
+        corrected = pl.read_parquet(corrected_path)
+    n_qc = int(record.get("n_qc", int((roles["sample_type"] == "qc").sum())))
+    if record:
+        parts.append(_drift_text(record, n_qc, warnings))
+        for text in record.get("warnings") or []:
+            warnings.append(f"batch correction: {esc(text)}")
+    correct = ((params.get("config_used") or {}).get("correct") or {})
+    threshold = float(correct.get("qc_rsd_max", 0.3))
+    parts.append(counts_table(record, corrected))
+    parts.append(rsd_part(corrected, record, threshold))
+    if corrected is not None and raw is not None:
+        parts.append(drift_part(raw, corrected, roles))
+        parts.append(pca_part(raw, corrected, roles))
+    if corrected is not None:
+        parts.append(flagged_table(corrected))
+    return "".join(parts)
