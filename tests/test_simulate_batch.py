@@ -103,6 +103,7 @@ def test_qc_is_the_sample_mean_times_its_drift(study, truth):
     compounds = samples["compound_id"].unique(maintain_order=True).to_list()
     index = {c: j for j, c in enumerate(compounds)}
     position = {r["sample_id"]: r["position"] for r in model["injections"]}
+    assert all(len(r["contaminant_height"]) == 20 for r in model["injections"])
     for row in qcs.head(40).iter_rows(named=True):
         b, j = int(row["batch"]) - 1, index[row["compound_id"]]
         batch = model["batches"][b]

@@ -231,8 +231,10 @@ class Acquisition:
 
     def batch_truth(self) -> dict:
         """The acquisition's truth as JSON-ready data (``batch_truth.json``): per injection its id, type, order,
-        batch, position, batch offset and typical drift factor; per batch the drift parameters; per compound the
-        drift amplitude (the per-run, per-compound factors are ``ground_truth.tsv``'s ``drift_factor``)."""
+        batch, position, batch offset, typical drift factor (offset excluded) and the contaminants' apex heights
+        (contaminants.tsv order); per batch the drift parameters; per compound the drift amplitude and per
+        (batch, compound) the offset part (the per-run, per-compound factors are ``ground_truth.tsv``'s
+        ``drift_factor``)."""
         m = self.model
         out: dict = {"formula": "factor = offset_b * compound_offset_bj * exp(amplitude_j * ln(end_b) * "
                                 "position ** curvature_b)", "injections": []}
@@ -242,7 +244,9 @@ class Acquisition:
                 "sample_id": run["sample_id"], "sample_type": run["sample_type"],
                 "injection_order": run["injection_order"], "batch": run["batch"], "position": run["position"],
                 **({"offset": float(m["offset"][b]), "drift": instrument_response(m, b, run["position"])
-                    / float(m["offset"][b])} if m is not None else {})})
+                    / float(m["offset"][b])} if m is not None else {}),
+                **({"contaminant_height": [float(v) for v in self.contaminant_height[len(out["injections"])]]}
+                   if self.contaminants is not None else {})})
         if m is not None:
             out["batches"] = [{"batch": str(b + 1), "offset": float(m["offset"][b]), "end": float(m["end"][b]),
                                "curvature": float(m["curvature"][b])} for b in range(len(m["offset"]))]
