@@ -212,3 +212,11 @@ def test_bad_input_names_the_fix() -> None:
 ])
 def test_adduct_contradiction(library: str | None, feature: str | None, contradicts: bool) -> None:
     assert (adducts.adduct_contradiction(feature, library) is not None) == contradicts
+
+
+def test_an_ammonium_pair_alone_may_be_an_nh3_loss() -> None:
+    """[M+H]+ / [M+NH4]+ alone is also an amine's [M+H]+ with its in-source NH3 loss: a library [M+H]+ at the
+    "[M+NH4]+" member is then no contradiction; with a sodium adduct in the group it is."""
+    assert adducts.adduct_contradiction("[M+NH4]+", "[M+H]+", ["[M+H]+", "[M+NH4]+", "[M+H]+ M+1"]) is None
+    assert adducts.adduct_contradiction("[M+NH4]+", "[M+H]+", ["[M+H]+", "[M+NH4]+", "[M+Na]+"]) is not None
+    assert adducts.adduct_contradiction("[M+NH4]+", "[M+Na]+", ["[M+H]+", "[M+NH4]+"]) is not None

@@ -13,7 +13,7 @@ from ms2study.stages import identify
 COLS = ["spectrum_id", "sample_id", "feature_id", "rank", "library_id", "library_name", "library_inchikey",
         "library_smiles", "library_formula", "library_adduct", "combined", "cosine", "p_value", "msi_level",
         "isomer_inchikeys"]
-IK = {name: name.upper()[:1] * 14 + "-X-N" for name in ("alpha", "beta", "xeno", "zeta", "omega")}
+IK = {name: name.upper()[:1] * 14 + "-X-N" for name in ("alpha", "beta", "xeno", "zeta", "omega", "kappa")}
 
 
 def hit(spectrum: str, feature: str, name: str, adduct: str, p: float, score: float = 0.9) -> tuple:
@@ -38,15 +38,18 @@ def study() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
         hit("s1:6", "F5", "alpha", "[M+Na]+", 1e-6), hit("s2:6", "F5", "alpha", "[M+Na]+", 1e-6),
         # C6 ([M+NH4]+ of G1) names zeta, though G1 is alpha at C1 with a lower q.
         hit("s1:7", "F6", "zeta", "[M+NH4]+", 1e-5), hit("s2:7", "F6", "zeta", "[M+NH4]+", 1e-5),
+        # C7 is the "[M+NH4]+" of a group of [M+H]+ and [M+NH4]+ only: an [M+H]+ with its NH3 loss (C8) fits too.
+        hit("s1:8", "F7", "kappa", "[M+H]+", 1e-6),
     ]
     ann = pl.DataFrame([dict(zip(COLS, r)) for r in rows],
                        schema_overrides={"msi_level": pl.Int8, "isomer_inchikeys": pl.List(pl.Utf8)})
     links = (ann.select("sample_id", "feature_id").unique()
              .with_columns(("C" + pl.col("feature_id").str.extract(r"F(\d+)$")).alias("consensus_id")))
-    groups = pl.DataFrame({"consensus_id": ["C1", "C2", "C3", "C4", "C5", "C6"],
-                           "compound_group": ["G1", "G1", "G1", "G2", "G3", "G1"],
-                           "adduct": ["[M+H]+", "[M+Na]+", "[M+H]+ M+1", None, "[M+Na]+", "[M+NH4]+"],
-                           "group_representative": [True, False, False, True, True, False]})
+    groups = pl.DataFrame({"consensus_id": ["C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8"],
+                           "compound_group": ["G1", "G1", "G1", "G2", "G3", "G1", "G4", "G4"],
+                           "adduct": ["[M+H]+", "[M+Na]+", "[M+H]+ M+1", None, "[M+Na]+", "[M+NH4]+", "[M+NH4]+",
+                                      "[M+H]+"],
+                           "group_representative": [True, False, False, True, True, False, False, True]})
     return ann, links, groups
 
 
@@ -76,6 +79,7 @@ def test_identification_uses_the_grouped_adduct() -> None:
     assert not c6["accepted"] and "G1 is identified as alpha at C1" in c6["adduct_note"]
     accepted_g1 = out.filter(pl.col("accepted") & (pl.col("compound_group") == "G1"))
     assert accepted_g1["inchikey"].n_unique() == 1
+    assert got["C7"]["accepted"] and got["C7"]["adduct_note"] is None and got["C7"]["feature_adduct"] == "[M+NH4]+"
 
 
 def test_grouping_table_must_have_its_columns(tmp_path) -> None:
@@ -101,5 +105,5 @@ def test_cli_takes_the_corrected_matrix(tmp_path) -> None:
     assert cli.main(base + ["--adduct-groups", str(tmp_path / "feature_matrix_corrected.parquet"),
                             "--out", str(tmp_path / "grouped.parquet")]) == 0
     plain, grouped = pl.read_parquet(tmp_path / "plain.parquet"), pl.read_parquet(tmp_path / "grouped.parquet")
-    assert plain["accepted"].sum() == 6 and grouped["accepted"].sum() == 3
+    assert plain["accepted"].sum() == 7 and grouped["accepted"].sum() == 4
     assert grouped.filter(pl.col("consensus_id") == "C2")["adduct_note"][0] is not None

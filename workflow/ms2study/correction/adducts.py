@@ -41,9 +41,11 @@ import polars as pl
 
 from ms2study.core.errors import InputError
 
-# (label, molecules per ion k, mass shift delta in Da for m/z = k * M + delta, prior) of singly charged ions.
+# (label, molecules per ion k, mass shift delta in Da for m/z = k * M + delta, prior) of singly charged ions. The
+# priors break ties between labellings: [M+Na]+ ranks above [M+NH4]+ because an [M+H]+ / [M+NH4]+ pair is also what
+# an in-source NH3 loss from [M+H]+ looks like (amines), while nothing else is 21.98 Da from [M+H]+.
 ADDUCTS: dict[str, tuple[tuple[str, int, float, float], ...]] = {
-    "positive": (("[M+H]+", 1, 1.007276, 0.40), ("[M+Na]+", 1, 22.989218, 0.20), ("[M+NH4]+", 1, 18.033823, 0.20),
+    "positive": (("[M+H]+", 1, 1.007276, 0.40), ("[M+Na]+", 1, 22.989218, 0.30), ("[M+NH4]+", 1, 18.033823, 0.15),
                  ("[M+K]+", 1, 38.963158, 0.08), ("[M+H-H2O]+", 1, -17.003288, 0.07),
                  ("[2M+H]+", 2, 1.007276, 0.05)),
     "negative": (("[M-H]-", 1, -1.007276, 0.50), ("[M+Cl]-", 1, 34.969402, 0.15), ("[M+FA-H]-", 1, 44.998201, 0.20),
@@ -397,11 +399,14 @@ def adduct_signature(label: str | None) -> tuple[int, float, int | None] | None:
     return k, shift, charge
 
 
-def adduct_contradiction(feature_adduct: str | None, library_adduct: str | None) -> str | None:
+def adduct_contradiction(feature_adduct: str | None, library_adduct: str | None,
+                         group_adducts: list[str] | None = None) -> str | None:
     """Why a library spectrum of ``library_adduct`` cannot be the compound of a feature grouped as ``feature_adduct``,
     or None when they agree or either is unknown. An isotope peak ("[M+H]+ M+1") contradicts every library ion
     (its precursor is not a monoisotopic ion); an intrinsic ion ([M]+, [M]-) is taken to agree with [M+H]+ / [M-H]-
-    (grouping cannot tell them apart)."""
+    (grouping cannot tell them apart). ``group_adducts``: the labels of the feature's compound group; when they
+    are only [M+H]+ and [M+NH4]+, a library [M+H]+ at the [M+NH4]+ member is no contradiction (the pair is also
+    an [M+H]+ ion with its in-source NH3 loss, the common case for amines)."""
     if not feature_adduct or not library_adduct:
         return None
     lib = adduct_signature(library_adduct)
@@ -422,5 +427,10 @@ def adduct_contradiction(feature_adduct: str | None, library_adduct: str | None)
 
     (kf, sf, zf), (kl, sl, zl) = plain(feat), plain(lib)
     if kf == kl and abs(sf - sl) < 2e-3 and (zf is None or zl is None or zf == zl):
+        return None
+    labels = {g for g in (group_adducts or []) if g and not _ISOTOPE_RE.search(g)}
+    protonated = adduct_signature("[M+H]+")
+    if (feature_adduct == "[M+NH4]+" and labels <= {"[M+H]+", "[M+NH4]+"} and kl == 1 and zl in (None, 1)
+            and abs(sl - protonated[1]) < 2e-3):
         return None
     return f"library adduct {library_adduct} contradicts the feature's grouped adduct {feature_adduct}"

@@ -180,11 +180,16 @@ def _with_adduct_checks(top: pl.DataFrame, groups: pl.DataFrame | None) -> pl.Da
                          fix="pass results/study/feature_matrix_corrected.parquet written with correct.adducts: true")
     table = groups.select(pl.col("consensus_id").cast(pl.Utf8), pl.col("compound_group").cast(pl.Utf8),
                           pl.col("adduct").cast(pl.Utf8).alias("feature_adduct")).unique("consensus_id")
-    top = top.join(table, on="consensus_id", how="left")
-    pairs = top.select("feature_adduct", pl.col("library_adduct").cast(pl.Utf8)).unique().drop_nulls()
-    notes = [adducts.adduct_contradiction(f, lib) for f, lib in pairs.iter_rows()]
+    # the labels of each feature's compound group, as one sorted text (a join key)
+    labels = table.group_by("compound_group").agg(
+        pl.col("feature_adduct").drop_nulls().unique().sort().str.join("|").alias("_group_adducts"))
+    table = table.join(labels, on="compound_group", how="left")
+    top = top.join(table, on="consensus_id", how="left").with_columns(pl.col("library_adduct").cast(pl.Utf8))
+    keys = ["feature_adduct", "library_adduct", "_group_adducts"]
+    pairs = top.select(keys).unique().drop_nulls(["feature_adduct", "library_adduct"])
+    notes = [adducts.adduct_contradiction(f, lib, (g or "").split("|")) for f, lib, g in pairs.iter_rows()]
     pairs = pairs.with_columns(pl.Series("_contra_note", notes, dtype=pl.Utf8))
-    top = top.join(pairs, on=["feature_adduct", "library_adduct"], how="left")
+    top = top.join(pairs, on=keys, how="left", nulls_equal=True).drop("_group_adducts")
     return top.with_columns(pl.col("_contra_note").is_not_null().alias("_contra"))
 
 
