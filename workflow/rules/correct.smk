@@ -1,32 +1,10 @@
 # Study: batch-study corrections. Per run, the consensus features its detection missed, re-quantified from its own MS1
 # signal (gapfill); then the corrected feature matrix: gap-filled, blank-flagged, QC drift/batch-corrected (correct).
 # The raw results/study/feature_matrix.parquet stays as link wrote it.
+from ms2study.stages.correct import gap_fill_on, rule_params as correct_rule_params
 
-# The correct keys each rule uses (so e.g. models' use_corrected does not rerun the corrections).
-GAPFILL_KEYS = ("gap_fill_mz_ppm", "gap_fill_rt_s")
-NOT_CORRECT_KEYS = ("use_corrected", "exclude_flagged")
-
-
-def correct_section():
-    """The config's correct section (defaults from config/config.yaml)."""
-    return config.get("correct") or {}
-
-
-def gapfill_params(wildcards):
-    """The gap-filling keys of the correct section."""
-    return stage_params(None, **{k: v for k, v in correct_section().items() if k in GAPFILL_KEYS})
-
-
-def correct_params(wildcards):
-    """The correct section without the keys only later stages read."""
-    return stage_params(None, **{k: v for k, v in correct_section().items() if k not in NOT_CORRECT_KEYS})
-
-
-def gap_filled_tables(wildcards):
-    """One gap_filled table per run of the sheet, or none when correct.gap_fill is off."""
-    if not correct_section().get("gap_fill", True):
-        return []
-    return expand("results/study/gap_filled/{sample}.parquet", sample=SAMPLES)
+# One gap_filled table per run of the sheet, or none when correct.gap_fill is off.
+GAP_FILLED = expand("results/study/gap_filled/{sample}.parquet", sample=SAMPLES) if gap_fill_on(config) else []
 
 
 rule gapfill:
@@ -37,7 +15,8 @@ rule gapfill:
     output:
         "results/study/gap_filled/{sample}.parquet",
     params:
-        p=gapfill_params,
+        # only the gap-filling keys of the correct section
+        p=lambda wildcards: stage_params(None, **correct_rule_params(config, "gapfill")),
         # detect's centroiding and quantification: filled values are quantified as detected ones
         detect=section_params("detect"),
         version=MS2STUDY_VERSION,
@@ -61,7 +40,7 @@ rule correct:
     input:
         matrix="results/study/feature_matrix.parquet",
         sheet="results/study/samples.tsv",
-        gap_filled=gap_filled_tables,
+        gap_filled=GAP_FILLED,
     output:
         matrix=report(
             "results/study/feature_matrix_corrected.parquet",
@@ -70,8 +49,9 @@ rule correct:
         ),
         record="results/study/correction.json",
     params:
-        p=correct_params,
-        polarity=lambda wildcards: (config.get("annotate") or {}).get("ion_mode", "positive"),
+        # the correct section without the keys only later stages read (use_corrected, exclude_flagged)
+        p=lambda wildcards: stage_params(None, **correct_rule_params(config, "correct")),
+        polarity=(config.get("annotate") or {}).get("ion_mode", "positive"),
         version=MS2STUDY_VERSION,
     log:
         "logs/study/correct.log",

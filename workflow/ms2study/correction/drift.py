@@ -186,8 +186,9 @@ def qc_rlsc(values: np.ndarray, is_qc: np.ndarray, orders: np.ndarray, batches: 
             factors[np.ix_(rows, runs)] = np.where(np.isfinite(factor) & (factor > 0), factor, 1.0)
     notes = []
     if degraded:
-        notes.append(f"{degraded} feature-batch fits had fewer QC values than {method} needs and used a straight "
-                     "line or the batch's QC median")
+        fallback = "a straight line (3-4 values) or the batch's QC median" if method == "qc_spline" else \
+            "the batch's QC median"
+        notes.append(f"{degraded} feature-batch fits had fewer QC values than {method} needs and used {fallback}")
     if n_uncorrected_batches:
         notes.append(f"{n_uncorrected_batches} feature-batch pairs had no QC value: left as measured in that batch")
     return values / factors, notes

@@ -24,9 +24,28 @@ from ms2study.io.samplesheet import read_sample_sheet, sample_roles
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_PARAMS", "correct_study", "register"]
+__all__ = ["DEFAULT_PARAMS", "correct_study", "register", "rule_params", "gap_fill_on"]
 
 POLARITIES = ("positive", "negative")
+
+# The correct keys only later stages read (models, differential, attribution): they do not rerun the corrections.
+LATER_STAGE_KEYS = ("use_corrected", "exclude_flagged")
+# The correct keys the gapfill rule uses.
+GAPFILL_KEYS = ("gap_fill_mz_ppm", "gap_fill_rt_s")
+
+
+def rule_params(config: dict, rule: str) -> dict:
+    """The part of the workflow config's ``correct`` section that rule ``rule`` ("gapfill" or "correct") passes as
+    ``--params``, so a change of another key does not rerun it."""
+    section = config.get("correct") or {}
+    if rule == "gapfill":
+        return {k: v for k, v in section.items() if k in GAPFILL_KEYS}
+    return {k: v for k, v in section.items() if k not in LATER_STAGE_KEYS}
+
+
+def gap_fill_on(config: dict) -> bool:
+    """Whether the workflow runs gap filling (config ``correct.gap_fill``, default true)."""
+    return bool((config.get("correct") or {}).get("gap_fill", DEFAULT_PARAMS["gap_fill"]))
 
 
 def correct_study(feature_matrix: str | Path, samples: str | Path, gap_filled: list[str | Path] | None = None,

@@ -1,0 +1,101 @@
+"""The workflow builds the corrected feature matrix (rules gapfill and correct) on a tiny simulated study with pooled QCs
+and a blank in its sheet, and reruns only what a changed correct key touches."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from ms2study.core import tables
+from ms2study.correction.matrix import REPORT_KEYS
+from ms2study.simulate.study import simulate_study
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET = "results/study/feature_matrix_corrected.parquet"
+ROLES = {"S01": "qc", "S03": "qc", "S05": "qc", "S06": "blank"}
+
+
+def ms2study(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO / "workflow"))
+    result = subprocess.run([sys.executable, "-m", "ms2study", *args], capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        raise AssertionError(f"ms2study {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+def _jobs(study: Path) -> dict[str, int]:
+    """Rule -> job count of a dry run of the corrected matrix."""
+    dry = ms2study("run", str(study), "--cores", "1", "--dry-run", TARGET)
+    text = dry.stdout + dry.stderr
+    if "Nothing to be done" in text:
+        return {}
+    block = text.split("Job stats:")[-1]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.MULTILINE)}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("correct_study")
+    simulate_study(root, n_samples=6, seed=5)
+    sheet = pl.read_csv(root / "samples.tsv", separator="\t", infer_schema_length=0)
+    sheet = sheet.with_columns(
+        sample_type=pl.col("sample_id").replace_strict(ROLES, default="sample"),
+        injection_order=pl.int_range(1, pl.len() + 1).cast(pl.Utf8),
+        batch=pl.lit("1"),
+    )
+    sheet.write_csv(root / "samples.tsv", separator="\t")
+    ms2study("run", str(root), "--cores", "2", TARGET)
+    return root
+
+
+def test_corrected_matrix_gap_filled_tables_and_record(study: Path) -> None:
+    results = study / "results" / "study"
+    runs = pl.read_csv(study / "samples.tsv", separator="\t")["sample_id"].to_list()
+    raw = pl.read_parquet(results / "feature_matrix.parquet")
+    corrected = pl.read_parquet(results / "feature_matrix_corrected.parquet")
+    assert corrected.columns == [*tables.CORRECTED_MATRIX_KEYS, *runs]
+    assert corrected["consensus_id"].to_list() == raw["consensus_id"].to_list()
+    filled_cells = 0
+    for run in runs:
+        gap = pl.read_parquet(results / "gap_filled" / f"{run}.parquet")
+        assert list(gap.columns) == list(tables.GAP_FILLED)
+        assert gap.height == raw[run].null_count()  # a row for every cell the run missed
+        filled_cells += gap["intensity"].is_not_null().sum()
+        assert (study / "logs" / "gapfill" / f"{run}.log").exists()
+    record = json.loads((results / "correction.json").read_text())
+    assert tuple(record) == REPORT_KEYS
+    assert record["drift_method"] == "qc_linear"  # 3 QCs in the one batch
+    assert (record["n_samples"], record["n_qc"], record["n_blank"]) == (2, 3, 1)
+    assert record["n_filled"] == filled_cells == corrected["n_filled"].sum()
+    assert record["qc_rsd_median_after"] < record["qc_rsd_median_before"]
+    # the raw matrix keeps the raw intensities; the corrected one moved them
+    assert raw.select(runs).to_numpy().tolist() != corrected.select(runs).to_numpy().tolist()
+
+
+def test_only_what_a_changed_key_touches_reruns(study: Path) -> None:
+    assert _jobs(study) == {}
+    config = study / "config.yaml"
+    original = config.read_text()
+    try:
+        config.write_text(original + "correct:\n  use_corrected: false\n  exclude_flagged: false\n")
+        assert _jobs(study) == {}  # keys of later stages do not rerun the corrections
+        config.write_text(original + "correct:\n  qc_rsd_max: 0.2\n")
+        jobs = _jobs(study)
+        assert jobs.get("correct") == 1 and "gapfill" not in jobs and "link" not in jobs
+        config.write_text(original + "correct:\n  gap_fill_rt_s: 6.0\n")
+        jobs = _jobs(study)
+        assert jobs.get("gapfill") == 6 and jobs.get("correct") == 1 and "detect" not in jobs
+        config.write_text(original + "correct:\n  gap_fill: false\n")
+        jobs = _jobs(study)
+        assert jobs.get("correct") == 1 and "gapfill" not in jobs
+    finally:
+        config.write_text(original)
