@@ -220,3 +220,11 @@ def test_an_ammonium_pair_alone_may_be_an_nh3_loss() -> None:
     assert adducts.adduct_contradiction("[M+NH4]+", "[M+H]+", ["[M+H]+", "[M+NH4]+", "[M+H]+ M+1"]) is None
     assert adducts.adduct_contradiction("[M+NH4]+", "[M+H]+", ["[M+H]+", "[M+NH4]+", "[M+Na]+"]) is not None
     assert adducts.adduct_contradiction("[M+NH4]+", "[M+Na]+", ["[M+H]+", "[M+NH4]+"]) is not None
+
+
+def test_blocks_do_not_change_the_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    matrix, samples, _ = planted_study(seed=10, n_compounds=40, n_decoys=60)
+    whole = adducts.group_adducts(matrix, samples, PARAMS)
+    monkeypatch.setattr(adducts, "_PAIRS_PER_CHUNK", 37)
+    monkeypatch.setattr(adducts, "_CELLS_PER_BLOCK", 100)
+    assert adducts.group_adducts(matrix, samples, PARAMS).equals(whole)

@@ -61,7 +61,8 @@ PAIR_COLUMNS: dict[str, pl.DataType] = {
     "consensus_id_a": pl.Utf8, "consensus_id_b": pl.Utf8, "kind": pl.Utf8, "adduct_a": pl.Utf8, "adduct_b": pl.Utf8,
     "neutral_mass": pl.Float64, "mz_error_ppm": pl.Float64, "rt_diff_s": pl.Float64, "n_shared": pl.Int32,
     "correlation": pl.Float64, "score": pl.Float64}
-_PAIRS_PER_CHUNK = 2_000_000
+_PAIRS_PER_CHUNK = 2_000_000       # candidate pairs tested at once
+_CELLS_PER_BLOCK = 4_000_000       # pair x sample cells of the correlation arrays at once
 
 
 @dataclass
@@ -217,27 +218,41 @@ def _concat_edges(edges: list[dict]) -> dict:
     return out
 
 
+def _pair_statistics(a: np.ndarray, b: np.ndarray, logx: np.ndarray,
+                     x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per pair: shared samples, Pearson r of log intensities over them, median intensity ratio b / a over them
+    (NaN without shared samples) and whether both are detected somewhere; in blocks to bound memory."""
+    n, r, ratio, both = (np.zeros(a.size, dtype=np.int64), np.full(a.size, np.nan), np.full(a.size, np.nan),
+                         np.zeros(a.size, dtype=bool))
+    step = max(1, _CELLS_PER_BLOCK // max(1, x.shape[1]))
+    for lo_i in range(0, a.size, step):
+        sl = slice(lo_i, lo_i + step)
+        la, lb = logx[a[sl]], logx[b[sl]]
+        shared = np.isfinite(la) & np.isfinite(lb)
+        k = shared.sum(axis=1)
+        with np.errstate(all="ignore"):
+            ma = np.where(shared, la, 0.0).sum(axis=1) / k
+            mb = np.where(shared, lb, 0.0).sum(axis=1) / k
+            da = np.where(shared, la - ma[:, None], 0.0)
+            db = np.where(shared, lb - mb[:, None], 0.0)
+            r[sl] = (da * db).sum(axis=1) / np.sqrt((da * da).sum(axis=1) * (db * db).sum(axis=1))
+            if x.shape[1]:
+                ratios = np.sort(np.where(shared, x[b[sl]] / x[a[sl]], np.inf), axis=1)
+                rows = np.arange(k.size)
+                mid = (ratios[rows, np.maximum(k - 1, 0) // 2] + ratios[rows, np.maximum(k, 1) // 2]) / 2
+                ratio[sl] = np.where(k > 0, mid, np.nan)
+        n[sl] = k
+        both[sl] = np.isfinite(la).any(axis=1) & np.isfinite(lb).any(axis=1)
+    return n, r, ratio, both
+
+
 def _judge_correlation(pairs: dict, logx: np.ndarray, x: np.ndarray, mz: np.ndarray, min_corr: float,
                        counts: dict) -> dict:
     """Shared samples, Pearson r of log intensities and the isotope-ratio check per edge; keeps the edges that pass
     and adds ``n_shared``, ``r`` and ``score``."""
-    a, b = pairs["a"], pairs["b"]
-    la, lb = logx[a], logx[b]
-    shared = np.isfinite(la) & np.isfinite(lb)
-    n = shared.sum(axis=1)
-    with np.errstate(all="ignore"):
-        am = np.where(shared, la, 0.0)
-        bm = np.where(shared, lb, 0.0)
-        ma, mb = am.sum(axis=1) / n, bm.sum(axis=1) / n
-        da = np.where(shared, la - ma[:, None], 0.0)
-        db = np.where(shared, lb - mb[:, None], 0.0)
-        r = (da * db).sum(axis=1) / np.sqrt((da * da).sum(axis=1) * (db * db).sum(axis=1))
-        ratios = np.sort(np.where(shared, x[b] / x[a], np.inf), axis=1)  # median of the shared samples' ratios
-        rows = np.arange(a.size)
-        lo, hi = ratios[rows, np.maximum(n - 1, 0) // 2], ratios[rows, np.maximum(n, 1) // 2]
-        ratio = np.where(n > 0, (lo + hi) / 2, np.nan) if ratios.shape[1] else np.full(a.size, np.nan)
-    detected_a, detected_b = np.isfinite(la).any(axis=1), np.isfinite(lb).any(axis=1)
-    never = (n == 0) & detected_a & detected_b
+    a = pairs["a"]
+    n, r, ratio, both = _pair_statistics(a, pairs["b"], logx, x)
+    never = (n == 0) & both
     tested = (n >= MIN_SHARED_SAMPLES) & np.isfinite(r)
     corr_fail = tested & (r < min_corr)
     # 13C isotope ratios: at most 1.1% per carbon, carbons at most m/z / 12 (slack for quantification noise).
