@@ -246,3 +246,17 @@ def test_batch_section_renders_in_headless_chromium(batch_report: tuple[Path, st
     assert len(drawn) == _section(text).count("Plotly.newPlot(") and all('class="trace ' in d for d in drawn)
     assert re.search(r'<table id="batch-flagged-table" class="[^"]*dataTable', dom)
     assert 'aria-sort="descending"' in part.split('id="batch-flagged-table"')[1]
+
+
+def test_qcs_too_few_for_a_fit_are_named_as_the_reason(tmp_path: Path) -> None:
+    """QCs in the sheet but the correct stage fell back to median normalisation: the section says drift was not
+    corrected from QCs, and the warning gives the note's first sentence (the reason), not the whole note."""
+    inputs, record = _write(tmp_path)
+    record.update(drift_method="median", note="drift_method auto fell back to median normalisation: batch(es) 2 "
+                  "have fewer than 3 QC runs. Median normalisation divides each run by its median ratio.")
+    inputs.correction.write_text(json.dumps(record))
+    build_report(inputs, tmp_path / "r.html")
+    text = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "<b>Drift was not corrected from pooled QCs</b>: the study has 8 pooled QC runs, but the note" in text
+    warnings = text.split('id="warnings"')[1].split('id="overview"')[0]
+    assert "batch(es) 2 have fewer than 3 QC runs)" in warnings and "median ratio" not in warnings

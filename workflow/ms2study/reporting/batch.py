@@ -98,14 +98,18 @@ def _drift_text(record: dict, n_qc: int, warnings: list[str]) -> str:
     text = f"<p>Drift correction: <b>{esc(method)}</b>. {esc(record.get('note') or '')}</p>"
     if method not in QC_DRIFT_METHODS:
         reason = ("the study has no pooled QC runs (sample_type qc in the sample sheet)" if n_qc == 0 else
-                  f"the {n_qc} pooled QC runs were too few for a per-feature fit")
+                  f"the study has {n_qc} pooled QC runs, but " + ("the note above says why they were not used"
+                                                                  if method == "median" and record.get("note")
+                                                                  else f"drift_method is {method}"))
         fallback = {"median": "each run was scaled to the median intensity of the runs (median normalisation), which "
                               "evens out overall intensity but not feature-specific drift",
                     "none": "intensities are left as measured"}.get(method, f"method '{method}' was used")
         text += (f"<p><b>Drift was not corrected from pooled QCs</b>: {reason}; {esc(fallback)}. Intensity drift "
                  "with injection order and batch offsets may remain in the matrix the models use.</p>")
-        warnings.append(f"drift was <b>not corrected from pooled QCs</b> ({esc(reason)}; drift method "
-                        f"{esc(method)}): check the batch section before reading group differences")
+        # the note's first sentence says why (the whole note is in the section)
+        why = reason if n_qc == 0 or not record.get("note") else str(record["note"]).split(". ")[0]
+        warnings.append(f"drift was <b>not corrected from pooled QCs</b> (drift method {esc(method)}; {esc(why)}): "
+                        "check the batch section before reading group differences")
     return text
 
 
