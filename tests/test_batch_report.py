@@ -260,3 +260,13 @@ def test_qcs_too_few_for_a_fit_are_named_as_the_reason(tmp_path: Path) -> None:
     assert "<b>Drift was not corrected from pooled QCs</b>: the study has 8 pooled QC runs, but the note" in text
     warnings = text.split('id="warnings"')[1].split('id="overview"')[0]
     assert "batch(es) 2 have fewer than 3 QC runs)" in warnings and "median ratio" not in warnings
+
+
+def test_without_injection_order_the_qcs_are_drawn_in_sheet_order(tmp_path: Path) -> None:
+    inputs, _ = _write(tmp_path)
+    sheet = pl.read_csv(inputs.sheet, separator="\t", infer_schema_length=0).drop("injection_order")
+    sheet.write_csv(inputs.sheet, separator="\t")
+    build_report(inputs, tmp_path / "r.html")
+    part = _section((tmp_path / "r.html").read_text(encoding="utf-8"))
+    assert "position in the sample sheet (no injection_order)" in part and "<td>not given</td>" in part
+    assert "QC2 (batch 1, position in the sample sheet (no injection_order) 6)" in part  # QC2 is the 6th run

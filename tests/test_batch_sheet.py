@@ -180,12 +180,43 @@ def test_models_leave_qcs_and_blanks_out_and_say_so(tmp_path: Path) -> None:
 
 
 def test_rules_read_the_corrected_matrix_by_default_and_pass_the_flags() -> None:
+    corrected = "results/study/feature_matrix_corrected.parquet"
+    assert models.matrix_inputs({}) == {"matrix": corrected, "flags": [corrected],
+                                        "option": f"--exclude-flagged {corrected}"}
+    raw = models.matrix_inputs({"correct": {"use_corrected": False}})
+    assert raw["matrix"] == "results/study/feature_matrix.parquet" and raw["flags"] == [corrected]
+    assert models.matrix_inputs({"correct": {"exclude_flagged": False}})["option"] == ""
     text = {name: (REPO / "workflow" / "rules" / f"{name}.smk").read_text()
             for name in ("models", "differential", "attribution", "report")}
-    assert '"results/study/feature_matrix_corrected.parquet"' in text["models"]
-    assert 'CORRECT_DEFAULTS = {"use_corrected": True, "exclude_flagged": True}' in text["models"]
     for name in ("models", "differential"):
-        assert "matrix=model_matrix" in text[name] and "flags=flagged_features" in text[name]
-        assert "{params.flags}" in text[name]
-    assert "matrix=model_matrix" in text["attribution"]
+        assert 'matrix=MATRIX_INPUTS["matrix"]' in text[name] and 'flags=MATRIX_INPUTS["flags"]' in text[name]
+        assert 'flags=MATRIX_INPUTS["option"]' in text[name] and "{params.flags}" in text[name]
+    assert 'matrix=MATRIX_INPUTS["matrix"]' in text["attribution"]
     assert "--corrected-matrix {input.corrected:q} --correction {input.correction:q}" in text["report"]
+
+
+def test_snakemake_dry_run_wires_the_corrected_matrix_and_the_flags(tmp_path: Path) -> None:
+    """The dry run's commands: models and differential read the corrected matrix and leave its flagged features
+    out; with correct.use_corrected false they read the raw matrix (still without the flagged features)."""
+    _study(tmp_path, ["A\ta.mzML\tsample\t1\t1\tcase", "B\tb.mzML\tsample\t2\t1\tcontrol",
+                      "C\tc.mzML\tsample\t3\t2\tcase", "D\td.mzML\tsample\t4\t2\tcontrol", "Q\tq.mzML\tqc\t5\t2\t"],
+           header="sample_id\tfile\tsample_type\tinjection_order\tbatch\tgroup")
+    (tmp_path / "config.yaml").write_text("models:\n  outcomes:\n    - {column: group, type: binary}\n")
+
+    def dry(*extra: str) -> str:
+        result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d",
+                                 str(tmp_path), "--dry-run", "--printshellcmds", *extra], check=False,
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout
+
+    commands = [line for line in dry().splitlines() if " models " in line or " differential " in line]
+    assert len(commands) == 2
+    for line in commands:
+        assert "--feature-matrix results/study/feature_matrix_corrected.parquet" in line
+        assert "--exclude-flagged results/study/feature_matrix_corrected.parquet" in line
+    (tmp_path / "config.yaml").write_text("models:\n  outcomes:\n    - {column: group, type: binary}\n"
+                                          "correct: {use_corrected: false}\n")
+    commands = [line for line in dry().splitlines() if " models " in line or " differential " in line]
+    assert all("--feature-matrix results/study/feature_matrix.parquet" in line and "--exclude-flagged" in line
+               for line in commands) and len(commands) == 2

@@ -15,7 +15,7 @@ rule attribution:
         features=per_sample("features"),
         links="results/study/feature_links.parquet",
         # keys of the consensus features; the corrected matrix also gives their flags (rules/models.smk)
-        matrix=model_matrix,
+        matrix=MATRIX_INPUTS["matrix"],
         identifications="results/study/identifications.parquet",
         summary="results/study/models/{outcome}/summary.json",
     output:

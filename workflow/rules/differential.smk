@@ -12,9 +12,9 @@ wildcard_constraints:
 rule differential:
     input:
         sheet="results/study/samples.tsv",
-        # corrected or raw, and the flags (model_matrix, flagged_features: rules/models.smk)
-        matrix=model_matrix,
-        flags=flagged_features,
+        # corrected or raw, and the flags (MATRIX_INPUTS: rules/models.smk)
+        matrix=MATRIX_INPUTS["matrix"],
+        flags=MATRIX_INPUTS["flags"],
         identifications="results/study/identifications.parquet",
     output:
         differential=report(
@@ -32,7 +32,7 @@ rule differential:
     params:
         # the outcome and the models' missing-value and covariate settings: only these rerun the stage
         p=lambda wildcards: stage_params(None, **rule_params(config, wildcards.outcome)),
-        flags=flag_option,
+        flags=MATRIX_INPUTS["option"],
         version=MS2STUDY_VERSION,
     log:
         "logs/study/differential_{outcome}.log",

@@ -1,31 +1,11 @@
 # Study: cross-validated models of every configured outcome.
 from ms2study.stages.differential import configured_outcomes
+from ms2study.stages.models import CORRECTED_MATRIX, matrix_inputs
 
-# The matrix the models, the differential tests and the attribution read (config section correct, written by the
-# correct stage, rules/correct.smk): the drift/batch-corrected, gap-filled matrix unless correct.use_corrected is
-# false; with correct.exclude_flagged the features it flags (blank filter, QC RSD) are left out of models and tests.
-CORRECT_DEFAULTS = {"use_corrected": True, "exclude_flagged": True}
-CORRECTED_MATRIX = "results/study/feature_matrix_corrected.parquet"
-
-
-def correct_setting(key):
-    """Key ``key`` of the config's correct section, with the default of the study-output contract when absent."""
-    return (config.get("correct") or {}).get(key, CORRECT_DEFAULTS[key])
-
-
-def model_matrix(wildcards):
-    """The corrected matrix (correct.use_corrected, the default) or the linked raw matrix."""
-    return CORRECTED_MATRIX if correct_setting("use_corrected") else "results/study/feature_matrix.parquet"
-
-
-def flagged_features(wildcards):
-    """The corrected matrix, whose ``excluded`` features are left out (correct.exclude_flagged), or no input."""
-    return [CORRECTED_MATRIX] if correct_setting("exclude_flagged") else []
-
-
-def flag_option(wildcards, input):
-    """``--exclude-flagged PATH`` when the rule has the flags input, else nothing."""
-    return f"--exclude-flagged {shlex.quote(str(input.flags))}" if input.get("flags") else ""
+# The matrix the models, the differential tests and the attribution read (config section correct; the correct stage
+# writes it, rules/correct.smk): the drift/batch-corrected, gap-filled matrix unless correct.use_corrected is false;
+# with correct.exclude_flagged the features it flags (blank filter, QC RSD) are left out of models and tests.
+MATRIX_INPUTS = matrix_inputs(config)
 
 
 # One folder per outcome of models: outcomes, named as `ms2study models` names them (the path-safe form of the
@@ -51,8 +31,8 @@ rule models:
         sheet="results/study/samples.tsv",
         embeddings=per_sample("sample_embedding"),
         spectra=per_sample("spectra"),
-        matrix=model_matrix,
-        flags=flagged_features,
+        matrix=MATRIX_INPUTS["matrix"],
+        flags=MATRIX_INPUTS["flags"],
     output:
         # the summaries are marked for `snakemake --report`; the other files are plain outputs
         [
@@ -61,7 +41,7 @@ rule models:
         ],
     params:
         p=lambda wildcards: stage_params("models"),
-        flags=flag_option,
+        flags=MATRIX_INPUTS["option"],
         version=MS2STUDY_VERSION,
     log:
         "logs/study/models.log",

@@ -160,7 +160,9 @@ def drift_part(raw: pl.DataFrame, corrected: pl.DataFrame, roles: pl.DataFrame) 
     qcs = qcs.filter(pl.col("sample_id").is_in(runs))
     orders = qcs["injection_order"]
     sheet_order = orders.null_count() > 0
-    x = np.arange(1, len(runs) + 1, dtype=np.float64) if sheet_order else orders.cast(pl.Float64).to_numpy()
+    position = {sid: i + 1 for i, sid in enumerate(roles["sample_id"].to_list())}
+    x = (np.array([position[r] for r in runs], dtype=np.float64) if sheet_order
+         else orders.cast(pl.Float64).to_numpy())
     xlabel = "position in the sample sheet (no injection_order)" if sheet_order else "injection order"
     batches = qcs["batch"].to_list()
     ids, before, after = _aligned(raw, corrected, runs)

@@ -100,6 +100,23 @@ DEFAULT_PARAMS: dict[str, Any] = {
 }
 
 
+# The study matrices (contract paths) and the defaults of the config section correct that choose between them.
+RAW_MATRIX = "results/study/feature_matrix.parquet"
+CORRECTED_MATRIX = "results/study/feature_matrix_corrected.parquet"
+CORRECT_DEFAULTS = {"use_corrected": True, "exclude_flagged": True}
+
+
+def matrix_inputs(config: dict) -> dict[str, Any]:
+    """The rules' view of the config section ``correct`` (models, differential, attribution, report): ``matrix``, the
+    corrected matrix (``use_corrected``, default true) or the raw one; ``flags``, ``[CORRECTED_MATRIX]`` when its
+    flagged features are left out (``exclude_flagged``, default true), else ``[]``; ``option``, the matching
+    ``--exclude-flagged PATH`` command option (or "")."""
+    correct = {**CORRECT_DEFAULTS, **(config.get("correct") or {})}
+    flags = [CORRECTED_MATRIX] if correct["exclude_flagged"] else []
+    return {"matrix": CORRECTED_MATRIX if correct["use_corrected"] else RAW_MATRIX, "flags": flags,
+            "option": f"--exclude-flagged {CORRECTED_MATRIX}" if flags else ""}
+
+
 def merge_params(params: dict | None) -> dict:
     """DEFAULT_PARAMS with ``params`` over them; an unknown key raises InputError naming it."""
     merged = overlay(params, DEFAULT_PARAMS, "models")
