@@ -270,3 +270,30 @@ def test_without_injection_order_the_qcs_are_drawn_in_sheet_order(tmp_path: Path
     part = _section((tmp_path / "r.html").read_text(encoding="utf-8"))
     assert "position in the sample sheet (no injection_order)" in part and "<td>not given</td>" in part
     assert "QC2 (batch 1, position in the sample sheet (no injection_order) 6)" in part  # QC2 is the 6th run
+
+
+def test_model_maps_show_study_samples_only(tmp_path: Path) -> None:
+    """The models' maps colour the study samples by the outcome; QCs and blanks (no outcome, not modelled) are not
+    drawn there."""
+    from ms2study.modelling.featuresets import feature_matrix_feature_set
+    from ms2study.reporting.collect import OutcomeFiles
+    from ms2study.stages import models
+
+    inputs, _ = _write(tmp_path)
+    sheet = pl.read_csv(inputs.sheet, separator="\t", infer_schema_length=0)
+    matrix = pl.read_parquet(inputs.corrected_matrix)
+    sets = {"features": feature_matrix_feature_set(matrix, sheet["sample_id"].to_list())}
+    out = tmp_path / "models"
+    summaries = models.model_outcomes(sheet, sets, [{"column": "group", "type": "binary", "positive_class": "case"}],
+                                      out, {"feature_sets": ["features"], "n_permutations": 1, "outer_repeats": 1,
+                                            "n_bootstrap": 20})
+    assert summaries["group"]["n_samples"] == 16
+    build_report(ReportInputs(sheet=inputs.sheet, feature_matrix=inputs.feature_matrix,
+                              corrected_matrix=inputs.corrected_matrix, correction=inputs.correction,
+                              models=[OutcomeFiles(out / "group" / "summary.json", out / "group" / "predictions.parquet")]),
+                 tmp_path / "r.html")
+    part = (tmp_path / "r.html").read_text(encoding="utf-8").split('<h2 id="models">')[1].split("</section>")[0]
+    assert "of features, coloured by group" in part and "S01\\u003cbr\\u003egroup: case" in part.replace(
+        "<br>", "\\u003cbr\\u003e")
+    assert "QC1" not in part and "BL1" not in part
+    assert "8 pooled QC run(s) and 2 blank run(s)" in part  # the summary's note
