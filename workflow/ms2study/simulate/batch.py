@@ -6,7 +6,8 @@ plasticiser contaminants show up in every run, and one compound gives several io
 design (:mod:`ms2study.simulate.design`) into that acquisition, with its truth, for the mzML writer
 (:func:`ms2study.simulate.study.simulate_study`) and the features-from-truth path (``simulate_features``):
 
-- injection order (stream 20): the study samples shuffled and split over ``batches`` (as even as possible); in each
+- injection order (stream 20): the study samples shuffled and dealt over ``batches`` group by group (block
+  randomisation: each outcome group spread evenly over the batches, so group and batch are not confounded); in each
   batch the first half of its ``blanks`` (rounded up), a QC, then after every ``qc_every`` samples a QC (so one
   also ends the batch), then the other blanks. Run ids: ``S01``.. (the design's), ``QC01``.., ``BLANK01``..
   numbered in injection order.
@@ -51,6 +52,19 @@ NH4_ION = 18.033823
 ION_LABELS = ("[M+Na]+", "[M+NH4]+", "in-source")
 
 
+def _stratified_batches(order: np.ndarray, groups: list, n_batches: int) -> list[np.ndarray]:
+    """``order`` (a permutation of the samples) split into ``n_batches`` runs of samples, each group dealt over the
+    batches in turn (block randomisation, as labs balance groups over batches so that group and batch are not
+    confounded); within a batch the samples keep their random order. Batch sizes differ by at most one."""
+    batch_of = np.empty(order.size, dtype=np.int64)
+    dealt = 0
+    for group in dict.fromkeys(groups[i] for i in order):
+        for i in (i for i in order if groups[i] == group):
+            batch_of[i] = dealt % n_batches
+            dealt += 1
+    return [np.array([i for i in order if batch_of[i] == b], dtype=np.int64) for b in range(n_batches)]
+
+
 def injection_plan(samples: list[dict], seed: int, p: dict) -> list[dict]:
     """The acquisition sequence: one dict per run in injection order with ``sample_id``, ``file``,
     ``sample_type`` (sample | qc | blank), ``injection_order`` (1..N), ``batch`` ("1", "2", ...), ``position``
@@ -63,7 +77,7 @@ def injection_plan(samples: list[dict], seed: int, p: dict) -> list[dict]:
     k, n_blanks = int(p["qc_every"]), int(p["blanks"])
     runs: list[dict] = []
     n_qc = n_blank = 0
-    for b, chunk in enumerate(np.array_split(order, n_batches), start=1):
+    for b, chunk in enumerate(_stratified_batches(order, [s.get("group") for s in samples], n_batches), start=1):
         seq: list[int | str] = ["blank"] * ((n_blanks + 1) // 2)
         if k > 0:
             seq.append("qc")
