@@ -160,6 +160,9 @@ def qc_rlsc(values: np.ndarray, is_qc: np.ndarray, orders: np.ndarray, batches: 
         runs = np.flatnonzero(batch_arr == batch)
         qcs = runs[is_qc[runs]]
         qcs = qcs[np.argsort(orders[qcs], kind="stable")]
+        if qcs.size == 0:  # choose_method refuses this; kept as measured when called directly
+            n_uncorrected_batches += values.shape[0]
+            continue
         x_q, x_r = orders[qcs], orders[runs]
         present = np.isfinite(logs[:, qcs])
         patterns, inverse = np.unique(present, axis=0, return_inverse=True)

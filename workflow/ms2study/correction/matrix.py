@@ -17,7 +17,10 @@ run of the sheet (QCs and blanks included, sheet order), in this order:
    is present; otherwise every feature is a group of its own with adduct null (a warning says why); with
    ``collapse_adducts`` the matrix keeps one row per group (``collapse_groups``).
 
-The record (``report``) holds exactly the keys of ``REPORT_KEYS`` (results/study/correction.json).
+The record (``report``) holds exactly the keys of ``REPORT_KEYS`` (results/study/correction.json). Counts: n_samples,
+n_qc, n_blank are runs by sample_type; n_filled the cells holding a gap-filled value, filled_share their share of the
+non-null cells of the corrected matrix; qc_rsd_median_* the median over features with an RSD (null without QC runs);
+n_features_in_adduct_groups the features in groups of two or more.
 """
 
 from __future__ import annotations
