@@ -76,7 +76,7 @@ def test_outlier_rule_needs_three_samples_and_log_matrix_fills_half_minimum():
         log_feature_matrix(matrix, ["A", "Z"])
 
 
-def test_qc_table_skips_qc_and_blank_rows_from_the_outlier_test():
+def test_qc_table_scores_samples_among_samples_and_never_a_blank():
     n = 12
     ids = [f"S{i:02d}" for i in range(n)]
     types = ["sample"] * 10 + ["QC", "blank"]
@@ -85,8 +85,12 @@ def test_qc_table_skips_qc_and_blank_rows_from_the_outlier_test():
     runs = {s: {"n_ms2_scans": 10, "n_ms2_mapped": 4} for s in ids}
     table = qc_table(samples, runs, pl.DataFrame({"sample_id": ids, "rt_shift_median_s": np.arange(n) * 1.0}), matrix)
     assert table.columns == list(QC) and table["sample_id"].to_list() == ids
+    assert table["sample_type"].to_list() == ["sample"] * 10 + ["qc", "blank"]  # the sheet's case does not matter
     assert not table["outlier"].any() and table["outlier_score"][:10].null_count() == 0
+    z, _, _ = outlier_scores(log_feature_matrix(matrix, ids[:10]))
+    assert np.allclose(table["outlier_score"][:10].to_numpy(), z)  # the samples' scores do not see the QC or blank
     assert table["outlier_score"][10:].null_count() == 2 and "not tested" in table["outlier_rule"][11]
+    assert "fewer than 3" in table["outlier_rule"][10]  # one QC: nothing to compare it with
     assert table["share_ms2_mapped"].to_list() == [0.4] * n and table["rt_shift_median_s"][3] == 3.0
 
 

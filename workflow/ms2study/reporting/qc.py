@@ -2,9 +2,11 @@
 
 QC: the per-sample QC table (``results/study/qc.parquet``: sample_id, n_ms1_scans, n_ms2_scans, n_ms2_mapped,
 share_ms2_mapped, n_features, tic_total, rt_shift_median_s, precursor_error_median_ppm, n_accepted, outlier,
-outlier_score, outlier_rule) as a sortable table with the outliers marked and their rule stated, and each sample's
-chromatogram table (``results/samples/{sample}/chromatogram.parquet``: rt_s, tic, bpc) drawn as overlaid TIC and
-base-peak chromatograms. Attribution: the top rows of ``results/study/attribution/{outcome}.parquet`` (consensus_id,
+outlier_score, outlier_rule; newer tables also sample_type, batch, injection_order and run_note) as a sortable
+table with the outliers marked and their rule stated, and each sample's chromatogram table
+(``results/samples/{sample}/chromatogram.parquet``: rt_s, tic, bpc) drawn as overlaid TIC and base-peak
+chromatograms. A study with pooled QC or blank runs gets one part per run type (study samples, pooled QCs, blanks),
+each with its rule, charts and table; a table without sample_type is all study samples, shown as before. Attribution: the top rows of ``results/study/attribution/{outcome}.parquet`` (consensus_id,
 mz, rt_s, contribution, direction, rank, name, inchikey, msi_level; contribution toward the positive class of the
 embedding model for a binary outcome, per unit of a continuous one; ``n_samples`` shown when present). Both tables
 are written by other stages (``ms2study qc``, ``ms2study attribution``); here they are only read. May import
@@ -42,6 +44,14 @@ QC_TEXT = ('<p class="note">RT shift: median retention-time difference of the sa
            "keeping the highest point of each stretch (zoom to inspect); outliers are drawn thicker.</p>")
 
 
+RUN_TYPES = {"sample": "Study samples", "qc": "Pooled QC runs", "blank": "Blank runs"}  # sheet sample_type: heading
+CHART_NOUNS = {"sample": "study samples", "qc": "pooled QCs", "blank": "blanks"}
+TYPED_TEXT = ('<p class="note">Each run type is judged apart: study samples are scored among study samples and pooled '
+              "QCs among QCs (a QC apart from the others points at an injection problem); blanks are never outliers "
+              "by their few features, but a blank with many features is noted as possible carry-over. QC and blank "
+              "runs never enter the outcome models.</p>")
+
+
 def _table_id(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", text)
 
@@ -67,55 +77,125 @@ def read_chromatograms(paths: Sequence[Path], sample_ids: list[str],
     return out
 
 
+def _ordered_qc(qc_path: Path, sample_ids: list[str]) -> pl.DataFrame:
+    """The QC table in sheet order, sample_id as text, a sample_type column (all "sample" in a table without one)."""
+    qc = pl.read_parquet(qc_path)
+    if "sample_id" not in qc.columns:
+        raise InputError("the QC table has no sample_id column", file=str(qc_path), fix="rerun the QC stage")
+    order = {s: i for i, s in enumerate(sample_ids)}
+    qc = qc.with_columns(pl.col("sample_id").cast(pl.Utf8)).sort(
+        pl.col("sample_id").replace_strict(order, default=len(order), return_dtype=pl.Int64))
+    kind = pl.col("sample_type").cast(pl.Utf8).str.to_lowercase().fill_null("sample") if (
+        "sample_type" in qc.columns) else pl.lit("sample")
+    return qc.with_columns(kind.alias("sample_type"))
+
+
+def _rule_text(qc: pl.DataFrame) -> str:
+    rules = sorted({str(r) for r in qc["outlier_rule"].drop_nulls().to_list()}) if "outlier_rule" in qc.columns else []
+    return "; ".join(rules) or "not stated in the QC table"
+
+
+def _outlier_part(qc: pl.DataFrame, kind: str, typed: bool, warnings: list[str]) -> tuple[str, set[str]]:
+    """The rule and count paragraph of one run type (warnings for sample and QC outliers, blank notes); returns it
+    with the flagged ids."""
+    notes = qc.filter(pl.col("run_note").is_not_null()) if "run_note" in qc.columns else qc.clear()
+    if kind == "blank":
+        text = (f"<p>Rule: {esc(_rule_text(qc))}. <b>{notes.height}</b> of {qc.height} blank runs noted"
+                + (f": {esc(', '.join(notes['sample_id'].to_list()))}" if notes.height else "") + ".</p>")
+        if notes.height:
+            listed = "; ".join(f"{s}: {n}" for s, n in zip(notes["sample_id"].to_list(), notes["run_note"].to_list()))
+            warnings.append(f"blank run(s) with many features ({esc(listed)}): their contaminant levels, and the "
+                            "blank filtering that relies on them, may include sample material")
+        return text, set()
+    if "outlier" not in qc.columns:
+        return "", set()
+    flagged = qc.filter(pl.col("outlier").fill_null(False))
+    outliers = set(flagged["sample_id"].to_list())
+    rule = _rule_text(qc)
+    noun = "pooled QC runs" if kind == "qc" else "samples"
+    text = (f"<p>Outlier rule: {esc(rule)}. <b>{flagged.height}</b> of {qc.height} {noun} flagged"
+            + (f": {esc(', '.join(sorted(outliers)))}" if outliers else "") + ".</p>")
+    if outliers and kind == "qc":
+        warnings.append(f"pooled QC run(s) {esc(', '.join(sorted(outliers)))} stand apart from the other QCs "
+                        f"({esc(rule)}): check those injections; drift correction and QC RSDs lean on the QCs")
+    elif outliers:
+        warnings.append(f"outlier {'study ' if typed else ''}sample(s) {esc(', '.join(sorted(outliers)))} "
+                        f"({esc(rule)}): check their runs in the QC section before interpreting group differences")
+    return text, outliers
+
+
+def _qc_table_html(qc: pl.DataFrame, kind: str, typed: bool) -> str:
+    """One run type's table (``typed``: a part of a study with several run types); batch, injection order and the
+    run's note are shown where they say something (several batches, an order, a note), so a plain study's table
+    is the one it always was."""
+    extra = {}
+    if "batch" in qc.columns and qc["batch"].n_unique() > 1:
+        extra["batch"] = "batch"
+    if "injection_order" in qc.columns and qc["injection_order"].null_count() < qc.height:
+        extra["injection_order"] = "injection order"
+    shown = {"sample_id": "run" if kind != "sample" else "sample", **extra,
+             **{c: h for c, h in QC_COLUMNS.items() if c != "sample_id"}}
+    if kind == "blank":  # never outlier-tested: the note says what there is to say
+        shown.pop("outlier", None)
+        shown.pop("outlier_score", None)
+    if "run_note" in qc.columns and qc["run_note"].null_count() < qc.height:
+        shown["run_note"] = "note"
+    if "outlier" in qc.columns:
+        qc = qc.with_columns(pl.when(pl.col("outlier").fill_null(False)).then(pl.lit("OUTLIER"))
+                             .otherwise(pl.lit("")).alias("outlier"))
+    columns = [c for c in shown if c in qc.columns]
+    table_id = f"qc-table-{kind}" if typed and kind != "sample" else "qc-table"
+    return interactive_table(qc.select(columns).rename({c: shown[c] for c in columns}), table_id, page_length=25)
+
+
+def _charts(chromatograms: list[tuple[str, pl.DataFrame]], noun: str, outliers: set[str]) -> str:
+    charts = []
+    for column, label in (("tic", "total ion current"), ("bpc", "base peak intensity")):
+        traces = [(s, t["rt_s"].to_numpy(), t[column].to_numpy()) for s, t in chromatograms if t.height]
+        if traces:
+            name = "TIC" if column == "tic" else "Base-peak chromatogram"
+            charts.append(figure_html(chromatogram_figure(traces, f"{name}, {len(traces)} {noun}", label, outliers)))
+    return '<div class="charts">' + "".join(charts) + "</div>" if charts else ""
+
+
 def qc_section(qc_path: Path | None, chromatogram_paths: Sequence[Path], sample_ids: list[str],
                warnings: list[str]) -> str:
-    """The QC section: TIC and base-peak chromatograms overlaid (one line per sample) and the per-sample QC table
-    (sheet order, outliers marked and listed among the warnings with their rule). Either input may be absent: the
-    section says what is missing. Raises InputError for a QC table without sample_id or a chromatogram list that
-    does not match the samples."""
+    """The QC section: TIC and base-peak chromatograms overlaid (one line per run) and the per-run QC table (sheet
+    order, outliers marked and listed among the warnings with their rule). When the QC table has run types
+    (sample_type: sample, qc, blank) other than study samples, each type gets its own part: its rule and count,
+    charts and table (with batch, injection order and the run's note where the table has them); QC outliers and
+    blanks with a carry-over note are listed among the warnings apart from the study samples' outliers. Either input
+    may be absent: the section says what is missing. Raises InputError for a QC table without sample_id or a
+    chromatogram list that does not match the samples."""
     if qc_path is None and not chromatogram_paths:
         return ("<p>No quality-control tables were passed to the report (<code>--qc</code>, "
                 "<code>--chromatograms</code>).</p>")
-    parts = [QC_TEXT]
-    outliers: set[str] = set()
-    table_html = ""
+    qc = None
     if qc_path is not None and not Path(qc_path).exists():
         warnings.append(f"the QC table <code>{esc(Path(qc_path).name)}</code> is missing (run the pipeline to the end)")
     elif qc_path is not None:
-        qc = pl.read_parquet(qc_path)
-        if "sample_id" not in qc.columns:
-            raise InputError("the QC table has no sample_id column", file=str(qc_path), fix="rerun the QC stage")
-        order = {s: i for i, s in enumerate(sample_ids)}
-        qc = qc.with_columns(pl.col("sample_id").cast(pl.Utf8)).sort(
-            pl.col("sample_id").replace_strict(order, default=len(order), return_dtype=pl.Int64))
-        if "outlier" in qc.columns:
-            flagged = qc.filter(pl.col("outlier").fill_null(False))
-            outliers = set(flagged["sample_id"].to_list())
-            rules = sorted({str(r) for r in qc["outlier_rule"].drop_nulls().to_list()}) if (
-                "outlier_rule" in qc.columns) else []
-            rule = "; ".join(rules) or "not stated in the QC table"
-            parts.append(f"<p>Outlier rule: {esc(rule)}. <b>{flagged.height}</b> of {qc.height} samples flagged"
-                         + (f": {esc(', '.join(sorted(outliers)))}" if outliers else "") + ".</p>")
-            if outliers:
-                warnings.append(f"outlier sample(s) {esc(', '.join(sorted(outliers)))} ({esc(rule)}): check their "
-                                "runs in the QC section before interpreting group differences")
-            qc = qc.with_columns(pl.when(pl.col("outlier").fill_null(False)).then(pl.lit("OUTLIER"))
-                                 .otherwise(pl.lit("")).alias("outlier"))
-        shown = [c for c in QC_COLUMNS if c in qc.columns]
-        table_html = interactive_table(qc.select(shown).rename({c: QC_COLUMNS[c] for c in shown}), "qc-table",
-                                       page_length=25)
-    if chromatogram_paths:
-        chromatograms = read_chromatograms(chromatogram_paths, sample_ids, warnings)
-        charts = []
-        for column, label in (("tic", "total ion current"), ("bpc", "base peak intensity")):
-            traces = [(s, t["rt_s"].to_numpy(), t[column].to_numpy()) for s, t in chromatograms if t.height]
-            if traces:
-                name = "TIC" if column == "tic" else "Base-peak chromatogram"
-                charts.append(figure_html(chromatogram_figure(traces, f"{name}, {len(traces)} samples", label,
-                                                              outliers)))
-        if charts:
-            parts.append('<div class="charts">' + "".join(charts) + "</div>")
-    parts.append(table_html)
+        qc = _ordered_qc(qc_path, sample_ids)
+    chromatograms = read_chromatograms(chromatogram_paths, sample_ids, warnings) if chromatogram_paths else []
+    kinds = dict(zip(qc["sample_id"].to_list(), qc["sample_type"].to_list())) if qc is not None else {}
+    typed = any(k != "sample" for k in kinds.values())
+    if not typed:  # every run a study sample: one part, as before run types existed
+        text, outliers = _outlier_part(qc, "sample", False, warnings) if qc is not None else ("", set())
+        return QC_TEXT + text + _charts(chromatograms, "samples", outliers) + (
+            _qc_table_html(qc, "sample", False) if qc is not None else "")
+    parts = [QC_TEXT, TYPED_TEXT]
+    for kind, title in RUN_TYPES.items():
+        members = qc.filter(pl.col("sample_type") == kind)
+        if not members.height:
+            continue
+        text, outliers = _outlier_part(members, kind, True, warnings)
+        ids = set(members["sample_id"].to_list())
+        traces = [(s, t) for s, t in chromatograms if s in ids]
+        parts.append(f'<h4 id="qc-{kind}">{title} ({members.height})</h4>' + text
+                     + _charts(traces, CHART_NOUNS[kind], outliers) + _qc_table_html(members, kind, True))
+    unknown = [s for s, _ in chromatograms if s not in kinds]
+    if unknown:
+        parts.append(f"<h4>Runs missing from the QC table ({len(unknown)})</h4>"
+                     + _charts([(s, t) for s, t in chromatograms if s in set(unknown)], "runs", set()))
     return "".join(parts)
 
 

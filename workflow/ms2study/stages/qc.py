@@ -1,11 +1,13 @@
-"""The qc stage: quality control of the runs, one row per sample (``results/study/qc.parquet``).
+"""The qc stage: quality control of the runs, one row per run of the sheet (``results/study/qc.parquet``).
 
 Reads, per sample of the sheet (in sheet order), the chromatogram the detect stage wrote (MS1 scan count and summed
 TIC in its metadata), the spectra table (MS2 scans and how many map to a feature), the features table and the
 annotations (signed median precursor m/z error of the accepted rank-1 identifications), and, for the study, the link
 stage's alignment (median RT shift against the reference run; from the feature links when the alignment lacks it)
-and the feature matrix, on which outlier samples are flagged with the rule of ``modelling.qc.outlier_scores``.
-Columns: ``modelling.qc.QC``; the rule is ``workflow/rules/qc.smk``.
+and the feature matrix, on which outliers are flagged with the rule of ``modelling.qc.outlier_scores`` within each
+run type of the sheet (study samples among samples, pooled QCs among QCs; blanks only get a carry-over note: see
+``modelling.qc.qc_table``). Columns: ``modelling.qc.QC`` (with sample_type, batch and injection_order from the
+sheet); the rule is ``workflow/rules/qc.smk``.
 """
 
 from __future__ import annotations
@@ -96,11 +98,15 @@ def run_qc(samples_path: str | Path, chromatograms: list[str | Path], spectra: l
             runs[s]["rt_shift_median_s"] = value
     matrix = pl.read_parquet(_existing(feature_matrix, "feature matrix", None, "run the link stage")) \
         if feature_matrix else None
-    table = qc_table(samples, runs, alignment_table, matrix)
+    table = qc_table(samples, runs, alignment_table, matrix, str(samples_path))
     write_parquet(table, out)
-    flagged = table.filter(pl.col("outlier"))["sample_id"].to_list()
-    log.info("QC of %d samples; outliers: %s (%s)", table.height, ", ".join(flagged) or "none",
-             table["outlier_rule"][0] if table.height else "")
+    for kind, part in table.group_by("sample_type", maintain_order=True):
+        flagged = part.filter(pl.col("outlier"))["sample_id"].to_list()
+        noted = part.filter(pl.col("run_note").is_not_null())
+        log.info("QC of %d run(s) of type %s; outliers: %s (%s)", part.height, kind[0], ", ".join(flagged) or "none",
+                 part["outlier_rule"][0])
+        for s, note in zip(noted["sample_id"].to_list(), noted["run_note"].to_list()):
+            log.warning("run %s (%s): %s", s, kind[0], note)
     return table
 
 
