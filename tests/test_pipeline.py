@@ -245,3 +245,109 @@ def test_snakemake_report_zip_holds_the_marked_outputs(study: Path, tmp_path: Pa
         assert any(n.endswith("/" + table) for n in names), (table, names)
     html = zipfile.ZipFile(out).read("report/report.html").decode("utf-8", "replace")
     assert "Simes-combined" in html  # the identifications caption (workflow/report/identifications.rst)
+
+
+def _dry_counts(study: Path) -> dict[str, int]:
+    dry = ms2study("run", str(study), "--cores", "2", "--dry-run")
+    text = dry.stdout + dry.stderr
+    return {} if "Nothing to be done" in text else _job_counts(text)
+
+
+def _with_config(study: Path, change: dict):
+    """Context manager: the study's config.yaml with ``change`` merged into its sections, restored afterwards."""
+    import contextlib
+
+    import yaml
+
+    @contextlib.contextmanager
+    def manager():
+        path = study / "config.yaml"
+        original = path.read_bytes()
+        config = yaml.safe_load(original) or {}
+        for section, values in change.items():
+            config.setdefault(section, {}).update(values)
+        try:
+            path.write_text(yaml.safe_dump(config, sort_keys=False))
+            yield
+        finally:
+            path.write_bytes(original)
+
+    return manager()
+
+
+PER_SAMPLE = ("detect", "spectra", "embed", "annotate", "pool")
+
+
+def test_a_model_parameter_change_reruns_models_and_report_only(study: Path) -> None:
+    with _with_config(study, {"models": {"n_bootstrap": 123}}):
+        counts = _dry_counts(study)
+    assert counts.get("models", 0) >= 1 and counts.get("report") == 1, counts
+    assert not set(counts) & {*PER_SAMPLE, "link", "index_library", "identify"}, counts
+
+
+def test_an_encoder_change_reruns_embedding_and_downstream_but_not_detection(study: Path) -> None:
+    with _with_config(study, {"embed": {"model": None}}):
+        counts = _dry_counts(study)
+    assert counts.get("embed") == N_SAMPLES and counts.get("annotate") == N_SAMPLES, counts
+    assert counts.get("pool") == N_SAMPLES and counts.get("report") == 1, counts
+    assert not set(counts) & {"detect", "spectra", "link"}, counts
+
+
+def _digests(study: Path, samples: list[str]) -> dict[str, str]:
+    import hashlib
+
+    return {f"{s}/{t}": hashlib.sha256((study / "results" / "samples" / s / f"{t}.parquet").read_bytes()).hexdigest()
+            for s in samples for t in TABLES}
+
+
+def test_adding_then_removing_a_sample_touches_only_it_and_the_study(study: Path) -> None:
+    """Last in this module: it runs the pipeline with a ninth sample, then without it (the fixture's study again)."""
+    sheet_path = study / "samples.tsv"
+    original = sheet_path.read_bytes()
+    sheet = pl.read_csv(sheet_path, separator="\t", infer_schema_length=0)
+    old = sheet["sample_id"].to_list()
+    before = _digests(study, old)
+    source = study / sheet["file"][0]
+    added = source.with_name("S_added.mzML")
+    # A new run: the first sample's file with its scan intensities unchanged but its own bytes (a comment added).
+    added.write_bytes(source.read_bytes().replace(b"</mzML>", b"</mzML>\n<!-- added -->\n", 1))
+    row = sheet.head(1).with_columns(pl.lit("S_added").alias("sample_id"),
+                                     pl.lit(str(added.relative_to(study))).alias("file"))
+    try:
+        pl.concat([sheet, row]).write_csv(sheet_path, separator="\t")
+        counts = _dry_counts(study)
+        for rule in PER_SAMPLE:
+            assert counts.get(rule) == 1, (rule, counts)
+        assert counts.get("link") == 1 and counts.get("report") == 1, counts
+        assert "index_library" not in counts
+        ms2study("run", str(study), "--cores", "2")
+        assert _digests(study, old) == before  # every other sample's per-sample outputs byte-identical
+        assert (study / "results" / "samples" / "S_added" / "pool.parquet").exists() or \
+            (study / "results" / "samples" / "S_added" / "sample_embedding.parquet").exists()
+    finally:
+        sheet_path.write_bytes(original)
+    # The sample removed again: study jobs only, no per-sample job.
+    counts = _dry_counts(study)
+    assert counts.get("link") == 1 and counts.get("report") == 1, counts
+    assert not set(counts) & set(PER_SAMPLE), counts
+    ms2study("run", str(study), "--cores", "2")
+    assert _digests(study, old) == before
+
+
+def test_job_memory_grows_with_the_input_size(study: Path) -> None:
+    """detect's mem_mb is the configured base plus mem_mb_per_input_mb times the mzML's size (config resources)."""
+    import math
+
+    import yaml
+
+    dry = ms2study("run", str(study), "--cores", "2", "--dry-run", "--forcerun", "detect")
+    text = dry.stdout + dry.stderr
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["resources"]["detect"]
+    blocks = [b for b in text.split("rule detect:")[1:]]
+    assert len(blocks) == N_SAMPLES, text[-3000:]
+    for block in blocks:
+        sample = re.search(r"sample=([\w.-]+)", block).group(1)
+        size_mb = (study / "mzml" / f"{sample}.mzML").stat().st_size / 1e6
+        want = math.ceil(config["mem_mb"] + config["mem_mb_per_input_mb"] * size_mb)
+        got = int(re.search(r"mem_mb=(\d+)", block).group(1))
+        assert abs(got - want) <= 2, (sample, got, want)  # Snakemake rounds the size to whole MB or MiB

@@ -1,5 +1,6 @@
 # Sample sheet, validation, wildcard constraints and small input functions shared by all rules.
 import json
+import math
 import re
 import shlex
 import sys
@@ -106,10 +107,20 @@ def learn_combined_params(wildcards):
 
 
 def res(stage, key):
-    """Resource ``key`` for ``stage`` scaled by the attempt number (retries get more)."""
+    """Resource ``key`` for ``stage``: the configured base plus ``<key>_per_input_mb`` times the job's input size
+    (MB, Snakemake's ``input.size_mb``), times the attempt number (retries get more); gpu is taken as configured."""
     table = config.get("resources", {})
-    base = table.get(stage, {}).get(key, table.get("default", {}).get(key, 0))
-    return lambda wildcards, attempt: base * attempt if key != "gpu" else base
+    entry, default = table.get(stage, {}), table.get("default", {})
+    base = entry.get(key, default.get(key, 0))
+    if key == "gpu":
+        return base
+    slope = entry.get(f"{key}_per_input_mb", default.get(f"{key}_per_input_mb", 0))
+
+    def scaled(wildcards, input, attempt):
+        size = input.size_mb if slope else 0.0
+        return int(math.ceil((base + slope * size) * attempt))
+
+    return scaled
 
 
 def library_index():

@@ -130,7 +130,12 @@ def _groups(frame: pl.DataFrame, runs: list[str], params: dict, polarity: str,
         warnings.append("adduct grouping is not available in this version (no ms2study.correction.adducts): every "
                         "feature is its own compound group, adduct unknown")
         return singleton_groups(ids), None
-    groups = module.group_adducts(frame, runs, params, polarity)
+    if hasattr(module, "adduct_grouping"):
+        grouping = module.adduct_grouping(frame, runs, params, polarity)
+        groups = grouping.table
+        warnings += [f"adduct grouping: {note}" for note in grouping.notes]
+    else:
+        groups = module.group_adducts(frame, runs, params, polarity)
     missing_cols = [c for c in GROUP_COLUMNS if c not in groups.columns]
     if missing_cols:
         raise ValueError(f"group_adducts returned no columns {missing_cols}")
@@ -233,7 +238,13 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
                                schema={s: pl.Float64 for s in run_ids})
     frame = pl.concat([frame, run_columns], how="horizontal")
     non_blank = [s for s, t in zip(run_ids, types, strict=True) if t != "blank"]
-    groups, module = _groups(frame, non_blank, params, polarity, warnings)
+    # Adducts are grouped on measured values only: a filled cell is re-quantified at the consensus position, so it
+    # would correlate two features through the fill rather than through the compound (measured on the realistic
+    # simulation: pair recall 0.53 with filled cells, 0.64 without).
+    measured = pl.DataFrame({s: nullable(np.where(filled[:, j], np.nan, values[:, j])) for j, s in enumerate(run_ids)},
+                            schema={s: pl.Float64 for s in run_ids})
+    grouping_frame = pl.concat([frame.select(list(tables.FEATURE_MATRIX_KEYS)), measured], how="horizontal")
+    groups, module = _groups(grouping_frame, non_blank, params, polarity, warnings)
     frame = frame.join(groups, on="consensus_id", how="left", maintain_order="left")
     frame = tables.conform(frame, tables.CORRECTED_MATRIX_KEYS).select([*tables.CORRECTED_MATRIX_KEYS, *run_ids])
     group_sizes = groups.group_by("compound_group").len()
