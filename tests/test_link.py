@@ -76,6 +76,10 @@ def test_shifted_tables_are_aligned_and_linked(shifted_tables):
     # B's RT = 1.015 rt + 12, so the fit back onto A is rt / 1.015 - 11.8
     assert b_row["slope"] == pytest.approx(1 / 1.015, abs=0.003)
     assert b_row["intercept"] == pytest.approx(-12 / 1.015, abs=1.5)
+    # residuals after alignment: B's RT noise (sd 0.3 s) over its 60 features shared with the reference
+    assert b_row["n_shared_with_reference"] == 60 and 0.05 < b_row["rt_residual_median_abs_s"] < 0.6
+    assert al.row(0, named=True)["rt_residual_median_abs_s"] == 0.0
+    assert al.row(0, named=True)["n_shared_with_reference"] == 65
     # the links table names, per consensus feature, the original feature ids
     assert dict(res.links.schema) == LINKS and res.links.height == 130
     assert set(res.links["feature_id"]) == set(a["feature_id"]) | set(b["feature_id"])

@@ -92,6 +92,10 @@ def test_qc_table_scores_samples_among_samples_and_never_a_blank():
     assert table["outlier_score"][10:].null_count() == 2 and "not tested" in table["outlier_rule"][11]
     assert "fewer than 3" in table["outlier_rule"][10]  # one QC: nothing to compare it with
     assert table["share_ms2_mapped"].to_list() == [0.4] * n and table["rt_shift_median_s"][3] == 3.0
+    assert table["rt_residual_median_abs_s"].is_null().all()  # an alignment table without residuals: null, not 0
+    with_residual = qc_table(samples, runs, pl.DataFrame({"sample_id": ids, "rt_shift_median_s": np.zeros(n),
+                                                          "rt_residual_median_abs_s": np.arange(n) * 0.5}), matrix)
+    assert with_residual["rt_residual_median_abs_s"][2] == 1.0
 
 
 def test_qc_stage_from_per_sample_tables(tmp_path):

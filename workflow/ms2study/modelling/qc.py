@@ -55,6 +55,7 @@ QC: dict[str, pl.DataType] = {
     "n_features": pl.Int32,
     "tic_total": pl.Float64,               # summed TIC over every MS1 scan
     "rt_shift_median_s": pl.Float64,       # median (aligned - raw) RT of the sample's features (0 for the reference)
+    "rt_residual_median_abs_s": pl.Float64,  # median |aligned RT - reference RT| over features shared with the reference
     "precursor_error_median_ppm": pl.Float64,  # signed median over accepted rank-1 identifications
     "n_accepted": pl.Int32,                # accepted rank-1 identifications (spectra)
     "outlier": pl.Boolean,
@@ -242,9 +243,12 @@ def qc_table(samples: pl.DataFrame, runs: dict[str, dict[str, Any]], alignment: 
     roles = sample_roles(samples, source)
     ids = roles["sample_id"].cast(pl.Utf8).to_list()
     types, batches = roles["sample_type"].to_list(), roles["batch"].to_list()
-    shift = {}
+    shift, residual = {}, {}
     if alignment is not None and {"sample_id", "rt_shift_median_s"} <= set(alignment.columns):
         shift = dict(zip(alignment["sample_id"].cast(pl.Utf8).to_list(), alignment["rt_shift_median_s"].to_list()))
+    if alignment is not None and "rt_residual_median_abs_s" in alignment.columns:  # older alignment tables lack it
+        residual = dict(zip(alignment["sample_id"].cast(pl.Utf8).to_list(),
+                            alignment["rt_residual_median_abs_s"].to_list()))
     score: dict[str, float | None] = {s: None for s in ids}
     flag = {s: False for s in ids}
     rules = {"sample": "not tested: no feature matrix", "qc": "not tested: no feature matrix",
@@ -276,6 +280,7 @@ def qc_table(samples: pl.DataFrame, runs: dict[str, dict[str, Any]], alignment: 
             "sample_id": s, "sample_type": kind, "batch": batch, "injection_order": order,
             "share_ms2_mapped": (mapped / n_ms2) if n_ms2 and mapped is not None else None,
             "rt_shift_median_s": shift.get(s, run.get("rt_shift_median_s")),
+            "rt_residual_median_abs_s": residual.get(s),
             "outlier": flag[s], "outlier_score": score[s], "outlier_rule": rules[kind], "run_note": note,
         })
     return pl.DataFrame(rows, schema=QC)

@@ -31,6 +31,7 @@ QC_COLUMNS = {  # column: header, in the order shown
     "sample_id": "sample", "outlier": "outlier", "outlier_score": "outlier score", "n_ms1_scans": "MS1 scans",
     "n_ms2_scans": "MS2 scans", "n_ms2_mapped": "MS2 mapped", "share_ms2_mapped": "share MS2 mapped",
     "n_features": "features", "tic_total": "total TIC", "rt_shift_median_s": "median RT shift (s)",
+    "rt_residual_median_abs_s": "RT residual to reference (s)",
     "precursor_error_median_ppm": "median precursor error (ppm)", "n_accepted": "accepted identifications"}
 CHROMATOGRAM_COLUMNS = ("rt_s", "tic", "bpc")
 ATTRIBUTION_COLUMNS = {"rank": "rank", "consensus_id": "consensus feature", "name": "compound",
@@ -39,8 +40,10 @@ ATTRIBUTION_COLUMNS = {"rank": "rank", "consensus_id": "consensus feature", "nam
 TOP_ATTRIBUTION = 15  # attribution rows shown per outcome
 
 QC_TEXT = ('<p class="note">RT shift: median retention-time difference of the sample\'s features to the reference '
-           "run after alignment; precursor error: median m/z error of the accepted identifications; share MS2 "
-           "mapped: MS/MS scans assigned to a feature. Chromatograms are thinned to at most 600 points per sample, "
+           "run after alignment; RT residual: median absolute RT difference, after alignment, between the sample's "
+           "features and the same consensus features in the reference run (alignment quality); precursor error: "
+           "median m/z error of the accepted identifications; share MS2 mapped: MS/MS scans assigned to a feature. "
+           "Chromatograms are thinned to at most 600 points per sample, "
            "keeping the highest point of each stretch (zoom to inspect); outliers are drawn thicker.</p>")
 
 

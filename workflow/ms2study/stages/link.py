@@ -43,6 +43,10 @@ ALIGNMENT: dict[str, pl.DataType] = {
     "intercept": pl.Float64,
     "rt_shift_median_s": pl.Float64,  # median (aligned - raw) RT over the sample's features
     "rt_shift_max_abs_s": pl.Float64,
+    # After alignment and linking: |aligned RT - reference RT| over the consensus features the sample shares with the
+    # reference run (the alignment's quality, which must not degrade as a cohort grows), and how many there are.
+    "rt_residual_median_abs_s": pl.Float64,
+    "n_shared_with_reference": pl.Int32,
 }
 
 LINKS: dict[str, pl.DataType] = {
@@ -162,7 +166,7 @@ def link_features_full(features: dict[str, pl.DataFrame], reference: str, params
             }
         )
         log.info("%s: %s alignment (slope %.4f, intercept %.2f s, %d pairs)", s, model, slope, intercept, n_pairs)
-    alignment = pl.DataFrame(align_rows, schema=ALIGNMENT)
+    alignment = pl.DataFrame(align_rows, schema={k: ALIGNMENT[k] for k in list(ALIGNMENT)[:8]})
 
     # Empty maps take no part in grouping (their column stays null); KD needs at least two maps,
     # so a lone non-empty map is "grouped" by making each of its features a consensus of its own.
@@ -227,8 +231,23 @@ def link_features_full(features: dict[str, pl.DataFrame], reference: str, params
         {**tables.FEATURE_MATRIX_KEYS, **{s: pl.Float64 for s in samples}}
     )
     matrix = tables.conform(matrix, tables.FEATURE_MATRIX_KEYS)
+    alignment = _with_residuals(alignment, links, reference)
     log.info("%d consensus features over %d samples", matrix.height, len(samples))
     return LinkResult(matrix=matrix, alignment=alignment, links=links)
+
+
+def _with_residuals(alignment: pl.DataFrame, links: pl.DataFrame, reference: str) -> pl.DataFrame:
+    """``alignment`` with each sample's median |aligned RT - reference RT| (s) over the consensus features it shares
+    with the reference run, and their number (null and 0 when it shares none; 0 s for the reference itself)."""
+    ref = links.filter(pl.col("sample_id") == reference).select("consensus_id", ref_rt=pl.col("rt_aligned_s"))
+    residuals = (
+        links.join(ref, on="consensus_id", how="inner")
+        .group_by("sample_id")
+        .agg(rt_residual_median_abs_s=(pl.col("rt_aligned_s") - pl.col("ref_rt")).abs().median(),
+             n_shared_with_reference=pl.len().cast(pl.Int32))
+    )
+    out = alignment.join(residuals, on="sample_id", how="left", maintain_order="left")
+    return out.with_columns(pl.col("n_shared_with_reference").fill_null(0)).cast(ALIGNMENT).select(list(ALIGNMENT))
 
 
 def link_features(features: dict[str, pl.DataFrame], reference: str, params: dict | None = None) -> pl.DataFrame:
