@@ -106,15 +106,21 @@ def test_auto_precision_follows_the_cpu(monkeypatch) -> None:
         embed.resolve_mode("int8", torch.device("cuda"))
 
 
-def test_int8_stays_within_1e3_cosine_of_fp32_and_restores_the_fast_path() -> None:
-    """The shipped encoder, int8 feed-forward layers against fp32, on simulated spectra of varied peak counts."""
-    rng = np.random.default_rng(4)
-    counts = np.clip(rng.lognormal(np.log(15), 1.0, 400).astype(np.int64), 1, 300)
+def random_spectra(n: int, seed: int, min_peaks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` spectra as flat arrays (mz, intensity, offsets, precursor_mz): log-normal peak counts (median 15, at
+    least ``min_peaks``), peaks below the precursor, Pareto intensities."""
+    rng = np.random.default_rng(seed)
+    counts = np.clip(rng.lognormal(np.log(15), 1.0, n).astype(np.int64), min_peaks, 300)
     precursor = rng.uniform(100, 900, counts.size)
     offsets = np.concatenate(([0], np.cumsum(counts)))
     mz = rng.uniform(0.05, 0.98, offsets[-1]) * np.repeat(precursor, counts)
     intensity = (rng.pareto(1.5, offsets[-1]) + 1e-3).astype(np.float32)
-    args = (mz, intensity, offsets, precursor)
+    return mz, intensity, offsets, precursor
+
+
+def test_int8_stays_within_1e3_cosine_of_fp32_and_restores_the_fast_path() -> None:
+    """The shipped encoder, int8 feed-forward layers against fp32, on simulated spectra of varied peak counts."""
+    args = random_spectra(400, seed=4, min_peaks=1)
     cpu = {"device": "cpu", "batch_size": 64}
     e32, has, _ = embed.embed_arrays(*args, dict(cpu, precision="fp32"))
     e8, _, info = embed.embed_arrays(*args, dict(cpu, precision="int8"))
@@ -249,13 +255,7 @@ def test_real_massbank_spectra(shared_data) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU (torch.cuda.is_available() is False)")
 def test_cuda_embeddings_agree_with_the_cpu() -> None:
     """The CUDA path (pinned copies, gathered results) gives the CPU's fp32 embeddings, in the same row order."""
-    rng = np.random.default_rng(7)
-    counts = np.clip(rng.lognormal(np.log(15), 1.0, 3000).astype(np.int64), 0, 300)
-    precursor = rng.uniform(100, 900, counts.size)
-    offsets = np.concatenate(([0], np.cumsum(counts)))
-    mz = rng.uniform(0.05, 0.98, offsets[-1]) * np.repeat(precursor, counts)
-    intensity = (rng.pareto(1.5, offsets[-1]) + 1e-3).astype(np.float32)
-    args = (mz, intensity, offsets, precursor)
+    args = random_spectra(3000, seed=7, min_peaks=0)  # some without peaks
     cpu, has, _ = embed.embed_arrays(*args, {"device": "cpu", "precision": "fp32", "batch_size": 128})
     for precision, tolerance in (("fp32", 1e-4), ("bf16", 1e-2), ("fp16", 1e-3)):
         gpu, gpu_has, info = embed.embed_arrays(*args, {"device": "cuda", "precision": precision,
