@@ -97,6 +97,24 @@ def test_qc_rlsc_removes_drift_and_batch_offset() -> None:
     assert report["batches"] == ["1", "2"] and report["n_qc"] == 12 and report["n_blank"] == 2
 
 
+def test_a_feature_without_qc_values_takes_the_runs_median_factor() -> None:
+    """A feature missed in every QC still loses the batch offset and drift (found by benchmarks/batch_correction.py:
+    left as measured, such features let a model learn the batch)."""
+    study = make_study()
+    values = study["values"].copy()
+    row = 40
+    values[row, study["is_qc"]] = np.nan
+    roles = study["roles"]
+    orders = roles["injection_order"].cast(pl.Float64).to_numpy()
+    corrected, notes = qc_rlsc(values, study["is_qc"], orders, roles["batch"].to_list(), "qc_spline")
+    samples = ~study["is_qc"] & ~study["is_blank"]
+    b1, b2 = samples & (study["batch"] == 0), samples & (study["batch"] == 1)
+    gap = np.median(np.log(corrected[row, b2])) - np.median(np.log(corrected[row, b1]))
+    raw_gap = np.median(np.log(values[row, b2])) - np.median(np.log(values[row, b1]))
+    assert raw_gap < -0.4 and abs(gap) < 0.25
+    assert any("run-level median factor" in n for n in notes)
+
+
 def test_qc_linear_with_three_or_four_qcs_per_batch_and_the_rsd_definition() -> None:
     study = make_study(per_batch=20, qc_every=6)  # QCs at positions 0, 6, 12, 18: 4 per batch
     result = correct_matrix(study["matrix"], study["roles"], {"adducts": False})

@@ -141,8 +141,8 @@ def qc_rlsc(values: np.ndarray, is_qc: np.ndarray, orders: np.ndarray, batches: 
 
     ``method``: qc_spline or qc_linear (``choose_method``); every run needs a finite injection order. Per feature
     and batch the fit degrades with fewer QC values (spline >= 5, line >= 3, QC median >= 1); a feature without any
-    QC value in a batch keeps that batch's values as measured, and one without any positive QC value anywhere is not
-    corrected at all (both counted in the warnings).
+    QC value in a batch (or anywhere) takes, in each run, the median factor of the features fitted from their own
+    QCs there (the run's batch offset and drift), counted in the warnings.
     """
     if method not in ("qc_spline", "qc_linear"):
         raise ValueError(f"qc_rlsc: method {method}")
@@ -153,6 +153,7 @@ def qc_rlsc(values: np.ndarray, is_qc: np.ndarray, orders: np.ndarray, batches: 
         _warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: no QC value anywhere
         reference = np.nanmedian(np.where(is_qc[None, :], positive, np.nan), axis=1)
     factors = np.ones_like(values)
+    fitted = np.zeros(values.shape, dtype=bool)  # cells whose factor comes from the feature's own QC values
     n_uncorrected_batches = 0
     degraded = 0
     batch_arr = np.asarray(batches, dtype=object)
@@ -186,14 +187,29 @@ def qc_rlsc(values: np.ndarray, is_qc: np.ndarray, orders: np.ndarray, batches: 
                 degraded += rows.size
             with np.errstate(invalid="ignore"):
                 factor = np.exp(fit) / reference[rows, None]
-            factors[np.ix_(rows, runs)] = np.where(np.isfinite(factor) & (factor > 0), factor, 1.0)
+            ok = np.isfinite(factor) & (factor > 0)
+            factors[np.ix_(rows, runs)] = np.where(ok, factor, 1.0)
+            fitted[np.ix_(rows, runs)] = ok
+    # A feature without QC values in a batch still shares the run's batch offset and drift: it takes the run's
+    # median factor over the features fitted from their own QCs (the run-level part of the correction), instead of
+    # keeping the batch's offset, which a model would learn as signal.
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore", RuntimeWarning)  # runs without any fitted feature
+        run_factor = np.exp(np.nanmedian(np.where(fitted, np.log(factors), np.nan), axis=0))
+    borrow = ~fitted & np.isfinite(run_factor)[None, :]
+    factors = np.where(borrow, run_factor[None, :], factors)
+    n_borrowed = int(np.any(borrow & np.isfinite(values), axis=1).sum())
     notes = []
     if degraded:
         fallback = "a straight line (3-4 values) or the batch's QC median" if method == "qc_spline" else \
             "the batch's QC median"
         notes.append(f"{degraded} feature-batch fits had fewer QC values than {method} needs and used {fallback}")
     if n_uncorrected_batches:
-        notes.append(f"{n_uncorrected_batches} feature-batch pairs had no QC value: left as measured in that batch")
+        notes.append(f"{n_uncorrected_batches} feature-batch pairs had no QC value: corrected by the run's median "
+                     f"factor over the features fitted from their own QCs")
+    if n_borrowed:
+        notes.append(f"{n_borrowed} features took the run-level median factor where they had no QC values of their "
+                     f"own")
     return values / factors, notes
 
 
