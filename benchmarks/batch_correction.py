@@ -11,9 +11,10 @@ contaminants (present in blanks and samples alike), [M+Na]+/[M+NH4]+ adducts and
    wrongly flagged), the share of planted adduct pairs grouped, and the planted outcome's cross-validated AUC
    interval on the corrected and on the raw matrix (``modelling.evaluate.model_outcome``, the models stage's code).
    False positives: the outcome permuted among the study samples (a) at random and (b) confounded with batch (75 %
-   of batch 1 made cases, 25 % of batch 2), several times per seed; the share of such runs whose AUC interval
-   excludes 0.5 is ``batch_only_false_positive_rate`` (b, corrected matrix); (a) and the raw matrix are reported
-   beside it.
+   of batch 1 made cases, 25 % of batch 2), several times per seed. ``batch_only_false_positive_rate`` is the
+   issue's measure: the share of (a) runs whose AUC interval excludes 0.5 on the corrected matrix.
+   ``batch_confounded_false_positive_rate`` is the harder one, (b): any batch effect left after correction is then
+   signal for the permuted outcome. Both are also given on the raw matrix.
 2. Gap filling on mzML (the real pipeline: ``ms2study run`` up to the corrected matrix, so detect, link, the
    per-run ``gapfill`` jobs and ``correct`` run as in a study): every filled cell of a consensus feature matched to a
    simulated compound ion (10 ppm, 15 s) is compared with what detection would have reported at that run's simulated
@@ -284,10 +285,10 @@ def main() -> int:
         "gap_fill_median_rel_error": gap["gap_fill_median_rel_error"],
         "effect_auc_ci_low": min(row["effect"]["corrected"]["ci"][0] for row in rows),
         "effect_auc_ci_low_raw": min(row["effect"]["raw"]["ci"][0] for row in rows),
-        "batch_only_false_positive_rate": _share(nulls, True, "corrected"),
-        "batch_only_false_positive_rate_raw": _share(nulls, True, "raw"),
-        "random_permutation_false_positive_rate": _share(nulls, False, "corrected"),
-        "random_permutation_false_positive_rate_raw": _share(nulls, False, "raw"),
+        "batch_only_false_positive_rate": _share(nulls, False, "corrected"),
+        "batch_only_false_positive_rate_raw": _share(nulls, False, "raw"),
+        "batch_confounded_false_positive_rate": _share(nulls, True, "corrected"),
+        "batch_confounded_false_positive_rate_raw": _share(nulls, True, "raw"),
         "n_null_runs": len(nulls),
         "targets": {},
         "per_seed": rows,
@@ -299,6 +300,7 @@ def main() -> int:
                               and result["qc_rsd_median_after"] <= 0.5 * result["qc_rsd_median_before"])
     t["effect_found_every_seed"] = bool(result["effect_auc_ci_low"] > 0.5)
     t["no_batch_only_false_positive"] = result["batch_only_false_positive_rate"] == 0.0
+    t["no_batch_confounded_false_positive"] = result["batch_confounded_false_positive_rate"] == 0.0
     t["blank_flag_recall_ge_0.95"] = bool((result["blank_flag_recall"] or 0) >= 0.95)
     t["gap_fill_within_30pct"] = bool(result["gap_fill_median_rel_error"] is not None
                                       and result["gap_fill_median_rel_error"] <= 0.30)
