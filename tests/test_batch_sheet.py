@@ -51,12 +51,12 @@ def test_bad_acquisition_cells_name_the_row(tmp_path: Path, rows: list[str], mes
 
 
 def test_good_acquisition_columns_pass_in_any_case_and_may_be_empty(tmp_path: Path) -> None:
-    _study(tmp_path, ["A\ta.mzML\tSample\t3\tday1", "Q\tq.mzML\tQC\t1\tday1", "B\tb.mzML\tBlank\t\t",
+    _study(tmp_path, ["A\ta.mzML\tSample\t3\tday1", "Q\tq.mzML\tQC\t1\tday1", "B\tb.mzML\tBlank\t4\t",
                       "C\tc.mzML\t\t2\tday2"])
     sheet = study.load_sample_sheet(tmp_path, study.load_config(tmp_path))
     roles = study.check_sample_roles(sheet)
     assert roles["sample_type"].to_list() == ["sample", "qc", "blank", "sample"]
-    assert roles["injection_order"].to_list() == [3, 1, None, 2] and roles["batch"].to_list()[2] == "1"
+    assert roles["injection_order"].to_list() == [3, 1, 4, 2] and roles["batch"].to_list()[2] == "1"
 
 
 def test_ms2study_run_and_snakemake_refuse_a_bad_sample_type_before_any_job(tmp_path: Path,
@@ -220,3 +220,28 @@ def test_snakemake_dry_run_wires_the_corrected_matrix_and_the_flags(tmp_path: Pa
     commands = [line for line in dry().splitlines() if " models " in line or " differential " in line]
     assert all("--feature-matrix results/study/feature_matrix.parquet" in line and "--exclude-flagged" in line
                for line in commands) and len(commands) == 2
+
+
+def test_validation_refuses_a_blank_reference_a_partial_order_and_an_impossible_drift_method() -> None:
+    """Found by the fresh-user trial: a blank became the alignment reference by default; one empty injection_order
+    cell passed; qc_spline without QCs failed only at the correct job, after detection."""
+    from ms2study import study
+    from ms2study.core.errors import InputError
+
+    sheet = pl.DataFrame({"sample_id": ["B1", "Q1", "S1", "S2"], "file": ["b", "q", "s1", "s2"],
+                          "sample_type": ["blank", "qc", "sample", "sample"], "injection_order": ["1", "2", "3", "4"]})
+    assert study.check_reference_sample(sheet, {}) == "S1"  # the first study sample, not the blank in row 1
+    assert study.check_reference_sample(sheet.filter(pl.col("sample_type") != "sample"), {}) == "Q1"
+    with pytest.raises(InputError, match="'B1' is a blank run"):
+        study.check_reference_sample(sheet, {"reference_sample": "B1"})
+    partial = sheet.with_columns(pl.Series("injection_order", ["1", "", "3", "4"]))
+    with pytest.raises(InputError, match=r"row 3: .*injection_order is empty for 1 run\(s\)"):
+        study.check_sample_roles(partial)
+    no_qc = sheet.with_columns(pl.Series("sample_type", ["blank", "sample", "sample", "sample"]))
+    with pytest.raises(InputError, match="correct: drift_method qc_spline: .*no") as err:
+        study.check_correction(no_qc, {"correct": {"drift_method": "qc_spline"}}, "study/config.yaml")
+    assert "study/config.yaml" in str(err.value)
+    study.check_correction(no_qc, {"correct": {"drift_method": "auto"}})  # auto falls back with a note instead
+    repeated = sheet.with_columns(pl.Series("injection_order", ["1", "2", "1", "2"]))
+    with pytest.raises(InputError, match="across the whole study"):
+        study.check_sample_roles(repeated)

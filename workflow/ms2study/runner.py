@@ -373,6 +373,7 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
     sheet_path = study_dir / config["samples"]
     study.check_outcomes(sheet, config, str(sheet_path if sheet_path.exists() else study_dir))
     study.check_reference_sample(sheet, config)
+    study.check_correction(sheet, config, str(study_dir / "config.yaml"))
     command = snakemake_command(study_dir, extra)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(study.REPO_ROOT / "workflow"), env.get("PYTHONPATH")]))

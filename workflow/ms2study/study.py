@@ -288,18 +288,46 @@ def check_sample_roles(sheet: pl.DataFrame, source: str = "samples.tsv") -> pl.D
 
 
 def check_reference_sample(sheet: pl.DataFrame, config: dict) -> str:
-    """The reference run of the alignment: ``reference_sample`` when set, else the sheet's first sample.
+    """The reference run of the alignment: ``reference_sample`` when set, else the sheet's first study sample (its
+    first pooled QC when it has no study sample; a blank, with only contaminants to align on, never by default).
 
-    Raises InputError naming the key and listing the sheet's samples when the configured one is not in the sheet.
+    Raises InputError naming the key and listing the sheet's samples when the configured one is not in the sheet,
+    and when it is a blank run.
     """
     samples = sheet["sample_id"].to_list()
-    reference = config.get("reference_sample") or (samples[0] if samples else None)
+    roles = check_sample_roles(sheet)
+    kinds = dict(zip(roles["sample_id"].to_list(), roles["sample_type"].to_list(), strict=True))
+    default = next((s for kind in ("sample", "qc") for s in samples if kinds.get(s) == kind),
+                   samples[0] if samples else None)
+    reference = config.get("reference_sample") or default
     if reference not in samples:
         shown = ", ".join(samples[:20]) + (f", ... ({len(samples)} in all)" if len(samples) > 20 else "")
         raise InputError(f"reference_sample '{reference}' is not in the sample sheet",
                          fix=f"set reference_sample (config.yaml, or leave it unset for the first sample) to one of: "
                              f"{shown}")
+    if kinds.get(reference) == "blank":
+        raise InputError(f"reference_sample '{reference}' is a blank run: a blank holds few features (contaminants) "
+                         "to align the other runs on", fix="set reference_sample to a study sample or a pooled QC, "
+                                                           "or leave it unset for the first study sample")
     return reference
+
+
+def check_correction(sheet: pl.DataFrame, config: dict, source: str = "config.yaml") -> None:
+    """A drift method asked for explicitly (``correct: drift_method`` qc_spline or qc_linear) must be possible with
+    this sheet's QC runs, batches and injection orders: refused here, before any job, rather than by the correct job
+    after detection. Raises InputError naming ``source`` and the key."""
+    from ms2study.correction.drift import choose_method
+
+    requested = (config.get("correct") or {}).get("drift_method", "auto")
+    if requested not in ("qc_spline", "qc_linear"):
+        return
+    roles = check_sample_roles(sheet)
+    orders = roles["injection_order"].cast(pl.Float64).fill_null(float("nan")).to_numpy()
+    try:
+        choose_method(requested, (roles["sample_type"] == "qc").to_numpy(), orders, roles["batch"].to_list(),
+                      roles["sample_id"].to_list())
+    except InputError as err:
+        raise InputError(f"correct: drift_method {requested}: {err.message}", file=source, fix=err.fix) from err
 
 
 def check_outcomes(sheet: pl.DataFrame, config: dict, source: str = "samples.tsv") -> None:

@@ -133,7 +133,8 @@ def _groups(frame: pl.DataFrame, runs: list[str], params: dict, polarity: str,
     if hasattr(module, "adduct_grouping"):
         grouping = module.adduct_grouping(frame, runs, params, polarity)
         groups = grouping.table
-        warnings += [f"adduct grouping: {note}" for note in grouping.notes]
+        for note in grouping.notes:  # what the grouping did (counts, caveats): the log, not the report's warnings
+            log.info("adduct grouping: %s", note)
     else:
         groups = module.group_adducts(frame, runs, params, polarity)
     missing_cols = [c for c in GROUP_COLUMNS if c not in groups.columns]

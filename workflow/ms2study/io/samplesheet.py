@@ -95,9 +95,10 @@ def sample_roles(sheet: pl.DataFrame, source: str = "samples.tsv") -> pl.DataFra
 
     ``sheet`` is a sample sheet as ``read_sample_sheet`` returns it (text cells). Optional sheet columns:
     ``sample_type`` (sample | qc | blank, case-insensitive; empty or absent: sample), ``injection_order`` (an
-    integer >= 1, unique; empty or absent: null) and ``batch`` (any text; empty or absent: "1"). Returns one row
-    per sheet row, in sheet order, with dtypes Utf8, Utf8, Int64, Utf8. Raises ``InputError`` naming ``source``,
-    the row's sample and the fix for an unknown type, a non-integer or repeated injection order.
+    integer >= 1, unique across the study; absent: null; empty in some rows only: refused) and ``batch`` (any
+    text; empty or absent: "1"). Returns one row per sheet row, in sheet order, with dtypes Utf8, Utf8, Int64, Utf8.
+    Raises ``InputError`` naming ``source``, the row's sample and the fix for an unknown type, a non-integer,
+    repeated or partly missing injection order.
     """
     n = sheet.height
     ids = sheet["sample_id"].to_list()
@@ -126,9 +127,17 @@ def sample_roles(sheet: pl.DataFrame, source: str = "samples.tsv") -> pl.DataFra
                              file=source, fix="number the injections 1, 2, 3, ... in the order they were run")
         if order in seen:
             raise InputError(f"samples '{seen[order]}' and '{sid}' share injection_order {order}", file=source,
-                             fix="give every injection its own position in the run order")
+                             fix="give every injection its own position in the run order, counted across the "
+                                 "whole study (not restarted in each batch)")
         seen[order] = sid
         orders.append(order)
+    given = [sid for sid, o in zip(ids, orders, strict=True) if o is not None]
+    if given and len(given) < n:
+        empty = [sid for sid, o in zip(ids, orders, strict=True) if o is None]
+        raise InputError(f"injection_order is empty for {len(empty)} run(s) but given for the others "
+                         f"({', '.join(repr(s) for s in empty[:10])})", file=source,
+                         fix="give every run its position in the run order (drift correction needs all of them), "
+                             "or leave the whole column out")
     batches = [value or "1" for value in column("batch")]
     return pl.DataFrame({"sample_id": ids, "sample_type": types, "injection_order": orders, "batch": batches},
                         schema={"sample_id": pl.Utf8, "sample_type": pl.Utf8, "injection_order": pl.Int64,
