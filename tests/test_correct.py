@@ -115,6 +115,20 @@ def test_a_feature_without_qc_values_takes_the_runs_median_factor() -> None:
     assert any("run-level median factor" in n for n in notes)
 
 
+def test_an_explicit_method_with_too_few_qcs_says_so_in_its_note() -> None:
+    """Found by the fresh-user trial: qc_spline asked for with 2 QCs per batch was reported as qc_spline only."""
+    is_qc = np.array([True, False, True, True, False, True])
+    orders = np.arange(1.0, 7.0)
+    batches = ["1", "1", "1", "2", "2", "2"]
+    runs = [f"R{i}" for i in range(6)]
+    method, note = choose_method("qc_spline", is_qc, orders, batches, runs)
+    assert method == "qc_spline" and "batch(es) 1 (2), 2 (2) hold fewer than 5 QC runs" in note
+    assert note.endswith("fitted with the batch's QC median instead.")
+    _, plain = choose_method("qc_linear", np.array([True, True, True, False]), np.arange(1.0, 5.0), ["1"] * 4,
+                             runs[:4])
+    assert "fewer than" not in plain
+
+
 def test_qc_linear_with_three_or_four_qcs_per_batch_and_the_rsd_definition() -> None:
     study = make_study(per_batch=20, qc_every=6)  # QCs at positions 0, 6, 12, 18: 4 per batch
     result = correct_matrix(study["matrix"], study["roles"], {"adducts": False})

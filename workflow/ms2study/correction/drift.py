@@ -105,6 +105,13 @@ def choose_method(requested: str, is_qc: np.ndarray, orders: np.ndarray, batches
     if empty:
         raise InputError(f"drift_method {requested}: batch(es) {', '.join(empty)} hold no QC run",
                          fix="inject pooled QCs in every batch, or set correct.drift_method to auto or median")
+    needed = SPLINE_MIN_QC if requested == "qc_spline" else LINE_MIN_QC
+    short = [f"{b} ({n})" for b, n in counts.items() if n < needed]
+    if short:  # asked for explicitly: applied where it can be, and the record says where it cannot
+        return requested, (f"{NOTES[requested]} Asked for {requested}, but batch(es) {', '.join(short)} hold fewer "
+                           f"than {needed} QC runs: their features are fitted with "
+                           f"{'a straight line or ' if requested == 'qc_spline' and fewest >= LINE_MIN_QC else ''}"
+                           f"the batch's QC median instead.")
     return requested, NOTES[requested]
 
 
