@@ -188,17 +188,6 @@ def test_adduct_ions_at_their_mass_and_retention_time(study, truth):
 # ------------------------------------------------------------------------------------------------ defaults unchanged
 
 
-def _peaks_digest(path: Path) -> str:
-    """A hash of every spectrum's level, RT and peaks (independent of the zlib build that compressed the file)."""
-    digest = hashlib.sha256()
-    for spec in load(path):
-        mz, intensity = spec.get_peaks()
-        digest.update(np.asarray(mz, np.float64).tobytes())
-        digest.update(np.asarray(intensity, np.float32).tobytes())
-        digest.update(str((spec.getMSLevel(), round(spec.getRT(), 6))).encode())
-    return digest.hexdigest()
-
-
 # Taken from the simulator before batch acquisition existed (commit 72a4f4c), seed 5, 2 samples.
 BEFORE = {
     "demo": {

@@ -8,11 +8,10 @@ rule identify:
         annotations=per_sample("annotations"),
         links="results/study/feature_links.parquet",
         library=library_index(),
-        # the corrected matrix's compound_group and adduct columns, when correct.adducts is on (and the workflow
-        # has the correct rule that writes it)
+        # the corrected matrix's compound_group and adduct columns, when correct.adducts is on
         adduct_groups=lambda wildcards: (
             "results/study/feature_matrix_corrected.parquet"
-            if (config.get("correct") or {}).get("adducts", False) and any(r.name == "correct" for r in workflow.rules)
+            if (config.get("correct") or {}).get("adducts", False)
             else []
         ),
     output:

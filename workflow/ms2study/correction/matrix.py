@@ -130,13 +130,10 @@ def _groups(frame: pl.DataFrame, runs: list[str], params: dict, polarity: str,
         warnings.append("adduct grouping is not available in this version (no ms2study.correction.adducts): every "
                         "feature is its own compound group, adduct unknown")
         return singleton_groups(ids), None
-    if hasattr(module, "adduct_grouping"):
-        grouping = module.adduct_grouping(frame, runs, params, polarity)
-        groups = grouping.table
-        for note in grouping.notes:  # what the grouping did (counts, caveats): the log, not the report's warnings
-            log.info("adduct grouping: %s", note)
-    else:
-        groups = module.group_adducts(frame, runs, params, polarity)
+    grouping = module.adduct_grouping(frame, runs, params, polarity)
+    groups = grouping.table
+    for note in grouping.notes:  # what the grouping did (counts, caveats): the log, not the report's warnings
+        log.info("adduct grouping: %s", note)
     missing_cols = [c for c in GROUP_COLUMNS if c not in groups.columns]
     if missing_cols:
         raise ValueError(f"group_adducts returned no columns {missing_cols}")
