@@ -4,10 +4,15 @@ simulated 2-sample study through `ms2study run STUDY --profile profiles/slurm`; 
 of a local run of the same study. A second cluster without accounting (no slurmdbd, `sacct` fails) runs one job
 through profiles/slurm-noacct, whose executor polls with squeue; with the sacct profile it would wait forever.
 
-The runs request the compared tables only (per-sample features, spectra and annotations, and the feature matrix:
-11 jobs, 7 rules), not the models and report, and calibrate confidence on 60 library structures. Each SLURM job
-starts Snakemake twice (batch script and job step), about 10 s of CPU, so the local and both SLURM runs go at once;
-the file takes about 3 minutes on 2 cores (3:00-3:40 measured while other work loaded them). Needs root and apt-get
+The runs request the compared tables only (per-sample features, spectra, annotations and sample embeddings, and the
+feature matrix: 13 rule jobs, 8 rules), not the models and report, and calibrate confidence on 60 library
+structures. The profiles group the per-sample rules (detect, spectra, embed, annotate, pool: up to 5 samples a
+job), so the SLURM run submits 4 jobs (library index, calibration, one group job for both samples, link); the test
+checks that every rule job ran inside a SLURM job, that the group job asked for the largest member's threads and
+memory and the sum of its members' runtimes, and that every per-sample table equals the local run's. Each SLURM job
+starts Snakemake twice (batch script and job step; a group job once per member in the step), about 10 s of CPU, so
+the local and both SLURM runs go at once; the file took 6.5 minutes on 2 cores loaded by other work (load
+average 8-9), 3-3.5 minutes before the grouping on a less loaded machine. Needs root and apt-get
 (the packages are installed when missing); without them it skips, except where MS2STUDY_REQUIRE_SLURM=1 (CI:
 .ci/run), where it fails.
 """
@@ -40,7 +45,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "tests" / "cluster" / "slurm.sh"
 SAMPLES = ("S01", "S02")
-TABLES = ("features", "spectra", "annotations")
+TABLES = ("features", "spectra", "annotations", "sample_embedding")
 TARGETS = [f"results/samples/{s}/{t}.parquet" for s in SAMPLES for t in TABLES] + [
     "results/study/feature_matrix.parquet"
 ]
@@ -159,6 +164,15 @@ class SnakemakeJob:
     rule: str
     local: bool
     wildcards: str = ""
+    group: str = ""  # the group job's Snakemake id when the job ran in one
+    threads: int = 1
+    resources: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class GroupJob:
+    name: str  # the group's name (profiles: `sample`)
+    members: list[str] = field(default_factory=list)  # Snakemake jobids of the rule jobs it runs
 
 
 @dataclass
@@ -169,7 +183,8 @@ class Run:
     env: dict[str, str]
     jobs: dict[str, SnakemakeJob] = field(default_factory=dict)  # Snakemake jobid -> job
     planned: dict[str, int] = field(default_factory=dict)  # rule -> jobs (Snakemake's "Job stats")
-    submitted: dict[str, str] = field(default_factory=dict)  # Snakemake jobid -> SLURM jobid
+    submitted: dict[str, str] = field(default_factory=dict)  # Snakemake jobid (a group job's: its uuid) -> SLURM jobid
+    groups: dict[str, GroupJob] = field(default_factory=dict)  # group job uuid -> group
     run_id: str = ""
     cluster_jobs: dict[str, dict[str, str]] = field(default_factory=dict)  # SLURM jobid -> fields (sacct/scontrol)
     sacct: subprocess.CompletedProcess | None = None
@@ -187,17 +202,35 @@ class Run:
 
 
 def parse_output(run: Run) -> None:
+    """Snakemake's job blocks (a group job's members are indented under "Group job NAME"), its job stats, and which
+    SLURM job each job or group job was submitted as. A group job is named in the submission line by a uuid only;
+    the executor prints a group's block as it submits it, so the group blocks and the uuid submissions pair in order."""
     lines = run.output.splitlines()
+    group_blocks: list[GroupJob] = []
+    current: GroupJob | None = None
     for i, line in enumerate(lines):
-        block = re.match(r"^(local)?rule (\w+):$", line)
+        header = re.match(r"^\[.*\] Group job (\w+) ", line)
+        if header:
+            current = GroupJob(header.group(1))
+            group_blocks.append(current)
+            continue
+        block = re.match(r"^(\s*)(local)?rule (\w+):$", line)
         if block:
+            indented = bool(block.group(1))
             fields = {}
             for following in lines[i + 1:]:
                 m = re.match(r"^\s+(\w+): (.*)$", following)
                 if not m:
                     break
                 fields[m.group(1)] = m.group(2)
-            run.jobs[fields["jobid"]] = SnakemakeJob(block.group(2), bool(block.group(1)), fields.get("wildcards", ""))
+            resources = dict(re.findall(r"(\w+)=([^,]+)", fields.get("resources", "")))
+            job = SnakemakeJob(block.group(3), bool(block.group(2)), fields.get("wildcards", ""),
+                               threads=int(fields.get("threads", 1)), resources=resources)
+            run.jobs[fields["jobid"]] = job
+            if indented and current is not None:
+                current.members.append(fields["jobid"])
+            else:
+                current = None
         if line.startswith("Job stats:") and not run.planned:
             for row in lines[i + 3:]:
                 parts = row.split()
@@ -205,7 +238,13 @@ def parse_output(run: Run) -> None:
                     break
                 if parts[0] != "total":
                     run.planned[parts[0]] = int(parts[1])
-    run.submitted = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", run.output))
+    run.submitted = dict(re.findall(r"Job ([\w-]+) has been submitted with SLURM jobid (\d+)", run.output))
+    uuids = [jobid for jobid in run.submitted if not jobid.isdigit()]
+    assert len(uuids) == len(group_blocks), f"group jobs shown {len(group_blocks)}, submitted {len(uuids)}"
+    for uuid, group in zip(uuids, group_blocks):
+        run.groups[uuid] = group
+        for member in group.members:
+            run.jobs[member].group = uuid
     found = re.search(r"SLURM run ID: (\S+)", run.output)
     run.run_id = found.group(1) if found else ""
 
@@ -224,9 +263,27 @@ def declared_local_rules() -> set[str]:
 
 
 def comment_rule(comment: str) -> str:
-    """The rule in the job comment the executor sets: rule_<rule>[_wildcards_<values>]."""
+    """The rule in the job comment the executor sets: rule_<rule>[_wildcards_<values>]; for a group job
+    rule_<group>_<its rules, sorted, joined by _>."""
     m = re.match(r"^rule_(\w+?)(?:_wildcards_.*)?$", comment)
     return m.group(1) if m else comment
+
+
+def expected_comment(run: Run, snakemake_id: str) -> str:
+    """What the executor puts in a job's comment (without wildcards): its rule, or a group job's name and rules."""
+    if snakemake_id in run.groups:
+        group = run.groups[snakemake_id]
+        rules = sorted({run.jobs[member].rule for member in group.members})
+        return f"{group.name}_{'_'.join(rules)}"
+    return run.jobs[snakemake_id].rule
+
+
+def slurm_rules(run: Run, slurm_id: str) -> set[str]:
+    """The rules a SLURM job of the run ran (several for a group job)."""
+    snakemake_id = next(s for s, j in run.submitted.items() if j == slurm_id)
+    if snakemake_id in run.groups:
+        return {run.jobs[member].rule for member in run.groups[snakemake_id].members}
+    return {run.jobs[snakemake_id].rule}
 
 
 def collect_cluster_side(run: Run, state: Path) -> None:
@@ -238,13 +295,14 @@ def collect_cluster_side(run: Run, state: Path) -> None:
         while True:
             run.sacct = subprocess.run(
                 ["sacct", "-X", "-P", "--noheader", "--starttime", since, "--name", run.run_id,
-                 "--format", "JobIDRaw,State,ExitCode,Comment,AllocTRES,Account"],
+                 "--format", "JobIDRaw,State,ExitCode,Comment,AllocTRES,Account,ReqCPUS,ReqMem,Timelimit"],
                 capture_output=True, text=True, env=run.env, timeout=60)
             run.cluster_jobs = {}
             for row in run.sacct.stdout.splitlines():
-                jobid, state_, exit_code, comment, tres, account = row.split("|")
+                jobid, state_, exit_code, comment, tres, account, cpus, mem, limit = row.split("|")
                 run.cluster_jobs[jobid] = {"JobState": state_, "ExitCode": exit_code, "Comment": comment,
-                                           "AllocTRES": tres, "Account": account}
+                                           "AllocTRES": tres, "Account": account, "ReqCPUS": cpus, "ReqMem": mem,
+                                           "Timelimit": limit}
             recorded = all(run.cluster_jobs.get(i, {}).get("JobState") not in (None, "PENDING", "RUNNING")
                            for i in run.submitted.values())
             if recorded or time.monotonic() > deadline:
@@ -274,16 +332,21 @@ def assert_slurm_jobs(run: Run) -> None:
     assert Counter(job.rule for job in remote.values()) == Counter(
         {rule: n for rule, n in run.planned.items() if rule not in local_rules}
     ), "the jobs shown differ from Snakemake's job stats"
-    assert set(run.submitted) == set(remote), (
-        f"jobs not submitted to SLURM: {sorted(remote[j].rule for j in set(remote) - set(run.submitted))}"
+    # every rule job was submitted on its own or ran in a submitted group job, never both
+    alone = {jobid for jobid, job in remote.items() if not job.group}
+    grouped = {jobid for jobid, job in remote.items() if job.group}
+    assert alone | set(run.groups) == set(run.submitted), (
+        f"jobs not submitted to SLURM: {sorted(remote[j].rule for j in alone - set(run.submitted))}"
     )
+    assert {j.group for j in remote.values() if j.group} == set(run.groups)
+    assert grouped == {member for group in run.groups.values() for member in group.members}
     slurm_ids = list(run.submitted.values())
     assert len(set(slurm_ids)) == len(slurm_ids)
     assert set(run.cluster_jobs) == set(slurm_ids), f"the cluster's records differ:\n{run.describe()}"
     for snakemake_id, slurm_id in run.submitted.items():
-        job, recorded = remote[snakemake_id], run.cluster_jobs[slurm_id]
-        assert recorded["JobState"] == "COMPLETED" and recorded["ExitCode"] == "0:0", (job, run.describe())
-        assert comment_rule(recorded["Comment"]) == job.rule, (job, run.describe())
+        recorded = run.cluster_jobs[slurm_id]
+        assert recorded["JobState"] == "COMPLETED" and recorded["ExitCode"] == "0:0", (snakemake_id, run.describe())
+        assert comment_rule(recorded["Comment"]) == expected_comment(run, snakemake_id), (snakemake_id, run.describe())
         # started by the main scheduler or, when it was busy, by the backfill scheduler: both are SLURM allocations
         assert re.search(rf"(sched: Allocate JobId={slurm_id} NodeList=|sched/backfill: _start_job: Started "
                          rf"JobId={slurm_id} )", run.controller_log), slurm_id
@@ -316,12 +379,22 @@ def runs(slurm_installed: None, tmp_path_factory: pytest.TempPathFactory) -> dic
                         *targets]
             launched[name] = (study, env, launch(args, env, study / f"{name}-run.log"))
             stack.callback(kill_if_running, launched[name][2])
-        for name, (study, env, process) in launched.items():
-            code, output = finish(process)
-            run = result[name] = Run(study, code, output, env)
-            if name != "local":
-                parse_output(run)
-                collect_cluster_side(run, Path(env["SLURM_TEST_STATE"]))
+        # Each run's cluster records are read as soon as it ends: without accounting, scontrol shows a finished job
+        # for MinJobAge (300 s) only, and the one-job run ends minutes before the others.
+        pending = dict(launched)
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while pending:
+            ended = [name for name, (_, _, process) in pending.items() if process.process.poll() is not None]
+            if not ended and time.monotonic() < deadline:
+                time.sleep(1)
+                continue
+            for name in ended or list(pending):  # past the deadline, finish() fails the test
+                study, env, process = pending.pop(name)
+                code, output = finish(process, timeout=max(1.0, deadline - time.monotonic()))
+                run = result[name] = Run(study, code, output, env)
+                if name != "local":
+                    parse_output(run)
+                    collect_cluster_side(run, Path(env["SLURM_TEST_STATE"]))
     return result
 
 
@@ -348,24 +421,64 @@ def test_every_job_ran_as_a_slurm_job_recorded_by_sacct(accounting_run: Run) -> 
     run = accounting_run
     assert run.sacct is not None and run.sacct.returncode == 0, run.describe()
     assert_slurm_jobs(run)
-    rules = {comment_rule(job["Comment"]) for job in run.cluster_jobs.values()}
-    assert {"detect", "spectra", "embed", "index_library", "calibrate_library", "annotate", "link"} <= rules
+    rules = set().union(*(slurm_rules(run, slurm_id) for slurm_id in run.cluster_jobs))
+    assert {"detect", "spectra", "embed", "index_library", "calibrate_library", "annotate", "pool", "link"} <= rules
     # The account is left to the site: no -A (the executor's guess fails in plugin 2.8.0), so SLURM charged the
     # user's default account.
     accounts = {job["Account"] for job in run.cluster_jobs.values()}
     assert accounts == {run.env["SLURM_TEST_ACCOUNT"]}, run.describe()
 
 
-def test_only_embed_jobs_get_a_gpu(accounting_run: Run) -> None:
-    accounting_run.check_finished()
-    embed_jobs = [job for job in accounting_run.cluster_jobs.values() if comment_rule(job["Comment"]) == "embed"]
-    assert len(embed_jobs) == len(SAMPLES), accounting_run.describe()
-    for slurm_id, job in accounting_run.cluster_jobs.items():
+def test_only_jobs_running_embed_get_a_gpu(accounting_run: Run) -> None:
+    """`gpu: 1` is set for embed alone; a group job holding embed jobs gets one GPU (the largest member's), the
+    library and study jobs none."""
+    run = accounting_run
+    run.check_finished()
+    embed_jobs = [job for job in run.jobs.values() if job.rule == "embed"]
+    assert len(embed_jobs) == len(SAMPLES), run.describe()
+    for slurm_id, job in run.cluster_jobs.items():
         has_gpu = "gres/gpu=1" in job["AllocTRES"].split(",")
-        assert has_gpu == (comment_rule(job["Comment"]) == "embed"), (slurm_id, accounting_run.describe())
+        assert has_gpu == ("embed" in slurm_rules(run, slurm_id)), (slurm_id, run.describe())
+
+
+def minutes(limit: str) -> int:
+    """SLURM's [D-]HH:MM:SS time limit in minutes."""
+    days, _, clock = limit.rpartition("-")
+    h, m, s = (int(x) for x in clock.split(":"))
+    return (int(days or 0) * 24 + h) * 60 + m + (1 if s else 0)
+
+
+def test_per_sample_rules_ran_as_one_group_job_with_its_members_resources(accounting_run: Run) -> None:
+    """Fewer, fuller jobs: the per-sample rules of both samples ran in one SLURM job (the profile packs up to 5
+    samples), so the run submitted fewer SLURM jobs than it had rule jobs. The executor runs a group's members one
+    at a time, so the group job must ask for the largest member's threads and memory and the sum of the members'
+    runtimes (minutes), each member's as Snakemake evaluated it for the submission."""
+    run = accounting_run
+    run.check_finished()
+    remote = [job for job in run.jobs.values() if not job.local]
+    assert len(run.cluster_jobs) < len(remote), run.describe()
+    per_sample = {"detect", "spectra", "embed", "annotate", "pool"}
+    assert not [job.rule for job in remote if job.rule in per_sample and not job.group], "per-sample job alone"
+    assert [g.name for g in run.groups.values()] == ["sample"], run.groups
+    (uuid, group), = run.groups.items()
+    members = [run.jobs[m] for m in group.members]
+    assert sorted((j.rule, j.wildcards) for j in members) == sorted(
+        (rule, f"sample={s}") for rule in per_sample for s in SAMPLES)
+    unknown = [(j.rule, j.wildcards, k) for j in members for k in ("mem_mb", "runtime")
+               if not j.resources.get(k, "").isdigit()]
+    assert not unknown, (
+        f"resources Snakemake could not evaluate when it submitted the group job (<TBD>, left out of the group's "
+        f"request): {unknown}. A resource function that reads input.size_mb fails while an input made inside the "
+        f"group does not exist yet; it must size only the inputs that exist (workflow/rules/common.smk res())")
+    recorded = run.cluster_jobs[run.submitted[uuid]]
+    assert int(recorded["ReqCPUS"]) == max(j.threads for j in members) == 2, run.describe()
+    assert recorded["ReqMem"] == f"{max(int(j.resources['mem_mb']) for j in members)}M", run.describe()
+    assert minutes(recorded["Timelimit"]) == sum(int(j.resources["runtime"]) for j in members), run.describe()
 
 
 def test_tables_equal_a_local_run(accounting_run: Run, local_run: Path) -> None:
+    """Every per-sample table the group job made (features, spectra, annotations, sample embeddings of both
+    samples) and the feature matrix, present and equal to the local run's."""
     accounting_run.check_finished()
     for target in TARGETS:
         local, slurm = pl.read_parquet(local_run / target), pl.read_parquet(accounting_run.study / target)
