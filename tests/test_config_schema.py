@@ -332,7 +332,7 @@ def test_the_file_that_set_a_bad_value_is_named(tmp_path: Path) -> None:
     with pytest.raises(InputError) as err:
         study.load_config(tmp_path, {"annotate": {"top_k": -1}})
     message = str(err.value)
-    assert "key 'annotate.top_k'" in message and "[set in the overrides (--config)]" in message
+    assert "key 'annotate.top_k'" in message and "[set in --config on the command line]" in message
     assert "key 'embed.batch_size'" in message and f"[set in {tmp_path / 'config.yaml'}]" in message
 
 

@@ -201,7 +201,7 @@ def load_config(study_dir: Path, overrides: dict | None = None) -> dict:
         origins.append((str(study_config), local))
     if overrides:
         config = deep_update(config, overrides)
-        origins.append(("the overrides (--config)", overrides))
+        origins.append(("--config on the command line", overrides))
     validate_config(config, str(study_config if study_config.exists() else DEFAULT_CONFIG), origins)
     return config
 
@@ -215,6 +215,20 @@ def _sheet_from_folder(study_dir: Path) -> pl.DataFrame:
             fix="add a samples.tsv (columns sample_id, file) or put the runs' mzML files in the folder",
         )
     ids = [re.sub(r"[^A-Za-z0-9._-]", "_", p.stem) for p in files]
+    by_id: dict[str, list[str]] = {}
+    for sample_id, path in zip(ids, files, strict=True):
+        by_id.setdefault(sample_id, []).append(path.name)
+    clashes = {sample_id: names for sample_id, names in by_id.items() if len(names) > 1}
+    if clashes:
+        sample_id, names = next(iter(clashes.items()))
+        raise InputError(
+            f"no samples.tsv, so each run is named after its file, and {len(names)} files give the same sample_id "
+            f"'{sample_id}': {', '.join(repr(n) for n in names)} (characters other than letters, digits, '.', '_' "
+            "and '-' become '_', and the extension is dropped)"
+            + (f"; {len(clashes) - 1} more such clash(es)" if len(clashes) > 1 else ""),
+            file=str(study_dir),
+            fix="rename one of the files, or add a samples.tsv (columns sample_id, file) that names each run",
+        )
     return pl.DataFrame({"sample_id": ids, "file": [p.name for p in files]})
 
 
@@ -253,8 +267,13 @@ def load_sample_sheet(study_dir: Path, config: dict) -> pl.DataFrame:
             raise InputError(f"row {row_number}: file '{row['file']}' does not exist (looked for {path})",
                              file=source, sample=sample_id, fix="correct the path (relative to the study folder)")
         if path.suffix.lower() not in SPECTRUM_SUFFIXES:
-            raise InputError(f"row {row_number}: file '{row['file']}' is not .mzML or .mzXML", file=source,
-                             sample=sample_id, fix="convert the vendor file with msconvert (ProteoWizard) to mzML")
+            compressed = path.suffix.lower() in (".gz", ".bz2", ".zip", ".xz") and (
+                Path(path.stem).suffix.lower() in SPECTRUM_SUFFIXES)
+            raise InputError(
+                f"row {row_number}: file '{row['file']}' is not .mzML or .mzXML"
+                + (" (it is compressed)" if compressed else ""), file=source, sample=sample_id,
+                fix=(f"decompress it (gunzip / unzip / unxz '{row['file']}') and write the .mzML or .mzXML name in "
+                     "the sheet" if compressed else "convert the vendor file with msconvert (ProteoWizard) to mzML"))
     if sheet.height == 0:
         raise InputError("the sample sheet has no rows", file=source, fix="add one row per sample")
     check_sample_roles(sheet, source)

@@ -40,10 +40,17 @@ def read_sample_sheet(path: str | Path, id_column: str | None = None, *, any_for
                              schema={h: pl.Utf8 for h in header}) if header else pl.DataFrame()
         id_column = id_column or ("sample_id" if "sample_id" in header else header[0])
     else:
+        if not path.read_bytes().strip():
+            raise InputError("the sample sheet is empty (0 bytes or only blank lines)", file=str(path),
+                             fix="write a tab-separated header line 'sample_id<TAB>file' (then any outcome "
+                                 "columns) and one row per sample; or delete the file to take every mzML/mzXML "
+                                 "in the study folder as a sample")
         try:
             sheet = pl.read_csv(path, separator="\t", infer_schema_length=0, comment_prefix="#")
         except Exception as err:  # polars raises several error types for malformed text
-            raise InputError(f"cannot read as a tab-separated table ({err})", file=str(path)) from err
+            raise InputError(f"cannot read as a tab-separated table ({err})", file=str(path),
+                             fix="save the sheet as tab-separated text (.tsv) with a header line 'sample_id<TAB>"
+                                 "file' and the same number of cells in every row") from err
         sheet = sheet.rename({c: c.strip() for c in sheet.columns})
         _refuse_other_separators(sheet, path)
     if id_column is not None and id_column != "sample_id":
