@@ -60,3 +60,114 @@ def test_compressed_run_in_the_sheet_says_decompress(tmp_path: Path) -> None:
                                          r".*gunzip") as err:
         study.load_sample_sheet(tmp_path, study.load_config(tmp_path))
     assert "msconvert" not in str(err.value)
+
+
+def test_nested_key_in_command_line_config_is_refused_with_the_yaml_to_write(tmp_path: Path,
+                                                                            capsys: pytest.CaptureFixture) -> None:
+    _two_sample_study(tmp_path)
+    code, err = _run(["run", str(tmp_path), "-n", "--config", "annotate.fdr=0.05"], capsys)
+    assert code == 1
+    assert "--config annotate.fdr=0.05" in err and "annotate: {fdr: 0.05}" in err and "config.yaml" in err
+    assert "Traceback" not in err and not (tmp_path / ".snakemake").exists()
+
+
+def test_command_line_config_is_validated_before_snakemake(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    _two_sample_study(tmp_path)
+    code, err = _run(["run", str(tmp_path), "-n", "--config", "reference_sample=S99"], capsys)
+    assert code == 1 and "reference_sample 'S99' is not in the sample sheet" in err
+    # a mapping given with --config stays text in Snakemake: refused with the hint, before any job
+    code, err = _run(["run", str(tmp_path), "-n", "--config", "annotate={fdr: 0.05}"], capsys)
+    assert code == 1 and "key 'annotate.fdr'" in err and "study's config.yaml instead" in err
+    (tmp_path / "over.yaml").write_text("annotate: {fdr: high}\n")
+    code, err = _run(["run", str(tmp_path), "-n", "--configfile", str(tmp_path / "over.yaml")], capsys)
+    assert code == 1 and "key 'annotate.fdr'" in err
+    assert "Traceback" not in err and "WorkflowError" not in err and not (tmp_path / ".snakemake").exists()
+
+
+def test_missing_library_stops_the_run_before_snakemake(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    _two_sample_study(tmp_path)
+    (tmp_path / "config.yaml").write_text("library: nothere.mgf\n")
+    code, err = _run(["run", str(tmp_path), "-n"], capsys)
+    assert code == 1 and "library file 'nothere.mgf' not found" in err
+    assert "WorkflowError" not in err and not (tmp_path / ".snakemake").exists()
+
+
+_FAILED_LOG = """Job stats:
+job       count
+------  -------
+detect        1
+report        1
+total         2
+
+[Mon Nov 30 10:28:53 2026]
+localrule detect:
+    input: mzml/S02.mzML
+    output: results/samples/S02/features.parquet
+    log: logs/detect/S02.log
+    jobid: 2
+    wildcards: sample=S02
+Error in rule detect:
+    jobid: 2
+    output: results/samples/S02/features.parquet
+    log: logs/detect/S02.log (check log file(s) for error details)
+Exiting because a job execution failed. Look below for error messages
+"""
+
+
+def test_a_failed_run_marks_the_earlier_study_tables_out_of_date_until_a_run_finishes(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from ms2study import runner
+
+    study_tables = tmp_path / "results" / "study"
+    study_tables.mkdir(parents=True)
+    for name in ("report.html", "feature_matrix.parquet"):
+        (study_tables / name).write_text("earlier run")
+        os.utime(study_tables / name, (time.time() - 3600, time.time() - 3600))
+    since = time.time()
+    (tmp_path / ".snakemake" / "log").mkdir(parents=True)
+    (tmp_path / ".snakemake" / "log" / "run.snakemake.log").write_text(_FAILED_LOG)
+    summary = runner.summarize(tmp_path, 1, since)
+    note = study_tables / "OUT_OF_DATE.txt"
+    assert "OUT OF DATE" in summary and str(study_tables) in summary and "OUT_OF_DATE.txt" in summary
+    assert not (study_tables / "report.html").exists() and (study_tables / "report.out-of-date.html").exists()
+    text = note.read_text()
+    assert text.startswith("OUT OF DATE: the files in this folder were made by an earlier run")
+    assert "detect  sample S02  log: logs/detect/S02.log" in text
+    # a run that finishes writes its report and removes the note and the moved report
+    later = time.time()
+    (study_tables / "report.html").write_text("this run")
+    assert "the run finished" in runner.summarize(tmp_path, 0, later - 1)
+    assert not note.exists() and not (study_tables / "report.out-of-date.html").exists()
+
+
+def test_a_study_folder_the_user_cannot_write_stops_the_run_before_snakemake(tmp_path: Path) -> None:
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="ms2study-readonly-"))  # world-readable, unlike pytest's tmp_path
+    try:
+        os.chmod(root, 0o755)
+        study_dir = root / "study"
+        study_dir.mkdir()
+        _two_sample_study(study_dir)
+        repo = Path(__file__).resolve().parents[1]
+        command = [sys.executable, "-m", "ms2study", "run", str(study_dir), "--cores", "1"]
+        if os.geteuid() == 0:  # root writes anywhere: run as nobody, for whom the folder is read-only
+            if not shutil.which("setpriv"):
+                pytest.skip("running as root without setpriv: cannot run as a user without write permission")
+            command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+        else:
+            os.chmod(study_dir, 0o555)
+        env = dict(os.environ, PYTHONPATH=str(repo / "workflow"), HOME=str(root))
+        done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=root, check=False)
+        assert done.returncode == 1, done.stderr[-2000:]
+        assert f"the run cannot write in {study_dir}" in done.stderr and "write permission" in done.stderr
+        assert "Traceback" not in done.stderr and not (study_dir / ".snakemake").exists()
+    finally:
+        os.chmod(root / "study", 0o755)
+        shutil.rmtree(root, ignore_errors=True)

@@ -16,21 +16,24 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shlex
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from ms2study import study
+from ms2study.core.atomic import write_text
 from ms2study.core.errors import InputError
+from ms2study.runlog import RunLog, parse_snakemake_log, read_run_log  # noqa: F401 (parse_snakemake_log: tests)
 
 REPORT = Path("results") / "study" / "report.html"
 OUT_OF_DATE_REPORT = Path("results") / "study" / "report.out-of-date.html"
+# Written beside the study-level tables when a failed run leaves them from an earlier run; removed by a run that
+# finishes.
+OUT_OF_DATE_NOTE = Path("results") / "study" / "OUT_OF_DATE.txt"
 # Outputs of jobs that the report does not depend on (encoder training, requested on its own).
 NOT_FOR_REPORT = ("results/models/",)
 DRY_RUN_FLAGS = ("-n", "--dry-run", "--dryrun")
@@ -62,6 +65,101 @@ def snakemake_command(study_dir: Path, extra: list[str]) -> list[str]:
     if not any(a in ("-c", "--cores", "-j", "--jobs") or a.startswith(("--cores=", "--jobs=")) for a in extra):
         command += ["--cores", "all"]
     return command + list(extra)
+
+
+# ------------------------------------------------------------------------------------ command-line config
+
+
+def _option_values(extra: list[str], names: tuple[str, ...]) -> list[str]:
+    """The values given to the Snakemake options ``names`` in ``extra`` (``--opt v1 v2``, ``--opt=v``), in order."""
+    values: list[str] = []
+    i = 0
+    while i < len(extra):
+        arg = extra[i]
+        if arg in names:
+            i += 1
+            while i < len(extra) and not extra[i].startswith("-"):
+                values.append(extra[i])
+                i += 1
+            continue
+        for name in names:
+            if name.startswith("--") and arg.startswith(name + "="):
+                values.append(arg.split("=", 1)[1])
+        i += 1
+    return values
+
+
+def config_overrides(extra: list[str], cwd: Path | None = None) -> dict:
+    """What ``--configfile`` and ``--config`` in ``extra`` add to the study's configuration, read as Snakemake reads
+    them (``snakemake.cli.parse_config``: a value inside a mapping stays text), so it can be validated before any
+    job. Raises InputError naming the option and the fix for an unreadable file or entry, and for a dotted key
+    (``annotate.fdr=0.05``), which Snakemake's ``--config`` does not understand."""
+    from snakemake.cli import parse_config
+
+    cwd = Path(cwd or Path.cwd())
+    merged: dict = {}
+    for name in _option_values(extra, ("--configfile", "--configfiles")):
+        path = cwd / name
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as err:
+            raise InputError(f"--configfile: cannot read it as YAML ({err})", file=str(path),
+                             fix="give an existing YAML file of config keys") from err
+        if not isinstance(data, dict):
+            raise InputError("--configfile: must be a mapping of config keys", file=str(path))
+        merged = study.deep_update(merged, data)
+    entries = _option_values(extra, ("--config", "-C"))
+    for entry in entries:
+        key, _, value = entry.partition("=")
+        if "." in key and "=" in entry:
+            section, _, rest = key.partition(".")
+            nested = rest.replace(".", ": {") + ": " + value + "}" * rest.count(".")
+            raise InputError(
+                f"--config {entry}: Snakemake's --config sets top-level keys only; '{key}' (a key inside the "
+                f"'{section}' section) is not understood on the command line",
+                fix=f"set it in the study's config.yaml as '{section}: {{{nested}}}' (every key: config/README.md)")
+    try:
+        merged = study.deep_update(merged, parse_config(entries))
+    except ValueError as err:
+        raise InputError(f"--config {' '.join(entries)}: {err}",
+                         fix="write top-level keys as KEY=VALUE (e.g. --config reference_sample=S01); set keys "
+                             "inside a section in the study's config.yaml") from err
+    return merged
+
+
+# ---------------------------------------------------------------------------------------- write permission
+
+# What a run writes in the study folder (Snakemake's state, the outputs, the jobs' logs and time records).
+WRITTEN_FOLDERS = (".snakemake", "results", "logs", "benchmarks")
+
+
+def check_writable(study_dir: Path) -> None:
+    """Raise InputError naming the first folder a run would write in but the user may not: the study folder (when
+    one of ``WRITTEN_FOLDERS`` is still to be made), or any existing folder under them. Checked before Snakemake
+    starts, which would otherwise fail with its own traceback or with each job."""
+    study_dir = Path(study_dir)
+    folders = [study_dir] if not all((study_dir / name).is_dir() for name in WRITTEN_FOLDERS) else []
+    for name in WRITTEN_FOLDERS:
+        top = study_dir / name
+        if top.is_dir():
+            folders.append(top)
+            folders += sorted(p for p in top.rglob("*") if p.is_dir() and not p.is_symlink())
+    for folder in folders:
+        if not os.access(folder, os.W_OK | os.X_OK):
+            try:
+                import pwd
+
+                user = pwd.getpwuid(os.geteuid()).pw_name
+            except (ImportError, KeyError):
+                user = str(os.geteuid())
+            raise InputError(
+                f"the run cannot write in {folder} (user '{user}' has no write permission there); a run writes "
+                f"{', '.join(WRITTEN_FOLDERS)} in the study folder",
+                file=str(folder),
+                fix="get write permission on the study folder (chmod -R u+w, or ask its owner), or copy samples.tsv "
+                    "and config.yaml to a folder you can write in, with the sheet's file paths pointing to the runs, "
+                    "and run there",
+            )
 
 
 # --------------------------------------------------------------------------------------------- locks
@@ -164,110 +262,6 @@ def remove_partial_files(study_dir: Path) -> list[Path]:
     return partial
 
 
-# ----------------------------------------------------------------------------------------- the run's log
-
-
-@dataclass
-class FailedJob:
-    rule: str
-    jobid: str
-    sample: str | None
-    logs: list[str]
-    outputs: list[str]
-
-
-@dataclass
-class RunLog:
-    """What a Snakemake log says about a run: planned jobs per rule, finished rules, the jobs that failed."""
-
-    path: Path | None = None
-    planned: dict[str, int] = field(default_factory=dict)
-    finished_rules: set[str] = field(default_factory=set)
-    failed: list[FailedJob] = field(default_factory=list)
-    lock_error: bool = False
-
-
-_BLOCK_START = re.compile(r"^(?:local)?(?:rule|checkpoint) (\S+):$")
-_ERROR_START = re.compile(r"^Error in rule (\S+):$")
-_FIELD = re.compile(r"^\s+(\w+): (.*)$")
-_FINISHED = re.compile(r"^Finished job(?:id:)? (\d+)")
-_FINISHED_RULE = re.compile(r"^Finished jobid: \d+ \(Rule: (\S+)\)")
-
-
-def _split_paths(value: str) -> list[str]:
-    value = re.sub(r"\s*\(check log file\(s\) for error details\)\s*$", "", value)
-    return [p.strip() for p in value.split(",") if p.strip()]
-
-
-def _sample_of(fields: dict[str, str]) -> str | None:
-    match = re.search(r"(?:^|,\s*)sample=([^,\s]+)", fields.get("wildcards", ""))
-    return match.group(1) if match else None
-
-
-def parse_snakemake_log(text: str) -> RunLog:
-    """Read Snakemake's log of one run (the text it prints, also kept in ``.snakemake/log/``)."""
-    result = RunLog()
-    jobs: dict[str, dict[str, str]] = {}
-    status: dict[str, tuple[str, dict[str, str]]] = {}  # jobid -> ("failed" | "done", error fields)
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        line = lines[i].rstrip()
-        block = _BLOCK_START.match(line)
-        error = _ERROR_START.match(line)
-        if line.startswith("Job stats:"):
-            i += 3  # header and rule lines
-            while i < len(lines) and lines[i].strip():
-                parts = lines[i].split()
-                if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
-                    result.planned[parts[0]] = int(parts[1])
-                i += 1
-            continue
-        if block or error:
-            fields: dict[str, str] = {"rule": (block or error).group(1)}
-            i += 1
-            while i < len(lines) and (m := _FIELD.match(lines[i].rstrip())):
-                fields.setdefault(m.group(1), m.group(2))
-                i += 1
-            jobid = fields.get("jobid", f"?{i}")
-            if block:
-                jobs[jobid] = fields
-            else:
-                status[jobid] = ("failed", fields)
-            continue
-        finished = _FINISHED.match(line)
-        if finished:
-            status[finished.group(1)] = ("done", {})
-            rule = _FINISHED_RULE.match(line)
-            if rule:
-                result.finished_rules.add(rule.group(1))
-            elif finished.group(1) in jobs:
-                result.finished_rules.add(jobs[finished.group(1)]["rule"])
-        if "LockException" in line or "Directory cannot be locked" in line:
-            result.lock_error = True
-        i += 1
-    for jobid, (state, fields) in status.items():
-        if state != "failed":
-            continue
-        merged = {**jobs.get(jobid, {}), **fields}
-        logs = _split_paths(merged.get("log", ""))
-        outputs = _split_paths(merged.get("output", ""))
-        result.failed.append(FailedJob(merged["rule"], jobid, _sample_of(merged), logs, outputs))
-    return result
-
-
-def read_run_log(study_dir: Path, since: float) -> RunLog:
-    """The log Snakemake wrote for the run started at ``since`` (empty when it wrote none)."""
-    folder = Path(study_dir) / ".snakemake" / "log"
-    candidates = [p for p in folder.glob("*.snakemake.log") if p.stat().st_mtime >= since - 1] if folder.is_dir() else []
-    if not candidates:
-        return RunLog()
-    path = max(candidates, key=lambda p: (p.stat().st_mtime, p.name))
-    result = parse_snakemake_log(path.read_text(errors="replace"))
-    result.path = path
-    return result
-
-
 # ------------------------------------------------------------------------------------------- the summary
 
 
@@ -310,6 +304,7 @@ def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] |
         report = study_dir / REPORT
         if report.exists() and report.stat().st_mtime >= since:
             (study_dir / OUT_OF_DATE_REPORT).unlink(missing_ok=True)  # replaced by this run's report
+            (study_dir / OUT_OF_DATE_NOTE).unlink(missing_ok=True)
             lines.append(f"ms2study: the run finished; report: {report}")
         return "\n".join(lines)
     if run.lock_error:
@@ -346,7 +341,28 @@ def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] |
         lines.append(f"ms2study: the report from an earlier run is OUT OF DATE (this run did not finish it); it was "
                      f"moved to {moved} so it cannot be taken for this run's. A run that finishes writes a new "
                      f"{REPORT}.")
+        note = write_out_of_date_note(study_dir, run, since)
+        lines.append(f"ms2study: the other tables under {note.parent} are from that earlier run too ({note.name} "
+                     "there says so until a run finishes).")
     return "\n".join(lines)
+
+
+def write_out_of_date_note(study_dir: Path, run: RunLog, since: float) -> Path:
+    """Write ``results/study/OUT_OF_DATE.txt``: the study-level tables beside it are from an earlier run, which jobs
+    of the latest run failed and with which logs, and that a run that finishes removes the note."""
+    path = Path(study_dir) / OUT_OF_DATE_NOTE
+    failed = [f"  {job.rule}  {f'sample {job.sample}' if job.sample else ', '.join(job.outputs) or 'study'}  log: "
+              f"{', '.join(job.logs) or '(none)'}" for job in run.failed]
+    text = (f"OUT OF DATE: the files in this folder were made by an earlier run. The run started "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(since))} did not finish"
+            + (" (failed jobs below)" if failed else "") + ", so they may not match the study's current samples, "
+            "sheet or configuration. The earlier report was moved to report.out-of-date.html.\n"
+            + ("\n".join(failed) + "\n" if failed else "")
+            + "Correct the cause and run the same `ms2study run` command again: a run that finishes rewrites these "
+              "files and removes this note.\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(text, path)
+    return path
 
 
 # ------------------------------------------------------------------------------------------------ the run
@@ -368,17 +384,19 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
     if not study_dir.is_dir():
         raise InputError("study folder does not exist", file=str(study_dir),
                          fix="give the folder that holds samples.tsv (or the mzML files)")
-    config = study.load_config(study_dir)
+    config = study.load_config(study_dir, config_overrides(extra))
     sheet = study.load_sample_sheet(study_dir, config)
     sheet_path = study_dir / config["samples"]
     study.check_outcomes(sheet, config, str(sheet_path if sheet_path.exists() else study_dir))
     study.check_reference_sample(sheet, config)
     study.check_correction(sheet, config, str(study_dir / "config.yaml"))
+    study.library_paths(study_dir, config)
     command = snakemake_command(study_dir, extra)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(study.REPO_ROOT / "workflow"), env.get("PYTHONPATH")]))
     takes_lock = not any(a in NO_LOCK_FLAGS for a in extra)
     if takes_lock or recover:
+        check_writable(study_dir)
         message = check_lock(study_dir, extra, recover)
         if message:
             print(f"ms2study run: error: {message}", file=sys.stderr, flush=True)

@@ -1,0 +1,110 @@
+"""What Snakemake's log of one run says: the jobs planned per rule, the rules that finished, and the jobs that failed
+with their rule, sample, log files and outputs (``ms2study run`` reads it to summarise a run's end).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class FailedJob:
+    rule: str
+    jobid: str
+    sample: str | None
+    logs: list[str]
+    outputs: list[str]
+
+
+@dataclass
+class RunLog:
+    """What a Snakemake log says about a run: planned jobs per rule, finished rules, the jobs that failed."""
+
+    path: Path | None = None
+    planned: dict[str, int] = field(default_factory=dict)
+    finished_rules: set[str] = field(default_factory=set)
+    failed: list[FailedJob] = field(default_factory=list)
+    lock_error: bool = False
+
+
+_BLOCK_START = re.compile(r"^(?:local)?(?:rule|checkpoint) (\S+):$")
+_ERROR_START = re.compile(r"^Error in rule (\S+):$")
+_FIELD = re.compile(r"^\s+(\w+): (.*)$")
+_FINISHED = re.compile(r"^Finished job(?:id:)? (\d+)")
+_FINISHED_RULE = re.compile(r"^Finished jobid: \d+ \(Rule: (\S+)\)")
+
+
+def _split_paths(value: str) -> list[str]:
+    value = re.sub(r"\s*\(check log file\(s\) for error details\)\s*$", "", value)
+    return [p.strip() for p in value.split(",") if p.strip()]
+
+
+def _sample_of(fields: dict[str, str]) -> str | None:
+    match = re.search(r"(?:^|,\s*)sample=([^,\s]+)", fields.get("wildcards", ""))
+    return match.group(1) if match else None
+
+
+def parse_snakemake_log(text: str) -> RunLog:
+    """Read Snakemake's log of one run (the text it prints, also kept in ``.snakemake/log/``)."""
+    result = RunLog()
+    jobs: dict[str, dict[str, str]] = {}
+    status: dict[str, tuple[str, dict[str, str]]] = {}  # jobid -> ("failed" | "done", error fields)
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i].rstrip()
+        block = _BLOCK_START.match(line)
+        error = _ERROR_START.match(line)
+        if line.startswith("Job stats:"):
+            i += 3  # header and rule lines
+            while i < len(lines) and lines[i].strip():
+                parts = lines[i].split()
+                if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+                    result.planned[parts[0]] = int(parts[1])
+                i += 1
+            continue
+        if block or error:
+            fields: dict[str, str] = {"rule": (block or error).group(1)}
+            i += 1
+            while i < len(lines) and (m := _FIELD.match(lines[i].rstrip())):
+                fields.setdefault(m.group(1), m.group(2))
+                i += 1
+            jobid = fields.get("jobid", f"?{i}")
+            if block:
+                jobs[jobid] = fields
+            else:
+                status[jobid] = ("failed", fields)
+            continue
+        finished = _FINISHED.match(line)
+        if finished:
+            status[finished.group(1)] = ("done", {})
+            rule = _FINISHED_RULE.match(line)
+            if rule:
+                result.finished_rules.add(rule.group(1))
+            elif finished.group(1) in jobs:
+                result.finished_rules.add(jobs[finished.group(1)]["rule"])
+        if "LockException" in line or "Directory cannot be locked" in line:
+            result.lock_error = True
+        i += 1
+    for jobid, (state, fields) in status.items():
+        if state != "failed":
+            continue
+        merged = {**jobs.get(jobid, {}), **fields}
+        logs = _split_paths(merged.get("log", ""))
+        outputs = _split_paths(merged.get("output", ""))
+        result.failed.append(FailedJob(merged["rule"], jobid, _sample_of(merged), logs, outputs))
+    return result
+
+
+def read_run_log(study_dir: Path, since: float) -> RunLog:
+    """The log Snakemake wrote for the run started at ``since`` (empty when it wrote none)."""
+    folder = Path(study_dir) / ".snakemake" / "log"
+    candidates = [p for p in folder.glob("*.snakemake.log") if p.stat().st_mtime >= since - 1] if folder.is_dir() else []
+    if not candidates:
+        return RunLog()
+    path = max(candidates, key=lambda p: (p.stat().st_mtime, p.name))
+    result = parse_snakemake_log(path.read_text(errors="replace"))
+    result.path = path
+    return result
