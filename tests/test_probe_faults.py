@@ -92,6 +92,16 @@ def test_missing_library_stops_the_run_before_snakemake(tmp_path: Path, capsys: 
     assert "WorkflowError" not in err and not (tmp_path / ".snakemake").exists()
 
 
+def test_an_lc_ms_run_as_query_points_to_the_pipeline(tmp_path: Path) -> None:
+    from ms2study.io.queries import read_query_spectra
+
+    _touch_mzml(tmp_path, "run.mzML")
+    with pytest.raises(InputError, match=r"LC-MS run is not a query spectrum file.*ms2study run STUDY_DIR.*"
+                                         r"spectra\.parquet") as err:
+        read_query_spectra(tmp_path / "run.mzML")
+    assert "run.mzML" in str(err.value)
+
+
 _FAILED_LOG = """Job stats:
 job       count
 ------  -------

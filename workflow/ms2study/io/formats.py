@@ -61,6 +61,16 @@ def _format_of(path: Path, role: str = "library") -> str:
     for ext, fmt in ((".mgf", "mgf"), (".msp", "msp"), (".json", "json")):
         if name.endswith(ext):
             return fmt
+    if name.endswith((".mzml", ".mzxml", ".mzdata", ".raw", ".d", ".wiff")):
+        # a whole LC-MS run: its MS/MS must first be detected, mapped and cleaned by the pipeline
+        raise InputError(
+            f"an LC-MS run is not a {role} spectrum file: {role} spectra are MGF, MSP or GNPS JSON entries",
+            file=str(path),
+            fix=("run the pipeline on the run's study folder (ms2study run STUDY_DIR) and identify its "
+                 "results/samples/<sample>/spectra.parquet (ms2study score --queries .../spectra.parquet); or "
+                 "export its MS/MS scans to MGF (e.g. msconvert --mgf)"
+                 if role == "query" else "use a spectral library in MGF, MSP or GNPS JSON"),
+        )
     raise InputError(
         f"unknown {role} format", file=str(path), fix="use .mgf, .msp or GNPS .json (optionally .gz)"
     )
