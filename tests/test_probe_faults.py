@@ -102,6 +102,44 @@ def test_an_lc_ms_run_as_query_points_to_the_pipeline(tmp_path: Path) -> None:
     assert "run.mzML" in str(err.value)
 
 
+def _small_mzml(path: Path) -> bytes:
+    import numpy as np
+    import pyopenms as oms
+
+    exp = oms.MSExperiment()
+    for i in range(4):
+        spec = oms.MSSpectrum()
+        spec.setMSLevel(1)
+        spec.setRT(float(i))
+        spec.set_peaks((np.array([100.0, 200.0]), np.array([1e4, 2e4], dtype=np.float32)))
+        exp.addSpectrum(spec)
+    oms.MzMLFile().store(str(path), exp)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("empty.mzML", lambda whole: b"", r"the file is empty \(0 bytes\).*copy or convert the run again"),
+        ("cut.mzML", lambda whole: whole[: len(whole) // 2], r"ends before its closing tag: it is truncated"),
+        ("named.mzXML", lambda whole: whole, r"holds mzML but is named \.mzXML.*rename it to named\.mzML"),
+        ("vendor.mzML", lambda whole: b"\x01\x02binary", r"not XML.*msconvert"),
+    ],
+)
+def test_unreadable_runs_say_what_is_wrong_with_the_file(tmp_path: Path, name: str, content, message: str) -> None:
+    from ms2study.io.msio import load_experiment
+
+    whole = _small_mzml(tmp_path / "whole.mzML")
+    assert load_experiment(tmp_path / "whole.mzML", "W").getNrSpectra() == 4
+    (tmp_path / name).write_bytes(content(whole))
+    with pytest.raises(InputError, match=message) as err:
+        load_experiment(tmp_path / name, "S07")
+    assert "sample 'S07'" in str(err.value) and name in str(err.value)
+    # a gzip-compressed run under its plain name is read (pyOpenMS decompresses it)
+    (tmp_path / "packed.mzML").write_bytes(gzip.compress(whole))
+    assert load_experiment(tmp_path / "packed.mzML", "P").getNrSpectra() == 4
+
+
 _FAILED_LOG = """Job stats:
 job       count
 ------  -------

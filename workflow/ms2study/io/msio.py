@@ -67,6 +67,39 @@ def _reader_for(path: Path, sample_id: str | None):
     )
 
 
+_CLOSING_TAGS = {".mzml": (b"</mzML>", b"</indexedmzML>"), ".mzxml": (b"</mzXML>",)}
+
+
+def _content_problem(path: Path) -> tuple[str, str] | None:
+    """(what is wrong, fix) when a glance at the file's first and last bytes shows it cannot be the run its name
+    says: empty, not XML, mzML named .mzXML (or the reverse), or cut short before its closing tag. None otherwise
+    (gzip-compressed files are left to the reader, which decompresses them)."""
+    size = path.stat().st_size
+    if size == 0:
+        return ("the file is empty (0 bytes)",
+                "copy or convert the run again (an interrupted transfer or conversion leaves an empty file)")
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+        handle.seek(max(0, size - 4096))
+        tail = handle.read()
+    if head[:2] == b"\x1f\x8b":
+        return None
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not text.startswith(b"<"):
+        return ("the file is not XML, so it is neither mzML nor mzXML",
+                "convert the vendor file to mzML with msconvert (ProteoWizard) and point the sheet at the .mzML")
+    suffix = path.suffix.lower()
+    holds = ".mzml" if (b"<mzML" in head or b"<indexedmzML" in head) else ".mzxml" if b"<mzXML" in head else None
+    if holds and holds != suffix:
+        name = {".mzml": "mzML", ".mzxml": "mzXML"}[holds]
+        return (f"the file holds {name} but is named {path.suffix}",
+                f"rename it to {path.stem}.{name} (and change the sample sheet's file column)")
+    if holds and not any(tag in tail for tag in _CLOSING_TAGS[holds]):
+        return ("the file ends before its closing tag: it is truncated (an interrupted copy or conversion)",
+                "copy or convert the run again from the vendor raw file")
+    return None
+
+
 def load_experiment(
     path: str | os.PathLike,
     sample_id: str | None = None,
@@ -79,7 +112,8 @@ def load_experiment(
     With ``sort_by_rt`` the spectra are put in retention-time order (trace detection needs it); without
     it they keep the file's order, so a spectrum's position is its scan index in the file.
     Raises ``InputError`` naming the file and the sample when the file is missing, of an unknown
-    type, unreadable, empty, or (with ``require_ms1``) holds no MS1 scans.
+    type, empty (0 bytes), not XML, of the other format than its name says, truncated (no closing tag),
+    unreadable, without spectra, or (with ``require_ms1``) holds no MS1 scans.
     """
     path = Path(path)
     if not path.is_file():
@@ -90,6 +124,9 @@ def load_experiment(
             fix="check the sample sheet's path (relative paths are resolved from the study folder)",
         )
     reader = _reader_for(path, sample_id)
+    problem = _content_problem(path)
+    if problem:
+        raise InputError(problem[0], file=str(path), sample=sample_id, fix=problem[1])
     exp = oms.MSExperiment()
     try:
         reader.load(str(path), exp)
