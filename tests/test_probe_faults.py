@@ -102,6 +102,15 @@ def test_an_lc_ms_run_as_query_points_to_the_pipeline(tmp_path: Path) -> None:
     assert "run.mzML" in str(err.value)
 
 
+@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["simulate", "--help"], ["score", "--help"]])
+def test_help_is_plain_text(args: list[str]) -> None:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        main(args)
+    text = out.getvalue()
+    assert "usage: ms2study" in text and "``" not in text and ":mod:`" not in text
+
+
 def _small_mzml(path: Path) -> bytes:
     import numpy as np
     import pyopenms as oms

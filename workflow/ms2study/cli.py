@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 
 from ms2study import __version__
@@ -51,6 +52,30 @@ COMMANDS = {
 STAGE_MODULES = list(dict.fromkeys(COMMANDS.values()))
 
 
+_ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")  # :mod:`x`, :func:`~x`
+_LITERAL = re.compile(r"``([^`]+)``")
+
+
+def plain(text: str | None) -> str | None:
+    """``text`` without reST markup (``:mod:`x``` and double-backquoted literals become their text), for
+    --help: the descriptions are the modules' docstrings, written in reST."""
+    if not text:
+        return text
+    return _LITERAL.sub(r"\1", _ROLE.sub(r"\1", text))
+
+
+def _plain_help(parser: argparse.ArgumentParser) -> None:
+    """Strip reST markup from ``parser``'s description, epilog and option help, and from its subcommands'."""
+    parser.description, parser.epilog = plain(parser.description), plain(parser.epilog)
+    for action in parser._actions:
+        action.help = plain(action.help)
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                choice.help = plain(choice.help)
+            for subparser in dict.fromkeys(action.choices.values()):
+                _plain_help(subparser)
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ms2study", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"ms2study {__version__}")
@@ -66,6 +91,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     modules = [COMMANDS[command]] if command in COMMANDS else STAGE_MODULES
     for name in modules:
         importlib.import_module(name).register(sub)
+    _plain_help(parser)
     return parser
 
 
