@@ -185,7 +185,13 @@ def test_a_failed_run_marks_the_earlier_study_tables_out_of_date_until_a_run_fin
     since = time.time()
     (tmp_path / ".snakemake" / "log").mkdir(parents=True)
     (tmp_path / ".snakemake" / "log" / "run.snakemake.log").write_text(_FAILED_LOG)
+    (tmp_path / "logs" / "detect").mkdir(parents=True)
+    (tmp_path / "logs" / "detect" / "S02.log").write_text(
+        "2026-11-30 INFO reading\nms2study detect: error: sample 'S02', file 'mzml/S02.mzML': the file is empty "
+        "(0 bytes) -> copy or convert the run again\n")
     summary = runner.summarize(tmp_path, 1, since)
+    # the failed job's own message is shown under its log path
+    assert "\n          sample 'S02', file 'mzml/S02.mzML': the file is empty (0 bytes) -> copy or" in summary
     note = study_tables / "OUT_OF_DATE.txt"
     assert "OUT OF DATE" in summary and str(study_tables) in summary and "OUT_OF_DATE.txt" in summary
     assert not (study_tables / "report.html").exists() and (study_tables / "report.out-of-date.html").exists()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -276,6 +277,27 @@ def report_out_of_date(study_dir: Path, run: RunLog, since: float) -> bool:
     return any(not job.outputs or not all(o.startswith(NOT_FOR_REPORT) for o in job.outputs) for job in run.failed)
 
 
+_ERROR_LINE = re.compile(r"^ms2study [\w-]+: error: (.*)$")
+
+
+def error_in_logs(study_dir: Path, logs: list[str], limit: int = 400) -> str | None:
+    """The last ``ms2study <command>: error: ...`` message in a failed job's log files (what is wrong and the fix,
+    as the command printed it), cut to ``limit`` characters; None when the logs hold none (a crash, a kill)."""
+    found = None
+    for log in logs:
+        try:
+            lines = (Path(study_dir) / log).read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            match = _ERROR_LINE.match(line.strip())
+            if match:
+                found = match.group(1)
+    if found and len(found) > limit:
+        found = found[: limit - 3] + "..."
+    return found
+
+
 def _keeps_going(extra: list[str]) -> bool:
     """Whether Snakemake was told to keep going after a failed job (option, or the profile in use)."""
     if "--keep-going" in extra or "-k" in extra:
@@ -324,6 +346,9 @@ def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] |
             where = f"sample {job.sample}" if job.sample else (", ".join(job.outputs) or "study")
             logs = ", ".join(str(study_dir / log) for log in job.logs) or "(no log file; see Snakemake's log)"
             lines.append(f"  {job.rule:<{width}}  {where}  log: {logs}")
+            cause = error_in_logs(study_dir, job.logs)
+            if cause:
+                lines.append(f"  {'':<{width}}  {cause}")
         lines.append("  Correct the cause shown in each log, then run the same command again: finished outputs are "
                      "kept and only the missing ones are made.")
     elif not run.lock_error:
