@@ -234,3 +234,9 @@ def test_a_study_folder_the_user_cannot_write_stops_the_run_before_snakemake(tmp
     finally:
         os.chmod(root / "study", 0o755)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_simulate_with_a_gradient_too_short_names_the_parameter(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code, err = _run(["simulate", str(tmp_path / "sim"), "--samples", "2", "--params", '{"rt_max_s": 240}'], capsys)
+    assert code == 1 and "no room on the gradient" in err and "raise rt_max_s (now 240 s" in err
+    assert "Traceback" not in err

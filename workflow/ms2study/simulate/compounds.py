@@ -92,7 +92,12 @@ def _assign_retention_times(mz: np.ndarray, logp: np.ndarray, keys: list[str], p
             if candidate is not None:
                 break
         if candidate is None:
-            raise ValueError(f"no room on the gradient for compound {keys[i]} (too many isobars)")
+            raise InputError(
+                f"simulation parameters: no room on the gradient for compound {keys[i]}: it cannot elute "
+                f"min_rt_separation_s ({sep:g} s) from each of its {len(clash)} isobars between rt_margin_s and "
+                f"rt_max_s - rt_margin_s ({lo:g}-{hi:g} s)",
+                fix=f"raise rt_max_s (now {p['rt_max_s']:g} s; the default 600 s fits every curated compound) or "
+                    "lower min_rt_separation_s")
         rt[i] = candidate
         placed.append(i)
     return rt
