@@ -240,3 +240,18 @@ def test_simulate_with_a_gradient_too_short_names_the_parameter(tmp_path: Path, 
     code, err = _run(["simulate", str(tmp_path / "sim"), "--samples", "2", "--params", '{"rt_max_s": 240}'], capsys)
     assert code == 1 and "no room on the gradient" in err and "raise rt_max_s (now 240 s" in err
     assert "Traceback" not in err
+
+
+def test_score_says_when_no_library_spectrum_has_the_queries_ion_mode() -> None:
+    import numpy as np
+    import polars as pl
+
+    from ms2study.stages.search import ion_mode_mismatch
+
+    queries = pl.DataFrame({"ion_mode": ["positive", None, "positive"]})
+    message = ion_mode_mismatch(queries, np.array([-1, -1]), "positive")
+    assert message and "queries: 3 positive; library: 2 negative" in message and "ion mode" in message
+    assert ion_mode_mismatch(queries, np.array([-1, 1]), "positive") is None  # overlap
+    assert ion_mode_mismatch(queries, np.array([-1, 0]), "positive") is None  # unknown library mode: searched in both
+    assert "queries: 2 positive; library: 1 negative" in ion_mode_mismatch(pl.DataFrame({"ion_mode": [None, None]}),
+                                                                        np.array([-1]), "Positive")

@@ -81,6 +81,30 @@ def default_index_root() -> Path:
     return Path(base) / "ms2study" / "library"
 
 
+def ion_mode_mismatch(spectra: pl.DataFrame, library_modes: np.ndarray, default: str) -> str | None:
+    """A sentence saying that no library spectrum has the ion mode of any query (so no query can have a
+    candidate: each is searched in its own mode), with the counts and the fix; None when the modes overlap or a
+    library spectrum's mode is unknown (it is searched in both). ``library_modes``: the index's codes (1 positive,
+    -1 negative, 0 unknown); a query without a stated mode takes ``default`` (annotate ``ion_mode``)."""
+    names = {1: "positive", -1: "negative", 0: "unknown"}
+    library = {names[int(c)] for c in library_modes}
+    if not library or "unknown" in library:
+        return None
+    stated = spectra["ion_mode"].to_list() if "ion_mode" in spectra.columns else [None] * spectra.height
+    queries: dict[str, int] = {}
+    for mode in stated:
+        key = (mode or default).lower()
+        queries[key] = queries.get(key, 0) + 1
+    if not queries or set(queries) & library:
+        return None
+    counts = {m: int(np.sum(library_modes == c)) for c, m in names.items() if m in library}
+    return (f"no library spectrum has the queries' ion mode (queries: "
+            f"{', '.join(f'{n} {m}' for m, n in queries.items())}; library: "
+            f"{', '.join(f'{n} {m}' for m, n in counts.items())}), so no query has a candidate -> check the ion "
+            "mode of the library and the queries (IONMODE / CHARGE sign / adduct), or use a library of the queries' "
+            "ion mode")
+
+
 def score_files(
     queries: str | Path,
     libraries: list[str | Path],
@@ -106,6 +130,9 @@ def score_files(
     index = load_library_index(index_dir)
     cleaning = p["cleaning"] if p["cleaning"] is not None else index.manifest.get("params", {}).get("cleaning", {})
     spectra = cleaned(read_query_file(queries, cleaning), cleaning)
+    mismatch = ion_mode_mismatch(spectra, np.asarray(index.ion_mode), p["ion_mode"])
+    if mismatch:
+        log.warning("queries %s against library %s: %s", queries, index_dir, mismatch)
     embeddings = None
     if p["model"] is not None:
         eparams = {**(embed_params or {}), "model": p["model"]}
@@ -128,7 +155,7 @@ def _cli_score(args: argparse.Namespace) -> int:
     out = score_files(args.queries, args.library, params, index_root=args.index_root)
     write_parquet(out, args.out)
     top = out.filter(pl.col("rank") == 1)
-    print(f"{args.out}: {out.height} hits for {out['query_id'].n_unique()} queries; "
+    print(f"{args.out}: {out.height} hits for {out['query_id'].n_unique()} queries with a candidate; "
           f"{int(top['accepted'].sum())} accepted at the configured FDR "
           f"({int((top['msi_level'] == 2).sum())} at MSI level 2, {int((top['msi_level'] == 3).sum())} at level 3)")
     return 0
