@@ -95,8 +95,6 @@ def config_overrides(extra: list[str], cwd: Path | None = None) -> dict:
     them (``snakemake.cli.parse_config``: a value inside a mapping stays text), so it can be validated before any
     job. Raises InputError naming the option and the fix for an unreadable file or entry, and for a dotted key
     (``annotate.fdr=0.05``), which Snakemake's ``--config`` does not understand."""
-    from snakemake.cli import parse_config
-
     cwd = Path(cwd or Path.cwd())
     merged: dict = {}
     for name in _option_values(extra, ("--configfile", "--configfiles")):
@@ -119,6 +117,10 @@ def config_overrides(extra: list[str], cwd: Path | None = None) -> dict:
                 f"--config {entry}: Snakemake's --config sets top-level keys only; '{key}' (a key inside the "
                 f"'{section}' section) is not understood on the command line",
                 fix=f"set it in the study's config.yaml as '{section}: {{{nested}}}' (every key: config/README.md)")
+    if not entries:
+        return merged
+    from snakemake.cli import parse_config  # only here: importing Snakemake's CLI takes a while
+
     try:
         merged = study.deep_update(merged, parse_config(entries))
     except ValueError as err:
