@@ -357,6 +357,25 @@ def markdown(result: dict, estimator: str = "elastic_net") -> str:
     return "\n".join(lines)
 
 
+def detectable_effects(result: dict, estimator: str = "elastic_net", source: str = "") -> dict:
+    """The sweep condensed for the report (``modelling.power``): per sample size and number of changed compounds,
+    the smallest fold change at which some feature set's interval lay above 0.5 in at least half of that setting's
+    studies, and which set (the first in FEATURE_SETS order among ties)."""
+    smallest = result["summary"][estimator]["smallest_detected_fold_change"]
+    table: dict[str, dict] = {}
+    for n, per_set in smallest.items():
+        for changed in sorted({m for values in per_set.values() for m in values}, key=int):
+            found = [(per_set[name][changed], name) for name in FEATURE_SETS
+                     if per_set.get(name, {}).get(changed) is not None]
+            fold, name = min(found, key=lambda x: x[0]) if found else (None, None)
+            table.setdefault(n, {})[changed] = {"fold_change": fold, "feature_set": name}
+    return {"source": source or "benchmarks/biology.py", "estimator": estimator,
+            "criterion": "95 % AUC interval above 0.5 in at least half of the setting's studies",
+            "fold_changes": result["design"]["grid"]["fold_change"],
+            "null_false_positive_rate": result["summary"][estimator]["null_false_positive_rate_all"],
+            "by_n_samples": table}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, type=Path, help="result JSON (rewritten after every study)")
@@ -372,10 +391,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", nargs="+", type=int, default=None, help="restrict the sample sizes")
     parser.add_argument("--measure-real", action="store_true", help="only measure the real data (../shared/data)")
     parser.add_argument("--markdown", type=Path, default=None, help="print the README table of a result JSON")
+    parser.add_argument("--resource", type=Path, default=None,
+                        help="with --from: write the report's detectable-effect table (resources/detectable_effects.json)")
+    parser.add_argument("--from", dest="from_result", type=Path, default=None, help="a result JSON to condense")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.markdown:
         print(markdown(json.loads(args.markdown.read_text()), args.estimators[0]))
+        return 0
+    if args.resource:
+        if not args.from_result:
+            parser.error("--resource needs --from RESULT.json")
+        condensed = detectable_effects(json.loads(args.from_result.read_text()), args.estimators[0],
+                                       f"benchmarks/biology.py, {args.from_result.name}")
+        args.resource.write_text(json.dumps(condensed, indent=2) + "\n")
         return 0
     if args.measure_real:
         args.out.write_text(json.dumps(measure_real(), indent=2) + "\n")

@@ -162,6 +162,22 @@ def test_models_ran_for_configured_outcomes(study: Path) -> None:
     assert "ci_low" in text and "permutation_p" in text
     assert (models / "group" / "predictions.parquet").exists()
     assert (models / "age" / "metrics.parquet").exists()
+    # the bags of chemistry are computed by the pipeline (rules prototypes, chemistry) and modelled
+    chemistry = summary["feature_sets"]["chemical_space"]
+    prototypes = pl.read_parquet(study / "results" / "study" / "prototypes.parquet")
+    assert 0 < chemistry["n_features"] <= prototypes.height and chemistry["value"] is not None
+    assert prototypes["source"][0].startswith("library")
+    bags = pl.read_parquet(study / "results" / "study" / "chemistry" / "S01.parquet")
+    assert bags["prototypes_id"][0] == prototypes["prototypes_id"][0] and bags["n_features"][0] > 0
+    # the models pool with the corrected intensities (correct.use_corrected, the default; rule pool_corrected):
+    # without QCs the correction is a per-run median factor, the same for every feature of the run
+    corrected = pl.read_parquet(study / "results" / "study" / "corrected_features" / "S01.parquet")
+    raw = pl.read_parquet(study / "results" / "samples" / "S01" / "features.parquet")
+    assert corrected["feature_id"].to_list() == raw["feature_id"].to_list()
+    factors = corrected["factor"].to_numpy()
+    assert np.ptp(factors) <= 1e-9 * factors.max() and corrected["consensus_id"].null_count() == 0
+    pooled = pl.read_parquet(study / "results" / "study" / "pooled" / "S01.parquet")
+    assert pooled["n_spectra"][0] > 0 and pooled["abundance_source"][0] == "feature_intensity"
 
 
 def test_second_run_has_nothing_to_do_and_one_changed_sample_reruns_alone(study: Path) -> None:
@@ -290,6 +306,9 @@ def test_an_encoder_change_reruns_embedding_and_downstream_but_not_detection(stu
         counts = _dry_counts(study)
     assert counts.get("embed") == N_SAMPLES and counts.get("annotate") == N_SAMPLES, counts
     assert counts.get("pool") == N_SAMPLES and counts.get("report") == 1, counts
+    # the prototypes are learned on the library's embeddings by the encoder: new encoder, new prototypes
+    assert counts.get("prototypes") == 1 and counts.get("chemistry") == N_SAMPLES, counts
+    assert counts.get("pool_corrected") == N_SAMPLES, counts
     assert not set(counts) & {"detect", "spectra", "link"}, counts
 
 

@@ -350,6 +350,9 @@ def test_report_has_every_section_and_the_numbers(untrained_report: tuple[Path, 
     assert "roc_auc" in text and "permutation p" in text and '"text":"ROC: group"' in text and "null mean" in text
     assert "Estimator: <b>elastic_net</b>" in text  # the models default (models.DEFAULT_PARAMS)
     assert "fold-wise metrics are coarse" in text  # 4 vs 4 samples: one sample per class in a test fold
+    # what a study of 8 samples could detect, from the shipped effect-size sweep (resources/detectable_effects.json)
+    assert "This study has 8 samples, fewer than the sweep&#x27;s smallest studies" in text or \
+        "This study has 8 samples, fewer than the sweep's smallest studies" in text
     # maps: UMAP only when umap-learn is installed (it is not a dependency), PCA otherwise
     used = "UMAP" if umap_available() else "PCA"
     assert f"{used} of embedding, coloured by group" in text and f"{used} of features, coloured by group" in text

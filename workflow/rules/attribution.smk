@@ -9,10 +9,11 @@ ATTRIBUTION_OUTCOMES = list(configured_outcomes(config))
 rule attribution:
     input:
         sheet="results/study/samples.tsv",
-        sample_embeddings=per_sample("sample_embedding"),
+        # the sample embeddings the models used and the intensities they were pooled with (rules/correct.smk)
+        sample_embeddings=expand(MATRIX_INPUTS["sample_embedding"], sample=SAMPLES),
         embeddings=per_sample("embeddings"),
         spectra=per_sample("spectra"),
-        features=per_sample("features"),
+        features=expand(MATRIX_INPUTS["features"], sample=SAMPLES),
         links="results/study/feature_links.parquet",
         # keys of the consensus features; the corrected matrix also gives their flags (rules/models.smk)
         matrix=MATRIX_INPUTS["matrix"],

@@ -1,6 +1,7 @@
 # Sample sheet, validation, wildcard constraints and small input functions shared by all rules.
 import json
 import math
+import os
 import re
 import shlex
 import sys
@@ -11,6 +12,7 @@ sys.path.insert(0, str(REPO / "workflow"))
 from ms2study import __version__ as MS2STUDY_VERSION
 from ms2study.core.errors import InputError
 from ms2study import study as _study
+from ms2study.stages.models import CORRECTED_MATRIX, matrix_inputs
 
 try:
     _study.validate_config(config)
@@ -20,6 +22,11 @@ try:
 except InputError as _err:
     raise WorkflowError(f"ms2study: {_err}")
 
+# The matrix the models, the differential tests and the attribution read (config section correct; the correct stage
+# writes it, rules/correct.smk): the drift/batch-corrected, gap-filled matrix unless correct.use_corrected is false;
+# with correct.exclude_flagged the features it flags (blank filter, QC RSD) are left out of models and tests. Also the
+# sample embeddings and feature intensities they pool with (corrected: rule pool_corrected).
+MATRIX_INPUTS = matrix_inputs(config)
 SAMPLES = SHEET["sample_id"].to_list()
 SAMPLE_FILES = dict(zip(SHEET["sample_id"], SHEET["file"]))
 LIBRARY_NAME = _study.library_name(LIBRARIES, config) if LIBRARIES else "none"
@@ -118,7 +125,9 @@ def res(stage, key):
     slope = entry.get(f"{key}_per_input_mb", default.get(f"{key}_per_input_mb", 0))
 
     def scaled(wildcards, input, attempt):
-        size = input.size_mb if slope else 0.0
+        # Only the inputs that exist count: a job of a SLURM group is sized when the group is submitted, before its
+        # upstream members (e.g. detect for spectra) have written their outputs; input.size_mb would fail there.
+        size = sum(os.path.getsize(f) for f in input if os.path.exists(f)) / 1e6 if slope else 0.0
         return int(math.ceil((base + slope * size) * attempt))
 
     return scaled

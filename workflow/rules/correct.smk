@@ -67,3 +67,40 @@ rule correct:
         "python -m ms2study --threads {threads} correct --feature-matrix {input.matrix:q} --samples {input.sheet:q} "
         "--gap-filled {input.gap_filled:q} --polarity {params.polarity} --out {output.matrix:q} "
         "--report-out {output.record:q} --params {params.p} > {log:q} 2>&1"
+
+
+# Per run: its features' intensities carried over from the corrected matrix (drift/batch factor of each consensus
+# feature; flagged features marked) and its spectrum embeddings pooled again with them as weights. Study-level
+# outputs (they depend on every run through the correction); the per-sample sample_embedding.parquet stays as the
+# pool rule wrote it. Used by models, attribution, bags of chemistry and the report when correct.use_corrected.
+rule pool_corrected:
+    input:
+        embeddings="results/samples/{sample}/embeddings.parquet",
+        spectra="results/samples/{sample}/spectra.parquet",
+        features="results/samples/{sample}/features.parquet",
+        links="results/study/feature_links.parquet",
+        raw="results/study/feature_matrix.parquet",
+        corrected="results/study/feature_matrix_corrected.parquet",
+    output:
+        features="results/study/corrected_features/{sample}.parquet",
+        pooled="results/study/pooled/{sample}.parquet",
+    params:
+        p=section_params("pool"),
+        flagged=lambda wildcards: "--exclude-flagged" if MATRIX_INPUTS["flags"] else "--no-exclude-flagged",
+        version=MS2STUDY_VERSION,
+    log:
+        "logs/pool_corrected/{sample}.log",
+    benchmark:
+        "results/benchmarks/pool_corrected/{sample}.tsv"
+    threads: 1
+    resources:
+        mem_mb=res("pool", "mem_mb"),
+        runtime=res("pool", "runtime"),
+    conda:
+        ENV
+    shell:
+        "python -m ms2study --threads {threads} pool-corrected --embeddings {input.embeddings:q} "
+        "--spectra {input.spectra:q} --features {input.features:q} --links {input.links:q} "
+        "--feature-matrix {input.raw:q} --corrected-matrix {input.corrected:q} {params.flagged} "
+        "--sample-id {wildcards.sample} --out-features {output.features:q} --out {output.pooled:q} "
+        "--params {params.p} > {log:q} 2>&1"

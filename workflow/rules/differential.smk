@@ -12,7 +12,7 @@ wildcard_constraints:
 rule differential:
     input:
         sheet="results/study/samples.tsv",
-        # corrected or raw, and the flags (MATRIX_INPUTS: rules/models.smk)
+        # corrected or raw, and the flags (MATRIX_INPUTS: rules/common.smk)
         matrix=MATRIX_INPUTS["matrix"],
         flags=MATRIX_INPUTS["flags"],
         identifications="results/study/identifications.parquet",

@@ -1,17 +1,18 @@
 # Study: cross-validated models of every configured outcome.
 from ms2study.stages.differential import configured_outcomes
-from ms2study.stages.models import CORRECTED_MATRIX, matrix_inputs
-
-# The matrix the models, the differential tests and the attribution read (config section correct; the correct stage
-# writes it, rules/correct.smk): the drift/batch-corrected, gap-filled matrix unless correct.use_corrected is false;
-# with correct.exclude_flagged the features it flags (blank filter, QC RSD) are left out of models and tests.
-MATRIX_INPUTS = matrix_inputs(config)
+from ms2study.stages.models import DEFAULT_PARAMS as MODELS_DEFAULTS
 
 
 # One folder per outcome of models: outcomes, named as `ms2study models` names them (the path-safe form of the
 # column: the same stems as the differential tables). Its files are the rule's outputs, so the report is handed
 # exactly the configured outcomes' results; without outcomes the models job leaves only its run record.
 MODEL_OUTCOMES = list(configured_outcomes(config))
+# Bags of chemistry (rules/pool.smk) are computed only when the models use them (feature set chemical_space).
+CHEMISTRY = (
+    expand("results/study/chemistry/{sample}.parquet", sample=SAMPLES)
+    if "chemical_space" in ((config.get("models") or {}).get("feature_sets") or MODELS_DEFAULTS["feature_sets"])
+    else []
+)
 MODEL_SUMMARIES = expand("results/study/models/{outcome}/summary.json", outcome=MODEL_OUTCOMES)
 MODEL_PREDICTIONS = expand("results/study/models/{outcome}/predictions.parquet", outcome=MODEL_OUTCOMES)
 # Every file `ms2study models` writes for the configured outcomes (the run record when there is none).
@@ -29,8 +30,9 @@ MODEL_OUTPUTS = (
 rule models:
     input:
         sheet="results/study/samples.tsv",
-        embeddings=per_sample("sample_embedding"),
+        embeddings=expand(MATRIX_INPUTS["sample_embedding"], sample=SAMPLES),
         spectra=per_sample("spectra"),
+        chemistry=CHEMISTRY,
         matrix=MATRIX_INPUTS["matrix"],
         flags=MATRIX_INPUTS["flags"],
     output:
@@ -42,6 +44,9 @@ rule models:
     params:
         p=lambda wildcards: stage_params("models"),
         flags=MATRIX_INPUTS["option"],
+        chemistry=lambda wildcards, input: (
+            "--sample-chemistry " + " ".join(shlex.quote(f) for f in input.chemistry) if input.chemistry else ""
+        ),
         version=MS2STUDY_VERSION,
     log:
         "logs/study/models.log",
@@ -57,4 +62,4 @@ rule models:
     shell:
         "python -m ms2study --threads {threads} models --samples {input.sheet:q} "
         "--sample-embeddings {input.embeddings:q} --feature-matrix {input.matrix:q} --spectra {input.spectra:q} "
-        "{params.flags} --outdir results/study/models --params {params.p} > {log:q} 2>&1"
+        "{params.chemistry} {params.flags} --outdir results/study/models --params {params.p} > {log:q} 2>&1"

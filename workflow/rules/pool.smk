@@ -25,3 +25,76 @@ rule pool:
         "python -m ms2study --threads {threads} pool --embeddings {input.embeddings:q} --spectra {input.spectra:q} "
         "--features {input.features:q} --sample-id {wildcards.sample} --out {output:q} --params {params.p} "
         "> {log:q} 2>&1"
+
+
+# Chemical-space prototypes, learned once per study by k-means (config pool.prototypes): on the library's stored
+# embeddings (source: library), or on the alignment reference run's spectra (source: reference_sample, and the
+# fallback when the study has no library; the job's log and the prototypes' `source` column say which). Neither
+# depends on the other samples, so adding a sample never changes an earlier sample's bag of chemistry.
+def prototypes_inputs(wildcards):
+    """The embeddings the prototypes are learned on: the library index folder or the reference run's table."""
+    wanted = ((config.get("pool") or {}).get("prototypes") or {}).get("source", "library")
+    if wanted == "library" and LIBRARIES:
+        return {"library": library_index()}
+    return {"embeddings": f"results/samples/{REFERENCE}/embeddings.parquet"}
+
+
+def prototypes_source_options(wildcards, input):
+    """`--library-index DIR` or `--embeddings FILE`, whichever prototypes_inputs chose."""
+    if input.get("library"):
+        return f"--library-index {shlex.quote(input.library)}"
+    return f"--embeddings {shlex.quote(input.embeddings)}"
+
+
+rule prototypes:
+    input:
+        unpack(prototypes_inputs),
+    output:
+        "results/study/prototypes.parquet",
+    params:
+        p=section_params("pool"),
+        source=prototypes_source_options,
+        version=MS2STUDY_VERSION,
+    log:
+        "logs/study/prototypes.log",
+    benchmark:
+        "results/benchmarks/study/prototypes.tsv"
+    threads: 1
+    resources:
+        mem_mb=res("pool", "mem_mb"),
+        runtime=res("pool", "runtime"),
+    conda:
+        ENV
+    shell:
+        "python -m ms2study --threads {threads} prototypes {params.source} --out {output:q} --params {params.p} "
+        "> {log:q} 2>&1"
+
+
+# Per sample: its bag of chemistry, log abundance per prototype region (models feature set chemical_space), weighted
+# by the corrected feature intensities (rule pool_corrected) unless correct.use_corrected is false. A study-level
+# output: the prototypes and the corrected intensities depend on the study.
+rule chemistry:
+    input:
+        embeddings="results/samples/{sample}/embeddings.parquet",
+        spectra="results/samples/{sample}/spectra.parquet",
+        features=MATRIX_INPUTS["features"],
+        prototypes="results/study/prototypes.parquet",
+    output:
+        "results/study/chemistry/{sample}.parquet",
+    params:
+        p=section_params("pool"),
+        version=MS2STUDY_VERSION,
+    log:
+        "logs/chemistry/{sample}.log",
+    benchmark:
+        "results/benchmarks/chemistry/{sample}.tsv"
+    threads: 1
+    resources:
+        mem_mb=res("pool", "mem_mb"),
+        runtime=res("pool", "runtime"),
+    conda:
+        ENV
+    shell:
+        "python -m ms2study --threads {threads} chemistry --embeddings {input.embeddings:q} "
+        "--spectra {input.spectra:q} --features {input.features:q} --prototypes {input.prototypes:q} "
+        "--sample-id {wildcards.sample} --out {output:q} --params {params.p} > {log:q} 2>&1"

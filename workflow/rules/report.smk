@@ -9,7 +9,8 @@ rule report:
         spectra=per_sample("spectra"),
         embeddings=per_sample("embeddings"),
         annotations=per_sample("annotations"),
-        sample_embedding=per_sample("sample_embedding"),
+        # the sample embeddings the models used (corrected pooling weights unless correct.use_corrected is false)
+        sample_embedding=expand(MATRIX_INPUTS["sample_embedding"], sample=SAMPLES),
         matrix="results/study/feature_matrix.parquet",
         # the batch section: the corrected matrix with its flags and the correct stage's record (rules/correct.smk)
         corrected=CORRECTED_MATRIX,

@@ -45,7 +45,7 @@ from ms2study.modelling.differential import accepted_identifications
 from ms2study.modelling.estimators import estimator_family, make_estimator, strength_grid, strength_label
 from ms2study.modelling.featuresets import align_rows, embedding_feature_set
 from ms2study.modelling.outcomes import check_outcome, covariate_matrix, encode_outcome, too_few_samples
-from ms2study.modelling.pooling import check_sample_tables, merge_params, per_feature_means
+from ms2study.modelling.pooling import check_sample_tables, merge_params, per_feature_means, without_excluded
 from ms2study.modelling.preprocessing import preprocessor
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,7 @@ def pooling_terms(embeddings: pl.DataFrame, spectra: pl.DataFrame, features: pl.
         raise InputError("pool method 'max_abs' is not a weighted sum of spectrum embeddings: no attribution",
                          sample=sample_id, fix="use pool: method: abundance_share (the default) to attribute")
     check_sample_tables(embeddings, spectra, sample_id)
+    embeddings = without_excluded(embeddings, features)
     rows = embeddings.join(spectra.select("spectrum_id", pl.col("precursor_intensity").cast(pl.Float64)),
                            on="spectrum_id", how="left")
     usable = rows.filter(pl.col("embedding").is_not_null())

@@ -24,7 +24,13 @@ import polars as pl
 
 from ms2study.core.atomic import write_parquet
 from ms2study.core.errors import InputError
-from ms2study.modelling.pooling import ASSIGNMENTS, check_sample_tables, merge_params, per_feature_means
+from ms2study.modelling.pooling import (
+    ASSIGNMENTS,
+    check_sample_tables,
+    merge_params,
+    per_feature_means,
+    without_excluded,
+)
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +174,7 @@ def chemistry_sample(embeddings: pl.DataFrame, spectra: pl.DataFrame, sample_id:
     """
     p = merge_params(params)
     check_sample_tables(embeddings, spectra, sample_id)
+    embeddings = without_excluded(embeddings, features)
     model_ids = embeddings["model_id"].unique().drop_nulls().to_list() if "model_id" in embeddings.columns else []
     # library embedding files are named by a path-safe form of the model id: compare in that form
     if prototypes.model_id and model_ids and [_safe_name(m) for m in model_ids] != [_safe_name(prototypes.model_id)]:

@@ -34,9 +34,9 @@ log = logging.getLogger(__name__)
 
 # Why a configured feature set can be absent (a note in summary.json and the report).
 MISSING_SET_REASONS = {
-    "chemical_space": "the pipeline does not compute bags of chemistry yet; run 'ms2study prototypes' and "
-                      "'ms2study chemistry', then 'ms2study models --sample-chemistry', or drop it from "
-                      "models.feature_sets",
+    "chemical_space": "no bags of chemistry were given (the pipeline computes them when models.feature_sets "
+                      "lists chemical_space; by hand: 'ms2study prototypes', 'ms2study chemistry', then "
+                      "'ms2study models --sample-chemistry')",
     "features": "no feature matrix was given",
     "binned_spectra": "no spectra tables were given",
     "embedding": "no sample embeddings were given",

@@ -141,6 +141,7 @@ def pool_sample(
     """
     p = merge_params(params)
     check_sample_tables(embeddings, spectra, sample_id)
+    embeddings = without_excluded(embeddings, features)
     method = str(p["method"])
     source = None
     if method == "abundance_share":
@@ -193,6 +194,18 @@ def pool_sample(
                           "abundance_source": pl.Utf8},
     )
     return conform(df, SAMPLE_EMBEDDING)
+
+
+def without_excluded(embeddings: pl.DataFrame, features: pl.DataFrame | None) -> pl.DataFrame:
+    """``embeddings`` without the spectra of features that ``features`` marks ``excluded`` (the corrected features
+    of ``correction.weights``: consensus features flagged by the blank filter or the QC RSD limit). Unchanged when
+    there is no such column."""
+    if features is None or "excluded" not in features.columns:
+        return embeddings
+    dropped = features.filter(pl.col("excluded").fill_null(False))["feature_id"].cast(pl.Utf8)
+    if dropped.is_empty():
+        return embeddings
+    return embeddings.filter(~pl.col("feature_id").cast(pl.Utf8).is_in(dropped.implode()) | pl.col("feature_id").is_null())
 
 
 def check_sample_tables(embeddings: pl.DataFrame, spectra: pl.DataFrame, sample_id: str) -> None:

@@ -15,6 +15,7 @@ import polars as pl
 
 from ms2study.modelling.differential import SIGNIFICANCE, read_summary
 from ms2study.modelling.featuresets import align_rows
+from ms2study.modelling.power import detectable_effect_sentence, read_detectable_effects
 from ms2study.reporting.charts import (
     enrichment_figure,
     figure_html,
@@ -90,6 +91,10 @@ def models_section(models: Sequence[OutcomeFiles], sheet: pl.DataFrame, feature_
             parts.append(f"<p><b>Not modelled:</b> {esc(summary.get('reason'))}</p>")
             continue
         parts.append(_metrics_table(summary, outcome, warnings))
+        if summary.get("type") == "binary":
+            sentence = detectable_effect_sentence(int(summary.get("n_samples") or 0), read_detectable_effects())
+            if sentence:
+                parts.append(f'<p class="note detectable">{esc(sentence)}</p>')
         for note in summary.get("notes") or []:
             parts.append(f'<p class="note">{esc(note)}</p>')
         charts = []

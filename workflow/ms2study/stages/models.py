@@ -110,11 +110,19 @@ def matrix_inputs(config: dict) -> dict[str, Any]:
     """The rules' view of the config section ``correct`` (models, differential, attribution, report): ``matrix``, the
     corrected matrix (``use_corrected``, default true) or the raw one; ``flags``, ``[CORRECTED_MATRIX]`` when its
     flagged features are left out (``exclude_flagged``, default true), else ``[]``; ``option``, the matching
-    ``--exclude-flagged PATH`` command option (or "")."""
+    ``--exclude-flagged PATH`` command option (or ""); ``sample_embedding`` and ``features``, path patterns (with
+    ``{sample}``) of the sample embeddings and feature intensities the models, bags of chemistry and attribution
+    use: pooled with corrected intensities under results/study (``use_corrected``) or the per-sample ones."""
     correct = {**CORRECT_DEFAULTS, **(config.get("correct") or {})}
     flags = [CORRECTED_MATRIX] if correct["exclude_flagged"] else []
-    return {"matrix": CORRECTED_MATRIX if correct["use_corrected"] else RAW_MATRIX, "flags": flags,
-            "option": f"--exclude-flagged {CORRECTED_MATRIX}" if flags else ""}
+    corrected = bool(correct["use_corrected"])
+    return {"matrix": CORRECTED_MATRIX if corrected else RAW_MATRIX, "flags": flags,
+            "option": f"--exclude-flagged {CORRECTED_MATRIX}" if flags else "",
+            # the weights of pooling: the corrected intensities (rule pool_corrected) or the detect stage's own
+            "sample_embedding": ("results/study/pooled/{sample}.parquet" if corrected
+                                 else "results/samples/{sample}/sample_embedding.parquet"),
+            "features": ("results/study/corrected_features/{sample}.parquet" if corrected
+                         else "results/samples/{sample}/features.parquet")}
 
 
 def merge_params(params: dict | None) -> dict:

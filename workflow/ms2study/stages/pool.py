@@ -1,7 +1,8 @@
-"""The pool stage and its two companions: ``ms2study pool`` pools a sample's spectrum embeddings into one vector
-(``modelling.pooling``: abundance share by default), ``ms2study prototypes`` learns the chemical-space prototypes
-once (k-means on library or reference-sample embeddings) and ``ms2study chemistry`` summarises a sample as a bag of
-chemistry over them (``modelling.chemistry``). This module reads the per-sample tables, calls those functions and
+"""The pool stage and its companions: ``ms2study pool`` pools a sample's spectrum embeddings into one vector
+(``modelling.pooling``: abundance share by default), ``ms2study pool-corrected`` pools them again with the study's
+drift/batch-corrected feature intensities as weights (``correction.weights``; what the models use by default),
+``ms2study prototypes`` learns the chemical-space prototypes once (k-means on library or reference-sample
+embeddings) and ``ms2study chemistry`` summarises a sample as a bag of chemistry over them (``modelling.chemistry``). This module reads the per-sample tables, calls those functions and
 writes their outputs atomically. The ``pool:`` config section (``DEFAULT_PARAMS``) is defined with the pooling it
 configures, in ``modelling.pooling``.
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from ms2study.core.atomic import write_parquet
+from ms2study.correction.weights import corrected_feature_intensities
 from ms2study.core.errors import InputError
 from ms2study.core.params import add_params_argument, load_params
 from ms2study.modelling.chemistry import (
@@ -42,6 +44,34 @@ def _cli_pool(args: argparse.Namespace) -> int:
     pooled = pool_sample(tables["embeddings"], tables["spectra"], args.sample_id, params, features=tables["features"])
     write_parquet(pooled, args.out)
     return 0
+
+
+def _cli_pool_corrected(args: argparse.Namespace) -> int:
+    params = load_params(args)
+    sample = args.sample_id
+    features = _read_table(args.features, "features", sample)
+    links = _read_table(args.links, "feature links", sample)
+    raw = pl.scan_parquet(args.feature_matrix).select("consensus_id", sample).collect() \
+        if _has_column(args.feature_matrix, sample, "feature matrix") else None
+    wanted = ["consensus_id", sample] + (["excluded"] if args.exclude_flagged else [])
+    corrected = pl.scan_parquet(args.corrected_matrix).select(wanted).collect() \
+        if _has_column(args.corrected_matrix, sample, "corrected feature matrix") else None
+    table = corrected_feature_intensities(features, links, raw, corrected, sample, args.exclude_flagged)
+    pooled = pool_sample(_read_table(args.embeddings, "embeddings", sample),
+                         _read_table(args.spectra, "spectra", sample), sample, params, features=table)
+    write_parquet(table, args.out_features)
+    write_parquet(pooled, args.out)
+    return 0
+
+
+def _has_column(path: str, column: str, name: str) -> bool:
+    """True when the Parquet table at ``path`` has ``column``; InputError naming the file when it is absent."""
+    if not Path(path).exists():
+        raise InputError(f"{name} table does not exist", file=str(path), sample=column)
+    if column not in pl.read_parquet_schema(path):
+        raise InputError(f"{name} has no column for run '{column}'", file=str(path), sample=column,
+                         fix="rerun the link and correct stages of this study (ms2study run)")
+    return True
 
 
 def _read_table(path: str, name: str, sample_id: str | None = None) -> pl.DataFrame:
@@ -95,6 +125,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--out", required=True, help="sample_chemistry.parquet to write")
     add_params_argument(c)
     c.set_defaults(func=_cli_chemistry)
+
+    r = subparsers.add_parser("pool-corrected", help="pool a sample's spectrum embeddings with its corrected "
+                              "feature intensities (drift/batch-corrected study matrix) as weights")
+    r.add_argument("--embeddings", required=True, help="embeddings.parquet of the sample")
+    r.add_argument("--spectra", required=True, help="spectra.parquet of the sample")
+    r.add_argument("--features", required=True, help="features.parquet of the sample (raw intensities)")
+    r.add_argument("--links", required=True, help="feature_links.parquet of the study (link stage)")
+    r.add_argument("--feature-matrix", required=True, help="feature_matrix.parquet of the study (raw)")
+    r.add_argument("--corrected-matrix", required=True, help="feature_matrix_corrected.parquet (correct stage)")
+    r.add_argument("--exclude-flagged", action=argparse.BooleanOptionalAction, default=True,
+                   help="leave the spectra of flagged consensus features out (default; as the models do)")
+    r.add_argument("--sample-id", required=True, help="the sample's id")
+    r.add_argument("--out-features", required=True, help="the sample's corrected features table to write")
+    r.add_argument("--out", required=True, help="the corrected sample embedding (.parquet) to write")
+    add_params_argument(r)
+    r.set_defaults(func=_cli_pool_corrected)
 
     p = subparsers.add_parser("pool", help="pool a sample's spectrum embeddings into one sample embedding")
     p.add_argument("--embeddings", required=True, help="embeddings.parquet of the sample")

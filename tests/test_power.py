@@ -1,0 +1,61 @@
+"""What a study of a given size could detect: the sweep's condensed table (benchmarks/biology.py --resource) and
+the report's sentence built from it (ms2study.modelling.power)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from ms2study.core.errors import InputError
+from ms2study.modelling.power import RESOURCE, detectable_effect_sentence, read_detectable_effects
+
+REPO = Path(__file__).resolve().parents[1]
+
+TABLE = {"source": "sweep.json", "fold_changes": [1.5, 2.0, 3.0, 4.0], "by_n_samples": {
+    "16": {"5": {"fold_change": None, "feature_set": None}, "12": {"fold_change": 4.0, "feature_set": "features"}},
+    "40": {"5": {"fold_change": 2.0, "feature_set": "features"},
+           "12": {"fold_change": 1.5, "feature_set": "chemical_space"}}}}
+
+
+def test_the_sentence_uses_the_largest_swept_size_not_above_the_study() -> None:
+    at_20 = detectable_effect_sentence(20, TABLE)
+    assert "studies of 16 samples" in at_20
+    assert "5 compounds changed: not detected up to 4x" in at_20 and "12 compounds changed: from 4x (feature matrix)" in at_20
+    at_40 = detectable_effect_sentence(120, TABLE)
+    assert "studies of 40 samples" in at_40 and "from 1.5x (bag of chemistry)" in at_40 and "from 2x" in at_40
+
+
+def test_a_study_smaller_than_the_sweep_is_told_so() -> None:
+    text = detectable_effect_sentence(8, TABLE)
+    assert text.startswith("This study has 8 samples, fewer than the sweep's smallest studies (16 samples)")
+    assert detectable_effect_sentence(16, None) is None
+
+
+def test_a_broken_table_is_refused_naming_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "detectable_effects.json"
+    bad.write_text("{not json")
+    with pytest.raises(InputError, match="detectable_effects.json"):
+        read_detectable_effects(bad)
+    bad.write_text(json.dumps({"source": "x"}))
+    with pytest.raises(InputError, match="by_n_samples"):
+        read_detectable_effects(bad)
+    assert read_detectable_effects(tmp_path / "absent.json") is None
+
+
+def test_the_shipped_table_is_the_condensed_measured_sweep() -> None:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import biology
+
+    measured = json.loads((REPO / "benchmarks" / "measured" / "biology.json").read_text())
+    shipped = read_detectable_effects(RESOURCE)
+    condensed = biology.detectable_effects(measured, "elastic_net", shipped["source"])
+    assert shipped == json.loads(json.dumps(condensed))
+    # every swept size and number of changed compounds is there; a detected fold is one of the swept folds
+    assert set(shipped["by_n_samples"]) == {str(n) for n in measured["design"]["grid"]["n_samples"]}
+    for per_changed in shipped["by_n_samples"].values():
+        assert set(per_changed) == {str(m) for m in measured["design"]["grid"]["n_changed"]}
+        for entry in per_changed.values():
+            assert entry["fold_change"] is None or entry["fold_change"] in measured["design"]["grid"]["fold_change"]

@@ -1,0 +1,70 @@
+"""The smallest effect a study of a given size could be expected to detect, from the measured effect-size sweep.
+
+``benchmarks/biology.py`` models realistic simulated studies (16 and 40 samples, half cases) with 5, 12 or 30
+compounds of one class raised 1.5x-4x and records, per setting, whether a feature set's AUC interval lay above 0.5.
+``benchmarks/biology.py --resource resources/detectable_effects.json`` condenses that into the smallest detected
+fold change per sample size and number of changed compounds (best feature set), which this module reads to tell the
+report's reader what a negative result of their study can and cannot rule out. Pure Python; imports
+``ms2study.core`` only.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ms2study.core.errors import InputError
+
+RESOURCE = Path(__file__).resolve().parents[3] / "resources" / "detectable_effects.json"
+
+SET_NAMES = {"embedding": "pooled embedding", "chemical_space": "bag of chemistry", "features": "feature matrix",
+             "binned_spectra": "binned spectra"}
+
+
+def read_detectable_effects(path: str | Path = RESOURCE) -> dict | None:
+    """The sweep's condensed result (``{"source", "estimator", "criterion", "fold_changes", "by_n_samples":
+    {"16": {"12": {"fold_change": 4.0 or None, "feature_set": "features" or None}, ...}, ...}}``), or None when
+    the file is absent. Raises InputError when it exists but is not such a JSON object."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise InputError(f"not valid JSON ({err})", file=str(path),
+                         fix="rewrite it with benchmarks/biology.py --resource") from err
+    if not isinstance(data, dict) or not isinstance(data.get("by_n_samples"), dict):
+        raise InputError("no 'by_n_samples' table", file=str(path), fix="rewrite it with benchmarks/biology.py --resource")
+    return data
+
+
+def detectable_effect_sentence(n_samples: int, data: dict | None) -> str | None:
+    """One sentence for a binary outcome modelled on ``n_samples`` samples: the smallest fold change the sweep
+    detected at the largest swept size not above ``n_samples``, per number of changed compounds. None without
+    data. A study smaller than every swept size is told that even the smallest swept study missed the effects
+    listed for it."""
+    if not data:
+        return None
+    sizes = sorted(int(n) for n in data["by_n_samples"])
+    if not sizes:
+        return None
+    below = [n for n in sizes if n <= n_samples]
+    size = below[-1] if below else sizes[0]
+    table = data["by_n_samples"][str(size)]
+    largest = max(data.get("fold_changes") or [4.0])
+    parts = []
+    for changed in sorted(table, key=int):
+        entry = table[changed] or {}
+        fold = entry.get("fold_change")
+        if fold is None:
+            parts.append(f"{changed} compounds changed: not detected up to {largest:g}x")
+        else:
+            parts.append(f"{changed} compounds changed: from {fold:g}x ({SET_NAMES.get(entry.get('feature_set'), entry.get('feature_set'))})")
+    lead = (f"What this study size can detect: on realistic simulated studies of {size} samples (half cases), the "
+            f"effect-size sweep ({data.get('source', 'benchmarks/biology.py')}) found one class's compounds raised "
+            "in cases with an AUC interval above 0.5 for ")
+    if not below:
+        lead = (f"This study has {n_samples} samples, fewer than the sweep's smallest studies ({size} samples); even "
+                f"at {size} samples the effect-size sweep ({data.get('source', 'benchmarks/biology.py')}) found one "
+                "class's compounds raised in cases with an AUC interval above 0.5 only for ")
+    return lead + "; ".join(parts) + ". A smaller effect can be real and still give an interval that includes 0.5."
