@@ -69,6 +69,10 @@ def test_nested_key_in_command_line_config_is_refused_with_the_yaml_to_write(tmp
     assert code == 1
     assert "--config annotate.fdr=0.05" in err and "annotate: {fdr: 0.05}" in err and "config.yaml" in err
     assert "Traceback" not in err and not (tmp_path / ".snakemake").exists()
+    # a bad value in that form is named like one in config.yaml (what is allowed) before the form is refused
+    code, err = _run(["run", str(tmp_path), "-n", "--config", "annotate.fdr=high"], capsys)
+    assert code == 1 and "key 'annotate.fdr': 'high' is not of type 'number'" in err
+    assert "--config on the command line" in err and not (tmp_path / ".snakemake").exists()
 
 
 def test_command_line_config_is_validated_before_snakemake(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -222,10 +222,14 @@ def test_one_corrupt_sample_does_not_stop_the_others_and_is_named_with_its_log(s
     assert "sample(s) S02" in summary
     assert f"detect  sample S02  log: {study / 'logs' / 'detect' / 'S02.log'}" in summary
     assert "S02.mzML" in (study / "logs" / "detect" / "S02.log").read_text()
+    # the job's own message is shown under its log path: what is wrong with the file
+    assert "file ends before its closing tag: it is truncated" in summary
     # the earlier report no longer describes the study: moved aside, and the user is told
     assert not old_report.exists()
     assert (study / "results" / "study" / "report.out-of-date.html").read_text().startswith("<html>an earlier")
     assert "OUT OF DATE" in summary and "report.out-of-date.html" in summary
+    # and the study tables beside it carry a note saying they are from that earlier run
+    assert "detect  sample S02" in (study / "results" / "study" / "OUT_OF_DATE.txt").read_text()
 
 
 # ------------------------------------------------------------------------------------------- stale model results

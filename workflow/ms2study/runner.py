@@ -165,6 +165,25 @@ def check_writable(study_dir: Path) -> None:
             )
 
 
+def dotted_overrides(extra: list[str]) -> dict:
+    """The ``--config`` entries of ``extra`` whose key has a dot (``annotate.fdr=0.05``) as the nested mapping they
+    mean, values read as YAML (``{"annotate": {"fdr": 0.05}}``), so a bad value can be named like one in
+    config.yaml before ``config_overrides`` refuses the form itself."""
+    nested: dict = {}
+    for entry in _option_values(extra, ("--config", "-C")):
+        key, sep, value = entry.partition("=")
+        if not sep or "." not in key:
+            continue
+        try:
+            parsed = yaml.safe_load(value) if value else None
+        except yaml.YAMLError:
+            parsed = value
+        for part in reversed(key.split(".")):
+            parsed = {part: parsed}
+        nested = study.deep_update(nested, parsed)
+    return nested
+
+
 # --------------------------------------------------------------------------------------------- locks
 
 
@@ -411,6 +430,9 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
     if not study_dir.is_dir():
         raise InputError("study folder does not exist", file=str(study_dir),
                          fix="give the folder that holds samples.tsv (or the mzML files)")
+    nested = dotted_overrides(extra)
+    if nested:  # a bad value is named first (key, allowed values); a good one is refused for its form below
+        study.load_config(study_dir, nested)
     config = study.load_config(study_dir, config_overrides(extra))
     sheet = study.load_sample_sheet(study_dir, config)
     sheet_path = study_dir / config["samples"]
