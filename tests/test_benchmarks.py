@@ -89,3 +89,76 @@ def test_differential_benchmark_on_real_studies(shared_data: Path, tmp_path: Pat
     for name, row in result["studies"].items():
         assert all(0.0 <= row[k] <= 1.0 for k in row if k != "n_features"), name
         assert row["welch_recall"] >= row["welch_null_p05"] / 2, name
+
+
+def test_scale_benchmark_times_jobs_replicates_samples_and_judges_the_targets(tmp_path: Path) -> None:
+    """benchmarks/scale.py's pieces, small: a command run as a rule runs it (``python`` from the interpreter's
+    folder) is timed and parsed back; a study is replicated under new sample ids; the issue's shares come out of
+    known measurements. (``scale.py --quick`` runs the whole benchmark, minutes.)"""
+    import subprocess
+
+    import polars as pl
+    import scale
+    import yaml
+
+    log = tmp_path / "jobs.time"
+    python, env = scale.timed_python(tmp_path / "timed", log)
+    subprocess.run([str(Path(python).parent / "python"), "-m", "ms2study", "--threads", "1", "pool", "--help"],
+                   env=env, check=True, capture_output=True, timeout=120)
+    (run,) = scale.parse_times(log)
+    assert run["rule"] == "pool" and run["sample"] is None
+    assert run["cpu_s"] > 0 and run["wall_s"] >= run["cpu_s"] / 2 and 10 < run["peak_mb"] < 4000
+
+    source = tmp_path / "small"
+    (source / "mzml").mkdir(parents=True)
+    (source / "library.mgf").write_text("BEGIN IONS\nEND IONS\n")
+    (source / "config.yaml").write_text(yaml.safe_dump({"library": "library.mgf"}))
+    pl.DataFrame({"sample_id": ["S01", "S02"], "file": ["mzml/S01.mzML", "mzml/S02.mzML"],
+                  "group": ["case", "control"]}).write_csv(source / "samples.tsv", separator="\t")
+    for folder in ("results/library/library", "results/confidence"):
+        (source / folder).mkdir(parents=True)
+    for sample in ("S01", "S02"):
+        (source / "mzml" / f"{sample}.mzML").write_text("<mzML/>")
+        (source / "results" / "samples" / sample).mkdir(parents=True)
+        pl.DataFrame({"sample_id": [sample] * 2, "feature_id": [f"{sample}:1", f"{sample}:2"]}).write_parquet(
+            source / "results" / "samples" / sample / "features.parquet")
+    ids = scale.replicate(source, tmp_path / "n5", 5)
+    assert ids == ["S01", "S02", "S01r2", "S02r2", "S01r3"]
+    copied = pl.read_parquet(tmp_path / "n5" / "results" / "samples" / "S02r2" / "features.parquet")
+    assert copied.to_dict(as_series=False) == {"sample_id": ["S02r2"] * 2, "feature_id": ["S02r2:1", "S02r2:2"]}
+    assert (tmp_path / "n5" / "mzml" / "S01r3.mzML").resolve() == (source / "mzml" / "S01.mzML").resolve()
+    sheet = pl.read_csv(tmp_path / "n5" / "samples.tsv", separator="\t")
+    assert sheet["group"].to_list() == ["case", "control", "case", "control", "case"]
+    assert yaml.safe_load((tmp_path / "n5" / "config.yaml").read_text())["correct"]["gap_fill"] is False
+
+    # per sample 10 + 20 s CPU (start-up 2 + 4), library 30 s once; study stages measured at 2, 20 and 200 samples,
+    # models left out at 200 (CPU 1 -> 100 s from 2 to 20 samples: exponent 2; peak 50 -> 59 MB: +0.5 MB a sample)
+    measured = {
+        "small_run": {"samples": 2,
+                      "per_sample": {"detect": {"cpu_s_median": 10.0, "phase": "sample"},
+                                     "gapfill": {"cpu_s_median": 20.0, "phase": "study"}},
+                      "once_per_study": {"index_library": {"cpu_s_total": 30.0}},
+                      "study": {"link": {"cpu_s_total": 5.0, "peak_mb_max": 100.0},
+                                "models": {"cpu_s_total": 1.0, "peak_mb_max": 50.0}}},
+        "startup": {"detect": {"cpu_s": 2.0}, "gapfill": {"cpu_s": 4.0}, "snakemake_job": {"cpu_s": 3.0}},
+        "study_runs": [{"n_samples": 20, "exit_code": 0, "stages": {"link": {"cpu_s": 10.0, "peak_mb": 120.0},
+                                                                   "models": {"cpu_s": 100.0, "peak_mb": 59.0}}},
+                       {"n_samples": 200, "exit_code": 0, "stages": {"link": {"cpu_s": 60.0, "peak_mb": 300.0}}}],
+        "add_one": {"gap_fill_on": {"detect": 1, "gapfill": 201, "link": 1, "models": 1},
+                    "gap_fill_off": {"detect": 1, "link": 1}},
+    }
+    result = scale.judge(measured, [20, 200])
+    models = result["study_stages_at_200"]["models"]
+    assert models["extrapolated"] and models["cpu_s"] == 10000.0 and models["peak_mb"] == 149.0
+    assert result["extrapolated"] == ["models"]
+    full = 200 * 30 + 30 + 60 + 10000
+    assert result["full_run_cpu_s_200"] == full
+    assert result["study_cpu_share_200"] == round(10060 / full, 4)
+    assert result["startup_share"] == round(6 / 30, 4) and result["startup_share_slurm"] == round(12 / 30, 4)
+    assert result["study_peak_mb_per_sample_1000"] == 1.5 and result["study_peak_stage_1000"] == "link"
+    assert result["add_one_sample_share_200"] == round((10 + 201 * 20 + 60 + 10000) / full, 4)
+    assert result["add_one_sample"]["gap_fill_off"]["cpu_s"] == 70.0
+    # gapfill runs for every sample after the matrix changes (study phase); detect of other samples would not
+    assert result["add_one_sample"]["gap_fill_on"]["other_samples_rerun"] == {}
+    assert result["study_growth"]["link"]["peak_mb_per_added_sample"] == round(200 / 198, 4)
+    assert not result["targets"]["study_cpu_share_200"]["met"] and result["targets"]["startup_share"]["met"]
