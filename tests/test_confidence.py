@@ -155,6 +155,15 @@ def test_one_identification_per_consensus_feature() -> None:
     assert set(c2["isomer_inchikeys"]) == {IK_C, IK_B.replace("X", "Y")}
     assert not c3["accepted"] and c3["msi_level"] is None and c3["q_value"] == pytest.approx(0.6)
     assert out.schema == pl.Schema(identify.IDENTIFICATIONS)
+    assert (c1["n_qc_runs"], c1["n_blank_runs"]) == (0, 0)  # without run types every run is a sample
+    # With the sheet's run types, s2 a pooled QC: the compound is in 1 study sample and 1 QC run; nothing else moves
+    typed = identify.identify_features(ann, links, fdr=0.01, run_types={"s1": "sample", "s2": "qc"}).sort(
+        "consensus_id")
+    t1 = typed.row(0, named=True)
+    assert (t1["n_samples"], t1["n_qc_runs"], t1["n_blank_runs"]) == (1, 1, 0)
+    assert typed.drop("n_samples", "n_qc_runs").equals(out.drop("n_samples", "n_qc_runs"))
+    blank = identify.identify_features(ann, links, fdr=0.01, run_types={"s2": "blank"}).sort("consensus_id")
+    assert (blank["n_samples"][0], blank["n_blank_runs"][0]) == (1, 1)
 
 
 def test_simes_rewards_agreeing_spectra() -> None:

@@ -7,6 +7,8 @@ rule identify:
     input:
         annotations=per_sample("annotations"),
         links="results/study/feature_links.parquet",
+        # the run types (sample, qc, blank): n_samples counts study samples only
+        sheet="results/study/samples.tsv",
         library=library_index(),
         # the corrected matrix's compound_group and adduct columns, when correct.adducts is on
         adduct_groups=lambda wildcards: (
@@ -37,4 +39,4 @@ rule identify:
         ENV
     shell:
         "python -m ms2study --threads {threads} identify --annotations {input.annotations:q} --links {input.links:q} "
-        "{params.library} {params.adducts} --out {output:q} --params {params.p} > {log:q} 2>&1"
+        "--samples {input.sheet:q} {params.library} {params.adducts} --out {output:q} --params {params.p} > {log:q} 2>&1"

@@ -163,7 +163,9 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str) -> str:
     parts = [("<h3>Compounds per consensus feature (sort by any column, filter with the search box)</h3>"
               f"<p>{acc.height} of {ident.height} consensus features with a library hit are identified at "
               f"{at}: {n2} at MSI level 2, {n3} at level 3. The spectra of a feature (all samples) vote for "
-              "one compound; its p-value combines the spectra's p-values (Simes).</p>")]
+              "one compound; its p-value combines the spectra's p-values (Simes). 'samples' counts study "
+              "samples; pooled-QC and blank runs are counted apart when the sheet has them (a compound found in "
+              "blanks may be background or carry-over).</p>")]
     unseen = sum(1 for r in acc.iter_rows(named=True)
                  if r["msi_level"] == 3 and len([k for k in (r["isomer_inchikeys"] or []) if k]) <= 1)
     if unseen:
@@ -182,7 +184,10 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str) -> str:
     shown = pl.DataFrame({
         "consensus feature": acc["consensus_id"], "compound": acc["name"], "MSI level": acc["msi_level"],
         "InChIKey / isomers": [isomers(r) for r in acc.iter_rows(named=True)],
-        "class": acc["compound_class"], "samples": acc["n_samples"], "spectra": acc["n_spectra"],
+        "class": acc["compound_class"], "samples": acc["n_samples"],
+        **({"QC runs": acc["n_qc_runs"]} if "n_qc_runs" in acc.columns and acc["n_qc_runs"].sum() else {}),
+        **({"blank runs": acc["n_blank_runs"]} if "n_blank_runs" in acc.columns and acc["n_blank_runs"].sum() else {}),
+        "spectra": acc["n_spectra"],
         "supporting": acc["n_supporting"], "best score": acc["best_score"], "best cosine": acc["best_cosine"],
         "q": acc["q_value"]}, strict=False)
     parts.append(interactive_table(shown, "identifications-table",

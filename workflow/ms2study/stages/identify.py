@@ -51,7 +51,9 @@ IDENTIFICATIONS: dict[str, pl.DataType] = {
     "isomer_inchikeys": pl.List(pl.Utf8),
     "n_spectra": pl.Int32,          # searched spectra of the feature (all samples)
     "n_supporting": pl.Int32,       # of them, rank-1 for this identity
-    "n_samples": pl.Int32,
+    "n_samples": pl.Int32,          # study samples (sample_type sample) with a spectrum supporting the identity
+    "n_qc_runs": pl.Int32,          # pooled-QC runs with one (0 without a sheet that names run types)
+    "n_blank_runs": pl.Int32,       # blank runs with one: a compound seen in blanks may be carry-over or background
     "best_score": pl.Float64,       # ranking score (combined by default)
     "median_score": pl.Float64,
     "best_cosine": pl.Float64,
@@ -77,14 +79,18 @@ def simes(p_values: list[float] | None, n_tests: int) -> float:
 
 
 def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float = 0.01,
-                      classes: pl.DataFrame | None = None, groups: pl.DataFrame | None = None) -> pl.DataFrame:
+                      classes: pl.DataFrame | None = None, groups: pl.DataFrame | None = None,
+                      run_types: dict[str, str] | None = None) -> pl.DataFrame:
     """One row per consensus feature with a rank-1 hit (columns IDENTIFICATIONS), sorted by q-value.
 
     ``annotations``: concatenated annotation tables (rank, spectrum_id, sample_id, feature_id, library_*,
     combined, cosine, p_value, msi_level, isomer_inchikeys); ``links``: consensus_id, sample_id, feature_id
     (``ms2study.stages.link.LINKS``); ``classes``: optional library_id -> compound_class table; ``groups``: optional
     adduct grouping (consensus_id, compound_group, adduct: ``ms2study.correction.adducts.group_adducts`` or the
-    corrected matrix), used as the module docstring says. Raises InputError when ``groups`` lacks those columns.
+    corrected matrix), used as the module docstring says; ``run_types``: optional sample_id -> sample_type (sample,
+    qc, blank; ``io.samplesheet.sample_roles``): ``n_samples`` then counts study samples only, ``n_qc_runs`` and
+    ``n_blank_runs`` the other runs (without it every run counts as a sample). Raises InputError when ``groups``
+    lacks those columns.
     """
     if annotations.height == 0 or links.height == 0:
         return pl.DataFrame(schema=IDENTIFICATIONS)
@@ -95,7 +101,10 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
         links.select("consensus_id", "sample_id", "feature_id"), on=["sample_id", "feature_id"], how="inner")
     if top.height == 0:
         return pl.DataFrame(schema=IDENTIFICATIONS)
+    types = run_types or {}
     top = top.with_columns(
+        pl.col("sample_id").cast(pl.Utf8).replace_strict(types, default="sample", return_dtype=pl.Utf8)
+        .alias("_run_type"),
         pl.when(pl.col("library_inchikey").str.len_chars() >= 14).then(pl.col("library_inchikey").str.slice(0, 14))
         .otherwise(pl.lit("name:") + pl.col("library_name").fill_null("?").str.to_lowercase()).alias("_identity"),
         pl.col("combined").fill_nan(None).alias("_score"),
@@ -116,7 +125,9 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
         "consensus_id", keep="first", maintain_order=True)
     summary = chosen.group_by("consensus_id").agg(
         pl.len().cast(pl.Int32).alias("n_supporting"),
-        pl.col("sample_id").n_unique().cast(pl.Int32).alias("n_samples"),
+        pl.col("sample_id").filter(pl.col("_run_type") == "sample").n_unique().cast(pl.Int32).alias("n_samples"),
+        pl.col("sample_id").filter(pl.col("_run_type") == "qc").n_unique().cast(pl.Int32).alias("n_qc_runs"),
+        pl.col("sample_id").filter(pl.col("_run_type") == "blank").n_unique().cast(pl.Int32).alias("n_blank_runs"),
         pl.col("_score").max().alias("best_score"),
         pl.col("_score").median().alias("median_score"),
         pl.col("cosine").max().alias("best_cosine"),
@@ -230,7 +241,13 @@ def _cli(args: argparse.Namespace) -> int:
         meta = Path(args.library_index) / "metadata.parquet"
         classes = pl.read_parquet(meta, columns=["library_id", "compound_class"]) if meta.exists() else None
     groups = read_adduct_groups(args.adduct_groups) if args.adduct_groups else None
-    out = identify_features(ann, links, float(params.get("fdr", 0.01)), classes, groups)
+    run_types = None
+    if args.samples:
+        from ms2study.io.samplesheet import read_sample_sheet, sample_roles
+
+        roles = sample_roles(read_sample_sheet(args.samples), str(args.samples))
+        run_types = dict(zip(roles["sample_id"].to_list(), roles["sample_type"].to_list()))
+    out = identify_features(ann, links, float(params.get("fdr", 0.01)), classes, groups, run_types)
     write_parquet(out, args.out)
     return 0
 
@@ -259,6 +276,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--adduct-groups", default=None,
                    help="optional: table with consensus_id, compound_group, adduct (feature_matrix_corrected.parquet "
                         "with correct.adducts); identification then uses each feature's grouped adduct")
+    p.add_argument("--samples", default=None,
+                   help="optional: the study's sample sheet (results/study/samples.tsv); with its sample_type column, "
+                        "n_samples counts study samples and n_qc_runs / n_blank_runs the QC and blank runs")
     p.add_argument("--out", required=True, help="identifications.parquet to write")
     add_params_argument(p)
     p.set_defaults(func=_cli)
