@@ -37,6 +37,7 @@ COMMANDS = {
     "pool": "ms2study.stages.pool",
     "prototypes": "ms2study.stages.pool",
     "chemistry": "ms2study.stages.pool",
+    "pool-corrected": "ms2study.stages.pool",
     "link": "ms2study.stages.link",
     "gapfill": "ms2study.stages.gapfill",
     "correct": "ms2study.stages.correct",
