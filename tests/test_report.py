@@ -204,11 +204,12 @@ def _write_qc_inputs(root: Path, ids: list[str]) -> tuple[Path, list[Path], list
 
 
 def _write_library_index(root: Path) -> Path:
-    """A two-spectrum library index (MB0: caffeine, MB1) for the mirror plots."""
+    """A two-spectrum library index (MB0: caffeine, MB1) for the mirror plots; a third entry (MBX) has no peaks."""
     mgf = root / "mirror_library.mgf"
     mgf.write_text("".join(
         f"BEGIN IONS\nTITLE={i}\nPEPMASS=150.0\nCHARGE=1+\nIONMODE=positive\nNAME=compound {i}\n"
-        f"SPECTRUM_ID={i}\n50.0 100\n80.0 40\n{120 + k}.0 10\nEND IONS\n" for k, i in enumerate(["MB0", "MB1"])))
+        f"SPECTRUM_ID={i}\n50.0 100\n80.0 40\n{120 + k}.0 10\nEND IONS\n" for k, i in enumerate(["MB0", "MB1"]))
+        + "BEGIN IONS\nTITLE=MBX\nPEPMASS=151.0\nCHARGE=1+\nIONMODE=positive\nSPECTRUM_ID=MBX\nEND IONS\n")
     index_library(mgf, root / "mirror_index")
     return root / "mirror_index"
 
@@ -291,6 +292,10 @@ def test_mirror_plots_show_query_against_library(full_report: tuple[Path, str], 
     _, text = full_report
     part = text.split('id="identifications"')[1].split('id="differential"')[0]
     assert "Mirror plots of the top identifications" in part
+    # the library's own record: what was read and what was skipped (named), also among the warnings
+    assert "Library <b>mirror_index</b>: 3 entries read, 2 spectra indexed. 1 entries skipped" in part
+    assert "MBX (mirror_library.mgf, entry 3" in part
+    assert "library mirror_index: 1 entries skipped" in text.split('id="overview"')[0]
     # C0 (caffeine, library spectrum MB0) and C1 (MB1): one plot per library spectrum, best identification first
     assert part.count("Plotly.newPlot(") == 2
     assert '"name":"library MB0"' in part and '"name":"library MB1"' in part and "query S0" in part

@@ -185,6 +185,49 @@ def calibration_warnings(paths: Sequence[Path], warnings: list[str]) -> None:
             warnings.append(f"library calibration {esc(path.stem)}: {esc(caveat)}")
 
 
+def library_summary(indexes: Sequence[Path], warnings: list[str]) -> str:
+    """A paragraph per library index (its ``manifest.json``, ``ms2study index-library``): entries read, spectra
+    indexed, and every entry skipped or altered with the reasons and the first identifiers; a skipped or emptied
+    entry is also a warning. Empty string without indexes; an unreadable manifest is a warning."""
+    parts = []
+    for folder in sorted(Path(p) for p in indexes):
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text())
+        except (OSError, ValueError):
+            warnings.append(f"library index {esc(folder.name)}: its manifest.json cannot be read: rerun the pipeline")
+            continue
+        line = (f"Library <b>{esc(folder.name)}</b>: {int(manifest.get('n_entries', 0))}"
+                f" entries read, {int(manifest.get('n_spectra', 0))} spectra indexed.")
+        lost = []
+        for count, reasons, first, what in (
+                ("n_skipped", "skipped_by_reason", "skipped_first", "skipped"),
+                ("n_empty_after_cleaning", None, "empty_first", "left without peaks by the cleaning and dropped"),
+                ("n_altered", "altered_by_reason", "altered_first", "read with changes")):
+            n = int(manifest.get(count) or 0)
+            if not n:
+                continue
+            why = ", ".join(f"{esc(k)}: {v}" for k, v in (manifest.get(reasons) or {}).items()) if reasons else ""
+            names = ", ".join(esc(_entry_name(x)) for x in (manifest.get(first) or [])[:5])
+            text = f"{n} entries {what}" + (f" ({why})" if why else "") + (f", first: {names}" if names else "")
+            line += f" {text}."
+            if what != "read with changes":
+                lost.append(text)
+        if lost:
+            warnings.append(f"library {esc(folder.name)}: " + "; ".join(lost) + " (the index log names every one)")
+        parts.append(f"<p>{line}</p>")
+    return "".join(parts)
+
+
+def _entry_name(issue: Any) -> str:
+    """'ID (file, entry N: reason)' of one manifest issue record (``library.index``)."""
+    if not isinstance(issue, dict):
+        return str(issue)
+    where = ", ".join(str(x) for x in (issue.get("file"), f"entry {issue['entry']}" if issue.get("entry") else None)
+                      if x)
+    reason = f": {issue['reason']}" if issue.get("reason") else ""
+    return f"{issue.get('identifier') or '(no identifier)'} ({where}{reason})"
+
+
 def scan_warnings(stats: list[dict], warnings: list[str]) -> None:
     """Append study-level notes on MS/MS scans (from ``sample_stats``): mixed polarities, and precursors taken
     from the isolation window."""

@@ -75,7 +75,8 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
     mirrors = spectra.mirror_plots(ident, annotations, {s: t["spectra"] for s, t in zip(sample_ids, tables)},
                                    inputs.library_indexes)
     parts.append(("identifications", "Top identifications",
-                  sections.identifications_section(annotations, ident, sample_ids, params, warnings) + mirrors))
+                  collect.library_summary(inputs.library_indexes, warnings)
+                  + sections.identifications_section(annotations, ident, sample_ids, params, warnings) + mirrors))
     attribution = {Path(p).stem: Path(p) for p in inputs.attribution}
     parts.append(("differential", "What differs",
                   outcomes.differential_section(inputs.differential, warnings, attribution)))
