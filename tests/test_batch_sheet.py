@@ -182,9 +182,14 @@ def test_models_leave_qcs_and_blanks_out_and_say_so(tmp_path: Path) -> None:
 def test_rules_read_the_corrected_matrix_by_default_and_pass_the_flags() -> None:
     corrected = "results/study/feature_matrix_corrected.parquet"
     assert models.matrix_inputs({}) == {"matrix": corrected, "flags": [corrected],
-                                        "option": f"--exclude-flagged {corrected}"}
+                                        "option": f"--exclude-flagged {corrected}",
+                                        "sample_embedding": "results/study/pooled/{sample}.parquet",
+                                        "features": "results/study/corrected_features/{sample}.parquet"}
     raw = models.matrix_inputs({"correct": {"use_corrected": False}})
     assert raw["matrix"] == "results/study/feature_matrix.parquet" and raw["flags"] == [corrected]
+    # without the corrected matrix, pooling keeps the detect stage's own intensities (per-sample tables)
+    assert raw["sample_embedding"] == "results/samples/{sample}/sample_embedding.parquet"
+    assert raw["features"] == "results/samples/{sample}/features.parquet"
     assert models.matrix_inputs({"correct": {"exclude_flagged": False}})["option"] == ""
     text = {name: (REPO / "workflow" / "rules" / f"{name}.smk").read_text()
             for name in ("models", "differential", "attribution", "report")}

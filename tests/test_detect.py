@@ -226,7 +226,7 @@ def test_corrupt_file_names_file_and_sample(tmp_path, centroid_file):
     with pytest.raises(InputError) as err:
         detect_features(bad, "sampleB2")
     text = str(err.value)
-    assert "broken_B2.mzML" in text and "sampleB2" in text and "re-convert" in text
+    assert "broken_B2.mzML" in text and "sampleB2" in text and "convert the run again" in text
     garbage = tmp_path / "garbage.mzML"
     garbage.write_text("this is not XML")
     with pytest.raises(InputError, match=r"garbage\.mzML"):

@@ -167,3 +167,18 @@ def get_train_library(wildcards):
             "ms2study: set 'train_library' in config.yaml (MGF/MSP/JSON with InChIKeys) to train an encoder"
         )
     return [paths] if isinstance(paths, str) else list(paths)
+
+
+def prototypes_inputs(wildcards):
+    """The embeddings the prototypes are learned on: the library index folder or the reference run's table."""
+    wanted = ((config.get("pool") or {}).get("prototypes") or {}).get("source", "library")
+    if wanted == "library" and LIBRARIES:
+        return {"library": library_index()}
+    return {"embeddings": f"results/samples/{REFERENCE}/embeddings.parquet"}
+
+
+def prototypes_source_options(wildcards, input):
+    """`--library-index DIR` or `--embeddings FILE`, whichever prototypes_inputs chose."""
+    if input.get("library"):
+        return f"--library-index {shlex.quote(input.library)}"
+    return f"--embeddings {shlex.quote(input.embeddings)}"

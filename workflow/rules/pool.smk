@@ -30,22 +30,7 @@ rule pool:
 # Chemical-space prototypes, learned once per study by k-means (config pool.prototypes): on the library's stored
 # embeddings (source: library), or on the alignment reference run's spectra (source: reference_sample, and the
 # fallback when the study has no library; the job's log and the prototypes' `source` column say which). Neither
-# depends on the other samples, so adding a sample never changes an earlier sample's bag of chemistry.
-def prototypes_inputs(wildcards):
-    """The embeddings the prototypes are learned on: the library index folder or the reference run's table."""
-    wanted = ((config.get("pool") or {}).get("prototypes") or {}).get("source", "library")
-    if wanted == "library" and LIBRARIES:
-        return {"library": library_index()}
-    return {"embeddings": f"results/samples/{REFERENCE}/embeddings.parquet"}
-
-
-def prototypes_source_options(wildcards, input):
-    """`--library-index DIR` or `--embeddings FILE`, whichever prototypes_inputs chose."""
-    if input.get("library"):
-        return f"--library-index {shlex.quote(input.library)}"
-    return f"--embeddings {shlex.quote(input.embeddings)}"
-
-
+# depends on the other samples, so adding a sample never changes the prototypes (functions in rules/common.smk).
 rule prototypes:
     input:
         unpack(prototypes_inputs),
