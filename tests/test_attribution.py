@@ -145,7 +145,7 @@ def test_pooling_must_match_and_be_a_weighted_sum():
     study = make_study(6)
     with pytest.raises(InputError, match="max_abs"):
         run(study, GROUP, summary(), {"method": "max_abs"})
-    with pytest.raises(InputError, match="rerun the pool stage"):
+    with pytest.raises(InputError, match="must come from one pooling"):
         run(study, GROUP, summary(), {"method": "mean"})  # pooled with abundance_share
     with pytest.raises(InputError, match="params"):
         run(study, GROUP, {"status": "done"})
@@ -181,3 +181,37 @@ def test_cli_writes_table_with_summary(tmp_path):
     assert table.columns[: len(CONTRACT)] == CONTRACT and table["rank"][0] == 1
     assert read_summary(out)["status"] == "done"
     assert cli.main(args[:-2] + ["--params", "{}"]) == 1  # no outcome: a clear error, not a traceback
+
+
+
+def test_cli_attributes_vectors_pooled_without_the_flagged_features(tmp_path):
+    """The corrected features of pool_corrected mark flagged features ``excluded``; pooling left them out, and the
+    attribution must read that column to recompute the same pooling (it read two columns only, and a batch study
+    whose blanks flagged features got no attribution and no report)."""
+    study = make_study(8)
+    ids = study["samples"]["sample_id"].to_list()
+    flagged = {s: study["tables"][s][2].with_columns(
+        pl.col("feature_id").is_in([f"{s}:F{k}" for k in (5, 17, 30)]).alias("excluded")) for s in ids}
+    pooled = pl.concat([pool_sample(*study["tables"][s][:2], s, features=flagged[s]) for s in ids])
+    paths = {k: [] for k in ("emb", "spec", "feat", "pooled")}
+    for s in ids:
+        emb, spec, _ = study["tables"][s]
+        for key, frame in (("emb", emb), ("spec", spec), ("feat", flagged[s]),
+                           ("pooled", pooled.filter(pl.col("sample_id") == s))):
+            paths[key].append(str(tmp_path / f"{s}_{key}.parquet"))
+            frame.write_parquet(paths[key][-1])
+    study["samples"].write_csv(tmp_path / "samples.tsv", separator="\t")
+    for name in ("links", "matrix", "identifications"):
+        study[name].write_parquet(tmp_path / f"{name}.parquet")
+    (tmp_path / "summary.json").write_text(json.dumps(summary()))
+    out = tmp_path / "group.parquet"
+    args = ["attribution", "--samples", str(tmp_path / "samples.tsv"), "--sample-embeddings", *paths["pooled"],
+            "--embeddings", *paths["emb"], "--spectra", *paths["spec"], "--features", *paths["feat"],
+            "--links", str(tmp_path / "links.parquet"), "--feature-matrix", str(tmp_path / "matrix.parquet"),
+            "--identifications", str(tmp_path / "identifications.parquet"), "--model-summary",
+            str(tmp_path / "summary.json"), "--out", str(out), "--params", json.dumps({"outcome": GROUP})]
+    assert cli.main(args) == 0
+    table = pl.read_parquet(out)
+    # the flagged consensus features were not pooled, so they carry no contribution
+    assert not set(table["consensus_id"].to_list()) & {"C5", "C17", "C30"}
+    assert {"C1", "C2", "C3", "C4"} <= set(table["consensus_id"].to_list())

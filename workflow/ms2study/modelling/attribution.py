@@ -228,7 +228,9 @@ def attribute(samples: pl.DataFrame, spec: dict, summary: dict, pooled: pl.DataF
             continue
         if not np.allclose(a @ E, X[i], rtol=1e-3, atol=1e-5):
             raise InputError("the pooled embedding differs from the pooling recomputed from its spectra", sample=s,
-                             fix="rerun the pool stage with the current pool settings (they changed since)")
+                             fix="rerun the study (ms2study run): the sample embeddings and the feature intensities "
+                                 "given to attribution must come from one pooling (pool, or pool_corrected with the "
+                                 "corrected intensities), with the current pool settings")
         contribution = (a[:, None] * E - w[:, None] * mu) @ g
         XC = np.concatenate([X[i], C[i]])
         row_mu = np.concatenate([mu, C[i]])

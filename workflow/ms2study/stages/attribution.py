@@ -66,7 +66,10 @@ def run_attribution(samples_path: str | Path, sample_embeddings: list[str | Path
         emb = _read(embeddings[i], "embeddings table", s, "run the embed stage")
         spec = _read(spectra[i], "spectra table", s, "run the spectra stage",
                      columns=["spectrum_id", "precursor_intensity"])
-        feat = _read(features[i], "features table", s, "run the detect stage", columns=["feature_id", "intensity"])
+        # the corrected features (pool_corrected) also mark the flagged features that pooling left out: keep it
+        wanted = ["feature_id", "intensity"] + (["excluded"] if Path(features[i]).exists() and "excluded" in
+                                                 pl.read_parquet_schema(features[i]) else [])
+        feat = _read(features[i], "features table", s, "run the detect stage", columns=wanted)
         terms[s] = pooling_terms(emb, spec, feat, s, params["pool"])
     links = _read(links_path, "feature links", None, "run the link stage")
     matrix = _read(matrix_path, "feature matrix", None, "run the link stage")
