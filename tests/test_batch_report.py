@@ -297,3 +297,32 @@ def test_model_maps_show_study_samples_only(tmp_path: Path) -> None:
         "<br>", "\\u003cbr\\u003e")
     assert "QC1" not in part and "BL1" not in part
     assert "8 pooled QC run(s) and 2 blank run(s)" in part  # the summary's note
+
+
+def test_a_plain_study_is_not_warned_and_kept_flags_are_said_to_be_kept(tmp_path: Path) -> None:
+    """Without QCs, batches or injection orders the sheet describes no acquisition: the missing QC correction is
+    stated in the section, not raised as a warning. With correct: exclude_flagged false the flagged features are
+    said to stay in the models."""
+    from ms2study.reporting.batch import batch_section
+
+    runs = ["A", "B", "C", "D"]
+    sheet = pl.DataFrame({"sample_id": runs, "file": [f"{r}.mzML" for r in runs], "group": ["x", "x", "y", "y"]})
+    raw = pl.DataFrame({"consensus_id": ["C1", "C2", "C3"], "mz": [100.0, 200.0, 300.0], "rt_s": [10.0, 20.0, 30.0],
+                        "n_detected": [4, 4, 4], **{r: [1e5, 2e5, 3e5] for r in runs}})
+    corrected = raw.with_columns(pl.Series("excluded", [False, True, False]), pl.Series("blank_flag", [False, True, False]))
+    corrected.write_parquet(tmp_path / "corrected.parquet")
+    (tmp_path / "correction.json").write_text(json.dumps(
+        {"drift_method": "median", "note": "drift_method auto fell back to median normalisation: no pooled QC runs.",
+         "n_qc": 0, "n_blank": 0, "n_features": 3, "n_blank_flagged": 1, "n_qc_rsd_flagged": 0, "batches": ["1"]}))
+    warnings: list[str] = []
+    part = batch_section(tmp_path / "correction.json", tmp_path / "corrected.parquet", raw, sheet,
+                         {"config_used": {"correct": {"exclude_flagged": False}}}, warnings)
+    assert "<b>Drift was not corrected from pooled QCs</b>" in part
+    assert not any("not corrected from pooled QCs" in w for w in warnings)
+    assert "0 (<code>correct: exclude_flagged</code> is false)" in part
+    assert "Kept in the outcome models, differential tests and pooling" in part
+    # the same study with two batches describes its acquisition: then it is a warning
+    warnings = []
+    batch_section(tmp_path / "correction.json", tmp_path / "corrected.parquet", raw,
+                  sheet.with_columns(pl.Series("batch", ["1", "1", "2", "2"])), {}, warnings)
+    assert any("not corrected from pooled QCs" in w for w in warnings)

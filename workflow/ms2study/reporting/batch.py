@@ -92,8 +92,10 @@ def runs_table(roles: pl.DataFrame) -> str:
     return "".join(parts)
 
 
-def _drift_text(record: dict, n_qc: int, warnings: list[str]) -> str:
-    """The drift method, its note and the plain statement when drift was not corrected from pooled QCs."""
+def _drift_text(record: dict, n_qc: int, warnings: list[str], acquisition: bool = True) -> str:
+    """The drift method, its note and the plain statement when drift was not corrected from pooled QCs; that is also
+    a warning when the sheet describes the acquisition (QC runs, more than one batch, or injection orders:
+    ``acquisition``), and only a statement in the section for a plain study without any of them."""
     method = str(record.get("drift_method", "unknown"))
     text = f"<p>Drift correction: <b>{esc(method)}</b>. {esc(record.get('note') or '')}</p>"
     if method not in QC_DRIFT_METHODS:
@@ -108,14 +110,15 @@ def _drift_text(record: dict, n_qc: int, warnings: list[str]) -> str:
                  "with injection order and batch offsets may remain in the matrix the models use.</p>")
         # the note's first sentence says why (the whole note is in the section)
         why = reason if n_qc == 0 or not record.get("note") else str(record["note"]).split(". ")[0]
-        warnings.append(f"drift was <b>not corrected from pooled QCs</b> (drift method {esc(method)}; {esc(why)}): "
-                        "check the batch section before reading group differences")
+        if acquisition:
+            warnings.append(f"drift was <b>not corrected from pooled QCs</b> (drift method {esc(method)}; {esc(why)}): "
+                            "check the batch section before reading group differences")
     return text
 
 
-def counts_table(record: dict, corrected: pl.DataFrame | None) -> str:
-    """The flagged, filled and grouped counts of the correction (from the record; the excluded count from the
-    corrected matrix)."""
+def counts_table(record: dict, corrected: pl.DataFrame | None, exclude_flagged: bool = True) -> str:
+    """The flagged, filled and grouped counts of the correction (from the record; the flagged count from the
+    corrected matrix, left out of models and tests only when ``exclude_flagged``, ``correct: exclude_flagged``)."""
     n_features = record.get("n_features", corrected.height if corrected is not None else None)
     excluded = (int(corrected["excluded"].fill_null(False).sum()) if corrected is not None
                 and "excluded" in corrected.columns else None)
@@ -124,7 +127,9 @@ def counts_table(record: dict, corrected: pl.DataFrame | None) -> str:
     names = ", ".join(str(s.get("name", s)) if isinstance(s, dict) else str(s) for s in standards)
     rows = [["consensus features", n_features], ["flagged by the blank filter", record.get("n_blank_flagged")],
             ["flagged by the QC RSD threshold", record.get("n_qc_rsd_flagged")],
-            ["left out of models and tests (excluded)", excluded],
+            ["flagged in all (excluded column)", excluded],
+            ["left out of models and tests", (excluded if exclude_flagged else
+                                              ("html", "0 (<code>correct: exclude_flagged</code> is false)"))],
             ["filled values (gap filling)", record.get("n_filled")],
             ["filled share of the matrix cells", ("html", f"{float(share):.1%}") if isinstance(share, (int, float))
              else None],
@@ -250,7 +255,7 @@ def pca_part(raw: pl.DataFrame, corrected: pl.DataFrame, roles: pl.DataFrame) ->
             f"{esc('; '.join(notes))}.</p>" + '<div class="charts">' + "".join(charts) + "</div>")
 
 
-def flagged_table(corrected: pl.DataFrame) -> str:
+def flagged_table(corrected: pl.DataFrame, exclude_flagged: bool = True) -> str:
     """The features flagged by the blank filter or the QC RSD threshold, worst QC RSD after correction first."""
     if "excluded" not in corrected.columns:
         return ""
@@ -267,8 +272,10 @@ def flagged_table(corrected: pl.DataFrame) -> str:
     rows = rows.with_columns([pl.when(pl.col(c).fill_null(False)).then(pl.lit("yes")).otherwise(pl.lit(""))
                               .alias(c) for c in bools]).rename({c: FLAG_COLUMNS[c] for c in shown})
     order = [("QC RSD after", "desc")] if "qc_rsd_after" in shown else []
-    return (f"<h3>Flagged features{more}</h3><p class=\"note\">Left out of the outcome models and differential tests "
-            "when <code>correct: exclude_flagged</code> is true (the default); still in the matrices.</p>"
+    use = ("Left out of the outcome models, differential tests and pooling (<code>correct: exclude_flagged</code> "
+           "is true, the default)" if exclude_flagged else "Kept in the outcome models, differential tests and "
+           "pooling: <code>correct: exclude_flagged</code> is false")
+    return (f"<h3>Flagged features{more}</h3><p class=\"note\">{use}; still in the matrices.</p>"
             + interactive_table(rows, "batch-flagged-table", order=order))
 
 
@@ -290,17 +297,19 @@ def batch_section(correction_path: Path | None, corrected_path: Path | None, raw
     elif corrected_path is not None:
         corrected = pl.read_parquet(corrected_path)
     n_qc = int(record.get("n_qc", int((roles["sample_type"] == "qc").sum())))
+    acquisition = bool(n_qc) or roles["batch"].n_unique() > 1 or roles["injection_order"].is_not_null().any()
     if record:
-        parts.append(_drift_text(record, n_qc, warnings))
+        parts.append(_drift_text(record, n_qc, warnings, acquisition))
         for text in record.get("warnings") or []:
             warnings.append(f"batch correction: {esc(text)}")
     correct = ((params.get("config_used") or {}).get("correct") or {})
     threshold = float(correct.get("qc_rsd_max", 0.3))
-    parts.append(counts_table(record, corrected))
+    exclude = bool(correct.get("exclude_flagged", True))
+    parts.append(counts_table(record, corrected, exclude))
     parts.append(rsd_part(corrected, record, threshold))
     if corrected is not None and raw is not None:
         parts.append(drift_part(raw, corrected, roles))
         parts.append(pca_part(raw, corrected, roles))
     if corrected is not None:
-        parts.append(flagged_table(corrected))
+        parts.append(flagged_table(corrected, exclude))
     return "".join(parts)
