@@ -21,8 +21,9 @@ from ms2study.reporting.charts import bar_figure, figure_html
 from ms2study.reporting.html import esc, html_table, q_cell
 from ms2study.reporting.tables import interactive_table
 
+# the declared dependencies that shape the results (pyproject.toml); pyarrow is not one of them
 PACKAGES = ["ms2study", "polars", "numpy", "scikit-learn", "scipy", "torch", "pyopenms", "numba", "snakemake",
-            "pyarrow"]
+            "rdkit", "plotly", "itables"]
 
 CONFIDENCE_TEXT = (
     "q-values come from an empirical null measured on the library itself (<code>ms2study calibrate-library</code>): "
