@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
 
@@ -15,3 +16,9 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def machine_record() -> dict:
+    """CPU model, core count, load average when measured and the Python version, as the result JSONs store them."""
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "load_average": os.getloadavg(),
+            "python": platform.python_version()}

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import re
 import shutil
 import subprocess
@@ -39,7 +37,7 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import cpu_model
+from machine import machine_record
 
 from ms2study.reporting.collect import TABLES, DifferentialFiles, OutcomeFiles, ReportInputs
 from ms2study.stages.report import build_report
@@ -162,8 +160,7 @@ def main() -> int:
     result = {**{k: scaling[-1][k] for k in ("n_samples", "size_mb", "render_s")},
               "mb_per_sample": round(slope, 4) if slope is not None else None, "scaling": scaling,
               "source_study": str(args.study), "inputs": "replicated per-sample tables (see the script's docstring)",
-              "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "load_average": os.getloadavg(),
-                          "python": platform.python_version()}}
+              "machine": machine_record()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     return 0

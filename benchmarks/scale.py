@@ -49,7 +49,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -66,7 +65,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import cpu_model
+from machine import machine_record
 
 # Jobs that run once per study whatever its size (the library's index and calibration, the library prototypes);
 # the rest is per sample (a job per sample: its command names the sample) or study (one job, or one per outcome,
@@ -494,8 +493,7 @@ def main() -> int:
                                                                                               started, 1),
               "method": "per-sample stages measured on a small real run; study stages on replicated per-sample "
                         "tables (K distinct samples copied under new ids); see benchmarks/scale.py's docstring",
-              "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "load_average": os.getloadavg(),
-                          "python": platform.python_version()}}
+              "machine": machine_record()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     return 0

@@ -155,6 +155,15 @@ def test_pooling_must_match_and_be_a_weighted_sum():
     assert info["status"] == "done" and info["max_split_error"] < 1e-6
 
 
+def _cli_args(tmp_path, paths: dict, out) -> list[str]:
+    """The attribution command over the per-sample files in ``paths`` and the study files in ``tmp_path``."""
+    return ["attribution", "--samples", str(tmp_path / "samples.tsv"), "--sample-embeddings", *paths["pooled"],
+            "--embeddings", *paths["emb"], "--spectra", *paths["spec"], "--features", *paths["feat"],
+            "--links", str(tmp_path / "links.parquet"), "--feature-matrix", str(tmp_path / "matrix.parquet"),
+            "--identifications", str(tmp_path / "identifications.parquet"), "--model-summary",
+            str(tmp_path / "summary.json"), "--out", str(out), "--params", json.dumps({"outcome": GROUP})]
+
+
 def test_cli_writes_table_with_summary(tmp_path):
     study = make_study(7)
     ids = study["samples"]["sample_id"].to_list()
@@ -171,11 +180,7 @@ def test_cli_writes_table_with_summary(tmp_path):
         study[name].write_parquet(tmp_path / f"{name}.parquet")
     (tmp_path / "summary.json").write_text(json.dumps(summary(chosen={"lambda_ratio=0.05, l1_ratio=0.9": 1})))
     out = tmp_path / "attribution" / "group.parquet"
-    args = ["attribution", "--samples", str(tmp_path / "samples.tsv"), "--sample-embeddings", *paths["pooled"],
-            "--embeddings", *paths["emb"], "--spectra", *paths["spec"], "--features", *paths["feat"],
-            "--links", str(tmp_path / "links.parquet"), "--feature-matrix", str(tmp_path / "matrix.parquet"),
-            "--identifications", str(tmp_path / "identifications.parquet"), "--model-summary",
-            str(tmp_path / "summary.json"), "--out", str(out), "--params", json.dumps({"outcome": GROUP})]
+    args = _cli_args(tmp_path, paths, out)
     assert cli.main(args) == 0
     table = pl.read_parquet(out)
     assert table.columns[: len(CONTRACT)] == CONTRACT and table["rank"][0] == 1
@@ -205,11 +210,7 @@ def test_cli_attributes_vectors_pooled_without_the_flagged_features(tmp_path):
         study[name].write_parquet(tmp_path / f"{name}.parquet")
     (tmp_path / "summary.json").write_text(json.dumps(summary()))
     out = tmp_path / "group.parquet"
-    args = ["attribution", "--samples", str(tmp_path / "samples.tsv"), "--sample-embeddings", *paths["pooled"],
-            "--embeddings", *paths["emb"], "--spectra", *paths["spec"], "--features", *paths["feat"],
-            "--links", str(tmp_path / "links.parquet"), "--feature-matrix", str(tmp_path / "matrix.parquet"),
-            "--identifications", str(tmp_path / "identifications.parquet"), "--model-summary",
-            str(tmp_path / "summary.json"), "--out", str(out), "--params", json.dumps({"outcome": GROUP})]
+    args = _cli_args(tmp_path, paths, out)
     assert cli.main(args) == 0
     table = pl.read_parquet(out)
     # the flagged consensus features were not pooled, so they carry no contribution

@@ -50,7 +50,10 @@ def _cli_pool_corrected(args: argparse.Namespace) -> int:
     params = load_params(args)
     sample = args.sample_id
     features = _read_table(args.features, "features", sample)
-    links = _read_table(args.links, "feature links", sample)
+    # one run's rows of the study's links (a job per run: not the whole table each time)
+    if not Path(args.links).exists():
+        raise InputError("feature links table does not exist", file=str(args.links), sample=sample)
+    links = pl.scan_parquet(args.links).filter(pl.col("sample_id") == sample).collect()
     raw = pl.scan_parquet(args.feature_matrix).select("consensus_id", sample).collect() \
         if _has_column(args.feature_matrix, sample, "feature matrix") else None
     wanted = ["consensus_id", sample] + (["excluded"] if args.exclude_flagged else [])
