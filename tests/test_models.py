@@ -13,7 +13,16 @@ from sklearn.metrics import balanced_accuracy_score, mean_absolute_error, r2_sco
 
 from ms2study.cli import main as cli_main
 from ms2study.core.errors import InputError
-from ms2study.modelling import crossval, elasticnet, evaluate, featuresets, metrics, outcomes, preprocessing
+from ms2study.modelling import (
+    crossval,
+    elasticnet,
+    estimators,
+    evaluate,
+    featuresets,
+    metrics,
+    outcomes,
+    preprocessing,
+)
 from ms2study.stages import models
 
 REPO = Path(__file__).resolve().parents[1]
@@ -427,6 +436,89 @@ def test_elastic_net_logistic_solves_the_same_problem_as_scikit_learn() -> None:
     # lambda_ratio 1.0 is the intercept-only model; probabilities are proper
     null = elasticnet.ElasticNetLogistic(lambda_ratio=1.0).fit(X, y)
     assert not null.coef_.any() and np.allclose(null.predict_proba(X)[:, 1], 0.5)
+
+
+def test_elastic_net_regression_solves_the_same_problem_as_scikit_learn() -> None:
+    """The coordinate-descent kernel of ElasticNetRelative reaches scikit-learn's ElasticNet coefficients and
+    intercept (same objective: alpha = lambda_ratio * alpha_max), on columns that are not centred."""
+    from sklearn.linear_model import ElasticNet
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(loc=3.0, size=(40, 15))
+    y = 2.0 * X[:, 0] - X[:, 3] + rng.normal(scale=0.5, size=40) + 10.0
+    ours = elasticnet.ElasticNetRelative(lambda_ratio=0.1, l1_ratio=0.7).fit(X, y)
+    centred = X - X.mean(axis=0)
+    alpha_max = np.max(np.abs(centred.T @ (y - y.mean()))) / (40 * 0.7)
+    theirs = ElasticNet(alpha=0.1 * alpha_max, l1_ratio=0.7, tol=1e-12, max_iter=100_000).fit(X, y)
+    np.testing.assert_allclose(ours.coef_, theirs.coef_, atol=1e-5)
+    assert ours.intercept_ == pytest.approx(theirs.intercept_, abs=1e-4)
+    assert (ours.coef_ == 0).sum() >= 5 and ours.predict(X[:3]) == pytest.approx(theirs.predict(X[:3]), abs=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "continuous"])
+def test_elastic_net_paths_reach_the_separate_fits(kind: str) -> None:
+    """A warm-started path over the grid (what the inner CV fits) gives each grid value the model a fit from zero
+    gives, to the solver's tolerance, in grid order."""
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(36, 60))
+    if kind == "continuous":
+        y = X[:, 0] - 0.5 * X[:, 1] + rng.normal(scale=0.5, size=36)
+    else:
+        y = np.repeat(np.arange(2 if kind == "binary" else 3), 36 // (2 if kind == "binary" else 3))
+        X[:, 0] += 1.5 * (y == 1)
+    grid = estimators.strength_grid(kind, models.merge_params(None))
+    path = estimators.fit_grid(kind, grid, models.merge_params(None), 0, X, y)
+    assert len(path) == len(grid) == 15
+    for (ratio, l1), fitted in zip(grid, path):
+        alone = estimators.make_estimator(kind, (ratio, l1), models.merge_params(None)).fit(X, y)
+        assert (fitted.lambda_ratio, fitted.l1_ratio) == (ratio, l1)
+        # both solvers stop at a tolerance (no coefficient moving by more than about 1e-3 per sweep), so a path and
+        # a fit from zero end within a few 1e-3 of the optimum and of each other
+        np.testing.assert_allclose(fitted.coef_, alone.coef_, atol=5e-3)
+        n_classes = 0 if kind == "continuous" else int(y.max()) + 1
+        np.testing.assert_allclose(estimators.predict_scores(fitted, X, kind, n_classes),
+                                   estimators.predict_scores(alone, X, kind, n_classes), atol=2e-3)
+    assert any(np.count_nonzero(m.coef_) > 0 for m in path)  # not all intercept-only
+
+
+@pytest.mark.parametrize("imputation", ["mean", "half_minimum"])
+def test_fold_preprocessor_equals_the_scikit_learn_pipeline(imputation: str) -> None:
+    """FoldPreprocessor (plain numpy, fitted thousands of times per study) gives what the scikit-learn pipeline it
+    replaced gives: imputation, standard scaling, the univariate filter, and mean-filled, scaled, weighted
+    covariates after the set's columns; constant and never-observed columns included."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    rng = np.random.default_rng(7)
+    X = np.exp(rng.normal(5, 1, size=(20, 30)))
+    X[rng.random(X.shape) < 0.2] = np.nan
+    X[:, 4] = 7.0              # constant
+    X[:, 5] = np.nan           # never observed
+    X[:3, 6] = np.nan          # mostly observed
+    X = np.log1p(X)
+    covariates = rng.normal(40, 10, size=(20, 2))
+    covariates[2, 1] = np.nan
+    XC = np.hstack([X, covariates])
+    y = np.repeat([0, 1], 10)
+    test = XC[:5] + 0.1
+    params = models.merge_params({"univariate_top_k": 10, "covariate_weight": 3.0, "min_detected_fraction": 0.5})
+    imputer = (preprocessing.HalfMinimumImputer(0.5) if imputation == "half_minimum"
+               else SimpleImputer(strategy="mean", keep_empty_features=True))
+    oracle = ColumnTransformer([
+        ("set", Pipeline([("impute", imputer), ("scale", StandardScaler()),
+                          ("filter", preprocessing.UnivariateFilter(10, "binary"))]), list(range(30))),
+        ("covariates", Pipeline([("impute", SimpleImputer(strategy="mean", keep_empty_features=True)),
+                                 ("scale", StandardScaler()), ("weight", FunctionTransformer(lambda v: 3.0 * v))]),
+         [30, 31])], sparse_threshold=0.0).fit(XC, y)
+    ours = preprocessing.preprocessor(imputation, params, 30, 2, "binary").fit(XC, y)
+    np.testing.assert_allclose(ours.transform(test), oracle.transform(test), atol=1e-10)
+    np.testing.assert_allclose(ours.transform(XC), oracle.transform(XC), atol=1e-10)
+    alone = preprocessing.preprocessor(imputation, {**params, "univariate_top_k": None}, 30).fit(X, y)
+    assert alone.transform(X).shape[1] == (30 if imputation == "mean" else alone.half_minimum_.keep_.sum())
+    with pytest.raises(ValueError, match="columns"):
+        ours.transform(X)
 
 
 def test_univariate_filter_is_fitted_inside_the_folds() -> None:

@@ -12,12 +12,18 @@ import warnings
 from typing import Any
 
 import numpy as np
-from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import KFold, RepeatedKFold, RepeatedStratifiedKFold, StratifiedKFold
 from threadpoolctl import threadpool_limits
 
-from ms2study.modelling.estimators import default_strength, inner_loss, make_estimator, predict_scores, strength_grid
+from ms2study.modelling.estimators import (
+    default_strength,
+    fit_grid,
+    inner_loss,
+    make_estimator,
+    predict_scores,
+    strength_grid,
+)
 from ms2study.modelling.preprocessing import preprocessor
 
 
@@ -46,8 +52,9 @@ def fit_nested(X: np.ndarray, y: np.ndarray, kind: str, imputation: str, params:
     """Choose the regularisation by inner CV on (X, y), then refit on all of it.
 
     Equivalent to GridSearchCV over a Pipeline(impute, scale, model) with the strength as the only searched
-    parameter, but the preprocessing is fitted once per inner split instead of once per grid value, and the
-    joblib machinery is skipped: on cohorts of ten samples that overhead dominated the run time (about 50x).
+    parameter, but the preprocessing is fitted once per inner split instead of once per grid value, the elastic
+    net fits its grid as warm-started paths (``estimators.fit_grid``), and the joblib machinery is skipped: on
+    cohorts of ten samples that overhead dominated the run time (about 50x).
     The last ``n_covariates`` columns of X are covariates (see ``preprocessor``).
     Returns (preprocessor, model, chosen strength or None when no inner split was possible).
     """
@@ -58,11 +65,10 @@ def fit_nested(X: np.ndarray, y: np.ndarray, kind: str, imputation: str, params:
     if inner is not None and len(grid) > 1:
         losses = np.zeros(len(grid))
         for train, valid in inner.split(X, y):
-            pre = clone(preprocessor(imputation, params, X.shape[1] - n_covariates, n_covariates, kind)).fit(
+            pre = preprocessor(imputation, params, X.shape[1] - n_covariates, n_covariates, kind).fit(
                 X[train], y[train])
             A, B = pre.transform(X[train]), pre.transform(X[valid])
-            for g, strength in enumerate(grid):
-                model = make_estimator(kind, strength, params, seed).fit(A, y[train])
+            for g, model in enumerate(fit_grid(kind, grid, params, seed, A, y[train])):
                 losses[g] += inner_loss(kind, y[valid], predict_scores(model, B, kind, n_classes))
         chosen = grid[int(np.argmin(losses))]  # argmin takes the first of ties: the strongest regularisation
     strength = chosen if chosen is not None else default_strength(kind, params)

@@ -1,6 +1,7 @@
 """Elastic-net estimators for few samples and many features: logistic (glmnet's penalised IRLS with coordinate
-descent, in a numba kernel) and linear regression (scikit-learn's coordinate descent), both with the penalty
-relative to the training data's lambda_max so one grid fits any scale.
+descent) and linear regression (coordinate descent), both numba kernels, both with the penalty relative to the
+training data's lambda_max so one grid fits any scale; ``elastic_net_path`` fits a whole grid of penalties with warm
+starts, as glmnet does along its lambda path.
 
 Method: Friedman, Hastie & Tibshirani 2010, "Regularization paths for generalized linear models via coordinate
 descent", J Stat Softw 33(1). scikit-learn estimators (``fit``/``predict``/``predict_proba``); imports nothing from
@@ -9,10 +10,11 @@ ms2study.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numba import njit
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.linear_model import ElasticNet
 
 
 @njit(cache=True)
@@ -83,6 +85,54 @@ def _logistic_enet_kernel(X: np.ndarray, y: np.ndarray, sw: np.ndarray, lam: flo
     return b0, outer + 1
 
 
+@njit(cache=True)
+def _gaussian_enet_kernel(X: np.ndarray, y: np.ndarray, lam: float, alpha: float, beta: np.ndarray,
+                          max_iter: int, tol: float) -> int:
+    """Cyclic coordinate descent for the elastic-net least-squares problem (Friedman, Hastie & Tibshirani 2010,
+    J Stat Softw 33(1), sec. 2): minimises 1/(2n) |y - X beta|^2 + lam * (alpha |beta|_1 + (1 - alpha) / 2
+    |beta|_2^2), scikit-learn's ``ElasticNet`` objective with ``alpha = lam`` and ``l1_ratio = alpha``. X (n x p,
+    column-major) and y centred by the caller (the intercept is their means); ``beta`` updated in place (warm
+    start). Stops when no coefficient moved by more than ``tol`` (in units of y, scaled by the column's norm).
+    Returns the sweeps used."""
+    n, p = X.shape
+    r = np.empty(n)
+    for i in range(n):
+        s = y[i]
+        for j in range(p):
+            if beta[j] != 0.0:
+                s -= X[i, j] * beta[j]
+        r[i] = s
+    xx = np.empty(p)
+    for j in range(p):
+        acc = 0.0
+        for i in range(n):
+            acc += X[i, j] * X[i, j]
+        xx[j] = acc / n
+    sweep = 0
+    for sweep in range(max_iter):
+        change = 0.0
+        for j in range(p):
+            denominator = xx[j] + lam * (1.0 - alpha)
+            if denominator <= 0.0:
+                continue
+            g = 0.0
+            for i in range(n):
+                g += X[i, j] * r[i]
+            g = g / n + xx[j] * beta[j]
+            threshold = lam * alpha
+            soft = g - threshold if g > threshold else (g + threshold if g < -threshold else 0.0)
+            new = soft / denominator
+            delta = new - beta[j]
+            if delta != 0.0:
+                for i in range(n):
+                    r[i] -= X[i, j] * delta
+                beta[j] = new
+                change = max(change, xx[j] * delta * delta)
+        if change < tol:
+            break
+    return sweep + 1
+
+
 class ElasticNetLogistic(ClassifierMixin, BaseEstimator):
     """Elastic-net logistic regression for few samples and many features (n << p), glmnet's algorithm.
 
@@ -106,31 +156,52 @@ class ElasticNetLogistic(ClassifierMixin, BaseEstimator):
         self.max_inner = max_inner
         self.tol = tol
 
-    def _fit_binary(self, X: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
+    def _binary_path(self, X: np.ndarray, target: np.ndarray, ratios: list[float]) -> list[tuple[float, np.ndarray]]:
+        """(intercept, coefficients) of one class against the rest for each ``lambda_ratio`` in ``ratios``
+        (strongest first), each fit warm-started from the previous one."""
         sw = np.where(target == 1, 0.5 / max(target.sum(), 1), 0.5 / max((1 - target).sum(), 1))
         sw = sw / sw.sum()
         p0 = float(np.sum(sw * target))
         alpha = float(self.l1_ratio)
         lam_max = float(np.max(np.abs(X.T @ (sw * (target - p0))))) / max(alpha, 1e-3) if X.shape[1] else 0.0
-        b0 = float(np.log(p0 / (1.0 - p0))) if 0 < p0 < 1 else 0.0
+        b0 = start = float(np.log(p0 / (1.0 - p0))) if 0 < p0 < 1 else 0.0
         beta = np.zeros(X.shape[1])
-        if lam_max <= 0 or self.lambda_ratio >= 1.0:
-            return b0, beta
-        b0, _ = _logistic_enet_kernel(X, target.astype(np.float64), sw, float(self.lambda_ratio) * lam_max, alpha,
-                                      b0, beta, int(self.max_outer), int(self.max_inner), float(self.tol))
-        return float(b0), beta
+        fits = []
+        for ratio in ratios:
+            if lam_max <= 0 or ratio >= 1.0:
+                fits.append((start, np.zeros(X.shape[1])))
+                continue
+            b0, _ = _logistic_enet_kernel(X, target, sw, float(ratio) * lam_max, alpha, b0, beta,
+                                          int(self.max_outer), int(self.max_inner), float(self.tol))
+            fits.append((float(b0), beta.copy()))
+        return fits
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> ElasticNetLogistic:
+    def fit_path(self, X: np.ndarray, y: np.ndarray, ratios: list[float]) -> list[ElasticNetLogistic]:
+        """One fitted model per ``lambda_ratio`` in ``ratios`` (this model's other settings), fitted strongest
+        penalty first with warm starts along the path (glmnet's strategy; the same optima as separate fits, to the
+        solver's tolerance). X (n, p), y (n,) as for ``fit``; raises ValueError for one class."""
         X = np.asfortranarray(np.asarray(X, dtype=np.float64))
         y = np.asarray(y)
-        self.classes_ = np.unique(y)
-        if len(self.classes_) < 2:
+        classes = np.unique(y)
+        if len(classes) < 2:
             raise ValueError("ElasticNetLogistic needs at least two classes")
-        targets = [y == self.classes_[1]] if len(self.classes_) == 2 else [y == c for c in self.classes_]
-        fits = [self._fit_binary(X, t.astype(np.float64)) for t in targets]
-        self.intercept_ = np.array([b for b, _ in fits])
-        self.coef_ = np.vstack([beta for _, beta in fits])
-        self.n_features_in_ = X.shape[1]
+        order = sorted(range(len(ratios)), key=lambda i: -float(ratios[i]))
+        targets = [y == classes[1]] if len(classes) == 2 else [y == c for c in classes]
+        paths = [self._binary_path(X, t.astype(np.float64), [float(ratios[i]) for i in order]) for t in targets]
+        models: list[ElasticNetLogistic] = [self] * len(ratios)
+        for step, i in enumerate(order):
+            model = ElasticNetLogistic(float(ratios[i]), self.l1_ratio, self.max_outer, self.max_inner, self.tol)
+            model.classes_ = classes
+            model.intercept_ = np.array([path[step][0] for path in paths])
+            model.coef_ = np.vstack([path[step][1] for path in paths])
+            model.n_features_in_ = X.shape[1]
+            models[i] = model
+        return models
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> ElasticNetLogistic:
+        fitted = self.fit_path(X, y, [self.lambda_ratio])[0]
+        self.classes_, self.intercept_, self.coef_ = fitted.classes_, fitted.intercept_, fitted.coef_
+        self.n_features_in_ = fitted.n_features_in_
         return self
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
@@ -152,28 +223,62 @@ class ElasticNetLogistic(ClassifierMixin, BaseEstimator):
 class ElasticNetRelative(RegressorMixin, BaseEstimator):
     """Elastic-net regression with the penalty relative to the training data: ``alpha = lambda_ratio *
     alpha_max`` (``alpha_max``: the smallest alpha that zeroes every coefficient), so one grid fits outcomes of
-    any scale. scikit-learn's coordinate descent (``ElasticNet``) does the fitting; ``lambda_ratio`` 1.0 is the
-    mean-only model. ``fit(X, y)``: X (n, p) standardised, y (n,) in the outcome's unit; ``predict`` returns (n,)
-    in that unit."""
+    any scale. Objective and intercept as scikit-learn's ``ElasticNet`` (X and y centred, the intercept their
+    means), solved by coordinate descent in a numba kernel (Friedman, Hastie & Tibshirani 2010, J Stat Softw
+    33(1); a test checks it reaches scikit-learn's coefficients); ``lambda_ratio`` 1.0 is the mean-only model.
+    ``fit(X, y)``: X (n, p) standardised, y (n,) in the outcome's unit; ``predict`` returns (n,) in that unit."""
 
-    def __init__(self, lambda_ratio: float = 0.1, l1_ratio: float = 0.5):
+    def __init__(self, lambda_ratio: float = 0.1, l1_ratio: float = 0.5, max_iter: int = 10000, tol: float = 1e-10):
         self.lambda_ratio = lambda_ratio
         self.l1_ratio = l1_ratio
+        self.max_iter = max_iter
+        self.tol = tol
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> ElasticNetRelative:
+    def fit_path(self, X: np.ndarray, y: np.ndarray, ratios: list[float]) -> list[ElasticNetRelative]:
+        """One fitted model per ``lambda_ratio`` in ``ratios`` (this model's other settings), strongest penalty
+        first with warm starts along the path (the same optima as separate fits, to the solver's tolerance)."""
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
-        centred = y - y.mean()
-        alpha_max = float(np.max(np.abs(X.T @ centred))) / (len(y) * max(float(self.l1_ratio), 1e-3)) if (
-            X.shape[1]) else 0.0
-        self.n_features_in_ = X.shape[1]
-        if alpha_max <= 0 or self.lambda_ratio >= 1.0:
-            self.coef_, self.intercept_ = np.zeros(X.shape[1]), float(y.mean())
-            return self
-        model = ElasticNet(alpha=float(self.lambda_ratio) * alpha_max, l1_ratio=float(self.l1_ratio),
-                           max_iter=10000).fit(X, y)
-        self.coef_, self.intercept_ = model.coef_, float(model.intercept_)
+        x_mean = X.mean(axis=0) if len(X) else np.zeros(X.shape[1])
+        centred_x = np.asfortranarray(X - x_mean)
+        y_mean = float(y.mean())
+        centred = y - y_mean
+        alpha = float(self.l1_ratio)
+        alpha_max = float(np.max(np.abs(centred_x.T @ centred))) / (len(y) * max(alpha, 1e-3)) if X.shape[1] else 0.0
+        tol = float(self.tol) * max(float(np.mean(centred ** 2)), 1e-300)
+        beta = np.zeros(X.shape[1])
+        models: list[ElasticNetRelative] = [self] * len(ratios)
+        for i in sorted(range(len(ratios)), key=lambda i: -float(ratios[i])):
+            model = ElasticNetRelative(float(ratios[i]), self.l1_ratio, self.max_iter, self.tol)
+            if alpha_max > 0 and float(ratios[i]) < 1.0:
+                _gaussian_enet_kernel(centred_x, centred, float(ratios[i]) * alpha_max, alpha, beta,
+                                      int(self.max_iter), tol)
+                model.coef_ = beta.copy()
+            else:
+                model.coef_ = np.zeros(X.shape[1])
+            model.intercept_ = y_mean - float(x_mean @ model.coef_)
+            model.n_features_in_ = X.shape[1]
+            models[i] = model
+        return models
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> ElasticNetRelative:
+        fitted = self.fit_path(X, y, [self.lambda_ratio])[0]
+        self.coef_, self.intercept_, self.n_features_in_ = fitted.coef_, fitted.intercept_, fitted.n_features_in_
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(X, dtype=np.float64) @ self.coef_ + self.intercept_
+
+
+def elastic_net_path(kind: str, X: np.ndarray, y: np.ndarray, grid: list[tuple[float, float]]) -> list[Any]:
+    """Elastic-net models fitted on (X (n, p), y (n,)) for every (lambda_ratio, l1_ratio) of ``grid``, in grid
+    order: ``ElasticNetRelative`` for a continuous outcome, ``ElasticNetLogistic`` otherwise. Each L1 share's
+    penalties are fitted as one warm-started path (Friedman, Hastie & Tibshirani 2010), which the inner
+    cross-validation uses instead of a fit from zero per grid value."""
+    models: list[Any] = [None] * len(grid)
+    for l1_ratio in sorted({float(a) for _, a in grid}):
+        index = [i for i, (_, a) in enumerate(grid) if float(a) == l1_ratio]
+        base = ElasticNetRelative(l1_ratio=l1_ratio) if kind == "continuous" else ElasticNetLogistic(l1_ratio=l1_ratio)
+        for i, model in zip(index, base.fit_path(X, y, [float(grid[i][0]) for i in index])):
+            models[i] = model
+    return models

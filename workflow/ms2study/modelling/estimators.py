@@ -15,7 +15,7 @@ from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.svm import SVC, SVR
 
-from ms2study.modelling.elasticnet import ElasticNetLogistic, ElasticNetRelative
+from ms2study.modelling.elasticnet import ElasticNetLogistic, ElasticNetRelative, elastic_net_path
 
 # "linear" is L2 logistic regression for classes and ridge regression for a continuous outcome; "logistic" and
 # "ridge" are accepted as names of the same family.
@@ -54,6 +54,16 @@ def make_estimator(kind: str, strength: float, params: dict | None = None, seed:
     # Balanced class weights: otherwise each fold model's intercept follows its training class mix, which is the
     # opposite of its test fold's mix, and pooling out-of-fold scores across folds biases AUC below 0.5 on noise.
     return LogisticRegression(C=strength, l1_ratio=0.0, class_weight="balanced", max_iter=5000)  # l1_ratio 0: L2
+
+
+def fit_grid(kind: str, grid: list[Any], params: dict, seed: int, X: np.ndarray, y: np.ndarray) -> list[Any]:
+    """The configured estimator fitted on (X (n, p), y (n,)) at every strength of ``grid`` (``strength_grid``), in
+    grid order. The elastic net fits each L1 share's penalties as one warm-started path
+    (``elasticnet.elastic_net_path``); the other families fit each strength on its own."""
+    if estimator_family(params) == "elastic_net":
+        pairs = [g if isinstance(g, tuple) else (float(g), l1_ratios(params)[0]) for g in grid]
+        return elastic_net_path(kind, X, y, pairs)
+    return [make_estimator(kind, strength, params, seed).fit(X, y) for strength in grid]
 
 
 def strength_grid(kind: str, params: dict) -> list[float]:
