@@ -445,6 +445,42 @@ def test_an_outcome_removed_from_the_config_is_not_reported(tmp_path: Path) -> N
     assert "cohort" not in body and not re.search(r"\bb1\b", body)
 
 
+def test_outcomes_follow_the_configured_order_in_both_sections(tmp_path: Path) -> None:
+    """Trial finding: "What differs" listed the outcomes in the order given and "Outcome models" in the order of
+    the summaries' paths (alphabetical), so a configuration declaring group before age showed age first under the
+    models. Both sections follow ``models: outcomes``, whatever order the files are handed over in."""
+    ids = _write_study(tmp_path, trained=True, seed=6)
+    _write_differential(tmp_path)
+    study = tmp_path / "results" / "study"
+    sheet = pl.read_csv(study / "samples.tsv", separator="\t").with_columns(
+        pl.Series("age", [float(40 + 3 * i) for i in range(len(ids))]))
+    sheet.write_csv(study / "samples.tsv", separator="\t")
+    sets = study_feature_sets(sheet, [tmp_path / "results" / "samples" / s / "sample_embedding.parquet"
+                                      for s in ids], study / "feature_matrix.parquet")
+    age = {"column": "age", "type": "continuous"}
+    models.model_outcomes(sheet, sets, [age], study / "models",
+                          {"n_permutations": 2, "outer_repeats": 1, "n_bootstrap": 50})
+    differential.run_differential(study / "samples.tsv", study / "feature_matrix.parquet",
+                                  tmp_path / "identifications_for_differential.parquet",
+                                  study / "differential" / "age.parquet", study / "class_enrichment" / "age.parquet",
+                                  {"outcome": age})
+    config = {"models": {"outcomes": [{"column": "group", "type": "binary", "positive_class": "case"}, age]}}
+
+    def headings(text: str, section: str) -> list[str]:
+        part = text.split(f'<h2 id="{section}">')[1].split("</section>")[0]
+        return re.findall(r"<h3>Outcome: (\w+) ", part)
+
+    for given in (["group", "age"], ["age", "group"]):  # the rule's order, and an order typed by hand
+        build_report(_inputs(tmp_path, given), tmp_path / "r.html", {"config_used": config})
+        text = (tmp_path / "r.html").read_text(encoding="utf-8")
+        assert headings(text, "differential") == ["group", "age"], given
+        assert headings(text, "models") == ["group", "age"], given
+    # without a configuration (the report command run by hand) both keep the order given
+    build_report(_inputs(tmp_path, ["group", "age"]), tmp_path / "r.html")
+    text = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert headings(text, "differential") == headings(text, "models") == ["group", "age"]
+
+
 def test_without_q_values_identifications_fall_back_to_cosine(tmp_path: Path) -> None:
     _write_study(tmp_path, trained=True, seed=3, with_q=False)
     out = tmp_path / "report.html"

@@ -58,14 +58,15 @@ DIFFERENTIAL_TEXT = (
 
 def models_section(models: Sequence[OutcomeFiles], sheet: pl.DataFrame, feature_sets: dict[str, pl.DataFrame],
                    warnings: list[str], map_method: str = "auto") -> str:
-    """Per outcome (in the order of the summaries' paths): classes, estimator, the metric of each feature set with
+    """Per outcome (in the order given: the report rule passes them in the order of ``models: outcomes``, as it
+    passes the differential tables to ``differential_section``): classes, estimator, the metric of each feature set with
     its interval and permutation p, notes, ROC curves (binary, from the predictions) and maps of each feature set
     coloured by the outcome. An outcome that was not modelled, or a feature set without values for some samples,
     is a warning."""
     if not models:
         return "<p>No outcome models: no outcomes are declared under <code>models: outcomes</code> in config.yaml.</p>"
     parts = [MODELS_TEXT]
-    for files in sorted(models, key=lambda f: Path(f.summary)):
+    for files in models:
         path = Path(files.summary)
         summary = json.loads(path.read_text(encoding="utf-8"))
         outcome = summary.get("outcome", path.parent.name)

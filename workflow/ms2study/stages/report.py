@@ -14,9 +14,11 @@ in ``ms2study.reporting``; this module puts them in order and holds the ``ms2stu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import logging
 from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import polars as pl
@@ -26,6 +28,7 @@ from ms2study.core.atomic import write_text
 from ms2study.core.errors import InputError
 from ms2study.core.params import overlay, schema_defaults
 from ms2study.io.samplesheet import read_sample_sheet
+from ms2study.modelling.differential import outcome_filename
 from ms2study.modelling.outcomes import drop_flagged
 from ms2study.reporting import batch, collect, outcomes, qc, sections, spectra
 from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles, ReportInputs
@@ -53,6 +56,7 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
     sheet (see ``ReportInputs.per_sample``); a named file that is absent is a warning in the report.
     """
     params = merge_params(params)
+    inputs = in_configured_order(inputs, params.get("config_used"))
     sheet = read_sample_sheet(inputs.sheet)
     sample_ids = sheet["sample_id"].to_list()
     tables = inputs.per_sample(sample_ids)
@@ -99,6 +103,26 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
             f"ms2study {esc(__version__)} from <code>{esc(Path.cwd().resolve())}</code>.</p>")
     write_text(page(params["title"], note, parts, warnings), out)
     log.info("report written to %s (%d warnings)", out, len(warnings))
+
+
+def in_configured_order(inputs: ReportInputs, config: dict | None) -> ReportInputs:
+    """``inputs`` with its model summaries and differential tables in the order of the configuration's ``models:
+    outcomes``, so that "What differs" and "Outcome models" list the outcomes alike. An outcome is known by its
+    folder (``models/{outcome}/summary.json``) or file stem (``differential/{outcome}.parquet``); one that the
+    configuration does not name keeps its place after the configured ones. Without a configuration, the order
+    given (the report rule's, which is the configured one)."""
+    outcomes = ((config or {}).get("models") or {}).get("outcomes") or []
+    rank = {outcome_filename(str(o["column"])): i for i, o in enumerate(outcomes) if isinstance(o, dict)
+            and "column" in o}
+    if not rank:
+        return inputs
+
+    def ordered(entries: Sequence, name: Callable[[Any], str]) -> list:
+        return sorted(entries, key=lambda e: rank.get(name(e), len(rank)))  # stable: unnamed ones keep their order
+
+    return dataclasses.replace(
+        inputs, models=ordered(inputs.models, lambda f: Path(f.summary).parent.name),
+        differential=ordered(inputs.differential, lambda f: Path(f.table).stem))
 
 
 def _modelled_matrix(inputs: ReportInputs, raw: pl.DataFrame | None, params: dict) -> pl.DataFrame | None:
