@@ -239,6 +239,13 @@ def test_validation_refuses_a_blank_reference_a_partial_order_and_an_impossible_
     assert study.check_reference_sample(sheet.filter(pl.col("sample_type") != "sample"), {}) == "Q1"
     with pytest.raises(InputError, match="'B1' is a blank run"):
         study.check_reference_sample(sheet, {"reference_sample": "B1"})
+    # an unknown reference names the study samples as candidates (the pooled QCs as the alternative), never a blank
+    with pytest.raises(InputError, match=r"one of the study samples: S1, S2 \(or a pooled QC: Q1\)$") as err:
+        study.check_reference_sample(sheet, {"reference_sample": "S9"})
+    assert "B1" not in str(err.value)
+    with pytest.raises(InputError, match=r"one of the pooled QCs: Q1$") as err:
+        study.check_reference_sample(sheet.filter(pl.col("sample_type") != "sample"), {"reference_sample": "S9"})
+    assert "B1" not in str(err.value)
     partial = sheet.with_columns(pl.Series("injection_order", ["1", "", "3", "4"]))
     with pytest.raises(InputError, match=r"row 3: .*injection_order is empty for 1 run\(s\)"):
         study.check_sample_roles(partial)

@@ -186,5 +186,5 @@ def test_reference_sample_not_in_the_sheet_stops_ms2study_run_before_any_job(tmp
     (tmp_path / "config.yaml").write_text("reference_sample: S99\n")
     assert main(["run", str(tmp_path), "-n"]) == 1
     err = capsys.readouterr().err
-    assert "reference_sample 'S99' is not in the sample sheet" in err and "one of: A, B" in err
+    assert "reference_sample 'S99' is not in the sample sheet" in err and "one of the study samples: A, B" in err
     assert "Traceback" not in err and "WorkflowError" not in err

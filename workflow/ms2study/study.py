@@ -310,8 +310,8 @@ def check_reference_sample(sheet: pl.DataFrame, config: dict) -> str:
     """The reference run of the alignment: ``reference_sample`` when set, else the sheet's first study sample (its
     first pooled QC when it has no study sample; a blank, with only contaminants to align on, never by default).
 
-    Raises InputError naming the key and listing the sheet's samples when the configured one is not in the sheet,
-    and when it is a blank run.
+    Raises InputError naming the key when the configured one is not in the sheet (listing the study samples as
+    candidates, and the pooled QCs as the alternative; never the blanks) and when it is a blank run.
     """
     samples = sheet["sample_id"].to_list()
     roles = check_sample_roles(sheet)
@@ -320,15 +320,27 @@ def check_reference_sample(sheet: pl.DataFrame, config: dict) -> str:
                    samples[0] if samples else None)
     reference = config.get("reference_sample") or default
     if reference not in samples:
-        shown = ", ".join(samples[:20]) + (f", ... ({len(samples)} in all)" if len(samples) > 20 else "")
         raise InputError(f"reference_sample '{reference}' is not in the sample sheet",
-                         fix=f"set reference_sample (config.yaml, or leave it unset for the first sample) to one of: "
-                             f"{shown}")
+                         fix="set reference_sample (config.yaml, or leave it unset for the first study sample) to "
+                             + _reference_candidates(samples, kinds))
     if kinds.get(reference) == "blank":
         raise InputError(f"reference_sample '{reference}' is a blank run: a blank holds few features (contaminants) "
                          "to align the other runs on", fix="set reference_sample to a study sample or a pooled QC, "
                                                            "or leave it unset for the first study sample")
     return reference
+
+
+def _reference_candidates(samples: list[str], kinds: dict[str, str]) -> str:
+    """The runs to name as reference candidates: the study samples (sample_type sample), then the pooled QCs as an
+    alternative; blanks never (refused as reference). At most 20 of each are named."""
+    def shown(ids: list[str]) -> str:
+        return ", ".join(ids[:20]) + (f", ... ({len(ids)} in all)" if len(ids) > 20 else "")
+
+    study = [s for s in samples if kinds.get(s, "sample") == "sample"]
+    qcs = [s for s in samples if kinds.get(s) == "qc"]
+    if not study:
+        return f"one of the pooled QCs: {shown(qcs)}" if qcs else "a run of the sheet that is not a blank"
+    return f"one of the study samples: {shown(study)}" + (f" (or a pooled QC: {shown(qcs)})" if qcs else "")
 
 
 def check_correction(sheet: pl.DataFrame, config: dict, source: str = "config.yaml") -> None:
