@@ -113,9 +113,6 @@ def _outcome_study(folder: Path, values: list[str], outcome: str) -> tuple[dict,
         # all samples 'case' with positive_class case: the models job would have nothing to compare
         (["case", "case", "NA"], "{column: group, type: binary, positive_class: case}",
          r"models\.outcomes\.0\.positive_class is 'case'\) has a single class: every sample with a value has 'case'"),
-        # the positive class is not among the values: the models job used to fail late with this
-        (["control", "control"], "{column: group, type: binary, positive_class: case}",
-         r"config models\.outcomes\.0\.positive_class \(outcome 'group'\): positive_class 'case'.*not among"),
         (["a", "a"], "{column: group, type: multiclass}", r"config models\.outcomes\.0\) has a single class"),
         (["a", "b", "c"], "{column: group, type: binary}", r"config models\.outcomes\.0\.type .*3 classes"),
         (["1.5", "high"], "{column: group, type: continuous}", r"models\.outcomes\.0\.type .*has the value 'high'"),
@@ -127,6 +124,31 @@ def test_outcomes_that_cannot_be_modelled_are_refused_at_validation(tmp_path: Pa
     with pytest.raises(InputError, match=message) as err:
         study.check_outcomes(sheet, config, str(tmp_path / "samples.tsv"))
     assert str(tmp_path / "samples.tsv") in str(err.value)
+
+
+def test_a_wrong_positive_class_names_the_config_and_the_classes_of_the_sheet(tmp_path: Path,
+                                                                             capsys: pytest.CaptureFixture) -> None:
+    """Trial finding: a positive_class that is not a class of the column was reported as an error in samples.tsv,
+    though the value to correct is in config.yaml. The message names the config file and key, and the classes the
+    sheet's study samples hold."""
+    from ms2study.cli import main
+
+    config, sheet = _outcome_study(tmp_path, ["case", "control", "case"],
+                                   "{column: group, type: binary, positive_class: WRONG}")
+    with pytest.raises(InputError) as err:
+        study.check_outcomes(sheet, config, str(tmp_path / "samples.tsv"), str(tmp_path / "config.yaml"))
+    assert err.value.file == str(tmp_path / "config.yaml")
+    assert "models.outcomes.0.positive_class is 'WRONG'" in err.value.message
+    assert "column 'group'" in err.value.message and "case, control" in err.value.message
+    assert "config.yaml" in err.value.fix and err.value.fix.endswith("one of: case, control")
+    assert main(["run", str(tmp_path), "-n"]) == 1
+    said = capsys.readouterr().err
+    assert f"file '{tmp_path / 'config.yaml'}'" in said and f"file '{tmp_path / 'samples.tsv'}'" not in said
+    # the models job, which reads the outcome without the study folder, names config.yaml too
+    from ms2study.modelling.outcomes import encode_outcome
+
+    with pytest.raises(InputError, match=r"file 'config.yaml': positive_class 'WRONG'.*one of: case, control$"):
+        encode_outcome(sheet, {"column": "group", "type": "binary", "positive_class": "WRONG"})
 
 
 def test_two_class_outcomes_pass_validation(tmp_path: Path) -> None:

@@ -436,7 +436,8 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
     config = study.load_config(study_dir, config_overrides(extra))
     sheet = study.load_sample_sheet(study_dir, config)
     sheet_path = study_dir / config["samples"]
-    study.check_outcomes(sheet, config, str(sheet_path if sheet_path.exists() else study_dir))
+    study.check_outcomes(sheet, config, str(sheet_path if sheet_path.exists() else study_dir),
+                         str(study_dir / "config.yaml"))
     study.check_reference_sample(sheet, config)
     study.check_correction(sheet, config, str(study_dir / "config.yaml"))
     study.library_paths(study_dir, config)

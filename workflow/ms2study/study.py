@@ -361,7 +361,8 @@ def check_correction(sheet: pl.DataFrame, config: dict, source: str = "config.ya
         raise InputError(f"correct: drift_method {requested}: {err.message}", file=source, fix=err.fix) from err
 
 
-def check_outcomes(sheet: pl.DataFrame, config: dict, source: str = "samples.tsv") -> None:
+def check_outcomes(sheet: pl.DataFrame, config: dict, source: str = "samples.tsv",
+                   config_source: str = "config.yaml") -> None:
     """Each configured outcome/covariate column must exist in the sample sheet, and each outcome must be modelable.
 
     An acquisition column (sample_type, injection_order, batch) is refused as an outcome or covariate. An outcome
@@ -369,7 +370,9 @@ def check_outcomes(sheet: pl.DataFrame, config: dict, source: str = "samples.tsv
     left out), so a value that would
     stop that job (a positive_class not among the column's values, a binary outcome with three classes, text in a
     continuous outcome) stops the run here, before any job starts; so does a binary or multiclass outcome whose
-    samples all share one class (nothing to model). Messages name the key path (``models.outcomes.N``) and the sheet.
+    samples all share one class (nothing to model). Messages name the key path (``models.outcomes.N``) and the file
+    to correct: ``config_source`` for a positive_class that is not a class of the column (listing the classes the
+    sheet holds), else the sheet, ``source``.
     """
     models = config.get("models", {}) or {}
     outcomes = models.get("outcomes", []) or []
@@ -396,8 +399,15 @@ def check_outcomes(sheet: pl.DataFrame, config: dict, source: str = "samples.tsv
         try:
             target = encode_outcome(sheet, spec)
         except InputError as err:
-            bad_key = f"{key}.positive_class" if "positive_class" in err.message else f"{key}.type"
-            raise InputError(f"config {bad_key} (outcome '{column}'): {err.message}", file=source,
+            if "positive_class" in err.message:  # the value to correct is in the configuration, not the sheet
+                # the column's classes among the study samples, in sorted order (read as multiclass: no reordering)
+                classes = ", ".join(encode_outcome(sheet, {**spec, "type": "multiclass"})["classes"])
+                raise InputError(f"config {key}.positive_class is '{spec.get('positive_class')}', which is not a "
+                                 f"class of the sample sheet's column '{column}' ({source}); its study samples have: "
+                                 f"{classes}", file=config_source,
+                                 fix=f"set {key}.positive_class (models: outcomes in config.yaml) to one of: "
+                                     f"{classes}") from err
+            raise InputError(f"config {key}.type (outcome '{column}'): {err.message}", file=source,
                              sample=err.sample, fix=err.fix) from err
         classes = target["classes"]
         if spec["type"] != "continuous" and len(classes) < 2:

@@ -116,8 +116,12 @@ def encode_outcome(samples: pl.DataFrame, spec: dict) -> dict:
         if positive is not None:
             positive = _match_class(positive, classes)
             if positive is None:
-                raise InputError(f"positive_class '{spec['positive_class']}' of outcome '{column}' is not among its "
-                                 f"values {classes}", file="samples.tsv", fix="set positive_class to one of them")
+                found = ", ".join(classes)
+                raise InputError(f"positive_class '{spec['positive_class']}' of outcome '{column}' (config "
+                                 f"models.outcomes) is not a class of the sample sheet's column '{column}', whose "
+                                 f"study samples have: {found}", file="config.yaml",
+                                 fix=f"set positive_class of outcome '{column}' under models: outcomes in config.yaml "
+                                     f"to one of: {found}")
         else:
             lowered = {c.lower(): c for c in classes}
             positive = next((lowered[t] for t in ("1", "true", "yes", "case") if t in lowered), classes[-1])
