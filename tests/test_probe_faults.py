@@ -209,6 +209,46 @@ def test_a_failed_run_marks_the_earlier_study_tables_out_of_date_until_a_run_fin
     assert not note.exists() and not (study_tables / "report.out-of-date.html").exists()
 
 
+_NOTHING_LOG = """Assuming unrestricted shared filesystem usage.
+
+SNAKEMAKE
+=========
+  Snakemake version: 9.27.1
+  Config file(s): [PosixPath('/work/main/config/config.yaml'), 'config.yaml']
+
+Building DAG of jobs...
+Nothing to be done (all requested files are present and up to date).
+"""
+
+
+def test_a_run_with_nothing_to_do_says_so_in_one_closing_line(tmp_path: Path) -> None:
+    """Trial finding: `ms2study run DIR` on an up-to-date study printed no closing line (only a run that rewrote the
+    report did). It now says that every requested output is up to date and where the report is; a run whose jobs
+    did not include the report says it did not write one."""
+    import os
+    import time
+
+    from ms2study import runner
+
+    study_tables = tmp_path / "results" / "study"
+    study_tables.mkdir(parents=True)
+    (study_tables / "report.html").write_text("earlier run")
+    os.utime(study_tables / "report.html", (time.time() - 3600, time.time() - 3600))
+    since = time.time()
+    (tmp_path / ".snakemake" / "log").mkdir(parents=True)
+    log = tmp_path / ".snakemake" / "log" / "run.snakemake.log"
+    log.write_text(_NOTHING_LOG)
+    summary = runner.summarize(tmp_path, 0, since)
+    assert summary == ("ms2study: nothing to do: every requested output is present and up to date; report: "
+                       f"{tmp_path / 'results' / 'study' / 'report.html'}")
+    # a run of a target the report does not depend on: jobs ran, the report is the earlier one
+    log.write_text("Job stats:\njob      count\n-------  -------\ndetect         1\ntotal          1\n\n"
+                   "Finished jobid: 0 (Rule: detect)\n1 of 1 steps (100%) done\n")
+    summary = runner.summarize(tmp_path, 0, since)
+    assert summary.startswith("ms2study: the run finished; it did not write the report (the one there is from an "
+                              "earlier run: ") and "\n" not in summary
+
+
 def test_a_study_folder_the_user_cannot_write_stops_the_run_before_snakemake(tmp_path: Path) -> None:
     import os
     import shutil
