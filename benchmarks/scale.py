@@ -10,7 +10,7 @@ A 2-core machine cannot run 200 or 1,000 samples through every per-sample stage,
    run uses an interpreter in a folder whose ``python`` is a timing shim (``timed_python``). Per job: wall time, CPU
    time (user + system), peak RSS (the kernel's maximum resident set). The rules are classified from the run itself:
    per sample (the command names a sample; phase ``sample`` writes results/samples/, phase ``study`` writes
-   results/study/ after the study jobs: gapfill, pool_corrected, chemistry), once per study (library index,
+   results/study/ after the study jobs: gapfill), once per study (library index,
    calibration, prototypes) and study (the rest), so a rule added to the workflow is counted.
 2. Study stages at 50, 100, 200 and 1,000 samples, from replicated inputs: the K measured samples' per-sample
    tables (results/samples/{sample}/ and results/study/<folder>/{sample}.parquet) are copied under new sample ids

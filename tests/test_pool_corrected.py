@@ -95,3 +95,73 @@ def test_pool_corrected_command_writes_both_tables(tmp_path: Path) -> None:
                           "--out", str(tmp_path / "zz.parquet")], env=env, capture_output=True, text=True)
     assert bad.returncode != 0 and "zz" in bad.stderr and "raw.parquet" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "zz.parquet").exists() and not (tmp_path / "zz_f.parquet").exists()
+
+
+def test_one_process_pools_every_run_as_single_run_commands_do(tmp_path: Path) -> None:
+    """The pipeline's study jobs run pool-corrected and chemistry once for all runs (--sample-ids and {sample}
+    path templates): each run's outputs equal those of the one-run command; a template without {sample} and a run
+    whose table is missing are refused with the option or the run named."""
+    features, links, raw, corrected = study_tables()
+    embeddings, spectra, _ = share_tables()
+    chem_embeddings, chem_spectra, chem_features, protos = chemistry_tables()
+    chemistry.write_prototypes(protos, tmp_path / "prototypes.parquet")
+    t_features = pl.DataFrame({"feature_id": ["t:F1"], "intensity": [50.0]})
+    def relabel(frame: pl.DataFrame, run: str) -> pl.DataFrame:
+        return frame.with_columns(pl.col(c).str.replace("^s", run) for c in frame.columns if frame[c].dtype == pl.Utf8)
+
+    for run, frame in (("s", features), ("t", t_features)):
+        (tmp_path / run).mkdir()
+        frame.write_parquet(tmp_path / run / "features.parquet")
+        relabel(embeddings, run).write_parquet(tmp_path / run / "embeddings.parquet")
+        relabel(spectra, run).write_parquet(tmp_path / run / "spectra.parquet")
+    for name, frame in (("links", links), ("raw", raw), ("corrected", corrected)):
+        frame.write_parquet(tmp_path / f"{name}.parquet")
+    env = dict(os.environ, PYTHONPATH=str(REPO / "workflow"))
+    study = ["--links", str(tmp_path / "links.parquet"), "--feature-matrix", str(tmp_path / "raw.parquet"),
+             "--corrected-matrix", str(tmp_path / "corrected.parquet")]
+
+    def per_run(name: str) -> list[str]:
+        return ["--embeddings", str(tmp_path / name / "embeddings.parquet"),
+                "--spectra", str(tmp_path / name / "spectra.parquet"),
+                "--features", str(tmp_path / name / "features.parquet")]
+
+    pool = [sys.executable, "-m", "ms2study", "pool-corrected"]
+    subprocess.run([*pool, *per_run("{sample}"), *study, "--sample-ids", "s", "t",
+                    "--out-features", str(tmp_path / "{sample}" / "cf.parquet"),
+                    "--out", str(tmp_path / "{sample}" / "pooled.parquet")], check=True, env=env, capture_output=True)
+    for run in ("s", "t"):
+        subprocess.run([*pool, *per_run(run), *study, "--sample-id", run,
+                        "--out-features", str(tmp_path / run / "cf1.parquet"),
+                        "--out", str(tmp_path / run / "pooled1.parquet")], check=True, env=env, capture_output=True)
+        for many, one in (("cf", "cf1"), ("pooled", "pooled1")):
+            assert pl.read_parquet(tmp_path / run / f"{many}.parquet").equals(
+                pl.read_parquet(tmp_path / run / f"{one}.parquet")), (run, many)
+    assert pl.read_parquet(tmp_path / "t" / "cf.parquet")["feature_id"].to_list() == ["t:F1"]
+    # bags of chemistry for both runs in one process, each equal to the function's result for that run
+    for run in ("s", "t"):
+        relabel(chem_embeddings, run).write_parquet(tmp_path / run / "chem_e.parquet")
+        relabel(chem_spectra, run).write_parquet(tmp_path / run / "chem_s.parquet")
+        relabel(chem_features, run).write_parquet(tmp_path / run / "chem_f.parquet")
+    subprocess.run([sys.executable, "-m", "ms2study", "chemistry", "--sample-ids", "s", "t",
+                    "--embeddings", str(tmp_path / "{sample}" / "chem_e.parquet"),
+                    "--spectra", str(tmp_path / "{sample}" / "chem_s.parquet"),
+                    "--features", str(tmp_path / "{sample}" / "chem_f.parquet"),
+                    "--prototypes", str(tmp_path / "prototypes.parquet"),
+                    "--out", str(tmp_path / "{sample}" / "bag.parquet")], check=True, env=env, capture_output=True)
+    for run in ("s", "t"):
+        expected = chemistry.chemistry_sample(relabel(chem_embeddings, run), relabel(chem_spectra, run), run,
+                                              chemistry.read_prototypes(tmp_path / "prototypes.parquet"),
+                                              features=relabel(chem_features, run))
+        assert pl.read_parquet(tmp_path / run / "bag.parquet").equals(expected), run
+    # a per-run path without {sample} cannot name several runs' files
+    bad = subprocess.run([*pool, *per_run("s"), *study, "--sample-ids", "s", "t", "--out-features", "x{sample}",
+                          "--out", "y{sample}"], env=env, capture_output=True, text=True)
+    assert bad.returncode != 0 and "--embeddings" in bad.stderr and "{sample}" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    # a run whose table is missing is named, and the job fails (Snakemake then removes all of its outputs)
+    (tmp_path / "t" / "embeddings.parquet").unlink()
+    missing = subprocess.run([*pool, *per_run("{sample}"), *study, "--sample-ids", "s", "t",
+                              "--out-features", str(tmp_path / "{sample}" / "cf.parquet"),
+                              "--out", str(tmp_path / "{sample}" / "pooled.parquet")],
+                             env=env, capture_output=True, text=True)
+    assert missing.returncode != 0 and "embeddings" in missing.stderr and "'t'" in missing.stderr, missing.stderr

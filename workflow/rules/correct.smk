@@ -69,29 +69,32 @@ rule correct:
         "--report-out {output.record:q} --params {params.p} > {log:q} 2>&1"
 
 
-# Per run: its features' intensities carried over from the corrected matrix (drift/batch factor of each consensus
+# Every run: its features' intensities carried over from the corrected matrix (drift/batch factor of each consensus
 # feature; flagged features marked) and its spectrum embeddings pooled again with them as weights. Study-level
-# outputs (they depend on every run through the correction); the per-sample sample_embedding.parquet stays as the
-# pool rule wrote it. Used by models, attribution, bags of chemistry and the report when correct.use_corrected.
+# outputs (they depend on every run through the correction), so ONE job does all runs: one start-up and one read of
+# the study tables instead of a job per run (a job per run read the study tables once each: quadratic in the runs).
+# The per-sample sample_embedding.parquet stays as the pool rule wrote it. Used by models, attribution, bags of
+# chemistry and the report when correct.use_corrected.
 rule pool_corrected:
     input:
-        embeddings="results/samples/{sample}/embeddings.parquet",
-        spectra="results/samples/{sample}/spectra.parquet",
-        features="results/samples/{sample}/features.parquet",
+        embeddings=per_sample("embeddings"),
+        spectra=per_sample("spectra"),
+        features=per_sample("features"),
         links="results/study/feature_links.parquet",
         raw="results/study/feature_matrix.parquet",
         corrected="results/study/feature_matrix_corrected.parquet",
     output:
-        features="results/study/corrected_features/{sample}.parquet",
-        pooled="results/study/pooled/{sample}.parquet",
+        features=expand("results/study/corrected_features/{sample}.parquet", sample=SAMPLES),
+        pooled=expand("results/study/pooled/{sample}.parquet", sample=SAMPLES),
     params:
         p=section_params("pool"),
         flagged=lambda wildcards: "--exclude-flagged" if MATRIX_INPUTS["flags"] else "--no-exclude-flagged",
+        samples=" ".join(SAMPLES),
         version=MS2STUDY_VERSION,
     log:
-        "logs/pool_corrected/{sample}.log",
+        "logs/study/pool_corrected.log",
     benchmark:
-        "results/benchmarks/pool_corrected/{sample}.tsv"
+        "results/benchmarks/study/pool_corrected.tsv"
     threads: 1
     resources:
         mem_mb=res("pool", "mem_mb"),
@@ -99,8 +102,9 @@ rule pool_corrected:
     conda:
         ENV
     shell:
-        "python -m ms2study --threads {threads} pool-corrected --embeddings {input.embeddings:q} "
-        "--spectra {input.spectra:q} --features {input.features:q} --links {input.links:q} "
-        "--feature-matrix {input.raw:q} --corrected-matrix {input.corrected:q} {params.flagged} "
-        "--sample-id {wildcards.sample} --out-features {output.features:q} --out {output.pooled:q} "
-        "--params {params.p} > {log:q} 2>&1"
+        "python -m ms2study --threads {threads} pool-corrected --sample-ids {params.samples} "
+        "--embeddings 'results/samples/{{sample}}/embeddings.parquet' "
+        "--spectra 'results/samples/{{sample}}/spectra.parquet' --features 'results/samples/{{sample}}/features.parquet' "
+        "--links {input.links:q} --feature-matrix {input.raw:q} --corrected-matrix {input.corrected:q} {params.flagged} "
+        "--out-features 'results/study/corrected_features/{{sample}}.parquet' "
+        "--out 'results/study/pooled/{{sample}}.parquet' --params {params.p} > {log:q} 2>&1"

@@ -160,11 +160,13 @@ def read_table(
     sample: str | None = None,
     *,
     columns: Iterable[str] | None = None,
+    only: bool = False,
 ) -> pl.DataFrame:
     """The Parquet table at ``path``, as written (no casting), after checking it holds the columns it must.
 
     ``schema`` is one of this module's contracts (e.g. ``FEATURES``); the columns required are ``columns`` when
-    given, else all of the schema's, except those of ``ADDED_LATER`` (``conform`` fills those). Raises
+    given, else all of the schema's, except those of ``ADDED_LATER`` (``conform`` fills those); with ``only``, just
+    the ``columns`` are read (e.g. the matrix's keys and one run's column out of thousands). Raises
     ``InputError`` naming the file, ``sample`` and the fix (rerun the command that writes the table) when the file
     is missing or unreadable, or when required columns are missing (listed).
     """
@@ -172,7 +174,11 @@ def read_table(
     writer = f"'ms2study {command}'" if command else "the stage that writes it"
     path = Path(path)
     try:
-        df = pl.read_parquet(path)
+        if only and columns is not None:  # read just the columns asked for (those the file has)
+            present = pl.read_parquet_schema(path)
+            df = pl.read_parquet(path, columns=[c for c in dict.fromkeys(columns) if c in present])
+        else:
+            df = pl.read_parquet(path)
     except Exception as err:
         raise InputError(
             f"cannot read the {name} table ({err})",

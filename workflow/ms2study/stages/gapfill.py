@@ -102,7 +102,11 @@ def gap_fill_sample(
 def _cli(args: argparse.Namespace) -> int:
     from ms2study.core.params import load_params
 
-    matrix = tables.read_table(args.feature_matrix, tables.FEATURE_MATRIX_KEYS)
+    # the key columns and this run's column only: a job per run reading every run's column would make gap filling
+    # quadratic in the runs (a run the matrix lacks is refused by gap_fill_sample, naming it)
+    present = pl.read_parquet_schema(args.feature_matrix) if Path(args.feature_matrix).is_file() else {}
+    matrix = tables.read_table(args.feature_matrix, tables.FEATURE_MATRIX_KEYS, only=True, columns=[
+        *tables.FEATURE_MATRIX_KEYS, *([args.sample_id] if args.sample_id in present else [])])
     alignment = tables.read_table(args.alignment, {c: pl.Utf8 for c in ALIGNMENT_FIT})
     try:
         detect_params = json.loads(args.detect_params)

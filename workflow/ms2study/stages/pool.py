@@ -46,35 +46,79 @@ def _cli_pool(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_paths(args: argparse.Namespace, options: tuple[str, ...]) -> list[tuple[str, dict[str, str | None]]]:
+    """The runs a per-run command of the study phase covers, each with its paths: ``[(sample_id, {option: path})]``.
+
+    One run: ``--sample-id S`` and plain paths. Many runs in one process (the pipeline's study jobs: one start-up
+    and one read of the study tables for all runs): ``--sample-ids S1 S2 ...`` and each path option a template
+    holding ``{sample}``. Raises InputError when a template lacks ``{sample}`` with several runs, or when neither
+    or both of ``--sample-id`` / ``--sample-ids`` is given."""
+    if bool(args.sample_id) == bool(args.sample_ids):
+        raise InputError("give either --sample-id (one run) or --sample-ids (several runs, path templates with "
+                         "{sample})")
+    samples = [args.sample_id] if args.sample_id else list(dict.fromkeys(args.sample_ids))
+    runs = []
+    for sample in samples:
+        paths: dict[str, str | None] = {}
+        for option in options:
+            value = getattr(args, option)
+            if value is not None and args.sample_ids and "{sample}" not in value:
+                raise InputError(f"--{option.replace('_', '-')} '{value}' has no {{sample}} placeholder",
+                                 fix="with --sample-ids, give each per-run path as a template, e.g. "
+                                     "results/samples/{sample}/embeddings.parquet")
+            paths[option] = value.replace("{sample}", sample) if value is not None else None
+        runs.append((sample, paths))
+    return runs
+
+
 def _cli_pool_corrected(args: argparse.Namespace) -> int:
     params = load_params(args)
-    sample = args.sample_id
-    features = _read_table(args.features, "features", sample)
-    # one run's rows of the study's links (a job per run: not the whole table each time)
+    runs = run_paths(args, ("embeddings", "spectra", "features", "out_features", "out"))
+    # The study tables are read once for all runs: the links split by run, the matrices one run's column at a time.
     if not Path(args.links).exists():
-        raise InputError("feature links table does not exist", file=str(args.links), sample=sample)
-    links = pl.scan_parquet(args.links).filter(pl.col("sample_id") == sample).collect()
-    raw = pl.scan_parquet(args.feature_matrix).select("consensus_id", sample).collect() \
-        if _has_column(args.feature_matrix, sample, "feature matrix") else None
-    wanted = ["consensus_id", sample] + (["excluded"] if args.exclude_flagged else [])
-    corrected = pl.scan_parquet(args.corrected_matrix).select(wanted).collect() \
-        if _has_column(args.corrected_matrix, sample, "corrected feature matrix") else None
-    table = corrected_feature_intensities(features, links, raw, corrected, sample, args.exclude_flagged)
-    pooled = pool_sample(_read_table(args.embeddings, "embeddings", sample),
-                         _read_table(args.spectra, "spectra", sample), sample, params, features=table)
-    write_parquet(table, args.out_features)
-    write_parquet(pooled, args.out)
+        raise InputError("feature links table does not exist", file=str(args.links))
+    wanted_runs = [sample for sample, _ in runs]
+    links = pl.scan_parquet(args.links).filter(pl.col("sample_id").is_in(wanted_runs)).collect()
+    by_run = {key[0]: part for key, part in links.partition_by("sample_id", as_dict=True).items()}
+    raw_columns = _columns(args.feature_matrix, "feature matrix")
+    corrected_columns = _columns(args.corrected_matrix, "corrected feature matrix")
+    raw_all = corrected_all = None
+    if len(runs) > 1:  # one read of the columns wanted; a single run reads only its own column
+        raw_all = pl.read_parquet(args.feature_matrix, columns=["consensus_id", *[
+            s for s in wanted_runs if s in raw_columns]])
+        corrected_all = pl.read_parquet(args.corrected_matrix, columns=["consensus_id", *[
+            s for s in wanted_runs if s in corrected_columns]] + (["excluded"] if args.exclude_flagged else []))
+    for sample, paths in runs:
+        features = _read_table(paths["features"], "features", sample)
+        run_links = by_run.get(sample, links.clear())
+        _need_column(raw_columns, args.feature_matrix, sample, "feature matrix")
+        _need_column(corrected_columns, args.corrected_matrix, sample, "corrected feature matrix")
+        wanted = ["consensus_id", sample] + (["excluded"] if args.exclude_flagged else [])
+        raw = (raw_all.select("consensus_id", sample) if raw_all is not None else
+               pl.read_parquet(args.feature_matrix, columns=["consensus_id", sample]))
+        corrected = (corrected_all.select(wanted) if corrected_all is not None else
+                     pl.read_parquet(args.corrected_matrix, columns=wanted))
+        table = corrected_feature_intensities(features, run_links, raw, corrected, sample, args.exclude_flagged)
+        pooled = pool_sample(_read_table(paths["embeddings"], "embeddings", sample),
+                             _read_table(paths["spectra"], "spectra", sample), sample, params, features=table)
+        write_parquet(table, paths["out_features"])
+        write_parquet(pooled, paths["out"])
+    log.info("pooled %d run(s) with their corrected feature intensities", len(runs))
     return 0
 
 
-def _has_column(path: str, column: str, name: str) -> bool:
-    """True when the Parquet table at ``path`` has ``column``; InputError naming the file when it is absent."""
+def _columns(path: str, name: str) -> set[str]:
+    """The column names of the Parquet table at ``path``; InputError naming the file when it is absent."""
     if not Path(path).exists():
-        raise InputError(f"{name} table does not exist", file=str(path), sample=column)
-    if column not in pl.read_parquet_schema(path):
+        raise InputError(f"{name} table does not exist", file=str(path))
+    return set(pl.read_parquet_schema(path))
+
+
+def _need_column(columns: set[str], path: str, column: str, name: str) -> None:
+    """InputError naming the file and the run when the table at ``path`` has no column for run ``column``."""
+    if column not in columns:
         raise InputError(f"{name} has no column for run '{column}'", file=str(path), sample=column,
                          fix="rerun the link and correct stages of this study (ms2study run)")
-    return True
 
 
 def _read_table(path: str, name: str, sample_id: str | None = None) -> pl.DataFrame:
@@ -100,12 +144,24 @@ def _cli_prototypes(args: argparse.Namespace) -> int:
 
 def _cli_chemistry(args: argparse.Namespace) -> int:
     params = load_params(args)
-    features = _read_table(args.features, "features", args.sample_id) if args.features else None
-    frame = chemistry_sample(_read_table(args.embeddings, "embeddings", args.sample_id),
-                             _read_table(args.spectra, "spectra", args.sample_id), args.sample_id,
-                             read_prototypes(args.prototypes), params, features=features)
-    write_parquet(frame, args.out)
+    prototypes = read_prototypes(args.prototypes)
+    runs = run_paths(args, ("embeddings", "spectra", "features", "out"))
+    for sample, paths in runs:
+        features = _read_table(paths["features"], "features", sample) if paths["features"] else None
+        frame = chemistry_sample(_read_table(paths["embeddings"], "embeddings", sample),
+                                 _read_table(paths["spectra"], "spectra", sample), sample, prototypes, params,
+                                 features=features)
+        write_parquet(frame, paths["out"])
+    log.info("bags of chemistry of %d run(s) over %d prototypes", len(runs), prototypes.centers.shape[0])
     return 0
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--sample-id`` (one run) or ``--sample-ids`` (several, with ``{sample}`` in every per-run path)."""
+    parser.add_argument("--sample-id", default=None, help="the sample's id (one run)")
+    parser.add_argument("--sample-ids", nargs="+", default=None,
+                        help="several runs in one process: every per-run path option is then a template holding "
+                             "{sample}, e.g. results/samples/{sample}/embeddings.parquet")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -119,18 +175,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_params_argument(q)
     q.set_defaults(func=_cli_prototypes)
 
-    c = subparsers.add_parser("chemistry", help="a sample's bag of chemistry: log abundance per prototype region")
+    c = subparsers.add_parser("chemistry", help="a sample's bag of chemistry: log abundance per prototype region "
+                              "(or several samples' in one process: --sample-ids and {sample} path templates)")
     c.add_argument("--embeddings", required=True, help="embeddings.parquet of the sample")
     c.add_argument("--spectra", required=True, help="spectra.parquet of the sample")
     c.add_argument("--features", default=None, help="features.parquet of the sample (feature abundances)")
     c.add_argument("--prototypes", required=True, help="prototypes.parquet ('ms2study prototypes')")
-    c.add_argument("--sample-id", required=True, help="the sample's id")
+    _add_run_arguments(c)
     c.add_argument("--out", required=True, help="sample_chemistry.parquet to write")
     add_params_argument(c)
     c.set_defaults(func=_cli_chemistry)
 
     r = subparsers.add_parser("pool-corrected", help="pool a sample's spectrum embeddings with its corrected "
-                              "feature intensities (drift/batch-corrected study matrix) as weights")
+                              "feature intensities (drift/batch-corrected study matrix) as weights (or several "
+                              "samples' in one process: --sample-ids and {sample} path templates)")
     r.add_argument("--embeddings", required=True, help="embeddings.parquet of the sample")
     r.add_argument("--spectra", required=True, help="spectra.parquet of the sample")
     r.add_argument("--features", required=True, help="features.parquet of the sample (raw intensities)")
@@ -139,7 +197,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--corrected-matrix", required=True, help="feature_matrix_corrected.parquet (correct stage)")
     r.add_argument("--exclude-flagged", action=argparse.BooleanOptionalAction, default=True,
                    help="leave the spectra of flagged consensus features out (default; as the models do)")
-    r.add_argument("--sample-id", required=True, help="the sample's id")
+    _add_run_arguments(r)
     r.add_argument("--out-features", required=True, help="the sample's corrected features table to write")
     r.add_argument("--out", required=True, help="the corrected sample embedding (.parquet) to write")
     add_params_argument(r)
