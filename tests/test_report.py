@@ -481,6 +481,41 @@ def test_outcomes_follow_the_configured_order_in_both_sections(tmp_path: Path) -
     assert headings(text, "differential") == headings(text, "models") == ["group", "age"]
 
 
+def test_a_near_perfect_metric_with_a_large_p_is_explained(tmp_path: Path) -> None:
+    """Trial finding: AUC 1.0 with permutation p = 0.143 on the 12-sample demo confused users. When a set's metric is
+    at or near its maximum but p is not small, the models section says why in a note: permuted labels reach that
+    value too with so few samples, p counts them, and its resolution is 1/(permutations + 1). Otherwise no note."""
+    from ms2study.reporting import outcomes
+
+    def entry(value: float, p: float) -> dict:
+        return {"metric": "roc_auc", "value": value, "ci_low": value, "ci_high": 1.0, "permutation_p": p,
+                "permutation_null_mean": 0.5, "n_samples": 12, "n_features": 64, "outer_splits": 5,
+                "outer_repeats": 5}
+
+    summary = {"outcome": "group", "type": "binary", "status": "done", "n_samples": 12,
+               "class_counts": {"control": 6, "case": 6}, "positive_class": "case", "params": {"n_permutations": 20},
+               "feature_sets": {"embedding": entry(1.0, 3 / 21), "features": entry(1.0, 1 / 21),
+                                "binned_spectra": entry(0.9, 3 / 21)}}
+    note = outcomes.permutation_note(summary)
+    assert note.startswith("roc_auc is at or near its maximum of 1, yet p is not small (embedding: 1.000, p = 0.143, "
+                           "2 of 20 permutations reached it): with 12 samples, models fitted to permuted labels")
+    assert note.endswith("p = (1 + permutations reaching at least the observed value) / (1 + permutations), so its "
+                         "resolution is 1/21 = 0.048.")
+    assert "features:" not in note and "binned_spectra" not in note  # p small, or the value not near 1
+    assert note.count(". ") == 1  # two sentences
+    path = tmp_path / "models" / "group" / "summary.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(summary))
+    sheet = pl.DataFrame({"sample_id": [f"S{i}" for i in range(12)], "group": ["case", "control"] * 6})
+    part = outcomes.models_section([OutcomeFiles(path, None)], sheet, {}, [])
+    assert '<p class="note permutation">roc_auc is at or near its maximum' in part
+    # not shown when every near-perfect value has a small p
+    summary["feature_sets"]["embedding"]["permutation_p"] = 1 / 21
+    assert outcomes.permutation_note(summary) is None
+    path.write_text(json.dumps(summary))
+    assert "note permutation" not in outcomes.models_section([OutcomeFiles(path, None)], sheet, {}, [])
+
+
 def test_without_q_values_identifications_fall_back_to_cosine(tmp_path: Path) -> None:
     _write_study(tmp_path, trained=True, seed=3, with_q=False)
     out = tmp_path / "report.html"

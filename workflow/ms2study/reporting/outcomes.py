@@ -92,6 +92,9 @@ def models_section(models: Sequence[OutcomeFiles], sheet: pl.DataFrame, feature_
             parts.append(f"<p><b>Not modelled:</b> {esc(summary.get('reason'))}</p>")
             continue
         parts.append(_metrics_table(summary, outcome, warnings))
+        explained = permutation_note(summary)
+        if explained:
+            parts.append(f'<p class="note permutation">{esc(explained)}</p>')
         if summary.get("type") == "binary":
             sentence = detectable_effect_sentence(int(summary.get("n_samples") or 0), read_detectable_effects())
             if sentence:
@@ -128,6 +131,41 @@ def _metrics_table(summary: dict, outcome: str, warnings: list[str]) -> str:
                             f"{esc(', '.join(entry['samples_without_values']))} (filled inside the folds)")
     return html_table(["feature set", "metric", "value", "95% interval", "permutation p", "null mean",
                        "samples", "features", "folds × repeats", "secondary"], rows, numeric={2, 3, 4, 5, 6, 7})
+
+
+# A primary metric (roc_auc, macro_roc_auc, r2: all at most 1) this close to 1 is "at or near its maximum"; a
+# permutation p above P_SMALL is "not small".
+NEAR_MAXIMUM = 0.95
+P_SMALL = 0.05
+
+
+def permutation_note(summary: dict) -> str | None:
+    """Why a metric at or near its maximum (>= ``NEAR_MAXIMUM`` of 1) can have a permutation p that is not small
+    (> ``P_SMALL``): with few samples, models fitted to permuted labels reach that value too, and p counts them.
+    One or two sentences naming each such feature set with how many permutations reached its value (from p and the
+    number of permutations, ``params: n_permutations``), p's formula and its resolution; None when no set is in
+    that case."""
+    cases = [(name, entry) for name, entry in (summary.get("feature_sets") or {}).items()
+             if entry.get("value") is not None and entry.get("permutation_p") is not None
+             and entry["value"] >= NEAR_MAXIMUM and entry["permutation_p"] > P_SMALL]
+    if not cases:
+        return None
+    n_perm = (summary.get("params") or {}).get("n_permutations")
+    n_samples = summary.get("n_samples") or cases[0][1].get("n_samples")
+    metric = cases[0][1].get("metric") or "the metric"
+    counts = []
+    for name, entry in cases:
+        p = float(entry["permutation_p"])
+        reached = (f", {max(round(p * (int(n_perm) + 1)) - 1, 0)} of {int(n_perm)} permutations reached it" if n_perm
+                   else "")
+        counts.append(f"{name}: {float(entry['value']):.3f}, p = {p:.3f}{reached}")
+    first = (f"{metric} is at or near its maximum of 1, yet p is not small ({'; '.join(counts)}): with {n_samples} "
+             "samples, models fitted to permuted labels also reach such a value often enough.")
+    formula = ("The p-value counts them: p = (1 + permutations reaching at least the observed value) / "
+               "(1 + permutations)")
+    if not n_perm:
+        return f"{first} {formula}."
+    return f"{first} {formula}, so its resolution is 1/{int(n_perm) + 1} = {1 / (int(n_perm) + 1):.3f}."
 
 
 def _roc_chart(predictions: pl.DataFrame, summary: dict, outcome: str) -> str | None:
