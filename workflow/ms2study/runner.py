@@ -349,10 +349,10 @@ def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] |
             (study_dir / OUT_OF_DATE_REPORT).unlink(missing_ok=True)  # replaced by this run's report
             (study_dir / OUT_OF_DATE_NOTE).unlink(missing_ok=True)
             lines.append(f"ms2study: the run finished; report: {report}")
-        elif _nothing_to_do(run):
+        elif run.path and not run.planned and "Nothing to be done" in run.path.read_text(errors="replace"):
             lines.append("ms2study: nothing to do: every requested output is present and up to date"
                          + (f"; report: {report}" if report.exists() else " (the report was not requested)"))
-        else:  # targets that the report does not depend on, or jobs that did not reach it
+        else:  # targets the report does not depend on: jobs ran, the report is not this run's
             lines.append("ms2study: the run finished; it did not write the report"
                          + (f" (the one there is from an earlier run: {report})" if report.exists() else ""))
         return "\n".join(lines)
@@ -397,16 +397,6 @@ def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] |
         lines.append(f"ms2study: the other tables under {note.parent} are from that earlier run too ({note.name} "
                      "there says so until a run finishes).")
     return "\n".join(lines)
-
-
-def _nothing_to_do(run: RunLog) -> bool:
-    """Whether Snakemake's log of the run says it had no job to run (every requested output up to date)."""
-    if run.path is None or run.planned:
-        return False
-    try:
-        return "Nothing to be done" in run.path.read_text(errors="replace")
-    except OSError:
-        return False
 
 
 def write_out_of_date_note(study_dir: Path, run: RunLog, since: float) -> Path:
