@@ -516,6 +516,37 @@ def test_a_near_perfect_metric_with_a_large_p_is_explained(tmp_path: Path) -> No
     assert "note permutation" not in outcomes.models_section([OutcomeFiles(path, None)], sheet, {}, [])
 
 
+def test_a_blank_without_a_pooled_embedding_is_a_note_and_stays_off_the_maps(tmp_path: Path) -> None:
+    """Trial finding: blanks' pooled sample embeddings are null (NaN as numbers: none of their MS/MS maps to a
+    feature). The report warned of each as if it had "missing values in the embedding models", which blanks never
+    enter; it now lists them in a note under the runs, and the maps (study samples only) neither crash on them nor
+    draw them. A study sample without one is still a warning."""
+    ids = _write_study(tmp_path, trained=True, seed=7)  # S08: no MS/MS, a null pooled embedding
+    study = tmp_path / "results" / "study"
+    sheet = pl.read_csv(study / "samples.tsv", separator="\t").with_columns(
+        pl.Series("sample_type", ["sample"] * (len(ids) - 1) + ["blank"]),
+        pl.Series("group", ["case" if i % 2 else "control" for i in range(len(ids) - 1)] + [None]))
+    sheet.write_csv(study / "samples.tsv", separator="\t")
+    assert pl.read_parquet(tmp_path / "results" / "samples" / "S08" / "sample_embedding.parquet")["embedding"][0] is None
+    sets = study_feature_sets(sheet, [tmp_path / "results" / "samples" / s / "sample_embedding.parquet"
+                                      for s in ids], study / "feature_matrix.parquet")
+    models.model_outcomes(sheet, sets, [{"column": "group", "type": "binary", "positive_class": "case"}],
+                          study / "models", {"n_permutations": 2, "outer_repeats": 1, "n_bootstrap": 50})
+    build_report(_inputs(tmp_path, ["group"]), tmp_path / "r.html")
+    text = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "<b>S08</b> has no pooled embedding" not in text
+    samples = text.split('<h2 id="samples">')[1].split("</section>")[0]
+    assert "1 blank run(s) without a pooled embedding, as expected" in samples and ": S08." in samples
+    maps = text.split('<h2 id="models">')[1].split("</section>")[0]
+    assert "of embedding, coloured by group" in maps and "S07" in maps and "S08" not in maps
+    # a study sample without one is still warned of
+    from ms2study.reporting.sections import samples_section
+
+    warned: list[str] = []
+    samples_section([{"sample_id": "S08", "has_sample_embedding": False}], warned, {"S08": "sample"})
+    assert warned and "has missing values in the embedding models" in warned[0]
+
+
 def test_without_q_values_identifications_fall_back_to_cosine(tmp_path: Path) -> None:
     _write_study(tmp_path, trained=True, seed=3, with_q=False)
     out = tmp_path / "report.html"

@@ -76,17 +76,27 @@ def overview_section(sheet: pl.DataFrame, sheet_label: str) -> str:
 
 
 def samples_section(stats: list[dict], warnings: list[str], roles: dict[str, str] | None = None) -> str:
-    """One row of counts per sample (``collect.sample_stats``); samples without MS/MS or without a pooled
-    embedding are warnings. ``roles`` (``run_roles``): pooled QCs and blanks get tables of their own."""
+    """One row of counts per sample (``collect.sample_stats``); samples without MS/MS, and study samples without a
+    pooled embedding, are warnings (a pooled QC without one too, worded for a run that is not modelled). ``roles``
+    (``run_roles``): pooled QCs and blanks get tables of their own; blanks without a pooled embedding (as a rule:
+    none of their MS/MS maps to a feature) are listed in a note, not warned of: they never enter models or maps."""
     rows = []
+    blanks: list[str] = []  # blank runs without a pooled embedding: expected, a note rather than a warning
     for s in stats:
         rows.append([s["sample_id"], s.get("features", "NA"), s.get("ms2_scans", "NA"), s.get("mapped_spectra", "NA"),
                      s.get("embedded", "NA"), s.get("annotated_spectra", "NA"), s.get("n_spectra_pooled", "NA")])
         if s.get("ms2_scans") == 0:
             warnings.append(f"sample <b>{esc(s['sample_id'])}</b> has no MS/MS scans")
+        role = (roles or {}).get(s["sample_id"], "sample")
         if "has_sample_embedding" in s and not s["has_sample_embedding"]:
-            warnings.append(f"sample <b>{esc(s['sample_id'])}</b> has no pooled embedding (no usable MS/MS): it "
-                            "has missing values in the embedding models, never a zero vector")
+            if role == "sample":
+                warnings.append(f"sample <b>{esc(s['sample_id'])}</b> has no pooled embedding (no usable MS/MS): it "
+                                "has missing values in the embedding models, never a zero vector")
+            elif role == "qc":  # not modelled, but a pooled QC holds the study's compounds
+                warnings.append(f"pooled QC <b>{esc(s['sample_id'])}</b> has no pooled embedding (no MS/MS mapped to "
+                                "a feature): QCs are not modelled, but check its acquisition")
+            else:
+                blanks.append(s["sample_id"])
     header = ["sample", "features", "MS2 scans", "mapped spectra", "embedded spectra", "annotated spectra",
               "spectra pooled"]
     parts = []
@@ -94,6 +104,10 @@ def samples_section(stats: list[dict], warnings: list[str], roles: dict[str, str
         if title:
             parts.append(f"<h3>{esc(title)}</h3>")
         parts.append(html_table(header, [rows[i] for i in indices], numeric={1, 2, 3, 4, 5, 6}))
+    if blanks:
+        parts.append(f'<p class="note">{len(blanks)} blank run(s) without a pooled embedding, as expected (none of '
+                     f"their MS/MS maps to a feature): {esc(', '.join(blanks))}. Blanks are never modelled or mapped."
+                     "</p>")
     return "".join(parts)
 
 
