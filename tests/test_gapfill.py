@@ -128,3 +128,39 @@ def test_cli_writes_the_table_and_refuses_a_run_the_matrix_lacks(linked: dict, t
     assert cli.main(["gapfill", "--mzml", str(linked["mzml"]["S03"]), "--sample-id", "S03", "--feature-matrix",
                      str(matrix_path), "--alignment", str(alignment_path), "--out", str(out),
                      "--detect-params", "[1]"]) == 1
+
+
+def test_the_scans_detect_saves_fill_gaps_exactly_as_the_mzml_does(linked: dict, tmp_path, capsys) -> None:
+    """detect --ms1-out saves the centroided MS1 scans feature detection used; gap filling every run from them in one
+    process (--sample-ids, the pipeline's job) gives the tables gap filling from each run's mzML gives. A run whose
+    saved scans are missing is named."""
+    matrix_path, alignment_path = tmp_path / "feature_matrix.parquet", tmp_path / "alignment.parquet"
+    linked["matrix"].write_parquet(matrix_path)
+    linked["alignment"].write_parquet(alignment_path)
+    for s in SAMPLES:
+        assert cli.main(["detect", "--mzml", str(linked["mzml"][s]), "--sample-id", s,
+                         "--out", str(tmp_path / s / "features.parquet"),
+                         "--ms1-out", str(tmp_path / s / "ms1_scans.parquet")]) == 0
+        saved = pl.read_parquet(tmp_path / s / "ms1_scans.parquet")
+        assert saved.schema == pl.Schema(tables.MS1_SCANS) and saved.height > 100
+        assert saved["rt_s"].is_sorted() and all(np.all(np.diff(m) >= 0) for m in saved["mz"].head(20).to_list())
+    common = ["--feature-matrix", str(matrix_path), "--alignment", str(alignment_path)]
+    assert cli.main(["gapfill", "--sample-ids", *SAMPLES, "--ms1-scans", str(tmp_path / "{sample}" / "ms1_scans.parquet"),
+                     *common, "--out", str(tmp_path / "{sample}" / "gap_filled.parquet")]) == 0
+    filled = 0
+    for s in SAMPLES:
+        from_scans = pl.read_parquet(tmp_path / s / "gap_filled.parquet")
+        from_mzml = gap_fill_sample(linked["mzml"][s], s, linked["matrix"], linked["alignment"])
+        assert from_scans.equals(from_mzml), s
+        assert from_scans.height == linked["matrix"][s].null_count()
+        filled += from_scans["intensity"].is_not_null().sum()
+    assert filled > 0  # the comparison covers re-quantified values, not only nulls
+    (tmp_path / "S02" / "ms1_scans.parquet").unlink()
+    capsys.readouterr()
+    assert cli.main(["gapfill", "--sample-ids", *SAMPLES, "--ms1-scans", str(tmp_path / "{sample}" / "ms1_scans.parquet"),
+                     *common, "--out", str(tmp_path / "{sample}" / "gap_filled.parquet")]) == 1
+    error = capsys.readouterr().err
+    assert "ms1_scans" in error and "S02" in error and "ms2study detect" in error, error
+    # one source of scans, not two
+    assert cli.main(["gapfill", "--sample-id", "S01", "--mzml", str(linked["mzml"]["S01"]), "--ms1-scans",
+                     str(tmp_path / "S01" / "ms1_scans.parquet"), *common, "--out", str(tmp_path / "y.parquet")]) == 1

@@ -1,5 +1,5 @@
-# Study: batch-study corrections. Per run, the consensus features its detection missed, re-quantified from its own MS1
-# signal (gapfill); then the corrected feature matrix: gap-filled, blank-flagged, QC drift/batch-corrected (correct).
+# Study: batch-study corrections. For every run, the consensus features its detection missed, re-quantified from its
+# own MS1 signal (gapfill); then the corrected feature matrix: gap-filled, blank-flagged, QC drift/batch-corrected (correct).
 # The raw results/study/feature_matrix.parquet stays as link wrote it.
 from ms2study.stages.correct import gap_fill_on, rule_params as correct_rule_params
 
@@ -7,32 +7,36 @@ from ms2study.stages.correct import gap_fill_on, rule_params as correct_rule_par
 GAP_FILLED = expand("results/study/gap_filled/{sample}.parquet", sample=SAMPLES) if gap_fill_on(config) else []
 
 
+# Every run's missed consensus features, re-quantified from the MS1 scans detect saved: one job for all runs (one
+# start-up, one read of the matrix), which a changed study (a sample added) reruns whole.
 rule gapfill:
     input:
-        mzml=get_mzml,
+        ms1=per_sample("ms1_scans"),
         matrix="results/study/feature_matrix.parquet",
         alignment="results/study/alignment.parquet",
     output:
-        "results/study/gap_filled/{sample}.parquet",
+        GAP_FILLED,
     params:
         # only the gap-filling keys of the correct section
         p=lambda wildcards: stage_params(None, **correct_rule_params(config, "gapfill")),
         # detect's centroiding and quantification: filled values are quantified as detected ones
         detect=section_params("detect"),
+        samples=" ".join(SAMPLES),
         version=MS2STUDY_VERSION,
     log:
-        "logs/gapfill/{sample}.log",
+        "logs/study/gapfill.log",
     benchmark:
-        "results/benchmarks/gapfill/{sample}.tsv"
+        "results/benchmarks/study/gapfill.tsv"
     threads: 1
     resources:
-        mem_mb=res("detect", "mem_mb"),
-        runtime=res("detect", "runtime"),
+        mem_mb=res("gapfill", "mem_mb"),
+        runtime=res("gapfill", "runtime"),
     conda:
         ENV
     shell:
-        "python -m ms2study --threads {threads} gapfill --mzml {input.mzml:q} --sample-id {wildcards.sample} "
-        "--feature-matrix {input.matrix:q} --alignment {input.alignment:q} --out {output:q} "
+        "python -m ms2study --threads {threads} gapfill --sample-ids {params.samples} "
+        "--ms1-scans 'results/samples/{{sample}}/ms1_scans.parquet' --feature-matrix {input.matrix:q} "
+        "--alignment {input.alignment:q} --out 'results/study/gap_filled/{{sample}}.parquet' "
         "--detect-params {params.detect} --params {params.p} > {log:q} 2>&1"
 
 

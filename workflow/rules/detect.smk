@@ -1,5 +1,6 @@
 # Per sample: LC-MS features with pyOpenMS (centroiding when needed, mass traces, elution peaks, FeatureFindingMetabo),
-# and from the same reading of the run its MS1 TIC / base-peak chromatogram for the quality control (rules/qc.smk).
+# and from the same reading of the run its MS1 TIC / base-peak chromatogram for the quality control (rules/qc.smk) and
+# its centroided MS1 scans, which gap filling (rules/correct.smk) reads instead of parsing the mzML again.
 
 
 rule detect:
@@ -8,6 +9,7 @@ rule detect:
     output:
         features="results/samples/{sample}/features.parquet",
         chromatogram="results/samples/{sample}/chromatogram.parquet",
+        ms1="results/samples/{sample}/ms1_scans.parquet",
     params:
         p=section_params("detect"),
         version=MS2STUDY_VERSION,
@@ -23,4 +25,5 @@ rule detect:
         ENV
     shell:
         "python -m ms2study --threads {threads} detect --mzml {input.mzml:q} --sample-id {wildcards.sample} "
-        "--out {output.features:q} --chromatogram-out {output.chromatogram:q} --params {params.p} > {log:q} 2>&1"
+        "--out {output.features:q} --chromatogram-out {output.chromatogram:q} --ms1-out {output.ms1:q} "
+        "--params {params.p} > {log:q} 2>&1"

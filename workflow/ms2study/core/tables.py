@@ -93,6 +93,14 @@ FEATURE_MATRIX_KEYS: dict[str, pl.DataType] = {
 
 # results/study/gap_filled/{s}.parquet (rule gapfill): one row per consensus feature that is null in the sample's column
 # of the feature matrix, re-quantified from the sample's own MS1 signal (correction.gapfill).
+# results/samples/{sample}/ms1_scans.parquet: a run's centroided MS1 scans as the detect stage saw them (one row per
+# scan), so that gap filling re-reads this compact table instead of parsing the run's mzML each time the study changes.
+MS1_SCANS: dict[str, pl.DataType] = {
+    "rt_s": pl.Float64,
+    "mz": pl.List(pl.Float64),          # ascending
+    "intensity": pl.List(pl.Float64),   # as read (float64, so gap filling from the table equals that from the mzML)
+}
+
 GAP_FILLED: dict[str, pl.DataType] = {
     "consensus_id": pl.Utf8,
     "sample_id": pl.Utf8,
@@ -149,6 +157,7 @@ _CONTRACTS: tuple[tuple[dict[str, pl.DataType], str, str], ...] = (
     (ANNOTATIONS, "annotations", "annotate"),
     (SAMPLE_EMBEDDING, "sample_embedding", "pool"),
     (FEATURE_MATRIX_KEYS, "feature_matrix", "link"),
+    (MS1_SCANS, "ms1_scans", "detect"),
     (GAP_FILLED, "gap_filled", "gapfill"),
     (CORRECTED_MATRIX_KEYS, "feature_matrix_corrected", "correct"),
 )

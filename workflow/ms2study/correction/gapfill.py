@@ -27,6 +27,7 @@ import numpy as np
 import polars as pl
 import pyopenms as oms
 
+from ms2study.core.tables import MS1_SCANS
 from ms2study.io.msio import set_params
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,21 @@ class Ms1Scans:
 
     def __len__(self) -> int:
         return int(self.rt.size)
+
+    def to_frame(self) -> pl.DataFrame:
+        """The scans as a table (``MS1_SCANS``): one row per scan, its RT and its peaks' m/z and intensity lists,
+        float64 as read (so a run's gap filling from the table equals gap filling from its mzML)."""
+        return pl.DataFrame({"rt_s": self.rt, "mz": [np.asarray(m, np.float64) for m in self.mz],
+                             "intensity": [np.asarray(i, np.float64) for i in self.intensity]},
+                            schema=MS1_SCANS)
+
+    @classmethod
+    def from_frame(cls, frame: pl.DataFrame) -> Ms1Scans:
+        """The scans of an ``MS1_SCANS`` table (``to_frame``), in RT order."""
+        frame = frame.sort("rt_s", maintain_order=True)
+        mz = [np.asarray(v, np.float64) for v in frame["mz"].to_list()]
+        intensity = [np.asarray(v, np.float64) for v in frame["intensity"].to_list()]
+        return cls(frame["rt_s"].to_numpy().astype(np.float64), mz, intensity)
 
 
 def raw_rt(rt_aligned: np.ndarray, slope: float, intercept: float) -> np.ndarray:

@@ -32,6 +32,7 @@ from ms2study.core import tables
 from ms2study.core.atomic import write_parquet
 from ms2study.core.errors import InputError
 from ms2study.core.params import overlay, schema_defaults
+from ms2study.correction.gapfill import Ms1Scans
 from ms2study.modelling.qc import chromatogram, chromatogram_metadata
 from ms2study.io.msio import (
     centroid,
@@ -200,9 +201,11 @@ def detect_features(mzml: str | Path, sample_id: str, params: dict | None = None
 
 
 def detect_run(mzml: str | Path, sample_id: str,
-               params: dict | None = None) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, str]]:
-    """``detect_features`` plus the run's chromatogram from the same reading of the file: (features, chromatogram,
-    chromatogram metadata); see ``run_chromatogram``. Raises as ``detect_features``."""
+               params: dict | None = None) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, str], Ms1Scans]:
+    """``detect_features`` plus, from the same reading of the file, the run's chromatogram (``run_chromatogram``)
+    and its centroided MS1 scans as feature detection saw them (``correction.gapfill.Ms1Scans``: what gap filling
+    re-reads instead of the mzML): (features, chromatogram, chromatogram metadata, MS1 scans). Raises as
+    ``detect_features``."""
     params = overlay(params, DEFAULT_PARAMS, "detect")
     check_centroid_mode(params["centroid"], "detect")
     exp = load_experiment(mzml, sample_id)
@@ -215,7 +218,7 @@ def detect_run(mzml: str | Path, sample_id: str,
             "table is empty and this sample's MS2 scans map to no feature",
             sample_id, file, ms1.getNrSpectra(), MIN_MS1_SCANS,
         )
-        return featuremap_to_frame(oms.FeatureMap(), sample_id), chrom, chrom_meta
+        return featuremap_to_frame(oms.FeatureMap(), sample_id), chrom, chrom_meta, Ms1Scans(np.empty(0), [], [])
     modes = [scan_ion_mode(s) for s in ms1]
     n_pos, n_neg = modes.count("positive"), modes.count("negative")
     if n_pos and n_neg:
@@ -230,6 +233,7 @@ def detect_run(mzml: str | Path, sample_id: str,
         ms1 = centroid(ms1, params["peak_picker_snr"])
     elif profile:
         log.warning("%s: MS1 scans look like profile data but centroid='never'; features will be poor", sample_id)
+    scans = Ms1Scans.from_experiment(ms1)
     try:
         fmap = find_features(ms1, params)
     except RuntimeError as err:  # pyOpenMS reports its refusals as RuntimeError; name the run, no traceback
@@ -241,15 +245,17 @@ def detect_run(mzml: str | Path, sample_id: str,
         ) from err
     df = featuremap_to_frame(fmap, sample_id)
     log.info("%s: %d features from %d MS1 scans", sample_id, df.height, ms1.getNrSpectra())
-    return df, chrom, chrom_meta
+    return df, chrom, chrom_meta, scans
 
 
 def _cli(args: argparse.Namespace) -> int:
     from ms2study.core.params import load_params
 
-    df, chrom, chrom_meta = detect_run(args.mzml, args.sample_id, load_params(args))
+    df, chrom, chrom_meta, scans = detect_run(args.mzml, args.sample_id, load_params(args))
     if args.chromatogram_out:
         write_parquet(chrom, args.chromatogram_out, metadata=chrom_meta)
+    if args.ms1_out:
+        write_parquet(scans.to_frame(), args.ms1_out)
     write_parquet(df, args.out)
     return 0
 
@@ -263,5 +269,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, type=Path, help="features.parquet")
     p.add_argument("--chromatogram-out", type=Path, default=None,
                    help="also write the run's MS1 TIC and base-peak chromatogram (chromatogram.parquet)")
+    p.add_argument("--ms1-out", type=Path, default=None,
+                   help="also write the run's centroided MS1 scans (ms1_scans.parquet), which gap filling reads "
+                        "instead of the mzML")
     add_params_argument(p)
     p.set_defaults(func=_cli)

@@ -1,11 +1,15 @@
-"""Gap filling of one run (the ``gapfill`` stage): the consensus features its detection missed, from its raw MS1 data.
+"""Gap filling (the ``gapfill`` stage): the consensus features each run's detection missed, from its MS1 data.
 
-One job per run, after ``link``: it reads the run's mzML/mzXML, the study feature matrix and the alignment table, and
-writes ``results/study/gap_filled/{sample}.parquet`` (``tables.GAP_FILLED``): one row for every consensus feature that
-is null in the run's matrix column, with the intensity re-quantified by ``correction.gapfill.quantify`` (null where no
-signal was found). The MS1 scans are centroided first when detect would centroid them (its ``centroid`` and
-``peak_picker_snr``), so the filled values come from the same peaks the detected ones came from. The ``correct``
-stage puts the filled values into the corrected matrix (config ``correct.use_filled``).
+One job for all runs, after ``link``: it reads the study feature matrix and the alignment table once and, per run,
+the centroided MS1 scans the detect stage saved (``results/samples/{sample}/ms1_scans.parquet``, the peaks feature
+detection used), and writes ``results/study/gap_filled/{sample}.parquet`` (``tables.GAP_FILLED``): one row for every
+consensus feature that is null in the run's matrix column, with the intensity re-quantified by
+``correction.gapfill.quantify`` (null where no signal was found). Every change of the study (a sample added) changes
+the matrix and reruns gap filling for every run; reading the saved scans instead of parsing each run's mzML again,
+in one process, keeps that cheap. A run can also be gap-filled from its mzML (``--mzml``): its MS1 scans are then
+centroided when detect would centroid them (its ``centroid`` and ``peak_picker_snr``), so the filled values come
+from the same peaks either way. The ``correct`` stage puts the filled values into the corrected matrix (config
+``correct.use_filled``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from ms2study.core import tables
 from ms2study.core.atomic import write_parquet
 from ms2study.core.errors import InputError
 from ms2study.core.params import overlay, schema_defaults
+from ms2study.core.runs import add_run_arguments, run_paths
 from ms2study.correction.gapfill import DETECT_KEYS, Ms1Scans, quantify, raw_rt
 from ms2study.io.msio import centroid, check_centroid_mode, is_profile, load_experiment, ms1_experiment
 
@@ -54,8 +59,30 @@ def alignment_line(alignment: pl.DataFrame, sample_id: str, source: str = "align
     return float(slope), float(intercept)
 
 
+def run_ms1_scans(mzml: str | Path, sample_id: str, detect_params: dict | None = None) -> Ms1Scans:
+    """A run's MS1 scans read from its mzML/mzXML and centroided as the detect stage centroids them (its
+    ``centroid`` and ``peak_picker_snr``); no scans (a warning naming the file) when it has fewer than
+    ``MIN_MS1_SCANS``. Raises ``InputError`` naming the sample when the run cannot be read."""
+    detect = overlay(detect_params, DETECT_DEFAULTS, "detect")
+    check_centroid_mode(detect["centroid"], "detect")
+    exp = ms1_experiment(load_experiment(mzml, sample_id))
+    if exp.getNrSpectra() < MIN_MS1_SCANS:
+        log.warning("sample '%s', file '%s': only %d MS1 scan(s); nothing can be gap-filled", sample_id,
+                    Path(mzml).name, exp.getNrSpectra())
+        return Ms1Scans(np.empty(0), [], [])
+    if detect["centroid"] == "always" or (detect["centroid"] == "auto" and is_profile(exp)):
+        exp = centroid(exp, detect["peak_picker_snr"])
+    return Ms1Scans.from_experiment(exp)
+
+
+def read_ms1_scans(path: str | Path, sample_id: str) -> Ms1Scans:
+    """The MS1 scans the detect stage saved for a run (``tables.MS1_SCANS``). Raises ``InputError``
+    naming the file and the sample when the table is missing or lacks its columns."""
+    return Ms1Scans.from_frame(tables.read_table(path, tables.MS1_SCANS, sample_id))
+
+
 def gap_fill_sample(
-    mzml: str | Path,
+    source: str | Path | Ms1Scans,
     sample_id: str,
     matrix: pl.DataFrame,
     alignment: pl.DataFrame,
@@ -64,11 +91,12 @@ def gap_fill_sample(
 ) -> pl.DataFrame:
     """The ``tables.GAP_FILLED`` rows of one run: every consensus feature null in ``matrix[sample_id]``.
 
-    ``matrix``: the study feature matrix (``tables.FEATURE_MATRIX_KEYS`` + one column per run); ``alignment``: the link
-    stage's alignment table (``ALIGNMENT_FIT`` columns); ``params``: the correct section's ``GAP_KEYS``;
-    ``detect_params``: the detect section (centroiding and quantification keys). Expected positions: consensus m/z,
-    consensus RT mapped back through the inverse alignment line. Raises ``InputError`` naming the sample when the
-    matrix has no column for it, its alignment row is missing, or the run cannot be read.
+    ``source``: the run's MS1 scans (``Ms1Scans``, e.g. ``read_ms1_scans`` of what detect saved) or its mzML/mzXML
+    path (``run_ms1_scans``). ``matrix``: the study feature matrix (``tables.FEATURE_MATRIX_KEYS`` + the run's
+    column); ``alignment``: the link stage's alignment table (``ALIGNMENT_FIT`` columns); ``params``: the correct
+    section's ``GAP_KEYS``; ``detect_params``: the detect section (centroiding and quantification keys). Expected
+    positions: consensus m/z, consensus RT mapped back through the inverse alignment line. Raises ``InputError``
+    naming the sample when the matrix has no column for it, its alignment row is missing, or the run cannot be read.
     """
     params = overlay(params, DEFAULT_PARAMS, "correct (gap filling)")
     detect = overlay(detect_params, DETECT_DEFAULTS, "detect")
@@ -79,16 +107,7 @@ def gap_fill_sample(
     slope, intercept = alignment_line(alignment, sample_id)
     missing = matrix.filter(pl.col(sample_id).is_null()).select("consensus_id", "mz", "rt_s")
     targets = missing.with_columns(rt_raw_s=pl.Series(raw_rt(missing["rt_s"].to_numpy(), slope, intercept)))
-    exp = ms1_experiment(load_experiment(mzml, sample_id))
-    if exp.getNrSpectra() < MIN_MS1_SCANS:
-        log.warning("sample '%s', file '%s': only %d MS1 scan(s); nothing can be gap-filled", sample_id,
-                    Path(mzml).name, exp.getNrSpectra())
-        scans = Ms1Scans(np.empty(0), [], [])
-    else:
-        profile = is_profile(exp)
-        if detect["centroid"] == "always" or (detect["centroid"] == "auto" and profile):
-            exp = centroid(exp, detect["peak_picker_snr"])
-        scans = Ms1Scans.from_experiment(exp)
+    scans = source if isinstance(source, Ms1Scans) else run_ms1_scans(source, sample_id, detect_params)
     quant = {k: detect[k] for k in DETECT_KEYS}
     found = quantify(scans, targets, float(params["gap_fill_mz_ppm"]), float(params["gap_fill_rt_s"]), quant)
     out = found.with_columns(sample_id=pl.lit(sample_id, dtype=pl.Utf8))
@@ -102,11 +121,14 @@ def gap_fill_sample(
 def _cli(args: argparse.Namespace) -> int:
     from ms2study.core.params import load_params
 
-    # the key columns and this run's column only: a job per run reading every run's column would make gap filling
-    # quadratic in the runs (a run the matrix lacks is refused by gap_fill_sample, naming it)
+    if bool(args.mzml) == bool(args.ms1_scans):
+        raise InputError("give either --mzml (read the run) or --ms1-scans (the scans detect saved)")
+    runs = run_paths(args, ("mzml", "ms1_scans", "out"))
+    # the key columns and the runs' own columns only: the matrix is read once for all runs, never every run's
+    # column per run (a run the matrix lacks is refused by gap_fill_sample, naming it)
     present = pl.read_parquet_schema(args.feature_matrix) if Path(args.feature_matrix).is_file() else {}
     matrix = tables.read_table(args.feature_matrix, tables.FEATURE_MATRIX_KEYS, only=True, columns=[
-        *tables.FEATURE_MATRIX_KEYS, *([args.sample_id] if args.sample_id in present else [])])
+        *tables.FEATURE_MATRIX_KEYS, *[sample for sample, _ in runs if sample in present]])
     alignment = tables.read_table(args.alignment, {c: pl.Utf8 for c in ALIGNMENT_FIT})
     try:
         detect_params = json.loads(args.detect_params)
@@ -115,17 +137,24 @@ def _cli(args: argparse.Namespace) -> int:
                          "object") from err
     if not isinstance(detect_params, dict):
         raise InputError("--detect-params must be a JSON object")
-    out = gap_fill_sample(args.mzml, args.sample_id, matrix, alignment, load_params(args), detect_params)
-    write_parquet(out, args.out)
+    params = load_params(args)
+    for sample, paths in runs:
+        source = paths["mzml"] if paths["mzml"] else read_ms1_scans(paths["ms1_scans"], sample)
+        out = gap_fill_sample(source, sample, matrix.select([*tables.FEATURE_MATRIX_KEYS, *(
+            [sample] if sample in matrix.columns else [])]), alignment, params, detect_params)
+        write_parquet(out, paths["out"])
     return 0
 
 
 def register(subparsers) -> None:
     from ms2study.core.params import add_params_argument
 
-    p = subparsers.add_parser("gapfill", help="re-quantify the consensus features a run missed from its MS1 data")
-    p.add_argument("--mzml", required=True, type=Path, help="the run (mzML or mzXML)")
-    p.add_argument("--sample-id", required=True)
+    p = subparsers.add_parser("gapfill", help="re-quantify the consensus features a run missed from its MS1 data "
+                              "(or several runs' in one process: --sample-ids and {sample} path templates)")
+    p.add_argument("--mzml", type=Path, default=None, help="the run (mzML or mzXML)")
+    p.add_argument("--ms1-scans", type=Path, default=None,
+                   help="or the run's MS1 scans as detect saved them (results/samples/{sample}/ms1_scans.parquet)")
+    add_run_arguments(p)
     p.add_argument("--feature-matrix", required=True, type=Path, help="results/study/feature_matrix.parquet")
     p.add_argument("--alignment", required=True, type=Path, help="results/study/alignment.parquet")
     p.add_argument("--out", required=True, type=Path, help="results/study/gap_filled/{sample}.parquet")

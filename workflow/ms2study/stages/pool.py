@@ -19,6 +19,7 @@ from ms2study.core.atomic import write_parquet
 from ms2study.correction.weights import corrected_feature_intensities
 from ms2study.core.errors import InputError
 from ms2study.core.params import add_params_argument, load_params
+from ms2study.core.runs import add_run_arguments, run_paths
 from ms2study.modelling.chemistry import (
     chemistry_sample,
     prototypes_from_embeddings,
@@ -44,31 +45,6 @@ def _cli_pool(args: argparse.Namespace) -> int:
     pooled = pool_sample(tables["embeddings"], tables["spectra"], args.sample_id, params, features=tables["features"])
     write_parquet(pooled, args.out)
     return 0
-
-
-def run_paths(args: argparse.Namespace, options: tuple[str, ...]) -> list[tuple[str, dict[str, str | None]]]:
-    """The runs a per-run command of the study phase covers, each with its paths: ``[(sample_id, {option: path})]``.
-
-    One run: ``--sample-id S`` and plain paths. Many runs in one process (the pipeline's study jobs: one start-up
-    and one read of the study tables for all runs): ``--sample-ids S1 S2 ...`` and each path option a template
-    holding ``{sample}``. Raises InputError when a template lacks ``{sample}`` with several runs, or when neither
-    or both of ``--sample-id`` / ``--sample-ids`` is given."""
-    if bool(args.sample_id) == bool(args.sample_ids):
-        raise InputError("give either --sample-id (one run) or --sample-ids (several runs, path templates with "
-                         "{sample})")
-    samples = [args.sample_id] if args.sample_id else list(dict.fromkeys(args.sample_ids))
-    runs = []
-    for sample in samples:
-        paths: dict[str, str | None] = {}
-        for option in options:
-            value = getattr(args, option)
-            if value is not None and args.sample_ids and "{sample}" not in value:
-                raise InputError(f"--{option.replace('_', '-')} '{value}' has no {{sample}} placeholder",
-                                 fix="with --sample-ids, give each per-run path as a template, e.g. "
-                                     "results/samples/{sample}/embeddings.parquet")
-            paths[option] = value.replace("{sample}", sample) if value is not None else None
-        runs.append((sample, paths))
-    return runs
 
 
 def _cli_pool_corrected(args: argparse.Namespace) -> int:
@@ -156,14 +132,6 @@ def _cli_chemistry(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--sample-id`` (one run) or ``--sample-ids`` (several, with ``{sample}`` in every per-run path)."""
-    parser.add_argument("--sample-id", default=None, help="the sample's id (one run)")
-    parser.add_argument("--sample-ids", nargs="+", default=None,
-                        help="several runs in one process: every per-run path option is then a template holding "
-                             "{sample}, e.g. results/samples/{sample}/embeddings.parquet")
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``prototypes``, ``chemistry`` and ``pool`` commands to the ms2study CLI."""
     q = subparsers.add_parser("prototypes", help="learn the chemical-space prototypes once (k-means on embeddings)")
@@ -181,7 +149,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--spectra", required=True, help="spectra.parquet of the sample")
     c.add_argument("--features", default=None, help="features.parquet of the sample (feature abundances)")
     c.add_argument("--prototypes", required=True, help="prototypes.parquet ('ms2study prototypes')")
-    _add_run_arguments(c)
+    add_run_arguments(c)
     c.add_argument("--out", required=True, help="sample_chemistry.parquet to write")
     add_params_argument(c)
     c.set_defaults(func=_cli_chemistry)
@@ -197,7 +165,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--corrected-matrix", required=True, help="feature_matrix_corrected.parquet (correct stage)")
     r.add_argument("--exclude-flagged", action=argparse.BooleanOptionalAction, default=True,
                    help="leave the spectra of flagged consensus features out (default; as the models do)")
-    _add_run_arguments(r)
+    add_run_arguments(r)
     r.add_argument("--out-features", required=True, help="the sample's corrected features table to write")
     r.add_argument("--out", required=True, help="the corrected sample embedding (.parquet) to write")
     add_params_argument(r)

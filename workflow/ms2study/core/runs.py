@@ -1,0 +1,47 @@
+"""Commands that cover one run or many in one process: ``--sample-id S`` with plain paths, or ``--sample-ids S1 S2
+...`` with every per-run path a template holding ``{sample}``. The pipeline's study-phase jobs (pool_corrected,
+chemistry, gapfill) run all runs in one process: one start-up and one read of the study tables, instead of a job per
+run that paid both each time.
+
+Layer 0: imports ``core.errors`` only.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ms2study.core.errors import InputError
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--sample-id`` (one run) or ``--sample-ids`` (several, with ``{sample}`` in every per-run path)."""
+    parser.add_argument("--sample-id", default=None, help="the sample's id (one run)")
+    parser.add_argument("--sample-ids", nargs="+", default=None,
+                        help="several runs in one process: every per-run path option is then a template holding "
+                             "{sample}, e.g. results/samples/{sample}/embeddings.parquet")
+
+
+def run_paths(args: argparse.Namespace, options: tuple[str, ...]) -> list[tuple[str, dict[str, str | None]]]:
+    """The runs a per-run command of the study phase covers, each with its paths: ``[(sample_id, {option: path})]``.
+
+    One run: ``--sample-id S`` and plain paths. Many runs in one process (the pipeline's study jobs: one start-up
+    and one read of the study tables for all runs): ``--sample-ids S1 S2 ...`` and each path option a template
+    holding ``{sample}``. Raises InputError when a template lacks ``{sample}`` with several runs, or when neither
+    or both of ``--sample-id`` / ``--sample-ids`` is given."""
+    if bool(args.sample_id) == bool(args.sample_ids):
+        raise InputError("give either --sample-id (one run) or --sample-ids (several runs, path templates with "
+                         "{sample})")
+    samples = [args.sample_id] if args.sample_id else list(dict.fromkeys(args.sample_ids))
+    runs = []
+    for sample in samples:
+        paths: dict[str, str | None] = {}
+        for option in options:
+            value = getattr(args, option)
+            value = None if value is None else str(value)
+            if value is not None and args.sample_ids and "{sample}" not in value:
+                raise InputError(f"--{option.replace('_', '-')} '{value}' has no {{sample}} placeholder",
+                                 fix="with --sample-ids, give each per-run path as a template, e.g. "
+                                     "results/samples/{sample}/embeddings.parquet")
+            paths[option] = value.replace("{sample}", sample) if value is not None else None
+        runs.append((sample, paths))
+    return runs
