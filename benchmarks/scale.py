@@ -15,7 +15,9 @@ A 2-core machine cannot run 200 or 1,000 samples through every per-sample stage,
    counted.
 2. Study stages at 50, 100, 200 and 1,000 samples, from replicated inputs: the K measured samples' per-sample
    tables (results/samples/{sample}/ and results/study/<folder>/{sample}.parquet) are copied under new sample ids
-   (``S01`` -> ``S01r2`` ...; ids relabelled, as ``report_size.py`` does), each new sample's mzML is a symbolic link
+   (``S01`` -> ``S01r2`` ...; ids relabelled, as ``report_size.py`` does; each copy's feature and MS/MS peak
+   intensities varied log-normally, sd 0.3, and its spectrum embeddings by noise of sd 0.05, so that the models fit
+   distinct samples, not degenerate exact copies), each new sample's mzML is a symbolic link
    to its source's, the sheet gets a row per sample (its source's outcomes), every table one mtime. Snakemake then
    runs only the study rules (``--allowed-rules``; the per-sample tables are its inputs), each job timed as above.
    Gap filling runs there too (one job for all runs, reading the MS1 scans detect saved, copied with the other
@@ -59,6 +61,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import yaml
 
@@ -176,11 +179,40 @@ def simulate(study: Path, samples: int, calibration_queries: int | None, profile
         (study / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def _relabel(frame: pl.DataFrame, source: str, new: str) -> pl.DataFrame:
+# Biological variation given to a copy (--jitter): log-normal sd of intensities (features, MS/MS peaks) and the sd
+# of the noise added to each spectrum embedding (then renormalised).
+JITTER_LOG_SD = 0.3
+JITTER_EMBEDDING_SD = 0.05
+
+
+def _relabel(frame: pl.DataFrame, source: str, new: str, rng: np.random.Generator | None = None) -> pl.DataFrame:
+    """``frame`` of ``source`` as a table of sample ``new``: ids relabelled; with ``rng`` (a copy), intensities and
+    spectrum embeddings varied as between the samples of one group, so that the models see distinct samples (exact
+    copies make every fit degenerate: perfectly separable, and far slower to converge than real data)."""
     exprs = [pl.lit(new).alias("sample_id")] if "sample_id" in frame.columns else []
     exprs += [pl.col(c).str.replace(f"^{re.escape(source)}:", f"{new}:") for c in ID_COLUMNS
               if c in frame.columns and frame.schema[c] == pl.String]
-    return frame.with_columns(exprs) if exprs else frame
+    frame = frame.with_columns(exprs) if exprs else frame
+    if rng is None or frame.height == 0:
+        return frame
+    varied = []
+    for column in ("intensity", "height", "precursor_intensity"):
+        if column in frame.columns and frame.schema[column] in (pl.Float64, pl.Float32):
+            varied.append(pl.col(column) * pl.Series(np.exp(rng.normal(0.0, JITTER_LOG_SD, frame.height))))
+    if "intensity" in frame.columns and isinstance(frame.schema["intensity"], pl.List):  # MS/MS peaks
+        peaks = [None if v is None else (np.asarray(v) * np.exp(rng.normal(0.0, JITTER_LOG_SD, len(v)))).astype(
+            np.float32) for v in frame["intensity"].to_list()]
+        varied.append(pl.Series("intensity", peaks, dtype=frame.schema["intensity"]))
+    if "embedding" in frame.columns and "spectrum_id" in frame.columns:  # spectrum embeddings, not pooled vectors
+        vectors = []
+        for v in frame["embedding"].to_list():
+            if v is None:
+                vectors.append(None)
+                continue
+            moved = np.asarray(v, dtype=np.float64) + rng.normal(0.0, JITTER_EMBEDDING_SD, len(v))
+            vectors.append((moved / max(np.linalg.norm(moved), 1e-12)).astype(np.float32))
+        varied.append(pl.Series("embedding", vectors, dtype=frame.schema["embedding"]))
+    return frame.with_columns(varied) if varied else frame
 
 
 def replicate(source: Path, out: Path, n: int, gap_fill: bool = False) -> list[str]:
@@ -214,14 +246,16 @@ def replicate(source: Path, out: Path, n: int, gap_fill: bool = False) -> list[s
     # one sample that run in the study phase: gap filling, bags of chemistry...)
     study_folders = [d for d in sorted((source / "results" / "study").glob("*/"))
                      if all((d / f"{s}.parquet").exists() for s in base)]
-    for new, src in sources:
+    for index, (new, src) in enumerate(sources):
         target = out / "results" / "samples" / new
         target.mkdir(parents=True, exist_ok=True)
+        # the measured samples as they are; every copy with its own (seeded) variation
+        rng = np.random.default_rng(index) if new != src else None
         for table in sorted((source / "results" / "samples" / src).glob("*.parquet")):
-            _relabel(pl.read_parquet(table), src, new).write_parquet(target / table.name)
+            _relabel(pl.read_parquet(table), src, new, rng).write_parquet(target / table.name)
         for folder in study_folders:
             (out / "results" / "study" / folder.name).mkdir(parents=True, exist_ok=True)
-            _relabel(pl.read_parquet(folder / f"{src}.parquet"), src, new).write_parquet(
+            _relabel(pl.read_parquet(folder / f"{src}.parquet"), src, new, rng).write_parquet(
                 out / "results" / "study" / folder.name / f"{new}.parquet")
     pl.concat(rows).write_csv(out / "samples.tsv", separator="\t")
     # every table one time, later than the inputs (mzML links, library, sheet): Snakemake reruns a job whose input is

@@ -120,16 +120,32 @@ def test_scale_benchmark_times_jobs_replicates_samples_and_judges_the_targets(tm
     for sample in ("S01", "S02"):
         (source / "mzml" / f"{sample}.mzML").write_text("<mzML/>")
         (source / "results" / "samples" / sample).mkdir(parents=True)
-        pl.DataFrame({"sample_id": [sample] * 2, "feature_id": [f"{sample}:1", f"{sample}:2"]}).write_parquet(
+        pl.DataFrame({"sample_id": [sample] * 2, "feature_id": [f"{sample}:1", f"{sample}:2"],
+                      "intensity": [100.0, 200.0]}).write_parquet(
             source / "results" / "samples" / sample / "features.parquet")
+        pl.DataFrame({"spectrum_id": [f"{sample}:s1"], "sample_id": [sample], "embedding": [[0.6, 0.8]]},
+                     schema_overrides={"embedding": pl.List(pl.Float32)}).write_parquet(
+            source / "results" / "samples" / sample / "embeddings.parquet")
     ids = scale.replicate(source, tmp_path / "n5", 5)
     assert ids == ["S01", "S02", "S01r2", "S02r2", "S01r3"]
     copied = pl.read_parquet(tmp_path / "n5" / "results" / "samples" / "S02r2" / "features.parquet")
-    assert copied.to_dict(as_series=False) == {"sample_id": ["S02r2"] * 2, "feature_id": ["S02r2:1", "S02r2:2"]}
+    assert copied.select("sample_id", "feature_id").to_dict(as_series=False) == {
+        "sample_id": ["S02r2"] * 2, "feature_id": ["S02r2:1", "S02r2:2"]}
+    # a copy is varied like another sample of its group (intensities log-normal, embeddings a little, unit length);
+    # a measured sample stays as measured
+    ratio = copied["intensity"].to_numpy() / np.array([100.0, 200.0])
+    assert np.all(ratio != 1.0) and np.all((ratio > 0.2) & (ratio < 5.0))
+    vector = np.array(pl.read_parquet(tmp_path / "n5" / "results" / "samples" / "S02r2" / "embeddings.parquet")[
+        "embedding"][0].to_list())
+    assert abs(np.linalg.norm(vector) - 1.0) < 1e-5 and 0 < np.abs(vector - [0.6, 0.8]).max() < 0.5
+    assert pl.read_parquet(tmp_path / "n5" / "results" / "samples" / "S02" / "features.parquet")[
+        "intensity"].to_list() == [100.0, 200.0]
     assert (tmp_path / "n5" / "mzml" / "S01r3.mzML").resolve() == (source / "mzml" / "S01.mzML").resolve()
     sheet = pl.read_csv(tmp_path / "n5" / "samples.tsv", separator="\t")
     assert sheet["group"].to_list() == ["case", "control", "case", "control", "case"]
     assert yaml.safe_load((tmp_path / "n5" / "config.yaml").read_text())["correct"]["gap_fill"] is False
+    assert yaml.safe_load((scale.replicate(source, tmp_path / "n3", 3, gap_fill=True) and tmp_path / "n3" /
+                           "config.yaml").read_text())["correct"]["gap_fill"] is True
 
     # per sample 10 + 20 s CPU (start-up 2 + 4), library 30 s once; study stages measured at 2, 20 and 200 samples,
     # models left out at 200 (CPU 1 -> 100 s from 2 to 20 samples: exponent 2; peak 50 -> 59 MB: +0.5 MB a sample)
