@@ -156,11 +156,14 @@ def test_the_scans_detect_saves_fill_gaps_exactly_as_the_mzml_does(linked: dict,
         filled += from_scans["intensity"].is_not_null().sum()
     assert filled > 0  # the comparison covers re-quantified values, not only nulls
     (tmp_path / "S02" / "ms1_scans.parquet").unlink()
+    for s in SAMPLES:
+        (tmp_path / s / "gap_filled.parquet").unlink()
     capsys.readouterr()
     assert cli.main(["gapfill", "--sample-ids", *SAMPLES, "--ms1-scans", str(tmp_path / "{sample}" / "ms1_scans.parquet"),
                      *common, "--out", str(tmp_path / "{sample}" / "gap_filled.parquet")]) == 1
     error = capsys.readouterr().err
     assert "ms1_scans" in error and "S02" in error and "ms2study detect" in error, error
+    assert not list(tmp_path.glob("*/gap_filled.parquet"))  # checked before any run was written
     # one source of scans, not two
     assert cli.main(["gapfill", "--sample-id", "S01", "--mzml", str(linked["mzml"]["S01"]), "--ms1-scans",
                      str(tmp_path / "S01" / "ms1_scans.parquet"), *common, "--out", str(tmp_path / "y.parquet")]) == 1

@@ -9,6 +9,7 @@ Layer 0: imports ``core.errors`` only.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ms2study.core.errors import InputError
 
@@ -45,3 +46,15 @@ def run_paths(args: argparse.Namespace, options: tuple[str, ...]) -> list[tuple[
             paths[option] = value.replace("{sample}", sample) if value is not None else None
         runs.append((sample, paths))
     return runs
+
+
+def check_run_inputs(runs: list[tuple[str, dict[str, str | None]]], writers: dict[str, str]) -> None:
+    """Before any output is written: every run's input file of the options in ``writers`` (option -> the command
+    that writes it) exists. Raises InputError naming the first missing file, its run and the command to rerun, so a
+    command over many runs never stops half-way with some runs' outputs written and others not."""
+    for sample, paths in runs:
+        for option, writer in writers.items():
+            path = paths.get(option)
+            if path is not None and not Path(path).is_file():
+                raise InputError(f"the {option.replace('_', ' ')} file does not exist", file=path, sample=sample,
+                                 fix=f"rerun '{writer}' for this run ('ms2study run' reruns what is missing)")

@@ -26,7 +26,7 @@ from ms2study.core import tables
 from ms2study.core.atomic import write_parquet
 from ms2study.core.errors import InputError
 from ms2study.core.params import overlay, schema_defaults
-from ms2study.core.runs import add_run_arguments, run_paths
+from ms2study.core.runs import add_run_arguments, check_run_inputs, run_paths
 from ms2study.correction.gapfill import DETECT_KEYS, Ms1Scans, quantify, raw_rt
 from ms2study.io.msio import centroid, check_centroid_mode, is_profile, load_experiment, ms1_experiment
 
@@ -124,6 +124,7 @@ def _cli(args: argparse.Namespace) -> int:
     if bool(args.mzml) == bool(args.ms1_scans):
         raise InputError("give either --mzml (read the run) or --ms1-scans (the scans detect saved)")
     runs = run_paths(args, ("mzml", "ms1_scans", "out"))
+    check_run_inputs(runs, {"mzml": "the acquisition (the sample sheet's file)", "ms1_scans": "ms2study detect"})
     # the key columns and the runs' own columns only: the matrix is read once for all runs, never every run's
     # column per run (a run the matrix lacks is refused by gap_fill_sample, naming it)
     present = pl.read_parquet_schema(args.feature_matrix) if Path(args.feature_matrix).is_file() else {}
@@ -138,6 +139,12 @@ def _cli(args: argparse.Namespace) -> int:
     if not isinstance(detect_params, dict):
         raise InputError("--detect-params must be a JSON object")
     params = load_params(args)
+    for sample, _ in runs:  # every run checked before any is written
+        if sample not in matrix.columns:
+            raise InputError("the feature matrix has no column for this sample", file=str(args.feature_matrix),
+                             sample=sample, fix="rerun 'ms2study link' with this sample (the sheet and the matrix "
+                                                "must agree)")
+        alignment_line(alignment, sample, str(args.alignment))
     for sample, paths in runs:
         source = paths["mzml"] if paths["mzml"] else read_ms1_scans(paths["ms1_scans"], sample)
         out = gap_fill_sample(source, sample, matrix.select([*tables.FEATURE_MATRIX_KEYS, *(

@@ -19,7 +19,7 @@ from ms2study.core.atomic import write_parquet
 from ms2study.correction.weights import corrected_feature_intensities
 from ms2study.core.errors import InputError
 from ms2study.core.params import add_params_argument, load_params
-from ms2study.core.runs import add_run_arguments, run_paths
+from ms2study.core.runs import add_run_arguments, check_run_inputs, run_paths
 from ms2study.modelling.chemistry import (
     chemistry_sample,
     prototypes_from_embeddings,
@@ -30,6 +30,9 @@ from ms2study.modelling.chemistry import (
 from ms2study.modelling.pooling import pool_sample
 
 log = logging.getLogger(__name__)
+
+# The per-run tables the study-phase commands read, and the command that writes each.
+PER_RUN_WRITERS = {"embeddings": "ms2study embed", "spectra": "ms2study spectra", "features": "ms2study detect"}
 
 
 def _cli_pool(args: argparse.Namespace) -> int:
@@ -50,6 +53,7 @@ def _cli_pool(args: argparse.Namespace) -> int:
 def _cli_pool_corrected(args: argparse.Namespace) -> int:
     params = load_params(args)
     runs = run_paths(args, ("embeddings", "spectra", "features", "out_features", "out"))
+    check_run_inputs(runs, PER_RUN_WRITERS)
     # The study tables are read once for all runs: the links split by run, the matrices one run's column at a time.
     if not Path(args.links).exists():
         raise InputError("feature links table does not exist", file=str(args.links))
@@ -58,6 +62,9 @@ def _cli_pool_corrected(args: argparse.Namespace) -> int:
     by_run = {key[0]: part for key, part in links.partition_by("sample_id", as_dict=True).items()}
     raw_columns = _columns(args.feature_matrix, "feature matrix")
     corrected_columns = _columns(args.corrected_matrix, "corrected feature matrix")
+    for sample in wanted_runs:  # every run checked before any is written
+        _need_column(raw_columns, args.feature_matrix, sample, "feature matrix")
+        _need_column(corrected_columns, args.corrected_matrix, sample, "corrected feature matrix")
     raw_all = corrected_all = None
     if len(runs) > 1:  # one read of the columns wanted; a single run reads only its own column
         raw_all = pl.read_parquet(args.feature_matrix, columns=["consensus_id", *[
@@ -67,8 +74,6 @@ def _cli_pool_corrected(args: argparse.Namespace) -> int:
     for sample, paths in runs:
         features = _read_table(paths["features"], "features", sample)
         run_links = by_run.get(sample, links.clear())
-        _need_column(raw_columns, args.feature_matrix, sample, "feature matrix")
-        _need_column(corrected_columns, args.corrected_matrix, sample, "corrected feature matrix")
         wanted = ["consensus_id", sample] + (["excluded"] if args.exclude_flagged else [])
         raw = (raw_all.select("consensus_id", sample) if raw_all is not None else
                pl.read_parquet(args.feature_matrix, columns=["consensus_id", sample]))
@@ -122,6 +127,7 @@ def _cli_chemistry(args: argparse.Namespace) -> int:
     params = load_params(args)
     prototypes = read_prototypes(args.prototypes)
     runs = run_paths(args, ("embeddings", "spectra", "features", "out"))
+    check_run_inputs(runs, PER_RUN_WRITERS)
     for sample, paths in runs:
         features = _read_table(paths["features"], "features", sample) if paths["features"] else None
         frame = chemistry_sample(_read_table(paths["embeddings"], "embeddings", sample),
