@@ -203,7 +203,8 @@ def _relabel(frame: pl.DataFrame, source: str, new: str, rng: np.random.Generato
         peaks = [None if v is None else (np.asarray(v) * np.exp(rng.normal(0.0, JITTER_LOG_SD, len(v)))).astype(
             np.float32) for v in frame["intensity"].to_list()]
         varied.append(pl.Series("intensity", peaks, dtype=frame.schema["intensity"]))
-    if "embedding" in frame.columns and "spectrum_id" in frame.columns:  # spectrum embeddings, not pooled vectors
+    if "spectrum_id" in frame.columns and isinstance(frame.schema.get("embedding"), pl.List):
+        # spectrum embeddings (not pooled vectors, which the study recomputes; not the annotations' embedding score)
         vectors = []
         for v in frame["embedding"].to_list():
             if v is None:

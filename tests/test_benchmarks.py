@@ -126,6 +126,8 @@ def test_scale_benchmark_times_jobs_replicates_samples_and_judges_the_targets(tm
         pl.DataFrame({"spectrum_id": [f"{sample}:s1"], "sample_id": [sample], "embedding": [[0.6, 0.8]]},
                      schema_overrides={"embedding": pl.List(pl.Float32)}).write_parquet(
             source / "results" / "samples" / sample / "embeddings.parquet")
+        pl.DataFrame({"spectrum_id": [f"{sample}:s1"], "sample_id": [sample], "embedding": [0.9]}).write_parquet(
+            source / "results" / "samples" / sample / "annotations.parquet")  # a score named embedding: kept
     ids = scale.replicate(source, tmp_path / "n5", 5)
     assert ids == ["S01", "S02", "S01r2", "S02r2", "S01r3"]
     copied = pl.read_parquet(tmp_path / "n5" / "results" / "samples" / "S02r2" / "features.parquet")
@@ -140,6 +142,8 @@ def test_scale_benchmark_times_jobs_replicates_samples_and_judges_the_targets(tm
     assert abs(np.linalg.norm(vector) - 1.0) < 1e-5 and 0 < np.abs(vector - [0.6, 0.8]).max() < 0.5
     assert pl.read_parquet(tmp_path / "n5" / "results" / "samples" / "S02" / "features.parquet")[
         "intensity"].to_list() == [100.0, 200.0]
+    assert pl.read_parquet(tmp_path / "n5" / "results" / "samples" / "S02r2" / "annotations.parquet")[
+        "embedding"].to_list() == [0.9]
     assert (tmp_path / "n5" / "mzml" / "S01r3.mzML").resolve() == (source / "mzml" / "S01.mzML").resolve()
     sheet = pl.read_csv(tmp_path / "n5" / "samples.tsv", separator="\t")
     assert sheet["group"].to_list() == ["case", "control", "case", "control", "case"]
