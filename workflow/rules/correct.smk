@@ -1,7 +1,7 @@
 # Study: batch-study corrections. For every run, the consensus features its detection missed, re-quantified from its
 # own MS1 signal (gapfill); then the corrected feature matrix: gap-filled, blank-flagged, QC drift/batch-corrected (correct).
 # The raw results/study/feature_matrix.parquet stays as link wrote it.
-from ms2study.stages.correct import gap_fill_on, rule_params as correct_rule_params
+from ms2study.core.paths import gap_fill_on, rule_params as correct_rule_params
 
 # One gap_filled table per run of the sheet, or none when correct.gap_fill is off.
 GAP_FILLED = expand("results/study/gap_filled/{sample}.parquet", sample=SAMPLES) if gap_fill_on(config) else []

@@ -1,6 +1,6 @@
 # Study: cross-validated models of every configured outcome.
 from ms2study.stages.differential import configured_outcomes
-from ms2study.stages.models import DEFAULT_PARAMS as MODELS_DEFAULTS
+from ms2study.core.params import schema_defaults
 
 
 # One folder per outcome of models: outcomes, named as `ms2study models` names them (the path-safe form of the
@@ -10,7 +10,7 @@ MODEL_OUTCOMES = list(configured_outcomes(config))
 # Bags of chemistry (rules/pool.smk) are computed only when the models use them (feature set chemical_space).
 CHEMISTRY = (
     expand("results/study/chemistry/{sample}.parquet", sample=SAMPLES)
-    if "chemical_space" in ((config.get("models") or {}).get("feature_sets") or MODELS_DEFAULTS["feature_sets"])
+    if "chemical_space" in ((config.get("models") or {}).get("feature_sets") or schema_defaults("models")["feature_sets"])
     else []
 )
 MODEL_SUMMARIES = expand("results/study/models/{outcome}/summary.json", outcome=MODEL_OUTCOMES)

@@ -28,24 +28,8 @@ __all__ = ["DEFAULT_PARAMS", "correct_study", "register", "rule_params", "gap_fi
 
 POLARITIES = ("positive", "negative")
 
-# The correct keys only later stages read (models, differential, attribution): they do not rerun the corrections.
-LATER_STAGE_KEYS = ("use_corrected", "exclude_flagged")
-# The correct keys the gapfill rule uses.
-GAPFILL_KEYS = ("gap_fill_mz_ppm", "gap_fill_rt_s")
-
-
-def rule_params(config: dict, rule: str) -> dict:
-    """The part of the workflow config's ``correct`` section that rule ``rule`` ("gapfill" or "correct") passes as
-    ``--params``, so a change of another key does not rerun it."""
-    section = config.get("correct") or {}
-    if rule == "gapfill":
-        return {k: v for k, v in section.items() if k in GAPFILL_KEYS}
-    return {k: v for k, v in section.items() if k not in LATER_STAGE_KEYS}
-
-
-def gap_fill_on(config: dict) -> bool:
-    """Whether the workflow runs gap filling (config ``correct.gap_fill``, default true)."""
-    return bool((config.get("correct") or {}).get("gap_fill", DEFAULT_PARAMS["gap_fill"]))
+# What the rules pass to gapfill and correct (core.paths: light, the rule files import it at every Snakemake start).
+from ms2study.core.paths import GAPFILL_KEYS, LATER_STAGE_KEYS, gap_fill_on, rule_params  # noqa: E402,F401
 
 
 def correct_study(feature_matrix: str | Path, samples: str | Path, gap_filled: list[str | Path] | None = None,

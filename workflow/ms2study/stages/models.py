@@ -100,29 +100,9 @@ DEFAULT_PARAMS: dict[str, Any] = {
 }
 
 
-# The study matrices (contract paths) and the defaults of the config section correct that choose between them.
-RAW_MATRIX = "results/study/feature_matrix.parquet"
-CORRECTED_MATRIX = "results/study/feature_matrix_corrected.parquet"
-CORRECT_DEFAULTS = {"use_corrected": True, "exclude_flagged": True}
-
-
-def matrix_inputs(config: dict) -> dict[str, Any]:
-    """The rules' view of the config section ``correct`` (models, differential, attribution, report): ``matrix``, the
-    corrected matrix (``use_corrected``, default true) or the raw one; ``flags``, ``[CORRECTED_MATRIX]`` when its
-    flagged features are left out (``exclude_flagged``, default true), else ``[]``; ``option``, the matching
-    ``--exclude-flagged PATH`` command option (or ""); ``sample_embedding`` and ``features``, path patterns (with
-    ``{sample}``) of the sample embeddings and feature intensities the models, bags of chemistry and attribution
-    use: pooled with corrected intensities under results/study (``use_corrected``) or the per-sample ones."""
-    correct = {**CORRECT_DEFAULTS, **(config.get("correct") or {})}
-    flags = [CORRECTED_MATRIX] if correct["exclude_flagged"] else []
-    corrected = bool(correct["use_corrected"])
-    return {"matrix": CORRECTED_MATRIX if corrected else RAW_MATRIX, "flags": flags,
-            "option": f"--exclude-flagged {CORRECTED_MATRIX}" if flags else "",
-            # the weights of pooling: the corrected intensities (rule pool_corrected) or the detect stage's own
-            "sample_embedding": ("results/study/pooled/{sample}.parquet" if corrected
-                                 else "results/samples/{sample}/sample_embedding.parquet"),
-            "features": ("results/study/corrected_features/{sample}.parquet" if corrected
-                         else "results/samples/{sample}/features.parquet")}
+# The study matrices and the rules' view of config section correct live in core.paths (light: the rule files import
+# them when Snakemake starts, in every SLURM job step); re-exported here for the stage's callers.
+from ms2study.core.paths import CORRECT_DEFAULTS, CORRECTED_MATRIX, RAW_MATRIX, matrix_inputs  # noqa: E402,F401
 
 
 def merge_params(params: dict | None) -> dict:
