@@ -200,8 +200,8 @@ def _relabel(frame: pl.DataFrame, source: str, new: str, rng: np.random.Generato
         if column in frame.columns and frame.schema[column] in (pl.Float64, pl.Float32):
             varied.append(pl.col(column) * pl.Series(np.exp(rng.normal(0.0, JITTER_LOG_SD, frame.height))))
     if "intensity" in frame.columns and isinstance(frame.schema["intensity"], pl.List):  # MS/MS peaks
-        peaks = [None if v is None else (np.asarray(v) * np.exp(rng.normal(0.0, JITTER_LOG_SD, len(v)))).astype(
-            np.float32) for v in frame["intensity"].to_list()]
+        peaks = [None if v is None else (np.asarray(v) * np.exp(rng.normal(0.0, JITTER_LOG_SD, len(v)))).tolist()
+                 for v in frame["intensity"].to_list()]
         varied.append(pl.Series("intensity", peaks, dtype=frame.schema["intensity"]))
     if "spectrum_id" in frame.columns and isinstance(frame.schema.get("embedding"), pl.List):
         # spectrum embeddings (not pooled vectors, which the study recomputes; not the annotations' embedding score)
@@ -211,7 +211,7 @@ def _relabel(frame: pl.DataFrame, source: str, new: str, rng: np.random.Generato
                 vectors.append(None)
                 continue
             moved = np.asarray(v, dtype=np.float64) + rng.normal(0.0, JITTER_EMBEDDING_SD, len(v))
-            vectors.append((moved / max(np.linalg.norm(moved), 1e-12)).astype(np.float32))
+            vectors.append((moved / max(np.linalg.norm(moved), 1e-12)).tolist())
         varied.append(pl.Series("embedding", vectors, dtype=frame.schema["embedding"]))
     return frame.with_columns(varied) if varied else frame
 

@@ -137,8 +137,9 @@ def test_scale_benchmark_times_jobs_replicates_samples_and_judges_the_targets(tm
     # a measured sample stays as measured
     ratio = copied["intensity"].to_numpy() / np.array([100.0, 200.0])
     assert np.all(ratio != 1.0) and np.all((ratio > 0.2) & (ratio < 5.0))
-    vector = np.array(pl.read_parquet(tmp_path / "n5" / "results" / "samples" / "S02r2" / "embeddings.parquet")[
-        "embedding"][0].to_list())
+    embeddings = pl.read_parquet(tmp_path / "n5" / "results" / "samples" / "S02r2" / "embeddings.parquet")
+    assert embeddings.schema["embedding"] == pl.List(pl.Float32)  # the contract's type, as the stages read it
+    vector = np.array(embeddings["embedding"][0].to_list())
     assert abs(np.linalg.norm(vector) - 1.0) < 1e-5 and 0 < np.abs(vector - [0.6, 0.8]).max() < 0.5
     assert pl.read_parquet(tmp_path / "n5" / "results" / "samples" / "S02" / "features.parquet")[
         "intensity"].to_list() == [100.0, 200.0]

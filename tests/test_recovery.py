@@ -301,3 +301,17 @@ def test_a_full_disk_gives_a_clear_message_and_no_partial_output(simulated: Path
     assert "no space left on the device" in result.stderr and "Traceback" not in result.stderr
     assert "free disk space" in result.stderr
     assert not out.exists() and not list(out.parent.iterdir()), "a partial or finished-looking file was left"
+
+
+def test_a_failed_study_job_over_every_run_is_summarised_in_one_short_line() -> None:
+    """A study job writes an output per run (gapfill, pool_corrected, chemistry: hundreds in a cohort); the run's
+    closing summary names the first two and counts the rest instead of listing every path."""
+    from ms2study.runlog import FailedJob
+
+    outputs = [f"results/study/pooled/S{i:03d}.parquet" for i in range(300)]
+    place = FailedJob("pool_corrected", "7", None, ["logs/study/pool_corrected.log"], outputs).place()
+    assert place == "results/study/pooled/S000.parquet, results/study/pooled/S001.parquet and 298 more outputs"
+    assert FailedJob("detect", "3", "S01", [], ["x"]).place() == "sample S01"
+    assert FailedJob("link", "4", None, [], ["results/study/feature_matrix.parquet"]).place() == \
+        "results/study/feature_matrix.parquet"
+    assert FailedJob("report", "5", None, [], []).place() == "study"

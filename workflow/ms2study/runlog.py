@@ -17,6 +17,16 @@ class FailedJob:
     logs: list[str]
     outputs: list[str]
 
+    def place(self, shown: int = 2) -> str:
+        """Where the job worked, for a one-line summary: "sample S", else its first ``shown`` outputs and how many
+        more (a study job over every run has hundreds), else "study"."""
+        if self.sample:
+            return f"sample {self.sample}"
+        if not self.outputs:
+            return "study"
+        more = len(self.outputs) - shown
+        return ", ".join(self.outputs[:shown]) + (f" and {more} more outputs" if more > 0 else "")
+
 
 @dataclass
 class RunLog:

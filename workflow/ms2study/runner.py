@@ -370,9 +370,8 @@ def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] |
         )
         width = max(len(job.rule) for job in run.failed)
         for job in sorted(run.failed, key=lambda j: (j.sample or "", j.rule)):
-            where = f"sample {job.sample}" if job.sample else (", ".join(job.outputs) or "study")
             logs = ", ".join(str(study_dir / log) for log in job.logs) or "(no log file; see Snakemake's log)"
-            lines.append(f"  {job.rule:<{width}}  {where}  log: {logs}")
+            lines.append(f"  {job.rule:<{width}}  {job.place()}  log: {logs}")
             cause = error_in_logs(study_dir, job.logs)
             if cause:
                 lines.append(f"  {'':<{width}}  {cause}")
@@ -403,8 +402,7 @@ def write_out_of_date_note(study_dir: Path, run: RunLog, since: float) -> Path:
     """Write ``results/study/OUT_OF_DATE.txt``: the study-level tables beside it are from an earlier run, which jobs
     of the latest run failed and with which logs, and that a run that finishes removes the note."""
     path = Path(study_dir) / OUT_OF_DATE_NOTE
-    failed = [f"  {job.rule}  {f'sample {job.sample}' if job.sample else ', '.join(job.outputs) or 'study'}  log: "
-              f"{', '.join(job.logs) or '(none)'}" for job in run.failed]
+    failed = [f"  {job.rule}  {job.place()}  log: {', '.join(job.logs) or '(none)'}" for job in run.failed]
     text = (f"OUT OF DATE: the files in this folder were made by an earlier run. The run started "
             f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(since))} did not finish"
             + (" (failed jobs below)" if failed else "") + ", so they may not match the study's current samples, "
