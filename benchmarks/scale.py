@@ -495,6 +495,21 @@ def judge(m: dict, sizes: list[int]) -> dict:
     return result
 
 
+def judge_with_per_sample(m: dict, other: dict) -> dict:
+    """The shares of ``judge`` when every sample costs what ``other``'s measured samples cost (its small run's
+    per-sample stages and their start-up, e.g. larger runs of --profile realistic), with ``m``'s library jobs,
+    study stages and add-one job list: how the targets depend on the size of the runs."""
+    swapped = {**m, "small_run": {**m["small_run"], "per_sample": other["small_run"]["per_sample"]},
+               "startup": other["startup"]}
+    keys = judge(swapped, [r["n_samples"] for r in m["study_runs"]])
+    return {"how": f"per-sample stages and start-up of {other['small_run']['samples']} {other['small_run']['profile']}"
+                   f"-profile samples (mzML MB {other['small_run']['mzml_mb']}); library, study stages and the add-one "
+                   "job list of the main run",
+            "per_sample": other["small_run"]["per_sample"], "startup": other["startup"],
+            **{k: keys[k] for k in ("per_sample_cpu_s", "study_cpu_share_200", "startup_share", "startup_share_slurm",
+                                    "full_run_cpu_s_200", "add_one_sample_share_200", "targets") if k in keys}}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
@@ -509,13 +524,19 @@ def main() -> int:
                         help="ms2study simulate's profile of the measured samples (realistic: larger runs)")
     parser.add_argument("--rejudge", type=Path, help="recompute the keys of an earlier result (with --workdir: "
                         "its per-sample phases from the kept logs)")
+    parser.add_argument("--per-sample-from", type=Path, help="with --rejudge: also judge the shares with the "
+                        "per-sample stages and start-up of this other result (e.g. a --profile realistic run of "
+                        "larger runs), kept under 'realistic_profile'")
     args = parser.parse_args()
     if args.rejudge:
         old = json.loads(args.rejudge.read_text())
         if args.workdir and (args.workdir / "small.time").exists():
             add_phases(old["small_run"]["per_sample"], parse_times(args.workdir / "small.time"))
         keys = judge(old, [r["n_samples"] for r in old["study_runs"]])
-        args.out.write_text(json.dumps({**old, **keys}, indent=2) + "\n")
+        result = {**old, **keys}
+        if args.per_sample_from:
+            result["realistic_profile"] = judge_with_per_sample(old, json.loads(args.per_sample_from.read_text()))
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
         return 0
     if args.quick:
         args.measured, args.samples = 2, [3, 5]

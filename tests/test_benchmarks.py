@@ -183,3 +183,11 @@ def test_scale_benchmark_times_jobs_replicates_samples_and_judges_the_targets(tm
     assert result["add_one_sample"]["gap_fill_on"]["other_samples_rerun"] == {}
     assert result["study_growth"]["link"]["peak_mb_per_added_sample"] == round(200 / 198, 4)
     assert not result["targets"]["study_cpu_share_200"]["met"] and result["targets"]["startup_share"]["met"]
+    # the same study priced with larger runs' per-sample stages (another result's small run): 60 s a sample
+    larger = {"small_run": {"samples": 2, "profile": "realistic", "mzml_mb": [19.0, 19.0],
+                            "per_sample": {"detect": {"cpu_s_median": 40.0, "phase": "sample"},
+                                           "gapfill": {"cpu_s_median": 20.0, "phase": "study"}}},
+              "startup": {"detect": {"cpu_s": 2.0}, "gapfill": {"cpu_s": 4.0}, "snakemake_job": {"cpu_s": 3.0}}}
+    realistic = scale.judge_with_per_sample(measured, larger)
+    assert realistic["per_sample_cpu_s"] == 60.0 and realistic["startup_share"] == round(6 / 60, 4)
+    assert realistic["full_run_cpu_s_200"] == 200 * 60 + 30 + 60 + 10000 and "realistic" in realistic["how"]
