@@ -189,11 +189,15 @@ def test_short_run_through_the_cli_writes_empty_table(tmp_path, capsys):
     path = _write(tmp_path / "one_scan.mzML", [*_ms1_scans(1, POS), _ms2(0.5, 400.0, POS)])
     out = tmp_path / "res" / "features.parquet"
     rc = cli.main(["detect", "--mzml", str(path), "--sample-id", "S1", "--out", str(out),
+                   "--ms1-out", str(tmp_path / "res" / "ms1_scans.parquet"),
                    "--params", json.dumps({"mass_error_ppm": 8})])
     assert rc == 0
     table = pl.read_parquet(out)
     assert table.height == 0 and list(table.columns[: len(tables.FEATURES)]) == list(tables.FEATURES)
     assert "Traceback" not in capsys.readouterr().err
+    # its saved MS1 scans: none (nothing to gap-fill from), in the table's own types
+    scans = pl.read_parquet(tmp_path / "res" / "ms1_scans.parquet")
+    assert scans.height == 0 and scans.schema == pl.Schema(tables.MS1_SCANS)
 
 
 def test_three_ms1_scans_run_detection(tmp_path, caplog):
