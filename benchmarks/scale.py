@@ -9,19 +9,18 @@ A 2-core machine cannot run 200 or 1,000 samples through every per-sample stage,
    timed by ``/usr/bin/time``: the rules run ``python`` from the folder of the interpreter running Snakemake, so the
    run uses an interpreter in a folder whose ``python`` is a timing shim (``timed_python``). Per job: wall time, CPU
    time (user + system), peak RSS (the kernel's maximum resident set). The rules are classified from the run itself:
-   per sample (the command names one sample; phase ``sample`` writes results/samples/, phase ``study`` would write
-   results/study/ after the study jobs), once per study (library index, calibration, prototypes) and study (the
-   rest, among them gapfill, pool_corrected and chemistry: one job for all runs), so a rule added to the workflow is
-   counted.
+   per sample (the command names a sample; phase ``sample`` writes results/samples/, phase ``study`` writes
+   results/study/ after the study jobs: gapfill, pool_corrected, chemistry), once per study (library index,
+   calibration, prototypes) and study (the rest), so a rule added to the workflow is counted.
 2. Study stages at 50, 100, 200 and 1,000 samples, from replicated inputs: the K measured samples' per-sample
    tables (results/samples/{sample}/ and results/study/<folder>/{sample}.parquet) are copied under new sample ids
    (``S01`` -> ``S01r2`` ...; ids relabelled, as ``report_size.py`` does; each copy's feature and MS/MS peak
-   intensities varied log-normally, sd 0.3, and its spectrum embeddings by noise of sd 0.05, so that the models fit
-   distinct samples, not degenerate exact copies), each new sample's mzML is a symbolic link
+   intensities and bag-of-chemistry abundances varied log-normally, sd 0.3, and its spectrum and pooled embeddings by
+   noise of sd 0.05, so that the models fit distinct samples, not degenerate exact copies), each new sample's mzML is a symbolic link
    to its source's, the sheet gets a row per sample (its source's outcomes), every table one mtime. Snakemake then
    runs only the study rules (``--allowed-rules``; the per-sample tables are its inputs), each job timed as above.
-   Gap filling runs there too (one job for all runs, reading the MS1 scans detect saved, copied with the other
-   per-sample tables). Replicated samples are copies, so the study has K distinct samples: the linked feature count stays
+   Gap filling is off there (``correct: gap_fill: false``); the study phase's per-sample jobs are priced per sample
+   from part 1 (their outputs are copied with the other per-sample tables). Replicated samples are copies, so the study has K distinct samples: the linked feature count stays
    that of K samples, which makes the study stages' cost here a lower bound of a real study's; the sample count
    (rows, columns, files) grows as it would. models grows much faster than the samples: above ``--heavy-up-to``
    (50) it and the stages reading its results are left out (``--omit-from models``) and their cost at 200 and
@@ -203,8 +202,12 @@ def _relabel(frame: pl.DataFrame, source: str, new: str, rng: np.random.Generato
         peaks = [None if v is None else (np.asarray(v) * np.exp(rng.normal(0.0, JITTER_LOG_SD, len(v)))).tolist()
                  for v in frame["intensity"].to_list()]
         varied.append(pl.Series("intensity", peaks, dtype=frame.schema["intensity"]))
-    if "spectrum_id" in frame.columns and isinstance(frame.schema.get("embedding"), pl.List):
-        # spectrum embeddings (not pooled vectors, which the study recomputes; not the annotations' embedding score)
+    if isinstance(frame.schema.get("abundance"), pl.List):  # a bag of chemistry: log abundances, varied additively
+        bags = [None if v is None else [None if x is None else x + float(rng.normal(0.0, JITTER_LOG_SD)) for x in v]
+                for v in frame["abundance"].to_list()]
+        varied.append(pl.Series("abundance", bags, dtype=frame.schema["abundance"]))
+    if isinstance(frame.schema.get("embedding"), pl.List):
+        # spectrum and pooled sample embeddings (not the annotations' embedding score, a number)
         vectors = []
         for v in frame["embedding"].to_list():
             if v is None:
@@ -348,7 +351,7 @@ def measure(root: Path, measured: int, sizes: list[int], calibration_queries: in
         shutil.rmtree(folder, ignore_errors=True)
         shutil.rmtree(root / f"timed-n{n}", ignore_errors=True)
         (root / f"n{n}.time").unlink(missing_ok=True)
-        ids = replicate(small, folder, n, gap_fill=True)
+        ids = replicate(small, folder, n)
         log_n = root / f"n{n}.time"
         python_n, env_n = timed_python(root / f"timed-n{n}", log_n)
         # above --heavy-up-to, models and what reads its results are left out and extrapolated (module docstring)

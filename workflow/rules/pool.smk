@@ -55,27 +55,25 @@ rule prototypes:
         "> {log:q} 2>&1"
 
 
-# Every run: its bag of chemistry, log abundance per prototype region (models feature set chemical_space), weighted
-# by the corrected feature intensities (rule pool_corrected) unless correct.use_corrected is false. Study-level
-# outputs (the prototypes and the corrected intensities depend on the study): one job does all runs.
+# Per sample: its bag of chemistry, log abundance per prototype region (models feature set chemical_space), weighted
+# by the corrected feature intensities (rule pool_corrected) unless correct.use_corrected is false. A study-level
+# output: the prototypes and the corrected intensities depend on the study. A job per run (rules/correct.smk, gapfill:
+# one job with an output and inputs per run costs Snakemake runs^2 checksums).
 rule chemistry:
     input:
-        embeddings=per_sample("embeddings"),
-        spectra=per_sample("spectra"),
-        features=expand(MATRIX_INPUTS["features"], sample=SAMPLES),
+        embeddings="results/samples/{sample}/embeddings.parquet",
+        spectra="results/samples/{sample}/spectra.parquet",
+        features=MATRIX_INPUTS["features"],
         prototypes="results/study/prototypes.parquet",
     output:
-        expand("results/study/chemistry/{sample}.parquet", sample=SAMPLES),
+        "results/study/chemistry/{sample}.parquet",
     params:
         p=section_params("pool"),
-        samples=" ".join(SAMPLES),
-        # the template itself ({sample} left for the command: a function's value is not formatted by Snakemake)
-        features=lambda wildcards: MATRIX_INPUTS["features"],
         version=MS2STUDY_VERSION,
     log:
-        "logs/study/chemistry.log",
+        "logs/chemistry/{sample}.log",
     benchmark:
-        "results/benchmarks/study/chemistry.tsv"
+        "results/benchmarks/chemistry/{sample}.tsv"
     threads: 1
     resources:
         mem_mb=res("pool", "mem_mb"),
@@ -83,8 +81,6 @@ rule chemistry:
     conda:
         ENV
     shell:
-        "python -m ms2study --threads {threads} chemistry --sample-ids {params.samples} "
-        "--embeddings 'results/samples/{{sample}}/embeddings.parquet' "
-        "--spectra 'results/samples/{{sample}}/spectra.parquet' --features '{params.features}' "
-        "--prototypes {input.prototypes:q} --out 'results/study/chemistry/{{sample}}.parquet' "
-        "--params {params.p} > {log:q} 2>&1"
+        "python -m ms2study --threads {threads} chemistry --embeddings {input.embeddings:q} "
+        "--spectra {input.spectra:q} --features {input.features:q} --prototypes {input.prototypes:q} "
+        "--sample-id {wildcards.sample} --out {output:q} --params {params.p} > {log:q} 2>&1"

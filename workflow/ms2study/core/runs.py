@@ -1,7 +1,7 @@
 """Commands that cover one run or many in one process: ``--sample-id S`` with plain paths, or ``--sample-ids S1 S2
-...`` with every per-run path a template holding ``{sample}``. The pipeline's study-phase jobs (pool_corrected,
-chemistry, gapfill) run all runs in one process: one start-up and one read of the study tables, instead of a job per
-run that paid both each time.
+...`` with every per-run path a template holding ``{sample}`` (pool-corrected, chemistry, gapfill): one start-up and
+one read of the study tables for many runs, for use outside Snakemake. The pipeline runs them a job per run: one
+Snakemake job with an output and an input per run makes Snakemake checksum every input once per output (runs²).
 
 Layer 0: imports ``core.errors`` only.
 """
@@ -25,9 +25,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 def run_paths(args: argparse.Namespace, options: tuple[str, ...]) -> list[tuple[str, dict[str, str | None]]]:
     """The runs a per-run command of the study phase covers, each with its paths: ``[(sample_id, {option: path})]``.
 
-    One run: ``--sample-id S`` and plain paths. Many runs in one process (the pipeline's study jobs: one start-up
-    and one read of the study tables for all runs): ``--sample-ids S1 S2 ...`` and each path option a template
-    holding ``{sample}``. Raises InputError when a template lacks ``{sample}`` with several runs, or when neither
+    One run: ``--sample-id S`` and plain paths. Many runs in one process (one start-up and one read of the study
+    tables): ``--sample-ids S1 S2 ...`` and each path option a template holding ``{sample}``. Raises InputError when a template lacks ``{sample}`` with several runs, or when neither
     or both of ``--sample-id`` / ``--sample-ids`` is given."""
     if bool(args.sample_id) == bool(args.sample_ids):
         raise InputError("give either --sample-id (one run) or --sample-ids (several runs, path templates with "
