@@ -15,8 +15,8 @@ A 2-core machine cannot run 200 or 1,000 samples through every per-sample stage,
 2. Study stages at 50, 100, 200 and 1,000 samples, from replicated inputs: the K measured samples' per-sample
    tables (results/samples/{sample}/ and results/study/<folder>/{sample}.parquet) are copied under new sample ids
    (``S01`` -> ``S01r2`` ...; ids relabelled, as ``report_size.py`` does; each copy's feature and MS/MS peak
-   intensities and bag-of-chemistry abundances varied log-normally, sd 0.3, and its spectrum and pooled embeddings by
-   noise of sd 0.05, so that the models fit distinct samples, not degenerate exact copies), each new sample's mzML is a symbolic link
+   intensities varied log-normally, sd 0.3, and its spectrum embeddings by noise of sd 0.05, its pooled vectors and
+   bag of chemistry pooled again from them, so that the models fit distinct samples, not degenerate exact copies), each new sample's mzML is a symbolic link
    to its source's, the sheet gets a row per sample (its source's outcomes), every table one mtime. Snakemake then
    runs only the study rules (``--allowed-rules``; the per-sample tables are its inputs), each job timed as above.
    Gap filling is off there (``correct: gap_fill: false``); the study phase's per-sample jobs are priced per sample
@@ -202,12 +202,9 @@ def _relabel(frame: pl.DataFrame, source: str, new: str, rng: np.random.Generato
         peaks = [None if v is None else (np.asarray(v) * np.exp(rng.normal(0.0, JITTER_LOG_SD, len(v)))).tolist()
                  for v in frame["intensity"].to_list()]
         varied.append(pl.Series("intensity", peaks, dtype=frame.schema["intensity"]))
-    if isinstance(frame.schema.get("abundance"), pl.List):  # a bag of chemistry: log abundances, varied additively
-        bags = [None if v is None else [None if x is None else x + float(rng.normal(0.0, JITTER_LOG_SD)) for x in v]
-                for v in frame["abundance"].to_list()]
-        varied.append(pl.Series("abundance", bags, dtype=frame.schema["abundance"]))
-    if isinstance(frame.schema.get("embedding"), pl.List):
-        # spectrum and pooled sample embeddings (not the annotations' embedding score, a number)
+    if "spectrum_id" in frame.columns and isinstance(frame.schema.get("embedding"), pl.List):
+        # spectrum embeddings (the pooled vectors and bags of chemistry are pooled again from them, ``_repool``; not
+        # the annotations' embedding score, a number)
         vectors = []
         for v in frame["embedding"].to_list():
             if v is None:
@@ -217,6 +214,34 @@ def _relabel(frame: pl.DataFrame, source: str, new: str, rng: np.random.Generato
             vectors.append((moved / max(np.linalg.norm(moved), 1e-12)).tolist())
         varied.append(pl.Series("embedding", vectors, dtype=frame.schema["embedding"]))
     return frame.with_columns(varied) if varied else frame
+
+
+def _repool(study: Path, sample: str, config: dict) -> None:
+    """A varied copy's pooled tables made again from its varied spectrum embeddings, with the product's own pooling
+    (``pool_sample``, ``chemistry_sample``, the study's pool settings): its sample embedding, and where present its
+    pooled vector with corrected intensities and its bag of chemistry. Attribution checks that a pooled vector is the
+    pooling of its spectra, so these cannot be varied on their own."""
+    from ms2study.modelling.chemistry import chemistry_sample, read_prototypes
+    from ms2study.modelling.pooling import pool_sample
+
+    params = config.get("pool") or {}
+    tables = study / "results" / "samples" / sample
+    if not ((tables / "embeddings.parquet").exists() and (tables / "spectra.parquet").exists()):
+        return  # nothing was embedded: nothing to pool
+    embeddings, spectra = pl.read_parquet(tables / "embeddings.parquet"), pl.read_parquet(tables / "spectra.parquet")
+    if (tables / "sample_embedding.parquet").exists():
+        pool_sample(embeddings, spectra, sample, params, features=pl.read_parquet(tables / "features.parquet")
+                    ).write_parquet(tables / "sample_embedding.parquet")
+    corrected = study / "results" / "study" / "corrected_features" / f"{sample}.parquet"
+    features = pl.read_parquet(corrected) if corrected.exists() else pl.read_parquet(tables / "features.parquet")
+    pooled = study / "results" / "study" / "pooled" / f"{sample}.parquet"
+    if pooled.exists():
+        pool_sample(embeddings, spectra, sample, params, features=features).write_parquet(pooled)
+    bag = study / "results" / "study" / "chemistry" / f"{sample}.parquet"
+    prototypes = study / "results" / "study" / "prototypes.parquet"
+    if bag.exists() and prototypes.exists():
+        chemistry_sample(embeddings, spectra, sample, read_prototypes(prototypes), params,
+                         features=features).write_parquet(bag)
 
 
 def replicate(source: Path, out: Path, n: int, gap_fill: bool = False) -> list[str]:
@@ -261,6 +286,8 @@ def replicate(source: Path, out: Path, n: int, gap_fill: bool = False) -> list[s
             (out / "results" / "study" / folder.name).mkdir(parents=True, exist_ok=True)
             _relabel(pl.read_parquet(folder / f"{src}.parquet"), src, new, rng).write_parquet(
                 out / "results" / "study" / folder.name / f"{new}.parquet")
+        if rng is not None:
+            _repool(out, new, config)
     pl.concat(rows).write_csv(out / "samples.tsv", separator="\t")
     # every table one time, later than the inputs (mzML links, library, sheet): Snakemake reruns a job whose input is
     # newer than its output, and the copies were written in no particular order
