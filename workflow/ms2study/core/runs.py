@@ -26,8 +26,9 @@ def run_paths(args: argparse.Namespace, options: tuple[str, ...]) -> list[tuple[
     """The runs a per-run command of the study phase covers, each with its paths: ``[(sample_id, {option: path})]``.
 
     One run: ``--sample-id S`` and plain paths. Many runs in one process (one start-up and one read of the study
-    tables): ``--sample-ids S1 S2 ...`` and each path option a template holding ``{sample}``. Raises InputError when a template lacks ``{sample}`` with several runs, or when neither
-    or both of ``--sample-id`` / ``--sample-ids`` is given."""
+    tables): ``--sample-ids S1 S2 ...`` and each path option a template holding ``{sample}``. Raises InputError
+    when a template lacks ``{sample}`` with several runs, or when neither or both of ``--sample-id`` /
+    ``--sample-ids`` is given."""
     if bool(args.sample_id) == bool(args.sample_ids):
         raise InputError("give either --sample-id (one run) or --sample-ids (several runs, path templates with "
                          "{sample})")

@@ -197,8 +197,8 @@ def preprocessor(imputation: str, params: dict, n_columns: int | None = None,
 
     With covariates (the last ``n_covariates`` of ``n_columns + n_covariates`` columns) the set's columns and the
     covariates are prepared side by side; the covariates are mean-imputed, scaled and weighted, and never
-    filtered. ``n_columns`` None: every column but the covariates (taken from X at fit time is not possible, so
-    give it)."""
+    filtered. Raises ValueError when ``n_columns`` is None (the split between the set and the covariates must be
+    given)."""
     if n_columns is None:
         raise ValueError("preprocessor needs n_columns")
     top_k = params.get("univariate_top_k")

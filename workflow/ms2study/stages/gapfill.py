@@ -6,9 +6,9 @@ matrix's keys and the run's column, the alignment table and the centroided MS1 s
 ``results/study/gap_filled/{sample}.parquet`` (``tables.GAP_FILLED``): one row for every consensus feature that is
 null in the run's matrix column, with the intensity re-quantified by ``correction.gapfill.quantify`` (null where no
 signal was found). Every change of the study (a sample added) changes the matrix and reruns gap filling for every
-run; reading the saved scans instead of parsing each run's mzML again keeps that cheap. A run can also be gap-filled from its mzML (``--mzml``): its MS1 scans are then
-centroided when detect would centroid them (its ``centroid`` and ``peak_picker_snr``), so the filled values come
-from the same peaks either way. The ``correct`` stage puts the filled values into the corrected matrix (config
+run; reading the saved scans instead of parsing each run's mzML again keeps that cheap. A run can also be gap-filled
+from its mzML (``--mzml``): its MS1 scans are then centroided when detect would centroid them (its ``centroid`` and
+``peak_picker_snr``), so the filled values come from the same peaks either way. The ``correct`` stage puts the filled values into the corrected matrix (config
 ``correct.use_filled``).
 """
 
@@ -59,6 +59,13 @@ def alignment_line(alignment: pl.DataFrame, sample_id: str, source: str = "align
     return float(slope), float(intercept)
 
 
+def require_run_column(matrix: pl.DataFrame, sample_id: str, source: str | None = None) -> None:
+    """InputError naming the sample (and the matrix file ``source``) when ``matrix`` has no column for the run."""
+    if sample_id not in matrix.columns:
+        raise InputError("the feature matrix has no column for this sample", file=source, sample=sample_id,
+                         fix="rerun 'ms2study link' with this sample (the sheet and the matrix must agree)")
+
+
 def run_ms1_scans(mzml: str | Path, sample_id: str, detect_params: dict | None = None) -> Ms1Scans:
     """A run's MS1 scans read from its mzML/mzXML and centroided as the detect stage centroids them (its
     ``centroid`` and ``peak_picker_snr``); no scans (a warning naming the file) when it has fewer than
@@ -101,9 +108,7 @@ def gap_fill_sample(
     params = overlay(params, DEFAULT_PARAMS, "correct (gap filling)")
     detect = overlay(detect_params, DETECT_DEFAULTS, "detect")
     check_centroid_mode(detect["centroid"], "detect")
-    if sample_id not in matrix.columns:
-        raise InputError("the feature matrix has no column for this sample", sample=sample_id,
-                         fix="rerun 'ms2study link' with this sample (the sheet and the matrix must agree)")
+    require_run_column(matrix, sample_id)
     slope, intercept = alignment_line(alignment, sample_id)
     missing = matrix.filter(pl.col(sample_id).is_null()).select("consensus_id", "mz", "rt_s")
     targets = missing.with_columns(rt_raw_s=pl.Series(raw_rt(missing["rt_s"].to_numpy(), slope, intercept)))
@@ -140,10 +145,7 @@ def _cli(args: argparse.Namespace) -> int:
         raise InputError("--detect-params must be a JSON object")
     params = load_params(args)
     for sample, _ in runs:  # every run checked before any is written
-        if sample not in matrix.columns:
-            raise InputError("the feature matrix has no column for this sample", file=str(args.feature_matrix),
-                             sample=sample, fix="rerun 'ms2study link' with this sample (the sheet and the matrix "
-                                                "must agree)")
+        require_run_column(matrix, sample, str(args.feature_matrix))
         alignment_line(alignment, sample, str(args.alignment))
     for sample, paths in runs:
         source = paths["mzml"] if paths["mzml"] else read_ms1_scans(paths["ms1_scans"], sample)
