@@ -181,12 +181,13 @@ def test_models_leave_qcs_and_blanks_out_and_say_so(tmp_path: Path) -> None:
 
 def test_rules_read_the_corrected_matrix_by_default_and_pass_the_flags() -> None:
     corrected = "results/study/feature_matrix_corrected.parquet"
-    assert models.matrix_inputs({}) == {"matrix": corrected, "flags": [corrected],
+    assert models.matrix_inputs({}) == {"matrix": corrected, "flags": [corrected], "flag_input": [],
                                         "option": f"--exclude-flagged {corrected}",
                                         "sample_embedding": "results/study/pooled/{sample}.parquet",
                                         "features": "results/study/corrected_features/{sample}.parquet"}
     raw = models.matrix_inputs({"correct": {"use_corrected": False}})
     assert raw["matrix"] == "results/study/feature_matrix.parquet" and raw["flags"] == [corrected]
+    assert raw["flag_input"] == [corrected]  # beside the raw matrix the rules list the corrected one for its flags
     # without the corrected matrix, pooling keeps the detect stage's own intensities (per-sample tables)
     assert raw["sample_embedding"] == "results/samples/{sample}/sample_embedding.parquet"
     assert raw["features"] == "results/samples/{sample}/features.parquet"
@@ -194,7 +195,7 @@ def test_rules_read_the_corrected_matrix_by_default_and_pass_the_flags() -> None
     text = {name: (REPO / "workflow" / "rules" / f"{name}.smk").read_text()
             for name in ("models", "differential", "attribution", "report")}
     for name in ("models", "differential"):
-        assert 'matrix=MATRIX_INPUTS["matrix"]' in text[name] and 'flags=MATRIX_INPUTS["flags"]' in text[name]
+        assert 'matrix=MATRIX_INPUTS["matrix"]' in text[name] and 'flags=MATRIX_INPUTS["flag_input"]' in text[name]
         assert 'flags=MATRIX_INPUTS["option"]' in text[name] and "{params.flags}" in text[name]
     assert 'matrix=MATRIX_INPUTS["matrix"]' in text["attribution"]
     assert "--corrected-matrix {input.corrected:q} --correction {input.correction:q}" in text["report"]
@@ -215,8 +216,13 @@ def test_snakemake_dry_run_wires_the_corrected_matrix_and_the_flags(tmp_path: Pa
         assert result.returncode == 0, result.stderr[-3000:]
         return result.stdout
 
-    commands = [line for line in dry().splitlines() if " models " in line or " differential " in line]
+    out = dry()
+    commands = [line for line in out.splitlines() if " models " in line or " differential " in line]
     assert len(commands) == 2
+    # each job's input names the corrected matrix once (it is both the matrix and the flags' source)
+    for rule in ("models", "differential"):
+        inputs = out.split(f"rule {rule}:")[1].split("input:")[1].splitlines()[0].split(", ")
+        assert inputs.count("results/study/feature_matrix_corrected.parquet") == 1, (rule, inputs)
     for line in commands:
         assert "--feature-matrix results/study/feature_matrix_corrected.parquet" in line
         assert "--exclude-flagged results/study/feature_matrix_corrected.parquet" in line

@@ -14,7 +14,7 @@ rule differential:
         sheet="results/study/samples.tsv",
         # corrected or raw, and the flags (MATRIX_INPUTS: rules/common.smk)
         matrix=MATRIX_INPUTS["matrix"],
-        flags=MATRIX_INPUTS["flags"],
+        flags=MATRIX_INPUTS["flag_input"],
         identifications="results/study/identifications.parquet",
     output:
         differential=report(

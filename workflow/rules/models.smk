@@ -34,7 +34,7 @@ rule models:
         spectra=per_sample("spectra"),
         chemistry=CHEMISTRY,
         matrix=MATRIX_INPUTS["matrix"],
-        flags=MATRIX_INPUTS["flags"],
+        flags=MATRIX_INPUTS["flag_input"],
     output:
         # the summaries are marked for `snakemake --report`; the other files are plain outputs
         [

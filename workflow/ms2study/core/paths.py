@@ -21,7 +21,9 @@ CORRECT_DEFAULTS = {"use_corrected": True, "exclude_flagged": True}
 def matrix_inputs(config: dict) -> dict[str, Any]:
     """The rules' view of the config section ``correct`` (models, differential, attribution, report): ``matrix``, the
     corrected matrix (``use_corrected``, default true) or the raw one; ``flags``, ``[CORRECTED_MATRIX]`` when its
-    flagged features are left out (``exclude_flagged``, default true), else ``[]``; ``option``, the matching
+    flagged features are left out (``exclude_flagged``, default true), else ``[]``; ``flag_input``, the same file
+    when the rule must list it beside ``matrix`` (``[]`` when ``matrix`` is that file already, so a rule's input
+    names it once); ``option``, the matching
     ``--exclude-flagged PATH`` command option (or ""); ``sample_embedding`` and ``features``, path patterns (with
     ``{sample}``) of the sample embeddings and feature intensities the models, bags of chemistry and attribution
     use: pooled with corrected intensities under results/study (``use_corrected``) or the per-sample ones."""
@@ -29,6 +31,7 @@ def matrix_inputs(config: dict) -> dict[str, Any]:
     flags = [CORRECTED_MATRIX] if correct["exclude_flagged"] else []
     corrected = bool(correct["use_corrected"])
     return {"matrix": CORRECTED_MATRIX if corrected else RAW_MATRIX, "flags": flags,
+            "flag_input": [] if corrected else flags,
             "option": f"--exclude-flagged {CORRECTED_MATRIX}" if flags else "",
             # the weights of pooling: the corrected intensities (rule pool_corrected) or the detect stage's own
             "sample_embedding": ("results/study/pooled/{sample}.parquet" if corrected
