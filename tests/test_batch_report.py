@@ -210,7 +210,10 @@ def test_a_study_without_qcs_says_drift_was_not_corrected_from_qcs(tmp_path: Pat
     text = (tmp_path / "r.html").read_text(encoding="utf-8")
     part = _section(text)
     assert "Drift correction: <b>median</b>" in part
-    assert "<b>Drift was not corrected from pooled QCs</b>: the study has no pooled QC runs" in part
+    # said once (trial finding: the correct stage's note and the section's own sentence both said why and what)
+    assert "<b>Drift was not corrected from pooled QCs</b>: no pooled QC runs: median normalisation per sample" in part
+    assert re.sub(r"<[^>]+>", "", part).count("no pooled QC runs") == 1
+    assert part.count("Drift was not corrected") == 1 and "evens out overall intensity" not in part
     assert "median normalisation" in part and "not measured (fewer than two pooled QC runs)" in part
     warnings = text.split('id="warnings"')[1].split('id="overview"')[0]
     assert "drift was <b>not corrected from pooled QCs</b>" in warnings
@@ -257,7 +260,8 @@ def test_qcs_too_few_for_a_fit_are_named_as_the_reason(tmp_path: Path) -> None:
     inputs.correction.write_text(json.dumps(record))
     build_report(inputs, tmp_path / "r.html")
     text = (tmp_path / "r.html").read_text(encoding="utf-8")
-    assert "<b>Drift was not corrected from pooled QCs</b>: the study has 8 pooled QC runs, but the note" in text
+    assert ("<b>Drift was not corrected from pooled QCs</b>: drift_method auto fell back to median normalisation: "
+            "batch(es) 2 have fewer than 3 QC runs. Median normalisation divides") in text
     warnings = text.split('id="warnings"')[1].split('id="overview"')[0]
     assert "batch(es) 2 have fewer than 3 QC runs)" in warnings and "median ratio" not in warnings
 

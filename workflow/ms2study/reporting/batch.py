@@ -93,26 +93,30 @@ def runs_table(roles: pl.DataFrame) -> str:
 
 
 def _drift_text(record: dict, n_qc: int, warnings: list[str], acquisition: bool = True) -> str:
-    """The drift method, its note and the plain statement when drift was not corrected from pooled QCs; that is also
-    a warning when the sheet describes the acquisition (QC runs, more than one batch, or injection orders:
-    ``acquisition``), and only a statement in the section for a plain study without any of them."""
+    """The drift method with its note, said once: when drift was not corrected from pooled QCs, the plain statement
+    leads the note (which says why and what was done instead) or, without a note, gives the reason and the method's
+    effect itself. That is also a warning when the sheet describes the acquisition (QC runs, more than one batch, or
+    injection orders: ``acquisition``), and only a statement in the section for a plain study without any of them."""
     method = str(record.get("drift_method", "unknown"))
-    text = f"<p>Drift correction: <b>{esc(method)}</b>. {esc(record.get('note') or '')}</p>"
-    if method not in QC_DRIFT_METHODS:
-        reason = ("the study has no pooled QC runs (sample_type qc in the sample sheet)" if n_qc == 0 else
-                  f"the study has {n_qc} pooled QC runs, but " + ("the note above says why they were not used"
-                                                                  if method == "median" and record.get("note")
-                                                                  else f"drift_method is {method}"))
+    note = str(record.get("note") or "")
+    if method in QC_DRIFT_METHODS:
+        return f"<p>Drift correction: <b>{esc(method)}</b>. {esc(note)}</p>"
+    reason = ("the study has no pooled QC runs (sample_type qc in the sample sheet)" if n_qc == 0 else
+              f"the study has {n_qc} pooled QC runs, but drift_method is {method}")
+    if note:
+        said = esc(note)
+    else:
         fallback = {"median": "each run was scaled to the median intensity of the runs (median normalisation), which "
                               "evens out overall intensity but not feature-specific drift",
                     "none": "intensities are left as measured"}.get(method, f"method '{method}' was used")
-        text += (f"<p><b>Drift was not corrected from pooled QCs</b>: {reason}; {esc(fallback)}. Intensity drift "
-                 "with injection order and batch offsets may remain in the matrix the models use.</p>")
-        # the note's first sentence says why (the whole note is in the section)
-        why = reason if n_qc == 0 or not record.get("note") else str(record["note"]).split(". ")[0]
-        if acquisition:
-            warnings.append(f"drift was <b>not corrected from pooled QCs</b> (drift method {esc(method)}; {esc(why)}): "
-                            "check the batch section before reading group differences")
+        said = (f"{esc(reason)}; {esc(fallback)}. Intensity drift with injection order and batch offsets may remain "
+                "in the matrix the models use.")
+    text = f"<p>Drift correction: <b>{esc(method)}</b>. <b>Drift was not corrected from pooled QCs</b>: {said}</p>"
+    # the note's first sentence says why (the whole note is in the section)
+    why = reason if n_qc == 0 or not note else note.split(". ")[0]
+    if acquisition:
+        warnings.append(f"drift was <b>not corrected from pooled QCs</b> (drift method {esc(method)}; {esc(why)}): "
+                        "check the batch section before reading group differences")
     return text
 
 
