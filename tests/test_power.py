@@ -21,16 +21,34 @@ TABLE = {"source": "sweep.json", "fold_changes": [1.5, 2.0, 3.0, 4.0], "by_n_sam
 
 
 def test_the_sentence_uses_the_largest_swept_size_not_above_the_study() -> None:
+    """Trial finding: the sentence read "5 compounds changed: not detected up to 4x; 12 compounds changed: from 4x
+    (feature matrix)". It now reads as a sentence: how many compounds changed how much, with which feature set."""
     at_20 = detectable_effect_sentence(20, TABLE)
-    assert "studies of 16 samples" in at_20
-    assert "5 compounds changed: not detected up to 4x" in at_20 and "12 compounds changed: from 4x (feature matrix)" in at_20
+    assert at_20.startswith("At 16 samples (half cases; the largest size swept up to this study's 20) the effect-size "
+                            "sweep on realistic simulated studies (sweep.json) detected one class's compounds raised "
+                            "in cases (the AUC's 95% interval above 0.5) when 12 compounds changed 4x or more (with "
+                            "the feature matrix); with 5 compounds changed it detected none up to 4x. ")
+    assert ": from" not in at_20 and "changed:" not in at_20
+    at_16 = detectable_effect_sentence(16, TABLE)
+    assert at_16.startswith("At this study's size (16 samples, half cases) the effect-size sweep")
     at_40 = detectable_effect_sentence(120, TABLE)
-    assert "studies of 40 samples" in at_40 and "from 1.5x (bag of chemistry)" in at_40 and "from 2x" in at_40
+    assert ("At 40 samples (half cases; the largest size swept up to this study's 120)" in at_40
+            and "when 5 compounds changed 2x or more with the feature matrix; 12 compounds changed 1.5x or more with "
+            "the bag of chemistry. A smaller effect" in at_40)
+    same = {"by_n_samples": {"16": {"5": {"fold_change": 3.0, "feature_set": "features"},
+                                    "12": {"fold_change": 2.0, "feature_set": "features"}}}}
+    assert ("when 5 compounds changed 3x or more; 12 compounds changed 2x or more (all with the feature matrix)."
+            in detectable_effect_sentence(16, same))
+    none = {"fold_changes": [1.5, 4.0], "by_n_samples": {"16": {"5": None, "12": {"fold_change": None}}}}
+    assert ("detected one class's compounds raised in cases (the AUC's 95% interval above 0.5) in none of its "
+            "settings: not up to 4x with 5 or 12 compounds changed." in detectable_effect_sentence(16, none))
 
 
 def test_a_study_smaller_than_the_sweep_is_told_so() -> None:
     text = detectable_effect_sentence(8, TABLE)
-    assert text.startswith("This study has 8 samples, fewer than the sweep's smallest studies (16 samples)")
+    assert text.startswith("This study has 8 samples, fewer than the sweep's smallest studies (16 samples, half cases); "
+                           "even at 16 samples the effect-size sweep")
+    assert "only when 12 compounds changed 4x or more" in text
     assert detectable_effect_sentence(16, None) is None
 
 

@@ -40,9 +40,12 @@ def read_detectable_effects(path: str | Path = RESOURCE) -> dict | None:
 
 def detectable_effect_sentence(n_samples: int, data: dict | None) -> str | None:
     """One sentence for a binary outcome modelled on ``n_samples`` samples: the smallest fold change the sweep
-    detected at the largest swept size not above ``n_samples``, per number of changed compounds. None without
-    data. A study smaller than every swept size is told that even the smallest swept study missed the effects
-    listed for it."""
+    detected at the largest swept size not above ``n_samples``, per number of changed compounds, with the feature
+    set that detected it, e.g. "At this study's size (16 samples, half cases) the effect-size sweep on realistic
+    simulated studies (...) detected one class's compounds raised in cases (the AUC's 95% interval above 0.5) when 12
+    compounds changed 4x or more (with the feature matrix); with 5 compounds changed it detected none up to 4x.
+    ...". None without data. A study smaller than every swept size is told that even the smallest swept study missed the
+    effects listed for it."""
     if not data:
         return None
     sizes = sorted(int(n) for n in data["by_n_samples"])
@@ -52,19 +55,37 @@ def detectable_effect_sentence(n_samples: int, data: dict | None) -> str | None:
     size = below[-1] if below else sizes[0]
     table = data["by_n_samples"][str(size)]
     largest = max(data.get("fold_changes") or [4.0])
-    parts = []
+    detected, sets, missed = [], [], []
     for changed in sorted(table, key=int):
         entry = table[changed] or {}
-        fold = entry.get("fold_change")
-        if fold is None:
-            parts.append(f"{changed} compounds changed: not detected up to {largest:g}x")
+        if entry.get("fold_change") is None:
+            missed.append(changed)
         else:
-            parts.append(f"{changed} compounds changed: from {fold:g}x ({SET_NAMES.get(entry.get('feature_set'), entry.get('feature_set'))})")
-    lead = (f"What this study size can detect: on realistic simulated studies of {size} samples (half cases), the "
-            f"effect-size sweep ({data.get('source', 'benchmarks/biology.py')}) found one class's compounds raised "
-            "in cases with an AUC interval above 0.5 for ")
+            detected.append(f"{changed} compounds changed {entry['fold_change']:g}x or more")
+            sets.append(SET_NAMES.get(entry.get("feature_set"), entry.get("feature_set")))
+    if len(set(sets)) == 1 and sets[0]:
+        found = "; ".join(detected) + f" ({'all ' if len(detected) > 1 else ''}with the {sets[0]})"
+    else:
+        found = "; ".join(d + (f" with the {s}" if s else "") for d, s in zip(detected, sets))
+    source = data.get("source", "benchmarks/biology.py")
     if not below:
-        lead = (f"This study has {n_samples} samples, fewer than the sweep's smallest studies ({size} samples); even "
-                f"at {size} samples the effect-size sweep ({data.get('source', 'benchmarks/biology.py')}) found one "
-                "class's compounds raised in cases with an AUC interval above 0.5 only for ")
-    return lead + "; ".join(parts) + ". A smaller effect can be real and still give an interval that includes 0.5."
+        lead = (f"This study has {n_samples} samples, fewer than the sweep's smallest studies ({size} samples, half "
+                f"cases); even at {size} samples")
+    elif size == n_samples:
+        lead = f"At this study's size ({size} samples, half cases)"
+    else:
+        lead = f"At {size} samples (half cases; the largest size swept up to this study's {n_samples})"
+    text = (f"{lead} the effect-size sweep on realistic simulated studies ({source}) detected one class's compounds "
+            "raised in cases (the AUC's 95% interval above 0.5) ")
+    if detected:
+        text += ("only " if not below else "") + f"when {found}"
+        if missed:
+            text += f"; with {_listed(missed, 'or')} compounds changed it detected none up to {largest:g}x"
+    else:
+        text += f"in none of its settings: not up to {largest:g}x with {_listed(missed, 'or')} compounds changed"
+    return text + ". A smaller effect can be real and still give an interval that includes 0.5."
+
+
+def _listed(items: list[str], word: str) -> str:
+    """"a", "a or b", "a, b or c"."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {word} {items[-1]}"
