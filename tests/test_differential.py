@@ -71,7 +71,7 @@ def test_planted_features_have_the_smallest_q_values() -> None:
     samples, matrix, identifications = planted_study()
     table, summary = per_feature.differential_analysis(matrix, samples, BINARY, identifications)
     assert table.height == N_FEATURES and table.columns == list(per_feature.DIFFERENTIAL)
-    assert summary["test"] == "welch_t" and summary["positive_class"] == "case"
+    assert summary["test"] == "moderated_t" and summary["positive_class"] == "case"
     planted = {f"C{i:03d}" for i in range(N_PLANTED)}
     # features detected in fewer than half of the samples keep their row, untested (as the models drop them)
     assert table.filter(pl.col("consensus_id").is_in(planted))["tested"].all()
@@ -94,7 +94,8 @@ def test_planted_features_have_the_smallest_q_values() -> None:
 
 def test_the_test_is_welch_on_log2_with_half_minimum_fill_and_bh() -> None:
     samples, matrix, _ = planted_study(seed=1)
-    table, _ = per_feature.differential_analysis(matrix, samples, BINARY)
+    table, summary = per_feature.differential_analysis(matrix, samples, BINARY, test="welch")
+    assert summary["test"] == "welch_t" and set(table["test"]) == {"welch_t"}
     ids = samples["sample_id"].to_list()
     case = np.array([g == "case" for g in samples["group"]])
     raw = matrix.filter(pl.col("consensus_id") == "C003").select(ids).to_numpy()[0].astype(float)
@@ -191,7 +192,7 @@ def test_continuous_outcome_recovers_a_planted_slope_with_covariates() -> None:
     matrix = _matrix(logs, ids)
     spec = {"column": "age", "type": "continuous"}
     table, summary = per_feature.differential_analysis(matrix, samples, spec, covariates=["site"])
-    assert summary["test"] == "ols" and summary["covariates"] == ["cov:site=B"]
+    assert summary["test"] == "moderated_ols" and summary["covariates"] == ["cov:site=B"]
     planted = table.filter(pl.col("consensus_id").is_in([f"C{i:03d}" for i in range(5)]))
     assert (planted["q_value"] < 0.05).all()
     slope = 0.03 / np.log(2)  # log2 units per year
@@ -199,8 +200,9 @@ def test_continuous_outcome_recovers_a_planted_slope_with_covariates() -> None:
     assert table["log2_fold_change"].is_null().all()
     nulls = table.filter(pl.col("consensus_id").is_in([f"C{i:03d}" for i in range(10, 50)]))
     assert (nulls["q_value"] >= 0.05).mean() >= 0.95
-    # without covariates the test is the simple regression t-test
-    plain, _ = per_feature.differential_analysis(matrix, samples, spec)
+    # without covariates and moderation the test is the simple regression t-test
+    plain, _ = per_feature.differential_analysis(matrix, samples, spec, test="welch")
+    assert set(plain["test"]) == {"ols"}
     row = plain.filter(pl.col("consensus_id") == "C001").row(0, named=True)
     expected = stats.linregress(age, logs[1] / np.log(2))  # log2 of the intensities
     assert row["log2_effect_per_unit"] == pytest.approx(expected.slope, rel=1e-9)
@@ -268,7 +270,10 @@ def test_file_names_match_the_models_folders_and_the_rule_takes_the_models_setti
     assert list(dt.configured_outcomes(config)) == ["group", "age__years_"]
     params = dt.rule_params(config, "age__years_")
     assert params == {"outcome": {"column": "age (years)", "type": "continuous"}, "covariates": ["site"],
-                      "imputation": "mean", "min_detected_fraction": 0.3}
+                      "imputation": "mean", "min_detected_fraction": 0.3, "test": "moderated"}
+    assert dt.rule_params({**config, "differential": {"test": "welch"}}, "group")["test"] == "welch"
+    with pytest.raises(InputError, match="differential test is 'limma'"):
+        dt.merge_params({**params, "test": "limma"})
     assert dt.merge_params(params)["min_class_size"] == 2  # every key the rule passes is a stage parameter
     assert dt.configured_outcomes({}) == {} and dt.configured_outcomes({"models": {"outcomes": None}}) == {}
 

@@ -13,8 +13,16 @@ the outcome. Detection rates are computed before any fill.
 Binary outcomes: ``log2_fold_change`` is the mean log2 intensity of the positive class minus that of the other
 class (the log2 ratio of geometric means); covariates are not adjusted for (the summary says so when they are
 configured). Continuous outcomes: ``log2_effect_per_unit`` is the OLS slope, adjusted for the covariates (numbers as
-they are, text one-hot coded as in the models; samples missing a covariate are left out). The tests themselves are
-in ``modelling.univariate``. Imports ``core``, ``modelling.outcomes`` and ``modelling.univariate``.
+they are, text one-hot coded as in the models; samples missing a covariate are left out).
+
+Which test (``test`` parameter, per row in column ``test``): with ``moderated`` (the default), a feature detected
+in every sample of the outcome is tested with the moderated t-test (``moderated_t``: two groups, the variances
+pooled; ``moderated_ols``: the slope), its variance shrunk towards an intensity-dependent prior fitted on all such
+features (limma-trend); a feature with a filled value keeps its own variance: Welch's t-test (``welch_t``) or plain
+OLS (``ols``). A filled value is a point mass at the detection limit, not a draw from the normal model the prior
+assumes; on real urine studies moderating such features made the test anti-conservative (measured:
+``benchmarks/differential_calibration.py``). With ``welch`` every binary feature gets Welch's test and every
+continuous one plain OLS. The tests themselves are in ``modelling.univariate``. Imports ``core``, ``modelling.outcomes`` and ``modelling.univariate``.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from ms2study.modelling.univariate import (
     bh_q_values,
     fill_missing,
     log2_intensities,
+    moderated_linear_test,
     ols_slope_test,
     welch_test,
 )
@@ -47,6 +56,7 @@ log = logging.getLogger(__name__)
 # Key under which the summary of a run (outcome, classes, notes) is stored in the Parquet files' metadata.
 METADATA_KEY = "ms2study"
 SIGNIFICANCE = 0.05  # the q threshold the summary and the report count at
+TESTS = ("moderated", "welch")  # the choices of the test parameter (module docstring)
 DIFFERENTIAL: dict[str, pl.DataType] = {
     "consensus_id": pl.Utf8,
     "mz": pl.Float64,
@@ -60,10 +70,10 @@ DIFFERENTIAL: dict[str, pl.DataType] = {
     "isomer_inchikeys": pl.List(pl.Utf8),
     "identification_q_value": pl.Float64,
     "outcome": pl.Utf8,                   # the sample-sheet column
-    "test": pl.Utf8,                      # welch_t | ols | anova
+    "test": pl.Utf8,                      # moderated_t | welch_t | moderated_ols | ols | anova
     "log2_fold_change": pl.Float64,       # binary: mean log2 positive class - mean log2 other class
     "log2_effect_per_unit": pl.Float64,   # continuous: log2 intensity change per unit of the outcome
-    "statistic": pl.Float64,              # t (welch_t, ols) or F (anova)
+    "statistic": pl.Float64,              # t (moderated_t, welch_t, moderated_ols, ols) or F (anova)
     "p_value": pl.Float64,
     "q_value": pl.Float64,                # Benjamini-Hochberg over the tested features
     "tested": pl.Boolean,                 # false: detected in too few samples, or the test was undefined
@@ -104,8 +114,8 @@ def accepted_identifications(identifications: pl.DataFrame | None) -> pl.DataFra
 
 def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, outcome: dict,
                           identifications: pl.DataFrame | None = None, covariates: Sequence[str] = (),
-                          imputation: str = "half_minimum",
-                          min_detected_fraction: float = 0.5) -> tuple[pl.DataFrame, dict]:
+                          imputation: str = "half_minimum", min_detected_fraction: float = 0.5,
+                          test: str = "moderated") -> tuple[pl.DataFrame, dict]:
     """Test every consensus feature for a difference with one outcome; returns (table, summary).
 
     ``feature_matrix``: wide, ``tables.FEATURE_MATRIX_KEYS`` then one intensity column per sample (raw scale,
@@ -113,13 +123,18 @@ def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, o
     ``outcome``: {column, type: binary | continuous | multiclass, positive_class}; ``identifications``: the
     ``identify`` stage's table (only accepted rows are used). The table has one row per consensus feature, columns
     ``DIFFERENTIAL``, sorted by q-value (untested last). The summary holds the outcome, its type, the test, the
-    classes and their sizes, the samples left out, the counts and notes. Missing values: see the module docstring.
+    classes and their sizes, the samples left out, the counts and notes; with moderated tests also ``prior_df``
+    (d0) and ``n_moderated``. ``test``: ``moderated`` or ``welch`` (module docstring). Missing values: see the
+    module docstring.
 
     An outcome with too few samples (fewer than two per class, or no residual degrees of freedom) gives every
     feature ``tested`` false and a note, not an error. Raises InputError for a malformed outcome, an outcome or
     covariate column absent from the sheet, a non-numeric continuous value, or a sample without a matrix column.
-    Methods: Welch's t-test, OLS t-test of the slope, one-way ANOVA, Benjamini-Hochberg (module docstring).
+    Methods: moderated t-tests (limma-trend: Smyth 2004; Law et al. 2014), Welch's t-test, OLS t-test of the slope,
+    one-way ANOVA, Benjamini-Hochberg (module docstring and ``modelling.univariate``).
     """
+    if test not in TESTS:
+        raise InputError(f"differential test is '{test}'", fix=f"use one of {', '.join(TESTS)}")
     spec = check_outcome(outcome)
     kind = spec["type"]
     if "consensus_id" not in feature_matrix.columns:
@@ -145,9 +160,10 @@ def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, o
         summary["covariates"] = names
     elif covariates:
         summary["notes"].append(f"covariates ({', '.join(covariates)}) are not adjusted for in the "
-                                f"{'Welch t-test' if kind == 'binary' else 'ANOVA'}")
-    test = {"binary": "welch_t", "continuous": "ols", "multiclass": "anova"}[kind]
-    summary["test"] = test
+                                f"{'two-group test' if kind == 'binary' else 'ANOVA'}")
+    moderated = test == "moderated" and kind != "multiclass"
+    test_name = {"binary": "welch_t", "continuous": "ols", "multiclass": "anova"}[kind]
+    summary["test"] = {"binary": "moderated_t", "continuous": "moderated_ols"}[kind] if moderated else test_name
     if kind != "continuous":
         summary["classes"] = target["classes"]
         summary["class_counts"] = {c: int(n) for c, n in zip(target["classes"], np.bincount(
@@ -163,22 +179,28 @@ def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, o
     n_features = feature_matrix.height
     nan = np.full(n_features, np.nan)
     result: dict[str, np.ndarray] = {"statistic": nan, "p_value": nan}
+    tests = np.full(n_features, test_name, dtype=object)
     reason = _too_small(kind, y, len(ids), 0 if C is None else C.shape[1])
     if reason:
         summary["notes"].append(f"not tested: {reason}")
         log.warning("outcome %s not tested: %s", spec["column"], reason)
     elif keep.any():
         rows = np.flatnonzero(keep)
-        if kind == "binary":
-            part = welch_test(values[rows], y == 1)
-        elif kind == "continuous":
-            try:
-                part = ols_slope_test(values[rows], y.astype(np.float64), C)
-            except InputError as err:
-                part = {}
-                summary["notes"].append(f"not tested: {err.message}")
-        else:
-            part = anova_test(values[rows], y)
+        complete = detected[rows].all(axis=1) if moderated else np.zeros(rows.size, dtype=bool)
+        try:
+            part = _tests(kind, values[rows], y, C, complete)
+        except InputError as err:
+            part = {}
+            summary["notes"].append(f"not tested: {err.message}")
+        prior_df = float(part.pop("prior_df", 0.0))
+        if moderated and part:
+            n_moderated = int(complete.sum()) if prior_df > 0 else 0
+            summary.update(prior_df=round(prior_df, 3), n_moderated=n_moderated)
+            tests[rows] = np.where(complete & (prior_df > 0), summary["test"], test_name)
+            if n_moderated < rows.size:
+                summary["notes"].append(
+                    f"{rows.size - n_moderated} feature(s) with a filled value (or too few features for a prior) "
+                    f"keep their own variance: {'Welch t-test' if kind == 'binary' else 'ordinary least squares'}")
         for key, part_values in part.items():
             full = np.full(n_features, np.nan)
             full[rows] = part_values
@@ -201,7 +223,7 @@ def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, o
         return pl.Series(values if values is not None else nan, dtype=pl.Float64).fill_nan(None)
 
     table = keys.with_columns(
-        pl.lit(spec["column"], dtype=pl.Utf8).alias("outcome"), pl.lit(test, dtype=pl.Utf8).alias("test"),
+        pl.lit(spec["column"], dtype=pl.Utf8).alias("outcome"), pl.Series(tests.tolist(), dtype=pl.Utf8).alias("test"),
         series(result.get("log2_fold_change")).alias("log2_fold_change"),
         series(result.get("log2_effect_per_unit")).alias("log2_effect_per_unit"),
         series(result["statistic"]).alias("statistic"), series(p).alias("p_value"), series(q).alias("q_value"),
@@ -221,6 +243,34 @@ def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, o
     log.info("outcome %s (%s, %s): %d of %d features tested, %d at q < %g", spec["column"], kind, test,
              summary["n_tested"], n_features, summary["n_significant"], SIGNIFICANCE)
     return table, summary
+
+
+def _tests(kind: str, values: np.ndarray, y: np.ndarray, C: np.ndarray | None, complete: np.ndarray
+           ) -> dict[str, np.ndarray]:
+    """The per-feature test of one outcome on the tested rows (log2, filled): the moderated test on ``complete``
+    rows, the classic test (Welch, OLS) on the others, ANOVA for multiclass outcomes. Adds ``prior_df`` (0 when
+    nothing was moderated) unless the outcome is multiclass."""
+    if kind == "multiclass":
+        return anova_test(values, y)
+    if kind == "binary":
+        part = welch_test(values, y == 1)
+        design = np.column_stack([np.ones(y.size), (y == 1).astype(np.float64)])
+        effect = "log2_fold_change"
+    else:
+        part = ols_slope_test(values, y.astype(np.float64), C)
+        design = np.column_stack([np.ones(y.size), y.astype(np.float64)]
+                                 + ([C] if C is not None and C.size else []))
+        effect = "log2_effect_per_unit"
+    part["prior_df"] = np.array(0.0)
+    moderated = moderated_linear_test(values[complete], design, 1) if complete.any() else None
+    if moderated is not None and moderated["prior_df"][0] > 0:  # else too few features for a prior: classic test
+        for key in ("statistic", "p_value"):
+            part[key] = part[key].copy()
+            part[key][complete] = moderated[key]
+        part[effect] = part[effect].copy()
+        part[effect][complete] = moderated["estimate"]
+        part["prior_df"] = moderated["prior_df"][0]
+    return part
 
 
 def _too_small(kind: str, y: np.ndarray, n: int, n_covariates: int) -> str | None:

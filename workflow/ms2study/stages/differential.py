@@ -25,7 +25,13 @@ import polars as pl
 from ms2study.core.errors import InputError
 from ms2study.core.params import add_params_argument, load_params, overlay
 from ms2study.io.samplesheet import read_sample_sheet
-from ms2study.modelling.differential import SIGNIFICANCE, differential_analysis, outcome_filename, write_table
+from ms2study.modelling.differential import (
+    SIGNIFICANCE,
+    TESTS,
+    differential_analysis,
+    outcome_filename,
+    write_table,
+)
 from ms2study.modelling.enrichment import class_enrichment
 from ms2study.modelling.outcomes import not_sample_note, not_study_samples, read_model_matrix
 
@@ -39,6 +45,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "min_detected_fraction": 0.5,   # models.min_detected_fraction: rarer features are not tested
     "min_class_size": 2,            # ChemRICH tests clusters of at least two compounds
     "alpha": 0.05,                  # p below which a class member counts as altered (ChemRICH's direction counts)
+    "test": "moderated",            # differential.test: moderated | welch (modelling.differential)
 }
 
 
@@ -49,6 +56,8 @@ def merge_params(params: dict | None) -> dict:
         raise InputError(f"imputation is '{merged['imputation']}'", fix="use 'half_minimum' or 'mean'")
     if not 0 <= float(merged["min_detected_fraction"]) <= 1:
         raise InputError(f"min_detected_fraction must lie between 0 and 1 (got {merged['min_detected_fraction']})")
+    if merged["test"] not in TESTS:
+        raise InputError(f"differential test is '{merged['test']}'", fix=f"use one of {', '.join(TESTS)}")
     covariates = merged["covariates"]
     if not isinstance(covariates, list) or not all(isinstance(c, str) and c for c in covariates):
         raise InputError(f"covariates must be a list of sample-sheet column names (got {covariates!r})")
@@ -63,11 +72,13 @@ def configured_outcomes(config: dict) -> dict[str, dict]:
 
 def rule_params(config: dict, stem: str) -> dict:
     """The stage parameters of one outcome (by file stem) from the workflow config: the outcome and the models'
-    missing-value and covariate settings, so that only a change to these reruns the stage."""
+    missing-value and covariate settings and the ``differential`` section's test, so that only a change to these
+    reruns the stage."""
     models = config.get("models") or {}
     return {"outcome": configured_outcomes(config)[stem], "covariates": models.get("covariates") or [],
             "imputation": (models.get("imputation") or {}).get("features", "half_minimum"),
-            "min_detected_fraction": models.get("min_detected_fraction", 0.5)}
+            "min_detected_fraction": models.get("min_detected_fraction", 0.5),
+            "test": (config.get("differential") or {}).get("test", "moderated")}
 
 
 def run_differential(samples_path: str | Path, matrix_path: str | Path, identifications_path: str | Path | None,
@@ -95,7 +106,7 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
         identifications = pl.read_parquet(identifications_path)
     table, summary = differential_analysis(
         matrix, samples, params["outcome"], identifications, params["covariates"], params["imputation"],
-        float(params["min_detected_fraction"]))
+        float(params["min_detected_fraction"]), params["test"])
     excluded = not_study_samples(samples)
     summary["excluded_not_sample"] = excluded
     summary["feature_matrix"] = Path(matrix_path).name

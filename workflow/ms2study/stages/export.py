@@ -53,7 +53,8 @@ IDENTIFICATION_COLUMNS: dict[str, pl.DataType] = {
     "msi_level": pl.Int8, "identification_q_value": pl.Float64,
 }
 # the effect column of each test of the differential stage
-EFFECT_COLUMN = {"welch_t": "log2_fold_change", "ols": "log2_effect_per_unit", "anova": "statistic"}
+EFFECT_COLUMN = {"moderated_t": "log2_fold_change", "welch_t": "log2_fold_change",
+                 "moderated_ols": "log2_effect_per_unit", "ols": "log2_effect_per_unit", "anova": "statistic"}
 
 
 def read_spectra(paths: list[str | Path]) -> pl.DataFrame:
