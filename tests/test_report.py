@@ -516,6 +516,23 @@ def test_a_near_perfect_metric_with_a_large_p_is_explained(tmp_path: Path) -> No
     assert "note permutation" not in outcomes.models_section([OutcomeFiles(path, None)], sheet, {}, [])
 
 
+def test_the_models_section_and_the_attribution_judge_a_model_by_one_rule(full_report: tuple[Path, str]) -> None:
+    """Trial finding: the attribution said to judge the model by its interval, the models section (and its note on
+    coarse folds) to rely on the permutation p. Both now state one rule: p is the test, the interval the precision
+    (optimistic with few samples), and a model beats chance where p < 0.05 and its interval lies above chance."""
+    _, text = full_report
+    models = text.split('id="models"')[1]
+    differential = text.split('id="differential"')[1].split('id="encoder"')[0]
+    assert ("p is the test of whether a model beats chance (it refits the whole procedure on permuted labels); "
+            "the interval says how precisely the value is known, but it does not refit the models") in models
+    assert "A model is taken to beat chance where p &lt; 0.05 and its interval lies above chance (AUC 0.5" in models
+    assert ("worth reading only where the model beats chance (under &#x27;Outcome models&#x27;: permutation p &lt; "
+            "0.05 and its interval above chance)") in differential or (
+        "worth reading only where the model beats chance (under 'Outcome models': permutation p &lt; 0.05 and its "
+        "interval above chance)") in differential
+    assert "interval above beats chance" not in text
+
+
 def test_a_blank_without_a_pooled_embedding_is_a_note_and_stays_off_the_maps(tmp_path: Path) -> None:
     """Trial finding: blanks' pooled sample embeddings are null (NaN as numbers: none of their MS/MS maps to a
     feature). The report warned of each as if it had "missing values in the embedding models", which blanks never

@@ -41,7 +41,11 @@ MODELS_TEXT = (
     "averaged, R² pools the out-of-fold predictions; the value is the mean over repeats. The 95% interval is "
     "a percentile interval from a stratified bootstrap of the samples' out-of-fold predictions (one repeat "
     "per draw). p is a label-permutation p-value (smallest possible value 1/(permutations + 1)); 'null mean' "
-    "is the metric this procedure reaches on permuted labels, i.e. its chance level.</p>")
+    "is the metric this procedure reaches on permuted labels, i.e. its chance level. Read them together: p is the "
+    "test of whether a model beats chance (it refits the whole procedure on permuted labels); the interval says how "
+    "precisely the value is known, but it does not refit the models and is optimistic with few samples (it can "
+    "collapse, e.g. to [1, 1]). A model is taken to beat chance where p &lt; 0.05 and its interval lies above "
+    "chance (AUC 0.5, R² 0); the attribution under 'What differs' is judged by the same rule.</p>")
 
 DIFFERENTIAL_TEXT = (
     '<p class="note">Each consensus feature is tested for each outcome on log2 intensities: Welch '

@@ -229,6 +229,7 @@ def attribution_part(path: Path | None, outcome: str, top: int = TOP_ATTRIBUTION
                     f"value. They carry {share:.0%} of the absolute contribution of all {table.height} features. "
                     "The direction is where a feature pushes the model's score, not whether its abundance rises or "
                     "falls (the differential table says that); the attribution explains the model, which is worth "
-                    "reading only where the model's interval above beats chance.</p>") + interactive_table(
+                    "reading only where the model beats chance (under 'Outcome models': permutation p &lt; 0.05 and "
+                    "its interval above chance).</p>") + interactive_table(
         rows.select(shown).rename({c: ATTRIBUTION_COLUMNS[c] for c in shown}),
         f"attribution-{_table_id(outcome)}", order=[("rank", "asc")])
