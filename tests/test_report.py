@@ -533,6 +533,67 @@ def test_the_models_section_and_the_attribution_judge_a_model_by_one_rule(full_r
     assert "interval above beats chance" not in text
 
 
+def _summary(kind: str, sets: dict[str, tuple[float, float, float, float | None]]) -> dict:
+    metric = {"binary": "roc_auc", "continuous": "r2"}[kind]
+    return {"outcome": "age" if kind == "continuous" else "group", "type": kind, "status": "done", "n_samples": 12,
+            "params": {"n_permutations": 20},
+            "feature_sets": {name: {"metric": metric, "value": v, "ci_low": lo, "ci_high": hi, "permutation_p": p,
+                                    "permutation_null_mean": 0.0, "n_samples": 12, "n_features": 3,
+                                    "outer_splits": 5, "outer_repeats": 5}
+                             for name, (v, lo, hi, p) in sets.items()}}
+
+
+def test_a_failed_model_is_said_so_and_its_attribution_carries_a_caveat(tmp_path: Path) -> None:
+    """Trial finding (demo outcome age): a negative cross-validated R² got no comment, the ROC sentence stood under
+    a continuous outcome's maps, and the attribution of a model that failed was presented like any other."""
+    from ms2study.reporting import outcomes
+
+    ids = [f"S{i:02d}" for i in range(12)]
+    rng = np.random.default_rng(3)
+    sheet = pl.DataFrame({"sample_id": ids, "age": rng.uniform(20, 70, 12)})
+    sets = {"embedding": pl.DataFrame({"sample_id": ids, **{f"d{j}": rng.normal(size=12) for j in range(4)}})}
+    age = _summary("continuous", {"embedding": (-0.79, -5.0, -0.09, 0.905), "features": (0.31, 0.05, 0.6, 0.01)})
+    path = tmp_path / "models" / "age" / "summary.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(age))
+    part = outcomes.models_section([OutcomeFiles(path, None)], sheet, sets, [])
+    assert ('<p class="note negative-r2">Cross-validated R² below 0 (embedding: -0.790): this model predicts the '
+            "outcome worse than its mean would") in part and "no usable signal" in part
+    assert "features: 0.310" not in part.split("negative-r2")[1].split("</p>")[0]  # R² above 0: not named
+    assert "coloured by age" in part  # the map is drawn ...
+    assert "ROC" not in part and "AUC in the legend" not in part  # ... but a continuous outcome has no ROC curve
+    assert outcomes.negative_r2_note(_summary("binary", {"embedding": (0.4, 0.2, 0.6, 0.5)})) is None
+    # the rule of the models section, per feature set
+    assert outcomes.chance_shortfall(age["feature_sets"]["features"]) is None
+    why = outcomes.chance_shortfall(age["feature_sets"]["embedding"])
+    assert why.startswith("it predicts worse than the outcome's mean (cross-validated R² = -0.790): no usable signal")
+    group = _summary("binary", {"embedding": (1.0, 1.0, 1.0, 3 / 21), "features": (0.9, 0.55, 1.0, 1 / 21),
+                                "binned_spectra": (0.8, 0.45, 1.0, 1 / 21)})
+    assert outcomes.chance_shortfall(group["feature_sets"]["embedding"]) == (
+        "its permutation p = 0.143 is not below 0.05")
+    assert outcomes.chance_shortfall(group["feature_sets"]["features"]) is None
+    assert "its 95% interval [0.450, 1.000] does not lie above chance (0.5)" in outcomes.chance_shortfall(
+        group["feature_sets"]["binned_spectra"])
+    # the caveat names the attributed (embedding) model of each outcome that is not shown to beat chance
+    (tmp_path / "models" / "group").mkdir()
+    (tmp_path / "models" / "group" / "summary.json").write_text(json.dumps(group))
+    caveats = outcomes.attribution_caveats([OutcomeFiles(path), OutcomeFiles(tmp_path / "models/group/summary.json")])
+    assert set(caveats) == {"age", "group"}
+    assert caveats["age"].startswith("the embedding model of age is not shown to beat chance: it predicts worse")
+    group["feature_sets"]["embedding"]["permutation_p"] = 1 / 21
+    (tmp_path / "models" / "group" / "summary.json").write_text(json.dumps(group))
+    assert set(outcomes.attribution_caveats([OutcomeFiles(tmp_path / "models/group/summary.json")])) == set()
+    # the attribution is still shown, under a heading and a note that say it is not evidence
+    pl.DataFrame({"consensus_id": ["C1", "C2"], "contribution": [0.5, -0.2], "rank": [1, 2]}).write_parquet(
+        tmp_path / "age.parquet")
+    shown = qc.attribution_part(tmp_path / "age.parquet", "age", caveat=caveats["age"])
+    assert "(a model without shown signal: not evidence)</h4>" in shown
+    assert '<p class="note caveat"><b>Read with caution</b>: the embedding model of age is not shown' in shown
+    assert "attribution-age" in shown  # the table follows
+    plain = qc.attribution_part(tmp_path / "age.parquet", "age")
+    assert "caution" not in plain and "not evidence" not in plain
+
+
 def test_a_blank_without_a_pooled_embedding_is_a_note_and_stays_off_the_maps(tmp_path: Path) -> None:
     """Trial finding: blanks' pooled sample embeddings are null (NaN as numbers: none of their MS/MS maps to a
     feature). The report warned of each as if it had "missing values in the embedding models", which blanks never

@@ -14,7 +14,9 @@ from pathlib import Path
 import polars as pl
 
 from ms2study.modelling.differential import SIGNIFICANCE, read_summary
+from ms2study.modelling.attribution import SET as ATTRIBUTED_SET
 from ms2study.modelling.featuresets import align_rows
+from ms2study.modelling.metrics import CHANCE
 from ms2study.modelling.power import detectable_effect_sentence, read_detectable_effects
 from ms2study.reporting.charts import (
     enrichment_figure,
@@ -45,7 +47,8 @@ MODELS_TEXT = (
     "test of whether a model beats chance (it refits the whole procedure on permuted labels); the interval says how "
     "precisely the value is known, but it does not refit the models and is optimistic with few samples (it can "
     "collapse, e.g. to [1, 1]). A model is taken to beat chance where p &lt; 0.05 and its interval lies above "
-    "chance (AUC 0.5, R² 0); the attribution under 'What differs' is judged by the same rule.</p>")
+    "chance (AUC 0.5, R² 0); the attribution under 'What differs' is judged by the same rule. An R² below 0 means "
+    "the model predicts worse than the outcome's mean: no usable signal.</p>")
 
 DIFFERENTIAL_TEXT = (
     '<p class="note">Each consensus feature is tested for each outcome on log2 intensities: Welch '
@@ -96,6 +99,9 @@ def models_section(models: Sequence[OutcomeFiles], sheet: pl.DataFrame, feature_
             parts.append(f"<p><b>Not modelled:</b> {esc(summary.get('reason'))}</p>")
             continue
         parts.append(_metrics_table(summary, outcome, warnings))
+        worse = negative_r2_note(summary)
+        if worse:
+            parts.append(f'<p class="note negative-r2">{esc(worse)}</p>')
         explained = permutation_note(summary)
         if explained:
             parts.append(f'<p class="note permutation">{esc(explained)}</p>')
@@ -110,14 +116,79 @@ def models_section(models: Sequence[OutcomeFiles], sheet: pl.DataFrame, feature_
             roc = _roc_chart(pl.read_parquet(files.predictions), summary, outcome)
             if roc:
                 charts.append(roc)
-        charts.extend(outcome_maps(sheet, feature_sets, summary, map_method))
-        if charts:
-            parts.append('<div class="charts">' + "".join(charts) + "</div>")
-            parts.append('<p class="note">ROC curves use each sample\'s out-of-fold score averaged over the repeats '
-                         "(the AUC in the legend is the table's value). Maps: each feature set's samples in two "
-                         "dimensions (UMAP when umap-learn is installed, else the first two principal components; the "
-                         "chart title says which), coloured by the outcome: a picture, not a model.</p>")
+        maps = outcome_maps(sheet, feature_sets, summary, map_method)
+        if charts or maps:
+            parts.append('<div class="charts">' + "".join(charts + maps) + "</div>")
+            said = ([ROC_TEXT] if charts else []) + ([MAPS_TEXT] if maps else [])
+            parts.append(f'<p class="note">{" ".join(said)}</p>')
     return "".join(parts)
+
+
+ROC_TEXT = ("ROC curves use each sample's out-of-fold score averaged over the repeats (the AUC in the legend is the "
+            "table's value).")
+MAPS_TEXT = ("Maps: each feature set's samples in two dimensions (UMAP when umap-learn is installed, else the first two "
+             "principal components; the chart title says which), coloured by the outcome: a picture, not a model.")
+
+
+def negative_r2_note(summary: dict) -> str | None:
+    """For a continuous outcome, one sentence naming the feature sets whose cross-validated R² is below 0: they
+    predict worse than the outcome's mean, i.e. found no usable signal. None when there is none (or the outcome is
+    not continuous)."""
+    if summary.get("type") != "continuous":
+        return None
+    below = [(name, float(entry["value"])) for name, entry in (summary.get("feature_sets") or {}).items()
+             if entry.get("metric") == "r2" and entry.get("value") is not None and entry["value"] < 0]
+    if not below:
+        return None
+    listed = "; ".join(f"{name}: {value:.3f}" for name, value in below)
+    which = "this model predicts" if len(below) == 1 else "these models predict"
+    return (f"Cross-validated R² below 0 ({listed}): {which} the outcome worse than its mean would (the training "
+            "samples' mean given to every sample), so there is no usable signal in "
+            f"{'that feature set' if len(below) == 1 else 'those feature sets'}.")
+
+
+def chance_shortfall(entry: dict) -> str | None:
+    """Why a feature set's model (its summary entry) is not shown to beat chance, by the rule of ``MODELS_TEXT``:
+    p < ``P_SMALL`` and the interval above chance (``metrics.CHANCE``: AUC 0.5, R² 0); a negative R² is named as
+    worse than the mean. Without permutations (p null) the interval alone is judged. None when the model beats
+    chance."""
+    metric = entry.get("metric")
+    chance = CHANCE.get(metric)
+    value, low, high, p = (entry.get(k) for k in ("value", "ci_low", "ci_high", "permutation_p"))
+    if chance is None:
+        return None
+    if value is None:
+        return f"its {metric} could not be computed"
+    reasons = []
+    if metric == "r2" and value < 0:
+        reasons.append(f"it predicts worse than the outcome's mean (cross-validated R² = {value:.3f}): no usable "
+                       "signal")
+    elif value <= chance:
+        reasons.append(f"its {metric} {value:.3f} is not above chance ({chance:g})")
+    if p is not None and p >= P_SMALL:
+        reasons.append(f"its permutation p = {p:.3f} is not below {P_SMALL:g}")
+    if low is None or low <= chance:
+        reasons.append(f"its 95% interval [{fmt(low)}, {fmt(high)}] does not lie above chance ({chance:g})")
+    return "; ".join(reasons) or None
+
+
+def attribution_caveats(models: Sequence[OutcomeFiles]) -> dict[str, str]:
+    """Per outcome (by name) whose model of the attributed feature set (``modelling.attribution.SET``, the
+    embedding) is not shown to beat chance, the caveat the attribution is shown with: which model and why."""
+    caveats = {}
+    for files in models:
+        path = Path(files.summary)
+        if not path.exists():
+            continue
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        entry = (summary.get("feature_sets") or {}).get(ATTRIBUTED_SET)
+        if summary.get("status") != "done" or not entry:
+            continue
+        why = chance_shortfall(entry)
+        if why:
+            outcome = summary.get("outcome", path.parent.name)
+            caveats[outcome] = f"the {ATTRIBUTED_SET} model of {outcome} is not shown to beat chance: {why}"
+    return caveats
 
 
 def _metrics_table(summary: dict, outcome: str, warnings: list[str]) -> str:
@@ -237,11 +308,12 @@ def _test_text(summary: dict) -> str:
 
 
 def differential_section(differential: Sequence[DifferentialFiles], warnings: list[str],
-                         attribution: dict[str, Path] | None = None) -> str:
+                         attribution: dict[str, Path] | None = None, caveats: dict[str, str] | None = None) -> str:
     """Per outcome (in the order given): a volcano plot, every tested feature with its identification in a sortable,
     filterable table (sorted by q), the class enrichment (chart and table) and, when ``attribution`` has a table
-    for the outcome (keyed by outcome name), the features the embedding model looks at. A table that is named but
-    absent is a warning; an attribution table whose outcome has no differential results is a warning."""
+    for the outcome (keyed by outcome name), the features the embedding model looks at, led by the outcome's
+    caveat from ``caveats`` (``attribution_caveats``) when its model is not shown to beat chance. A table that is
+    named but absent is a warning; an attribution table whose outcome has no differential results is a warning."""
     attribution = dict(attribution or {})
     if not differential:
         for name in attribution:
@@ -279,7 +351,7 @@ def differential_section(differential: Sequence[DifferentialFiles], warnings: li
         if tested.height:
             parts.append(_feature_table(tested, summary, effect, effect_header, f"differential-{k}"))
         parts.append(enrichment_html)
-        parts.append(attribution_part(attribution.pop(outcome, None), outcome))
+        parts.append(attribution_part(attribution.pop(outcome, None), outcome, caveat=(caveats or {}).get(outcome)))
     for name in attribution:
         warnings.append(f"attribution table for <b>{esc(name)}</b> given, but no differential results of that "
                         "outcome: not shown")

@@ -202,12 +202,19 @@ def qc_section(qc_path: Path | None, chromatogram_paths: Sequence[Path], sample_
     return "".join(parts)
 
 
-def attribution_part(path: Path | None, outcome: str, top: int = TOP_ATTRIBUTION) -> str:
+def attribution_part(path: Path | None, outcome: str, top: int = TOP_ATTRIBUTION, caveat: str | None = None) -> str:
     """The ``top`` rows (by rank) of an outcome's attribution table, or "" when none is given; an absent file says
-    so. Raises InputError when the table lacks consensus_id, contribution or rank."""
+    so. ``caveat`` (why the model is not shown to beat chance) is shown, in the heading and above the table, so the
+    contributions are not read as findings. Raises InputError when the table lacks consensus_id, contribution or
+    rank."""
     if path is None:
         return ""
     title = "<h4>What the embedding model looks at</h4>"
+    if caveat:
+        title = ("<h4>What the embedding model looks at (a model without shown signal: not evidence)</h4>"
+                 f'<p class="note caveat"><b>Read with caution</b>: {esc(caveat)}. The contributions below explain '
+                 "that model, not a difference found in the study: do not read them as evidence about these "
+                 "compounds.</p>")
     if not Path(path).exists():
         return title + f"<p>The attribution table <code>{esc(Path(path).name)}</code> is missing.</p>"
     table = pl.read_parquet(path)

@@ -83,7 +83,8 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
                   + sections.identifications_section(annotations, ident, sample_ids, params, warnings) + mirrors))
     attribution = {Path(p).stem: Path(p) for p in inputs.attribution}
     parts.append(("differential", "What differs",
-                  outcomes.differential_section(inputs.differential, warnings, attribution)))
+                  outcomes.differential_section(inputs.differential, warnings, attribution,
+                                                outcomes.attribution_caveats(inputs.models))))
     collect.scan_warnings(stats, warnings)
     parts.append(("encoder", "Spectrum encoder", sections.encoder_section(encoder)))
     if encoder["trained"] is False:
