@@ -383,7 +383,7 @@ def measure(root: Path, measured: int, sizes: list[int], calibration_queries: in
         python_n, env_n = timed_python(root / f"timed-n{n}", log_n)
         # above --heavy-up-to, models and what reads its results are left out and extrapolated (module docstring)
         heavy = n > heavy_up_to
-        code, wall_n = run_study(folder, python_n, env_n, ["--allowed-rules", "all", "sample_sheet", *study_rules,
+        code, wall_n = run_study(folder, python_n, env_n, ["--allowed-rules", "all", *study_rules,
                                                            *(["--omit-from", "models"] if heavy else [])],
                                  stage_timeout)
         runs = parse_times(log_n)

@@ -7,6 +7,7 @@ features."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -231,6 +232,40 @@ def test_snakemake_dry_run_wires_the_corrected_matrix_and_the_flags(tmp_path: Pa
     commands = [line for line in dry().splitlines() if " models " in line or " differential " in line]
     assert all("--feature-matrix results/study/feature_matrix.parquet" in line and "--exclude-flagged" in line
                for line in commands) and len(commands) == 2
+
+
+def test_the_validated_sheet_is_rewritten_only_when_its_content_changes(tmp_path: Path) -> None:
+    """Trial finding: a failed run had rewritten results/study/samples.tsv (rule sample_sheet), and after the bad edit
+    was undone every study job reran: Snakemake reruns whatever follows a job that runs. The sheet is now written
+    when Snakemake reads the workflow, only when its bytes change, and is no rule's output; each study job judges
+    it by mtime and checksum."""
+    _study(tmp_path, ["A\ta.mzML\tsample\t1\t1\tcase", "B\tb.mzML\tsample\t2\t1\tcontrol",
+                      "C\tc.mzML\tsample\t3\t1\tcase", "D\td.mzML\tsample\t4\t1\tcontrol"],
+           header="sample_id\tfile\tsample_type\tinjection_order\tbatch\tgroup")
+    (tmp_path / "config.yaml").write_text("models:\n  outcomes:\n    - {column: group, type: binary}\n")
+    sheet = tmp_path / "results" / "study" / "samples.tsv"
+
+    def dry() -> str:
+        result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d",
+                                 str(tmp_path), "--dry-run", "--printshellcmds"], check=False, capture_output=True,
+                                text=True)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout
+
+    out = dry()
+    assert "rule sample_sheet" not in out and "localrule sample_sheet" not in out
+    original = sheet.read_bytes()
+    assert original.startswith(b"sample_id\tfile\tsample_type\tinjection_order\tbatch\tgroup\nA\ta.mzML")
+    old = 1_000_000_000_000_000_000
+    os.utime(sheet, ns=(old, old))
+    (tmp_path / "samples.tsv").touch()  # newer, same content: nothing rewritten
+    dry()
+    assert sheet.stat().st_mtime_ns == old
+    edited = (tmp_path / "samples.tsv").read_text().replace("D\td.mzML\tsample\t4\t1\tcontrol",
+                                                            "D\td.mzML\tsample\t4\t1\tcase")
+    (tmp_path / "samples.tsv").write_text(edited)
+    dry()
+    assert sheet.stat().st_mtime_ns > old and sheet.read_bytes() != original
 
 
 def test_validation_refuses_a_blank_reference_a_partial_order_and_an_impossible_drift_method() -> None:

@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 import yaml
 
-from ms2study.core.atomic import atomic_path, write_parquet
+from ms2study.core.atomic import atomic_path, write_parquet, write_text_if_changed
 from ms2study.core.cleaning import clean_peaks
 
 
@@ -28,6 +28,19 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:
     assert list(target.parent.iterdir()) == []
     write_parquet(pl.DataFrame({"a": [1]}), target)
     assert pl.read_parquet(target)["a"].to_list() == [1]
+
+
+def test_writing_the_same_text_twice_leaves_the_file_and_its_mtime_alone(tmp_path: Path) -> None:
+    """The validated sample sheet is written this way (rules/sheet.smk): an unchanged sheet must keep its mtime, or
+    the study stages that read it rerun for nothing."""
+    path = tmp_path / "study" / "samples.tsv"
+    assert write_text_if_changed("sample_id\tfile\nA\ta.mzML\n", path) is True
+    os.utime(path, ns=(1_000_000_000_000_000_000, 1_000_000_000_000_000_000))
+    assert write_text_if_changed("sample_id\tfile\nA\ta.mzML\n", path) is False
+    assert path.stat().st_mtime_ns == 1_000_000_000_000_000_000
+    assert write_text_if_changed("sample_id\tfile\nB\tb.mzML\n", path) is True
+    assert path.stat().st_mtime_ns > 1_000_000_000_000_000_000 and path.read_text() == "sample_id\tfile\nB\tb.mzML\n"
+    assert [p.name for p in path.parent.iterdir()] == ["samples.tsv"]  # no temporary file left
 
 
 def test_clean_peaks_steps() -> None:

@@ -200,7 +200,10 @@ def test_a_failed_run_marks_the_earlier_study_tables_out_of_date_until_a_run_fin
     assert "OUT OF DATE" in summary and str(study_tables) in summary and "OUT_OF_DATE.txt" in summary
     assert not (study_tables / "report.html").exists() and (study_tables / "report.out-of-date.html").exists()
     text = note.read_text()
-    assert text.startswith("OUT OF DATE: the files in this folder were made by an earlier run")
+    assert text.startswith("OUT OF DATE: the tables in this folder were made by an earlier run")
+    # the validated sheet beside them is the current one (written before any job, when it changed): said so
+    assert "samples.tsv is the exception: it is the study's sheet as that run read it" in text
+    assert "except samples.tsv, which holds the current sheet" in summary
     assert "detect  sample S02  log: logs/detect/S02.log" in text
     # a run that finishes writes its report and removes the note and the moved report
     later = time.time()

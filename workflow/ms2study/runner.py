@@ -393,8 +393,8 @@ def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] |
                      f"moved to {moved} so it cannot be taken for this run's. A run that finishes writes a new "
                      f"{REPORT}.")
         note = write_out_of_date_note(study_dir, run, since)
-        lines.append(f"ms2study: the other tables under {note.parent} are from that earlier run too ({note.name} "
-                     "there says so until a run finishes).")
+        lines.append(f"ms2study: the other tables under {note.parent} are from that earlier run too, except "
+                     f"samples.tsv, which holds the current sheet ({note.name} there says so until a run finishes).")
     return "\n".join(lines)
 
 
@@ -403,10 +403,12 @@ def write_out_of_date_note(study_dir: Path, run: RunLog, since: float) -> Path:
     of the latest run failed and with which logs, and that a run that finishes removes the note."""
     path = Path(study_dir) / OUT_OF_DATE_NOTE
     failed = [f"  {job.rule}  {job.place()}  log: {', '.join(job.logs) or '(none)'}" for job in run.failed]
-    text = (f"OUT OF DATE: the files in this folder were made by an earlier run. The run started "
+    text = (f"OUT OF DATE: the tables in this folder were made by an earlier run. The run started "
             f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(since))} did not finish"
             + (" (failed jobs below)" if failed else "") + ", so they may not match the study's current samples, "
-            "sheet or configuration. The earlier report was moved to report.out-of-date.html.\n"
+            "sheet or configuration. samples.tsv is the exception: it is the study's sheet as that run read it "
+            "(rewritten whenever the sheet changes, before any job), not necessarily the one the tables were made "
+            "from. The earlier report was moved to report.out-of-date.html.\n"
             + ("\n".join(failed) + "\n" if failed else "")
             + "Correct the cause and run the same `ms2study run` command again: a run that finishes rewrites these "
               "files and removes this note.\n")

@@ -1,19 +1,17 @@
-# Study: the validated sample sheet every study stage reads.
+# Study: the validated sample sheet every study stage reads, results/study/samples.tsv (derived from the folder when
+# there is no samples.tsv).
+#
+# Written here, when Snakemake reads the workflow, and only when its bytes change; not by a rule. A rule's job would
+# rerun whenever the study's samples.tsv is newer than its output, and Snakemake reruns every job downstream of a job
+# that runs, whatever it writes: a run that failed after a bad edit of the sheet rewrote this file, and undoing the
+# edit reran every study stage. A source file instead is judged by each study job on its own: newer than the job's
+# outputs and with another checksum than the one recorded for them (Snakemake records the checksums of inputs up to
+# --max-checksum-file-size, 1 MB: a sheet of about 10,000 runs). So an
+# edit reruns the study stages (no per-sample job), an undone edit or a touched samples.tsv reruns nothing.
+from ms2study.core.atomic import write_text_if_changed
 
-
-rule sample_sheet:
-    # The validated sheet (derived from the folder when there is no samples.tsv); its content is the param,
-    # so editing an outcome reruns the study stages but no per-sample job.
-    input:
-        sample_sheet_file(),
-    output:
-        "results/study/samples.tsv",
-    params:
-        content=SHEET.write_csv(separator="\t"),
-    log:
-        "logs/study/sample_sheet.log",
-    localrule: True
-    run:
-        from ms2study.core.atomic import write_text
-
-        write_text(params.content, output[0])
+STUDY_SHEET = "results/study/samples.tsv"
+try:
+    write_text_if_changed(SHEET.write_csv(separator="\t"), STUDY_SHEET)
+except (OSError, InputError) as _err:
+    raise WorkflowError(f"ms2study: cannot write the validated sample sheet {STUDY_SHEET}: {_err}")

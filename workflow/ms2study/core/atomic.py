@@ -60,3 +60,18 @@ def write_text(text: str, path: str | os.PathLike) -> None:
     """Write text to ``path`` atomically (UTF-8)."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def write_text_if_changed(text: str, path: str | os.PathLike) -> bool:
+    """Write ``text`` to ``path`` atomically (UTF-8) unless the file already holds exactly these bytes; returns
+    whether it wrote. An unchanged file keeps its modification time, so what reads it is not rerun for nothing."""
+    data = text.encode("utf-8")
+    target = Path(path)
+    try:
+        if target.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+    return True
