@@ -268,6 +268,37 @@ def test_the_validated_sheet_is_rewritten_only_when_its_content_changes(tmp_path
     assert sheet.stat().st_mtime_ns > old and sheet.read_bytes() != original
 
 
+def test_a_removed_samples_kept_files_are_named_by_no_job(tmp_path: Path) -> None:
+    """Trial finding: a removed sample's files stay under results/samples/<id>/ and results/study/{gap_filled,
+    pooled,...}/<id>.parquet (kept for reuse, as README says). No rule may pick them up from a folder: the jobs of
+    the study name only the sheet's samples' files."""
+    _study(tmp_path, ["A\ta.mzML\tsample\t1\t1\tcase", "B\tb.mzML\tsample\t2\t1\tcontrol",
+                      "C\tc.mzML\tsample\t3\t1\tcase", "D\td.mzML\tsample\t4\t1\tcontrol"],
+           header="sample_id\tfile\tsample_type\tinjection_order\tbatch\tgroup")
+    (tmp_path / "config.yaml").write_text("models:\n  outcomes:\n    - {column: group, type: binary}\n")
+    edited = (tmp_path / "samples.tsv").read_text()
+    sheet = tmp_path / "results" / "study" / "samples.tsv"
+
+    def dry() -> str:
+        result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d",
+                                 str(tmp_path), "--dry-run", "--printshellcmds"], check=False, capture_output=True,
+                                text=True)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout
+
+    assert "results/study/gap_filled/D.parquet" in dry()  # D is a sample: its files are named
+    # D removed; its files stay
+    (tmp_path / "samples.tsv").write_text("\n".join(edited.splitlines()[:-1]) + "\n")
+    for stale in ("results/study/gap_filled/D.parquet", "results/study/pooled/D.parquet",
+                  "results/samples/D/features.parquet", "results/samples/D/chromatogram.parquet"):
+        (tmp_path / stale).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / stale).write_bytes(b"stale")
+    out = dry()
+    assert b"\nD\t" not in sheet.read_bytes()
+    assert "/D.parquet" not in out and "samples/D/" not in out and "D.mzML" not in out
+    assert "results/study/gap_filled/A.parquet" in out and "results/study/chemistry/C.parquet" in out
+
+
 def test_validation_refuses_a_blank_reference_a_partial_order_and_an_impossible_drift_method() -> None:
     """Found by the fresh-user trial: a blank became the alignment reference by default; one empty injection_order
     cell passed; qc_spline without QCs failed only at the correct job, after detection."""
