@@ -55,11 +55,6 @@ def get_mzml(wildcards):
     return SAMPLE_FILES[wildcards.sample]
 
 
-def sample_sheet_file():
-    """The study's sample sheet when it exists (else the sheet is derived from the folder's runs: no input)."""
-    return [config["samples"]] if Path(config["samples"]).exists() else []
-
-
 def stage_params(section, **extra):
     """The stage's config section as a shell-quoted JSON argument (a change reruns that stage only)."""
     params = dict(config.get(section) or {}) if section else {}
