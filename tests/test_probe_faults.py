@@ -153,6 +153,34 @@ def test_unreadable_runs_say_what_is_wrong_with_the_file(tmp_path: Path, name: s
     assert load_experiment(tmp_path / "packed.mzML", "P").getNrSpectra() == 4
 
 
+def test_a_retry_of_detect_on_an_unchanged_bad_file_does_not_read_it_again(tmp_path: Path, monkeypatch,
+                                                                           capsys: pytest.CaptureFixture) -> None:
+    """Trial finding: a truncated run made detect fail, and the profile's retry read it again to fail the same way.
+    Snakemake cannot exempt some errors from retries, so detect remembers the error beside its output: the retry on
+    the unchanged file repeats the same message without reading the file; a replaced file is read again."""
+    from ms2study.stages import detect
+
+    whole = _small_mzml(tmp_path / "whole.mzML")
+    bad = tmp_path / "bad.mzML"
+    bad.write_bytes(whole[: len(whole) // 2])
+    calls = []
+    real = detect.load_experiment
+    monkeypatch.setattr(detect, "load_experiment", lambda *a, **k: (calls.append(a), real(*a, **k))[1])
+    out = tmp_path / "S07" / "features.parquet"
+    argv = ["detect", "--mzml", str(bad), "--sample-id", "S07", "--out", str(out)]
+
+    def error_line() -> str:
+        return [line for line in capsys.readouterr().err.splitlines() if "ms2study detect: error:" in line][-1]
+
+    assert main(argv) == 1
+    first = error_line()
+    assert "truncated" in first and len(calls) == 1 and detect.bad_input_mark(out).exists()
+    assert main(argv) == 1
+    assert error_line() == first and len(calls) == 1  # the same message, the file not read again
+    bad.write_bytes(whole)  # replaced: read again, and the mark goes once the run is read
+    assert main(argv) == 0 and len(calls) == 2 and not detect.bad_input_mark(out).exists()
+
+
 _FAILED_LOG = """Job stats:
 job       count
 ------  -------

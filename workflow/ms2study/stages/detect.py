@@ -21,6 +21,7 @@ Parquet metadata) for the quality control of the runs; the features do not depen
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
@@ -29,7 +30,7 @@ import polars as pl
 import pyopenms as oms
 
 from ms2study.core import tables
-from ms2study.core.atomic import write_parquet
+from ms2study.core.atomic import write_parquet, write_text
 from ms2study.core.errors import InputError
 from ms2study.core.params import overlay, schema_defaults
 from ms2study.correction.gapfill import Ms1Scans
@@ -248,10 +249,49 @@ def detect_run(mzml: str | Path, sample_id: str,
     return df, chrom, chrom_meta, scans
 
 
+def bad_input_mark(out: str | Path) -> Path:
+    """Where ``ms2study detect`` remembers that its run's file is bad: a hidden file beside ``out``."""
+    return Path(out).with_name(f".{Path(out).name}.bad-input.json")
+
+
+def _file_key(path: str | Path) -> list[int]:
+    """What changes when a file is replaced or written: size, mtime, ctime (not settable, so a copy with the old
+    mtime still counts as new) and inode."""
+    st = Path(path).stat()
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+def _known_bad(mark: Path, mzml: str | Path) -> InputError | None:
+    """The error an earlier attempt found in ``mzml``, when the file is unchanged since (None otherwise)."""
+    try:
+        record = json.loads(mark.read_text(encoding="utf-8"))
+        if record.get("key") != _file_key(mzml):
+            return None
+        return InputError(record["message"], file=record.get("file"), sample=record.get("sample"),
+                          fix=record.get("fix"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _cli(args: argparse.Namespace) -> int:
+    """Detect one run. The profiles retry a failed job (once locally, twice on SLURM, with more memory and time),
+    which Snakemake cannot limit to some errors; a bad file would only fail again, so its error is remembered beside
+    the output (``bad_input_mark``) and a retry on the unchanged file repeats it without reading the file again."""
     from ms2study.core.params import load_params
 
-    df, chrom, chrom_meta, scans = detect_run(args.mzml, args.sample_id, load_params(args))
+    mark = bad_input_mark(args.out)
+    known = _known_bad(mark, args.mzml)
+    if known is not None:
+        log.info("%s is unchanged since an earlier attempt found it bad: not read again", args.mzml)
+        raise known
+    try:
+        df, chrom, chrom_meta, scans = detect_run(args.mzml, args.sample_id, load_params(args))
+    except InputError as err:
+        if err.file is not None and Path(err.file) == Path(args.mzml) and Path(args.mzml).is_file():
+            write_text(json.dumps({"key": _file_key(args.mzml), "message": err.message, "file": err.file,
+                                   "sample": err.sample, "fix": err.fix}), mark)
+        raise
+    mark.unlink(missing_ok=True)
     if args.chromatogram_out:
         write_parquet(chrom, args.chromatogram_out, metadata=chrom_meta)
     if args.ms1_out:
