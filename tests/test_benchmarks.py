@@ -68,18 +68,6 @@ def test_summary_judges_targets_on_the_means() -> None:
     assert t["isomer_error_ratio_of_means"] == pytest.approx(0.5) and t["isomer_target_met"]
 
 
-def test_moderated_variances_recover_a_known_prior() -> None:
-    """The differential benchmark's eBayes alternative: residual variances drawn from a scaled-inverse-chi-square
-    prior (d0 = 8, s0^2 = 0.25) with 6 residual dof give back d0 and s0^2 (method of moments, Smyth 2004)."""
-    import differential_calibration as dc
-
-    rng = np.random.default_rng(1)
-    true_var = 0.25 * 8 / rng.chisquare(8, 20000)
-    sample_var = true_var * rng.chisquare(6, 20000) / 6
-    _post, d0, s0_2 = dc.squeeze_variances(sample_var, 6.0)
-    assert 6.5 < d0 < 10.0 and 0.22 < s0_2 < 0.28
-
-
 def test_differential_benchmark_on_real_studies(shared_data: Path, tmp_path: Path) -> None:
     """A few null and spike-in draws on the real study tables: every rate is a share and the spikes are found more
     often than the null rejects."""

@@ -270,7 +270,8 @@ def test_file_names_match_the_models_folders_and_the_rule_takes_the_models_setti
     assert list(dt.configured_outcomes(config)) == ["group", "age__years_"]
     params = dt.rule_params(config, "age__years_")
     assert params == {"outcome": {"column": "age (years)", "type": "continuous"}, "covariates": ["site"],
-                      "imputation": "mean", "min_detected_fraction": 0.3, "test": "moderated"}
+                      "imputation": "mean", "min_detected_fraction": 0.3, "test": "moderated", "permutations": 200,
+                      "seed": 0}
     assert dt.rule_params({**config, "differential": {"test": "welch"}}, "group")["test"] == "welch"
     with pytest.raises(InputError, match="differential test is 'limma'"):
         dt.merge_params({**params, "test": "limma"})

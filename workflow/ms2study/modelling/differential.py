@@ -18,8 +18,9 @@ they are, text one-hot coded as in the models; samples missing a covariate are l
 Which test (``test`` parameter, per row in column ``test``): with ``moderated`` (the default), a feature detected
 in every sample of the outcome is tested with the moderated t-test (``moderated_t``: two groups, the variances
 pooled; ``moderated_ols``: the slope), its variance shrunk towards an intensity-dependent prior fitted on all such
-features (limma-trend); a feature with a filled value keeps its own variance: Welch's t-test (``welch_t``) or plain
-OLS (``ols``). A filled value is a point mass at the detection limit, not a draw from the normal model the prior
+features (limma-trend), its p-value from the permutation null of the moderated t pooled over features (SAM-style,
+``n_permutations`` permutations; ``modelling.univariate.permutation_moderated_test``); a feature with a filled value
+keeps its own variance: Welch's t-test (``welch_t``) or plain OLS (``ols``), p from the t distribution. A filled value is a point mass at the detection limit, not a draw from the normal model the prior
 assumes; on real urine studies moderating such features made the test anti-conservative (measured:
 ``benchmarks/differential_calibration.py``). With ``welch`` every binary feature gets Welch's test and every
 continuous one plain OLS. The tests themselves are in ``modelling.univariate``. Imports ``core``, ``modelling.outcomes`` and ``modelling.univariate``.
@@ -45,8 +46,8 @@ from ms2study.modelling.univariate import (
     bh_q_values,
     fill_missing,
     log2_intensities,
-    moderated_linear_test,
     ols_slope_test,
+    permutation_moderated_test,
     welch_test,
 )
 
@@ -115,7 +116,8 @@ def accepted_identifications(identifications: pl.DataFrame | None) -> pl.DataFra
 def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, outcome: dict,
                           identifications: pl.DataFrame | None = None, covariates: Sequence[str] = (),
                           imputation: str = "half_minimum", min_detected_fraction: float = 0.5,
-                          test: str = "moderated") -> tuple[pl.DataFrame, dict]:
+                          test: str = "moderated", n_permutations: int = 200,
+                          seed: int = 0) -> tuple[pl.DataFrame, dict]:
     """Test every consensus feature for a difference with one outcome; returns (table, summary).
 
     ``feature_matrix``: wide, ``tables.FEATURE_MATRIX_KEYS`` then one intensity column per sample (raw scale,
@@ -124,8 +126,9 @@ def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, o
     ``identify`` stage's table (only accepted rows are used). The table has one row per consensus feature, columns
     ``DIFFERENTIAL``, sorted by q-value (untested last). The summary holds the outcome, its type, the test, the
     classes and their sizes, the samples left out, the counts and notes; with moderated tests also ``prior_df``
-    (d0) and ``n_moderated``. ``test``: ``moderated`` or ``welch`` (module docstring). Missing values: see the
-    module docstring.
+    (d0), ``n_moderated`` and ``n_permutations``. ``test``: ``moderated`` or ``welch`` (module docstring);
+    ``n_permutations`` and ``seed``: the moderated test's permutation null (0: the t distribution's p-values).
+    Missing values: see the module docstring.
 
     An outcome with too few samples (fewer than two per class, or no residual degrees of freedom) gives every
     feature ``tested`` false and a note, not an error. Raises InputError for a malformed outcome, an outcome or
@@ -188,14 +191,15 @@ def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, o
         rows = np.flatnonzero(keep)
         complete = detected[rows].all(axis=1) if moderated else np.zeros(rows.size, dtype=bool)
         try:
-            part = _tests(kind, values[rows], y, C, complete)
+            part = _tests(kind, values[rows], y, C, complete, n_permutations, seed)
         except InputError as err:
             part = {}
             summary["notes"].append(f"not tested: {err.message}")
         prior_df = float(part.pop("prior_df", 0.0))
         if moderated and part:
             n_moderated = int(complete.sum()) if prior_df > 0 else 0
-            summary.update(prior_df=round(prior_df, 3), n_moderated=n_moderated)
+            summary.update(prior_df=round(prior_df, 3), n_moderated=n_moderated,
+                           n_permutations=int(n_permutations) if n_moderated else 0)
             tests[rows] = np.where(complete & (prior_df > 0), summary["test"], test_name)
             if n_moderated < rows.size:
                 summary["notes"].append(
@@ -245,11 +249,11 @@ def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, o
     return table, summary
 
 
-def _tests(kind: str, values: np.ndarray, y: np.ndarray, C: np.ndarray | None, complete: np.ndarray
-           ) -> dict[str, np.ndarray]:
-    """The per-feature test of one outcome on the tested rows (log2, filled): the moderated test on ``complete``
-    rows, the classic test (Welch, OLS) on the others, ANOVA for multiclass outcomes. Adds ``prior_df`` (0 when
-    nothing was moderated) unless the outcome is multiclass."""
+def _tests(kind: str, values: np.ndarray, y: np.ndarray, C: np.ndarray | None, complete: np.ndarray,
+           n_permutations: int, seed: int) -> dict[str, np.ndarray]:
+    """The per-feature test of one outcome on the tested rows (log2, filled): the moderated test with its
+    permutation p-values on ``complete`` rows, the classic test (Welch, OLS) on the others, ANOVA for multiclass
+    outcomes. Adds ``prior_df`` (0 when nothing was moderated) unless the outcome is multiclass."""
     if kind == "multiclass":
         return anova_test(values, y)
     if kind == "binary":
@@ -262,7 +266,8 @@ def _tests(kind: str, values: np.ndarray, y: np.ndarray, C: np.ndarray | None, c
                                  + ([C] if C is not None and C.size else []))
         effect = "log2_effect_per_unit"
     part["prior_df"] = np.array(0.0)
-    moderated = moderated_linear_test(values[complete], design, 1) if complete.any() else None
+    moderated = (permutation_moderated_test(values[complete], design, 1, n_permutations, seed) if complete.any()
+                 else None)
     if moderated is not None and moderated["prior_df"][0] > 0:  # else too few features for a prior: classic test
         for key in ("statistic", "p_value"):
             part[key] = part[key].copy()

@@ -46,6 +46,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "min_class_size": 2,            # ChemRICH tests clusters of at least two compounds
     "alpha": 0.05,                  # p below which a class member counts as altered (ChemRICH's direction counts)
     "test": "moderated",            # differential.test: moderated | welch (modelling.differential)
+    "permutations": 200,            # differential.permutations: the moderated test's permutation null (0: t dist.)
+    "seed": 0,                      # models.seed: the permutations
 }
 
 
@@ -56,6 +58,8 @@ def merge_params(params: dict | None) -> dict:
         raise InputError(f"imputation is '{merged['imputation']}'", fix="use 'half_minimum' or 'mean'")
     if not 0 <= float(merged["min_detected_fraction"]) <= 1:
         raise InputError(f"min_detected_fraction must lie between 0 and 1 (got {merged['min_detected_fraction']})")
+    if not isinstance(merged["permutations"], int) or merged["permutations"] < 0:
+        raise InputError(f"permutations must be an integer >= 0 (got {merged['permutations']!r})")
     if merged["test"] not in TESTS:
         raise InputError(f"differential test is '{merged['test']}'", fix=f"use one of {', '.join(TESTS)}")
     covariates = merged["covariates"]
@@ -72,13 +76,15 @@ def configured_outcomes(config: dict) -> dict[str, dict]:
 
 def rule_params(config: dict, stem: str) -> dict:
     """The stage parameters of one outcome (by file stem) from the workflow config: the outcome and the models'
-    missing-value and covariate settings and the ``differential`` section's test, so that only a change to these
+    missing-value, covariate and seed settings and the ``differential`` section, so that only a change to these
     reruns the stage."""
     models = config.get("models") or {}
     return {"outcome": configured_outcomes(config)[stem], "covariates": models.get("covariates") or [],
             "imputation": (models.get("imputation") or {}).get("features", "half_minimum"),
             "min_detected_fraction": models.get("min_detected_fraction", 0.5),
-            "test": (config.get("differential") or {}).get("test", "moderated")}
+            "test": (config.get("differential") or {}).get("test", "moderated"),
+            "permutations": (config.get("differential") or {}).get("permutations", 200),
+            "seed": models.get("seed", 0)}
 
 
 def run_differential(samples_path: str | Path, matrix_path: str | Path, identifications_path: str | Path | None,
@@ -106,7 +112,7 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
         identifications = pl.read_parquet(identifications_path)
     table, summary = differential_analysis(
         matrix, samples, params["outcome"], identifications, params["covariates"], params["imputation"],
-        float(params["min_detected_fraction"]), params["test"])
+        float(params["min_detected_fraction"]), params["test"], int(params["permutations"]), int(params["seed"]))
     excluded = not_study_samples(samples)
     summary["excluded_not_sample"] = excluded
     summary["feature_matrix"] = Path(matrix_path).name
