@@ -634,9 +634,26 @@ def test_without_q_values_identifications_fall_back_to_cosine(tmp_path: Path) ->
     assert "KEYTRYPTOPHAN" in text and "KEYGLUCOSE" not in text
 
 
+def test_the_differential_section_names_the_test_each_summary_records() -> None:
+    from ms2study.reporting.outcomes import _test_text
+
+    base = {"type": "binary", "positive_class": "case", "reference_class": "control",
+            "class_counts": {"case": 6, "control": 6}}
+    moderated = _test_text({**base, "test": "moderated_t", "n_moderated": 222, "prior_df": 53.2,
+                            "n_permutations": 200})
+    assert moderated.startswith("moderated t-test (Welch for features with a filled value) on log2 intensities")
+    assert "222 features detected in every sample" in moderated and "prior degrees of freedom 53.2" in moderated
+    assert "p-values from 200 permutations pooled over features" in moderated
+    assert _test_text({**base, "test": "welch_t"}).startswith("Welch t-test on log2 intensities")
+    tdist = _test_text({"type": "continuous", "test": "moderated_ols", "n_moderated": 40, "prior_df": 4.0,
+                        "n_permutations": 0, "n_samples": 20})
+    assert tdist.startswith("linear regression") and "p-values from the t distribution" in tdist
+
+
 def test_report_says_what_differs(untrained_report: tuple[Path, str]) -> None:
     _, text = untrained_report
     part = text.split('id="differential"')[1].split('id="encoder"')[0]
+    # too few features detected in every sample for a variance prior: Welch throughout, and said so
     assert "<h3>Outcome: group (binary)</h3>" in part and "Welch t-test on log2 intensities" in part
     assert "<b>case</b> (n = 4) against <b>control</b> (n = 4)" in part
     assert "11 of 12 consensus features tested" in part  # C3 is detected in 3 of 8 samples: below one half

@@ -200,6 +200,8 @@ def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, o
             n_moderated = int(complete.sum()) if prior_df > 0 else 0
             summary.update(prior_df=round(prior_df, 3), n_moderated=n_moderated,
                            n_permutations=int(n_permutations) if n_moderated else 0)
+            if not n_moderated:  # too few features detected everywhere for a prior: the classic test throughout
+                summary["test"] = test_name
             tests[rows] = np.where(complete & (prior_df > 0), summary["test"], test_name)
             if n_moderated < rows.size:
                 summary["notes"].append(

@@ -51,9 +51,14 @@ MODELS_TEXT = (
     "the model predicts worse than the outcome's mean: no usable signal.</p>")
 
 DIFFERENTIAL_TEXT = (
-    '<p class="note">Each consensus feature is tested for each outcome on log2 intensities: Welch '
-    "t-test (binary), linear regression with the configured covariates (continuous) or one-way ANOVA "
-    "(multiclass). Missing values are handled as in the outcome models: a feature detected in fewer than "
+    '<p class="note">Each consensus feature is tested for each outcome on log2 intensities: a t-test '
+    "(binary), linear regression with the configured covariates (continuous) or one-way ANOVA "
+    "(multiclass). With <code>differential: test: moderated</code> (the default) a feature detected in every "
+    "sample gets the moderated t-test: its variance is shrunk towards that of features of similar intensity "
+    "(limma-trend, Smyth 2004), which gives small studies their power, and its p-value comes from the same "
+    "statistic under permuted samples, pooled over features (as SAM and Perseus do), which keeps the "
+    "q-values honest when the data are not normal; a feature with a filled value keeps its own variance "
+    "(Welch t-test, or plain regression). The 'test' column says which. Missing values are handled as in the outcome models: a feature detected in fewer than "
     "<code>models: min_detected_fraction</code> of the samples is not tested; otherwise a sample where it "
     "was not detected gets half its smallest intensity (<code>imputation: features</code>). q-values are "
     "Benjamini-Hochberg over the tested features. Identifications are the accepted ones (their own q in "
@@ -293,16 +298,25 @@ def _effect_text(summary: dict) -> tuple[str, str]:
 
 def _test_text(summary: dict) -> str:
     kind = summary.get("type")
+    test = summary.get("test")
+    moderated = test in ("moderated_t", "moderated_ols") and summary.get("n_moderated")
+    how = ""
+    if moderated:
+        permutations = summary.get("n_permutations") or 0
+        how = (f"; {summary['n_moderated']} features detected in every sample tested with moderated variances "
+               f"(prior degrees of freedom {float(summary.get('prior_df') or 0):.1f}), p-values from "
+               + (f"{permutations} permutations pooled over features" if permutations else "the t distribution"))
     if kind == "binary":
         counts = summary.get("class_counts") or {}
         pos, ref = summary.get("positive_class"), summary.get("reference_class")
-        return (f"Welch t-test on log2 intensities, <b>{esc(pos)}</b> (n = {counts.get(pos, '?')}) against "
-                f"<b>{esc(ref)}</b> (n = {counts.get(ref, '?')}); log2 FC &gt; 0: higher in {esc(pos)}")
+        name = "moderated t-test (Welch for features with a filled value)" if moderated else "Welch t-test"
+        return (f"{name} on log2 intensities, <b>{esc(pos)}</b> (n = {counts.get(pos, '?')}) against "
+                f"<b>{esc(ref)}</b> (n = {counts.get(ref, '?')}); log2 FC &gt; 0: higher in {esc(pos)}{how}")
     if kind == "continuous":
         covariates = summary.get("covariates") or []
         return ("linear regression of log2 intensity on the outcome"
                 + (f", adjusted for {esc(', '.join(covariates))}" if covariates else "")
-                + f" (n = {summary.get('n_samples')}); the effect is the log2 change per unit of the outcome")
+                + f" (n = {summary.get('n_samples')}); the effect is the log2 change per unit of the outcome{how}")
     counts = ", ".join(f"{esc(k)}: {v}" for k, v in (summary.get("class_counts") or {}).items())
     return f"one-way ANOVA on log2 intensities across the classes ({counts}); no direction"
 
