@@ -288,6 +288,22 @@ def test_attribution_beside_the_differential_results(full_report: tuple[Path, st
     assert "They carry 100% of the absolute contribution of all 12 features" in part  # the top 15 of 12
 
 
+def test_permutation_importance_is_shown_as_importance_without_direction(tmp_path: Path) -> None:
+    from ms2study.modelling.attribution import ATTRIBUTION
+
+    table = pl.DataFrame({"consensus_id": ["C3", "C1"], "contribution": [0.04, 0.001], "rank": [1, 2],
+                          "direction": [None, None], "n_samples": [12, 12], "method": ["permutation"] * 2,
+                          "importance_sd": [0.01, 0.002], "name": ["Choline", None]})
+    table.select([pl.col(c).cast(t) if c in table.columns else pl.lit(None, dtype=t).alias(c)
+                  for c, t in ATTRIBUTION.items()]).write_parquet(tmp_path / "g.parquet")
+    part = qc.attribution_part(tmp_path / "g.parquet", "group")
+    assert "by permutation importance on the models stage's own folds" in part and "Brier score" in part
+    assert "They carry" not in part  # the linear split's share means nothing for importances
+    rows = _itable_rows(part, "attribution-group")
+    assert rows[0][:3] == [1, "C3", "Choline"] and 0.04 in rows[0] and 0.01 in rows[0]
+    assert "direction" not in part.split("attribution-group")[1]
+
+
 def test_mirror_plots_show_query_against_library(full_report: tuple[Path, str], tmp_path: Path) -> None:
     _, text = full_report
     part = text.split('id="identifications"')[1].split('id="differential"')[0]

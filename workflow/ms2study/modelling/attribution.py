@@ -24,8 +24,10 @@ the score). The plain mean over all samples is kept as ``contribution_mean``, bu
 at the same share in every sample adds the same constant to every score and separates nothing (on the demo study,
 ranking by it put 4 of the 15 planted lipids in the top 20, against 7 by the class difference). Also: direction,
 rank by absolute size, the class means, and the feature's accepted identification. Multiclass outcomes and
-non-linear estimators (random forest) are not attributed (the summary says so; permutation importance is not
-implemented). Imports ``core`` and other ``modelling`` modules.
+non-linear estimators (random forest), whose score does not split over features, get permutation importance on the
+models stage's folds instead (``modelling.importance``; column ``method``): ``contribution`` is then the increase
+of the out-of-fold loss (Brier score, or 1 - R²) when the feature's part of the test samples' vectors is permuted,
+``importance_sd`` its spread, and there is no direction. Imports ``core`` and other ``modelling`` modules.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from ms2study.modelling.crossval import fit_nested
 from ms2study.modelling.differential import accepted_identifications
 from ms2study.modelling.estimators import estimator_family, make_estimator, strength_grid, strength_label
 from ms2study.modelling.featuresets import align_rows, embedding_feature_set
+from ms2study.modelling.importance import permutation_importance
 from ms2study.modelling.outcomes import check_outcome, covariate_matrix, encode_outcome, too_few_samples
 from ms2study.modelling.pooling import check_sample_tables, merge_params, per_feature_means, without_excluded
 from ms2study.modelling.preprocessing import preprocessor
@@ -66,6 +69,8 @@ ATTRIBUTION: dict[str, pl.DataType] = {
     "contribution_positive": pl.Float64,   # binary: mean over the positive class's samples
     "contribution_reference": pl.Float64,  # binary: mean over the other class's samples
     "n_samples": pl.Int32,                 # samples in which the feature was pooled
+    "method": pl.Utf8,                     # linear_split | permutation (modelling.importance)
+    "importance_sd": pl.Float64,           # permutation: sd of the metric's drop over shuffles and repeats
 }
 LINEAR_FAMILIES = ("elastic_net", "linear", "svm_linear")
 SET = "embedding"
@@ -194,11 +199,6 @@ def attribute(samples: pl.DataFrame, spec: dict, summary: dict, pooled: pl.DataF
     reason = None
     if summary.get("status") != "done" or SET not in (summary.get("feature_sets") or {}):
         reason = f"the models stage did not model the '{SET}' set of this outcome ({summary.get('reason', '')})"
-    elif kind == "multiclass":
-        reason = "multiclass outcomes are not attributed (one model per class; not implemented)"
-    elif family not in LINEAR_FAMILIES:
-        reason = f"estimator '{family}' is not linear: contributions are undefined (permutation importance is " \
-                 "not implemented)"
     target = encode_outcome(samples, spec)
     if reason is None:
         reason = too_few_samples(target, kind)
@@ -209,6 +209,15 @@ def attribute(samples: pl.DataFrame, spec: dict, summary: dict, pooled: pl.DataF
     X, _, _ = align_rows(embedding_feature_set(pooled), ids, SET)
     covariates = [c for c in params.get("covariates") or [] if c != spec["column"]]
     C, _ = covariate_matrix(samples, ids, covariates)
+    link_map = dict(zip(zip(links["sample_id"].cast(pl.Utf8).to_list(), links["feature_id"].cast(pl.Utf8).to_list()),
+                        links["consensus_id"].cast(pl.Utf8).to_list()))
+    if kind == "multiclass" or family not in LINEAR_FAMILIES:
+        out["method"] = "permutation"
+        out["notes"].append(("multiclass outcome" if kind == "multiclass" else f"estimator '{family}' is not linear")
+                            + ": the score does not split over features; permutation importance on the models "
+                              "stage's folds instead (modelling.importance)")
+        return _permutation_table(ids, X, C, y, kind, params, terms, link_map, feature_matrix, identifications, out)
+    out["method"] = "linear_split"
     strength = chosen_strength(summary, kind, params)
     recorded = strength is not None
     pre, model, strength = fit_embedding_model(X, C, y, kind, params, strength)
@@ -220,17 +229,11 @@ def attribute(samples: pl.DataFrame, spec: dict, summary: dict, pooled: pl.DataF
     # The split must reproduce the model's own scores, and the recomputed pooling the stored pooled vectors.
     per_sample: dict[str, dict[str, float]] = {}
     residual, unlinked = 0.0, 0.0
-    link_map = dict(zip(zip(links["sample_id"].cast(pl.Utf8).to_list(), links["feature_id"].cast(pl.Utf8).to_list()),
-                        links["consensus_id"].cast(pl.Utf8).to_list()))
     for i, s in enumerate(ids):
         keys, a, w, E = terms.get(s, ([], np.zeros(0), np.zeros(0), np.zeros((0, 0))))
         if not keys or not np.isfinite(X[i]).all():
             continue
-        if not np.allclose(a @ E, X[i], rtol=1e-3, atol=1e-5):
-            raise InputError("the pooled embedding differs from the pooling recomputed from its spectra", sample=s,
-                             fix="rerun the study (ms2study run): the sample embeddings and the feature intensities "
-                                 "given to attribution must come from one pooling (pool, or pool_corrected with the "
-                                 "corrected intensities), with the current pool settings")
+        _check_pooling(a, E, X[i], s)
         contribution = (a[:, None] * E - w[:, None] * mu) @ g
         XC = np.concatenate([X[i], C[i]])
         row_mu = np.concatenate([mu, C[i]])
@@ -256,6 +259,54 @@ def attribute(samples: pl.DataFrame, spec: dict, summary: dict, pooled: pl.DataF
                units=(f"log-odds of '{positive}' (difference between the classes' means)" if kind == "binary"
                       else f"predicted '{positive}' per unit of '{positive}'"),
                n_features=table.height)
+    return table, out
+
+
+def _check_pooling(a: np.ndarray, E: np.ndarray, x: np.ndarray, sample: str) -> None:
+    if not np.allclose(a @ E, x, rtol=1e-3, atol=1e-5):
+        raise InputError("the pooled embedding differs from the pooling recomputed from its spectra", sample=sample,
+                         fix="rerun the study (ms2study run): the sample embeddings and the feature intensities "
+                             "given to attribution must come from one pooling (pool, or pool_corrected with the "
+                             "corrected intensities), with the current pool settings")
+
+
+def _permutation_table(ids: list[str], X: np.ndarray, C: np.ndarray, y: np.ndarray, kind: str, params: dict,
+                       terms: dict, link_map: dict, feature_matrix: pl.DataFrame,
+                       identifications: pl.DataFrame | None, out: dict) -> tuple[pl.DataFrame, dict]:
+    """Permutation importance (``modelling.importance``) of the consensus features as an ``ATTRIBUTION`` table."""
+    sample_terms: list[dict[str, np.ndarray]] = []
+    unlinked = 0
+    for i, s in enumerate(ids):
+        keys, a, _w, E = terms.get(s, ([], np.zeros(0), np.zeros(0), np.zeros((0, 0))))
+        mapped: dict[str, np.ndarray] = {}
+        if keys and np.isfinite(X[i]).all():
+            _check_pooling(a, E, X[i], s)
+            for key, coefficient, vector in zip(keys, a, E):
+                consensus = link_map.get((s, key))
+                if consensus is None:
+                    unlinked += 1
+                    continue
+                mapped[consensus] = mapped.get(consensus, 0.0) + coefficient * vector
+        sample_terms.append(mapped)
+    result = permutation_importance(X, C, y, kind, params, sample_terms, seed=int(params["seed"]))
+    consensus = result["consensus_ids"]
+    importance = result["importance"]
+    order = np.argsort(-importance, kind="stable")
+    rank = np.empty(len(consensus), dtype=np.int64)
+    rank[order] = np.arange(1, len(consensus) + 1)
+    present = np.array([sum(c in t for t in sample_terms) for c in consensus], dtype=np.int64)
+    frame = pl.DataFrame({"consensus_id": consensus, "contribution": importance, "rank": rank,
+                          "n_samples": present, "importance_sd": result["importance_sd"]})
+    keys = feature_matrix.select(pl.col("consensus_id").cast(pl.Utf8), pl.col("mz").cast(pl.Float64),
+                                 pl.col("rt_s").cast(pl.Float64))
+    ident = accepted_identifications(identifications).select("consensus_id", "name", "inchikey", "msi_level")
+    frame = frame.join(keys, on="consensus_id", how="left").join(ident, on="consensus_id", how="left")
+    frame = frame.with_columns(pl.lit("permutation").alias("method"))
+    table = frame.select([pl.col(c).cast(t) if c in frame.columns else pl.lit(None, dtype=t).alias(c)
+                          for c, t in ATTRIBUTION.items()]).sort("rank")
+    out.update(status="done", n_samples=len(ids), loss=result["metric"], baseline_loss=result["baseline"],
+               n_evaluations=result["n_evaluations"], unlinked_terms=unlinked, n_features=table.height,
+               units=f"increase of the out-of-fold {result['metric']} when the feature is permuted within test folds")
     return table, out
 
 
@@ -291,5 +342,7 @@ def _consensus_table(per_sample: dict[str, dict[str, float]], ids: list[str], y:
                                  pl.col("rt_s").cast(pl.Float64))
     ident = accepted_identifications(identifications).select("consensus_id", "name", "inchikey", "msi_level")
     frame = frame.join(keys, on="consensus_id", how="left").join(ident, on="consensus_id", how="left")
+    frame = frame.with_columns(pl.lit("linear_split").alias("method"),
+                               pl.lit(None, dtype=pl.Float64).alias("importance_sd"))
     return frame.select([pl.col(c).cast(t) for c, t in ATTRIBUTION.items()]).sort("rank")
 

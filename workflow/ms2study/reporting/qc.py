@@ -225,18 +225,33 @@ def attribution_part(path: Path | None, outcome: str, top: int = TOP_ATTRIBUTION
     if table.height == 0:
         return title + "<p>No feature carries a contribution for this outcome.</p>"
     rows = table.sort("rank").head(top)
-    shown = [c for c in ATTRIBUTION_COLUMNS if c in rows.columns]
-    total = float(np.abs(table["contribution"].cast(pl.Float64).fill_null(0.0).to_numpy()).sum())
-    share = float(np.abs(rows["contribution"].cast(pl.Float64).fill_null(0.0).to_numpy()).sum()) / total if (
-        total > 0) else float("nan")
-    return title + (f'<p class="note">The {rows.height} consensus features contributing most to the embedding '
-                    "model's score (the sample vector is a weighted sum of its spectra's embeddings, so the model's "
-                    "linear score splits over the features): contribution toward the positive class (binary) or per "
-                    "unit of the outcome (continuous), as the attribution table gives it; ranked by its absolute "
-                    f"value. They carry {share:.0%} of the absolute contribution of all {table.height} features. "
-                    "The direction is where a feature pushes the model's score, not whether its abundance rises or "
-                    "falls (the differential table says that); the attribution explains the model, which is worth "
-                    "reading only where the model beats chance (under 'Outcome models': permutation p &lt; 0.05 and "
-                    "its interval above chance).</p>") + interactive_table(
-        rows.select(shown).rename({c: ATTRIBUTION_COLUMNS[c] for c in shown}),
+    permutation = "method" in table.columns and "permutation" in table["method"].drop_nulls().to_list()
+    columns = ({**ATTRIBUTION_COLUMNS, "contribution": "importance", "importance_sd": "± sd"} if permutation
+               else ATTRIBUTION_COLUMNS)
+    shown = [c for c in columns if c in rows.columns and not (permutation and c == "direction")]
+    if permutation:
+        text = (f'<p class="note">The {rows.height} consensus features the embedding model relies on most, by '
+                "permutation importance on the models stage's own folds (the model's score does not split over "
+                "features: a random forest, or several classes): how much the out-of-fold loss (Brier score; "
+                "1 − R² for a continuous outcome) grows when the feature's part of the test samples' pooled vectors "
+                "is exchanged among them, averaged over shuffles and repeats (± sd). About 0: the model does not "
+                "need the feature; redundant features share their importance. There is no direction (the "
+                "differential table says which way the abundance moves); worth reading only where the model "
+                "beats chance (under 'Outcome models': permutation p &lt; 0.05 and its interval above "
+                "chance).</p>")
+    else:
+        total = float(np.abs(table["contribution"].cast(pl.Float64).fill_null(0.0).to_numpy()).sum())
+        share = float(np.abs(rows["contribution"].cast(pl.Float64).fill_null(0.0).to_numpy()).sum()) / total if (
+            total > 0) else float("nan")
+        text = (f'<p class="note">The {rows.height} consensus features contributing most to the embedding '
+                "model's score (the sample vector is a weighted sum of its spectra's embeddings, so the model's "
+                "linear score splits over the features): contribution toward the positive class (binary) or per "
+                "unit of the outcome (continuous), as the attribution table gives it; ranked by its absolute "
+                f"value. They carry {share:.0%} of the absolute contribution of all {table.height} features. "
+                "The direction is where a feature pushes the model's score, not whether its abundance rises or "
+                "falls (the differential table says that); the attribution explains the model, which is worth "
+                "reading only where the model beats chance (under 'Outcome models': permutation p &lt; 0.05 and "
+                "its interval above chance).</p>")
+    return title + text + interactive_table(
+        rows.select(shown).rename({c: columns[c] for c in shown}),
         f"attribution-{_table_id(outcome)}", order=[("rank", "asc")])

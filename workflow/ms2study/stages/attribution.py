@@ -96,8 +96,8 @@ def run_attribution(samples_path: str | Path, sample_embeddings: list[str | Path
     if result["status"] == "done":
         top = ", ".join(f"{r['name'] or r['consensus_id']} ({r['contribution']:+.3g})"
                         for r in table.head(5).iter_rows(named=True))
-        log.info("outcome %s: %d consensus features attributed (%s, regularisation %s); top: %s", result["outcome"],
-                 table.height, result["units"], result["regularisation"], top)
+        log.info("outcome %s: %d consensus features attributed (%s, %s); top: %s", result["outcome"], table.height,
+                 result["units"], result.get("regularisation") or result.get("method"), top)
     else:
         log.warning("outcome %s not attributed: %s", result["outcome"], result["reason"])
     return result
