@@ -82,6 +82,30 @@ def test_select_peaks_matches_a_stable_sort_with_ties_gaps_and_invalid_peaks() -
             assert np.array_equal(g, w)
 
 
+@pytest.mark.parametrize("limit", [0, 10**9], ids=["numba", "numpy"])
+def test_select_peaks_numba_and_numpy_paths_give_the_same_bytes(limit: int, monkeypatch) -> None:
+    """Small inputs take the numpy sort (no numba start-up in an embed job), large ones the numba kernels: both
+    must give the same arrays, dtypes included, or an embedding would depend on the sample's size."""
+    monkeypatch.setattr(embed, "NUMPY_SELECT_MAX_PEAKS", limit)
+    rng = np.random.default_rng(11)
+    lengths = rng.integers(0, 70, 300)
+    lengths[:3] = 0  # empty spectra first, and one at the end
+    lengths[-1] = 0
+    offsets = np.concatenate(([0], np.cumsum(lengths)))
+    mz = rng.uniform(50, 900, offsets[-1])
+    inten = rng.integers(0, 30, offsets[-1]).astype(np.float32) * np.float32(1.37)
+    mz[rng.random(mz.size) < 0.03] = -1.0
+    inten[rng.random(inten.size) < 0.02] = np.nan
+    for max_peaks in (1, 7, 64, 500):
+        got = embed.select_peaks(mz, inten, offsets, max_peaks)
+        want = _select_peaks_by_sorting(mz, inten, offsets, max_peaks)
+        for g, w, dtype in zip(got, want, (np.float64, np.float32, np.int64)):
+            assert g.dtype == dtype
+            assert g.tobytes() == np.asarray(w, dtype=dtype).tobytes()
+    empty = embed.select_peaks(np.empty(0), np.empty(0), np.zeros(1, dtype=np.int64), 4)
+    assert [a.shape for a in empty] == [(0,), (0,), (1,)]
+
+
 def test_params_are_checked() -> None:
     with pytest.raises(InputError, match="unknown embed parameter 'batchsize'"):
         embed.merge_params({"batchsize": 3})

@@ -6,7 +6,7 @@ by peak count and cut into batches of ``batch_size`` so padding stays small. Inf
 quantisation of the feed-forward layers on CPUs without it (``precision: int8``, what ``auto`` picks there) and bf16
 or fp16 on CUDA; on CUDA the padded batches go through pinned memory with non-blocking copies and results are gathered once at
 the end. On CPU the same input with the same thread count gives byte-identical embeddings. Imports core and the
-encoder model.
+encoder model, and the top-peak kernels (numba) only for inputs too large for a numpy sort.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 import torch
-from numba import njit, prange
 from torch import nn
 
 from ms2study.core.errors import InputError
@@ -166,42 +165,10 @@ def get_model(params: dict | None = None) -> tuple[enc.SpectrumEncoder, dict[str
     return model, info, device
 
 
-@njit(cache=True, parallel=True)
-def _count_valid(mz, intensity, offsets, max_peaks):
-    n = offsets.shape[0] - 1
-    kept = np.zeros(n, dtype=np.int64)
-    for i in prange(n):
-        c = 0
-        for j in range(offsets[i], offsets[i + 1]):
-            if np.isfinite(mz[j]) and np.isfinite(intensity[j]) and mz[j] > 0 and intensity[j] > 0:
-                c += 1
-        kept[i] = min(c, max_peaks)
-    return kept
-
-
-@njit(cache=True, parallel=True)
-def _fill_top_peaks(mz, intensity, offsets, new_offsets, out_mz, out_rel):
-    n = offsets.shape[0] - 1
-    for i in prange(n):
-        k = new_offsets[i + 1] - new_offsets[i]
-        if k == 0:
-            continue
-        a, b = offsets[i], offsets[i + 1]
-        idx = np.empty(b - a, dtype=np.int64)
-        m = 0
-        for j in range(a, b):
-            if np.isfinite(mz[j]) and np.isfinite(intensity[j]) and mz[j] > 0 and intensity[j] > 0:
-                idx[m] = j
-                m += 1
-        idx = idx[:m]
-        # Descending intensity; mergesort is stable, so equal intensities keep their input order.
-        order = np.argsort(-intensity[idx], kind="mergesort")
-        base = intensity[idx[order[0]]]
-        o = new_offsets[i]
-        for t in range(k):
-            j = idx[order[t]]
-            out_mz[o + t] = mz[j]
-            out_rel[o + t] = np.float32(intensity[j] / base)
+# Up to this many peaks the peak selection is one numpy sort (~0.4 s at 1 M peaks); above it, numba kernels parallel
+# over spectra. Importing numba and loading its first kernel, cached or not, costs ~1 s of CPU in a fresh process:
+# more than sorting a sample's spectra, and an embed job would otherwise pay it for every sample.
+NUMPY_SELECT_MAX_PEAKS = 1_000_000
 
 
 def select_peaks(
@@ -211,18 +178,41 @@ def select_peaks(
 
     Inputs are flat arrays with ``offsets`` (length n+1). Returns ``(mz float64, rel_intensity float32,
     new_offsets int64)``; peaks stay grouped by spectrum, most intense first (ties keep input order).
-    A numba kernel, parallel over spectra: this host-side step must keep up with a GPU (a numpy lexsort over
-    all peaks managed about 33,000 spectra/s here).
+    Up to ``NUMPY_SELECT_MAX_PEAKS`` peaks one stable numpy sort; above, the numba kernels of
+    ``ms2study.kernels.top_peaks``, parallel over spectra: this host-side step must keep up with a GPU (the numpy
+    sort managed about 33,000 spectra/s here). Both give the same arrays.
     """
     mz = np.ascontiguousarray(mz, dtype=np.float64)
     intensity = np.ascontiguousarray(intensity, dtype=np.float64)
     offsets = np.ascontiguousarray(offsets, dtype=np.int64)
-    kept = _count_valid(mz, intensity, offsets, int(max_peaks))
+    if mz.shape[0] <= NUMPY_SELECT_MAX_PEAKS:
+        return _select_peaks_numpy(mz, intensity, offsets, int(max_peaks))
+    from ms2study.kernels.top_peaks import count_valid_peaks, fill_top_peaks
+
+    kept = count_valid_peaks(mz, intensity, offsets, int(max_peaks))
     new_offsets = offsets_from_counts(kept)
     out_mz = np.empty(int(new_offsets[-1]), dtype=np.float64)
     out_rel = np.empty(int(new_offsets[-1]), dtype=np.float32)
-    _fill_top_peaks(mz, intensity, offsets, new_offsets, out_mz, out_rel)
+    fill_top_peaks(mz, intensity, offsets, new_offsets, out_mz, out_rel)
     return out_mz, out_rel, new_offsets
+
+
+def _select_peaks_numpy(
+    mz: np.ndarray, intensity: np.ndarray, offsets: np.ndarray, max_peaks: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``select_peaks`` as one stable sort over all valid peaks by (spectrum, descending intensity)."""
+    n = offsets.shape[0] - 1
+    spectrum = np.repeat(np.arange(n, dtype=np.int64), np.diff(offsets))
+    valid = np.isfinite(mz) & np.isfinite(intensity) & (mz > 0) & (intensity > 0)
+    mz, intensity, spectrum = mz[valid], intensity[valid], spectrum[valid]
+    order = np.lexsort((-intensity, spectrum))  # lexsort is stable: equal intensities keep their input order
+    mz, intensity, spectrum = mz[order], intensity[order], spectrum[order]
+    counts = np.bincount(spectrum, minlength=n)
+    first = offsets_from_counts(counts)[:-1]
+    keep = np.arange(spectrum.shape[0]) - first[spectrum] < max_peaks
+    base = intensity[first[spectrum]]  # each spectrum's most intense valid peak
+    new_offsets = offsets_from_counts(np.minimum(counts, max_peaks))
+    return mz[keep], (intensity[keep] / base[keep]).astype(np.float32), new_offsets
 
 
 def bucket_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
