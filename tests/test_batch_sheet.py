@@ -234,6 +234,14 @@ def test_snakemake_dry_run_wires_the_corrected_matrix_and_the_flags(tmp_path: Pa
                for line in commands) and len(commands) == 2
 
 
+def _dry_run(folder: Path) -> str:
+    """Snakemake's dry run of the study in ``folder`` with the shell commands; asserts it succeeds."""
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(folder),
+                             "--dry-run", "--printshellcmds"], check=False, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
 def test_the_validated_sheet_is_rewritten_only_when_its_content_changes(tmp_path: Path) -> None:
     """Trial finding: a failed run had rewritten results/study/samples.tsv (rule sample_sheet), and after the bad edit
     was undone every study job reran: Snakemake reruns whatever follows a job that runs. The sheet is now written
@@ -246,11 +254,7 @@ def test_the_validated_sheet_is_rewritten_only_when_its_content_changes(tmp_path
     sheet = tmp_path / "results" / "study" / "samples.tsv"
 
     def dry() -> str:
-        result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d",
-                                 str(tmp_path), "--dry-run", "--printshellcmds"], check=False, capture_output=True,
-                                text=True)
-        assert result.returncode == 0, result.stderr[-3000:]
-        return result.stdout
+        return _dry_run(tmp_path)
 
     out = dry()
     assert "rule sample_sheet" not in out and "localrule sample_sheet" not in out
@@ -280,11 +284,7 @@ def test_a_removed_samples_kept_files_are_named_by_no_job(tmp_path: Path) -> Non
     sheet = tmp_path / "results" / "study" / "samples.tsv"
 
     def dry() -> str:
-        result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d",
-                                 str(tmp_path), "--dry-run", "--printshellcmds"], check=False, capture_output=True,
-                                text=True)
-        assert result.returncode == 0, result.stderr[-3000:]
-        return result.stdout
+        return _dry_run(tmp_path)
 
     assert "results/study/gap_filled/D.parquet" in dry()  # D is a sample: its files are named
     # D removed; its files stay
