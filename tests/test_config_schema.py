@@ -149,6 +149,35 @@ def test_schema_defaults_reads_each_section_in_schema_order(section: str) -> Non
         schema_defaults("samples")  # not a section of keys
 
 
+
+def test_the_schema_cache_reads_back_as_the_yaml_and_follows_an_edit(tmp_path: Path, monkeypatch) -> None:
+    """Jobs read the schema from a JSON cache (no PyYAML import): it must give exactly what the YAML gives, types
+    included, and an edited schema must be parsed again, not served from the old cache."""
+    from ms2study.core import params
+
+    schema = tmp_path / "config.schema.yaml"
+    schema.write_text((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    monkeypatch.setattr(params, "SCHEMA_PATH", schema)
+    monkeypatch.setattr(params, "SCHEMA_CACHE_DIR", tmp_path / "cache")
+    want = yaml.safe_load(schema.read_text())["properties"]
+    params._schema_sections.cache_clear()
+    try:
+        assert repr(params._schema_sections()) == repr(want)  # parsed, and the cache written
+        [cached] = (tmp_path / "cache").glob("config.schema.*.json")
+        params._schema_sections.cache_clear()
+        assert repr(params._schema_sections()) == repr(want)  # read from the cache
+        schema.write_text(schema.read_text().replace("default: 10.0", "default: 12.5", 1))
+        params._schema_sections.cache_clear()
+        edited = params._schema_sections()
+        assert repr(edited) == repr(yaml.safe_load(schema.read_text())["properties"]) != repr(want)
+        assert not cached.exists() and len(list((tmp_path / "cache").glob("*"))) == 1
+        schema.write_text(schema.read_text() + "\nx-released: 2024-01-01\n")  # a date: JSON cannot hold it
+        params._schema_sections.cache_clear()
+        assert repr(params._schema_sections()) == repr(edited)
+        assert len(list((tmp_path / "cache").glob("*"))) == 1
+    finally:
+        params._schema_sections.cache_clear()
+
 def _readme_block(section: str) -> str:
     """The part of config/README.md under a heading naming `section` (or headed `section` itself, as
     "Top-level keys"); the whole page when there is none."""
