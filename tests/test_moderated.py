@@ -119,6 +119,10 @@ def test_features_with_a_filled_value_keep_welch_and_the_rest_are_moderated() ->
     got = table.filter(pl.col("test") == "moderated_t").sort("consensus_id")
     assert np.allclose(got["p_value"].to_numpy(), expected["p_value"], rtol=1e-9)
     assert np.allclose(got["log2_fold_change"].to_numpy(), expected["estimate"], rtol=1e-9)
+    # the strongest features tie at the permutation floor 1 / (1 + 200 x 298): the table orders them by |t|
+    floor = table.filter(pl.col("p_value") == table["p_value"].min())
+    assert floor.height >= 2 and floor["p_value"][0] == pytest.approx(1 / (1 + 200 * 298))
+    assert (np.diff(np.abs(floor["statistic"].to_numpy())) <= 0).all()
 
 
 def mixture_study(rng: np.random.Generator, m: int, n_per_group: int) -> np.ndarray:

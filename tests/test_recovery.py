@@ -138,6 +138,21 @@ Exiting because a job execution failed. Look below for error messages
     assert run.finished_rules == {"detect"}
     assert [(j.rule, j.sample, j.logs, j.outputs) for j in run.failed] == [
         ("detect", "S02", ["logs/detect/S02.log"], ["results/samples/S02/features.parquet"])]
+    assert run.incomplete
+
+
+def test_a_run_snakemake_ended_with_an_unfinished_job_counts_as_failed() -> None:
+    """Trial finding: a Snakemake interrupted by signals printed "At least one job did not complete successfully"
+    and still exited 0, and `ms2study run` said "the run finished" and exited 0. The log's words now decide."""
+    interrupted = runner.parse_snakemake_log(
+        "Building DAG of jobs...\nrule models:\n    jobid: 5\nWorkflowError:\n"
+        "At least one job did not complete successfully.\n")
+    assert interrupted.incomplete and not interrupted.failed
+    finished = runner.parse_snakemake_log("rule models:\n    jobid: 5\nFinished jobid: 5 (Rule: models)\n"
+                                          "1 of 1 steps (100%) done\n")
+    assert not finished.incomplete
+    source = (REPO / "workflow" / "ms2study" / "runner.py").read_text()
+    assert "code = 1 if code == 0 and ((log := read_run_log(study_dir, since)).incomplete or log.failed)" in source
 
 
 # ------------------------------------------------------------------------------------------ real runs

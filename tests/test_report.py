@@ -525,6 +525,11 @@ def test_a_near_perfect_metric_with_a_large_p_is_explained(tmp_path: Path) -> No
     sheet = pl.DataFrame({"sample_id": [f"S{i}" for i in range(12)], "group": ["case", "control"] * 6})
     part = outcomes.models_section([OutcomeFiles(path, None)], sheet, {}, [])
     assert '<p class="note permutation">roc_auc is at or near its maximum' in part
+    # trial finding: with 9 permutations p = 0.1 although none reached the value: said as the floor, not "not small"
+    floor = {**summary, "params": {"n_permutations": 9}, "feature_sets": {"embedding": entry(1.0, 1 / 10)}}
+    note = outcomes.permutation_note(floor)
+    assert "yet p is not small" not in note and "none of 9 permutations reached it" in note
+    assert "p is the smallest 9 permutations can give" in note and "resolution is 1/10" in note
     # not shown when every near-perfect value has a small p
     summary["feature_sets"]["embedding"]["permutation_p"] = 1 / 21
     assert outcomes.permutation_note(summary) is None
@@ -664,6 +669,18 @@ def test_the_differential_section_names_the_test_each_summary_records() -> None:
     tdist = _test_text({"type": "continuous", "test": "moderated_ols", "n_moderated": 40, "prior_df": 4.0,
                         "n_permutations": 0, "n_samples": 20})
     assert tdist.startswith("linear regression") and "p-values from the t distribution" in tdist
+    # the features table shows which test each feature got when they differ, and the permutation floor
+    from ms2study.reporting.outcomes import _feature_table
+
+    tested = pl.DataFrame({"consensus_id": ["C1", "C2"], "test": ["moderated_t", "welch_t"], "p_value": [1e-4, 0.2],
+                           "q_value": [2e-4, 0.2], "log2_fold_change": [1.5, 0.1]})
+    html = _feature_table(tested, {**base, "n_permutations": 200, "n_moderated": 222}, "log2_fold_change",
+                          "log2 FC", "t1")
+    assert "welch_t" in html and "test: moderated_t / moderated_ols for features measured in every sample" in html
+    assert "the smallest moderated p is 2.3e-05" in html
+    single = _feature_table(tested.with_columns(pl.lit("welch_t").alias("test")), base, "log2_fold_change",
+                            "log2 FC", "t2")
+    assert "test: moderated_t" not in single
 
 
 def test_report_says_what_differs(untrained_report: tuple[Path, str]) -> None:

@@ -37,6 +37,7 @@ class RunLog:
     finished_rules: set[str] = field(default_factory=set)
     failed: list[FailedJob] = field(default_factory=list)
     lock_error: bool = False
+    incomplete: bool = False  # Snakemake said a job did not complete (even where its exit code was 0)
 
 
 _BLOCK_START = re.compile(r"^(?:local)?(?:rule|checkpoint) (\S+):$")
@@ -97,6 +98,8 @@ def parse_snakemake_log(text: str) -> RunLog:
                 result.finished_rules.add(jobs[finished.group(1)]["rule"])
         if "LockException" in line or "Directory cannot be locked" in line:
             result.lock_error = True
+        if "did not complete successfully" in line or "Exiting because a job execution failed" in line:
+            result.incomplete = True
         i += 1
     for jobid, (state, fields) in status.items():
         if state != "failed":

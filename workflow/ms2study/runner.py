@@ -478,7 +478,8 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
     print("+ " + shlex.join(command), file=sys.stderr, flush=True)
     since = time.time()
     code = _call(command, env)
-    if takes_lock:
+    if takes_lock:  # an interrupted Snakemake can exit 0 after "At least one job did not complete successfully"
+        code = 1 if code == 0 and ((log := read_run_log(study_dir, since)).incomplete or log.failed) else code
         summary = summarize(study_dir, code, since, extra)
         if summary:
             print(summary, file=sys.stderr, flush=True)

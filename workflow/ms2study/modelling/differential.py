@@ -240,8 +240,10 @@ def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, o
     )
     table = table.join(accepted_identifications(identifications), on="consensus_id", how="left",
                        maintain_order="left")
+    # permutation p-values tie at their floor 1 / (1 + B m): ties are ordered by |t|, the evidence behind them
     table = table.select([pl.col(c).cast(t) for c, t in DIFFERENTIAL.items()]).sort(
-        ["q_value", "p_value", "consensus_id"], nulls_last=True)
+        [pl.col("q_value"), pl.col("p_value"), pl.col("statistic").abs(), pl.col("consensus_id")],
+        descending=[False, False, True, False], nulls_last=True)
     summary.update(n_features=n_features, n_tested=int(tested.sum()),
                    n_not_detected_enough=int((~keep).sum()),
                    n_significant=int((np.nan_to_num(q, nan=1.0) < SIGNIFICANCE).sum()),

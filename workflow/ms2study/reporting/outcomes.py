@@ -54,11 +54,13 @@ DIFFERENTIAL_TEXT = (
     '<p class="note">Each consensus feature is tested for each outcome on log2 intensities: a t-test '
     "(binary), linear regression with the configured covariates (continuous) or one-way ANOVA "
     "(multiclass). With <code>differential: test: moderated</code> (the default) a feature detected in every "
-    "sample gets the moderated t-test: its variance is shrunk towards that of features of similar intensity "
-    "(limma-trend, Smyth 2004), which gives small studies their power, and its p-value comes from the same "
-    "statistic under permuted samples, pooled over features (as SAM and Perseus do), which keeps the "
-    "q-values honest when the data are not normal; a feature with a filled value keeps its own variance "
-    "(Welch t-test, or plain regression). The 'test' column says which. Missing values are handled as in the outcome models: a feature detected in fewer than "
+    "sample gets the moderated t-test: its variance is shrunk towards that of features of similar "
+    "intensity (limma-trend, Smyth 2004), which adds power to small studies (measured in benchmarks/README.md), "
+    "and its p-value comes from the same statistic under permuted samples, pooled over features (as SAM and "
+    "Perseus do), which keeps the q-values honest when the data are not normal; a feature with a filled value "
+    "keeps its own variance (Welch t-test, or plain regression). The 'test' column says which (a value gap "
+    "filling re-quantified from a run's MS1 signal is a measurement, not a fill). Missing values are handled as "
+    "in the outcome models: a feature detected in fewer than "
     "<code>models: min_detected_fraction</code> of the samples is not tested; otherwise a sample where it "
     "was not detected gets half its smallest intensity (<code>imputation: features</code>). q-values are "
     "Benjamini-Hochberg over the tested features. Identifications are the accepted ones (their own q in "
@@ -233,14 +235,25 @@ def permutation_note(summary: dict) -> str | None:
     n_perm = (summary.get("params") or {}).get("n_permutations")
     n_samples = summary.get("n_samples") or cases[0][1].get("n_samples")
     metric = cases[0][1].get("metric") or "the metric"
-    counts = []
+    counts, at_floor = [], []
     for name, entry in cases:
         p = float(entry["permutation_p"])
-        reached = (f", {max(round(p * (int(n_perm) + 1)) - 1, 0)} of {int(n_perm)} permutations reached it" if n_perm
-                   else "")
-        counts.append(f"{name}: {float(entry['value']):.3f}, p = {p:.3f}{reached}")
-    first = (f"{metric} is at or near its maximum of 1, yet p is not small ({'; '.join(counts)}): with {n_samples} "
-             "samples, models fitted to permuted labels also reach such a value often enough.")
+        reached = max(round(p * (int(n_perm) + 1)) - 1, 0) if n_perm else None
+        if reached == 0:  # no permutation reached it: p is as small as n_perm permutations can make it
+            at_floor.append(f"{name}: {float(entry['value']):.3f}, p = {p:.3f}, none of {int(n_perm)} "
+                            "permutations reached it")
+            continue
+        counts.append(f"{name}: {float(entry['value']):.3f}, p = {p:.3f}"
+                      + (f", {reached} of {int(n_perm)} permutations reached it" if n_perm else ""))
+    parts = []
+    if counts:
+        parts.append(f"{metric} is at or near its maximum of 1, yet p is not small ({'; '.join(counts)}): with "
+                     f"{n_samples} samples, models fitted to permuted labels also reach such a value often enough.")
+    if at_floor:
+        parts.append(f"{metric} is at or near its maximum of 1 and p is the smallest {int(n_perm)} permutations can "
+                     f"give ({'; '.join(at_floor)}): more permutations (models: n_permutations) would measure a "
+                     "smaller p.")
+    first = " ".join(parts)
     formula = ("The p-value counts them: p = (1 + permutations reaching at least the observed value) / "
                "(1 + permutations)")
     if not n_perm:
@@ -378,6 +391,8 @@ def _feature_table(tested: pl.DataFrame, summary: dict, effect: str, effect_head
     if effect:
         columns[effect] = effect_header
     columns |= {"p_value": "p", "q_value": "q"}
+    if tested.height and "test" in tested.columns and tested["test"].n_unique() > 1:
+        columns["test"] = "test"  # moderated for features detected in every sample, Welch (or OLS) for the others
     if summary.get("type") == "binary":
         columns |= {"detection_rate_positive": f"detected ({summary.get('positive_class')})",
                     "detection_rate_reference": f"detected ({summary.get('reference_class')})"}
@@ -387,7 +402,14 @@ def _feature_table(tested: pl.DataFrame, summary: dict, effect: str, effect_head
     parts = [f"<h4>Tested features ({tested.height}; sort by any column, filter with the search box)</h4>",
              interactive_table(shown, table_id, order=[("q", "asc"), ("p", "asc")])]
     parts.append('<p class="note">detected: share of the samples (of each class, for a binary outcome) in which '
-                 "the feature was detected, before any fill. id q: the identification's own q-value.</p>")
+                 "the feature was measured, before the half-minimum fill (a value gap filling re-quantified from "
+                 "the run's own MS1 signal counts as measured). id q: the identification's own q-value."
+                 + (" test: moderated_t / moderated_ols for features measured in every sample, welch_t / ols for "
+                    "features with a filled value." if "test" in columns else "")
+                 + (f" With {summary['n_permutations']} permutations over {summary.get('n_moderated')} features the "
+                    f"smallest moderated p is {1 / (1 + summary['n_permutations'] * summary['n_moderated']):.2g}; "
+                    "features at that floor are ordered by their t." if summary.get("n_permutations")
+                    and summary.get("n_moderated") else "") + "</p>")
     return "".join(parts)
 
 

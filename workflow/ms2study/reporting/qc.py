@@ -212,7 +212,7 @@ def attribution_part(path: Path | None, outcome: str, top: int = TOP_ATTRIBUTION
     title = "<h4>What the embedding model looks at</h4>"
     if caveat:
         title = ("<h4>What the embedding model looks at (a model without shown signal: not evidence)</h4>"
-                 f'<p class="note caveat"><b>Read with caution</b>: {esc(caveat)}. The contributions below explain '
+                 f'<p class="note caveat"><b>Read with caution</b>: {esc(caveat)}. The values below explain '
                  "that model, not a difference found in the study: do not read them as evidence about these "
                  "compounds.</p>")
     if not Path(path).exists():
@@ -234,8 +234,8 @@ def attribution_part(path: Path | None, outcome: str, top: int = TOP_ATTRIBUTION
                 "permutation importance on the models stage's own folds (the model's score does not split over "
                 "features: a random forest, or several classes): how much the out-of-fold loss (Brier score; "
                 "1 − R² for a continuous outcome) grows when the feature's part of the test samples' pooled vectors "
-                "is exchanged among them, averaged over shuffles and repeats (± sd). About 0: the model does not "
-                "need the feature; redundant features share their importance. There is no direction (the "
+                "is exchanged among them, averaged over shuffles and repeats (± sd). At or below 0 (slightly negative "
+                "by chance): the model does not need the feature; redundant features share their importance. There is no direction (the "
                 "differential table says which way the abundance moves); worth reading only where the model "
                 "beats chance (under 'Outcome models': permutation p &lt; 0.05 and its interval above "
                 "chance).</p>")

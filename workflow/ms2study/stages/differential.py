@@ -78,13 +78,14 @@ def rule_params(config: dict, stem: str) -> dict:
     """The stage parameters of one outcome (by file stem) from the workflow config: the outcome and the models'
     missing-value, covariate and seed settings and the ``differential`` section, so that only a change to these
     reruns the stage."""
-    models = config.get("models") or {}
+    models, section = config.get("models") or {}, config.get("differential") or {}
+    test = section.get("test", "moderated")
     return {"outcome": configured_outcomes(config)[stem], "covariates": models.get("covariates") or [],
             "imputation": (models.get("imputation") or {}).get("features", "half_minimum"),
             "min_detected_fraction": models.get("min_detected_fraction", 0.5),
-            "test": (config.get("differential") or {}).get("test", "moderated"),
-            "permutations": (config.get("differential") or {}).get("permutations", 200),
-            "seed": models.get("seed", 0)}
+            "test": test, "seed": models.get("seed", 0),
+            # only the moderated test permutes: with welch, changing the count reruns nothing
+            **({"permutations": section.get("permutations", 200)} if test == "moderated" else {})}
 
 
 def run_differential(samples_path: str | Path, matrix_path: str | Path, identifications_path: str | Path | None,
