@@ -15,15 +15,17 @@ class (the log2 ratio of geometric means); covariates are not adjusted for (the 
 configured). Continuous outcomes: ``log2_effect_per_unit`` is the OLS slope, adjusted for the covariates (numbers as
 they are, text one-hot coded as in the models; samples missing a covariate are left out).
 
-Which test (``test`` parameter, per row in column ``test``): with ``moderated`` (the default), a feature detected
-in every sample of the outcome is tested with the moderated t-test (``moderated_t``: two groups, the variances
-pooled; ``moderated_ols``: the slope), its variance shrunk towards an intensity-dependent prior fitted on all such
-features (limma-trend), its p-value from the permutation null of the moderated t pooled over features (SAM-style,
+Which test (``test`` parameter, per row in column ``test``): with ``moderated`` (the default), a feature detected in
+every sample of the outcome is tested with the moderated t-test (``moderated_t``: two groups, the variances pooled;
+``moderated_ols``: the slope), its variance shrunk towards an intensity-dependent prior fitted on all such features
+(limma-trend), its p-value from the permutation null of the moderated t pooled over features (SAM-style,
 ``n_permutations`` permutations; ``modelling.univariate.permutation_moderated_test``); a feature with a filled value
-keeps its own variance: Welch's t-test (``welch_t``) or plain OLS (``ols``), p from the t distribution. A filled value is a point mass at the detection limit, not a draw from the normal model the prior
-assumes; on real urine studies moderating such features made the test anti-conservative (measured:
+keeps its own variance: Welch's t-test (``welch_t``) or plain OLS (``ols``), p from the t distribution. A filled
+value is a point mass at the detection limit, not a draw from the normal model the prior assumes; on real urine
+studies moderating such features made the test anti-conservative (measured:
 ``benchmarks/differential_calibration.py``). With ``welch`` every binary feature gets Welch's test and every
-continuous one plain OLS. The tests themselves are in ``modelling.univariate``. Imports ``core``, ``modelling.outcomes`` and ``modelling.univariate``.
+continuous one plain OLS. The tests themselves are in ``modelling.univariate``. Imports ``core``,
+``modelling.outcomes`` and ``modelling.univariate``.
 """
 
 from __future__ import annotations

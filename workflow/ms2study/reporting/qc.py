@@ -234,11 +234,11 @@ def attribution_part(path: Path | None, outcome: str, top: int = TOP_ATTRIBUTION
                 "permutation importance on the models stage's own folds (the model's score does not split over "
                 "features: a random forest, or several classes): how much the out-of-fold loss (Brier score; "
                 "1 − R² for a continuous outcome) grows when the feature's part of the test samples' pooled vectors "
-                "is exchanged among them, averaged over shuffles and repeats (± sd). At or below 0 (slightly negative "
-                "by chance): the model does not need the feature; redundant features share their importance. There is no direction (the "
-                "differential table says which way the abundance moves); worth reading only where the model "
-                "beats chance (under 'Outcome models': permutation p &lt; 0.05 and its interval above "
-                "chance).</p>")
+                "is exchanged among them, averaged over shuffles and repeats (± sd). At or below 0 (slightly "
+                "negative by chance): the model does not need the feature; redundant features share their "
+                "importance. There is no direction (the differential table says which way the abundance moves); "
+                "worth reading only where the model beats chance (under 'Outcome models': permutation p &lt; 0.05 "
+                "and its interval above chance).</p>")
     else:
         total = float(np.abs(table["contribution"].cast(pl.Float64).fill_null(0.0).to_numpy()).sum())
         share = float(np.abs(rows["contribution"].cast(pl.Float64).fill_null(0.0).to_numpy()).sum()) / total if (
