@@ -72,7 +72,9 @@ def test_nested_key_in_command_line_config_is_refused_with_the_yaml_to_write(tmp
     # a bad value in that form is named like one in config.yaml (what is allowed) before the form is refused
     code, err = _run(["run", str(tmp_path), "-n", "--config", "annotate.fdr=high"], capsys)
     assert code == 1 and "key 'annotate.fdr': 'high' is not of type 'number'" in err
-    assert "--config on the command line" in err and not (tmp_path / ".snakemake").exists()
+    # ... and the fix points to config.yaml, since --config cannot take the corrected value in that form either
+    assert "correct the key(s) named above in the study's config.yaml (--config takes top-level keys only)" in err
+    assert not (tmp_path / ".snakemake").exists()
 
 
 def test_command_line_config_is_validated_before_snakemake(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -438,7 +438,7 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
                          fix="give the folder that holds samples.tsv (or the mzML files)")
     nested = dotted_overrides(extra)
     if nested:  # a bad value is named first (key, allowed values); a good one is refused for its form below
-        study.load_config(study_dir, nested)
+        study.load_config(study_dir, nested, "the study's config.yaml (--config takes top-level keys only)")
     config = study.load_config(study_dir, config_overrides(extra))
     sheet = study.load_sample_sheet(study_dir, config)
     sheet_path = study_dir / config["samples"]

@@ -183,8 +183,10 @@ def deep_update(base: dict, override: dict) -> dict:
     return merged
 
 
-def load_config(study_dir: Path, overrides: dict | None = None) -> dict:
-    """Defaults, then ``study_dir/config.yaml``, then ``overrides``; validated."""
+def load_config(study_dir: Path, overrides: dict | None = None,
+                overrides_label: str = "--config on the command line") -> dict:
+    """Defaults, then ``study_dir/config.yaml``, then ``overrides`` (named ``overrides_label`` in messages);
+    validated."""
     defaults = _read_yaml(DEFAULT_CONFIG) or {}
     config = defaults
     study_config = Path(study_dir) / "config.yaml"
@@ -201,7 +203,7 @@ def load_config(study_dir: Path, overrides: dict | None = None) -> dict:
         origins.append((str(study_config), local))
     if overrides:
         config = deep_update(config, overrides)
-        origins.append(("--config on the command line", overrides))
+        origins.append((overrides_label, overrides))
     validate_config(config, str(study_config if study_config.exists() else DEFAULT_CONFIG), origins)
     return config
 
