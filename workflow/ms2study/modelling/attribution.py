@@ -297,17 +297,24 @@ def _permutation_table(ids: list[str], X: np.ndarray, C: np.ndarray, y: np.ndarr
     present = np.array([sum(c in t for t in sample_terms) for c in consensus], dtype=np.int64)
     frame = pl.DataFrame({"consensus_id": consensus, "contribution": importance, "rank": rank,
                           "n_samples": present, "importance_sd": result["importance_sd"]})
+    table = _attribution_table(frame.with_columns(pl.lit("permutation").alias("method")), feature_matrix,
+                               identifications)
+    out.update(status="done", n_samples=len(ids), loss=result["loss"], baseline_loss=result["baseline"],
+               n_evaluations=result["n_evaluations"], unlinked_terms=unlinked, n_features=table.height,
+               units=f"increase of the out-of-fold {result['loss']} when the feature is permuted within test folds")
+    return table, out
+
+
+def _attribution_table(frame: pl.DataFrame, feature_matrix: pl.DataFrame,
+                       identifications: pl.DataFrame | None) -> pl.DataFrame:
+    """``frame`` (consensus_id and the values of one method) with each feature's m/z, RT and accepted
+    identification, as an ``ATTRIBUTION`` table (absent columns null) sorted by rank."""
     keys = feature_matrix.select(pl.col("consensus_id").cast(pl.Utf8), pl.col("mz").cast(pl.Float64),
                                  pl.col("rt_s").cast(pl.Float64))
     ident = accepted_identifications(identifications).select("consensus_id", "name", "inchikey", "msi_level")
     frame = frame.join(keys, on="consensus_id", how="left").join(ident, on="consensus_id", how="left")
-    frame = frame.with_columns(pl.lit("permutation").alias("method"))
-    table = frame.select([pl.col(c).cast(t) if c in frame.columns else pl.lit(None, dtype=t).alias(c)
-                          for c, t in ATTRIBUTION.items()]).sort("rank")
-    out.update(status="done", n_samples=len(ids), loss=result["metric"], baseline_loss=result["baseline"],
-               n_evaluations=result["n_evaluations"], unlinked_terms=unlinked, n_features=table.height,
-               units=f"increase of the out-of-fold {result['metric']} when the feature is permuted within test folds")
-    return table, out
+    return frame.select([pl.col(c).cast(t) if c in frame.columns else pl.lit(None, dtype=t).alias(c)
+                         for c, t in ATTRIBUTION.items()]).sort("rank")
 
 
 def _consensus_table(per_sample: dict[str, dict[str, float]], ids: list[str], y: np.ndarray, kind: str,
@@ -338,11 +345,6 @@ def _consensus_table(per_sample: dict[str, dict[str, float]], ids: list[str], y:
         "contribution_mean": mean, "contribution_positive": positive_mean, "contribution_reference": reference_mean,
         "n_samples": present.sum(axis=0),
     }, schema_overrides={"contribution_positive": pl.Float64, "contribution_reference": pl.Float64})
-    keys = feature_matrix.select(pl.col("consensus_id").cast(pl.Utf8), pl.col("mz").cast(pl.Float64),
-                                 pl.col("rt_s").cast(pl.Float64))
-    ident = accepted_identifications(identifications).select("consensus_id", "name", "inchikey", "msi_level")
-    frame = frame.join(keys, on="consensus_id", how="left").join(ident, on="consensus_id", how="left")
-    frame = frame.with_columns(pl.lit("linear_split").alias("method"),
-                               pl.lit(None, dtype=pl.Float64).alias("importance_sd"))
-    return frame.select([pl.col(c).cast(t) for c, t in ATTRIBUTION.items()]).sort("rank")
+    return _attribution_table(frame.with_columns(pl.lit("linear_split").alias("method")), feature_matrix,
+                              identifications)
 

@@ -71,14 +71,13 @@ def permutation_importance(X: np.ndarray, C: np.ndarray, y: np.ndarray, kind: st
     ``C``: covariates (n, k); ``y``: encoded outcome (class index, or value for ``kind`` continuous); ``params``:
     the models stage's settings (``outer_splits``, ``outer_repeats``, ``seed``, imputation, estimator...);
     ``sample_terms``: per sample, {consensus_id: its term of the pooled vector (dim,)}. Returns ``consensus_ids``
-    (sorted), ``importance`` and ``importance_sd`` (per consensus feature: the loss's increase), ``metric`` (the
-    loss's name), ``baseline`` (the loss of the unpermuted out-of-fold predictions, mean over repeats) and
+    (sorted), ``importance`` and ``importance_sd`` (per consensus feature: the loss's increase), ``loss`` (its
+    name), ``baseline`` (the loss of the unpermuted out-of-fold predictions, mean over repeats) and
     ``n_evaluations`` (shuffles x repeats). Seeded by ``seed`` (the shuffles) and ``params['seed']`` (folds).
     """
     consensus = sorted({c for terms in sample_terms for c in terms})
     n, dim = X.shape
     XC = np.hstack([X, C])
-    metric = LOSS[kind]
     n_classes = int(y.max()) + 1 if kind != "continuous" else 0
     splitter, k = outer_splitter(y, kind, params)
     imputation = (params.get("imputation") or {}).get("embedding", "mean")
@@ -114,7 +113,7 @@ def permutation_importance(X: np.ndarray, C: np.ndarray, y: np.ndarray, kind: st
                     predicted = score(rows.reshape(-1, dim + C.shape[1]))
                     predicted = predicted.reshape(len(test), len(columns), *shape[1:])
                     permuted[start:start + len(columns), shuffle][:, test] = np.moveaxis(predicted, 1, 0)
-            if fold == k - 1:  # a repeat is complete: its metrics
+            if fold == k - 1:  # a repeat is complete: its losses
                 reference = out_of_fold_loss(kind, y, base, folds)
                 baselines.append(reference)
                 drop = np.array([[out_of_fold_loss(kind, y, permuted[f, s], folds) - reference
@@ -125,5 +124,5 @@ def permutation_importance(X: np.ndarray, C: np.ndarray, y: np.ndarray, kind: st
         warnings.simplefilter("ignore", RuntimeWarning)
         return {"consensus_ids": consensus, "importance": np.nanmean(stacked, axis=1) if stacked.size else
                 np.zeros(len(consensus)), "importance_sd": np.nanstd(stacked, axis=1) if stacked.size else
-                np.zeros(len(consensus)), "metric": metric, "baseline": float(np.mean(baselines)) if baselines
+                np.zeros(len(consensus)), "loss": LOSS[kind], "baseline": float(np.mean(baselines)) if baselines
                 else float("nan"), "n_evaluations": int(stacked.shape[1])}
