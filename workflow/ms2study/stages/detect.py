@@ -261,11 +261,12 @@ def _file_key(path: str | Path) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
-def _known_bad(mark: Path, mzml: str | Path) -> InputError | None:
-    """The error an earlier attempt found in ``mzml``, when the file is unchanged since (None otherwise)."""
+def _known_bad(mark: Path, mzml: str | Path, params: dict) -> InputError | None:
+    """The error an earlier attempt found in ``mzml``, when the file and the parameters are unchanged since (None
+    otherwise: a changed setting may read the same file differently)."""
     try:
         record = json.loads(mark.read_text(encoding="utf-8"))
-        if record.get("key") != _file_key(mzml):
+        if record.get("key") != _file_key(mzml) or record.get("params") != json.dumps(params, sort_keys=True):
             return None
         return InputError(record["message"], file=record.get("file"), sample=record.get("sample"),
                           fix=record.get("fix"))
@@ -279,17 +280,18 @@ def _cli(args: argparse.Namespace) -> int:
     the output (``bad_input_mark``) and a retry on the unchanged file repeats it without reading the file again."""
     from ms2study.core.params import load_params
 
-    mark = bad_input_mark(args.out)
-    known = _known_bad(mark, args.mzml)
+    mark, params = bad_input_mark(args.out), load_params(args)
+    known = _known_bad(mark, args.mzml, params)
     if known is not None:
         log.info("%s is unchanged since an earlier attempt found it bad: not read again", args.mzml)
         raise known
     try:
-        df, chrom, chrom_meta, scans = detect_run(args.mzml, args.sample_id, load_params(args))
+        df, chrom, chrom_meta, scans = detect_run(args.mzml, args.sample_id, params)
     except InputError as err:
         if err.file is not None and Path(err.file) == Path(args.mzml) and Path(args.mzml).is_file():
-            write_text(json.dumps({"key": _file_key(args.mzml), "message": err.message, "file": err.file,
-                                   "sample": err.sample, "fix": err.fix}), mark)
+            write_text(json.dumps({"key": _file_key(args.mzml), "params": json.dumps(params, sort_keys=True),
+                                   "message": err.message, "file": err.file, "sample": err.sample,
+                                   "fix": err.fix}), mark)
         raise
     mark.unlink(missing_ok=True)
     if args.chromatogram_out:
