@@ -420,7 +420,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("outdir", type=Path, help="folder to write the study into (created if missing)")
-    p.add_argument("--samples", type=int, default=12, help="number of samples (default 12, half of them cases)")
+    p.add_argument("--samples", type=int, default=None,
+                   help="number of samples (default 12, with --background 16; half of them cases)")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives identical files")
     p.add_argument("--profile", choices=PROFILES, default="demo",
                    help="demo (default: curated compounds, one class raised) or realistic (thousands of background "
@@ -438,14 +439,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(params key blanks; default 0)")
     p.add_argument("--adducts", action="store_const", const=True,
                    help="[M+Na]+, [M+NH4]+ and in-source fragment ions beside each compound (params key adducts)")
+    spike = p.add_argument_group("spike-in into a real run (ms2study.simulate.spikein; --help of that module)")
+    spike.add_argument("--background", type=Path, help="centroided DDA mzML: each sample is a copy of it plus "
+                       "compounds spiked from --library")
+    spike.add_argument("--library", type=Path, help="MGF (.gz too) the spiked compounds are drawn from")
+    spike.add_argument("--compounds", type=int, default=60, help="spiked compounds (default 60)")
+    spike.add_argument("--n-changed", type=int, default=12, dest="n_changed",
+                       help="spiked compounds of one class raised in cases (default 12)")
+    spike.add_argument("--fold-change", type=float, default=3.0, dest="fold_change", help="their fold (default 3)")
+    spike.add_argument("--unknown-fraction", type=float, default=1 / 3, dest="unknown_fraction",
+                       help="share of spiked compounds left out of the written library (default 1/3)")
+    spike.add_argument("--library-size", type=int, dest="library_size",
+                       help="at most this many records in the written library (default: all usable)")
     add_params_argument(p)
 
     def run(args: argparse.Namespace) -> int:
+        if args.background is not None:
+            if args.library is None:
+                raise InputError("--background needs --library", fix="pass --library LIB.mgf")
+            from ms2study.simulate.spikein import simulate_spikein
+            summary = simulate_spikein(args.outdir, args.background, args.library, n_samples=args.samples or 16,
+                                       n_compounds=args.compounds, n_changed=args.n_changed,
+                                       fold_change=args.fold_change, unknown_fraction=args.unknown_fraction,
+                                       library_size=args.library_size, seed=args.seed)
+            print(json.dumps(summary, indent=2))
+            return 0
         params = load_params(args)
         for key in ("batches", "qc_every", "blanks", "adducts"):
             if getattr(args, key) is not None:  # a flag given wins over the same key in --params
                 params[key] = getattr(args, key)
-        summary = simulate_study(args.outdir, n_samples=args.samples, seed=args.seed, params=params,
+        summary = simulate_study(args.outdir, n_samples=args.samples or 12, seed=args.seed, params=params,
                                  profile=args.profile)
         print(json.dumps(summary, indent=2))
         return 0

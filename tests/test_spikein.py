@@ -1,0 +1,280 @@
+"""Spike-in simulation into a real run (ms2study.simulate.spikein) on a small background and library made here."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyopenms as oms
+import pytest
+
+from ms2study.cli import main
+from ms2study.core.errors import InputError
+from ms2study.simulate.spikein import PROTON, read_mgf_records, sample_variation, simulate_spikein
+
+SHARED = Path(__file__).parents[2] / "shared" / "data"
+SEED = 5
+# name, formula, class, records: a structure with 2 records gets MS2 from the other one
+STRUCTURES = [
+    ("glucose", "C6H12O6", "Organic compounds; Organooxygen compounds", 2),
+    ("tyrosine", "C9H11NO3", "Organic compounds; Organic acids and derivatives", 2),
+    ("phenylalanine", "C9H11NO2", "Organic compounds; Organic acids and derivatives", 2),
+    ("leucine", "C6H13NO2", "Organic compounds; Organic acids and derivatives", 1),
+    ("tryptophan", "C11H12N2O2", "Organic compounds; Organic acids and derivatives", 2),
+    ("glutamate", "C5H9NO4", "Organic compounds; Organic acids and derivatives", 2),
+    ("caffeine", "C8H10N4O2", "Organic compounds; Organoheterocyclic compounds", 2),
+    ("adenine", "C5H5N5", "Organic compounds; Organoheterocyclic compounds", 1),
+    ("cholesterol", "C27H46O", "Organic compounds; Lipids and lipid-like molecules", 2),
+]
+
+
+def _key(k: int) -> str:
+    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    return f"{letters[k] * 14}-UHFFFAOYSA-N"
+
+
+def write_library(path: Path, structures=STRUCTURES, license_="CC BY", extra_fields: str = "") -> None:
+    rs = np.random.default_rng(0)
+    blocks = []
+    for k, (name, formula, klass, n_records) in enumerate(structures):
+        mz = oms.EmpiricalFormula(formula).getMonoWeight() + PROTON
+        for r in range(n_records):
+            frags = np.sort(rs.uniform(50, mz - 5, 6))
+            lines = ["BEGIN IONS", f"TITLE=REC-{k}-{r}", f"PEPMASS={mz:.6f}", "CHARGE=1+", "IONMODE=positive",
+                     "ADDUCT=[M+H]+", f"NAME={name}", f"FORMULA={formula}", f"INCHIKEY={_key(k)}",
+                     f"COMPOUND_CLASS=CHEMONTID:0000000; {klass}", f"LICENSE={license_}"]
+            lines += [x for x in extra_fields.split("\n") if x]
+            lines += [f"{m:.5f} {i:.1f}" for m, i in zip(frags, rs.uniform(10, 1000, 6), strict=True)]
+            lines.append("END IONS")
+            blocks.append("\n".join(lines))
+    path.write_text("\n\n".join(blocks) + "\n")
+
+
+def positive(s: oms.MSSpectrum) -> None:
+    settings = s.getInstrumentSettings()  # a copy: set it back
+    settings.setPolarity(oms.IonSource.Polarity.POSITIVE)
+    s.setInstrumentSettings(settings)
+
+
+def write_background(path: Path, profile: bool = False, ms1: bool = True) -> None:
+    """40 MS1 scans (0.5 s apart, m/z 100-600, 30 random ions) each followed by 2 MS2 scans of its top ions."""
+    rs = np.random.default_rng(1)
+    ions = np.sort(rs.uniform(100, 600, 30))
+    levels = 10 ** rs.uniform(4, 6.5, 30)
+    exp = oms.MSExperiment()
+    scan = 1
+    for j in range(40):
+        t = 10.0 + 0.5 * j
+        inten = levels * (0.8 + 0.4 * rs.random(30))
+        if ms1:
+            s = oms.MSSpectrum()
+            s.setMSLevel(1)
+            s.setRT(t)
+            s.setNativeID(f"controllerType=0 controllerNumber=1 scan={scan}")
+            scan += 1
+            if profile:
+                mz = np.concatenate([m + np.linspace(-0.005, 0.005, 11) for m in ions])
+                s.set_peaks((mz, np.repeat(inten, 11).astype(np.float32)))
+                s.setType(oms.SpectrumSettings.SpectrumType.PROFILE)
+            else:
+                s.set_peaks((ions.copy(), inten.astype(np.float32)))
+                s.setType(oms.SpectrumSettings.SpectrumType.CENTROID)
+            positive(s)
+            exp.addSpectrum(s)
+        for q in np.argsort(inten)[::-1][:2]:
+            s = oms.MSSpectrum()
+            s.setMSLevel(2)
+            s.setRT(t + 0.1 + 0.1 * len(exp.getSpectra()) % 2)
+            s.setNativeID(f"controllerType=0 controllerNumber=1 scan={scan}")
+            scan += 1
+            p = oms.Precursor()
+            p.setMZ(float(ions[q]))
+            p.setCharge(1)
+            p.setIsolationWindowLowerOffset(0.5)
+            p.setIsolationWindowUpperOffset(0.5)
+            s.setPrecursors([p])
+            s.set_peaks((np.sort(rs.uniform(50, ions[q], 8)), rs.uniform(3e3, 1e5, 8).astype(np.float32)))
+            s.setType(oms.SpectrumSettings.SpectrumType.CENTROID)
+            positive(s)
+            exp.addSpectrum(s)
+    exp.sortSpectra(True)
+    oms.MzMLFile().store(str(path), exp)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("spikein_inputs")
+    write_background(d / "bg.mzML")
+    write_library(d / "lib.mgf")
+    return d / "bg.mzML", d / "lib.mgf"
+
+
+def make(out: Path, inputs, **kw) -> dict:
+    kw = {"n_samples": 4, "n_compounds": 6, "n_changed": 2, "fold_change": 3.0, "seed": SEED, **kw}
+    return simulate_spikein(out, inputs[0], inputs[1], **kw)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, inputs) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("spikein_study")
+    return out, make(out, inputs)
+
+
+def is_spiked(s: oms.MSSpectrum) -> bool:
+    return s.getMSLevel() == 2 and str(s.getMetaValue("spectrum title") or "").startswith("spiked")
+
+
+def load(path: Path) -> oms.MSExperiment:
+    exp = oms.MSExperiment()
+    oms.MzMLFile().load(str(path), exp)
+    return exp
+
+
+def test_layout_and_truth(study):
+    out, summary = study
+    for name in ("samples.tsv", "config.yaml", "library.mgf", "ground_truth.tsv", "simulation.json"):
+        assert (out / name).is_file()
+    sheet = pl.read_csv(out / "samples.tsv", separator="\t")
+    assert sheet["group"].to_list() == ["control", "control", "case", "case"]
+    truth = pl.read_csv(out / "ground_truth.tsv", separator="\t")
+    assert truth.height == 4 * 6
+    for col in ("inchikey", "formula", "chemical_class", "mz", "rt_s", "in_library", "changed", "fold"):
+        assert col in truth.columns
+    first = truth.filter(pl.col("sample_id") == "S01")
+    assert first["inchikey"].str.split("-").list.first().n_unique() == 6
+    assert first["changed"].sum() == 2 and first.filter("changed")["chemical_class"].n_unique() == 1
+    assert first["in_library"].sum() == 4  # a third are known unknowns
+    assert summary["planted_class"] == first.filter("changed")["chemical_class"][0]
+
+
+def test_spiked_peaks_at_mz_rt_with_fold(study):
+    out, _ = study
+    truth = pl.read_csv(out / "ground_truth.tsv", separator="\t")
+    for i, sid in enumerate(["S01", "S02", "S03", "S04"]):
+        exp = load(out / "mzml" / f"{sid}.mzML")
+        ms1 = [s for s in exp if s.getMSLevel() == 1]
+        rts = np.array([s.getRT() for s in ms1])
+        rows = truth.filter(pl.col("sample_id") == sid)
+        variation = sample_variation(SEED, i, rows["mz"].to_numpy())
+        for row, var in zip(rows.iter_rows(named=True), variation, strict=True):
+            j = int(np.argmin(np.abs(rts - row["rt_s"])))
+            mz, inten = ms1[j].get_peaks()
+            hit = np.abs(mz - row["mz"]) <= 5e-6 * row["mz"]
+            assert hit.any(), (sid, row["name"])
+            sigma = row["fwhm_s"] / 2.3548
+            expected = row["height"] * var * np.exp(-0.5 * ((rts[j] - row["rt_s"]) / sigma) ** 2)
+            fold = 3.0 if (row["changed"] and row["group"] == "case") else 1.0
+            assert row["fold"] == (3.0 if row["changed"] else 1.0)
+            assert inten[hit].max() == pytest.approx(expected * fold, rel=1e-3)
+
+
+def test_background_varies_per_sample_with_isotopes_sharing_the_factor(study, inputs):
+    out, _ = study
+    bg = next(s for s in load(inputs[0]) if s.getMSLevel() == 1).get_peaks()
+    s1 = next(s for s in load(out / "mzml" / "S01.mzML") if s.getMSLevel() == 1).get_peaks()
+    ratio = np.array([s1[1][np.argmin(np.abs(s1[0] - m))] / i for m, i in zip(*bg, strict=True)])
+    assert ratio == pytest.approx(sample_variation(SEED, 0, bg[0]), rel=1e-3)
+    smooth = sample_variation(SEED, 0, np.array([300.0, 301.003]))
+    assert smooth[1] / smooth[0] == pytest.approx(1.0, abs=0.1)
+
+
+def test_library_without_unknowns_and_ms2_differs_from_library(study, inputs):
+    out, _ = study
+    truth = pl.read_csv(out / "ground_truth.tsv", separator="\t").filter(pl.col("sample_id") == "S01")
+    lib = read_mgf_records(out / "library.mgf")
+    blocks = {r.block for r in lib}
+    for row in truth.iter_rows(named=True):
+        assert (row["inchikey"].split("-")[0] in blocks) == row["in_library"]
+    titles = {r.fields["TITLE"] for r in lib}
+    used = truth.filter(pl.col("ms2_source") == "other_record")["ms2_record"].to_list()
+    assert not titles & set(used)  # a query is never scored against its own record
+    spectra = [np.round(r.mz, 4) for r in lib]
+    n_ms2 = 0
+    for sid in ("S01", "S02", "S03", "S04"):
+        for s in load(out / "mzml" / f"{sid}.mzML"):
+            if s.getMSLevel() == 2 and is_spiked(s):
+                n_ms2 += 1
+                mz = np.round(s.get_peaks()[0], 4)
+                assert not any(m.size == mz.size and np.array_equal(m, mz) for m in spectra)
+    assert n_ms2 >= 1
+
+
+def test_native_ids_unique_sorted_and_precursors_set(study):
+    out, _ = study
+    exp = load(out / "mzml" / "S03.mzML")
+    ids = [s.getNativeID() for s in exp]
+    assert len(ids) == len(set(ids))
+    rts = [s.getRT() for s in exp]
+    assert rts == sorted(rts)
+    truth = pl.read_csv(out / "ground_truth.tsv", separator="\t").filter(pl.col("sample_id") == "S03")
+    spiked = [s for s in exp if s.getMSLevel() == 2 and is_spiked(s)]
+    assert len(spiked) == truth["n_ms2"].sum()
+    for s in spiked:
+        p = s.getPrecursors()[0]
+        assert p.getCharge() == 1 and p.getIsolationWindowLowerOffset() == 0.5
+        assert s.getInstrumentSettings().getPolarity() == oms.IonSource.Polarity.POSITIVE
+        assert np.min(np.abs(truth["mz"].to_numpy() - p.getMZ())) < 1e-6
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix != ".json"}
+
+
+def test_deterministic_for_a_seed(tmp_path, inputs):
+    make(tmp_path / "a", inputs)
+    make(tmp_path / "b", inputs)
+    make(tmp_path / "c", inputs, seed=SEED + 1)
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
+
+
+def test_cli_dispatch(tmp_path, inputs):
+    assert main(["simulate", str(tmp_path / "s"), "--background", str(inputs[0]), "--library", str(inputs[1]),
+                 "--samples", "2", "--compounds", "4", "--n-changed", "2", "--seed", "1"]) == 0
+    assert (tmp_path / "s" / "mzml" / "S02.mzML").is_file()
+
+
+def test_profile_background_refused(tmp_path, inputs):
+    write_background(tmp_path / "profile.mzML", profile=True)
+    with pytest.raises(InputError, match="profile.mzML.*profile data"):
+        simulate_spikein(tmp_path / "o", tmp_path / "profile.mzML", inputs[1], n_samples=2, n_compounds=3,
+                         n_changed=1)
+
+
+def test_ms1_less_background_refused(tmp_path, inputs):
+    write_background(tmp_path / "ms2only.mzML", ms1=False)
+    with pytest.raises(InputError, match="ms2only.mzML.*no MS1"):
+        simulate_spikein(tmp_path / "o", tmp_path / "ms2only.mzML", inputs[1], n_samples=2, n_compounds=3,
+                         n_changed=1)
+
+
+def test_too_few_usable_records_refused(tmp_path, inputs):
+    with pytest.raises(InputError, match="lib.mgf.*only 9 structures.*usable"):
+        make(tmp_path / "o", inputs, n_compounds=20)
+    write_library(tmp_path / "nc.mgf", license_="CC BY-NC")  # no commercial licence: nothing usable
+    with pytest.raises(InputError, match="nc.mgf.*only 0 structures"):
+        simulate_spikein(tmp_path / "o", inputs[0], tmp_path / "nc.mgf", n_samples=2, n_compounds=3, n_changed=1)
+    with pytest.raises(InputError, match="no chemical class has 7"):
+        make(tmp_path / "o", inputs, n_compounds=8, n_changed=7)
+
+
+@pytest.mark.slow
+def test_real_qc_run_spiked_compounds_detected(tmp_path):
+    bg = SHARED / "mzml" / "171103_PMA_TK_QC_04-4to5min.mzML"
+    lib = SHARED / "massbank" / "massbank_dev.mgf.gz"
+    if not (bg.is_file() and lib.is_file()):
+        pytest.skip(f"real data not available under {SHARED}")
+    from ms2study.stages.detect import detect_features
+
+    simulate_spikein(tmp_path, bg, lib, n_samples=2, library_size=2000, seed=0)
+    truth = pl.read_csv(tmp_path / "ground_truth.tsv", separator="\t").filter(pl.col("sample_id") == "S02")
+    features = detect_features(tmp_path / "mzml" / "S02.mzML", "S02")
+    mz, rt = features["mz"].to_numpy(), features["rt_s"].to_numpy()
+    strong = truth.filter(pl.col("abundance") >= 1e5)
+    found = [bool(np.any((np.abs(mz - r["mz"]) <= 1e-5 * r["mz"]) & (np.abs(rt - r["rt_s"]) <= 5)))
+             for r in strong.iter_rows(named=True)]
+    assert strong.height >= 10 and np.mean(found) >= 0.8
+    assert len(read_mgf_records(tmp_path / "library.mgf")) <= 2000

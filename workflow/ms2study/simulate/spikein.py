@@ -1,0 +1,500 @@
+"""``ms2study simulate --background RUN.mzML --library LIB.mgf OUTDIR``: known compounds spiked into a real run.
+
+Each sample is a copy of one real centroided DDA run (the background) with per-sample variation, plus spiked
+library compounds with known truth: MS1 isotope envelopes, DDA MS2 scans from reference spectra, a planted
+case/control effect on one chemical class, and "known unknowns" whose structures are left out of the library.
+
+Numbers and their sources (the realistic profile of :mod:`ms2study.simulate.params`, measured on the Q Exactive QC
+runs in ../shared/data/mzml by ``benchmarks/biology.py --measure-real``; see the docstring of
+:mod:`ms2study.simulate.study`):
+
+- per-sample overall factor: exp(N(0, 0.2)), ``sample_factor_log_sd``;
+- per-sample smooth multiplicative field over m/z: exp(0.45 g(m/z)), g a unit-variance Gaussian process with a
+  correlation length of 5 Da (random Fourier features), so a feature's isotopes share one factor; 0.45 is the
+  realistic ``biological_log_sd`` median (tables: per-feature sd of ln abundance 0.38 / 0.78 / 1.22);
+- elution: Gaussian with FWHM uniform in 2.1-3.8 s (QC runs, MZmine list: FWHM 2.1-3.8 s, 10-90 %);
+- apex heights: log-uniform between the 5 % and 99.5 % quantiles of the background's MS1 centroid intensities
+  (QC run 04: 10^3.79-10^6.47; detected feature heights there 10^3.83-10^6.76, 1-99 %);
+- MS1 m/z error: N(0, 1 ppm) per centroid (Orbitrap); peaks below the background's 5 % quantile of per-scan
+  minimum centroid intensity (QC run 04: 2,787) are not written, as the instrument would not report them;
+- DDA: an MS2 scan where the compound's apex height in the sample is at least the 1 % quantile of the background's
+  precursor intensities (QC run 04: 10^5.78), two when 10x above; precursor charge, isolation window, polarity,
+  activation and collision energy copied from the background's MS2 scans; MS2 total intensity = precursor
+  intensity x the background's median ratio of MS2 total intensity to precursor MS1 intensity (QC run 04: 0.67);
+  fragment peaks below the background's 5 % quantile of MS2 minimum peak intensity (1,687) are dropped.
+
+Files, as ``ms2study simulate`` writes them: ``mzml/S01.mzML`` ... (sorted by RT; added MS2 scans get new native ids
+"... scan=N" after the background's last, title "spiked MS2"), ``samples.tsv`` (sample_id, file, group: first half
+control), ``config.yaml``, ``library.mgf`` (input records verbatim), ``ground_truth.tsv`` (per sample and compound:
+sample_id, compound_id, name, inchikey, chemical_class (ChemOnt path), mz ([M+H]+ from the formula), rt_s, fwhm_s,
+height (apex before per-sample variation), abundance (apex in that sample), present, above_noise, in_library,
+adduct, formula, n_ms2 (MS2 scans added), changed, log_fold (ln), fold, group, ms2_record (TITLE of the record used
+as MS2), ms2_source (other_record | same_record_noised)), ``simulation.json``. A spiked ion is its own centroid,
+not merged with a background one (at ~0.7 centroids per Da a collision within 5 ppm is rare).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyopenms as oms
+
+from ms2study.core.atomic import atomic_path, write_text
+from ms2study.core.errors import InputError
+from ms2study.io.msio import is_profile, load_experiment
+from ms2study.simulate.mzml import C13_SPACING, write_mzml
+from ms2study.simulate.params import stream
+
+PROTON = 1.007276467
+COMMERCIAL_LICENSES = ("CC BY", "CC BY-SA", "CC0", "DL-DE/BY-2-0")
+SAMPLE_FACTOR_LOG_SD = 0.2      # params.REALISTIC sample_factor_log_sd
+FIELD_LOG_SD = 0.45             # params.REALISTIC biological_log_sd (median)
+FIELD_LENGTH_DA = 5.0           # correlation length of the m/z field: several Da, isotopes share it
+FWHM_S = (2.1, 3.8)             # QC runs, MZmine list, 10-90 %
+MZ_ERROR_PPM = 1.0
+MIN_FRAGMENTS = 3               # a reference spectrum needs this many peaks below the precursor to be usable
+CONFIG_YAML = """library: library.mgf
+models:
+  outcomes:
+    - {column: group, type: binary, positive_class: case}
+"""
+# Purposes of ms2study.simulate.params.stream used here (numbers free in that list).
+_SELECT, _SAMPLE, _SPECTRUM = 40, 41, 42
+
+
+@dataclass
+class Record:
+    """One MGF entry: ``fields`` (upper-case keys -> text), ``mz``/``intensity`` (float64), ``text`` verbatim."""
+    fields: dict[str, str]
+    mz: np.ndarray
+    intensity: np.ndarray
+    text: str
+
+    @property
+    def block(self) -> str:
+        """The first InChIKey block (the 2D skeleton): what 'the same compound' means here."""
+        return self.fields.get("INCHIKEY", "").split("-")[0]
+
+
+@dataclass
+class Spiked:
+    """One spiked compound: its records (``query`` becomes MS2, ``library`` stay in the written library)."""
+    block: str
+    inchikey: str
+    name: str
+    formula: str
+    chemical_class: str
+    mz: float
+    rt_s: float
+    fwhm_s: float
+    height: float
+    isotopes: np.ndarray
+    query: Record
+    ms2_source: str
+    in_library: bool = True
+    changed: bool = False
+    library: list[Record] = field(default_factory=list)
+
+
+def read_mgf_records(path: Path) -> list[Record]:
+    """Every ``BEGIN IONS`` ... ``END IONS`` entry of an MGF (``.gz`` too), verbatim text kept for rewriting.
+
+    Raises InputError when the file is missing or holds no entry."""
+    if not path.is_file():
+        raise InputError("library file not found", file=str(path), fix="pass an MGF file, e.g. MassBank's")
+    opener = gzip.open if path.suffix == ".gz" else open
+    records, lines, fields, peaks = [], None, {}, []
+    with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            s = line.strip()
+            if s == "BEGIN IONS":
+                lines, fields, peaks = [s], {}, []
+            elif lines is None:
+                continue
+            elif s == "END IONS":
+                lines.append(s)
+                arr = np.array(peaks, dtype=np.float64).reshape(-1, 2)
+                records.append(Record(fields, arr[:, 0], arr[:, 1], "\n".join(lines)))
+                lines = None
+            else:
+                lines.append(s)
+                if "=" in s and not s[0].isdigit():
+                    key, _, value = s.partition("=")
+                    fields[key.strip().upper()] = value.strip()
+                elif len(parts := s.split()) >= 2 and _number(parts[0]) and _number(parts[1]):
+                    peaks.append((float(parts[0]), float(parts[1])))
+    if not records:
+        raise InputError("no BEGIN IONS ... END IONS entry", file=str(path), fix="pass an MGF spectral library")
+    return records
+
+
+def _number(text: str) -> bool:
+    return re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", text) is not None
+
+
+def _allowed(record: Record, mh: bool = False) -> bool:
+    """Positive mode and a licence that permits commercial use (and, with ``mh``, an [M+H]+ record)."""
+    f = record.fields
+    return (f.get("IONMODE", "").lower().startswith("pos") and f.get("LICENSE", "").strip().upper()
+            in COMMERCIAL_LICENSES and (not mh or f.get("ADDUCT", "").replace(" ", "") == "[M+H]+"))
+
+
+def _chemical_class(record: Record) -> str:
+    """The ChemOnt path without its CHEMONTID prefix ("Organic compounds; Alkaloids and derivatives")."""
+    parts = [p.strip() for p in record.fields.get("COMPOUND_CLASS", "").split(";")]
+    return "; ".join(p for p in parts if p and not p.upper().startswith("CHEMONTID"))
+
+
+def _mh_mz(formula: str) -> float | None:
+    """Monoisotopic [M+H]+ m/z of a neutral formula; None when pyOpenMS cannot parse it."""
+    try:
+        return oms.EmpiricalFormula(formula).getMonoWeight() + PROTON
+    except RuntimeError:  # pyOpenMS's parse error of an unknown element
+        return None
+
+
+def isotope_envelope(formula: str, n: int = 5) -> np.ndarray:
+    """Relative heights (first 1.0, shape (k,), k <= ``n``, those >= 0.5 % kept) of [M+H]+ isotopes of ``formula``.
+
+    Computed by pyOpenMS ``CoarseIsotopePatternGenerator`` on the protonated formula; spacing is C13_SPACING."""
+    ef = oms.EmpiricalFormula(formula)
+    ef += oms.EmpiricalFormula("H")
+    rel = np.array([p.getIntensity() for p in ef.getIsotopeDistribution(oms.CoarseIsotopePatternGenerator(n))
+                    .getContainer()], dtype=np.float64)
+    return rel[rel >= 0.005 * rel[0]] / rel[0]
+
+
+def usable_records(records: list[Record], mz_range: tuple[float, float]) -> list[Record]:
+    """Records fit to spike: positive [M+H]+, InChIKey, formula (PEPMASS within 10 ppm of it), class, commercial
+    licence, precursor in ``mz_range`` (m/z, leaving 5 Da above for isotopes) and >= 3 peaks below the precursor."""
+    out = []
+    for r in records:
+        f = r.fields
+        if not (_allowed(r, mh=True) and r.block and f.get("FORMULA") and _chemical_class(r)):
+            continue
+        try:
+            pepmass = float(f.get("PEPMASS", "nan").split()[0])
+        except ValueError:
+            continue
+        mz = _mh_mz(f["FORMULA"])
+        if mz is None or abs(mz - pepmass) > 1e-5 * mz or not mz_range[0] + 1.0 <= mz <= mz_range[1] - 5.0:
+            continue
+        if np.count_nonzero(r.mz < mz - 1.6) >= MIN_FRAGMENTS:
+            out.append(r)
+    return out
+
+
+@dataclass
+class Background:
+    """What the run says about itself: ranges and thresholds (see the module docstring for each quantile)."""
+    exp: oms.MSExperiment
+    mz_range: tuple[float, float]
+    rt_range: tuple[float, float]
+    height_range: tuple[float, float]
+    ms1_floor: float
+    ms2_floor: float
+    dda_threshold: float
+    ms2_gain: float
+    template: oms.MSSpectrum
+
+
+def read_background(path: Path) -> Background:
+    """Load a centroided DDA mzML and measure it. Raises InputError (naming the file) for a missing or unreadable
+    file, one without MS1 or MS2 scans, profile-mode MS1 or fewer than 10 MS1 scans."""
+    exp = load_experiment(path, require_ms1=True)
+    ms1 = [s for s in exp if s.getMSLevel() == 1]
+    ms2 = [s for s in exp if s.getMSLevel() == 2 and s.getPrecursors()]
+    if is_profile(exp, 1):
+        raise InputError("the background's MS1 scans are profile data", file=str(path),
+                         fix="centroid the run first (e.g. msconvert --filter 'peakPicking vendor' or OpenMS "
+                             "PeakPickerHiRes) and pass the centroided mzML")
+    if len(ms1) < 10 or not ms2:
+        raise InputError(f"the background has {len(ms1)} MS1 and {len(ms2)} MS2 scans; a DDA run with at least 10 MS1 "
+                         "scans and MS2 scans is needed", file=str(path), fix="pass a DDA run with MS1 and MS2 scans")
+    windows = [(w.begin, w.end) for w in ms1[0].getInstrumentSettings().getScanWindows() if w.end > w.begin]
+    peaks = [s.get_peaks() for s in ms1]
+    mz_range = (float(windows[0][0]), float(windows[0][1])) if windows else (
+        float(min(m.min() for m, _ in peaks if m.size)), float(max(m.max() for m, _ in peaks if m.size)))
+    intensities = np.concatenate([i for _, i in peaks])
+    lo, hi = np.quantile(intensities, [0.05, 0.995])
+    ms1_floor = float(np.quantile([i.min() for _, i in peaks if i.size], 0.05))
+    ms2_floor = float(np.quantile([s.get_peaks()[1].min() for s in ms2 if s.size()], 0.05))
+    precursor, gain, last = [], [], None
+    for s in exp:
+        if s.getMSLevel() == 1:
+            last = s.get_peaks()
+        elif s.getMSLevel() == 2 and s.getPrecursors() and last is not None and last[0].size:
+            pmz = s.getPrecursors()[0].getMZ()
+            j = int(np.argmin(np.abs(last[0] - pmz)))
+            if abs(last[0][j] - pmz) <= 1e-5 * pmz and s.size():
+                precursor.append(last[1][j])
+                gain.append(s.get_peaks()[1].sum() / last[1][j])
+    if len(precursor) < 3:
+        raise InputError("no MS2 precursor of the background is found in its MS1 scans", file=str(path),
+                         fix="pass a DDA run whose MS2 precursors were picked from its MS1 scans")
+    template = next((s for s in ms2 if s.getPrecursors()[0].getCharge() == 1), ms2[0])
+    rts = [s.getRT() for s in ms1]
+    return Background(exp, mz_range, (min(rts), max(rts)), (float(lo), float(hi)), ms1_floor, ms2_floor,
+                      float(np.quantile(precursor, 0.01)), float(np.median(gain)), template)
+
+
+def _field(rs: np.random.Generator, n_terms: int = 200):
+    """A smooth random log-field over m/z: unit variance, Gaussian correlation with length FIELD_LENGTH_DA."""
+    omega = rs.standard_normal(n_terms) / FIELD_LENGTH_DA
+    phase = rs.uniform(0, 2 * np.pi, n_terms)
+    return lambda mz: np.sqrt(2.0 / n_terms) * np.cos(np.multiply.outer(np.asarray(mz, dtype=np.float64), omega)
+                                                      + phase).sum(axis=-1)
+
+
+def _variation(seed: int, sample_index: int):
+    """(the sample's random stream after its variation was drawn, overall factor, log-field g)."""
+    rs = stream(seed, _SAMPLE, sample_index)
+    factor = float(np.exp(SAMPLE_FACTOR_LOG_SD * rs.standard_normal()))
+    return rs, factor, _field(rs)
+
+
+def sample_variation(seed: int, sample_index: int, mz) -> np.ndarray:
+    """Multiplicative intensity factor of sample ``sample_index`` (0-based) at each ``mz`` (shape of ``mz``):
+    exp(N(0, SAMPLE_FACTOR_LOG_SD)) x exp(FIELD_LOG_SD g(m/z)); the same for background peaks and spiked ions."""
+    _, factor, g = _variation(seed, sample_index)
+    return factor * np.exp(FIELD_LOG_SD * g(np.asarray(mz, dtype=np.float64)))
+
+
+def choose_compounds(records: list[Record], usable: list[Record], bg: Background, n_compounds: int, n_changed: int,
+                     unknown_fraction: float, rs: np.random.Generator, library_path: Path) -> tuple[list[Spiked], str]:
+    """Draw ``n_compounds`` distinct structures (first InChIKey block) from ``usable``: ``n_changed`` of one class
+    (drawn among classes with at least ``n_changed`` structures), the rest of other classes; a share
+    ``unknown_fraction`` are known unknowns. Returns the compounds and the planted class.
+
+    Raises InputError naming ``library_path`` when too few structures or no class large enough."""
+    by_block: dict[str, list[Record]] = {}
+    for r in usable:
+        by_block.setdefault(r.block, []).append(r)
+    if len(by_block) < n_compounds:
+        raise InputError(f"only {len(by_block)} structures of the library are usable ({len(usable)} records: positive "
+                         f"[M+H]+ with InChIKey, formula, class, a commercial licence, m/z in {bg.mz_range[0]:.0f}-"
+                         f"{bg.mz_range[1]:.0f} and >= {MIN_FRAGMENTS} fragments); {n_compounds} are asked for",
+                         file=str(library_path), fix="pass a larger library or a smaller --compounds")
+    classes: dict[str, list[str]] = {}
+    for b, recs in sorted(by_block.items()):
+        classes.setdefault(_chemical_class(recs[0]), []).append(b)
+    eligible = sorted(c for c, bs in classes.items() if len(bs) >= max(n_changed, 1))
+    if n_changed and not eligible:
+        raise InputError(f"no chemical class has {n_changed} usable structures", file=str(library_path),
+                         fix="pass a larger library or a smaller --n-changed")
+    planted = str(rs.choice(eligible)) if n_changed else ""
+    changed = list(rs.choice(classes[planted], n_changed, replace=False)) if n_changed else []
+    others = sorted(b for b in by_block if b not in changed and _chemical_class(by_block[b][0]) != planted)
+    rest = list(rs.choice(others, n_compounds - n_changed, replace=False))
+    blocks = changed + rest
+    unknown = set(rs.choice(blocks, round(unknown_fraction * len(blocks)), replace=False).tolist())
+    all_by_block: dict[str, list[Record]] = {}
+    for r in records:
+        all_by_block.setdefault(r.block, []).append(r)
+    (lo_rt, hi_rt), out = bg.rt_range, []
+    for b in blocks:
+        recs = by_block[b]
+        query = recs[int(rs.integers(len(recs)))]
+        f, fwhm = query.fields, float(rs.uniform(*FWHM_S))
+        # The query's own record leaves the library unless no other [M+H]+ record of the structure stays there.
+        other_mh = any(r is not query and _allowed(r, mh=True) for r in all_by_block[b])
+        spiked = Spiked(
+            block=b, inchikey=f["INCHIKEY"], name=f.get("NAME", b), formula=f["FORMULA"],
+            chemical_class=_chemical_class(query), mz=float(_mh_mz(f["FORMULA"])),
+            rt_s=float(rs.uniform(lo_rt + 2 * fwhm, hi_rt - 2 * fwhm)), fwhm_s=fwhm,
+            height=float(np.exp(rs.uniform(*np.log(bg.height_range)))), isotopes=isotope_envelope(f["FORMULA"]),
+            query=query, ms2_source="other_record" if other_mh else "same_record_noised",
+            in_library=b not in unknown, changed=b in changed)
+        if spiked.in_library:
+            spiked.library = [r for r in all_by_block[b] if _allowed(r) and (r is not query or not other_mh)]
+        out.append(spiked)
+    return out, planted
+
+
+def _query_peaks(c: Spiked, rs: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The MS2 pattern of ``c`` (relative, max 1): a different record as is, or the same record with intensity
+    noise (ln-sd 0.2), peaks below 2 % of the maximum dropped and 3 noise peaks (1-3 %) below the precursor."""
+    mz, inten = c.query.mz.copy(), c.query.intensity.astype(np.float64)
+    inten = inten / inten.max()
+    if c.ms2_source == "same_record_noised":
+        inten = inten * np.exp(0.2 * rs.standard_normal(inten.size))
+        keep = inten >= 0.02 * inten.max()
+        mz, inten = mz[keep], inten[keep]
+        mz = np.concatenate([mz, rs.uniform(50.0, max(c.mz - 2.0, 51.0), 3)])
+        inten = np.concatenate([inten, rs.uniform(0.01, 0.03, 3) * inten.max()])
+        inten = inten / inten.max()
+    order = np.argsort(mz)
+    return mz[order], inten[order]
+
+
+def spike_sample(bg: Background, compounds: list[Spiked], heights: np.ndarray, factor: float, g,
+                 field_sd: float, rs: np.random.Generator, patterns: list) -> tuple[oms.MSExperiment, np.ndarray]:
+    """One sample: the background with every MS1/MS2 intensity x ``factor`` x exp(``field_sd`` g(m/z)) (MS2 at its
+    precursor m/z) plus the compounds (``heights``: apex heights in this sample, shape (n,)) in MS1 and DDA MS2.
+    Returns the experiment (sorted by RT) and the number of MS2 scans per compound, shape (n,)."""
+    exp, ms1_scans = oms.MSExperiment(), []
+    next_scan = 1 + max(int(m.group(1)) if (m := re.search(r"scan=(\d+)", s.getNativeID())) else 0 for s in bg.exp)
+    for spec in bg.exp:
+        s = oms.MSSpectrum(spec)
+        mz, inten = s.get_peaks()
+        if s.getMSLevel() == 1:
+            inten = inten * factor * np.exp(field_sd * g(mz))
+            ms1_scans.append(s)
+        elif s.getPrecursors():
+            inten = inten * factor * float(np.exp(field_sd * g(s.getPrecursors()[0].getMZ())))
+        s.set_peaks((mz, inten.astype(np.float32)))
+        if s.getMSLevel() != 1:
+            exp.addSpectrum(s)
+    rts = np.array([s.getRT() for s in ms1_scans])
+    add_mz, add_int = [[] for _ in ms1_scans], [[] for _ in ms1_scans]
+    n_ms2 = np.zeros(len(compounds), dtype=int)
+    for k, c in enumerate(compounds):
+        sigma = c.fwhm_s / 2.3548
+        near = np.flatnonzero(np.abs(rts - c.rt_s) <= 4 * sigma)
+        for j in near:
+            shape = np.exp(-0.5 * ((rts[j] - c.rt_s) / sigma) ** 2)
+            iso_int = heights[k] * shape * c.isotopes
+            iso_mz = c.mz + C13_SPACING * np.arange(c.isotopes.size)
+            iso_mz = iso_mz * (1.0 + MZ_ERROR_PPM * 1e-6 * rs.standard_normal(iso_mz.size))
+            add_mz[j].extend(iso_mz[iso_int >= bg.ms1_floor])
+            add_int[j].extend(iso_int[iso_int >= bg.ms1_floor])
+        if heights[k] < bg.dda_threshold:
+            continue
+        n = 2 if heights[k] >= 10 * bg.dda_threshold else 1
+        for t in np.sort(c.rt_s + rs.uniform(-0.5, 0.5, n) * c.fwhm_s):
+            precursor = heights[k] * float(np.exp(-0.5 * ((t - c.rt_s) / sigma) ** 2))
+            frag_mz, frag_rel = patterns[k]
+            jitter = np.exp(0.1 * rs.standard_normal(frag_rel.size))  # shot-to-shot intensity noise
+            frag_int = frag_rel / frag_rel.sum() * precursor * bg.ms2_gain * jitter
+            keep = frag_int >= bg.ms2_floor
+            if not keep.any():
+                continue
+            s = oms.MSSpectrum(bg.template)
+            s.setRT(float(t))
+            s.setNativeID(f"controllerType=0 controllerNumber=1 scan={next_scan}")
+            next_scan += 1
+            prec = oms.Precursor(bg.template.getPrecursors()[0])  # window, activation, energy as the background's
+            prec.setMZ(c.mz), prec.setCharge(1), prec.setIntensity(float(precursor))
+            before = np.flatnonzero(rts <= t)
+            if before.size and prec.metaValueExists("spectrum_ref"):
+                prec.setMetaValue("spectrum_ref", ms1_scans[before[-1]].getNativeID())
+            s.setPrecursors([prec])
+            s.set_peaks((frag_mz[keep], frag_int[keep].astype(np.float32)))
+            _set_summary(s, "spiked MS2")  # says which scans were added, not which compound
+            exp.addSpectrum(s)
+            n_ms2[k] += 1
+    for j, s in enumerate(ms1_scans):
+        if add_mz[j]:
+            mz, inten = s.get_peaks()
+            mz = np.concatenate([mz, np.asarray(add_mz[j])])
+            inten = np.concatenate([inten.astype(np.float64), np.asarray(add_int[j])])
+            order = np.argsort(mz, kind="stable")
+            s.set_peaks((mz[order], inten[order].astype(np.float32)))
+        _set_summary(s)
+        exp.addSpectrum(s)
+    exp.sortSpectra(True)
+    exp.updateRanges()
+    return exp, n_ms2
+
+
+def _set_summary(s: oms.MSSpectrum, title: str | None = None) -> None:
+    """Keep the scan's stored TIC / base peak / title meta values true to its (changed) peaks."""
+    mz, inten = s.get_peaks()
+    if inten.size:
+        for key, value in (("total ion current", float(inten.sum())), ("base peak m/z", float(mz[inten.argmax()])),
+                           ("base peak intensity", float(inten.max())), ("lowest observed m/z", float(mz.min())),
+                           ("highest observed m/z", float(mz.max()))):
+            if s.metaValueExists(key):
+                s.setMetaValue(key, value)
+    if title is not None:
+        s.setMetaValue("spectrum title", title)
+
+
+def simulate_spikein(outdir: Path, background: Path, library: Path, n_samples: int = 16, n_compounds: int = 60,
+                     n_changed: int = 12, fold_change: float = 3.0, unknown_fraction: float = 1 / 3,
+                     library_size: int | None = None, seed: int = 0) -> dict:
+    """Write a spike-in study into ``outdir`` (files: see the module docstring) and return its summary.
+
+    ``background``: centroided DDA mzML; ``library``: MGF (``.gz`` allowed) with IONMODE, ADDUCT, INCHIKEY, FORMULA,
+    COMPOUND_CLASS, LICENSE per record. Half the samples (rounded down, the later ones) are cases; ``n_changed``
+    spiked compounds of one class are ``fold_change`` x higher in cases. ``library_size``: keep at most this many
+    records in the written library (the spiked compounds' records always stay). The written library holds the
+    input's positive-mode commercially licensed records minus every record of a known unknown's structure (first
+    InChIKey block) and minus the records used as spiked MS2 (unless a structure's only record). Deterministic
+    for a seed. Raises InputError for fewer than 2 samples, bad counts, a profile-mode or MS1-less background, or
+    a library with too few usable records."""
+    outdir, background, library = Path(outdir), Path(background), Path(library)
+    if n_samples < 2:
+        raise InputError("a study needs at least 2 samples", fix="pass --samples 2 or more")
+    if not 0 <= n_changed <= n_compounds or n_compounds < 1 or fold_change <= 0 or not 0 <= unknown_fraction < 1:
+        raise InputError(f"bad spike-in counts: {n_compounds} compounds, {n_changed} changed, fold {fold_change}, "
+                         f"unknown share {unknown_fraction}",
+                         fix="use 0 <= --n-changed <= --compounds, --fold-change > 0, 0 <= --unknown-fraction < 1")
+    bg = read_background(background)
+    records = read_mgf_records(library)
+    usable = usable_records(records, bg.mz_range)
+    rs = stream(seed, _SELECT)
+    compounds, planted = choose_compounds(records, usable, bg, n_compounds, n_changed, unknown_fraction, rs, library)
+    patterns = [_query_peaks(c, stream(seed, _SPECTRUM, k)) for k, c in enumerate(compounds)]
+    ids = [f"S{i + 1:02d}" for i in range(n_samples)]
+    groups = ["control"] * (n_samples - n_samples // 2) + ["case"] * (n_samples // 2)
+    fold = np.array([fold_change if c.changed else 1.0 for c in compounds])
+    truth, runs = [], {}
+    for i, sid in enumerate(ids):
+        rs_s, factor, g = _variation(seed, i)
+        heights = np.array([c.height for c in compounds]) * sample_variation(seed, i, [c.mz for c in compounds])
+        if groups[i] == "case":
+            heights = heights * fold
+        exp, n_ms2 = spike_sample(bg, compounds, heights, factor, g, FIELD_LOG_SD, rs_s, patterns)
+        write_mzml(exp, outdir / "mzml" / f"{sid}.mzML")
+        runs[sid] = {"sample_factor": factor, "n_spectra": exp.getNrSpectra(), "n_spiked_ms2": int(n_ms2.sum())}
+        for k, c in enumerate(compounds):
+            truth.append({"sample_id": sid, "compound_id": k, "name": c.name, "inchikey": c.inchikey,
+                          "chemical_class": c.chemical_class, "mz": c.mz, "rt_s": c.rt_s, "fwhm_s": c.fwhm_s,
+                          "height": c.height, "abundance": float(heights[k]), "present": True,
+                          "above_noise": bool(heights[k] >= bg.ms1_floor), "in_library": c.in_library,
+                          "adduct": "[M+H]+", "formula": c.formula, "n_ms2": int(n_ms2[k]), "changed": c.changed,
+                          "log_fold": float(np.log(fold[k])), "fold": float(fold[k]), "group": groups[i],
+                          "ms2_record": c.query.fields.get("TITLE", ""), "ms2_source": c.ms2_source})
+    n_library = _write_library(outdir / "library.mgf", records, compounds, library_size, stream(seed, _SELECT, 1))
+    sheet = pl.DataFrame({"sample_id": ids, "file": [f"mzml/{s}.mzML" for s in ids], "group": groups})
+    for name, table in (("samples.tsv", sheet), ("ground_truth.tsv", pl.DataFrame(truth, infer_schema_length=None))):
+        with atomic_path(outdir / name) as tmp:
+            table.write_csv(tmp, separator="\t", float_precision=6)
+    write_text(CONFIG_YAML, outdir / "config.yaml")
+    summary = {
+        "seed": seed, "n_samples": n_samples, "background": background.name, "library": library.name,
+        "n_compounds": len(compounds), "planted_class": planted, "fold_change": fold_change, "n_changed": n_changed,
+        "n_known_unknowns": sum(not c.in_library for c in compounds), "n_library_records": n_library,
+        "cases": [s for s, gr in zip(ids, groups, strict=True) if gr == "case"],
+        "changed_compounds": [c.inchikey for c in compounds if c.changed],
+        "background_measured": {"mz_range": bg.mz_range, "rt_range_s": bg.rt_range, "height_range": bg.height_range,
+                                "ms1_floor": bg.ms1_floor, "ms2_floor": bg.ms2_floor,
+                                "dda_threshold": bg.dda_threshold, "ms2_gain": bg.ms2_gain},
+        "n_usable_records": len(usable), "n_spiked_ms2": sum(r["n_spiked_ms2"] for r in runs.values()),
+        "parameters": {"sample_factor_log_sd": SAMPLE_FACTOR_LOG_SD, "field_log_sd": FIELD_LOG_SD,
+                       "field_length_da": FIELD_LENGTH_DA, "fwhm_s": FWHM_S, "mz_error_ppm": MZ_ERROR_PPM,
+                       "unknown_fraction": unknown_fraction, "library_size": library_size},
+        "runs": runs}
+    write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", outdir / "simulation.json")
+    return {k: v for k, v in summary.items() if k != "runs"}
+
+
+def _write_library(path: Path, records: list[Record], compounds: list[Spiked], library_size: int | None,
+                   rs: np.random.Generator) -> int:
+    """Write the study library (see ``simulate_spikein``); returns the number of records written."""
+    spiked_blocks = {c.block for c in compounds}
+    removed = {id(c.query) for c in compounds} - {id(r) for c in compounds for r in c.library}
+    keep_spiked = [r for c in compounds if c.in_library for r in c.library]
+    others = [r for r in records if _allowed(r) and r.block not in spiked_blocks and id(r) not in removed]
+    if library_size is not None and len(others) + len(keep_spiked) > library_size:
+        n = max(library_size - len(keep_spiked), 0)
+        others = [others[i] for i in np.sort(rs.choice(len(others), n, replace=False))]
+    write_text("\n\n".join(r.text for r in keep_spiked + others) + "\n", path)
+    return len(keep_spiked) + len(others)
