@@ -370,3 +370,33 @@ def test_job_memory_grows_with_the_input_size(study: Path) -> None:
         want = math.ceil(config["mem_mb"] + config["mem_mb_per_input_mb"] * size_mb)
         got = int(re.search(r"mem_mb=(\d+)", block).group(1))
         assert abs(got - want) <= 2, (sample, got, want)  # Snakemake rounds the size to whole MB or MiB
+
+
+def test_models_runtime_grows_with_the_forests_it_fits(study: Path) -> None:
+    """With estimator random_forest the models job asks for the base runtime plus its forests' measured cost
+    (core.paths.models_runtime_minutes); with the elastic net it asks for the base alone."""
+    import yaml
+
+    from ms2study.core.paths import models_runtime_minutes
+
+    base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["resources"]["default"]["runtime"]
+
+    def requested() -> int:
+        dry = ms2study("run", str(study), "--cores", "2", "--dry-run", "--forcerun", "models")
+        block = (dry.stdout + dry.stderr).split("rule models:")[1]
+        return int(re.search(r"runtime=(\d+)", block).group(1))
+
+    assert requested() == base
+    forest = {"estimator": "random_forest", "n_permutations": 4}
+    with _with_config(study, {"models": forest}):
+        got = requested()
+    config = yaml.safe_load((study / "config.yaml").read_text())
+    outcomes = len(config["models"]["outcomes"])
+    want = models_runtime_minutes({"models": {**config["models"], **forest}}, N_SAMPLES, outcomes, base)
+    assert got == want > base + 10, (got, want)
+    # each permutation reruns one repeat of the outer CV: the forests' part grows with repeats + permutations
+    more = models_runtime_minutes({"models": {**config["models"], **forest, "n_permutations": 9}}, N_SAMPLES,
+                                  outcomes, base)
+    repeats = config["models"].get("outer_repeats", 5)
+    ratio = (repeats + 9) / (repeats + 4)
+    assert abs((more - base) / (want - base) - ratio) < 0.05, (more, want, ratio)

@@ -58,3 +58,30 @@ def rule_params(config: dict, rule: str) -> dict:
 def gap_fill_on(config: dict) -> bool:
     """Whether the workflow runs gap filling (config ``correct.gap_fill``, default true)."""
     return bool((config.get("correct") or {}).get("gap_fill", schema_defaults("correct")["gap_fill"]))
+
+
+# Seconds of CPU per 200-tree random forest fit on the univariate filter's 200 columns: 0.25 s up to ~50 samples,
+# 0.42 s at 200 and 1.9 s at 1,000 (scikit-learn 1.9, one thread, Intel Xeon; measured in session 9), i.e. about
+# 0.25 + 0.0017 x samples; 0.002 leaves some headroom.
+FOREST_FIT_S = (0.25, 0.002)
+
+
+def models_runtime_minutes(config: dict, n_samples: int, n_outcomes: int, base_minutes: int) -> int:
+    """Runtime (minutes, first attempt) the models job asks for: ``base_minutes`` (``resources.models.runtime``, else
+    the default), plus, with ``models.estimator: random_forest``, the forests it fits: per outcome and feature set,
+    (outer_repeats + n_permutations) x outer_splits outer fits (each permutation reruns one repeat), each choosing
+    among the
+    ``forest_min_samples_leaf`` values by an inner CV (inner_splits fits each) and refitting once, every fit costing
+    forest_trees / 200 x (0.25 + 0.002 x samples) seconds (``FOREST_FIT_S``, measured). The elastic net and the
+    other linear models fit within the base (71 s of CPU at 200 samples, 535 s at 1,000:
+    benchmarks/measured/scale.json). A site whose nodes are slower raises ``resources.models.runtime``.
+    """
+    defaults = schema_defaults("models")
+    p = {**defaults, **(config.get("models") or {})}
+    if p.get("estimator") != "random_forest" or n_outcomes == 0:
+        return int(base_minutes)
+    fits_per_outer = len(p["forest_min_samples_leaf"]) * int(p["inner_splits"]) + 1
+    outer = (int(p["outer_repeats"]) + int(p["n_permutations"])) * int(p["outer_splits"])
+    fits = n_outcomes * len(p["feature_sets"]) * outer * fits_per_outer
+    seconds = fits * int(p["forest_trees"]) / 200.0 * (FOREST_FIT_S[0] + FOREST_FIT_S[1] * n_samples)
+    return int(base_minutes + -(-seconds // 60))
