@@ -12,6 +12,7 @@ import pytest
 
 from ms2study.cli import main
 from ms2study.core.errors import InputError
+from ms2study.io.msio import read_precursor
 from ms2study.simulate.spikein import PROTON, read_mgf_records, sample_variation, simulate_spikein
 
 SHARED = Path(__file__).parents[2] / "shared" / "data"
@@ -94,6 +95,7 @@ def write_background(path: Path, profile: bool = False, ms1: bool = True) -> Non
             p.setCharge(1)
             p.setIsolationWindowLowerOffset(0.5)
             p.setIsolationWindowUpperOffset(0.5)
+            p.setMetaValue("isolation window target m/z", float(ions[q]))  # as some converters write it
             s.setPrecursors([p])
             s.set_peaks((np.sort(rs.uniform(50, ions[q], 8)), rs.uniform(3e3, 1e5, 8).astype(np.float32)))
             s.setType(oms.SpectrumSettings.SpectrumType.CENTROID)
@@ -216,6 +218,8 @@ def test_native_ids_unique_sorted_and_precursors_set(study):
         assert p.getCharge() == 1 and p.getIsolationWindowLowerOffset() == 0.5
         assert s.getInstrumentSettings().getPolarity() == oms.IonSource.Polarity.POSITIVE
         assert np.min(np.abs(truth["mz"].to_numpy() - p.getMZ())) < 1e-6
+        info = read_precursor(s)  # as the spectra stage reads it: the selected ion, not a copied window target
+        assert not info.corrected and info.precursor_mz == pytest.approx(p.getMZ())
 
 
 def _digest(folder: Path) -> dict[str, str]:

@@ -381,6 +381,7 @@ def spike_sample(bg: Background, compounds: list[Spiked], heights: np.ndarray, f
             next_scan += 1
             prec = oms.Precursor(bg.template.getPrecursors()[0])  # window, activation, energy as the background's
             prec.setMZ(c.mz), prec.setCharge(1), prec.setIntensity(float(precursor))
+            prec.setMetaValue("isolation window target m/z", c.mz)  # else a copied target would be the template's
             before = np.flatnonzero(rts <= t)
             if before.size and prec.metaValueExists("spectrum_ref"):
                 prec.setMetaValue("spectrum_ref", ms1_scans[before[-1]].getNativeID())
@@ -412,8 +413,7 @@ def _set_summary(s: oms.MSSpectrum, title: str | None = None) -> None:
                            ("highest observed m/z", float(mz.max()))):
             if s.metaValueExists(key):
                 s.setMetaValue(key, value)
-    if title is not None:
-        s.setMetaValue("spectrum title", title)
+    s.setMetaValue("spectrum title", title) if title is not None else None
 
 
 def simulate_spikein(outdir: Path, background: Path, library: Path, n_samples: int = 16, n_compounds: int = 60,
