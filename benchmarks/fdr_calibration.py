@@ -12,7 +12,9 @@ Truth, level-aware: an accepted MSI level-2 hit is correct when its structure (f
 query's; a level-3 hit when the query's structure shares the hit's formula or is in its ``isomer_inchikeys``.
 Reported per nominal FDR (1 %, 5 %, 10 %): the true FDP among accepted hits, the same for level-2 hits alone,
 recall (correct accepted / queries whose structure is in the library), the level-2 share among accepted hits on
-in-library queries, and a calibration curve (estimated q against true FDP). Peers on the same queries:
+in-library queries, and a calibration curve (estimated q against true FDP). ``level2_reach`` says how far the
+level-2 share could go on these queries and why not further (isomer ambiguity; the best share one score threshold
+chosen in hindsight would give). Peers on the same queries:
 - the previous random-fragment target-decoy q-values (``confidence: decoys``);
 - each classical score (cosine, entropy) ranked alone, with the best fixed threshold chosen in hindsight: the
   largest recall whose true FDP is at most ours at nominal 5 % (a hit counts correct when its formula is the
@@ -145,6 +147,47 @@ def best_threshold_recall(judged: pl.DataFrame, score: str, max_fdp: float, n_kn
             "fdp": float(fdp[k])}
 
 
+def level2_reach(judged: pl.DataFrame, isomer_margin: float, nominal: float = 0.05) -> dict:
+    """How far the level-2 share could go on these queries, and why it cannot go further (hits accepted at
+    ``nominal``; a diagnosis of the benchmark, never used by the product).
+
+    ``judged``: rank-1 rows as from ``judge`` with ``_known``, ``q_value``, ``combined`` and ``isomer_gap`` (null
+    where no other structure of the hit's formula was a candidate). Returned shares are over accepted hits on
+    in-library queries: ``rank1_structure_right`` (the ceiling of any level-2 share), ``isomer_candidate`` (another
+    structure of the hit's formula was in the precursor window) and ``isomer_within_0.05`` (it scored within 0.05).
+    ``known_unknowns_isomer_hits``: of accepted hits on known unknowns, the share whose hit is an isomer of the query
+    (right formula, wrong structure): what a level-2 call must not be given. ``hindsight_share``: per level-2 FDP
+    bound, the largest level-2 share reachable by one combined-score threshold chosen IN HINDSIGHT on these very
+    queries among hits passing the isomer margin (an upper bound for any score threshold; bounds 2 %, 7.5 %, 15 %).
+    """
+    acc = judged.filter(pl.col("q_value") <= nominal)
+    known = acc.filter(pl.col("_known"))
+    unknown = acc.filter(~pl.col("_known"))
+    n_known = known.height
+    gap = known["isomer_gap"]
+    out: dict = {
+        "nominal_fdr": nominal, "accepted_known": n_known,
+        "rank1_structure_right": float(known["structure_correct"].mean()) if n_known else None,
+        "isomer_candidate": float(gap.is_not_null().mean()) if n_known else None,
+        "isomer_within_0.05": float((gap.fill_null(np.inf) <= 0.05).mean()) if n_known else None,
+        "known_unknowns_accepted": unknown.height,
+        "known_unknowns_isomer_hits": (float((unknown["formula_correct"] & ~unknown["structure_correct"]).mean())
+                                       if unknown.height else None),
+    }
+    pool = acc.filter(pl.col("isomer_gap").is_null() | (pl.col("isomer_gap") > isomer_margin))
+    s = pool["combined"].fill_null(-np.inf).to_numpy()
+    order = np.argsort(-s, kind="stable")
+    s, right, is_known = s[order], pool["structure_correct"].to_numpy()[order], pool["_known"].to_numpy()[order]
+    fdp = 1 - np.cumsum(right) / np.arange(1, s.size + 1)
+    cut = np.r_[s[1:] != s[:-1], True] if s.size else np.zeros(0, dtype=bool)
+    reach = {}
+    for bound in sorted(TARGETS.values()):
+        ok = np.flatnonzero(cut & (fdp <= bound))
+        reach[f"{bound:g}"] = float(np.cumsum(is_known)[ok.max()] / n_known) if ok.size and n_known else 0.0
+    out["hindsight_share"] = reach
+    return out
+
+
 def run(library: Path, model_dir: Path | None, max_queries: int, unknown_fraction: float, seed: int,
         calibration_queries: int, work: Path, dump: Path | None = None) -> dict:
     t0 = time.perf_counter()
@@ -202,6 +245,7 @@ def run(library: Path, model_dir: Path | None, max_queries: int, unknown_fractio
         "decoys": [fdp_at(decoy_at[t], t, n_known) for t in NOMINAL],
         "seconds": {"total": round(time.perf_counter() - t0, 1), "annotate": round(t_ann, 1)},
     }
+    result["level2_reach"] = level2_reach(ours, cal.isomer_margin)
     ours5 = result["null_model"][1]
     classical = {}
     for score in ("cosine", "entropy"):
@@ -258,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"level-2 share {row['level2_share_known']}")
         print("decoys:", [(d["nominal_fdr"], round(d["true_fdp"], 3)) for d in r["decoys"]],
               "recall ratio:", r["recall_ratio_at_5pct"])
+        print("level-2 reach at 5 %:", json.dumps(r["level2_reach"]))
     return 0
 
 

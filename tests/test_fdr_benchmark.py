@@ -59,3 +59,31 @@ def test_fdr_benchmark_on_held_out_massbank(shared_data: Path, tmp_path: Path) -
         assert 0.0 <= r["true_fdp"] <= 1.0 and 0.0 <= r["recall"] <= 1.0
     assert result["calibration"]["n_wrong_formula_candidates"] > 1000
     assert set(result["classical_best_threshold"]) == {"cosine", "entropy"}
+
+
+def _reach_frame(score_of_isomer_impostor: float) -> pl.DataFrame:
+    # Accepted in-library hits r1, r2, r4, r5, r6, r9, r10 (r5's rank-1 is a wrong isomer); r3 and r7 are known
+    # unknowns (r3 hit an isomer of the query, r7 another formula); r8 is not accepted.
+    return pl.DataFrame({
+        "spectrum_id": ["r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10"],
+        "_known": [True, True, False, True, True, True, False, True, True, True],
+        "q_value": [0.001, 0.01, 0.02, 0.01, 0.03, 0.04, 0.04, 0.2, 0.002, 0.003],
+        "combined": [0.99, 0.95, score_of_isomer_impostor, 0.9, 0.85, 0.8, 0.7, 0.5, 0.97, 0.96],
+        "isomer_gap": [None, 0.5, None, 0.02, None, None, None, None, None, None],
+        "structure_correct": [True, True, False, True, False, True, False, True, True, True],
+        "formula_correct": [True, True, True, True, True, True, False, True, True, True],
+    })
+
+
+def test_level2_reach_reports_the_ceiling_the_isomer_ambiguity_and_the_hindsight_share() -> None:
+    reach = fdr_calibration.level2_reach(_reach_frame(0.93), isomer_margin=0.1)
+    assert reach["accepted_known"] == 7 and reach["known_unknowns_accepted"] == 2
+    assert reach["rank1_structure_right"] == pytest.approx(6 / 7)
+    assert reach["isomer_candidate"] == pytest.approx(2 / 7) and reach["isomer_within_0.05"] == pytest.approx(1 / 7)
+    assert reach["known_unknowns_isomer_hits"] == pytest.approx(0.5)
+    # Pool (r4 fails the margin): r1 .99, r9 .97, r10 .96, r2 .95 right, then the impostor r3 at .93.
+    assert reach["hindsight_share"] == {"0.02": pytest.approx(4 / 7), "0.075": pytest.approx(4 / 7),
+                                        "0.15": pytest.approx(4 / 7)}
+    # An impostor tied with a right hit cannot be cut apart by a score threshold.
+    tied = fdr_calibration.level2_reach(_reach_frame(0.95), isomer_margin=0.1)
+    assert tied["hindsight_share"]["0.02"] == pytest.approx(3 / 7)

@@ -14,7 +14,7 @@ import polars as pl
 
 from ms2study.core.errors import InputError
 from ms2study.core.flat import FlatSpectra
-from ms2study.identification import confidence, decoys
+from ms2study.identification import confidence, decoys, structure_model
 from ms2study.identification.combined import CombinePlan
 from ms2study.identification.pairs import PreparedLibrary, prepare_library, score_pairs
 from ms2study.library.index import LibraryIndex
@@ -31,13 +31,16 @@ LOW_COSINE = 0.3   # accepted hits below this cosine are counted in the log (the
 def confidence_table(
     frame: pl.DataFrame, index: LibraryIndex, n_candidates: np.ndarray, p: dict,
     calibration: confidence.Calibration | None, row_q_values: np.ndarray | None = None,
-    codes: tuple[np.ndarray, np.ndarray] | None = None,
+    codes: tuple[np.ndarray, np.ndarray] | None = None, query_peaks: np.ndarray | None = None,
 ) -> pl.DataFrame:
     """Confidence of each query's rank-1 hit: one row per ``_q`` (see ``ms2study.identification.confidence``).
 
     ``frame``: all ranked candidate rows (``_q``, ``_lib``, ``_key``, ``rank``); ``n_candidates``: candidate
     structures in each query's window (n of the p-value). With a calibration the q-values are Benjamini-Hochberg over
     the rank-1 hits of this call; ``row_q_values`` (target-decoy, aligned with ``frame``) replaces them when given.
+    ``query_peaks`` (peaks per query, indexed like ``n_candidates``) feeds the calibration's level-2 model
+    (``ms2study.identification.structure_model``); ``structure_q_value`` is then that model's q-value that the
+    STRUCTURE is right, and level 2 needs it at or below ``fdr``.
     Columns: ``_q``, p_value, q_value, structure_q_value, accepted, msi_level (2/3, null when not accepted),
     isomer_inchikeys (rank-1's InChIKey first, then other structures of its formula within the isomer margin).
     """
@@ -66,6 +69,8 @@ def confidence_table(
                                 index.metadata["compound_class"].gather(top["_lib1"]).to_list()], dtype=object)
         qs = confidence.bh_q_values(calibration.p_structure(s1, n, hit_class))
         margin = calibration.isomer_margin if margin == "auto" else float(margin)
+        if calibration.structure_model is not None:
+            qs = _model_structure_q(f, frame, structure, formula, calibration, n_candidates, query_peaks, q_idx)
     else:
         pv = np.full(s1.shape, np.nan)
         qv = top["_rowq"].to_numpy() if row_q_values is not None else np.full(s1.shape, np.nan)
@@ -78,8 +83,9 @@ def confidence_table(
                         "_s1": s1, "_ik1": top["_ik1"]}, schema_overrides={"_ik1": pl.Utf8})
     out = out.join(best_iso, on="_q", how="left").join(near_keys, on="_q", how="left")
     accepted = (pl.col("q_value") <= fdr).fill_null(False)
-    singled = (pl.col("structure_q_value") <= fdr).fill_null(False) & (
-        pl.col("_iso").is_null() | (pl.col("_s1") - pl.col("_iso") > margin))
+    singled = (pl.col("structure_q_value") <= fdr).fill_null(False)
+    if calibration is None or calibration.structure_model is None:
+        singled = singled & (pl.col("_iso").is_null() | (pl.col("_s1") - pl.col("_iso") > margin))
     isomers = pl.concat_list(pl.col("_ik1").fill_null(pl.lit(None, dtype=pl.Utf8)),
                              pl.col("_near").fill_null(pl.lit([], dtype=pl.List(pl.Utf8))))
     return out.with_columns(
@@ -91,6 +97,28 @@ def confidence_table(
         (pl.col("_s1") - pl.col("_iso")).alias("isomer_gap"),
     ).select("_q", "p_value", "q_value", "structure_q_value", "accepted", "msi_level", "isomer_inchikeys",
              "isomer_gap")
+
+
+def _model_structure_q(f: pl.DataFrame, frame: pl.DataFrame, structure: np.ndarray, formula: np.ndarray,
+                       calibration: confidence.Calibration, n_candidates: np.ndarray,
+                       query_peaks: np.ndarray | None, q_idx: np.ndarray) -> np.ndarray:
+    """Structure q-values of the rank-1 hits ``q_idx`` from the calibration's level-2 model (EM over these hits)."""
+    n_queries = len(n_candidates)
+    if query_peaks is None:
+        query_peaks = np.full(n_queries, np.nan)
+    per_formula = structure_model.structures_per_formula(structure, formula)
+    c_f = f["_f"].to_numpy()
+    others = (np.where(c_f >= 0, per_formula[np.clip(c_f, 0, per_formula.size - 1)] - 1.0, np.nan)
+              if per_formula.size else np.full(c_f.size, np.nan))
+    sep = f["_ik"].str.slice(0, 14).replace_strict(calibration.isomer_separability, default=None,
+                                                   return_dtype=pl.Float64).fill_null(np.nan).to_numpy()
+    scores = {c: frame[c].cast(pl.Float64).fill_null(np.nan).to_numpy() for c in ("cosine", "entropy", "embedding")}
+    features, _top = structure_model.rank1_features(
+        f["_q"].to_numpy(), f["_s"].to_numpy(), c_f, f["_key"].cast(pl.Float64).to_numpy(), scores, others, sep,
+        np.asarray(query_peaks, dtype=np.float64), np.asarray(n_candidates, dtype=np.float64), n_queries)
+    llr = calibration.structure_model.log_likelihood_ratio(features[q_idx])
+    _pi, post = structure_model.right_share_and_posteriors(llr)
+    return structure_model.posterior_q_values(post)
 
 
 def _decoy_q_values(

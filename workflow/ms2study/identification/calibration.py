@@ -9,7 +9,10 @@ sample spectra (same candidates, scores, combined-score plan and encoder), and t
   structures, of another formula (inside the precursor window and, for numbers, within +-WIDE_WINDOW_DA) and of
   another structure inside the window (isomers included);
 - leave-one-spectrum-out searches (other spectra of the structure stay): the isomer margin, the smallest score
-  gap to another structure of the same formula above which a wrong isomer rarely wins.
+  gap to another structure of the same formula above which a wrong isomer rarely wins;
+- both views of every search together: the training hits of the MSI level-2 model
+  (``ms2study.identification.structure_model``), with each library structure's isomer separability (how closely
+  spectra of other structures of its formula score against it).
 
 Each structure (first InChIKey block; seeded order) is searched up to three times, with other spectra of it
 where the library has them, at most ``calibration_queries`` searches; about half of the searches use a degraded
@@ -36,7 +39,7 @@ from ms2study.core.flat import FlatSpectra, offsets_from_counts
 from ms2study.encoder import inference
 from ms2study.encoder.checkpoints import model_split_settings, resolve_model_dir
 from ms2study.encoder.splits import assign_split
-from ms2study.identification import confidence, engine
+from ms2study.identification import confidence, engine, structure_model
 from ms2study.identification.combined import CombinePlan, combine_plan, ranking_score
 from ms2study.identification.pairs import PreparedLibrary, prepare_library, score_pairs
 from ms2study.identification.reference import LOW_CONCENTRATION_LEVELS, degrade
@@ -202,17 +205,31 @@ def calibrate_index(index_dir: str | Path, params: dict | None = None) -> confid
     # Self-search: rank-1 and the best other structure of rank-1's formula, where the right structure is present.
     gap, wrong = _isomer_gaps(off, cand, key, structure, formula, q_struct)
     margin = confidence.learn_isomer_margin(gap, wrong)
+    # MSI level 2: the two-group model of right against wrong structures (ms2study.identification.structure_model).
+    blocks = np.asarray(index.metadata["inchikey"].str.slice(0, 14).fill_null("").to_list(), dtype=object)
+    separability = isomer_separability(index, lib, lib_emb, structure, formula, p, plan, seed)
+    features, right = level2_training(q_of, cand, np.where(key > float(p["min_score"]), key, -np.inf), scores,
+                                      structure, formula, rows, np.diff(queries.offsets), separability, blocks)
+    level2 = structure_model.StructureModel.fit(features, right)
+    separability_by_block = {str(blocks[r]): float(v) for r, v in zip(separability["row"], separability["best"])
+                             if len(blocks[r]) == 14}
     stats = {
         "n_queries": int(rows.size), "n_degraded": int(degraded.sum()),
         "n_wrong_formula_candidates": int(formula_null.size), "n_wrong_formula_in_window": int(in_window_formula.size),
         "n_wrong_structure_candidates": int(structure_null.size),
         "n_isomer_self_searches": int(gap.size), "n_isomer_self_errors": int(wrong.sum()),
+        "n_level2_training_right": int(right.sum()), "n_level2_training_wrong": int((~right).sum()),
+        "n_structures_with_isomer_separability": len(separability_by_block),
         "wide_window_da": confidence.WIDE_WINDOW_DA, "library_spectra": len(index),
         "seconds": round(time.perf_counter() - t0, 2),
         "queries_from": "structures outside the encoder's training split" if unseen is not None else "all structures",
     }
     cal = confidence.Calibration.from_null(formula_null, structure_null, margin, scoring_signature(p, plan), stats,
-                                           structure_cls)
+                                           structure_cls, level2, separability_by_block)
+    if level2 is None:
+        stats.setdefault("caveats", []).append(
+            f"fewer than {structure_model.MIN_CLASS} right or wrong calibration hits: MSI level 2 falls back to the "
+            "wrong-structure null and the isomer margin")
     stats["structure_null_classes"] = {c: d.n for c, d in cal.structure_by_class.items()}
     log.info("calibration of %s: %d wrong-formula candidates (%d within the precursor window), %d wrong-structure "
              "candidates, isomer margin %.4f (%d self-searches with isomers, %d wrong), %.1f s", index_dir,
@@ -322,6 +339,112 @@ def _isomer_gaps(off: np.ndarray, cand: np.ndarray, key: np.ndarray, structure: 
     return np.asarray(gaps, dtype=np.float64), np.asarray(wrong, dtype=bool)
 
 
+MAX_SEPARABILITY_SPECTRA = 4     # query spectra per structure when measuring isomer separability
+MAX_SEPARABILITY_PAIRS = 64      # isomer spectra scored against each of them
+
+
+def isomer_separability(index: LibraryIndex, lib: PreparedLibrary, lib_emb: np.ndarray | None,
+                        structure: np.ndarray, formula: np.ndarray, p: dict, plan: CombinePlan, seed: int) -> dict:
+    """How closely each library structure's isomers score against it: spectra of another structure of the same
+    formula inside its precursor window, searched as queries (up to MAX_SEPARABILITY_SPECTRA per structure, up to
+    MAX_SEPARABILITY_PAIRS isomer spectra each, seeded), scored with the ranking score.
+
+    Returns arrays over structures that have such an isomer: ``struct`` (code), ``row`` (one library row of it),
+    ``best`` / ``best_partner`` (highest score of an isomer spectrum against it, and that isomer's code) and
+    ``second`` (the highest score of any OTHER isomer structure; NaN when there is none), so that a calibration
+    search can leave its own structure out.
+    """
+    pm, im = np.asarray(index.precursor_mz), np.asarray(index.ion_mode)
+    off, cand = find_candidates(pm, im, pm, im, p["precursor_tolerance_ppm"], p["precursor_tolerance_da"])
+    q = np.repeat(np.arange(pm.size), np.diff(off))
+    keep = (structure[cand] != structure[q]) & (formula[cand] == formula[q]) & (formula[q] >= 0) & \
+        (structure[q] >= 0) & (structure[cand] >= 0)
+    q, cand = q[keep], cand[keep]
+    empty = {k: np.zeros(0) for k in ("struct", "row", "best", "best_partner", "second")}
+    if q.size == 0:
+        return empty
+    rng = np.random.default_rng(seed + 5)
+    rows = np.unique(q)
+    rows = rows[rng.permutation(rows.size)]
+    rows = rows[np.argsort(structure[rows], kind="stable")]
+    rank = np.arange(rows.size) - np.searchsorted(structure[rows], structure[rows], side="left")
+    rows = rows[rank < MAX_SEPARABILITY_SPECTRA]
+    sel = np.isin(q, rows)
+    q, cand = q[sel], cand[sel]
+    order = np.lexsort((rng.random(q.size), q))
+    q, cand = q[order], cand[order]
+    sel = (np.arange(q.size) - np.searchsorted(q, q, side="left")) < MAX_SEPARABILITY_PAIRS
+    q, cand = q[sel], cand[sel]
+    rows = np.unique(q)
+    queries = _query_spectra(index, rows, np.zeros(rows.size, dtype=bool), seed)
+    qoff = offsets_from_counts(np.bincount(np.searchsorted(rows, q), minlength=rows.size))
+    scores = score_pairs(queries, lib, qoff, cand, p, None if lib_emb is None else lib_emb[rows].copy())
+    key = np.nan_to_num(ranking_score(queries, lib, qoff, cand, scores, p, plan), nan=-np.inf)
+    # Best score per (candidate structure, isomer structure), then the best two isomers per candidate structure.
+    c_s, i_s = structure[cand], structure[q]
+    o = np.lexsort((-key, i_s, c_s))
+    c_s, i_s, key, c_row = c_s[o], i_s[o], key[o], cand[o]
+    first = np.r_[True, (c_s[1:] != c_s[:-1]) | (i_s[1:] != i_s[:-1])]
+    c_s, i_s, key, c_row = c_s[first], i_s[first], key[first], c_row[first]
+    o = np.lexsort((-key, c_s))
+    c_s, i_s, key, c_row = c_s[o], i_s[o], key[o], c_row[o]
+    start = np.r_[True, c_s[1:] != c_s[:-1]]
+    pos = np.flatnonzero(start)
+    nxt = pos + 1
+    has2 = (nxt < c_s.size) & ~np.r_[start, True][nxt]
+    second = np.where(has2, key[np.minimum(nxt, c_s.size - 1)], np.nan)
+    return {"struct": c_s[pos], "row": c_row[pos], "best": key[pos], "best_partner": i_s[pos], "second": second}
+
+
+def level2_training(q_of: np.ndarray, cand: np.ndarray, key: np.ndarray, scores: dict[str, np.ndarray],
+                    structure: np.ndarray, formula: np.ndarray, rows: np.ndarray, query_peaks: np.ndarray,
+                    separability: dict, blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Training hits of the level-2 model from the calibration searches: (features, right).
+
+    Each search gives its rank-1 hit twice: with the query's other spectra among the candidates (kept where its
+    structure is there; right unless another structure wins) and with its structure removed (always wrong, as
+    for a compound absent from the library: its structure is then also left out of the isomer counts and of the
+    separability). Features as ``structure_model.rank1_features``; separability only for structures with an
+    InChIKey (as annotate looks it up). ``key``: the ranking score, -inf for candidates annotate would drop
+    (at or below ``min_score``). Returns features of shape (number of hits, len(FEATURES)) and right (bool).
+    """
+    n = rows.size
+    q_struct, q_formula = structure[rows], formula[rows]
+    n_struct = structure.max(initial=-1) + 1
+    best = np.full(n_struct, np.nan)
+    partner = np.full(n_struct, -2, dtype=np.int64)
+    second = np.full(n_struct, np.nan)
+    s_idx = np.asarray(separability["struct"], dtype=np.int64)
+    best[s_idx] = separability["best"]
+    partner[s_idx] = separability["best_partner"]
+    second[s_idx] = separability["second"]
+    no_key = np.asarray([len(b) != 14 for b in blocks])
+    per_formula = structure_model.structures_per_formula(structure, formula)
+    c_s, c_f = structure[cand], formula[cand]
+    others = np.where(c_f >= 0, per_formula[np.maximum(c_f, 0)] - 1.0, np.nan)
+    out_f, out_y = [], []
+    for removed in (False, True):
+        sel = (c_s != q_struct[q_of]) if removed else np.ones(q_of.size, dtype=bool)
+        qo, cs, cr = q_of[sel], c_s[sel], cand[sel]
+        same_formula = (c_f[sel] == q_formula[qo]) & (q_formula[qo] >= 0)
+        k = others[sel] - (same_formula if removed else 0)
+        sep = best[cs]
+        if removed:
+            sep = np.where(partner[cs] == q_struct[qo], second[cs], sep)
+        sep = np.where(no_key[cr], np.nan, sep)
+        n_cand = confidence.distinct_per_query(qo, cs, n)
+        feats, top = structure_model.rank1_features(
+            qo, cs, c_f[sel], key[sel], {k_: v[sel] for k_, v in scores.items()}, k, sep, query_peaks, n_cand, n)
+        ok = top >= 0
+        if not removed:
+            present = np.zeros(n, dtype=bool)
+            present[qo[cs == q_struct[qo]]] = True
+            ok &= present
+        out_f.append(feats[ok])
+        out_y.append(np.where(top[ok] >= 0, cs[np.maximum(top[ok], 0)] == q_struct[ok], False))
+    return np.vstack(out_f), np.concatenate(out_y)
+
+
 def scoring_signature(p: dict, plan: CombinePlan) -> dict:
     """What a calibration depends on: the ranking score, its plan and encoder, the search and scoring parameters."""
     keys = ("rank_by", "mode", "precursor_tolerance_ppm", "precursor_tolerance_da", "fragment_tolerance_da",
@@ -338,9 +461,10 @@ def scoring_signature(p: dict, plan: CombinePlan) -> dict:
 def cached_calibration(index_dir: str | Path, params: dict | None = None) -> confidence.Calibration:
     """The calibration for ``params`` stored in the index folder (``calibration/<hash>.json``), built if absent."""
     p = engine.merge_params(params)
+    # The format version is part of the key: a calibration cached by an older version is rebuilt, never misread.
     digest = hashlib.sha256(json.dumps(
-        {k: p[k] for k in sorted(p) if k not in ("top_k", "fdr", "min_score", "analogue_chunk_mb")},
-        sort_keys=True, default=str).encode()).hexdigest()[:16]
+        {**{k: p[k] for k in sorted(p) if k not in ("top_k", "fdr", "min_score", "analogue_chunk_mb")},
+         "_format_version": confidence.FORMAT_VERSION}, sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = Path(index_dir) / "calibration" / f"{digest}.json"
     if path.exists():
         return confidence.Calibration.load(path)

@@ -29,18 +29,22 @@ worse than the degraded library spectra. ``benchmarks/fdr_calibration.py`` measu
 structure-disjoint held-out queries with known unknowns.
 
 MSI levels (Schymanski et al., Environ. Sci. Technol. 48:2097, 2014). An accepted hit is level 2 (probable
-structure by library spectrum match) only when it singles out one structure: its structure-null q-value passes
-the same FDR (the structure null of the hit's chemical superclass where the library gives classes and has enough
-of them, since how well spectra separate isomers differs by class), and no other structure of the same formula scores within ``isomer_margin`` of it. The margin is
-learned on the library (leave-one-spectrum-out searches: the smallest margin above which a wrong isomer wins in
-at most ``ISOMER_ERROR_TARGET`` of the searches), never on the queries being scored. Otherwise it is level 3
-(tentative candidate: formula and class supported, isomers plausible), and ``isomer_inchikeys`` lists the
-candidates within the margin.
+structure by library spectrum match) when its structure q-value passes the same FDR: the two-group model of
+``ms2study.identification.structure_model``, learned on the library's own searches (right structure present
+against removed), gives each rank-1 hit a posterior that its STRUCTURE is right, with the share of right hits
+estimated from the search's hits themselves. Calibrations without that model (too few training hits, or files of
+version 2) use the older, stricter rule: the structure-null q-value (the wrong-structure null of the hit's chemical
+superclass where the library has enough of them) passes the FDR and no other structure of the same formula scores
+within ``isomer_margin`` of it. The margin is learned on the library (leave-one-spectrum-out searches: the
+smallest margin above which a wrong isomer wins in at most ``ISOMER_ERROR_TARGET`` of the searches), never on the
+queries being scored. Otherwise a hit is level 3 (tentative candidate: formula and class supported, isomers
+plausible), and ``isomer_inchikeys`` lists the candidates within the margin.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,9 +53,13 @@ import numpy as np
 
 from ms2study.core.atomic import write_text
 from ms2study.core.errors import InputError
+from ms2study.identification.structure_model import StructureModel
+
+log = logging.getLogger(__name__)
 
 FORMAT_NAME = "ms2study-identification-calibration"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3         # 3: the level-2 structure model and isomer separability (2 is read: no model)
+READABLE_VERSIONS = (2, 3)
 
 WIDE_WINDOW_DA = 5.0       # wrong-formula null candidates: library structures within this distance of the query
 MIN_EXCEEDANCES = 10       # fewer null scores >= s: the tail is extrapolated
@@ -145,16 +153,22 @@ class Calibration:
     isomer_margin: float
     stats: dict[str, Any] = field(default_factory=dict)
     structure_by_class: dict[str, NullDistribution] = field(default_factory=dict)
+    structure_model: StructureModel | None = None
+    isomer_separability: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_null(cls, formula_scores: np.ndarray, structure_scores: np.ndarray, isomer_margin: float,
                   scoring: dict[str, Any], stats: dict[str, Any] | None = None,
-                  structure_classes: np.ndarray | None = None) -> Calibration:
+                  structure_classes: np.ndarray | None = None, structure_model: StructureModel | None = None,
+                  isomer_separability: dict[str, float] | None = None) -> Calibration:
         """Build from wrong-candidate scores (one per query and wrong candidate structure).
 
         ``structure_classes`` (aligned with ``structure_scores``): the chemical class of each wrong candidate
         (``superclass``); classes with at least MIN_CLASS_NULL candidates get a structure null of their own, since
         how well spectra separate isomers differs by class (lipid species hardly, many drugs well).
+        ``structure_model`` and ``isomer_separability`` (first InChIKey block -> best score of another structure of
+        its formula against it): MSI level 2 (``ms2study.identification.structure_model``); without a model level
+        2 falls back to the structure null and the isomer margin.
 
         Raises InputError when there are no wrong-formula candidates at all (the library is too small or has
         no InChIKeys), because q-values would then be asserted, not measured.
@@ -173,7 +187,8 @@ class Calibration:
                 sel = classes == c
                 if sel.sum() >= MIN_CLASS_NULL:
                     by_class[str(c)] = NullDistribution.from_scores(np.asarray(structure_scores)[sel])
-        return cls(scoring, formula, structure, float(isomer_margin), stats or {}, by_class)
+        return cls(scoring, formula, structure, float(isomer_margin), stats or {}, by_class, structure_model,
+                   dict(isomer_separability or {}))
 
     def p_formula(self, scores: np.ndarray, n_candidates: np.ndarray) -> np.ndarray:
         """p-value of rank-1 scores against the wrong-formula null, given candidate structure counts."""
@@ -205,7 +220,9 @@ class Calibration:
         return {"format": FORMAT_NAME, "version": FORMAT_VERSION, "scoring": self.scoring,
                 "isomer_margin": self.isomer_margin, "stats": self.stats,
                 "formula_null": self.formula.to_json(), "structure_null": self.structure.to_json(),
-                "structure_null_by_class": {c: d.to_json() for c, d in self.structure_by_class.items()}}
+                "structure_null_by_class": {c: d.to_json() for c, d in self.structure_by_class.items()},
+                "structure_model": self.structure_model.to_json() if self.structure_model is not None else None,
+                "isomer_separability": {k: round(float(v), 7) for k, v in self.isomer_separability.items()}}
 
     def save(self, path: str | Path) -> Path:
         """Write as JSON (atomically); returns the path."""
@@ -214,20 +231,27 @@ class Calibration:
 
     @classmethod
     def load(cls, path: str | Path) -> Calibration:
-        """Read a calibration written by ``save``; InputError when it is not one (or an older version)."""
+        """Read a calibration written by ``save``; InputError when it is not one or of an unknown version. A version-2
+        file (before the level-2 model) is read without a model, with a warning: level 2 then uses the old rule."""
         path = Path(path)
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as err:
             raise InputError(f"cannot read the identification calibration: {err}", file=str(path),
                              fix="rebuild it: delete the file and rerun the pipeline") from err
-        if data.get("format") != FORMAT_NAME or data.get("version") != FORMAT_VERSION:
+        if data.get("format") != FORMAT_NAME or data.get("version") not in READABLE_VERSIONS:
             raise InputError("not an identification calibration of this version", file=str(path),
                              fix="delete the file and rerun the pipeline to rebuild it")
+        if data["version"] < FORMAT_VERSION:
+            log.warning("%s is a calibration of version %s without the level-2 model: MSI level 2 uses the older, "
+                        "stricter rule; delete the file and rerun to rebuild it", path, data["version"])
+        model = data.get("structure_model")
         return cls(data["scoring"], NullDistribution.from_json(data["formula_null"]),
                    NullDistribution.from_json(data["structure_null"]), float(data["isomer_margin"]),
                    data.get("stats", {}), {c: NullDistribution.from_json(d)
-                                           for c, d in data.get("structure_null_by_class", {}).items()})
+                                           for c, d in data.get("structure_null_by_class", {}).items()},
+                   StructureModel.from_json(model) if model else None,
+                   {k: float(v) for k, v in data.get("isomer_separability", {}).items()})
 
 
 def bh_q_values(p: np.ndarray) -> np.ndarray:

@@ -176,7 +176,8 @@ def annotate_spectra(
         row_q = _decoy_q_values(queries, lib, cand_offsets, cand_lib, scores, frame, p, plan)
     elif p["confidence"] == "null_model":
         cal = _checked_calibration(calibration, p, plan, library_index_dir)
-    conf = confidence_table(frame, index, n_candidates, p, cal, row_q, codes) if p["confidence"] != "none" else None
+    conf = (confidence_table(frame, index, n_candidates, p, cal, row_q, codes, np.diff(queries.offsets))
+            if p["confidence"] != "none" else None)
     ranked = frame.filter(pl.col("rank") <= int(p["top_k"])).drop("_key")
     if conf is not None:
         ranked = ranked.join(conf, on="_q", how="left").with_columns(

@@ -1,0 +1,159 @@
+"""MSI level 2 from the two-group structure model: fitting, EM share of right hits, posterior q-values, the rank-1
+features, and the level it gives in the confidence table."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import polars as pl
+import pytest
+
+from ms2study.identification import acceptance, confidence, structure_model
+from ms2study.identification.structure_model import FEATURES, StructureModel
+
+N_F = len(FEATURES)
+
+
+def _training(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right hits score around 0.85, wrong ones around 0.45; the other features are noise or missing."""
+    rng = np.random.default_rng(seed)
+    right = rng.random(n) < 0.5
+    x = rng.random((n, N_F))
+    x[:, 0] = np.clip(np.where(right, 0.85, 0.45) + rng.normal(0, 0.1, n), 0, 1)
+    x[rng.random(n) < 0.3, 4] = np.nan          # no isomer candidate
+    return x, right
+
+
+def test_the_model_learns_which_hits_are_right_and_survives_json() -> None:
+    x, right = _training(2000, 0)
+    model = StructureModel.fit(x, right)
+    assert model is not None and model.stats == {"n_right": int(right.sum()), "n_wrong": int((~right).sum())}
+    probe = np.full((2, N_F), 0.5)
+    probe[:, 0] = [0.95, 0.35]
+    llr = model.log_likelihood_ratio(probe)
+    assert llr[0] > 2 and llr[1] < -2
+    back = StructureModel.from_json(json.loads(json.dumps(model.to_json())))
+    np.testing.assert_allclose(back.log_likelihood_ratio(x[:50]), model.log_likelihood_ratio(x[:50]), atol=1e-5)
+
+
+def test_too_few_hits_of_a_class_give_no_model_and_bad_shapes_are_refused() -> None:
+    x, right = _training(400, 1)
+    right[:] = False
+    right[: structure_model.MIN_CLASS - 1] = True
+    assert StructureModel.fit(x, right) is None
+    with pytest.raises(ValueError, match="shape"):
+        StructureModel.fit(x[:, :3], right)
+
+
+def test_em_recovers_the_share_of_right_hits_and_stays_cautious_when_small() -> None:
+    rng = np.random.default_rng(2)
+    n, pi_true = 6000, 0.3
+    is_right = rng.random(n) < pi_true
+    s = np.where(is_right, rng.normal(1.0, 1.0, n), rng.normal(-1.0, 1.0, n))
+    llr = 2.0 * s                         # log N(s; 1, 1) - log N(s; -1, 1)
+    pi, post = structure_model.right_share_and_posteriors(llr, pseudo_wrong=0.0)
+    assert pi == pytest.approx(pi_true, abs=0.02)
+    assert np.all((post >= 0) & (post <= 1)) and post[np.argmax(llr)] > 0.99
+    small_pi, _ = structure_model.right_share_and_posteriors(llr[:30])
+    loose_pi, _ = structure_model.right_share_and_posteriors(llr[:30], pseudo_wrong=0.0)
+    assert small_pi < loose_pi
+    assert structure_model.right_share_and_posteriors(np.array([np.nan]))[0] == 0.0
+
+
+def test_posterior_q_values_are_running_mean_errors() -> None:
+    q = structure_model.posterior_q_values(np.array([0.5, 0.99, 0.9]))
+    np.testing.assert_allclose(q, [(0.01 + 0.1 + 0.5) / 3, 0.01, 0.055])
+    assert structure_model.posterior_q_values(np.zeros(0)).size == 0
+
+
+def test_rank1_features_take_the_best_candidate_and_its_best_isomer() -> None:
+    # Query 0: structure 1 (0.9) beats its isomer 2 (0.6) and structure 3 of another formula (0.7);
+    # query 1: one candidate, no isomer; query 2: no finite candidate.
+    q_of = np.array([0, 0, 0, 1, 2])
+    struct = np.array([2, 1, 3, 4, 5])
+    formula = np.array([7, 7, 8, 9, 9])
+    key = np.array([0.6, 0.9, 0.7, 0.5, -np.inf])
+    scores = {"cosine": np.array([0.5, 0.8, 0.6, 0.4, 0.0]), "entropy": np.array([0.4, 0.7, 0.5, 0.3, 0.0])}
+    feats, top = structure_model.rank1_features(
+        q_of, struct, formula, key, scores, np.array([1, 1, 0, 0, 0.0]), np.array([0.3, 0.2, np.nan, np.nan, 0]),
+        np.array([12, 5, 3]), np.array([3, 1, 1]), 3)
+    col = {f: j for j, f in enumerate(FEATURES)}
+    assert top.tolist() == [1, 3, -1]
+    assert feats[0, col["score"]] == 0.9 and feats[0, col["cosine"]] == 0.8
+    assert feats[0, col["isomer_gap"]] == pytest.approx(0.3) and np.isnan(feats[1, col["isomer_gap"]])
+    assert feats[0, col["isomer_separability"]] == 0.2 and feats[0, col["query_peaks"]] == 12
+    assert np.isnan(feats[0, col["embedding"]]) and np.isnan(feats[2]).all()
+
+
+def _score_only_model() -> StructureModel:
+    """log LR +5 for a score >= 0.7, -5 below; every other feature neutral."""
+    edges = [np.array([0.7])] + [np.zeros(0)] * (N_F - 1)
+    weights = [np.array([-5.0, 5.0, 0.0])] + [np.zeros(2)] * (N_F - 1)
+    return StructureModel(edges, weights, 0.0, {})
+
+
+def _table(model: StructureModel | None) -> pl.DataFrame:
+    """40 queries, one candidate structure each (own formula): 20 score 0.95, 20 score 0.5; the formula null lies
+    below 0.3 (all accepted), the structure null spreads over [0, 1] (no hit beats it)."""
+    rng = np.random.default_rng(4)
+    n = 40
+    score = np.where(np.arange(n) < 20, 0.95, 0.5)
+    cal = confidence.Calibration.from_null(rng.uniform(0, 0.3, 20000), rng.uniform(0, 1, 5000), 0.05,
+                                           {"rank_by": "combined"}, structure_model=model)
+    meta = pl.DataFrame({"inchikey": [f"{chr(65 + k % 26)}{k:013d}-X-N" for k in range(n)],
+                         "compound_class": [None] * n, "name": [f"c{k}" for k in range(n)],
+                         "formula": [f"C{k + 1}H4" for k in range(n)]}, schema_overrides={"compound_class": pl.Utf8})
+    frame = pl.DataFrame({"_q": np.arange(n), "_lib": np.arange(n), "_key": score, "rank": np.ones(n, np.int32),
+                          "cosine": score, "entropy": score, "embedding": np.full(n, np.nan)})
+    return acceptance.confidence_table(frame, SimpleNamespace(metadata=meta), np.ones(n, np.int64),
+                                       {"fdr": 0.05, "isomer_margin": "auto"}, cal, query_peaks=np.full(n, 10))
+
+
+def test_the_structure_model_gives_level_2_where_the_structure_null_cannot() -> None:
+    with_model = _table(_score_only_model()).sort("_q")
+    assert with_model["accepted"].all()
+    assert with_model["msi_level"].to_list() == [2] * 20 + [3] * 20
+    # 40 hits + 20 pseudo-wrong ones: pi = 1/3, posterior 0.987 for a likelihood ratio of e^5.
+    assert with_model["structure_q_value"][:20].to_numpy() == pytest.approx(np.full(20, 0.0135), abs=5e-4)
+    # The older rule (no model): the wrong-structure null spreads to 1, so no hit is singled out.
+    assert (_table(None)["msi_level"] == 3).all()
+
+
+def test_a_version_2_calibration_is_read_without_a_model(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cal = confidence.Calibration.from_null(np.random.default_rng(5).random(500), np.random.default_rng(6).random(100),
+                                           0.1, {"rank_by": "combined"}, structure_model=_score_only_model(),
+                                           isomer_separability={"ABCDEFGHIJKLMN": 0.4})
+    back = confidence.Calibration.load(cal.save(tmp_path / "v3.json"))
+    assert back.structure_model is not None and back.isomer_separability == {"ABCDEFGHIJKLMN": 0.4}
+    data = json.loads((tmp_path / "v3.json").read_text())
+    data["version"] = 2
+    del data["structure_model"], data["isomer_separability"]
+    (tmp_path / "v2.json").write_text(json.dumps(data))
+    with caplog.at_level(logging.WARNING):
+        old = confidence.Calibration.load(tmp_path / "v2.json")
+    assert old.structure_model is None and "version 2" in caplog.text
+
+
+def test_a_cached_calibration_of_another_format_version_is_rebuilt(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from ms2study.identification import calibration
+
+    built = []
+
+    def fake_calibrate(index_dir: Path, params: dict) -> confidence.Calibration:
+        built.append(index_dir)
+        rng = np.random.default_rng(len(built))
+        return confidence.Calibration.from_null(rng.random(200), rng.random(50), 0.1, {"rank_by": "combined"})
+
+    monkeypatch.setattr(calibration, "calibrate_index", fake_calibrate)
+    calibration.cached_calibration(tmp_path, {"model": None})
+    calibration.cached_calibration(tmp_path, {"model": None})
+    assert len(built) == 1
+    monkeypatch.setattr(confidence, "FORMAT_VERSION", confidence.FORMAT_VERSION + 1)
+    monkeypatch.setattr(confidence, "READABLE_VERSIONS", (*confidence.READABLE_VERSIONS, confidence.FORMAT_VERSION))
+    calibration.cached_calibration(tmp_path, {"model": None})
+    assert len(built) == 2 and len(list((tmp_path / "calibration").glob("*.json"))) == 2
