@@ -12,7 +12,7 @@ sys.path.insert(0, str(REPO / "workflow"))
 from ms2study import __version__ as MS2STUDY_VERSION
 from ms2study.core.errors import InputError
 from ms2study import study as _study
-from ms2study.core.paths import CORRECTED_MATRIX, matrix_inputs
+from ms2study.core.paths import CALIBRATION_FORMAT_VERSION, CORRECTED_MATRIX, matrix_inputs
 
 try:
     _study.validate_config(config)

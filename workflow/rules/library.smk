@@ -46,6 +46,8 @@ rule calibrate_library:
         "results/confidence/{library}.json",
     params:
         p=calibration_params,
+        # a new calibration format (core.paths) recomputes it; an older file would be read with the older rules
+        calibration_format=CALIBRATION_FORMAT_VERSION,
         version=MS2STUDY_VERSION,
     log:
         "logs/library/{library}.calibration.log",

@@ -12,6 +12,11 @@ from typing import Any
 
 from ms2study.core.params import schema_defaults
 
+# The format of a library's identification calibration (results/confidence/{library}.json): the calibrate_library
+# rule passes it as a parameter, so a new format recomputes a study's calibration (ms2study.identification.confidence
+# writes and checks it; 3: the level-2 structure model and isomer separability).
+CALIBRATION_FORMAT_VERSION = 3
+
 # The study matrices (contract paths) and the defaults of the config section correct that choose between them.
 RAW_MATRIX = "results/study/feature_matrix.parquet"
 CORRECTED_MATRIX = "results/study/feature_matrix_corrected.parquet"

@@ -53,12 +53,13 @@ import numpy as np
 
 from ms2study.core.atomic import write_text
 from ms2study.core.errors import InputError
+from ms2study.core.paths import CALIBRATION_FORMAT_VERSION
 from ms2study.identification.structure_model import StructureModel
 
 log = logging.getLogger(__name__)
 
 FORMAT_NAME = "ms2study-identification-calibration"
-FORMAT_VERSION = 3         # 3: the level-2 structure model and isomer separability (2 is read: no model)
+FORMAT_VERSION = CALIBRATION_FORMAT_VERSION  # 3: the level-2 structure model (2 is read: no model)
 READABLE_VERSIONS = (2, 3)
 
 WIDE_WINDOW_DA = 5.0       # wrong-formula null candidates: library structures within this distance of the query
