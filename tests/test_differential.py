@@ -175,6 +175,26 @@ def test_class_paths() -> None:
         ("Lipids",), ("Lipids", "Fatty Acyls"), ("Lipids", "Fatty Acyls", "Fatty acids")]
     assert chemrich.class_paths("amino_acid") == [("amino_acid",)]
     assert chemrich.class_paths("") == [] and chemrich.class_paths(None) == []
+    # MassBank writes the ChemOnt identifier into the path: it is not a level (each class was tested twice)
+    assert chemrich.class_paths("CHEMONTID:0000185; Organic compounds; Benzenoids") == [
+        ("Organic compounds",), ("Organic compounds", "Benzenoids")]
+
+
+def test_small_classes_are_not_tested_and_a_set_is_tested_once() -> None:
+    """Two co-varying compounds with modest p-values (0.046, 0.136) made a 'significant' class (KS p 0.018) on the
+    spike-in study of a real run: classes need 3 compounds. A level holding exactly the compounds of the level below
+    it is the same set, tested once under the deeper name."""
+    samples, matrix, identifications = planted_study()
+    table, _ = per_feature.differential_analysis(matrix, samples, BINARY, identifications)
+    first = table.filter(pl.col("compound_class").is_not_null()).head(2)["consensus_id"].to_list()
+    pair = table.with_columns(pl.when(pl.col("consensus_id").is_in(first)).then(pl.lit("Pair; Surfactants"))
+                              .otherwise(pl.col("compound_class")).alias("compound_class"))
+    enrichment, _ = chemrich.class_enrichment(pair)
+    assert not enrichment["class_path"].str.starts_with("Pair").any()
+    forced, _ = chemrich.class_enrichment(pair, min_class_size=2)
+    # "Pair" and "Pair; Surfactants" hold the same two compounds: one test, the deeper class
+    assert forced.filter(pl.col("class_path").str.starts_with("Pair"))["class_path"].to_list() == [
+        "Pair; Surfactants"]
 
 
 def test_continuous_outcome_recovers_a_planted_slope_with_covariates() -> None:
@@ -276,7 +296,7 @@ def test_file_names_match_the_models_folders_and_the_rule_takes_the_models_setti
     assert welch["test"] == "welch" and "permutations" not in welch  # a count that is not used reruns nothing
     with pytest.raises(InputError, match="differential test is 'limma'"):
         dt.merge_params({**params, "test": "limma"})
-    assert dt.merge_params(params)["min_class_size"] == 2  # every key the rule passes is a stage parameter
+    assert dt.merge_params(params)["min_class_size"] == 3  # every key the rule passes is a stage parameter
     assert dt.configured_outcomes({}) == {} and dt.configured_outcomes({"models": {"outcomes": None}}) == {}
 
 

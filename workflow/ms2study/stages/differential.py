@@ -43,7 +43,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "covariates": [],               # models.covariates: adjusted for in continuous outcomes
     "imputation": "half_minimum",   # models.imputation.features: half_minimum | mean
     "min_detected_fraction": 0.5,   # models.min_detected_fraction: rarer features are not tested
-    "min_class_size": 2,            # ChemRICH tests clusters of at least two compounds
+    "min_class_size": 3,            # classes with fewer identified compounds are not tested (modelling.enrichment)
     "alpha": 0.05,                  # p below which a class member counts as altered (ChemRICH's direction counts)
     "test": "moderated",            # differential.test: moderated | welch (modelling.differential)
     "permutations": 200,            # differential.permutations: the moderated test's permutation null (0: t dist.)
