@@ -18,7 +18,7 @@ import polars as pl
 from ms2study import __version__
 from ms2study.io.samplesheet import sample_roles
 from ms2study.reporting.charts import bar_figure, figure_html
-from ms2study.reporting.html import esc, html_table, q_cell
+from ms2study.reporting.html import esc, html_table, q_cell, warning_box
 from ms2study.reporting.tables import interactive_table
 
 # the declared dependencies that shape the results (pyproject.toml); pyarrow is not one of them
@@ -155,7 +155,7 @@ def identifications_section(annotations: pl.DataFrame, ident: pl.DataFrame | Non
                     + ([q_cell(r.get("q"))] if with_q else []))
     parts = [intro, html_table(header, rows, numeric=set(range(1, len(header))))]
     if ident is not None and ident.height and with_q:
-        parts.append(_consensus_compounds(ident, params, at))
+        parts.append(_consensus_compounds(ident, params, at, fdr if isinstance(fdr, (int, float)) else None))
     elif hits.height:
         compounds = hits.group_by(key).agg(
             pl.col("library_name").first().alias("name"), pl.col("sample_id").n_unique().alias("samples"),
@@ -170,9 +170,10 @@ def identifications_section(annotations: pl.DataFrame, ident: pl.DataFrame | Non
     return "".join(parts)
 
 
-def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str) -> str:
+def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float | None = None) -> str:
     """Every accepted identification of a consensus feature (identifications.parquet) in a sortable, filterable
-    table, best first (MSI level, q, samples)."""
+    table, best first (MSI level, q, samples); then the features whose match passed ``fdr`` but was not accepted
+    (the adduct check), with the reason, so none is dropped from the report in silence."""
     acc = ident.filter(pl.col("accepted")).sort(["msi_level", "q_value", "n_samples"], descending=[False, False, True])
     n2, n3 = int((acc["msi_level"] == 2).sum()), int((acc["msi_level"] == 3).sum())
     parts = [("<h3>Compounds per consensus feature (sort by any column, filter with the search box)</h3>"
@@ -207,6 +208,21 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str) -> str:
         "q": acc["q_value"]}, strict=False)
     parts.append(interactive_table(shown, "identifications-table",
                                    order=[("MSI level", "asc"), ("q", "asc"), ("samples", "desc")]))
+    if fdr is not None and "adduct_note" in ident.columns:
+        refused = ident.filter(~pl.col("accepted") & (pl.col("q_value") <= float(fdr))).sort("q_value")
+        if refused.height:
+            parts.append(warning_box(
+                f"{refused.height} more consensus feature(s) have a library match at {at} that was not "
+                "accepted, because the library spectrum's adduct contradicts the adduct the feature was grouped as "
+                "(co-eluting ions at an adduct's mass difference whose intensities correlate across samples) or "
+                "its compound group is identified as another compound. A chance pairing can veto a right match "
+                "(benchmarks/semireal.py found such pairings at the correlation threshold); check these by "
+                "hand."))
+            parts.append(html_table(
+                ["consensus feature", "compound", "library adduct", "grouped as", "q", "best cosine", "reason"],
+                [[r["consensus_id"], r["name"], r["adduct"], r["feature_adduct"], q_cell(r["q_value"]),
+                  r["best_cosine"], r["adduct_note"] or "not accepted"] for r in refused.iter_rows(named=True)],
+                numeric={4, 5}))
     return "".join(parts)
 
 
