@@ -12,7 +12,7 @@ sys.path.insert(0, str(REPO / "workflow"))
 from ms2study import __version__ as MS2STUDY_VERSION
 from ms2study.core.errors import InputError
 from ms2study import study as _study
-from ms2study.core.paths import CALIBRATION_FORMAT_VERSION, CORRECTED_MATRIX, matrix_inputs
+from ms2study.core.paths import CALIBRATION_FORMAT_VERSION, CORRECTED_MATRIX, matrix_inputs, models_runtime_minutes
 
 try:
     _study.validate_config(config)
@@ -127,6 +127,16 @@ def res(stage, key):
 
     return scaled
 
+
+def models_runtime(wildcards, input, attempt):
+    """The models job's runtime (minutes): the configured base, plus the forests' cost with estimator random_forest
+    (ms2study.core.paths.models_runtime_minutes; outcomes as models.smk counts them); retries scale it by the attempt
+    like every other resource."""
+    from ms2study.stages.differential import configured_outcomes
+
+    base = res("models", "runtime")(wildcards, input, 1)
+    n_outcomes = len(list(configured_outcomes(config)))
+    return models_runtime_minutes(config, len(SAMPLES), n_outcomes, base) * attempt
 
 def library_index():
     """The library's index folder, or no input without a library."""

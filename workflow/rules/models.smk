@@ -1,7 +1,6 @@
 # Study: cross-validated models of every configured outcome.
 from ms2study.stages.differential import configured_outcomes
 from ms2study.core.params import schema_defaults
-from ms2study.core.paths import models_runtime_minutes
 
 
 # One folder per outcome of models: outcomes, named as `ms2study models` names them (the path-safe form of the
@@ -28,12 +27,6 @@ MODEL_OUTPUTS = (
 )
 
 
-
-def models_runtime(wildcards, input, attempt):
-    """The models job's runtime (minutes): the configured base, plus the forests' cost with estimator random_forest
-    (ms2study.core.paths.models_runtime_minutes); retries scale it by the attempt like every other resource."""
-    base = res("models", "runtime")(wildcards, input, 1)
-    return models_runtime_minutes(config, len(SAMPLES), len(MODEL_OUTCOMES), base) * attempt
 
 
 rule models:
