@@ -130,13 +130,11 @@ def res(stage, key):
 
 def models_runtime(wildcards, input, attempt):
     """The models job's runtime (minutes): the configured base, plus the forests' cost with estimator random_forest
-    (ms2study.core.paths.models_runtime_minutes; outcomes as models.smk counts them); retries scale it by the attempt
-    like every other resource."""
-    from ms2study.stages.differential import configured_outcomes
-
+    (ms2study.core.paths.models_runtime_minutes) for the outcomes rules/models.smk lists (MODEL_OUTCOMES, read when
+    the job is sized); retries scale it by the attempt like every other resource."""
     base = res("models", "runtime")(wildcards, input, 1)
-    n_outcomes = len(list(configured_outcomes(config)))
-    return models_runtime_minutes(config, len(SAMPLES), n_outcomes, base) * attempt
+    return models_runtime_minutes(config, len(SAMPLES), len(MODEL_OUTCOMES), base) * attempt
+
 
 def library_index():
     """The library's index folder, or no input without a library."""

@@ -27,8 +27,6 @@ MODEL_OUTPUTS = (
 )
 
 
-
-
 rule models:
     input:
         sheet="results/study/samples.tsv",

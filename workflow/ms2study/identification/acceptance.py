@@ -106,10 +106,8 @@ def _model_structure_q(f: pl.DataFrame, frame: pl.DataFrame, structure: np.ndarr
     n_queries = len(n_candidates)
     if query_peaks is None:
         query_peaks = np.full(n_queries, np.nan)
-    per_formula = structure_model.structures_per_formula(structure, formula)
     c_f = f["_f"].to_numpy()
-    others = (np.where(c_f >= 0, per_formula[np.clip(c_f, 0, per_formula.size - 1)] - 1.0, np.nan)
-              if per_formula.size else np.full(c_f.size, np.nan))
+    others = structure_model.other_formula_structures(structure, formula, c_f)
     sep = f["_ik"].str.slice(0, 14).replace_strict(calibration.isomer_separability, default=None,
                                                    return_dtype=pl.Float64).fill_null(np.nan).to_numpy()
     scores = {c: frame[c].cast(pl.Float64).fill_null(np.nan).to_numpy() for c in ("cosine", "entropy", "embedding")}

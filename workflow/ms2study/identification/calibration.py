@@ -419,9 +419,8 @@ def level2_training(q_of: np.ndarray, cand: np.ndarray, key: np.ndarray, scores:
     partner[s_idx] = separability["best_partner"]
     second[s_idx] = separability["second"]
     no_key = np.asarray([len(b) != 14 for b in blocks])
-    per_formula = structure_model.structures_per_formula(structure, formula)
     c_s, c_f = structure[cand], formula[cand]
-    others = np.where(c_f >= 0, per_formula[np.maximum(c_f, 0)] - 1.0, np.nan)
+    others = structure_model.other_formula_structures(structure, formula, c_f)
     out_f, out_y = [], []
     for removed in (False, True):
         sel = (c_s != q_struct[q_of]) if removed else np.ones(q_of.size, dtype=bool)

@@ -211,3 +211,14 @@ def structures_per_formula(struct: np.ndarray, formula: np.ndarray) -> np.ndarra
         return np.zeros(max(int(formula.max(initial=-1)) + 1, 0), dtype=np.int64)
     pairs = np.unique(np.stack([formula[ok], struct[ok]], axis=1), axis=0)
     return np.bincount(pairs[:, 0], minlength=int(formula.max()) + 1)
+
+
+def other_formula_structures(struct: np.ndarray, formula: np.ndarray, candidate_formula: np.ndarray) -> np.ndarray:
+    """Feature ``formula_structures`` of candidates: the library's other structures of each candidate's formula
+    (``structures_per_formula`` minus the candidate's own), shape of ``candidate_formula`` (library formula codes);
+    NaN where the code is unknown (-1)."""
+    per_formula = structures_per_formula(struct, formula)
+    c_f = np.asarray(candidate_formula)
+    if not per_formula.size:
+        return np.full(c_f.shape, np.nan)
+    return np.where(c_f >= 0, per_formula[np.clip(c_f, 0, per_formula.size - 1)] - 1.0, np.nan)

@@ -72,9 +72,9 @@ def class_enrichment(differential: pl.DataFrame, min_class_size: int = 3,
     ``min_class_size`` compounds are not tested (default 3: the test assumes independent members, and two
     co-varying compounds of one source, e.g. two homologous surfactants, reached q 0.037 with feature p-values of
     0.046 and 0.136 on the spike-in study of a real run, benchmarks/semireal.py). A level whose compounds are
-    exactly those of the level below it is tested once, as the deeper (more specific) class. The table has columns ``ENRICHMENT``, sorted by q-value; it has
-    zero rows, with a note saying why, when no class can be tested (e.g. a library without classes). Raises
-    InputError when ``differential`` lacks a ``DIFFERENTIAL`` column.
+    exactly those of the level below it is tested once, as the deeper (more specific) class. The table has columns
+    ``ENRICHMENT``, sorted by q-value; it has zero rows, with a note saying why, when no class can be tested (e.g. a
+    library without classes). Raises InputError when ``differential`` lacks a ``DIFFERENTIAL`` column.
     """
     from scipy import stats
 
