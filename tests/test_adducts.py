@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import polars as pl
 import pytest
+from scipy import stats
 
 from ms2study.core.errors import InputError
 from ms2study.correction import adducts
@@ -228,3 +229,61 @@ def test_blocks_do_not_change_the_result(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(adducts, "_PAIRS_PER_CHUNK", 37)
     monkeypatch.setattr(adducts, "_CELLS_PER_BLOCK", 100)
     assert adducts.group_adducts(matrix, samples, PARAMS).equals(whole)
+
+
+def _independent_pairs(n_pairs: int, n_samples: int, seed: int) -> tuple[pl.DataFrame, list[str]]:
+    """``n_pairs`` pairs of unrelated ions 21.98 Da apart ([M+H]+ / [M+Na]+ of one mass), co-eluting, each pair far
+    from the others in retention time, with independent intensities: every grouping is a chance pairing."""
+    rng = np.random.default_rng(seed)
+    samples = [f"S{i}" for i in range(n_samples)]
+    rows = []
+    for k in range(n_pairs):
+        mass = 200.0 + k * 0.37
+        for j, ion in enumerate(("[M+H]+", "[M+Na]+")):
+            rows.append({"consensus_id": f"P{k:03d}{'ab'[j]}", "mz": mass + SHIFT[ion], "rt_s": 100.0 + 20.0 * k,
+                         "n_detected": n_samples, **dict(zip(samples, np.exp(rng.normal(12, 0.5, n_samples))))})
+    return pl.DataFrame(rows), samples
+
+
+def test_the_correlation_asked_for_grows_as_the_runs_shrink() -> None:
+    """A fixed r >= 0.6 lets unrelated ions through at 6 runs about once in ten (the fresh user's 6-run study had 2
+    right matches vetoed on such pairings); the one-sided test at adduct_alpha asks more of few runs."""
+    from ms2study.correction import covariation
+
+    assert covariation.critical_correlation(6, 0.01) == pytest.approx(0.882, abs=1e-3)
+    assert covariation.critical_correlation(16, 0.05) == pytest.approx(0.426, abs=1e-3)
+    need = covariation.required_correlation(np.array([2, 4, 6, 16, 40]), 0.01, 0.6, 5)
+    assert np.isnan(need[:2]).all() and need[2] == pytest.approx(0.882, abs=1e-3) and need[3] == need[4] == 0.6
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(2, 8))
+    expected = stats.pearsonr(x, y, alternative="greater").pvalue
+    assert covariation.correlation_p_value(np.corrcoef(x, y)[0, 1], 8) == pytest.approx(expected, rel=1e-9)
+    with pytest.raises(InputError, match="adduct_alpha"):
+        covariation.critical_correlation(6, 1.0)
+
+    matrix, samples = _independent_pairs(400, 6, seed=11)
+    fixed = adducts.adduct_grouping(matrix, samples, {**PARAMS, "adduct_alpha": 1 - 1e-12, "adduct_min_runs": 4})
+    tested = adducts.adduct_grouping(matrix, samples, PARAMS)
+    chance_fixed = fixed.pairs.filter(pl.col("kind") == "adduct").height / 400
+    chance_tested = tested.pairs.filter(pl.col("kind") == "adduct").height / 400
+    assert 0.05 <= chance_fixed <= 0.2 and chance_tested <= 0.02, (chance_fixed, chance_tested)
+    # over 16 runs the floor binds and unrelated ions rarely reach it
+    many, samples16 = _independent_pairs(400, 16, seed=12)
+    assert adducts.adduct_grouping(many, samples16, PARAMS).pairs.height / 400 <= 0.02
+
+
+def test_each_label_carries_the_evidence_it_rests_on() -> None:
+    rng = np.random.default_rng(13)
+    samples = [f"S{i}" for i in range(8)]
+    a = np.exp(rng.normal(12, 1, 8))
+    grouped = adducts.group_adducts(_pair_matrix(a, a * 0.3 * np.exp(rng.normal(0, 0.05, 8)), samples), samples,
+                                    PARAMS)
+    assert grouped["adduct"].to_list() == ["[M+H]+", "[M+Na]+"]
+    assert grouped["adduct_partner"].to_list() == ["B", "A"] and grouped["adduct_n_runs"].to_list() == [8, 8]
+    assert grouped["adduct_correlation"][0] > 0.9
+    assert grouped["adduct_p_value"][0] < 0.01 and grouped["adduct_p_value"][0] == grouped["adduct_p_value"][1]
+    # three shared runs: grouped on mass and RT alone, no test, so nothing for identification to refuse on
+    few = ["S1", "S2", "S3"]
+    untested = adducts.group_adducts(_pair_matrix(a[:3], a[:3] * 0.3, few), few, PARAMS)
+    assert untested["compound_group"].n_unique() == 1 and untested["adduct_n_runs"].to_list() == [3, 3]
+    assert untested["adduct_p_value"].is_null().all() and untested["adduct_correlation"].is_null().all()

@@ -107,3 +107,47 @@ def test_cli_takes_the_corrected_matrix(tmp_path) -> None:
     plain, grouped = pl.read_parquet(tmp_path / "plain.parquet"), pl.read_parquet(tmp_path / "grouped.parquet")
     assert plain["accepted"].sum() == 7 and grouped["accepted"].sum() == 4
     assert grouped.filter(pl.col("consensus_id") == "C2")["adduct_note"][0] is not None
+
+
+def test_only_a_tested_grouping_refuses_and_the_evidence_comes_along() -> None:
+    """With the evidence columns of the correct stage, a label whose pair was tested refuses a contradicting match
+    (and its row names the partner, its m/z and RT, the two adducts, r and the runs); a label judged on mass and RT
+    alone (too few shared runs, p null) refuses nothing and says so."""
+    ann, links, groups = study()
+    evidence = pl.DataFrame({
+        "consensus_id": ["C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8"],
+        "mz": [301.1, 323.09, 302.1, 400.0, 500.0, 318.13, 200.0, 183.0],
+        "rt_s": [120.04, 120.5, 120.1, 300.0, 400.0, 121.0, 50.0, 50.2],
+        "adduct_partner": ["C2", "C1", "C1", None, "C9", "C1", "C8", "C7"],
+        "adduct_n_runs": [6, 6, 6, None, 3, 6, 6, 6],
+        "adduct_correlation": [0.97, 0.97, 0.99, None, None, 0.95, 0.93, 0.93],
+        "adduct_p_value": [0.0006, 0.0006, 0.0001, None, None, 0.002, 0.004, 0.004]},
+        schema_overrides={"adduct_n_runs": pl.Int32})
+    got = {r["consensus_id"]: r for r in identify.identify_features(
+        ann, links, 0.05, groups=groups.join(evidence, on="consensus_id")).iter_rows(named=True)}
+    c2 = got["C2"]
+    assert not c2["accepted"] and c2["adduct_note"].startswith("not accepted")
+    assert (c2["adduct_partner"], c2["adduct_partner_mz"], c2["adduct_partner_rt_s"]) == ("C1", 301.1, 120.04)
+    assert c2["adduct_relation"] == "[M+Na]+ here, [M+H]+ at the partner"
+    assert c2["adduct_correlation"] == 0.97 and c2["adduct_n_runs"] == 6
+    # C5 was grouped as [M+Na]+ over 3 shared runs, untested: the [M+H]+ spectra of xeno are not set aside
+    c5 = got["C5"]
+    assert c5["accepted"] and c5["name"] == "xeno" and c5["n_supporting"] == 3
+    assert "rests on mass and retention time alone (3 runs" in c5["adduct_note"]
+    assert c5["adduct_correlation"] is None and c5["adduct_partner_mz"] is None  # C9 is not in the table
+    # the same grouping without its evidence columns refuses as before (labels taken as given)
+    plain = {r["consensus_id"]: r for r in identify.identify_features(ann, links, 0.05, groups=groups)
+             .iter_rows(named=True)}
+    assert plain["C5"]["name"] == "alpha" and plain["C2"]["adduct_partner"] is None
+
+
+def test_the_reader_keeps_the_evidence(tmp_path) -> None:
+    _, _, groups = study()
+    table = groups.with_columns(pl.lit(300.0).alias("mz"), pl.lit(60.0).alias("rt_s"),
+                                pl.lit("C1").alias("adduct_partner"), pl.lit(6, dtype=pl.Int32).alias("adduct_n_runs"),
+                                pl.lit(0.9).alias("adduct_correlation"), pl.lit(0.01).alias("adduct_p_value"),
+                                pl.lit(1.0).alias("S1"))
+    table.write_parquet(tmp_path / "corrected.parquet")
+    read = identify.read_adduct_groups(tmp_path / "corrected.parquet")
+    assert read.columns == ["consensus_id", "compound_group", "adduct", "mz", "rt_s", "adduct_partner",
+                            "adduct_n_runs", "adduct_correlation", "adduct_p_value"]

@@ -109,6 +109,16 @@ GAP_FILLED: dict[str, pl.DataType] = {
     "n_scans": pl.Int32,          # MS1 scans of the quantified peak; 0 when none
 }
 
+# What a feature's grouped adduct rests on (correction.adducts): the accepted pair behind its label, with the number
+# of runs both were measured in and the one-sided test of their correlation (null: not tested, grouped on mass and
+# retention time alone, which identification does not refuse a match on).
+ADDUCT_EVIDENCE: dict[str, pl.DataType] = {
+    "adduct_partner": pl.Utf8,        # consensus_id of the partner (an isotope peak: its monoisotopic feature)
+    "adduct_n_runs": pl.Int32,        # runs where both were measured
+    "adduct_correlation": pl.Float64,  # Pearson r of log intensities over those runs; null when not tested
+    "adduct_p_value": pl.Float64,     # one-sided p of r > 0 (correction.covariation); null when not tested
+}
+
 # results/study/feature_matrix_corrected.parquet (rule correct): the key and flag columns, then one Float64 column per
 # run of the sample sheet (samples, QCs and blanks, sheet order): gap-filled (correct.use_filled), internal-standard
 # normalised and drift/batch-corrected intensities. Blank-flagged features stay in (flags only).
@@ -123,6 +133,7 @@ CORRECTED_MATRIX_KEYS: dict[str, pl.DataType] = {
     "compound_group": pl.Utf8,    # "G{n}"; a feature without partners is a group of its own
     "adduct": pl.Utf8,            # e.g. "[M+H]+", "[M+Na]+", "[M+H]+ M+1"; null when unknown
     "group_representative": pl.Boolean,  # one True per compound_group
+    **ADDUCT_EVIDENCE,
     "excluded": pl.Boolean,       # blank_flag or qc_rsd_flag: left out of models and differential tests by default
 }
 
@@ -133,7 +144,7 @@ def empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
 
 # Columns added to a contract after tables were first written: ``conform`` fills them with typed nulls when a
 # frame lacks them (a spectra.parquet from an older run, a frame built by hand), meaning "not known".
-ADDED_LATER: frozenset[str] = frozenset({"selected_ion_mz", "precursor_corrected", "ion_mode"})
+ADDED_LATER: frozenset[str] = frozenset({"selected_ion_mz", "precursor_corrected", "ion_mode", *ADDUCT_EVIDENCE})
 
 
 def conform(df: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:

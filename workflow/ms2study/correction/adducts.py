@@ -13,10 +13,13 @@ Chem. 2012, and MS-DIAL do):
    same tolerance and b/a has a ratio a 13C isotope can have at that mass (at most 1.1% per carbon, carbons at most
    m/z / 12, with slack for quantification noise). Water loss is claimed only as the listed ion [M+H-H2O]+ /
    [M-H-H2O]-; other in-source fragments (losses of NH3, CO2, HCOOH, ...) are NOT claimed and stay separate features.
-3. Co-variation: Pearson correlation of log intensities over the samples where both are detected must reach
-   ``adduct_min_correlation`` when at least :data:`MIN_SHARED_SAMPLES` samples are shared. With fewer shared samples
-   (small studies) the pair is judged on retention time and mass alone (counted in the notes); a pair never
-   detected in the same sample is rejected.
+3. Co-variation: the Pearson correlation r of log intensities over the n runs where both are measured must show
+   that they co-vary (``correction.covariation``): r at least ``adduct_min_correlation`` (an effect-size floor) and
+   above 0 by a one-sided test at level ``adduct_alpha`` (exact t test; the least r passing falls with n: 0.88 over
+   6 runs, 0.57 over 16 at alpha 0.01), so that the evidence asked for grows as the runs to judge it shrink. With
+   fewer than ``adduct_min_runs`` shared runs (small studies) the pair is judged on retention time and mass alone
+   (counted in the notes) and its grouping carries no test (``adduct_p_value`` null): identification does not
+   refuse a library match on it. A pair never detected in the same sample is rejected.
 4. Assignment: isotope peaks first (ascending m/z, each monoisotopic feature takes its best M+1 and M+2), then adduct
    pairs in descending score (correlation, mass error, RT difference, adduct prior) join groups as connected
    components while they stay consistent: a feature has one adduct and belongs to one group, a group has one neutral
@@ -26,6 +29,11 @@ Limits (measured on simulated studies run through detect and link): isomers of o
 the RT tolerance cannot be told apart, so their ions may be paired crosswise (labels stay right); gap-filled values
 weaken the correlation (recall 0.83 against 0.94 on the measured values of the same realistic study), so pass
 measured intensities (filled cells null) where possible.
+
+Evidence per feature (``EVIDENCE_COLUMNS``): the partner and the test of the accepted edge that gave the feature its
+label (its best-scored one, a tested edge before an untested one; an isotope peak's edge to its monoisotopic
+feature): ``adduct_partner``, ``adduct_n_runs`` (runs both measured), ``adduct_correlation`` and ``adduct_p_value``
+(null when not tested), so that a refused identification can show what the grouping rested on.
 
 Labels: ``"[M+H]+"``, ``"[M+Na]+"``, ...; an isotope peak ``"[M+H]+ M+1"`` (``"M+1"`` when its monoisotopic
 feature's adduct is unknown); singletons have a null adduct. The representative of a group is its [M+H]+ member
@@ -37,14 +45,16 @@ Layer 4: imports ``core`` only.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from itertools import permutations
 
 import numpy as np
 import polars as pl
 
+from ms2study.core import tables
 from ms2study.core.errors import InputError
+from ms2study.correction.adduct_notation import adduct_contradiction, adduct_signature  # noqa: F401 (re-exported)
+from ms2study.correction.covariation import correlation_p_value, required_correlation
 
 # (label, molecules per ion k, mass shift delta in Da for m/z = k * M + delta, prior) of singly charged ions. The
 # priors break ties between labellings: [M+Na]+ ranks above [M+NH4]+ because an [M+H]+ / [M+NH4]+ pair is also what
@@ -59,13 +69,16 @@ ADDUCTS: dict[str, tuple[tuple[str, int, float, float], ...]] = {
 PROTONATED = {"positive": "[M+H]+", "negative": "[M-H]-"}
 C13_STEP = 1.003355              # 13C - 12C, Da
 C13_PER_CARBON = 0.0107          # natural 13C abundance
-MIN_SHARED_SAMPLES = 4           # samples both features are detected in before the correlation is required
-GROUP_COLUMNS: dict[str, pl.DataType] = {"consensus_id": pl.Utf8, "compound_group": pl.Utf8, "adduct": pl.Utf8,
-                                         "group_representative": pl.Boolean}
+MIN_SHARED_SAMPLES = 5           # default adduct_min_runs: shared runs before the correlation is tested
+DEFAULT_ALPHA = 0.01             # default adduct_alpha: level of the one-sided correlation test
+EVIDENCE_COLUMNS: dict[str, pl.DataType] = tables.ADDUCT_EVIDENCE
+_LABEL_COLUMNS: dict[str, pl.DataType] = {"consensus_id": pl.Utf8, "compound_group": pl.Utf8, "adduct": pl.Utf8,
+                                          "group_representative": pl.Boolean}
+GROUP_COLUMNS: dict[str, pl.DataType] = {**_LABEL_COLUMNS, **EVIDENCE_COLUMNS}
 PAIR_COLUMNS: dict[str, pl.DataType] = {
     "consensus_id_a": pl.Utf8, "consensus_id_b": pl.Utf8, "kind": pl.Utf8, "adduct_a": pl.Utf8, "adduct_b": pl.Utf8,
     "neutral_mass": pl.Float64, "mz_error_ppm": pl.Float64, "rt_diff_s": pl.Float64, "n_shared": pl.Int32,
-    "correlation": pl.Float64, "score": pl.Float64}
+    "correlation": pl.Float64, "p_value": pl.Float64, "score": pl.Float64}
 _PAIRS_PER_CHUNK = 2_000_000       # candidate pairs tested at once
 _CELLS_PER_BLOCK = 4_000_000       # pair x sample cells of the correlation arrays at once
 
@@ -84,12 +97,14 @@ class AdductGrouping:
 def group_adducts(matrix: pl.DataFrame, sample_ids: list[str], params: dict,
                   polarity: str = "positive") -> pl.DataFrame:
     """Compound groups of the study feature matrix: one row per consensus feature (matrix order) with columns
-    ``consensus_id``, ``compound_group`` ("G{n}"), ``adduct`` (null when unknown) and ``group_representative``.
+    ``consensus_id``, ``compound_group`` ("G{n}"), ``adduct`` (null when unknown), ``group_representative`` and the
+    evidence of the label (``EVIDENCE_COLUMNS``, module docstring).
 
     ``matrix``: consensus_id, mz, rt_s and one intensity column per ``sample_ids`` entry (null = not detected);
-    ``params``: ``adduct_rt_tol_s`` (3.0 s), ``adduct_mz_ppm`` (10.0), ``adduct_min_correlation`` (0.6);
+    ``params``: ``adduct_rt_tol_s`` (3.0 s), ``adduct_mz_ppm`` (10.0), ``adduct_min_correlation`` (0.6),
+    ``adduct_alpha`` (0.01), ``adduct_min_runs`` (5);
     ``polarity``: "positive" or "negative". Method: module docstring. Raises InputError for missing columns or an
-    unknown polarity."""
+    unknown polarity or an alpha outside (0, 1)."""
     return adduct_grouping(matrix, sample_ids, params, polarity).table
 
 
@@ -121,7 +136,8 @@ def adduct_grouping(matrix: pl.DataFrame, sample_ids: list[str], params: dict,
                          fix="pass the link stage's feature_matrix.parquet and the sheet's sample ids")
     rt_tol = float(params.get("adduct_rt_tol_s", 3.0))
     ppm = float(params.get("adduct_mz_ppm", 10.0))
-    min_corr = float(params.get("adduct_min_correlation", 0.6))
+    test = (float(params.get("adduct_min_correlation", 0.6)), float(params.get("adduct_alpha", DEFAULT_ALPHA)),
+            int(params.get("adduct_min_runs", MIN_SHARED_SAMPLES)))
     ids = matrix["consensus_id"].cast(pl.Utf8).to_list()
     mz = matrix["mz"].cast(pl.Float64).fill_null(np.nan).to_numpy()
     rt = matrix["rt_s"].cast(pl.Float64).fill_null(np.nan).to_numpy()
@@ -140,16 +156,17 @@ def adduct_grouping(matrix: pl.DataFrame, sample_ids: list[str], params: dict,
     edges = [e for e in edges if e["a"].size]
     pairs = _concat_edges(edges)
     counts["n_mass_pairs"] = int(pairs["a"].size)
-    pairs = _judge_correlation(pairs, logx, x, mz, min_corr, counts)
+    pairs = _judge_correlation(pairs, logx, x, mz, test, counts)
     iso_of, labelling, accepted = _assign(pairs, mz, ppm, counts)
-    table = _groups_table(ids, mz, rt, mean_intensity, iso_of, labelling, polarity)
+    table = pl.concat([_groups_table(ids, mz, rt, mean_intensity, iso_of, labelling, polarity),
+                       _evidence(ids, accepted)], how="horizontal")
     pair_table = pl.DataFrame({
         "consensus_id_a": [ids[e[0]] for e in accepted], "consensus_id_b": [ids[e[1]] for e in accepted],
         "kind": [e[2] for e in accepted], "adduct_a": [table["adduct"][e[0]] for e in accepted],
         "adduct_b": [table["adduct"][e[1]] for e in accepted], "neutral_mass": [e[3] for e in accepted],
         "mz_error_ppm": [e[4] for e in accepted], "rt_diff_s": [e[5] for e in accepted],
         "n_shared": [e[6] for e in accepted], "correlation": [e[7] for e in accepted],
-        "score": [e[8] for e in accepted]}, schema=PAIR_COLUMNS)
+        "p_value": [e[9] for e in accepted], "score": [e[8] for e in accepted]}, schema=PAIR_COLUMNS)
     counts["n_compound_groups"] = int(table["compound_group"].n_unique()) if table.height else 0
     sizes = table.group_by("compound_group").len()
     counts["n_features_in_adduct_groups"] = int(sizes.filter(pl.col("len") > 1)["len"].sum() or 0)
@@ -157,8 +174,9 @@ def adduct_grouping(matrix: pl.DataFrame, sample_ids: list[str], params: dict,
              f"features in {int((sizes['len'] > 1).sum())} groups of two or more; in-source fragments other than "
              "water loss are not claimed"]
     if counts["n_untested_correlation"]:
-        notes.append(f"{counts['n_untested_correlation']} candidate pairs shared fewer than {MIN_SHARED_SAMPLES} "
-                     "samples: judged on retention time and mass alone (no intensity correlation)")
+        notes.append(f"{counts['n_untested_correlation']} candidate pairs shared fewer than {test[2]} runs: judged "
+                     "on retention time and mass alone (no intensity correlation; no identification is refused on "
+                     "them)")
     if counts["n_conflicts"]:
         notes.append(f"{counts['n_conflicts']} candidate pairs contradicted better-scored groups and were dropped")
     return AdductGrouping(table, pair_table, notes, counts)
@@ -251,15 +269,18 @@ def _pair_statistics(a: np.ndarray, b: np.ndarray, logx: np.ndarray,
     return n, r, ratio, both
 
 
-def _judge_correlation(pairs: dict, logx: np.ndarray, x: np.ndarray, mz: np.ndarray, min_corr: float,
-                       counts: dict) -> dict:
-    """Shared samples, Pearson r of log intensities and the isotope-ratio check per edge; keeps the edges that pass
-    and adds ``n_shared``, ``r`` and ``score``."""
+def _judge_correlation(pairs: dict, logx: np.ndarray, x: np.ndarray, mz: np.ndarray,
+                       test: tuple[float, float, int], counts: dict) -> dict:
+    """Shared samples, Pearson r of log intensities, its one-sided test and the isotope-ratio check per edge; keeps
+    the edges that pass and adds ``n_shared``, ``r``, ``p`` (null when untested) and ``score``. ``test``: (effect
+    floor, alpha, least shared runs) of ``covariation.required_correlation``."""
+    floor, alpha, min_runs = test
     a = pairs["a"]
     n, r, ratio, both = _pair_statistics(a, pairs["b"], logx, x)
     never = (n == 0) & both
-    tested = (n >= MIN_SHARED_SAMPLES) & np.isfinite(r)
-    corr_fail = tested & (r < min_corr)
+    need = required_correlation(n, alpha, floor, min_runs)
+    tested = np.isfinite(need) & np.isfinite(r)
+    corr_fail = tested & (r < need)
     # 13C isotope ratios: at most 1.1% per carbon, carbons at most m/z / 12 (slack for quantification noise).
     carbons = mz[a] / 12.0
     r1_max = 1.3 * C13_PER_CARBON * carbons + 0.05
@@ -272,10 +293,11 @@ def _judge_correlation(pairs: dict, logx: np.ndarray, x: np.ndarray, mz: np.ndar
     counts["n_rejected_correlation"] = int((corr_fail & ~never).sum())
     counts["n_rejected_never_shared"] = int(never.sum())
     counts["n_untested_correlation"] = int((keep & ~tested & (kind == "adduct")).sum())
-    r_used = np.where(tested, r, min_corr)
+    r_used = np.where(tested, r, floor)
     score = 2.0 * r_used + 0.5 * pairs["score_mass"] + 0.5 * pairs["score_rt"] + 0.5 * pairs["prior"]
     out = {k: v[keep] for k, v in pairs.items()}
     out["n_shared"], out["r"], out["score"] = n[keep], np.where(tested, r, np.nan)[keep], score[keep]
+    out["p"] = np.where(tested, correlation_p_value(r, n), np.nan)[keep]
     return out
 
 
@@ -341,11 +363,28 @@ def _assign(pairs: dict, mz: np.ndarray, ppm: float, counts: dict):
 
 
 def _edge_tuple(pairs: dict, e: int, kind: str) -> tuple:
-    """(a, b, kind, neutral mass, ppm error, RT difference, shared samples, r, score) of edge ``e``."""
-    m = float(pairs["mass"][e])
-    r = float(pairs["r"][e])
+    """(a, b, kind, neutral mass, ppm error, RT difference, shared samples, r, score, p) of edge ``e``."""
+    m, r, p = float(pairs["mass"][e]), float(pairs["r"][e]), float(pairs["p"][e])
     return (int(pairs["a"][e]), int(pairs["b"][e]), kind, None if np.isnan(m) else m, float(pairs["err"][e]),
-            float(pairs["drt"][e]), int(pairs["n_shared"][e]), None if np.isnan(r) else r, float(pairs["score"][e]))
+            float(pairs["drt"][e]), int(pairs["n_shared"][e]), None if np.isnan(r) else r, float(pairs["score"][e]),
+            None if np.isnan(p) else p)
+
+
+def _evidence(ids: list[str], accepted: list[tuple]) -> pl.DataFrame:
+    """EVIDENCE_COLUMNS per feature (matrix order): the accepted edge behind its label, a tested edge before an
+    untested one, then the higher score; an isotope peak's edge to its monoisotopic feature. Null without one."""
+    best: dict[int, tuple] = {}
+    for e in accepted:
+        a, b, kind = e[0], e[1], e[2]
+        for me, partner in ((b, a),) if kind != "adduct" else ((a, b), (b, a)):
+            key = (e[9] is not None, e[8])
+            if me not in best or key > best[me][0]:
+                best[me] = (key, partner, e[6], e[7], e[9])
+    rows = [best.get(i) for i in range(len(ids))]
+    return pl.DataFrame({"adduct_partner": [ids[r[1]] if r else None for r in rows],
+                         "adduct_n_runs": [r[2] if r else None for r in rows],
+                         "adduct_correlation": [r[3] if r else None for r in rows],
+                         "adduct_p_value": [r[4] if r else None for r in rows]}, schema=EVIDENCE_COLUMNS)
 
 
 def _groups_table(ids: list[str], mz: np.ndarray, rt: np.ndarray, mean_intensity: np.ndarray,
@@ -371,86 +410,4 @@ def _groups_table(ids: list[str], mz: np.ndarray, rt: np.ndarray, mean_intensity
                                         np.nan_to_num(rt[rep[g]]), ids[rep[g]]))
     name = {g: f"G{k + 1}" for k, g in enumerate(key)}
     return pl.DataFrame({"consensus_id": ids, "compound_group": [name[int(r)] for r in root], "adduct": adduct,
-                         "group_representative": [rep[int(root[i])] == i for i in range(n)]}, schema=GROUP_COLUMNS)
-
-
-# ---- adduct notation (for comparing a library spectrum's adduct with a feature's grouped adduct) ----
-
-_ELEMENT_MASS = {"H": 1.00782503207, "C": 12.0, "N": 14.0030740048, "O": 15.99491461956, "Na": 22.9897692809,
-                 "K": 38.96370668, "Cl": 34.96885268, "Br": 78.9183371, "F": 18.99840322, "S": 31.97207100,
-                 "P": 30.97376163, "Li": 7.01600455, "Ag": 106.905097, "Ca": 39.96259098, "Fe": 55.9349375,
-                 "Mg": 23.9850417, "I": 126.904473}
-_GROUP_ALIAS = {"FA": "CH2O2", "HCOOH": "CH2O2", "HCOO": "CHO2", "AC": "C2H4O2", "HAC": "C2H4O2",
-                "CH3COOH": "C2H4O2", "CH3COO": "C2H3O2", "ACN": "C2H3N", "CH3CN": "C2H3N", "MEOH": "CH4O",
-                "CH3OH": "CH4O", "TFA": "C2HF3O2", "DMSO": "C2H6OS", "IPA": "C3H8O", "NH4": "NH4"}
-_ADDUCT_RE = re.compile(r"^\[?(\d*)M((?:[+-]\d*[A-Za-z][A-Za-z0-9]*)*)\]?(\d*)([+-]*)$")
-_ISOTOPE_RE = re.compile(r"(?:^|\s)M\+(\d)$")
-
-
-def _formula_mass(group: str) -> float | None:
-    """Monoisotopic mass of a small formula or named group (FA, ACN, ...); None when not parseable."""
-    group = _GROUP_ALIAS.get(group.upper(), group)
-    parts = re.findall(r"([A-Z][a-z]?)(\d*)", group)
-    if not parts or "".join(e + c for e, c in parts) != group or any(e not in _ELEMENT_MASS for e, _ in parts):
-        return None
-    return sum(_ELEMENT_MASS[e] * (int(c) if c else 1) for e, c in parts)
-
-
-def adduct_signature(label: str | None) -> tuple[int, float, int | None] | None:
-    """(molecules per ion, mass shift of the added/lost groups in Da, signed charge or None) of an adduct written
-    like ``[M+H]+``, ``[M+HCOO]-``, ``[M-H2O+H]+``, ``[2M+Na]+``, ``M+NH4``; None when it cannot be parsed (so
-    synonyms compare equal: [M+FA-H]- and [M+HCOO]- give one signature)."""
-    if not label:
-        return None
-    m = _ADDUCT_RE.match(label.replace(" ", "").rstrip("*"))
-    if not m:
-        return None
-    k = int(m.group(1) or 1)
-    shift = 0.0
-    for sign, count, group in re.findall(r"([+-])(\d*)([A-Za-z][A-Za-z0-9]*)", m.group(2)):
-        mass = _formula_mass(group)
-        if mass is None:
-            return None
-        shift += (1 if sign == "+" else -1) * (int(count) if count else 1) * mass
-    signs = m.group(4)
-    charge = None
-    if signs:
-        charge = (int(m.group(3)) if m.group(3) else len(signs)) * (1 if signs[0] == "+" else -1)
-    return k, shift, charge
-
-
-def adduct_contradiction(feature_adduct: str | None, library_adduct: str | None,
-                         group_adducts: list[str] | None = None) -> str | None:
-    """Why a library spectrum of ``library_adduct`` cannot be the compound of a feature grouped as ``feature_adduct``,
-    or None when they agree or either is unknown. An isotope peak ("[M+H]+ M+1") contradicts every library ion
-    (its precursor is not a monoisotopic ion); an intrinsic ion ([M]+, [M]-) is taken to agree with [M+H]+ / [M-H]-
-    (grouping cannot tell them apart). ``group_adducts``: the labels of the feature's compound group; when they
-    are only [M+H]+ and [M+NH4]+, a library [M+H]+ at the [M+NH4]+ member is no contradiction (the pair is also
-    an [M+H]+ ion with its in-source NH3 loss, the common case for amines)."""
-    if not feature_adduct or not library_adduct:
-        return None
-    lib = adduct_signature(library_adduct)
-    if lib is None:
-        return None
-    iso = _ISOTOPE_RE.search(feature_adduct.strip())
-    if iso:
-        return f"the feature is the M+{iso.group(1)} isotope peak of another feature, not a {library_adduct} ion"
-    feat = adduct_signature(feature_adduct)
-    if feat is None:
-        return None
-
-    def plain(sig: tuple[int, float, int | None]) -> tuple[int, float, int | None]:
-        k, shift, z = sig
-        if abs(shift) < 1e-6 and z in (1, -1):  # intrinsic ion [M]+ / [M]-: compare as [M+H]+ / [M-H]-
-            shift = z * _ELEMENT_MASS["H"]
-        return k, shift, z
-
-    (kf, sf, zf), (kl, sl, zl) = plain(feat), plain(lib)
-    if kf == kl and abs(sf - sl) < 2e-3 and (zf is None or zl is None or zf == zl):
-        return None
-    labels = {g for g in (group_adducts or []) if g and not _ISOTOPE_RE.search(g)}
-    protonated = adduct_signature("[M+H]+")
-    if (feature_adduct == "[M+NH4]+" and labels <= {"[M+H]+", "[M+NH4]+"} and kl == 1 and zl in (None, 1)
-            and abs(sl - protonated[1]) < 2e-3):
-        return None
-    return f"library adduct {library_adduct} contradicts the feature's grouped adduct {feature_adduct}"
+                         "group_representative": [rep[int(root[i])] == i for i in range(n)]}, schema=_LABEL_COLUMNS)

@@ -13,9 +13,10 @@ run of the sheet (QCs and blanks included, sheet order), in this order:
 5. drift and batch correction: QC-RLSC (qc_spline / qc_linear), median normalisation, or none
    (``correction.drift.choose_method`` decides for auto and writes the note);
 6. QC RSD after correction and its flag (``qc_rsd_max``); ``excluded`` = blank_flag or qc_rsd_flag;
-7. compound groups and adducts from ``correction.adducts`` (``group_adducts``) when ``adducts`` is true and the module
-   is present; otherwise every feature is a group of its own with adduct null (a warning says why); with
-   ``collapse_adducts`` the matrix keeps one row per group (``collapse_groups``).
+7. compound groups and adducts from ``correction.adducts`` (``group_adducts``), with the evidence of each label
+   (``tables.ADDUCT_EVIDENCE``), when ``adducts`` is true and the module is present; otherwise every feature is a
+   group of its own with adduct null (a warning says why); with ``collapse_adducts`` the matrix keeps one row per
+   group (``collapse_groups``).
 
 The record (``report``) holds exactly the keys of ``REPORT_KEYS`` (results/study/correction.json). Counts: n_samples,
 n_qc, n_blank are runs by sample_type; n_filled the cells holding a gap-filled value, filled_share their share of the
@@ -137,8 +138,10 @@ def _groups(frame: pl.DataFrame, runs: list[str], params: dict, polarity: str,
     missing_cols = [c for c in GROUP_COLUMNS if c not in groups.columns]
     if missing_cols:
         raise ValueError(f"group_adducts returned no columns {missing_cols}")
-    groups = groups.select(list(GROUP_COLUMNS)).cast(
-        {"consensus_id": pl.Utf8, "compound_group": pl.Utf8, "adduct": pl.Utf8, "group_representative": pl.Boolean})
+    evidence = [c for c in tables.ADDUCT_EVIDENCE if c in groups.columns]  # what each label rests on
+    groups = groups.select(list(GROUP_COLUMNS) + evidence).cast(
+        {"consensus_id": pl.Utf8, "compound_group": pl.Utf8, "adduct": pl.Utf8, "group_representative": pl.Boolean,
+         **{c: tables.ADDUCT_EVIDENCE[c] for c in evidence}})
     if groups["consensus_id"].is_duplicated().any() or set(groups["consensus_id"].to_list()) != set(ids):
         raise ValueError("group_adducts must return each consensus feature exactly once")
     return groups, module

@@ -19,7 +19,13 @@ grouped adduct (a library [M+H]+ spectrum at a feature grouped as [M+Na]+, any l
 aside before the vote (it still counts as a searched spectrum, p = 1, in the Simes test); when every spectrum of the
 feature contradicts, the best of them is reported but not accepted. The accepted members of one compound group must
 name one compound: the group's best (lowest q) identification stands and members naming another are not accepted.
-``adduct_note`` says why.
+``adduct_note`` says why. A grouping only refuses where it was tested: when the grouping table carries the evidence
+of each label (``tables.ADDUCT_EVIDENCE``: the correct stage writes it), a label whose pair was judged on mass and
+retention time alone (too few runs measured both, ``correct: adduct_min_runs``; ``adduct_p_value`` null) neither
+sets spectra aside nor refuses a group member; ``adduct_note`` then says that the adducts differ and why that did
+not count. Each identification carries the evidence of its feature's label (``adduct_partner`` with its m/z and
+retention time, ``adduct_relation``, ``adduct_correlation``, ``adduct_n_runs``) so the report can show what a veto
+rested on.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from ms2study.core import tables
 from ms2study.core.atomic import write_parquet
 from ms2study.core.errors import InputError
 from ms2study.correction import adducts
@@ -63,8 +70,15 @@ IDENTIFICATIONS: dict[str, pl.DataType] = {
     "compound_group": pl.Utf8,      # the feature's compound group (null without --adduct-groups)
     "feature_adduct": pl.Utf8,      # the feature's grouped adduct ("[M+Na]+", "[M+H]+ M+1"; null when unknown)
     "adduct_note": pl.Utf8,         # why the adduct grouping set spectra aside or demoted the identification
+    "adduct_partner": pl.Utf8,      # the feature paired with this one in the grouping (tables.ADDUCT_EVIDENCE)
+    "adduct_partner_mz": pl.Float64,
+    "adduct_partner_rt_s": pl.Float64,
+    "adduct_relation": pl.Utf8,     # "[M+K]+ here, [M+H]+ at the partner"
+    "adduct_correlation": pl.Float64,  # Pearson r of the pair's log intensities; null when not tested
+    "adduct_n_runs": pl.Int32,      # runs in which both were measured
 }
 GROUPING_COLUMNS = ("consensus_id", "compound_group", "adduct")
+EVIDENCE_COLUMNS = tuple(tables.ADDUCT_EVIDENCE)
 
 
 def simes(p_values: list[float] | None, n_tests: int) -> float:
@@ -87,7 +101,7 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
     combined, cosine, p_value, msi_level, isomer_inchikeys); ``links``: consensus_id, sample_id, feature_id
     (``ms2study.stages.link.LINKS``); ``classes``: optional library_id -> compound_class table; ``groups``: optional
     adduct grouping (consensus_id, compound_group, adduct: ``ms2study.correction.adducts.group_adducts`` or the
-    corrected matrix), used as the module docstring says; ``run_types``: optional sample_id -> sample_type (sample,
+    corrected matrix; optional: mz, rt_s and ``tables.ADDUCT_EVIDENCE``), used as the module docstring says; ``run_types``: optional sample_id -> sample_type (sample,
     qc, blank; ``io.samplesheet.sample_roles``): ``n_samples`` then counts study samples only, ``n_qc_runs`` and
     ``n_blank_runs`` the other runs (without it every run counts as a sample). Raises InputError when ``groups``
     lacks those columns.
@@ -143,7 +157,8 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
               .group_by("consensus_id").agg(pl.col("library_inchikey").drop_nulls().unique().sort().alias("_rivals")))
     out = (best.select("consensus_id", "library_name", "library_inchikey", "library_smiles", "library_formula",
                        "library_adduct", "library_id", pl.col("msi_level").alias("_level_best"), "_identity",
-                       "compound_group", "feature_adduct", "_contra_note")
+                       "compound_group", "feature_adduct", "_contra_note", "_untested_note", "_veto_ok",
+                       *EVIDENCE_OUT)
            .join(summary, on="consensus_id").join(per_feature, on="consensus_id")
            .join(rivals, on="consensus_id", how="left"))
     p = np.array([simes(pv, n) for pv, n in zip(out["_pvals"].to_list(), out["n_spectra"].to_list())])
@@ -176,21 +191,51 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
     return out
 
 
+EVIDENCE_OUT = {"adduct_partner": pl.Utf8, "adduct_partner_mz": pl.Float64, "adduct_partner_rt_s": pl.Float64,
+                "adduct_relation": pl.Utf8, "adduct_correlation": pl.Float64, "adduct_n_runs": pl.Int32}
+
+
+def _evidence(groups: pl.DataFrame) -> pl.DataFrame:
+    """Per consensus feature of ``groups``: ``_veto_ok`` (its label may refuse a match: tested, or the table has no
+    evidence columns, so its labels are taken as given) and the ``EVIDENCE_OUT`` columns (partner, its m/z and RT,
+    the relation of the two labels, correlation, runs)."""
+    def col(name: str, dtype: pl.DataType) -> pl.Expr:
+        return (pl.col(name) if name in groups.columns else pl.lit(None)).cast(dtype).alias(name)
+
+    table = groups.select(pl.col("consensus_id").cast(pl.Utf8), col("adduct", pl.Utf8).alias("_label"),
+                          col("mz", pl.Float64).alias("_mz"), col("rt_s", pl.Float64).alias("_rt"),
+                          *[col(c, t) for c, t in tables.ADDUCT_EVIDENCE.items()]).unique("consensus_id")
+    partner = table.select(pl.col("consensus_id").alias("adduct_partner"), pl.col("_label").alias("_partner_label"),
+                           pl.col("_mz").alias("adduct_partner_mz"), pl.col("_rt").alias("adduct_partner_rt_s"))
+    tested = (pl.col("adduct_p_value").is_not_null() if "adduct_p_value" in groups.columns else pl.lit(True))
+    return table.join(partner, on="adduct_partner", how="left").select(
+        "consensus_id", tested.alias("_veto_ok"), "adduct_partner", "adduct_partner_mz", "adduct_partner_rt_s",
+        pl.when(pl.col("adduct_partner").is_not_null()).then(
+            pl.col("_label").fill_null("unlabelled") + pl.lit(" here, ")
+            + pl.col("_partner_label").fill_null("unlabelled") + pl.lit(" at the partner")).alias("adduct_relation"),
+        "adduct_correlation", pl.col("adduct_n_runs").cast(pl.Int32))
+
+
 def _with_adduct_checks(top: pl.DataFrame, groups: pl.DataFrame | None) -> pl.DataFrame:
-    """``top`` with compound_group, feature_adduct, ``_contra_note`` (why the spectrum's library adduct contradicts
-    the grouped adduct, null when it does not) and ``_contra``."""
+    """``top`` with compound_group, feature_adduct, the label's evidence (``_evidence``), ``_contra_note`` (why the
+    spectrum's library adduct contradicts a tested grouped adduct, null when it does not), ``_untested_note`` (the
+    same for a label judged on mass and RT alone, which refuses nothing) and ``_contra``."""
     if "library_adduct" not in top.columns:
         top = top.with_columns(pl.lit(None, dtype=pl.Utf8).alias("library_adduct"))
     if groups is None:
         return top.with_columns(pl.lit(None, dtype=pl.Utf8).alias("compound_group"),
                                 pl.lit(None, dtype=pl.Utf8).alias("feature_adduct"),
-                                pl.lit(None, dtype=pl.Utf8).alias("_contra_note"), pl.lit(False).alias("_contra"))
+                                pl.lit(None, dtype=pl.Utf8).alias("_contra_note"),
+                                pl.lit(None, dtype=pl.Utf8).alias("_untested_note"), pl.lit(False).alias("_veto_ok"),
+                                *[pl.lit(None, dtype=t).alias(c) for c, t in EVIDENCE_OUT.items()],
+                                pl.lit(False).alias("_contra"))
     missing = [c for c in GROUPING_COLUMNS if c not in groups.columns]
     if missing:
         raise InputError(f"adduct grouping table lacks columns {missing}",
                          fix="pass results/study/feature_matrix_corrected.parquet written with correct.adducts: true")
     table = groups.select(pl.col("consensus_id").cast(pl.Utf8), pl.col("compound_group").cast(pl.Utf8),
                           pl.col("adduct").cast(pl.Utf8).alias("feature_adduct")).unique("consensus_id")
+    table = table.join(_evidence(groups), on="consensus_id", how="left")
     # the labels of each feature's compound group, as one sorted text (a join key)
     labels = table.group_by("compound_group").agg(
         pl.col("feature_adduct").drop_nulls().unique().sort().str.join("|").alias("_group_adducts"))
@@ -201,6 +246,14 @@ def _with_adduct_checks(top: pl.DataFrame, groups: pl.DataFrame | None) -> pl.Da
     notes = [adducts.adduct_contradiction(f, lib, (g or "").split("|")) for f, lib, g in pairs.iter_rows()]
     pairs = pairs.with_columns(pl.Series("_contra_note", notes, dtype=pl.Utf8))
     top = top.join(pairs, on=keys, how="left", nulls_equal=True).drop("_group_adducts")
+    untested = pl.col("_contra_note").is_not_null() & ~pl.col("_veto_ok").fill_null(False)
+    top = top.with_columns(
+        pl.when(untested).then(pl.lit("library adduct ") + pl.col("library_adduct") + pl.lit(" differs from the grouped "
+                               "adduct ") + pl.col("feature_adduct") + pl.lit(", which rests on mass and retention "
+                               "time alone (") + pl.col("adduct_n_runs").cast(pl.Utf8).fill_null("0")
+                               + pl.lit(" runs measured both, too few to test their correlation): not refused"))
+        .alias("_untested_note"),
+        pl.when(untested).then(None).otherwise(pl.col("_contra_note")).alias("_contra_note"))
     return top.with_columns(pl.col("_contra_note").is_not_null().alias("_contra"))
 
 
@@ -212,15 +265,17 @@ def _adduct_acceptance(out: pl.DataFrame, fdr: float) -> pl.DataFrame:
         .when(pl.col("_n_contra") > 0).then(
             pl.col("_n_contra").cast(pl.Utf8) + pl.lit(" of ") + pl.col("n_spectra").cast(pl.Utf8)
             + pl.lit(" spectra set aside: their library adduct contradicts the grouped adduct ")
-            + pl.col("feature_adduct")).alias("adduct_note"))
-    winners = (out.filter(pl.col("accepted") & pl.col("compound_group").is_not_null())
+            + pl.col("feature_adduct")).otherwise(pl.col("_untested_note")).alias("adduct_note"))
+    # a member whose label was not tested (mass and RT alone) neither names its group nor is refused by it
+    grouped = pl.col("compound_group").is_not_null() & pl.col("_veto_ok").fill_null(False)
+    winners = (out.filter(pl.col("accepted") & grouped)
                .sort(["q_value", "p_value", "best_score", "consensus_id"], descending=[False, False, True, False],
                      nulls_last=True)
                .unique("compound_group", keep="first", maintain_order=True)
                .select("compound_group", pl.col("_identity").alias("_group_identity"),
                        pl.col("library_name").alias("_group_name"), pl.col("consensus_id").alias("_group_feature")))
     out = out.join(winners, on="compound_group", how="left", maintain_order="left")
-    clash = pl.col("accepted") & pl.col("_group_identity").is_not_null() & (
+    clash = pl.col("accepted") & grouped & pl.col("_group_identity").is_not_null() & (
         pl.col("_identity") != pl.col("_group_identity"))
     return out.with_columns(
         pl.when(clash).then(pl.lit("not accepted: its compound group ") + pl.col("compound_group")
@@ -254,7 +309,8 @@ def _cli(args: argparse.Namespace) -> int:
 
 def read_adduct_groups(path: str | Path) -> pl.DataFrame:
     """consensus_id, compound_group, adduct of a grouping table (the corrected feature matrix or a
-    ``group_adducts`` table). Raises InputError naming the file when it is missing or lacks the columns."""
+    ``group_adducts`` table), with mz, rt_s and the ``tables.ADDUCT_EVIDENCE`` columns where it has them. Raises
+    InputError naming the file when it is missing or lacks the three columns."""
     if not Path(path).exists():
         raise InputError("adduct grouping table does not exist", file=str(path),
                          fix="run the correct stage (correct.adducts: true) or leave --adduct-groups out")
@@ -263,7 +319,8 @@ def read_adduct_groups(path: str | Path) -> pl.DataFrame:
     if missing:
         raise InputError(f"adduct grouping table lacks columns {missing}", file=str(path),
                          fix="rerun the correct stage with correct.adducts: true")
-    return pl.read_parquet(path, columns=list(GROUPING_COLUMNS))
+    extra = [c for c in ("mz", "rt_s", *EVIDENCE_COLUMNS) if c in names]
+    return pl.read_parquet(path, columns=[*GROUPING_COLUMNS, *extra])
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -1,0 +1,89 @@
+"""Adduct notation: parsing a library spectrum's adduct (``[M+H]+``, ``[M+HCOO]-``, ``[2M+Na]+``, ...) into what it
+means for the ion, and whether it contradicts the adduct a feature was grouped as (``correction.adducts``), which
+is how identification uses the study's adduct grouping.
+
+Layer 4: imports nothing of the package.
+"""
+
+from __future__ import annotations
+
+import re
+
+_ELEMENT_MASS = {"H": 1.00782503207, "C": 12.0, "N": 14.0030740048, "O": 15.99491461956, "Na": 22.9897692809,
+                 "K": 38.96370668, "Cl": 34.96885268, "Br": 78.9183371, "F": 18.99840322, "S": 31.97207100,
+                 "P": 30.97376163, "Li": 7.01600455, "Ag": 106.905097, "Ca": 39.96259098, "Fe": 55.9349375,
+                 "Mg": 23.9850417, "I": 126.904473}
+_GROUP_ALIAS = {"FA": "CH2O2", "HCOOH": "CH2O2", "HCOO": "CHO2", "AC": "C2H4O2", "HAC": "C2H4O2",
+                "CH3COOH": "C2H4O2", "CH3COO": "C2H3O2", "ACN": "C2H3N", "CH3CN": "C2H3N", "MEOH": "CH4O",
+                "CH3OH": "CH4O", "TFA": "C2HF3O2", "DMSO": "C2H6OS", "IPA": "C3H8O", "NH4": "NH4"}
+_ADDUCT_RE = re.compile(r"^\[?(\d*)M((?:[+-]\d*[A-Za-z][A-Za-z0-9]*)*)\]?(\d*)([+-]*)$")
+_ISOTOPE_RE = re.compile(r"(?:^|\s)M\+(\d)$")
+
+
+def _formula_mass(group: str) -> float | None:
+    """Monoisotopic mass of a small formula or named group (FA, ACN, ...); None when not parseable."""
+    group = _GROUP_ALIAS.get(group.upper(), group)
+    parts = re.findall(r"([A-Z][a-z]?)(\d*)", group)
+    if not parts or "".join(e + c for e, c in parts) != group or any(e not in _ELEMENT_MASS for e, _ in parts):
+        return None
+    return sum(_ELEMENT_MASS[e] * (int(c) if c else 1) for e, c in parts)
+
+
+def adduct_signature(label: str | None) -> tuple[int, float, int | None] | None:
+    """(molecules per ion, mass shift of the added/lost groups in Da, signed charge or None) of an adduct written
+    like ``[M+H]+``, ``[M+HCOO]-``, ``[M-H2O+H]+``, ``[2M+Na]+``, ``M+NH4``; None when it cannot be parsed (so
+    synonyms compare equal: [M+FA-H]- and [M+HCOO]- give one signature)."""
+    if not label:
+        return None
+    m = _ADDUCT_RE.match(label.replace(" ", "").rstrip("*"))
+    if not m:
+        return None
+    k = int(m.group(1) or 1)
+    shift = 0.0
+    for sign, count, group in re.findall(r"([+-])(\d*)([A-Za-z][A-Za-z0-9]*)", m.group(2)):
+        mass = _formula_mass(group)
+        if mass is None:
+            return None
+        shift += (1 if sign == "+" else -1) * (int(count) if count else 1) * mass
+    signs = m.group(4)
+    charge = None
+    if signs:
+        charge = (int(m.group(3)) if m.group(3) else len(signs)) * (1 if signs[0] == "+" else -1)
+    return k, shift, charge
+
+
+def adduct_contradiction(feature_adduct: str | None, library_adduct: str | None,
+                         group_adducts: list[str] | None = None) -> str | None:
+    """Why a library spectrum of ``library_adduct`` cannot be the compound of a feature grouped as ``feature_adduct``,
+    or None when they agree or either is unknown. An isotope peak ("[M+H]+ M+1") contradicts every library ion
+    (its precursor is not a monoisotopic ion); an intrinsic ion ([M]+, [M]-) is taken to agree with [M+H]+ / [M-H]-
+    (grouping cannot tell them apart). ``group_adducts``: the labels of the feature's compound group; when they
+    are only [M+H]+ and [M+NH4]+, a library [M+H]+ at the [M+NH4]+ member is no contradiction (the pair is also
+    an [M+H]+ ion with its in-source NH3 loss, the common case for amines)."""
+    if not feature_adduct or not library_adduct:
+        return None
+    lib = adduct_signature(library_adduct)
+    if lib is None:
+        return None
+    iso = _ISOTOPE_RE.search(feature_adduct.strip())
+    if iso:
+        return f"the feature is the M+{iso.group(1)} isotope peak of another feature, not a {library_adduct} ion"
+    feat = adduct_signature(feature_adduct)
+    if feat is None:
+        return None
+
+    def plain(sig: tuple[int, float, int | None]) -> tuple[int, float, int | None]:
+        k, shift, z = sig
+        if abs(shift) < 1e-6 and z in (1, -1):  # intrinsic ion [M]+ / [M]-: compare as [M+H]+ / [M-H]-
+            shift = z * _ELEMENT_MASS["H"]
+        return k, shift, z
+
+    (kf, sf, zf), (kl, sl, zl) = plain(feat), plain(lib)
+    if kf == kl and abs(sf - sl) < 2e-3 and (zf is None or zl is None or zf == zl):
+        return None
+    labels = {g for g in (group_adducts or []) if g and not _ISOTOPE_RE.search(g)}
+    protonated = adduct_signature("[M+H]+")
+    if (feature_adduct == "[M+NH4]+" and labels <= {"[M+H]+", "[M+NH4]+"} and kl == 1 and zl in (None, 1)
+            and abs(sl - protonated[1]) < 2e-3):
+        return None
+    return f"library adduct {library_adduct} contradicts the feature's grouped adduct {feature_adduct}"
