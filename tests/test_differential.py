@@ -197,6 +197,26 @@ def test_small_classes_are_not_tested_and_a_set_is_tested_once() -> None:
         "Pair; Surfactants"]
 
 
+
+def test_the_chemont_kingdom_is_not_a_tested_class() -> None:
+    """"Organic compounds" (the ChemOnt kingdom) holds nearly every compound: it is not tested, its deeper levels
+    are, and a kingdom written without classes below it gives no set at all."""
+    rows = []
+    for i in range(12):
+        kingdom = "Inorganic compounds" if i >= 9 else "Organic compounds"
+        path = {0: "; Lipids and lipid-like molecules", 1: "; Benzenoids", 2: ""}[i % 3] if i < 9 else "; Salts"
+        rows.append({"consensus_id": f"C{i:02d}", "name": f"compound {i}", "inchikey": f"{chr(65 + i) * 14}-X-N",
+                     "compound_class": f"CHEMONTID:0000001; {kingdom}{path}", "p_value": 0.001 * (i + 1),
+                     "tested": True, "log2_fold_change": 1.0, "log2_effect_per_unit": None, "detection_rate": 1.0,
+                     "mean_log2_intensity": 20.0})
+    table = pl.DataFrame(rows, schema_overrides={"log2_effect_per_unit": pl.Float64})
+    enrichment, _ = chemrich.class_enrichment(table)
+    assert set(enrichment["class_name"]) == {"Lipids and lipid-like molecules", "Benzenoids", "Salts"}
+    assert not enrichment["class_path"].is_in(["Organic compounds", "Inorganic compounds"]).any()
+    lipids = enrichment.filter(pl.col("class_name") == "Lipids and lipid-like molecules").row(0, named=True)
+    assert lipids["class_path"] == "Organic compounds; Lipids and lipid-like molecules" and lipids["n_compounds"] == 3
+
+
 def test_continuous_outcome_recovers_a_planted_slope_with_covariates() -> None:
     rng = np.random.default_rng(3)
     n = 40

@@ -38,6 +38,9 @@ CLASS_SEPARATORS = re.compile(r"\s*[;/]\s*")
 # A ChemOnt identifier written into the path (MassBank: "CHEMONTID:0000185; Organic compounds; ...") names the
 # deepest class; it is not a level of its own.
 CHEMONT_ID = re.compile(r"^CHEMONTID:\s*\d+$", re.IGNORECASE)
+# The ChemOnt kingdoms (Djoumbou Feunang et al. 2016, J Cheminform 8:61, ClassyFire): the root level of a path, which
+# holds nearly every compound of a study and is no chemical class a scientist would report; never tested.
+KINGDOMS = frozenset({"organic compounds", "inorganic compounds"})
 
 
 def class_paths(compound_class: str | None) -> list[tuple[str, ...]]:
@@ -62,7 +65,8 @@ def class_enrichment(differential: pl.DataFrame, min_class_size: int = 3,
     classes tested gives its q-value. Like ChemRICH this is a self-contained test: it asks whether the class
     changes, not whether it changes more than the other classes. ChemRICH's classes come from MeSH and Tanimoto
     clustering; here they are the identifications' ``compound_class``, at every level of its path (see
-    ``class_paths``), each level tested as its own set. Direction as in ChemRICH: among the class's compounds with
+    ``class_paths``), each level tested as its own set, except a path's top level when it is a ChemOnt kingdom
+    (``KINGDOMS``: "Organic compounds", "Inorganic compounds"; deeper levels keep it in their path). Direction as in ChemRICH: among the class's compounds with
     p < ``alpha``, how many go up and down with the outcome (sign of ``log2_fold_change`` or
     ``log2_effect_per_unit``).
 
@@ -108,6 +112,8 @@ def class_enrichment(differential: pl.DataFrame, min_class_size: int = 3,
     members: dict[tuple[str, ...], list[int]] = {}
     for i, value in enumerate(candidates["compound_class"].to_list()):
         for path in class_paths(value):
+            if len(path) == 1 and path[0].strip().lower() in KINGDOMS:
+                continue  # the kingdom: nearly every compound, not a class to report
             members.setdefault(path, []).append(i)
     # the same set at several levels (a class with one subclass among the identified compounds): test the deepest
     deepest: dict[tuple[int, ...], tuple[str, ...]] = {}
