@@ -868,3 +868,29 @@ def test_a_match_refused_by_the_adduct_check_is_listed_with_its_reason() -> None
     assert "beta" in text and "contradicts the feature&#x27;s grouped adduct [M+K]+" in text
     assert "gamma" not in text  # q above the FDR: not a refusal
     assert "more consensus feature" not in _consensus_compounds(ident, {}, "q ≤ 0.01", None)
+
+
+def test_a_refused_match_shows_the_evidence_of_the_veto() -> None:
+    """The refused match's row names what the veto rested on, so a chemist can judge it: the partner feature (id,
+    m/z, retention time), the two adducts, the correlation and the number of runs it was computed on."""
+    from ms2study.reporting.sections import _consensus_compounds
+
+    ident = pl.DataFrame({
+        "consensus_id": ["C1", "C2"], "name": ["alpha", "beta"], "msi_level": [3, None],
+        "isomer_inchikeys": [["AAAAAAAAAAAAAA-X"], None], "inchikey": ["AAAAAAAAAAAAAA-X", "B"],
+        "compound_class": ["c", "c"], "n_samples": [6, 6], "n_spectra": [6, 6], "n_supporting": [6, 6],
+        "best_score": [0.9, 0.95], "best_cosine": [0.9, 0.98], "q_value": [0.001, 0.003], "accepted": [True, False],
+        "adduct": ["[M+H]+", "[M+H]+"], "feature_adduct": [None, "[M+K]+"],
+        "adduct_note": [None, "not accepted: library adduct [M+H]+ contradicts the feature's grouped adduct [M+K]+"],
+        "adduct_partner": [None, "C917"], "adduct_partner_mz": [None, 262.123456], "adduct_partner_rt_s": [None, 271.26],
+        "adduct_relation": [None, "[M+K]+ here, [M+H]+ at the partner"], "adduct_correlation": [None, 0.912],
+        "adduct_n_runs": [None, 6]}, schema_overrides={"msi_level": pl.Int8, "adduct_n_runs": pl.Int32})
+    text = _consensus_compounds(ident, {}, "q ≤ 0.01", 0.01)
+    box = text.split("1 more consensus feature(s)")[1]
+    header = re.findall(r"<th>(.*?)</th>", box)
+    assert header[6:12] == ["partner feature", "partner m/z", "partner RT (s)", "adduct relation", "correlation",
+                            "runs"], header
+    row = re.findall(r"<td[^>]*>(.*?)</td>", box.split("<tr>")[2])
+    assert row[0] == "C2" and row[6:12] == ["C917", "262.1235", "271.3", "[M+K]+ here, [M+H]+ at the partner",
+                                            "0.912", "6"], row
+    assert "the number of runs it was computed on" in text

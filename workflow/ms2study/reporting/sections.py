@@ -214,16 +214,28 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
             parts.append(warning_box(
                 f"{refused.height} more consensus feature(s) have a library match at {at} that was not "
                 "accepted, because the library spectrum's adduct contradicts the adduct the feature was grouped as "
-                "(co-eluting ions at an adduct's mass difference whose intensities correlate across samples) or "
-                "its compound group is identified as another compound. A chance pairing can veto a right match "
-                "(benchmarks/semireal.py found such pairings at the correlation threshold); check these by "
-                "hand."))
+                "(a co-eluting ion at an adduct's mass difference whose intensities co-vary with it across the runs "
+                "both were measured in: a correlation that passes a one-sided test at <code>correct: "
+                "adduct_alpha</code>) or its compound group is identified as another compound. The table gives "
+                "the evidence: the partner feature, the two adducts, and the correlation with the number of runs "
+                "it was computed on (a high correlation over few runs is weak evidence). A chance pairing can veto "
+                "a right match: check these by hand."))
             parts.append(html_table(
-                ["consensus feature", "compound", "library adduct", "grouped as", "q", "best cosine", "reason"],
+                ["consensus feature", "compound", "library adduct", "grouped as", "q", "best cosine",
+                 "partner feature", "partner m/z", "partner RT (s)", "adduct relation", "correlation", "runs",
+                 "reason"],
                 [[r["consensus_id"], r["name"], r["adduct"], r["feature_adduct"], q_cell(r["q_value"]),
-                  r["best_cosine"], r["adduct_note"] or "not accepted"] for r in refused.iter_rows(named=True)],
-                numeric={4, 5}))
+                  r["best_cosine"], r.get("adduct_partner"), _fixed(r.get("adduct_partner_mz"), 4),
+                  _fixed(r.get("adduct_partner_rt_s"), 1), r.get("adduct_relation"), r.get("adduct_correlation"),
+                  r.get("adduct_n_runs"), r["adduct_note"] or "not accepted"]
+                 for r in refused.iter_rows(named=True)],
+                numeric={4, 5, 7, 8, 10, 11}))
     return "".join(parts)
+
+
+def _fixed(value: float | None, decimals: int) -> str | None:
+    """``value`` with a fixed number of decimals (m/z 4, retention time 1), None when missing."""
+    return None if value is None or not np.isfinite(value) else f"{value:.{decimals}f}"
 
 
 def encoder_section(encoder: dict) -> str:
