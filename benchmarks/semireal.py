@@ -349,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_build:
         t = time.time()
         simulate_spikein(args.study, args.background, args.library, n_samples=args.samples, seed=args.seed,
-                         library_size=args.library_size)
+                         library_size=args.library_size, overwrite=True)  # a rebuild replaces the earlier study
         seconds["build"] = round(time.time() - t, 1)
     if not args.skip_run:
         t = time.time()

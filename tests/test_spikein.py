@@ -13,7 +13,8 @@ import pytest
 from ms2study.cli import main
 from ms2study.core.errors import InputError
 from ms2study.io.msio import read_precursor
-from ms2study.simulate.spikein import PROTON, read_mgf_records, sample_variation, simulate_spikein
+from ms2study.simulate.spikein import sample_variation, simulate_spikein
+from ms2study.simulate.spikein_library import PROTON, read_mgf_records
 
 SHARED = Path(__file__).parents[2] / "shared" / "data"
 SEED = 5
@@ -36,7 +37,9 @@ def _key(k: int) -> str:
     return f"{letters[k] * 14}-UHFFFAOYSA-N"
 
 
-def write_library(path: Path, structures=STRUCTURES, license_="CC BY", extra_fields: str = "") -> None:
+def write_library(path: Path, structures=STRUCTURES, license_="CC BY", extra_fields: str = "",
+                  drop: tuple[str, ...] = ()) -> None:
+    """An MGF of ``structures`` (1-2 records each, 6 fragments), without the fields named in ``drop``."""
     rs = np.random.default_rng(0)
     blocks = []
     for k, (name, formula, klass, n_records) in enumerate(structures):
@@ -46,7 +49,7 @@ def write_library(path: Path, structures=STRUCTURES, license_="CC BY", extra_fie
             lines = ["BEGIN IONS", f"TITLE=REC-{k}-{r}", f"PEPMASS={mz:.6f}", "CHARGE=1+", "IONMODE=positive",
                      "ADDUCT=[M+H]+", f"NAME={name}", f"FORMULA={formula}", f"INCHIKEY={_key(k)}",
                      f"COMPOUND_CLASS=CHEMONTID:0000000; {klass}", f"LICENSE={license_}"]
-            lines += [x for x in extra_fields.split("\n") if x]
+            lines = [x for x in lines if x.split("=")[0] not in drop] + [x for x in extra_fields.split("\n") if x]
             lines += [f"{m:.5f} {i:.1f}" for m, i in zip(frags, rs.uniform(10, 1000, 6), strict=True)]
             lines.append("END IONS")
             blocks.append("\n".join(lines))

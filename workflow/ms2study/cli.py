@@ -22,7 +22,7 @@ from ms2study.core.threads import limit_threads
 # so a rule calling `ms2study detect` does not pay for importing torch.
 COMMANDS = {
     "run": "ms2study.runner",
-    "simulate": "ms2study.simulate.study",
+    "simulate": "ms2study.simulate.command",
     "detect": "ms2study.stages.detect",
     "spectra": "ms2study.stages.spectra",
     "embed": "ms2study.stages.embed",

@@ -35,7 +35,6 @@ not merged with a background one (at ~0.7 centroids per Da a collision within 5 
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 from dataclasses import dataclass, field
@@ -49,16 +48,24 @@ from ms2study.core.atomic import atomic_path, write_text
 from ms2study.core.errors import InputError
 from ms2study.io.msio import is_profile, load_experiment
 from ms2study.simulate.mzml import C13_SPACING, write_mzml
+from ms2study.simulate.outdir import check_outdir, study_folder
 from ms2study.simulate.params import stream
+from ms2study.simulate.spikein_library import (
+    Record,
+    allowed,
+    chemical_class,
+    is_mh,
+    mh_mz,
+    read_mgf_records,
+    require_structures,
+    usable_records,
+)
 
-PROTON = 1.007276467
-COMMERCIAL_LICENSES = ("CC BY", "CC BY-SA", "CC0", "DL-DE/BY-2-0")
 SAMPLE_FACTOR_LOG_SD = 0.2      # params.REALISTIC sample_factor_log_sd
 FIELD_LOG_SD = 0.45             # params.REALISTIC biological_log_sd (median)
 FIELD_LENGTH_DA = 5.0           # correlation length of the m/z field: several Da, isotopes share it
 FWHM_S = (2.1, 3.8)             # QC runs, MZmine list, 10-90 %
 MZ_ERROR_PPM = 1.0
-MIN_FRAGMENTS = 3               # a reference spectrum needs this many peaks below the precursor to be usable
 CONFIG_YAML = """library: library.mgf
 models:
   outcomes:
@@ -66,20 +73,6 @@ models:
 """
 # Purposes of ms2study.simulate.params.stream used here (numbers free in that list).
 _SELECT, _SAMPLE, _SPECTRUM = 40, 41, 42
-
-
-@dataclass
-class Record:
-    """One MGF entry: ``fields`` (upper-case keys -> text), ``mz``/``intensity`` (float64), ``text`` verbatim."""
-    fields: dict[str, str]
-    mz: np.ndarray
-    intensity: np.ndarray
-    text: str
-
-    @property
-    def block(self) -> str:
-        """The first InChIKey block (the 2D skeleton): what 'the same compound' means here."""
-        return self.fields.get("INCHIKEY", "").split("-")[0]
 
 
 @dataclass
@@ -102,63 +95,6 @@ class Spiked:
     library: list[Record] = field(default_factory=list)
 
 
-def read_mgf_records(path: Path) -> list[Record]:
-    """Every ``BEGIN IONS`` ... ``END IONS`` entry of an MGF (``.gz`` too), verbatim text kept for rewriting.
-
-    Raises InputError when the file is missing or holds no entry."""
-    if not path.is_file():
-        raise InputError("library file not found", file=str(path), fix="pass an MGF file, e.g. MassBank's")
-    opener = gzip.open if path.suffix == ".gz" else open
-    records, lines, fields, peaks = [], None, {}, []
-    with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            s = line.strip()
-            if s == "BEGIN IONS":
-                lines, fields, peaks = [s], {}, []
-            elif lines is None:
-                continue
-            elif s == "END IONS":
-                lines.append(s)
-                arr = np.array(peaks, dtype=np.float64).reshape(-1, 2)
-                records.append(Record(fields, arr[:, 0], arr[:, 1], "\n".join(lines)))
-                lines = None
-            else:
-                lines.append(s)
-                if "=" in s and not s[0].isdigit():
-                    key, _, value = s.partition("=")
-                    fields[key.strip().upper()] = value.strip()
-                elif len(parts := s.split()) >= 2 and _number(parts[0]) and _number(parts[1]):
-                    peaks.append((float(parts[0]), float(parts[1])))
-    if not records:
-        raise InputError("no BEGIN IONS ... END IONS entry", file=str(path), fix="pass an MGF spectral library")
-    return records
-
-
-def _number(text: str) -> bool:
-    return re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", text) is not None
-
-
-def _allowed(record: Record, mh: bool = False) -> bool:
-    """Positive mode and a licence that permits commercial use (and, with ``mh``, an [M+H]+ record)."""
-    f = record.fields
-    return (f.get("IONMODE", "").lower().startswith("pos") and f.get("LICENSE", "").strip().upper()
-            in COMMERCIAL_LICENSES and (not mh or f.get("ADDUCT", "").replace(" ", "") == "[M+H]+"))
-
-
-def _chemical_class(record: Record) -> str:
-    """The ChemOnt path without its CHEMONTID prefix ("Organic compounds; Alkaloids and derivatives")."""
-    parts = [p.strip() for p in record.fields.get("COMPOUND_CLASS", "").split(";")]
-    return "; ".join(p for p in parts if p and not p.upper().startswith("CHEMONTID"))
-
-
-def _mh_mz(formula: str) -> float | None:
-    """Monoisotopic [M+H]+ m/z of a neutral formula; None when pyOpenMS cannot parse it."""
-    try:
-        return oms.EmpiricalFormula(formula).getMonoWeight() + PROTON
-    except RuntimeError:  # pyOpenMS's parse error of an unknown element
-        return None
-
-
 def isotope_envelope(formula: str, n: int = 5) -> np.ndarray:
     """Relative heights (first 1.0, shape (k,), k <= ``n``, those >= 0.5 % kept) of [M+H]+ isotopes of ``formula``.
 
@@ -168,26 +104,6 @@ def isotope_envelope(formula: str, n: int = 5) -> np.ndarray:
     rel = np.array([p.getIntensity() for p in ef.getIsotopeDistribution(oms.CoarseIsotopePatternGenerator(n))
                     .getContainer()], dtype=np.float64)
     return rel[rel >= 0.005 * rel[0]] / rel[0]
-
-
-def usable_records(records: list[Record], mz_range: tuple[float, float]) -> list[Record]:
-    """Records fit to spike: positive [M+H]+, InChIKey, formula (PEPMASS within 10 ppm of it), class, commercial
-    licence, precursor in ``mz_range`` (m/z, leaving 5 Da above for isotopes) and >= 3 peaks below the precursor."""
-    out = []
-    for r in records:
-        f = r.fields
-        if not (_allowed(r, mh=True) and r.block and f.get("FORMULA") and _chemical_class(r)):
-            continue
-        try:
-            pepmass = float(f.get("PEPMASS", "nan").split()[0])
-        except ValueError:
-            continue
-        mz = _mh_mz(f["FORMULA"])
-        if mz is None or abs(mz - pepmass) > 1e-5 * mz or not mz_range[0] + 1.0 <= mz <= mz_range[1] - 5.0:
-            continue
-        if np.count_nonzero(r.mz < mz - 1.6) >= MIN_FRAGMENTS:
-            out.append(r)
-    return out
 
 
 @dataclass
@@ -207,6 +123,10 @@ class Background:
 def read_background(path: Path) -> Background:
     """Load a centroided DDA mzML and measure it. Raises InputError (naming the file) for a missing or unreadable
     file, one without MS1 or MS2 scans, profile-mode MS1 or fewer than 10 MS1 scans."""
+    if not Path(path).is_file():  # load_experiment's advice is about the sample sheet
+        raise InputError("the --background run " + ("was not found" if not Path(path).exists() else "is not a file"),
+                         file=str(path), fix="pass --background RUN.mzML, one centroided DDA run of yours (e.g. a "
+                                             "pooled QC) as mzML")
     exp = load_experiment(path, require_ms1=True)
     ms1 = [s for s in exp if s.getMSLevel() == 1]
     ms2 = [s for s in exp if s.getMSLevel() == 2 and s.getPrecursors()]
@@ -276,21 +196,23 @@ def choose_compounds(records: list[Record], usable: list[Record], bg: Background
     by_block: dict[str, list[Record]] = {}
     for r in usable:
         by_block.setdefault(r.block, []).append(r)
-    if len(by_block) < n_compounds:
-        raise InputError(f"only {len(by_block)} structures of the library are usable ({len(usable)} records: positive "
-                         f"[M+H]+ with InChIKey, formula, class, a commercial licence, m/z in {bg.mz_range[0]:.0f}-"
-                         f"{bg.mz_range[1]:.0f} and >= {MIN_FRAGMENTS} fragments); {n_compounds} are asked for",
-                         file=str(library_path), fix="pass a larger library or a smaller --compounds")
+    if len(by_block) < n_compounds:  # simulate_spikein says why before this (require_structures)
+        raise InputError(f"only {len(by_block)} structures of the library are usable and {n_compounds} are asked "
+                         "for", file=str(library_path), fix="pass a larger library or a smaller --compounds")
     classes: dict[str, list[str]] = {}
     for b, recs in sorted(by_block.items()):
-        classes.setdefault(_chemical_class(recs[0]), []).append(b)
-    eligible = sorted(c for c, bs in classes.items() if len(bs) >= max(n_changed, 1))
+        classes.setdefault(chemical_class(recs[0]), []).append(b)
+    # A planted class needs n_changed structures of its own and n_compounds - n_changed of the other classes.
+    eligible = sorted(c for c, bs in classes.items()
+                      if len(bs) >= max(n_changed, 1) and len(by_block) - len(bs) >= n_compounds - n_changed)
     if n_changed and not eligible:
-        raise InputError(f"no chemical class has {n_changed} usable structures", file=str(library_path),
-                         fix="pass a larger library or a smaller --n-changed")
+        raise InputError(f"no chemical class has {n_changed} usable structures with {n_compounds - n_changed} "
+                         f"more of other classes (classes: {len(classes)}, largest: {max(map(len, classes.values()))} "
+                         f"structures)", file=str(library_path),
+                         fix="pass a larger library, a smaller --n-changed or a smaller --compounds")
     planted = str(rs.choice(eligible)) if n_changed else ""
     changed = list(rs.choice(classes[planted], n_changed, replace=False)) if n_changed else []
-    others = sorted(b for b in by_block if b not in changed and _chemical_class(by_block[b][0]) != planted)
+    others = sorted(b for b in by_block if not n_changed or chemical_class(by_block[b][0]) != planted)
     rest = list(rs.choice(others, n_compounds - n_changed, replace=False))
     blocks = changed + rest
     unknown = set(rs.choice(blocks, round(unknown_fraction * len(blocks)), replace=False).tolist())
@@ -303,16 +225,16 @@ def choose_compounds(records: list[Record], usable: list[Record], bg: Background
         query = recs[int(rs.integers(len(recs)))]
         f, fwhm = query.fields, float(rs.uniform(*FWHM_S))
         # The query's own record leaves the library unless no other [M+H]+ record of the structure stays there.
-        other_mh = any(r is not query and _allowed(r, mh=True) for r in all_by_block[b])
+        other_mh = any(r is not query and allowed(r) and is_mh(r) for r in all_by_block[b])
         spiked = Spiked(
             block=b, inchikey=f["INCHIKEY"], name=f.get("NAME", b), formula=f["FORMULA"],
-            chemical_class=_chemical_class(query), mz=float(_mh_mz(f["FORMULA"])),
+            chemical_class=chemical_class(query), mz=float(mh_mz(f["FORMULA"])),
             rt_s=float(rs.uniform(lo_rt + 2 * fwhm, hi_rt - 2 * fwhm)), fwhm_s=fwhm,
             height=float(np.exp(rs.uniform(*np.log(bg.height_range)))), isotopes=isotope_envelope(f["FORMULA"]),
             query=query, ms2_source="other_record" if other_mh else "same_record_noised",
             in_library=b not in unknown, changed=b in changed)
         if spiked.in_library:
-            spiked.library = [r for r in all_by_block[b] if _allowed(r) and (r is not query or not other_mh)]
+            spiked.library = [r for r in all_by_block[b] if allowed(r) and (r is not query or not other_mh)]
         out.append(spiked)
     return out, planted
 
@@ -418,17 +340,21 @@ def _set_summary(s: oms.MSSpectrum, title: str | None = None) -> None:
 
 def simulate_spikein(outdir: Path, background: Path, library: Path, n_samples: int = 16, n_compounds: int = 60,
                      n_changed: int = 12, fold_change: float = 3.0, unknown_fraction: float = 1 / 3,
-                     library_size: int | None = None, seed: int = 0) -> dict:
+                     library_size: int | None = None, seed: int = 0, overwrite: bool = False) -> dict:
     """Write a spike-in study into ``outdir`` (files: see the module docstring) and return its summary.
 
-    ``background``: centroided DDA mzML; ``library``: MGF (``.gz`` allowed) with IONMODE, ADDUCT, INCHIKEY, FORMULA,
-    COMPOUND_CLASS, LICENSE per record. Half the samples (rounded down, the later ones) are cases; ``n_changed``
-    spiked compounds of one class are ``fold_change`` x higher in cases. ``library_size``: keep at most this many
-    records in the written library (the spiked compounds' records always stay). The written library holds the
-    input's positive-mode commercially licensed records minus every record of a known unknown's structure (first
-    InChIKey block) and minus the records used as spiked MS2 (unless a structure's only record). Deterministic
-    for a seed. Raises InputError for fewer than 2 samples, bad counts, a profile-mode or MS1-less background, or
-    a library with too few usable records."""
+    ``background``: centroided DDA mzML; ``library``: MGF (``.gz`` allowed) whose records carry ADDUCT, INCHIKEY,
+    FORMULA, COMPOUND_CLASS (unless ``n_changed`` is 0), and IONMODE and LICENSE unless positive and the user's own
+    (:mod:`ms2study.simulate.spikein_library`). Half the samples (rounded down, the later ones) are
+    cases; ``n_changed`` spiked compounds of one class are ``fold_change`` x higher in cases. ``library_size``: keep
+    at most this many records in the written library (the spiked compounds' records always stay). The written
+    library holds the input's positive-mode records with a commercial licence or none, minus every record of a
+    known unknown's structure (first InChIKey block) and minus the records used as spiked MS2 (unless a structure's
+    only record). Deterministic for a seed. The study is built beside ``outdir`` and moved into place at the end
+    (:func:`ms2study.simulate.outdir.study_folder`); an ``outdir`` holding a study is refused unless ``overwrite``.
+    Raises InputError (naming the file or option and the fix) for fewer than 2 samples, bad counts, a missing,
+    profile-mode or MS1-less background, a library with too few usable records (with how many records failed
+    each requirement) or an ``outdir`` that cannot take the study; then nothing is written."""
     outdir, background, library = Path(outdir), Path(background), Path(library)
     if n_samples < 2:
         raise InputError("a study needs at least 2 samples", fix="pass --samples 2 or more")
@@ -436,53 +362,60 @@ def simulate_spikein(outdir: Path, background: Path, library: Path, n_samples: i
         raise InputError(f"bad spike-in counts: {n_compounds} compounds, {n_changed} changed, fold {fold_change}, "
                          f"unknown share {unknown_fraction}",
                          fix="use 0 <= --n-changed <= --compounds, --fold-change > 0, 0 <= --unknown-fraction < 1")
+    if library_size is not None and library_size < 1 or seed < 0:
+        raise InputError(f"bad --library-size {library_size} or --seed {seed}",
+                         fix="use --library-size 1 or more (or leave it out: all records) and --seed 0 or more")
+    check_outdir(outdir, overwrite)  # before the minutes of reading a large library
     bg = read_background(background)
     records = read_mgf_records(library)
-    usable = usable_records(records, bg.mz_range)
+    usable, failed = usable_records(records, bg.mz_range, need_class=n_changed > 0)
+    require_structures(usable, failed, len(records), n_compounds, library, bg.mz_range)
     rs = stream(seed, _SELECT)
     compounds, planted = choose_compounds(records, usable, bg, n_compounds, n_changed, unknown_fraction, rs, library)
     patterns = [_query_peaks(c, stream(seed, _SPECTRUM, k)) for k, c in enumerate(compounds)]
     ids = [f"S{i + 1:02d}" for i in range(n_samples)]
     groups = ["control"] * (n_samples - n_samples // 2) + ["case"] * (n_samples // 2)
     fold = np.array([fold_change if c.changed else 1.0 for c in compounds])
-    truth, runs = [], {}
-    for i, sid in enumerate(ids):
-        rs_s, factor, g = _variation(seed, i)
-        heights = np.array([c.height for c in compounds]) * sample_variation(seed, i, [c.mz for c in compounds])
-        if groups[i] == "case":
-            heights = heights * fold
-        exp, n_ms2 = spike_sample(bg, compounds, heights, factor, g, FIELD_LOG_SD, rs_s, patterns)
-        write_mzml(exp, outdir / "mzml" / f"{sid}.mzML")
-        runs[sid] = {"sample_factor": factor, "n_spectra": exp.getNrSpectra(), "n_spiked_ms2": int(n_ms2.sum())}
-        for k, c in enumerate(compounds):
-            truth.append({"sample_id": sid, "compound_id": k, "name": c.name, "inchikey": c.inchikey,
-                          "chemical_class": c.chemical_class, "mz": c.mz, "rt_s": c.rt_s, "fwhm_s": c.fwhm_s,
-                          "height": c.height, "abundance": float(heights[k]), "present": True,
-                          "above_noise": bool(heights[k] >= bg.ms1_floor), "in_library": c.in_library,
-                          "adduct": "[M+H]+", "formula": c.formula, "n_ms2": int(n_ms2[k]), "changed": c.changed,
-                          "log_fold": float(np.log(fold[k])), "fold": float(fold[k]), "group": groups[i],
-                          "ms2_record": c.query.fields.get("TITLE", ""), "ms2_source": c.ms2_source})
-    n_library = _write_library(outdir / "library.mgf", records, compounds, library_size, stream(seed, _SELECT, 1))
-    sheet = pl.DataFrame({"sample_id": ids, "file": [f"mzml/{s}.mzML" for s in ids], "group": groups})
-    for name, table in (("samples.tsv", sheet), ("ground_truth.tsv", pl.DataFrame(truth, infer_schema_length=None))):
-        with atomic_path(outdir / name) as tmp:
-            table.write_csv(tmp, separator="\t", float_precision=6)
-    write_text(CONFIG_YAML, outdir / "config.yaml")
-    summary = {
-        "seed": seed, "n_samples": n_samples, "background": background.name, "library": library.name,
-        "n_compounds": len(compounds), "planted_class": planted, "fold_change": fold_change, "n_changed": n_changed,
-        "n_known_unknowns": sum(not c.in_library for c in compounds), "n_library_records": n_library,
-        "cases": [s for s, gr in zip(ids, groups, strict=True) if gr == "case"],
-        "changed_compounds": [c.inchikey for c in compounds if c.changed],
-        "background_measured": {"mz_range": bg.mz_range, "rt_range_s": bg.rt_range, "height_range": bg.height_range,
-                                "ms1_floor": bg.ms1_floor, "ms2_floor": bg.ms2_floor,
-                                "dda_threshold": bg.dda_threshold, "ms2_gain": bg.ms2_gain},
-        "n_usable_records": len(usable), "n_spiked_ms2": sum(r["n_spiked_ms2"] for r in runs.values()),
-        "parameters": {"sample_factor_log_sd": SAMPLE_FACTOR_LOG_SD, "field_log_sd": FIELD_LOG_SD,
-                       "field_length_da": FIELD_LENGTH_DA, "fwhm_s": FWHM_S, "mz_error_ppm": MZ_ERROR_PPM,
-                       "unknown_fraction": unknown_fraction, "library_size": library_size},
-        "runs": runs}
-    write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", outdir / "simulation.json")
+    with study_folder(outdir, overwrite) as folder:
+        truth, runs = [], {}
+        for i, sid in enumerate(ids):
+            rs_s, factor, g = _variation(seed, i)
+            heights = np.array([c.height for c in compounds]) * sample_variation(seed, i, [c.mz for c in compounds])
+            if groups[i] == "case":
+                heights = heights * fold
+            exp, n_ms2 = spike_sample(bg, compounds, heights, factor, g, FIELD_LOG_SD, rs_s, patterns)
+            write_mzml(exp, folder / "mzml" / f"{sid}.mzML")
+            runs[sid] = {"sample_factor": factor, "n_spectra": exp.getNrSpectra(), "n_spiked_ms2": int(n_ms2.sum())}
+            for k, c in enumerate(compounds):
+                truth.append({"sample_id": sid, "compound_id": k, "name": c.name, "inchikey": c.inchikey,
+                              "chemical_class": c.chemical_class, "mz": c.mz, "rt_s": c.rt_s, "fwhm_s": c.fwhm_s,
+                              "height": c.height, "abundance": float(heights[k]), "present": True,
+                              "above_noise": bool(heights[k] >= bg.ms1_floor), "in_library": c.in_library,
+                              "adduct": "[M+H]+", "formula": c.formula, "n_ms2": int(n_ms2[k]), "changed": c.changed,
+                              "log_fold": float(np.log(fold[k])), "fold": float(fold[k]), "group": groups[i],
+                              "ms2_record": c.query.fields.get("TITLE", ""), "ms2_source": c.ms2_source})
+        n_library = _write_library(folder / "library.mgf", records, compounds, library_size, stream(seed, _SELECT, 1))
+        sheet = pl.DataFrame({"sample_id": ids, "file": [f"mzml/{s}.mzML" for s in ids], "group": groups})
+        truth_df = pl.DataFrame(truth, infer_schema_length=None)
+        for name, table in (("samples.tsv", sheet), ("ground_truth.tsv", truth_df)):
+            with atomic_path(folder / name) as tmp:
+                table.write_csv(tmp, separator="\t", float_precision=6)
+        write_text(CONFIG_YAML, folder / "config.yaml")
+        summary = {
+            "seed": seed, "n_samples": n_samples, "background": background.name, "library": library.name,
+            "n_compounds": len(compounds), "planted_class": planted, "fold_change": fold_change, "n_changed": n_changed,
+            "n_known_unknowns": sum(not c.in_library for c in compounds), "n_library_records": n_library,
+            "cases": [s for s, gr in zip(ids, groups, strict=True) if gr == "case"],
+            "changed_compounds": [c.inchikey for c in compounds if c.changed],
+            "background_measured": {"mz_range": bg.mz_range, "rt_range_s": bg.rt_range, "height_range": bg.height_range,
+                                    "ms1_floor": bg.ms1_floor, "ms2_floor": bg.ms2_floor,
+                                    "dda_threshold": bg.dda_threshold, "ms2_gain": bg.ms2_gain},
+            "n_usable_records": len(usable), "n_spiked_ms2": sum(r["n_spiked_ms2"] for r in runs.values()),
+            "parameters": {"sample_factor_log_sd": SAMPLE_FACTOR_LOG_SD, "field_log_sd": FIELD_LOG_SD,
+                           "field_length_da": FIELD_LENGTH_DA, "fwhm_s": FWHM_S, "mz_error_ppm": MZ_ERROR_PPM,
+                           "unknown_fraction": unknown_fraction, "library_size": library_size},
+            "runs": runs}
+        write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", folder / "simulation.json")
     return {k: v for k, v in summary.items() if k != "runs"}
 
 
@@ -492,7 +425,7 @@ def _write_library(path: Path, records: list[Record], compounds: list[Spiked], l
     spiked_blocks = {c.block for c in compounds}
     removed = {id(c.query) for c in compounds} - {id(r) for c in compounds for r in c.library}
     keep_spiked = [r for c in compounds if c.in_library for r in c.library]
-    others = [r for r in records if _allowed(r) and r.block not in spiked_blocks and id(r) not in removed]
+    others = [r for r in records if allowed(r) and r.block not in spiked_blocks and id(r) not in removed]
     if library_size is not None and len(others) + len(keep_spiked) > library_size:
         n = max(library_size - len(keep_spiked), 0)
         others = [others[i] for i in np.sort(rs.choice(len(others), n, replace=False))]

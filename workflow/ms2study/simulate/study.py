@@ -73,16 +73,16 @@ chimeric_fraction, _purity  0.2, 0.5-0.8     simulate_features only: QC runs' pu
 A 16-sample realistic study simulates in about a minute on 2 cores (compounds ~20 s once, ~2-4 s per run).
 """
 
-# This docstring is the ``simulate --help`` text. This module writes a study (``simulate_study``), builds the same
-# study's features from its truth (``simulate_features``) and registers the subcommand. The pieces live in the other
-# simulate modules: ``params`` (profiles, random streams), ``compounds`` (curated compounds), ``derivatives``
-# (realistic background compounds), ``design`` (sample sheet, planted effect, abundances), ``batch`` (injection
-# order, QCs, blanks, drift, contaminants, adducts), ``mzml`` (one run and its mzML), ``ions`` (precursor ions) and
-# ``fragment`` (in-silico MS/MS). May import ``ms2study.core`` and those.
+# This docstring is part of the ``simulate --help`` text (``command`` registers the subcommand). This module writes
+# a study (``simulate_study``) and builds the same study's features from its truth (``simulate_features``). The
+# pieces live in the other simulate modules: ``params`` (profiles, random streams), ``compounds`` (curated
+# compounds), ``derivatives`` (realistic background compounds), ``design`` (sample sheet, planted effect,
+# abundances), ``batch`` (injection order, QCs, blanks, drift, contaminants, adducts), ``mzml`` (one run and its
+# mzML), ``ions`` (precursor ions), ``fragment`` (in-silico MS/MS) and ``outdir`` (the study folder, moved into
+# place when complete). May import ``ms2study.core`` and those.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from dataclasses import dataclass
@@ -94,13 +94,13 @@ import polars as pl
 from ms2study.core.atomic import atomic_path, write_text
 from ms2study.core.cleaning import clean_peaks
 from ms2study.core.errors import InputError
-from ms2study.core.params import add_params_argument, load_params
 from ms2study.simulate import batch
 from ms2study.simulate.compounds import Compound, build_compounds, load_compounds
 from ms2study.simulate.derivatives import realistic_compounds
 from ms2study.simulate.design import design_realistic, design_study
 from ms2study.simulate.mzml import chemical_background, ms2_detection, simulate_run, write_mzml
-from ms2study.simulate.params import BATCH_PARAMS, PROFILES, batch_mode, merge_params, stream
+from ms2study.simulate.outdir import check_outdir, study_folder
+from ms2study.simulate.params import BATCH_PARAMS, batch_mode, merge_params, stream
 
 log = logging.getLogger(__name__)
 
@@ -129,16 +129,28 @@ def _library_mgf(compounds: list[Compound]) -> str:
 
 
 def simulate_study(outdir: Path, n_samples: int = 12, seed: int = 0, params: dict | None = None,
-                   profile: str = "demo") -> dict:
+                   profile: str = "demo", overwrite: bool = False) -> dict:
     """Write a synthetic study into ``outdir`` and return a summary (see the module docstring for the files).
 
     ``profile``: ``demo`` (the curated compounds, one class raised in cases; unchanged, byte-identical per seed) or
     ``realistic`` (thousands of background compounds, measured intensity and variation, sparse effect; see the
-    module docstring). Raises InputError for fewer than 2 samples or bad parameters."""
+    module docstring). The study is built beside ``outdir`` and moved into place at the end
+    (:func:`ms2study.simulate.outdir.study_folder`); an ``outdir`` holding a study is refused unless ``overwrite``.
+    Raises InputError for fewer than 2 samples, a negative seed, bad parameters or an ``outdir`` that cannot take
+    the study; then nothing is written."""
     if n_samples < 2:
         raise InputError("a study needs at least 2 samples", fix="pass --samples 2 or more")
+    if seed < 0:
+        raise InputError(f"the seed is {seed}", fix="pass --seed 0 or more")
     p = merge_params(params, profile)
-    outdir = Path(outdir)
+    check_outdir(outdir, overwrite)  # before the compounds are built (~20 s for the realistic profile)
+    with study_folder(outdir, overwrite) as folder:
+        summary = _write_study(folder, n_samples, seed, p, profile)
+    return {"outdir": str(outdir), **summary}
+
+
+def _write_study(outdir: Path, n_samples: int, seed: int, p: dict, profile: str) -> dict:
+    """The body of ``simulate_study``: write the study into the (new, empty) folder ``outdir``; the summary."""
     realistic = profile == "realistic"
     if realistic:
         compounds = realistic_compounds(seed, p)
@@ -215,7 +227,7 @@ def simulate_study(outdir: Path, n_samples: int = 12, seed: int = 0, params: dic
                        effect_set=p["effect_set"], effect_direction=p["effect_direction"],
                        changed_compounds=[compounds[i].compound_id for i in sorted(changed)])
     write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", outdir / "simulation.json")
-    return {"outdir": str(outdir), **{k: v for k, v in summary.items() if k not in ("parameters", "runs")}}
+    return {k: v for k, v in summary.items() if k not in ("parameters", "runs")}
 
 
 def _public_params(p: dict) -> dict:
@@ -409,68 +421,3 @@ def _known_spectrum(compounds: list[Compound], j: int, level: int, rt: np.ndarra
                             * other.spectrum_intensity.astype(np.float64))
     peaks_mz, peaks_int = ms2_detection(np.concatenate(frag_mz), np.concatenate(frag_int), c.mz, 0.0, rs, p)
     return clean_peaks(peaks_mz, peaks_int, c.mz)  # as the spectra stage does, with the default cleaning
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``simulate`` subcommand (description: this module's docstring) to the ``ms2study`` parser."""
-    p = subparsers.add_parser(
-        "simulate",
-        help="write a synthetic LC-MS/MS study with known truth (mzML, samples.tsv, library.mgf, config.yaml)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("outdir", type=Path, help="folder to write the study into (created if missing)")
-    p.add_argument("--samples", type=int, default=None,
-                   help="number of samples (default 12, with --background 16; half of them cases)")
-    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives identical files")
-    p.add_argument("--profile", choices=PROFILES, default="demo",
-                   help="demo (default: curated compounds, one class raised) or realistic (thousands of background "
-                        "compounds, measured intensity distribution and variation, a sparse planted effect)")
-    p.add_argument("--realistic", dest="profile", action="store_const", const="realistic",
-                   help="same as --profile realistic")
-    p.add_argument("--batches", type=int, metavar="N",
-                   help="acquire in N batches: samples randomised over them, a batch offset and a drift with injection "
-                        "order (params key batches; default 1)")
-    p.add_argument("--qc-every", type=int, metavar="K", dest="qc_every",
-                   help="a pooled QC (the mean of the samples) after every K samples and at each batch's start "
-                        "(params key qc_every; default 0: none)")
-    p.add_argument("--blanks", type=int, metavar="B",
-                   help="B solvent blanks per batch, at its start and end: no compounds, contaminants as in every run "
-                        "(params key blanks; default 0)")
-    p.add_argument("--adducts", action="store_const", const=True,
-                   help="[M+Na]+, [M+NH4]+ and in-source fragment ions beside each compound (params key adducts)")
-    spike = p.add_argument_group("spike-in into a real run (ms2study.simulate.spikein; --help of that module)")
-    spike.add_argument("--background", type=Path, help="centroided DDA mzML: each sample is a copy of it plus "
-                       "compounds spiked from --library")
-    spike.add_argument("--library", type=Path, help="MGF (.gz too) the spiked compounds are drawn from")
-    spike.add_argument("--compounds", type=int, default=60, help="spiked compounds (default 60)")
-    spike.add_argument("--n-changed", type=int, default=12, dest="n_changed",
-                       help="spiked compounds of one class raised in cases (default 12)")
-    spike.add_argument("--fold-change", type=float, default=3.0, dest="fold_change", help="their fold (default 3)")
-    spike.add_argument("--unknown-fraction", type=float, default=1 / 3, dest="unknown_fraction",
-                       help="share of spiked compounds left out of the written library (default 1/3)")
-    spike.add_argument("--library-size", type=int, dest="library_size",
-                       help="at most this many records in the written library (default: all usable)")
-    add_params_argument(p)
-
-    def run(args: argparse.Namespace) -> int:
-        if args.background is not None:
-            if args.library is None:
-                raise InputError("--background needs --library", fix="pass --library LIB.mgf")
-            from ms2study.simulate.spikein import simulate_spikein
-            summary = simulate_spikein(args.outdir, args.background, args.library, n_samples=args.samples or 16,
-                                       n_compounds=args.compounds, n_changed=args.n_changed,
-                                       fold_change=args.fold_change, unknown_fraction=args.unknown_fraction,
-                                       library_size=args.library_size, seed=args.seed)
-            print(json.dumps(summary, indent=2))
-            return 0
-        params = load_params(args)
-        for key in ("batches", "qc_every", "blanks", "adducts"):
-            if getattr(args, key) is not None:  # a flag given wins over the same key in --params
-                params[key] = getattr(args, key)
-        summary = simulate_study(args.outdir, n_samples=args.samples or 12, seed=args.seed, params=params,
-                                 profile=args.profile)
-        print(json.dumps(summary, indent=2))
-        return 0
-
-    p.set_defaults(func=run)

@@ -1,0 +1,193 @@
+"""``ms2study simulate OUTDIR``: write an LC-MS/MS study (DDA, positive mode) with known truth, in one of two modes.
+
+Synthetic mode (without --background): every run is simulated from real metabolite structures
+(resources/compounds.tsv) with in-silico MS/MS, DDA acquisition, noise and retention-time drift, and one chemical
+class raised in cases. Its options: --profile demo|realistic (or --realistic), --batches, --qc-every, --blanks,
+--adducts (a batch study with pooled QCs, blanks, drift and adduct ions) and --params (the settings, as JSON).
+
+Spike-in mode (--background RUN.mzML --library LIB.mgf): each sample is a copy of one of your own centroided DDA
+runs (e.g. a pooled QC) with per-sample variation, plus compounds of your MGF library spiked into MS1 and DDA MS2.
+Its options: --library, --compounds, --n-changed and --fold-change (compounds of one class raised in cases),
+--unknown-fraction (compounds left out of the written library) and --library-size. A library record is spiked
+when it has ADDUCT=[M+H]+, INCHIKEY, a neutral FORMULA whose [M+H]+ m/z is its PEPMASS, COMPOUND_CLASS (not
+needed with --n-changed 0), a precursor inside the run's m/z range and 3 or more fragment peaks; IONMODE and
+LICENSE, when given, must be positive and a licence permitting commercial use (CC BY, CC BY-SA, CC0).
+
+Both modes take --samples, --seed and --overwrite, and write OUTDIR/mzml/*.mzML, samples.tsv, config.yaml,
+library.mgf, ground_truth.tsv and simulation.json; an option of the other mode is refused. The study is built
+in a hidden folder beside OUTDIR and moved into place when complete, so an interrupted run leaves OUTDIR as it
+was; an OUTDIR that already holds a study is refused unless --overwrite. Then: ms2study run OUTDIR.
+"""
+
+# The --help text is this docstring, then (epilog) the docstrings of ``study`` and ``spikein``, which describe
+# each mode in full. Options of one mode default to None, so that one given with the other mode is told apart
+# from its default and refused instead of being silently ignored.
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from ms2study.core.errors import InputError
+from ms2study.core.params import load_params
+from ms2study.simulate import spikein, study
+from ms2study.simulate.params import PROFILES
+
+SYNTHETIC_DEFAULT_SAMPLES, SPIKEIN_DEFAULT_SAMPLES = 12, 16
+# dest -> how the option is spelled, per mode
+SYNTHETIC_OPTIONS = {"profile": "--profile (or --realistic)", "batches": "--batches", "qc_every": "--qc-every",
+                     "blanks": "--blanks", "adducts": "--adducts", "params": "--params"}
+SPIKEIN_OPTIONS = {"library": "--library", "compounds": "--compounds", "n_changed": "--n-changed",
+                   "fold_change": "--fold-change", "unknown_fraction": "--unknown-fraction",
+                   "library_size": "--library-size"}
+SPIKEIN_DEFAULTS = {"compounds": 60, "n_changed": 12, "fold_change": 3.0, "unknown_fraction": 1 / 3}
+
+
+def whole(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: the text as an int of at least ``minimum``; ArgumentTypeError (argparse then names
+    the option and exits with status 2) otherwise."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"needs a whole number of at least {minimum} (got '{text}')")
+        return value
+    return parse
+
+
+def number(low: float, high: float | None = None, *, low_inclusive: bool = True) -> Callable[[str], float]:
+    """An argparse ``type``: the text as a finite float in [``low``, ``high``) (``(low, ...`` without
+    ``low_inclusive``; no upper bound when ``high`` is None); ArgumentTypeError otherwise."""
+    want = (f"{'at least' if low_inclusive else 'above'} {low:g}" +
+            (f" and below {high:g}" if high is not None else ""))
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        ok = value >= low if low_inclusive else value > low
+        if not (ok and (high is None or value < high) and value != float("inf")):
+            raise argparse.ArgumentTypeError(f"needs a number {want} (got '{text}')")
+        return value
+    return parse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``simulate`` subcommand (description: this module's docstring) to the ``ms2study`` parser."""
+    p = subparsers.add_parser(
+        "simulate",
+        help="write a study with known truth: synthetic, or compounds spiked into your own run (--background)",
+        description=__doc__,
+        epilog=f"THE SYNTHETIC MODE IN DETAIL\n\n{study.__doc__}\nTHE SPIKE-IN MODE IN DETAIL\n\n{spikein.__doc__}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("outdir", type=Path, metavar="OUTDIR",
+                   help="folder to write the study into (created if missing; one holding a study needs --overwrite)")
+    both = p.add_argument_group("both modes")
+    both.add_argument("--samples", type=whole(2), default=None, metavar="N",
+                      help=f"number of samples, half of them cases (default {SYNTHETIC_DEFAULT_SAMPLES}, with "
+                           f"--background {SPIKEIN_DEFAULT_SAMPLES})")
+    both.add_argument("--seed", type=whole(0), default=0, metavar="S",
+                      help="random seed; the same seed gives identical files")
+    both.add_argument("--overwrite", action="store_true",
+                      help="replace the study already in OUTDIR (only one ms2study simulate wrote; other files stay)")
+    synthetic = p.add_argument_group("synthetic mode (without --background)")
+    synthetic.add_argument("--profile", choices=PROFILES, default=None,
+                           help="demo (default: curated compounds, one class raised) or realistic (thousands of "
+                                "background compounds, measured intensity distribution and variation, a sparse "
+                                "planted effect)")
+    synthetic.add_argument("--realistic", dest="profile", action="store_const", const="realistic",
+                           help="same as --profile realistic")
+    synthetic.add_argument("--batches", type=whole(1), metavar="N",
+                           help="acquire in N batches: samples randomised over them, a batch offset and a drift with "
+                                "injection order (params key batches; default 1)")
+    synthetic.add_argument("--qc-every", type=whole(0), metavar="K", dest="qc_every",
+                           help="a pooled QC (the mean of the samples) after every K samples and at each batch's "
+                                "start (params key qc_every; default 0: none)")
+    synthetic.add_argument("--blanks", type=whole(0), metavar="B",
+                           help="B solvent blanks per batch, at its start and end: no compounds, contaminants as in "
+                                "every run (params key blanks; default 0)")
+    synthetic.add_argument("--adducts", action="store_const", const=True,
+                           help="[M+Na]+, [M+NH4]+ and in-source fragment ions beside each compound (params key "
+                                "adducts)")
+    synthetic.add_argument("--params", default=None, metavar="JSON",
+                           help="simulation settings as a JSON object (keys: ms2study.simulate.params); a flag wins "
+                                "over its key")
+    spike = p.add_argument_group("spike-in mode (--background RUN.mzML --library LIB.mgf)")
+    spike.add_argument("--background", type=Path, metavar="RUN.mzML",
+                       help="one of your centroided DDA runs (mzML): each sample is a copy of it plus compounds "
+                            "spiked from --library")
+    spike.add_argument("--library", type=Path, metavar="LIB.mgf",
+                       help="MGF (.gz too) the spiked compounds are drawn from (records: see above)")
+    spike.add_argument("--compounds", type=whole(1), metavar="N", help="spiked compounds (default 60)")
+    spike.add_argument("--n-changed", type=whole(0), dest="n_changed", metavar="N",
+                       help="spiked compounds of one class raised in cases (default 12; 0: no planted effect)")
+    spike.add_argument("--fold-change", type=number(0, low_inclusive=False), dest="fold_change", metavar="F",
+                       help="their fold in cases (default 3)")
+    spike.add_argument("--unknown-fraction", type=number(0, 1), dest="unknown_fraction", metavar="F",
+                       help="share of spiked compounds left out of the written library (default 1/3)")
+    spike.add_argument("--library-size", type=whole(1), dest="library_size", metavar="N",
+                       help="at most this many records in the written library (default: all usable)")
+    p.set_defaults(func=run)
+
+
+def check_mode(args: argparse.Namespace) -> None:
+    """Raise InputError naming the first option given that belongs to the other mode than ``args.background``
+    selects (it would be ignored)."""
+    if args.background is not None:
+        given = [flag for dest, flag in SYNTHETIC_OPTIONS.items() if getattr(args, dest) is not None]
+        if given:
+            raise InputError(f"{given[0]} belongs to the synthetic mode; with --background (the spike-in mode) it "
+                             "would be ignored", fix=f"drop {given[0].split()[0]}, or drop --background for a "
+                                                     "synthetic study")
+        if args.library is None:
+            raise InputError("--background needs --library (the spike-in mode)",
+                             fix="pass --library LIB.mgf, the MGF library the spiked compounds are drawn from")
+        return
+    given = [flag for dest, flag in SPIKEIN_OPTIONS.items() if getattr(args, dest) is not None]
+    if given:
+        raise InputError(f"{given[0]} belongs to the spike-in mode, which --background selects; without it (the "
+                         "synthetic mode) it would be ignored",
+                         fix=f"pass --background RUN.mzML too (a centroided DDA run of yours), or drop {given[0]}")
+
+
+def _terminated(signum: int, _frame) -> None:
+    raise SystemExit(128 + signum)  # unwinds study_folder, which removes the half-written study
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``ms2study simulate`` (parsed ``args``): check the mode's options, write the study, print its summary
+    as JSON. Raises InputError for an option of the other mode or a bad input (nothing is written then); SIGTERM
+    (a cluster's or Snakemake's stop) exits with 143 after removing the half-written study, as Ctrl-C does."""
+    check_mode(args)
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        return _simulate(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    if args.background is not None:
+        counts = {k: v if (v := getattr(args, k)) is not None else default for k, default in SPIKEIN_DEFAULTS.items()}
+        summary = spikein.simulate_spikein(
+            args.outdir, args.background, args.library, n_samples=args.samples or SPIKEIN_DEFAULT_SAMPLES,
+            n_compounds=counts["compounds"], n_changed=counts["n_changed"], fold_change=counts["fold_change"],
+            unknown_fraction=counts["unknown_fraction"], library_size=args.library_size, seed=args.seed,
+            overwrite=args.overwrite)
+    else:
+        params = load_params(argparse.Namespace(params=args.params or "{}"))
+        for key in ("batches", "qc_every", "blanks", "adducts"):
+            if getattr(args, key) is not None:  # a flag given wins over the same key in --params
+                params[key] = getattr(args, key)
+        summary = study.simulate_study(args.outdir, n_samples=args.samples or SYNTHETIC_DEFAULT_SAMPLES,
+                                       seed=args.seed, params=params, profile=args.profile or "demo",
+                                       overwrite=args.overwrite)
+    print(json.dumps(summary, indent=2))
+    return 0

@@ -1,0 +1,115 @@
+"""The folder a simulated study is written into: built whole in a hidden sibling folder, then moved into place.
+
+Both modes of ``ms2study simulate`` (synthetic and spike-in) write through :func:`study_folder`, so a run that
+fails or is interrupted leaves no folder that looks like a finished study: until the end, OUTDIR is untouched and
+the files grow in ``.OUTDIR.<random>.partial`` beside it (removed on an error or Ctrl-C; only a killed process
+leaves it behind, hidden and never read). An OUTDIR that already holds a study is refused unless ``overwrite``;
+then only the study's own files (``STUDY_ENTRIES``) are replaced, and ``samples.tsv``, what the pipeline reads
+first, is removed first and moved in last. Other files in OUTDIR (the user's own, ``results/``) are left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from ms2study.core.atomic import disk_full
+from ms2study.core.errors import InputError
+
+log = logging.getLogger(__name__)
+
+# Everything either mode writes; a folder holding any of these holds a study.
+STUDY_ENTRIES = ("samples.tsv", "mzml", "ground_truth.tsv", "library.mgf", "config.yaml", "simulation.json",
+                 "batch_truth.json", "contaminants.tsv", "adduct_truth.tsv")
+FINISHED = "simulation.json"  # written last by both modes: a study simulate finished
+
+
+def check_outdir(outdir: Path, overwrite: bool = False) -> None:
+    """Raise InputError naming ``outdir`` when it cannot take a study: it (or a folder above it) is a file, or it
+    holds a study (any of ``STUDY_ENTRIES``) and not ``overwrite``, or it holds one that ``ms2study simulate`` did
+    not finish (no ``simulation.json``: maybe the user's own runs, never deleted here)."""
+    outdir = Path(outdir)
+    for folder in (outdir, *outdir.parents):
+        if folder.exists() and not folder.is_dir():
+            raise InputError("OUTDIR is a file, not a folder" if folder == outdir else
+                             f"OUTDIR lies under '{folder}', which is a file", file=str(outdir),
+                             fix="pass a folder path for OUTDIR (it is created when missing)")
+        if folder.exists():
+            break
+    if not outdir.is_dir():
+        return
+    found = [name for name in STUDY_ENTRIES if (outdir / name).exists()]
+    if not found:
+        return
+    if not (outdir / FINISHED).is_file():
+        raise InputError(f"OUTDIR already holds {', '.join(found)} but no {FINISHED}: not a study that "
+                         "ms2study simulate wrote, so it is not overwritten", file=str(outdir),
+                         fix="pass a new or empty folder as OUTDIR (or move those files away first)")
+    if not overwrite:
+        raise InputError(f"OUTDIR already holds a simulated study ({', '.join(found)})", file=str(outdir),
+                         fix="pass --overwrite to replace it, or a new or empty folder as OUTDIR")
+
+
+@contextlib.contextmanager
+def study_folder(outdir: Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a new empty folder beside ``outdir`` to write the study into; when the block succeeds, move its
+    contents into ``outdir`` (created, with missing parents; an earlier simulated study there replaced when
+    ``overwrite``). On any error, or KeyboardInterrupt, the folder and any parents created are removed and
+    ``outdir`` is as it was. Raises InputError from :func:`check_outdir`, and for a full disk or a folder that
+    cannot be created."""
+    outdir = Path(outdir)
+    check_outdir(outdir, overwrite)
+    created = [p for p in (outdir.parent, *outdir.parent.parents) if not p.exists()]
+    try:
+        outdir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".partial", dir=outdir.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's folder is owner-only; OUTDIR gets a new folder's usual mode
+    except OSError as err:
+        _remove_empty(created)
+        raise InputError(f"cannot create the study folder ({err.strerror or err})", file=str(outdir),
+                         fix="pass an OUTDIR in a folder you can write to") from err
+    try:
+        yield tmp
+        _move_into_place(tmp, outdir)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(created)
+        if isinstance(err, OSError) and disk_full(err):
+            raise InputError(f"no space left on the device holding {outdir.parent}", file=str(outdir),
+                             fix="free disk space (or pass an OUTDIR on a larger disk) and rerun; nothing was "
+                                 "written") from err
+        raise
+
+
+def _move_into_place(tmp: Path, outdir: Path) -> None:
+    """``tmp`` becomes ``outdir`` (a rename when ``outdir`` does not exist), else its entries replace those of
+    the same names in ``outdir``, ``samples.tsv`` removed first and moved in last."""
+    if not outdir.exists():
+        os.rename(tmp, outdir)
+        return
+    old = [outdir / name for name in STUDY_ENTRIES if (outdir / name).exists()]
+    for path in old:  # STUDY_ENTRIES starts with samples.tsv: the folder stops looking like a study first
+        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    if old:
+        log.info("replaced the study in %s (%s)", outdir, ", ".join(p.name for p in old))
+        if (outdir / "results").exists():
+            log.warning("%s holds results/ of the earlier study: the pipeline reruns what the new files change",
+                        outdir)
+    entries = sorted(tmp.iterdir(), key=lambda p: p.name == "samples.tsv")
+    for path in entries:
+        os.rename(path, outdir / path.name)
+    tmp.rmdir()
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders (deepest first) that are still empty: those created for a study that was not written."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
