@@ -139,6 +139,20 @@ def test_missing_library_names_the_option(tmp_path, inputs, capsys):
     assert nothing_written(tmp_path / "out")
 
 
+def test_background_that_is_no_run_names_the_option(tmp_path, inputs, capsys):
+    (tmp_path / "bg.mzML").write_text("not xml\n")
+    code, err = run_cli(spikein(tmp_path / "out", (tmp_path / "bg.mzML", inputs[1])), capsys)
+    assert code == 1 and "bg.mzML" in err and "the --background run" in err and "Traceback" not in err
+    assert nothing_written(tmp_path / "out")
+
+
+def test_corrupt_gzip_library_names_the_option(tmp_path, inputs, capsys):
+    (tmp_path / "lib.mgf.gz").write_bytes(b"\x1f\x8b\x08\x00" + b"garbage" * 20)
+    code, err = run_cli(spikein(tmp_path / "out", inputs, library=tmp_path / "lib.mgf.gz"), capsys)
+    assert code == 1 and "lib.mgf.gz" in err and "cannot read the --library file" in err and "Traceback" not in err
+    assert nothing_written(tmp_path / "out")
+
+
 @pytest.mark.parametrize("mode", ["synthetic", "spike-in"])
 def test_outdir_that_is_a_file_refused(tmp_path, inputs, capsys, mode):
     (tmp_path / "taken").write_text("mine\n")
@@ -198,6 +212,26 @@ def test_failed_study_folder_leaves_nothing(tmp_path):
         (folder / "mzml" / "S01.mzML").write_text("half")
         raise InputError("stop")
     assert not (tmp_path / "new").exists()
+
+
+def test_outdir_in_a_read_only_folder_is_built_inside_it(tmp_path, monkeypatch):
+    """Only OUTDIR is writable (its parent is not): the half-written study lives hidden inside OUTDIR instead."""
+    import tempfile
+
+    out = tmp_path / "out"
+    out.mkdir()
+    real = tempfile.mkdtemp
+
+    def mkdtemp(prefix="", suffix="", dir=None):
+        if Path(dir) == tmp_path:
+            raise PermissionError(13, "Permission denied")
+        return real(prefix=prefix, suffix=suffix, dir=dir)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
+    with study_folder(out) as folder:
+        assert folder.parent == out
+        (folder / "samples.tsv").write_text("x\n")
+    assert sorted(p.name for p in out.iterdir()) == ["samples.tsv"]
 
 
 def test_terminated_run_leaves_the_earlier_study(tmp_path, inputs):

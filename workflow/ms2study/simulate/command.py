@@ -166,7 +166,10 @@ def run(args: argparse.Namespace) -> int:
     as JSON. Raises InputError for an option of the other mode or a bad input (nothing is written then); SIGTERM
     (a cluster's or Snakemake's stop) exits with 143 after removing the half-written study, as Ctrl-C does."""
     check_mode(args)
-    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminated)
+    except ValueError:  # not the main thread (an embedding caller): its own handling stays
+        return _simulate(args)
     try:
         return _simulate(args)
     finally:

@@ -2,10 +2,11 @@
 
 Both modes of ``ms2study simulate`` (synthetic and spike-in) write through :func:`study_folder`, so a run that
 fails or is interrupted leaves no folder that looks like a finished study: until the end, OUTDIR is untouched and
-the files grow in ``.OUTDIR.<random>.partial`` beside it (removed on an error or Ctrl-C; only a killed process
-leaves it behind, hidden and never read). An OUTDIR that already holds a study is refused unless ``overwrite``;
-then only the study's own files (``STUDY_ENTRIES``) are replaced, and ``samples.tsv``, what the pipeline reads
-first, is removed first and moved in last. Other files in OUTDIR (the user's own, ``results/``) are left alone.
+the files grow in ``.OUTDIR.<random>.partial`` beside it (inside it when only OUTDIR is writable), removed on an
+error, Ctrl-C or SIGTERM (the CLI's); only a killed process leaves it behind, hidden and never read. An OUTDIR
+that already holds a study is refused unless ``overwrite``; then only the study's own files (``STUDY_ENTRIES``)
+are replaced, and ``samples.tsv``, what the pipeline reads first, is removed first and moved in last. Other files
+in OUTDIR (the user's own, ``results/``) are left alone.
 """
 
 from __future__ import annotations
@@ -57,17 +58,23 @@ def check_outdir(outdir: Path, overwrite: bool = False) -> None:
 
 @contextlib.contextmanager
 def study_folder(outdir: Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a new empty folder beside ``outdir`` to write the study into; when the block succeeds, move its
-    contents into ``outdir`` (created, with missing parents; an earlier simulated study there replaced when
-    ``overwrite``). On any error, or KeyboardInterrupt, the folder and any parents created are removed and
-    ``outdir`` is as it was. Raises InputError from :func:`check_outdir`, and for a full disk or a folder that
-    cannot be created."""
+    """Yield a new empty folder beside ``outdir`` (in it, when only it is writable) to write the study into; when
+    the block succeeds, move its contents into ``outdir`` (created, with missing parents; an earlier simulated
+    study there replaced when ``overwrite``). On any error, KeyboardInterrupt or SystemExit, the folder and any
+    parents created are removed and ``outdir`` is as it was. Raises InputError from :func:`check_outdir`, and for
+    a full disk or a folder that cannot be created."""
     outdir = Path(outdir)
     check_outdir(outdir, overwrite)
     created = [p for p in (outdir.parent, *outdir.parent.parents) if not p.exists()]
     try:
         outdir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".partial", dir=outdir.parent))
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".partial", dir=outdir.parent))
+        except PermissionError:
+            if not outdir.is_dir():
+                raise
+            # an OUTDIR of the user's in a folder they cannot write to: build the study inside it instead
+            tmp = Path(tempfile.mkdtemp(prefix=".simulate.", suffix=".partial", dir=outdir))
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's folder is owner-only; OUTDIR gets a new folder's usual mode
@@ -94,6 +101,7 @@ def _move_into_place(tmp: Path, outdir: Path) -> None:
     if not outdir.exists():
         os.rename(tmp, outdir)
         return
+    # (tmp may lie inside outdir, see study_folder; it is none of STUDY_ENTRIES)
     old = [outdir / name for name in STUDY_ENTRIES if (outdir / name).exists()]
     for path in old:  # STUDY_ENTRIES starts with samples.tsv: the folder stops looking like a study first
         shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()

@@ -127,7 +127,10 @@ def read_background(path: Path) -> Background:
         raise InputError("the --background run " + ("was not found" if not Path(path).exists() else "is not a file"),
                          file=str(path), fix="pass --background RUN.mzML, one centroided DDA run of yours (e.g. a "
                                              "pooled QC) as mzML")
-    exp = load_experiment(path, require_ms1=True)
+    try:
+        exp = load_experiment(path, require_ms1=True)
+    except InputError as err:  # say which option the file came from
+        raise InputError(f"the --background run: {err.message}", file=str(path), fix=err.fix) from err
     ms1 = [s for s in exp if s.getMSLevel() == 1]
     ms2 = [s for s in exp if s.getMSLevel() == 2 and s.getPrecursors()]
     if is_profile(exp, 1):

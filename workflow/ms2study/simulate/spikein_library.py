@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
@@ -95,7 +96,7 @@ def read_mgf_records(path: Path) -> list[Record]:
                         fields[key.strip().upper()] = value.strip()
                     elif len(parts := s.split()) >= 2 and _number(parts[0]) and _number(parts[1]):
                         peaks.append((float(parts[0]), float(parts[1])))
-    except (OSError, EOFError) as err:  # a truncated or non-gzip .gz, a permission error
+    except (OSError, EOFError, zlib.error) as err:  # a truncated or corrupt .gz, a permission error
         raise InputError(f"cannot read the --library file ({err})", file=str(path),
                          fix="pass a readable MGF file (.mgf, or .mgf.gz compressed with gzip)") from err
     if not records:
