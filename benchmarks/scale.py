@@ -9,18 +9,19 @@ A 2-core machine cannot run 200 or 1,000 samples through every per-sample stage,
    timed by ``/usr/bin/time``: the rules run ``python`` from the folder of the interpreter running Snakemake, so the
    run uses an interpreter in a folder whose ``python`` is a timing shim (``timed_python``). Per job: wall time, CPU
    time (user + system), peak RSS (the kernel's maximum resident set). The rules are classified from the run itself:
-   per sample (the command names a sample; phase ``sample`` writes results/samples/, phase ``study`` writes
-   results/study/ after the study jobs: gapfill, pool_corrected, chemistry), once per study (library index,
-   calibration, prototypes) and study (the rest), so a rule added to the workflow is counted.
+   per sample (the command names one sample with ``--sample-id``; phase ``sample`` writes results/samples/, phase
+   ``study`` writes results/study/ after the study jobs), once per study (library index, calibration, prototypes)
+   and study (the rest, among them the jobs over every run, gapfill, pool_corrected and chemistry, whose commands
+   take ``--sample-ids``), so a rule added to the workflow is counted.
 2. Study stages at 50, 100, 200 and 1,000 samples, from replicated inputs: the K measured samples' per-sample
-   tables (results/samples/{sample}/ and results/study/<folder>/{sample}.parquet) are copied under new sample ids
-   (``S01`` -> ``S01r2`` ...; ids relabelled, as ``report_size.py`` does; each copy's feature and MS/MS peak
-   intensities varied log-normally, sd 0.3, and its spectrum embeddings by noise of sd 0.05, its pooled vectors and
-   bag of chemistry pooled again from them, so that the models fit distinct samples, not degenerate exact copies), each new sample's mzML is a symbolic link
-   to its source's, the sheet gets a row per sample (its source's outcomes), every table one mtime. Snakemake then
-   runs only the study rules (``--allowed-rules``; the per-sample tables are its inputs), each job timed as above.
-   Gap filling is off there (``correct: gap_fill: false``); the study phase's per-sample jobs are priced per sample
-   from part 1 (their outputs are copied with the other per-sample tables). Replicated samples are copies, so the study has K distinct samples: the linked feature count stays
+   tables (results/samples/{sample}/) are copied under new sample ids (``S01`` -> ``S01r2`` ...; ids relabelled, as
+   ``report_size.py`` does; each copy's feature and MS/MS peak intensities varied log-normally, sd 0.3, and its
+   spectrum embeddings by noise of sd 0.05, its sample embedding pooled again from them, so that the models fit
+   distinct samples, not degenerate exact copies; the saved MS1 scans, which hold no sample id, copied as they are), each
+   new sample's mzML is a symbolic link to its source's, the sheet gets a row per sample (its source's outcomes),
+   every table one mtime. Snakemake then runs only the study rules (``--allowed-rules``; the per-sample tables are
+   its inputs), each job timed as above, gap filling included (the study jobs over every run are measured at each
+   size). Replicated samples are copies, so the study has K distinct samples: the linked feature count stays
    that of K samples, which makes the study stages' cost here a lower bound of a real study's; the sample count
    (rows, columns, files) grows as it would. models grows much faster than the samples: above ``--heavy-up-to``
    (50) it and the stages reading its results are left out (``--omit-from models``) and their cost at 200 and
@@ -217,11 +218,10 @@ def _relabel(frame: pl.DataFrame, source: str, new: str, rng: np.random.Generato
 
 
 def _repool(study: Path, sample: str, config: dict) -> None:
-    """A varied copy's pooled tables made again from its varied spectrum embeddings, with the product's own pooling
-    (``pool_sample``, ``chemistry_sample``, the study's pool settings): its sample embedding, and where present its
-    pooled vector with corrected intensities and its bag of chemistry. Attribution checks that a pooled vector is the
-    pooling of its spectra, so these cannot be varied on their own."""
-    from ms2study.modelling.chemistry import chemistry_sample, read_prototypes
+    """A varied copy's sample embedding made again from its varied spectrum embeddings, with the product's own
+    pooling (``pool_sample``, the study's pool settings). Attribution checks that a pooled vector is the pooling of
+    its spectra, so it cannot be varied on its own; the study-level pooled vectors and bags of chemistry are made by
+    the study jobs (pool_corrected, chemistry) in the timed run."""
     from ms2study.modelling.pooling import pool_sample
 
     params = config.get("pool") or {}
@@ -232,19 +232,14 @@ def _repool(study: Path, sample: str, config: dict) -> None:
     if (tables / "sample_embedding.parquet").exists():
         pool_sample(embeddings, spectra, sample, params, features=pl.read_parquet(tables / "features.parquet")
                     ).write_parquet(tables / "sample_embedding.parquet")
-    corrected = study / "results" / "study" / "corrected_features" / f"{sample}.parquet"
-    features = pl.read_parquet(corrected) if corrected.exists() else pl.read_parquet(tables / "features.parquet")
-    pooled = study / "results" / "study" / "pooled" / f"{sample}.parquet"
-    if pooled.exists():
-        pool_sample(embeddings, spectra, sample, params, features=features).write_parquet(pooled)
-    bag = study / "results" / "study" / "chemistry" / f"{sample}.parquet"
-    prototypes = study / "results" / "study" / "prototypes.parquet"
-    if bag.exists() and prototypes.exists():
-        chemistry_sample(embeddings, spectra, sample, read_prototypes(prototypes), params,
-                         features=features).write_parquet(bag)
 
 
-def replicate(source: Path, out: Path, n: int, gap_fill: bool = False) -> list[str]:
+# Per-sample tables that name no sample (no ids to relabel): copied as they are (the saved MS1 scans: ~2 MB a run;
+# not linked: the tables' mtimes are set below, which would move the source's too).
+UNCHANGED_TABLES = ("ms1_scans.parquet",)
+
+
+def replicate(source: Path, out: Path, n: int, gap_fill: bool = True) -> list[str]:
     """A study folder of ``n`` samples made from ``source``'s per-sample tables (see the module docstring); the
     sample ids, in sheet order."""
     sheet = pl.read_csv(source / "samples.tsv", separator="\t")
@@ -271,21 +266,18 @@ def replicate(source: Path, out: Path, n: int, gap_fill: bool = False) -> list[s
     if (source / "results" / "study" / "prototypes.parquet").exists():
         (out / "results" / "study").mkdir(parents=True, exist_ok=True)
         shutil.copy(source / "results" / "study" / "prototypes.parquet", out / "results" / "study")
-    # per-sample tables: results/samples/{sample}/*.parquet, and results/study/<folder>/{sample}.parquet (jobs of
-    # one sample that run in the study phase: gap filling, bags of chemistry...)
-    study_folders = [d for d in sorted((source / "results" / "study").glob("*/"))
-                     if all((d / f"{s}.parquet").exists() for s in base)]
+    # per-sample tables: results/samples/{sample}/*.parquet (the study phase's tables of every run, under
+    # results/study/<folder>/, are made by the study jobs in the timed run)
     for index, (new, src) in enumerate(sources):
         target = out / "results" / "samples" / new
         target.mkdir(parents=True, exist_ok=True)
         # the measured samples as they are; every copy with its own (seeded) variation
         rng = np.random.default_rng(index) if new != src else None
         for table in sorted((source / "results" / "samples" / src).glob("*.parquet")):
+            if table.name in UNCHANGED_TABLES:
+                shutil.copyfile(table, target / table.name)
+                continue
             _relabel(pl.read_parquet(table), src, new, rng).write_parquet(target / table.name)
-        for folder in study_folders:
-            (out / "results" / "study" / folder.name).mkdir(parents=True, exist_ok=True)
-            _relabel(pl.read_parquet(folder / f"{src}.parquet"), src, new, rng).write_parquet(
-                out / "results" / "study" / folder.name / f"{new}.parquet")
         if rng is not None:
             _repool(out, new, config)
     pl.concat(rows).write_csv(out / "samples.tsv", separator="\t")

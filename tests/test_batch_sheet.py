@@ -185,13 +185,17 @@ def test_rules_read_the_corrected_matrix_by_default_and_pass_the_flags() -> None
     assert models.matrix_inputs({}) == {"matrix": corrected, "flags": [corrected], "flag_input": [],
                                         "option": f"--exclude-flagged {corrected}",
                                         "sample_embedding": "results/study/pooled/{sample}.parquet",
-                                        "features": "results/study/corrected_features/{sample}.parquet"}
+                                        "features": "results/study/corrected_features/{sample}.parquet",
+                                        # the folders of rule pool_corrected: the rules' input (files: params)
+                                        "sample_embedding_folder": "results/study/pooled",
+                                        "features_folder": "results/study/corrected_features"}
     raw = models.matrix_inputs({"correct": {"use_corrected": False}})
     assert raw["matrix"] == "results/study/feature_matrix.parquet" and raw["flags"] == [corrected]
     assert raw["flag_input"] == [corrected]  # beside the raw matrix the rules list the corrected one for its flags
     # without the corrected matrix, pooling keeps the detect stage's own intensities (per-sample tables)
     assert raw["sample_embedding"] == "results/samples/{sample}/sample_embedding.parquet"
     assert raw["features"] == "results/samples/{sample}/features.parquet"
+    assert raw["sample_embedding_folder"] is None and raw["features_folder"] is None  # the files are the input
     assert models.matrix_inputs({"correct": {"exclude_flagged": False}})["option"] == ""
     text = {name: (REPO / "workflow" / "rules" / f"{name}.smk").read_text()
             for name in ("models", "differential", "attribution", "report")}
@@ -273,9 +277,10 @@ def test_the_validated_sheet_is_rewritten_only_when_its_content_changes(tmp_path
 
 
 def test_a_removed_samples_kept_files_are_named_by_no_job(tmp_path: Path) -> None:
-    """Trial finding: a removed sample's files stay under results/samples/<id>/ and results/study/{gap_filled,
-    pooled,...}/<id>.parquet (kept for reuse, as README says). No rule may pick them up from a folder: the jobs of
-    the study name only the sheet's samples' files."""
+    """Trial finding: a removed sample's files stay under results/samples/<id>/ (kept for reuse, as README says), and
+    under results/study/{gap_filled,pooled,...}/<id>.parquet until the study job writing that folder reruns (it
+    empties the folder). No rule may pick them up from a folder: the jobs of the study name only the sheet's
+    samples' files (a study folder is an input, its sheet's runs' files are passed by name)."""
     _study(tmp_path, ["A\ta.mzML\tsample\t1\t1\tcase", "B\tb.mzML\tsample\t2\t1\tcontrol",
                       "C\tc.mzML\tsample\t3\t1\tcase", "D\td.mzML\tsample\t4\t1\tcontrol"],
            header="sample_id\tfile\tsample_type\tinjection_order\tbatch\tgroup")

@@ -116,6 +116,8 @@ def test_scale_benchmark_times_jobs_replicates_samples_and_judges_the_targets(tm
             source / "results" / "samples" / sample / "embeddings.parquet")
         pl.DataFrame({"spectrum_id": [f"{sample}:s1"], "sample_id": [sample], "embedding": [0.9]}).write_parquet(
             source / "results" / "samples" / sample / "annotations.parquet")  # a score named embedding: kept
+        pl.DataFrame({"rt_s": [1.0], "mz": [[100.0]], "intensity": [[5.0]]}).write_parquet(
+            source / "results" / "samples" / sample / "ms1_scans.parquet")  # no sample id: copied as it is
     ids = scale.replicate(source, tmp_path / "n5", 5)
     assert ids == ["S01", "S02", "S01r2", "S02r2", "S01r3"]
     copied = pl.read_parquet(tmp_path / "n5" / "results" / "samples" / "S02r2" / "features.parquet")
@@ -136,46 +138,55 @@ def test_scale_benchmark_times_jobs_replicates_samples_and_judges_the_targets(tm
     assert (tmp_path / "n5" / "mzml" / "S01r3.mzML").resolve() == (source / "mzml" / "S01.mzML").resolve()
     sheet = pl.read_csv(tmp_path / "n5" / "samples.tsv", separator="\t")
     assert sheet["group"].to_list() == ["case", "control", "case", "control", "case"]
-    assert yaml.safe_load((tmp_path / "n5" / "config.yaml").read_text())["correct"]["gap_fill"] is False
-    assert yaml.safe_load((scale.replicate(source, tmp_path / "n3", 3, gap_fill=True) and tmp_path / "n3" /
-                           "config.yaml").read_text())["correct"]["gap_fill"] is True
+    scans = tmp_path / "n5" / "results" / "samples" / "S01r3" / "ms1_scans.parquet"
+    assert scans.read_bytes() == (source / "results" / "samples" / "S01" / "ms1_scans.parquet").read_bytes()
+    assert not scans.is_symlink() and scans.stat().st_nlink == 1
+    # gap filling runs in the replicated studies (the study job over every run is measured at each size)
+    assert yaml.safe_load((tmp_path / "n5" / "config.yaml").read_text())["correct"]["gap_fill"] is True
+    assert yaml.safe_load((scale.replicate(source, tmp_path / "n3", 3, gap_fill=False) and tmp_path / "n3" /
+                           "config.yaml").read_text())["correct"]["gap_fill"] is False
 
     # per sample 10 + 20 s CPU (start-up 2 + 4), library 30 s once; study stages measured at 2, 20 and 200 samples,
-    # models left out at 200 (CPU 1 -> 100 s from 2 to 20 samples: exponent 2; peak 50 -> 59 MB: +0.5 MB a sample)
+    # models left out at 200 (CPU 1 -> 100 s from 2 to 20 samples: exponent 2; peak 50 -> 59 MB: +0.5 MB a sample);
+    # gapfill is a study job over every run (one job, 20 s at 200 samples)
     measured = {
         "small_run": {"samples": 2,
                       "per_sample": {"detect": {"cpu_s_median": 10.0, "phase": "sample"},
-                                     "gapfill": {"cpu_s_median": 20.0, "phase": "study"}},
+                                     "pool": {"cpu_s_median": 20.0, "phase": "sample"}},
                       "once_per_study": {"index_library": {"cpu_s_total": 30.0}},
                       "study": {"link": {"cpu_s_total": 5.0, "peak_mb_max": 100.0},
-                                "models": {"cpu_s_total": 1.0, "peak_mb_max": 50.0}}},
-        "startup": {"detect": {"cpu_s": 2.0}, "gapfill": {"cpu_s": 4.0}, "snakemake_job": {"cpu_s": 3.0}},
+                                "models": {"cpu_s_total": 1.0, "peak_mb_max": 50.0},
+                                "gapfill": {"cpu_s_total": 0.5, "peak_mb_max": 90.0}}},
+        "startup": {"detect": {"cpu_s": 2.0}, "pool": {"cpu_s": 4.0}, "snakemake_job": {"cpu_s": 3.0}},
         "study_runs": [{"n_samples": 20, "exit_code": 0, "stages": {"link": {"cpu_s": 10.0, "peak_mb": 120.0},
-                                                                   "models": {"cpu_s": 100.0, "peak_mb": 59.0}}},
-                       {"n_samples": 200, "exit_code": 0, "stages": {"link": {"cpu_s": 60.0, "peak_mb": 300.0}}}],
-        "add_one": {"gap_fill_on": {"detect": 1, "gapfill": 201, "link": 1, "models": 1},
-                    "gap_fill_off": {"detect": 1, "link": 1}},
+                                                                   "models": {"cpu_s": 100.0, "peak_mb": 59.0},
+                                                                   "gapfill": {"cpu_s": 2.0, "peak_mb": 95.0}}},
+                       {"n_samples": 200, "exit_code": 0, "stages": {"link": {"cpu_s": 60.0, "peak_mb": 300.0},
+                                                                    "gapfill": {"cpu_s": 20.0, "peak_mb": 100.0}}}],
+        "add_one": {"gap_fill_on": {"detect": 1, "pool": 1, "gapfill": 1, "link": 1, "models": 1},
+                    "gap_fill_off": {"detect": 1, "pool": 1, "link": 1}},
     }
     result = scale.judge(measured, [20, 200])
     models = result["study_stages_at_200"]["models"]
     assert models["extrapolated"] and models["cpu_s"] == 10000.0 and models["peak_mb"] == 149.0
     assert result["extrapolated"] == ["models"]
-    full = 200 * 30 + 30 + 60 + 10000
+    full = 200 * 30 + 30 + 60 + 10000 + 20
     assert result["full_run_cpu_s_200"] == full
-    assert result["study_cpu_share_200"] == round(10060 / full, 4)
+    assert result["study_cpu_share_200"] == round(10080 / full, 4)
     assert result["startup_share"] == round(6 / 30, 4) and result["startup_share_slurm"] == round(12 / 30, 4)
     assert result["study_peak_mb_per_sample_1000"] == 1.5 and result["study_peak_stage_1000"] == "link"
-    assert result["add_one_sample_share_200"] == round((10 + 201 * 20 + 60 + 10000) / full, 4)
-    assert result["add_one_sample"]["gap_fill_off"]["cpu_s"] == 70.0
-    # gapfill runs for every sample after the matrix changes (study phase); detect of other samples would not
+    # the one gapfill job is priced at its measured cost at 200 runs, once
+    assert result["add_one_sample_share_200"] == round((10 + 20 + 20 + 60 + 10000) / full, 4)
+    assert result["add_one_sample"]["gap_fill_off"]["cpu_s"] == 90.0
+    # only the added sample's own per-sample jobs: no other sample's detect or pool reruns
     assert result["add_one_sample"]["gap_fill_on"]["other_samples_rerun"] == {}
     assert result["study_growth"]["link"]["peak_mb_per_added_sample"] == round(200 / 198, 4)
     assert not result["targets"]["study_cpu_share_200"]["met"] and result["targets"]["startup_share"]["met"]
     # the same study priced with larger runs' per-sample stages (another result's small run): 60 s a sample
     larger = {"small_run": {"samples": 2, "profile": "realistic", "mzml_mb": [19.0, 19.0],
                             "per_sample": {"detect": {"cpu_s_median": 40.0, "phase": "sample"},
-                                           "gapfill": {"cpu_s_median": 20.0, "phase": "study"}}},
-              "startup": {"detect": {"cpu_s": 2.0}, "gapfill": {"cpu_s": 4.0}, "snakemake_job": {"cpu_s": 3.0}}}
+                                           "pool": {"cpu_s_median": 20.0, "phase": "sample"}}},
+              "startup": {"detect": {"cpu_s": 2.0}, "pool": {"cpu_s": 4.0}, "snakemake_job": {"cpu_s": 3.0}}}
     realistic = scale.judge_with_per_sample(measured, larger)
     assert realistic["per_sample_cpu_s"] == 60.0 and realistic["startup_share"] == round(6 / 60, 4)
-    assert realistic["full_run_cpu_s_200"] == 200 * 60 + 30 + 60 + 10000 and "realistic" in realistic["how"]
+    assert realistic["full_run_cpu_s_200"] == 200 * 60 + 30 + 60 + 10000 + 20 and "realistic" in realistic["how"]

@@ -65,7 +65,10 @@ def test_corrected_matrix_gap_filled_tables_and_record(study: Path) -> None:
         assert list(gap.columns) == list(tables.GAP_FILLED)
         assert gap.height == raw[run].null_count()  # a row for every cell the run missed
         filled_cells += gap["intensity"].is_not_null().sum()
-        assert (study / "logs" / "gapfill" / f"{run}.log").exists()
+    # one gap-filling job for all runs (a folder of per-run tables), reading the MS1 scans detect saved
+    assert sorted(p.name for p in (results / "gap_filled").glob("*.parquet")) == sorted(f"{r}.parquet" for r in runs)
+    log = (study / "logs" / "study" / "gapfill.log").read_text()
+    assert all(f"{run}: " in log for run in runs), log[-2000:]
     record = json.loads((results / "correction.json").read_text())
     assert tuple(record) == REPORT_KEYS
     assert record["drift_method"] == "qc_linear"  # 3 QCs in each batch
@@ -98,9 +101,35 @@ def test_only_what_a_changed_key_touches_reruns(study: Path) -> None:
         assert jobs.get("correct") == 1 and "gapfill" not in jobs and "link" not in jobs
         config.write_text(original + "correct:\n  gap_fill_rt_s: 6.0\n")
         jobs = _jobs(study)
-        assert jobs.get("gapfill") == 14 and jobs.get("correct") == 1 and "detect" not in jobs
+        assert jobs.get("gapfill") == 1 and jobs.get("correct") == 1 and "detect" not in jobs
         config.write_text(original + "correct:\n  gap_fill: false\n")
         jobs = _jobs(study)
         assert jobs.get("correct") == 1 and "gapfill" not in jobs
     finally:
         config.write_text(original)
+
+
+def test_a_bad_run_fails_the_gapfill_job_naming_it_and_leaves_no_folder(study: Path) -> None:
+    """One unreadable MS1 scans table among the runs: the one gap-filling job fails with a message naming the file
+    and the run, and Snakemake removes the folder (other runs' tables were written before the bad one was read), so
+    no half-filled results/study/gap_filled looks finished. The table restored, the rerun makes the folder again."""
+    runs = pl.read_csv(study / "samples.tsv", separator="\t")["sample_id"].to_list()
+    bad_run = runs[-1]  # the last run read: the earlier runs' tables are written when it fails
+    scans = study / "results" / "samples" / bad_run / "ms1_scans.parquet"
+    original = scans.read_bytes()
+    folder = study / "results" / "study" / "gap_filled"
+    try:
+        scans.write_bytes(original[: len(original) // 2])  # truncated
+        env = dict(os.environ, PYTHONPATH=str(REPO / "workflow"))
+        failed = subprocess.run([sys.executable, "-m", "ms2study", "run", str(study), "--cores", "1", TARGET],
+                                capture_output=True, text=True, env=env)
+        assert failed.returncode != 0
+        log = (study / "logs" / "study" / "gapfill.log").read_text()
+        assert str(scans.relative_to(study)) in log and f"'{bad_run}'" in log and "Traceback" not in log, log[-3000:]
+        assert f"{runs[0]}: " in log  # an earlier run was filled (and written) before the bad one was read
+        assert not folder.exists()
+    finally:
+        scans.write_bytes(original)
+    ms2study("run", str(study), "--cores", "1", TARGET)
+    assert sorted(p.name for p in folder.glob("*.parquet")) == sorted(f"{r}.parquet" for r in runs)
+    assert _jobs(study) == {}

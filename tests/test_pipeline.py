@@ -307,9 +307,71 @@ def test_an_encoder_change_reruns_embedding_and_downstream_but_not_detection(stu
     assert counts.get("embed") == N_SAMPLES and counts.get("annotate") == N_SAMPLES, counts
     assert counts.get("pool") == N_SAMPLES and counts.get("report") == 1, counts
     # the prototypes are learned on the library's embeddings by the encoder: new encoder, new prototypes
-    assert counts.get("prototypes") == 1 and counts.get("chemistry") == N_SAMPLES, counts
-    assert counts.get("pool_corrected") == N_SAMPLES, counts
+    # pool_corrected and chemistry are one study job each (all runs in one process, a folder of per-run tables)
+    assert counts.get("prototypes") == 1 and counts.get("chemistry") == 1, counts
+    assert counts.get("pool_corrected") == 1, counts
     assert not set(counts) & {"detect", "spectra", "link"}, counts
+
+
+# The study jobs over every run (one job each) and the folders of per-run tables they write (core.paths.STUDY_FOLDERS).
+STUDY_RUN_JOBS = {"gapfill": ("gap_filled",), "pool_corrected": ("corrected_features", "pooled"),
+                  "chemistry": ("chemistry",)}
+
+
+def test_study_folders_hold_what_the_one_run_commands_write(study: Path, tmp_path: Path) -> None:
+    """gapfill, pool_corrected and chemistry are one job each over all runs, writing a folder of per-run tables
+    (Snakemake directory() outputs): each folder holds exactly the sheet's runs' files, and a run's file equals
+    what the one-run command (--sample-id) writes from the same inputs."""
+    results = study / "results"
+    runs = pl.read_csv(study / "samples.tsv", separator="\t")["sample_id"].to_list()
+    for folders in STUDY_RUN_JOBS.values():
+        for folder in folders:
+            names = sorted(p.name for p in (results / "study" / folder).iterdir() if not p.name.startswith("."))
+            assert names == sorted(f"{r}.parquet" for r in runs), (folder, names)
+    for rule in STUDY_RUN_JOBS:  # one log per job, every run named in it
+        log = (study / "logs" / "study" / f"{rule}.log").read_text()
+        assert f"{len(runs)} run(s)" in log or all(f"{r}: " in log for r in runs), (rule, log[-2000:])
+    import yaml
+
+    from ms2study.core.paths import rule_params
+
+    # the study's own settings, as the rules pass them (config.yaml over the defaults the commands apply)
+    config = yaml.safe_load((study / "config.yaml").read_text()) or {}
+    pool = ["--params", json.dumps(config.get("pool") or {})]
+    run, s = "S02", str(results / "study")
+    ms2study("gapfill", "--ms1-scans", str(results / "samples" / run / "ms1_scans.parquet"), "--sample-id", run,
+             "--feature-matrix", f"{s}/feature_matrix.parquet", "--alignment", f"{s}/alignment.parquet",
+             "--detect-params", json.dumps(config.get("detect") or {}),
+             "--params", json.dumps(rule_params(config, "gapfill")), "--out", str(tmp_path / "gap.parquet"))
+    ms2study("pool-corrected", "--sample-id", run, *pool, *[f"--{t}={results / 'samples' / run / f'{t}.parquet'}" for t in
+                                                    ("embeddings", "spectra", "features")],
+             "--links", f"{s}/feature_links.parquet", "--feature-matrix", f"{s}/feature_matrix.parquet",
+             "--corrected-matrix", f"{s}/feature_matrix_corrected.parquet",
+             "--out-features", str(tmp_path / "cf.parquet"), "--out", str(tmp_path / "pooled.parquet"))
+    ms2study("chemistry", "--sample-id", run, *[f"--{t}={results / 'samples' / run / f'{t}.parquet'}" for t in
+                                               ("embeddings", "spectra")],
+             "--features", str(tmp_path / "cf.parquet"), "--prototypes", f"{s}/prototypes.parquet", *pool,
+             "--out", str(tmp_path / "bag.parquet"))
+    for folder, mine in (("gap_filled", "gap"), ("corrected_features", "cf"), ("pooled", "pooled"),
+                         ("chemistry", "bag")):
+        assert pl.read_parquet(results / "study" / folder / f"{run}.parquet").equals(
+            pl.read_parquet(tmp_path / f"{mine}.parquet")), folder
+
+
+def test_study_jobs_ask_for_resources_by_the_number_of_runs(study: Path) -> None:
+    """The study jobs over every run ask for the configured base plus ``<key>_per_run`` per run of the sheet."""
+    import math
+
+    import yaml
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["resources"]
+    dry = ms2study("run", str(study), "--cores", "2", "--dry-run", "--forcerun", *STUDY_RUN_JOBS)
+    text = dry.stdout + dry.stderr
+    for rule in STUDY_RUN_JOBS:
+        block = text.split(f"rule {rule}:")[1].split("\n\n")[0]
+        for key in ("mem_mb", "runtime"):
+            want = math.ceil(config[rule][key] + config[rule][f"{key}_per_run"] * N_SAMPLES)
+            assert int(re.search(rf"{key}=(\d+)", block).group(1)) == want, (rule, key, block)
 
 
 def _digests(study: Path, samples: list[str]) -> dict[str, str]:
@@ -339,18 +401,31 @@ def test_adding_then_removing_a_sample_touches_only_it_and_the_study(study: Path
             assert counts.get(rule) == 1, (rule, counts)
         assert counts.get("link") == 1 and counts.get("report") == 1, counts
         assert "index_library" not in counts
+        # the study jobs over every run: one job each, not one per run
+        assert all(counts.get(rule) == 1 for rule in STUDY_RUN_JOBS), counts
         ms2study("run", str(study), "--cores", "2")
         assert _digests(study, old) == before  # every other sample's per-sample outputs byte-identical
         assert (study / "results" / "samples" / "S_added" / "pool.parquet").exists() or \
             (study / "results" / "samples" / "S_added" / "sample_embedding.parquet").exists()
+        for folders in STUDY_RUN_JOBS.values():
+            assert all((study / "results" / "study" / f / "S_added.parquet").exists() for f in folders)
     finally:
         sheet_path.write_bytes(original)
     # The sample removed again: study jobs only, no per-sample job.
     counts = _dry_counts(study)
     assert counts.get("link") == 1 and counts.get("report") == 1, counts
     assert not set(counts) & set(PER_SAMPLE), counts
+    assert all(counts.get(rule) == 1 for rule in STUDY_RUN_JOBS), counts
     ms2study("run", str(study), "--cores", "2")
     assert _digests(study, old) == before
+    # Snakemake emptied the study jobs' folders before rerunning them: the removed sample's tables are gone, every
+    # other run's are there (its per-sample outputs under results/samples/S_added stay, for reuse)
+    for folders in STUDY_RUN_JOBS.values():
+        for folder in folders:
+            names = sorted(p.name for p in (study / "results" / "study" / folder).iterdir()
+                           if not p.name.startswith("."))
+            assert names == sorted(f"{r}.parquet" for r in old), (folder, names)
+    assert (study / "results" / "samples" / "S_added" / "features.parquet").exists()
 
 
 def test_job_memory_grows_with_the_input_size(study: Path) -> None:

@@ -319,8 +319,9 @@ def test_a_full_disk_gives_a_clear_message_and_no_partial_output(simulated: Path
 
 
 def test_a_failed_study_job_over_every_run_is_summarised_in_one_short_line() -> None:
-    """A study job writes an output per run (gapfill, pool_corrected, chemistry: hundreds in a cohort); the run's
-    closing summary names the first two and counts the rest instead of listing every path."""
+    """A job with an output per run (as gapfill, pool_corrected and chemistry had before each became one job writing
+    a folder: hundreds in a cohort); the run's closing summary names the first two and counts the rest instead of
+    listing every path."""
     from ms2study.runlog import FailedJob
 
     outputs = [f"results/study/pooled/S{i:03d}.parquet" for i in range(300)]

@@ -10,10 +10,11 @@ rule attribution:
     input:
         sheet="results/study/samples.tsv",
         # the sample embeddings the models used and the intensities they were pooled with (rules/correct.smk)
-        sample_embeddings=expand(MATRIX_INPUTS["sample_embedding"], sample=SAMPLES),
+        # (folders of rule pool_corrected, or the per-sample files; the files read: params)
+        sample_embeddings=matrix_input("sample_embedding"),
         embeddings=per_sample("embeddings"),
         spectra=per_sample("spectra"),
-        features=expand(MATRIX_INPUTS["features"], sample=SAMPLES),
+        features=matrix_input("features"),
         links="results/study/feature_links.parquet",
         # keys of the consensus features; the corrected matrix also gives their flags (rules/models.smk)
         matrix=MATRIX_INPUTS["matrix"],
@@ -27,6 +28,8 @@ rule attribution:
         p=lambda wildcards: stage_params(
             None, outcome=configured_outcomes(config)[wildcards.outcome], pool=config.get("pool") or {}
         ),
+        sample_embeddings=per_run_files(MATRIX_INPUTS["sample_embedding"]),
+        features=per_run_files(MATRIX_INPUTS["features"]),
         version=MS2STUDY_VERSION,
     log:
         "logs/study/attribution_{outcome}.log",
@@ -40,7 +43,7 @@ rule attribution:
         ENV
     shell:
         "python -m ms2study --threads {threads} attribution --samples {input.sheet:q} "
-        "--sample-embeddings {input.sample_embeddings:q} --embeddings {input.embeddings:q} --spectra {input.spectra:q} "
-        "--features {input.features:q} --links {input.links:q} --feature-matrix {input.matrix:q} "
+        "--sample-embeddings {params.sample_embeddings:q} --embeddings {input.embeddings:q} --spectra {input.spectra:q} "
+        "--features {params.features:q} --links {input.links:q} --feature-matrix {input.matrix:q} "
         "--identifications {input.identifications:q} --model-summary {input.summary:q} --out {output:q} "
         "--params {params.p} > {log:q} 2>&1"

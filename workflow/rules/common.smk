@@ -12,7 +12,13 @@ sys.path.insert(0, str(REPO / "workflow"))
 from ms2study import __version__ as MS2STUDY_VERSION
 from ms2study.core.errors import InputError
 from ms2study import study as _study
-from ms2study.core.paths import CALIBRATION_FORMAT_VERSION, CORRECTED_MATRIX, matrix_inputs, models_runtime_minutes
+from ms2study.core.paths import (
+    CALIBRATION_FORMAT_VERSION,
+    CORRECTED_MATRIX,
+    STUDY_FOLDERS,
+    matrix_inputs,
+    models_runtime_minutes,
+)
 
 try:
     _study.validate_config(config)
@@ -126,6 +132,41 @@ def res(stage, key):
         return int(math.ceil((base + slope * size) * attempt))
 
     return scaled
+
+
+def study_res(stage, key):
+    """Resource ``key`` (mem_mb or runtime) of a study job over every run of the sheet (gapfill, pool_corrected,
+    chemistry): the configured base of ``stage`` plus ``<key>_per_run`` times the sheet's runs, times the attempt
+    number. Not by input size: the job reads one run's tables at a time, so its memory follows the study matrix (a
+    column per run), and its time the number of runs."""
+    table = config.get("resources", {})
+    entry, default = table.get(stage, {}), table.get("default", {})
+    base = entry.get(key, default.get(key, 0))
+    per_run = entry.get(f"{key}_per_run", 0)
+
+    def scaled(wildcards, attempt):
+        return int(math.ceil((base + per_run * len(SAMPLES)) * attempt))
+
+    return scaled
+
+
+def per_run_files(pattern):
+    """One path per run of the sheet, in sheet order: ``pattern`` with ``{sample}`` filled. A rule reading a study
+    folder (STUDY_FOLDERS) takes the folder as input and these files as params, so the files a removed sample left
+    in a folder are never read."""
+    return expand(pattern, sample=SAMPLES)
+
+
+def matrix_input(key):
+    """A rule's input for MATRIX_INPUTS[key] (sample_embedding or features): the study folder holding the runs'
+    tables (correct.use_corrected: the one output of rule pool_corrected), else the per-sample files themselves."""
+    folder = MATRIX_INPUTS[f"{key}_folder"]
+    return folder if folder else per_run_files(MATRIX_INPUTS[key])
+
+
+def run_template(folder):
+    """``{folder}/{sample}.parquet``: a study folder's per-run path template for a command's ``--sample-ids`` form."""
+    return f"{folder}/{{sample}}.parquet"
 
 
 def models_runtime(wildcards, input, attempt):

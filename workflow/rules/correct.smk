@@ -3,39 +3,47 @@
 # The raw results/study/feature_matrix.parquet stays as link wrote it.
 from ms2study.core.paths import gap_fill_on, rule_params as correct_rule_params
 
-# One gap_filled table per run of the sheet, or none when correct.gap_fill is off.
-GAP_FILLED = expand("results/study/gap_filled/{sample}.parquet", sample=SAMPLES) if gap_fill_on(config) else []
+# The gap_filled folder (one table per run of the sheet) and its files, or none when correct.gap_fill is off.
+GAP_FILLED_FOLDER = [STUDY_FOLDERS["gap_filled"]] if gap_fill_on(config) else []
+GAP_FILLED = per_run_files(f"{STUDY_FOLDERS['gap_filled']}/{{sample}}.parquet") if gap_fill_on(config) else []
 
 
-# Per run: the consensus features it missed, re-quantified from the MS1 scans detect saved (not the mzML). A job per
-# run, not one for all: Snakemake records, for every output of a job, the checksums of all its inputs, so one job with
-# an output and inputs per run costs Snakemake runs^2 file reads (at 1,000 runs it stalled for many minutes).
+# Every run: the consensus features it missed, re-quantified from the MS1 scans detect saved (not the mzML). ONE job
+# for all runs of the sheet (one process start, one read of the matrix), whose one output is the folder of the runs'
+# tables, results/study/gap_filled/{sample}.parquet: Snakemake records every input's checksum once per output, so a
+# job with an output per run cost runs^2 file reads (a 1,000-run study stalled), and a job per run paid a process
+# start per run. Snakemake empties the folder before the job runs (a removed sample's table goes with it) and removes
+# it when the job fails; readers take the folder as input and the sheet's runs' files as params.
 rule gapfill:
     input:
-        ms1="results/samples/{sample}/ms1_scans.parquet",
+        ms1=per_sample("ms1_scans"),
         matrix="results/study/feature_matrix.parquet",
         alignment="results/study/alignment.parquet",
     output:
-        "results/study/gap_filled/{sample}.parquet",
+        directory(STUDY_FOLDERS["gap_filled"]),
     params:
         # only the gap-filling keys of the correct section
         p=lambda wildcards: stage_params(None, **correct_rule_params(config, "gapfill")),
         # detect's centroiding and quantification: filled values are quantified as detected ones
         detect=section_params("detect"),
+        samples=SAMPLES,
+        # path templates of the command's many-runs form (functions: Snakemake would read {sample} as a wildcard)
+        ms1=lambda wildcards: "results/samples/{sample}/ms1_scans.parquet",
+        out=lambda wildcards: run_template(STUDY_FOLDERS["gap_filled"]),
         version=MS2STUDY_VERSION,
     log:
-        "logs/gapfill/{sample}.log",
+        "logs/study/gapfill.log",
     benchmark:
-        "results/benchmarks/gapfill/{sample}.tsv"
+        "results/benchmarks/study/gapfill.tsv"
     threads: 1
     resources:
-        mem_mb=res("gapfill", "mem_mb"),
-        runtime=res("gapfill", "runtime"),
+        mem_mb=study_res("gapfill", "mem_mb"),
+        runtime=study_res("gapfill", "runtime"),
     conda:
         ENV
     shell:
-        "python -m ms2study --threads {threads} gapfill --ms1-scans {input.ms1:q} --sample-id {wildcards.sample} "
-        "--feature-matrix {input.matrix:q} --alignment {input.alignment:q} --out {output:q} "
+        "python -m ms2study --threads {threads} gapfill --sample-ids {params.samples:q} --ms1-scans {params.ms1:q} "
+        "--feature-matrix {input.matrix:q} --alignment {input.alignment:q} --out {params.out:q} "
         "--detect-params {params.detect} --params {params.p} > {log:q} 2>&1"
 
 
@@ -43,7 +51,7 @@ rule correct:
     input:
         matrix="results/study/feature_matrix.parquet",
         sheet="results/study/samples.tsv",
-        gap_filled=GAP_FILLED,
+        gap_filled=GAP_FILLED_FOLDER,
     output:
         matrix=report(
             "results/study/feature_matrix_corrected.parquet",
@@ -55,6 +63,8 @@ rule correct:
         # the correct section without the keys only later stages read (use_corrected, exclude_flagged)
         p=lambda wildcards: stage_params(None, **correct_rule_params(config, "correct")),
         polarity=(config.get("annotate") or {}).get("ion_mode", "positive"),
+        # the sheet's runs' tables in the gap_filled folder (never a removed sample's)
+        gap_filled=GAP_FILLED,
         version=MS2STUDY_VERSION,
     log:
         "logs/study/correct.log",
@@ -68,43 +78,51 @@ rule correct:
         ENV
     shell:
         "python -m ms2study --threads {threads} correct --feature-matrix {input.matrix:q} --samples {input.sheet:q} "
-        "--gap-filled {input.gap_filled:q} --polarity {params.polarity} --out {output.matrix:q} "
+        "--gap-filled {params.gap_filled:q} --polarity {params.polarity} --out {output.matrix:q} "
         "--report-out {output.record:q} --params {params.p} > {log:q} 2>&1"
 
 
-# Per run: its features' intensities carried over from the corrected matrix (drift/batch factor of each consensus
+# Every run: its features' intensities carried over from the corrected matrix (drift/batch factor of each consensus
 # feature; flagged features marked) and its spectrum embeddings pooled again with them as weights. Study-level
 # outputs (they depend on every run through the correction); the per-sample sample_embedding.parquet stays as the
-# pool rule wrote it. Used by models, attribution, bags of chemistry and the report when correct.use_corrected. A job
-# per run (see gapfill for why not one for all runs); each reads only its own rows and column of the study tables.
+# pool rule wrote it. Used by models, attribution, bags of chemistry and the report when correct.use_corrected. ONE
+# job for all runs whose outputs are two folders of per-run tables (see gapfill for why); it reads only the sheet's
+# runs' rows and columns of the study tables.
 rule pool_corrected:
     input:
-        embeddings="results/samples/{sample}/embeddings.parquet",
-        spectra="results/samples/{sample}/spectra.parquet",
-        features="results/samples/{sample}/features.parquet",
+        embeddings=per_sample("embeddings"),
+        spectra=per_sample("spectra"),
+        features=per_sample("features"),
         links="results/study/feature_links.parquet",
         raw="results/study/feature_matrix.parquet",
         corrected="results/study/feature_matrix_corrected.parquet",
     output:
-        features="results/study/corrected_features/{sample}.parquet",
-        pooled="results/study/pooled/{sample}.parquet",
+        features=directory(STUDY_FOLDERS["corrected_features"]),
+        pooled=directory(STUDY_FOLDERS["pooled"]),
     params:
         p=section_params("pool"),
         flagged=lambda wildcards: "--exclude-flagged" if MATRIX_INPUTS["flags"] else "--no-exclude-flagged",
+        samples=SAMPLES,
+        # path templates of the command's many-runs form
+        embeddings=lambda wildcards: "results/samples/{sample}/embeddings.parquet",
+        spectra=lambda wildcards: "results/samples/{sample}/spectra.parquet",
+        features=lambda wildcards: "results/samples/{sample}/features.parquet",
+        out_features=lambda wildcards: run_template(STUDY_FOLDERS["corrected_features"]),
+        out=lambda wildcards: run_template(STUDY_FOLDERS["pooled"]),
         version=MS2STUDY_VERSION,
     log:
-        "logs/pool_corrected/{sample}.log",
+        "logs/study/pool_corrected.log",
     benchmark:
-        "results/benchmarks/pool_corrected/{sample}.tsv"
+        "results/benchmarks/study/pool_corrected.tsv"
     threads: 1
     resources:
-        mem_mb=res("pool", "mem_mb"),
-        runtime=res("pool", "runtime"),
+        mem_mb=study_res("pool_corrected", "mem_mb"),
+        runtime=study_res("pool_corrected", "runtime"),
     conda:
         ENV
     shell:
-        "python -m ms2study --threads {threads} pool-corrected --embeddings {input.embeddings:q} "
-        "--spectra {input.spectra:q} --features {input.features:q} --links {input.links:q} "
+        "python -m ms2study --threads {threads} pool-corrected --sample-ids {params.samples:q} "
+        "--embeddings {params.embeddings:q} --spectra {params.spectra:q} --features {params.features:q} "
+        "--links {input.links:q} "
         "--feature-matrix {input.raw:q} --corrected-matrix {input.corrected:q} {params.flagged} "
-        "--sample-id {wildcards.sample} --out-features {output.features:q} --out {output.pooled:q} "
-        "--params {params.p} > {log:q} 2>&1"
+        "--out-features {params.out_features:q} --out {params.out:q} --params {params.p} > {log:q} 2>&1"

@@ -8,11 +8,12 @@ from ms2study.core.params import schema_defaults
 # exactly the configured outcomes' results; without outcomes the models job leaves only its run record.
 MODEL_OUTCOMES = list(configured_outcomes(config))
 # Bags of chemistry (rules/pool.smk) are computed only when the models use them (feature set chemical_space).
-CHEMISTRY = (
-    expand("results/study/chemistry/{sample}.parquet", sample=SAMPLES)
-    if "chemical_space" in ((config.get("models") or {}).get("feature_sets") or schema_defaults("models")["feature_sets"])
-    else []
+# The rule's input is their folder (one output of rule chemistry), its params the sheet's runs' files in it.
+CHEMISTRY_ON = "chemical_space" in (
+    (config.get("models") or {}).get("feature_sets") or schema_defaults("models")["feature_sets"]
 )
+CHEMISTRY_FOLDER = [STUDY_FOLDERS["chemistry"]] if CHEMISTRY_ON else []
+CHEMISTRY = per_run_files(f"{STUDY_FOLDERS['chemistry']}/{{sample}}.parquet") if CHEMISTRY_ON else []
 MODEL_SUMMARIES = expand("results/study/models/{outcome}/summary.json", outcome=MODEL_OUTCOMES)
 MODEL_PREDICTIONS = expand("results/study/models/{outcome}/predictions.parquet", outcome=MODEL_OUTCOMES)
 # Every file `ms2study models` writes for the configured outcomes (the run record when there is none).
@@ -30,9 +31,10 @@ MODEL_OUTPUTS = (
 rule models:
     input:
         sheet="results/study/samples.tsv",
-        embeddings=expand(MATRIX_INPUTS["sample_embedding"], sample=SAMPLES),
+        # the pooled folder (rule pool_corrected) or the per-sample sample embeddings; the files read: params
+        embeddings=matrix_input("sample_embedding"),
         spectra=per_sample("spectra"),
-        chemistry=CHEMISTRY,
+        chemistry=CHEMISTRY_FOLDER,
         matrix=MATRIX_INPUTS["matrix"],
         flags=MATRIX_INPUTS["flag_input"],
     output:
@@ -44,8 +46,9 @@ rule models:
     params:
         p=lambda wildcards: stage_params("models"),
         flags=MATRIX_INPUTS["option"],
-        chemistry=lambda wildcards, input: (
-            "--sample-chemistry " + " ".join(shlex.quote(f) for f in input.chemistry) if input.chemistry else ""
+        embeddings=per_run_files(MATRIX_INPUTS["sample_embedding"]),
+        chemistry=lambda wildcards: (
+            "--sample-chemistry " + " ".join(shlex.quote(f) for f in CHEMISTRY) if CHEMISTRY else ""
         ),
         version=MS2STUDY_VERSION,
     log:
@@ -61,5 +64,5 @@ rule models:
         ENV
     shell:
         "python -m ms2study --threads {threads} models --samples {input.sheet:q} "
-        "--sample-embeddings {input.embeddings:q} --feature-matrix {input.matrix:q} --spectra {input.spectra:q} "
+        "--sample-embeddings {params.embeddings:q} --feature-matrix {input.matrix:q} --spectra {input.spectra:q} "
         "{params.chemistry} {params.flags} --outdir results/study/models --params {params.p} > {log:q} 2>&1"

@@ -55,32 +55,39 @@ rule prototypes:
         "> {log:q} 2>&1"
 
 
-# Per sample: its bag of chemistry, log abundance per prototype region (models feature set chemical_space), weighted
-# by the corrected feature intensities (rule pool_corrected) unless correct.use_corrected is false. A study-level
-# output: the prototypes and the corrected intensities depend on the study. A job per run (rules/correct.smk, gapfill:
-# one job with an output and inputs per run costs Snakemake runs^2 checksums).
+# Every run: its bag of chemistry, log abundance per prototype region (models feature set chemical_space), weighted
+# by the corrected feature intensities (rule pool_corrected) unless correct.use_corrected is false. Study-level
+# outputs: the prototypes and the corrected intensities depend on the study. ONE job for all runs whose one output is
+# the folder of the runs' tables, results/study/chemistry/{sample}.parquet (rules/correct.smk, gapfill, says why).
 rule chemistry:
     input:
-        embeddings="results/samples/{sample}/embeddings.parquet",
-        spectra="results/samples/{sample}/spectra.parquet",
-        features=MATRIX_INPUTS["features"],
+        embeddings=per_sample("embeddings"),
+        spectra=per_sample("spectra"),
+        # the corrected features' folder (rule pool_corrected) or the per-sample features tables
+        features=matrix_input("features"),
         prototypes="results/study/prototypes.parquet",
     output:
-        "results/study/chemistry/{sample}.parquet",
+        directory(STUDY_FOLDERS["chemistry"]),
     params:
         p=section_params("pool"),
+        samples=SAMPLES,
+        # path templates of the command's many-runs form
+        embeddings=lambda wildcards: "results/samples/{sample}/embeddings.parquet",
+        spectra=lambda wildcards: "results/samples/{sample}/spectra.parquet",
+        features=lambda wildcards: MATRIX_INPUTS["features"],
+        out=lambda wildcards: run_template(STUDY_FOLDERS["chemistry"]),
         version=MS2STUDY_VERSION,
     log:
-        "logs/chemistry/{sample}.log",
+        "logs/study/chemistry.log",
     benchmark:
-        "results/benchmarks/chemistry/{sample}.tsv"
+        "results/benchmarks/study/chemistry.tsv"
     threads: 1
     resources:
-        mem_mb=res("pool", "mem_mb"),
-        runtime=res("pool", "runtime"),
+        mem_mb=study_res("chemistry", "mem_mb"),
+        runtime=study_res("chemistry", "runtime"),
     conda:
         ENV
     shell:
-        "python -m ms2study --threads {threads} chemistry --embeddings {input.embeddings:q} "
-        "--spectra {input.spectra:q} --features {input.features:q} --prototypes {input.prototypes:q} "
-        "--sample-id {wildcards.sample} --out {output:q} --params {params.p} > {log:q} 2>&1"
+        "python -m ms2study --threads {threads} chemistry --sample-ids {params.samples:q} "
+        "--embeddings {params.embeddings:q} --spectra {params.spectra:q} --features {params.features:q} "
+        "--prototypes {input.prototypes:q} --out {params.out:q} --params {params.p} > {log:q} 2>&1"

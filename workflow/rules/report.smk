@@ -10,7 +10,8 @@ rule report:
         embeddings=per_sample("embeddings"),
         annotations=per_sample("annotations"),
         # the sample embeddings the models used (corrected pooling weights unless correct.use_corrected is false)
-        sample_embedding=expand(MATRIX_INPUTS["sample_embedding"], sample=SAMPLES),
+        # (the folder of rule pool_corrected, or the per-sample files; the files read: params)
+        sample_embedding=matrix_input("sample_embedding"),
         matrix="results/study/feature_matrix.parquet",
         # the batch section: the corrected matrix with its flags and the correct stage's record (rules/correct.smk)
         corrected=CORRECTED_MATRIX,
@@ -31,6 +32,7 @@ rule report:
         report("results/study/report.html", caption="../report/report_html.rst", category="Report"),
     params:
         p=lambda wildcards: stage_params("report", config_used=config),
+        sample_embedding=per_run_files(MATRIX_INPUTS["sample_embedding"]),
         version=MS2STUDY_VERSION,
     log:
         "logs/study/report.log",
@@ -45,7 +47,7 @@ rule report:
     shell:
         "python -m ms2study --threads {threads} report --samples {input.sheet:q} --features {input.features:q} "
         "--spectra {input.spectra:q} --embeddings {input.embeddings:q} --annotations {input.annotations:q} "
-        "--sample-embedding {input.sample_embedding:q} --feature-matrix {input.matrix:q} "
+        "--sample-embedding {params.sample_embedding:q} --feature-matrix {input.matrix:q} "
         "--identifications {input.identifications:q} --model-summaries {input.model_summaries:q} "
         "--model-predictions {input.model_predictions:q} --differential {input.differential:q} "
         "--class-enrichment {input.class_enrichment:q} --calibration {input.calibration:q} "

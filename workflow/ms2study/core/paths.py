@@ -21,6 +21,10 @@ CALIBRATION_FORMAT_VERSION = 3
 RAW_MATRIX = "results/study/feature_matrix.parquet"
 CORRECTED_MATRIX = "results/study/feature_matrix_corrected.parquet"
 CORRECT_DEFAULTS = {"use_corrected": True, "exclude_flagged": True}
+# The study-phase tables of every run, one file per run ({folder}/{sample}.parquet), each folder the one output of a
+# study job over all runs (a Snakemake directory(): one output, so Snakemake records the job's input checksums once,
+# not once per run): gapfill, pool_corrected (two folders) and chemistry.
+STUDY_FOLDERS = {name: f"results/study/{name}" for name in ("gap_filled", "corrected_features", "pooled", "chemistry")}
 
 
 def matrix_inputs(config: dict) -> dict[str, Any]:
@@ -31,7 +35,10 @@ def matrix_inputs(config: dict) -> dict[str, Any]:
     names it once); ``option``, the matching
     ``--exclude-flagged PATH`` command option (or ""); ``sample_embedding`` and ``features``, path patterns (with
     ``{sample}``) of the sample embeddings and feature intensities the models, bags of chemistry and attribution
-    use: pooled with corrected intensities under results/study (``use_corrected``) or the per-sample ones."""
+    use: pooled with corrected intensities under results/study (``use_corrected``) or the per-sample ones;
+    ``sample_embedding_folder`` and ``features_folder``, the folder holding those per-run tables when one study job
+    writes them all (``STUDY_FOLDERS``: a rule takes the folder as input and the sheet's runs' files as params),
+    None for the per-sample tables (a rule takes the files themselves as input)."""
     correct = {**CORRECT_DEFAULTS, **(config.get("correct") or {})}
     flags = [CORRECTED_MATRIX] if correct["exclude_flagged"] else []
     corrected = bool(correct["use_corrected"])
@@ -42,7 +49,9 @@ def matrix_inputs(config: dict) -> dict[str, Any]:
             "sample_embedding": ("results/study/pooled/{sample}.parquet" if corrected
                                  else "results/samples/{sample}/sample_embedding.parquet"),
             "features": ("results/study/corrected_features/{sample}.parquet" if corrected
-                         else "results/samples/{sample}/features.parquet")}
+                         else "results/samples/{sample}/features.parquet"),
+            "sample_embedding_folder": STUDY_FOLDERS["pooled"] if corrected else None,
+            "features_folder": STUDY_FOLDERS["corrected_features"] if corrected else None}
 
 
 # The correct keys only later stages read (models, differential, attribution): they do not rerun the corrections.

@@ -1,7 +1,8 @@
 """Commands that cover one run or many in one process: ``--sample-id S`` with plain paths, or ``--sample-ids S1 S2
 ...`` with every per-run path a template holding ``{sample}`` (pool-corrected, chemistry, gapfill): one start-up and
-one read of the study tables for many runs, for use outside Snakemake. The pipeline runs them a job per run: one
-Snakemake job with an output and an input per run makes Snakemake checksum every input once per output (runs²).
+one read of the study tables for many runs. The pipeline runs each of them as one job over every run of the sheet,
+whose output is the folder of the per-run files (a Snakemake ``directory()``: one output, so Snakemake checksums the
+job's inputs once, not once per run as it would for an output file per run).
 
 Layer 0: imports ``core.errors`` only.
 """

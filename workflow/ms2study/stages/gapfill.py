@@ -1,7 +1,8 @@
 """Gap filling (the ``gapfill`` stage): the consensus features each run's detection missed, from its MS1 data.
 
-A job per run, after ``link`` (or many runs in one process with ``--sample-ids``): it reads the study feature
-matrix's keys and the run's column, the alignment table and the centroided MS1 scans the detect stage saved
+One job for every run of the sheet, after ``link`` (many runs in one process with ``--sample-ids``; one run with
+``--sample-id``): it reads the study feature matrix's keys and the runs' columns, the alignment table and, run by
+run, the centroided MS1 scans the detect stage saved
 (``results/samples/{sample}/ms1_scans.parquet``, the peaks feature detection used), and writes
 ``results/study/gap_filled/{sample}.parquet`` (``tables.GAP_FILLED``): one row for every consensus feature that is
 null in the run's matrix column, with the intensity re-quantified by ``correction.gapfill.quantify`` (null where no
