@@ -268,6 +268,13 @@ def test_too_few_usable_records_refused(tmp_path, inputs):
         make(tmp_path / "o", inputs, n_compounds=8, n_changed=7)
 
 
+def test_negative_library_size_or_seed_refused_before_writing(tmp_path, inputs):
+    for kw in ({"library_size": -5}, {"seed": -1}):
+        with pytest.raises(InputError, match="--library-size 1 or more"):
+            make(tmp_path / "o", inputs, **kw)
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.slow
 def test_real_qc_run_spiked_compounds_detected(tmp_path):
     bg = SHARED / "mzml" / "171103_PMA_TK_QC_04-4to5min.mzML"

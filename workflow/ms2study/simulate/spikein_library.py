@@ -190,7 +190,7 @@ def require_structures(usable: list[Record], failed: Counter, n_records: int, n_
     n_structures = len({r.block for r in usable})
     if n_structures >= n_compounds:
         return
-    counts = "; ".join(f"{n} lack {REQUIREMENTS[key][0].format(lo=mz_range[0], hi=mz_range[1])}"
+    counts = "; ".join(f"{n} lack{'s' if n == 1 else ''} {REQUIREMENTS[key][0].format(lo=mz_range[0], hi=mz_range[1])}"
                        for key, n in failed.most_common())
     fixes = [REQUIREMENTS[key][1] for key, _ in failed.most_common()]
     raise InputError(
