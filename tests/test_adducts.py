@@ -287,3 +287,23 @@ def test_each_label_carries_the_evidence_it_rests_on() -> None:
     untested = adducts.group_adducts(_pair_matrix(a[:3], a[:3] * 0.3, few), few, PARAMS)
     assert untested["compound_group"].n_unique() == 1 and untested["adduct_n_runs"].to_list() == [3, 3]
     assert untested["adduct_p_value"].is_null().all() and untested["adduct_correlation"].is_null().all()
+
+
+def test_the_study_wide_level_holds_over_many_candidate_pairs() -> None:
+    """Per pair, a level of 0.01 over 400 unrelated candidate pairs still groups a few (about 1 in 100); the
+    Benjamini-Hochberg q over the study's tested pairs (the default) groups none of them, and a pair tested under
+    two mass hypotheses counts once."""
+    from ms2study.correction import covariation
+
+    p = np.array([0.001, 0.001, 0.02, np.nan, 0.04])
+    a, b = np.array([0, 0, 1, 2, 3]), np.array([5, 5, 6, 7, 8])
+    q = covariation.pair_q_values(p, a, b)
+    assert np.isnan(q[3]) and q[0] == q[1]
+    assert np.allclose(q[[0, 2, 4]], stats.false_discovery_control([0.001, 0.02, 0.04]))
+    matrix, samples = _independent_pairs(400, 8, seed=11)
+    per_pair = adducts.adduct_grouping(matrix, samples, {**PARAMS, "adduct_multiple_testing": "none"})
+    study_wide = adducts.adduct_grouping(matrix, samples, PARAMS)
+    assert per_pair.pairs.height >= 3 and study_wide.pairs.height == 0, (per_pair.pairs.height,
+                                                                          study_wide.pairs.height)
+    with pytest.raises(InputError, match="adduct_multiple_testing"):
+        adducts.adduct_grouping(matrix, samples, {**PARAMS, "adduct_multiple_testing": "holm"})

@@ -15,8 +15,10 @@ Chem. 2012, and MS-DIAL do):
    [M-H-H2O]-; other in-source fragments (losses of NH3, CO2, HCOOH, ...) are NOT claimed and stay separate features.
 3. Co-variation: the Pearson correlation r of log intensities over the n runs where both are measured must show
    that they co-vary (``correction.covariation``): r at least ``adduct_min_correlation`` (an effect-size floor) and
-   above 0 by a one-sided test at level ``adduct_alpha`` (exact t test; the least r passing falls with n: 0.88 over
-   6 runs, 0.57 over 16 at alpha 0.01), so that the evidence asked for grows as the runs to judge it shrink. With
+   above 0 by a one-sided test (exact t test; the least r passing at level 0.01 falls with n: 0.88 over 6 runs,
+   0.57 over 16), so that the evidence asked for grows as the runs to judge it shrink; the test's Benjamini-Hochberg
+   q-value over the study's tested pairs must reach ``adduct_alpha`` (``adduct_multiple_testing: bh``, default;
+   ``none``: each pair's p-value), so at most that share of the groupings made are expected to be chance. With
    fewer than ``adduct_min_runs`` shared runs (small studies) the pair is judged on retention time and mass alone
    (counted in the notes) and its grouping carries no test (``adduct_p_value`` null): identification does not
    refuse a library match on it. A pair never detected in the same sample is rejected.
@@ -54,7 +56,7 @@ import polars as pl
 from ms2study.core import tables
 from ms2study.core.errors import InputError
 from ms2study.correction.adduct_notation import adduct_contradiction, adduct_signature  # noqa: F401 (re-exported)
-from ms2study.correction.covariation import correlation_p_value, required_correlation
+from ms2study.correction.covariation import correlation_p_value, pair_q_values, required_correlation
 
 # (label, molecules per ion k, mass shift delta in Da for m/z = k * M + delta, prior) of singly charged ions. The
 # priors break ties between labellings: [M+Na]+ ranks above [M+NH4]+ because an [M+H]+ / [M+NH4]+ pair is also what
@@ -102,9 +104,9 @@ def group_adducts(matrix: pl.DataFrame, sample_ids: list[str], params: dict,
 
     ``matrix``: consensus_id, mz, rt_s and one intensity column per ``sample_ids`` entry (null = not detected);
     ``params``: ``adduct_rt_tol_s`` (3.0 s), ``adduct_mz_ppm`` (10.0), ``adduct_min_correlation`` (0.6),
-    ``adduct_alpha`` (0.01), ``adduct_min_runs`` (5);
+    ``adduct_alpha`` (0.01), ``adduct_min_runs`` (5), ``adduct_multiple_testing`` ("bh" or "none");
     ``polarity``: "positive" or "negative". Method: module docstring. Raises InputError for missing columns or an
-    unknown polarity or an alpha outside (0, 1)."""
+    unknown polarity, an alpha outside (0, 1) or an unknown multiple-testing mode."""
     return adduct_grouping(matrix, sample_ids, params, polarity).table
 
 
@@ -137,7 +139,7 @@ def adduct_grouping(matrix: pl.DataFrame, sample_ids: list[str], params: dict,
     rt_tol = float(params.get("adduct_rt_tol_s", 3.0))
     ppm = float(params.get("adduct_mz_ppm", 10.0))
     test = (float(params.get("adduct_min_correlation", 0.6)), float(params.get("adduct_alpha", DEFAULT_ALPHA)),
-            int(params.get("adduct_min_runs", MIN_SHARED_SAMPLES)))
+            int(params.get("adduct_min_runs", MIN_SHARED_SAMPLES)), str(params.get("adduct_multiple_testing", "bh")))
     ids = matrix["consensus_id"].cast(pl.Utf8).to_list()
     mz = matrix["mz"].cast(pl.Float64).fill_null(np.nan).to_numpy()
     rt = matrix["rt_s"].cast(pl.Float64).fill_null(np.nan).to_numpy()
@@ -270,17 +272,23 @@ def _pair_statistics(a: np.ndarray, b: np.ndarray, logx: np.ndarray,
 
 
 def _judge_correlation(pairs: dict, logx: np.ndarray, x: np.ndarray, mz: np.ndarray,
-                       test: tuple[float, float, int], counts: dict) -> dict:
+                       test: tuple[float, float, int, str], counts: dict) -> dict:
     """Shared samples, Pearson r of log intensities, its one-sided test and the isotope-ratio check per edge; keeps
     the edges that pass and adds ``n_shared``, ``r``, ``p`` (null when untested) and ``score``. ``test``: (effect
-    floor, alpha, least shared runs) of ``covariation.required_correlation``."""
-    floor, alpha, min_runs = test
+    floor, alpha, least shared runs, "bh" (q over the tested pairs at alpha) or "none" (p at alpha))."""
+    floor, alpha, min_runs, multiple = test
+    if multiple not in ("bh", "none"):
+        raise InputError(f"unknown adduct_multiple_testing {multiple!r}", fix="use 'bh' or 'none'")
     a = pairs["a"]
     n, r, ratio, both = _pair_statistics(a, pairs["b"], logx, x)
     never = (n == 0) & both
     need = required_correlation(n, alpha, floor, min_runs)
     tested = np.isfinite(need) & np.isfinite(r)
-    corr_fail = tested & (r < need)
+    p = np.where(tested, correlation_p_value(r, n), np.nan)
+    if multiple == "bh":  # the study's candidate pairs are many: control the share of chance groupings among them
+        corr_fail = tested & ((r < floor) | ~(pair_q_values(p, a, pairs["b"]) <= alpha))
+    else:
+        corr_fail = tested & (r < need)
     # 13C isotope ratios: at most 1.1% per carbon, carbons at most m/z / 12 (slack for quantification noise).
     carbons = mz[a] / 12.0
     r1_max = 1.3 * C13_PER_CARBON * carbons + 0.05
@@ -297,7 +305,7 @@ def _judge_correlation(pairs: dict, logx: np.ndarray, x: np.ndarray, mz: np.ndar
     score = 2.0 * r_used + 0.5 * pairs["score_mass"] + 0.5 * pairs["score_rt"] + 0.5 * pairs["prior"]
     out = {k: v[keep] for k, v in pairs.items()}
     out["n_shared"], out["r"], out["score"] = n[keep], np.where(tested, r, np.nan)[keep], score[keep]
-    out["p"] = np.where(tested, correlation_p_value(r, n), np.nan)[keep]
+    out["p"] = p[keep]
     return out
 
 
