@@ -16,6 +16,9 @@ outputs against ground_truth.tsv:
   tested, false discoveries among the other spiked compounds and among background features (none of the
   background differs between the groups by construction: every sample is a copy of one run), class enrichment;
 - models: AUC and interval per feature set (results/study/models/group/summary.json);
+- pooling: what the pooled sample embedding is made of (``score_pooling``): how concentrated the abundance
+  shares are, which consensus features own the between-sample variance of the pooled vectors, and the changed
+  compounds' share of the weight in controls and cases (issue 12: why that set scores at chance);
 - the report: its warnings and whether it says "No warnings".
 
 Usage: PYTHONPATH=workflow python benchmarks/semireal.py --study /tmp/s9sr/study --out result.json
@@ -290,6 +293,71 @@ def score_differential(study: Path, truth: pl.DataFrame, fm: pl.DataFrame, match
     return out
 
 
+def score_pooling(study: Path, truth: pl.DataFrame, fm: pl.DataFrame) -> dict:
+    """What the pooled sample embedding (results/study/pooled, ``pool: method: abundance_share``) is made of.
+
+    Recomputes each study sample's pooling weights as the pool-corrected stage does (``pooling.per_feature_means``
+    on the corrected feature intensities: one mean embedding and one abundance per feature, weight = its share of
+    the sample's summed abundance) and reports: features pooled per sample; the median over samples of the largest
+    share, of the 5 largest and of the effective number of features (1 / sum of squared shares); the share of the
+    between-sample variance of the pooled vectors (sum over samples of the squared distance to their mean) owed to
+    each consensus feature (sum_s <t_fs - mean_s t_fs, x_s - mean x>, t_fs = share x mean embedding, so the shares
+    sum to 1), for the top 3 and for the changed compounds' consensus features (every one within 10 ppm and 10 s of
+    a changed compound); the changed compounds' summed share in controls and cases (medians), and how many of
+    them were pooled (had MS/MS mapped) per sample. Raises FileNotFoundError when the study's tables are absent."""
+    from ms2study.modelling.pooling import per_feature_means, without_excluded
+
+    results = study / "results"
+    sheet = pl.read_csv(study / "samples.tsv", separator="\t")
+    ids, case = sheet["sample_id"].to_list(), (sheet["group"] == "case").to_numpy()
+    mz, rt, cons = fm["mz"].to_numpy(), fm["rt_s"].to_numpy(), fm["consensus_id"].to_list()
+    changed = set()
+    for r in truth.filter(pl.col("changed")).iter_rows(named=True):
+        near = (np.abs(mz - r["mz"]) <= PPM * 1e-6 * r["mz"]) & (np.abs(rt - r["rt_s"]) <= RT_TOL)
+        changed |= {cons[int(i)] for i in np.flatnonzero(near)}
+    terms, shares, planted = [], [], []
+    for sample in ids:
+        corrected = pl.read_parquet(results / "study" / "corrected_features" / f"{sample}.parquet")
+        emb = without_excluded(pl.read_parquet(results / "samples" / sample / "embeddings.parquet"), corrected)
+        spectra = pl.read_parquet(results / "samples" / sample / "spectra.parquet")
+        usable = emb.join(spectra.select("spectrum_id", pl.col("precursor_intensity").cast(pl.Float64)),
+                          on="spectrum_id", how="left").filter(
+            pl.col("embedding").is_not_null() & pl.col("feature_id").is_not_null())
+        keys = np.unique(usable["feature_id"].cast(pl.Utf8).to_numpy().astype(str))  # per_feature_means' order
+        means, weights, _ = per_feature_means(usable, np.stack(usable["embedding"].to_list()).astype(np.float64),
+                                              "feature_intensity", corrected, sample)
+        share = weights / weights.sum()
+        to_cons = dict(zip(corrected["feature_id"].to_list(), corrected["consensus_id"].to_list()))
+        terms.append({to_cons.get(k) or k: share[i] * means[i] for i, k in enumerate(keys)})
+        shares.append(np.sort(share)[::-1])
+        planted.append([share[i] for i, k in enumerate(keys) if to_cons.get(k) in changed])
+    units = sorted({u for t in terms for u in t})
+    dim = len(next(iter(terms[0].values())))
+    T = np.zeros((len(ids), len(units), dim))
+    for s, t in enumerate(terms):
+        for j, u in enumerate(units):
+            if u in t:
+                T[s, j] += t[u]
+    X = T.sum(axis=1)
+    centred = X - X.mean(axis=0)
+    contribution = np.einsum("sud,sd->u", T - T.mean(axis=0), centred) / (centred ** 2).sum()
+    order = np.argsort(-contribution)
+    summed = np.array([sum(p) for p in planted])
+    return {
+        "features_pooled_per_sample": [int(t) for t in (len(t) for t in terms)],
+        "largest_share_median": float(np.median([s[0] for s in shares])),
+        "top5_share_median": float(np.median([s[:5].sum() for s in shares])),
+        "effective_features_median": float(np.median([1.0 / (s ** 2).sum() for s in shares])),
+        "between_sample_variance_top": [{"unit": units[j], "share": round(float(contribution[j]), 4),
+                                         "mz": float(fm.filter(pl.col("consensus_id") == units[j])["mz"][0])
+                                         if units[j] in set(cons) else None} for j in order[:3]],
+        "between_sample_variance_changed": float(sum(contribution[j] for j, u in enumerate(units) if u in changed)),
+        "changed_share_median_controls_cases": [float(np.median(summed[~case])), float(np.median(summed[case]))],
+        "changed_pooled_mean_controls_cases": [float(np.mean([len(p) for p, c in zip(planted, case) if not c])),
+                                               float(np.mean([len(p) for p, c in zip(planted, case) if c]))],
+    }
+
+
 def score_models(study: Path) -> dict:
     path = study / "results" / "study" / "models" / "group" / "summary.json"
     return json.loads(path.read_text()) if path.is_file() else {"missing": str(path)}
@@ -376,6 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         "identification": score_identification(args.study, truth, fm, matched),
         "differential": score_differential(args.study, truth, fm, matched),
         "models": score_models(args.study),
+        "pooling": score_pooling(args.study, one, fm),
         "report": score_report(args.study),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
