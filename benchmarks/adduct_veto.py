@@ -8,9 +8,11 @@ Rules compared (``RULES``), each applied by the pipeline's own code (``correctio
   shared runs, every grouped adduct may refuse a match (emulated: alpha just below 1, min runs 4, the evidence
   columns dropped before identification; ``before_matches_pipeline_run`` checks the emulation against the
   identifications the pipeline itself wrote when the study was run with the old code);
-- ``after``: the configured defaults (r >= max(0.6, the least r a one-sided t test at alpha finds above 0), tested
-  from ``adduct_min_runs`` shared runs; a grouping not tested refuses nothing);
-- ``alpha_0.05``: the same at alpha 0.05 (how much the choice of alpha matters).
+- ``after``: the configured defaults (r >= 0.6 and the one-sided t test of r > 0 over the runs measuring both, its
+  Benjamini-Hochberg q over the study's tested pairs at ``adduct_alpha`` 0.01; tested from ``adduct_min_runs`` 5
+  shared runs; a grouping not tested refuses nothing);
+- ``per_pair_0.01``, ``per_pair_0.05``: each pair's p at that level instead of the q (how much the multiple-testing
+  step and alpha matter); ``bh_0.05``: the q at 0.05.
 
 Part A, chance pairings on real background: spike-in studies of the real Q Exactive run (``semireal.py`` builds and
 runs them; here only the correct and identify stages are recomputed). Every spiked compound is an [M+H]+ ion only,
