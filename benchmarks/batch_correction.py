@@ -15,14 +15,14 @@ contaminants (present in blanks and samples alike), [M+Na]+/[M+NH4]+ adducts and
    issue's measure: the share of (a) runs whose AUC interval excludes 0.5 on the corrected matrix.
    ``batch_confounded_false_positive_rate`` is the harder one, (b): any batch effect left after correction is then
    signal for the permuted outcome. Both are also given on the raw matrix.
-2. Gap filling on mzML (the real pipeline: ``ms2study run`` up to the corrected matrix, so detect, link, the
-   per-run ``gapfill`` jobs and ``correct`` run as in a study): every filled cell of a consensus feature matched to a
+2. Gap filling on mzML (the real pipeline: ``ms2study run`` up to the corrected matrix, so detect, link, the ``gapfill``
+   job over every run and ``correct`` run as in a study): every filled cell of a consensus feature matched to a
    simulated compound ion (10 ppm, 15 s) is compared with what detection would have reported at that run's simulated
-   abundance: the feature's detected intensities in the other runs scaled by the abundance ratio (median over
-   them). ``gap_fill_median_rel_error`` is the median of |filled - expected| / expected. The same study gives
-   ``adduct_pair_recall_mzml``: planted adduct pairs whose ions each match one consensus feature, grouped by the
-   correct stage (the demo profile's compounds; on the realistic profile, where 30 % of compounds have a same-mass
-   neighbour within 3 s, a helper measured 0.69, see benchmarks/README.md).
+   abundance: the feature's detected intensities in the other runs scaled by the abundance ratio (median over them).
+   ``gap_fill_median_rel_error`` is the median of |filled - expected| / expected. The same study gives
+   ``adduct_pair_recall_mzml``: planted adduct pairs whose ions each match one consensus feature, grouped by the correct
+   stage (the demo profile's compounds; on the realistic profile, where 30 % of compounds have a same-mass neighbour
+   within 3 s, a helper measured 0.69, see benchmarks/README.md).
 
     PYTHONPATH=workflow python benchmarks/batch_correction.py --out result.json [--seeds 0 1 2] [--quick]
 """

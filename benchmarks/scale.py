@@ -13,19 +13,19 @@ A 2-core machine cannot run 200 or 1,000 samples through every per-sample stage,
    ``study`` writes results/study/ after the study jobs), once per study (library index, calibration, prototypes)
    and study (the rest, among them the jobs over every run, gapfill, pool_corrected and chemistry, whose commands
    take ``--sample-ids``), so a rule added to the workflow is counted.
-2. Study stages at 50, 100, 200 and 1,000 samples, from replicated inputs: the K measured samples' per-sample
-   tables (results/samples/{sample}/) are copied under new sample ids (``S01`` -> ``S01r2`` ...; ids relabelled, as
-   ``report_size.py`` does; each copy's feature and MS/MS peak intensities varied log-normally, sd 0.3, and its
-   spectrum embeddings by noise of sd 0.05, its sample embedding pooled again from them, so that the models fit
-   distinct samples, not degenerate exact copies; the saved MS1 scans, which hold no sample id, copied as they are), each
-   new sample's mzML is a symbolic link to its source's, the sheet gets a row per sample (its source's outcomes),
-   every table one mtime. Snakemake then runs only the study rules (``--allowed-rules``; the per-sample tables are
-   its inputs), each job timed as above, gap filling included (the study jobs over every run are measured at each
-   size). Replicated samples are copies, so the study has K distinct samples: the linked feature count stays
-   that of K samples, which makes the study stages' cost here a lower bound of a real study's; the sample count
-   (rows, columns, files) grows as it would. models grows much faster than the samples: above ``--heavy-up-to``
-   (50) it and the stages reading its results are left out (``--omit-from models``) and their cost at 200 and
-   1,000 extrapolated from the two largest sizes measured (``cost_at``: CPU as a power law, peak linearly).
+2. Study stages at 50, 100, 200 and 1,000 samples, from replicated inputs: the K measured samples' per-sample tables
+   (results/samples/{sample}/) are copied under new sample ids (``S01`` -> ``S01r2`` ...; ids relabelled, as
+   ``report_size.py`` does; each copy's feature and MS/MS peak intensities varied log-normally, sd 0.3, and its spectrum
+   embeddings by noise of sd 0.05, its sample embedding pooled again from them, so that the models fit distinct samples,
+   not degenerate exact copies; the saved MS1 scans, which hold no sample id, copied as they are), each new sample's
+   mzML is a symbolic link to its source's, the sheet gets a row per sample (its source's outcomes), every table one
+   mtime. Snakemake then runs only the study rules (``--allowed-rules``; the per-sample tables are its inputs), each job
+   timed as above, gap filling included (the study jobs over every run are measured at each size). Replicated samples
+   are copies, so the study has K distinct samples: the linked feature count stays that of K samples, which makes the
+   study stages' cost here a lower bound of a real study's; the sample count (rows, columns, files) grows as it would.
+   models grows much faster than the samples: above ``--heavy-up-to`` (50) it and the stages reading its results are
+   left out (``--omit-from models``) and their cost at 200 and 1,000 extrapolated from the two largest sizes measured
+   (``cost_at``: CPU as a power law, peak linearly).
 
 Start-up per job: the job's own command with ``--help`` (``python -m ms2study --threads 1 COMMAND --help``:
 interpreter, CLI, the command's module and its imports: polars, pyOpenMS, torch, numba...; numba's cached kernels
