@@ -165,3 +165,21 @@ def test_one_process_pools_every_run_as_single_run_commands_do(tmp_path: Path) -
                               "--out", str(tmp_path / "{sample}" / "pooled.parquet")],
                              env=env, capture_output=True, text=True)
     assert missing.returncode != 0 and "embeddings" in missing.stderr and "'t'" in missing.stderr, missing.stderr
+    # a run whose table is unreadable (truncated) stops the command with the file and the run named, no traceback;
+    # the earlier run's outputs were written (Snakemake removes the job's folders when it fails)
+    (tmp_path / "t" / "embeddings.parquet").write_bytes(
+        (tmp_path / "s" / "embeddings.parquet").read_bytes()[:100])
+    truncated = subprocess.run([*pool, *per_run("{sample}"), *study, "--sample-ids", "s", "t",
+                                "--out-features", str(tmp_path / "{sample}" / "cf.parquet"),
+                                "--out", str(tmp_path / "{sample}" / "pooled.parquet")],
+                               env=env, capture_output=True, text=True)
+    assert truncated.returncode == 1 and "Traceback" not in truncated.stderr, truncated.stderr
+    assert "sample 't'" in truncated.stderr and str(tmp_path / "t" / "embeddings.parquet") in truncated.stderr
+    (tmp_path / "t" / "chem_e.parquet").write_bytes((tmp_path / "s" / "chem_e.parquet").read_bytes()[:100])
+    bag = subprocess.run([sys.executable, "-m", "ms2study", "chemistry", "--sample-ids", "s", "t",
+                          "--embeddings", str(tmp_path / "{sample}" / "chem_e.parquet"),
+                          "--spectra", str(tmp_path / "{sample}" / "chem_s.parquet"),
+                          "--prototypes", str(tmp_path / "prototypes.parquet"),
+                          "--out", str(tmp_path / "{sample}" / "bag2.parquet")], env=env, capture_output=True,
+                         text=True)
+    assert bag.returncode == 1 and "Traceback" not in bag.stderr and "sample 't'" in bag.stderr, bag.stderr

@@ -103,9 +103,16 @@ def _need_column(columns: set[str], path: str, column: str, name: str) -> None:
 
 
 def _read_table(path: str, name: str, sample_id: str | None = None) -> pl.DataFrame:
+    """The Parquet table at ``path``; InputError naming the file and the run when it is missing or unreadable (a
+    command over many runs then stops with the bad run named, not a traceback)."""
     if not Path(path).exists():
         raise InputError(f"{name} table does not exist", file=str(path), sample=sample_id)
-    return pl.read_parquet(path)
+    try:
+        return pl.read_parquet(path)
+    except Exception as err:  # polars raises several kinds for a truncated or foreign file
+        writer = PER_RUN_WRITERS.get(name, "the stage that writes it")
+        raise InputError(f"cannot read the {name} table ({err})", file=str(path), sample=sample_id,
+                         fix=f"rerun '{writer}' for this run ('ms2study run' reruns what is missing)") from err
 
 
 def _cli_prototypes(args: argparse.Namespace) -> int:
