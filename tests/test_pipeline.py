@@ -343,13 +343,12 @@ def test_study_folders_hold_what_the_one_run_commands_write(study: Path, tmp_pat
              "--feature-matrix", f"{s}/feature_matrix.parquet", "--alignment", f"{s}/alignment.parquet",
              "--detect-params", json.dumps(config.get("detect") or {}),
              "--params", json.dumps(rule_params(config, "gapfill")), "--out", str(tmp_path / "gap.parquet"))
-    ms2study("pool-corrected", "--sample-id", run, *pool, *[f"--{t}={results / 'samples' / run / f'{t}.parquet'}" for t in
-                                                    ("embeddings", "spectra", "features")],
+    tables = {t: f"--{t}={results / 'samples' / run / f'{t}.parquet'}" for t in ("embeddings", "spectra", "features")}
+    ms2study("pool-corrected", "--sample-id", run, *pool, tables["embeddings"], tables["spectra"], tables["features"],
              "--links", f"{s}/feature_links.parquet", "--feature-matrix", f"{s}/feature_matrix.parquet",
              "--corrected-matrix", f"{s}/feature_matrix_corrected.parquet",
              "--out-features", str(tmp_path / "cf.parquet"), "--out", str(tmp_path / "pooled.parquet"))
-    ms2study("chemistry", "--sample-id", run, *[f"--{t}={results / 'samples' / run / f'{t}.parquet'}" for t in
-                                               ("embeddings", "spectra")],
+    ms2study("chemistry", "--sample-id", run, tables["embeddings"], tables["spectra"],
              "--features", str(tmp_path / "cf.parquet"), "--prototypes", f"{s}/prototypes.parquet", *pool,
              "--out", str(tmp_path / "bag.parquet"))
     for folder, mine in (("gap_filled", "gap"), ("corrected_features", "cf"), ("pooled", "pooled"),
