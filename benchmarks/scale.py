@@ -4,8 +4,8 @@ A 2-core machine cannot run 200 or 1,000 samples through every per-sample stage,
 (say so when quoting the numbers):
 
 1. A small real run. ``ms2study simulate --samples K`` (``--profile demo``: the smallest simulated runs, ~6 MB of
-   mzML each; ``realistic``: ~19 MB) runs through the whole workflow locally (``ms2study run --cores 1``: one job at
-   a time, so that the jobs do not compete with each other). Every ``python -m ms2study`` command of every job is
+   mzML each; ``realistic``: ~19 MB; ``lab``: realistic over a 30-minute gradient, ~57 MB) runs through the whole
+   workflow locally (``ms2study run --cores 1``: one job at a time, so that the jobs do not compete with each other). Every ``python -m ms2study`` command of every job is
    timed by ``/usr/bin/time``: the rules run ``python`` from the folder of the interpreter running Snakemake, so the
    run uses an interpreter in a folder whose ``python`` is a timing shim (``timed_python``). Per job: wall time, CPU
    time (user + system), peak RSS (the kernel's maximum resident set). The rules are classified from the run itself:
@@ -41,7 +41,7 @@ measured or extrapolated), set against a full 200-sample run (200 x the per-samp
 expected).
 
 Usage: ``PYTHONPATH=workflow python benchmarks/scale.py --out R.json [--samples 50 100 200 1000] [--measured 4]
-[--profile demo|realistic] [--heavy-up-to 50] [--workdir DIR] [--quick]``. ``--quick``: 2 measured samples, sizes 3
+[--profile demo|realistic|lab] [--heavy-up-to 50] [--workdir DIR] [--quick]``. ``--quick``: 2 measured samples, sizes 3
 and 5, 60 calibration structures (minutes). A second call with the same ``--workdir`` resumes; ``--rejudge R.json``
 recomputes the keys of an earlier result.
 """
@@ -169,10 +169,20 @@ def run_study(study: Path, python: str, env: dict[str, str], extra: list[str], t
     return code, time.perf_counter() - start
 
 
+# --profile lab: the realistic profile over a 30-minute gradient with three times its background compounds (the
+# same density of compounds per minute), ~57 MB of mzML per run: the length of a lab's routine DDA run, where the
+# per-sample work that start-up is set against grows with the run while start-up does not.
+LAB_PARAMS = {"rt_max_s": 1800.0, "n_background_compounds": 7500}
+
+
 def simulate(study: Path, samples: int, calibration_queries: int | None, profile: str = "demo") -> None:
+    """``ms2study simulate`` of ``samples`` runs (seed 0) into ``study`` with ``profile`` (demo, realistic, or lab:
+    realistic with LAB_PARAMS); ``calibration_queries`` (None: the config's) set in the study's config."""
     env = dict(os.environ, PYTHONPATH=str(REPO / "workflow"))
+    extra = ["--profile", "realistic", "--params", json.dumps(LAB_PARAMS)] if profile == "lab" else ["--profile",
+                                                                                                     profile]
     subprocess.run([sys.executable, "-m", "ms2study", "simulate", str(study), "--samples", str(samples), "--seed",
-                    "0", "--profile", profile], check=True, capture_output=True, env=env)
+                    "0", *extra], check=True, capture_output=True, env=env)
     if calibration_queries:
         config = yaml.safe_load((study / "config.yaml").read_text()) or {}
         config.setdefault("annotate", {})["calibration_queries"] = calibration_queries
@@ -542,13 +552,14 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="2 measured samples, sizes 3 and 5")
     parser.add_argument("--heavy-up-to", type=int, default=50, help="largest study size at which models, "
                         "attribution and report run (above: left out, extrapolated)")
-    parser.add_argument("--profile", choices=["demo", "realistic"], default="demo",
-                        help="ms2study simulate's profile of the measured samples (realistic: larger runs)")
+    parser.add_argument("--profile", choices=["demo", "realistic", "lab"], default="demo",
+                        help="ms2study simulate's profile of the measured samples (realistic: larger runs; lab: "
+                             "realistic over a 30-minute gradient, LAB_PARAMS)")
     parser.add_argument("--rejudge", type=Path, help="recompute the keys of an earlier result (with --workdir: "
                         "its per-sample phases from the kept logs)")
     parser.add_argument("--per-sample-from", type=Path, help="with --rejudge: also judge the shares with the "
                         "per-sample stages and start-up of this other result (e.g. a --profile realistic run of "
-                        "larger runs), kept under 'realistic_profile'")
+                        "larger runs), kept under '<its profile>_profile' (realistic_profile, lab_profile)")
     args = parser.parse_args()
     if args.rejudge:
         old = json.loads(args.rejudge.read_text())
@@ -557,7 +568,8 @@ def main() -> int:
         keys = judge(old, [r["n_samples"] for r in old["study_runs"]])
         result = {**old, **keys}
         if args.per_sample_from:
-            result["realistic_profile"] = judge_with_per_sample(old, json.loads(args.per_sample_from.read_text()))
+            other = json.loads(args.per_sample_from.read_text())
+            result[f"{other['small_run']['profile']}_profile"] = judge_with_per_sample(old, other)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
         return 0
     if args.quick:
