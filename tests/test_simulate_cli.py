@@ -189,14 +189,37 @@ def test_a_study_simulate_did_not_write_is_never_overwritten(tmp_path, inputs, c
     assert (out / "samples.tsv").read_text().startswith("sample_id")
 
 
-def test_overwrite_replaces_the_study_and_keeps_other_files(tmp_path, inputs, capsys):
+def test_overwrite_replaces_the_study_and_keeps_other_files(tmp_path, inputs, capsys, caplog):
     out = tmp_path / "out"
     assert run_cli(spikein(out, inputs, "--samples", "4"), capsys)[0] == 0
     (out / "notes.txt").write_text("mine\n")
-    assert run_cli(spikein(out, inputs, "--overwrite"), capsys)[0] == 0
-    assert sorted(p.name for p in (out / "mzml").iterdir()) == ["S01.mzML", "S02.mzML"]
+    (out / "mzml" / "S07.mzML").write_text("a run the user added\n")
+    sheet = (out / "samples.tsv").read_text()
+    with caplog.at_level("INFO"):
+        assert run_cli(spikein(out, inputs, "--overwrite", "--seed", "2"), capsys)[0] == 0
+    # nothing the user added is deleted; the runs the new, smaller study does not write stay and are named
+    assert sorted(p.name for p in (out / "mzml").iterdir()) == ["S01.mzML", "S02.mzML", "S03.mzML", "S04.mzML",
+                                                                 "S07.mzML"]
+    assert (out / "mzml" / "S07.mzML").read_text() == "a run the user added\n"
     assert (out / "notes.txt").read_text() == "mine\n"
+    assert (out / "samples.tsv").read_text() != sheet and "S03" not in (out / "samples.tsv").read_text()
+    kept = [r.getMessage() for r in caplog.records if "does not write" in r.getMessage()]
+    assert kept and all(name in kept[0] for name in ("mzml/S03.mzML", "mzml/S04.mzML", "mzml/S07.mzML"))
     assert not list(tmp_path.glob(".out.*"))
+
+
+def test_overwrite_with_the_same_study_leaves_the_files_as_they_were(tmp_path, inputs, capsys, caplog):
+    """Simulating the same study again changes no file, not even its modification time, so the pipeline reruns
+    nothing (a study's results/ stay valid)."""
+    out = tmp_path / "out"
+    assert run_cli(spikein(out, inputs), capsys)[0] == 0
+    files = sorted(p for p in out.rglob("*") if p.is_file())
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files}
+    with caplog.at_level("INFO"):
+        assert run_cli(spikein(out, inputs, "--overwrite"), capsys)[0] == 0
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files} == before
+    assert sorted(p for p in out.rglob("*") if p.is_file()) == files
+    assert any("nothing changed" in r.getMessage() for r in caplog.records)
 
 
 def test_empty_existing_outdir_is_used(tmp_path, inputs, capsys):
@@ -234,8 +257,10 @@ def test_outdir_in_a_read_only_folder_is_built_inside_it(tmp_path, monkeypatch):
     assert sorted(p.name for p in out.iterdir()) == ["samples.tsv"]
 
 
-def test_terminated_run_leaves_the_earlier_study(tmp_path, inputs):
-    """SIGTERM half-way through re-simulating: OUTDIR keeps the earlier study whole, the half-written one is gone."""
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_terminated_run_leaves_the_earlier_study(tmp_path, inputs, signum, status):
+    """SIGTERM or Ctrl-C half-way through re-simulating: OUTDIR keeps the earlier study whole, the half-written
+    one is gone, and no traceback is printed."""
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=str(REPO / "workflow"))
     base = [sys.executable, "-m", "ms2study", *spikein(out, inputs)]
@@ -246,9 +271,9 @@ def test_terminated_run_leaves_the_earlier_study(tmp_path, inputs):
     deadline = time.time() + 60
     while time.time() < deadline and not list(tmp_path.glob(".out.*/mzml/S03.mzML")):
         time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 143, err.decode()
+    assert proc.returncode == status and "Traceback" not in err.decode(), err.decode()
     assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert not list(tmp_path.glob(".out.*"))
 

@@ -87,7 +87,8 @@ def _content_problem(path: Path) -> tuple[str, str] | None:
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if not text.startswith(b"<"):
         return ("the file is not XML, so it is neither mzML nor mzXML",
-                "convert the vendor file to mzML with msconvert (ProteoWizard) and point the sheet at the .mzML")
+                "convert the vendor file to mzML with msconvert (ProteoWizard) and point the sample sheet (or "
+                "--background) at the .mzML")
     suffix = path.suffix.lower()
     holds = ".mzml" if (b"<mzML" in head or b"<indexedmzML" in head) else ".mzxml" if b"<mzXML" in head else None
     if holds and holds != suffix:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -96,7 +97,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     both.add_argument("--seed", type=whole(0), default=0, metavar="S",
                       help="random seed; the same seed gives identical files")
     both.add_argument("--overwrite", action="store_true",
-                      help="replace the study already in OUTDIR (only one ms2study simulate wrote; other files stay)")
+                      help="replace the study already in OUTDIR (only one ms2study simulate wrote): files it "
+                           "writes are replaced, identical ones left as they were (no rerun), nothing else deleted")
     synthetic = p.add_argument_group("synthetic mode (without --background)")
     synthetic.add_argument("--profile", choices=PROFILES, default=None,
                            help="demo (default: curated compounds, one class raised) or realistic (thousands of "
@@ -172,6 +174,9 @@ def run(args: argparse.Namespace) -> int:
         return _simulate(args)
     try:
         return _simulate(args)
+    except KeyboardInterrupt:  # study_folder has removed the half-written study
+        print(f"ms2study simulate: interrupted; {args.outdir} is as it was before", file=sys.stderr)
+        return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -5,13 +5,17 @@ fails or is interrupted leaves no folder that looks like a finished study: until
 the files grow in ``.OUTDIR.<random>.partial`` beside it (inside it when only OUTDIR is writable), removed on an
 error, Ctrl-C or SIGTERM (the CLI's); only a killed process leaves it behind, hidden and never read. An OUTDIR
 that already holds a study is refused unless ``overwrite``; then only the study's own files (``STUDY_ENTRIES``)
-are replaced, and ``samples.tsv``, what the pipeline reads first, is removed first and moved in last. Other files
-in OUTDIR (the user's own, ``results/``) are left alone.
+are replaced, and ``samples.tsv``, what the pipeline reads first, is removed first and moved in last. A new file
+byte-identical to the one in place leaves that one as it was (its modification time too, so Snakemake reruns
+nothing for it). Nothing else is deleted: other files in OUTDIR (the user's own, ``results/``) and files in
+``mzml/`` that the new study does not write (a run the user added, or a run of an earlier, larger study) stay, and
+a warning names the latter, which the new ``samples.tsv`` does not list.
 """
 
 from __future__ import annotations
 
 import contextlib
+import filecmp
 import logging
 import os
 import shutil
@@ -37,8 +41,8 @@ def check_outdir(outdir: Path, overwrite: bool = False) -> None:
     outdir = Path(outdir)
     for folder in (outdir, *outdir.parents):
         if folder.exists() and not folder.is_dir():
-            raise InputError("OUTDIR is a file, not a folder" if folder == outdir else
-                             f"OUTDIR lies under '{folder}', which is a file", file=str(outdir),
+            raise InputError(f"OUTDIR '{outdir}' is a file, not a folder" if folder == outdir else
+                             f"OUTDIR '{outdir}' lies under '{folder}', which is a file",
                              fix="pass a folder path for OUTDIR (it is created when missing)")
         if folder.exists():
             break
@@ -48,11 +52,11 @@ def check_outdir(outdir: Path, overwrite: bool = False) -> None:
     if not found:
         return
     if not (outdir / FINISHED).is_file():
-        raise InputError(f"OUTDIR already holds {', '.join(found)} but no {FINISHED}: not a study that "
-                         "ms2study simulate wrote, so it is not overwritten", file=str(outdir),
+        raise InputError(f"OUTDIR '{outdir}' already holds {', '.join(found)} but no {FINISHED}: not a study "
+                         "that ms2study simulate wrote, so it is not overwritten",
                          fix="pass a new or empty folder as OUTDIR (or move those files away first)")
     if not overwrite:
-        raise InputError(f"OUTDIR already holds a simulated study ({', '.join(found)})", file=str(outdir),
+        raise InputError(f"OUTDIR '{outdir}' already holds a simulated study ({', '.join(found)})",
                          fix="pass --overwrite to replace it, or a new or empty folder as OUTDIR")
 
 
@@ -97,23 +101,62 @@ def study_folder(outdir: Path, overwrite: bool = False) -> Iterator[Path]:
 
 def _move_into_place(tmp: Path, outdir: Path) -> None:
     """``tmp`` becomes ``outdir`` (a rename when ``outdir`` does not exist), else its entries replace those of
-    the same names in ``outdir``, ``samples.tsv`` removed first and moved in last."""
+    the same names in ``outdir`` (module docstring: identical files kept as they were, folders merged file by file,
+    nothing else deleted), ``samples.tsv`` removed first and moved in last."""
     if not outdir.exists():
         os.rename(tmp, outdir)
         return
     # (tmp may lie inside outdir, see study_folder; it is none of STUDY_ENTRIES)
-    old = [outdir / name for name in STUDY_ENTRIES if (outdir / name).exists()]
-    for path in old:  # STUDY_ENTRIES starts with samples.tsv: the folder stops looking like a study first
-        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
-    if old:
-        log.info("replaced the study in %s (%s)", outdir, ", ".join(p.name for p in old))
-        if (outdir / "results").exists():
-            log.warning("%s holds results/ of the earlier study: the pipeline reruns what the new files change",
-                        outdir)
-    entries = sorted(tmp.iterdir(), key=lambda p: p.name == "samples.tsv")
-    for path in entries:
-        os.rename(path, outdir / path.name)
-    tmp.rmdir()
+    new = {path.name for path in tmp.iterdir()}
+    sheet = outdir / "samples.tsv"
+    if sheet.exists() and not _same(tmp / "samples.tsv", sheet):
+        sheet.unlink()  # the folder stops looking like a study first
+    changed: list[str] = []
+    for name in STUDY_ENTRIES:  # the earlier study's files the new one does not write (e.g. batch_truth.json)
+        path = outdir / name
+        if name not in new and path.exists() and not path.is_dir():
+            path.unlink()
+            changed.append(name)
+    left: list[str] = []
+    for path in sorted(tmp.iterdir(), key=lambda p: p.name == "samples.tsv"):
+        changed += _replace(path, outdir / path.name, left)
+    shutil.rmtree(tmp, ignore_errors=True)
+    log.info("replaced the study in %s: %s", outdir,
+             f"{len(changed)} files changed ({', '.join(changed[:8])}{', ...' if len(changed) > 8 else ''})"
+             if changed else "every file was identical to the one in place; nothing changed")
+    if left:
+        log.warning("kept %d file(s) of %s that the new study does not write and its samples.tsv does not list "
+                    "(runs you added, or runs of the earlier study): %s; delete them if they are not yours",
+                    len(left), outdir, ", ".join(left))
+    if changed and (outdir / "results").exists():
+        log.warning("%s holds results/ of the earlier study: the pipeline reruns what the changed files feed "
+                    "(files left identical keep their results)", outdir)
+
+
+def _same(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` are both plain files with the same bytes."""
+    return a.is_file() and b.is_file() and not b.is_symlink() and filecmp.cmp(a, b, shallow=False)
+
+
+def _replace(path: Path, target: Path, left: list[str]) -> list[str]:
+    """Move ``path`` (a file or folder of the new study) to ``target``: an identical file stays as it was, a folder
+    is merged file by file (files of ``target`` not in ``path`` are kept and appended to ``left``). Returns the
+    names (relative to the study) of the files that changed."""
+    if path.is_dir() and target.is_dir() and not target.is_symlink():
+        changed = []
+        for child in sorted(path.iterdir()):
+            changed += [f"{target.name}/{name}" for name in _replace(child, target / child.name, left)]
+        theirs = {child.name for child in path.iterdir()}
+        left += [f"{target.name}/{child.name}" for child in sorted(target.iterdir()) if child.name not in theirs]
+        return changed
+    if _same(path, target):
+        return []
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    elif target.exists() or target.is_symlink():
+        target.unlink()
+    os.rename(path, target)
+    return [target.name]
 
 
 def _remove_empty(folders: list[Path]) -> None:

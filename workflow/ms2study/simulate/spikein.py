@@ -212,7 +212,8 @@ def choose_compounds(records: list[Record], usable: list[Record], bg: Background
         raise InputError(f"no chemical class has {n_changed} usable structures with {n_compounds - n_changed} "
                          f"more of other classes (classes: {len(classes)}, largest: {max(map(len, classes.values()))} "
                          f"structures)", file=str(library_path),
-                         fix="pass a larger library, a smaller --n-changed or a smaller --compounds")
+                         fix=f"pass a larger library, or --n-changed {max(map(len, classes.values()))} or less "
+                             f"(the largest class) with --compounds at most {len(by_block)} (the usable structures)")
     planted = str(rs.choice(eligible)) if n_changed else ""
     changed = list(rs.choice(classes[planted], n_changed, replace=False)) if n_changed else []
     others = sorted(b for b in by_block if not n_changed or chemical_class(by_block[b][0]) != planted)

@@ -197,5 +197,5 @@ def require_structures(usable: list[Record], failed: Counter, n_records: int, n_
         f"only {n_structures} structures of the library are usable ({len(usable)} of {n_records} records) and "
         f"{n_compounds} are asked for (--compounds); records failing each requirement (a record can fail several): "
         f"{counts or 'none'}", file=str(library_path),
-        fix="; ".join(fixes[:3] + [f"or pass a larger library or --compounds {n_structures}" if n_structures
-                                   else "or pass a larger library"]))
+        fix="; ".join(fixes[:3] + [("or " if fixes else "") + "pass a larger library"
+                                   + (f" or --compounds {n_structures}" if n_structures else "")]))
