@@ -114,6 +114,10 @@ def _outcome_study(folder: Path, values: list[str], outcome: str) -> tuple[dict,
         (["case", "case", "NA"], "{column: group, type: binary, positive_class: case}",
          r"models\.outcomes\.0\.positive_class is 'case'\) has a single class: every sample with a value has 'case'"),
         (["a", "a"], "{column: group, type: multiclass}", r"config models\.outcomes\.0\) has a single class"),
+        # trial finding: every sample 'control' and positive_class case was answered "set positive_class to one of:
+        # control", which would leave one class; the sheet is what lacks the other class
+        (["control", "control"], "{column: group, type: binary, positive_class: case}",
+         r"positive_class is 'case'\) has a single class: every sample with a value has 'control'"),
         (["a", "b", "c"], "{column: group, type: binary}", r"config models\.outcomes\.0\.type .*3 classes"),
         (["1.5", "high"], "{column: group, type: continuous}", r"models\.outcomes\.0\.type .*has the value 'high'"),
     ],

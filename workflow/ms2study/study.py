@@ -403,7 +403,10 @@ def check_outcomes(sheet: pl.DataFrame, config: dict, source: str = "samples.tsv
         except InputError as err:
             if "positive_class" in err.message:  # the value to correct is in the configuration, not the sheet
                 # the column's classes among the study samples, in sorted order (read as multiclass: no reordering)
-                classes = ", ".join(encode_outcome(sheet, {**spec, "type": "multiclass"})["classes"])
+                found = encode_outcome(sheet, {**spec, "type": "multiclass"})
+                if len(found["classes"]) < 2:  # no class to choose: the sheet, not the configuration, is short
+                    _single_class(column, key, spec, found, source)
+                classes = ", ".join(found["classes"])
                 raise InputError(f"config {key}.positive_class is '{spec.get('positive_class')}', which is not a "
                                  f"class of the sample sheet's column '{column}' ({source}); its study samples have: "
                                  f"{classes}", file=config_source,
@@ -411,19 +414,24 @@ def check_outcomes(sheet: pl.DataFrame, config: dict, source: str = "samples.tsv
                                      f"{classes}") from err
             raise InputError(f"config {key}.type (outcome '{column}'): {err.message}", file=source,
                              sample=err.sample, fix=err.fix) from err
-        classes = target["classes"]
-        if spec["type"] != "continuous" and len(classes) < 2:
-            where = (f"config {key}.positive_class is '{spec['positive_class']}'"
-                     if spec.get("positive_class") is not None else f"config {key}")
-            values = f"'{classes[0]}'" if classes else "no value"
-            raise InputError(
-                f"outcome '{column}' ({where}) has a single class: every sample with a value has {values} "
-                f"({len(target['sample_ids'])} samples, {len(target['excluded_missing_outcome'])} without a value); "
-                "a model needs at least two classes",
-                file=source,
-                fix=f"add samples of another class to the sheet, correct the '{column}' column, or remove the outcome "
-                f"from models.outcomes in config.yaml",
-            )
+        if spec["type"] != "continuous" and len(target["classes"]) < 2:
+            _single_class(column, key, spec, target, source)
+
+
+def _single_class(column: str, key: str, spec: dict, target: dict, source) -> None:
+    """Raise the InputError of an outcome whose study samples all have one class (``target``: encode_outcome's)."""
+    classes = target["classes"]
+    where = (f"config {key}.positive_class is '{spec['positive_class']}'"
+             if spec.get("positive_class") is not None else f"config {key}")
+    values = f"'{classes[0]}'" if classes else "no value"
+    raise InputError(
+        f"outcome '{column}' ({where}) has a single class: every sample with a value has {values} "
+        f"({len(target['sample_ids'])} samples, {len(target['excluded_missing_outcome'])} without a value); "
+        "a model needs at least two classes",
+        file=source,
+        fix=f"add samples of another class to the sheet, correct the '{column}' column, or remove the outcome "
+        f"from models.outcomes in config.yaml",
+    )
 
 
 def library_paths(study_dir: Path, config: dict) -> list[Path]:
