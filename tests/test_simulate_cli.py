@@ -290,3 +290,12 @@ def test_help_explains_both_modes():
                   "--overwrite", "COMPOUND_CLASS", "THE SPIKE-IN MODE IN DETAIL"):
         assert words in text, words
     assert "--help of that module" not in text
+
+
+def test_a_killed_runs_half_written_study_is_named(tmp_path, inputs, capsys, caplog):
+    """A SIGKILLed simulate leaves its hidden .OUTDIR.*.partial folder behind (nothing can remove it); the next
+    simulate into that OUTDIR names it so the user can reclaim the space."""
+    (tmp_path / ".out.abc123.partial" / "mzml").mkdir(parents=True)
+    with caplog.at_level("WARNING"):
+        assert run_cli(spikein(tmp_path / "out", inputs), capsys)[0] == 0
+    assert any(".out.abc123.partial" in r.getMessage() for r in caplog.records)

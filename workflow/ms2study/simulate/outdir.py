@@ -69,6 +69,10 @@ def study_folder(outdir: Path, overwrite: bool = False) -> Iterator[Path]:
     a full disk or a folder that cannot be created."""
     outdir = Path(outdir)
     check_outdir(outdir, overwrite)
+    stale = sorted(outdir.parent.glob(f".{outdir.name}.*.partial")) if outdir.parent.is_dir() else []
+    if stale:  # a killed run's half-written study (hidden, never read)
+        log.warning("%s: half-written studies of an earlier, killed run: %s; delete them to reclaim the space",
+                    outdir.parent, ", ".join(p.name for p in stale))
     created = [p for p in (outdir.parent, *outdir.parent.parents) if not p.exists()]
     try:
         outdir.parent.mkdir(parents=True, exist_ok=True)
