@@ -151,3 +151,21 @@ def test_the_reader_keeps_the_evidence(tmp_path) -> None:
     read = identify.read_adduct_groups(tmp_path / "corrected.parquet")
     assert read.columns == ["consensus_id", "compound_group", "adduct", "mz", "rt_s", "adduct_partner",
                             "adduct_n_runs", "adduct_correlation", "adduct_p_value"]
+
+
+def test_a_contradiction_is_named_as_the_refusal_only_where_q_would_have_accepted() -> None:
+    """Trial finding: a feature with q far above the FDR carried "not accepted: library adduct ... contradicts",
+    as if the adduct check had refused a match that q alone refuses. Within the FDR the note says "not accepted";
+    above it, it says that q refuses the match anyway."""
+    ann, links, groups = study()
+    strong = {r["consensus_id"]: r for r in identify.identify_features(ann, links, 0.05, groups=groups)
+              .iter_rows(named=True)}
+    assert strong["C2"]["q_value"] <= 0.05 and strong["C2"]["adduct_note"].startswith("not accepted: ")
+    weak = ann.with_columns(pl.when(pl.col("feature_id").str.ends_with(":F2")).then(0.9).otherwise(pl.col("p_value"))
+                            .alias("p_value"))
+    got = {r["consensus_id"]: r for r in identify.identify_features(weak, links, 0.05, groups=groups)
+           .iter_rows(named=True)}
+    c2 = got["C2"]
+    assert c2["q_value"] > 0.05 and not c2["accepted"]
+    assert not c2["adduct_note"].startswith("not accepted") and "q above the FDR" in c2["adduct_note"]
+    assert "[M+H]+ contradicts" in c2["adduct_note"]

@@ -261,7 +261,10 @@ def _adduct_acceptance(out: pl.DataFrame, fdr: float) -> pl.DataFrame:
     """``accepted`` (q <= fdr, the adduct agreeing, one compound per compound group) and ``adduct_note``."""
     out = out.with_columns(
         ((pl.col("q_value") <= fdr).fill_null(False) & ~pl.col("_all_contra")).alias("accepted"),
-        pl.when(pl.col("_all_contra")).then(pl.lit("not accepted: ") + pl.col("_contra_note"))
+        # "not accepted" only where the contradiction is what refuses it (q within the FDR); above, q alone does
+        pl.when(pl.col("_all_contra") & (pl.col("q_value") <= fdr).fill_null(False))
+        .then(pl.lit("not accepted: ") + pl.col("_contra_note"))
+        .when(pl.col("_all_contra")).then(pl.col("_contra_note") + pl.lit(" (q above the FDR: not accepted anyway)"))
         .when(pl.col("_n_contra") > 0).then(
             pl.col("_n_contra").cast(pl.Utf8) + pl.lit(" of ") + pl.col("n_spectra").cast(pl.Utf8)
             + pl.lit(" spectra set aside: their library adduct contradicts the grouped adduct ")
