@@ -117,35 +117,23 @@ def learn_combined_params(wildcards):
 
 def res(stage, key):
     """Resource ``key`` for ``stage``: the configured base plus ``<key>_per_input_mb`` times the job's input size
-    (MB, Snakemake's ``input.size_mb``), times the attempt number (retries get more); gpu is taken as configured."""
+    (MB, Snakemake's ``input.size_mb``) plus ``<key>_per_run`` times the sheet's runs (the study jobs over every
+    run: gapfill, pool_corrected, chemistry, which read one run's tables at a time, so their memory follows the
+    study matrix's columns and their time the runs), times the attempt number (retries get more); gpu is taken as
+    configured."""
     table = config.get("resources", {})
     entry, default = table.get(stage, {}), table.get("default", {})
     base = entry.get(key, default.get(key, 0))
     if key == "gpu":
         return base
     slope = entry.get(f"{key}_per_input_mb", default.get(f"{key}_per_input_mb", 0))
+    per_run = entry.get(f"{key}_per_run", 0) * len(SAMPLES)
 
     def scaled(wildcards, input, attempt):
         # Only the inputs that exist count: a job of a SLURM group is sized when the group is submitted, before its
         # upstream members (e.g. detect for spectra) have written their outputs; input.size_mb would fail there.
         size = sum(os.path.getsize(f) for f in input if os.path.exists(f)) / 1e6 if slope else 0.0
-        return int(math.ceil((base + slope * size) * attempt))
-
-    return scaled
-
-
-def study_res(stage, key):
-    """Resource ``key`` (mem_mb or runtime) of a study job over every run of the sheet (gapfill, pool_corrected,
-    chemistry): the configured base of ``stage`` plus ``<key>_per_run`` times the sheet's runs, times the attempt
-    number. Not by input size: the job reads one run's tables at a time, so its memory follows the study matrix (a
-    column per run), and its time the number of runs."""
-    table = config.get("resources", {})
-    entry, default = table.get(stage, {}), table.get("default", {})
-    base = entry.get(key, default.get(key, 0))
-    per_run = entry.get(f"{key}_per_run", 0)
-
-    def scaled(wildcards, attempt):
-        return int(math.ceil((base + per_run * len(SAMPLES)) * attempt))
+        return int(math.ceil((base + slope * size + per_run) * attempt))
 
     return scaled
 

@@ -5,7 +5,7 @@ from ms2study.core.paths import gap_fill_on, rule_params as correct_rule_params
 
 # The gap_filled folder (one table per run of the sheet) and its files, or none when correct.gap_fill is off.
 GAP_FILLED_FOLDER = [STUDY_FOLDERS["gap_filled"]] if gap_fill_on(config) else []
-GAP_FILLED = per_run_files(f"{STUDY_FOLDERS['gap_filled']}/{{sample}}.parquet") if gap_fill_on(config) else []
+GAP_FILLED = per_run_files(run_template(STUDY_FOLDERS["gap_filled"])) if gap_fill_on(config) else []
 
 
 # Every run: the consensus features it missed, re-quantified from the MS1 scans detect saved (not the mzML). ONE job
@@ -37,8 +37,8 @@ rule gapfill:
         "results/benchmarks/study/gapfill.tsv"
     threads: 1
     resources:
-        mem_mb=study_res("gapfill", "mem_mb"),
-        runtime=study_res("gapfill", "runtime"),
+        mem_mb=res("gapfill", "mem_mb"),
+        runtime=res("gapfill", "runtime"),
     conda:
         ENV
     shell:
@@ -116,8 +116,8 @@ rule pool_corrected:
         "results/benchmarks/study/pool_corrected.tsv"
     threads: 1
     resources:
-        mem_mb=study_res("pool_corrected", "mem_mb"),
-        runtime=study_res("pool_corrected", "runtime"),
+        mem_mb=res("pool_corrected", "mem_mb"),
+        runtime=res("pool_corrected", "runtime"),
     conda:
         ENV
     shell:

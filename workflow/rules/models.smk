@@ -13,7 +13,7 @@ CHEMISTRY_ON = "chemical_space" in (
     (config.get("models") or {}).get("feature_sets") or schema_defaults("models")["feature_sets"]
 )
 CHEMISTRY_FOLDER = [STUDY_FOLDERS["chemistry"]] if CHEMISTRY_ON else []
-CHEMISTRY = per_run_files(f"{STUDY_FOLDERS['chemistry']}/{{sample}}.parquet") if CHEMISTRY_ON else []
+CHEMISTRY = per_run_files(run_template(STUDY_FOLDERS["chemistry"])) if CHEMISTRY_ON else []
 MODEL_SUMMARIES = expand("results/study/models/{outcome}/summary.json", outcome=MODEL_OUTCOMES)
 MODEL_PREDICTIONS = expand("results/study/models/{outcome}/predictions.parquet", outcome=MODEL_OUTCOMES)
 # Every file `ms2study models` writes for the configured outcomes (the run record when there is none).

@@ -83,8 +83,8 @@ rule chemistry:
         "results/benchmarks/study/chemistry.tsv"
     threads: 1
     resources:
-        mem_mb=study_res("chemistry", "mem_mb"),
-        runtime=study_res("chemistry", "runtime"),
+        mem_mb=res("chemistry", "mem_mb"),
+        runtime=res("chemistry", "runtime"),
     conda:
         ENV
     shell:

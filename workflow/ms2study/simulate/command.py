@@ -26,6 +26,7 @@ was; an OUTDIR that already holds a study is refused unless --overwrite. Then: m
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import signal
 import sys
@@ -37,14 +38,21 @@ from ms2study.core.params import load_params
 from ms2study.simulate import spikein, study
 from ms2study.simulate.params import PROFILES
 
-SYNTHETIC_DEFAULT_SAMPLES, SPIKEIN_DEFAULT_SAMPLES = 12, 16
 # dest -> how the option is spelled, per mode
 SYNTHETIC_OPTIONS = {"profile": "--profile (or --realistic)", "batches": "--batches", "qc_every": "--qc-every",
                      "blanks": "--blanks", "adducts": "--adducts", "params": "--params"}
 SPIKEIN_OPTIONS = {"library": "--library", "compounds": "--compounds", "n_changed": "--n-changed",
                    "fold_change": "--fold-change", "unknown_fraction": "--unknown-fraction",
                    "library_size": "--library-size"}
-SPIKEIN_DEFAULTS = {"compounds": 60, "n_changed": 12, "fold_change": 3.0, "unknown_fraction": 1 / 3}
+# option dest -> keyword of simulate_spikein; an option not given leaves the function's default
+SPIKEIN_KEYWORDS = {"samples": "n_samples", "compounds": "n_compounds", "n_changed": "n_changed",
+                    "fold_change": "fold_change", "unknown_fraction": "unknown_fraction",
+                    "library_size": "library_size"}
+
+
+def _default(function: Callable, name: str):
+    """The default of ``function``'s keyword ``name`` (the help text quotes the function's own defaults)."""
+    return inspect.signature(function).parameters[name].default
 
 
 def whole(minimum: int) -> Callable[[str], int]:
@@ -92,8 +100,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="folder to write the study into (created if missing; one holding a study needs --overwrite)")
     both = p.add_argument_group("both modes")
     both.add_argument("--samples", type=whole(2), default=None, metavar="N",
-                      help=f"number of samples, half of them cases (default {SYNTHETIC_DEFAULT_SAMPLES}, with "
-                           f"--background {SPIKEIN_DEFAULT_SAMPLES})")
+                      help="number of samples, half of them cases (default "
+                           f"{_default(study.simulate_study, 'n_samples')}, with --background "
+                           f"{_default(spikein.simulate_spikein, 'n_samples')})")
     both.add_argument("--seed", type=whole(0), default=0, metavar="S",
                       help="random seed; the same seed gives identical files")
     both.add_argument("--overwrite", action="store_true",
@@ -183,19 +192,17 @@ def run(args: argparse.Namespace) -> int:
 
 def _simulate(args: argparse.Namespace) -> int:
     if args.background is not None:
-        counts = {k: v if (v := getattr(args, k)) is not None else default for k, default in SPIKEIN_DEFAULTS.items()}
-        summary = spikein.simulate_spikein(
-            args.outdir, args.background, args.library, n_samples=args.samples or SPIKEIN_DEFAULT_SAMPLES,
-            n_compounds=counts["compounds"], n_changed=counts["n_changed"], fold_change=counts["fold_change"],
-            unknown_fraction=counts["unknown_fraction"], library_size=args.library_size, seed=args.seed,
-            overwrite=args.overwrite)
+        given = {word: getattr(args, dest) for dest, word in SPIKEIN_KEYWORDS.items()
+                 if getattr(args, dest) is not None}
+        summary = spikein.simulate_spikein(args.outdir, args.background, args.library, seed=args.seed,
+                                           overwrite=args.overwrite, **given)
     else:
         params = load_params(argparse.Namespace(params=args.params or "{}"))
         for key in ("batches", "qc_every", "blanks", "adducts"):
             if getattr(args, key) is not None:  # a flag given wins over the same key in --params
                 params[key] = getattr(args, key)
-        summary = study.simulate_study(args.outdir, n_samples=args.samples or SYNTHETIC_DEFAULT_SAMPLES,
-                                       seed=args.seed, params=params, profile=args.profile or "demo",
-                                       overwrite=args.overwrite)
+        samples = {"n_samples": args.samples} if args.samples is not None else {}
+        summary = study.simulate_study(args.outdir, seed=args.seed, params=params, profile=args.profile or "demo",
+                                       overwrite=args.overwrite, **samples)
     print(json.dumps(summary, indent=2))
     return 0

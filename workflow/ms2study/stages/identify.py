@@ -78,7 +78,6 @@ IDENTIFICATIONS: dict[str, pl.DataType] = {
     "adduct_n_runs": pl.Int32,      # runs in which both were measured
 }
 GROUPING_COLUMNS = ("consensus_id", "compound_group", "adduct")
-EVIDENCE_COLUMNS = tuple(tables.ADDUCT_EVIDENCE)
 
 
 def simes(p_values: list[float] | None, n_tests: int) -> float:
@@ -191,8 +190,9 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
     return out
 
 
-EVIDENCE_OUT = {"adduct_partner": pl.Utf8, "adduct_partner_mz": pl.Float64, "adduct_partner_rt_s": pl.Float64,
-                "adduct_relation": pl.Utf8, "adduct_correlation": pl.Float64, "adduct_n_runs": pl.Int32}
+# the identification columns that carry a label's evidence (IDENTIFICATIONS)
+EVIDENCE_OUT = {c: IDENTIFICATIONS[c] for c in ("adduct_partner", "adduct_partner_mz", "adduct_partner_rt_s",
+                                                "adduct_relation", "adduct_correlation", "adduct_n_runs")}
 
 
 def _evidence(groups: pl.DataFrame) -> pl.DataFrame:
@@ -322,7 +322,7 @@ def read_adduct_groups(path: str | Path) -> pl.DataFrame:
     if missing:
         raise InputError(f"adduct grouping table lacks columns {missing}", file=str(path),
                          fix="rerun the correct stage with correct.adducts: true")
-    extra = [c for c in ("mz", "rt_s", *EVIDENCE_COLUMNS) if c in names]
+    extra = [c for c in ("mz", "rt_s", *tables.ADDUCT_EVIDENCE) if c in names]
     return pl.read_parquet(path, columns=[*GROUPING_COLUMNS, *extra])
 
 
