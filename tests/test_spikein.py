@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -154,22 +155,30 @@ def test_layout_and_truth(study):
     assert summary["planted_class"] == first.filter("changed")["chemical_class"][0]
 
 
-def test_spiked_peaks_at_mz_rt_with_fold(study):
+def _runs(out: Path) -> tuple[dict, tuple[float, float]]:
+    info = json.loads((out / "simulation.json").read_text())
+    return info["runs"], tuple(info["background_measured"]["rt_range_s"])
+
+
+def test_spiked_peaks_at_mz_rt_with_fold(study, inputs):
     out, _ = study
     truth = pl.read_csv(out / "ground_truth.tsv", separator="\t")
+    runs, rt_range = _runs(out)
+    undrifted = np.array([s.getRT() for s in load(inputs[0]) if s.getMSLevel() == 1])
     for i, sid in enumerate(["S01", "S02", "S03", "S04"]):
         exp = load(out / "mzml" / f"{sid}.mzML")
         ms1 = [s for s in exp if s.getMSLevel() == 1]
         rts = np.array([s.getRT() for s in ms1])
         rows = truth.filter(pl.col("sample_id") == sid)
-        variation = sample_variation(SEED, i, rows["mz"].to_numpy())
+        variation = sample_variation(SEED, i, rows["mz"].to_numpy(), rows["rt_s_undrifted"].to_numpy(), rt_range)
+        scale = 1.0 + runs[sid]["calibration_ppm"] * 1e-6
         for row, var in zip(rows.iter_rows(named=True), variation, strict=True):
-            j = int(np.argmin(np.abs(rts - row["rt_s"])))
+            j = int(np.argmin(np.abs(rts - row["rt_s"])))  # scans and apex drifted alike
             mz, inten = ms1[j].get_peaks()
-            hit = np.abs(mz - row["mz"]) <= 5e-6 * row["mz"]
+            hit = np.abs(mz - row["mz"] * scale) <= 5e-6 * row["mz"]
             assert hit.any(), (sid, row["name"])
             sigma = row["fwhm_s"] / 2.3548
-            expected = row["height"] * var * np.exp(-0.5 * ((rts[j] - row["rt_s"]) / sigma) ** 2)
+            expected = row["height"] * var * np.exp(-0.5 * ((undrifted[j] - row["rt_s_undrifted"]) / sigma) ** 2)
             fold = 3.0 if (row["changed"] and row["group"] == "case") else 1.0
             assert row["fold"] == (3.0 if row["changed"] else 1.0)
             assert inten[hit].max() == pytest.approx(expected * fold, rel=1e-3)
@@ -177,12 +186,62 @@ def test_spiked_peaks_at_mz_rt_with_fold(study):
 
 def test_background_varies_per_sample_with_isotopes_sharing_the_factor(study, inputs):
     out, _ = study
-    bg = next(s for s in load(inputs[0]) if s.getMSLevel() == 1).get_peaks()
+    _, rt_range = _runs(out)
+    first = next(s for s in load(inputs[0]) if s.getMSLevel() == 1)
+    bg = first.get_peaks()
     s1 = next(s for s in load(out / "mzml" / "S01.mzML") if s.getMSLevel() == 1).get_peaks()
     ratio = np.array([s1[1][np.argmin(np.abs(s1[0] - m))] / i for m, i in zip(*bg, strict=True)])
-    assert ratio == pytest.approx(sample_variation(SEED, 0, bg[0]), rel=1e-3)
-    smooth = sample_variation(SEED, 0, np.array([300.0, 301.003]))
-    assert smooth[1] / smooth[0] == pytest.approx(1.0, abs=0.1)
+    assert ratio == pytest.approx(sample_variation(SEED, 0, bg[0], first.getRT(), rt_range), rel=1e-3)
+    # Over 40 samples: a feature's isotope (1 Da away, same RT) moves with it; a feature 30 s away does not.
+    log = np.log([sample_variation(SEED, i, np.array([300.0, 301.003, 300.0]), np.array([40.0, 40.0, 70.0]),
+                                   (0.0, 100.0)) for i in range(40)])
+    assert np.corrcoef(log[:, 0], log[:, 1])[0, 1] > 0.9
+    assert abs(np.corrcoef(log[:, 0], log[:, 2])[0, 1]) < 0.5
+    # Features differ in how much they vary (the study's field of per-feature sds): 0.25-0.80 holds 80 % of them.
+    grid = np.log([sample_variation(SEED, i, np.linspace(100, 1000, 200)[:, None], np.linspace(0, 600, 30)[None, :],
+                                    (0.0, 600.0)) for i in range(40)])
+    sds = (grid - grid.mean(axis=(1, 2), keepdims=True)).std(axis=0).ravel()
+    assert 0.15 < np.quantile(sds, 0.1) < np.median(sds) < np.quantile(sds, 0.9) < 1.2
+    assert np.quantile(sds, 0.9) / np.quantile(sds, 0.1) > 2.0
+
+
+def test_rt_drift_and_calibration_move_every_scan_alike(study, inputs):
+    out, _ = study
+    runs, _ = _runs(out)
+    bg = load(inputs[0])
+    by_id = {s.getNativeID(): s for s in bg}
+    shifts = []
+    for sid in ("S01", "S02", "S03", "S04"):
+        moved = [(s, by_id[s.getNativeID()]) for s in load(out / "mzml" / f"{sid}.mzML") if s.getNativeID() in by_id]
+        assert len(moved) == bg.getNrSpectra()
+        delta = np.array([a.getRT() - b.getRT() for a, b in moved])
+        # one smooth, monotone drift: MS1 and MS2 on the same curve, the scan order kept
+        order = np.argsort([b.getRT() for _, b in moved], kind="stable")
+        before = np.array([b.getRT() for _, b in moved])[order]
+        assert np.all(np.abs(np.diff(delta[order])) <= 0.3 * np.diff(before) + 1e-9)
+        shifts.append(delta.mean())
+        scale = 1.0 + runs[sid]["calibration_ppm"] * 1e-6
+        for a, b in moved[:20]:
+            written, expected = a.get_peaks()[0], b.get_peaks()[0] * scale  # MS1 also holds the spiked ions
+            nearest = written[np.clip(np.searchsorted(written, expected), 0, written.size - 1)]
+            assert nearest == pytest.approx(expected, rel=1e-9)
+            if b.getMSLevel() == 2:
+                assert a.getPrecursors()[0].getMZ() == pytest.approx(b.getPrecursors()[0].getMZ() * scale, rel=1e-9)
+                info = read_precursor(a)  # the isolation target moved with the selected ion
+                assert not info.corrected and info.precursor_mz == pytest.approx(a.getPrecursors()[0].getMZ())
+    assert np.std(shifts) > 0.1  # the samples drift differently
+    assert len({round(r["calibration_ppm"], 6) for r in runs.values()}) == 4
+
+
+def test_no_drift_no_offset_keeps_the_background_times_and_masses(tmp_path, inputs):
+    make(tmp_path / "s", inputs, n_samples=2, rt_drift_s=0.0, calibration_ppm=0.0)
+    bg = {s.getNativeID(): s for s in load(inputs[0])}
+    for s in load(tmp_path / "s" / "mzml" / "S02.mzML"):
+        if s.getNativeID() in bg:
+            assert s.getRT() == bg[s.getNativeID()].getRT()
+            assert np.all(np.isin(bg[s.getNativeID()].get_peaks()[0], s.get_peaks()[0]))  # MS1: + spiked ions
+    with pytest.raises(InputError, match="rt-drift-s"):
+        make(tmp_path / "t", inputs, rt_drift_s=-1.0)
 
 
 def test_library_without_unknowns_and_ms2_differs_from_library(study, inputs):
@@ -220,7 +279,8 @@ def test_native_ids_unique_sorted_and_precursors_set(study):
         p = s.getPrecursors()[0]
         assert p.getCharge() == 1 and p.getIsolationWindowLowerOffset() == 0.5
         assert s.getInstrumentSettings().getPolarity() == oms.IonSource.Polarity.POSITIVE
-        assert np.min(np.abs(truth["mz"].to_numpy() - p.getMZ())) < 1e-6
+        scale = 1.0 + _runs(out)[0]["S03"]["calibration_ppm"] * 1e-6
+        assert np.min(np.abs(truth["mz"].to_numpy() * scale - p.getMZ())) < 1e-6
         info = read_precursor(s)  # as the spectra stage reads it: the selected ion, not a copied window target
         assert not info.corrected and info.precursor_mz == pytest.approx(p.getMZ())
 

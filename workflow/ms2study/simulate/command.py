@@ -8,7 +8,8 @@ class raised in cases. Its options: --profile demo|realistic (or --realistic), -
 Spike-in mode (--background RUN.mzML --library LIB.mgf): each sample is a copy of one of your own centroided DDA
 runs (e.g. a pooled QC) with per-sample variation, plus compounds of your MGF library spiked into MS1 and DDA MS2.
 Its options: --library, --compounds, --n-changed and --fold-change (compounds of one class raised in cases),
---unknown-fraction (compounds left out of the written library) and --library-size. A library record is spiked
+--unknown-fraction (compounds left out of the written library), --library-size, and --rt-drift-s and
+--calibration-ppm (each sample's retention-time drift and mass calibration offset). A library record is spiked
 when it has ADDUCT=[M+H]+, INCHIKEY, a neutral FORMULA whose [M+H]+ m/z is its PEPMASS, COMPOUND_CLASS (not
 needed with --n-changed 0), a precursor inside the run's m/z range and 3 or more fragment peaks; IONMODE and
 LICENSE, when given, must be positive and a licence permitting commercial use (CC BY, CC BY-SA, CC0).
@@ -43,11 +44,12 @@ SYNTHETIC_OPTIONS = {"profile": "--profile (or --realistic)", "batches": "--batc
                      "blanks": "--blanks", "adducts": "--adducts", "params": "--params"}
 SPIKEIN_OPTIONS = {"library": "--library", "compounds": "--compounds", "n_changed": "--n-changed",
                    "fold_change": "--fold-change", "unknown_fraction": "--unknown-fraction",
-                   "library_size": "--library-size"}
+                   "library_size": "--library-size", "rt_drift_s": "--rt-drift-s",
+                   "calibration_ppm": "--calibration-ppm"}
 # option dest -> keyword of simulate_spikein; an option not given leaves the function's default
 SPIKEIN_KEYWORDS = {"samples": "n_samples", "compounds": "n_compounds", "n_changed": "n_changed",
                     "fold_change": "fold_change", "unknown_fraction": "unknown_fraction",
-                    "library_size": "library_size"}
+                    "library_size": "library_size", "rt_drift_s": "rt_drift_s", "calibration_ppm": "calibration_ppm"}
 
 
 def _default(function: Callable, name: str):
@@ -145,6 +147,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="share of spiked compounds left out of the written library (default 1/3)")
     spike.add_argument("--library-size", type=whole(1), dest="library_size", metavar="N",
                        help="at most this many records in the written library (default: all usable)")
+    spike.add_argument("--rt-drift-s", type=number(0), dest="rt_drift_s", metavar="S",
+                       help="sd of each sample's retention-time shift in seconds; a stretch and a smooth warp "
+                            f"scale with it (default {_default(spikein.simulate_spikein, 'rt_drift_s')}; 0: none)")
+    spike.add_argument("--calibration-ppm", type=number(0), dest="calibration_ppm", metavar="PPM",
+                       help="sd of each sample's m/z calibration offset in ppm (default "
+                            f"{_default(spikein.simulate_spikein, 'calibration_ppm')}; 0: none)")
     p.set_defaults(func=run)
 
 

@@ -9,9 +9,20 @@ runs in ../shared/data/mzml by ``benchmarks/biology.py --measure-real``; see the
 :mod:`ms2study.simulate.study`):
 
 - per-sample overall factor: exp(N(0, 0.2)), ``sample_factor_log_sd``;
-- per-sample smooth multiplicative field over m/z: exp(0.45 g(m/z)), g a unit-variance Gaussian process with a
-  correlation length of 5 Da (random Fourier features), so a feature's isotopes share one factor; 0.45 is the
-  realistic ``biological_log_sd`` median (tables: per-feature sd of ln abundance 0.38 / 0.78 / 1.22);
+- per-sample smooth multiplicative field over m/z and retention time: exp(s(m/z, RT) g(m/z, RT)), g a
+  unit-variance Gaussian process with correlation lengths 5 Da and 10 s (random Fourier features), so a feature's
+  isotopes share one factor (same RT, 1 Da apart) while features 10 s or 5 Da apart vary nearly independently, as
+  compounds of a real study do; s is the study's own smooth field of per-feature ln-sds, log-normal with median 0.45
+  (the realistic ``biological_log_sd``) and ln-sd 0.4 (``biological_log_sd_spread``; 10-90 %: 0.27-0.75; real
+  outcome tables: per-feature sd of ln abundance 0.38 / 0.78 / 1.22), so features differ in how much they vary;
+- per-sample retention-time drift, applied to every scan (background and spiked alike): a shift N(0, ``rt_drift_s``),
+  a stretch about the run's middle N(0, 0.004 x ``rt_drift_s`` / 2) and a smooth warp of amplitude
+  N(0, ``rt_drift_s`` / 2), the realistic mzML profile's numbers (:mod:`ms2study.simulate.params`: 2 s, 0.004, 1 s)
+  for the default 2 s; two consecutive real injections (QC runs 04 / 05, MZmine's aligned list) differ by 0.09 s
+  (sd 0.38 s), a batch of 16 drifts more;
+- per-sample mass calibration offset N(0, ``calibration_ppm``) applied to every m/z written (MS1 centroids,
+  precursors, isolation targets, fragments): 1 ppm, the realistic profile's ``calibration_error_ppm`` (QC runs 04 /
+  05 differ by -0.18 ppm, median over MZmine's aligned features);
 - elution: Gaussian with FWHM uniform in 2.1-3.8 s (QC runs, MZmine list: FWHM 2.1-3.8 s, 10-90 %);
 - apex heights: log-uniform between the 5 % and 99.5 % quantiles of the background's MS1 centroid intensities
   (QC run 04: 10^3.79-10^6.47; detected feature heights there 10^3.83-10^6.76, 1-99 %);
@@ -23,20 +34,23 @@ runs in ../shared/data/mzml by ``benchmarks/biology.py --measure-real``; see the
   intensity x the background's median ratio of MS2 total intensity to precursor MS1 intensity (QC run 04: 0.67);
   fragment peaks below the background's 5 % quantile of MS2 minimum peak intensity (1,687) are dropped.
 
-Files, as ``ms2study simulate`` writes them: ``mzml/S01.mzML`` ... (sorted by RT; added MS2 scans get new native ids
-"... scan=N" after the background's last, title "spiked MS2"), ``samples.tsv`` (sample_id, file, group: first half
-control), ``config.yaml``, ``library.mgf`` (input records verbatim), ``ground_truth.tsv`` (per sample and compound:
-sample_id, compound_id, name, inchikey, chemical_class (ChemOnt path), mz ([M+H]+ from the formula), rt_s, fwhm_s,
-height (apex before per-sample variation), abundance (apex in that sample), present, above_noise, in_library,
-adduct, formula, n_ms2 (MS2 scans added), changed, log_fold (ln), fold, group, ms2_record (TITLE of the record used
-as MS2), ms2_source (other_record | same_record_noised)), ``simulation.json``. A spiked ion is its own centroid,
-not merged with a background one (at ~0.7 centroids per Da a collision within 5 ppm is rare).
+Files, as ``ms2study simulate`` writes them: ``mzml/S01.mzML`` ... (sorted by RT; added MS2 scans get new native
+ids "... scan=N" after the background's last, title "spiked MS2"), ``samples.tsv`` (sample_id, file, group: first
+half control), ``config.yaml``, ``library.mgf`` (input records verbatim), ``ground_truth.tsv`` (per sample and
+compound: sample_id, compound_id, name, inchikey, chemical_class (ChemOnt path), mz ([M+H]+ from the formula,
+before the sample's calibration offset), rt_s (apex RT in that sample, drifted), rt_s_undrifted, fwhm_s, height
+(apex before per-sample variation), abundance (apex in that sample), present, above_noise, in_library, adduct,
+formula, n_ms2 (MS2 scans added), changed, log_fold (ln), fold, group, ms2_record (TITLE of the record used as
+MS2), ms2_source (other_record | same_record_noised)), ``simulation.json`` (per run: its factor, drift parts and
+calibration offset). A spiked ion is its own centroid, not merged with a background one (at ~0.7 centroids per Da a
+collision within 5 ppm is rare).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,7 +63,7 @@ from ms2study.core.errors import InputError
 from ms2study.io.msio import is_profile, load_experiment
 from ms2study.simulate.mzml import C13_SPACING, write_mzml
 from ms2study.simulate.outdir import check_outdir, study_folder
-from ms2study.simulate.params import stream
+from ms2study.simulate.params import DEFAULT_PARAMS, REALISTIC_PARAMS, stream
 from ms2study.simulate.spikein_library import (
     Record,
     allowed,
@@ -61,9 +75,14 @@ from ms2study.simulate.spikein_library import (
     usable_records,
 )
 
-SAMPLE_FACTOR_LOG_SD = 0.2      # params.REALISTIC sample_factor_log_sd
-FIELD_LOG_SD = 0.45             # params.REALISTIC biological_log_sd (median)
-FIELD_LENGTH_DA = 5.0           # correlation length of the m/z field: several Da, isotopes share it
+_REALISTIC = {**DEFAULT_PARAMS, **REALISTIC_PARAMS}  # the mzML simulator's realistic profile
+SAMPLE_FACTOR_LOG_SD = _REALISTIC["sample_factor_log_sd"]   # 0.2
+FIELD_LOG_SD = _REALISTIC["biological_log_sd"]              # 0.45: median of the per-feature ln-sds
+FIELD_SD_SPREAD = _REALISTIC["biological_log_sd_spread"]    # 0.4: their ln-sd (10-90 %: 0.27-0.75)
+FIELD_LENGTH_DA = 5.0           # correlation length of the field in m/z: several Da, isotopes share it
+FIELD_LENGTH_S = 10.0           # and in RT: a feature (FWHM 2-4 s) keeps its shape, features 10 s apart differ
+RT_DRIFT_S = _REALISTIC["rt_shift_sd_s"]            # sd of the per-sample RT shift (s); stretch and warp scale with it
+CALIBRATION_PPM = _REALISTIC["calibration_error_ppm"]  # sd of the per-sample m/z calibration offset (ppm)
 FWHM_S = (2.1, 3.8)             # QC runs, MZmine list, 10-90 %
 MZ_ERROR_PPM = 1.0
 CONFIG_YAML = """library: library.mgf
@@ -72,7 +91,7 @@ models:
     - {column: group, type: binary, positive_class: case}
 """
 # Purposes of ms2study.simulate.params.stream used here (numbers free in that list).
-_SELECT, _SAMPLE, _SPECTRUM = 40, 41, 42
+_SELECT, _SAMPLE, _SPECTRUM, _STUDY = 40, 41, 42, 43
 
 
 @dataclass
@@ -168,25 +187,60 @@ def read_background(path: Path) -> Background:
 
 
 def _field(rs: np.random.Generator, n_terms: int = 200):
-    """A smooth random log-field over m/z: unit variance, Gaussian correlation with length FIELD_LENGTH_DA."""
-    omega = rs.standard_normal(n_terms) / FIELD_LENGTH_DA
+    """A smooth random field over (m/z, RT s): unit variance, Gaussian correlation with lengths FIELD_LENGTH_DA and
+    FIELD_LENGTH_S (random Fourier features, Rahimi & Recht 2007). Returns g(mz, rt) (broadcast shapes)."""
+    omega_mz = rs.standard_normal(n_terms) / FIELD_LENGTH_DA
+    omega_rt = rs.standard_normal(n_terms) / FIELD_LENGTH_S
     phase = rs.uniform(0, 2 * np.pi, n_terms)
-    return lambda mz: np.sqrt(2.0 / n_terms) * np.cos(np.multiply.outer(np.asarray(mz, dtype=np.float64), omega)
-                                                      + phase).sum(axis=-1)
+
+    def g(mz, rt):
+        mz, rt = np.broadcast_arrays(np.asarray(mz, dtype=np.float64), np.asarray(rt, dtype=np.float64))
+        return np.sqrt(2.0 / n_terms) * np.cos(np.multiply.outer(mz, omega_mz) + np.multiply.outer(rt, omega_rt)
+                                               + phase).sum(axis=-1)
+    return g
 
 
-def _variation(seed: int, sample_index: int):
-    """(the sample's random stream after its variation was drawn, overall factor, log-field g)."""
+@dataclass
+class Variation:
+    """One sample's variation (see the module docstring): ``log_factor(mz, rt)`` the ln of its intensity factor at
+    an undrifted location, ``drift(rt)`` its acquired RT (s) of an undrifted one, ``calibration_ppm`` its m/z
+    offset, and the drift's parts (``drift_info``: shift_s, stretch, warp_s) for simulation.json."""
+    factor: float
+    log_factor: Callable
+    drift: Callable
+    calibration_ppm: float
+    drift_info: dict
+
+
+def _variation(seed: int, sample_index: int, rt_range: tuple[float, float], rt_drift_s: float = RT_DRIFT_S,
+               calibration_ppm: float = CALIBRATION_PPM) -> tuple[np.random.Generator, Variation]:
+    """(the sample's random stream after its variation was drawn, its Variation). The per-feature ln-sd field is
+    the study's (seed only), so a feature varies by the same sd in every sample."""
     rs = stream(seed, _SAMPLE, sample_index)
     factor = float(np.exp(SAMPLE_FACTOR_LOG_SD * rs.standard_normal()))
-    return rs, factor, _field(rs)
+    g = _field(rs)
+    spread = _field(stream(seed, _STUDY))
+    shift, stretch, warp = rt_drift_s * rs.standard_normal(3) * np.array([1.0, 0.002, 0.5])
+    calibration = calibration_ppm * float(rs.standard_normal())
+    lo, hi = rt_range
+    middle, span = (lo + hi) / 2.0, max(hi - lo, 1.0)
+
+    def log_factor(mz, rt):
+        return np.log(factor) + FIELD_LOG_SD * np.exp(FIELD_SD_SPREAD * spread(mz, rt)) * g(mz, rt)
+
+    def drift(rt):
+        rt = np.asarray(rt, dtype=np.float64)
+        return rt + shift + stretch * (rt - middle) + warp * np.sin(np.pi * (rt - lo) / span)
+
+    return rs, Variation(factor, log_factor, drift, calibration,
+                         {"shift_s": float(shift), "stretch": float(stretch), "warp_s": float(warp)})
 
 
-def sample_variation(seed: int, sample_index: int, mz) -> np.ndarray:
-    """Multiplicative intensity factor of sample ``sample_index`` (0-based) at each ``mz`` (shape of ``mz``):
-    exp(N(0, SAMPLE_FACTOR_LOG_SD)) x exp(FIELD_LOG_SD g(m/z)); the same for background peaks and spiked ions."""
-    _, factor, g = _variation(seed, sample_index)
-    return factor * np.exp(FIELD_LOG_SD * g(np.asarray(mz, dtype=np.float64)))
+def sample_variation(seed: int, sample_index: int, mz, rt, rt_range: tuple[float, float]) -> np.ndarray:
+    """Multiplicative intensity factor of sample ``sample_index`` (0-based) at each undrifted (``mz``, ``rt`` s)
+    (broadcast shapes; ``rt_range``: the background's MS1 RT range, s): exp(N(0, SAMPLE_FACTOR_LOG_SD)) x
+    exp(s(m/z, RT) g(m/z, RT)); the same for background peaks and spiked ions."""
+    return np.exp(_variation(seed, sample_index, rt_range)[1].log_factor(mz, rt))
 
 
 def choose_compounds(records: list[Record], usable: list[Record], bg: Background, n_compounds: int, n_changed: int,
@@ -259,10 +313,11 @@ def _query_peaks(c: Spiked, rs: np.random.Generator) -> tuple[np.ndarray, np.nda
     return mz[order], inten[order]
 
 
-def spike_sample(bg: Background, compounds: list[Spiked], heights: np.ndarray, factor: float, g,
-                 field_sd: float, rs: np.random.Generator, patterns: list) -> tuple[oms.MSExperiment, np.ndarray]:
-    """One sample: the background with every MS1/MS2 intensity x ``factor`` x exp(``field_sd`` g(m/z)) (MS2 at its
-    precursor m/z) plus the compounds (``heights``: apex heights in this sample, shape (n,)) in MS1 and DDA MS2.
+def spike_sample(bg: Background, compounds: list[Spiked], heights: np.ndarray, var: Variation,
+                 rs: np.random.Generator, patterns: list) -> tuple[oms.MSExperiment, np.ndarray]:
+    """One sample: the background with every MS1/MS2 intensity x the sample's factor at its (m/z, RT) (MS2 at its
+    precursor m/z), plus the compounds (``heights``: apex heights in this sample, shape (n,)) in MS1 and DDA MS2;
+    then every scan's RT drifted and every m/z recalibrated by the sample's ``var`` (:class:`Variation`).
     Returns the experiment (sorted by RT) and the number of MS2 scans per compound, shape (n,)."""
     exp, ms1_scans = oms.MSExperiment(), []
     next_scan = 1 + max(int(m.group(1)) if (m := re.search(r"scan=(\d+)", s.getNativeID())) else 0 for s in bg.exp)
@@ -270,10 +325,10 @@ def spike_sample(bg: Background, compounds: list[Spiked], heights: np.ndarray, f
         s = oms.MSSpectrum(spec)
         mz, inten = s.get_peaks()
         if s.getMSLevel() == 1:
-            inten = inten * factor * np.exp(field_sd * g(mz))
+            inten = inten * np.exp(var.log_factor(mz, s.getRT()))
             ms1_scans.append(s)
         elif s.getPrecursors():
-            inten = inten * factor * float(np.exp(field_sd * g(s.getPrecursors()[0].getMZ())))
+            inten = inten * float(np.exp(var.log_factor(s.getPrecursors()[0].getMZ(), s.getRT())))
         s.set_peaks((mz, inten.astype(np.float32)))
         if s.getMSLevel() != 1:
             exp.addSpectrum(s)
@@ -307,7 +362,7 @@ def spike_sample(bg: Background, compounds: list[Spiked], heights: np.ndarray, f
             next_scan += 1
             prec = oms.Precursor(bg.template.getPrecursors()[0])  # window, activation, energy as the background's
             prec.setMZ(c.mz), prec.setCharge(1), prec.setIntensity(float(precursor))
-            prec.setMetaValue("isolation window target m/z", c.mz)  # else a copied target would be the template's
+            prec.setMetaValue(_TARGET, c.mz)  # else a copied target would be the template's
             before = np.flatnonzero(rts <= t)
             if before.size and prec.metaValueExists("spectrum_ref"):
                 prec.setMetaValue("spectrum_ref", ms1_scans[before[-1]].getNativeID())
@@ -323,11 +378,35 @@ def spike_sample(bg: Background, compounds: list[Spiked], heights: np.ndarray, f
             inten = np.concatenate([inten.astype(np.float64), np.asarray(add_int[j])])
             order = np.argsort(mz, kind="stable")
             s.set_peaks((mz[order], inten[order].astype(np.float32)))
-        _set_summary(s)
         exp.addSpectrum(s)
+    scans = exp.getSpectra()  # copies: iterating an MSExperiment does not change it
+    for s in scans:
+        _drift_and_recalibrate(s, var)
+    exp.setSpectra(scans)
     exp.sortSpectra(True)
     exp.updateRanges()
     return exp, n_ms2
+
+
+_TARGET = "isolation window target m/z"
+
+
+def _drift_and_recalibrate(s: oms.MSSpectrum, var: Variation) -> None:
+    """Move scan ``s`` to its drifted RT and scale every m/z it carries (peaks, precursors, isolation targets) by
+    1 + ``var.calibration_ppm`` x 1e-6, in place."""
+    scale = 1.0 + var.calibration_ppm * 1e-6
+    s.setRT(float(var.drift(s.getRT())))
+    mz, inten = s.get_peaks()
+    s.set_peaks((mz * scale, inten))
+    precursors = []
+    for prec in s.getPrecursors():
+        prec.setMZ(prec.getMZ() * scale)
+        if prec.metaValueExists(_TARGET):
+            prec.setMetaValue(_TARGET, float(prec.getMetaValue(_TARGET)) * scale)
+        precursors.append(prec)
+    if precursors:
+        s.setPrecursors(precursors)
+    _set_summary(s)
 
 
 def _set_summary(s: oms.MSSpectrum, title: str | None = None) -> None:
@@ -344,14 +423,17 @@ def _set_summary(s: oms.MSSpectrum, title: str | None = None) -> None:
 
 def simulate_spikein(outdir: Path, background: Path, library: Path, n_samples: int = 16, n_compounds: int = 60,
                      n_changed: int = 12, fold_change: float = 3.0, unknown_fraction: float = 1 / 3,
-                     library_size: int | None = None, seed: int = 0, overwrite: bool = False) -> dict:
+                     library_size: int | None = None, seed: int = 0, overwrite: bool = False,
+                     rt_drift_s: float = RT_DRIFT_S, calibration_ppm: float = CALIBRATION_PPM) -> dict:
     """Write a spike-in study into ``outdir`` (files: see the module docstring) and return its summary.
 
     ``background``: centroided DDA mzML; ``library``: MGF (``.gz`` allowed) whose records carry ADDUCT, INCHIKEY,
     FORMULA, COMPOUND_CLASS (unless ``n_changed`` is 0), and IONMODE and LICENSE unless positive and the user's own
     (:mod:`ms2study.simulate.spikein_library`). Half the samples (rounded down, the later ones) are
     cases; ``n_changed`` spiked compounds of one class are ``fold_change`` x higher in cases. ``library_size``: keep
-    at most this many records in the written library (the spiked compounds' records always stay). The written
+    at most this many records in the written library (the spiked compounds' records always stay). ``rt_drift_s``
+    (s) and ``calibration_ppm``: sds of each sample's RT drift and m/z calibration offset (0: none; module
+    docstring). The written
     library holds the input's positive-mode records with a commercial licence or none, minus every record of a
     known unknown's structure (first InChIKey block) and minus the records used as spiked MS2 (unless a structure's
     only record). Deterministic for a seed. The study is built beside ``outdir`` and moved into place at the end
@@ -366,6 +448,9 @@ def simulate_spikein(outdir: Path, background: Path, library: Path, n_samples: i
         raise InputError(f"bad spike-in counts: {n_compounds} compounds, {n_changed} changed, fold {fold_change}, "
                          f"unknown share {unknown_fraction}",
                          fix="use 0 <= --n-changed <= --compounds, --fold-change > 0, 0 <= --unknown-fraction < 1")
+    if rt_drift_s < 0 or calibration_ppm < 0:
+        raise InputError(f"bad --rt-drift-s {rt_drift_s} or --calibration-ppm {calibration_ppm}",
+                         fix="use 0 or more (0: no drift, no calibration offset)")
     if library_size is not None and library_size < 1 or seed < 0:
         raise InputError(f"bad --library-size {library_size} or --seed {seed}",
                          fix="use --library-size 1 or more (or leave it out: all records) and --seed 0 or more")
@@ -383,16 +468,19 @@ def simulate_spikein(outdir: Path, background: Path, library: Path, n_samples: i
     with study_folder(outdir, overwrite) as folder:
         truth, runs = [], {}
         for i, sid in enumerate(ids):
-            rs_s, factor, g = _variation(seed, i)
-            heights = np.array([c.height for c in compounds]) * sample_variation(seed, i, [c.mz for c in compounds])
+            rs_s, var = _variation(seed, i, bg.rt_range, rt_drift_s, calibration_ppm)
+            heights = np.array([c.height for c in compounds]) * np.exp(var.log_factor(
+                [c.mz for c in compounds], [c.rt_s for c in compounds]))
             if groups[i] == "case":
                 heights = heights * fold
-            exp, n_ms2 = spike_sample(bg, compounds, heights, factor, g, FIELD_LOG_SD, rs_s, patterns)
+            exp, n_ms2 = spike_sample(bg, compounds, heights, var, rs_s, patterns)
             write_mzml(exp, folder / "mzml" / f"{sid}.mzML")
-            runs[sid] = {"sample_factor": factor, "n_spectra": exp.getNrSpectra(), "n_spiked_ms2": int(n_ms2.sum())}
+            runs[sid] = {"sample_factor": var.factor, "calibration_ppm": var.calibration_ppm, **var.drift_info,
+                         "n_spectra": exp.getNrSpectra(), "n_spiked_ms2": int(n_ms2.sum())}
             for k, c in enumerate(compounds):
                 truth.append({"sample_id": sid, "compound_id": k, "name": c.name, "inchikey": c.inchikey,
-                              "chemical_class": c.chemical_class, "mz": c.mz, "rt_s": c.rt_s, "fwhm_s": c.fwhm_s,
+                              "chemical_class": c.chemical_class, "mz": c.mz, "rt_s": float(var.drift(c.rt_s)),
+                              "rt_s_undrifted": c.rt_s, "fwhm_s": c.fwhm_s,
                               "height": c.height, "abundance": float(heights[k]), "present": True,
                               "above_noise": bool(heights[k] >= bg.ms1_floor), "in_library": c.in_library,
                               "adduct": "[M+H]+", "formula": c.formula, "n_ms2": int(n_ms2[k]), "changed": c.changed,
@@ -416,7 +504,9 @@ def simulate_spikein(outdir: Path, background: Path, library: Path, n_samples: i
                                     "dda_threshold": bg.dda_threshold, "ms2_gain": bg.ms2_gain},
             "n_usable_records": len(usable), "n_spiked_ms2": sum(r["n_spiked_ms2"] for r in runs.values()),
             "parameters": {"sample_factor_log_sd": SAMPLE_FACTOR_LOG_SD, "field_log_sd": FIELD_LOG_SD,
-                           "field_length_da": FIELD_LENGTH_DA, "fwhm_s": FWHM_S, "mz_error_ppm": MZ_ERROR_PPM,
+                           "field_sd_spread": FIELD_SD_SPREAD, "field_length_da": FIELD_LENGTH_DA,
+                           "field_length_s": FIELD_LENGTH_S, "rt_drift_s": rt_drift_s,
+                           "calibration_ppm": calibration_ppm, "fwhm_s": FWHM_S, "mz_error_ppm": MZ_ERROR_PPM,
                            "unknown_fraction": unknown_fraction, "library_size": library_size},
             "runs": runs}
         write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", folder / "simulation.json")
