@@ -179,3 +179,55 @@ def test_cli_writes_matrix_alignment_and_links(shifted_tables, tmp_path, capsys)
 
 def test_default_params_are_json_plain():
     assert json.loads(json.dumps(DEFAULT_PARAMS)) == DEFAULT_PARAMS
+
+
+def _with_ranges(df: pl.DataFrame, ranges: dict[int, tuple[float, float]]) -> pl.DataFrame:
+    """``df`` with the elution range of the rows in ``ranges`` (row -> (start, end) s) replaced."""
+    start, end = df["rt_start_s"].to_numpy().copy(), df["rt_end_s"].to_numpy().copy()
+    for row, (a, b) in ranges.items():
+        start[row], end[row] = a, b
+    return df.with_columns(rt_start_s=pl.Series(start), rt_end_s=pl.Series(end))
+
+
+@pytest.fixture(scope="module")
+def split_peak_tables():
+    """8 runs sharing 40 narrow features (for the alignment), plus at m/z 235.1191 one flat background ion present
+    from 240 to 300 s whose apex the feature finder put at 270 s in S1-S4 and at 245 s in S5-S8; at m/z 300.1 two
+    isomers (250 and 275 s, both broad, both in every run); at m/z 400.2 a narrow peak at 250 s in S1-S4 and another
+    at 285 s in S5-S8."""
+    rng = np.random.default_rng(11)
+    mz, rt = np.sort(rng.uniform(110, 900, 40)), rng.uniform(60, 600, 40)
+    tables_ = {}
+    for k in range(8):
+        first = k < 4
+        extra_mz = [235.1191, 300.1, 300.1, 400.2]
+        extra_rt = [270.0 if first else 245.0, 250.0, 275.0, 250.0 if first else 285.0]
+        df = feature_table(f"S{k + 1}", np.r_[mz, extra_mz] * (1 + 1e-6 * rng.normal()),
+                           np.r_[rt + rng.normal(0, 0.3, 40), extra_rt], rng.uniform(1e5, 1e6, 44))
+        tables_[f"S{k + 1}"] = _with_ranges(df, {40: (240.0, 300.0), 41: (238.0, 290.0), 42: (240.0, 292.0)})
+    return tables_
+
+
+def _rows_at(matrix: pl.DataFrame, mz: float) -> pl.DataFrame:
+    return matrix.filter((pl.col("mz") - mz).abs() < 0.001).sort("rt_s")
+
+
+def test_a_flat_peak_split_by_its_apex_is_joined_and_isomers_stay_apart(split_peak_tables):
+    joined = link_features(split_peak_tables, "S1")
+    split = link_features(split_peak_tables, "S1", {"merge_split": False})
+    assert _rows_at(split, 235.1191).height == 2  # linking on apex RT alone splits the flat ion by run
+    flat = _rows_at(joined, 235.1191)
+    assert flat.height == 1 and flat["n_detected"][0] == 8
+    assert flat.select([f"S{k}" for k in range(1, 9)]).null_count().sum_horizontal()[0] == 0
+    # two peaks in the same runs are two compounds; narrow peaks at different times are not one profile
+    assert _rows_at(joined, 300.1)["n_detected"].to_list() == [8, 8]
+    assert _rows_at(joined, 400.2)["n_detected"].to_list() == [4, 4]
+    assert joined.height == split.height - 1
+
+
+def test_joined_consensus_keeps_every_link(split_peak_tables, tmp_path):
+    res = link_features_full(split_peak_tables, "S1")
+    cid = _rows_at(res.matrix, 235.1191)["consensus_id"][0]
+    members = res.links.filter(pl.col("consensus_id") == cid)
+    assert sorted(members["sample_id"].to_list()) == [f"S{k}" for k in range(1, 9)]
+    assert members["feature_id"].n_unique() == 8

@@ -5,7 +5,9 @@ a sample never moves the others: MapAlignmentAlgorithmPoseClustering pairs featu
 the reference's, a linear model is fitted to those pairs (after dropping pairs whose RT difference is an
 outlier: in feature-dense runs a few percent of pairs are wrong and would tilt a least-squares line),
 and MapAlignmentTransformer applies it. FeatureGroupingAlgorithmKD then links features within
-``mz_tol_ppm`` and ``rt_tol_s`` into consensus features. The result is the wide matrix of
+``mz_tol_ppm`` and ``rt_tol_s`` into consensus features, and ``merge_split_consensus`` joins the pieces of one
+broad or flat elution profile whose apex the feature finder placed in different places in different runs
+(``merge_split``). The result is the wide matrix of
 ``tables.FEATURE_MATRIX_KEYS`` followed by one intensity column per sample (null where the sample has no
 feature), consensus ids ``C{n}`` in ascending m/z then RT. The per-sample alignment summary and the
 consensus-to-feature links come back beside it.
@@ -193,6 +195,11 @@ def link_features_full(features: dict[str, pl.DataFrame], reference: str, params
         s = active[0]
         groups = [[(s, i, float(f.getRT()))] for i, f in enumerate(fmaps[s])]
 
+    if params["merge_split"]:
+        groups, n_merged = merge_split_consensus(groups, features, float(params["mz_tol_ppm"]))
+        if n_merged:
+            log.info("%d consensus features joined to another at the same m/z: their samples never overlap and each "
+                     "apex lies inside the other's elution range (one broad or flat peak whose apex moved)", n_merged)
     # Intensities and positions come from the tables (the handles carry float32 copies).
     mz_of = {s: features[s]["mz"].to_numpy() for s in samples}
     inten_of = {s: features[s]["intensity"].to_numpy() for s in samples}
@@ -234,6 +241,69 @@ def link_features_full(features: dict[str, pl.DataFrame], reference: str, params
     alignment = _with_residuals(alignment, links, reference)
     log.info("%d consensus features over %d samples", matrix.height, len(samples))
     return LinkResult(matrix=matrix, alignment=alignment, links=links)
+
+
+def merge_split_consensus(groups: list[list[tuple[str, int, float]]], features: dict[str, pl.DataFrame],
+                          mz_tol_ppm: float) -> tuple[list[list[tuple[str, int, float]]], int]:
+    """Join consensus features that are one compound split by where its apex was placed.
+
+    A long or flat elution profile (a background ion present through much of the run, a broad or tailing peak) has
+    no stable apex: small per-run differences in its shape move the feature finder's apex by tens of seconds, so
+    linking on apex RT (``rt_tol_s``) puts the runs into several consensus features at the same m/z, each missing
+    in the others' runs. Such a split looks like a feature absent from half the study, and when it happens to
+    follow the groups it becomes a false difference. Two consensus features are joined when their m/z lie within
+    ``mz_tol_ppm``, no sample holds a feature in both (a run with two peaks at that m/z, isomers, keeps them
+    apart), and each one's median apex (aligned RT) lies inside the other's elution range (median aligned start
+    and end of its features). Pairs are joined closest apex first and only while the joined sample sets stay
+    disjoint. The same idea as merging neighbouring chromatographic peaks in xcms (``refineChromPeaks`` with
+    ``MergeNeighboringPeaksParam``), applied across runs instead of within one.
+
+    ``groups``: per consensus feature, its members (sample, row in ``features[sample]``, aligned RT s);
+    ``features``: each sample's features table (``rt_s``, ``rt_start_s``, ``rt_end_s``, ``mz`` in raw RT s).
+    Returns the groups after joining (members concatenated) and the number of consensus features joined away.
+    """
+    if len(groups) < 2:
+        return groups, 0
+    cols = {s: {c: features[s][c].to_numpy() for c in ("mz", "rt_s", "rt_start_s", "rt_end_s")} for s in features}
+    n = len(groups)
+    mz, apex, lo, hi = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    samples = []
+    for g, members in enumerate(groups):
+        shift = [rt - cols[s]["rt_s"][i] for s, i, rt in members]  # raw -> aligned, per member
+        mz[g] = np.mean([cols[s]["mz"][i] for s, i, _ in members])
+        apex[g] = np.median([rt for _, _, rt in members])
+        lo[g] = np.median([cols[s]["rt_start_s"][i] + d for (s, i, _), d in zip(members, shift, strict=True)])
+        hi[g] = np.median([cols[s]["rt_end_s"][i] + d for (s, i, _), d in zip(members, shift, strict=True)])
+        samples.append({s for s, _, _ in members})
+    order = np.argsort(mz)
+    pairs = []
+    for a_pos, a in enumerate(order):
+        for b in order[a_pos + 1:]:
+            if (mz[b] - mz[a]) > mz_tol_ppm * 1e-6 * mz[a]:
+                break
+            if samples[a] & samples[b]:
+                continue
+            if lo[b] <= apex[a] <= hi[b] and lo[a] <= apex[b] <= hi[a]:
+                pairs.append((abs(apex[a] - apex[b]), int(a), int(b)))
+    root = list(range(n))
+
+    def find(g: int) -> int:
+        while root[g] != g:
+            root[g] = root[root[g]]
+            g = root[g]
+        return g
+
+    held = {g: set(samples[g]) for g in range(n)}
+    for _, a, b in sorted(pairs):
+        ra, rb = find(a), find(b)
+        if ra == rb or held[ra] & held[rb]:
+            continue
+        root[rb] = ra
+        held[ra] |= held.pop(rb)
+    joined: dict[int, list[tuple[str, int, float]]] = {}
+    for g, members in enumerate(groups):
+        joined.setdefault(find(g), []).extend(members)
+    return list(joined.values()), n - len(joined)
 
 
 def _with_residuals(alignment: pl.DataFrame, links: pl.DataFrame, reference: str) -> pl.DataFrame:
