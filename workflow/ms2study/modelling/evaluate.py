@@ -1,6 +1,7 @@
 """One outcome modelled on every feature set: the nested cross-validation of each set (with the covariates riding
 along, and modelled alone as the baseline to beat), its metrics with bootstrap intervals and a label-permutation
-p-value from the identical procedure, and the rows of the metrics and predictions tables.
+p-value from the identical procedure, and the rows of the metrics and predictions tables. (An AUC's interval is the
+hull of the bootstrap interval and Newcombe's score interval: ``metrics.summarise_metric``.)
 
 Imports the other ``modelling`` modules; writes nothing (the models stage writes the tables).
 """
@@ -132,8 +133,10 @@ def _evaluate_set(name: str, X: np.ndarray, y: np.ndarray, kind: str, imputation
     if kind != "continuous" and np.bincount(y).min() < 2 * cv["k"] and not any("coarse" in n for n in notes):
         notes.append(
             f"some test folds hold a single sample of a class ({cv['k']} folds, smallest class "
-            f"{int(np.bincount(y).min())}): fold-wise metrics are coarse and the interval can collapse (e.g. to "
-            "[1, 1]); rely on the permutation p-value and read the interval as optimistic")
+            f"{int(np.bincount(y).min())}): fold-wise metrics are coarse and their bootstrap interval can collapse "
+            "(e.g. to [1, 1]); the AUC's interval is therefore widened to at least Newcombe's score interval for "
+            "these class sizes, which keeps its width at AUC 1 (balanced accuracy's is not); rely on the "
+            "permutation p-value to judge whether a model beats chance")
     n_features = X.shape[1] - n_cov
     entry: dict[str, Any] = {"n_samples": len(y), "n_features": n_features, "n_covariates": n_cov,
                              "imputation": imputation, "samples_without_values": empty, "outer_splits": cv["k"],
@@ -149,6 +152,8 @@ def _evaluate_set(name: str, X: np.ndarray, y: np.ndarray, kind: str, imputation
         if primary:
             entry.update(metric=metric, value=stats["value"], ci_low=stats["ci_low"], ci_high=stats["ci_high"],
                          permutation_p=p_value)
+            if "ci_score" in stats:  # an AUC: the two intervals whose hull ci_low, ci_high are
+                entry.update(ci_bootstrap=stats["ci_bootstrap"], ci_score=stats["ci_score"])
         else:
             entry.setdefault("secondary", {})[metric] = {k: stats[k] for k in ("value", "ci_low", "ci_high")}
         rows.append({

@@ -1,14 +1,16 @@
 """Metrics of out-of-fold predictions and their uncertainty: ROC AUC (binary, macro over classes), balanced
 accuracy, R² and MAE; classification metrics are computed within each test fold and averaged, and a stratified
-bootstrap of the samples gives the interval.
+bootstrap of the samples gives the interval; an AUC's interval is widened to at least Newcombe's score interval,
+which does not collapse at AUC 1 as the bootstrap does.
 
-Pure numpy; imports nothing from ms2study.
+Pure numpy (and the standard library's normal quantile); imports nothing from ms2study.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -97,16 +99,98 @@ def bootstrap_weights(y: np.ndarray, kind: str, n_draws: int, seed: int) -> np.n
     return weights
 
 
+def hanley_mcneil_variance(auc: np.ndarray | float, n_positive: int, n_negative: int) -> np.ndarray:
+    """Variance of an AUC estimated from ``n_positive`` x ``n_negative`` samples when the true AUC is ``auc``
+    (any shape; AUC units squared), in Newcombe's form (2006, Stat Med 25:559, his methods 4 and 5).
+
+    Hanley & McNeil (1982, Radiology 143:29) give V = [A(1-A) + (m-1)(Q1 - A²) + (n-1)(Q2 - A²)] / (mn) with
+    Q1 = A/(2-A), Q2 = 2A²/(1+A) (exponential score distributions); since Q1 - A² = A(1-A)²/(2-A) and
+    Q2 - A² = A²(1-A)/(1+A) this is A(1-A)[1 + (m-1)(1-A)/(2-A) + (n-1)A/(1+A)] / (mn). Newcombe replaces both m-1
+    and n-1 by N* = (m+n)/2 - 1, which makes V symmetric under A -> 1-A (swapping the classes) and, in his
+    evaluation, gave the better coverage. V is 0 at A = 0 and A = 1.
+    """
+    a = np.asarray(auc, dtype=np.float64)
+    m, n = float(n_positive), float(n_negative)
+    n_star = (m + n) / 2.0 - 1.0
+    return a * (1.0 - a) * (1.0 + n_star * (1.0 - a) / (2.0 - a) + n_star * a / (1.0 + a)) / (m * n)
+
+
+def auc_score_interval(auc: float, n_positive: int, n_negative: int, level: float) -> tuple[float, float]:
+    """Newcombe's score interval for an AUC ``auc`` from ``n_positive`` x ``n_negative`` samples, at ``level``
+    (e.g. 0.95): every A in [0, 1] with |A - auc| <= z sqrt(V(A)), V from ``hanley_mcneil_variance`` (Newcombe 2006,
+    Stat Med 25:559, method 5; the Wilson-score idea applied to the Mann-Whitney AUC). Because the variance is
+    evaluated at the candidate A, not at the estimate, the interval keeps its width where the estimate is 0 or 1:
+    at auc = 1 with 8 vs 8 samples its lower end is 0.756 (20 vs 20: 0.899).
+
+    Solved on a grid of A (10,001 points), each end refined by bisection to 1e-12. Returns (low, high); NaN, NaN
+    when ``auc`` is not finite or a class is empty.
+    """
+    if not math.isfinite(auc) or n_positive < 1 or n_negative < 1:
+        return math.nan, math.nan
+    auc = min(max(float(auc), 0.0), 1.0)
+    z = NormalDist().inv_cdf(0.5 + level / 2.0)
+
+    def inside(a: np.ndarray) -> np.ndarray:
+        return (a - auc) ** 2 <= z * z * hanley_mcneil_variance(a, n_positive, n_negative)
+
+    grid = np.linspace(0.0, 1.0, 10001)
+    members = np.flatnonzero(inside(grid))
+    if members.size == 0:  # only where the grid steps over a very narrow interval
+        return auc, auc
+    ends = []
+    for index, step in ((members[0], -1), (members[-1], 1)):
+        if not 0 <= index + step < grid.size:
+            ends.append(float(grid[index]))  # the interval reaches 0 or 1
+            continue
+        good, bad = grid[index], grid[index + step]
+        for _ in range(60):
+            middle = (good + bad) / 2.0
+            good, bad = (middle, bad) if inside(np.array([middle]))[0] else (good, middle)
+        ends.append(float(good))
+    return min(ends[0], auc), max(ends[1], auc)
+
+
+def auc_sample_sizes(name: str, y: np.ndarray) -> tuple[int, int]:
+    """The (m, n) an AUC's score interval is computed for: binary, the positives (y == 1) and negatives; macro AUC,
+    the smallest class against all other samples. Every one-vs-rest AUC has the same N* = N/2 - 1 and the smallest
+    m(N - m), hence the largest variance at a given AUC; the sd of a mean is at most the largest sd, so the smallest
+    class gives the widest of the per-class intervals at the macro value (a conservative choice, not Newcombe's,
+    who treats two samples only)."""
+    counts = np.bincount(np.asarray(y, dtype=np.int64))
+    if name == "roc_auc":
+        return int(counts[1]) if counts.size > 1 else 0, int(counts[0])
+    present = counts[counts > 0]
+    smallest = int(present.min()) if present.size else 0
+    return smallest, int(present.sum()) - smallest
+
+
 def summarise_metric(name: str, y: np.ndarray, scores: np.ndarray, folds: np.ndarray, boot: np.ndarray,
                      level: float, seed: int = 0) -> dict:
-    """Point estimate (mean over repeats of the out-of-fold metric) and a percentile bootstrap interval.
+    """Point estimate (mean over repeats of the out-of-fold metric) and its interval at ``level``.
 
-    Each bootstrap draw resamples the samples (stratified by class) and recomputes the metric of one repeat, drawn
-    at random, on its out-of-fold predictions with those multiplicities. The interval thus carries both the
-    sample-to-sample variation and the variation between fold assignments; an interval over repeats alone would be
-    falsely narrow (the repeats share the samples), and one over the mean of the repeats too narrow as well (on
-    12 pure-noise samples it covered 0.5 in 15 of 20 seeds; this one in 20 of 20). The models are not refitted per
-    draw; the permutation p-value, which reruns everything, remains the test to rely on.
+    ``scores``: repeats x n (x classes) out-of-fold predictions, ``folds``: repeats x n test-fold numbers, ``boot``:
+    draws x n sample multiplicities (``bootstrap_weights``). Returns value, ci_low, ci_high (metric units; None where
+    undefined), per_repeat, and the two intervals behind an AUC's: ``ci_bootstrap`` and ``ci_score`` ([low, high]).
+
+    The bootstrap interval is a percentile interval: each draw resamples the samples (stratified by class) and
+    recomputes the metric of one repeat, drawn at random, on its out-of-fold predictions with those
+    multiplicities. It thus carries both the sample-to-sample variation and the variation between fold
+    assignments; an interval over repeats alone would be falsely narrow (the repeats share the samples), and one
+    over the mean of the repeats too narrow as well (on 12 pure-noise samples it covered 0.5 in 15 of 20 seeds;
+    this one in 20 of 20). The models are not refitted per draw; the permutation p-value, which reruns everything,
+    remains the test to rely on.
+
+    For an AUC (binary; macro over classes) the interval is the hull of that bootstrap interval and Newcombe's
+    score interval around the value (``auc_score_interval``, sizes from ``auc_sample_sizes``). A percentile
+    bootstrap fails at the boundary of the parameter space: when every test fold is perfectly separated every draw
+    is 1 and the interval collapses to [1, 1], claiming a certainty 16 samples cannot give. The score interval keeps
+    the width the sample sizes imply at any value (8 vs 8 at AUC 1: [0.756, 1]), but treats the AUC as one
+    Mann-Whitney statistic of fixed scores and so ignores the fold assignment and the refitted models; the
+    bootstrap carries the fold assignment. Neither alone is right; the hull is never narrower than either.
+    Measured (``benchmarks/auc_interval.py``, simulated 8 vs 8 and 20 vs 20 studies, elastic net): near perfect
+    separation the bootstrap alone held the true AUC in 73 % and 62 % of studies (every [1, 1] missed), the hull in
+    100 %; elsewhere both 90-100 %; on null studies the score interval alone excluded 0.5 in 20 % and 12 %, the hull
+    in 3 % and 7 % (as the bootstrap alone). Balanced accuracy, R² and MAE keep the bootstrap interval.
     """
     per_repeat = np.array([metric_values(name, y, scores[r], folds[r])[0] for r in range(scores.shape[0])])
     per_draw = np.stack([metric_values(name, y, scores[r], folds[r], boot) for r in range(scores.shape[0])])
@@ -117,8 +201,18 @@ def summarise_metric(name: str, y: np.ndarray, scores: np.ndarray, folds: np.nda
     draws = draws[np.isfinite(draws)]
     alpha = (1.0 - level) / 2.0
     low, high = (np.quantile(draws, [alpha, 1.0 - alpha]) if draws.size else (np.nan, np.nan))
-    return {"value": finite_or_none(np.nanmean(per_repeat)), "ci_low": finite_or_none(low), "ci_high": finite_or_none(high),
-            "per_repeat": [finite_or_none(v) for v in per_repeat]}
+    value = np.nanmean(per_repeat) if np.isfinite(per_repeat).any() else np.nan
+    out = {"value": finite_or_none(value), "ci_low": finite_or_none(low), "ci_high": finite_or_none(high),
+           "per_repeat": [finite_or_none(v) for v in per_repeat],
+           "ci_bootstrap": [finite_or_none(low), finite_or_none(high)]}
+    if name in ("roc_auc", "macro_roc_auc"):
+        score_low, score_high = auc_score_interval(float(value), *auc_sample_sizes(name, y), level)
+        out["ci_score"] = [finite_or_none(score_low), finite_or_none(score_high)]
+        lows, highs = [v for v in (low, score_low) if math.isfinite(v)], [v for v in (high, score_high)
+                                                                          if math.isfinite(v)]
+        out["ci_low"] = finite_or_none(min(lows)) if lows else None
+        out["ci_high"] = finite_or_none(max(highs)) if highs else None
+    return out
 
 
 def finite_or_none(value: Any) -> float | None:

@@ -42,13 +42,16 @@ MODELS_TEXT = (
     "sets of an outcome use the same folds. Classification metrics are computed within each test fold and "
     "averaged, R² pools the out-of-fold predictions; the value is the mean over repeats. The 95% interval is "
     "a percentile interval from a stratified bootstrap of the samples' out-of-fold predictions (one repeat "
-    "per draw). p is a label-permutation p-value (smallest possible value 1/(permutations + 1)); 'null mean' "
-    "is the metric this procedure reaches on permuted labels, i.e. its chance level. Read them together: p is the "
-    "test of whether a model beats chance (it refits the whole procedure on permuted labels); the interval says how "
-    "precisely the value is known, but it does not refit the models and is optimistic with few samples (it can "
-    "collapse, e.g. to [1, 1]). A model is taken to beat chance where p &lt; 0.05 and its interval lies above "
-    "chance (AUC 0.5, R² 0); the attribution under 'What differs' is judged by the same rule. An R² below 0 means "
-    "the model predicts worse than the outcome's mean: no usable signal.</p>")
+    "per draw); for an AUC it is widened to at least Newcombe's score interval for the class sizes (Stat Med "
+    "2006, 25:559), because the bootstrap alone collapses to [1, 1] when every test fold is perfectly separated: "
+    "8 vs 8 samples at AUC 1 read [0.76, 1]. p is a label-permutation p-value (smallest possible value "
+    "1/(permutations + 1)); 'null mean' is the metric this procedure reaches on permuted labels, i.e. its chance "
+    "level. Read them together: p is the test of whether a model beats chance (it refits the whole procedure on "
+    "permuted labels); the interval says how precisely the value is known, but it does not refit the models (on simulated studies of 16 and 40 samples the "
+    "AUC interval held the procedure's true AUC in 90-100% of studies, benchmarks/README.md). A model is taken to "
+    "beat chance where p &lt; 0.05 and its interval lies above chance (AUC 0.5, R² 0); the attribution under "
+    "'What differs' is judged by the same rule. An R² below 0 means the model predicts worse than the outcome's "
+    "mean: no usable signal.</p>")
 
 DIFFERENTIAL_TEXT = (
     '<p class="note">Each consensus feature is tested for each outcome on log2 intensities: a t-test '

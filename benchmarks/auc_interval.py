@@ -1,0 +1,227 @@
+"""Experiment behind benchmarks/README.md (AUC interval): does the models stage's AUC interval cover the AUC its
+models really reach, on small studies where the truth is known?
+
+Each study: n samples (half cases), ``N_FEATURES`` independent standard-normal features of which the first
+``N_INFORMATIVE`` are shifted by delta in the cases, delta set so that the best possible (Bayes, linear) AUC is the
+setting's ``bayes_auc`` = Phi(delta sqrt(N_INFORMATIVE) / sqrt(2)); 0.5 is the null. The models stage's own code
+runs on it: ``crossval.cross_validate`` (the stage's default parameters, read from config/config.yaml's ``models:``
+section through ``stages.models.merge_params``: elastic net, 5 x 5-fold outer CV, inner 3-fold), then
+``metrics.bootstrap_weights`` and ``metrics.summarise_metric`` exactly as ``evaluate._evaluate_set`` calls them.
+
+The target. Every outer-fold model the cross-validation fitted (outer_splits x outer_repeats of them, recorded as
+``cross_validate`` fits them; nothing is refitted) scores a large independent test sample from the same
+distribution (``TEST_PER_CLASS`` per class); its AUC there is that model's true AUC. The cross-validated value is a
+mean of fold-wise AUCs, each an unbiased estimate of its fold model's true AUC, so its honest target is
+- ``conditional``: the mean true AUC of this study's fold models (what the models fitted on these samples reach);
+- ``expected``: the mean of ``conditional`` over the setting's studies, i.e. the expected AUC of the procedure at
+  this n and effect (what the study size and effect let such a model reach; Bates, Hastie & Tibshirani 2023, JASA,
+  show that cross-validation tracks this one better than the conditional one).
+Coverage is reported against both. Per setting: coverage of the old interval (percentile bootstrap), of Newcombe's
+score interval alone and of the new interval (their hull, what the stage now reports); the share of intervals
+excluding 0.5 (on the null settings the false-positive rate, which must stay at or below 5 %); mean widths; and how
+often the old interval was degenerate (zero width).
+
+Usage:
+  PYTHONPATH=workflow nice python benchmarks/auc_interval.py --out R.json [--studies 60] [--quick]
+  python benchmarks/auc_interval.py --markdown R.json     (the table of benchmarks/README.md)
+(about 1.4 s per study on 2 shared cores: 834 s for the 600 studies of measured/auc_interval.json; --quick: 8
+studies per setting, about 2 minutes.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from statistics import NormalDist
+
+import numpy as np
+import yaml
+from sklearn.metrics import roc_auc_score
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "workflow"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine import machine_record  # noqa: E402
+
+from ms2study.modelling import crossval  # noqa: E402
+from ms2study.modelling.estimators import predict_scores  # noqa: E402
+from ms2study.modelling.metrics import bootstrap_weights, summarise_metric  # noqa: E402
+from ms2study.stages import models  # noqa: E402
+
+N_FEATURES = 200
+N_INFORMATIVE = 5
+TEST_PER_CLASS = 2000
+SIZES = (16, 40)
+BAYES_AUC = (0.5, 0.75, 0.9, 0.98, 0.999)
+
+
+def stage_params(overrides: dict | None = None) -> dict:
+    """The models stage's parameters as config/config.yaml sets them (the pipeline's defaults), with ``overrides``;
+    permutations off (they do not enter the interval)."""
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text(encoding="utf-8"))["models"]
+    config = {k: v for k, v in config.items() if k != "outcomes"}
+    return models.merge_params({**config, "n_permutations": 0, **(overrides or {})})
+
+
+def shift(bayes_auc: float) -> float:
+    """Mean shift per informative feature (in sd) giving a linear Bayes AUC of ``bayes_auc``."""
+    return math.sqrt(2.0) * NormalDist().inv_cdf(bayes_auc) / math.sqrt(N_INFORMATIVE)
+
+
+def draw(n_per_class: int, bayes_auc: float, rng: np.random.Generator,
+         n_features: int = N_FEATURES) -> tuple[np.ndarray, np.ndarray]:
+    """(X, y) with ``n_per_class`` samples per class in random order; cases (y = 1) shifted on the informative
+    features."""
+    y = rng.permutation(np.repeat([0, 1], n_per_class))
+    X = rng.normal(size=(len(y), n_features))
+    X[y == 1, :N_INFORMATIVE] += shift(bayes_auc)
+    return X, y
+
+
+@contextlib.contextmanager
+def recording_fits() -> Iterator[list]:
+    """While active, every ``crossval.fit_nested`` call (one per outer split, in the splitter's order) appends its
+    (preprocessor, model) to the yielded list; the procedure itself is unchanged."""
+    fitted: list = []
+    original = crossval.fit_nested
+
+    def record(*args, **kwargs):
+        out = original(*args, **kwargs)
+        fitted.append(out[:2])
+        return out
+
+    crossval.fit_nested = record
+    try:
+        yield fitted
+    finally:
+        crossval.fit_nested = original
+
+
+def run_study(n_samples: int, bayes_auc: float, seed: int, params: dict,
+              test_per_class: int = TEST_PER_CLASS, n_features: int = N_FEATURES) -> dict:
+    """One simulated study through the stage's cross-validation and interval, with the true AUC of its fold
+    models on an independent test sample."""
+    rng = np.random.default_rng(seed)
+    X, y = draw(n_samples // 2, bayes_auc, rng, n_features)
+    X_test, y_test = draw(test_per_class, bayes_auc, rng, n_features)
+    with recording_fits() as fitted:
+        cv = crossval.cross_validate(X, y, "binary", "mean", params)
+    true = [roc_auc_score(y_test, predict_scores(model, pre.transform(X_test), "binary", 2)[:, 1])
+            for pre, model in fitted]
+    boot = bootstrap_weights(y, "binary", int(params["n_bootstrap"]), int(params["seed"]))
+    stats = summarise_metric("roc_auc", y, cv["scores"], cv["fold"], boot, float(params["ci_level"]),
+                             int(params["seed"]))
+    return {"seed": seed, "value": stats["value"], "old": stats["ci_bootstrap"], "score": stats["ci_score"],
+            "new": [stats["ci_low"], stats["ci_high"]], "conditional": float(np.mean(true)),
+            "fold_models": len(true), "k": cv["k"]}
+
+
+def study_seed(n_samples: int, bayes_auc: float, replicate: int) -> int:
+    """A seed of its own per (size, effect, replicate)."""
+    return n_samples * 1_000_000 + int(round(bayes_auc * 1000)) * 1000 + replicate
+
+
+def _covers(interval: list, target: float) -> bool:
+    return interval[0] is not None and interval[0] - 1e-12 <= target <= interval[1] + 1e-12
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Per-setting figures of one setting's studies (see the module docstring)."""
+    expected = float(np.mean([r["conditional"] for r in rows]))
+    out = {"studies": len(rows), "expected_auc": round(expected, 4),
+           "expected_auc_se": round(float(np.std([r["conditional"] for r in rows], ddof=1) / math.sqrt(len(rows))),
+                                    4) if len(rows) > 1 else None,
+           "mean_value": round(float(np.mean([r["value"] for r in rows])), 4),
+           "old_degenerate": round(float(np.mean([r["old"][1] - r["old"][0] <= 1e-12 for r in rows])), 3),
+           "value_is_1": round(float(np.mean([r["value"] >= 1 - 1e-12 for r in rows])), 3)}
+    for name in ("old", "score", "new"):
+        out[name] = {
+            "coverage_expected": round(float(np.mean([_covers(r[name], expected) for r in rows])), 3),
+            "coverage_conditional": round(float(np.mean([_covers(r[name], r["conditional"]) for r in rows])), 3),
+            "excludes_half": round(float(np.mean([r[name][0] > 0.5 or r[name][1] < 0.5 for r in rows])), 3),
+            "mean_width": round(float(np.mean([r[name][1] - r[name][0] for r in rows])), 3),
+        }
+    degenerate = [r for r in rows if r["old"][1] - r["old"][0] <= 1e-12]
+    if degenerate:
+        out["where_old_degenerate"] = {
+            "studies": len(degenerate),
+            "old_coverage_expected": round(float(np.mean([_covers(r["old"], expected) for r in degenerate])), 3),
+            "new_coverage_expected": round(float(np.mean([_covers(r["new"], expected) for r in degenerate])), 3),
+            "new_coverage_conditional": round(float(np.mean([_covers(r["new"], r["conditional"])
+                                                            for r in degenerate])), 3)}
+    return out
+
+
+def run(sizes: tuple[int, ...], effects: tuple[float, ...], studies: int, params: dict,
+        test_per_class: int = TEST_PER_CLASS, n_features: int = N_FEATURES, log: bool = True) -> dict:
+    """Every setting (size x effect), ``studies`` studies each; returns the result JSON's content."""
+    started = time.perf_counter()
+    settings = []
+    for n in sizes:
+        for effect in effects:
+            t0 = time.perf_counter()
+            rows = [run_study(n, effect, study_seed(n, effect, r), params, test_per_class, n_features)
+                    for r in range(studies)]
+            setting = {"n_samples": n, "bayes_auc": effect, "null": effect == 0.5, **summarize(rows),
+                       "seconds": round(time.perf_counter() - t0, 1), "rows": rows}
+            settings.append(setting)
+            if log:
+                print(json.dumps({k: v for k, v in setting.items() if k != "rows"}), flush=True)
+    nulls = [s for s in settings if s["null"]]
+    return {
+        "benchmark": "auc_interval", "machine": machine_record(),
+        "design": {"n_features": n_features, "n_informative": N_INFORMATIVE, "test_per_class": test_per_class,
+                   "studies_per_setting": studies, "level": float(params["ci_level"]),
+                   "params": {k: params[k] for k in ("estimator", "outer_splits", "outer_repeats", "inner_splits",
+                                                     "univariate_top_k", "n_bootstrap", "ci_level", "seed",
+                                                     "elastic_net_lambda_ratio", "l1_ratio")}},
+        "null_false_positive": {name: max((s[name]["excludes_half"] for s in nulls), default=None)
+                                for name in ("old", "score", "new")},
+        "settings": settings, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def markdown(result: dict) -> str:
+    """The README table: per setting, coverage of the expected (and conditional) AUC, old -> new."""
+    lines = ["| n | Bayes AUC | expected AUC | mean CV AUC | old interval of zero width | coverage old / new "
+             "(expected) | coverage old / new (conditional) | excludes 0.5 old / new | mean width old / new |",
+             "|---:|---:|---:|---:|---:|---|---|---|---|"]
+    for s in result["settings"]:
+        o, n = s["old"], s["new"]
+        lines.append(
+            f"| {s['n_samples']} | {s['bayes_auc']} | {s['expected_auc']:.3f} | {s['mean_value']:.3f} | "
+            f"{100 * s['old_degenerate']:.0f} % | "
+            f"{100 * o['coverage_expected']:.0f} / {100 * n['coverage_expected']:.0f} % | "
+            f"{100 * o['coverage_conditional']:.0f} / {100 * n['coverage_conditional']:.0f} % | "
+            f"{100 * o['excludes_half']:.0f} / {100 * n['excludes_half']:.0f} % | "
+            f"{o['mean_width']:.2f} / {n['mean_width']:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, help="result JSON")
+    parser.add_argument("--studies", type=int, default=60, help="studies per setting")
+    parser.add_argument("--quick", action="store_true", help="8 studies per setting")
+    parser.add_argument("--markdown", type=Path, help="print the README table of a result JSON and exit")
+    args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return 0
+    if not args.out:
+        parser.error("--out is required (or --markdown)")
+    result = run(SIZES, BAYES_AUC, 8 if args.quick else args.studies, stage_params())
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
