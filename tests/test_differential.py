@@ -313,7 +313,7 @@ def test_file_names_match_the_models_folders_and_the_rule_takes_the_models_setti
                       "imputation": "mean", "min_detected_fraction": 0.3, "test": "moderated", "permutations": 200,
                       "seed": 0}
     welch = dt.rule_params({**config, "differential": {"test": "welch", "permutations": 50}}, "group")
-    assert welch["test"] == "welch" and "permutations" not in welch  # a count that is not used reruns nothing
+    assert welch["test"] == "welch" and welch["permutations"] == 50  # Welch permutes the features with a filled value
     with pytest.raises(InputError, match="differential test is 'limma'"):
         dt.merge_params({**params, "test": "limma"})
     assert dt.merge_params(params)["min_class_size"] == 3  # every key the rule passes is a stage parameter

@@ -20,10 +20,14 @@ every sample of the outcome is tested with the moderated t-test (``moderated_t``
 ``moderated_ols``: the slope), its variance shrunk towards an intensity-dependent prior fitted on all such features
 (limma-trend), its p-value from the permutation null of the moderated t pooled over features (SAM-style,
 ``n_permutations`` permutations; ``modelling.univariate.permutation_moderated_test``); a feature with a filled value
-keeps its own variance: Welch's t-test (``welch_t``) or plain OLS (``ols``), p from the t distribution. A filled
-value is a point mass at the detection limit, not a draw from the normal model the prior assumes; on real urine
-studies moderating such features made the test anti-conservative (measured:
-``benchmarks/differential_calibration.py``). With ``welch`` every binary feature gets Welch's test and every
+keeps its own variance: Welch's t-test (``welch_t``) or plain OLS (``ols``). A filled value is a point mass at
+the detection limit, not a draw from the normal model the prior assumes; on real urine studies moderating such
+features made the test anti-conservative (measured: ``benchmarks/differential_calibration.py``), and for the same
+reason Welch's p from the t distribution is too small in the far tail (measured on null simulations: p < 1e-5
+3-4x too often), so with ``n_permutations`` > 0 the Welch p-values of binary features with a filled value come
+from label permutations pooled over features with as many filled values
+(``modelling.univariate.permutation_welch_test``); continuous outcomes keep OLS with the t distribution. With
+``welch`` every binary feature gets Welch's test (the filled ones with the same permutation p-values) and every
 continuous one plain OLS. The tests themselves are in ``modelling.univariate``. Imports ``core``,
 ``modelling.outcomes`` and ``modelling.univariate``.
 """
@@ -50,6 +54,7 @@ from ms2study.modelling.univariate import (
     log2_intensities,
     ols_slope_test,
     permutation_moderated_test,
+    permutation_welch_test,
     welch_test,
 )
 
@@ -128,8 +133,10 @@ def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, o
     ``identify`` stage's table (only accepted rows are used). The table has one row per consensus feature, columns
     ``DIFFERENTIAL``, sorted by q-value (untested last). The summary holds the outcome, its type, the test, the
     classes and their sizes, the samples left out, the counts and notes; with moderated tests also ``prior_df``
-    (d0), ``n_moderated`` and ``n_permutations``. ``test``: ``moderated`` or ``welch`` (module docstring);
-    ``n_permutations`` and ``seed``: the moderated test's permutation null (0: the t distribution's p-values).
+    (d0), ``n_moderated`` and ``n_permutations``; where binary features with filled values got permutation p-values,
+    ``n_filled_permuted`` and ``filled_permutations``. ``test``: ``moderated`` or ``welch`` (module docstring);
+    ``n_permutations`` and ``seed``: the permutation nulls of the moderated test and of Welch's test on features
+    with filled values (0: the t distribution's p-values).
     Missing values: see the module docstring.
 
     An outcome with too few samples (fewer than two per class, or no residual degrees of freedom) gives every
@@ -191,9 +198,10 @@ def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, o
         log.warning("outcome %s not tested: %s", spec["column"], reason)
     elif keep.any():
         rows = np.flatnonzero(keep)
-        complete = detected[rows].all(axis=1) if moderated else np.zeros(rows.size, dtype=bool)
+        filled = (~detected[rows]).sum(axis=1)
+        complete = (filled == 0) if moderated else np.zeros(rows.size, dtype=bool)
         try:
-            part = _tests(kind, values[rows], y, C, complete, n_permutations, seed)
+            part = _tests(kind, values[rows], y, C, complete, n_permutations, seed, filled)
         except InputError as err:
             part = {}
             summary["notes"].append(f"not tested: {err.message}")
@@ -209,6 +217,13 @@ def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, o
                 summary["notes"].append(
                     f"{rows.size - n_moderated} feature(s) with a filled value (or too few features for a prior) "
                     f"keep their own variance: {'Welch t-test' if kind == 'binary' else 'ordinary least squares'}")
+        n_filled_tests = int(part.pop("n_filled_permuted", 0))
+        if n_filled_tests:
+            summary.update(n_filled_permuted=n_filled_tests, filled_permutations=int(n_permutations))
+            summary["notes"].append(
+                f"{n_filled_tests} feature(s) with filled values: Welch p-values from {int(n_permutations)} label "
+                "permutations pooled over features with as many filled values (a filled value is a point mass the "
+                "t distribution does not describe)")
         for key, part_values in part.items():
             full = np.full(n_features, np.nan)
             full[rows] = part_values
@@ -256,14 +271,23 @@ def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, o
 
 
 def _tests(kind: str, values: np.ndarray, y: np.ndarray, C: np.ndarray | None, complete: np.ndarray,
-           n_permutations: int, seed: int) -> dict[str, np.ndarray]:
-    """The per-feature test of one outcome on the tested rows (log2, filled): the moderated test with its
-    permutation p-values on ``complete`` rows, the classic test (Welch, OLS) on the others, ANOVA for multiclass
-    outcomes. Adds ``prior_df`` (0 when nothing was moderated) unless the outcome is multiclass."""
+           n_permutations: int, seed: int, n_filled: np.ndarray) -> dict[str, np.ndarray]:
+    """The per-feature test of one outcome on the tested rows (log2, filled; ``n_filled``: filled values per row):
+    the moderated test with its permutation p-values on ``complete`` rows, the classic test (Welch, OLS) on the
+    others, Welch's p-values of rows with filled values from ``permutation_welch_test``, ANOVA for multiclass
+    outcomes. Adds ``prior_df`` (0 when nothing was moderated) unless the outcome is multiclass, and
+    ``n_filled_permuted`` (rows whose Welch p came from permutations)."""
     if kind == "multiclass":
         return anova_test(values, y)
     if kind == "binary":
         part = welch_test(values, y == 1)
+        with_fill = n_filled > 0
+        if n_permutations > 0 and with_fill.any():
+            permuted = permutation_welch_test(values[with_fill], y == 1, n_filled[with_fill], n_permutations,
+                                              seed + 1)
+            part["p_value"] = part["p_value"].copy()
+            part["p_value"][with_fill] = permuted["p_value"]
+            part["n_filled_permuted"] = np.array(int(with_fill.sum()))
         design = np.column_stack([np.ones(y.size), (y == 1).astype(np.float64)])
         effect = "log2_fold_change"
     else:

@@ -5,7 +5,9 @@ All tests run on log2 intensities (intensities of LC-MS features are roughly log
 means is a log2 fold change):
 
 - binary outcome: Welch's unequal-variance t-test (Welch 1947, Biometrika 34:28; ``scipy.stats.ttest_ind`` with
-  ``equal_var=False``), the usual univariate test in metabolomics (e.g. MetaboAnalyst);
+  ``equal_var=False``), the usual univariate test in metabolomics (e.g. MetaboAnalyst); for features with filled
+  values its p-values come from a label-permutation null pooled within strata of equal fill counts
+  (``permutation_welch_test``), because a filled value is a point mass the t distribution does not describe;
 - continuous outcome: ordinary least squares of log2 intensity on the outcome plus covariates, the slope tested
   two-sided with a t distribution on n - p degrees of freedom (``scipy.stats.t``);
 - moderated tests (``moderated_linear_test``): the same linear models with each feature's residual variance
@@ -234,6 +236,80 @@ def permutation_moderated_test(values: np.ndarray, design: np.ndarray, coefficie
     t = np.abs(observed["statistic"])
     exceed = null.size - np.searchsorted(null, np.where(np.isfinite(t), t, np.inf), side="left")
     p = np.where(np.isfinite(t), (1.0 + exceed) / (1.0 + null.size), np.nan)
+    return {**observed, "p_value": p, "n_permutations": np.array([n_permutations])}
+
+
+# A stratum of the filled-value Welch test's null holds at least this many features (neighbouring fill counts are
+# pooled until it does), so its p-values can reach 1 / (1 + B x 50) at B permutations.
+MIN_STRATUM_FEATURES = 50
+
+
+def _welch_t(values: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """Welch's t per feature (features x samples, no NaN): 0 where both classes are constant."""
+    a, b = values[:, positive], values[:, ~positive]
+    with np.errstate(all="ignore"):
+        t = (a.mean(axis=1) - b.mean(axis=1)) / np.sqrt(a.var(axis=1, ddof=1) / a.shape[1]
+                                                         + b.var(axis=1, ddof=1) / b.shape[1])
+    return np.where(np.isfinite(t), t, 0.0)
+
+
+def fill_strata(n_filled: np.ndarray, min_features: int = MIN_STRATUM_FEATURES) -> np.ndarray:
+    """Stratum label per feature (shape of ``n_filled``): features with the same number of filled values share a
+    stratum, and neighbouring counts are pooled (in increasing order) until a stratum holds ``min_features``
+    features; a short last stratum joins the one before it."""
+    n_filled = np.asarray(n_filled)
+    counts = {int(k): int(c) for k, c in zip(*np.unique(n_filled, return_counts=True))}
+    label, size, current, mapping = 0, 0, [], {}
+    for k in sorted(counts):
+        current.append(k)
+        size += counts[k]
+        if size >= min_features:
+            mapping.update({c: label for c in current})
+            label, size, current = label + 1, 0, []
+    if current:
+        mapping.update({c: max(label - 1, 0) for c in current})
+    return np.array([mapping[int(k)] for k in n_filled], dtype=np.int64)
+
+
+def permutation_welch_test(values: np.ndarray, positive: np.ndarray, n_filled: np.ndarray,
+                           n_permutations: int = 200, seed: int = 0) -> dict[str, np.ndarray]:
+    """``welch_test`` for features with filled values, its p-values from a label-permutation null pooled within
+    strata of features with the same number of filled values.
+
+    A filled value (half the smallest detection, or the mean) is a point mass, not a draw from the normal model
+    the t distribution assumes: when the filled samples happen to fall mostly in one class, that class's variance
+    is near zero and Welch's t is far larger than the t distribution allows. Measured on null simulations of
+    16 samples with left-censored features (``tests/test_differential.py``): p < 1e-5 about 3-4x as often as
+    1e-5, where Benjamini-Hochberg over thousands of features decides (a background ion detected in the 8 controls
+    and none of the 8 cases came out at q = 0.002 on a spike-in study of a real run). Under permuted labels the
+    same features produce the same extremes, so their own null carries them: every permutation (the same B label
+    permutations for all features, seeded) gives each feature's |t*|, pooled within its stratum
+    (``fill_strata``: how many values were filled shapes that null most); p_j = (1 + #{|t*| >= |t_j|}) /
+    (1 + B m_s) over the stratum's B m_s statistics, as SAM pools over features (Tusher et al. 2001) and as
+    ``permutation_moderated_test`` does for the complete features. Valid when the samples are exchangeable under
+    the null; p's resolution is 1 / (1 + B m_s).
+
+    ``values``: log2 intensities after the fill, features x samples (no NaN); ``positive``: boolean per sample;
+    ``n_filled``: filled values per feature. Returns ``welch_test``'s keys (``p_value`` replaced; NaN where both
+    classes are constant) and ``n_permutations``; ``n_permutations`` 0 keeps the t distribution's p-values.
+    """
+    observed = welch_test(values, positive)
+    if n_permutations <= 0 or values.shape[0] == 0:
+        return {**observed, "n_permutations": np.array([0])}
+    positive = np.asarray(positive, dtype=bool)
+    rng = np.random.default_rng(seed)
+    null = np.empty((values.shape[0], n_permutations))
+    for b in range(n_permutations):
+        null[:, b] = np.abs(_welch_t(values, rng.permutation(positive)))
+    t = np.abs(np.where(np.isfinite(observed["statistic"]), observed["statistic"], np.nan))
+    p = np.full(values.shape[0], np.nan)
+    strata = fill_strata(n_filled)
+    for stratum in np.unique(strata):
+        members = strata == stratum
+        pool = np.sort(null[members].ravel())
+        exceed = pool.size - np.searchsorted(pool, np.where(np.isfinite(t[members]), t[members] - 1e-12, np.inf),
+                                             side="left")
+        p[members] = np.where(np.isfinite(t[members]), (1.0 + exceed) / (1.0 + pool.size), np.nan)
     return {**observed, "p_value": p, "n_permutations": np.array([n_permutations])}
 
 

@@ -322,6 +322,10 @@ def _test_text(summary: dict) -> str:
         how = (f"; {summary['n_moderated']} features detected in every sample tested with moderated variances "
                f"(prior degrees of freedom {float(summary.get('prior_df') or 0):.1f}), p-values from "
                + (f"{permutations} permutations pooled over features" if permutations else "the t distribution"))
+    filled = summary.get("n_filled_permuted")
+    if kind == "binary" and filled:
+        how += (f"; {filled} features with a filled value: Welch p-values from {summary.get('filled_permutations')} "
+                "label permutations pooled over features with as many filled values")
     if kind == "binary":
         counts = summary.get("class_counts") or {}
         pos, ref = summary.get("positive_class"), summary.get("reference_class")

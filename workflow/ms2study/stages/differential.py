@@ -46,7 +46,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "min_class_size": 3,            # classes with fewer identified compounds are not tested (modelling.enrichment)
     "alpha": 0.05,                  # p below which a class member counts as altered (ChemRICH's direction counts)
     "test": "moderated",            # differential.test: moderated | welch (modelling.differential)
-    "permutations": 200,            # differential.permutations: the moderated test's permutation null (0: t dist.)
+    "permutations": 200,            # differential.permutations: the permutation nulls (moderated test; Welch on
+                                    # features with a filled value); 0: the t distribution
     "seed": 0,                      # models.seed: the permutations
 }
 
@@ -84,8 +85,8 @@ def rule_params(config: dict, stem: str) -> dict:
             "imputation": (models.get("imputation") or {}).get("features", "half_minimum"),
             "min_detected_fraction": models.get("min_detected_fraction", 0.5),
             "test": test, "seed": models.get("seed", 0),
-            # only the moderated test permutes: with welch, changing the count reruns nothing
-            **({"permutations": section.get("permutations", 200)} if test == "moderated" else {})}
+            # both tests permute (welch: the features with a filled value)
+            "permutations": section.get("permutations", 200)}
 
 
 def run_differential(samples_path: str | Path, matrix_path: str | Path, identifications_path: str | Path | None,
