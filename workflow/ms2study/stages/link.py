@@ -7,7 +7,7 @@ outlier: in feature-dense runs a few percent of pairs are wrong and would tilt a
 and MapAlignmentTransformer applies it. FeatureGroupingAlgorithmKD then links features within
 ``mz_tol_ppm`` and ``rt_tol_s`` into consensus features, and ``merge_split_consensus`` joins the pieces of one
 broad or flat elution profile whose apex the feature finder placed in different places in different runs
-(``merge_split``). The result is the wide matrix of
+(``merge_split``: same m/z, runs never overlapping, elution ranges overlapping by half the shorter one). The result is the wide matrix of
 ``tables.FEATURE_MATRIX_KEYS`` followed by one intensity column per sample (null where the sample has no
 feature), consensus ids ``C{n}`` in ascending m/z then RT. The per-sample alignment summary and the
 consensus-to-feature links come back beside it.
@@ -198,8 +198,8 @@ def link_features_full(features: dict[str, pl.DataFrame], reference: str, params
     if params["merge_split"]:
         groups, n_merged = merge_split_consensus(groups, features, float(params["mz_tol_ppm"]))
         if n_merged:
-            log.info("%d consensus features joined to another at the same m/z: their samples never overlap and each "
-                     "apex lies inside the other's elution range (one broad or flat peak whose apex moved)", n_merged)
+            log.info("%d consensus features joined to another at the same m/z: their samples never overlap and their "
+                     "elution ranges overlap by half the shorter one (one broad or flat peak whose apex moved)", n_merged)
     # Intensities and positions come from the tables (the handles carry float32 copies).
     mz_of = {s: features[s]["mz"].to_numpy() for s in samples}
     inten_of = {s: features[s]["intensity"].to_numpy() for s in samples}
@@ -243,6 +243,11 @@ def link_features_full(features: dict[str, pl.DataFrame], reference: str, params
     return LinkResult(matrix=matrix, alignment=alignment, links=links)
 
 
+# Two consensus features at one m/z are one peak when their elution ranges overlap by at least this share of the
+# shorter range (``merge_split_consensus``).
+MERGE_MIN_OVERLAP = 0.5
+
+
 def merge_split_consensus(groups: list[list[tuple[str, int, float]]], features: dict[str, pl.DataFrame],
                           mz_tol_ppm: float) -> tuple[list[list[tuple[str, int, float]]], int]:
     """Join consensus features that are one compound split by where its apex was placed.
@@ -253,9 +258,10 @@ def merge_split_consensus(groups: list[list[tuple[str, int, float]]], features: 
     in the others' runs. Such a split looks like a feature absent from half the study, and when it happens to
     follow the groups it becomes a false difference. Two consensus features are joined when their m/z lie within
     ``mz_tol_ppm``, no sample holds a feature in both (a run with two peaks at that m/z, isomers, keeps them
-    apart), and each one's median apex (aligned RT) lies inside the other's elution range (median aligned start
-    and end of its features). Pairs are joined closest apex first and only while the joined sample sets stay
-    disjoint. The same idea as merging neighbouring chromatographic peaks in xcms (``refineChromPeaks`` with
+    apart), and their elution ranges (median aligned start and end of each one's features) overlap by at least
+    ``MERGE_MIN_OVERLAP`` of the shorter range. Pairs are joined closest apex first and only while the joined sample
+    sets stay disjoint. Pieces of one plateau that the feature finder cut at different places in different runs
+    and that do not overlap stay apart. The same idea as merging neighbouring chromatographic peaks in xcms (``refineChromPeaks`` with
     ``MergeNeighboringPeaksParam``), applied across runs instead of within one.
 
     ``groups``: per consensus feature, its members (sample, row in ``features[sample]``, aligned RT s);
@@ -283,7 +289,8 @@ def merge_split_consensus(groups: list[list[tuple[str, int, float]]], features: 
                 break
             if samples[a] & samples[b]:
                 continue
-            if lo[b] <= apex[a] <= hi[b] and lo[a] <= apex[b] <= hi[a]:
+            overlap = min(hi[a], hi[b]) - max(lo[a], lo[b])
+            if overlap > 0 and overlap >= MERGE_MIN_OVERLAP * min(hi[a] - lo[a], hi[b] - lo[b]):
                 pairs.append((abs(apex[a] - apex[b]), int(a), int(b)))
     root = list(range(n))
 
