@@ -14,10 +14,12 @@ from ms2study.core.errors import InputError
 from ms2study.modelling import differential as per_feature
 from ms2study.modelling.univariate import (
     bh_q_values,
-    moderated_linear_test,
     fill_missing,
     fill_strata,
+    moderated_linear_test,
+    ols_slope_test,
     permutation_moderated_test,
+    permutation_ols_test,
     permutation_welch_test,
     squeeze_variances,
     welch_test,
@@ -117,7 +119,8 @@ def test_features_with_a_filled_value_keep_welch_and_the_rest_are_moderated() ->
     # its p: label permutations pooled over the features with one filled value (the two of them), seed + 1
     permuted = permutation_welch_test(filled, group, np.array([1, 1]), 200, 1)
     assert row["p_value"] == pytest.approx(permuted["p_value"][1], rel=1e-9)
-    assert summary["n_filled_permuted"] == 2 and summary["filled_permutations"] == 200 and any("label permutations" in n for n in summary["notes"])
+    assert summary["n_filled_permuted"] == 2 and summary["filled_permutations"] == 200
+    assert any("Welch p-values from 200 permutations" in n for n in summary["notes"])
     complete = np.ones(300, dtype=bool)
     complete[[5, 200]] = False
     design = np.column_stack([np.ones(group.size), group.astype(float)])
@@ -239,3 +242,27 @@ def test_fill_strata_pool_neighbouring_counts_until_each_holds_enough() -> None:
     assert len(set(strata[60:115])) == 1  # 2 and 3 pooled to 55
     assert strata[-1] == strata[60]  # a short last stratum joins the one before
     assert fill_strata(np.array([4, 4]), 50).tolist() == [0, 0]
+
+
+def test_filled_features_of_a_continuous_outcome_get_permutation_p_values() -> None:
+    # The same tail defect for the OLS slope on filled values, and the same remedy (Freedman-Lane permutations).
+    rs = np.random.default_rng(4)
+    raw, _ = _censored_null(20000, 21)
+    x = rs.normal(size=16)
+    values, keep = fill_missing(raw, "half_minimum", 0.5)
+    rows = keep & np.isnan(raw).any(axis=1)
+    n_filled = np.isnan(raw[rows]).sum(axis=1)
+    out = permutation_ols_test(values[rows], x, None, n_filled, 50, 0)
+    assert out["statistic"] == pytest.approx(ols_slope_test(values[rows], x)["statistic"], nan_ok=True)
+    p = out["p_value"][np.isfinite(out["p_value"])]
+    for level, slack in ((1e-2, 1.2), (1e-3, 1.5)):
+        assert (p < level).mean() <= slack * level, level
+    assert (p < 1e-2).mean() >= 0.7 * 1e-2
+    # through the stage: the summary counts them and says how
+    ids = [f"S{j:02d}" for j in range(16)]
+    matrix = pl.DataFrame({"consensus_id": [f"C{i:05d}" for i in range(400)],
+                           **{s: 2.0 ** raw[:400, j] for j, s in enumerate(ids)}}).with_columns(
+        [pl.col(s).fill_nan(None) for s in ids])
+    sheet = pl.DataFrame({"sample_id": ids, "age": [f"{v:.3f}" for v in x]})
+    table, summary = per_feature.differential_analysis(matrix, sheet, {"column": "age", "type": "continuous"})
+    assert summary["n_filled_permuted"] > 0 and any("OLS p-values" in n for n in summary["notes"])

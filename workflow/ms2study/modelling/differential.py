@@ -26,9 +26,9 @@ features made the test anti-conservative (measured: ``benchmarks/differential_ca
 reason Welch's p from the t distribution is too small in the far tail (measured on null simulations: p < 1e-5
 3-4x too often), so with ``n_permutations`` > 0 the Welch p-values of binary features with a filled value come
 from label permutations pooled over features with as many filled values
-(``modelling.univariate.permutation_welch_test``); continuous outcomes keep OLS with the t distribution. With
-``welch`` every binary feature gets Welch's test (the filled ones with the same permutation p-values) and every
-continuous one plain OLS. The tests themselves are in ``modelling.univariate``. Imports ``core``,
+(``modelling.univariate.permutation_welch_test``), and those of a continuous outcome's OLS slope from permuted
+residuals pooled the same way (``permutation_ols_test``). With ``welch`` every binary feature gets Welch's test
+and every continuous one plain OLS (the filled ones with the same permutation p-values). The tests themselves are in ``modelling.univariate``. Imports ``core``,
 ``modelling.outcomes`` and ``modelling.univariate``.
 """
 
@@ -54,6 +54,7 @@ from ms2study.modelling.univariate import (
     log2_intensities,
     ols_slope_test,
     permutation_moderated_test,
+    permutation_ols_test,
     permutation_welch_test,
     welch_test,
 )
@@ -221,9 +222,9 @@ def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, o
         if n_filled_tests:
             summary.update(n_filled_permuted=n_filled_tests, filled_permutations=int(n_permutations))
             summary["notes"].append(
-                f"{n_filled_tests} feature(s) with filled values: Welch p-values from {int(n_permutations)} label "
-                "permutations pooled over features with as many filled values (a filled value is a point mass the "
-                "t distribution does not describe)")
+                f"{n_filled_tests} feature(s) with filled values: {'Welch' if kind == 'binary' else 'OLS'} p-values "
+                f"from {int(n_permutations)} permutations pooled over features with as many filled values (a filled "
+                "value is a point mass the t distribution does not describe)")
         for key, part_values in part.items():
             full = np.full(n_features, np.nan)
             full[rows] = part_values
@@ -274,9 +275,9 @@ def _tests(kind: str, values: np.ndarray, y: np.ndarray, C: np.ndarray | None, c
            n_permutations: int, seed: int, n_filled: np.ndarray) -> dict[str, np.ndarray]:
     """The per-feature test of one outcome on the tested rows (log2, filled; ``n_filled``: filled values per row):
     the moderated test with its permutation p-values on ``complete`` rows, the classic test (Welch, OLS) on the
-    others, Welch's p-values of rows with filled values from ``permutation_welch_test``, ANOVA for multiclass
-    outcomes. Adds ``prior_df`` (0 when nothing was moderated) unless the outcome is multiclass, and
-    ``n_filled_permuted`` (rows whose Welch p came from permutations)."""
+    others, the p-values of rows with filled values from ``permutation_welch_test`` / ``permutation_ols_test``,
+    ANOVA for multiclass outcomes. Adds ``prior_df`` (0 when nothing was moderated) unless the outcome is
+    multiclass, and ``n_filled_permuted`` (rows whose p came from those permutations)."""
     if kind == "multiclass":
         return anova_test(values, y)
     if kind == "binary":
@@ -292,6 +293,13 @@ def _tests(kind: str, values: np.ndarray, y: np.ndarray, C: np.ndarray | None, c
         effect = "log2_fold_change"
     else:
         part = ols_slope_test(values, y.astype(np.float64), C)
+        with_fill = n_filled > 0
+        if n_permutations > 0 and with_fill.any():
+            permuted = permutation_ols_test(values[with_fill], y.astype(np.float64), C, n_filled[with_fill],
+                                            n_permutations, seed + 1)
+            part["p_value"] = part["p_value"].copy()
+            part["p_value"][with_fill] = permuted["p_value"]
+            part["n_filled_permuted"] = np.array(int(with_fill.sum()))
         design = np.column_stack([np.ones(y.size), y.astype(np.float64)]
                                  + ([C] if C is not None and C.size else []))
         effect = "log2_effect_per_unit"

@@ -9,7 +9,8 @@ means is a log2 fold change):
   values its p-values come from a label-permutation null pooled within strata of equal fill counts
   (``permutation_welch_test``), because a filled value is a point mass the t distribution does not describe;
 - continuous outcome: ordinary least squares of log2 intensity on the outcome plus covariates, the slope tested
-  two-sided with a t distribution on n - p degrees of freedom (``scipy.stats.t``);
+  two-sided with a t distribution on n - p degrees of freedom (``scipy.stats.t``); for features with filled values
+  from a permutation null pooled within strata of equal fill counts (``permutation_ols_test``);
 - moderated tests (``moderated_linear_test``): the same linear models with each feature's residual variance
   shrunk towards a prior fitted on all features, its scale a smooth function of the mean log2 intensity (limma's
   empirical Bayes with an intensity trend: Smyth 2004, Stat Appl Genet Mol Biol 3:3; the trend as in limma-trend,
@@ -301,16 +302,50 @@ def permutation_welch_test(values: np.ndarray, positive: np.ndarray, n_filled: n
     null = np.empty((values.shape[0], n_permutations))
     for b in range(n_permutations):
         null[:, b] = np.abs(_welch_t(values, rng.permutation(positive)))
-    t = np.abs(np.where(np.isfinite(observed["statistic"]), observed["statistic"], np.nan))
-    p = np.full(values.shape[0], np.nan)
-    strata = fill_strata(n_filled)
+    p = _stratified_p(observed["statistic"], null, fill_strata(n_filled))
+    return {**observed, "p_value": p, "n_permutations": np.array([n_permutations])}
+
+
+def permutation_ols_test(values: np.ndarray, x: np.ndarray, covariates: np.ndarray | None, n_filled: np.ndarray,
+                         n_permutations: int = 200, seed: int = 0) -> dict[str, np.ndarray]:
+    """``ols_slope_test`` for features with filled values, its p-values from a permutation null pooled within
+    strata of equal fill counts (``fill_strata``), for the reason given in ``permutation_welch_test``.
+
+    Each permutation reorders the residuals of the reduced model (intercept and covariates, without ``x``) over the
+    samples and adds them back to its fit (Freedman & Lane 1983; plain permutation of ``x`` without covariates),
+    then refits every feature's slope t. Shapes and returns as ``ols_slope_test`` plus ``n_permutations``;
+    ``n_permutations`` 0 keeps the t distribution's p-values. Raises as ``ols_slope_test``."""
+    observed = ols_slope_test(values, x, covariates)
+    if n_permutations <= 0 or values.shape[0] == 0:
+        return {**observed, "n_permutations": np.array([0])}
+    n = values.shape[1]
+    design = np.column_stack([np.ones(n), np.asarray(x, dtype=np.float64)]
+                             + ([covariates] if covariates is not None and covariates.size else []))
+    reduced = np.delete(design, 1, axis=1)
+    fitted = values @ (reduced @ np.linalg.pinv(reduced)).T
+    residual = values - fitted
+    none = np.zeros(values.shape[0], dtype=bool)
+    rng = np.random.default_rng(seed)
+    null = np.empty((values.shape[0], n_permutations))
+    for b in range(n_permutations):
+        t = moderated_linear_test(fitted + residual[:, rng.permutation(n)], design, 1, none)["statistic"]
+        null[:, b] = np.abs(np.where(np.isfinite(t), t, 0.0))
+    p = _stratified_p(observed["statistic"], null, fill_strata(n_filled))
+    return {**observed, "p_value": p, "n_permutations": np.array([n_permutations])}
+
+
+def _stratified_p(statistic: np.ndarray, null: np.ndarray, strata: np.ndarray) -> np.ndarray:
+    """p_j = (1 + #{|t*| >= |t_j|}) / (1 + size) over the permuted |t*| (``null``: features x permutations) of the
+    features in j's stratum; NaN where the statistic is not finite."""
+    t = np.abs(np.where(np.isfinite(statistic), statistic, np.nan))
+    p = np.full(t.size, np.nan)
     for stratum in np.unique(strata):
         members = strata == stratum
         pool = np.sort(null[members].ravel())
         exceed = pool.size - np.searchsorted(pool, np.where(np.isfinite(t[members]), t[members] - 1e-12, np.inf),
                                              side="left")
         p[members] = np.where(np.isfinite(t[members]), (1.0 + exceed) / (1.0 + pool.size), np.nan)
-    return {**observed, "p_value": p, "n_permutations": np.array([n_permutations])}
+    return p
 
 
 def anova_test(values: np.ndarray, groups: np.ndarray) -> dict[str, np.ndarray]:

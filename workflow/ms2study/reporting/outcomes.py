@@ -323,9 +323,11 @@ def _test_text(summary: dict) -> str:
                f"(prior degrees of freedom {float(summary.get('prior_df') or 0):.1f}), p-values from "
                + (f"{permutations} permutations pooled over features" if permutations else "the t distribution"))
     filled = summary.get("n_filled_permuted")
-    if kind == "binary" and filled:
-        how += (f"; {filled} features with a filled value: Welch p-values from {summary.get('filled_permutations')} "
-                "label permutations pooled over features with as many filled values")
+    if kind in ("binary", "continuous") and filled:
+        how += (f"; {filled} features with a filled value: {'Welch' if kind == 'binary' else 'regression'} p-values "
+                f"from {summary.get('filled_permutations')} "
+                + ("label permutations" if kind == "binary" else "permutations of the residuals")
+                + " pooled over features with as many filled values")
     if kind == "binary":
         counts = summary.get("class_counts") or {}
         pos, ref = summary.get("positive_class"), summary.get("reference_class")
