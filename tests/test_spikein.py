@@ -14,7 +14,7 @@ import pytest
 from ms2study.cli import main
 from ms2study.core.errors import InputError
 from ms2study.io.msio import read_precursor
-from ms2study.simulate.spikein import sample_variation, simulate_spikein
+from ms2study.simulate.spikein import merge_unresolved, sample_variation, simulate_spikein
 from ms2study.simulate.spikein_library import PROTON, read_mgf_records
 
 SHARED = Path(__file__).parents[2] / "shared" / "data"
@@ -352,3 +352,21 @@ def test_real_qc_run_spiked_compounds_detected(tmp_path):
              for r in strong.iter_rows(named=True)]
     assert strong.height >= 10 and np.mean(found) >= 0.8
     assert len(read_mgf_records(tmp_path / "library.mgf")) <= 2000
+
+
+def test_ions_the_run_cannot_resolve_become_one_centroid(study):
+    mz = np.array([300.0, 300.0 + 300e-6 * 3, 301.0, 150.0])  # 3 ppm apart: one centroid; 1 Da: two
+    inten = np.array([100.0, 300.0, 50.0, 10.0])
+    merged_mz, merged_int = merge_unresolved(mz, inten, 10.0)
+    assert merged_mz.tolist() == pytest.approx([150.0, 300.0 + 300e-6 * 3 * 0.75, 301.0])
+    assert merged_int.tolist() == [10.0, 400.0, 50.0]
+    assert merge_unresolved(mz, inten, 1.0)[0].size == 4
+    # the limit is the run's own: the background's closest centroid pairs
+    out, _ = study
+    limit = json.loads((out / "simulation.json").read_text())["background_measured"]["resolution_ppm"]
+    assert 0 < limit < 1e4
+    for sid in ("S01", "S04"):
+        for s in load(out / "mzml" / f"{sid}.mzML"):
+            if s.getMSLevel() == 1 and s.size() > 1:
+                m = s.get_peaks()[0]
+                assert (np.diff(m) / m[1:] * 1e6 >= limit * 0.999).all()

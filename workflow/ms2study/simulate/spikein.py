@@ -42,8 +42,9 @@ before the sample's calibration offset), rt_s (apex RT in that sample, drifted),
 (apex before per-sample variation), abundance (apex in that sample), present, above_noise, in_library, adduct,
 formula, n_ms2 (MS2 scans added), changed, log_fold (ln), fold, group, ms2_record (TITLE of the record used as
 MS2), ms2_source (other_record | same_record_noised)), ``simulation.json`` (per run: its factor, drift parts and
-calibration offset). A spiked ion is its own centroid, not merged with a background one (at ~0.7 centroids per Da a
-collision within 5 ppm is rare).
+calibration offset). A spiked ion closer to another centroid of its scan than the run resolves (the 0.1 % quantile
+of neighbouring MS1 centroid spacings, at most 20 ppm; QC run 04: 19.5 ppm) is merged with it into one centroid (intensities summed,
+m/z weighted), as the instrument would report them; ``background_measured`` in simulation.json holds that limit.
 """
 
 from __future__ import annotations
@@ -85,6 +86,9 @@ RT_DRIFT_S = _REALISTIC["rt_shift_sd_s"]            # sd of the per-sample RT sh
 CALIBRATION_PPM = _REALISTIC["calibration_error_ppm"]  # sd of the per-sample m/z calibration offset (ppm)
 FWHM_S = (2.1, 3.8)             # QC runs, MZmine list, 10-90 %
 MZ_ERROR_PPM = 1.0
+# Ions closer than this are never taken as one centroid, whatever the run's spacings say (a sparse run's closest pairs
+# are far apart): about one peak width at m/z 200 of an Orbitrap at 35k-70k resolution (14-29 ppm) or below.
+MAX_RESOLUTION_PPM = 20.0
 CONFIG_YAML = """library: library.mgf
 models:
   outcomes:
@@ -137,6 +141,7 @@ class Background:
     dda_threshold: float
     ms2_gain: float
     template: oms.MSSpectrum
+    resolution_ppm: float
 
 
 def read_background(path: Path) -> Background:
@@ -182,8 +187,10 @@ def read_background(path: Path) -> Background:
                          fix="pass a DDA run whose MS2 precursors were picked from its MS1 scans")
     template = next((s for s in ms2 if s.getPrecursors()[0].getCharge() == 1), ms2[0])
     rts = [s.getRT() for s in ms1]
+    spacing = np.concatenate([np.diff(m) / m[1:] * 1e6 for m, _ in peaks if m.size > 1] or [np.array([20.0])])
     return Background(exp, mz_range, (min(rts), max(rts)), (float(lo), float(hi)), ms1_floor, ms2_floor,
-                      float(np.quantile(precursor, 0.01)), float(np.median(gain)), template)
+                      float(np.quantile(precursor, 0.01)), float(np.median(gain)), template,
+                      min(float(np.quantile(spacing, 0.001)), MAX_RESOLUTION_PPM))
 
 
 def _field(rs: np.random.Generator, n_terms: int = 200):
@@ -374,10 +381,10 @@ def spike_sample(bg: Background, compounds: list[Spiked], heights: np.ndarray, v
     for j, s in enumerate(ms1_scans):
         if add_mz[j]:
             mz, inten = s.get_peaks()
-            mz = np.concatenate([mz, np.asarray(add_mz[j])])
-            inten = np.concatenate([inten.astype(np.float64), np.asarray(add_int[j])])
-            order = np.argsort(mz, kind="stable")
-            s.set_peaks((mz[order], inten[order].astype(np.float32)))
+            mz, inten = merge_unresolved(np.concatenate([mz, np.asarray(add_mz[j])]),
+                                         np.concatenate([inten.astype(np.float64), np.asarray(add_int[j])]),
+                                         bg.resolution_ppm)
+            s.set_peaks((mz, inten.astype(np.float32)))
         exp.addSpectrum(s)
     scans = exp.getSpectra()  # copies: iterating an MSExperiment does not change it
     for s in scans:
@@ -407,6 +414,22 @@ def _drift_and_recalibrate(s: oms.MSSpectrum, var: Variation) -> None:
     if precursors:
         s.setPrecursors(precursors)
     _set_summary(s)
+
+
+def merge_unresolved(mz: np.ndarray, intensity: np.ndarray, resolution_ppm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Centroids (any order) with neighbours closer than ``resolution_ppm`` merged into one, as an instrument that
+    cannot resolve them reports a single centroid: intensities summed, m/z their intensity-weighted mean. Returns
+    (m/z ascending, intensity)."""
+    order = np.argsort(mz, kind="stable")
+    mz, intensity = np.asarray(mz, np.float64)[order], np.asarray(intensity, np.float64)[order]
+    if mz.size < 2:
+        return mz, intensity
+    new_cluster = np.r_[True, np.diff(mz) > resolution_ppm * 1e-6 * mz[1:]]
+    label = np.cumsum(new_cluster) - 1
+    total = np.bincount(label, weights=intensity)
+    centre = np.bincount(label, weights=intensity * mz) / np.where(total > 0, total, 1.0)
+    first, size = mz[new_cluster], np.bincount(label)
+    return np.where((size > 1) & (total > 0), centre, first), total  # a lone centroid keeps its m/z exactly
 
 
 def _set_summary(s: oms.MSSpectrum, title: str | None = None) -> None:
@@ -501,7 +524,8 @@ def simulate_spikein(outdir: Path, background: Path, library: Path, n_samples: i
             "changed_compounds": [c.inchikey for c in compounds if c.changed],
             "background_measured": {"mz_range": bg.mz_range, "rt_range_s": bg.rt_range, "height_range": bg.height_range,
                                     "ms1_floor": bg.ms1_floor, "ms2_floor": bg.ms2_floor,
-                                    "dda_threshold": bg.dda_threshold, "ms2_gain": bg.ms2_gain},
+                                    "dda_threshold": bg.dda_threshold, "ms2_gain": bg.ms2_gain,
+                                    "resolution_ppm": bg.resolution_ppm},
             "n_usable_records": len(usable), "n_spiked_ms2": sum(r["n_spiked_ms2"] for r in runs.values()),
             "parameters": {"sample_factor_log_sd": SAMPLE_FACTOR_LOG_SD, "field_log_sd": FIELD_LOG_SD,
                            "field_sd_spread": FIELD_SD_SPREAD, "field_length_da": FIELD_LENGTH_DA,
