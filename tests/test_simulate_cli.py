@@ -205,6 +205,8 @@ def test_overwrite_replaces_the_study_and_keeps_other_files(tmp_path, inputs, ca
     assert (out / "samples.tsv").read_text() != sheet and "S03" not in (out / "samples.tsv").read_text()
     kept = [r.getMessage() for r in caplog.records if "does not write" in r.getMessage()]
     assert kept and all(name in kept[0] for name in ("mzml/S03.mzML", "mzml/S04.mzML", "mzml/S07.mzML"))
+    # the runs it did write (changed by the new seed) are not among the files left over (fresh-user finding)
+    assert "mzml/S01.mzML" not in kept[0] and "mzml/S02.mzML" not in kept[0]
     assert not list(tmp_path.glob(".out.*"))
 
 

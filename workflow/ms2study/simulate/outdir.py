@@ -148,9 +148,9 @@ def _replace(path: Path, target: Path, left: list[str]) -> list[str]:
     names (relative to the study) of the files that changed."""
     if path.is_dir() and target.is_dir() and not target.is_symlink():
         changed = []
+        theirs = {child.name for child in path.iterdir()}  # before the loop moves the changed ones out of ``path``
         for child in sorted(path.iterdir()):
             changed += [f"{target.name}/{name}" for name in _replace(child, target / child.name, left)]
-        theirs = {child.name for child in path.iterdir()}
         left += [f"{target.name}/{child.name}" for child in sorted(target.iterdir()) if child.name not in theirs]
         return changed
     if _same(path, target):
