@@ -95,7 +95,8 @@ def test_planted_features_have_the_smallest_q_values() -> None:
 def test_the_test_is_welch_on_log2_with_half_minimum_fill_and_bh() -> None:
     samples, matrix, _ = planted_study(seed=1)
     table, summary = per_feature.differential_analysis(matrix, samples, BINARY, test="welch")
-    assert summary["test"] == "welch_t" and set(table["test"]) == {"welch_t"}
+    assert summary["test"] == "welch_t" and set(table.filter("tested")["test"]) == {"welch_t"}
+    assert table.filter(~pl.col("tested"))["test"].is_null().all()  # an untested feature names no test
     ids = samples["sample_id"].to_list()
     case = np.array([g == "case" for g in samples["group"]])
     raw = matrix.filter(pl.col("consensus_id") == "C003").select(ids).to_numpy()[0].astype(float)

@@ -667,11 +667,13 @@ def test_the_differential_section_names_the_test_each_summary_records() -> None:
     assert "p-values from 200 permutations pooled over features" in moderated
     assert _test_text({**base, "test": "welch_t"}).startswith("Welch t-test on log2 intensities")
     assert "label permutations" not in moderated
-    filled = _test_text({**base, "test": "welch_t", "n_filled_permuted": 31, "filled_permutations": 200})
-    assert "31 features with a filled value: Welch p-values from 200 label permutations" in filled
-    slope = _test_text({"type": "continuous", "test": "ols", "n_samples": 20, "n_filled_permuted": 5,
-                        "filled_permutations": 100})
-    assert "5 features with a filled value: regression p-values from 100 permutations of the residuals" in slope
+    filled = _test_text({**base, "test": "welch_t", "n_imputed_permuted": 31, "imputed_permutations": 200})
+    assert ("31 features with an imputed value (not detected, not gap-filled): Welch p-values from 200 label "
+            "permutations") in filled
+    slope = _test_text({"type": "continuous", "test": "ols", "n_samples": 20, "n_imputed_permuted": 5,
+                        "imputed_permutations": 100})
+    assert "5 features with an imputed value (not detected, not gap-filled): regression p-values from 100 " \
+           "permutations of the residuals" in slope
     tdist = _test_text({"type": "continuous", "test": "moderated_ols", "n_moderated": 40, "prior_df": 4.0,
                         "n_permutations": 0, "n_samples": 20})
     assert tdist.startswith("linear regression") and "p-values from the t distribution" in tdist

@@ -370,3 +370,12 @@ def test_ions_the_run_cannot_resolve_become_one_centroid(study):
             if s.getMSLevel() == 1 and s.size() > 1:
                 m = s.get_peaks()[0]
                 assert (np.diff(m) / m[1:] * 1e6 >= limit * 0.999).all()
+
+
+def test_a_drift_that_reorders_scans_is_refused_before_writing(tmp_path, inputs, caplog):
+    with pytest.raises(InputError, match="rt-drift-s 500 moves sample S0.'s scans"):
+        make(tmp_path / "s", inputs, rt_drift_s=500.0)
+    assert not (tmp_path / "s").exists()
+    with caplog.at_level("WARNING"):
+        make(tmp_path / "t", inputs, n_samples=2, calibration_ppm=50.0)
+    assert any("--calibration-ppm 50" in r.getMessage() for r in caplog.records)

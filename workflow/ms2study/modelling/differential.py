@@ -79,7 +79,7 @@ DIFFERENTIAL: dict[str, pl.DataType] = {
     "isomer_inchikeys": pl.List(pl.Utf8),
     "identification_q_value": pl.Float64,
     "outcome": pl.Utf8,                   # the sample-sheet column
-    "test": pl.Utf8,                      # moderated_t | welch_t | moderated_ols | ols | anova
+    "test": pl.Utf8,                      # moderated_t | welch_t | moderated_ols | ols | anova; null: not tested
     "log2_fold_change": pl.Float64,       # binary: mean log2 positive class - mean log2 other class
     "log2_effect_per_unit": pl.Float64,   # continuous: log2 intensity change per unit of the outcome
     "statistic": pl.Float64,              # t (moderated_t, welch_t, moderated_ols, ols) or F (anova)
@@ -134,8 +134,8 @@ def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, o
     ``identify`` stage's table (only accepted rows are used). The table has one row per consensus feature, columns
     ``DIFFERENTIAL``, sorted by q-value (untested last). The summary holds the outcome, its type, the test, the
     classes and their sizes, the samples left out, the counts and notes; with moderated tests also ``prior_df``
-    (d0), ``n_moderated`` and ``n_permutations``; where binary features with filled values got permutation p-values,
-    ``n_filled_permuted`` and ``filled_permutations``. ``test``: ``moderated`` or ``welch`` (module docstring);
+    (d0), ``n_moderated`` and ``n_permutations``; where features with imputed values got permutation p-values,
+    ``n_imputed_permuted`` and ``imputed_permutations``. ``test``: ``moderated`` or ``welch`` (module docstring);
     ``n_permutations`` and ``seed``: the permutation nulls of the moderated test and of Welch's test on features
     with filled values (0: the t distribution's p-values).
     Missing values: see the module docstring.
@@ -216,15 +216,12 @@ def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, o
             tests[rows] = np.where(complete & (prior_df > 0), summary["test"], test_name)
             if n_moderated < rows.size:
                 summary["notes"].append(
-                    f"{rows.size - n_moderated} feature(s) with a filled value (or too few features for a prior) "
+                    f"{rows.size - n_moderated} feature(s) with an imputed value (or too few features for a prior) "
                     f"keep their own variance: {'Welch t-test' if kind == 'binary' else 'ordinary least squares'}")
-        n_filled_tests = int(part.pop("n_filled_permuted", 0))
-        if n_filled_tests:
-            summary.update(n_filled_permuted=n_filled_tests, filled_permutations=int(n_permutations))
-            summary["notes"].append(
-                f"{n_filled_tests} feature(s) with filled values: {'Welch' if kind == 'binary' else 'OLS'} p-values "
-                f"from {int(n_permutations)} permutations pooled over features with as many filled values (a filled "
-                "value is a point mass the t distribution does not describe)")
+        n_imputed_tests = int(part.pop("n_imputed_permuted", 0))
+        if n_imputed_tests:
+            # the report's test description says how their p-values were found; summary.json keeps the counts
+            summary.update(n_imputed_permuted=n_imputed_tests, imputed_permutations=int(n_permutations))
         for key, part_values in part.items():
             full = np.full(n_features, np.nan)
             full[rows] = part_values
@@ -232,6 +229,7 @@ def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, o
     p = np.where(keep, result["p_value"], np.nan)
     q = bh_q_values(p)
     tested = np.isfinite(p)
+    tests = np.where(tested, tests, None)  # an untested feature names no test
 
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -277,7 +275,7 @@ def _tests(kind: str, values: np.ndarray, y: np.ndarray, C: np.ndarray | None, c
     the moderated test with its permutation p-values on ``complete`` rows, the classic test (Welch, OLS) on the
     others, the p-values of rows with filled values from ``permutation_welch_test`` / ``permutation_ols_test``,
     ANOVA for multiclass outcomes. Adds ``prior_df`` (0 when nothing was moderated) unless the outcome is
-    multiclass, and ``n_filled_permuted`` (rows whose p came from those permutations)."""
+    multiclass, and ``n_imputed_permuted`` (rows whose p came from those permutations)."""
     if kind == "multiclass":
         return anova_test(values, y)
     if kind == "binary":
@@ -288,7 +286,7 @@ def _tests(kind: str, values: np.ndarray, y: np.ndarray, C: np.ndarray | None, c
                                               seed + 1)
             part["p_value"] = part["p_value"].copy()
             part["p_value"][with_fill] = permuted["p_value"]
-            part["n_filled_permuted"] = np.array(int(with_fill.sum()))
+            part["n_imputed_permuted"] = np.array(int(with_fill.sum()))
         design = np.column_stack([np.ones(y.size), (y == 1).astype(np.float64)])
         effect = "log2_fold_change"
     else:
@@ -299,7 +297,7 @@ def _tests(kind: str, values: np.ndarray, y: np.ndarray, C: np.ndarray | None, c
                                             n_permutations, seed + 1)
             part["p_value"] = part["p_value"].copy()
             part["p_value"][with_fill] = permuted["p_value"]
-            part["n_filled_permuted"] = np.array(int(with_fill.sum()))
+            part["n_imputed_permuted"] = np.array(int(with_fill.sum()))
         design = np.column_stack([np.ones(y.size), y.astype(np.float64)]
                                  + ([C] if C is not None and C.size else []))
         effect = "log2_effect_per_unit"

@@ -60,9 +60,11 @@ DIFFERENTIAL_TEXT = (
     "sample gets the moderated t-test: its variance is shrunk towards that of features of similar "
     "intensity (limma-trend, Smyth 2004), which adds power to small studies (measured in benchmarks/README.md), "
     "and its p-value comes from the same statistic under permuted samples, pooled over features (as SAM and "
-    "Perseus do), which keeps the q-values honest when the data are not normal; a feature with a filled value "
-    "keeps its own variance (Welch t-test, or plain regression). The 'test' column says which (a value gap "
-    "filling re-quantified from a run's MS1 signal is a measurement, not a fill). Missing values are handled as "
+    "Perseus do), which keeps the q-values honest when the data are not normal; a feature with an imputed value "
+    "(below) keeps its own variance (Welch t-test, or plain regression), its p-value from permutations too, "
+    "pooled over features with as many imputed values (an imputed value is a point mass the t distribution "
+    "does not describe). The 'test' column says which (a value gap filling re-quantified from a run's MS1 "
+    "signal is a measurement, not an imputation). Missing values are handled as "
     "in the outcome models: a feature detected in fewer than "
     "<code>models: min_detected_fraction</code> of the samples is not tested; otherwise a sample where it "
     "was not detected gets half its smallest intensity (<code>imputation: features</code>). q-values are "
@@ -322,12 +324,12 @@ def _test_text(summary: dict) -> str:
         how = (f"; {summary['n_moderated']} features detected in every sample tested with moderated variances "
                f"(prior degrees of freedom {float(summary.get('prior_df') or 0):.1f}), p-values from "
                + (f"{permutations} permutations pooled over features" if permutations else "the t distribution"))
-    filled = summary.get("n_filled_permuted")
-    if kind in ("binary", "continuous") and filled:
-        how += (f"; {filled} features with a filled value: {'Welch' if kind == 'binary' else 'regression'} p-values "
-                f"from {summary.get('filled_permutations')} "
+    imputed = summary.get("n_imputed_permuted")
+    if kind in ("binary", "continuous") and imputed:
+        how += (f"; {imputed} features with an imputed value (not detected, not gap-filled): "
+                f"{'Welch' if kind == 'binary' else 'regression'} p-values from {summary.get('imputed_permutations')} "
                 + ("label permutations" if kind == "binary" else "permutations of the residuals")
-                + " pooled over features with as many filled values")
+                + " pooled over features with as many imputed values")
     if kind == "binary":
         counts = summary.get("class_counts") or {}
         pos, ref = summary.get("positive_class"), summary.get("reference_class")
@@ -414,7 +416,8 @@ def _feature_table(tested: pl.DataFrame, summary: dict, effect: str, effect_head
                  "the feature was measured, before the half-minimum fill (a value gap filling re-quantified from "
                  "the run's own MS1 signal counts as measured). id q: the identification's own q-value."
                  + (" test: moderated_t / moderated_ols for features measured in every sample, welch_t / ols for "
-                    "features with a filled value." if "test" in columns else "")
+                    "features with an imputed value (their p from permutations pooled by the number imputed)."
+                    if "test" in columns else "")
                  + (f" With {summary['n_permutations']} permutations over {summary.get('n_moderated')} features the "
                     f"smallest moderated p is {1 / (1 + summary['n_permutations'] * summary['n_moderated']):.2g}; "
                     "features at that floor are ordered by their t." if summary.get("n_permutations")

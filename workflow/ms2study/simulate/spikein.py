@@ -50,6 +50,7 @@ m/z weighted), as the instrument would report them; ``background_measured`` in s
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -96,6 +97,7 @@ models:
 """
 # Purposes of ms2study.simulate.params.stream used here (numbers free in that list).
 _SELECT, _SAMPLE, _SPECTRUM, _STUDY = 40, 41, 42, 43
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -248,6 +250,24 @@ def sample_variation(seed: int, sample_index: int, mz, rt, rt_range: tuple[float
     (broadcast shapes; ``rt_range``: the background's MS1 RT range, s): exp(N(0, SAMPLE_FACTOR_LOG_SD)) x
     exp(s(m/z, RT) g(m/z, RT)); the same for background peaks and spiked ions."""
     return np.exp(_variation(seed, sample_index, rt_range)[1].log_factor(mz, rt))
+
+
+def check_drift(bg: Background, ids: list[str], seed: int, rt_drift_s: float, calibration_ppm: float) -> None:
+    """Refuse (InputError naming --rt-drift-s and the sample) a drift that would put a sample's scans out of order or
+    before 0 s; warn when the calibration offset's sd exceeds ``MAX_RESOLUTION_PPM`` (no mass spectrometer the
+    pipeline's 10-ppm tolerances are meant for drifts that far)."""
+    rts = np.sort([s.getRT() for s in bg.exp])
+    for i, sid in enumerate(ids):
+        drifted = _variation(seed, i, bg.rt_range, rt_drift_s, calibration_ppm)[1].drift(rts)
+        if np.any(np.diff(drifted) < 0) or drifted.min() < 0:
+            span = bg.rt_range[1] - bg.rt_range[0]
+            raise InputError(f"--rt-drift-s {rt_drift_s:g} moves sample {sid}'s scans out of order or before 0 s on "
+                             f"this {span:.0f}-s run", fix=f"use a smaller --rt-drift-s (a few percent of the run "
+                                                           f"length, e.g. {max(span / 30, 0.1):.1f})")
+    if calibration_ppm > MAX_RESOLUTION_PPM:
+        log.warning("--calibration-ppm %g: a mass calibration that drifts by tens of ppm between runs is far outside an "
+                    "accurate-mass instrument's (1-3 ppm); linking and identification use 10-ppm windows",
+                    calibration_ppm)
 
 
 def choose_compounds(records: list[Record], usable: list[Record], bg: Background, n_compounds: int, n_changed: int,
@@ -488,6 +508,7 @@ def simulate_spikein(outdir: Path, background: Path, library: Path, n_samples: i
     ids = [f"S{i + 1:02d}" for i in range(n_samples)]
     groups = ["control"] * (n_samples - n_samples // 2) + ["case"] * (n_samples // 2)
     fold = np.array([fold_change if c.changed else 1.0 for c in compounds])
+    check_drift(bg, ids, seed, rt_drift_s, calibration_ppm)
     with study_folder(outdir, overwrite) as folder:
         truth, runs = [], {}
         for i, sid in enumerate(ids):

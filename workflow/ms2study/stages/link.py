@@ -198,8 +198,10 @@ def link_features_full(features: dict[str, pl.DataFrame], reference: str, params
     if params["merge_split"]:
         groups, n_merged = merge_split_consensus(groups, features, float(params["mz_tol_ppm"]))
         if n_merged:
-            log.info("%d consensus features joined to another at the same m/z: their samples never overlap and their "
-                     "elution ranges overlap by half the shorter one (one broad or flat peak whose apex moved)", n_merged)
+            log.info("%d consensus features joined to another at the same m/z (%d -> %d): their samples never overlap "
+                     "and their elution ranges overlap by half the shorter one (one broad or flat peak whose apex "
+                     "moved); link: {merge_split: false} keeps them apart", n_merged, len(groups) + n_merged,
+                     len(groups))
     # Intensities and positions come from the tables (the handles carry float32 copies).
     mz_of = {s: features[s]["mz"].to_numpy() for s in samples}
     inten_of = {s: features[s]["intensity"].to_numpy() for s in samples}
