@@ -20,15 +20,15 @@ every sample of the outcome is tested with the moderated t-test (``moderated_t``
 ``moderated_ols``: the slope), its variance shrunk towards an intensity-dependent prior fitted on all such features
 (limma-trend), its p-value from the permutation null of the moderated t pooled over features (SAM-style,
 ``n_permutations`` permutations; ``modelling.univariate.permutation_moderated_test``); a feature with a filled value
-keeps its own variance: Welch's t-test (``welch_t``) or plain OLS (``ols``). A filled value is a point mass at
-the detection limit, not a draw from the normal model the prior assumes; on real urine studies moderating such
-features made the test anti-conservative (measured: ``benchmarks/differential_calibration.py``), and for the same
-reason Welch's p from the t distribution is too small in the far tail (measured on null simulations: p < 1e-5
-3-4x too often), so with ``n_permutations`` > 0 the Welch p-values of binary features with a filled value come
-from label permutations pooled over features with as many filled values
-(``modelling.univariate.permutation_welch_test``), and those of a continuous outcome's OLS slope from permuted
-residuals pooled the same way (``permutation_ols_test``). With ``welch`` every binary feature gets Welch's test
-and every continuous one plain OLS (the filled ones with the same permutation p-values). The tests themselves are in ``modelling.univariate``. Imports ``core``,
+keeps its own variance: Welch's t-test (``welch_t``) or plain OLS (``ols``). A filled value is a point mass at the
+detection limit, not a draw from the normal model the prior assumes; on real urine studies moderating such features
+made the test anti-conservative (measured: ``benchmarks/differential_calibration.py``), and for the same reason
+Welch's p from the t distribution is too small in the far tail (measured on null simulations: p < 1e-5 3-4x too
+often), so with ``n_permutations`` > 0 the Welch p-values of binary features with a filled value come from label
+permutations pooled over features with as many filled values (``modelling.univariate.permutation_welch_test``), and
+those of a continuous outcome's OLS slope from permuted residuals pooled the same way (``permutation_ols_test``).
+With ``welch`` every binary feature gets Welch's test and every continuous one plain OLS (the filled ones with the
+same permutation p-values). The tests themselves are in ``modelling.univariate``. Imports ``core``,
 ``modelling.outcomes`` and ``modelling.univariate``.
 """
 

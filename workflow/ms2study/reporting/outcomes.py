@@ -47,8 +47,9 @@ MODELS_TEXT = (
     "8 vs 8 samples at AUC 1 read [0.76, 1]. p is a label-permutation p-value (smallest possible value "
     "1/(permutations + 1)); 'null mean' is the metric this procedure reaches on permuted labels, i.e. its chance "
     "level. Read them together: p is the test of whether a model beats chance (it refits the whole procedure on "
-    "permuted labels); the interval says how precisely the value is known, but it does not refit the models (on simulated studies of 16 and 40 samples the "
-    "AUC interval held the procedure's true AUC in 90-100% of studies, benchmarks/README.md). A model is taken to "
+    "permuted labels); the interval says how precisely the value is known, but it does not refit the models "
+    "(on simulated studies of 16 and 40 samples the AUC interval held the procedure's true AUC in 90-100% of "
+    "studies, benchmarks/README.md). A model is taken to "
     "beat chance where p &lt; 0.05 and its interval lies above chance (AUC 0.5, R² 0); the attribution under "
     "'What differs' is judged by the same rule. An R² below 0 means the model predicts worse than the outcome's "
     "mean: no usable signal.</p>")

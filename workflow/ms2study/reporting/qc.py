@@ -40,8 +40,9 @@ ATTRIBUTION_COLUMNS = {"rank": "rank", "consensus_id": "consensus feature", "nam
 TOP_ATTRIBUTION = 15  # attribution rows shown per outcome
 
 QC_TEXT = ('<p class="note">RT shift: the median correction the alignment applied to the sample\'s retention times '
-           "(aligned minus raw, s: how far the run had drifted from the reference run); RT residual: median absolute RT difference, after alignment, between the sample's "
-           "features and the same consensus features in the reference run (alignment quality); precursor error: "
+           "(aligned minus raw, s: how far the run had drifted from the reference run); RT residual: median "
+           "absolute RT difference, after alignment, between the sample's features and the same consensus "
+           "features in the reference run (alignment quality); precursor error: "
            "median m/z error of the accepted identifications; share MS2 mapped: MS/MS scans assigned to a feature. "
            "Chromatograms are thinned to at most 600 points per sample, "
            "keeping the highest point of each stretch (zoom to inspect); outliers are drawn thicker.</p>")

@@ -34,17 +34,17 @@ runs in ../shared/data/mzml by ``benchmarks/biology.py --measure-real``; see the
   intensity x the background's median ratio of MS2 total intensity to precursor MS1 intensity (QC run 04: 0.67);
   fragment peaks below the background's 5 % quantile of MS2 minimum peak intensity (1,687) are dropped.
 
-Files, as ``ms2study simulate`` writes them: ``mzml/S01.mzML`` ... (sorted by RT; added MS2 scans get new native
-ids "... scan=N" after the background's last, title "spiked MS2"), ``samples.tsv`` (sample_id, file, group: first
-half control), ``config.yaml``, ``library.mgf`` (input records verbatim), ``ground_truth.tsv`` (per sample and
-compound: sample_id, compound_id, name, inchikey, chemical_class (ChemOnt path), mz ([M+H]+ from the formula,
-before the sample's calibration offset), rt_s (apex RT in that sample, drifted), rt_s_undrifted, fwhm_s, height
-(apex before per-sample variation), abundance (apex in that sample), present, above_noise, in_library, adduct,
-formula, n_ms2 (MS2 scans added), changed, log_fold (ln), fold, group, ms2_record (TITLE of the record used as
-MS2), ms2_source (other_record | same_record_noised)), ``simulation.json`` (per run: its factor, drift parts and
-calibration offset). A spiked ion closer to another centroid of its scan than the run resolves (the 0.1 % quantile
-of neighbouring MS1 centroid spacings, at most 20 ppm; QC run 04: 19.5 ppm) is merged with it into one centroid (intensities summed,
-m/z weighted), as the instrument would report them; ``background_measured`` in simulation.json holds that limit.
+Files, as ``ms2study simulate`` writes them: ``mzml/S01.mzML`` ... (sorted by RT; added MS2 scans get new native ids
+"... scan=N" after the background's last, title "spiked MS2"), ``samples.tsv`` (sample_id, file, group: first half
+control), ``config.yaml``, ``library.mgf`` (input records verbatim), ``ground_truth.tsv`` (per sample and compound:
+sample_id, compound_id, name, inchikey, chemical_class (ChemOnt path), mz ([M+H]+ from the formula, before the
+sample's calibration offset), rt_s (apex RT in that sample, drifted), rt_s_undrifted, fwhm_s, height (apex before
+per-sample variation), abundance (apex in that sample), present, above_noise, in_library, adduct, formula, n_ms2
+(MS2 scans added), changed, log_fold (ln), fold, group, ms2_record (TITLE of the record used as MS2), ms2_source
+(other_record | same_record_noised)), ``simulation.json`` (per run: its factor, drift parts and calibration offset).
+A spiked ion closer to another centroid of its scan than the run resolves (the 0.1 % quantile of neighbouring MS1
+centroid spacings, at most 20 ppm; QC run 04: 19.5 ppm) is merged with it into one centroid (intensities summed, m/z
+weighted), as the instrument would report them; ``background_measured`` in simulation.json holds that limit.
 """
 
 from __future__ import annotations
@@ -265,8 +265,8 @@ def check_drift(bg: Background, ids: list[str], seed: int, rt_drift_s: float, ca
                              f"this {span:.0f}-s run", fix=f"use a smaller --rt-drift-s (a few percent of the run "
                                                            f"length, e.g. {max(span / 30, 0.1):.1f})")
     if calibration_ppm > MAX_RESOLUTION_PPM:
-        log.warning("--calibration-ppm %g: a mass calibration that drifts by tens of ppm between runs is far outside an "
-                    "accurate-mass instrument's (1-3 ppm); linking and identification use 10-ppm windows",
+        log.warning("--calibration-ppm %g: a mass calibration that drifts by tens of ppm between runs is far "
+                    "outside an accurate-mass instrument's (1-3 ppm); linking and identification use 10-ppm windows",
                     calibration_ppm)
 
 

@@ -2,14 +2,14 @@
 
 One job for every run of the sheet, after ``link`` (many runs in one process with ``--sample-ids``; one run with
 ``--sample-id``): it reads the study feature matrix's keys and the runs' columns, the alignment table and, run by
-run, the centroided MS1 scans the detect stage saved
-(``results/samples/{sample}/ms1_scans.parquet``, the peaks feature detection used), and writes
-``results/study/gap_filled/{sample}.parquet`` (``tables.GAP_FILLED``): one row for every consensus feature that is
-null in the run's matrix column, with the intensity re-quantified by ``correction.gapfill.quantify`` (null where no
-signal was found, and where the peak found is one the run already detected for another consensus feature at that
-m/z: ``claimed_elsewhere``, so one peak never counts twice). Every change of the study (a sample added) changes the matrix and reruns gap filling for every
-run; reading the saved scans instead of parsing each run's mzML again keeps that cheap. A run can also be gap-filled
-from its mzML (``--mzml``): its MS1 scans are then centroided when detect would centroid them (its ``centroid`` and
+run, the centroided MS1 scans the detect stage saved (``results/samples/{sample}/ms1_scans.parquet``, the peaks
+feature detection used), and writes ``results/study/gap_filled/{sample}.parquet`` (``tables.GAP_FILLED``): one row
+for every consensus feature that is null in the run's matrix column, with the intensity re-quantified by
+``correction.gapfill.quantify`` (null where no signal was found, and where the peak found is one the run already
+detected for another consensus feature at that m/z: ``claimed_elsewhere``, so one peak never counts twice). Every
+change of the study (a sample added) changes the matrix and reruns gap filling for every run; reading the saved
+scans instead of parsing each run's mzML again keeps that cheap. A run can also be gap-filled from its mzML
+(``--mzml``): its MS1 scans are then centroided when detect would centroid them (its ``centroid`` and
 ``peak_picker_snr``), so the filled values come from the same peaks either way. The ``correct`` stage puts the
 filled values into the corrected matrix (config ``correct.use_filled``).
 """

@@ -7,10 +7,10 @@ outlier: in feature-dense runs a few percent of pairs are wrong and would tilt a
 and MapAlignmentTransformer applies it. FeatureGroupingAlgorithmKD then links features within
 ``mz_tol_ppm`` and ``rt_tol_s`` into consensus features, and ``merge_split_consensus`` joins the pieces of one
 broad or flat elution profile whose apex the feature finder placed in different places in different runs
-(``merge_split``: same m/z, runs never overlapping, elution ranges overlapping by half the shorter one). The result is the wide matrix of
-``tables.FEATURE_MATRIX_KEYS`` followed by one intensity column per sample (null where the sample has no
-feature), consensus ids ``C{n}`` in ascending m/z then RT. The per-sample alignment summary and the
-consensus-to-feature links come back beside it.
+(``merge_split``: same m/z, runs never overlapping, elution ranges overlapping by half the shorter one). The
+result is the wide matrix of ``tables.FEATURE_MATRIX_KEYS`` followed by one intensity column per sample (null
+where the sample has no feature), consensus ids ``C{n}`` in ascending m/z then RT. The per-sample alignment
+summary and the consensus-to-feature links come back beside it.
 """
 
 from __future__ import annotations
@@ -263,8 +263,8 @@ def merge_split_consensus(groups: list[list[tuple[str, int, float]]], features: 
     apart), and their elution ranges (median aligned start and end of each one's features) overlap by at least
     ``MERGE_MIN_OVERLAP`` of the shorter range. Pairs are joined closest apex first and only while the joined sample
     sets stay disjoint. Pieces of one plateau that the feature finder cut at different places in different runs
-    and that do not overlap stay apart. The same idea as merging neighbouring chromatographic peaks in xcms (``refineChromPeaks`` with
-    ``MergeNeighboringPeaksParam``), applied across runs instead of within one.
+    and that do not overlap stay apart. The same idea as merging neighbouring chromatographic peaks in xcms
+    (``refineChromPeaks`` with ``MergeNeighboringPeaksParam``), applied across runs instead of within one.
 
     ``groups``: per consensus feature, its members (sample, row in ``features[sample]``, aligned RT s);
     ``features``: each sample's features table (``rt_s``, ``rt_start_s``, ``rt_end_s``, ``mz`` in raw RT s).
