@@ -38,13 +38,14 @@ Files, as ``ms2study simulate`` writes them: ``mzml/S01.mzML`` ... (sorted by RT
 "... scan=N" after the background's last, title "spiked MS2"), ``samples.tsv`` (sample_id, file, group: first half
 control), ``config.yaml``, ``library.mgf`` (input records verbatim), ``ground_truth.tsv`` (per sample and compound:
 sample_id, compound_id, name, inchikey, chemical_class (ChemOnt path), mz ([M+H]+ from the formula, before the
-sample's calibration offset), rt_s (apex RT in that sample, drifted), rt_s_undrifted, fwhm_s, height (apex before
-per-sample variation), abundance (apex in that sample), present, above_noise, in_library, adduct, formula, n_ms2
-(MS2 scans added), changed, log_fold (ln), fold, group, ms2_record (TITLE of the record used as MS2), ms2_source
-(other_record | same_record_noised)), ``simulation.json`` (per run: its factor, drift parts and calibration offset).
-A spiked ion closer to another centroid of its scan than the run resolves (the 0.1 % quantile of neighbouring MS1
-centroid spacings, at most 20 ppm; QC run 04: 19.5 ppm) is merged with it into one centroid (intensities summed, m/z
-weighted), as the instrument would report them; ``background_measured`` in simulation.json holds that limit.
+sample's calibration offset), mz_acquired (after it, before the per-centroid error), rt_s (apex RT in that sample,
+drifted), rt_s_undrifted, fwhm_s, height (apex before per-sample variation), abundance (apex in that sample),
+present, above_noise, in_library, adduct, formula, n_ms2 (MS2 scans added), changed, log_fold (ln), fold, group,
+ms2_record (TITLE of the record used as MS2), ms2_source (other_record | same_record_noised)), ``simulation.json``
+(per run: its factor, drift parts and calibration offset). A spiked ion closer to another centroid of its scan than
+the run resolves (the 0.1 % quantile of neighbouring MS1 centroid spacings, at most 20 ppm; QC run 04: 19.5 ppm) is
+merged with it into one centroid (intensities summed, m/z weighted), as the instrument would report them;
+``background_measured`` in simulation.json holds that limit.
 """
 
 from __future__ import annotations
@@ -523,8 +524,9 @@ def simulate_spikein(outdir: Path, background: Path, library: Path, n_samples: i
                          "n_spectra": exp.getNrSpectra(), "n_spiked_ms2": int(n_ms2.sum())}
             for k, c in enumerate(compounds):
                 truth.append({"sample_id": sid, "compound_id": k, "name": c.name, "inchikey": c.inchikey,
-                              "chemical_class": c.chemical_class, "mz": c.mz, "rt_s": float(var.drift(c.rt_s)),
-                              "rt_s_undrifted": c.rt_s, "fwhm_s": c.fwhm_s,
+                              "chemical_class": c.chemical_class, "mz": c.mz,
+                              "mz_acquired": c.mz * (1.0 + var.calibration_ppm * 1e-6),
+                              "rt_s": float(var.drift(c.rt_s)), "rt_s_undrifted": c.rt_s, "fwhm_s": c.fwhm_s,
                               "height": c.height, "abundance": float(heights[k]), "present": True,
                               "above_noise": bool(heights[k] >= bg.ms1_floor), "in_library": c.in_library,
                               "adduct": "[M+H]+", "formula": c.formula, "n_ms2": int(n_ms2[k]), "changed": c.changed,
