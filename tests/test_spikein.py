@@ -14,8 +14,9 @@ import pytest
 from ms2study.cli import main
 from ms2study.core.errors import InputError
 from ms2study.io.msio import read_precursor
-from ms2study.simulate.spikein import merge_unresolved, sample_variation, simulate_spikein
+from ms2study.simulate.spikein import simulate_spikein
 from ms2study.simulate.spikein_library import PROTON, read_mgf_records
+from ms2study.simulate.spikein_variation import merge_unresolved, sample_variation
 
 SHARED = Path(__file__).parents[2] / "shared" / "data"
 SEED = 5

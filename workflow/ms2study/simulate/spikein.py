@@ -51,9 +51,7 @@ merged with it into one centroid (intensities summed, m/z weighted), as the inst
 from __future__ import annotations
 
 import json
-import logging
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,7 +64,7 @@ from ms2study.core.errors import InputError
 from ms2study.io.msio import is_profile, load_experiment
 from ms2study.simulate.mzml import C13_SPACING, write_mzml
 from ms2study.simulate.outdir import check_outdir, study_folder
-from ms2study.simulate.params import DEFAULT_PARAMS, REALISTIC_PARAMS, stream
+from ms2study.simulate.params import stream
 from ms2study.simulate.spikein_library import (
     Record,
     allowed,
@@ -77,28 +75,30 @@ from ms2study.simulate.spikein_library import (
     require_structures,
     usable_records,
 )
+from ms2study.simulate.spikein_variation import (
+    CALIBRATION_PPM,
+    FIELD_LENGTH_DA,
+    FIELD_LENGTH_S,
+    FIELD_LOG_SD,
+    FIELD_SD_SPREAD,
+    MAX_RESOLUTION_PPM,
+    RT_DRIFT_S,
+    SAMPLE_FACTOR_LOG_SD,
+    Variation,
+    check_drift,
+    merge_unresolved,
+    variation,
+)
 
-_REALISTIC = {**DEFAULT_PARAMS, **REALISTIC_PARAMS}  # the mzML simulator's realistic profile
-SAMPLE_FACTOR_LOG_SD = _REALISTIC["sample_factor_log_sd"]   # 0.2
-FIELD_LOG_SD = _REALISTIC["biological_log_sd"]              # 0.45: median of the per-feature ln-sds
-FIELD_SD_SPREAD = _REALISTIC["biological_log_sd_spread"]    # 0.4: their ln-sd (10-90 %: 0.27-0.75)
-FIELD_LENGTH_DA = 5.0           # correlation length of the field in m/z: several Da, isotopes share it
-FIELD_LENGTH_S = 10.0           # and in RT: a feature (FWHM 2-4 s) keeps its shape, features 10 s apart differ
-RT_DRIFT_S = _REALISTIC["rt_shift_sd_s"]            # sd of the per-sample RT shift (s); stretch and warp scale with it
-CALIBRATION_PPM = _REALISTIC["calibration_error_ppm"]  # sd of the per-sample m/z calibration offset (ppm)
 FWHM_S = (2.1, 3.8)             # QC runs, MZmine list, 10-90 %
 MZ_ERROR_PPM = 1.0
-# Ions closer than this are never taken as one centroid, whatever the run's spacings say (a sparse run's closest pairs
-# are far apart): about one peak width at m/z 200 of an Orbitrap at 35k-70k resolution (14-29 ppm) or below.
-MAX_RESOLUTION_PPM = 20.0
 CONFIG_YAML = """library: library.mgf
 models:
   outcomes:
     - {column: group, type: binary, positive_class: case}
 """
 # Purposes of ms2study.simulate.params.stream used here (numbers free in that list).
-_SELECT, _SAMPLE, _SPECTRUM, _STUDY = 40, 41, 42, 43
-log = logging.getLogger(__name__)
+_SELECT, _SPECTRUM = 40, 42  # 41 and 43: spikein_variation
 
 
 @dataclass
@@ -194,81 +194,6 @@ def read_background(path: Path) -> Background:
     return Background(exp, mz_range, (min(rts), max(rts)), (float(lo), float(hi)), ms1_floor, ms2_floor,
                       float(np.quantile(precursor, 0.01)), float(np.median(gain)), template,
                       min(float(np.quantile(spacing, 0.001)), MAX_RESOLUTION_PPM))
-
-
-def _field(rs: np.random.Generator, n_terms: int = 200):
-    """A smooth random field over (m/z, RT s): unit variance, Gaussian correlation with lengths FIELD_LENGTH_DA and
-    FIELD_LENGTH_S (random Fourier features, Rahimi & Recht 2007). Returns g(mz, rt) (broadcast shapes)."""
-    omega_mz = rs.standard_normal(n_terms) / FIELD_LENGTH_DA
-    omega_rt = rs.standard_normal(n_terms) / FIELD_LENGTH_S
-    phase = rs.uniform(0, 2 * np.pi, n_terms)
-
-    def g(mz, rt):
-        mz, rt = np.broadcast_arrays(np.asarray(mz, dtype=np.float64), np.asarray(rt, dtype=np.float64))
-        return np.sqrt(2.0 / n_terms) * np.cos(np.multiply.outer(mz, omega_mz) + np.multiply.outer(rt, omega_rt)
-                                               + phase).sum(axis=-1)
-    return g
-
-
-@dataclass
-class Variation:
-    """One sample's variation (see the module docstring): ``log_factor(mz, rt)`` the ln of its intensity factor at
-    an undrifted location, ``drift(rt)`` its acquired RT (s) of an undrifted one, ``calibration_ppm`` its m/z
-    offset, and the drift's parts (``drift_info``: shift_s, stretch, warp_s) for simulation.json."""
-    factor: float
-    log_factor: Callable
-    drift: Callable
-    calibration_ppm: float
-    drift_info: dict
-
-
-def _variation(seed: int, sample_index: int, rt_range: tuple[float, float], rt_drift_s: float = RT_DRIFT_S,
-               calibration_ppm: float = CALIBRATION_PPM) -> tuple[np.random.Generator, Variation]:
-    """(the sample's random stream after its variation was drawn, its Variation). The per-feature ln-sd field is
-    the study's (seed only), so a feature varies by the same sd in every sample."""
-    rs = stream(seed, _SAMPLE, sample_index)
-    factor = float(np.exp(SAMPLE_FACTOR_LOG_SD * rs.standard_normal()))
-    g = _field(rs)
-    spread = _field(stream(seed, _STUDY))
-    shift, stretch, warp = rt_drift_s * rs.standard_normal(3) * np.array([1.0, 0.002, 0.5])
-    calibration = calibration_ppm * float(rs.standard_normal())
-    lo, hi = rt_range
-    middle, span = (lo + hi) / 2.0, max(hi - lo, 1.0)
-
-    def log_factor(mz, rt):
-        return np.log(factor) + FIELD_LOG_SD * np.exp(FIELD_SD_SPREAD * spread(mz, rt)) * g(mz, rt)
-
-    def drift(rt):
-        rt = np.asarray(rt, dtype=np.float64)
-        return rt + shift + stretch * (rt - middle) + warp * np.sin(np.pi * (rt - lo) / span)
-
-    return rs, Variation(factor, log_factor, drift, calibration,
-                         {"shift_s": float(shift), "stretch": float(stretch), "warp_s": float(warp)})
-
-
-def sample_variation(seed: int, sample_index: int, mz, rt, rt_range: tuple[float, float]) -> np.ndarray:
-    """Multiplicative intensity factor of sample ``sample_index`` (0-based) at each undrifted (``mz``, ``rt`` s)
-    (broadcast shapes; ``rt_range``: the background's MS1 RT range, s): exp(N(0, SAMPLE_FACTOR_LOG_SD)) x
-    exp(s(m/z, RT) g(m/z, RT)); the same for background peaks and spiked ions."""
-    return np.exp(_variation(seed, sample_index, rt_range)[1].log_factor(mz, rt))
-
-
-def check_drift(bg: Background, ids: list[str], seed: int, rt_drift_s: float, calibration_ppm: float) -> None:
-    """Refuse (InputError naming --rt-drift-s and the sample) a drift that would put a sample's scans out of order or
-    before 0 s; warn when the calibration offset's sd exceeds ``MAX_RESOLUTION_PPM`` (no mass spectrometer the
-    pipeline's 10-ppm tolerances are meant for drifts that far)."""
-    rts = np.sort([s.getRT() for s in bg.exp])
-    for i, sid in enumerate(ids):
-        drifted = _variation(seed, i, bg.rt_range, rt_drift_s, calibration_ppm)[1].drift(rts)
-        if np.any(np.diff(drifted) < 0) or drifted.min() < 0:
-            span = bg.rt_range[1] - bg.rt_range[0]
-            raise InputError(f"--rt-drift-s {rt_drift_s:g} moves sample {sid}'s scans out of order or before 0 s on "
-                             f"this {span:.0f}-s run", fix=f"use a smaller --rt-drift-s (a few percent of the run "
-                                                           f"length, e.g. {max(span / 30, 0.1):.1f})")
-    if calibration_ppm > MAX_RESOLUTION_PPM:
-        log.warning("--calibration-ppm %g: a mass calibration that drifts by tens of ppm between runs is far "
-                    "outside an accurate-mass instrument's (1-3 ppm); linking and identification use 10-ppm windows",
-                    calibration_ppm)
 
 
 def choose_compounds(records: list[Record], usable: list[Record], bg: Background, n_compounds: int, n_changed: int,
@@ -437,22 +362,6 @@ def _drift_and_recalibrate(s: oms.MSSpectrum, var: Variation) -> None:
     _set_summary(s)
 
 
-def merge_unresolved(mz: np.ndarray, intensity: np.ndarray, resolution_ppm: float) -> tuple[np.ndarray, np.ndarray]:
-    """Centroids (any order) with neighbours closer than ``resolution_ppm`` merged into one, as an instrument that
-    cannot resolve them reports a single centroid: intensities summed, m/z their intensity-weighted mean. Returns
-    (m/z ascending, intensity)."""
-    order = np.argsort(mz, kind="stable")
-    mz, intensity = np.asarray(mz, np.float64)[order], np.asarray(intensity, np.float64)[order]
-    if mz.size < 2:
-        return mz, intensity
-    new_cluster = np.r_[True, np.diff(mz) > resolution_ppm * 1e-6 * mz[1:]]
-    label = np.cumsum(new_cluster) - 1
-    total = np.bincount(label, weights=intensity)
-    centre = np.bincount(label, weights=intensity * mz) / np.where(total > 0, total, 1.0)
-    first, size = mz[new_cluster], np.bincount(label)
-    return np.where((size > 1) & (total > 0), centre, first), total  # a lone centroid keeps its m/z exactly
-
-
 def _set_summary(s: oms.MSSpectrum, title: str | None = None) -> None:
     """Keep the scan's stored TIC / base peak / title meta values true to its (changed) peaks."""
     mz, inten = s.get_peaks()
@@ -509,11 +418,11 @@ def simulate_spikein(outdir: Path, background: Path, library: Path, n_samples: i
     ids = [f"S{i + 1:02d}" for i in range(n_samples)]
     groups = ["control"] * (n_samples - n_samples // 2) + ["case"] * (n_samples // 2)
     fold = np.array([fold_change if c.changed else 1.0 for c in compounds])
-    check_drift(bg, ids, seed, rt_drift_s, calibration_ppm)
+    check_drift(np.array([s.getRT() for s in bg.exp]), bg.rt_range, ids, seed, rt_drift_s, calibration_ppm)
     with study_folder(outdir, overwrite) as folder:
         truth, runs = [], {}
         for i, sid in enumerate(ids):
-            rs_s, var = _variation(seed, i, bg.rt_range, rt_drift_s, calibration_ppm)
+            rs_s, var = variation(seed, i, bg.rt_range, rt_drift_s, calibration_ppm)
             heights = np.array([c.height for c in compounds]) * np.exp(var.log_factor(
                 [c.mz for c in compounds], [c.rt_s for c in compounds]))
             if groups[i] == "case":
