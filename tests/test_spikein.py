@@ -16,7 +16,7 @@ from ms2study.core.errors import InputError
 from ms2study.io.msio import read_precursor
 from ms2study.simulate.spikein import simulate_spikein
 from ms2study.simulate.spikein_library import PROTON, read_mgf_records
-from ms2study.simulate.spikein_variation import merge_unresolved, sample_variation
+from ms2study.simulate.spikein_variation import merge_unresolved, variation
 
 SHARED = Path(__file__).parents[2] / "shared" / "data"
 SEED = 5
@@ -37,6 +37,11 @@ STRUCTURES = [
 def _key(k: int) -> str:
     letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
     return f"{letters[k] * 14}-UHFFFAOYSA-N"
+
+
+def sample_variation(seed: int, sample_index: int, mz, rt, rt_range: tuple[float, float]) -> np.ndarray:
+    """The multiplicative intensity factor of a sample at undrifted (mz, rt), as the simulator applies it."""
+    return np.exp(variation(seed, sample_index, rt_range)[1].log_factor(mz, rt))
 
 
 def write_library(path: Path, structures=STRUCTURES, license_="CC BY", extra_fields: str = "",

@@ -133,6 +133,12 @@ def _trace(scans: Ms1Scans, mz: float, rt: float, mz_ppm: float, half_width_s: f
     return points
 
 
+def extraction_half_width(rt_s: float, quant: dict) -> float:
+    """Half-width (s) of the RT window ``quantify`` extracts around an expected apex: ``rt_s`` + 3 ``chrom_fwhm_s``,
+    so a whole peak is seen."""
+    return float(rt_s) + 3.0 * float(quant["chrom_fwhm_s"])
+
+
 def quantify(
     scans: Ms1Scans,
     targets: pl.DataFrame,
@@ -151,7 +157,7 @@ def quantify(
     """
     epd = _elution_peak_detector(quant)
     smoothed = bool(quant["use_smoothed_intensities"])
-    half_width = float(rt_s) + 3.0 * float(quant["chrom_fwhm_s"])
+    half_width = extraction_half_width(rt_s, quant)
     ids = targets["consensus_id"].to_list()
     mzs = targets["mz"].to_numpy()
     rts = targets["rt_raw_s"].to_numpy()

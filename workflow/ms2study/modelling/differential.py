@@ -278,29 +278,26 @@ def _tests(kind: str, values: np.ndarray, y: np.ndarray, C: np.ndarray | None, c
     multiclass, and ``n_imputed_permuted`` (rows whose p came from those permutations)."""
     if kind == "multiclass":
         return anova_test(values, y)
+    with_fill = n_filled > 0
     if kind == "binary":
         part = welch_test(values, y == 1)
-        with_fill = n_filled > 0
         if n_permutations > 0 and with_fill.any():
             permuted = permutation_welch_test(values[with_fill], y == 1, n_filled[with_fill], n_permutations,
                                               seed + 1)
-            part["p_value"] = part["p_value"].copy()
-            part["p_value"][with_fill] = permuted["p_value"]
-            part["n_imputed_permuted"] = np.array(int(with_fill.sum()))
         design = np.column_stack([np.ones(y.size), (y == 1).astype(np.float64)])
         effect = "log2_fold_change"
     else:
         part = ols_slope_test(values, y.astype(np.float64), C)
-        with_fill = n_filled > 0
         if n_permutations > 0 and with_fill.any():
             permuted = permutation_ols_test(values[with_fill], y.astype(np.float64), C, n_filled[with_fill],
                                             n_permutations, seed + 1)
-            part["p_value"] = part["p_value"].copy()
-            part["p_value"][with_fill] = permuted["p_value"]
-            part["n_imputed_permuted"] = np.array(int(with_fill.sum()))
         design = np.column_stack([np.ones(y.size), y.astype(np.float64)]
                                  + ([C] if C is not None and C.size else []))
         effect = "log2_effect_per_unit"
+    if n_permutations > 0 and with_fill.any():
+        part["p_value"] = part["p_value"].copy()
+        part["p_value"][with_fill] = permuted["p_value"]
+        part["n_imputed_permuted"] = np.array(int(with_fill.sum()))
     part["prior_df"] = np.array(0.0)
     moderated = (permutation_moderated_test(values[complete], design, 1, n_permutations, seed) if complete.any()
                  else None)

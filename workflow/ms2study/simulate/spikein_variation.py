@@ -81,13 +81,6 @@ def variation(seed: int, sample_index: int, rt_range: tuple[float, float], rt_dr
                          {"shift_s": float(shift), "stretch": float(stretch), "warp_s": float(warp)})
 
 
-def sample_variation(seed: int, sample_index: int, mz, rt, rt_range: tuple[float, float]) -> np.ndarray:
-    """Multiplicative intensity factor of sample ``sample_index`` (0-based) at each undrifted (``mz``, ``rt`` s)
-    (broadcast shapes; ``rt_range``: the background's MS1 RT range, s): exp(N(0, SAMPLE_FACTOR_LOG_SD)) x
-    exp(s(m/z, RT) g(m/z, RT)); the same for background peaks and spiked ions."""
-    return np.exp(variation(seed, sample_index, rt_range)[1].log_factor(mz, rt))
-
-
 def check_drift(scan_rts: np.ndarray, rt_range: tuple[float, float], ids: list[str], seed: int, rt_drift_s: float,
                 calibration_ppm: float) -> None:
     """Refuse (InputError naming --rt-drift-s and the sample) a drift that would put a sample's scans (``scan_rts``, s)

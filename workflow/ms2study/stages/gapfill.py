@@ -29,7 +29,7 @@ from ms2study.core.atomic import write_parquet
 from ms2study.core.errors import InputError
 from ms2study.core.params import overlay, schema_defaults
 from ms2study.core.runs import add_run_arguments, check_run_inputs, run_paths
-from ms2study.correction.gapfill import DETECT_KEYS, Ms1Scans, quantify, raw_rt
+from ms2study.correction.gapfill import DETECT_KEYS, Ms1Scans, extraction_half_width, quantify, raw_rt
 from ms2study.io.msio import centroid, check_centroid_mode, is_profile, load_experiment, ms1_experiment
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ def gap_fill_sample(
     scans = source if isinstance(source, Ms1Scans) else run_ms1_scans(source, sample_id, detect_params)
     quant = {k: detect[k] for k in DETECT_KEYS}
     found = quantify(scans, targets, float(params["gap_fill_mz_ppm"]), float(params["gap_fill_rt_s"]), quant)
-    window = float(params["gap_fill_rt_s"]) + 3.0 * float(quant["chrom_fwhm_s"])
+    window = extraction_half_width(float(params["gap_fill_rt_s"]), quant)
     claimed = claimed_elsewhere(found, missing, matrix.filter(pl.col(sample_id).is_not_null()), sample_id,
                                 float(params["gap_fill_mz_ppm"]), window)
     if claimed.any():
@@ -139,28 +139,26 @@ SAME_PEAK_REL = 0.05
 
 def claimed_elsewhere(found: pl.DataFrame, targets: pl.DataFrame, detected: pl.DataFrame, sample_id: str,
                       mz_ppm: float, rt_window_s: float) -> np.ndarray:
-    """Which re-quantified values (rows of ``found``, aligned with ``targets``: consensus_id, mz, rt_s) are a peak the
-    run already has as a detected feature of another consensus feature: within ``mz_ppm`` of it, its consensus RT
-    within ``rt_window_s`` (the extraction window) and its intensity within ``SAME_PEAK_REL``. ``detected``: the
-    matrix rows where the run (column ``sample_id``) has a value. Such a value would count one peak twice, in two
-    consensus features (a shoulder or a neighbouring peak at the same m/z); it is left out (null). Returns a boolean
-    array, one per row of ``found``."""
+    """Which re-quantified values (rows of ``found``, aligned with ``targets``: consensus_id, mz, rt_s; the run's null
+    cells) are a peak the run already has as a detected feature of another consensus feature: within ``mz_ppm`` of
+    it, its consensus RT within ``rt_window_s`` (the extraction window) and its intensity within ``SAME_PEAK_REL``.
+    ``detected``: the matrix rows where the run (column ``sample_id``) has a value. Such a value would count one peak
+    twice, in two consensus features (a shoulder or a neighbouring peak at the same m/z); it is left out (null).
+    Returns a boolean array, one per row of ``found``."""
     claimed = np.zeros(found.height, dtype=bool)
     if not detected.height or not found.height:
         return claimed
     detected = detected.sort("mz")
     d_mz, d_rt = detected["mz"].to_numpy(), detected["rt_s"].to_numpy()
-    d_val, d_id = detected[sample_id].to_numpy().astype(np.float64), detected["consensus_id"].to_list()
+    d_val = detected[sample_id].to_numpy().astype(np.float64)
     value = found["intensity"].to_numpy().astype(np.float64, copy=False)
-    for i, (cid, mz, rt) in enumerate(targets.select("consensus_id", "mz", "rt_s").iter_rows()):
+    for i, (mz, rt) in enumerate(targets.select("mz", "rt_s").iter_rows()):
         if not np.isfinite(value[i]):
             continue
         lo, hi = np.searchsorted(d_mz, [mz * (1 - mz_ppm * 1e-6), mz * (1 + mz_ppm * 1e-6)])
-        for j in range(int(lo), int(hi)):
-            same = abs(d_val[j] - value[i]) <= SAME_PEAK_REL * d_val[j]
-            if d_id[j] != cid and abs(d_rt[j] - rt) <= rt_window_s and same:
-                claimed[i] = True
-                break
+        near = slice(int(lo), int(hi))
+        claimed[i] = bool(np.any((np.abs(d_rt[near] - rt) <= rt_window_s)
+                                 & (np.abs(d_val[near] - value[i]) <= SAME_PEAK_REL * d_val[near])))
     return claimed
 
 
