@@ -30,6 +30,7 @@ import logging
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -38,10 +39,13 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from batch_correction import raw_matrix  # noqa: E402
 from machine import cpu_model  # noqa: E402
 
 from ms2study.core.cleaning import clean_peaks  # noqa: E402
+from ms2study.correction.matrix import correct_matrix  # noqa: E402
 from ms2study.encoder.inference import embed_spectra  # noqa: E402
+from ms2study.io.samplesheet import sample_roles  # noqa: E402
 from ms2study.modelling import chemistry as chemical_space  # noqa: E402
 from ms2study.modelling import featuresets, pooling  # noqa: E402
 from ms2study.modelling.evaluate import model_outcome  # noqa: E402
@@ -76,9 +80,29 @@ def library_prototypes(seed: int, k: int, embed_params: dict | None = None) -> c
                                            source="simulated library")
 
 
+def corrected(known: simulate.KnownFeatures) -> simulate.KnownFeatures:
+    """``known`` with its intensities as the pipeline's ``correct`` stage leaves them (``correct_matrix`` with the
+    config's defaults). These studies have no QC and no blank, so that is probabilistic quotient normalisation of
+    every run (drift_method auto falls back to median normalisation), which removes the per-sample factor
+    (``sample_factor_log_sd``); the models, the pooled embeddings and the bags of chemistry of a pipeline run all
+    read the corrected intensities (``correct.use_corrected``, rules pool_corrected and chemistry). Features the
+    correction flags as excluded become missing, as ``correct.exclude_flagged`` leaves them out."""
+    runs = known.samples["sample_id"].to_list()
+    matrix = raw_matrix(known)
+    done = correct_matrix(matrix, sample_roles(known.samples.with_columns(pl.col("age").cast(pl.Utf8))), {}, None)
+    table = done.matrix.with_columns([pl.when(pl.col("excluded")).then(None).otherwise(pl.col(r)).alias(r)
+                                      for r in runs])
+    by_id = dict(zip(table["consensus_id"].to_list(), range(table.height), strict=True))
+    order = [by_id[f] for f in known.features["feature_id"].to_list()]
+    values = table.select([pl.col(r).cast(pl.Float64) for r in runs]).to_numpy()[order].T  # runs x features
+    return replace(known, intensity=np.where(np.isfinite(values), values, np.nan))
+
+
 def feature_sets(known: simulate.KnownFeatures, prototypes: chemical_space.Prototypes,
                  embed_params: dict | None = None, pool_params: dict | None = None) -> dict[str, pl.DataFrame]:
-    """The four feature sets of a study built from its known features (see the module docstring)."""
+    """The four feature sets of a study built from its known features (see the module docstring); the intensities
+    are corrected first (``corrected``), as a pipeline run corrects them."""
+    known = corrected(known)
     ids = known.samples["sample_id"].to_list()
     unique = known.spectra.unique("spectrum_key", keep="first", maintain_order=True)
     emb = embed_spectra(unique.with_columns(pl.col("spectrum_key").alias("spectrum_id")), embed_params)
