@@ -88,6 +88,24 @@ def test_library_without_classes_with_no_planted_effect(tmp_path, inputs, capsys
     assert (tmp_path / "out" / "ground_truth.tsv").is_file()
 
 
+def test_summary_is_a_few_lines_naming_the_design_and_the_next_step(tmp_path, inputs, capsys):
+    # the full design is simulation.json; the terminal gets what was made, the effect, where the truth is, what next
+    try:
+        code = main(spikein(tmp_path / "out", inputs))
+    except SystemExit as err:
+        code = err.code
+    out = capsys.readouterr().out.strip().splitlines()
+    assert code == 0
+    assert len(out) == 4, out
+    assert "2 samples (1 case)" in out[0] and "4 library compounds spiked into copies of bg.mzML" in out[0]
+    assert "planted effect: 2 compounds of class" in out[1] and "higher in the cases" in out[1]
+    assert str(tmp_path / "out" / "ground_truth.tsv") in out[2] and out[3].endswith(f"ms2study run {tmp_path / 'out'}")
+    argv = spikein(tmp_path / "none", inputs)
+    argv[argv.index("--n-changed") + 1] = "0"
+    main(argv)
+    assert "no planted effect" in capsys.readouterr().out
+
+
 # --------------------------------------------------------------------------------- options of the other mode
 
 @pytest.mark.parametrize("option", [["--batches", "2"], ["--qc-every", "2"], ["--blanks", "1"], ["--adducts"],

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import signal
 import sys
 from collections.abc import Callable
@@ -181,8 +180,8 @@ def _terminated(signum: int, _frame) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``ms2study simulate`` (parsed ``args``): check the mode's options, write the study, print its summary
-    as JSON. Raises InputError for an option of the other mode or a bad input (nothing is written then); SIGTERM
+    """Run ``ms2study simulate`` (parsed ``args``): check the mode's options, write the study, print a short
+    summary (``summary_text``; the full one is the study's simulation.json). Raises InputError for an option of the other mode or a bad input (nothing is written then); SIGTERM
     (a cluster's or Snakemake's stop) exits with 143 after removing the half-written study, as Ctrl-C does."""
     check_mode(args)
     try:
@@ -212,5 +211,25 @@ def _simulate(args: argparse.Namespace) -> int:
         samples = {"n_samples": args.samples} if args.samples is not None else {}
         summary = study.simulate_study(args.outdir, seed=args.seed, params=params, profile=args.profile or "demo",
                                        overwrite=args.overwrite, **samples)
-    print(json.dumps(summary, indent=2))
+    print(summary_text(summary, Path(args.outdir)))
     return 0
+
+
+def summary_text(summary: dict, outdir: Path) -> str:
+    """What ``ms2study simulate`` wrote, in a few lines: the samples and cases, the planted effect, where the truth
+    and the full design (``simulation.json``, the ``summary`` dict of either mode) are, and the next command."""
+    n, cases = summary.get("n_samples"), len(summary.get("cases") or [])
+    if summary.get("background"):
+        made = (f"{summary.get('n_compounds')} library compounds spiked into copies of {summary['background']} "
+                f"({summary.get('n_known_unknowns', 0)} of them left out of the written library: known unknowns)")
+    else:
+        made = f"{summary.get('n_compounds')} compounds simulated ({summary.get('n_ms2_spectra')} MS/MS spectra)"
+    changed = summary.get("n_changed", len(summary.get("changed_compounds") or []))
+    effect = (f"planted effect: {f'{changed} ' if changed else ''}compounds of class '{summary.get('planted_class')}' "
+              f"{summary.get('fold_change')}x higher in the cases" if summary.get("planted_class") else "no planted effect")
+    return "\n".join([
+        f"ms2study simulate: wrote {outdir}: {n} samples ({cases} case{'' if cases == 1 else 's'}), {made}",
+        f"  {effect}",
+        f"  truth: {outdir / 'ground_truth.tsv'}; design and parameters: {outdir / 'simulation.json'}",
+        f"  next: ms2study run {outdir}",
+    ])
