@@ -231,3 +231,44 @@ def test_joined_consensus_keeps_every_link(split_peak_tables, tmp_path):
     members = res.links.filter(pl.col("consensus_id") == cid)
     assert sorted(members["sample_id"].to_list()) == [f"S{k}" for k in range(1, 9)]
     assert members["feature_id"].n_unique() == 8
+
+
+def _plateau_tables(pieces: dict[str, list[tuple[float, float, float]]]) -> dict[str, pl.DataFrame]:
+    """8 runs sharing 40 narrow features, plus at m/z 235.1191 a flat background ion present from 240 to 300 s: one
+    feature (apex 270 s in S1-S4, 245 s in S5-S8) unless ``pieces`` gives a run's features there as (apex, start,
+    end) s, the feature finder having cut the trace into pieces."""
+    rng = np.random.default_rng(12)
+    mz, rt = np.sort(rng.uniform(110, 900, 40)), rng.uniform(60, 600, 40)
+    out = {}
+    for k in range(8):
+        s = f"S{k + 1}"
+        flat = pieces.get(s, [(270.0 if k < 4 else 245.0, 240.0, 300.0)])
+        df = feature_table(s, np.r_[mz, [235.1191] * len(flat)] * (1 + 1e-6 * rng.normal()),
+                           np.r_[rt + rng.normal(0, 0.3, 40), [a for a, _, _ in flat]],
+                           np.r_[rng.uniform(1e5, 1e6, 40), [1e6 * (b - a) / 60 for _, a, b in flat]])
+        out[s] = _with_ranges(df, {40 + j: (a, b) for j, (_, a, b) in enumerate(flat)})
+    return out
+
+
+def test_a_plateau_cut_into_touching_pieces_in_one_run_is_joined_and_summed():
+    # S8's trace was cut at 271.7 s: its first piece links with S5-S7 (apex 245 s), its second with S1-S4 (270 s);
+    # the run holding both no longer keeps the two consensus features apart, and its value is the whole trace's
+    cut = {"S8": [(246.0, 240.0, 271.8), (272.0, 271.5, 300.0)]}
+    joined = link_features_full(_plateau_tables(cut), "S1")
+    flat = _rows_at(joined.matrix, 235.1191)
+    assert flat.height == 1 and flat["n_detected"][0] == 8
+    assert flat["S8"][0] == pytest.approx(1e6 * (31.8 + 28.5) / 60)
+    cid = flat["consensus_id"][0]
+    assert joined.links.filter((pl.col("consensus_id") == cid) & (pl.col("sample_id") == "S8")).height == 2
+    split = _rows_at(link_features(_plateau_tables(cut), "S1", {"merge_split": False}), 235.1191)
+    assert split.height == 2 and split["S8"].null_count() == 0  # the run holds a piece in each
+
+
+@pytest.mark.parametrize("pieces", [
+    # a gap of 5 s between the two peaks: two chromatographic peaks, not the pieces of one trace
+    {"S8": [(246.0, 240.0, 266.0), (272.0, 271.0, 300.0)]},
+    # two touching peaks in 3 of 8 runs (more than a fifth): two compounds the column resolves in part of the runs
+    {s: [(246.0, 240.0, 271.8), (272.0, 271.5, 300.0)] for s in ("S6", "S7", "S8")},
+])
+def test_two_peaks_at_one_mz_in_one_run_stay_apart(pieces):
+    assert _rows_at(link_features(_plateau_tables(pieces), "S1"), 235.1191).height == 2

@@ -7,7 +7,8 @@ outlier: in feature-dense runs a few percent of pairs are wrong and would tilt a
 and MapAlignmentTransformer applies it. FeatureGroupingAlgorithmKD then links features within
 ``mz_tol_ppm`` and ``rt_tol_s`` into consensus features, and ``merge_split_consensus`` joins the pieces of one
 broad or flat elution profile whose apex the feature finder placed in different places in different runs
-(``merge_split``: same m/z, runs never overlapping, elution ranges overlapping by half the shorter one). The
+(``merge_split``: same m/z, elution ranges overlapping by half the shorter one, runs never overlapping except a
+few where the trace was cut into touching pieces, which are then summed). The
 result is the wide matrix of ``tables.FEATURE_MATRIX_KEYS`` followed by one intensity column per sample (null
 where the sample has no feature), consensus ids ``C{n}`` in ascending m/z then RT. The per-sample alignment
 summary and the consensus-to-feature links come back beside it.
@@ -198,10 +199,10 @@ def link_features_full(features: dict[str, pl.DataFrame], reference: str, params
     if params["merge_split"]:
         groups, n_merged = merge_split_consensus(groups, features, float(params["mz_tol_ppm"]))
         if n_merged:
-            log.info("%d consensus features joined to another at the same m/z (%d -> %d): their samples never overlap "
-                     "and their elution ranges overlap by half the shorter one (one broad or flat peak whose apex "
-                     "moved); link: {merge_split: false} keeps them apart", n_merged, len(groups) + n_merged,
-                     len(groups))
+            log.info("%d consensus features joined to another at the same m/z (%d -> %d): their elution ranges "
+                     "overlap by half the shorter one and their samples do not overlap, or only in a few runs where "
+                     "the trace was cut into touching pieces (one broad or flat peak whose apex moved); link: "
+                     "{merge_split: false} keeps them apart", n_merged, len(groups) + n_merged, len(groups))
     # Intensities and positions come from the tables (the handles carry float32 copies).
     mz_of = {s: features[s]["mz"].to_numpy() for s in samples}
     inten_of = {s: features[s]["intensity"].to_numpy() for s in samples}
@@ -210,9 +211,9 @@ def link_features_full(features: dict[str, pl.DataFrame], reference: str, params
     for members in groups:
         values: dict[str, float] = {}
         for s, i, _ in members:
-            v = float(inten_of[s][i])
-            # One feature per sample per consensus is KD's contract; keep the larger if it ever breaks.
-            values[s] = max(values.get(s, v), v)
+            # KD links one feature per sample; a run holds two only where merge_split joined the pieces of one
+            # trace, whose areas add up to the trace's
+            values[s] = values.get(s, 0.0) + float(inten_of[s][i])
         mz = float(np.mean([mz_of[s][i] for s, i, _ in members]))
         rt = float(np.mean([rt for _, _, rt in members]))
         rows.append({"mz": mz, "rt_s": rt, "n_detected": len(values), **values})
@@ -248,6 +249,24 @@ def link_features_full(features: dict[str, pl.DataFrame], reference: str, params
 # Two consensus features at one m/z are one peak when their elution ranges overlap by at least this share of the
 # shorter range (``merge_split_consensus``).
 MERGE_MIN_OVERLAP = 0.5
+# ... and a run may hold a feature in both when its two features are pieces of one trace: the later starts at most
+# this long after the earlier ends (the feature finder cut a plateau at a dip, so the pieces touch; two isomers
+# resolved by the column are separated by more). At most MAX_SHARED_SHARE of the joined runs (at least one) may hold
+# two pieces: where most runs resolve two peaks at one m/z, they are two compounds and stay apart.
+PIECE_GAP_S = 2.0
+MAX_SHARED_SHARE = 0.2
+
+
+def _pieces_of_one_trace(ranges: list[tuple[float, float]]) -> bool:
+    """True when the raw elution ranges (start, end) s of one run's features follow each other without a gap longer
+    than PIECE_GAP_S."""
+    ranges = sorted(ranges)
+    end = ranges[0][1]
+    for start, stop in ranges[1:]:
+        if start - end > PIECE_GAP_S:
+            return False
+        end = max(end, stop)
+    return True
 
 
 def merge_split_consensus(groups: list[list[tuple[str, int, float]]], features: dict[str, pl.DataFrame],
@@ -259,12 +278,16 @@ def merge_split_consensus(groups: list[list[tuple[str, int, float]]], features: 
     linking on apex RT (``rt_tol_s``) puts the runs into several consensus features at the same m/z, each missing
     in the others' runs. Such a split looks like a feature absent from half the study, and when it happens to
     follow the groups it becomes a false difference. Two consensus features are joined when their m/z lie within
-    ``mz_tol_ppm``, no sample holds a feature in both (a run with two peaks at that m/z, isomers, keeps them
-    apart), and their elution ranges (median aligned start and end of each one's features) overlap by at least
-    ``MERGE_MIN_OVERLAP`` of the shorter range. Pairs are joined closest apex first and only while the joined sample
-    sets stay disjoint. Pieces of one plateau that the feature finder cut at different places in different runs
-    and that do not overlap stay apart. The same idea as merging neighbouring chromatographic peaks in xcms
-    (``refineChromPeaks`` with ``MergeNeighboringPeaksParam``), applied across runs instead of within one.
+    ``mz_tol_ppm`` and their elution ranges (median aligned start and end of each one's features) overlap by at
+    least ``MERGE_MIN_OVERLAP`` of the shorter range, and no run holds a feature in both, except runs where the
+    feature finder cut the trace into pieces: there the two features must follow each other within ``PIECE_GAP_S``
+    (raw RT), and such runs may be at most ``MAX_SHARED_SHARE`` of the joined runs (at least one). A run with two
+    peaks at that m/z in most runs (isomers) keeps them apart. Pairs are joined closest apex first, and a join
+    whose runs would break these rules is skipped. The pieces of one run then stay as that run's features of the
+    joined consensus feature (the matrix sums them: the whole trace, as the runs with one feature measure it).
+    Pieces of one plateau that the feature finder cut at different places in different runs and that do not
+    overlap stay apart. The same idea as merging neighbouring chromatographic peaks in xcms (``refineChromPeaks``
+    with ``MergeNeighboringPeaksParam``), applied across runs as well as within one.
 
     ``groups``: per consensus feature, its members (sample, row in ``features[sample]``, aligned RT s);
     ``features``: each sample's features table (``rt_s``, ``rt_start_s``, ``rt_end_s``, ``mz`` in raw RT s).
@@ -275,24 +298,33 @@ def merge_split_consensus(groups: list[list[tuple[str, int, float]]], features: 
     cols = {s: {c: features[s][c].to_numpy() for c in ("mz", "rt_s", "rt_start_s", "rt_end_s")} for s in features}
     n = len(groups)
     mz, apex, lo, hi = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
-    samples = []
+    runs: list[dict[str, list[tuple[float, float]]]] = []  # per consensus: run -> raw elution ranges of its features
     for g, members in enumerate(groups):
         shift = [rt - cols[s]["rt_s"][i] for s, i, rt in members]  # raw -> aligned, per member
         mz[g] = np.mean([cols[s]["mz"][i] for s, i, _ in members])
         apex[g] = np.median([rt for _, _, rt in members])
         lo[g] = np.median([cols[s]["rt_start_s"][i] + d for (s, i, _), d in zip(members, shift, strict=True)])
         hi[g] = np.median([cols[s]["rt_end_s"][i] + d for (s, i, _), d in zip(members, shift, strict=True)])
-        samples.append({s for s, _, _ in members})
+        ranges: dict[str, list[tuple[float, float]]] = {}
+        for s, i, _ in members:
+            ranges.setdefault(s, []).append((float(cols[s]["rt_start_s"][i]), float(cols[s]["rt_end_s"][i])))
+        runs.append(ranges)
+
+    def joinable(a: dict[str, list[tuple[float, float]]], b: dict[str, list[tuple[float, float]]]) -> bool:
+        shared = a.keys() & b.keys()
+        if len(shared) > max(1, int(MAX_SHARED_SHARE * len(a.keys() | b.keys()))):
+            return False
+        return all(_pieces_of_one_trace(a[s] + b[s]) for s in shared)
+
     order = np.argsort(mz)
     pairs = []
     for a_pos, a in enumerate(order):
         for b in order[a_pos + 1:]:
             if (mz[b] - mz[a]) > mz_tol_ppm * 1e-6 * mz[a]:
                 break
-            if samples[a] & samples[b]:
-                continue
             overlap = min(hi[a], hi[b]) - max(lo[a], lo[b])
-            if overlap > 0 and overlap >= MERGE_MIN_OVERLAP * min(hi[a] - lo[a], hi[b] - lo[b]):
+            if overlap > 0 and overlap >= MERGE_MIN_OVERLAP * min(hi[a] - lo[a], hi[b] - lo[b]) \
+                    and joinable(runs[a], runs[b]):
                 pairs.append((abs(apex[a] - apex[b]), int(a), int(b)))
     root = list(range(n))
 
@@ -302,13 +334,14 @@ def merge_split_consensus(groups: list[list[tuple[str, int, float]]], features: 
             g = root[g]
         return g
 
-    held = {g: set(samples[g]) for g in range(n)}
+    held = {g: runs[g] for g in range(n)}
     for _, a, b in sorted(pairs):
         ra, rb = find(a), find(b)
-        if ra == rb or held[ra] & held[rb]:
+        if ra == rb or not joinable(held[ra], held[rb]):
             continue
         root[rb] = ra
-        held[ra] |= held.pop(rb)
+        joined_runs = held.pop(rb)
+        held[ra] = {s: held[ra].get(s, []) + joined_runs.get(s, []) for s in held[ra].keys() | joined_runs.keys()}
     joined: dict[int, list[tuple[str, int, float]]] = {}
     for g, members in enumerate(groups):
         joined.setdefault(find(g), []).extend(members)
