@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -903,3 +904,23 @@ def test_a_refused_match_shows_the_evidence_of_the_veto() -> None:
     assert row[0] == "C2" and row[6:12] == ["C917", "262.1235", "271.3", "[M+K]+ here, [M+H]+ at the partner",
                                             "0.912", "6"], row
     assert "the number of runs it was computed on" in text
+
+
+def test_report_names_the_code_that_made_it(full_report: tuple[Path, str], tmp_path: Path) -> None:
+    # two checkouts of one version can differ: the report names the workflow folder and its git commit
+    from ms2study.reporting import sections
+
+    _, html = full_report
+    folder = Path(sections.__file__).resolve().parents[2]
+    head = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True)
+    assert "ms2study code" in html and str(folder) in html
+    if head.returncode == 0:
+        assert f"git commit {head.stdout.strip()[:12]}" in html
+    # a copy of the code outside any checkout says so instead of naming a commit
+    copy = tmp_path / "workflow"
+    shutil.copytree(folder / "ms2study", copy / "ms2study", ignore=shutil.ignore_patterns("__pycache__"))
+    out = subprocess.run([sys.executable, "-c",
+                          "from ms2study.reporting.sections import code_origin; print(code_origin())"],
+                         capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(copy)},
+                         check=True).stdout.strip()
+    assert out == f"{copy} (not a git checkout)"

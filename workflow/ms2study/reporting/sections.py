@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import platform
+import subprocess
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+import ms2study
 from ms2study import __version__
 from ms2study.io.samplesheet import sample_roles
 from ms2study.reporting.charts import bar_figure, figure_html
@@ -281,9 +284,27 @@ def matrix_section(matrix: pl.DataFrame | None, sample_ids: list[str], warnings:
     return "".join(parts)
 
 
+def code_origin() -> str:
+    """Where the running ms2study code comes from: its workflow folder and, when that folder is in a git checkout,
+    the commit and whether files tracked there were changed since (``git rev-parse HEAD``, ``git status
+    --porcelain --untracked-files=no``); "not a git checkout" otherwise. Two runs of one version from different
+    checkouts can differ, so the report names the code itself."""
+    folder = Path(ms2study.__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        changed = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+                                 capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return f"{folder} (not a git checkout)"
+    return f"{folder}, git commit {commit[:12]}" + (" with uncommitted changes" if changed else "")
+
+
 def versions() -> list[list[str]]:
-    """[name, version] rows: Python, the platform and each package in ``PACKAGES`` ("not installed" when absent)."""
-    rows = [["python", platform.python_version()], ["platform", platform.platform()]]
+    """[name, version] rows: Python, the platform, the ms2study code's origin (``code_origin``) and each package in
+    ``PACKAGES`` ("not installed" when absent)."""
+    rows = [["python", platform.python_version()], ["platform", platform.platform()],
+            ["ms2study code", code_origin()]]
     for package in PACKAGES:
         try:
             version = __version__ if package == "ms2study" else metadata.version(package)

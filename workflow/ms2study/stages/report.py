@@ -101,7 +101,8 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
     parts.append(("software", "Software and configuration", sections.software_section(params.get("config_used"))))
 
     note = (f'<p class="note">Generated {esc(_dt.datetime.now().astimezone().isoformat(timespec="seconds"))} by '
-            f"ms2study {esc(__version__)} from <code>{esc(Path.cwd().resolve())}</code>.</p>")
+            f"ms2study {esc(__version__)} ({esc(sections.code_origin())}) in <code>{esc(Path.cwd().resolve())}</code>."
+            "</p>")
     write_text(page(params["title"], note, parts, warnings), out)
     log.info("report written to %s (%d warnings)", out, len(warnings))
 
