@@ -214,3 +214,28 @@ def test_reference_sample_not_in_the_sheet_stops_ms2study_run_before_any_job(tmp
     err = capsys.readouterr().err
     assert "reference_sample 'S99' is not in the sample sheet" in err and "one of the study samples: A, B" in err
     assert "Traceback" not in err and "WorkflowError" not in err
+
+
+def test_mass_tolerances_changed_in_part_are_named(tmp_path: Path) -> None:
+    # a TOF user's "20 ppm" set for detection and linking only: gap filling, adducts, ... would still look at 10 ppm
+    (tmp_path / "config.yaml").write_text("detect: {mass_error_ppm: 20}\nlink: {mz_tol_ppm: 20}\n")
+    warning = study.mass_tolerance_warning(study.load_config(tmp_path))
+    assert warning.startswith("mass tolerances differ: detect.mass_error_ppm = 20, link.mz_tol_ppm = 20 changed")
+    assert "correct.gap_fill_mz_ppm (10.0)" in warning and "spectra.mz_tolerance_ppm (10.0)" in warning
+    assert "link.mz_tol_ppm (" not in warning
+    # all defaults, or all changed together: nothing to say
+    assert study.mass_tolerance_warning(study.load_config(tmp_path / "absent")) is None
+    every = "\n".join(f"{s}: {{{k}: 20}}" for s, k in study.MASS_TOLERANCES if s not in ("link", "correct"))
+    every += "\nlink: {mz_tol_ppm: 20, align_pair_mz_max_ppm: 20}\ncorrect: {gap_fill_mz_ppm: 20, adduct_mz_ppm: 20}\n"
+    (tmp_path / "config.yaml").write_text(every)
+    assert study.mass_tolerance_warning(study.load_config(tmp_path)) is None
+
+
+def test_ms2study_run_shows_the_mass_tolerance_warning(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from ms2study.cli import main
+
+    _touch_mzml(tmp_path, "a.mzML")
+    (tmp_path / "config.yaml").write_text("annotate: {precursor_tolerance_ppm: 25}\n")
+    main(["run", str(tmp_path), "--cores", "1", "-n"])
+    err = capsys.readouterr().err
+    assert "ms2study run: warning: mass tolerances differ: annotate.precursor_tolerance_ppm = 25 changed" in err

@@ -440,13 +440,8 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
     if nested:  # a bad value is named first (key, allowed values); a good one is refused for its form below
         study.load_config(study_dir, nested, "the study's config.yaml (--config takes top-level keys only)")
     config = study.load_config(study_dir, config_overrides(extra))
-    sheet = study.load_sample_sheet(study_dir, config)
-    sheet_path = study_dir / config["samples"]
-    study.check_outcomes(sheet, config, str(sheet_path if sheet_path.exists() else study_dir),
-                         str(study_dir / "config.yaml"))
-    study.check_reference_sample(sheet, config)
-    study.check_correction(sheet, config, str(study_dir / "config.yaml"))
-    study.library_paths(study_dir, config)
+    for warning in study.check_study(study_dir, config, study.load_sample_sheet(study_dir, config)):
+        print(f"ms2study run: warning: {warning}", file=sys.stderr, flush=True)
     command = snakemake_command(study_dir, extra)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(study.REPO_ROOT / "workflow"), env.get("PYTHONPATH")]))

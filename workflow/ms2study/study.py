@@ -461,3 +461,36 @@ def library_name(paths: list[Path], config: dict) -> str:
             stem = stem[: -len(suffix)]
     name = re.sub(r"[^A-Za-z0-9._-]", "_", stem) or "library"
     return name if len(paths) == 1 else f"{name}_plus{len(paths) - 1}"
+
+
+# The m/z tolerances that follow the instrument's mass accuracy (config section, key); all 10 ppm by default.
+MASS_TOLERANCES = (("detect", "mass_error_ppm"), ("spectra", "mz_tolerance_ppm"), ("link", "mz_tol_ppm"),
+                   ("link", "align_pair_mz_max_ppm"), ("annotate", "precursor_tolerance_ppm"),
+                   ("correct", "gap_fill_mz_ppm"), ("correct", "adduct_mz_ppm"))
+
+
+def mass_tolerance_warning(config: dict) -> str | None:
+    """A warning when some of ``MASS_TOLERANCES`` were changed from their defaults and others were not (e.g. a TOF
+    user set 20 ppm for detection and linking and left gap filling at 10): each stage would then look for an ion
+    with a different tolerance. None when all keep their defaults or all were changed."""
+    defaults = _read_yaml(DEFAULT_CONFIG) or {}
+    changed, kept = [], []
+    for section, key in MASS_TOLERANCES:
+        value = (config.get(section) or {}).get(key)
+        (kept if value == (defaults.get(section) or {}).get(key) else changed).append((f"{section}.{key}", value))
+    if not changed or not kept:
+        return None
+    return (f"mass tolerances differ: {', '.join(f'{k} = {v}' for k, v in changed)} changed, but "
+            f"{', '.join(f'{k} ({v})' for k, v in kept)} kept their defaults; when the instrument's mass accuracy is "
+            "what changed, set them all (config/README.md, 'Instrument settings')")
+
+
+def check_study(study_dir: Path, config: dict, sheet: pl.DataFrame) -> list[str]:
+    """Every check of a study before it runs: outcomes, reference sample, correction and library paths (each raises
+    ``InputError`` naming the file and the fix); returns the warnings to show (``mass_tolerance_warning``)."""
+    sheet_path = study_dir / config["samples"]
+    check_outcomes(sheet, config, str(sheet_path if sheet_path.exists() else study_dir), str(study_dir / "config.yaml"))
+    check_reference_sample(sheet, config)
+    check_correction(sheet, config, str(study_dir / "config.yaml"))
+    library_paths(study_dir, config)
+    return [w for w in [mass_tolerance_warning(config)] if w]
