@@ -14,7 +14,8 @@ import pytest
 from ms2study.cli import main
 from ms2study.core.errors import InputError
 from ms2study.io.msio import read_precursor
-from ms2study.simulate.spikein import simulate_spikein
+from ms2study.simulate.spikein import isotope_envelope, simulate_spikein
+from ms2study.simulate.spikein_background import MZ_JITTER_PPM, read_background
 from ms2study.simulate.spikein_library import PROTON, read_mgf_records
 from ms2study.simulate.spikein_variation import merge_unresolved, variation
 
@@ -69,16 +70,19 @@ def positive(s: oms.MSSpectrum) -> None:
     s.setInstrumentSettings(settings)
 
 
-def write_background(path: Path, profile: bool = False, ms1: bool = True) -> None:
-    """40 MS1 scans (0.5 s apart, m/z 100-600, 30 random ions) each followed by 2 MS2 scans of its top ions."""
+def write_background(path: Path, profile: bool = False, ms1: bool = True, ions: np.ndarray | None = None,
+                     mz_jitter_ppm: float = 0.0, scan_window: tuple[float, float] | None = None) -> None:
+    """40 MS1 scans (0.5 s apart; ``ions``, by default 30 random ions in m/z 100-600, at flat random levels, each
+    centroid's m/z off by N(0, ``mz_jitter_ppm``); ``scan_window`` stated in the file when given) each followed by
+    2 MS2 scans of its top ions."""
     rs = np.random.default_rng(1)
-    ions = np.sort(rs.uniform(100, 600, 30))
-    levels = 10 ** rs.uniform(4, 6.5, 30)
+    ions = np.sort(rs.uniform(100, 600, 30)) if ions is None else np.sort(np.asarray(ions, dtype=np.float64))
+    levels = 10 ** rs.uniform(4, 6.5, ions.size)
     exp = oms.MSExperiment()
     scan = 1
     for j in range(40):
         t = 10.0 + 0.5 * j
-        inten = levels * (0.8 + 0.4 * rs.random(30))
+        inten = levels * (0.8 + 0.4 * rs.random(ions.size))
         if ms1:
             s = oms.MSSpectrum()
             s.setMSLevel(1)
@@ -90,8 +94,15 @@ def write_background(path: Path, profile: bool = False, ms1: bool = True) -> Non
                 s.set_peaks((mz, np.repeat(inten, 11).astype(np.float32)))
                 s.setType(oms.SpectrumSettings.SpectrumType.PROFILE)
             else:
-                s.set_peaks((ions.copy(), inten.astype(np.float32)))
+                mz = ions * (1.0 + mz_jitter_ppm * 1e-6 * rs.standard_normal(ions.size)) if mz_jitter_ppm else ions
+                s.set_peaks((mz.copy(), inten.astype(np.float32)))
                 s.setType(oms.SpectrumSettings.SpectrumType.CENTROID)
+            if scan_window is not None:
+                window = oms.ScanWindow()
+                window.begin, window.end = scan_window
+                settings = s.getInstrumentSettings()  # a copy: set it back
+                settings.setScanWindows([window])
+                s.setInstrumentSettings(settings)
             positive(s)
             exp.addSpectrum(s)
         for q in np.argsort(inten)[::-1][:2]:
@@ -386,3 +397,112 @@ def test_a_drift_that_reorders_scans_is_refused_before_writing(tmp_path, inputs,
     with caplog.at_level("WARNING"):
         make(tmp_path / "t", inputs, n_samples=2, calibration_ppm=50.0)
     assert any("--calibration-ppm 50" in r.getMessage() for r in caplog.records)
+
+
+CL37_SHIFT = 36.965902602 - 34.968852682  # 37Cl - 35Cl (AME 2020): where a chlorinated ion's M+2 lies
+ETHIPROLE = ("ethiprole", "C13H9Cl2F3N4OS", "Organic compounds; Organoheterocyclic compounds", 2)
+
+
+def _ppm(a, b) -> np.ndarray:
+    return (np.asarray(a) - b) / b * 1e6
+
+
+def test_isotopes_at_their_true_masses_merged_at_the_run_resolution():
+    mono = oms.EmpiricalFormula(ETHIPROLE[1]).getMonoWeight() + PROTON
+    for resolution in (1.0, 20.0, 85.0):
+        offset, rel = isotope_envelope(ETHIPROLE[1], resolution)
+        assert offset[0] == 0.0 and rel[0] == 1.0
+        m2 = np.flatnonzero(np.rint(offset) == 2)
+        main = m2[np.argmax(rel[m2])]  # 37Cl, not 13C2 (24 ppm higher)
+        assert abs(_ppm(mono + offset[main], mono + CL37_SHIFT)) < 2.0, resolution
+        assert 0.6 < rel[main] < 0.75  # two Cl: M+2 about 2 x 32 %
+        assert np.all(np.diff(mono + offset) / (mono + offset[1:]) * 1e6 > resolution)
+        assert m2.size == (1 if resolution > 25 else 2 if resolution > 3.5 else 3)  # 34S apart only at 1 ppm
+    # a CHNO compound keeps its 13C ladder
+    offset, _ = isotope_envelope("C9H11NO2", 20.0)
+    assert offset[1] == pytest.approx(1.00335, abs=3e-4)
+
+
+def test_spiked_chlorine_isotope_lands_at_its_mass(tmp_path, inputs):
+    write_library(tmp_path / "cl.mgf", STRUCTURES + [ETHIPROLE])
+    simulate_spikein(tmp_path / "s", inputs[0], tmp_path / "cl.mgf", n_samples=2, n_compounds=len(STRUCTURES) + 1,
+                     n_changed=0, rt_drift_s=0.0, calibration_ppm=0.0)
+    row = pl.read_csv(tmp_path / "s" / "ground_truth.tsv", separator="\t").filter(
+        (pl.col("sample_id") == "S01") & (pl.col("name") == "ethiprole")).row(0, named=True)
+    ms1 = [s for s in load(tmp_path / "s" / "mzml" / "S01.mzML") if s.getMSLevel() == 1]
+    mz, inten = ms1[int(np.argmin([abs(s.getRT() - row["rt_s"]) for s in ms1]))].get_peaks()
+    near = np.flatnonzero(np.abs(mz - row["mz"] - 2.0) < 0.05)
+    m2 = mz[near[np.argmax(inten[near])]]
+    assert abs(_ppm(m2, row["mz"] + CL37_SHIFT)) < 2.0
+    assert abs(_ppm(m2, row["mz"] + 2 * 1.0033548)) > 20.0  # where a 13C ladder would put it
+
+
+def test_mz_jitter_measured_from_the_background(tmp_path, inputs):
+    write_background(tmp_path / "jitter.mzML", mz_jitter_ppm=2.0)
+    bg = read_background(tmp_path / "jitter.mzML")
+    assert bg.sources["mz_jitter"].startswith("measured") and bg.n_persistent_ions == 30
+    assert bg.jitter_ppm == pytest.approx(np.full(bg.jitter_ppm.size, 2.0), rel=0.2)
+    assert bg.mz_jitter_ppm([1.0, 1e9]) == pytest.approx(bg.jitter_ppm[[0, -1]])
+    assert read_background(inputs[0]).jitter_ppm.max() < 1e-3  # the default background has none
+    # the spiked ions carry it: their m/z over the scans of their peaks
+    write_library(tmp_path / "lib.mgf")
+    simulate_spikein(tmp_path / "s", tmp_path / "jitter.mzML", tmp_path / "lib.mgf", n_samples=2, n_compounds=9,
+                     n_changed=2, rt_drift_s=0.0, calibration_ppm=0.0)
+    info = json.loads((tmp_path / "s" / "simulation.json").read_text())["background_measured"]
+    assert info["mz_jitter_ppm_by_intensity"]["ppm"] == pytest.approx(bg.jitter_ppm.tolist())
+    truth = pl.read_csv(tmp_path / "s" / "ground_truth.tsv", separator="\t").filter(pl.col("sample_id") == "S01")
+    ms1 = [s for s in load(tmp_path / "s" / "mzml" / "S01.mzML") if s.getMSLevel() == 1]
+    errors = []
+    for row in truth.iter_rows(named=True):
+        for s in ms1:
+            if abs(s.getRT() - row["rt_s"]) <= row["fwhm_s"] / 2:
+                mz = s.get_peaks()[0]
+                nearest = mz[np.argmin(np.abs(mz - row["mz"]))]
+                if abs(_ppm(nearest, row["mz"])) < 15:
+                    errors.append(_ppm(nearest, row["mz"]))
+    assert len(errors) >= 30
+    assert 1.3 < 1.4826 * np.median(np.abs(errors)) < 2.8
+    # too few persistent ions: the fixed Orbitrap value
+    write_background(tmp_path / "few.mzML", ions=np.linspace(150, 550, 8))
+    few = read_background(tmp_path / "few.mzML")
+    assert few.jitter_ppm.tolist() == [MZ_JITTER_PPM] and few.sources["mz_jitter"].startswith("fallback")
+
+
+def test_mz_range_follows_the_ions_not_the_scan_window(tmp_path, caplog):
+    ions = np.r_[300.2, 399.8, np.random.default_rng(3).uniform(300.2, 399.8, 28)]
+    write_background(tmp_path / "narrow.mzML", ions=ions, scan_window=(100.0, 1000.0))
+    with caplog.at_level("WARNING"):
+        bg = read_background(tmp_path / "narrow.mzML")
+    assert ions.min() - 1e-6 <= bg.mz_range[0] < ions.min() + 2 and ions.max() - 2 < bg.mz_range[1] <= ions.max()
+    assert "scan window 100-1000" in bg.sources["mz_range"]
+    assert any("span m/z 300-400" in r.getMessage() and "scan window 100-1000" in r.getMessage()
+               for r in caplog.records)
+    caplog.clear()
+    write_background(tmp_path / "wide.mzML", ions=np.linspace(120, 980, 30), scan_window=(100.0, 1000.0))
+    with caplog.at_level("WARNING"):
+        assert read_background(tmp_path / "wide.mzML").mz_range == pytest.approx((120.0, 980.0), abs=1.0)
+    assert not caplog.records
+
+
+def _pairs_85_ppm(n_ions: int) -> np.ndarray:
+    """``n_ions`` ions over m/z 100-600 whose 10 closest pairs are 85 ppm apart, the others far apart."""
+    base = np.geomspace(100, 600, n_ions - 10)
+    return np.concatenate([base, base[:10] * (1 + 85e-6)])
+
+
+def test_low_resolution_background_merges_at_its_own_spacing(tmp_path):
+    write_background(tmp_path / "tof.mzML", ions=_pairs_85_ppm(150))  # dense: 150 centroids per scan
+    bg = read_background(tmp_path / "tof.mzML")
+    assert bg.resolution_ppm == pytest.approx(85.0, rel=1e-3) and "quantile" in bg.sources["resolution_ppm"]
+    write_background(tmp_path / "sparse.mzML", ions=_pairs_85_ppm(40))  # the same spacings in a sparse run: capped
+    sparse = read_background(tmp_path / "sparse.mzML")
+    assert sparse.resolution_ppm == 20.0 and "sparse" in sparse.sources["resolution_ppm"]
+    write_library(tmp_path / "cl.mgf", STRUCTURES + [ETHIPROLE])
+    simulate_spikein(tmp_path / "s", tmp_path / "tof.mzML", tmp_path / "cl.mgf", n_samples=2,
+                     n_compounds=len(STRUCTURES) + 1, n_changed=0)
+    info = json.loads((tmp_path / "s" / "simulation.json").read_text())["background_measured"]
+    assert info["resolution_ppm"] == pytest.approx(85.0, rel=1e-3)
+    for s in load(tmp_path / "s" / "mzml" / "S02.mzML"):
+        if s.getMSLevel() == 1:
+            m = s.get_peaks()[0]
+            assert (np.diff(m) / m[1:] * 1e6 >= 85.0 * 0.999).all()

@@ -23,10 +23,21 @@ runs in ../shared/data/mzml by ``benchmarks/biology.py --measure-real``; see the
 - per-sample mass calibration offset N(0, ``calibration_ppm``) applied to every m/z written (MS1 centroids,
   precursors, isolation targets, fragments): 1 ppm, the realistic profile's ``calibration_error_ppm`` (QC runs 04 /
   05 differ by -0.18 ppm, median over MZmine's aligned features);
-- elution: Gaussian with FWHM uniform in 2.1-3.8 s (QC runs, MZmine list: FWHM 2.1-3.8 s, 10-90 %);
+- elution: Gaussian with FWHM uniform between the 10 % and 90 % quantiles of the background's own peak widths
+  (complete chromatographic peaks of persistent ions whose apex reaches the 90 % quantile of MS1 centroid
+  intensities; QC run 04: 1.6-3.3 s, where MZmine's list says 2.1-3.8 s; the TripleTOF run AssayGeneratorMetabo in
+  ../shared/data/mzml: 2.7-4.5 s); 2.1-3.8 s when the run has fewer than 20 such peaks;
+- isotopes: the protonated formula's isotopologues at their true masses (pyOpenMS FineIsotopePatternGenerator:
+  37Cl, 81Br and 34S where they lie, not on a 13C ladder), M+0 to M+4, those the run does not resolve merged into
+  one centroid, centroids below 0.5 % of the monoisotopic left out (:func:`isotope_envelope`);
+- m/z range: compounds whose [M+H]+ lies in the 0.1-99.9 % quantiles of the background's MS1 centroid m/z, within
+  its scan window (QC run 04: 120-1462; TripleTOF run: 52-793 in a 50-2000 window, which is warned about);
 - apex heights: log-uniform between the 5 % and 99.5 % quantiles of the background's MS1 centroid intensities
   (QC run 04: 10^3.79-10^6.47; detected feature heights there 10^3.83-10^6.76, 1-99 %);
-- MS1 m/z error: N(0, 1 ppm) per centroid (Orbitrap); peaks below the background's 5 % quantile of per-scan
+- MS1 m/z error: N(0, sd) per centroid, sd the background's own scan-to-scan m/z jitter at the centroid's
+  intensity (ions followed over at least 5 consecutive MS1 scans, robust sd in 4 intensity bins, interpolated;
+  QC run 04: 1.5 ppm for its weakest quarter to 0.7 ppm for its strongest; TripleTOF run: 2.8 to 1.5 ppm); 1 ppm
+  (Orbitrap) when the run has fewer than 20 such ions; peaks below the background's 5 % quantile of per-scan
   minimum centroid intensity (QC run 04: 2,787) are not written, as the instrument would not report them;
 - DDA: an MS2 scan where the compound's apex height in the sample is at least the 1 % quantile of the background's
   precursor intensities (QC run 04: 10^5.78), two when 10x above; precursor charge, isolation window, polarity,
@@ -43,9 +54,12 @@ drifted), rt_s_undrifted, fwhm_s, height (apex before per-sample variation), abu
 present, above_noise, in_library, adduct, formula, n_ms2 (MS2 scans added), changed, log_fold (ln), fold, group,
 ms2_record (TITLE of the record used as MS2), ms2_source (other_record | same_record_noised)), ``simulation.json``
 (per run: its factor, drift parts and calibration offset). A spiked ion closer to another centroid of its scan than
-the run resolves (the 0.1 % quantile of neighbouring MS1 centroid spacings, at most 20 ppm; QC run 04: 19.5 ppm) is
-merged with it into one centroid (intensities summed, m/z weighted), as the instrument would report them;
-``background_measured`` in simulation.json holds that limit.
+the run resolves (the 0.1 % quantile of neighbouring MS1 centroid spacings; QC run 04: 19.5 ppm, TripleTOF run:
+75 ppm; at most 20 ppm in a sparse run, below 100 centroids per MS1 scan, see
+:mod:`ms2study.simulate.spikein_background`) is merged with it into one centroid (intensities summed, m/z
+weighted), as the instrument would report them. ``background_measured`` in simulation.json holds every number
+measured on the background (m/z range, resolution, m/z jitter by intensity, FWHM range, intensity levels) and, in
+``sources``, how each was found or that a fallback was used.
 """
 
 from __future__ import annotations
@@ -61,10 +75,10 @@ import pyopenms as oms
 
 from ms2study.core.atomic import atomic_path, write_text
 from ms2study.core.errors import InputError
-from ms2study.io.msio import is_profile, load_experiment
-from ms2study.simulate.mzml import C13_SPACING, write_mzml
+from ms2study.simulate.mzml import write_mzml
 from ms2study.simulate.outdir import check_outdir, study_folder
 from ms2study.simulate.params import stream
+from ms2study.simulate.spikein_background import Background, read_background
 from ms2study.simulate.spikein_library import (
     Record,
     allowed,
@@ -81,7 +95,6 @@ from ms2study.simulate.spikein_variation import (
     FIELD_LENGTH_S,
     FIELD_LOG_SD,
     FIELD_SD_SPREAD,
-    MAX_RESOLUTION_PPM,
     RT_DRIFT_S,
     SAMPLE_FACTOR_LOG_SD,
     Variation,
@@ -90,8 +103,6 @@ from ms2study.simulate.spikein_variation import (
     variation,
 )
 
-FWHM_S = (2.1, 3.8)             # QC runs, MZmine list, 10-90 %
-MZ_ERROR_PPM = 1.0
 CONFIG_YAML = """library: library.mgf
 models:
   outcomes:
@@ -113,7 +124,8 @@ class Spiked:
     rt_s: float
     fwhm_s: float
     height: float
-    isotopes: np.ndarray
+    isotopes: np.ndarray            # relative heights of the isotope centroids (monoisotopic 1.0)
+    isotope_da: np.ndarray          # and their m/z offsets from the monoisotopic ion (Da)
     query: Record
     ms2_source: str
     in_library: bool = True
@@ -121,79 +133,34 @@ class Spiked:
     library: list[Record] = field(default_factory=list)
 
 
-def isotope_envelope(formula: str, n: int = 5) -> np.ndarray:
-    """Relative heights (first 1.0, shape (k,), k <= ``n``, those >= 0.5 % kept) of [M+H]+ isotopes of ``formula``.
+def isotope_envelope(formula: str, resolution_ppm: float, n: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """The [M+H]+ isotope centroids of ``formula`` as a run that resolves ``resolution_ppm`` reports them: (m/z
+    offsets from the monoisotopic ion in Da, relative heights with the monoisotopic 1.0), ascending, nominal
+    isotopes M+0 to M+``n``-1, those >= 0.5 % of the monoisotopic kept.
 
-    Computed by pyOpenMS ``CoarseIsotopePatternGenerator`` on the protonated formula; spacing is C13_SPACING."""
+    The isotopologues lie at their true masses (pyOpenMS ``FineIsotopePatternGenerator`` on the protonated formula,
+    those >= 1e-5 of the most abundant): 37Cl, 34S, 81Br and 13C2 each where it is, not on a 13C ladder. Those
+    closer than ``resolution_ppm`` become one centroid (summed, intensity-weighted m/z), greedily: the most
+    abundant takes every one within ``resolution_ppm`` of it, then the next, so that small isotopologues between
+    two resolved peaks do not chain them into one (as :func:`merge_unresolved` alone would)."""
     ef = oms.EmpiricalFormula(formula)
     ef += oms.EmpiricalFormula("H")
-    rel = np.array([p.getIntensity() for p in ef.getIsotopeDistribution(oms.CoarseIsotopePatternGenerator(n))
-                    .getContainer()], dtype=np.float64)
-    return rel[rel >= 0.005 * rel[0]] / rel[0]
-
-
-@dataclass
-class Background:
-    """What the run says about itself: ranges and thresholds (see the module docstring for each quantile)."""
-    exp: oms.MSExperiment
-    mz_range: tuple[float, float]
-    rt_range: tuple[float, float]
-    height_range: tuple[float, float]
-    ms1_floor: float
-    ms2_floor: float
-    dda_threshold: float
-    ms2_gain: float
-    template: oms.MSSpectrum
-    resolution_ppm: float
-
-
-def read_background(path: Path) -> Background:
-    """Load a centroided DDA mzML and measure it. Raises InputError (naming the file) for a missing or unreadable
-    file, one without MS1 or MS2 scans, profile-mode MS1 or fewer than 10 MS1 scans."""
-    if not Path(path).is_file():  # load_experiment's advice is about the sample sheet
-        raise InputError("the --background run " + ("was not found" if not Path(path).exists() else "is not a file"),
-                         file=str(path), fix="pass --background RUN.mzML, one centroided DDA run of yours (e.g. a "
-                                             "pooled QC) as mzML")
-    try:
-        exp = load_experiment(path, require_ms1=True)
-    except InputError as err:  # say which option the file came from
-        raise InputError(f"the --background run: {err.message}", file=str(path), fix=err.fix) from err
-    ms1 = [s for s in exp if s.getMSLevel() == 1]
-    ms2 = [s for s in exp if s.getMSLevel() == 2 and s.getPrecursors()]
-    if is_profile(exp, 1):
-        raise InputError("the background's MS1 scans are profile data", file=str(path),
-                         fix="centroid the run first (e.g. msconvert --filter 'peakPicking vendor' or OpenMS "
-                             "PeakPickerHiRes) and pass the centroided mzML")
-    if len(ms1) < 10 or not ms2:
-        raise InputError(f"the background has {len(ms1)} MS1 and {len(ms2)} MS2 scans; a DDA run with at least 10 MS1 "
-                         "scans and MS2 scans is needed", file=str(path), fix="pass a DDA run with MS1 and MS2 scans")
-    windows = [(w.begin, w.end) for w in ms1[0].getInstrumentSettings().getScanWindows() if w.end > w.begin]
-    peaks = [s.get_peaks() for s in ms1]
-    mz_range = (float(windows[0][0]), float(windows[0][1])) if windows else (
-        float(min(m.min() for m, _ in peaks if m.size)), float(max(m.max() for m, _ in peaks if m.size)))
-    intensities = np.concatenate([i for _, i in peaks])
-    lo, hi = np.quantile(intensities, [0.05, 0.995])
-    ms1_floor = float(np.quantile([i.min() for _, i in peaks if i.size], 0.05))
-    ms2_floor = float(np.quantile([s.get_peaks()[1].min() for s in ms2 if s.size()], 0.05))
-    precursor, gain, last = [], [], None
-    for s in exp:
-        if s.getMSLevel() == 1:
-            last = s.get_peaks()
-        elif s.getMSLevel() == 2 and s.getPrecursors() and last is not None and last[0].size:
-            pmz = s.getPrecursors()[0].getMZ()
-            j = int(np.argmin(np.abs(last[0] - pmz)))
-            if abs(last[0][j] - pmz) <= 1e-5 * pmz and s.size():
-                precursor.append(last[1][j])
-                gain.append(s.get_peaks()[1].sum() / last[1][j])
-    if len(precursor) < 3:
-        raise InputError("no MS2 precursor of the background is found in its MS1 scans", file=str(path),
-                         fix="pass a DDA run whose MS2 precursors were picked from its MS1 scans")
-    template = next((s for s in ms2 if s.getPrecursors()[0].getCharge() == 1), ms2[0])
-    rts = [s.getRT() for s in ms1]
-    spacing = np.concatenate([np.diff(m) / m[1:] * 1e6 for m, _ in peaks if m.size > 1] or [np.array([20.0])])
-    return Background(exp, mz_range, (min(rts), max(rts)), (float(lo), float(hi)), ms1_floor, ms2_floor,
-                      float(np.quantile(precursor, 0.01)), float(np.median(gain)), template,
-                      min(float(np.quantile(spacing, 0.001)), MAX_RESOLUTION_PPM))
+    mono = ef.getMonoWeight()
+    peaks = ef.getIsotopeDistribution(oms.FineIsotopePatternGenerator(1e-5, False, False)).getContainer()
+    mz = np.array([p.getMZ() for p in peaks], dtype=np.float64)
+    abundance = np.array([p.getIntensity() for p in peaks], dtype=np.float64)
+    keep = (np.rint(mz - mono) >= 0) & (np.rint(mz - mono) < n)
+    mz, abundance = mz[keep], abundance[keep]
+    label = np.full(mz.size, -1)
+    for i in np.argsort(-abundance, kind="stable"):
+        if label[i] < 0:
+            label[(label < 0) & (np.abs(mz - mz[i]) <= resolution_ppm * 1e-6 * mz[i])] = i
+    label = np.unique(label, return_inverse=True)[1]
+    total = np.bincount(label, weights=abundance)
+    # merge_unresolved: a rare leftover whose weighted m/z lands within the limit of a neighbour joins it
+    centre, total = merge_unresolved(np.bincount(label, weights=abundance * mz) / total, total, resolution_ppm)
+    offset, rel = centre - mono, total / total[0]
+    return offset[rel >= 0.005], rel[rel >= 0.005]
 
 
 def choose_compounds(records: list[Record], usable: list[Record], bg: Background, n_compounds: int, n_changed: int,
@@ -234,14 +201,15 @@ def choose_compounds(records: list[Record], usable: list[Record], bg: Background
     for b in blocks:
         recs = by_block[b]
         query = recs[int(rs.integers(len(recs)))]
-        f, fwhm = query.fields, float(rs.uniform(*FWHM_S))
+        f, fwhm = query.fields, float(rs.uniform(*bg.fwhm_s))
         # The query's own record leaves the library unless no other [M+H]+ record of the structure stays there.
         other_mh = any(r is not query and allowed(r) and is_mh(r) for r in all_by_block[b])
+        iso_da, iso_rel = isotope_envelope(f["FORMULA"], bg.resolution_ppm)
         spiked = Spiked(
             block=b, inchikey=f["INCHIKEY"], name=f.get("NAME", b), formula=f["FORMULA"],
             chemical_class=chemical_class(query), mz=float(mh_mz(f["FORMULA"])),
             rt_s=float(rs.uniform(lo_rt + 2 * fwhm, hi_rt - 2 * fwhm)), fwhm_s=fwhm,
-            height=float(np.exp(rs.uniform(*np.log(bg.height_range)))), isotopes=isotope_envelope(f["FORMULA"]),
+            height=float(np.exp(rs.uniform(*np.log(bg.height_range)))), isotopes=iso_rel, isotope_da=iso_da,
             query=query, ms2_source="other_record" if other_mh else "same_record_noised",
             in_library=b not in unknown, changed=b in changed)
         if spiked.in_library:
@@ -294,8 +262,8 @@ def spike_sample(bg: Background, compounds: list[Spiked], heights: np.ndarray, v
         for j in near:
             shape = np.exp(-0.5 * ((rts[j] - c.rt_s) / sigma) ** 2)
             iso_int = heights[k] * shape * c.isotopes
-            iso_mz = c.mz + C13_SPACING * np.arange(c.isotopes.size)
-            iso_mz = iso_mz * (1.0 + MZ_ERROR_PPM * 1e-6 * rs.standard_normal(iso_mz.size))
+            iso_mz = c.mz + c.isotope_da
+            iso_mz = iso_mz * (1.0 + bg.mz_jitter_ppm(iso_int) * 1e-6 * rs.standard_normal(iso_mz.size))
             add_mz[j].extend(iso_mz[iso_int >= bg.ms1_floor])
             add_int[j].extend(iso_int[iso_int >= bg.ms1_floor])
         if heights[k] < bg.dda_threshold:
@@ -454,15 +422,12 @@ def simulate_spikein(outdir: Path, background: Path, library: Path, n_samples: i
             "n_known_unknowns": sum(not c.in_library for c in compounds), "n_library_records": n_library,
             "cases": [s for s, gr in zip(ids, groups, strict=True) if gr == "case"],
             "changed_compounds": [c.inchikey for c in compounds if c.changed],
-            "background_measured": {"mz_range": bg.mz_range, "rt_range_s": bg.rt_range, "height_range": bg.height_range,
-                                    "ms1_floor": bg.ms1_floor, "ms2_floor": bg.ms2_floor,
-                                    "dda_threshold": bg.dda_threshold, "ms2_gain": bg.ms2_gain,
-                                    "resolution_ppm": bg.resolution_ppm},
+            "background_measured": bg.measured(),
             "n_usable_records": len(usable), "n_spiked_ms2": sum(r["n_spiked_ms2"] for r in runs.values()),
             "parameters": {"sample_factor_log_sd": SAMPLE_FACTOR_LOG_SD, "field_log_sd": FIELD_LOG_SD,
                            "field_sd_spread": FIELD_SD_SPREAD, "field_length_da": FIELD_LENGTH_DA,
                            "field_length_s": FIELD_LENGTH_S, "rt_drift_s": rt_drift_s,
-                           "calibration_ppm": calibration_ppm, "fwhm_s": FWHM_S, "mz_error_ppm": MZ_ERROR_PPM,
+                           "calibration_ppm": calibration_ppm,
                            "unknown_fraction": unknown_fraction, "library_size": library_size},
             "runs": runs}
         write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", folder / "simulation.json")

@@ -23,8 +23,9 @@ FIELD_LENGTH_DA = 5.0           # correlation length of the field in m/z: severa
 FIELD_LENGTH_S = 10.0           # and in RT: a feature (FWHM 2-4 s) keeps its shape, features 10 s apart differ
 RT_DRIFT_S = _REALISTIC["rt_shift_sd_s"]            # sd of the per-sample RT shift (s); stretch and warp scale with it
 CALIBRATION_PPM = _REALISTIC["calibration_error_ppm"]  # sd of the per-sample m/z calibration offset (ppm)
-# Ions closer than this are never taken as one centroid, whatever the run's spacings say (a sparse run's closest pairs
-# are far apart): about one peak width at m/z 200 of an Orbitrap at 35k-70k resolution (14-29 ppm) or below.
+# In a sparse run, ions closer than this are never taken as one centroid, whatever its spacings say (its closest pairs
+# are far apart by chance; a dense run's own spacings decide: spikein_background.DENSE_SCAN_CENTROIDS): about one
+# peak width at m/z 200 of an Orbitrap at 35k-70k resolution (14-29 ppm) or below.
 MAX_RESOLUTION_PPM = 20.0
 # Purposes of ms2study.simulate.params.stream used here (numbers free in that list).
 _SAMPLE, _STUDY = 41, 43
