@@ -52,6 +52,8 @@ ALIGNMENT: dict[str, pl.DataType] = {
     "n_shared_with_reference": pl.Int32,
 }
 
+# One row per (consensus feature, sample feature). A sample has one feature per consensus feature, or several where
+# merge_split joined the touching pieces of one trace (the matrix holds their sum).
 LINKS: dict[str, pl.DataType] = {
     "consensus_id": pl.Utf8,
     "sample_id": pl.Utf8,
