@@ -1,5 +1,6 @@
-"""Experiment behind benchmarks/README.md (AUC interval): does the models stage's AUC interval cover the AUC its
-models really reach, on small studies where the truth is known?
+"""Experiment behind benchmarks/README.md (AUC interval): does the models stage's AUC interval (and that of its
+balanced accuracy, and of MAE for a continuous outcome) cover the value its models really reach, on small studies
+where the truth is known?
 
 Each study: n samples (half cases), ``N_FEATURES`` independent standard-normal features of which the first
 ``N_INFORMATIVE`` are shifted by delta in the cases, delta set so that the best possible (Bayes, linear) AUC is the
@@ -21,11 +22,22 @@ score interval alone and of the new interval (their hull, what the stage now rep
 excluding 0.5 (on the null settings the false-positive rate, which must stay at or below 5 %); mean widths; and how
 often the old interval was degenerate (zero width).
 
+Balanced accuracy (the secondary metric of a binary outcome) is measured on the same studies the same way: each
+fold model's true balanced accuracy is that of its class predictions (P(case) >= 0.5, as the stage thresholds) on
+the test sample; old: the bootstrap interval, score: Wilson + MOVER (``balanced_accuracy_score_interval``), new:
+their hull; chance is 0.5 here too.
+
+MAE (the secondary metric of a continuous outcome; bootstrap interval only): studies of n samples whose outcome is
+the sum of the ``N_INFORMATIVE`` informative features times b plus standard-normal noise, b set so that the best
+possible (Bayes) R² is the setting's ``bayes_r2`` (0: the null); each fold model's true MAE is its mean absolute
+error on 2 x ``TEST_PER_CLASS`` test samples; coverage, widths and zero-width intervals as above (no chance line).
+
 Usage:
   PYTHONPATH=workflow nice python benchmarks/auc_interval.py --out R.json [--studies 60] [--quick]
   python benchmarks/auc_interval.py --markdown R.json     (the table of benchmarks/README.md)
-(about 1.4 s per study on 2 shared cores: 834 s for the 600 studies of measured/auc_interval.json; --quick: 8
-studies per setting, about 2 minutes.)
+(2,132 s for the 600 binary and 360 continuous studies of measured/auc_interval.json on 2 cores shared with other
+work, load 4-8; 834 s for the binary ones alone on a quieter machine; --quick: 8 studies per setting, about 4
+minutes.)
 """
 
 from __future__ import annotations
@@ -42,7 +54,7 @@ from statistics import NormalDist
 
 import numpy as np
 import yaml
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
@@ -60,6 +72,7 @@ N_INFORMATIVE = 5
 TEST_PER_CLASS = 2000
 SIZES = (16, 40)
 BAYES_AUC = (0.5, 0.75, 0.9, 0.98, 0.999)
+BAYES_R2 = (0.0, 0.5, 0.9)
 
 
 def stage_params(overrides: dict | None = None) -> dict:
@@ -83,6 +96,15 @@ def draw(n_per_class: int, bayes_auc: float, rng: np.random.Generator,
     X = rng.normal(size=(len(y), n_features))
     X[y == 1, :N_INFORMATIVE] += shift(bayes_auc)
     return X, y
+
+
+def draw_continuous(n_samples: int, bayes_r2: float, rng: np.random.Generator,
+                    n_features: int = N_FEATURES) -> tuple[np.ndarray, np.ndarray]:
+    """(X, y) with y = b (sum of the informative features) + standard-normal noise, b giving a Bayes R² of
+    ``bayes_r2`` (the signal's variance is N_INFORMATIVE b²)."""
+    b = math.sqrt(bayes_r2 / (1.0 - bayes_r2) / N_INFORMATIVE)
+    X = rng.normal(size=(n_samples, n_features))
+    return X, b * X[:, :N_INFORMATIVE].sum(axis=1) + rng.normal(size=n_samples)
 
 
 @contextlib.contextmanager
@@ -113,43 +135,71 @@ def run_study(n_samples: int, bayes_auc: float, seed: int, params: dict,
     X_test, y_test = draw(test_per_class, bayes_auc, rng, n_features)
     with recording_fits() as fitted:
         cv = crossval.cross_validate(X, y, "binary", "mean", params)
-    true = [roc_auc_score(y_test, predict_scores(model, pre.transform(X_test), "binary", 2)[:, 1])
-            for pre, model in fitted]
+    test_scores = [predict_scores(model, pre.transform(X_test), "binary", 2)[:, 1] for pre, model in fitted]
+    true_auc = [roc_auc_score(y_test, s) for s in test_scores]
+    true_ba = [balanced_accuracy_score(y_test, (s >= 0.5).astype(np.int64)) for s in test_scores]
     boot = bootstrap_weights(y, "binary", int(params["n_bootstrap"]), int(params["seed"]))
-    stats = summarise_metric("roc_auc", y, cv["scores"], cv["fold"], boot, float(params["ci_level"]),
+    rows = {}
+    for metric, true in (("roc_auc", true_auc), ("balanced_accuracy", true_ba)):
+        stats = summarise_metric(metric, y, cv["scores"], cv["fold"], boot, float(params["ci_level"]),
+                                 int(params["seed"]))
+        rows[metric] = {"value": stats["value"], "old": stats["ci_bootstrap"], "score": stats["ci_score"],
+                        "new": [stats["ci_low"], stats["ci_high"]], "conditional": float(np.mean(true))}
+    return {"seed": seed, **rows["roc_auc"], "balanced_accuracy": rows["balanced_accuracy"],
+            "fold_models": len(true_auc), "k": cv["k"]}
+
+
+def run_continuous_study(n_samples: int, bayes_r2: float, seed: int, params: dict,
+                         test_samples: int = 2 * TEST_PER_CLASS, n_features: int = N_FEATURES) -> dict:
+    """One simulated continuous study through the stage's cross-validation and MAE interval, with the true MAE of
+    its fold models on an independent test sample."""
+    rng = np.random.default_rng(seed)
+    X, y = draw_continuous(n_samples, bayes_r2, rng, n_features)
+    X_test, y_test = draw_continuous(test_samples, bayes_r2, rng, n_features)
+    with recording_fits() as fitted:
+        cv = crossval.cross_validate(X, y, "continuous", "mean", params)
+    true = [float(np.mean(np.abs(y_test - predict_scores(model, pre.transform(X_test), "continuous", 0))))
+            for pre, model in fitted]
+    boot = bootstrap_weights(y, "continuous", int(params["n_bootstrap"]), int(params["seed"]))
+    stats = summarise_metric("mae", y, cv["scores"], cv["fold"], boot, float(params["ci_level"]),
                              int(params["seed"]))
-    return {"seed": seed, "value": stats["value"], "old": stats["ci_bootstrap"], "score": stats["ci_score"],
-            "new": [stats["ci_low"], stats["ci_high"]], "conditional": float(np.mean(true)),
+    return {"seed": seed, "value": stats["value"], "old": stats["ci_bootstrap"], "conditional": float(np.mean(true)),
             "fold_models": len(true), "k": cv["k"]}
 
 
-def study_seed(n_samples: int, bayes_auc: float, replicate: int) -> int:
-    """A seed of its own per (size, effect, replicate)."""
-    return n_samples * 1_000_000 + int(round(bayes_auc * 1000)) * 1000 + replicate
+def study_seed(n_samples: int, effect: float, replicate: int) -> int:
+    """A seed of its own per (size, effect, replicate); continuous studies pass their Bayes R² + 2 as ``effect``."""
+    return n_samples * 1_000_000 + int(round(effect * 1000)) * 1000 + replicate
 
 
 def _covers(interval: list, target: float) -> bool:
     return interval[0] is not None and interval[0] - 1e-12 <= target <= interval[1] + 1e-12
 
 
-def summarize(rows: list[dict]) -> dict:
-    """Per-setting figures of one setting's studies (see the module docstring)."""
+def summarize(rows: list[dict], target: str = "auc", intervals: tuple[str, ...] = ("old", "score", "new"),
+              chance: float | None = 0.5) -> dict:
+    """Per-setting figures of one setting's studies (see the module docstring): ``rows`` hold value, conditional
+    and the ``intervals`` ([low, high]) of one metric, ``target`` names it in the keys (expected_auc), ``chance``
+    is the line whose exclusion is counted (None: not counted)."""
     expected = float(np.mean([r["conditional"] for r in rows]))
-    out = {"studies": len(rows), "expected_auc": round(expected, 4),
-           "expected_auc_se": round(float(np.std([r["conditional"] for r in rows], ddof=1) / math.sqrt(len(rows))),
-                                    4) if len(rows) > 1 else None,
+    out = {"studies": len(rows), f"expected_{target}": round(expected, 4),
+           f"expected_{target}_se": round(float(np.std([r["conditional"] for r in rows], ddof=1)
+                                                / math.sqrt(len(rows))), 4) if len(rows) > 1 else None,
            "mean_value": round(float(np.mean([r["value"] for r in rows])), 4),
-           "old_degenerate": round(float(np.mean([r["old"][1] - r["old"][0] <= 1e-12 for r in rows])), 3),
-           "value_is_1": round(float(np.mean([r["value"] >= 1 - 1e-12 for r in rows])), 3)}
-    for name in ("old", "score", "new"):
+           "old_degenerate": round(float(np.mean([r["old"][1] - r["old"][0] <= 1e-12 for r in rows])), 3)}
+    if chance is not None:  # a share (AUC, balanced accuracy): how often it read exactly 1
+        out["value_is_1"] = round(float(np.mean([r["value"] >= 1 - 1e-12 for r in rows])), 3)
+    for name in intervals:
         out[name] = {
             "coverage_expected": round(float(np.mean([_covers(r[name], expected) for r in rows])), 3),
             "coverage_conditional": round(float(np.mean([_covers(r[name], r["conditional"]) for r in rows])), 3),
-            "excludes_half": round(float(np.mean([r[name][0] > 0.5 or r[name][1] < 0.5 for r in rows])), 3),
             "mean_width": round(float(np.mean([r[name][1] - r[name][0] for r in rows])), 3),
         }
+        if chance is not None:
+            out[name]["excludes_half"] = round(float(np.mean([r[name][0] > chance or r[name][1] < chance
+                                                              for r in rows])), 3)
     degenerate = [r for r in rows if r["old"][1] - r["old"][0] <= 1e-12]
-    if degenerate:
+    if degenerate and "new" in intervals:
         out["where_old_degenerate"] = {
             "studies": len(degenerate),
             "old_coverage_expected": round(float(np.mean([_covers(r["old"], expected) for r in degenerate])), 3),
@@ -160,18 +210,31 @@ def summarize(rows: list[dict]) -> dict:
 
 
 def run(sizes: tuple[int, ...], effects: tuple[float, ...], studies: int, params: dict,
-        test_per_class: int = TEST_PER_CLASS, n_features: int = N_FEATURES, log: bool = True) -> dict:
-    """Every setting (size x effect), ``studies`` studies each; returns the result JSON's content."""
+        test_per_class: int = TEST_PER_CLASS, n_features: int = N_FEATURES, log: bool = True,
+        r2_effects: tuple[float, ...] = BAYES_R2) -> dict:
+    """Every binary setting (size x effect) and continuous one (size x ``r2_effects``), ``studies`` studies each;
+    returns the result JSON's content."""
     started = time.perf_counter()
-    settings = []
+    settings, continuous = [], []
     for n in sizes:
         for effect in effects:
             t0 = time.perf_counter()
             rows = [run_study(n, effect, study_seed(n, effect, r), params, test_per_class, n_features)
                     for r in range(studies)]
             setting = {"n_samples": n, "bayes_auc": effect, "null": effect == 0.5, **summarize(rows),
+                       "balanced_accuracy": summarize([r["balanced_accuracy"] for r in rows], "balanced_accuracy"),
                        "seconds": round(time.perf_counter() - t0, 1), "rows": rows}
             settings.append(setting)
+            if log:
+                print(json.dumps({k: v for k, v in setting.items() if k != "rows"}), flush=True)
+        for r2 in r2_effects:
+            t0 = time.perf_counter()
+            rows = [run_continuous_study(n, r2, study_seed(n, r2 + 2.0, r), params, 2 * test_per_class, n_features)
+                    for r in range(studies)]
+            setting = {"n_samples": n, "bayes_r2": r2, "null": r2 == 0.0,
+                       "mae": summarize(rows, "mae", ("old",), None),
+                       "seconds": round(time.perf_counter() - t0, 1), "rows": rows}
+            continuous.append(setting)
             if log:
                 print(json.dumps({k: v for k, v in setting.items() if k != "rows"}), flush=True)
     nulls = [s for s in settings if s["null"]]
@@ -184,23 +247,47 @@ def run(sizes: tuple[int, ...], effects: tuple[float, ...], studies: int, params
                                                      "elastic_net_lambda_ratio", "l1_ratio")}},
         "null_false_positive": {name: max((s[name]["excludes_half"] for s in nulls), default=None)
                                 for name in ("old", "score", "new")},
-        "settings": settings, "seconds": round(time.perf_counter() - started, 1)}
+        "null_false_positive_balanced_accuracy": {
+            name: max((s["balanced_accuracy"][name]["excludes_half"] for s in nulls), default=None)
+            for name in ("old", "score", "new")},
+        "settings": settings, "continuous_settings": continuous, "seconds": round(time.perf_counter() - started, 1)}
 
 
-def markdown(result: dict) -> str:
-    """The README table: per setting, coverage of the expected (and conditional) AUC, old -> new."""
-    lines = ["| n | Bayes AUC | expected AUC | mean CV AUC | old interval of zero width | coverage old / new "
-             "(expected) | coverage old / new (conditional) | excludes 0.5 old / new | mean width old / new |",
-             "|---:|---:|---:|---:|---:|---|---|---|---|"]
-    for s in result["settings"]:
+def _table(settings: list[dict], target: str, label: str) -> list[str]:
+    """Rows of one metric's table: per setting, coverage of the expected (and conditional) value, old -> new."""
+    header = (f"| n | Bayes AUC | expected {label} | mean CV {label} | old interval of zero width | coverage old / new "
+              "(expected) | coverage old / new (conditional) | excludes 0.5 old / new | mean width old / new |")
+    lines = [header, "|---:|---:|---:|---:|---:|---|---|---|---|"]
+    for s in settings:
         o, n = s["old"], s["new"]
         lines.append(
-            f"| {s['n_samples']} | {s['bayes_auc']} | {s['expected_auc']:.3f} | {s['mean_value']:.3f} | "
+            f"| {s['n_samples']} | {s['bayes_auc']} | {s[f'expected_{target}']:.3f} | {s['mean_value']:.3f} | "
             f"{100 * s['old_degenerate']:.0f} % | "
             f"{100 * o['coverage_expected']:.0f} / {100 * n['coverage_expected']:.0f} % | "
             f"{100 * o['coverage_conditional']:.0f} / {100 * n['coverage_conditional']:.0f} % | "
             f"{100 * o['excludes_half']:.0f} / {100 * n['excludes_half']:.0f} % | "
             f"{o['mean_width']:.2f} / {n['mean_width']:.2f} |")
+    return lines
+
+
+def markdown(result: dict) -> str:
+    """The README tables: AUC, then balanced accuracy (same studies), then MAE (continuous studies; the bootstrap
+    interval, the stage's only one for MAE)."""
+    lines = _table(result["settings"], "auc", "AUC")
+    with_ba = [{"n_samples": s["n_samples"], "bayes_auc": s["bayes_auc"], **s["balanced_accuracy"]}
+               for s in result["settings"] if "balanced_accuracy" in s]
+    if with_ba:
+        lines += ["", "Balanced accuracy (same studies):", "", *_table(with_ba, "balanced_accuracy", "bal. acc.")]
+    if result.get("continuous_settings"):
+        header = ("| n | Bayes R² | expected MAE | mean CV MAE | interval of zero width | coverage (expected) | "
+                  "coverage (conditional) | mean width |")
+        lines += ["", "MAE (continuous studies; bootstrap interval):", "", header,
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for s in result["continuous_settings"]:
+            m = s["mae"]
+            lines.append(f"| {s['n_samples']} | {s['bayes_r2']} | {m['expected_mae']:.3f} | {m['mean_value']:.3f} | "
+                         f"{100 * m['old_degenerate']:.0f} % | {100 * m['old']['coverage_expected']:.0f} % | "
+                         f"{100 * m['old']['coverage_conditional']:.0f} % | {m['old']['mean_width']:.2f} |")
     return "\n".join(lines)
 
 

@@ -110,9 +110,9 @@ def test_perfectly_separated_folds_no_longer_give_one_one() -> None:
     assert stats["value"] == 1.0 and stats["ci_bootstrap"] == [1.0, 1.0]
     assert stats["ci_score"][0] == pytest.approx(_cubic_lower_bound_at_one(8, 8), abs=1e-9)
     assert stats["ci_low"] == stats["ci_score"][0] < 1.0 and stats["ci_high"] == 1.0
-    # balanced accuracy keeps its bootstrap interval (no score interval for it)
+    # balanced accuracy is widened too (Wilson + MOVER, tests/test_balanced_accuracy_interval.py)
     ba = metrics.summarise_metric("balanced_accuracy", y, scores, folds, boot, 0.95)
-    assert "ci_score" not in ba and [ba["ci_low"], ba["ci_high"]] == ba["ci_bootstrap"]
+    assert ba["ci_bootstrap"] == [1.0, 1.0] and ba["ci_low"] == ba["ci_score"][0] < 0.8
     # multiclass: the smallest class against the rest (3 of 12 here), lower than 8 vs 8's bound
     y3 = np.repeat([0, 1, 2], [3, 4, 5])
     folds3 = _cv_layout(y3, "multiclass")
@@ -176,8 +176,18 @@ def test_benchmark_design_targets_and_summary() -> None:
     assert abs(row["conditional"] - 0.5) < 0.08
     assert row["new"][0] == min(row["old"][0], row["score"][0]) and row["new"][1] == max(row["old"][1],
                                                                                          row["score"][1])
+    ba = row["balanced_accuracy"]  # the same fold models' class predictions, thresholded at 0.5 as the stage does
+    assert abs(ba["conditional"] - 0.5) < 0.08 and ba["new"][0] <= ba["old"][0] and ba["new"][1] >= ba["old"][1]
+    assert ba["new"] == [min(ba["old"][0], ba["score"][0]), max(ba["old"][1], ba["score"][1])]
     strong = bench.run_study(16, 0.999, 4, params, test_per_class=300, n_features=30)
     assert strong["conditional"] > 0.85 and strong["value"] > 0.8
+    assert strong["balanced_accuracy"]["conditional"] > 0.75
+
+    # continuous: the outcome's Bayes R² as designed, and the fold models' true MAE near the noise's 0.80 at R² 0
+    Xc, yc = bench.draw_continuous(50000, 0.5, np.random.default_rng(2), n_features=8)
+    assert 1 - np.var(yc - math.sqrt(0.2) * Xc[:, :5].sum(axis=1)) / np.var(yc) == pytest.approx(0.5, abs=0.01)
+    mae = bench.run_continuous_study(16, 0.0, 5, params, test_samples=2000, n_features=30)
+    assert mae["fold_models"] == 10 and 0.75 < mae["conditional"] < 1.2 and mae["old"][0] < mae["value"]
 
     # the summary's arithmetic on rows made up by hand: target 0.8 (mean of the conditional AUCs)
     rows = [{"value": 1.0, "old": [1.0, 1.0], "score": [0.75, 1.0], "new": [0.75, 1.0], "conditional": 0.7},
@@ -194,5 +204,10 @@ def test_benchmark_design_targets_and_summary() -> None:
     assert s["old"]["mean_width"] == pytest.approx(round((0 + 0.3 + 0.25) / 3, 3))
     assert s["where_old_degenerate"] == {"studies": 1, "old_coverage_expected": 0.0, "new_coverage_expected": 1.0,
                                          "new_coverage_conditional": 0.0}
+    # another metric's rows (MAE: its bootstrap interval only, no chance line)
+    m = bench.summarize([{"value": 1.0, "old": [0.8, 1.2], "conditional": 1.1},
+                         {"value": 0.9, "old": [0.5, 0.7], "conditional": 0.9}], "mae", ("old",), None)
+    assert m["expected_mae"] == pytest.approx(1.0) and m["old"]["coverage_expected"] == 0.5
+    assert m["old"]["coverage_conditional"] == 0.5 and "excludes_half" not in m["old"] and "new" not in m
     table = bench.markdown({"settings": [{"n_samples": 16, "bayes_auc": 0.9, **s}]})
     assert table.splitlines()[2].startswith("| 16 | 0.9 | 0.800 | 0.733 | 33 % | 33 / 67 % |")
