@@ -134,8 +134,9 @@ def _evaluate_set(name: str, X: np.ndarray, y: np.ndarray, kind: str, imputation
         notes.append(
             f"some test folds hold a single sample of a class ({cv['k']} folds, smallest class "
             f"{int(np.bincount(y).min())}): fold-wise metrics are coarse and their bootstrap interval can collapse "
-            "(e.g. to [1, 1]); the AUC's interval is therefore widened to at least Newcombe's score interval for "
-            "these class sizes, which keeps its width at AUC 1 (balanced accuracy's is not); rely on the "
+            "(e.g. to [1, 1]); the AUC's and balanced accuracy's intervals are therefore widened to at least a "
+            "score interval for these class sizes (Newcombe's for the AUC, Wilson's per class recall combined by "
+            "MOVER for balanced accuracy), which keeps their width at perfect separation; rely on the "
             "permutation p-value to judge whether a model beats chance")
     n_features = X.shape[1] - n_cov
     entry: dict[str, Any] = {"n_samples": len(y), "n_features": n_features, "n_covariates": n_cov,
