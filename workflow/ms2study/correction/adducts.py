@@ -1,5 +1,6 @@
 """Adduct and isotope grouping of the study feature matrix: the consensus features of one compound ([M+H]+, [M+Na]+,
-[M+NH4]+, ... and their 13C isotope peaks) become one compound group with each member's ion annotated.
+[M+NH4]+, ... and their isotope peaks: 13C, and 37Cl, 81Br, 34S) become one compound group with each member's ion
+annotated.
 
 The method follows the idea of OpenMS's MetaboliteFeatureDeconvolution (pyOpenMS documentation, "Adduct
 Detection"; Bielow et al., J. Proteome Res. 2010) on the consensus level, with its integer program replaced by a
@@ -9,20 +10,27 @@ Chem. 2012, and MS-DIAL do):
 1. Candidate pairs: consensus features whose retention times differ by at most ``adduct_rt_tol_s``.
 2. Mass hypotheses: a pair (a, b) with m/z(a) < m/z(b) is an *adduct pair* when some neutral mass M gives a under
    one adduct and b under another of :data:`ADDUCTS` (m/z = k * M + delta, singly charged) within
-   ``adduct_mz_ppm`` of b's m/z, or an *isotope pair* when b - a is one or two 13C steps (1.003355 Da) within the
-   same tolerance and b/a has a ratio a 13C isotope can have at that mass (at most 1.1% per carbon, carbons at most
-   m/z / 12, with slack for quantification noise). Water loss is claimed only as the listed ion [M+H-H2O]+ /
-   [M-H-H2O]-; other in-source fragments (losses of NH3, CO2, HCOOH, ...) are NOT claimed and stay separate features.
-3. Co-variation: the Pearson correlation r of log intensities over the n runs where both are measured must show
-   that they co-vary (``correction.covariation``): r at least ``adduct_min_correlation`` (an effect-size floor) and
-   above 0 by a one-sided test (exact t test; the least r passing at level 0.01 falls with n: 0.88 over 6 runs,
-   0.57 over 16), so that the evidence asked for grows as the runs to judge it shrink; the test's Benjamini-Hochberg
-   q-value over the study's tested pairs must reach ``adduct_alpha`` (``adduct_multiple_testing: bh``, default;
-   ``none``: each pair's p-value), so at most that share of the groupings made are expected to be chance. With
-   fewer than ``adduct_min_runs`` shared runs (small studies) the pair is judged on retention time and mass alone
-   (counted in the notes) and its grouping carries no test (``adduct_p_value`` null): identification does not
-   refuse a library match on it. A pair never detected in the same sample is rejected.
-4. Assignment: isotope peaks first (ascending m/z, each monoisotopic feature takes its best M+1 and M+2), then adduct
+   ``adduct_mz_ppm`` of b's m/z, or an *isotope pair* when b - a is an isotope step within the same tolerance and
+   b/a has a ratio that isotope can have at that mass (``correction.isotopes``, where the bounds and their sources
+   are): one or two 13C steps (1.003355 Da, at most 1.1% per carbon); one heavy atom at M+2 (37Cl +1.997050 Da,
+   32% of M per Cl; 81Br +1.997953, 97% per Br; 34S +1.995796, 4.5% per S); 13C with one of them at M+3; two Cl/Br
+   atoms, or 13C2 with one heavy atom, at M+4; at most m/z / 12 C, / 35 Cl, / 79 Br, / 60 S atoms, with slack for
+   quantification noise. A difference that fits both 13C2 and a heavy atom (possible above m/z ~440-550 at 10 ppm)
+   is 13C2 where its ratio is one a 13C2 peak can have, else a heavy-atom peak. Water loss is claimed only as the
+   listed ion [M+H-H2O]+ / [M-H-H2O]-; other in-source fragments (losses of NH3, CO2, HCOOH, ...) are NOT claimed
+   and stay separate features.
+3. Co-variation: the Pearson correlation r of log intensities over the n runs where both are measured must show that
+   they co-vary (``correction.covariation``): r at least ``adduct_min_correlation`` (an effect-size floor) and above
+   0 by a one-sided test (exact t test; the least r passing at level 0.01 falls with n: 0.88 over 6 runs, 0.57 over
+   16), so that the evidence asked for grows as the runs to judge it shrink; the test's Benjamini-Hochberg q-value
+   over the study's tested pairs (a heavy-atom isotope reading counts only where its ratio can be, so that these
+   readings do not dilute the other tests) must reach ``adduct_alpha`` (``adduct_multiple_testing: bh``, default;
+   ``none``: each pair's p-value), so at most that share of the groupings made are expected to be chance. With fewer
+   than ``adduct_min_runs`` shared runs (small studies) the pair is judged on retention time and mass alone (counted
+   in the notes) and its grouping carries no test (``adduct_p_value`` null): identification does not refuse a library
+   match on it. A pair never detected in the same sample is rejected.
+4. Assignment: isotope peaks first (ascending m/z; each monoisotopic feature takes its best M+1, 13C2 M+2 and
+   one-heavy-atom M+2, and, only after that heavy M+2 and as it reads, its M+3 and M+4), then adduct
    pairs in descending score (correlation, mass error, RT difference, adduct prior) join groups as connected
    components while they stay consistent: a feature has one adduct and belongs to one group, a group has one neutral
    mass and each adduct at most once; an edge that contradicts the groups formed by better edges is dropped.
@@ -38,11 +46,13 @@ feature): ``adduct_partner``, ``adduct_n_runs`` (runs both measured), ``adduct_c
 (null when not tested), so that a refused identification can show what the grouping rested on.
 
 Labels: ``"[M+H]+"``, ``"[M+Na]+"``, ...; an isotope peak ``"[M+H]+ M+1"`` (``"M+1"`` when its monoisotopic
-feature's adduct is unknown); singletons have a null adduct. The representative of a group is its [M+H]+ member
-([M-H]- in negative mode), else its most intense non-isotope member (mean over detected samples). Group ids are
-``G1, G2, ...`` in ascending m/z of the representatives (then RT, then consensus id).
+feature's adduct is unknown), ``"[M+H]+ 37Cl M+2"``, ``"[M+H]+ 13C 37Cl M+3"``, ``"[M+H]+ 37Cl2 M+4"`` (every
+composition that fits mass and ratio, joined by "/": ``"37Cl/34S M+2"``); each ends in ``M+k``, which
+identification reads as an isotope peak, never as an adduct; singletons have a null adduct. The representative of
+a group is its [M+H]+ member ([M-H]- in negative mode), else its most intense non-isotope member (mean over detected
+samples). Group ids are ``G1, G2, ...`` in ascending m/z of the representatives (then RT, then consensus id).
 
-Layer 4: imports ``core`` only.
+Layer 4: imports ``core`` and ``correction`` only.
 """
 
 from __future__ import annotations
@@ -55,8 +65,10 @@ import polars as pl
 
 from ms2study.core import tables
 from ms2study.core.errors import InputError
+from ms2study.correction import isotopes
 from ms2study.correction.adduct_notation import adduct_contradiction, adduct_signature  # noqa: F401 (re-exported)
 from ms2study.correction.covariation import correlation_p_value, pair_q_values, required_correlation
+from ms2study.correction.isotopes import C13_PER_CARBON, C13_STEP  # noqa: F401 (re-exported)
 
 # (label, molecules per ion k, mass shift delta in Da for m/z = k * M + delta, prior) of singly charged ions. The
 # priors break ties between labellings: [M+Na]+ ranks above [M+NH4]+ because an [M+H]+ / [M+NH4]+ pair is also what
@@ -69,8 +81,6 @@ ADDUCTS: dict[str, tuple[tuple[str, int, float, float], ...]] = {
                  ("[M-H-H2O]-", 1, -19.01839, 0.10), ("[2M-H]-", 2, -1.007276, 0.05)),
 }
 PROTONATED = {"positive": "[M+H]+", "negative": "[M-H]-"}
-C13_STEP = 1.003355              # 13C - 12C, Da
-C13_PER_CARBON = 0.0107          # natural 13C abundance
 MIN_SHARED_SAMPLES = 5           # default adduct_min_runs: shared runs before the correlation is tested
 DEFAULT_ALPHA = 0.01             # default adduct_alpha: level of the one-sided correlation test
 EVIDENCE_COLUMNS: dict[str, pl.DataType] = tables.ADDUCT_EVIDENCE
@@ -175,6 +185,10 @@ def adduct_grouping(matrix: pl.DataFrame, sample_ids: list[str], params: dict,
     notes = [f"adduct grouping ({polarity}): {counts['n_features_in_adduct_groups']} of {table.height} consensus "
              f"features in {int((sizes['len'] > 1).sum())} groups of two or more; in-source fragments other than "
              "water loss are not claimed"]
+    counts["n_heavy_isotope_peaks"] = sum(any(h in e[2] for h in isotopes.HEAVY) for e in accepted)
+    if counts["n_heavy_isotope_peaks"]:
+        notes.append(f"{counts['n_heavy_isotope_peaks']} isotope peaks of Cl, Br or S atoms (37Cl, 81Br, 34S at M+2 "
+                     "to M+4) grouped with their monoisotopic features")
     if counts["n_untested_correlation"]:
         notes.append(f"{counts['n_untested_correlation']} candidate pairs shared fewer than {test[2]} runs: judged "
                      "on retention time and mass alone (no intensity correlation; no identification is refused on "
@@ -206,15 +220,16 @@ def _coeluting_pairs(mz: np.ndarray, rt: np.ndarray, rt_tol: float):
 
 def _mass_edges(a: np.ndarray, b: np.ndarray, mz: np.ndarray, rt: np.ndarray, rt_tol: float, ppm: float,
                 polarity: str) -> list[dict]:
-    """Every mass hypothesis the pairs (a, b) satisfy: isotope steps and ordered adduct pairs, as edge arrays."""
+    """Every mass hypothesis the pairs (a, b) satisfy: isotope steps (``isotopes.STEPS``) and ordered adduct pairs,
+    as edge arrays."""
     out = []
     mza, mzb = mz[a], mz[b]
     tol = ppm * 1e-6 * mzb
     drt = np.abs(rt[a] - rt[b])
-    for k in (1, 2):
-        err = np.abs(mzb - mza - k * C13_STEP)
+    for kind, step in isotopes.STEPS.items():
+        err = np.abs(mzb - mza - step)
         hit = err <= tol
-        out.append({"a": a[hit], "b": b[hit], "kind": f"M+{k}", "la": None, "lb": None,
+        out.append({"a": a[hit], "b": b[hit], "kind": kind, "la": None, "lb": None,
                     "mass": np.full(hit.sum(), np.nan), "err": err[hit] / mzb[hit] * 1e6, "drt": drt[hit],
                     "prior": np.full(hit.sum(), 0.5)})
     for (la, ka, da, pa), (lb, kb, db, pb) in permutations(ADDUCTS[polarity], 2):
@@ -273,30 +288,28 @@ def _pair_statistics(a: np.ndarray, b: np.ndarray, logx: np.ndarray,
 
 def _judge_correlation(pairs: dict, logx: np.ndarray, x: np.ndarray, mz: np.ndarray,
                        test: tuple[float, float, int, str], counts: dict) -> dict:
-    """Shared samples, Pearson r of log intensities, its one-sided test and the isotope-ratio check per edge; keeps
-    the edges that pass and adds ``n_shared``, ``r``, ``p`` (null when untested) and ``score``. ``test``: (effect
-    floor, alpha, least shared runs, "bh" (q over the tested pairs at alpha) or "none" (p at alpha))."""
+    """Shared samples, Pearson r of log intensities, its one-sided test and the isotope-ratio check per edge; keeps the
+    edges that pass and adds ``n_shared``, ``r``, ``p`` (null when untested), ``ratio`` and ``score``. ``test``:
+    (effect floor, alpha, least shared runs, "bh" (q over the tested pairs at alpha) or "none" (p at alpha))."""
     floor, alpha, min_runs, multiple = test
     if multiple not in ("bh", "none"):
         raise InputError(f"unknown adduct_multiple_testing {multiple!r}", fix="use 'bh' or 'none'")
     a = pairs["a"]
     n, r, ratio, both = _pair_statistics(a, pairs["b"], logx, x)
-    never = (n == 0) & both
     need = required_correlation(n, alpha, floor, min_runs)
     tested = np.isfinite(need) & np.isfinite(r)
     p = np.where(tested, correlation_p_value(r, n), np.nan)
-    if multiple == "bh":  # the study's candidate pairs are many: control the share of chance groupings among them
-        corr_fail = tested & ((r < floor) | ~(pair_q_values(p, a, pairs["b"]) <= alpha))
-    else:
-        corr_fail = tested & (r < need)
-    # 13C isotope ratios: at most 1.1% per carbon, carbons at most m/z / 12 (slack for quantification noise).
-    carbons = mz[a] / 12.0
-    r1_max = 1.3 * C13_PER_CARBON * carbons + 0.05
-    r2_max = 1.3 * (C13_PER_CARBON * carbons) ** 2 / 2 + 0.05
     kind = pairs["kind"]
-    iso_fail = (((kind == "M+1") & ~((ratio >= 0.002) & (ratio <= r1_max)))
-                | ((kind == "M+2") & ~(ratio <= r2_max)))
-    iso_fail &= kind != "adduct"
+    iso_fail = isotopes.implausible(kind, ratio, mz[a])
+    # a heavy-atom reading with a ratio it cannot have is no candidate: kept out of the BH family, so that these
+    # readings do not dilute the tests of the adduct and 13C pairs
+    not_candidate = iso_fail & np.isin(kind, isotopes.HEAVY_KINDS)
+    never = (n == 0) & both & ~not_candidate
+    if multiple == "bh":  # the study's candidate pairs are many: control the share of chance groupings among them
+        q = pair_q_values(np.where(not_candidate, np.nan, p), a, pairs["b"])
+        corr_fail = tested & ((r < floor) | ~(q <= alpha)) & ~not_candidate
+    else:
+        corr_fail = tested & (r < need) & ~not_candidate
     keep = ~corr_fail & ~never & ~iso_fail
     counts["n_rejected_correlation"] = int((corr_fail & ~never).sum())
     counts["n_rejected_never_shared"] = int(never.sum())
@@ -305,28 +318,41 @@ def _judge_correlation(pairs: dict, logx: np.ndarray, x: np.ndarray, mz: np.ndar
     score = 2.0 * r_used + 0.5 * pairs["score_mass"] + 0.5 * pairs["score_rt"] + 0.5 * pairs["prior"]
     out = {k: v[keep] for k, v in pairs.items()}
     out["n_shared"], out["r"], out["score"] = n[keep], np.where(tested, r, np.nan)[keep], score[keep]
-    out["p"] = p[keep]
+    out["p"], out["ratio"] = p[keep], ratio[keep]
     return out
 
 
 def _assign(pairs: dict, mz: np.ndarray, ppm: float, counts: dict):
     """Isotopes first, then adduct edges by descending score under the consistency rules (module docstring).
-    Returns (iso_of: feature -> (mono, k), (labels: feature -> adduct, roots: feature -> component root), accepted
-    edge tuples)."""
+    Returns (iso_of: feature -> (mono, label suffix), (labels: feature -> adduct, roots: feature -> component
+    root), accepted edge tuples)."""
     accepted = []
-    iso_of: dict[int, tuple[int, int]] = {}
+    iso_of: dict[int, tuple[int, str]] = {}
     iso = np.flatnonzero(pairs["kind"] != "adduct")
-    order = iso[np.lexsort((-pairs["score"][iso], pairs["kind"][iso].astype(str), mz[pairs["a"][iso]]))]
+    reading = np.array([isotopes.reading(k) for k in pairs["kind"][iso]], dtype=np.int64)
+    order = np.lexsort((-pairs["score"][iso], reading, mz[pairs["a"][iso]]))
+    fits: dict[tuple[int, int, int], list[str]] = {}  # every composition of one reading that fits one peak: its label
+    for e, r in zip(iso, reading.tolist()):
+        fits.setdefault((int(pairs["a"][e]), int(pairs["b"][e]), r), []).append(pairs["kind"][e])
     taken: set[tuple[int, int]] = set()
     monos: set[int] = set()
-    for e in order:
-        a, b, k = int(pairs["a"][e]), int(pairs["b"][e]), int(pairs["kind"][e][-1])
-        if a in iso_of or b in iso_of or b in monos or (a, k) in taken:
+    heavy_m2: dict[int, tuple[list[str], float]] = {}  # a one-heavy-atom M+2 taken: its compositions and ratio
+    for e, r in zip(iso[order], reading[order].tolist()):
+        a, b, kind = int(pairs["a"][e]), int(pairs["b"][e]), pairs["kind"][e]
+        if a in iso_of or b in iso_of or b in monos or (a, r) in taken:
             continue
-        iso_of[b] = (a, k)
-        taken.add((a, k))
+        kinds = fits[(a, b, r)]
+        if isotopes.after_heavy_m2(kind):  # M+3 / M+4 only after the one-heavy-atom M+2, and as it reads
+            kinds = isotopes.follow(kinds, *heavy_m2[a], float(pairs["ratio"][e])) if a in heavy_m2 else []
+            if not kinds:
+                continue
+        elif isotopes.is_heavy_m2(kind):
+            heavy_m2[a] = (kinds, float(pairs["ratio"][e]))
+        suffix = isotopes.label(kinds)
+        iso_of[b] = (a, suffix)
+        taken.add((a, r))
         monos.add(a)
-        accepted.append(_edge_tuple(pairs, e, f"M+{k}"))
+        accepted.append(_edge_tuple(pairs, e, suffix))
     parent = {}
 
     def find(i: int) -> int:
@@ -396,7 +422,7 @@ def _evidence(ids: list[str], accepted: list[tuple]) -> pl.DataFrame:
 
 
 def _groups_table(ids: list[str], mz: np.ndarray, rt: np.ndarray, mean_intensity: np.ndarray,
-                  iso_of: dict[int, tuple[int, int]], labelling: tuple, polarity: str) -> pl.DataFrame:
+                  iso_of: dict[int, tuple[int, str]], labelling: tuple, polarity: str) -> pl.DataFrame:
     """GROUP_COLUMNS per feature (matrix order): components, labels, representatives and G-numbers."""
     labels, roots = labelling
     n = len(ids)
@@ -404,8 +430,8 @@ def _groups_table(ids: list[str], mz: np.ndarray, rt: np.ndarray, mean_intensity
     for b, (a, _) in iso_of.items():
         root[b] = roots.get(a, a)
     adduct: list[str | None] = [labels.get(i) for i in range(n)]
-    for b, (a, k) in iso_of.items():
-        adduct[b] = f"{labels[a]} M+{k}" if a in labels else f"M+{k}"
+    for b, (a, suffix) in iso_of.items():
+        adduct[b] = f"{labels[a]} {suffix}" if a in labels else suffix
     groups: dict[int, list[int]] = {}
     for i in range(n):
         groups.setdefault(int(root[i]), []).append(i)

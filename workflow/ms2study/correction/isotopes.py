@@ -1,0 +1,159 @@
+"""Isotope peaks for the adduct grouping (``correction.adducts``): the mass steps and intensity-ratio bounds that make
+a co-eluting heavier consensus feature an isotope peak of a lighter (monoisotopic) one, and the labels it gets.
+
+Readings of the heavier peak (edge kind and label suffix; mass above the monoisotopic ion), in the order a
+monoisotopic feature tries them (:data:`READINGS`; it takes at most one peak per reading):
+
+* 13C: ``M+1`` (+1.003355 Da); 13C2 ``M+2`` (+2.006710).
+* one heavy atom, ``M+2``: ``37Cl`` (+1.997050), ``81Br`` (+1.997953), ``34S`` (+1.995796).
+* 13C and one heavy atom, ``M+3``: ``13C 37Cl`` (+3.000405), ``13C 81Br`` (+3.001308), ``13C 34S`` (+2.999151).
+* two heavy halogens, ``M+4``: ``37Cl2`` (+3.994100), ``37Cl81Br`` (+3.995003), ``81Br2`` (+3.995906).
+* 13C2 and one heavy atom, ``M+4``: ``13C2 37Cl`` (+4.003760), ``13C2 81Br`` (+4.004663), ``13C2 34S`` (+4.002506).
+
+Ratio bounds on intensity(peak) / intensity(monoisotopic) (the median over the runs where both are measured). The
+ratio per atom rho = heavy / light abundance, IUPAC representative isotopic compositions (Meija et al., "Isotopic
+compositions of the elements 2013", Pure Appl. Chem. 88, 293-306, 2016): 13C 0.0107 per carbon (as used), 37Cl/35Cl
+0.2424/0.7576 = 0.320, 81Br/79Br 0.4931/0.5069 = 0.973, 34S/32S 0.0425/0.9499 = 0.0447. An ion of m/z holds at most
+C = m/z / 12 carbons (c = 0.0107 * C) and n = m/z / 35 Cl, m/z / 79 Br (perhalogenated compounds come close:
+hexachlorobenzene, 6 Cl at m/z 282 under 8; decabromodiphenyl ether, 10 Br at m/z 959 under 12) or m/z / 60 S
+(thiram, C6H12N2S4, 4 S at m/z 241; sulfur-richer ions such as S8 are not covered). Bounds (unchanged for 13C): M+1
+within [0.002, 1.3 * c + 0.05]; 13C2 at most 1.3 * c^2 / 2 + 0.05; one heavy atom within [0.75 * rho, 1.3 * n * rho
++ 0.05]; 13C and one heavy atom within [0.75 * rho * 0.0107, 1.3 * n * rho * c + 0.05]; 13C2 and one heavy atom at
+most 1.3 * n * rho * c^2 / 2 + 0.05; two heavy atoms within [0.75 * rho1 * rho2, 1.3 * s^2 / 2 + 0.05], s = m/z *
+max(rho / (Da per atom)) over the two elements (heavy atoms of any mix give an M+4 of at most (sum of their rho)^2 /
+2). The factors 0.75 and 1.3 and the 0.05 are slack for quantification noise; 0.75 keeps a dichlorinated M+2 (0.64)
+below one Br (0.73). A peak with a heavy atom beyond M+2 (M+3, M+4) is claimed only for a monoisotopic feature that
+took a one-heavy-atom M+2 (the larger peak), and only as that M+2 reads (:func:`follow`: its isotopes; 37Cl2 and
+81Br2 at the M+4 that the M+2 ratio predicts).
+
+Telling them apart: the 37Cl, 81Br and 34S steps lie within 2.2 mDa of one another (7 ppm at m/z 300), so at a 10 ppm
+tolerance the mass seldom says which; the label names every composition of the reading whose step fits the mass and
+whose bound holds the ratio (``"37Cl/34S M+2"``: one Cl or, within the slack, five or more S, from m/z ~280;
+``"37Cl/81Br M+2"``: three Cl or one Br). 13C2 lies 8.8-10.9 mDa above the one-heavy-atom steps: apart at 10 ppm
+below m/z ~440 (81Br), ~480 (37Cl), ~550 (34S). Above, one difference can fit both, and the ratio decides: where a
+13C2 peak can have it, the peak is ``M+2`` (13C2, which every organic ion has; the smaller claim, tried first), else a
+heavy-atom peak. At M+4 the two-heavy-atom reading (tried first, and only at the ratio its M+2 predicts) and 13C2 with
+one heavy atom lie 8.4-9.7 mDa apart and overlap likewise above m/z ~420-480. Either way the peak is grouped as an
+isotope peak. Not claimed: 13C3 and heavier 13C peaks, 18O (+2.004246) apart from what the 13C2 tolerance covers,
+two S, S with a halogen at M+4, M+5 and beyond, other elements (Si, metals).
+
+Labels end in ``M+k`` (``"37Cl M+2"``, ``"13C 37Cl M+3"``, ``"37Cl2 M+4"``), the form identification reads as an
+isotope peak (``adduct_notation.adduct_contradiction``), so none can be read as an adduct.
+
+Layer 4: imports nothing of the package.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+C13_STEP = 1.003355              # 13C - 12C, Da
+C13_PER_CARBON = 0.0107          # natural 13C abundance
+LOW, HIGH, SLACK = 0.75, 1.3, 0.05  # ratio slack; module docstring
+# isotope: (mass step heavy - light in Da, abundance ratio heavy / light, least Da of ion per atom); module docstring
+HEAVY: dict[str, tuple[float, float, float]] = {
+    "37Cl": (1.997050, 0.2424 / 0.7576, 35.0),
+    "81Br": (1.997953, 0.4931 / 0.5069, 79.0),
+    "34S": (1.995796, 0.0425 / 0.9499, 60.0),
+}
+# The readings of a peak, in the order a monoisotopic feature tries them: (nominal step k of "M+k", 13C atoms).
+# 13C2 before one heavy atom at M+2 (the ratio decides, module docstring); two heavy atoms before 13C2 with one at M+4.
+READINGS: tuple[tuple[int, int], ...] = ((1, 1), (2, 2), (2, 0), (3, 1), (4, 0), (4, 2))
+_HEAVY_SETS = {0: ((),), 1: tuple((h,) for h in HEAVY),
+               2: (("37Cl", "37Cl"), ("37Cl", "81Br"), ("81Br", "81Br"))}  # no 34S pair: under 0.2 % per S pair
+
+
+def _heavy_name(heavy: tuple[str, ...]) -> str:
+    return f"{heavy[0]}2" if len(heavy) == 2 and heavy[0] == heavy[1] else "".join(heavy)
+
+
+def _kind(k: int, c: int, heavy: tuple[str, ...]) -> str:
+    prefix = {0: "", 1: "13C ", 2: "13C2 "}[c] if heavy else ""
+    return f"{prefix}{_heavy_name(heavy)} M+{k}" if heavy else f"M+{k}"
+
+
+# edge kind ("M+1", "37Cl M+2", "13C 37Cl M+3", "37Cl2 M+4", ...): (reading index, k, 13C atoms, heavy atoms)
+KINDS: dict[str, tuple[int, int, int, tuple[str, ...]]] = {
+    _kind(k, c, heavy): (i, k, c, heavy)
+    for i, (k, c) in enumerate(READINGS) for heavy in _HEAVY_SETS[(k - c) // 2]}
+HEAVY_KINDS: tuple[str, ...] = tuple(k for k, v in KINDS.items() if v[3])
+STEPS: dict[str, float] = {kind: c * C13_STEP + sum(HEAVY[h][0] for h in heavy)
+                           for kind, (_, _, c, heavy) in KINDS.items()}
+
+
+def reading(kind: str) -> int:
+    """Index in :data:`READINGS` of an isotope edge kind: one peak per reading and monoisotopic feature."""
+    return KINDS[kind][0]
+
+
+def after_heavy_m2(kind: str) -> bool:
+    """Whether a peak of ``kind`` (a heavy atom beyond M+2) needs its feature's one-heavy-atom M+2 first."""
+    return bool(KINDS[kind][3]) and KINDS[kind][1] > 2
+
+
+def is_heavy_m2(kind: str) -> bool:
+    """Whether ``kind`` is a one-heavy-atom M+2 (37Cl, 81Br, 34S)."""
+    return KINDS[kind][1] == 2 and bool(KINDS[kind][3])
+
+
+def label(kinds: list[str]) -> str:
+    """One label for the compositions of one reading that fit one peak, in :data:`KINDS` order: ``["37Cl M+2",
+    "34S M+2"]`` -> ``"37Cl/34S M+2"``, ``["13C 37Cl M+3"]`` -> ``"13C 37Cl M+3"``; 13C peaks keep ``"M+1"`` and
+    ``"M+2"``."""
+    ordered = [k for k in KINDS if k in set(kinds)]
+    _, k, c, heavy = KINDS[ordered[0]]
+    if not heavy:
+        return f"M+{k}"
+    prefix = {0: "", 1: "13C ", 2: "13C2 "}[c]
+    return f"{prefix}{'/'.join(_heavy_name(KINDS[x][3]) for x in ordered)} M+{k}"
+
+
+def follow(kinds: list[str], m2_kinds: list[str], m2_ratio: float, ratio: float) -> list[str]:
+    """The compositions among ``kinds`` of an M+3 / M+4 peak (intensity ratio ``ratio`` to its monoisotopic feature)
+    that agree with that feature's one-heavy-atom M+2 (compositions ``m2_kinds``, ratio ``m2_ratio`` = r2): only
+    heavy isotopes the M+2 named; two atoms of one element (37Cl2, 81Br2) only when the ratio is near what the atoms
+    behind r2 give at M+4, r2 * (r2 - rho) / 2 (1:2:1 for Br2, 9:6:1 for Cl2), within [0.75x, 1.3x + 0.05]; a Cl
+    with a Br only when r2 holds one of each (r2 >= 0.75 * (rho_Cl + rho_Br))."""
+    named = {h for k in m2_kinds for h in KINDS[k][3]}
+    out = []
+    for kind in kinds:
+        heavy = KINDS[kind][3]
+        if not set(heavy) <= named:
+            continue
+        rho = [HEAVY[h][1] for h in heavy]
+        if len(heavy) == 2 and heavy[0] == heavy[1]:
+            expected = m2_ratio * (m2_ratio - rho[0]) / 2
+            if not LOW * expected <= ratio <= HIGH * expected + SLACK:
+                continue
+        elif len(heavy) == 2 and m2_ratio < LOW * sum(rho):
+            continue
+        out.append(kind)
+    return out
+
+
+def _bounds(kind: str, mz_mono: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(least, largest) ratio a peak of ``kind`` can have over a monoisotopic ion of m/z ``mz_mono``."""
+    _, _, c, heavy = KINDS[kind]
+    carbon_ratio = C13_PER_CARBON * mz_mono / 12.0
+    c13 = {0: np.ones(mz_mono.shape), 1: carbon_ratio, 2: carbon_ratio ** 2 / 2}[c]  # largest 13C part
+    c13_least = {0: 1.0, 1: C13_PER_CARBON, 2: 0.0}[c]
+    if not heavy:
+        return np.full(mz_mono.shape, 0.002 if c == 1 else -np.inf), HIGH * c13 + SLACK
+    rho = [HEAVY[h][1] for h in heavy]
+    if len(heavy) == 2:
+        s = mz_mono * max(HEAVY[h][1] / HEAVY[h][2] for h in heavy)
+        return np.full(mz_mono.shape, LOW * rho[0] * rho[1]), HIGH * s ** 2 / 2 + SLACK
+    atoms = np.maximum(1.0, mz_mono / HEAVY[heavy[0]][2])
+    return np.full(mz_mono.shape, LOW * rho[0] * c13_least), HIGH * atoms * rho[0] * c13 + SLACK
+
+
+def implausible(kind: np.ndarray, ratio: np.ndarray, mz_mono: np.ndarray) -> np.ndarray:
+    """True for isotope edges (``kind`` in :data:`KINDS`; adduct edges are False) whose intensity ratio to the
+    monoisotopic feature of m/z ``mz_mono`` their composition cannot have (NaN ratios included)."""
+    bad = np.zeros(kind.size, dtype=bool)
+    for name in KINDS:
+        rows = np.flatnonzero(kind == name)
+        if rows.size:
+            lo, hi = _bounds(name, mz_mono[rows])
+            bad[rows] = ~((ratio[rows] >= lo) & (ratio[rows] <= hi))
+    return bad
