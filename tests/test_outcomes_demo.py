@@ -157,15 +157,16 @@ def target_studies() -> list[dict]:
 
 
 def test_sparse_effect_is_found_in_the_feature_matrix_by_the_default_estimator(target_studies: list[dict]) -> None:
-    """12 of ~2,800 compounds 3x higher in 8 of 16 samples. Measured (benchmarks/measured/biology.json, the same three
-    studies): elastic net on the feature matrix AUC 0.87, 0.87, 0.75; L2 on all features 0.68, 0.54, 0.43; the
-    embedding-based sets 0.26-0.62. Issue 12's target (AUC >= 0.9 with an interval above 0.5) is NOT reached at 16
-    samples: the intervals of these AUCs start at 0.5 or below (see benchmarks/README.md)."""
+    """12 of ~2,800 compounds 3x higher in 8 of 16 samples, modelled on the corrected intensities as a pipeline run
+    does. Measured (benchmarks/measured/biology.json, the same three studies): elastic net on the feature matrix AUC
+    0.92, 0.96, 0.89; L2 on all features 0.42, 0.62, 0.60; the embedding-based sets 0.28-0.54. Issue 12's target
+    (AUC >= 0.9 with an interval above 0.5) is reached by one of the three: the others' intervals start at 0.5
+    (see benchmarks/README.md)."""
     effect = [s for s in target_studies if not s["null"]]
     sparse = [s["elastic_net"]["features"]["auc"] for s in effect]
     dense = [s["linear"]["features"]["auc"] for s in effect]
     assert all(max(s["elastic_net"], key=lambda n: s["elastic_net"][n]["auc"]) == "features" for s in effect)
-    assert np.mean(sparse) >= 0.8, sparse
+    assert np.mean(sparse) >= 0.87, sparse  # measured 0.92
     assert np.mean(sparse) >= np.mean(dense) + 0.15, (sparse, dense)
 
 
