@@ -216,18 +216,31 @@ def test_reference_sample_not_in_the_sheet_stops_ms2study_run_before_any_job(tmp
     assert "Traceback" not in err and "WorkflowError" not in err
 
 
-def test_mass_tolerances_changed_in_part_are_named(tmp_path: Path) -> None:
+def test_mass_tolerances_that_differ_are_named(tmp_path: Path) -> None:
     # a TOF user's "20 ppm" set for detection and linking only: gap filling, adducts, ... would still look at 10 ppm
     (tmp_path / "config.yaml").write_text("detect: {mass_error_ppm: 20}\nlink: {mz_tol_ppm: 20}\n")
     warning = study.mass_tolerance_warning(study.load_config(tmp_path))
-    assert warning.startswith("mass tolerances differ: detect.mass_error_ppm = 20, link.mz_tol_ppm = 20 changed")
-    assert "correct.gap_fill_mz_ppm (10.0)" in warning and "spectra.mz_tolerance_ppm (10.0)" in warning
-    assert "link.mz_tol_ppm (" not in warning
-    # all defaults, or all changed together: nothing to say
+    assert warning.startswith("m/z tolerances differ (20 ppm: detect.mass_error_ppm, link.mz_tol_ppm; 10 ppm: ")
+    assert "correct.gap_fill_mz_ppm" in warning and "spectra.mz_tolerance_ppm" in warning
+    # all set, but not alike: named too
+    every = {(s, k): 20 for s, k in study.MASS_TOLERANCES} | {("spectra", "mz_tolerance_ppm"): 5,
+                                                              ("annotate", "precursor_tolerance_ppm"): 50}
+    sections: dict[str, dict] = {}
+    for (s, k), v in every.items():
+        sections.setdefault(s, {})[k] = v
+    text = "\n".join(f"{s}: {{{', '.join(f'{k}: {v}' for k, v in keys.items())}}}" for s, keys in sections.items())
+    (tmp_path / "config.yaml").write_text(text + "\n")
+    warning = study.mass_tolerance_warning(study.load_config(tmp_path))
+    assert "50 ppm: annotate.precursor_tolerance_ppm;" in warning and warning.count("ppm:") == 3
+    # annotation in Da: its ppm key is not compared, and the message says so
+    (tmp_path / "config.yaml").write_text(text.replace("precursor_tolerance_ppm: 50", "precursor_tolerance_da: 0.01")
+                                          .replace("mz_tolerance_ppm: 5", "mz_tolerance_ppm: 20") + "\n")
+    assert study.mass_tolerance_warning(study.load_config(tmp_path)) is None
+    (tmp_path / "config.yaml").write_text("annotate: {precursor_tolerance_da: 0.01}\ndetect: {mass_error_ppm: 5}\n")
+    assert "annotation uses precursor_tolerance_da = 0.01 Da" in study.mass_tolerance_warning(study.load_config(tmp_path))
+    # the defaults, or all alike: nothing to say
     assert study.mass_tolerance_warning(study.load_config(tmp_path / "absent")) is None
-    every = "\n".join(f"{s}: {{{k}: 20}}" for s, k in study.MASS_TOLERANCES if s not in ("link", "correct"))
-    every += "\nlink: {mz_tol_ppm: 20, align_pair_mz_max_ppm: 20}\ncorrect: {gap_fill_mz_ppm: 20, adduct_mz_ppm: 20}\n"
-    (tmp_path / "config.yaml").write_text(every)
+    (tmp_path / "config.yaml").write_text(text.replace(": 50", ": 20").replace(": 5}", ": 20}") + "\n")
     assert study.mass_tolerance_warning(study.load_config(tmp_path)) is None
 
 
@@ -238,4 +251,4 @@ def test_ms2study_run_shows_the_mass_tolerance_warning(tmp_path: Path, capsys: p
     (tmp_path / "config.yaml").write_text("annotate: {precursor_tolerance_ppm: 25}\n")
     main(["run", str(tmp_path), "--cores", "1", "-n"])
     err = capsys.readouterr().err
-    assert "ms2study run: warning: mass tolerances differ: annotate.precursor_tolerance_ppm = 25 changed" in err
+    assert "ms2study run: warning: m/z tolerances differ (25 ppm: annotate.precursor_tolerance_ppm; 10 ppm: " in err

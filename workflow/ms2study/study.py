@@ -470,19 +470,23 @@ MASS_TOLERANCES = (("detect", "mass_error_ppm"), ("spectra", "mz_tolerance_ppm")
 
 
 def mass_tolerance_warning(config: dict) -> str | None:
-    """A warning when some of ``MASS_TOLERANCES`` were changed from their defaults and others were not (e.g. a TOF
-    user set 20 ppm for detection and linking and left gap filling at 10): each stage would then look for an ion
-    with a different tolerance. None when all keep their defaults or all were changed."""
-    defaults = _read_yaml(DEFAULT_CONFIG) or {}
-    changed, kept = [], []
+    """A warning when the ``MASS_TOLERANCES`` of ``config`` are not all equal (e.g. a TOF user set 20 ppm for
+    detection and linking and left gap filling at 10): each stage would look for an ion with a different tolerance.
+    The keys are listed by value. With ``annotate.precursor_tolerance_da`` set, annotation searches a window in Da
+    and its ppm key is left out. None when all are equal (the defaults are)."""
+    by_value: dict[float, list[str]] = {}
+    da = (config.get("annotate") or {}).get("precursor_tolerance_da")
     for section, key in MASS_TOLERANCES:
-        value = (config.get(section) or {}).get(key)
-        (kept if value == (defaults.get(section) or {}).get(key) else changed).append((f"{section}.{key}", value))
-    if not changed or not kept:
+        if section == "annotate" and da is not None:
+            continue
+        by_value.setdefault(float((config.get(section) or {}).get(key)), []).append(f"{section}.{key}")
+    if len(by_value) < 2:
         return None
-    return (f"mass tolerances differ: {', '.join(f'{k} = {v}' for k, v in changed)} changed, but "
-            f"{', '.join(f'{k} ({v})' for k, v in kept)} kept their defaults; when the instrument's mass accuracy is "
-            "what changed, set them all (config/README.md, 'Instrument settings')")
+    groups = "; ".join(f"{v:g} ppm: {', '.join(keys)}" for v, keys in sorted(by_value.items(), key=lambda kv: -kv[0]))
+    return (f"m/z tolerances differ ({groups}"
+            + (f"; annotation uses precursor_tolerance_da = {da} Da" if da is not None else "")
+            + "); when they should follow the instrument's mass accuracy, set them together (config/README.md, "
+            "'Instrument settings')")
 
 
 def check_study(study_dir: Path, config: dict, sheet: pl.DataFrame) -> list[str]:
