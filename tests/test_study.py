@@ -237,7 +237,8 @@ def test_mass_tolerances_that_differ_are_named(tmp_path: Path) -> None:
                                           .replace("mz_tolerance_ppm: 5", "mz_tolerance_ppm: 20") + "\n")
     assert study.mass_tolerance_warning(study.load_config(tmp_path)) is None
     (tmp_path / "config.yaml").write_text("annotate: {precursor_tolerance_da: 0.01}\ndetect: {mass_error_ppm: 5}\n")
-    assert "annotation uses precursor_tolerance_da = 0.01 Da" in study.mass_tolerance_warning(study.load_config(tmp_path))
+    warning = study.mass_tolerance_warning(study.load_config(tmp_path))
+    assert "annotation uses precursor_tolerance_da = 0.01 Da" in warning
     # the defaults, or all alike: nothing to say
     assert study.mass_tolerance_warning(study.load_config(tmp_path / "absent")) is None
     (tmp_path / "config.yaml").write_text(text.replace(": 50", ": 20").replace(": 5}", ": 20}") + "\n")
