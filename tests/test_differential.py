@@ -368,3 +368,21 @@ def test_rule_declares_one_job_per_outcome_and_none_without_outcomes(tmp_path: P
     (tmp_path / "config.yaml").write_text("models:\n  outcomes: []\n")
     text = _dry_run(tmp_path)
     assert "results/study/differential/" not in text and "rule differential" not in text
+
+
+def test_isotope_and_adduct_features_carry_their_compound_group_and_count_once() -> None:
+    # on the corrected matrix the features of one compound share a compound group: planted C000 and C001 are
+    # one compound ([M+H]+ and its 37Cl M+2), so 10 planted features at q < 0.05 are 9 compounds
+    samples, matrix, identifications = planted_study()
+    groups = ["G0", "G0"] + [f"G{i}" for i in range(1, N_FEATURES - 1)]
+    ions = ["[M+H]+", "[M+H]+ 37Cl M+2"] + ["[M+H]+"] * (N_FEATURES - 2)
+    corrected = matrix.with_columns(compound_group=pl.Series(groups), adduct=pl.Series(ions))
+    table, summary = per_feature.differential_analysis(corrected, samples, BINARY, identifications)
+    row = table.filter(pl.col("consensus_id") == "C001").row(0, named=True)
+    assert row["compound_group"] == "G0" and row["ion"] == "[M+H]+ 37Cl M+2"
+    assert summary["n_significant_compounds"] == summary["n_significant"] - 1
+    assert per_feature.significant_compounds(table) == summary["n_significant_compounds"]
+    # the raw matrix has no grouping: the columns are null and every feature counts
+    raw, raw_summary = per_feature.differential_analysis(matrix, samples, BINARY, identifications)
+    assert raw["compound_group"].null_count() == raw.height
+    assert raw_summary["n_significant_compounds"] == raw_summary["n_significant"]

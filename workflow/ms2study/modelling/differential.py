@@ -70,6 +70,11 @@ DIFFERENTIAL: dict[str, pl.DataType] = {
     "consensus_id": pl.Utf8,
     "mz": pl.Float64,
     "rt_s": pl.Float64,
+    # the correct stage's grouping of one compound's ions (feature_matrix_corrected; null on the raw matrix): its
+    # compound group and this feature's ion, e.g. "[M+H]+", "[M+Na]+", "[M+H]+ M+1", "[M+H]+ 37Cl M+2". Isotope and
+    # adduct features of one compound are tested one by one; n_significant_compounds counts groups
+    "compound_group": pl.Utf8,
+    "ion": pl.Utf8,
     # the accepted identification of the feature (all null when it has none)
     "name": pl.Utf8,
     "inchikey": pl.Utf8,
@@ -239,7 +244,10 @@ def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, o
         rate_ref = detected[:, y == 0].mean(axis=1) if kind == "binary" and (y == 0).any() else nan
     keys = feature_matrix.select(pl.col("consensus_id").cast(pl.Utf8),
                                  *[pl.col(c).cast(pl.Float64) if c in feature_matrix.columns
-                                   else pl.lit(None, dtype=pl.Float64).alias(c) for c in ("mz", "rt_s")])
+                                   else pl.lit(None, dtype=pl.Float64).alias(c) for c in ("mz", "rt_s")],
+                                 *[pl.col(c).cast(pl.Utf8).alias(a) if c in feature_matrix.columns
+                                   else pl.lit(None, dtype=pl.Utf8).alias(a)
+                                   for c, a in (("compound_group", "compound_group"), ("adduct", "ion"))])
 
     def series(values: np.ndarray | None) -> pl.Series:
         return pl.Series(values if values is not None else nan, dtype=pl.Float64).fill_nan(None)
@@ -263,10 +271,18 @@ def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, o
     summary.update(n_features=n_features, n_tested=int(tested.sum()),
                    n_not_detected_enough=int((~keep).sum()),
                    n_significant=int((np.nan_to_num(q, nan=1.0) < SIGNIFICANCE).sum()),
+                   n_significant_compounds=significant_compounds(table),
                    n_identified=int(table["name"].is_not_null().sum()))
     log.info("outcome %s (%s, %s): %d of %d features tested, %d at q < %g", spec["column"], kind, test,
              summary["n_tested"], n_features, summary["n_significant"], SIGNIFICANCE)
     return table, summary
+
+
+def significant_compounds(table: pl.DataFrame) -> int:
+    """Compounds among a ``DIFFERENTIAL`` table's features at q < SIGNIFICANCE: distinct compound groups, a feature
+    without one counting alone (an isotope or adduct feature of a significant compound is not another compound)."""
+    hits = table.filter(pl.col("q_value") < SIGNIFICANCE)
+    return int(hits.select(pl.coalesce("compound_group", "consensus_id")).n_unique()) if hits.height else 0
 
 
 def _tests(kind: str, values: np.ndarray, y: np.ndarray, C: np.ndarray | None, complete: np.ndarray,

@@ -120,6 +120,8 @@ def _feature_hover(table: pl.DataFrame) -> list[str]:
     for r in table.iter_rows(named=True):
         name = (f"<br>{esc(r.get('name'))} (MSI {esc(r.get('msi_level'))})" if r.get("name") is not None
                 else "<br>not identified")
+        if r.get("ion") is not None and r.get("compound_group") is not None:
+            name += f"<br>{esc(r['ion'])} of compound group {esc(r['compound_group'])}"
         out.append(f"{esc(r['consensus_id'])}<br>m/z {fmt(r.get('mz'), 4)}, RT {fmt(r.get('rt_s'), 1)} s{name}"
                    f"<br>q {fmt(r.get('q_value'), 4)}")
     return out

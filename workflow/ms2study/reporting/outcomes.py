@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ms2study.modelling.differential import SIGNIFICANCE, read_summary
+from ms2study.modelling.differential import SIGNIFICANCE, read_summary, significant_compounds
 from ms2study.modelling.attribution import SET as ATTRIBUTED_SET
 from ms2study.modelling.featuresets import align_rows
 from ms2study.modelling.metrics import CHANCE
@@ -33,8 +33,8 @@ from ms2study.reporting.qc import attribution_part
 from ms2study.reporting.tables import interactive_table
 
 DIFFERENTIAL_COLUMNS = {  # column of the differential table: header of the report's table
-    "consensus_id": "consensus feature", "mz": "m/z", "rt_s": "RT (s)", "name": "compound", "msi_level": "MSI",
-    "compound_class": "class", "identification_q_value": "id q"}
+    "consensus_id": "consensus feature", "mz": "m/z", "rt_s": "RT (s)", "compound_group": "compound group",
+    "ion": "ion", "name": "compound", "msi_level": "MSI", "compound_class": "class", "identification_q_value": "id q"}
 
 MODELS_TEXT = (
     '<p class="note">Nested cross-validation: outer repeated (stratified) k-fold, the regularisation '
@@ -373,8 +373,11 @@ def differential_section(differential: Sequence[DifferentialFiles], warnings: li
         parts.append(f"<h3>Outcome: {esc(outcome)} ({esc(summary.get('type'))})</h3>")
         tested = table.filter(pl.col("tested"))
         significant = int((tested["q_value"] < SIGNIFICANCE).sum())
+        compounds = significant_compounds(tested) if "compound_group" in tested.columns else significant
+        grouped = (f" ({compounds} compound group{'' if compounds == 1 else 's'}: isotope and adduct features of "
+                   "one compound are tested one by one)" if compounds != significant else "")
         parts.append(f"<p>{_test_text(summary)}. {tested.height} of {table.height} consensus features tested; "
-                     f"<b>{significant}</b> at q &lt; {SIGNIFICANCE:g}.</p>")
+                     f"<b>{significant}</b> at q &lt; {SIGNIFICANCE:g}{grouped}.</p>")
         for note in summary.get("notes") or []:
             if note.startswith("not tested"):
                 warnings.append(f"outcome <b>{esc(outcome)}</b>: no differential test ({esc(note)})")
