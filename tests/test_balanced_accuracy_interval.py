@@ -9,9 +9,9 @@ from statistics import NormalDist
 
 import numpy as np
 import pytest
+from test_auc_interval import _cv_layout
 
-from ms2study.modelling import crossval, metrics
-from ms2study.stages import models
+from ms2study.modelling import metrics
 
 Z = NormalDist().inv_cdf(0.975)
 
@@ -32,15 +32,6 @@ def _mover_by_hand(recalls: list[float], sizes: list[int]) -> tuple[float, float
     mean = sum(recalls) / k
     return (mean - math.sqrt(sum((r - lo) ** 2 for r, (lo, _) in zip(recalls, ends))) / k,
             mean + math.sqrt(sum((hi - r) ** 2 for r, (_, hi) in zip(recalls, ends))) / k)
-
-
-def _cv_layout(y: np.ndarray, kind: str = "binary", repeats: int = 5) -> np.ndarray:
-    params = models.merge_params({"outer_repeats": repeats})
-    splitter, k = crossval.outer_splitter(y, kind, params)
-    folds = np.full((repeats, len(y)), -1)
-    for i, (_, test) in enumerate(splitter.split(np.zeros((len(y), 1)), y)):
-        folds[i // k, test] = i % k
-    return folds
 
 
 def _recalls_by_hand(y: np.ndarray, predicted: np.ndarray, folds: np.ndarray, n_classes: int) -> np.ndarray:
