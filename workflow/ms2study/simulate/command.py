@@ -181,8 +181,9 @@ def _terminated(signum: int, _frame) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``ms2study simulate`` (parsed ``args``): check the mode's options, write the study, print a short
-    summary (``summary_text``; the full one is the study's simulation.json). Raises InputError for an option of the other mode or a bad input (nothing is written then); SIGTERM
-    (a cluster's or Snakemake's stop) exits with 143 after removing the half-written study, as Ctrl-C does."""
+    summary (``summary_text``; the full one is the study's simulation.json). Raises InputError for an option of the
+    other mode or a bad input (nothing is written then); SIGTERM (a cluster's or Snakemake's stop) exits with 143
+    after removing the half-written study, as Ctrl-C does."""
     check_mode(args)
     try:
         previous = signal.signal(signal.SIGTERM, _terminated)
@@ -226,7 +227,8 @@ def summary_text(summary: dict, outdir: Path) -> str:
         made = f"{summary.get('n_compounds')} compounds simulated ({summary.get('n_ms2_spectra')} MS/MS spectra)"
     changed = summary.get("n_changed", len(summary.get("changed_compounds") or []))
     effect = (f"planted effect: {f'{changed} ' if changed else ''}compounds of class '{summary.get('planted_class')}' "
-              f"{summary.get('fold_change')}x higher in the cases" if summary.get("planted_class") else "no planted effect")
+              f"{summary.get('fold_change')}x higher in the cases" if summary.get("planted_class")
+              else "no planted effect")
     return "\n".join([
         f"ms2study simulate: wrote {outdir}: {n} samples ({cases} case{'' if cases == 1 else 's'}), {made}",
         f"  {effect}",
