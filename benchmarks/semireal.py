@@ -260,18 +260,14 @@ def score_identification(study: Path, truth: pl.DataFrame, fm: pl.DataFrame, mat
             "background": background, "compounds": table.to_dicts()}
 
 
-def field_difference(study: Path, mz: float, rt_s: float, log2_fc: float) -> dict:
-    """The simulated intensity field's own case - control difference near a feature at (``mz``, ``rt_s``), recomputed
-    from the study's seed (``spikein_variation.variation``; sample i of the sheet is simulation sample i): the point
-    within ``FIELD_WINDOW_S`` of ``rt_s`` (1 s grid, undrifted RT) where the field's Welch t is largest in the
-    direction of ``log2_fc``. Returns field_log2_case_control, field_t and field_explained (see FIELD_T)."""
-    sim = json.loads((study / "simulation.json").read_text())
-    sheet = pl.read_csv(study / "samples.tsv", separator="\t")
-    case = np.array([g == "case" for g in sheet["group"].to_list()])
-    rt_range = tuple(sim["background_measured"]["rt_range_s"])
+def field_difference(fields: list, case: np.ndarray, mz: float, rt_s: float, log2_fc: float) -> dict:
+    """The simulated intensity field's own case - control difference near a feature at (``mz``, ``rt_s``):
+    ``fields`` are the samples' ``log_factor`` functions in sheet order (``spikein_variation.variation`` from the
+    study's seed; sample i of the sheet is simulation sample i), ``case`` marks the cases. The point within
+    ``FIELD_WINDOW_S`` of ``rt_s`` (1 s grid, undrifted RT) where the field's Welch t is largest in the direction of
+    ``log2_fc``. Returns field_log2_case_control, field_t and field_explained (see FIELD_T)."""
     grid = np.arange(rt_s - FIELD_WINDOW_S, rt_s + FIELD_WINDOW_S + 0.5, 1.0)
-    field = np.array([variation(int(sim["seed"]), i, rt_range)[1].log_factor(np.full(grid.size, mz), grid)
-                      for i in range(sheet.height)])  # samples x grid, ln
+    field = np.array([f(np.full(grid.size, mz), grid) for f in fields])  # samples x grid, ln
     a, b = field[case], field[~case]
     diff = a.mean(axis=0) - b.mean(axis=0)
     t = diff / np.sqrt(a.var(axis=0, ddof=1) / len(a) + b.var(axis=0, ddof=1) / len(b))
@@ -305,8 +301,14 @@ def score_differential(study: Path, truth: pl.DataFrame, fm: pl.DataFrame, match
     false_spiked = d.filter(sig & pl.col("consensus_id").is_in(other_spiked))
     false_bg = d.filter(sig & ~pl.col("spiked"))
 
+    sim = json.loads((study / "simulation.json").read_text())
+    sheet = pl.read_csv(study / "samples.tsv", separator="\t")
+    case = np.array([g == "case" for g in sheet["group"].to_list()])
+    rt_range = tuple(sim["background_measured"]["rt_range_s"])
+    fields = [variation(int(sim["seed"]), i, rt_range)[1].log_factor for i in range(sheet.height)]
+
     def explain(rows: pl.DataFrame) -> list[dict]:
-        return [{**r, **field_difference(study, r["mz"], r["rt_s"], r["log2_fold_change"])} for r in
+        return [{**r, **field_difference(fields, case, r["mz"], r["rt_s"], r["log2_fold_change"])} for r in
                 rows.select("consensus_id", "mz", "rt_s", "log2_fold_change", "q_value", "name").to_dicts()]
     out = {
         "planted": planted.height,

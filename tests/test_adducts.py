@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from ms2study.core.errors import InputError
-from ms2study.correction import adducts
+from ms2study.correction import adducts, isotopes
 
 PARAMS = {"adduct_rt_tol_s": 3.0, "adduct_mz_ppm": 10.0, "adduct_min_correlation": 0.6}
 SHIFT = {"[M+H]+": 1.007276, "[M+Na]+": 22.989218, "[M+NH4]+": 18.033823, "[M+K]+": 38.963158,
@@ -46,10 +46,10 @@ def planted_study(seed: int = 0, n_compounds: int = 80, n_samples: int = 20, n_d
             add(mass + SHIFT[ion], rt, level, f"K{c}", ion)
             if ion == main:
                 carbons = mass / 14
-                add(mass + SHIFT[ion] + adducts.C13_STEP, rt, level * 0.0107 * carbons
+                add(mass + SHIFT[ion] + isotopes.C13_STEP, rt, level * 0.0107 * carbons
                     * np.exp(rng.normal(0, 0.1, n_samples)), f"K{c}", f"{main} M+1")
                 if rng.random() < 0.4:
-                    add(mass + SHIFT[ion] + 2 * adducts.C13_STEP, rt, level * (0.0107 * carbons) ** 2 / 2
+                    add(mass + SHIFT[ion] + 2 * isotopes.C13_STEP, rt, level * (0.0107 * carbons) ** 2 / 2
                         * np.exp(rng.normal(0, 0.15, n_samples)), f"K{c}", f"{main} M+2")
     anchors = [r["rt_s"] for r in rows]
     for _ in range(n_decoys):      # co-eluting with a planted compound, unrelated mass, own intensities
@@ -164,7 +164,7 @@ def test_implausible_isotope_ratio_is_not_an_isotope() -> None:
 
     def matrix(ratio: float) -> pl.DataFrame:
         values = {s: [float(v), float(v * ratio)] for s, v in zip(samples, base)}
-        return pl.DataFrame({"consensus_id": ["A", "B"], "mz": [mz, mz + adducts.C13_STEP], "rt_s": [300.0, 300.2],
+        return pl.DataFrame({"consensus_id": ["A", "B"], "mz": [mz, mz + isotopes.C13_STEP], "rt_s": [300.0, 300.2],
                              "n_detected": [10, 10], **values})
 
     iso = adducts.group_adducts(matrix(0.15), samples, PARAMS)

@@ -68,7 +68,6 @@ from ms2study.core.errors import InputError
 from ms2study.correction import isotopes
 from ms2study.correction.adduct_notation import adduct_contradiction, adduct_signature  # noqa: F401 (re-exported)
 from ms2study.correction.covariation import correlation_p_value, pair_q_values, required_correlation
-from ms2study.correction.isotopes import C13_PER_CARBON, C13_STEP  # noqa: F401 (re-exported)
 
 # (label, molecules per ion k, mass shift delta in Da for m/z = k * M + delta, prior) of singly charged ions. The
 # priors break ties between labellings: [M+Na]+ ranks above [M+NH4]+ because an [M+H]+ / [M+NH4]+ pair is also what

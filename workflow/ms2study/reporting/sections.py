@@ -7,6 +7,7 @@ per-outcome sections (models, what differs) are in ``reporting.outcomes``, the b
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import subprocess
@@ -284,6 +285,7 @@ def matrix_section(matrix: pl.DataFrame | None, sample_ids: list[str], warnings:
     return "".join(parts)
 
 
+@functools.cache
 def code_origin() -> str:
     """Where the running ms2study code comes from: its workflow folder and, when that folder is in a git checkout,
     the commit and whether files tracked there were changed since (``git rev-parse HEAD``, ``git status

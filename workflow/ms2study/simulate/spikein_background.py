@@ -104,10 +104,10 @@ def read_background(path: Path) -> Background:
     lo, hi = np.quantile(intensities, [0.05, 0.995])
     ms1_floor = float(np.quantile([i.min() for _, i in peaks if i.size], 0.05))
     ms2_floor = float(np.quantile([s.get_peaks()[1].min() for s in ms2 if s.size()], 0.05))
-    precursor, gain, last = [], [], None
+    precursor, gain, last, k = [], [], None, 0
     for s in exp:
         if s.getMSLevel() == 1:
-            last = s.get_peaks()
+            last, k = peaks[k], k + 1
         elif s.getMSLevel() == 2 and s.getPrecursors() and last is not None and last[0].size:
             pmz = s.getPrecursors()[0].getMZ()
             j = int(np.argmin(np.abs(last[0] - pmz)))
@@ -134,13 +134,13 @@ def ms1_mz_range(mzs: list[np.ndarray], window: tuple[float, float] | None) -> t
     """The m/z range the run's MS1 ions fill: the 0.1-99.9 % quantiles of all MS1 centroid m/z (``mzs``, one array per
     scan), within the scan window when the file states one. Warns when the window is more than ``WIDE_WINDOW`` times
     wider than that range (compounds are then spiked only where the run has ions). Returns (range, its source)."""
-    lo, hi = (float(q) for q in np.quantile(np.concatenate(mzs), [0.001, 0.999]))
+    ions = tuple(float(q) for q in np.quantile(np.concatenate(mzs), [0.001, 0.999]))
     if window is None:
-        return (lo, hi), "0.1-99.9 % quantiles of the MS1 centroid m/z (no scan window in the file)"
-    lo, hi = max(lo, window[0]), min(hi, window[1])
+        return ions, "0.1-99.9 % quantiles of the MS1 centroid m/z (no scan window in the file)"
+    lo, hi = max(ions[0], window[0]), min(ions[1], window[1])
     source = f"0.1-99.9 % quantiles of the MS1 centroid m/z, within the scan window {window[0]:g}-{window[1]:g}"
     if hi <= lo:  # ions outside their own window: the window is wrong, the ions are what the run has
-        lo, hi = (float(q) for q in np.quantile(np.concatenate(mzs), [0.001, 0.999]))
+        lo, hi = ions
         source = (f"0.1-99.9 % quantiles of the MS1 centroid m/z (outside the stated scan window {window[0]:g}-"
                   f"{window[1]:g})")
     elif window[1] - window[0] > WIDE_WINDOW * (hi - lo):
