@@ -159,7 +159,9 @@ def isotope_envelope(formula: str, resolution_ppm: float, n: int = 5) -> tuple[n
     total = np.bincount(label, weights=abundance)
     # merge_unresolved: a rare leftover whose weighted m/z lands within the limit of a neighbour joins it
     centre, total = merge_unresolved(np.bincount(label, weights=abundance * mz) / total, total, resolution_ppm)
-    offset, rel = centre - mono, total / total[0]
+    # The first centroid is the monoisotopic ion alone (no other isotopologue rounds to nominal M+0); taking offsets
+    # from it keeps offset[0] exactly 0 where the weighted mean of one peak differs from its m/z in the last bit.
+    offset, rel = centre - centre[0], total / total[0]
     return offset[rel >= 0.005], rel[rel >= 0.005]
 
 
