@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -54,6 +55,9 @@ from semireal import C13, PPM, RT_TOL, code_version, is_false, match_features, v
 
 from ms2study.core import tables  # noqa: E402
 from ms2study.core.params import schema_defaults  # noqa: E402
+from ms2study.correction import adducts  # noqa: E402
+from ms2study.correction.isotopes import HEAVY  # noqa: E402
+from ms2study.correction.covariation import correlation_p_value  # noqa: E402
 from ms2study.correction.matrix import correct_matrix  # noqa: E402
 from ms2study.io.samplesheet import read_sample_sheet, sample_roles  # noqa: E402
 from ms2study.simulate import study as simulate  # noqa: E402
@@ -168,6 +172,98 @@ def spikein_study(study: Path) -> dict:
     return out
 
 
+DECOY_BANDS_DA = (0.0, 0.9, 5.0, 15.0, 60.0, math.inf)  # m/z difference bands of the decoy pairs
+
+
+def grouping_input(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict,
+                   gap_filled: pl.DataFrame | None) -> tuple[pl.DataFrame, list[str]]:
+    """The exact frame and runs ``correct_matrix`` hands to adduct grouping (corrected, measured cells only), taken
+    by wrapping ``adducts.adduct_grouping`` for one call."""
+    seen = {}
+    original = adducts.adduct_grouping
+
+    def capture(frame, runs, p, polarity="positive"):
+        seen["frame"], seen["runs"] = frame, list(runs)
+        return original(frame, runs, p, polarity)
+
+    adducts.adduct_grouping = capture
+    try:
+        correct_matrix(matrix, roles, params, gap_filled)
+    finally:
+        adducts.adduct_grouping = original
+    return seen["frame"], seen["runs"]
+
+
+def decoy_null(study: Path) -> dict:
+    """Part C: does the correlation test's null hold for co-eluting ions that are NOT one compound?
+
+    Decoy pairs: every pair of consensus features within ``adduct_rt_tol_s`` whose m/z difference fits no mass
+    hypothesis of the grouping (no adduct pair, no isotope step, at ``adduct_mz_ppm``), measured together in at least
+    ``adduct_min_runs`` runs, on the values grouping sees. Their correlation p-values (``correlation_p_value``) should
+    be uniform and Fisher's z = atanh(r) sqrt(n - 3) standard normal; shared variation of co-eluting ions (matrix
+    effects, a field over m/z and RT) shows as a shifted mean and a share p <= 0.01 above 1 %. Per band of m/z
+    difference (``DECOY_BANDS_DA``): adduct differences are >= 17 Da, isotope steps 1-4 Da."""
+    res = study / "results"
+    config = yaml.safe_load((study / "config.yaml").read_text()) or {}
+    base = {**schema_defaults("correct"), **(config.get("correct") or {})}
+    roles = sample_roles(read_sample_sheet(res / "study" / "samples.tsv"))
+    runs = roles["sample_id"].to_list()
+    fm = pl.read_parquet(res / "study" / "feature_matrix.parquet")
+    gap = [res / "study" / "gap_filled" / f"{s}.parquet" for s in runs]
+    gap_filled = pl.concat([pl.read_parquet(p) for p in gap]) if all(p.is_file() for p in gap) else None
+    frame, grouped_runs = grouping_input(fm, roles, base, gap_filled)
+    mz = frame["mz"].cast(pl.Float64).to_numpy()
+    rt = frame["rt_s"].cast(pl.Float64).to_numpy()
+    x = frame.select([pl.col(s).cast(pl.Float64) for s in grouped_runs]).to_numpy()
+    x = np.where(np.isfinite(x) & (x > 0), x, np.nan)
+    rt_tol, ppm = float(base["adduct_rt_tol_s"]), float(base["adduct_mz_ppm"])
+    min_runs = max(int(base["adduct_min_runs"]), 4)
+    firsts, seconds = [], []
+    for a, b in adducts._coeluting_pairs(mz, rt, rt_tol):
+        hyp = np.zeros(a.size, dtype=bool)
+        for e in adducts._mass_edges(a, b, mz, rt, rt_tol, ppm, "positive"):
+            hyp |= np.isin(a * mz.size + b, e["a"] * mz.size + e["b"])
+        firsts.append(a[~hyp])
+        seconds.append(b[~hyp])
+    a, b = np.concatenate(firsts), np.concatenate(seconds)
+    n, r, _, _ = adducts._pair_statistics(a, b, np.log(x), x)
+    ok = (n >= min_runs) & np.isfinite(r) & (np.abs(r) < 1.0)
+    z = np.arctanh(r[ok]) * np.sqrt(n[ok] - 3.0)
+    p = correlation_p_value(r[ok], n[ok])
+    diff = (mz[b] - mz[a])[ok]
+    bands = []
+    for lo, hi in zip(DECOY_BANDS_DA[:-1], DECOY_BANDS_DA[1:], strict=True):
+        s = (diff >= lo) & (diff < hi)
+        if s.sum() < 20:
+            continue
+        bands.append({"mz_difference_da": [lo, None if math.isinf(hi) else hi], "pairs": int(s.sum()),
+                      "mean_z": round(float(z[s].mean()), 3), "sd_z": round(float(z[s].std()), 3),
+                      "share_p_le_0.01": round(float((p[s] <= 0.01).mean()), 4),
+                      "share_p_le_0.001": round(float((p[s] <= 0.001).mean()), 5)})
+    out = {"study": str(study), "n_runs": len(grouped_runs), "n_consensus_features": fm.height,
+           "decoy_pairs_tested": int(ok.sum()), "median_shared_runs": float(np.median(n[ok])) if ok.any() else None,
+           "bands": bands, "groupings": {}}
+    truth = pl.read_csv(study / "ground_truth.tsv", separator="\t")
+    one = truth.filter(pl.col("sample_id") == truth["sample_id"][0])
+    spiked = set(match_features(one, fm).values())
+    spiked_isotopes = isotope_features(one, fm) - spiked
+    for null in ("theoretical", "empirical"):  # what each null groups on this study
+        g = adducts.adduct_grouping(frame, grouped_runs, {**base, "adduct_null": null})
+        kinds = g.pairs["kind"].to_list()
+        iso = g.table.filter(pl.col("consensus_id").is_in(list(spiked_isotopes)))
+        out["groupings"][null] = {
+            "adduct_pairs": kinds.count("adduct"), "13C_M+1_pairs": kinds.count("M+1"),
+            "13C2_M+2_pairs": kinds.count("M+2"),
+            "heavy_atom_isotope_pairs": sum(any(h in k for h in HEAVY) for k in kinds),
+            "spiked_isotope_features": iso.height,
+            "spiked_isotope_features_labelled": iso.filter(
+                pl.col("adduct").fill_null("").str.contains(r"M\+\d$")).height,
+            "spiked_ions_with_tested_label": g.table.filter(
+                pl.col("consensus_id").is_in(list(spiked)) & pl.col("adduct_p_value").is_not_null()).height,
+            "decoy_pairs": g.counts["n_decoy_pairs"]}
+    return out
+
+
 def planted_study(n_samples: int, seed: int) -> dict:
     """Part B on one demo-type simulated study: planted pairs grouped, true contradictions kept, false labels."""
     known = simulate.simulate_features(n_samples, seed=seed, params={"adducts": True})
@@ -216,9 +312,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--studies", type=Path, nargs="*", default=[], help="spike-in study folders run by semireal.py")
     ap.add_argument("--planted-samples", type=int, nargs="*", default=[6, 16])
     ap.add_argument("--planted-seeds", type=int, nargs="*", default=[0])
+    ap.add_argument("--decoy-studies", type=Path, nargs="*", default=[],
+                    help="part C only: finished study folders whose decoy pairs' correlation null is measured; the "
+                         "result is merged into --out under 'decoy_null' (other parts kept)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     t = time.time()
+    if args.decoy_studies:
+        result = json.loads(args.out.read_text()) if args.out.is_file() else {"benchmark": "adduct_veto"}
+        result["decoy_null"] = {"machine": machine_record(), "code": code_version(),
+                                "studies": [decoy_null(s) for s in args.decoy_studies],
+                                "seconds": round(time.time() - t, 1)}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1, default=str) + "\n")
+        for part in result["decoy_null"]["studies"]:
+            print(part["study"], part["n_runs"], "runs", part["decoy_pairs_tested"], "decoy pairs")
+            for band in part["bands"]:
+                print("  ", band)
+            print("  ", part["groupings"])
+        return 0
     result = {"benchmark": "adduct_veto", "machine": machine_record(), "code": code_version(), "rules": RULES,
               "spikein": [spikein_study(s) for s in args.studies],
               "planted": [planted_study(n, s) for n in args.planted_samples for s in args.planted_seeds]}

@@ -25,7 +25,9 @@ Chem. 2012, and MS-DIAL do):
    16), so that the evidence asked for grows as the runs to judge it shrink; the test's Benjamini-Hochberg q-value
    over the study's tested pairs (a heavy-atom isotope reading counts only where its ratio can be, so that these
    readings do not dilute the other tests) must reach ``adduct_alpha`` (``adduct_multiple_testing: bh``, default;
-   ``none``: each pair's p-value), so at most that share of the groupings made are expected to be chance. With fewer
+   ``none``: each pair's p-value), so at most that share of the groupings made are expected to be chance. The test's
+   null is learned on the study's co-eluting pairs that fit no mass hypothesis (``adduct_null: empirical``, default;
+   ``correction.covariation``), since co-eluting ions may co-vary without being one compound. With fewer
    than ``adduct_min_runs`` shared runs (small studies) the pair is judged on retention time and mass alone (counted
    in the notes) and its grouping carries no test (``adduct_p_value`` null): identification does not refuse a library
    match on it. A pair never detected in the same sample is rejected.
@@ -67,7 +69,14 @@ from ms2study.core import tables
 from ms2study.core.errors import InputError
 from ms2study.correction import isotopes
 from ms2study.correction.adduct_notation import adduct_contradiction, adduct_signature  # noqa: F401 (re-exported)
-from ms2study.correction.covariation import correlation_p_value, pair_q_values, required_correlation
+from ms2study.correction.covariation import (
+    MAX_DECOYS,
+    NULLS,
+    empirical_null,
+    null_p_values,
+    pair_q_values,
+    required_correlation,
+)
 
 # (label, molecules per ion k, mass shift delta in Da for m/z = k * M + delta, prior) of singly charged ions. The
 # priors break ties between labellings: [M+Na]+ ranks above [M+NH4]+ because an [M+H]+ / [M+NH4]+ pair is also what
@@ -113,9 +122,10 @@ def group_adducts(matrix: pl.DataFrame, sample_ids: list[str], params: dict,
 
     ``matrix``: consensus_id, mz, rt_s and one intensity column per ``sample_ids`` entry (null = not detected);
     ``params``: ``adduct_rt_tol_s`` (3.0 s), ``adduct_mz_ppm`` (10.0), ``adduct_min_correlation`` (0.6),
-    ``adduct_alpha`` (0.01), ``adduct_min_runs`` (5), ``adduct_multiple_testing`` ("bh" or "none");
+    ``adduct_alpha`` (0.01), ``adduct_min_runs`` (5), ``adduct_multiple_testing`` ("bh" or "none"),
+    ``adduct_null`` ("empirical" or "theoretical");
     ``polarity``: "positive" or "negative". Method: module docstring. Raises InputError for missing columns or an
-    unknown polarity, an alpha outside (0, 1) or an unknown multiple-testing mode."""
+    unknown polarity, an alpha outside (0, 1), an unknown multiple-testing mode or null."""
     return adduct_grouping(matrix, sample_ids, params, polarity).table
 
 
@@ -149,6 +159,9 @@ def adduct_grouping(matrix: pl.DataFrame, sample_ids: list[str], params: dict,
     ppm = float(params.get("adduct_mz_ppm", 10.0))
     test = (float(params.get("adduct_min_correlation", 0.6)), float(params.get("adduct_alpha", DEFAULT_ALPHA)),
             int(params.get("adduct_min_runs", MIN_SHARED_SAMPLES)), str(params.get("adduct_multiple_testing", "bh")))
+    null_kind = str(params.get("adduct_null", "empirical"))
+    if null_kind not in NULLS:
+        raise InputError(f"unknown adduct_null {null_kind!r}", fix="use 'empirical' or 'theoretical'")
     ids = matrix["consensus_id"].cast(pl.Utf8).to_list()
     mz = matrix["mz"].cast(pl.Float64).fill_null(np.nan).to_numpy()
     rt = matrix["rt_s"].cast(pl.Float64).fill_null(np.nan).to_numpy()
@@ -159,15 +172,20 @@ def adduct_grouping(matrix: pl.DataFrame, sample_ids: list[str], params: dict,
     n_det = np.isfinite(x).sum(axis=1)
     mean_intensity = np.where(n_det > 0, np.nansum(x, axis=1) / np.maximum(n_det, 1), -np.inf)
     counts = {"n_candidate_pairs": 0, "n_mass_pairs": 0, "n_rejected_correlation": 0, "n_rejected_never_shared": 0,
-              "n_untested_correlation": 0, "n_conflicts": 0}
-    edges = []
+              "n_untested_correlation": 0, "n_conflicts": 0, "n_decoy_pairs": 0}
+    edges, decoys = [], []
     for a, b in _coeluting_pairs(mz, rt, rt_tol):
         counts["n_candidate_pairs"] += a.size
-        edges.extend(_mass_edges(a, b, mz, rt, rt_tol, ppm, polarity))
-    edges = [e for e in edges if e["a"].size]
+        chunk = [e for e in _mass_edges(a, b, mz, rt, rt_tol, ppm, polarity) if e["a"].size]
+        edges.extend(chunk)
+        if null_kind == "empirical":  # co-eluting pairs that fit no mass hypothesis: the decoys of the null
+            hyp = np.concatenate([e["a"] * mz.size + e["b"] for e in chunk]) if chunk else np.empty(0, np.int64)
+            decoy = ~np.isin(a * mz.size + b, hyp)
+            decoys.append((a[decoy], b[decoy]))
+    null = _null(decoys, logx, x, mz, test[2], counts) if null_kind == "empirical" else None
     pairs = _concat_edges(edges)
     counts["n_mass_pairs"] = int(pairs["a"].size)
-    pairs = _judge_correlation(pairs, logx, x, mz, test, counts)
+    pairs = _judge_correlation(pairs, logx, x, mz, test, counts, null)
     iso_of, labelling, accepted = _assign(pairs, mz, ppm, counts)
     table = pl.concat([_groups_table(ids, mz, rt, mean_intensity, iso_of, labelling, polarity),
                        _evidence(ids, accepted)], how="horizontal")
@@ -192,6 +210,13 @@ def adduct_grouping(matrix: pl.DataFrame, sample_ids: list[str], params: dict,
         notes.append(f"{counts['n_untested_correlation']} candidate pairs shared fewer than {test[2]} runs: judged "
                      "on retention time and mass alone (no intensity correlation; no identification is refused on "
                      "them)")
+    if null is None and null_kind == "empirical":
+        notes.append(f"only {counts['n_decoy_pairs']} co-eluting decoy pairs measured together in enough runs: the "
+                     "correlation test uses its theoretical null (independent ions)")
+    elif null is not None and (null.centre.max() > 0.5 or null.spread.max() > 1.2):
+        notes.append(f"co-eluting ions that are not one compound co-vary here (Fisher z of {null.n_decoys} decoy "
+                     f"pairs: centre up to {null.centre.max():.1f}, spread up to {null.spread.max():.1f}, against 0 "
+                     "and 1 for independent ions): the correlation test of the groupings uses that empirical null")
     if counts["n_conflicts"]:
         notes.append(f"{counts['n_conflicts']} candidate pairs contradicted better-scored groups and were dropped")
     return AdductGrouping(table, pair_table, notes, counts)
@@ -285,11 +310,27 @@ def _pair_statistics(a: np.ndarray, b: np.ndarray, logx: np.ndarray,
     return n, r, ratio, both
 
 
+def _null(decoys: list[tuple[np.ndarray, np.ndarray]], logx: np.ndarray, x: np.ndarray, mz: np.ndarray,
+          min_runs: int, counts: dict):
+    """The empirical null (``covariation.empirical_null``) of the decoy pairs (feature index arrays per chunk), at
+    most ``covariation.MAX_DECOYS`` of them drawn (seeded) before their correlations are computed."""
+    a = np.concatenate([d[0] for d in decoys]) if decoys else np.empty(0, np.int64)
+    b = np.concatenate([d[1] for d in decoys]) if decoys else np.empty(0, np.int64)
+    if a.size > 4 * MAX_DECOYS:  # keep 4x the decoys the null uses: some are measured together too rarely
+        keep = np.sort(np.random.default_rng(0).choice(a.size, 4 * MAX_DECOYS, replace=False))
+        a, b = a[keep], b[keep]
+    n, r, _, _ = _pair_statistics(a, b, logx, x)
+    null = empirical_null(mz[b] - mz[a], r, n, min_runs)
+    counts["n_decoy_pairs"] = null.n_decoys if null is not None else int((n >= max(min_runs, 4)).sum())
+    return null
+
+
 def _judge_correlation(pairs: dict, logx: np.ndarray, x: np.ndarray, mz: np.ndarray,
-                       test: tuple[float, float, int, str], counts: dict) -> dict:
+                       test: tuple[float, float, int, str], counts: dict, null=None) -> dict:
     """Shared samples, Pearson r of log intensities, its one-sided test and the isotope-ratio check per edge; keeps the
     edges that pass and adds ``n_shared``, ``r``, ``p`` (null when untested), ``ratio`` and ``score``. ``test``:
-    (effect floor, alpha, least shared runs, "bh" (q over the tested pairs at alpha) or "none" (p at alpha))."""
+    (effect floor, alpha, least shared runs, "bh" (q over the tested pairs at alpha) or "none" (p at alpha));
+    ``null``: the study's empirical null (``covariation.null_p_values``), None for the t test alone."""
     floor, alpha, min_runs, multiple = test
     if multiple not in ("bh", "none"):
         raise InputError(f"unknown adduct_multiple_testing {multiple!r}", fix="use 'bh' or 'none'")
@@ -297,7 +338,7 @@ def _judge_correlation(pairs: dict, logx: np.ndarray, x: np.ndarray, mz: np.ndar
     n, r, ratio, both = _pair_statistics(a, pairs["b"], logx, x)
     need = required_correlation(n, alpha, floor, min_runs)
     tested = np.isfinite(need) & np.isfinite(r)
-    p = np.where(tested, correlation_p_value(r, n), np.nan)
+    p = np.where(tested, null_p_values(r, n, mz[pairs["b"]] - mz[a], null), np.nan)
     kind = pairs["kind"]
     iso_fail = isotopes.implausible(kind, ratio, mz[a])
     # a heavy-atom reading with a ratio it cannot have is no candidate: kept out of the BH family, so that these
@@ -308,7 +349,7 @@ def _judge_correlation(pairs: dict, logx: np.ndarray, x: np.ndarray, mz: np.ndar
         q = pair_q_values(np.where(not_candidate, np.nan, p), a, pairs["b"])
         corr_fail = tested & ((r < floor) | ~(q <= alpha)) & ~not_candidate
     else:
-        corr_fail = tested & (r < need) & ~not_candidate
+        corr_fail = tested & ((r < need) | ~(p <= alpha)) & ~not_candidate
     keep = ~corr_fail & ~never & ~iso_fail
     counts["n_rejected_correlation"] = int((corr_fail & ~never).sum())
     counts["n_rejected_never_shared"] = int(never.sum())
