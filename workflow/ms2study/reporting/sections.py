@@ -34,8 +34,10 @@ CONFIDENCE_TEXT = (
     "library spectra were searched with every spectrum of their own structure removed, which is what a compound "
     "absent from the library looks like, and the scores of the wrong candidates were kept. A hit's p-value is the "
     "chance that the best of its n candidate structures scores as high if all of them are wrong; Benjamini-Hochberg "
-    "turns p-values into q-values. MSI level 2 (probable structure) is given only when the hit also beats the null "
-    "of wrong structures (isomers included) and no other structure of the same formula scores within the isomer "
+    "turns p-values into q-values. Levels are those of Schymanski et al. (2014, Environ. Sci. Technol. 48:2097) "
+    "for high-resolution MS (column msi_level), not the Metabolomics Standards Initiative's of Sumner et al. (2007), "
+    "on which any library match is level 2. Level 2 (probable structure) is given only when the hit also beats the "
+    "null of wrong structures (isomers included) and no other structure of the same formula scores within the isomer "
     "margin learned on the library; otherwise level 3 (tentative: isomers are plausible), with the isomers named. "
     "Whether these q-values hold is measured by <code>benchmarks/fdr_calibration.py</code> on held-out MassBank "
     "structures."
@@ -182,7 +184,8 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
     n2, n3 = int((acc["msi_level"] == 2).sum()), int((acc["msi_level"] == 3).sum())
     parts = [("<h3>Compounds per consensus feature (sort by any column, filter with the search box)</h3>"
               f"<p>{acc.height} of {ident.height} consensus features with a library hit are identified at "
-              f"{at}: {n2} at MSI level 2, {n3} at level 3. The spectra of a feature (all samples) vote for "
+              f"{at}: {n2} at level 2 (probable structure), {n3} at level 3 (tentative: isomers plausible) of "
+              "Schymanski et al. 2014. The spectra of a feature (all samples) vote for "
               "one compound; its p-value combines the spectra's p-values (Simes). 'samples' counts study "
               "samples; pooled-QC and blank runs are counted apart when the sheet has them (a compound found in "
               "blanks may be background or carry-over).</p>")]
@@ -202,7 +205,7 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
         return ", ".join(keys)
 
     shown = pl.DataFrame({
-        "consensus feature": acc["consensus_id"], "compound": acc["name"], "MSI level": acc["msi_level"],
+        "consensus feature": acc["consensus_id"], "compound": acc["name"], "level (Schymanski)": acc["msi_level"],
         "InChIKey / isomers": [isomers(r) for r in acc.iter_rows(named=True)],
         "class": acc["compound_class"], "samples": acc["n_samples"],
         **({"QC runs": acc["n_qc_runs"]} if "n_qc_runs" in acc.columns and acc["n_qc_runs"].sum() else {}),
@@ -211,7 +214,7 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
         "supporting": acc["n_supporting"], "best score": acc["best_score"], "best cosine": acc["best_cosine"],
         "q": acc["q_value"]}, strict=False)
     parts.append(interactive_table(shown, "identifications-table",
-                                   order=[("MSI level", "asc"), ("q", "asc"), ("samples", "desc")]))
+                                   order=[("level (Schymanski)", "asc"), ("q", "asc"), ("samples", "desc")]))
     if fdr is not None and "adduct_note" in ident.columns:
         refused = ident.filter(~pl.col("accepted") & (pl.col("q_value") <= float(fdr))).sort("q_value")
         if refused.height:
