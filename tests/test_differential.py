@@ -386,3 +386,17 @@ def test_isotope_and_adduct_features_carry_their_compound_group_and_count_once()
     raw, raw_summary = per_feature.differential_analysis(matrix, samples, BINARY, identifications)
     assert raw["compound_group"].null_count() == raw.height
     assert raw_summary["n_significant_compounds"] == raw_summary["n_significant"]
+    assert raw["ion_tested"].null_count() == raw.height
+
+
+def test_ion_tested_says_whether_a_label_rests_on_the_covariation_test() -> None:
+    # a label whose pair was measured together too rarely (adduct_p_value null) rests on mass and RT alone
+    samples, matrix, identifications = planted_study()
+    ions = ["[M+H]+", "[M+NH4]+", None] + ["[M+H]+"] * (N_FEATURES - 3)
+    p_values = [0.001, None, None] + [0.002] * (N_FEATURES - 3)
+    corrected = matrix.with_columns(compound_group=pl.Series([f"G{i}" for i in range(N_FEATURES)]),
+                                    adduct=pl.Series(ions, dtype=pl.Utf8),
+                                    adduct_p_value=pl.Series(p_values, dtype=pl.Float64))
+    table, _ = per_feature.differential_analysis(corrected, samples, BINARY, identifications)
+    tested = dict(zip(table["consensus_id"].to_list(), table["ion_tested"].to_list(), strict=True))
+    assert tested["C000"] is True and tested["C001"] is False and tested["C002"] is None

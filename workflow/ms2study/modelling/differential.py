@@ -75,6 +75,9 @@ DIFFERENTIAL: dict[str, pl.DataType] = {
     # adduct features of one compound are tested one by one; n_significant_compounds counts groups
     "compound_group": pl.Utf8,
     "ion": pl.Utf8,
+    # whether the ion label rests on the co-variation test (true) or on mass and RT alone (false: the pair was
+    # measured together in fewer than correct: adduct_min_runs runs); null without a label
+    "ion_tested": pl.Boolean,
     # the accepted identification of the feature (all null when it has none)
     "name": pl.Utf8,
     "inchikey": pl.Utf8,
@@ -247,7 +250,11 @@ def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, o
                                    else pl.lit(None, dtype=pl.Float64).alias(c) for c in ("mz", "rt_s")],
                                  *[pl.col(c).cast(pl.Utf8).alias(a) if c in feature_matrix.columns
                                    else pl.lit(None, dtype=pl.Utf8).alias(a)
-                                   for c, a in (("compound_group", "compound_group"), ("adduct", "ion"))])
+                                   for c, a in (("compound_group", "compound_group"), ("adduct", "ion"))],
+                                 (pl.when(pl.col("adduct").is_null()).then(None)
+                                  .otherwise(pl.col("adduct_p_value").is_not_null()).alias("ion_tested")
+                                  if {"adduct", "adduct_p_value"} <= set(feature_matrix.columns)
+                                  else pl.lit(None, dtype=pl.Boolean).alias("ion_tested")))
 
     def series(values: np.ndarray | None) -> pl.Series:
         return pl.Series(values if values is not None else nan, dtype=pl.Float64).fill_nan(None)

@@ -8,9 +8,10 @@ identifications (``results/study/identifications.parquet``) and writes, per conf
 ``results/study/differential/{outcome}.parquet`` (one row per consensus feature,
 ``modelling.differential.DIFFERENTIAL``) and ``results/study/class_enrichment/{outcome}.parquet`` (one row per chemical class tested,
 ``modelling.enrichment.ENRICHMENT``), each with the run's summary in its metadata. The missing-value handling and the
-tests are described in ``modelling.differential`` and ``modelling.univariate``, the class enrichment (ChemRICH,
-Barupal & Fiehn 2017) in ``modelling.enrichment``. ``configured_outcomes`` and ``rule_params`` are the rule's view of
-the config (``workflow/rules/differential.smk``).
+tests are described in ``modelling.differential`` and ``modelling.univariate``, the check that the hits do not
+crowd into one m/z x RT region (summary ``local_cluster`` and ``warnings``) in ``modelling.locality``, the class
+enrichment (ChemRICH, Barupal & Fiehn 2017) in ``modelling.enrichment``. ``configured_outcomes`` and
+``rule_params`` are the rule's view of the config (``workflow/rules/differential.smk``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from ms2study.modelling.differential import (
     write_table,
 )
 from ms2study.modelling.enrichment import class_enrichment
+from ms2study.modelling.locality import local_cluster
 from ms2study.modelling.outcomes import not_sample_note, not_study_samples, read_model_matrix
 
 log = logging.getLogger(__name__)
@@ -119,6 +121,13 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
     summary["excluded_not_sample"] = excluded
     summary["feature_matrix"] = Path(matrix_path).name
     summary["notes"] = [n for n in (not_sample_note(excluded), flag_note) if n] + summary["notes"]
+    locality = local_cluster(table, SIGNIFICANCE, int(params["seed"]))
+    summary["local_cluster"] = locality
+    summary["warnings"] = [locality["warning"]] if locality and locality["warning"] else []
+    if locality and locality["note"]:
+        summary["notes"].append(locality["note"])
+    for text in summary["warnings"]:
+        log.warning("outcome %s: %s", summary["outcome"], text)
     enrichment, notes = class_enrichment(table, int(params["min_class_size"]), float(params["alpha"]))
     for note in notes:
         log.warning("outcome %s: %s", summary["outcome"], note)
