@@ -63,6 +63,8 @@ class ReportInputs:
     file's stem). ``corrected_matrix``: ``results/study/feature_matrix_corrected.parquet`` and ``correction``:
     ``results/study/correction.json``, the correct stage's outputs (the batch section; the maps of the models use
     the corrected matrix when the configuration's ``correct: use_corrected`` is true, the default).
+    ``feature_links``: ``results/study/feature_links.parquet`` (the link stage), which with the spectra tables tells
+    how many consensus features have MS/MS (None: not said).
     """
 
     sheet: Path
@@ -79,6 +81,7 @@ class ReportInputs:
     attribution: Sequence[Path] = ()
     corrected_matrix: Path | None = None
     correction: Path | None = None
+    feature_links: Path | None = None
 
     def per_sample(self, sample_ids: list[str]) -> list[dict[str, Path | None]]:
         """For each sample (in ``sample_ids`` order) its table paths by kind (None: not given).
@@ -239,8 +242,9 @@ def scan_warnings(stats: list[dict], warnings: list[str]) -> None:
                         + "): every MS/MS scan was searched only against library spectra of its own polarity")
     corrected = sum(s.get("precursor_corrected", 0) for s in stats)
     if corrected:
-        warnings.append(f"{corrected} MS/MS scans had a selected-ion m/z outside their own isolation window (a "
-                        "converter fault): their isolation-window target was used as precursor m/z")
+        warnings.append(f"{corrected} MS/MS scans had a selected-ion m/z outside their own isolation window (cause "
+                        "unknown; a converter fault is one known cause): the isolation target was used as precursor "
+                        "m/z")
 
 
 def encoder_info(stats: list[dict], info_path: Path | None = None) -> dict[str, Any]:

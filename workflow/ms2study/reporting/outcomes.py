@@ -18,6 +18,7 @@ from ms2study.modelling.attribution import SET as ATTRIBUTED_SET
 from ms2study.modelling.featuresets import align_rows
 from ms2study.modelling.metrics import CHANCE
 from ms2study.modelling.power import detectable_effect_sentence, read_detectable_effects
+from ms2study.reporting import cautions
 from ms2study.reporting.charts import (
     enrichment_figure,
     figure_html,
@@ -46,14 +47,13 @@ MODELS_TEXT = (
     "2006, 25:559), and for balanced accuracy to at least Wilson's intervals of the class recalls combined by "
     "MOVER (Zou & Donner 2008), because the bootstrap alone collapses to [1, 1] when every test fold is "
     "perfectly separated: 8 vs 8 samples at AUC 1 read [0.76, 1]. p is a label-permutation p-value (smallest "
-    "possible value 1/(permutations + 1)); 'null mean' is the metric this procedure reaches on permuted labels, i.e. its chance "
-    "level. Read them together: p is the test of whether a model beats chance (it refits the whole procedure on "
-    "permuted labels); the interval says how precisely the value is known, but it does not refit the models "
-    "(on simulated studies of 16 and 40 samples the AUC interval held the procedure's true AUC in 90-100% of "
-    "studies, benchmarks/README.md). A model is taken to "
-    "beat chance where p &lt; 0.05 and its interval lies above chance (AUC 0.5, R² 0); the attribution under "
-    "'What differs' is judged by the same rule. An R² below 0 means the model predicts worse than the outcome's "
-    "mean: no usable signal.</p>")
+    "possible value 1/(permutations + 1)); 'null mean' is the metric this procedure reaches on permuted labels, "
+    "i.e. its chance level. Read them together: p is the test of whether a model beats chance (it refits the "
+    "whole procedure on permuted labels); the interval says how precisely the value is known, but it does not "
+    "refit the models (on simulated studies of 16 and 40 samples the AUC interval held the procedure's true AUC "
+    "in 90-100% of studies, benchmarks/README.md). A model is taken to beat chance where p &lt; 0.05 and its "
+    "interval lies above chance (AUC 0.5, R² 0); the attribution under 'What differs' is judged by the same rule. "
+    "An R² below 0 means the model predicts worse than the outcome's mean: no usable signal.</p>")
 
 DIFFERENTIAL_TEXT = (
     '<p class="note">Each consensus feature is tested for each outcome on log2 intensities: a t-test '
@@ -78,12 +78,13 @@ DIFFERENTIAL_TEXT = (
 
 
 def models_section(models: Sequence[OutcomeFiles], sheet: pl.DataFrame, feature_sets: dict[str, pl.DataFrame],
-                   warnings: list[str], map_method: str = "auto") -> str:
+                   warnings: list[str], map_method: str = "auto", coverage: tuple[int, int] | None = None) -> str:
     """Per outcome (in the order given: the report rule passes them in the order of ``models: outcomes``, as it
     passes the differential tables to ``differential_section``): classes, estimator, the metric of each feature set with
     its interval and permutation p, notes, ROC curves (binary, from the predictions) and maps of each feature set
-    coloured by the outcome. An outcome that was not modelled, or a feature set without values for some samples,
-    is a warning."""
+    coloured by the outcome. An outcome that was not modelled, a feature set without values for some samples, and
+    a class with few samples are warnings; a p at its floor and a score well below chance are explained
+    (``cautions``; ``coverage``: features with MS/MS, consensus features)."""
     if not models:
         return "<p>No outcome models: no outcomes are declared under <code>models: outcomes</code> in config.yaml.</p>"
     parts = [MODELS_TEXT]
@@ -113,16 +114,23 @@ def models_section(models: Sequence[OutcomeFiles], sheet: pl.DataFrame, feature_
             parts.append(f"<p><b>Not modelled:</b> {esc(summary.get('reason'))}</p>")
             continue
         parts.append(_metrics_table(summary, outcome, warnings))
+        cautions.class_size_warning(summary, outcome, warnings)
         worse = negative_r2_note(summary)
         if worse:
             parts.append(f'<p class="note negative-r2">{esc(worse)}</p>')
         explained = permutation_note(summary)
         if explained:
             parts.append(f'<p class="note permutation">{esc(explained)}</p>')
+        for kind, note in (("floor", cautions.floor_note(summary, skip=_near_maximum(summary))),
+                           ("below-chance", cautions.below_chance_note(summary, coverage))):
+            if note:
+                parts.append(f'<p class="note {kind}">{esc(note)}</p>')
         if summary.get("type") == "binary":
-            sentence = detectable_effect_sentence(int(summary.get("n_samples") or 0), read_detectable_effects())
+            effects = read_detectable_effects()
+            sentence = detectable_effect_sentence(int(summary.get("n_samples") or 0), effects)
             if sentence:
-                parts.append(f'<p class="note detectable">{esc(sentence)}</p>')
+                parts.append(f'<p class="note detectable">{esc(sentence)} {esc(cautions.detection_meaning(effects))}'
+                             "</p>")
         for note in summary.get("notes") or []:
             parts.append(f'<p class="note">{esc(note)}</p>')
         charts = []
@@ -140,8 +148,8 @@ def models_section(models: Sequence[OutcomeFiles], sheet: pl.DataFrame, feature_
 
 ROC_TEXT = ("ROC curves use each sample's out-of-fold score averaged over the repeats (the AUC in the legend is the "
             "table's value).")
-MAPS_TEXT = ("Maps: each feature set's samples in two dimensions (UMAP when umap-learn is installed, else the first two "
-             "principal components; the chart title says which), coloured by the outcome: a picture, not a model.")
+MAPS_TEXT = ("Maps: each feature set's samples in two dimensions (UMAP when umap-learn is installed, else the first "
+             "two principal components; the chart title says which), coloured by the outcome: a picture, not a model.")
 
 
 def negative_r2_note(summary: dict) -> str | None:
@@ -207,19 +215,28 @@ def attribution_caveats(models: Sequence[OutcomeFiles]) -> dict[str, str]:
 
 def _metrics_table(summary: dict, outcome: str, warnings: list[str]) -> str:
     rows = []
+    n_perm = (summary.get("params") or {}).get("n_permutations")
     for name, entry in summary["feature_sets"].items():
         secondary = "; ".join(f"{esc(m)} {fmt(v.get('value'))} [{fmt(v.get('ci_low'))}, {fmt(v.get('ci_high'))}]"
                               for m, v in (entry.get("secondary") or {}).items())
         rows.append([name, entry.get("metric"), ("html", f"<b>{fmt(entry.get('value'))}</b>"),
                      ("html", f"[{fmt(entry.get('ci_low'))}, {fmt(entry.get('ci_high'))}]"),
-                     ("html", fmt(entry.get("permutation_p"))), ("html", fmt(entry.get("permutation_null_mean"))),
+                     ("html", fmt(entry.get("permutation_p"))
+                      + (" (floor)" if cautions.at_floor(entry, n_perm) else "")),
+                     ("html", fmt(entry.get("permutation_null_mean"))),
                      entry.get("n_samples"), entry.get("n_features"),
                      f"{entry.get('outer_splits')} × {entry.get('outer_repeats')}", ("html", secondary)])
         if entry.get("samples_without_values"):
             warnings.append(f"outcome <b>{esc(outcome)}</b>, feature set <b>{esc(name)}</b>: no values for "
-                            f"{esc(', '.join(entry['samples_without_values']))} (filled inside the folds)")
+                            f"{esc(', '.join(entry['samples_without_values']))} (imputed inside the folds)")
     return html_table(["feature set", "metric", "value", "95% interval", "permutation p", "null mean",
                        "samples", "features", "folds × repeats", "secondary"], rows, numeric={2, 3, 4, 5, 6, 7})
+
+
+def _near_maximum(summary: dict) -> list[str]:
+    """The feature sets ``permutation_note`` speaks of (a value near its maximum with a p that is not small)."""
+    return [name for name, e in (summary.get("feature_sets") or {}).items() if e.get("value") is not None
+            and e.get("permutation_p") is not None and e["value"] >= NEAR_MAXIMUM and e["permutation_p"] > P_SMALL]
 
 
 # A primary metric (roc_auc, macro_roc_auc, r2: all at most 1) this close to 1 is "at or near its maximum"; a
@@ -234,9 +251,7 @@ def permutation_note(summary: dict) -> str | None:
     One or two sentences naming each such feature set with how many permutations reached its value (from p and the
     number of permutations, ``params: n_permutations``), p's formula and its resolution; None when no set is in
     that case."""
-    cases = [(name, entry) for name, entry in (summary.get("feature_sets") or {}).items()
-             if entry.get("value") is not None and entry.get("permutation_p") is not None
-             and entry["value"] >= NEAR_MAXIMUM and entry["permutation_p"] > P_SMALL]
+    cases = [(name, summary["feature_sets"][name]) for name in _near_maximum(summary)]
     if not cases:
         return None
     n_perm = (summary.get("params") or {}).get("n_permutations")
@@ -335,7 +350,7 @@ def _test_text(summary: dict) -> str:
     if kind == "binary":
         counts = summary.get("class_counts") or {}
         pos, ref = summary.get("positive_class"), summary.get("reference_class")
-        name = "moderated t-test (Welch for features with a filled value)" if moderated else "Welch t-test"
+        name = "moderated t-test (Welch for features with an imputed value)" if moderated else "Welch t-test"
         return (f"{name} on log2 intensities, <b>{esc(pos)}</b> (n = {counts.get(pos, '?')}) against "
                 f"<b>{esc(ref)}</b> (n = {counts.get(ref, '?')}); log2 FC &gt; 0: higher in {esc(pos)}{how}")
     if kind == "continuous":
@@ -348,12 +363,16 @@ def _test_text(summary: dict) -> str:
 
 
 def differential_section(differential: Sequence[DifferentialFiles], warnings: list[str],
-                         attribution: dict[str, Path] | None = None, caveats: dict[str, str] | None = None) -> str:
+                         attribution: dict[str, Path] | None = None, caveats: dict[str, str] | None = None,
+                         with_ms2: set[str] | None = None, corrected: pl.DataFrame | None = None) -> str:
     """Per outcome (in the order given): a volcano plot, every tested feature with its identification in a sortable,
     filterable table (sorted by q), the class enrichment (chart and table) and, when ``attribution`` has a table
     for the outcome (keyed by outcome name), the features the embedding model looks at, led by the outcome's
     caveat from ``caveats`` (``attribution_caveats``) when its model is not shown to beat chance. A table that is
-    named but absent is a warning; an attribution table whose outcome has no differential results is a warning."""
+    named but absent is a warning; an attribution table whose outcome has no differential results is a warning.
+    The summary's own ``warnings``, a share of imputed features above a half and significant features without
+    MS/MS (``with_ms2``: the consensus features with MS/MS, when known) are warnings too; ion labels grouped on mass
+    and RT alone are marked (from the table's ``ion_tested``, else the ``corrected`` matrix)."""
     attribution = dict(attribution or {})
     if not differential:
         for name in attribution:
@@ -371,13 +390,17 @@ def differential_section(differential: Sequence[DifferentialFiles], warnings: li
         table = pl.read_parquet(path)
         outcome = summary.get("outcome") or path.stem
         parts.append(f"<h3>Outcome: {esc(outcome)} ({esc(summary.get('type'))})</h3>")
-        tested = table.filter(pl.col("tested"))
-        significant = int((tested["q_value"] < SIGNIFICANCE).sum())
+        cautions.summary_warnings(summary, outcome, warnings)
+        tested = cautions.mark_untested_ions(table.filter(pl.col("tested")), corrected)
+        cautions.imputation_warning(tested, outcome, warnings)
+        hits = tested.filter(pl.col("q_value") < SIGNIFICANCE)["consensus_id"].cast(pl.Utf8).to_list()
+        significant = len(hits)
         compounds = significant_compounds(tested) if "compound_group" in tested.columns else significant
         grouped = (f" ({compounds} compound group{'' if compounds == 1 else 's'}: isotope and adduct features of "
                    "one compound are tested one by one)" if compounds != significant else "")
+        ms2 = cautions.significant_ms2(hits, with_ms2, outcome, warnings)
         parts.append(f"<p>{_test_text(summary)}. {tested.height} of {table.height} consensus features tested; "
-                     f"<b>{significant}</b> at q &lt; {SIGNIFICANCE:g}{grouped}.</p>")
+                     f"<b>{significant}</b> at q &lt; {SIGNIFICANCE:g}{grouped}.{' ' + ms2 if ms2 else ''}</p>")
         for note in summary.get("notes") or []:
             if note.startswith("not tested"):
                 warnings.append(f"outcome <b>{esc(outcome)}</b>: no differential test ({esc(note)})")
@@ -418,7 +441,7 @@ def _feature_table(tested: pl.DataFrame, summary: dict, effect: str, effect_head
     parts = [f"<h4>Tested features ({tested.height}; sort by any column, filter with the search box)</h4>",
              interactive_table(shown, table_id, order=[("q", "asc"), ("p", "asc")])]
     parts.append('<p class="note">detected: share of the samples (of each class, for a binary outcome) in which '
-                 "the feature was measured, before the half-minimum fill (a value gap filling re-quantified from "
+                 "the feature was measured, before the half-minimum imputation (a value gap filling re-quantified from "
                  "the run's own MS1 signal counts as measured). id q: the identification's own q-value."
                  + (" test: moderated_t / moderated_ols for features measured in every sample, welch_t / ols for "
                     "features with an imputed value (their p from permutations pooled by the number imputed)."

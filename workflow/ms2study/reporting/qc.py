@@ -6,7 +6,8 @@ outlier_score, outlier_rule; newer tables also sample_type, batch, injection_ord
 table with the outliers marked and their rule stated, and each sample's chromatogram table
 (``results/samples/{sample}/chromatogram.parquet``: rt_s, tic, bpc) drawn as overlaid TIC and base-peak
 chromatograms. A study with pooled QC or blank runs gets one part per run type (study samples, pooled QCs, blanks),
-each with its rule, charts and table; a table without sample_type is all study samples, shown as before. Attribution: the top rows of ``results/study/attribution/{outcome}.parquet`` (consensus_id,
+each with its rule, charts and table; a table without sample_type is all study samples, shown as before.
+Attribution: the top rows of ``results/study/attribution/{outcome}.parquet`` (consensus_id,
 mz, rt_s, contribution, direction, rank, name, inchikey, msi_level; contribution toward the positive class of the
 embedding model for a binary outcome, per unit of a continuous one; ``n_samples`` shown when present). Both tables
 are written by other stages (``ms2study qc``, ``ms2study attribution``); here they are only read. May import
@@ -29,7 +30,7 @@ from ms2study.reporting.tables import interactive_table
 
 QC_COLUMNS = {  # column: header, in the order shown
     "sample_id": "sample", "outlier": "outlier", "outlier_score": "outlier score", "n_ms1_scans": "MS1 scans",
-    "n_ms2_scans": "MS2 scans", "n_ms2_mapped": "MS2 mapped", "share_ms2_mapped": "share MS2 mapped",
+    "n_ms2_scans": "MS2 scans", "n_ms2_mapped": "MS2 scans mapped", "share_ms2_mapped": "share of MS2 scans mapped",
     "n_features": "features", "tic_total": "total TIC", "rt_shift_median_s": "median RT shift (s)",
     "rt_residual_median_abs_s": "RT residual to reference (s)",
     "precursor_error_median_ppm": "median precursor error (ppm)", "n_accepted": "accepted identifications"}
@@ -43,7 +44,9 @@ QC_TEXT = ('<p class="note">RT shift: the median correction the alignment applie
            "(aligned minus raw, s: how far the run had drifted from the reference run); RT residual: median "
            "absolute RT difference, after alignment, between the sample's features and the same consensus "
            "features in the reference run (alignment quality); precursor error: "
-           "median m/z error of the accepted identifications; share MS2 mapped: MS/MS scans assigned to a feature. "
+           "median m/z error of the accepted identifications; share of MS2 scans mapped: the share of the run's "
+           "MS/MS scans assigned to a feature (of scans, not of features; how many consensus features have MS/MS "
+           "is under 'Study overview'). "
            "Chromatograms are thinned to at most 600 points per sample, "
            "keeping the highest point of each stretch (zoom to inspect); outliers are drawn thicker.</p>")
 

@@ -223,7 +223,8 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
                 "accepted, because the library spectrum's adduct contradicts the adduct the feature was grouped as "
                 "(a co-eluting ion at an adduct's mass difference whose intensities co-vary with it across the runs "
                 "both were measured in: a one-sided test of the correlation, corrected over the study's candidate "
-                "pairs, at <code>correct: adduct_alpha</code>) or its compound group is identified as another compound. The table gives "
+                "pairs, at <code>correct: adduct_alpha</code>) or its compound group is identified as another "
+                "compound. The table gives "
                 "the evidence: the partner feature, the two adducts, and the correlation with the number of runs "
                 "it was computed on (a high correlation over few runs is weak evidence). A chance pairing can veto "
                 "a right match: check these by hand."))

@@ -48,7 +48,8 @@ def interactive_table(frame: pl.DataFrame, table_id: str, order: Sequence[tuple[
                       page_length: int = 10, digits: int = 3) -> str:
     """``frame`` as a DataTables table (sort by clicking a header, filter with the search box, pages of
     ``page_length`` rows); ``order`` is the initial sort as (column, "asc" | "desc") pairs. Float columns are
-    rounded to ``digits`` significant digits (m/z and retention-time columns: ``FIXED_DECIMALS``); list columns are joined with ", ". ``table_id`` must be unique in
+    rounded to ``digits`` significant digits (m/z and retention-time columns: ``FIXED_DECIMALS``); list columns are
+    joined with ", ". ``table_id`` must be unique in
     the page (letters, digits, _ and -). Raises ValueError for an unknown ``order`` column."""
     from itables import to_html_datatable
 

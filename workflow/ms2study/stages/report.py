@@ -2,9 +2,10 @@
 
 It reads only the files it is handed (``ReportInputs``: the sample sheet, each sample's tables, the feature
 matrix, the identifications, each configured outcome's model summary and differential tables, and the correct
-stage's corrected matrix and record; the report rule names them all), so results left on disk by an outcome no longer configured never show, and it can be rebuilt at
-any time without rerunning a stage. Everything is inline: CSS, plotly charts with plotly.js embedded once, and
-DataTables tables (itables' offline bundle embedded once); no external address is named, so the file opens
+stage's corrected matrix and record; the report rule names them all; and, for the share of features with MS/MS, the
+link stage's feature links), so results left on disk by an outcome no longer configured never show, and it can be
+rebuilt at any time without rerunning a stage. Everything is inline: CSS, plotly charts with plotly.js embedded
+once, and DataTables tables (itables' offline bundle embedded once); no external address is named, so the file opens
 offline, can be mailed, and archives as it is. Warnings come first: an
 untrained placeholder encoder, samples without MS/MS, skipped outcomes and missing tables are stated plainly
 rather than left for the reader to infer. Every string that comes from the user's data is escaped. The pieces are
@@ -30,7 +31,7 @@ from ms2study.core.params import overlay, schema_defaults
 from ms2study.io.samplesheet import read_sample_sheet
 from ms2study.modelling.differential import outcome_filename
 from ms2study.modelling.outcomes import drop_flagged
-from ms2study.reporting import batch, collect, outcomes, qc, sections, spectra
+from ms2study.reporting import batch, cautions, collect, outcomes, qc, sections, spectra
 from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles, ReportInputs
 from ms2study.reporting.html import esc, page
 
@@ -65,14 +66,23 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
     encoder = collect.encoder_info(stats, inputs.encoder_info)
     roles = sections.run_roles(sheet)
     matrix = collect.read_table(inputs.feature_matrix)
+    corrected = collect.read_table(inputs.corrected_matrix)
+    with_ms2 = cautions.features_with_ms2(inputs.feature_links, [t["spectra"] for t in tables])
+    coverage = (len(with_ms2), matrix.height) if with_ms2 is not None and matrix is not None and matrix.height else None
+    overview = sections.overview_section(sheet, str(inputs.sheet))
+    if coverage:
+        overview += (f"<p>{cautions.coverage_sentence(with_ms2, coverage[1])}: only these can be identified or "
+                     "enter the embedding and chemical_space models.</p>")
+        cautions.coverage_warning(with_ms2, coverage[1], warnings)
 
     parts: list[tuple[str, str, str]] = [  # (anchor, title, body)
-        ("overview", "Study overview", sections.overview_section(sheet, str(inputs.sheet))),
+        ("overview", "Study overview", overview),
         ("samples", "Per-sample results", sections.samples_section(stats, warnings, roles)),
         ("qc", "Quality control of the runs", qc.qc_section(inputs.qc, inputs.chromatograms, sample_ids, warnings)),
         ("batch", "Batch, blanks and drift", batch.batch_section(inputs.correction, inputs.corrected_matrix, matrix,
                                                                  sheet, params, warnings)),
     ]
+    cautions.label_warning(corrected, _adduct_min_runs(params), warnings)
     annotations = collect.read_annotations([t["annotations"] for t in tables])
     collect.calibration_warnings(inputs.calibrations, warnings)
     ident = collect.read_table(inputs.identifications)
@@ -84,7 +94,7 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
     attribution = {Path(p).stem: Path(p) for p in inputs.attribution}
     parts.append(("differential", "What differs",
                   outcomes.differential_section(inputs.differential, warnings, attribution,
-                                                outcomes.attribution_caveats(inputs.models))))
+                                                outcomes.attribution_caveats(inputs.models), with_ms2, corrected)))
     collect.scan_warnings(stats, warnings)
     parts.append(("encoder", "Spectrum encoder", sections.encoder_section(encoder)))
     if encoder["trained"] is False:
@@ -92,10 +102,10 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
                            "embedding-based models and maps below carry no learned chemistry. Train or install an "
                            "encoder (embed: model) before interpreting them.")
     # the models' feature sets rebuilt from the same tables and matrix, for the maps; only study samples are mapped
-    feature_sets = collect.map_feature_sets(sample_ids, tables, _modelled_matrix(inputs, matrix, params))
+    feature_sets = collect.map_feature_sets(sample_ids, tables, _modelled_matrix(corrected, matrix, params))
     study_samples = sheet.filter(pl.col("sample_id").is_in([s for s in sample_ids if roles[s] == "sample"]))
     parts.append(("models", "Outcome models", outcomes.models_section(inputs.models, study_samples, feature_sets,
-                                                                      warnings, str(params["map_method"]))))
+                                                                      warnings, str(params["map_method"]), coverage)))
     parts.append(("matrix", "Feature matrix", sections.matrix_section(
         matrix, sample_ids, warnings, str(inputs.feature_matrix) if inputs.feature_matrix is not None else None)))
     parts.append(("software", "Software and configuration", sections.software_section(params.get("config_used"))))
@@ -127,11 +137,17 @@ def in_configured_order(inputs: ReportInputs, config: dict | None) -> ReportInpu
         differential=ordered(inputs.differential, lambda f: Path(f.table).stem))
 
 
-def _modelled_matrix(inputs: ReportInputs, raw: pl.DataFrame | None, params: dict) -> pl.DataFrame | None:
-    """The matrix the models read: the corrected one when it is given and ``correct: use_corrected`` (default
+def _adduct_min_runs(params: dict) -> int:
+    """``correct: adduct_min_runs`` of the configuration used, else its default."""
+    correct = (params.get("config_used") or {}).get("correct") or {}
+    return int(correct.get("adduct_min_runs") or schema_defaults("correct")["adduct_min_runs"])
+
+
+def _modelled_matrix(corrected: pl.DataFrame | None, raw: pl.DataFrame | None,
+                     params: dict) -> pl.DataFrame | None:
+    """The matrix the models read: the ``corrected`` one when it is given and ``correct: use_corrected`` (default
     true), else the raw one; without the flagged features when ``correct: exclude_flagged`` (default true)."""
     correct = (params.get("config_used") or {}).get("correct") or {}
-    corrected = collect.read_table(inputs.corrected_matrix)
     matrix = corrected if corrected is not None and correct.get("use_corrected", True) else raw
     if matrix is None or corrected is None or not correct.get("exclude_flagged", True):
         return matrix
@@ -173,6 +189,7 @@ def inputs_from_args(args: argparse.Namespace) -> ReportInputs:
         attribution=[Path(p) for p in args.attribution],
         corrected_matrix=Path(args.corrected_matrix) if args.corrected_matrix else None,
         correction=Path(args.correction) if args.correction else None,
+        feature_links=Path(args.feature_links) if args.feature_links else None,
     )
 
 
@@ -213,6 +230,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--corrected-matrix", default=None,
                    help="results/study/feature_matrix_corrected.parquet (the correct stage; batch section, model maps)")
     p.add_argument("--correction", default=None, help="results/study/correction.json (the correct stage's record)")
+    p.add_argument("--feature-links", default=None,
+                   help="results/study/feature_links.parquet (the link stage): how many consensus features have MS/MS")
     p.add_argument("--out", required=True, help="HTML file to write (results/study/report.html)")
     add_params_argument(p)
     p.set_defaults(func=_cli_report)

@@ -1,0 +1,220 @@
+"""The report's cautions (``reporting.cautions``), from a scientist's reading of a spike-in study's report: MS/MS
+coverage, a permutation p at its floor, scores below chance, what 'detected' means, wording, and the warnings a
+reader must be given (few samples, mostly imputed tests, untested adduct labels, the differential stage's own)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from ms2study.core import tables
+from ms2study.modelling.differential import write_table
+from ms2study.reporting import cautions, collect, outcomes, qc
+from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles, ReportInputs
+from ms2study.stages.report import build_report
+
+IDS = [f"S{i:02d}" for i in range(1, 9)]
+N_FEATURES = 10
+
+
+def _entry(value: float, low: float, high: float, p: float, secondary: dict | None = None) -> dict:
+    return {"metric": "roc_auc", "value": value, "ci_low": low, "ci_high": high, "permutation_p": p,
+            "permutation_null_mean": 0.5, "n_samples": 8, "n_features": 10, "outer_splits": 4, "outer_repeats": 5,
+            "secondary": secondary or {}}
+
+
+SUMMARY = {"outcome": "group", "type": "binary", "status": "done", "n_samples": 8, "positive_class": "case",
+           "class_counts": {"control": 4, "case": 4}, "params": {"n_permutations": 20},
+           "feature_sets": {"embedding": _entry(0.2, 0.0, 0.7, 1.0, {"balanced_accuracy": {
+                                "value": 0.3, "ci_low": 0.1, "ci_high": 0.6}}),
+                            "features": _entry(0.98, 0.72, 1.0, 1 / 21),
+                            "binned_spectra": _entry(0.55, 0.1, 1.0, 0.4)}}
+
+
+def _study(root: Path, ion_tested: bool = False) -> ReportInputs:
+    """Eight runs; C0 alone has MS/MS; C1-C3 are significant; C0-C6 have an imputed value; C0 and C1 carry adduct
+    labels, C1's grouped on mass and RT alone; the differential summary carries a warning with markup in it."""
+    study = root / "study"
+    study.mkdir(parents=True)
+    group = ["control"] * 4 + ["case"] * 4
+    pl.DataFrame({"sample_id": IDS, "file": [f"{s}.mzML" for s in IDS], "group": group}).write_csv(
+        study / "samples.tsv", separator="\t")
+    spectra_paths = []
+    for k, s in enumerate(IDS):
+        spectra = pl.DataFrame({
+            "spectrum_id": [f"{s}:S0", f"{s}:S1"], "sample_id": [s] * 2, "scan_index": [0, 1],
+            "native_id": ["scan=0", "scan=1"], "rt_s": [100.0] * 2, "precursor_mz": [150.0] * 2,
+            "precursor_charge": [1] * 2, "precursor_intensity": [1e5] * 2, "feature_id": [f"{s}:F0", None],
+            "mz": [[50.0, 80.0]] * 2, "intensity": [[1.0, 0.5]] * 2},
+            schema={c: t for c, t in tables.SPECTRA.items() if c not in tables.ADDED_LATER})
+        spectra = tables.conform(spectra, tables.SPECTRA).with_columns(
+            pl.Series("precursor_corrected", [k == 0, False]))  # one scan's selected ion outside its window
+        spectra_paths.append(study / f"{s}_spectra.parquet")
+        spectra.write_parquet(spectra_paths[-1])
+    rng = np.random.default_rng(0)
+    ids = [f"C{i}" for i in range(N_FEATURES)]
+    values = rng.uniform(1e4, 1e6, size=(N_FEATURES, len(IDS)))
+    matrix = pl.DataFrame({"consensus_id": ids, "mz": np.linspace(100, 400, N_FEATURES),
+                           "rt_s": np.linspace(60, 600, N_FEATURES), "n_detected": [len(IDS)] * N_FEATURES,
+                           **{s: values[:, j] for j, s in enumerate(IDS)}})
+    matrix.write_parquet(study / "feature_matrix.parquet")
+    matrix.with_columns(pl.Series("adduct", ["[M+H]+", "[M+NH4]+"] + [None] * (N_FEATURES - 2)),
+                        pl.Series("adduct_p_value", [0.001] + [None] * (N_FEATURES - 1), dtype=pl.Float64)
+                        ).write_parquet(study / "feature_matrix_corrected.parquet")
+    pl.DataFrame({"consensus_id": [f"C{i}" for i in range(N_FEATURES) for _ in IDS],
+                  "sample_id": IDS * N_FEATURES, "feature_id": [f"{s}:F{i}" for i in range(N_FEATURES) for s in IDS]}
+                 ).write_parquet(study / "feature_links.parquet")
+    q = [0.5, 0.01, 0.02, 0.03] + [0.6] * (N_FEATURES - 4)
+    differential = pl.DataFrame({
+        "consensus_id": ids, "mz": matrix["mz"], "rt_s": matrix["rt_s"], "compound_group": [None] * N_FEATURES,
+        "ion": ["[M+H]+", "[M+NH4]+"] + [None] * (N_FEATURES - 2), "outcome": ["group"] * N_FEATURES,
+        "test": ["welch_t"] * 7 + ["moderated_t"] * 3, "log2_fold_change": [0.1, 2.0, 1.5, -1.2] + [0.0] * 6,
+        "p_value": [v / 10 for v in q], "q_value": q, "tested": [True] * N_FEATURES,
+        "detection_rate": [0.75] * 7 + [1.0] * 3}, schema_overrides={"compound_group": pl.Utf8, "ion": pl.Utf8})
+    if ion_tested:  # as the differential stage may write it: null without a label, false on mass and RT alone
+        differential = differential.with_columns(pl.Series("ion_tested", [False, True] + [None] * (N_FEATURES - 2)))
+    (study / "differential").mkdir()
+    write_table(differential, study / "differential" / "group.parquet", {
+        "outcome": "group", "type": "binary", "positive_class": "case", "reference_class": "control",
+        "class_counts": {"control": 4, "case": 4}, "test": "welch_t", "n_samples": 8,
+        "warnings": ["3 of 3 hits lie in one m/z × RT patch <script>"]})
+    (study / "models" / "group").mkdir(parents=True)
+    (study / "models" / "group" / "summary.json").write_text(json.dumps(SUMMARY))
+    return ReportInputs(sheet=study / "samples.tsv", sample_tables={"spectra": spectra_paths},
+                        feature_matrix=study / "feature_matrix.parquet",
+                        models=[OutcomeFiles(study / "models" / "group" / "summary.json")],
+                        differential=[DifferentialFiles(study / "differential" / "group.parquet")],
+                        corrected_matrix=study / "feature_matrix_corrected.parquet",
+                        feature_links=study / "feature_links.parquet")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """(whole report, its Warnings section)."""
+    root = tmp_path_factory.mktemp("cautions")
+    out = root / "report.html"
+    build_report(_study(root), out)
+    text = out.read_text(encoding="utf-8")
+    return text, text.split('id="warnings"')[1].split('id="overview"')[0]
+
+
+def _between(text: str, start: str, end: str) -> str:
+    return text.split(f'id="{start}"')[1].split(f'id="{end}"')[0]
+
+
+def test_ms2_coverage_is_stated_warned_and_counted_among_the_hits(report: tuple[str, str]) -> None:
+    """Finding 3: 135 of 3326 features had MS/MS and none of the 11 hits, yet the report was silent, and its QC
+    column 'share MS2 mapped' (a share of scans) read as good coverage."""
+    text, warnings = report
+    assert "MS/MS for 1 of 10 consensus features (10.0 %)" in _between(text, "overview", "samples")
+    assert "MS/MS for 1 of 10 consensus features (10.0 %), below 20 %: only these can be identified" in warnings
+    differential = _between(text, "differential", "encoder")
+    assert "MS/MS for 0 of the 3 features at q &lt; 0.05 (only these can be identified)" in differential
+    assert "outcome <b>group</b>: none of the 3 features at q &lt; 0.05 has MS/MS" in warnings
+    assert qc.QC_COLUMNS["share_ms2_mapped"] == "share of MS2 scans mapped"
+    assert "the share of the run's MS/MS scans assigned to a feature (of scans, not of features" in qc.QC_TEXT
+    # above the threshold: stated, not warned; without the links: neither
+    many = {f"C{i}" for i in range(3)}
+    warned: list[str] = []
+    cautions.coverage_warning(many, 10, warned)
+    assert warned == []
+    assert cautions.features_with_ms2(None, []) is None
+
+
+def test_a_permutation_p_at_its_floor_is_said_so(report: tuple[str, str]) -> None:
+    """Finding 7: p = 0.048 = 1/21 with 20 permutations met 'p < 0.05' by construction, unsaid."""
+    models = _between(report[0], "models", "matrix")
+    assert ("p = 0.048 (features) is 1/(20 + 1), the smallest p these 20 permutations can give; more permutations "
+            "(models: n_permutations) would tell how far below it lies.") in models
+    assert "0.048 (floor)" in models and "0.400 (floor)" not in models
+    # a set permutation_note already explains (near 1, p not small) is not said twice
+    floor = {**SUMMARY, "params": {"n_permutations": 9},
+             "feature_sets": {"features": _entry(1.0, 0.7, 1.0, 0.1)}}
+    assert outcomes.permutation_note(floor) is not None
+    assert cautions.floor_note(floor, skip=outcomes._near_maximum(floor)) is None
+    assert cautions.floor_note({**SUMMARY, "params": {}}) is None
+
+
+def test_a_score_well_below_chance_is_explained(report: tuple[str, str]) -> None:
+    """Finding 8: AUC 0.19 [0, 0.667] was only 'not above chance'."""
+    models = _between(report[0], "models", "matrix")
+    assert ("Scores well below chance whose interval reaches chance (embedding: roc_auc 0.20 [0.00, 0.70], "
+            "balanced_accuracy 0.30 [0.10, 0.60]) are not an inverse effect") in models
+    assert "Parker, Günter &amp; Bedo 2007, BMC Bioinformatics 8:326" in models
+    assert "The embedding set sees only the 1 of 10 consensus features with MS/MS." in models
+    assert "binned_spectra: roc_auc" not in models  # 0.55: not below chance
+    # an interval wholly below chance is not this case (it would be a real, inverse signal)
+    inverse = {**SUMMARY, "feature_sets": {"features": _entry(0.1, 0.0, 0.3, 1.0)}}
+    assert cautions.below_chance_note(inverse) is None
+
+
+def test_the_smallest_detectable_effect_says_what_detected_means(report: tuple[str, str]) -> None:
+    """Finding 6: 'detected' means the AUC's interval above 0.5 in at least half of the simulated studies."""
+    models = _between(report[0], "models", "matrix")
+    assert ("&#x27;Detected&#x27; means the AUC&#x27;s 95 % interval lay above 0.5 in at least half of the simulated "
+            "studies of that setting, i.e. about 50 % power; the studies are simulated, not runs of this "
+            "instrument.") in models
+    assert cautions.detection_meaning({"criterion": "AUC above 0.7 in most studies"}) == (
+        "'Detected' means: AUC above 0.7 in most studies (simulated studies, not runs of this instrument).")
+
+
+def test_wording_claims_no_cause_and_says_imputed(report: tuple[str, str]) -> None:
+    """Finding 9: 'a converter fault' was asserted; 'filled' meant imputed in one place and gap-filled in others."""
+    text, warnings = report
+    assert ("1 MS/MS scans had a selected-ion m/z outside their own isolation window (cause unknown; a converter "
+            "fault is one known cause): the isolation target was used as precursor m/z") in warnings
+    assert "(a converter fault)" not in text
+    assert "Welch for features with an imputed value" in outcomes._test_text(
+        {"type": "binary", "test": "moderated_t", "n_moderated": 5, "class_counts": {}})
+    assert "half-minimum fill " not in text and "with a filled value" not in text  # filled: gap-filled only
+
+
+def test_the_warnings_a_reader_must_be_given(report: tuple[str, str]) -> None:
+    """Finding 10: few samples, mostly imputed tests and labels resting on mass and RT alone went unwarned."""
+    text, warnings = report
+    assert ("outcome <b>group</b>: only 4 control vs 4 case samples (fewer than 10 per class): the models&#x27; 95 % "
+            "intervals are wide (best set, features: roc_auc 0.98 [0.72, 1.00])") in warnings or (
+        "outcome <b>group</b>: only 4 control vs 4 case samples (fewer than 10 per class): the models' 95 % "
+        "intervals are wide (best set, features: roc_auc 0.98 [0.72, 1.00])") in warnings
+    assert "outcome <b>group</b>: 7 of 10 tested features (70 %) rely on imputation" in warnings
+    assert ("1 of 2 adduct and isotope labels rest on mass and RT alone (measured together in fewer than "
+            "<code>correct: adduct_min_runs</code> = 5 runs") in warnings
+    assert "they refuse no identification" in warnings
+    # the label is marked in the differential table (from the corrected matrix: the table has no ion_tested)
+    assert "[M+NH4]+ (mass and RT only)" in _between(text, "differential", "encoder")
+    assert "[M+H]+ (mass and RT only)" not in text
+    # below the thresholds: no warning
+    quiet: list[str] = []
+    cautions.class_size_warning({**SUMMARY, "class_counts": {"control": 10, "case": 12}}, "group", quiet)
+    cautions.imputation_warning(pl.DataFrame({"detection_rate": [1.0, 1.0, 0.5]}), "group", quiet)
+    cautions.label_warning(pl.DataFrame({"adduct": ["[M+H]+"], "adduct_p_value": [0.01]}), 5, quiet)
+    assert quiet == []
+
+
+def test_the_table_s_own_ion_tested_column_marks_the_labels() -> None:
+    table = pl.DataFrame({"consensus_id": ["C0", "C1", "C2"], "ion": ["[M+H]+", "[M+Na]+", None],
+                          "ion_tested": [True, False, None]})
+    marked = cautions.mark_untested_ions(table, None)
+    assert marked["ion"].to_list() == ["[M+H]+", "[M+Na]+ (mass and RT only)", None]
+    assert cautions.mark_untested_ions(table.drop("ion_tested"), None).equals(table.drop("ion_tested"))
+
+
+def test_the_differential_summary_s_warnings_are_shown_escaped(report: tuple[str, str]) -> None:
+    """The differential stage records warnings in its summary (e.g. hits crowded in one m/z × RT patch)."""
+    assert "outcome <b>group</b>: 3 of 3 hits lie in one m/z × RT patch &lt;script&gt;" in report[1]
+
+
+def test_the_command_takes_the_feature_links(tmp_path: Path) -> None:
+    from ms2study.stages.report import inputs_from_args
+    import argparse
+
+    args = argparse.Namespace(samples="s.tsv", feature_matrix=None, identifications=None, model_summaries=[],
+                              model_predictions=[], differential=[], class_enrichment=[], calibration=[],
+                              encoder_info=None, library_index=[], qc=None, chromatograms=[], attribution=[],
+                              corrected_matrix=None, correction=None, feature_links="links.parquet",
+                              **{k: None for k in collect.TABLES})
+    assert inputs_from_args(args).feature_links == Path("links.parquet")

@@ -1,0 +1,217 @@
+"""What the report says beside its numbers so that a reader can weigh them (each also a warning where it matters):
+how many consensus features have MS/MS (only these can be identified or enter the MS/MS-based models), how few
+samples a class has, how much of the testing rests on imputed values, which adduct and isotope labels were grouped on
+mass and retention time alone, a permutation p at the smallest value its permutations can give, a cross-validated
+score below chance, and the warnings the differential stage recorded in its summary. Warnings are HTML with user
+text escaped. May import ``ms2study.core``, ``ms2study.modelling`` and ``reporting.html``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import polars as pl
+
+from ms2study.modelling.differential import SIGNIFICANCE
+from ms2study.reporting.html import esc
+
+# Below a fifth of the consensus features with MS/MS, four in five features (and so, as a rule, most hits of 'What
+# differs') can carry no identification, and the MS/MS-based feature sets see a fifth of the data or less: warned.
+LOW_MS2_COVERAGE = 0.2
+# Fewer samples than this in a class of a categorical outcome: warned (intervals wide, little power).
+FEW_PER_CLASS = 10
+# More than this share of the tested features with an imputed value: warned.
+MOSTLY_IMPUTED = 0.5
+# A cross-validated AUC or balanced accuracy at least this far below chance, with an interval reaching chance, is
+# explained (a small-sample cross-validation artefact, not an inverse effect).
+WELL_BELOW = 0.1
+# The feature sets built only from features with MS/MS (``modelling.featuresets``): pooled spectrum embeddings and
+# bags of chemistry.
+MS2_SETS = ("embedding", "chemical_space")
+UNTESTED_ION = " (mass and RT only)"
+
+
+def features_with_ms2(links: Path | None, spectra: Iterable[Path | None]) -> set[str] | None:
+    """The consensus features at least one MS/MS scan of some run is mapped to: the runs' spectra tables
+    (``feature_id``) joined to the link stage's ``feature_links.parquet``. None when the links are not given."""
+    if links is None or not Path(links).exists():
+        return None
+    frames = [pl.read_parquet(p, columns=["sample_id", "feature_id"]).drop_nulls() for p in spectra
+              if p is not None and Path(p).exists()]
+    links_table = pl.read_parquet(links, columns=["consensus_id", "sample_id", "feature_id"])
+    if not frames:
+        return set()
+    mapped = pl.concat(frames).unique()
+    return set(links_table.join(mapped, on=["sample_id", "feature_id"])["consensus_id"].cast(pl.Utf8).to_list())
+
+
+def coverage_sentence(with_ms2: set[str], n_features: int) -> str:
+    """'MS/MS for N of M consensus features (x %)'."""
+    share = len(with_ms2) / n_features if n_features else 0.0
+    return f"MS/MS for {len(with_ms2)} of {n_features} consensus features ({100 * share:.1f} %)"
+
+
+def coverage_warning(with_ms2: set[str], n_features: int, warnings: list[str]) -> None:
+    """A warning when fewer than ``LOW_MS2_COVERAGE`` of the consensus features have MS/MS."""
+    if n_features and len(with_ms2) / n_features < LOW_MS2_COVERAGE:
+        warnings.append(f"{coverage_sentence(with_ms2, n_features)}, below {100 * LOW_MS2_COVERAGE:.0f} %: only these "
+                        "can be identified, and the MS/MS-based feature sets (" + ", ".join(MS2_SETS) + ") see only "
+                        "them. A significant feature without MS/MS stays unnamed.")
+
+
+def significant_ms2(significant: Sequence[str], with_ms2: set[str] | None, outcome: str,
+                    warnings: list[str]) -> str:
+    """One sentence: how many of the outcome's significant features have MS/MS (so can be identified); a warning
+    when there are significant features and none has. Empty without the MS/MS information or hits."""
+    if with_ms2 is None or not significant:
+        return ""
+    k = sum(1 for c in significant if c in with_ms2)
+    if k == 0:
+        warnings.append(f"outcome <b>{esc(outcome)}</b>: none of the {len(significant)} features at q &lt; "
+                        f"{SIGNIFICANCE:g} has MS/MS, so none can be identified")
+    return (f"MS/MS for {k} of the {len(significant)} features at q &lt; {SIGNIFICANCE:g} (only these can be "
+            "identified).")
+
+
+
+def class_size_warning(summary: dict, outcome: str, warnings: list[str]) -> None:
+    """A warning when a class of a binary or multiclass outcome has fewer than ``FEW_PER_CLASS`` samples, with the
+    class sizes and, as an example, the 95 % interval of the feature set with the highest value."""
+    counts = summary.get("class_counts") or {}
+    if summary.get("type") not in ("binary", "multiclass") or not counts or min(counts.values()) >= FEW_PER_CLASS:
+        return
+    sizes = " vs ".join(f"{v} {esc(k)}" for k, v in counts.items())
+    sets = [(e["value"], name, e) for name, e in (summary.get("feature_sets") or {}).items()
+            if None not in (e.get("value"), e.get("ci_low"), e.get("ci_high"))]
+    example = ""
+    if sets:
+        _, name, e = max(sets, key=lambda s: s[0])
+        example = (f" (best set, {esc(name)}: {esc(e.get('metric'))} {e['value']:.2f} "
+                   f"[{e['ci_low']:.2f}, {e['ci_high']:.2f}])")
+    warnings.append(f"outcome <b>{esc(outcome)}</b>: only {sizes} samples (fewer than {FEW_PER_CLASS} per class): "
+                    f"the models' 95 % intervals are wide{example}, and the tests have little power for modest "
+                    "changes")
+
+
+def imputation_warning(tested: pl.DataFrame, outcome: str, warnings: list[str]) -> None:
+    """A warning when more than ``MOSTLY_IMPUTED`` of the tested features have an imputed value (detected in fewer
+    than all samples: ``detection_rate`` below 1; a gap-filled value counts as detected)."""
+    if not tested.height or "detection_rate" not in tested.columns:
+        return
+    imputed = int((tested["detection_rate"].fill_null(0.0) < 1).sum())
+    if imputed / tested.height > MOSTLY_IMPUTED:
+        warnings.append(f"outcome <b>{esc(outcome)}</b>: {imputed} of {tested.height} tested features "
+                        f"({100 * imputed / tested.height:.0f} %) rely on imputation (not detected in every sample "
+                        "even after gap filling; half the feature's smallest intensity put in): their fold changes and "
+                        "p-values rest partly on values that were not measured")
+
+
+def untested_labels(corrected: pl.DataFrame | None) -> tuple[int, int] | None:
+    """(labels grouped on mass and RT alone, all labels) of the corrected matrix's ``adduct`` column: a label whose
+    grouping edge carries no test (``adduct_p_value`` null). None when the columns are not there."""
+    if corrected is None or not {"adduct", "adduct_p_value"} <= set(corrected.columns):
+        return None
+    labelled = corrected.filter(pl.col("adduct").is_not_null())
+    return int(labelled["adduct_p_value"].is_null().sum()), labelled.height
+
+
+def label_warning(corrected: pl.DataFrame | None, min_runs: int, warnings: list[str]) -> None:
+    """A warning naming how many adduct and isotope labels rest on mass and retention time alone."""
+    counts = untested_labels(corrected)
+    if counts and counts[0]:
+        warnings.append(f"{counts[0]} of {counts[1]} adduct and isotope labels rest on mass and RT alone (measured "
+                        f"together in fewer than <code>correct: adduct_min_runs</code> = {min_runs} runs, so their "
+                        "co-variation was not tested); they refuse no identification. Such labels are marked "
+                        f"'{UNTESTED_ION.strip()}' in 'What differs'.")
+
+
+def mark_untested_ions(tested: pl.DataFrame, corrected: pl.DataFrame | None) -> pl.DataFrame:
+    """``tested`` with ``UNTESTED_ION`` appended to each ``ion`` whose grouping carries no test: from the table's
+    ``ion_tested`` column (false: mass and RT alone) when it has one, else from the corrected matrix's
+    ``adduct_p_value`` (null) by consensus id. Unchanged without either."""
+    if "ion" not in tested.columns:
+        return tested
+    if "ion_tested" in tested.columns:
+        untested = pl.col("ion_tested").eq(False).fill_null(False)
+        frame = tested
+    elif corrected is not None and {"consensus_id", "adduct_p_value"} <= set(corrected.columns):
+        frame = tested.join(corrected.select(pl.col("consensus_id").cast(pl.Utf8), pl.col("adduct_p_value")
+                                             .alias("_adduct_p")), on="consensus_id", how="left")
+        untested = pl.col("_adduct_p").is_null()
+    else:
+        return tested
+    frame = frame.with_columns(pl.when(pl.col("ion").is_not_null() & untested).then(pl.col("ion") + UNTESTED_ION)
+                               .otherwise(pl.col("ion")).alias("ion"))
+    return frame.drop("_adduct_p") if "_adduct_p" in frame.columns else frame
+
+
+def summary_warnings(summary: dict, outcome: str, warnings: list[str]) -> None:
+    """Each warning the differential stage recorded in the table's summary (``warnings``), as 'outcome X: ...'."""
+    for text in summary.get("warnings") or []:
+        warnings.append(f"outcome <b>{esc(outcome)}</b>: {esc(text)}")
+
+
+def at_floor(entry: dict, n_permutations: int | None) -> bool:
+    """Whether the entry's permutation p equals 1/(n_permutations + 1), the smallest it can be."""
+    p = entry.get("permutation_p")
+    return bool(n_permutations) and p is not None and abs(float(p) - 1 / (int(n_permutations) + 1)) < 1e-9
+
+
+def floor_note(summary: dict, skip: Iterable[str] = ()) -> str | None:
+    """One sentence naming the feature sets (not in ``skip``) whose permutation p is at its floor, 1/(n + 1): the
+    smallest p these n permutations can give. None when there is none."""
+    n = (summary.get("params") or {}).get("n_permutations")
+    names = [name for name, e in (summary.get("feature_sets") or {}).items()
+             if name not in set(skip) and at_floor(e, n)]
+    if not names:
+        return None
+    return (f"p = {1 / (int(n) + 1):.3f} ({', '.join(names)}) is 1/({int(n)} + 1), the smallest p these {int(n)} "
+            "permutations can give; more permutations (models: n_permutations) would tell how far below it lies.")
+
+
+PARKER = "Parker, Günter & Bedo 2007, BMC Bioinformatics 8:326"
+
+
+def below_chance_note(summary: dict, coverage: tuple[int, int] | None = None) -> str | None:
+    """One or two sentences when some feature set's AUC or balanced accuracy lies at least ``WELL_BELOW`` under
+    chance with a 95 % interval reaching chance: a known cross-validation artefact of small studies whose features
+    carry no signal, not an inverse effect; for the MS/MS-based sets (``MS2_SETS``) with ``coverage`` (features
+    with MS/MS, consensus features), how many features they see. None otherwise."""
+    n_classes = len(summary.get("class_counts") or {}) or 2
+    chance = {"roc_auc": 0.5, "macro_roc_auc": 0.5, "balanced_accuracy": 1 / n_classes}
+    below: dict[str, list[str]] = {}
+    for name, entry in (summary.get("feature_sets") or {}).items():
+        scores = [(entry.get("metric"), entry)] + list((entry.get("secondary") or {}).items())
+        for metric, e in scores:
+            value, high = e.get("value"), e.get("ci_high")
+            if metric in chance and value is not None and high is not None and value <= chance[metric] - WELL_BELOW \
+                    and high >= chance[metric]:
+                below.setdefault(name, []).append(f"{metric} {value:.2f} [{float(e.get('ci_low') or 0):.2f}, "
+                                                  f"{high:.2f}]")
+    if not below:
+        return None
+    listed = "; ".join(f"{name}: {', '.join(v)}" for name, v in below.items())
+    text = (f"Scores well below chance whose interval reaches chance ({listed}) are not an inverse effect: with few "
+            "samples and features that carry no signal, cross-validated scores scatter widely and lean below chance, "
+            "since each held-out sample is missing from its own class's training data (a known artefact of "
+            f"low-signal studies: {PARKER}). Read them as no signal.")
+    ms2 = [name for name in below if name in MS2_SETS]
+    if ms2 and coverage:
+        text += (f" The {' and '.join(ms2)} set{'s' if len(ms2) > 1 else ''} see{'' if len(ms2) > 1 else 's'} only "
+                 f"the {coverage[0]} of {coverage[1]} consensus features with MS/MS.")
+    return text
+
+
+def detection_meaning(data: dict | None) -> str:
+    """What 'detected' means in the smallest-detectable-effect sentence, from ``resources/detectable_effects.json``
+    (its ``criterion``): the interval criterion, the share of simulated studies (about 50 % power when it is half)
+    and that the studies were simulated. Empty without data."""
+    if not data:
+        return ""
+    criterion = str(data.get("criterion") or "")
+    if "half" in criterion and "AUC interval above 0.5" in criterion:
+        return ("'Detected' means the AUC's 95 % interval lay above 0.5 in at least half of the simulated studies of "
+                "that setting, i.e. about 50 % power; the studies are simulated, not runs of this instrument.")
+    return (f"'Detected' means: {criterion}" if criterion else "'Detected' is judged") + (
+        " (simulated studies, not runs of this instrument).")
