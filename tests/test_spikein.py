@@ -17,7 +17,7 @@ from ms2study.io.msio import read_precursor
 from ms2study.simulate.spikein import isotope_envelope, simulate_spikein
 from ms2study.simulate.spikein_background import MZ_JITTER_PPM, read_background
 from ms2study.simulate.spikein_library import PROTON, read_mgf_records
-from ms2study.simulate.spikein_variation import merge_unresolved, variation
+from ms2study.simulate.spikein_variation import isotope_keys, merge_unresolved, variation
 
 SHARED = Path(__file__).parents[2] / "shared" / "data"
 SEED = 5
@@ -71,13 +71,15 @@ def positive(s: oms.MSSpectrum) -> None:
 
 
 def write_background(path: Path, profile: bool = False, ms1: bool = True, ions: np.ndarray | None = None,
-                     mz_jitter_ppm: float = 0.0, scan_window: tuple[float, float] | None = None) -> None:
-    """40 MS1 scans (0.5 s apart; ``ions``, by default 30 random ions in m/z 100-600, at flat random levels, each
-    centroid's m/z off by N(0, ``mz_jitter_ppm``); ``scan_window`` stated in the file when given) each followed by
-    2 MS2 scans of its top ions."""
+                     mz_jitter_ppm: float = 0.0, scan_window: tuple[float, float] | None = None,
+                     levels: np.ndarray | None = None) -> None:
+    """40 MS1 scans (0.5 s apart; ``ions``, by default 30 random ions in m/z 100-600, at flat random levels (or
+    ``levels``, one per ion in ascending m/z), each centroid's m/z off by N(0, ``mz_jitter_ppm``); ``scan_window``
+    stated in the file when given) each followed by 2 MS2 scans of its top ions."""
     rs = np.random.default_rng(1)
     ions = np.sort(rs.uniform(100, 600, 30)) if ions is None else np.sort(np.asarray(ions, dtype=np.float64))
-    levels = 10 ** rs.uniform(4, 6.5, ions.size)
+    drawn = 10 ** rs.uniform(4, 6.5, ions.size)
+    levels = drawn if levels is None else np.asarray(levels, dtype=np.float64)
     exp = oms.MSExperiment()
     scan = 1
     for j in range(40):
@@ -209,12 +211,41 @@ def test_background_varies_per_sample_with_isotopes_sharing_the_factor(study, in
     bg = first.get_peaks()
     s1 = next(s for s in load(out / "mzml" / "S01.mzML") if s.getMSLevel() == 1).get_peaks()
     ratio = np.array([s1[1][np.argmin(np.abs(s1[0] - m))] / i for m, i in zip(*bg, strict=True)])
-    assert ratio == pytest.approx(sample_variation(SEED, 0, bg[0], first.getRT(), rt_range), rel=1e-3)
-    # Over 40 samples: a feature's isotope (1 Da away, same RT) moves with it; a feature 30 s away does not.
-    log = np.log([sample_variation(SEED, i, np.array([300.0, 301.003, 300.0]), np.array([40.0, 40.0, 70.0]),
-                                   (0.0, 100.0)) for i in range(40)])
-    assert np.corrcoef(log[:, 0], log[:, 1])[0, 1] > 0.9
-    assert abs(np.corrcoef(log[:, 0], log[:, 2])[0, 1]) < 0.5
+    keys = isotope_keys(*bg)  # the field is read at each centroid's monoisotopic m/z
+    assert ratio == pytest.approx(sample_variation(SEED, 0, keys, first.getRT(), rt_range), rel=1e-3)
+    # Over 40 samples: an ion 1 Da or 0.1 Da away at the same RT varies on its own (another compound), as does the
+    # same ion 30 s later; the same m/z a few ppm off (scan-to-scan jitter) moves with it.
+    log = np.log([sample_variation(SEED, i, np.array([300.0, 301.003, 300.1, 300.0, 300.0006]),
+                                   np.array([40.0, 40.0, 40.0, 70.0, 40.0]), (0.0, 100.0)) for i in range(40)])
+    r = np.corrcoef(log.T)[0]
+    assert abs(r[1]) < 0.5 and abs(r[2]) < 0.5 and abs(r[3]) < 0.5 and r[4] > 0.99
+
+
+def test_a_background_compounds_isotopes_keep_their_ratio_in_every_sample(tmp_path, inputs):
+    # ions 250 (M), 251.003 (its 13C) and 252.006 (13C2) of one compound, and an unrelated ion 1.05 Da above 400
+    ions = np.array([150.0, 250.0, 251.003355, 252.00671, 400.0, 401.05, 520.0])
+    write_background(tmp_path / "bg.mzML", ions=ions, levels=[3e5, 1e6, 1.5e5, 1.2e4, 4e5, 2e5, 5e5])
+    out = tmp_path / "study"
+    simulate_spikein(out, tmp_path / "bg.mzML", inputs[1], n_samples=6, n_compounds=4, n_changed=0, fold_change=1.0,
+                     seed=SEED)
+    bg = next(s for s in load(tmp_path / "bg.mzML") if s.getMSLevel() == 1).get_peaks()
+    per_sample = []
+    for sid in ("S01", "S02", "S03", "S04", "S05", "S06"):
+        mz, inten = next(s for s in load(out / "mzml" / f"{sid}.mzML") if s.getMSLevel() == 1).get_peaks()
+        per_sample.append([inten[np.argmin(np.abs(mz - m))] / i for m, i in zip(*bg, strict=True)])
+    factor = np.log(np.array(per_sample))  # samples x ions: each ion's ln factor
+    assert factor[:, 2] == pytest.approx(factor[:, 1], abs=1e-3) and factor[:, 3] == pytest.approx(factor[:, 1],
+                                                                                                       abs=1e-3)
+    assert np.abs(factor[:, 5] - factor[:, 4]).max() > 0.05  # 401.05 is no isotope of 400 (weaker, 1.05 Da up)
+
+
+def test_isotope_keys_follow_each_chain_to_its_monoisotopic_peak():
+    mz = np.array([301.00336, 300.0, 302.00671, 150.0, 151.00336, 400.0, 401.99795, 399.0, 500.0, 501.5])
+    intensity = np.array([20.0, 100.0, 3.0, 50.0, 60.0, 10.0, 9.0, 1.0, 10.0, 5.0])
+    keys = isotope_keys(mz, intensity)
+    # 13C and 13C2 of 300 key to 300; 151.003 is more intense than 150 (no isotope of it); 81Br M+2 of 400 keys to
+    # 400; 501.5 is no isotope step from 500
+    assert keys.tolist() == [300.0, 300.0, 300.0, 150.0, 151.00336, 400.0, 400.0, 399.0, 500.0, 501.5]
     # Features differ in how much they vary (the study's field of per-feature sds): 0.25-0.80 holds 80 % of them.
     grid = np.log([sample_variation(SEED, i, np.linspace(100, 1000, 200)[:, None], np.linspace(0, 600, 30)[None, :],
                                     (0.0, 600.0)) for i in range(40)])

@@ -9,10 +9,13 @@ runs in ../shared/data/mzml by ``benchmarks/biology.py --measure-real``; see the
 :mod:`ms2study.simulate.study`):
 
 - per-sample overall factor: exp(N(0, 0.2)), ``sample_factor_log_sd``;
-- per-sample smooth multiplicative field over m/z and retention time: exp(s(m/z, RT) g(m/z, RT)), g a
-  unit-variance Gaussian process with correlation lengths 5 Da and 10 s (random Fourier features), so a feature's
-  isotopes share one factor (same RT, 1 Da apart) while features 10 s or 5 Da apart vary nearly independently, as
-  compounds of a real study do; s is the study's own smooth field of per-feature ln-sds, log-normal with median 0.45
+- per-sample multiplicative field over m/z and retention time: exp(s(m/z, RT) g(m/z, RT)), g a unit-variance
+  Gaussian process with correlation lengths 0.02 Da and 10 s (random Fourier features), read at the monoisotopic
+  m/z of each MS1 centroid's isotope chain (``isotope_keys``: 13C, 13C2, 34S, 37Cl, 81Br steps down to a more
+  intense peak within 10 ppm), so a compound's isotopes share one factor while other ions, even co-eluting and
+  1 Da apart, vary independently, as compounds of a real study do (until session 13 the m/z length was 5 Da, which
+  made every neighbour co-vary like an isotope); s is the study's own field of per-feature ln-sds, log-normal with
+  median 0.45
   (the realistic ``biological_log_sd``) and ln-sd 0.4 (``biological_log_sd_spread``; 10-90 %: 0.27-0.75; real
   outcome tables: per-feature sd of ln abundance 0.38 / 0.78 / 1.22), so features differ in how much they vary;
 - per-sample retention-time drift, applied to every scan (background and spiked alike): a shift N(0, ``rt_drift_s``),
@@ -99,6 +102,7 @@ from ms2study.simulate.spikein_variation import (
     SAMPLE_FACTOR_LOG_SD,
     Variation,
     check_drift,
+    isotope_keys,
     merge_unresolved,
     variation,
 )
@@ -248,7 +252,7 @@ def spike_sample(bg: Background, compounds: list[Spiked], heights: np.ndarray, v
         s = oms.MSSpectrum(spec)
         mz, inten = s.get_peaks()
         if s.getMSLevel() == 1:
-            inten = inten * np.exp(var.log_factor(mz, s.getRT()))
+            inten = inten * np.exp(var.log_factor(isotope_keys(mz, inten), s.getRT()))
             ms1_scans.append(s)
         elif s.getPrecursors():
             inten = inten * float(np.exp(var.log_factor(s.getPrecursors()[0].getMZ(), s.getRT())))

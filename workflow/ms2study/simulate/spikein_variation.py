@@ -19,8 +19,15 @@ _REALISTIC = {**DEFAULT_PARAMS, **REALISTIC_PARAMS}  # the mzML simulator's real
 SAMPLE_FACTOR_LOG_SD = _REALISTIC["sample_factor_log_sd"]   # 0.2
 FIELD_LOG_SD = _REALISTIC["biological_log_sd"]              # 0.45: median of the per-feature ln-sds
 FIELD_SD_SPREAD = _REALISTIC["biological_log_sd_spread"]    # 0.4: their ln-sd (10-90 %: 0.27-0.75)
-FIELD_LENGTH_DA = 5.0           # correlation length of the field in m/z: several Da, isotopes share it
+# Correlation length of the field in m/z: ions 0.05 Da or more apart vary independently (correlation < 0.05), as
+# different compounds of a real study do; a compound's isotope peaks share its factor through isotope_keys (the
+# field is read at the monoisotopic m/z of each centroid's isotope chain). Until session 13 it was 5 Da, which made
+# every co-eluting ion within a few Da co-vary like one compound's isotopes (benchmarks/README.md, "Adduct check").
+FIELD_LENGTH_DA = 0.02
 FIELD_LENGTH_S = 10.0           # and in RT: a feature (FWHM 2-4 s) keeps its shape, features 10 s apart differ
+# Isotope steps a background centroid's chain follows down to its monoisotopic peak (Da): 13C, 13C2, 34S, 37Cl, 81Br
+ISOTOPE_STEPS_DA = (1.003355, 2.006710, 1.995796, 1.997050, 1.997953)
+ISOTOPE_KEY_PPM = 10.0          # tolerance of a step (the runs' scan-to-scan m/z jitter is 0.7-2.8 ppm)
 RT_DRIFT_S = _REALISTIC["rt_shift_sd_s"]            # sd of the per-sample RT shift (s); stretch and warp scale with it
 CALIBRATION_PPM = _REALISTIC["calibration_error_ppm"]  # sd of the per-sample m/z calibration offset (ppm)
 # In a sparse run, ions closer than this are never taken as one centroid, whatever its spacings say (its closest pairs
@@ -44,6 +51,41 @@ def _field(rs: np.random.Generator, n_terms: int = 200):
         return np.sqrt(2.0 / n_terms) * np.cos(np.multiply.outer(mz, omega_mz) + np.multiply.outer(rt, omega_rt)
                                                + phase).sum(axis=-1)
     return g
+
+
+def isotope_keys(mz: np.ndarray, intensity: np.ndarray) -> np.ndarray:
+    """For each centroid of one MS1 scan (``mz`` in Da, ``intensity``; same shape, any order) the m/z of the
+    monoisotopic peak of its isotope chain: a centroid with a more intense one ``ISOTOPE_STEPS_DA`` below it (within
+    ``ISOTOPE_KEY_PPM``) takes that one's key, in ascending m/z, so M+1, M+2, ... of a compound all key to its M.
+    The rest key to themselves. The per-sample field is read at the keys, so one compound's isotopes share one
+    factor while other ions vary independently. Which background ions are one compound is not known; this reads it
+    from the scan as an isotope-pattern finder would (chance chains need a weaker ion exactly one step above: at
+    ~1 centroid per Da and 10 ppm, under 1 % of ions)."""
+    mz = np.asarray(mz, dtype=np.float64)
+    intensity = np.asarray(intensity, dtype=np.float64)
+    order = np.argsort(mz, kind="stable")
+    sorted_mz, sorted_int = mz[order], intensity[order]
+    n = sorted_mz.size
+    parent = np.full(n, -1)
+    for step in ISOTOPE_STEPS_DA:  # the first step that finds a more intense peak below wins
+        target = sorted_mz - step
+        right = np.clip(np.searchsorted(sorted_mz, target), 0, max(n - 1, 0))
+        best = np.full(n, -1)
+        for cand in (np.clip(right - 1, 0, None), right):
+            ok = ((np.abs(sorted_mz[cand] - target) <= ISOTOPE_KEY_PPM * 1e-6 * sorted_mz)
+                  & (sorted_int[cand] > sorted_int) & (cand < np.arange(n)))
+            better = ok & ((best < 0) | (sorted_int[cand] > sorted_int[np.maximum(best, 0)]))
+            best = np.where(better, cand, best)
+        parent = np.where((parent < 0) & (best >= 0), best, parent)
+    root = np.where(parent >= 0, parent, np.arange(n))
+    for _ in range(64):  # follow each chain down to its monoisotopic peak (pointer jumping)
+        nxt = root[root]
+        if np.array_equal(nxt, root):
+            break
+        root = nxt
+    out = np.empty(n)
+    out[order] = sorted_mz[root]
+    return out
 
 
 @dataclass
