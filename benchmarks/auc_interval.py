@@ -1,6 +1,6 @@
 """Experiment behind benchmarks/README.md (AUC interval): does the models stage's AUC interval (and that of its
-balanced accuracy, and of MAE for a continuous outcome) cover the value its models really reach, on small studies
-where the truth is known?
+balanced accuracy, and of MAE and R² for a continuous outcome) cover the value its models really reach, on small
+studies where the truth is known?
 
 Each study: n samples (half cases), ``N_FEATURES`` independent standard-normal features of which the first
 ``N_INFORMATIVE`` are shifted by delta in the cases, delta set so that the best possible (Bayes, linear) AUC is the
@@ -27,17 +27,23 @@ fold model's true balanced accuracy is that of its class predictions (P(case) >=
 the test sample; old: the bootstrap interval, score: Wilson + MOVER (``balanced_accuracy_score_interval``), new:
 their hull; chance is 0.5 here too.
 
-MAE (the secondary metric of a continuous outcome; bootstrap interval only): studies of n samples whose outcome is
-the sum of the ``N_INFORMATIVE`` informative features times b plus standard-normal noise, b set so that the best
-possible (Bayes) R² is the setting's ``bayes_r2`` (0: the null); each fold model's true MAE is its mean absolute
-error on 2 x ``TEST_PER_CLASS`` test samples; coverage, widths and zero-width intervals as above (no chance line).
+MAE and R² (the metrics of a continuous outcome): studies of n samples whose outcome is the sum of the
+``N_INFORMATIVE`` informative features times b plus standard-normal noise, b set so that the best possible (Bayes)
+R² is the setting's ``bayes_r2`` (0: the null). Each fold model's true MAE is its mean absolute error on
+2 x ``TEST_PER_CLASS`` test samples, its true R² 1 - (its mean squared error there) / (the test outcome's
+variance); conditional and expected as above. Intervals: old (the percentile bootstrap), corrected_t (the corrected
+resampled t interval on the log scale, ``metrics.corrected_t_interval``) and new (their hull, what the stage now
+reports); coverage, widths and zero-width intervals as above, and for R² how often the low end lies above 0 (a claim
+of signal; on the null the false positives). No chance line for MAE.
 
 Usage:
   PYTHONPATH=workflow nice python benchmarks/auc_interval.py --out R.json [--studies 60] [--quick]
-  python benchmarks/auc_interval.py --markdown R.json     (the table of benchmarks/README.md)
+  PYTHONPATH=workflow nice python benchmarks/auc_interval.py --continuous-only --merge OLD.json --out R.json
+      (the continuous settings only, the binary part kept from OLD.json, which may be R.json itself)
+  python benchmarks/auc_interval.py --markdown R.json     (the tables of benchmarks/README.md)
 (2,132 s for the 600 binary and 360 continuous studies of measured/auc_interval.json on 2 cores shared with other
-work, load 4-8; 834 s for the binary ones alone on a quieter machine; --quick: 8 studies per setting, about 4
-minutes.)
+work, load 4-8; 834 s for the binary ones alone on a quieter machine; 1,337 s for the continuous ones alone at load
+11-13; --quick: 8 studies per setting, about 4 minutes.)
 """
 
 from __future__ import annotations
@@ -73,6 +79,7 @@ TEST_PER_CLASS = 2000
 SIZES = (16, 40)
 BAYES_AUC = (0.5, 0.75, 0.9, 0.98, 0.999)
 BAYES_R2 = (0.0, 0.5, 0.9)
+CONTINUOUS_INTERVALS = ("old", "corrected_t", "new")
 
 
 def stage_params(overrides: dict | None = None) -> dict:
@@ -151,20 +158,26 @@ def run_study(n_samples: int, bayes_auc: float, seed: int, params: dict,
 
 def run_continuous_study(n_samples: int, bayes_r2: float, seed: int, params: dict,
                          test_samples: int = 2 * TEST_PER_CLASS, n_features: int = N_FEATURES) -> dict:
-    """One simulated continuous study through the stage's cross-validation and MAE interval, with the true MAE of
-    its fold models on an independent test sample."""
+    """One simulated continuous study through the stage's cross-validation and its MAE and R² intervals, with the
+    true MAE and R² of its fold models on an independent test sample (R²: 1 - mean squared error / variance of
+    the test outcome)."""
     rng = np.random.default_rng(seed)
     X, y = draw_continuous(n_samples, bayes_r2, rng, n_features)
     X_test, y_test = draw_continuous(test_samples, bayes_r2, rng, n_features)
     with recording_fits() as fitted:
         cv = crossval.cross_validate(X, y, "continuous", "mean", params)
-    true = [float(np.mean(np.abs(y_test - predict_scores(model, pre.transform(X_test), "continuous", 0))))
-            for pre, model in fitted]
+    errors = [y_test - predict_scores(model, pre.transform(X_test), "continuous", 0) for pre, model in fitted]
+    truth = {"mae": [float(np.mean(np.abs(e))) for e in errors],
+             "r2": [float(1.0 - np.mean(e ** 2) / np.var(y_test)) for e in errors]}
     boot = bootstrap_weights(y, "continuous", int(params["n_bootstrap"]), int(params["seed"]))
-    stats = summarise_metric("mae", y, cv["scores"], cv["fold"], boot, float(params["ci_level"]),
-                             int(params["seed"]))
-    return {"seed": seed, "value": stats["value"], "old": stats["ci_bootstrap"], "conditional": float(np.mean(true)),
-            "fold_models": len(true), "k": cv["k"]}
+    rows = {}
+    for metric in ("mae", "r2"):
+        stats = summarise_metric(metric, y, cv["scores"], cv["fold"], boot, float(params["ci_level"]),
+                                 int(params["seed"]))
+        rows[metric] = {"value": stats["value"], "old": stats["ci_bootstrap"],
+                        "corrected_t": stats.get("ci_corrected_t", [None, None]),
+                        "new": [stats["ci_low"], stats["ci_high"]], "conditional": float(np.mean(truth[metric]))}
+    return {"seed": seed, **rows, "fold_models": len(errors), "k": cv["k"]}
 
 
 def study_seed(n_samples: int, effect: float, replicate: int) -> int:
@@ -177,10 +190,11 @@ def _covers(interval: list, target: float) -> bool:
 
 
 def summarize(rows: list[dict], target: str = "auc", intervals: tuple[str, ...] = ("old", "score", "new"),
-              chance: float | None = 0.5) -> dict:
+              chance: float | None = 0.5, above: float | None = None) -> dict:
     """Per-setting figures of one setting's studies (see the module docstring): ``rows`` hold value, conditional
     and the ``intervals`` ([low, high]) of one metric, ``target`` names it in the keys (expected_auc), ``chance``
-    is the line whose exclusion is counted (None: not counted)."""
+    is the line whose exclusion is counted (None: not counted), ``above`` a line whose exclusion from below only
+    (the interval's low end above it; R²: 0, a claim of signal) is counted as ``low_above``."""
     expected = float(np.mean([r["conditional"] for r in rows]))
     out = {"studies": len(rows), f"expected_{target}": round(expected, 4),
            f"expected_{target}_se": round(float(np.std([r["conditional"] for r in rows], ddof=1)
@@ -198,6 +212,8 @@ def summarize(rows: list[dict], target: str = "auc", intervals: tuple[str, ...] 
         if chance is not None:
             out[name]["excludes_half"] = round(float(np.mean([r[name][0] > chance or r[name][1] < chance
                                                               for r in rows])), 3)
+        if above is not None:
+            out[name]["low_above"] = round(float(np.mean([r[name][0] > above for r in rows])), 3)
     degenerate = [r for r in rows if r["old"][1] - r["old"][0] <= 1e-12]
     if degenerate and "new" in intervals:
         out["where_old_degenerate"] = {
@@ -232,7 +248,8 @@ def run(sizes: tuple[int, ...], effects: tuple[float, ...], studies: int, params
             rows = [run_continuous_study(n, r2, study_seed(n, r2 + 2.0, r), params, 2 * test_per_class, n_features)
                     for r in range(studies)]
             setting = {"n_samples": n, "bayes_r2": r2, "null": r2 == 0.0,
-                       "mae": summarize(rows, "mae", ("old",), None),
+                       "mae": summarize([r["mae"] for r in rows], "mae", CONTINUOUS_INTERVALS, None),
+                       "r2": summarize([r["r2"] for r in rows], "r2", CONTINUOUS_INTERVALS, None, above=0.0),
                        "seconds": round(time.perf_counter() - t0, 1), "rows": rows}
             continuous.append(setting)
             if log:
@@ -270,24 +287,48 @@ def _table(settings: list[dict], target: str, label: str) -> list[str]:
     return lines
 
 
+def _continuous_table(settings: list[dict], metric: str, label: str) -> list[str]:
+    """Rows of the MAE or R² table (continuous studies): coverage and width of the old (bootstrap) and new (hull
+    with the corrected t) interval; for R² also how often the low end lay above 0."""
+    r2 = metric == "r2"
+    header = (f"| n | Bayes R² | expected {label} | mean CV {label} | coverage old / new (expected) | coverage old / "
+              "new (conditional) | mean width old / new |" + (" low end > 0 old / new |" if r2 else ""))
+    lines = [f"{label} (continuous studies):", "", header, "|---:|---:|---:|---:|---|---|---|" + ("---|" if r2 else "")]
+    for s in settings:
+        m = s[metric]
+        o, n = m["old"], m["new"]
+        line = (f"| {s['n_samples']} | {s['bayes_r2']} | {m[f'expected_{metric}']:.3f} | {m['mean_value']:.3f} | "
+                f"{100 * o['coverage_expected']:.0f} / {100 * n['coverage_expected']:.0f} % | "
+                f"{100 * o['coverage_conditional']:.0f} / {100 * n['coverage_conditional']:.0f} % | "
+                f"{o['mean_width']:.2f} / {n['mean_width']:.2f} |")
+        if r2:
+            line += f" {100 * o['low_above']:.0f} / {100 * n['low_above']:.0f} % |"
+        lines.append(line)
+    return lines
+
+
+def merge_continuous(base: dict, result: dict) -> dict:
+    """``base`` (an earlier result JSON's content) with its continuous settings replaced by those of ``result``
+    (a ``--continuous-only`` run); the binary settings and their figures are kept as they were, the continuous
+    run's machine, time and study count recorded under ``continuous_run``."""
+    merged = {k: v for k, v in base.items() if k != "continuous_settings"}
+    merged["continuous_settings"] = result["continuous_settings"]
+    merged["continuous_run"] = {"studies_per_setting": result["design"]["studies_per_setting"],
+                                "machine": result["machine"], "seconds": result["seconds"]}
+    return merged
+
+
 def markdown(result: dict) -> str:
-    """The README tables: AUC, then balanced accuracy (same studies), then MAE (continuous studies; the bootstrap
-    interval, the stage's only one for MAE)."""
+    """The README tables: AUC, then balanced accuracy (same studies), then MAE and R² (continuous studies)."""
     lines = _table(result["settings"], "auc", "AUC")
     with_ba = [{"n_samples": s["n_samples"], "bayes_auc": s["bayes_auc"], **s["balanced_accuracy"]}
                for s in result["settings"] if "balanced_accuracy" in s]
     if with_ba:
         lines += ["", "Balanced accuracy (same studies):", "", *_table(with_ba, "balanced_accuracy", "bal. acc.")]
-    if result.get("continuous_settings"):
-        header = ("| n | Bayes R² | expected MAE | mean CV MAE | interval of zero width | coverage (expected) | "
-                  "coverage (conditional) | mean width |")
-        lines += ["", "MAE (continuous studies; bootstrap interval):", "", header,
-                  "|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for s in result["continuous_settings"]:
-            m = s["mae"]
-            lines.append(f"| {s['n_samples']} | {s['bayes_r2']} | {m['expected_mae']:.3f} | {m['mean_value']:.3f} | "
-                         f"{100 * m['old_degenerate']:.0f} % | {100 * m['old']['coverage_expected']:.0f} % | "
-                         f"{100 * m['old']['coverage_conditional']:.0f} % | {m['old']['mean_width']:.2f} |")
+    for metric, label in (("mae", "MAE"), ("r2", "R²")):
+        rows = [s for s in result.get("continuous_settings", []) if metric in s and "new" in s[metric]]
+        if rows:
+            lines += ["", *_continuous_table(rows, metric, label)]
     return "\n".join(lines)
 
 
@@ -297,13 +338,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--studies", type=int, default=60, help="studies per setting")
     parser.add_argument("--quick", action="store_true", help="8 studies per setting")
     parser.add_argument("--markdown", type=Path, help="print the README table of a result JSON and exit")
+    parser.add_argument("--continuous-only", action="store_true", help="run the continuous (MAE, R²) settings only")
+    parser.add_argument("--merge", type=Path, help="an earlier result JSON whose binary settings the output keeps "
+                        "(with --continuous-only); may be the --out file itself")
     args = parser.parse_args(argv)
     if args.markdown:
         print(markdown(json.loads(args.markdown.read_text())))
         return 0
     if not args.out:
         parser.error("--out is required (or --markdown)")
-    result = run(SIZES, BAYES_AUC, 8 if args.quick else args.studies, stage_params())
+    if args.merge and not args.continuous_only:
+        parser.error("--merge keeps the binary part of an earlier run: use it with --continuous-only")
+    base = json.loads(args.merge.read_text()) if args.merge else None
+    result = run(SIZES, () if args.continuous_only else BAYES_AUC, 8 if args.quick else args.studies, stage_params())
+    if base is not None:
+        result = merge_continuous(base, result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(markdown(result))

@@ -138,11 +138,13 @@ def test_the_interval_is_the_hull_and_null_scores_still_cover_half() -> None:
         assert (s_low, s_high) == metrics.auc_score_interval(stats["value"], 8, 8, 0.95)
         covered += stats["ci_low"] <= 0.5 <= stats["ci_high"]
     assert covered >= 19
-    # R² and MAE are unchanged: the bootstrap interval alone
+    # R² and MAE have no score interval; their bootstrap interval is widened by the corrected t interval instead
+    # (tests/test_continuous_interval.py)
     yc = np.linspace(0, 1, 16)
     r2 = metrics.summarise_metric("r2", yc, yc[None, :] + 0.1, folds, metrics.bootstrap_weights(
         yc, "continuous", 200, 0), 0.95)
-    assert "ci_score" not in r2 and [r2["ci_low"], r2["ci_high"]] == r2["ci_bootstrap"]
+    assert "ci_score" not in r2 and "ci_corrected_t" in r2
+    assert r2["ci_low"] <= r2["ci_bootstrap"][0] and r2["ci_high"] >= r2["ci_bootstrap"][1]
 
 
 # ------------------------------------------------------------------------------------------ the benchmark
@@ -186,8 +188,13 @@ def test_benchmark_design_targets_and_summary() -> None:
     # continuous: the outcome's Bayes R² as designed, and the fold models' true MAE near the noise's 0.80 at R² 0
     Xc, yc = bench.draw_continuous(50000, 0.5, np.random.default_rng(2), n_features=8)
     assert 1 - np.var(yc - math.sqrt(0.2) * Xc[:, :5].sum(axis=1)) / np.var(yc) == pytest.approx(0.5, abs=0.01)
-    mae = bench.run_continuous_study(16, 0.0, 5, params, test_samples=2000, n_features=30)
-    assert mae["fold_models"] == 10 and 0.75 < mae["conditional"] < 1.2 and mae["old"][0] < mae["value"]
+    study = bench.run_continuous_study(16, 0.0, 5, params, test_samples=2000, n_features=30)
+    mae, r2 = study["mae"], study["r2"]
+    assert study["fold_models"] == 10 and 0.75 < mae["conditional"] < 1.2 and mae["old"][0] < mae["value"]
+    # on the null no model beats the mean: the true R² of the fold models is at or below 0 (their own noise)
+    assert -0.6 < r2["conditional"] <= 0.01 and r2["new"][1] <= 1.0
+    for row in (mae, r2):  # the new interval is the hull of the bootstrap and the corrected t interval
+        assert row["new"] == [min(row["old"][0], row["corrected_t"][0]), max(row["old"][1], row["corrected_t"][1])]
 
     # the summary's arithmetic on rows made up by hand: target 0.8 (mean of the conditional AUCs)
     rows = [{"value": 1.0, "old": [1.0, 1.0], "score": [0.75, 1.0], "new": [0.75, 1.0], "conditional": 0.7},
@@ -204,10 +211,30 @@ def test_benchmark_design_targets_and_summary() -> None:
     assert s["old"]["mean_width"] == pytest.approx(round((0 + 0.3 + 0.25) / 3, 3))
     assert s["where_old_degenerate"] == {"studies": 1, "old_coverage_expected": 0.0, "new_coverage_expected": 1.0,
                                          "new_coverage_conditional": 0.0}
-    # another metric's rows (MAE: its bootstrap interval only, no chance line)
+    # another metric's rows (MAE: no chance line)
     m = bench.summarize([{"value": 1.0, "old": [0.8, 1.2], "conditional": 1.1},
                          {"value": 0.9, "old": [0.5, 0.7], "conditional": 0.9}], "mae", ("old",), None)
     assert m["expected_mae"] == pytest.approx(1.0) and m["old"]["coverage_expected"] == 0.5
     assert m["old"]["coverage_conditional"] == 0.5 and "excludes_half" not in m["old"] and "new" not in m
+    # R²: the expected value is the mean of the conditional ones; low_above counts low ends above 0 only
+    r = bench.summarize([{"value": 0.3, "old": [0.1, 0.5], "new": [0.05, 0.5], "conditional": 0.2},
+                         {"value": -0.2, "old": [-0.6, -0.1], "new": [-0.7, 0.15], "conditional": 0.0}],
+                        "r2", ("old", "new"), None, above=0.0)
+    assert r["expected_r2"] == pytest.approx(0.1) and r["old"]["coverage_expected"] == 0.5
+    assert r["new"]["coverage_expected"] == 1.0 and r["new"]["coverage_conditional"] == 1.0
+    assert r["old"]["low_above"] == 0.5 and r["new"]["low_above"] == 0.5 and "excludes_half" not in r["new"]
+    # --continuous-only --merge: the binary part of the earlier result is kept, the continuous part replaced
+    base = {"settings": [{"n_samples": 16, "bayes_auc": 0.9, **s}], "seconds": 9.0, "continuous_settings": ["x"]}
+    cont = {"continuous_settings": [{"n_samples": 16, "bayes_r2": 0.5, "mae": m | {"new": m["old"]}, "r2": r}],
+            "machine": {"cores": 2}, "seconds": 3.0, "design": {"studies_per_setting": 2}}
+    merged = bench.merge_continuous(base, cont)
+    assert merged["settings"] == base["settings"] and merged["seconds"] == 9.0
+    assert merged["continuous_settings"] == cont["continuous_settings"]
+    assert merged["continuous_run"] == {"studies_per_setting": 2, "machine": {"cores": 2}, "seconds": 3.0}
+    lines = bench.markdown(merged).splitlines()
+    assert "| 16 | 0.5 | 0.100 | 0.050 | 50 / 100 % | 50 / 100 % | 0.45 / 0.65 | 50 / 50 % |" in lines
+    assert "| 16 | 0.5 | 1.000 | 0.950 | 50 / 50 % | 50 / 50 % | 0.30 / 0.30 |" in lines
+    with pytest.raises(SystemExit):
+        bench.main(["--out", "unused.json", "--merge", "unused.json"])  # --merge needs --continuous-only
     table = bench.markdown({"settings": [{"n_samples": 16, "bayes_auc": 0.9, **s}]})
     assert table.splitlines()[2].startswith("| 16 | 0.9 | 0.800 | 0.733 | 33 % | 33 / 67 % |")
