@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import polars as pl
@@ -12,8 +13,8 @@ from test_detect import Compound, MS2Scan, default_compounds, make_run, write_ru
 
 from ms2study import cli
 from ms2study.core import tables
-from ms2study.stages.detect import detect_features
 from ms2study.core.errors import InputError
+from ms2study.stages.detect import detect_features
 from ms2study.stages.spectra import DEFAULT_PARAMS, extract_spectra, map_precursors
 
 
@@ -87,7 +88,7 @@ def test_peaks_are_cleaned(run):
     assert first["mz"][0] == pytest.approx(85.03)
 
 
-def test_map_precursors_prefers_nearest_mz_then_intensity():
+def test_map_precursors_candidates_and_tie_breaks():
     features = pl.DataFrame(
         {
             "feature_id": ["A", "B", "C", "D"],
@@ -100,8 +101,9 @@ def test_map_precursors_prefers_nearest_mz_then_intensity():
             "intensity": [1e5, 1e6, 1e4, 1e5],
         }
     )
-    # 300.0016: B and C both qualify (A too, within 10 ppm of its hull); C is nearest in m/z
-    # 300.0005: A nearest; 300.0020 at t=52: only A's hull (wider in RT) is open, B/C start at 55 (tol 0)
+    # 300.0016: A, B and C qualify (A within 10 ppm of its hull), all hulls hold t=60: B, the most intense,
+    # although C is 0.3 ppm nearer in m/z. 300.0005: A and B qualify, B again. 300.0020 at t=52: only A's
+    # hull (wider in RT) is open, B/C start at 55 (tol 0)
     got = map_precursors(
         np.array([300.0016, 300.0005, 300.0020, 400.0]),
         np.array([60.0, 60.0, 52.0, 60.0]),
@@ -109,14 +111,32 @@ def test_map_precursors_prefers_nearest_mz_then_intensity():
         rt_tolerance_s=0.0,
         mz_tolerance_ppm=10.0,
     )
-    assert got == ["C", "A", "A", None]
-    # equal distance in m/z: the more intense feature wins
-    tie = features.with_columns(mz=pl.Series([300.0, 300.002, 300.002, 500.0]))
-    assert map_precursors(np.array([300.002]), np.array([60.0]), tie, 0.0, 10.0) == ["B"]
+    assert got == ["B", "B", "A", None]
+    # equal intensity: the nearer in m/z; equal in both: the first in table order
+    same = features.with_columns(intensity=pl.Series([1e5, 1e6, 1e6, 1e5]))
+    assert map_precursors(np.array([300.0016]), np.array([60.0]), same, 0.0, 10.0) == ["C"]
+    twin = same.with_columns(mz=pl.Series([300.0, 300.002, 300.002, 500.0]))
+    assert map_precursors(np.array([300.002]), np.array([60.0]), twin, 0.0, 10.0) == ["B"]
+    assert map_precursors(np.array([300.002]), np.array([60.0]), twin.reverse(), 0.0, 10.0) == ["C"]
     # the RT tolerance widens the hull
     assert map_precursors(np.array([500.0]), np.array([72.0]), features, 3.0, 10.0) == ["D"]
     assert map_precursors(np.array([500.0]), np.array([72.0]), features, 1.0, 10.0) == [None]
     assert map_precursors(np.array([500.0]), np.array([60.0]), features.clear(), 1.0, 10.0) == [None]
+
+
+def test_extract_spectra_logs_scans_with_several_candidates(run, caplog):
+    path, features, comps, _ = run
+    c0 = comps[0]
+    own = features.filter(pl.col("feature_id") == _feature_of(features, c0)).row(0, named=True)
+    # a small feature at the same m/z ending 2 s before the scan at c0's apex: its widened hull (3 s) reaches it
+    small = {**own, "feature_id": "S1:Fsmall", "rt_s": c0.rt_s - 6.0, "rt_start_s": c0.rt_s - 9.0,
+             "rt_end_s": c0.rt_s - 2.0, "intensity": own["intensity"] / 100, "mz": c0.mz + 0.0005}
+    more = pl.concat([features, pl.DataFrame([small], schema=features.schema)])
+    with caplog.at_level(logging.INFO, logger="ms2study.stages.spectra"):
+        df = extract_spectra(path, more, "S1")
+    assert df.filter((pl.col("rt_s") - c0.rt_s).abs() < 0.01)["feature_id"].to_list() == [own["feature_id"]]
+    assert "S1: 1 of the 3 mapped scans had several candidate features" in caplog.text
+    assert "1 went to the one whose own RT hull holds the scan, 0 to the one most intense" in caplog.text
 
 
 def test_no_features_maps_nothing_and_bad_input(run, tmp_path):

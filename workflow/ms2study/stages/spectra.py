@@ -3,10 +3,12 @@
 Every MS2 scan becomes one row of ``tables.SPECTRA``, mapped or not. A scan is mapped to a feature when
 its precursor lies inside the feature's extent: retention time within the feature's convex hull widened
 by ``rt_tolerance_s``, and precursor m/z within ``mz_tolerance_ppm`` of the feature's monoisotopic
-m/z or of its monoisotopic trace's m/z bounds. When several features qualify (co-eluting near-isobars)
-the one nearest in m/z wins, then the most intense. We map onto hulls ourselves because
-``FeatureMapping.assignMS2IndexToFeature`` assigns nothing when called from Python (see FACTS.md).
-Peaks go through ``ms2study.core.cleaning.clean_peaks``, the same cleaning the library spectra get.
+m/z or of its monoisotopic trace's m/z bounds. When several features qualify (co-eluting near-isobars,
+a peak split in two) the scan goes to the feature whose own hull holds the scan's RT, then to the one
+most intense at the scan's RT (``map_precursors_counted`` says why); the log counts such scans. We map
+onto hulls ourselves because ``FeatureMapping.assignMS2IndexToFeature`` assigns nothing when called from
+Python (see FACTS.md). Peaks go through ``ms2study.core.cleaning.clean_peaks``, the same cleaning the library
+spectra get.
 
 Each row carries its scan's polarity (``ion_mode``; annotate searches a scan only against library spectra
 of that polarity), so a polarity-switching run is processed per scan polarity (with a warning). Features
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +64,18 @@ def _require_feature_columns(features: pl.DataFrame, sample_id: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class MappingCounts:
+    """How the scans of one run were mapped: ``ambiguous`` had several candidate features; of those, ``by_hull``
+    were decided because just one candidate's own RT hull holds the scan, ``by_intensity`` by the intensity
+    modelled at the scan's RT (no hull, or several, held it)."""
+
+    mapped: int = 0
+    ambiguous: int = 0
+    by_hull: int = 0
+    by_intensity: int = 0
+
+
 def map_precursors(
     precursor_mz: np.ndarray,
     rt_s: np.ndarray,
@@ -68,25 +83,67 @@ def map_precursors(
     rt_tolerance_s: float,
     mz_tolerance_ppm: float,
 ) -> list[str | None]:
-    """The feature id each precursor (m/z, RT) falls into, or None; nearest m/z then highest intensity wins."""
+    """The feature id each precursor (m/z, RT) falls into, or None (``map_precursors_counted`` without counts)."""
+    return map_precursors_counted(precursor_mz, rt_s, features, rt_tolerance_s, mz_tolerance_ppm)[0]
+
+
+def map_precursors_counted(
+    precursor_mz: np.ndarray,
+    rt_s: np.ndarray,
+    features: pl.DataFrame,
+    rt_tolerance_s: float,
+    mz_tolerance_ppm: float,
+) -> tuple[list[str | None], MappingCounts]:
+    """The feature id each precursor (m/z, RT) falls into, or None, and how many scans had several candidates.
+
+    Candidates: precursor m/z within ``mz_tolerance_ppm`` of the feature's m/z or of its m/z bounds, scan RT within
+    the feature's RT hull widened by ``rt_tolerance_s``. Among several candidates the scan goes to
+
+    1. a feature whose own hull (not widened) holds the scan's RT, before one reached only through the widening:
+       a DDA scan is triggered by an ion seen in the survey scan just before it, so it sits on that ion's elution
+       peak; the widening is there for scans fired on a rising edge before the detected trace starts, and must
+       not let a small neighbour (a tail, a split peak) take the scan from the peak it was fired on;
+    2. then the feature most intense at the scan's RT, modelled as a Gaussian from the feature's apex, height
+       and FWHM (``height`` and ``fwhm_s`` when the table has them, else area / (1.064 FWHM) and half the hull
+       width): the quadrupole's isolation window (0.4 Da or more) passes every candidate at once, so the
+       spectrum is the fragments of whichever dominates at that moment, and the instrument chose the precursor
+       by its MS1 intensity. A big feature thus wins over a small co-eluting one, but a small isomer at its
+       apex wins over a big one's far tail;
+    3. then the nearest in m/z (within the tolerance m/z says nothing more: candidates are one ion or ions
+       isolated together), then the first in feature table order (deterministic).
+    """
     out: list[str | None] = [None] * len(precursor_mz)
     if features.height == 0 or len(precursor_mz) == 0:
-        return out
-    f = features.select(
+        return out, MappingCounts()
+    width = (pl.col("rt_end_s") - pl.col("rt_start_s")).cast(pl.Float64)
+    fwhm = pl.col("fwhm_s").cast(pl.Float64) if "fwhm_s" in features.columns else pl.lit(None, pl.Float64)
+    fwhm = pl.when(fwhm > 0).then(fwhm).when(width > 0).then(width / 2).otherwise(1.0)
+    height = pl.col("height").cast(pl.Float64) if "height" in features.columns else pl.lit(None, pl.Float64)
+    area = pl.col("intensity").fill_null(0.0).cast(pl.Float64)
+    f = features.with_row_index("_order").select(
         "feature_id",
+        "_order",
         mz=pl.col("mz").cast(pl.Float64),
         lo=pl.min_horizontal(pl.col("mz_min").fill_null(pl.col("mz")), pl.col("mz")).cast(pl.Float64),
         hi=pl.max_horizontal(pl.col("mz_max").fill_null(pl.col("mz")), pl.col("mz")).cast(pl.Float64),
-        rt_lo=pl.col("rt_start_s").fill_null(pl.col("rt_s")).cast(pl.Float64) - rt_tolerance_s,
-        rt_hi=pl.col("rt_end_s").fill_null(pl.col("rt_s")).cast(pl.Float64) + rt_tolerance_s,
-        intensity=pl.col("intensity").fill_null(0.0).cast(pl.Float64),
-    ).sort("lo")
+        rt_start=pl.col("rt_start_s").fill_null(pl.col("rt_s")).cast(pl.Float64),
+        rt_end=pl.col("rt_end_s").fill_null(pl.col("rt_s")).cast(pl.Float64),
+        apex=pl.col("rt_s").fill_null((pl.col("rt_start_s") + pl.col("rt_end_s")) / 2).cast(pl.Float64),
+        fwhm=fwhm,
+        height=pl.when(height > 0).then(height).otherwise(area / (1.0645 * fwhm)),
+    ).sort("lo", "_order")
     ids = f["feature_id"].to_list()
+    order = f["_order"].to_numpy()
     fmz, lo, hi = f["mz"].to_numpy(), f["lo"].to_numpy(), f["hi"].to_numpy()
-    rt_lo, rt_hi, inten = f["rt_lo"].to_numpy(), f["rt_hi"].to_numpy(), f["intensity"].to_numpy()
+    rt_start, rt_end = f["rt_start"].to_numpy(), f["rt_end"].to_numpy()
+    rt_lo, rt_hi = rt_start - rt_tolerance_s, rt_end + rt_tolerance_s
+    apex, fw = f["apex"].to_numpy(), f["fwhm"].to_numpy()
+    with np.errstate(divide="ignore"):
+        log_height = np.log(np.nan_to_num(f["height"].to_numpy(), nan=0.0).clip(min=0.0))
     # Features sorted by their lower m/z bound: a precursor's candidates all have lo <= p + tol and,
     # since no hull is wider than the widest one, lo >= p - tol - widest; a slice, not a full scan.
     widest = float(np.max(hi - lo))
+    mapped = ambiguous = by_hull = 0
     for k, (p, rt) in enumerate(zip(precursor_mz, rt_s, strict=True)):
         if not np.isfinite(p) or p <= 0:
             continue
@@ -100,10 +157,18 @@ def map_precursors(
         if not ok.any():
             continue
         cand = np.flatnonzero(ok) + a
-        # lexsort: last key is primary -> nearest m/z first, then the larger intensity.
-        best = cand[np.lexsort((-inten[cand], np.abs(fmz[cand] - p)))[0]]
-        out[k] = ids[best]
-    return out
+        mapped += 1
+        if cand.size > 1:
+            ambiguous += 1
+            inside = (rt_start[cand] <= rt) & (rt <= rt_end[cand])
+            # log of the Gaussian height at the scan's RT: log h - 4 ln 2 ((t - apex) / fwhm)^2
+            at_rt = log_height[cand] - 4 * np.log(2) * ((rt - apex[cand]) / fw[cand]) ** 2
+            at_rt = np.nan_to_num(at_rt, nan=-np.inf)
+            by_hull += int(inside.sum() == 1)
+            # lexsort: last key is primary -> inside the own hull, then most intense at rt, nearest m/z, order.
+            cand = cand[np.lexsort((order[cand], np.abs(fmz[cand] - p), -at_rt, ~inside))]
+        out[k] = ids[cand[0]]
+    return out, MappingCounts(mapped, ambiguous, by_hull, ambiguous - by_hull)
 
 
 def extract_spectra(
@@ -165,7 +230,7 @@ def extract_spectra(
         cols["n_peaks_raw"].append(int(mz.size))
 
     pmz_arr = np.array([np.nan if v is None else v for v in cols["precursor_mz"]], dtype=np.float64)
-    cols["feature_id"] = map_precursors(
+    cols["feature_id"], counts = map_precursors_counted(
         pmz_arr,
         np.asarray(cols["rt_s"], dtype=np.float64),
         features,
@@ -183,6 +248,11 @@ def extract_spectra(
     )
     n_mapped = int(df["feature_id"].is_not_null().sum())
     log.info("%s: %d MS%d scans, %d mapped to features", sample_id, df.height, level, n_mapped)
+    log.info(
+        "%s: %d of the %d mapped scans had several candidate features (co-eluting at the precursor m/z): %d went to "
+        "the one whose own RT hull holds the scan, %d to the one most intense at the scan's RT",
+        sample_id, counts.ambiguous, counts.mapped, counts.by_hull, counts.by_intensity,
+    )
     _log_scan_checks(df, Path(mzml).name, sample_id, level, features.height)
     return tables.conform(df, tables.SPECTRA)
 
