@@ -13,6 +13,8 @@ rule report:
         # (the folder of rule pool_corrected, or the per-sample files; the files read: params)
         sample_embedding=matrix_input("sample_embedding"),
         matrix="results/study/feature_matrix.parquet",
+        # which spectra belong to which consensus feature (the report's MS/MS coverage of features and of hits)
+        links="results/study/feature_links.parquet",
         # the batch section: the corrected matrix with its flags and the correct stage's record (rules/correct.smk)
         corrected=CORRECTED_MATRIX,
         correction="results/study/correction.json",
@@ -53,4 +55,4 @@ rule report:
         "--class-enrichment {input.class_enrichment:q} --calibration {input.calibration:q} "
         "--library-index {input.library:q} --qc {input.qc:q} --chromatograms {input.chromatograms:q} "
         "--attribution {input.attribution:q} --corrected-matrix {input.corrected:q} --correction {input.correction:q} "
-        "--out {output:q} --params {params.p} > {log:q} 2>&1"
+        "--feature-links {input.links:q} --out {output:q} --params {params.p} > {log:q} 2>&1"

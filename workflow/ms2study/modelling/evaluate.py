@@ -155,6 +155,8 @@ def _evaluate_set(name: str, X: np.ndarray, y: np.ndarray, kind: str, imputation
                          permutation_p=p_value)
             if "ci_score" in stats:  # an AUC: the two intervals whose hull ci_low, ci_high are
                 entry.update(ci_bootstrap=stats["ci_bootstrap"], ci_score=stats["ci_score"])
+            if "ci_corrected_t" in stats:  # R², MAE: likewise (metrics.corrected_t_interval)
+                entry.update(ci_bootstrap=stats["ci_bootstrap"], ci_corrected_t=stats["ci_corrected_t"])
         else:
             entry.setdefault("secondary", {})[metric] = {k: stats[k] for k in ("value", "ci_low", "ci_high")}
         rows.append({
