@@ -11,7 +11,8 @@ heights with technical noise, a detection limit and DDA fragmentation calibrated
 detect stage, MS/MS with the same noise model, cleaned as the spectra stage cleans them. Everything after that is
 the pipeline's own code: spectra are embedded with the shipped encoder (``ms2study.encoder.inference``), pooled per
 sample (``ms2study.modelling.pooling.pool_sample``, abundance share) and summarised per chemical region
-(``modelling.chemistry.chemistry_sample`` over prototypes learned once on the simulated library's embeddings), the
+(``modelling.chemistry.chemistry_sample`` over prototypes learned once on the simulated library's embeddings, with
+the pipeline's ``pool.prototypes`` k and seed; ``--prototypes`` overrides k), the
 feature sets are built by ``ms2study.modelling.featuresets`` (``feature_matrix_feature_set``,
 ``binned_spectra_feature_set``, ...) and modelled by ``modelling.evaluate.model_outcome`` (nested CV, bootstrap
 interval), exactly as the models stage does.
@@ -58,14 +59,17 @@ EMBEDDING_SETS = ("embedding", "chemical_space")
 OUTCOME = {"column": "group", "type": "binary", "positive_class": "case"}
 GRID = {"n_samples": [16, 40], "fold_change": [1.5, 2.0, 3.0, 4.0], "n_changed": [5, 12, 30]}
 QUICK_GRID = {"n_samples": [16], "fold_change": [3.0], "n_changed": [12]}
+# The prototypes (k, k-means seed) as a pipeline run learns them: pool.prototypes of config/config.yaml, whose values
+# are pooling.DEFAULT_PARAMS (tests/test_config_schema.py keeps the two equal), so the sweep measures what ships.
+PROTOTYPES = pooling.DEFAULT_PARAMS["prototypes"]
 # Bootstrap and repeats as the models stage defaults; no permutation test (only the interval is judged here).
 MODEL_PARAMS = {"n_permutations": 0, "n_bootstrap": 1000, "outer_repeats": 5}
 
 
-def library_prototypes(seed: int, k: int, embed_params: dict | None = None) -> chemical_space.Prototypes:
-    """Prototypes learned on the simulated library: the curated compounds' reference spectra, cleaned like the
-    library index cleans them and embedded with the shipped encoder (the pipeline's ``prototypes`` source
-    ``library``). They depend on no study sample, so one set serves every study."""
+def library_embeddings(embed_params: dict | None = None) -> pl.DataFrame:
+    """The simulated library embedded: the curated compounds' reference spectra, cleaned like the library index
+    cleans them and embedded with the shipped encoder. Columns compound_id, chemical_class, embedding (null for a
+    spectrum left empty by cleaning), model_id."""
     p = simulate.merge_params(None, "realistic")
     reference = simulate.build_compounds(simulate.load_compounds(), p)
     cleaned = [clean_peaks(c.spectrum_mz, c.spectrum_intensity * 1000.0, c.mz) for c in reference]
@@ -75,6 +79,17 @@ def library_prototypes(seed: int, k: int, embed_params: dict | None = None) -> c
         "mz": [m.tolist() for m, _ in cleaned], "intensity": [i.tolist() for _, i in cleaned],
     }, schema_overrides={"mz": pl.List(pl.Float64), "intensity": pl.List(pl.Float32)})
     emb = embed_spectra(frame, embed_params)
+    return pl.DataFrame({"compound_id": [c.compound_id for c in reference],
+                         "chemical_class": [c.chemical_class for c in reference]}).with_columns(
+        emb["embedding"], emb["model_id"])
+
+
+def library_prototypes(seed: int, k: int, embed_params: dict | None = None,
+                       library: pl.DataFrame | None = None) -> chemical_space.Prototypes:
+    """Prototypes learned on the simulated library's embeddings (``library_embeddings``, or ``library`` when given:
+    the pipeline's ``prototypes`` source ``library``). They depend on no study sample, so one set serves every
+    study."""
+    emb = library_embeddings(embed_params) if library is None else library
     matrix = np.array([e for e in emb["embedding"].to_list() if e is not None], dtype=np.float64)
     return chemical_space.learn_prototypes(matrix, k=k, seed=seed, model_id=emb["model_id"][0],
                                            source="simulated library")
@@ -400,7 +415,8 @@ def detectable_effects(result: dict, estimator: str = "elastic_net", source: str
             "by_n_samples": table}
 
 
-def main(argv: list[str] | None = None) -> int:
+def arguments() -> argparse.ArgumentParser:
+    """The command line of the sweep (``main``)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, type=Path, help="result JSON (rewritten after every study)")
     parser.add_argument("--quick", action="store_true", help="only the 16-sample, 12-compound, 3x setting")
@@ -411,13 +427,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="models: estimator values to run on every study (default: the models stage's default)")
     parser.add_argument("--compare", nargs="*", default=["linear"],
                         help="estimators also run on the target setting's studies (linear: L2 on all features)")
-    parser.add_argument("--prototypes", type=int, default=32, help="k of the library prototypes")
+    parser.add_argument("--prototypes", type=int, default=PROTOTYPES["k"],
+                        help="k of the library prototypes (default: the pipeline's pool.prototypes.k)")
     parser.add_argument("--samples", nargs="+", type=int, default=None, help="restrict the sample sizes")
     parser.add_argument("--measure-real", action="store_true", help="only measure the real data (../shared/data)")
     parser.add_argument("--markdown", type=Path, default=None, help="print the README table of a result JSON")
     parser.add_argument("--resource", type=Path, default=None,
-                        help="with --from: write the report's detectable-effect table (resources/detectable_effects.json)")
+                        help="with --from: write the report's detectable-effect table "
+                             "(resources/detectable_effects.json)")
     parser.add_argument("--from", dest="from_result", type=Path, default=None, help="a result JSON to condense")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = arguments()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.markdown:
@@ -438,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     grid = QUICK_GRID if args.quick else GRID
     sizes = args.samples or grid["n_samples"]
     started = time.perf_counter()
-    prototypes = library_prototypes(0, args.prototypes)
+    prototypes = library_prototypes(int(PROTOTYPES["seed"]), args.prototypes)
     plan = []
     for n in sizes:
         for m in grid["n_changed"]:
@@ -460,11 +483,13 @@ def main(argv: list[str] | None = None) -> int:
             "design": {"grid": {**grid, "n_samples": sizes}, "replicates": args.replicates,
                        "target_replicates": args.target_replicates, "estimators": args.estimators,
                        "compared_on_target": args.compare,
-                       "prototypes": {"k": args.prototypes, "learned_on": "simulated library (270 curated compounds)",
+                       "prototypes": {"k": args.prototypes, "seed": int(PROTOTYPES["seed"]),
+                                      "learned_on": "simulated library (270 curated compounds)",
                                       "id": prototypes.prototypes_id},
                        "model_params": MODEL_PARAMS, "feature_sets": FEATURE_SETS,
                        "studies_done": len(rows), "studies_planned": len(plan),
-                       "shortcut": "features built from the simulation's truth (ms2study.simulate.study.simulate_features);"
+                       "shortcut": "features built from the simulation's truth "
+                                   "(ms2study.simulate.study.simulate_features);"
                                    " embedding, pooling and models are the pipeline's own code"},
             "summary": summary,
             "targets": {e: targets(summary, rows, e) for e in [*args.estimators, *args.compare]},
