@@ -48,7 +48,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from machine import machine_record
 
-from ms2study.simulate.spikein import simulate_spikein
+from ms2study.simulate.spikein import isotope_envelope, simulate_spikein
 from ms2study.simulate.spikein_variation import variation
 
 DATA = REPO.parent / "shared" / "data"
@@ -96,13 +96,18 @@ def match_features(truth: pl.DataFrame, fm: pl.DataFrame) -> dict[int, str]:
     return out
 
 
-def spiked_ions(truth: pl.DataFrame, fm: pl.DataFrame) -> pl.Series:
-    """Whether each consensus feature lies on a spiked compound's monoisotopic ion or one of its 13C isotopes."""
+def spiked_ions(truth: pl.DataFrame, fm: pl.DataFrame, resolution_ppm: float | None = None) -> pl.Series:
+    """Whether each consensus feature lies on a spiked compound's monoisotopic ion or one of its isotope peaks: the
+    13C ladder (M+1 ... M+4) and, with ``resolution_ppm`` (the simulated run's, simulation.json) and a formula, the
+    isotope centroids the simulator wrote (``isotope_envelope``: 37Cl, 81Br, 34S at their true masses)."""
     mz, rt = fm["mz"].to_numpy(), fm["rt_s"].to_numpy()
     hit = np.zeros(fm.height, dtype=bool)
     for r in truth.iter_rows(named=True):
-        for k in range(5):
-            m = r["mz"] + k * C13
+        offsets = [k * C13 for k in range(5)]
+        if resolution_ppm and r.get("formula"):
+            offsets += isotope_envelope(r["formula"], resolution_ppm)[0].tolist()
+        for offset in offsets:
+            m = r["mz"] + offset
             hit |= (np.abs(mz - m) <= PPM * 1e-6 * m) & (np.abs(rt - r["rt_s"]) <= RT_TOL)
     return pl.Series(hit)
 
@@ -214,7 +219,9 @@ def score_identification(study: Path, truth: pl.DataFrame, fm: pl.DataFrame, mat
         per_spectrum["verdict_counts_any_q"] = dict(spec["verdict"].value_counts().iter_rows())
 
     # background features: accepted identifications on consensus features that are no spiked ion
-    on_spiked = fm.select("consensus_id").with_columns(spiked_ions(one, fm).alias("spiked"))
+    resolution = json.loads((study / "simulation.json").read_text()).get("background_measured", {}).get(
+        "resolution_ppm")
+    on_spiked = fm.select("consensus_id").with_columns(spiked_ions(one, fm, resolution).alias("spiked"))
     bg_ids = set(on_spiked.filter(~pl.col("spiked"))["consensus_id"].to_list())
     bg = ident.filter(pl.col("accepted") & pl.col("consensus_id").is_in(list(bg_ids)))
     notes = ann.filter((pl.col("rank") == 1) & pl.col("accepted")).join(
@@ -283,8 +290,10 @@ def score_differential(study: Path, truth: pl.DataFrame, fm: pl.DataFrame, match
     res = study / "results" / "study"
     diff = pl.read_parquet(res / "differential" / "group.parquet")
     one = truth.filter(pl.col("sample_id") == truth["sample_id"][0])
-    spiked = spiked_ions(one, fm)
-    planted_ions = spiked_ions(one.filter("changed"), fm)
+    resolution = json.loads((study / "simulation.json").read_text()).get("background_measured", {}).get(
+        "resolution_ppm")
+    spiked = spiked_ions(one, fm, resolution)
+    planted_ions = spiked_ions(one.filter("changed"), fm, resolution)
     keys = fm.select("consensus_id").with_columns(spiked.alias("spiked"), planted_ions.alias("planted_ion"))
     d = diff.join(keys, on="consensus_id", how="left")
     sig = pl.col("tested") & (pl.col("q_value") < 0.05)

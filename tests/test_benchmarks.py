@@ -190,3 +190,22 @@ def test_scale_benchmark_times_jobs_replicates_samples_and_judges_the_targets(tm
     realistic = scale.judge_with_per_sample(measured, larger)
     assert realistic["per_sample_cpu_s"] == 60.0 and realistic["startup_share"] == round(6 / 60, 4)
     assert realistic["full_run_cpu_s_200"] == 200 * 60 + 30 + 60 + 10000 + 20 and "realistic" in realistic["how"]
+
+
+def test_semireal_counts_a_spiked_compounds_heavy_isotopes_as_its_own():
+    # Ambroxol (C13H18Br2N2O): its 81Br M+2 and M+4 are the compound's, not background discoveries; a feature 1 Da
+    # off the 13C ladder and one at another RT are not
+    import polars as pl
+    import semireal
+
+    from ms2study.simulate.spikein import isotope_envelope
+
+    mono = 376.98587
+    offsets, _ = isotope_envelope("C13H18Br2N2O", 5.0)
+    heavy = [o for o in offsets if abs(o - round(o) * semireal.C13) > 0.004]  # off the 13C ladder: 81Br
+    assert len(heavy) >= 2
+    truth = pl.DataFrame({"mz": [mono], "rt_s": [265.0], "formula": ["C13H18Br2N2O"]})
+    fm = pl.DataFrame({"mz": [mono, mono + heavy[0], mono + heavy[1], mono + 1.5, mono + heavy[0]],
+                       "rt_s": [265.2, 265.1, 265.0, 265.0, 300.0]})
+    assert semireal.spiked_ions(truth, fm, 5.0).to_list() == [True, True, True, False, False]
+    assert semireal.spiked_ions(truth, fm).to_list()[1:3] == [False, False]  # the 13C ladder alone misses them
