@@ -2,7 +2,8 @@
 co-eluting matrix component, an interference, a zone of the run that varied between injections) moves every ion in
 a small m/z x retention-time region together. When it happens to differ between the groups, each of those ions is a
 "significant" feature, and Benjamini-Hochberg counts them as independent findings although they are one event; on a
-spike-in study of a real Q Exactive run, 6 of 11 hits at q < 0.05 were such neighbours (m/z 237-241, RT 267-285 s).
+spike-in study of a real Q Exactive run whose simulated variation moved neighbouring ions together (the simulator
+until session 13), 6 of 11 hits at q < 0.05 were such neighbours (m/z 237-241, RT 267-285 s).
 
 ``local_cluster`` tests whether the significant compound groups lie closer together than as many tested ones drawn
 at random: the statistic is the number of significant pairs within ``LOCAL_MZ_DA`` and ``LOCAL_RT_S`` of each other
