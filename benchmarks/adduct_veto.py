@@ -57,7 +57,7 @@ from ms2study.core import tables  # noqa: E402
 from ms2study.core.params import schema_defaults  # noqa: E402
 from ms2study.correction import adducts  # noqa: E402
 from ms2study.correction.isotopes import HEAVY  # noqa: E402
-from ms2study.correction.covariation import correlation_p_value  # noqa: E402
+from ms2study.correction.covariation import NULL_MIN_RUNS, correlation_p_value, fisher_z  # noqa: E402
 from ms2study.correction.matrix import correct_matrix  # noqa: E402
 from ms2study.io.samplesheet import read_sample_sheet, sample_roles  # noqa: E402
 from ms2study.simulate import study as simulate  # noqa: E402
@@ -217,18 +217,13 @@ def decoy_null(study: Path) -> dict:
     x = frame.select([pl.col(s).cast(pl.Float64) for s in grouped_runs]).to_numpy()
     x = np.where(np.isfinite(x) & (x > 0), x, np.nan)
     rt_tol, ppm = float(base["adduct_rt_tol_s"]), float(base["adduct_mz_ppm"])
-    min_runs = max(int(base["adduct_min_runs"]), 4)
-    firsts, seconds = [], []
-    for a, b in adducts._coeluting_pairs(mz, rt, rt_tol):
-        hyp = np.zeros(a.size, dtype=bool)
-        for e in adducts._mass_edges(a, b, mz, rt, rt_tol, ppm, "positive"):
-            hyp |= np.isin(a * mz.size + b, e["a"] * mz.size + e["b"])
-        firsts.append(a[~hyp])
-        seconds.append(b[~hyp])
-    a, b = np.concatenate(firsts), np.concatenate(seconds)
+    min_runs = max(int(base["adduct_min_runs"]), NULL_MIN_RUNS)
+    decoys = [adducts.edges_and_decoys(a, b, mz, rt, rt_tol, ppm, "positive")[1]
+              for a, b in adducts._coeluting_pairs(mz, rt, rt_tol)]
+    a, b = np.concatenate([d[0] for d in decoys]), np.concatenate([d[1] for d in decoys])
     n, r, _, _ = adducts._pair_statistics(a, b, np.log(x), x)
     ok = (n >= min_runs) & np.isfinite(r) & (np.abs(r) < 1.0)
-    z = np.arctanh(r[ok]) * np.sqrt(n[ok] - 3.0)
+    z = fisher_z(r[ok], n[ok])
     p = correlation_p_value(r[ok], n[ok])
     diff = (mz[b] - mz[a])[ok]
     bands = []

@@ -71,6 +71,7 @@ from ms2study.correction import isotopes
 from ms2study.correction.adduct_notation import adduct_contradiction, adduct_signature  # noqa: F401 (re-exported)
 from ms2study.correction.covariation import (
     MAX_DECOYS,
+    NULL_MIN_RUNS,
     NULLS,
     empirical_null,
     null_p_values,
@@ -176,12 +177,10 @@ def adduct_grouping(matrix: pl.DataFrame, sample_ids: list[str], params: dict,
     edges, decoys = [], []
     for a, b in _coeluting_pairs(mz, rt, rt_tol):
         counts["n_candidate_pairs"] += a.size
-        chunk = [e for e in _mass_edges(a, b, mz, rt, rt_tol, ppm, polarity) if e["a"].size]
+        chunk, decoy = edges_and_decoys(a, b, mz, rt, rt_tol, ppm, polarity)
         edges.extend(chunk)
-        if null_kind == "empirical":  # co-eluting pairs that fit no mass hypothesis: the decoys of the null
-            hyp = np.concatenate([e["a"] * mz.size + e["b"] for e in chunk]) if chunk else np.empty(0, np.int64)
-            decoy = ~np.isin(a * mz.size + b, hyp)
-            decoys.append((a[decoy], b[decoy]))
+        if null_kind == "empirical":
+            decoys.append(decoy)
     null = _null(decoys, logx, x, mz, test[2], counts) if null_kind == "empirical" else None
     pairs = _concat_edges(edges)
     counts["n_mass_pairs"] = int(pairs["a"].size)
@@ -240,6 +239,16 @@ def _coeluting_pairs(mz: np.ndarray, rt: np.ndarray, rt_tol: float):
         swap = mz[i] > mz[j]
         yield np.where(swap, j, i), np.where(swap, i, j)
         start = stop
+
+
+def edges_and_decoys(a: np.ndarray, b: np.ndarray, mz: np.ndarray, rt: np.ndarray, rt_tol: float, ppm: float,
+                     polarity: str) -> tuple[list[dict], tuple[np.ndarray, np.ndarray]]:
+    """The co-eluting pairs (a, b) split into the mass hypotheses they satisfy (non-empty edge arrays of
+    :func:`_mass_edges`) and the decoys of the empirical null: the pairs that fit none, as (a, b) index arrays."""
+    chunk = [e for e in _mass_edges(a, b, mz, rt, rt_tol, ppm, polarity) if e["a"].size]
+    hyp = np.concatenate([e["a"] * mz.size + e["b"] for e in chunk]) if chunk else np.empty(0, np.int64)
+    decoy = ~np.isin(a * mz.size + b, hyp)
+    return chunk, (a[decoy], b[decoy])
 
 
 def _mass_edges(a: np.ndarray, b: np.ndarray, mz: np.ndarray, rt: np.ndarray, rt_tol: float, ppm: float,
@@ -321,7 +330,7 @@ def _null(decoys: list[tuple[np.ndarray, np.ndarray]], logx: np.ndarray, x: np.n
         a, b = a[keep], b[keep]
     n, r, _, _ = _pair_statistics(a, b, logx, x)
     null = empirical_null(mz[b] - mz[a], r, n, min_runs)
-    counts["n_decoy_pairs"] = null.n_decoys if null is not None else int((n >= max(min_runs, 4)).sum())
+    counts["n_decoy_pairs"] = null.n_decoys if null is not None else int((n >= max(min_runs, NULL_MIN_RUNS)).sum())
     return null
 
 

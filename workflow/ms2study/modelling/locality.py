@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 from scipy import stats
+from scipy.sparse.csgraph import connected_components
 
 LOCAL_MZ_DA = 10.0   # neighbours: within this m/z distance (a local effect spans a few Da: isotopes, co-eluting ions)
 LOCAL_RT_S = 20.0    # and this retention-time distance (about one to a few chromatographic peak widths)
@@ -44,19 +45,10 @@ def _close_pairs(mz: np.ndarray, rt: np.ndarray) -> np.ndarray:
 
 
 def _largest_component(close: np.ndarray) -> np.ndarray:
-    """Indices of the largest connected component of the neighbour graph ``close`` (ties: the first found)."""
-    label = np.full(close.shape[0], -1)
-    for start in range(close.shape[0]):
-        if label[start] >= 0:
-            continue
-        stack, label[start] = [start], start
-        while stack:
-            i = stack.pop()
-            for j in np.flatnonzero(close[i] & (label < 0)):
-                label[j] = start
-                stack.append(j)
-    sizes = np.bincount(label, minlength=close.shape[0])
-    return np.flatnonzero(label == int(np.argmax(sizes)))
+    """Indices of the largest connected component of the neighbour graph ``close`` (ties: the first found;
+    ``scipy.sparse.csgraph.connected_components``)."""
+    _, label = connected_components(close, directed=False)
+    return np.flatnonzero(label == int(np.argmax(np.bincount(label))))
 
 
 def local_cluster(table: pl.DataFrame, significance: float = 0.05, seed: int = 0) -> dict | None:

@@ -241,18 +241,20 @@ def _query_peaks(c: Spiked, rs: np.random.Generator) -> tuple[np.ndarray, np.nda
 
 
 def spike_sample(bg: Background, compounds: list[Spiked], heights: np.ndarray, var: Variation,
-                 rs: np.random.Generator, patterns: list) -> tuple[oms.MSExperiment, np.ndarray]:
+                 rs: np.random.Generator, patterns: list,
+                 keys: list[np.ndarray | None]) -> tuple[oms.MSExperiment, np.ndarray]:
     """One sample: the background with every MS1/MS2 intensity x the sample's factor at its (m/z, RT) (MS2 at its
     precursor m/z), plus the compounds (``heights``: apex heights in this sample, shape (n,)) in MS1 and DDA MS2;
     then every scan's RT drifted and every m/z recalibrated by the sample's ``var`` (:class:`Variation`).
+    ``keys``: per background scan, its MS1 centroids' ``isotope_keys`` (None for other levels).
     Returns the experiment (sorted by RT) and the number of MS2 scans per compound, shape (n,)."""
     exp, ms1_scans = oms.MSExperiment(), []
     next_scan = 1 + max(int(m.group(1)) if (m := re.search(r"scan=(\d+)", s.getNativeID())) else 0 for s in bg.exp)
-    for spec in bg.exp:
+    for spec, key in zip(bg.exp, keys, strict=True):
         s = oms.MSSpectrum(spec)
         mz, inten = s.get_peaks()
         if s.getMSLevel() == 1:
-            inten = inten * np.exp(var.log_factor(isotope_keys(mz, inten), s.getRT()))
+            inten = inten * np.exp(var.log_factor(key, s.getRT()))
             ms1_scans.append(s)
         elif s.getPrecursors():
             inten = inten * float(np.exp(var.log_factor(s.getPrecursors()[0].getMZ(), s.getRT())))
@@ -393,6 +395,8 @@ def simulate_spikein(outdir: Path, background: Path, library: Path, n_samples: i
     groups = ["control"] * (n_samples - n_samples // 2) + ["case"] * (n_samples // 2)
     fold = np.array([fold_change if c.changed else 1.0 for c in compounds])
     check_drift(np.array([s.getRT() for s in bg.exp]), bg.rt_range, ids, seed, rt_drift_s, calibration_ppm)
+    # where the per-sample field is read for each MS1 centroid of the background (the same in every sample)
+    keys = [isotope_keys(*s.get_peaks()) if s.getMSLevel() == 1 else None for s in bg.exp]
     with study_folder(outdir, overwrite) as folder:
         truth, runs = [], {}
         for i, sid in enumerate(ids):
@@ -401,7 +405,7 @@ def simulate_spikein(outdir: Path, background: Path, library: Path, n_samples: i
                 [c.mz for c in compounds], [c.rt_s for c in compounds]))
             if groups[i] == "case":
                 heights = heights * fold
-            exp, n_ms2 = spike_sample(bg, compounds, heights, var, rs_s, patterns)
+            exp, n_ms2 = spike_sample(bg, compounds, heights, var, rs_s, patterns, keys)
             write_mzml(exp, folder / "mzml" / f"{sid}.mzML")
             runs[sid] = {"sample_factor": var.factor, "calibration_ppm": var.calibration_ppm, **var.drift_info,
                          "n_spectra": exp.getNrSpectra(), "n_spiked_ms2": int(n_ms2.sum())}
