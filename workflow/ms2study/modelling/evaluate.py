@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from ms2study.core.paths import permutation_budget
 from ms2study.modelling.crossval import cross_validate
 from ms2study.modelling.estimators import estimator_family, strength_label
 from ms2study.modelling.featuresets import align_rows
@@ -82,7 +84,9 @@ def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], 
     boot = bootstrap_weights(y, kind, int(params["n_bootstrap"]), int(params["seed"]))
     # The same permutations for every feature set, so their p-values are paired.
     rng = np.random.default_rng(int(params["seed"]) + 1)
-    permutations = [rng.permutation(len(y)) for _ in range(int(params["n_permutations"]))]
+    n_permutations = permutation_budget(params["n_permutations"], len(y))
+    summary["n_permutations"] = n_permutations
+    permutations = [rng.permutation(len(y)) for _ in range(n_permutations)]
     metrics_rows: list[dict] = []
     prediction_rows: list[dict] = []
     wanted = list(params["feature_sets"]) + (["covariates"] if covariate_names and "covariates" not in
@@ -148,8 +152,10 @@ def _evaluate_set(name: str, X: np.ndarray, y: np.ndarray, kind: str, imputation
         primary = metric == PRIMARY_METRIC[kind]
         p_value = None
         if primary and permutations:
-            p_value, null_mean = permutation_p_value(X, y, kind, imputation, params, n_cov, metric, cv, permutations)
-            entry["permutation_null_mean"] = null_mean
+            test = permutation_p_value(X, y, kind, imputation, params, n_cov, metric, cv, permutations)
+            p_value = test["p"]
+            entry.update(permutation_null_mean=test["null_mean"], permutations_drawn=test["drawn"],
+                         permutations_reaching=test["reaching"], permutations_stopped_early=test["stopped_early"])
         if primary:
             entry.update(metric=metric, value=stats["value"], ci_low=stats["ci_low"], ci_high=stats["ci_high"],
                          permutation_p=p_value)
@@ -168,20 +174,50 @@ def _evaluate_set(name: str, X: np.ndarray, y: np.ndarray, kind: str, imputation
     return entry, rows, cv
 
 
+def sequential_permutation_p(observed: float, null_statistic: Callable[[int], float], max_permutations: int,
+                             stop_after: int) -> dict[str, Any]:
+    """Sequential Monte Carlo p-value (Besag & Clifford 1991, Biometrika 78:301-304) of an observed statistic.
+
+    ``null_statistic(i)`` returns the statistic on the i-th permutation (i = 0, 1, ...). Permutations are drawn
+    until ``stop_after`` of them reach the observed value (>= observed - 1e-12), then p = stop_after / drawn; or
+    until ``max_permutations`` are drawn, then p = (1 + reaching) / (1 + max_permutations) (Phipson & Smyth 2010,
+    Stat Appl Genet Mol Biol 9:39), so the resolution stays 1 / (max_permutations + 1). Both are valid p-values
+    (P(p <= a) <= a under exchangeability); stopping early only spends fewer permutations where the p-value is
+    clearly large (at least stop_after / max_permutations). ``stop_after`` 0 never stops early.
+    Returns {"p": float, "drawn": int, "reaching": int, "stopped_early": bool, "null_mean": float | None}.
+    Raises ValueError when max_permutations < 1 or stop_after < 0."""
+    if max_permutations < 1 or stop_after < 0:
+        raise ValueError(f"max_permutations must be >= 1 and stop_after >= 0 (got {max_permutations}, {stop_after})")
+    null: list[float] = []
+    reaching = 0
+    for i in range(max_permutations):
+        value = float(null_statistic(i))
+        null.append(value)
+        reaching += bool(value >= observed - 1e-12)
+        if stop_after and reaching >= stop_after and len(null) < max_permutations:
+            return {"p": reaching / len(null), "drawn": len(null), "reaching": reaching, "stopped_early": True,
+                    "null_mean": finite_or_none(np.mean(null))}
+    return {"p": (1 + reaching) / (1 + len(null)), "drawn": len(null), "reaching": reaching, "stopped_early": False,
+            "null_mean": finite_or_none(np.mean(null))}
+
+
 def permutation_p_value(X: np.ndarray, y: np.ndarray, kind: str, imputation: str, params: dict, n_cov: int,
-                        metric: str, cv: dict, permutations: list[np.ndarray]) -> tuple[float, float | None]:
-    """Label-permutation p-value of ``metric`` for a cross-validation ``cv`` of (X, y): (p, mean of the null).
+                        metric: str, cv: dict, permutations: list[np.ndarray]) -> dict[str, Any]:
+    """Label-permutation p-value of ``metric`` for a cross-validation ``cv`` of (X, y), as
+    ``sequential_permutation_p`` returns it (p, drawn, reaching, stopped_early, null_mean).
 
     The statistic tested is the first repeat's out-of-fold metric; the null reruns the identical nested procedure
-    (one repeat, same seed) on each permutation of the labels (index arrays of len(y)). p = (1 + #null >= observed) /
-    (1 + n), so its resolution is 1 / (n + 1) (Phipson & Smyth 2010, Stat Appl Genet Mol Biol 9:39)."""
+    (one repeat, same seed) on the permutations of the labels (index arrays of len(y)), in order, at most all of
+    them, stopping after ``params["permutation_stop_after"]`` reach the observed value."""
     observed = metric_values(metric, y, cv["scores"][0], cv["fold"][0])[0]
-    null = []
-    for permutation in permutations:
-        shuffled = cross_validate(X, y[permutation], kind, imputation, params, n_repeats=1, n_covariates=n_cov)
-        null.append(metric_values(metric, y[permutation], shuffled["scores"][0], shuffled["fold"][0])[0])
-    null = np.array(null)
-    return float((1 + np.sum(null >= observed - 1e-12)) / (1 + len(null))), finite_or_none(np.mean(null))
+
+    def null_statistic(i: int) -> float:
+        permuted = y[permutations[i]]
+        shuffled = cross_validate(X, permuted, kind, imputation, params, n_repeats=1, n_covariates=n_cov)
+        return metric_values(metric, permuted, shuffled["scores"][0], shuffled["fold"][0])[0]
+
+    return sequential_permutation_p(observed, null_statistic, len(permutations),
+                                    int(params.get("permutation_stop_after", 0)))
 
 
 def format_metric(value: float | None) -> str:

@@ -93,7 +93,11 @@ DEFAULT_PARAMS: dict[str, Any] = {
     # 3: penalty 9x weaker. Not fully unpenalised on purpose: at 10 (100x) an unrelated covariate (age on the demo's
     # group) took over the strongly regularised models of 12 samples and cut the feature matrix's AUC from 1.0 to 0.8.
     "covariate_weight": 3.0,
-    "n_permutations": 20,     # label permutations for the p-value (resolution 1 / (n + 1)); 0 disables
+    # Label permutations for the p-value, at most (resolution 1 / (n + 1)); 0 disables; "auto": 100 up to 100
+    # samples, 20 above (modelling.evaluate.permutation_budget). Drawing stops once permutation_stop_after of them
+    # reach the observed value (Besag & Clifford's sequential p; 0: never), so a clearly large p costs few.
+    "n_permutations": "auto",
+    "permutation_stop_after": 10,
     "n_bootstrap": 1000,      # bootstrap draws of the out-of-fold predictions for the interval
     "ci_level": 0.95,
     "seed": 0,
@@ -120,10 +124,14 @@ def merge_params(params: dict | None) -> dict:
         raise InputError(f"models.covariates must be a list of sample-sheet column names (got {covariates!r})")
     if not float(merged["covariate_weight"]) > 0:
         raise InputError(f"models.covariate_weight must be positive (got {merged['covariate_weight']!r})")
-    for key in ("outer_splits", "outer_repeats", "inner_splits", "n_permutations", "n_bootstrap", "forest_trees"):
+    for key in ("outer_splits", "outer_repeats", "inner_splits", "n_permutations", "n_bootstrap", "forest_trees",
+                "permutation_stop_after"):
+        if key == "n_permutations" and merged[key] == "auto":
+            continue
         if isinstance(merged[key], bool) or not isinstance(merged[key], int) or merged[key] < (
-                0 if key == "n_permutations" else 1):
-            raise InputError(f"models.{key} must be a positive integer (got {merged[key]!r})")
+                0 if key in ("n_permutations", "permutation_stop_after") else 1):
+            raise InputError(f"models.{key} must be a positive integer{' or auto' if key == 'n_permutations' else ''}"
+                             f" (got {merged[key]!r})")
     if merged["outer_splits"] < 2:
         raise InputError("models.outer_splits must be at least 2")
     top_k = merged["univariate_top_k"]
@@ -175,7 +183,9 @@ def model_outcomes(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame],
         summary.update(record or {})
         summary["notes"] = extra + summary.get("notes", [])
         summary["seconds"] = round(time.perf_counter() - started, 3)
-        summary["params"] = {k: v for k, v in params.items() if k != "outcomes"}
+        # n_permutations as used for this outcome (an integer: "auto" resolved by its sample count)
+        summary["params"] = {**{k: v for k, v in params.items() if k != "outcomes"},
+                             "n_permutations": summary.get("n_permutations", params["n_permutations"])}
         target = outdir / dirname
         write_parquet(pl.DataFrame(out["metrics"], schema=METRICS_SCHEMA), target / "metrics.parquet")
         write_parquet(pl.DataFrame(out["predictions"], schema=PREDICTIONS_SCHEMA), target / "predictions.parquet")
