@@ -310,9 +310,11 @@ def test_mirror_plots_show_query_against_library(full_report: tuple[Path, str], 
     part = text.split('id="identifications"')[1].split('id="differential"')[0]
     assert "Mirror plots of the top identifications" in part
     # the library's own record: what was read and what was skipped (named), also among the warnings
-    assert "Library <b>mirror_index</b>: 3 entries read, 2 spectra indexed. 1 entries skipped" in part
+    assert ("The library index <code>mirror_index</code> (mirror_library.mgf): 3 entries read, 2 spectra indexed. "
+            "1 entries skipped") in part
     assert "MBX (mirror_library.mgf, entry 3" in part
-    assert "library mirror_index: 1 entries skipped" in text.split('id="overview"')[0]
+    assert ("library records dropped while building the library index <code>mirror_index</code> "
+            "(mirror_library.mgf): 1 entries skipped") in text.split('id="overview"')[0]
     # C0 (caffeine, library spectrum MB0) and C1 (MB1): one plot per library spectrum, best identification first
     assert part.count("Plotly.newPlot(") == 2
     assert '"name":"library MB0"' in part and '"name":"library MB1"' in part and "query S0" in part
@@ -773,7 +775,7 @@ def test_maps_use_pca_unless_umap_is_there_and_say_which() -> None:
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-default-apps", "--enable-logging=stderr", "--v=0", "--window-size=1280,2400"]
+                  "--disable-default-apps", "--enable-logging=stderr", "--v=0", "--window-size=1280,3200"]
 
 
 def _chromium(url: str, workdir: Path, name: str, *args: str) -> tuple[str, str, list[str]]:
@@ -847,9 +849,9 @@ def test_report_renders_in_headless_chromium(full_report: tuple[Path, str], tmp_
     from PIL.ImageColor import getrgb
 
     pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int16)
-    assert pixels.shape[:2] == (2400, 1280) and pixels.std() > 20
-    # the charts' lines in the first 2400 px (the chromatograms: one palette colour per sample); nothing else on
-    # the page has these colours
+    assert pixels.shape[:2] == (3200, 1280) and pixels.std() > 20
+    # the charts' lines in the first 3200 px, below the main findings and the warnings (the chromatograms: one
+    # palette colour per sample); nothing else on the page has these colours
     drawn = [int((np.abs(pixels - np.array(getrgb(c))).max(axis=2) < 16).sum()) for c in PALETTE[:8]]
     assert sum(n > 20 for n in drawn) >= 6, drawn
     artifacts = Path(os.environ.get("PYTEST_ARTIFACTS", "/tmp"))

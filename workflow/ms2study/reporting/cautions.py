@@ -1,9 +1,11 @@
-"""What the report says beside its numbers so that a reader can weigh them (each also a warning where it matters):
-how many consensus features have MS/MS (only these can be identified or enter the MS/MS-based models), how few
-samples a class has, how much of the testing rests on imputed values, which adduct and isotope labels were grouped on
-mass and retention time alone, a permutation p at the smallest value its permutations can give, a cross-validated
-score below chance, and the warnings the differential stage recorded in its summary. Warnings are HTML with user
-text escaped. May import ``ms2study.core``, ``ms2study.modelling`` and ``reporting.html``.
+"""What the report says beside its numbers so that a reader can weigh them (each also a warning where it matters): how
+many consensus features have MS/MS (only these can be identified or enter the MS/MS-based models), how few samples a
+class has, how much of the testing rests on imputed values, which adduct and isotope labels were grouped on mass and
+retention time alone, a permutation p at the smallest value its permutations can give, a cross-validated score below
+chance, and the warnings the differential stage recorded in its summary. Warnings are HTML with user text escaped;
+each is a ``html.Caution`` that says what it means for the conclusions (the page ranks them) and which findings it
+bears on (the main findings name it beside them). May import ``ms2study.core``, ``ms2study.modelling`` and
+``reporting.html``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from ms2study.modelling.differential import SIGNIFICANCE
-from ms2study.reporting.html import esc
+from ms2study.reporting.html import DOUBT, PROCESSING, Caution, esc
 
 # Below a fifth of the consensus features with MS/MS, four in five features (and so, as a rule, most hits of 'What
 # differs') can carry no identification, and the MS/MS-based feature sets see a fifth of the data or less: warned.
@@ -55,9 +57,10 @@ def coverage_sentence(with_ms2: set[str], n_features: int) -> str:
 def coverage_warning(with_ms2: set[str], n_features: int, warnings: list[str]) -> None:
     """A warning when fewer than ``LOW_MS2_COVERAGE`` of the consensus features have MS/MS."""
     if n_features and len(with_ms2) / n_features < LOW_MS2_COVERAGE:
-        warnings.append(f"{coverage_sentence(with_ms2, n_features)}, below {100 * LOW_MS2_COVERAGE:.0f} %: only these "
-                        "can be identified, and the MS/MS-based feature sets (" + ", ".join(MS2_SETS) + ") see only "
-                        "them. A significant feature without MS/MS stays unnamed.")
+        warnings.append(Caution(
+            f"{coverage_sentence(with_ms2, n_features)}, below {100 * LOW_MS2_COVERAGE:.0f} %: only these can be "
+            "identified, and the MS/MS-based feature sets (" + ", ".join(MS2_SETS) + ") see only them. A significant "
+            "feature without MS/MS stays unnamed.", DOUBT, "low MS/MS coverage", ("identifications", "differential")))
 
 
 def significant_ms2(significant: Sequence[str], with_ms2: set[str] | None, outcome: str,
@@ -68,8 +71,9 @@ def significant_ms2(significant: Sequence[str], with_ms2: set[str] | None, outco
         return ""
     k = sum(1 for c in significant if c in with_ms2)
     if k == 0:
-        warnings.append(f"outcome <b>{esc(outcome)}</b>: none of the {len(significant)} features at q &lt; "
-                        f"{SIGNIFICANCE:g} has MS/MS, so none can be identified")
+        warnings.append(Caution(f"outcome <b>{esc(outcome)}</b>: none of the {len(significant)} features at q &lt; "
+                                f"{SIGNIFICANCE:g} has MS/MS, so none can be identified", DOUBT,
+                                "no MS/MS for the hits", (f"differential:{outcome}",)))
     return (f"MS/MS for {k} of the {len(significant)} features at q &lt; {SIGNIFICANCE:g} (only these can be "
             "identified).")
 
@@ -89,9 +93,10 @@ def class_size_warning(summary: dict, outcome: str, warnings: list[str]) -> None
         _, name, e = max(sets, key=lambda s: s[0])
         example = (f" (best set, {esc(name)}: {esc(e.get('metric'))} {e['value']:.2f} "
                    f"[{e['ci_low']:.2f}, {e['ci_high']:.2f}])")
-    warnings.append(f"outcome <b>{esc(outcome)}</b>: only {sizes} samples (fewer than {FEW_PER_CLASS} per class): "
-                    f"the models' 95 % intervals are wide{example}, and the tests have little power for modest "
-                    "changes")
+    warnings.append(Caution(
+        f"outcome <b>{esc(outcome)}</b>: only {sizes} samples (fewer than {FEW_PER_CLASS} per class): the models' "
+        f"95 % intervals are wide{example}, and the tests have little power for modest changes", DOUBT,
+        "few samples per class", (f"models:{outcome}", f"differential:{outcome}")))
 
 
 def imputation_warning(tested: pl.DataFrame, outcome: str, warnings: list[str]) -> None:
@@ -101,10 +106,11 @@ def imputation_warning(tested: pl.DataFrame, outcome: str, warnings: list[str]) 
         return
     imputed = int((tested["detection_rate"].fill_null(0.0) < 1).sum())
     if imputed / tested.height > MOSTLY_IMPUTED:
-        warnings.append(f"outcome <b>{esc(outcome)}</b>: {imputed} of {tested.height} tested features "
-                        f"({100 * imputed / tested.height:.0f} %) rely on imputation (not detected in every sample "
-                        "even after gap filling; half the feature's smallest intensity put in): their fold changes and "
-                        "p-values rest partly on values that were not measured")
+        warnings.append(Caution(
+            f"outcome <b>{esc(outcome)}</b>: {imputed} of {tested.height} tested features "
+            f"({100 * imputed / tested.height:.0f} %) rely on imputation (not detected in every sample even after gap "
+            "filling; half the feature's smallest intensity put in): their fold changes and p-values rest partly on "
+            "values that were not measured", DOUBT, "mostly imputed", (f"differential:{outcome}",)))
 
 
 def untested_labels(corrected: pl.DataFrame | None) -> tuple[int, int] | None:
@@ -120,10 +126,11 @@ def label_warning(corrected: pl.DataFrame | None, min_runs: int, warnings: list[
     """A warning naming how many adduct and isotope labels rest on mass and retention time alone."""
     counts = untested_labels(corrected)
     if counts and counts[0]:
-        warnings.append(f"{counts[0]} of {counts[1]} adduct and isotope labels rest on mass and RT alone (measured "
-                        f"together in fewer than <code>correct: adduct_min_runs</code> = {min_runs} runs, so their "
-                        "co-variation was not tested); they refuse no identification. Such labels are marked "
-                        f"'{UNTESTED_ION.strip()}' in 'What differs'.")
+        warnings.append(Caution(
+            f"{counts[0]} of {counts[1]} adduct and isotope labels rest on mass and RT alone (measured together in "
+            f"fewer than <code>correct: adduct_min_runs</code> = {min_runs} runs, so their co-variation was not "
+            "tested); they refuse no identification. Such labels are marked "
+            f"'{UNTESTED_ION.strip()}' in 'What differs'.", PROCESSING))
 
 
 def mark_untested_ions(tested: pl.DataFrame, corrected: pl.DataFrame | None) -> pl.DataFrame:
@@ -147,9 +154,13 @@ def mark_untested_ions(tested: pl.DataFrame, corrected: pl.DataFrame | None) -> 
 
 
 def summary_warnings(summary: dict, outcome: str, warnings: list[str]) -> None:
-    """Each warning the differential stage recorded in the table's summary (``warnings``), as 'outcome X: ...'."""
+    """Each warning the differential stage recorded in the table's summary (``warnings``), as 'outcome X: ...': a
+    caution on the outcome's differential hits (the locality test's local intensity effect, ``modelling.locality``,
+    is named so beside them)."""
     for text in summary.get("warnings") or []:
-        warnings.append(f"outcome <b>{esc(outcome)}</b>: {esc(text)}")
+        label = "local intensity effect" if "local intensity effect" in text else "warning of the differential test"
+        warnings.append(Caution(f"outcome <b>{esc(outcome)}</b>: {esc(text)}", DOUBT, label,
+                                (f"differential:{outcome}",)))
 
 
 def at_floor(entry: dict, n_permutations: int | None) -> bool:
@@ -215,3 +226,25 @@ def detection_meaning(data: dict | None) -> str:
                 "that setting, i.e. about 50 % power; the studies are simulated, not runs of this instrument.")
     return (f"'Detected' means: {criterion}" if criterion else "'Detected' is judged") + (
         " (simulated studies, not runs of this instrument).")
+
+
+def floor_warning(summary: dict, feature_set: str, outcome: str, warnings: list[str]) -> None:
+    """A caution on an outcome's model verdict when the permutation p of ``feature_set`` (the set the verdict rests
+    on) is at its floor, 1/(n_permutations + 1): none of the models fitted to permuted labels reached its value,
+    and the p cannot say how far below the floor the true one lies; with a floor of 0.05 or more no model can be
+    shown to beat chance. Nothing when p is above its floor or there were no permutations."""
+    n = (summary.get("params") or {}).get("n_permutations")
+    entry = (summary.get("feature_sets") or {}).get(feature_set) or {}
+    if not at_floor(entry, n):
+        return
+    floor = 1 / (int(n) + 1)
+    text = (f"outcome <b>{esc(outcome)}</b>: the permutation p of the {esc(feature_set)} model, {floor:.3f}, is "
+            f"1/({int(n)} + 1), the smallest {int(n)} permutations can give (none of them reached its "
+            f"{esc(entry.get('metric'))}); ")
+    if floor >= SIGNIFICANCE:
+        text += (f"so few permutations cannot give p &lt; {SIGNIFICANCE:g}, and no model can be shown to beat chance: "
+                 "raise <code>models: n_permutations</code>")
+    else:
+        text += ("the verdict rests on this floor; more permutations (<code>models: n_permutations</code>) would "
+                 "tell how far below it the p lies")
+    warnings.append(Caution(text, DOUBT, "permutation p at its floor", (f"models:{outcome}",)))

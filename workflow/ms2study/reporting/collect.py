@@ -25,7 +25,7 @@ from ms2study.modelling.featuresets import (
     feature_matrix_feature_set,
     read_spectra_tables,
 )
-from ms2study.reporting.html import esc
+from ms2study.reporting.html import PROCESSING, QUALITY, Caution, esc
 
 TABLES = ("features", "spectra", "embeddings", "annotations", "sample_embedding")
 
@@ -177,21 +177,26 @@ def calibration_warnings(paths: Sequence[Path], warnings: list[str]) -> None:
             continue
         if stats.get("queries_from") == "all structures" and (json.loads(path.read_text()).get("scoring") or {}).get(
                 "model_id"):
-            warnings.append(f"library calibration {esc(path.stem)}: fewer than 200 library structures lie outside the "
-                            "encoder's training split, so the null was measured on structures the encoder has seen; "
-                            "q-values of hits carried by the embedding score may be optimistic")
+            warnings.append(Caution(
+                f"the identification calibration of library {esc(path.stem)}: fewer than 200 library structures lie "
+                "outside the encoder's training split, so the null was measured on structures the encoder has seen; "
+                "q-values of hits carried by the embedding score may be optimistic", QUALITY,
+                "identification q-values may be optimistic", ("identifications",)))
         if int(stats.get("n_wrong_formula_candidates", 0)) < 1000:
-            warnings.append(f"library calibration {esc(path.stem)}: only "
-                            f"{int(stats.get('n_wrong_formula_candidates', 0))} wrong candidates were measured: the "
-                            "library is small, and q-values cannot go far below 1/that number")
+            warnings.append(Caution(
+                f"the identification calibration of library {esc(path.stem)}: only "
+                f"{int(stats.get('n_wrong_formula_candidates', 0))} wrong candidates were measured: the library is "
+                "small, and q-values cannot go far below 1/that number", PROCESSING))
         for caveat in stats.get("caveats", []):
-            warnings.append(f"library calibration {esc(path.stem)}: {esc(caveat)}")
+            warnings.append(Caution(f"the identification calibration of library {esc(path.stem)}: {esc(caveat)}",
+                                    PROCESSING))
 
 
 def library_summary(indexes: Sequence[Path], warnings: list[str]) -> str:
     """A paragraph per library index (its ``manifest.json``, ``ms2study index-library``): entries read, spectra
     indexed, and every entry skipped or altered with the reasons and the first identifiers; a skipped or emptied
-    entry is also a warning. Empty string without indexes; an unreadable manifest is a warning."""
+    entry is also a warning, ranked as a processing note (the records never entered any search). Empty string
+    without indexes; an unreadable manifest is a warning."""
     parts = []
     for folder in sorted(Path(p) for p in indexes):
         try:
@@ -199,8 +204,11 @@ def library_summary(indexes: Sequence[Path], warnings: list[str]) -> str:
         except (OSError, ValueError):
             warnings.append(f"library index {esc(folder.name)}: its manifest.json cannot be read: rerun the pipeline")
             continue
-        line = (f"Library <b>{esc(folder.name)}</b>: {int(manifest.get('n_entries', 0))}"
-                f" entries read, {int(manifest.get('n_spectra', 0))} spectra indexed.")
+        sources = ", ".join(esc(Path(str(s.get("path", ""))).name) for s in manifest.get("sources") or []
+                            if isinstance(s, dict) and s.get("path"))
+        index = f"library index <code>{esc(folder.name)}</code>" + (f" ({sources})" if sources else "")
+        line = (f"The {index}: {int(manifest.get('n_entries', 0))} entries read, {int(manifest.get('n_spectra', 0))} "
+                "spectra indexed.")
         lost = []
         for count, reasons, first, what in (
                 ("n_skipped", "skipped_by_reason", "skipped_first", "skipped"),
@@ -215,8 +223,9 @@ def library_summary(indexes: Sequence[Path], warnings: list[str]) -> str:
             line += f" {text}."
             if what != "read with changes":
                 lost.append(text)
-        if lost:
-            warnings.append(f"library {esc(folder.name)}: " + "; ".join(lost) + " (the index log names every one)")
+        if lost:  # records the cleaning removed before any search: a processing detail, not a doubt on a result
+            warnings.append(Caution(f"library records dropped while building the {index}: " + "; ".join(lost)
+                                    + " (the index log names every one)", PROCESSING))
         parts.append(f"<p>{line}</p>")
     return "".join(parts)
 

@@ -1,9 +1,11 @@
-"""HTML text of the report: the inline style sheet, escaping, number formatting, tables, warning boxes and the page.
+"""HTML text of the report: the inline style sheet, escaping, number formatting, tables, ranked warnings and the page.
 
-Everything the report shows from the user's data passes through ``esc`` (or ``fmt``/``html_table``, which call it);
-only cells marked as pre-built HTML (``("html", text)``) are written as they are. The page carries its scripts
-inline (plotly.js once, the DataTables bundle of itables once; ``page``) and names no external address. Imports
-the standard library, numpy, plotly and ``reporting.tables``.
+Everything the report shows from the user's data passes through ``esc`` (or ``fmt``/``html_table``, which call it); only
+cells marked as pre-built HTML (``("html", text)``) are written as they are. A warning is HTML text; a ``Caution`` is
+one that also says what it means for the conclusions (its ``kind``), so that the page ranks them: first what casts doubt
+on the results, then data-quality notes, then processing details in a collapsed block. The page carries its scripts
+inline (plotly.js once, the DataTables bundle of itables once; ``page``) and names no external address. Imports the
+standard library, numpy, plotly and ``reporting.tables``.
 """
 
 from __future__ import annotations
@@ -26,8 +28,58 @@ text-align:left;vertical-align:top}th{background:#f0f0f0}td.num{text-align:right
 .warning strong{color:#8a6100}.note{color:#555;font-size:.9em}.ok{background:#e8f5e9;border:1px solid #81c784;
 border-radius:4px;padding:.6em 1em}.charts{display:flex;flex-wrap:wrap;gap:1em}.chart{border:1px solid #ddd;
 padding:.3em}.charts .chart{flex:0 0 auto}pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.85em}
-nav a{margin-right:1em}
+nav a{margin-right:1em}.findings{background:#eef4fb;border:2px solid #4a7ab5;border-radius:4px;padding:.4em 1.2em;
+margin:1em 0}.findings h3{margin:.5em 0 .2em}.findings li{margin:.25em 0}.caution-ref{color:#8a6100;font-size:.9em}
+.processing .warning{background:#f7f7f7;border:1px solid #ccc}.processing .warning strong{color:#555}
+details.processing summary{cursor:pointer;font-weight:600;margin:.6em 0}
 """
+
+# What a warning means for the conclusions, in the order the page lists them: it casts doubt on a result (a local
+# intensity effect behind the hits, few samples per class, hits without MS/MS, a permutation p at its floor, tests
+# resting on imputed values); it notes the data's quality; or it details how the data were processed (library
+# records dropped while cleaning, calibration internals), shown collapsed.
+DOUBT, QUALITY, PROCESSING = "doubt", "quality", "processing"
+TIERS = {DOUBT: "Cautions on the conclusions", QUALITY: "Data quality", PROCESSING: "Processing notes"}
+
+
+class Caution(str):
+    """A warning (HTML text, user text already escaped) that knows its rank. It is a ``str``, so that it joins the
+    plain warnings every section appends to one list (a plain string ranks as ``QUALITY``).
+
+    ``kind``: one of ``TIERS`` (ValueError otherwise); ``label``: a few words naming it beside the finding it bears
+    on (empty: not named there); ``concerns``: the findings it bears on, each a section anchor ("models",
+    "differential", "identifications") alone (every outcome) or with an outcome ("differential:group").
+    """
+
+    kind: str
+    label: str
+    concerns: tuple[str, ...]
+
+    def __new__(cls, text: str, kind: str = QUALITY, label: str = "", concerns: tuple[str, ...] = ()) -> "Caution":
+        if kind not in TIERS:
+            raise ValueError(f"unknown warning kind '{kind}' (use {', '.join(TIERS)})")
+        self = super().__new__(cls, text)
+        self.kind, self.label, self.concerns = kind, label, tuple(concerns)
+        return self
+
+
+def kind_of(warning: str) -> str:
+    """The rank of a warning: its ``Caution.kind``, ``QUALITY`` for a plain string."""
+    return getattr(warning, "kind", QUALITY)
+
+
+def ranked(warnings: list[str]) -> list[str]:
+    """The warnings in the order of ``TIERS`` (doubt, quality, processing), each tier in the order given."""
+    order = list(TIERS)
+    return sorted(warnings, key=lambda w: order.index(kind_of(w)))
+
+
+def warning_anchor(warnings: list[str], warning: str) -> str:
+    """The id of ``warning``'s box on the page: its position among ``ranked(warnings)`` (ValueError if absent)."""
+    for i, w in enumerate(ranked(warnings)):
+        if w is warning:
+            return f"warning-{i + 1}"
+    raise ValueError("the warning is not in the list")
 
 
 def esc(value: Any) -> str:
@@ -67,9 +119,31 @@ def html_table(header: list[str], rows: list[list[Any]], numeric: set[int] | Non
     return "".join(out)
 
 
-def warning_box(text_html: str) -> str:
-    """A warning box around ``text_html`` (already HTML: escape user text before passing it)."""
-    return f'<div class="warning"><strong>Warning:</strong> {text_html}</div>'
+def warning_box(text_html: str, anchor: str | None = None) -> str:
+    """A warning box around ``text_html`` (already HTML: escape user text before passing it); ``anchor``: its id."""
+    at = f' id="{esc(anchor)}"' if anchor else ""
+    return f'<div class="warning"{at}><strong>Warning:</strong> {text_html}</div>'
+
+
+def warnings_html(warnings: list[str]) -> str:
+    """The warnings section's body: the warnings that cast doubt on the results, then the data-quality ones (each
+    tier under its title, ``TIERS``), or "No warnings." when there are none of these two kinds; then the processing
+    notes in a collapsed block. Each box has the id ``warning_anchor`` gives it."""
+    order = ranked(warnings)
+    boxes = {kind: [(f"warning-{i + 1}", w) for i, w in enumerate(order) if kind_of(w) == kind] for kind in TIERS}
+    parts = []
+    for kind in (DOUBT, QUALITY):
+        if boxes[kind]:
+            parts.append(f'<h3 id="warnings-{kind}">{TIERS[kind]} ({len(boxes[kind])})</h3>'
+                         + "".join(warning_box(w, a) for a, w in boxes[kind]))
+    if not parts:
+        parts.append('<div class="ok">No warnings.</div>')
+    if boxes[PROCESSING]:
+        parts.append(f'<details class="processing" id="warnings-processing"><summary>{TIERS[PROCESSING]} '
+                     f"({len(boxes[PROCESSING])}): how the data were processed (library records dropped while "
+                     "cleaning, calibration internals, ion labels), for checking when a result looks off</summary>"
+                     + "".join(warning_box(w, a) for a, w in boxes[PROCESSING]) + "</details>")
+    return "".join(parts)
 
 
 # Marks the page once it has loaded and the charts and tables had a turn to draw: ``data-rendered-ms`` on <body>
@@ -88,19 +162,24 @@ window.addEventListener("load", function () {
 </script>"""
 
 
-def page(title: str, note_html: str, sections: list[tuple[str, str, str]], warnings: list[str]) -> str:
-    """The whole document: title, ``note_html`` under it, a navigation bar, the warnings (or "No warnings."), then
-    each section ``(anchor, title, body HTML)`` in order. Inline CSS; plotly.js (``plotly.offline.get_plotlyjs``)
+def page(title: str, note_html: str, sections: list[tuple[str, str, str]], warnings: list[str],
+         findings_html: str = "") -> str:
+    """The whole document: title, ``note_html`` under it, a navigation bar, ``findings_html`` (the main findings,
+    ``reporting.findings``; none when empty), the warnings ranked (``warnings_html``), then each section
+    ``(anchor, title, body HTML)`` in order. Inline CSS; plotly.js (``plotly.offline.get_plotlyjs``)
     and the DataTables bundle of itables (``tables.offline_init_html``) are embedded once in the head, so the charts
     (``charts.figure_html``) and tables (``tables.interactive_table``) of the sections need no network."""
     from plotly.offline import get_plotlyjs
 
     from ms2study.reporting.tables import offline_init_html
 
+    links = ([("findings", "Main findings")] if findings_html else []) + [("warnings", "Warnings")] + [
+        (a, t) for a, t, _ in sections]
     body = [f"<h1>{esc(title)}</h1>", note_html,
-            "<nav>" + "".join(f'<a href="#{a}">{esc(t)}</a>' for a, t, _ in sections) + "</nav>",
-            '<h2 id="warnings">Warnings</h2>']
-    body.append("".join(warning_box(w) for w in warnings) if warnings else '<div class="ok">No warnings.</div>')
+            "<nav>" + "".join(f'<a href="#{a}">{esc(t)}</a>' for a, t in links) + "</nav>"]
+    if findings_html:
+        body.append(f'<section id="section-findings"><h2 id="findings">Main findings</h2>{findings_html}</section>')
+    body.append('<h2 id="warnings">Warnings</h2>' + warnings_html(warnings))
     body.extend(f'<section id="section-{a}"><h2 id="{a}">{esc(t)}</h2>{b}</section>' for a, t, b in sections)
     head = (f'<meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{esc(title)}</title><style>{CSS}</style>{READY_SCRIPT}"

@@ -22,7 +22,7 @@ import ms2study
 from ms2study import __version__
 from ms2study.io.samplesheet import sample_roles
 from ms2study.reporting.charts import bar_figure, figure_html
-from ms2study.reporting.html import esc, html_table, q_cell, warning_box
+from ms2study.reporting.html import DOUBT, QUALITY, Caution, esc, html_table, q_cell, warning_box
 from ms2study.reporting.tables import interactive_table
 
 # the declared dependencies that shape the results (pyproject.toml); pyarrow is not one of them
@@ -136,17 +136,19 @@ def identifications_section(annotations: pl.DataFrame, ident: pl.DataFrame | Non
                  "for reference; a high cosine alone is not an identification.</p>")
         low = hits.filter(pl.col("cosine") < 0.3) if "cosine" in hits.columns else hits.clear()
         if low.height:
-            warnings.append(f"{low.height} accepted spectrum hits have cosine &lt; 0.3: they passed on the combined "
-                            "score (entropy and embedding agreement with the library spectrum), not on peak-by-peak "
-                            "cosine; check them in the table before relying on them")
+            warnings.append(Caution(
+                f"{low.height} accepted spectrum hits have cosine &lt; 0.3: they passed on the combined score (entropy "
+                "and embedding agreement with the library spectrum), not on peak-by-peak cosine; check them in the "
+                "table before relying on them", QUALITY, "accepted hits with low cosine", ("identifications",)))
     else:
         threshold = float(params["min_cosine"])
         hits = annotations.filter(pl.col("cosine") >= threshold)
         intro = (f"<p>No q-values in the annotations (<code>annotate: confidence: none</code>), so rank-1 library "
                  f"hits with cosine ≥ {threshold:g} are listed ({hits.height} of {annotations.height} rank-1 hits); "
                  "their error rate is unknown.</p>")
-        warnings.append("identifications have <b>no q-values</b> (annotate confidence: none): their error rate is "
-                        "unknown")
+        warnings.append(Caution("identifications have <b>no q-values</b> (annotate confidence: none): their error "
+                                "rate is unknown", DOUBT, "identifications without q-values",
+                                ("identifications", "differential")))
     key = "library_inchikey" if "library_inchikey" in hits.columns else "library_name"
     aggregations = [pl.col("spectrum_id").n_unique().alias("spectra"), pl.col(key).n_unique().alias("compounds"),
                     pl.col("cosine").max().alias("best")]

@@ -1,15 +1,18 @@
 """The study report: one self-contained HTML file that says what was found and how far to trust it.
 
-It reads only the files it is handed (``ReportInputs``: the sample sheet, each sample's tables, the feature
-matrix, the identifications, each configured outcome's model summary and differential tables, and the correct
-stage's corrected matrix and record; the report rule names them all; and, for the share of features with MS/MS, the
-link stage's feature links), so results left on disk by an outcome no longer configured never show, and it can be
-rebuilt at any time without rerunning a stage. Everything is inline: CSS, plotly charts with plotly.js embedded
-once, and DataTables tables (itables' offline bundle embedded once); no external address is named, so the file opens
-offline, can be mailed, and archives as it is. Warnings come first: an
-untrained placeholder encoder, samples without MS/MS, skipped outcomes and missing tables are stated plainly
-rather than left for the reader to infer. Every string that comes from the user's data is escaped. The pieces are
-in ``ms2study.reporting``; this module puts them in order and holds the ``ms2study report`` command.
+It reads only the files it is handed (``ReportInputs``: the sample sheet, each sample's tables, the feature matrix, the
+identifications, each configured outcome's model summary and differential tables, and the correct stage's corrected
+matrix and record; the report rule names them all; and, for the share of features with MS/MS, the link stage's feature
+links), so results left on disk by an outcome no longer configured never show, and it can be rebuilt at any time without
+rerunning a stage. Everything is inline: CSS, plotly charts with plotly.js embedded once, and DataTables tables
+(itables' offline bundle embedded once); no external address is named, so the file opens offline, can be mailed, and
+archives as it is. The main findings come first (``reporting.findings``: per outcome the models' verdict, what differs
+and the enriched classes, then the identifications, each linked to its section and to the warnings that bear on it),
+then the warnings, ranked by what they mean for the conclusions: those that cast doubt on a result (an untrained
+placeholder encoder, few samples per class, a local intensity effect behind the hits), then data-quality notes (samples
+without MS/MS, skipped outcomes, missing tables), then processing details in a collapsed block; each is stated plainly
+rather than left for the reader to infer. Every string that comes from the user's data is escaped. The pieces are in
+``ms2study.reporting``; this module puts them in order and holds the ``ms2study report`` command.
 """
 
 from __future__ import annotations
@@ -31,9 +34,9 @@ from ms2study.core.params import overlay, schema_defaults
 from ms2study.io.samplesheet import read_sample_sheet
 from ms2study.modelling.differential import outcome_filename
 from ms2study.modelling.outcomes import drop_flagged
-from ms2study.reporting import batch, cautions, collect, outcomes, qc, sections, spectra
+from ms2study.reporting import batch, cautions, collect, findings, outcomes, qc, sections, spectra
 from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles, ReportInputs
-from ms2study.reporting.html import esc, page
+from ms2study.reporting.html import DOUBT, Caution, esc, page
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +97,15 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
     attribution = {Path(p).stem: Path(p) for p in inputs.attribution}
     parts.append(("differential", "What differs",
                   outcomes.differential_section(inputs.differential, warnings, attribution,
-                                                outcomes.attribution_caveats(inputs.models), with_ms2, corrected)))
+                                                outcomes.attribution_caveats(inputs.models), with_ms2, corrected,
+                                                identifications=ident)))
     collect.scan_warnings(stats, warnings)
     parts.append(("encoder", "Spectrum encoder", sections.encoder_section(encoder)))
     if encoder["trained"] is False:
-        warnings.insert(0, "the spectrum encoder is the <b>UNTRAINED placeholder</b> (random weights): embeddings, "
-                           "embedding-based models and maps below carry no learned chemistry. Train or install an "
-                           "encoder (embed: model) before interpreting them.")
+        warnings.insert(0, Caution("the spectrum encoder is the <b>UNTRAINED placeholder</b> (random weights): "
+                                   "embeddings, embedding-based models and maps below carry no learned chemistry. "
+                                   "Train or install an encoder (embed: model) before interpreting them.", DOUBT,
+                                   "untrained encoder", ("models",)))
     # the models' feature sets rebuilt from the same tables and matrix, for the maps; only study samples are mapped
     feature_sets = collect.map_feature_sets(sample_ids, tables, _modelled_matrix(corrected, matrix, params))
     study_samples = sheet.filter(pl.col("sample_id").is_in([s for s in sample_ids if roles[s] == "sample"]))
@@ -113,7 +118,10 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
     note = (f'<p class="note">Generated {esc(_dt.datetime.now().astimezone().isoformat(timespec="seconds"))} by '
             f"ms2study {esc(__version__)} ({esc(sections.code_origin())}) in <code>{esc(Path.cwd().resolve())}</code>."
             "</p>")
-    write_text(page(params["title"], note, parts, warnings), out)
+    fdr = ((params.get("config_used") or {}).get("annotate") or {}).get("fdr")
+    box = findings.findings_section(inputs.models, inputs.differential, ident,
+                                    float(fdr) if isinstance(fdr, (int, float)) else None, warnings, with_ms2)
+    write_text(page(params["title"], note, parts, warnings, box), out)
     log.info("report written to %s (%d warnings)", out, len(warnings))
 
 

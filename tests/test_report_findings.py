@@ -1,0 +1,247 @@
+"""The report's main findings box and its ranked warnings (``reporting.findings``, ``reporting.html``), from a
+scientist's reading of a spike-in study's report: the planted class was deep under 'What differs' with no summary up
+front, and library-cleaning losses sat beside real cautions such as few samples per class or a local intensity
+effect behind the hits."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from ms2study.modelling.differential import SIGNIFICANCE, write_table
+from ms2study.reporting import collect, findings
+from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles, ReportInputs
+from ms2study.reporting.html import DOUBT, PROCESSING, QUALITY, Caution, ranked, warnings_html
+from ms2study.stages.report import build_report
+
+IDS = [f"S{i:02d}" for i in range(1, 9)]
+N = 12
+PLANTED = "Organic compounds; Benzenoids; Phenylmethylamines"
+LOCAL = ("3 of 3 significant compound groups lie together at m/z 100-120: a local intensity effect (ion "
+         "suppression) moves neighbours together")
+
+
+def _entry(value: float, low: float, high: float, p: float) -> dict:
+    return {"metric": "roc_auc", "value": value, "ci_low": low, "ci_high": high, "permutation_p": p,
+            "permutation_null_mean": 0.5, "n_samples": 8, "n_features": N, "outer_splits": 4, "outer_repeats": 5}
+
+
+def _summary(**sets: dict) -> dict:
+    return {"outcome": "group", "type": "binary", "status": "done", "n_samples": 8, "classes": ["control", "case"],
+            "positive_class": "case", "class_counts": {"control": 4, "case": 4}, "params": {"n_permutations": 99},
+            "feature_sets": sets}
+
+
+SUMMARY = _summary(embedding=_entry(0.40, 0.10, 0.80, 0.70), features=_entry(0.97, 0.72, 1.0, 0.02),
+                   binned_spectra=_entry(0.60, 0.20, 1.0, 0.30))
+# C1-C4 differ (q < 0.05); C1 and C2 are one compound group. alpha (C1) is accepted at level 2, gamma (C4) at level
+# 3; beta (C3) has a library match that was not accepted, so it must not be named.
+Q = [0.5, 0.001, 0.002, 0.01, 0.03] + [0.7] * (N - 5)
+NAMES = [None, "alpha", "alpha", "beta", "gamma"] + [None] * (N - 5)
+ACCEPTED = [None, True, True, False, True] + [None] * (N - 5)
+LEVEL = [None, 2, 2, 3, 3] + [None] * (N - 5)
+
+
+def _study(root: Path, summary: dict = SUMMARY, local: bool = True) -> ReportInputs:
+    study = root / "study"
+    (study / "models" / "group").mkdir(parents=True)
+    (study / "differential").mkdir()
+    pl.DataFrame({"sample_id": IDS, "file": [f"{s}.mzML" for s in IDS], "group": ["control"] * 4 + ["case"] * 4}
+                 ).write_csv(study / "samples.tsv", separator="\t")
+    ids = [f"C{i}" for i in range(N)]
+    values = np.random.default_rng(0).uniform(1e4, 1e6, size=(N, len(IDS)))
+    matrix = pl.DataFrame({"consensus_id": ids, "mz": np.linspace(100, 400, N), "rt_s": np.linspace(60, 600, N),
+                           "n_detected": [len(IDS)] * N, **{s: values[:, j] for j, s in enumerate(IDS)}})
+    matrix.write_parquet(study / "feature_matrix.parquet")
+    # adduct labels on mass and RT alone: a processing note
+    matrix.with_columns(pl.Series("adduct", ["[M+H]+", "[M+Na]+"] + [None] * (N - 2)),
+                        pl.Series("adduct_p_value", [None] * N, dtype=pl.Float64)
+                        ).write_parquet(study / "feature_matrix_corrected.parquet")
+    (study / "models" / "group" / "summary.json").write_text(json.dumps(summary))
+    shown = [n if a else None for n, a in zip(NAMES, ACCEPTED)]  # the stage joins accepted identifications only
+    table = pl.DataFrame({
+        "consensus_id": ids, "mz": matrix["mz"], "rt_s": matrix["rt_s"],
+        "compound_group": [None, "G1", "G1"] + [None] * (N - 3), "name": shown,
+        "msi_level": [lvl if n else None for lvl, n in zip(LEVEL, shown)], "outcome": ["group"] * N,
+        "log2_fold_change": [0.1, 2.0, 1.9, -1.5, 1.2] + [0.0] * (N - 5), "p_value": [q / 10 for q in Q],
+        "q_value": Q, "tested": [True] * N, "detection_rate": [1.0] * N},
+        schema_overrides={"compound_group": pl.Utf8, "name": pl.Utf8, "msi_level": pl.Int8})
+    write_table(table, study / "differential" / "group.parquet", {
+        "outcome": "group", "type": "binary", "positive_class": "case", "reference_class": "control",
+        "class_counts": {"control": 4, "case": 4}, "test": "welch_t", "n_samples": 8,
+        "warnings": [LOCAL] if local else []})
+    enrichment = pl.DataFrame({
+        "class_path": ["Organic compounds; Benzenoids", PLANTED, "Organic compounds; Lipids"],
+        "class_name": ["Benzenoids", "Phenylmethylamines", "Lipids"], "class_level": [2, 3, 2],
+        "n_compounds": [5, 3, 4], "n_significant": [3, 3, 0], "n_up": [2, 3, 0], "n_down": [1, 0, 0],
+        "direction": ["mixed", "up", "none"], "p_value": [0.004, 0.001, 0.6], "q_value": [0.006, 0.003, 0.6]})
+    write_table(enrichment, study / "differential" / "group_enrichment.parquet", {"alpha": 0.05})
+    pl.DataFrame({"consensus_id": ids, "name": NAMES, "msi_level": LEVEL, "accepted": ACCEPTED},
+                 schema_overrides={"name": pl.Utf8, "msi_level": pl.Int8, "accepted": pl.Boolean}
+                 ).write_parquet(study / "identifications.parquet")
+    return ReportInputs(sheet=study / "samples.tsv", feature_matrix=study / "feature_matrix.parquet",
+                        identifications=study / "identifications.parquet",
+                        models=[OutcomeFiles(study / "models" / "group" / "summary.json")],
+                        differential=[DifferentialFiles(study / "differential" / "group.parquet",
+                                                        study / "differential" / "group_enrichment.parquet")],
+                        corrected_matrix=study / "feature_matrix_corrected.parquet")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> str:
+    root = tmp_path_factory.mktemp("findings")
+    build_report(_study(root), root / "report.html", {"config_used": {"annotate": {"fdr": 0.01}}})
+    return (root / "report.html").read_text(encoding="utf-8")
+
+
+def _box(text: str) -> str:
+    return text.split('id="findings"')[1].split('id="warnings"')[0]
+
+
+def test_the_box_comes_first_and_its_numbers_are_the_inputs(report: str) -> None:
+    assert report.index('id="findings"') < report.index('id="warnings"') < report.index('id="overview"')
+    assert '<a href="#findings">Main findings</a>' in report
+    box = _box(report)
+    best = SUMMARY["feature_sets"]["features"]
+    assert ("<b>separates case from control samples</b> (AUC "
+            f"{best['value']:.2f}, 95 % interval {best['ci_low']:.2f}-{best['ci_high']:.2f}, permutation p = "
+            f"{best['permutation_p']:.3f}; best of 3 feature sets: <b>features</b>)") in box
+    q = np.array(Q)
+    hits = int((q < SIGNIFICANCE).sum())
+    assert (f"<b>{hits}</b> of {N} tested features differ at q &lt; 0.05 ({hits - 1} compound groups): 3 higher in "
+            "case, 1 lower") in box
+    # the named compounds: accepted only, best q first, with their Schymanski level and the differential q
+    assert "3 of the 4 carry an accepted identification: <b>alpha</b> (Schymanski level 2, probable structure; " \
+           "differential q = 0.001, log2 FC +2.00); <b>gamma</b> (Schymanski level 3" in box
+    assert "beta" not in box
+    # nested enriched classes said once, the most specific first; the class that is not enriched is not named
+    assert ("2 of 3 chemical classes enriched at q &lt; 0.05: <b>Phenylmethylamines</b> (q = 0.003; 3 of 3 "
+            "compounds at p &lt; 0.05, 3 higher in case, 0 lower), with its enriched parent class Benzenoids") in box
+    assert "Lipids" not in box
+    n2, n3 = sum(1 for a, lvl in zip(ACCEPTED, LEVEL) if a and lvl == 2), sum(
+        1 for a, lvl in zip(ACCEPTED, LEVEL) if a and lvl == 3)
+    assert (f"<b>{n2 + n3}</b> consensus features carry an accepted identification (q ≤ 0.01): {n2} at Schymanski "
+            f"level 2 (probable structure), {n3} at Schymanski level 3") in box
+    # each statement links to its section
+    for anchor in ("models", "differential", "identifications"):
+        assert f'<a href="#{anchor}">' in box and f'id="{anchor}"' in report
+
+
+def test_a_caution_is_named_beside_the_finding_it_concerns(report: str) -> None:
+    box = _box(report)
+    differs = box.split("What differs")[1].split("</li>")[0]
+    link = re.search(r'<a href="#(warning-\d+)">local intensity effect</a>', differs)
+    assert link, differs
+    assert "few samples per class" in differs and "local intensity effect" not in box.split("What differs")[0]
+    # the link leads to the locality warning's box, among the cautions on the conclusions
+    warnings = report.split('id="warnings"')[1].split('id="overview"')[0]
+    target = re.search(rf'<div class="warning" id="{link.group(1)}">(.*?)</div>', warnings).group(1)
+    assert "local intensity effect (ion suppression)" in target
+    assert warnings.index('id="warnings-doubt"') < warnings.index(link.group(1)) < warnings.index(
+        'id="warnings-quality"')
+    # processing notes are never named beside a finding
+    assert "adduct" not in box
+
+
+def test_warnings_are_ranked_and_processing_notes_are_collapsed(report: str) -> None:
+    warnings = report.split('id="warnings"')[1].split('id="overview"')[0]
+    doubt = warnings.index("Cautions on the conclusions")
+    quality = warnings.index("Data quality")
+    processing = warnings.index('<details class="processing"')
+    assert doubt < quality < processing
+    top, notes = warnings[:processing], warnings[processing:]
+    for caution in ("local intensity effect", "fewer than 10 per class"):
+        assert caution in warnings[doubt:quality]
+    assert "missing result table" in warnings[quality:processing]  # no per-sample tables given: data quality
+    assert "adduct and isotope labels rest on mass and RT alone" in notes
+    assert "adduct and isotope labels" not in top and "No warnings." not in warnings
+
+
+def test_ranking_order_and_when_there_are_no_warnings() -> None:
+    notes = [Caution("dropped records", PROCESSING), "plain note", Caution("local effect", DOUBT, "x", ("a",)),
+             Caution("calibration detail", PROCESSING), Caution("few samples", DOUBT)]
+    assert [str(w) for w in ranked(notes)] == ["local effect", "few samples", "plain note", "dropped records",
+                                               "calibration detail"]
+    text = warnings_html(notes)
+    assert text.index("local effect") < text.index("plain note") < text.index("<details") < text.index("dropped")
+    assert 'id="warning-1"><strong>Warning:</strong> local effect' in text
+    # only processing notes: "No warnings." is said, and the notes stay collapsed below it
+    only = warnings_html([Caution("dropped records", PROCESSING)])
+    assert only.index("No warnings.") < only.index("<details") < only.index("dropped records")
+    assert "No warnings." not in warnings_html(["a data-quality note"])
+    assert warnings_html([]) == '<div class="ok">No warnings.</div>'
+    with pytest.raises(ValueError, match="unknown warning kind"):
+        Caution("x", "severe")
+    assert Caution("y").kind == QUALITY
+
+
+def test_no_evidence_when_the_interval_reaches_chance() -> None:
+    spans = _summary(features=_entry(0.70, 0.40, 0.95, 0.03))
+    text, on = findings.model_verdict(spans)
+    assert text.startswith("<b>no evidence of separation</b> (AUC 0.70, 95 % interval 0.40-0.95") and on == "features"
+    above = _summary(features=_entry(0.80, 0.55, 0.98, 0.20))
+    assert findings.model_verdict(above)[0].startswith("<b>not shown to beat chance</b>: its permutation p = 0.200")
+    # a set that beats chance is preferred over a higher one that does not
+    both = _summary(a=_entry(0.90, 0.40, 1.0, 0.30), b=_entry(0.85, 0.60, 1.0, 0.01))
+    assert findings.best_feature_set(both)[0] == "b"
+    continuous = {"outcome": "age", "type": "continuous", "status": "done", "feature_sets": {
+        "features": {"metric": "r2", "value": -0.1, "ci_low": -0.5, "ci_high": 0.2, "permutation_p": 0.6}}}
+    assert findings.model_verdict(continuous)[0].startswith("<b>no evidence that the data predict age</b> (R² -0.10")
+    assert findings.model_verdict({"status": "skipped", "reason": "one class"})[0] == "not modelled: one class"
+
+
+def test_compounds_are_named_only_when_accepted(tmp_path: Path) -> None:
+    inputs = _study(tmp_path, local=False)
+    ident = pl.read_parquet(inputs.identifications).with_columns(pl.lit(False).alias("accepted"))
+    _, text, _ = findings.differential_finding(inputs.differential[0], ident)
+    assert "None of them carries an accepted identification." in text
+    assert not re.search(r"alpha|gamma|Schymanski", text)
+    # without the identifications table, the table's own (accepted-only) columns name them
+    _, text, _ = findings.differential_finding(inputs.differential[0], None, {"C1"})
+    assert "MS/MS for 1 of them (only these can be identified)" in text and "<b>alpha</b>" in text
+    assert "beta" not in text
+
+
+def test_a_permutation_floor_is_a_caution_on_the_verdict(tmp_path: Path) -> None:
+    at_floor = _summary(features=_entry(0.98, 0.72, 1.0, 1 / 21))
+    at_floor["params"] = {"n_permutations": 20}
+    warnings: list[str] = []
+    box = findings.findings_section([_write(tmp_path / "a", at_floor)], [], None, None, warnings)
+    assert len(warnings) == 1 and warnings[0].kind == DOUBT
+    assert "the smallest 20 permutations can give" in warnings[0] and "the verdict rests on this floor" in warnings[0]
+    assert '<a href="#warning-1">permutation p at its floor</a>' in box
+    coarse = _summary(features=_entry(0.98, 0.72, 1.0, 1 / 11))
+    coarse["params"] = {"n_permutations": 10}
+    warnings = []
+    findings.findings_section([_write(tmp_path / "b", coarse)], [], None, None, warnings)
+    assert "cannot give p &lt; 0.05, and no model can be shown to beat chance" in warnings[0]
+    warnings = []
+    findings.findings_section([_write(tmp_path / "c", SUMMARY)], [], None, None, warnings)
+    assert warnings == []  # p = 0.02 with 99 permutations: above its floor
+
+
+def _write(folder: Path, summary: dict) -> OutcomeFiles:
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps(summary))
+    return OutcomeFiles(folder / "summary.json")
+
+
+def test_library_losses_name_the_index_once_and_are_processing_notes(tmp_path: Path) -> None:
+    """The report read 'library library: 1732 entries left without peaks' when the index was named 'library'."""
+    folder = tmp_path / "library"
+    folder.mkdir()
+    (folder / "manifest.json").write_text(json.dumps({
+        "sources": [{"path": "/data/library.mgf"}], "n_entries": 10, "n_spectra": 8, "n_empty_after_cleaning": 2,
+        "empty_first": [{"file": "library.mgf", "entry": 3, "identifier": "MB3", "reason": "no peaks left"}]}))
+    warnings: list[str] = []
+    text = collect.library_summary([folder], warnings)
+    assert "The library index <code>library</code> (library.mgf): 10 entries read, 8 spectra indexed." in text
+    assert len(warnings) == 1 and warnings[0].kind == PROCESSING
+    assert warnings[0].startswith("library records dropped while building the library index <code>library</code> "
+                                  "(library.mgf): 2 entries left without peaks")
+    assert not re.search(r"library:? (<[^>]+>)?library\b", re.sub(r"<[^>]+>", "", warnings[0]))

@@ -1,0 +1,249 @@
+"""The report's "Main findings" box, at the top of the page: per outcome, the models' verdict (the best feature set's
+score with its 95 % interval and permutation p, said plainly), the features and compound groups that differ at
+q < 0.05 with the first few accepted identifications among them, the chemical classes enriched at q < 0.05; and
+the study's accepted identifications by Schymanski level. Every number is read from the pipeline's own outputs
+(the models' ``summary.json``, the differential and enrichment tables, ``identifications.parquet``); nothing is
+computed here that a stage did not compute. Each statement links to the section with the details, and the
+warnings that bear on it (``html.Caution.concerns``) are named beside it with a link to their box. May import
+``ms2study.modelling`` and the other ``reporting`` modules.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+from ms2study.modelling.differential import SIGNIFICANCE, read_summary, significant_compounds
+from ms2study.modelling.metrics import CHANCE
+from ms2study.reporting import cautions
+from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles
+from ms2study.reporting.html import PROCESSING, esc, kind_of, warning_anchor
+from ms2study.reporting.outcomes import chance_shortfall
+
+# How many accepted identifications among an outcome's hits are named in the box (the rest are counted).
+TOP_NAMED = 3
+METRIC_NAMES = {"roc_auc": "AUC", "macro_roc_auc": "macro AUC", "r2": "R²", "balanced_accuracy": "balanced accuracy"}
+LEVELS = {2: "probable structure", 3: "tentative: isomers plausible"}  # Schymanski et al. 2014
+
+
+def best_feature_set(summary: dict) -> tuple[str, dict] | None:
+    """(name, entry) of the model summary's feature set the verdict rests on: among the sets with a value, those
+    shown to beat chance (``outcomes.chance_shortfall`` is None) first, then the highest value; the first listed on
+    a tie. None when no set has a value."""
+    scored = [(name, e) for name, e in (summary.get("feature_sets") or {}).items() if e.get("value") is not None]
+    if not scored:
+        return None
+    return max(scored, key=lambda s: (chance_shortfall(s[1]) is None, float(s[1]["value"])))
+
+
+def _what(summary: dict) -> tuple[str, str]:
+    """(what a model that beats chance does, what 'no evidence' is of) for the outcome type, in words."""
+    outcome = esc(summary.get("outcome"))
+    if summary.get("type") == "continuous":
+        return f"predicts {outcome}", f"no evidence that the data predict {outcome}"
+    classes = [str(c) for c in summary.get("classes") or summary.get("class_counts") or []]
+    positive = summary.get("positive_class")
+    if summary.get("type") == "binary" and positive is not None and len(classes) == 2:
+        reference = next(c for c in classes if c != str(positive))
+        return f"separates {esc(positive)} from {esc(reference)} samples", "no evidence of separation"
+    return f"separates the classes ({esc(', '.join(classes))})", "no evidence of separation"
+
+
+def model_verdict(summary: dict) -> tuple[str, str | None]:
+    """(the verdict as HTML, the feature set it rests on or None). Beating chance follows the models section's
+    rule (``outcomes.chance_shortfall``: p < 0.05 and the 95 % interval above chance); a model that does not and
+    whose interval reaches chance (e.g. an AUC interval spanning 0.5) is "no evidence"; one whose interval lies
+    above chance but whose p is not small is "not shown to beat chance", with the reason."""
+    if summary.get("status") != "done":
+        return f"not modelled: {esc(summary.get('reason'))}", None
+    best = best_feature_set(summary)
+    if best is None:
+        return "no feature set could be scored", None
+    name, entry = best
+    metric = entry.get("metric")
+    value, low, high, p = (entry.get(k) for k in ("value", "ci_low", "ci_high", "permutation_p"))
+    numbers = f"{esc(METRIC_NAMES.get(metric, metric))} {float(value):.2f}"
+    if low is not None and high is not None:
+        numbers += f", 95 % interval {float(low):.2f}-{float(high):.2f}"
+    if p is not None:
+        numbers += f", permutation p = {float(p):.3f}"
+    n_sets = len(summary.get("feature_sets") or {})
+    numbers += f"; best of {n_sets} feature set{'s' if n_sets != 1 else ''}: <b>{esc(name)}</b>"
+    does, none = _what(summary)
+    why = chance_shortfall(entry)
+    chance = CHANCE.get(metric)
+    if why is None:
+        return f"<b>{does}</b> ({numbers})", name
+    if chance is None or low is None or float(low) <= chance:
+        return f"<b>{none}</b> ({numbers})", name
+    return f"<b>not shown to beat chance</b>: {esc(why)} ({numbers})", name
+
+
+def beside(warnings: list[str], key: str) -> str:
+    """Links to the warnings (not the processing notes) that bear on the finding ``key`` ("section:outcome", or a
+    section alone): a ``Caution`` with a label whose ``concerns`` name the key or its section. Empty if none."""
+    section = key.split(":")[0]
+    links = [f'<a href="#{warning_anchor(warnings, w)}">{esc(w.label)}</a>' for w in warnings
+             if getattr(w, "label", "") and kind_of(w) != PROCESSING
+             and any(c in (key, section) for c in getattr(w, "concerns", ()))]
+    return f' <span class="caution-ref">⚠ caution: {"; ".join(links)}</span>' if links else ""
+
+
+def _accepted(ident: pl.DataFrame | None) -> pl.DataFrame | None:
+    """The accepted rows of identifications.parquet (consensus_id, name, msi_level), None without the table."""
+    if ident is None or not {"consensus_id", "accepted", "name", "msi_level"} <= set(ident.columns):
+        return None
+    return ident.filter(pl.col("accepted").fill_null(False)).select(
+        pl.col("consensus_id").cast(pl.Utf8), "name", pl.col("msi_level").cast(pl.Int64))
+
+
+def differential_finding(files: DifferentialFiles, ident: pl.DataFrame | None,
+                         with_ms2: set[str] | None = None) -> tuple[str, str, str | None]:
+    """(outcome, the differential statement as HTML, the enrichment statement or None) of one differential table:
+    how many tested features and compound groups have q < ``SIGNIFICANCE`` and in which direction, how many of them
+    have MS/MS (``with_ms2``: consensus ids, ``cautions.features_with_ms2``; None: not said), and the first
+    ``TOP_NAMED`` compounds among them (by q) that carry an accepted identification (``ident``,
+    identifications.parquet; without it the table's own identification columns, which hold accepted ones only)
+    with their Schymanski level. Raises nothing for an absent table: the statement says it is missing."""
+    path = Path(files.table)
+    if not path.exists():
+        return path.stem, "the differential table is missing", None
+    summary = read_summary(path)
+    outcome = str(summary.get("outcome") or path.stem)
+    table = pl.read_parquet(path)
+    tested = table.filter(pl.col("tested").fill_null(False)) if "tested" in table.columns else table
+    hits = tested.filter(pl.col("q_value") < SIGNIFICANCE).sort("q_value")
+    groups = significant_compounds(tested) if "compound_group" in tested.columns else hits.height
+    text = (f"<b>{hits.height}</b> of {tested.height} tested features differ at q &lt; {SIGNIFICANCE:g}"
+            + (f" ({groups} compound group{'' if groups == 1 else 's'})" if groups != hits.height else ""))
+    effect = next((c for c in ("log2_fold_change", "log2_effect_per_unit") if c in hits.columns
+                   and summary.get("type") in ("binary", "continuous")), None)
+    if hits.height and effect:
+        up = int((hits[effect] > 0).sum())
+        higher = (f"higher in {esc(summary.get('positive_class'))}" if effect == "log2_fold_change"
+                  else f"rising with {esc(outcome)}")
+        text += f": {up} {higher}, {hits.height - up} lower"
+    if hits.height and with_ms2 is not None:
+        k = sum(1 for c in hits["consensus_id"].cast(pl.Utf8).to_list() if c in with_ms2)
+        text += f"; MS/MS for {k} of them (only these can be identified)"
+    text += (". " + _named(hits, ident, effect)) if hits.height else "."
+    return outcome, text, _enrichment_finding(files.enrichment, summary.get("positive_class")
+                                              if summary.get("type") == "binary" else None)
+
+
+def _named(hits: pl.DataFrame, ident: pl.DataFrame | None, effect: str | None) -> str:
+    """The sentence naming the hits' accepted identifications (first ``TOP_NAMED`` compounds by q)."""
+    accepted = _accepted(ident)
+    if accepted is not None:
+        named = hits.select("consensus_id", "q_value", *([effect] if effect else [])).with_columns(
+            pl.col("consensus_id").cast(pl.Utf8)).join(accepted, on="consensus_id")
+    elif {"name", "msi_level"} <= set(hits.columns):
+        named = hits.filter(pl.col("name").is_not_null() & pl.col("msi_level").is_not_null())
+    else:
+        return "No identifications were passed to the report."
+    n_features = named.height
+    named = named.sort("q_value").unique("name", keep="first", maintain_order=True)
+    if not named.height:
+        return "None of them carries an accepted identification."
+    shown = []
+    for r in named.head(TOP_NAMED).iter_rows(named=True):
+        level = int(r["msi_level"])
+        shown.append(f"<b>{esc(r['name'])}</b> (Schymanski level {level}"
+                     + (f", {LEVELS[level]}" if level in LEVELS else "") + f"; differential q = {r['q_value']:.2g}"
+                     + (f", {'log2 FC' if effect == 'log2_fold_change' else 'log2 effect'} {r[effect]:+.2f}"
+                        if effect and r.get(effect) is not None else "") + ")")
+    more = named.height - len(shown)
+    return (f"{n_features} of the {hits.height} carr{'ies' if n_features == 1 else 'y'} an accepted identification: "
+            + "; ".join(shown) + (f"; and {more} more compound{'s' if more > 1 else ''}" if more > 0 else "") + ".")
+
+
+def _enrichment_finding(path: Path | None, positive: str | None = None) -> str | None:
+    """The classes enriched at q < ``SIGNIFICANCE`` in a class enrichment table, nested classes along one class path
+    said once (the most specific, with its enriched parents named), each with its compounds' counts up and down
+    (said as higher and lower in ``positive``, a binary outcome's positive class, when given); None without the
+    table."""
+    if path is None or not Path(path).exists():
+        return None
+    enrichment = pl.read_parquet(path)
+    if not enrichment.height:
+        return "no chemical class could be tested"
+    hits = enrichment.filter(pl.col("q_value") < SIGNIFICANCE).sort("q_value")
+    alpha = float(read_summary(path).get("alpha", SIGNIFICANCE))  # the compounds' p threshold of n_significant
+    if not hits.height:
+        return (f"no chemical class enriched at q &lt; {SIGNIFICANCE:g} ({enrichment.height} tested; lowest q "
+                f"{float(enrichment['q_value'].min()):.2g})")
+    paths = hits["class_path"].to_list()
+    said = []
+    for r in hits.iter_rows(named=True):
+        if any(other.startswith(r["class_path"] + ";") for other in paths):
+            continue  # a parent of a more specific enriched class: named with it
+        parents = [p for p in paths if r["class_path"].startswith(p + ";")]
+        name = r.get("class_name") or r["class_path"].split(";")[-1].strip()
+        up, down = (f"higher in {esc(positive)}", "lower") if positive is not None else ("up", "down")
+        counts = (f"{r['n_significant']} of {r['n_compounds']} compounds at p &lt; {alpha:g}, {r['n_up']} {up}, "
+                  f"{r['n_down']} {down}" if r.get("n_compounds") is not None else "")
+        said.append(f"<b>{esc(name)}</b> (q = {r['q_value']:.2g}{'; ' + counts if counts else ''})"
+                    + (f", with its enriched parent class{'es' if len(parents) > 1 else ''} "
+                       + ", ".join(esc(p.split(';')[-1].strip()) for p in parents) if parents else ""))
+    return (f"{hits.height} of {enrichment.height} chemical classes enriched at q &lt; {SIGNIFICANCE:g}: "
+            + "; ".join(said))
+
+
+def identification_finding(ident: pl.DataFrame | None, fdr: float | None) -> str:
+    """The statement on the study's accepted identifications: how many consensus features, at level 2 and 3."""
+    accepted = _accepted(ident)
+    if accepted is None:
+        return "no identifications table"
+    at = f"q ≤ {fdr:g}" if fdr is not None else "the configured <code>annotate: fdr</code>"
+    by_level = {lvl: int((accepted["msi_level"] == lvl).sum()) for lvl in LEVELS}
+    other = accepted.height - sum(by_level.values())
+    return (f"<b>{accepted.height}</b> consensus features carry an accepted identification ({at}): "
+            + ", ".join(f"{n} at Schymanski level {lvl} ({LEVELS[lvl]})" for lvl, n in by_level.items())
+            + (f", {other} at another level" if other else ""))
+
+
+def findings_section(models: Sequence[OutcomeFiles], differential: Sequence[DifferentialFiles],
+                     ident: pl.DataFrame | None, fdr: float | None, warnings: list[str],
+                     with_ms2: set[str] | None = None) -> str:
+    """The main findings box (HTML) for the outcomes of ``models`` and ``differential`` (in the order given, the
+    models' first) and the identifications (``with_ms2``: the consensus features with MS/MS, for the hits' share;
+    None: not said). A verdict whose permutation p is at its floor adds a caution to
+    ``warnings`` (``cautions.floor_warning``) before the box is built, so call this after every other warning is
+    in: the box links to the warnings by their place on the page."""
+    verdicts: dict[str, tuple[dict, str, str | None]] = {}
+    for files in models:
+        path = Path(files.summary)
+        if not path.exists():
+            continue
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        outcome = str(summary.get("outcome", path.parent.name))
+        text, rests_on = model_verdict(summary)
+        if rests_on is not None:
+            cautions.floor_warning(summary, rests_on, outcome, warnings)
+        verdicts[outcome] = (summary, text, rests_on)
+    differences = {o: (t, e) for o, t, e in (differential_finding(f, ident, with_ms2)
+                                                         for f in differential)}
+    parts = []
+    for outcome in list(verdicts) + [o for o in differences if o not in verdicts]:
+        summary = verdicts.get(outcome, ({}, "", None))[0]
+        counts = ", ".join(f"{v} {esc(k)}" for k, v in (summary.get("class_counts") or {}).items())
+        kind = esc(summary.get("type") or "")
+        parts.append(f"<h3>Outcome: {esc(outcome)}" + (f" ({kind}{': ' + counts if counts else ''})" if kind else "")
+                     + "</h3><ul>")
+        if outcome in verdicts:
+            parts.append(f'<li><a href="#models">Models</a>: {verdicts[outcome][1]}.'
+                         f"{beside(warnings, f'models:{outcome}')}</li>")
+        if outcome in differences:
+            text, enriched = differences[outcome]
+            parts.append(f'<li><a href="#differential">What differs</a>: {text}'
+                         f"{beside(warnings, f'differential:{outcome}')}</li>")
+            if enriched:
+                parts.append(f'<li><a href="#differential">Chemical classes</a>: {enriched}.</li>')
+        parts.append("</ul>")
+    parts.append(f'<p><a href="#identifications">Identifications</a>: {identification_finding(ident, fdr)}.'
+                 f"{beside(warnings, 'identifications')}</p>")
+    return ('<div class="findings">' + "".join(parts) + '<p class="note">Numbers as the stages computed them; each '
+            "link leads to the details, and ⚠ to a warning that bears on the finding.</p></div>")
