@@ -223,6 +223,10 @@ def test_a_permutation_floor_is_a_caution_on_the_verdict(tmp_path: Path) -> None
     warnings = []
     findings.findings_section([_write(tmp_path / "c", SUMMARY)], [], None, None, warnings)
     assert warnings == []  # p = 0.02 with 99 permutations: above its floor
+    unresolved = {**at_floor, "params": {"n_permutations": "auto"}}
+    warnings = []
+    findings.findings_section([_write(tmp_path / "d", unresolved)], [], None, None, warnings)
+    assert warnings == []  # not a count: no floor is claimed
 
 
 def _write(folder: Path, summary: dict) -> OutcomeFiles:

@@ -164,9 +164,14 @@ def summary_warnings(summary: dict, outcome: str, warnings: list[str]) -> None:
 
 
 def at_floor(entry: dict, n_permutations: int | None) -> bool:
-    """Whether the entry's permutation p equals 1/(n_permutations + 1), the smallest it can be."""
+    """Whether the entry's permutation p equals 1/(n_permutations + 1), the smallest it can be (False when the
+    number is not a count, e.g. a setting such as 'auto' that was never resolved)."""
     p = entry.get("permutation_p")
-    return bool(n_permutations) and p is not None and abs(float(p) - 1 / (int(n_permutations) + 1)) < 1e-9
+    try:
+        n = int(n_permutations or 0)
+    except (TypeError, ValueError):
+        return False
+    return n > 0 and p is not None and abs(float(p) - 1 / (n + 1)) < 1e-9
 
 
 def floor_note(summary: dict, skip: Iterable[str] = ()) -> str | None:
