@@ -400,3 +400,60 @@ def test_ion_tested_says_whether_a_label_rests_on_the_covariation_test() -> None
     table, _ = per_feature.differential_analysis(corrected, samples, BINARY, identifications)
     tested = dict(zip(table["consensus_id"].to_list(), table["ion_tested"].to_list(), strict=True))
     assert tested["C000"] is True and tested["C001"] is False and tested["C002"] is None
+
+
+def _gap_filled(matrix: pl.DataFrame, sample_ids: list[str], undetected: dict[str, list[str]]) -> pl.DataFrame:
+    """The linked matrix with the cells ``undetected`` ({consensus_id: samples}) emptied: ``matrix`` then stands for
+    the corrected matrix in which gap filling found every one of them."""
+    return matrix.with_columns([
+        pl.when(pl.col("consensus_id").is_in(ids)).then(None).otherwise(pl.col(s)).alias(s)
+        for s in sample_ids if (ids := [c for c, samples in undetected.items() if s in samples])])
+
+
+def test_a_feature_detected_in_too_few_runs_stays_untested_however_many_gap_filling_fills() -> None:
+    samples, corrected, _ = planted_study()
+    ids = samples["sample_id"].to_list()
+    case = [s for s, g in zip(ids, samples["group"]) if g == "case"]
+    control = [s for s in ids if s not in case]
+    # C150 detected in 2 cases and 2 controls, C151 in 8 of 10 cases and no control, C152 in 15 of 20 runs;
+    # gap filling found all three in every run (the corrected matrix holds a value in every cell)
+    corrected = corrected.with_columns([pl.col(s).fill_null(1e4) for s in ids])
+    linked = _gap_filled(corrected, ids, {"C150": case[2:] + control[2:], "C151": case[8:] + control,
+                                          "C152": ids[:5]})
+    table, summary = per_feature.differential_analysis(corrected, samples, BINARY, detected=linked)
+    row = {r["consensus_id"]: r for r in table.filter(pl.col("consensus_id").is_in(["C150", "C151", "C152"]))
+           .iter_rows(named=True)}
+    assert summary["testability"] == "detected values" and summary["n_testable_only_with_filled"] == 1
+    assert not row["C150"]["tested"] and row["C150"]["p_value"] is None
+    assert row["C150"]["detection_rate"] == 1.0 and row["C150"]["gap_filled_rate"] == pytest.approx(0.8)
+    # detected in most of one group: testable (an effect by presence); gap-filled values replace imputation, so a
+    # feature with a value in every run is complete and gets the moderated test
+    assert row["C151"]["tested"] and row["C152"]["tested"] and row["C152"]["test"] == "moderated_t"
+    assert row["C152"]["gap_filled_rate"] == pytest.approx(0.25)
+    # without the record of what detection found, every value counts as detected: C150 would be tested
+    table, summary = per_feature.differential_analysis(corrected, samples, BINARY)
+    assert table.filter(pl.col("consensus_id") == "C150")["tested"].item()
+    assert summary["testability"] == "matrix values" and (table["gap_filled_rate"].fill_null(0) == 0).all()
+    # a detection table from another link run is refused, naming the feature
+    with pytest.raises(InputError, match="not in the detection table"):
+        per_feature.differential_analysis(corrected, samples, BINARY, detected=linked.filter(
+            pl.col("consensus_id") != "C150"))
+
+
+def test_the_command_decides_testability_on_the_linked_matrix(tmp_path: Path) -> None:
+    samples, corrected, _ = planted_study()
+    ids = samples["sample_id"].to_list()
+    corrected = corrected.with_columns([pl.col(s).fill_null(1e4) for s in ids])
+    linked = _gap_filled(corrected, ids, {"C150": ids[4:]})
+    samples.write_csv(tmp_path / "samples.tsv", separator="\t")
+    corrected.write_parquet(tmp_path / "corrected.parquet")
+    linked.write_parquet(tmp_path / "linked.parquet")
+    out, enrichment_out = tmp_path / "group.parquet", tmp_path / "enrichment.parquet"
+    args = ["differential", "--samples", str(tmp_path / "samples.tsv"), "--feature-matrix",
+            str(tmp_path / "corrected.parquet"), "--out", str(out), "--enrichment-out", str(enrichment_out),
+            "--params", json.dumps({"outcome": BINARY})]
+    assert cli_main([*args, "--detected-matrix", str(tmp_path / "linked.parquet")]) == 0
+    assert not pl.read_parquet(out).filter(pl.col("consensus_id") == "C150")["tested"].item()
+    assert per_feature.read_summary(out)["detected_matrix"] == "linked.parquet"
+    assert cli_main(args) == 0
+    assert pl.read_parquet(out).filter(pl.col("consensus_id") == "C150")["tested"].item()

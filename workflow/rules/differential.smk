@@ -16,6 +16,8 @@ rule differential:
         matrix=MATRIX_INPUTS["matrix"],
         flags=MATRIX_INPUTS["flag_input"],
         identifications="results/study/identifications.parquet",
+        # the linked matrix: which values detection found (testability is decided on them, not on gap-filled ones)
+        detected="results/study/feature_matrix.parquet",
     output:
         differential=report(
             "results/study/differential/{outcome}.parquet",
@@ -46,5 +48,6 @@ rule differential:
         ENV
     shell:
         "python -m ms2study --threads {threads} differential --samples {input.sheet:q} "
-        "--feature-matrix {input.matrix:q} --identifications {input.identifications:q} --out {output.differential:q} "
+        "--feature-matrix {input.matrix:q} --detected-matrix {input.detected:q} "
+        "--identifications {input.identifications:q} --out {output.differential:q} "
         "--enrichment-out {output.enrichment:q} {params.flags} --params {params.p} > {log:q} 2>&1"

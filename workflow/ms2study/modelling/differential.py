@@ -1,35 +1,47 @@
 """Differential analysis of one outcome: a test per consensus feature of the linked feature matrix, joined with the
 feature's accepted identification, and the table's storage with its summary in the Parquet metadata.
 
-Missing values are handled as in the outcome models (config ``models:``). A consensus feature not detected in a
-sample (null, NaN or an intensity <= 0) is missing. Only features detected in at least ``min_detected_fraction`` of
-the samples that have a value for the outcome are tested; the others keep their row with ``tested`` false and null
-p- and q-values. In a tested feature, a missing value is filled with half the feature's smallest detected intensity
-(``half_minimum``, the usual reading that an undetected compound lies below the detection limit; on the log2 scale
-that is log2(minimum) - 1), or with the mean of its detected log2 intensities (``mean``). The models fill inside
-each cross-validation fold to avoid leakage; a test has no folds, so here the fill and the filter use all samples of
-the outcome. Detection rates are computed before any fill.
+Missing values are handled as in the outcome models (config ``models:``). A consensus feature without a value in a
+sample (null, NaN or an intensity <= 0) is missing. Whether a feature is tested is decided on DETECTED values only:
+those the run's feature detection found, i.e. non-null in the linked matrix (``results/study/feature_matrix.parquet``,
+passed as ``detected``), not the values gap filling added to the corrected matrix. A feature is tested when detected
+in at least ``min_detected_fraction`` of the samples of one class (binary and multiclass outcomes: the "modified
+80 % rule" of Bijlsma et al. 2006, Anal. Chem. 78:567, so a compound found in most cases and no control, an effect
+by presence, stays testable) or of all samples (continuous outcomes), among the samples with a value for the
+outcome; the others keep their row with ``tested`` false and null p- and q-values, whatever gap filling found. Gap
+filling re-quantifies a run's signal at the feature's expected position (``correction.gapfill``) and finds signal in
+most runs for many features detection saw rarely; counted as detected, such values enlarge the Benjamini-Hochberg
+family with features detection barely supports (on the spike-in study of a real Q Exactive run, with a gap filler
+that also integrated traces without a resolved elution peak: 3,345 features tested and 2 of the 12 planted
+compounds at q < 0.05; decided on detected values, 2,803 and 5). So a filled value replaces imputation in a tested
+feature but never makes a feature testable. Without ``detected`` (e.g. on the linked matrix itself) every value
+counts as detected. In a tested feature, a missing value (neither detected nor gap-filled) is filled with half the
+feature's smallest intensity (``half_minimum``, the usual reading that an undetected compound lies below the
+detection limit; on the log2 scale that is log2(minimum) - 1), or with the mean of its log2 intensities (``mean``).
+The models fill inside each cross-validation fold to avoid leakage (their detection filter counts every value of
+the matrix, per training fold); a test has no folds, so here the fill and the filter use all samples of the
+outcome. Detection rates are computed before any fill.
 
 Binary outcomes: ``log2_fold_change`` is the mean log2 intensity of the positive class minus that of the other
 class (the log2 ratio of geometric means); covariates are not adjusted for (the summary says so when they are
 configured). Continuous outcomes: ``log2_effect_per_unit`` is the OLS slope, adjusted for the covariates (numbers as
 they are, text one-hot coded as in the models; samples missing a covariate are left out).
 
-Which test (``test`` parameter, per row in column ``test``): with ``moderated`` (the default), a feature detected in
-every sample of the outcome is tested with the moderated t-test (``moderated_t``: two groups, the variances pooled;
-``moderated_ols``: the slope), its variance shrunk towards an intensity-dependent prior fitted on all such features
-(limma-trend), its p-value from the permutation null of the moderated t pooled over features (SAM-style,
-``n_permutations`` permutations; ``modelling.univariate.permutation_moderated_test``); a feature with a filled value
-keeps its own variance: Welch's t-test (``welch_t``) or plain OLS (``ols``). A filled value is a point mass at the
-detection limit, not a draw from the normal model the prior assumes; on real urine studies moderating such features
-made the test anti-conservative (measured: ``benchmarks/differential_calibration.py``), and for the same reason
-Welch's p from the t distribution is too small in the far tail (measured on null simulations: p < 1e-5 3-4x too
-often), so with ``n_permutations`` > 0 the Welch p-values of binary features with a filled value come from label
-permutations pooled over features with as many filled values (``modelling.univariate.permutation_welch_test``), and
-those of a continuous outcome's OLS slope from permuted residuals pooled the same way (``permutation_ols_test``).
-With ``welch`` every binary feature gets Welch's test and every continuous one plain OLS (the filled ones with the
-same permutation p-values). The tests themselves are in ``modelling.univariate``. Imports ``core``,
-``modelling.outcomes`` and ``modelling.univariate``.
+Which test (``test`` parameter, per row in column ``test``): with ``moderated`` (the default), a feature with a
+value (detected or gap-filled) in every sample of the outcome is tested with the moderated t-test (``moderated_t``:
+two groups, the variances pooled; ``moderated_ols``: the slope), its variance shrunk towards an intensity-dependent
+prior fitted on all such features (limma-trend), its p-value from the permutation null of the moderated t pooled
+over features (SAM-style, ``n_permutations`` permutations; ``modelling.univariate.permutation_moderated_test``); a
+feature with an imputed (filled) value keeps its own variance: Welch's t-test (``welch_t``) or plain OLS (``ols``).
+A filled value is a point mass at the detection limit, not a draw from the normal model the prior assumes; on real
+urine studies moderating such features made the test anti-conservative (measured:
+``benchmarks/differential_calibration.py``), and for the same reason Welch's p from the t distribution is too small
+in the far tail (measured on null simulations: p < 1e-5 3-4x too often), so with ``n_permutations`` > 0 the Welch
+p-values of binary features with a filled value come from label permutations pooled over features with as many
+filled values (``modelling.univariate.permutation_welch_test``), and those of a continuous outcome's OLS slope from
+permuted residuals pooled the same way (``permutation_ols_test``). With ``welch`` every binary feature gets Welch's
+test and every continuous one plain OLS (the filled ones with the same permutation p-values). The tests themselves
+are in ``modelling.univariate``. Imports ``core``, ``modelling.outcomes`` and ``modelling.univariate``.
 """
 
 from __future__ import annotations
@@ -95,9 +107,12 @@ DIFFERENTIAL: dict[str, pl.DataType] = {
     "q_value": pl.Float64,                # Benjamini-Hochberg over the tested features
     "tested": pl.Boolean,                 # false: detected in too few samples, or the test was undefined
     "n_samples": pl.Int32,                # samples with a value for the outcome (and every covariate)
-    "detection_rate": pl.Float64,         # share of those samples in which the feature was detected
+    "detection_rate": pl.Float64,         # share of those samples with a value (detected or gap-filled)
     "detection_rate_positive": pl.Float64,   # binary: in the positive class
     "detection_rate_reference": pl.Float64,  # binary: in the other class
+    # share of those samples whose value is gap-filled, not detected (xcms' "filled" peaks); testability is decided
+    # on detection_rate - gap_filled_rate. 0 without the linked matrix (nothing known to be filled)
+    "gap_filled_rate": pl.Float64,
     "mean_log2_intensity": pl.Float64,    # over the samples, after the fill
 }
 
@@ -132,8 +147,8 @@ def accepted_identifications(identifications: pl.DataFrame | None) -> pl.DataFra
 def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, outcome: dict,
                           identifications: pl.DataFrame | None = None, covariates: Sequence[str] = (),
                           imputation: str = "half_minimum", min_detected_fraction: float = 0.5,
-                          test: str = "moderated", n_permutations: int = 200,
-                          seed: int = 0) -> tuple[pl.DataFrame, dict]:
+                          test: str = "moderated", n_permutations: int = 200, seed: int = 0,
+                          detected: pl.DataFrame | None = None) -> tuple[pl.DataFrame, dict]:
     """Test every consensus feature for a difference with one outcome; returns (table, summary).
 
     ``feature_matrix``: wide, ``tables.FEATURE_MATRIX_KEYS`` then one intensity column per sample (raw scale,
@@ -145,12 +160,20 @@ def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, o
     (d0), ``n_moderated`` and ``n_permutations``; where features with imputed values got permutation p-values,
     ``n_imputed_permuted`` and ``imputed_permutations``. ``test``: ``moderated`` or ``welch`` (module docstring);
     ``n_permutations`` and ``seed``: the permutation nulls of the moderated test and of Welch's test on features
-    with filled values (0: the t distribution's p-values).
+    with filled values (0: the t distribution's p-values). ``detected``: the linked feature matrix
+    (``results/study/feature_matrix.parquet``: consensus_id and the samples' columns, null = not detected) when
+    ``feature_matrix`` holds gap-filled values (the corrected matrix); a cell counts as detected when it is non-null
+    (> 0) there and ``feature_matrix`` still holds it, and ``min_detected_fraction`` is applied to those cells only
+    (``detection_mask``; per class for a binary or multiclass outcome, ``detected_enough``). None: every value of
+    ``feature_matrix`` counts as detected. The summary then holds ``testability`` ("detected values" or "matrix
+    values") and ``n_testable_only_with_filled`` (features that would have passed ``min_detected_fraction`` had
+    gap-filled values counted).
     Missing values: see the module docstring.
 
     An outcome with too few samples (fewer than two per class, or no residual degrees of freedom) gives every
     feature ``tested`` false and a note, not an error. Raises InputError for a malformed outcome, an outcome or
-    covariate column absent from the sheet, a non-numeric continuous value, or a sample without a matrix column.
+    covariate column absent from the sheet, a non-numeric continuous value, a sample without a matrix column, or a
+    ``detected`` table that lacks a feature or a sample of ``feature_matrix``.
     Methods: moderated t-tests (limma-trend: Smyth 2004; Law et al. 2014), Welch's t-test, OLS t-test of the slope,
     one-way ANOVA, Benjamini-Hochberg (module docstring and ``modelling.univariate``).
     """
@@ -195,8 +218,17 @@ def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, o
     summary["n_samples"] = len(ids)
 
     raw = log2_intensities(feature_matrix, ids)
-    detected = ~np.isnan(raw)
-    values, keep = fill_missing(raw, imputation, min_detected_fraction)
+    present = ~np.isnan(raw)  # detected or gap-filled
+    values, _ = fill_missing(raw, imputation, min_detected_fraction)
+    summary["testability"] = "matrix values" if detected is None else "detected values"
+    groups = None if kind == "continuous" else [y == c for c in np.unique(y)]
+    keep = detected_enough(present, min_detected_fraction, groups)
+    found = present
+    if detected is not None:
+        found = present & detection_mask(detected, feature_matrix["consensus_id"].cast(pl.Utf8).to_list(), ids)
+        by_detection = detected_enough(found, min_detected_fraction, groups)
+        summary["n_testable_only_with_filled"] = int((keep & ~by_detection).sum())
+        keep = by_detection
     n_features = feature_matrix.height
     nan = np.full(n_features, np.nan)
     result: dict[str, np.ndarray] = {"statistic": nan, "p_value": nan}
@@ -207,10 +239,10 @@ def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, o
         log.warning("outcome %s not tested: %s", spec["column"], reason)
     elif keep.any():
         rows = np.flatnonzero(keep)
-        filled = (~detected[rows]).sum(axis=1)
-        complete = (filled == 0) if moderated else np.zeros(rows.size, dtype=bool)
+        imputed = (~present[rows]).sum(axis=1)  # a gap-filled value is measured, not imputed
+        complete = (imputed == 0) if moderated else np.zeros(rows.size, dtype=bool)
         try:
-            part = _tests(kind, values[rows], y, C, complete, n_permutations, seed, filled)
+            part = _tests(kind, values[rows], y, C, complete, n_permutations, seed, imputed)
         except InputError as err:
             part = {}
             summary["notes"].append(f"not tested: {err.message}")
@@ -241,10 +273,11 @@ def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, o
 
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        rate = detected.mean(axis=1) if ids else nan
+        rate = present.mean(axis=1) if ids else nan
+        filled_rate = (present & ~found).mean(axis=1) if ids else nan
         mean_log2 = np.nanmean(values, axis=1) if ids else nan
-        rate_pos = detected[:, y == 1].mean(axis=1) if kind == "binary" and (y == 1).any() else nan
-        rate_ref = detected[:, y == 0].mean(axis=1) if kind == "binary" and (y == 0).any() else nan
+        rate_pos = present[:, y == 1].mean(axis=1) if kind == "binary" and (y == 1).any() else nan
+        rate_ref = present[:, y == 0].mean(axis=1) if kind == "binary" and (y == 0).any() else nan
     keys = feature_matrix.select(pl.col("consensus_id").cast(pl.Utf8),
                                  *[pl.col(c).cast(pl.Float64) if c in feature_matrix.columns
                                    else pl.lit(None, dtype=pl.Float64).alias(c) for c in ("mz", "rt_s")],
@@ -267,7 +300,8 @@ def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, o
         pl.Series(tested, dtype=pl.Boolean).alias("tested"),
         pl.lit(len(ids), dtype=pl.Int32).alias("n_samples"),
         series(rate).alias("detection_rate"), series(rate_pos).alias("detection_rate_positive"),
-        series(rate_ref).alias("detection_rate_reference"), series(mean_log2).alias("mean_log2_intensity"),
+        series(rate_ref).alias("detection_rate_reference"), series(filled_rate).alias("gap_filled_rate"),
+        series(mean_log2).alias("mean_log2_intensity"),
     )
     table = table.join(accepted_identifications(identifications), on="consensus_id", how="left",
                        maintain_order="left")
@@ -283,6 +317,43 @@ def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, o
     log.info("outcome %s (%s, %s): %d of %d features tested, %d at q < %g", spec["column"], kind, test,
              summary["n_tested"], n_features, summary["n_significant"], SIGNIFICANCE)
     return table, summary
+
+
+def detection_mask(detected: pl.DataFrame, consensus_ids: Sequence[str], sample_ids: Sequence[str]) -> np.ndarray:
+    """Which cells feature detection found: features (``consensus_ids`` order) × samples (``sample_ids`` order),
+    true where the linked matrix ``detected`` (consensus_id + one column per sample, null = not detected) holds an
+    intensity > 0. Gap filling writes its values into the corrected matrix only, so this is what marks a cell as
+    detected rather than filled. Raises InputError when ``detected`` lacks consensus_id, a sample's column or one of
+    ``consensus_ids`` (tables from different runs of the link stage)."""
+    if "consensus_id" not in detected.columns:
+        raise InputError("the detection table lacks column 'consensus_id'", file="feature_matrix.parquet",
+                         fix="pass the link stage's results/study/feature_matrix.parquet")
+    order = pl.DataFrame({"consensus_id": pl.Series(list(consensus_ids), dtype=pl.Utf8)})
+    frame = detected.with_columns(pl.col("consensus_id").cast(pl.Utf8))
+    lacking = order.join(frame.select("consensus_id"), on="consensus_id", how="anti")
+    if lacking.height:
+        raise InputError(f"{lacking.height} consensus feature(s) of the matrix are not in the detection table, e.g. "
+                         f"{lacking['consensus_id'][0]}", file="feature_matrix.parquet",
+                         fix="rerun the correct stage after link (both matrices must come from the same link run)")
+    aligned = order.join(frame.unique("consensus_id", keep="first"), on="consensus_id", how="left",
+                         maintain_order="left")
+    values = log2_intensities(aligned, sample_ids)  # raises InputError for a missing sample column
+    return ~np.isnan(values)
+
+
+def detected_enough(detected: np.ndarray, min_detected_fraction: float,
+                    groups: Sequence[np.ndarray] | None = None) -> np.ndarray:
+    """The features that are tested: rows of the boolean features × samples ``detected`` found in at least
+    ``min_detected_fraction`` of the samples and at least once; with ``groups`` (boolean sample masks, the classes of
+    a binary or multiclass outcome), in at least that share of one group's samples: the "modified 80 % rule" of
+    Bijlsma et al. 2006 (Anal. Chem. 78:567), so a compound detected in most cases and no control (an effect by
+    presence, the strongest there is) stays testable. Returns a boolean array, one per row."""
+    def enough(part: np.ndarray) -> np.ndarray:
+        fraction = part.mean(axis=1) if part.shape[1] else np.zeros(part.shape[0])
+        return (fraction >= float(min_detected_fraction)) & (fraction > 0)
+    if not groups:
+        return enough(detected)
+    return np.logical_or.reduce([enough(detected[:, g]) for g in groups])
 
 
 def significant_compounds(table: pl.DataFrame) -> int:

@@ -3,15 +3,17 @@ chemical class.
 
 Reads the feature matrix (``results/study/feature_matrix_corrected.parquet`` with ``correct.use_corrected``, the
 default; else the linked ``results/study/feature_matrix.parquet``; optionally without the features the correct stage
-flagged, ``correct.exclude_flagged``), the sample sheet (QC and blank runs never enter a test) and the
+flagged, ``correct.exclude_flagged``), the linked matrix as the record of which values feature detection found
+(``--detected-matrix``: testability, ``models.min_detected_fraction``, is decided on detected values, never on
+gap-filled ones; ``modelling.differential``), the sample sheet (QC and blank runs never enter a test) and the
 identifications (``results/study/identifications.parquet``) and writes, per configured outcome,
 ``results/study/differential/{outcome}.parquet`` (one row per consensus feature,
-``modelling.differential.DIFFERENTIAL``) and ``results/study/class_enrichment/{outcome}.parquet`` (one row per chemical class tested,
-``modelling.enrichment.ENRICHMENT``), each with the run's summary in its metadata. The missing-value handling and the
-tests are described in ``modelling.differential`` and ``modelling.univariate``, the check that the hits do not
-crowd into one m/z x RT region (summary ``local_cluster`` and ``warnings``) in ``modelling.locality``, the class
-enrichment (ChemRICH, Barupal & Fiehn 2017) in ``modelling.enrichment``. ``configured_outcomes`` and
-``rule_params`` are the rule's view of the config (``workflow/rules/differential.smk``).
+``modelling.differential.DIFFERENTIAL``) and ``results/study/class_enrichment/{outcome}.parquet`` (one row per
+chemical class tested, ``modelling.enrichment.ENRICHMENT``), each with the run's summary in its metadata. The
+missing-value handling and the tests are described in ``modelling.differential`` and ``modelling.univariate``, the
+check that the hits do not crowd into one m/z x RT region (summary ``local_cluster`` and ``warnings``) in
+``modelling.locality``, the class enrichment (ChemRICH, Barupal & Fiehn 2017) in ``modelling.enrichment``.
+``configured_outcomes`` and ``rule_params`` are the rule's view of the config (``workflow/rules/differential.smk``).
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "outcome": None,                # one entry of models.outcomes: {column, type, positive_class}
     "covariates": [],               # models.covariates: adjusted for in continuous outcomes
     "imputation": "half_minimum",   # models.imputation.features: half_minimum | mean
-    "min_detected_fraction": 0.5,   # models.min_detected_fraction: rarer features are not tested
+    "min_detected_fraction": 0.5,   # models.min_detected_fraction: features detected (gap-filled values do not
+                                    # count) in fewer of the outcome's samples are not tested
     "min_class_size": 3,            # classes with fewer identified compounds are not tested (modelling.enrichment)
     "alpha": 0.05,                  # p below which a class member counts as altered (ChemRICH's direction counts)
     "test": "moderated",            # differential.test: moderated | welch (modelling.differential)
@@ -93,12 +96,15 @@ def rule_params(config: dict, stem: str) -> dict:
 
 def run_differential(samples_path: str | Path, matrix_path: str | Path, identifications_path: str | Path | None,
                      differential_out: str | Path, enrichment_out: str | Path, params: dict | None = None,
-                     flags_path: str | Path | None = None) -> dict:
+                     flags_path: str | Path | None = None, detected_path: str | Path | None = None) -> dict:
     """The stage: read the sheet, the matrix and the identifications, write both tables of one outcome.
 
     ``params``: ``DEFAULT_PARAMS`` keys; ``outcome`` is required. ``matrix_path``: the raw or the corrected feature
     matrix (sample columns taken by the sheet's ids); ``flags_path``: the corrected matrix whose ``excluded``
-    features are left out (None: every feature is tested). QC and blank runs (sheet ``sample_type``) are left out
+    features are left out (None: every feature is tested); ``detected_path``: the linked matrix
+    (``results/study/feature_matrix.parquet``), whose non-null cells are the values feature detection found:
+    ``min_detected_fraction`` counts only those, so a gap-filled value never makes a feature testable (None: every
+    value of the matrix counts as detected). QC and blank runs (sheet ``sample_type``) are left out
     and counted in the summary (``excluded_not_sample`` and a note). Returns the summary (also stored in both files'
     metadata, with the enrichment's notes). Raises InputError for missing inputs or a bad outcome (see
     ``differential_analysis``).
@@ -114,12 +120,22 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
             raise InputError("identifications table does not exist", file=str(identifications_path),
                              fix="run the identify stage, or leave --identifications out")
         identifications = pl.read_parquet(identifications_path)
+    detected = None
+    if detected_path:
+        if not Path(detected_path).exists():
+            raise InputError("the linked feature matrix does not exist", file=str(detected_path),
+                             fix="run the link stage, or leave --detected-matrix out")
+        columns = ["consensus_id", *[s for s in samples["sample_id"].to_list()
+                                     if s in pl.read_parquet_schema(detected_path)]]
+        detected = pl.read_parquet(detected_path, columns=columns)
     table, summary = differential_analysis(
         matrix, samples, params["outcome"], identifications, params["covariates"], params["imputation"],
-        float(params["min_detected_fraction"]), params["test"], int(params["permutations"]), int(params["seed"]))
+        float(params["min_detected_fraction"]), params["test"], int(params["permutations"]), int(params["seed"]),
+        detected)
     excluded = not_study_samples(samples)
     summary["excluded_not_sample"] = excluded
     summary["feature_matrix"] = Path(matrix_path).name
+    summary["detected_matrix"] = Path(detected_path).name if detected_path else None
     summary["notes"] = [n for n in (not_sample_note(excluded), flag_note) if n] + summary["notes"]
     locality = local_cluster(table, SIGNIFICANCE, int(params["seed"]))
     summary["local_cluster"] = locality
@@ -148,7 +164,7 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
 
 def _cli(args: argparse.Namespace) -> int:
     run_differential(args.samples, args.feature_matrix, args.identifications, args.out, args.enrichment_out,
-                     load_params(args), args.exclude_flagged)
+                     load_params(args), args.exclude_flagged, args.detected_matrix)
     return 0
 
 
@@ -161,6 +177,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--exclude-flagged", default=None, metavar="CORRECTED_MATRIX",
                    help="leave out the features flagged excluded (blank or QC RSD) in this table "
                         "(results/study/feature_matrix_corrected.parquet)")
+    p.add_argument("--detected-matrix", default=None, metavar="LINKED_MATRIX",
+                   help="results/study/feature_matrix.parquet: which values feature detection found; "
+                        "min_detected_fraction counts only these, not gap-filled values (default: every value of "
+                        "--feature-matrix counts as detected)")
     p.add_argument("--identifications", default=None, help="results/study/identifications.parquet (optional)")
     p.add_argument("--out", required=True, help="differential table to write (results/study/differential/X.parquet)")
     p.add_argument("--enrichment-out", required=True,
