@@ -79,7 +79,11 @@ def test_identification_uses_the_grouped_adduct() -> None:
     assert not c6["accepted"] and "G1 is identified as alpha at C1" in c6["adduct_note"]
     accepted_g1 = out.filter(pl.col("accepted") & (pl.col("compound_group") == "G1"))
     assert accepted_g1["inchikey"].n_unique() == 1
-    assert got["C7"]["accepted"] and got["C7"]["adduct_note"] is None and got["C7"]["feature_adduct"] == "[M+NH4]+"
+    # C7's library [M+H]+ stands (the pair also reads as [M+H]+ with its NH3 loss), and the note says they differ
+    c7 = got["C7"]
+    assert c7["accepted"] and c7["feature_adduct"] == "[M+NH4]+"
+    assert c7["adduct_note"].startswith("grouped as [M+NH4]+; library match is [M+H]+")
+    assert "NH3 loss" in c7["adduct_note"]
 
 
 def test_grouping_table_must_have_its_columns(tmp_path) -> None:
@@ -133,7 +137,9 @@ def test_only_a_tested_grouping_refuses_and_the_evidence_comes_along() -> None:
     # C5 was grouped as [M+Na]+ over 3 shared runs, untested: the [M+H]+ spectra of xeno are not set aside
     c5 = got["C5"]
     assert c5["accepted"] and c5["name"] == "xeno" and c5["n_supporting"] == 3
-    assert "rests on mass and retention time alone (3 runs" in c5["adduct_note"]
+    assert c5["adduct_note"] == ("grouped as [M+Na]+ of C9 by mass and RT only (measured together in 3 runs, too few "
+                                 "to test their correlation); library match is [M+H]+: a grouping on mass and RT alone "
+                                 "refuses no match")
     assert c5["adduct_correlation"] is None and c5["adduct_partner_mz"] is None  # C9 is not in the table
     # the same grouping without its evidence columns refuses as before (labels taken as given)
     plain = {r["consensus_id"]: r for r in identify.identify_features(ann, links, 0.05, groups=groups)

@@ -52,22 +52,18 @@ def adduct_signature(label: str | None) -> tuple[int, float, int | None] | None:
     return k, shift, charge
 
 
-def adduct_contradiction(feature_adduct: str | None, library_adduct: str | None,
-                         group_adducts: list[str] | None = None) -> str | None:
-    """Why a library spectrum of ``library_adduct`` cannot be the compound of a feature grouped as ``feature_adduct``,
-    or None when they agree or either is unknown. An isotope peak ("[M+H]+ M+1") contradicts every library ion
-    (its precursor is not a monoisotopic ion); an intrinsic ion ([M]+, [M]-) is taken to agree with [M+H]+ / [M-H]-
-    (grouping cannot tell them apart). ``group_adducts``: the labels of the feature's compound group; when they
-    are only [M+H]+ and [M+NH4]+, a library [M+H]+ at the [M+NH4]+ member is no contradiction (the pair is also
-    an [M+H]+ ion with its in-source NH3 loss, the common case for amines)."""
+def same_ion(feature_adduct: str | None, library_adduct: str | None) -> bool | None:
+    """Whether a feature grouped as ``feature_adduct`` and a library spectrum of ``library_adduct`` name the same ion:
+    False for an isotope peak ("[M+H]+ M+1": its precursor is not a monoisotopic ion), True for synonyms ([M+FA-H]-
+    and [M+HCOO]-) and for an intrinsic ion ([M]+, [M]-) against [M+H]+ / [M-H]- (grouping cannot tell them apart);
+    None when either is missing or cannot be parsed."""
     if not feature_adduct or not library_adduct:
         return None
     lib = adduct_signature(library_adduct)
     if lib is None:
         return None
-    iso = _ISOTOPE_RE.search(feature_adduct.strip())
-    if iso:
-        return f"the feature is the M+{iso.group(1)} isotope peak of another feature, not a {library_adduct} ion"
+    if _ISOTOPE_RE.search(feature_adduct.strip()):
+        return False
     feat = adduct_signature(feature_adduct)
     if feat is None:
         return None
@@ -79,11 +75,34 @@ def adduct_contradiction(feature_adduct: str | None, library_adduct: str | None,
         return k, shift, z
 
     (kf, sf, zf), (kl, sl, zl) = plain(feat), plain(lib)
-    if kf == kl and abs(sf - sl) < 2e-3 and (zf is None or zl is None or zf == zl):
-        return None
+    return kf == kl and abs(sf - sl) < 2e-3 and (zf is None or zl is None or zf == zl)
+
+
+def nh3_loss_reading(feature_adduct: str | None, library_adduct: str | None,
+                     group_adducts: list[str] | None = None) -> bool:
+    """Whether a library ``library_adduct`` at a feature grouped as ``feature_adduct`` fits the other reading of its
+    group: when the group's labels (``group_adducts``) are only [M+H]+ and [M+NH4]+, the [M+NH4]+ member may be an
+    [M+H]+ ion whose in-source NH3 loss is the "[M+H]+" member (the common case for amines), so a library [M+H]+
+    there is no contradiction."""
+    lib = adduct_signature(library_adduct)
+    if feature_adduct != "[M+NH4]+" or lib is None:
+        return False
     labels = {g for g in (group_adducts or []) if g and not _ISOTOPE_RE.search(g)}
-    protonated = adduct_signature("[M+H]+")
-    if (feature_adduct == "[M+NH4]+" and labels <= {"[M+H]+", "[M+NH4]+"} and kl == 1 and zl in (None, 1)
-            and abs(sl - protonated[1]) < 2e-3):
+    k, shift, z = lib
+    return labels <= {"[M+H]+", "[M+NH4]+"} and k == 1 and z in (None, 1) and abs(shift - _ELEMENT_MASS["H"]) < 2e-3
+
+
+def adduct_contradiction(feature_adduct: str | None, library_adduct: str | None,
+                         group_adducts: list[str] | None = None) -> str | None:
+    """Why a library spectrum of ``library_adduct`` cannot be the compound of a feature grouped as ``feature_adduct``,
+    or None when they name the same ion (:func:`same_ion`), either is unknown, or the library ion fits the group's
+    other reading (:func:`nh3_loss_reading`: ``group_adducts`` are the labels of the feature's compound group)."""
+    same = same_ion(feature_adduct, library_adduct)
+    if same is None or same:
+        return None
+    iso = _ISOTOPE_RE.search(feature_adduct.strip())
+    if iso:
+        return f"the feature is the M+{iso.group(1)} isotope peak of another feature, not a {library_adduct} ion"
+    if nh3_loss_reading(feature_adduct, library_adduct, group_adducts):
         return None
     return f"library adduct {library_adduct} contradicts the feature's grouped adduct {feature_adduct}"

@@ -30,7 +30,8 @@ Chem. 2012, and MS-DIAL do):
    ``correction.covariation``), since co-eluting ions may co-vary without being one compound. With fewer
    than ``adduct_min_runs`` shared runs (small studies) the pair is judged on retention time and mass alone (counted
    in the notes) and its grouping carries no test (``adduct_p_value`` null): identification does not refuse a library
-   match on it. A pair never detected in the same sample is rejected.
+   match on it, and it needs the two measured together in half the runs of each feature it labels
+   (``covariation.sparse_partner``; counted in the notes). A pair never detected in the same sample is rejected.
 4. Assignment: isotope peaks first (ascending m/z; each monoisotopic feature takes its best M+1, 13C2 M+2 and
    one-heavy-atom M+2, and, only after that heavy M+2 and as it reads, its M+3 and M+4), then adduct
    pairs in descending score (correlation, mass error, RT difference, adduct prior) join groups as connected
@@ -67,7 +68,7 @@ import polars as pl
 
 from ms2study.core import tables
 from ms2study.core.errors import InputError
-from ms2study.correction import isotopes
+from ms2study.correction import covariation, isotopes
 from ms2study.correction.adduct_notation import adduct_contradiction, adduct_signature  # noqa: F401 (re-exported)
 from ms2study.correction.covariation import (
     MAX_DECOYS,
@@ -156,8 +157,7 @@ def adduct_grouping(matrix: pl.DataFrame, sample_ids: list[str], params: dict,
     if missing:
         raise InputError(f"feature matrix lacks columns {missing[:10]}",
                          fix="pass the link stage's feature_matrix.parquet and the sheet's sample ids")
-    rt_tol = float(params.get("adduct_rt_tol_s", 3.0))
-    ppm = float(params.get("adduct_mz_ppm", 10.0))
+    rt_tol, ppm = float(params.get("adduct_rt_tol_s", 3.0)), float(params.get("adduct_mz_ppm", 10.0))
     test = (float(params.get("adduct_min_correlation", 0.6)), float(params.get("adduct_alpha", DEFAULT_ALPHA)),
             int(params.get("adduct_min_runs", MIN_SHARED_SAMPLES)), str(params.get("adduct_multiple_testing", "bh")))
     null_kind = str(params.get("adduct_null", "empirical"))
@@ -173,7 +173,7 @@ def adduct_grouping(matrix: pl.DataFrame, sample_ids: list[str], params: dict,
     n_det = np.isfinite(x).sum(axis=1)
     mean_intensity = np.where(n_det > 0, np.nansum(x, axis=1) / np.maximum(n_det, 1), -np.inf)
     counts = {"n_candidate_pairs": 0, "n_mass_pairs": 0, "n_rejected_correlation": 0, "n_rejected_never_shared": 0,
-              "n_untested_correlation": 0, "n_conflicts": 0, "n_decoy_pairs": 0}
+              "n_untested_correlation": 0, "n_rejected_sparse_partner": 0, "n_conflicts": 0, "n_decoy_pairs": 0}
     edges, decoys = [], []
     for a, b in _coeluting_pairs(mz, rt, rt_tol):
         counts["n_candidate_pairs"] += a.size
@@ -184,7 +184,7 @@ def adduct_grouping(matrix: pl.DataFrame, sample_ids: list[str], params: dict,
     null = _null(decoys, logx, x, mz, test[2], counts) if null_kind == "empirical" else None
     pairs = _concat_edges(edges)
     counts["n_mass_pairs"] = int(pairs["a"].size)
-    pairs = _judge_correlation(pairs, logx, x, mz, test, counts, null)
+    pairs = _judge_correlation(pairs, logx, x, mz, test, counts, null, n_det)
     iso_of, labelling, accepted = _assign(pairs, mz, ppm, counts)
     table = pl.concat([_groups_table(ids, mz, rt, mean_intensity, iso_of, labelling, polarity),
                        _evidence(ids, accepted)], how="horizontal")
@@ -209,6 +209,9 @@ def adduct_grouping(matrix: pl.DataFrame, sample_ids: list[str], params: dict,
         notes.append(f"{counts['n_untested_correlation']} candidate pairs shared fewer than {test[2]} runs: judged "
                      "on retention time and mass alone (no intensity correlation; no identification is refused on "
                      "them)")
+    if counts["n_rejected_sparse_partner"]:
+        notes.append(f"{counts['n_rejected_sparse_partner']} untested candidate pairs not grouped: measured together "
+                     f"in under {covariation.MIN_UNTESTED_CO_DETECTION:.0%} of the runs of a feature they would label")
     if null is None and null_kind == "empirical":
         notes.append(f"only {counts['n_decoy_pairs']} co-eluting decoy pairs measured together in enough runs: the "
                      "correlation test uses its theoretical null (independent ions)")
@@ -279,13 +282,11 @@ def _mass_edges(a: np.ndarray, b: np.ndarray, mz: np.ndarray, rt: np.ndarray, rt
 
 def _concat_edges(edges: list[dict]) -> dict:
     """One dict of equal-length arrays from the per-hypothesis edge arrays."""
+    numbers = ("mass", "err", "drt", "prior", "score_mass", "score_rt")
     if not edges:
-        return {k: np.empty(0, dtype=t) for k, t in (("a", np.int64), ("b", np.int64), ("kind", object),
-                                                       ("la", object), ("lb", object), ("mass", float), ("err", float),
-                                                       ("drt", float), ("prior", float), ("score_mass", float),
-                                                       ("score_rt", float))}
-    out = {k: np.concatenate([e[k] for e in edges]) for k in ("a", "b", "mass", "err", "drt", "prior", "score_mass",
-                                                                "score_rt")}
+        return {**{k: np.empty(0, np.int64) for k in "ab"}, **{k: np.empty(0, object) for k in ("kind", "la", "lb")},
+                **{k: np.empty(0, float) for k in numbers}}
+    out = {k: np.concatenate([e[k] for e in edges]) for k in ("a", "b", *numbers)}
     for k in ("kind", "la", "lb"):
         out[k] = np.concatenate([np.full(e["a"].size, e[k], dtype=object) for e in edges])
     return out
@@ -335,11 +336,12 @@ def _null(decoys: list[tuple[np.ndarray, np.ndarray]], logx: np.ndarray, x: np.n
 
 
 def _judge_correlation(pairs: dict, logx: np.ndarray, x: np.ndarray, mz: np.ndarray,
-                       test: tuple[float, float, int, str], counts: dict, null=None) -> dict:
+                       test: tuple[float, float, int, str], counts: dict, null, n_det: np.ndarray) -> dict:
     """Shared samples, Pearson r of log intensities, its one-sided test and the isotope-ratio check per edge; keeps the
     edges that pass and adds ``n_shared``, ``r``, ``p`` (null when untested), ``ratio`` and ``score``. ``test``:
     (effect floor, alpha, least shared runs, "bh" (q over the tested pairs at alpha) or "none" (p at alpha));
-    ``null``: the study's empirical null (``covariation.null_p_values``), None for the t test alone."""
+    ``null``: the study's empirical null (``covariation.null_p_values``), None for the t test alone; ``n_det``: runs
+    measuring each feature, for the co-detection rule of untested edges (``covariation.sparse_partner``)."""
     floor, alpha, min_runs, multiple = test
     if multiple not in ("bh", "none"):
         raise InputError(f"unknown adduct_multiple_testing {multiple!r}", fix="use 'bh' or 'none'")
@@ -359,9 +361,11 @@ def _judge_correlation(pairs: dict, logx: np.ndarray, x: np.ndarray, mz: np.ndar
         corr_fail = tested & ((r < floor) | ~(q <= alpha)) & ~not_candidate
     else:
         corr_fail = tested & ((r < need) | ~(p <= alpha)) & ~not_candidate
-    keep = ~corr_fail & ~never & ~iso_fail
+    sparse = ~tested & ~never & covariation.sparse_partner(n, n_det[a], n_det[pairs["b"]], kind == "adduct")
+    keep = ~corr_fail & ~never & ~iso_fail & ~sparse
     counts["n_rejected_correlation"] = int((corr_fail & ~never).sum())
     counts["n_rejected_never_shared"] = int(never.sum())
+    counts["n_rejected_sparse_partner"] = int((sparse & ~iso_fail).sum())
     counts["n_untested_correlation"] = int((keep & ~tested & (kind == "adduct")).sum())
     r_used = np.where(tested, r, floor)
     score = 2.0 * r_used + 0.5 * pairs["score_mass"] + 0.5 * pairs["score_rt"] + 0.5 * pairs["prior"]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
+from ms2study.correction.adduct_notation import same_ion
 from ms2study.modelling.differential import SIGNIFICANCE, read_summary, significant_compounds
 from ms2study.modelling.attribution import SET as ATTRIBUTED_SET
 from ms2study.modelling.featuresets import align_rows
@@ -115,13 +116,8 @@ def models_section(models: Sequence[OutcomeFiles], sheet: pl.DataFrame, feature_
             continue
         parts.append(_metrics_table(summary, outcome, warnings))
         cautions.class_size_warning(summary, outcome, warnings)
-        worse = negative_r2_note(summary)
-        if worse:
-            parts.append(f'<p class="note negative-r2">{esc(worse)}</p>')
-        explained = permutation_note(summary)
-        if explained:
-            parts.append(f'<p class="note permutation">{esc(explained)}</p>')
-        for kind, note in (("floor", cautions.floor_note(summary, skip=_near_maximum(summary))),
+        for kind, note in (("negative-r2", negative_r2_note(summary)), ("permutation", permutation_note(summary)),
+                           ("floor", cautions.floor_note(summary, skip=_near_maximum(summary))),
                            ("below-chance", cautions.below_chance_note(summary, coverage))):
             if note:
                 parts.append(f'<p class="note {kind}">{esc(note)}</p>')
@@ -304,12 +300,9 @@ def outcome_maps(sheet: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], sum
     column = summary.get("outcome")
     if column not in sheet.columns:
         return []
-    ids = sheet["sample_id"].to_list()
-    values = sheet[column].to_list()
+    ids, values = sheet["sample_id"].to_list(), sheet[column].to_list()
     charts = []
-    for name in summary.get("feature_sets", {}):
-        if name not in feature_sets:
-            continue
+    for name in [n for n in summary.get("feature_sets", {}) if n in feature_sets]:
         X, columns, empty = align_rows(feature_sets[name], ids, name)
         keep = [i for i, s in enumerate(ids) if s not in set(empty)]
         if len(keep) < 3 or not columns:
@@ -364,7 +357,8 @@ def _test_text(summary: dict) -> str:
 
 def differential_section(differential: Sequence[DifferentialFiles], warnings: list[str],
                          attribution: dict[str, Path] | None = None, caveats: dict[str, str] | None = None,
-                         with_ms2: set[str] | None = None, corrected: pl.DataFrame | None = None) -> str:
+                         with_ms2: set[str] | None = None, corrected: pl.DataFrame | None = None,
+                         identifications: pl.DataFrame | None = None) -> str:
     """Per outcome (in the order given): a volcano plot, every tested feature with its identification in a sortable,
     filterable table (sorted by q), the class enrichment (chart and table) and, when ``attribution`` has a table
     for the outcome (keyed by outcome name), the features the embedding model looks at, led by the outcome's
@@ -372,7 +366,8 @@ def differential_section(differential: Sequence[DifferentialFiles], warnings: li
     named but absent is a warning; an attribution table whose outcome has no differential results is a warning.
     The summary's own ``warnings``, a share of imputed features above a half and significant features without
     MS/MS (``with_ms2``: the consensus features with MS/MS, when known) are warnings too; ion labels grouped on mass
-    and RT alone are marked (from the table's ``ion_tested``, else the ``corrected`` matrix)."""
+    and RT alone are marked (from the table's ``ion_tested``, else the ``corrected`` matrix), and an accepted
+    identification's library adduct leads a label it disagrees with (``identifications``: :func:`identified_ions`)."""
     attribution = dict(attribution or {})
     if not differential:
         for name in attribution:
@@ -391,7 +386,8 @@ def differential_section(differential: Sequence[DifferentialFiles], warnings: li
         outcome = summary.get("outcome") or path.stem
         parts.append(f"<h3>Outcome: {esc(outcome)} ({esc(summary.get('type'))})</h3>")
         cautions.summary_warnings(summary, outcome, warnings)
-        tested = cautions.mark_untested_ions(table.filter(pl.col("tested")), corrected)
+        tested = identified_ions(cautions.mark_untested_ions(table.filter(pl.col("tested")), corrected),
+                                 identifications)
         cautions.imputation_warning(tested, outcome, warnings)
         hits = tested.filter(pl.col("q_value") < SIGNIFICANCE)["consensus_id"].cast(pl.Utf8).to_list()
         significant = len(hits)
@@ -424,6 +420,25 @@ def differential_section(differential: Sequence[DifferentialFiles], warnings: li
     return "".join(parts)
 
 
+def identified_ions(tested: pl.DataFrame, identifications: pl.DataFrame | None) -> pl.DataFrame:
+    """``tested`` with an ``ion`` label led by its feature's accepted identification where that library adduct is
+    another ion (``adduct_notation.same_ion`` false; its ``adduct_note`` says why the match stands): "[M+H]+
+    (library match); grouped as [M+K]+ (mass and RT only)". Unchanged without ``identifications`` or ``ion``."""
+    if (identifications is None or "ion" not in tested.columns
+            or not {"accepted", "adduct"} <= set(identifications.columns)):
+        return tested
+    library = (identifications.filter(pl.col("accepted").fill_null(False)).unique("consensus_id")
+               .select(pl.col("consensus_id").cast(pl.Utf8), pl.col("adduct").cast(pl.Utf8).alias("_library")))
+    frame = tested.join(library, on="consensus_id", how="left", maintain_order="left").with_columns(
+        pl.col("ion").str.strip_suffix(cautions.UNTESTED_ION).alias("_label"))
+    pairs = frame.select("_label", "_library").unique().drop_nulls()
+    pairs = pairs.with_columns(pl.Series("_differs", [same_ion(*r) is False for r in pairs.iter_rows()], pl.Boolean))
+    frame = frame.join(pairs, on=["_label", "_library"], how="left", maintain_order="left")
+    return frame.with_columns(pl.when(pl.col("_differs")).then(pl.col("_library") + " (library match); grouped as "
+                                                               + pl.col("ion")).otherwise(pl.col("ion")).alias("ion")
+                              ).drop("_label", "_library", "_differs")
+
+
 def _feature_table(tested: pl.DataFrame, summary: dict, effect: str, effect_header: str, table_id: str) -> str:
     """Every tested feature, sortable and filterable, sorted by q."""
     columns = dict(DIFFERENTIAL_COLUMNS)
@@ -443,6 +458,9 @@ def _feature_table(tested: pl.DataFrame, summary: dict, effect: str, effect_head
     parts.append('<p class="note">detected: share of the samples (of each class, for a binary outcome) in which '
                  "the feature was measured, before the half-minimum imputation (a value gap filling re-quantified from "
                  "the run's own MS1 signal counts as measured). id q: the identification's own q-value."
+                 + (" ion: where the accepted identification's library ion differs from the grouped label, it comes "
+                    "first ('library match')." if "ion" in tested.columns
+                    and tested["ion"].str.contains("(library match)", literal=True).any() else "")
                  + (" test: moderated_t / moderated_ols for features measured in every sample, welch_t / ols for "
                     "features with an imputed value (their p from permutations pooled by the number imputed)."
                     if "test" in columns else "")

@@ -22,8 +22,11 @@ name one compound: the group's best (lowest q) identification stands and members
 ``adduct_note`` says why. A grouping only refuses where it was tested: when the grouping table carries the evidence
 of each label (``tables.ADDUCT_EVIDENCE``: the correct stage writes it), a label whose pair was judged on mass and
 retention time alone (too few runs measured both, ``correct: adduct_min_runs``; ``adduct_p_value`` null) neither
-sets spectra aside nor refuses a group member; ``adduct_note`` then says that the adducts differ and why that did
-not count. Each identification carries the evidence of its feature's label (``adduct_partner`` with its m/z and
+sets spectra aside nor refuses a group member. Whenever the identification's library adduct and its feature's
+grouped adduct name different ions, ``adduct_note`` says so (what the grouping rests on: partner, correlation or
+"mass and RT only" with the runs; the library adduct; and why the match stands: an untested grouping, or an
+[M+H]+ / [M+NH4]+ pair that also reads as [M+H]+ with its in-source NH3 loss), so no disagreement goes unsaid.
+Each identification carries the evidence of its feature's label (``adduct_partner`` with its m/z and
 retention time, ``adduct_relation``, ``adduct_correlation``, ``adduct_n_runs``) so the report can show what a veto
 rested on.
 """
@@ -40,7 +43,7 @@ import polars as pl
 from ms2study.core import tables
 from ms2study.core.atomic import write_parquet
 from ms2study.core.errors import InputError
-from ms2study.correction import adducts
+from ms2study.correction.adduct_notation import adduct_contradiction, nh3_loss_reading, same_ion
 from ms2study.identification import confidence
 
 log = logging.getLogger(__name__)
@@ -100,9 +103,10 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
     combined, cosine, p_value, msi_level, isomer_inchikeys); ``links``: consensus_id, sample_id, feature_id
     (``ms2study.stages.link.LINKS``); ``classes``: optional library_id -> compound_class table; ``groups``: optional
     adduct grouping (consensus_id, compound_group, adduct: ``ms2study.correction.adducts.group_adducts`` or the
-    corrected matrix; optional: mz, rt_s and ``tables.ADDUCT_EVIDENCE``), used as the module docstring says; ``run_types``: optional sample_id -> sample_type (sample,
-    qc, blank; ``io.samplesheet.sample_roles``): ``n_samples`` then counts study samples only, ``n_qc_runs`` and
-    ``n_blank_runs`` the other runs (without it every run counts as a sample). Raises InputError when ``groups``
+    corrected matrix; optional: mz, rt_s, n_detected and ``tables.ADDUCT_EVIDENCE``), used as the module docstring
+    says; ``run_types``: optional sample_id -> sample_type (sample, qc, blank; ``io.samplesheet.sample_roles``):
+    ``n_samples`` then counts study samples only, ``n_qc_runs`` and ``n_blank_runs`` the other runs (without it
+    every run counts as a sample). Raises InputError when ``groups``
     lacks those columns.
     """
     if annotations.height == 0 or links.height == 0:
@@ -156,8 +160,8 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
               .group_by("consensus_id").agg(pl.col("library_inchikey").drop_nulls().unique().sort().alias("_rivals")))
     out = (best.select("consensus_id", "library_name", "library_inchikey", "library_smiles", "library_formula",
                        "library_adduct", "library_id", pl.col("msi_level").alias("_level_best"), "_identity",
-                       "compound_group", "feature_adduct", "_contra_note", "_untested_note", "_veto_ok",
-                       *EVIDENCE_OUT)
+                       "compound_group", "feature_adduct", "_contra_note", "_differs", "_nh3", "_veto_ok",
+                       "_n_detected", *EVIDENCE_OUT)
            .join(summary, on="consensus_id").join(per_feature, on="consensus_id")
            .join(rivals, on="consensus_id", how="left"))
     p = np.array([simes(pv, n) for pv, n in zip(out["_pvals"].to_list(), out["n_spectra"].to_list())])
@@ -197,19 +201,21 @@ EVIDENCE_OUT = {c: IDENTIFICATIONS[c] for c in ("adduct_partner", "adduct_partne
 
 def _evidence(groups: pl.DataFrame) -> pl.DataFrame:
     """Per consensus feature of ``groups``: ``_veto_ok`` (its label may refuse a match: tested, or the table has no
-    evidence columns, so its labels are taken as given) and the ``EVIDENCE_OUT`` columns (partner, its m/z and RT,
-    the relation of the two labels, correlation, runs)."""
+    evidence columns, so its labels are taken as given), ``_n_detected`` (runs detecting it) and the ``EVIDENCE_OUT``
+    columns (partner, its m/z and RT, the relation of the two labels, correlation, runs)."""
     def col(name: str, dtype: pl.DataType) -> pl.Expr:
         return (pl.col(name) if name in groups.columns else pl.lit(None)).cast(dtype).alias(name)
 
     table = groups.select(pl.col("consensus_id").cast(pl.Utf8), col("adduct", pl.Utf8).alias("_label"),
                           col("mz", pl.Float64).alias("_mz"), col("rt_s", pl.Float64).alias("_rt"),
+                          col("n_detected", pl.Int32).alias("_n_detected"),
                           *[col(c, t) for c, t in tables.ADDUCT_EVIDENCE.items()]).unique("consensus_id")
     partner = table.select(pl.col("consensus_id").alias("adduct_partner"), pl.col("_label").alias("_partner_label"),
                            pl.col("_mz").alias("adduct_partner_mz"), pl.col("_rt").alias("adduct_partner_rt_s"))
     tested = (pl.col("adduct_p_value").is_not_null() if "adduct_p_value" in groups.columns else pl.lit(True))
     return table.join(partner, on="adduct_partner", how="left").select(
-        "consensus_id", tested.alias("_veto_ok"), "adduct_partner", "adduct_partner_mz", "adduct_partner_rt_s",
+        "consensus_id", tested.alias("_veto_ok"), "_n_detected", "adduct_partner", "adduct_partner_mz",
+        "adduct_partner_rt_s",
         pl.when(pl.col("adduct_partner").is_not_null()).then(
             pl.col("_label").fill_null("unlabelled") + pl.lit(" here, ")
             + pl.col("_partner_label").fill_null("unlabelled") + pl.lit(" at the partner")).alias("adduct_relation"),
@@ -218,15 +224,17 @@ def _evidence(groups: pl.DataFrame) -> pl.DataFrame:
 
 def _with_adduct_checks(top: pl.DataFrame, groups: pl.DataFrame | None) -> pl.DataFrame:
     """``top`` with compound_group, feature_adduct, the label's evidence (``_evidence``), ``_contra_note`` (why the
-    spectrum's library adduct contradicts a tested grouped adduct, null when it does not), ``_untested_note`` (the
-    same for a label judged on mass and RT alone, which refuses nothing) and ``_contra``."""
+    spectrum's library adduct contradicts a tested grouped adduct, null when it does not), ``_differs`` (the library
+    and grouped adducts name different ions, whether or not that refuses the spectrum), ``_nh3`` (they differ only as
+    an [M+H]+ / [M+NH4]+ pair that also reads as an in-source NH3 loss) and ``_contra``."""
     if "library_adduct" not in top.columns:
         top = top.with_columns(pl.lit(None, dtype=pl.Utf8).alias("library_adduct"))
     if groups is None:
         return top.with_columns(pl.lit(None, dtype=pl.Utf8).alias("compound_group"),
                                 pl.lit(None, dtype=pl.Utf8).alias("feature_adduct"),
-                                pl.lit(None, dtype=pl.Utf8).alias("_contra_note"),
-                                pl.lit(None, dtype=pl.Utf8).alias("_untested_note"), pl.lit(False).alias("_veto_ok"),
+                                pl.lit(None, dtype=pl.Utf8).alias("_contra_note"), pl.lit(False).alias("_differs"),
+                                pl.lit(False).alias("_nh3"), pl.lit(False).alias("_veto_ok"),
+                                pl.lit(None, dtype=pl.Int32).alias("_n_detected"),
                                 *[pl.lit(None, dtype=t).alias(c) for c, t in EVIDENCE_OUT.items()],
                                 pl.lit(False).alias("_contra"))
     missing = [c for c in GROUPING_COLUMNS if c not in groups.columns]
@@ -243,22 +251,24 @@ def _with_adduct_checks(top: pl.DataFrame, groups: pl.DataFrame | None) -> pl.Da
     top = top.join(table, on="consensus_id", how="left").with_columns(pl.col("library_adduct").cast(pl.Utf8))
     keys = ["feature_adduct", "library_adduct", "_group_adducts"]
     pairs = top.select(keys).unique().drop_nulls(["feature_adduct", "library_adduct"])
-    notes = [adducts.adduct_contradiction(f, lib, (g or "").split("|")) for f, lib, g in pairs.iter_rows()]
-    pairs = pairs.with_columns(pl.Series("_contra_note", notes, dtype=pl.Utf8))
-    top = top.join(pairs, on=keys, how="left", nulls_equal=True).drop("_group_adducts")
+    rows = pairs.iter_rows()  # the distinct (label, library adduct, group labels): few
+    checks = [(adduct_contradiction(f, lib, (g or "").split("|")), same_ion(f, lib) is False,
+               nh3_loss_reading(f, lib, (g or "").split("|"))) for f, lib, g in rows]
+    pairs = pairs.with_columns(pl.Series("_contra_note", [c[0] for c in checks], dtype=pl.Utf8),
+                               pl.Series("_differs", [c[1] for c in checks], dtype=pl.Boolean),
+                               pl.Series("_nh3", [c[2] for c in checks], dtype=pl.Boolean))
+    top = top.join(pairs, on=keys, how="left", nulls_equal=True).drop("_group_adducts").with_columns(
+        pl.col("_differs").fill_null(False), pl.col("_nh3").fill_null(False))
+    # a label judged on mass and RT alone refuses nothing: its disagreement is only noted (_adduct_acceptance)
     untested = pl.col("_contra_note").is_not_null() & ~pl.col("_veto_ok").fill_null(False)
-    top = top.with_columns(
-        pl.when(untested).then(pl.lit("library adduct ") + pl.col("library_adduct") + pl.lit(" differs from the grouped "
-                               "adduct ") + pl.col("feature_adduct") + pl.lit(", which rests on mass and retention "
-                               "time alone (") + pl.col("adduct_n_runs").cast(pl.Utf8).fill_null("0")
-                               + pl.lit(" runs measured both, too few to test their correlation): not refused"))
-        .alias("_untested_note"),
-        pl.when(untested).then(None).otherwise(pl.col("_contra_note")).alias("_contra_note"))
+    top = top.with_columns(pl.when(untested).then(None).otherwise(pl.col("_contra_note")).alias("_contra_note"))
     return top.with_columns(pl.col("_contra_note").is_not_null().alias("_contra"))
 
 
 def _adduct_acceptance(out: pl.DataFrame, fdr: float) -> pl.DataFrame:
-    """``accepted`` (q <= fdr, the adduct agreeing, one compound per compound group) and ``adduct_note``."""
+    """``accepted`` (q <= fdr, the adduct agreeing, one compound per compound group) and ``adduct_note``: why spectra
+    were set aside or the match refused, then (:func:`_disagreement`) any disagreement of the chosen library adduct
+    with the grouped adduct that did not refuse it."""
     out = out.with_columns(
         ((pl.col("q_value") <= fdr).fill_null(False) & ~pl.col("_all_contra")).alias("accepted"),
         # "not accepted" only where the contradiction is what refuses it (q within the FDR); above, q alone does
@@ -268,7 +278,7 @@ def _adduct_acceptance(out: pl.DataFrame, fdr: float) -> pl.DataFrame:
         .when(pl.col("_n_contra") > 0).then(
             pl.col("_n_contra").cast(pl.Utf8) + pl.lit(" of ") + pl.col("n_spectra").cast(pl.Utf8)
             + pl.lit(" spectra set aside: their library adduct contradicts the grouped adduct ")
-            + pl.col("feature_adduct")).otherwise(pl.col("_untested_note")).alias("adduct_note"))
+            + pl.col("feature_adduct")).alias("adduct_note"))
     # a member whose label was not tested (mass and RT alone) neither names its group nor is refused by it
     grouped = pl.col("compound_group").is_not_null() & pl.col("_veto_ok").fill_null(False)
     winners = (out.filter(pl.col("accepted") & grouped)
@@ -280,12 +290,39 @@ def _adduct_acceptance(out: pl.DataFrame, fdr: float) -> pl.DataFrame:
     out = out.join(winners, on="compound_group", how="left", maintain_order="left")
     clash = pl.col("accepted") & grouped & pl.col("_group_identity").is_not_null() & (
         pl.col("_identity") != pl.col("_group_identity"))
-    return out.with_columns(
+    out = out.with_columns(
         pl.when(clash).then(pl.lit("not accepted: its compound group ") + pl.col("compound_group")
                             + pl.lit(" is identified as ") + pl.col("_group_name").fill_null("?")
                             + pl.lit(" at ") + pl.col("_group_feature")).otherwise(pl.col("adduct_note"))
         .alias("adduct_note"),
         (pl.col("accepted") & ~clash).alias("accepted"))
+    note = pl.concat_str(pl.col("adduct_note"), _disagreement(), separator="; ", ignore_nulls=True)
+    return out.with_columns(pl.when(note != "").then(note).alias("adduct_note"))
+
+
+def _disagreement() -> pl.Expr:
+    """The note on a chosen library adduct that names another ion than the grouped adduct without refusing the match
+    (null otherwise): "grouped as [M+K]+ of C12 by mass and RT only (measured together in 3 of the 4 runs that
+    detected it, ...); library match is [M+H]+: a grouping on mass and RT alone refuses no match", or, for an
+    [M+H]+ / [M+NH4]+ pair, "grouped as [M+NH4]+ of C12 (r 0.95 over 12 runs); library match is [M+H]+, which the
+    pair also fits: [M+H]+ here, its in-source NH3 loss at the partner"."""
+    partner = pl.when(pl.col("adduct_partner").is_not_null()).then(pl.lit(" of ") + pl.col("adduct_partner"))
+    runs = pl.col("adduct_n_runs").cast(pl.Utf8)
+    of_runs = (pl.when(pl.col("_n_detected").is_not_null())
+               .then(pl.lit(" of the ") + pl.col("_n_detected").cast(pl.Utf8) + pl.lit(" runs that detected it"))
+               .otherwise(pl.lit(" runs")))
+    evidence = (pl.when(pl.col("adduct_correlation").is_not_null())
+                .then(pl.lit(" (r ") + pl.col("adduct_correlation").round(2).cast(pl.Utf8) + pl.lit(" over ") + runs
+                      + pl.lit(" runs)"))
+                .when(pl.col("adduct_n_runs").is_not_null() & ~pl.col("_veto_ok").fill_null(False))
+                .then(pl.lit(" by mass and RT only (measured together in ") + runs + of_runs
+                      + pl.lit(", too few to test their correlation)")))
+    why = (pl.when(pl.col("_nh3")).then(pl.lit(", which the pair also fits: ") + pl.col("library_adduct")
+                                         + pl.lit(" here, its in-source NH3 loss at the partner"))
+           .otherwise(pl.lit(": a grouping on mass and RT alone refuses no match")))
+    return (pl.when(pl.col("_differs") & ~pl.col("_all_contra"))
+            .then(pl.lit("grouped as ") + pl.col("feature_adduct") + partner.fill_null("") + evidence.fill_null("")
+                  + pl.lit("; library match is ") + pl.col("library_adduct") + why))
 
 
 def _cli(args: argparse.Namespace) -> int:
@@ -312,8 +349,8 @@ def _cli(args: argparse.Namespace) -> int:
 
 def read_adduct_groups(path: str | Path) -> pl.DataFrame:
     """consensus_id, compound_group, adduct of a grouping table (the corrected feature matrix or a
-    ``group_adducts`` table), with mz, rt_s and the ``tables.ADDUCT_EVIDENCE`` columns where it has them. Raises
-    InputError naming the file when it is missing or lacks the three columns."""
+    ``group_adducts`` table), with mz, rt_s, n_detected and the ``tables.ADDUCT_EVIDENCE`` columns where it has them.
+    Raises InputError naming the file when it is missing or lacks the three columns."""
     if not Path(path).exists():
         raise InputError("adduct grouping table does not exist", file=str(path),
                          fix="run the correct stage (correct.adducts: true) or leave --adduct-groups out")
@@ -322,7 +359,7 @@ def read_adduct_groups(path: str | Path) -> pl.DataFrame:
     if missing:
         raise InputError(f"adduct grouping table lacks columns {missing}", file=str(path),
                          fix="rerun the correct stage with correct.adducts: true")
-    extra = [c for c in ("mz", "rt_s", *tables.ADDUCT_EVIDENCE) if c in names]
+    extra = [c for c in ("mz", "rt_s", "n_detected", *tables.ADDUCT_EVIDENCE) if c in names]
     return pl.read_parquet(path, columns=[*GROUPING_COLUMNS, *extra])
 
 
