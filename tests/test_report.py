@@ -533,6 +533,14 @@ def test_a_near_perfect_metric_with_a_large_p_is_explained(tmp_path: Path) -> No
     note = outcomes.permutation_note(floor)
     assert "yet p is not small" not in note and "none of 9 permutations reached it" in note
     assert "p is the smallest 9 permutations can give" in note and "resolution is 1/10" in note
+    # a sequential p (drawing stopped once 10 permutations reached the value): counts from the entry, not from p
+    stopped = {**summary, "params": {"n_permutations": 100}, "feature_sets": {"embedding": {
+        **entry(1.0, 10 / 79), "permutations_drawn": 79, "permutations_reaching": 10,
+        "permutations_stopped_early": True}}}
+    note = outcomes.permutation_note(stopped)
+    assert "embedding: 1.000, p = 0.127, 10 of 79 permutations reached it" in note
+    assert "p = those permutations / permutations drawn (Besag & Clifford 1991)" in note
+    assert note.endswith("resolution is 1/101 = 0.010.")
     # not shown when every near-perfect value has a small p
     summary["feature_sets"]["embedding"]["permutation_p"] = 1 / 21
     assert outcomes.permutation_note(summary) is None

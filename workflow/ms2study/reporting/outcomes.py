@@ -244,39 +244,46 @@ P_SMALL = 0.05
 def permutation_note(summary: dict) -> str | None:
     """Why a metric at or near its maximum (>= ``NEAR_MAXIMUM`` of 1) can have a permutation p that is not small
     (> ``P_SMALL``): with few samples, models fitted to permuted labels reach that value too, and p counts them.
-    One or two sentences naming each such feature set with how many permutations reached its value (from p and the
-    number of permutations, ``params: n_permutations``), p's formula and its resolution; None when no set is in
-    that case."""
+    One or two sentences naming each such feature set with how many permutations reached its value (the entry's
+    ``permutations_reaching`` and ``permutations_drawn``; for summaries without them, from p and ``params:
+    n_permutations``), p's formula and its resolution; None when no set is in that case."""
     cases = [(name, summary["feature_sets"][name]) for name in _near_maximum(summary)]
     if not cases:
         return None
     n_perm = (summary.get("params") or {}).get("n_permutations")
+    n_perm = int(n_perm) if isinstance(n_perm, int) and not isinstance(n_perm, bool) else None
     n_samples = summary.get("n_samples") or cases[0][1].get("n_samples")
     metric = cases[0][1].get("metric") or "the metric"
-    counts, at_floor = [], []
+    counts, at_floor, stopped = [], [], False
     for name, entry in cases:
         p = float(entry["permutation_p"])
-        reached = max(round(p * (int(n_perm) + 1)) - 1, 0) if n_perm else None
-        if reached == 0:  # no permutation reached it: p is as small as n_perm permutations can make it
-            at_floor.append(f"{name}: {float(entry['value']):.3f}, p = {p:.3f}, none of {int(n_perm)} "
+        drawn, reached = entry.get("permutations_drawn"), entry.get("permutations_reaching")
+        if drawn is None and n_perm:  # an older summary: every permutation was drawn
+            drawn, reached = n_perm, max(round(p * (n_perm + 1)) - 1, 0)
+        stopped = stopped or bool(entry.get("permutations_stopped_early"))
+        if reached == 0:  # no permutation reached it: p is as small as these permutations can make it
+            at_floor.append(f"{name}: {float(entry['value']):.3f}, p = {p:.3f}, none of {int(drawn)} "
                             "permutations reached it")
             continue
         counts.append(f"{name}: {float(entry['value']):.3f}, p = {p:.3f}"
-                      + (f", {reached} of {int(n_perm)} permutations reached it" if n_perm else ""))
+                      + (f", {int(reached)} of {int(drawn)} permutations reached it" if drawn else ""))
     parts = []
     if counts:
         parts.append(f"{metric} is at or near its maximum of 1, yet p is not small ({'; '.join(counts)}): with "
                      f"{n_samples} samples, models fitted to permuted labels also reach such a value often enough.")
     if at_floor:
-        parts.append(f"{metric} is at or near its maximum of 1 and p is the smallest {int(n_perm)} permutations can "
-                     f"give ({'; '.join(at_floor)}): more permutations (models: n_permutations) would measure a "
-                     "smaller p.")
+        parts.append(f"{metric} is at or near its maximum of 1 and p is the smallest {n_perm or 'these'} "
+                     f"permutations can give ({'; '.join(at_floor)}): more permutations (models: n_permutations) "
+                     "would measure a smaller p.")
     first = " ".join(parts)
     formula = ("The p-value counts them: p = (1 + permutations reaching at least the observed value) / "
                "(1 + permutations)")
+    if stopped:
+        formula += (", or, where drawing stopped early once models.permutation_stop_after permutations had reached "
+                    "it, p = those permutations / permutations drawn (Besag & Clifford 1991)")
     if not n_perm:
         return f"{first} {formula}."
-    return f"{first} {formula}, so its resolution is 1/{int(n_perm) + 1} = {1 / (int(n_perm) + 1):.3f}."
+    return f"{first} {formula}, so its resolution is 1/{n_perm + 1} = {1 / (n_perm + 1):.3f}."
 
 
 def _roc_chart(predictions: pl.DataFrame, summary: dict, outcome: str) -> str | None:
