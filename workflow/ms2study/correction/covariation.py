@@ -183,7 +183,7 @@ def sparse_partner(n_shared: np.ndarray, n_a: np.ndarray, n_b: np.ndarray, both_
     runs; an isotope peak, the heavier ion of an adduct pair) and, where ``both_labelled`` (adduct pairs), a
     (``n_a`` runs) too. Such a pair, when too few runs measured both to test the correlation, rests on mass and
     retention time alone, and a partner absent from most of a feature's runs makes even that no evidence: on a
-    spike-in study of a real Q Exactive run (16 runs), 5 of 58 spiked [M+H]+ ions were labelled [M+K]+, [M+NH4]+ or
+    spike-in study of a real Q Exactive run (12 runs), 5 of 58 spiked [M+H]+ ions were labelled [M+K]+, [M+NH4]+ or
     [M+Na]+ from background partners measured in 1-4 of their 11-12 runs. The share is a choice (about half), not
     fitted: a real adduct of one compound is measured wherever the compound is, down to its detection limit."""
     labelled_runs = np.where(both_labelled, np.maximum(n_a, n_b), n_b)
