@@ -1,5 +1,6 @@
 """Adduct labels never contradict an accepted identification in silence: a pairing on mass and RT alone needs the
-partner in about half the feature's runs (correction.adducts / covariation.sparse_partner), every disagreement of a
+partner in about half the feature's runs or in the runs where the stronger ion is most intense (correction.adducts /
+covariation.unsupported_sparse), every disagreement of a
 chosen library adduct with the grouped label is written in ``adduct_note`` (stages.identify), and the report shows
 the accepted identification's adduct first (reporting.outcomes.identified_ions). A tested, correlated adduct is
 still labelled and still refuses a contradicting library match."""
@@ -61,6 +62,46 @@ def test_the_rule_reads_the_runs_of_each_labelled_feature() -> None:
     adduct_pair = covariation.sparse_partner(shared, n_a, n_b, np.array([True, True, True, False]))
     assert adduct_pair.tolist() == [True, True, False, False]
     assert covariation.MIN_UNTESTED_CO_DETECTION == 0.5
+
+
+def test_a_weak_adduct_measured_only_where_its_compound_is_most_intense_is_grouped_again() -> None:
+    """A weak [M+K]+ crossing the detection limit only in the 4 runs where its [M+H]+ is most intense (of 16) is too
+    sparse for the correlation test and for the half-the-runs rule, but its runs are the top of the [M+H]+ ranking
+    (Mann-Whitney p 1/1820): grouped on mass and RT (untested, refuses nothing). The same partner in 4 runs from the
+    middle of the ranking is not."""
+    rng = np.random.default_rng(5)
+    level = np.exp(rng.normal(13, 0.8, 16))
+    top = np.argsort(-level)[:4]
+    weak = np.full(16, np.nan)
+    weak[top] = level[top] * 0.02
+    grouped = adducts.adduct_grouping(pair(level, weak), RUNS, PARAMS)
+    assert grouped.table["adduct"].to_list() == ["[M+H]+", "[M+K]+"]
+    assert grouped.table["adduct_p_value"].is_null().all() and grouped.counts["n_rejected_sparse_partner"] == 0
+    middle = np.argsort(-level)[6:10]
+    chance = np.full(16, np.nan)
+    chance[middle] = level[middle] * 0.02
+    apart = adducts.adduct_grouping(pair(level, chance), RUNS, PARAMS)
+    assert apart.table["adduct"].to_list() == [None, None] and apart.counts["n_rejected_sparse_partner"] == 1
+    p = covariation.detection_pattern_p(np.log(np.vstack([level, weak, chance])), np.array([0, 0, 1]),
+                                        np.array([1, 2, 2]))
+    assert p[0] == pytest.approx(1 / 1820) and p[1] > 0.2 and np.isnan(p[2])  # never measured together: no test
+
+
+def test_the_detection_pattern_test_holds_its_level_for_chance_partners() -> None:
+    """Partners measured in runs drawn at random (2-7 of the 16 runs of the other ion, as a chance ion near its own
+    detection limit would be): p <= alpha in at most a share alpha of pairs (3 standard errors), at 0.01 and 0.05."""
+    rng = np.random.default_rng(7)
+    n_pairs = 4000
+    logx = np.full((2 * n_pairs, 16), np.nan)
+    logx[0::2] = rng.normal(13, 1, (n_pairs, 16))
+    for i in range(n_pairs):
+        runs = rng.choice(16, int(rng.integers(2, 8)), replace=False)
+        logx[2 * i + 1, runs] = rng.normal(9, 1, runs.size)
+    p = covariation.detection_pattern_p(logx, np.arange(0, 2 * n_pairs, 2), np.arange(1, 2 * n_pairs, 2))
+    assert np.isfinite(p).all()
+    for alpha in (0.01, 0.05):
+        assert np.mean(p <= alpha) <= alpha + 3 * np.sqrt(alpha * (1 - alpha) / n_pairs)
+    assert np.mean(p <= 0.05) >= 0.03  # exact, not needlessly conservative
 
 
 def test_a_correlated_sodium_adduct_is_still_labelled_and_still_refuses_a_protonated_match() -> None:

@@ -30,8 +30,8 @@ Chem. 2012, and MS-DIAL do):
    ``correction.covariation``), since co-eluting ions may co-vary without being one compound. With fewer
    than ``adduct_min_runs`` shared runs (small studies) the pair is judged on retention time and mass alone (counted
    in the notes) and its grouping carries no test (``adduct_p_value`` null): identification does not refuse a library
-   match on it, and it needs the two measured together in half the runs of each feature it labels
-   (``covariation.sparse_partner``; counted in the notes). A pair never detected in the same sample is rejected.
+   match on it; it needs the two measured together in half the runs of each feature it labels, or in the stronger
+   ion's most intense runs (``covariation.unsupported_sparse``; counted). A pair never measured together is rejected.
 4. Assignment: isotope peaks first (ascending m/z; each monoisotopic feature takes its best M+1, 13C2 M+2 and
    one-heavy-atom M+2, and, only after that heavy M+2 and as it reads, its M+3 and M+4), then adduct
    pairs in descending score (correlation, mass error, RT difference, adduct prior) join groups as connected
@@ -206,12 +206,12 @@ def adduct_grouping(matrix: pl.DataFrame, sample_ids: list[str], params: dict,
         notes.append(f"{counts['n_heavy_isotope_peaks']} isotope peaks of Cl, Br or S atoms (37Cl, 81Br, 34S at M+2 "
                      "to M+4) grouped with their monoisotopic features")
     if counts["n_untested_correlation"]:
-        notes.append(f"{counts['n_untested_correlation']} candidate pairs shared fewer than {test[2]} runs: judged "
-                     "on retention time and mass alone (no intensity correlation; no identification is refused on "
-                     "them)")
+        notes.append(f"{counts['n_untested_correlation']} candidate pairs shared fewer than {test[2]} runs: judged on "
+                     "retention time and mass alone (no intensity correlation; no identification is refused on them)")
     if counts["n_rejected_sparse_partner"]:
         notes.append(f"{counts['n_rejected_sparse_partner']} untested candidate pairs not grouped: measured together "
-                     f"in under {covariation.MIN_UNTESTED_CO_DETECTION:.0%} of the runs of a feature they would label")
+                     f"in under {covariation.MIN_UNTESTED_CO_DETECTION:.0%} of the runs of a feature they would label,"
+                     " and not in the stronger ion's most intense runs")
     if null is None and null_kind == "empirical":
         notes.append(f"only {counts['n_decoy_pairs']} co-eluting decoy pairs measured together in enough runs: the "
                      "correlation test uses its theoretical null (independent ions)")
@@ -341,7 +341,7 @@ def _judge_correlation(pairs: dict, logx: np.ndarray, x: np.ndarray, mz: np.ndar
     edges that pass and adds ``n_shared``, ``r``, ``p`` (null when untested), ``ratio`` and ``score``. ``test``:
     (effect floor, alpha, least shared runs, "bh" (q over the tested pairs at alpha) or "none" (p at alpha));
     ``null``: the study's empirical null (``covariation.null_p_values``), None for the t test alone; ``n_det``: runs
-    measuring each feature, for the co-detection rule of untested edges (``covariation.sparse_partner``)."""
+    measuring each feature, for the co-detection rule of untested edges (``covariation.unsupported_sparse``)."""
     floor, alpha, min_runs, multiple = test
     if multiple not in ("bh", "none"):
         raise InputError(f"unknown adduct_multiple_testing {multiple!r}", fix="use 'bh' or 'none'")
@@ -361,7 +361,7 @@ def _judge_correlation(pairs: dict, logx: np.ndarray, x: np.ndarray, mz: np.ndar
         corr_fail = tested & ((r < floor) | ~(q <= alpha)) & ~not_candidate
     else:
         corr_fail = tested & ((r < need) | ~(p <= alpha)) & ~not_candidate
-    sparse = ~tested & ~never & covariation.sparse_partner(n, n_det[a], n_det[pairs["b"]], kind == "adduct")
+    sparse = ~tested & ~never & covariation.unsupported_sparse(n, n_det, a, pairs["b"], kind == "adduct", logx, alpha)
     keep = ~corr_fail & ~never & ~iso_fail & ~sparse
     counts["n_rejected_correlation"] = int((corr_fail & ~never).sum())
     counts["n_rejected_never_shared"] = int(never.sum())

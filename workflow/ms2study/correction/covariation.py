@@ -17,7 +17,9 @@ instead (:func:`pair_q_values`), so at most a share alpha of the groupings made 
 Measured on real background and on planted adducts, both directions: ``benchmarks/adduct_veto.py``,
 ``benchmarks/README.md``, "Adduct check". Below ``min_runs`` shared runs no test is made (the pair is judged on mass
 and retention time alone, and such a grouping vetoes no identification) and the pair must at least have been
-measured together in half the runs of each feature it would label (:func:`sparse_partner`).
+measured together in half the runs of each feature it would label (:func:`sparse_partner`), or in the runs where the
+stronger ion is most intense (:func:`detection_pattern_p`: a weak ion of one compound measured near its detection
+limit).
 
 The t test assumes that unrelated ions vary independently. Co-eluting ions need not: a matrix effect or an
 intensity field over m/z and retention time moves neighbours together. The default null (``adduct_null:
@@ -188,3 +190,37 @@ def sparse_partner(n_shared: np.ndarray, n_a: np.ndarray, n_b: np.ndarray, both_
     fitted: a real adduct of one compound is measured wherever the compound is, down to its detection limit."""
     labelled_runs = np.where(both_labelled, np.maximum(n_a, n_b), n_b)
     return np.asarray(n_shared) < MIN_UNTESTED_CO_DETECTION * labelled_runs
+
+
+def detection_pattern_p(logx: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per pair (feature index arrays ``a``, ``b`` into ``logx``: features x runs, log intensity, NaN where not
+    measured): the one-sided Mann-Whitney p (``scipy.stats.mannwhitneyu``, alternative "greater"; exact for small
+    groups) that the feature measured in fewer runs (w) was measured where the other (s) is most intense: s's log
+    intensities in the runs measuring both against s's runs without w. NaN where either group is empty or w is
+    measured in fewer than ``MIN_UNTESTED_CO_DETECTION`` of its runs together with s. A weak adduct or isotope ion of
+    one compound crosses the detection limit where that compound is abundant, so its runs are the top of the
+    stronger ion's ranking; a chance partner's runs fall anywhere in it. The smallest p for k of n runs is
+    1 / C(n, k): e.g. 0.0055 for 3 of 11, 0.0005 for 4 of 16, 0.1 for 1 of 10 (never enough)."""
+    p = np.full(np.asarray(a).size, np.nan)
+    for i, (ia, ib) in enumerate(zip(np.asarray(a), np.asarray(b))):
+        fa, fb = np.isfinite(logx[ia]), np.isfinite(logx[ib])
+        s, w, fs, fw = (ia, ib, fa, fb) if fa.sum() >= fb.sum() else (ib, ia, fb, fa)
+        both, alone = fs & fw, fs & ~fw
+        if not both.any() or not alone.any() or both.sum() < MIN_UNTESTED_CO_DETECTION * fw.sum():
+            continue
+        p[i] = stats.mannwhitneyu(logx[s][both], logx[s][alone], alternative="greater").pvalue
+    return p
+
+
+def unsupported_sparse(n_shared: np.ndarray, n_det: np.ndarray, a: np.ndarray, b: np.ndarray,
+                       both_labelled: np.ndarray, logx: np.ndarray, alpha: float) -> np.ndarray:
+    """Per untested candidate pair: ``sparse_partner`` (``n_det``: runs measuring each feature), unless the runs
+    measuring both are the top of the stronger ion's intensity ranking (``detection_pattern_p`` <= ``alpha``, per
+    pair): the pattern of a weak adduct or isotope of one compound, which a run count alone cannot tell from a chance
+    partner. Such a pair is grouped, still on mass and retention time without a correlation test (it refuses no
+    identification)."""
+    sparse = sparse_partner(n_shared, n_det[a], n_det[b], both_labelled)
+    if sparse.any():
+        idx = np.flatnonzero(sparse)
+        sparse[idx[detection_pattern_p(logx, a[idx], b[idx]) <= alpha]] = False
+    return sparse
