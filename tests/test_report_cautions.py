@@ -135,7 +135,7 @@ def test_a_permutation_p_at_its_floor_is_said_so(report: tuple[str, str]) -> Non
     floor = {**SUMMARY, "params": {"n_permutations": 9},
              "feature_sets": {"features": _entry(1.0, 0.7, 1.0, 0.1)}}
     assert outcomes.permutation_note(floor) is not None
-    assert cautions.floor_note(floor, skip=outcomes._near_maximum(floor)) is None
+    assert cautions.floor_note(floor, skip=cautions.near_maximum(floor)) is None
     assert cautions.floor_note({**SUMMARY, "params": {}}) is None
 
 

@@ -142,8 +142,8 @@ def test_a_caution_is_named_beside_the_finding_it_concerns(report: str) -> None:
     warnings = report.split('id="warnings"')[1].split('id="overview"')[0]
     target = re.search(rf'<div class="warning" id="{link.group(1)}">(.*?)</div>', warnings).group(1)
     assert "local intensity effect (ion suppression)" in target
-    assert warnings.index('id="warnings-doubt"') < warnings.index(link.group(1)) < warnings.index(
-        'id="warnings-quality"')
+    doubt = warnings.split('id="warnings-doubt"')[1].split('id="warnings-quality"')[0]
+    assert f'id="{link.group(1)}"' in doubt
     # processing notes are never named beside a finding
     assert "adduct" not in box
 
@@ -249,3 +249,19 @@ def test_library_losses_name_the_index_once_and_are_processing_notes(tmp_path: P
     assert warnings[0].startswith("library records dropped while building the library index <code>library</code> "
                                   "(library.mgf): 2 entries left without peaks")
     assert not re.search(r"library:? (<[^>]+>)?library\b", re.sub(r"<[^>]+>", "", warnings[0]))
+
+
+def test_an_outcome_not_modelled_is_a_caution_on_the_conclusions(tmp_path: Path) -> None:
+    """A skipped outcome (too few samples) means a conclusion is missing, not a detail of data quality."""
+    from ms2study.reporting import outcomes
+    from ms2study.reporting.html import kind_of
+
+    path = tmp_path / "models" / "group" / "summary.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"outcome": "group", "type": "binary", "status": "skipped",
+                                "reason": "fewer than 3 samples in a class", "feature_sets": {}}))
+    warnings: list[str] = []
+    outcomes.models_section([OutcomeFiles(path, None)], pl.DataFrame({"sample_id": ["S1"], "group": ["a"]}), {},
+                            warnings)
+    skipped = [w for w in warnings if "was not modelled" in w]
+    assert len(skipped) == 1 and kind_of(skipped[0]) == DOUBT and skipped[0].concerns == ("models:group",)

@@ -2,7 +2,8 @@
 many consensus features have MS/MS (only these can be identified or enter the MS/MS-based models), how few samples a
 class has, how much of the testing rests on imputed values, which adduct and isotope labels were grouped on mass and
 retention time alone, a permutation p at the smallest value its permutations can give, a cross-validated score below
-chance, and the warnings the differential stage recorded in its summary. Warnings are HTML with user text escaped;
+chance, why a score near its maximum can have a permutation p that is not small (``permutation_note``), and the
+warnings the differential stage recorded in its summary. Warnings are HTML with user text escaped;
 each is a ``html.Caution`` that says what it means for the conclusions (the page ranks them) and which findings it
 bears on (the main findings name it beside them). May import ``ms2study.core``, ``ms2study.modelling`` and
 ``reporting.html``.
@@ -253,3 +254,60 @@ def floor_warning(summary: dict, feature_set: str, outcome: str, warnings: list[
         text += ("the verdict rests on this floor; more permutations (<code>models: n_permutations</code>) would "
                  "tell how far below it the p lies")
     warnings.append(Caution(text, DOUBT, "permutation p at its floor", (f"models:{outcome}",)))
+
+
+def near_maximum(summary: dict) -> list[str]:
+    """The feature sets ``permutation_note`` speaks of (a value near its maximum with a p that is not small)."""
+    return [name for name, e in (summary.get("feature_sets") or {}).items() if e.get("value") is not None
+            and e.get("permutation_p") is not None and e["value"] >= NEAR_MAXIMUM and e["permutation_p"] > P_SMALL]
+
+
+# A primary metric (roc_auc, macro_roc_auc, r2: all at most 1) this close to 1 is "at or near its maximum"; a
+# permutation p above P_SMALL is "not small".
+NEAR_MAXIMUM = 0.95
+P_SMALL = 0.05
+
+
+def permutation_note(summary: dict) -> str | None:
+    """Why a metric at or near its maximum (>= ``NEAR_MAXIMUM`` of 1) can have a permutation p that is not small
+    (> ``P_SMALL``): with few samples, models fitted to permuted labels reach that value too, and p counts them.
+    One or two sentences naming each such feature set with how many permutations reached its value (the entry's
+    ``permutations_reaching`` and ``permutations_drawn``; for summaries without them, from p and ``params:
+    n_permutations``), p's formula and its resolution; None when no set is in that case."""
+    cases = [(name, summary["feature_sets"][name]) for name in near_maximum(summary)]
+    if not cases:
+        return None
+    n_perm = (summary.get("params") or {}).get("n_permutations")
+    n_perm = int(n_perm) if isinstance(n_perm, int) and not isinstance(n_perm, bool) else None
+    n_samples = summary.get("n_samples") or cases[0][1].get("n_samples")
+    metric = cases[0][1].get("metric") or "the metric"
+    counts, at_floor, stopped = [], [], False
+    for name, entry in cases:
+        p = float(entry["permutation_p"])
+        drawn, reached = entry.get("permutations_drawn"), entry.get("permutations_reaching")
+        if drawn is None and n_perm:  # an older summary: every permutation was drawn
+            drawn, reached = n_perm, max(round(p * (n_perm + 1)) - 1, 0)
+        stopped = stopped or bool(entry.get("permutations_stopped_early"))
+        if reached == 0:  # no permutation reached it: p is as small as these permutations can make it
+            at_floor.append(f"{name}: {float(entry['value']):.3f}, p = {p:.3f}, none of {int(drawn)} "
+                            "permutations reached it")
+            continue
+        counts.append(f"{name}: {float(entry['value']):.3f}, p = {p:.3f}"
+                      + (f", {int(reached)} of {int(drawn)} permutations reached it" if drawn else ""))
+    parts = []
+    if counts:
+        parts.append(f"{metric} is at or near its maximum of 1, yet p is not small ({'; '.join(counts)}): with "
+                     f"{n_samples} samples, models fitted to permuted labels also reach such a value often enough.")
+    if at_floor:
+        parts.append(f"{metric} is at or near its maximum of 1 and p is the smallest {n_perm or 'these'} "
+                     f"permutations can give ({'; '.join(at_floor)}): more permutations (models: n_permutations) "
+                     "would measure a smaller p.")
+    first = " ".join(parts)
+    formula = ("The p-value counts them: p = (1 + permutations reaching at least the observed value) / "
+               "(1 + permutations)")
+    if stopped:
+        formula += (", or, where drawing stopped early once models.permutation_stop_after permutations had reached "
+                    "it, p = those permutations / permutations drawn (Besag & Clifford 1991)")
+    if not n_perm:
+        return f"{first} {formula}."
+    return f"{first} {formula}, so its resolution is 1/{n_perm + 1} = {1 / (n_perm + 1):.3f}."

@@ -14,12 +14,13 @@ from pathlib import Path
 import polars as pl
 
 from ms2study.correction.adduct_notation import same_ion
-from ms2study.modelling.differential import SIGNIFICANCE, read_summary, significant_compounds
 from ms2study.modelling.attribution import SET as ATTRIBUTED_SET
+from ms2study.modelling.differential import SIGNIFICANCE, read_summary, significant_compounds
 from ms2study.modelling.featuresets import align_rows
 from ms2study.modelling.metrics import CHANCE
 from ms2study.modelling.power import detectable_effect_sentence, read_detectable_effects
 from ms2study.reporting import cautions
+from ms2study.reporting.cautions import P_SMALL, near_maximum, permutation_note
 from ms2study.reporting.charts import (
     enrichment_figure,
     figure_html,
@@ -29,7 +30,7 @@ from ms2study.reporting.charts import (
     volcano_figure,
 )
 from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles
-from ms2study.reporting.html import esc, fmt, html_table, q_cell
+from ms2study.reporting.html import DOUBT, Caution, esc, fmt, html_table, q_cell
 from ms2study.reporting.maps import map_2d
 from ms2study.reporting.qc import attribution_part
 from ms2study.reporting.tables import interactive_table
@@ -111,13 +112,14 @@ def models_section(models: Sequence[OutcomeFiles], sheet: pl.DataFrame, feature_
         if excluded:
             parts.append(f"<p>Left out (no value for this outcome): {esc(', '.join(excluded))}</p>")
         if summary.get("status") != "done":
-            warnings.append(f"outcome <b>{esc(outcome)}</b> was not modelled: {esc(summary.get('reason'))}")
+            warnings.append(Caution(f"outcome <b>{esc(outcome)}</b> was not modelled: {esc(summary.get('reason'))}",
+                                    DOUBT, "not modelled", (f"models:{outcome}",)))
             parts.append(f"<p><b>Not modelled:</b> {esc(summary.get('reason'))}</p>")
             continue
         parts.append(_metrics_table(summary, outcome, warnings))
         cautions.class_size_warning(summary, outcome, warnings)
         for kind, note in (("negative-r2", negative_r2_note(summary)), ("permutation", permutation_note(summary)),
-                           ("floor", cautions.floor_note(summary, skip=_near_maximum(summary))),
+                           ("floor", cautions.floor_note(summary, skip=near_maximum(summary))),
                            ("below-chance", cautions.below_chance_note(summary, coverage))):
             if note:
                 parts.append(f'<p class="note {kind}">{esc(note)}</p>')
@@ -229,63 +231,6 @@ def _metrics_table(summary: dict, outcome: str, warnings: list[str]) -> str:
                        "samples", "features", "folds × repeats", "secondary"], rows, numeric={2, 3, 4, 5, 6, 7})
 
 
-def _near_maximum(summary: dict) -> list[str]:
-    """The feature sets ``permutation_note`` speaks of (a value near its maximum with a p that is not small)."""
-    return [name for name, e in (summary.get("feature_sets") or {}).items() if e.get("value") is not None
-            and e.get("permutation_p") is not None and e["value"] >= NEAR_MAXIMUM and e["permutation_p"] > P_SMALL]
-
-
-# A primary metric (roc_auc, macro_roc_auc, r2: all at most 1) this close to 1 is "at or near its maximum"; a
-# permutation p above P_SMALL is "not small".
-NEAR_MAXIMUM = 0.95
-P_SMALL = 0.05
-
-
-def permutation_note(summary: dict) -> str | None:
-    """Why a metric at or near its maximum (>= ``NEAR_MAXIMUM`` of 1) can have a permutation p that is not small
-    (> ``P_SMALL``): with few samples, models fitted to permuted labels reach that value too, and p counts them.
-    One or two sentences naming each such feature set with how many permutations reached its value (the entry's
-    ``permutations_reaching`` and ``permutations_drawn``; for summaries without them, from p and ``params:
-    n_permutations``), p's formula and its resolution; None when no set is in that case."""
-    cases = [(name, summary["feature_sets"][name]) for name in _near_maximum(summary)]
-    if not cases:
-        return None
-    n_perm = (summary.get("params") or {}).get("n_permutations")
-    n_perm = int(n_perm) if isinstance(n_perm, int) and not isinstance(n_perm, bool) else None
-    n_samples = summary.get("n_samples") or cases[0][1].get("n_samples")
-    metric = cases[0][1].get("metric") or "the metric"
-    counts, at_floor, stopped = [], [], False
-    for name, entry in cases:
-        p = float(entry["permutation_p"])
-        drawn, reached = entry.get("permutations_drawn"), entry.get("permutations_reaching")
-        if drawn is None and n_perm:  # an older summary: every permutation was drawn
-            drawn, reached = n_perm, max(round(p * (n_perm + 1)) - 1, 0)
-        stopped = stopped or bool(entry.get("permutations_stopped_early"))
-        if reached == 0:  # no permutation reached it: p is as small as these permutations can make it
-            at_floor.append(f"{name}: {float(entry['value']):.3f}, p = {p:.3f}, none of {int(drawn)} "
-                            "permutations reached it")
-            continue
-        counts.append(f"{name}: {float(entry['value']):.3f}, p = {p:.3f}"
-                      + (f", {int(reached)} of {int(drawn)} permutations reached it" if drawn else ""))
-    parts = []
-    if counts:
-        parts.append(f"{metric} is at or near its maximum of 1, yet p is not small ({'; '.join(counts)}): with "
-                     f"{n_samples} samples, models fitted to permuted labels also reach such a value often enough.")
-    if at_floor:
-        parts.append(f"{metric} is at or near its maximum of 1 and p is the smallest {n_perm or 'these'} "
-                     f"permutations can give ({'; '.join(at_floor)}): more permutations (models: n_permutations) "
-                     "would measure a smaller p.")
-    first = " ".join(parts)
-    formula = ("The p-value counts them: p = (1 + permutations reaching at least the observed value) / "
-               "(1 + permutations)")
-    if stopped:
-        formula += (", or, where drawing stopped early once models.permutation_stop_after permutations had reached "
-                    "it, p = those permutations / permutations drawn (Besag & Clifford 1991)")
-    if not n_perm:
-        return f"{first} {formula}."
-    return f"{first} {formula}, so its resolution is 1/{n_perm + 1} = {1 / (n_perm + 1):.3f}."
-
-
 def _roc_chart(predictions: pl.DataFrame, summary: dict, outcome: str) -> str | None:
     """ROC curves (a chart's HTML) of a binary outcome's feature sets from each sample's out-of-fold score averaged
     over repeats."""
@@ -385,8 +330,8 @@ def differential_section(differential: Sequence[DifferentialFiles], warnings: li
     for k, files in enumerate(differential):
         path = Path(files.table)
         if not path.exists():
-            warnings.append(f"the differential table <code>{esc(path.name)}</code> is missing (run the pipeline "
-                            "to the end)")
+            warnings.append(Caution(f"the differential table <code>{esc(path.name)}</code> is missing (run the "
+                                    "pipeline to the end)", DOUBT))
             continue
         summary = read_summary(path)
         table = pl.read_parquet(path)
@@ -406,7 +351,8 @@ def differential_section(differential: Sequence[DifferentialFiles], warnings: li
                      f"<b>{significant}</b> at q &lt; {SIGNIFICANCE:g}{grouped}.{' ' + ms2 if ms2 else ''}</p>")
         for note in summary.get("notes") or []:
             if note.startswith("not tested"):
-                warnings.append(f"outcome <b>{esc(outcome)}</b>: no differential test ({esc(note)})")
+                warnings.append(Caution(f"outcome <b>{esc(outcome)}</b>: no differential test ({esc(note)})", DOUBT,
+                                        "not tested", (f"differential:{outcome}",)))
             parts.append(f'<p class="note">{esc(note)}</p>')
         effect, effect_header = _effect_text(summary)
         charts = []

@@ -266,8 +266,8 @@ def matrix_section(matrix: pl.DataFrame | None, sample_ids: list[str], warnings:
     """Detection counts of the consensus feature matrix (null, NaN or ≤ 0: not detected), with a bar chart of
     features by number of samples detected; a missing matrix (``matrix_label``: its path) is a warning."""
     if matrix is None:
-        warnings.append(f"the feature matrix ({esc(matrix_label)}) is missing" if matrix_label else
-                        "the feature matrix was not passed to the report")
+        warnings.append(Caution(f"the feature matrix ({esc(matrix_label)}) is missing" if matrix_label else
+                                "the feature matrix was not passed to the report", DOUBT))
         return "<p>No feature matrix.</p>"
     present = [s for s in sample_ids if s in matrix.columns]
     n = matrix.height
