@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -9,6 +11,8 @@ import pytest
 
 from ms2study import study
 from ms2study.core.errors import InputError
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _touch_mzml(folder: Path, name: str) -> None:
@@ -29,6 +33,28 @@ def test_unknown_config_key_is_named(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="libary") as err:
         study.load_config(tmp_path)
     assert "config.yaml" in str(err.value)
+
+
+def test_a_key_repeated_in_one_section_is_refused_not_silently_replaced(tmp_path: Path) -> None:
+    """Trial finding: a second ``models:`` block (estimator) silently replaced the first (outcomes), and the study ran
+    without its outcomes. Now ``ms2study run`` (load_config) and plain Snakemake (rules/common.smk) both stop with the
+    file and both lines named; the merged block is accepted."""
+    config = tmp_path / "config.yaml"
+    config.write_text("models:\n  outcomes:\n    - {column: group, type: binary}\nmodels:\n  estimator: ridge\n")
+    with pytest.raises(InputError, match=r"key 'models' appears twice in one section \(lines 1 and 4\)") as err:
+        study.load_config(tmp_path)
+    assert "config.yaml" in str(err.value) and "merge repeated blocks" in str(err.value)
+    _touch_mzml(tmp_path, "A.mzML")
+    (tmp_path / "samples.tsv").write_text("sample_id\tfile\tgroup\nA\tA.mzML\tcase\n")
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+                             "--dry-run"], check=False, capture_output=True, text=True)
+    assert result.returncode != 0 and "appears twice" in result.stdout + result.stderr
+    config.write_text("models:\n  outcomes:\n    - {column: group, type: binary}\n  estimator: ridge\n")
+    assert study.load_config(tmp_path)["models"]["estimator"] == "ridge"
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("detect:\n  noise_threshold_int: 500\n  noise_threshold_int: 800\n")
+    with pytest.raises(InputError, match=r"key 'noise_threshold_int' appears twice"):
+        study.read_config_file(nested)
 
 
 def test_bad_outcome_type_is_named(tmp_path: Path) -> None:
@@ -59,6 +85,7 @@ def test_empty_folder_says_what_to_do(tmp_path: Path) -> None:
         ("sample_id\tfile\nbad/id\ta.mzML\n", r"row 2 \(sample 'bad/id'\): column 'sample_id'"),
         ("sample\tfile\nA\ta.mzML\n", r"missing column 'sample_id'"),
         ("sample_id\tfile\nA\tnotes.txt\n", r"not \.mzML or \.mzXML"),
+        ("sample_id\tfile\nA\tempty.mzML\n", r"row 2.*empty\.mzML' is empty \(0 bytes\).*copy or convert"),
         ("sample_id file\nA a.mzML\n", r"looks separated by spaces, not tabs"),
         ("sample_id,file\nA,a.mzML\n", r"looks separated by commas, not tabs"),
         ("sample_id\tfile\nA a.mzML\nB a.mzML\n", r"rows look separated by something other than tabs"),
@@ -67,6 +94,7 @@ def test_empty_folder_says_what_to_do(tmp_path: Path) -> None:
 def test_sheet_errors_name_row_and_file(tmp_path: Path, rows: str, message: str) -> None:
     _touch_mzml(tmp_path, "a.mzML")
     (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "empty.mzML").write_bytes(b"")
     (tmp_path / "samples.tsv").write_text(rows)
     with pytest.raises(InputError, match=message) as err:
         study.load_sample_sheet(tmp_path, study.load_config(tmp_path))

@@ -20,6 +20,7 @@ import polars as pl
 import yaml
 
 from ms2study.core.errors import InputError
+from ms2study.core.yamlio import read_config_file, read_yaml
 from ms2study.io.samplesheet import ACQUISITION_COLUMNS, SAMPLE_TYPES, read_sample_sheet, sample_roles
 from ms2study.modelling.outcomes import encode_outcome
 
@@ -30,16 +31,9 @@ SPECTRUM_SUFFIXES = (".mzml", ".mzxml")
 SAMPLE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C parser reads the schema 10x faster
-
-
-def _read_yaml(path: Path) -> Any:
-    return yaml.load(path.read_text(), Loader=_YAML_LOADER)
-
-
 @functools.lru_cache(maxsize=8)
 def _cached_yaml(path: Path, mtime_ns: int) -> Any:
-    return _read_yaml(path)
+    return read_yaml(path)
 
 
 def _load_schema(name: str) -> dict:
@@ -100,6 +94,15 @@ def _dotted(path: list) -> str:
     return ".".join(str(p) for p in path)
 
 
+def suggest_key(key: str, known: list[str]) -> str | None:
+    """The known key an unknown ``key`` meant: itself in other case, a known key among its ``_``-words or having it
+    as one (``fdr_threshold`` -> ``fdr``), or the closest by ``difflib``; None when nothing is close."""
+    lower, words = {k.lower(): k for k in known}, key.lower().split("_")
+    return (lower.get(key.lower()) or next((lower[w] for w in words if w in lower), None)
+            or next((k for k in known if key.lower() in k.lower().split("_")), None)
+            or next((lower[c] for c in difflib.get_close_matches(key.lower(), list(lower), n=1)), None))
+
+
 def _explain(error: jsonschema.ValidationError, root: dict) -> tuple[list, str]:
     """(key path, sentence) for one schema error: what is wrong and what is allowed."""
     path = list(error.absolute_path)
@@ -107,8 +110,8 @@ def _explain(error: jsonschema.ValidationError, root: dict) -> tuple[list, str]:
         known = sorted(error.schema.get("properties", {}))
         unknown = sorted(k for k in error.instance if k not in known)
         key = unknown[0] if unknown else "?"
-        close = difflib.get_close_matches(str(key), known, n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
+        close = suggest_key(str(key), known)
+        hint = f"did you mean '{close}'? " if close else ""
         section = f" of '{_dotted(path)}'" if path else ""
         return path + [key], f"unknown key{section}: {hint}known keys: {', '.join(known)}"
     if error.validator == "required":
@@ -141,10 +144,10 @@ def validate_config(config: dict, source: str = "config", origins: list[tuple[st
     if not errors:
         return
     if origins is None:
-        origins = [(str(DEFAULT_CONFIG), _read_yaml(DEFAULT_CONFIG) or {})]
+        origins = [(str(DEFAULT_CONFIG), read_yaml(DEFAULT_CONFIG) or {})]
         if source == "config" and Path("config.yaml").is_file():
             try:
-                origins.append((str(Path("config.yaml").resolve()), _read_yaml(Path("config.yaml"))))
+                origins.append((str(Path("config.yaml").resolve()), read_yaml(Path("config.yaml"))))
             except yaml.YAMLError:
                 pass
     lines, files = [], []
@@ -187,16 +190,11 @@ def load_config(study_dir: Path, overrides: dict | None = None,
                 overrides_label: str = "--config on the command line") -> dict:
     """Defaults, then ``study_dir/config.yaml``, then ``overrides`` (named ``overrides_label`` in messages);
     validated."""
-    defaults = _read_yaml(DEFAULT_CONFIG) or {}
+    defaults = read_yaml(DEFAULT_CONFIG) or {}
     config = defaults
     study_config = Path(study_dir) / "config.yaml"
     if study_config.exists():
-        try:
-            local = _read_yaml(study_config) or {}
-        except yaml.YAMLError as err:
-            raise InputError(f"not valid YAML ({err})", file=str(study_config), fix="fix the YAML syntax") from err
-        if not isinstance(local, dict):
-            raise InputError("must be a mapping of config keys", file=str(study_config))
+        local = read_config_file(study_config)
         config = deep_update(config, local)
     origins = [(str(DEFAULT_CONFIG), defaults)]
     if study_config.exists():
@@ -276,6 +274,9 @@ def load_sample_sheet(study_dir: Path, config: dict) -> pl.DataFrame:
                 + (" (it is compressed)" if compressed else ""), file=source, sample=sample_id,
                 fix=(f"decompress it (gunzip / unzip / unxz '{row['file']}') and write the .mzML or .mzXML name in "
                      "the sheet" if compressed else "convert the vendor file with msconvert (ProteoWizard) to mzML"))
+        if path.stat().st_size == 0:  # an interrupted copy
+            raise InputError(f"row {row_number}: file '{row['file']}' is empty (0 bytes)", file=source,
+                             sample=sample_id, fix="copy or convert the run again")
     if sheet.height == 0:
         raise InputError("the sample sheet has no rows", file=source, fix="add one row per sample")
     check_sample_roles(sheet, source)

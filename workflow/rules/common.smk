@@ -21,6 +21,8 @@ from ms2study.core.paths import (
 )
 
 try:
+    if Path("config.yaml").is_file():  # Snakemake's own reading keeps the last of a repeated key in silence
+        _study.read_config_file(Path("config.yaml"))
     _study.validate_config(config)
     SHEET = _study.load_sample_sheet(Path("."), config)
     _study.check_outcomes(SHEET, config, config["samples"])
