@@ -321,6 +321,8 @@ def test_every_enum_range_and_pattern_refuses_a_value_outside_it(section: str, k
         ("annotate: {weights: {cosine: 1, spectral: 1}}", "annotate.weights.spectral", "unknown key"),
         ("annotate: {confidence: high}", "annotate.confidence", "is not one of"),
         ("annotate: {fdrr: 0.05}", "annotate.fdrr", "did you mean 'fdr'"),
+        ("annotate: {fdr_threshold: 0.05}", "annotate.fdr_threshold", "did you mean 'fdr'"),  # not a longer key
+        ("annotate: {FDR: 0.05}", "annotate.FDR", "did you mean 'fdr'"),  # letter case
         ("detect: {width_filtering: off}", "detect.width_filtering", "quote the word"),
         ("detect: {width_filtering: 'off'}", None, None),
         ("detect: {elements: chnops}", "detect.elements", "does not match"),

@@ -8,7 +8,6 @@ message names the key or the row and says what to do.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import json
 import re
@@ -20,6 +19,7 @@ import polars as pl
 import yaml
 
 from ms2study.core.errors import InputError
+from ms2study.core.params import suggest_key
 from ms2study.core.yamlio import read_config_file, read_yaml
 from ms2study.io.samplesheet import ACQUISITION_COLUMNS, SAMPLE_TYPES, read_sample_sheet, sample_roles
 from ms2study.modelling.outcomes import encode_outcome
@@ -92,15 +92,6 @@ def _origin(path: list, value: Any, origins: list[tuple[str, dict]]) -> str:
 
 def _dotted(path: list) -> str:
     return ".".join(str(p) for p in path)
-
-
-def suggest_key(key: str, known: list[str]) -> str | None:
-    """The known key an unknown ``key`` meant: itself in other case, a known key among its ``_``-words or having it
-    as one (``fdr_threshold`` -> ``fdr``), or the closest by ``difflib``; None when nothing is close."""
-    lower, words = {k.lower(): k for k in known}, key.lower().split("_")
-    return (lower.get(key.lower()) or next((lower[w] for w in words if w in lower), None)
-            or next((k for k in known if key.lower() in k.lower().split("_")), None)
-            or next((lower[c] for c in difflib.get_close_matches(key.lower(), list(lower), n=1)), None))
 
 
 def _explain(error: jsonschema.ValidationError, root: dict) -> tuple[list, str]:
@@ -269,14 +260,14 @@ def load_sample_sheet(study_dir: Path, config: dict) -> pl.DataFrame:
         if path.suffix.lower() not in SPECTRUM_SUFFIXES:
             compressed = path.suffix.lower() in (".gz", ".bz2", ".zip", ".xz") and (
                 Path(path.stem).suffix.lower() in SPECTRUM_SUFFIXES)
-            raise InputError(
-                f"row {row_number}: file '{row['file']}' is not .mzML or .mzXML"
-                + (" (it is compressed)" if compressed else ""), file=source, sample=sample_id,
-                fix=(f"decompress it (gunzip / unzip / unxz '{row['file']}') and write the .mzML or .mzXML name in "
-                     "the sheet" if compressed else "convert the vendor file with msconvert (ProteoWizard) to mzML"))
+            raise InputError(f"row {row_number}: file '{row['file']}' is not .mzML or .mzXML"
+                             + (" (it is compressed)" if compressed else ""), file=source, sample=sample_id,
+                             fix=(f"decompress it (gunzip / unzip / unxz '{row['file']}') and write the .mzML or "
+                                  ".mzXML name in the sheet" if compressed
+                                  else "convert the vendor file with msconvert (ProteoWizard) to mzML"))
         if path.stat().st_size == 0:  # an interrupted copy
-            raise InputError(f"row {row_number}: file '{row['file']}' is empty (0 bytes)", file=source,
-                             sample=sample_id, fix="copy or convert the run again")
+            raise InputError(f"row {row_number}: '{row['file']}' is empty (0 bytes)", file=source, sample=sample_id,
+                             fix="copy or convert the run again")
     if sheet.height == 0:
         raise InputError("the sample sheet has no rows", file=source, fix="add one row per sample")
     check_sample_roles(sheet, source)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import difflib
 import functools
 import hashlib
 import json
@@ -134,3 +135,12 @@ def load_params(args: argparse.Namespace) -> dict:
     if not isinstance(params, dict):
         raise InputError("--params must be a JSON object")
     return params
+
+
+def suggest_key(key: str, known: list[str]) -> str | None:
+    """The known key an unknown ``key`` meant: itself in other case, one among its ``_``-words or having it as one
+    (``fdr_threshold`` -> ``fdr``), or the closest by ``difflib``; None when nothing is close."""
+    lower, low = {k.lower(): k for k in known}, key.lower()
+    words = [lower[w] for w in low.split("_") if w in lower] + [k for k in known if low in k.lower().split("_")]
+    return lower.get(low) or next(iter(words), None) or next(
+        (lower[c] for c in difflib.get_close_matches(low, list(lower), n=1)), None)
