@@ -186,9 +186,9 @@ def test_a_retry_of_detect_on_an_unchanged_bad_file_does_not_read_it_again(tmp_p
 _FAILED_LOG = """Job stats:
 job       count
 ------  -------
-detect        1
+detect        3
 report        1
-total         2
+total         4
 
 [Mon Nov 30 10:28:53 2026]
 localrule detect:
@@ -197,6 +197,24 @@ localrule detect:
     log: logs/detect/S02.log
     jobid: 2
     wildcards: sample=S02
+
+[Mon Nov 30 10:28:53 2026]
+localrule detect:
+    input: mzml/S01.mzML
+    output: results/samples/S01/features.parquet
+    log: logs/detect/S01.log
+    jobid: 1
+    wildcards: sample=S01
+
+[Mon Nov 30 10:28:53 2026]
+localrule detect:
+    input: mzml/S05.mzML
+    output: results/samples/S05/features.parquet
+    log: logs/detect/S05.log
+    jobid: 3
+    wildcards: sample=S05
+[Mon Nov 30 10:28:58 2026]
+Finished jobid: 1 (Rule: detect)
 Error in rule detect:
     jobid: 2
     output: results/samples/S02/features.parquet
@@ -213,8 +231,13 @@ def test_a_failed_run_marks_the_earlier_study_tables_out_of_date_until_a_run_fin
 
     study_tables = tmp_path / "results" / "study"
     study_tables.mkdir(parents=True)
+    (study_tables / "feature_matrix.parquet").write_text("earlier run")
+    # as the report is written: one self-contained page whose embedded scripts can hold tag-like text
+    earlier_report = ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>ms2study report: demo'
+                      '</title><script>var s = "<body class=x><title>";</script></head><body data-x="1">'
+                      "<h1>ms2study report: demo \u00b5</h1><p>Main findings</p></body></html>\n")
+    (study_tables / "report.html").write_text(earlier_report, encoding="utf-8")
     for name in ("report.html", "feature_matrix.parquet"):
-        (study_tables / name).write_text("earlier run")
         os.utime(study_tables / name, (time.time() - 3600, time.time() - 3600))
     since = time.time()
     (tmp_path / ".snakemake" / "log").mkdir(parents=True)
@@ -229,17 +252,51 @@ def test_a_failed_run_marks_the_earlier_study_tables_out_of_date_until_a_run_fin
     note = study_tables / "OUT_OF_DATE.txt"
     assert "OUT OF DATE" in summary and str(study_tables) in summary and "OUT_OF_DATE.txt" in summary
     assert not (study_tables / "report.html").exists() and (study_tables / "report.out-of-date.html").exists()
+    # the moved report says so itself (opened later from a bookmark): a banner first in <body>, the title prefixed
+    moved = (study_tables / "report.out-of-date.html").read_text(encoding="utf-8")
+    banner = moved.index('<div id="ms2study-out-of-date"')
+    assert moved[:banner].endswith('</script></head><body data-x="1">')
+    assert "<title>OUT OF DATE: ms2study report: demo</title>" in moved
+    assert 'var s = "<body class=x><title>";' in moved  # script text untouched
+    assert "OUT OF DATE: this report is from an earlier run" in moved[banner:]
+    assert "did not finish (1 job(s) failed: detect (sample S02))" in moved and "OUT_OF_DATE.txt" in moved
+    # the rest of the page is kept as it was, and the time it was made
+    without = moved[:banner] + moved[moved.index("</div>", banner) + len("</div>"):]
+    assert without == earlier_report.replace("<title>", "<title>OUT OF DATE: ", 1)
+    assert (study_tables / "report.out-of-date.html").stat().st_mtime < since - 3000
     text = note.read_text()
     assert text.startswith("OUT OF DATE: the tables in this folder were made by an earlier run")
     # the validated sheet beside them is the current one (written before any job, when it changed): said so
     assert "samples.tsv is the exception: it is the study's sheet as that run read it" in text
     assert "except samples.tsv, which holds the current sheet" in summary
     assert "detect  sample S02  log: logs/detect/S02.log" in text
+    # the samples whose jobs failed (S02) or were cut short (S05, started, never finished) are named, S01 is not
+    assert "Samples whose jobs failed or did not finish in that run: S02, S05." in text
+    assert "results/samples/S02/, results/samples/S05/" in text
+    assert "sample(s) S02, S05 failed or did not finish" in summary
     # a run that finishes writes its report and removes the note and the moved report
     later = time.time()
     (study_tables / "report.html").write_text("this run")
     assert "the run finished" in runner.summarize(tmp_path, 0, later - 1)
     assert not note.exists() and not (study_tables / "report.out-of-date.html").exists()
+
+
+def test_a_moved_report_without_a_body_tag_is_left_as_it_is_and_the_run_says_so(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from ms2study import runner
+
+    study_tables = tmp_path / "results" / "study"
+    study_tables.mkdir(parents=True)
+    (study_tables / "report.html").write_text("<html>an earlier run's report</html>")
+    os.utime(study_tables / "report.html", (time.time() - 3600, time.time() - 3600))
+    since = time.time()
+    (tmp_path / ".snakemake" / "log").mkdir(parents=True)
+    (tmp_path / ".snakemake" / "log" / "run.snakemake.log").write_text(_FAILED_LOG)
+    summary = runner.summarize(tmp_path, 1, since)
+    assert (study_tables / "report.out-of-date.html").read_text() == "<html>an earlier run's report</html>"
+    assert "carries no out-of-date banner: no <body> tag was found in it; it was left as it is" in summary
 
 
 _NOTHING_LOG = """Assuming unrestricted shared filesystem usage.

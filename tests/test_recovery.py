@@ -224,7 +224,8 @@ def test_one_corrupt_sample_does_not_stop_the_others_and_is_named_with_its_log(s
     (study / "mzml" / "S02.mzML").write_text('<?xml version="1.0"?>\n<mzML><run><spectrumList count="3">cut')
     old_report = study / "results" / "study" / "report.html"
     old_report.parent.mkdir(parents=True)
-    old_report.write_text("<html>an earlier run's report</html>")
+    old_report.write_text("<html><head><title>ms2study report</title></head><body><h1>an earlier run's report</h1>"
+                          "</body></html>")
     os.utime(old_report, (time.time() - 3600, time.time() - 3600))
 
     result = ms2study("run", str(study), "--cores", "2", *TARGETS)
@@ -241,10 +242,17 @@ def test_one_corrupt_sample_does_not_stop_the_others_and_is_named_with_its_log(s
     assert "file ends before its closing tag: it is truncated" in summary
     # the earlier report no longer describes the study: moved aside, and the user is told
     assert not old_report.exists()
-    assert (study / "results" / "study" / "report.out-of-date.html").read_text().startswith("<html>an earlier")
+    moved = (study / "results" / "study" / "report.out-of-date.html").read_text()
+    # and it says so itself when opened later: the title is prefixed, a banner opens the page
+    assert moved.startswith("<html><head><title>OUT OF DATE: ms2study report</title></head><body>"
+                            '<div id="ms2study-out-of-date"')
+    assert moved.endswith("</div><h1>an earlier run's report</h1></body></html>")
+    assert "did not finish (1 job(s) failed: detect (sample S02))" in moved
     assert "OUT OF DATE" in summary and "report.out-of-date.html" in summary
     # and the study tables beside it carry a note saying they are from that earlier run
-    assert "detect  sample S02" in (study / "results" / "study" / "OUT_OF_DATE.txt").read_text()
+    note = (study / "results" / "study" / "OUT_OF_DATE.txt").read_text()
+    assert "detect  sample S02" in note
+    assert "Samples whose jobs failed or did not finish in that run: S02." in note  # S01's are this run's
 
 
 # ------------------------------------------------------------------------------------------- stale model results

@@ -9,7 +9,9 @@ A run that was killed (SIGKILL, a lost node, a closed laptop) leaves Snakemake's
 next run says so and prints the one command that recovers: ``ms2study run STUDY_DIR --recover`` removes the lock
 (``snakemake --unlock``) and reruns the unfinished jobs (``--rerun-incomplete``); finished outputs are kept.
 At the end of a failed run the failed jobs are listed with their samples and log files, and a report left by an
-earlier run is moved to ``results/study/report.out-of-date.html`` so it cannot be taken for this run's.
+earlier run is moved to ``results/study/report.out-of-date.html``, with an OUT OF DATE banner and title, so it
+cannot be taken for this run's; ``results/study/OUT_OF_DATE.txt`` names the failed jobs and the samples whose folders
+may hold older outputs (``ms2study.outofdate``).
 """
 
 from __future__ import annotations
@@ -26,15 +28,11 @@ from pathlib import Path
 import yaml
 
 from ms2study import study
-from ms2study.core.atomic import write_text
 from ms2study.core.errors import InputError
+from ms2study.outofdate import (OUT_OF_DATE_NOTE, OUT_OF_DATE_REPORT, REPORT, mark_report_out_of_date,
+                                unfinished_samples, write_out_of_date_note)
 from ms2study.runlog import RunLog, parse_snakemake_log, read_run_log  # noqa: F401 (parse_snakemake_log: tests)
 
-REPORT = Path("results") / "study" / "report.html"
-OUT_OF_DATE_REPORT = Path("results") / "study" / "report.out-of-date.html"
-# Written beside the study-level tables when a failed run leaves them from an earlier run; removed by a run that
-# finishes.
-OUT_OF_DATE_NOTE = Path("results") / "study" / "OUT_OF_DATE.txt"
 # Outputs of jobs that the report does not depend on (encoder training, requested on its own).
 NOT_FOR_REPORT = ("results/models/",)
 DRY_RUN_FLAGS = ("-n", "--dry-run", "--dryrun")
@@ -393,28 +391,17 @@ def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] |
                      f"moved to {moved} so it cannot be taken for this run's. A run that finishes writes a new "
                      f"{REPORT}.")
         note = write_out_of_date_note(study_dir, run, since)
+        unmarked = mark_report_out_of_date(moved, since, run)
+        if unmarked:
+            lines.append(f"ms2study: warning: {moved} carries no out-of-date banner: {unmarked}; it was left as it "
+                         "is")
         lines.append(f"ms2study: the other tables under {note.parent} are from that earlier run too, except "
                      f"samples.tsv, which holds the current sheet ({note.name} there says so until a run finishes).")
+        samples = unfinished_samples(run)
+        if samples:
+            lines.append(f"ms2study: the jobs of sample(s) {', '.join(samples)} failed or did not finish: their "
+                         f"folders under results/samples/ may hold outputs of an earlier run ({note.name} lists them).")
     return "\n".join(lines)
-
-
-def write_out_of_date_note(study_dir: Path, run: RunLog, since: float) -> Path:
-    """Write ``results/study/OUT_OF_DATE.txt``: the study-level tables beside it are from an earlier run, which jobs
-    of the latest run failed and with which logs, and that a run that finishes removes the note."""
-    path = Path(study_dir) / OUT_OF_DATE_NOTE
-    failed = [f"  {job.rule}  {job.place()}  log: {', '.join(job.logs) or '(none)'}" for job in run.failed]
-    text = (f"OUT OF DATE: the tables in this folder were made by an earlier run. The run started "
-            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(since))} did not finish"
-            + (" (failed jobs below)" if failed else "") + ", so they may not match the study's current samples, "
-            "sheet or configuration. samples.tsv is the exception: it is the study's sheet as that run read it "
-            "(rewritten whenever the sheet changes, before any job), not necessarily the one the tables were made "
-            "from. The earlier report was moved to report.out-of-date.html.\n"
-            + ("\n".join(failed) + "\n" if failed else "")
-            + "Correct the cause and run the same `ms2study run` command again: a run that finishes rewrites these "
-              "files and removes this note.\n")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text(text, path)
-    return path
 
 
 # ------------------------------------------------------------------------------------------------ the run

@@ -1,0 +1,155 @@
+"""What a failed ``ms2study run`` leaves marked as made by an earlier run: the moved report gets a banner and a title
+prefix (it is opened later from a bookmark or an e-mail, away from the terminal that said so), and
+``results/study/OUT_OF_DATE.txt`` lists the failed jobs and the samples whose own folders may hold older outputs.
+Used by ``ms2study.runner``; nothing here deletes a result.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import re
+import time
+from pathlib import Path
+
+from ms2study.core.atomic import atomic_path, write_text
+from ms2study.runlog import RunLog
+
+log = logging.getLogger(__name__)
+
+REPORT = Path("results") / "study" / "report.html"
+OUT_OF_DATE_REPORT = Path("results") / "study" / "report.out-of-date.html"
+# Written beside the study-level tables when a failed run leaves them from an earlier run; removed by a run that
+# finishes.
+OUT_OF_DATE_NOTE = Path("results") / "study" / "OUT_OF_DATE.txt"
+BANNER_ID = "ms2study-out-of-date"
+TITLE_PREFIX = "OUT OF DATE: "
+
+# The first <body> and <title> tags of the page outside scripts, styles and comments (the embedded plotly.js is
+# text that could hold either).
+_SKIPPED = r"<script\b.*?</script\s*>|<style\b.*?</style\s*>|<!--.*?-->"
+_BODY = re.compile(_SKIPPED + r"|(<body\b[^>]*>)", re.IGNORECASE | re.DOTALL)
+_TITLE = re.compile(_SKIPPED + r"|<title\b[^>]*>()", re.IGNORECASE | re.DOTALL)
+_BLOCK_START = re.compile(r"^(?:local)?(?:rule|checkpoint) (\S+):$")
+_FIELD = re.compile(r"^\s+(\w+): (.*)$")
+_FINISHED = re.compile(r"^Finished job(?:id:)? (\d+)")
+_SAMPLE = re.compile(r"(?:^|,\s*)sample=([^,\s]+)")
+
+
+def _stamp(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+
+def _first_tag(pattern: re.Pattern, text: str) -> re.Match | None:
+    return next((m for m in pattern.finditer(text) if m.group(1) is not None), None)
+
+
+def banner_html(made: float, since: float, run: RunLog) -> str:
+    """The banner put at the top of a moved report: out of date, made when, which run did not finish and why, and
+    where the note and Snakemake's log are. Inline styles (the page's own CSS may be older than this banner)."""
+    failed = [f"{job.rule} ({job.place()})" for job in run.failed]
+    why = (f"{len(failed)} job(s) failed: {', '.join(failed[:6])}" + (" and more" if len(failed) > 6 else "")
+           if failed else "it was interrupted or stopped before its jobs were done")
+    log_part = f"; Snakemake's log of that run: {run.path}" if run.path else ""
+    return (f'<div id="{BANNER_ID}" role="alert" style="position:sticky;top:0;z-index:10000;margin:0 0 1em 0;'
+            'padding:0.8em 1em;background:#b00020;color:#fff;font:15px/1.4 sans-serif;border-bottom:4px solid #600">'
+            '<b style="font-size:1.25em">OUT OF DATE: this report is from an earlier run and may not match the '
+            "study.</b><br>"
+            + html.escape(f"It was made {_stamp(made)}. The run started {_stamp(since)} did not finish ({why}), so "
+                          "this report was moved aside to report.out-of-date.html; its findings, tables and charts "
+                          "may not match the study's current samples, sheet or configuration. OUT_OF_DATE.txt "
+                          f"beside this file says which jobs and samples{log_part}. A run that finishes writes a "
+                          "new report.html and removes this file.")
+            + "</div>")
+
+
+def mark_report_out_of_date(path: Path, since: float, run: RunLog) -> str | None:
+    """Insert ``banner_html`` right after the opening ``<body ...>`` tag of the report at ``path`` and prefix its
+    ``<title>`` with ``TITLE_PREFIX``; the rest of the file is kept byte for byte, and its modification time (when
+    the earlier run made it). Returns None when the file carries the banner (now or already); otherwise why not
+    (no ``<body>`` tag found, the file cannot be read or written), leaving the file as it is and logging it."""
+    path = Path(path)
+    try:
+        made = path.stat().st_mtime
+        text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+    except OSError as err:
+        log.warning("could not read %s to mark it out of date: %s", path, err)
+        return f"it could not be read ({err})"
+    if f'id="{BANNER_ID}"' in text:
+        return None
+    body = _first_tag(_BODY, text)
+    if body is None:
+        log.warning("%s has no <body> tag: left as it is, without the out-of-date banner", path)
+        return "no <body> tag was found in it"
+    title = _first_tag(_TITLE, text[: body.start()])
+    cut = body.end()
+    marked = text[:cut] + banner_html(made, since, run) + text[cut:]
+    if title is not None:
+        at = title.end(1)
+        marked = marked[:at] + TITLE_PREFIX + marked[at:]
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(marked.encode("utf-8", errors="surrogateescape"))
+        os.utime(path, (made, made))
+    except OSError as err:
+        log.warning("could not write the out-of-date banner into %s: %s", path, err)
+        return f"it could not be written ({err})"
+    return None
+
+
+def unfinished_samples(run: RunLog) -> list[str]:
+    """The samples with a job of this run that failed or started without finishing (interrupted), read from
+    Snakemake's log: their folders under ``results/samples/`` may hold outputs made from older inputs."""
+    samples = {job.sample for job in run.failed if job.sample}
+    if run.path is None:
+        return sorted(samples)
+    try:
+        lines = run.path.read_text(errors="replace").splitlines()
+    except OSError:
+        return sorted(samples)
+    started: dict[str, str] = {}  # jobid -> sample
+    finished: set[str] = set()
+    i = 0
+    while i < len(lines):
+        line = lines[i].rstrip()
+        i += 1
+        if _BLOCK_START.match(line):
+            fields: dict[str, str] = {}
+            while i < len(lines) and (m := _FIELD.match(lines[i].rstrip())):
+                fields.setdefault(m.group(1), m.group(2))
+                i += 1
+            sample = _SAMPLE.search(fields.get("wildcards", ""))
+            if sample and "jobid" in fields:
+                started[fields["jobid"]] = sample.group(1)
+        elif done := _FINISHED.match(line):
+            finished.add(done.group(1))
+    samples |= {sample for jobid, sample in started.items() if jobid not in finished}
+    return sorted(samples)
+
+
+def write_out_of_date_note(study_dir: Path, run: RunLog, since: float) -> Path:
+    """Write ``results/study/OUT_OF_DATE.txt``: the study-level tables beside it are from an earlier run, which jobs
+    of the latest run failed and with which logs, the samples whose jobs failed or did not finish (their folders
+    may hold older outputs), and that a run that finishes removes the note."""
+    path = Path(study_dir) / OUT_OF_DATE_NOTE
+    failed = [f"  {job.rule}  {job.place()}  log: {', '.join(job.logs) or '(none)'}" for job in run.failed]
+    samples = unfinished_samples(run)
+    sample_part = (
+        "Samples whose jobs failed or did not finish in that run: " + ", ".join(samples) + ". Their folders ("
+        + ", ".join(f"results/samples/{s}/" for s in samples[:3]) + (", ..." if len(samples) > 3 else "")
+        + ") may still hold outputs of an earlier run, made from older inputs; the other samples' results are "
+        "kept as they are.\n" if samples else "")
+    text = (f"OUT OF DATE: the tables in this folder were made by an earlier run. The run started {_stamp(since)} "
+            "did not finish" + (" (failed jobs below)" if failed else "") + ", so they may not match the study's "
+            "current samples, sheet or configuration. samples.tsv is the exception: it is the study's sheet as that "
+            "run read it (rewritten whenever the sheet changes, before any job), not necessarily the one the tables "
+            "were made from. The earlier report was moved to report.out-of-date.html (marked OUT OF DATE).\n"
+            + ("\n".join(failed) + "\n" if failed else "")
+            + sample_part
+            + (f"Snakemake's log of that run: {run.path}\n" if run.path else "")
+            + "Correct the cause and run the same `ms2study run` command again: a run that finishes rewrites these "
+              "files and removes this note.\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(text, path)
+    return path
