@@ -289,6 +289,16 @@ def test_attribution_beside_the_differential_results(full_report: tuple[Path, st
     assert "They carry 100% of the absolute contribution of all 12 features" in part  # the top 15 of 12
 
 
+def test_identification_levels_are_named_as_schymanski_levels_throughout(full_report: tuple[Path, str]) -> None:
+    """The report says its levels are Schymanski et al.'s (2014), not the Metabolomics Standards Initiative's: no
+    header, caption or hover text calls them MSI levels (the tables' column stays ``msi_level``)."""
+    _, text = full_report
+    assert not re.search(r">MSI<|\(MSI |MSI level|\"MSI\"", text)
+    assert ">compound</th><th>level (Schymanski)</th><th>class</th>" in text  # What differs
+    assert "(Schymanski level 2)" in text  # hover text of the features
+    assert "lowest Schymanski level, then lowest q" in text  # mirror plots
+
+
 def test_permutation_importance_is_shown_as_importance_without_direction(tmp_path: Path) -> None:
     from ms2study.modelling.attribution import ATTRIBUTION
 

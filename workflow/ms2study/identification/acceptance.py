@@ -1,4 +1,4 @@
-"""Which rank-1 hits are accepted and at which MSI level: p- and q-values from the library's calibration (or the
+"""Which rank-1 hits are accepted and at which Schymanski level: p- and q-values from the library's calibration (or the
 legacy target-decoy competition), the isomer check, and the notes that explain low-cosine acceptances.
 
 The method (null model, Benjamini-Hochberg, isomer margin) is described in ``ms2study.identification.confidence``.

@@ -10,7 +10,7 @@ sample spectra (same candidates, scores, combined-score plan and encoder), and t
   another structure inside the window (isomers included);
 - leave-one-spectrum-out searches (other spectra of the structure stay): the isomer margin, the smallest score
   gap to another structure of the same formula above which a wrong isomer rarely wins;
-- both views of every search together: the training hits of the MSI level-2 model
+- both views of every search together: the training hits of the Schymanski level-2 model
   (``ms2study.identification.structure_model``), with each library structure's isomer separability (how closely
   spectra of other structures of its formula score against it).
 
@@ -205,7 +205,8 @@ def calibrate_index(index_dir: str | Path, params: dict | None = None) -> confid
     # Self-search: rank-1 and the best other structure of rank-1's formula, where the right structure is present.
     gap, wrong = _isomer_gaps(off, cand, key, structure, formula, q_struct)
     margin = confidence.learn_isomer_margin(gap, wrong)
-    # MSI level 2: the two-group model of right against wrong structures (ms2study.identification.structure_model).
+    # Schymanski level 2: the two-group model of right against wrong structures
+    # (ms2study.identification.structure_model).
     blocks = np.asarray(index.metadata["inchikey"].str.slice(0, 14).fill_null("").to_list(), dtype=object)
     separability = isomer_separability(index, lib, lib_emb, structure, formula, p, plan, seed)
     features, right = level2_training(q_of, cand, np.where(key > float(p["min_score"]), key, -np.inf), scores,
@@ -228,8 +229,8 @@ def calibrate_index(index_dir: str | Path, params: dict | None = None) -> confid
                                            structure_cls, level2, separability_by_block)
     if level2 is None:
         stats.setdefault("caveats", []).append(
-            f"fewer than {structure_model.MIN_CLASS} right or wrong calibration hits: MSI level 2 falls back to the "
-            "wrong-structure null and the isomer margin")
+            f"fewer than {structure_model.MIN_CLASS} right or wrong calibration hits: Schymanski level 2 falls back "
+            "to the wrong-structure null and the isomer margin")
     stats["structure_null_classes"] = {c: d.n for c, d in cal.structure_by_class.items()}
     log.info("calibration of %s: %d wrong-formula candidates (%d within the precursor window), %d wrong-structure "
              "candidates, isomer margin %.4f (%d self-searches with isomers, %d wrong), %.1f s", index_dir,
@@ -237,7 +238,8 @@ def calibrate_index(index_dir: str | Path, params: dict | None = None) -> confid
              stats["seconds"])
     if structure_null.size < confidence.MIN_STRUCTURE_NULL:
         caveat = (f"only {structure_null.size} wrong-structure candidates (fewer than "
-                  f"{confidence.MIN_STRUCTURE_NULL}): no hit can be singled out, every accepted hit is MSI level 3")
+                  f"{confidence.MIN_STRUCTURE_NULL}): no hit can be singled out, every accepted hit is Schymanski "
+                  "level 3")
         stats.setdefault("caveats", []).append(caveat)
         log.warning("calibration of %s: %s", index_dir, caveat)
     return cal

@@ -1,4 +1,5 @@
-"""Identification confidence: an empirical null of wrong candidates measured on the library, q-values, MSI levels.
+"""Identification confidence: an empirical null of wrong candidates measured on the library, q-values, Schymanski
+levels.
 
 Why not target-decoy. Random-fragment decoys almost never match a query within 0.02 Da, so every real library
 spectrum, right or wrong, beats its decoy and the competition controls nothing (measured: about 11 % false hits
@@ -28,7 +29,7 @@ the queries (a library rich in one chemical class gives a null fit for that clas
 worse than the degraded library spectra. ``benchmarks/fdr_calibration.py`` measures whether the q-values hold on
 structure-disjoint held-out queries with known unknowns.
 
-MSI levels (Schymanski et al., Environ. Sci. Technol. 48:2097, 2014). An accepted hit is level 2 (probable
+Identification levels (Schymanski et al., Environ. Sci. Technol. 48:2097, 2014). An accepted hit is level 2 (probable
 structure by library spectrum match) when its structure q-value passes the same FDR: the two-group model of
 ``ms2study.identification.structure_model``, learned on the library's own searches (right structure present
 against removed), gives each rank-1 hit a posterior that its STRUCTURE is right, with the share of right hits
@@ -68,7 +69,7 @@ TAIL_FRACTION = 0.01       # share of the null's scores (at least MIN_EXCEEDANCE
 TAIL_FLOOR = 0.05          # null scores at or below this (no real spectral agreement) never shape the tail
 ISOMER_ERROR_TARGET = 0.02 # wrong-isomer rate allowed among level-2 self-search hits when learning the margin
 MIN_CLASS_NULL = 300       # wrong-structure candidates needed for a chemical class's own structure null
-MIN_STRUCTURE_NULL = 20    # wrong-structure candidates below which no hit can be singled out (MSI level 2)
+MIN_STRUCTURE_NULL = 20    # wrong-structure candidates below which no hit can be singled out (Schymanski level 2)
 STORED_TOP = 5000          # null scores stored exactly (the upper tail); the rest as quantiles
 STORED_QUANTILES = 1000
 _EPS = 1e-6
@@ -168,7 +169,7 @@ class Calibration:
         (``superclass``); classes with at least MIN_CLASS_NULL candidates get a structure null of their own, since
         how well spectra separate isomers differs by class (lipid species hardly, many drugs well).
         ``structure_model`` and ``isomer_separability`` (first InChIKey block -> best score of another structure of
-        its formula against it): MSI level 2 (``ms2study.identification.structure_model``); without a model level
+        its formula against it): Schymanski level 2 (``ms2study.identification.structure_model``); without a model level
         2 falls back to the structure null and the isomer margin.
 
         Raises InputError when there are no wrong-formula candidates at all (the library is too small or has
@@ -200,7 +201,7 @@ class Calibration:
         """p-value of rank-1 scores against the wrong-structure null (isomers included), never below the
         wrong-formula p-value; ``classes`` (the hits' ``superclass``) selects a class's own null where one was
         measured, else the pooled one. NaN everywhere when the library gave fewer than MIN_STRUCTURE_NULL
-        wrong-structure candidates (a hit is then at most MSI level 3)."""
+        wrong-structure candidates (a hit is then at most Schymanski level 3)."""
         scores = np.asarray(scores, dtype=np.float64)
         if self.structure.n < MIN_STRUCTURE_NULL:
             # Too few wrong structures of the same formula were ever seen to say how often an isomer wins: no
@@ -244,8 +245,8 @@ class Calibration:
             raise InputError("not an identification calibration of this version", file=str(path),
                              fix="delete the file and rerun the pipeline to rebuild it")
         if data["version"] < FORMAT_VERSION:
-            log.warning("%s is a calibration of version %s without the level-2 model: MSI level 2 uses the older, "
-                        "stricter rule; delete the file and rerun to rebuild it", path, data["version"])
+            log.warning("%s is a calibration of version %s without the level-2 model: Schymanski level 2 uses the "
+                        "older, stricter rule; delete the file and rerun to rebuild it", path, data["version"])
         model = data.get("structure_model")
         return cls(data["scoring"], NullDistribution.from_json(data["formula_null"]),
                    NullDistribution.from_json(data["structure_null"]), float(data["isomer_margin"]),

@@ -20,7 +20,7 @@ untrained placeholder's embedding similarity (``model_trained`` false, or a ``mo
 ``untrained``) is still reported in the ``embedding`` column but never enters the combined score.
 Candidates are ranked by ``rank_by`` (combined by default) and the best ``top_k`` kept. Confidence comes from
 the library's calibrated null model (``ms2study.identification.confidence``): ``p_value``, ``q_value`` and
-``structure_q_value`` of each rank-1 hit, ``accepted`` at ``fdr`` (1 %) and the MSI level.
+``structure_q_value`` of each rank-1 hit, ``accepted`` at ``fdr`` (1 %) and the Schymanski level.
 The same function serves the Snakemake rule (``ms2study annotate``), ``ms2study score`` and the tests.
 Imports core, kernels, library, encoder.checkpoints and the identification modules below it.
 """
@@ -232,7 +232,7 @@ def annotate_spectra(
     out = tables.conform(out, ANNOTATION_SCHEMA)
     acc = out.filter(pl.col("accepted"))
     log.info(
-        "annotated %d of %d spectra (%d candidate pairs, %d rows, %d accepted at %.0f%% FDR: %d at MSI level 2, "
+        "annotated %d of %d spectra (%d candidate pairs, %d rows, %d accepted at %.0f%% FDR: %d at Schymanski level 2, "
         "%d at level 3; confidence: %s)",
         out["spectrum_id"].n_unique(), spectra.height, cand_lib.size, out.height, acc.height,
         100 * float(p["fdr"]), int((acc["msi_level"] == 2).sum()), int((acc["msi_level"] == 3).sum()),

@@ -1,4 +1,4 @@
-"""MSI level 2: how likely a rank-1 hit names the right STRUCTURE, not only the right formula.
+"""Schymanski level 2: how likely a rank-1 hit names the right STRUCTURE, not only the right formula.
 
 Why a model and not a p-value. Inside a precursor window nearly every wrong candidate structure is an isomer of
 the query (measured on MassBank: 3,354 of 4,346 wrong in-window candidates), and isomer spectra score like true

@@ -115,10 +115,10 @@ def _neg_log10(values: pl.Series) -> np.ndarray:
 
 
 def _feature_hover(table: pl.DataFrame) -> list[str]:
-    """Hover text of consensus features: id, m/z, RT, identification (name, MSI level), q."""
+    """Hover text of consensus features: id, m/z, RT, identification (name, Schymanski level), q."""
     out = []
     for r in table.iter_rows(named=True):
-        name = (f"<br>{esc(r.get('name'))} (MSI {esc(r.get('msi_level'))})" if r.get("name") is not None
+        name = (f"<br>{esc(r.get('name'))} (Schymanski level {esc(r.get('msi_level'))})" if r.get("name") is not None
                 else "<br>not identified")
         if r.get("ion") is not None and r.get("compound_group") is not None:
             name += f"<br>{esc(r['ion'])} of compound group {esc(r['compound_group'])}"

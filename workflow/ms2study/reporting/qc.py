@@ -36,7 +36,7 @@ QC_COLUMNS = {  # column: header, in the order shown
     "precursor_error_median_ppm": "median precursor error (ppm)", "n_accepted": "accepted identifications"}
 CHROMATOGRAM_COLUMNS = ("rt_s", "tic", "bpc")
 ATTRIBUTION_COLUMNS = {"rank": "rank", "consensus_id": "consensus feature", "name": "compound",
-                       "msi_level": "MSI", "inchikey": "InChIKey", "mz": "m/z", "rt_s": "RT (s)",
+                       "msi_level": "level (Schymanski)", "inchikey": "InChIKey", "mz": "m/z", "rt_s": "RT (s)",
                        "contribution": "contribution", "direction": "direction", "n_samples": "samples pooled"}
 TOP_ATTRIBUTION = 15  # attribution rows shown per outcome
 

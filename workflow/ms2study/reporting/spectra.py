@@ -1,7 +1,7 @@
 """Mirror plots of the top identifications: a query spectrum of the study against the library spectrum it matched.
 
-For each of the best accepted identifications of consensus features (``identifications.parquet``: lowest MSI level,
-then lowest q), the query is the rank-1 annotated spectrum (annotation tables) that hit the same library spectrum
+For each of the best accepted identifications of consensus features (``identifications.parquet``: lowest Schymanski
+level, then lowest q), the query is the rank-1 annotated spectrum (annotation tables) that hit the same library spectrum
 (``library_id``) with the highest cosine, its peaks read from that sample's spectra table as recorded (before the
 search's cleaning); the library side is that spectrum's peaks in the library index (``results/library/{name}/``,
 ``ms2study.library.index.load_library_index``; cleaned as indexed). May import ``ms2study.core``,
@@ -81,13 +81,14 @@ def mirror_plots(ident: pl.DataFrame | None, annotations: pl.DataFrame, spectra_
         if hit is None or hit["spectrum_id"] not in queries or r["library_id"] not in library:
             continue
         fig = mirror_figure(queries[hit["spectrum_id"]], library[r["library_id"]],
-                            f"{r['consensus_id']}: {r['name']} (MSI {r['msi_level']}, q {fmt(r['q_value'], 4)})",
+                            f"{r['consensus_id']}: {r['name']} (Schymanski level {r['msi_level']}, "
+                            f"q {fmt(r['q_value'], 4)})",
                             f"query {hit['spectrum_id']} (cosine {fmt(hit['cosine'], 3)})",
                             f"library {r['library_id']}")
         charts.append(figure_html(fig))
     if not charts:
         return title + "<p>No query spectrum of the top identifications was found in the spectra tables.</p>"
-    return title + (f'<p class="note">The {len(charts)} best accepted identifications (lowest MSI level, then '
+    return title + (f'<p class="note">The {len(charts)} best accepted identifications (lowest Schymanski level, then '
                     "lowest q): above, the study's spectrum with the highest cosine to the library spectrum, as "
                     "recorded; below, the library spectrum as indexed. Each is scaled to its largest peak.</p>"
                     ) + '<div class="charts">' + "".join(charts) + "</div>"
