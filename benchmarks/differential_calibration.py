@@ -5,7 +5,8 @@ Real studies (``../shared/data/outcomes``: sacurine, 109 metabolites x 183 urine
 variance differences. From each, random subsets of n samples per group are drawn (seeded) and prepared as the
 pipeline prepares them: probabilistic quotient normalisation (the correct stage's default without QCs,
 ``correction.drift.median_normalise``), then the differential stage itself (``differential_analysis``: log2,
-features detected in at least half the samples, half-minimum fill) with ``test="welch"``, with the default
+features detected in at least half the samples of one group (Bijlsma 2006's modified 80 % rule), half-minimum
+fill) with ``test="welch"``, with the default
 ``test="moderated"`` (limma-trend moderated t for features detected in every sample, its p-values from a
 permutation null pooled over features; Welch for the others) and with the moderated t's p-values from the t
 distribution (``moderated_tdist``, permutations 0; the variant that was rejected):
@@ -157,7 +158,7 @@ def run(data: Path, draws: int, sizes: list[int], n_spiked: int, fold: float, se
     if not studies:
         raise SystemExit(f"no study tables under {data}/outcomes")
     result = {"draws": draws, "n_spiked": n_spiked, "fold": fold, "seed": seed, "permutations": permutations,
-              "preparation": "PQN, log2, detected in >= half, half-minimum fill", "studies": {}}
+              "preparation": "PQN, log2, detected in >= half of one group's samples, half-minimum fill", "studies": {}}
     for name, matrix in studies.items():
         for n in sizes:
             rng = np.random.default_rng([seed, n, len(name)])
