@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from ms2study.modelling.differential import SIGNIFICANCE, write_table
-from ms2study.reporting import collect, findings
+from ms2study.reporting import cautions, collect, findings
 from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles, ReportInputs
 from ms2study.reporting.html import DOUBT, PROCESSING, QUALITY, Caution, ranked, warnings_html
 from ms2study.stages.report import build_report
@@ -109,8 +109,9 @@ def test_the_box_comes_first_and_its_numbers_are_the_inputs(report: str) -> None
     box = _box(report)
     best = SUMMARY["feature_sets"]["features"]
     assert ("<b>separates case from control samples</b> (AUC "
-            f"{best['value']:.2f}, 95 % interval {best['ci_low']:.2f}-{best['ci_high']:.2f}, permutation p = "
-            f"{best['permutation_p']:.3f}; best of 3 feature sets: <b>features</b>)") in box
+            f"{best['value']:.2f}, 95 % interval {best['ci_low']:.2f} to {best['ci_high']:.2f}, permutation p = "
+            f"{best['permutation_p']:.3g}; best of 3 feature sets: <b>features</b>; picked as the best of 3 after "
+            "seeing them, so its p is not adjusted for the choice (Bonferroni over the 3: 0.06))") in box
     q = np.array(Q)
     hits = int((q < SIGNIFICANCE).sum())
     assert (f"<b>{hits}</b> of {N} tested features differ at q &lt; 0.05 ({hits - 1} compound groups): 3 higher in "
@@ -183,7 +184,8 @@ def test_ranking_order_and_when_there_are_no_warnings() -> None:
 def test_no_evidence_when_the_interval_reaches_chance() -> None:
     spans = _summary(features=_entry(0.70, 0.40, 0.95, 0.03))
     text, on = findings.model_verdict(spans)
-    assert text.startswith("<b>no evidence of separation</b> (AUC 0.70, 95 % interval 0.40-0.95") and on == "features"
+    assert text.startswith("<b>no evidence of separation</b> (AUC 0.70, 95 % interval 0.40 to 0.95")
+    assert on == "features"
     above = _summary(features=_entry(0.80, 0.55, 0.98, 0.20))
     assert findings.model_verdict(above)[0].startswith("<b>not shown to beat chance</b>: its permutation p = 0.200")
     # a set that beats chance is preferred over a higher one that does not
@@ -265,3 +267,30 @@ def test_an_outcome_not_modelled_is_a_caution_on_the_conclusions(tmp_path: Path)
                             warnings)
     skipped = [w for w in warnings if "was not modelled" in w]
     assert len(skipped) == 1 and kind_of(skipped[0]) == DOUBT and skipped[0].concerns == ("models:group",)
+
+
+def test_the_verdicts_p_is_never_rounded_across_the_line_and_a_tie_names_one_set() -> None:
+    """Trial findings: p = 5/101 = 0.0495 was printed 0.050 beside the rule "p < 0.05"; and with three sets at AUC
+    1.00 the box named one set and the few-samples warning another. Now p keeps three significant digits with its
+    permutation counts, and both name the set with the smallest p among the tied best."""
+    tied = _summary(embedding=_entry(1.0, 0.69, 1.0, 0.13), features={**_entry(1.0, 0.69, 1.0, 5 / 101),
+                    "permutations_drawn": 100, "permutations_reaching": 4}, binned_spectra=_entry(1.0, 0.69, 1.0, 0.2))
+    text, on = findings.model_verdict(tied)
+    assert on == "features" and "permutation p = 0.0495 (4 of 100 permutations reached it)" in text
+    assert "Bonferroni over the 3: 0.149" in text
+    warnings: list[str] = []
+    cautions.class_size_warning(tied, "group", warnings)
+    assert "(best set, features: roc_auc 1.00 [0.69, 1.00])" in warnings[0]
+
+
+def test_the_imputation_caution_is_named_beside_the_hits_only_when_they_rely_on_imputation() -> None:
+    rates = [1.0] * 4 + [0.5] * 6  # 6 of 10 tested features rely on imputation
+    tested = pl.DataFrame({"detection_rate": rates, "q_value": [0.01, 0.02] + [0.5] * 8})
+    warnings: list[str] = []
+    cautions.imputation_warning(tested, "group", warnings)
+    assert "of the 2 features at q &lt; 0.05, 0 rely on it" in warnings[0] and warnings[0].concerns == ()
+    warnings = []
+    cautions.imputation_warning(tested.with_columns(pl.Series("q_value", [0.5] * 8 + [0.01, 0.02])), "group",
+                                warnings)
+    assert "of the 2 features at q &lt; 0.05, 2 rely on it" in warnings[0]
+    assert warnings[0].label == "hits rely on imputation" and warnings[0].concerns == ("differential:group",)

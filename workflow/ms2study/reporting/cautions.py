@@ -17,7 +17,8 @@ from pathlib import Path
 import polars as pl
 
 from ms2study.modelling.differential import SIGNIFICANCE
-from ms2study.reporting.html import DOUBT, PROCESSING, Caution, esc
+from ms2study.modelling.metrics import CHANCE
+from ms2study.reporting.html import DOUBT, PROCESSING, Caution, esc, fmt
 
 # Below a fifth of the consensus features with MS/MS, four in five features (and so, as a rule, most hits of 'What
 # differs') can carry no identification, and the MS/MS-based feature sets see a fifth of the data or less: warned.
@@ -87,11 +88,10 @@ def class_size_warning(summary: dict, outcome: str, warnings: list[str]) -> None
     if summary.get("type") not in ("binary", "multiclass") or not counts or min(counts.values()) >= FEW_PER_CLASS:
         return
     sizes = " vs ".join(f"{v} {esc(k)}" for k, v in counts.items())
-    sets = [(e["value"], name, e) for name, e in (summary.get("feature_sets") or {}).items()
-            if None not in (e.get("value"), e.get("ci_low"), e.get("ci_high"))]
+    best = best_feature_set(summary)
     example = ""
-    if sets:
-        _, name, e = max(sets, key=lambda s: s[0])
+    if best and None not in (best[1].get("ci_low"), best[1].get("ci_high")):
+        name, e = best
         example = (f" (best set, {esc(name)}: {esc(e.get('metric'))} {e['value']:.2f} "
                    f"[{e['ci_low']:.2f}, {e['ci_high']:.2f}])")
     warnings.append(Caution(
@@ -105,13 +105,20 @@ def imputation_warning(tested: pl.DataFrame, outcome: str, warnings: list[str]) 
     than all samples: ``detection_rate`` below 1; a gap-filled value counts as detected)."""
     if not tested.height or "detection_rate" not in tested.columns:
         return
-    imputed = int((tested["detection_rate"].fill_null(0.0) < 1).sum())
+    relies = tested["detection_rate"].fill_null(0.0) < 1
+    imputed = int(relies.sum())
     if imputed / tested.height > MOSTLY_IMPUTED:
+        hits = (tested["q_value"] < SIGNIFICANCE).fill_null(False) if "q_value" in tested.columns else relies & False
+        n_hits, hits_imputed = int(hits.sum()), int((hits & relies).sum())
+        of_hits = (f"; of the {n_hits} features at q &lt; {SIGNIFICANCE:g}, {hits_imputed} rely on it" if n_hits
+                   else "")
+        # named beside the differential finding only when its hits themselves rest on imputed values
+        label, concerns = ("hits rely on imputation", (f"differential:{outcome}",)) if hits_imputed else ("", ())
         warnings.append(Caution(
             f"outcome <b>{esc(outcome)}</b>: {imputed} of {tested.height} tested features "
             f"({100 * imputed / tested.height:.0f} %) rely on imputation (not detected in every sample even after gap "
             "filling; half the feature's smallest intensity put in): their fold changes and p-values rest partly on "
-            "values that were not measured", DOUBT, "mostly imputed", (f"differential:{outcome}",)))
+            f"values that were not measured{of_hits}", DOUBT, label, concerns))
 
 
 def untested_labels(corrected: pl.DataFrame | None) -> tuple[int, int] | None:
@@ -311,3 +318,40 @@ def permutation_note(summary: dict) -> str | None:
     if not n_perm:
         return f"{first} {formula}."
     return f"{first} {formula}, so its resolution is 1/{n_perm + 1} = {1 / (n_perm + 1):.3f}."
+
+
+def chance_shortfall(entry: dict) -> str | None:
+    """Why a feature set's model (its summary entry) is not shown to beat chance, by the rule of ``MODELS_TEXT``:
+    p < ``P_SMALL`` and the interval above chance (``metrics.CHANCE``: AUC 0.5, R² 0); a negative R² is named as
+    worse than the mean. Without permutations (p null) the interval alone is judged. None when the model beats
+    chance."""
+    metric = entry.get("metric")
+    chance = CHANCE.get(metric)
+    value, low, high, p = (entry.get(k) for k in ("value", "ci_low", "ci_high", "permutation_p"))
+    if chance is None:
+        return None
+    if value is None:
+        return f"its {metric} could not be computed"
+    reasons = []
+    if metric == "r2" and value < 0:
+        reasons.append(f"it predicts worse than the outcome's mean (cross-validated R² = {value:.3f}): no usable "
+                       "signal")
+    elif value <= chance:
+        reasons.append(f"its {metric} {value:.3f} is not above chance ({chance:g})")
+    if p is not None and p >= P_SMALL:
+        reasons.append(f"its permutation p = {p:.3f} is not below {P_SMALL:g}")
+    if low is None or low <= chance:
+        reasons.append(f"its 95% interval [{fmt(low)}, {fmt(high)}] does not lie above chance ({chance:g})")
+    return "; ".join(reasons) or None
+
+
+def best_feature_set(summary: dict) -> tuple[str, dict] | None:
+    """(name, entry) of the model summary's feature set the verdict rests on: among the sets with a value, those
+    shown to beat chance (``chance_shortfall`` is None) first, then the highest value, then the smallest permutation
+    p; the first listed on a full tie. The main findings and the warnings name this one set. None when no set has
+    a value."""
+    scored = [(name, e) for name, e in (summary.get("feature_sets") or {}).items() if e.get("value") is not None]
+    if not scored:
+        return None
+    return max(scored, key=lambda s: (chance_shortfall(s[1]) is None, float(s[1]["value"]),
+                                      -float(s[1]["permutation_p"] if s[1].get("permutation_p") is not None else 1)))

@@ -19,24 +19,14 @@ import polars as pl
 from ms2study.modelling.differential import SIGNIFICANCE, read_summary, significant_compounds
 from ms2study.modelling.metrics import CHANCE
 from ms2study.reporting import cautions
+from ms2study.reporting.cautions import best_feature_set, chance_shortfall
 from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles
 from ms2study.reporting.html import PROCESSING, esc, kind_of, warning_anchor
-from ms2study.reporting.outcomes import chance_shortfall
 
 # How many accepted identifications among an outcome's hits are named in the box (the rest are counted).
 TOP_NAMED = 3
 METRIC_NAMES = {"roc_auc": "AUC", "macro_roc_auc": "macro AUC", "r2": "R²", "balanced_accuracy": "balanced accuracy"}
 LEVELS = {2: "probable structure", 3: "tentative: isomers plausible"}  # Schymanski et al. 2014
-
-
-def best_feature_set(summary: dict) -> tuple[str, dict] | None:
-    """(name, entry) of the model summary's feature set the verdict rests on: among the sets with a value, those
-    shown to beat chance (``outcomes.chance_shortfall`` is None) first, then the highest value; the first listed on
-    a tie. None when no set has a value."""
-    scored = [(name, e) for name, e in (summary.get("feature_sets") or {}).items() if e.get("value") is not None]
-    if not scored:
-        return None
-    return max(scored, key=lambda s: (chance_shortfall(s[1]) is None, float(s[1]["value"])))
 
 
 def _what(summary: dict) -> tuple[str, str]:
@@ -52,9 +42,18 @@ def _what(summary: dict) -> tuple[str, str]:
     return f"separates the classes ({esc(', '.join(classes))})", "no evidence of separation"
 
 
+def p_text(entry: dict) -> str:
+    """A feature set's permutation p as the box prints it: three significant digits (0.0495, never rounded up to
+    0.050 across the 0.05 line) and, where the summary records them, how many permutations reached the observed
+    value of how many drawn."""
+    p = float(entry["permutation_p"])
+    drawn, reached = entry.get("permutations_drawn"), entry.get("permutations_reaching")
+    return f"{p:.3g}" + (f" ({int(reached)} of {int(drawn)} permutations reached it)" if drawn else "")
+
+
 def model_verdict(summary: dict) -> tuple[str, str | None]:
     """(the verdict as HTML, the feature set it rests on or None). Beating chance follows the models section's
-    rule (``outcomes.chance_shortfall``: p < 0.05 and the 95 % interval above chance); a model that does not and
+    rule (``cautions.chance_shortfall``: p < 0.05 and the 95 % interval above chance); a model that does not and
     whose interval reaches chance (e.g. an AUC interval spanning 0.5) is "no evidence"; one whose interval lies
     above chance but whose p is not small is "not shown to beat chance", with the reason."""
     if summary.get("status") != "done":
@@ -67,11 +66,14 @@ def model_verdict(summary: dict) -> tuple[str, str | None]:
     value, low, high, p = (entry.get(k) for k in ("value", "ci_low", "ci_high", "permutation_p"))
     numbers = f"{esc(METRIC_NAMES.get(metric, metric))} {float(value):.2f}"
     if low is not None and high is not None:
-        numbers += f", 95 % interval {float(low):.2f}-{float(high):.2f}"
+        numbers += f", 95 % interval {float(low):.2f} to {float(high):.2f}"
     if p is not None:
-        numbers += f", permutation p = {float(p):.3f}"
+        numbers += f", permutation p = {p_text(entry)}"
     n_sets = len(summary.get("feature_sets") or {})
     numbers += f"; best of {n_sets} feature set{'s' if n_sets != 1 else ''}: <b>{esc(name)}</b>"
+    if p is not None and n_sets > 1:  # the set is chosen after seeing all of them: say what that costs
+        numbers += (f"; picked as the best of {n_sets} after seeing them, so its p is not adjusted for the choice "
+                    f"(Bonferroni over the {n_sets}: {min(1.0, float(p) * n_sets):.3g})")
     does, none = _what(summary)
     why = chance_shortfall(entry)
     chance = CHANCE.get(metric)

@@ -17,10 +17,9 @@ from ms2study.correction.adduct_notation import same_ion
 from ms2study.modelling.attribution import SET as ATTRIBUTED_SET
 from ms2study.modelling.differential import SIGNIFICANCE, read_summary, significant_compounds
 from ms2study.modelling.featuresets import align_rows
-from ms2study.modelling.metrics import CHANCE
 from ms2study.modelling.power import detectable_effect_sentence, read_detectable_effects
 from ms2study.reporting import cautions
-from ms2study.reporting.cautions import P_SMALL, near_maximum, permutation_note
+from ms2study.reporting.cautions import chance_shortfall, near_maximum, permutation_note
 from ms2study.reporting.charts import (
     enrichment_figure,
     figure_html,
@@ -70,9 +69,11 @@ DIFFERENTIAL_TEXT = (
     "pooled over features with as many imputed values (an imputed value is a point mass the t distribution "
     "does not describe). The 'test' column says which (a value gap filling re-quantified from a run's MS1 "
     "signal is a measurement, not an imputation). Missing values are handled as "
-    "in the outcome models: a feature detected in fewer than "
-    "<code>models: min_detected_fraction</code> of the samples is not tested; otherwise a sample where it "
-    "was not detected gets half its smallest intensity (<code>imputation: features</code>). q-values are "
+    "in the outcome models: a feature that feature detection found (gap-filled values do not count) in fewer "
+    "than <code>models: min_detected_fraction</code> of the samples of every class (of all samples for a "
+    "continuous outcome) is not tested; otherwise a sample where it has no value gets half its smallest "
+    "intensity (<code>imputation: features</code>). The 'detected' columns count gap-filled values as "
+    "measured. q-values are "
     "Benjamini-Hochberg over the tested features. Identifications are the accepted ones (their own q in "
     "the 'id q' column). Chemical classes are tested as in ChemRICH (Barupal &amp; Fiehn 2017, Sci Rep "
     "7:14567): a one-sided Kolmogorov-Smirnov test of the class's compound p-values against uniform, at "
@@ -166,31 +167,6 @@ def negative_r2_note(summary: dict) -> str | None:
     return (f"Cross-validated R² below 0 ({listed}): {which} the outcome worse than its mean would (the training "
             "samples' mean given to every sample), so there is no usable signal in "
             f"{'that feature set' if len(below) == 1 else 'those feature sets'}.")
-
-
-def chance_shortfall(entry: dict) -> str | None:
-    """Why a feature set's model (its summary entry) is not shown to beat chance, by the rule of ``MODELS_TEXT``:
-    p < ``P_SMALL`` and the interval above chance (``metrics.CHANCE``: AUC 0.5, R² 0); a negative R² is named as
-    worse than the mean. Without permutations (p null) the interval alone is judged. None when the model beats
-    chance."""
-    metric = entry.get("metric")
-    chance = CHANCE.get(metric)
-    value, low, high, p = (entry.get(k) for k in ("value", "ci_low", "ci_high", "permutation_p"))
-    if chance is None:
-        return None
-    if value is None:
-        return f"its {metric} could not be computed"
-    reasons = []
-    if metric == "r2" and value < 0:
-        reasons.append(f"it predicts worse than the outcome's mean (cross-validated R² = {value:.3f}): no usable "
-                       "signal")
-    elif value <= chance:
-        reasons.append(f"its {metric} {value:.3f} is not above chance ({chance:g})")
-    if p is not None and p >= P_SMALL:
-        reasons.append(f"its permutation p = {p:.3f} is not below {P_SMALL:g}")
-    if low is None or low <= chance:
-        reasons.append(f"its 95% interval [{fmt(low)}, {fmt(high)}] does not lie above chance ({chance:g})")
-    return "; ".join(reasons) or None
 
 
 def attribution_caveats(models: Sequence[OutcomeFiles]) -> dict[str, str]:
