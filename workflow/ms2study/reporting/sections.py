@@ -180,7 +180,8 @@ def identifications_section(annotations: pl.DataFrame, ident: pl.DataFrame | Non
 
 def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float | None = None) -> str:
     """Every accepted identification of a consensus feature (identifications.parquet) in a sortable, filterable
-    table, best first (MSI level, q, samples); then the features whose match passed ``fdr`` but was not accepted
+    table, best first (Schymanski level, q, samples); then the features whose match passed ``fdr`` but was not
+    accepted
     (the adduct check), with the reason, so none is dropped from the report in silence."""
     acc = ident.filter(pl.col("accepted")).sort(["msi_level", "q_value", "n_samples"], descending=[False, False, True])
     n2, n3 = int((acc["msi_level"] == 2).sum()), int((acc["msi_level"] == 3).sum())

@@ -20,7 +20,8 @@ def _cli(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("calibrate-library",
-                              help="measure a library's identification null and isomer margin (q-values, MSI levels)")
+                              help="measure a library's identification null and isomer margin (q-values, Schymanski "
+                                   "levels)")
     p.add_argument("--index", required=True, help="index folder from 'ms2study index-library' (with embeddings)")
     p.add_argument("--out", required=True, help="calibration JSON to write")
     add_params_argument(p)

@@ -8,7 +8,7 @@ best cosine. Confidence: the feature's p-value combines the spectrum p-values of
 Simes test over all of the feature's searched spectra (the others count as p = 1), so several agreeing spectra
 strengthen the evidence and one lucky spectrum among many does not; q-values are Benjamini-Hochberg over the
 consensus features with a hit (``ms2study.identification.confidence``). The
-MSI level is 2 only when the best spectrum of the identity was level 2 and no supporting spectrum saw the hit as
+Schymanski level is 2 only when the best spectrum of the identity was level 2 and no supporting spectrum saw the hit as
 level 3 or chose another structure of the same formula; otherwise 3, with every isomer named by the spectra in
 ``isomer_inchikeys``. Without q-values in the annotations (``confidence: none``) nothing is accepted.
 
@@ -184,7 +184,8 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
     else:
         out = out.with_columns(pl.lit(None, dtype=pl.Utf8).alias("compound_class"))
     out = out.select(list(IDENTIFICATIONS)).cast(IDENTIFICATIONS).sort(["q_value", "consensus_id"], nulls_last=True)
-    log.info("%d consensus features with a library hit; %d accepted at %.0f%% FDR (%d at MSI level 2, %d at 3)",
+    log.info("%d consensus features with a library hit; %d accepted at %.0f%% FDR (%d at Schymanski level 2, %d at "
+             "3)",
              out.height, int(out["accepted"].sum()), 100 * fdr, int((out["msi_level"] == 2).sum()),
              int((out["msi_level"] == 3).sum()))
     if groups is not None:

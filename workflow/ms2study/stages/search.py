@@ -157,7 +157,8 @@ def _cli_score(args: argparse.Namespace) -> int:
     top = out.filter(pl.col("rank") == 1)
     print(f"{args.out}: {out.height} hits for {out['query_id'].n_unique()} queries with a candidate; "
           f"{int(top['accepted'].sum())} accepted at the configured FDR "
-          f"({int((top['msi_level'] == 2).sum())} at MSI level 2, {int((top['msi_level'] == 3).sum())} at level 3)")
+          f"({int((top['msi_level'] == 2).sum())} at Schymanski level 2, "
+          f"{int((top['msi_level'] == 3).sum())} at level 3)")
     return 0
 
 
