@@ -294,3 +294,16 @@ def test_the_imputation_caution_is_named_beside_the_hits_only_when_they_rely_on_
                                 warnings)
     assert "of the 2 features at q &lt; 0.05, 2 rely on it" in warnings[0]
     assert warnings[0].label == "hits rely on imputation" and warnings[0].concerns == ("differential:group",)
+
+
+def test_the_differential_table_labels_the_monoisotopic_ion_and_drops_chemont_ids() -> None:
+    """Trial finding: the main ion of an isotope group showed an empty ion cell beside its labelled M+1 and M+2, and
+    the class column began with 'CHEMONTID:0002351;'."""
+    from ms2study.reporting.outcomes import _readable
+
+    table = pl.DataFrame({"consensus_id": ["C1", "C2", "C3", "C4"], "ion": [None, "M+1", None, "[M+Na]+"],
+                          "compound_group": ["G1", "G1", "G3", "G4"],
+                          "compound_class": ["CHEMONTID:0000185; Organic compounds; Benzenoids", None, None, None]})
+    shown = _readable(table)
+    assert shown["ion"].to_list() == ["M", "M+1", None, "[M+Na]+"]  # a feature alone in its group stays unlabelled
+    assert shown["compound_class"][0] == "Organic compounds; Benzenoids"

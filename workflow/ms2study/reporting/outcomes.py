@@ -369,6 +369,20 @@ def identified_ions(tested: pl.DataFrame, identifications: pl.DataFrame | None) 
                               ).drop("_label", "_library", "_differs")
 
 
+def _readable(tested: pl.DataFrame) -> pl.DataFrame:
+    """The differential rows as the table shows them: the monoisotopic feature of a compound group whose other
+    members are its isotope peaks, which carries no label of its own, reads "M" (so the group's M, M+1, M+2 line
+    up); the ChemOnt identifier (``CHEMONTID:0000185;``) is dropped from the class path."""
+    out = tested
+    if {"ion", "compound_group"} <= set(out.columns):
+        size = pl.len().over("compound_group")
+        out = out.with_columns(pl.when(pl.col("ion").is_null() & pl.col("compound_group").is_not_null() & (size > 1))
+                               .then(pl.lit("M")).otherwise(pl.col("ion")).alias("ion"))
+    if "compound_class" in out.columns:
+        out = out.with_columns(pl.col("compound_class").cast(pl.Utf8).str.replace(r"^CHEMONTID:\d+;\s*", ""))
+    return out
+
+
 def _feature_table(tested: pl.DataFrame, summary: dict, effect: str, effect_header: str, table_id: str) -> str:
     """Every tested feature, sortable and filterable, sorted by q."""
     columns = dict(DIFFERENTIAL_COLUMNS)
@@ -382,7 +396,7 @@ def _feature_table(tested: pl.DataFrame, summary: dict, effect: str, effect_head
                     "detection_rate_reference": f"detected ({summary.get('reference_class')})"}
     else:
         columns["detection_rate"] = "detected"
-    shown = tested.select([pl.col(c).alias(h) for c, h in columns.items() if c in tested.columns])
+    shown = _readable(tested).select([pl.col(c).alias(h) for c, h in columns.items() if c in tested.columns])
     parts = [f"<h4>Tested features ({tested.height}; sort by any column, filter with the search box)</h4>",
              interactive_table(shown, table_id, order=[("q", "asc"), ("p", "asc")])]
     parts.append('<p class="note">detected: share of the samples (of each class, for a binary outcome) in which '
