@@ -178,18 +178,18 @@ def calibration_warnings(paths: Sequence[Path], warnings: list[str]) -> None:
         if stats.get("queries_from") == "all structures" and (json.loads(path.read_text()).get("scoring") or {}).get(
                 "model_id"):
             warnings.append(Caution(
-                f"the identification calibration of library {esc(path.stem)}: fewer than 200 library structures lie "
-                "outside the encoder's training split, so the null was measured on structures the encoder has seen; "
-                "q-values of hits carried by the embedding score may be optimistic", QUALITY,
+                f"the identification calibration of the library index <code>{esc(path.stem)}</code>: fewer than 200 "
+                "library structures lie outside the encoder's training split, so the null was measured on structures "
+                "the encoder has seen; q-values of hits carried by the embedding score may be optimistic", QUALITY,
                 "identification q-values may be optimistic", ("identifications",)))
         if int(stats.get("n_wrong_formula_candidates", 0)) < 1000:
             warnings.append(Caution(
-                f"the identification calibration of library {esc(path.stem)}: only "
+                f"the identification calibration of the library index <code>{esc(path.stem)}</code>: only "
                 f"{int(stats.get('n_wrong_formula_candidates', 0))} wrong candidates were measured: the library is "
                 "small, and q-values cannot go far below 1/that number", PROCESSING))
         for caveat in stats.get("caveats", []):
-            warnings.append(Caution(f"the identification calibration of library {esc(path.stem)}: {esc(caveat)}",
-                                    PROCESSING))
+            warnings.append(Caution("the identification calibration of the library index "
+                                    f"<code>{esc(path.stem)}</code>: {esc(caveat)}", PROCESSING))
 
 
 def library_summary(indexes: Sequence[Path], warnings: list[str]) -> str:
