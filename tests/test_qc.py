@@ -18,6 +18,7 @@ from ms2study.modelling.qc import (
     outlier_scores,
     qc_table,
     read_chromatogram_summary,
+    run_centred,
 )
 
 
@@ -87,7 +88,7 @@ def test_qc_table_scores_samples_among_samples_and_never_a_blank():
     assert table.columns == list(QC) and table["sample_id"].to_list() == ids
     assert table["sample_type"].to_list() == ["sample"] * 10 + ["qc", "blank"]  # the sheet's case does not matter
     assert not table["outlier"].any() and table["outlier_score"][:10].null_count() == 0
-    z, _, _ = outlier_scores(log_feature_matrix(matrix, ids[:10]))
+    z, _, _ = outlier_scores(run_centred(log_feature_matrix(matrix, ids[:10])))  # each run's median removed first
     assert np.allclose(table["outlier_score"][:10].to_numpy(), z)  # the samples' scores do not see the QC or blank
     assert table["outlier_score"][10:].null_count() == 2 and "not tested" in table["outlier_rule"][11]
     assert "fewer than 3" in table["outlier_rule"][10]  # one QC: nothing to compare it with
@@ -134,3 +135,19 @@ def test_qc_stage_from_per_sample_tables(tmp_path):
     assert read_chromatogram_summary(paths["chrom"][0])["n_ms2_scans"] == 4
     missing = args[:args.index("--spectra")] + ["--spectra", *paths["spec"][:2]] + args[args.index("--features"):]
     assert cli.main(missing) == 1  # two spectra tables for three samples: a clear error
+
+
+def test_a_run_that_differs_only_by_an_overall_factor_is_no_outlier_but_a_corrupted_one_still_is():
+    """Fresh-user finding: in 16 copies of one real run, the three with the largest overall intensity factor
+    (1.28-1.47x) were flagged. The factor (more sample injected) is removed before the rule; a corrupted run is still
+    flagged."""
+    from ms2study.modelling.qc import group_outliers
+
+    n = 16
+    ids = [f"S{i:02d}" for i in range(n)]
+    matrix = _study_matrix(n, 2)
+    scaled = matrix.with_columns([pl.col(s) * f for s, f in zip(ids[:3], (1.47, 1.3, 1.28))])
+    _, flags, rule = group_outliers(scaled, ids, ["1"] * n, "samples")
+    assert not flags.any() and "overall intensity factor is no outlier" in rule
+    _, flags, _ = group_outliers(_study_matrix(n, 2, corrupt=7), ids, ["1"] * n, "samples")
+    assert flags.tolist() == [i == 7 for i in range(n)]

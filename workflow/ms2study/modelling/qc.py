@@ -164,6 +164,16 @@ def outlier_scores(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
     return z, z > OUTLIER_Z, rule
 
 
+RUN_CENTRED_RULE = "; each run's median log intensity removed first (an overall intensity factor is no outlier)"
+
+
+def run_centred(X: np.ndarray) -> np.ndarray:
+    """X (n runs × p log intensities) with each run's median removed: an overall intensity factor of a run
+    (dilution, injection volume; normalisation removes it) does not make it an outlier. Empty X is returned as is."""
+    X = np.asarray(X, dtype=np.float64)
+    return X - np.median(X, axis=1, keepdims=True) if X.size else X
+
+
 def batch_centred(X: np.ndarray, batches: list[str]) -> tuple[np.ndarray, bool]:
     """X (n runs × p log intensities) with each batch's runs centred on that batch's per-feature median, so a batch
     offset (the instrument's response jumping between batches) does not make a small batch look like outliers.
@@ -186,11 +196,13 @@ def batch_centred(X: np.ndarray, batches: list[str]) -> tuple[np.ndarray, bool]:
 def group_outliers(feature_matrix: pl.DataFrame, ids: list[str], batches: list[str],
                    what: str) -> tuple[np.ndarray, np.ndarray, str]:
     """The outlier rule (``outlier_scores``) among the runs ``ids`` of one type only, on their log feature matrix
-    (``log_feature_matrix``), batch-centred first (``batch_centred``). ``what`` is "samples" or "qc": pooled QCs
+    (``log_feature_matrix``) with each run's median removed (a run that differs only by an overall factor, e.g. more
+    sample injected, is no outlier: a fresh-user trial saw the three runs of largest overall factor in 16 copies of
+    one run flagged) and batch-centred (``batch_centred``). ``what`` is "samples" or "qc": pooled QCs
     are one material injected again and again, so a QC is flagged only when, besides the modified z-score, its
     distance is at least ``QC_MIN_DISTANCE_RATIO`` times the QCs' median distance (see the module docstring for
     why). Returns (score, flag, rule) for ``ids`` in order."""
-    X, centred = batch_centred(log_feature_matrix(feature_matrix, ids), batches)
+    X, centred = batch_centred(run_centred(log_feature_matrix(feature_matrix, ids)), batches)
     z, flags, rule = outlier_scores(X)
     if what == "qc" and len(ids) >= 3 and not rule.startswith("not tested"):
         distance = _distances(X)
@@ -201,6 +213,8 @@ def group_outliers(feature_matrix: pl.DataFrame, ids: list[str], batches: list[s
         rule = f"among the {len(ids)} pooled QC run(s) only: {rule}"
     if centred:
         rule += "; each batch's runs centred on the batch's median log intensities first (a batch offset is no outlier)"
+    if X.size:
+        rule += RUN_CENTRED_RULE
     return z, flags, rule
 
 
