@@ -108,7 +108,8 @@ def test_the_box_comes_first_and_its_numbers_are_the_inputs(report: str) -> None
     assert '<a href="#findings">Main findings</a>' in report
     box = _box(report)
     best = SUMMARY["feature_sets"]["features"]
-    assert ("<b>separates case from control samples</b> (AUC "
+    assert ("<b>separates case from control samples on this set's own test, not after adjusting for the choice of "
+            "set</b> (AUC "
             f"{best['value']:.2f}, 95 % interval {best['ci_low']:.2f} to {best['ci_high']:.2f}, permutation p = "
             f"{best['permutation_p']:.3g}; best of 3 feature sets: <b>features</b>; picked as the best of 3 after "
             "seeing them, so its p is not adjusted for the choice (Bonferroni over the 3: 0.06))") in box
@@ -277,7 +278,10 @@ def test_the_verdicts_p_is_never_rounded_across_the_line_and_a_tie_names_one_set
                     "permutations_drawn": 100, "permutations_reaching": 4}, binned_spectra=_entry(1.0, 0.69, 1.0, 0.2))
     text, on = findings.model_verdict(tied)
     assert on == "features" and "permutation p = 0.0495 (4 of 100 permutations reached it)" in text
-    assert "Bonferroni over the 3: 0.149" in text
+    assert "Bonferroni over the 3: 0.149" in text and "not after adjusting for the choice of set" in text
+    # a p that survives the adjustment gives the plain verdict
+    strong = _summary(features=_entry(0.97, 0.72, 1.0, 0.01), embedding=_entry(0.4, 0.1, 0.8, 0.7))
+    assert findings.model_verdict(strong)[0].startswith("<b>separates case from control samples</b> (AUC 0.97")
     warnings: list[str] = []
     cautions.class_size_warning(tied, "group", warnings)
     assert "(best set, features: roc_auc 1.00 [0.69, 1.00])" in warnings[0]

@@ -19,14 +19,21 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # the C parser re
     ``models:`` block would drop the first one's outcomes)."""
 
 
+class RepeatedKeyError(yaml.YAMLError):
+    """A key given twice in one mapping (``key``, the two 1-based ``lines``, ``top_level``)."""
+
+    def __init__(self, key: Any, lines: tuple[int, int], top_level: bool):
+        where = "at the top level" if top_level else "in one section"
+        super().__init__(f"key '{key}' appears twice {where} (lines {lines[0]} and {lines[1]}): the second would "
+                         "silently replace the first")
+
+
 def _unique_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
     lines: dict[Any, int] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=True)
         if key in lines:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"key '{key}' appears twice in one section (lines {lines[key]} and "
-                f"{key_node.start_mark.line + 1}): the second would silently replace the first", key_node.start_mark)
+            raise RepeatedKeyError(key, (lines[key], key_node.start_mark.line + 1), node.start_mark.column == 0)
         lines[key] = key_node.start_mark.line + 1
     return loader.construct_mapping(node, deep=deep)
 
@@ -44,9 +51,10 @@ def read_config_file(path: Path) -> dict:
     repeated in one section (YAML keeps only the last one) or a document that is not a mapping."""
     try:
         local = read_yaml(Path(path)) or {}
+    except RepeatedKeyError as err:
+        raise InputError(str(err), file=str(path), fix="merge the repeated blocks into one") from err
     except yaml.YAMLError as err:
-        raise InputError(f"not valid YAML ({err})", file=str(path),
-                         fix="fix the YAML syntax; a key may appear once per section (merge repeated blocks)") from err
+        raise InputError(f"not valid YAML ({err})", file=str(path), fix="fix the YAML syntax") from err
     if not isinstance(local, dict):
         raise InputError("must be a mapping of config keys", file=str(path))
     return local

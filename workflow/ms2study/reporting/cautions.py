@@ -18,7 +18,7 @@ import polars as pl
 
 from ms2study.modelling.differential import SIGNIFICANCE
 from ms2study.modelling.metrics import CHANCE
-from ms2study.reporting.html import DOUBT, PROCESSING, Caution, esc, fmt
+from ms2study.reporting.html import DOUBT, PROCESSING, QUALITY, Caution, esc, fmt
 
 # Below a fifth of the consensus features with MS/MS, four in five features (and so, as a rule, most hits of 'What
 # differs') can carry no identification, and the MS/MS-based feature sets see a fifth of the data or less: warned.
@@ -113,12 +113,13 @@ def imputation_warning(tested: pl.DataFrame, outcome: str, warnings: list[str]) 
         of_hits = (f"; of the {n_hits} features at q &lt; {SIGNIFICANCE:g}, {hits_imputed} rely on it" if n_hits
                    else "")
         # named beside the differential finding only when its hits themselves rest on imputed values
+        # and it casts doubt on the conclusions only then; otherwise it describes the data
         label, concerns = ("hits rely on imputation", (f"differential:{outcome}",)) if hits_imputed else ("", ())
         warnings.append(Caution(
             f"outcome <b>{esc(outcome)}</b>: {imputed} of {tested.height} tested features "
             f"({100 * imputed / tested.height:.0f} %) rely on imputation (not detected in every sample even after gap "
             "filling; half the feature's smallest intensity put in): their fold changes and p-values rest partly on "
-            f"values that were not measured{of_hits}", DOUBT, label, concerns))
+            f"values that were not measured{of_hits}", DOUBT if hits_imputed else QUALITY, label, concerns))
 
 
 def untested_labels(corrected: pl.DataFrame | None) -> tuple[int, int] | None:

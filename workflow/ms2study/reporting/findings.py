@@ -19,7 +19,7 @@ import polars as pl
 from ms2study.modelling.differential import SIGNIFICANCE, read_summary, significant_compounds
 from ms2study.modelling.metrics import CHANCE
 from ms2study.reporting import cautions
-from ms2study.reporting.cautions import best_feature_set, chance_shortfall
+from ms2study.reporting.cautions import P_SMALL, best_feature_set, chance_shortfall
 from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles
 from ms2study.reporting.html import PROCESSING, esc, kind_of, warning_anchor
 
@@ -77,6 +77,9 @@ def model_verdict(summary: dict) -> tuple[str, str | None]:
     does, none = _what(summary)
     why = chance_shortfall(entry)
     chance = CHANCE.get(metric)
+    if why is None and p is not None and n_sets > 1 and float(p) * n_sets >= P_SMALL:
+        return (f"<b>{does} on this set's own test, not after adjusting for the choice of set</b> ({numbers})",
+                name)
     if why is None:
         return f"<b>{does}</b> ({numbers})", name
     if chance is None or low is None or float(low) <= chance:

@@ -32,7 +32,7 @@ from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles
 from ms2study.reporting.html import DOUBT, Caution, esc, fmt, html_table, q_cell
 from ms2study.reporting.maps import map_2d
 from ms2study.reporting.qc import attribution_part
-from ms2study.reporting.tables import interactive_table
+from ms2study.reporting.tables import class_path, interactive_table
 
 DIFFERENTIAL_COLUMNS = {  # column of the differential table: header of the report's table
     "consensus_id": "consensus feature", "mz": "m/z", "rt_s": "RT (s)", "compound_group": "compound group",
@@ -379,7 +379,7 @@ def _readable(tested: pl.DataFrame) -> pl.DataFrame:
         out = out.with_columns(pl.when(pl.col("ion").is_null() & pl.col("compound_group").is_not_null() & (size > 1))
                                .then(pl.lit("M")).otherwise(pl.col("ion")).alias("ion"))
     if "compound_class" in out.columns:
-        out = out.with_columns(pl.col("compound_class").cast(pl.Utf8).str.replace(r"^CHEMONTID:\d+;\s*", ""))
+        out = out.with_columns(class_path())
     return out
 
 

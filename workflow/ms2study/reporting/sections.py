@@ -23,7 +23,7 @@ from ms2study import __version__
 from ms2study.io.samplesheet import sample_roles
 from ms2study.reporting.charts import bar_figure, figure_html
 from ms2study.reporting.html import DOUBT, QUALITY, Caution, esc, html_table, q_cell, warning_box
-from ms2study.reporting.tables import interactive_table
+from ms2study.reporting.tables import class_path, interactive_table
 
 # the declared dependencies that shape the results (pyproject.toml); pyarrow is not one of them
 PACKAGES = ["ms2study", "polars", "numpy", "scikit-learn", "scipy", "torch", "pyopenms", "numba", "snakemake",
@@ -210,7 +210,7 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
     shown = pl.DataFrame({
         "consensus feature": acc["consensus_id"], "compound": acc["name"], "level (Schymanski)": acc["msi_level"],
         "InChIKey / isomers": [isomers(r) for r in acc.iter_rows(named=True)],
-        "class": acc["compound_class"], "samples": acc["n_samples"],
+        "class": acc.select(class_path())["compound_class"], "samples": acc["n_samples"],
         **({"QC runs": acc["n_qc_runs"]} if "n_qc_runs" in acc.columns and acc["n_qc_runs"].sum() else {}),
         **({"blank runs": acc["n_blank_runs"]} if "n_blank_runs" in acc.columns and acc["n_blank_runs"].sum() else {}),
         "spectra": acc["n_spectra"],

@@ -75,3 +75,9 @@ def interactive_table(frame: pl.DataFrame, table_id: str, order: Sequence[tuple[
     # links to itables.org in the loading text and the static preview's header: the report links nowhere else
     html = re.sub(r"<sup>.*?</sup>", "", html, flags=re.DOTALL)
     return re.sub(r"\(need <a href=https://itables\.org/[^>]*>help</a>\?\)", "", html)
+
+
+def class_path(column: str = "compound_class") -> pl.Expr:
+    """``column`` (a ChemOnt class path, "CHEMONTID:0000185; Organic compounds; Benzenoids; ...", as MassBank records
+    give it) as the report's tables show it: without the leading identifier, the names only."""
+    return pl.col(column).cast(pl.Utf8).str.replace(r"^CHEMONTID:\d+;\s*", "").alias(column)
