@@ -31,10 +31,6 @@ TITLE_PREFIX = "OUT OF DATE: "
 _SKIPPED = r"<script\b.*?</script\s*>|<style\b.*?</style\s*>|<!--.*?-->"
 _BODY = re.compile(_SKIPPED + r"|(<body\b[^>]*>)", re.IGNORECASE | re.DOTALL)
 _TITLE = re.compile(_SKIPPED + r"|<title\b[^>]*>()", re.IGNORECASE | re.DOTALL)
-_BLOCK_START = re.compile(r"^(?:local)?(?:rule|checkpoint) (\S+):$")
-_FIELD = re.compile(r"^\s+(\w+): (.*)$")
-_FINISHED = re.compile(r"^Finished job(?:id:)? (\d+)")
-_SAMPLE = re.compile(r"(?:^|,\s*)sample=([^,\s]+)")
 
 
 def _stamp(seconds: float) -> str:
@@ -98,43 +94,13 @@ def mark_report_out_of_date(path: Path, since: float, run: RunLog) -> str | None
     return None
 
 
-def unfinished_samples(run: RunLog) -> list[str]:
-    """The samples with a job of this run that failed or started without finishing (interrupted), read from
-    Snakemake's log: their folders under ``results/samples/`` may hold outputs made from older inputs."""
-    samples = {job.sample for job in run.failed if job.sample}
-    if run.path is None:
-        return sorted(samples)
-    try:
-        lines = run.path.read_text(errors="replace").splitlines()
-    except OSError:
-        return sorted(samples)
-    started: dict[str, str] = {}  # jobid -> sample
-    finished: set[str] = set()
-    i = 0
-    while i < len(lines):
-        line = lines[i].rstrip()
-        i += 1
-        if _BLOCK_START.match(line):
-            fields: dict[str, str] = {}
-            while i < len(lines) and (m := _FIELD.match(lines[i].rstrip())):
-                fields.setdefault(m.group(1), m.group(2))
-                i += 1
-            sample = _SAMPLE.search(fields.get("wildcards", ""))
-            if sample and "jobid" in fields:
-                started[fields["jobid"]] = sample.group(1)
-        elif done := _FINISHED.match(line):
-            finished.add(done.group(1))
-    samples |= {sample for jobid, sample in started.items() if jobid not in finished}
-    return sorted(samples)
-
-
 def write_out_of_date_note(study_dir: Path, run: RunLog, since: float) -> Path:
     """Write ``results/study/OUT_OF_DATE.txt``: the study-level tables beside it are from an earlier run, which jobs
     of the latest run failed and with which logs, the samples whose jobs failed or did not finish (their folders
     may hold older outputs), and that a run that finishes removes the note."""
     path = Path(study_dir) / OUT_OF_DATE_NOTE
     failed = [f"  {job.rule}  {job.place()}  log: {', '.join(job.logs) or '(none)'}" for job in run.failed]
-    samples = unfinished_samples(run)
+    samples = run.unfinished_samples
     sample_part = (
         "Samples whose jobs failed or did not finish in that run: " + ", ".join(samples) + ". Their folders ("
         + ", ".join(f"results/samples/{s}/" for s in samples[:3]) + (", ..." if len(samples) > 3 else "")

@@ -38,6 +38,9 @@ class RunLog:
     failed: list[FailedJob] = field(default_factory=list)
     lock_error: bool = False
     incomplete: bool = False  # Snakemake said a job did not complete (even where its exit code was 0)
+    # samples with a job that failed or started without finishing (interrupted): their folders under
+    # results/samples/ may hold outputs made from older inputs
+    unfinished_samples: list[str] = field(default_factory=list)
 
 
 _BLOCK_START = re.compile(r"^(?:local)?(?:rule|checkpoint) (\S+):$")
@@ -108,6 +111,8 @@ def parse_snakemake_log(text: str) -> RunLog:
         logs = _split_paths(merged.get("log", ""))
         outputs = _split_paths(merged.get("output", ""))
         result.failed.append(FailedJob(merged["rule"], jobid, _sample_of(merged), logs, outputs))
+    started = {_sample_of(fields) for jobid, fields in jobs.items() if status.get(jobid, ("",))[0] != "done"}
+    result.unfinished_samples = sorted((started | {job.sample for job in result.failed}) - {None})
     return result
 
 

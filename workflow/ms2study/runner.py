@@ -30,7 +30,7 @@ import yaml
 from ms2study import study
 from ms2study.core.errors import InputError
 from ms2study.outofdate import (OUT_OF_DATE_NOTE, OUT_OF_DATE_REPORT, REPORT, mark_report_out_of_date,
-                                unfinished_samples, write_out_of_date_note)
+                                write_out_of_date_note)
 from ms2study.runlog import RunLog, parse_snakemake_log, read_run_log  # noqa: F401 (parse_snakemake_log: tests)
 
 # Outputs of jobs that the report does not depend on (encoder training, requested on its own).
@@ -397,7 +397,7 @@ def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] |
                          "is")
         lines.append(f"ms2study: the other tables under {note.parent} are from that earlier run too, except "
                      f"samples.tsv, which holds the current sheet ({note.name} there says so until a run finishes).")
-        samples = unfinished_samples(run)
+        samples = run.unfinished_samples
         if samples:
             lines.append(f"ms2study: the jobs of sample(s) {', '.join(samples)} failed or did not finish: their "
                          f"folders under results/samples/ may hold outputs of an earlier run ({note.name} lists them).")

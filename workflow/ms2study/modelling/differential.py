@@ -62,6 +62,7 @@ from ms2study.modelling.outcomes import check_outcome, covariate_matrix, encode_
 from ms2study.modelling.univariate import (
     anova_test,
     bh_q_values,
+    detected_enough,
     fill_missing,
     log2_intensities,
     ols_slope_test,
@@ -339,21 +340,6 @@ def detection_mask(detected: pl.DataFrame, consensus_ids: Sequence[str], sample_
                          maintain_order="left")
     values = log2_intensities(aligned, sample_ids)  # raises InputError for a missing sample column
     return ~np.isnan(values)
-
-
-def detected_enough(detected: np.ndarray, min_detected_fraction: float,
-                    groups: Sequence[np.ndarray] | None = None) -> np.ndarray:
-    """The features that are tested: rows of the boolean features × samples ``detected`` found in at least
-    ``min_detected_fraction`` of the samples and at least once; with ``groups`` (boolean sample masks, the classes of
-    a binary or multiclass outcome), in at least that share of one group's samples: the "modified 80 % rule" of
-    Bijlsma et al. 2006 (Anal. Chem. 78:567), so a compound detected in most cases and no control (an effect by
-    presence, the strongest there is) stays testable. Returns a boolean array, one per row."""
-    def enough(part: np.ndarray) -> np.ndarray:
-        fraction = part.mean(axis=1) if part.shape[1] else np.zeros(part.shape[0])
-        return (fraction >= float(min_detected_fraction)) & (fraction > 0)
-    if not groups:
-        return enough(detected)
-    return np.logical_or.reduce([enough(detected[:, g]) for g in groups])
 
 
 def significant_compounds(table: pl.DataFrame) -> int:
