@@ -1,4 +1,4 @@
-"""Heavy-isotope peaks (37Cl, 81Br, 34S) in the adduct grouping (ms2study.correction.isotopes, used by
+"""Heavy-isotope peaks (37Cl, 81Br, 34S, 30Si) in the adduct grouping (ms2study.correction.isotopes, used by
 ms2study.correction.adducts) on small matrices of one compound's peaks that co-vary across runs.
 
 The isotope patterns below were computed for these formulas from IUPAC masses and abundances (pyOpenMS
@@ -63,13 +63,43 @@ def test_ethiprole_its_37cl_peaks_up_to_m_plus_4() -> None:
 
 def test_a_dibrominated_compound_its_m_plus_2_and_m_plus_4() -> None:
     """C8H7Br2NO, [M+H]+ 291.8967: M+2 194.6 % (+1.997953), M+3 16.8 %, M+4 94.6 % (+3.995906). The M+2 alone is
-    also six Cl; the M+4 it predicts for Cl2 (1.58) is not there, that for Br2 (0.95) is; a Br with three Cl gives
-    an M+4 within the slack (1.24), so that reading stays named."""
+    also six Cl (or three Cl and a Br); of the Cl/Br counts that fit both ratios, two Br fits them exactly, five Cl
+    (M+2 1.60, M+4 1.02) and three Cl with a Br (1.93, 1.24) lie beyond the slack factor of that fit."""
     matrix, runs = compound(291.896714, {"M+1": (1.003355, 0.0865), "M+2": (1.997953, 1.9456),
                                          "M+3": (3.001308, 0.1683), "M+4": (3.995906, 0.9463)})
     got = labels(matrix, runs)
     assert got == {"M": None, "M+1": "M+1", "M+2": "37Cl/81Br M+2", "M+3": "13C 37Cl/81Br M+3",
-                   "M+4": "37Cl81Br/81Br2 M+4"}
+                   "M+4": "81Br2 M+4"}
+
+
+def test_ambroxol_its_m_plus_4_reads_81br2_when_its_m_plus_2_is_measured_high() -> None:
+    """Ambroxol, C13H18Br2N2O, [M+H]+ 376.9859 (spike-in study, seed 0): the M+2 was measured at 2.23 x M (1.95
+    expected) and the M+4 at 0.95 x (0.95). Read from the M+2 ratio alone, 2.23 would be 2.3 Br and predict an M+4 of
+    1.40, too large for the 0.95 seen, and the M+4 was labelled "37Cl81Br" (no Cl in ambroxol)."""
+    matrix, runs = compound(376.985864, {"M+1": (1.003357, 0.141), "M+2": (1.997953, 2.23),
+                                         "M+3": (3.001311, 0.2743), "M+4": (3.995907, 0.95)})
+    got = labels(matrix, runs)
+    assert got["M+4"] == "81Br2 M+4" and got["M+2"] == "37Cl/81Br M+2"
+    assert isotopes.halogen_pairs({"37Cl", "81Br"}, 2.23, 0.95) == {("81Br", "81Br")}
+
+
+@pytest.mark.parametrize("m2, m4, pairs", [(0.64, 0.1024, {("37Cl", "37Cl")}),       # two Cl
+                                           (1.293, 0.311, {("37Cl", "81Br")}),       # one Cl, one Br
+                                           (1.613, 0.725, {("37Cl", "81Br")}),       # two Cl, one Br: mostly ClBr
+                                           (0.64, 0.95, set())])                     # a Br2-sized M+4 on a Cl2 M+2
+def test_halogen_pairs_read_both_ratios_against_one_count(m2: float, m4: float, pairs: set) -> None:
+    assert isotopes.halogen_pairs({"37Cl", "81Br"}, m2, m4) == pairs
+
+
+def test_simeconazole_its_30si_m_plus_2_is_not_called_sulfur() -> None:
+    """Simeconazole, C14H20FN3OSi (no S), [M+H]+ 294.1432: 30Si at +1.996844 (3.35 % per Si, IUPAC 2013), 1.0 mDa
+    from 34S, was labelled "34S M+2" in a spike-in study; 13C2, 13C 29Si and 18O merge 8 mDa higher (2.1 %). 29Si
+    (5.1 %) merges with 13C at M+1 (the module docstring's pattern generator)."""
+    matrix, runs = compound(294.143243, {"M+1": (1.00222, 0.216), "30Si": (1.996844, 0.0335),
+                                         "13C2": (2.00530, 0.021)})
+    got = labels(matrix, runs)
+    assert got["30Si"] in ("34S/30Si M+2", "30Si M+2") and got["13C2"] == "M+2" and got["M+1"] == "M+1"
+    assert isotopes.STEPS["30Si M+2"] == pytest.approx(29.973770 - 27.976927, abs=2e-6)
 
 
 def test_a_monochlorinated_m_plus_4_is_13c2_with_37cl() -> None:
@@ -122,7 +152,8 @@ def test_the_37cl_peak_of_a_chloride_adduct_in_negative_mode() -> None:
 
 
 @pytest.mark.parametrize("label", ["[M+H]+ 37Cl M+2", "[M+H]+ 37Cl/34S M+2", "[M+H]+ 13C 37Cl/81Br M+3",
-                                   "[M+Na]+ 37Cl2 M+4", "37Cl81Br/81Br2 M+4", "[M+H]+ 13C2 37Cl M+4"])
+                                   "[M+Na]+ 37Cl2 M+4", "37Cl81Br/81Br2 M+4", "[M+H]+ 13C2 37Cl M+4",
+                                   "[M+H]+ 34S/30Si M+2", "[M+H]+ 13C 30Si M+3"])
 def test_identification_reads_every_heavy_isotope_label_as_an_isotope_peak(label: str) -> None:
     note = adducts.adduct_contradiction(label, "[M+H]+")
     assert note is not None and "isotope peak" in note

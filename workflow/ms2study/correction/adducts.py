@@ -1,5 +1,5 @@
 """Adduct and isotope grouping of the study feature matrix: the consensus features of one compound ([M+H]+, [M+Na]+,
-[M+NH4]+, ... and their isotope peaks: 13C, and 37Cl, 81Br, 34S) become one compound group with each member's ion
+[M+NH4]+, ... and their isotope peaks: 13C, 37Cl, 81Br, 34S, 30Si) become one compound group with each member's ion
 annotated.
 
 The method follows the idea of OpenMS's MetaboliteFeatureDeconvolution (pyOpenMS documentation, "Adduct
@@ -13,8 +13,8 @@ Chem. 2012, and MS-DIAL do):
    ``adduct_mz_ppm`` of b's m/z, or an *isotope pair* when b - a is an isotope step within the same tolerance and
    b/a has a ratio that isotope can have at that mass (``correction.isotopes``, where the bounds and their sources
    are): one or two 13C steps (1.003355 Da, at most 1.1% per carbon); one heavy atom at M+2 (37Cl +1.997050 Da,
-   32% of M per Cl; 81Br +1.997953, 97% per Br; 34S +1.995796, 4.5% per S); 13C with one of them at M+3; two Cl/Br
-   atoms, or 13C2 with one heavy atom, at M+4; at most m/z / 12 C, / 35 Cl, / 79 Br, / 60 S atoms, with slack for
+   32% of M per Cl; 81Br +1.997953, 97% per Br; 34S +1.995796, 4.5% per S; 30Si +1.996844, 3.4% per Si); 13C with one
+   at M+3; two Cl/Br, or 13C2 with one heavy atom, at M+4; at most m/z / 12 C, 35 Cl, 79 Br, 60 S, 74 Si, with slack for
    quantification noise. A difference that fits both 13C2 and a heavy atom (possible above m/z ~440-550 at 10 ppm)
    is 13C2 where its ratio is one a 13C2 peak can have, else a heavy-atom peak. Water loss is claimed only as the
    listed ion [M+H-H2O]+ / [M-H-H2O]-; other in-source fragments (losses of NH3, CO2, HCOOH, ...) are NOT claimed
@@ -203,8 +203,8 @@ def adduct_grouping(matrix: pl.DataFrame, sample_ids: list[str], params: dict,
              "water loss are not claimed"]
     counts["n_heavy_isotope_peaks"] = sum(any(h in e[2] for h in isotopes.HEAVY) for e in accepted)
     if counts["n_heavy_isotope_peaks"]:
-        notes.append(f"{counts['n_heavy_isotope_peaks']} isotope peaks of Cl, Br or S atoms (37Cl, 81Br, 34S at M+2 "
-                     "to M+4) grouped with their monoisotopic features")
+        notes.append(f"{counts['n_heavy_isotope_peaks']} isotope peaks of Cl, Br, S or Si atoms (37Cl, 81Br, 34S, "
+                     "30Si at M+2 to M+4) grouped with their monoisotopic features")
     if counts["n_untested_correlation"]:
         notes.append(f"{counts['n_untested_correlation']} candidate pairs shared fewer than {test[2]} runs: judged on "
                      "retention time and mass alone (no intensity correlation; no identification is refused on them)")

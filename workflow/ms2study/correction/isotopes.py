@@ -5,37 +5,42 @@ Readings of the heavier peak (edge kind and label suffix; mass above the monoiso
 monoisotopic feature tries them (:data:`READINGS`; it takes at most one peak per reading):
 
 * 13C: ``M+1`` (+1.003355 Da); 13C2 ``M+2`` (+2.006710).
-* one heavy atom, ``M+2``: ``37Cl`` (+1.997050), ``81Br`` (+1.997953), ``34S`` (+1.995796).
-* 13C and one heavy atom, ``M+3``: ``13C 37Cl`` (+3.000405), ``13C 81Br`` (+3.001308), ``13C 34S`` (+2.999151).
+* one heavy atom, ``M+2``: ``37Cl`` (+1.997050), ``81Br`` (+1.997953), ``34S`` (+1.995796), ``30Si`` (+1.996844).
+* 13C and one heavy atom, ``M+3``: ``13C 37Cl`` (+3.000405), ``13C 81Br`` (+3.001308), ``13C 34S`` (+2.999151),
+  ``13C 30Si`` (+3.000199).
 * two heavy halogens, ``M+4``: ``37Cl2`` (+3.994100), ``37Cl81Br`` (+3.995003), ``81Br2`` (+3.995906).
-* 13C2 and one heavy atom, ``M+4``: ``13C2 37Cl`` (+4.003760), ``13C2 81Br`` (+4.004663), ``13C2 34S`` (+4.002506).
+* 13C2 and one heavy atom, ``M+4``: ``13C2 37Cl`` (+4.003760), ``13C2 81Br`` (+4.004663), ``13C2 34S`` (+4.002506),
+  ``13C2 30Si`` (+4.003554).
 
 Ratio bounds on intensity(peak) / intensity(monoisotopic) (the median over the runs where both are measured). The
 ratio per atom rho = heavy / light abundance, IUPAC representative isotopic compositions (Meija et al., "Isotopic
 compositions of the elements 2013", Pure Appl. Chem. 88, 293-306, 2016): 13C 0.0107 per carbon (as used), 37Cl/35Cl
-0.2424/0.7576 = 0.320, 81Br/79Br 0.4931/0.5069 = 0.973, 34S/32S 0.0425/0.9499 = 0.0447. An ion of m/z holds at most
-C = m/z / 12 carbons (c = 0.0107 * C) and n = m/z / 35 Cl, m/z / 79 Br (perhalogenated compounds come close:
-hexachlorobenzene, 6 Cl at m/z 282 under 8; decabromodiphenyl ether, 10 Br at m/z 959 under 12) or m/z / 60 S
-(thiram, C6H12N2S4, 4 S at m/z 241; sulfur-richer ions such as S8 are not covered). Bounds (unchanged for 13C): M+1
+0.2424/0.7576 = 0.320, 81Br/79Br 0.4931/0.5069 = 0.973, 34S/32S 0.0425/0.9499 = 0.0447, 30Si/28Si 0.03092/0.92223 =
+0.0335. An ion of m/z holds at most C = m/z / 12 carbons (c = 0.0107 * C) and n = m/z / 35 Cl, m/z / 79 Br
+(perhalogenated compounds come close: hexachlorobenzene, 6 Cl at m/z 282 under 8; decabromodiphenyl ether, 10 Br at
+m/z 959 under 12), m/z / 60 S (thiram, C6H12N2S4, 4 S at m/z 241; sulfur-richer ions such as S8 are not covered) or
+m/z / 74 Si (the Si(CH3)2O unit of the siloxanes that are common LC-MS background ions; silicon-containing drugs and
+pesticides, e.g. simeconazole C14H20FN3OSi, hold one). Bounds (unchanged for 13C): M+1
 within [0.002, 1.3 * c + 0.05]; 13C2 at most 1.3 * c^2 / 2 + 0.05; one heavy atom within [0.75 * rho, 1.3 * n * rho
 + 0.05]; 13C and one heavy atom within [0.75 * rho * 0.0107, 1.3 * n * rho * c + 0.05]; 13C2 and one heavy atom at
 most 1.3 * n * rho * c^2 / 2 + 0.05; two heavy atoms within [0.75 * rho1 * rho2, 1.3 * s^2 / 2 + 0.05], s = m/z *
 max(rho / (Da per atom)) over the two elements (heavy atoms of any mix give an M+4 of at most (sum of their rho)^2 /
 2). The factors 0.75 and 1.3 and the 0.05 are slack for quantification noise; 0.75 keeps a dichlorinated M+2 (0.64)
 below one Br (0.73). A peak with a heavy atom beyond M+2 (M+3, M+4) is claimed only for a monoisotopic feature that
-took a one-heavy-atom M+2 (the larger peak), and only as that M+2 reads (:func:`follow`: its isotopes; 37Cl2 and
-81Br2 at the M+4 that the M+2 ratio predicts).
+took a one-heavy-atom M+2 (the larger peak), and only as that M+2 reads (:func:`follow`: its isotopes; two heavy
+halogens at M+4 as the Cl and Br count that best explains both ratios names them, :func:`halogen_pairs`).
 
-Telling them apart: the 37Cl, 81Br and 34S steps lie within 2.2 mDa of one another (7 ppm at m/z 300), so at a 10 ppm
-tolerance the mass seldom says which; the label names every composition of the reading whose step fits the mass and
-whose bound holds the ratio (``"37Cl/34S M+2"``: one Cl or, within the slack, five or more S, from m/z ~280;
-``"37Cl/81Br M+2"``: three Cl or one Br). 13C2 lies 8.8-10.9 mDa above the one-heavy-atom steps: apart at 10 ppm
-below m/z ~440 (81Br), ~480 (37Cl), ~550 (34S). Above, one difference can fit both, and the ratio decides: where a
-13C2 peak can have it, the peak is ``M+2`` (13C2, which every organic ion has; the smaller claim, tried first), else a
-heavy-atom peak. At M+4 the two-heavy-atom reading (tried first, and only at the ratio its M+2 predicts) and 13C2 with
-one heavy atom lie 8.4-9.7 mDa apart and overlap likewise above m/z ~420-480. Either way the peak is grouped as an
-isotope peak. Not claimed: 13C3 and heavier 13C peaks, 18O (+2.004246) apart from what the 13C2 tolerance covers,
-two S, S with a halogen at M+4, M+5 and beyond, other elements (Si, metals).
+Telling them apart: the 37Cl, 81Br, 34S and 30Si steps lie within 2.2 mDa of one another (7 ppm at m/z 300), so at a
+10 ppm tolerance the mass seldom says which; the label names every composition of the reading whose step fits the mass
+and whose bound holds the ratio (``"37Cl/34S M+2"``: one Cl or, within the slack, five or more S, from m/z ~280;
+``"37Cl/81Br M+2"``: three Cl or one Br; ``"34S/30Si M+2"``: one S or one Si, 1.0 mDa apart). 13C2 lies 8.8-10.9 mDa
+above the one-heavy-atom steps: apart at 10 ppm below m/z ~440 (81Br), ~480 (37Cl), ~500 (30Si), ~550 (34S). Above,
+one difference can fit both, and the ratio decides: where a 13C2 peak can have it, the peak is ``M+2`` (13C2, which
+every organic ion has; the smaller claim, tried first), else a heavy-atom peak. At M+4 the two-heavy-atom reading
+(tried first, and only where a Cl/Br count fits both ratios) and 13C2 with one heavy atom lie 8.4-9.7 mDa apart and
+overlap likewise above m/z ~420-480. Either way the peak is grouped as an isotope peak. Not claimed: 13C3 and heavier
+13C peaks, 18O (+2.004246) apart from what the 13C2 tolerance covers, two S or Si, S or Si with a halogen at M+4, M+5
+and beyond, 29Si at M+1 (3.8 mDa below 13C, unresolved: one M+1 peak), other elements (metals).
 
 Labels end in ``M+k`` (``"37Cl M+2"``, ``"13C 37Cl M+3"``, ``"37Cl2 M+4"``), the form identification reads as an
 isotope peak (``adduct_notation.adduct_contradiction``), so none can be read as an adduct.
@@ -55,12 +60,13 @@ HEAVY: dict[str, tuple[float, float, float]] = {
     "37Cl": (1.997050, 0.2424 / 0.7576, 35.0),
     "81Br": (1.997953, 0.4931 / 0.5069, 79.0),
     "34S": (1.995796, 0.0425 / 0.9499, 60.0),
+    "30Si": (1.996844, 0.03092 / 0.92223, 74.0),
 }
 # The readings of a peak, in the order a monoisotopic feature tries them: (nominal step k of "M+k", 13C atoms).
 # 13C2 before one heavy atom at M+2 (the ratio decides, module docstring); two heavy atoms before 13C2 with one at M+4.
 READINGS: tuple[tuple[int, int], ...] = ((1, 1), (2, 2), (2, 0), (3, 1), (4, 0), (4, 2))
 _HEAVY_SETS = {0: ((),), 1: tuple((h,) for h in HEAVY),
-               2: (("37Cl", "37Cl"), ("37Cl", "81Br"), ("81Br", "81Br"))}  # no 34S pair: under 0.2 % per S pair
+               2: (("37Cl", "37Cl"), ("37Cl", "81Br"), ("81Br", "81Br"))}  # no 34S or 30Si pair: < 0.2 % per pair
 
 
 def _heavy_name(heavy: tuple[str, ...]) -> str:
@@ -110,25 +116,39 @@ def label(kinds: list[str]) -> str:
 
 def follow(kinds: list[str], m2_kinds: list[str], m2_ratio: float, ratio: float) -> list[str]:
     """The compositions among ``kinds`` of an M+3 / M+4 peak (intensity ratio ``ratio`` to its monoisotopic feature)
-    that agree with that feature's one-heavy-atom M+2 (compositions ``m2_kinds``, ratio ``m2_ratio`` = r2): only
-    heavy isotopes the M+2 named; two atoms of one element (37Cl2, 81Br2) only when the ratio is near what the atoms
-    behind r2 give at M+4, r2 * (r2 - rho) / 2 (1:2:1 for Br2, 9:6:1 for Cl2), within [0.75x, 1.3x + 0.05]; a Cl
-    with a Br only when r2 holds one of each (r2 >= 0.75 * (rho_Cl + rho_Br))."""
+    that agree with that feature's one-heavy-atom M+2 (compositions ``m2_kinds``, ratio ``m2_ratio``): only heavy
+    isotopes the M+2 named, and two heavy atoms at M+4 only as :func:`halogen_pairs` reads both ratios."""
     named = {h for k in m2_kinds for h in KINDS[k][3]}
-    out = []
-    for kind in kinds:
-        heavy = KINDS[kind][3]
-        if not set(heavy) <= named:
-            continue
-        rho = [HEAVY[h][1] for h in heavy]
-        if len(heavy) == 2 and heavy[0] == heavy[1]:
-            expected = m2_ratio * (m2_ratio - rho[0]) / 2
-            if not LOW * expected <= ratio <= HIGH * expected + SLACK:
-                continue
-        elif len(heavy) == 2 and m2_ratio < LOW * sum(rho):
-            continue
-        out.append(kind)
-    return out
+    pairs = halogen_pairs(named, m2_ratio, ratio)
+    return [kind for kind in kinds
+            if set(KINDS[kind][3]) <= named and (len(KINDS[kind][3]) < 2 or KINDS[kind][3] in pairs)]
+
+
+def halogen_pairs(named: set[str], m2_ratio: float, m4_ratio: float) -> set[tuple[str, str]]:
+    """The two-atom M+4 compositions ((``"37Cl"``, ``"37Cl"``), (``"37Cl"``, ``"81Br"``), (``"81Br"``, ``"81Br"``))
+    that the best count of a Cl and b Br atoms (of the elements in ``named``) explains. A count's M+2 ratio is
+    a rho_Cl + b rho_Br and its M+4 ratio C(a, 2) rho_Cl^2 + a b rho_Cl rho_Br + C(b, 2) rho_Br^2 (binomial isotope
+    pattern; 13C and 34S parts left to the slack); it fits when both hold the measured ratios within [0.75x, 1.3x +
+    0.05]. Of the fitting counts, those whose misfit |log(measured M+2 / its M+2)| + |log(measured M+4 / its M+4)|
+    is at most log 1.3 (the slack factor) are kept, or the best one when none is; each names its largest M+4 part
+    (1:2:1 for Br2, 9:6:1 for Cl2, a Cl3Br M+4 mostly 37Cl81Br). Both ratios are read against one count, not the M+4
+    against the count the M+2 ratio implies: a dibrominated ion's M+2 measured at 2.2 (not 1.95) must not make its
+    81Br2 M+4 (0.95) too small for 81Br2 (Ambroxol in a spike-in study)."""
+    rho = {h: HEAVY[h][1] for h in ("37Cl", "81Br")}
+    top = {h: int(m2_ratio / (LOW * rho[h])) + 1 if h in named and m2_ratio > 0 else 0 for h in rho}
+    fits: list[tuple[float, tuple[str, str]]] = []
+    for a in range(top["37Cl"] + 1):
+        for b in range(top["81Br"] + 1):
+            m2 = a * rho["37Cl"] + b * rho["81Br"]
+            parts = {("37Cl", "37Cl"): a * (a - 1) / 2 * rho["37Cl"] ** 2,
+                     ("37Cl", "81Br"): a * b * rho["37Cl"] * rho["81Br"],
+                     ("81Br", "81Br"): b * (b - 1) / 2 * rho["81Br"] ** 2}
+            m4 = sum(parts.values())
+            if a + b >= 2 and LOW * m2 <= m2_ratio <= HIGH * m2 + SLACK and LOW * m4 <= m4_ratio <= HIGH * m4 + SLACK:
+                misfit = abs(np.log(m2_ratio / m2)) + abs(np.log(m4_ratio / m4))
+                fits.append((float(misfit), max(parts, key=parts.get)))
+    limit = max(min((m for m, _ in fits), default=0.0), float(np.log(HIGH)))
+    return {pair for m, pair in fits if m <= limit}
 
 
 def _bounds(kind: str, mz_mono: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
