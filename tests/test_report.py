@@ -614,7 +614,7 @@ def test_a_failed_model_is_said_so_and_its_attribution_carries_a_caveat(tmp_path
     assert outcomes.chance_shortfall(group["feature_sets"]["embedding"]) == (
         "its permutation p = 0.143 is not below 0.05")
     assert outcomes.chance_shortfall(group["feature_sets"]["features"]) is None
-    assert "its 95% interval [0.450, 1.000] does not lie above chance (0.5)" in outcomes.chance_shortfall(
+    assert "its 95 % interval 0.450 to 1.000 does not lie above chance (0.5)" in outcomes.chance_shortfall(
         group["feature_sets"]["binned_spectra"])
     # the caveat names the attributed (embedding) model of each outcome that is not shown to beat chance
     (tmp_path / "models" / "group").mkdir()

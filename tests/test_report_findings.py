@@ -284,7 +284,7 @@ def test_the_verdicts_p_is_never_rounded_across_the_line_and_a_tie_names_one_set
     assert findings.model_verdict(strong)[0].startswith("<b>separates case from control samples</b> (AUC 0.97")
     warnings: list[str] = []
     cautions.class_size_warning(tied, "group", warnings)
-    assert "(best set, features: roc_auc 1.00 [0.69, 1.00])" in warnings[0]
+    assert "(best set, features: roc_auc 1.00, 95 % interval 0.69 to 1.00)" in warnings[0]
 
 
 def test_the_imputation_caution_is_named_beside_the_hits_only_when_they_rely_on_imputation() -> None:

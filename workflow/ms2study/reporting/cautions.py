@@ -18,7 +18,7 @@ import polars as pl
 
 from ms2study.modelling.differential import SIGNIFICANCE
 from ms2study.modelling.metrics import CHANCE
-from ms2study.reporting.html import DOUBT, PROCESSING, QUALITY, Caution, esc, fmt
+from ms2study.reporting.html import DOUBT, PROCESSING, QUALITY, Caution, esc, interval_text
 
 # Below a fifth of the consensus features with MS/MS, four in five features (and so, as a rule, most hits of 'What
 # differs') can carry no identification, and the MS/MS-based feature sets see a fifth of the data or less: warned.
@@ -92,8 +92,8 @@ def class_size_warning(summary: dict, outcome: str, warnings: list[str]) -> None
     example = ""
     if best and None not in (best[1].get("ci_low"), best[1].get("ci_high")):
         name, e = best
-        example = (f" (best set, {esc(name)}: {esc(e.get('metric'))} {e['value']:.2f} "
-                   f"[{e['ci_low']:.2f}, {e['ci_high']:.2f}])")
+        example = (f" (best set, {esc(name)}: {esc(e.get('metric'))} {e['value']:.2f}, "
+                   f"{interval_text(float(e['ci_low']), float(e['ci_high']))})")
     warnings.append(Caution(
         f"outcome <b>{esc(outcome)}</b>: only {sizes} samples (fewer than {FEW_PER_CLASS} per class): the models' "
         f"95 % intervals are wide{example}, and the tests have little power for modest changes", DOUBT,
@@ -342,7 +342,7 @@ def chance_shortfall(entry: dict) -> str | None:
     if p is not None and p >= P_SMALL:
         reasons.append(f"its permutation p = {p:.3f} is not below {P_SMALL:g}")
     if low is None or low <= chance:
-        reasons.append(f"its 95% interval [{fmt(low)}, {fmt(high)}] does not lie above chance ({chance:g})")
+        reasons.append(f"its {interval_text(low, high, 3)} does not lie above chance ({chance:g})")
     return "; ".join(reasons) or None
 
 

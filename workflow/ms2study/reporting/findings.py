@@ -21,7 +21,7 @@ from ms2study.modelling.metrics import CHANCE
 from ms2study.reporting import cautions
 from ms2study.reporting.cautions import P_SMALL, best_feature_set, chance_shortfall
 from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles
-from ms2study.reporting.html import PROCESSING, esc, kind_of, warning_anchor
+from ms2study.reporting.html import PROCESSING, esc, interval_text, kind_of, warning_anchor
 
 # How many accepted identifications among an outcome's hits are named in the box (the rest are counted).
 TOP_NAMED = 3
@@ -66,7 +66,7 @@ def model_verdict(summary: dict) -> tuple[str, str | None]:
     value, low, high, p = (entry.get(k) for k in ("value", "ci_low", "ci_high", "permutation_p"))
     numbers = f"{esc(METRIC_NAMES.get(metric, metric))} {float(value):.2f}"
     if low is not None and high is not None:
-        numbers += f", 95 % interval {float(low):.2f} to {float(high):.2f}"
+        numbers += f", {interval_text(float(low), float(high))}"
     if p is not None:
         numbers += f", permutation p = {p_text(entry)}"
     n_sets = len(summary.get("feature_sets") or {})

@@ -98,6 +98,12 @@ def fmt(value: Any, digits: int = 3) -> str:
     return esc(value)
 
 
+def interval_text(low: Any, high: Any, digits: int = 2) -> str:
+    """A 95 % interval in running text, one form everywhere in the report: "95 % interval 0.62 to 0.97" (tables use
+    ``[low, high]`` cells); a missing bound prints "NA"."""
+    return f"95 % interval {fmt(low, digits)} to {fmt(high, digits)}"
+
+
 def q_cell(value: float | None) -> tuple[str, str]:
     """A q- or p-value cell: two significant digits (0.00012 must not print as 0.000); None or NaN: "NA"."""
     return ("html", "NA" if value is None or not np.isfinite(value) else f"{value:.2g}")

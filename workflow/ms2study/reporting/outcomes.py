@@ -43,7 +43,7 @@ MODELS_TEXT = (
     '<p class="note">Nested cross-validation: outer repeated (stratified) k-fold, the regularisation '
     "chosen by an inner CV on each training part; imputation and scaling fitted inside the folds; all feature "
     "sets of an outcome use the same folds. Classification metrics are computed within each test fold and "
-    "averaged, R² pools the out-of-fold predictions; the value is the mean over repeats. The 95% interval is "
+    "averaged, R² pools the out-of-fold predictions; the value is the mean over repeats. The 95 % interval is "
     "a percentile interval from a stratified bootstrap of the samples' out-of-fold predictions (one repeat "
     "per draw); for an AUC it is widened to at least Newcombe's score interval for the class sizes (Stat Med "
     "2006, 25:559), and for balanced accuracy to at least Wilson's intervals of the class recalls combined by "
@@ -204,7 +204,7 @@ def _metrics_table(summary: dict, outcome: str, warnings: list[str]) -> str:
         if entry.get("samples_without_values"):
             warnings.append(f"outcome <b>{esc(outcome)}</b>, feature set <b>{esc(name)}</b>: no values for "
                             f"{esc(', '.join(entry['samples_without_values']))} (imputed inside the folds)")
-    return html_table(["feature set", "metric", "value", "95% interval", "permutation p", "null mean",
+    return html_table(["feature set", "metric", "value", "95 % interval", "permutation p", "null mean",
                        "samples", "features", "folds × repeats", "secondary"], rows, numeric={2, 3, 4, 5, 6, 7})
 
 
