@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ms2study import runner
+from ms2study import outofdate, runlog, runner
 from ms2study.simulate.study import simulate_study
 
 REPO = Path(__file__).resolve().parents[1]
@@ -339,3 +339,20 @@ def test_a_failed_study_job_over_every_run_is_summarised_in_one_short_line() -> 
     assert FailedJob("link", "4", None, [], ["results/study/feature_matrix.parquet"]).place() == \
         "results/study/feature_matrix.parquet"
     assert FailedJob("report", "5", None, [], []).place() == "study"
+
+
+def test_samples_whose_jobs_never_started_are_listed_from_a_dry_run(study: Path) -> None:
+    """With --keep-going off, or after an interruption, a sample whose jobs never started is in no log, yet its
+    folder may hold outputs made from older inputs: the out-of-date note lists it from a dry run of the command."""
+    env = dict(os.environ, PYTHONPATH=str(REPO / "workflow"))
+    dry = runner.snakemake_command(study, ["--cores", "1", *TARGETS, "--dry-run"])
+    assert outofdate.pending_samples(dry, env) == SAMPLES  # nothing made yet: every sample has jobs to run
+    failed = runlog.parse_snakemake_log("rule detect:\n    jobid: 3\n    wildcards: sample=S02\n\n"
+                                        "Error in rule detect:\n    jobid: 3\n    log: logs/detect/S02.log\n")
+    note = outofdate.write_out_of_date_note(study, failed, time.time(), ["S01", "S02"]).read_text()
+    assert "Samples whose jobs failed or did not finish in that run: S02." in note
+    assert "Samples with jobs that did not start in that run (a dry run of the same command lists them): S01." in note
+    bad = runner.snakemake_command(study, ["--cores", "1", "--no-such-option", "--dry-run"])
+    assert outofdate.pending_samples(bad, env) is None
+    note = outofdate.write_out_of_date_note(study, failed, time.time(), None).read_text()
+    assert "could not be listed (the dry run failed); `ms2study run STUDY --dry-run` lists them" in note

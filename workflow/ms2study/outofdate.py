@@ -10,11 +10,12 @@ import html
 import logging
 import os
 import re
+import subprocess
 import time
 from pathlib import Path
 
 from ms2study.core.atomic import atomic_path, write_text
-from ms2study.runlog import RunLog
+from ms2study.runlog import RunLog, parse_snakemake_log
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +95,25 @@ def mark_report_out_of_date(path: Path, since: float, run: RunLog) -> str | None
     return None
 
 
-def write_out_of_date_note(study_dir: Path, run: RunLog, since: float) -> Path:
+def pending_samples(dry_run: list[str], env: dict[str, str] | None = None,
+                    timeout_s: float = 300.0) -> list[str] | None:
+    """The samples with jobs still to run after a run that did not finish: the ``sample`` wildcards of the jobs in
+    Snakemake's dry run of the same command (``dry_run``: that command line with ``--dry-run``), sorted. Their
+    folders under results/samples/ hold outputs of an earlier run, or none: with ``--keep-going`` off, or after an
+    interruption, jobs that never started are in no log. None when the dry run fails or takes longer than
+    ``timeout_s`` seconds (e.g. it refuses incomplete files until ``--rerun-incomplete``)."""
+    try:
+        done = subprocess.run(dry_run, env=env, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return parse_snakemake_log(done.stdout + "\n" + done.stderr).unfinished_samples if done.returncode == 0 else None
+
+
+def write_out_of_date_note(study_dir: Path, run: RunLog, since: float, pending: list[str] | None = None) -> Path:
     """Write ``results/study/OUT_OF_DATE.txt``: the study-level tables beside it are from an earlier run, which jobs
-    of the latest run failed and with which logs, the samples whose jobs failed or did not finish (their folders
-    may hold older outputs), and that a run that finishes removes the note."""
+    of the latest run failed and with which logs, the samples whose jobs failed or did not finish and those with
+    jobs that never started (``pending``, from a dry run; None: not known) (their folders may hold older outputs),
+    and that a run that finishes removes the note."""
     path = Path(study_dir) / OUT_OF_DATE_NOTE
     failed = [f"  {job.rule}  {job.place()}  log: {', '.join(job.logs) or '(none)'}" for job in run.failed]
     samples = run.unfinished_samples
@@ -106,6 +122,13 @@ def write_out_of_date_note(study_dir: Path, run: RunLog, since: float) -> Path:
         + ", ".join(f"results/samples/{s}/" for s in samples[:3]) + (", ..." if len(samples) > 3 else "")
         + ") may still hold outputs of an earlier run, made from older inputs; the other samples' results are "
         "kept as they are.\n" if samples else "")
+    waiting = [s for s in pending or [] if s not in samples]
+    if waiting:
+        sample_part += ("Samples with jobs that did not start in that run (a dry run of the same command lists them): "
+                        + ", ".join(waiting) + ". Their folders may hold outputs of an earlier run too.\n")
+    elif pending is None:
+        sample_part += ("Which samples still have jobs to run could not be listed (the dry run failed); "
+                        "`ms2study run STUDY --dry-run` lists them.\n")
     text = (f"OUT OF DATE: the tables in this folder were made by an earlier run. The run started {_stamp(since)} "
             "did not finish" + (" (failed jobs below)" if failed else "") + ", so they may not match the study's "
             "current samples, sheet or configuration. samples.tsv is the exception: it is the study's sheet as that "

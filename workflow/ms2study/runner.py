@@ -30,7 +30,7 @@ import yaml
 from ms2study import study
 from ms2study.core.errors import InputError
 from ms2study.outofdate import (OUT_OF_DATE_NOTE, OUT_OF_DATE_REPORT, REPORT, mark_report_out_of_date,
-                                write_out_of_date_note)
+                                pending_samples, write_out_of_date_note)
 from ms2study.runlog import RunLog, parse_snakemake_log, read_run_log  # noqa: F401 (parse_snakemake_log: tests)
 
 # Outputs of jobs that the report does not depend on (encoder training, requested on its own).
@@ -336,8 +336,10 @@ def _keeps_going(extra: list[str]) -> bool:
     return bool(settings.get("keep-going"))
 
 
-def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] | None = None) -> str:
-    """The lines printed at the end of a run: failed jobs with samples and logs, and the state of the report."""
+def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] | None = None,
+              env: dict[str, str] | None = None) -> str:
+    """The lines printed at the end of a run: failed jobs with samples and logs, and the state of the report (when
+    it is out of date, also the samples with jobs still to run: ``outofdate.pending_samples`` with ``env``)."""
     study_dir = Path(study_dir)
     run = read_run_log(study_dir, since)
     lines: list[str] = []
@@ -390,7 +392,8 @@ def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] |
         lines.append(f"ms2study: the report from an earlier run is OUT OF DATE (this run did not finish it); it was "
                      f"moved to {moved} so it cannot be taken for this run's. A run that finishes writes a new "
                      f"{REPORT}.")
-        note = write_out_of_date_note(study_dir, run, since)
+        pending = pending_samples(snakemake_command(study_dir, [*(extra or []), "--dry-run"]), env)
+        note = write_out_of_date_note(study_dir, run, since, pending)
         unmarked = mark_report_out_of_date(moved, since, run)
         if unmarked:
             lines.append(f"ms2study: warning: {moved} carries no out-of-date banner: {unmarked}; it was left as it "
@@ -401,6 +404,10 @@ def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] |
         if samples:
             lines.append(f"ms2study: the jobs of sample(s) {', '.join(samples)} failed or did not finish: their "
                          f"folders under results/samples/ may hold outputs of an earlier run ({note.name} lists them).")
+        waiting = [s for s in pending or [] if s not in samples]
+        if waiting:
+            lines.append(f"ms2study: sample(s) {', '.join(waiting)} have jobs that did not start in this run: their "
+                         f"folders may hold outputs of an earlier run too ({note.name} lists them).")
     return "\n".join(lines)
 
 
@@ -462,7 +469,7 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
     code = _call(command, env)
     if takes_lock:  # an interrupted Snakemake can exit 0 after "At least one job did not complete successfully"
         code = 1 if code == 0 and ((log := read_run_log(study_dir, since)).incomplete or log.failed) else code
-        summary = summarize(study_dir, code, since, extra)
+        summary = summarize(study_dir, code, since, extra, env)
         if summary:
             print(summary, file=sys.stderr, flush=True)
     return code
