@@ -457,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--library-size", type=int, default=None)
-    ap.add_argument("--background", type=Path, default=BACKGROUND, help=f"default {BACKGROUND}")
+    ap.add_argument("--background", type=Path, nargs="+", default=[BACKGROUND],
+                    help=f"default {BACKGROUND}; several injections alternate over the samples")
     ap.add_argument("--library", type=Path, default=LIBRARY, help=f"default {LIBRARY}")
     args = ap.parse_args(argv)
     seconds = {}

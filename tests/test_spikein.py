@@ -537,3 +537,24 @@ def test_low_resolution_background_merges_at_its_own_spacing(tmp_path):
         if s.getMSLevel() == 1:
             m = s.get_peaks()[0]
             assert (np.diff(m) / m[1:] * 1e6 >= 85.0 * 0.999).all()
+
+
+def test_several_backgrounds_alternate_over_the_samples(tmp_path, inputs):
+    """Two injections of one sample (here two different runs): sample i copies background i mod 2, so each group of
+    two holds both; the CLI takes several --background files."""
+    other = tmp_path / "bg2.mzML"
+    write_background(other, ions=np.linspace(150, 550, 25))
+    summary = simulate_spikein(tmp_path / "s", [inputs[0], other], inputs[1], n_samples=4, n_compounds=6,
+                               n_changed=2, seed=SEED, rt_drift_s=0.0, calibration_ppm=0.0)
+    assert summary["backgrounds"] == ["bg.mzML", "bg2.mzML"]
+    runs = json.loads((tmp_path / "s" / "simulation.json").read_text())["runs"]
+    assert [runs[s]["background"] for s in ("S01", "S02", "S03", "S04")] == ["bg.mzML", "bg2.mzML"] * 2
+    for sid, path in (("S01", inputs[0]), ("S02", other), ("S03", inputs[0]), ("S04", other)):
+        written = {s.getNativeID(): s for s in load(tmp_path / "s" / "mzml" / f"{sid}.mzML")}
+        for s in load(path):  # every background scan is there, with the background's own MS1 ions among its peaks
+            assert s.getNativeID() in written
+            if s.getMSLevel() == 1:
+                assert np.all(np.isin(s.get_peaks()[0], written[s.getNativeID()].get_peaks()[0]))
+    assert main(["simulate", str(tmp_path / "c"), "--background", str(inputs[0]), str(other), "--library",
+                 str(inputs[1]), "--samples", "2", "--compounds", "4", "--n-changed", "2", "--seed", "1"]) == 0
+    assert json.loads((tmp_path / "c" / "simulation.json").read_text())["backgrounds"] == ["bg.mzML", "bg2.mzML"]

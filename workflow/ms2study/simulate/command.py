@@ -132,9 +132,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                            help="simulation settings as a JSON object (keys: ms2study.simulate.params); a flag wins "
                                 "over its key")
     spike = p.add_argument_group("spike-in mode (--background RUN.mzML --library LIB.mgf)")
-    spike.add_argument("--background", type=Path, metavar="RUN.mzML",
+    spike.add_argument("--background", type=Path, metavar="RUN.mzML", nargs="+",
                        help="one of your centroided DDA runs (mzML): each sample is a copy of it plus compounds "
-                            "spiked from --library")
+                            "spiked from --library; several injections of one sample (e.g. pooled QCs) alternate "
+                            "over the samples, adding real run-to-run variation")
     spike.add_argument("--library", type=Path, metavar="LIB.mgf",
                        help="MGF (.gz too) the spiked compounds are drawn from (records: see above)")
     spike.add_argument("--compounds", type=whole(1), metavar="N", help="spiked compounds (default 60)")

@@ -1,8 +1,9 @@
 """``ms2study simulate --background RUN.mzML --library LIB.mgf OUTDIR``: known compounds spiked into a real run.
 
-Each sample is a copy of one real centroided DDA run (the background) with per-sample variation, plus spiked
-library compounds with known truth: MS1 isotope envelopes, DDA MS2 scans from reference spectra, a planted
-case/control effect on one chemical class, and "known unknowns" whose structures are left out of the library.
+Each sample is a copy of a real centroided DDA run (the background; or of one of several injections, alternating) with
+per-sample variation, plus spiked library compounds with known truth: MS1 isotope envelopes, DDA MS2 scans from
+reference spectra, a planted case/control effect on one chemical class, and "known unknowns" whose structures are left
+out of the library.
 
 Numbers and their sources (the realistic profile of :mod:`ms2study.simulate.params`, measured on the Q Exactive QC
 runs in ../shared/data/mzml by ``benchmarks/biology.py --measure-real``; see the docstring of
@@ -350,19 +351,24 @@ def _set_summary(s: oms.MSSpectrum, title: str | None = None) -> None:
     s.setMetaValue("spectrum title", title) if title is not None else None
 
 
-def simulate_spikein(outdir: Path, background: Path, library: Path, n_samples: int = 16, n_compounds: int = 60,
+def simulate_spikein(outdir: Path, background: Path | list[Path], library: Path, n_samples: int = 16,
+                     n_compounds: int = 60,
                      n_changed: int = 12, fold_change: float = 3.0, unknown_fraction: float = 1 / 3,
                      library_size: int | None = None, seed: int = 0, overwrite: bool = False,
                      rt_drift_s: float = RT_DRIFT_S, calibration_ppm: float = CALIBRATION_PPM) -> dict:
     """Write a spike-in study into ``outdir`` (files: see the module docstring) and return its summary.
 
-    ``background``: centroided DDA mzML; ``library``: MGF (``.gz`` allowed) whose records carry ADDUCT, INCHIKEY,
-    FORMULA, COMPOUND_CLASS (unless ``n_changed`` is 0), and IONMODE and LICENSE unless positive and the user's own
-    (:mod:`ms2study.simulate.spikein_library`). Half the samples (rounded down, the later ones) are
-    cases; ``n_changed`` spiked compounds of one class are ``fold_change`` x higher in cases. ``library_size``: keep
-    at most this many records in the written library (the spiked compounds' records always stay). ``rt_drift_s``
-    (s) and ``calibration_ppm``: sds of each sample's RT drift and m/z calibration offset (0: none; module
-    docstring). The written
+    ``background``: centroided DDA mzML, or a list of several injections of one sample (e.g. repeated pooled-QC
+    runs): sample i is a copy of background i mod their number (with two backgrounds and an even number of controls,
+    each group holds each background equally often), and the real run-to-run differences (retention time,
+    intensities, which precursors DDA picked) come on top of the simulated variation; the first background sets the
+    compounds' m/z range, heights, widths and the drift check. ``library``: MGF (``.gz`` allowed) whose records
+    carry ADDUCT, INCHIKEY, FORMULA, COMPOUND_CLASS (unless ``n_changed`` is 0), and IONMODE and LICENSE unless
+    positive and the user's own (:mod:`ms2study.simulate.spikein_library`). Half the samples (rounded down, the
+    later ones) are cases; ``n_changed`` spiked compounds of one class are ``fold_change`` x higher in cases.
+    ``library_size``: keep at most this many records in the written library (the spiked compounds' records always
+    stay). ``rt_drift_s`` (s) and ``calibration_ppm``: sds of each sample's RT drift and m/z calibration offset (0:
+    none; module docstring). The written
     library holds the input's positive-mode records with a commercial licence or none, minus every record of a
     known unknown's structure (first InChIKey block) and minus the records used as spiked MS2 (unless a structure's
     only record). Deterministic for a seed. The study is built beside ``outdir`` and moved into place at the end
@@ -370,7 +376,10 @@ def simulate_spikein(outdir: Path, background: Path, library: Path, n_samples: i
     Raises InputError (naming the file or option and the fix) for fewer than 2 samples, bad counts, a missing,
     profile-mode or MS1-less background, a library with too few usable records (with how many records failed
     each requirement) or an ``outdir`` that cannot take the study; then nothing is written."""
-    outdir, background, library = Path(outdir), Path(background), Path(library)
+    backgrounds = [Path(b) for b in background] if isinstance(background, (list, tuple)) else [Path(background)]
+    outdir, background, library = Path(outdir), backgrounds[0] if backgrounds else Path(), Path(library)
+    if not backgrounds:
+        raise InputError("no background run given", fix="pass --background RUN.mzML (one or more)")
     if n_samples < 2:
         raise InputError("a study needs at least 2 samples", fix="pass --samples 2 or more")
     if not 0 <= n_changed <= n_compounds or n_compounds < 1 or fold_change <= 0 or not 0 <= unknown_fraction < 1:
@@ -384,7 +393,8 @@ def simulate_spikein(outdir: Path, background: Path, library: Path, n_samples: i
         raise InputError(f"bad --library-size {library_size} or --seed {seed}",
                          fix="use --library-size 1 or more (or leave it out: all records) and --seed 0 or more")
     check_outdir(outdir, overwrite)  # before the minutes of reading a large library
-    bg = read_background(background)
+    bgs = [read_background(b) for b in backgrounds]
+    bg = bgs[0]
     records = read_mgf_records(library)
     usable, failed = usable_records(records, bg.mz_range, need_class=n_changed > 0)
     require_structures(usable, failed, len(records), n_compounds, library, bg.mz_range)
@@ -396,7 +406,7 @@ def simulate_spikein(outdir: Path, background: Path, library: Path, n_samples: i
     fold = np.array([fold_change if c.changed else 1.0 for c in compounds])
     check_drift(np.array([s.getRT() for s in bg.exp]), bg.rt_range, ids, seed, rt_drift_s, calibration_ppm)
     # where the per-sample field is read for each MS1 centroid of the background (the same in every sample)
-    keys = [isotope_keys(*s.get_peaks()) if s.getMSLevel() == 1 else None for s in bg.exp]
+    keys = [[isotope_keys(*s.get_peaks()) if s.getMSLevel() == 1 else None for s in b.exp] for b in bgs]
     with study_folder(outdir, overwrite) as folder:
         truth, runs = [], {}
         for i, sid in enumerate(ids):
@@ -405,9 +415,10 @@ def simulate_spikein(outdir: Path, background: Path, library: Path, n_samples: i
                 [c.mz for c in compounds], [c.rt_s for c in compounds]))
             if groups[i] == "case":
                 heights = heights * fold
-            exp, n_ms2 = spike_sample(bg, compounds, heights, var, rs_s, patterns, keys)
+            exp, n_ms2 = spike_sample(bgs[i % len(bgs)], compounds, heights, var, rs_s, patterns, keys[i % len(bgs)])
             write_mzml(exp, folder / "mzml" / f"{sid}.mzML")
-            runs[sid] = {"sample_factor": var.factor, "calibration_ppm": var.calibration_ppm, **var.drift_info,
+            runs[sid] = {"background": backgrounds[i % len(bgs)].name, "sample_factor": var.factor,
+                         "calibration_ppm": var.calibration_ppm, **var.drift_info,
                          "n_spectra": exp.getNrSpectra(), "n_spiked_ms2": int(n_ms2.sum())}
             for k, c in enumerate(compounds):
                 truth.append({"sample_id": sid, "compound_id": k, "name": c.name, "inchikey": c.inchikey,
@@ -427,7 +438,8 @@ def simulate_spikein(outdir: Path, background: Path, library: Path, n_samples: i
                 table.write_csv(tmp, separator="\t", float_precision=6)
         write_text(CONFIG_YAML, folder / "config.yaml")
         summary = {
-            "seed": seed, "n_samples": n_samples, "background": background.name, "library": library.name,
+            "seed": seed, "n_samples": n_samples, "background": background.name,
+            "backgrounds": [b.name for b in backgrounds], "library": library.name,
             "n_compounds": len(compounds), "planted_class": planted, "fold_change": fold_change, "n_changed": n_changed,
             "n_known_unknowns": sum(not c.in_library for c in compounds), "n_library_records": n_library,
             "cases": [s for s, gr in zip(ids, groups, strict=True) if gr == "case"],
