@@ -311,3 +311,28 @@ def test_the_differential_table_labels_the_monoisotopic_ion_and_drops_chemont_id
     shown = _readable(table)
     assert shown["ion"].to_list() == ["M", "M+1", None, "[M+Na]+"]  # a feature alone in its group stays unlabelled
     assert shown["compound_class"][0] == "Organic compounds; Benzenoids"
+
+
+def test_a_class_enriched_on_one_compound_says_so_with_its_level(tmp_path: Path) -> None:
+    """Scientist's trial (spike-in on two real QC runs): a planted N-phenylurea named at level 3 as an isomer
+    amino-acid derivative made 'Amino acids, peptides, and analogues' enriched with 1 of 4 compounds at p < 0.05."""
+    from ms2study.reporting.findings import _enrichment_finding
+
+    path = tmp_path / "group_enrichment.parquet"
+    write_table(pl.DataFrame({
+        "class_path": ["Organic compounds; Amino acids", "Organic compounds; Ureas"],
+        "class_name": ["Amino acids", "Ureas"], "class_level": [2, 2], "n_compounds": [4, 5],
+        "n_significant": [1, 3], "n_up": [1, 3], "n_down": [0, 0], "p_value": [0.004, 0.001],
+        "q_value": [0.01, 0.005], "consensus_ids": [["C1", "C2", "C3", "C4"], ["C5", "C6", "C7", "C8", "C9"]]}),
+        path, {"alpha": 0.05})
+    tested = pl.DataFrame({"consensus_id": [f"C{i}" for i in range(1, 10)],
+                           "name": ["Norlidocaine", "b", "c", "d", "Diuron", "f", "g", "h", "i"],
+                           "msi_level": [3, 3, None, 2, 3, 3, 3, 2, None],
+                           "p_value": [1e-5, 0.2, 0.3, 0.5, 1e-4, 0.01, 0.02, 0.4, 0.9]},
+                          schema_overrides={"msi_level": pl.Int8})
+    text = _enrichment_finding(path, "case", tested)
+    assert ("<b>Amino acids</b> (q = 0.01; 1 of 4 compounds at p &lt; 0.05, 1 higher in case, 0 lower), resting on "
+            "one compound: Norlidocaine (Schymanski level 3; a level-3 name's class is that of its candidate, and an "
+            "unseen isomer's class may differ) &mdash; one compound is not yet a class effect") in text
+    assert "<b>Ureas</b> (q = 0.005; 3 of 5 compounds at p &lt; 0.05, 3 higher in case, 0 lower); " in text
+    assert text.count("resting on one compound") == 1

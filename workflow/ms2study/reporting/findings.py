@@ -136,7 +136,7 @@ def differential_finding(files: DifferentialFiles, ident: pl.DataFrame | None,
         text += f"; MS/MS for {k} of them (only these can be identified)"
     text += (". " + _named(hits, ident, effect)) if hits.height else "."
     return outcome, text, _enrichment_finding(files.enrichment, summary.get("positive_class")
-                                              if summary.get("type") == "binary" else None)
+                                              if summary.get("type") == "binary" else None, tested)
 
 
 def _named(hits: pl.DataFrame, ident: pl.DataFrame | None, effect: str | None) -> str:
@@ -165,11 +165,15 @@ def _named(hits: pl.DataFrame, ident: pl.DataFrame | None, effect: str | None) -
             + "; ".join(shown) + (f"; and {more} more compound{'s' if more > 1 else ''}" if more > 0 else "") + ".")
 
 
-def _enrichment_finding(path: Path | None, positive: str | None = None) -> str | None:
+def _enrichment_finding(path: Path | None, positive: str | None = None,
+                        tested: pl.DataFrame | None = None) -> str | None:
     """The classes enriched at q < ``SIGNIFICANCE`` in a class enrichment table, nested classes along one class path
     said once (the most specific, with its enriched parents named), each with its compounds' counts up and down
-    (said as higher and lower in ``positive``, a binary outcome's positive class, when given); None without the
-    table."""
+    (said as higher and lower in ``positive``, a binary outcome's positive class, when given); a class whose only
+    compound at p < alpha is one identification is said to rest on it, named with its Schymanski level (``tested``:
+    the outcome's tested differential rows; a level-3 name's class is its candidate's, and an unseen isomer's may
+    differ: a spike-in study's planted N-phenylurea named as an isomer amino-acid derivative made 'Amino acids,
+    peptides, and analogues' enriched). None without the table."""
     if path is None or not Path(path).exists():
         return None
     enrichment = pl.read_parquet(path)
@@ -192,9 +196,28 @@ def _enrichment_finding(path: Path | None, positive: str | None = None) -> str |
                   f"{r['n_down']} {down}" if r.get("n_compounds") is not None else "")
         said.append(f"<b>{esc(name)}</b> (q = {r['q_value']:.2g}{'; ' + counts if counts else ''})"
                     + (f", with its enriched parent class{'es' if len(parents) > 1 else ''} "
-                       + ", ".join(esc(p.split(';')[-1].strip()) for p in parents) if parents else ""))
+                       + ", ".join(esc(p.split(';')[-1].strip()) for p in parents) if parents else "")
+                    + _resting_on_one(r, tested, alpha))
     return (f"{hits.height} of {enrichment.height} chemical classes enriched at q &lt; {SIGNIFICANCE:g}: "
             + "; ".join(said))
+
+
+def _resting_on_one(row: dict, tested: pl.DataFrame | None, alpha: float) -> str:
+    """", resting on one compound: NAME (Schymanski level L ...)" for an enrichment row with exactly one compound at
+    p < ``alpha`` among ``tested`` (the differential rows), else ""."""
+    if row.get("n_significant") != 1 or tested is None or "p_value" not in tested.columns:
+        return ""
+    rows = tested.filter(pl.col("consensus_id").cast(pl.Utf8).is_in(list(row.get("consensus_ids") or []))
+                         & (pl.col("p_value") < alpha))
+    if rows.height != 1:
+        return ""
+    one = rows.row(0, named=True)
+    level = one.get("msi_level")
+    why = ("; a level-3 name's class is that of its candidate, and an unseen isomer's class may differ"
+           if level == 3 else "")
+    return (f", resting on one compound: {esc(one.get('name') or one['consensus_id'])}"
+            + (f" (Schymanski level {int(level)}{why})" if level is not None else "") + " &mdash; one compound is "
+            "not yet a class effect")
 
 
 def identification_finding(ident: pl.DataFrame | None, fdr: float | None) -> str:
