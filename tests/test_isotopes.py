@@ -171,3 +171,20 @@ def test_steps_and_readings() -> None:
     # 13C2 is tried before a heavy atom at M+2; two heavy atoms before 13C2 with one at M+4
     assert isotopes.reading("M+2") < isotopes.reading("37Cl M+2")
     assert isotopes.reading("37Cl2 M+4") < isotopes.reading("13C2 37Cl M+4")
+
+
+def test_a_15n_peak_left_apart_by_the_feature_finder_is_an_isotope_peak() -> None:
+    """Scientist's trial (24-run spike-in study): the feature finder folds the 13C peak (+1.003355) into its feature
+    and leaves the 15N peak, 6.3 mDa lower, a feature of its own; five spiked compounds' 15N peaks were unlabelled
+    compound groups, one of them a differential 'hit'. Four N at m/z 218: 15N 1.5 % of M (IUPAC 0.365 % per N)."""
+    matrix, runs = compound(218.02111, {"15N": (0.997035, 0.0146), "Na": (NA, 0.3)})
+    assert labels(matrix, runs) == {"M": "[M+H]+", "15N": "[M+H]+ 15N M+1", "Na": "[M+Na]+"}
+    # with the 13C peak as a feature too, each takes its own reading
+    matrix, runs = compound(218.02111, {"M+1": (1.003355, 0.12), "15N": (0.997035, 0.0146)})
+    assert labels(matrix, runs) == {"M": None, "M+1": "M+1", "15N": "15N M+1"}
+    assert isotopes.STEPS["15N M+1"] == pytest.approx(15.000109 - 14.003074, abs=2e-6)
+    assert isotopes.STEPS["33S M+1"] == pytest.approx(32.971459 - 31.972071, abs=2e-6)
+    assert isotopes.reading("M+1") < isotopes.reading("15N M+1") < isotopes.reading("M+2")
+    # a peak 0.997 Da up at 30 % of M is no 15N (at most 1.3 x 15 N x 0.365 % + 5 % at m/z 218)
+    matrix, runs = compound(218.02111, {"X": (0.997035, 0.30)})
+    assert adducts.group_adducts(matrix, runs, PARAMS)["compound_group"].n_unique() == 2

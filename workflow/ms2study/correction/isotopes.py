@@ -5,6 +5,9 @@ Readings of the heavier peak (edge kind and label suffix; mass above the monoiso
 monoisotopic feature tries them (:data:`READINGS`; it takes at most one peak per reading):
 
 * 13C: ``M+1`` (+1.003355 Da); 13C2 ``M+2`` (+2.006710).
+* one 15N or 33S, ``M+1``: ``15N`` (+0.997035), ``33S`` (+0.999388): 6.3 and 4.0 mDa below 13C, so a feature finder
+  that folds the 13C peak into its feature (an isotope trace 1.003355 Da up) leaves them as features of their own
+  (a spike-in study: five spiked compounds' 15N peaks were unlabelled compound groups, one a differential "hit").
 * one heavy atom, ``M+2``: ``37Cl`` (+1.997050), ``81Br`` (+1.997953), ``34S`` (+1.995796), ``30Si`` (+1.996844).
 * 13C and one heavy atom, ``M+3``: ``13C 37Cl`` (+3.000405), ``13C 81Br`` (+3.001308), ``13C 34S`` (+2.999151),
   ``13C 30Si`` (+3.000199).
@@ -16,19 +19,20 @@ Ratio bounds on intensity(peak) / intensity(monoisotopic) (the median over the r
 ratio per atom rho = heavy / light abundance, IUPAC representative isotopic compositions (Meija et al., "Isotopic
 compositions of the elements 2013", Pure Appl. Chem. 88, 293-306, 2016): 13C 0.0107 per carbon (as used), 37Cl/35Cl
 0.2424/0.7576 = 0.320, 81Br/79Br 0.4931/0.5069 = 0.973, 34S/32S 0.0425/0.9499 = 0.0447, 30Si/28Si 0.03092/0.92223 =
-0.0335. An ion of m/z holds at most C = m/z / 12 carbons (c = 0.0107 * C) and n = m/z / 35 Cl, m/z / 79 Br
-(perhalogenated compounds come close: hexachlorobenzene, 6 Cl at m/z 282 under 8; decabromodiphenyl ether, 10 Br at
-m/z 959 under 12), m/z / 60 S (thiram, C6H12N2S4, 4 S at m/z 241; sulfur-richer ions such as S8 are not covered) or
-m/z / 74 Si (the Si(CH3)2O unit of the siloxanes that are common LC-MS background ions; silicon-containing drugs and
-pesticides, e.g. simeconazole C14H20FN3OSi, hold one). Bounds (unchanged for 13C): M+1
-within [0.002, 1.3 * c + 0.05]; 13C2 at most 1.3 * c^2 / 2 + 0.05; one heavy atom within [0.75 * rho, 1.3 * n * rho
-+ 0.05]; 13C and one heavy atom within [0.75 * rho * 0.0107, 1.3 * n * rho * c + 0.05]; 13C2 and one heavy atom at
-most 1.3 * n * rho * c^2 / 2 + 0.05; two heavy atoms within [0.75 * rho1 * rho2, 1.3 * s^2 / 2 + 0.05], s = m/z *
-max(rho / (Da per atom)) over the two elements (heavy atoms of any mix give an M+4 of at most (sum of their rho)^2 /
-2). The factors 0.75 and 1.3 and the 0.05 are slack for quantification noise; 0.75 keeps a dichlorinated M+2 (0.64)
-below one Br (0.73). A peak with a heavy atom beyond M+2 (M+3, M+4) is claimed only for a monoisotopic feature that
-took a one-heavy-atom M+2 (the larger peak), and only as that M+2 reads (:func:`follow`: its isotopes; two heavy
-halogens at M+4 as the Cl and Br count that best explains both ratios names them, :func:`halogen_pairs`).
+0.0335, 15N/14N 0.00364/0.99636 = 0.00365, 33S/32S 0.0075/0.9499 = 0.0079. An ion of m/z holds at most C = m/z / 12
+carbons (c = 0.0107 * C) and n = m/z / 35 Cl, m/z / 79 Br (perhalogenated compounds come close: hexachlorobenzene, 6
+Cl at m/z 282 under 8; decabromodiphenyl ether, 10 Br at m/z 959 under 12), m/z / 60 S (thiram, C6H12N2S4, 4 S at m/z
+241; sulfur-richer ions such as S8 are not covered) or m/z / 74 Si (the Si(CH3)2O unit of the siloxanes that are
+common LC-MS background ions; silicon-containing drugs and pesticides, e.g. simeconazole C14H20FN3OSi, hold one); m/z
+/ 14 N for 15N. Bounds (unchanged for 13C): M+1 within [0.002, 1.3 * c + 0.05]; 13C2 at most 1.3 * c^2 / 2 + 0.05; one
+heavy atom within [0.75 * rho, 1.3 * n * rho + 0.05]; 13C and one heavy atom within [0.75 * rho * 0.0107, 1.3 * n *
+rho * c + 0.05]; 13C2 and one heavy atom at most 1.3 * n * rho * c^2 / 2 + 0.05; two heavy atoms within [0.75 * rho1 *
+rho2, 1.3 * s^2 / 2 + 0.05], s = m/z * max(rho / (Da per atom)) over the two elements (heavy atoms of any mix give an
+M+4 of at most (sum of their rho)^2 / 2). The factors 0.75 and 1.3 and the 0.05 are slack for quantification noise;
+0.75 keeps a dichlorinated M+2 (0.64) below one Br (0.73). A peak with a heavy atom beyond M+2 (M+3, M+4) is claimed
+only for a monoisotopic feature that took a one-heavy-atom M+2 (the larger peak), and only as that M+2 reads
+(:func:`follow`: its isotopes; two heavy halogens at M+4 as the Cl and Br count that best explains both ratios names
+them, :func:`halogen_pairs`).
 
 Telling them apart: the 37Cl, 81Br, 34S and 30Si steps lie within 2.2 mDa of one another (7 ppm at m/z 300), so at a
 10 ppm tolerance the mass seldom says which; the label names every composition of the reading whose step fits the mass
@@ -62,11 +66,20 @@ HEAVY: dict[str, tuple[float, float, float]] = {
     "34S": (1.995796, 0.0425 / 0.9499, 60.0),
     "30Si": (1.996844, 0.03092 / 0.92223, 74.0),
 }
+# Heavy atoms one nominal mass up (M+1 without 13C), same fields: 15N/14N 0.00364/0.99636, 33S/32S 0.0075/0.9499
+HEAVY_M1: dict[str, tuple[float, float, float]] = {
+    "15N": (0.997035, 0.00364 / 0.99636, 14.0),
+    "33S": (0.999388, 0.0075 / 0.9499, 60.0),
+}
+_ATOMS = {**HEAVY, **HEAVY_M1}
 # The readings of a peak, in the order a monoisotopic feature tries them: (nominal step k of "M+k", 13C atoms).
-# 13C2 before one heavy atom at M+2 (the ratio decides, module docstring); two heavy atoms before 13C2 with one at M+4.
-READINGS: tuple[tuple[int, int], ...] = ((1, 1), (2, 2), (2, 0), (3, 1), (4, 0), (4, 2))
-_HEAVY_SETS = {0: ((),), 1: tuple((h,) for h in HEAVY),
-               2: (("37Cl", "37Cl"), ("37Cl", "81Br"), ("81Br", "81Br"))}  # no 34S or 30Si pair: < 0.2 % per pair
+# 13C before 15N/33S at M+1; 13C2 before one heavy atom at M+2 (the ratio decides, module docstring); two heavy atoms
+# before 13C2 with one at M+4.
+READINGS: tuple[tuple[int, int], ...] = ((1, 1), (1, 0), (2, 2), (2, 0), (3, 1), (4, 0), (4, 2))
+_ONE = tuple((h,) for h in HEAVY)
+_HEAVY_SETS = {(1, 1): ((),), (1, 0): tuple((h,) for h in HEAVY_M1), (2, 2): ((),), (2, 0): _ONE, (3, 1): _ONE,
+               (4, 0): (("37Cl", "37Cl"), ("37Cl", "81Br"), ("81Br", "81Br")),  # no 34S or 30Si pair: < 0.2 % per pair
+               (4, 2): _ONE}
 
 
 def _heavy_name(heavy: tuple[str, ...]) -> str:
@@ -81,9 +94,9 @@ def _kind(k: int, c: int, heavy: tuple[str, ...]) -> str:
 # edge kind ("M+1", "37Cl M+2", "13C 37Cl M+3", "37Cl2 M+4", ...): (reading index, k, 13C atoms, heavy atoms)
 KINDS: dict[str, tuple[int, int, int, tuple[str, ...]]] = {
     _kind(k, c, heavy): (i, k, c, heavy)
-    for i, (k, c) in enumerate(READINGS) for heavy in _HEAVY_SETS[(k - c) // 2]}
+    for i, (k, c) in enumerate(READINGS) for heavy in _HEAVY_SETS[(k, c)]}
 HEAVY_KINDS: tuple[str, ...] = tuple(k for k, v in KINDS.items() if v[3])
-STEPS: dict[str, float] = {kind: c * C13_STEP + sum(HEAVY[h][0] for h in heavy)
+STEPS: dict[str, float] = {kind: c * C13_STEP + sum(_ATOMS[h][0] for h in heavy)
                            for kind, (_, _, c, heavy) in KINDS.items()}
 
 
@@ -98,7 +111,7 @@ def after_heavy_m2(kind: str) -> bool:
 
 
 def is_heavy_m2(kind: str) -> bool:
-    """Whether ``kind`` is a one-heavy-atom M+2 (37Cl, 81Br, 34S)."""
+    """Whether ``kind`` is a one-heavy-atom M+2 (37Cl, 81Br, 34S, 30Si)."""
     return KINDS[kind][1] == 2 and bool(KINDS[kind][3])
 
 
@@ -159,11 +172,11 @@ def _bounds(kind: str, mz_mono: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     c13_least = {0: 1.0, 1: C13_PER_CARBON, 2: 0.0}[c]
     if not heavy:
         return np.full(mz_mono.shape, 0.002 if c == 1 else -np.inf), HIGH * c13 + SLACK
-    rho = [HEAVY[h][1] for h in heavy]
+    rho = [_ATOMS[h][1] for h in heavy]
     if len(heavy) == 2:
         s = mz_mono * max(HEAVY[h][1] / HEAVY[h][2] for h in heavy)
         return np.full(mz_mono.shape, LOW * rho[0] * rho[1]), HIGH * s ** 2 / 2 + SLACK
-    atoms = np.maximum(1.0, mz_mono / HEAVY[heavy[0]][2])
+    atoms = np.maximum(1.0, mz_mono / _ATOMS[heavy[0]][2])
     return np.full(mz_mono.shape, LOW * rho[0] * c13_least), HIGH * atoms * rho[0] * c13 + SLACK
 
 
