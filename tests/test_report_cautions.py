@@ -128,9 +128,9 @@ def test_ms2_coverage_is_stated_warned_and_counted_among_the_hits(report: tuple[
 def test_a_permutation_p_at_its_floor_is_said_so(report: tuple[str, str]) -> None:
     """Finding 7: p = 0.048 = 1/21 with 20 permutations met 'p < 0.05' by construction, unsaid."""
     models = _between(report[0], "models", "matrix")
-    assert ("p = 0.048 (features) is 1/(20 + 1), the smallest p these 20 permutations can give; more permutations "
+    assert ("p = 0.0476 (features) is 1/(20 + 1), the smallest p these 20 permutations can give; more permutations "
             "(models: n_permutations) would tell how far below it lies.") in models
-    assert "0.048 (floor)" in models and "0.400 (floor)" not in models
+    assert "0.0476 (floor)" in models and "0.4 (floor)" not in models
     # a set permutation_note already explains (near 1, p not small) is not said twice
     floor = {**SUMMARY, "params": {"n_permutations": 9},
              "feature_sets": {"features": _entry(1.0, 0.7, 1.0, 0.1)}}
@@ -177,9 +177,9 @@ def test_the_warnings_a_reader_must_be_given(report: tuple[str, str]) -> None:
     """Finding 10: few samples, mostly imputed tests and labels resting on mass and RT alone went unwarned."""
     text, warnings = report
     assert ("outcome <b>group</b>: only 4 control vs 4 case samples (fewer than 10 per class): the models&#x27; 95 % "
-            "intervals are wide (best set, features: roc_auc 0.98 [0.72, 1.00])") in warnings or (
+            "intervals are wide (best set, features: roc_auc 0.98, 95 % interval 0.72 to 1.00)") in warnings or (
         "outcome <b>group</b>: only 4 control vs 4 case samples (fewer than 10 per class): the models' 95 % "
-        "intervals are wide (best set, features: roc_auc 0.98 [0.72, 1.00])") in warnings
+        "intervals are wide (best set, features: roc_auc 0.98, 95 % interval 0.72 to 1.00)") in warnings
     assert "outcome <b>group</b>: 7 of 10 tested features (70 %) rely on imputation" in warnings
     assert ("1 of 2 adduct and isotope labels rest on mass and RT alone (measured together in fewer than "
             "<code>correct: adduct_min_runs</code> = 5 runs") in warnings

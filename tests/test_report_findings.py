@@ -188,7 +188,7 @@ def test_no_evidence_when_the_interval_reaches_chance() -> None:
     assert text.startswith("<b>no evidence of separation</b> (AUC 0.70, 95 % interval 0.40 to 0.95")
     assert on == "features"
     above = _summary(features=_entry(0.80, 0.55, 0.98, 0.20))
-    assert findings.model_verdict(above)[0].startswith("<b>not shown to beat chance</b>: its permutation p = 0.200")
+    assert findings.model_verdict(above)[0].startswith("<b>not shown to beat chance</b>: its permutation p = 0.2 is")
     # a set that beats chance is preferred over a higher one that does not
     both = _summary(a=_entry(0.90, 0.40, 1.0, 0.30), b=_entry(0.85, 0.60, 1.0, 0.01))
     assert findings.best_feature_set(both)[0] == "b"

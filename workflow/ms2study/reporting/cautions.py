@@ -18,7 +18,7 @@ import polars as pl
 
 from ms2study.modelling.differential import SIGNIFICANCE
 from ms2study.modelling.metrics import CHANCE
-from ms2study.reporting.html import DOUBT, PROCESSING, QUALITY, Caution, esc, interval_text
+from ms2study.reporting.html import DOUBT, PROCESSING, QUALITY, Caution, esc, interval_text, p_value_text
 
 # Below a fifth of the consensus features with MS/MS, four in five features (and so, as a rule, most hits of 'What
 # differs') can carry no identification, and the MS/MS-based feature sets see a fifth of the data or less: warned.
@@ -191,8 +191,9 @@ def floor_note(summary: dict, skip: Iterable[str] = ()) -> str | None:
              if name not in set(skip) and at_floor(e, n)]
     if not names:
         return None
-    return (f"p = {1 / (int(n) + 1):.3f} ({', '.join(names)}) is 1/({int(n)} + 1), the smallest p these {int(n)} "
-            "permutations can give; more permutations (models: n_permutations) would tell how far below it lies.")
+    return (f"p = {p_value_text(1 / (int(n) + 1))} ({', '.join(names)}) is 1/({int(n)} + 1), the smallest p these "
+            f"{int(n)} permutations can give; more permutations (models: n_permutations) would tell how far below it "
+            "lies.")
 
 
 PARKER = "Parker, Günter & Bedo 2007, BMC Bioinformatics 8:326"
@@ -297,10 +298,10 @@ def permutation_note(summary: dict) -> str | None:
             drawn, reached = n_perm, max(round(p * (n_perm + 1)) - 1, 0)
         stopped = stopped or bool(entry.get("permutations_stopped_early"))
         if reached == 0:  # no permutation reached it: p is as small as these permutations can make it
-            at_floor.append(f"{name}: {float(entry['value']):.3f}, p = {p:.3f}, none of {int(drawn)} "
+            at_floor.append(f"{name}: {float(entry['value']):.3f}, p = {p_value_text(p)}, none of {int(drawn)} "
                             "permutations reached it")
             continue
-        counts.append(f"{name}: {float(entry['value']):.3f}, p = {p:.3f}"
+        counts.append(f"{name}: {float(entry['value']):.3f}, p = {p_value_text(p)}"
                       + (f", {int(reached)} of {int(drawn)} permutations reached it" if drawn else ""))
     parts = []
     if counts:
@@ -340,7 +341,7 @@ def chance_shortfall(entry: dict) -> str | None:
     elif value <= chance:
         reasons.append(f"its {metric} {value:.3f} is not above chance ({chance:g})")
     if p is not None and p >= P_SMALL:
-        reasons.append(f"its permutation p = {p:.3f} is not below {P_SMALL:g}")
+        reasons.append(f"its permutation p = {p_value_text(p)} is not below {P_SMALL:g}")
     if low is None or low <= chance:
         reasons.append(f"its {interval_text(low, high, 3)} does not lie above chance ({chance:g})")
     return "; ".join(reasons) or None

@@ -21,7 +21,7 @@ from ms2study.modelling.metrics import CHANCE
 from ms2study.reporting import cautions
 from ms2study.reporting.cautions import P_SMALL, best_feature_set, chance_shortfall
 from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles
-from ms2study.reporting.html import PROCESSING, esc, interval_text, kind_of, warning_anchor
+from ms2study.reporting.html import PROCESSING, esc, interval_text, kind_of, p_value_text, warning_anchor
 
 # How many accepted identifications among an outcome's hits are named in the box (the rest are counted).
 TOP_NAMED = 3
@@ -48,7 +48,7 @@ def p_text(entry: dict) -> str:
     value of how many drawn."""
     p = float(entry["permutation_p"])
     drawn, reached = entry.get("permutations_drawn"), entry.get("permutations_reaching")
-    return f"{p:.3g}" + (f" ({int(reached)} of {int(drawn)} permutations reached it)" if drawn else "")
+    return p_value_text(p) + (f" ({int(reached)} of {int(drawn)} permutations reached it)" if drawn else "")
 
 
 def model_verdict(summary: dict) -> tuple[str, str | None]:

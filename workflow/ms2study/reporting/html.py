@@ -98,6 +98,14 @@ def fmt(value: Any, digits: int = 3) -> str:
     return esc(value)
 
 
+def p_value_text(value: Any) -> str:
+    """A permutation p, one form everywhere in the report: three significant digits (0.0099 and 0.0495, never 0.010 or
+    0.050 rounded across a line); None or NaN: "NA"."""
+    if value is None or not np.isfinite(float(value)):
+        return "NA"
+    return f"{float(value):.3g}"
+
+
 def interval_text(low: Any, high: Any, digits: int = 2) -> str:
     """A 95 % interval in running text, one form everywhere in the report: "95 % interval 0.62 to 0.97" (tables use
     ``[low, high]`` cells); a missing bound prints "NA"."""

@@ -29,7 +29,7 @@ from ms2study.reporting.charts import (
     volcano_figure,
 )
 from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles
-from ms2study.reporting.html import DOUBT, Caution, esc, fmt, html_table, q_cell
+from ms2study.reporting.html import DOUBT, Caution, esc, fmt, html_table, p_value_text, q_cell
 from ms2study.reporting.maps import map_2d
 from ms2study.reporting.qc import attribution_part
 from ms2study.reporting.tables import class_path, interactive_table
@@ -196,7 +196,7 @@ def _metrics_table(summary: dict, outcome: str, warnings: list[str]) -> str:
                               for m, v in (entry.get("secondary") or {}).items())
         rows.append([name, entry.get("metric"), ("html", f"<b>{fmt(entry.get('value'))}</b>"),
                      ("html", f"[{fmt(entry.get('ci_low'))}, {fmt(entry.get('ci_high'))}]"),
-                     ("html", fmt(entry.get("permutation_p"))
+                     ("html", p_value_text(entry.get("permutation_p"))
                       + (" (floor)" if cautions.at_floor(entry, n_perm) else "")),
                      ("html", fmt(entry.get("permutation_null_mean"))),
                      entry.get("n_samples"), entry.get("n_features"),
