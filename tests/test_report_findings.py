@@ -336,3 +336,19 @@ def test_a_class_enriched_on_one_compound_says_so_with_its_level(tmp_path: Path)
             "unseen isomer's class may differ) &mdash; one compound is not yet a class effect") in text
     assert "<b>Ureas</b> (q = 0.005; 3 of 5 compounds at p &lt; 0.05, 3 higher in case, 0 lower); " in text
     assert text.count("resting on one compound") == 1
+
+
+def test_hits_resting_on_imputed_values_are_counted_in_the_finding(tmp_path: Path) -> None:
+    """Scientist's trial: a noise-level trace detected in 2 of 12 controls and 6 of 12 cases was a hit whose fold
+    change came from imputed values; the box counted it as 'higher in case' without saying so."""
+    from ms2study.reporting.findings import differential_finding
+
+    inputs = _study(tmp_path)
+    path = inputs.differential[0].table
+    table = pl.read_parquet(path)
+    summary = json.loads(pl.read_parquet_metadata(str(path))["ms2study"])
+    write_table(table.with_columns(detection_rate=pl.Series([1.0, 0.75, 1.0, 1.0] + [1.0] * (N - 4))), path, summary)
+    _, text, _ = differential_finding(inputs.differential[0], None)
+    assert "; 1 of them rests partly on imputed values (not measured in every sample even after gap filling)" in text
+    write_table(table, path, summary)  # every hit measured everywhere: not said
+    assert "imputed" not in differential_finding(inputs.differential[0], None)[1]

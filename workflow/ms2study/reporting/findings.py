@@ -109,7 +109,8 @@ def differential_finding(files: DifferentialFiles, ident: pl.DataFrame | None,
                          with_ms2: set[str] | None = None) -> tuple[str, str, str | None]:
     """(outcome, the differential statement as HTML, the enrichment statement or None) of one differential table:
     how many tested features and compound groups have q < ``SIGNIFICANCE`` and in which direction, how many of them
-    have MS/MS (``with_ms2``: consensus ids, ``cautions.features_with_ms2``; None: not said), and the first
+    have MS/MS (``with_ms2``: consensus ids, ``cautions.features_with_ms2``; None: not said) and how many rest partly
+    on imputed values (``detection_rate`` below 1, as ``cautions.imputation_warning`` counts them), and the first
     ``TOP_NAMED`` compounds among them (by q) that carry an accepted identification (``ident``,
     identifications.parquet; without it the table's own identification columns, which hold accepted ones only)
     with their Schymanski level. Raises nothing for an absent table: the statement says it is missing."""
@@ -134,6 +135,11 @@ def differential_finding(files: DifferentialFiles, ident: pl.DataFrame | None,
     if hits.height and with_ms2 is not None:
         k = sum(1 for c in hits["consensus_id"].cast(pl.Utf8).to_list() if c in with_ms2)
         text += f"; MS/MS for {k} of them (only these can be identified)"
+    if hits.height and "detection_rate" in hits.columns:
+        imputed = int((hits["detection_rate"].fill_null(0.0) < 1).sum())
+        if imputed:  # their fold change and p rest partly on values put in for unmeasured cells
+            text += (f"; {imputed} of them rest{'s' if imputed == 1 else ''} partly on imputed values (not measured in "
+                     "every sample even after gap filling)")
     text += (". " + _named(hits, ident, effect)) if hits.height else "."
     return outcome, text, _enrichment_finding(files.enrichment, summary.get("positive_class")
                                               if summary.get("type") == "binary" else None, tested)
