@@ -317,6 +317,10 @@ def differential_section(differential: Sequence[DifferentialFiles], warnings: li
         cautions.summary_warnings(summary, outcome, warnings)
         tested = identified_ions(cautions.mark_untested_ions(table.filter(pl.col("tested")), corrected),
                                  identifications)
+        if "compound_group" in table.columns:  # members of a group counted over every feature, tested or not
+            tested = tested.join(table.filter(pl.col("compound_group").is_not_null()).group_by("compound_group")
+                                 .agg(pl.len().alias("_group_size")), on="compound_group", how="left",
+                                 maintain_order="left")
         cautions.imputation_warning(tested, outcome, warnings)
         hits = tested.filter(pl.col("q_value") < SIGNIFICANCE)["consensus_id"].cast(pl.Utf8).to_list()
         significant = len(hits)
@@ -372,10 +376,11 @@ def identified_ions(tested: pl.DataFrame, identifications: pl.DataFrame | None) 
 def _readable(tested: pl.DataFrame) -> pl.DataFrame:
     """The differential rows as the table shows them: the monoisotopic feature of a compound group whose other
     members are its isotope peaks, which carries no label of its own, reads "M" (so the group's M, M+1, M+2 line
-    up); the ChemOnt identifier (``CHEMONTID:0000185;``) is dropped from the class path."""
+    up; its members are counted in ``_group_size`` where given, which counts untested members too, else among the
+    tested rows); the ChemOnt identifier (``CHEMONTID:0000185;``) is dropped from the class path."""
     out = tested
     if {"ion", "compound_group"} <= set(out.columns):
-        size = pl.len().over("compound_group")
+        size = pl.col("_group_size") if "_group_size" in out.columns else pl.len().over("compound_group")
         out = out.with_columns(pl.when(pl.col("ion").is_null() & pl.col("compound_group").is_not_null() & (size > 1))
                                .then(pl.lit("M")).otherwise(pl.col("ion")).alias("ion"))
     if "compound_class" in out.columns:
