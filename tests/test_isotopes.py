@@ -64,12 +64,12 @@ def test_ethiprole_its_37cl_peaks_up_to_m_plus_4() -> None:
 def test_a_dibrominated_compound_its_m_plus_2_and_m_plus_4() -> None:
     """C8H7Br2NO, [M+H]+ 291.8967: M+2 194.6 % (+1.997953), M+3 16.8 %, M+4 94.6 % (+3.995906). The M+2 alone is
     also six Cl (or three Cl and a Br); of the Cl/Br counts that fit both ratios, two Br fits them exactly, five Cl
-    (M+2 1.60, M+4 1.02) and three Cl with a Br (1.93, 1.24) lie beyond the slack factor of that fit."""
+    (M+2 1.60, M+4 1.02) and three Cl with a Br (1.93, 1.24) lie beyond the slack factor of that fit; the M+4's
+    reading then narrows the M+2 and M+3 labels to Br."""
     matrix, runs = compound(291.896714, {"M+1": (1.003355, 0.0865), "M+2": (1.997953, 1.9456),
                                          "M+3": (3.001308, 0.1683), "M+4": (3.995906, 0.9463)})
     got = labels(matrix, runs)
-    assert got == {"M": None, "M+1": "M+1", "M+2": "37Cl/81Br M+2", "M+3": "13C 37Cl/81Br M+3",
-                   "M+4": "81Br2 M+4"}
+    assert got == {"M": None, "M+1": "M+1", "M+2": "81Br M+2", "M+3": "13C 81Br M+3", "M+4": "81Br2 M+4"}
 
 
 def test_ambroxol_its_m_plus_4_reads_81br2_when_its_m_plus_2_is_measured_high() -> None:
@@ -79,7 +79,7 @@ def test_ambroxol_its_m_plus_4_reads_81br2_when_its_m_plus_2_is_measured_high() 
     matrix, runs = compound(376.985864, {"M+1": (1.003357, 0.141), "M+2": (1.997953, 2.23),
                                          "M+3": (3.001311, 0.2743), "M+4": (3.995907, 0.95)})
     got = labels(matrix, runs)
-    assert got["M+4"] == "81Br2 M+4" and got["M+2"] == "37Cl/81Br M+2"
+    assert got["M+4"] == "81Br2 M+4" and got["M+2"] == "81Br M+2" and got["M+3"] == "13C 81Br M+3"
     assert isotopes.halogen_pairs({"37Cl", "81Br"}, 2.23, 0.95) == {("81Br", "81Br")}
 
 
@@ -188,3 +188,20 @@ def test_a_15n_peak_left_apart_by_the_feature_finder_is_an_isotope_peak() -> Non
     # a peak 0.997 Da up at 30 % of M is no 15N (at most 1.3 x 15 N x 0.365 % + 5 % at m/z 218)
     matrix, runs = compound(218.02111, {"X": (0.997035, 0.30)})
     assert adducts.group_adducts(matrix, runs, PARAMS)["compound_group"].n_unique() == 2
+
+
+def test_a_trichlorinated_compound_reads_37cl_at_m_plus_2_once_its_m_plus_4_says_so() -> None:
+    """Fluopicolide, C14H8Cl3F3N2O, [M+H]+ 382.9727 (pattern: the module docstring's generator): its M+2 (96 %) also
+    fits one Br by its ratio, so alone it reads "37Cl/81Br M+2"; its M+4 (30.7 %) fits three Cl only, and the group
+    read "37Cl/81Br M+2" beside "37Cl2 M+4" (scientist's trial). The M+4's counts narrow the M+2 and M+3 labels."""
+    peaks = {"M+1": (1.003357, 0.1518), "M+2": (1.99705, 0.9599), "M+3": (3.000407, 0.1457), "M+4": (3.9941, 0.3071)}
+    matrix, runs = compound(382.972707, peaks, noise=0.005)
+    got = labels(matrix, runs)
+    assert got == {"M": None, "M+1": "M+1", "M+2": "37Cl M+2", "M+3": "13C 37Cl M+3", "M+4": "37Cl2 M+4"}
+    # one Cl and one Br give the same M+4 (0.311) and an M+2 of 1.29: measured 4 % high (1.00), the M+2 sits at the
+    # edge of that count's slack and both readings stay named, at M+2 and M+4 alike
+    noisy, runs = compound(382.972707, peaks)
+    got = labels(noisy, runs)
+    assert got["M+2"] == "37Cl/81Br M+2" and got["M+4"] == "37Cl2/37Cl81Br M+4"
+    alone, runs = compound(382.972707, {"M+1": (1.003357, 0.1518), "M+2": (1.99705, 0.9599)})
+    assert labels(alone, runs)["M+2"] == "37Cl/81Br M+2"  # without an M+4, one Br stays possible

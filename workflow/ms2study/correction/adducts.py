@@ -382,30 +382,10 @@ def _assign(pairs: dict, mz: np.ndarray, ppm: float, counts: dict):
     accepted = []
     iso_of: dict[int, tuple[int, str]] = {}
     iso = np.flatnonzero(pairs["kind"] != "adduct")
-    reading = np.array([isotopes.reading(k) for k in pairs["kind"][iso]], dtype=np.int64)
-    order = np.lexsort((-pairs["score"][iso], reading, mz[pairs["a"][iso]]))
-    fits: dict[tuple[int, int, int], list[str]] = {}  # every composition of one reading that fits one peak: its label
-    for e, r in zip(iso, reading.tolist()):
-        fits.setdefault((int(pairs["a"][e]), int(pairs["b"][e]), r), []).append(pairs["kind"][e])
-    taken: set[tuple[int, int]] = set()
-    monos: set[int] = set()
-    heavy_m2: dict[int, tuple[list[str], float]] = {}  # a one-heavy-atom M+2 taken: its compositions and ratio
-    for e, r in zip(iso[order], reading[order].tolist()):
-        a, b, kind = int(pairs["a"][e]), int(pairs["b"][e]), pairs["kind"][e]
-        if a in iso_of or b in iso_of or b in monos or (a, r) in taken:
-            continue
-        kinds = fits[(a, b, r)]
-        if isotopes.after_heavy_m2(kind):  # M+3 / M+4 only after the one-heavy-atom M+2, and as it reads
-            kinds = isotopes.follow(kinds, *heavy_m2[a], float(pairs["ratio"][e])) if a in heavy_m2 else []
-            if not kinds:
-                continue
-        elif isotopes.is_heavy_m2(kind):
-            heavy_m2[a] = (kinds, float(pairs["ratio"][e]))
-        suffix = isotopes.label(kinds)
+    for e, a, b, suffix in isotopes.assign(pairs["a"][iso], pairs["b"][iso], pairs["kind"][iso], pairs["score"][iso],
+                                           pairs["ratio"][iso], mz[pairs["a"][iso]]):
         iso_of[b] = (a, suffix)
-        taken.add((a, r))
-        monos.add(a)
-        accepted.append(_edge_tuple(pairs, e, suffix))
+        accepted.append(_edge_tuple(pairs, int(iso[e]), suffix))
     parent = {}
 
     def find(i: int) -> int:

@@ -147,9 +147,14 @@ def halogen_pairs(named: set[str], m2_ratio: float, m4_ratio: float) -> set[tupl
     (1:2:1 for Br2, 9:6:1 for Cl2, a Cl3Br M+4 mostly 37Cl81Br). Both ratios are read against one count, not the M+4
     against the count the M+2 ratio implies: a dibrominated ion's M+2 measured at 2.2 (not 1.95) must not make its
     81Br2 M+4 (0.95) too small for 81Br2 (Ambroxol in a spike-in study)."""
+    return {pair for _, _, pair in halogen_counts(named, m2_ratio, m4_ratio)}
+
+
+def halogen_counts(named: set[str], m2_ratio: float, m4_ratio: float) -> list[tuple[int, int, tuple[str, str]]]:
+    """The Cl and Br counts :func:`halogen_pairs` keeps, as (Cl atoms, Br atoms, the largest M+4 part)."""
     rho = {h: HEAVY[h][1] for h in ("37Cl", "81Br")}
     top = {h: int(m2_ratio / (LOW * rho[h])) + 1 if h in named and m2_ratio > 0 else 0 for h in rho}
-    fits: list[tuple[float, tuple[str, str]]] = []
+    fits: list[tuple[float, int, int, tuple[str, str]]] = []
     for a in range(top["37Cl"] + 1):
         for b in range(top["81Br"] + 1):
             m2 = a * rho["37Cl"] + b * rho["81Br"]
@@ -159,9 +164,58 @@ def halogen_pairs(named: set[str], m2_ratio: float, m4_ratio: float) -> set[tupl
             m4 = sum(parts.values())
             if a + b >= 2 and LOW * m2 <= m2_ratio <= HIGH * m2 + SLACK and LOW * m4 <= m4_ratio <= HIGH * m4 + SLACK:
                 misfit = abs(np.log(m2_ratio / m2)) + abs(np.log(m4_ratio / m4))
-                fits.append((float(misfit), max(parts, key=parts.get)))
-    limit = max(min((m for m, _ in fits), default=0.0), float(np.log(HIGH)))
-    return {pair for m, pair in fits if m <= limit}
+                fits.append((float(misfit), a, b, max(parts, key=parts.get)))
+    limit = max(min((m for m, *_ in fits), default=0.0), float(np.log(HIGH)))
+    return [(a, b, pair) for m, a, b, pair in fits if m <= limit]
+
+
+def assign(a: np.ndarray, b: np.ndarray, kind: np.ndarray, score: np.ndarray, ratio: np.ndarray,
+           mz_a: np.ndarray) -> list[tuple[int, int, int, str]]:
+    """The isotope edges taken, in the order taken: (edge index into the arrays, monoisotopic feature a, isotope
+    peak b, label suffix). The arrays (one entry per candidate isotope edge: features ``a`` -> ``b``, its ``kind``
+    of :data:`KINDS`, ``score``, intensity ``ratio`` b / a, ``mz_a`` the m/z of a) are read lightest feature first,
+    readings in :data:`READINGS` order, best score first; a feature is one isotope peak of one monoisotopic feature,
+    never itself monoisotopic then, and a monoisotopic feature takes one peak per reading. A peak's label names every
+    composition of its reading that fits it (:func:`label`); M+3 / M+4 heavy-atom peaks only follow the feature's
+    one-heavy-atom M+2 (:func:`follow`). When an M+4 reads as two heavy halogens, the Cl and Br counts behind that
+    reading (:func:`halogen_counts`) also narrow the labels of the M+2 and M+3 taken before it: a trichlorinated
+    ion's M+2 (0.96 x M) fits one Br by its ratio, but its M+4 (0.31 x M) fits three Cl only, so the M+2 reads
+    "37Cl M+2", not "37Cl/81Br M+2" beside a "37Cl2 M+4" (Fluopicolide in a spike-in study)."""
+    reading_of = np.array([reading(k) for k in kind], dtype=np.int64)
+    order = np.lexsort((-score, reading_of, mz_a))
+    fits: dict[tuple[int, int, int], list[str]] = {}  # every composition of one reading that fits one peak
+    for e in range(kind.size):
+        fits.setdefault((int(a[e]), int(b[e]), int(reading_of[e])), []).append(str(kind[e]))
+    taken: list[list] = []  # [edge, a, b, compositions]
+    peak_of, readings_taken, monos = {}, set(), set()
+    heavy_m2: dict[int, tuple[list[str], float]] = {}  # a one-heavy-atom M+2 taken: its compositions and ratio
+    heavy_rows: dict[int, list[int]] = {}  # rows of ``taken`` holding a heavy-atom M+2 / M+3 of a feature
+    for e in order.tolist():
+        ia, ib, k, r = int(a[e]), int(b[e]), str(kind[e]), int(reading_of[e])
+        if ia in peak_of or ib in peak_of or ib in monos or (ia, r) in readings_taken:
+            continue
+        kinds = fits[(ia, ib, r)]
+        if after_heavy_m2(k):  # M+3 / M+4 only after the one-heavy-atom M+2, and as it reads
+            kinds = follow(kinds, *heavy_m2[ia], float(ratio[e])) if ia in heavy_m2 else []
+            if not kinds:
+                continue
+            halogens = [kn for kn in kinds if len(KINDS[kn][3]) == 2]
+            if halogens:
+                named = {h for kn in heavy_m2[ia][0] for h in KINDS[kn][3]}
+                counts = halogen_counts(named, heavy_m2[ia][1], float(ratio[e]))
+                present = {h for ca, cb, _ in counts for h, n in (("37Cl", ca), ("81Br", cb)) if n}
+                for row in heavy_rows.get(ia, []):
+                    narrowed = [kn for kn in taken[row][3] if set(KINDS[kn][3]) & {"37Cl", "81Br"} <= present]
+                    taken[row][3] = narrowed or taken[row][3]
+        elif is_heavy_m2(k):
+            heavy_m2[ia] = (kinds, float(ratio[e]))
+        if KINDS[k][3] and KINDS[k][1] in (2, 3):
+            heavy_rows.setdefault(ia, []).append(len(taken))
+        taken.append([e, ia, ib, kinds])
+        peak_of[ib] = ia
+        readings_taken.add((ia, r))
+        monos.add(ia)
+    return [(e, ia, ib, label(kinds)) for e, ia, ib, kinds in taken]
 
 
 def _bounds(kind: str, mz_mono: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
