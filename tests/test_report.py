@@ -684,7 +684,7 @@ def test_the_differential_section_names_the_test_each_summary_records() -> None:
     moderated = _test_text({**base, "test": "moderated_t", "n_moderated": 222, "prior_df": 53.2,
                             "n_permutations": 200})
     assert moderated.startswith("moderated t-test (Welch for features with an imputed value) on log2 intensities")
-    assert "222 features detected in every sample" in moderated and "prior degrees of freedom 53.2" in moderated
+    assert "222 features with a value in every sample (detected or gap-filled)" in moderated and "prior degrees of freedom 53.2" in moderated
     assert "p-values from 200 permutations pooled over features" in moderated
     assert _test_text({**base, "test": "welch_t"}).startswith("Welch t-test on log2 intensities")
     assert "label permutations" not in moderated

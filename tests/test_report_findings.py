@@ -108,8 +108,8 @@ def test_the_box_comes_first_and_its_numbers_are_the_inputs(report: str) -> None
     assert '<a href="#findings">Main findings</a>' in report
     box = _box(report)
     best = SUMMARY["feature_sets"]["features"]
-    assert ("<b>separates case from control samples on this set's own test, not after adjusting for the choice of "
-            "set</b> (AUC "
+    assert ("<b>suggestive only</b>: the best set separates case from control samples on its own test, but not "
+            "once the choice among 3 sets is adjusted for (AUC "
             f"{best['value']:.2f}, 95 % interval {best['ci_low']:.2f} to {best['ci_high']:.2f}, permutation p = "
             f"{best['permutation_p']:.3g}; best of 3 feature sets: <b>features</b>; picked as the best of 3 after "
             "seeing them, so its p is not adjusted for the choice (Bonferroni over the 3: 0.06))") in box
@@ -278,7 +278,7 @@ def test_the_verdicts_p_is_never_rounded_across_the_line_and_a_tie_names_one_set
                     "permutations_drawn": 100, "permutations_reaching": 4}, binned_spectra=_entry(1.0, 0.69, 1.0, 0.2))
     text, on = findings.model_verdict(tied)
     assert on == "features" and "permutation p = 0.0495 (4 of 100 permutations reached it)" in text
-    assert "Bonferroni over the 3: 0.149" in text and "not after adjusting for the choice of set" in text
+    assert "Bonferroni over the 3: 0.149" in text and text.startswith("<b>suggestive only</b>")
     # a p that survives the adjustment gives the plain verdict
     strong = _summary(features=_entry(0.97, 0.72, 1.0, 0.01), embedding=_entry(0.4, 0.1, 0.8, 0.7))
     assert findings.model_verdict(strong)[0].startswith("<b>separates case from control samples</b> (AUC 0.97")
@@ -355,3 +355,36 @@ def test_hits_resting_on_imputed_values_are_counted_in_the_finding(tmp_path: Pat
     assert "; 1 of them rests partly on imputed values (not measured in every sample even after gap filling)" in text
     write_table(table, path, summary)  # every hit measured everywhere: not said
     assert "imputed" not in differential_finding(inputs.differential[0], None)[1]
+
+
+def test_a_class_enriched_while_no_feature_differs_alone_says_why_and_ties_name_the_larger_change(
+        tmp_path: Path) -> None:
+    """Fresh-user trial: '0 of 3299 tested features differ at q < 0.05' beside 'Phenylmethylamines q = 0.00013' read
+    as a contradiction; and among hits tied at one q the box named other compounds than the table's top row."""
+    from ms2study.reporting.findings import _enrichment_finding, _named
+
+    path = tmp_path / "group_enrichment.parquet"
+    write_table(pl.DataFrame({"class_path": ["Organic compounds; Ureas"], "class_name": ["Ureas"], "class_level": [2],
+                              "n_compounds": [5], "n_significant": [3], "n_up": [3], "n_down": [0],
+                              "p_value": [1e-5], "q_value": [1e-4],
+                              "consensus_ids": [["C1", "C2", "C3", "C4", "C5"]]}), path, {"alpha": 0.05})
+    tested = pl.DataFrame({"consensus_id": ["C1", "C2", "C3", "C4", "C5"], "q_value": [0.2, 0.2, 0.3, 0.5, 0.9],
+                           "p_value": [0.01, 0.02, 0.03, 0.2, 0.8]})
+    assert "no feature differs alone at q &lt; 0.05: the enrichment test takes a class's p-values together" in (
+        _enrichment_finding(path, "case", tested))
+    hit = tested.with_columns(pl.Series("q_value", [0.01, 0.2, 0.3, 0.5, 0.9]))
+    assert "no feature differs alone" not in _enrichment_finding(path, "case", hit)
+    hits = pl.DataFrame({"consensus_id": ["A", "B", "C"], "q_value": [0.001, 0.001, 0.001],
+                         "log2_fold_change": [0.5, -3.0, 1.0]})
+    ident = pl.DataFrame({"consensus_id": ["A", "B", "C"], "name": ["choline", "palmitoylglycerol", "betaine"],
+                          "msi_level": [3, 3, 3], "accepted": [True, True, True]})
+    text = _named(hits, ident, "log2_fold_change")
+    assert text.index("palmitoylglycerol") < text.index("betaine") < text.index("choline")
+
+
+def test_an_interval_from_0_to_1_says_the_samples_are_too_few() -> None:
+    """Fresh-user trial (4 vs 4 samples): every AUC interval printed '0.00 to 1.00' without a word on why."""
+    wide = _summary(features=_entry(0.85, 0.0, 1.0, 0.3))
+    assert "95 % interval 0.00 to 1.00 (so wide that these few samples per class cannot pin the AUC down)" in (
+        findings.model_verdict(wide)[0])
+    assert "cannot pin" not in findings.model_verdict(_summary(features=_entry(0.97, 0.72, 1.0, 0.02)))[0]

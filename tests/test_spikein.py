@@ -539,7 +539,7 @@ def test_low_resolution_background_merges_at_its_own_spacing(tmp_path):
             assert (np.diff(m) / m[1:] * 1e6 >= 85.0 * 0.999).all()
 
 
-def test_several_backgrounds_alternate_over_the_samples(tmp_path, inputs):
+def test_several_backgrounds_alternate_over_the_samples(tmp_path, inputs, capsys):
     """Two injections of one sample (here two different runs): sample i copies background i mod 2, so each group of
     two holds both; the CLI takes several --background files."""
     other = tmp_path / "bg2.mzML"
@@ -558,3 +558,4 @@ def test_several_backgrounds_alternate_over_the_samples(tmp_path, inputs):
     assert main(["simulate", str(tmp_path / "c"), "--background", str(inputs[0]), str(other), "--library",
                  str(inputs[1]), "--samples", "2", "--compounds", "4", "--n-changed", "2", "--seed", "1"]) == 0
     assert json.loads((tmp_path / "c" / "simulation.json").read_text())["backgrounds"] == ["bg.mzML", "bg2.mzML"]
+    assert "spiked into copies of bg.mzML and bg2.mzML" in capsys.readouterr().out  # the summary names both

@@ -67,6 +67,8 @@ def model_verdict(summary: dict) -> tuple[str, str | None]:
     numbers = f"{esc(METRIC_NAMES.get(metric, metric))} {float(value):.2f}"
     if low is not None and high is not None:
         numbers += f", {interval_text(float(low), float(high))}"
+        if metric == "roc_auc" and float(high) - float(low) >= 0.95:  # says nothing; say why rather than leave it
+            numbers += " (so wide that these few samples per class cannot pin the AUC down)"
     if p is not None:
         numbers += f", permutation p = {p_text(entry)}"
     n_sets = len(summary.get("feature_sets") or {})
@@ -78,8 +80,8 @@ def model_verdict(summary: dict) -> tuple[str, str | None]:
     why = chance_shortfall(entry)
     chance = CHANCE.get(metric)
     if why is None and p is not None and n_sets > 1 and float(p) * n_sets >= P_SMALL:
-        return (f"<b>{does} on this set's own test, not after adjusting for the choice of set</b> ({numbers})",
-                name)
+        return (f"<b>suggestive only</b>: the best set {does} on its own test, but not once the choice among "
+                f"{n_sets} sets is adjusted for ({numbers})", name)
     if why is None:
         return f"<b>{does}</b> ({numbers})", name
     if chance is None or low is None or float(low) <= chance:
@@ -156,7 +158,10 @@ def _named(hits: pl.DataFrame, ident: pl.DataFrame | None, effect: str | None) -
     else:
         return "No identifications were passed to the report."
     n_features = named.height
-    named = named.sort("q_value").unique("name", keep="first", maintain_order=True)
+    # best q first; on a tie (BH gives many) the larger change, then the name, so the box names the table's top rows
+    keys = ["q_value", *([pl.col(effect).abs()] if effect else []), "name"]
+    named = named.sort(keys, descending=[False, *([True] if effect else []), False], nulls_last=True).unique(
+        "name", keep="first", maintain_order=True)
     if not named.height:
         return "None of them carries an accepted identification."
     shown = []
@@ -204,8 +209,12 @@ def _enrichment_finding(path: Path | None, positive: str | None = None,
                     + (f", with its enriched parent class{'es' if len(parents) > 1 else ''} "
                        + ", ".join(esc(p.split(';')[-1].strip()) for p in parents) if parents else "")
                     + _resting_on_one(r, tested, alpha))
+    alone = (tested is not None and "q_value" in tested.columns
+             and not (tested["q_value"] < SIGNIFICANCE).fill_null(False).any())
     return (f"{hits.height} of {enrichment.height} chemical classes enriched at q &lt; {SIGNIFICANCE:g}: "
-            + "; ".join(said))
+            + "; ".join(said)
+            + (" (no feature differs alone at q &lt; 0.05: the enrichment test takes a class's p-values together, so "
+               "many small shifts in one direction can make a class enriched)" if alone else ""))
 
 
 def _resting_on_one(row: dict, tested: pl.DataFrame | None, alpha: float) -> str:
@@ -275,7 +284,8 @@ def findings_section(models: Sequence[OutcomeFiles], differential: Sequence[Diff
             parts.append(f'<li><a href="#differential">What differs</a>: {text}'
                          f"{beside(warnings, f'differential:{outcome}')}</li>")
             if enriched:
-                parts.append(f'<li><a href="#differential">Chemical classes</a>: {enriched}.</li>')
+                parts.append(f'<li><a href="#differential">Chemical classes</a>: {enriched}.'
+                             f"{beside(warnings, f'differential:{outcome}')}</li>")
         parts.append("</ul>")
     parts.append(f'<p><a href="#identifications">Identifications</a>: {identification_finding(ident, fdr)}.'
                  f"{beside(warnings, 'identifications')}</p>")

@@ -260,7 +260,8 @@ def _test_text(summary: dict) -> str:
     how = ""
     if moderated:
         permutations = summary.get("n_permutations") or 0
-        how = (f"; {summary['n_moderated']} features detected in every sample tested with moderated variances "
+        how = (f"; {summary['n_moderated']} features with a value in every sample (detected or gap-filled) tested "
+               "with moderated variances "
                f"(prior degrees of freedom {float(summary.get('prior_df') or 0):.1f}), p-values from "
                + (f"{permutations} permutations pooled over features" if permutations else "the t distribution"))
     imputed = summary.get("n_imputed_permuted")

@@ -281,7 +281,8 @@ def matrix_section(matrix: pl.DataFrame | None, sample_ids: list[str], warnings:
     rate = float(detected.mean())
     counts = np.bincount(per_feature, minlength=len(present) + 1)
     parts = [(f"<p><b>{n}</b> consensus features across {len(present)} samples; overall detection rate "
-             f"{rate:.1%}; detected in every sample: {int(counts[-1])}; in one sample only: {int(counts[1])}.</p>")]
+             f"{rate:.1%}; detected in every sample (before gap filling): {int(counts[-1])}; in one sample only: "
+             f"{int(counts[1])}.</p>")]
     chart = bar_figure([str(k) for k in range(1, len(counts))], [float(c) for c in counts[1:]],
                        "Consensus features by number of samples detected", "samples detected", "features")
     per_sample = detected.sum(axis=0)

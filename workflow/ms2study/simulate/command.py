@@ -222,7 +222,8 @@ def summary_text(summary: dict, outdir: Path) -> str:
     and the full design (``simulation.json``, the ``summary`` dict of either mode) are, and the next command."""
     n, cases = summary.get("n_samples"), len(summary.get("cases") or [])
     if summary.get("background"):
-        made = (f"{summary.get('n_compounds')} library compounds spiked into copies of {summary['background']} "
+        runs = " and ".join(summary.get("backgrounds") or [summary["background"]])  # several alternate
+        made = (f"{summary.get('n_compounds')} library compounds spiked into copies of {runs} "
                 f"({summary.get('n_known_unknowns', 0)} of them left out of the written library: known unknowns)")
     else:
         made = f"{summary.get('n_compounds')} compounds simulated ({summary.get('n_ms2_spectra')} MS/MS spectra)"

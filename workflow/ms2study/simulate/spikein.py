@@ -10,15 +10,13 @@ runs in ../shared/data/mzml by ``benchmarks/biology.py --measure-real``; see the
 :mod:`ms2study.simulate.study`):
 
 - per-sample overall factor: exp(N(0, 0.2)), ``sample_factor_log_sd``;
-- per-sample multiplicative field over m/z and retention time: exp(s(m/z, RT) g(m/z, RT)), g a unit-variance
-  Gaussian process with correlation lengths 0.02 Da and 10 s (random Fourier features), read at the monoisotopic
-  m/z of each MS1 centroid's isotope chain (``isotope_keys``: 13C, 13C2, 34S, 37Cl, 81Br steps down to a more
-  intense peak within 10 ppm), so a compound's isotopes share one factor while other ions, even co-eluting and
-  1 Da apart, vary independently, as compounds of a real study do (until session 13 the m/z length was 5 Da, which
-  made every neighbour co-vary like an isotope); s is the study's own field of per-feature ln-sds, log-normal with
-  median 0.45
-  (the realistic ``biological_log_sd``) and ln-sd 0.4 (``biological_log_sd_spread``; 10-90 %: 0.27-0.75; real
-  outcome tables: per-feature sd of ln abundance 0.38 / 0.78 / 1.22), so features differ in how much they vary;
+- per-sample multiplicative field over m/z and retention time: exp(s(m/z, RT) g(m/z, RT)), g a unit-variance Gaussian
+  process with correlation lengths 0.02 Da and 10 s (random Fourier features), read at the monoisotopic m/z of each
+  MS1 centroid's isotope chain (``isotope_keys``: 13C, 13C2, 34S, 37Cl, 81Br steps down to a more intense peak within
+  10 ppm), so a compound's isotopes share one factor while other ions, even co-eluting and 1 Da apart, vary
+  independently, as compounds of a real study do; s is the study's own field of per-feature ln-sds, log-normal with
+  median 0.45 (the realistic ``biological_log_sd``) and ln-sd 0.4 (``biological_log_sd_spread``; 10-90 %: 0.27-0.75;
+  real outcome tables: per-feature sd of ln abundance 0.38 / 0.78 / 1.22), so features differ in how much they vary;
 - per-sample retention-time drift, applied to every scan (background and spiked alike): a shift N(0, ``rt_drift_s``),
   a stretch about the run's middle N(0, 0.004 x ``rt_drift_s`` / 2) and a smooth warp of amplitude
   N(0, ``rt_drift_s`` / 2), the realistic mzML profile's numbers (:mod:`ms2study.simulate.params`: 2 s, 0.004, 1 s)

@@ -6,7 +6,9 @@ Each compound gets a reversed-phase-like retention time (from its Crippen logP, 
 log-normal abundance that varies between samples; in the cases one chemical class is raised. Every run adds
 chemical background ions, electronic noise, m/z error and a smooth retention-time drift, and acquires MS2 spectra
 data-dependently (top-N with dynamic exclusion, 1 Da isolation with co-isolation) from the in-silico spectra of
-:mod:`ms2study.simulate.fragment`. The same seed gives byte-identical files; sample ``k`` depends only on the seed and ``k``.
+:mod:`ms2study.simulate.fragment`. The same seed and options give byte-identical files; sample ``k`` depends only
+on the seed, ``k`` and its group (the first half of the samples are controls, so changing the number of samples
+regroups, and rewrites, the samples around the middle).
 Outputs: ``mzml/*.mzML``, ``samples.tsv``, ``library.mgf``, ``ground_truth.tsv``, ``simulation.json``,
 ``config.yaml``.
 
