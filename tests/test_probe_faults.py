@@ -94,8 +94,12 @@ def test_missing_library_stops_the_run_before_snakemake(tmp_path: Path, capsys: 
     _two_sample_study(tmp_path)
     (tmp_path / "config.yaml").write_text("library: nothere.mgf\n")
     code, err = _run(["run", str(tmp_path), "-n"], capsys)
-    assert code == 1 and "library file 'nothere.mgf' not found" in err
+    assert code == 1 and "library file 'nothere.mgf' not found" in err and "did you mean" not in err
     assert "WorkflowError" not in err and not (tmp_path / ".snakemake").exists()
+    (tmp_path / "library.mgf").write_text("BEGIN IONS\nPEPMASS=100\n50 10\nEND IONS\n")
+    (tmp_path / "config.yaml").write_text("library: libary.mgf\n")  # a typo of a file that is there: suggested
+    code, err = _run(["run", str(tmp_path), "-n"], capsys)
+    assert code == 1 and "library file 'libary.mgf' not found" in err and "did you mean 'library.mgf'?" in err
 
 
 def test_an_lc_ms_run_as_query_points_to_the_pipeline(tmp_path: Path) -> None:
