@@ -205,3 +205,19 @@ def test_a_trichlorinated_compound_reads_37cl_at_m_plus_2_once_its_m_plus_4_says
     assert got["M+2"] == "37Cl/81Br M+2" and got["M+4"] == "37Cl2/37Cl81Br M+4"
     alone, runs = compound(382.972707, {"M+1": (1.003357, 0.1518), "M+2": (1.99705, 0.9599)})
     assert labels(alone, runs)["M+2"] == "37Cl/81Br M+2"  # without an M+4, one Br stays possible
+
+
+def test_an_ion_whose_mass_defect_cannot_hold_a_br_gets_no_81br_peak() -> None:
+    """Spike-in studies on a real QC run: a background ion at m/z 141.092 and one 1.998 Da above at Br's ratio
+    (0.97) were labelled "81Br M+2"; the rest of the ion without a 79Br (62.17 Da) would need a mass defect of
+    +0.17 Da, more than the hydrogen-richest organic ions carry."""
+    matrix, runs = compound(141.091833, {"X": (1.997953, 0.97)})
+    table = adducts.group_adducts(matrix, runs, PARAMS)
+    assert table["compound_group"].n_unique() == 2 and table["adduct"].null_count() == 2
+    assert not isotopes.defect_allows(("81Br",), np.array([141.091833]))[0]
+    # real halogenated ions pass: ambroxol's [M+H]+ (Br2), ethiprole's (Cl2 S), a 30Si ion of simeconazole
+    assert isotopes.defect_allows(("81Br", "81Br"), np.array([376.985864]))[0]
+    assert isotopes.defect_allows(("37Cl", "37Cl"), np.array([396.989898]))[0]
+    assert isotopes.defect_allows(("30Si",), np.array([294.143243]))[0]
+    # the alkylammonium bound: C8H20N+ (130.159) holds no Br but could, by its defect, hold what a 130 Da rest can
+    assert isotopes.defect_allows(("15N",), np.array([130.159024]))[0]

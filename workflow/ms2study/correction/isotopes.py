@@ -72,6 +72,10 @@ HEAVY_M1: dict[str, tuple[float, float, float]] = {
     "33S": (0.999388, 0.0075 / 0.9499, 60.0),
 }
 _ATOMS = {**HEAVY, **HEAVY_M1}
+# Monoisotopic masses of the light isotopes (IUPAC), for the mass-defect check (defect_allows)
+LIGHT_MASS = {"37Cl": 34.968853, "81Br": 78.918337, "34S": 31.972071, "30Si": 27.976927, "15N": 14.003074,
+              "33S": 31.972071}
+MAX_DEFECT_PER_DA, DEFECT_SLACK = 0.0016, 0.005  # Da of mass defect per Da of ion, and its slack: defect_allows
 # The readings of a peak, in the order a monoisotopic feature tries them: (nominal step k of "M+k", 13C atoms).
 # 13C before 15N/33S at M+1; 13C2 before one heavy atom at M+2 (the ratio decides, module docstring); two heavy atoms
 # before 13C2 with one at M+4.
@@ -234,13 +238,33 @@ def _bounds(kind: str, mz_mono: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.full(mz_mono.shape, LOW * rho[0] * c13_least), HIGH * atoms * rho[0] * c13 + SLACK
 
 
+def defect_allows(heavy: tuple[str, ...], mz_mono: np.ndarray, atoms: np.ndarray | int = 1) -> np.ndarray:
+    """Whether a singly charged ion of monoisotopic m/z ``mz_mono`` can hold the light isotopes of the atoms
+    ``heavy`` (``atoms`` of each, per ion: the least the peak's ratio implies) by its mass defect: what is left, m/z
+    minus their masses (:data:`LIGHT_MASS`), has a mass defect (its distance to the nearest integer) of at most
+    ``MAX_DEFECT_PER_DA`` x its mass + ``DEFECT_SLACK``. The hydrogen-
+    richest organic ions, saturated alkylammonium (e.g. C8H20N+, 130.159), carry 0.0012 Da per Da; Cl, Br, S and
+    Si lower the defect (79Br -0.082 Da), so an ion of m/z 141.092 cannot hold a Br (the rest, 62.17 Da, would need
+    +0.17 Da): a co-eluting ion 2 Da above it at Br's ratio is no 81Br peak (seen on background ions of spike-in
+    studies on a real QC run). Above a rest of about 300 Da the bound allows every defect."""
+    rest = mz_mono - np.asarray(atoms) * sum(LIGHT_MASS[h] for h in heavy)
+    return (rest > 0) & (rest - np.round(rest) <= MAX_DEFECT_PER_DA * rest + DEFECT_SLACK)
+
+
 def implausible(kind: np.ndarray, ratio: np.ndarray, mz_mono: np.ndarray) -> np.ndarray:
     """True for isotope edges (``kind`` in :data:`KINDS`; adduct edges are False) whose intensity ratio to the
-    monoisotopic feature of m/z ``mz_mono`` their composition cannot have (NaN ratios included)."""
+    monoisotopic feature of m/z ``mz_mono`` their composition cannot have (NaN ratios included), or whose heavy
+    atoms that ion's mass defect cannot hold (:func:`defect_allows`)."""
     bad = np.zeros(kind.size, dtype=bool)
     for name in KINDS:
         rows = np.flatnonzero(kind == name)
         if rows.size:
             lo, hi = _bounds(name, mz_mono[rows])
             bad[rows] = ~((ratio[rows] >= lo) & (ratio[rows] <= hi))
+            _, k, c, heavy = KINDS[name]
+            if heavy:  # a one-heavy-atom M+2 holds at least the atoms its ratio needs within the slack
+                rho = _ATOMS[heavy[0]][1]
+                least = (np.maximum(1, np.ceil((ratio[rows] - SLACK) / (HIGH * rho))) if k == 2 and c == 0
+                         else np.ones(rows.size))
+                bad[rows] |= ~defect_allows(heavy, mz_mono[rows], np.nan_to_num(least, nan=1.0))
     return bad
