@@ -356,3 +356,11 @@ def test_samples_whose_jobs_never_started_are_listed_from_a_dry_run(study: Path)
     assert outofdate.pending_samples(bad, env) is None
     note = outofdate.write_out_of_date_note(study, failed, time.time(), None).read_text()
     assert "could not be listed (the dry run failed); `ms2study run STUDY --dry-run` lists them" in note
+
+
+def test_the_dry_run_that_lists_waiting_samples_drops_the_force_options() -> None:
+    """A failed `ms2study run STUDY --forcerun detect` must not list every sample as waiting: the dry run that lists
+    the samples still to run leaves out --forcerun/-R and their rules, --forceall/-F and --force/-f."""
+    extra = ["--cores", "2", "--forcerun", "detect", "spectra", "--keep-going", "results/x", "-F", "--forcerun=qc",
+             "-R", "embed", "-f", "-n"]
+    assert outofdate.unforced(extra) == ["--cores", "2", "--keep-going", "results/x", "-n"]

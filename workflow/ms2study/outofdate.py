@@ -109,6 +109,23 @@ def pending_samples(dry_run: list[str], env: dict[str, str] | None = None,
     return parse_snakemake_log(done.stdout + "\n" + done.stderr).unfinished_samples if done.returncode == 0 else None
 
 
+def unforced(extra: list[str]) -> list[str]:
+    """``extra`` without Snakemake's force options and their values (``--forcerun``/``-R`` RULE..., ``--forceall``,
+    ``--force``): a dry run with them would list every forced job again, not the jobs still to run."""
+    out, skipping = [], False
+    for arg in extra:
+        if arg in ("--forcerun", "-R"):
+            skipping = True
+        elif skipping and not arg.startswith("-"):
+            continue
+        elif arg in ("--forceall", "-F", "--force", "-f") or arg.startswith("--forcerun="):
+            skipping = False
+        else:
+            skipping = False
+            out.append(arg)
+    return out
+
+
 def write_out_of_date_note(study_dir: Path, run: RunLog, since: float, pending: list[str] | None = None) -> Path:
     """Write ``results/study/OUT_OF_DATE.txt``: the study-level tables beside it are from an earlier run, which jobs
     of the latest run failed and with which logs, the samples whose jobs failed or did not finish and those with

@@ -30,7 +30,7 @@ import yaml
 from ms2study import study
 from ms2study.core.errors import InputError
 from ms2study.outofdate import (OUT_OF_DATE_NOTE, OUT_OF_DATE_REPORT, REPORT, mark_report_out_of_date,
-                                pending_samples, write_out_of_date_note)
+                                pending_samples, unforced, write_out_of_date_note)
 from ms2study.runlog import RunLog, parse_snakemake_log, read_run_log  # noqa: F401 (parse_snakemake_log: tests)
 
 # Outputs of jobs that the report does not depend on (encoder training, requested on its own).
@@ -392,7 +392,7 @@ def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] |
         lines.append(f"ms2study: the report from an earlier run is OUT OF DATE (this run did not finish it); it was "
                      f"moved to {moved} so it cannot be taken for this run's. A run that finishes writes a new "
                      f"{REPORT}.")
-        pending = pending_samples(snakemake_command(study_dir, [*(extra or []), "--dry-run"]), env)
+        pending = pending_samples(snakemake_command(study_dir, [*unforced(extra or []), "--dry-run"]), env)
         note = write_out_of_date_note(study_dir, run, since, pending)
         unmarked = mark_report_out_of_date(moved, since, run)
         if unmarked:

@@ -242,11 +242,11 @@ def defect_allows(heavy: tuple[str, ...], mz_mono: np.ndarray, atoms: np.ndarray
     """Whether a singly charged ion of monoisotopic m/z ``mz_mono`` can hold the light isotopes of the atoms
     ``heavy`` (``atoms`` of each, per ion: the least the peak's ratio implies) by its mass defect: what is left, m/z
     minus their masses (:data:`LIGHT_MASS`), has a mass defect (its distance to the nearest integer) of at most
-    ``MAX_DEFECT_PER_DA`` x its mass + ``DEFECT_SLACK``. The hydrogen-
-    richest organic ions, saturated alkylammonium (e.g. C8H20N+, 130.159), carry 0.0012 Da per Da; Cl, Br, S and
-    Si lower the defect (79Br -0.082 Da), so an ion of m/z 141.092 cannot hold a Br (the rest, 62.17 Da, would need
-    +0.17 Da): a co-eluting ion 2 Da above it at Br's ratio is no 81Br peak (seen on background ions of spike-in
-    studies on a real QC run). Above a rest of about 300 Da the bound allows every defect."""
+    ``MAX_DEFECT_PER_DA`` x its mass + ``DEFECT_SLACK``. The hydrogen-richest organic ions, saturated
+    alkylammonium (e.g. C8H20N+, 130.159), carry 0.0012 Da per Da; Cl, Br, S and Si lower the defect (79Br -0.082
+    Da), so an ion of m/z 141.092 cannot hold a Br (the rest, 62.17 Da, would need +0.17 Da): a co-eluting ion 2 Da
+    above it at Br's ratio is no 81Br peak (seen on background ions of spike-in studies on a real QC run). Above a
+    rest of about 300 Da the bound allows every defect."""
     rest = mz_mono - np.asarray(atoms) * sum(LIGHT_MASS[h] for h in heavy)
     return (rest > 0) & (rest - np.round(rest) <= MAX_DEFECT_PER_DA * rest + DEFECT_SLACK)
 

@@ -213,8 +213,8 @@ def _enrichment_finding(path: Path | None, positive: str | None = None,
              and not (tested["q_value"] < SIGNIFICANCE).fill_null(False).any())
     return (f"{hits.height} of {enrichment.height} chemical classes enriched at q &lt; {SIGNIFICANCE:g}: "
             + "; ".join(said)
-            + (" (no feature differs alone at q &lt; 0.05: the enrichment test takes a class's p-values together, so "
-               "many small shifts in one direction can make a class enriched)" if alone else ""))
+            + (f" (no feature differs alone at q &lt; {SIGNIFICANCE:g}: the enrichment test takes a class's p-values "
+               "together, so many small shifts in one direction can make a class enriched)" if alone else ""))
 
 
 def _resting_on_one(row: dict, tested: pl.DataFrame | None, alpha: float) -> str:
