@@ -398,3 +398,19 @@ def test_score_says_when_no_library_spectrum_has_the_queries_ion_mode() -> None:
     assert ion_mode_mismatch(queries, np.array([-1, 0]), "positive") is None  # unknown library mode: searched in both
     assert "queries: 2 positive; library: 1 negative" in ion_mode_mismatch(pl.DataFrame({"ion_mode": [None, None]}),
                                                                         np.array([-1]), "Positive")
+
+
+def test_every_problem_of_a_study_is_named_at_once(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Fresh-user trial: the outcome-column error hid the library path's typo until it was fixed. Both at once now,
+    numbered; one problem alone reads as before."""
+    _two_sample_study(tmp_path)
+    (tmp_path / "library.mgf").write_text("BEGIN IONS\nPEPMASS=100\n50 10\nEND IONS\n")
+    outcome = "models:\n  outcomes:\n    - {column: disease, type: binary}\n"  # no such column in the sheet
+    (tmp_path / "config.yaml").write_text("library: libary.mgf\n" + outcome)
+    code, err = _run(["run", str(tmp_path), "-n"], capsys)
+    assert code == 1 and "2 problems with this study: (1) " in err and "column 'disease'" in err
+    assert "(2) file 'libary.mgf': library file 'libary.mgf' not found" in err and "did you mean" in err
+    assert "Traceback" not in err and not (tmp_path / ".snakemake").exists()
+    (tmp_path / "config.yaml").write_text("library: library.mgf\n" + outcome)
+    code, err = _run(["run", str(tmp_path), "-n"], capsys)
+    assert code == 1 and "problems with this study" not in err and "column 'disease'" in err

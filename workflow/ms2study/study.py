@@ -451,10 +451,7 @@ def library_paths(study_dir: Path, config: dict) -> list[Path]:
 def library_name(paths: list[Path], config: dict) -> str:
     if config.get("library_name"):
         return str(config["library_name"])
-    stem = paths[0].name
-    for suffix in (".gz", ".mgf", ".msp", ".json"):
-        if stem.lower().endswith(suffix):
-            stem = stem[: -len(suffix)]
+    stem = re.sub(r"(\.(mgf|msp|json))?(\.gz)?$", "", paths[0].name, flags=re.IGNORECASE)  # lib.mgf.gz -> lib
     name = re.sub(r"[^A-Za-z0-9._-]", "_", stem) or "library"
     return name if len(paths) == 1 else f"{name}_plus{len(paths) - 1}"
 
@@ -486,11 +483,18 @@ def mass_tolerance_warning(config: dict) -> str | None:
 
 
 def check_study(study_dir: Path, config: dict, sheet: pl.DataFrame) -> list[str]:
-    """Every check of a study before it runs: outcomes, reference sample, correction and library paths (each raises
-    ``InputError`` naming the file and the fix); returns the warnings to show (``mass_tolerance_warning``)."""
-    sheet_path = study_dir / config["samples"]
-    check_outcomes(sheet, config, str(sheet_path if sheet_path.exists() else study_dir), str(study_dir / "config.yaml"))
-    check_reference_sample(sheet, config)
-    check_correction(sheet, config, str(study_dir / "config.yaml"))
-    library_paths(study_dir, config)
+    """Every check of a study before it runs (outcomes, reference sample, correction, library paths), all of them:
+    ``InputError`` naming the file and the fix, several problems numbered in one; returns ``mass_tolerance_warning``."""
+    sheet_path, config_path = study_dir / config["samples"], str(study_dir / "config.yaml")
+    errors = []
+    for check in (lambda: check_outcomes(sheet, config, str(sheet_path if sheet_path.exists() else study_dir),
+                                         config_path), lambda: check_reference_sample(sheet, config),
+                  lambda: check_correction(sheet, config, config_path), lambda: library_paths(study_dir, config)):
+        try:
+            check()
+        except InputError as err:
+            errors.append(err)
+    if errors:  # a fresh user fixed an outcome column only to meet the library path's typo next
+        raise errors[0] if len(errors) == 1 else InputError(f"{len(errors)} problems with this study: " + "; ".join(
+            f"({i}) {err}" for i, err in enumerate(errors, 1)), fix="correct each of them, then run again")
     return [w for w in [mass_tolerance_warning(config)] if w]
