@@ -8,7 +8,6 @@ message names the key or the row and says what to do.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import json
 import re
@@ -439,10 +438,10 @@ def library_paths(study_dir: Path, config: dict) -> list[Path]:
         if not candidate.exists() and (REPO_ROOT / item).exists():
             candidate = REPO_ROOT / item
         if not candidate.exists():
-            near = difflib.get_close_matches(Path(item).name, [f.name for f in candidate.parent.glob("*")
-                                                               if f.is_file()] if candidate.parent.is_dir() else [], 1)
+            near = suggest_key(Path(item).name, [f.name for f in candidate.parent.glob("*") if f.is_file()]
+                               if candidate.parent.is_dir() else [])
             raise InputError(f"library file '{item}' not found (looked in {study_dir} and {REPO_ROOT})"
-                             + (f"; did you mean '{Path(item).with_name(near[0])}'?" if near else ""),
+                             + (f"; did you mean '{Path(item).with_name(near)}'?" if near else ""),
                              file=str(item), fix="set 'library' in config.yaml to an existing MGF/MSP/JSON file")
         resolved.append(candidate)
     return resolved

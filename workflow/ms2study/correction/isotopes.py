@@ -203,8 +203,7 @@ def assign(a: np.ndarray, b: np.ndarray, kind: np.ndarray, score: np.ndarray, ra
             kinds = follow(kinds, *heavy_m2[ia], float(ratio[e])) if ia in heavy_m2 else []
             if not kinds:
                 continue
-            halogens = [kn for kn in kinds if len(KINDS[kn][3]) == 2]
-            if halogens:
+            if any(len(KINDS[kn][3]) == 2 for kn in kinds):  # two heavy halogens: narrow the M+2 / M+3 labels
                 named = {h for kn in heavy_m2[ia][0] for h in KINDS[kn][3]}
                 counts = halogen_counts(named, heavy_m2[ia][1], float(ratio[e]))
                 present = {h for ca, cb, _ in counts for h, n in (("37Cl", ca), ("81Br", cb)) if n}

@@ -100,12 +100,18 @@ def class_size_warning(summary: dict, outcome: str, warnings: list[str]) -> None
         "few samples per class", (f"models:{outcome}", f"differential:{outcome}")))
 
 
+def relies_on_imputation(table: pl.DataFrame) -> pl.Series:
+    """Per differential row, whether its test rests partly on imputed values: ``detection_rate`` below 1 (not
+    measured in every sample even after gap filling; a gap-filled value counts as measured)."""
+    return table["detection_rate"].fill_null(0.0) < 1
+
+
 def imputation_warning(tested: pl.DataFrame, outcome: str, warnings: list[str]) -> None:
     """A warning when more than ``MOSTLY_IMPUTED`` of the tested features have an imputed value (detected in fewer
     than all samples: ``detection_rate`` below 1; a gap-filled value counts as detected)."""
     if not tested.height or "detection_rate" not in tested.columns:
         return
-    relies = tested["detection_rate"].fill_null(0.0) < 1
+    relies = relies_on_imputation(tested)
     imputed = int(relies.sum())
     if imputed / tested.height > MOSTLY_IMPUTED:
         hits = (tested["q_value"] < SIGNIFICANCE).fill_null(False) if "q_value" in tested.columns else relies & False

@@ -112,7 +112,7 @@ def differential_finding(files: DifferentialFiles, ident: pl.DataFrame | None,
     """(outcome, the differential statement as HTML, the enrichment statement or None) of one differential table:
     how many tested features and compound groups have q < ``SIGNIFICANCE`` and in which direction, how many of them
     have MS/MS (``with_ms2``: consensus ids, ``cautions.features_with_ms2``; None: not said) and how many rest partly
-    on imputed values (``detection_rate`` below 1, as ``cautions.imputation_warning`` counts them), and the first
+    on imputed values (``cautions.relies_on_imputation``), and the first
     ``TOP_NAMED`` compounds among them (by q) that carry an accepted identification (``ident``,
     identifications.parquet; without it the table's own identification columns, which hold accepted ones only)
     with their Schymanski level. Raises nothing for an absent table: the statement says it is missing."""
@@ -138,7 +138,7 @@ def differential_finding(files: DifferentialFiles, ident: pl.DataFrame | None,
         k = sum(1 for c in hits["consensus_id"].cast(pl.Utf8).to_list() if c in with_ms2)
         text += f"; MS/MS for {k} of them (only these can be identified)"
     if hits.height and "detection_rate" in hits.columns:
-        imputed = int((hits["detection_rate"].fill_null(0.0) < 1).sum())
+        imputed = int(cautions.relies_on_imputation(hits).sum())
         if imputed:  # their fold change and p rest partly on values put in for unmeasured cells
             text += (f"; {imputed} of them rest{'s' if imputed == 1 else ''} partly on imputed values (not measured in "
                      "every sample even after gap filling)")

@@ -375,9 +375,9 @@ def simulate_spikein(outdir: Path, background: Path | list[Path], library: Path,
     profile-mode or MS1-less background, a library with too few usable records (with how many records failed
     each requirement) or an ``outdir`` that cannot take the study; then nothing is written."""
     backgrounds = [Path(b) for b in background] if isinstance(background, (list, tuple)) else [Path(background)]
-    outdir, background, library = Path(outdir), backgrounds[0] if backgrounds else Path(), Path(library)
     if not backgrounds:
         raise InputError("no background run given", fix="pass --background RUN.mzML (one or more)")
+    outdir, background, library = Path(outdir), backgrounds[0], Path(library)
     if n_samples < 2:
         raise InputError("a study needs at least 2 samples", fix="pass --samples 2 or more")
     if not 0 <= n_changed <= n_compounds or n_compounds < 1 or fold_change <= 0 or not 0 <= unknown_fraction < 1:
