@@ -46,6 +46,21 @@ def test_inverse_alignment_maps_back_to_the_raw_axis() -> None:
         raw_rt(raw, 0.0, 1.0)
 
 
+def test_scans_read_back_from_their_table_as_written() -> None:
+    """``Ms1Scans.from_frame`` (flat arrays split per scan) gives the scans ``to_frame`` wrote, in RT order, an
+    empty scan included; an empty table gives no scans; lists of unequal length are refused."""
+    scans = Ms1Scans(np.array([2.0, 1.0, 3.0]), [np.array([1.0, 2.0]), np.array([]), np.array([3.0])],
+                     [np.array([5.0, 6.0]), np.array([]), np.array([7.0])])
+    back = Ms1Scans.from_frame(scans.to_frame())
+    assert back.rt.tolist() == [1.0, 2.0, 3.0]
+    assert [m.tolist() for m in back.mz] == [[], [1.0, 2.0], [3.0]]
+    assert [i.tolist() for i in back.intensity] == [[], [5.0, 6.0], [7.0]]
+    assert len(Ms1Scans.from_frame(scans.to_frame().head(0))) == 0
+    broken = pl.DataFrame({"rt_s": [1.0], "mz": [[1.0, 2.0]], "intensity": [[5.0]]}, schema=tables.MS1_SCANS)
+    with pytest.raises(ValueError, match="differ in length"):
+        Ms1Scans.from_frame(broken)
+
+
 def test_requantified_detected_features_agree_with_their_detected_intensity(linked: dict) -> None:
     """The filler quantifies like detect: at the consensus position (mapped back to each run), the features a run
     did detect come out at their detected intensity (median relative difference well under 20%)."""

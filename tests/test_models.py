@@ -446,7 +446,7 @@ def test_elastic_net_regression_solves_the_same_problem_as_scikit_learn() -> Non
     rng = np.random.default_rng(5)
     X = rng.normal(loc=3.0, size=(40, 15))
     y = 2.0 * X[:, 0] - X[:, 3] + rng.normal(scale=0.5, size=40) + 10.0
-    ours = elasticnet.ElasticNetRelative(lambda_ratio=0.1, l1_ratio=0.7).fit(X, y)
+    ours = elasticnet.ElasticNetRelative(lambda_ratio=0.1, l1_ratio=0.7, tol=1e-12).fit(X, y)
     centred = X - X.mean(axis=0)
     alpha_max = np.max(np.abs(centred.T @ (y - y.mean()))) / (40 * 0.7)
     theirs = ElasticNet(alpha=0.1 * alpha_max, l1_ratio=0.7, tol=1e-12, max_iter=100_000).fit(X, y)
@@ -472,9 +472,10 @@ def test_elastic_net_paths_reach_the_separate_fits(kind: str) -> None:
     for (ratio, l1), fitted in zip(grid, path):
         alone = estimators.make_estimator(kind, (ratio, l1), models.merge_params(None)).fit(X, y)
         assert (fitted.lambda_ratio, fitted.l1_ratio) == (ratio, l1)
-        # both solvers stop at a tolerance (no coefficient moving by more than about 1e-3 per sweep), so a path and
-        # a fit from zero end within a few 1e-3 of the optimum and of each other
-        np.testing.assert_allclose(fitted.coef_, alone.coef_, atol=5e-3)
+        # both stop at glmnet's tolerance, a move worth at most 1e-7 of the loss (weighted squared units), so a path
+        # and a fit from zero end near the optimum: their predictions within 2e-3, their coefficients within a few
+        # 1e-2 (where the loss is flat, e.g. a multiclass model's weakly determined direction, 0.019 measured)
+        np.testing.assert_allclose(fitted.coef_, alone.coef_, atol=3e-2)
         n_classes = 0 if kind == "continuous" else int(y.max()) + 1
         np.testing.assert_allclose(estimators.predict_scores(fitted, X, kind, n_classes),
                                    estimators.predict_scores(alone, X, kind, n_classes), atol=2e-3)

@@ -80,10 +80,19 @@ class Ms1Scans:
 
     @classmethod
     def from_frame(cls, frame: pl.DataFrame) -> Ms1Scans:
-        """The scans of an ``MS1_SCANS`` table (``to_frame``), in RT order."""
+        """The scans of an ``MS1_SCANS`` table (``to_frame``), in RT order. The list columns are read as one flat
+        array each and split per scan (not a Python list per scan: 200 runs' scans took 11 s that way). Raises
+        ValueError when a scan's m/z and intensity lists differ in length."""
         frame = frame.sort("rt_s", maintain_order=True)
-        mz = [np.asarray(v, np.float64) for v in frame["mz"].to_list()]
-        intensity = [np.asarray(v, np.float64) for v in frame["intensity"].to_list()]
+        if not frame.height:
+            return cls(np.empty(0), [], [])
+        lengths = frame["mz"].list.len().fill_null(0).to_numpy()
+        if not np.array_equal(lengths, frame["intensity"].list.len().fill_null(0).to_numpy()):
+            raise ValueError("MS1 scans table: a scan's m/z and intensity lists differ in length")
+        filled = frame.filter(pl.col("mz").list.len() > 0)  # an empty list would explode to a null
+        ends = np.cumsum(lengths)[:-1]
+        mz = np.split(filled["mz"].explode().to_numpy().astype(np.float64), ends)
+        intensity = np.split(filled["intensity"].explode().to_numpy().astype(np.float64), ends)
         return cls(frame["rt_s"].to_numpy().astype(np.float64), mz, intensity)
 
 

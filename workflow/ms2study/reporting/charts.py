@@ -231,8 +231,10 @@ def chromatogram_figure(traces: list[tuple[str, np.ndarray, np.ndarray]], title:
             if not members:
                 continue
             x, v, names = _joined(members)
+            escaped = {s: esc(s) for s, _, _ in members}
+            # a numpy array, not a list: plotly validates a list element by element (seconds at 200 samples)
             fig.add_trace(go.Scatter(x=_f32(x), y=_f32(v), mode="lines", name=name, line=line,
-                                     text=[esc(s) for s in names],
+                                     text=np.array([escaped[s] for s in names]),
                                      hovertemplate="%{text}<br>RT %{x:.1f} s<br>%{y:.3g}<extra></extra>"))
     return _layout(fig, title, "retention time (s)", ylabel, 560, 380)
 

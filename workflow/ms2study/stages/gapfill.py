@@ -86,8 +86,13 @@ def run_ms1_scans(mzml: str | Path, sample_id: str, detect_params: dict | None =
 
 def read_ms1_scans(path: str | Path, sample_id: str) -> Ms1Scans:
     """The MS1 scans the detect stage saved for a run (``tables.MS1_SCANS``). Raises ``InputError``
-    naming the file and the sample when the table is missing or lacks its columns."""
-    return Ms1Scans.from_frame(tables.read_table(path, tables.MS1_SCANS, sample_id))
+    naming the file and the sample when the table is missing, lacks its columns or holds a scan whose m/z and
+    intensity lists differ in length."""
+    try:
+        return Ms1Scans.from_frame(tables.read_table(path, tables.MS1_SCANS, sample_id))
+    except ValueError as err:
+        raise InputError(str(err), file=str(path), sample=sample_id, fix="rerun 'ms2study detect' for this sample "
+                         "(it saves the scans)") from err
 
 
 def gap_fill_sample(
