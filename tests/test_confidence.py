@@ -166,6 +166,32 @@ def test_one_identification_per_consensus_feature() -> None:
     assert (blank["n_samples"][0], blank["n_blank_runs"][0]) == (1, 1)
 
 
+def test_an_accepted_feature_below_cosine_0_3_says_which_scores_carried_it() -> None:
+    """Issue 10: no low-cosine hit accepted without the report being able to say why. A feature whose spectra all
+    score cosine < 0.3 but pass on the combined score carries ``evidence_note`` with its best spectrum's entropy,
+    embedding and modified cosine; a feature with a cosine >= 0.3 spectrum, or not accepted, carries none."""
+    ann = _annotations([
+        ("s1:1", "s1", "s1:F1", 1, "LA", "alpha", IK_A, "C", "C6H6", "[M+H]+", 0.81, 0.22, 1e-7, 3, [IK_A]),
+        ("s2:1", "s2", "s2:F7", 1, "LA", "alpha", IK_A, "C", "C6H6", "[M+H]+", 0.70, 0.18, 1e-5, 3, [IK_A]),
+        ("s1:2", "s1", "s1:F2", 1, "LC", "gamma", IK_C, "C", "C7H8", "[M+H]+", 0.9, 0.25, 1e-7, 3, [IK_C]),
+        ("s2:2", "s2", "s2:F8", 1, "LC", "gamma", IK_C, "C", "C7H8", "[M+H]+", 0.9, 0.55, 1e-6, 3, [IK_C]),
+        ("s1:3", "s1", "s1:F3", 1, "LB", "beta", IK_B, "C", "C5H6O", "[M+H]+", 0.2, 0.1, 0.6, None, None),
+    ]).with_columns(entropy=pl.Series([0.71, 0.6, 0.8, 0.8, 0.1]), embedding=pl.Series([0.93, 0.9, 0.9, 0.9, 0.2]),
+                    modified_cosine=pl.Series([0.41, 0.3, 0.5, 0.6, 0.1]))
+    links = pl.DataFrame({"consensus_id": ["C1", "C1", "C2", "C2", "C3"], "sample_id": ["s1", "s2", "s1", "s2", "s1"],
+                          "feature_id": ["s1:F1", "s2:F7", "s1:F2", "s2:F8", "s1:F3"]})
+    out = identify.identify_features(ann, links, fdr=0.01).sort("consensus_id")
+    notes = dict(zip(out["consensus_id"], out["evidence_note"]))
+    assert out["accepted"].to_list() == [True, True, False]
+    assert notes["C1"] == ("best cosine below 0.3: accepted on the combined score (its best spectrum: cosine 0.22, "
+                           "entropy 0.71, embedding 0.93, modified cosine 0.41)")
+    assert notes["C2"] is None and notes["C3"] is None  # C2 has a spectrum at 0.55; C3 is not accepted
+    # tables without the score columns (spectral scores only) still get the note, with what there is
+    bare = identify.identify_features(ann.drop("entropy", "embedding", "modified_cosine"), links, fdr=0.01)
+    assert bare.filter(pl.col("consensus_id") == "C1")["evidence_note"][0] == (
+        "best cosine below 0.3: accepted on the combined score (its best spectrum: cosine 0.22)")
+
+
 def test_simes_rewards_agreeing_spectra() -> None:
     assert identify.simes([0.01, 0.01, 0.01, 0.01], 4) == pytest.approx(0.01)
     assert identify.simes([0.01], 4) == pytest.approx(0.04)

@@ -901,6 +901,30 @@ def test_a_match_refused_by_the_adduct_check_is_listed_with_its_reason() -> None
     assert "more consensus feature" not in _consensus_compounds(ident, {}, "q ≤ 0.01", None)
 
 
+def test_an_identification_accepted_below_cosine_0_3_shows_why() -> None:
+    """Issue 10: a feature accepted with no spectrum at cosine 0.3 is shown with the scores that carried it
+    (identifications.parquet ``evidence_note``), with a sentence saying how many there are; without such a feature
+    the column is absent."""
+    from ms2study.reporting.sections import _consensus_compounds
+
+    note = ("best cosine below 0.3: accepted on the combined score (its best spectrum: cosine 0.22, entropy 0.71, "
+            "embedding 0.93)")
+    ident = pl.DataFrame({
+        "consensus_id": ["C1", "C2"], "name": ["alpha", "beta"], "msi_level": [3, 2],
+        "isomer_inchikeys": [["AAAAAAAAAAAAAA-X"], ["BBBBBBBBBBBBBB-X"]], "inchikey": ["AAAAAAAAAAAAAA-X",
+                                                                                       "BBBBBBBBBBBBBB-X"],
+        "compound_class": ["c", "c"], "n_samples": [6, 6], "n_spectra": [6, 6], "n_supporting": [6, 6],
+        "best_score": [0.81, 0.95], "best_cosine": [0.22, 0.98], "q_value": [0.001, 0.003], "accepted": [True, True],
+        "evidence_note": [note, None]}, schema_overrides={"msi_level": pl.Int8})
+    text = _consensus_compounds(ident, {}, "q ≤ 0.01")
+    assert "1 accepted feature(s) have no spectrum with cosine 0.3 or more" in text
+    rows = _itable_rows(text, "identifications-table")
+    by_id = {r[0]: r for r in rows}
+    assert by_id["C1"][-1] == note and by_id["C2"][-1] in (None, "")
+    plain = _consensus_compounds(ident.filter(pl.col("consensus_id") == "C2"), {}, "q ≤ 0.01")
+    assert "why accepted" not in plain and "have no spectrum with cosine" not in plain
+
+
 def test_a_refused_match_shows_the_evidence_of_the_veto() -> None:
     """The refused match's row names what the veto rested on, so a chemist can judge it: the partner feature (id,
     m/z, retention time), the two adducts, the correlation and the number of runs it was computed on."""

@@ -25,7 +25,7 @@ from ms2study.library.prepared import cleaning_margin_da, decoy_peaks, load_deco
 DEFAULT_ISOMER_MARGIN = 0.05
 
 
-LOW_COSINE = 0.3   # accepted hits below this cosine are counted in the log (the report says why they passed)
+LOW_COSINE = confidence.LOW_COSINE  # accepted hits below it are counted in the log and carry an evidence note
 
 
 def confidence_table(

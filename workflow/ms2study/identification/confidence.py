@@ -70,6 +70,7 @@ TAIL_FLOOR = 0.05          # null scores at or below this (no real spectral agre
 ISOMER_ERROR_TARGET = 0.02 # wrong-isomer rate allowed among level-2 self-search hits when learning the margin
 MIN_CLASS_NULL = 300       # wrong-structure candidates needed for a chemical class's own structure null
 MIN_STRUCTURE_NULL = 20    # wrong-structure candidates below which no hit can be singled out (Schymanski level 2)
+LOW_COSINE = 0.3           # accepted hits below this cosine carry an evidence note (the report says why they passed)
 STORED_TOP = 5000          # null scores stored exactly (the upper tail); the rest as quantiles
 STORED_QUANTILES = 1000
 _EPS = 1e-6

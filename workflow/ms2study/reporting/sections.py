@@ -215,7 +215,16 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
         **({"blank runs": acc["n_blank_runs"]} if "n_blank_runs" in acc.columns and acc["n_blank_runs"].sum() else {}),
         "spectra": acc["n_spectra"],
         "supporting": acc["n_supporting"], "best score": acc["best_score"], "best cosine": acc["best_cosine"],
-        "q": acc["q_value"]}, strict=False)
+        "q": acc["q_value"],
+        **({"why accepted (cosine < 0.3)": acc["evidence_note"]}
+           if "evidence_note" in acc.columns and acc["evidence_note"].is_not_null().any() else {})}, strict=False)
+    low = int(acc["evidence_note"].is_not_null().sum()) if "evidence_note" in acc.columns else 0
+    if low:
+        parts.append(f"<p>{low} accepted feature(s) have no spectrum with cosine 0.3 or more: they passed on the "
+                     "combined score (entropy, embedding, modified cosine), and the last column gives the scores "
+                     "of the spectrum each rests on. A low cosine with high entropy or embedding agreement is "
+                     "typical of a noisy or chimeric spectrum of the right compound, but check these by "
+                     "eye.</p>")
     parts.append(interactive_table(shown, "identifications-table",
                                    order=[("level (Schymanski)", "asc"), ("q", "asc"), ("samples", "desc")]))
     if fdr is not None and "adduct_note" in ident.columns:

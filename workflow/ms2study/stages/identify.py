@@ -79,6 +79,7 @@ IDENTIFICATIONS: dict[str, pl.DataType] = {
     "adduct_relation": pl.Utf8,     # "[M+K]+ here, [M+H]+ at the partner"
     "adduct_correlation": pl.Float64,  # Pearson r of the pair's log intensities; null when not tested
     "adduct_n_runs": pl.Int32,      # runs in which both were measured
+    "evidence_note": pl.Utf8,       # accepted with best cosine < 0.3: the scores of its best spectrum that carried it
 }
 GROUPING_COLUMNS = ("consensus_id", "compound_group", "adduct")
 
@@ -111,7 +112,8 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
     """
     if annotations.height == 0 or links.height == 0:
         return pl.DataFrame(schema=IDENTIFICATIONS)
-    for col, dtype in (("p_value", pl.Float64), ("msi_level", pl.Int8), ("isomer_inchikeys", pl.List(pl.Utf8))):
+    for col, dtype in (("p_value", pl.Float64), ("msi_level", pl.Int8), ("isomer_inchikeys", pl.List(pl.Utf8)),
+                       ("entropy", pl.Float64), ("embedding", pl.Float64), ("modified_cosine", pl.Float64)):
         if col not in annotations.columns:
             annotations = annotations.with_columns(pl.lit(None, dtype=dtype).alias(col))
     top = annotations.filter((pl.col("rank") == 1) & pl.col("feature_id").is_not_null()).join(
@@ -161,7 +163,9 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
     out = (best.select("consensus_id", "library_name", "library_inchikey", "library_smiles", "library_formula",
                        "library_adduct", "library_id", pl.col("msi_level").alias("_level_best"), "_identity",
                        "compound_group", "feature_adduct", "_contra_note", "_differs", "_nh3", "_veto_ok",
-                       "_n_detected", *EVIDENCE_OUT)
+                       "_n_detected", *EVIDENCE_OUT, pl.col("cosine").alias("_cos1"),
+                       pl.col("entropy").alias("_entropy1"), pl.col("embedding").alias("_embedding1"),
+                       pl.col("modified_cosine").alias("_modified1"))
            .join(summary, on="consensus_id").join(per_feature, on="consensus_id")
            .join(rivals, on="consensus_id", how="left"))
     p = np.array([simes(pv, n) for pv, n in zip(out["_pvals"].to_list(), out["n_spectra"].to_list())])
@@ -177,6 +181,7 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
             pl.concat_list(pl.col("library_inchikey"), pl.col("_iso"), pl.col("_rivals").fill_null([]))
             .list.drop_nulls().list.unique(maintain_order=True))
         .when(accepted).then(pl.concat_list(pl.col("library_inchikey"))).alias("isomer_inchikeys"),
+        _low_cosine_note(),
     ).rename({"library_name": "name", "library_inchikey": "inchikey", "library_smiles": "smiles",
               "library_formula": "formula", "library_adduct": "adduct"})
     if classes is not None and "compound_class" in classes.columns:
@@ -193,6 +198,21 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
                  "not accepted for their adduct or their compound group", int(everyone["_contra"].sum()),
                  int(out["adduct_note"].str.starts_with("not accepted").sum()))
     return out
+
+
+def _low_cosine_note() -> pl.Expr:
+    """``evidence_note`` of an accepted feature whose best cosine is below ``confidence.LOW_COSINE``: the scores of
+    the spectrum its p-value rests on (columns ``_cos1``, ``_entropy1``, ``_embedding1``, ``_modified1``), so the
+    report can say why a low-cosine match passed (issue 10's target); null elsewhere."""
+    def part(label: str, column: str) -> pl.Expr:
+        return pl.when(pl.col(column).is_not_null()).then(
+            pl.lit(f", {label} ") + pl.col(column).round(2).cast(pl.Utf8)).otherwise(pl.lit(""))
+
+    low = confidence.LOW_COSINE
+    note = (pl.lit(f"best cosine below {low}: accepted on the combined score (its best spectrum: cosine ")
+            + pl.col("_cos1").round(2).cast(pl.Utf8).fill_null("?") + part("entropy", "_entropy1")
+            + part("embedding", "_embedding1") + part("modified cosine", "_modified1") + pl.lit(")"))
+    return pl.when(pl.col("accepted") & (pl.col("best_cosine") < low)).then(note).alias("evidence_note")
 
 
 # the identification columns that carry a label's evidence (IDENTIFICATIONS)
