@@ -192,6 +192,33 @@ def test_an_accepted_feature_below_cosine_0_3_says_which_scores_carried_it() -> 
         "best cosine below 0.3: accepted on the combined score (its best spectrum: cosine 0.22)")
 
 
+def test_one_compound_named_at_two_retention_times_is_marked_on_both() -> None:
+    """A compound elutes once: two accepted features named alike more than SAME_COMPOUND_RT_S apart each list the
+    other in ``same_name_elsewhere`` (a scientist's trial: glycine named on its own peak at 179 s and on a taurine
+    conjugate's in-source fragment at 86 s); features of one compound at one RT (an adduct) are not marked; rt_s is
+    the median aligned RT of the feature's linked features."""
+    row = ("LA", "alpha", IK_A, "C", "C6H6", "[M+H]+", 0.95, 0.9, 1e-7, 3, [IK_A])
+    ann = _annotations([
+        ("s1:1", "s1", "s1:F1", 1, *row), ("s2:1", "s2", "s2:F1", 1, *row),
+        ("s1:2", "s1", "s1:F2", 1, *row), ("s2:2", "s2", "s2:F2", 1, *row),
+        ("s1:3", "s1", "s1:F3", 1, *row), ("s2:3", "s2", "s2:F3", 1, *row),
+        ("s1:4", "s1", "s1:F4", 1, "LB", "beta", IK_B, "C", "C5H6O", "[M+H]+", 0.9, 0.9, 1e-7, 3, [IK_B]),
+    ])
+    links = pl.DataFrame({
+        "consensus_id": ["C1", "C1", "C2", "C2", "C3", "C3", "C4"], "sample_id": ["s1", "s2"] * 3 + ["s1"],
+        "feature_id": ["s1:F1", "s2:F1", "s1:F2", "s2:F2", "s1:F3", "s2:F3", "s1:F4"],
+        "rt_aligned_s": [85.0, 86.2, 178.0, 179.6, 180.5, 181.0, 300.0]})
+    out = identify.identify_features(ann, links, fdr=0.01).sort("consensus_id")
+    assert out["accepted"].all()
+    elsewhere = dict(zip(out["consensus_id"], out["same_name_elsewhere"].to_list()))
+    # C2 and C3 (one compound's two ions at 179-181 s) do not mark each other; both mark C1 (85.6 s), and C1 both
+    assert elsewhere == {"C1": ["C2", "C3"], "C2": ["C1"], "C3": ["C1"], "C4": []}
+    assert out["rt_s"].to_list() == pytest.approx([85.6, 178.8, 180.75, 300.0])
+    # without retention times nothing can be said: no feature is marked
+    bare = identify.identify_features(ann, links.drop("rt_aligned_s"), fdr=0.01)
+    assert bare["rt_s"].is_null().all() and all(v == [] for v in bare["same_name_elsewhere"].to_list())
+
+
 def test_simes_rewards_agreeing_spectra() -> None:
     assert identify.simes([0.01, 0.01, 0.01, 0.01], 4) == pytest.approx(0.01)
     assert identify.simes([0.01], 4) == pytest.approx(0.04)

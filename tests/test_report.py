@@ -925,6 +925,46 @@ def test_an_identification_accepted_below_cosine_0_3_shows_why() -> None:
     assert "why accepted" not in plain and "have no spectrum with cosine" not in plain
 
 
+def test_one_compound_named_at_several_retention_times_is_a_warning_with_its_features() -> None:
+    """Accepted features named one compound more than 10 s apart (identifications ``same_name_elsewhere``) are
+    listed with their retention times under a warning that at most one of them is the compound; the compound table
+    shows each feature's RT."""
+    from ms2study.reporting.sections import _consensus_compounds
+
+    ident = pl.DataFrame({
+        "consensus_id": ["C56", "C57", "C90"], "name": ["glycine", "glycine", "alpha"], "msi_level": [3, 3, 2],
+        "isomer_inchikeys": [["DHMQDGOQFOQNFH"], ["DHMQDGOQFOQNFH"], ["AAAAAAAAAAAAAA-X"]],
+        "inchikey": ["DHMQDGOQFOQNFH-UHFFFAOYSA-N", "DHMQDGOQFOQNFH-UHFFFAOYSA-N", "AAAAAAAAAAAAAA-X"],
+        "compound_class": ["c", "c", "c"], "n_samples": [19, 23, 6], "n_spectra": [19, 23, 6],
+        "n_supporting": [19, 23, 6], "best_score": [0.99, 0.98, 0.9], "best_cosine": [0.99, 0.98, 0.9],
+        "q_value": [0.0044, 0.001, 0.002], "accepted": [True, True, True], "rt_s": [85.6, 178.8, 300.0],
+        "same_name_elsewhere": [["C57"], ["C56"], []]}, schema_overrides={"msi_level": pl.Int8})
+    text = _consensus_compounds(ident, {}, "q ≤ 0.01")
+    assert "1 compound(s) are named on 2 features at retention times more than 10 s apart" in text
+    assert "C56 (85.6 s), C57 (178.8 s)" in text and "at most one feature of each set is that compound" in text
+    rows = {r[0]: r for r in _itable_rows(text, "identifications-table")}
+    assert rows["C56"][1] == 85.6 and rows["C90"][1] == 300.0
+    alone = _consensus_compounds(ident.filter(pl.col("consensus_id") != "C56").with_columns(
+        same_name_elsewhere=pl.lit([], dtype=pl.List(pl.Utf8))), {}, "q ≤ 0.01")
+    assert "retention times more than 10 s apart" not in alone
+
+
+def test_the_matrix_counts_study_samples_with_qcs_and_blanks_apart() -> None:
+    """A scientist's trial: 'detected in every sample: 33' counted the blanks as samples, which made it the list of
+    contaminants. With run roles, the counts are over the study samples, QCs and blanks named apart."""
+    from ms2study.reporting.sections import matrix_section
+
+    matrix = pl.DataFrame({"consensus_id": ["C1", "C2", "C3"], "S1": [1.0, 2.0, 3.0], "S2": [1.0, 2.0, None],
+                           "QC1": [1.0, 2.0, 3.0], "B1": [1.0, None, None]})
+    ids = ["S1", "S2", "QC1", "B1"]
+    text = matrix_section(matrix, ids, [], roles={"S1": "sample", "S2": "sample", "QC1": "qc", "B1": "blank"})
+    assert "across 4 runs (2 study samples, 1 pooled QCs, 1 blanks)" in text
+    assert "detected in every study sample (before gap filling): 2; in one study sample only: 1" in text
+    assert "detection rate over the study samples 83.3%" in text
+    plain = matrix_section(matrix, ids, [])
+    assert "across 4 samples" in plain and "detected in every sample (before gap filling): 1;" in plain
+
+
 def test_a_refused_match_shows_the_evidence_of_the_veto() -> None:
     """The refused match's row names what the veto rested on, so a chemist can judge it: the partner feature (id,
     m/z, retention time), the two adducts, the correlation and the number of runs it was computed on."""

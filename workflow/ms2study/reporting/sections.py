@@ -207,8 +207,11 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
             return f"{r['inchikey'] or ''} (no isomer in the library; unseen isomers not ruled out)"
         return ", ".join(keys)
 
+    parts.extend(_same_name_sets(acc))
     shown = pl.DataFrame({
-        "consensus feature": acc["consensus_id"], "compound": acc["name"], "level (Schymanski)": acc["msi_level"],
+        "consensus feature": acc["consensus_id"],
+        **({"RT (s)": acc["rt_s"]} if "rt_s" in acc.columns and acc["rt_s"].is_not_null().any() else {}),
+        "compound": acc["name"], "level (Schymanski)": acc["msi_level"],
         "InChIKey / isomers": [isomers(r) for r in acc.iter_rows(named=True)],
         "class": acc.select(class_path())["compound_class"], "samples": acc["n_samples"],
         **({"QC runs": acc["n_qc_runs"]} if "n_qc_runs" in acc.columns and acc["n_qc_runs"].sum() else {}),
@@ -253,6 +256,29 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
     return "".join(parts)
 
 
+def _same_name_sets(acc: pl.DataFrame) -> list[str]:
+    """A warning and a table when accepted features named one compound lie at several retention times
+    (identifications.parquet ``same_name_elsewhere``): a compound elutes once, so at most one of each set is it."""
+    if "same_name_elsewhere" not in acc.columns:
+        return []
+    marked = acc.filter(pl.col("same_name_elsewhere").list.len() > 0)
+    if not marked.height:
+        return []
+    sets = (marked.sort("rt_s").group_by("name", maintain_order=True)
+            .agg(pl.col("consensus_id"), pl.col("rt_s"), pl.col("q_value").min().alias("q")).sort("name"))
+    rows = [[r["name"], len(r["consensus_id"]),
+             ", ".join(f"{c} ({t:.1f} s)" if t is not None else c for c, t in zip(r["consensus_id"], r["rt_s"])),
+             q_cell(r["q"])] for r in sets.iter_rows(named=True)]
+    box = warning_box(
+        f"{sets.height} compound(s) are named on {marked.height} features at retention times more than 10 s apart. "
+        "A compound elutes once, so at most one feature of each set is that compound; the others are isomers the "
+        "library lacks, in-source fragments of other compounds or their adducts, which the same spectrum match "
+        "cannot tell apart. The q-value "
+        "of each match measures confusion with the library's other spectra, not with compounds absent from it. "
+        "Check these retention times against a standard before reporting the names.")
+    return [box, html_table(["compound", "features", "features (RT)", "lowest q"], rows, numeric={1, 3})]
+
+
 def _fixed(value: float | None, decimals: int) -> str | None:
     """``value`` with a fixed number of decimals (m/z 4, retention time 1), None when missing."""
     return None if value is None or not np.isfinite(value) else f"{value:.{decimals}f}"
@@ -272,9 +298,12 @@ def encoder_section(encoder: dict) -> str:
 
 
 def matrix_section(matrix: pl.DataFrame | None, sample_ids: list[str], warnings: list[str],
-                   matrix_label: str | None = None) -> str:
+                   matrix_label: str | None = None, roles: dict[str, str] | None = None) -> str:
     """Detection counts of the consensus feature matrix (null, NaN or ≤ 0: not detected), with a bar chart of
-    features by number of samples detected; a missing matrix (``matrix_label``: its path) is a warning."""
+    features by number of samples detected; a missing matrix (``matrix_label``: its path) is a warning. With
+    ``roles`` (sample id -> sample, qc or blank) the counts are over the study samples, pooled QCs and blanks named
+    apart (counting blanks as samples made "detected in every sample" the list of contaminants); the per-run table
+    lists every run."""
     if matrix is None:
         warnings.append(Caution(f"the feature matrix ({esc(matrix_label)}) is missing" if matrix_label else
                                 "the feature matrix was not passed to the report", DOUBT))
@@ -286,14 +315,24 @@ def matrix_section(matrix: pl.DataFrame | None, sample_ids: list[str], warnings:
     # null is the contract for "not detected"; NaN and non-positive intensities are treated the same way
     detected = matrix.select([(pl.col(s).cast(pl.Float64).fill_nan(None) > 0).fill_null(False) for s in present]
                              ).to_numpy()
-    per_feature = detected.sum(axis=1)
-    rate = float(detected.mean())
-    counts = np.bincount(per_feature, minlength=len(present) + 1)
-    parts = [(f"<p><b>{n}</b> consensus features across {len(present)} samples; overall detection rate "
-             f"{rate:.1%}; detected in every sample (before gap filling): {int(counts[-1])}; in one sample only: "
-             f"{int(counts[1])}.</p>")]
+    kinds = [(roles or {}).get(s, "sample") for s in present]
+    study = np.array([k == "sample" for k in kinds])
+    if not study.any():  # no study sample in the sheet: count every run
+        study[:] = True
+    counts = np.bincount(detected[:, study].sum(axis=1), minlength=int(study.sum()) + 1)
+    others = {k: kinds.count(k) for k in ("qc", "blank") if k in kinds}
+    runs = (f"{len(present)} runs ({int(study.sum())} study samples"
+            + "".join(f", {c} {'pooled QCs' if k == 'qc' else 'blanks'}" for k, c in others.items()) + ")"
+            if others else f"{len(present)} samples")
+    scope = " study" if others else ""
+    parts = [(f"<p><b>{n}</b> consensus features across {runs}; detection rate over the{scope} samples "
+             f"{float(detected[:, study].mean()):.1%}; detected in every{scope} sample (before gap filling): "
+             f"{int(counts[-1])}; in one{scope} sample only: {int(counts[1])}."
+             + (" Pooled QCs and blanks are left out of these counts (a contaminant is detected in every run, "
+                "blanks included)." if others else "") + "</p>")]
     chart = bar_figure([str(k) for k in range(1, len(counts))], [float(c) for c in counts[1:]],
-                       "Consensus features by number of samples detected", "samples detected", "features")
+                       f"Consensus features by number of{scope} samples detected", f"{scope.strip()} samples detected"
+                       .strip(), "features")
     per_sample = detected.sum(axis=0)
     parts.append(f'<div class="charts">{figure_html(chart)}</div>')
     parts.append(html_table(["sample", "features detected", "detection rate"],

@@ -80,7 +80,12 @@ IDENTIFICATIONS: dict[str, pl.DataType] = {
     "adduct_correlation": pl.Float64,  # Pearson r of the pair's log intensities; null when not tested
     "adduct_n_runs": pl.Int32,      # runs in which both were measured
     "evidence_note": pl.Utf8,       # accepted with best cosine < 0.3: the scores of its best spectrum that carried it
+    "rt_s": pl.Float64,             # the consensus feature's retention time (median aligned RT of its features, s)
+    "same_name_elsewhere": pl.List(pl.Utf8),  # other accepted features named this compound > SAME_COMPOUND_RT_S away
 }
+# Features of one compound (adducts, isotopes, in-source ions) co-elute; two accepted features named one compound
+# whose retention times differ by more than this (the link stage's default RT tolerance) cannot both be it.
+SAME_COMPOUND_RT_S = 10.0
 GROUPING_COLUMNS = ("consensus_id", "compound_group", "adduct")
 
 
@@ -184,6 +189,7 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
         _low_cosine_note(),
     ).rename({"library_name": "name", "library_inchikey": "inchikey", "library_smiles": "smiles",
               "library_formula": "formula", "library_adduct": "adduct"})
+    out = _same_name_elsewhere(out, links)
     if classes is not None and "compound_class" in classes.columns:
         out = out.join(classes.select("library_id", "compound_class"), on="library_id", how="left")
     else:
@@ -198,6 +204,28 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
                  "not accepted for their adduct or their compound group", int(everyone["_contra"].sum()),
                  int(out["adduct_note"].str.starts_with("not accepted").sum()))
     return out
+
+
+def _same_name_elsewhere(out: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
+    """``out`` with ``rt_s`` (median aligned RT of each consensus feature's linked features; null without
+    ``rt_aligned_s`` in ``links``) and ``same_name_elsewhere``: for an accepted feature, the other accepted features
+    named the same compound (first InChIKey block, else the name) whose RT differs by more than
+    ``SAME_COMPOUND_RT_S``. A compound elutes once: at most one of such a set is that compound; the others are
+    isomers the library lacks, in-source fragments or adducts of other compounds (a scientist's trial: 31 of 45
+    features sharing a name at several RTs were wrong). Null for features not accepted; [] when none."""
+    if "rt_aligned_s" in links.columns:
+        rt = links.group_by("consensus_id").agg(pl.col("rt_aligned_s").median().alias("rt_s"))
+        out = out.join(rt, on="consensus_id", how="left")
+    else:
+        out = out.with_columns(pl.lit(None, dtype=pl.Float64).alias("rt_s"))
+    named = out.filter(pl.col("accepted")).select("consensus_id", "_identity", "rt_s")
+    pairs = (named.join(named, on="_identity", suffix="_other")
+             .filter((pl.col("consensus_id") != pl.col("consensus_id_other"))
+                     & ((pl.col("rt_s") - pl.col("rt_s_other")).abs() > SAME_COMPOUND_RT_S))
+             .group_by("consensus_id").agg(pl.col("consensus_id_other").sort().alias("_elsewhere")))
+    return out.join(pairs, on="consensus_id", how="left").with_columns(
+        pl.when(pl.col("accepted")).then(pl.col("_elsewhere").fill_null(pl.lit([], dtype=pl.List(pl.Utf8))))
+        .alias("same_name_elsewhere"))
 
 
 def _low_cosine_note() -> pl.Expr:

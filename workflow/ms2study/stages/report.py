@@ -112,7 +112,8 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
     parts.append(("models", "Outcome models", outcomes.models_section(inputs.models, study_samples, feature_sets,
                                                                       warnings, str(params["map_method"]), coverage)))
     parts.append(("matrix", "Feature matrix", sections.matrix_section(
-        matrix, sample_ids, warnings, str(inputs.feature_matrix) if inputs.feature_matrix is not None else None)))
+        matrix, sample_ids, warnings, str(inputs.feature_matrix) if inputs.feature_matrix is not None else None,
+        roles)))
     parts.append(("software", "Software and configuration", sections.software_section(params.get("config_used"))))
 
     note = (f'<p class="note">Generated {esc(_dt.datetime.now().astimezone().isoformat(timespec="seconds"))} by '
