@@ -15,7 +15,7 @@ from ms2study import cli
 from ms2study.core import tables
 from ms2study.core.errors import InputError
 from ms2study.core.params import schema_defaults
-from ms2study.correction.blank import blank_flags, blank_ratio
+from ms2study.correction.blank import blank_detections, blank_flags, blank_ratio
 from ms2study.correction.drift import choose_method, median_normalise, qc_rlsc, qc_rsd
 from ms2study.correction.matrix import REPORT_KEYS, adduct_module, correct_matrix, singleton_groups
 
@@ -163,20 +163,76 @@ def test_blank_only_features_are_flagged_and_sample_only_ones_are_not() -> None:
     assert np.all(np.isinf(ratio[15:]))
     assert result.report["n_blank_flagged"] == 15
     assert result.matrix["excluded"].to_list()[:15] == [True] * 15
-    # statistic and null handling: absent runs do not count as zeros
-    values = np.array([[10.0, np.nan, 2.0, np.nan], [10.0, 10.0, 4.0, 1.0], [np.nan, np.nan, np.nan, np.nan]])
+    # the statistic and absent cells: a sample without a value does not count, a blank that did not detect the
+    # feature counts 0 (MS-DIAL's blank average), and a blank's gap-filled value not at all
+    detected = np.array([[10.0, np.nan, 2.0, np.nan], [10.0, 10.0, 4.0, 1.0], [np.nan, np.nan, np.nan, np.nan]])
+    values = detected.copy()
+    values[0, 1], values[0, 3] = 6.0, 5.0  # gap-filled: a sample's fill counts, a blank's does not
     samples, blanks = np.array([True, True, False, False]), np.array([False, False, True, True])
-    mean_ratio = blank_ratio(values, samples, blanks, "mean")
-    assert mean_ratio[0] == pytest.approx(5.0) and mean_ratio[1] == pytest.approx(4.0) and np.isnan(mean_ratio[2])
-    assert blank_ratio(values, samples, blanks, "max")[1] == pytest.approx(2.5)
+    mean_ratio = blank_ratio(values, detected, samples, blanks, "mean")
+    assert mean_ratio[0] == pytest.approx(8.0 / 1.0) and mean_ratio[1] == pytest.approx(4.0)
+    assert np.isnan(mean_ratio[2])
+    assert blank_ratio(detected, detected, samples, blanks, "mean")[0] == pytest.approx(10.0)  # not 10 / 2
+    assert blank_ratio(values, detected, samples, blanks, "max")[1] == pytest.approx(2.5)
+    assert blank_ratio(values, detected, samples, blanks, "max")[0] == pytest.approx(4.0)
     assert list(blank_flags(mean_ratio, 4.5)) == [False, True, False]
-    assert np.isnan(blank_ratio(values, samples, np.zeros(4, bool))).all()
+    assert np.isnan(blank_ratio(values, detected, samples, np.zeros(4, bool))).all()
+    assert list(blank_detections(values, blanks)) == [2, 2, 0]  # reading the filled matrix would count the fill
+    assert list(blank_detections(detected, blanks)) == [1, 2, 0]
+    with pytest.raises(ValueError, match="do not match"):
+        blank_ratio(values, detected[:2], samples, blanks)
+
+
+def test_blank_filter_reads_what_the_blanks_detected_not_their_gap_fills() -> None:
+    """The scientist's case (3 batches, 6 blanks): a sample ion that no blank detected, gap-filled in one blank at a
+    level like the samples' (a short noise trace), was flagged because the blank statistic was the mean over the
+    blanks holding a value (that one fill). Now the fill does not count and the five other blanks count as 0; a
+    contaminant detected in most blanks at the samples' level stays flagged, and the count of blanks that detected
+    each feature is recorded."""
+    study = make_study(n_batches=3, per_batch=12, qc_every=4, n_blanks=6)
+    roles, matrix = study["roles"], study["matrix"]
+    blank_ids = [s for s, t in zip(roles["sample_id"], roles["sample_type"], strict=True) if t == "blank"]
+    sample_ids = [s for s, t in zip(roles["sample_id"], roles["sample_type"], strict=True) if t == "sample"]
+    level = {c: float(np.nanmean(matrix.filter(pl.col("consensus_id") == c).select(sample_ids).to_numpy()))
+             for c in ("C20", "C21", "C22", "C23")}
+
+    def detect_in_blanks(frame: pl.DataFrame, feature: str, k: int) -> pl.DataFrame:
+        return frame.with_columns([pl.when(pl.col("consensus_id") == feature).then(pl.lit(level[feature]))
+                                   .otherwise(pl.col(b)).alias(b) for b in blank_ids[:k]])
+
+    matrix = detect_in_blanks(matrix, "C21", 5)  # a contaminant: 5 of 6 blanks at the samples' level
+    matrix = detect_in_blanks(matrix, "C22", 1)  # 1 of 6 blanks at the samples' level: 1/6 of it on average
+    matrix = detect_in_blanks(matrix, "C23", 4)  # 4 of 6, and gap-filled in a fifth
+    filled = _gap_rows([("C20", blank_ids[0], level["C20"]), ("C23", blank_ids[4], level["C23"]),
+                        ("C20", blank_ids[1], None)])
+    result = correct_matrix(matrix, roles, {"adducts": False}, filled)
+    rows = {r["consensus_id"]: r for r in result.matrix.iter_rows(named=True)}
+    # (a) detected in every sample, in no blank, gap-filled in one at a comparable level: not flagged
+    assert rows["C20"]["blank_flag"] is False and rows["C20"]["n_blank_detected"] == 0
+    assert np.isinf(rows["C20"]["blank_ratio"])
+    assert rows["C20"]["n_filled"] == 1 and rows["C20"][blank_ids[0]] is not None  # the fill stays in the matrix
+    # one blank of six that detected it at the samples' level: ratio ~6, above 3
+    assert rows["C22"]["blank_flag"] is False and rows["C22"]["blank_ratio"] == pytest.approx(6.0)
+    # (b) detected in most blanks at the samples' level: flagged
+    assert rows["C21"]["blank_flag"] is True and rows["C21"]["blank_ratio"] == pytest.approx(6 / 5)
+    assert rows["C23"]["blank_flag"] is True and rows["C23"]["blank_ratio"] == pytest.approx(6 / 4)
+    assert all(rows[f"C{i}"]["blank_flag"] and rows[f"C{i}"]["n_blank_detected"] == 6 for i in range(1, 16))
+    # (c) the count: blanks that detected it, gap fills not counted; a feature in no blank counts 0
+    assert [rows[c]["n_blank_detected"] for c in ("C21", "C22", "C23")] == [5, 1, 4]
+    assert result.matrix["n_blank_detected"].dtype == pl.Int32 and result.matrix["n_blank_detected"].null_count() == 0
+    assert result.matrix.filter(~pl.col("consensus_id").is_in([f"C{i}" for i in range(1, 24)]))[
+        "n_blank_detected"].max() == 0
+    assert result.report["n_blank_flagged"] == 15 + 2
+    # the max statistic reads the detected values too: C20's fill does not make it a contaminant
+    by_max = correct_matrix(matrix, roles, {"adducts": False, "blank_statistic": "max"}, filled)
+    assert not by_max.matrix.filter(pl.col("consensus_id").is_in(["C20"]))["blank_flag"].any()
 
 
 def test_without_blanks_the_ratio_is_null() -> None:
     study = make_study(n_blanks=0)
     result = correct_matrix(study["matrix"], study["roles"], {"adducts": False})
     assert result.matrix["blank_ratio"].null_count() == result.matrix.height
+    assert (result.matrix["n_blank_detected"] == 0).all()  # detected in 0 of 0 blanks
     assert not result.matrix["blank_flag"].any() and result.report["n_blank"] == 0
 
 

@@ -124,8 +124,10 @@ ADDUCT_EVIDENCE: dict[str, pl.DataType] = {
 # normalised and drift/batch-corrected intensities. Blank-flagged features stay in (flags only).
 CORRECTED_MATRIX_KEYS: dict[str, pl.DataType] = {
     **FEATURE_MATRIX_KEYS,
-    "blank_ratio": pl.Float64,    # mean over the sample runs / blank statistic (inf: never in a blank; null: no blanks)
+    "blank_ratio": pl.Float64,    # sample mean / blank statistic of the blanks' detected values, undetected = 0
+                                  # (correction.blank; inf: detected in no blank; null: no blank runs)
     "blank_flag": pl.Boolean,     # blank_ratio below correct.blank_ratio
+    "n_blank_detected": pl.Int32, # blank runs in which feature detection found it (gap fills not counted)
     "qc_rsd_before": pl.Float64,  # sd/mean over the QC runs (fraction) before correction; null with < 2 QC values
     "qc_rsd_after": pl.Float64,   # the same after correction
     "qc_rsd_flag": pl.Boolean,    # qc_rsd_after above correct.qc_rsd_max
@@ -144,7 +146,8 @@ def empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
 
 # Columns added to a contract after tables were first written: ``conform`` fills them with typed nulls when a
 # frame lacks them (a spectra.parquet from an older run, a frame built by hand), meaning "not known".
-ADDED_LATER: frozenset[str] = frozenset({"selected_ion_mz", "precursor_corrected", "ion_mode", *ADDUCT_EVIDENCE})
+ADDED_LATER: frozenset[str] = frozenset({"selected_ion_mz", "precursor_corrected", "ion_mode", "n_blank_detected",
+                                         *ADDUCT_EVIDENCE})
 
 
 def conform(df: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:

@@ -6,8 +6,10 @@ run of the sheet (QCs and blanks included, sheet order), in this order:
 
 1. gap filling: null cells take the value re-quantified by the ``gapfill`` stage (``correction.gapfill``) when
    ``use_filled`` is true; ``n_filled`` counts them per feature;
-2. blank ratio and flag on the filled, not yet normalised values (``correction.blank``): blank runs have no place on
-   the QC drift curves and no meaningful median for a run-level normalisation, so they are compared as measured;
+2. blank ratio, flag and ``n_blank_detected`` before normalisation (``correction.blank``): the samples' filled values
+   against the blanks' detected ones (a blank that did not detect the feature counts 0, a blank's gap fill not at
+   all); blank runs have no place on the QC drift curves and no meaningful median for a run-level normalisation, so
+   they are compared as measured;
 3. QC RSD before correction (``correction.drift.qc_rsd``);
 4. internal-standard normalisation when standards are configured (``correction.drift``);
 5. drift and batch correction: QC-RLSC (qc_spline / qc_linear), median normalisation, or none
@@ -37,7 +39,7 @@ import polars as pl
 from ms2study.core import tables
 from ms2study.core.errors import InputError
 from ms2study.core.params import overlay, schema_defaults
-from ms2study.correction.blank import blank_flags, blank_ratio
+from ms2study.correction.blank import blank_detections, blank_flags, blank_ratio
 from ms2study.correction.drift import (
     choose_method,
     internal_standard_factors,
@@ -182,6 +184,7 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
         if run_ids else np.empty((matrix.height, 0))
     values = np.where(np.isfinite(values), values, np.nan)
 
+    detected = values  # before gap filling: the blank side of the blank filter reads only these
     filled = np.zeros(values.shape, dtype=bool)
     if gap_filled is not None:
         values_filled, filled = fill_gaps(values, ids, run_ids, gap_filled)
@@ -191,8 +194,9 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
             warnings.append(f"gap filling found {int(filled.sum())} values, not used (correct.use_filled false)")
             filled = np.zeros(values.shape, dtype=bool)
 
-    ratio = blank_ratio(values, is_sample, is_blank, params["blank_statistic"])
+    ratio = blank_ratio(values, detected, is_sample, is_blank, params["blank_statistic"])
     blank_flag = blank_flags(ratio, float(params["blank_ratio"]))
+    n_blank_detected = blank_detections(detected, is_blank)
     rsd_before = qc_rsd(values, is_qc)
 
     standards_out = []
@@ -229,6 +233,7 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
     frame = matrix.select(list(tables.FEATURE_MATRIX_KEYS)).with_columns(
         blank_ratio=pl.Series(nullable(ratio), dtype=pl.Float64),
         blank_flag=pl.Series(blank_flag, dtype=pl.Boolean),
+        n_blank_detected=pl.Series(n_blank_detected, dtype=pl.Int32),
         qc_rsd_before=pl.Series(nullable(rsd_before), dtype=pl.Float64),
         qc_rsd_after=pl.Series(nullable(rsd_after), dtype=pl.Float64),
         qc_rsd_flag=pl.Series(qc_flag, dtype=pl.Boolean),
