@@ -42,6 +42,7 @@ from ms2study.identification.acceptance import (
     LOW_COSINE, _checked_calibration, _decoy_q_values, confidence_table, evidence_notes,
 )
 from ms2study.identification.combined import SCORE_NAMES, combine_plan, embeddings_model
+from ms2study.identification.insource import in_source_parents
 from ms2study.identification.pairs import (
     _analogue_candidates, _query_embedding_matrix, _rank_table, flatten_queries, prepare_library, score_pairs,
 )
@@ -73,6 +74,7 @@ EXTRA_COLUMNS: dict[str, pl.DataType] = {
     "isomer_gap": pl.Float64,      # rank-1 score minus the best other structure of its formula (null: none)
     "n_candidates": pl.Int32,      # candidate structures in the precursor window
     "evidence_note": pl.Utf8,      # why an accepted hit with cosine < 0.3 passed
+    "in_source_parent_mz": pl.Float64,  # a co-eluting heavier precursor whose MS/MS holds this one (insource)
     "library_adduct": pl.Utf8,
     "library_formula": pl.Utf8,
     "library_precursor_mz": pl.Float64,
@@ -106,6 +108,14 @@ def merge_params(params: dict | None) -> dict[str, Any]:
 
 def _empty_annotations() -> pl.DataFrame:
     return pl.DataFrame(schema=ANNOTATION_SCHEMA)
+
+
+def _in_source(spectra: pl.DataFrame) -> np.ndarray:
+    """``insource.in_source_parents`` of the run's spectra (NaN for every row where the table lacks retention
+    times or peaks, e.g. MGF queries)."""
+    if not {"rt_s", "precursor_mz", "mz", "intensity"} <= set(spectra.columns):
+        return np.full(spectra.height, np.nan)
+    return in_source_parents(spectra)
 
 
 def annotate_spectra(
@@ -224,6 +234,7 @@ def annotate_spectra(
         "isomer_gap": ranked["isomer_gap"],
         "n_candidates": n_candidates[ranked["_q"].to_numpy()].astype(np.int32),
         "evidence_note": evidence_notes(ranked, plan.use_embedding),
+        "in_source_parent_mz": pl.Series(_in_source(spectra)[q_rows]).fill_nan(None),
         "library_adduct": meta["adduct"].gather(lib_rows),
         "library_formula": meta["formula"].gather(lib_rows),
         "library_precursor_mz": l_prec,

@@ -220,7 +220,19 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
         "supporting": acc["n_supporting"], "best score": acc["best_score"], "best cosine": acc["best_cosine"],
         "q": acc["q_value"],
         **({"why accepted (cosine < 0.3)": acc["evidence_note"]}
-           if "evidence_note" in acc.columns and acc["evidence_note"].is_not_null().any() else {})}, strict=False)
+           if "evidence_note" in acc.columns and acc["evidence_note"].is_not_null().any() else {}),
+        **({"in-source fragment of m/z?": acc["in_source_of_mz"]}
+           if "in_source_of_mz" in acc.columns and acc["in_source_of_mz"].is_not_null().any() else {})},
+        strict=False)
+    fragments = int(acc["in_source_of_mz"].is_not_null().sum()) if "in_source_of_mz" in acc.columns else 0
+    if fragments:
+        parts.append(f"<p>{fragments} accepted feature(s) may be in-source fragments: in half or more of their "
+                     "spectra, a heavier precursor eluting within 2 s holds the feature's m/z in its own MS/MS "
+                     "(co-elution and MS2 containment, as ISFrag, Guo et al. 2021, tests them; isotope, adduct "
+                     "and dimer partners left out). The MS/MS of such an ion can match a library compound "
+                     "(glycine from a glycine conjugate) while the compound in the sample is the heavier one: "
+                     "column 'in-source fragment of m/z?' names the precursor to check. Co-elution by chance in a "
+                     "crowded chromatogram marks some right names too.</p>")
     low = int(acc["evidence_note"].is_not_null().sum()) if "evidence_note" in acc.columns else 0
     if low:
         parts.append(f"<p>{low} accepted feature(s) have no spectrum with cosine 0.3 or more: they passed on the "

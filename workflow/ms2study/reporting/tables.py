@@ -41,7 +41,7 @@ def significant(value: float | None, digits: int = 3) -> float | None:
 # Columns shown with fixed decimals instead of significant digits: m/z needs its fourth decimal (isomers and
 # neighbours differ there), retention times one decimal of a second.
 FIXED_DECIMALS = {"m/z": 4, "mz": 4, "precursor m/z": 4, "precursor_mz": 4, "RT (s)": 1, "rt_s": 1,
-                  "median RT shift (s)": 1}
+                  "median RT shift (s)": 1, "in-source fragment of m/z?": 4}
 
 
 def interactive_table(frame: pl.DataFrame, table_id: str, order: Sequence[tuple[str, str]] = (),

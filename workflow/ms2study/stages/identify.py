@@ -82,6 +82,8 @@ IDENTIFICATIONS: dict[str, pl.DataType] = {
     "evidence_note": pl.Utf8,       # accepted with best cosine < 0.3: the scores of its best spectrum that carried it
     "rt_s": pl.Float64,             # the consensus feature's retention time (median aligned RT of its features, s)
     "same_name_elsewhere": pl.List(pl.Utf8),  # other accepted features named this compound > SAME_COMPOUND_RT_S away
+    "in_source_of_mz": pl.Float64,  # possible in-source fragment: half its supporting spectra or more have a
+                                    # co-eluting heavier precursor holding it (identification.insource); median m/z
 }
 # Features of one compound (adducts, isotopes, in-source ions) co-elute; two accepted features named one compound
 # whose retention times differ by more than this (the link stage's default RT tolerance) cannot both be it.
@@ -118,7 +120,8 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
     if annotations.height == 0 or links.height == 0:
         return pl.DataFrame(schema=IDENTIFICATIONS)
     for col, dtype in (("p_value", pl.Float64), ("msi_level", pl.Int8), ("isomer_inchikeys", pl.List(pl.Utf8)),
-                       ("entropy", pl.Float64), ("embedding", pl.Float64), ("modified_cosine", pl.Float64)):
+                       ("entropy", pl.Float64), ("embedding", pl.Float64), ("modified_cosine", pl.Float64),
+                       ("in_source_parent_mz", pl.Float64)):
         if col not in annotations.columns:
             annotations = annotations.with_columns(pl.lit(None, dtype=dtype).alias(col))
     top = annotations.filter((pl.col("rank") == 1) & pl.col("feature_id").is_not_null()).join(
@@ -155,6 +158,8 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
         pl.col("_score").max().alias("best_score"),
         pl.col("_score").median().alias("median_score"),
         pl.col("cosine").max().alias("best_cosine"),
+        pl.col("in_source_parent_mz").is_not_null().mean().alias("_isf_share"),
+        pl.col("in_source_parent_mz").median().alias("_isf_mz"),
         pl.col("p_value").drop_nulls().sort().alias("_pvals"),
         (pl.col("msi_level") == 3).any().alias("_any3"),
         pl.col("isomer_inchikeys").list.explode(keep_nulls=False, empty_as_null=False).drop_nulls().unique().sort().alias("_iso"),
@@ -187,6 +192,7 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
             .list.drop_nulls().list.unique(maintain_order=True))
         .when(accepted).then(pl.concat_list(pl.col("library_inchikey"))).alias("isomer_inchikeys"),
         _low_cosine_note(),
+        pl.when(pl.col("accepted") & (pl.col("_isf_share") >= 0.5)).then(pl.col("_isf_mz")).alias("in_source_of_mz"),
     ).rename({"library_name": "name", "library_inchikey": "inchikey", "library_smiles": "smiles",
               "library_formula": "formula", "library_adduct": "adduct"})
     out = _same_name_elsewhere(out, links)

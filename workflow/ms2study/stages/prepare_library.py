@@ -23,6 +23,10 @@ def _cli(args: argparse.Namespace) -> int:
                             int(p["decoy_seed"]) if p["confidence"] == "decoys" else None)
     print(f"{args.index}: {len(written)} prepared array set(s) written in {time.perf_counter() - started:.1f} s "
           f"({', '.join(w.name for w in written) or 'all present already'})")
+    # compile (and cache) the in-source kernel once here, before the annotate jobs fan out and each compiles it
+    from ms2study.identification.insource import warm_up
+
+    warm_up()
     return 0
 
 

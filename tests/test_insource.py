@@ -1,0 +1,74 @@
+"""Possible in-source fragments (identification.insource): co-elution and MS2 containment, the same compound's own
+ions left out; the feature-level flag in identifications.parquet and the report."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from ms2study.identification import engine, insource
+from ms2study.stages import identify
+
+
+def _run(rows: list[tuple[float, float, list[float], list[float]]]) -> pl.DataFrame:
+    return pl.DataFrame({"rt_s": [r[0] for r in rows], "precursor_mz": [r[1] for r in rows],
+                         "mz": [r[2] for r in rows], "intensity": [r[3] for r in rows]},
+                        schema={"rt_s": pl.Float64, "precursor_mz": pl.Float64, "mz": pl.List(pl.Float64),
+                                "intensity": pl.List(pl.Float32)})
+
+
+GLY = 76.0393  # glycine [M+H]+
+
+
+def test_a_fragment_held_by_a_coeluting_heavier_precursor_is_marked() -> None:
+    run = _run([
+        (100.0, GLY, [30.034, 48.0], [100.0, 20.0]),                 # 0: the "glycine" spectrum
+        (101.2, 183.0118, [GLY + 0.001, 126.0], [40.0, 100.0]),      # 1: its parent (a conjugate), 1.2 s later
+        (300.0, 90.0550, [44.05], [100.0]),                          # 2: alanine-like, nothing heavier near it
+        (304.0, 150.0, [90.0552], [100.0]),                          # 3: holds 90.055 but 4 s away
+        (500.0, 120.0, [60.0], [100.0]),                             # 4: [M+H]+ of a compound ...
+        (500.5, 120.0 + 21.981944, [120.0], [100.0]),                # 5: ... and its [M+Na]+ holding it: same compound
+        (700.0, 80.0, [40.0], [100.0]),                              # 6: a weak trace in a parent's spectrum
+        (700.3, 160.0, [80.0, 120.0], [10.0, 100.0]),                # 7: 10 % of its base peak: below 20 %
+    ])
+    parents = insource.in_source_parents(run)
+    assert parents[0] == pytest.approx(183.0118)
+    assert np.isnan(parents[[1, 2, 3, 4, 5, 6, 7]]).all(), parents
+    # the tolerance is on m/z: a peak 0.004 Da off is another ion
+    shifted = run.with_columns(pl.when(pl.int_range(pl.len()) == 1).then(pl.lit([GLY + 0.004, 126.0]))
+                               .otherwise(pl.col("mz")).alias("mz"))
+    assert np.isnan(insource.in_source_parents(shifted)[0])
+    assert insource.in_source_parents(run.head(0)).size == 0
+
+
+def test_queries_without_retention_times_are_not_marked() -> None:
+    """MGF queries (``ms2study score``) have no retention time: nothing can co-elute."""
+    frame = pl.DataFrame({"precursor_mz": [GLY, 183.0], "mz": [[30.0], [GLY]], "intensity": [[1.0], [1.0]]})
+    assert np.isnan(engine._in_source(frame)).all()
+
+
+def test_a_feature_whose_spectra_are_mostly_fragments_carries_the_parent_and_the_report_says_so() -> None:
+    from ms2study.reporting.sections import _consensus_compounds
+
+    ik = "DHMQDGOQFOQNFH-UHFFFAOYSA-N"
+    rows = [("s1:1", "s1", "s1:F1", 183.01), ("s2:1", "s2", "s2:F1", 183.02), ("s3:1", "s3", "s3:F1", None),
+            ("s1:2", "s1", "s1:F2", None), ("s2:2", "s2", "s2:F2", None), ("s3:2", "s3", "s3:F2", 183.0)]
+    ann = pl.DataFrame({
+        "spectrum_id": [r[0] for r in rows], "sample_id": [r[1] for r in rows], "feature_id": [r[2] for r in rows],
+        "rank": [1] * 6, "library_id": ["L1"] * 6, "library_name": ["glycine"] * 6, "library_inchikey": [ik] * 6,
+        "library_smiles": ["NCC(=O)O"] * 6, "library_formula": ["C2H5NO2"] * 6, "library_adduct": ["[M+H]+"] * 6,
+        "combined": [0.99] * 6, "cosine": [0.99] * 6, "p_value": [1e-8] * 6, "msi_level": [3] * 6,
+        "isomer_inchikeys": [[ik]] * 6, "in_source_parent_mz": [r[3] for r in rows]},
+        schema_overrides={"msi_level": pl.Int8, "in_source_parent_mz": pl.Float64})
+    links = pl.DataFrame({"consensus_id": ["C56"] * 3 + ["C57"] * 3, "sample_id": ["s1", "s2", "s3"] * 2,
+                          "feature_id": ["s1:F1", "s2:F1", "s3:F1", "s1:F2", "s2:F2", "s3:F2"],
+                          "rt_aligned_s": [85.0, 86.0, 85.5, 178.0, 179.0, 179.5]})
+    out = identify.identify_features(ann, links, fdr=0.01).sort("consensus_id")
+    assert out["accepted"].all()
+    # C56: 2 of 3 spectra have a parent (median 183.015); C57: 1 of 3, below half: not marked
+    assert out["in_source_of_mz"][0] == pytest.approx(183.015) and out["in_source_of_mz"][1] is None
+    text = _consensus_compounds(out, {}, "q ≤ 0.01")
+    assert "1 accepted feature(s) may be in-source fragments" in text and "183.015" in text
+    assert "may be in-source fragments" not in _consensus_compounds(out.filter(pl.col("consensus_id") == "C57"),
+                                                                    {}, "q ≤ 0.01")
