@@ -330,3 +330,82 @@ def test_a_plain_study_is_not_warned_and_kept_flags_are_said_to_be_kept(tmp_path
     batch_section(tmp_path / "correction.json", tmp_path / "corrected.parquet", raw,
                   sheet.with_columns(pl.Series("batch", ["1", "1", "2", "2"])), {}, warnings)
     assert any("not corrected from pooled QCs" in w for w in warnings)
+
+
+def _fit_notes(sheet: pl.DataFrame, method: str) -> list[str]:
+    """The correct stage's own notes (``correction.drift.qc_rlsc``) on a matrix of the fabricated sheet in which
+    features 20-27 keep 2 QC values in batch 2, 30-34 none in batch 1 (measured in its samples) and 35-36 nothing
+    in batch 1: 8 feature-batch pairs with too few QC values, 7 without any, 5 features taking the run's factor."""
+    from ms2study.correction.drift import qc_rlsc
+
+    kinds, batches = sheet["sample_type"].to_list(), sheet["batch"].to_list()
+    is_qc = np.array([k == "qc" for k in kinds])
+    values = np.random.default_rng(4).lognormal(12, 0.2, (N_FEATURES, len(kinds)))
+    qc1 = [j for j in range(len(kinds)) if is_qc[j] and batches[j] == "1"]
+    qc2 = [j for j in range(len(kinds)) if is_qc[j] and batches[j] == "2"]
+    values[20:28, qc2[:2]] = np.nan
+    values[30:35, qc1] = np.nan
+    values[35:37, [j for j in range(len(kinds)) if batches[j] == "1"]] = np.nan
+    orders = sheet["injection_order"].cast(pl.Float64).to_numpy()
+    return qc_rlsc(values, is_qc, orders, batches, method)[1]
+
+
+def test_qc_fit_notes_carry_their_share_and_the_qc_rsd_after_is_said_to_be_in_sample(tmp_path: Path) -> None:
+    """Simulated 3-batch study (3 QCs per batch): auto chose qc_linear, the report gave QC RSD 0.062 after correction
+    as a check although it is measured on the QCs the lines were fitted to (truth: QC error 0.033, study samples
+    0.084), the PCA note read "After a good correction the QCs cluster tightly", and the correction's notes were raw
+    overlapping counts ("2641 feature-batch fits ...", "2763 feature-batch pairs ...", "1178 features ...") without
+    a denominator or what happened to those features."""
+    inputs, record = _write(tmp_path)
+    notes = _fit_notes(pl.read_csv(inputs.sheet, separator="\t", infer_schema_length=0), "qc_linear")
+    assert len(notes) == 3  # the stage's text, as correction.json holds it
+    record.update(drift_method="qc_linear", note="QC-RLSC (Dunn et al. 2011) with straight lines.", warnings=notes)
+    inputs.correction.write_text(json.dumps(record))
+    build_report(inputs, tmp_path / "r.html", {"config_used": {"correct": {"qc_rsd_max": 0.3}}})
+    text = (tmp_path / "r.html").read_text(encoding="utf-8")
+    part = _section(text)
+    # the method auto chose and why (4 QCs per batch: a line, no spline)
+    assert ("Drift correction: <b>qc_linear</b>. <code>correct: drift_method</code> auto chose qc_linear (a straight "
+            "line per feature and batch) because batches 1, 2 hold only 4 pooled QC runs each: the smoothing spline "
+            "(qc_spline) needs at least 5 in every batch, a line 3.") in part
+    # the QC RSD after correction, the QCs' drift chart and their PCA cluster are in-sample
+    assert ("The QC RSD after correction is measured on the same pooled QCs the correction was fitted to "
+            "(qc_linear: a line through each feature's QC values per batch), so it is not an independent check") in part
+    assert "only 2 of 4 QC values are left to show the noise" in part and "optimistic" in part
+    assert "After a good correction the QCs cluster tightly" not in part
+    assert "their cluster is not an independent check: judge it by the study samples" in part
+    assert "after it they lie flat largely by construction" in part
+    # every fit counted against the 120 feature-batch pairs, with what happened
+    assert ("Of the 120 feature-batch pairs (60 features × 2 batches): 105 (87.5 %) were fitted with a line through 3 "
+            "or more of their own QC values; 8 (6.7 %) had too few QC values and took the batch's QC median; 7 "
+            "(5.8 %) had no QC value and took the run's median factor") in part
+    warnings = text.split('id="warnings"')[1].split('id="overview"')[0]
+    assert ("batch correction: 8 of the 120 feature-batch pairs (6.7 %; 60 features × 2 batches) had fewer QC values "
+            "than qc_linear needs (3): in those batches the feature was corrected by the batch's QC median") in warnings
+    assert "7 of the 120 feature-batch pairs (5.8 %; 60 features × 2 batches) had no QC value: in those batches" \
+        in warnings
+    assert "5 of the 60 features (8.3 %) took the run's median factor" in warnings
+    assert "the counts overlap and do not add up" in warnings and "kept in the matrix" in warnings
+    assert not re.search(r"batch correction: \d+ feature-batch", warnings)  # no bare count is left
+
+
+def test_the_method_s_reason_and_the_in_sample_note_follow_the_qcs_per_batch() -> None:
+    from ms2study.reporting.batch import fit_note, in_sample_note, method_reason, qcs_per_batch
+
+    three = {"1": 3, "2": 3, "3": 3}
+    assert "auto chose qc_linear (a straight line per feature and batch) because batches 1, 2, 3 hold only 3 pooled " \
+           "QC runs each" in method_reason("qc_linear", three, "auto")
+    assert "only 1 of 3 QC values is left to show the noise" in in_sample_note("qc_linear", three)
+    assert "auto chose qc_spline: every batch holds at least 5" in method_reason("qc_spline", {"1": 6, "2": 5}, "auto")
+    # a choice the counts do not support is not explained by them; median normalisation is not fitted to the QCs
+    assert "auto chose" not in method_reason("qc_spline", {"1": 4, "2": 4}, "auto")
+    assert "qc_linear was asked for" in method_reason("qc_linear", three, "qc_linear")
+    assert method_reason("median", three, "auto") == "" and in_sample_note("median", three) == ""
+    roles = pl.DataFrame({"batch": ["1", "1", "2", "2", "2"], "sample_type": ["qc", "sample", "qc", "qc", "blank"]})
+    assert qcs_per_batch(roles) == {"1": 1, "2": 2}
+    # the spline's notes name its simpler fits; a note of another kind is left as it is
+    spline = next(n for n in _fit_notes(_runs(), "qc_spline") if "fewer QC values" in n)
+    record = {"n_features": N_FEATURES, "batches": ["1", "2"]}
+    assert "a straight line through 3-4 QC values or, with 1-2, the batch's QC median" in fit_note(spline, record)
+    assert fit_note("gap filling found 3 values, not used", record) is None
+    assert fit_note("9 feature-batch pairs had no QC value: x", {}).startswith("9 feature-batch pairs had no QC")

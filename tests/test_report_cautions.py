@@ -218,3 +218,40 @@ def test_the_command_takes_the_feature_links(tmp_path: Path) -> None:
                               corrected_matrix=None, correction=None, feature_links="links.parquet",
                               **{k: None for k in collect.TABLES})
     assert inputs_from_args(args).feature_links == Path("links.parquet")
+
+
+def test_a_verdict_at_the_permutations_resolution_is_said_so_in_the_models_section(report: tuple[str, str]) -> None:
+    """20 permutations and 3 feature sets: p = 1/21 cannot survive the adjustment for the choice among the sets
+    (3/21 = 0.143 is the smallest adjusted p), whatever the data; the models section and the box say so."""
+    text, _ = report
+    models = _between(text, "models", "differential")
+    assert ('<p class="note resolution">Best set, features: this verdict is limited by the number of permutations: '
+            "0 of the 20 permutations drawn reached the observed AUC, and with 20 permutations and 3 feature sets the "
+            "smallest adjusted p possible is 3/21 = 0.143; the adjusted p (0.143) cannot fall below 0.05 with any "
+            "count of reaching permutations. Raise <code>models: n_permutations</code> in config.yaml (e.g. to 1000) "
+            "to tell whether it holds.</p>") in models
+    assert cautions.permutation_resolution(SUMMARY, "embedding") is None  # its interval reaches chance anyway
+    findings_box = text.split('id="findings"')[1].split('id="warnings"')[0]
+    assert "cannot fall below 0.05 with any count of reaching permutations" in findings_box
+
+
+def test_accepted_identifications_per_run_say_what_they_count_and_why_they_vary(tmp_path: Path) -> None:
+    """Simulated 3-batch study: 'accepted identifications' ranged 30 to 124 between runs with similar MS/MS, read
+    as run quality; the false-discovery cut is applied run by run, and the study's identifications are elsewhere."""
+    runs = ["S1", "S2", "QC1", "B1"]
+    table = pl.DataFrame({"sample_id": runs, "sample_type": ["sample", "sample", "qc", "blank"],
+                          "n_ms2_scans": [2261, 2747, 2500, 560], "n_accepted": [30, 124, 90, 0],
+                          "outlier": [False] * 4, "outlier_rule": ["robust z > 3.5"] * 4})
+    table.write_parquet(tmp_path / "qc.parquet")
+    warnings: list[str] = []
+    section = qc.qc_section(tmp_path / "qc.parquet", [], runs, warnings)
+    note = section.split('<p class="note accepted">')[1].split("</p>")[0]
+    assert "counted per spectrum" in note and "computed run by run" in note
+    assert "(here 30 to 124 per study sample or pooled QC, 4.1-fold; 1.3 % to 4.5 % of their MS/MS scans)" in note
+    assert "is not a measure of the run's quality" in note
+    assert ('<a href="#identifications">Identifications</a> (<code>results/study/identifications.parquet</code>): '
+            "one per consensus feature") in note
+    assert section.index('class="note accepted"') < section.index('id="qc-table')  # above the tables
+    # a table without the column says nothing; one of study samples only speaks of runs
+    assert qc.accepted_note(table.drop("n_accepted")) == ""
+    assert "(here 30 to 124 per run, 4.1-fold;" in qc.accepted_note(table.filter(pl.col("sample_type") == "sample"))

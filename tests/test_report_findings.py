@@ -388,3 +388,72 @@ def test_an_interval_from_0_to_1_says_the_samples_are_too_few() -> None:
     assert "95 % interval 0.00 to 1.00 (so wide that these few samples per class cannot pin the AUC down)" in (
         findings.model_verdict(wide)[0])
     assert "cannot pin" not in findings.model_verdict(_summary(features=_entry(0.97, 0.72, 1.0, 0.02)))[0]
+
+
+def _counted(value: float, low: float, p_reached: int, drawn: int, **extra: object) -> dict:
+    """An AUC entry whose p is (reached + 1) / (drawn + 1), with the permutation counts the models stage writes."""
+    return {**_entry(value, low, 1.0, (p_reached + 1) / (drawn + 1)), "permutations_drawn": drawn,
+            "permutations_reaching": p_reached, "permutations_stopped_early": False, **extra}
+
+
+def _four_sets(best: dict, n: int = 100) -> dict:
+    summary = _summary(embedding=_entry(0.62, 0.29, 0.90, 0.12), chemical_space=_entry(0.39, 0.0, 0.75, 0.53),
+                       features=best, binned_spectra=_entry(0.5, 0.2, 0.8, 0.5))
+    return {**summary, "n_permutations": n, "params": {"n_permutations": n}}
+
+
+def test_a_verdict_the_permutations_decide_says_so_and_what_to_raise(tmp_path: Path) -> None:
+    """Simulated 3-batch study: features AUC 0.947 [0.747, 1.000], 1 of 100 permutations reached it (p = 2/101),
+    Bonferroni over 4 sets 0.079: "suggestive only", while 4/101 = 0.040 is the smallest adjusted p 100 permutations
+    allow, so one permutation decided the verdict and the report did not say so."""
+    trial = _four_sets(_counted(0.947, 0.747, 1, 100))
+    text, on = findings.model_verdict(trial)
+    assert on == "features" and text.startswith("<b>suggestive only</b>")
+    assert ("; this verdict is limited by the number of permutations: 1 of the 100 permutations drawn reached the "
+            "observed AUC, and with 100 permutations and 4 feature sets the smallest adjusted p possible is 4/101 = "
+            "0.0396; the adjusted p (0.0792) would be below 0.05 only if none had reached it, so one permutation "
+            "decides the verdict. Raise <code>models: n_permutations</code> in config.yaml (e.g. to 1000) to tell "
+            "whether it holds") in text
+    # the box and the models section both say it
+    warnings: list[str] = []
+    box = findings.findings_section([_write(tmp_path / "box", trial)], [], None, None, warnings)
+    assert "one permutation decides the verdict" in box
+    from ms2study.reporting import outcomes
+
+    section = outcomes.models_section([_write(tmp_path / "section", trial)], pl.DataFrame({"sample_id": IDS}), {},
+                                      [])
+    assert '<p class="note resolution">Best set, features: this verdict is limited by the number of permutations' \
+           in section
+    # 5 permutations reached it: the adjusted p (0.238) is 6x its smallest, the count is informative: not said
+    assert "limited by the number" not in findings.model_verdict(_four_sets(_counted(0.947, 0.747, 5, 100)))[0]
+    # drawing stopped early once 10 permutations reached it: p rests on 10, not on the resolution
+    stopped = _four_sets({**_counted(0.947, 0.747, 10, 40), "permutations_stopped_early": True,
+                          "permutation_p": 10 / 40})
+    assert "limited by the number" not in findings.model_verdict(stopped)[0]
+    # an interval reaching chance fails whatever p is: more permutations would not change the verdict
+    assert "limited by the number" not in findings.model_verdict(_four_sets(_counted(0.70, 0.40, 1, 100)))[0]
+
+
+def test_the_resolution_sentence_fits_one_set_a_coarse_count_and_a_fine_one() -> None:
+    # one set, 30 permutations, 1 reached it: p = 2/31 misses 0.05 only because of the count
+    single = {**_summary(features=_counted(0.95, 0.75, 1, 30)), "params": {"n_permutations": 30}}
+    text = findings.model_verdict(single)[0]
+    assert text.startswith("<b>not shown to beat chance</b>: its permutation p = 0.0645 is not below 0.05")
+    assert ("the smallest p possible is 1/31 = 0.0323; the p (0.0645) would be below 0.05 only if none had reached "
+            "it, so one permutation decides the verdict") in text and "(e.g. to 1000)" in text
+    # 20 permutations (the 'auto' count above 100 samples) and 4 sets: no count could pass the adjustment
+    coarse = _four_sets(_counted(0.947, 0.747, 0, 20), n=20)
+    text = findings.model_verdict(coarse)[0]
+    assert ("the smallest adjusted p possible is 4/21 = 0.19; the adjusted p (0.19) cannot fall below 0.05 with any "
+            "count of reaching permutations") in text and "(e.g. to 1000)" in text
+    # 1000 permutations, 20 sets, 2 reached it: 1 would have passed, so one permutation decides; suggest 10000
+    many = _summary(**{f"set{i}": _entry(0.6, 0.2, 0.9, 0.4) for i in range(19)},
+                    features=_counted(0.947, 0.747, 2, 1000))
+    many = {**many, "params": {"n_permutations": 1000}}
+    text = findings.model_verdict(many)[0]
+    assert "20/1001 = 0.02; the adjusted p (0.0599) would be below 0.05 with at most 1 reaching it, so 1 " \
+           "permutation decides the verdict" in text and "(e.g. to 10000)" in text
+    # a p that passes the adjustment is a plain verdict, without the sentence
+    passes = _four_sets(_counted(0.99, 0.8, 0, 1000), n=1000)
+    assert findings.model_verdict(passes)[0].startswith("<b>separates case from control samples</b>")
+    assert "limited by the number" not in findings.model_verdict(passes)[0]

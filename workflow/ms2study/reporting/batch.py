@@ -10,19 +10,25 @@ taken by the sheet's ids, never by position. Shows the runs by type and batch (Q
 samples), the drift method and its note (a study without pooled QCs says plainly that drift was not corrected from
 QCs), the flagged and filled counts, the QC RSD before and after (distribution and median), the QCs' intensity
 against injection order before and after (three example features and the median over features), a PCA of the
-samples and QCs before and after correction coloured by batch, and the flagged features in a sortable table. May
-import ``ms2study.core``, ``ms2study.io`` and the other ``reporting`` modules.
+samples and QCs before and after correction coloured by batch, and the flagged features in a sortable table. A
+QC-based correction is fitted to the pooled QCs, so what the section measures on them after correction (QC RSD, the
+QCs' drift chart and their cluster in the PCA) is said to be in-sample, with the method ``auto`` chose and why; the
+correct stage's notes on its fits are given with their share of the feature-batch pairs or features and what
+happened to those features. May import ``ms2study.core``, ``ms2study.io``, ``ms2study.correction`` (its QC limits)
+and the other ``reporting`` modules.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from ms2study.correction.drift import LINE_MIN_QC, SPLINE_MIN_QC
 from ms2study.io.samplesheet import sample_roles
 from ms2study.reporting.charts import batch_scatter_figure, distribution_figure, figure_html
 from ms2study.reporting.html import esc, fmt, html_table
@@ -36,6 +42,10 @@ FLAG_COLUMNS = {"consensus_id": "consensus feature", "mz": "m/z", "rt_s": "RT (s
                 "qc_rsd_flag": "QC RSD flag", "n_filled": "filled values", "adduct": "adduct",
                 "compound_group": "compound group"}
 QC_DRIFT_METHODS = ("qc_spline", "qc_linear")
+# The correct stage's notes on its QC fits (``correction.drift.qc_rlsc``), read to give each its denominator.
+FEWER_QCS = re.compile(r"^(\d+) feature-batch fits had fewer QC values than (\w+) needs")
+NO_QC = re.compile(r"^(\d+) feature-batch pairs had no QC value")
+BORROWED = re.compile(r"^(\d+) features took the run-level median factor")
 
 
 def read_correction(path: Path | None, warnings: list[str]) -> dict[str, Any] | None:
@@ -92,15 +102,54 @@ def runs_table(roles: pl.DataFrame) -> str:
     return "".join(parts)
 
 
-def _drift_text(record: dict, n_qc: int, warnings: list[str], acquisition: bool = True) -> str:
+def qcs_per_batch(roles: pl.DataFrame) -> dict[str, int]:
+    """Pooled QC runs per batch of the sheet, batches in order of first appearance."""
+    counts: dict[str, int] = {}
+    for batch, kind in zip(roles["batch"].cast(pl.Utf8).to_list(), roles["sample_type"].to_list()):
+        counts[batch] = counts.get(batch, 0) + int(kind == "qc")
+    return counts
+
+
+def _fewest(counts: dict[str, int]) -> tuple[int, str]:
+    """(the fewest QC runs of a batch, "batch(es) NAMES" holding that few)."""
+    fewest = min(counts.values())
+    at = [b for b, n in counts.items() if n == fewest]
+    return fewest, f"batch{'es' if len(at) > 1 else ''} {', '.join(at)}"
+
+
+def method_reason(method: str, counts: dict[str, int], requested: str | None) -> str:
+    """Why a QC-based ``method`` was applied, as HTML: which method ``requested`` (``correct: drift_method``; None:
+    not known) asked for and, for ``auto``, the QC runs per batch (``counts``) that chose it: the spline needs
+    ``SPLINE_MIN_QC`` in every batch, a line ``LINE_MIN_QC``. Empty for another method or without QC runs."""
+    if method not in QC_DRIFT_METHODS or not counts or not any(counts.values()):
+        return ""
+    fewest, where = _fewest(counts)
+    several = where.startswith("batches")
+    holds = (f"{esc(where)} hold{'' if several else 's'} only {fewest} pooled QC run{'s' * (fewest != 1)}"
+             + (" each" if several else ""))
+    limits = f"the smoothing spline (qc_spline) needs at least {SPLINE_MIN_QC} in every batch, a line {LINE_MIN_QC}"
+    # the choice is explained only where the sheet's QC counts agree with it (a record of another sheet: not)
+    if requested == "auto" and method == "qc_linear" and LINE_MIN_QC <= fewest < SPLINE_MIN_QC:
+        return (f"<code>correct: drift_method</code> auto chose qc_linear (a straight line per feature and batch) "
+                f"because {holds}: {limits}.")
+    if requested == "auto" and method == "qc_spline" and fewest >= SPLINE_MIN_QC:
+        return (f"<code>correct: drift_method</code> auto chose qc_spline: every batch holds at least "
+                f"{SPLINE_MIN_QC} pooled QC runs (the fewest: {esc(where)}, {fewest}).")
+    asked = f"{esc(method)} was asked for (<code>correct: drift_method</code>); " if requested == method else ""
+    return f"{asked}The fewest pooled QC runs in a batch: {fewest} ({esc(where)}); {limits}."
+
+
+def _drift_text(record: dict, n_qc: int, warnings: list[str], acquisition: bool = True,
+                reason: str = "") -> str:
     """The drift method with its note, said once: when drift was not corrected from pooled QCs, the plain statement
     leads the note (which says why and what was done instead) or, without a note, gives the reason and the method's
     effect itself. That is also a warning when the sheet describes the acquisition (QC runs, more than one batch, or
-    injection orders: ``acquisition``), and only a statement in the section for a plain study without any of them."""
+    injection orders: ``acquisition``), and only a statement in the section for a plain study without any of them.
+    ``reason`` (HTML, ``method_reason``) says why a QC-based method was applied."""
     method = str(record.get("drift_method", "unknown"))
     note = str(record.get("note") or "")
     if method in QC_DRIFT_METHODS:
-        return f"<p>Drift correction: <b>{esc(method)}</b>. {esc(note)}</p>"
+        return f"<p>Drift correction: <b>{esc(method)}</b>. {reason + ' ' if reason else ''}{esc(note)}</p>"
     reason = ("the study has no pooled QC runs (sample_type qc in the sample sheet)" if n_qc == 0 else
               f"the study has {n_qc} pooled QC runs, but drift_method is {method}")
     if note:
@@ -118,6 +167,71 @@ def _drift_text(record: dict, n_qc: int, warnings: list[str], acquisition: bool 
         warnings.append(f"drift was <b>not corrected from pooled QCs</b> (drift method {esc(method)}; {esc(why)}): "
                         "check the batch section before reading group differences")
     return text
+
+
+def _share(k: int, total: int | None, noun: str, detail: str = "") -> str:
+    """"K of the TOTAL NOUN (x %; DETAIL)", or "K NOUN" without a total."""
+    if not total:
+        return f"{k} {noun}"
+    return f"{k} of the {total} {noun} ({100 * k / total:.1f} %{'; ' + detail if detail else ''})"
+
+
+def _pairs(record: dict) -> tuple[int | None, int | None, str]:
+    """(features, feature-batch pairs, "N features × B batches") of the record; None where it lacks the counts."""
+    n, batches = record.get("n_features"), record.get("batches")
+    if not isinstance(n, int) or not isinstance(batches, list) or not batches:
+        return (n if isinstance(n, int) else None), None, ""
+    return n, n * len(batches), f"{n} features × {len(batches)} batch{'es' * (len(batches) != 1)}"
+
+
+def fit_note(text: str, record: dict) -> str | None:
+    """A note of the correct stage on its QC fits (``correction.drift.qc_rlsc``: "N feature-batch fits had fewer QC
+    values ...", "N feature-batch pairs had no QC value ...", "N features took the run-level median factor ...")
+    as HTML with its share of the feature-batch pairs (or of the features) from the record's counts and what
+    happened to those features; None for any other note."""
+    n_features, pairs, product = _pairs(record)
+    kept = "kept in the matrix (none is removed for how it was fitted)"
+    if match := FEWER_QCS.match(text):
+        k, method = int(match[1]), match[2]
+        used = (f"a straight line through {LINE_MIN_QC}-{SPLINE_MIN_QC - 1} QC values or, with 1-{LINE_MIN_QC - 1}, "
+                "the batch's QC median" if method == "qc_spline"
+                else "the batch's QC median (the batch's offset, not the drift within it)")
+        need = SPLINE_MIN_QC if method == "qc_spline" else LINE_MIN_QC
+        return (f"{_share(k, pairs, 'feature-batch pairs', product)} had fewer QC values than "
+                f"{esc(method)} needs ({need}): in those batches the feature was corrected by {used}; {kept}")
+    if match := NO_QC.match(text):
+        return (f"{_share(int(match[1]), pairs, 'feature-batch pairs', product)} had no QC value: in those "
+                "batches the feature was corrected by the run's median factor over the features fitted from "
+                "their own QCs (the batch offset and drift the run shares, not the feature's own); " + kept)
+    if match := BORROWED.match(text):
+        return (f"{_share(int(match[1]), n_features, 'features')} took the run's median factor in a batch "
+                "where they were measured but had no QC value (the features behind the feature-batch pairs without a "
+                "QC value, counted once: the counts overlap and do not add up); kept in the matrix with their own "
+                "drift there left uncorrected (a feature with fewer than two QC values in all has no QC RSD, so the "
+                "QC RSD threshold cannot flag it)")
+    return None
+
+
+def fits_part(record: dict) -> str:
+    """One sentence splitting the feature-batch pairs by how they were fitted (their own QC values, too few QC
+    values, none), from the record's counts and the correct stage's notes; empty without the counts or notes."""
+    method = str(record.get("drift_method"))
+    _, pairs, product = _pairs(record)
+    notes = [str(t) for t in record.get("warnings") or []]
+    fewer = next((int(m[1]) for t in notes if (m := FEWER_QCS.match(t))), 0)
+    none = next((int(m[1]) for t in notes if (m := NO_QC.match(t))), 0)
+    if method not in QC_DRIFT_METHODS or not pairs or not (fewer or none) or fewer + none > pairs:
+        return ""
+    own, simpler = ((f"a smoothing spline through {SPLINE_MIN_QC} or more", "a line or the batch's QC median")
+                    if method == "qc_spline" else (f"a line through {LINE_MIN_QC} or more", "the batch's QC median"))
+    def pct(k: int) -> str:
+        return f"{k} ({100 * k / pairs:.1f} %)"
+
+    return (f'<p class="note fits">Of the {pairs} feature-batch pairs ({product}): '
+            f"{pct(pairs - fewer - none)} were fitted with {own} of their own QC values; "
+            f"{pct(fewer)} had too few QC values and took {simpler}; "
+            f"{pct(none)} had no QC value and took the run's median factor (see the notes among the "
+            "warnings). None is removed for how it was fitted.</p>")
 
 
 def counts_table(record: dict, corrected: pl.DataFrame | None, exclude_flagged: bool = True) -> str:
@@ -143,14 +257,42 @@ def counts_table(record: dict, corrected: pl.DataFrame | None, exclude_flagged: 
     return html_table(["", ""], [[k, "NA" if v is None else v] for k, v in rows], numeric={1})
 
 
-def rsd_part(corrected: pl.DataFrame | None, record: dict, threshold: float) -> str:
-    """QC RSD before and after: the medians and their distributions over the features (a chart)."""
+def in_sample_note(method: str, counts: dict[str, int] | None = None) -> str:
+    """For a QC-based ``method``, why the QC RSD after correction is no independent check (HTML): it is measured
+    on the QCs the correction was fitted to, so with few QCs per batch (``counts``: QC runs per batch) it is
+    optimistic. Empty for another method."""
+    if method not in QC_DRIFT_METHODS:
+        return ""
+    fit = "a line" if method == "qc_linear" else "a smoothing spline"
+    text = (f'<p class="note in-sample">The QC RSD after correction is measured on the same pooled QCs the '
+            f"correction was fitted to ({esc(method)}: {fit} through each feature's QC values per batch), so it is "
+            "not an independent check: it shows how closely the fit follows those QCs, and with few QCs per batch "
+            "it is optimistic. ")
+    if counts and any(counts.values()):
+        fewest, where = _fewest(counts)
+        if method == "qc_linear" and fewest >= LINE_MIN_QC:
+            text += (f"A line takes 2 parameters per feature and batch, so with {fewest} QCs in {esc(where)} only "
+                     f"{fewest - 2} of {fewest} QC values {'is' if fewest - 2 == 1 else 'are'} left to show the "
+                     "noise. ")
+        elif method == "qc_spline":
+            text += (f"The spline may take up to half of a batch's QC values to follow the drift ({fewest} QCs in "
+                     f"{esc(where)}). ")
+    return text + ("The study samples are not in the fit: their error after correction can be larger than the "
+                   "QCs', and the flag above the threshold is judged on this in-sample value. More pooled QCs per "
+                   f"batch (at least {SPLINE_MIN_QC}, which also lets <code>auto</code> choose the spline) leave "
+                   "more of them free of the fit.</p>")
+
+
+def rsd_part(corrected: pl.DataFrame | None, record: dict, threshold: float,
+             counts: dict[str, int] | None = None) -> str:
+    """QC RSD before and after: the medians and their distributions over the features (a chart), and for a QC-based
+    correction why the value after is in-sample (``in_sample_note``; ``counts``: QC runs per batch)."""
     before, after = record.get("qc_rsd_median_before"), record.get("qc_rsd_median_after")
     if before is None or corrected is None or "qc_rsd_before" not in corrected.columns:
         return ("<p>QC relative standard deviation: not measured (fewer than two pooled QC runs).</p>")
     text = (f"<p>Median QC relative standard deviation over the features: <b>{fmt(before, 3)}</b> before and "
             f"<b>{fmt(after, 3)}</b> after correction (features above {threshold:g} after correction are "
-            "flagged).</p>")
+            "flagged).</p>" + in_sample_note(str(record.get("drift_method")), counts))
     chart = distribution_figure(
         {"before": corrected["qc_rsd_before"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
          "after": corrected["qc_rsd_after"].cast(pl.Float64).fill_null(np.nan).to_numpy()},
@@ -158,10 +300,11 @@ def rsd_part(corrected: pl.DataFrame | None, record: dict, threshold: float) -> 
     return text + f'<div class="charts">{figure_html(chart)}</div>'
 
 
-def drift_part(raw: pl.DataFrame, corrected: pl.DataFrame, roles: pl.DataFrame) -> str:
+def drift_part(raw: pl.DataFrame, corrected: pl.DataFrame, roles: pl.DataFrame, method: str | None = None) -> str:
     """The QCs' log2 intensity against injection order, before (open) and after (filled) correction, coloured by
     batch: the median over the features detected in every QC (each centred on its QC median) and three example
-    features (high, middle and low QC intensity)."""
+    features (high, middle and low QC intensity). After a QC-based ``method`` the QCs are flat by construction:
+    said."""
     qcs = roles.filter(pl.col("sample_type") == "qc")
     runs = [r for r in qcs["sample_id"].to_list() if r in raw.columns and r in corrected.columns]
     if len(runs) < 2:
@@ -200,7 +343,10 @@ def drift_part(raw: pl.DataFrame, corrected: pl.DataFrame, roles: pl.DataFrame) 
     return ('<p class="note">Pooled QC runs only, before (open circles) and after (filled) correction, coloured by '
             "batch. The first chart is the median over the features detected in every QC run, each centred on its "
             "own QC median, so a flat line means no drift left; the others are three example features, picked by "
-            "their QC intensity (high, middle, low) among those, not by how well they were corrected.</p>"
+            "their QC intensity (high, middle, low) among those, not by how well they were corrected."
+            + (f" The {esc(method)} correction was fitted to these QCs, so after it they lie flat largely by "
+               "construction: the charts show the drift it removed, not how well it corrected the study samples."
+               if method in QC_DRIFT_METHODS else "") + "</p>"
             + '<div class="charts">' + "".join(charts) + "</div>")
 
 
@@ -231,9 +377,9 @@ def pca_coordinates(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
     return pca.transform(X), pca.explained_variance_ratio_, how
 
 
-def pca_part(raw: pl.DataFrame, corrected: pl.DataFrame, roles: pl.DataFrame) -> str:
+def pca_part(raw: pl.DataFrame, corrected: pl.DataFrame, roles: pl.DataFrame, method: str | None = None) -> str:
     """PCA of the samples and pooled QCs (blanks left out) before and after correction, coloured by batch, QCs as
-    diamonds."""
+    diamonds; after a QC-based ``method`` the QCs' cluster is said to be no independent check."""
     runs_frame = roles.filter(pl.col("sample_type").is_in(["sample", "qc"]) & pl.col("sample_id").is_in(
         [c for c in raw.columns if c in corrected.columns]))
     runs = runs_frame["sample_id"].to_list()
@@ -255,7 +401,10 @@ def pca_part(raw: pl.DataFrame, corrected: pl.DataFrame, roles: pl.DataFrame) ->
         charts.append(figure_html(fig))
     return ('<p class="note">Principal components (scikit-learn PCA) of the log2 intensities of the samples and pooled '
             "QCs (blanks left out), each feature centred and scaled to unit variance; coloured by batch, QCs drawn "
-            "as diamonds. After a good correction the QCs cluster tightly and the batches overlap. Features used: "
+            "as diamonds. After a good correction the study samples' batches overlap. "
+            + ("The QCs cluster tightly after it too, but the correction was fitted to them, so their cluster is not "
+               "an independent check: judge it by the study samples. " if method in QC_DRIFT_METHODS else
+               "The QCs should cluster tightly. ") + "Features used: "
             f"{esc('; '.join(notes))}.</p>" + '<div class="charts">' + "".join(charts) + "</div>")
 
 
@@ -287,8 +436,9 @@ def batch_section(correction_path: Path | None, corrected_path: Path | None, raw
                   sheet: pl.DataFrame, params: dict, warnings: list[str]) -> str:
     """The "Batch, blanks and drift" section from the correct stage's record and corrected matrix (either may be
     absent: the section says so) and the raw matrix. ``params``: the report's parameters (``config_used`` gives
-    ``correct: qc_rsd_max``; default 0.3). Warnings of the record and a drift not corrected from QCs are appended to
-    ``warnings``."""
+    ``correct: qc_rsd_max``, default 0.3, and ``drift_method``, default auto: the method asked for, which the
+    section names with why a QC-based one was applied). Warnings of the record (its notes on the QC fits with their
+    share, ``fit_note``) and a drift not corrected from QCs are appended to ``warnings``."""
     roles = sample_roles(sheet)
     parts = [runs_table(roles)]
     if correction_path is None and corrected_path is None:
@@ -302,18 +452,25 @@ def batch_section(correction_path: Path | None, corrected_path: Path | None, raw
         corrected = pl.read_parquet(corrected_path)
     n_qc = int(record.get("n_qc", int((roles["sample_type"] == "qc").sum())))
     acquisition = bool(n_qc) or roles["batch"].n_unique() > 1 or roles["injection_order"].is_not_null().any()
+    config = params.get("config_used")
+    correct = ((config or {}).get("correct") or {})
+    # the method asked for: the stage's default (auto) under a config that names none; unknown without a config
+    requested = str(correct.get("drift_method", "auto")) if isinstance(config, dict) else None
+    counts = qcs_per_batch(roles)
+    method = str(record.get("drift_method")) if record else None
     if record:
-        parts.append(_drift_text(record, n_qc, warnings, acquisition))
+        reason = method_reason(str(method), counts, requested)
+        parts.append(_drift_text(record, n_qc, warnings, acquisition, reason))
+        parts.append(fits_part(record))
         for text in record.get("warnings") or []:
-            warnings.append(f"batch correction: {esc(text)}")
-    correct = ((params.get("config_used") or {}).get("correct") or {})
+            warnings.append(f"batch correction: {fit_note(str(text), record) or esc(text)}")
     threshold = float(correct.get("qc_rsd_max", 0.3))
     exclude = bool(correct.get("exclude_flagged", True))
     parts.append(counts_table(record, corrected, exclude))
-    parts.append(rsd_part(corrected, record, threshold))
+    parts.append(rsd_part(corrected, record, threshold, counts))
     if corrected is not None and raw is not None:
-        parts.append(drift_part(raw, corrected, roles))
-        parts.append(pca_part(raw, corrected, roles))
+        parts.append(drift_part(raw, corrected, roles, method))
+        parts.append(pca_part(raw, corrected, roles, method))
     if corrected is not None:
         parts.append(flagged_table(corrected, exclude))
     return "".join(parts)

@@ -19,13 +19,18 @@ import polars as pl
 from ms2study.modelling.differential import SIGNIFICANCE, read_summary, significant_compounds
 from ms2study.modelling.metrics import CHANCE
 from ms2study.reporting import cautions
-from ms2study.reporting.cautions import P_SMALL, best_feature_set, chance_shortfall
+from ms2study.reporting.cautions import (
+    METRIC_NAMES,
+    P_SMALL,
+    best_feature_set,
+    chance_shortfall,
+    permutation_resolution,
+)
 from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles
 from ms2study.reporting.html import PROCESSING, esc, interval_text, kind_of, p_value_text, warning_anchor
 
 # How many accepted identifications among an outcome's hits are named in the box (the rest are counted).
 TOP_NAMED = 3
-METRIC_NAMES = {"roc_auc": "AUC", "macro_roc_auc": "macro AUC", "r2": "R²", "balanced_accuracy": "balanced accuracy"}
 LEVELS = {2: "probable structure", 3: "tentative: isomers plausible"}  # Schymanski et al. 2014
 
 
@@ -55,7 +60,9 @@ def model_verdict(summary: dict) -> tuple[str, str | None]:
     """(the verdict as HTML, the feature set it rests on or None). Beating chance follows the models section's
     rule (``cautions.chance_shortfall``: p < 0.05 and the 95 % interval above chance); a model that does not and
     whose interval reaches chance (e.g. an AUC interval spanning 0.5) is "no evidence"; one whose interval lies
-    above chance but whose p is not small is "not shown to beat chance", with the reason."""
+    above chance but whose p is not small is "not shown to beat chance", with the reason. A "suggestive only" or
+    "not shown to beat chance" verdict that the permutations' resolution decides says so and what to raise
+    (``cautions.permutation_resolution``)."""
     if summary.get("status") != "done":
         return f"not modelled: {esc(summary.get('reason'))}", None
     best = best_feature_set(summary)
@@ -79,14 +86,18 @@ def model_verdict(summary: dict) -> tuple[str, str | None]:
     does, none = _what(summary)
     why = chance_shortfall(entry)
     chance = CHANCE.get(metric)
+    # a verdict that fails on p alone, near the smallest p the permutations allow, says that they decide it
+    limited = permutation_resolution(summary, name)
+    limited = f"; {limited}" if limited else ""
     if why is None and p is not None and n_sets > 1 and float(p) * n_sets >= P_SMALL:
-        return (f"<b>suggestive only</b>: the best set {does} on its own test, but not once the choice among "
-                f"{n_sets} sets is adjusted for ({numbers})", name)
+        text = (f"<b>suggestive only</b>: the best set {does} on its own test, but not once the choice among "
+                f"{n_sets} sets is adjusted for ({numbers}){limited}")
+        return text, name
     if why is None:
         return f"<b>{does}</b> ({numbers})", name
     if chance is None or low is None or float(low) <= chance:
         return f"<b>{none}</b> ({numbers})", name
-    return f"<b>not shown to beat chance</b>: {esc(why)} ({numbers})", name
+    return f"<b>not shown to beat chance</b>: {esc(why)} ({numbers}){limited}", name
 
 
 def beside(warnings: list[str], key: str) -> str:

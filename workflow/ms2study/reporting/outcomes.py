@@ -87,8 +87,8 @@ def models_section(models: Sequence[OutcomeFiles], sheet: pl.DataFrame, feature_
     passes the differential tables to ``differential_section``): classes, estimator, the metric of each feature set with
     its interval and permutation p, notes, ROC curves (binary, from the predictions) and maps of each feature set
     coloured by the outcome. An outcome that was not modelled, a feature set without values for some samples, and
-    a class with few samples are warnings; a p at its floor and a score well below chance are explained
-    (``cautions``; ``coverage``: features with MS/MS, consensus features)."""
+    a class with few samples are warnings; a p at its floor, a verdict the permutations' resolution decides and a
+    score well below chance are explained (``cautions``; ``coverage``: features with MS/MS, consensus features)."""
     if not models:
         return "<p>No outcome models: no outcomes are declared under <code>models: outcomes</code> in config.yaml.</p>"
     parts = [MODELS_TEXT]
@@ -125,6 +125,10 @@ def models_section(models: Sequence[OutcomeFiles], sheet: pl.DataFrame, feature_
                            ("below-chance", cautions.below_chance_note(summary, coverage))):
             if note:
                 parts.append(f'<p class="note {kind}">{esc(note)}</p>')
+        best = cautions.best_feature_set(summary)
+        limited = cautions.permutation_resolution(summary, best[0]) if best else None
+        if limited:  # HTML: the verdict of the main findings rests on this set
+            parts.append(f'<p class="note resolution">Best set, {esc(best[0])}: {limited}.</p>')
         if summary.get("type") == "binary":
             effects = read_detectable_effects()
             sentence = detectable_effect_sentence(int(summary.get("n_samples") or 0), effects)

@@ -3,7 +3,8 @@
 QC: the per-sample QC table (``results/study/qc.parquet``: sample_id, n_ms1_scans, n_ms2_scans, n_ms2_mapped,
 share_ms2_mapped, n_features, tic_total, rt_shift_median_s, precursor_error_median_ppm, n_accepted, outlier,
 outlier_score, outlier_rule; newer tables also sample_type, batch, injection_order and run_note) as a sortable
-table with the outliers marked and their rule stated, and each sample's chromatogram table
+table with the outliers marked and their rule stated (and what its count of accepted identifications means: per
+run, not the study's identifications), and each sample's chromatogram table
 (``results/samples/{sample}/chromatogram.parquet``: rt_s, tic, bpc) drawn as overlaid TIC and base-peak
 chromatograms. A study with pooled QC or blank runs gets one part per run type (study samples, pooled QCs, blanks),
 each with its rule, charts and table; a table without sample_type is all study samples, shown as before.
@@ -49,6 +50,37 @@ QC_TEXT = ('<p class="note">RT shift: the median correction the alignment applie
            "is under 'Study overview'). "
            "Chromatograms are thinned to at most 600 points per sample, "
            "keeping the highest point of each stretch (zoom to inspect); outliers are drawn thicker.</p>")
+
+
+def accepted_note(qc: pl.DataFrame | None) -> str:
+    """What the 'accepted identifications' column counts and why it varies between runs (HTML note), with the
+    table's range per run; empty when the table has no values in ``n_accepted``. The count is per spectrum and the
+    false-discovery cut is Benjamini-Hochberg over each run's own rank-1 matches (``identification.engine``), so the
+    same match can pass in one run and fail in another: the column is not a measure of run quality, and the
+    study's identifications are those of the identify stage, one per consensus feature."""
+    if qc is None or "n_accepted" not in qc.columns:
+        return ""
+    typed = "sample_type" in qc.columns
+    runs = qc.filter(pl.col("n_accepted").is_not_null() & ((pl.col("sample_type") != "blank") if typed else True))
+    if not runs.height:  # blanks left out of the range: they accept next to nothing
+        return ""
+    counts = runs["n_accepted"].cast(pl.Int64)
+    low, high = int(counts.min()), int(counts.max())
+    per = "study sample or pooled QC" if typed and runs["sample_type"].n_unique() > 1 else "run"
+    spread = f"here {low} to {high} per {per}" + (f", {high / low:.1f}-fold" if low and high / low >= 2 else "")
+    if "n_ms2_scans" in runs.columns and (runs["n_ms2_scans"].fill_null(0) > 0).all():
+        share = (counts / runs["n_ms2_scans"].cast(pl.Float64)).to_numpy()
+        spread += f"; {100 * share.min():.1f} % to {100 * share.max():.1f} % of their MS/MS scans"
+    return ('<p class="note accepted">Accepted identifications: the run\'s MS/MS spectra whose best library match '
+            "passed the false-discovery cut (<code>annotate: fdr</code>), counted per spectrum (a compound "
+            "fragmented several times counts several times). The q-values behind the cut are computed run by run "
+            "(with the default null model, Benjamini-Hochberg over that run's own matches), so a run with fewer "
+            "strong matches accepts fewer, and the same match can pass in one run and fail in another: the count "
+            f"({spread}) follows what the run happened to fragment and match, and is not a measure of the run's "
+            "quality. The study's identifications are those under "
+            '<a href="#identifications">Identifications</a> (<code>results/study/identifications.parquet</code>): '
+            "one per consensus feature, its spectra from every run combined and the cut applied once over the "
+            "study; read those, not this column, for what the study identified.</p>")
 
 
 RUN_TYPES = {"sample": "Study samples", "qc": "Pooled QC runs", "blank": "Blank runs"}  # sheet sample_type: heading
@@ -187,9 +219,9 @@ def qc_section(qc_path: Path | None, chromatogram_paths: Sequence[Path], sample_
     typed = any(k != "sample" for k in kinds.values())
     if not typed:  # every run a study sample: one part, as before run types existed
         text, outliers = _outlier_part(qc, "sample", False, warnings) if qc is not None else ("", set())
-        return QC_TEXT + text + _charts(chromatograms, "samples", outliers) + (
+        return QC_TEXT + accepted_note(qc) + text + _charts(chromatograms, "samples", outliers) + (
             _qc_table_html(qc, "sample", False) if qc is not None else "")
-    parts = [QC_TEXT, TYPED_TEXT]
+    parts = [QC_TEXT, accepted_note(qc), TYPED_TEXT]
     for kind, title in RUN_TYPES.items():
         members = qc.filter(pl.col("sample_type") == kind)
         if not members.height:
