@@ -1009,3 +1009,31 @@ def test_report_names_the_code_that_made_it(full_report: tuple[Path, str], tmp_p
                          capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(copy)},
                          check=True).stdout.strip()
     assert out == f"{copy} (not a git checkout)"
+
+
+def test_sample_stats_counts_each_table_in_one_pass_and_refuses_another_samples_rows(tmp_path: Path) -> None:
+    """The report's per-sample counts (one read per table) and the guard against per-sample lists out of order."""
+    from ms2study.core.errors import InputError
+    from ms2study.reporting.collect import sample_stats
+
+    paths = {"features": tmp_path / "f.parquet", "spectra": tmp_path / "s.parquet",
+             "embeddings": tmp_path / "e.parquet", "annotations": tmp_path / "a.parquet",
+             "sample_embedding": tmp_path / "p.parquet"}
+    pl.DataFrame({"sample_id": ["S1"] * 3, "feature_id": ["F1", "F2", "F3"]}).write_parquet(paths["features"])
+    pl.DataFrame({"sample_id": ["S1"] * 3, "spectrum_id": ["a", "b", "c"], "feature_id": ["F1", None, "F2"],
+                  "ion_mode": ["positive", "negative", "positive"], "precursor_corrected": [True, None, False]}
+                 ).write_parquet(paths["spectra"])
+    pl.DataFrame({"sample_id": ["S1"] * 3, "spectrum_id": ["a", "b", "c"], "embedding": [[1.0], None, [0.5]],
+                  "model_id": ["m1"] * 3, "model_trained": [True] * 3}).write_parquet(paths["embeddings"])
+    pl.DataFrame({"sample_id": ["S1"] * 3, "spectrum_id": ["a", "a", "c"], "rank": [1, 2, 1]}
+                 ).write_parquet(paths["annotations"])
+    pl.DataFrame({"sample_id": ["S1"], "n_spectra": [2], "embedding": [[0.1]]}).write_parquet(paths["sample_embedding"])
+    warnings: list[str] = []
+    stats = sample_stats("S1", paths, warnings)
+    assert stats == {"sample_id": "S1", "features": 3, "ms2_scans": 3, "mapped_spectra": 2,
+                     "ion_modes": ["negative", "positive"], "precursor_corrected": 1, "embedded": 2,
+                     "model_ids": ["m1"], "model_trained": [True], "annotated_spectra": 2, "n_spectra_pooled": 2,
+                     "has_sample_embedding": True} and not warnings
+    with pytest.raises(InputError, match="given for sample S2 but holds rows of S1"):
+        sample_stats("S2", {"features": paths["features"]}, warnings)
+    assert any("missing result table(s) spectra" in w for w in warnings)

@@ -103,19 +103,33 @@ def _columns(path: Path) -> list[str]:
     return list(pl.read_parquet_schema(path).keys())
 
 
-def _check_sample(path: Path, sample_id: str) -> None:
-    """InputError when the table at ``path`` holds rows of another sample (per-sample lists out of order)."""
-    if "sample_id" not in _columns(path):
-        return
-    found = pl.scan_parquet(path).select(pl.col("sample_id").drop_nulls().unique()).collect()["sample_id"].to_list()
-    other = sorted(str(s) for s in found if str(s) != sample_id)
+def _check_sample(found: list, path: Path, sample_id: str) -> None:
+    """InputError when the table at ``path`` holds rows of another sample (per-sample lists out of order):
+    ``found`` is its distinct sample ids."""
+    other = sorted(str(s) for s in found if s is not None and str(s) != sample_id)
     if other:
         raise InputError(f"the table is given for sample {sample_id} but holds rows of {', '.join(other[:5])}",
                          file=str(path), fix="pass the per-sample tables in the order of the sample sheet")
 
 
+def _one_scan(path: Path, exprs: dict[str, pl.Expr], sample_id: str) -> dict[str, Any]:
+    """The aggregates ``exprs`` (name -> expression; those naming absent columns are left out) of the table at
+    ``path`` in one pass, with its distinct sample ids checked (``_check_sample``): one read per table and sample,
+    where a read per count made the report's per-sample loop dominate at hundreds of samples."""
+    cols = set(pl.read_parquet_schema(path))
+    wanted = {name: e for name, e in exprs.items() if set(e.meta.root_names()) <= cols}
+    if "sample_id" in cols:
+        wanted["_samples"] = pl.col("sample_id").drop_nulls().unique().implode()
+    if not wanted:
+        return {}
+    row = pl.scan_parquet(path).select(**wanted).collect().row(0, named=True)
+    _check_sample(row.pop("_samples", None) or [], path, sample_id)
+    return row
+
+
 def sample_stats(sample_id: str, paths: dict[str, Path | None], warnings: list[str]) -> dict[str, Any]:
-    """Counts for the per-sample table, reading only the columns needed (embeddings can be large).
+    """Counts for the per-sample table, reading only the columns needed (embeddings can be large), one pass per
+    table.
 
     ``paths`` maps each kind in ``TABLES`` to the sample's table (None or an absent file: a warning is appended to
     ``warnings`` and its counts are left out). Returns ``sample_id`` and, where the table is there: ``features``,
@@ -128,39 +142,34 @@ def sample_stats(sample_id: str, paths: dict[str, Path | None], warnings: list[s
     missing = [t for t in TABLES if t not in present]
     if missing:
         warnings.append(f"sample <b>{esc(sample_id)}</b>: missing result table(s) {esc(', '.join(missing))}")
-    for path in present.values():
-        _check_sample(path, sample_id)
     if "features" in present:
-        stats["features"] = pl.scan_parquet(present["features"]).select(pl.len()).collect().item()
+        stats["features"] = _one_scan(present["features"], {"n": pl.len()}, sample_id)["n"]
     if "spectra" in present:
-        spectra = present["spectra"]
-        counts = pl.scan_parquet(spectra).select(
-            pl.len().alias("n"), pl.col("feature_id").is_not_null().sum().alias("mapped")).collect()
-        stats["ms2_scans"] = int(counts["n"][0])
-        stats["mapped_spectra"] = int(counts["mapped"][0])
-        cols = _columns(spectra)
-        if "ion_mode" in cols:
-            stats["ion_modes"] = sorted(pl.scan_parquet(spectra).select(pl.col("ion_mode").drop_nulls()
-                                                                        .unique()).collect()["ion_mode"])
-        if "precursor_corrected" in cols:
-            stats["precursor_corrected"] = int(pl.scan_parquet(spectra).select(
-                pl.col("precursor_corrected").fill_null(False).sum()).collect().item())
+        row = _one_scan(present["spectra"], {
+            "n": pl.len(), "mapped": pl.col("feature_id").is_not_null().sum(),
+            "ion_modes": pl.col("ion_mode").drop_nulls().unique().sort().implode(),
+            "corrected": pl.col("precursor_corrected").fill_null(False).sum()}, sample_id)
+        stats["ms2_scans"], stats["mapped_spectra"] = int(row["n"]), int(row["mapped"])
+        if "ion_modes" in row:
+            stats["ion_modes"] = list(row["ion_modes"] or [])
+        if "corrected" in row:
+            stats["precursor_corrected"] = int(row["corrected"])
     if "embeddings" in present:
-        cols = _columns(present["embeddings"])
-        exprs = [pl.len().alias("n"), pl.col("embedding").is_null().sum().alias("null")]
-        exprs += [pl.col(c).drop_nulls().unique().implode().alias(c) for c in ("model_id", "model_trained")
-                  if c in cols]
-        row = pl.scan_parquet(present["embeddings"]).select(exprs).collect().row(0, named=True)
+        row = _one_scan(present["embeddings"], {
+            "n": pl.len(), "null": pl.col("embedding").is_null().sum(),
+            **{c: pl.col(c).drop_nulls().unique().implode() for c in ("model_id", "model_trained")}}, sample_id)
         stats["embedded"] = int(row["n"]) - int(row["null"])
         stats["model_ids"] = [str(v) for v in row.get("model_id") or []]
         stats["model_trained"] = [bool(v) for v in row.get("model_trained") or []]
     if "annotations" in present:
-        stats["annotated_spectra"] = pl.scan_parquet(present["annotations"]).filter(pl.col("rank") == 1).select(
-            pl.col("spectrum_id").n_unique()).collect().item()
+        stats["annotated_spectra"] = _one_scan(present["annotations"], {
+            "n": pl.col("spectrum_id").filter(pl.col("rank") == 1).n_unique()}, sample_id)["n"]
     if "sample_embedding" in present:
         pooled = present["sample_embedding"]
-        row = pl.read_parquet(pooled).row(0, named=True) if pl.scan_parquet(pooled).select(
-            pl.len()).collect().item() else None
+        frame = pl.read_parquet(pooled)
+        _check_sample(frame["sample_id"].drop_nulls().unique().to_list() if "sample_id" in frame.columns else [],
+                      pooled, sample_id)
+        row = frame.row(0, named=True) if frame.height else None
         stats["n_spectra_pooled"] = int(row["n_spectra"]) if row and row.get("n_spectra") is not None else 0
         stats["has_sample_embedding"] = bool(row and row.get("embedding") is not None)
     return stats
