@@ -430,6 +430,9 @@ def test_a_feature_detected_in_too_few_runs_stays_untested_however_many_gap_fill
     # feature with a value in every run is complete and gets the moderated test
     assert row["C151"]["tested"] and row["C152"]["tested"] and row["C152"]["test"] == "moderated_t"
     assert row["C152"]["gap_filled_rate"] == pytest.approx(0.25)
+    # per group (binary): C151 filled in 2 of 10 cases and every control
+    assert (row["C151"]["gap_filled_rate_positive"], row["C151"]["gap_filled_rate_reference"]) == pytest.approx(
+        (0.2, 1.0))
     # without the record of what detection found, every value counts as detected: C150 would be tested
     table, summary = per_feature.differential_analysis(corrected, samples, BINARY)
     assert table.filter(pl.col("consensus_id") == "C150")["tested"].item()

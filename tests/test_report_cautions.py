@@ -255,3 +255,24 @@ def test_accepted_identifications_per_run_say_what_they_count_and_why_they_vary(
     # a table without the column says nothing; one of study samples only speaks of runs
     assert qc.accepted_note(table.drop("n_accepted")) == ""
     assert "(here 30 to 124 per run, 4.1-fold;" in qc.accepted_note(table.filter(pl.col("sample_type") == "sample"))
+
+
+def test_hits_gap_filled_unevenly_between_the_groups_are_named() -> None:
+    """A scientist's trial: a hit filled in half of one group and none of the other had its fold change inflated
+    (log2 3.36 against a true 1.92). Hits whose gap-filled shares differ by 25 points or more are named with the
+    shares; an even or a non-significant one is not, and a table without the per-group columns says nothing."""
+    from ms2study.reporting import cautions
+
+    table = pl.DataFrame({"consensus_id": ["C1998", "C10", "C11", "C12"], "q_value": [0.02, 0.01, 0.3, 0.04],
+                          "gap_filled_rate_positive": [0.0, 0.1, 0.0, None],
+                          "gap_filled_rate_reference": [0.5, 0.2, 0.9, None]})
+    assert cautions.uneven_gap_filling(table).to_list() == [True, False, True, False]
+    warnings: list[str] = []
+    cautions.gap_filling_warning(table, "group", warnings)
+    assert len(warnings) == 1 and "1 of the 3 features at q &lt; 0.05" in warnings[0]
+    assert "C1998 (0 % vs 50 %)" in warnings[0] and "C11" not in warnings[0]
+    assert warnings[0].label == "fold changes may be inflated by gap filling"
+    quiet: list[str] = []
+    cautions.gap_filling_warning(table.drop("gap_filled_rate_positive", "gap_filled_rate_reference"), "group", quiet)
+    cautions.gap_filling_warning(table.filter(pl.col("consensus_id") == "C10"), "group", quiet)
+    assert quiet == []

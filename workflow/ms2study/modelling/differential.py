@@ -114,6 +114,8 @@ DIFFERENTIAL: dict[str, pl.DataType] = {
     # share of those samples whose value is gap-filled, not detected (xcms' "filled" peaks); testability is decided
     # on detection_rate - gap_filled_rate. 0 without the linked matrix (nothing known to be filled)
     "gap_filled_rate": pl.Float64,
+    "gap_filled_rate_positive": pl.Float64,   # binary: in the positive class
+    "gap_filled_rate_reference": pl.Float64,  # binary: in the other class
     "mean_log2_intensity": pl.Float64,    # over the samples, after the fill
 }
 
@@ -279,6 +281,8 @@ def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, o
         mean_log2 = np.nanmean(values, axis=1) if ids else nan
         rate_pos = present[:, y == 1].mean(axis=1) if kind == "binary" and (y == 1).any() else nan
         rate_ref = present[:, y == 0].mean(axis=1) if kind == "binary" and (y == 0).any() else nan
+        filled_pos = (present & ~found)[:, y == 1].mean(axis=1) if kind == "binary" and (y == 1).any() else nan
+        filled_ref = (present & ~found)[:, y == 0].mean(axis=1) if kind == "binary" and (y == 0).any() else nan
     keys = feature_matrix.select(pl.col("consensus_id").cast(pl.Utf8),
                                  *[pl.col(c).cast(pl.Float64) if c in feature_matrix.columns
                                    else pl.lit(None, dtype=pl.Float64).alias(c) for c in ("mz", "rt_s")],
@@ -302,6 +306,7 @@ def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, o
         pl.lit(len(ids), dtype=pl.Int32).alias("n_samples"),
         series(rate).alias("detection_rate"), series(rate_pos).alias("detection_rate_positive"),
         series(rate_ref).alias("detection_rate_reference"), series(filled_rate).alias("gap_filled_rate"),
+        series(filled_pos).alias("gap_filled_rate_positive"), series(filled_ref).alias("gap_filled_rate_reference"),
         series(mean_log2).alias("mean_log2_intensity"),
     )
     table = table.join(accepted_identifications(identifications), on="consensus_id", how="left",

@@ -327,6 +327,7 @@ def differential_section(differential: Sequence[DifferentialFiles], warnings: li
                                  .agg(pl.len().alias("_group_size")), on="compound_group", how="left",
                                  maintain_order="left")
         cautions.imputation_warning(tested, outcome, warnings)
+        cautions.gap_filling_warning(tested, outcome, warnings)
         hits = tested.filter(pl.col("q_value") < SIGNIFICANCE)["consensus_id"].cast(pl.Utf8).to_list()
         significant = len(hits)
         compounds = significant_compounds(tested) if "compound_group" in tested.columns else significant
