@@ -409,3 +409,16 @@ def test_the_method_s_reason_and_the_in_sample_note_follow_the_qcs_per_batch() -
     assert "a straight line through 3-4 QC values or, with 1-2, the batch's QC median" in fit_note(spline, record)
     assert fit_note("gap filling found 3 values, not used", record) is None
     assert fit_note("9 feature-batch pairs had no QC value: x", {}).startswith("9 feature-batch pairs had no QC")
+
+
+def test_the_held_out_qc_rsd_is_shown_beside_the_in_sample_one() -> None:
+    """correction.json's qc_rsd_median_held_out (each QC corrected by a fit without it) is shown with what it means;
+    a record without it (median normalisation, older runs) shows no such sentence."""
+    from ms2study.reporting.batch import rsd_part
+
+    corrected = pl.DataFrame({"qc_rsd_before": [0.3, 0.4], "qc_rsd_after": [0.05, 0.07]})
+    record = {"qc_rsd_median_before": 0.35, "qc_rsd_median_after": 0.062, "qc_rsd_median_held_out": 0.131,
+              "drift_method": "qc_linear"}
+    text = rsd_part(corrected, record, 0.3, {"1": 3, "2": 3})
+    assert "gives a median QC RSD of <b>0.131</b>" in text and "lay between the two values" in text
+    assert "Out of sample" not in rsd_part(corrected, {**record, "qc_rsd_median_held_out": None}, 0.3)

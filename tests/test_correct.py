@@ -106,7 +106,7 @@ def test_a_feature_without_qc_values_takes_the_runs_median_factor() -> None:
     values[row, study["is_qc"]] = np.nan
     roles = study["roles"]
     orders = roles["injection_order"].cast(pl.Float64).to_numpy()
-    corrected, notes = qc_rlsc(values, study["is_qc"], orders, roles["batch"].to_list(), "qc_spline")
+    corrected, notes, _ = qc_rlsc(values, study["is_qc"], orders, roles["batch"].to_list(), "qc_spline")
     samples = ~study["is_qc"] & ~study["is_blank"]
     b1, b2 = samples & (study["batch"] == 0), samples & (study["batch"] == 1)
     gap = np.median(np.log(corrected[row, b2])) - np.median(np.log(corrected[row, b1]))
@@ -147,7 +147,7 @@ def test_spline_fit_does_not_chase_the_noise_of_a_few_qcs() -> None:
     n_features, orders = 400, np.arange(1, 26, dtype=float)
     is_qc = (orders - 1) % 6 == 0
     values = 1e5 * np.exp(rng.normal(0, 0.1, (n_features, orders.size)))
-    corrected, _ = qc_rlsc(values, is_qc, orders, ["1"] * orders.size, "qc_spline")
+    corrected, _, _ = qc_rlsc(values, is_qc, orders, ["1"] * orders.size, "qc_spline")
     moved = np.abs(np.log(corrected[:, ~is_qc] / values[:, ~is_qc]))
     assert np.median(moved) < 0.035
 
@@ -391,3 +391,37 @@ def test_schema_section_defaults_and_refusals(tmp_path: Path) -> None:
         assert f"key '{key}'" in str(err.value), str(err.value)
     (tmp_path / "config.yaml").write_text("correct: {internal_standards: [{name: x, mz: 100.5, rt_s: 30}]}\n")
     study_module.load_config(tmp_path)
+
+
+def _drifting_study(n_qc: int, seed: int, sd: float = 0.07, n_features: int = 300, per_batch: int = 24):
+    """Three batches of one pooled material (every run a QC in truth): per feature a batch offset and a linear drift
+    with injection order, log-normal technical noise ``sd``; ``n_qc`` of each batch's runs, evenly spaced, are the
+    QCs. Returns (values, is_qc, orders, batches)."""
+    rng = np.random.default_rng(seed)
+    positions = set(np.linspace(0, per_batch - 1, n_qc).round().astype(int).tolist())
+    batch = np.repeat(np.arange(3), per_batch)
+    position = np.tile(np.arange(per_batch), 3)
+    is_qc = np.array([p in positions for p in position])
+    offset, slope = rng.normal(0, 0.3, (n_features, 3)), rng.normal(0, 0.01, (n_features, 3))
+    logs = (rng.normal(12, 1.5, (n_features, 1)) + offset[:, batch] + slope[:, batch] * position
+            + rng.normal(0, sd, (n_features, batch.size)))
+    return np.exp(logs), is_qc, np.arange(batch.size, dtype=float), [str(b) for b in batch]
+
+
+@pytest.mark.parametrize("n_qc", [3, 5, 7])
+def test_the_held_out_qc_rsd_bounds_the_samples_error_from_above(n_qc: int) -> None:
+    """The QC RSD after correction is measured on the QCs the fit went through (in-sample); each QC corrected by a
+    fit made without it gives the out-of-sample value. With known truth (the non-QC runs are the same material, so
+    their spread after correction is the correction's error), the study samples' error lies between the two: the
+    report's sentence rests on this."""
+    method = "qc_spline" if n_qc >= 5 else "qc_linear"
+    for seed in range(3):
+        values, is_qc, orders, batches = _drifting_study(n_qc, seed)
+        corrected, _, held_out = qc_rlsc(values, is_qc, orders, batches, method)
+        in_sample = np.nanmedian(qc_rsd(corrected, is_qc))
+        out_of_sample = np.nanmedian(qc_rsd(held_out, is_qc))
+        samples = np.nanmedian(np.nanstd(np.log(corrected[:, ~is_qc]), axis=1, ddof=1))
+        assert in_sample < samples < out_of_sample, (n_qc, seed, in_sample, samples, out_of_sample)
+        assert np.isnan(held_out[:, ~is_qc]).all() and np.isfinite(held_out[:, is_qc]).all()
+    # with more QCs the held-out value comes closer to the samples' error
+    assert out_of_sample < 1.25 * samples or n_qc < 7

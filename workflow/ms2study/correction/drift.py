@@ -115,16 +115,18 @@ def choose_method(requested: str, is_qc: np.ndarray, orders: np.ndarray, batches
     return requested, NOTES[requested]
 
 
-def _spline_fits(x: np.ndarray, logs: np.ndarray, x_new: np.ndarray) -> np.ndarray:
+def _spline_fits(x: np.ndarray, logs: np.ndarray, x_new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Smoothing-spline predictions at ``x_new`` (shape (n, m)) for the rows of ``logs`` (shape (n, k), all finite),
     each row with its own smoothing parameter chosen by leave-one-out CV among those of at most max(2, k/2)
-    effective degrees of freedom. ``x``: strictly increasing, shape (k,)."""
+    effective degrees of freedom, and each row's leave-one-out residuals at that parameter (shape (n, k): a linear
+    smoother's residual over 1 - its leverage). ``x``: strictly increasing, shape (k,)."""
     k = x.size
     lo, span = float(x[0]), float(x[-1] - x[0])
     xs, xn = (x - lo) / span, (x_new - lo) / span
     eye = np.eye(k)
     best_cv = np.full(logs.shape[0], np.inf)
     best = np.zeros((logs.shape[0], x_new.size))
+    best_loo = np.zeros_like(logs)
     max_df = max(2.0, k / 2.0)
     for i, lam in enumerate(LAMBDAS[::-1]):  # stiffest first: it is always allowed
         with _warnings.catch_warnings():
@@ -134,17 +136,38 @@ def _spline_fits(x: np.ndarray, logs: np.ndarray, x_new: np.ndarray) -> np.ndarr
         if i and np.trace(hat) > max_df:
             break
         leverage = np.clip(1.0 - np.diag(hat), 1e-9, None)
-        cv = np.mean(((logs - logs @ hat.T) / leverage) ** 2, axis=1)
+        loo = (logs - logs @ hat.T) / leverage
+        cv = np.mean(loo ** 2, axis=1)
         better = cv < best_cv
         if better.any():
             best[better] = logs[better] @ spline(xn).T
             best_cv[better] = cv[better]
-    return best
+            best_loo[better] = loo[better]
+    return best, best_loo
+
+
+def _held_out_residuals(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Leave-one-out residuals (shape of ``ys``: rows x k QC values) of the line (k >= LINE_MIN_QC; the residual over
+    1 - its leverage, which is the same line refitted without the point) or the median (k = 2: the other value) that
+    ``qc_rlsc`` fits: each QC's log value minus the fit made without it. NaN where k is 1."""
+    k = xs.size
+    if k >= LINE_MIN_QC:
+        design = np.column_stack([np.ones(k), xs - xs.mean()])
+        hat = design @ np.linalg.pinv(design)
+        return (ys - ys @ hat.T) / np.clip(1.0 - np.diag(hat), 1e-9, None)
+    if k == 2:
+        return ys - ys[:, ::-1]
+    return np.full(ys.shape, np.nan)
 
 
 def qc_rlsc(values: np.ndarray, is_qc: np.ndarray, orders: np.ndarray, batches: list[str],
-            method: str) -> tuple[np.ndarray, list[str]]:
-    """QC-RLSC drift and batch correction (see the module docstring); returns (corrected copy, warnings).
+            method: str) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """QC-RLSC drift and batch correction (see the module docstring); returns (corrected copy, warnings, held out).
+
+    ``held out`` (shape of ``values``): each QC value corrected by the fit made WITHOUT it (leave-one-out; NaN in
+    the other runs and where a QC had no partner in its batch). The QC RSD of the corrected values is measured on
+    the QCs the fit went through, so it is optimistic (with a line through 3 QCs, 1 degree of freedom is left); the
+    RSD of these held-out values is the out-of-sample check (Dunn et al. 2011 hold QCs out to validate the fit).
 
     ``method``: qc_spline or qc_linear (``choose_method``); every run needs a finite injection order. Per feature
     and batch the fit degrades with fewer QC values (spline >= 5, line >= 3, QC median >= 1); a feature without any
@@ -160,6 +183,7 @@ def qc_rlsc(values: np.ndarray, is_qc: np.ndarray, orders: np.ndarray, batches: 
         _warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: no QC value anywhere
         reference = np.nanmedian(np.where(is_qc[None, :], positive, np.nan), axis=1)
     factors = np.ones_like(values)
+    held_out = np.full(values.shape, np.nan)
     fitted = np.zeros(values.shape, dtype=bool)  # cells whose factor comes from the feature's own QC values
     n_uncorrected_batches = 0
     degraded = 0
@@ -184,7 +208,7 @@ def qc_rlsc(values: np.ndarray, is_qc: np.ndarray, orders: np.ndarray, batches: 
             xs, ys = x_q[pattern], logs[np.ix_(rows, qcs[pattern])]
             x_eval = np.clip(x_r, xs[0], xs[-1])  # held constant outside the QCs
             if method == "qc_spline" and k >= SPLINE_MIN_QC:
-                fit = _spline_fits(xs, ys, x_eval)
+                fit, loo = _spline_fits(xs, ys, x_eval)
             elif k >= LINE_MIN_QC:
                 slope, intercept = np.polyfit(xs, ys.T, 1)
                 fit = slope[:, None] * x_eval[None, :] + intercept[:, None]
@@ -192,8 +216,11 @@ def qc_rlsc(values: np.ndarray, is_qc: np.ndarray, orders: np.ndarray, batches: 
             else:
                 fit = np.repeat(np.median(ys, axis=1)[:, None], runs.size, axis=1)
                 degraded += rows.size
-            with np.errstate(invalid="ignore"):
+            if not (method == "qc_spline" and k >= SPLINE_MIN_QC):
+                loo = _held_out_residuals(xs, ys)
+            with np.errstate(invalid="ignore", over="ignore"):
                 factor = np.exp(fit) / reference[rows, None]
+                held_out[np.ix_(rows, qcs[pattern])] = np.exp(loo) * reference[rows, None]
             ok = np.isfinite(factor) & (factor > 0)
             factors[np.ix_(rows, runs)] = np.where(ok, factor, 1.0)
             fitted[np.ix_(rows, runs)] = ok
@@ -217,7 +244,7 @@ def qc_rlsc(values: np.ndarray, is_qc: np.ndarray, orders: np.ndarray, batches: 
     if n_borrowed:
         notes.append(f"{n_borrowed} features took the run-level median factor where they had no QC values of their "
                      f"own")
-    return values / factors, notes
+    return values / factors, notes, held_out
 
 
 def median_normalise(values: np.ndarray, runs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

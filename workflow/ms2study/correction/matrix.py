@@ -22,7 +22,8 @@ run of the sheet (QCs and blanks included, sheet order), in this order:
 
 The record (``report``) holds exactly the keys of ``REPORT_KEYS`` (results/study/correction.json). Counts: n_samples,
 n_qc, n_blank are runs by sample_type; n_filled the cells holding a gap-filled value, filled_share their share of the
-non-null cells of the corrected matrix; qc_rsd_median_* the median over features with an RSD (null without QC runs);
+non-null cells of the corrected matrix; qc_rsd_median_* the median over features with an RSD (null without QC runs;
+qc_rsd_median_held_out: of the QCs corrected by fits made without them, null without a QC-based correction);
 n_features_in_adduct_groups the features in groups of two or more.
 """
 
@@ -56,7 +57,8 @@ ADDUCTS_MODULE = "ms2study.correction.adducts"
 
 REPORT_KEYS = (
     "drift_method", "note", "n_features", "n_samples", "n_qc", "n_blank", "batches", "n_blank_flagged",
-    "n_qc_rsd_flagged", "qc_rsd_median_before", "qc_rsd_median_after", "n_filled", "filled_share",
+    "n_qc_rsd_flagged", "qc_rsd_median_before", "qc_rsd_median_after", "qc_rsd_median_held_out", "n_filled",
+    "filled_share",
     "n_compound_groups", "n_features_in_adduct_groups", "internal_standards", "warnings",
 )
 GROUP_COLUMNS = ("consensus_id", "compound_group", "adduct", "group_representative")
@@ -219,8 +221,9 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
                                   "n_runs_present": present})
 
     method, note = choose_method(params["drift_method"], is_qc, orders, batches, run_ids)
+    held_out = None
     if method in ("qc_spline", "qc_linear"):
-        values, fit_notes = qc_rlsc(values, is_qc, orders, batches, method)
+        values, fit_notes, held_out = qc_rlsc(values, is_qc, orders, batches, method)
         warnings += fit_notes
     elif method == "median":
         values, _ = median_normalise(values, is_sample | is_qc)
@@ -274,6 +277,8 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
         "n_qc_rsd_flagged": int(qc_flag.sum()),
         "qc_rsd_median_before": _median(rsd_before) if is_qc.any() else None,
         "qc_rsd_median_after": _median(rsd_after) if is_qc.any() else None,
+        # the QCs corrected by fits made without them (drift.qc_rlsc): the out-of-sample check of the correction
+        "qc_rsd_median_held_out": _median(qc_rsd(held_out, is_qc)) if held_out is not None else None,
         "n_filled": n_filled,
         "filled_share": n_filled / n_values if n_values else 0.0,
         "n_compound_groups": int(group_sizes.height),
