@@ -457,3 +457,19 @@ def test_the_resolution_sentence_fits_one_set_a_coarse_count_and_a_fine_one() ->
     passes = _four_sets(_counted(0.99, 0.8, 0, 1000), n=1000)
     assert findings.model_verdict(passes)[0].startswith("<b>separates case from control samples</b>")
     assert "limited by the number" not in findings.model_verdict(passes)[0]
+
+
+def test_no_level_2_identification_says_why_beside_the_count() -> None:
+    """A scientist's trial: '0 at level 2' stood in the Main findings while the reason sat in the collapsed notes.
+    With no level-2 identification, the count says how many level-3 ones have an isomer in the library and how many
+    rest on the structure null; with a level-2 one it says nothing more."""
+    from ms2study.reporting.findings import identification_finding
+
+    ident = pl.DataFrame({"consensus_id": ["C1", "C2", "C3"], "name": ["a", "b", "c"],
+                          "accepted": [True, True, True], "msi_level": [3, 3, 3],
+                          "isomer_inchikeys": [["A", "B"], ["C"], None]}, schema_overrides={"msi_level": pl.Int8})
+    text = identification_finding(ident, 0.01)
+    assert "0 at Schymanski level 2" in text and "none at level 2: 1 have another structure of their formula" in text
+    assert "2 have none, but the library shows that compounds like them are often confused" in text
+    with_two = identification_finding(ident.with_columns(msi_level=pl.Series([2, 3, 3], dtype=pl.Int8)), 0.01)
+    assert "none at level 2" not in with_two

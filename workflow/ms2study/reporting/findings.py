@@ -254,9 +254,20 @@ def identification_finding(ident: pl.DataFrame | None, fdr: float | None) -> str
     at = f"q ≤ {fdr:g}" if fdr is not None else "the configured <code>annotate: fdr</code>"
     by_level = {lvl: int((accepted["msi_level"] == lvl).sum()) for lvl in LEVELS}
     other = accepted.height - sum(by_level.values())
+    why = ""
+    if accepted.height and not by_level.get(2) and by_level.get(3) and "isomer_inchikeys" in ident.columns:
+        level3 = ident.filter(pl.col("accepted").fill_null(False) & (pl.col("msi_level") == 3))
+        named = level3["isomer_inchikeys"].list.drop_nulls().list.len().fill_null(0)
+        with_isomer, unseen = int((named > 1).sum()), int((named <= 1).sum())
+        why = (" &mdash; none at level 2: " + "; ".join(part for part in (
+            f"{with_isomer} have another structure of their formula in the library scoring close to it"
+            if with_isomer else "",
+            f"{unseen} have none, but the library shows that compounds like them are often confused with isomers "
+            "it lacks" if unseen else "") if part)
+            + ' (<a href="#identifications">Identifications</a>)')
     return (f"<b>{accepted.height}</b> consensus features carry an accepted identification ({at}): "
             + ", ".join(f"{n} at Schymanski level {lvl} ({LEVELS[lvl]})" for lvl, n in by_level.items())
-            + (f", {other} at another level" if other else ""))
+            + (f", {other} at another level" if other else "") + why)
 
 
 def findings_section(models: Sequence[OutcomeFiles], differential: Sequence[DifferentialFiles],
