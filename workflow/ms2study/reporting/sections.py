@@ -178,6 +178,10 @@ def identifications_section(annotations: pl.DataFrame, ident: pl.DataFrame | Non
     return "".join(parts)
 
 
+# identifications.parquet columns shown only where some accepted feature has them (report header: column)
+FLAG_COLUMNS = {"why accepted (cosine < 0.3)": "evidence_note", "in-source fragment of m/z?": "in_source_of_mz"}
+
+
 def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float | None = None) -> str:
     """Every accepted identification of a consensus feature (identifications.parquet) in a sortable, filterable
     table, best first (Schymanski level, q, samples); then the features whose match passed ``fdr`` but was not
@@ -208,6 +212,7 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
         return ", ".join(keys)
 
     parts.extend(_same_name_sets(acc))
+    marked = {c: int(acc[c].is_not_null().sum()) if c in acc.columns else 0 for c in FLAG_COLUMNS.values()}
     shown = pl.DataFrame({
         "consensus feature": acc["consensus_id"],
         **({"RT (s)": acc["rt_s"]} if "rt_s" in acc.columns and acc["rt_s"].is_not_null().any() else {}),
@@ -218,28 +223,22 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
         **({"blank runs": acc["n_blank_runs"]} if "n_blank_runs" in acc.columns and acc["n_blank_runs"].sum() else {}),
         "spectra": acc["n_spectra"],
         "supporting": acc["n_supporting"], "best score": acc["best_score"], "best cosine": acc["best_cosine"],
-        "q": acc["q_value"],
-        **({"why accepted (cosine < 0.3)": acc["evidence_note"]}
-           if "evidence_note" in acc.columns and acc["evidence_note"].is_not_null().any() else {}),
-        **({"in-source fragment of m/z?": acc["in_source_of_mz"]}
-           if "in_source_of_mz" in acc.columns and acc["in_source_of_mz"].is_not_null().any() else {})},
+        "q": acc["q_value"], **{label: acc[column] for label, column in FLAG_COLUMNS.items() if marked[column]}},
         strict=False)
-    fragments = int(acc["in_source_of_mz"].is_not_null().sum()) if "in_source_of_mz" in acc.columns else 0
-    if fragments:
-        parts.append(f"<p>{fragments} accepted feature(s) may be in-source fragments: in half or more of their "
-                     "spectra, a heavier precursor eluting within 2 s holds the feature's m/z in its own MS/MS "
-                     "(co-elution and MS2 containment, as ISFrag, Guo et al. 2021, tests them; isotope, adduct "
-                     "and dimer partners left out). The MS/MS of such an ion can match a library compound "
+    if marked["in_source_of_mz"]:
+        parts.append(f"<p>{marked['in_source_of_mz']} accepted feature(s) may be in-source fragments: in half or "
+                     "more of their spectra, a heavier precursor eluting within 2 s holds the feature's m/z in its "
+                     "own MS/MS (co-elution and MS2 containment, as ISFrag, Guo et al. 2021, tests them; isotope, "
+                     "adduct and dimer partners left out). The MS/MS of such an ion can match a library compound "
                      "(glycine from a glycine conjugate) while the compound in the sample is the heavier one: "
                      "column 'in-source fragment of m/z?' names the precursor to check. Co-elution by chance in a "
                      "crowded chromatogram marks some right names too.</p>")
-    low = int(acc["evidence_note"].is_not_null().sum()) if "evidence_note" in acc.columns else 0
-    if low:
-        parts.append(f"<p>{low} accepted feature(s) have no spectrum with cosine 0.3 or more: they passed on the "
-                     "combined score (entropy, embedding, modified cosine), and the last column gives the scores "
-                     "of the spectrum each rests on. A low cosine with high entropy or embedding agreement is "
-                     "typical of a noisy or chimeric spectrum of the right compound, but check these by "
-                     "eye.</p>")
+    if marked["evidence_note"]:
+        parts.append(f"<p>{marked['evidence_note']} accepted feature(s) have no spectrum with cosine 0.3 or more: "
+                     "they passed on the combined score (entropy, embedding, modified cosine), and the column 'why "
+                     "accepted (cosine &lt; 0.3)' gives the scores of the spectrum each rests on. A low cosine with "
+                     "high entropy or embedding agreement is typical of a noisy or chimeric spectrum of the right "
+                     "compound, but check these by eye.</p>")
     parts.append(interactive_table(shown, "identifications-table",
                                    order=[("level (Schymanski)", "asc"), ("q", "asc"), ("samples", "desc")]))
     if fdr is not None and "adduct_note" in ident.columns:
