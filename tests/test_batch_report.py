@@ -422,3 +422,24 @@ def test_the_held_out_qc_rsd_is_shown_beside_the_in_sample_one() -> None:
     text = rsd_part(corrected, record, 0.3, {"1": 3, "2": 3})
     assert "gives a median QC RSD of <b>0.131</b>" in text and "lay between the two values" in text
     assert "Out of sample" not in rsd_part(corrected, {**record, "qc_rsd_median_held_out": None}, 0.3)
+
+
+def test_the_flagged_features_table_says_how_many_blanks_detected_each() -> None:
+    """The blank filter's evidence (n_blank_detected: blanks whose detection found the feature, gap fills not
+    counted) is shown beside its ratio, so a flag resting on one blank can be judged."""
+    import json as _json
+    import re as _re
+
+    from ms2study.reporting.batch import flagged_table
+
+    corrected = pl.DataFrame({"consensus_id": ["C1", "C2"], "mz": [100.0, 200.0], "rt_s": [10.0, 20.0],
+                              "blank_ratio": [1.1, 9.0], "blank_flag": [True, False], "n_blank_detected": [5, 0],
+                              "qc_rsd_after": [0.1, 0.5], "qc_rsd_flag": [False, True], "excluded": [True, True]})
+    text = flagged_table(corrected)
+    assert "blanks detecting it" in text
+    script = text.split('querySelectorAll("#batch-flagged-table:not(.dataTable)")')[1]
+    data = _json.loads(_json.loads('"' + _re.search(r'"data_json": "((?:[^"\\]|\\.)*)"', script).group(1) + '"'))
+    rows = {row[0]: row for row in data}
+    header = _re.findall(r"<th>(.*?)</th>", text)
+    column = header.index("blanks detecting it")
+    assert rows["C1"][column] == 5 and rows["C2"][column] == 0

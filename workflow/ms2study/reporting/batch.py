@@ -38,7 +38,8 @@ N_EXAMPLES = 3  # example features drawn against injection order
 MAX_FLAGGED_ROWS = 2000  # flagged features listed (worst QC RSD first)
 MIN_COMPLETE = 10  # features detected in every run a PCA needs before it falls back to imputation
 FLAG_COLUMNS = {"consensus_id": "consensus feature", "mz": "m/z", "rt_s": "RT (s)", "blank_ratio": "sample / blank",
-                "blank_flag": "blank flag", "qc_rsd_before": "QC RSD before", "qc_rsd_after": "QC RSD after",
+                "blank_flag": "blank flag", "n_blank_detected": "blanks detecting it",
+                "qc_rsd_before": "QC RSD before", "qc_rsd_after": "QC RSD after",
                 "qc_rsd_flag": "QC RSD flag", "n_filled": "filled values", "adduct": "adduct",
                 "compound_group": "compound group"}
 QC_DRIFT_METHODS = ("qc_spline", "qc_linear")
