@@ -214,6 +214,15 @@ def test_one_compound_named_at_two_retention_times_is_marked_on_both() -> None:
     # C2 and C3 (one compound's two ions at 179-181 s) do not mark each other; both mark C1 (85.6 s), and C1 both
     assert elsewhere == {"C1": ["C2", "C3"], "C2": ["C1"], "C3": ["C1"], "C4": []}
     assert out["rt_s"].to_list() == pytest.approx([85.6, 178.8, 180.75, 300.0])
+    # stereoisomers share the first InChIKey block but are different compounds (glucose 72 s, mannose 104 s): with
+    # whole InChIKeys they do not mark each other
+    glucose, mannose = "WQZGKKKJIJFFOK-GASJEMHNSA-N", "WQZGKKKJIJFFOK-QTVWNMPRSA-N"
+    stereo = ann.with_columns(library_inchikey=pl.when(pl.col("feature_id").str.ends_with("F1")).then(pl.lit(glucose))
+                              .when(pl.col("library_id") == "LA").then(pl.lit(mannose))
+                              .otherwise(pl.col("library_inchikey")))
+    marked = identify.identify_features(stereo, links, fdr=0.01).sort("consensus_id")
+    assert dict(zip(marked["consensus_id"], marked["same_name_elsewhere"].to_list())) == {
+        "C1": [], "C2": [], "C3": [], "C4": []}
     # without retention times nothing can be said: no feature is marked
     bare = identify.identify_features(ann, links.drop("rt_aligned_s"), fdr=0.01)
     assert bare["rt_s"].is_null().all() and all(v == [] for v in bare["same_name_elsewhere"].to_list())

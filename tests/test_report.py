@@ -940,13 +940,13 @@ def test_one_compound_named_at_several_retention_times_is_a_warning_with_its_fea
         "q_value": [0.0044, 0.001, 0.002], "accepted": [True, True, True], "rt_s": [85.6, 178.8, 300.0],
         "same_name_elsewhere": [["C57"], ["C56"], []]}, schema_overrides={"msi_level": pl.Int8})
     text = _consensus_compounds(ident, {}, "q ≤ 0.01")
-    assert "1 compound(s) are named on 2 features at retention times more than 10 s apart" in text
-    assert "C56 (85.6 s), C57 (178.8 s)" in text and "at most one feature of each set is that compound" in text
+    assert "1 compound(s) are each named on features more than 10 s apart in retention time (2 features" in text
+    assert "C56 (85.6 s), C57 (178.8 s)" in text and "at most one retention time of each set is that compound" in text
     rows = {r[0]: r for r in _itable_rows(text, "identifications-table")}
     assert rows["C56"][1] == 85.6 and rows["C90"][1] == 300.0
     alone = _consensus_compounds(ident.filter(pl.col("consensus_id") != "C56").with_columns(
         same_name_elsewhere=pl.lit([], dtype=pl.List(pl.Utf8))), {}, "q ≤ 0.01")
-    assert "retention times more than 10 s apart" not in alone
+    assert "10 s apart" not in alone
 
 
 def test_the_matrix_counts_study_samples_with_qcs_and_blanks_apart() -> None:
@@ -1037,3 +1037,31 @@ def test_sample_stats_counts_each_table_in_one_pass_and_refuses_another_samples_
     with pytest.raises(InputError, match="given for sample S2 but holds rows of S1"):
         sample_stats("S2", {"features": paths["features"]}, warnings)
     assert any("missing result table(s) spectra" in w for w in warnings)
+
+
+def test_the_low_cosine_warning_says_whether_any_identified_feature_rests_on_such_spectra() -> None:
+    """A fresh user's trial: '22 accepted spectrum hits have cosine < 0.3 ... check them in the table' pointed to no
+    table, and no identification of the study rested on them. The warning now says where the spectra are and how many
+    identified features rest on them alone, and names itself beside the identifications only when some do."""
+    from ms2study.reporting.sections import identifications_section
+
+    annotations = pl.DataFrame({"spectrum_id": ["a", "b", "c"], "sample_id": ["S1"] * 3, "rank": [1, 1, 1],
+                                "library_name": ["x", "y", "z"], "library_inchikey": ["X", "Y", "Z"],
+                                "cosine": [0.2, 0.9, 0.25], "q_value": [0.001, 0.001, 0.002],
+                                "accepted": [True, True, True]})
+    ident = pl.DataFrame({
+        "consensus_id": ["C1"], "name": ["y"], "msi_level": [3], "isomer_inchikeys": [["Y"]], "inchikey": ["Y"],
+        "compound_class": ["c"], "n_samples": [1], "n_spectra": [1], "n_supporting": [1], "best_score": [0.9],
+        "best_cosine": [0.9], "q_value": [0.001], "accepted": [True], "evidence_note": [None]},
+        schema_overrides={"msi_level": pl.Int8, "evidence_note": pl.Utf8})
+    warnings: list = []
+    identifications_section(annotations, ident, ["S1"], {"config_used": {"annotate": {"fdr": 0.01}}}, warnings)
+    text = next(w for w in warnings if "cosine &lt; 0.3" in w)
+    assert "2 accepted spectrum hits" in text and "none of the study's identified consensus features rests on them" \
+        in text and text.label == "" and text.concerns == ()
+    warnings = []
+    noted = ident.with_columns(evidence_note=pl.lit("best cosine below 0.3: ..."))
+    identifications_section(annotations, noted, ["S1"], {"config_used": {"annotate": {"fdr": 0.01}}}, warnings)
+    text = next(w for w in warnings if "cosine &lt; 0.3" in w)
+    assert "1 of the study's identified consensus features rest on such spectra alone" in text
+    assert text.label == "accepted hits with low cosine"

@@ -388,6 +388,10 @@ def test_an_interval_from_0_to_1_says_the_samples_are_too_few() -> None:
     assert "95 % interval 0.00 to 1.00 (so wide that these few samples per class cannot pin the AUC down)" in (
         findings.model_verdict(wide)[0])
     assert "cannot pin" not in findings.model_verdict(_summary(features=_entry(0.97, 0.72, 1.0, 0.02)))[0]
+    # a second fresh-user trial: with the score interval in the summary, it is given with what it is worth
+    scored = _summary(features={**_entry(0.78, 0.0, 1.0, 0.3), "ci_score": [0.443, 0.935]})
+    assert ("cannot pin the AUC down; Newcombe's score interval alone is 0.44 to 0.94, but on simulated studies of "
+            "16-40 samples it held the true AUC in only 77-97 % of them") in findings.model_verdict(scored)[0]
 
 
 def _counted(value: float, low: float, p_reached: int, drawn: int, **extra: object) -> dict:

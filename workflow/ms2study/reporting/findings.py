@@ -75,7 +75,8 @@ def model_verdict(summary: dict) -> tuple[str, str | None]:
     if low is not None and high is not None:
         numbers += f", {interval_text(float(low), float(high))}"
         if metric == "roc_auc" and float(high) - float(low) >= 0.95:  # says nothing; say why rather than leave it
-            numbers += " (so wide that these few samples per class cannot pin the AUC down)"
+            numbers += (" (so wide that these few samples per class cannot pin the AUC down"
+                        f"{cautions.score_interval_clause(entry)})")
     if p is not None:
         numbers += f", permutation p = {p_text(entry)}"
     n_sets = len(summary.get("feature_sets") or {})

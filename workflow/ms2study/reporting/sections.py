@@ -136,10 +136,19 @@ def identifications_section(annotations: pl.DataFrame, ident: pl.DataFrame | Non
                  "for reference; a high cosine alone is not an identification.</p>")
         low = hits.filter(pl.col("cosine") < 0.3) if "cosine" in hits.columns else hits.clear()
         if low.height:
+            resting = (int(ident.filter(pl.col("accepted").fill_null(False))["evidence_note"].is_not_null().sum())
+                       if ident is not None and "evidence_note" in ident.columns else None)
+            where = ("" if resting is None else
+                     f"; {resting} of the study's identified consensus features rest on such spectra alone (column "
+                     "'why accepted (cosine &lt; 0.3)' of the compound table)" if resting else
+                     "; none of the study's identified consensus features rests on them alone (each has a spectrum "
+                     "with cosine 0.3 or more)")
             warnings.append(Caution(
                 f"{low.height} accepted spectrum hits have cosine &lt; 0.3: they passed on the combined score (entropy "
-                "and embedding agreement with the library spectrum), not on peak-by-peak cosine; check them in the "
-                "table before relying on them", QUALITY, "accepted hits with low cosine", ("identifications",)))
+                "and embedding agreement with the library spectrum), not on peak-by-peak cosine (spectrum by "
+                f"spectrum: annotations.parquet, column evidence_note){where}", QUALITY,
+                "accepted hits with low cosine" if resting or resting is None else "",
+                ("identifications",) if resting or resting is None else ()))
     else:
         threshold = float(params["min_cosine"])
         hits = annotations.filter(pl.col("cosine") >= threshold)
@@ -231,8 +240,9 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
                      "own MS/MS (co-elution and MS2 containment, as ISFrag, Guo et al. 2021, tests them; isotope, "
                      "adduct and dimer partners left out). The MS/MS of such an ion can match a library compound "
                      "(glycine from a glycine conjugate) while the compound in the sample is the heavier one: "
-                     "column 'in-source fragment of m/z?' names the precursor to check. Co-elution by chance in a "
-                     "crowded chromatogram marks some right names too.</p>")
+                     "column 'in-source fragment of m/z?' names the precursor to check. A mark is evidence, not "
+                     "proof: on simulated studies with known truth about half of the marked names were right (an ion "
+                     "of another compound co-eluting by chance in a crowded chromatogram).</p>")
     if marked["evidence_note"]:
         parts.append(f"<p>{marked['evidence_note']} accepted feature(s) have no spectrum with cosine 0.3 or more: "
                      "they passed on the combined score (entropy, embedding, modified cosine), and the column 'why "
@@ -275,14 +285,17 @@ def _same_name_sets(acc: pl.DataFrame) -> list[str]:
     marked = acc.filter(pl.col("same_name_elsewhere").list.len() > 0)
     if not marked.height:
         return []
-    sets = (marked.sort("rt_s").group_by("name", maintain_order=True)
-            .agg(pl.col("consensus_id"), pl.col("rt_s"), pl.col("q_value").min().alias("q")).sort("name"))
+    key = pl.col("inchikey").fill_null(pl.col("name")) if "inchikey" in marked.columns else pl.col("name")
+    sets = (marked.sort("rt_s").group_by(key.alias("_compound"), maintain_order=True)
+            .agg(pl.col("name").first(), pl.col("consensus_id"), pl.col("rt_s"), pl.col("q_value").min().alias("q"))
+            .sort("name"))
     rows = [[r["name"], len(r["consensus_id"]),
              ", ".join(f"{c} ({t:.1f} s)" if t is not None else c for c, t in zip(r["consensus_id"], r["rt_s"])),
              q_cell(r["q"])] for r in sets.iter_rows(named=True)]
     box = warning_box(
-        f"{sets.height} compound(s) are named on {marked.height} features at retention times more than 10 s apart. "
-        "A compound elutes once, so at most one feature of each set is that compound; the others are isomers the "
+        f"{sets.height} compound(s) are each named on features more than 10 s apart in retention time "
+        f"({marked.height} features in all; one InChIKey, stereoisomers counted apart). A compound elutes once, so "
+        "at most one retention time of each set is that compound; the others are isomers the "
         "library lacks, in-source fragments of other compounds or their adducts, which the same spectrum match "
         "cannot tell apart. The q-value "
         "of each match measures confusion with the library's other spectra, not with compounds absent from it. "

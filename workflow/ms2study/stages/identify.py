@@ -215,17 +215,22 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
 def _same_name_elsewhere(out: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
     """``out`` with ``rt_s`` (median aligned RT of each consensus feature's linked features; null without
     ``rt_aligned_s`` in ``links``) and ``same_name_elsewhere``: for an accepted feature, the other accepted features
-    named the same compound (first InChIKey block, else the name) whose RT differs by more than
-    ``SAME_COMPOUND_RT_S``. A compound elutes once: at most one of such a set is that compound; the others are
-    isomers the library lacks, in-source fragments or adducts of other compounds (a scientist's trial: 31 of 45
-    features sharing a name at several RTs were wrong). Null for features not accepted; [] when none."""
+    named the same compound (the whole InChIKey, else the name: stereoisomers are different compounds) whose RT
+    differs by more than ``SAME_COMPOUND_RT_S``. A compound elutes once: at most one of such a set is that
+    compound; the others are isomers the library lacks, in-source fragments or adducts of other compounds (a
+    scientist's trial: 31 of 45 features sharing a name at several RTs were wrong). Null for features not accepted;
+    [] when none."""
     if "rt_aligned_s" in links.columns:
         rt = links.group_by("consensus_id").agg(pl.col("rt_aligned_s").median().alias("rt_s"))
         out = out.join(rt, on="consensus_id", how="left")
     else:
         out = out.with_columns(pl.lit(None, dtype=pl.Float64).alias("rt_s"))
-    named = out.filter(pl.col("accepted")).select("consensus_id", "_identity", "rt_s")
-    pairs = (named.join(named, on="_identity", suffix="_other")
+    # the whole InChIKey: stereoisomers (glucose, mannose, galactose share the first block) are distinct compounds
+    # that elute apart, so they are no contradiction; a key-less name is compared as the name
+    named = out.filter(pl.col("accepted")).select(
+        "consensus_id", "rt_s", pl.when(pl.col("inchikey").str.len_chars() >= 27)
+        .then(pl.col("inchikey")).otherwise(pl.col("_identity")).alias("_compound"))
+    pairs = (named.join(named, on="_compound", suffix="_other")
              .filter((pl.col("consensus_id") != pl.col("consensus_id_other"))
                      & ((pl.col("rt_s") - pl.col("rt_s_other")).abs() > SAME_COMPOUND_RT_S))
              .group_by("consensus_id").agg(pl.col("consensus_id_other").sort().alias("_elsewhere")))
@@ -240,11 +245,11 @@ def _low_cosine_note() -> pl.Expr:
     report can say why a low-cosine match passed (issue 10's target); null elsewhere."""
     def part(label: str, column: str) -> pl.Expr:
         return pl.when(pl.col(column).is_not_null()).then(
-            pl.lit(f", {label} ") + pl.col(column).round(2).cast(pl.Utf8)).otherwise(pl.lit(""))
+            pl.lit(f", {label} ") + pl.col(column).round(3).cast(pl.Utf8)).otherwise(pl.lit(""))
 
     low = confidence.LOW_COSINE
     note = (pl.lit(f"best cosine below {low}: accepted on the combined score (its best spectrum: cosine ")
-            + pl.col("_cos1").round(2).cast(pl.Utf8).fill_null("?") + part("entropy", "_entropy1")
+            + pl.col("_cos1").round(3).cast(pl.Utf8).fill_null("?") + part("entropy", "_entropy1")
             + part("embedding", "_embedding1") + part("modified cosine", "_modified1") + pl.lit(")"))
     return pl.when(pl.col("accepted") & (pl.col("best_cosine") < low)).then(note).alias("evidence_note")
 
