@@ -961,6 +961,7 @@ def test_the_matrix_counts_study_samples_with_qcs_and_blanks_apart() -> None:
     assert "across 4 runs (2 study samples, 1 pooled QCs, 1 blanks)" in text
     assert "detected in every study sample (before gap filling): 2; in one study sample only: 1" in text
     assert "detection rate over the study samples 83.3%" in text
+    assert "consensus features detected" in text and "can be a little below its own feature count" in text
     plain = matrix_section(matrix, ids, [])
     assert "across 4 samples" in plain and "detected in every sample (before gap filling): 1;" in plain
 

@@ -359,7 +359,11 @@ def matrix_section(matrix: pl.DataFrame | None, sample_ids: list[str], warnings:
                        .strip(), "features")
     per_sample = detected.sum(axis=0)
     parts.append(f'<div class="charts">{figure_html(chart)}</div>')
-    parts.append(html_table(["sample", "features detected", "detection rate"],
+    parts.append('<p class="note">Per run: the consensus features it has a detected value in. Linking can join two '
+                 "of a run's features into one consensus feature (the pieces of one peak split by detection), which "
+                 "then count once, so a run's number here can be a little below its own feature count in the QC "
+                 "table.</p>")
+    parts.append(html_table(["sample", "consensus features detected", "detection rate"],
                             [[s, int(per_sample[i]), f"{per_sample[i] / n:.1%}"] for i, s in enumerate(present)],
                             numeric={1, 2}))
     return "".join(parts)
