@@ -477,3 +477,21 @@ def test_no_level_2_identification_says_why_beside_the_count() -> None:
     assert "2 have none, but the library shows that compounds like them are often confused" in text
     with_two = identification_finding(ident.with_columns(msi_level=pl.Series([2, 3, 3], dtype=pl.Int8)), 0.01)
     assert "none at level 2" not in with_two
+
+
+def test_identifications_with_a_mark_the_q_value_does_not_cover_are_counted_in_the_main_findings() -> None:
+    """A fresh user read '204 accepted (q <= 0.01)' as about 2 wrong names where 16-29 were: the Main findings count
+    the accepted names carrying an in-source or several-retention-times mark; none carried, nothing said."""
+    from ms2study.reporting.findings import identification_finding
+
+    ident = pl.DataFrame({"consensus_id": ["C1", "C2", "C3", "C4"], "name": ["a", "b", "c", "d"],
+                          "accepted": [True, True, True, False], "msi_level": [3, 3, 3, None],
+                          "in_source_of_mz": [241.05, None, 183.0, 300.0],
+                          "same_name_elsewhere": [[], ["C9"], ["C8"], None]},
+                         schema_overrides={"msi_level": pl.Int8, "same_name_elsewhere": pl.List(pl.Utf8)})
+    text = identification_finding(ident, 0.01)
+    assert "<b>3</b> of them carry a mark the q-value does not cover (2 possible in-source fragments, 2 named at " \
+           "several retention times)" in text
+    clean = ident.with_columns(in_source_of_mz=pl.lit(None, dtype=pl.Float64),
+                               same_name_elsewhere=pl.lit([], dtype=pl.List(pl.Utf8)))
+    assert "carry a mark" not in identification_finding(clean, 0.01)
