@@ -212,12 +212,12 @@ def qc_rlsc(values: np.ndarray, is_qc: np.ndarray, orders: np.ndarray, batches: 
             elif k >= LINE_MIN_QC:
                 slope, intercept = np.polyfit(xs, ys.T, 1)
                 fit = slope[:, None] * x_eval[None, :] + intercept[:, None]
+                loo = _held_out_residuals(xs, ys)
                 degraded += rows.size if method == "qc_spline" else 0
             else:
                 fit = np.repeat(np.median(ys, axis=1)[:, None], runs.size, axis=1)
-                degraded += rows.size
-            if not (method == "qc_spline" and k >= SPLINE_MIN_QC):
                 loo = _held_out_residuals(xs, ys)
+                degraded += rows.size
             with np.errstate(invalid="ignore", over="ignore"):
                 factor = np.exp(fit) / reference[rows, None]
                 held_out[np.ix_(rows, qcs[pattern])] = np.exp(loo) * reference[rows, None]

@@ -274,15 +274,18 @@ def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, o
     tested = np.isfinite(p)
     tests = np.where(tested, tests, None)  # an untested feature names no test
 
+    gap_filled = present & ~found
+
+    def in_class(cells: np.ndarray, label: int) -> np.ndarray:  # share per feature in one class (binary)
+        return cells[:, y == label].mean(axis=1) if kind == "binary" and (y == label).any() else nan
+
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         rate = present.mean(axis=1) if ids else nan
-        filled_rate = (present & ~found).mean(axis=1) if ids else nan
+        filled_rate = gap_filled.mean(axis=1) if ids else nan
         mean_log2 = np.nanmean(values, axis=1) if ids else nan
-        rate_pos = present[:, y == 1].mean(axis=1) if kind == "binary" and (y == 1).any() else nan
-        rate_ref = present[:, y == 0].mean(axis=1) if kind == "binary" and (y == 0).any() else nan
-        filled_pos = (present & ~found)[:, y == 1].mean(axis=1) if kind == "binary" and (y == 1).any() else nan
-        filled_ref = (present & ~found)[:, y == 0].mean(axis=1) if kind == "binary" and (y == 0).any() else nan
+        rate_pos, rate_ref = in_class(present, 1), in_class(present, 0)
+        filled_pos, filled_ref = in_class(gap_filled, 1), in_class(gap_filled, 0)
     keys = feature_matrix.select(pl.col("consensus_id").cast(pl.Utf8),
                                  *[pl.col(c).cast(pl.Float64) if c in feature_matrix.columns
                                    else pl.lit(None, dtype=pl.Float64).alias(c) for c in ("mz", "rt_s")],

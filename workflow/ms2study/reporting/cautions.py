@@ -109,6 +109,14 @@ def relies_on_imputation(table: pl.DataFrame) -> pl.Series:
     return table["detection_rate"].fill_null(0.0) < 1
 
 
+def library_isomers(identifications: pl.DataFrame) -> pl.Series:
+    """Per identifications.parquet row, how many structures its ``isomer_inchikeys`` names (nulls and empty keys
+    left out): 1 or fewer on a level-3 row means no other structure of its formula is in the library, so it is level
+    3 on the library's evidence that such compounds are confused with isomers it lacks."""
+    return identifications["isomer_inchikeys"].list.eval(
+        pl.element().filter(pl.element().is_not_null() & (pl.element() != ""))).list.len().fill_null(0)
+
+
 def score_interval_clause(entry: dict) -> str:
     """For an AUC whose reported 95 % interval spans (almost) everything (``ci_high - ci_low >= 0.95``: the
     fold-wise bootstrap collapses when test folds hold one or two samples per class), the narrower Newcombe score

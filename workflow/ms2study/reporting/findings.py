@@ -258,7 +258,7 @@ def identification_finding(ident: pl.DataFrame | None, fdr: float | None) -> str
     why = ""
     if accepted.height and not by_level.get(2) and by_level.get(3) and "isomer_inchikeys" in ident.columns:
         level3 = ident.filter(pl.col("accepted").fill_null(False) & (pl.col("msi_level") == 3))
-        named = level3["isomer_inchikeys"].list.drop_nulls().list.len().fill_null(0)
+        named = cautions.library_isomers(level3)
         with_isomer, unseen = int((named > 1).sum()), int((named <= 1).sum())
         why = (" &mdash; none at level 2: " + "; ".join(part for part in (
             f"{with_isomer} have another structure of their formula in the library scoring close to it"

@@ -21,6 +21,7 @@ import polars as pl
 import ms2study
 from ms2study import __version__
 from ms2study.io.samplesheet import sample_roles
+from ms2study.reporting.cautions import library_isomers
 from ms2study.reporting.charts import bar_figure, figure_html
 from ms2study.reporting.html import DOUBT, QUALITY, Caution, esc, html_table, q_cell, warning_box
 from ms2study.reporting.tables import class_path, interactive_table
@@ -205,8 +206,7 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
               "one compound; its p-value combines the spectra's p-values (Simes). 'samples' counts study "
               "samples; pooled-QC and blank runs are counted apart when the sheet has them (a compound found in "
               "blanks may be background or carry-over).</p>")]
-    unseen = sum(1 for r in acc.iter_rows(named=True)
-                 if r["msi_level"] == 3 and len([k for k in (r["isomer_inchikeys"] or []) if k]) <= 1)
+    unseen = int(((acc["msi_level"] == 3) & (library_isomers(acc) <= 1)).sum())
     if unseen:
         parts.append(f"<p>{unseen} of the level-3 features have no other structure of their formula in the "
                      "library: they are level 3 because the library shows that compounds like them are often "
