@@ -19,7 +19,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -27,10 +27,11 @@ import polars as pl
 from ms2study.core.atomic import atomic_path, write_parquet, write_text
 from ms2study.core.errors import InputError
 from ms2study.core.flat import FlatSpectra
-from ms2study.io.entries import ALTERED, SKIPPED, EntryIssue, ReadReport, nothing_usable
-from ms2study.io.formats import read_library_file
-from ms2study.library.build import BuiltLibrary, build_library, merge_params
 from ms2study.library.embeddings import read_embeddings, write_embeddings
+
+if TYPE_CHECKING:
+    from ms2study.io.entries import EntryIssue
+    from ms2study.library.build import BuiltLibrary
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,12 @@ def index_library(
     no usable spectrum remains (nothing is written then). The manifest records the counts and the first
     100 skipped, emptied and altered entries (file, entry, line, identifier, reason, detail).
     """
+    # The readers and the builder are imported here: a job that only loads an index (annotate, once per sample)
+    # would otherwise compile and import them for nothing.
+    from ms2study.io.entries import ALTERED, SKIPPED, ReadReport, nothing_usable
+    from ms2study.io.formats import read_library_file
+    from ms2study.library.build import build_library, merge_params
+
     paths = as_paths(paths)
     if not paths:
         raise InputError("no library file given", fix="set 'library' in config to a file or a list of files")
@@ -171,6 +178,8 @@ def write_library_index(built: BuiltLibrary, out_dir: str | os.PathLike, manifes
 
 def index_is_current(paths: list[str | os.PathLike], out_dir: str | os.PathLike, params: dict | None = None) -> bool:
     """True when ``out_dir`` holds a complete index of exactly these files (same content) and parameters."""
+    from ms2study.library.build import merge_params
+
     manifest_path = Path(out_dir) / "manifest.json"
     if not manifest_path.exists():
         return False

@@ -22,7 +22,6 @@ import numpy as np
 
 from ms2study.core.atomic import write_text
 from ms2study.kernels.entropy import prepare_entropy_peaks
-from ms2study.kernels.peaks import random_fragment_decoys
 from ms2study.library.index import LibraryIndex, load_library_index, save_npy
 
 log = logging.getLogger(__name__)
@@ -71,6 +70,9 @@ def decoy_peaks(
     mz = np.asarray(mz, dtype=np.float64)
     intensity = np.asarray(intensity, dtype=np.float32)
     precursor_mz = np.asarray(precursor_mz, dtype=np.float64)
+    # Imported here: an annotate job loads the decoys the library stage stored and never draws any.
+    from ms2study.kernels.peaks import random_fragment_decoys
+
     ion_mode = np.asarray(ion_mode)
     out_mz = np.empty_like(mz)
     out_int = np.empty_like(intensity)

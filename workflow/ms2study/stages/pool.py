@@ -16,18 +16,13 @@ from pathlib import Path
 import polars as pl
 
 from ms2study.core.atomic import write_parquet
-from ms2study.correction.weights import corrected_feature_intensities
 from ms2study.core.errors import InputError
 from ms2study.core.params import add_params_argument, load_params
 from ms2study.core.runs import add_run_arguments, check_run_inputs, run_paths
-from ms2study.modelling.chemistry import (
-    chemistry_sample,
-    prototypes_from_embeddings,
-    prototypes_from_library,
-    read_prototypes,
-    write_prototypes,
-)
 from ms2study.modelling.pooling import pool_sample
+
+# The corrected intensities and the chemistry (prototypes, bags of chemistry) are imported by the commands that use
+# them: the per-sample `pool` job, one per sample, needs neither.
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +46,8 @@ def _cli_pool(args: argparse.Namespace) -> int:
 
 
 def _cli_pool_corrected(args: argparse.Namespace) -> int:
+    from ms2study.correction.weights import corrected_feature_intensities
+
     params = load_params(args)
     runs = run_paths(args, ("embeddings", "spectra", "features", "out_features", "out"))
     check_run_inputs(runs, PER_RUN_WRITERS)
@@ -116,6 +113,8 @@ def _read_table(path: str, name: str, sample_id: str | None = None) -> pl.DataFr
 
 
 def _cli_prototypes(args: argparse.Namespace) -> int:
+    from ms2study.modelling.chemistry import prototypes_from_embeddings, prototypes_from_library, write_prototypes
+
     params = load_params(args)
     if bool(args.library_index) == bool(args.embeddings):
         raise InputError("give either --library-index or --embeddings", fix="one source of spectrum embeddings")
@@ -131,6 +130,8 @@ def _cli_prototypes(args: argparse.Namespace) -> int:
 
 
 def _cli_chemistry(args: argparse.Namespace) -> int:
+    from ms2study.modelling.chemistry import chemistry_sample, read_prototypes
+
     params = load_params(args)
     prototypes = read_prototypes(args.prototypes)
     runs = run_paths(args, ("embeddings", "spectra", "features", "out"))
