@@ -307,7 +307,9 @@ def test_internal_standards_normalise_each_run_and_an_unknown_one_is_named() -> 
 
 def _gap_rows(cells: list[tuple[str, str, float | None]]) -> pl.DataFrame:
     return pl.DataFrame({"consensus_id": [c for c, _, _ in cells], "sample_id": [s for _, s, _ in cells],
-                         "intensity": [v for _, _, v in cells], "rt_raw_s": [1.0 if v else None for *_, v in cells],
+                         "intensity": [v for _, _, v in cells], "area": [v for _, _, v in cells],
+                         "height": [v / 8 if v else None for *_, v in cells],
+                         "rt_raw_s": [1.0 if v else None for *_, v in cells],
                          "n_scans": [5 if v else 0 for *_, v in cells]}, schema=tables.GAP_FILLED)
 
 

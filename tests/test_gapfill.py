@@ -1,6 +1,7 @@
 """Gap filling (ms2study.correction.gapfill, ms2study.stages.gapfill) against the real detect and link output of a small
 simulated study: the re-quantification reproduces detected intensities, cells blanked out of the matrix are filled
-back with their detected values, and a window without signal stays null."""
+back with their detected values (by area, and by apex height scaled by the feature's area per height), a window
+without signal stays null, and a peak seen only by its top is filled at its whole area through its height."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from ms2study import cli
 from ms2study.core import tables
 from ms2study.core.errors import InputError
 from ms2study.core.params import schema_defaults
-from ms2study.correction.gapfill import DETECT_KEYS, Ms1Scans, quantify, raw_rt
+from ms2study.correction.gapfill import DETECT_KEYS, Ms1Scans, area_per_height, height_scaled, quantify, raw_rt
 from ms2study.io.msio import load_experiment, ms1_experiment
 from ms2study.simulate.study import simulate_study
 from ms2study.stages.detect import detect_features
-from ms2study.stages.gapfill import alignment_line, gap_fill_sample
+from ms2study.stages.gapfill import alignment_line, gap_fill_sample, read_area_per_height
 from ms2study.stages.link import link_features_full
 
 SAMPLES = ["S01", "S02", "S03"]
@@ -30,7 +31,8 @@ def linked(tmp_path_factory: pytest.TempPathFactory) -> dict:
     mzml = {s: root / "mzml" / f"{s}.mzML" for s in SAMPLES}
     features = {s: detect_features(mzml[s], s) for s in SAMPLES}
     result = link_features_full(features, SAMPLES[0])
-    return {"root": root, "mzml": mzml, "matrix": result.matrix, "alignment": result.alignment}
+    return {"root": root, "mzml": mzml, "matrix": result.matrix, "alignment": result.alignment,
+            "links": result.links, "features": features}
 
 
 def _quant() -> dict:
@@ -200,3 +202,81 @@ def test_a_peak_the_run_detected_for_another_consensus_feature_is_not_filled_aga
     alone = matrix.filter(~pl.col("consensus_id").is_in(detected["consensus_id"].to_list()))
     refilled = gap_fill_sample(linked["mzml"][sample], sample, pl.concat([alone, shoulders]), alignment)
     assert refilled.filter(pl.col("consensus_id").str.ends_with("_shoulder"))["intensity"].is_not_null().sum() >= 4
+
+
+def _gaussian_scans(apex: float, floor: float, mz: float = 300.0, sigma_s: float = 4.0) -> Ms1Scans:
+    """MS1 scans every 0.5 s holding one Gaussian elution peak at ``mz`` (apex ``apex`` at 100 s); points below
+    ``floor`` are absent, as centroids under a detector's floor are."""
+    rt = np.arange(60.0, 140.0, 0.5)
+    inten = apex * np.exp(-0.5 * ((rt - 100.0) / sigma_s) ** 2)
+    keep = [np.array([mz]) if v >= floor else np.array([]) for v in inten]
+    return Ms1Scans(rt, keep, [np.array([v]) if v >= floor else np.array([]) for v in inten])
+
+
+def test_a_peak_seen_only_by_its_top_is_filled_at_its_whole_area_through_its_height() -> None:
+    """A weak peak of which only the top scans rise above the floor: its area is a fraction of the peak's, its apex
+    is the peak's apex, so height x the area per height of the same peak seen whole gives the whole area."""
+    target = pl.DataFrame({"consensus_id": ["C1"], "mz": [300.0], "rt_raw_s": [100.0]})
+    whole = quantify(_gaussian_scans(1e4, 1.0), target, 10.0, 10.0, _quant())
+    top = quantify(_gaussian_scans(1e4, 8.5e3), target, 10.0, 10.0, _quant())
+    area, height = whole["intensity"][0], whole["height"][0]
+    assert area > 0 and 0.8e4 < height <= 1e4
+    assert top["n_scans"][0] < whole["n_scans"][0] / 2
+    assert top["intensity"][0] < 0.6 * area  # the top's area misses much of the peak
+    ratios = pl.DataFrame({"consensus_id": ["C1"], "area_per_height": [area / height]})
+    filled, kept = height_scaled(top, ratios)
+    assert kept == 0
+    assert filled["intensity"][0] == pytest.approx(area, rel=0.15)
+    assert filled["area"][0] == top["intensity"][0] and filled["height"][0] == top["height"][0]
+    # without a ratio for the feature the area stays the value, and is counted
+    filled, kept = height_scaled(top, ratios.with_columns(consensus_id=pl.lit("C2")))
+    assert kept == 1 and filled["intensity"][0] == top["intensity"][0]
+
+
+def test_area_per_height_is_the_median_over_the_runs_that_detected_the_feature() -> None:
+    links = pl.DataFrame({"consensus_id": ["C1", "C1", "C1", "C2", "C3"],
+                          "feature_id": ["A:F1", "B:F1", "C:F1", "A:F2", "B:F2"]})
+    features = pl.DataFrame({"feature_id": ["A:F1", "B:F1", "C:F1", "A:F2", "B:F2"],
+                             "intensity": [10.0, 30.0, 8.0, 5.0, 7.0], "height": [2.0, 3.0, 2.0, 0.0, None]})
+    got = area_per_height(links, features)
+    assert got["consensus_id"].to_list() == ["C1"]  # C2: height 0, C3: no height
+    assert got["area_per_height"][0] == pytest.approx(5.0) and got["n_runs"][0] == 3
+
+
+def test_filled_by_height_the_blanked_cells_come_back_at_their_detected_values(linked: dict, tmp_path) -> None:
+    """Cells blanked out of a run's column, filled by apex height x the feature's area per height in the runs that
+    detected it, come back at their detected values; the CLI reads the ratio from the links and features tables."""
+    matrix, alignment, sample = linked["matrix"], linked["alignment"], "S02"
+    blanked = matrix.filter(pl.col(sample).is_not_null())["consensus_id"].to_list()[::5]
+    original = dict(zip(matrix["consensus_id"], matrix[sample], strict=True))
+    holed = matrix.with_columns(
+        pl.when(pl.col("consensus_id").is_in(blanked)).then(None).otherwise(pl.col(sample)).alias(sample))
+    others = [s for s in SAMPLES if s != sample]  # the ratio from the other runs only: the blanked cells are missed
+    links = linked["links"].filter(pl.col("sample_id").is_in(others))
+    ratios = area_per_height(links, pl.concat([linked["features"][s] for s in others], how="diagonal_relaxed"))
+    out = gap_fill_sample(linked["mzml"][sample], sample, holed, alignment, ratios=ratios)
+    refilled = out.filter(pl.col("consensus_id").is_in(blanked) & pl.col("intensity").is_not_null())
+    assert refilled.height > 0.9 * len(blanked)
+    rel = np.array([v / original[c] - 1.0 for c, v in zip(refilled["consensus_id"], refilled["intensity"],
+                                                           strict=True)])
+    assert np.median(np.abs(rel)) < 0.1
+    assert (refilled["area"] != refilled["intensity"]).mean() > 0.9  # the value is the scaled height, not the area
+    assert refilled["height"].is_not_null().all()
+    # the CLI: the same values from the tables the pipeline writes
+    for s in SAMPLES:
+        linked["features"][s].write_parquet(tmp_path / f"{s}.features.parquet")
+    links.write_parquet(tmp_path / "links.parquet")
+    holed.write_parquet(tmp_path / "matrix.parquet")
+    alignment.write_parquet(tmp_path / "alignment.parquet")
+    read = read_area_per_height(tmp_path / "links.parquet", str(tmp_path / "{sample}.features.parquet"))
+    assert read.equals(ratios)
+    assert cli.main(["gapfill", "--mzml", str(linked["mzml"][sample]), "--sample-id", sample, "--feature-matrix",
+                     str(tmp_path / "matrix.parquet"), "--alignment", str(tmp_path / "alignment.parquet"),
+                     "--out", str(tmp_path / "out.parquet"), "--feature-links", str(tmp_path / "links.parquet"),
+                     "--features", str(tmp_path / "{sample}.features.parquet")]) == 0
+    assert pl.read_parquet(tmp_path / "out.parquet").equals(tables.conform(out, tables.GAP_FILLED))
+    with pytest.raises(InputError, match="together"):
+        read_area_per_height(tmp_path / "links.parquet", None)
+    (tmp_path / "S03.features.parquet").unlink()
+    with pytest.raises(InputError, match="features table missing"):
+        read_area_per_height(tmp_path / "links.parquet", str(tmp_path / "{sample}.features.parquet"))

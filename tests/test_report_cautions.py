@@ -271,7 +271,7 @@ def test_hits_gap_filled_unevenly_between_the_groups_are_named() -> None:
     cautions.gap_filling_warning(table, "group", warnings)
     assert len(warnings) == 1 and "1 of the 3 features at q &lt; 0.05" in warnings[0]
     assert "C1998 (0 % vs 50 %)" in warnings[0] and "C11" not in warnings[0]
-    assert warnings[0].label == "fold changes may be inflated by gap filling"
+    assert warnings[0].label == "fold changes may be off where gap filling differs"
     quiet: list[str] = []
     cautions.gap_filling_warning(table.drop("gap_filled_rate_positive", "gap_filled_rate_reference"), "group", quiet)
     cautions.gap_filling_warning(table.filter(pl.col("consensus_id") == "C10"), "group", quiet)

@@ -19,6 +19,9 @@ rule gapfill:
         ms1=per_sample("ms1_scans"),
         matrix="results/study/feature_matrix.parquet",
         alignment="results/study/alignment.parquet",
+        # filled values are apex heights scaled by each feature's area per height where it was detected
+        links="results/study/feature_links.parquet",
+        features=per_sample("features"),
     output:
         directory(STUDY_FOLDERS["gap_filled"]),
     params:
@@ -29,6 +32,7 @@ rule gapfill:
         samples=SAMPLES,
         # path templates of the command's many-runs form (functions: Snakemake would read {sample} as a wildcard)
         ms1=lambda wildcards: "results/samples/{sample}/ms1_scans.parquet",
+        features=lambda wildcards: "results/samples/{sample}/features.parquet",
         out=lambda wildcards: run_template(STUDY_FOLDERS["gap_filled"]),
         version=MS2STUDY_VERSION,
     log:
@@ -44,6 +48,7 @@ rule gapfill:
     shell:
         "python -m ms2study --threads {threads} gapfill --sample-ids {params.samples:q} --ms1-scans {params.ms1:q} "
         "--feature-matrix {input.matrix:q} --alignment {input.alignment:q} --out {params.out:q} "
+        "--feature-links {input.links:q} --features {params.features:q} "
         "--detect-params {params.detect} --params {params.p} > {log:q} 2>&1"
 
 

@@ -104,7 +104,9 @@ MS1_SCANS: dict[str, pl.DataType] = {
 GAP_FILLED: dict[str, pl.DataType] = {
     "consensus_id": pl.Utf8,
     "sample_id": pl.Utf8,
-    "intensity": pl.Float64,      # quantified as detect quantifies a feature; null when no signal was found
+    "intensity": pl.Float64,      # the filled value: apex height x the feature's area per height (correction.gapfill)
+    "area": pl.Float64,           # the peak's area, quantified as detect quantifies a feature; null when no signal
+    "height": pl.Float64,         # the peak's (smoothed) apex; null when no signal
     "rt_raw_s": pl.Float64,       # apex on the sample's own time axis; null when none
     "n_scans": pl.Int32,          # MS1 scans of the quantified peak; 0 when none
 }
@@ -147,7 +149,7 @@ def empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
 # Columns added to a contract after tables were first written: ``conform`` fills them with typed nulls when a
 # frame lacks them (a spectra.parquet from an older run, a frame built by hand), meaning "not known".
 ADDED_LATER: frozenset[str] = frozenset({"selected_ion_mz", "precursor_corrected", "ion_mode", "n_blank_detected",
-                                         *ADDUCT_EVIDENCE})
+                                         "area", "height", *ADDUCT_EVIDENCE})
 
 
 def conform(df: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:

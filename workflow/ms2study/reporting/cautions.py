@@ -150,7 +150,7 @@ def uneven_gap_filling(table: pl.DataFrame) -> pl.Series:
 
 def gap_filling_warning(tested: pl.DataFrame, outcome: str, warnings: list[str]) -> None:
     """A warning naming the features at q < SIGNIFICANCE whose gap-filled shares differ between the groups
-    (``uneven_gap_filling``): their fold changes may be inflated (or, rarely, reversed)."""
+    (``uneven_gap_filling``): their fold changes may be off (gap-filled values of weak peaks are noisier)."""
     if not tested.height or "q_value" not in tested.columns:
         return
     hits = tested.filter((pl.col("q_value") < SIGNIFICANCE).fill_null(False))
@@ -163,10 +163,11 @@ def gap_filling_warning(tested: pl.DataFrame, outcome: str, warnings: list[str])
     warnings.append(Caution(
         f"outcome <b>{esc(outcome)}</b>: {uneven.height} of the {hits.height} features at q &lt; {SIGNIFICANCE:g} "
         f"were gap-filled much more often in one group than in the other ({esc(named)}{more}; share of gap-filled "
-        "values, positive vs reference group): a value re-quantified where detection missed the peak tends to be "
-        "lower and noisier than a detected one, so their fold changes may be inflated; the column "
+        "values, positive vs reference group): a value re-quantified where detection missed the peak measures a weak "
+        "peak, noisier than a detected one (twice the spread near the detection limit on simulated truth), so "
+        "their fold changes may be off; the column "
         "gap_filled_rate_positive / _reference of the differential table gives the shares", QUALITY,
-        "fold changes may be inflated by gap filling", (f"differential:{outcome}",)))
+        "fold changes may be off where gap filling differs", (f"differential:{outcome}",)))
 
 
 def imputation_warning(tested: pl.DataFrame, outcome: str, warnings: list[str]) -> None:

@@ -6,7 +6,10 @@ run, the centroided MS1 scans the detect stage saved (``results/samples/{sample}
 feature detection used), and writes ``results/study/gap_filled/{sample}.parquet`` (``tables.GAP_FILLED``): one row
 for every consensus feature that is null in the run's matrix column, with the intensity re-quantified by
 ``correction.gapfill.quantify`` (null where no signal was found, and where the peak found is one the run already
-detected for another consensus feature at that m/z: ``claimed_elsewhere``, so one peak never counts twice). Every
+detected for another consensus feature at that m/z: ``claimed_elsewhere``, so one peak never counts twice). The
+value filled in is the peak's apex height times the consensus feature's area per height in the runs that detected it
+(``--feature-links`` and ``--features``: every run's detected features; ``correction.gapfill.area_per_height``, and
+its docstring for why: a missed peak's area is far off, its height is not); the area is kept beside it. Every
 change of the study (a sample added) changes the matrix and reruns gap filling for every run; reading the saved
 scans instead of parsing each run's mzML again keeps that cheap. A run can also be gap-filled from its mzML
 (``--mzml``): its MS1 scans are then centroided when detect would centroid them (its ``centroid`` and
@@ -29,7 +32,8 @@ from ms2study.core.atomic import write_parquet
 from ms2study.core.errors import InputError
 from ms2study.core.params import overlay, schema_defaults
 from ms2study.core.runs import add_run_arguments, check_run_inputs, run_paths
-from ms2study.correction.gapfill import DETECT_KEYS, Ms1Scans, extraction_half_width, quantify, raw_rt
+from ms2study.correction.gapfill import (DETECT_KEYS, Ms1Scans, area_per_height, extraction_half_width, height_scaled,
+                                         quantify, raw_rt)
 from ms2study.io.msio import centroid, check_centroid_mode, is_profile, load_experiment, ms1_experiment
 
 log = logging.getLogger(__name__)
@@ -102,6 +106,7 @@ def gap_fill_sample(
     alignment: pl.DataFrame,
     params: dict | None = None,
     detect_params: dict | None = None,
+    ratios: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """The ``tables.GAP_FILLED`` rows of one run: every consensus feature null in ``matrix[sample_id]``.
 
@@ -109,7 +114,9 @@ def gap_fill_sample(
     path (``run_ms1_scans``). ``matrix``: the study feature matrix (``tables.FEATURE_MATRIX_KEYS`` + the run's
     column); ``alignment``: the link stage's alignment table (``ALIGNMENT_FIT`` columns); ``params``: the correct
     section's ``GAP_KEYS``; ``detect_params``: the detect section (centroiding and quantification keys). Expected
-    positions: consensus m/z, consensus RT mapped back through the inverse alignment line. Raises ``InputError``
+    positions: consensus m/z, consensus RT mapped back through the inverse alignment line. ``ratios``: each consensus
+    feature's ``area_per_height`` (``correction.gapfill.area_per_height``); the filled ``intensity`` is then the
+    peak's height times it (the area where no ratio is known), without it the peak's area. Raises ``InputError``
     naming the sample when the matrix has no column for it, its alignment row is missing, or the run cannot be read.
     """
     params = overlay(params, DEFAULT_PARAMS, "correct (gap filling)")
@@ -129,6 +136,14 @@ def gap_fill_sample(
         found = found.with_columns(intensity=pl.when(pl.Series(claimed)).then(None).otherwise(pl.col("intensity")))
         log.info("%s: %d re-quantified peak(s) left out: each is the run's own detected feature of another consensus "
                  "feature at that m/z (same intensity), not a missed one", sample_id, int(claimed.sum()))
+    found = found.with_columns(height=pl.when(pl.col("intensity").is_null()).then(None).otherwise(pl.col("height")))
+    if ratios is not None:
+        found, kept = height_scaled(found, ratios)
+        if kept:
+            log.info("%s: %d filled value(s) are peak areas: no run detected their consensus feature with an apex "
+                     "height to scale by", sample_id, kept)
+    else:
+        found = found.with_columns(area=pl.col("intensity"))
     out = found.with_columns(sample_id=pl.lit(sample_id, dtype=pl.Utf8))
     out = tables.conform(out, tables.GAP_FILLED).select(list(tables.GAP_FILLED))
     n_found = out["intensity"].is_not_null().sum()
@@ -167,6 +182,35 @@ def claimed_elsewhere(found: pl.DataFrame, targets: pl.DataFrame, detected: pl.D
     return claimed
 
 
+def read_area_per_height(links_path: Path | None, features_template: str | None) -> pl.DataFrame | None:
+    """``correction.gapfill.area_per_height`` from the link stage's feature links and every linked run's features
+    table (``features_template`` holding ``{sample}``; only ``feature_id``, ``intensity`` and ``height`` read, lazily).
+    None when neither is given. A features table without ``height`` (written before it was kept) gives no ratio for
+    its run (a warning). Raises ``InputError`` when only one of the two is given, the template lacks ``{sample}``, or
+    a file is missing (naming it and the sample)."""
+    if links_path is None and features_template is None:
+        return None
+    if links_path is None or features_template is None or "{sample}" not in features_template:
+        raise InputError("give --feature-links and --features (a template holding {sample}) together",
+                         fix="e.g. --feature-links results/study/feature_links.parquet --features "
+                             "results/samples/{sample}/features.parquet")
+    links = tables.read_table(links_path, {"consensus_id": pl.Utf8, "sample_id": pl.Utf8, "feature_id": pl.Utf8})
+    frames = []
+    for sample in links["sample_id"].unique(maintain_order=True).to_list():
+        path = features_template.replace("{sample}", sample)
+        if not Path(path).is_file():
+            raise InputError("features table missing", file=path, sample=sample, fix="rerun 'ms2study detect' for "
+                             "this sample, then 'ms2study link'")
+        if "height" not in pl.read_parquet_schema(path):
+            log.warning("sample '%s', file '%s': no height column (an older detect); its features give no area per "
+                        "height", sample, path)
+            continue
+        frames.append(pl.scan_parquet(path).select("feature_id", "intensity", "height"))
+    features = (pl.concat(frames).collect() if frames
+                else pl.DataFrame(schema={"feature_id": pl.Utf8, "intensity": pl.Float64, "height": pl.Float64}))
+    return area_per_height(links, features)
+
+
 def _cli(args: argparse.Namespace) -> int:
     from ms2study.core.params import load_params
 
@@ -188,13 +232,14 @@ def _cli(args: argparse.Namespace) -> int:
     if not isinstance(detect_params, dict):
         raise InputError("--detect-params must be a JSON object")
     params = load_params(args)
+    ratios = read_area_per_height(args.feature_links, args.features)
     for sample, _ in runs:  # every run checked before any is written
         require_run_column(matrix, sample, str(args.feature_matrix))
         alignment_line(alignment, sample, str(args.alignment))
     for sample, paths in runs:
         source = paths["mzml"] if paths["mzml"] else read_ms1_scans(paths["ms1_scans"], sample)
         out = gap_fill_sample(source, sample, matrix.select([*tables.FEATURE_MATRIX_KEYS, *(
-            [sample] if sample in matrix.columns else [])]), alignment, params, detect_params)
+            [sample] if sample in matrix.columns else [])]), alignment, params, detect_params, ratios)
         write_parquet(out, paths["out"])
     return 0
 
@@ -211,6 +256,11 @@ def register(subparsers) -> None:
     p.add_argument("--feature-matrix", required=True, type=Path, help="results/study/feature_matrix.parquet")
     p.add_argument("--alignment", required=True, type=Path, help="results/study/alignment.parquet")
     p.add_argument("--out", required=True, type=Path, help="results/study/gap_filled/{sample}.parquet")
+    p.add_argument("--feature-links", type=Path, default=None, help="results/study/feature_links.parquet: with "
+                   "--features, filled values are apex heights scaled by each feature's area per height in the runs "
+                   "that detected it (without them: the peak's area)")
+    p.add_argument("--features", default=None, help="every run's features, a template holding {sample} "
+                   "(results/samples/{sample}/features.parquet), read for the runs of --feature-links")
     p.add_argument("--detect-params", default="{}", help="the detect section as a JSON object (centroiding, "
                    "quantification)")
     add_params_argument(p)
