@@ -4,12 +4,11 @@ report's QC section shows each run type apart. Small synthetic feature matrices,
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+from test_report import _itable_rows
 
 from ms2study import cli
 from ms2study.core.atomic import write_parquet
@@ -125,12 +124,6 @@ def test_carryover_note_threshold():
     assert carryover_note(40, 100.0) is None and carryover_note(None, 100.0) is None
     assert carryover_note(60, None) is None and carryover_note(50, 0.0) is None
     assert carryover_note(50, 100.0).startswith("possible carry-over: 50 features, 50% of the study samples'")
-
-
-def _itable_rows(text: str, table_id: str) -> list[list]:
-    script = text.split(f'querySelectorAll("#{table_id}:not(.dataTable)")')[1]
-    data = json.loads(json.loads('"' + re.search(r'"data_json": "((?:[^"\\]|\\.)*)"', script).group(1) + '"'))
-    return [[cell[1] if isinstance(cell, list) and len(cell) == 2 else cell for cell in row] for row in data]
 
 
 def _chromatograms(root: Path, ids: list[str]) -> list[Path]:
