@@ -72,3 +72,11 @@ def test_a_feature_whose_spectra_are_mostly_fragments_carries_the_parent_and_the
     assert "1 accepted feature(s) may be in-source fragments" in text and "183.015" in text
     assert "may be in-source fragments" not in _consensus_compounds(out.filter(pl.col("consensus_id") == "C57"),
                                                                     {}, "q ≤ 0.01")
+
+
+def test_the_parent_named_is_the_one_most_spectra_name_not_an_average_of_different_parents() -> None:
+    """Spectra of one feature naming different parents (386.23 in two runs, 293.25 in one) give the parent most of
+    them name: the median of all three (339.74 with two) is a mass where no ion is (study-truth benchmark)."""
+    assert identify.most_named(np.array([386.2335, 293.2482, 386.2341])) == pytest.approx(386.2338)
+    assert identify.most_named(np.array([386.2335, 293.2482])) == pytest.approx(293.2482)  # a tie: the lighter
+    assert identify.most_named(np.array([])) is None
