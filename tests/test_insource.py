@@ -80,3 +80,26 @@ def test_the_parent_named_is_the_one_most_spectra_name_not_an_average_of_differe
     assert identify.most_named(np.array([386.2335, 293.2482, 386.2341])) == pytest.approx(386.2338)
     assert identify.most_named(np.array([386.2335, 293.2482])) == pytest.approx(293.2482)  # a tie: the lighter
     assert identify.most_named(np.array([])) is None
+
+
+def test_with_the_runs_features_coelution_is_judged_on_their_apexes_not_on_the_scan_times() -> None:
+    """Dynamic exclusion spreads MS2 scans over a peak: a fragment's scan 6 s from its parent's is marked when their
+    features' apexes lie 0.2 s apart; two ions whose scans are 1 s apart but whose apexes are 1.5 s apart (overlapping
+    peaks, not one) are not; an unmapped spectrum keeps its scan time."""
+    run = _run([
+        (100.0, GLY, [30.034], [100.0]),                        # 0: fragment, scan at 100 s, feature apex 103.0 s
+        (106.0, 183.0118, [GLY + 0.001, 126.0], [40.0, 100.0]),  # 1: parent, scan at 106 s, apex 103.2 s
+        (300.0, 90.0550, [44.05], [100.0]),                      # 2: apex 300.0
+        (301.0, 150.0, [90.0552], [100.0]),                      # 3: scan 1 s later, apex 301.5: another peak
+        (500.0, 80.0, [40.0], [100.0]),                          # 4: unmapped, scan 500.0
+        (500.8, 160.0, [80.0, 120.0], [50.0, 100.0]),            # 5: unmapped, scan 0.8 s later
+    ]).with_columns(feature_id=pl.Series(["F1", "F2", "F3", "F4", None, None]))
+    features = pl.DataFrame({"feature_id": ["F1", "F2", "F3", "F4"], "rt_s": [103.0, 103.2, 300.0, 301.5]})
+    by_scan = insource.in_source_parents(run)
+    by_apex = insource.in_source_parents(run, features=features)
+    assert np.isnan(by_scan[0]) and by_apex[0] == pytest.approx(183.0118)
+    assert by_scan[2] == pytest.approx(150.0) and np.isnan(by_apex[2])
+    assert by_apex[4] == pytest.approx(160.0)  # unmapped: scan times, within the apex window
+    assert np.isnan(by_apex[[1, 3, 5]]).all()
+    # the annotate stage passes the run's features through
+    assert engine._in_source(run, features)[0] == pytest.approx(183.0118) and np.isnan(engine._in_source(run)[0])

@@ -342,7 +342,9 @@ def test_study_folders_hold_what_the_one_run_commands_write(study: Path, tmp_pat
     ms2study("gapfill", "--ms1-scans", str(results / "samples" / run / "ms1_scans.parquet"), "--sample-id", run,
              "--feature-matrix", f"{s}/feature_matrix.parquet", "--alignment", f"{s}/alignment.parquet",
              "--detect-params", json.dumps(config.get("detect") or {}),
-             "--params", json.dumps(rule_params(config, "gapfill")), "--out", str(tmp_path / "gap.parquet"))
+             "--params", json.dumps(rule_params(config, "gapfill")), "--out", str(tmp_path / "gap.parquet"),
+             "--feature-links", f"{s}/feature_links.parquet",
+             "--features", str(results / "samples" / "{sample}" / "features.parquet"))
     tables = {t: f"--{t}={results / 'samples' / run / f'{t}.parquet'}" for t in ("embeddings", "spectra", "features")}
     ms2study("pool-corrected", "--sample-id", run, *pool, tables["embeddings"], tables["spectra"], tables["features"],
              "--links", f"{s}/feature_links.parquet", "--feature-matrix", f"{s}/feature_matrix.parquet",

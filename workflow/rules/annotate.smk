@@ -5,6 +5,8 @@ rule annotate:
     input:
         spectra="results/samples/{sample}/spectra.parquet",
         embeddings="results/samples/{sample}/embeddings.parquet",
+        # the features' apexes: co-elution of possible in-source fragments and their parents
+        features="results/samples/{sample}/features.parquet",
         library=library_index(),
         calibration=library_calibration(),
     output:
@@ -26,4 +28,5 @@ rule annotate:
         ENV
     shell:
         "python -m ms2study --threads {threads} annotate --spectra {input.spectra:q} "
-        "--embeddings {input.embeddings:q} {params.library} --out {output:q} --params {params.p} > {log:q} 2>&1"
+        "--embeddings {input.embeddings:q} --features {input.features:q} {params.library} --out {output:q} "
+        "--params {params.p} > {log:q} 2>&1"

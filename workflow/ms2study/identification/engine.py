@@ -110,12 +110,12 @@ def _empty_annotations() -> pl.DataFrame:
     return pl.DataFrame(schema=ANNOTATION_SCHEMA)
 
 
-def _in_source(spectra: pl.DataFrame) -> np.ndarray:
-    """``insource.in_source_parents`` of the run's spectra (NaN for every row where the table lacks retention
-    times or peaks, e.g. MGF queries)."""
+def _in_source(spectra: pl.DataFrame, features: pl.DataFrame | None = None) -> np.ndarray:
+    """``insource.in_source_parents`` of the run's spectra, co-elution by the apexes of their ``features`` when
+    given (NaN for every row where the table lacks retention times or peaks, e.g. MGF queries)."""
     if not {"rt_s", "precursor_mz", "mz", "intensity"} <= set(spectra.columns):
         return np.full(spectra.height, np.nan)
-    return in_source_parents(spectra)
+    return in_source_parents(spectra, features=features)
 
 
 def annotate_spectra(
@@ -125,6 +125,7 @@ def annotate_spectra(
     embeddings: pl.DataFrame | None = None,
     calibration: confidence.Calibration | str | Path | None = None,
     cleaned_with: dict | None = None,
+    features: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Top-k library candidates per spectrum with all scores (columns: tables.ANNOTATIONS, then EXTRA_COLUMNS).
 
@@ -135,7 +136,8 @@ def annotate_spectra(
     accepted, msi_level, isomer_inchikeys) are filled on rank-1 rows only. Raises InputError for a missing or
     mismatched calibration and for embeddings that do not fit the library's. ``cleaned_with``: the cleaning the
     spectra already went through (the spectra stage records it); equal to this search's cleaning, the peaks are
-    not cleaned again.
+    not cleaned again. ``features``: the run's features table (feature_id, rt_s): in-source parents are then looked
+    for among spectra whose features' apexes co-elute (``identification.insource``), else by MS2 scan time.
     """
     p = merge_params(params)
     index = load_library_index(library_index_dir)
@@ -234,7 +236,7 @@ def annotate_spectra(
         "isomer_gap": ranked["isomer_gap"],
         "n_candidates": n_candidates[ranked["_q"].to_numpy()].astype(np.int32),
         "evidence_note": evidence_notes(ranked, plan.use_embedding),
-        "in_source_parent_mz": pl.Series(_in_source(spectra)[q_rows]).fill_nan(None),
+        "in_source_parent_mz": pl.Series(_in_source(spectra, features)[q_rows]).fill_nan(None),
         "library_adduct": meta["adduct"].gather(lib_rows),
         "library_formula": meta["formula"].gather(lib_rows),
         "library_precursor_mz": l_prec,

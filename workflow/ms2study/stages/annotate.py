@@ -29,8 +29,9 @@ def _cli_annotate(args: argparse.Namespace) -> int:
         return 0
     spectra = pl.read_parquet(args.spectra)
     embeddings = pl.read_parquet(args.embeddings) if args.embeddings else None
+    features = (pl.read_parquet(args.features, columns=["feature_id", "rt_s"]) if args.features else None)
     out = annotate_spectra(spectra, Path(args.library_index), params, embeddings, args.calibration,
-                           cleaned_with=cleaning_of(args.spectra))
+                           cleaned_with=cleaning_of(args.spectra), features=features)
     write_parquet(out, args.out)
     return 0
 
@@ -43,6 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--embeddings", default=None, help="embeddings.parquet of the same sample (optional)")
     p.add_argument("--calibration", default=None,
                    help="the library's calibration JSON from 'ms2study calibrate-library' (confidence: null_model)")
+    p.add_argument("--features", default=None, help="features.parquet of the same sample (optional): co-elution of "
+                   "possible in-source fragments and their parents is judged on the features' apexes")
     p.add_argument("--out", required=True, help="annotations.parquet to write")
     add_params_argument(p)
     p.set_defaults(func=_cli_annotate)
