@@ -107,6 +107,7 @@ GAP_FILLED: dict[str, pl.DataType] = {
     "intensity": pl.Float64,      # the filled value: apex height x the feature's area per height (correction.gapfill)
     "area": pl.Float64,           # the peak's area, quantified as detect quantifies a feature; null when no signal
     "height": pl.Float64,         # the peak's (smoothed) apex; null when no signal
+    # rt_raw_s and n_scans are kept where the peak found was another consensus feature's (intensity null there)
     "rt_raw_s": pl.Float64,       # apex on the sample's own time axis; null when none
     "n_scans": pl.Int32,          # MS1 scans of the quantified peak; 0 when none
 }

@@ -122,6 +122,7 @@ def raw_rt(rt_aligned: np.ndarray, slope: float, intercept: float) -> np.ndarray
 def _elution_peak_detector(quant: dict) -> oms.ElutionPeakDetection:
     """ElutionPeakDetection with detect's smoothing (chrom_fwhm_s) and no width filter."""
     epd = oms.ElutionPeakDetection()
+    epd.setLogType(oms.LogType.NONE)  # a progress line per trace made a 3.4 MB log of one study's gapfill job
     set_params(
         epd,
         {

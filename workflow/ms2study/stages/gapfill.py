@@ -130,12 +130,14 @@ def gap_fill_sample(
     quant = {k: detect[k] for k in DETECT_KEYS}
     found = quantify(scans, targets, float(params["gap_fill_mz_ppm"]), float(params["gap_fill_rt_s"]), quant)
     window = extraction_half_width(float(params["gap_fill_rt_s"]), quant)
+    apex_aligned = slope * found["rt_raw_s"].cast(pl.Float64).fill_null(np.nan).to_numpy() + intercept
     claimed = claimed_elsewhere(found, missing, matrix.filter(pl.col(sample_id).is_not_null()), sample_id,
-                                float(params["gap_fill_mz_ppm"]), window)
+                                float(params["gap_fill_mz_ppm"]), window, apex_aligned)
     if claimed.any():
         found = found.with_columns(intensity=pl.when(pl.Series(claimed)).then(None).otherwise(pl.col("intensity")))
-        log.info("%s: %d re-quantified peak(s) left out: each is the run's own detected feature of another consensus "
-                 "feature at that m/z (same intensity), not a missed one", sample_id, int(claimed.sum()))
+        log.info("%s: %d re-quantified peak(s) left out: each is (or holds) the run's own detected feature of another "
+                 "consensus feature at that m/z (same intensity, or an apex nearer that feature than this one), not "
+                 "a missed one", sample_id, int(claimed.sum()))
     found = found.with_columns(height=pl.when(pl.col("intensity").is_null()).then(None).otherwise(pl.col("height")))
     if ratios is not None:
         found, kept = height_scaled(found, ratios)
@@ -158,13 +160,15 @@ SAME_PEAK_REL = 0.05
 
 
 def claimed_elsewhere(found: pl.DataFrame, targets: pl.DataFrame, detected: pl.DataFrame, sample_id: str,
-                      mz_ppm: float, rt_window_s: float) -> np.ndarray:
+                      mz_ppm: float, rt_window_s: float, apex_aligned: np.ndarray | None = None) -> np.ndarray:
     """Which re-quantified values (rows of ``found``, aligned with ``targets``: consensus_id, mz, rt_s; the run's null
-    cells) are a peak the run already has as a detected feature of another consensus feature: within ``mz_ppm`` of
-    it, its consensus RT within ``rt_window_s`` (the extraction window) and its intensity within ``SAME_PEAK_REL``.
-    ``detected``: the matrix rows where the run (column ``sample_id``) has a value. Such a value would count one peak
-    twice, in two consensus features (a shoulder or a neighbouring peak at the same m/z); it is left out (null).
-    Returns a boolean array, one per row of ``found``."""
+    cells) are a peak the run already has as a detected feature of another consensus feature within ``mz_ppm`` and
+    with its consensus RT within ``rt_window_s`` (the extraction window): its intensity within ``SAME_PEAK_REL``, or,
+    given ``apex_aligned`` (the found peaks' apexes on the aligned axis, s; NaN where none), an apex nearer that
+    feature's RT than the target's. ``detected``: the matrix rows where the run (column ``sample_id``) has a value.
+    Such a value would count one peak twice, in two consensus features (a shoulder, a peak detection split into
+    pieces of which the fill takes the whole, or an isomer a few seconds away: fills 1.4-3.9x the truth on a fresh
+    user's realistic study); it is left out (null). Returns a boolean array, one per row of ``found``."""
     claimed = np.zeros(found.height, dtype=bool)
     if not detected.height or not found.height:
         return claimed
@@ -177,8 +181,11 @@ def claimed_elsewhere(found: pl.DataFrame, targets: pl.DataFrame, detected: pl.D
             continue
         lo, hi = np.searchsorted(d_mz, [mz * (1 - mz_ppm * 1e-6), mz * (1 + mz_ppm * 1e-6)])
         near = slice(int(lo), int(hi))
-        claimed[i] = bool(np.any((np.abs(d_rt[near] - rt) <= rt_window_s)
-                                 & (np.abs(d_val[near] - value[i]) <= SAME_PEAK_REL * d_val[near])))
+        in_window = np.abs(d_rt[near] - rt) <= rt_window_s
+        same = np.abs(d_val[near] - value[i]) <= SAME_PEAK_REL * d_val[near]
+        nearer = (np.abs(d_rt[near] - apex_aligned[i]) < abs(rt - apex_aligned[i])
+                  if apex_aligned is not None and np.isfinite(apex_aligned[i]) else np.zeros(hi - lo, dtype=bool))
+        claimed[i] = bool(np.any(in_window & (same | nearer)))
     return claimed
 
 
