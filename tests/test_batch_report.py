@@ -159,7 +159,7 @@ def test_batch_section_draws_rsd_drift_and_pca_charts(batch_report: tuple[Path, 
                   "PCA of samples and QCs, before correction", "PCA of samples and QCs, after correction"):
         assert f'"text":"{title}' in part, title
     assert part.count("Plotly.newPlot(") == 1 + 1 + 3 + 2  # RSD, median, three examples, two PCAs
-    assert "scikit-learn PCA" in part and "features detected in every run" in part
+    assert "scikit-learn PCA" in part and "features with a value (detected or gap-filled) in every run" in part
     # flagged features in a sortable table: the 4 contaminants and the 2 features above the RSD threshold
     rows = re.search(r'querySelectorAll\("#batch-flagged-table:not\(\.dataTable\)"\)', text)
     assert rows and "Flagged features" in part

@@ -358,24 +358,25 @@ def drift_part(raw: pl.DataFrame, corrected: pl.DataFrame, roles: pl.DataFrame, 
 
 
 def pca_coordinates(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
-    """2-D PCA (scikit-learn) of runs × features log2 intensities (NaN: not detected): (coordinates, explained
-    variance ratios, how the features were chosen). The features detected in every run are used when there are at
-    least ``MIN_COMPLETE``; otherwise those detected in at least half the runs, each missing value filled with
-    half that feature's smallest value. Features are centred and scaled to unit variance."""
+    """2-D PCA (scikit-learn) of runs × features log2 intensities (NaN: no value; the corrected matrix's gap-filled
+    values count as values, so "after" covers more features than "before"): (coordinates, explained variance ratios,
+    how the features were chosen). The features with a value in every run are used when there are at least
+    ``MIN_COMPLETE``; otherwise those with a value in at least half the runs, each missing value filled with half
+    that feature's smallest value. Features are centred and scaled to unit variance."""
     from sklearn.decomposition import PCA
 
     complete = np.isfinite(values).all(axis=0)
     if complete.sum() >= MIN_COMPLETE:
         X = values[:, complete]
-        how = f"the {int(complete.sum())} features detected in every run"
+        how = f"the {int(complete.sum())} features with a value (detected or gap-filled) in every run"
     else:
         common = np.isfinite(values).mean(axis=0) >= 0.5
         X = values[:, common]
         with np.errstate(all="ignore"):
             floor = np.nanmin(X, axis=0) - 1.0  # log2 of half the smallest value
         X = np.where(np.isfinite(X), X, floor)
-        how = (f"the {int(common.sum())} features detected in at least half the runs (only {int(complete.sum())} in "
-               "every run), a missing value filled with half the feature's smallest value")
+        how = (f"the {int(common.sum())} features with a value in at least half the runs (only {int(complete.sum())} "
+               "in every run), a missing value filled with half the feature's smallest value")
     X = X[:, X.std(axis=0) > 0]
     if X.shape[1] < 2 or X.shape[0] < 3:
         return np.zeros((values.shape[0], 2)), np.zeros(2), how
