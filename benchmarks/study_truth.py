@@ -77,7 +77,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from machine import machine_record
+from machine import machine_record  # noqa: E402
+from semireal import code_version  # noqa: E402  (the commit measured)
 
 
 PPM = 10.0          # m/z tolerance of a match (docstring: simulated error ~1.5 ppm + 1 ppm calibration sd)
@@ -607,18 +608,6 @@ def score(study: Path) -> dict:
         "gap_filling": gapfill_summary(intensity_pairs(raw, filled, matches, truth, runs)),
         "qc_rsd": qc_summary(correction, raw, corrected, matches, truth, samples),
     }
-
-def code_version() -> dict:
-    """The commit measured and whether the checkout had uncommitted changes."""
-    try:
-        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return {"commit": head, "uncommitted_changes": bool(dirty)}
-    except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "uncommitted_changes": None}
-
 
 def _env() -> dict:
     """This checkout's package, also in the rules' jobs (which run ``python -m ms2study``)."""
