@@ -243,8 +243,8 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
                      "(glycine from a glycine conjugate) while the compound in the sample is the heavier one: "
                      "column 'in-source fragment of m/z?' names the precursor to check. A mark is evidence, not "
                      "proof: on two simulated studies with known truth 24 of 43 marked names were in-source fragments "
-                     "(of the 26 accepted in-source fragments), 3 other wrong structures and 16 right names of ions co-eluting by chance in "
-                     "a crowded chromatogram (benchmarks/README.md, study truth).</p>")
+                     "(of the 26 accepted in-source fragments), 3 other wrong structures and 16 right names of ions "
+                     "co-eluting by chance in a crowded chromatogram (benchmarks/README.md, study truth).</p>")
     if marked["evidence_note"]:
         parts.append(f"<p>{marked['evidence_note']} accepted feature(s) have no spectrum with cosine 0.3 or more: "
                      "they passed on the combined score (entropy, embedding, modified cosine), and the column 'why "
