@@ -83,7 +83,8 @@ IDENTIFICATIONS: dict[str, pl.DataType] = {
     "rt_s": pl.Float64,             # the consensus feature's retention time (median aligned RT of its features, s)
     "same_name_elsewhere": pl.List(pl.Utf8),  # other accepted features named this compound > SAME_COMPOUND_RT_S away
     "in_source_of_mz": pl.Float64,  # possible in-source fragment: half its supporting spectra or more have a
-                                    # co-eluting heavier precursor holding it (identification.insource); the m/z most name
+                                    # co-eluting heavier precursor holding it (identification.insource); the
+                                    # parent m/z most of them name
 }
 # Features of one compound (adducts, isotopes, in-source ions) co-elute; two accepted features named one compound
 # whose retention times differ by more than this (the link stage's default RT tolerance) cannot both be it.
