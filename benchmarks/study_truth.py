@@ -541,30 +541,48 @@ def rsd(values: np.ndarray) -> float:
 
 
 def qc_summary(correction: dict, raw: pl.DataFrame, corrected: pl.DataFrame, matches: pl.DataFrame,
-               truth: pl.DataFrame, samples: list[str]) -> dict:
+               truth: pl.DataFrame, samples: list[str], threshold: float = 0.3) -> dict:
     """correction.json's QC RSDs beside the study samples' true error before and after correction: per feature
     matched to a compound's own monoisotopic ion, the RSD of measured / undrifted true abundance over the samples
-    where detection found it (at least 5), median over features."""
+    where detection found it (at least 5), median over features; and per QC RSD column of the corrected matrix
+    (in-sample, held out, predicted) its median ratio to that true error and, at ``threshold``, the share of the
+    features truly above it that the column flags (recall) and of those truly below it (false flags)."""
     m = matches.filter((pl.col("kind") == "main") & (pl.col("isotope") == 0)).select("consensus_id", "compound_id")
     col = "abundance_undrifted" if "abundance_undrifted" in truth.columns else "abundance"
     t = truth.filter(pl.col("sample_id").is_in(samples)).pivot(on="sample_id", index="compound_id", values=col)
     ids = m.join(raw.select("consensus_id", *samples), on="consensus_id")
     tt = ids.select("compound_id").join(t, on="compound_id", how="left").select(samples).to_numpy()
     rr = ids.select(samples).to_numpy().astype(np.float64)
-    cc = ids.select("consensus_id").join(corrected.select("consensus_id", *samples), on="consensus_id",
-                                         how="left").select(samples).to_numpy().astype(np.float64)
+    rsd_columns = [c for c in ("qc_rsd_after", "qc_rsd_held_out", "qc_rsd_predicted") if c in corrected.columns]
+    joined = ids.select("consensus_id").join(corrected.select("consensus_id", *rsd_columns, *samples),
+                                             on="consensus_id", how="left")
+    cc = joined.select(samples).to_numpy().astype(np.float64)
     det = np.isfinite(rr) & (tt > 0)
-    before, after = [], []
+    before, after, rows = [], [], []
     for i in range(rr.shape[0]):
         k = det[i]
         if k.sum() >= 5:
             before.append(rsd(rr[i, k] / tt[i, k]))
             after.append(rsd(cc[i, k] / tt[i, k]))
+            rows.append(i)
+    true = np.array(after)
+    per_feature = {}
+    for c in rsd_columns:
+        est = joined[c].cast(pl.Float64).fill_null(np.nan).to_numpy()[rows] if rows else np.array([])
+        ok = np.isfinite(est) & np.isfinite(true) & (true > 0)
+        if not ok.any():
+            continue
+        above, below = ok & (true > threshold), ok & (true <= threshold)
+        per_feature[c] = {
+            "n": int(ok.sum()), "median_ratio_to_true": round(float(np.median(est[ok] / true[ok])), 3),
+            "recall_above_threshold": round(float((est[above] > threshold).mean()), 3) if above.any() else None,
+            "false_flag_share_below": round(float((est[below] > threshold).mean()), 3) if below.any() else None}
     return {k: correction.get(k) for k in ("drift_method", "qc_rsd_median_before", "qc_rsd_median_after",
-                                             "qc_rsd_median_held_out", "n_qc_rsd_flagged", "n_qc")} | {
+                                             "qc_rsd_median_held_out", "qc_rsd_median_predicted", "qc_rsd_basis",
+                                             "n_qc_rsd_flagged", "n_qc")} | {
         "samples_true_rsd_before_median": round(float(np.nanmedian(before)), 4) if before else None,
         "samples_true_rsd_after_median": round(float(np.nanmedian(after)), 4) if after else None,
-        "n_features_true_rsd": len(after)}
+        "n_features_true_rsd": len(after), "threshold": threshold, "per_feature_vs_true": per_feature}
 
 
 def score(study: Path) -> dict:

@@ -347,7 +347,7 @@ def _fit_notes(sheet: pl.DataFrame, method: str) -> list[str]:
     values[30:35, qc1] = np.nan
     values[35:37, [j for j in range(len(kinds)) if batches[j] == "1"]] = np.nan
     orders = sheet["injection_order"].cast(pl.Float64).to_numpy()
-    return qc_rlsc(values, is_qc, orders, batches, method)[1]
+    return qc_rlsc(values, is_qc, orders, batches, method).notes
 
 
 def test_qc_fit_notes_carry_their_share_and_the_qc_rsd_after_is_said_to_be_in_sample(tmp_path: Path) -> None:
@@ -422,6 +422,37 @@ def test_the_held_out_qc_rsd_is_shown_beside_the_in_sample_one() -> None:
     text = rsd_part(corrected, record, 0.3, {"1": 3, "2": 3})
     assert "gives a median QC RSD of <b>0.131</b>" in text and "lay between the two values" in text
     assert "Out of sample" not in rsd_part(corrected, {**record, "qc_rsd_median_held_out": None}, 0.3)
+
+
+def test_the_predicted_qc_rsd_and_the_flag_basis_are_shown_and_the_flagged_table_is_sorted_by_it() -> None:
+    """correction.json's qc_rsd_median_predicted and qc_rsd_basis: the section gives the predicted median with its
+    measured calibration and says which value the flag read; the flagged table lists the worst by that value first
+    and leaves out an RSD column that holds nothing (after median normalisation); an older record without the basis
+    is said to have been flagged on the in-sample value."""
+    import re as _re
+
+    from ms2study.reporting.batch import flagged_table, rsd_part
+
+    corrected = pl.DataFrame({"qc_rsd_before": [0.3, 0.4], "qc_rsd_after": [0.05, 0.07],
+                              "qc_rsd_predicted": [0.1, 0.2]})
+    record = {"qc_rsd_median_before": 0.35, "qc_rsd_median_after": 0.062, "qc_rsd_median_held_out": 0.131,
+              "qc_rsd_median_predicted": 0.15, "qc_rsd_basis": "predicted", "drift_method": "qc_linear"}
+    text = rsd_part(corrected, record, 0.3, {"1": 3, "2": 3})
+    assert "injections (the fits' residual degrees of freedom and leverage): <b>0.150</b>" in text
+    assert text.count("judged on the value predicted at the study samples' injections") == 1
+    assert "The flag reads the value predicted" in text
+    old = rsd_part(corrected.drop("qc_rsd_predicted"), {k: v for k, v in record.items()
+                                                         if k not in ("qc_rsd_basis", "qc_rsd_median_predicted")}, 0.3)
+    assert "judged on this in-sample value" in old and "Predicted at" not in old
+    flagged = pl.DataFrame({"consensus_id": ["C1", "C2", "C3"], "mz": [100.0, 200.0, 300.0], "rt_s": [1.0, 2.0, 3.0],
+                            "qc_rsd_after": [0.2, 0.1, 0.25], "qc_rsd_held_out": [None, None, None],
+                            "qc_rsd_predicted": [0.4, 0.6, 0.35], "qc_rsd_flag": [True, True, True],
+                            "excluded": [True, True, True]}, schema_overrides={"qc_rsd_held_out": pl.Float64})
+    table = flagged_table(flagged, True, "predicted")
+    assert "QC RSD held out" not in table and "QC RSD predicted" in table
+    script = table.split('querySelectorAll("#batch-flagged-table:not(.dataTable)")')[1]
+    data = json.loads(json.loads('"' + _re.search(r'"data_json": "((?:[^"\\]|\\.)*)"', script).group(1) + '"'))
+    assert [row[0] for row in data] == ["C2", "C1", "C3"]
 
 
 def test_the_flagged_features_table_says_how_many_blanks_detected_each() -> None:

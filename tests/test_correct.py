@@ -106,7 +106,8 @@ def test_a_feature_without_qc_values_takes_the_runs_median_factor() -> None:
     values[row, study["is_qc"]] = np.nan
     roles = study["roles"]
     orders = roles["injection_order"].cast(pl.Float64).to_numpy()
-    corrected, notes, _ = qc_rlsc(values, study["is_qc"], orders, roles["batch"].to_list(), "qc_spline")
+    fit = qc_rlsc(values, study["is_qc"], orders, roles["batch"].to_list(), "qc_spline")
+    corrected, notes = fit.corrected, fit.notes
     samples = ~study["is_qc"] & ~study["is_blank"]
     b1, b2 = samples & (study["batch"] == 0), samples & (study["batch"] == 1)
     gap = np.median(np.log(corrected[row, b2])) - np.median(np.log(corrected[row, b1]))
@@ -147,7 +148,7 @@ def test_spline_fit_does_not_chase_the_noise_of_a_few_qcs() -> None:
     n_features, orders = 400, np.arange(1, 26, dtype=float)
     is_qc = (orders - 1) % 6 == 0
     values = 1e5 * np.exp(rng.normal(0, 0.1, (n_features, orders.size)))
-    corrected, _, _ = qc_rlsc(values, is_qc, orders, ["1"] * orders.size, "qc_spline")
+    corrected = qc_rlsc(values, is_qc, orders, ["1"] * orders.size, "qc_spline").corrected
     moved = np.abs(np.log(corrected[:, ~is_qc] / values[:, ~is_qc]))
     assert np.median(moved) < 0.035
 
@@ -419,7 +420,8 @@ def test_the_held_out_qc_rsd_bounds_the_samples_error_from_above(n_qc: int) -> N
     method = "qc_spline" if n_qc >= 5 else "qc_linear"
     for seed in range(3):
         values, is_qc, orders, batches = _drifting_study(n_qc, seed)
-        corrected, _, held_out = qc_rlsc(values, is_qc, orders, batches, method)
+        fit = qc_rlsc(values, is_qc, orders, batches, method)
+        corrected, held_out = fit.corrected, fit.held_out
         in_sample = np.nanmedian(qc_rsd(corrected, is_qc))
         out_of_sample = np.nanmedian(qc_rsd(held_out, is_qc))
         samples = np.nanmedian(np.nanstd(np.log(corrected[:, ~is_qc]), axis=1, ddof=1))
@@ -427,3 +429,62 @@ def test_the_held_out_qc_rsd_bounds_the_samples_error_from_above(n_qc: int) -> N
         assert np.isnan(held_out[:, ~is_qc]).all() and np.isfinite(held_out[:, is_qc]).all()
     # with more QCs the held-out value comes closer to the samples' error
     assert out_of_sample < 1.25 * samples or n_qc < 7
+
+
+def test_the_qc_rsd_flag_reads_the_predicted_rsd_and_catches_the_noisy_features() -> None:
+    """Features of very different noise (log sd 0.02-0.6) under drift, 3 QCs per batch (qc_linear). The truth: each
+    feature's spread over the study samples after correction relative to their true abundance (here the QCs' error
+    and the samples' are the same). A line through 3 QCs leaves them close to it, so the in-sample QC RSD misses most
+    features whose true error is above the threshold; the held-out one (an end QC extrapolated from two) overstates;
+    the predicted one (residual degrees of freedom and leverage) comes close to the truth, and the flag reads it.
+    ``qc_rsd_basis`` in_sample and held_out flag on those columns instead."""
+    study = make_study(n_features=400, per_batch=22, qc_every=8, n_blanks=0, seed=3)  # QCs at 0, 8, 16 per batch
+    rng = np.random.default_rng(7)
+    noise_sd = rng.uniform(0.02, 0.6, 400)
+    values = study["values"] * np.exp(rng.normal(0, 1, study["values"].shape) * noise_sd[:, None])
+    runs = study["roles"]["sample_id"].to_list()
+    matrix = pl.concat([study["matrix"].select(list(tables.FEATURE_MATRIX_KEYS)),
+                        pl.DataFrame({s: values[:, j] for j, s in enumerate(runs)}).fill_nan(None)],
+                       how="horizontal")
+    result = correct_matrix(matrix, study["roles"], {"adducts": False})
+    frame = result.matrix
+    assert result.report["drift_method"] == "qc_linear" and result.report["qc_rsd_basis"] == "predicted"
+    samples = ~study["is_qc"]
+    ratio = run_values(frame, study["roles"])[:, samples] / study["truth"][:, samples]
+    true_rsd = np.std(ratio, axis=1, ddof=1) / np.mean(ratio, axis=1)
+    valid = (np.arange(400) < 10) | (np.arange(400) >= 15)  # make_study's rows 10-14: in blanks only (none here)
+    noisy, quiet = valid & (true_rsd > 0.3), valid & (true_rsd < 0.2)
+    column = {c: frame[c].to_numpy()[valid] for c in ("qc_rsd_after", "qc_rsd_held_out", "qc_rsd_predicted")}
+    bias = {c: float(np.median(v / true_rsd[valid])) for c, v in column.items()}
+    assert bias["qc_rsd_after"] < 0.6 and bias["qc_rsd_held_out"] > 1.3 and 0.8 < bias["qc_rsd_predicted"] < 1.2, bias
+    flag = frame["qc_rsd_flag"].to_numpy()
+    assert np.array_equal(flag[valid], column["qc_rsd_predicted"] > 0.3)
+    caught, caught_in_sample = flag[noisy].mean(), (frame["qc_rsd_after"].to_numpy()[noisy] > 0.3).mean()
+    assert caught >= 0.6 and caught >= caught_in_sample + 0.3, (caught, caught_in_sample)
+    assert flag[quiet].mean() <= 0.05
+    assert result.report["n_qc_rsd_flagged"] == int(flag.sum())
+    assert result.report["n_qc_rsd_flagged_in_sample"] == int((frame["qc_rsd_after"] > 0.3).sum())
+    assert result.report["qc_rsd_median_predicted"] == pytest.approx(frame["qc_rsd_predicted"].median())
+    for basis, name in (("in_sample", "qc_rsd_after"), ("held_out", "qc_rsd_held_out")):
+        other = correct_matrix(matrix, study["roles"], {"adducts": False, "qc_rsd_basis": basis}).matrix
+        assert np.array_equal(other["qc_rsd_flag"].to_numpy()[valid], column[name] > 0.3), basis
+    # without a QC-based fit there is no held-out or predicted value: the flag reads the in-sample one
+    median = correct_matrix(matrix, study["roles"], {"adducts": False, "drift_method": "median"})
+    assert median.matrix["qc_rsd_held_out"].is_null().all() and median.matrix["qc_rsd_predicted"].is_null().all()
+    assert median.report["qc_rsd_median_predicted"] is None
+    after = median.matrix["qc_rsd_after"].to_numpy()
+    assert np.array_equal(median.matrix["qc_rsd_flag"].to_numpy()[valid], after[valid] > 0.3)
+
+
+@pytest.mark.parametrize("n_qc", [3, 5, 7])
+def test_the_predicted_qc_rsd_comes_close_to_the_samples_error(n_qc: int) -> None:
+    """On one pooled material (every run a QC in truth, log noise 0.07), the predicted RSD at the samples'
+    injections lies within 25 % of the samples' spread after correction (the in-sample one below, the held-out one
+    above: the test before)."""
+    method = "qc_spline" if n_qc >= 5 else "qc_linear"
+    for seed in range(3):
+        values, is_qc, orders, batches = _drifting_study(n_qc, seed)
+        fit = qc_rlsc(values, is_qc, orders, batches, method)
+        samples = np.nanmedian(np.nanstd(np.log(fit.corrected[:, ~is_qc]), axis=1, ddof=1))
+        predicted = np.nanmedian(fit.predicted_rsd)
+        assert abs(predicted / samples - 1) < 0.25, (n_qc, seed, predicted, samples)

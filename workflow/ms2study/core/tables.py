@@ -132,8 +132,10 @@ CORRECTED_MATRIX_KEYS: dict[str, pl.DataType] = {
     "blank_flag": pl.Boolean,     # blank_ratio below correct.blank_ratio
     "n_blank_detected": pl.Int32, # blank runs in which feature detection found it (gap fills not counted)
     "qc_rsd_before": pl.Float64,  # sd/mean over the QC runs (fraction) before correction; null with < 2 QC values
-    "qc_rsd_after": pl.Float64,   # the same after correction
-    "qc_rsd_flag": pl.Boolean,    # qc_rsd_after above correct.qc_rsd_max
+    "qc_rsd_after": pl.Float64,   # the same after correction (in-sample: a QC-based fit was made through them)
+    "qc_rsd_held_out": pl.Float64,  # the same of each QC corrected by the fit made without it (QC-RLSC only)
+    "qc_rsd_predicted": pl.Float64,  # a QC run's RSD predicted at the samples' injections (QC-RLSC only; drift.qc_rlsc)
+    "qc_rsd_flag": pl.Boolean,    # above correct.qc_rsd_max: qc_rsd_held_out where there is one (correct.qc_rsd_basis)
     "n_filled": pl.Int32,         # cells of this row that hold a gap-filled value
     "compound_group": pl.Utf8,    # "G{n}"; a feature without partners is a group of its own
     "adduct": pl.Utf8,            # e.g. "[M+H]+", "[M+Na]+", "[M+H]+ M+1"; null when unknown
@@ -150,7 +152,8 @@ def empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
 # Columns added to a contract after tables were first written: ``conform`` fills them with typed nulls when a
 # frame lacks them (a spectra.parquet from an older run, a frame built by hand), meaning "not known".
 ADDED_LATER: frozenset[str] = frozenset({"selected_ion_mz", "precursor_corrected", "ion_mode", "n_blank_detected",
-                                         "area", "height", *ADDUCT_EVIDENCE})
+                                         "area", "height", "qc_rsd_held_out", "qc_rsd_predicted",
+                                         *ADDUCT_EVIDENCE})
 
 
 def conform(df: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:

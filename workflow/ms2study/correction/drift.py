@@ -27,6 +27,7 @@ standards' intensities, relative to the median of that mean over the sample runs
 from __future__ import annotations
 
 import warnings as _warnings
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.interpolate import make_smoothing_spline
@@ -39,6 +40,30 @@ LINE_MIN_QC = 3
 LAMBDAS = np.logspace(-6, 3, 19)
 
 METHODS = ("auto", "qc_spline", "qc_linear", "median", "none")
+
+
+@dataclass
+class SmootherFit:
+    """One kind of QC fit for ``n`` features of a batch with ``k`` QC values, evaluated at ``m`` runs: ``fit`` (n, m)
+    log predictions, ``loo`` (n, k) leave-one-out residuals, ``rss`` (n,) in-sample residual sum of squares, ``df``
+    (n,) effective degrees of freedom, ``leverage_new`` (n, m) the squared norm of each prediction's weights."""
+
+    fit: np.ndarray
+    loo: np.ndarray
+    rss: np.ndarray
+    df: np.ndarray
+    leverage_new: np.ndarray
+
+
+@dataclass
+class QcCorrection:
+    """What ``qc_rlsc`` returns (see there): the corrected values, the notes, the held-out QC values and the
+    predicted QC RSD at the samples' injections per feature."""
+
+    corrected: np.ndarray
+    notes: list[str]
+    held_out: np.ndarray
+    predicted_rsd: np.ndarray
 
 NOTES = {
     "qc_spline": "QC-RLSC (Dunn et al. 2011): per feature and batch, a smoothing spline of QC log intensity against "
@@ -115,35 +140,68 @@ def choose_method(requested: str, is_qc: np.ndarray, orders: np.ndarray, batches
     return requested, NOTES[requested]
 
 
-def _spline_fits(x: np.ndarray, logs: np.ndarray, x_new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Smoothing-spline predictions at ``x_new`` (shape (n, m)) for the rows of ``logs`` (shape (n, k), all finite),
-    each row with its own smoothing parameter chosen by leave-one-out CV among those of at most max(2, k/2)
-    effective degrees of freedom, and each row's leave-one-out residuals at that parameter (shape (n, k): a linear
-    smoother's residual over 1 - its leverage). ``x``: strictly increasing, shape (k,)."""
+def _spline_fits(x: np.ndarray, logs: np.ndarray, x_new: np.ndarray) -> SmootherFit:
+    """Smoothing-spline fits for the rows of ``logs`` (shape (n, k), all finite), each row with its own smoothing
+    parameter chosen by leave-one-out CV among those of at most max(2, k/2) effective degrees of freedom: predictions
+    at ``x_new`` (shape (n, m)), leave-one-out residuals (shape (n, k): a linear smoother's residual over 1 - its
+    leverage), in-sample residual sum of squares and effective degrees of freedom (trace of the hat matrix) per row,
+    and the leverage of each prediction (squared norm of its smoother weights, shape (n, m)). ``x``: strictly
+    increasing, shape (k,)."""
     k = x.size
     lo, span = float(x[0]), float(x[-1] - x[0])
     xs, xn = (x - lo) / span, (x_new - lo) / span
     eye = np.eye(k)
-    best_cv = np.full(logs.shape[0], np.inf)
-    best = np.zeros((logs.shape[0], x_new.size))
-    best_loo = np.zeros_like(logs)
+    n = logs.shape[0]
+    best_cv = np.full(n, np.inf)
+    out = SmootherFit(np.zeros((n, x_new.size)), np.zeros_like(logs), np.zeros(n), np.zeros(n),
+                      np.zeros((n, x_new.size)))
     max_df = max(2.0, k / 2.0)
     for i, lam in enumerate(LAMBDAS[::-1]):  # stiffest first: it is always allowed
         with _warnings.catch_warnings():
             _warnings.simplefilter("ignore")
             spline = make_smoothing_spline(xs, eye, lam=float(lam))
         hat = spline(xs)  # hat[i, j]: fit at x_i of the data e_j, so fitted = logs @ hat.T
-        if i and np.trace(hat) > max_df:
+        df = float(np.trace(hat))
+        if i and df > max_df:
             break
         leverage = np.clip(1.0 - np.diag(hat), 1e-9, None)
-        loo = (logs - logs @ hat.T) / leverage
+        residuals = logs - logs @ hat.T
+        loo = residuals / leverage
         cv = np.mean(loo ** 2, axis=1)
         better = cv < best_cv
         if better.any():
-            best[better] = logs[better] @ spline(xn).T
+            weights = spline(xn)  # (m, k): prediction at x_new[j] = weights[j] @ data
+            out.fit[better] = logs[better] @ weights.T
+            out.loo[better] = loo[better]
+            out.rss[better] = np.sum(residuals[better] ** 2, axis=1)
+            out.df[better] = df
+            out.leverage_new[better] = np.sum(weights ** 2, axis=1)[None, :]
             best_cv[better] = cv[better]
-            best_loo[better] = loo[better]
-    return best, best_loo
+    return out
+
+
+def _line_fits(xs: np.ndarray, ys: np.ndarray, x_new: np.ndarray) -> SmootherFit:
+    """The straight line ``qc_rlsc`` fits to each row of ``ys`` (k >= LINE_MIN_QC values at ``xs``), as
+    ``_spline_fits`` returns it (2 degrees of freedom)."""
+    k = xs.size
+    centre = xs.mean()
+    design = np.column_stack([np.ones(k), xs - centre])
+    pinv = np.linalg.pinv(design)
+    weights = np.column_stack([np.ones(x_new.size), x_new - centre]) @ pinv  # (m, k)
+    residuals = ys - ys @ (design @ pinv).T
+    n = ys.shape[0]
+    return SmootherFit(ys @ weights.T, _held_out_residuals(xs, ys), np.sum(residuals ** 2, axis=1),
+                       np.full(n, 2.0), np.repeat(np.sum(weights ** 2, axis=1)[None, :], n, axis=0))
+
+
+def _median_fits(xs: np.ndarray, ys: np.ndarray, x_new: np.ndarray) -> SmootherFit:
+    """The batch's QC median (1-2 QC values), as ``_spline_fits`` returns it: the mean's 1 degree of freedom and
+    leverage 1/k stand for it (exact for k <= 2, where median and mean agree)."""
+    k = xs.size
+    n = ys.shape[0]
+    centre = np.median(ys, axis=1)
+    return SmootherFit(np.repeat(centre[:, None], x_new.size, axis=1), _held_out_residuals(xs, ys),
+                       np.sum((ys - centre[:, None]) ** 2, axis=1), np.ones(n), np.full((n, x_new.size), 1.0 / k))
 
 
 def _held_out_residuals(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
@@ -161,13 +219,21 @@ def _held_out_residuals(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
 
 
 def qc_rlsc(values: np.ndarray, is_qc: np.ndarray, orders: np.ndarray, batches: list[str],
-            method: str) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """QC-RLSC drift and batch correction (see the module docstring); returns (corrected copy, warnings, held out).
+            method: str) -> QcCorrection:
+    """QC-RLSC drift and batch correction (see the module docstring).
 
-    ``held out`` (shape of ``values``): each QC value corrected by the fit made WITHOUT it (leave-one-out; NaN in
-    the other runs and where a QC had no partner in its batch). The QC RSD of the corrected values is measured on
-    the QCs the fit went through, so it is optimistic (with a line through 3 QCs, 1 degree of freedom is left); the
-    RSD of these held-out values is the out-of-sample check (Dunn et al. 2011 hold QCs out to validate the fit).
+    Returns ``QcCorrection``: ``corrected`` (a corrected copy of ``values``), ``notes`` (warnings), ``held_out``
+    (shape of ``values``: each QC value corrected by the fit made WITHOUT it, leave-one-out; NaN in the other runs
+    and where a QC had no partner in its batch) and ``predicted_rsd`` (shape (n_features,)). The QC RSD of the
+    corrected values is measured on the QCs the fit went through, so it is optimistic (with a line through 3 QCs, 1
+    degree of freedom is left); the RSD of the held-out values is the out-of-sample check (Dunn et al. 2011 hold
+    QCs out to validate the fit), pessimistic with few QCs (a held-out end QC is extrapolated from the others).
+    ``predicted_rsd`` is the RSD a run of the QC material would show after correction at the study samples'
+    injection positions: the fits' residual variance over their residual degrees of freedom (pooled over the
+    batches: sum of squared log residuals / sum of (QC values - effective degrees of freedom)) times the mean over
+    the non-QC runs of 1 + the fit's leverage there, the prediction error of a linear smoother (Hastie &
+    Tibshirani 1990, Generalized Additive Models, ch. 3), as an RSD sqrt(exp(s^2) - 1); NaN without residual
+    degrees of freedom.
 
     ``method``: qc_spline or qc_linear (``choose_method``); every run needs a finite injection order. Per feature
     and batch the fit degrades with fewer QC values (spline >= 5, line >= 3, QC median >= 1); a feature without any
@@ -185,6 +251,8 @@ def qc_rlsc(values: np.ndarray, is_qc: np.ndarray, orders: np.ndarray, batches: 
     factors = np.ones_like(values)
     held_out = np.full(values.shape, np.nan)
     fitted = np.zeros(values.shape, dtype=bool)  # cells whose factor comes from the feature's own QC values
+    rss, residual_df = np.zeros(values.shape[0]), np.zeros(values.shape[0])
+    inflation = np.full(values.shape, np.nan)  # 1 + leverage of the fit at each non-QC run
     n_uncorrected_batches = 0
     degraded = 0
     batch_arr = np.asarray(batches, dtype=object)
@@ -208,31 +276,36 @@ def qc_rlsc(values: np.ndarray, is_qc: np.ndarray, orders: np.ndarray, batches: 
             xs, ys = x_q[pattern], logs[np.ix_(rows, qcs[pattern])]
             x_eval = np.clip(x_r, xs[0], xs[-1])  # held constant outside the QCs
             if method == "qc_spline" and k >= SPLINE_MIN_QC:
-                fit, loo = _spline_fits(xs, ys, x_eval)
+                smoother = _spline_fits(xs, ys, x_eval)
             elif k >= LINE_MIN_QC:
-                slope, intercept = np.polyfit(xs, ys.T, 1)
-                fit = slope[:, None] * x_eval[None, :] + intercept[:, None]
-                loo = _held_out_residuals(xs, ys)
+                smoother = _line_fits(xs, ys, x_eval)
                 degraded += rows.size if method == "qc_spline" else 0
             else:
-                fit = np.repeat(np.median(ys, axis=1)[:, None], runs.size, axis=1)
-                loo = _held_out_residuals(xs, ys)
+                smoother = _median_fits(xs, ys, x_eval)
                 degraded += rows.size
             with np.errstate(invalid="ignore", over="ignore"):
-                factor = np.exp(fit) / reference[rows, None]
-                held_out[np.ix_(rows, qcs[pattern])] = np.exp(loo) * reference[rows, None]
+                factor = np.exp(smoother.fit) / reference[rows, None]
+                held_out[np.ix_(rows, qcs[pattern])] = np.exp(smoother.loo) * reference[rows, None]
             ok = np.isfinite(factor) & (factor > 0)
             factors[np.ix_(rows, runs)] = np.where(ok, factor, 1.0)
             fitted[np.ix_(rows, runs)] = ok
+            rss[rows] += smoother.rss
+            residual_df[rows] += np.maximum(k - smoother.df, 0.0)
+            others = ~is_qc[runs]
+            inflation[np.ix_(rows, runs[others])] = 1.0 + smoother.leverage_new[:, others]
     # A feature without QC values in a batch still shares the run's batch offset and drift: it takes the run's
     # median factor over the features fitted from their own QCs (the run-level part of the correction), instead of
     # keeping the batch's offset, which a model would learn as signal.
     with _warnings.catch_warnings():
         _warnings.simplefilter("ignore", RuntimeWarning)  # runs without any fitted feature
         run_factor = np.exp(np.nanmedian(np.where(fitted, np.log(factors), np.nan), axis=0))
+        mean_inflation = np.nanmean(inflation, axis=1)
     borrow = ~fitted & np.isfinite(run_factor)[None, :]
     factors = np.where(borrow, run_factor[None, :], factors)
     n_borrowed = int(np.any(borrow & np.isfinite(values), axis=1).sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        variance = np.where(residual_df > 0.5, rss / residual_df, np.nan) * mean_inflation
+    predicted_rsd = np.sqrt(np.expm1(variance))
     notes = []
     if degraded:
         fallback = "a straight line (3-4 values) or the batch's QC median" if method == "qc_spline" else \
@@ -244,7 +317,7 @@ def qc_rlsc(values: np.ndarray, is_qc: np.ndarray, orders: np.ndarray, batches: 
     if n_borrowed:
         notes.append(f"{n_borrowed} features took the run-level median factor where they had no QC values of their "
                      f"own")
-    return values / factors, notes, held_out
+    return QcCorrection(values / factors, notes, held_out, predicted_rsd)
 
 
 def median_normalise(values: np.ndarray, runs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -4,18 +4,18 @@ helped.
 Reads the correct stage's record (``results/study/correction.json``: drift_method, note, counts, medians of the QC
 relative standard deviation before and after, warnings) and the corrected matrix
 (``results/study/feature_matrix_corrected.parquet``: key columns, the flag columns blank_ratio, blank_flag,
-qc_rsd_before, qc_rsd_after, qc_rsd_flag, n_filled, compound_group, adduct, group_representative, excluded, then
-one column per run of the sheet), beside the linked raw matrix (``feature_matrix.parquet``). Sample columns are
-taken by the sheet's ids, never by position. Shows the runs by type and batch (QCs and blanks apart from the
-samples), the drift method and its note (a study without pooled QCs says plainly that drift was not corrected from
-QCs), the flagged and filled counts, the QC RSD before and after (distribution and median), the QCs' intensity
-against injection order before and after (three example features and the median over features), a PCA of the
-samples and QCs before and after correction coloured by batch, and the flagged features in a sortable table. A
-QC-based correction is fitted to the pooled QCs, so what the section measures on them after correction (QC RSD, the
-QCs' drift chart and their cluster in the PCA) is said to be in-sample, with the method ``auto`` chose and why; the
-correct stage's notes on its fits are given with their share of the feature-batch pairs or features and what
-happened to those features. May import ``ms2study.core``, ``ms2study.io``, ``ms2study.correction`` (its QC limits)
-and the other ``reporting`` modules.
+qc_rsd_before, qc_rsd_after, qc_rsd_held_out, qc_rsd_predicted, qc_rsd_flag, n_filled, compound_group, adduct,
+group_representative, excluded, then one column per run of the sheet), beside the linked raw matrix
+(``feature_matrix.parquet``). Sample columns are taken by the sheet's ids, never by position. Shows the runs by type and
+batch (QCs and blanks apart from the samples), the drift method and its note (a study without pooled QCs says plainly
+that drift was not corrected from QCs), the flagged and filled counts, the QC RSD before and after (distribution and
+median), the QCs' intensity against injection order before and after (three example features and the median over
+features), a PCA of the samples and QCs before and after correction coloured by batch, and the flagged features in a
+sortable table. A QC-based correction is fitted to the pooled QCs, so what the section measures on them after correction
+(QC RSD, the QCs' drift chart and their cluster in the PCA) is said to be in-sample, with the method ``auto`` chose and
+why; the correct stage's notes on its fits are given with their share of the feature-batch pairs or features and what
+happened to those features. May import ``ms2study.core``, ``ms2study.io``, ``ms2study.correction`` (its QC limits) and
+the other ``reporting`` modules.
 """
 
 from __future__ import annotations
@@ -40,9 +40,12 @@ MIN_COMPLETE = 10  # features detected in every run a PCA needs before it falls 
 FLAG_COLUMNS = {"consensus_id": "consensus feature", "mz": "m/z", "rt_s": "RT (s)", "blank_ratio": "sample / blank",
                 "blank_flag": "blank flag", "n_blank_detected": "blanks detecting it",
                 "qc_rsd_before": "QC RSD before", "qc_rsd_after": "QC RSD after",
+                "qc_rsd_predicted": "QC RSD predicted", "qc_rsd_held_out": "QC RSD held out",
                 "qc_rsd_flag": "QC RSD flag", "n_filled": "filled values", "adduct": "adduct",
                 "compound_group": "compound group"}
 QC_DRIFT_METHODS = ("qc_spline", "qc_linear")
+BASIS = {"predicted": ("qc_rsd_predicted", "the value predicted at the study samples' injections"),
+         "held_out": ("qc_rsd_held_out", "the held-out value"), "in_sample": ("qc_rsd_after", "this in-sample value")}
 # The correct stage's notes on its QC fits (``correction.drift.qc_rlsc``), read to give each its denominator.
 FEWER_QCS = re.compile(r"^(\d+) feature-batch fits had fewer QC values than (\w+) needs")
 NO_QC = re.compile(r"^(\d+) feature-batch pairs had no QC value")
@@ -258,10 +261,10 @@ def counts_table(record: dict, corrected: pl.DataFrame | None, exclude_flagged: 
     return html_table(["", ""], [[k, "NA" if v is None else v] for k, v in rows], numeric={1})
 
 
-def in_sample_note(method: str, counts: dict[str, int] | None = None) -> str:
+def in_sample_note(method: str, counts: dict[str, int] | None = None, basis: str = "in_sample") -> str:
     """For a QC-based ``method``, why the QC RSD after correction is no independent check (HTML): it is measured
     on the QCs the correction was fitted to, so with few QCs per batch (``counts``: QC runs per batch) it is
-    optimistic. Empty for another method."""
+    optimistic; ``basis``: the RSD the flag read (correction.json ``qc_rsd_basis``). Empty for another method."""
     if method not in QC_DRIFT_METHODS:
         return ""
     fit = "a line" if method == "qc_linear" else "a smoothing spline"
@@ -279,7 +282,8 @@ def in_sample_note(method: str, counts: dict[str, int] | None = None) -> str:
             text += (f"The spline may take up to half of a batch's QC values to follow the drift ({fewest} QCs in "
                      f"{esc(where)}). ")
     return text + ("The study samples are not in the fit: their error after correction can be larger than the "
-                   "QCs', and the flag above the threshold is judged on this in-sample value. More pooled QCs per "
+                   f"QCs', and the flag above the threshold is judged on {BASIS.get(basis, BASIS['in_sample'])[1]}. "
+                   "More pooled QCs per "
                    f"batch (at least {SPLINE_MIN_QC}, which also lets <code>auto</code> choose the spline) leave "
                    "more of them free of the fit.</p>")
 
@@ -291,18 +295,26 @@ def rsd_part(corrected: pl.DataFrame | None, record: dict, threshold: float,
     before, after = record.get("qc_rsd_median_before"), record.get("qc_rsd_median_after")
     if before is None or corrected is None or "qc_rsd_before" not in corrected.columns:
         return ("<p>QC relative standard deviation: not measured (fewer than two pooled QC runs).</p>")
-    held_out = record.get("qc_rsd_median_held_out")
+    held_out, predicted = record.get("qc_rsd_median_held_out"), record.get("qc_rsd_median_predicted")
+    basis = str(record.get("qc_rsd_basis") or "in_sample")  # a record from before the basis was chosen
     text = (f"<p>Median QC relative standard deviation over the features: <b>{fmt(before, 3)}</b> before and "
             f"<b>{fmt(after, 3)}</b> after correction (features above {threshold:g} after correction are "
-            "flagged).</p>" + in_sample_note(str(record.get("drift_method")), counts))
+            "flagged).</p>" + in_sample_note(str(record.get("drift_method")), counts, basis))
     if held_out is not None:
         text += (f"<p>Out of sample: each QC corrected by the fit made without it (leave-one-out) gives a median QC "
                  f"RSD of <b>{fmt(held_out, 3)}</b>. On simulated drift with known truth (tests/test_correct.py) the "
                  "study samples' error after correction lay between the two values: above the in-sample one, below "
                  "this one (which, leaving one of few QCs out, overstates it most with 3-4 QCs per batch).</p>")
+    if predicted is not None:
+        text += (f"<p>Predicted at the study samples' injections (the fits' residual degrees of freedom and "
+                 f"leverage): <b>{fmt(predicted, 3)}</b>. Per feature against known truth this came to 0.8-1.1x the "
+                 "samples' error on simulated drift and 0.8x on realistic simulated batch studies (in-sample: "
+                 "0.4-0.7x, held out: 1.3-3x; config/README.md, <code>qc_rsd_basis</code>). The flag reads "
+                 f"{BASIS.get(basis, BASIS['in_sample'])[1]}.</p>")
+    series = {"before": "qc_rsd_before", "after": "qc_rsd_after", "predicted": "qc_rsd_predicted"}
     chart = distribution_figure(
-        {"before": corrected["qc_rsd_before"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
-         "after": corrected["qc_rsd_after"].cast(pl.Float64).fill_null(np.nan).to_numpy()},
+        {k: corrected[c].cast(pl.Float64).fill_null(np.nan).to_numpy() for k, c in series.items()
+         if c in corrected.columns and corrected[c].is_not_null().any()},
         "QC relative standard deviation per feature", "QC RSD (fraction)", threshold, f"threshold {threshold:g}")
     return text + f'<div class="charts">{figure_html(chart)}</div>'
 
@@ -416,23 +428,26 @@ def pca_part(raw: pl.DataFrame, corrected: pl.DataFrame, roles: pl.DataFrame, me
             f"{esc('; '.join(notes))}.</p>" + '<div class="charts">' + "".join(charts) + "</div>")
 
 
-def flagged_table(corrected: pl.DataFrame, exclude_flagged: bool = True) -> str:
-    """The features flagged by the blank filter or the QC RSD threshold, worst QC RSD after correction first."""
+def flagged_table(corrected: pl.DataFrame, exclude_flagged: bool = True, basis: str = "in_sample") -> str:
+    """The features flagged by the blank filter or the QC RSD threshold, worst first by the QC RSD the flag read
+    (``basis``: correction.json ``qc_rsd_basis``)."""
     if "excluded" not in corrected.columns:
         return ""
     flagged = corrected.filter(pl.col("excluded").fill_null(False))
     if flagged.height == 0:
         return "<p>No feature is flagged.</p>"
-    shown = [c for c in FLAG_COLUMNS if c in flagged.columns]
+    shown = [c for c in FLAG_COLUMNS if c in flagged.columns and not (c.startswith("qc_rsd_") and
+                                                                      flagged[c].is_null().all())]
     rows = flagged.select(shown)
-    if "qc_rsd_after" in shown:
-        rows = rows.sort("qc_rsd_after", descending=True, nulls_last=True)
+    key = next((c for c in (BASIS.get(basis, BASIS["in_sample"])[0], "qc_rsd_after") if c in shown), None)
+    if key:
+        rows = rows.sort(key, descending=True, nulls_last=True)
     more = f" (the first {MAX_FLAGGED_ROWS} of {rows.height})" if rows.height > MAX_FLAGGED_ROWS else ""
     rows = rows.head(MAX_FLAGGED_ROWS)
     bools = [c for c in ("blank_flag", "qc_rsd_flag") if c in shown]
     rows = rows.with_columns([pl.when(pl.col(c).fill_null(False)).then(pl.lit("yes")).otherwise(pl.lit(""))
                               .alias(c) for c in bools]).rename({c: FLAG_COLUMNS[c] for c in shown})
-    order = [("QC RSD after", "desc")] if "qc_rsd_after" in shown else []
+    order = [(FLAG_COLUMNS[key], "desc")] if key else []
     use = ("Left out of the outcome models, differential tests and pooling (<code>correct: exclude_flagged</code> "
            "is true, the default)" if exclude_flagged else "Kept in the outcome models, differential tests and "
            "pooling: <code>correct: exclude_flagged</code> is false")
@@ -480,5 +495,5 @@ def batch_section(correction_path: Path | None, corrected_path: Path | None, raw
         parts.append(drift_part(raw, corrected, roles, method))
         parts.append(pca_part(raw, corrected, roles, method))
     if corrected is not None:
-        parts.append(flagged_table(corrected, exclude))
+        parts.append(flagged_table(corrected, exclude, str(record.get("qc_rsd_basis") or "in_sample")))
     return "".join(parts)
