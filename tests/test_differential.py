@@ -171,6 +171,30 @@ def test_one_feature_per_compound_in_enrichment() -> None:
     assert row["n_compounds"] == 10 and row["compounds"].count("compound 0") == 1
 
 
+def test_names_on_possible_in_source_fragments_are_left_out_of_the_class_sets() -> None:
+    """A feature marked as a possible in-source fragment (identify: ``in_source_of_mz``) follows its parent ion, not
+    the compound it is named after: the differential table carries the mark, and the enrichment leaves a compound
+    named only on such features out (with a note naming it) but keeps one also named on an unmarked feature,
+    standing for it by that feature."""
+    samples, matrix, identifications = planted_study()
+    # C001 (compound 1, planted class) is a fragment; compound 2 is named on C002 (marked) and C020 (unmarked)
+    second = identifications.filter(pl.col("consensus_id") == "C002").with_columns(pl.lit("C020").alias("consensus_id"))
+    marked = pl.concat([identifications.filter(pl.col("consensus_id") != "C020"), second]).with_columns(
+        pl.when(pl.col("consensus_id").is_in(["C001", "C002"])).then(pl.lit(301.1)).otherwise(None)
+        .cast(pl.Float64).alias("in_source_of_mz"))
+    table, _ = per_feature.differential_analysis(matrix, samples, BINARY, marked)
+    assert table.filter(pl.col("in_source_of_mz").is_not_null())["consensus_id"].sort().to_list() == ["C001", "C002"]
+    enrichment, notes = chemrich.class_enrichment(table)
+    row = enrichment.filter(pl.col("class_path") == "Organic acids; Amino acids").row(0, named=True)
+    assert "compound 1" not in row["compounds"] and row["n_compounds"] == 9
+    assert "C020" in row["consensus_ids"] and "C002" not in row["consensus_ids"]
+    assert any("1 compound(s) named only on possible in-source fragments" in n and "compound 1" in n for n in notes)
+    # an older differential table without the column: nothing is left out
+    unmarked, notes = chemrich.class_enrichment(table.drop("in_source_of_mz"))
+    assert unmarked.filter(pl.col("class_path") == "Organic acids; Amino acids")["n_compounds"].item() == 10
+    assert not notes
+
+
 def test_class_paths() -> None:
     assert chemrich.class_paths("Lipids; Fatty Acyls / Fatty acids") == [
         ("Lipids",), ("Lipids", "Fatty Acyls"), ("Lipids", "Fatty Acyls", "Fatty acids")]

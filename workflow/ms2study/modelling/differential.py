@@ -99,6 +99,8 @@ DIFFERENTIAL: dict[str, pl.DataType] = {
     "msi_level": pl.Int8,
     "isomer_inchikeys": pl.List(pl.Utf8),
     "identification_q_value": pl.Float64,
+    # the identify stage's mark of a possible in-source fragment (the parent's m/z); class enrichment leaves it out
+    "in_source_of_mz": pl.Float64,
     "outcome": pl.Utf8,                   # the sample-sheet column
     "test": pl.Utf8,                      # moderated_t | welch_t | moderated_ols | ols | anova; null: not tested
     "log2_fold_change": pl.Float64,       # binary: mean log2 positive class - mean log2 other class
@@ -130,7 +132,7 @@ def accepted_identifications(identifications: pl.DataFrame | None) -> pl.DataFra
     """The accepted identifications, one per consensus feature, with the columns joined into ``DIFFERENTIAL``
     (``q_value`` renamed ``identification_q_value``). Columns missing from the table are null."""
     columns = ["name", "inchikey", "formula", "compound_class", "msi_level", "isomer_inchikeys",
-               "identification_q_value"]
+               "identification_q_value", "in_source_of_mz"]
     schema = {"consensus_id": pl.Utf8, **{c: DIFFERENTIAL[c] for c in columns}}
     if identifications is None or identifications.height == 0 or "consensus_id" not in identifications.columns:
         return pl.DataFrame(schema=schema)
