@@ -390,7 +390,8 @@ def test_qc_fit_notes_carry_their_share_and_the_qc_rsd_after_is_said_to_be_in_sa
 
 
 def test_the_method_s_reason_and_the_in_sample_note_follow_the_qcs_per_batch() -> None:
-    from ms2study.reporting.batch import fit_note, in_sample_note, method_reason, qcs_per_batch
+    from ms2study.reporting.batch import fit_note, method_reason, qcs_per_batch
+    from ms2study.reporting.qcrsd import in_sample_note
 
     three = {"1": 3, "2": 3, "3": 3}
     assert "auto chose qc_linear (a straight line per feature and batch) because batches 1, 2, 3 hold only 3 pooled " \
@@ -436,11 +437,15 @@ def test_the_predicted_qc_rsd_and_the_flag_basis_are_shown_and_the_flagged_table
     corrected = pl.DataFrame({"qc_rsd_before": [0.3, 0.4], "qc_rsd_after": [0.05, 0.07],
                               "qc_rsd_predicted": [0.1, 0.2]})
     record = {"qc_rsd_median_before": 0.35, "qc_rsd_median_after": 0.062, "qc_rsd_median_held_out": 0.131,
-              "qc_rsd_median_predicted": 0.15, "qc_rsd_basis": "predicted", "drift_method": "qc_linear"}
+              "qc_rsd_median_predicted": 0.15, "qc_rsd_basis": "predicted", "drift_method": "qc_linear",
+              "qc_residual_df_median": 2.0, "n_qc_rsd_unassessed": 17}
     text = rsd_part(corrected, record, 0.3, {"1": 3, "2": 3})
-    assert "injections (the fits' residual degrees of freedom and leverage): <b>0.150</b>" in text
+    # the headline leads with the value the flag reads, not the in-sample one
+    assert ("features: <b>0.350</b> before correction and <b>0.150</b> after it, predicted at the study samples' "
+            "injections") in text and "on the QCs themselves <b>0.062</b>" in text
+    assert "Predicted at the study samples' injections: <b>0.150</b>" in text and "median 2 residual" in text
     assert text.count("judged on the value predicted at the study samples' injections") == 1
-    assert "The flag reads the value predicted" in text
+    assert "17 features with fewer than 2 QC values in every batch are not judged" in text
     old = rsd_part(corrected.drop("qc_rsd_predicted"), {k: v for k, v in record.items()
                                                          if k not in ("qc_rsd_basis", "qc_rsd_median_predicted")}, 0.3)
     assert "judged on this in-sample value" in old and "Predicted at" not in old

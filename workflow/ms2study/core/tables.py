@@ -135,7 +135,7 @@ CORRECTED_MATRIX_KEYS: dict[str, pl.DataType] = {
     "qc_rsd_after": pl.Float64,   # the same after correction (in-sample: a QC-based fit was made through them)
     "qc_rsd_held_out": pl.Float64,  # the same of each QC corrected by the fit made without it (QC-RLSC only)
     "qc_rsd_predicted": pl.Float64,  # a QC run's RSD predicted at the samples' injections (QC-RLSC only; drift.qc_rlsc)
-    "qc_rsd_flag": pl.Boolean,    # above correct.qc_rsd_max: qc_rsd_held_out where there is one (correct.qc_rsd_basis)
+    "qc_rsd_flag": pl.Boolean,    # above correct.qc_rsd_max on correct.qc_rsd_basis; null: not judged (too few QCs)
     "n_filled": pl.Int32,         # cells of this row that hold a gap-filled value
     "compound_group": pl.Utf8,    # "G{n}"; a feature without partners is a group of its own
     "adduct": pl.Utf8,            # e.g. "[M+H]+", "[M+Na]+", "[M+H]+ M+1"; null when unknown

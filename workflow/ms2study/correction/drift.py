@@ -32,12 +32,16 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.interpolate import make_smoothing_spline
 
+from ms2study.core.ebayes import squeeze_variances
 from ms2study.core.errors import InputError
 
 SPLINE_MIN_QC = 5  # make_smoothing_spline needs 5 points
 LINE_MIN_QC = 3
 # Smoothing parameters tried (x scaled to [0, 1]); the largest is a straight line for any practical purpose.
 LAMBDAS = np.logspace(-6, 3, 19)
+# The predicted QC RSD is capped here (1,000 %): a feature whose QC values scatter over orders of magnitude on 1-2
+# residual degrees of freedom is "very noisy", and a log-normal RSD of its log variance would print as 6e10.
+MAX_PREDICTED_RSD = 10.0
 
 METHODS = ("auto", "qc_spline", "qc_linear", "median", "none")
 
@@ -57,13 +61,16 @@ class SmootherFit:
 
 @dataclass
 class QcCorrection:
-    """What ``qc_rlsc`` returns (see there): the corrected values, the notes, the held-out QC values and the
-    predicted QC RSD at the samples' injections per feature."""
+    """What ``qc_rlsc`` returns (see there): the corrected values, the notes, the held-out QC values, the predicted
+    QC RSD at the samples' injections per feature, the QC fits' residual degrees of freedom per feature (summed over
+    the batches) and the prior degrees of freedom of the variance moderation (None when it could not be fitted)."""
 
     corrected: np.ndarray
     notes: list[str]
     held_out: np.ndarray
     predicted_rsd: np.ndarray
+    residual_df: np.ndarray
+    prior_df: float | None
 
 NOTES = {
     "qc_spline": "QC-RLSC (Dunn et al. 2011): per feature and batch, a smoothing spline of QC log intensity against "
@@ -218,6 +225,30 @@ def _held_out_residuals(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     return np.full(ys.shape, np.nan)
 
 
+def _predicted_rsd(rss: np.ndarray, residual_df: np.ndarray, inflation: np.ndarray,
+                   reference: np.ndarray) -> tuple[np.ndarray, float | None]:
+    """Per feature, the RSD predicted at the samples' injections from the QC fits (``qc_rlsc``): residual variance
+    ``rss / residual_df`` moderated towards features of similar QC intensity (``core.ebayes.squeeze_variances``),
+    times ``inflation`` (mean 1 + leverage over the non-QC runs), as a log-normal RSD sqrt(exp(v) - 1) capped at
+    ``MAX_PREDICTED_RSD``; NaN with less than 1 residual degree of freedom (fewer than 2 QC values in every batch:
+    nothing to judge). Returns (RSD, prior degrees of freedom, None when too few features to fit a prior)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s2 = np.where(residual_df >= 1.0, rss / np.maximum(residual_df, 1e-12), np.nan)
+        intensity = np.log(reference)
+    usable = np.isfinite(s2) & np.isfinite(intensity)
+    prior_df = None
+    variance = s2
+    try:
+        post, d0, _ = squeeze_variances(s2[usable], residual_df[usable], intensity[usable])
+        variance = np.full(s2.shape, np.nan)
+        variance[usable] = post
+        prior_df = d0
+    except InputError:  # fewer than 3 features with a residual variance: no prior to borrow from
+        pass
+    capped = np.minimum(variance * inflation, np.log1p(MAX_PREDICTED_RSD ** 2))
+    return np.sqrt(np.expm1(capped)), prior_df
+
+
 def qc_rlsc(values: np.ndarray, is_qc: np.ndarray, orders: np.ndarray, batches: list[str],
             method: str) -> QcCorrection:
     """QC-RLSC drift and batch correction (see the module docstring).
@@ -230,10 +261,12 @@ def qc_rlsc(values: np.ndarray, is_qc: np.ndarray, orders: np.ndarray, batches: 
     QCs out to validate the fit), pessimistic with few QCs (a held-out end QC is extrapolated from the others).
     ``predicted_rsd`` is the RSD a run of the QC material would show after correction at the study samples'
     injection positions: the fits' residual variance over their residual degrees of freedom (pooled over the
-    batches: sum of squared log residuals / sum of (QC values - effective degrees of freedom)) times the mean over
-    the non-QC runs of 1 + the fit's leverage there, the prediction error of a linear smoother (Hastie &
-    Tibshirani 1990, Generalized Additive Models, ch. 3), as an RSD sqrt(exp(s^2) - 1); NaN without residual
-    degrees of freedom.
+    batches: sum of squared log residuals / sum of (QC values - effective degrees of freedom)), moderated towards
+    the features of similar QC intensity (empirical Bayes, limma's squeezeVar: Smyth 2004; with 3 QCs per batch a
+    feature has 1 residual degree of freedom per batch, too few to judge it alone), times the mean over the non-QC
+    runs of 1 + the fit's leverage there, the prediction error of a linear smoother (Hastie & Tibshirani 1990,
+    Generalized Additive Models, ch. 3), as an RSD sqrt(exp(s^2) - 1) capped at ``MAX_PREDICTED_RSD``; NaN with
+    less than 1 residual degree of freedom (``_predicted_rsd``).
 
     ``method``: qc_spline or qc_linear (``choose_method``); every run needs a finite injection order. Per feature
     and batch the fit degrades with fewer QC values (spline >= 5, line >= 3, QC median >= 1); a feature without any
@@ -303,9 +336,7 @@ def qc_rlsc(values: np.ndarray, is_qc: np.ndarray, orders: np.ndarray, batches: 
     borrow = ~fitted & np.isfinite(run_factor)[None, :]
     factors = np.where(borrow, run_factor[None, :], factors)
     n_borrowed = int(np.any(borrow & np.isfinite(values), axis=1).sum())
-    with np.errstate(invalid="ignore", divide="ignore"):
-        variance = np.where(residual_df > 0.5, rss / residual_df, np.nan) * mean_inflation
-    predicted_rsd = np.sqrt(np.expm1(variance))
+    predicted_rsd, prior_df = _predicted_rsd(rss, residual_df, mean_inflation, reference)
     notes = []
     if degraded:
         fallback = "a straight line (3-4 values) or the batch's QC median" if method == "qc_spline" else \
@@ -317,7 +348,7 @@ def qc_rlsc(values: np.ndarray, is_qc: np.ndarray, orders: np.ndarray, batches: 
     if n_borrowed:
         notes.append(f"{n_borrowed} features took the run-level median factor where they had no QC values of their "
                      f"own")
-    return QcCorrection(values / factors, notes, held_out, predicted_rsd)
+    return QcCorrection(values / factors, notes, held_out, predicted_rsd, residual_df, prior_df)
 
 
 def median_normalise(values: np.ndarray, runs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -16,16 +16,20 @@ run of the sheet (QCs and blanks included, sheet order), in this order:
    (``correction.drift.choose_method`` decides for auto and writes the note);
 6. QC RSD after correction: in-sample (``qc_rsd_after``, the QCs as corrected), held out (``qc_rsd_held_out``: each
    QC corrected by the fit made without it) and predicted (``qc_rsd_predicted``: the RSD a run of the QC material
-   would show at the study samples' injections, from the fits' residual degrees of freedom and leverage,
-   ``drift.qc_rlsc``), the last two after a QC-based fit only; the flag (``qc_rsd_max``) reads the one
-   ``qc_rsd_basis`` names (``predicted`` by default; the in-sample value where a feature has none);
-   ``excluded`` = blank_flag or qc_rsd_flag. Why not in-sample: a fit through the QCs makes their RSD small by
-   construction. Measured per feature against the truth: on synthetic drift (QC error = the samples' error; 2-5 QCs
-   per batch; tests/test_correct.py) the in-sample RSD was 0.4-0.7x the samples' error, the held-out one 1.3-3x,
-   the predicted one 0.8-1.1x; on two realistic simulated batch studies (benchmarks/study_truth.py, 3 QCs per batch,
-   where the samples' error also holds what a pooled QC cannot show) 0.39x / 1.3x / 0.79x (median ratios). Of the
-   features whose true error exceeded 0.3 the flag caught 34-36 % in-sample, 60-66 % predicted (2.4 % of the others
-   flagged) and 75-81 % held out (8 % of the others);
+   would show at the study samples' injections, from the fits' residual variance moderated towards features of
+   similar intensity and their leverage, ``drift.qc_rlsc``), the last two after a QC-based fit only; the flag
+   (``qc_rsd_max``) reads the one ``qc_rsd_basis`` names (``predicted`` by default). After a QC-based fit a feature
+   without that value (fewer than 2 QC values in every batch, whose in-sample RSD is near 0 by construction) is not
+   judged: flag null, kept; after median normalisation or none the flag reads the in-sample RSD (null with fewer
+   than 2 QC values). ``excluded`` = blank_flag or a true qc_rsd_flag. Why not in-sample: a fit through the QCs
+   makes their RSD small by construction. Measured per feature against the truth: on synthetic drift (QC error =
+   the samples' error; 2-5 QCs per batch; tests/test_correct.py) the in-sample RSD was 0.4-0.7x the samples'
+   error, the held-out one 1.3-3x, the predicted one 0.8-1.2x; on three realistic simulated batch studies
+   (benchmarks/study_truth.py, 3 QCs per batch, where the samples' error also holds what a pooled QC cannot show)
+   0.38-0.39x / 1.3-1.7x / 0.88x (median ratios; median |log ratio| of the predicted one 0.33-0.39, 0.43-0.55
+   without the moderation). Of the features whose true error exceeded 0.3 the flag caught 33-36 % in-sample,
+   51-60 % predicted (88-94 % of its flags right, 1.5-2.4 % of the others flagged) and 75-83 % held out (8-18 %
+   of the others);
 7. compound groups and adducts from ``correction.adducts`` (``group_adducts``), with the evidence of each label
    (``tables.ADDUCT_EVIDENCE``), when ``adducts`` is true and the module is present; otherwise every feature is a
    group of its own with adduct null (a warning says why); with ``collapse_adducts`` the matrix keeps one row per
@@ -35,7 +39,10 @@ The record (``report``) holds exactly the keys of ``REPORT_KEYS`` (results/study
 n_qc, n_blank are runs by sample_type; n_filled the cells holding a gap-filled value, filled_share their share of the
 non-null cells of the corrected matrix; qc_rsd_median_* the median over features with an RSD (null without QC runs;
 qc_rsd_median_held_out: of the QCs corrected by fits made without them, null without a QC-based correction);
-qc_rsd_median_predicted likewise; qc_rsd_basis the RSD the flag read; n_qc_rsd_flagged the flagged features,
+qc_rsd_median_predicted likewise; qc_rsd_basis the RSD the flag read; n_qc_rsd_unassessed the features it could
+not judge (null without QC runs); qc_residual_df_median the QC fits' residual degrees of freedom per feature (summed
+over the batches) and qc_rsd_prior_df the moderation's prior degrees of freedom (both null without a QC-based fit,
+the prior also when too few features had residuals); n_qc_rsd_flagged the flagged features,
 n_qc_rsd_flagged_in_sample those the in-sample RSD would have flagged; n_features_in_adduct_groups the features in
 groups of two or more.
 """
@@ -71,7 +78,7 @@ ADDUCTS_MODULE = "ms2study.correction.adducts"
 REPORT_KEYS = (
     "drift_method", "note", "n_features", "n_samples", "n_qc", "n_blank", "batches", "n_blank_flagged",
     "n_qc_rsd_flagged", "qc_rsd_median_before", "qc_rsd_median_after", "qc_rsd_median_held_out",
-    "qc_rsd_median_predicted", "qc_rsd_basis",
+    "qc_rsd_median_predicted", "qc_rsd_basis", "n_qc_rsd_unassessed", "qc_residual_df_median", "qc_rsd_prior_df",
     "n_qc_rsd_flagged_in_sample", "n_filled",
     "filled_share",
     "n_compound_groups", "n_features_in_adduct_groups", "internal_standards", "warnings",
@@ -236,18 +243,24 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
                                   "n_runs_present": present})
 
     method, note = choose_method(params["drift_method"], is_qc, orders, batches, run_ids)
-    held_out, predicted = None, np.full(values.shape[0], np.nan)
+    fit = None
     if method in ("qc_spline", "qc_linear"):
         fit = qc_rlsc(values, is_qc, orders, batches, method)
-        values, held_out, predicted = fit.corrected, fit.held_out, fit.predicted_rsd
+        values = fit.corrected
         warnings += fit.notes
     elif method == "median":
         values, _ = median_normalise(values, is_sample | is_qc)
     rsd_after = qc_rsd(values, is_qc)
-    rsd_held_out = qc_rsd(held_out, is_qc) if held_out is not None else np.full(rsd_after.shape, np.nan)
-    basis = {"in_sample": rsd_after, "held_out": rsd_held_out, "predicted": predicted}[params["qc_rsd_basis"]]
-    basis = np.where(np.isfinite(basis), basis, rsd_after)
-    qc_flag = np.isfinite(basis) & (basis > float(params["qc_rsd_max"]))
+    no_value = np.full(rsd_after.shape, np.nan)
+    rsd_held_out = qc_rsd(fit.held_out, is_qc) if fit is not None else no_value
+    predicted = fit.predicted_rsd if fit is not None else no_value
+    # After a QC-based fit the flag reads the named RSD only: a feature without it (fewer than 2 QC values in every
+    # batch) has an in-sample RSD near 0 by construction, so it is not judged (null), not passed.
+    basis = {"in_sample": rsd_after, "held_out": rsd_held_out, "predicted": predicted}[params["qc_rsd_basis"]] \
+        if fit is not None else rsd_after
+    assessed = np.isfinite(basis)
+    above = assessed & (basis > float(params["qc_rsd_max"]))
+    qc_flag = [bool(a) if ok else None for a, ok in zip(above, assessed, strict=True)]
 
     def nullable(a: np.ndarray) -> list[float | None]:
         return [float(v) if not np.isnan(v) else None for v in a]
@@ -262,7 +275,7 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
         qc_rsd_predicted=pl.Series(nullable(predicted), dtype=pl.Float64),
         qc_rsd_flag=pl.Series(qc_flag, dtype=pl.Boolean),
         n_filled=pl.Series(filled.sum(axis=1), dtype=pl.Int32),
-        excluded=pl.Series(blank_flag | qc_flag, dtype=pl.Boolean),
+        excluded=pl.Series(blank_flag | above, dtype=pl.Boolean),
     )
     run_columns = pl.DataFrame({s: nullable(values[:, j]) for j, s in enumerate(run_ids)},
                                schema={s: pl.Float64 for s in run_ids})
@@ -295,13 +308,16 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
         "n_blank": int(is_blank.sum()),
         "batches": list(dict.fromkeys(batches)),
         "n_blank_flagged": int(blank_flag.sum()),
-        "n_qc_rsd_flagged": int(qc_flag.sum()),
+        "n_qc_rsd_flagged": int(above.sum()),
         "qc_rsd_median_before": _median(rsd_before) if is_qc.any() else None,
         "qc_rsd_median_after": _median(rsd_after) if is_qc.any() else None,
         # the QCs corrected by fits made without them (drift.qc_rlsc): the out-of-sample check of the correction
-        "qc_rsd_median_held_out": _median(rsd_held_out) if held_out is not None else None,
-        "qc_rsd_median_predicted": _median(predicted) if held_out is not None else None,
+        "qc_rsd_median_held_out": _median(rsd_held_out) if fit is not None else None,
+        "qc_rsd_median_predicted": _median(predicted) if fit is not None else None,
         "qc_rsd_basis": params["qc_rsd_basis"],
+        "n_qc_rsd_unassessed": int((~assessed).sum()) if is_qc.any() else None,
+        "qc_residual_df_median": _median(fit.residual_df) if fit is not None else None,
+        "qc_rsd_prior_df": fit.prior_df if fit is not None else None,
         "n_qc_rsd_flagged_in_sample": int((np.isfinite(rsd_after) & (rsd_after > float(params["qc_rsd_max"]))).sum()),
         "n_filled": n_filled,
         "filled_share": n_filled / n_values if n_values else 0.0,

@@ -25,7 +25,7 @@ means is a log2 fold change):
 - multiclass outcome: one-way ANOVA (``scipy.stats.f_oneway``), without an effect size.
 
 q-values are Benjamini-Hochberg (Benjamini & Hochberg 1995, J R Stat Soc B 57:289;
-``scipy.stats.false_discovery_control``). Pure arrays in, arrays out; imports only ``core``.
+``scipy.stats.false_discovery_control``). Pure arrays in, arrays out; imports only ``core`` (the variance moderation: ``core.ebayes``).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
+from ms2study.core.ebayes import squeeze_variances
 from ms2study.core.errors import InputError
 
 
@@ -125,61 +126,6 @@ def ols_slope_test(values: np.ndarray, x: np.ndarray, covariates: np.ndarray | N
     result = moderated_linear_test(values, design, 1, np.zeros(values.shape[0], dtype=bool))
     return {"log2_effect_per_unit": result["estimate"], "statistic": result["statistic"],
             "p_value": result["p_value"]}
-
-
-def _natural_spline_basis(x: np.ndarray, knots: np.ndarray) -> np.ndarray:
-    """Natural cubic spline basis with an intercept at ``knots`` (sorted, the first and last the boundary knots;
-    Hastie, Tibshirani & Friedman, Elements of Statistical Learning, eq. 5.4-5.5): linear beyond the boundary
-    knots; returns len(x) x len(knots) columns (1, x, then len(knots) - 2 cubic terms)."""
-    scale = max(float(knots[-1] - knots[0]), 1e-12)
-    z, k = (x - knots[0]) / scale, (knots - knots[0]) / scale  # unit range keeps the cubes well conditioned
-
-    def d(j: int) -> np.ndarray:
-        return (np.maximum(z - k[j], 0.0) ** 3 - np.maximum(z - k[-1], 0.0) ** 3) / (k[-1] - k[j])
-
-    return np.column_stack([np.ones_like(z), z] + [d(j) - d(len(k) - 2) for j in range(len(k) - 2)])
-
-
-def squeeze_variances(sigma2: np.ndarray, dof: float, intensity: np.ndarray | None = None
-                      ) -> tuple[np.ndarray, float, np.ndarray]:
-    """Empirical-Bayes posterior variances of features (limma's ``squeezeVar``/``fitFDist``, Smyth 2004).
-
-    ``sigma2``: residual variances per feature (length m), each on ``dof`` degrees of freedom; ``intensity``: mean
-    log2 intensity per feature for a prior that follows intensity (limma-trend), or None for one prior. Model:
-    1/sigma2_true ~ scaled chi-square with d0 degrees of freedom and scale s0^2 (a function of intensity). d0 and
-    s0^2 are fitted by the method of moments on log variances (the trend by least squares on a natural cubic
-    spline with up to 4 degrees of freedom, as limma chooses them); with no excess spread d0 is infinite (capped at
-    1e6). Returns (posterior variances (d0 s0^2 + dof sigma2) / (d0 + dof), d0, s0^2 per feature). Features with a
-    zero or non-finite variance do not enter the fit and still get a posterior. Raises InputError when fewer than 3
-    features have a positive variance.
-    """
-    from scipy import optimize, special
-
-    sigma2 = np.asarray(sigma2, dtype=np.float64)
-    ok = np.isfinite(sigma2) & (sigma2 > 0)
-    if ok.sum() < 3:
-        raise InputError(f"{int(ok.sum())} features with a positive variance; at least 3 are needed for a prior")
-    e = np.log(sigma2[ok]) - special.digamma(dof / 2.0) + np.log(dof / 2.0)
-    basis_all = np.ones((sigma2.size, 1))
-    if intensity is not None:
-        x = np.asarray(intensity, dtype=np.float64)
-        n_ok = int(ok.sum())
-        # limma's choice: 1 to 4 spline degrees of freedom (intercept included) by the number of features
-        n_knots = min(1 + (n_ok >= 3) + (n_ok >= 6) + (n_ok >= 30), len(np.unique(x[ok])))
-        if n_knots >= 2:
-            basis_all = _natural_spline_basis(x, np.quantile(x[ok], np.linspace(0.0, 1.0, n_knots)))
-    basis = basis_all[ok]
-    coef, *_ = np.linalg.lstsq(basis, e, rcond=None)
-    residual_df = max(e.size - basis.shape[1], 1)
-    excess = float(((e - basis @ coef) ** 2).sum() / residual_df - special.polygamma(1, dof / 2.0))
-    if excess > 0:
-        d0 = min(2.0 * optimize.brentq(lambda v: float(special.polygamma(1, v)) - excess, 1e-8, 1e8), 1e6)
-    else:
-        d0 = 1e6
-    s0_2 = np.exp(basis_all @ coef + special.digamma(d0 / 2.0) - np.log(d0 / 2.0))
-    with np.errstate(invalid="ignore"):
-        post = (d0 * s0_2 + dof * np.where(np.isfinite(sigma2), sigma2, 0.0)) / (d0 + dof)
-    return post, float(d0), s0_2
 
 
 def moderated_linear_test(values: np.ndarray, design: np.ndarray, coefficient: int = 1,

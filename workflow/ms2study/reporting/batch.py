@@ -9,7 +9,7 @@ group_representative, excluded, then one column per run of the sheet), beside th
 (``feature_matrix.parquet``). Sample columns are taken by the sheet's ids, never by position. Shows the runs by type and
 batch (QCs and blanks apart from the samples), the drift method and its note (a study without pooled QCs says plainly
 that drift was not corrected from QCs), the flagged and filled counts, the QC RSD before and after (distribution and
-median), the QCs' intensity against injection order before and after (three example features and the median over
+median; ``reporting.qcrsd``), the QCs' intensity against injection order before and after (three example features and the median over
 features), a PCA of the samples and QCs before and after correction coloured by batch, and the flagged features in a
 sortable table. A QC-based correction is fitted to the pooled QCs, so what the section measures on them after correction
 (QC RSD, the QCs' drift chart and their cluster in the PCA) is said to be in-sample, with the method ``auto`` chose and
@@ -30,8 +30,9 @@ import polars as pl
 
 from ms2study.correction.drift import LINE_MIN_QC, SPLINE_MIN_QC
 from ms2study.io.samplesheet import sample_roles
-from ms2study.reporting.charts import batch_scatter_figure, distribution_figure, figure_html
-from ms2study.reporting.html import esc, fmt, html_table
+from ms2study.reporting.charts import batch_scatter_figure, figure_html
+from ms2study.reporting.html import esc, html_table
+from ms2study.reporting.qcrsd import BASIS, QC_DRIFT_METHODS, _fewest, rsd_part
 from ms2study.reporting.tables import interactive_table
 
 N_EXAMPLES = 3  # example features drawn against injection order
@@ -43,9 +44,6 @@ FLAG_COLUMNS = {"consensus_id": "consensus feature", "mz": "m/z", "rt_s": "RT (s
                 "qc_rsd_predicted": "QC RSD predicted", "qc_rsd_held_out": "QC RSD held out",
                 "qc_rsd_flag": "QC RSD flag", "n_filled": "filled values", "adduct": "adduct",
                 "compound_group": "compound group"}
-QC_DRIFT_METHODS = ("qc_spline", "qc_linear")
-BASIS = {"predicted": ("qc_rsd_predicted", "the value predicted at the study samples' injections"),
-         "held_out": ("qc_rsd_held_out", "the held-out value"), "in_sample": ("qc_rsd_after", "this in-sample value")}
 # The correct stage's notes on its QC fits (``correction.drift.qc_rlsc``), read to give each its denominator.
 FEWER_QCS = re.compile(r"^(\d+) feature-batch fits had fewer QC values than (\w+) needs")
 NO_QC = re.compile(r"^(\d+) feature-batch pairs had no QC value")
@@ -112,13 +110,6 @@ def qcs_per_batch(roles: pl.DataFrame) -> dict[str, int]:
     for batch, kind in zip(roles["batch"].cast(pl.Utf8).to_list(), roles["sample_type"].to_list()):
         counts[batch] = counts.get(batch, 0) + int(kind == "qc")
     return counts
-
-
-def _fewest(counts: dict[str, int]) -> tuple[int, str]:
-    """(the fewest QC runs of a batch, "batch(es) NAMES" holding that few)."""
-    fewest = min(counts.values())
-    at = [b for b, n in counts.items() if n == fewest]
-    return fewest, f"batch{'es' if len(at) > 1 else ''} {', '.join(at)}"
 
 
 def method_reason(method: str, counts: dict[str, int], requested: str | None) -> str:
@@ -259,64 +250,6 @@ def counts_table(record: dict, corrected: pl.DataFrame | None, exclude_flagged: 
             ["features in adduct groups", record.get("n_features_in_adduct_groups")],
             ["internal standards", names or "none"]]
     return html_table(["", ""], [[k, "NA" if v is None else v] for k, v in rows], numeric={1})
-
-
-def in_sample_note(method: str, counts: dict[str, int] | None = None, basis: str = "in_sample") -> str:
-    """For a QC-based ``method``, why the QC RSD after correction is no independent check (HTML): it is measured
-    on the QCs the correction was fitted to, so with few QCs per batch (``counts``: QC runs per batch) it is
-    optimistic; ``basis``: the RSD the flag read (correction.json ``qc_rsd_basis``). Empty for another method."""
-    if method not in QC_DRIFT_METHODS:
-        return ""
-    fit = "a line" if method == "qc_linear" else "a smoothing spline"
-    text = (f'<p class="note in-sample">The QC RSD after correction is measured on the same pooled QCs the '
-            f"correction was fitted to ({esc(method)}: {fit} through each feature's QC values per batch), so it is "
-            "not an independent check: it shows how closely the fit follows those QCs, and with few QCs per batch "
-            "it is optimistic. ")
-    if counts and any(counts.values()):
-        fewest, where = _fewest(counts)
-        if method == "qc_linear" and fewest >= LINE_MIN_QC:
-            text += (f"A line takes 2 parameters per feature and batch, so with {fewest} QCs in {esc(where)} only "
-                     f"{fewest - 2} of {fewest} QC values {'is' if fewest - 2 == 1 else 'are'} left to show the "
-                     "noise. ")
-        elif method == "qc_spline":
-            text += (f"The spline may take up to half of a batch's QC values to follow the drift ({fewest} QCs in "
-                     f"{esc(where)}). ")
-    return text + ("The study samples are not in the fit: their error after correction can be larger than the "
-                   f"QCs', and the flag above the threshold is judged on {BASIS.get(basis, BASIS['in_sample'])[1]}. "
-                   "More pooled QCs per "
-                   f"batch (at least {SPLINE_MIN_QC}, which also lets <code>auto</code> choose the spline) leave "
-                   "more of them free of the fit.</p>")
-
-
-def rsd_part(corrected: pl.DataFrame | None, record: dict, threshold: float,
-             counts: dict[str, int] | None = None) -> str:
-    """QC RSD before and after: the medians and their distributions over the features (a chart), and for a QC-based
-    correction why the value after is in-sample (``in_sample_note``; ``counts``: QC runs per batch)."""
-    before, after = record.get("qc_rsd_median_before"), record.get("qc_rsd_median_after")
-    if before is None or corrected is None or "qc_rsd_before" not in corrected.columns:
-        return ("<p>QC relative standard deviation: not measured (fewer than two pooled QC runs).</p>")
-    held_out, predicted = record.get("qc_rsd_median_held_out"), record.get("qc_rsd_median_predicted")
-    basis = str(record.get("qc_rsd_basis") or "in_sample")  # a record from before the basis was chosen
-    text = (f"<p>Median QC relative standard deviation over the features: <b>{fmt(before, 3)}</b> before and "
-            f"<b>{fmt(after, 3)}</b> after correction (features above {threshold:g} after correction are "
-            "flagged).</p>" + in_sample_note(str(record.get("drift_method")), counts, basis))
-    if held_out is not None:
-        text += (f"<p>Out of sample: each QC corrected by the fit made without it (leave-one-out) gives a median QC "
-                 f"RSD of <b>{fmt(held_out, 3)}</b>. On simulated drift with known truth (tests/test_correct.py) the "
-                 "study samples' error after correction lay between the two values: above the in-sample one, below "
-                 "this one (which, leaving one of few QCs out, overstates it most with 3-4 QCs per batch).</p>")
-    if predicted is not None:
-        text += (f"<p>Predicted at the study samples' injections (the fits' residual degrees of freedom and "
-                 f"leverage): <b>{fmt(predicted, 3)}</b>. Per feature against known truth this came to 0.8-1.1x the "
-                 "samples' error on simulated drift and 0.8x on realistic simulated batch studies (in-sample: "
-                 "0.4-0.7x, held out: 1.3-3x; config/README.md, <code>qc_rsd_basis</code>). The flag reads "
-                 f"{BASIS.get(basis, BASIS['in_sample'])[1]}.</p>")
-    series = {"before": "qc_rsd_before", "after": "qc_rsd_after", "predicted": "qc_rsd_predicted"}
-    chart = distribution_figure(
-        {k: corrected[c].cast(pl.Float64).fill_null(np.nan).to_numpy() for k, c in series.items()
-         if c in corrected.columns and corrected[c].is_not_null().any()},
-        "QC relative standard deviation per feature", "QC RSD (fraction)", threshold, f"threshold {threshold:g}")
-    return text + f'<div class="charts">{figure_html(chart)}</div>'
 
 
 def drift_part(raw: pl.DataFrame, corrected: pl.DataFrame, roles: pl.DataFrame, method: str | None = None) -> str:
