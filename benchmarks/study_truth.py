@@ -545,8 +545,9 @@ def qc_summary(correction: dict, raw: pl.DataFrame, corrected: pl.DataFrame, mat
     """correction.json's QC RSDs beside the study samples' true error before and after correction: per feature
     matched to a compound's own monoisotopic ion, the RSD of measured / undrifted true abundance over the samples
     where detection found it (at least 5), median over features; and per QC RSD column of the corrected matrix
-    (in-sample, held out, predicted) its median ratio to that true error and, at ``threshold``, the share of the
-    features truly above it that the column flags (recall) and of those truly below it (false flags)."""
+    (in-sample, held out, predicted) its median ratio and median absolute log ratio to that true error and, at
+    ``threshold``, the share of the features truly above it that the column flags (recall), of those truly below it
+    (false flags) and of its flags truly above it."""
     m = matches.filter((pl.col("kind") == "main") & (pl.col("isotope") == 0)).select("consensus_id", "compound_id")
     col = "abundance_undrifted" if "abundance_undrifted" in truth.columns else "abundance"
     t = truth.filter(pl.col("sample_id").is_in(samples)).pivot(on="sample_id", index="compound_id", values=col)
@@ -573,10 +574,13 @@ def qc_summary(correction: dict, raw: pl.DataFrame, corrected: pl.DataFrame, mat
         if not ok.any():
             continue
         above, below = ok & (true > threshold), ok & (true <= threshold)
+        flagged = ok & (est > threshold)
         per_feature[c] = {
             "n": int(ok.sum()), "median_ratio_to_true": round(float(np.median(est[ok] / true[ok])), 3),
+            "median_abs_log_ratio": round(float(np.median(np.abs(np.log(est[ok] / true[ok])))), 3),
             "recall_above_threshold": round(float((est[above] > threshold).mean()), 3) if above.any() else None,
-            "false_flag_share_below": round(float((est[below] > threshold).mean()), 3) if below.any() else None}
+            "false_flag_share_below": round(float((est[below] > threshold).mean()), 3) if below.any() else None,
+            "flags_right_share": round(float((true[flagged] > threshold).mean()), 3) if flagged.any() else None}
     return {k: correction.get(k) for k in ("drift_method", "qc_rsd_median_before", "qc_rsd_median_after",
                                              "qc_rsd_median_held_out", "qc_rsd_median_predicted", "qc_rsd_basis",
                                              "n_qc_rsd_flagged", "n_qc")} | {

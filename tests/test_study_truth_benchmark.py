@@ -225,3 +225,29 @@ def test_drift_and_isotopes_follow_the_simulator() -> None:
         list(isotope_ratios("NCC(=O)O")), rel=1e-9)
     assert study_truth.isotope_pattern("C5H14NO+", "[M]+") == pytest.approx(
         list(isotope_ratios("C[N+](C)(C)CCO")), rel=1e-9)
+
+
+def test_qc_summary_scores_each_rsd_column_against_the_samples_true_error() -> None:
+    """Three features matched to compounds' own ions, 6 samples: K1 measured with a 50 % scatter around its truth,
+    K3 with a 10 % scatter, K2 exactly (no error, so no ratio). The in-sample column calls all quiet; the predicted
+    one flags K1 (right) and K3 (wrong): recall, false flags and the share of right flags follow."""
+    samples = [f"S{i}" for i in range(6)]
+    wide = np.array([1.0, 1.6, 0.5, 1.4, 0.6, 1.5])
+    narrow = np.array([1.0, 1.1, 0.9, 1.05, 0.95, 1.12])
+    truth = pl.DataFrame({"sample_id": samples * 3, "compound_id": ["K1"] * 6 + ["K2"] * 6 + ["K3"] * 6,
+                          "abundance_undrifted": [1e5] * 18})
+    raw = pl.DataFrame({"consensus_id": ["C1", "C2", "C3"],
+                        **{s: [1e5 * wide[i], 2e5, 1e5 * narrow[i]] for i, s in enumerate(samples)}})
+    corrected = raw.with_columns(qc_rsd_after=pl.Series([0.05, 0.04, 0.03]),
+                                 qc_rsd_predicted=pl.Series([0.45, 0.1, 0.35]))
+    matches = pl.DataFrame({"consensus_id": ["C1", "C2", "C3"], "compound_id": ["K1", "K2", "K3"],
+                            "kind": ["main"] * 3, "isotope": [0, 0, 0]})
+    out = study_truth.qc_summary({"qc_rsd_basis": "predicted"}, raw, corrected, matches, truth, samples)
+    assert out["n_features_true_rsd"] == 3 and out["qc_rsd_basis"] == "predicted"
+    after, predicted = out["per_feature_vs_true"]["qc_rsd_after"], out["per_feature_vs_true"]["qc_rsd_predicted"]
+    assert after["recall_above_threshold"] == 0.0 and after["flags_right_share"] is None
+    assert after["false_flag_share_below"] == 0.0
+    assert predicted["n"] == 2 and predicted["recall_above_threshold"] == 1.0
+    assert predicted["false_flag_share_below"] == 1.0 and predicted["flags_right_share"] == 0.5
+    ratios = [0.45 / study_truth.rsd(wide), 0.35 / study_truth.rsd(narrow)]
+    assert predicted["median_ratio_to_true"] == pytest.approx(np.median(ratios), rel=1e-3)
