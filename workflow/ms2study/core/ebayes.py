@@ -36,7 +36,8 @@ def squeeze_variances(sigma2: np.ndarray, dof: float | np.ndarray, intensity: np
     of freedom, as limma chooses them); with no excess spread d0 is infinite (capped at 1e6). Returns (posterior
     variances (d0 s0^2 + dof sigma2) / (d0 + dof), d0, s0^2 per feature). Features with a zero or non-finite
     variance or no degrees of freedom do not enter the fit and still get a posterior (the prior where they have no
-    degrees of freedom; a non-finite variance counts as 0 on its degrees of freedom, as limma's does). Raises InputError when fewer than 3 features have a positive variance.
+    degrees of freedom; a non-finite variance counts as 0 on its degrees of freedom, as limma's does). Raises
+    InputError when fewer than 3 features have a positive variance.
     """
     from scipy import optimize, special
 

@@ -25,7 +25,8 @@ means is a log2 fold change):
 - multiclass outcome: one-way ANOVA (``scipy.stats.f_oneway``), without an effect size.
 
 q-values are Benjamini-Hochberg (Benjamini & Hochberg 1995, J R Stat Soc B 57:289;
-``scipy.stats.false_discovery_control``). Pure arrays in, arrays out; imports only ``core`` (the variance moderation: ``core.ebayes``).
+``scipy.stats.false_discovery_control``). Pure arrays in, arrays out; imports only ``core`` (the variance moderation:
+``core.ebayes``).
 """
 
 from __future__ import annotations

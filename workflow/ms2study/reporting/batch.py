@@ -9,13 +9,13 @@ group_representative, excluded, then one column per run of the sheet), beside th
 (``feature_matrix.parquet``). Sample columns are taken by the sheet's ids, never by position. Shows the runs by type and
 batch (QCs and blanks apart from the samples), the drift method and its note (a study without pooled QCs says plainly
 that drift was not corrected from QCs), the flagged and filled counts, the QC RSD before and after (distribution and
-median; ``reporting.qcrsd``), the QCs' intensity against injection order before and after (three example features and the median over
-features), a PCA of the samples and QCs before and after correction coloured by batch, and the flagged features in a
-sortable table. A QC-based correction is fitted to the pooled QCs, so what the section measures on them after correction
-(QC RSD, the QCs' drift chart and their cluster in the PCA) is said to be in-sample, with the method ``auto`` chose and
-why; the correct stage's notes on its fits are given with their share of the feature-batch pairs or features and what
-happened to those features. May import ``ms2study.core``, ``ms2study.io``, ``ms2study.correction`` (its QC limits) and
-the other ``reporting`` modules.
+median; ``reporting.qcrsd``), the QCs' intensity against injection order before and after (three example features and
+the median over features), a PCA of the samples and QCs before and after correction coloured by batch, and the flagged
+features in a sortable table. A QC-based correction is fitted to the pooled QCs, so what the section measures on them
+after correction (QC RSD, the QCs' drift chart and their cluster in the PCA) is said to be in-sample, with the method
+``auto`` chose and why; the correct stage's notes on its fits are given with their share of the feature-batch pairs or
+features and what happened to those features. May import ``ms2study.core``, ``ms2study.io``, ``ms2study.correction``
+(its QC limits) and the other ``reporting`` modules.
 """
 
 from __future__ import annotations
