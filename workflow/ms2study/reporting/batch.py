@@ -32,7 +32,7 @@ from ms2study.correction.drift import LINE_MIN_QC, SPLINE_MIN_QC
 from ms2study.io.samplesheet import sample_roles
 from ms2study.reporting.charts import batch_scatter_figure, figure_html
 from ms2study.reporting.html import esc, html_table
-from ms2study.reporting.qcrsd import BASIS, QC_DRIFT_METHODS, _fewest, rsd_part
+from ms2study.reporting.qcrsd import BASIS, QC_DRIFT_METHODS, fewest_per_batch, rsd_part
 from ms2study.reporting.tables import interactive_table
 
 N_EXAMPLES = 3  # example features drawn against injection order
@@ -118,7 +118,7 @@ def method_reason(method: str, counts: dict[str, int], requested: str | None) ->
     ``SPLINE_MIN_QC`` in every batch, a line ``LINE_MIN_QC``. Empty for another method or without QC runs."""
     if method not in QC_DRIFT_METHODS or not counts or not any(counts.values()):
         return ""
-    fewest, where = _fewest(counts)
+    fewest, where = fewest_per_batch(counts)
     several = where.startswith("batches")
     holds = (f"{esc(where)} hold{'' if several else 's'} only {fewest} pooled QC run{'s' * (fewest != 1)}"
              + (" each" if several else ""))

@@ -19,7 +19,7 @@ BASIS = {"predicted": ("qc_rsd_predicted", "the value predicted at the study sam
          "held_out": ("qc_rsd_held_out", "the held-out value"), "in_sample": ("qc_rsd_after", "this in-sample value")}
 
 
-def _fewest(counts: dict[str, int]) -> tuple[int, str]:
+def fewest_per_batch(counts: dict[str, int]) -> tuple[int, str]:
     """(the fewest QC runs of a batch, "batch(es) NAMES" holding that few)."""
     fewest = min(counts.values())
     at = [b for b, n in counts.items() if n == fewest]
@@ -38,7 +38,7 @@ def in_sample_note(method: str, counts: dict[str, int] | None = None, basis: str
             "not an independent check: it shows how closely the fit follows those QCs, and with few QCs per batch "
             "it is optimistic. ")
     if counts and any(counts.values()):
-        fewest, where = _fewest(counts)
+        fewest, where = fewest_per_batch(counts)
         if method == "qc_linear" and fewest >= LINE_MIN_QC:
             text += (f"A line takes 2 parameters per feature and batch, so with {fewest} QCs in {esc(where)} only "
                      f"{fewest - 2} of {fewest} QC values {'is' if fewest - 2 == 1 else 'are'} left to show the "
