@@ -5,8 +5,9 @@ One job for every run of the sheet, after ``link`` (many runs in one process wit
 run, the centroided MS1 scans the detect stage saved (``results/samples/{sample}/ms1_scans.parquet``, the peaks
 feature detection used), and writes ``results/study/gap_filled/{sample}.parquet`` (``tables.GAP_FILLED``): one row
 for every consensus feature that is null in the run's matrix column, with the intensity re-quantified by
-``correction.gapfill.quantify`` (null where no signal was found, and where the peak found is one the run already
-detected for another consensus feature at that m/z: ``claimed_elsewhere``, so one peak never counts twice). The
+``correction.gapfill.quantify`` (null where no signal was found, and where the peak found belongs to another
+consensus feature at that m/z: the run detected it for that feature, or its apex lies nearer that feature's RT:
+``claimed_elsewhere``, so one peak never counts twice). The
 value filled in is the peak's apex height times the consensus feature's area per height in the runs that detected it
 (``--feature-links`` and ``--features``: every run's detected features; ``correction.gapfill.area_per_height``, and
 its docstring for why: a missed peak's area is far off, its height is not); the area is kept beside it. Every
@@ -132,12 +133,13 @@ def gap_fill_sample(
     window = extraction_half_width(float(params["gap_fill_rt_s"]), quant)
     apex_aligned = slope * found["rt_raw_s"].cast(pl.Float64).fill_null(np.nan).to_numpy() + intercept
     claimed = claimed_elsewhere(found, missing, matrix.filter(pl.col(sample_id).is_not_null()), sample_id,
-                                float(params["gap_fill_mz_ppm"]), window, apex_aligned)
+                                float(params["gap_fill_mz_ppm"]), window, apex_aligned,
+                                matrix.select("consensus_id", "mz", "rt_s"))
     if claimed.any():
         found = found.with_columns(intensity=pl.when(pl.Series(claimed)).then(None).otherwise(pl.col("intensity")))
-        log.info("%s: %d re-quantified peak(s) left out: each is (or holds) the run's own detected feature of another "
-                 "consensus feature at that m/z (same intensity, or an apex nearer that feature than this one), not "
-                 "a missed one", sample_id, int(claimed.sum()))
+        log.info("%s: %d re-quantified peak(s) left out: each is the run's own detected feature of another consensus "
+                 "feature at that m/z (same intensity), or its apex lies nearer another consensus feature at that m/z "
+                 "than this one, not a missed one", sample_id, int(claimed.sum()))
     found = found.with_columns(height=pl.when(pl.col("intensity").is_null()).then(None).otherwise(pl.col("height")))
     if ratios is not None:
         found, kept = height_scaled(found, ratios)
@@ -160,32 +162,44 @@ SAME_PEAK_REL = 0.05
 
 
 def claimed_elsewhere(found: pl.DataFrame, targets: pl.DataFrame, detected: pl.DataFrame, sample_id: str,
-                      mz_ppm: float, rt_window_s: float, apex_aligned: np.ndarray | None = None) -> np.ndarray:
+                      mz_ppm: float, rt_window_s: float, apex_aligned: np.ndarray | None = None,
+                      consensus: pl.DataFrame | None = None) -> np.ndarray:
     """Which re-quantified values (rows of ``found``, aligned with ``targets``: consensus_id, mz, rt_s; the run's null
-    cells) are a peak the run already has as a detected feature of another consensus feature within ``mz_ppm`` and
-    with its consensus RT within ``rt_window_s`` (the extraction window): its intensity within ``SAME_PEAK_REL``, or,
-    given ``apex_aligned`` (the found peaks' apexes on the aligned axis, s; NaN where none), an apex nearer that
-    feature's RT than the target's. ``detected``: the matrix rows where the run (column ``sample_id``) has a value.
-    Such a value would count one peak twice, in two consensus features (a shoulder, a peak detection split into
-    pieces of which the fill takes the whole, or an isomer a few seconds away: fills 1.4-3.9x the truth on a fresh
-    user's realistic study); it is left out (null). Returns a boolean array, one per row of ``found``."""
+    cells) are a peak that belongs to another consensus feature within ``mz_ppm`` whose consensus RT lies within
+    ``rt_window_s`` (the extraction window): a feature the run detected (``detected``: the matrix rows where column
+    ``sample_id`` has a value) with an intensity within ``SAME_PEAK_REL`` of it, or, given ``apex_aligned`` (the
+    found peaks' apexes on the aligned axis, s; NaN where none), a consensus feature whose RT is nearer that apex
+    than the target's: among ``consensus`` (every consensus feature: consensus_id, mz, rt_s; the target itself
+    excluded), detected in the run or not, else among the detected ones. Such a value would count one peak twice, in
+    two consensus features (a shoulder or a sub-feature detected in a few runs, a peak detection split into pieces
+    of which the fill takes the whole, an isomer a few seconds away); it is left out (null), and the peak is the
+    nearer feature's to have or to fill. Measured on realistic simulated studies with known truth: fills of
+    consensus features with another at their m/z within 10 s read 2.2x the truth with the detected-only rule (1.0x
+    without a neighbour; seed 11, 5,904 fills above a true apex of 30,000); fresh user's study before any rule:
+    1.4-3.9x. Returns a boolean array, one per row of ``found``."""
     claimed = np.zeros(found.height, dtype=bool)
-    if not detected.height or not found.height:
+    if not found.height or (not detected.height and consensus is None):
         return claimed
     detected = detected.sort("mz")
     d_mz, d_rt = detected["mz"].to_numpy(), detected["rt_s"].to_numpy()
     d_val = detected[sample_id].to_numpy().astype(np.float64)
+    positions = (consensus if consensus is not None else detected).sort("mz")
+    c_mz, c_rt = positions["mz"].to_numpy(), positions["rt_s"].to_numpy()
+    c_id = np.asarray(positions["consensus_id"].to_list(), dtype=object)
     value = found["intensity"].to_numpy().astype(np.float64, copy=False)
-    for i, (mz, rt) in enumerate(targets.select("mz", "rt_s").iter_rows()):
+    for i, (cid, mz, rt) in enumerate(targets.select("consensus_id", "mz", "rt_s").iter_rows()):
         if not np.isfinite(value[i]):
             continue
-        lo, hi = np.searchsorted(d_mz, [mz * (1 - mz_ppm * 1e-6), mz * (1 + mz_ppm * 1e-6)])
-        near = slice(int(lo), int(hi))
-        in_window = np.abs(d_rt[near] - rt) <= rt_window_s
-        same = np.abs(d_val[near] - value[i]) <= SAME_PEAK_REL * d_val[near]
-        nearer = (np.abs(d_rt[near] - apex_aligned[i]) < abs(rt - apex_aligned[i])
-                  if apex_aligned is not None and np.isfinite(apex_aligned[i]) else np.zeros(hi - lo, dtype=bool))
-        claimed[i] = bool(np.any(in_window & (same | nearer)))
+        band = mz * (1 - mz_ppm * 1e-6), mz * (1 + mz_ppm * 1e-6)
+        lo, hi = np.searchsorted(d_mz, band)
+        same = (np.abs(d_rt[lo:hi] - rt) <= rt_window_s) & (np.abs(d_val[lo:hi] - value[i])
+                                                            <= SAME_PEAK_REL * d_val[lo:hi])
+        nearer = False
+        if apex_aligned is not None and np.isfinite(apex_aligned[i]):
+            lo, hi = np.searchsorted(c_mz, band)
+            others = (c_id[lo:hi] != cid) & (np.abs(c_rt[lo:hi] - rt) <= rt_window_s)
+            nearer = bool(np.any(others & (np.abs(c_rt[lo:hi] - apex_aligned[i]) < abs(rt - apex_aligned[i]))))
+        claimed[i] = bool(np.any(same)) or nearer
     return claimed
 
 
