@@ -445,7 +445,7 @@ def test_the_predicted_qc_rsd_and_the_flag_basis_are_shown_and_the_flagged_table
             "injections") in text and "on the QCs themselves <b>0.062</b>" in text
     assert "Predicted at the study samples' injections: <b>0.150</b>" in text and "median 2 residual" in text
     assert text.count("judged on the value predicted at the study samples' injections") == 1
-    assert "17 features with fewer than 2 QC values in every batch are not judged" in text
+    assert "17 features with fewer than 2 QC values in every batch are not judged" in text and "capped at 10 " in text
     old = rsd_part(corrected.drop("qc_rsd_predicted"), {k: v for k, v in record.items()
                                                          if k not in ("qc_rsd_basis", "qc_rsd_median_predicted")}, 0.3)
     assert "judged on this in-sample value" in old and "Predicted at" not in old

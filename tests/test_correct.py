@@ -492,11 +492,11 @@ def test_the_predicted_qc_rsd_comes_close_to_the_samples_error(n_qc: int) -> Non
 
 
 def test_a_feature_the_qcs_cannot_judge_is_not_flagged_as_passing_and_wild_ones_are_capped() -> None:
-    """A feature with one QC value per batch: the fit goes through it, so its in-sample QC RSD is 0 by construction
-    and it has no residual degree of freedom: its predicted RSD and its flag are null (not judged, kept in the
-    models), and correction.json counts it. A feature whose QC values scatter over orders of magnitude prints a
-    predicted RSD of at most drift.MAX_PREDICTED_RSD, not 1e10. The fit's residual degrees of freedom and the
-    prior's are in the record."""
+    """A feature with one QC value per batch: the fit goes through it, so its in-sample QC RSD is 0 by construction and
+    it has no residual degree of freedom: its RSD after correction (in-sample and predicted) and its flag are null
+    (not judged, kept in the models; a fresh user read the 0 as "perfect"), and correction.json counts it. A feature
+    whose QC values scatter over orders of magnitude prints a predicted RSD of at most drift.MAX_PREDICTED_RSD, not
+    1e10. The fit's residual degrees of freedom and the prior's are in the record."""
     from ms2study.correction.drift import MAX_PREDICTED_RSD
 
     study = make_study(n_features=120, per_batch=20, qc_every=6, n_blanks=0, seed=4)  # 4 QCs per batch
@@ -513,7 +513,8 @@ def test_a_feature_the_qcs_cannot_judge_is_not_flagged_as_passing_and_wild_ones_
                        how="horizontal")
     result = correct_matrix(matrix, study["roles"], {"adducts": False})
     row = result.matrix.row(lonely, named=True)
-    assert row["qc_rsd_after"] == pytest.approx(0.0, abs=1e-9)
+    assert row["qc_rsd_after"] is None  # the fit went through each batch's one QC: an RSD of 0 that says nothing
+    assert row["qc_rsd_before"] > 0
     assert row["qc_rsd_predicted"] is None and row["qc_rsd_flag"] is None and row["excluded"] is False
     assert result.report["n_qc_rsd_unassessed"] == int(result.matrix["qc_rsd_flag"].null_count()) >= 1
     wild_row = result.matrix.row(wild, named=True)
@@ -522,3 +523,24 @@ def test_a_feature_the_qcs_cannot_judge_is_not_flagged_as_passing_and_wild_ones_
     assert result.report["qc_rsd_prior_df"] > 0
     # the flagged count is of the flags that are true, the excluded ones follow it
     assert result.report["n_qc_rsd_flagged"] == int(result.matrix["qc_rsd_flag"].sum())
+
+
+def test_samples_injected_after_the_last_qc_of_their_batch_are_named_in_a_warning() -> None:
+    """QC-RLSC holds its fit constant beyond a batch's first and last QC: a sample injected there (a late sample
+    added to a finished batch, a fresh user's case) is corrected with the nearest QC's value that no QC checks. The
+    record's warnings name such samples; samples between QCs, QCs and blanks are not named."""
+    from ms2study.correction.matrix import outside_qc_bracket
+
+    study = make_study(n_features=60, n_batches=2, per_batch=21, qc_every=5, n_blanks=1, seed=2)
+    roles = study["roles"]  # QCs at positions 0, 5, 10, 15, 20 of each batch: every sample is bracketed
+    result = correct_matrix(study["matrix"], roles, {"adducts": False})
+    assert not [w for w in result.report["warnings"] if "before the first or after the last pooled QC" in w]
+    late = roles.with_columns(pl.when(pl.col("sample_id") == "R002").then(pl.lit(50)).otherwise(
+        pl.col("injection_order")).alias("injection_order"))  # R002 (batch 1) now injected after its last QC
+    warned = correct_matrix(study["matrix"], late, {"adducts": False}).report["warnings"]
+    note = [w for w in warned if "before the first or after the last pooled QC" in w]
+    assert len(note) == 1 and note[0].startswith("1 study sample(s)") and "(R002)" in note[0]
+    orders = late["injection_order"].cast(pl.Float64).to_numpy()
+    kinds = np.array(late["sample_type"].to_list())
+    assert outside_qc_bracket(kinds == "sample", kinds == "qc", orders, late["batch"].to_list(),
+                              late["sample_id"].to_list()) == ["R002"]

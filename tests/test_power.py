@@ -33,12 +33,19 @@ def test_the_sentence_uses_the_largest_swept_size_not_above_the_study() -> None:
     assert at_16.startswith("At this study's size (16 samples, half cases) the effect-size sweep")
     at_40 = detectable_effect_sentence(120, TABLE)
     assert ("At 40 samples (half cases; the largest size swept up to this study's 120)" in at_40
-            and "when 5 compounds changed 2x or more with the feature matrix; 12 compounds changed 1.5x or more with "
+            and "when 5 compounds changed 2x or more with the feature matrix or 12 compounds 1.5x or more with "
             "the bag of chemistry. A smaller effect" in at_40)
     same = {"by_n_samples": {"16": {"5": {"fold_change": 3.0, "feature_set": "features"},
                                     "12": {"fold_change": 2.0, "feature_set": "features"}}}}
-    assert ("when 5 compounds changed 3x or more; 12 compounds changed 2x or more (all with the feature matrix)."
+    assert ("when 5 compounds changed 3x or more or 12 compounds 2x or more (all with the feature matrix)."
             in detectable_effect_sentence(16, same))
+    # three settings (a fresh user read "when 5 compounds changed 4x or more; 12 compounds changed 4x or more; 30
+    # compounds changed 2x or more" as garbled)
+    three = {"by_n_samples": {"16": {k: {"fold_change": f, "feature_set": "features"}
+                                     for k, f in (("5", 4.0), ("12", 4.0), ("30", 2.0))}}}
+    assert ("when 5 compounds changed 4x or more, 12 compounds 4x or more or 30 compounds 2x or more (all with the "
+            "feature matrix)." in detectable_effect_sentence(16, three))
+    assert ";" not in detectable_effect_sentence(16, three)
     none = {"fold_changes": [1.5, 4.0], "by_n_samples": {"16": {"5": None, "12": {"fold_change": None}}}}
     assert ("detected one class's compounds raised in cases (the AUC's 95 % interval above 0.5) in none of its "
             "settings: not up to 4x with 5 or 12 compounds changed." in detectable_effect_sentence(16, none))

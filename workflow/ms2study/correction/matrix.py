@@ -13,11 +13,13 @@ run of the sheet (QCs and blanks included, sheet order), in this order:
 3. QC RSD before correction (``correction.drift.qc_rsd``);
 4. internal-standard normalisation when standards are configured (``correction.drift``);
 5. drift and batch correction: QC-RLSC (qc_spline / qc_linear), median normalisation, or none
-   (``correction.drift.choose_method`` decides for auto and writes the note);
+   (``correction.drift.choose_method`` decides for auto and writes the note); study samples injected outside their
+   batch's QC bracket are named in a warning (``outside_qc_bracket``);
 6. QC RSD after correction: in-sample (``qc_rsd_after``, the QCs as corrected), held out (``qc_rsd_held_out``: each
    QC corrected by the fit made without it) and predicted (``qc_rsd_predicted``: the RSD a run of the QC material
    would show at the study samples' injections, from the fits' residual variance moderated towards features of
-   similar intensity and their leverage, ``drift.qc_rlsc``), the last two after a QC-based fit only; the flag
+   similar intensity and their leverage, ``drift.qc_rlsc``), the last two after a QC-based fit only, after which a
+   feature without residual degrees of freedom has no in-sample RSD either (null, not the fit's 0); the flag
    (``qc_rsd_max``) reads the one ``qc_rsd_basis`` names (``predicted`` by default). After a QC-based fit a feature
    without that value (fewer than 2 QC values in every batch, whose in-sample RSD is near 0 by construction) is not
    judged: flag null, kept; after median normalisation or none the flag reads the in-sample RSD (null with fewer
@@ -173,6 +175,24 @@ def _groups(frame: pl.DataFrame, runs: list[str], params: dict, polarity: str,
     return groups, module
 
 
+def outside_qc_bracket(is_sample: np.ndarray, is_qc: np.ndarray, orders: np.ndarray, batches: list[str],
+                       run_ids: list[str]) -> list[str]:
+    """The study samples (``is_sample``) injected before the first or after the last QC run of their batch (by
+    ``orders``, the injection order; runs without one are not judged), in sheet order. QC-RLSC holds the fit constant
+    there (``drift.qc_rlsc``: no extrapolation), so their correction is the nearest QC's and no QC brackets it."""
+    batch = np.asarray(batches, dtype=object)
+    out = []
+    for b in dict.fromkeys(batches):
+        mine = batch == b
+        qc_orders = orders[mine & is_qc & np.isfinite(orders)]
+        if qc_orders.size == 0:
+            continue
+        beyond = (orders < qc_orders.min()) | (orders > qc_orders.max())
+        out += [run_ids[j] for j in np.flatnonzero(mine & is_sample & np.isfinite(orders) & beyond)]
+    order = {r: i for i, r in enumerate(run_ids)}
+    return sorted(out, key=order.get)
+
+
 def _median(values: np.ndarray) -> float | None:
     finite = values[np.isfinite(values)]
     return float(np.median(finite)) if finite.size else None
@@ -248,9 +268,17 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
         fit = qc_rlsc(values, is_qc, orders, batches, method)
         values = fit.corrected
         warnings += fit.notes
+        outside = outside_qc_bracket(is_sample, is_qc, orders, batches, run_ids)
+        if outside:
+            warnings.append(f"{len(outside)} study sample(s) were injected before the first or after the last pooled "
+                            f"QC of their batch ({', '.join(outside[:10])}{', ...' if len(outside) > 10 else ''}): "
+                            "their drift correction holds the nearest QC's value, which no QC checks there; inject a "
+                            "pooled QC before the first and after the last sample of every batch")
     elif method == "median":
         values, _ = median_normalise(values, is_sample | is_qc)
     rsd_after = qc_rsd(values, is_qc)
+    if fit is not None:  # one QC value per batch: the fit goes through each, an RSD of 0 that measures nothing
+        rsd_after = np.where(fit.residual_df >= 1.0, rsd_after, np.nan)
     no_value = np.full(rsd_after.shape, np.nan)
     rsd_held_out = qc_rsd(fit.held_out, is_qc) if fit is not None else no_value
     predicted = fit.predicted_rsd if fit is not None else no_value

@@ -60,13 +60,16 @@ def detectable_effect_sentence(n_samples: int, data: dict | None) -> str | None:
         entry = table[changed] or {}
         if entry.get("fold_change") is None:
             missed.append(changed)
-        else:
-            detected.append(f"{changed} compounds changed {entry['fold_change']:g}x or more")
+        else:  # "5 compounds changed 4x or more, 12 compounds 2x or more or 30 compounds 1.5x or more"
+            verb = "changed " if not detected else ""
+            detected.append(f"{changed} compounds {verb}{entry['fold_change']:g}x or more")
             sets.append(SET_NAMES.get(entry.get("feature_set"), entry.get("feature_set")))
-    if len(set(sets)) == 1 and sets[0]:
-        found = "; ".join(detected) + f" ({'all ' if len(detected) > 1 else ''}with the {sets[0]})"
+    if not detected:
+        found = ""
+    elif len(set(sets)) == 1 and sets[0]:
+        found = _listed(detected, "or") + f" ({'all ' if len(detected) > 1 else ''}with the {sets[0]})"
     else:
-        found = "; ".join(d + (f" with the {s}" if s else "") for d, s in zip(detected, sets))
+        found = _listed([d + (f" with the {s}" if s else "") for d, s in zip(detected, sets)], "or")
     source = data.get("source", "benchmarks/biology.py")
     if not below:
         lead = (f"This study has {n_samples} samples, fewer than the sweep's smallest studies ({size} samples, half "

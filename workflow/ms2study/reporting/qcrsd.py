@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from ms2study.correction.drift import LINE_MIN_QC, SPLINE_MIN_QC
+from ms2study.correction.drift import LINE_MIN_QC, MAX_PREDICTED_RSD, SPLINE_MIN_QC
 from ms2study.reporting.charts import distribution_figure, figure_html
 from ms2study.reporting.html import esc, fmt
 
@@ -79,9 +79,10 @@ def rsd_part(corrected: pl.DataFrame | None, record: dict, threshold: float,
         text += (f"<p>Predicted at the study samples' injections: <b>{fmt(predicted, 3)}</b>, from each feature's "
                  f"QC residuals (median {record.get('qc_residual_df_median') or 0:g} residual degrees of freedom, "
                  "moderated towards features of similar intensity: empirical Bayes, Smyth 2004) and the fit's "
-                 "leverage there. Per feature against known truth it came to 0.8-1.1x the samples' error on "
-                 "simulated drift and 0.9x on realistic simulated batch studies (in-sample: 0.4x, held out: 1.3-3x; "
-                 "config/README.md, <code>qc_rsd_basis</code>). " + (
+                 f"leverage there, capped at {MAX_PREDICTED_RSD:g} (a feature whose QC values scatter over orders of "
+                 "magnitude). Per feature against known truth it came to 0.8-1.2x the samples' error on "
+                 "simulated drift and 0.9-1.0x on realistic simulated batch studies (in-sample: 0.4x, held out: "
+                 "1.3-3x; config/README.md, <code>qc_rsd_basis</code>). " + (
                      f"{unjudged} features with fewer than 2 QC values in every batch are not judged (flag empty, "
                      "kept). " if unjudged else "") + "A pooled QC shows the measurement's error, not a gap-filled "
                  "sample value's.</p>")
