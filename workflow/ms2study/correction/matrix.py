@@ -26,12 +26,12 @@ run of the sheet (QCs and blanks included, sheet order), in this order:
    than 2 QC values). ``excluded`` = blank_flag or a true qc_rsd_flag. Why not in-sample: a fit through the QCs
    makes their RSD small by construction. Measured per feature against the truth: on synthetic drift (QC error =
    the samples' error; 2-5 QCs per batch; tests/test_correct.py) the in-sample RSD was 0.4-0.7x the samples'
-   error, the held-out one 1.3-3x, the predicted one 0.8-1.2x; on three realistic simulated batch studies
-   (benchmarks/study_truth.py, 3 QCs per batch, where the samples' error also holds what a pooled QC cannot show)
-   0.38-0.39x / 1.3-1.7x / 0.88x (median ratios; median |log ratio| of the predicted one 0.33-0.39, 0.43-0.55
-   without the moderation). Of the features whose true error exceeded 0.3 the flag caught 33-36 % in-sample,
-   51-60 % predicted (88-94 % of its flags right, 1.5-2.4 % of the others flagged) and 75-83 % held out (8-18 %
-   of the others);
+   error, the held-out one 1.3-3x, the predicted one 0.8-1.2x; on the two realistic simulated batch studies of
+   benchmarks/study_truth.py (3 QCs per batch, where the samples' error also holds what a pooled QC cannot show;
+   measured/study_truth_session18.json and _seed3_session18.json) 0.37-0.40x / 1.2-1.3x / 0.86-0.87x (median
+   ratios; median |log ratio| of the predicted one 0.32-0.39, 0.43-0.55 without the moderation). Of the features
+   whose true error exceeded 0.3 the flag caught 31-32 % in-sample, 46-55 % predicted (92-94 % of its flags right,
+   1.4-1.5 % of the others flagged) and 73-78 % held out (8 % of the others);
 7. compound groups and adducts from ``correction.adducts`` (``group_adducts``), with the evidence of each label
    (``tables.ADDUCT_EVIDENCE``), when ``adducts`` is true and the module is present; otherwise every feature is a
    group of its own with adduct null (a warning says why); with ``collapse_adducts`` the matrix keeps one row per
