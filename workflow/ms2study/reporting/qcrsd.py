@@ -81,7 +81,7 @@ def rsd_part(corrected: pl.DataFrame | None, record: dict, threshold: float,
                  "moderated towards features of similar intensity: empirical Bayes, Smyth 2004) and the fit's "
                  f"leverage there, capped at {MAX_PREDICTED_RSD:g} (a feature whose QC values scatter over orders of "
                  "magnitude). Per feature against known truth it came to 0.8-1.2x the samples' error on "
-                 "simulated drift and 0.9-1.0x on realistic simulated batch studies (in-sample: 0.4x, held out: "
+                 "simulated drift and 0.86-1.03x on realistic simulated batch studies (in-sample: 0.4x, held out: "
                  "1.3-3x; config/README.md, <code>qc_rsd_basis</code>). " + (
                      f"{unjudged} features with fewer than 2 QC values in every batch are not judged (flag empty, "
                      "kept). " if unjudged else "") + "A pooled QC shows the measurement's error, not a gap-filled "
