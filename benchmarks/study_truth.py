@@ -407,9 +407,28 @@ def effect_sets(study: Path, comp: pl.DataFrame) -> dict[str, tuple[set, dict]]:
     return out
 
 
+def realized_group_difference(truth: pl.DataFrame, sheet: pl.DataFrame, positive: str = "case") -> dict[str, float]:
+    """Per compound, the difference of mean log2 true abundance (``abundance_undrifted``, else ``abundance``)
+    between the study samples of group ``positive`` and the others: what the planted effect plus each compound's
+    simulated biological variation made of it in these samples. Compounds absent (0) in some sample are left out."""
+    if "group" not in sheet.columns:
+        return {}
+    col = "abundance_undrifted" if "abundance_undrifted" in truth.columns else "abundance"
+    groups = sheet.filter(pl.col("group").is_not_null() & (pl.col("group").cast(pl.Utf8) != "")).select(
+        "sample_id", (pl.col("group").cast(pl.Utf8) == positive).alias("positive"))
+    t = truth.join(groups, on="sample_id").filter(pl.col(col) > 0).with_columns(pl.col(col).log(2).alias("l2"))
+    per = t.group_by("compound_id").agg(pl.col("l2").filter(pl.col("positive")).mean().alias("a"),
+                                        pl.col("l2").filter(~pl.col("positive")).mean().alias("b"),
+                                        pl.len().alias("n")).filter(pl.col("n") == groups.height)
+    return dict(zip(per["compound_id"].to_list(), (per["a"] - per["b"]).to_list()))
+
+
 def differential_summary(diff: pl.DataFrame, matches: pl.DataFrame, planted: set, log2_truth: dict,
-                         q: float = Q_HIT) -> dict:
-    """Differential hits (q < ``q``) against the planted compounds (any of their ions)."""
+                         q: float = Q_HIT, realized: dict[str, float] | None = None) -> dict:
+    """Differential hits (q < ``q``) against the planted compounds (any of their ions). ``realized``: per compound
+    its true log2 group difference in these samples (``realized_group_difference``): each false hit carries it, and
+    ``false_hits_with_realized_difference`` counts those whose |difference| is 1 or more (a real difference of
+    these samples, false only against the planted list)."""
     d = diff.join(matches.select("consensus_id", "compound_id", "kind", "ion", "isotope"), on="consensus_id",
                   how="left")
     tested = d.filter(pl.col("tested").fill_null(True) & pl.col("q_value").is_not_null())
@@ -433,6 +452,12 @@ def differential_summary(diff: pl.DataFrame, matches: pl.DataFrame, planted: set
                                              "compound_id", "ion", "isotope",
                                              pl.col("q_value").round(4)).head(20).to_dicts(),
     }
+    if realized is not None:
+        for row in out["false_hits_list"]:
+            value = realized.get(row["compound_id"])
+            row["realized_log2_difference"] = round(value, 3) if value is not None else None
+        values = [realized.get(c) for c in false_hits["compound_id"].to_list()]
+        out["false_hits_with_realized_difference"] = sum(1 for v in values if v is not None and abs(v) >= 1.0)
     if log2_truth and "log2_fold_change" in hits.columns:
         th = hits.filter(pl.col("compound_id").is_in(list(planted)))
         meas = th["log2_fold_change"].to_numpy()
@@ -570,7 +595,7 @@ def qc_summary(correction: dict, raw: pl.DataFrame, corrected: pl.DataFrame, mat
     per_feature = {}
     for c in rsd_columns:
         est = joined[c].cast(pl.Float64).fill_null(np.nan).to_numpy()[rows] if rows else np.array([])
-        ok = np.isfinite(est) & np.isfinite(true) & (true > 0)
+        ok = np.isfinite(est) & (est > 0) & np.isfinite(true) & (true > 0)
         if not ok.any():
             continue
         above, below = ok & (true > threshold), ok & (true <= threshold)
@@ -608,10 +633,12 @@ def score(study: Path) -> dict:
     filled = pl.concat([pl.read_parquet(res / "gap_filled" / f"{s}.parquet") for s in runs
                         if (res / "gap_filled" / f"{s}.parquet").is_file()], how="diagonal_relaxed")
     diffs = {}
+    realized = realized_group_difference(truth.filter(pl.col("sample_id").is_in(samples)), sheet)
     for outcome, (planted, log2_truth) in effect_sets(study, comp).items():
         f = res / "differential" / f"{outcome}.parquet"
         if f.is_file():
-            diffs[outcome] = differential_summary(pl.read_parquet(f), matches, planted, log2_truth)
+            diffs[outcome] = differential_summary(pl.read_parquet(f), matches, planted, log2_truth,
+                                                  realized=realized if outcome == "group" else None)
     correction = json.loads((res / "correction.json").read_text())
     ident = identification_summary(judged)
     right = set(judged.filter(pl.col("accepted") & (pl.col("verdict") == "right"))["truth_compound"].to_list())

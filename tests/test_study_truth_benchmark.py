@@ -166,6 +166,24 @@ def test_blank_flags_and_differential() -> None:
     assert d["planted_found"] == 2 and d["recall"] == 1.0 and d["planted_with_tested_feature"] == 2
     assert d["true_hits_log2_fold_change"]["median_abs_error"] == pytest.approx(0.35)
     assert comp.height == 7
+    assert "false_hits_with_realized_difference" not in d
+    # the false hit (compound A) with its true group difference in these samples: real, though not planted
+    false_id = d["false_hits_list"][0]["compound_id"]
+    real = study_truth.differential_summary(diff, m, sets, {"F": 1.0, "G": 2.0}, realized={false_id: -1.4})
+    assert real["false_hits_list"][0]["realized_log2_difference"] == -1.4
+    assert real["false_hits_with_realized_difference"] == 1
+    chance = study_truth.differential_summary(diff, m, sets, {"F": 1.0, "G": 2.0}, realized={false_id: 0.3})
+    assert chance["false_hits_with_realized_difference"] == 0
+
+
+def test_realized_group_difference_is_the_difference_of_mean_log2_truth() -> None:
+    truth = pl.DataFrame({"sample_id": ["S1", "S2", "S3", "S4"] * 2, "compound_id": ["K1"] * 4 + ["K2"] * 4,
+                          "abundance_undrifted": [8.0, 2.0, 1.0, 1.0, 4.0, 4.0, 0.0, 4.0]})
+    sheet = pl.DataFrame({"sample_id": ["S1", "S2", "S3", "S4", "QC1"], "group": ["case", "case", "control",
+                                                                                 "control", None]})
+    got = study_truth.realized_group_difference(truth, sheet)
+    assert got == {"K1": pytest.approx(2.0)}  # (3 + 1) / 2 - 0; K2 is absent from S3: left out
+    assert study_truth.realized_group_difference(truth, sheet.drop("group")) == {}
 
 
 def test_gapfill_ratio_at_equal_true_abundance() -> None:
