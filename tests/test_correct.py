@@ -68,6 +68,13 @@ def make_study(n_features: int = 120, n_batches: int = 2, per_batch: int = 30, q
             "is_qc": is_qc, "is_blank": is_blank, "batch": batch}
 
 
+def with_values(study: dict, values: np.ndarray) -> pl.DataFrame:
+    """``make_study``'s matrix with its run columns replaced by ``values`` (features x runs, NaN = missing)."""
+    runs = study["roles"]["sample_id"].to_list()
+    return pl.concat([study["matrix"].select(list(tables.FEATURE_MATRIX_KEYS)),
+                      pl.DataFrame({s: values[:, j] for j, s in enumerate(runs)}).fill_nan(None)], how="horizontal")
+
+
 def run_values(frame: pl.DataFrame, roles: pl.DataFrame) -> np.ndarray:
     return frame.select(roles["sample_id"].to_list()).to_numpy().astype(float)
 
@@ -442,10 +449,7 @@ def test_the_qc_rsd_flag_reads_the_predicted_rsd_and_catches_the_noisy_features(
     rng = np.random.default_rng(7)
     noise_sd = rng.uniform(0.02, 0.6, 400)
     values = study["values"] * np.exp(rng.normal(0, 1, study["values"].shape) * noise_sd[:, None])
-    runs = study["roles"]["sample_id"].to_list()
-    matrix = pl.concat([study["matrix"].select(list(tables.FEATURE_MATRIX_KEYS)),
-                        pl.DataFrame({s: values[:, j] for j, s in enumerate(runs)}).fill_nan(None)],
-                       how="horizontal")
+    matrix = with_values(study, values)
     result = correct_matrix(matrix, study["roles"], {"adducts": False})
     frame = result.matrix
     assert result.report["drift_method"] == "qc_linear" and result.report["qc_rsd_basis"] == "predicted"
@@ -500,7 +504,6 @@ def test_a_feature_the_qcs_cannot_judge_is_not_flagged_as_passing_and_wild_ones_
     from ms2study.correction.drift import MAX_PREDICTED_RSD
 
     study = make_study(n_features=120, per_batch=20, qc_every=6, n_blanks=0, seed=4)  # 4 QCs per batch
-    runs = study["roles"]["sample_id"].to_list()
     values = study["values"].copy()
     qcs = np.flatnonzero(study["is_qc"])
     lonely, wild = 30, 31
@@ -508,9 +511,7 @@ def test_a_feature_the_qcs_cannot_judge_is_not_flagged_as_passing_and_wild_ones_
         mine = [j for j in qcs if study["batch"][j] == batch]
         values[lonely, mine[1:]] = np.nan  # one QC value left in each batch
     values[wild, qcs] = values[wild, qcs] * np.exp(np.random.default_rng(1).normal(0, 8, qcs.size))
-    matrix = pl.concat([study["matrix"].select(list(tables.FEATURE_MATRIX_KEYS)),
-                        pl.DataFrame({s: values[:, j] for j, s in enumerate(runs)}).fill_nan(None)],
-                       how="horizontal")
+    matrix = with_values(study, values)
     result = correct_matrix(matrix, study["roles"], {"adducts": False})
     row = result.matrix.row(lonely, named=True)
     assert row["qc_rsd_after"] is None  # the fit went through each batch's one QC: an RSD of 0 that says nothing

@@ -195,9 +195,12 @@ def _line_fits(xs: np.ndarray, ys: np.ndarray, x_new: np.ndarray) -> SmootherFit
     design = np.column_stack([np.ones(k), xs - centre])
     pinv = np.linalg.pinv(design)
     weights = np.column_stack([np.ones(x_new.size), x_new - centre]) @ pinv  # (m, k)
-    residuals = ys - ys @ (design @ pinv).T
+    hat = design @ pinv
+    residuals = ys - ys @ hat.T
+    # leave-one-out: the residual over 1 - its leverage is the same line refitted without the point
+    loo = residuals / np.clip(1.0 - np.diag(hat), 1e-9, None)
     n = ys.shape[0]
-    return SmootherFit(ys @ weights.T, _held_out_residuals(xs, ys), np.sum(residuals ** 2, axis=1),
+    return SmootherFit(ys @ weights.T, loo, np.sum(residuals ** 2, axis=1),
                        np.full(n, 2.0), np.repeat(np.sum(weights ** 2, axis=1)[None, :], n, axis=0))
 
 
@@ -207,22 +210,10 @@ def _median_fits(xs: np.ndarray, ys: np.ndarray, x_new: np.ndarray) -> SmootherF
     k = xs.size
     n = ys.shape[0]
     centre = np.median(ys, axis=1)
-    return SmootherFit(np.repeat(centre[:, None], x_new.size, axis=1), _held_out_residuals(xs, ys),
+    # leave-one-out: with 2 values the fit without one is the other; with 1 there is none
+    loo = ys - ys[:, ::-1] if k == 2 else np.full(ys.shape, np.nan)
+    return SmootherFit(np.repeat(centre[:, None], x_new.size, axis=1), loo,
                        np.sum((ys - centre[:, None]) ** 2, axis=1), np.ones(n), np.full((n, x_new.size), 1.0 / k))
-
-
-def _held_out_residuals(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """Leave-one-out residuals (shape of ``ys``: rows x k QC values) of the line (k >= LINE_MIN_QC; the residual over
-    1 - its leverage, which is the same line refitted without the point) or the median (k = 2: the other value) that
-    ``qc_rlsc`` fits: each QC's log value minus the fit made without it. NaN where k is 1."""
-    k = xs.size
-    if k >= LINE_MIN_QC:
-        design = np.column_stack([np.ones(k), xs - xs.mean()])
-        hat = design @ np.linalg.pinv(design)
-        return (ys - ys @ hat.T) / np.clip(1.0 - np.diag(hat), 1e-9, None)
-    if k == 2:
-        return ys - ys[:, ::-1]
-    return np.full(ys.shape, np.nan)
 
 
 def _predicted_rsd(rss: np.ndarray, residual_df: np.ndarray, inflation: np.ndarray,
@@ -285,7 +276,8 @@ def qc_rlsc(values: np.ndarray, is_qc: np.ndarray, orders: np.ndarray, batches: 
     held_out = np.full(values.shape, np.nan)
     fitted = np.zeros(values.shape, dtype=bool)  # cells whose factor comes from the feature's own QC values
     rss, residual_df = np.zeros(values.shape[0]), np.zeros(values.shape[0])
-    inflation = np.full(values.shape, np.nan)  # 1 + leverage of the fit at each non-QC run
+    # 1 + the fit's leverage, summed over each feature's non-QC runs, and their number
+    inflation_sum, inflation_n = np.zeros(values.shape[0]), np.zeros(values.shape[0])
     n_uncorrected_batches = 0
     degraded = 0
     batch_arr = np.asarray(batches, dtype=object)
@@ -325,17 +317,19 @@ def qc_rlsc(values: np.ndarray, is_qc: np.ndarray, orders: np.ndarray, batches: 
             rss[rows] += smoother.rss
             residual_df[rows] += np.maximum(k - smoother.df, 0.0)
             others = ~is_qc[runs]
-            inflation[np.ix_(rows, runs[others])] = 1.0 + smoother.leverage_new[:, others]
+            inflation_sum[rows] += np.sum(1.0 + smoother.leverage_new[:, others], axis=1)
+            inflation_n[rows] += others.sum()
     # A feature without QC values in a batch still shares the run's batch offset and drift: it takes the run's
     # median factor over the features fitted from their own QCs (the run-level part of the correction), instead of
     # keeping the batch's offset, which a model would learn as signal.
     with _warnings.catch_warnings():
         _warnings.simplefilter("ignore", RuntimeWarning)  # runs without any fitted feature
         run_factor = np.exp(np.nanmedian(np.where(fitted, np.log(factors), np.nan), axis=0))
-        mean_inflation = np.nanmean(inflation, axis=1)
     borrow = ~fitted & np.isfinite(run_factor)[None, :]
     factors = np.where(borrow, run_factor[None, :], factors)
     n_borrowed = int(np.any(borrow & np.isfinite(values), axis=1).sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_inflation = inflation_sum / inflation_n  # NaN for a feature without a fitted batch
     predicted_rsd, prior_df = _predicted_rsd(rss, residual_df, mean_inflation, reference)
     notes = []
     if degraded:
