@@ -16,12 +16,20 @@ distribution (``moderated_tdist``, permutations 0; the variant that was rejected
 - spike-in: ``n_spiked`` random features get a fold change in the second group (x ``fold``); recall at q < 0.05
   and the false-discovery proportion among the other features at q < 0.05 (should stay below 0.05 on average).
 
+Class enrichment (``class_enrichment`` in the result; sacurine, whose 109 metabolites carry chemical classes): the
+same random splits, the classes tested by ``modelling.enrichment.class_enrichment`` with their p-values from label
+permutations (the product's default), from Fisher's chi-square (its fallback without sample values) and from the
+Kolmogorov-Smirnov distribution of the table's p-values (ChemRICH's); both of the latter assume a class's compounds
+independent: under the null the share of classes at p < 0.05 and of splits with any class at
+q < 0.05; with one class of 6-20 compounds raised ``--class-fold`` times in one group, the share of splits that
+find it (q < 0.05) and the share with a class at q < 0.05 that holds none of its compounds.
+
 ``--demo DIR`` adds the issue's demo targets on a finished demo run (``make demo``): the share of the planted
 class's identified compounds at q < 0.05 in the planted direction, per test, and the number of 20 balanced label
 permutations in which any class reaches q < 0.05 in the class enrichment.
 
 Usage: python benchmarks/differential_calibration.py --out result.json [--draws 200] [--permutations 50]
-       [--data ../shared/data] [--demo demo]
+       [--data ../shared/data] [--demo demo] [--class-draws 200] [--class-fold 2] [--class-only]
 """
 
 from __future__ import annotations
@@ -34,13 +42,14 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
 from ms2study.correction.drift import median_normalise  # noqa: E402
-from ms2study.modelling.differential import differential_analysis  # noqa: E402
-from ms2study.modelling.enrichment import class_enrichment  # noqa: E402
-from ms2study.modelling.univariate import fill_missing  # noqa: E402
+from ms2study.modelling.differential import differential_analysis, differential_with_values  # noqa: E402
+from ms2study.modelling.enrichment import class_enrichment, class_paths  # noqa: E402
+from ms2study.modelling.univariate import bh_q_values, fill_missing  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 ARMS = {"welch": ("welch", 0), "moderated": ("moderated", None), "moderated_tdist": ("moderated", 0)}
@@ -123,10 +132,10 @@ def demo_targets(demo: Path, permutations: int = 20, seed: int = 0) -> dict:
     outcome = {"column": "group", "type": "binary", "positive_class": "case"}
     result: dict = {"planted_class": planted, "fold_change": truth["fold_change"], "n_samples": truth["n_samples"]}
     for test in ("welch", "moderated"):
-        table, _ = differential_analysis(matrix, sheet, outcome, identifications, test=test)
+        table, _, values = differential_with_values(matrix, sheet, outcome, identifications, test=test)
         members = table.filter(pl.col("compound_class") == planted)
         found = members.filter((pl.col("q_value") < 0.05) & (pl.col("log2_fold_change") > 0))
-        enrichment, _ = class_enrichment(table)
+        enrichment, _ = class_enrichment(table, values=values)
         result[test] = {"planted_identified": members.height, "planted_found": found.height,
                         "planted_share": round(found.height / max(members.height, 1), 3),
                         "other_features_q05": int(((table["q_value"] < 0.05)
@@ -143,12 +152,84 @@ def demo_targets(demo: Path, permutations: int = 20, seed: int = 0) -> dict:
             members = study_rows[labels[study_rows] == value]
             permuted[members] = rng.permutation(np.array(["case", "control"] * (len(members) // 2)
                                                          + ["case"] * (len(members) % 2)))
-        table, _ = differential_analysis(matrix, sheet.with_columns(pl.Series("group", permuted)), outcome,
-                                         identifications)
-        enrichment, _ = class_enrichment(table)
+        table, _, values = differential_with_values(matrix, sheet.with_columns(pl.Series("group", permuted)),
+                                                    outcome, identifications)
+        enrichment, _ = class_enrichment(table, values=values)
         any_class += bool((enrichment["q_value"] < 0.05).any())
     result["permutations"] = permutations
     result["permutations_with_a_class_q05"] = any_class
+    return result
+
+
+def sacurine_classes(data: Path) -> list[str | None]:
+    """The chemical class of each sacurine metabolite (its variable metadata, "AA-pep:AcyGly" written as a path)."""
+    meta = pl.read_csv(data / "outcomes" / "sacurine" / "sacurine_variableMetadata.tsv", separator="\t",
+                       infer_schema_length=0)
+    return [c.replace(":", "; ") if c else None for c in meta["chemicalClass"].to_list()]
+
+
+def class_draw(matrix: np.ndarray, classes: list[str | None], n: int, rng: np.random.Generator, fold: float,
+               permutations: int) -> dict:
+    """One random split of ``n`` + ``n`` samples: the class tables of the null and of one class raised ``fold``x
+    in the second group, with permutation and Kolmogorov-Smirnov p-values."""
+    cols = rng.choice(matrix.shape[1], 2 * n, replace=False)
+    group = np.repeat([False, True], n)
+    sets: dict[str, list[int]] = {}
+    for i, value in enumerate(classes):
+        for path in class_paths(value):
+            sets.setdefault("; ".join(path), []).append(i)
+    spikeable = sorted(k for k, v in sets.items() if 6 <= len(v) <= 20)
+    out: dict = {}
+    for scenario in ("null", "spike"):
+        x = matrix[:, cols].copy()
+        spiked_class = None
+        if scenario == "spike":
+            spiked_class = spikeable[int(rng.integers(len(spikeable)))]
+            x[np.ix_(sets[spiked_class], group)] *= fold
+        x = median_normalise(np.where(x > 0, x, np.nan), np.ones(x.shape[1], dtype=bool))[0]
+        frame, sheet = as_study(x, group)
+        table, _, values = differential_with_values(frame, sheet, BINARY, n_permutations=permutations,
+                                                    seed=int(rng.integers(1 << 30)))
+        names = pl.DataFrame({"consensus_id": [f"C{i:05d}" for i in range(len(classes))],
+                              "name": [f"metabolite {i}" for i in range(len(classes))], "compound_class": classes})
+        table = table.drop("name", "compound_class").join(names, on="consensus_id", how="left")
+        spiked_ids = {f"C{i:05d}" for i in sets[spiked_class]} if spiked_class else set()
+        arms = (("permutation", {"values": values, "seed": int(rng.integers(1 << 30))}),
+                ("fisher_independent", {}), ("ks_independent", {}))
+        for arm, kwargs in arms:
+            enrichment, _ = class_enrichment(table, **kwargs)
+            if arm == "ks_independent":  # ChemRICH's reading: KS of the table's p-values against uniform
+                p_of = dict(zip(table["consensus_id"], table["p_value"]))
+                p_ks = [stats.kstest([p_of[c] for c in ids], "uniform", alternative="greater").pvalue
+                        for ids in enrichment["consensus_ids"].to_list()]
+                enrichment = enrichment.with_columns(pl.Series("p_value", p_ks, dtype=pl.Float64)).with_columns(
+                    pl.Series("q_value", bh_q_values(np.array(p_ks)), dtype=pl.Float64))
+            hit = (enrichment["q_value"] < 0.05).to_numpy()
+            if scenario == "null":
+                out[f"{arm}_null_p05"] = float(np.mean(enrichment["p_value"].to_numpy() < 0.05))
+                out[f"{arm}_null_any_q05"] = bool(hit.any())
+            else:
+                holds = np.array([bool(spiked_ids & set(c)) for c in enrichment["consensus_ids"].to_list()])
+                found = enrichment.filter(pl.col("class_path") == spiked_class)
+                out[f"{arm}_spike_found"] = bool(found.height and found["q_value"][0] < 0.05)
+                out[f"{arm}_spike_false_class"] = bool((hit & ~holds).any())
+    return out
+
+
+def class_calibration(data: Path, draws: int, sizes: list[int], fold: float, seed: int, permutations: int) -> dict:
+    """The class enrichment's calibration on sacurine (module docstring); {} without its tables."""
+    studies = load_studies(data)
+    if "sacurine" not in studies:
+        return {}
+    classes = sacurine_classes(data)
+    result: dict = {"study": "sacurine", "draws": draws, "fold": fold, "class_permutations": 1000,
+                    "spiked_class_size": "6-20 compounds, one class path drawn per split", "sizes": {}}
+    for n in sizes:
+        rng = np.random.default_rng([seed, n, 7])
+        rows = [class_draw(studies["sacurine"], classes, n, rng, fold, permutations) for _ in range(draws)]
+        summary = {k: round(float(np.mean([r[k] for r in rows])), 4) for k in rows[0]}
+        result["sizes"][f"n{n}"] = summary
+        print("classes", n, json.dumps(summary), flush=True)
     return result
 
 
@@ -183,9 +264,16 @@ def main() -> int:
     ap.add_argument("--n-spiked", type=int, default=15)
     ap.add_argument("--fold", type=float, default=3.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--class-draws", type=int, default=200, help="random splits per size for the class enrichment")
+    ap.add_argument("--class-fold", type=float, default=2.0, help="fold change of the spiked class")
+    ap.add_argument("--class-only", action="store_true", help="only the class enrichment part")
     args = ap.parse_args()
     started = time.perf_counter()
-    result = run(args.data, args.draws, args.sizes, args.n_spiked, args.fold, args.seed, args.permutations)
+    result = ({} if args.class_only else
+              run(args.data, args.draws, args.sizes, args.n_spiked, args.fold, args.seed, args.permutations))
+    if args.class_draws > 0:
+        result["class_enrichment"] = class_calibration(args.data, args.class_draws, args.sizes, args.class_fold,
+                                                       args.seed, args.permutations)
     if args.demo:
         result["demo"] = demo_targets(args.demo)
         print("demo", json.dumps(result["demo"]), flush=True)

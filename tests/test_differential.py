@@ -129,9 +129,9 @@ def test_permuted_labels_give_no_significant_feature_or_class() -> None:
     features_hit = classes_hit = 0
     for _ in range(20):
         shuffled = samples.with_columns(pl.Series("group", balanced_permutation(samples["group"].to_numpy(), rng)))
-        table, _ = per_feature.differential_analysis(matrix, shuffled, BINARY, identifications)
+        table, _, values = per_feature.differential_with_values(matrix, shuffled, BINARY, identifications)
         features_hit += bool((table["q_value"].drop_nulls() < 0.05).any())
-        enrichment, _ = chemrich.class_enrichment(table)
+        enrichment, _ = chemrich.class_enrichment(table, values=values, n_permutations=200)
         classes_hit += bool((enrichment["q_value"] < 0.05).any())
     assert features_hit <= 2, features_hit
     assert classes_hit <= 2, classes_hit
@@ -139,8 +139,8 @@ def test_permuted_labels_give_no_significant_feature_or_class() -> None:
 
 def test_class_enrichment_finds_the_planted_class_first() -> None:
     samples, matrix, identifications = planted_study()
-    table, _ = per_feature.differential_analysis(matrix, samples, BINARY, identifications)
-    enrichment, notes = chemrich.class_enrichment(table)
+    table, _, values = per_feature.differential_with_values(matrix, samples, BINARY, identifications)
+    enrichment, notes = chemrich.class_enrichment(table, values=values)
     assert not notes and enrichment.columns == list(chemrich.ENRICHMENT)
     top = enrichment.row(0, named=True)
     assert top["class_path"] == "Organic acids; Amino acids" and top["class_level"] == 2
@@ -153,10 +153,100 @@ def test_class_enrichment_finds_the_planted_class_first() -> None:
     # unplanted classes are not significant
     others = enrichment.filter(~pl.col("class_path").str.starts_with("Organic acids"))
     assert others.height == 7 and (others["q_value"] >= 0.05).all()
-    # the p-value is the one-sided KS test of the class's p-values against uniform (ChemRICH)
+    # the planted class's p-value is at the permutations' floor; its statistic is the mean -ln p of its members'
+    # Welch p-values (Fisher's combination)
+    assert top["p_value"] == pytest.approx(1 / 1001)
+    ids = samples["sample_id"].to_list()
+    case = (samples["group"] == "case").to_numpy()
+    members = [values.consensus_ids.index(c) for c in top["consensus_ids"]]
+    welch = np.sort(stats.ttest_ind(values.values[members][:, case], values.values[members][:, ~case], axis=1,
+                                    equal_var=False).pvalue)
+    assert values.sample_ids == ids
+    assert top["statistic"] == pytest.approx(-np.log(welch).mean())
+    # without the values: Fisher's chi-square on the table's p-values (assumes independent compounds), with a note
+    plain, notes = chemrich.class_enrichment(table)
     p = table.filter(pl.col("compound_class") == "Class 3")["p_value"].to_numpy()
-    expected = stats.kstest(p, "uniform", alternative="greater").pvalue
-    assert enrichment.filter(pl.col("class_path") == "Class 3")["p_value"].item() == pytest.approx(expected)
+    expected = stats.combine_pvalues(p, method="fisher").pvalue
+    assert plain.filter(pl.col("class_path") == "Class 3")["p_value"].item() == pytest.approx(expected)
+    assert any("assumes the compounds of a class independent" in n for n in notes)
+
+
+def correlated_class_study(seed: int, n_per_group: int = 8, rho: float = 0.8
+                           ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """A null study whose classes co-vary, as a real cohort's do: 6 classes of 8 compounds, each compound the sum
+    of its class's shared factor (share ``rho`` of its variance) and its own noise; no effect of the groups. The
+    Kolmogorov-Smirnov reading assumes the 8 compounds independent, so one random split that lines up with a class
+    factor makes all 8 small at once."""
+    rng = np.random.default_rng(seed)
+    n = 2 * n_per_group
+    ids = [f"S{i:02d}" for i in range(n)]
+    factor = rng.standard_normal((6, n))
+    logs = np.log(1e5) + 0.4 * (np.sqrt(rho) * np.repeat(factor, 8, axis=0)
+                                + np.sqrt(1 - rho) * rng.standard_normal((48, n)))
+    samples = pl.DataFrame({"sample_id": ids, "group": ["case"] * n_per_group + ["control"] * n_per_group})
+    identifications = pl.DataFrame({
+        "consensus_id": [f"C{i:03d}" for i in range(48)], "name": [f"compound {i}" for i in range(48)],
+        "inchikey": [None] * 48, "compound_class": [f"Class {i // 8}" for i in range(48)], "q_value": [0.001] * 48,
+        "accepted": [True] * 48}, schema_overrides={"inchikey": pl.Utf8})
+    return samples, _matrix(logs, ids), identifications
+
+
+def test_class_p_values_hold_when_the_compounds_of_a_class_co_vary() -> None:
+    """On null studies whose classes co-vary (6 classes x 8 compounds, 16 samples, 60 studies = 360 class tests),
+    the permutation p-value keeps its level, while the same statistic read as if the compounds were independent
+    (Fisher's chi-square, the fallback without sample values) calls more than twice as many significant."""
+    permuted, independent = [], []
+    for seed in range(60):
+        samples, matrix, identifications = correlated_class_study(seed)
+        table, _, values = per_feature.differential_with_values(matrix, samples, BINARY, identifications,
+                                                                n_permutations=20)
+        permuted.append(chemrich.class_enrichment(table, values=values, n_permutations=200, seed=seed)[0]["p_value"])
+        independent.append(chemrich.class_enrichment(table)[0]["p_value"])
+    permuted_rate = float((pl.concat(permuted) < 0.05).mean())
+    independent_rate = float((pl.concat(independent) < 0.05).mean())
+    assert independent_rate > 0.12, independent_rate  # the data really break independence
+    assert permuted_rate <= 0.085, permuted_rate  # 360 tests: 0.05 + 3 standard errors of independent tests
+    # and the permutation p-values are not all 1: roughly uniform
+    assert 0.3 < float((pl.concat(permuted) < 0.5).mean()) < 0.7
+
+
+def test_class_enrichment_permutes_continuous_and_multiclass_outcomes() -> None:
+    """A continuous outcome with a covariate and a multiclass one get permutation p-values too: a class whose
+    compounds follow the outcome is found, the others are not."""
+    samples, matrix, identifications = correlated_class_study(5, n_per_group=10, rho=0.5)
+    ids = samples["sample_id"].to_list()
+    rng = np.random.default_rng(0)
+    age = rng.uniform(20, 70, len(ids))
+    site = np.array(["A", "B"] * (len(ids) // 2))
+    planted = [f"C{i:03d}" for i in range(8)]  # class 0 rises with age
+    matrix = matrix.with_columns([(pl.col(s) * float(np.exp(0.02 * a))) for s, a in zip(ids, age)
+                                  ]).with_columns([pl.when(pl.col("consensus_id").is_in(planted))
+                                                   .then(pl.col(s) * float(np.exp(0.02 * a)))
+                                                   .otherwise(pl.col(s) / float(np.exp(0.02 * a))).alias(s)
+                                                   for s, a in zip(ids, age)])
+    sheet = samples.with_columns(pl.Series("age", [f"{a:.1f}" for a in age]), pl.Series("site", site.tolist()))
+    spec = {"column": "age", "type": "continuous"}
+    table, _, values = per_feature.differential_with_values(matrix, sheet, spec, identifications, ["site"])
+    assert values.kind == "continuous" and values.covariates is not None and values.covariates.shape == (20, 1)
+    enrichment, notes = chemrich.class_enrichment(table, values=values, n_permutations=300)
+    assert enrichment["class_name"][0] == "Class 0" and enrichment["q_value"][0] < 0.05, enrichment
+    assert (enrichment["q_value"][1:] >= 0.05).all() and enrichment["direction"][0] == "up" and not notes
+    three = samples.with_columns(pl.Series("group", (["a", "b", "c"] * 7)[:len(ids)]))
+    table, _, values = per_feature.differential_with_values(matrix, three, {"column": "group", "type": "multiclass"},
+                                                            identifications)
+    enrichment, notes = chemrich.class_enrichment(table, values=values, n_permutations=100)
+    assert enrichment.height == 6 and enrichment["p_value"].min() >= 1 / 101 and not notes
+
+
+def test_few_samples_allow_few_labellings_and_the_notes_say_so() -> None:
+    samples, matrix, identifications = correlated_class_study(1, n_per_group=3)
+    table, _, values = per_feature.differential_with_values(matrix, samples, BINARY, identifications)
+    enrichment, notes = chemrich.class_enrichment(table, values=values, n_permutations=500)
+    assert enrichment.height == 6 and (enrichment["p_value"] >= 0.05).all()
+    assert any("6 samples allow 10 distinct outcome labellings" in n for n in notes), notes
+    with pytest.raises(InputError, match="have no values"):
+        chemrich.class_enrichment(table, values=per_feature.OutcomeValues(
+            values.consensus_ids[:3], values.sample_ids, values.values[:3], values.y, "binary", None))
 
 
 def test_one_feature_per_compound_in_enrichment() -> None:
@@ -192,7 +282,7 @@ def test_names_on_possible_in_source_fragments_are_left_out_of_the_class_sets() 
     # an older differential table without the column: nothing is left out
     unmarked, notes = chemrich.class_enrichment(table.drop("in_source_of_mz"))
     assert unmarked.filter(pl.col("class_path") == "Organic acids; Amino acids")["n_compounds"].item() == 10
-    assert not notes
+    assert not any("in-source" in n for n in notes)
 
 
 def test_class_paths() -> None:
@@ -336,9 +426,13 @@ def test_file_names_match_the_models_folders_and_the_rule_takes_the_models_setti
     params = dt.rule_params(config, "age__years_")
     assert params == {"outcome": {"column": "age (years)", "type": "continuous"}, "covariates": ["site"],
                       "imputation": "mean", "min_detected_fraction": 0.3, "test": "moderated", "permutations": 200,
-                      "seed": 0}
-    welch = dt.rule_params({**config, "differential": {"test": "welch", "permutations": 50}}, "group")
+                      "class_permutations": 1000, "seed": 0}
+    welch = dt.rule_params({**config, "differential": {"test": "welch", "permutations": 50,
+                                                       "class_permutations": 0}}, "group")
     assert welch["test"] == "welch" and welch["permutations"] == 50  # Welch permutes the features with a filled value
+    assert welch["class_permutations"] == 0
+    with pytest.raises(InputError, match="class_permutations must be an integer >= 0"):
+        dt.merge_params({**params, "class_permutations": -1})
     with pytest.raises(InputError, match="differential test is 'limma'"):
         dt.merge_params({**params, "test": "limma"})
     assert dt.merge_params(params)["min_class_size"] == 3  # every key the rule passes is a stage parameter

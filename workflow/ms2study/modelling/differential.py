@@ -50,6 +50,7 @@ import json
 import logging
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -149,12 +150,44 @@ def accepted_identifications(identifications: pl.DataFrame | None) -> pl.DataFra
             .sort("identification_q_value", nulls_last=True).unique("consensus_id", keep="first", maintain_order=True))
 
 
+@dataclass(frozen=True)
+class OutcomeValues:
+    """The values one outcome's tests saw, for tests that must reshuffle the samples (class enrichment's label
+    permutations, ``modelling.enrichment``): ``values`` is features x samples (rows in ``consensus_ids`` order, the
+    matrix's; columns in ``sample_ids`` order), log2 intensities with missing values filled as the tests filled
+    them; ``y`` the encoded outcome per sample (0/1 with 1 the positive class, class index, or the value);
+    ``kind`` binary | continuous | multiclass; ``covariates`` samples x k adjusted for (continuous outcomes) or
+    None."""
+
+    consensus_ids: list[str]
+    sample_ids: list[str]
+    values: np.ndarray
+    y: np.ndarray
+    kind: str
+    covariates: np.ndarray | None
+
+
 def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, outcome: dict,
                           identifications: pl.DataFrame | None = None, covariates: Sequence[str] = (),
                           imputation: str = "half_minimum", min_detected_fraction: float = 0.5,
                           test: str = "moderated", n_permutations: int = 200, seed: int = 0,
                           detected: pl.DataFrame | None = None) -> tuple[pl.DataFrame, dict]:
-    """Test every consensus feature for a difference with one outcome; returns (table, summary).
+    """Test every consensus feature for a difference with one outcome; returns (table, summary). The same as
+    ``differential_with_values`` without the values."""
+    table, summary, _ = differential_with_values(feature_matrix, samples, outcome, identifications, covariates,
+                                                 imputation, min_detected_fraction, test, n_permutations, seed,
+                                                 detected)
+    return table, summary
+
+
+def differential_with_values(feature_matrix: pl.DataFrame, samples: pl.DataFrame, outcome: dict,
+                             identifications: pl.DataFrame | None = None, covariates: Sequence[str] = (),
+                             imputation: str = "half_minimum", min_detected_fraction: float = 0.5,
+                             test: str = "moderated", n_permutations: int = 200, seed: int = 0,
+                             detected: pl.DataFrame | None = None
+                             ) -> tuple[pl.DataFrame, dict, OutcomeValues]:
+    """Test every consensus feature for a difference with one outcome; returns (table, summary, values), the last
+    the ``OutcomeValues`` the tests saw.
 
     ``feature_matrix``: wide, ``tables.FEATURE_MATRIX_KEYS`` then one intensity column per sample (raw scale,
     null = not detected); ``samples``: the sample sheet (sample_id and the outcome and covariate columns, strings);
@@ -327,7 +360,9 @@ def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, o
                    n_identified=int(table["name"].is_not_null().sum()))
     log.info("outcome %s (%s, %s): %d of %d features tested, %d at q < %g", spec["column"], kind, test,
              summary["n_tested"], n_features, summary["n_significant"], SIGNIFICANCE)
-    return table, summary
+    seen = OutcomeValues(feature_matrix["consensus_id"].cast(pl.Utf8).to_list(), list(ids), values, y, kind,
+                         C if C is not None and C.size else None)
+    return table, summary, seen
 
 
 def detection_mask(detected: pl.DataFrame, consensus_ids: Sequence[str], sample_ids: Sequence[str]) -> np.ndarray:

@@ -31,7 +31,7 @@ from ms2study.io.samplesheet import read_sample_sheet
 from ms2study.modelling.differential import (
     SIGNIFICANCE,
     TESTS,
-    differential_analysis,
+    differential_with_values,
     outcome_filename,
     write_table,
 )
@@ -53,6 +53,9 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "test": "moderated",            # differential.test: moderated | welch (modelling.differential)
     "permutations": 200,            # differential.permutations: the permutation nulls (moderated test; Welch on
                                     # features with a filled value); 0: the t distribution
+    "class_permutations": 1000,     # differential.class_permutations: label permutations of the class enrichment's
+                                    # null (modelling.enrichment); 0: the Kolmogorov-Smirnov distribution (assumes
+                                    # independent compounds)
     "seed": 0,                      # models.seed: the permutations
 }
 
@@ -64,8 +67,9 @@ def merge_params(params: dict | None) -> dict:
         raise InputError(f"imputation is '{merged['imputation']}'", fix="use 'half_minimum' or 'mean'")
     if not 0 <= float(merged["min_detected_fraction"]) <= 1:
         raise InputError(f"min_detected_fraction must lie between 0 and 1 (got {merged['min_detected_fraction']})")
-    if not isinstance(merged["permutations"], int) or merged["permutations"] < 0:
-        raise InputError(f"permutations must be an integer >= 0 (got {merged['permutations']!r})")
+    for key in ("permutations", "class_permutations"):
+        if not isinstance(merged[key], int) or isinstance(merged[key], bool) or merged[key] < 0:
+            raise InputError(f"{key} must be an integer >= 0 (got {merged[key]!r})")
     if merged["test"] not in TESTS:
         raise InputError(f"differential test is '{merged['test']}'", fix=f"use one of {', '.join(TESTS)}")
     covariates = merged["covariates"]
@@ -91,7 +95,8 @@ def rule_params(config: dict, stem: str) -> dict:
             "min_detected_fraction": models.get("min_detected_fraction", 0.5),
             "test": test, "seed": models.get("seed", 0),
             # both tests permute (welch: the features with a filled value)
-            "permutations": section.get("permutations", 200)}
+            "permutations": section.get("permutations", 200),
+            "class_permutations": section.get("class_permutations", 1000)}
 
 
 def run_differential(samples_path: str | Path, matrix_path: str | Path, identifications_path: str | Path | None,
@@ -107,7 +112,7 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
     value of the matrix counts as detected). QC and blank runs (sheet ``sample_type``) are left out
     and counted in the summary (``excluded_not_sample`` and a note). Returns the summary (also stored in both files'
     metadata, with the enrichment's notes). Raises InputError for missing inputs or a bad outcome (see
-    ``differential_analysis``).
+    ``differential_with_values``).
     """
     params = merge_params(params)
     if not params["outcome"]:
@@ -128,7 +133,7 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
         columns = ["consensus_id", *[s for s in samples["sample_id"].to_list()
                                      if s in pl.read_parquet_schema(detected_path)]]
         detected = pl.read_parquet(detected_path, columns=columns)
-    table, summary = differential_analysis(
+    table, summary, values = differential_with_values(
         matrix, samples, params["outcome"], identifications, params["covariates"], params["imputation"],
         float(params["min_detected_fraction"]), params["test"], int(params["permutations"]), int(params["seed"]),
         detected)
@@ -144,7 +149,8 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
         summary["notes"].append(locality["note"])
     for text in summary["warnings"]:
         log.warning("outcome %s: %s", summary["outcome"], text)
-    enrichment, notes = class_enrichment(table, int(params["min_class_size"]), float(params["alpha"]))
+    enrichment, notes = class_enrichment(table, int(params["min_class_size"]), float(params["alpha"]), values,
+                                         int(params["class_permutations"]), int(params["seed"]))
     for note in notes:
         log.warning("outcome %s: %s", summary["outcome"], note)
     summary["enrichment_notes"] = notes
@@ -152,6 +158,7 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
     summary["n_classes_significant"] = int((enrichment["q_value"] < SIGNIFICANCE).sum())
     summary["min_class_size"] = int(params["min_class_size"])
     summary["alpha"] = float(params["alpha"])
+    summary["class_permutations"] = int(params["class_permutations"])
     write_table(table, differential_out, summary)
     write_table(enrichment, enrichment_out, summary)
     if enrichment.height:
