@@ -733,6 +733,9 @@ def test_report_says_what_differs(untrained_report: tuple[Path, str]) -> None:
     # allow 35 distinct labellings: p >= about 1/35, q above 0.05, and the report says why
     assert "No chemical class is enriched at q &lt; 0.05 (2 classes tested" in part
     assert "8 samples allow 35 distinct outcome labellings" in part
+    findings_box = text.split('id="findings"')[1].split('id="warnings"')[0]
+    assert "no chemical class enriched at q &lt; 0.05 (2 tested" in findings_box
+    assert "8 samples allow 35 distinct labellings, so no class p-value falls much below 1/35" in findings_box
 
 
 def test_report_lists_enriched_classes_and_says_when_there_are_no_classes(tmp_path: Path) -> None:

@@ -244,7 +244,7 @@ def _permutation_p_values(values: OutcomeValues, consensus_ids: list[str], sets:
     observed = statistic[0]
     exceed = (statistic[1:] >= observed[None, :] - 1e-12).sum(axis=0)
     p_class = (1.0 + exceed) / (1.0 + n_permutations)
-    distinct = _distinct_labellings(values)
+    distinct = distinct_labellings(values)
     note = None
     if distinct is not None and distinct < 20 * max(len(sets), 1):
         note = (f"{len(y)} samples allow {distinct} distinct outcome labellings (up to swapping groups of equal "
@@ -302,7 +302,7 @@ def _member_p_values(x: np.ndarray, labellings: np.ndarray, kind: str, covariate
     return np.where(np.isfinite(p), p, 1.0)
 
 
-def _distinct_labellings(values: OutcomeValues) -> int | None:
+def distinct_labellings(values: OutcomeValues) -> int | None:
     """How many relabellings of the samples give distinct class statistics (binary and multiclass: the
     multinomial coefficient of the class sizes, divided by the swaps of equal-sized classes, which leave the
     two-sided t and the F unchanged: 4 + 4 samples allow 35); None for a continuous outcome or above a million."""

@@ -205,8 +205,13 @@ def _enrichment_finding(path: Path | None, positive: str | None = None,
     hits = enrichment.filter(pl.col("q_value") < SIGNIFICANCE).sort("q_value")
     alpha = float(read_summary(path).get("alpha", SIGNIFICANCE))  # the compounds' p threshold of n_significant
     if not hits.height:
+        summary = read_summary(path)
+        labellings = summary.get("class_distinct_labellings")
+        few = (f"; {summary.get('n_samples')} samples allow {labellings} distinct labellings, so no class p-value "
+               f"falls much below 1/{labellings}" if labellings and summary.get("class_permutations")
+               and labellings < 20 * enrichment.height else "")
         return (f"no chemical class enriched at q &lt; {SIGNIFICANCE:g} ({enrichment.height} tested; lowest q "
-                f"{float(enrichment['q_value'].min()):.2g})")
+                f"{float(enrichment['q_value'].min()):.2g}{few})")
     paths = hits["class_path"].to_list()
     said = []
     for r in hits.iter_rows(named=True):
@@ -226,7 +231,7 @@ def _enrichment_finding(path: Path | None, positive: str | None = None,
     return (f"{hits.height} of {enrichment.height} chemical classes enriched at q &lt; {SIGNIFICANCE:g}: "
             + "; ".join(said)
             + (f" (no feature differs alone at q &lt; {SIGNIFICANCE:g}: the enrichment test takes a class's p-values "
-               "together, so many small shifts in one direction can make a class enriched)" if alone else ""))
+               "together, so many small shifts can make a class enriched)" if alone else ""))
 
 
 def _resting_on_one(row: dict, tested: pl.DataFrame | None, alpha: float) -> str:

@@ -35,7 +35,7 @@ from ms2study.modelling.differential import (
     outcome_filename,
     write_table,
 )
-from ms2study.modelling.enrichment import class_enrichment
+from ms2study.modelling.enrichment import class_enrichment, distinct_labellings
 from ms2study.modelling.locality import local_cluster
 from ms2study.modelling.outcomes import not_sample_note, not_study_samples, read_model_matrix
 
@@ -159,6 +159,8 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
     summary["min_class_size"] = int(params["min_class_size"])
     summary["alpha"] = float(params["alpha"])
     summary["class_permutations"] = int(params["class_permutations"])
+    # how many relabellings give distinct class statistics (binary / multiclass): bounds the smallest class p
+    summary["class_distinct_labellings"] = distinct_labellings(values)
     write_table(table, differential_out, summary)
     write_table(enrichment, enrichment_out, summary)
     if enrichment.height:
