@@ -569,7 +569,9 @@ def main() -> int:
         result = {**old, **keys}
         if args.per_sample_from:
             other = json.loads(args.per_sample_from.read_text())
-            result[f"{other['small_run']['profile']}_profile"] = judge_with_per_sample(old, other)
+            # the machine the per-sample stages were measured on (the study stages keep the main run's)
+            result[f"{other['small_run']['profile']}_profile"] = {**judge_with_per_sample(old, other),
+                                                                   "machine": other.get("machine")}
         args.out.write_text(json.dumps(result, indent=2) + "\n")
         return 0
     if args.quick:
