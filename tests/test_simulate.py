@@ -393,6 +393,24 @@ def test_realistic_study_looks_like_a_real_run(tmp_path):
     features = detect_features(tmp_path / "real" / "mzml" / "S01.mzML", "S01")
     spectra = extract_spectra(tmp_path / "real" / "mzml" / "S01.mzML", features, "S01")
     assert features.height > 1500  # thousands of compounds, most detected
+    # the Orbitrap resolves ~19.5 ppm (QC run 04's closest centroids): co-eluting isomers and isobars closer than
+    # that are one centroid, never two (as two, detection split one ion's trace into two features: session 19)
+    exp = oms.MSExperiment()
+    oms.MzMLFile().load(str(tmp_path / "real" / "mzml" / "S01.mzML"), exp)
+    p = merge_params(None, "realistic")
+    closest = []
+    for spectrum in exp:
+        if spectrum.getMSLevel() != 1:
+            continue
+        mz, inten = spectrum.get_peaks()
+        mz = np.sort(mz[inten >= 10 * p["electronic_noise_level"]])  # ions, not random electronic noise
+        if mz.size > 1:
+            closest.append((np.diff(mz) / mz[1:] * 1e6).min())
+    # centroids carry their own m/z error (1.5-4 ppm), so merged neighbours can land a little closer than 19.5
+    assert np.quantile(closest, 0.01) > p["resolution_ppm"] - 8, np.quantile(closest, 0.01)
+    mz, rt = features["mz"].to_numpy(), features["rt_s"].to_numpy()
+    same = (np.abs(mz[:, None] - mz[None, :]) < 5e-6 * mz[:, None]) & (np.abs(rt[:, None] - rt[None, :]) < 1.0)
+    assert (same.sum() - len(mz)) / 2 < 0.01 * len(mz)  # one ion, one feature (was ~7 % of features paired)
     height = np.log10(features["height"].to_numpy())
     assert 2.0 < np.quantile(height, 0.99) - np.quantile(height, 0.01) < 4.0
     peaks = spectra["mz"].list.len().to_numpy()

@@ -5,8 +5,10 @@ calibration error, every compound's isotopes as tailed elution profiles, persist
 electronic noise and intensity-dependent m/z error in MS1; data-dependent precursor choice (top-N, dynamic
 exclusion, no 13C peaks) and MS2 spectra from everything co-isolated in the window, through a detector model
 (``ms2_detection``, shared with :func:`ms2study.simulate.study.simulate_features`). A batch study's runs carry
-``ExtraIons`` too: adducts and in-source fragments co-eluting with their compound, and eluting contaminants. May
-import ``ms2study.core`` and the simulate modules ``params`` and ``compounds``.
+``ExtraIons`` too: adducts and in-source fragments co-eluting with their compound, and eluting contaminants. With
+``resolution_ppm`` > 0, MS1 ions closer than that are one centroid (``spikein_variation.merge_unresolved``), as an
+instrument that cannot resolve them reports them. May import ``ms2study.core`` and the simulate modules
+``params``, ``compounds`` and ``spikein_variation``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pyopenms as oms
 from ms2study.core.atomic import atomic_path
 from ms2study.simulate.compounds import Compound
 from ms2study.simulate.params import stream
+from ms2study.simulate.spikein_variation import merge_unresolved
 
 C13_SPACING = 1.0033548378  # 13C - 12C: the isotope spacing feature finders expect
 
@@ -302,6 +305,8 @@ def simulate_run(compounds: list[Compound], abundance: np.ndarray, seed: int, sa
         keep = noise_int >= floor
         true_mz = np.concatenate([ions.mz[active], bg_mz])
         peak_int = np.concatenate([inten, bg_int])
+        if p["resolution_ppm"] > 0:  # unresolved ions (isomers, isobars) are one profile peak, one centroid
+            true_mz, peak_int = merge_unresolved(true_mz, peak_int, p["resolution_ppm"])
         # m/z error grows as intensity falls (fewer ions, poorer centroid)
         sd_ppm = np.minimum(4.0, p["mz_error_ppm"] * (1.0 + np.sqrt(1e4 / peak_int)))
         obs_mz = true_mz * (1.0 + 1e-6 * (calib_ppm + sd_ppm * rs.standard_normal(true_mz.size)))

@@ -33,6 +33,7 @@ DEFAULT_PARAMS: dict = {
     "n_background_ions": 60,           # chemical noise: ions present throughout the run
     "background_intensity": [3000.0, 15000.0],
     "mz_error_ppm": 1.5,             # random MS1 m/z error of intense peaks (grows at low intensity)
+    "resolution_ppm": 0.0,           # MS1 ions closer than this are one centroid (summed); 0: every ion its own
     "calibration_error_ppm": 1.0,    # per-run systematic m/z offset (standard deviation)
     "ms2_mz_error_ppm": 3.0,
     "ms2_intensity_cv": 0.25,        # multiplicative fragment intensity noise
@@ -94,6 +95,7 @@ REALISTIC_PARAMS: dict = {
     "electronic_noise_level": 2500.0,  # QC runs: smallest MS1 centroid of a scan ~2,800-4,000
     "electronic_noise_peaks": 800,     # QC runs: ~1,150 centroids per MS1 scan
     "centroid_floor": 2500.0,
+    "resolution_ppm": 19.5,           # QC run 04: closest MS1 centroid pairs (0.1 % quantile of their spacing)
     "n_background_ions": 20,          # persistent chemical noise ions (solvent, plasticisers)
     "dynamic_exclusion_s": 20.0,
     "background_intensity": [5000.0, 1000000.0],  # log-uniform
@@ -161,6 +163,9 @@ def _check_batch(p: dict) -> dict:
     for key, low in (("batches", 1), ("qc_every", 0), ("blanks", 0), ("n_contaminants", 0)):
         if isinstance(p[key], bool) or not isinstance(p[key], int) or p[key] < low:
             raise InputError(f"simulate {key} must be a whole number of at least {low} (got {p[key]!r})")
+    if isinstance(p["resolution_ppm"], bool) or not 0.0 <= float(p["resolution_ppm"]) <= 100.0:
+        raise InputError(f"simulate resolution_ppm must lie between 0 and 100 (got {p['resolution_ppm']!r})",
+                         fix="an Orbitrap resolves about 5-30 ppm at m/z 200; 0 writes every ion as its own centroid")
     if not isinstance(p["adducts"], bool):
         raise InputError(f"simulate adducts must be true or false (got {p['adducts']!r})")
     for key in ("nh4_fraction", "in_source_fraction"):

@@ -64,6 +64,10 @@ top_n, dda_min_intensity    5, 20,000        above the trigger: our run is ~10x 
 ms2_gain, ms2_noise_level   0.3, 1,200       QC runs: MS2 peaks 12 / 22 / 52 (5 / 50 / 95 %) -> 8 / 15 / 36 (the
                                              floor is scaled to our weaker precursors to keep the peak counts)
 electronic_noise_*          2,500, 800/scan  QC runs: smallest MS1 centroid ~2,800-4,000, ~1,150 centroids per scan
+resolution_ppm              19.5             QC run 04: 0.1 % quantile of neighbouring MS1 centroid spacings (what
+                                             the Orbitrap resolves; ``simulate.spikein_background.resolution_ppm``):
+                                             co-eluting ions closer than this are written as one centroid, as the
+                                             instrument reports them (demo: 0, every ion its own centroid)
 coisolate_isotopes          true             QC runs: 19-21 % of MS2 with precursor purity < 0.8 -> 11 %
 detection_limit             4,000            simulate_features only: the detect stage on the mzML simulation found
                                              49 % of compounds at apex 10^3.5-3.75 and 90 % at 10^4-4.25
@@ -233,8 +237,11 @@ def _write_study(outdir: Path, n_samples: int, seed: int, p: dict, profile: str)
 
 
 def _public_params(p: dict) -> dict:
-    """``p`` as the summary records it: without the batch keys when none of them is in use (so a default study's
-    simulation.json is that of the simulator before batch acquisition existed)."""
+    """``p`` as the summary records it: without the batch keys when none of them is in use, and without
+    ``resolution_ppm`` when it is 0 (so a default study's simulation.json is that of the simulator before batch
+    acquisition and the resolution model existed)."""
+    if not p.get("resolution_ppm"):
+        p = {k: v for k, v in p.items() if k != "resolution_ppm"}
     if batch_mode(p) or p["adducts"]:
         return p
     return {k: v for k, v in p.items() if k not in BATCH_PARAMS}
