@@ -155,8 +155,34 @@ def differential_finding(files: DifferentialFiles, ident: pl.DataFrame | None,
             text += (f"; {imputed} of them rest{'s' if imputed == 1 else ''} partly on imputed values (not measured in "
                      "every sample even after gap filling)")
     text += (". " + _named(hits, ident, effect)) if hits.height else "."
+    text += _shift_sentence(summary)
     return outcome, text, _enrichment_finding(files.enrichment, summary.get("positive_class")
                                               if summary.get("type") == "binary" else None, tested)
+
+
+# A study-wide shift is said when this share of the tested features (or more) move one way, or its permutation p is
+# below SIGNIFICANCE: a fresh user's realistic study had 81 % of features higher in cases (median +0.39 log2, p 0.053,
+# a per-sample factor lined up with the groups) and two unplanted classes called enriched, with nothing said.
+SHIFT_SHARE = 0.7
+
+
+def _shift_sentence(summary: dict) -> str:
+    """" A study-wide shift ..." when the differential summary's ``global_shift`` (``modelling.enrichment.
+    global_shift``) shows most features moving one way with the outcome, else ""."""
+    shift = summary.get("global_shift")
+    if not shift:
+        return ""
+    share, p = float(shift["share_up"]), float(shift["p_value"])
+    if not (share >= SHIFT_SHARE or share <= 1 - SHIFT_SHARE or p < SIGNIFICANCE):
+        return ""
+    binary = summary.get("type") == "binary"
+    side = f"higher in {esc(summary.get('positive_class'))}" if binary else f"rising with {esc(summary.get('outcome'))}"
+    unit = "log2" if binary else "log2 per unit"
+    return (f" Across all {shift['n_features']} tested features, {100 * max(share, 1 - share):.0f} % are "
+            f"{side if share >= 0.5 else 'lower'} (median {float(shift['median_effect']):+.2g} {unit}; "
+            f"label-permutation p {p:.2g}): the whole sample shifts with the outcome (a dilution or amount difference the correction "
+            "left, or a broad change), and tests of single features and of classes follow it; the class table's "
+            "'q, shift removed' tests each class with each sample's median level taken out.")
 
 
 def _named(hits: pl.DataFrame, ident: pl.DataFrame | None, effect: str | None) -> str:
@@ -225,7 +251,11 @@ def _enrichment_finding(path: Path | None, positive: str | None = None,
         said.append(f"<b>{esc(name)}</b> (q = {r['q_value']:.2g}{'; ' + counts if counts else ''})"
                     + (f", with its enriched parent class{'es' if len(parents) > 1 else ''} "
                        + ", ".join(esc(p.split(';')[-1].strip()) for p in parents) if parents else "")
-                    + _resting_on_one(r, tested, alpha))
+                    + _resting_on_one(r, tested, alpha)
+                    + (f", but not enriched once each sample's median level is removed (q = "
+                       f"{r['q_value_shift_removed']:.2g}): it may only follow the study-wide shift"
+                       if r.get("q_value_shift_removed") is not None and r["q_value_shift_removed"] >= SIGNIFICANCE
+                       else ""))
     alone = (tested is not None and "q_value" in tested.columns
              and not (tested["q_value"] < SIGNIFICANCE).fill_null(False).any())
     return (f"{hits.height} of {enrichment.height} chemical classes enriched at q &lt; {SIGNIFICANCE:g}: "

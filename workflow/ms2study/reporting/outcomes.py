@@ -76,9 +76,10 @@ DIFFERENTIAL_TEXT = (
     "measured. q-values are "
     "Benjamini-Hochberg over the tested features. Identifications are the accepted ones (their own q in "
     "the 'id q' column). Chemical classes are tested as in ChemRICH (Barupal &amp; Fiehn 2017, Sci Rep "
-    "7:14567): the one-sided Kolmogorov-Smirnov statistic of the class's compound p-values against uniform, at "
-    "every level of the class path, its p-value from permutations of the samples' outcome labels (a class's "
-    "compounds co-vary, which the Kolmogorov-Smirnov distribution ChemRICH reads it against does not allow), "
+    "7:14567) as a set, at every level of the class path: Fisher's combination of the class's compound p-values "
+    "(each compound's Welch / regression / ANOVA test), its p-value from permutations of the samples' outcome "
+    "labels (a class's compounds co-vary, which ChemRICH's Kolmogorov-Smirnov reading assumes away); the test is "
+    "self-contained, so a shift of the whole sample with the outcome moves every class, "
     "with Benjamini-Hochberg q-values over the classes; 'up' and 'down' "
     "count the class's compounds with p &lt; 0.05 in each direction.</p>")
 
@@ -451,7 +452,8 @@ def _enrichment_part(path: Path | None, summary: dict, effect_header: str, outco
                "n_significant": f"p < {float(summary.get('alpha', 0.05)):g}", "n_up": "up", "n_down": "down",
                "direction": "direction",
                "median_effect": f"median {effect_header}" if effect_header else "median effect",
-               "p_value": "p", "q_value": "q", "compounds": "members"}
-    shown = enrichment.select([pl.col(c).alias(h) for c, h in columns.items() if c in enrichment.columns])
+               "p_value": "p", "q_value": "q", "q_value_shift_removed": "q, shift removed", "compounds": "members"}
+    shown = enrichment.select([pl.col(c).alias(h) for c, h in columns.items() if c in enrichment.columns
+                               and enrichment[c].null_count() < enrichment.height])  # an empty column says nothing
     text += "".join(f'<p class="note">{esc(n)}</p>' for n in read_summary(path).get("enrichment_notes") or [])
     return title + text + interactive_table(shown, f"enrichment-{k}", order=[("q", "asc")]), chart

@@ -35,7 +35,7 @@ from ms2study.modelling.differential import (
     outcome_filename,
     write_table,
 )
-from ms2study.modelling.enrichment import class_enrichment, distinct_labellings
+from ms2study.modelling.enrichment import class_enrichment, distinct_labellings, global_shift
 from ms2study.modelling.locality import local_cluster
 from ms2study.modelling.outcomes import not_sample_note, not_study_samples, read_model_matrix
 
@@ -54,8 +54,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "permutations": 200,            # differential.permutations: the permutation nulls (moderated test; Welch on
                                     # features with a filled value); 0: the t distribution
     "class_permutations": 1000,     # differential.class_permutations: label permutations of the class enrichment's
-                                    # null (modelling.enrichment); 0: the Kolmogorov-Smirnov distribution (assumes
-                                    # independent compounds)
+                                    # null (modelling.enrichment); 0: Fisher's chi-square (assumes independent
+                                    # compounds)
     "seed": 0,                      # models.seed: the permutations
 }
 
@@ -161,6 +161,9 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
     summary["class_permutations"] = int(params["class_permutations"])
     # how many relabellings give distinct class statistics (binary / multiclass): bounds the smallest class p
     summary["class_distinct_labellings"] = distinct_labellings(values)
+    # a shift of the whole sample with the outcome moves every self-contained class test (see global_shift)
+    summary["global_shift"] = global_shift(values, table.filter(pl.col("tested"))["consensus_id"].to_list(),
+                                           int(params["class_permutations"]) or 1000, int(params["seed"]))
     write_table(table, differential_out, summary)
     write_table(enrichment, enrichment_out, summary)
     if enrichment.height:
