@@ -603,6 +603,7 @@ def qc_summary(correction: dict, raw: pl.DataFrame, corrected: pl.DataFrame, mat
         per_feature[c] = {
             "n": int(ok.sum()), "median_ratio_to_true": round(float(np.median(est[ok] / true[ok])), 3),
             "median_abs_log_ratio": round(float(np.median(np.abs(np.log(est[ok] / true[ok])))), 3),
+            "n_above_threshold": int(above.sum()),
             "recall_above_threshold": round(float((est[above] > threshold).mean()), 3) if above.any() else None,
             "false_flag_share_below": round(float((est[below] > threshold).mean()), 3) if below.any() else None,
             "flags_right_share": round(float((true[flagged] > threshold).mean()), 3) if flagged.any() else None}
@@ -664,17 +665,22 @@ def _env() -> dict:
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
+def _settings_match(study: Path, samples: int, seed: int, batches: int, qc_every: int, blanks: int) -> bool:
+    """Whether ``study`` holds a simulation made with these settings (its simulation.json)."""
+    sim = study / "simulation.json"
+    if not sim.is_file():
+        return False
+    s = json.loads(sim.read_text())
+    acq = s.get("acquisition", {})
+    return (s.get("seed"), s.get("n_samples"), s.get("profile"), acq.get("batches"), acq.get("qc_every"),
+            acq.get("blanks"), acq.get("adducts")) == (seed, samples, "realistic", batches, qc_every, blanks, True)
+
+
 def simulate(study: Path, samples: int, seed: int, batches: int, qc_every: int, blanks: int, log: Path) -> bool:
     """Simulate the study into ``study`` with ``ms2study simulate --realistic`` unless the folder already holds one
     made with these settings; True when it simulated."""
-    sim = study / "simulation.json"
-    if sim.is_file():
-        s = json.loads(sim.read_text())
-        acq = s.get("acquisition", {})
-        if (s.get("seed"), s.get("n_samples"), s.get("profile"), acq.get("batches"), acq.get("qc_every"),
-                acq.get("blanks"), acq.get("adducts")) == (seed, samples, "realistic", batches, qc_every, blanks,
-                                                           True):
-            return False
+    if _settings_match(study, samples, seed, batches, qc_every, blanks):
+        return False
     cmd = [sys.executable, "-m", "ms2study", "simulate", str(study), "--realistic", "--batches", str(batches),
            "--qc-every", str(qc_every), "--blanks", str(blanks), "--adducts", "--samples", str(samples),
            "--seed", str(seed), "--overwrite"]
@@ -701,13 +707,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--qc-every", type=int, default=5)
     ap.add_argument("--blanks", type=int, default=2)
     ap.add_argument("--cores", type=int, default=2)
-    ap.add_argument("--skip-run", action="store_true", help="score the study's outputs as they are (no ms2study run)")
+    ap.add_argument("--skip-run", action="store_true", help="score the study's outputs as they are (no simulate, no "
+                    "ms2study run; the study must have been simulated with the settings given)")
     args = ap.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
     study, log, timing_path = args.workdir / "study", args.workdir / "pipeline.log", args.workdir / "timing.json"
     seconds = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
     t = time.time()
-    if simulate(study, args.samples, args.seed, args.batches, args.qc_every, args.blanks, log):
+    if args.skip_run:  # only score: never simulate over (or beside) a finished study
+        if not _settings_match(study, args.samples, args.seed, args.batches, args.qc_every, args.blanks):
+            raise SystemExit(f"{study}: no study simulated with these settings (its simulation.json; the study is "
+                             "WORKDIR/study): pass the --samples, --seed, --batches, --qc-every and --blanks it was "
+                             "simulated with, and the folder above the study as --workdir")
+        if not (study / "results" / "study" / "feature_matrix.parquet").is_file():
+            raise SystemExit(f"{study}: no results to score (results/study/feature_matrix.parquet is missing): run "
+                             "the study first (without --skip-run, or ms2study run)")
+    elif simulate(study, args.samples, args.seed, args.batches, args.qc_every, args.blanks, log):
         seconds = {"simulate": round(time.time() - t, 1)}
         timing_path.write_text(json.dumps(seconds) + "\n")
     if not args.skip_run:

@@ -269,3 +269,25 @@ def test_qc_summary_scores_each_rsd_column_against_the_samples_true_error() -> N
     assert predicted["false_flag_share_below"] == 1.0 and predicted["flags_right_share"] == 0.5
     ratios = [0.45 / study_truth.rsd(wide), 0.35 / study_truth.rsd(narrow)]
     assert predicted["median_ratio_to_true"] == pytest.approx(np.median(ratios), rel=1e-3)
+
+
+def test_skip_run_only_scores_and_never_simulates_over_a_study(tmp_path: Path) -> None:
+    """A fresh user's --skip-run with the wrong --workdir simulated a new study inside theirs, and with other
+    settings it would have simulated over it (--overwrite): --skip-run now only scores, and says what is wrong."""
+    import json
+
+    with pytest.raises(SystemExit, match="no study simulated with these settings"):
+        study_truth.main(["--out", str(tmp_path / "r.json"), "--workdir", str(tmp_path), "--skip-run"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing simulated, no log or timing written
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "simulation.json").write_text(json.dumps({
+        "seed": 41, "n_samples": 16, "profile": "realistic",
+        "acquisition": {"batches": 2, "qc_every": 5, "blanks": 2, "adducts": True}}))
+    with pytest.raises(SystemExit, match="no study simulated with these settings"):  # --batches 3 by default
+        study_truth.main(["--out", str(tmp_path / "r.json"), "--workdir", str(tmp_path), "--skip-run",
+                          "--samples", "16", "--seed", "41"])
+    with pytest.raises(SystemExit, match="no results to score"):
+        study_truth.main(["--out", str(tmp_path / "r.json"), "--workdir", str(tmp_path), "--skip-run",
+                          "--samples", "16", "--seed", "41", "--batches", "2"])
+    assert sorted(p.name for p in study.iterdir()) == ["simulation.json"]

@@ -81,8 +81,11 @@ def rsd_part(corrected: pl.DataFrame | None, record: dict, threshold: float,
                  "moderated towards features of similar intensity: empirical Bayes, Smyth 2004) and the fit's "
                  f"leverage there, capped at {MAX_PREDICTED_RSD:g} (a feature whose QC values scatter over orders of "
                  "magnitude). Per feature against known truth it came to 0.8-1.2x the samples' error on "
-                 "simulated drift and 0.86-1.03x on realistic simulated batch studies (in-sample: 0.4x, held out: "
-                 "1.3-3x; config/README.md, <code>qc_rsd_basis</code>). " + (
+                 "simulated drift and 0.79-1.03x on realistic simulated batch studies (in-sample: 0.4x, held out: "
+                 "1.3-3x; config/README.md, <code>qc_rsd_basis</code>). As a flag it catches only the error the QCs "
+                 "share with the samples: of the features whose true error after correction exceeded the threshold "
+                 "in those studies, it flagged 3-55 % (benchmarks/README.md), so a feature left unflagged is not shown "
+                 "to lie below it. " + (
                      f"{unjudged} features with fewer than 2 QC values in every batch are not judged (flag empty, "
                      "kept). " if unjudged else "") + "A pooled QC shows the measurement's error, not a gap-filled "
                  "sample value's.</p>")
