@@ -183,10 +183,22 @@ def test_ranking_order_and_when_there_are_no_warnings() -> None:
 
 
 def test_no_evidence_when_the_interval_reaches_chance() -> None:
-    spans = _summary(features=_entry(0.70, 0.40, 0.95, 0.03))
+    spans = _summary(features=_entry(0.70, 0.40, 0.95, 0.30))
     text, on = findings.model_verdict(spans)
     assert text.startswith("<b>no evidence of separation</b> (AUC 0.70, 95 % interval 0.40 to 0.95")
     assert on == "features"
+    # a small p with an interval that reaches chance is not "no evidence" (a fresh user's age model: p 0.0099,
+    # Bonferroni over 4 sets 0.040, interval from -0.51): inconclusive, said with both numbers
+    small_p = _summary(features=_entry(0.70, 0.40, 0.95, 0.03))
+    assert findings.model_verdict(small_p)[0].startswith(
+        "<b>inconclusive</b>: the permutation test says the best set separates")
+    four = {"outcome": "age", "type": "continuous", "status": "done", "feature_sets": {
+        k: {"metric": "r2", "value": v, "ci_low": -0.51, "ci_high": 0.66, "permutation_p": p}
+        for k, v, p in (("a", 0.29, 0.0099), ("b", 0.1, 0.3), ("c", 0.0, 0.5), ("d", -0.1, 0.7))}}
+    assert findings.model_verdict(four)[0].startswith("<b>inconclusive</b>: the permutation test says the best set "
+                                                      "predicts age, but its interval reaches chance (R² 0.29")
+    four["feature_sets"]["a"]["permutation_p"] = 0.02  # Bonferroni over the 4: 0.08
+    assert findings.model_verdict(four)[0].startswith("<b>no evidence that the data predict age</b>")
     above = _summary(features=_entry(0.80, 0.55, 0.98, 0.20))
     assert findings.model_verdict(above)[0].startswith("<b>not shown to beat chance</b>: its permutation p = 0.2 is")
     # a set that beats chance is preferred over a higher one that does not

@@ -59,7 +59,8 @@ def p_text(entry: dict) -> str:
 def model_verdict(summary: dict) -> tuple[str, str | None]:
     """(the verdict as HTML, the feature set it rests on or None). Beating chance follows the models section's
     rule (``cautions.chance_shortfall``: p < 0.05 and the 95 % interval above chance); a model that does not and
-    whose interval reaches chance (e.g. an AUC interval spanning 0.5) is "no evidence"; one whose interval lies
+    whose interval reaches chance (e.g. an AUC interval spanning 0.5) is "no evidence", unless its p (Bonferroni
+    over the feature sets) is below 0.05, which makes it "inconclusive"; one whose interval lies
     above chance but whose p is not small is "not shown to beat chance", with the reason. A "suggestive only" or
     "not shown to beat chance" verdict that the permutations' resolution decides says so and what to raise
     (``cautions.permutation_resolution``)."""
@@ -97,6 +98,11 @@ def model_verdict(summary: dict) -> tuple[str, str | None]:
     if why is None:
         return f"<b>{does}</b> ({numbers})", name
     if chance is None or low is None or float(low) <= chance:
+        if p is not None and float(p) * max(n_sets, 1) < P_SMALL:
+            # the permutations say it beats chance (after the choice among the sets), the interval does not rule
+            # chance out: not "no evidence" (a fresh user's age model: p 0.0099, Bonferroni 0.040, interval to -0.51)
+            return (f"<b>inconclusive</b>: the permutation test says the best set {does}, but its interval reaches "
+                    f"chance ({numbers}){limited}"), name
         return f"<b>{none}</b> ({numbers})", name
     return f"<b>not shown to beat chance</b>: {esc(why)} ({numbers}){limited}", name
 
