@@ -282,3 +282,22 @@ def test_ms2study_run_shows_the_mass_tolerance_warning(tmp_path: Path, capsys: p
     main(["run", str(tmp_path), "--cores", "1", "-n"])
     err = capsys.readouterr().err
     assert "ms2study run: warning: m/z tolerances differ (25 ppm: annotate.precursor_tolerance_ppm; 10 ppm: " in err
+
+
+def test_byte_identical_runs_under_two_sample_ids_are_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A fresh user's trial: two runs copied under new ids took the differential hits from 4 to 11, and nothing said
+    so. Identical files are found by size, then content; distinct runs are not hashed at all."""
+    from ms2study.cli import main
+    from ms2study.io.runfiles import identical_runs
+
+    _touch_mzml(tmp_path, "a.mzML")
+    (tmp_path / "b.mzML").write_text("<mzML id='another run'/>")
+    (tmp_path / "c.mzML").write_bytes((tmp_path / "a.mzML").read_bytes())  # a copy under a new name
+    (tmp_path / "d.mzML").write_bytes((tmp_path / "a.mzML").read_bytes()[:-1] + b"!")  # same size, other bytes
+    ids, files = ["A", "B", "C", "D", "E"], ["a.mzML", "b.mzML", "c.mzML", "d.mzML", "a.mzML"]
+    assert identical_runs(tmp_path, ids, files) == [["A", "C", "E"]]
+    assert identical_runs(tmp_path, ids[:4], ["a.mzML", "b.mzML", "d.mzML", "missing.mzML"]) == []
+    (tmp_path / "d.mzML").unlink()
+    main(["run", str(tmp_path), "--cores", "1", "-n"])
+    err = capsys.readouterr().err
+    assert "ms2study run: warning: samples a, c have byte-identical run files: one injection counted 2 times" in err

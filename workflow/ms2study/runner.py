@@ -29,6 +29,7 @@ import yaml
 
 from ms2study import study
 from ms2study.core.errors import InputError
+from ms2study.io.runfiles import identical_runs
 from ms2study.outofdate import (OUT_OF_DATE_NOTE, OUT_OF_DATE_REPORT, REPORT, mark_report_out_of_date,
                                 pending_samples, unforced, write_out_of_date_note)
 from ms2study.runlog import RunLog, parse_snakemake_log, read_run_log  # noqa: F401 (parse_snakemake_log: tests)
@@ -425,6 +426,14 @@ def _call(command: list[str], env: dict[str, str]) -> int:
             continue
 
 
+def _identical_run_warnings(study_dir: Path, sheet) -> list[str]:
+    """A warning per group of sample ids whose run files are byte-identical (``io.runfiles.identical_runs``)."""
+    groups = identical_runs(study_dir, sheet["sample_id"].to_list(), sheet["file"].to_list())
+    return [f"samples {', '.join(ids)} have byte-identical run files: one injection counted {len(ids)} times (a "
+            "copied or twice-listed file?); remove the extra rows from the sample sheet unless that is meant"
+            for ids in groups]
+
+
 def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
     study_dir = Path(study_dir).resolve()
     if not study_dir.is_dir():
@@ -434,7 +443,8 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
     if nested:  # a bad value is named first (key, allowed values); a good one is refused for its form below
         study.load_config(study_dir, nested, "the study's config.yaml (--config takes top-level keys only)")
     config = study.load_config(study_dir, config_overrides(extra))
-    for warning in study.check_study(study_dir, config, study.load_sample_sheet(study_dir, config)):
+    sheet = study.load_sample_sheet(study_dir, config)
+    for warning in study.check_study(study_dir, config, sheet) + _identical_run_warnings(study_dir, sheet):
         print(f"ms2study run: warning: {warning}", file=sys.stderr, flush=True)
     command = snakemake_command(study_dir, extra)
     env = dict(os.environ)
