@@ -545,3 +545,33 @@ def test_samples_injected_after_the_last_qc_of_their_batch_are_named_in_a_warnin
     kinds = np.array(late["sample_type"].to_list())
     assert outside_qc_bracket(kinds == "sample", kinds == "qc", orders, late["batch"].to_list(),
                               late["sample_id"].to_list()) == ["R002"]
+
+
+def test_normalise_after_drift_removes_the_samples_dilution_that_qcs_cannot_see() -> None:
+    """Samples diluted by a factor of their own (urine; sd 0.3 ln) keep it through QC-RLSC, whose QCs are one material:
+    with normalise_after_drift: pqn each run's overall level is removed as well, and the record says so."""
+    study = make_study(seed=3)
+    samples = ~study["is_qc"] & ~study["is_blank"]
+    rng = np.random.default_rng(7)
+    dilution = np.where(samples, np.exp(rng.normal(0, 0.3, samples.size)), 1.0)
+    values = study["values"] * dilution[None, :]
+    frame = with_values(study, values)
+    rows = slice(15, None)
+    truth = np.log(study["truth"][rows][:, samples])
+
+    def sample_level_error(params: dict) -> tuple[float, dict]:
+        result = correct_matrix(frame, study["roles"], {"adducts": False, **params})
+        error = np.log(run_values(result.matrix, study["roles"])[rows][:, samples]) - truth
+        return float(np.std(np.median(error, axis=0))), result.report  # spread of the samples' overall levels
+
+    plain, record = sample_level_error({})
+    assert plain > 0.2 and record["normalised_after_drift"] is None and record["pqn_factor_range"] is None
+    normalised, record = sample_level_error({"normalise_after_drift": "pqn"})
+    assert normalised < 0.06, normalised
+    assert record["normalised_after_drift"] == "pqn" and record["pqn_factor_range"][0] < 0.8 < 1.2 < \
+        record["pqn_factor_range"][1]
+    # without QCs the median method is this normalisation already: the option changes nothing there
+    no_qc = make_study(qc_every=0, seed=3)
+    a = correct_matrix(no_qc["matrix"], no_qc["roles"], {"adducts": False})
+    b = correct_matrix(no_qc["matrix"], no_qc["roles"], {"adducts": False, "normalise_after_drift": "pqn"})
+    assert a.matrix.equals(b.matrix) and b.report["normalised_after_drift"] is None

@@ -80,7 +80,8 @@ ADDUCTS_MODULE = "ms2study.correction.adducts"
 REPORT_KEYS = (
     "drift_method", "note", "n_features", "n_samples", "n_qc", "n_blank", "batches", "n_blank_flagged",
     "n_qc_rsd_flagged", "qc_rsd_median_before", "qc_rsd_median_after", "qc_rsd_median_held_out",
-    "qc_rsd_median_predicted", "qc_rsd_basis", "n_qc_rsd_unassessed", "qc_residual_df_median", "qc_rsd_prior_df",
+    "qc_rsd_median_predicted", "qc_rsd_basis", "normalised_after_drift", "pqn_factor_range", "n_qc_rsd_unassessed",
+    "qc_residual_df_median", "qc_rsd_prior_df",
     "n_qc_rsd_flagged_in_sample", "n_filled",
     "filled_share",
     "n_compound_groups", "n_features_in_adduct_groups", "internal_standards", "warnings",
@@ -276,6 +277,9 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
                             "pooled QC before the first and after the last sample of every batch")
     elif method == "median":
         values, _ = median_normalise(values, is_sample | is_qc)
+    pqn_factors = None
+    if fit is not None and params["normalise_after_drift"] == "pqn":  # the samples' dilution, which QCs cannot see
+        values, pqn_factors = median_normalise(values, is_sample | is_qc)
     rsd_after = qc_rsd(values, is_qc)
     if fit is not None:  # one QC value per batch: the fit goes through each, an RSD of 0 that measures nothing
         rsd_after = np.where(fit.residual_df >= 1.0, rsd_after, np.nan)
@@ -343,6 +347,10 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
         "qc_rsd_median_held_out": _median(rsd_held_out) if fit is not None else None,
         "qc_rsd_median_predicted": _median(predicted) if fit is not None else None,
         "qc_rsd_basis": params["qc_rsd_basis"],
+        # after the QC-based fit, each run's overall level removed (PQN factors of the study samples: range)
+        "normalised_after_drift": "pqn" if pqn_factors is not None else None,
+        "pqn_factor_range": ([round(float(f), 4) for f in (pqn_factors[is_sample].min(), pqn_factors[is_sample].max())]
+                             if pqn_factors is not None and is_sample.any() else None),
         "n_qc_rsd_unassessed": int((~assessed).sum()) if is_qc.any() else None,
         "qc_residual_df_median": _median(fit.residual_df) if fit is not None else None,
         "qc_rsd_prior_df": fit.prior_df if fit is not None else None,
