@@ -657,6 +657,36 @@ def score(study: Path) -> dict:
         "differential": diffs,
         "gap_filling": gapfill_summary(intensity_pairs(raw, filled, matches, truth, runs)),
         "qc_rsd": qc_summary(correction, raw, corrected, matches, truth, samples),
+        "class_enrichment": class_summary(res / "class_enrichment" / "group.parquet",
+                                          json.loads((study / "simulation.json").read_text()).get("planted_class")),
+    }
+
+
+def class_summary(path: Path, planted: str | None) -> dict | None:
+    """The group outcome's class enrichment against the planted class: its q (and with each sample's median level
+    removed), its rank, and the other classes at q < 0.05 (unplanted, so false unless their compounds really differ,
+    e.g. through a study-wide shift); None without the table."""
+    if not path.is_file():
+        return None
+    table = pl.read_parquet(path)
+    if table.height == 0:
+        return {"n_classes": 0, "planted_class": planted}
+    has_removed = "q_value_shift_removed" in table.columns
+    names = table["class_name"].to_list()
+    row = table.filter(pl.col("class_name") == planted) if planted else table.clear()
+
+    def q(frame: pl.DataFrame, column: str) -> float | None:
+        return round(float(frame[column][0]), 4) if frame.height and frame[column][0] is not None else None
+
+    others = table.filter(pl.col("class_name") != (planted or ""))
+    return {
+        "n_classes": table.height, "planted_class": planted, "planted_tested": bool(row.height),
+        "planted_rank": names.index(planted) + 1 if planted in names else None,
+        "planted_q": q(row, "q_value"),
+        "planted_q_shift_removed": q(row, "q_value_shift_removed") if has_removed else None,
+        "other_classes_q05": others.filter(pl.col("q_value") < 0.05)["class_path"].to_list(),
+        "other_classes_q05_shift_removed": others.filter(pl.col("q_value_shift_removed") < 0.05)["class_path"]
+        .to_list() if has_removed else None,
     }
 
 def _env() -> dict:

@@ -291,3 +291,16 @@ def test_skip_run_only_scores_and_never_simulates_over_a_study(tmp_path: Path) -
         study_truth.main(["--out", str(tmp_path / "r.json"), "--workdir", str(tmp_path), "--skip-run",
                           "--samples", "16", "--seed", "41", "--batches", "2"])
     assert sorted(p.name for p in study.iterdir()) == ["simulation.json"]
+
+
+def test_class_summary_scores_the_planted_class_and_the_others(tmp_path: Path) -> None:
+    """A fresh user's trial: two unplanted classes were called enriched and the benchmark scored no class at all."""
+    table = pl.DataFrame({"class_path": ["sugar", "organic_acid", "amino_acid"],
+                          "class_name": ["sugar", "organic_acid", "amino_acid"],
+                          "q_value": [0.01, 0.013, 0.2], "q_value_shift_removed": [0.3, 0.012, 0.5]})
+    table.write_parquet(tmp_path / "group.parquet")
+    result = study_truth.class_summary(tmp_path / "group.parquet", "organic_acid")
+    assert result["planted_rank"] == 2 and result["planted_q"] == 0.013 and result["planted_q_shift_removed"] == 0.012
+    assert result["other_classes_q05"] == ["sugar"] and result["other_classes_q05_shift_removed"] == []
+    assert study_truth.class_summary(tmp_path / "absent.parquet", "x") is None
+    assert study_truth.class_summary(tmp_path / "group.parquet", "lipid")["planted_tested"] is False
