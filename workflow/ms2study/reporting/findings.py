@@ -189,10 +189,10 @@ def _shift_sentence(summary: dict) -> str:
     return (f" Across all {shift['n_features']} tested features, {100 * max(share, 1 - share):.0f} % are "
             f"{side} (median {float(shift['median_effect']):+.2g} {unit}; "
             f"label-permutation p {p:.2g}): the whole sample shifts with the outcome (a dilution or amount "
-            "difference the correction left, or a broad change), and tests of single features and of classes follow it; the class table's "
-            "'q, shift removed' tests each class with each sample's median level taken out. Where the shift is "
-            "dilution or amount rather than biology, <code>correct: normalise_after_drift: pqn</code> removes it after "
-            "a QC-based correction.")
+            "difference the correction left, or a broad change), and tests of single features and of classes "
+            "follow it; the class table's 'q, shift removed' tests each class with each sample's median level "
+            "taken out. Where the shift is dilution or amount rather than biology, <code>correct: "
+            "normalise_after_drift: pqn</code> removes it after a QC-based correction.")
 
 
 def _named(hits: pl.DataFrame, ident: pl.DataFrame | None, effect: str | None) -> str:
