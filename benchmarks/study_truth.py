@@ -630,7 +630,11 @@ def score(study: Path) -> dict:
         if "sample_type" in sheet.columns else {s: "sample" for s in sheet["sample_id"].to_list()}
     samples = [s for s, t in types.items() if t == "sample"]
     runs = [s for s, t in types.items() if t in ("sample", "qc")]
-    judged = judge_identifications(pl.read_parquet(res / "identifications.parquet"), matches, comp)
+    identifications = pl.read_parquet(res / "identifications.parquet")
+    judged = judge_identifications(identifications, matches, comp)
+    # what a looser annotate: fdr would add: the names with 0.01 < q <= 0.05, judged the same way
+    looser = judge_identifications(identifications.with_columns(
+        ((pl.col("q_value") > 0.01) & (pl.col("q_value") <= 0.05)).fill_null(False).alias("accepted")), matches, comp)
     filled = pl.concat([pl.read_parquet(res / "gap_filled" / f"{s}.parquet") for s in runs
                         if (res / "gap_filled" / f"{s}.parquet").is_file()], how="diagonal_relaxed")
     diffs = {}
@@ -653,6 +657,7 @@ def score(study: Path) -> dict:
         "matching": {"ppm": PPM, "rt_tolerance_s": RT_TOL_S, "rt_scale_s": RT_SCALE_S,
                      "n_truth_ions": ions.height} | match_summary(matches, comp),
         "identifications": ident,
+        "identifications_q_0.01_to_0.05": identification_summary(looser),
         "blank_flags": blank_summary(corrected, matches),
         "differential": diffs,
         "gap_filling": gapfill_summary(intensity_pairs(raw, filled, matches, truth, runs)),

@@ -4,6 +4,7 @@ the empty cases, the command and the Snakemake rule."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -231,11 +232,18 @@ def test_class_enrichment_permutes_continuous_and_multiclass_outcomes() -> None:
     enrichment, notes = chemrich.class_enrichment(table, values=values, n_permutations=300)
     assert enrichment["class_name"][0] == "Class 0" and enrichment["q_value"][0] < 0.05, enrichment
     assert (enrichment["q_value"][1:] >= 0.05).all() and enrichment["direction"][0] == "up" and not notes
-    three = samples.with_columns(pl.Series("group", (["a", "b", "c"] * 7)[:len(ids)]))
-    table, _, values = per_feature.differential_with_values(matrix, three, {"column": "group", "type": "multiclass"},
+    groups = np.array((["a", "b", "c"] * 7)[:len(ids)])
+    three = samples.with_columns(pl.Series("group", groups.tolist()))
+    # class 3 is 2.5x higher in group a: the multiclass (ANOVA) permutation test finds it and no other class
+    raised = matrix.with_columns([pl.when(pl.col("consensus_id").is_in([f"C{i:03d}" for i in range(24, 32)]))
+                                  .then(pl.col(s) * 2.5).otherwise(pl.col(s)).alias(s)
+                                  for s, g in zip(ids, groups) if g == "a"])
+    table, _, values = per_feature.differential_with_values(raised, three, {"column": "group", "type": "multiclass"},
                                                             identifications)
-    enrichment, notes = chemrich.class_enrichment(table, values=values, n_permutations=100)
-    assert enrichment.height == 6 and enrichment["p_value"].min() >= 1 / 101 and not notes
+    enrichment, notes = chemrich.class_enrichment(table, values=values, n_permutations=200)
+    assert enrichment.height == 6 and not notes and enrichment["p_value"].min() >= 1 / 201
+    assert enrichment["class_name"][0] == "Class 3" and enrichment["q_value"][0] < 0.05, enrichment
+    assert enrichment["direction"].is_null().all()
 
 
 def test_few_samples_allow_few_labellings_and_the_notes_say_so() -> None:
@@ -635,5 +643,6 @@ def test_a_study_wide_shift_is_measured_and_classes_are_also_tested_without_it(t
                                   study / "d.parquet", study / "e.parquet", {"outcome": BINARY})
     assert summary["global_shift"]["share_up"] > 0.85
     _, text, classes = differential_finding(DifferentialFiles(study / "d.parquet", study / "e.parquet"), None)
-    assert "% are higher in case (median +0.7" in text and "the whole sample shifts with the outcome" in text
+    assert re.search(r"\d+ % are higher in case \(median \+0\.\d+ log2; label-permutation p 0\.00\d+\)", text), text
+    assert "the whole sample shifts with the outcome" in text
     assert "not enriched once each sample's median level is removed" in classes

@@ -507,3 +507,24 @@ def test_identifications_with_a_mark_the_q_value_does_not_cover_are_counted_in_t
     clean = ident.with_columns(in_source_of_mz=pl.lit(None, dtype=pl.Float64),
                                same_name_elsewhere=pl.lit([], dtype=pl.List(pl.Utf8)))
     assert "carry a mark" not in identification_finding(clean, 0.01)
+
+
+def test_the_study_wide_shift_sentence_reads_the_outcome_its_p_and_the_correction() -> None:
+    """Said when 70 % of the tested features or more move one way, or the shift's p is small; as a shift only when
+    that p is below 0.05; in the continuous outcome's own words; naming PQN only after a QC-based correction without
+    it (a fresh user's age outcome read '77 % are lower')."""
+    shift = {"n_features": 3253, "median_effect": -0.014, "share_up": 0.23, "p_value": 0.11, "n_permutations": 1000}
+    age = {"outcome": "age", "type": "continuous", "global_shift": shift}
+    text = findings._shift_sentence(age, {"drift_method": "qc_linear", "normalised_after_drift": None}, True)
+    assert ("77 % are falling with age (median -0.014 log2 per unit; label-permutation p 0.11): this may be "
+            "chance") in text
+    assert "'q, shift removed'" in text and "normalise_after_drift: pqn" in text
+    group = {"outcome": "group", "type": "binary", "positive_class": "case",
+             "global_shift": {**shift, "median_effect": 0.39, "share_up": 0.81, "p_value": 0.004}}
+    text = findings._shift_sentence(group, {"drift_method": "qc_linear", "normalised_after_drift": "pqn"})
+    assert "81 % are higher in case (median +0.39 log2" in text and "the whole sample shifts with the outcome" in text
+    assert "normalise_after_drift" not in text and "shift removed" not in text  # already normalised; no column
+    assert "normalise_after_drift" not in findings._shift_sentence(group, {"drift_method": "median"})
+    balanced = {**group, "global_shift": {**shift, "share_up": 0.6, "p_value": 0.2}}
+    assert findings._shift_sentence(balanced) == "" and not findings.shift_notable(balanced)
+    assert findings.shift_notable({**balanced, "global_shift": {**shift, "share_up": 0.6, "p_value": 0.01}})

@@ -19,7 +19,7 @@ def identical_runs(study_dir: Path, sample_ids: Sequence[str], files: Sequence[s
     samples (tests, models, enrichment) counts that run twice (a fresh user's trial: two copied runs took the
     differential hits from 4 to 11). ``files`` are relative to ``study_dir`` (or absolute), one per sample id;
     missing files are skipped (another check names them). Only files of equal size are hashed (SHA-256, streamed),
-    so a study of distinct runs reads no file. Returns the groups (each sorted, sheet order of their first id)."""
+    so a study of distinct runs reads no file. Returns the groups, each in sheet order, ordered by their first id."""
     by_size: dict[int, list[tuple[str, Path]]] = defaultdict(list)
     for sample_id, name in zip(sample_ids, files):
         path = Path(name) if Path(name).is_absolute() else Path(study_dir) / name

@@ -93,8 +93,9 @@ def class_enrichment(differential: pl.DataFrame, min_class_size: int = 3, alpha:
       class's p-value is (1 + permutations whose statistic reaches the observed one) / (1 + n_permutations)
       (Phipson & Smyth 2010, Stat Appl Genet Mol Biol 9:39). Permutations keep the correlation between compounds,
       so the p-value holds whatever it is. With few samples the labellings are few (3 + 3 samples: 10 up to
-      swapping the groups) and no p-value falls much below one over their number; a note says so when that keeps
-      every class above q 0.05.
+      swapping the groups) and no p-value falls much below one over their number; a note says so when they are
+      fewer than 20 per class tested (then few or no classes can reach q < 0.05). Binary and multiclass labels are
+      permuted as they are (covariates, as in the differential's two-group test and ANOVA, are not adjusted for).
     - ``p_value_shift_removed`` / ``q_value_shift_removed``: the same permutation test with each sample's median
       log2 value over all tested features subtracted first. A self-contained test calls every class that follows a
       shift of the whole sample with the outcome (a dilution or amount difference left by the correction, see
@@ -305,21 +306,26 @@ def global_shift(values: OutcomeValues, consensus_ids: list[str], n_permutations
     rng = np.random.default_rng(seed)
     y = np.asarray(values.y)
     labellings = np.stack([y] + [_permuted_outcome(values, rng) for _ in range(int(n_permutations))])
-    if values.kind == "binary":
-        pos = (labellings == 1).astype(np.float64)
-        weights = pos / pos.sum(axis=1, keepdims=True) - (1 - pos) / (1 - pos).sum(axis=1, keepdims=True)
-        effect = weights @ x.T  # labellings x features: mean positive minus mean other
-    else:
+    if values.kind != "binary":
         C = values.covariates
         design = np.column_stack([np.ones(x.shape[1])] + ([C] if C is not None and C.size else []))
         hat = design @ np.linalg.pinv(design)
-        rl = labellings.astype(np.float64) - labellings.astype(np.float64) @ hat
         rx = x - x @ hat
-        effect = (rl @ rx.T) / (rl ** 2).sum(axis=1, keepdims=True)  # OLS slopes adjusted for the covariates
-    median = np.median(effect, axis=1)
+    median, observed = np.empty(labellings.shape[0]), None
+    for start in range(0, labellings.shape[0], 100):  # 100 labellings x features at a time: bounded memory
+        part = labellings[start:start + 100]
+        if values.kind == "binary":
+            pos = (part == 1).astype(np.float64)
+            weights = pos / pos.sum(axis=1, keepdims=True) - (1 - pos) / (1 - pos).sum(axis=1, keepdims=True)
+            effect = weights @ x.T  # labellings x features: mean positive minus mean other
+        else:
+            rl = part.astype(np.float64) - part.astype(np.float64) @ hat
+            effect = (rl @ rx.T) / (rl ** 2).sum(axis=1, keepdims=True)  # OLS slopes adjusted for the covariates
+        median[start:start + part.shape[0]] = np.median(effect, axis=1)
+        observed = effect[0] if observed is None else observed
     exceed = int((np.abs(median[1:]) >= abs(median[0]) - 1e-12).sum())
     return {"n_features": len(rows), "median_effect": round(float(median[0]), 4),
-            "share_up": round(float((effect[0] > 0).mean()), 4),
+            "share_up": round(float((observed > 0).mean()), 4),
             "p_value": (1.0 + exceed) / (1.0 + int(n_permutations)), "n_permutations": int(n_permutations)}
 
 

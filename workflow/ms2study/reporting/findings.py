@@ -98,7 +98,7 @@ def model_verdict(summary: dict) -> tuple[str, str | None]:
     if why is None:
         return f"<b>{does}</b> ({numbers})", name
     if chance is None or low is None or float(low) <= chance:
-        if p is not None and float(p) * max(n_sets, 1) < P_SMALL:
+        if p is not None and chance is not None and low is not None and float(p) * max(n_sets, 1) < P_SMALL:
             # the permutations say it beats chance (after the choice among the sets), the interval does not rule
             # chance out: not "no evidence" (a fresh user's age model: p 0.0099, Bonferroni 0.040, interval to -0.51)
             return (f"<b>inconclusive</b>: the permutation test says the best set {does}, but its interval reaches "
@@ -161,7 +161,13 @@ def differential_finding(files: DifferentialFiles, ident: pl.DataFrame | None,
             text += (f"; {imputed} of them rest{'s' if imputed == 1 else ''} partly on imputed values (not measured in "
                      "every sample even after gap filling)")
     text += (". " + _named(hits, ident, effect)) if hits.height else "."
-    text += _shift_sentence(summary)
+    correction_path = path.parent.parent / "correction.json"  # results/study/differential/X -> results/study
+    correction = json.loads(correction_path.read_text()) if correction_path.is_file() else None
+    enrichment = Path(files.enrichment) if files.enrichment else None
+    shown = bool(enrichment and enrichment.exists() and "q_value_shift_removed" in pl.read_parquet_schema(enrichment)
+                 and pl.read_parquet(enrichment, columns=["q_value_shift_removed"])["q_value_shift_removed"]
+                 .is_not_null().any())
+    text += _shift_sentence(summary, correction, shown)
     return outcome, text, _enrichment_finding(files.enrichment, summary.get("positive_class")
                                               if summary.get("type") == "binary" else None, tested)
 
@@ -172,27 +178,43 @@ def differential_finding(files: DifferentialFiles, ident: pl.DataFrame | None,
 SHIFT_SHARE = 0.7
 
 
-def _shift_sentence(summary: dict) -> str:
-    """" A study-wide shift ..." when the differential summary's ``global_shift`` (``modelling.enrichment.
-    global_shift``) shows most features moving one way with the outcome, else ""."""
+def shift_notable(summary: dict) -> bool:
+    """Whether a differential (or enrichment) summary's ``global_shift`` is large enough to say: ``SHIFT_SHARE`` of
+    the tested features or more move one way, or its permutation p is below ``SIGNIFICANCE``."""
     shift = summary.get("global_shift")
     if not shift:
+        return False
+    share = float(shift["share_up"])
+    return share >= SHIFT_SHARE or share <= 1 - SHIFT_SHARE or float(shift["p_value"]) < SIGNIFICANCE
+
+
+def _shift_sentence(summary: dict, correction: dict | None = None, shift_removed_shown: bool = False) -> str:
+    """" Across all N tested features, X % are higher ..." when ``shift_notable``, else "". Said as a shift of the
+    whole sample when its p is below ``SIGNIFICANCE``, as possibly chance otherwise; names the class table's
+    shift-removed column when it is shown (``shift_removed_shown``) and the PQN option when ``correction``
+    (correction.json) records a QC-based correction without it."""
+    if not shift_notable(summary):
         return ""
+    shift = summary["global_shift"]
     share, p = float(shift["share_up"]), float(shift["p_value"])
-    if not (share >= SHIFT_SHARE or share <= 1 - SHIFT_SHARE or p < SIGNIFICANCE):
-        return ""
     binary = summary.get("type") == "binary"
     up = share >= 0.5
     side = (f"{'higher' if up else 'lower'} in {esc(summary.get('positive_class'))}" if binary
             else f"{'rising' if up else 'falling'} with {esc(summary.get('outcome'))}")
     unit = "log2" if binary else "log2 per unit"
-    return (f" Across all {shift['n_features']} tested features, {100 * max(share, 1 - share):.0f} % are "
-            f"{side} (median {float(shift['median_effect']):+.2g} {unit}; "
-            f"label-permutation p {p:.2g}): the whole sample shifts with the outcome (a dilution or amount "
-            "difference the correction left, or a broad change), and tests of single features and of classes "
-            "follow it; the class table's 'q, shift removed' tests each class with each sample's median level "
-            "taken out. Where the shift is dilution or amount rather than biology, <code>correct: "
-            "normalise_after_drift: pqn</code> removes it after a QC-based correction.")
+    reading = ("the whole sample shifts with the outcome" if p < SIGNIFICANCE
+               else "this may be chance or a shift of the whole sample with the outcome")
+    text = (f" Across all {shift['n_features']} tested features, {100 * max(share, 1 - share):.0f} % are "
+            f"{side} (median {float(shift['median_effect']):+.2g} {unit}; label-permutation p {p:.2g}): {reading} "
+            "(a dilution or amount difference the correction left, or a broad change), which tests of single "
+            "features and of classes follow")
+    if shift_removed_shown:
+        text += "; the class table's 'q, shift removed' tests each class with each sample's median level taken out"
+    correction = correction or {}
+    if correction.get("drift_method") in ("qc_spline", "qc_linear") and not correction.get("normalised_after_drift"):
+        text += ("; where it is dilution or amount rather than biology, <code>correct: normalise_after_drift: "
+                 "pqn</code> removes it after the QC-based correction")
+    return text + "."
 
 
 def _named(hits: pl.DataFrame, ident: pl.DataFrame | None, effect: str | None) -> str:
@@ -240,6 +262,7 @@ def _enrichment_finding(path: Path | None, positive: str | None = None,
         return "no chemical class could be tested"
     hits = enrichment.filter(pl.col("q_value") < SIGNIFICANCE).sort("q_value")
     alpha = float(read_summary(path).get("alpha", SIGNIFICANCE))  # the compounds' p threshold of n_significant
+    shifted = shift_notable(read_summary(path))  # the caveat on a class only where the shift is said
     if not hits.height:
         summary = read_summary(path)
         labellings = summary.get("class_distinct_labellings")
@@ -264,8 +287,8 @@ def _enrichment_finding(path: Path | None, positive: str | None = None,
                     + _resting_on_one(r, tested, alpha)
                     + (f", but not enriched once each sample's median level is removed (q = "
                        f"{r['q_value_shift_removed']:.2g}): it may only follow the study-wide shift"
-                       if r.get("q_value_shift_removed") is not None and r["q_value_shift_removed"] >= SIGNIFICANCE
-                       else ""))
+                       if shifted and r.get("q_value_shift_removed") is not None
+                       and r["q_value_shift_removed"] >= SIGNIFICANCE else ""))
     alone = (tested is not None and "q_value" in tested.columns
              and not (tested["q_value"] < SIGNIFICANCE).fill_null(False).any())
     return (f"{hits.height} of {enrichment.height} chemical classes enriched at q &lt; {SIGNIFICANCE:g}: "

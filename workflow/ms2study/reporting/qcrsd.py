@@ -84,8 +84,8 @@ def rsd_part(corrected: pl.DataFrame | None, record: dict, threshold: float,
                  "simulated drift and 0.79-1.03x on realistic simulated batch studies (in-sample: 0.4x, held out: "
                  "1.3-3x; config/README.md, <code>qc_rsd_basis</code>). As a flag it catches only the error the QCs "
                  "share with the samples: of the features whose true error after correction exceeded the threshold "
-                 "in those studies, it flagged 3-55 % (benchmarks/README.md), so a feature left unflagged is not shown "
-                 "to lie below it. " + (
+                 "in such a study, it flagged 3 % (benchmarks/README.md, session 19), so a feature left unflagged is "
+                 "not shown to lie below it. " + (
                      f"{unjudged} features with fewer than 2 QC values in every batch are not judged (flag empty, "
                      "kept). " if unjudged else "") + "A pooled QC shows the measurement's error, not a gap-filled "
                  "sample value's.</p>")

@@ -163,7 +163,8 @@ def _check_batch(p: dict) -> dict:
     for key, low in (("batches", 1), ("qc_every", 0), ("blanks", 0), ("n_contaminants", 0)):
         if isinstance(p[key], bool) or not isinstance(p[key], int) or p[key] < low:
             raise InputError(f"simulate {key} must be a whole number of at least {low} (got {p[key]!r})")
-    if isinstance(p["resolution_ppm"], bool) or not 0.0 <= float(p["resolution_ppm"]) <= 100.0:
+    if isinstance(p["resolution_ppm"], bool) or not isinstance(p["resolution_ppm"], int | float) \
+            or not 0.0 <= float(p["resolution_ppm"]) <= 100.0:
         raise InputError(f"simulate resolution_ppm must lie between 0 and 100 (got {p['resolution_ppm']!r})",
                          fix="an Orbitrap resolves about 5-30 ppm at m/z 200; 0 writes every ion as its own centroid")
     if not isinstance(p["adducts"], bool):
