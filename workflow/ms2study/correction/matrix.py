@@ -14,7 +14,9 @@ run of the sheet (QCs and blanks included, sheet order), in this order:
 4. internal-standard normalisation when standards are configured (``correction.drift``);
 5. drift and batch correction: QC-RLSC (qc_spline / qc_linear), median normalisation, or none
    (``correction.drift.choose_method`` decides for auto and writes the note); study samples injected outside their
-   batch's QC bracket are named in a warning (``outside_qc_bracket``);
+   batch's QC bracket are named in a warning (``outside_qc_bracket``); after QC-RLSC, with ``normalise_after_drift``
+   ``pqn``, every sample and QC run is also divided by its probabilistic quotient (``drift.median_normalise``: the
+   samples' dilution, which pooled QCs cannot see);
 6. QC RSD after correction: in-sample (``qc_rsd_after``, the QCs as corrected), held out (``qc_rsd_held_out``: each
    QC corrected by the fit made without it) and predicted (``qc_rsd_predicted``: the RSD a run of the QC material
    would show at the study samples' injections, from the fits' residual variance moderated towards features of

@@ -79,7 +79,8 @@ DIFFERENTIAL_TEXT = (
     "7:14567) as a set, at every level of the class path: Fisher's combination of the class's compound p-values "
     "(each compound's Welch / regression / ANOVA test), its p-value from permutations of the samples' outcome "
     "labels (a class's compounds co-vary, which ChemRICH's Kolmogorov-Smirnov reading assumes away); the test is "
-    "self-contained, so a shift of the whole sample with the outcome moves every class, "
+    "self-contained, so a shift of the whole sample with the outcome moves every class ('q, shift removed': the "
+    "same test with each sample's median level over the tested features taken out first), "
     "with Benjamini-Hochberg q-values over the classes; 'up' and 'down' "
     "count the class's compounds with p &lt; 0.05 in each direction.</p>")
 

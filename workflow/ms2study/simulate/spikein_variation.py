@@ -145,8 +145,9 @@ def check_drift(scan_rts: np.ndarray, rt_range: tuple[float, float], ids: list[s
 
 def merge_unresolved(mz: np.ndarray, intensity: np.ndarray, resolution_ppm: float) -> tuple[np.ndarray, np.ndarray]:
     """Centroids (any order) with neighbours closer than ``resolution_ppm`` merged into one, as an instrument that
-    cannot resolve them reports a single centroid: intensities summed, m/z their intensity-weighted mean. Returns
-    (m/z ascending, intensity)."""
+    cannot resolve them reports a single centroid: intensities summed, m/z their intensity-weighted mean. Neighbours
+    chain (single linkage: three ions 15 ppm apart in a row become one centroid), and the width is one ppm value at
+    every m/z (an Orbitrap's ppm width grows with m/z): both simplifications. Returns (m/z ascending, intensity)."""
     order = np.argsort(mz, kind="stable")
     mz, intensity = np.asarray(mz, np.float64)[order], np.asarray(intensity, np.float64)[order]
     if mz.size < 2:
