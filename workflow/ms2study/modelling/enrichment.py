@@ -182,13 +182,21 @@ def class_enrichment(differential: pl.DataFrame, min_class_size: int = 3, alpha:
     has_direction = bool(np.isfinite(effect).any())
     p_shift_removed = np.full(len(members), np.nan)
     if values is not None and int(n_permutations) > 0:
-        statistic, p_class, note = _permutation_p_values(values, cids, list(members.values()), int(n_permutations),
-                                                         int(seed))
+        rows = _rows(values, cids)
+        absent = [c for c, row in zip(cids, rows) if row is None]
+        if absent:
+            raise InputError(f"{len(absent)} tested feature(s) of the differential table have no values, e.g. "
+                             f"{absent[0]}",
+                             fix="pass the values of the same differential run (differential_with_values)")
+        x = values.values[rows]
+        sets = list(members.values())
+        labellings, _ = _labellings(values, int(n_permutations), np.random.default_rng(int(seed)))
+        statistic, p_class = _permutation_p_values(x, labellings, values, sets)
+        offset = _sample_medians(values, differential.filter(pl.col("tested"))["consensus_id"].to_list())
+        _, p_shift_removed = _permutation_p_values(x - offset[None, :], labellings, values, sets)
+        note = _few_labellings_note(values, len(sets))
         if note:
             notes.append(note)
-        offset = _sample_medians(values, differential.filter(pl.col("tested"))["consensus_id"].to_list())
-        _, p_shift_removed, _ = _permutation_p_values(values, cids, list(members.values()), int(n_permutations),
-                                                      int(seed), offset)
     else:
         tests = [stats.combine_pvalues(np.clip(p_all[index], 1e-300, 1.0), method="fisher")
                  for index in members.values()]
@@ -247,48 +255,49 @@ def _class_members(compound_classes: list[str | None], min_class_size: int) -> d
     return {path: list(key) for key, path in deepest.items() if len(key) >= min_class_size}
 
 
-def _permutation_p_values(values: OutcomeValues, consensus_ids: list[str], sets: list[list[int]],
-                          n_permutations: int, seed: int, offset: np.ndarray | None = None
-                          ) -> tuple[np.ndarray, np.ndarray, str | None]:
-    """(statistic per set, permutation p per set, a note or None) for the compounds ``consensus_ids`` (rows of the sets)
-    in ``values``, each sample's ``offset`` (log2) subtracted first when given; the method is in
-    ``class_enrichment``'s docstring."""
+def _rows(values: OutcomeValues, consensus_ids: list[str]) -> list[int | None]:
+    """The row of each of ``consensus_ids`` in ``values`` (None where it has none)."""
     row_of = {c: i for i, c in enumerate(values.consensus_ids)}
-    absent = [c for c in consensus_ids if c not in row_of]
-    if absent:
-        raise InputError(f"{len(absent)} tested feature(s) of the differential table have no values, e.g. {absent[0]}",
-                         fix="pass the values of the same differential run (differential_with_values)")
-    x = values.values[[row_of[c] for c in consensus_ids]]
-    if offset is not None:
-        x = x - offset[None, :]
-    rng = np.random.default_rng(seed)
-    y = np.asarray(values.y)
-    labellings, _ = _labellings(values, n_permutations, rng)
-    p = _member_p_values(x, np.stack(labellings), values.kind, values.covariates)  # labellings x compounds
-    statistic = np.empty((len(labellings), len(sets)))
+    return [row_of.get(c) for c in consensus_ids]
+
+
+def _permutation_p_values(x: np.ndarray, labellings: np.ndarray, values: OutcomeValues,
+                          sets: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """(statistic per set, permutation p per set) for the compounds ``x`` (log2, compounds x samples; the sets index
+    its rows) under ``labellings`` (``_labellings``: the observed outcome first); the method is in
+    ``class_enrichment``'s docstring."""
+    p = _member_p_values(x, labellings, values.kind, values.covariates)  # labellings x compounds
     log_p = -np.log(np.maximum(p, 1e-300))
-    for k, index in enumerate(sets):
-        statistic[:, k] = log_p[:, index].mean(axis=1)
+    statistic = np.stack([log_p[:, index].mean(axis=1) for index in sets], axis=1)  # labellings x sets
     observed = statistic[0]
     exceed = (statistic[1:] >= observed[None, :] - 1e-12).sum(axis=0)
-    p_class = (1.0 + exceed) / len(labellings)  # (1 + b) / (1 + B), or exact over every labelling
+    return observed, (1.0 + exceed) / len(labellings)  # (1 + b) / (1 + B), or exact over every labelling
+
+
+def _few_labellings_note(values: OutcomeValues, n_sets: int) -> str | None:
+    """The note when the samples allow fewer than 20 distinct labellings per class tested, else None."""
     distinct = distinct_labellings(values)
-    note = None
-    if distinct is not None and distinct < 20 * max(len(sets), 1):
-        note = (f"{len(y)} samples allow {distinct} distinct outcome labellings (up to swapping groups of equal "
-                f"size): no class p-value can fall much below 1 / {distinct} (= {1 / distinct:.2g}), so with "
-                f"{len(sets)} classes tested few or none can reach q < 0.05")
-    return observed, p_class, note
+    if distinct is None or distinct >= 20 * max(n_sets, 1):
+        return None
+    return (f"{len(values.y)} samples allow {distinct} distinct outcome labellings (up to swapping groups of equal "
+            f"size): no class p-value can fall much below 1 / {distinct} (= {1 / distinct:.2g}), so with "
+            f"{n_sets} classes tested few or none can reach q < 0.05")
 
 
 def _sample_medians(values: OutcomeValues, consensus_ids: list[str]) -> np.ndarray:
     """Each sample's median log2 value over the features ``consensus_ids`` (the tested ones): the sample's overall
     level, whose difference between samples is what median normalisation removes."""
-    row_of = {c: i for i, c in enumerate(values.consensus_ids)}
-    rows = [row_of[c] for c in consensus_ids if c in row_of]
+    rows = [r for r in _rows(values, consensus_ids) if r is not None]
     if not rows:
         return np.zeros(values.values.shape[1])
     return np.median(values.values[rows], axis=0)
+
+
+def _covariate_residualiser(n: int, covariates: np.ndarray | None) -> np.ndarray:
+    """The n x n hat matrix of the intercept and ``covariates`` (samples x k or None): ``v - v @ hat`` is ``v``'s
+    residual from them (the matrix is symmetric)."""
+    design = np.column_stack([np.ones(n)] + ([covariates] if covariates is not None and covariates.size else []))
+    return design @ np.linalg.pinv(design)
 
 
 def global_shift(values: OutcomeValues, consensus_ids: list[str], n_permutations: int = PERMUTATIONS,
@@ -301,17 +310,14 @@ def global_shift(values: OutcomeValues, consensus_ids: list[str], n_permutations
     (share of features with a positive effect), p_value (two-sided, the median effect against ``n_permutations``
     permutations of the outcome labels, as in ``class_enrichment``; Phipson & Smyth 2010's (b + 1) / (B + 1)),
     n_permutations}."""
-    row_of = {c: i for i, c in enumerate(values.consensus_ids)}
-    rows = [row_of[c] for c in consensus_ids if c in row_of]
+    rows = [r for r in _rows(values, consensus_ids) if r is not None]
     if values.kind == "multiclass" or len(rows) < 10:
         return None
     x = values.values[rows]
     rng = np.random.default_rng(seed)
     labellings, _ = _labellings(values, int(n_permutations), rng)
     if values.kind != "binary":
-        C = values.covariates
-        design = np.column_stack([np.ones(x.shape[1])] + ([C] if C is not None and C.size else []))
-        hat = design @ np.linalg.pinv(design)
+        hat = _covariate_residualiser(x.shape[1], values.covariates)
         rx = x - x @ hat
     median, observed = np.empty(labellings.shape[0]), None
     for start in range(0, labellings.shape[0], 100):  # 100 labellings x features at a time: bounded memory
@@ -361,8 +367,7 @@ def _permuted_outcome(values: OutcomeValues, rng: np.random.Generator) -> np.nda
     C = values.covariates
     if values.kind != "continuous" or C is None or not C.size:
         return rng.permutation(y)
-    design = np.column_stack([np.ones(len(y)), C])
-    fitted = design @ np.linalg.lstsq(design, y.astype(np.float64), rcond=None)[0]
+    fitted = _covariate_residualiser(len(y), C) @ y.astype(np.float64)
     return fitted + rng.permutation(y - fitted)
 
 
@@ -391,13 +396,11 @@ def _member_p_values(x: np.ndarray, labellings: np.ndarray, kind: str, covariate
             df = (a + b) ** 2 / (a ** 2 / (n1[:, None] - 1) + b ** 2 / (n0[:, None] - 1))
             p = 2.0 * stats.t.sf(np.abs(t), df)
         else:
-            design = np.column_stack([np.ones(n)] + ([covariates] if covariates is not None and covariates.size
-                                                     else []))
-            hat = design @ np.linalg.pinv(design)
-            rx = x - x @ hat  # hat is symmetric
+            hat = _covariate_residualiser(n, covariates)
+            rx = x - x @ hat
             rl = labellings.astype(np.float64) - labellings.astype(np.float64) @ hat
             r = (rl @ rx.T) / np.outer(np.linalg.norm(rl, axis=1), np.linalg.norm(rx, axis=1))
-            df = n - design.shape[1] - 1
+            df = n - round(float(np.trace(hat))) - 1  # residual df: samples - (intercept + covariates) - slope
             t = r * np.sqrt(df / (1.0 - r ** 2))
             p = 2.0 * stats.t.sf(np.abs(t), df)
     return np.where(np.isfinite(p), p, 1.0)

@@ -163,10 +163,8 @@ def differential_finding(files: DifferentialFiles, ident: pl.DataFrame | None,
     text += (". " + _named(hits, ident, effect)) if hits.height else "."
     correction_path = path.parent.parent / "correction.json"  # results/study/differential/X -> results/study
     correction = json.loads(correction_path.read_text()) if correction_path.is_file() else None
-    enrichment = Path(files.enrichment) if files.enrichment else None
-    shown = bool(enrichment and enrichment.exists() and "q_value_shift_removed" in pl.read_parquet_schema(enrichment)
-                 and pl.read_parquet(enrichment, columns=["q_value_shift_removed"])["q_value_shift_removed"]
-                 .is_not_null().any())
+    # the class table's shift-removed column holds values where classes were tested with label permutations
+    shown = bool(summary.get("n_classes_tested")) and bool(summary.get("class_permutations"))
     text += _shift_sentence(summary, correction, shown)
     return outcome, text, _enrichment_finding(files.enrichment, summary.get("positive_class")
                                               if summary.get("type") == "binary" else None, tested)
@@ -261,10 +259,10 @@ def _enrichment_finding(path: Path | None, positive: str | None = None,
     if not enrichment.height:
         return "no chemical class could be tested"
     hits = enrichment.filter(pl.col("q_value") < SIGNIFICANCE).sort("q_value")
-    alpha = float(read_summary(path).get("alpha", SIGNIFICANCE))  # the compounds' p threshold of n_significant
-    shifted = shift_notable(read_summary(path))  # the caveat on a class only where the shift is said
+    summary = read_summary(path)
+    alpha = float(summary.get("alpha", SIGNIFICANCE))  # the compounds' p threshold of n_significant
+    shifted = shift_notable(summary)  # the caveat on a class only where the shift is said
     if not hits.height:
-        summary = read_summary(path)
         labellings = summary.get("class_distinct_labellings")
         few = (f"; {summary.get('n_samples')} samples allow {labellings} distinct labellings, so no class p-value "
                f"falls much below 1/{labellings}" if labellings and summary.get("class_permutations")
