@@ -83,6 +83,7 @@ from semireal import code_version  # noqa: E402  (the commit measured)
 
 PPM = 10.0          # m/z tolerance of a match (docstring: simulated error ~1.5 ppm + 1 ppm calibration sd)
 RT_TOL_S = 8.0      # RT tolerance on the reference run's axis (about twice the widest simulated peak)
+COELUTING_PPM = 20.0  # another ion this close in m/z is one centroid in the realistic simulation (resolution_ppm 19.5)
 RT_SCALE_S = 1.5    # choice among candidates: log(abundance) - 0.5 (dRT / RT_SCALE_S)^2, the log of the ion's
                     # signal at the feature's RT on a Gaussian peak (FWHM 2-4.5 s: sd 0.85-1.9 s)
 COELUTE_S = 3.0     # a candidate this close in RT co-elutes with the feature (simulated FWHM 2-4.5 s)
@@ -566,13 +567,17 @@ def rsd(values: np.ndarray) -> float:
 
 
 def qc_summary(correction: dict, raw: pl.DataFrame, corrected: pl.DataFrame, matches: pl.DataFrame,
-               truth: pl.DataFrame, samples: list[str], threshold: float = 0.3) -> dict:
+               truth: pl.DataFrame, samples: list[str], threshold: float = 0.3,
+               ions: pl.DataFrame | None = None) -> dict:
     """correction.json's QC RSDs beside the study samples' true error before and after correction: per feature
     matched to a compound's own monoisotopic ion, the RSD of measured / undrifted true abundance over the samples
     where detection found it (at least 5), median over features; and per QC RSD column of the corrected matrix
     (in-sample, held out, predicted) its median ratio and median absolute log ratio to that true error and, at
     ``threshold``, the share of the features truly above it that the column flags (recall), of those truly below it
-    (false flags) and of its flags truly above it."""
+    (false flags) and of its flags truly above it; the same three shares for the RT spread flag (``rt_sd_flag``,
+    where the matrix has it); and, given the truth ``ions``, the share of the features truly above and below the
+    threshold that have another compound's ion within ``COELUTING_PPM`` and ``RT_TOL_S`` of theirs (co-eluting ions
+    the simulator writes as one centroid: a feature then measures their sum)."""
     m = matches.filter((pl.col("kind") == "main") & (pl.col("isotope") == 0)).select("consensus_id", "compound_id")
     col = "abundance_undrifted" if "abundance_undrifted" in truth.columns else "abundance"
     t = truth.filter(pl.col("sample_id").is_in(samples)).pivot(on="sample_id", index="compound_id", values=col)
@@ -607,12 +612,60 @@ def qc_summary(correction: dict, raw: pl.DataFrame, corrected: pl.DataFrame, mat
             "recall_above_threshold": round(float((est[above] > threshold).mean()), 3) if above.any() else None,
             "false_flag_share_below": round(float((est[below] > threshold).mean()), 3) if below.any() else None,
             "flags_right_share": round(float((true[flagged] > threshold).mean()), 3) if flagged.any() else None}
+    if "rt_sd_flag" in corrected.columns and rows:
+        flag = joined.select("consensus_id").join(corrected.select("consensus_id", "rt_sd_flag"), on="consensus_id",
+                                                  how="left")["rt_sd_flag"].to_numpy()[rows]
+        judged = np.array([f is not None for f in flag]) & np.isfinite(true)
+        up = np.array([bool(f) for f in flag]) & judged
+        above, below = judged & (true > threshold), judged & (true <= threshold)
+        per_feature["rt_sd_flag"] = {
+            "n": int(judged.sum()), "n_flagged": int(up.sum()), "n_above_threshold": int(above.sum()),
+            "recall_above_threshold": round(float(up[above].mean()), 3) if above.any() else None,
+            "false_flag_share_below": round(float(up[below].mean()), 3) if below.any() else None,
+            "flags_right_share": round(float((true[up] > threshold).mean()), 3) if up.any() else None,
+            "recall_with_qc_rsd_flag": round(float((up | flagged_by(joined, corrected, rows))[above].mean()), 3)
+            if above.any() else None}
+    coeluting = None
+    if ions is not None and rows:
+        near = coeluting_other_ion(ids.select("consensus_id", "compound_id").join(
+            raw.select("consensus_id", "mz", "rt_s"), on="consensus_id", how="left")[rows], ions)
+        fine = np.isfinite(true)
+        coeluting = {"ppm": COELUTING_PPM, "rt_s": RT_TOL_S,
+                     "share_above_threshold": round(float(near[fine & (true > threshold)].mean()), 3)
+                     if (fine & (true > threshold)).any() else None,
+                     "share_below_threshold": round(float(near[fine & (true <= threshold)].mean()), 3)
+                     if (fine & (true <= threshold)).any() else None}
     return {k: correction.get(k) for k in ("drift_method", "qc_rsd_median_before", "qc_rsd_median_after",
                                              "qc_rsd_median_held_out", "qc_rsd_median_predicted", "qc_rsd_basis",
                                              "n_qc_rsd_flagged", "n_qc")} | {
         "samples_true_rsd_before_median": round(float(np.nanmedian(before)), 4) if before else None,
         "samples_true_rsd_after_median": round(float(np.nanmedian(after)), 4) if after else None,
-        "n_features_true_rsd": len(after), "threshold": threshold, "per_feature_vs_true": per_feature}
+        "n_features_true_rsd": len(after), "threshold": threshold, "per_feature_vs_true": per_feature,
+        "with_coeluting_other_ion": coeluting} | {
+        k: correction.get(k) for k in ("n_rt_sd_flagged", "rt_sd_median_s", "rt_sd_threshold_s")}
+
+
+def flagged_by(joined: pl.DataFrame, corrected: pl.DataFrame, rows: list[int]) -> np.ndarray:
+    """The QC RSD flag (true only) of the ``rows`` of ``joined`` (consensus ids), from the corrected matrix."""
+    if "qc_rsd_flag" not in corrected.columns:
+        return np.zeros(len(rows), dtype=bool)
+    flag = joined.select("consensus_id").join(corrected.select("consensus_id", "qc_rsd_flag"), on="consensus_id",
+                                              how="left")["qc_rsd_flag"].to_list()
+    return np.array([bool(flag[i]) for i in rows])
+
+
+def coeluting_other_ion(features: pl.DataFrame, ions: pl.DataFrame) -> np.ndarray:
+    """Per row of ``features`` (consensus_id, compound_id, mz, rt_s) whether a truth ion of another compound lies
+    within ``COELUTING_PPM`` and ``RT_TOL_S``."""
+    mz, rt, comp = ions["mz"].to_numpy(), ions["rt_s"].to_numpy(), np.array(ions["compound_id"].to_list())
+    order = np.argsort(mz)
+    mz, rt, comp = mz[order], rt[order], comp[order]
+    out = []
+    for r in features.iter_rows(named=True):
+        lo, hi = np.searchsorted(mz, [r["mz"] * (1 - COELUTING_PPM * 1e-6), r["mz"] * (1 + COELUTING_PPM * 1e-6)])
+        sel = slice(lo, hi)
+        out.append(bool(((np.abs(rt[sel] - r["rt_s"]) <= RT_TOL_S) & (comp[sel] != r["compound_id"])).any()))
+    return np.array(out, dtype=bool)
 
 
 def score(study: Path) -> dict:
@@ -661,7 +714,7 @@ def score(study: Path) -> dict:
         "blank_flags": blank_summary(corrected, matches),
         "differential": diffs,
         "gap_filling": gapfill_summary(intensity_pairs(raw, filled, matches, truth, runs)),
-        "qc_rsd": qc_summary(correction, raw, corrected, matches, truth, samples),
+        "qc_rsd": qc_summary(correction, raw, corrected, matches, truth, samples, ions=ions),
         "class_enrichment": class_summary(res / "class_enrichment" / "group.parquet",
                                           json.loads((study / "simulation.json").read_text()).get("planted_class")),
     }

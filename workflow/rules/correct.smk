@@ -55,6 +55,7 @@ rule gapfill:
 rule correct:
     input:
         matrix="results/study/feature_matrix.parquet",
+        links="results/study/feature_links.parquet",
         sheet="results/study/samples.tsv",
         gap_filled=GAP_FILLED_FOLDER,
     output:
@@ -83,8 +84,8 @@ rule correct:
         ENV
     shell:
         "python -m ms2study --threads {threads} correct --feature-matrix {input.matrix:q} --samples {input.sheet:q} "
-        "--gap-filled {params.gap_filled:q} --polarity {params.polarity} --out {output.matrix:q} "
-        "--report-out {output.record:q} --params {params.p} > {log:q} 2>&1"
+        "--gap-filled {params.gap_filled:q} --links {input.links:q} --polarity {params.polarity} "
+        "--out {output.matrix:q} --report-out {output.record:q} --params {params.p} > {log:q} 2>&1"
 
 
 # Every run: its features' intensities carried over from the corrected matrix (drift/batch factor of each consensus

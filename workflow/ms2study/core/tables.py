@@ -137,6 +137,9 @@ CORRECTED_MATRIX_KEYS: dict[str, pl.DataType] = {
     "qc_rsd_predicted": pl.Float64,  # a QC run's RSD predicted at the samples' injections (QC-RLSC only; drift.qc_rlsc)
     "qc_rsd_flag": pl.Boolean,    # above correct.qc_rsd_max on correct.qc_rsd_basis; null: not judged (too few QCs)
     "n_filled": pl.Int32,         # cells of this row that hold a gap-filled value
+    "rt_sd_s": pl.Float64,        # sd (s) of the aligned apex RT over the study samples detecting it (rtspread)
+    "rt_sd_flag": pl.Boolean,     # rt_sd_s above correct.rt_sd_ratio x its study median (may sum co-eluting ions);
+                                  # kept in models and tests; null: not judged (fewer than rt_sd_min_samples)
     "compound_group": pl.Utf8,    # "G{n}"; a feature without partners is a group of its own
     "adduct": pl.Utf8,            # e.g. "[M+H]+", "[M+Na]+", "[M+H]+ M+1"; null when unknown
     "group_representative": pl.Boolean,  # one True per compound_group
@@ -153,6 +156,7 @@ def empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
 # frame lacks them (a spectra.parquet from an older run, a frame built by hand), meaning "not known".
 ADDED_LATER: frozenset[str] = frozenset({"selected_ion_mz", "precursor_corrected", "ion_mode", "n_blank_detected",
                                          "area", "height", "qc_rsd_held_out", "qc_rsd_predicted",
+                                         "rt_sd_s", "rt_sd_flag",
                                          *ADDUCT_EVIDENCE})
 
 

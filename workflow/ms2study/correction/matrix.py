@@ -37,7 +37,11 @@ run of the sheet (QCs and blanks included, sheet order), in this order:
    split by detection, which the realistic simulator caused until session 19: without them (study_truth_session19:
    predicted 0.79x) the 201 features still above 0.3 err where the QCs do not, and the flag catches 3 % of them
    (held out 11 %);
-7. compound groups and adducts from ``correction.adducts`` (``group_adducts``), with the evidence of each label
+7. the RT spread (``correction.rtspread``, from ``feature_links.parquet`` when given): ``rt_sd_s``, the sd of the
+   aligned apex RT over the study samples detecting the feature, and ``rt_sd_flag`` above ``rt_sd_ratio`` x its
+   study median: co-eluting unresolved ions summed in one feature, an error of the samples that pooled QCs cannot
+   show (kept; not in ``excluded``);
+8. compound groups and adducts from ``correction.adducts`` (``group_adducts``), with the evidence of each label
    (``tables.ADDUCT_EVIDENCE``), when ``adducts`` is true and the module is present; otherwise every feature is a
    group of its own with adduct null (a warning says why); with ``collapse_adducts`` the matrix keeps one row per
    group (``collapse_groups``).
@@ -50,8 +54,10 @@ qc_rsd_median_predicted likewise; qc_rsd_basis the RSD the flag read; n_qc_rsd_u
 not judge (null without QC runs); qc_residual_df_median the QC fits' residual degrees of freedom per feature (summed
 over the batches) and qc_rsd_prior_df the moderation's prior degrees of freedom (both null without a QC-based fit,
 the prior also when too few features had residuals); n_qc_rsd_flagged the flagged features,
-n_qc_rsd_flagged_in_sample those the in-sample RSD would have flagged; n_features_in_adduct_groups the features in
-groups of two or more.
+n_qc_rsd_flagged_in_sample those the in-sample RSD would have flagged; n_rt_sd_flagged the features with the RT
+spread flag, n_rt_sd_unassessed those detected in too few samples to judge, rt_sd_median_s the median RT spread and
+rt_sd_threshold_s the flag's threshold (both null without links; the threshold also with rt_sd_ratio 0);
+n_features_in_adduct_groups the features in groups of two or more.
 """
 
 from __future__ import annotations
@@ -76,6 +82,7 @@ from ms2study.correction.drift import (
     qc_rlsc,
     qc_rsd,
 )
+from ms2study.correction.rtspread import rt_spread, rt_spread_flags
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +94,8 @@ REPORT_KEYS = (
     "n_qc_rsd_flagged", "qc_rsd_median_before", "qc_rsd_median_after", "qc_rsd_median_held_out",
     "qc_rsd_median_predicted", "qc_rsd_basis", "normalised_after_drift", "pqn_factor_range", "n_qc_rsd_unassessed",
     "qc_residual_df_median", "qc_rsd_prior_df",
-    "n_qc_rsd_flagged_in_sample", "n_filled",
-    "filled_share",
+    "n_qc_rsd_flagged_in_sample", "n_rt_sd_flagged", "n_rt_sd_unassessed", "rt_sd_median_s", "rt_sd_threshold_s",
+    "n_filled", "filled_share",
     "n_compound_groups", "n_features_in_adduct_groups", "internal_standards", "warnings",
 )
 GROUP_COLUMNS = ("consensus_id", "compound_group", "adduct", "group_representative")
@@ -205,14 +212,16 @@ def _median(values: np.ndarray) -> float | None:
 
 
 def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | None = None,
-                   gap_filled: pl.DataFrame | None = None, polarity: str = "positive") -> Corrected:
+                   gap_filled: pl.DataFrame | None = None, polarity: str = "positive",
+                   links: pl.DataFrame | None = None) -> Corrected:
     """The corrected feature matrix and its record (see the module docstring for the steps and their order).
 
     ``matrix``: the raw study feature matrix; ``roles``: ``io.samplesheet.sample_roles`` of the sheet (its runs, in
     order, are the matrix columns written); ``params``: the config's ``correct`` section; ``gap_filled``: the
     ``tables.GAP_FILLED`` rows of the runs (None: no gap filling); ``polarity``: the ion mode handed to adduct
-    grouping. Raises ``InputError`` when the matrix lacks a run of the sheet, for stale gap-filled tables, an internal
-    standard not found, or a drift method the sheet cannot support (``drift.choose_method``).
+    grouping; ``links``: ``feature_links.parquet`` (None: the RT spread is not judged, ``rt_sd_s`` and
+    ``rt_sd_flag`` null). Raises ``InputError`` when the matrix lacks a run of the sheet, for stale gap-filled
+    tables, an internal standard not found, or a drift method the sheet cannot support (``drift.choose_method``).
     """
     params = overlay(params, DEFAULT_PARAMS, "correct")
     run_ids = roles["sample_id"].to_list()
@@ -302,6 +311,11 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
     def nullable(a: np.ndarray) -> list[float | None]:
         return [float(v) if not np.isnan(v) else None for v in a]
 
+    # the apex RT's spread over the study samples: co-eluting unresolved ions, which no QC shows (rtspread)
+    spread = (rt_spread(links, ids, [s for s, ok in zip(run_ids, is_sample, strict=True) if ok],
+                        int(params["rt_sd_min_samples"])) if links is not None else np.full(len(ids), np.nan))
+    rt_flag, rt_median, rt_threshold = rt_spread_flags(spread, float(params["rt_sd_ratio"]))
+
     frame = matrix.select(list(tables.FEATURE_MATRIX_KEYS)).with_columns(
         blank_ratio=pl.Series(nullable(ratio), dtype=pl.Float64),
         blank_flag=pl.Series(blank_flag, dtype=pl.Boolean),
@@ -312,6 +326,8 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
         qc_rsd_predicted=pl.Series(nullable(predicted), dtype=pl.Float64),
         qc_rsd_flag=pl.Series(qc_flag, dtype=pl.Boolean),
         n_filled=pl.Series(filled.sum(axis=1), dtype=pl.Int32),
+        rt_sd_s=pl.Series(nullable(spread), dtype=pl.Float64),
+        rt_sd_flag=pl.Series(rt_flag, dtype=pl.Boolean),
         excluded=pl.Series(blank_flag | above, dtype=pl.Boolean),
     )
     run_columns = pl.DataFrame({s: nullable(values[:, j]) for j, s in enumerate(run_ids)},
@@ -360,6 +376,10 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
         "qc_residual_df_median": _median(fit.residual_df) if fit is not None else None,
         "qc_rsd_prior_df": fit.prior_df if fit is not None else None,
         "n_qc_rsd_flagged_in_sample": int((np.isfinite(rsd_after) & (rsd_after > float(params["qc_rsd_max"]))).sum()),
+        "n_rt_sd_flagged": sum(f is True for f in rt_flag),
+        "n_rt_sd_unassessed": sum(f is None for f in rt_flag),
+        "rt_sd_median_s": round(rt_median, 4) if rt_median is not None else None,
+        "rt_sd_threshold_s": round(rt_threshold, 4) if rt_threshold is not None else None,
         "n_filled": n_filled,
         "filled_share": n_filled / n_values if n_values else 0.0,
         "n_compound_groups": int(group_sizes.height),

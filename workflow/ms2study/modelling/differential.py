@@ -92,6 +92,9 @@ DIFFERENTIAL: dict[str, pl.DataType] = {
     # whether the ion label rests on the co-variation test (true) or on mass and RT alone (false: the pair was
     # measured together in fewer than correct: adduct_min_runs runs); null without a label
     "ion_tested": pl.Boolean,
+    # the correct stage's RT spread flag (correction.rtspread): the apex RT wanders over the study samples, so the
+    # feature may sum co-eluting ions the instrument does not resolve; null on the raw matrix or when not judged
+    "rt_sd_flag": pl.Boolean,
     # the accepted identification of the feature (all null when it has none)
     "name": pl.Utf8,
     "inchikey": pl.Utf8,
@@ -330,7 +333,9 @@ def differential_with_values(feature_matrix: pl.DataFrame, samples: pl.DataFrame
                                  (pl.when(pl.col("adduct").is_null()).then(None)
                                   .otherwise(pl.col("adduct_p_value").is_not_null()).alias("ion_tested")
                                   if {"adduct", "adduct_p_value"} <= set(feature_matrix.columns)
-                                  else pl.lit(None, dtype=pl.Boolean).alias("ion_tested")))
+                                  else pl.lit(None, dtype=pl.Boolean).alias("ion_tested")),
+                                 pl.col("rt_sd_flag").cast(pl.Boolean) if "rt_sd_flag" in feature_matrix.columns
+                                 else pl.lit(None, dtype=pl.Boolean).alias("rt_sd_flag"))
 
     def series(values: np.ndarray | None) -> pl.Series:
         return pl.Series(values if values is not None else nan, dtype=pl.Float64).fill_nan(None)

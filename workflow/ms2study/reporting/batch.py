@@ -32,7 +32,7 @@ from ms2study.correction.drift import LINE_MIN_QC, SPLINE_MIN_QC
 from ms2study.io.samplesheet import sample_roles
 from ms2study.reporting.charts import batch_scatter_figure, figure_html
 from ms2study.reporting.html import esc, html_table
-from ms2study.reporting.qcrsd import BASIS, QC_DRIFT_METHODS, fewest_per_batch, rsd_part
+from ms2study.reporting.qcrsd import BASIS, QC_DRIFT_METHODS, fewest_per_batch, rsd_part, rt_spread_part
 from ms2study.reporting.tables import interactive_table
 
 N_EXAMPLES = 3  # example features drawn against injection order
@@ -241,6 +241,7 @@ def counts_table(record: dict, corrected: pl.DataFrame | None, exclude_flagged: 
     rows = [["consensus features", n_features], ["flagged by the blank filter", record.get("n_blank_flagged")],
             ["flagged by the QC RSD threshold", record.get("n_qc_rsd_flagged")],
             ["flagged in all (excluded column)", excluded],
+            ["apex RT wandering over the samples (RT spread flag; kept)", record.get("n_rt_sd_flagged")],
             ["left out of models and tests", (excluded if exclude_flagged else
                                               ("html", "0 (<code>correct: exclude_flagged</code> is false)"))],
             ["filled values (gap filling)", record.get("n_filled")],
@@ -424,6 +425,7 @@ def batch_section(correction_path: Path | None, corrected_path: Path | None, raw
     exclude = bool(correct.get("exclude_flagged", True))
     parts.append(counts_table(record, corrected, exclude))
     parts.append(rsd_part(corrected, record, threshold, counts))
+    parts.append(rt_spread_part(record, float(correct.get("rt_sd_ratio", 3.0))))
     if corrected is not None and raw is not None:
         parts.append(drift_part(raw, corrected, roles, method))
         parts.append(pca_part(raw, corrected, roles, method))

@@ -29,7 +29,7 @@ from ms2study.reporting.charts import (
     volcano_figure,
 )
 from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles
-from ms2study.reporting.html import DOUBT, Caution, esc, fmt, html_table, p_value_text, q_cell
+from ms2study.reporting.html import DOUBT, QUALITY, Caution, esc, fmt, html_table, p_value_text, q_cell
 from ms2study.reporting.maps import map_2d
 from ms2study.reporting.qc import attribution_part
 from ms2study.reporting.tables import class_path, interactive_table
@@ -332,6 +332,7 @@ def differential_section(differential: Sequence[DifferentialFiles], warnings: li
                                  maintain_order="left")
         cautions.imputation_warning(tested, outcome, warnings)
         cautions.gap_filling_warning(tested, outcome, warnings)
+        rt_spread_warning(tested, outcome, warnings)
         hits = tested.filter(pl.col("q_value") < SIGNIFICANCE)["consensus_id"].cast(pl.Utf8).to_list()
         significant = len(hits)
         compounds = significant_compounds(tested) if "compound_group" in tested.columns else significant
@@ -395,7 +396,31 @@ def _readable(tested: pl.DataFrame) -> pl.DataFrame:
                                .then(pl.lit("M")).otherwise(pl.col("ion")).alias("ion"))
     if "compound_class" in out.columns:
         out = out.with_columns(class_path())
+    if "rt_sd_flag" in out.columns:
+        out = out.with_columns(pl.when(pl.col("rt_sd_flag").fill_null(False)).then(pl.lit("yes")).otherwise(pl.lit(""))
+                               .alias("rt_sd_flag"))
     return out
+
+
+def rt_spread_warning(tested: pl.DataFrame, outcome: str, warnings: list[str]) -> None:
+    """A warning naming the features at q < SIGNIFICANCE whose apex RT wanders over the study samples
+    (``rt_sd_flag``, ``correction.rtspread``): each may sum co-eluting ions the instrument does not resolve, so its
+    fold change and its name may belong to part of its signal."""
+    if "rt_sd_flag" not in tested.columns or "q_value" not in tested.columns:
+        return
+    hits = tested.filter((pl.col("q_value") < SIGNIFICANCE).fill_null(False))
+    flagged = hits.filter(pl.col("rt_sd_flag").fill_null(False))
+    if not flagged.height:
+        return
+    named = ", ".join(flagged["consensus_id"].cast(pl.Utf8).head(8).to_list())
+    more = f" and {flagged.height - 8} more" if flagged.height > 8 else ""
+    warnings.append(Caution(
+        f"outcome <b>{esc(outcome)}</b>: {flagged.height} of the {hits.height} features at q &lt; {SIGNIFICANCE:g} "
+        f"have an apex RT that wanders over the study samples ({esc(named)}{more}; column 'RT spread flag'): such a "
+        "feature may be the sum of two co-eluting ions the instrument does not resolve (isomers), whose apex moves "
+        "towards whichever is larger in a sample. Its difference is real signal at that m/z and RT, but its fold "
+        "change and any name on it may belong to only part of it; the pooled QCs cannot show this (see 'Batch, "
+        "blanks and drift')", QUALITY, "may sum co-eluting ions", (f"differential:{outcome}",)))
 
 
 def _feature_table(tested: pl.DataFrame, summary: dict, effect: str, effect_header: str, table_id: str) -> str:
@@ -406,6 +431,9 @@ def _feature_table(tested: pl.DataFrame, summary: dict, effect: str, effect_head
     columns |= {"p_value": "p", "q_value": "q"}
     if tested.height and "test" in tested.columns and tested["test"].n_unique() > 1:
         columns["test"] = "test"  # moderated for features detected in every sample, Welch (or OLS) for the others
+    spread = "rt_sd_flag" in tested.columns and bool(tested["rt_sd_flag"].fill_null(False).any())
+    if spread:
+        columns["rt_sd_flag"] = "RT spread flag"
     if summary.get("type") == "binary":
         columns |= {"detection_rate_positive": f"detected ({summary.get('positive_class')})",
                     "detection_rate_reference": f"detected ({summary.get('reference_class')})"}
@@ -420,6 +448,8 @@ def _feature_table(tested: pl.DataFrame, summary: dict, effect: str, effect_head
                  + (" ion: where the accepted identification's library ion differs from the grouped label, it comes "
                     "first ('library match')." if "ion" in tested.columns
                     and tested["ion"].str.contains("(library match)", literal=True).any() else "")
+                 + (" RT spread flag: the feature's apex RT varies over the samples far more than the study's "
+                    "features do (<code>correct: rt_sd_ratio</code>); it may sum co-eluting ions." if spread else "")
                  + (" test: moderated_t / moderated_ols for features measured in every sample, welch_t / ols for "
                     "features with an imputed value (their p from permutations pooled by the number imputed)."
                     if "test" in columns else "")

@@ -27,16 +27,20 @@ log = logging.getLogger(__name__)
 __all__ = ["DEFAULT_PARAMS", "correct_study", "register", "rule_params", "gap_fill_on"]
 
 POLARITIES = ("positive", "negative")
+# the columns of feature_links.parquet (stages.link.LINKS) the RT spread flag reads
+LINK_COLUMNS = {"consensus_id": pl.Utf8, "sample_id": pl.Utf8, "rt_aligned_s": pl.Float64}
 
 # What the rules pass to gapfill and correct (core.paths: light, the rule files import it at every Snakemake start).
 from ms2study.core.paths import GAPFILL_KEYS, LATER_STAGE_KEYS, gap_fill_on, rule_params  # noqa: E402,F401
 
 
 def correct_study(feature_matrix: str | Path, samples: str | Path, gap_filled: list[str | Path] | None = None,
-                  params: dict | None = None, polarity: str = "positive") -> Corrected:
+                  params: dict | None = None, polarity: str = "positive",
+                  links: str | Path | None = None) -> Corrected:
     """Read the inputs and run ``correction.matrix.correct_matrix``.
 
-    ``gap_filled``: the runs' ``results/study/gap_filled/{sample}.parquet`` tables (None or empty: no gap filling).
+    ``gap_filled``: the runs' ``results/study/gap_filled/{sample}.parquet`` tables (None or empty: no gap filling);
+    ``links``: ``results/study/feature_links.parquet`` (None: the RT spread flag is not judged).
     Raises ``InputError`` naming the file for an unreadable or incomplete table or sheet (and as ``correct_matrix``).
     """
     matrix = tables.read_table(feature_matrix, tables.FEATURE_MATRIX_KEYS)
@@ -45,13 +49,15 @@ def correct_study(feature_matrix: str | Path, samples: str | Path, gap_filled: l
     if gap_filled:
         parts = [tables.read_table(p, tables.GAP_FILLED) for p in gap_filled]
         filled = pl.concat([tables.conform(p, tables.GAP_FILLED).select(list(tables.GAP_FILLED)) for p in parts])
-    return correct_matrix(matrix, roles, params, filled, polarity)
+    link_table = tables.read_table(links, LINK_COLUMNS, only=True) if links else None
+    return correct_matrix(matrix, roles, params, filled, polarity, link_table)
 
 
 def _cli(args: argparse.Namespace) -> int:
     from ms2study.core.params import load_params
 
-    result = correct_study(args.feature_matrix, args.samples, args.gap_filled, load_params(args), args.polarity)
+    result = correct_study(args.feature_matrix, args.samples, args.gap_filled, load_params(args), args.polarity,
+                           args.links)
     report_out = args.report_out or Path(args.out).with_name("correction.json")
     write_parquet(result.matrix, args.out)
     write_text(json.dumps(result.report, indent=2) + "\n", report_out)
@@ -66,6 +72,8 @@ def register(subparsers) -> None:
     p.add_argument("--samples", required=True, type=Path, help="the validated sheet (results/study/samples.tsv)")
     p.add_argument("--gap-filled", nargs="*", type=Path, default=[],
                    help="results/study/gap_filled/{sample}.parquet of the runs (none: no gap filling)")
+    p.add_argument("--links", type=Path, default=None,
+                   help="results/study/feature_links.parquet (the RT spread flag; without it: not judged)")
     p.add_argument("--polarity", choices=POLARITIES, default="positive",
                    help="ion mode for adduct grouping (the rule passes annotate.ion_mode)")
     p.add_argument("--out", required=True, type=Path, help="results/study/feature_matrix_corrected.parquet")
