@@ -23,9 +23,14 @@ the matrix, per training fold); a test has no folds, so here the fill and the fi
 outcome. Detection rates are computed before any fill.
 
 Binary outcomes: ``log2_fold_change`` is the mean log2 intensity of the positive class minus that of the other
-class (the log2 ratio of geometric means); covariates are not adjusted for (the summary says so when they are
-configured). Continuous outcomes: ``log2_effect_per_unit`` is the OLS slope, adjusted for the covariates (numbers as
-they are, text one-hot coded as in the models; samples missing a covariate are left out).
+class (the log2 ratio of geometric means); with covariates it is the coefficient of the positive class in a linear
+model of log2 intensity on the class and the covariates (the adjusted log2 fold change, as limma fits
+``~ group + covariates``; Smyth 2004), tested like a continuous outcome's slope (``moderated_ols`` / ``ols``): a
+case-control study whose groups differ in age compares cases and controls of the same age, where the unadjusted
+test also calls every age-related compound different (measured: ``benchmarks/differential_calibration.py
+--covariates``). Continuous outcomes: ``log2_effect_per_unit`` is the OLS slope, adjusted for the covariates.
+Covariates are taken as numbers as they are, text one-hot coded as in the models; samples missing a covariate are
+left out; a multiclass outcome's ANOVA does not adjust for them (the summary says so).
 
 Which test (``test`` parameter, per row in column ``test``): with ``moderated`` (the default), a feature with a
 value (detected or gap-filled) in every sample of the outcome is tested with the moderated t-test (``moderated_t``:
@@ -159,8 +164,8 @@ class OutcomeValues:
     permutations, ``modelling.enrichment``): ``values`` is features x samples (rows in ``consensus_ids`` order, the
     matrix's; columns in ``sample_ids`` order), log2 intensities with missing values filled as the tests filled
     them; ``y`` the encoded outcome per sample (0/1 with 1 the positive class, class index, or the value);
-    ``kind`` binary | continuous | multiclass; ``covariates`` samples x k adjusted for (continuous outcomes) or
-    None."""
+    ``kind`` binary | continuous | multiclass; ``covariates`` samples x k adjusted for (continuous and binary
+    outcomes) or None."""
 
     consensus_ids: list[str]
     sample_ids: list[str]
@@ -231,7 +236,7 @@ def differential_with_values(feature_matrix: pl.DataFrame, samples: pl.DataFrame
                                "min_detected_fraction": float(min_detected_fraction), "notes": []}
     covariates = [c for c in covariates if c != spec["column"]]
     C = None
-    if kind == "continuous" and covariates:
+    if kind in ("continuous", "binary") and covariates:
         C, names = covariate_matrix(samples, ids, covariates)
         complete = ~np.isnan(C).any(axis=1)
         if not complete.all():
@@ -244,11 +249,12 @@ def differential_with_values(feature_matrix: pl.DataFrame, samples: pl.DataFrame
         C, names = C[:, varying], [n for n, v in zip(names, varying) if v]
         summary["covariates"] = names
     elif covariates:
-        summary["notes"].append(f"covariates ({', '.join(covariates)}) are not adjusted for in the "
-                                f"{'two-group test' if kind == 'binary' else 'ANOVA'}")
+        summary["notes"].append(f"covariates ({', '.join(covariates)}) are not adjusted for in the ANOVA")
     moderated = test == "moderated" and kind != "multiclass"
-    test_name = {"binary": "welch_t", "continuous": "ols", "multiclass": "anova"}[kind]
-    summary["test"] = {"binary": "moderated_t", "continuous": "moderated_ols"}[kind] if moderated else test_name
+    adjusted = kind == "binary" and C is not None and C.size > 0  # the class coefficient beside the covariates
+    test_name = {"binary": "ols" if adjusted else "welch_t", "continuous": "ols", "multiclass": "anova"}[kind]
+    summary["test"] = ({"binary": "moderated_ols" if adjusted else "moderated_t", "continuous": "moderated_ols"}[kind]
+                       if moderated else test_name)
     if kind != "continuous":
         summary["classes"] = target["classes"]
         summary["class_counts"] = {c: int(n) for c, n in zip(target["classes"], np.bincount(
@@ -298,7 +304,8 @@ def differential_with_values(feature_matrix: pl.DataFrame, samples: pl.DataFrame
             if n_moderated < rows.size:
                 summary["notes"].append(
                     f"{rows.size - n_moderated} feature(s) with an imputed value (or too few features for a prior) "
-                    f"keep their own variance: {'Welch t-test' if kind == 'binary' else 'ordinary least squares'}")
+                    "keep their own variance: "
+                    f"{'Welch t-test' if test_name == 'welch_t' else 'ordinary least squares'}")
         n_imputed_tests = int(part.pop("n_imputed_permuted", 0))
         if n_imputed_tests:
             # the report's test description says how their p-values were found; summary.json keeps the counts
@@ -402,14 +409,23 @@ def significant_compounds(table: pl.DataFrame) -> int:
 def _tests(kind: str, values: np.ndarray, y: np.ndarray, C: np.ndarray | None, complete: np.ndarray,
            n_permutations: int, seed: int, n_filled: np.ndarray) -> dict[str, np.ndarray]:
     """The per-feature test of one outcome on the tested rows (log2, filled; ``n_filled``: filled values per row):
-    the moderated test with its permutation p-values on ``complete`` rows, the classic test (Welch, OLS) on the
-    others, the p-values of rows with filled values from ``permutation_welch_test`` / ``permutation_ols_test``,
-    ANOVA for multiclass outcomes. Adds ``prior_df`` (0 when nothing was moderated) unless the outcome is
-    multiclass, and ``n_imputed_permuted`` (rows whose p came from those permutations)."""
+    the moderated test with its permutation p-values on ``complete`` rows, the classic test (Welch, OLS; a binary
+    outcome with covariates ``C``: OLS of the class indicator beside them) on the others, the p-values of rows with
+    filled values from ``permutation_welch_test`` / ``permutation_ols_test``, ANOVA for multiclass outcomes. Adds
+    ``prior_df`` (0 when nothing was moderated) unless the outcome is multiclass, and ``n_imputed_permuted`` (rows
+    whose p came from those permutations)."""
     if kind == "multiclass":
         return anova_test(values, y)
     with_fill = n_filled > 0
-    if kind == "binary":
+    if kind == "binary" and C is not None and C.size:  # the class's coefficient adjusted for the covariates
+        x = (y == 1).astype(np.float64)
+        part = ols_slope_test(values, x, C)
+        part["log2_fold_change"] = part.pop("log2_effect_per_unit")
+        if n_permutations > 0 and with_fill.any():
+            permuted = permutation_ols_test(values[with_fill], x, C, n_filled[with_fill], n_permutations, seed + 1)
+        design = np.column_stack([np.ones(y.size), x, C])
+        effect = "log2_fold_change"
+    elif kind == "binary":
         part = welch_test(values, y == 1)
         if n_permutations > 0 and with_fill.any():
             permuted = permutation_welch_test(values[with_fill], y == 1, n_filled[with_fill], n_permutations,
@@ -442,6 +458,8 @@ def _tests(kind: str, values: np.ndarray, y: np.ndarray, C: np.ndarray | None, c
 
 
 def _too_small(kind: str, y: np.ndarray, n: int, n_covariates: int) -> str | None:
+    if kind == "binary" and n_covariates and n < 3 + n_covariates:
+        return f"{n} samples with a value leave no residual degrees of freedom (at least {3 + n_covariates} needed)"
     if kind == "continuous":
         if n < 3 + n_covariates:
             return f"{n} samples with a value leave no residual degrees of freedom (at least {3 + n_covariates} needed)"

@@ -80,25 +80,29 @@ def class_enrichment(differential: pl.DataFrame, min_class_size: int = 3, alpha:
 
     - the statistic is Fisher's combination (Fisher 1932, Statistical Methods for Research Workers, section 21.1),
       the mean of -ln p over the class's compounds (column ``statistic``), p from the classic test of the outcome
-      per compound: Welch's t, the OLS slope's t adjusted for the covariates, one-way ANOVA (``_member_p_values``).
+      per compound: Welch's t, the OLS slope's t adjusted for the covariates (a continuous outcome, or a binary one
+      with covariates: the class indicator's coefficient), one-way ANOVA (``_member_p_values``).
       Unlike the Kolmogorov-Smirnov statistic it does not saturate when every compound is small, which under
       permutation is what separates a class-wide shift from a chance alignment of co-varying compounds (measured on
       40 splits of 6 + 6 samples: a class raised 2x found in 40 %, against 15 % with the Kolmogorov-Smirnov
       statistic).
     - with ``values`` (what the tests saw, ``modelling.differential.OutcomeValues``) and ``n_permutations`` > 0,
-      its null comes from permuting the samples' outcome labels (seeded by ``seed``; a continuous outcome with
-      covariates permutes its residual from the covariates and adds the covariates' part back): a self-contained
+      its null comes from permuting the samples' outcome labels (seeded by ``seed``; an outcome with covariates,
+      continuous or binary, permutes its residual from the covariates and adds the covariates' part back, as
+      Freedman & Lane 1983 permute a reduced model's residuals, so the permuted labels keep the outcome's relation to
+      the covariates): a self-contained
       test with sample permutation, as GSEA's phenotype permutation (Subramanian et al. 2005, PNAS 102:15545; Goeman
       & Buehlmann 2007, Bioinformatics 23:980, on why the samples, not the compounds, must be permuted). The
       class's p-value is (1 + permutations whose statistic reaches the observed one) / (1 + n_permutations)
       (Phipson & Smyth 2010, Stat Appl Genet Mol Biol 9:39); a binary outcome with no more distinct labellings than
-      ``n_permutations`` (6 + 6 samples: 924) is tested on every labelling once, an exact p-value (a random draw of
+      ``n_permutations`` (6 + 6 samples: 924) and no covariates is tested on every labelling once, an exact p-value
+      (a random draw of
       1,000 from 924 left the demo's planted class at q 0.052, its p a Monte Carlo draw around the exact 2 / 924).
       Permutations keep the correlation between compounds,
       so the p-value holds whatever it is. With few samples the labellings are few (3 + 3 samples: 10 up to
       swapping the groups) and no p-value falls much below one over their number; a note says so when they are
-      fewer than 20 per class tested (then few or no classes can reach q < 0.05). Binary and multiclass labels are
-      permuted as they are (covariates, as in the differential's two-group test and ANOVA, are not adjusted for).
+      fewer than 20 per class tested (then few or no classes can reach q < 0.05). Multiclass labels are permuted as
+      they are (covariates, as in the differential's ANOVA, are not adjusted for).
     - ``p_value_shift_removed`` / ``q_value_shift_removed``: the same permutation test with each sample's median
       log2 value over all tested features subtracted first. A self-contained test calls every class that follows a
       shift of the whole sample with the outcome (a dilution or amount difference left by the correction, see
@@ -293,6 +297,11 @@ def _sample_medians(values: OutcomeValues, consensus_ids: list[str]) -> np.ndarr
     return np.median(values.values[rows], axis=0)
 
 
+def _adjusted(values: OutcomeValues) -> bool:
+    """Whether a binary outcome is tested beside covariates (then as a linear model's class coefficient)."""
+    return values.kind == "binary" and values.covariates is not None and values.covariates.size > 0
+
+
 def _covariate_residualiser(n: int, covariates: np.ndarray | None) -> np.ndarray:
     """The n x n hat matrix of the intercept and ``covariates`` (samples x k or None): ``v - v @ hat`` is ``v``'s
     residual from them (the matrix is symmetric)."""
@@ -306,7 +315,7 @@ def global_shift(values: OutcomeValues, consensus_ids: list[str], n_permutations
     difference that normalisation left, or a broad biological change) makes every self-contained class test (and
     many features) significant. ``consensus_ids``: the tested features (rows of ``values``). Returns None for a
     multiclass outcome or fewer than 10 features, else {n_features, median_effect (the median over features of the
-    log2 fold change, or of the log2 effect per unit of a continuous outcome adjusted for the covariates), share_up
+    log2 fold change, or of the log2 effect per unit of a continuous outcome, adjusted for the covariates), share_up
     (share of features with a positive effect), p_value (two-sided, the median effect against ``n_permutations``
     permutations of the outcome labels, as in ``class_enrichment``; Phipson & Smyth 2010's (b + 1) / (B + 1)),
     n_permutations}."""
@@ -316,13 +325,14 @@ def global_shift(values: OutcomeValues, consensus_ids: list[str], n_permutations
     x = values.values[rows]
     rng = np.random.default_rng(seed)
     labellings, _ = _labellings(values, int(n_permutations), rng)
-    if values.kind != "binary":
+    linear = _adjusted(values) or values.kind == "continuous"
+    if linear:
         hat = _covariate_residualiser(x.shape[1], values.covariates)
         rx = x - x @ hat
     median, observed = np.empty(labellings.shape[0]), None
     for start in range(0, labellings.shape[0], 100):  # 100 labellings x features at a time: bounded memory
         part = labellings[start:start + 100]
-        if values.kind == "binary":
+        if not linear:
             pos = (part == 1).astype(np.float64)
             weights = pos / pos.sum(axis=1, keepdims=True) - (1 - pos) / (1 - pos).sum(axis=1, keepdims=True)
             effect = weights @ x.T  # labellings x features: mean positive minus mean other
@@ -346,7 +356,7 @@ def _labellings(values: OutcomeValues, n_permutations: int, rng: np.random.Gener
     import math
 
     y = np.asarray(values.y)
-    if values.kind == "binary":
+    if values.kind == "binary" and not _adjusted(values):
         n, n_positive = len(y), int((y == 1).sum())
         if math.comb(n, n_positive) <= n_permutations:
             observed = tuple(np.flatnonzero(y == 1))
@@ -361,11 +371,11 @@ def _labellings(values: OutcomeValues, n_permutations: int, rng: np.random.Gener
 
 
 def _permuted_outcome(values: OutcomeValues, rng: np.random.Generator) -> np.ndarray:
-    """One random relabelling of the samples: the labels shuffled, or for a continuous outcome with covariates its
-    residual from the covariates shuffled and added back to the covariates' fitted part."""
+    """One random relabelling of the samples: the labels shuffled, or for an outcome with covariates (continuous or
+    binary) its residual from the covariates shuffled and added back to the covariates' fitted part."""
     y = np.asarray(values.y)
     C = values.covariates
-    if values.kind != "continuous" or C is None or not C.size:
+    if values.kind == "multiclass" or C is None or not C.size:
         return rng.permutation(y)
     fitted = _covariate_residualiser(len(y), C) @ y.astype(np.float64)
     return fitted + rng.permutation(y - fitted)
@@ -374,15 +384,16 @@ def _permuted_outcome(values: OutcomeValues, rng: np.random.Generator) -> np.nda
 def _member_p_values(x: np.ndarray, labellings: np.ndarray, kind: str, covariates: np.ndarray | None) -> np.ndarray:
     """Two-sided p-values of the classic test per compound (rows of ``x``, log2, features x samples) under each
     outcome labelling (rows of ``labellings``, labellings x samples): Welch's t (binary), the OLS slope's t adjusted
-    for ``covariates`` (continuous; as ``univariate.ols_slope_test``, as the t of the partial correlation), one-way
-    ANOVA (multiclass). Returns labellings x compounds; undefined tests (a constant compound) give 1."""
+    for ``covariates`` (continuous, or binary with covariates: the class indicator's coefficient; as
+    ``univariate.ols_slope_test``, as the t of the partial correlation), one-way ANOVA (multiclass). Returns
+    labellings x compounds; undefined tests (a constant compound) give 1."""
     from scipy import stats
 
     n = x.shape[1]
     with np.errstate(all="ignore"):
         if kind == "multiclass":
             p = np.stack([anova_test(x, labels)["p_value"] for labels in labellings])
-        elif kind == "binary":
+        elif kind == "binary" and (covariates is None or not covariates.size):
             centred = x - x.mean(axis=1, keepdims=True)
             pos = (labellings == 1).astype(np.float64)
             n1, n0 = pos.sum(axis=1), n - pos.sum(axis=1)
@@ -413,7 +424,7 @@ def distinct_labellings(values: OutcomeValues) -> int | None:
     import math
     from collections import Counter
 
-    if values.kind == "continuous":
+    if values.kind == "continuous" or _adjusted(values):  # residual permutations: no finite set of labellings
         return None
     counts = np.bincount(np.asarray(values.y).astype(np.int64))
     counts = counts[counts > 0]

@@ -275,15 +275,23 @@ def _test_text(summary: dict) -> str:
     imputed = summary.get("n_imputed_permuted")
     if kind in ("binary", "continuous") and imputed:
         how += (f"; {imputed} features with an imputed value (not detected, not gap-filled): "
-                f"{'Welch' if kind == 'binary' else 'regression'} p-values from {summary.get('imputed_permutations')} "
-                + ("label permutations" if kind == "binary" else "permutations of the residuals")
+                f"{'Welch' if test == 'moderated_t' or test == 'welch_t' else 'regression'} p-values from "
+                f"{summary.get('imputed_permutations')} "
+                + ("label permutations" if test in ("moderated_t", "welch_t") else "permutations of the residuals")
                 + " pooled over features with as many imputed values")
     if kind == "binary":
         counts = summary.get("class_counts") or {}
         pos, ref = summary.get("positive_class"), summary.get("reference_class")
-        name = "moderated t-test (Welch for features with an imputed value)" if moderated else "Welch t-test"
+        covariates = summary.get("covariates") or []
+        name = ("moderated t-test (Welch for features with an imputed value)" if moderated else "Welch t-test") \
+            if not covariates else (f"linear model of log2 intensity on the class, adjusted for "
+                                    f"{esc(', '.join(covariates))} (moderated variances as limma fits "
+                                    "~ class + covariates; ordinary least squares for features with an imputed value)"
+                                    if moderated else f"linear model on the class, adjusted for "
+                                    f"{esc(', '.join(covariates))} (ordinary least squares)")
         return (f"{name} on log2 intensities, <b>{esc(pos)}</b> (n = {counts.get(pos, '?')}) against "
-                f"<b>{esc(ref)}</b> (n = {counts.get(ref, '?')}); log2 FC &gt; 0: higher in {esc(pos)}{how}")
+                f"<b>{esc(ref)}</b> (n = {counts.get(ref, '?')}); log2 FC &gt; 0: higher in {esc(pos)}"
+                + (" at equal covariates" if covariates else "") + how)
     if kind == "continuous":
         covariates = summary.get("covariates") or []
         return ("linear regression of log2 intensity on the outcome"

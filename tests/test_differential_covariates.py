@@ -1,0 +1,98 @@
+"""A binary outcome with covariates (models: covariates): the differential test, the class enrichment and the
+study-wide shift compare the groups at equal covariates, so a case-control study whose groups differ in age does not
+call every age-related compound different."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import polars as pl
+import pytest
+
+from ms2study.modelling.differential import differential_with_values
+from ms2study.modelling.enrichment import class_enrichment, distinct_labellings, global_shift
+
+BINARY = {"column": "group", "type": "binary", "positive_class": "case"}
+
+
+def confounded_study(seed: int = 0, n: int = 40, n_age: int = 40, n_effect: int = 10, n_other: int = 150):
+    """Known truth: cases are older on average (group drawn from age plus noise), ``n_age`` compounds rise with age
+    (1 log2 per 30 years) and have no group effect, ``n_effect`` compounds are 2x higher in cases at any age, the
+    rest vary at random. Features are rows; the age compounds form the class "aging", the effect ones "effect"."""
+    rng = np.random.default_rng(seed)
+    age = rng.uniform(20, 80, n)
+    case = (age + rng.normal(0, 12, n)) > np.median(age)
+    log2 = rng.normal(16, 0.5, (n_age + n_effect + n_other, n))
+    log2[:n_age] += (age - 50) / 30
+    log2[n_age:n_age + n_effect] += case
+    ids = [f"C{i:03d}" for i in range(log2.shape[0])]
+    samples = [f"S{j:02d}" for j in range(n)]
+    matrix = pl.DataFrame({"consensus_id": ids, "mz": np.linspace(100, 500, len(ids)),
+                           "rt_s": np.linspace(30, 600, len(ids)), "n_detected": [n] * len(ids),
+                           **{s: 2.0 ** log2[:, j] for j, s in enumerate(samples)}})
+    sheet = pl.DataFrame({"sample_id": samples, "group": np.where(case, "case", "control").tolist(),
+                          "age": [f"{a:.1f}" for a in age]})
+    classes = ["aging"] * n_age + ["effect"] * n_effect + [None] * n_other
+    identifications = pl.DataFrame({"consensus_id": ids, "name": [f"compound {i}" for i in range(len(ids))],
+                                    "inchikey": [f"K{i:03d}" for i in range(len(ids))], "formula": ["C1"] * len(ids),
+                                    "compound_class": classes, "accepted": [True] * len(ids)})
+    return matrix, sheet, identifications, n_age, n_effect
+
+
+def test_age_adjusted_test_does_not_call_age_compounds_different_and_keeps_the_group_effect() -> None:
+    matrix, sheet, _, n_age, n_effect = confounded_study()
+    plain, plain_summary, _ = differential_with_values(matrix, sheet, BINARY, n_permutations=50)
+    adjusted, summary, values = differential_with_values(matrix, sheet, BINARY, covariates=["age"],
+                                                         n_permutations=50)
+    age_ids = {f"C{i:03d}" for i in range(n_age)}
+    effect_ids = {f"C{i:03d}" for i in range(n_age, n_age + n_effect)}
+
+    def hits(table: pl.DataFrame) -> set[str]:
+        return set(table.filter(pl.col("q_value") < 0.05)["consensus_id"].to_list())
+
+    assert len(hits(plain) & age_ids) >= 20  # confounded: the unadjusted test calls the age compounds different
+    assert len(hits(adjusted) & age_ids) <= 2
+    assert len(hits(adjusted) & effect_ids) >= 8
+    assert summary["covariates"] == ["cov:age"] and summary["test"] == "moderated_ols"
+    assert plain_summary["test"] == "moderated_t" and "covariates" not in plain_summary
+    assert not any("not adjusted" in n for n in summary["notes"])
+    # the adjusted log2 fold change of the effect compounds is near the planted 1, that of the age ones near 0
+    fc = dict(zip(adjusted["consensus_id"].to_list(), adjusted["log2_fold_change"].to_list(), strict=True))
+    assert np.median([fc[c] for c in effect_ids]) == pytest.approx(1.0, abs=0.25)
+    assert abs(np.median([fc[c] for c in age_ids])) < 0.2
+    plain_fc = dict(zip(plain["consensus_id"].to_list(), plain["log2_fold_change"].to_list(), strict=True))
+    assert np.median([plain_fc[c] for c in age_ids]) > 0.4
+    assert values.covariates is not None and values.covariates.shape == (40, 1)
+    assert set(adjusted["test"].drop_nulls().unique().to_list()) <= {"moderated_ols", "ols"}
+
+
+def test_the_class_enrichment_and_the_shift_adjust_for_the_covariates_too() -> None:
+    matrix, sheet, identifications, _, _ = confounded_study(seed=1)
+    plain, _, plain_values = differential_with_values(matrix, sheet, BINARY, identifications, n_permutations=20)
+    adjusted, _, values = differential_with_values(matrix, sheet, BINARY, identifications, covariates=["age"],
+                                                   n_permutations=20)
+    q = {}
+    for name, table, v in (("plain", plain, plain_values), ("adjusted", adjusted, values)):
+        enrichment, _ = class_enrichment(table, values=v, n_permutations=200, seed=0)
+        q[name] = dict(zip(enrichment["class_path"].to_list(), enrichment["q_value"].to_list(), strict=True))
+    assert q["plain"]["aging"] < 0.05 and q["adjusted"]["aging"] > 0.05
+    assert q["adjusted"]["effect"] < 0.05
+    # residual permutations: no finite set of labellings to enumerate
+    few = dataclasses.replace(values, sample_ids=values.sample_ids[:10], values=values.values[:, :10],
+                              y=values.y[:10], covariates=values.covariates[:10])
+    assert distinct_labellings(few) is None
+    assert distinct_labellings(dataclasses.replace(few, covariates=None)) is not None
+    tested = adjusted.filter(pl.col("tested"))["consensus_id"].to_list()
+    shift = global_shift(values, tested, 200, 0)
+    plain_shift = global_shift(plain_values, plain.filter(pl.col("tested"))["consensus_id"].to_list(), 200, 0)
+    assert abs(shift["median_effect"]) < abs(plain_shift["median_effect"])
+
+
+def test_a_binary_outcome_with_more_covariates_than_samples_allow_is_not_tested() -> None:
+    matrix, sheet, _, _, _ = confounded_study(n=4)
+    sheet = sheet.with_columns(group=pl.Series(["case", "control", "case", "control"]),
+                               bmi=pl.Series(["20", "25", "30", "22"]))
+    table, summary, _ = differential_with_values(matrix, sheet, BINARY, covariates=["age", "bmi"])
+    assert not table["tested"].any()
+    assert any("no residual degrees of freedom" in n for n in summary["notes"])
