@@ -22,7 +22,20 @@ permutations (the product's default), from Fisher's chi-square (its fallback wit
 Kolmogorov-Smirnov distribution of the table's p-values (ChemRICH's); both of the latter assume a class's compounds
 independent: under the null the share of classes at p < 0.05 and of splits with any class at
 q < 0.05; with one class of 6-20 compounds raised ``--class-fold`` times in one group, the share of splits that
-find it (q < 0.05) and the share with a class at q < 0.05 that holds none of its compounds.
+find it (q < 0.05) and the share with a class at q < 0.05 that holds none of its compounds. The study-wide shift
+of the differential summary (``global_shift``: the median log2 fold change over the tested features against label
+permutations) on the same splits: its share at p < 0.05 on the null split after normalisation
+(``global_shift_null_p05``, as with ``correct: normalise_after_drift: pqn``) and without it
+(``global_shift_raw_null_p05``, as after QC-RLSC alone: the samples keep their dilution, random over the split), and
+the share at p < 0.05 when every compound of the second group's samples is ``SHIFT`` times higher without
+normalisation (``global_shift_raw_shift_found``: a dilution lined up with the groups, what it is there to catch).
+
+Covariates (``--covariates``, sacurine with its samples' ages): a binary outcome with covariates is tested as the
+class coefficient of a linear model beside them (``modelling.differential``). On confounded splits (the second
+group drawn older: ``covariate_draw``) the metabolites do not depend on the group beyond age, so under the adjusted
+test the shares at p < 0.05 should stay near 0.05 and BH near its level, while the unadjusted test calls every
+age-related metabolite different; the class enrichment likewise; and a spike-in of 10 features x 2 measures what
+the adjustment costs in recall.
 
 ``--demo DIR`` adds the issue's demo targets on a finished demo run (``make demo``): the share of the planted
 class's identified compounds at q < 0.05 in the planted direction, per test, and the number of 20 balanced label
@@ -30,6 +43,8 @@ permutations in which any class reaches q < 0.05 in the class enrichment.
 
 Usage: python benchmarks/differential_calibration.py --out result.json [--draws 200] [--permutations 50]
        [--data ../shared/data] [--demo demo] [--class-draws 200] [--class-fold 2] [--class-only]
+       python benchmarks/differential_calibration.py --covariates --out result.json [--covariate-draws 100]
+       [--covariate-sizes 10 20 40]
 """
 
 from __future__ import annotations
@@ -48,12 +63,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
 from ms2study.correction.drift import median_normalise  # noqa: E402
 from ms2study.modelling.differential import differential_analysis, differential_with_values  # noqa: E402
-from ms2study.modelling.enrichment import class_enrichment, class_paths  # noqa: E402
+from ms2study.modelling.enrichment import class_enrichment, class_paths, global_shift  # noqa: E402
 from ms2study.modelling.univariate import bh_q_values, fill_missing  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 ARMS = {"welch": ("welch", 0), "moderated": ("moderated", None), "moderated_tdist": ("moderated", 0)}
 BINARY = {"column": "group", "type": "binary", "positive_class": "b"}
+SHIFT = 1.5  # the dilution lined up with the groups that global_shift must find (every compound x 1.5)
 
 
 def load_studies(data: Path) -> dict[str, np.ndarray]:
@@ -213,7 +229,24 @@ def class_draw(matrix: np.ndarray, classes: list[str | None], n: int, rng: np.ra
                 found = enrichment.filter(pl.col("class_path") == spiked_class)
                 out[f"{arm}_spike_found"] = bool(found.height and found["q_value"][0] < 0.05)
                 out[f"{arm}_spike_false_class"] = bool((hit & ~holds).any())
+        if scenario == "null":
+            out["global_shift_null_p05"] = shift_p(table, values, rng) < 0.05
+    for key, factor in (("global_shift_raw_null_p05", 1.0), ("global_shift_raw_shift_found", SHIFT)):
+        x = matrix[:, cols].copy()
+        x[:, group] *= factor
+        frame, sheet = as_study(np.where(x > 0, x, np.nan), group)
+        table, _, values = differential_with_values(frame, sheet, BINARY, n_permutations=permutations,
+                                                    seed=int(rng.integers(1 << 30)))
+        out[key] = shift_p(table, values, rng) < 0.05
     return out
+
+
+def shift_p(table: pl.DataFrame, values, rng: np.random.Generator) -> float:
+    """The differential summary's ``global_shift`` p-value over the tested features (1,000 label permutations, or
+    every labelling when there are fewer, as the differential stage runs it)."""
+    shift = global_shift(values, table.filter(pl.col("tested"))["consensus_id"].to_list(), 1000,
+                         int(rng.integers(1 << 30)))
+    return float(shift["p_value"]) if shift else float("nan")
 
 
 def class_calibration(data: Path, draws: int, sizes: list[int], fold: float, seed: int, permutations: int) -> dict:
@@ -230,6 +263,83 @@ def class_calibration(data: Path, draws: int, sizes: list[int], fold: float, see
         summary = {k: round(float(np.mean([r[k] for r in rows])), 4) for k in rows[0]}
         result["sizes"][f"n{n}"] = summary
         print("classes", n, json.dumps(summary), flush=True)
+    return result
+
+
+def sacurine_ages(data: Path) -> np.ndarray:
+    """Each sacurine sample's age (years), in the data matrix's column order (its sample metadata joined by name)."""
+    root = data / "outcomes" / "sacurine"
+    names = pl.read_csv(root / "sacurine_dataMatrix.tsv", separator="\t", n_rows=0).columns[1:]
+    meta = pl.read_csv(root / "sacurine_sampleMetadata.tsv", separator="\t", infer_schema_length=0)
+    age = dict(zip(meta["sampleMetadata"].to_list(), meta["age"].cast(pl.Float64).to_list(), strict=True))
+    return np.array([age[n] for n in names], dtype=np.float64)
+
+
+def covariate_draw(matrix: np.ndarray, age: np.ndarray, classes: list[str | None], n: int,
+                   rng: np.random.Generator, permutations: int, n_spiked: int, fold: float) -> dict:
+    """One confounded split: ``2 n`` random samples, the ``n`` with the highest standardised age plus N(0, 0.5^2)
+    noise in the second group (so the groups differ in age and nothing else about the metabolites). Under this null the
+    unadjusted test calls age-related metabolites different; the test adjusted for age should not. Per arm
+    (unadjusted, adjusted for age): the features' share at p < 0.05 and whether any q < 0.05, the classes' share at
+    p < 0.05 and whether any class q < 0.05; then ``n_spiked`` random features x ``fold`` in the second group: recall
+    at q < 0.05 and the false-discovery proportion among the other features."""
+    cols = rng.choice(matrix.shape[1], 2 * n, replace=False)
+    a = age[cols]
+    score = (a - a.mean()) / a.std() + 0.5 * rng.standard_normal(a.size)
+    group = np.zeros(2 * n, dtype=bool)
+    group[np.argsort(score)[n:]] = True
+    out: dict = {"age_difference_years": float(a[group].mean() - a[~group].mean())}
+    names = pl.DataFrame({"consensus_id": [f"C{i:05d}" for i in range(len(classes))],
+                          "name": [f"metabolite {i}" for i in range(len(classes))], "compound_class": classes})
+    for scenario in ("null", "spike"):
+        x = matrix[:, cols].copy()
+        spiked = np.zeros(x.shape[0], dtype=bool)
+        if scenario == "spike":
+            spiked[rng.choice(x.shape[0], n_spiked, replace=False)] = True
+            x[np.ix_(spiked, group)] *= fold
+        x = median_normalise(np.where(x > 0, x, np.nan), np.ones(x.shape[1], dtype=bool))[0]
+        frame, sheet = as_study(x, group)
+        sheet = sheet.with_columns(age=pl.Series([f"{v:g}" for v in a]))
+        for arm, covariates in (("unadjusted", ()), ("adjusted", ("age",))):
+            table, _, values = differential_with_values(frame, sheet, BINARY, covariates=covariates,
+                                                        n_permutations=permutations,
+                                                        seed=int(rng.integers(1 << 30)))
+            tested = table.filter(pl.col("tested")).sort("consensus_id")
+            rows = np.array([int(c[1:]) for c in tested["consensus_id"]])
+            p, q = tested["p_value"].to_numpy(), tested["q_value"].to_numpy()
+            if scenario == "null":
+                out[f"{arm}_null_p05"] = float(np.mean(p < 0.05))
+                out[f"{arm}_null_any_q05"] = bool((q < 0.05).any())
+                table = table.drop("name", "compound_class").join(names, on="consensus_id", how="left")
+                enrichment, _ = class_enrichment(table, values=values, n_permutations=1000,
+                                                 seed=int(rng.integers(1 << 30)))
+                out[f"{arm}_class_null_p05"] = float(np.mean(enrichment["p_value"].to_numpy() < 0.05))
+                out[f"{arm}_class_null_any_q05"] = bool((enrichment["q_value"] < 0.05).any())
+            else:
+                hit, truth = q < 0.05, spiked[rows]
+                out[f"{arm}_spike_recall"] = float(hit[truth].mean()) if truth.any() else 0.0
+                out[f"{arm}_spike_fdp"] = float((hit & ~truth).sum() / max(hit.sum(), 1))
+    return out
+
+
+def covariate_calibration(data: Path, draws: int, sizes: list[int], seed: int, permutations: int,
+                          n_spiked: int = 10, fold: float = 2.0) -> dict:
+    """The binary test with and without the covariate age on confounded splits of sacurine (``covariate_draw``);
+    {} without its tables."""
+    studies = load_studies(data)
+    if "sacurine" not in studies:
+        return {}
+    age, classes = sacurine_ages(data), sacurine_classes(data)
+    result: dict = {"study": "sacurine", "draws": draws, "n_spiked": n_spiked, "fold": fold,
+                    "confounding": "second group: the n of 2n random samples with the highest standardised age "
+                                   "+ 0.5 x N(0, 1)", "sizes": {}}
+    for n in sizes:
+        rng = np.random.default_rng([seed, n, 11])
+        rows = [covariate_draw(studies["sacurine"], age, classes, n, rng, permutations, n_spiked, fold)
+                for _ in range(draws)]
+        summary = {k: round(float(np.mean([r[k] for r in rows])), 4) for k in rows[0]}
+        result["sizes"][f"n{n}"] = summary
+        print("covariates", n, json.dumps(summary), flush=True)
     return result
 
 
@@ -267,8 +377,18 @@ def main() -> int:
     ap.add_argument("--class-draws", type=int, default=200, help="random splits per size for the class enrichment")
     ap.add_argument("--class-fold", type=float, default=2.0, help="fold change of the spiked class")
     ap.add_argument("--class-only", action="store_true", help="only the class enrichment part")
+    ap.add_argument("--covariates", action="store_true",
+                    help="only the covariate part: confounded splits (age), the test with and without age")
+    ap.add_argument("--covariate-draws", type=int, default=100)
+    ap.add_argument("--covariate-sizes", type=int, nargs="+", default=[10, 20, 40])
     args = ap.parse_args()
     started = time.perf_counter()
+    if args.covariates:
+        result = {"covariates": covariate_calibration(args.data, args.covariate_draws, args.covariate_sizes,
+                                                      args.seed, args.permutations)}
+        result["seconds"] = round(time.perf_counter() - started, 1)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        return 0
     result = ({} if args.class_only else
               run(args.data, args.draws, args.sizes, args.n_spiked, args.fold, args.seed, args.permutations))
     if args.class_draws > 0:
