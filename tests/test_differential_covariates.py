@@ -96,3 +96,15 @@ def test_a_binary_outcome_with_more_covariates_than_samples_allow_is_not_tested(
     table, summary, _ = differential_with_values(matrix, sheet, BINARY, covariates=["age", "bmi"])
     assert not table["tested"].any()
     assert any("no residual degrees of freedom" in n for n in summary["notes"])
+
+
+def test_the_report_says_the_two_groups_are_compared_at_equal_covariates() -> None:
+    from ms2study.reporting.outcomes import _test_text
+
+    matrix, sheet, _, _, _ = confounded_study()
+    _, summary, _ = differential_with_values(matrix, sheet, BINARY, covariates=["age"], n_permutations=20)
+    text = _test_text(summary)
+    assert "linear model of log2 intensity on the class, adjusted for age" in text and "cov:" not in text
+    assert "higher in case</b> at equal covariates" in text or "higher in case at equal covariates" in text
+    _, plain, _ = differential_with_values(matrix, sheet, BINARY, n_permutations=20)
+    assert _test_text(plain).startswith("moderated t-test") and "adjusted" not in _test_text(plain)

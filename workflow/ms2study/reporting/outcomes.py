@@ -282,18 +282,19 @@ def _test_text(summary: dict) -> str:
     if kind == "binary":
         counts = summary.get("class_counts") or {}
         pos, ref = summary.get("positive_class"), summary.get("reference_class")
-        covariates = summary.get("covariates") or []
-        name = ("moderated t-test (Welch for features with an imputed value)" if moderated else "Welch t-test") \
-            if not covariates else (f"linear model of log2 intensity on the class, adjusted for "
-                                    f"{esc(', '.join(covariates))} (moderated variances as limma fits "
-                                    "~ class + covariates; ordinary least squares for features with an imputed value)"
-                                    if moderated else f"linear model on the class, adjusted for "
-                                    f"{esc(', '.join(covariates))} (ordinary least squares)")
+        covariates = esc(", ".join(c.removeprefix("cov:") for c in summary.get("covariates") or []))
+        if not covariates:
+            name = "moderated t-test (Welch for features with an imputed value)" if moderated else "Welch t-test"
+        elif moderated:
+            name = (f"linear model of log2 intensity on the class, adjusted for {covariates} (moderated variances, "
+                    "as limma fits ~ class + covariates; ordinary least squares for features with an imputed value)")
+        else:
+            name = f"linear model of log2 intensity on the class, adjusted for {covariates} (ordinary least squares)"
         return (f"{name} on log2 intensities, <b>{esc(pos)}</b> (n = {counts.get(pos, '?')}) against "
                 f"<b>{esc(ref)}</b> (n = {counts.get(ref, '?')}); log2 FC &gt; 0: higher in {esc(pos)}"
                 + (" at equal covariates" if covariates else "") + how)
     if kind == "continuous":
-        covariates = summary.get("covariates") or []
+        covariates = [c.removeprefix("cov:") for c in summary.get("covariates") or []]
         return ("linear regression of log2 intensity on the outcome"
                 + (f", adjusted for {esc(', '.join(covariates))}" if covariates else "")
                 + f" (n = {summary.get('n_samples')}); the effect is the log2 change per unit of the outcome{how}")
