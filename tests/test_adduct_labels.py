@@ -2,7 +2,7 @@
 partner in about half the feature's runs or in the runs where the stronger ion is most intense (correction.adducts /
 covariation.unsupported_sparse), every disagreement of a
 chosen library adduct with the grouped label is written in ``adduct_note`` (stages.identify), and the report shows
-the accepted identification's adduct first (reporting.outcomes.identified_ions). A tested, correlated adduct is
+the accepted identification's adduct first (reporting.whatdiffers.identified_ions). A tested, correlated adduct is
 still labelled and still refuses a contradicting library match."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 
 from ms2study.correction import adducts, covariation
 from ms2study.correction.adduct_notation import same_ion
-from ms2study.reporting import cautions, outcomes
+from ms2study.reporting import cautions, whatdiffers
 from ms2study.stages import identify
 
 PARAMS = {"adduct_rt_tol_s": 3.0, "adduct_mz_ppm": 10.0, "adduct_min_correlation": 0.6}
@@ -198,8 +198,8 @@ def test_the_report_shows_the_accepted_identifications_adduct_first() -> None:
                            "ion": ["[M+K]+", "[M+H]+", "[M+Na]+", None], "ion_tested": [False, True, True, None]})
     ident = pl.DataFrame({"consensus_id": ["A", "B", "C", "D"], "adduct": ["[M+H]+", "[M+H]+", "[M+H]+", "[M+H]+"],
                           "accepted": [True, True, False, True]})
-    shown = outcomes.identified_ions(cautions.mark_untested_ions(tested, None), ident)
+    shown = whatdiffers.identified_ions(cautions.mark_untested_ions(tested, None), ident)
     assert shown["ion"].to_list() == ["[M+H]+ (library match); grouped as [M+K]+ (mass and RT only)", "[M+H]+",
                                       "[M+Na]+", None]
     assert shown.columns == tested.columns
-    assert outcomes.identified_ions(tested, None).equals(tested)
+    assert whatdiffers.identified_ions(tested, None).equals(tested)

@@ -99,7 +99,7 @@ def test_a_binary_outcome_with_more_covariates_than_samples_allow_is_not_tested(
 
 
 def test_the_report_says_the_two_groups_are_compared_at_equal_covariates() -> None:
-    from ms2study.reporting.outcomes import _test_text
+    from ms2study.reporting.whatdiffers import _test_text
 
     matrix, sheet, _, _, _ = confounded_study()
     _, summary, _ = differential_with_values(matrix, sheet, BINARY, covariates=["age"], n_permutations=20)

@@ -677,7 +677,7 @@ def test_without_q_values_identifications_fall_back_to_cosine(tmp_path: Path) ->
 
 
 def test_the_differential_section_names_the_test_each_summary_records() -> None:
-    from ms2study.reporting.outcomes import _test_text
+    from ms2study.reporting.whatdiffers import _test_text
 
     base = {"type": "binary", "positive_class": "case", "reference_class": "control",
             "class_counts": {"case": 6, "control": 6}}
@@ -699,7 +699,7 @@ def test_the_differential_section_names_the_test_each_summary_records() -> None:
                         "n_permutations": 0, "n_samples": 20})
     assert tdist.startswith("linear regression") and "p-values from the t distribution" in tdist
     # the features table shows which test each feature got when they differ, and the permutation floor
-    from ms2study.reporting.outcomes import _feature_table
+    from ms2study.reporting.whatdiffers import _feature_table
 
     tested = pl.DataFrame({"consensus_id": ["C1", "C2"], "test": ["moderated_t", "welch_t"], "p_value": [1e-4, 0.2],
                            "q_value": [2e-4, 0.2], "log2_fold_change": [1.5, 0.1]})

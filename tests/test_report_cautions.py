@@ -13,7 +13,7 @@ import pytest
 
 from ms2study.core import tables
 from ms2study.modelling.differential import write_table
-from ms2study.reporting import cautions, collect, outcomes, qc
+from ms2study.reporting import cautions, collect, outcomes, whatdiffers, qc
 from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles, ReportInputs
 from ms2study.stages.report import build_report
 
@@ -168,7 +168,7 @@ def test_wording_claims_no_cause_and_says_imputed(report: tuple[str, str]) -> No
     assert ("1 MS/MS scans had a selected-ion m/z outside their own isolation window (cause unknown; a converter "
             "fault is one known cause): the isolation target was used as precursor m/z") in warnings
     assert "(a converter fault)" not in text
-    assert "Welch for features with an imputed value" in outcomes._test_text(
+    assert "Welch for features with an imputed value" in whatdiffers._test_text(
         {"type": "binary", "test": "moderated_t", "n_moderated": 5, "class_counts": {}})
     assert "half-minimum fill " not in text and "with a filled value" not in text  # filled: gap-filled only
 

@@ -315,7 +315,7 @@ def test_the_imputation_caution_is_named_beside_the_hits_only_when_they_rely_on_
 def test_the_differential_table_labels_the_monoisotopic_ion_and_drops_chemont_ids() -> None:
     """Trial finding: the main ion of an isotope group showed an empty ion cell beside its labelled M+1 and M+2, and
     the class column began with 'CHEMONTID:0002351;'."""
-    from ms2study.reporting.outcomes import _readable
+    from ms2study.reporting.whatdiffers import _readable
 
     table = pl.DataFrame({"consensus_id": ["C1", "C2", "C3", "C4"], "ion": [None, "M+1", None, "[M+Na]+"],
                           "compound_group": ["G1", "G1", "G3", "G4"],

@@ -13,7 +13,7 @@ import pytest
 from ms2study import cli
 from ms2study.correction.matrix import correct_matrix
 from ms2study.correction.rtspread import rt_spread, rt_spread_flags
-from ms2study.reporting.outcomes import _feature_table, rt_spread_warning
+from ms2study.reporting.whatdiffers import _feature_table, rt_spread_warning
 from test_correct import make_study
 
 

@@ -34,7 +34,7 @@ from ms2study.core.params import overlay, schema_defaults
 from ms2study.io.samplesheet import read_sample_sheet
 from ms2study.modelling.differential import outcome_filename
 from ms2study.modelling.outcomes import drop_flagged
-from ms2study.reporting import batch, cautions, collect, findings, outcomes, qc, sections, spectra
+from ms2study.reporting import batch, cautions, collect, findings, outcomes, qc, sections, spectra, whatdiffers
 from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles, ReportInputs
 from ms2study.reporting.html import DOUBT, Caution, esc, page
 
@@ -96,9 +96,9 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
                   + sections.identifications_section(annotations, ident, sample_ids, params, warnings) + mirrors))
     attribution = {Path(p).stem: Path(p) for p in inputs.attribution}
     parts.append(("differential", "What differs",
-                  outcomes.differential_section(inputs.differential, warnings, attribution,
-                                                outcomes.attribution_caveats(inputs.models), with_ms2, corrected,
-                                                identifications=ident)))
+                  whatdiffers.differential_section(inputs.differential, warnings, attribution,
+                                                    outcomes.attribution_caveats(inputs.models), with_ms2, corrected,
+                                                    identifications=ident)))
     collect.scan_warnings(stats, warnings)
     parts.append(("encoder", "Spectrum encoder", sections.encoder_section(encoder)))
     if encoder["trained"] is False:

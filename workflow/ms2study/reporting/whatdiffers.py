@@ -1,0 +1,301 @@
+"""The report's "What differs" part, per outcome: the differential test's description, a volcano plot, every tested
+feature in a sortable table (identifications, ion labels, flags), the class enrichment with the study-wide shift, and
+the features the embedding model looks at. Moved out of ``reporting.outcomes`` (which keeps the outcome models). May
+import ``ms2study.core``, ``ms2study.correction`` (adduct notation), ``ms2study.modelling`` and the other
+``reporting`` modules but ``outcomes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+from ms2study.correction.adduct_notation import same_ion
+from ms2study.modelling.differential import SIGNIFICANCE, read_summary, significant_compounds
+from ms2study.reporting import cautions
+from ms2study.reporting.charts import enrichment_figure, figure_html, volcano_figure
+from ms2study.reporting.collect import DifferentialFiles
+from ms2study.reporting.html import DOUBT, QUALITY, Caution, esc, q_cell
+from ms2study.reporting.qc import attribution_part
+from ms2study.reporting.tables import class_path, interactive_table
+
+DIFFERENTIAL_COLUMNS = {  # column of the differential table: header of the report's table
+    "consensus_id": "consensus feature", "mz": "m/z", "rt_s": "RT (s)", "compound_group": "compound group",
+    "ion": "ion", "name": "compound", "msi_level": "level (Schymanski)", "compound_class": "class",
+    "identification_q_value": "id q"}
+
+DIFFERENTIAL_TEXT = (
+    '<p class="note">Each consensus feature is tested for each outcome on log2 intensities: a t-test '
+    "(binary), linear regression with the configured covariates (continuous) or one-way ANOVA "
+    "(multiclass). With <code>differential: test: moderated</code> (the default) a feature detected in every "
+    "sample gets the moderated t-test: its variance is shrunk towards that of features of similar "
+    "intensity (limma-trend, Smyth 2004), which adds power to small studies (measured in benchmarks/README.md), "
+    "and its p-value comes from the same statistic under permuted samples, pooled over features (as SAM and "
+    "Perseus do), which keeps the q-values honest when the data are not normal; a feature with an imputed value "
+    "(below) keeps its own variance (Welch t-test, or plain regression), its p-value from permutations too, "
+    "pooled over features with as many imputed values (an imputed value is a point mass the t distribution "
+    "does not describe). The 'test' column says which (a value gap filling re-quantified from a run's MS1 "
+    "signal is a measurement, not an imputation). Missing values are handled as "
+    "in the outcome models: a feature that feature detection found (gap-filled values do not count) in fewer "
+    "than <code>models: min_detected_fraction</code> of the samples of every class (of all samples for a "
+    "continuous outcome) is not tested; otherwise a sample where it has no value gets half its smallest "
+    "intensity (<code>imputation: features</code>). The 'detected' columns count gap-filled values as "
+    "measured. q-values are "
+    "Benjamini-Hochberg over the tested features. Identifications are the accepted ones (their own q in "
+    "the 'id q' column). Chemical classes are tested as in ChemRICH (Barupal &amp; Fiehn 2017, Sci Rep "
+    "7:14567) as a set, at every level of the class path: Fisher's combination of the class's compound p-values "
+    "(each compound's Welch / regression / ANOVA test), its p-value from permutations of the samples' outcome "
+    "labels (a class's compounds co-vary, which ChemRICH's Kolmogorov-Smirnov reading assumes away); the test is "
+    "self-contained, so a shift of the whole sample with the outcome moves every class ('q, shift removed': the "
+    "same test with each sample's median level over the tested features taken out first), "
+    "with Benjamini-Hochberg q-values over the classes; 'up' and 'down' "
+    "count the class's compounds with p &lt; 0.05 in each direction.</p>")
+
+
+def _effect_text(summary: dict) -> tuple[str, str]:
+    """(column of the effect, its header) for the outcome type."""
+    if summary.get("type") == "continuous":
+        return "log2_effect_per_unit", "log2 effect per unit"
+    if summary.get("type") == "binary":
+        return "log2_fold_change", f"log2 FC ({summary.get('positive_class')} / {summary.get('reference_class')})"
+    return "", ""
+
+
+def _test_text(summary: dict) -> str:
+    kind = summary.get("type")
+    test = summary.get("test")
+    moderated = test in ("moderated_t", "moderated_ols") and summary.get("n_moderated")
+    how = ""
+    if moderated:
+        permutations = summary.get("n_permutations") or 0
+        how = (f"; {summary['n_moderated']} features with a value in every sample (detected or gap-filled) tested "
+               "with moderated variances "
+               f"(prior degrees of freedom {float(summary.get('prior_df') or 0):.1f}), p-values from "
+               + (f"{permutations} permutations pooled over features" if permutations else "the t distribution"))
+    imputed = summary.get("n_imputed_permuted")
+    if kind in ("binary", "continuous") and imputed:
+        how += (f"; {imputed} features with an imputed value (not detected, not gap-filled): "
+                f"{'Welch' if test == 'moderated_t' or test == 'welch_t' else 'regression'} p-values from "
+                f"{summary.get('imputed_permutations')} "
+                + ("label permutations" if test in ("moderated_t", "welch_t") else "permutations of the residuals")
+                + " pooled over features with as many imputed values")
+    if kind == "binary":
+        counts = summary.get("class_counts") or {}
+        pos, ref = summary.get("positive_class"), summary.get("reference_class")
+        covariates = esc(", ".join(c.removeprefix("cov:") for c in summary.get("covariates") or []))
+        if not covariates:
+            name = "moderated t-test (Welch for features with an imputed value)" if moderated else "Welch t-test"
+        elif moderated:
+            name = (f"linear model of log2 intensity on the class, adjusted for {covariates} (moderated variances, "
+                    "as limma fits ~ class + covariates; ordinary least squares for features with an imputed value)")
+        else:
+            name = f"linear model of log2 intensity on the class, adjusted for {covariates} (ordinary least squares)"
+        return (f"{name} on log2 intensities, <b>{esc(pos)}</b> (n = {counts.get(pos, '?')}) against "
+                f"<b>{esc(ref)}</b> (n = {counts.get(ref, '?')}); log2 FC &gt; 0: higher in {esc(pos)}"
+                + (" at equal covariates" if covariates else "") + how)
+    if kind == "continuous":
+        covariates = [c.removeprefix("cov:") for c in summary.get("covariates") or []]
+        return ("linear regression of log2 intensity on the outcome"
+                + (f", adjusted for {esc(', '.join(covariates))}" if covariates else "")
+                + f" (n = {summary.get('n_samples')}); the effect is the log2 change per unit of the outcome{how}")
+    counts = ", ".join(f"{esc(k)}: {v}" for k, v in (summary.get("class_counts") or {}).items())
+    return f"one-way ANOVA on log2 intensities across the classes ({counts}); no direction"
+
+
+def differential_section(differential: Sequence[DifferentialFiles], warnings: list[str],
+                         attribution: dict[str, Path] | None = None, caveats: dict[str, str] | None = None,
+                         with_ms2: set[str] | None = None, corrected: pl.DataFrame | None = None,
+                         identifications: pl.DataFrame | None = None) -> str:
+    """Per outcome (in the order given): a volcano plot, every tested feature with its identification in a sortable,
+    filterable table (sorted by q), the class enrichment (chart and table) and, when ``attribution`` has a table
+    for the outcome (keyed by outcome name), the features the embedding model looks at, led by the outcome's
+    caveat from ``caveats`` (``attribution_caveats``) when its model is not shown to beat chance. A table that is
+    named but absent is a warning; an attribution table whose outcome has no differential results is a warning.
+    The summary's own ``warnings``, a share of imputed features above a half and significant features without
+    MS/MS (``with_ms2``: the consensus features with MS/MS, when known) are warnings too; ion labels grouped on mass
+    and RT alone are marked (from the table's ``ion_tested``, else the ``corrected`` matrix), and an accepted
+    identification's library adduct leads a label it disagrees with (``identifications``: :func:`identified_ions`)."""
+    attribution = dict(attribution or {})
+    if not differential:
+        for name in attribution:
+            warnings.append(f"attribution table for <b>{esc(name)}</b> given without its differential results")
+        return ("<p>No differential analysis: no outcomes are declared under <code>models: outcomes</code> in "
+                "config.yaml.</p>")
+    parts = [DIFFERENTIAL_TEXT]
+    for k, files in enumerate(differential):
+        path = Path(files.table)
+        if not path.exists():
+            warnings.append(Caution(f"the differential table <code>{esc(path.name)}</code> is missing (run the "
+                                    "pipeline to the end)", DOUBT))
+            continue
+        summary = read_summary(path)
+        table = pl.read_parquet(path)
+        outcome = summary.get("outcome") or path.stem
+        parts.append(f"<h3>Outcome: {esc(outcome)} ({esc(summary.get('type'))})</h3>")
+        cautions.summary_warnings(summary, outcome, warnings)
+        tested = identified_ions(cautions.mark_untested_ions(table.filter(pl.col("tested")), corrected),
+                                 identifications)
+        if "compound_group" in table.columns:  # members of a group counted over every feature, tested or not
+            tested = tested.join(table.filter(pl.col("compound_group").is_not_null()).group_by("compound_group")
+                                 .agg(pl.len().alias("_group_size")), on="compound_group", how="left",
+                                 maintain_order="left")
+        cautions.imputation_warning(tested, outcome, warnings)
+        cautions.gap_filling_warning(tested, outcome, warnings)
+        rt_spread_warning(tested, outcome, warnings)
+        hits = tested.filter(pl.col("q_value") < SIGNIFICANCE)["consensus_id"].cast(pl.Utf8).to_list()
+        significant = len(hits)
+        compounds = significant_compounds(tested) if "compound_group" in tested.columns else significant
+        grouped = (f" ({compounds} compound group{'' if compounds == 1 else 's'}: isotope and adduct features of "
+                   "one compound are tested one by one)" if compounds != significant else "")
+        ms2 = cautions.significant_ms2(hits, with_ms2, outcome, warnings)
+        parts.append(f"<p>{_test_text(summary)}. {tested.height} of {table.height} consensus features tested; "
+                     f"<b>{significant}</b> at q &lt; {SIGNIFICANCE:g}{grouped}.{' ' + ms2 if ms2 else ''}</p>")
+        for note in summary.get("notes") or []:
+            if note.startswith("not tested"):
+                warnings.append(Caution(f"outcome <b>{esc(outcome)}</b>: no differential test ({esc(note)})", DOUBT,
+                                        "not tested", (f"differential:{outcome}",)))
+            parts.append(f'<p class="note">{esc(note)}</p>')
+        effect, effect_header = _effect_text(summary)
+        charts = []
+        if tested.height and effect:
+            charts.append(figure_html(volcano_figure(tested, effect, effect_header, f"Volcano: {outcome}",
+                                                     SIGNIFICANCE)))
+        enrichment_html, enrichment_chart = _enrichment_part(files.enrichment, summary, effect_header, outcome, k)
+        charts += [enrichment_chart] if enrichment_chart else []
+        if charts:
+            parts.append('<div class="charts">' + "".join(charts) + "</div>")
+        if tested.height:
+            parts.append(_feature_table(tested, summary, effect, effect_header, f"differential-{k}"))
+        parts.append(enrichment_html)
+        parts.append(attribution_part(attribution.pop(outcome, None), outcome, caveat=(caveats or {}).get(outcome)))
+    for name in attribution:
+        warnings.append(f"attribution table for <b>{esc(name)}</b> given, but no differential results of that "
+                        "outcome: not shown")
+    return "".join(parts)
+
+
+def identified_ions(tested: pl.DataFrame, identifications: pl.DataFrame | None) -> pl.DataFrame:
+    """``tested`` with an ``ion`` label led by its feature's accepted identification where that library adduct is
+    another ion (``adduct_notation.same_ion`` false; its ``adduct_note`` says why the match stands): "[M+H]+
+    (library match); grouped as [M+K]+ (mass and RT only)". Unchanged without ``identifications`` or ``ion``."""
+    if (identifications is None or "ion" not in tested.columns
+            or not {"accepted", "adduct"} <= set(identifications.columns)):
+        return tested
+    library = (identifications.filter(pl.col("accepted").fill_null(False)).unique("consensus_id")
+               .select(pl.col("consensus_id").cast(pl.Utf8), pl.col("adduct").cast(pl.Utf8).alias("_library")))
+    frame = tested.join(library, on="consensus_id", how="left", maintain_order="left").with_columns(
+        pl.col("ion").str.strip_suffix(cautions.UNTESTED_ION).alias("_label"))
+    pairs = frame.select("_label", "_library").unique().drop_nulls()
+    pairs = pairs.with_columns(pl.Series("_differs", [same_ion(*r) is False for r in pairs.iter_rows()], pl.Boolean))
+    frame = frame.join(pairs, on=["_label", "_library"], how="left", maintain_order="left")
+    return frame.with_columns(pl.when(pl.col("_differs")).then(pl.col("_library") + " (library match); grouped as "
+                                                               + pl.col("ion")).otherwise(pl.col("ion")).alias("ion")
+                              ).drop("_label", "_library", "_differs")
+
+
+def _readable(tested: pl.DataFrame) -> pl.DataFrame:
+    """The differential rows as the table shows them: the monoisotopic feature of a compound group whose other
+    members are its isotope peaks, which carries no label of its own, reads "M" (so the group's M, M+1, M+2 line
+    up; its members are counted in ``_group_size`` where given, which counts untested members too, else among the
+    tested rows); the ChemOnt identifier (``CHEMONTID:0000185;``) is dropped from the class path."""
+    out = tested
+    if {"ion", "compound_group"} <= set(out.columns):
+        size = pl.col("_group_size") if "_group_size" in out.columns else pl.len().over("compound_group")
+        out = out.with_columns(pl.when(pl.col("ion").is_null() & pl.col("compound_group").is_not_null() & (size > 1))
+                               .then(pl.lit("M")).otherwise(pl.col("ion")).alias("ion"))
+    if "compound_class" in out.columns:
+        out = out.with_columns(class_path())
+    if "rt_sd_flag" in out.columns:
+        out = out.with_columns(pl.when(pl.col("rt_sd_flag").fill_null(False)).then(pl.lit("yes")).otherwise(pl.lit(""))
+                               .alias("rt_sd_flag"))
+    return out
+
+
+def rt_spread_warning(tested: pl.DataFrame, outcome: str, warnings: list[str]) -> None:
+    """A warning naming the features at q < SIGNIFICANCE whose apex RT wanders over the study samples
+    (``rt_sd_flag``, ``correction.rtspread``): each may sum co-eluting ions the instrument does not resolve, so its
+    fold change and its name may belong to part of its signal."""
+    if "rt_sd_flag" not in tested.columns or "q_value" not in tested.columns:
+        return
+    hits = tested.filter((pl.col("q_value") < SIGNIFICANCE).fill_null(False))
+    flagged = hits.filter(pl.col("rt_sd_flag").fill_null(False))
+    if not flagged.height:
+        return
+    named = ", ".join(flagged["consensus_id"].cast(pl.Utf8).head(8).to_list())
+    more = f" and {flagged.height - 8} more" if flagged.height > 8 else ""
+    warnings.append(Caution(
+        f"outcome <b>{esc(outcome)}</b>: {flagged.height} of the {hits.height} features at q &lt; {SIGNIFICANCE:g} "
+        f"have an apex RT that wanders over the study samples ({esc(named)}{more}; column 'RT spread flag'): such a "
+        "feature may be the sum of two co-eluting ions the instrument does not resolve (isomers), whose apex moves "
+        "towards whichever is larger in a sample. Its difference is real signal at that m/z and RT, but its fold "
+        "change and any name on it may belong to only part of it; the pooled QCs cannot show this (see 'Batch, "
+        "blanks and drift')", QUALITY, "may sum co-eluting ions", (f"differential:{outcome}",)))
+
+
+def _feature_table(tested: pl.DataFrame, summary: dict, effect: str, effect_header: str, table_id: str) -> str:
+    """Every tested feature, sortable and filterable, sorted by q."""
+    columns = dict(DIFFERENTIAL_COLUMNS)
+    if effect:
+        columns[effect] = effect_header
+    columns |= {"p_value": "p", "q_value": "q"}
+    if tested.height and "test" in tested.columns and tested["test"].n_unique() > 1:
+        columns["test"] = "test"  # moderated for features detected in every sample, Welch (or OLS) for the others
+    spread = "rt_sd_flag" in tested.columns and bool(tested["rt_sd_flag"].fill_null(False).any())
+    if spread:
+        columns["rt_sd_flag"] = "RT spread flag"
+    if summary.get("type") == "binary":
+        columns |= {"detection_rate_positive": f"detected ({summary.get('positive_class')})",
+                    "detection_rate_reference": f"detected ({summary.get('reference_class')})"}
+    else:
+        columns["detection_rate"] = "detected"
+    shown = _readable(tested).select([pl.col(c).alias(h) for c, h in columns.items() if c in tested.columns])
+    parts = [f"<h4>Tested features ({tested.height}; sort by any column, filter with the search box)</h4>",
+             interactive_table(shown, table_id, order=[("q", "asc"), ("p", "asc")])]
+    parts.append('<p class="note">detected: share of the samples (of each class, for a binary outcome) in which '
+                 "the feature was measured, before the half-minimum imputation (a value gap filling re-quantified from "
+                 "the run's own MS1 signal counts as measured). id q: the identification's own q-value."
+                 + (" ion: where the accepted identification's library ion differs from the grouped label, it comes "
+                    "first ('library match')." if "ion" in tested.columns
+                    and tested["ion"].str.contains("(library match)", literal=True).any() else "")
+                 + (" RT spread flag: the feature's apex RT varies over the samples far more than the study's "
+                    "features do (<code>correct: rt_sd_ratio</code>); it may sum co-eluting ions." if spread else "")
+                 + (" test: moderated_t / moderated_ols for features measured in every sample, welch_t / ols for "
+                    "features with an imputed value (their p from permutations pooled by the number imputed)."
+                    if "test" in columns else "")
+                 + (f" With {summary['n_permutations']} permutations over {summary.get('n_moderated')} features the "
+                    f"smallest moderated p is {1 / (1 + summary['n_permutations'] * summary['n_moderated']):.2g}; "
+                    "features at that floor are ordered by their t." if summary.get("n_permutations")
+                    and summary.get("n_moderated") else "") + "</p>")
+    return "".join(parts)
+
+
+def _enrichment_part(path: Path | None, summary: dict, effect_header: str, outcome: str,
+                     k: int) -> tuple[str, str | None]:
+    """(HTML of the enrichment results, the enrichment chart's HTML or None)."""
+    title = "<h4>Chemical class enrichment</h4>"
+    if path is None or not Path(path).exists():
+        return title + "<p>No class enrichment table.</p>", None
+    enrichment = pl.read_parquet(path)
+    if enrichment.height == 0:
+        notes = read_summary(path).get("enrichment_notes") or ["no class could be tested"]
+        return title + "".join(f'<p class="note">{esc(n)}</p>' for n in notes), None
+    hits = enrichment.filter(pl.col("q_value") < SIGNIFICANCE)
+    chart = figure_html(enrichment_figure(enrichment, f"Class enrichment: {outcome}", SIGNIFICANCE))
+    if hits.height == 0:
+        best = enrichment.sort("q_value").row(0, named=True)
+        text = (f"<p>No chemical class is enriched at q &lt; {SIGNIFICANCE:g} ({enrichment.height} classes "
+                f"tested; the lowest q is {q_cell(best['q_value'])[1]}, {esc(best['class_path'])}).</p>")
+    else:
+        text = (f"<p>{hits.height} of {enrichment.height} classes tested are enriched at q &lt; "
+                f"{SIGNIFICANCE:g}.</p>")
+    columns = {"class_path": "class", "class_level": "level", "n_compounds": "compounds",
+               "n_significant": f"p < {float(summary.get('alpha', 0.05)):g}", "n_up": "up", "n_down": "down",
+               "direction": "direction",
+               "median_effect": f"median {effect_header}" if effect_header else "median effect",
+               "p_value": "p", "q_value": "q", "q_value_shift_removed": "q, shift removed", "compounds": "members"}
+    shown = enrichment.select([pl.col(c).alias(h) for c, h in columns.items() if c in enrichment.columns
+                               and enrichment[c].null_count() < enrichment.height])  # an empty column says nothing
+    text += "".join(f'<p class="note">{esc(n)}</p>' for n in read_summary(path).get("enrichment_notes") or [])
+    return title + text + interactive_table(shown, f"enrichment-{k}", order=[("q", "asc")]), chart
