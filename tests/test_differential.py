@@ -692,3 +692,16 @@ def test_the_study_wide_shift_p_value_holds_its_level_when_every_feature_shares_
                                                            None), ids, 200, int(rng.integers(1 << 30)))["p_value"])
     assert 0.02 <= np.mean(np.array(p_null) < 0.05) <= 0.09
     assert np.mean(np.array(p_shift) < 0.05) >= 0.3
+
+
+def test_the_class_section_always_gives_the_study_wide_shift() -> None:
+    """Trial finding: when the shift was not notable the report never gave it, so a reader could not choose between
+    'q' and 'q, shift removed'."""
+    from ms2study.reporting.whatdiffers import shift_note
+
+    summary = {"type": "binary", "global_shift": {"n_features": 1977, "median_effect": 0.21, "share_up": 0.67,
+                                                  "p_value": 0.23, "n_permutations": 1000}}
+    text = shift_note(summary)
+    assert "Study-wide shift over the 1977 tested features: median +0.21 log2, 67 % of them up" in text
+    assert "label-permutation p 0.23 (1000 permutations" in text
+    assert shift_note({"type": "binary"}) == ""

@@ -108,3 +108,51 @@ def test_the_report_says_the_two_groups_are_compared_at_equal_covariates() -> No
     assert "higher in case</b> at equal covariates" in text or "higher in case at equal covariates" in text
     _, plain, _ = differential_with_values(matrix, sheet, BINARY, n_permutations=20)
     assert _test_text(plain).startswith("moderated t-test") and "adjusted" not in _test_text(plain)
+
+
+def test_main_findings_say_the_adjustment_and_name_a_hit_by_its_compound_groups_identification(tmp_path) -> None:
+    """Trial findings (session 20): Main findings never said the fold changes were adjusted for age, and a planted
+    compound that was a hit only through its [M+Na]+ feature went unnamed although its [M+H]+ feature carried the
+    accepted name; a q of 0.049957 was printed 0.05 beside "q < 0.05"."""
+    from ms2study.modelling.differential import write_table
+    from ms2study.reporting.collect import DifferentialFiles
+    from ms2study.reporting.findings import differential_finding, q_text
+
+    table = pl.DataFrame({"consensus_id": ["C1", "C2", "C3"], "tested": [True, True, True],
+                          "q_value": [0.049957, 0.0504, 0.9], "p_value": [0.001, 0.002, 0.8],
+                          "log2_fold_change": [1.9, 1.8, 0.1], "compound_group": ["G1", "G1", None],
+                          "ion": ["[M+Na]+", "[M+H]+", None]})
+    path = tmp_path / "differential" / "group.parquet"
+    path.parent.mkdir()
+    write_table(table, path, {"outcome": "group", "type": "binary", "positive_class": "case",
+                              "covariates": ["cov:age"]})
+    ident = pl.DataFrame({"consensus_id": ["C2"], "accepted": [True], "name": ["uracil"], "msi_level": [2]})
+    _, text, _ = differential_finding(DifferentialFiles(path, None), ident)
+    assert "adjusted for age" in text and "cov:" not in text
+    assert "1 of the 1 carries an accepted identification (1 through another feature of its compound group)" in text
+    assert "<b>uracil</b>" in text and "named on C2 of its compound group, the hit is C1" in text
+    assert "differential q = 0.04996" in text
+    assert q_text(0.0123) == "0.012" and q_text(0.049957) == "0.04996" and q_text(0.3) == "0.3"
+
+
+def test_a_covariate_that_is_the_outcome_itself_is_said_to_be_dropped() -> None:
+    matrix, sheet, _, _, _ = confounded_study()
+    _, summary, _ = differential_with_values(matrix, sheet, {"column": "age", "type": "continuous"},
+                                             covariates=["age"], n_permutations=0)
+    assert any("the covariate age is this outcome itself" in n for n in summary["notes"])
+    assert "covariates" not in summary
+
+
+def test_a_name_is_shown_on_its_own_feature_when_that_one_is_a_hit(tmp_path) -> None:
+    from ms2study.modelling.differential import write_table
+    from ms2study.reporting.collect import DifferentialFiles
+    from ms2study.reporting.findings import differential_finding
+
+    table = pl.DataFrame({"consensus_id": ["C477", "C828"], "tested": [True, True], "q_value": [0.049957, 0.049957],
+                          "p_value": [0.001, 0.001], "log2_fold_change": [2.11, 2.18],
+                          "compound_group": ["G9", "G9"], "ion": ["[M+H]+", "M+1"]})
+    path = tmp_path / "group.parquet"
+    write_table(table, path, {"outcome": "group", "type": "binary", "positive_class": "case"})
+    ident = pl.DataFrame({"consensus_id": ["C477"], "accepted": [True], "name": ["hypoxanthine"], "msi_level": [3]})
+    _, text, _ = differential_finding(DifferentialFiles(path, None), ident)
+    assert "<b>hypoxanthine</b>" in text and "named on" not in text and "log2 FC +2.11" in text

@@ -127,6 +127,18 @@ def test_the_report_names_hits_whose_apex_wanders_and_marks_them_in_the_table() 
     rt_spread_warning(tested.drop("rt_sd_flag"), "group", quiet)
     assert quiet == []
     html = _feature_table(tested, {"type": "continuous"}, "log2_fold_change", "log2 FC", "t")
-    assert "RT spread flag" in html and "yes" in html
+    assert "RT spread flag" in html and "yes" in html and "not judged" in html  # null: too few samples to judge
     assert "RT spread flag" not in _feature_table(tested.drop("rt_sd_flag"), {"type": "continuous"},
                                                   "log2_fold_change", "log2 FC", "t")
+
+
+def test_the_batch_section_lists_the_flagged_features_and_says_which_another_flag_leaves_out() -> None:
+    from ms2study.reporting.batch import rt_spread_table
+
+    corrected = pl.DataFrame({"consensus_id": ["C1", "C2", "C3"], "mz": [100.0, 200.0, 300.0],
+                              "rt_s": [10.0, 20.0, 30.0], "n_detected": [10, 12, 3], "rt_sd_s": [2.5, 0.3, None],
+                              "rt_sd_flag": [True, False, None], "excluded": [True, False, False]})
+    html = rt_spread_table(corrected)
+    assert "Features whose apex RT wanders" in html and "C1" in html and "C2" not in html and "C3" not in html
+    assert "left out by another flag" in html
+    assert rt_spread_table(corrected.with_columns(rt_sd_flag=pl.lit(False))) == ""

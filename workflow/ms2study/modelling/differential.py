@@ -234,6 +234,8 @@ def differential_with_values(feature_matrix: pl.DataFrame, samples: pl.DataFrame
     summary: dict[str, Any] = {"outcome": spec["column"], "type": kind, "excluded_missing_outcome":
                                target["excluded_missing_outcome"], "imputation": imputation,
                                "min_detected_fraction": float(min_detected_fraction), "notes": []}
+    if spec["column"] in covariates:
+        summary["notes"].append(f"the covariate {spec['column']} is this outcome itself: not adjusted for here")
     covariates = [c for c in covariates if c != spec["column"]]
     C = None
     if kind in ("continuous", "binary") and covariates:

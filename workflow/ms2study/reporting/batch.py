@@ -241,7 +241,8 @@ def counts_table(record: dict, corrected: pl.DataFrame | None, exclude_flagged: 
     rows = [["consensus features", n_features], ["flagged by the blank filter", record.get("n_blank_flagged")],
             ["flagged by the QC RSD threshold", record.get("n_qc_rsd_flagged")],
             ["flagged in all (excluded column)", excluded],
-            ["apex RT wandering over the samples (RT spread flag; kept)", record.get("n_rt_sd_flagged")],
+            ["apex RT wandering over the samples (RT spread flag; not a reason to leave out)",
+             record.get("n_rt_sd_flagged")],
             ["left out of models and tests", (excluded if exclude_flagged else
                                               ("html", "0 (<code>correct: exclude_flagged</code> is false)"))],
             ["filled values (gap filling)", record.get("n_filled")],
@@ -389,6 +390,26 @@ def flagged_table(corrected: pl.DataFrame, exclude_flagged: bool = True, basis: 
             + interactive_table(rows, "batch-flagged-table", order=order))
 
 
+def rt_spread_table(corrected: pl.DataFrame) -> str:
+    """The features with the RT spread flag (``rt_sd_flag``; kept in the models and tests), widest spread first,
+    with their adduct label and whether another flag leaves them out; empty when none is flagged."""
+    if "rt_sd_flag" not in corrected.columns:
+        return ""
+    flagged = corrected.filter(pl.col("rt_sd_flag").fill_null(False)).sort("rt_sd_s", descending=True)
+    if flagged.height == 0:
+        return ""
+    more = f" (the first {MAX_FLAGGED_ROWS} of {flagged.height})" if flagged.height > MAX_FLAGGED_ROWS else ""
+    columns = {"consensus_id": "consensus feature", "mz": "m/z", "rt_s": "RT (s)", "rt_sd_s": "RT sd over samples (s)",
+               "n_detected": "runs detecting it", "adduct": "adduct", "excluded": "left out by another flag"}
+    rows = flagged.head(MAX_FLAGGED_ROWS).select([c for c in columns if c in flagged.columns]).with_columns(
+        *([pl.when(pl.col("excluded").fill_null(False)).then(pl.lit("yes")).otherwise(pl.lit("")).alias("excluded")]
+          if "excluded" in flagged.columns else []))
+    rows = rows.rename({c: columns[c] for c in rows.columns})
+    return (f"<h3>Features whose apex RT wanders over the samples{more}</h3><p class=\"note\">Kept in the models and "
+            "tests; each may sum two co-eluting ions (see the RT spread above).</p>"
+            + interactive_table(rows, "batch-rt-spread-table", order=[(columns["rt_sd_s"], "desc")]))
+
+
 def batch_section(correction_path: Path | None, corrected_path: Path | None, raw: pl.DataFrame | None,
                   sheet: pl.DataFrame, params: dict, warnings: list[str]) -> str:
     """The "Batch, blanks and drift" section from the correct stage's record and corrected matrix (either may be
@@ -431,4 +452,5 @@ def batch_section(correction_path: Path | None, corrected_path: Path | None, raw
         parts.append(pca_part(raw, corrected, roles, method))
     if corrected is not None:
         parts.append(flagged_table(corrected, exclude, str(record.get("qc_rsd_basis") or "in_sample")))
+        parts.append(rt_spread_table(corrected))
     return "".join(parts)

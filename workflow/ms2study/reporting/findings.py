@@ -143,8 +143,10 @@ def differential_finding(files: DifferentialFiles, ident: pl.DataFrame | None,
     tested = table.filter(pl.col("tested").fill_null(False)) if "tested" in table.columns else table
     hits = tested.filter(pl.col("q_value") < SIGNIFICANCE).sort("q_value")
     groups = significant_compounds(tested) if "compound_group" in tested.columns else hits.height
+    adjusted = ", ".join(c.removeprefix("cov:") for c in summary.get("covariates") or [])
     text = (f"<b>{hits.height}</b> of {tested.height} tested features differ at q &lt; {SIGNIFICANCE:g}"
-            + (f" ({groups} compound group{'' if groups == 1 else 's'})" if groups != hits.height else ""))
+            + (f" ({groups} compound group{'' if groups == 1 else 's'})" if groups != hits.height else "")
+            + (f", adjusted for {esc(adjusted)}" if adjusted else ""))
     effect = next((c for c in ("log2_fold_change", "log2_effect_per_unit") if c in hits.columns
                    and summary.get("type") in ("binary", "continuous")), None)
     if hits.height and effect:
@@ -160,7 +162,7 @@ def differential_finding(files: DifferentialFiles, ident: pl.DataFrame | None,
         if imputed:  # their fold change and p rest partly on values put in for unmeasured cells
             text += (f"; {imputed} of them rest{'s' if imputed == 1 else ''} partly on imputed values (not measured in "
                      "every sample even after gap filling)")
-    text += (". " + _named(hits, ident, effect)) if hits.height else "."
+    text += (". " + _named(hits, ident, effect, table)) if hits.height else "."
     correction_path = path.parent.parent / "correction.json"  # results/study/differential/X -> results/study
     correction = json.loads(correction_path.read_text()) if correction_path.is_file() else None
     # the class table's shift-removed column holds values where classes were tested with label permutations
@@ -215,33 +217,64 @@ def _shift_sentence(summary: dict, correction: dict | None = None, shift_removed
     return text + "."
 
 
-def _named(hits: pl.DataFrame, ident: pl.DataFrame | None, effect: str | None) -> str:
-    """The sentence naming the hits' accepted identifications (first ``TOP_NAMED`` compounds by q)."""
+def _named(hits: pl.DataFrame, ident: pl.DataFrame | None, effect: str | None,
+           table: pl.DataFrame | None = None) -> str:
+    """The sentence naming the hits' accepted identifications (first ``TOP_NAMED`` compounds by q). A hit without
+    one of its own whose compound group (``table``: the whole differential table, tested or not) holds a feature
+    with an accepted identification is named by that one, and the sentence says on which feature (a fresh user's
+    planted uracil was a hit only through its [M+Na]+ feature, the name on its [M+H]+ feature at q 0.0504)."""
     accepted = _accepted(ident)
+    via = pl.lit(None, dtype=pl.Utf8).alias("via")
     if accepted is not None:
-        named = hits.select("consensus_id", "q_value", *([effect] if effect else [])).with_columns(
-            pl.col("consensus_id").cast(pl.Utf8)).join(accepted, on="consensus_id")
+        keys = hits.select(pl.col("consensus_id").cast(pl.Utf8), "q_value", *([effect] if effect else []),
+                           *(["compound_group"] if "compound_group" in hits.columns else []))
+        named = keys.join(accepted, on="consensus_id").with_columns(via)
+        if table is not None and {"compound_group", "consensus_id"} <= set(table.columns) \
+                and "compound_group" in keys.columns:
+            members = table.select(pl.col("consensus_id").cast(pl.Utf8).alias("via"), "compound_group").join(
+                accepted.rename({"consensus_id": "via"}), on="via").unique("compound_group", keep="first")
+            by_group = keys.filter(pl.col("compound_group").is_not_null()).join(
+                named.select("consensus_id"), on="consensus_id", how="anti").join(members, on="compound_group")
+            named = pl.concat([named.drop("compound_group", strict=False),
+                               by_group.drop("compound_group").select(named.drop("compound_group", strict=False)
+                                                                      .columns)])
     elif {"name", "msi_level"} <= set(hits.columns):
-        named = hits.filter(pl.col("name").is_not_null() & pl.col("msi_level").is_not_null())
+        named = hits.filter(pl.col("name").is_not_null() & pl.col("msi_level").is_not_null()).with_columns(via)
     else:
         return "No identifications were passed to the report."
-    n_features = named.height
-    # best q first; on a tie (BH gives many) the larger change, then the name, so the box names the table's top rows
+    n_features, n_via = named.height, int(named["via"].is_not_null().sum())
+    # best q first; on a tie (BH gives many) the larger change, then the name, so the box names the table's top rows;
+    # a name is shown on its own feature when that one is a hit, on another member of its group only otherwise
     keys = ["q_value", *([pl.col(effect).abs()] if effect else []), "name"]
-    named = named.sort(keys, descending=[False, *([True] if effect else []), False], nulls_last=True).unique(
-        "name", keep="first", maintain_order=True)
+    order = [False, *([True] if effect else []), False]
+    named = named.sort([pl.col("via").is_not_null(), *keys], descending=[False, *order], nulls_last=True).unique(
+        "name", keep="first", maintain_order=True).sort(keys, descending=order, nulls_last=True)
     if not named.height:
         return "None of them carries an accepted identification."
     shown = []
     for r in named.head(TOP_NAMED).iter_rows(named=True):
         level = int(r["msi_level"])
         shown.append(f"<b>{esc(r['name'])}</b> (Schymanski level {level}"
-                     + (f", {LEVELS[level]}" if level in LEVELS else "") + f"; differential q = {r['q_value']:.2g}"
+                     + (f", {LEVELS[level]}" if level in LEVELS else "")
+                     + (f"; named on {esc(r['via'])} of its compound group, the hit is {esc(r['consensus_id'])}"
+                        if r.get("via") else "") + f"; differential q = {q_text(r['q_value'])}"
                      + (f", {'log2 FC' if effect == 'log2_fold_change' else 'log2 effect'} {r[effect]:+.2f}"
                         if effect and r.get(effect) is not None else "") + ")")
     more = named.height - len(shown)
-    return (f"{n_features} of the {hits.height} carr{'ies' if n_features == 1 else 'y'} an accepted identification: "
+    return (f"{n_features} of the {hits.height} carr{'ies' if n_features == 1 else 'y'} an accepted identification"
+            + (f" ({n_via} through another feature of {'its' if n_via == 1 else 'their'} compound group)" if n_via
+               else "") + ": "
             + "; ".join(shown) + (f"; and {more} more compound{'s' if more > 1 else ''}" if more > 0 else "") + ".")
+
+
+def q_text(q: float) -> str:
+    """A q-value with 2 significant digits, more where rounding would carry it up to ``SIGNIFICANCE`` (0.049957
+    shown as 0.05 beside "q &lt; 0.05" reads as a contradiction)."""
+    for digits in (2, 3, 4, 5):
+        text = f"{q:.{digits}g}"
+        if not (q < SIGNIFICANCE <= float(text)):
+            return text
+    return text
 
 
 def _enrichment_finding(path: Path | None, positive: str | None = None,

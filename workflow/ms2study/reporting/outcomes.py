@@ -70,7 +70,8 @@ def models_section(models: Sequence[OutcomeFiles], sheet: pl.DataFrame, feature_
         if estimator or summary.get("covariates"):
             line = f"Estimator: <b>{esc(estimator or 'linear')}</b>"
             if summary.get("covariates"):
-                line += (f"; covariates in every feature set: {esc(', '.join(summary['covariates']))} (scaled inside "
+                line += (f"; covariates in every feature set: "
+                         f"{esc(', '.join(c.removeprefix('cov:') for c in summary['covariates']))} (scaled inside "
                          f"the folds, weight {fmt(summary.get('covariate_weight'), 1)}); the <i>covariates</i> row "
                          "is them alone, the baseline a set must beat to add anything")
             parts.append(f"<p>{line}.</p>")
@@ -167,7 +168,8 @@ def _metrics_table(summary: dict, outcome: str, warnings: list[str]) -> str:
                      ("html", p_value_text(entry.get("permutation_p"))
                       + (" (floor)" if cautions.at_floor(entry, n_perm) else "")),
                      ("html", fmt(entry.get("permutation_null_mean"))),
-                     entry.get("n_samples"), entry.get("n_features"),
+                     entry.get("n_samples"), (len(summary.get("covariates") or []) if name == "covariates"
+                                              and not entry.get("n_features") else entry.get("n_features")),
                      f"{entry.get('outer_splits')} × {entry.get('outer_repeats')}", ("html", secondary)])
         if entry.get("samples_without_values"):
             warnings.append(f"outcome <b>{esc(outcome)}</b>, feature set <b>{esc(name)}</b>: no values for "

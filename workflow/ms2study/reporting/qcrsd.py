@@ -110,23 +110,27 @@ def rt_spread_part(record: dict, ratio: float) -> str:
         return ""
     threshold = record.get("rt_sd_threshold_s")
     found = (f"<b>{record.get('n_rt_sd_flagged') or 0}</b> features vary more than {ratio:g}x that "
-             f"({fmt(threshold, 2)} s) and carry the RT spread flag (<code>rt_sd_flag</code>; kept in the models and "
-             "tests, marked in 'What differs')" if threshold is not None
+             f"({fmt(threshold, 2)} s) and carry the RT spread flag (<code>rt_sd_flag</code>; it leaves no feature "
+             "out of the models and tests; flagged features are listed below and marked in 'What differs')"
+             if threshold is not None
              else "the flag is off (<code>correct: rt_sd_ratio</code> 0)")
     unjudged = record.get("n_rt_sd_unassessed") or 0
     return (f"<p>Apex retention time over the study samples: median sd <b>{fmt(median, 2)} s</b> per feature "
             f"(after alignment); {found}"
             + (f"; {unjudged} features detected in too few samples are not judged" if unjudged else "") + ". "
             "A feature measures everything at its m/z and RT: where two ions the instrument does not resolve "
-            "(isomers of one formula) co-elute and vary independently between samples, its value follows neither "
+            "(isomers of one formula, or ions a few ppm apart) co-elute and vary independently between samples, its "
+            "value follows neither "
             "compound and its apex moves towards whichever is larger. Pooled QCs repeat one mixture, so no QC RSD "
             "can show this error. On two realistic simulated batch studies with known truth (benchmarks/README.md, "
             f"session 20) such pairs were {RT_SPREAD_MEASURED}; ions closer than about a peak width move the apex "
-            "too little to be flagged.</p>")
+            "too little to be flagged. For a flagged feature that matters (a hit, a named compound), look at its "
+            "extracted-ion chromatogram in a few samples of each group: two apexes or a shoulder that moves say "
+            "two compounds.</p>")
 
 
 # measured on benchmarks/study_truth.py seeds 11 and 23 (session 20), rt_sd_ratio 3
 RT_SPREAD_MEASURED = (
     "behind 88-97 % of the features whose true error after correction exceeded 0.3 (32 % of the others had such a "
-    "neighbour); of those features the QC RSD flag caught 3 % and the RT spread flag 53-56 %, with 62-64 % of its "
-    "flags right and 4-5 % of the other features flagged")
+    "neighbour); of those features the QC RSD flag caught 3 % and the RT spread flag 53-56 %; 62-64 % of the "
+    "features it flagged had such a true error, and it flagged 4-5 % of the features without one")

@@ -28,9 +28,10 @@ DIFFERENTIAL_COLUMNS = {  # column of the differential table: header of the repo
 
 DIFFERENTIAL_TEXT = (
     '<p class="note">Each consensus feature is tested for each outcome on log2 intensities: a t-test '
-    "(binary), linear regression with the configured covariates (continuous) or one-way ANOVA "
-    "(multiclass). With <code>differential: test: moderated</code> (the default) a feature detected in every "
-    "sample gets the moderated t-test: its variance is shrunk towards that of features of similar "
+    "(binary; with <code>models: covariates</code> a linear model of the class beside them, so the groups are "
+    "compared at equal covariates), linear regression with the configured covariates (continuous) or one-way ANOVA "
+    "(multiclass, not adjusted). With <code>differential: test: moderated</code> (the default) a feature "
+    "detected in every sample gets the moderated t-test: its variance is shrunk towards that of features of similar "
     "intensity (limma-trend, Smyth 2004), which adds power to small studies (measured in benchmarks/README.md), "
     "and its p-value comes from the same statistic under permuted samples, pooled over features (as SAM and "
     "Perseus do), which keeps the q-values honest when the data are not normal; a feature with an imputed value "
@@ -46,8 +47,9 @@ DIFFERENTIAL_TEXT = (
     "Benjamini-Hochberg over the tested features. Identifications are the accepted ones (their own q in "
     "the 'id q' column). Chemical classes are tested as in ChemRICH (Barupal &amp; Fiehn 2017, Sci Rep "
     "7:14567) as a set, at every level of the class path: Fisher's combination of the class's compound p-values "
-    "(each compound's Welch / regression / ANOVA test), its p-value from permutations of the samples' outcome "
-    "labels (a class's compounds co-vary, which ChemRICH's Kolmogorov-Smirnov reading assumes away); the test is "
+    "(each compound's Welch / regression / ANOVA test, adjusted for the covariates as above), its p-value from "
+    "permutations of the samples' outcome labels (with covariates: of the outcome's residual from them; a class's "
+    "compounds co-vary, which ChemRICH's Kolmogorov-Smirnov reading assumes away); the test is "
     "self-contained, so a shift of the whole sample with the outcome moves every class ('q, shift removed': the "
     "same test with each sample's median level over the tested features taken out first), "
     "with Benjamini-Hochberg q-values over the classes; 'up' and 'down' "
@@ -59,7 +61,9 @@ def _effect_text(summary: dict) -> tuple[str, str]:
     if summary.get("type") == "continuous":
         return "log2_effect_per_unit", "log2 effect per unit"
     if summary.get("type") == "binary":
-        return "log2_fold_change", f"log2 FC ({summary.get('positive_class')} / {summary.get('reference_class')})"
+        adjusted = ", ".join(c.removeprefix("cov:") for c in summary.get("covariates") or [])
+        return "log2_fold_change", (f"log2 FC ({summary.get('positive_class')} / {summary.get('reference_class')}"
+                                    + (f", adjusted for {adjusted})" if adjusted else ")"))
     return "", ""
 
 
@@ -92,7 +96,8 @@ def _test_text(summary: dict) -> str:
                     "as limma fits ~ class + covariates; ordinary least squares for features with an imputed value)")
         else:
             name = f"linear model of log2 intensity on the class, adjusted for {covariates} (ordinary least squares)"
-        return (f"{name} on log2 intensities, <b>{esc(pos)}</b> (n = {counts.get(pos, '?')}) against "
+        return (f"{name}{'' if covariates else ' on log2 intensities'}, <b>{esc(pos)}</b> "
+                f"(n = {counts.get(pos, '?')}) against "
                 f"<b>{esc(ref)}</b> (n = {counts.get(ref, '?')}); log2 FC &gt; 0: higher in {esc(pos)}"
                 + (" at equal covariates" if covariates else "") + how)
     if kind == "continuous":
@@ -207,8 +212,9 @@ def _readable(tested: pl.DataFrame) -> pl.DataFrame:
                                .then(pl.lit("M")).otherwise(pl.col("ion")).alias("ion"))
     if "compound_class" in out.columns:
         out = out.with_columns(class_path())
-    if "rt_sd_flag" in out.columns:
-        out = out.with_columns(pl.when(pl.col("rt_sd_flag").fill_null(False)).then(pl.lit("yes")).otherwise(pl.lit(""))
+    if "rt_sd_flag" in out.columns:  # null: detected in too few samples to judge
+        out = out.with_columns(pl.when(pl.col("rt_sd_flag").is_null()).then(pl.lit("not judged"))
+                               .when(pl.col("rt_sd_flag")).then(pl.lit("yes")).otherwise(pl.lit(""))
                                .alias("rt_sd_flag"))
     return out
 
@@ -298,4 +304,22 @@ def _enrichment_part(path: Path | None, summary: dict, effect_header: str, outco
     shown = enrichment.select([pl.col(c).alias(h) for c, h in columns.items() if c in enrichment.columns
                                and enrichment[c].null_count() < enrichment.height])  # an empty column says nothing
     text += "".join(f'<p class="note">{esc(n)}</p>' for n in read_summary(path).get("enrichment_notes") or [])
+    text += shift_note(summary)
     return title + text + interactive_table(shown, f"enrichment-{k}", order=[("q", "asc")]), chart
+
+
+def shift_note(summary: dict) -> str:
+    """The study-wide shift measured over the tested features (``global_shift`` of the differential summary) as a
+    note under the class table, whether or not Main findings names it, so that a reader can choose between 'q' and
+    'q, shift removed'. Empty without it."""
+    shift = summary.get("global_shift")
+    if not shift:
+        return ""
+    share = float(shift["share_up"])
+    unit = "log2" if summary.get("type") == "binary" else "log2 per unit"
+    return (f'<p class="note">Study-wide shift over the {shift["n_features"]} tested features: median '
+            f'{float(shift["median_effect"]):+.2g} {unit}, {100 * share:.0f} % of them up, label-permutation p '
+            f'{float(shift["p_value"]):.2g} ({shift["n_permutations"]} permutations; on random splits of a real urine '
+            "study this p fell below 0.05 in 3-5 %, benchmarks/README.md). Where it is small and its p large, read "
+            "'q'; where the whole sample moves with the outcome, 'q, shift removed' says which classes move beyond "
+            "it.</p>")
