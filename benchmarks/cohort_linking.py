@@ -154,10 +154,13 @@ def score(study: Path, folder: Path, common: list[str], features: dict[str, Path
     return {"n_consensus_features": raw.height,
             "ions_with_several_features": summary["ions_with_several_features"],
             "compounds_with_own_ion_feature": summary["compounds_with_own_ion_feature"],
+            # medians over the common runs, and the mislinked share over all their judged features together
             "common_runs": {k: round(float(frame[k].drop_nulls().median()), 4) for k in
-                            ("alignment_residual_median_abs_s", "truth_residual_median_abs_s", "mislinked_share",
-                             "cell_recall")} | {"mislinked_total": int(frame["mislinked"].sum()),
-                                                 "matched_total": int(frame["n_matched_sample_features"].sum())},
+                            ("alignment_residual_median_abs_s", "truth_residual_median_abs_s", "cell_recall")}
+            | {"mislinked_total": int(frame["mislinked"].sum()),
+               "matched_total": int(frame["n_matched_sample_features"].sum()),
+               "mislinked_share_total": round(int(frame["mislinked"].sum())
+                                              / max(int(frame["n_matched_sample_features"].sum()), 1), 5)},
             "per_run": per_run}
 
 

@@ -281,8 +281,9 @@ def covariate_draw(matrix: np.ndarray, age: np.ndarray, classes: list[str | None
     noise in the second group (so the groups differ in age and nothing else about the metabolites). Under this null the
     unadjusted test calls age-related metabolites different; the test adjusted for age should not. Per arm
     (unadjusted, adjusted for age): the features' share at p < 0.05 and whether any q < 0.05, the classes' share at
-    p < 0.05 and whether any class q < 0.05; then ``n_spiked`` random features x ``fold`` in the second group: recall
-    at q < 0.05 and the false-discovery proportion among the other features."""
+    p < 0.05 and whether any class q < 0.05, whether the study-wide shift (``global_shift``) has p < 0.05; then
+    ``n_spiked`` random features x ``fold`` in the second group: the share of them at q < 0.05 (``spike_recall``,
+    averaged over splits) and the false-discovery proportion among the other features."""
     cols = rng.choice(matrix.shape[1], 2 * n, replace=False)
     a = age[cols]
     score = (a - a.mean()) / a.std() + 0.5 * rng.standard_normal(a.size)
@@ -315,6 +316,7 @@ def covariate_draw(matrix: np.ndarray, age: np.ndarray, classes: list[str | None
                                                  seed=int(rng.integers(1 << 30)))
                 out[f"{arm}_class_null_p05"] = float(np.mean(enrichment["p_value"].to_numpy() < 0.05))
                 out[f"{arm}_class_null_any_q05"] = bool((enrichment["q_value"] < 0.05).any())
+                out[f"{arm}_shift_null_p05"] = shift_p(table, values, rng) < 0.05
             else:
                 hit, truth = q < 0.05, spiked[rows]
                 out[f"{arm}_spike_recall"] = float(hit[truth].mean()) if truth.any() else 0.0

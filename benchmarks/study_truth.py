@@ -623,8 +623,17 @@ def qc_summary(correction: dict, raw: pl.DataFrame, corrected: pl.DataFrame, mat
             "recall_above_threshold": round(float(up[above].mean()), 3) if above.any() else None,
             "false_flag_share_below": round(float(up[below].mean()), 3) if below.any() else None,
             "flags_right_share": round(float((true[up] > threshold).mean()), 3) if up.any() else None,
-            "recall_with_qc_rsd_flag": round(float((up | flagged_by(joined, corrected, rows))[above].mean()), 3)
+            "recall_either_flag": round(float((up | flagged_by(joined, corrected, rows))[above].mean()), 3)
             if above.any() else None}
+        if "rt_sd_s" in corrected.columns:  # how well the spread itself ranks the truly noisy features (ROC AUC)
+            from sklearn.metrics import roc_auc_score
+            sd = joined.select("consensus_id").join(corrected.select("consensus_id", "rt_sd_s"), on="consensus_id",
+                                                    how="left")["rt_sd_s"].cast(pl.Float64).fill_null(np.nan)
+            sd = sd.to_numpy()[rows]
+            ok = np.isfinite(sd) & np.isfinite(true)
+            if ok.any() and 0 < (true[ok] > threshold).sum() < ok.sum():
+                per_feature["rt_sd_flag"]["rt_sd_s_roc_auc"] = round(float(roc_auc_score(true[ok] > threshold,
+                                                                                          sd[ok])), 3)
     coeluting = None
     if ions is not None and rows:
         near = coeluting_other_ion(ids.select("consensus_id", "compound_id").join(
@@ -642,7 +651,9 @@ def qc_summary(correction: dict, raw: pl.DataFrame, corrected: pl.DataFrame, mat
         "samples_true_rsd_after_median": round(float(np.nanmedian(after)), 4) if after else None,
         "n_features_true_rsd": len(after), "threshold": threshold, "per_feature_vs_true": per_feature,
         "with_coeluting_other_ion": coeluting} | {
-        k: correction.get(k) for k in ("n_rt_sd_flagged", "rt_sd_median_s", "rt_sd_threshold_s")}
+        k: correction.get(k) for k in ("n_rt_sd_flagged", "n_rt_sd_unassessed", "rt_sd_median_s",
+                                        "rt_sd_threshold_s")} | {
+        "n_features": int(corrected.height)}
 
 
 def flagged_by(joined: pl.DataFrame, corrected: pl.DataFrame, rows: list[int]) -> np.ndarray:

@@ -703,5 +703,7 @@ def test_the_class_section_always_gives_the_study_wide_shift() -> None:
                                                   "p_value": 0.23, "n_permutations": 1000}}
     text = shift_note(summary)
     assert "Study-wide shift over the 1977 tested features: median +0.21 log2, 67 % of them up" in text
-    assert "label-permutation p 0.23 (1000 permutations" in text
+    assert "p 0.23 (1000 label permutations" in text and "(adjusted for" not in text
+    adjusted = shift_note(summary | {"covariates": ["cov:age"]})
+    assert "(adjusted for age)" in adjusted and "1000 permutations of the outcome's residual from age" in adjusted
     assert shift_note({"type": "binary"}) == ""

@@ -528,3 +528,18 @@ def test_the_study_wide_shift_sentence_reads_the_outcome_its_p_and_the_correctio
     balanced = {**group, "global_shift": {**shift, "share_up": 0.6, "p_value": 0.2}}
     assert findings._shift_sentence(balanced) == "" and not findings.shift_notable(balanced)
     assert findings.shift_notable({**balanced, "global_shift": {**shift, "share_up": 0.6, "p_value": 0.01}})
+
+
+def test_a_continuous_outcomes_hits_are_said_to_rise_or_fall_with_it(tmp_path: Path) -> None:
+    """Review finding: Main findings took log2_fold_change whenever the column existed (always: null for a
+    continuous outcome) and wrote '0 higher in , 49 lower'."""
+    from ms2study.modelling.differential import write_table
+    from ms2study.reporting.collect import DifferentialFiles
+
+    table = pl.DataFrame({"consensus_id": ["C1", "C2", "C3"], "tested": [True] * 3, "q_value": [0.01, 0.02, 0.5],
+                          "p_value": [0.001, 0.002, 0.4], "log2_fold_change": [None, None, None],
+                          "log2_effect_per_unit": [0.2, -0.1, 0.0]}, schema_overrides={"log2_fold_change": pl.Float64})
+    path = tmp_path / "age.parquet"
+    write_table(table, path, {"outcome": "age", "type": "continuous"})
+    _, text, _ = findings.differential_finding(DifferentialFiles(path, None), None)
+    assert "1 rising with age, 1 falling" in text and "higher in" not in text

@@ -142,3 +142,28 @@ def test_the_batch_section_lists_the_flagged_features_and_says_which_another_fla
     assert "Features whose apex RT wanders" in html and "C1" in html and "C2" not in html and "C3" not in html
     assert "left out by another flag" in html
     assert rt_spread_table(corrected.with_columns(rt_sd_flag=pl.lit(False))) == ""
+
+
+def test_a_median_spread_of_zero_does_not_flag_every_feature_that_moves() -> None:
+    """Apexes on whole scans can give a median spread of 0; the threshold then rests on MIN_MEDIAN_S."""
+    from ms2study.correction.rtspread import MIN_MEDIAN_S
+
+    spread = np.array([0.0] * 10 + [0.2, 0.5])
+    flags, median, threshold = rt_spread_flags(spread, 3.0)
+    assert median == 0.0 and threshold == pytest.approx(3 * MIN_MEDIAN_S)
+    assert flags == [False] * 10 + [False, True]
+
+
+def test_the_flag_reaches_the_differential_table_from_the_raw_matrix_too(tmp_path: Path) -> None:
+    """correct: use_corrected false: the differential reads the raw matrix, and the flag comes from the flags file."""
+    from ms2study.modelling.outcomes import read_model_matrix
+
+    raw = pl.DataFrame({"consensus_id": ["C1", "C2"], "mz": [100.0, 200.0], "rt_s": [10.0, 20.0],
+                        "n_detected": [3, 3], "S1": [1.0, 2.0]})
+    flags = raw.select("consensus_id").with_columns(excluded=pl.Series([False, True]),
+                                                    rt_sd_flag=pl.Series([True, False]))
+    raw.write_parquet(tmp_path / "raw.parquet")
+    flags.write_parquet(tmp_path / "corrected.parquet")
+    matrix, note = read_model_matrix(tmp_path / "raw.parquet", tmp_path / "corrected.parquet")
+    assert matrix["consensus_id"].to_list() == ["C1"] and matrix["rt_sd_flag"].to_list() == [True]
+    assert "1 of 2 consensus features are flagged" in note

@@ -376,8 +376,9 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
         "qc_residual_df_median": _median(fit.residual_df) if fit is not None else None,
         "qc_rsd_prior_df": fit.prior_df if fit is not None else None,
         "n_qc_rsd_flagged_in_sample": int((np.isfinite(rsd_after) & (rsd_after > float(params["qc_rsd_max"]))).sum()),
-        "n_rt_sd_flagged": sum(f is True for f in rt_flag),
-        "n_rt_sd_unassessed": sum(f is None for f in rt_flag),
+        # counted on the matrix as written (one row per compound group with collapse_adducts), as the report lists it
+        "n_rt_sd_flagged": int(frame["rt_sd_flag"].fill_null(False).sum()),
+        "n_rt_sd_unassessed": int(frame["rt_sd_flag"].null_count()),
         "rt_sd_median_s": round(rt_median, 4) if rt_median is not None else None,
         "rt_sd_threshold_s": round(rt_threshold, 4) if rt_threshold is not None else None,
         "n_filled": n_filled,

@@ -34,18 +34,21 @@ left out; a multiclass outcome's ANOVA does not adjust for them (the summary say
 
 Which test (``test`` parameter, per row in column ``test``): with ``moderated`` (the default), a feature with a
 value (detected or gap-filled) in every sample of the outcome is tested with the moderated t-test (``moderated_t``:
-two groups, the variances pooled; ``moderated_ols``: the slope), its variance shrunk towards an intensity-dependent
+two groups, the variances pooled; ``moderated_ols``: the slope, or a binary outcome's class coefficient beside
+the covariates), its variance shrunk towards an intensity-dependent
 prior fitted on all such features (limma-trend), its p-value from the permutation null of the moderated t pooled
 over features (SAM-style, ``n_permutations`` permutations; ``modelling.univariate.permutation_moderated_test``); a
-feature with an imputed (filled) value keeps its own variance: Welch's t-test (``welch_t``) or plain OLS (``ols``).
+feature with an imputed (filled) value keeps its own variance: Welch's t-test (``welch_t``) or plain OLS (``ols``;
+also a binary outcome's with covariates).
 A filled value is a point mass at the detection limit, not a draw from the normal model the prior assumes; on real
 urine studies moderating such features made the test anti-conservative (measured:
 ``benchmarks/differential_calibration.py``), and for the same reason Welch's p from the t distribution is too small
 in the far tail (measured on null simulations: p < 1e-5 3-4x too often), so with ``n_permutations`` > 0 the Welch
 p-values of binary features with a filled value come from label permutations pooled over features with as many
-filled values (``modelling.univariate.permutation_welch_test``), and those of a continuous outcome's OLS slope from
-permuted residuals pooled the same way (``permutation_ols_test``). With ``welch`` every binary feature gets Welch's
-test and every continuous one plain OLS (the filled ones with the same permutation p-values). The tests themselves
+filled values (``modelling.univariate.permutation_welch_test``), and those of an OLS coefficient (a continuous
+outcome's slope, a binary outcome's class beside covariates) from permuted residuals pooled the same way
+(``permutation_ols_test``: Freedman & Lane 1983). With ``welch`` every binary feature without covariates gets Welch's
+test and every other one plain OLS (the filled ones with the same permutation p-values). The tests themselves
 are in ``modelling.univariate``. Imports ``core``, ``modelling.outcomes`` and ``modelling.univariate``.
 """
 
@@ -248,6 +251,10 @@ def differential_with_values(feature_matrix: pl.DataFrame, samples: pl.DataFrame
                                     f"{', '.join(dropped[:10])}")
             ids, y, C = [s for s, ok in zip(ids, complete) if ok], y[complete], C[complete]
         varying = C.std(axis=0) > 0 if len(ids) else np.zeros(C.shape[1], dtype=bool)
+        constant = [n.removeprefix("cov:") for n, v in zip(names, varying) if not v]
+        if constant:
+            summary["notes"].append(f"covariate(s) {', '.join(constant)} take one value over the tested samples: "
+                                    "not adjusted for")
         C, names = C[:, varying], [n for n, v in zip(names, varying) if v]
         summary["covariates"] = names
     elif covariates:

@@ -66,7 +66,8 @@ def local_cluster(table: pl.DataFrame, significance: float = 0.05, seed: int = 0
     neighbourhood."""
     tested = table.filter(pl.col("tested").fill_null(False) & pl.col("mz").is_not_null()
                           & pl.col("rt_s").is_not_null() & pl.col("q_value").is_not_null())
-    effect = next((c for c in ("log2_fold_change", "log2_effect_per_unit") if c in tested.columns), None)
+    effect = next((c for c in ("log2_fold_change", "log2_effect_per_unit") if c in tested.columns
+                   and tested[c].is_not_null().any()), None)
     group = pl.coalesce("compound_group", "consensus_id") if "compound_group" in tested.columns \
         else pl.col("consensus_id")
     groups = (tested.with_columns(group.alias("_group")).sort("q_value", "consensus_id")

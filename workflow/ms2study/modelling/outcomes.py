@@ -249,14 +249,18 @@ def read_model_matrix(matrix_path: str | Path, flags_path: str | Path | None = N
     """The feature matrix the models use (``feature_matrix.parquet``, or ``feature_matrix_corrected.parquet`` with
     ``correct.use_corrected``; sample columns are picked by the sheet's ids, never by position, so the corrected
     matrix's flag columns are ignored), without the features flagged ``excluded`` in ``flags_path`` (the corrected
-    matrix, with ``correct.exclude_flagged``); returns (matrix, note on what was left out or None). Raises
+    matrix, with ``correct.exclude_flagged``; its ``rt_sd_flag`` is carried onto a raw matrix, so the differential
+    table marks those features either way); returns (matrix, note on what was left out or None). Raises
     InputError for a missing file or a flags table without consensus_id and excluded."""
     for path, fix in ((matrix_path, "run the link (or correct) stage"), (flags_path, "run the correct stage")):
         if path is not None and not Path(path).exists():
             raise InputError("table does not exist", file=str(path), fix=fix)
     matrix = pl.read_parquet(matrix_path)
     flags = None
-    if flags_path:  # only the two columns: the corrected matrix also holds every sample
-        flags = pl.read_parquet(flags_path, columns=[c for c in ("consensus_id", "excluded")
+    if flags_path:  # only the flag columns: the corrected matrix also holds every sample
+        flags = pl.read_parquet(flags_path, columns=[c for c in ("consensus_id", "excluded", "rt_sd_flag")
                                                      if c in pl.read_parquet_schema(flags_path)])
+        if "rt_sd_flag" in flags.columns and "rt_sd_flag" not in matrix.columns:  # the raw matrix: carry the mark
+            matrix = matrix.join(flags.select(pl.col("consensus_id").cast(matrix.schema["consensus_id"]),
+                                              "rt_sd_flag"), on="consensus_id", how="left", maintain_order="left")
     return drop_flagged(matrix, flags, Path(flags_path).name if flags_path else "")

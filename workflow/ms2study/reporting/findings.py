@@ -27,7 +27,15 @@ from ms2study.reporting.cautions import (
     permutation_resolution,
 )
 from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles
-from ms2study.reporting.html import PROCESSING, esc, interval_text, kind_of, p_value_text, warning_anchor
+from ms2study.reporting.html import (
+    PROCESSING,
+    covariate_names,
+    esc,
+    interval_text,
+    kind_of,
+    p_value_text,
+    warning_anchor,
+)
 
 # How many accepted identifications among an outcome's hits are named in the box (the rest are counted).
 TOP_NAMED = 3
@@ -143,17 +151,17 @@ def differential_finding(files: DifferentialFiles, ident: pl.DataFrame | None,
     tested = table.filter(pl.col("tested").fill_null(False)) if "tested" in table.columns else table
     hits = tested.filter(pl.col("q_value") < SIGNIFICANCE).sort("q_value")
     groups = significant_compounds(tested) if "compound_group" in tested.columns else hits.height
-    adjusted = ", ".join(c.removeprefix("cov:") for c in summary.get("covariates") or [])
+    adjusted = covariate_names(summary)
     text = (f"<b>{hits.height}</b> of {tested.height} tested features differ at q &lt; {SIGNIFICANCE:g}"
             + (f" ({groups} compound group{'' if groups == 1 else 's'})" if groups != hits.height else "")
             + (f", adjusted for {esc(adjusted)}" if adjusted else ""))
-    effect = next((c for c in ("log2_fold_change", "log2_effect_per_unit") if c in hits.columns
-                   and summary.get("type") in ("binary", "continuous")), None)
+    effect = {"binary": "log2_fold_change", "continuous": "log2_effect_per_unit"}.get(str(summary.get("type")))
+    effect = effect if effect in hits.columns else None
     if hits.height and effect:
         up = int((hits[effect] > 0).sum())
         higher = (f"higher in {esc(summary.get('positive_class'))}" if effect == "log2_fold_change"
                   else f"rising with {esc(outcome)}")
-        text += f": {up} {higher}, {hits.height - up} lower"
+        text += f": {up} {higher}, {hits.height - up} {'lower' if effect == 'log2_fold_change' else 'falling'}"
     if hits.height and with_ms2 is not None:
         k = sum(1 for c in hits["consensus_id"].cast(pl.Utf8).to_list() if c in with_ms2)
         text += f"; MS/MS for {k} of them (only these can be identified)"
@@ -205,7 +213,9 @@ def _shift_sentence(summary: dict, correction: dict | None = None, shift_removed
     reading = ("the whole sample shifts with the outcome" if p < SIGNIFICANCE
                else "this may be chance or a shift of the whole sample with the outcome")
     text = (f" Across all {shift['n_features']} tested features, {100 * max(share, 1 - share):.0f} % are "
-            f"{side} (median {float(shift['median_effect']):+.2g} {unit}; label-permutation p {p:.2g}): {reading} "
+            f"{side} (median {float(shift['median_effect']):+.2g} {unit}"
+            + (f", adjusted for {esc(covariate_names(summary))}; permutation p {p:.2g}" if summary.get("covariates")
+               else f"; label-permutation p {p:.2g}") + f"): {reading} "
             "(a dilution or amount difference the correction left, or a broad change), which tests of single "
             "features and of classes follow")
     if shift_removed_shown:
@@ -312,7 +322,7 @@ def _enrichment_finding(path: Path | None, positive: str | None = None,
         up, down = (f"higher in {esc(positive)}", "lower") if positive is not None else ("up", "down")
         counts = (f"{r['n_significant']} of {r['n_compounds']} compounds at p &lt; {alpha:g}, {r['n_up']} {up}, "
                   f"{r['n_down']} {down}" if r.get("n_compounds") is not None else "")
-        said.append(f"<b>{esc(name)}</b> (q = {r['q_value']:.2g}{'; ' + counts if counts else ''})"
+        said.append(f"<b>{esc(name)}</b> (q = {q_text(r['q_value'])}{'; ' + counts if counts else ''})"
                     + (f", with its enriched parent class{'es' if len(parents) > 1 else ''} "
                        + ", ".join(esc(p.split(';')[-1].strip()) for p in parents) if parents else "")
                     + _resting_on_one(r, tested, alpha)

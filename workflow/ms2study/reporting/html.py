@@ -199,3 +199,9 @@ def page(title: str, note_html: str, sections: list[tuple[str, str, str]], warni
             f"<title>{esc(title)}</title><style>{CSS}</style>{READY_SCRIPT}"
             f'<script type="text/javascript">{get_plotlyjs()}</script>{offline_init_html()}')
     return f"<!DOCTYPE html>\n<html lang=\"en\"><head>{head}</head><body>{''.join(body)}</body></html>\n"
+
+
+def covariate_names(summary: dict) -> str:
+    """The covariates a model or test summary adjusted for (its ``covariates``), as the sample sheet names them
+    (without the models' ``cov:`` prefix), joined by ", "; "" without any. Not escaped."""
+    return ", ".join(str(c).removeprefix("cov:") for c in summary.get("covariates") or [])

@@ -24,7 +24,7 @@ from ms2study.reporting.charts import (
     roc_points,
 )
 from ms2study.reporting.collect import OutcomeFiles
-from ms2study.reporting.html import DOUBT, Caution, esc, fmt, html_table, p_value_text
+from ms2study.reporting.html import DOUBT, Caution, covariate_names, esc, fmt, html_table, p_value_text
 from ms2study.reporting.maps import map_2d
 
 MODELS_TEXT = (
@@ -71,7 +71,7 @@ def models_section(models: Sequence[OutcomeFiles], sheet: pl.DataFrame, feature_
             line = f"Estimator: <b>{esc(estimator or 'linear')}</b>"
             if summary.get("covariates"):
                 line += (f"; covariates in every feature set: "
-                         f"{esc(', '.join(c.removeprefix('cov:') for c in summary['covariates']))} (scaled inside "
+                         f"{esc(covariate_names(summary))} (scaled inside "
                          f"the folds, weight {fmt(summary.get('covariate_weight'), 1)}); the <i>covariates</i> row "
                          "is them alone, the baseline a set must beat to add anything")
             parts.append(f"<p>{line}.</p>")

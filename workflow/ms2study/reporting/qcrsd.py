@@ -87,7 +87,8 @@ def rsd_part(corrected: pl.DataFrame | None, record: dict, threshold: float,
                  "1.3-3x; config/README.md, <code>qc_rsd_basis</code>). As a flag it catches only the error the QCs "
                  "share with the samples: of the features whose true error after correction exceeded the threshold "
                  "in such a study, it flagged 3 % (benchmarks/README.md, session 19), so a feature left unflagged is "
-                 "not shown to lie below it; nearly all of those were co-eluting ions summed in one feature (below). "
+                 "not shown to lie below it; nearly all of those had another compound's ion within 20 ppm and 8 s, "
+                 "co-eluting ions summed in one feature (below). "
                  + (
                      f"{unjudged} features with fewer than 2 QC values in every batch are not judged (flag empty, "
                      "kept). " if unjudged else "") + "A pooled QC shows the measurement's error, not a gap-filled "
@@ -123,7 +124,7 @@ def rt_spread_part(record: dict, ratio: float) -> str:
             "value follows neither "
             "compound and its apex moves towards whichever is larger. Pooled QCs repeat one mixture, so no QC RSD "
             "can show this error. On two realistic simulated batch studies with known truth (benchmarks/README.md, "
-            f"session 20) such pairs were {RT_SPREAD_MEASURED}; ions closer than about a peak width move the apex "
+            f"session 20) {RT_SPREAD_MEASURED}; ions closer than about a peak width move the apex "
             "too little to be flagged. For a flagged feature that matters (a hit, a named compound), look at its "
             "extracted-ion chromatogram in a few samples of each group: two apexes or a shoulder that moves say "
             "two compounds.</p>")
@@ -131,6 +132,7 @@ def rt_spread_part(record: dict, ratio: float) -> str:
 
 # measured on benchmarks/study_truth.py seeds 11 and 23 (session 20), rt_sd_ratio 3
 RT_SPREAD_MEASURED = (
-    "behind 88-97 % of the features whose true error after correction exceeded 0.3 (32 % of the others had such a "
-    "neighbour); of those features the QC RSD flag caught 3 % and the RT spread flag 53-56 %; 62-64 % of the "
-    "features it flagged had such a true error, and it flagged 4-5 % of the features without one")
+    "88-97 % of the features whose true error after correction exceeded 0.3 had another compound's ion within 20 ppm "
+    "and 8 s (32 % of the others had one); of those features the QC RSD flag caught 3 % and the RT spread flag "
+    "53-56 %; 62-64 % of the features it flagged had such a true error, and it flagged 4-5 % of the features "
+    "without one")

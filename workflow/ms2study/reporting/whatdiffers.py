@@ -17,7 +17,7 @@ from ms2study.modelling.differential import SIGNIFICANCE, read_summary, signific
 from ms2study.reporting import cautions
 from ms2study.reporting.charts import enrichment_figure, figure_html, volcano_figure
 from ms2study.reporting.collect import DifferentialFiles
-from ms2study.reporting.html import DOUBT, QUALITY, Caution, esc, q_cell
+from ms2study.reporting.html import DOUBT, QUALITY, Caution, covariate_names, esc, q_cell
 from ms2study.reporting.qc import attribution_part
 from ms2study.reporting.tables import class_path, interactive_table
 
@@ -61,7 +61,7 @@ def _effect_text(summary: dict) -> tuple[str, str]:
     if summary.get("type") == "continuous":
         return "log2_effect_per_unit", "log2 effect per unit"
     if summary.get("type") == "binary":
-        adjusted = ", ".join(c.removeprefix("cov:") for c in summary.get("covariates") or [])
+        adjusted = covariate_names(summary)
         return "log2_fold_change", (f"log2 FC ({summary.get('positive_class')} / {summary.get('reference_class')}"
                                     + (f", adjusted for {adjusted})" if adjusted else ")"))
     return "", ""
@@ -88,7 +88,7 @@ def _test_text(summary: dict) -> str:
     if kind == "binary":
         counts = summary.get("class_counts") or {}
         pos, ref = summary.get("positive_class"), summary.get("reference_class")
-        covariates = esc(", ".join(c.removeprefix("cov:") for c in summary.get("covariates") or []))
+        covariates = esc(covariate_names(summary))
         if not covariates:
             name = "moderated t-test (Welch for features with an imputed value)" if moderated else "Welch t-test"
         elif moderated:
@@ -101,9 +101,9 @@ def _test_text(summary: dict) -> str:
                 f"<b>{esc(ref)}</b> (n = {counts.get(ref, '?')}); log2 FC &gt; 0: higher in {esc(pos)}"
                 + (" at equal covariates" if covariates else "") + how)
     if kind == "continuous":
-        covariates = [c.removeprefix("cov:") for c in summary.get("covariates") or []]
+        covariates = covariate_names(summary)
         return ("linear regression of log2 intensity on the outcome"
-                + (f", adjusted for {esc(', '.join(covariates))}" if covariates else "")
+                + (f", adjusted for {esc(covariates)}" if covariates else "")
                 + f" (n = {summary.get('n_samples')}); the effect is the log2 change per unit of the outcome{how}")
     counts = ", ".join(f"{esc(k)}: {v}" for k, v in (summary.get("class_counts") or {}).items())
     return f"one-way ANOVA on log2 intensities across the classes ({counts}); no direction"
@@ -317,9 +317,13 @@ def shift_note(summary: dict) -> str:
         return ""
     share = float(shift["share_up"])
     unit = "log2" if summary.get("type") == "binary" else "log2 per unit"
-    return (f'<p class="note">Study-wide shift over the {shift["n_features"]} tested features: median '
-            f'{float(shift["median_effect"]):+.2g} {unit}, {100 * share:.0f} % of them up, label-permutation p '
-            f'{float(shift["p_value"]):.2g} ({shift["n_permutations"]} permutations; on random splits of a real urine '
-            "study this p fell below 0.05 in 3-5 %, benchmarks/README.md). Where it is small and its p large, read "
+    adjusted = covariate_names(summary)
+    how = (f"permutations of the outcome's residual from {esc(adjusted)}" if adjusted else "label permutations")
+    return (f'<p class="note">Study-wide shift over the {shift["n_features"]} tested features'
+            + (f" (adjusted for {esc(adjusted)})" if adjusted else "") + ": median "
+            f'{float(shift["median_effect"]):+.2g} {unit}, {100 * share:.0f} % of them up, p '
+            f'{float(shift["p_value"]):.2g} ({shift["n_permutations"]} {how}; on null splits of a real urine study '
+            "this p fell below 0.05 in 3-5 % of binary splits without covariates and 1-3 % of confounded ones "
+            "adjusted for age, benchmarks/README.md). Where it is small and its p large, read "
             "'q'; where the whole sample moves with the outcome, 'q, shift removed' says which classes move beyond "
             "it.</p>")

@@ -11,7 +11,8 @@ differential tables and the sample sheet, and writes into one folder (``results/
   SIRIUS ``FEATURE_ID``), ``mz``, ``rt_s``, ``n_detected``, ``n_msms``, ``msms_spectrum_id`` (the exported
   spectrum), the accepted identification (``name``, ``inchikey``, ``formula``, ``adduct``, ``compound_class``,
   ``msi_level``, ``identification_q_value``; empty when none) and, per outcome (the differential file's stem),
-  ``{outcome}_log2_fold_change`` (binary), ``{outcome}_log2_effect_per_unit`` (continuous) or
+  ``{outcome}_log2_fold_change`` (binary, adjusted for the covariates when set), ``{outcome}_log2_effect_per_unit``
+  (continuous) or
   ``{outcome}_statistic`` (multiclass: F), with ``{outcome}_p_value`` and ``{outcome}_q_value``.
 
 The formats, and which spectrum represents a feature, are described in ``ms2study.io.exports``. mzTab-M is not
@@ -102,6 +103,9 @@ def differential_columns(paths: list[str | Path]) -> list[pl.DataFrame]:
                              fix="rerun the differential stage")
         tests = table["test"].drop_nulls().unique().to_list()
         effect = EFFECT_COLUMN.get(tests[0] if tests else "", "log2_fold_change")
+        if effect != "statistic":  # a binary outcome with covariates is tested by OLS but keeps its log2 fold change
+            effect = next((c for c in ("log2_fold_change", "log2_effect_per_unit") if c in table.columns
+                           and table[c].is_not_null().any()), effect)
         columns = [c for c in (effect, "p_value", "q_value") if c in table.columns]
         frames.append(table.select("consensus_id", *[pl.col(c).alias(f"{stem}_{c}") for c in columns]))
     return frames
