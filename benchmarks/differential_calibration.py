@@ -106,6 +106,19 @@ def as_study(raw: np.ndarray, group: np.ndarray) -> tuple[pl.DataFrame, pl.DataF
     return matrix, pl.DataFrame({"sample_id": ids, "group": np.where(group, "b", "a").tolist()})
 
 
+def spiked_split(raw: np.ndarray, group: np.ndarray, spike: bool, rng: np.random.Generator, n_spiked: int,
+                 fold: float) -> tuple[np.ndarray, pl.DataFrame, pl.DataFrame]:
+    """(spiked features, matrix, sheet) of one split (``raw``: features x samples, raw scale): with ``spike``,
+    ``n_spiked`` random features x ``fold`` in the second group; then PQN, as the pipeline without QCs."""
+    x = raw.copy()
+    spiked = np.zeros(x.shape[0], dtype=bool)
+    if spike:
+        spiked[rng.choice(x.shape[0], n_spiked, replace=False)] = True
+        x[np.ix_(spiked, group)] *= fold
+    x = median_normalise(np.where(x > 0, x, np.nan), np.ones(x.shape[1], dtype=bool))[0]
+    return (spiked, *as_study(x, group))
+
+
 def one_draw(matrix: np.ndarray, n: int, rng: np.random.Generator, n_spiked: int, fold: float,
              permutations: int) -> dict:
     cols = rng.choice(matrix.shape[1], 2 * n, replace=False)
@@ -113,13 +126,7 @@ def one_draw(matrix: np.ndarray, n: int, rng: np.random.Generator, n_spiked: int
     group = np.repeat([False, True], n)
     out = {}
     for scenario in ("null", "spike"):
-        x = raw.copy()
-        spiked = np.zeros(x.shape[0], dtype=bool)
-        if scenario == "spike":
-            spiked[rng.choice(x.shape[0], n_spiked, replace=False)] = True
-            x[np.ix_(spiked, group)] *= fold
-        x = median_normalise(np.where(x > 0, x, np.nan), np.ones(x.shape[1], dtype=bool))[0]
-        frame, sheet = as_study(x, group)
+        spiked, frame, sheet = spiked_split(raw, group, scenario == "spike", rng, n_spiked, fold)
         for test, (name, arm_permutations) in ARMS.items():
             table, _ = differential_analysis(frame, sheet, BINARY, test=name, seed=int(rng.integers(1 << 30)),
                                              n_permutations=permutations if arm_permutations is None else 0)
@@ -293,13 +300,7 @@ def covariate_draw(matrix: np.ndarray, age: np.ndarray, classes: list[str | None
     names = pl.DataFrame({"consensus_id": [f"C{i:05d}" for i in range(len(classes))],
                           "name": [f"metabolite {i}" for i in range(len(classes))], "compound_class": classes})
     for scenario in ("null", "spike"):
-        x = matrix[:, cols].copy()
-        spiked = np.zeros(x.shape[0], dtype=bool)
-        if scenario == "spike":
-            spiked[rng.choice(x.shape[0], n_spiked, replace=False)] = True
-            x[np.ix_(spiked, group)] *= fold
-        x = median_normalise(np.where(x > 0, x, np.nan), np.ones(x.shape[1], dtype=bool))[0]
-        frame, sheet = as_study(x, group)
+        spiked, frame, sheet = spiked_split(matrix[:, cols], group, scenario == "spike", rng, n_spiked, fold)
         sheet = sheet.with_columns(age=pl.Series([f"{v:g}" for v in a]))
         for arm, covariates in (("unadjusted", ()), ("adjusted", ("age",))):
             table, _, values = differential_with_values(frame, sheet, BINARY, covariates=covariates,
