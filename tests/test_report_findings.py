@@ -543,3 +543,14 @@ def test_a_continuous_outcomes_hits_are_said_to_rise_or_fall_with_it(tmp_path: P
     write_table(table, path, {"outcome": "age", "type": "continuous"})
     _, text, _ = findings.differential_finding(DifferentialFiles(path, None), None)
     assert "1 rising with age, 1 falling" in text and "higher in" not in text
+
+
+def test_a_qc_scoring_above_the_cutoff_without_a_flag_is_explained() -> None:
+    """Trial finding: QC01 scored 8.27 and QC04 10.4, above the stated 3.5, with no mark and no reason."""
+    from ms2study.reporting.qc import _near_miss
+
+    qc = pl.DataFrame({"sample_id": ["QC01", "QC02", "QC04"], "outlier": [False, False, True],
+                       "outlier_score": [8.27, 1.2, 12.0]})
+    text = _near_miss(qc, "qc")
+    assert "QC01 (8.3)" in text and "QC02" not in text and "QC04" not in text and "1.5 times" in text
+    assert _near_miss(qc, "sample") == "" and _near_miss(qc.filter(pl.col("sample_id") == "QC02"), "qc") == ""

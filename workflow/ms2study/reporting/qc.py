@@ -12,7 +12,7 @@ Attribution: the top rows of ``results/study/attribution/{outcome}.parquet`` (co
 mz, rt_s, contribution, direction, rank, name, inchikey, msi_level; contribution toward the positive class of the
 embedding model for a binary outcome, per unit of a continuous one; ``n_samples`` shown when present). Both tables
 are written by other stages (``ms2study qc``, ``ms2study attribution``); here they are only read. May import
-``ms2study.core`` and the other ``reporting`` modules.
+``ms2study.core``, ``ms2study.modelling`` (the outlier rule's constants) and the other ``reporting`` modules.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 
 from ms2study.core.errors import InputError
+from ms2study.modelling.qc import OUTLIER_Z, QC_MIN_DISTANCE_RATIO
 from ms2study.reporting.charts import chromatogram_figure, figure_html
 from ms2study.reporting.html import esc
 from ms2study.reporting.tables import interactive_table
@@ -153,7 +154,8 @@ def _outlier_part(qc: pl.DataFrame, kind: str, typed: bool, warnings: list[str])
     rule = _rule_text(qc)
     noun = "pooled QC runs" if kind == "qc" else "samples"
     text = (f"<p>Outlier rule: {esc(rule)}. <b>{flagged.height}</b> of {qc.height} {noun} flagged"
-            + (f": {esc(', '.join(sorted(outliers)))}" if outliers else "") + ".</p>")
+            + (f": {esc(', '.join(sorted(outliers)))}" if outliers else "") + "."
+            + _near_miss(qc, kind) + "</p>")
     if outliers and kind == "qc":
         warnings.append(f"pooled QC run(s) {esc(', '.join(sorted(outliers)))} stand apart from the other QCs "
                         f"({esc(rule)}): check those injections; drift correction and QC RSDs lean on the QCs")
@@ -161,6 +163,21 @@ def _outlier_part(qc: pl.DataFrame, kind: str, typed: bool, warnings: list[str])
         warnings.append(f"outlier {'study ' if typed else ''}sample(s) {esc(', '.join(sorted(outliers)))} "
                         f"({esc(rule)}): check their runs in the QC section before interpreting group differences")
     return text, outliers
+
+
+def _near_miss(qc: pl.DataFrame, kind: str) -> str:
+    """For pooled QCs, the runs whose score is above ``OUTLIER_Z`` but are not flagged (the second condition of the
+    QC rule, a distance of ``QC_MIN_DISTANCE_RATIO`` x the QCs' median, was not met): a fresh user saw scores of 8.3
+    and 10.4 without a mark and no reason. Empty otherwise."""
+    if kind != "qc" or not {"outlier", "outlier_score"} <= set(qc.columns):
+        return ""
+    near = qc.filter(~pl.col("outlier").fill_null(False) & (pl.col("outlier_score") > OUTLIER_Z))
+    if not near.height:
+        return ""
+    named = ", ".join(f"{esc(s)} ({z:.1f})" for s, z in near.select("sample_id", "outlier_score").iter_rows())
+    return (f" Scores above {OUTLIER_Z:g} without a flag ({named}): their distance from the QCs' centre is below "
+            f"{QC_MIN_DISTANCE_RATIO:g} times the QCs' median distance, so they sit among QCs that all scatter "
+            "about as much.")
 
 
 def _qc_table_html(qc: pl.DataFrame, kind: str, typed: bool) -> str:
