@@ -167,3 +167,13 @@ def test_the_flag_reaches_the_differential_table_from_the_raw_matrix_too(tmp_pat
     matrix, note = read_model_matrix(tmp_path / "raw.parquet", tmp_path / "corrected.parquet")
     assert matrix["consensus_id"].to_list() == ["C1"] and matrix["rt_sd_flag"].to_list() == [True]
     assert "1 of 2 consensus features are flagged" in note
+
+
+def test_the_batch_text_says_plainly_when_no_feature_is_flagged() -> None:
+    from ms2study.reporting.qcrsd import rt_spread_part
+
+    record = {"rt_sd_median_s": 0.24, "rt_sd_threshold_s": 0.73, "n_rt_sd_flagged": 0, "n_rt_sd_unassessed": 1}
+    text = rt_spread_part(record, 3.0)
+    assert "no feature varies more than 3x that (0.73 s)" in text and "listed below" not in text
+    assert "<b>2</b> features vary more than 3x" in rt_spread_part(record | {"n_rt_sd_flagged": 2}, 3.0)
+    assert rt_spread_part({}, 3.0) == ""

@@ -110,11 +110,16 @@ def rt_spread_part(record: dict, ratio: float) -> str:
     if median is None:
         return ""
     threshold = record.get("rt_sd_threshold_s")
-    found = (f"<b>{record.get('n_rt_sd_flagged') or 0}</b> features vary more than {ratio:g}x that "
-             f"({fmt(threshold, 2)} s) and carry the RT spread flag (<code>rt_sd_flag</code>; it leaves no feature "
-             "out of the models and tests; flagged features are listed below and marked in 'What differs')"
-             if threshold is not None
-             else "the flag is off (<code>correct: rt_sd_ratio</code> 0)")
+    n = int(record.get("n_rt_sd_flagged") or 0)
+    if threshold is None:
+        found = "the flag is off (<code>correct: rt_sd_ratio</code> 0)"
+    elif n == 0:
+        found = f"no feature varies more than {ratio:g}x that ({fmt(threshold, 2)} s): none carries the RT spread flag"
+    else:
+        found = (f"<b>{n}</b> feature{'s vary' if n > 1 else ' varies'} more than {ratio:g}x that "
+                 f"({fmt(threshold, 2)} s) and carr{'y' if n > 1 else 'ies'} the RT spread flag "
+                 "(<code>rt_sd_flag</code>; it leaves no feature out of the models and tests; flagged features are "
+                 "listed below and marked in 'What differs')")
     unjudged = record.get("n_rt_sd_unassessed") or 0
     return (f"<p>Apex retention time over the study samples: median sd <b>{fmt(median, 2)} s</b> per feature "
             f"(after alignment); {found}"
