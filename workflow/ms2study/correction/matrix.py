@@ -39,8 +39,8 @@ run of the sheet (QCs and blanks included, sheet order), in this order:
    (held out 11 %);
 7. the RT spread (``correction.rtspread``, from ``feature_links.parquet`` when given): ``rt_sd_s``, the sd of the
    aligned apex RT over the study samples detecting the feature, and ``rt_sd_flag`` above ``rt_sd_ratio`` x its
-   study median: co-eluting unresolved ions summed in one feature, an error of the samples that pooled QCs cannot
-   show (kept; not in ``excluded``);
+   study median: likely co-eluting unresolved ions summed in one feature, an error of the samples that pooled QCs
+   cannot show (kept; not in ``excluded``);
 8. compound groups and adducts from ``correction.adducts`` (``group_adducts``), with the evidence of each label
    (``tables.ADDUCT_EVIDENCE``), when ``adducts`` is true and the module is present; otherwise every feature is a
    group of its own with adduct null (a warning says why); with ``collapse_adducts`` the matrix keeps one row per
