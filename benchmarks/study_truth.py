@@ -585,7 +585,8 @@ def qc_summary(correction: dict, raw: pl.DataFrame, corrected: pl.DataFrame, mat
     tt = ids.select("compound_id").join(t, on="compound_id", how="left").select(samples).to_numpy()
     rr = ids.select(samples).to_numpy().astype(np.float64)
     rsd_columns = [c for c in ("qc_rsd_after", "qc_rsd_held_out", "qc_rsd_predicted") if c in corrected.columns]
-    joined = ids.select("consensus_id").join(corrected.select("consensus_id", *rsd_columns, *samples),
+    flag_columns = [c for c in ("rt_sd_flag", "rt_sd_s", "qc_rsd_flag") if c in corrected.columns]
+    joined = ids.select("consensus_id").join(corrected.select("consensus_id", *rsd_columns, *flag_columns, *samples),
                                              on="consensus_id", how="left")
     cc = joined.select(samples).to_numpy().astype(np.float64)
     det = np.isfinite(rr) & (tt > 0)
@@ -612,24 +613,22 @@ def qc_summary(correction: dict, raw: pl.DataFrame, corrected: pl.DataFrame, mat
             "recall_above_threshold": round(float((est[above] > threshold).mean()), 3) if above.any() else None,
             "false_flag_share_below": round(float((est[below] > threshold).mean()), 3) if below.any() else None,
             "flags_right_share": round(float((true[flagged] > threshold).mean()), 3) if flagged.any() else None}
-    if "rt_sd_flag" in corrected.columns and rows:
-        flag = joined.select("consensus_id").join(corrected.select("consensus_id", "rt_sd_flag"), on="consensus_id",
-                                                  how="left")["rt_sd_flag"].to_numpy()[rows]
-        judged = np.array([f is not None for f in flag]) & np.isfinite(true)
-        up = np.array([bool(f) for f in flag]) & judged
+    if "rt_sd_flag" in joined.columns and rows:
+        flag = joined["rt_sd_flag"][rows]
+        judged = flag.is_not_null().to_numpy() & np.isfinite(true)
+        up = flag.fill_null(False).to_numpy() & judged
+        qc_flag = (joined["qc_rsd_flag"][rows].fill_null(False).to_numpy() if "qc_rsd_flag" in joined.columns
+                   else np.zeros(len(rows), dtype=bool))
         above, below = judged & (true > threshold), judged & (true <= threshold)
         per_feature["rt_sd_flag"] = {
             "n": int(judged.sum()), "n_flagged": int(up.sum()), "n_above_threshold": int(above.sum()),
             "recall_above_threshold": round(float(up[above].mean()), 3) if above.any() else None,
             "false_flag_share_below": round(float(up[below].mean()), 3) if below.any() else None,
             "flags_right_share": round(float((true[up] > threshold).mean()), 3) if up.any() else None,
-            "recall_either_flag": round(float((up | flagged_by(joined, corrected, rows))[above].mean()), 3)
-            if above.any() else None}
-        if "rt_sd_s" in corrected.columns:  # how well the spread itself ranks the truly noisy features (ROC AUC)
+            "recall_either_flag": round(float((up | qc_flag)[above].mean()), 3) if above.any() else None}
+        if "rt_sd_s" in joined.columns:  # how well the spread itself ranks the truly noisy features (ROC AUC)
             from sklearn.metrics import roc_auc_score
-            sd = joined.select("consensus_id").join(corrected.select("consensus_id", "rt_sd_s"), on="consensus_id",
-                                                    how="left")["rt_sd_s"].cast(pl.Float64).fill_null(np.nan)
-            sd = sd.to_numpy()[rows]
+            sd = joined["rt_sd_s"].cast(pl.Float64).fill_null(np.nan).to_numpy()[rows]
             ok = np.isfinite(sd) & np.isfinite(true)
             if ok.any() and 0 < (true[ok] > threshold).sum() < ok.sum():
                 per_feature["rt_sd_flag"]["rt_sd_s_roc_auc"] = round(float(roc_auc_score(true[ok] > threshold,
@@ -654,15 +653,6 @@ def qc_summary(correction: dict, raw: pl.DataFrame, corrected: pl.DataFrame, mat
         k: correction.get(k) for k in ("n_rt_sd_flagged", "n_rt_sd_unassessed", "rt_sd_median_s",
                                         "rt_sd_threshold_s")} | {
         "n_features": int(corrected.height)}
-
-
-def flagged_by(joined: pl.DataFrame, corrected: pl.DataFrame, rows: list[int]) -> np.ndarray:
-    """The QC RSD flag (true only) of the ``rows`` of ``joined`` (consensus ids), from the corrected matrix."""
-    if "qc_rsd_flag" not in corrected.columns:
-        return np.zeros(len(rows), dtype=bool)
-    flag = joined.select("consensus_id").join(corrected.select("consensus_id", "qc_rsd_flag"), on="consensus_id",
-                                              how="left")["qc_rsd_flag"].to_list()
-    return np.array([bool(flag[i]) for i in rows])
 
 
 def coeluting_other_ion(features: pl.DataFrame, ions: pl.DataFrame) -> np.ndarray:

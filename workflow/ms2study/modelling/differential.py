@@ -426,29 +426,22 @@ def _tests(kind: str, values: np.ndarray, y: np.ndarray, C: np.ndarray | None, c
     if kind == "multiclass":
         return anova_test(values, y)
     with_fill = n_filled > 0
-    if kind == "binary" and C is not None and C.size:  # the class's coefficient adjusted for the covariates
-        x = (y == 1).astype(np.float64)
-        part = ols_slope_test(values, x, C)
-        part["log2_fold_change"] = part.pop("log2_effect_per_unit")
-        if n_permutations > 0 and with_fill.any():
-            permuted = permutation_ols_test(values[with_fill], x, C, n_filled[with_fill], n_permutations, seed + 1)
-        design = np.column_stack([np.ones(y.size), x, C])
-        effect = "log2_fold_change"
-    elif kind == "binary":
+    covariates = C is not None and C.size > 0
+    if kind == "binary" and not covariates:
         part = welch_test(values, y == 1)
         if n_permutations > 0 and with_fill.any():
             permuted = permutation_welch_test(values[with_fill], y == 1, n_filled[with_fill], n_permutations,
                                               seed + 1)
         design = np.column_stack([np.ones(y.size), (y == 1).astype(np.float64)])
         effect = "log2_fold_change"
-    else:
-        part = ols_slope_test(values, y.astype(np.float64), C)
+    else:  # an OLS coefficient: a continuous outcome's slope, or a binary outcome's class beside the covariates
+        x = (y == 1).astype(np.float64) if kind == "binary" else y.astype(np.float64)
+        part = ols_slope_test(values, x, C)
+        effect = "log2_fold_change" if kind == "binary" else "log2_effect_per_unit"
+        part[effect] = part.pop("log2_effect_per_unit")
         if n_permutations > 0 and with_fill.any():
-            permuted = permutation_ols_test(values[with_fill], y.astype(np.float64), C, n_filled[with_fill],
-                                            n_permutations, seed + 1)
-        design = np.column_stack([np.ones(y.size), y.astype(np.float64)]
-                                 + ([C] if C is not None and C.size else []))
-        effect = "log2_effect_per_unit"
+            permuted = permutation_ols_test(values[with_fill], x, C, n_filled[with_fill], n_permutations, seed + 1)
+        design = np.column_stack([np.ones(y.size), x] + ([C] if covariates else []))
     if n_permutations > 0 and with_fill.any():
         part["p_value"] = part["p_value"].copy()
         part["p_value"][with_fill] = permuted["p_value"]

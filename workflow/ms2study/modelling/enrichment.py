@@ -299,9 +299,10 @@ def _sample_medians(values: OutcomeValues, consensus_ids: list[str]) -> np.ndarr
     return np.median(values.values[rows], axis=0)
 
 
-def _adjusted(values: OutcomeValues) -> bool:
-    """Whether a binary outcome is tested beside covariates (then as a linear model's class coefficient)."""
-    return values.kind == "binary" and values.covariates is not None and values.covariates.size > 0
+def _linear(kind: str, covariates: np.ndarray | None) -> bool:
+    """Whether the outcome is tested as a linear model's coefficient: a continuous outcome, or a binary one beside
+    covariates (its class coefficient); else Welch's t (binary) or ANOVA (multiclass)."""
+    return kind == "continuous" or (kind == "binary" and covariates is not None and covariates.size > 0)
 
 
 def _covariate_residualiser(n: int, covariates: np.ndarray | None) -> np.ndarray:
@@ -327,7 +328,7 @@ def global_shift(values: OutcomeValues, consensus_ids: list[str], n_permutations
     x = values.values[rows]
     rng = np.random.default_rng(seed)
     labellings, _ = _labellings(values, int(n_permutations), rng)
-    linear = _adjusted(values) or values.kind == "continuous"
+    linear = _linear(values.kind, values.covariates)
     if linear:
         hat = _covariate_residualiser(x.shape[1], values.covariates)
         rx = x - x @ hat
@@ -360,7 +361,7 @@ def _labellings(values: OutcomeValues, n_permutations: int, rng: np.random.Gener
     import math
 
     y = np.asarray(values.y)
-    if values.kind == "binary" and not _adjusted(values):
+    if values.kind == "binary" and not _linear(values.kind, values.covariates):
         n, n_positive = len(y), int((y == 1).sum())
         if math.comb(n, n_positive) <= n_permutations:
             observed = tuple(np.flatnonzero(y == 1))
@@ -397,7 +398,7 @@ def _member_p_values(x: np.ndarray, labellings: np.ndarray, kind: str, covariate
     with np.errstate(all="ignore"):
         if kind == "multiclass":
             p = np.stack([anova_test(x, labels)["p_value"] for labels in labellings])
-        elif kind == "binary" and (covariates is None or not covariates.size):
+        elif not _linear(kind, covariates):  # binary without covariates
             centred = x - x.mean(axis=1, keepdims=True)
             pos = (labellings == 1).astype(np.float64)
             n1, n0 = pos.sum(axis=1), n - pos.sum(axis=1)
@@ -428,7 +429,7 @@ def distinct_labellings(values: OutcomeValues) -> int | None:
     import math
     from collections import Counter
 
-    if values.kind == "continuous" or _adjusted(values):  # residual permutations: no finite set of labellings
+    if _linear(values.kind, values.covariates):  # values or residual permutations: no finite set of labellings
         return None
     counts = np.bincount(np.asarray(values.y).astype(np.int64))
     counts = counts[counts > 0]

@@ -258,8 +258,9 @@ def read_model_matrix(matrix_path: str | Path, flags_path: str | Path | None = N
     matrix = pl.read_parquet(matrix_path)
     flags = None
     if flags_path:  # only the flag columns: the corrected matrix also holds every sample
+        present = pl.read_parquet_schema(flags_path)
         flags = pl.read_parquet(flags_path, columns=[c for c in ("consensus_id", "excluded", "rt_sd_flag")
-                                                     if c in pl.read_parquet_schema(flags_path)])
+                                                     if c in present])
         if "rt_sd_flag" in flags.columns and "rt_sd_flag" not in matrix.columns:  # the raw matrix: carry the mark
             matrix = matrix.join(flags.select(pl.col("consensus_id").cast(matrix.schema["consensus_id"]),
                                               "rt_sd_flag"), on="consensus_id", how="left", maintain_order="left")

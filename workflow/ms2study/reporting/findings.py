@@ -245,9 +245,8 @@ def _named(hits: pl.DataFrame, ident: pl.DataFrame | None, effect: str | None,
                 accepted.rename({"consensus_id": "via"}), on="via").unique("compound_group", keep="first")
             by_group = keys.filter(pl.col("compound_group").is_not_null()).join(
                 named.select("consensus_id"), on="consensus_id", how="anti").join(members, on="compound_group")
-            named = pl.concat([named.drop("compound_group", strict=False),
-                               by_group.drop("compound_group").select(named.drop("compound_group", strict=False)
-                                                                      .columns)])
+            named = pl.concat([named, by_group.select(named.columns)])
+        named = named.drop("compound_group", strict=False)
     elif {"name", "msi_level"} <= set(hits.columns):
         named = hits.filter(pl.col("name").is_not_null() & pl.col("msi_level").is_not_null()).with_columns(via)
     else:

@@ -36,6 +36,7 @@ from ms2study.core.params import add_params_argument, load_params, overlay
 from ms2study.core.tables import FEATURE_MATRIX_KEYS, SPECTRA, read_table
 from ms2study.io import exports
 from ms2study.io.samplesheet import read_sample_sheet
+from ms2study.modelling.differential import read_summary
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,8 @@ IDENTIFICATION_COLUMNS: dict[str, pl.DataType] = {
     "name": pl.Utf8, "inchikey": pl.Utf8, "formula": pl.Utf8, "adduct": pl.Utf8, "compound_class": pl.Utf8,
     "msi_level": pl.Int8, "identification_q_value": pl.Float64,
 }
-# the effect column of each test of the differential stage
+# the effect column of each outcome type of the differential stage, and of each test for a table without a summary
+EFFECT_OF_TYPE = {"binary": "log2_fold_change", "continuous": "log2_effect_per_unit", "multiclass": "statistic"}
 EFFECT_COLUMN = {"moderated_t": "log2_fold_change", "welch_t": "log2_fold_change",
                  "moderated_ols": "log2_effect_per_unit", "ols": "log2_effect_per_unit", "anova": "statistic"}
 
@@ -90,7 +92,8 @@ def accepted_identifications(path: str | Path | None) -> pl.DataFrame:
 
 def differential_columns(paths: list[str | Path]) -> list[pl.DataFrame]:
     """Per differential table: ``consensus_id`` and ``{stem}_{effect}``, ``{stem}_p_value``, ``{stem}_q_value``
-    (stem: the file's name without ``.parquet``; effect: ``EFFECT_COLUMN`` of the table's test)."""
+    (stem: the file's name without ``.parquet``; effect: ``EFFECT_OF_TYPE`` of the outcome type in the file's summary,
+    else ``EFFECT_COLUMN`` of the table's test)."""
     frames = []
     for path in paths:
         stem = Path(path).name.removesuffix(".parquet")
@@ -101,11 +104,11 @@ def differential_columns(paths: list[str | Path]) -> list[pl.DataFrame]:
         if missing:
             raise InputError(f"differential table lacks columns {missing}", file=str(path),
                              fix="rerun the differential stage")
+        # the outcome type decides the effect (a binary outcome with covariates is tested by OLS, its effect is still
+        # a log2 fold change); a table without the stage's summary falls back on its test's name
         tests = table["test"].drop_nulls().unique().to_list()
-        effect = EFFECT_COLUMN.get(tests[0] if tests else "", "log2_fold_change")
-        if effect != "statistic":  # a binary outcome with covariates is tested by OLS but keeps its log2 fold change
-            effect = next((c for c in ("log2_fold_change", "log2_effect_per_unit") if c in table.columns
-                           and table[c].is_not_null().any()), effect)
+        effect = EFFECT_OF_TYPE.get(str(read_summary(path).get("type")),
+                                    EFFECT_COLUMN.get(tests[0] if tests else "", "log2_fold_change"))
         columns = [c for c in (effect, "p_value", "q_value") if c in table.columns]
         frames.append(table.select("consensus_id", *[pl.col(c).alias(f"{stem}_{c}") for c in columns]))
     return frames
