@@ -413,12 +413,13 @@ def test_too_few_samples_and_rare_features_are_not_tested_and_bad_input_fails() 
         dt.merge_params({"outcomes": []})
 
 
-def test_multiclass_outcome_uses_anova_without_direction() -> None:
+def test_multiclass_outcome_uses_an_f_test_without_direction() -> None:
     samples, matrix, identifications = planted_study()
     three = samples.with_columns(pl.Series("group", (["a", "b", "c"] * 7)[:samples.height]))
     table, summary = per_feature.differential_analysis(matrix, three, {"column": "group", "type": "multiclass"},
                                               identifications)
-    assert summary["test"] == "anova" and table["tested"].sum() > 180
+    assert summary["test"] == "moderated_f" and table["tested"].sum() > 180
+    assert set(table["test"].drop_nulls().to_list()) <= {"moderated_f", "anova"}
     assert table["log2_fold_change"].is_null().all() and table["log2_effect_per_unit"].is_null().all()
     enrichment, _ = chemrich.class_enrichment(table)
     assert enrichment["direction"].is_null().all()

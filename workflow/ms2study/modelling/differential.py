@@ -29,26 +29,31 @@ model of log2 intensity on the class and the covariates (the adjusted log2 fold 
 case-control study whose groups differ in age compares cases and controls of the same age, where the unadjusted
 test also calls every age-related compound different (measured: ``benchmarks/differential_calibration.py
 --covariates``). Continuous outcomes: ``log2_effect_per_unit`` is the OLS slope, adjusted for the covariates.
-Covariates are taken as numbers as they are, text one-hot coded as in the models; samples missing a covariate are
-left out; a multiclass outcome's ANOVA does not adjust for them (the summary says so).
+Multiclass outcomes: the F-test of the class indicators of a linear model (intercept, one indicator per class but
+the first, the covariates): the one-way ANOVA, or ANCOVA's partial F beside covariates (``statistic`` is F; no effect
+size, no direction). Covariates are taken as numbers as they are, text one-hot coded as in the models; samples
+missing a covariate are left out.
 
 Which test (``test`` parameter, per row in column ``test``): with ``moderated`` (the default), a feature with a
 value (detected or gap-filled) in every sample of the outcome is tested with the moderated t-test (``moderated_t``:
 two groups, the variances pooled; ``moderated_ols``: the slope, or a binary outcome's class coefficient beside
-the covariates), its variance shrunk towards an intensity-dependent
-prior fitted on all such features (limma-trend), its p-value from the permutation null of the moderated t pooled
-over features (SAM-style, ``n_permutations`` permutations; ``modelling.univariate.permutation_moderated_test``); a
-feature with an imputed (filled) value keeps its own variance: Welch's t-test (``welch_t``) or plain OLS (``ols``;
-also a binary outcome's with covariates).
+the covariates; ``moderated_f``: a multiclass outcome's F, limma's moderated F), its variance shrunk towards an
+intensity-dependent prior fitted on all such features (limma-trend), its p-value from the permutation null of the
+moderated statistic pooled over features (SAM-style, ``n_permutations`` permutations;
+``modelling.univariate.permutation_moderated_test``); a feature with an imputed (filled) value keeps its own
+variance: Welch's t-test (``welch_t``), plain OLS (``ols``; also a binary outcome's with covariates) or the
+ordinary F-test (``anova``).
 A filled value is a point mass at the detection limit, not a draw from the normal model the prior assumes; on real
 urine studies moderating such features made the test anti-conservative (measured:
 ``benchmarks/differential_calibration.py``), and for the same reason Welch's p from the t distribution is too small
 in the far tail (measured on null simulations: p < 1e-5 3-4x too often), so with ``n_permutations`` > 0 the Welch
 p-values of binary features with a filled value come from label permutations pooled over features with as many
 filled values (``modelling.univariate.permutation_welch_test``), and those of an OLS coefficient (a continuous
-outcome's slope, a binary outcome's class beside covariates) from permuted residuals pooled the same way
-(``permutation_ols_test``: Freedman & Lane 1983). With ``welch`` every binary feature without covariates gets Welch's
-test and every other one plain OLS (the filled ones with the same permutation p-values). The tests themselves
+outcome's slope, a binary outcome's class beside covariates) and of a multiclass F from permuted residuals pooled
+the same way (``permutation_ols_test``, ``permutation_f_test``: Freedman & Lane 1983; a class whose samples are all
+filled has no variance and an F far beyond the F distribution). With ``welch`` every binary feature without
+covariates gets Welch's test, every multiclass one the ordinary F-test and every other one plain OLS (the filled ones
+with the same permutation p-values). The tests themselves
 are in ``modelling.univariate``. Imports ``core``, ``modelling.outcomes`` and ``modelling.univariate``.
 """
 
@@ -69,12 +74,13 @@ from ms2study.core.atomic import atomic_path
 from ms2study.core.errors import InputError
 from ms2study.modelling.outcomes import check_outcome, covariate_matrix, encode_outcome, outcome_dirname
 from ms2study.modelling.univariate import (
-    anova_test,
     bh_q_values,
     detected_enough,
     fill_missing,
     log2_intensities,
+    moderated_f_test,
     ols_slope_test,
+    permutation_f_test,
     permutation_moderated_test,
     permutation_ols_test,
     permutation_welch_test,
@@ -87,6 +93,9 @@ log = logging.getLogger(__name__)
 # Key under which the summary of a run (outcome, classes, notes) is stored in the Parquet files' metadata.
 METADATA_KEY = "ms2study"
 SIGNIFICANCE = 0.05  # the q threshold the summary and the report count at
+# The classic tests by name (features the moderated test does not take keep them), as the summary's notes say them.
+CLASSIC_TEST_NAMES = {"welch_t": "Welch t-test", "ols": "ordinary least squares",
+                      "anova": "ordinary F-test (ANOVA)"}
 TESTS = ("moderated", "welch")  # the choices of the test parameter (module docstring)
 DIFFERENTIAL: dict[str, pl.DataType] = {
     "consensus_id": pl.Utf8,
@@ -114,10 +123,10 @@ DIFFERENTIAL: dict[str, pl.DataType] = {
     # the identify stage's mark of a possible in-source fragment (the parent's m/z); class enrichment leaves it out
     "in_source_of_mz": pl.Float64,
     "outcome": pl.Utf8,                   # the sample-sheet column
-    "test": pl.Utf8,                      # moderated_t | welch_t | moderated_ols | ols | anova; null: not tested
+    "test": pl.Utf8,          # moderated_t | welch_t | moderated_ols | ols | moderated_f | anova; null: not tested
     "log2_fold_change": pl.Float64,       # binary: mean log2 positive class - mean log2 other class
     "log2_effect_per_unit": pl.Float64,   # continuous: log2 intensity change per unit of the outcome
-    "statistic": pl.Float64,              # t (moderated_t, welch_t, moderated_ols, ols) or F (anova)
+    "statistic": pl.Float64,              # t (moderated_t, welch_t, moderated_ols, ols) or F (moderated_f, anova)
     "p_value": pl.Float64,
     "q_value": pl.Float64,                # Benjamini-Hochberg over the tested features
     "tested": pl.Boolean,                 # false: detected in too few samples, or the test was undefined
@@ -167,8 +176,7 @@ class OutcomeValues:
     permutations, ``modelling.enrichment``): ``values`` is features x samples (rows in ``consensus_ids`` order, the
     matrix's; columns in ``sample_ids`` order), log2 intensities with missing values filled as the tests filled
     them; ``y`` the encoded outcome per sample (0/1 with 1 the positive class, class index, or the value);
-    ``kind`` binary | continuous | multiclass; ``covariates`` samples x k adjusted for (continuous and binary
-    outcomes) or None."""
+    ``kind`` binary | continuous | multiclass; ``covariates`` samples x k adjusted for, or None."""
 
     consensus_ids: list[str]
     sample_ids: list[str]
@@ -223,8 +231,9 @@ def differential_with_values(feature_matrix: pl.DataFrame, samples: pl.DataFrame
     feature ``tested`` false and a note, not an error. Raises InputError for a malformed outcome, an outcome or
     covariate column absent from the sheet, a non-numeric continuous value, a sample without a matrix column, or a
     ``detected`` table that lacks a feature or a sample of ``feature_matrix``.
-    Methods: moderated t-tests (limma-trend: Smyth 2004; Law et al. 2014), Welch's t-test, OLS t-test of the slope,
-    one-way ANOVA, Benjamini-Hochberg (module docstring and ``modelling.univariate``).
+    Methods: moderated t- and F-tests (limma-trend: Smyth 2004; Law et al. 2014), Welch's t-test, OLS t-test of
+    the slope, the F-test of a multiclass outcome's class indicators (one-way ANOVA / ANCOVA),
+    Benjamini-Hochberg (module docstring and ``modelling.univariate``).
     """
     if test not in TESTS:
         raise InputError(f"differential test is '{test}'", fix=f"use one of {', '.join(TESTS)}")
@@ -241,7 +250,7 @@ def differential_with_values(feature_matrix: pl.DataFrame, samples: pl.DataFrame
         summary["notes"].append(f"the covariate {spec['column']} is this outcome itself: not adjusted for here")
     covariates = [c for c in covariates if c != spec["column"]]
     C = None
-    if kind in ("continuous", "binary") and covariates:
+    if covariates:
         C, names = covariate_matrix(samples, ids, covariates)
         complete = ~np.isnan(C).any(axis=1)
         if not complete.all():
@@ -257,13 +266,11 @@ def differential_with_values(feature_matrix: pl.DataFrame, samples: pl.DataFrame
                                     "not adjusted for")
         C, names = C[:, varying], [n for n, v in zip(names, varying) if v]
         summary["covariates"] = names
-    elif covariates:
-        summary["notes"].append(f"covariates ({', '.join(covariates)}) are not adjusted for in the ANOVA")
-    moderated = test == "moderated" and kind != "multiclass"
+    moderated = test == "moderated"
     adjusted = kind == "binary" and C is not None and C.size > 0  # the class coefficient beside the covariates
     test_name = {"binary": "ols" if adjusted else "welch_t", "continuous": "ols", "multiclass": "anova"}[kind]
-    summary["test"] = ({"binary": "moderated_ols" if adjusted else "moderated_t", "continuous": "moderated_ols"}[kind]
-                       if moderated else test_name)
+    summary["test"] = ({"binary": "moderated_ols" if adjusted else "moderated_t", "continuous": "moderated_ols",
+                        "multiclass": "moderated_f"}[kind] if moderated else test_name)
     if kind != "continuous":
         summary["classes"] = target["classes"]
         summary["class_counts"] = {c: int(n) for c, n in zip(target["classes"], np.bincount(
@@ -314,7 +321,7 @@ def differential_with_values(feature_matrix: pl.DataFrame, samples: pl.DataFrame
                 summary["notes"].append(
                     f"{rows.size - n_moderated} feature(s) with an imputed value (or too few features for a prior) "
                     "keep their own variance: "
-                    f"{'Welch t-test' if test_name == 'welch_t' else 'ordinary least squares'}")
+                    f"{CLASSIC_TEST_NAMES[test_name]}")
         n_imputed_tests = int(part.pop("n_imputed_permuted", 0))
         if n_imputed_tests:
             # the report's test description says how their p-values were found; summary.json keeps the counts
@@ -420,13 +427,13 @@ def _tests(kind: str, values: np.ndarray, y: np.ndarray, C: np.ndarray | None, c
     """The per-feature test of one outcome on the tested rows (log2, filled; ``n_filled``: filled values per row):
     the moderated test with its permutation p-values on ``complete`` rows, the classic test (Welch, OLS; a binary
     outcome with covariates ``C``: OLS of the class indicator beside them) on the others, the p-values of rows with
-    filled values from ``permutation_welch_test`` / ``permutation_ols_test``, ANOVA for multiclass outcomes. Adds
-    ``prior_df`` (0 when nothing was moderated) unless the outcome is multiclass, and ``n_imputed_permuted`` (rows
+    filled values from ``permutation_welch_test`` / ``permutation_ols_test``; a multiclass outcome's F-tests
+    (``_multiclass_tests``). Adds ``prior_df`` (0 when nothing was moderated) and ``n_imputed_permuted`` (rows
     whose p came from those permutations)."""
-    if kind == "multiclass":
-        return anova_test(values, y)
     with_fill = n_filled > 0
     covariates = C is not None and C.size > 0
+    if kind == "multiclass":
+        return _multiclass_tests(values, y, C, complete, n_permutations, seed, n_filled)
     if kind == "binary" and not covariates:
         part = welch_test(values, y == 1)
         if n_permutations > 0 and with_fill.any():
@@ -459,9 +466,46 @@ def _tests(kind: str, values: np.ndarray, y: np.ndarray, C: np.ndarray | None, c
     return part
 
 
+def multiclass_design(y: np.ndarray, C: np.ndarray | None) -> tuple[np.ndarray, list[int]]:
+    """(design, tested columns) of a multiclass outcome: an intercept, one indicator per class but the first
+    (``y``: class codes 0..k-1 per sample) and the covariates ``C`` (samples x c, or None); the tested columns are
+    the k - 1 indicators, so their F-test is the one-way ANOVA (ANCOVA's partial F beside covariates)."""
+    classes = np.unique(y)
+    indicators = [(y == c).astype(np.float64) for c in classes[1:]]
+    design = np.column_stack([np.ones(y.size), *indicators] + ([C] if C is not None and C.size else []))
+    return design, list(range(1, len(indicators) + 1))
+
+
+def _multiclass_tests(values: np.ndarray, y: np.ndarray, C: np.ndarray | None, complete: np.ndarray,
+                      n_permutations: int, seed: int, n_filled: np.ndarray) -> dict[str, np.ndarray]:
+    """``_tests`` for a multiclass outcome: the F-test of the class indicators (``multiclass_design``, beside the
+    covariates ``C``); the moderated F with its permutation p-values on ``complete`` rows, the ordinary F on the
+    others, whose p-values come from Freedman-Lane permutations pooled within fill strata where values were
+    filled (``permutation_f_test``)."""
+    design, tested = multiclass_design(y, C)
+    none = np.zeros(values.shape[0], dtype=bool)
+    part = moderated_f_test(values, design, tested, none)
+    part = {"statistic": part["statistic"], "p_value": part["p_value"].copy(), "prior_df": np.array(0.0)}
+    with_fill = n_filled > 0
+    if n_permutations > 0 and with_fill.any():
+        permuted = permutation_f_test(values[with_fill], design, tested, n_filled[with_fill], n_permutations,
+                                      seed + 1)
+        part["p_value"][with_fill] = permuted["p_value"]
+        part["n_imputed_permuted"] = np.array(int(with_fill.sum()))
+    moderated = (permutation_moderated_test(values[complete], design, tested, n_permutations, seed)
+                 if complete.any() else None)
+    if moderated is not None and moderated["prior_df"][0] > 0:  # else too few features for a prior: classic test
+        part["statistic"] = part["statistic"].copy()
+        part["statistic"][complete] = moderated["statistic"]
+        part["p_value"][complete] = moderated["p_value"]
+        part["prior_df"] = moderated["prior_df"][0]
+    return part
+
+
 def _too_small(kind: str, y: np.ndarray, n: int, n_covariates: int) -> str | None:
-    if kind == "binary" and n_covariates and n < 3 + n_covariates:
-        return f"{n} samples with a value leave no residual degrees of freedom (at least {3 + n_covariates} needed)"
+    coefficients = 1 + n_covariates + (len(np.unique(y)) - 1 if kind == "multiclass" else 1)
+    if kind != "continuous" and n_covariates and n < coefficients + 1:
+        return f"{n} samples with a value leave no residual degrees of freedom (at least {coefficients + 1} needed)"
     if kind == "continuous":
         if n < 3 + n_covariates:
             return f"{n} samples with a value leave no residual degrees of freedom (at least {3 + n_covariates} needed)"

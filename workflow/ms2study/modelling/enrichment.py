@@ -81,7 +81,8 @@ def class_enrichment(differential: pl.DataFrame, min_class_size: int = 3, alpha:
     - the statistic is Fisher's combination (Fisher 1932, Statistical Methods for Research Workers, section 21.1),
       the mean of -ln p over the class's compounds (column ``statistic``), p from the classic test of the outcome
       per compound: Welch's t, the OLS slope's t adjusted for the covariates (a continuous outcome, or a binary one
-      with covariates: the class indicator's coefficient), one-way ANOVA (``_member_p_values``).
+      with covariates: the class indicator's coefficient), one-way ANOVA (multiclass; with covariates the partial F
+      of the class indicators beside them) (``_member_p_values``).
       Unlike the Kolmogorov-Smirnov statistic it does not saturate when every compound is small, which under
       permutation is what separates a class-wide shift from a chance alignment of co-varying compounds (measured on
       40 splits of 6 + 6 samples: a class raised 2x found in 40 %, against 15 % with the Kolmogorov-Smirnov
@@ -104,7 +105,8 @@ def class_enrichment(differential: pl.DataFrame, min_class_size: int = 3, alpha:
       so the p-value holds whatever it is. With few samples the labellings are few (3 + 3 samples: 10 up to
       swapping the groups) and no p-value falls much below one over their number; a note says so when they are
       fewer than 20 per class tested (then few or no classes can reach q < 0.05). Multiclass labels are permuted as
-      they are (covariates, as in the differential's ANOVA, are not adjusted for).
+      they are; with covariates the rows of the class indicators' residuals from the covariates are permuted
+      instead (Smith again, for several columns).
     - ``p_value_shift_removed`` / ``q_value_shift_removed``: the same permutation test with each sample's median
       log2 value over all tested features subtracted first. A self-contained test calls every class that follows a
       shift of the whole sample with the outcome (a dilution or amount difference left by the correction, see
@@ -272,7 +274,10 @@ def _permutation_p_values(x: np.ndarray, labellings: np.ndarray, values: Outcome
     """(statistic per set, permutation p per set) for the compounds ``x`` (log2, compounds x samples; the sets index
     its rows) under ``labellings`` (``_labellings``: the observed outcome first); the method is in
     ``class_enrichment``'s docstring."""
-    p = _member_p_values(x, labellings, values.kind, values.covariates)  # labellings x compounds
+    if _covariate_multiclass(values):
+        p = _multiclass_covariate_p_values(x, labellings, np.asarray(values.y), values.covariates)
+    else:
+        p = _member_p_values(x, labellings, values.kind, values.covariates)  # labellings x compounds
     log_p = -np.log(np.maximum(p, 1e-300))
     statistic = np.stack([log_p[:, index].mean(axis=1) for index in sets], axis=1)  # labellings x sets
     observed = statistic[0]
@@ -350,9 +355,15 @@ def global_shift(values: OutcomeValues, consensus_ids: list[str], n_permutations
             "p_value": (1.0 + exceed) / labellings.shape[0], "n_permutations": labellings.shape[0] - 1}
 
 
+def _covariate_multiclass(values: OutcomeValues) -> bool:
+    """A multiclass outcome with covariates: its labellings are sample orders (``_labellings``)."""
+    return values.kind == "multiclass" and values.covariates is not None and values.covariates.size > 0
+
+
 def _labellings(values: OutcomeValues, n_permutations: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
     """(labellings x samples, exact): the observed outcome first, then ``n_permutations`` random relabellings
-    (``_permuted_outcome``); for a binary outcome without covariates whose distinct labellings number
+    (``_permuted_outcome``); a multiclass outcome with covariates gives sample orders instead, the identity first
+    (``_member_p_values`` permutes the rows of the class indicators' residuals from the covariates by them); for a binary outcome without covariates whose distinct labellings number
     ``n_permutations`` or fewer (6 + 6 samples: 924), every one of them once instead (with covariates the permuted
     residuals are not a finite set of labellings: random draws, which may repeat with few samples), so the p-value
     is exact: (1 + b) / (number of labellings) with b the others reaching the observed statistic, down to 2 / 924
@@ -361,6 +372,8 @@ def _labellings(values: OutcomeValues, n_permutations: int, rng: np.random.Gener
     import math
 
     y = np.asarray(values.y)
+    if _covariate_multiclass(values):
+        return np.stack([np.arange(len(y))] + [rng.permutation(len(y)) for _ in range(n_permutations)]), False
     if values.kind == "binary" and not _linear(values.kind, values.covariates):
         n, n_positive = len(y), int((y == 1).sum())
         if math.comb(n, n_positive) <= n_permutations:
@@ -422,6 +435,34 @@ def _member_p_values(x: np.ndarray, labellings: np.ndarray, kind: str, covariate
     return np.where(np.isfinite(p), p, 1.0)
 
 
+def _multiclass_covariate_p_values(x: np.ndarray, orders: np.ndarray, y: np.ndarray,
+                                   covariates: np.ndarray) -> np.ndarray:
+    """``_member_p_values`` of a multiclass outcome beside ``covariates`` (samples x k): per sample order (rows of
+    ``orders``, the identity first), the rows of the class indicators' residuals from the intercept and covariates
+    are reordered (Smith, in Winkler et al. 2014), residualised again and each compound's (rows of ``x``, log2)
+    residual from the covariates regressed on them: the partial F of the classes beside the covariates (ANCOVA),
+    p from the F distribution (``scipy.stats.f``). Returns orders x compounds; undefined tests give 1."""
+    from scipy import stats
+
+    n = x.shape[1]
+    hat = _covariate_residualiser(n, covariates)
+    indicators = np.column_stack([(y == c).astype(np.float64) for c in np.unique(y)[1:]])
+    residual_indicators = indicators - hat @ indicators
+    rx = x - x @ hat
+    total = (rx ** 2).sum(axis=1)
+    n_classes = indicators.shape[1]
+    df = n - round(float(np.trace(hat))) - n_classes
+    p = np.ones((orders.shape[0], x.shape[0]))
+    with np.errstate(all="ignore"):
+        for i, order in enumerate(orders):
+            permuted = residual_indicators[order]
+            basis, _ = np.linalg.qr(permuted - hat @ permuted)
+            explained = ((rx @ basis) ** 2).sum(axis=1)
+            f = (explained / n_classes) / ((total - explained) / df)
+            p[i] = stats.f.sf(f, n_classes, df)
+    return np.where(np.isfinite(p), p, 1.0)
+
+
 def distinct_labellings(values: OutcomeValues) -> int | None:
     """How many relabellings of the samples give distinct class statistics (binary and multiclass: the
     multinomial coefficient of the class sizes, divided by the swaps of equal-sized classes, which leave the
@@ -429,8 +470,8 @@ def distinct_labellings(values: OutcomeValues) -> int | None:
     import math
     from collections import Counter
 
-    if _linear(values.kind, values.covariates):  # values or residual permutations: no finite set of labellings
-        return None
+    if _linear(values.kind, values.covariates) or _covariate_multiclass(values):  # residual permutations: no
+        return None  # finite set of labellings
     counts = np.bincount(np.asarray(values.y).astype(np.int64))
     counts = counts[counts > 0]
     total = math.factorial(int(counts.sum()))

@@ -129,6 +129,28 @@ def ols_slope_test(values: np.ndarray, x: np.ndarray, covariates: np.ndarray | N
             "p_value": result["p_value"]}
 
 
+def _moderated_fit(values: np.ndarray, design: np.ndarray, moderate: np.ndarray | None) -> dict:
+    """Least-squares fit of every feature on ``design`` with the residual variances of the ``moderate`` features
+    shrunk (limma-trend); {beta (p x features), posterior (variance), df_total, prior_df, unscaled ((X'X)^-1)}.
+    Raises InputError as ``moderated_linear_test``."""
+    n = values.shape[1]
+    design = np.asarray(design, dtype=np.float64)
+    dof = n - design.shape[1]
+    if dof < 1:
+        raise InputError(f"{n} samples leave no residual degrees of freedom for {design.shape[1]} coefficients")
+    if np.linalg.matrix_rank(design) < design.shape[1]:
+        raise InputError("the outcome and the covariates are collinear (the regression design is singular)")
+    beta, *_ = np.linalg.lstsq(design, values.T, rcond=None)
+    sigma2 = ((values.T - design @ beta) ** 2).sum(axis=0) / dof
+    moderate = np.ones(values.shape[0], dtype=bool) if moderate is None else np.asarray(moderate, dtype=bool)
+    posterior, df_total, d0 = sigma2.copy(), np.full(sigma2.size, float(dof)), 0.0
+    if (moderate & (sigma2 > 0)).sum() >= 3:
+        post, d0, _ = squeeze_variances(sigma2[moderate], float(dof), values[moderate].mean(axis=1))
+        posterior[moderate], df_total[moderate] = post, dof + d0
+    return {"beta": beta, "posterior": posterior, "df_total": df_total, "prior_df": np.array([d0]),
+            "unscaled": np.linalg.inv(design.T @ design)}
+
+
 def moderated_linear_test(values: np.ndarray, design: np.ndarray, coefficient: int = 1,
                           moderate: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """t-test of one coefficient of a linear model per feature, with moderated variances (limma eBayes with an
@@ -145,55 +167,86 @@ def moderated_linear_test(values: np.ndarray, design: np.ndarray, coefficient: i
     """
     from scipy import stats
 
-    n = values.shape[1]
-    design = np.asarray(design, dtype=np.float64)
-    dof = n - design.shape[1]
-    if dof < 1:
-        raise InputError(f"{n} samples leave no residual degrees of freedom for {design.shape[1]} coefficients")
-    if np.linalg.matrix_rank(design) < design.shape[1]:
-        raise InputError("the outcome and the covariates are collinear (the regression design is singular)")
-    beta, *_ = np.linalg.lstsq(design, values.T, rcond=None)
-    sigma2 = ((values.T - design @ beta) ** 2).sum(axis=0) / dof
-    moderate = np.ones(values.shape[0], dtype=bool) if moderate is None else np.asarray(moderate, dtype=bool)
-    posterior, df_total, d0 = sigma2.copy(), np.full(sigma2.size, float(dof)), 0.0
-    if (moderate & (sigma2 > 0)).sum() >= 3:
-        post, d0, _ = squeeze_variances(sigma2[moderate], float(dof), values[moderate].mean(axis=1))
-        posterior[moderate], df_total[moderate] = post, dof + d0
-    unscaled = np.linalg.inv(design.T @ design)[coefficient, coefficient]
+    fit = _moderated_fit(values, design, moderate)
+    beta = fit["beta"]
     with np.errstate(all="ignore"):
-        se = np.sqrt(posterior * unscaled)
+        se = np.sqrt(fit["posterior"] * fit["unscaled"][coefficient, coefficient])
         t = np.where(se > 0, beta[coefficient] / se, np.nan)
-    return {"estimate": beta[coefficient], "statistic": t, "p_value": 2.0 * stats.t.sf(np.abs(t), df_total),
-            "df_total": df_total, "prior_df": np.array([d0])}
+    return {"estimate": beta[coefficient], "statistic": t, "p_value": 2.0 * stats.t.sf(np.abs(t), fit["df_total"]),
+            "df_total": fit["df_total"], "prior_df": fit["prior_df"]}
 
 
-def permutation_moderated_test(values: np.ndarray, design: np.ndarray, coefficient: int = 1,
-                               n_permutations: int = 200, seed: int = 0) -> dict[str, np.ndarray]:
-    """``moderated_linear_test`` with p-values from a permutation null pooled over features (SAM-style).
+def moderated_f_test(values: np.ndarray, design: np.ndarray, coefficients: Sequence[int],
+                     moderate: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """F-test of several coefficients of a linear model per feature (all of them 0), with moderated variances:
+    limma's moderated F (Smyth 2004, section 6: the Wald statistic of the coefficients over their number, with the
+    posterior variance in place of the residual one). For a multiclass outcome coded as class indicators beside an
+    intercept (and covariates), that is the one-way ANOVA's F (ANCOVA's partial F with covariates) when nothing is
+    moderated.
 
     ``values``: log2 intensities, features x samples (no NaN); ``design``: samples x p, intercept first;
-    ``coefficient``: the column tested. Each permutation reorders the residuals of the reduced model (the design
-    without the tested column) over the samples and adds them back to its fit (Freedman & Lane 1983; with an
-    intercept-only reduced model, as for two groups, this is permuting the sample labels), then computes every
-    feature's moderated t again (the prior refitted). p_j = (1 + #{|t*| >= |t_j|}) / (1 + B m) over all B x m
-    permuted statistics (Tusher et al. 2001), which treats the moderated t as having one null distribution for all
-    features. Seeded by ``seed``. Returns ``moderated_linear_test``'s keys (``p_value`` replaced) plus
-    ``n_permutations``. ``n_permutations`` 0 keeps the t distribution's p-values. Raises as
-    ``moderated_linear_test``.
+    ``coefficients``: the q tested columns; ``moderate`` as in ``moderated_linear_test``. Returns ``statistic``
+    (F), ``p_value`` (F distribution with q and n - p + d0 degrees of freedom, ``scipy.stats.f``; NaN where the
+    variance is 0), ``df_total`` and ``prior_df``. Raises as ``moderated_linear_test``.
     """
-    observed = moderated_linear_test(values, design, coefficient)
-    if n_permutations <= 0 or values.shape[0] == 0:
-        return {**observed, "n_permutations": np.array([0])}
+    from scipy import stats
+
+    index = np.asarray(list(coefficients), dtype=np.int64)
+    fit = _moderated_fit(values, design, moderate)
+    b = fit["beta"][index]  # q x features
+    wald = (b * (np.linalg.inv(fit["unscaled"][np.ix_(index, index)]) @ b)).sum(axis=0)
+    with np.errstate(all="ignore"):
+        f = np.where(fit["posterior"] > 0, wald / (index.size * fit["posterior"]), np.nan)
+    return {"statistic": f, "p_value": stats.f.sf(f, index.size, fit["df_total"]), "df_total": fit["df_total"],
+            "prior_df": fit["prior_df"]}
+
+
+def _linear_statistic(values: np.ndarray, design: np.ndarray, tested: int | Sequence[int],
+                      moderate: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """``moderated_linear_test`` for one tested column (an int), ``moderated_f_test`` for several (a sequence)."""
+    if isinstance(tested, (int, np.integer)):
+        return moderated_linear_test(values, design, int(tested), moderate)
+    return moderated_f_test(values, design, tested, moderate)
+
+
+def _freedman_lane_null(values: np.ndarray, design: np.ndarray, tested: int | Sequence[int],
+                        moderate: np.ndarray | None, n_permutations: int, seed: int) -> np.ndarray:
+    """|statistic| of every feature (rows of ``values``) under ``n_permutations`` permutations (features x B): the
+    residuals of the reduced model (``design`` without the ``tested`` columns) reordered over the samples and added
+    back to its fit (Freedman & Lane 1983), the statistic refitted (``_linear_statistic``; its prior refitted too).
+    Seeded by ``seed``."""
     design = np.asarray(design, dtype=np.float64)
-    reduced = np.delete(design, coefficient, axis=1)
+    reduced = np.delete(design, tested, axis=1)
     fitted = values @ (reduced @ np.linalg.pinv(reduced)).T  # features x samples: the reduced model's fit
     residual = values - fitted
     rng = np.random.default_rng(seed)
-    null = np.empty((n_permutations, values.shape[0]))
+    null = np.empty((values.shape[0], n_permutations))
     for b in range(n_permutations):
         order = rng.permutation(values.shape[1])
-        null[b] = np.abs(moderated_linear_test(fitted + residual[:, order], design, coefficient)["statistic"])
-    p = _pooled_p(observed["statistic"], null.T, np.zeros(values.shape[0], dtype=np.int64))
+        null[:, b] = np.abs(_linear_statistic(fitted + residual[:, order], design, tested, moderate)["statistic"])
+    return null
+
+
+def permutation_moderated_test(values: np.ndarray, design: np.ndarray, coefficient: int | Sequence[int] = 1,
+                               n_permutations: int = 200, seed: int = 0) -> dict[str, np.ndarray]:
+    """``moderated_linear_test`` (``moderated_f_test`` when ``coefficient`` is a sequence of columns) with
+    p-values from a permutation null pooled over features (SAM-style).
+
+    ``values``: log2 intensities, features x samples (no NaN); ``design``: samples x p, intercept first;
+    ``coefficient``: the column tested (or the columns). Each permutation reorders the residuals of the reduced
+    model (the design without the tested columns) over the samples and adds them back to its fit (Freedman & Lane
+    1983; with an intercept-only reduced model, as for two groups, this is permuting the sample labels), then
+    computes every feature's moderated statistic again (the prior refitted). p_j = (1 + #{|t*| >= |t_j|}) / (1 + B
+    m) over all B x m permuted statistics (Tusher et al. 2001), which treats the moderated statistic as having one
+    null distribution for all features. Seeded by ``seed``. Returns the test's keys (``p_value`` replaced) plus
+    ``n_permutations``. ``n_permutations`` 0 keeps the t (F) distribution's p-values. Raises as
+    ``moderated_linear_test``.
+    """
+    observed = _linear_statistic(values, design, coefficient)
+    if n_permutations <= 0 or values.shape[0] == 0:
+        return {**observed, "n_permutations": np.array([0])}
+    null = _freedman_lane_null(values, design, coefficient, None, n_permutations, seed)
+    p = _pooled_p(observed["statistic"], null, np.zeros(values.shape[0], dtype=np.int64))
     return {**observed, "p_value": p, "n_permutations": np.array([n_permutations])}
 
 
@@ -269,15 +322,25 @@ def permutation_ols_test(values: np.ndarray, x: np.ndarray, covariates: np.ndarr
     n = values.shape[1]
     design = np.column_stack([np.ones(n), np.asarray(x, dtype=np.float64)]
                              + ([covariates] if covariates is not None and covariates.size else []))
-    reduced = np.delete(design, 1, axis=1)
-    fitted = values @ (reduced @ np.linalg.pinv(reduced)).T
-    residual = values - fitted
+    null = _freedman_lane_null(values, design, 1, np.zeros(values.shape[0], dtype=bool), n_permutations, seed)
+    p = _pooled_p(observed["statistic"], null, fill_strata(n_filled))
+    return {**observed, "p_value": p, "n_permutations": np.array([n_permutations])}
+
+
+def permutation_f_test(values: np.ndarray, design: np.ndarray, coefficients: Sequence[int], n_filled: np.ndarray,
+                       n_permutations: int = 200, seed: int = 0) -> dict[str, np.ndarray]:
+    """The ordinary F-test of ``coefficients`` (``moderated_f_test`` with nothing moderated: a multiclass outcome's
+    ANOVA, or ANCOVA beside covariates) for features with filled values, its p-values from a Freedman-Lane
+    permutation null pooled within strata of equal fill counts (``fill_strata``), for the reason given in
+    ``permutation_welch_test`` (a class whose samples are all filled has no variance, and F is far larger than the F
+    distribution allows). ``values``: features x samples, no NaN; ``design``: samples x p, intercept first;
+    ``n_filled``: filled values per feature. Returns ``statistic`` (F), ``p_value``, ``n_permutations``;
+    ``n_permutations`` 0 keeps the F distribution's p-values. Raises as ``moderated_linear_test``."""
     none = np.zeros(values.shape[0], dtype=bool)
-    rng = np.random.default_rng(seed)
-    null = np.empty((values.shape[0], n_permutations))
-    for b in range(n_permutations):
-        permuted = fitted + residual[:, rng.permutation(n)]
-        null[:, b] = np.abs(moderated_linear_test(permuted, design, 1, none)["statistic"])
+    observed = moderated_f_test(values, design, coefficients, none)
+    if n_permutations <= 0 or values.shape[0] == 0:
+        return {**observed, "n_permutations": np.array([0])}
+    null = _freedman_lane_null(values, design, list(coefficients), none, n_permutations, seed)
     p = _pooled_p(observed["statistic"], null, fill_strata(n_filled))
     return {**observed, "p_value": p, "n_permutations": np.array([n_permutations])}
 

@@ -29,15 +29,17 @@ DIFFERENTIAL_COLUMNS = {  # column of the differential table: header of the repo
 DIFFERENTIAL_TEXT = (
     '<p class="note">Each consensus feature is tested for each outcome on log2 intensities: a t-test '
     "(binary; with <code>models: covariates</code> a linear model of the class beside them, so the groups are "
-    "compared at equal covariates), linear regression with the configured covariates (continuous) or one-way ANOVA "
-    "(multiclass, not adjusted). With <code>differential: test: moderated</code> (the default) a feature "
-    "detected in every sample gets the moderated t-test: its variance is shrunk towards that of features of similar "
+    "compared at equal covariates), linear regression with the configured covariates (continuous) or an F-test "
+    "across the classes (multiclass: one-way ANOVA, or beside the covariates ANCOVA). With "
+    "<code>differential: test: moderated</code> (the default) a feature "
+    "detected in every sample gets the moderated t- (or F-) test: its "
+    "variance is shrunk towards that of features of similar "
     "intensity (limma-trend, Smyth 2004), which adds power to small studies (measured in benchmarks/README.md), "
     "and its p-value comes from the same statistic under permuted samples, pooled over features (as SAM and "
     "Perseus do), which keeps the q-values honest when the data are not normal; a feature with an imputed value "
-    "(below) keeps its own variance (Welch t-test, or plain regression), its p-value from permutations too, "
-    "pooled over features with as many imputed values (an imputed value is a point mass the t distribution "
-    "does not describe). The 'test' column says which (a value gap filling re-quantified from a run's MS1 "
+    "(below) keeps its own variance (Welch t-test, plain regression or ANOVA), its p-value from permutations too, "
+    "pooled over features with as many imputed values (an imputed value is a point mass the t and F "
+    "distributions do not describe). The 'test' column says which (a value gap filling re-quantified from a run's MS1 "
     "signal is a measurement, not an imputation). Missing values are handled as "
     "in the outcome models: a feature that feature detection found (gap-filled values do not count) in fewer "
     "than <code>models: min_detected_fraction</code> of the samples of every class (of all samples for a "
@@ -70,7 +72,7 @@ def _effect_text(summary: dict) -> tuple[str, str]:
 def _test_text(summary: dict) -> str:
     kind = summary.get("type")
     test = summary.get("test")
-    moderated = test in ("moderated_t", "moderated_ols") and summary.get("n_moderated")
+    moderated = test in ("moderated_t", "moderated_ols", "moderated_f") and summary.get("n_moderated")
     how = ""
     if moderated:
         permutations = summary.get("n_permutations") or 0
@@ -79,9 +81,11 @@ def _test_text(summary: dict) -> str:
                f"(prior degrees of freedom {float(summary.get('prior_df') or 0):.1f}), p-values from "
                + (f"{permutations} permutations pooled over features" if permutations else "the t distribution"))
     imputed = summary.get("n_imputed_permuted")
-    if kind in ("binary", "continuous") and imputed:
+    if imputed:
+        classic = ("Welch" if test in ("moderated_t", "welch_t") else "ANOVA" if kind == "multiclass"
+                   else "regression")
         how += (f"; {imputed} features with an imputed value (not detected, not gap-filled): "
-                f"{'Welch' if test == 'moderated_t' or test == 'welch_t' else 'regression'} p-values from "
+                f"{classic} p-values from "
                 f"{summary.get('imputed_permutations')} "
                 + ("label permutations" if test in ("moderated_t", "welch_t") else "permutations of the residuals")
                 + " pooled over features with as many imputed values")
@@ -106,7 +110,11 @@ def _test_text(summary: dict) -> str:
                 + (f", adjusted for {esc(covariates)}" if covariates else "")
                 + f" (n = {summary.get('n_samples')}); the effect is the log2 change per unit of the outcome{how}")
     counts = ", ".join(f"{esc(k)}: {v}" for k, v in (summary.get("class_counts") or {}).items())
-    return f"one-way ANOVA on log2 intensities across the classes ({counts}); no direction"
+    covariates = esc(covariate_names(summary))
+    name = (f"F-test of the classes beside {covariates} (ANCOVA)" if covariates else "one-way ANOVA")
+    if moderated:
+        name += " with moderated variances (limma's moderated F; ordinary F for features with an imputed value)"
+    return f"{name} on log2 intensities across the classes ({counts}); no direction{how}"
 
 
 def differential_section(differential: Sequence[DifferentialFiles], warnings: list[str],
@@ -267,12 +275,14 @@ def _feature_table(tested: pl.DataFrame, summary: dict, effect: str, effect_head
                     and tested["ion"].str.contains("(library match)", literal=True).any() else "")
                  + (" RT spread flag: the feature's apex RT varies over the samples far more than the study's "
                     "features do (<code>correct: rt_sd_ratio</code>); it may sum co-eluting ions." if spread else "")
-                 + (" test: moderated_t / moderated_ols for features measured in every sample, welch_t / ols for "
-                    "features with an imputed value (their p from permutations pooled by the number imputed)."
+                 + (" test: moderated_t / moderated_ols / moderated_f for features measured in every sample, "
+                    "welch_t / ols / anova for features with an imputed value (their p from permutations pooled by "
+                    "the number imputed)."
                     if "test" in columns else "")
                  + (f" With {summary['n_permutations']} permutations over {summary.get('n_moderated')} features the "
                     f"smallest moderated p is {1 / (1 + summary['n_permutations'] * summary['n_moderated']):.2g}; "
-                    "features at that floor are ordered by their t." if summary.get("n_permutations")
+                    "features at that floor are ordered by their "
+                    f"{'F' if summary.get('type') == 'multiclass' else 't'}." if summary.get("n_permutations")
                     and summary.get("n_moderated") else "") + "</p>")
     return "".join(parts)
 

@@ -57,7 +57,8 @@ IDENTIFICATION_COLUMNS: dict[str, pl.DataType] = {
 # the effect column of each outcome type of the differential stage, and of each test for a table without a summary
 EFFECT_OF_TYPE = {"binary": "log2_fold_change", "continuous": "log2_effect_per_unit", "multiclass": "statistic"}
 EFFECT_COLUMN = {"moderated_t": "log2_fold_change", "welch_t": "log2_fold_change",
-                 "moderated_ols": "log2_effect_per_unit", "ols": "log2_effect_per_unit", "anova": "statistic"}
+                 "moderated_ols": "log2_effect_per_unit", "ols": "log2_effect_per_unit", "moderated_f": "statistic",
+                 "anova": "statistic"}
 
 
 def read_spectra(paths: list[str | Path]) -> pl.DataFrame:
