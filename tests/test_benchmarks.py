@@ -79,6 +79,25 @@ def test_differential_benchmark_on_real_studies(shared_data: Path, tmp_path: Pat
         assert row["welch_recall"] >= row["welch_null_p05"] / 2, name
 
 
+def test_outcome_calibration_benchmark_draws_confounded_three_group_and_continuous_splits(shared_data: Path) -> None:
+    """One draw of each part on sacurine: every rate is a share, the confounded split's oldest group is older, and
+    the three-fold spike is found by the moderated F more often than the null rejects."""
+    import differential_calibration as dc
+    import outcome_calibration as oc
+
+    matrix = dc.load_studies(shared_data)["sacurine"]
+    age, classes = dc.sacurine_ages(shared_data), dc.sacurine_classes(shared_data)
+    rng = np.random.default_rng(0)
+    rows = [oc.one_draw(matrix, 8, rng, 15, 3.0, 20),
+            oc.covariate_draw(matrix, age, classes, 10, rng, 20, 10, 2.0),
+            oc.continuous_draw(matrix, age, classes, 24, rng, 20, 15, 2.0)]
+    for row in rows:
+        assert all(0.0 <= float(v) <= 1.0 for k, v in row.items() if k != "age_difference_years"), row
+    assert rows[0]["moderated_recall"] > rows[0]["moderated_null_p05"]
+    assert rows[1]["age_difference_years"] > 5
+    assert {"class_null_p05", "shift_null_p05", "ols_tdist_recall"} <= set(rows[2])
+
+
 def test_scale_benchmark_times_jobs_replicates_samples_and_judges_the_targets(tmp_path: Path) -> None:
     """benchmarks/scale.py's pieces, small: a command run as a rule runs it (``python`` from the interpreter's
     folder) is timed and parsed back; a study is replicated under new sample ids; the issue's shares come out of

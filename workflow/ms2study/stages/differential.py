@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "outcome": None,                # one entry of models.outcomes: {column, type, positive_class}
-    "covariates": [],               # models.covariates: adjusted for in binary and continuous outcomes
+    "covariates": [],               # models.covariates: adjusted for in every outcome's tests
     "imputation": "half_minimum",   # models.imputation.features: half_minimum | mean
     "min_detected_fraction": 0.5,   # models.min_detected_fraction: features detected (gap-filled values do not
                                     # count) in fewer of the outcome's samples are not tested
