@@ -61,9 +61,13 @@ def write_subset(ref: reference.Reference, rows: np.ndarray, out_dir: Path) -> P
     return write_library_index(built, out_dir, {"params": idx.manifest.get("params", {}), "n_spectra": int(rows.size)})
 
 
-def query_frame(ref: reference.Reference, rows: np.ndarray, degraded: np.ndarray, seed: int) -> pl.DataFrame:
-    """Query spectra (tables.SPECTRA-like) from reference rows, degraded where flagged."""
+def query_frame(ref: reference.Reference, rows: np.ndarray, degraded: np.ndarray, seed: int,
+                precursor_ppm_sd: float = 0.0) -> pl.DataFrame:
+    """Query spectra (tables.SPECTRA-like) from reference rows, degraded where flagged; each precursor m/z moved by
+    a measurement error drawn from N(0, ``precursor_ppm_sd``^2) ppm (a library record's precursor is its exact
+    m/z; a measured one is not)."""
     rng = np.random.default_rng(seed)
+    ppm_rng = np.random.default_rng(seed + 101)
     idx = ref.index
     recs = []
     for k, (r, deg) in enumerate(zip(rows, degraded)):
@@ -71,10 +75,29 @@ def query_frame(ref: reference.Reference, rows: np.ndarray, degraded: np.ndarray
         if deg:
             level = reference.LOW_CONCENTRATION_LEVELS[int(rng.integers(1, len(reference.LOW_CONCENTRATION_LEVELS)))]
             m, x = reference.degrade(m, x, float(idx.precursor_mz[r]), level, rng)
+        error = 1.0 + ppm_rng.normal(0.0, precursor_ppm_sd) * 1e-6 if precursor_ppm_sd > 0 else 1.0
         recs.append({"spectrum_id": f"q{k}", "sample_id": None, "feature_id": None,
-                     "precursor_mz": float(idx.precursor_mz[r]),
+                     "precursor_mz": float(idx.precursor_mz[r]) * error,
                      "ion_mode": {1: "positive", -1: "negative"}.get(int(idx.ion_mode[r])),
                      "mz": np.asarray(m, np.float64).tolist(), "intensity": np.asarray(x, np.float32).tolist()})
+    return pl.DataFrame(recs, schema={"spectrum_id": pl.Utf8, "sample_id": pl.Utf8, "feature_id": pl.Utf8,
+                                      "precursor_mz": pl.Float64, "ion_mode": pl.Utf8,
+                                      "mz": pl.List(pl.Float64), "intensity": pl.List(pl.Float32)})
+
+
+def junk_frame(ref: reference.Reference, lib_rows: np.ndarray, n: int, seed: int) -> pl.DataFrame:
+    """``n`` junk queries: 5-40 peaks at random m/z (uniform between 50 and the precursor) and random intensities, at
+    the precursor m/z and ion mode of random library spectra, as a poor DDA spectrum of noise or of a co-isolated
+    mixture looks; no library answer is right, so every accepted hit on them is false."""
+    rng = np.random.default_rng(seed)
+    idx = ref.index
+    recs = []
+    for k, r in enumerate(rng.choice(lib_rows, n, replace=False)):
+        pm = float(idx.precursor_mz[r])
+        m = np.sort(rng.uniform(50.0, max(pm - 2.0, 60.0), int(rng.choice([5, 10, 20, 40]))))
+        recs.append({"spectrum_id": f"junk{k}", "sample_id": None, "feature_id": None, "precursor_mz": pm,
+                     "ion_mode": {1: "positive", -1: "negative"}.get(int(idx.ion_mode[r])), "mz": m.tolist(),
+                     "intensity": rng.uniform(1.0, 1000.0, m.size).astype(np.float32).tolist()})
     return pl.DataFrame(recs, schema={"spectrum_id": pl.Utf8, "sample_id": pl.Utf8, "feature_id": pl.Utf8,
                                       "precursor_mz": pl.Float64, "ion_mode": pl.Utf8,
                                       "mz": pl.List(pl.Float64), "intensity": pl.List(pl.Float32)})
@@ -113,6 +136,8 @@ def fdp_at(judged: pl.DataFrame, threshold: float, n_known: int) -> dict:
         "level2_share_known": (float((known_acc["msi_level"] == 2).mean()) if known_acc.height else None),
         "accepted_known_unknowns": int((~acc["_known"]).sum()),
         "accepted_min_cosine": float(acc["cosine"].min()) if acc.height else None,
+        "accepted_junk": int(acc["spectrum_id"].str.starts_with("junk").sum()),
+        "accepted_matched_peaks_below_3": int((acc["matched_peaks"] < 3).sum()),
         "accepted_cosine_below_0.3": int((acc["cosine"] < 0.3).sum()),
     }
 
@@ -189,7 +214,8 @@ def level2_reach(judged: pl.DataFrame, isomer_margin: float, nominal: float = 0.
 
 
 def run(library: Path, model_dir: Path | None, max_queries: int, unknown_fraction: float, seed: int,
-        calibration_queries: int, work: Path, dump: Path | None = None) -> dict:
+        calibration_queries: int, work: Path, dump: Path | None = None, precursor_ppm_sd: float = 0.0,
+        junk_fraction: float = 0.0) -> dict:
     t0 = time.perf_counter()
     split = checkpoints.model_split_settings(model_dir)
     split["licenses"] = None
@@ -207,16 +233,21 @@ def run(library: Path, model_dir: Path | None, max_queries: int, unknown_fractio
     eparams = {"model": str(model_dir) if model_dir else None}
     model_id, _ = embed.embed_library(index_dir, eparams)
     degraded = np.random.default_rng(seed + 7).random(q_rows.size) < 0.5
-    queries = query_frame(ref, q_rows, degraded, seed + 11)
+    queries = query_frame(ref, q_rows, degraded, seed + 11, precursor_ppm_sd)
+    n_junk = int(round(junk_fraction * q_rows.size))
+    if n_junk:
+        queries = pl.concat([queries, junk_frame(ref, lib_rows, n_junk, seed + 13)])
     q_emb = embed.embed_spectra(queries, eparams)
     params = {"model": str(model_dir) if model_dir else None, "top_k": 5,
               "calibration_queries": calibration_queries}
     t1 = time.perf_counter()
     cal = calibration.calibrate_index(index_dir, params)
     t_cal = time.perf_counter() - t1
-    truth_block = dict(zip(queries["spectrum_id"], blocks))
-    truth_formula = dict(zip(queries["spectrum_id"], [f.replace(" ", "") for f in ref.formula[q_rows]]))
-    known_map = dict(zip(queries["spectrum_id"], known))
+    junk_ids = [f"junk{k}" for k in range(n_junk)]
+    truth_block = {**dict(zip(queries["spectrum_id"], blocks)), **{j: "junk" for j in junk_ids}}
+    truth_formula = {**dict(zip(queries["spectrum_id"], [f.replace(" ", "") for f in ref.formula[q_rows]])),
+                     **{j: "" for j in junk_ids}}
+    known_map = {**dict(zip(queries["spectrum_id"], known.tolist())), **{j: False for j in junk_ids}}
     n_known = int(known.sum())
 
     def top_of(out: pl.DataFrame) -> pl.DataFrame:
@@ -232,12 +263,14 @@ def run(library: Path, model_dir: Path | None, max_queries: int, unknown_fractio
     t_ann = (time.perf_counter() - t2) / len(NOMINAL)
     if dump is not None:
         deg = dict(zip(queries["spectrum_id"], degraded.tolist()))
-        ours.with_columns(pl.col("spectrum_id").replace_strict(deg, return_dtype=pl.Boolean).alias("degraded")
+        ours.with_columns(pl.col("spectrum_id").replace_strict(deg, default=False, return_dtype=pl.Boolean)
+                          .alias("degraded")
                           ).write_parquet(dump / f"ours_{seed}.parquet")
     decoy_at = {t: top_of(engine.annotate_spectra(queries, index_dir, {**params, "confidence": "decoys", "fdr": t},
                                                     q_emb)) for t in NOMINAL}
     result = {
         "seed": seed, "n_queries": int(q_rows.size), "n_known": n_known, "n_known_unknowns": int((~known).sum()),
+        "n_junk": n_junk, "precursor_ppm_sd": precursor_ppm_sd,
         "n_degraded": int(degraded.sum()), "library_spectra": int(lib_rows.size), "model_id": model_id,
         "calibration": {"isomer_margin": cal.isomer_margin, **cal.stats, "seconds": round(t_cal, 1)},
         "null_model": [fdp_at(ours_at[t], t, n_known) for t in NOMINAL],
@@ -283,6 +316,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calibration-queries", type=int, default=4000)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--dump", type=Path, default=None, help="folder for the judged rank-1 tables (analysis)")
+    ap.add_argument("--precursor-ppm-sd", type=float, default=3.0,
+                    help="measurement error of the queries' precursor m/z, sd in ppm (0: the library's exact m/z)")
+    ap.add_argument("--junk-fraction", type=float, default=0.1,
+                    help="junk queries (random peaks at library precursors) as a share of the queries")
     args = ap.parse_args(argv)
     if not args.library.exists():
         print(f"library {args.library} not found (see ../shared/data/README.md)")
@@ -290,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     model = args.model if args.model and args.model.exists() else None
     with tempfile.TemporaryDirectory() as tmp:
         results = [run(args.library, model, args.max_queries, args.unknown_fraction, s, args.calibration_queries,
-                       Path(tmp), args.dump) for s in args.seeds]
+                       Path(tmp), args.dump, args.precursor_ppm_sd, args.junk_fraction) for s in args.seeds]
     out = {"benchmark": "fdr_calibration", "machine": platform.platform(), "python": platform.python_version(),
            "draws": results, "summary": summarize(results)}
     Path(args.out).write_text(json.dumps(out, indent=1))

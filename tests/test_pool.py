@@ -203,6 +203,10 @@ def test_prototypes_recover_the_regions_and_round_trip(tmp_path) -> None:
     assert chemistry.learn_prototypes(vectors, k=3, seed=1).prototypes_id == protos.prototypes_id
     with pytest.raises(InputError, match="2 usable spectrum embeddings for 3 prototypes"):
         chemistry.learn_prototypes(np.vstack([vectors[:2], np.zeros((5, 8))]), k=3)
+    # a reference run without MS/MS (trial finding, session 21: "lower k" did not help): the cause and the fix named
+    with pytest.raises(InputError, match="no MS/MS spectra") as err:
+        chemistry.learn_prototypes(np.zeros((0, 8)), k=2, source="reference sample")
+    assert "library" in err.value.fix and "reference sample" in err.value.message
     with pytest.raises(InputError, match="not a prototype table"):
         pl.DataFrame({"x": [1]}).write_parquet(tmp_path / "bad.parquet")
         chemistry.read_prototypes(tmp_path / "bad.parquet")

@@ -73,7 +73,23 @@ def test_query_polarity_is_read_as_for_the_library(name: str, text: str, expecte
     assert queries["precursor_mz"].to_list() == [200.0]
     # The same text read as a library gives the same ion mode (one reader for both).
     assert library_of(path, tmp_path)["ion_mode"].to_list() == [expected]
-    assert report.n_used == 1 and report.issues == []
+    conflicting = name == "ionmode_pos.mgf"  # IONMODE=positive beside CHARGE=1-: read, and named
+    assert report.n_used == 1 and [i.reason for i in report.issues] == (["ion mode fields disagree"] if conflicting
+                                                                        else [])
+
+
+def test_contradicting_ion_mode_fields_are_named_with_the_mode_taken(tmp_path: Path) -> None:
+    """Trial finding (session 21): a positive record written with CHARGE=1- and ADDUCT=[M+H]+ was searched as
+    negative without a word, found no candidate and vanished from the output."""
+    path = write(tmp_path, "q.mgf", mgf("q8", "200", CHARGE="1-", ADDUCT="[M+H]+") + mgf("ok", "200", CHARGE="1+",
+                                                                                          ADDUCT="[M+H]+"))
+    queries, report = read_query_spectra(path)
+    assert queries["ion_mode"].to_list() == ["negative", "positive"]
+    (issue,) = report.issues
+    assert issue.identifier == "q8" and issue.action == "altered" and issue.reason == "ion mode fields disagree"
+    assert "CHARGE=1- (negative)" in issue.detail and "ADDUCT=[M+H]+ (positive)" in issue.detail
+    assert "searched as negative (from CHARGE=1-)" in issue.detail
+    assert fields.ion_mode_conflict({"IONMODE": "Positive", "ADDUCT": "[M+H]+"}) is None
 
 
 def test_ion_mode_of_precedence() -> None:

@@ -4,7 +4,6 @@ features, and the level it gives in the confidence table."""
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,6 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from ms2study.core.errors import InputError
 from ms2study.identification import acceptance, confidence, structure_model
 from ms2study.identification.structure_model import FEATURES, StructureModel
 
@@ -123,19 +123,20 @@ def test_the_structure_model_gives_level_2_where_the_structure_null_cannot() -> 
     assert (_table(None)["msi_level"] == 3).all()
 
 
-def test_a_version_2_calibration_is_read_without_a_model(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_calibration_measured_with_an_earlier_score_is_refused_with_the_fix(tmp_path: Path) -> None:
+    # Versions 2 and 3 scored the precursor error inside the window: their nulls do not fit today's combined score.
     cal = confidence.Calibration.from_null(np.random.default_rng(5).random(500), np.random.default_rng(6).random(100),
                                            0.1, {"rank_by": "combined"}, structure_model=_score_only_model(),
                                            isomer_separability={"ABCDEFGHIJKLMN": 0.4})
-    back = confidence.Calibration.load(cal.save(tmp_path / "v3.json"))
+    back = confidence.Calibration.load(cal.save(tmp_path / "now.json"))
     assert back.structure_model is not None and back.isomer_separability == {"ABCDEFGHIJKLMN": 0.4}
-    data = json.loads((tmp_path / "v3.json").read_text())
-    data["version"] = 2
-    del data["structure_model"], data["isomer_separability"]
-    (tmp_path / "v2.json").write_text(json.dumps(data))
-    with caplog.at_level(logging.WARNING):
-        old = confidence.Calibration.load(tmp_path / "v2.json")
-    assert old.structure_model is None and "version 2" in caplog.text
+    data = json.loads((tmp_path / "now.json").read_text())
+    for version in (2, 3):
+        data["version"] = version
+        (tmp_path / f"v{version}.json").write_text(json.dumps(data))
+        with pytest.raises(InputError, match="not an identification calibration of this version") as err:
+            confidence.Calibration.load(tmp_path / f"v{version}.json")
+        assert "rerun the pipeline" in str(err.value.fix)
 
 
 def test_a_cached_calibration_of_another_format_version_is_rebuilt(tmp_path: Path,

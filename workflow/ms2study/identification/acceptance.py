@@ -47,7 +47,11 @@ def confidence_table(
     structure, formula = codes if codes is not None else confidence.library_codes(index.metadata)
     inchikey = index.metadata["inchikey"]
     lib_rows = frame["_lib"]
-    f = frame.select("_q", "_lib", "_key", "rank").with_columns(
+    # a candidate sharing too few fragment peaks is never an identification: its key is -inf (p 1, never accepted),
+    # as in the library calibration's nulls (combined.ranking_score)
+    key = (pl.when(pl.col("_identifiable")).then(pl.col("_key")).otherwise(-np.inf) if "_identifiable" in frame.columns
+           else pl.col("_key"))
+    f = frame.select("_q", "_lib", key.alias("_key"), "rank").with_columns(
         pl.Series("_s", structure).gather(lib_rows), pl.Series("_f", formula).gather(lib_rows),
         inchikey.gather(lib_rows).alias("_ik"))
     if row_q_values is not None:
@@ -94,7 +98,8 @@ def confidence_table(
         pl.when(~accepted).then(None)
         .when(singled).then(pl.concat_list(pl.col("_ik1")))
         .otherwise(isomers.list.drop_nulls().list.unique(maintain_order=True)).alias("isomer_inchikeys"),
-        (pl.col("_s1") - pl.col("_iso")).alias("isomer_gap"),
+        pl.when(pl.col("_s1").is_finite() & pl.col("_iso").is_finite())
+        .then(pl.col("_s1") - pl.col("_iso")).otherwise(None).alias("isomer_gap"),
     ).select("_q", "p_value", "q_value", "structure_q_value", "accepted", "msi_level", "isomer_inchikeys",
              "isomer_gap")
 
@@ -114,7 +119,10 @@ def _model_structure_q(f: pl.DataFrame, frame: pl.DataFrame, structure: np.ndarr
     features, _top = structure_model.rank1_features(
         f["_q"].to_numpy(), f["_s"].to_numpy(), c_f, f["_key"].cast(pl.Float64).to_numpy(), scores, others, sep,
         np.asarray(query_peaks, dtype=np.float64), np.asarray(n_candidates, dtype=np.float64), n_queries)
-    llr = calibration.structure_model.log_likelihood_ratio(features[q_idx])
+    rows = features[q_idx]
+    llr = calibration.structure_model.log_likelihood_ratio(rows)
+    # no identifiable candidate (every key -inf): no evidence, posterior 0 (a NaN row would read as "missing" bins)
+    llr = np.where(np.isnan(rows[:, structure_model.FEATURES.index("score")]), np.nan, llr)
     _pi, post = structure_model.right_share_and_posteriors(llr)
     return structure_model.posterior_q_values(post)
 
@@ -145,13 +153,21 @@ def _decoy_q_values(
     return decoys.q_value_of(row_scores, winners, q)
 
 
-def evidence_notes(ranked: pl.DataFrame, with_embedding: bool) -> pl.Series:
-    """Why an accepted hit with cosine below LOW_COSINE passed: the scores that carried it (null elsewhere)."""
+def evidence_notes(ranked: pl.DataFrame, with_embedding: bool, min_matched_peaks: int = 0) -> pl.Series:
+    """Why an accepted hit with cosine below LOW_COSINE passed: the scores that carried it; why a rank-1 hit that
+    shares fewer than ``min_matched_peaks`` fragment peaks with the query is not an identification (null
+    elsewhere)."""
     emb = (pl.lit(", embedding ") + pl.col("embedding").round(2).cast(pl.Utf8)) if with_embedding else pl.lit("")
     note = (pl.lit(f"cosine below {LOW_COSINE}: accepted on the combined score (entropy ")
             + pl.col("entropy").round(2).cast(pl.Utf8) + emb.fill_null("") + pl.lit(", modified cosine ")
             + pl.col("modified_cosine").round(2).cast(pl.Utf8) + pl.lit(")"))
+    unsupported = (pl.lit(f"no candidate shares {int(min_matched_peaks)} fragment peaks with the spectrum (")
+                   + pl.col("matched_peaks").cast(pl.Utf8)
+                   + pl.lit(" matched): not identified, whatever its combined score"))
+    lacking = ((pl.col("rank") == 1) & ~pl.col("_identifiable") if "_identifiable" in ranked.columns
+               else pl.lit(False))
     return ranked.select(pl.when(pl.col("accepted") & (pl.col("cosine") < LOW_COSINE)).then(note)
+                         .when(lacking).then(unsupported)
                          .otherwise(None).alias("evidence_note"))["evidence_note"]
 
 
@@ -166,7 +182,8 @@ def _checked_calibration(
                              "or set annotate confidence: none")
     cal = calibration if isinstance(calibration, confidence.Calibration) else confidence.Calibration.load(calibration)
     want = {"rank_by": p["rank_by"], "plan": plan.kind,
-            "model_id": plan.model_id if plan.use_embedding else None}
+            "model_id": plan.model_id if plan.use_embedding else None,
+            "min_matched_peaks": p["min_matched_peaks"]}
     got = {k: cal.scoring.get(k) for k in want}
     if want != got:
         raise InputError(f"the library calibration was measured for {got}, this search scores with {want}",

@@ -40,7 +40,7 @@ from ms2study.encoder import inference
 from ms2study.encoder.checkpoints import model_split_settings, resolve_model_dir
 from ms2study.encoder.splits import assign_split
 from ms2study.identification import confidence, engine, structure_model
-from ms2study.identification.combined import CombinePlan, combine_plan, ranking_score
+from ms2study.identification.combined import CombinePlan, combine_plan, identifiable, ranking_score
 from ms2study.identification.pairs import PreparedLibrary, prepare_library, score_pairs
 from ms2study.identification.reference import LOW_CONCENTRATION_LEVELS, degrade
 from ms2study.kernels.candidates import find_candidates
@@ -316,6 +316,7 @@ def _wide_formula_null(queries: FlatSpectra, q_emb: np.ndarray | None, lib: Prep
         key = plan.combined_from(scores, np.diff(queries.offsets)[q_of], ppm, p)
     else:
         key = np.asarray(scores[p["rank_by"]], dtype=np.float64)
+    key = np.where(identifiable(scores, p), key, -np.inf)  # as ranking_score: never an identification
     return structure_maxima(q_of, structure[cand], np.nan_to_num(key, nan=-np.inf))[0]
 
 
@@ -450,7 +451,7 @@ def scoring_signature(p: dict, plan: CombinePlan) -> dict:
     """What a calibration depends on: the ranking score, its plan and encoder, the search and scoring parameters."""
     keys = ("rank_by", "mode", "precursor_tolerance_ppm", "precursor_tolerance_da", "fragment_tolerance_da",
             "mz_power", "intensity_power", "entropy_tolerance_da", "entropy_noise_threshold", "entropy_merge_da",
-            "calibration_queries", "calibration_seed")
+            "calibration_queries", "calibration_seed", "min_matched_peaks")
     sig = {k: p[k] for k in keys}
     sig["plan"] = plan.kind
     sig["model_id"] = plan.model_id if plan.use_embedding else None

@@ -3,8 +3,10 @@
 Fixed weights: the weighted mean of the available scores (entropy 0.5, cosine 0.25, modified cosine 0.25,
 embedding 0.25, renormalised over the scores present). Learned weights: the logistic model a ``combined.json``
 beside an encoder checkpoint holds (written by ``ms2study learn-combined``), over cosine, modified cosine, entropy,
-embedding similarity, matched peaks and precursor error; it is used only when the query embeddings come from that
-very trained encoder. An untrained encoder's embedding similarity never enters the combined score.
+embedding similarity and matched peaks (the precursor error's weight is stored but not used:
+``PRECURSOR_ERROR_AS_EVIDENCE``); it is used only when the query embeddings come from that very trained encoder.
+An untrained encoder's embedding similarity never enters the combined score. A candidate sharing fewer than
+``min_matched_peaks`` fragment peaks with the query is never an identification (``identifiable``).
 Imports core, encoder.checkpoints and identification.pairs.
 """
 
@@ -48,13 +50,23 @@ FEATURES = (
 SPECTRAL_FEATURES = tuple(f for f in FEATURES if f != "embedding")
 
 
+# Whether the precursor error inside the search window counts as evidence. It does not (since calibration format 4):
+# the weights were learned on library spectra searched against the library, where a right candidate's precursor is
+# the query's own exact m/z, so any error looked like a wrong compound (-0.37 logits per ppm); a measured precursor
+# carries the instrument's error (1-3 ppm on an Orbitrap, 5-15 ppm on a QTOF), and a fresh user's TripleTOF run of a
+# pesticide mix had right matches at cosine 0.99 and 15 ppm scored p 0.95, none accepted. The window
+# (precursor_tolerance_ppm / _da) is the instrument's tolerance; inside it the spectra decide.
+PRECURSOR_ERROR_AS_EVIDENCE = False
+
+
 def candidate_features(
     scores: dict[str, np.ndarray], query_peaks: np.ndarray, ppm_error: np.ndarray
 ) -> dict[str, np.ndarray]:
     """The features of FEATURES for candidate pairs, from ``annotate.score_pairs`` output.
 
-    ``query_peaks`` is the query's peak count per pair, ``ppm_error`` the precursor error per pair.
-    Scores are clipped to [0, 1] (negative embedding cosines carry no more evidence than 0).
+    ``query_peaks`` is the query's peak count per pair, ``ppm_error`` the precursor error per pair (entered as 0
+    unless PRECURSOR_ERROR_AS_EVIDENCE: see there). Scores are clipped to [0, 1] (negative embedding cosines carry
+    no more evidence than 0).
     """
     matched = np.asarray(scores["matched_peaks"], dtype=np.float64)
     return {
@@ -64,7 +76,8 @@ def candidate_features(
         "embedding": np.clip(np.asarray(scores["embedding"], dtype=np.float64), 0.0, 1.0),
         "matched_fraction": matched / np.maximum(np.asarray(query_peaks, dtype=np.float64), 1.0),
         "log_matched_peaks": np.log1p(matched),
-        "abs_ppm_error": np.abs(np.asarray(ppm_error, dtype=np.float64)),
+        "abs_ppm_error": (np.abs(np.asarray(ppm_error, dtype=np.float64)) if PRECURSOR_ERROR_AS_EVIDENCE
+                          else np.zeros(matched.shape[0])),
     }
 
 
@@ -140,10 +153,26 @@ def combined_score(scores: dict[str, np.ndarray], weights: dict[str, float]) -> 
 
 def ranking_score(queries: FlatSpectra, lib: PreparedLibrary, cand_offsets: np.ndarray, cand_lib: np.ndarray,
                   scores: dict[str, np.ndarray], p: dict, plan: CombinePlan) -> np.ndarray:
-    """The score candidates are ranked by (``rank_by``): the combined score of ``plan`` or one of SCORE_NAMES."""
+    """The score candidates are ranked by (``rank_by``): the combined score of ``plan`` or one of SCORE_NAMES;
+    -inf for candidates that share fewer than ``min_matched_peaks`` fragment peaks with the query
+    (``identifiable``), which can never be an identification."""
     if p["rank_by"] == "combined":
-        return plan.combined(queries, lib, cand_offsets, cand_lib, scores, p)
-    return np.asarray(scores[p["rank_by"]], dtype=np.float64)
+        key = plan.combined(queries, lib, cand_offsets, cand_lib, scores, p)
+    else:
+        key = np.asarray(scores[p["rank_by"]], dtype=np.float64)
+    return np.where(identifiable(scores, p), key, -np.inf)
+
+
+def identifiable(scores: dict[str, np.ndarray], p: dict) -> np.ndarray:
+    """Per candidate pair: whether it shares at least ``p["min_matched_peaks"]`` fragment peaks with the query
+    (``matched_peaks``: greedy cosine matching within the fragment tolerance). A candidate with fewer is never
+    accepted, whatever its combined score: random peaks at a library compound's precursor m/z share none with it,
+    yet the encoder placed such spectra at embedding similarity 0.9-0.97 to it (the embedding is dominated by the
+    precursor when the fragments carry no structure), and a fresh user's noise queries got p < 0.05 in 26 of 40;
+    one shared peak (a 1-peak library record) is no structural evidence either. GNPS's library search asks for 6
+    matched peaks by default; 3 keeps the small metabolites whose spectra hold few fragments (benchmarks/README.md:
+    fdr_calibration.py's junk queries and the recall cost)."""
+    return np.asarray(scores["matched_peaks"], dtype=np.float64) >= float(p.get("min_matched_peaks", 0))
 
 
 def _spectral_weights(p: dict) -> dict[str, float]:

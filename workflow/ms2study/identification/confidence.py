@@ -60,8 +60,8 @@ from ms2study.identification.structure_model import StructureModel
 log = logging.getLogger(__name__)
 
 FORMAT_NAME = "ms2study-identification-calibration"
-FORMAT_VERSION = CALIBRATION_FORMAT_VERSION  # 3: the level-2 structure model (2 is read: no model)
-READABLE_VERSIONS = (2, 3)
+FORMAT_VERSION = CALIBRATION_FORMAT_VERSION  # 3: the level-2 structure model; 4: no precursor-error evidence
+READABLE_VERSIONS = (4,)  # 2 and 3 scored the precursor error: their nulls do not fit today's score
 
 WIDE_WINDOW_DA = 5.0       # wrong-formula null candidates: library structures within this distance of the query
 MIN_EXCEEDANCES = 10       # fewer null scores >= s: the tail is extrapolated
@@ -234,8 +234,8 @@ class Calibration:
 
     @classmethod
     def load(cls, path: str | Path) -> Calibration:
-        """Read a calibration written by ``save``; InputError when it is not one or of an unknown version. A version-2
-        file (before the level-2 model) is read without a model, with a warning: level 2 then uses the old rule."""
+        """Read a calibration written by ``save``; InputError when it is not one or of a version not in
+        READABLE_VERSIONS (an older file was measured with another score: rebuild it)."""
         path = Path(path)
         try:
             data = json.loads(path.read_text())
@@ -245,9 +245,6 @@ class Calibration:
         if data.get("format") != FORMAT_NAME or data.get("version") not in READABLE_VERSIONS:
             raise InputError("not an identification calibration of this version", file=str(path),
                              fix="delete the file and rerun the pipeline to rebuild it")
-        if data["version"] < FORMAT_VERSION:
-            log.warning("%s is a calibration of version %s without the level-2 model: Schymanski level 2 uses the "
-                        "older, stricter rule; delete the file and rerun to rebuild it", path, data["version"])
         model = data.get("structure_model")
         return cls(data["scoring"], NullDistribution.from_json(data["formula_null"]),
                    NullDistribution.from_json(data["structure_null"]), float(data["isomer_margin"]),

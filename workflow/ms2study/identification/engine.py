@@ -73,7 +73,7 @@ EXTRA_COLUMNS: dict[str, pl.DataType] = {
     "isomer_inchikeys": pl.List(pl.Utf8),
     "isomer_gap": pl.Float64,      # rank-1 score minus the best other structure of its formula (null: none)
     "n_candidates": pl.Int32,      # candidate structures in the precursor window
-    "evidence_note": pl.Utf8,      # why an accepted hit with cosine < 0.3 passed
+    "evidence_note": pl.Utf8,      # why an accepted hit with cosine < 0.3 passed, or why rank 1 is no identification
     "in_source_parent_mz": pl.Float64,  # a co-eluting heavier precursor whose MS/MS holds this one (insource)
     "library_adduct": pl.Utf8,
     "library_formula": pl.Utf8,
@@ -83,6 +83,22 @@ EXTRA_COLUMNS: dict[str, pl.DataType] = {
 
 
 ANNOTATION_SCHEMA: dict[str, pl.DataType] = {**tables.ANNOTATIONS, **EXTRA_COLUMNS}
+
+
+def _log_without_candidates(spectra: pl.DataFrame, queries: Any, cand_offsets: np.ndarray, p: dict) -> None:
+    """Name the spectra that have no library candidate (identity search: none of their ion mode in the precursor
+    window), so a spectrum missing from the output is never missing in silence."""
+    empty = np.flatnonzero(np.diff(cand_offsets) == 0)
+    if empty.size == 0:
+        return
+    ids = spectra["spectrum_id"].gather(queries.rows[empty]).to_list()
+    modes = {1: "positive", -1: "negative"}
+    shown = ", ".join(f"{i} ({modes.get(int(m), 'unknown mode')} {mz:.4f})" for i, m, mz in
+                      zip(ids[:10], queries.ion_mode[empty][:10], queries.precursor_mz[empty][:10]))
+    window = (f"{p['precursor_tolerance_da']} Da" if p["precursor_tolerance_da"] is not None
+              else f"{p['precursor_tolerance_ppm']} ppm")
+    log.warning("%d of %d spectra have no library candidate of their ion mode within %s of their precursor and get "
+                "no row: %s%s", empty.size, queries.rows.size, window, shown, ", ..." if empty.size > 10 else "")
 
 
 def merge_params(params: dict | None) -> dict[str, Any]:
@@ -169,6 +185,8 @@ def annotate_spectra(
         )
     else:
         cand_offsets, cand_lib = _analogue_candidates(queries, lib, q_emb, p)
+    if p["mode"] == "identity":
+        _log_without_candidates(spectra, queries, cand_offsets, p)
     scores = score_pairs(queries, lib, cand_offsets, cand_lib, p, q_emb)
     combined = plan.combined(queries, lib, cand_offsets, cand_lib, scores, p)
     frame = _rank_table(queries, lib, cand_offsets, cand_lib, scores, p, combined)
@@ -235,7 +253,7 @@ def annotate_spectra(
         "isomer_inchikeys": ranked["isomer_inchikeys"],
         "isomer_gap": ranked["isomer_gap"],
         "n_candidates": n_candidates[ranked["_q"].to_numpy()].astype(np.int32),
-        "evidence_note": evidence_notes(ranked, plan.use_embedding),
+        "evidence_note": evidence_notes(ranked, plan.use_embedding, int(p["min_matched_peaks"])),
         "in_source_parent_mz": pl.Series(_in_source(spectra, features)[q_rows]).fill_nan(None),
         "library_adduct": meta["adduct"].gather(lib_rows),
         "library_formula": meta["formula"].gather(lib_rows),
@@ -251,6 +269,11 @@ def annotate_spectra(
         100 * float(p["fdr"]), int((acc["msi_level"] == 2).sum()), int((acc["msi_level"] == 3).sum()),
         p["confidence"],
     )
+    if "_identifiable" in ranked.columns:
+        lacking = int(ranked.filter((pl.col("rank") == 1) & ~pl.col("_identifiable")).height)
+        if lacking:
+            log.info("%d spectra share fewer than %d fragment peaks with every candidate in their precursor window: "
+                     "not identified (annotate: min_matched_peaks)", lacking, int(p["min_matched_peaks"]))
     low = acc.filter(pl.col("cosine") < LOW_COSINE)
     if low.height:
         log.info("%d accepted hits have cosine < %.1f: accepted on the combined score (entropy %s)", low.height,

@@ -184,7 +184,9 @@ def _rank_table(
     queries: FlatSpectra, lib: PreparedLibrary, cand_offsets: np.ndarray, cand_lib: np.ndarray,
     scores: dict[str, np.ndarray], p: dict, combined: np.ndarray,
 ) -> pl.DataFrame:
-    """All candidate rows above ``min_score`` with scores, ranked within each query (``_key``: the ranking score)."""
+    """All candidate rows above ``min_score`` with scores, ranked within each query (``_key``: the ranking score);
+    candidates sharing fewer than ``min_matched_peaks`` fragment peaks with the query rank after the others
+    (``identification.combined.identifiable``; ``_identifiable`` false)."""
     q_of = np.repeat(np.arange(queries.precursor_mz.size), np.diff(cand_offsets))
     frame = pl.DataFrame({
         "_q": q_of.astype(np.int64),
@@ -194,7 +196,8 @@ def _rank_table(
         "combined": combined,
     })
     key = p["rank_by"]
-    frame = frame.with_columns(pl.col(key).fill_nan(None).alias("_key"))
+    frame = frame.with_columns(pl.col(key).fill_nan(None).alias("_key"),
+                               (pl.col("matched_peaks") >= int(p.get("min_matched_peaks", 0))).alias("_identifiable"))
     frame = frame.filter(pl.col("_key") > float(p["min_score"]))
-    frame = frame.sort(["_q", "_key", "_lib"], descending=[False, True, False])
+    frame = frame.sort(["_q", "_identifiable", "_key", "_lib"], descending=[False, True, True, False])
     return frame.with_columns((pl.int_range(pl.len()).over("_q") + 1).cast(pl.Int32).alias("rank"))

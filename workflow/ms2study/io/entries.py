@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from ms2study.core.errors import InputError
-from ms2study.io.fields import entry_id, precursor_of
+from ms2study.io.fields import entry_id, ion_mode_conflict, precursor_of
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ EMPTY_AFTER_CLEANING = "no peaks left after cleaning"
 INVALID_PEAKS_DROPPED = "invalid peaks dropped"
 DUPLICATE_ID = "duplicate identifier renamed"
 DECIMAL_COMMA = "decimal comma in precursor m/z read"
+ION_MODE_CONFLICT = "ion mode fields disagree"
 
 SKIPPED, EMPTIED, ALTERED = "skipped", "emptied", "altered"
 
@@ -220,13 +221,17 @@ class ReadReport:
 
 def checked_precursor(raw: RawSpectrum, report: ReadReport) -> float | None:
     """Precursor m/z of an entry (see ``precursor_of``); None, recorded as skipped, when it has none that is
-    valid; a decimal comma read is recorded as altered."""
+    valid; a decimal comma read, and ion-mode fields that contradict each other (``fields.ion_mode_conflict``),
+    are recorded as altered."""
     precursor, problem, note = precursor_of(raw.fields)
     if precursor is None:
         report.skip(raw.source_file, raw.entry, raw.line, NO_PRECURSOR, raw.identifier, problem)
         return None
     if note:
         report.alter(raw.source_file, raw.entry, raw.line, DECIMAL_COMMA, raw.identifier, note)
+    conflict = ion_mode_conflict(raw.fields)
+    if conflict:
+        report.alter(raw.source_file, raw.entry, raw.line, ION_MODE_CONFLICT, raw.identifier, conflict)
     return precursor
 
 

@@ -145,6 +145,36 @@ def _mode_from_text(text: str | None) -> str | None:
     return None
 
 
+def ion_mode_sources(fields: dict[str, str]) -> list[tuple[str, str]]:
+    """Every field that states an ion mode, as (its text, the mode), in ``ion_mode_of``'s order of trust:
+    ``IONMODE``-like fields, ``Ionization``, a signed ``CHARGE``, the adduct's trailing sign."""
+    out = []
+    for name in ("ion_mode", "ionization"):
+        text = first_field(fields, name)
+        mode = _mode_from_text(text)
+        if mode is not None:
+            out.append((f"{name} {text}", mode))
+    text = first_field(fields, "charge")
+    charge, signed = _charge_and_sign(text)
+    if charge and signed:
+        out.append((f"CHARGE={text}", "positive" if charge > 0 else "negative"))
+    adduct = first_field(fields, "adduct")
+    tail = adduct.rstrip(" *")[-1:] if adduct else ""
+    if tail in ("+", "-"):
+        out.append((f"ADDUCT={adduct}", "positive" if tail == "+" else "negative"))
+    return out
+
+
+def ion_mode_conflict(fields: dict[str, str]) -> str | None:
+    """A sentence when the fields of an entry state opposite ion modes (e.g. ``CHARGE=1-`` beside
+    ``ADDUCT=[M+H]+``), naming them and the mode ``ion_mode_of`` takes; None when they agree."""
+    sources = ion_mode_sources(fields)
+    if len({mode for _, mode in sources}) < 2:
+        return None
+    said = ", ".join(f"{text} ({mode})" for text, mode in sources)
+    return f"{said} disagree: searched as {sources[0][1]} (from {sources[0][0]}); correct the entry if that is wrong"
+
+
 def ion_mode_of(fields: dict[str, str]) -> str | None:
     """Ion mode of an entry, the same for library and query spectra: "positive", "negative" or None.
 
@@ -153,20 +183,10 @@ def ion_mode_of(fields: dict[str, str]) -> str | None:
     trailing sign (``[M-H]-``); an unsigned positive ``CHARGE`` (MGF convention: positive). None when none
     of these says anything (e.g. ``CHARGE=0`` alone).
     """
-    for name in ("ion_mode", "ionization"):
-        mode = _mode_from_text(first_field(fields, name))
-        if mode is not None:
-            return mode
-    charge, signed = _charge_and_sign(first_field(fields, "charge"))
-    if charge and signed:
-        return "positive" if charge > 0 else "negative"
-    adduct = first_field(fields, "adduct")
-    if adduct:
-        tail = adduct.rstrip(" *")[-1:]
-        if tail == "+":
-            return "positive"
-        if tail == "-":
-            return "negative"
+    sources = ion_mode_sources(fields)
+    if sources:
+        return sources[0][1]
+    charge, _ = _charge_and_sign(first_field(fields, "charge"))
     if charge and charge > 0:
         return "positive"
     return None

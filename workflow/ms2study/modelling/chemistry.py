@@ -89,9 +89,14 @@ def learn_prototypes(embeddings: np.ndarray, k: int = 64, seed: int = 0, model_i
     matrix, _ = _unit_rows(np.asarray(embeddings, dtype=np.float64))
     if k < 2:
         raise InputError(f"prototypes need k >= 2 (got {k})")
+    if matrix.shape[0] == 0:
+        raise InputError(f"no spectrum embeddings to learn the chemical-space prototypes on ({source or 'input'}): "
+                         "it has no MS/MS spectra (an MS1-only or DIA run, or no MS2 scan mapped to a feature)",
+                         fix="add a spectral library to the study (config 'library:'; the prototypes are then "
+                             "learned on its spectra), or make a run with DDA MS/MS the reference run")
     if matrix.shape[0] < k:
-        raise InputError(f"{matrix.shape[0]} usable spectrum embeddings for {k} prototypes",
-                         fix="lower k or learn the prototypes on a larger set (e.g. the library)")
+        raise InputError(f"{matrix.shape[0]} usable spectrum embeddings for {k} prototypes ({source or 'input'})",
+                         fix="lower pool: prototypes: k, or learn the prototypes on a larger set (e.g. the library)")
     rng = np.random.default_rng(seed)
     if matrix.shape[0] > max_spectra:
         matrix = matrix[np.sort(rng.choice(matrix.shape[0], size=max_spectra, replace=False))]
