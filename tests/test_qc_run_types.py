@@ -201,3 +201,27 @@ def test_qc_stage_reads_the_run_types_from_the_sheet(tmp_path: Path):
     pl.DataFrame({"sample_id": ids, "file": ids, "sample_type": ["sample", "pool", "blank"]}).write_csv(
         sheet, separator="\t")
     assert cli.main(args) == 1  # an unknown run type is refused (InputError naming the sheet and the sample)
+
+
+def test_a_run_sharing_few_features_with_the_reference_is_noted_and_warned(tmp_path: Path):
+    """Trial finding (session 21): a TripleTOF pesticide standard added to two Q Exactive QC runs shared 13 % of its
+    features with the reference run and was aligned by 11 pairs with a -180 s shift, without a word."""
+    from ms2study.modelling.qc import alignment_notes
+
+    alignment = pl.DataFrame({"sample_id": ["R", "A", "B", "T"], "model": ["reference", "linear", "linear", "linear"],
+                              "n_features": [2900, 3000, 2800, 108], "n_pairs": [2900, 2100, 2000, 11],
+                              "n_shared_with_reference": [2900, 2400, 2300, 14]})
+    notes = alignment_notes(alignment)
+    assert set(notes) == {"T"} and notes["T"].startswith("shares 14 of its 108 features (13%) with the reference")
+    assert "aligned by 11 pairs" in notes["T"]
+    assert alignment_notes(alignment.filter(pl.col("sample_id") != "A").filter(pl.col("sample_id") != "B")) == {}
+    assert alignment_notes(alignment.drop("n_pairs")) == {}  # an older table: nothing to say
+    sheet = pl.DataFrame({"sample_id": ["R", "A", "B", "T"]})
+    runs = {s: {"n_features": n} for s, n in zip(["R", "A", "B", "T"], [2900, 3000, 2800, 108])}
+    table = qc_table(sheet, runs, alignment, None)
+    assert table.filter(pl.col("sample_id") == "T")["run_note"][0] == notes["T"]
+    assert table.filter(pl.col("sample_id") != "T")["run_note"].is_null().all()
+    write_parquet(table, tmp_path / "qc.parquet")
+    warnings: list[str] = []
+    qc_section(tmp_path / "qc.parquet", _chromatograms(tmp_path, ["R", "A", "B", "T"]), ["R", "A", "B", "T"], warnings)
+    assert any("sharing few features with the reference run" in w and "T: shares 14" in w for w in warnings)

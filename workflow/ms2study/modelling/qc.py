@@ -259,6 +259,38 @@ def carryover_note(n_features: int | None, sample_median: float | None) -> str |
             f"({sample_median:g}); check the injection before it and the wash")
 
 
+# A run sharing less than this share of its features with the reference run, and less than RUN_APART_RATIO x the
+# other runs' median share, is noted as possibly not belonging to the study (heuristic thresholds of this
+# pipeline, from a fresh user's trial: a TripleTOF pesticide standard added to two Q Exactive QC runs shared 13 % of
+# its features with the reference, aligned by 11 pairs with a -180 s shift, and went unnoted).
+RUN_APART_SHARE = 0.25
+RUN_APART_RATIO = 0.4
+
+
+def alignment_notes(alignment: pl.DataFrame | None) -> dict[str, str]:
+    """Per run id, a note when the run shares few of its features with the reference run (see RUN_APART_SHARE):
+    another matrix, method, polarity or instrument, or a failed run, whose alignment then rests on few pairs.
+    ``alignment``: the link stage's table (sample_id, model, n_features, n_pairs, n_shared_with_reference); {}
+    without those columns (older tables) or with fewer than two runs besides the reference."""
+    need = {"sample_id", "model", "n_features", "n_pairs", "n_shared_with_reference"}
+    if alignment is None or not need <= set(alignment.columns):
+        return {}
+    runs = alignment.filter((pl.col("model") != "reference") & (pl.col("n_features") > 0))
+    if runs.height < 2:
+        return {}
+    share = (runs["n_shared_with_reference"].cast(pl.Float64) / runs["n_features"].cast(pl.Float64)).to_numpy()
+    notes = {}
+    for i, row in enumerate(runs.iter_rows(named=True)):
+        others = np.delete(share, i)
+        typical = float(np.median(others))
+        if share[i] < RUN_APART_SHARE and share[i] < RUN_APART_RATIO * typical:
+            notes[str(row["sample_id"])] = (
+                f"shares {row['n_shared_with_reference']} of its {row['n_features']} features ({share[i]:.0%}) with "
+                f"the reference run, the other runs {typical:.0%} (median); aligned by {row['n_pairs']} pairs "
+                f"({row['model']}): another matrix, method, polarity or instrument? check that it belongs here")
+    return notes
+
+
 def qc_table(samples: pl.DataFrame, runs: dict[str, dict[str, Any]], alignment: pl.DataFrame | None,
              feature_matrix: pl.DataFrame | None, source: str = "samples.tsv") -> pl.DataFrame:
     """One ``QC`` row per sheet row, in sheet order, with each run's type, batch and injection order.
@@ -297,6 +329,7 @@ def qc_table(samples: pl.DataFrame, runs: dict[str, dict[str, Any]], alignment: 
     counts = [c for c in counts if c is not None]
     sample_median = float(np.median(counts)) if counts else None
     rows = []
+    apart = alignment_notes(alignment)
     for s, kind, batch, order in zip(ids, types, batches, roles["injection_order"].to_list()):
         run = runs.get(s, {})
         n_ms2, mapped = run.get("n_ms2_scans"), run.get("n_ms2_mapped")
@@ -305,6 +338,8 @@ def qc_table(samples: pl.DataFrame, runs: dict[str, dict[str, Any]], alignment: 
             note = carryover_note(run.get("n_features"), sample_median)
         elif kind == "qc" and flag[s]:
             note = "pooled QC apart from the other QCs: check this injection (autosampler, needle, spray)"
+        if kind != "blank" and s in apart:
+            note = apart[s] if note is None else f"{note}; {apart[s]}"
         rows.append({
             **{c: run.get(c) for c in ("n_ms1_scans", "n_ms2_scans", "n_ms2_mapped", "n_features", "tic_total",
                                        "precursor_error_median_ppm", "n_accepted")},

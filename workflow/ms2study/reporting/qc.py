@@ -149,6 +149,12 @@ def _outlier_part(qc: pl.DataFrame, kind: str, typed: bool, warnings: list[str])
         return text, set()
     if "outlier" not in qc.columns:
         return "", set()
+    apart = notes.filter(pl.col("run_note").str.contains("with the reference run", literal=True))
+    if apart.height:
+        listed = "; ".join(f"{s}: {n}" for s, n in zip(apart["sample_id"].to_list(), apart["run_note"].to_list()))
+        warnings.append(f"run(s) sharing few features with the reference run ({esc(listed)}): a run of another "
+                        "matrix, method, polarity or instrument is aligned and compared as if it belonged; check "
+                        "the QC section before reading its results")
     flagged = qc.filter(pl.col("outlier").fill_null(False))
     outliers = set(flagged["sample_id"].to_list())
     rule = _rule_text(qc)
