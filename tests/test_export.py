@@ -81,7 +81,8 @@ def study(tmp_path_factory) -> dict:
                   "inchikey": ["QNAYBMKLOCPYGJ-REOHCLBHSA-N", "MTCFGRXMJLQNBG-REOHCLBHSA-N", "X"],
                   "formula": ["C3H7NO2", "C3H7NO3", "C"], "adduct": ["[M+H]+", "[M+H]+", "[M+2H]2+"],
                   "compound_class": ["amino_acid", "amino_acid", "x"], "msi_level": pl.Series([2, 3, 3], dtype=pl.Int8),
-                  "q_value": [0.001, 0.4, 0.002], "accepted": [True, False, True]}
+                  "q_value": [0.001, 0.4, 0.002], "accepted": [True, False, True],
+                  "in_source_of_mz": [None, None, 359.279], "evidence_note": [None, None, "cosine below 0.3: ..."]}
                  ).write_parquet(root / "identifications.parquet")
     (root / "differential").mkdir()
     pl.DataFrame({"consensus_id": list(MATRIX), "test": ["welch_t"] * 5,
@@ -183,6 +184,8 @@ def test_plain_tsv_has_one_row_per_feature_with_identification_and_differential_
     assert table["name"].to_list() == ["alanine", None, None, None, "charged"]
     assert table["inchikey"][0] == "QNAYBMKLOCPYGJ-REOHCLBHSA-N" and table["msi_level"][0] == 2
     assert table["identification_q_value"][0] == pytest.approx(0.001)
+    assert table["in_source_of_mz"].to_list() == [None, None, None, None, 359.279]
+    assert table["evidence_note"][4] == "cosine below 0.3: ..."
     assert table["group_log2_fold_change"].to_list()[:2] == [1.5, -0.5]
     assert table["group_q_value"][0] == pytest.approx(0.005) and table["group_p_value"][1] == pytest.approx(0.3)
     assert table["age_log2_effect_per_unit"][0] == pytest.approx(0.02)
