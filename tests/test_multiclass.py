@@ -12,11 +12,12 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from ms2study.modelling.differential import differential_with_values, multiclass_design
+from ms2study.modelling.differential import differential_with_values
 from ms2study.modelling.enrichment import class_enrichment, distinct_labellings
 from ms2study.modelling.univariate import (
     bh_q_values,
     fill_missing,
+    multiclass_design,
     moderated_f_test,
     permutation_f_test,
     permutation_moderated_test,

@@ -78,9 +78,8 @@ from ms2study.modelling.univariate import (
     detected_enough,
     fill_missing,
     log2_intensities,
-    moderated_f_test,
+    multiclass_tests,
     ols_slope_test,
-    permutation_f_test,
     permutation_moderated_test,
     permutation_ols_test,
     permutation_welch_test,
@@ -428,12 +427,12 @@ def _tests(kind: str, values: np.ndarray, y: np.ndarray, C: np.ndarray | None, c
     the moderated test with its permutation p-values on ``complete`` rows, the classic test (Welch, OLS; a binary
     outcome with covariates ``C``: OLS of the class indicator beside them) on the others, the p-values of rows with
     filled values from ``permutation_welch_test`` / ``permutation_ols_test``; a multiclass outcome's F-tests
-    (``_multiclass_tests``). Adds ``prior_df`` (0 when nothing was moderated) and ``n_imputed_permuted`` (rows
+    (``univariate.multiclass_tests``). Adds ``prior_df`` (0 when nothing was moderated) and ``n_imputed_permuted`` (rows
     whose p came from those permutations)."""
     with_fill = n_filled > 0
     covariates = C is not None and C.size > 0
     if kind == "multiclass":
-        return _multiclass_tests(values, y, C, complete, n_permutations, seed, n_filled)
+        return multiclass_tests(values, y, C, complete, n_permutations, seed, n_filled)
     if kind == "binary" and not covariates:
         part = welch_test(values, y == 1)
         if n_permutations > 0 and with_fill.any():
@@ -462,42 +461,6 @@ def _tests(kind: str, values: np.ndarray, y: np.ndarray, C: np.ndarray | None, c
             part[key][complete] = moderated[key]
         part[effect] = part[effect].copy()
         part[effect][complete] = moderated["estimate"]
-        part["prior_df"] = moderated["prior_df"][0]
-    return part
-
-
-def multiclass_design(y: np.ndarray, C: np.ndarray | None) -> tuple[np.ndarray, list[int]]:
-    """(design, tested columns) of a multiclass outcome: an intercept, one indicator per class but the first
-    (``y``: class codes 0..k-1 per sample) and the covariates ``C`` (samples x c, or None); the tested columns are
-    the k - 1 indicators, so their F-test is the one-way ANOVA (ANCOVA's partial F beside covariates)."""
-    classes = np.unique(y)
-    indicators = [(y == c).astype(np.float64) for c in classes[1:]]
-    design = np.column_stack([np.ones(y.size), *indicators] + ([C] if C is not None and C.size else []))
-    return design, list(range(1, len(indicators) + 1))
-
-
-def _multiclass_tests(values: np.ndarray, y: np.ndarray, C: np.ndarray | None, complete: np.ndarray,
-                      n_permutations: int, seed: int, n_filled: np.ndarray) -> dict[str, np.ndarray]:
-    """``_tests`` for a multiclass outcome: the F-test of the class indicators (``multiclass_design``, beside the
-    covariates ``C``); the moderated F with its permutation p-values on ``complete`` rows, the ordinary F on the
-    others, whose p-values come from Freedman-Lane permutations pooled within fill strata where values were
-    filled (``permutation_f_test``)."""
-    design, tested = multiclass_design(y, C)
-    none = np.zeros(values.shape[0], dtype=bool)
-    part = moderated_f_test(values, design, tested, none)
-    part = {"statistic": part["statistic"], "p_value": part["p_value"].copy(), "prior_df": np.array(0.0)}
-    with_fill = n_filled > 0
-    if n_permutations > 0 and with_fill.any():
-        permuted = permutation_f_test(values[with_fill], design, tested, n_filled[with_fill], n_permutations,
-                                      seed + 1)
-        part["p_value"][with_fill] = permuted["p_value"]
-        part["n_imputed_permuted"] = np.array(int(with_fill.sum()))
-    moderated = (permutation_moderated_test(values[complete], design, tested, n_permutations, seed)
-                 if complete.any() else None)
-    if moderated is not None and moderated["prior_df"][0] > 0:  # else too few features for a prior: classic test
-        part["statistic"] = part["statistic"].copy()
-        part["statistic"][complete] = moderated["statistic"]
-        part["p_value"][complete] = moderated["p_value"]
         part["prior_df"] = moderated["prior_df"][0]
     return part
 

@@ -22,7 +22,9 @@ means is a log2 fold change):
   permutation-based FDR. The t distribution's p-values were too small on a real urine study with 4-6 samples per
   group (10 % false discoveries at q < 0.05; ``benchmarks/differential_calibration.py``); the permutation null
   holds whatever the features' distributions are, as long as the samples are exchangeable under the null.
-- multiclass outcome: one-way ANOVA (``scipy.stats.f_oneway``), without an effect size.
+- multiclass outcome: the F-test of its class indicators in a linear model (``multiclass_design``): one-way
+  ANOVA, ANCOVA's partial F beside covariates, moderated like the t-tests (``moderated_f_test``), with
+  permutation p-values (``multiclass_tests``); no effect size.
 
 q-values are Benjamini-Hochberg (Benjamini & Hochberg 1995, J R Stat Soc B 57:289;
 ``scipy.stats.false_discovery_control``). Pure arrays in, arrays out; imports only ``core`` (the variance moderation:
@@ -343,6 +345,44 @@ def permutation_f_test(values: np.ndarray, design: np.ndarray, coefficients: Seq
     null = _freedman_lane_null(values, design, list(coefficients), none, n_permutations, seed)
     p = _pooled_p(observed["statistic"], null, fill_strata(n_filled))
     return {**observed, "p_value": p, "n_permutations": np.array([n_permutations])}
+
+
+def multiclass_design(y: np.ndarray, C: np.ndarray | None) -> tuple[np.ndarray, list[int]]:
+    """(design, tested columns) of a multiclass outcome: an intercept, one indicator per class but the first
+    (``y``: class codes 0..k-1 per sample) and the covariates ``C`` (samples x c, or None); the tested columns are
+    the k - 1 indicators, so their F-test is the one-way ANOVA (ANCOVA's partial F beside covariates)."""
+    classes = np.unique(y)
+    indicators = [(y == c).astype(np.float64) for c in classes[1:]]
+    design = np.column_stack([np.ones(y.size), *indicators] + ([C] if C is not None and C.size else []))
+    return design, list(range(1, len(indicators) + 1))
+
+
+def multiclass_tests(values: np.ndarray, y: np.ndarray, C: np.ndarray | None, complete: np.ndarray,
+                      n_permutations: int, seed: int, n_filled: np.ndarray) -> dict[str, np.ndarray]:
+    """The differential stage's tests of a multiclass outcome (``values``: log2, filled, features x samples; ``y``:
+    class codes; ``n_filled``: filled values per row): the F-test of the class indicators (``multiclass_design``, beside the
+    covariates ``C``); the moderated F with its permutation p-values on ``complete`` rows, the ordinary F on the
+    others, whose p-values come from Freedman-Lane permutations pooled within fill strata where values were
+    filled (``permutation_f_test``). Returns ``statistic`` (F), ``p_value``, ``prior_df`` and, when permuted,
+    ``n_imputed_permuted``."""
+    design, tested = multiclass_design(y, C)
+    none = np.zeros(values.shape[0], dtype=bool)
+    part = moderated_f_test(values, design, tested, none)
+    part = {"statistic": part["statistic"], "p_value": part["p_value"].copy(), "prior_df": np.array(0.0)}
+    with_fill = n_filled > 0
+    if n_permutations > 0 and with_fill.any():
+        permuted = permutation_f_test(values[with_fill], design, tested, n_filled[with_fill], n_permutations,
+                                      seed + 1)
+        part["p_value"][with_fill] = permuted["p_value"]
+        part["n_imputed_permuted"] = np.array(int(with_fill.sum()))
+    moderated = (permutation_moderated_test(values[complete], design, tested, n_permutations, seed)
+                 if complete.any() else None)
+    if moderated is not None and moderated["prior_df"][0] > 0:  # else too few features for a prior: classic test
+        part["statistic"] = part["statistic"].copy()
+        part["statistic"][complete] = moderated["statistic"]
+        part["p_value"][complete] = moderated["p_value"]
+        part["prior_df"] = moderated["prior_df"][0]
+    return part
 
 
 def _pooled_p(statistic: np.ndarray, null: np.ndarray, strata: np.ndarray) -> np.ndarray:
