@@ -140,7 +140,8 @@ def fdp_at(judged: pl.DataFrame, threshold: float, n_known: int) -> dict:
         "accepted_known_unknowns": int((~acc["_known"]).sum()),
         "accepted_min_cosine": float(acc["cosine"].min()) if acc.height else None,
         "accepted_junk": int(acc["spectrum_id"].str.starts_with("junk").sum()),
-        "accepted_matched_peaks_below_3": int((acc["matched_peaks"] < 3).sum()),
+        "accepted_matched_peaks_below_3": (int((acc["matched_peaks"] < 3).sum()) if "matched_peaks" in acc.columns
+                                           else None),
         "accepted_cosine_below_0.3": int((acc["cosine"] < 0.3).sum()),
     }
 

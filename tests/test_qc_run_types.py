@@ -214,7 +214,11 @@ def test_a_run_sharing_few_features_with_the_reference_is_noted_and_warned(tmp_p
     notes = alignment_notes(alignment)
     assert set(notes) == {"T"} and notes["T"].startswith("shares 14 of its 108 features (13%) with the reference")
     assert "aligned by 11 pairs" in notes["T"]
-    assert alignment_notes(alignment.filter(pl.col("sample_id") != "A").filter(pl.col("sample_id") != "B")) == {}
+    # two runs: nothing to compare with, but sharing 13 % is not below the 10 % a lone run is noted at; 0 of 4 is
+    two = alignment.filter(pl.col("sample_id").is_in(["R", "T"]))
+    assert alignment_notes(two) == {}
+    lone = alignment_notes(two.with_columns(pl.Series("n_shared_with_reference", [2900, 0], dtype=pl.Int64)))
+    assert set(lone) == {"T"} and "the other runs" not in lone["T"]
     assert alignment_notes(alignment.drop("n_pairs")) == {}  # an older table: nothing to say
     sheet = pl.DataFrame({"sample_id": ["R", "A", "B", "T"]})
     runs = {s: {"n_features": n} for s, n in zip(["R", "A", "B", "T"], [2900, 3000, 2800, 108])}

@@ -265,29 +265,31 @@ def carryover_note(n_features: int | None, sample_median: float | None) -> str |
 # its features with the reference, aligned by 11 pairs with a -180 s shift, and went unnoted).
 RUN_APART_SHARE = 0.25
 RUN_APART_RATIO = 0.4
+RUN_APART_ALONE = 0.1  # below this share a run is noted even with no other run to compare it with
 
 
 def alignment_notes(alignment: pl.DataFrame | None) -> dict[str, str]:
     """Per run id, a note when the run shares few of its features with the reference run (see RUN_APART_SHARE):
     another matrix, method, polarity or instrument, or a failed run, whose alignment then rests on few pairs.
     ``alignment``: the link stage's table (sample_id, model, n_features, n_pairs, n_shared_with_reference); {}
-    without those columns (older tables) or with fewer than two runs besides the reference."""
+    without those columns (older tables). Below RUN_APART_ALONE (10 %) a run is noted even when no other run can be
+    compared with it (a study of two runs)."""
     need = {"sample_id", "model", "n_features", "n_pairs", "n_shared_with_reference"}
     if alignment is None or not need <= set(alignment.columns):
         return {}
     runs = alignment.filter((pl.col("model") != "reference") & (pl.col("n_features") > 0))
-    if runs.height < 2:
-        return {}
     share = (runs["n_shared_with_reference"].cast(pl.Float64) / runs["n_features"].cast(pl.Float64)).to_numpy()
     notes = {}
     for i, row in enumerate(runs.iter_rows(named=True)):
         others = np.delete(share, i)
-        typical = float(np.median(others))
-        if share[i] < RUN_APART_SHARE and share[i] < RUN_APART_RATIO * typical:
+        typical = float(np.median(others)) if others.size else None
+        alone = share[i] < RUN_APART_ALONE
+        if alone or (typical is not None and share[i] < RUN_APART_SHARE and share[i] < RUN_APART_RATIO * typical):
             notes[str(row["sample_id"])] = (
                 f"shares {row['n_shared_with_reference']} of its {row['n_features']} features ({share[i]:.0%}) with "
-                f"the reference run, the other runs {typical:.0%} (median); aligned by {row['n_pairs']} pairs "
-                f"({row['model']}): another matrix, method, polarity or instrument? check that it belongs here")
+                f"the reference run" + (f", the other runs {typical:.0%} (median)" if typical is not None else "")
+                + f"; aligned by {row['n_pairs']} pairs ({row['model']}): another matrix, method, polarity or "
+                "instrument? check that it belongs here")
     return notes
 
 

@@ -149,7 +149,8 @@ def _outlier_part(qc: pl.DataFrame, kind: str, typed: bool, warnings: list[str])
         return text, set()
     if "outlier" not in qc.columns:
         return "", set()
-    apart = notes.filter(pl.col("run_note").str.contains("with the reference run", literal=True))
+    apart = (notes.filter(pl.col("run_note").str.contains("with the reference run", literal=True))
+             if "run_note" in notes.columns else notes)
     if apart.height:
         listed = "; ".join(f"{s}: {n}" for s, n in zip(apart["sample_id"].to_list(), apart["run_note"].to_list()))
         warnings.append(f"run(s) sharing few features with the reference run ({esc(listed)}): a run of another "
