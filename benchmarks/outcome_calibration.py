@@ -85,6 +85,19 @@ def scored(table: pl.DataFrame, spiked: np.ndarray) -> tuple[np.ndarray, np.ndar
     return tested["p_value"].to_numpy(), tested["q_value"].to_numpy(), spiked[rows]
 
 
+def record(out: dict, arm: str, scenario: str, p: np.ndarray, q: np.ndarray, truth: np.ndarray,
+           spike: str = "") -> None:
+    """Null scenario: ``{arm}_null_p05`` and ``{arm}_null_any_q05``; spike-in: ``{arm}_{spike}recall`` and
+    ``{arm}_{spike}fdp`` at q < 0.05."""
+    if scenario == "null":
+        out[f"{arm}_null_p05"] = float(np.mean(p < 0.05))
+        out[f"{arm}_null_any_q05"] = bool((q < 0.05).any())
+    else:
+        hit = q < 0.05
+        out[f"{arm}_{spike}recall"] = float(hit[truth].mean()) if truth.any() else float("nan")
+        out[f"{arm}_{spike}fdp"] = float((hit & ~truth).sum() / max(hit.sum(), 1))
+
+
 def one_draw(matrix: np.ndarray, n: int, rng: np.random.Generator, n_spiked: int, fold: float,
              permutations: int) -> dict:
     cols = rng.choice(matrix.shape[1], 3 * n, replace=False)
@@ -99,14 +112,7 @@ def one_draw(matrix: np.ndarray, n: int, rng: np.random.Generator, n_spiked: int
             table, _, _ = differential_with_values(
                 frame, sheet, MULTICLASS, test=test, seed=int(rng.integers(1 << 30)),
                 n_permutations=permutations if arm_permutations is None else arm_permutations)
-            p, q, truth = scored(table, spiked)
-            if scenario == "null":
-                out[f"{arm}_null_p05"] = float(np.mean(p < 0.05))
-                out[f"{arm}_null_any_q05"] = bool((q < 0.05).any())
-            else:
-                hit = q < 0.05
-                out[f"{arm}_recall"] = float(hit[truth].mean()) if truth.any() else float("nan")
-                out[f"{arm}_fdp"] = float((hit & ~truth).sum() / max(hit.sum(), 1))
+            record(out, arm, scenario, *scored(table, spiked))
     return out
 
 
@@ -132,19 +138,13 @@ def covariate_draw(matrix: np.ndarray, age: np.ndarray, classes: list[str | None
             table, _, values = differential_with_values(frame, sheet, MULTICLASS, covariates=covariates,
                                                         n_permutations=permutations,
                                                         seed=int(rng.integers(1 << 30)))
-            p, q, truth = scored(table, spiked)
+            record(out, arm, scenario, *scored(table, spiked), spike="spike_")
             if scenario == "null":
-                out[f"{arm}_null_p05"] = float(np.mean(p < 0.05))
-                out[f"{arm}_null_any_q05"] = bool((q < 0.05).any())
                 table = table.drop("name", "compound_class").join(names, on="consensus_id", how="left")
                 enrichment, _ = class_enrichment(table, values=values, n_permutations=1000,
                                                  seed=int(rng.integers(1 << 30)))
                 out[f"{arm}_class_null_p05"] = float(np.mean(enrichment["p_value"].to_numpy() < 0.05))
                 out[f"{arm}_class_null_any_q05"] = bool((enrichment["q_value"] < 0.05).any())
-            else:
-                hit = q < 0.05
-                out[f"{arm}_spike_recall"] = float(hit[truth].mean()) if truth.any() else 0.0
-                out[f"{arm}_spike_fdp"] = float((hit & ~truth).sum() / max(hit.sum(), 1))
     return out
 
 
@@ -173,12 +173,8 @@ def continuous_draw(matrix: np.ndarray, outcome_pool: np.ndarray | None, classes
             table, _, values = differential_with_values(
                 frame, sheet, CONTINUOUS, test=test, seed=int(rng.integers(1 << 30)),
                 n_permutations=permutations if arm_permutations is None else arm_permutations)
-            p, q, truth = scored(table, spiked)
-            if scenario == "null":
-                out[f"{arm}_null_p05"] = float(np.mean(p < 0.05))
-                out[f"{arm}_null_any_q05"] = bool((q < 0.05).any())
-                if arm != "moderated":
-                    continue
+            record(out, arm, scenario, *scored(table, spiked))
+            if scenario == "null" and arm == "moderated":  # the class and shift tests of the default
                 shift = global_shift(values, table.filter(pl.col("tested"))["consensus_id"].to_list(), 1000,
                                      int(rng.integers(1 << 30)))
                 out["shift_null_p05"] = bool(shift is not None and shift["p_value"] < 0.05)
@@ -191,10 +187,6 @@ def continuous_draw(matrix: np.ndarray, outcome_pool: np.ndarray | None, classes
                                                      seed=int(rng.integers(1 << 30)))
                     out["class_null_p05"] = float(np.mean(enrichment["p_value"].to_numpy() < 0.05))
                     out["class_null_any_q05"] = bool((enrichment["q_value"] < 0.05).any())
-            else:
-                hit = q < 0.05
-                out[f"{arm}_recall"] = float(hit[truth].mean()) if truth.any() else float("nan")
-                out[f"{arm}_fdp"] = float((hit & ~truth).sum() / max(hit.sum(), 1))
     return out
 
 
