@@ -185,8 +185,8 @@ def _rank_table(
     scores: dict[str, np.ndarray], p: dict, combined: np.ndarray,
 ) -> pl.DataFrame:
     """All candidate rows above ``min_score`` with scores, ranked within each query (``_key``: the ranking score);
-    candidates sharing fewer than ``min_matched_peaks`` fragment peaks with the query rank after the others
-    (``identification.combined.identifiable``; ``_identifiable`` false)."""
+    in an identity search, candidates sharing fewer than ``min_matched_peaks`` fragment peaks with the query rank
+    after the others (``identification.combined.identifiable``; ``_identifiable`` false)."""
     q_of = np.repeat(np.arange(queries.precursor_mz.size), np.diff(cand_offsets))
     frame = pl.DataFrame({
         "_q": q_of.astype(np.int64),
@@ -196,8 +196,10 @@ def _rank_table(
         "combined": combined,
     })
     key = p["rank_by"]
+    # analogue search ranks candidates of other precursors, whose fragments shift: no identification, no threshold
+    needed = int(p.get("min_matched_peaks", 0)) if p.get("mode", "identity") == "identity" else 0
     frame = frame.with_columns(pl.col(key).fill_nan(None).alias("_key"),
-                               (pl.col("matched_peaks") >= int(p.get("min_matched_peaks", 0))).alias("_identifiable"))
+                               (pl.col("matched_peaks") >= needed).alias("_identifiable"))
     frame = frame.filter(pl.col("_key") > float(p["min_score"]))
     frame = frame.sort(["_q", "_identifiable", "_key", "_lib"], descending=[False, True, True, False])
     return frame.with_columns((pl.int_range(pl.len()).over("_q") + 1).cast(pl.Int32).alias("rank"))
