@@ -8,8 +8,9 @@ themselves removed). Half of the queries are degraded like low-concentration mea
 (``ms2study.identification.reference.degrade``); every query's precursor m/z carries a measurement error drawn from
 N(0, ``--precursor-ppm-sd`` ppm) (default 3; a library record's precursor is exact, a measured one is not), and
 ``--junk-fraction`` (default 0.1) more queries are junk: random peaks at the precursor m/z of random library spectra,
-for which every accepted hit is false (``accepted_junk``). The library is indexed, embedded and calibrated exactly as the pipeline does
-(``ms2study.stages.calibrate``: the calibration sees the library only), then the queries are annotated.
+for which every accepted hit is false (``accepted_junk``). The library is indexed, embedded and calibrated exactly
+as the pipeline does (``ms2study.stages.calibrate``: the calibration sees the library only), then the queries are
+annotated.
 
 Truth, level-aware: an accepted MSI level-2 hit is correct when its structure (first InChIKey block) is the
 query's; a level-3 hit when the query's structure shares the hit's formula or is in its ``isomer_inchikeys``.

@@ -363,7 +363,8 @@ def _covariate_multiclass(values: OutcomeValues) -> bool:
 def _labellings(values: OutcomeValues, n_permutations: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
     """(labellings x samples, exact): the observed outcome first, then ``n_permutations`` random relabellings
     (``_permuted_outcome``); a multiclass outcome with covariates gives sample orders instead, the identity first
-    (``_member_p_values`` permutes the rows of the class indicators' residuals from the covariates by them); for a binary outcome without covariates whose distinct labellings number
+    (``_multiclass_covariate_p_values`` permutes the rows of the class indicators' residuals from the covariates
+    by them); for a binary outcome without covariates whose distinct labellings number
     ``n_permutations`` or fewer (6 + 6 samples: 924), every one of them once instead (with covariates the permuted
     residuals are not a finite set of labellings: random draws, which may repeat with few samples), so the p-value
     is exact: (1 + b) / (number of labellings) with b the others reaching the observed statistic, down to 2 / 924

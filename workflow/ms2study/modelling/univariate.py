@@ -360,10 +360,10 @@ def multiclass_design(y: np.ndarray, C: np.ndarray | None) -> tuple[np.ndarray, 
 def multiclass_tests(values: np.ndarray, y: np.ndarray, C: np.ndarray | None, complete: np.ndarray,
                       n_permutations: int, seed: int, n_filled: np.ndarray) -> dict[str, np.ndarray]:
     """The differential stage's tests of a multiclass outcome (``values``: log2, filled, features x samples; ``y``:
-    class codes; ``n_filled``: filled values per row): the F-test of the class indicators (``multiclass_design``, beside the
-    covariates ``C``); the moderated F with its permutation p-values on ``complete`` rows, the ordinary F on the
-    others, whose p-values come from Freedman-Lane permutations pooled within fill strata where values were
-    filled (``permutation_f_test``). Returns ``statistic`` (F), ``p_value``, ``prior_df`` and, when permuted,
+    class codes; ``n_filled``: filled values per row): the F-test of the class indicators (``multiclass_design``,
+    beside the covariates ``C``); the moderated F with its permutation p-values on ``complete`` rows, the ordinary
+    F on the others, whose p-values come from Freedman-Lane permutations pooled within fill strata where values
+    were filled (``permutation_f_test``). Returns ``statistic`` (F), ``p_value``, ``prior_df`` and, when permuted,
     ``n_imputed_permuted``."""
     design, tested = multiclass_design(y, C)
     none = np.zeros(values.shape[0], dtype=bool)
