@@ -306,7 +306,8 @@ def test_score_caches_indexes_in_the_user_cache_not_the_current_folder(monkeypat
     assert search.default_index_root() == Path.home() / ".cache" / "ms2study" / "library"
 
 
-def test_a_spectrum_sharing_too_few_fragment_peaks_is_never_identified(lib_dir: tuple[Path, list[dict]]) -> None:
+def test_a_spectrum_sharing_too_few_fragment_peaks_is_never_identified(lib_dir: tuple[Path, list[dict]],
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
     """Trial finding (session 21): random peaks at a library compound's precursor got p < 0.05 (the encoder put
     them at embedding similarity 0.9+ to it) and a spectrum sharing one peak with a 1-peak record was accepted. A
     candidate needs ``min_matched_peaks`` (2) shared fragment peaks to be an identification."""
@@ -322,7 +323,12 @@ def test_a_spectrum_sharing_too_few_fragment_peaks_is_never_identified(lib_dir: 
              "mz": np.sort(rng.uniform(50, e["prec"] - 5, 20)).tolist(),
              "intensity": rng.uniform(1, 100, 20).astype(np.float32).tolist()}]
     spectra = pl.DataFrame(rows, schema={**tables.SPECTRA, "ion_mode": pl.Utf8})
-    out = engine.annotate_spectra(spectra, root / "index", calibration=root / "calibration.json")
+    with caplog.at_level("INFO"):
+        out = engine.annotate_spectra(spectra, root / "index", calibration=root / "calibration.json")
+    assert "1 spectra share fewer than 2 fragment peaks" in caplog.text and "min_matched_peaks): one_peak" in caplog.text
+    # the noise spectrum's spectral scores are all 0 (no embeddings here): no row, but named
+    assert "1 of 2 spectra have candidates that all score at or below min_score 0 (combined) and get no row: noise" \
+        in caplog.text
     top_rows = {r["spectrum_id"]: r for r in out.filter(pl.col("rank") == 1).iter_rows(named=True)}
     assert top_rows["one_peak"]["library_id"] == e["id"] and top_rows["one_peak"]["matched_peaks"] == 1
     assert top_rows["one_peak"]["cosine"] > 0.2  # the base peak alone: a third of the spectrum's norm

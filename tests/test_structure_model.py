@@ -158,3 +158,18 @@ def test_a_cached_calibration_of_another_format_version_is_rebuilt(tmp_path: Pat
     monkeypatch.setattr(confidence, "READABLE_VERSIONS", (*confidence.READABLE_VERSIONS, confidence.FORMAT_VERSION))
     calibration.cached_calibration(tmp_path, {"model": None})
     assert len(built) == 2 and len(list((tmp_path / "calibration").glob("*.json"))) == 2
+
+
+def test_isomer_gaps_ignore_isomers_that_cannot_be_identified() -> None:
+    # an isomer sharing too few fragment peaks has key -inf: counted, it made every gap infinite and the learned
+    # isomer margin the largest float (a re-check of session 21 saw 1.8e308 in the calibration)
+    from ms2study.identification.calibration import _isomer_gaps
+    from ms2study.identification.confidence import learn_isomer_margin
+
+    off = np.array([0, 3, 6])
+    cand = np.array([0, 1, 2, 0, 1, 2])
+    key = np.array([0.9, -np.inf, 0.2, 0.5, 0.45, 0.1])
+    structure, formula = np.array([0, 1, 2]), np.array([7, 7, 8])
+    gaps, wrong = _isomer_gaps(off, cand, key, structure, formula, np.array([0, 0, 0, 1, 1, 1]))
+    assert gaps.tolist() == pytest.approx([0.05]) and wrong.tolist() == [True]
+    assert np.isfinite(learn_isomer_margin(gaps, wrong))

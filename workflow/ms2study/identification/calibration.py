@@ -334,7 +334,8 @@ def _isomer_gaps(off: np.ndarray, cand: np.ndarray, key: np.ndarray, structure: 
             continue
         top = int(np.argmax(k))
         s1, f1 = structure[c[top]], formula[c[top]]
-        iso = (structure[c] != s1) & ((formula[c] == f1) | (formula[c] < 0) | (f1 < 0))
+        # an isomer sharing too few fragment peaks to be identified (key -inf) is no competitor
+        iso = (structure[c] != s1) & ((formula[c] == f1) | (formula[c] < 0) | (f1 < 0)) & np.isfinite(k)
         if not iso.any():
             continue
         gaps.append(float(k[top] - k[iso].max()))

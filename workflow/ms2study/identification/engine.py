@@ -101,6 +101,21 @@ def _log_without_candidates(spectra: pl.DataFrame, queries: Any, cand_offsets: n
                 "no row: %s%s", empty.size, queries.rows.size, window, shown, ", ..." if empty.size > 10 else "")
 
 
+def _log_all_below_min_score(spectra: pl.DataFrame, queries: Any, cand_offsets: np.ndarray, frame: pl.DataFrame,
+                             p: dict) -> None:
+    """Name the spectra whose every candidate scored at or below ``min_score`` (they get no row either; e.g. random
+    peaks whose spectral scores are all 0)."""
+    had = np.flatnonzero(np.diff(cand_offsets) > 0)
+    kept = np.zeros(queries.rows.size, dtype=bool)
+    kept[frame["_q"].unique().to_numpy()] = True
+    gone = had[~kept[had]]
+    if gone.size:
+        ids = spectra["spectrum_id"].gather(queries.rows[gone]).to_list()
+        log.warning("%d of %d spectra have candidates that all score at or below min_score %g (%s) and get no row: "
+                    "%s%s", gone.size, queries.rows.size, float(p["min_score"]), p["rank_by"], ", ".join(ids[:10]),
+                    ", ..." if gone.size > 10 else "")
+
+
 def merge_params(params: dict | None) -> dict[str, Any]:
     """DEFAULT_PARAMS with ``params`` merged over them; unknown keys raise InputError naming the key."""
     merged = overlay(params, DEFAULT_PARAMS, "annotate", nested=("weights",))
@@ -190,6 +205,7 @@ def annotate_spectra(
     scores = score_pairs(queries, lib, cand_offsets, cand_lib, p, q_emb)
     combined = plan.combined(queries, lib, cand_offsets, cand_lib, scores, p)
     frame = _rank_table(queries, lib, cand_offsets, cand_lib, scores, p, combined)
+    _log_all_below_min_score(spectra, queries, cand_offsets, frame, p)
     # Candidate structures per query: the p-value's n counts structures, not spectra.
     codes = confidence.library_codes(index.metadata)
     n_candidates = confidence.distinct_per_query(
@@ -269,11 +285,12 @@ def annotate_spectra(
         100 * float(p["fdr"]), int((acc["msi_level"] == 2).sum()), int((acc["msi_level"] == 3).sum()),
         p["confidence"],
     )
-    if "_identifiable" in ranked.columns:
-        lacking = int(ranked.filter((pl.col("rank") == 1) & ~pl.col("_identifiable")).height)
-        if lacking:
-            log.info("%d spectra share fewer than %d fragment peaks with every candidate in their precursor window: "
-                     "not identified (annotate: min_matched_peaks)", lacking, int(p["min_matched_peaks"]))
+    lacking = out.filter((pl.col("rank") == 1) & pl.col("evidence_note").str.starts_with("no candidate shares"))
+    if lacking.height:
+        shown = lacking["spectrum_id"].head(10).to_list()
+        log.info("%d spectra share fewer than %d fragment peaks with every candidate in their precursor window: "
+                 "not identified (annotate: min_matched_peaks): %s%s", lacking.height, int(p["min_matched_peaks"]),
+                 ", ".join(shown), ", ..." if lacking.height > 10 else "")
     low = acc.filter(pl.col("cosine") < LOW_COSINE)
     if low.height:
         log.info("%d accepted hits have cosine < %.1f: accepted on the combined score (entropy %s)", low.height,
