@@ -40,6 +40,15 @@ def confounded_study(seed: int = 0, n: int = 40, n_age: int = 40, n_effect: int 
     return matrix, sheet, identifications, n_age, n_effect
 
 
+def class_q_values(plain: pl.DataFrame, plain_values, adjusted: pl.DataFrame, values) -> dict[str, dict[str, float]]:
+    """The class enrichment's q-value per class path, {"plain": ..., "adjusted": ...} (200 permutations, seed 0)."""
+    q = {}
+    for name, table, v in (("plain", plain, plain_values), ("adjusted", adjusted, values)):
+        enrichment, _ = class_enrichment(table, values=v, n_permutations=200, seed=0)
+        q[name] = dict(zip(enrichment["class_path"].to_list(), enrichment["q_value"].to_list(), strict=True))
+    return q
+
+
 def test_age_adjusted_test_does_not_call_age_compounds_different_and_keeps_the_group_effect() -> None:
     matrix, sheet, _, n_age, n_effect = confounded_study()
     plain, plain_summary, _ = differential_with_values(matrix, sheet, BINARY, n_permutations=50)
@@ -72,10 +81,7 @@ def test_the_class_enrichment_and_the_shift_adjust_for_the_covariates_too() -> N
     plain, _, plain_values = differential_with_values(matrix, sheet, BINARY, identifications, n_permutations=20)
     adjusted, _, values = differential_with_values(matrix, sheet, BINARY, identifications, covariates=["age"],
                                                    n_permutations=20)
-    q = {}
-    for name, table, v in (("plain", plain, plain_values), ("adjusted", adjusted, values)):
-        enrichment, _ = class_enrichment(table, values=v, n_permutations=200, seed=0)
-        q[name] = dict(zip(enrichment["class_path"].to_list(), enrichment["q_value"].to_list(), strict=True))
+    q = class_q_values(plain, plain_values, adjusted, values)
     assert q["plain"]["aging"] < 0.05 and q["adjusted"]["aging"] > 0.05
     assert q["adjusted"]["effect"] < 0.05
     # residual permutations: no finite set of labellings to enumerate

@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 
 from ms2study.modelling.differential import differential_with_values
-from ms2study.modelling.enrichment import class_enrichment, distinct_labellings
+from ms2study.modelling.enrichment import distinct_labellings
 from ms2study.modelling.univariate import (
     bh_q_values,
     fill_missing,
@@ -22,6 +22,7 @@ from ms2study.modelling.univariate import (
     permutation_f_test,
     permutation_moderated_test,
 )
+from test_differential_covariates import class_q_values
 from test_moderated import _censored_null
 
 MULTICLASS = {"column": "group", "type": "multiclass"}
@@ -143,10 +144,7 @@ def test_three_groups_that_differ_in_age_are_compared_at_equal_age() -> None:
     assert "F-test of the classes beside age (ANCOVA)" in text and "moderated F" in text
     assert _test_text(plain_summary).startswith("one-way ANOVA")
     # the class enrichment permutes the class indicators' residuals from age: "aging" is no class difference
-    q = {}
-    for name, table, v in (("plain", plain, plain_values), ("adjusted", adjusted, values)):
-        enrichment, _ = class_enrichment(table, values=v, n_permutations=200, seed=0)
-        q[name] = dict(zip(enrichment["class_path"].to_list(), enrichment["q_value"].to_list(), strict=True))
+    q = class_q_values(plain, plain_values, adjusted, values)
     assert q["plain"]["aging"] < 0.05 and q["adjusted"]["aging"] > 0.05
     assert q["adjusted"]["effect"] < 0.05
     few = dataclasses.replace(values, sample_ids=values.sample_ids[:9], values=values.values[:, :9], y=values.y[:9],

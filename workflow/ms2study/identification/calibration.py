@@ -40,8 +40,8 @@ from ms2study.encoder import inference
 from ms2study.encoder.checkpoints import model_split_settings, resolve_model_dir
 from ms2study.encoder.splits import assign_split
 from ms2study.identification import confidence, engine, structure_model
-from ms2study.identification.combined import CombinePlan, combine_plan, identifiable, ranking_score
-from ms2study.identification.pairs import PreparedLibrary, prepare_library, score_pairs
+from ms2study.identification.combined import CombinePlan, combine_plan, ranking_score
+from ms2study.identification.pairs import PreparedLibrary, identifiable, prepare_library, score_pairs
 from ms2study.identification.reference import LOW_CONCENTRATION_LEVELS, degrade
 from ms2study.kernels.candidates import find_candidates
 from ms2study.library.index import LibraryIndex, load_library_index

@@ -24,7 +24,7 @@ import polars as pl
 from ms2study.core.errors import InputError
 from ms2study.core.flat import FlatSpectra
 from ms2study.encoder.checkpoints import resolve_model_dir
-from ms2study.identification.pairs import PreparedLibrary
+from ms2study.identification.pairs import PreparedLibrary, identifiable
 
 log = logging.getLogger(__name__)
 
@@ -161,20 +161,6 @@ def ranking_score(queries: FlatSpectra, lib: PreparedLibrary, cand_offsets: np.n
     else:
         key = np.asarray(scores[p["rank_by"]], dtype=np.float64)
     return np.where(identifiable(scores, p), key, -np.inf)
-
-
-def identifiable(scores: dict[str, np.ndarray], p: dict) -> np.ndarray:
-    """Per candidate pair: whether it shares at least ``p["min_matched_peaks"]`` fragment peaks with the query
-    (``matched_peaks``: greedy cosine matching within the fragment tolerance). A candidate with fewer is never
-    accepted, whatever its combined score: random peaks at a library compound's precursor m/z share none with it,
-    yet the encoder placed such spectra at embedding similarity 0.9-0.97 to it (the embedding is dominated by the
-    precursor when the fragments carry no structure), and a fresh user's noise queries got p < 0.05 in 26 of 40;
-    one shared peak (a 1-peak library record) is no structural evidence either. GNPS's library search asks for 6
-    matched peaks by default; the default 2 keeps the small metabolites and low-concentration spectra whose
-    fragments are few (on fdr_calibration.py's held-out queries, before this rule, hits accepted at nominal 5 % were
-    0 % right with no shared peak (all junk queries), 86 % with one, 97.5 % with two, 99.6 % with more;
-    benchmarks/README.md)."""
-    return np.asarray(scores["matched_peaks"], dtype=np.float64) >= float(p.get("min_matched_peaks", 0))
 
 
 def _spectral_weights(p: dict) -> dict[str, float]:

@@ -85,35 +85,28 @@ EXTRA_COLUMNS: dict[str, pl.DataType] = {
 ANNOTATION_SCHEMA: dict[str, pl.DataType] = {**tables.ANNOTATIONS, **EXTRA_COLUMNS}
 
 
-def _log_without_candidates(spectra: pl.DataFrame, queries: Any, cand_offsets: np.ndarray, p: dict) -> None:
-    """Name the spectra that have no library candidate (identity search: none of their ion mode in the precursor
-    window), so a spectrum missing from the output is never missing in silence."""
-    empty = np.flatnonzero(np.diff(cand_offsets) == 0)
-    if empty.size == 0:
-        return
-    ids = spectra["spectrum_id"].gather(queries.rows[empty]).to_list()
-    modes = {1: "positive", -1: "negative"}
-    shown = ", ".join(f"{i} ({modes.get(int(m), 'unknown mode')} {mz:.4f})" for i, m, mz in
-                      zip(ids[:10], queries.ion_mode[empty][:10], queries.precursor_mz[empty][:10]))
-    window = (f"{p['precursor_tolerance_da']} Da" if p["precursor_tolerance_da"] is not None
-              else f"{p['precursor_tolerance_ppm']} ppm")
-    log.warning("%d of %d spectra have no library candidate of their ion mode within %s of their precursor and get "
-                "no row: %s%s", empty.size, queries.rows.size, window, shown, ", ..." if empty.size > 10 else "")
-
-
-def _log_all_below_min_score(spectra: pl.DataFrame, queries: Any, cand_offsets: np.ndarray, frame: pl.DataFrame,
-                             p: dict) -> None:
-    """Name the spectra whose every candidate scored at or below ``min_score`` (they get no row either; e.g. random
-    peaks whose spectral scores are all 0)."""
-    had = np.flatnonzero(np.diff(cand_offsets) > 0)
+def _log_spectra_without_rows(spectra: pl.DataFrame, queries: Any, cand_offsets: np.ndarray, frame: pl.DataFrame,
+                              p: dict) -> None:
+    """Name the spectra that get no row, so none is missing in silence: those without a library candidate (identity
+    search: none of their ion mode in the precursor window) and those whose every candidate scored at or below
+    ``min_score`` (e.g. random peaks whose spectral scores are all 0)."""
     kept = np.zeros(queries.rows.size, dtype=bool)
     kept[frame["_q"].unique().to_numpy()] = True
-    gone = had[~kept[had]]
-    if gone.size:
-        ids = spectra["spectrum_id"].gather(queries.rows[gone]).to_list()
-        log.warning("%d of %d spectra have candidates that all score at or below min_score %g (%s) and get no row: "
-                    "%s%s", gone.size, queries.rows.size, float(p["min_score"]), p["rank_by"], ", ".join(ids[:10]),
-                    ", ..." if gone.size > 10 else "")
+    had = np.diff(cand_offsets) > 0
+    window = (f"{p['precursor_tolerance_da']} Da" if p["precursor_tolerance_da"] is not None
+              else f"{p['precursor_tolerance_ppm']} ppm")
+    modes = {1: "positive", -1: "negative"}
+    for missing, why, with_precursor in (
+            (~had, f"have no library candidate of their ion mode within {window} of their precursor", True),
+            (had & ~kept, f"have candidates that all score at or below min_score {float(p['min_score']):g} "
+                          f"({p['rank_by']})", False)):
+        rows = np.flatnonzero(missing)
+        if rows.size:
+            ids = spectra["spectrum_id"].gather(queries.rows[rows[:10]]).to_list()
+            shown = [f"{i} ({modes.get(int(queries.ion_mode[r]), 'unknown mode')} {queries.precursor_mz[r]:.4f})"
+                     if with_precursor else i for i, r in zip(ids, rows[:10])]
+            log.warning("%d of %d spectra %s and get no row: %s%s", rows.size, queries.rows.size, why,
+                        ", ".join(shown), ", ..." if rows.size > 10 else "")
 
 
 def merge_params(params: dict | None) -> dict[str, Any]:
@@ -200,12 +193,10 @@ def annotate_spectra(
         )
     else:
         cand_offsets, cand_lib = _analogue_candidates(queries, lib, q_emb, p)
-    if p["mode"] == "identity":
-        _log_without_candidates(spectra, queries, cand_offsets, p)
     scores = score_pairs(queries, lib, cand_offsets, cand_lib, p, q_emb)
     combined = plan.combined(queries, lib, cand_offsets, cand_lib, scores, p)
     frame = _rank_table(queries, lib, cand_offsets, cand_lib, scores, p, combined)
-    _log_all_below_min_score(spectra, queries, cand_offsets, frame, p)
+    _log_spectra_without_rows(spectra, queries, cand_offsets, frame, p)
     # Candidate structures per query: the p-value's n counts structures, not spectra.
     codes = confidence.library_codes(index.metadata)
     n_candidates = confidence.distinct_per_query(
@@ -285,7 +276,7 @@ def annotate_spectra(
         100 * float(p["fdr"]), int((acc["msi_level"] == 2).sum()), int((acc["msi_level"] == 3).sum()),
         p["confidence"],
     )
-    lacking = out.filter((pl.col("rank") == 1) & pl.col("evidence_note").str.starts_with("no candidate shares"))
+    lacking = out.filter((ranked["rank"] == 1) & ~ranked["_identifiable"])  # out's rows are ranked's
     if lacking.height:
         shown = lacking["spectrum_id"].head(10).to_list()
         log.info("%d spectra share fewer than %d fragment peaks with every candidate in their precursor window: "
