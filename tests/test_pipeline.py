@@ -180,6 +180,21 @@ def test_models_ran_for_configured_outcomes(study: Path) -> None:
     assert pooled["n_spectra"][0] > 0 and pooled["abundance_source"][0] == "feature_intensity"
 
 
+def test_a_study_copied_without_its_snakemake_records_says_its_results_were_kept_unchecked(
+        study: Path, tmp_path: Path) -> None:
+    """Trial finding: a finished study copied without its hidden .snakemake folder ran with "Nothing to be done",
+    keeping results that older code or other settings had made, without a word. Snakemake then compares file times
+    only; the run now says so and names --forceall. The study with its records gets no such warning."""
+    copy = tmp_path / "copied"
+    shutil.copytree(study, copy, ignore=shutil.ignore_patterns(".snakemake"))  # copy2: file times kept
+    text = "".join(ms2study("run", str(copy), "--cores", "1").stderr)
+    assert "nothing to do" in text
+    assert "kept without Snakemake's records" in text and "--forceall" in text, text[-3000:]
+    assert "results/ was kept without Snakemake's records" in text
+    again = ms2study("run", str(study), "--cores", "1").stderr
+    assert "nothing to do" in again and "Snakemake's records" not in again
+
+
 def test_second_run_has_nothing_to_do_and_one_changed_sample_reruns_alone(study: Path) -> None:
     dry = ms2study("run", str(study), "--cores", "2", "--dry-run")
     assert "Nothing to be done" in dry.stdout + dry.stderr

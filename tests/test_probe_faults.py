@@ -414,3 +414,36 @@ def test_every_problem_of_a_study_is_named_at_once(tmp_path: Path, capsys: pytes
     (tmp_path / "config.yaml").write_text("library: library.mgf\n" + outcome)
     code, err = _run(["run", str(tmp_path), "-n"], capsys)
     assert code == 1 and "problems with this study" not in err and "column 'disease'" in err
+
+
+def test_jobs_kept_without_snakemake_records_are_named_in_the_closing_lines(tmp_path: Path) -> None:
+    """Snakemake's note that kept jobs have no metadata (a study copied without .snakemake, some jobs rerun) is turned
+    into a warning naming the rules and --forceall; a run with its records gets none."""
+    import time
+
+    from ms2study import runner
+    from ms2study.runlog import parse_snakemake_log, unrecorded_results
+
+    text = ("Job stats:\njob      count\n-------  -------\ndetect         1\ntotal          1\n\n"
+            "Finished jobid: 0 (Rule: detect)\n1 of 1 steps (100%) done\n"
+            "3 jobs have missing provenance/metadata so that it in part cannot be used to trigger re-runs.\n"
+            "Rules with missing metadata: spectra embed spectra\n")
+    run = parse_snakemake_log(text)
+    assert (run.unrecorded_jobs, run.unrecorded_rules) == (3, ["embed", "spectra"])
+    since = time.time()
+    (tmp_path / ".snakemake" / "log").mkdir(parents=True)
+    (tmp_path / ".snakemake" / "log" / "run.snakemake.log").write_text(text)
+    summary = runner.summarize(tmp_path, 0, since)
+    assert "warning: 3 finished job(s) were kept without Snakemake's records" in summary and "--forceall" in summary
+    assert "(rules: embed, spectra)" in summary
+    # results without records before a run that did nothing: the runner's own check
+    assert not unrecorded_results(tmp_path)
+    (tmp_path / "results" / "study").mkdir(parents=True)
+    (tmp_path / "results" / "study" / "samples.tsv").write_text("sample_id\n")
+    assert unrecorded_results(tmp_path)
+    (tmp_path / ".snakemake" / "metadata").mkdir()
+    (tmp_path / ".snakemake" / "metadata" / "cmVzdWx0cw==").write_text("{}")
+    assert not unrecorded_results(tmp_path)
+    (tmp_path / ".snakemake" / "log" / "run.snakemake.log").write_text(_NOTHING_LOG)
+    assert "records" not in runner.summarize(tmp_path, 0, since)
+

@@ -41,6 +41,36 @@ class RunLog:
     # samples with a job that failed or started without finishing (interrupted): their folders under
     # results/samples/ may hold outputs made from older inputs
     unfinished_samples: list[str] = field(default_factory=list)
+    # jobs kept as done whose outputs have no Snakemake records (.snakemake/metadata), so changes of code, settings
+    # or inputs since they were made could not be seen, and the rules they belong to
+    unrecorded_jobs: int = 0
+    unrecorded_rules: list[str] = field(default_factory=list)
+
+    def unrecorded_note(self, results_without_records: bool = False) -> str | None:
+        """The warning on outputs kept without Snakemake's records (a study copied without its ``.snakemake``
+        folder, or the folder deleted): Snakemake then compares file times only, so results made by other code or
+        settings look finished. ``results_without_records``: ``unrecorded_results`` before the run (Snakemake says
+        nothing of it when no job runs). None when every kept output has its records."""
+        if not self.unrecorded_jobs and not results_without_records:
+            return None
+        what = (f"{self.unrecorded_jobs} finished job(s) were kept without Snakemake's records of how they were made "
+                f"(rules: {', '.join(self.unrecorded_rules) or '?'})" if self.unrecorded_jobs else
+                "results/ was kept without Snakemake's records of how it was made (.snakemake/metadata is missing "
+                "or empty)")
+        return (f"ms2study: warning: {what}: the study was probably copied or moved without its hidden .snakemake "
+                "folder. Changes of ms2study, the settings or the encoder since those results were made cannot be "
+                "detected, so they were not rerun. To recompute everything with this version and these settings, "
+                "run the same command with --forceall.")
+
+
+def unrecorded_results(study_dir: Path) -> bool:
+    """Whether ``study_dir/results`` holds a file while ``.snakemake/metadata`` (Snakemake's record of how each
+    output was made: code, parameters, inputs) is missing or empty."""
+    metadata = Path(study_dir) / ".snakemake" / "metadata"
+    if metadata.is_dir() and any(metadata.iterdir()):
+        return False
+    results = Path(study_dir) / "results"
+    return results.is_dir() and any(p.is_file() for p in results.rglob("*"))
 
 
 _BLOCK_START = re.compile(r"^(?:local)?(?:rule|checkpoint) (\S+):$")
@@ -48,6 +78,9 @@ _ERROR_START = re.compile(r"^Error in rule (\S+):$")
 _FIELD = re.compile(r"^\s+(\w+): (.*)$")
 _FINISHED = re.compile(r"^Finished job(?:id:)? (\d+)")
 _FINISHED_RULE = re.compile(r"^Finished jobid: \d+ \(Rule: (\S+)\)")
+# Snakemake's note on jobs it kept although their outputs have no metadata (snakemake.workflow.log_metadata_info)
+_UNRECORDED = re.compile(r"^(\d+) jobs have missing provenance/metadata")
+_UNRECORDED_RULES = re.compile(r"^Rules with missing metadata: (.*)$")
 
 
 def _split_paths(value: str) -> list[str]:
@@ -99,6 +132,10 @@ def parse_snakemake_log(text: str) -> RunLog:
                 result.finished_rules.add(rule.group(1))
             elif finished.group(1) in jobs:
                 result.finished_rules.add(jobs[finished.group(1)]["rule"])
+        if (m := _UNRECORDED.match(line)) is not None:
+            result.unrecorded_jobs = int(m.group(1))
+        if (m := _UNRECORDED_RULES.match(line)) is not None:
+            result.unrecorded_rules = sorted(set(m.group(1).split()))
         if "LockException" in line or "Directory cannot be locked" in line:
             result.lock_error = True
         if "did not complete successfully" in line or "Exiting because a job execution failed" in line:

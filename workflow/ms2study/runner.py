@@ -29,10 +29,11 @@ import yaml
 
 from ms2study import study
 from ms2study.core.errors import InputError
-from ms2study.io.runfiles import identical_runs
+from ms2study.io.runfiles import identical_run_warnings
 from ms2study.outofdate import (OUT_OF_DATE_NOTE, OUT_OF_DATE_REPORT, REPORT, mark_report_out_of_date,
                                 pending_samples, unforced, write_out_of_date_note)
 from ms2study.runlog import RunLog, parse_snakemake_log, read_run_log  # noqa: F401 (parse_snakemake_log: tests)
+from ms2study.runlog import unrecorded_results
 
 # Outputs of jobs that the report does not depend on (encoder training, requested on its own).
 NOT_FOR_REPORT = ("results/models/",)
@@ -338,9 +339,11 @@ def _keeps_going(extra: list[str]) -> bool:
 
 
 def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] | None = None,
-              env: dict[str, str] | None = None) -> str:
+              env: dict[str, str] | None = None, unrecorded: bool = False) -> str:
     """The lines printed at the end of a run: failed jobs with samples and logs, and the state of the report (when
-    it is out of date, also the samples with jobs still to run: ``outofdate.pending_samples`` with ``env``)."""
+    it is out of date, also the samples with jobs still to run: ``outofdate.pending_samples`` with ``env``);
+    ``unrecorded``: results/ held outputs without Snakemake's records before the run (``runlog.unrecorded_results``).
+    """
     study_dir = Path(study_dir)
     run = read_run_log(study_dir, since)
     lines: list[str] = []
@@ -356,7 +359,7 @@ def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] |
         else:  # targets the report does not depend on: jobs ran, the report is not this run's
             lines.append("ms2study: the run finished; it did not write the report"
                          + (f" (the one there is from an earlier run: {report})" if report.exists() else ""))
-        return "\n".join(lines)
+        return "\n".join(lines + [note for note in [run.unrecorded_note(unrecorded)] if note])
     if run.lock_error:
         lines.append("ms2study: Snakemake found the study folder locked.")
         message = check_lock(study_dir, list(extra or []), recover=False)
@@ -426,14 +429,6 @@ def _call(command: list[str], env: dict[str, str]) -> int:
             continue
 
 
-def _identical_run_warnings(study_dir: Path, sheet) -> list[str]:
-    """A warning per group of sample ids whose run files are byte-identical (``io.runfiles.identical_runs``)."""
-    groups = identical_runs(study_dir, sheet["sample_id"].to_list(), sheet["file"].to_list())
-    return [f"samples {', '.join(ids)} have byte-identical run files: one injection counted {len(ids)} times (a "
-            "copied or twice-listed file?); remove the extra rows from the sample sheet unless that is meant"
-            for ids in groups]
-
-
 def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
     study_dir = Path(study_dir).resolve()
     if not study_dir.is_dir():
@@ -444,7 +439,7 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
         study.load_config(study_dir, nested, "the study's config.yaml (--config takes top-level keys only)")
     config = study.load_config(study_dir, config_overrides(extra))
     sheet = study.load_sample_sheet(study_dir, config)
-    for warning in study.check_study(study_dir, config, sheet) + _identical_run_warnings(study_dir, sheet):
+    for warning in study.check_study(study_dir, config, sheet) + identical_run_warnings(study_dir, sheet):
         print(f"ms2study run: warning: {warning}", file=sys.stderr, flush=True)
     command = snakemake_command(study_dir, extra)
     env = dict(os.environ)
@@ -475,11 +470,11 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
         if "--rerun-incomplete" not in extra and "--ri" not in extra:
             command.append("--rerun-incomplete")
     print("+ " + shlex.join(command), file=sys.stderr, flush=True)
-    since = time.time()
+    since, unrecorded = time.time(), takes_lock and unrecorded_results(study_dir)
     code = _call(command, env)
     if takes_lock:  # an interrupted Snakemake can exit 0 after "At least one job did not complete successfully"
         code = 1 if code == 0 and ((log := read_run_log(study_dir, since)).incomplete or log.failed) else code
-        summary = summarize(study_dir, code, since, extra, env)
+        summary = summarize(study_dir, code, since, extra, env, unrecorded)
         if summary:
             print(summary, file=sys.stderr, flush=True)
     return code

@@ -47,3 +47,12 @@ def _sha256(path: Path) -> str:
         while chunk := fh.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def identical_run_warnings(study_dir: Path, sheet) -> list[str]:
+    """A warning per group of sample ids whose run files are byte-identical (``identical_runs``); ``sheet``: the
+    sample sheet (polars DataFrame with sample_id and file)."""
+    groups = identical_runs(study_dir, sheet["sample_id"].to_list(), sheet["file"].to_list())
+    return [f"samples {', '.join(ids)} have byte-identical run files: one injection counted {len(ids)} times (a "
+            "copied or twice-listed file?); remove the extra rows from the sample sheet unless that is meant"
+            for ids in groups]
