@@ -12,6 +12,8 @@ Low-concentration series: the queries degraded at rising levels (``ms2study.iden
 peaks under a relative-intensity floor removed, noise peaks added, intensities jittered); at each level and for
 each score, the threshold on the top-1 score that maximises F1 (a top-1 above it is an identification: right
 structure = TP, wrong = FP; answerable queries not correctly identified = FN), with precision and TP there.
+Precursor: each query's precursor m/z carries a measurement error drawn from N(0, ``--precursor-ppm-sd``) ppm
+(default 3, as an Orbitrap measures; 0 gives the library record's exact m/z, as before session 22).
 Query draws: one query spectrum per structure is a small sample (about 200 isomer queries), so the benchmark
 repeats the draw (``--seeds``, default 0 1 2: other spectra of the same held-out structures) and reports each
 draw and the means; the targets are judged on the means, and per draw.
@@ -21,6 +23,7 @@ Usage: PYTHONPATH=workflow python benchmarks/identification.py --out result.json
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -32,6 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
+from ms2study.core.measurement import measured_precursor
 from ms2study.encoder import checkpoints, inference as embed
 from ms2study.identification import combined, engine, reference
 from ms2study.kernels import candidates
@@ -102,7 +106,7 @@ def all_scores(pairs: reference.CandidatePairs, learned, trained: bool) -> dict[
 
 
 def run(library: Path, model_dir: Path | None, max_queries: int | None, ppm: float, seed: int,
-        embed_params: dict) -> dict:
+        embed_params: dict, precursor_ppm_sd: float = 0.0) -> dict:
     t0 = time.perf_counter()
     split = checkpoints.model_split_settings(model_dir)
     split["licenses"] = None  # the library is the whole file; the split itself does not depend on licenses
@@ -117,7 +121,10 @@ def run(library: Path, model_dir: Path | None, max_queries: int | None, ppm: flo
     rng = np.random.default_rng(seed)
     q_rows = reference.choose_queries(ref, "test", max_queries or 10**9, rng)
     allowed = np.ones(len(ref.index), dtype=bool)
-    queries = reference.query_set(ref, q_rows, None, seed)
+    # a measured precursor m/z carries the instrument's error (one draw per query, the same at every level)
+    measured = measured_precursor(np.asarray(ref.index.precursor_mz, dtype=np.float64)[q_rows], precursor_ppm_sd,
+                                  np.random.default_rng(seed + 101))
+    queries = dataclasses.replace(reference.query_set(ref, q_rows, None, seed), precursor_mz=measured)
     # Library rows that are some query's candidate (at any level: degradation never moves the precursor).
     _off, cand = candidates.find_candidates(queries.precursor_mz, queries.ion_mode, np.asarray(ref.index.precursor_mz),
                                          np.asarray(ref.index.ion_mode), ppm, None)
@@ -133,8 +140,8 @@ def run(library: Path, model_dir: Path | None, max_queries: int | None, ppm: flo
     level0: dict[str, np.ndarray] = {}  # per isomer query (answerable): top-1 correct, clean queries
     t_score = 0.0
     for level in reference.LOW_CONCENTRATION_LEVELS:
-        lv_queries = queries if level["level"] == 0 else reference.query_set(
-            ref, q_rows, [level] * q_rows.size, seed + 1000 * int(level["level"]))
+        lv_queries = queries if level["level"] == 0 else dataclasses.replace(reference.query_set(
+            ref, q_rows, [level] * q_rows.size, seed + 1000 * int(level["level"])), precursor_mz=measured)
         t2 = time.perf_counter()
         q_emb = reference.embed_queries(lv_queries, eparams)
         pairs = reference.score_query_set(ref, lv_queries, allowed, {}, q_emb, lib_emb, ppm)
@@ -204,6 +211,7 @@ def run(library: Path, model_dir: Path | None, max_queries: int | None, ppm: flo
                   "rule": "ms2study.encoder.splits.assign_split(first InChIKey block)",
                   "n_structures_test": int(np.unique(ref.block[ref.split == "test"]).size)},
         "precursor_tolerance_ppm": ppm,
+        "precursor_ppm_sd": precursor_ppm_sd,
         "seed": seed,
         "identification": main,
         "targets": targets,
@@ -253,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--library", default=str(DEFAULT_DATA), help="MassBank MGF (default: ../shared/data)")
     ap.add_argument("--max-queries", type=int, default=None, help="at most this many held-out structures")
     ap.add_argument("--ppm", type=float, default=10.0)
+    ap.add_argument("--precursor-ppm-sd", type=float, default=3.0,
+                    help="measurement error (sd, ppm) of the queries' precursor m/z (0: the library's exact m/z)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                     help="query draws (and degradation seeds): one result each, then their means")
     ap.add_argument("--device", default="auto")
@@ -261,8 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"library not found: {args.library}", file=sys.stderr)
         return 2
     model_dir = checkpoints.resolve_model_dir(args.model)
-    results = [run(Path(args.library), model_dir, args.max_queries, args.ppm, seed, {"device": args.device})
-               for seed in args.seeds]
+    results = [run(Path(args.library), model_dir, args.max_queries, args.ppm, seed, {"device": args.device},
+                   args.precursor_ppm_sd) for seed in args.seeds]
     out = {"benchmark": "identification", "summary": summarize(results), "draws": results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")

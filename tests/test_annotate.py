@@ -369,3 +369,30 @@ def test_spectra_without_a_candidate_are_named_in_the_log(lib_dir: tuple[Path, l
         out = engine.annotate_spectra(spectra, root / "index", calibration=root / "calibration.json")
     assert "s1:S1" not in out["spectrum_id"].to_list()
     assert "1 of 3 spectra have no library candidate" in caplog.text and "s1:S1 (positive 999.1230)" in caplog.text
+
+
+def test_score_reuses_the_calibration_the_pipeline_wrote_for_a_study_index(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh user's trial: `ms2study score` against a study's library index recalibrated it (144 s) although the
+    pipeline had written results/confidence/<library>.json. It now reuses that file when it was measured with the
+    same search and score, and calibrates anew (cached in the index folder) when not."""
+    results = tmp_path / "study" / "results"
+    make_library(tmp_path / "library.mgf", n=200)
+    library.index_library(tmp_path / "library.mgf", results / "library" / "lib")
+    written = calibration.calibrate_index(results / "library" / "lib", {"model": None})
+    (results / "confidence").mkdir(parents=True)
+    written.save(results / "confidence" / "lib.json")
+    built = []
+
+    def calibrate_again(index_dir: Path, params: dict):
+        built.append(params)
+        return written
+
+    monkeypatch.setattr(calibration, "calibrate_index", calibrate_again)
+    reused = calibration.cached_calibration(results / "library" / "lib", {"model": None})
+    assert not built and reused.scoring == written.scoring and reused.stats == written.stats
+    calibration.cached_calibration(results / "library" / "lib", {"model": None, "calibration_queries": 50})
+    assert len(built) == 1  # another calibration size: not the pipeline's measurement
+    # an index outside a study's results/library never looks for one
+    library.index_library(tmp_path / "library.mgf", tmp_path / "elsewhere" / "lib")
+    assert calibration.pipeline_calibration(tmp_path / "elsewhere" / "lib", engine.merge_params({"model": None})) is None

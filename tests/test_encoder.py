@@ -300,3 +300,31 @@ def test_validation_is_a_library_search(tmp_path) -> None:
     assert metrics["n_queries"] == 12 and metrics["n_isomer_queries"] == 6
     # s2 and s3 have only their own spectra as candidates: always right, whatever the weights.
     assert metrics["top1"] >= 0.5
+
+
+def test_training_views_and_validation_queries_carry_a_precursor_error(tmp_path) -> None:
+    """ms2study-encoder-v2 saw exact precursors only and moved a spectrum's embedding to cosine 0.89 of itself for a
+    3 ppm error: the training views now carry an error of sd ``precursor_error_ppm`` (none when 0)."""
+    import numpy as np
+
+    from ms2study.core.measurement import error_sd_for_tolerance, measured_precursor
+    from ms2study.encoder.training import TrainingData, _views, merge_params, sample_batch
+
+    rng = np.random.default_rng(0)
+    values = measured_precursor(np.full(20000, 500.0), 5.0, rng)
+    ppm = (values / 500.0 - 1.0) * 1e6
+    assert abs(ppm.mean()) < 0.2 and 4.8 < ppm.std() < 5.2
+    assert measured_precursor(300.0, 0.0, rng) == 300.0 and isinstance(measured_precursor(300.0, 2.0, rng), float)
+    assert error_sd_for_tolerance(10.0) == 2.5 and error_sd_for_tolerance(None) == 0.0
+    with pytest.raises(ValueError):
+        measured_precursor(300.0, -1.0, rng)
+    library = _training_library(tmp_path / "lib.mgf")
+    for error, expect_exact in ((5.0, False), (0.0, True)):
+        p = merge_params({**TINY_TRAIN, "augment": {"precursor_error_ppm": error}})
+        assert p["augment"]["mz_error_ppm"] == 3.0  # merged key by key
+        data = TrainingData([library], p)
+        picks = sample_batch(data, 4, 0.0, np.random.default_rng(1))
+        precursor = _views(data, picks, p, np.random.default_rng(2))[-2].numpy().astype(np.float64)
+        exact = np.concatenate([data.precursor[[data.unit_rows[k][0] for k in picks]]] * 2)
+        shift = np.abs(precursor / exact - 1.0) * 1e6
+        assert (shift.max() < 1e-3) if expect_exact else (shift.max() > 0.5 and shift.max() < 40), shift

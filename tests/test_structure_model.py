@@ -62,6 +62,12 @@ def test_em_recovers_the_share_of_right_hits_and_stays_cautious_when_small() -> 
     loose_pi, _ = structure_model.right_share_and_posteriors(llr[:30], pseudo_wrong=0.0)
     assert small_pi < loose_pi
     assert structure_model.right_share_and_posteriors(np.array([np.nan]))[0] == 0.0
+    # hits the model cannot score (NaN: no candidate shares enough fragments) get posterior 0 and leave the share
+    # of right hits among the scorable ones unchanged (counted as wrong, they halved it on held-out queries)
+    with_unscorable = np.concatenate([llr, np.full(n, np.nan)])
+    pi_nan, post_nan = structure_model.right_share_and_posteriors(with_unscorable, pseudo_wrong=0.0)
+    assert pi_nan == pytest.approx(pi, abs=1e-9) and np.all(post_nan[n:] == 0.0)
+    assert np.allclose(post_nan[:n], post)
 
 
 def test_posterior_q_values_are_running_mean_errors() -> None:
@@ -124,14 +130,15 @@ def test_the_structure_model_gives_level_2_where_the_structure_null_cannot() -> 
 
 
 def test_a_calibration_measured_with_an_earlier_score_is_refused_with_the_fix(tmp_path: Path) -> None:
-    # Versions 2 and 3 scored the precursor error inside the window: their nulls do not fit today's combined score.
+    # Versions 2 and 3 scored the precursor error inside the window: their nulls do not fit today's combined score;
+    # version 4 searched exact precursors (right hits looked better than a measured spectrum's).
     cal = confidence.Calibration.from_null(np.random.default_rng(5).random(500), np.random.default_rng(6).random(100),
                                            0.1, {"rank_by": "combined"}, structure_model=_score_only_model(),
                                            isomer_separability={"ABCDEFGHIJKLMN": 0.4})
     back = confidence.Calibration.load(cal.save(tmp_path / "now.json"))
     assert back.structure_model is not None and back.isomer_separability == {"ABCDEFGHIJKLMN": 0.4}
     data = json.loads((tmp_path / "now.json").read_text())
-    for version in (2, 3):
+    for version in (2, 3, 4):
         data["version"] = version
         (tmp_path / f"v{version}.json").write_text(json.dumps(data))
         with pytest.raises(InputError, match="not an identification calibration of this version") as err:

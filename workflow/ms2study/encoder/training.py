@@ -6,9 +6,11 @@ that block (``ms2study.encoder.splits.assign_split``), so the model is never eva
 benchmarks can recompute the split. A training step takes ``batch_compounds`` structures, part of them drawn as
 groups of isomers (same formula, different structure) so the hardest negatives sit in the same batch, and two
 spectra of each (two different measurements when there are, else one spectrum twice) through augmentations that
-mimic real measurements: peak dropout, multiplicative intensity noise, random noise peaks and m/z error in ppm. The
+mimic real measurements: peak dropout, multiplicative intensity noise, random noise peaks, m/z error in ppm, and an
+error of the precursor m/z (``precursor_error_ppm``: without it the encoder learns exact precursors). The
 loss is a symmetric InfoNCE: each view must pick its partner among all views of the batch. Validation is a library
-search: validation spectra as queries against all train and validation spectra within 10 ppm (``SearchSet``),
+search: validation spectra as queries (their precursor m/z with a measurement error, as in a sample) against all
+train and validation spectra within 10 ppm (``SearchSet``),
 top-1 by embedding cosine on all and on isomer queries; the best epoch is saved as
 ``model.safetensors`` + ``config.json`` (training record included) and ``split.parquet`` beside it.
 Imports core, io, kernels, library and the other encoder modules.
@@ -31,6 +33,7 @@ import torch
 from ms2study import __version__
 from ms2study.core.atomic import write_parquet
 from ms2study.core.errors import InputError
+from ms2study.core.measurement import measured_precursor
 from ms2study.core.params import schema_defaults
 from ms2study.encoder import inference as emb
 from ms2study.encoder.model import EncoderConfig, SpectrumEncoder, build_encoder, save_encoder
@@ -208,7 +211,7 @@ def _views(data: TrainingData, picks: np.ndarray, p: dict, rng: np.random.Genera
         m, i = augment(data.mz[a:b], data.intensity[a:b], float(data.precursor[row]), p["augment"], rng)
         mzs.append(m)
         ints.append(i)
-        precursors.append(data.precursor[row])
+        precursors.append(measured_precursor(data.precursor[row], p["augment"]["precursor_error_ppm"], rng))
     offsets = np.concatenate(([0], np.cumsum([m.size for m in mzs]))).astype(np.int64)
     sel_mz, sel_rel, sel_off = emb.select_peaks(np.concatenate(mzs), np.concatenate(ints), offsets, p["max_peaks"])
     arrays = emb.pad_batch(np.arange(len(mzs)), sel_mz, sel_rel, sel_off, np.asarray(precursors))
@@ -289,7 +292,12 @@ def evaluate(model: SpectrumEncoder, data: TrainingData, p: dict, device: torch.
     sub = data.spectra.take(rows)
     model.eval()
     vectors = _embed_with(model, sub.mz, sub.intensity, sub.offsets, sub.precursor_mz, p, device)
-    qv = vectors[np.searchsorted(rows, search.q_rows[search.q_of])]
+    # the queries as measured: their precursor carries the instrument's error (the library's does not)
+    queries = data.spectra.take(search.q_rows)
+    measured = measured_precursor(np.asarray(queries.precursor_mz, dtype=np.float64),
+                                  float(p["augment"]["precursor_error_ppm"]), np.random.default_rng(int(p["seed"]) + 5))
+    query_vectors = _embed_with(model, queries.mz, queries.intensity, queries.offsets, measured, p, device)
+    qv = query_vectors[search.q_of]
     cv = vectors[np.searchsorted(rows, search.cand)]
     sims = np.einsum("ij,ij->i", qv, cv)
     # Best candidate per query: sort by (query, -similarity) and take each query's first pair.

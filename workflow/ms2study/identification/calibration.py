@@ -16,7 +16,9 @@ sample spectra (same candidates, scores, combined-score plan and encoder), and t
 
 Each structure (first InChIKey block; seeded order) is searched up to three times, with other spectra of it
 where the library has them, at most ``calibration_queries`` searches; about half of the searches use a degraded
-copy (``ms2study.identification.reference.degrade`` at a random level 1-4, re-embedded), so that the null covers noisy spectra.
+copy (``ms2study.identification.reference.degrade`` at a random level 1-4), so that the null covers noisy spectra,
+and every query's precursor m/z carries a measurement error (sd: the ppm tolerance / 4,
+``ms2study.core.measurement``), as a sample's does; the queries are embedded as measured.
 With a trained encoder only structures outside its training split are searched (the encoder has memorised its
 training structures, whose embeddings would make the null too light).
 The Snakemake rule ``calibrate_library`` writes ``results/confidence/{library}.json``; ``ms2study score``
@@ -36,6 +38,7 @@ import numpy as np
 
 from ms2study.core.errors import InputError
 from ms2study.core.flat import FlatSpectra, offsets_from_counts
+from ms2study.core.measurement import error_sd_for_tolerance, measured_precursor
 from ms2study.encoder import inference
 from ms2study.encoder.checkpoints import model_split_settings, resolve_model_dir
 from ms2study.encoder.splits import assign_split
@@ -61,8 +64,10 @@ MAX_WIDE_PAIRS_PER_QUERY = 32
 MAX_WIDE_QUERIES = 1500      # searches whose +-5 Da window feeds the wrong-formula null (enough for ~50k scores)
 
 
-def _query_spectra(index: LibraryIndex, rows: np.ndarray, degraded: np.ndarray, seed: int) -> FlatSpectra:
-    """Library rows as query spectra; rows flagged in ``degraded`` get a random low-concentration level (1-4)."""
+def _query_spectra(index: LibraryIndex, rows: np.ndarray, degraded: np.ndarray, seed: int,
+                   precursor_error_ppm: float = 0.0) -> FlatSpectra:
+    """Library rows as query spectra; rows flagged in ``degraded`` get a random low-concentration level (1-4); every
+    precursor m/z gets a measurement error of sd ``precursor_error_ppm`` (``ms2study.core.measurement``)."""
     rng = np.random.default_rng(seed)
     mzs, ints = [], []
     for r, deg in zip(rows, degraded):
@@ -72,7 +77,9 @@ def _query_spectra(index: LibraryIndex, rows: np.ndarray, degraded: np.ndarray, 
             m, x = degrade(m, x, float(index.precursor_mz[r]), level, rng)
         mzs.append(np.asarray(m, dtype=np.float64))
         ints.append(np.asarray(x, dtype=np.float32))
-    return FlatSpectra.from_lists(mzs, ints, np.asarray(index.precursor_mz)[rows], np.asarray(index.ion_mode)[rows], rows)
+    precursor = measured_precursor(np.asarray(index.precursor_mz, dtype=np.float64)[rows], precursor_error_ppm,
+                                   np.random.default_rng(seed + 1))
+    return FlatSpectra.from_lists(mzs, ints, precursor, np.asarray(index.ion_mode)[rows], rows)
 
 
 def choose_queries(structure: np.ndarray, ion_mode: np.ndarray, n_max: int, seed: int,
@@ -169,16 +176,14 @@ def calibrate_index(index_dir: str | Path, params: dict | None = None) -> confid
     if rows.size == 0:
         raise InputError("the library has no spectra with an InChIKey and an ion mode to calibrate confidence with",
                          file=str(index_dir), fix="use a library with InChIKeys, or set annotate confidence: none")
-    queries = _query_spectra(index, rows, degraded, seed + 2)
+    # the queries as measured: degraded in part, every precursor with an instrument's error, embedded as such
+    precursor_error_ppm = error_sd_for_tolerance(p["precursor_tolerance_ppm"])
+    queries = _query_spectra(index, rows, degraded, seed + 2, precursor_error_ppm)
     q_emb = None
     if lib_emb is not None:
-        q_emb = lib_emb[rows].copy()
-        if degraded.any():
-            sel = np.flatnonzero(degraded)
-            sub = queries.take(sel)
-            emb, has, _info = inference.embed_arrays(sub.mz, sub.intensity, sub.offsets, sub.precursor_mz, eparams)
-            emb[~has] = np.nan
-            q_emb[sel] = emb
+        q_emb, has, _info = inference.embed_arrays(queries.mz, queries.intensity, queries.offsets,
+                                                   queries.precursor_mz, eparams)
+        q_emb[~has] = np.nan
     # One candidate search without the query's own spectrum; the null then also drops its structure.
     off, cand = find_candidates(queries.precursor_mz, queries.ion_mode, np.asarray(index.precursor_mz),
                                          np.asarray(index.ion_mode), p["precursor_tolerance_ppm"],
@@ -215,7 +220,7 @@ def calibrate_index(index_dir: str | Path, params: dict | None = None) -> confid
     separability_by_block = {str(blocks[r]): float(v) for r, v in zip(separability["row"], separability["best"])
                              if len(blocks[r]) == 14}
     stats = {
-        "n_queries": int(rows.size), "n_degraded": int(degraded.sum()),
+        "n_queries": int(rows.size), "n_degraded": int(degraded.sum()), "precursor_error_ppm": precursor_error_ppm,
         "n_wrong_formula_candidates": int(formula_null.size), "n_wrong_formula_in_window": int(in_window_formula.size),
         "n_wrong_structure_candidates": int(structure_null.size),
         "n_isomer_self_searches": int(gap.size), "n_isomer_self_errors": int(wrong.sum()),
@@ -461,9 +466,33 @@ def scoring_signature(p: dict, plan: CombinePlan) -> dict:
     return sig
 
 
+def pipeline_calibration(index_dir: str | Path, p: dict) -> confidence.Calibration | None:
+    """The calibration the pipeline's ``calibrate_library`` rule wrote for this index (``results/confidence/<name>.json``
+    beside ``results/library/<name>``), when it is readable and was measured with the search and score that
+    ``p`` (merged annotate parameters) asks for (``scoring_signature``); None otherwise."""
+    index_dir = Path(index_dir).resolve()
+    path = index_dir.parent.parent / "confidence" / f"{index_dir.name}.json"
+    if index_dir.parent.name != "library" or not path.is_file():
+        return None
+    try:
+        cal = confidence.Calibration.load(path)
+    except InputError:
+        return None
+    index = load_library_index(index_dir)
+    model_id, trained, lib_emb, _ = _encoder(p, index)
+    want = scoring_signature(p, combine_plan(p, model_id, trained, lib_emb is not None))
+    same = json.dumps(want, sort_keys=True, default=str) == json.dumps(cal.scoring, sort_keys=True, default=str)
+    return cal if same else None
+
+
 def cached_calibration(index_dir: str | Path, params: dict | None = None) -> confidence.Calibration:
-    """The calibration for ``params`` stored in the index folder (``calibration/<hash>.json``), built if absent."""
+    """The calibration for ``params``: the pipeline's own for a study's index (``pipeline_calibration``), else the
+    one stored in the index folder (``calibration/<hash>.json``), built if absent."""
     p = engine.merge_params(params)
+    from_pipeline = pipeline_calibration(index_dir, p)
+    if from_pipeline is not None:
+        log.info("using the study's calibration of %s (results/confidence)", index_dir)
+        return from_pipeline
     # The format version is part of the key: a calibration cached by an older version is rebuilt, never misread.
     digest = hashlib.sha256(json.dumps(
         {**{k: p[k] for k in sorted(p) if k not in ("top_k", "fdr", "min_score", "analogue_chunk_mb")},

@@ -6,7 +6,8 @@ precursor error, into one calibrated score: it reads a reference library, tags e
 structure-disjoint split (``ms2study.encoder.splits.assign_split``, with the seed and fractions recorded in the model's
 ``config.json``), draws query spectra from the VALIDATION structures (the encoder never trained on them, so
 their embedding similarities behave like those of new compounds; part of the queries are degraded like
-low-concentration measurements), takes every other train or validation spectrum of the same ion mode within
+low-concentration measurements, and every query's precursor m/z carries a measurement error, sd the tolerance / 4,
+``ms2study.core.measurement``), takes every other train or validation spectrum of the same ion mode within
 10 ppm as a candidate, labels a pair 1 when both share the first InChIKey block, and fits an L2-regularised
 logistic regression (scikit-learn) on standardised feature DIFFERENCES between a true and a wrong candidate of
 the same query (what decides a ranking), then calibrates scale and intercept on the labels. The standardisation
@@ -21,6 +22,7 @@ Imports core, encoder and the identification modules below it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import platform
@@ -32,6 +34,7 @@ import numpy as np
 
 from ms2study.core.atomic import write_text
 from ms2study.core.errors import InputError
+from ms2study.core.measurement import error_sd_for_tolerance, measured_precursor
 from ms2study.core.params import overlay
 from ms2study.encoder import inference
 from ms2study.encoder.checkpoints import model_split_settings
@@ -200,6 +203,10 @@ def learn_combined(library_paths: list[str | Path], model_dir: str | Path, param
               else LOW_CONCENTRATION_LEVELS[int(rng.integers(1, len(LOW_CONCENTRATION_LEVELS)))] for _ in q_rows]
     queries = query_set(ref, q_rows, levels, seed + 1)
     ppm = float(p["precursor_tolerance_ppm"])
+    # the queries as measured: a precursor error (sd: the tolerance / 4) as a sample spectrum carries one, so the
+    # embedding weight is learned on embeddings of measured precursors (ms2study.core.measurement)
+    queries = dataclasses.replace(queries, precursor_mz=measured_precursor(
+        queries.precursor_mz, error_sd_for_tolerance(ppm), np.random.default_rng(seed + 3)))
     # Only library rows that are some query's candidate need an embedding.
     _off, pre_cand = find_candidates(queries.precursor_mz, queries.ion_mode,
                                               np.asarray(ref.index.precursor_mz), np.asarray(ref.index.ion_mode),

@@ -118,8 +118,11 @@ def right_share_and_posteriors(log_lr: np.ndarray, pseudo_wrong: float = PSEUDO_
                                iterations: int = 500) -> tuple[float, np.ndarray]:
     """EM estimate of the share ``pi`` of hits naming the right structure, and each hit's posterior.
 
-    ``log_lr`` shape (n,): log likelihood ratios (NaN counts as no evidence, posterior 0). ``pseudo_wrong`` wrong
-    hits are added to the denominator of ``pi``. Returns (pi, posteriors of shape (n,)); (0, zeros) when n is 0.
+    ``log_lr`` shape (n,): log likelihood ratios; NaN marks a hit the model cannot score (no candidate sharing
+    ``min_matched_peaks`` fragments: never an identification), posterior 0, and not counted in ``pi``: the model was
+    fitted on scorable hits only, so ``pi`` is the right share among them (counting the others as wrong halved it on
+    the held-out MassBank queries). ``pseudo_wrong`` wrong hits are added to the denominator of ``pi``. Returns
+    (pi, posteriors of shape (n,)); (0, zeros) when no hit is scorable.
     """
     llr = np.asarray(log_lr, dtype=np.float64)
     ok = np.isfinite(llr)
@@ -130,7 +133,7 @@ def right_share_and_posteriors(log_lr: np.ndarray, pseudo_wrong: float = PSEUDO_
     pi = 0.5
     for _ in range(iterations):
         p = pi * lr / (pi * lr + 1.0 - pi)
-        new = float(p.sum() / (llr.size + pseudo_wrong))
+        new = float(p.sum() / (lr.size + pseudo_wrong))
         if abs(new - pi) < 1e-9:
             pi = new
             break
