@@ -51,16 +51,9 @@ from ms2study.library.index import LibraryIndex, load_library_index
 
 log = logging.getLogger(__name__)
 
-
 DEGRADED_FRACTION = 0.5
-
-
 SEARCHES_PER_STRUCTURE = 3
-
-
 MAX_WIDE_PAIRS_PER_QUERY = 32
-
-
 MAX_WIDE_QUERIES = 1500      # searches whose +-5 Da window feeds the wrong-formula null (enough for ~50k scores)
 
 
@@ -472,14 +465,13 @@ def pipeline_calibration(index_dir: str | Path, p: dict) -> confidence.Calibrati
     ``p`` (merged annotate parameters) asks for (``scoring_signature``); None otherwise."""
     index_dir = Path(index_dir).resolve()
     path = index_dir.parent.parent / "confidence" / f"{index_dir.name}.json"
-    if index_dir.parent.name != "library" or not path.is_file():
-        return None
     try:
-        cal = confidence.Calibration.load(path)
+        cal = confidence.Calibration.load(path) if index_dir.parent.name == "library" and path.is_file() else None
     except InputError:
+        cal = None
+    if cal is None:
         return None
-    index = load_library_index(index_dir)
-    model_id, trained, lib_emb, _ = _encoder(p, index)
+    model_id, trained, lib_emb, _ = _encoder(p, load_library_index(index_dir))
     want = scoring_signature(p, combine_plan(p, model_id, trained, lib_emb is not None))
     same = json.dumps(want, sort_keys=True, default=str) == json.dumps(cal.scoring, sort_keys=True, default=str)
     return cal if same else None
