@@ -396,3 +396,21 @@ def test_score_reuses_the_calibration_the_pipeline_wrote_for_a_study_index(tmp_p
     # an index outside a study's results/library never looks for one
     library.index_library(tmp_path / "library.mgf", tmp_path / "elsewhere" / "lib")
     assert calibration.pipeline_calibration(tmp_path / "elsewhere" / "lib", engine.merge_params({"model": None})) is None
+
+
+def test_calibration_searches_library_spectra_with_a_measured_precursor(lib_dir: tuple[Path, list[dict]]) -> None:
+    """A library record's precursor is exact, a sample's is not: the calibration's queries carry an error of sd
+    tolerance / 4 ppm (encoder v2's embeddings of exact precursors had made every right hit look surer than a
+    measured one), and the stats say how large."""
+    from ms2study.identification.calibration import _query_spectra
+    from ms2study.library.index import load_library_index
+
+    root, _entries = lib_dir
+    index = load_library_index(root / "index")
+    rows = np.arange(200)
+    exact = np.asarray(index.precursor_mz, dtype=np.float64)[rows]
+    measured = _query_spectra(index, rows, np.zeros(200, dtype=bool), 3, precursor_error_ppm=2.5)
+    ppm = (measured.precursor_mz / exact - 1.0) * 1e6
+    assert 1.8 < ppm.std() < 3.2 and np.abs(ppm).max() < 15
+    assert np.array_equal(_query_spectra(index, rows, np.zeros(200, dtype=bool), 3).precursor_mz, exact)
+    assert calibration.calibrate_index(root / "index", {"model": None}).stats["precursor_error_ppm"] == 2.5
