@@ -276,3 +276,37 @@ def test_too_few_wrong_structures_single_out_no_hit() -> None:
     assert np.isfinite(cal.p_formula(s, n)).all()
     enough = confidence.Calibration.from_null(formula_scores, rng.beta(2, 3, 200), 0.05, {"rank_by": "combined"})
     assert np.isfinite(enough.p_structure(s, n)).all()
+
+
+def test_level_2_is_decided_over_the_study_s_features_from_the_model_s_likelihood_ratios() -> None:
+    """One sample's search holds few rank-1 hits, so its share of right structures is held down by the pseudo-count
+    of wrong hits and no spectrum of a 16-sample spike-in study reached level 2. The study's features, each with its
+    best spectrum's log likelihood ratio (``structure_log_lr``), are pooled into one estimate: strong evidence gives
+    level 2, weak evidence or a rival isomer level 3; annotations without the ratios keep each spectrum's level."""
+    rows, links = [], []
+    for k in range(40):  # 40 features, each seen by one spectrum in each of two samples, all accepted (p 1e-6)
+        strong = k < 30
+        for s in ("s1", "s2"):
+            ik = f"{chr(65 + k % 26)}{chr(65 + k // 26)}AAAAAAAAAAAA-X-N"
+            rows.append((f"{s}:{k}", s, f"{s}:F{k}", 1, f"L{k}", f"c{k}", ik, "C", f"C{k + 3}H8", "[M+H]+", 0.95,
+                         0.9, 1e-6, 3, [ik], 6.0 if strong else -1.0))
+            links.append((f"C{k}", s, f"{s}:F{k}"))
+    cols = ["spectrum_id", "sample_id", "feature_id", "rank", "library_id", "library_name", "library_inchikey",
+            "library_smiles", "library_formula", "library_adduct", "combined", "cosine", "p_value", "msi_level",
+            "isomer_inchikeys", "structure_log_lr"]
+    ann = pl.DataFrame([dict(zip(cols, r)) for r in rows],
+                       schema_overrides={"msi_level": pl.Int8, "isomer_inchikeys": pl.List(pl.Utf8)})
+    link = pl.DataFrame(links, schema=["consensus_id", "sample_id", "feature_id"], orient="row")
+    out = identify.identify_features(ann, link, fdr=0.01)
+    level = dict(zip(out["consensus_id"], out["msi_level"]))
+    assert out["accepted"].all()
+    # every spectrum was level 3 in its own sample; over the study, the 30 strong features are level 2
+    assert sorted(c for c, lv in level.items() if lv == 2) == sorted(f"C{k}" for k in range(30))
+    strong = out.filter(pl.col("consensus_id").is_in([f"C{k}" for k in range(30)]))
+    assert strong["structure_q_value"].max() <= 0.01 and strong["isomer_inchikeys"].list.len().max() == 1
+    # q-values are set-level: one weak feature joining the 30 strong ones makes their mean error 0.026
+    weak = out.filter(~pl.col("consensus_id").is_in(strong["consensus_id"].to_list()))
+    assert weak["structure_q_value"].min() > 0.02
+    # without the ratios: each spectrum's own level (all 3 here)
+    older = identify.identify_features(ann.drop("structure_log_lr"), link, fdr=0.01)
+    assert (older["msi_level"] == 3).all() and older["structure_q_value"].is_null().all()

@@ -41,7 +41,8 @@ def confidence_table(
     ``query_peaks`` (peaks per query, indexed like ``n_candidates``) feeds the calibration's level-2 model
     (``ms2study.identification.structure_model``); ``structure_q_value`` is then that model's q-value that the
     STRUCTURE is right, and level 2 needs it at or below ``fdr``.
-    Columns: ``_q``, p_value, q_value, structure_q_value, accepted, msi_level (2/3, null when not accepted),
+    Columns: ``_q``, p_value, q_value, structure_q_value, structure_log_lr (the level-2 model's log likelihood ratio
+    of the right structure; NaN without a model or when not scorable), accepted, msi_level (2/3, null when not accepted),
     isomer_inchikeys (rank-1's InChIKey first, then other structures of its formula within the isomer margin).
     """
     structure, formula = codes if codes is not None else confidence.library_codes(index.metadata)
@@ -66,6 +67,7 @@ def confidence_table(
     n = np.asarray(n_candidates)[q_idx]
     fdr = float(p["fdr"])
     margin = p["isomer_margin"]
+    llr = np.full(s1.shape, np.nan)
     if calibration is not None:
         pv = calibration.p_formula(s1, n)
         qv = confidence.bh_q_values(pv)
@@ -74,7 +76,7 @@ def confidence_table(
         qs = confidence.bh_q_values(calibration.p_structure(s1, n, hit_class))
         margin = calibration.isomer_margin if margin == "auto" else float(margin)
         if calibration.structure_model is not None:
-            qs = _model_structure_q(f, frame, structure, formula, calibration, n_candidates, query_peaks, q_idx)
+            qs, llr = _model_structure_q(f, frame, structure, formula, calibration, n_candidates, query_peaks, q_idx)
     else:
         pv = np.full(s1.shape, np.nan)
         qv = top["_rowq"].to_numpy() if row_q_values is not None else np.full(s1.shape, np.nan)
@@ -83,7 +85,7 @@ def confidence_table(
     near = iso.filter(pl.col("_key") >= pl.col("_s1") - margin)
     best_iso = iso.group_by("_q").agg(pl.col("_key").max().alias("_iso"))
     near_keys = near.group_by("_q").agg(pl.col("_ik").drop_nulls().unique(maintain_order=True).alias("_near"))
-    out = pl.DataFrame({"_q": q_idx, "p_value": pv, "q_value": qv, "structure_q_value": qs,
+    out = pl.DataFrame({"_q": q_idx, "p_value": pv, "q_value": qv, "structure_q_value": qs, "structure_log_lr": llr,
                         "_s1": s1, "_ik1": top["_ik1"]}, schema_overrides={"_ik1": pl.Utf8})
     out = out.join(best_iso, on="_q", how="left").join(near_keys, on="_q", how="left")
     accepted = (pl.col("q_value") <= fdr).fill_null(False)
@@ -100,14 +102,15 @@ def confidence_table(
         .otherwise(isomers.list.drop_nulls().list.unique(maintain_order=True)).alias("isomer_inchikeys"),
         pl.when(pl.col("_s1").is_finite() & pl.col("_iso").is_finite())
         .then(pl.col("_s1") - pl.col("_iso")).otherwise(None).alias("isomer_gap"),
-    ).select("_q", "p_value", "q_value", "structure_q_value", "accepted", "msi_level", "isomer_inchikeys",
-             "isomer_gap")
+    ).select("_q", "p_value", "q_value", "structure_q_value", "structure_log_lr", "accepted", "msi_level",
+             "isomer_inchikeys", "isomer_gap")
 
 
 def _model_structure_q(f: pl.DataFrame, frame: pl.DataFrame, structure: np.ndarray, formula: np.ndarray,
                        calibration: confidence.Calibration, n_candidates: np.ndarray,
-                       query_peaks: np.ndarray | None, q_idx: np.ndarray) -> np.ndarray:
-    """Structure q-values of the rank-1 hits ``q_idx`` from the calibration's level-2 model (EM over these hits)."""
+                       query_peaks: np.ndarray | None, q_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Structure q-values of the rank-1 hits ``q_idx`` from the calibration's level-2 model (EM over these hits),
+    and their log likelihood ratios (NaN: not scorable), each of shape (len(q_idx),)."""
     n_queries = len(n_candidates)
     if query_peaks is None:
         query_peaks = np.full(n_queries, np.nan)
@@ -124,7 +127,7 @@ def _model_structure_q(f: pl.DataFrame, frame: pl.DataFrame, structure: np.ndarr
     # no identifiable candidate (every key -inf): no evidence, posterior 0 (a NaN row would read as "missing" bins)
     llr = np.where(np.isnan(rows[:, structure_model.FEATURES.index("score")]), np.nan, llr)
     _pi, post = structure_model.right_share_and_posteriors(llr)
-    return structure_model.posterior_q_values(post)
+    return structure_model.posterior_q_values(post), llr
 
 
 def _decoy_q_values(

@@ -69,6 +69,7 @@ EXTRA_COLUMNS: dict[str, pl.DataType] = {
     "accepted": pl.Boolean,
     "p_value": pl.Float64,
     "structure_q_value": pl.Float64,
+    "structure_log_lr": pl.Float64,  # level-2 model: log likelihood ratio of the right structure (rank 1; NaN: none)
     "msi_level": pl.Int8,
     "isomer_inchikeys": pl.List(pl.Utf8),
     "isomer_gap": pl.Float64,      # rank-1 score minus the best other structure of its formula (null: none)
@@ -219,11 +220,11 @@ def annotate_spectra(
     if conf is not None:
         ranked = ranked.join(conf, on="_q", how="left").with_columns(
             pl.when(pl.col("rank") == 1).then(pl.col(c)).alias(c)
-            for c in ("p_value", "q_value", "structure_q_value", "accepted", "msi_level", "isomer_inchikeys",
-                      "isomer_gap"))
+            for c in ("p_value", "q_value", "structure_q_value", "structure_log_lr", "accepted", "msi_level",
+                      "isomer_inchikeys", "isomer_gap"))
     else:
         ranked = ranked.with_columns(pl.lit(None, dtype=pl.Float64).alias(c)
-                                     for c in ("p_value", "q_value", "structure_q_value")).with_columns(
+                                     for c in ("p_value", "q_value", "structure_q_value", "structure_log_lr")).with_columns(
             pl.lit(None, dtype=pl.Int8).alias("msi_level"), pl.lit(None, dtype=pl.List(pl.Utf8)).alias("isomer_inchikeys"),
             pl.lit(None, dtype=pl.Float64).alias("isomer_gap"))
     ranked = ranked.with_columns(pl.col("accepted").fill_null(False) if "accepted" in ranked.columns
@@ -256,6 +257,7 @@ def annotate_spectra(
         "accepted": ranked["accepted"],
         "p_value": ranked["p_value"].fill_nan(None),
         "structure_q_value": ranked["structure_q_value"].fill_nan(None),
+        "structure_log_lr": ranked["structure_log_lr"].fill_nan(None),
         "msi_level": ranked["msi_level"],
         "isomer_inchikeys": ranked["isomer_inchikeys"],
         "isomer_gap": ranked["isomer_gap"],

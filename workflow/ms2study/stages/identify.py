@@ -8,8 +8,11 @@ best cosine. Confidence: the feature's p-value combines the spectrum p-values of
 Simes test over all of the feature's searched spectra (the others count as p = 1), so several agreeing spectra
 strengthen the evidence and one lucky spectrum among many does not; q-values are Benjamini-Hochberg over the
 consensus features with a hit (``ms2study.identification.confidence``). The
-Schymanski level is 2 only when the best spectrum of the identity was level 2 and no supporting spectrum saw the hit as
-level 3 or chose another structure of the same formula; otherwise 3, with every isomer named by the spectra in
+Schymanski level is 2 when the feature's ``structure_q_value`` is at most the FDR and no spectrum of the feature
+chose another structure of the same formula: the level-2 model's log likelihood ratio of its best spectrum, with the
+share of right structures estimated once over all of the study's features (``structure_q_values``; per sample too
+few hits for that). Annotations without those ratios (older files) keep the older rule: the best spectrum was level
+2 and no supporting spectrum saw the hit as level 3. Otherwise 3, with every isomer named by the spectra in
 ``isomer_inchikeys``. Without q-values in the annotations (``confidence: none``) nothing is accepted.
 
 With the study's adduct grouping (``--adduct-groups``: the corrected matrix's ``compound_group`` and ``adduct``
@@ -44,7 +47,7 @@ from ms2study.core import tables
 from ms2study.core.atomic import write_parquet
 from ms2study.core.errors import InputError
 from ms2study.correction.adduct_notation import adduct_contradiction, nh3_loss_reading, same_ion
-from ms2study.identification import confidence
+from ms2study.identification import confidence, structure_model
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,7 @@ IDENTIFICATIONS: dict[str, pl.DataType] = {
     "best_cosine": pl.Float64,
     "p_value": pl.Float64,
     "q_value": pl.Float64,
+    "structure_q_value": pl.Float64,  # that the STRUCTURE is right: the level-2 model over the study's features
     "accepted": pl.Boolean,
     "compound_group": pl.Utf8,      # the feature's compound group (null without --adduct-groups)
     "feature_adduct": pl.Utf8,      # the feature's grouped adduct ("[M+Na]+", "[M+H]+ M+1"; null when unknown)
@@ -103,6 +107,21 @@ def simes(p_values: list[float] | None, n_tests: int) -> float:
     return float(min(1.0, np.min(max(int(n_tests), pv.size) * pv / k)))
 
 
+def structure_q_values(log_lr: pl.Series) -> pl.Series:
+    """Structure q-values of the study's features (``ms2study.identification.structure_model``): ``log_lr`` holds
+    each feature's best spectrum's log likelihood ratio of the right structure (null: not scorable). One sample's
+    search holds few rank-1 hits, so its estimate of the share of right ones is held down by the pseudo-count of
+    wrong hits (on a 16-sample spike-in study no spectrum reached level 2); the study's features, one hit each, are
+    many, and their share is estimated once over all of them. Returns Float64 q-values (null where not scorable, or
+    all null when no feature is scorable)."""
+    llr = log_lr.cast(pl.Float64).fill_null(np.nan).to_numpy()
+    if not np.isfinite(llr).any():
+        return pl.Series("structure_q_value", np.full(llr.size, None), dtype=pl.Float64)
+    _pi, post = structure_model.right_share_and_posteriors(llr)
+    q = structure_model.posterior_q_values(post)
+    return pl.Series("structure_q_value", np.where(np.isfinite(llr), q, np.nan)).fill_nan(None)
+
+
 def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float = 0.01,
                       classes: pl.DataFrame | None = None, groups: pl.DataFrame | None = None,
                       run_types: dict[str, str] | None = None) -> pl.DataFrame:
@@ -122,7 +141,7 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
         return pl.DataFrame(schema=IDENTIFICATIONS)
     for col, dtype in (("p_value", pl.Float64), ("msi_level", pl.Int8), ("isomer_inchikeys", pl.List(pl.Utf8)),
                        ("entropy", pl.Float64), ("embedding", pl.Float64), ("modified_cosine", pl.Float64),
-                       ("in_source_parent_mz", pl.Float64)):
+                       ("in_source_parent_mz", pl.Float64), ("structure_log_lr", pl.Float64)):
         if col not in annotations.columns:
             annotations = annotations.with_columns(pl.lit(None, dtype=dtype).alias(col))
     top = annotations.filter((pl.col("rank") == 1) & pl.col("feature_id").is_not_null()).join(
@@ -173,6 +192,7 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
               .group_by("consensus_id").agg(pl.col("library_inchikey").drop_nulls().unique().sort().alias("_rivals")))
     out = (best.select("consensus_id", "library_name", "library_inchikey", "library_smiles", "library_formula",
                        "library_adduct", "library_id", pl.col("msi_level").alias("_level_best"), "_identity",
+                       pl.col("structure_log_lr").alias("_llr"),
                        "compound_group", "feature_adduct", "_contra_note", "_differs", "_nh3", "_veto_ok",
                        "_n_detected", *EVIDENCE_OUT, pl.col("cosine").alias("_cos1"),
                        pl.col("entropy").alias("_entropy1"), pl.col("embedding").alias("_embedding1"),
@@ -184,8 +204,12 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
     out = out.with_columns(pl.Series("p_value", p), pl.Series("q_value", q)).with_columns(
         pl.col("p_value").fill_nan(None), pl.col("q_value").fill_nan(None))
     out = _adduct_acceptance(out, fdr)
+    out = out.with_columns(structure_q_values(out["_llr"]).alias("structure_q_value"))
     accepted = pl.col("accepted")
-    level2 = (pl.col("_level_best") == 2) & ~pl.col("_any3") & pl.col("_rivals").is_null()
+    if out["structure_q_value"].is_not_null().any():  # the study-wide level-2 model (structure_q_values)
+        level2 = (pl.col("structure_q_value") <= fdr).fill_null(False) & pl.col("_rivals").is_null()
+    else:  # annotations without the model's log likelihood ratios: each spectrum's own level
+        level2 = (pl.col("_level_best") == 2) & ~pl.col("_any3") & pl.col("_rivals").is_null()
     out = out.with_columns(
         pl.when(accepted).then(pl.when(level2).then(2).otherwise(3)).cast(pl.Int8).alias("msi_level"),
         pl.when(accepted & ~level2).then(
