@@ -42,7 +42,8 @@ def confidence_table(
     (``ms2study.identification.structure_model``); ``structure_q_value`` is then that model's q-value that the
     STRUCTURE is right, and level 2 needs it at or below ``fdr``.
     Columns: ``_q``, p_value, q_value, structure_q_value, structure_log_lr (the level-2 model's log likelihood ratio
-    of the right structure; NaN without a model or when not scorable), accepted, msi_level (2/3, null when not accepted),
+    of the right structure; NaN without a model or when not scorable), accepted, msi_level (2/3, null when not
+    accepted),
     isomer_inchikeys (rank-1's InChIKey first, then other structures of its formula within the isomer margin).
     """
     structure, formula = codes if codes is not None else confidence.library_codes(index.metadata)

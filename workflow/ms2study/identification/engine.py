@@ -223,8 +223,8 @@ def annotate_spectra(
             for c in ("p_value", "q_value", "structure_q_value", "structure_log_lr", "accepted", "msi_level",
                       "isomer_inchikeys", "isomer_gap"))
     else:
-        ranked = ranked.with_columns(pl.lit(None, dtype=pl.Float64).alias(c)
-                                     for c in ("p_value", "q_value", "structure_q_value", "structure_log_lr")).with_columns(
+        unset = ("p_value", "q_value", "structure_q_value", "structure_log_lr")
+        ranked = ranked.with_columns(pl.lit(None, dtype=pl.Float64).alias(c) for c in unset).with_columns(
             pl.lit(None, dtype=pl.Int8).alias("msi_level"), pl.lit(None, dtype=pl.List(pl.Utf8)).alias("isomer_inchikeys"),
             pl.lit(None, dtype=pl.Float64).alias("isomer_gap"))
     ranked = ranked.with_columns(pl.col("accepted").fill_null(False) if "accepted" in ranked.columns
