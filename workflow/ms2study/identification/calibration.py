@@ -22,8 +22,8 @@ and every query's precursor m/z carries a measurement error (sd: the ppm toleran
 With a trained encoder only structures outside its training split are searched (the encoder has memorised its
 training structures, whose embeddings would make the null too light).
 The Snakemake rule ``calibrate_library`` writes ``results/confidence/{library}.json``; ``ms2study score``
-caches its calibration inside the index folder. Imports core, kernels, library, encoder and the identification
-modules below it.
+reuses that file for a study's index (``pipeline_calibration``), else caches its own inside the index folder.
+Imports core, kernels, library, encoder and the identification modules below it.
 """
 
 from __future__ import annotations
