@@ -4,6 +4,7 @@ with their rule, sample, log files and outputs (``ms2study run`` reads it to sum
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,31 +47,39 @@ class RunLog:
     unrecorded_jobs: int = 0
     unrecorded_rules: list[str] = field(default_factory=list)
 
-    def unrecorded_note(self, results_without_records: bool = False) -> str | None:
+    def unrecorded_note(self, outputs_without_records: list[str] | None = None) -> str | None:
         """The warning on outputs kept without Snakemake's records (a study copied without its ``.snakemake``
         folder, or the folder deleted): Snakemake then compares file times only, so results made by other code or
-        settings look finished. ``results_without_records``: ``unrecorded_results`` before the run (Snakemake says
-        nothing of it when no job runs). None when every kept output has its records."""
-        if not self.unrecorded_jobs and not results_without_records:
+        settings look finished. ``outputs_without_records``: ``unrecorded_outputs`` after the run (Snakemake says
+        nothing of them when no job runs). None when every kept output has its records."""
+        missing = list(outputs_without_records or [])
+        if not self.unrecorded_jobs and not missing:
             return None
         what = (f"{self.unrecorded_jobs} finished job(s) were kept without Snakemake's records of how they were made "
                 f"(rules: {', '.join(self.unrecorded_rules) or '?'})" if self.unrecorded_jobs else
-                "results/ was kept without Snakemake's records of how it was made (.snakemake/metadata is missing "
-                "or empty)")
+                f"{len(missing)} result(s) have no Snakemake record of how they were made (e.g. {missing[0]})")
         return (f"ms2study: warning: {what}: the study was probably copied or moved without its hidden .snakemake "
                 "folder. Changes of ms2study, the settings or the encoder since those results were made cannot be "
                 "detected, so they were not rerun. To recompute everything with this version and these settings, "
                 "run the same command with --forceall.")
 
 
-def unrecorded_results(study_dir: Path) -> bool:
-    """Whether ``study_dir/results`` holds a file while ``.snakemake/metadata`` (Snakemake's record of how each
-    output was made: code, parameters, inputs) is missing or empty."""
-    metadata = Path(study_dir) / ".snakemake" / "metadata"
-    if metadata.is_dir() and any(metadata.iterdir()):
-        return False
-    results = Path(study_dir) / "results"
-    return results.is_dir() and any(p.is_file() for p in results.rglob("*"))
+def _has_record(study_dir: Path, relative: str) -> bool:
+    """Whether Snakemake keeps a record for output ``relative`` (its path under the study folder): a file named by
+    the path's URL-safe base64, cut into folders of 254 characters (snakemake.persistence.file)."""
+    encoded = base64.urlsafe_b64encode(relative.encode()).decode()
+    parts = [encoded[i:i + 254] for i in range(0, len(encoded), 254)]
+    return Path(study_dir, ".snakemake", "metadata", *parts).exists()
+
+
+def unrecorded_outputs(study_dir: Path) -> list[str]:
+    """The study's main outputs (the report, identifications, each sample's features) that exist without a Snakemake
+    record, as paths under ``study_dir``: results that Snakemake can only judge by file times."""
+    study_dir = Path(study_dir)
+    names = ["results/study/report.html", "results/study/identifications.parquet"]
+    names += sorted(p.relative_to(study_dir).as_posix()
+                    for p in study_dir.glob("results/samples/*/features.parquet"))
+    return [n for n in names if (study_dir / n).is_file() and not _has_record(study_dir, n)]
 
 
 _BLOCK_START = re.compile(r"^(?:local)?(?:rule|checkpoint) (\S+):$")

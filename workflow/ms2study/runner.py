@@ -33,7 +33,7 @@ from ms2study.io.runfiles import identical_run_warnings
 from ms2study.outofdate import (OUT_OF_DATE_NOTE, OUT_OF_DATE_REPORT, REPORT, mark_report_out_of_date,
                                 pending_samples, unforced, write_out_of_date_note)
 from ms2study.runlog import RunLog, parse_snakemake_log, read_run_log  # noqa: F401 (parse_snakemake_log: tests)
-from ms2study.runlog import unrecorded_results
+from ms2study.runlog import unrecorded_outputs
 
 # Outputs of jobs that the report does not depend on (encoder training, requested on its own).
 NOT_FOR_REPORT = ("results/models/",)
@@ -339,11 +339,10 @@ def _keeps_going(extra: list[str]) -> bool:
 
 
 def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] | None = None,
-              env: dict[str, str] | None = None, unrecorded: bool = False) -> str:
-    """The lines printed at the end of a run: failed jobs with samples and logs, and the state of the report (when
-    it is out of date, also the samples with jobs still to run: ``outofdate.pending_samples`` with ``env``);
-    ``unrecorded``: results/ held outputs without Snakemake's records before the run (``runlog.unrecorded_results``).
-    """
+              env: dict[str, str] | None = None) -> str:
+    """The lines printed at the end of a run: failed jobs with samples and logs, the state of the report (when it
+    is out of date, also the samples with jobs still to run: ``outofdate.pending_samples`` with ``env``), and results
+    kept without Snakemake's records (``runlog.unrecorded_outputs``)."""
     study_dir = Path(study_dir)
     run = read_run_log(study_dir, since)
     lines: list[str] = []
@@ -359,7 +358,7 @@ def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] |
         else:  # targets the report does not depend on: jobs ran, the report is not this run's
             lines.append("ms2study: the run finished; it did not write the report"
                          + (f" (the one there is from an earlier run: {report})" if report.exists() else ""))
-        return "\n".join(lines + [note for note in [run.unrecorded_note(unrecorded)] if note])
+        return "\n".join(lines + [note for note in [run.unrecorded_note(unrecorded_outputs(study_dir))] if note])
     if run.lock_error:
         lines.append("ms2study: Snakemake found the study folder locked.")
         message = check_lock(study_dir, list(extra or []), recover=False)
@@ -470,11 +469,11 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
         if "--rerun-incomplete" not in extra and "--ri" not in extra:
             command.append("--rerun-incomplete")
     print("+ " + shlex.join(command), file=sys.stderr, flush=True)
-    since, unrecorded = time.time(), takes_lock and unrecorded_results(study_dir)
+    since = time.time()
     code = _call(command, env)
     if takes_lock:  # an interrupted Snakemake can exit 0 after "At least one job did not complete successfully"
         code = 1 if code == 0 and ((log := read_run_log(study_dir, since)).incomplete or log.failed) else code
-        summary = summarize(study_dir, code, since, extra, env, unrecorded)
+        summary = summarize(study_dir, code, since, extra, env)
         if summary:
             print(summary, file=sys.stderr, flush=True)
     return code
