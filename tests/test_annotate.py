@@ -266,6 +266,16 @@ def test_cli_annotate_and_score(lib_dir: tuple[Path, list[dict]], tmp_path: Path
     index_dir = tmp_path / "cache" / "library"
     assert (index_dir / "manifest.json").exists() and list((index_dir / "calibration").glob("*.json"))
     assert list((index_dir / "embeddings").glob("*.npy"))
+    # --params sets what the options leave unset (a fresh user's trial: top_k and the window in --params were
+    # silently replaced by the options' defaults); an option given wins over --params
+    assert cli.main(["score", "--queries", str(root / "library.mgf"), "--library", str(root / "library.mgf"),
+                     "--out", str(hits), "--params", '{"top_k": 2, "precursor_tolerance_ppm": 20}',
+                     "--index-root", str(tmp_path / "cache")]) == 0
+    assert pl.read_parquet(hits).group_by("query_id").len()["len"].max() == 2
+    assert cli.main(["score", "--queries", str(root / "library.mgf"), "--library", str(root / "library.mgf"),
+                     "--out", str(hits), "--params", '{"top_k": 2}', "--top-k", "3",
+                     "--index-root", str(tmp_path / "cache")]) == 0
+    assert pl.read_parquet(hits).group_by("query_id").len()["len"].max() == 3
 
 
 def test_without_a_library_the_table_is_empty_but_complete(tmp_path: Path) -> None:

@@ -147,9 +147,11 @@ def score_files(
 
 def _cli_score(args: argparse.Namespace) -> int:
     params = load_params(args)
-    params.update({"precursor_tolerance_ppm": args.ppm, "top_k": args.top_k, "mode": args.mode})
-    if args.da is not None:
-        params["precursor_tolerance_da"] = args.da
+    # an option given on the command line wins; otherwise --params, then the annotate defaults
+    for key, value in (("precursor_tolerance_ppm", args.ppm), ("top_k", args.top_k), ("mode", args.mode),
+                       ("precursor_tolerance_da", args.da)):
+        if value is not None:
+            params[key] = value
     if args.no_embedding:
         params["model"] = None
     out = score_files(args.queries, args.library, params, index_root=args.index_root)
@@ -168,11 +170,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--queries", required=True, help="queries: .mgf/.msp/.json or a spectra.parquet")
     s.add_argument("--library", nargs="+", required=True, help="library file(s) (.mgf/.msp/.json) or one index folder")
     s.add_argument("--out", required=True, help="hits.parquet to write")
-    s.add_argument("--ppm", type=float, default=engine.DEFAULT_PARAMS["precursor_tolerance_ppm"],
-                   help="precursor window (ppm)")
+    s.add_argument("--ppm", type=float, default=None,
+                   help=f"precursor window (ppm; default {engine.DEFAULT_PARAMS['precursor_tolerance_ppm']})")
     s.add_argument("--da", type=float, default=None, help="precursor window in Da (replaces --ppm)")
-    s.add_argument("--top-k", type=int, default=engine.DEFAULT_PARAMS["top_k"], help="candidates kept per query")
-    s.add_argument("--mode", choices=["identity", "analogue"], default="identity")
+    s.add_argument("--top-k", type=int, default=None,
+                   help=f"candidates kept per query (default {engine.DEFAULT_PARAMS['top_k']})")
+    s.add_argument("--mode", choices=["identity", "analogue"], default=None,
+                   help=f"identity or analogue search (default {engine.DEFAULT_PARAMS['mode']})")
     s.add_argument("--no-embedding", action="store_true", help="score with spectral similarities only")
     s.add_argument("--index-root", default=None,
                    help="where library indexes are cached (default: $XDG_CACHE_HOME/ms2study/library, ~/.cache/...)")
