@@ -371,8 +371,8 @@ def identification_finding(ident: pl.DataFrame | None, fdr: float | None) -> str
         why = (" &mdash; none at level 2: " + "; ".join(part for part in (
             f"{with_isomer} have another structure of their formula in the library scoring close to it"
             if with_isomer else "",
-            f"{unseen} have none, but the library shows that compounds like them are often confused with isomers "
-            "it lacks" if unseen else "") if part)
+            f"{unseen} have none scoring close, but the structure evidence does not rule out an isomer (one the "
+            "library lacks included)" if unseen else "") if part)
             + ' (<a href="#identifications">Identifications</a>)')
     return (f"<b>{accepted.height}</b> consensus features carry an accepted identification ({at}): "
             + ", ".join(f"{n} at Schymanski level {lvl} ({LEVELS[lvl]})" for lvl, n in by_level.items())

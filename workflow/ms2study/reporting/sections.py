@@ -37,9 +37,12 @@ CONFIDENCE_TEXT = (
     "chance that the best of its n candidate structures scores as high if all of them are wrong; Benjamini-Hochberg "
     "turns p-values into q-values. Levels are those of Schymanski et al. (2014, Environ. Sci. Technol. 48:2097) "
     "for high-resolution MS (column msi_level), not the Metabolomics Standards Initiative's of Sumner et al. (2007), "
-    "on which any library match is level 2. Level 2 (probable structure) is given only when the hit also beats the "
-    "null of wrong structures (isomers included) and no other structure of the same formula scores within the isomer "
-    "margin learned on the library; otherwise level 3 (tentative: isomers are plausible), with the isomers named. "
+    "on which any library match is level 2. Level 2 (probable structure) is given only when the structure itself, "
+    "not only the formula, is right at the FDR (column structure_q_value): a model learned on the library's own "
+    "searches (right structure present against removed) weighs the scores, the gap to the best isomer and how well "
+    "the library's isomers of that formula separate, and the share of right structures is estimated over the "
+    "study's features (with a library too small for that model: the null of wrong structures and an isomer margin "
+    "learned on the library). Otherwise level 3 (tentative: isomers are plausible), with the isomers named. "
     "Whether these q-values hold is measured by <code>benchmarks/fdr_calibration.py</code> on held-out MassBank "
     "structures."
 )
@@ -155,7 +158,8 @@ def identifications_section(annotations: pl.DataFrame, ident: pl.DataFrame | Non
                      "; none of the study's identified consensus features rests on them alone (each has a spectrum "
                      "with cosine 0.3 or more)")
             warnings.append(Caution(
-                f"{low.height} accepted spectrum hits have cosine &lt; 0.3: they passed on the combined score (entropy "
+                f"{low.height} accepted spectrum {'hit has' if low.height == 1 else 'hits have'} cosine &lt; 0.3: "
+                "they passed on the combined score (entropy "
                 "and embedding agreement with the library spectrum), not on peak-by-peak cosine (spectrum by "
                 f"spectrum: annotations.parquet, column evidence_note){where}", QUALITY,
                 "accepted hits with low cosine" if resting or resting is None else "",
@@ -218,16 +222,17 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
               "blanks may be background or carry-over).</p>")]
     unseen = int(((acc["msi_level"] == 3) & (library_isomers(acc) <= 1)).sum())
     if unseen:
-        parts.append(f"<p>{unseen} of the level-3 features have no other structure of their formula in the "
-                     "library: they are level 3 because the library shows that compounds like them are often "
-                     "confused with isomers whose spectra score as high (the structure-level null), so an isomer "
-                     "absent from the library cannot be ruled out. Their isomer column says so.</p>")
+        parts.append(f"<p>{unseen} of the level-3 features have no other structure of their formula among "
+                     "their candidates scoring near them (the library may hold isomers that scored lower): they are "
+                     "level 3 because the evidence for their structure, as measured on the library's own searches, "
+                     "does not rule out an isomer at this FDR, including isomers absent from the library. Their "
+                     "isomer column says so.</p>")
     def isomers(r: dict) -> str:
         keys = [k for k in (r["isomer_inchikeys"] or []) if k]
         if r["msi_level"] != 3:
             return r["inchikey"] or ""
         if len(keys) <= 1:
-            return f"{r['inchikey'] or ''} (no isomer in the library; unseen isomers not ruled out)"
+            return f"{r['inchikey'] or ''} (no isomer scored near it; isomers not ruled out)"
         return ", ".join(keys)
 
     parts.extend(_same_name_sets(acc))
