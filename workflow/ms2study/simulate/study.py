@@ -7,8 +7,8 @@ log-normal abundance that varies between samples; in the cases one chemical clas
 chemical background ions, electronic noise, m/z error and a smooth retention-time drift, and acquires MS2 spectra
 data-dependently (top-N with dynamic exclusion, 1 Da isolation with co-isolation) from the in-silico spectra of
 :mod:`ms2study.simulate.fragment`. The same seed and options give byte-identical files; sample ``k`` depends only
-on the seed, ``k`` and its group (the first half of the samples are controls, so changing the number of samples
-regroups, and rewrites, the samples around the middle).
+on the seed, ``k`` and its group (half of the samples are cases, assigned by a seeded shuffle that depends on the
+number of samples, so changing the number of samples can regroup, and rewrite, any sample).
 Outputs: ``mzml/*.mzML``, ``samples.tsv``, ``library.mgf``, ``ground_truth.tsv``, ``simulation.json``,
 ``config.yaml``.
 
