@@ -330,6 +330,9 @@ def test_a_run_with_nothing_to_do_says_so_in_one_closing_line(tmp_path: Path) ->
     os.utime(study_tables / "report.html", (time.time() - 3600, time.time() - 3600))
     since = time.time()
     (tmp_path / ".snakemake" / "log").mkdir(parents=True)
+    (tmp_path / ".snakemake" / "metadata").mkdir()  # Snakemake's record of the report (a run made it)
+    import base64
+    (tmp_path / ".snakemake" / "metadata" / base64.urlsafe_b64encode(b"results/study/report.html").decode()).write_text("{}")
     log = tmp_path / ".snakemake" / "log" / "run.snakemake.log"
     log.write_text(_NOTHING_LOG)
     summary = runner.summarize(tmp_path, 0, since)
