@@ -127,8 +127,7 @@ def _model_structure_q(f: pl.DataFrame, frame: pl.DataFrame, structure: np.ndarr
     llr = calibration.structure_model.log_likelihood_ratio(rows)
     # no identifiable candidate (every key -inf): no evidence, posterior 0 (a NaN row would read as "missing" bins)
     llr = np.where(np.isnan(rows[:, structure_model.FEATURES.index("score")]), np.nan, llr)
-    _pi, post = structure_model.right_share_and_posteriors(llr)
-    return structure_model.posterior_q_values(post), llr
+    return structure_model.structure_q_values(llr), llr
 
 
 def _decoy_q_values(

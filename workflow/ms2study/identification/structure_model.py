@@ -142,6 +142,14 @@ def right_share_and_posteriors(log_lr: np.ndarray, pseudo_wrong: float = PSEUDO_
     return pi, post
 
 
+def structure_q_values(log_lr: np.ndarray) -> np.ndarray:
+    """Structure q-values of one search's rank-1 hits (a sample's, or a study's features) from their log likelihood
+    ratios, shape (n,) (NaN: not scorable, posterior 0): the share of right hits by EM
+    (``right_share_and_posteriors``), then ``posterior_q_values``. Returns shape (n,)."""
+    _pi, post = right_share_and_posteriors(log_lr)
+    return posterior_q_values(post)
+
+
 def posterior_q_values(posterior: np.ndarray) -> np.ndarray:
     """q-value of each hit: the smallest mean posterior error ``1 - post`` over a best-first prefix holding it.
 

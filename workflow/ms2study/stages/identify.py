@@ -117,8 +117,7 @@ def structure_q_values(log_lr: pl.Series) -> pl.Series:
     llr = log_lr.cast(pl.Float64).fill_null(np.nan).to_numpy()
     if not np.isfinite(llr).any():
         return pl.Series("structure_q_value", np.full(llr.size, None), dtype=pl.Float64)
-    _pi, post = structure_model.right_share_and_posteriors(llr)
-    q = structure_model.posterior_q_values(post)
+    q = structure_model.structure_q_values(llr)
     return pl.Series("structure_q_value", np.where(np.isfinite(llr), q, np.nan)).fill_nan(None)
 
 
