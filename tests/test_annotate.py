@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from pathlib import Path
 
 import numpy as np
@@ -236,7 +238,8 @@ def test_q_values_competition() -> None:
     np.testing.assert_allclose(decoys.q_value_of(np.array([0.95, 0.8, 0.6, 0.1]), winners, q), [0, 0, 1 / 3, 1.0])
 
 
-def test_cli_annotate_and_score(lib_dir: tuple[Path, list[dict]], tmp_path: Path) -> None:
+def test_cli_annotate_and_score(lib_dir: tuple[Path, list[dict]], tmp_path: Path,
+                                caplog: pytest.LogCaptureFixture) -> None:
     root, entries = lib_dir
     spectra = noisy_queries(entries, n=12)
     spectra.write_parquet(tmp_path / "spectra.parquet")
@@ -248,8 +251,14 @@ def test_cli_annotate_and_score(lib_dir: tuple[Path, list[dict]], tmp_path: Path
     assert ann.group_by("spectrum_id").len()["len"].max() <= 2 and ann["spectrum_id"].n_unique() == 12
     # `score` with MGF queries (the library file itself) against the library file, cached index under index-root.
     hits = tmp_path / "hits.parquet"
-    assert cli.main(["score", "--queries", str(root / "library.mgf"), "--library", str(root / "library.mgf"),
-                     "--out", str(hits), "--top-k", "1", "--index-root", str(tmp_path / "cache")]) == 0
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        assert cli.main(["score", "--queries", str(root / "library.mgf"), "--library", str(root / "library.mgf"),
+                         "--out", str(hits), "--top-k", "1", "--index-root", str(tmp_path / "cache")]) == 0
+    # the library's entropy-prepared peaks are stored once in the cached index (calibration and annotation each
+    # prepared them again, and each logged that they were missing)
+    assert "not stored in the library index" not in caplog.text
+    assert list((tmp_path / "cache" / "library" / "prepared").iterdir())
     h = pl.read_parquet(hits)
     assert h.columns[: len(search.SCORE_COLUMNS)] == search.SCORE_COLUMNS
     # Every spectrum finds itself, except that isomer twins with one spectrum may find each other (and then
