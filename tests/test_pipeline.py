@@ -187,6 +187,10 @@ def test_a_study_copied_without_its_snakemake_records_says_its_results_were_kept
     only; the run now says so and names --forceall. The study with its records gets no such warning."""
     copy = tmp_path / "copied"
     shutil.copytree(study, copy, ignore=shutil.ignore_patterns(".snakemake"))  # copy2: file times kept
+    # a dry run says it too (Snakemake's own note names rules only, not the cause or the remedy)
+    dry = ms2study("run", str(copy), "--cores", "1", "--dry-run").stderr
+    assert f"{N_SAMPLES + 2} result(s) have no Snakemake record" in dry and "a run would keep them" in dry, dry[-2000:]
+    assert "without --dry-run and with --forceall" in dry
     text = "".join(ms2study("run", str(copy), "--cores", "1").stderr)
     assert "nothing to do" in text
     assert "--forceall" in text, text[-3000:]

@@ -47,11 +47,12 @@ class RunLog:
     unrecorded_jobs: int = 0
     unrecorded_rules: list[str] = field(default_factory=list)
 
-    def unrecorded_note(self, outputs_without_records: list[str] | None = None) -> str | None:
+    def unrecorded_note(self, outputs_without_records: list[str] | None = None, dry_run: bool = False) -> str | None:
         """The warning on outputs kept without Snakemake's records (a study copied without its ``.snakemake``
         folder, or the folder deleted): Snakemake then compares file times only, so results made by other code or
         settings look finished. ``outputs_without_records``: ``unrecorded_outputs`` after the run (Snakemake says
-        nothing of them when no job runs). None when every kept output has its records."""
+        nothing of them when no job runs). ``dry_run``: worded for a dry run (nothing was run; a run would keep
+        them). None when every kept output has its records."""
         missing = list(outputs_without_records or [])
         if not self.unrecorded_jobs and not missing:
             return None
@@ -60,8 +61,9 @@ class RunLog:
                 f"{len(missing)} result(s) have no Snakemake record of how they were made (e.g. {missing[0]})")
         return (f"ms2study: warning: {what}: the study was probably copied or moved without its hidden .snakemake "
                 "folder. Changes of ms2study, the settings or the encoder since those results were made cannot be "
-                "detected, so they were not rerun. To recompute everything with this version and these settings, "
-                "run the same command with --forceall.")
+                + ("detected, so a run would keep them. " if dry_run else "detected, so they were not rerun. ")
+                + "To recompute everything with this version and these settings, run "
+                + ("without --dry-run and with --forceall." if dry_run else "the same command with --forceall."))
 
 
 def _has_record(study_dir: Path, relative: str) -> bool:

@@ -476,6 +476,10 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
         summary = summarize(study_dir, code, since, extra, env)
         if summary:
             print(summary, file=sys.stderr, flush=True)
+    elif code == 0 and any(a in DRY_RUN_FLAGS for a in extra):  # Snakemake's own note names rules, not the cause
+        note = RunLog().unrecorded_note(unrecorded_outputs(study_dir), dry_run=True)
+        if note:
+            print(note, file=sys.stderr, flush=True)
     return code
 
 
