@@ -687,8 +687,15 @@ def score(study: Path) -> dict:
     identifications = pl.read_parquet(res / "identifications.parquet")
     judged = judge_identifications(identifications, matches, comp)
     # what a looser annotate: fdr would add: the names with 0.01 < q <= 0.05, judged the same way
+    # names withdrawn as in-source fragments (their feature follows the parent's across the samples): not added
+    # by a looser FDR either; judged apart
+    gone = ((pl.col("in_source_correlation").is_not_null() & ~pl.col("accepted")).fill_null(False)
+            if "in_source_correlation" in identifications.columns else pl.lit(False))
     looser = judge_identifications(identifications.with_columns(
-        ((pl.col("q_value") > 0.01) & (pl.col("q_value") <= 0.05)).fill_null(False).alias("accepted")), matches, comp)
+        ((pl.col("q_value") > 0.01) & (pl.col("q_value") <= 0.05) & ~gone).fill_null(False).alias("accepted")),
+        matches, comp)
+    withdrawn = judge_identifications(identifications.with_columns(
+        (gone & (pl.col("q_value") <= 0.01)).fill_null(False).alias("accepted")), matches, comp)
     filled = pl.concat([pl.read_parquet(res / "gap_filled" / f"{s}.parquet") for s in runs
                         if (res / "gap_filled" / f"{s}.parquet").is_file()], how="diagonal_relaxed")
     diffs = {}
@@ -712,6 +719,7 @@ def score(study: Path) -> dict:
                      "n_truth_ions": ions.height} | match_summary(matches, comp),
         "identifications": ident,
         "identifications_q_0.01_to_0.05": identification_summary(looser),
+        "identifications_withdrawn_as_in_source": identification_summary(withdrawn),
         "blank_flags": blank_summary(corrected, matches),
         "differential": diffs,
         "gap_filling": gapfill_summary(intensity_pairs(raw, filled, matches, truth, runs)),

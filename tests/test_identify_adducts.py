@@ -97,7 +97,7 @@ def test_grouping_table_must_have_its_columns(tmp_path) -> None:
         identify.read_adduct_groups(tmp_path / "missing.parquet")
 
 
-def test_cli_takes_the_corrected_matrix(tmp_path) -> None:
+def test_cli_takes_the_corrected_matrix(tmp_path, capsys) -> None:
     ann, links, groups = study()
     ann.write_parquet(tmp_path / "annotations.parquet")
     links.write_parquet(tmp_path / "links.parquet")
@@ -111,6 +111,18 @@ def test_cli_takes_the_corrected_matrix(tmp_path) -> None:
     plain, grouped = pl.read_parquet(tmp_path / "plain.parquet"), pl.read_parquet(tmp_path / "grouped.parquet")
     assert plain["accepted"].sum() == 7 and grouped["accepted"].sum() == 4
     assert grouped.filter(pl.col("consensus_id") == "C2")["adduct_note"][0] is not None
+    # the feature matrix for the in-source check: read when given (nothing marked here: the same names), and a
+    # missing one is named
+    corrected.drop("excluded", strict=False).write_parquet(tmp_path / "feature_matrix.parquet")
+    assert cli.main(base + ["--feature-matrix", str(tmp_path / "feature_matrix.parquet"),
+                            "--out", str(tmp_path / "checked.parquet")]) == 0
+    checked = pl.read_parquet(tmp_path / "checked.parquet")
+    assert checked["accepted"].sum() == 7 and checked["in_source_correlation"].is_null().all()
+    capsys.readouterr()
+    assert cli.main(base + ["--feature-matrix", str(tmp_path / "nope.parquet"), "--out",
+                            str(tmp_path / "x.parquet")]) != 0
+    err = capsys.readouterr().err
+    assert "feature matrix does not exist" in err and "nope.parquet" in err and not (tmp_path / "x.parquet").exists()
 
 
 def test_only_a_tested_grouping_refuses_and_the_evidence_comes_along() -> None:

@@ -74,12 +74,69 @@ def test_a_feature_whose_spectra_are_mostly_fragments_carries_the_parent_and_the
                                                                     {}, "q ≤ 0.01")
 
 
+def test_a_name_whose_feature_follows_its_in_source_parent_across_the_samples_is_withdrawn() -> None:
+    """Study-truth finding (seed 11): the 4 wrong names marked as in-source fragments at q <= 0.01 correlated with
+    their parent's feature at r 0.97-1.0 over 16-24 samples, the 3 right names marked by chance at 0.19-0.71. An
+    in-source fragment is a fixed share of its parent; an ion co-eluting by chance varies on its own. QC and blank
+    runs are left out: they would correlate any two ions."""
+    from ms2study.reporting.sections import _consensus_compounds
+
+    rng = np.random.default_rng(5)
+    samples = [f"S{i:02d}" for i in range(1, 13)]
+    parent = np.exp(rng.normal(12, 0.6, 12))
+    chance_parent = np.exp(rng.normal(11, 0.6, 12))
+    columns = {
+        # C1 follows its parent C10 (a 5 % share with 5 % noise); C2 is independent of its parent C20;
+        # C3's parent C30 is measured in 4 samples only; C4 has no feature at its parent's m/z and RT
+        "C1": parent * 0.05 * np.exp(rng.normal(0, 0.05, 12)), "C10": parent,
+        "C2": np.exp(rng.normal(10, 0.6, 12)), "C20": chance_parent,
+        "C3": parent * 0.1 * np.exp(rng.normal(0, 0.05, 12)),
+        "C30": np.where(np.arange(12) < 4, parent, np.nan),
+        "C4": np.exp(rng.normal(10, 0.6, 12)),
+    }
+    place = {"C1": (76.0393, 100.0), "C10": (183.0118, 100.4), "C2": (90.055, 200.0), "C20": (150.0, 201.0),
+             "C3": (104.07, 300.0), "C30": (250.1, 300.2), "C4": (120.0, 400.0)}
+    ids = list(columns)
+    matrix = pl.DataFrame({"consensus_id": ids, "mz": [place[c][0] for c in ids], "rt_s": [place[c][1] for c in ids],
+                           **{s: [float(columns[c][j]) for c in ids] for j, s in enumerate(samples)},
+                           # pooled QCs: every ion at its mean, which alone would correlate any pair
+                           "QC01": [float(np.nanmean(columns[c])) for c in ids]})
+    marked = pl.DataFrame({"consensus_id": ["C1", "C2", "C3", "C4"], "in_source_of_mz": [183.0118, 150.0, 250.1,
+                                                                                        300.0]})
+    r = insource.parent_correlation(marked, matrix.lazy(), samples).sort("consensus_id")
+    assert r["in_source_parent_id"].to_list() == ["C10", "C20", "C30", None]
+    assert r["in_source_correlation"][0] > 0.98 and abs(r["in_source_correlation"][1]) < 0.7
+    assert r["in_source_n_samples"].to_list()[:3] == [12, 12, 4]
+    # the identifications: C1 withdrawn (not accepted, no level), the others stay accepted with their evidence
+    ident = pl.DataFrame({"consensus_id": ["C1", "C2", "C3", "C4", "C5"], "name": ["glycine", "alanine", "x", "y",
+                                                                                    "z"],
+                          "accepted": [True] * 5, "msi_level": [3] * 5, "isomer_inchikeys": [["A"]] * 5,
+                          "evidence_note": [None] * 5, "q_value": [0.001] * 5, "best_cosine": [0.9] * 5,
+                          "in_source_of_mz": [183.0118, 150.0, 250.1, 300.0, None]},
+                         schema_overrides={"msi_level": pl.Int8, "evidence_note": pl.Utf8})
+    out = insource.withdraw_confirmed(ident, matrix, samples).sort("consensus_id")
+    assert out["accepted"].to_list() == [False, True, True, True, True]
+    assert out["msi_level"][0] is None and out["isomer_inchikeys"][0] is None and out["in_source_of_mz"][0] > 183
+    assert out["in_source_parent_id"][4] is None
+    # with the QC run counted as a sample, C2 would correlate more: the samples given are the ones used
+    with_qc = insource.parent_correlation(marked, matrix, [*samples, "QC01"]).sort("consensus_id")
+    assert with_qc["in_source_n_samples"][1] == 13
+    # the report lists the withdrawn name with its parent and correlation, apart from the adduct refusals
+    full = out.with_columns(pl.lit(None, dtype=pl.Utf8).alias("adduct_note"), pl.lit(1).alias("n_samples"),
+                            pl.lit("IK").alias("inchikey"), pl.lit(None, dtype=pl.Utf8).alias("compound_class"),
+                            pl.lit(2).alias("n_spectra"), pl.lit(2).alias("n_supporting"),
+                            pl.lit(0.9).alias("best_score"))
+    text = _consensus_compounds(full, {}, "q ≤ 0.01", fdr=0.01)
+    assert "1 more consensus feature(s) matched a library compound at the FDR but are not identified" in text
+    assert "C10" in text and "library spectrum's adduct contradicts" not in text
+
+
 def test_the_parent_named_is_the_one_most_spectra_name_not_an_average_of_different_parents() -> None:
     """Spectra of one feature naming different parents (386.23 in two runs, 293.25 in one) give the parent most of
     them name: the median of all three (339.74 with two) is a mass where no ion is (study-truth benchmark)."""
-    assert identify.most_named(np.array([386.2335, 293.2482, 386.2341])) == pytest.approx(386.2338)
-    assert identify.most_named(np.array([386.2335, 293.2482])) == pytest.approx(293.2482)  # a tie: the lighter
-    assert identify.most_named(np.array([])) is None
+    assert insource.most_named(np.array([386.2335, 293.2482, 386.2341])) == pytest.approx(386.2338)
+    assert insource.most_named(np.array([386.2335, 293.2482])) == pytest.approx(293.2482)  # a tie: the lighter
+    assert insource.most_named(np.array([])) is None
 
 
 def test_with_the_runs_features_coelution_is_judged_on_their_apexes_not_on_the_scan_times() -> None:

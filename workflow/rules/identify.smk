@@ -7,6 +7,8 @@ rule identify:
     input:
         annotations=per_sample("annotations"),
         links="results/study/feature_links.parquet",
+        # the intensities across samples: a name on an in-source fragment that follows its parent is withdrawn
+        matrix="results/study/feature_matrix.parquet",
         # the run types (sample, qc, blank): n_samples counts study samples only
         sheet="results/study/samples.tsv",
         library=library_index(),
@@ -39,4 +41,5 @@ rule identify:
         ENV
     shell:
         "python -m ms2study --threads {threads} identify --annotations {input.annotations:q} --links {input.links:q} "
-        "--samples {input.sheet:q} {params.library} {params.adducts} --out {output:q} --params {params.p} > {log:q} 2>&1"
+        "--samples {input.sheet:q} --feature-matrix {input.matrix:q} {params.library} {params.adducts} "
+        "--out {output:q} --params {params.p} > {log:q} 2>&1"

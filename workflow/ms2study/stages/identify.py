@@ -32,6 +32,12 @@ grouped adduct name different ions, ``adduct_note`` says so (what the grouping r
 Each identification carries the evidence of its feature's label (``adduct_partner`` with its m/z and
 retention time, ``adduct_relation``, ``adduct_correlation``, ``adduct_n_runs``) so the report can show what a veto
 rested on.
+
+Possible in-source fragments (``in_source_of_mz``: half or more of the supporting spectra have a co-eluting heavier
+precursor holding the feature's m/z in its MS/MS) are checked against the feature matrix (``--feature-matrix``):
+when the feature's intensity follows the parent's across the study samples (``identification.insource.
+withdraw_confirmed``), the name is an in-source fragment's and is not accepted; the parent's feature and the
+correlation are kept in ``in_source_parent_id``, ``in_source_correlation`` and ``in_source_n_samples``.
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ from ms2study.core import tables
 from ms2study.core.atomic import write_parquet
 from ms2study.core.errors import InputError
 from ms2study.correction.adduct_notation import adduct_contradiction, nh3_loss_reading, same_ion
-from ms2study.identification import confidence, structure_model
+from ms2study.identification import confidence, insource, structure_model
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +95,9 @@ IDENTIFICATIONS: dict[str, pl.DataType] = {
     "in_source_of_mz": pl.Float64,  # possible in-source fragment: half its supporting spectra or more have a
                                     # co-eluting heavier precursor holding it (identification.insource); the
                                     # parent m/z most of them name
+    "in_source_parent_id": pl.Utf8,      # the parent's consensus feature (with --feature-matrix)
+    "in_source_correlation": pl.Float64,  # Pearson r of the two features' log intensities over the study samples
+    "in_source_n_samples": pl.Int32,     # study samples measuring both
 }
 # Features of one compound (adducts, isotopes, in-source ions) co-elute; two accepted features named one compound
 # whose retention times differ by more than this (the link stage's default RT tolerance) cannot both be it.
@@ -123,7 +132,8 @@ def structure_q_values(log_lr: pl.Series) -> pl.Series:
 
 def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float = 0.01,
                       classes: pl.DataFrame | None = None, groups: pl.DataFrame | None = None,
-                      run_types: dict[str, str] | None = None) -> pl.DataFrame:
+                      run_types: dict[str, str] | None = None,
+                      matrix: pl.LazyFrame | pl.DataFrame | None = None) -> pl.DataFrame:
     """One row per consensus feature with a rank-1 hit (columns IDENTIFICATIONS), sorted by q-value.
 
     ``annotations``: concatenated annotation tables (rank, spectrum_id, sample_id, feature_id, library_*,
@@ -133,8 +143,8 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
     corrected matrix; optional: mz, rt_s, n_detected and ``tables.ADDUCT_EVIDENCE``), used as the module docstring
     says; ``run_types``: optional sample_id -> sample_type (sample, qc, blank; ``io.samplesheet.sample_roles``):
     ``n_samples`` then counts study samples only, ``n_qc_runs`` and ``n_blank_runs`` the other runs (without it
-    every run counts as a sample). Raises InputError when ``groups``
-    lacks those columns.
+    every run counts as a sample); ``matrix``: optional feature matrix (``link`` stage; read lazily) for the
+    in-source check (``insource.withdraw_confirmed``). Raises InputError when ``groups`` lacks those columns.
     """
     if annotations.height == 0 or links.height == 0:
         return pl.DataFrame(schema=IDENTIFICATIONS)
@@ -219,6 +229,12 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
         pl.when(pl.col("accepted") & (pl.col("_isf_share") >= 0.5)).then(pl.col("_isf_mz")).alias("in_source_of_mz"),
     ).rename({"library_name": "name", "library_inchikey": "inchikey", "library_smiles": "smiles",
               "library_formula": "formula", "library_adduct": "adduct"})
+    if matrix is not None:
+        runs = links["sample_id"].cast(pl.Utf8).unique().sort().to_list()
+        samples = [r for r in runs if (run_types or {}).get(r, "sample") == "sample"]
+        out = insource.withdraw_confirmed(out, matrix, samples)
+    else:
+        out = out.with_columns(*[pl.lit(None, dtype=IDENTIFICATIONS[c]).alias(c) for c in insource.CHECK_COLUMNS])
     out = _same_name_elsewhere(out, links)
     if classes is not None and "compound_class" in classes.columns:
         out = out.join(classes.select("library_id", "compound_class"), on="library_id", how="left")
@@ -264,24 +280,11 @@ def _same_name_elsewhere(out: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame
 
 
 def _most_named_parent() -> pl.Expr:
-    """Per consensus feature (an aggregation): the in-source parent m/z most of its spectra name (``most_named``).
-    Not the median of all: two spectra naming parents at 386.23 and 293.25 would give 339.74, where no ion is (found
-    by the study-truth benchmark)."""
+    """Per consensus feature (an aggregation): the in-source parent m/z most of its spectra name
+    (``insource.most_named``)."""
     return pl.col("in_source_parent_mz").map_batches(
-        lambda s: pl.Series([most_named(s.drop_nulls().to_numpy())], dtype=pl.Float64),
+        lambda s: pl.Series([insource.most_named(s.drop_nulls().to_numpy())], dtype=pl.Float64),
         return_dtype=pl.Float64, returns_scalar=True)
-
-
-def most_named(values: np.ndarray, tolerance_da: float = 0.01) -> float | None:
-    """The value of ``values`` (m/z, shape (n,)) with the most others within ``tolerance_da`` (the lighter on a tie),
-    as the median of those; None when empty. E.g. [386.2335, 293.2482, 386.2341] -> 386.2338."""
-    if values.size == 0:
-        return None
-    v = np.sort(values)
-    lo = np.searchsorted(v, v - tolerance_da - 1e-9, side="left")
-    hi = np.searchsorted(v, v + tolerance_da + 1e-9, side="right")
-    k = int(np.argmax(hi - lo))
-    return float(np.median(v[lo[k]:hi[k]]))
 
 
 def _low_cosine_note() -> pl.Expr:
@@ -447,7 +450,13 @@ def _cli(args: argparse.Namespace) -> int:
 
         roles = sample_roles(read_sample_sheet(args.samples), str(args.samples))
         run_types = dict(zip(roles["sample_id"].to_list(), roles["sample_type"].to_list()))
-    out = identify_features(ann, links, float(params.get("fdr", 0.01)), classes, groups, run_types)
+    matrix = None
+    if args.feature_matrix:
+        if not Path(args.feature_matrix).exists():
+            raise InputError("feature matrix does not exist", file=str(args.feature_matrix),
+                             fix="run the link stage, or leave --feature-matrix out")
+        matrix = pl.scan_parquet(args.feature_matrix)
+    out = identify_features(ann, links, float(params.get("fdr", 0.01)), classes, groups, run_types, matrix)
     write_parquet(out, args.out)
     return 0
 
@@ -481,6 +490,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", default=None,
                    help="optional: the study's sample sheet (results/study/samples.tsv); with its sample_type column, "
                         "n_samples counts study samples and n_qc_runs / n_blank_runs the QC and blank runs")
+    p.add_argument("--feature-matrix", default=None,
+                   help="optional: feature_matrix.parquet from 'ms2study link'; a name on a possible in-source "
+                        "fragment whose intensity follows its parent's over the study samples is then not accepted")
     p.add_argument("--out", required=True, help="identifications.parquet to write")
     add_params_argument(p)
     p.set_defaults(func=_cli)
