@@ -257,9 +257,10 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
                      "adduct and dimer partners left out). The MS/MS of such an ion can match a library compound "
                      "(glycine from a glycine conjugate) while the compound in the sample is the heavier one: "
                      "column 'in-source fragment of m/z?' names the precursor to check. A mark is evidence, not "
-                     "proof: on two simulated studies with known truth 24 of 43 marked names were in-source fragments "
-                     "(of the 26 accepted in-source fragments), 3 other wrong structures and 16 right names of ions "
-                     "co-eluting by chance in a crowded chromatogram (benchmarks/README.md, study truth).</p>")
+                     "proof: right names of ions co-eluting by chance in a crowded chromatogram are marked too. "
+                     "Marked names whose intensity followed the parent's across the samples were withdrawn (listed "
+                     "below, when there are any); these did not follow it, or too few samples measured both "
+                     "(columns in_source_correlation and in_source_n_samples of identifications.parquet).</p>")
     if marked["evidence_note"]:
         parts.append(f"<p>{marked['evidence_note']} accepted feature(s) have no spectrum with cosine 0.3 or more: "
                      "they passed on the combined score (entropy, embedding, modified cosine), and the column 'why "
