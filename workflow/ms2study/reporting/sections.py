@@ -329,7 +329,8 @@ def _in_source_withdrawn(ident: pl.DataFrame, fdr: float | None) -> list[str]:
                         "correlation", "samples"],
                        [[r["consensus_id"], r["name"], q_cell(r["q_value"]), r["best_cosine"],
                          _fixed(r["in_source_of_mz"], 4), r["in_source_parent_id"],
-                         _fixed(r["in_source_correlation"], 3), r["in_source_n_samples"]] for r in gone.iter_rows(named=True)],
+                         _fixed(r["in_source_correlation"], 3), r["in_source_n_samples"]]
+                        for r in gone.iter_rows(named=True)],
                        numeric={2, 3, 4, 6, 7})
     return [note, table]
 
