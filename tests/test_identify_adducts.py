@@ -97,7 +97,7 @@ def test_grouping_table_must_have_its_columns(tmp_path) -> None:
         identify.read_adduct_groups(tmp_path / "missing.parquet")
 
 
-def test_cli_takes_the_corrected_matrix(tmp_path, capsys) -> None:
+def test_cli_takes_the_corrected_matrix(tmp_path, capsys, caplog) -> None:
     ann, links, groups = study()
     ann.write_parquet(tmp_path / "annotations.parquet")
     links.write_parquet(tmp_path / "links.parquet")
@@ -113,9 +113,13 @@ def test_cli_takes_the_corrected_matrix(tmp_path, capsys) -> None:
     assert grouped.filter(pl.col("consensus_id") == "C2")["adduct_note"][0] is not None
     # the feature matrix for the in-source check: read when given (nothing marked here: the same names), and a
     # missing one is named
-    corrected.drop("excluded", strict=False).write_parquet(tmp_path / "feature_matrix.parquet")
+    corrected.drop("excluded", strict=False).with_columns(pl.lit(60.0).alias("rt_s")).write_parquet(
+        tmp_path / "feature_matrix.parquet")
+    caplog.clear()
     assert cli.main(base + ["--feature-matrix", str(tmp_path / "feature_matrix.parquet"),
                             "--out", str(tmp_path / "checked.parquet")]) == 0
+    # without the sample sheet every run counts as a sample in the check: said (a fresh user's trial)
+    assert "--feature-matrix without --samples" in caplog.text
     checked = pl.read_parquet(tmp_path / "checked.parquet")
     assert checked["accepted"].sum() == 7 and checked["in_source_correlation"].is_null().all()
     capsys.readouterr()

@@ -117,6 +117,9 @@ def test_a_name_whose_feature_follows_its_in_source_parent_across_the_samples_is
     out = insource.withdraw_confirmed(ident, matrix, samples).sort("consensus_id")
     assert out["accepted"].to_list() == [False, True, True, True, True]
     assert out["msi_level"][0] is None and out["isomer_inchikeys"][0] is None and out["in_source_of_mz"][0] > 183
+    assert out["evidence_note"][0].startswith("not accepted: an in-source fragment of m/z 183.0118 (consensus "
+                                              "feature C10; log intensities r 0.9")
+    assert out["evidence_note"][1:].is_null().all()
     assert out["in_source_parent_id"][4] is None
     # with the QC run counted as a sample, C2 would correlate more: the samples given are the ones used
     with_qc = insource.parent_correlation(marked, matrix, [*samples, "QC01"]).sort("consensus_id")
@@ -160,3 +163,16 @@ def test_with_the_runs_features_coelution_is_judged_on_their_apexes_not_on_the_s
     assert np.isnan(by_apex[[1, 3, 5]]).all()
     # the annotate stage passes the run's features through
     assert engine._in_source(run, features)[0] == pytest.approx(183.0118) and np.isnan(engine._in_source(run)[0])
+
+
+def test_a_feature_matrix_that_cannot_serve_the_check_is_named(tmp_path) -> None:
+    from ms2study.core.errors import InputError
+
+    (tmp_path / "table.tsv").write_text("consensus_id\tmz\n")
+    with pytest.raises(InputError, match="not a Parquet table"):
+        insource.read_matrix(tmp_path / "table.tsv")
+    pl.DataFrame({"consensus_id": ["C1"], "sample_id": ["S1"]}).write_parquet(tmp_path / "links.parquet")
+    with pytest.raises(InputError, match=r"lacks column\(s\) \['mz', 'rt_s'\]"):
+        insource.read_matrix(tmp_path / "links.parquet")
+    with pytest.raises(InputError, match="does not exist"):
+        insource.read_matrix(tmp_path / "none.parquet")

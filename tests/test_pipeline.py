@@ -191,6 +191,8 @@ def test_a_study_copied_without_its_snakemake_records_says_its_results_were_kept
     dry = ms2study("run", str(copy), "--cores", "1", "--dry-run").stderr
     assert f"{N_SAMPLES + 2} result(s) have no Snakemake record" in dry and "a run would keep them" in dry, dry[-2000:]
     assert "without --dry-run and with --forceall" in dry
+    forced = ms2study("run", str(copy), "--cores", "1", "--dry-run", "--forceall").stderr  # all planned: no warning
+    assert "Snakemake record" not in forced, forced[-2000:]
     text = "".join(ms2study("run", str(copy), "--cores", "1").stderr)
     assert "nothing to do" in text
     assert "--forceall" in text, text[-3000:]

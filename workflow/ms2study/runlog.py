@@ -58,7 +58,8 @@ class RunLog:
             return None
         what = (f"{self.unrecorded_jobs} finished job(s) were kept without Snakemake's records of how they were made "
                 f"(rules: {', '.join(self.unrecorded_rules) or '?'})" if self.unrecorded_jobs else
-                f"{len(missing)} result(s) have no Snakemake record of how they were made (e.g. {missing[0]})")
+                f"{len(missing)} result(s) have no Snakemake record of how they were made (of the main results "
+                f"checked: the report, identifications and each run's features; e.g. {missing[0]})")
         return (f"ms2study: warning: {what}: the study was probably copied or moved without its hidden .snakemake "
                 "folder. Changes of ms2study, the settings or the encoder since those results were made cannot be "
                 + ("detected, so a run would keep them. " if dry_run else "detected, so they were not rerun. ")

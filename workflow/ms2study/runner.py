@@ -476,7 +476,8 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
         summary = summarize(study_dir, code, since, extra, env)
         if summary:
             print(summary, file=sys.stderr, flush=True)
-    elif code == 0 and any(a in DRY_RUN_FLAGS for a in extra):  # Snakemake's own note names rules, not the cause
+    elif code == 0 and any(a in DRY_RUN_FLAGS for a in extra) and not {"-F", "--forceall"} & set(extra):
+        # Snakemake's own note names rules, not the cause (with --forceall everything is planned anyway)
         note = RunLog().unrecorded_note(unrecorded_outputs(study_dir), dry_run=True)
         if note:
             print(note, file=sys.stderr, flush=True)

@@ -29,6 +29,7 @@ names marked by chance lay at -0.03 to 0.58. Imports numpy, polars and numba onl
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -182,13 +183,33 @@ def parent_correlation(marked: pl.DataFrame, matrix: pl.LazyFrame | pl.DataFrame
     return pl.DataFrame(rows, schema=schema, orient="row")
 
 
+def read_matrix(path: str | Path) -> pl.LazyFrame:
+    """The feature matrix at ``path`` for ``parent_correlation``, read lazily. Raises InputError naming the file when
+    it is missing, is not Parquet or lacks consensus_id, mz or rt_s."""
+    from ms2study.core.errors import InputError
+
+    fix = "give results/study/feature_matrix.parquet (the link stage's), or leave --feature-matrix out"
+    if not Path(path).is_file():
+        raise InputError("feature matrix does not exist", file=str(path), fix=fix)
+    try:
+        lazy = pl.scan_parquet(path)
+        names = lazy.collect_schema().names()
+    except (pl.exceptions.PolarsError, OSError) as err:
+        raise InputError(f"feature matrix is not a Parquet table ({type(err).__name__})", file=str(path),
+                         fix=fix) from None
+    missing = [c for c in ("consensus_id", "mz", "rt_s") if c not in names]
+    if missing:
+        raise InputError(f"feature matrix lacks column(s) {missing}", file=str(path), fix=fix)
+    return lazy
+
+
 def withdraw_confirmed(identifications: pl.DataFrame, matrix: pl.LazyFrame | pl.DataFrame, samples: list[str]
                        ) -> pl.DataFrame:
     """``identifications`` (``stages.identify.IDENTIFICATIONS`` columns so far) with ``CHECK_COLUMNS`` for each
     feature marked as a possible in-source fragment (``in_source_of_mz``; ``parent_correlation`` over the study
     ``samples``). An accepted name whose feature follows its parent's (r >= ``CONFIRM_MIN_R`` over at least
-    ``CONFIRM_MIN_SAMPLES`` samples) is an in-source fragment's: it is not accepted (msi_level, isomer_inchikeys
-    and evidence_note null; in_source_of_mz kept), and the log counts them."""
+    ``CONFIRM_MIN_SAMPLES`` samples) is an in-source fragment's: it is not accepted (msi_level and
+    isomer_inchikeys null; in_source_of_mz kept; evidence_note says why), and the log counts them."""
     marked = identifications.filter(pl.col("in_source_of_mz").is_not_null())
     if marked.height == 0:
         return identifications.with_columns(*[pl.lit(None, dtype=t).alias(c) for c, t in CHECK_COLUMNS.items()])
@@ -200,7 +221,11 @@ def withdraw_confirmed(identifications: pl.DataFrame, matrix: pl.LazyFrame | pl.
         log.info("%d accepted name(s) withdrawn: in-source fragments whose intensity follows their co-eluting "
                  "parent's over the study samples (log-intensity r >= %.2f over >= %d samples)", n, CONFIRM_MIN_R,
                  CONFIRM_MIN_SAMPLES)
+    why = (pl.lit("not accepted: an in-source fragment of m/z ") + pl.col("in_source_of_mz").round(4).cast(pl.Utf8)
+           + pl.lit(" (consensus feature ") + pl.col("in_source_parent_id") + pl.lit("; log intensities r ")
+           + pl.col("in_source_correlation").round(3).cast(pl.Utf8) + pl.lit(" over ")
+           + pl.col("in_source_n_samples").cast(pl.Utf8) + pl.lit(" samples)"))
     return out.with_columns(
-        *[pl.when(confirmed).then(None).otherwise(pl.col(c)).alias(c)
-          for c in ("msi_level", "isomer_inchikeys", "evidence_note")],
+        *[pl.when(confirmed).then(None).otherwise(pl.col(c)).alias(c) for c in ("msi_level", "isomer_inchikeys")],
+        pl.when(confirmed).then(why).otherwise(pl.col("evidence_note")).alias("evidence_note"),
         pl.when(confirmed).then(False).otherwise(pl.col("accepted")).alias("accepted"))

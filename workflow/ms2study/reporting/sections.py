@@ -203,7 +203,8 @@ def identifications_section(annotations: pl.DataFrame, ident: pl.DataFrame | Non
 
 
 # identifications.parquet columns shown only where some accepted feature has them (report header: column)
-FLAG_COLUMNS = {"why accepted (cosine < 0.3)": "evidence_note", "in-source fragment of m/z?": "in_source_of_mz"}
+FLAG_COLUMNS = {"why accepted (cosine < 0.3)": "evidence_note", "in-source fragment of m/z?": "in_source_of_mz",
+                "r with that ion": "in_source_correlation"}
 
 
 def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float | None = None) -> str:
@@ -259,8 +260,10 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
                      "column 'in-source fragment of m/z?' names the precursor to check. A mark is evidence, not "
                      "proof: right names of ions co-eluting by chance in a crowded chromatogram are marked too. "
                      "Marked names whose intensity followed the parent's across the samples were withdrawn (listed "
-                     "below, when there are any); these did not follow it, or too few samples measured both "
-                     "(columns in_source_correlation and in_source_n_samples of identifications.parquet).</p>")
+                     "below, when there are any); these did not follow it ('r with that ion': correlation of log "
+                     "intensities over the study samples measuring both, raw feature matrix), or too few samples "
+                     "measured both. Not following is no proof either: on a simulated study 1 of 13 such names was "
+                     "an in-source fragment whose parent's feature had merged with another ion (r 0.24).</p>")
     if marked["evidence_note"]:
         parts.append(f"<p>{marked['evidence_note']} accepted feature(s) have no spectrum with cosine 0.3 or more: "
                      "they passed on the combined score (entropy, embedding, modified cosine), and the column 'why "

@@ -89,7 +89,8 @@ IDENTIFICATIONS: dict[str, pl.DataType] = {
     "adduct_relation": pl.Utf8,     # "[M+K]+ here, [M+H]+ at the partner"
     "adduct_correlation": pl.Float64,  # Pearson r of the pair's log intensities; null when not tested
     "adduct_n_runs": pl.Int32,      # runs in which both were measured
-    "evidence_note": pl.Utf8,       # accepted with best cosine < 0.3: the scores of its best spectrum that carried it
+    "evidence_note": pl.Utf8,       # accepted with best cosine < 0.3: the scores of its best spectrum that carried it;
+                                    # withdrawn as an in-source fragment: why (insource.withdraw_confirmed)
     "rt_s": pl.Float64,             # the consensus feature's retention time (median aligned RT of its features, s)
     "same_name_elsewhere": pl.List(pl.Utf8),  # other accepted features named this compound > SAME_COMPOUND_RT_S away
     "in_source_of_mz": pl.Float64,  # possible in-source fragment: half its supporting spectra or more have a
@@ -452,10 +453,10 @@ def _cli(args: argparse.Namespace) -> int:
         run_types = dict(zip(roles["sample_id"].to_list(), roles["sample_type"].to_list()))
     matrix = None
     if args.feature_matrix:
-        if not Path(args.feature_matrix).exists():
-            raise InputError("feature matrix does not exist", file=str(args.feature_matrix),
-                             fix="run the link stage, or leave --feature-matrix out")
-        matrix = pl.scan_parquet(args.feature_matrix)
+        matrix = insource.read_matrix(args.feature_matrix)
+        if run_types is None:
+            log.warning("--feature-matrix without --samples: every run counts as a study sample in the in-source "
+                        "check (pooled QC and blank runs would correlate any two ions); give the sample sheet")
     out = identify_features(ann, links, float(params.get("fdr", 0.01)), classes, groups, run_types, matrix)
     write_parquet(out, args.out)
     return 0
@@ -492,7 +493,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "n_samples counts study samples and n_qc_runs / n_blank_runs the QC and blank runs")
     p.add_argument("--feature-matrix", default=None,
                    help="optional: feature_matrix.parquet from 'ms2study link'; a name on a possible in-source "
-                        "fragment whose intensity follows its parent's over the study samples is then not accepted")
+                        "fragment whose log intensity follows its parent's over the study samples (r >= 0.9 over >= 5 "
+                        "samples; the samples of --samples) is then not accepted. Without it there is no such check")
     p.add_argument("--out", required=True, help="identifications.parquet to write")
     add_params_argument(p)
     p.set_defaults(func=_cli)
