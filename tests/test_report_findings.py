@@ -503,7 +503,12 @@ def test_identifications_with_a_mark_the_q_value_does_not_cover_are_counted_in_t
                          schema_overrides={"msi_level": pl.Int8, "same_name_elsewhere": pl.List(pl.Utf8)})
     text = identification_finding(ident, 0.01)
     assert "<b>3</b> of them carry a mark the q-value does not cover (2 possible in-source fragments, 2 named at " \
-           "several retention times)" in text
+           "several retention times, 1 with both)" in text
+    # names withdrawn as in-source fragments (identify's check) are counted too (a fresh user's trial: Main
+    # findings never mentioned them)
+    checked = ident.with_columns(in_source_correlation=pl.Series([0.3, None, 0.2, 0.99]))
+    assert "1 more matched at this FDR but were withdrawn as in-source fragments" in identification_finding(
+        checked, 0.01)
     clean = ident.with_columns(in_source_of_mz=pl.lit(None, dtype=pl.Float64),
                                same_name_elsewhere=pl.lit([], dtype=pl.List(pl.Utf8)))
     assert "carry a mark" not in identification_finding(clean, 0.01)

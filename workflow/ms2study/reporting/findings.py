@@ -389,10 +389,17 @@ def _marked(ident: pl.DataFrame) -> str:
     elsewhere = (accepted["same_name_elsewhere"].list.len().fill_null(0) > 0 if "same_name_elsewhere" in
                  accepted.columns else pl.Series([False] * accepted.height))
     marked = int((fragment | elsewhere).sum())
+    withdrawn = (int((~ident["accepted"].fill_null(False) & ident["in_source_correlation"].is_not_null()
+                      & ident["in_source_of_mz"].is_not_null()).sum())
+                 if {"in_source_correlation", "in_source_of_mz"} <= set(ident.columns) else 0)
+    gone = (f"; {withdrawn} more matched at this FDR but were withdrawn as in-source fragments (their intensity "
+            "follows a co-eluting heavier ion's)") if withdrawn else ""
     if not marked:
-        return ""
-    return (f"; <b>{marked}</b> of them carry a mark the q-value does not cover ({int(fragment.sum())} possible "
-            f"in-source fragments, {int(elsewhere.sum())} named at several retention times): the q-value measures "
+        return gone
+    both = int((fragment & elsewhere).sum())
+    return (gone + f"; <b>{marked}</b> of them carry a mark the q-value does not cover ({int(fragment.sum())} "
+            f"possible in-source fragments, {int(elsewhere.sum())} named at several retention times"
+            + (f", {both} with both" if both else "") + "): the q-value measures "
             "confusion with the library's spectra, not with compounds it lacks, and on simulated studies with known "
             "truth most wrong names carried such a mark, so check those first "
             '(<a href="#identifications">Identifications</a>)')
