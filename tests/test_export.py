@@ -185,6 +185,7 @@ def test_plain_tsv_has_one_row_per_feature_with_identification_and_differential_
     assert table["inchikey"][0] == "QNAYBMKLOCPYGJ-REOHCLBHSA-N" and table["msi_level"][0] == 2
     assert table["identification_q_value"][0] == pytest.approx(0.001)
     assert table["in_source_of_mz"].to_list() == [None, None, None, None, 359.279]
+    assert "in_source_correlation" in table.columns  # null here: the identifications carry none
     assert table["evidence_note"][4] == "cosine below 0.3: ..."
     assert table["group_log2_fold_change"].to_list()[:2] == [1.5, -0.5]
     assert table["group_q_value"][0] == pytest.approx(0.005) and table["group_p_value"][1] == pytest.approx(0.3)

@@ -56,6 +56,8 @@ IDENTIFICATION_COLUMNS: dict[str, pl.DataType] = {
     # what the report says beside the name: a possible in-source fragment (the heavier ion's m/z) and why a
     # low-cosine name was accepted (a fresh user found both in the report and neither in this table)
     "in_source_of_mz": pl.Float64, "evidence_note": pl.Utf8,
+    # how closely a marked feature follows that ion over the study samples (identify's in-source check)
+    "in_source_correlation": pl.Float64,
 }
 # the effect column of each outcome type of the differential stage, and of each test for a table without a summary
 EFFECT_OF_TYPE = {"binary": "log2_fold_change", "continuous": "log2_effect_per_unit", "multiclass": "statistic"}
