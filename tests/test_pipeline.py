@@ -202,6 +202,9 @@ def test_a_study_copied_without_its_snakemake_records_says_its_results_were_kept
     ms2study("run", str(copy), "--cores", "1")
     text = ms2study("run", str(copy), "--cores", "1").stderr
     assert "nothing to do" in text and f"{N_SAMPLES + 1} result(s) have no Snakemake record" in text, text[-2000:]
+    # not called "up to date" then: only the files' times were compared (a fresh user's trial)
+    assert "every requested output is present and up to date" not in text
+    assert "newer than its inputs (see the warning below)" in text
     again = ms2study("run", str(study), "--cores", "1").stderr
     assert "nothing to do" in again and "Snakemake record" not in again and "Snakemake's records" not in again
 

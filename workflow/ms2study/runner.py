@@ -353,7 +353,9 @@ def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] |
             (study_dir / OUT_OF_DATE_NOTE).unlink(missing_ok=True)
             lines.append(f"ms2study: the run finished; report: {report}")
         elif run.path and not run.planned and "Nothing to be done" in run.path.read_text(errors="replace"):
-            lines.append("ms2study: nothing to do: every requested output is present and up to date"
+            unchecked = bool(unrecorded_outputs(study_dir))  # then only file times were compared: not "up to date"
+            lines.append("ms2study: nothing to do: every requested output is present and "
+                         + ("newer than its inputs (see the warning below)" if unchecked else "up to date")
                          + (f"; report: {report}" if report.exists() else " (the report was not requested)"))
         else:  # targets the report does not depend on: jobs ran, the report is not this run's
             lines.append("ms2study: the run finished; it did not write the report"
