@@ -347,20 +347,20 @@ def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] |
     run = read_run_log(study_dir, since)
     lines: list[str] = []
     if returncode == 0:
+        unrecorded = unrecorded_outputs(study_dir)
         report = study_dir / REPORT
         if report.exists() and report.stat().st_mtime >= since:
             (study_dir / OUT_OF_DATE_REPORT).unlink(missing_ok=True)  # replaced by this run's report
             (study_dir / OUT_OF_DATE_NOTE).unlink(missing_ok=True)
             lines.append(f"ms2study: the run finished; report: {report}")
         elif run.path and not run.planned and "Nothing to be done" in run.path.read_text(errors="replace"):
-            unchecked = bool(unrecorded_outputs(study_dir))  # then only file times were compared: not "up to date"
-            lines.append("ms2study: nothing to do: every requested output is present and "
-                         + ("newer than its inputs (see the warning below)" if unchecked else "up to date")
+            lines.append("ms2study: nothing to do: every requested output is present and "  # unrecorded: times only
+                         + ("newer than its inputs (see the warning below)" if unrecorded else "up to date")
                          + (f"; report: {report}" if report.exists() else " (the report was not requested)"))
         else:  # targets the report does not depend on: jobs ran, the report is not this run's
             lines.append("ms2study: the run finished; it did not write the report"
                          + (f" (the one there is from an earlier run: {report})" if report.exists() else ""))
-        return "\n".join(lines + [note for note in [run.unrecorded_note(unrecorded_outputs(study_dir))] if note])
+        return "\n".join(lines + [note for note in [run.unrecorded_note(unrecorded)] if note])
     if run.lock_error:
         lines.append("ms2study: Snakemake found the study folder locked.")
         message = check_lock(study_dir, list(extra or []), recover=False)

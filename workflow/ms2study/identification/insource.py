@@ -146,13 +146,13 @@ def parent_correlation(marked: pl.DataFrame, matrix: pl.LazyFrame | pl.DataFrame
     """How closely each marked feature's intensity follows its in-source parent's across the study's samples.
 
     ``marked``: consensus_id, in_source_of_mz (the parent precursor m/z); ``matrix``: the study's feature matrix
-    (consensus_id, mz, rt_s, one intensity column per run; ``link`` stage), read lazily: only the rows near a parent
-    and the ``samples`` columns (study samples: QC and blank runs would correlate any two ions). The parent's
-    consensus features: m/z within ``PARENT_PPM`` of in_source_of_mz and RT within ``PARENT_RT_S`` of the marked
-    feature's; of those, the one whose log intensities correlate best (Pearson) over the samples measuring both
-    (intensity > 0). Returns consensus_id, in_source_parent_id, in_source_correlation, in_source_n_samples, one row
-    per marked feature (nulls where no parent feature was found or fewer than 3 samples measure both). Raises
-    KeyError when ``matrix`` lacks consensus_id, mz or rt_s.
+    (consensus_id, mz, rt_s, one intensity column per run; ``link`` stage), read lazily: its positions once, then the
+    ``samples`` columns of the marked features and their parent candidates only (study samples: QC and blank runs
+    would correlate any two ions). The parent's consensus features: m/z within ``PARENT_PPM`` of in_source_of_mz and
+    RT within ``PARENT_RT_S`` of the marked feature's; of those, the one whose log intensities correlate best
+    (Pearson) over the samples measuring both (intensity > 0). Returns consensus_id, in_source_parent_id,
+    in_source_correlation, in_source_n_samples, one row per marked feature (nulls where no parent feature was found
+    or fewer than 3 samples measure both). Raises KeyError when ``matrix`` lacks consensus_id, mz or rt_s.
     """
     schema = {"consensus_id": pl.Utf8, **CHECK_COLUMNS}
     lazy = matrix.lazy()
@@ -161,26 +161,48 @@ def parent_correlation(marked: pl.DataFrame, matrix: pl.LazyFrame | pl.DataFrame
         if column not in names:
             raise KeyError(column)
     cols = [c for c in samples if c in names]
-    rows = []
+    where = lazy.select(pl.col("consensus_id").cast(pl.Utf8), pl.col("mz").cast(pl.Float64),
+                        pl.col("rt_s").cast(pl.Float64)).collect()
+    rt_of = dict(zip(where["consensus_id"].to_list(), where["rt_s"].to_list()))
+    mz_all, rt_all, id_all = where["mz"].to_numpy(), where["rt_s"].to_numpy(), where["consensus_id"].to_numpy()
+    candidates: dict[str, list[str]] = {}
     for cid, parent_mz in marked.select(pl.col("consensus_id").cast(pl.Utf8), "in_source_of_mz").iter_rows():
+        rt = rt_of.get(cid)
+        if parent_mz is None or rt is None or not cols:
+            continue
+        near = ((np.abs(mz_all - parent_mz) <= parent_mz * PARENT_PPM * 1e-6) & (np.abs(rt_all - rt) <= PARENT_RT_S)
+                & (id_all != cid))
+        candidates[cid] = id_all[near].tolist()
+    wanted = set(candidates) | {c for ids in candidates.values() for c in ids}
+    values: dict[str, np.ndarray] = {}
+    if wanted:
+        rows = lazy.filter(pl.col("consensus_id").cast(pl.Utf8).is_in(list(wanted))).select(
+            pl.col("consensus_id").cast(pl.Utf8), *[pl.col(c).cast(pl.Float64) for c in cols]).collect()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logs = np.log(rows.select(cols).to_numpy())
+        values = dict(zip(rows["consensus_id"].to_list(), logs))
+    out = []
+    for cid in marked["consensus_id"].cast(pl.Utf8).to_list():
         best: tuple = (cid, None, None, None)
-        own = lazy.filter(pl.col("consensus_id") == cid).select("rt_s", *cols).collect()
-        if parent_mz is not None and cols and own.height and own["rt_s"][0] is not None:
-            near = lazy.filter(((pl.col("mz") - parent_mz).abs() <= parent_mz * PARENT_PPM * 1e-6)
-                               & ((pl.col("rt_s") - own["rt_s"][0]).abs() <= PARENT_RT_S)
-                               & (pl.col("consensus_id") != cid)).select("consensus_id", *cols).collect()
-            with np.errstate(divide="ignore", invalid="ignore"):
-                a = np.log(own.select(cols).to_numpy().astype(np.float64)[0])
-                for row in near.iter_rows():
-                    b = np.log(np.asarray(row[1:], dtype=np.float64))
-                    ok = np.isfinite(a) & np.isfinite(b)
-                    if ok.sum() < 3 or np.std(a[ok]) == 0 or np.std(b[ok]) == 0:
-                        continue
-                    r = float(np.corrcoef(a[ok], b[ok])[0, 1])
-                    if best[2] is None or r > best[2]:
-                        best = (cid, str(row[0]), r, int(ok.sum()))
-        rows.append(best)
-    return pl.DataFrame(rows, schema=schema, orient="row")
+        a = values.get(cid)
+        for parent in candidates.get(cid, []) if a is not None else []:
+            b = values[parent]
+            ok = np.isfinite(a) & np.isfinite(b)
+            if ok.sum() < 3 or np.std(a[ok]) == 0 or np.std(b[ok]) == 0:
+                continue
+            r = float(np.corrcoef(a[ok], b[ok])[0, 1])
+            if best[2] is None or r > best[2]:
+                best = (cid, parent, r, int(ok.sum()))
+        out.append(best)
+    return pl.DataFrame(out, schema=schema, orient="row")
+
+
+def follows_parent() -> pl.Expr:
+    """Whether a feature's intensity follows its in-source parent's (``CHECK_COLUMNS``): r >= ``CONFIRM_MIN_R`` over
+    at least ``CONFIRM_MIN_SAMPLES`` samples; false where not checked. The one rule for withdrawing a name
+    (``withdraw_confirmed``) and for telling a withdrawn name from another refusal (the report, the benchmark)."""
+    return ((pl.col("in_source_correlation") >= CONFIRM_MIN_R)
+            & (pl.col("in_source_n_samples") >= CONFIRM_MIN_SAMPLES)).fill_null(False)
 
 
 def read_matrix(path: str | Path) -> pl.LazyFrame:
@@ -203,19 +225,18 @@ def read_matrix(path: str | Path) -> pl.LazyFrame:
     return lazy
 
 
-def withdraw_confirmed(identifications: pl.DataFrame, matrix: pl.LazyFrame | pl.DataFrame, samples: list[str]
-                       ) -> pl.DataFrame:
+def withdraw_confirmed(identifications: pl.DataFrame, matrix: pl.LazyFrame | pl.DataFrame | None,
+                       samples: list[str]) -> pl.DataFrame:
     """``identifications`` (``stages.identify.IDENTIFICATIONS`` columns so far) with ``CHECK_COLUMNS`` for each
     feature marked as a possible in-source fragment (``in_source_of_mz``; ``parent_correlation`` over the study
-    ``samples``). An accepted name whose feature follows its parent's (r >= ``CONFIRM_MIN_R`` over at least
-    ``CONFIRM_MIN_SAMPLES`` samples) is an in-source fragment's: it is not accepted (msi_level and
-    isomer_inchikeys null; in_source_of_mz kept; evidence_note says why), and the log counts them."""
+    ``samples``; all null without ``matrix``). An accepted name whose feature ``follows_parent`` is an in-source
+    fragment's: it is not accepted (msi_level and isomer_inchikeys null; in_source_of_mz kept; evidence_note says
+    why), and the log counts them."""
     marked = identifications.filter(pl.col("in_source_of_mz").is_not_null())
-    if marked.height == 0:
+    if matrix is None or marked.height == 0:
         return identifications.with_columns(*[pl.lit(None, dtype=t).alias(c) for c, t in CHECK_COLUMNS.items()])
     out = identifications.join(parent_correlation(marked, matrix, samples), on="consensus_id", how="left")
-    confirmed = (pl.col("accepted") & (pl.col("in_source_correlation") >= CONFIRM_MIN_R)
-                 & (pl.col("in_source_n_samples") >= CONFIRM_MIN_SAMPLES)).fill_null(False)
+    confirmed = pl.col("accepted").fill_null(False) & follows_parent()
     n = out.select(confirmed.sum()).item()
     if n:
         log.info("%d accepted name(s) withdrawn: in-source fragments whose intensity follows their co-eluting "

@@ -128,6 +128,15 @@ def load_decoys(index: LibraryIndex, seed: int, margin_da: float) -> tuple[np.nd
     return None if got is None else (got["mz"], got["intensity"])
 
 
+def prepare_for_params(index_dir: str | os.PathLike, p: dict) -> list[Path]:
+    """``prepare_index`` for annotate parameters ``p`` (merged): their entropy noise threshold and merge distance,
+    and the decoys of ``decoy_seed`` when ``confidence`` is decoys: what annotate then loads. Returns the folders
+    written."""
+    return prepare_index(index_dir, float(p["entropy_noise_threshold"]),
+                         entropy_merge_da(p["entropy_tolerance_da"], p["entropy_merge_da"]),
+                         int(p["decoy_seed"]) if p["confidence"] == "decoys" else None)
+
+
 def prepare_index(index_dir: str | os.PathLike, noise_threshold: float, merge_da: float,
                   decoy_seed: int | None = None) -> list[Path]:
     """Compute and store the entropy-prepared peaks (and, with ``decoy_seed``, the decoys and theirs).

@@ -306,8 +306,9 @@ def _withdrawn_as_in_source(ident: pl.DataFrame) -> pl.Expr:
     """Rows not accepted because their feature follows its in-source parent (``insource.withdraw_confirmed``)."""
     if "in_source_correlation" not in ident.columns:
         return pl.lit(False)
-    return (~pl.col("accepted") & pl.col("in_source_of_mz").is_not_null()
-            & pl.col("in_source_correlation").is_not_null()).fill_null(False)
+    from ms2study.identification.insource import follows_parent
+
+    return ~pl.col("accepted").fill_null(False) & follows_parent()
 
 
 def _in_source_withdrawn(ident: pl.DataFrame, fdr: float | None) -> list[str]:

@@ -230,12 +230,8 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
         pl.when(pl.col("accepted") & (pl.col("_isf_share") >= 0.5)).then(pl.col("_isf_mz")).alias("in_source_of_mz"),
     ).rename({"library_name": "name", "library_inchikey": "inchikey", "library_smiles": "smiles",
               "library_formula": "formula", "library_adduct": "adduct"})
-    if matrix is not None:
-        runs = links["sample_id"].cast(pl.Utf8).unique().sort().to_list()
-        samples = [r for r in runs if (run_types or {}).get(r, "sample") == "sample"]
-        out = insource.withdraw_confirmed(out, matrix, samples)
-    else:
-        out = out.with_columns(*[pl.lit(None, dtype=IDENTIFICATIONS[c]).alias(c) for c in insource.CHECK_COLUMNS])
+    runs = links["sample_id"].cast(pl.Utf8).unique().sort().to_list()
+    out = insource.withdraw_confirmed(out, matrix, [r for r in runs if (run_types or {}).get(r, "sample") == "sample"])
     out = _same_name_elsewhere(out, links)
     if classes is not None and "compound_class" in classes.columns:
         out = out.join(classes.select("library_id", "compound_class"), on="library_id", how="left")

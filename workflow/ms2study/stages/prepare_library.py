@@ -10,7 +10,7 @@ import time
 
 from ms2study.core.params import add_params_argument, load_params
 from ms2study.identification.engine import merge_params
-from ms2study.library.prepared import entropy_merge_da, prepare_index
+from ms2study.library.prepared import prepare_for_params
 
 log = logging.getLogger(__name__)
 
@@ -18,9 +18,7 @@ log = logging.getLogger(__name__)
 def _cli(args: argparse.Namespace) -> int:
     p = merge_params(load_params(args))
     started = time.perf_counter()
-    written = prepare_index(args.index, float(p["entropy_noise_threshold"]),
-                            entropy_merge_da(p["entropy_tolerance_da"], p["entropy_merge_da"]),
-                            int(p["decoy_seed"]) if p["confidence"] == "decoys" else None)
+    written = prepare_for_params(args.index, p)
     print(f"{args.index}: {len(written)} prepared array set(s) written in {time.perf_counter() - started:.1f} s "
           f"({', '.join(w.name for w in written) or 'all present already'})")
     # compile (and cache) the in-source kernel once here, before the annotate jobs fan out and each compiles it

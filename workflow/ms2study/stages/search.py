@@ -27,7 +27,7 @@ from ms2study.identification import engine
 from ms2study.identification.calibration import cached_calibration
 from ms2study.io.queries import read_query_spectra
 from ms2study.library.index import ensure_library_index, load_library_index
-from ms2study.library.prepared import entropy_merge_da, prepare_index
+from ms2study.library.prepared import prepare_for_params
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +130,7 @@ def score_files(
         ensure_library_index(libraries, index_dir, library_params)
     # entropy-prepared peaks (and decoys) stored once in the cached index, as the pipeline's prepare-library rule
     # does: calibration and annotation then load them instead of each preparing the library again
-    prepare_index(index_dir, float(p["entropy_noise_threshold"]),
-                  entropy_merge_da(p["entropy_tolerance_da"], p["entropy_merge_da"]),
-                  int(p["decoy_seed"]) if p["confidence"] == "decoys" else None)
+    prepare_for_params(index_dir, p)
     index = load_library_index(index_dir)
     cleaning = p["cleaning"] if p["cleaning"] is not None else index.manifest.get("params", {}).get("cleaning", {})
     spectra = cleaned(read_query_file(queries, cleaning), cleaning)
