@@ -93,6 +93,26 @@ def test_rank1_features_take_the_best_candidate_and_its_best_isomer() -> None:
     assert feats[0, col["isomer_gap"]] == pytest.approx(0.3) and np.isnan(feats[1, col["isomer_gap"]])
     assert feats[0, col["isomer_separability"]] == 0.2 and feats[0, col["query_peaks"]] == 12
     assert np.isnan(feats[0, col["embedding"]]) and np.isnan(feats[2]).all()
+    # no other spectrum of the rank-1 structures here: none counted, no second score
+    assert feats[0, col["structure_spectra"]] == 0 and np.isnan(feats[0, col["structure_second_score"]])
+
+
+def test_rank1_features_count_the_hit_structures_other_spectra() -> None:
+    # Query 0: structure 1 has three spectra (0.9, 0.8, and one dropped by annotate, -inf) and isomer 2 one (0.85);
+    # query 1: its rank-1 structure is unknown (-1), so neither feature is known.
+    q_of = np.array([0, 0, 0, 0, 1, 1])
+    struct = np.array([1, 1, 1, 2, -1, -1])
+    formula = np.array([7, 7, 7, 7, 9, 9])
+    key = np.array([0.8, 0.9, -np.inf, 0.85, 0.7, 0.6])
+    scores = {"cosine": key.copy(), "entropy": key.copy()}
+    nan = np.full(6, np.nan)
+    feats, top = structure_model.rank1_features(q_of, struct, formula, key, scores, nan, nan, np.array([10, 10]),
+                                                np.array([2, 1]), 2)
+    col = {f: j for j, f in enumerate(FEATURES)}
+    assert top.tolist() == [1, 4]
+    assert feats[0, col["structure_spectra"]] == 1 and feats[0, col["structure_second_score"]] == 0.8
+    assert feats[0, col["isomer_gap"]] == pytest.approx(0.05)
+    assert np.isnan(feats[1, col["structure_spectra"]]) and np.isnan(feats[1, col["structure_second_score"]])
 
 
 def _score_only_model() -> StructureModel:
