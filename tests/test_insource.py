@@ -42,6 +42,30 @@ def test_a_fragment_held_by_a_coeluting_heavier_precursor_is_marked() -> None:
     assert insource.in_source_parents(run.head(0)).size == 0
 
 
+def test_a_cluster_of_two_coeluting_compounds_is_no_in_source_parent_of_either() -> None:
+    # The fresh user's pesticide mix: myclobutanil [M+H]+ 289.1220 and fenamiphos [M+H]+ 304.1131 co-elute with
+    # their cluster [A+B+H]+ 592.2278, whose MS/MS holds both monomers' ions.
+    myc, fen = 289.1220, 304.1131
+    cluster = myc + fen - insource.PROTON
+    run = _run([
+        (448.0, myc, [70.04, 125.02], [100.0, 80.0]),
+        (448.5, fen, [217.007, 234.036], [100.0, 60.0]),
+        (448.6, cluster, [fen + 0.001, myc - 0.001, 217.007], [100.0, 45.0, 30.0]),
+        # a covalent parent holding one fragment ion, whose complement is no co-eluting precursor: still marked
+        (600.0, 200.0, [50.0], [100.0]),
+        (600.4, 350.0, [200.0005, 120.0], [100.0, 50.0]),
+    ])
+    parents = insource.in_source_parents(run)
+    assert np.isnan(parents[:3]).all(), parents
+    assert parents[3] == pytest.approx(350.0)
+    # the cluster's MS/MS must hold the partner too: without it, the partner's mass alone proves nothing
+    without = run.with_columns(pl.when(pl.int_range(pl.len()) == 2).then(pl.lit([myc - 0.001, 217.007]))
+                               .otherwise(pl.col("mz")).alias("mz"),
+                               pl.when(pl.int_range(pl.len()) == 2).then(pl.lit([100.0, 30.0]))
+                               .otherwise(pl.col("intensity")).alias("intensity"))
+    assert insource.in_source_parents(without)[0] == pytest.approx(cluster)
+
+
 def test_queries_without_retention_times_are_not_marked() -> None:
     """MGF queries (``ms2study score``) have no retention time: nothing can co-elute."""
     frame = pl.DataFrame({"precursor_mz": [GLY, 183.0], "mz": [[30.0], [GLY]], "intensity": [[1.0], [1.0]]})

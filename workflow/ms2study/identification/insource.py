@@ -6,7 +6,12 @@ co-elution and MS2-containment evidence of ISFrag (Guo et al. 2021, "ISFrag: De 
 Fragments for Liquid Chromatography-Mass Spectrometry Data", Anal Chem 93:10243). Such a fragment's MS/MS can match
 a library compound perfectly (glycine from a glycine conjugate), so a name given to it may not be the compound in
 the sample. Parents at the mass differences of the same compound's own ions (13C isotopes, Na/K/NH4/ACN adducts of
-[M+H]+, the [2M+H]+ dimer) are not counted: their MS/MS holding [M+H]+ says nothing about another compound.
+[M+H]+, the [2M+H]+ dimer) are not counted: their MS/MS holding [M+H]+ says nothing about another compound. Nor are
+mixed dimers [A+B+H]+ of two co-eluting compounds: a parent whose m/z is this precursor's plus the neutral mass of
+another co-eluting precursor, and whose MS/MS holds that precursor's m/z too (a fresh user's TripleTOF run of a
+pesticide mix: myclobutanil and fenamiphos, both right, were marked as fragments of their cluster at m/z 592.22,
+whose MS/MS holds both [M+H]+ ions). The price: a covalent parent whose MS/MS holds both complementary fragment ions
+of one bond, where the second is also a co-eluting precursor, is read as a cluster and not counted.
 Co-elution is judged on the apexes of the features the two spectra were mapped to (``feature_apex_s``, within
 ``APEX_WINDOW_S``), not on the MS2 scan times: dynamic exclusion spreads a feature's MS2 scans over its peak and
 beyond, so the fragment's and the parent's scans often lie several seconds apart though their peaks coincide (cholic
@@ -53,6 +58,20 @@ SAME_COMPOUND_DA = (2.006710, 3.010065, 21.981944, 37.955882, 17.026549, 41.0265
 
 
 @njit(cache=True)
+def _mixed_dimer(i, j, window, precursor, offsets, peak_mz, tol):
+    """Whether parent j is the cluster [A+B+H]+ of precursor i ([A+H]+) and another co-eluting precursor k ([B+H]+):
+    j's m/z is i's plus k's neutral mass, and j's MS/MS holds k's m/z too (any intensity)."""
+    delta = precursor[j] - precursor[i]
+    for k in window:
+        if k == i or k == j or abs(delta - (precursor[k] - PROTON)) > tol * 3:
+            continue
+        for m in range(offsets[j], offsets[j + 1]):
+            if abs(peak_mz[m] - precursor[k]) <= tol:
+                return True
+    return False
+
+
+@njit(cache=True)
 def _parents(rt, precursor, offsets, peak_mz, peak_int, window, tol, min_rel, min_delta, same):
     n = rt.size
     order = np.argsort(rt)
@@ -83,7 +102,8 @@ def _parents(rt, precursor, offsets, peak_mz, peak_int, window, tol, min_rel, mi
                 if abs(peak_mz[k] - precursor[i]) <= tol:
                     hit = max(hit, peak_int[k])
             if hit > 0.0 and hit >= min_rel * base and (best == 0.0 or precursor[j] < best):
-                best = precursor[j]
+                if not _mixed_dimer(i, j, order[lo:hi], precursor, offsets, peak_mz, tol):
+                    best = precursor[j]
         if best > 0.0:
             out[i] = best
     return out
@@ -95,7 +115,7 @@ def in_source_parents(spectra: pl.DataFrame, rt_window_s: float = RT_WINDOW_S, t
     """For each row of one run's ``spectra`` (columns rt_s, precursor_mz, mz, intensity: ``tables.SPECTRA``), the
     precursor m/z of the lightest co-eluting heavier precursor whose MS/MS holds this row's precursor m/z as a peak
     (within ``tolerance_da``, at least ``min_relative`` of that spectrum's base peak; the same compound's isotope,
-    adduct and dimer ions excluded: module docstring), NaN where there is none. Co-elution: with ``features`` (the
+    adduct and dimer ions and mixed dimers with another co-eluting precursor excluded: module docstring), NaN where there is none. Co-elution: with ``features`` (the
     run's features table: feature_id, rt_s = apex, s) each spectrum is placed at its mapped feature's apex (its
     scan time when unmapped) and the window is ``apex_window_s``; without, MS2 scan times within ``rt_window_s``.
     Returns a float64 array of len(spectra). Raises KeyError when a column is missing."""
