@@ -104,6 +104,26 @@ def test_isomer_margin_is_the_smallest_gap_meeting_the_target() -> None:
     assert confidence.learn_isomer_margin(np.array([]), np.array([], dtype=bool)) == 0.0
 
 
+def test_an_isomer_that_can_never_be_identified_is_no_competitor_of_the_isomer_margin() -> None:
+    from ms2study.identification import calibration
+
+    # Three self-searches (query structure 0 or 3). Search 0: structure 0 (0.9) beats isomer 1, which shares too few
+    # peaks to be identified (-inf); search 1: isomer 1 (0.8) beats the right structure 0 (0.6); search 2: every
+    # candidate unidentifiable. Only search 1 has a competing isomer: gap 0.2, wrong.
+    off = np.array([0, 2, 4, 6])
+    cand = np.array([0, 1, 2, 3, 4, 5])
+    structure = np.array([0, 1, 0, 1, 3, 4])
+    formula = np.array([7, 7, 7, 7, 8, 8])
+    key = np.array([0.9, -np.inf, 0.6, 0.8, np.nan, -np.inf])
+    truth = np.array([0, 0, 0, 0, 3, 3])
+    search_key, null_key = calibration.search_and_null_keys(key)
+    gap, wrong = calibration._isomer_gaps(off, cand, search_key, structure, formula, truth)
+    assert gap.tolist() == pytest.approx([0.2]) and wrong.tolist() == [True]
+    # the nulls keep such a candidate as a finite score no hit reaches: the Sidak n counts it
+    null = confidence.NullDistribution.from_scores(null_key[[1, 4, 5, 3]])
+    assert null.n == 4 and null.survival(np.array([0.4]))[0] == pytest.approx(2 / 5)
+
+
 def test_library_codes_use_the_first_inchikey_block_and_formula() -> None:
     meta = pl.DataFrame({"inchikey": ["AAAAAAAAAAAAAA-BBBBBBBBBB-N", "AAAAAAAAAAAAAA-CCCCCCCCCC-N", None, None],
                          "name": ["a", "a2", "Glucose", "glucose"], "formula": ["C6H12O6", "C6H12O6", "", None]})

@@ -55,6 +55,7 @@ DEGRADED_FRACTION = 0.5
 SEARCHES_PER_STRUCTURE = 3
 MAX_WIDE_PAIRS_PER_QUERY = 32
 MAX_WIDE_QUERIES = 1500      # searches whose +-5 Da window feeds the wrong-formula null (enough for ~50k scores)
+NEVER_SCORE = -np.finfo(np.float64).max  # a null candidate that can never be an identification (finite: counted)
 
 
 def _query_spectra(index: LibraryIndex, rows: np.ndarray, degraded: np.ndarray, seed: int,
@@ -187,7 +188,7 @@ def calibrate_index(index_dir: str | Path, params: dict | None = None) -> confid
     off = offsets_from_counts(np.bincount(q_of, minlength=rows.size))
     scores = score_pairs(queries, lib, off, cand, p, q_emb)
     key = ranking_score(queries, lib, off, cand, scores, p, plan)
-    key = np.nan_to_num(key, nan=-np.inf)
+    key, null_key = search_and_null_keys(key)
 
     q_struct, q_formula = structure[rows][q_of], formula[rows][q_of]
     c_struct, c_formula = structure[cand], formula[cand]
@@ -195,8 +196,8 @@ def calibrate_index(index_dir: str | Path, params: dict | None = None) -> confid
     other_formula = other_structure & ((c_formula != q_formula) | (c_formula < 0) | (q_formula < 0))
     # Null within the window: each wrong candidate structure by its best spectrum (the query's structure removed).
     structure_null, structure_cls = structure_maxima(q_of[other_structure], c_struct[other_structure],
-                                                     key[other_structure], classes[cand[other_structure]])
-    in_window_formula, _ = structure_maxima(q_of[other_formula], c_struct[other_formula], key[other_formula])
+                                                     null_key[other_structure], classes[cand[other_structure]])
+    in_window_formula, _ = structure_maxima(q_of[other_formula], c_struct[other_formula], null_key[other_formula])
     wide = _wide_formula_null(queries, q_emb, lib, structure, formula, rows, p, plan, seed, eparams)
     formula_null = np.concatenate([in_window_formula, wide])
 
@@ -230,10 +231,12 @@ def calibrate_index(index_dir: str | Path, params: dict | None = None) -> confid
             f"fewer than {structure_model.MIN_CLASS} right or wrong calibration hits: Schymanski level 2 falls back "
             "to the wrong-structure null and the isomer margin")
     stats["structure_null_classes"] = {c: d.n for c, d in cal.structure_by_class.items()}
+    margin_text = (f"{margin:.4f}" if margin < 1e300 else
+                   "none (no score gap keeps wrong isomers rare enough: the isomer margin gives no level 2)")
     log.info("calibration of %s: %d wrong-formula candidates (%d within the precursor window), %d wrong-structure "
-             "candidates, isomer margin %.4f (%d self-searches with isomers, %d wrong), %.1f s", index_dir,
-             formula_null.size, in_window_formula.size, structure_null.size, margin, gap.size, int(wrong.sum()),
-             stats["seconds"])
+             "candidates, isomer margin %s (%d self-searches with isomers, %d wrong), %.1f s", index_dir,
+             formula_null.size, in_window_formula.size, structure_null.size, margin_text, gap.size,
+             int(wrong.sum()), stats["seconds"])
     if structure_null.size < confidence.MIN_STRUCTURE_NULL:
         caveat = (f"only {structure_null.size} wrong-structure candidates (fewer than "
                   f"{confidence.MIN_STRUCTURE_NULL}): no hit can be singled out, every accepted hit is Schymanski "
@@ -241,6 +244,16 @@ def calibrate_index(index_dir: str | Path, params: dict | None = None) -> confid
         stats.setdefault("caveats", []).append(caveat)
         log.warning("calibration of %s: %s", index_dir, caveat)
     return cal
+
+
+def search_and_null_keys(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ranking scores of candidate pairs, shape (m,), as the searches use them (NaN and -inf: never an
+    identification, -inf; an isomer at -inf competes with no hit) and as the nulls count them (NEVER_SCORE, a
+    finite score no hit reaches: a p-value's n counts every candidate structure of the window, Sidak, so the
+    per-candidate survival must count them too). np.nan_to_num would turn -inf into that finite score for both,
+    and an unidentifiable isomer then had a gap of 1.8e308 to the hit (the isomer margin was the largest float)."""
+    key = np.where(np.isnan(key), -np.inf, np.asarray(key, dtype=np.float64))
+    return key, np.maximum(key, NEVER_SCORE)
 
 
 def structure_maxima(q_of: np.ndarray, struct: np.ndarray, key: np.ndarray,
@@ -315,7 +328,7 @@ def _wide_formula_null(queries: FlatSpectra, q_emb: np.ndarray | None, lib: Prep
     else:
         key = np.asarray(scores[p["rank_by"]], dtype=np.float64)
     key = np.where(identifiable(scores, p), key, -np.inf)  # as ranking_score: never an identification
-    return structure_maxima(q_of, structure[cand], np.nan_to_num(key, nan=-np.inf))[0]
+    return structure_maxima(q_of, structure[cand], np.maximum(np.nan_to_num(key, nan=-np.inf), NEVER_SCORE))[0]
 
 
 def _isomer_gaps(off: np.ndarray, cand: np.ndarray, key: np.ndarray, structure: np.ndarray, formula: np.ndarray,
@@ -381,7 +394,8 @@ def isomer_separability(index: LibraryIndex, lib: PreparedLibrary, lib_emb: np.n
     queries = _query_spectra(index, rows, np.zeros(rows.size, dtype=bool), seed)
     qoff = offsets_from_counts(np.bincount(np.searchsorted(rows, q), minlength=rows.size))
     scores = score_pairs(queries, lib, qoff, cand, p, None if lib_emb is None else lib_emb[rows].copy())
-    key = np.nan_to_num(ranking_score(queries, lib, qoff, cand, scores, p, plan), nan=-np.inf)
+    key = np.maximum(np.nan_to_num(ranking_score(queries, lib, qoff, cand, scores, p, plan), nan=-np.inf),
+                     NEVER_SCORE)  # an isomer that can never be identified separates as well as any
     # Best score per (candidate structure, isomer structure), then the best two isomers per candidate structure.
     c_s, i_s = structure[cand], structure[q]
     o = np.lexsort((-key, i_s, c_s))
