@@ -264,6 +264,27 @@ def test_without_qcs_auto_falls_back_to_median_normalisation_with_a_note() -> No
     assert factors[1] / factors[0] == pytest.approx(2.0)
 
 
+def test_median_normalisation_ignores_features_one_run_measured() -> None:
+    # Two runs, the second a 2x dilution, share 100 features (with noise); 100 more are measured in one run only (50
+    # each), each its own reference: they must not pull the factors towards 1.
+    rng = np.random.default_rng(3)
+    shared = rng.lognormal(10, 1, (100, 1)) * np.array([[1.0, 0.5]])
+    only = rng.lognormal(10, 1, (100, 2))
+    only[:50, 1] = np.nan
+    only[50:, 0] = np.nan
+    noisy = shared * rng.lognormal(0, 0.3, shared.shape)
+    _, factors = median_normalise(np.vstack([noisy, only]), np.array([True, True]))
+    _, without = median_normalise(noisy, np.array([True, True]))
+    assert factors[1] / factors[0] == pytest.approx(without[1] / without[0])
+    assert factors[1] / factors[0] == pytest.approx(0.5, rel=0.1)
+    # with three runs a feature needs two of them; a single chosen run is left as it is
+    three = np.hstack([shared, shared[:, :1] * 2.0])
+    three[:30, 2] = np.nan
+    _, f3 = median_normalise(three, np.array([True, True, True]))
+    assert f3[1] / f3[0] == pytest.approx(0.5) and f3[2] / f3[0] == pytest.approx(2.0)
+    assert median_normalise(shared, np.array([True, False]))[1].tolist() == [1.0, 1.0]
+
+
 def test_method_choice_and_refusals() -> None:
     runs = [f"R{i}" for i in range(6)]
     qc = np.array([True, False, True, False, True, False])

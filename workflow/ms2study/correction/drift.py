@@ -348,17 +348,21 @@ def qc_rlsc(values: np.ndarray, is_qc: np.ndarray, orders: np.ndarray, batches: 
 def median_normalise(values: np.ndarray, runs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Probabilistic quotient normalisation (Dieterle et al. 2006) of the runs where ``runs`` (bool per run) is True;
     returns (corrected copy, factor per run; 1 for the other runs and for a run sharing no feature with the
-    reference). The reference is the feature-wise median over those runs (present values only); each run's factor
-    is the median of its value / reference over the features present in both."""
+    reference). The reference is the feature-wise median over those runs, of the features present (> 0) in at least
+    half of them and in 2 or more; each run's factor is the median of its value / reference over those features it
+    has. A feature measured in one run only would be its own reference, a quotient of exactly 1 that pulls every
+    factor towards 1 (a fresh user's two QC injections: every factor 1, the run's true 0.987 unseen; a 2x dilution
+    with half the features in one run only gave factors 1.30 / 0.70 instead of 1.33 / 0.67)."""
     values = np.asarray(values, dtype=np.float64)
     factors = np.ones(values.shape[1])
     chosen = np.flatnonzero(runs)
     if chosen.size == 0:
         return values.copy(), factors
     positive = np.where(values > 0, values, np.nan)
+    present = np.isfinite(positive[:, chosen]).sum(axis=1)
     with _warnings.catch_warnings():
         _warnings.simplefilter("ignore", RuntimeWarning)
-        ref = np.nanmedian(positive[:, chosen], axis=1)
+        ref = np.where(present >= max(2, (chosen.size + 1) // 2), np.nanmedian(positive[:, chosen], axis=1), np.nan)
     for j in chosen:
         quotient = positive[:, j] / ref
         quotient = quotient[np.isfinite(quotient)]
