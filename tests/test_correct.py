@@ -283,6 +283,17 @@ def test_median_normalisation_ignores_features_one_run_measured() -> None:
     _, f3 = median_normalise(three, np.array([True, True, True]))
     assert f3[1] / f3[0] == pytest.approx(0.5) and f3[2] / f3[0] == pytest.approx(2.0)
     assert median_normalise(shared, np.array([True, False]))[1].tolist() == [1.0, 1.0]
+    # two runs sharing no feature (a fresh user's two excerpts of different RT windows): nothing to normalise by,
+    # and the record says so
+    study = make_study(qc_every=0, drift=0.0, offset=0.0, n_blanks=0, per_batch=1, n_batches=2)
+    runs = study["roles"]["sample_id"].to_list()
+    disjoint = study["matrix"].with_columns(
+        pl.when(pl.int_range(pl.len()) % 2 == 0).then(pl.col(runs[0])).otherwise(None).alias(runs[0]),
+        pl.when(pl.int_range(pl.len()) % 2 == 1).then(pl.col(runs[1])).otherwise(None).alias(runs[1]))
+    warned = correct_matrix(disjoint, study["roles"], {"adducts": False}).report["warnings"]
+    assert any("median normalisation left every run as it was" in w for w in warned), warned
+    assert not any("left every run" in w for w in correct_matrix(study["matrix"], study["roles"],
+                                                                 {"adducts": False}).report["warnings"])
 
 
 def test_method_choice_and_refusals() -> None:

@@ -290,7 +290,11 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
                             "their drift correction holds the nearest QC's value, which no QC checks there; inject a "
                             "pooled QC before the first and after the last sample of every batch")
     elif method == "median":
-        values, _ = median_normalise(values, is_sample | is_qc)
+        values, factors = median_normalise(values, is_sample | is_qc)
+        if int((is_sample | is_qc).sum()) > 1 and np.all(factors == 1.0):
+            warnings.append("median normalisation left every run as it was: no feature is measured in at least half "
+                            "of the runs and in 2 or more (runs sharing few features: see the QC section), or the "
+                            "runs are at one level already")
     pqn_factors = None
     if fit is not None and params["normalise_after_drift"] == "pqn":  # the samples' dilution, which QCs cannot see
         values, pqn_factors = median_normalise(values, is_sample | is_qc)
