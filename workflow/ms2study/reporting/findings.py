@@ -18,7 +18,7 @@ import polars as pl
 
 from ms2study.modelling.differential import SIGNIFICANCE, read_summary, significant_compounds
 from ms2study.modelling.metrics import CHANCE
-from ms2study.reporting import cautions
+from ms2study.reporting import cautions, marks
 from ms2study.reporting.cautions import (
     METRIC_NAMES,
     P_SMALL,
@@ -369,10 +369,11 @@ def identification_finding(ident: pl.DataFrame | None, fdr: float | None) -> str
         named = cautions.library_isomers(level3)
         with_isomer, unseen = int((named > 1).sum()), int((named <= 1).sum())
         why = (" &mdash; none at level 2: " + "; ".join(part for part in (
-            f"{with_isomer} have another structure of their formula in the library scoring close to it"
+            marks.plural(with_isomer, "has another structure of its formula in the library scoring close to it",
+                         "have another structure of their formula in the library scoring close to them")
             if with_isomer else "",
-            f"{unseen} have none scoring close, but the structure evidence does not rule out an isomer (one the "
-            "library lacks included)" if unseen else "") if part)
+            marks.plural(unseen, "has", "have") + " none scoring close, but the structure evidence does not rule "
+            "out an isomer (one the library lacks included)" if unseen else "") if part)
             + ' (<a href="#identifications">Identifications</a>)')
     return (f"<b>{accepted.height}</b> consensus features carry an accepted identification ({at}): "
             + ", ".join(f"{n} at Schymanski level {lvl} ({LEVELS[lvl]})" for lvl, n in by_level.items())
@@ -380,26 +381,29 @@ def identification_finding(ident: pl.DataFrame | None, fdr: float | None) -> str
 
 
 def _marked(ident: pl.DataFrame) -> str:
-    """The accepted identifications whose name the q-value does not cover (identifications.parquet: a possible
-    in-source fragment, ``in_source_of_mz``; one compound named at several retention times, ``same_name_elsewhere``),
-    as a clause: on simulated studies with known truth most wrong names at q <= 0.01 carried one of these marks."""
+    """The accepted identifications whose name the q-value does not cover (``marks.mark_flags``: a possible
+    in-source fragment, one compound named at several retention times, a feature grouped as another ion on mass and
+    RT alone, a background ion), as a clause naming only the kinds present: on simulated studies with known truth
+    most wrong names at q <= 0.01 carried an in-source or several-retention-times mark."""
     accepted = ident.filter(pl.col("accepted").fill_null(False))
-    fragment = (accepted["in_source_of_mz"].is_not_null() if "in_source_of_mz" in accepted.columns
-                else pl.Series([False] * accepted.height))
-    elsewhere = (accepted["same_name_elsewhere"].list.len().fill_null(0) > 0 if "same_name_elsewhere" in
-                 accepted.columns else pl.Series([False] * accepted.height))
-    marked = int((fragment | elsewhere).sum())
+    flags = {words: flag for words, flag in marks.mark_flags(accepted).items() if flag.any()}
     withdrawn = (int((~ident["accepted"].fill_null(False) & ident["in_source_correlation"].is_not_null()
                       & ident["in_source_of_mz"].is_not_null()).sum())
                  if {"in_source_correlation", "in_source_of_mz"} <= set(ident.columns) else 0)
-    gone = (f"; {withdrawn} more matched at this FDR but were withdrawn as in-source fragments (their intensity "
-            "follows a co-eluting heavier ion's)") if withdrawn else ""
-    if not marked:
+    gone = ("; " + marks.plural(withdrawn, "more matched at this FDR but was withdrawn as an in-source fragment (its "
+                                "intensity follows a co-eluting heavier ion's)",
+                                "more matched at this FDR but were withdrawn as in-source fragments (their intensity "
+                                "follows a co-eluting heavier ion's)")) if withdrawn else ""
+    if not flags:
         return gone
-    both = int((fragment & elsewhere).sum())
-    return (gone + f"; <b>{marked}</b> of them carry a mark the q-value does not cover ({int(fragment.sum())} "
-            f"possible in-source fragments, {int(elsewhere.sum())} named at several retention times"
-            + (f", {both} with both" if both else "") + "): the q-value measures "
+    counts = pl.DataFrame([flag.alias(str(i)) for i, flag in enumerate(flags.values())])
+    per_name = counts.sum_horizontal()
+    marked, several = int((per_name > 0).sum()), int((per_name > 1).sum())
+    kinds = [marks.plural(int(flag.sum()), one, many) for (one, many), flag in flags.items()]
+    if several:
+        kinds.append(f"{several} with {'both' if len(flags) == 2 else 'more than one'}")
+    return (gone + f"; <b>{marked}</b> of them {'carries' if marked == 1 else 'carry'} a mark the q-value does not "
+            f"cover ({', '.join(kinds)}): the q-value measures "
             "confusion with the library's spectra, not with compounds it lacks, and on simulated studies with known "
             "truth most wrong names carried such a mark, so check those first "
             '(<a href="#identifications">Identifications</a>)')

@@ -21,6 +21,7 @@ import polars as pl
 import ms2study
 from ms2study import __version__
 from ms2study.io.samplesheet import sample_roles
+from ms2study.reporting import marks
 from ms2study.reporting.cautions import library_isomers
 from ms2study.reporting.charts import bar_figure, figure_html
 from ms2study.reporting.html import DOUBT, QUALITY, Caution, esc, html_table, q_cell, warning_box
@@ -150,8 +151,8 @@ def identifications_section(annotations: pl.DataFrame, ident: pl.DataFrame | Non
                       "q ≤ 0.01 (config/README.md, <code>fdr</code>).</p>")
         low = hits.filter(pl.col("cosine") < 0.3) if "cosine" in hits.columns else hits.clear()
         if low.height:
-            resting = (int(ident.filter(pl.col("accepted").fill_null(False))["evidence_note"].is_not_null().sum())
-                       if ident is not None and "evidence_note" in ident.columns else None)
+            resting = (int(marks.other_evidence(ident.filter(pl.col("accepted").fill_null(False))).is_not_null()
+                           .sum()) if ident is not None and "evidence_note" in ident.columns else None)
             where = ("" if resting is None else
                      f"; {resting} of the study's identified consensus features rest on such spectra alone (column "
                      "'why accepted (cosine &lt; 0.3)' of the compound table)" if resting else
@@ -213,6 +214,10 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
     accepted
     (the adduct check), with the reason, so none is dropped from the report in silence."""
     acc = ident.filter(pl.col("accepted")).sort(["msi_level", "q_value", "n_samples"], descending=[False, False, True])
+    # the marks beside the name (reporting.marks); evidence_note is then shown without its background mark
+    beside = {c.name: c for c in (marks.ion_label_marks(acc), marks.background_marks(acc)) if c.is_not_null().any()}
+    if "evidence_note" in acc.columns:
+        acc = acc.with_columns(marks.other_evidence(acc))
     n2, n3 = int((acc["msi_level"] == 2).sum()), int((acc["msi_level"] == 3).sum())
     parts = [("<h3>Compounds per consensus feature (sort by any column, filter with the search box)</h3>"
               f"<p>{acc.height} of {ident.height} consensus features with a library hit are identified at "
@@ -241,7 +246,7 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
     shown = pl.DataFrame({
         "consensus feature": acc["consensus_id"],
         **({"RT (s)": acc["rt_s"]} if "rt_s" in acc.columns and acc["rt_s"].is_not_null().any() else {}),
-        "compound": acc["name"], "level (Schymanski)": acc["msi_level"],
+        "compound": acc["name"], **beside, "level (Schymanski)": acc["msi_level"],
         "InChIKey / isomers": [isomers(r) for r in acc.iter_rows(named=True)],
         "class": acc.select(class_path())["compound_class"], "samples": acc["n_samples"],
         **({"QC runs": acc["n_qc_runs"]} if "n_qc_runs" in acc.columns and acc["n_qc_runs"].sum() else {}),
@@ -264,6 +269,10 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
                      "intensities over the study samples measuring both, raw feature matrix), or too few samples "
                      "measured both. Not following is no proof either: on a simulated study 1 of 13 such names was "
                      "an in-source fragment whose parent's feature had merged with another ion (r 0.24).</p>")
+    if marks.ION_LABEL_HEADER in beside:
+        parts.append(marks.ion_label_paragraph(int(beside[marks.ION_LABEL_HEADER].is_not_null().sum())))
+    if marks.BACKGROUND_HEADER in beside:
+        parts.append(marks.background_paragraph(int(beside[marks.BACKGROUND_HEADER].is_not_null().sum())))
     if marked["evidence_note"]:
         parts.append(f"<p>{marked['evidence_note']} accepted feature(s) have no spectrum with cosine 0.3 or more: "
                      "they passed on the combined score (entropy, embedding, modified cosine), and the column 'why "

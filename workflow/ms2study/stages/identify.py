@@ -53,7 +53,7 @@ from ms2study.core import tables
 from ms2study.core.atomic import write_parquet
 from ms2study.core.errors import InputError
 from ms2study.correction.adduct_notation import adduct_contradiction, nh3_loss_reading, same_ion
-from ms2study.identification import confidence, insource, structure_model
+from ms2study.identification import background, confidence, insource, structure_model
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,8 @@ IDENTIFICATIONS: dict[str, pl.DataType] = {
     "adduct_correlation": pl.Float64,  # Pearson r of the pair's log intensities; null when not tested
     "adduct_n_runs": pl.Int32,      # runs in which both were measured
     "evidence_note": pl.Utf8,       # accepted with best cosine < 0.3: the scores of its best spectrum that carried it;
-                                    # withdrawn as an in-source fragment: why (insource.withdraw_confirmed)
+                                    # withdrawn as an in-source fragment: why (insource.withdraw_confirmed);
+                                    # last, a background-ion mark with --features (identification.background)
     "rt_s": pl.Float64,             # the consensus feature's retention time (median aligned RT of its features, s)
     "same_name_elsewhere": pl.List(pl.Utf8),  # other accepted features named this compound > SAME_COMPOUND_RT_S away
     "in_source_of_mz": pl.Float64,  # possible in-source fragment: half its supporting spectra or more have a
@@ -454,6 +455,7 @@ def _cli(args: argparse.Namespace) -> int:
             log.warning("--feature-matrix without --samples: every run counts as a study sample in the in-source "
                         "check (pooled QC and blank runs would correlate any two ions); give the sample sheet")
     out = identify_features(ann, links, float(params.get("fdr", 0.01)), classes, groups, run_types, matrix)
+    out = background.mark_from_files(out, links, args.features)  # the background-ion mark
     write_parquet(out, args.out)
     return 0
 
@@ -491,6 +493,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="optional: feature_matrix.parquet from 'ms2study link'; a name on a possible in-source "
                         "fragment whose log intensity follows its parent's over the study samples (r >= 0.9 over >= 5 "
                         "samples; the samples of --samples) is then not accepted. Without it there is no such check")
+    background.add_arguments(p)
     p.add_argument("--out", required=True, help="identifications.parquet to write")
     add_params_argument(p)
     p.set_defaults(func=_cli)

@@ -1,0 +1,117 @@
+"""Marks on accepted identifications that their q-value does not cover, as the report shows and counts them.
+
+The q-value of a name measures its confusion with the library's other spectra; some of what makes a name wrong lies
+outside that: the study's own ion grouping labelling the feature another ion than the library match's (an
+[M+H-H2O]+ of a co-eluting heavier feature, on mass and retention time alone in a study too small to test the
+pair's co-variation, so the grouping refused nothing: ``ion_label_marks``), and a feature that elutes over most of
+its run (a background ion, ``identification.background``: the mark stands at the end of ``evidence_note``,
+``background_marks``), besides the in-source and several-retention-times marks of identifications.parquet. The
+identification table shows each beside the name and the Main findings count them (``mark_flags``). May import
+``ms2study.core``, ``ms2study.correction`` (adduct notation) and ``ms2study.identification``.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from ms2study.correction.adduct_notation import nh3_loss_reading, same_ion
+from ms2study.identification import background
+
+# identification table headers of the two marks (reporting.sections)
+ION_LABEL_HEADER = "grouped as another ion?"
+BACKGROUND_HEADER = "background ion?"
+
+
+def plural(n: int, one: str, many: str) -> str:
+    """``"{n} {one}"`` when ``n`` is 1, else ``"{n} {many}"`` (the Main findings' counts)."""
+    return f"{n} {one if n == 1 else many}"
+
+
+def _column(ident: pl.DataFrame, name: str, dtype: pl.DataType) -> pl.Series:
+    return ident[name].cast(dtype) if name in ident.columns else pl.Series(name, [None] * ident.height, dtype=dtype)
+
+
+def ion_label_marks(ident: pl.DataFrame) -> pl.Series:
+    """Per row of ``ident`` (identifications.parquet), Utf8: for an accepted name whose feature the adduct grouping
+    labelled another ion than the library match's (``feature_adduct`` vs ``adduct``: ``same_ion`` False, and not the
+    [M+NH4]+ / [M+H]+ pair that also reads as an in-source NH3 loss), which label, of which partner (m/z and feature)
+    and on what evidence: "[M+H-H2O]+ of m/z 189.1485 (C881) on mass and RT only (2 runs measured both); library match
+    [M+H]+: refuses nothing". An accepted name with such a label was not refused, so its grouping was not tested
+    (identify refuses on a tested label). Null elsewhere and where ``ident`` lacks the grouping columns."""
+    accepted = _column(ident, "accepted", pl.Boolean).fill_null(False).to_list()
+    labels = _column(ident, "feature_adduct", pl.Utf8).to_list()
+    adducts = _column(ident, "adduct", pl.Utf8).to_list()
+    partners = _column(ident, "adduct_partner", pl.Utf8).to_list()
+    partner_mz = _column(ident, "adduct_partner_mz", pl.Float64).to_list()
+    r = _column(ident, "adduct_correlation", pl.Float64).to_list()
+    runs = _column(ident, "adduct_n_runs", pl.Int32).to_list()
+    out: list[str | None] = []
+    for ok, label, lib, partner, mz, corr, n in zip(accepted, labels, adducts, partners, partner_mz, r, runs):
+        if not ok or same_ion(label, lib) is not False or nh3_loss_reading(label, lib):
+            out.append(None)
+            continue
+        of = (f" of m/z {mz:.4f}" if mz is not None else "") + (f" ({partner})" if partner else "")
+        runs_text = f"{n} run{'' if n == 1 else 's'}" if n is not None else "few runs"
+        evidence = (f", r {corr:.2f} over {runs_text}, too few to test" if corr is not None
+                    else f" on mass and RT only ({runs_text} measured both)")
+        out.append(f"{label}{of}{evidence}; library match {lib}: refuses nothing")
+    return pl.Series(ION_LABEL_HEADER, out, dtype=pl.Utf8)
+
+
+def background_marks(ident: pl.DataFrame) -> pl.Series:
+    """Per row of ``ident``, Utf8: an accepted name's background-ion mark (the end of ``evidence_note`` from
+    ``identification.background``, without its lead words), null elsewhere."""
+    if "evidence_note" not in ident.columns or "accepted" not in ident.columns:
+        return pl.Series(BACKGROUND_HEADER, [None] * ident.height, dtype=pl.Utf8)
+    return ident.select(pl.when(pl.col("accepted").fill_null(False))
+                        .then(background.background_part(pl.col("evidence_note")))
+                        .alias(BACKGROUND_HEADER)).to_series()
+
+
+def other_evidence(ident: pl.DataFrame) -> pl.Series:
+    """Per row of ``ident``, Utf8: ``evidence_note`` without its background-ion mark (the low-cosine scores, or why a
+    name was withdrawn); null where nothing else is said."""
+    if "evidence_note" not in ident.columns:
+        return pl.Series("evidence_note", [None] * ident.height, dtype=pl.Utf8)
+    return ident.select(background.other_part(pl.col("evidence_note")).alias("evidence_note")).to_series()
+
+
+def mark_flags(accepted: pl.DataFrame) -> dict[tuple[str, str], pl.Series]:
+    """Per kind of mark (its words for one name and for several), a Boolean Series over the rows of ``accepted``
+    (accepted identifications): possible in-source fragment (``in_source_of_mz``), named at several retention times
+    (``same_name_elsewhere``), grouped as another ion on mass and RT only (``ion_label_marks``), on a background ion
+    (``background_marks``). A missing column marks nothing."""
+    none = pl.Series([False] * accepted.height, dtype=pl.Boolean)
+    fragment = (accepted["in_source_of_mz"].is_not_null() if "in_source_of_mz" in accepted.columns else none)
+    elsewhere = (accepted["same_name_elsewhere"].list.len().fill_null(0) > 0
+                 if "same_name_elsewhere" in accepted.columns else none)
+    return {("possible in-source fragment", "possible in-source fragments"): fragment,
+            ("named at several retention times", "named at several retention times"): elsewhere,
+            ("grouped as another ion than its match on mass and RT only",
+             "grouped as another ion than their match on mass and RT only"): ion_label_marks(accepted).is_not_null(),
+            ("on a background ion", "on background ions"): background_marks(accepted).is_not_null()}
+
+
+def ion_label_paragraph(n: int) -> str:
+    """The identification section's sentence on ``n`` accepted names marked by ``ion_label_marks`` (HTML)."""
+    return (f"<p>{n} accepted feature(s) were labelled by the study's adduct grouping as another ion than their "
+            f"library match's (column '{ION_LABEL_HEADER}': the label, the co-eluting partner's m/z and feature, the "
+            "library match's ion). Too few runs measured both to test whether their intensities co-vary "
+            "(<code>correct: adduct_min_runs</code>), so the label rests on mass and retention time alone and "
+            "refuses no match. If it is right, the library name is wrong: the feature is that ion of the partner's "
+            "compound (an [M+H-H2O]+ is the partner's water loss in the source, an [M+Na]+ its sodium adduct), and "
+            "the compound is to be looked for at the partner's m/z. A chance co-elution gives such a label too, "
+            "and chemically impossible labels (a permanent cation as [M+Na]+) are kept: check these by hand.</p>")
+
+
+def background_paragraph(n: int) -> str:
+    """The identification section's sentence on ``n`` accepted names marked by ``background_marks`` (HTML)."""
+    share = f"{background.BACKGROUND_SHARE * 100:g} %"
+    return (f"<p>{n} accepted feature(s) rest on a background ion: the feature's half-height width is {share} of "
+            "its run's RT span or more (column "
+            f"'{BACKGROUND_HEADER}': per run, the width against the run's span, and the feature's and the run's RT "
+            "range). Such an ion is there through the run (a solvent, contaminant or bleed ion), not a "
+            "chromatographic peak, and DDA fragments it again and again: its 'spectra' and 'supporting' counts are "
+            "repeated triggers of one ion, not independent evidence. In a short run (an excerpt of a few minutes) a "
+            "broad peak cut by the run's ends looks the same. The name is kept (a mark is not a refusal); look at "
+            "the ion's chromatogram before reporting it.</p>")
