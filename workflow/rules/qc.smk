@@ -1,4 +1,5 @@
-# Study: quality control of the runs (scan counts, MS2 mapped, features, RT shift, precursor error, outlier samples).
+# Study: quality control of the runs (scan counts, MS2 mapped, features, RT shift and range, precursor error, outlier
+# samples, the instrument the runs' headers state).
 
 
 rule qc:
@@ -11,10 +12,19 @@ rule qc:
         alignment="results/study/alignment.parquet",
         links="results/study/feature_links.parquet",
         matrix="results/study/feature_matrix.parquet",
+        # the runs themselves: only their headers are read (instrument model, mass analyzers)
+        runs=[SAMPLE_FILES[s] for s in SAMPLES],
     output:
         "results/study/qc.parquet",
     params:
         version=MS2STUDY_VERSION,
+        # the annotate stage's precursor window, for the note on time-of-flight runs searched with a narrow one
+        search=lambda wildcards: stage_params(
+            None,
+            precursor_tolerance_ppm=(config.get("annotate") or {}).get("precursor_tolerance_ppm"),
+            precursor_tolerance_da=(config.get("annotate") or {}).get("precursor_tolerance_da"),
+            searched=bool(LIBRARIES),
+        ),
     log:
         "logs/study/qc.log",
     benchmark:
@@ -29,4 +39,4 @@ rule qc:
         "python -m ms2study --threads {threads} qc --samples {input.sheet:q} --chromatograms {input.chromatograms:q} "
         "--spectra {input.spectra:q} --features {input.features:q} --annotations {input.annotations:q} "
         "--alignment {input.alignment:q} --links {input.links:q} --feature-matrix {input.matrix:q} "
-        "--out {output:q} > {log:q} 2>&1"
+        "--runs {input.runs:q} --search {params.search} --out {output:q} > {log:q} 2>&1"

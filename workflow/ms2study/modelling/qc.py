@@ -33,6 +33,7 @@ import polars as pl
 
 from ms2study.core.errors import InputError
 from ms2study.io.samplesheet import sample_roles
+from ms2study.modelling.runchecks import overlap_note
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,11 @@ QC: dict[str, pl.DataType] = {
     "outlier_score": pl.Float64,           # modified z-score of the robust distance (null: not tested)
     "outlier_rule": pl.Utf8,               # the rule of the run's type (samples among samples, QCs among QCs)
     "run_note": pl.Utf8,                   # a blank's possible carry-over, a QC apart from the QCs (null: none)
+    "rt_start_s": pl.Float64,              # first MS1 scan's RT (s; the chromatogram's first point)
+    "rt_end_s": pl.Float64,                # last MS1 scan's RT (s)
+    "instrument": pl.Utf8,                 # the model the run's file states (null: not stated)
+    "mass_analyzers": pl.Utf8,             # the analyzers the run's file states, in order (null: not stated)
+    "tolerance_note": pl.Utf8,             # a time-of-flight run searched with a narrow window (modelling.runchecks)
 }
 
 OUTLIER_Z = 3.5          # Iglewicz & Hoaglin (1993): |modified z| > 3.5 is a potential outlier
@@ -268,15 +274,23 @@ RUN_APART_RATIO = 0.4
 RUN_APART_ALONE = 0.1  # below this share a run is noted even with no other run to compare it with
 
 
-def alignment_notes(alignment: pl.DataFrame | None) -> dict[str, str]:
+def alignment_notes(alignment: pl.DataFrame | None,
+                    rt_ranges: dict[str, tuple[float, float]] | None = None) -> dict[str, str]:
     """Per run id, a note when the run shares few of its features with the reference run (see RUN_APART_SHARE):
     another matrix, method, polarity or instrument, or a failed run, whose alignment then rests on few pairs.
     ``alignment``: the link stage's table (sample_id, model, n_features, n_pairs, n_shared_with_reference); {}
     without those columns (older tables). Below RUN_APART_ALONE (10 %) a run is noted even when no other run can be
-    compared with it (a study of two runs)."""
+    compared with it (a study of two runs). ``rt_ranges``: per run id, its acquisition's (first, last) MS1 RT (s);
+    when both the run's and the reference run's are known and the run lies mostly outside the reference's range
+    (``runchecks.overlap_note``), the note says that, with both ranges, instead of asking about matrix or instrument
+    (a trial's two pesticide excerpts of 430-469 s and 404-421 s shared no feature), and it is given whether or not
+    the run shares few features."""
     need = {"sample_id", "model", "n_features", "n_pairs", "n_shared_with_reference"}
     if alignment is None or not need <= set(alignment.columns):
         return {}
+    ranges = rt_ranges or {}
+    reference = alignment.filter(pl.col("model") == "reference")["sample_id"].cast(pl.Utf8).to_list()
+    reference_range = ranges.get(reference[0]) if reference else None
     runs = alignment.filter((pl.col("model") != "reference") & (pl.col("n_features") > 0))
     share = (runs["n_shared_with_reference"].cast(pl.Float64) / runs["n_features"].cast(pl.Float64)).to_numpy()
     notes = {}
@@ -284,12 +298,17 @@ def alignment_notes(alignment: pl.DataFrame | None) -> dict[str, str]:
         others = np.delete(share, i)
         typical = float(np.median(others)) if others.size else None
         alone = share[i] < RUN_APART_ALONE
-        if alone or (typical is not None and share[i] < RUN_APART_SHARE and share[i] < RUN_APART_RATIO * typical):
-            notes[str(row["sample_id"])] = (
-                f"shares {row['n_shared_with_reference']} of its {row['n_features']} features ({share[i]:.0%}) with "
-                f"the reference run" + (f", the other runs {typical:.0%} (median)" if typical is not None else "")
-                + f"; aligned by {row['n_pairs']} pairs ({row['model']}): another matrix, method, polarity or "
-                "instrument? check that it belongs here")
+        shared = (f"shares {row['n_shared_with_reference']} of its {row['n_features']} features ({share[i]:.0%}) "
+                  "with the reference run" + (f", the other runs {typical:.0%} (median)" if typical is not None else "")
+                  + f"; aligned by {row['n_pairs']} pairs ({row['model']}")
+        own = ranges.get(str(row["sample_id"]))
+        apart = overlap_note(own, reference_range, reference[0]) if own and reference_range else None
+        if apart:
+            no_fit = "; no RT shift measured" if row["n_pairs"] == 0 else ""
+            notes[str(row["sample_id"])] = f"{apart}; {shared}{no_fit})"
+        elif alone or (typical is not None and share[i] < RUN_APART_SHARE and share[i] < RUN_APART_RATIO * typical):
+            notes[str(row["sample_id"])] = (f"{shared}): another matrix, method, polarity or instrument? check that "
+                                            "it belongs here")
     return notes
 
 
@@ -300,8 +319,9 @@ def qc_table(samples: pl.DataFrame, runs: dict[str, dict[str, Any]], alignment: 
     ``samples``: the sample sheet (text cells; its optional sample_type, injection_order and batch columns are
     read with ``io.samplesheet.sample_roles``, which raises InputError naming ``source`` for a bad cell; without
     them every run is a study sample in batch "1"). ``runs``: per sample id, the values gathered from its tables
-    (keys of ``QC`` from n_ms1_scans to n_accepted; absent keys are null). ``alignment``: the link stage's table
-    (sample_id, rt_shift_median_s), or None. ``feature_matrix``: consensus features × runs, for the outlier rule
+    (keys of ``QC`` from n_ms1_scans to n_accepted, and rt_start_s to tolerance_note; absent keys are null; the RT
+    ranges also feed ``alignment_notes``). ``alignment``: the link stage's table (sample_id, rt_shift_median_s), or
+    None. ``feature_matrix``: consensus features × runs, for the outlier rule
     (None: no outlier test). Study samples are scored among study samples, pooled QCs among QCs
     (``group_outliers``); blanks are never outliers (they hold few features by design) but one with many features
     gets a carry-over note (``carryover_note``)."""
@@ -331,7 +351,9 @@ def qc_table(samples: pl.DataFrame, runs: dict[str, dict[str, Any]], alignment: 
     counts = [c for c in counts if c is not None]
     sample_median = float(np.median(counts)) if counts else None
     rows = []
-    apart = alignment_notes(alignment)
+    ranges = {s: (float(r["rt_start_s"]), float(r["rt_end_s"])) for s, r in runs.items()
+              if r.get("rt_start_s") is not None and r.get("rt_end_s") is not None}
+    apart = alignment_notes(alignment, ranges)
     for s, kind, batch, order in zip(ids, types, batches, roles["injection_order"].to_list()):
         run = runs.get(s, {})
         n_ms2, mapped = run.get("n_ms2_scans"), run.get("n_ms2_mapped")
@@ -344,7 +366,8 @@ def qc_table(samples: pl.DataFrame, runs: dict[str, dict[str, Any]], alignment: 
             note = apart[s] if note is None else f"{note}; {apart[s]}"
         rows.append({
             **{c: run.get(c) for c in ("n_ms1_scans", "n_ms2_scans", "n_ms2_mapped", "n_features", "tic_total",
-                                       "precursor_error_median_ppm", "n_accepted")},
+                                       "precursor_error_median_ppm", "n_accepted", "rt_start_s", "rt_end_s",
+                                       "instrument", "mass_analyzers", "tolerance_note")},
             "sample_id": s, "sample_type": kind, "batch": batch, "injection_order": order,
             "share_ms2_mapped": (mapped / n_ms2) if n_ms2 and mapped is not None else None,
             "rt_shift_median_s": shift.get(s, run.get("rt_shift_median_s")),

@@ -2,7 +2,8 @@
 
 QC: the per-sample QC table (``results/study/qc.parquet``: sample_id, n_ms1_scans, n_ms2_scans, n_ms2_mapped,
 share_ms2_mapped, n_features, tic_total, rt_shift_median_s, precursor_error_median_ppm, n_accepted, outlier,
-outlier_score, outlier_rule; newer tables also sample_type, batch, injection_order and run_note) as a sortable
+outlier_score, outlier_rule; newer tables also sample_type, batch, injection_order, run_note, rt_start_s, rt_end_s,
+instrument, mass_analyzers and tolerance_note) as a sortable
 table with the outliers marked and their rule stated (and what its count of accepted identifications means: per
 run, not the study's identifications), and each sample's chromatogram table
 (``results/samples/{sample}/chromatogram.parquet``: rt_s, tic, bpc) drawn as overlaid TIC and base-peak
@@ -28,6 +29,7 @@ from ms2study.core.errors import InputError
 from ms2study.modelling.qc import OUTLIER_Z, QC_MIN_DISTANCE_RATIO
 from ms2study.reporting.charts import chromatogram_figure, figure_html
 from ms2study.reporting.html import esc
+from ms2study.reporting.runnotes import run_warnings
 from ms2study.reporting.tables import interactive_table
 
 QC_COLUMNS = {  # column: header, in the order shown
@@ -35,7 +37,11 @@ QC_COLUMNS = {  # column: header, in the order shown
     "n_ms2_scans": "MS2 scans", "n_ms2_mapped": "MS2 scans mapped", "share_ms2_mapped": "share of MS2 scans mapped",
     "n_features": "features", "tic_total": "total TIC", "rt_shift_median_s": "median RT shift (s)",
     "rt_residual_median_abs_s": "RT residual to reference (s)",
-    "precursor_error_median_ppm": "median precursor error (ppm)", "n_accepted": "accepted identifications"}
+    "precursor_error_median_ppm": "median precursor error (ppm)", "n_accepted": "accepted identifications",
+    "rt_range": "RT range (s)"}  # rt_range: text made of rt_start_s and rt_end_s (one decimal)
+# Shown only when some run's file states them (a simulated run states neither).
+INSTRUMENT_COLUMNS = {"instrument": "instrument (as the file states)",
+                      "mass_analyzers": "mass analyzers (as the file states)"}
 CHROMATOGRAM_COLUMNS = ("rt_s", "tic", "bpc")
 ATTRIBUTION_COLUMNS = {"rank": "rank", "consensus_id": "consensus feature", "name": "compound",
                        "msi_level": "level (Schymanski)", "inchikey": "InChIKey", "mz": "m/z", "rt_s": "RT (s)",
@@ -48,7 +54,7 @@ QC_TEXT = ('<p class="note">RT shift: the median correction the alignment applie
            "features in the reference run (alignment quality); precursor error: "
            "median m/z error of the accepted identifications; share of MS2 scans mapped: the share of the run's "
            "MS/MS scans assigned to a feature (of scans, not of features; how many consensus features have MS/MS "
-           "is under 'Study overview'). "
+           "is under 'Study overview'); RT range: the run's first to last MS1 scan. "
            "Chromatograms are thinned to at most 600 points per sample, "
            "keeping the highest point of each stretch (zoom to inspect); outliers are drawn thicker.</p>")
 
@@ -151,6 +157,14 @@ def _outlier_part(qc: pl.DataFrame, kind: str, typed: bool, warnings: list[str])
         return "", set()
     apart = (notes.filter(pl.col("run_note").str.contains("with the reference run", literal=True))
              if "run_note" in notes.columns else notes)
+    by_range = pl.col("run_note").str.contains("its RT range", literal=True) if "run_note" in apart.columns else None
+    outside = apart.filter(by_range) if by_range is not None else apart.clear()
+    apart = apart.filter(~by_range) if by_range is not None else apart
+    if outside.height:
+        listed = "; ".join(f"{s}: {n}" for s, n in zip(outside["sample_id"].to_list(), outside["run_note"].to_list()))
+        warnings.append(f"run(s) acquired over an RT range that hardly overlaps the reference run's ({esc(listed)}): "
+                        "their features cannot be matched with the reference run's, so the alignment and every "
+                        "comparison across runs rest on little; check that the runs cover the same gradient")
     if apart.height:
         listed = "; ".join(f"{s}: {n}" for s, n in zip(apart["sample_id"].to_list(), apart["run_note"].to_list()))
         warnings.append(f"run(s) sharing few features with the reference run ({esc(listed)}): a run of another "
@@ -201,8 +215,14 @@ def _qc_table_html(qc: pl.DataFrame, kind: str, typed: bool) -> str:
     if kind == "blank":  # never outlier-tested: the note says what there is to say
         shown.pop("outlier", None)
         shown.pop("outlier_score", None)
+    for column, header in INSTRUMENT_COLUMNS.items():
+        if column in qc.columns and qc[column].null_count() < qc.height:
+            shown[column] = header
     if "run_note" in qc.columns and qc["run_note"].null_count() < qc.height:
         shown["run_note"] = "note"
+    if {"rt_start_s", "rt_end_s"} <= set(qc.columns):
+        qc = qc.with_columns(pl.format("{}-{}", pl.col("rt_start_s").round(1), pl.col("rt_end_s").round(1))
+                             .alias("rt_range"))
     if "outlier" in qc.columns:
         qc = qc.with_columns(pl.when(pl.col("outlier").fill_null(False)).then(pl.lit("OUTLIER"))
                              .otherwise(pl.lit("")).alias("outlier"))
@@ -228,8 +248,9 @@ def qc_section(qc_path: Path | None, chromatogram_paths: Sequence[Path], sample_
     (sample_type: sample, qc, blank) other than study samples, each type gets its own part: its rule and count,
     charts and table (with batch, injection order and the run's note where the table has them); QC outliers and
     blanks with a carry-over note are listed among the warnings apart from the study samples' outliers. Either input
-    may be absent: the section says what is missing. Raises InputError for a QC table without sample_id or a
-    chromatogram list that does not match the samples."""
+    may be absent: the section says what is missing. Time-of-flight runs searched with a narrow precursor window
+    and runs of a few minutes only are named among the warnings (``runnotes.run_warnings``). Raises InputError for
+    a QC table without sample_id or a chromatogram list that does not match the samples."""
     if qc_path is None and not chromatogram_paths:
         return ("<p>No quality-control tables were passed to the report (<code>--qc</code>, "
                 "<code>--chromatograms</code>).</p>")
@@ -238,6 +259,7 @@ def qc_section(qc_path: Path | None, chromatogram_paths: Sequence[Path], sample_
         warnings.append(f"the QC table <code>{esc(Path(qc_path).name)}</code> is missing (run the pipeline to the end)")
     elif qc_path is not None:
         qc = _ordered_qc(qc_path, sample_ids)
+        run_warnings(qc, warnings)
     chromatograms = read_chromatograms(chromatogram_paths, sample_ids, warnings) if chromatogram_paths else []
     kinds = dict(zip(qc["sample_id"].to_list(), qc["sample_type"].to_list())) if qc is not None else {}
     typed = any(k != "sample" for k in kinds.values())

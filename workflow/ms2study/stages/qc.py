@@ -8,11 +8,19 @@ and the feature matrix, on which outliers are flagged with the rule of ``modelli
 run type of the sheet (study samples among samples, pooled QCs among QCs; blanks only get a carry-over note: see
 ``modelling.qc.qc_table``). Columns: ``modelling.qc.QC`` (with sample_type, batch and injection_order from the
 sheet); the rule is ``workflow/rules/qc.smk``.
+
+Also per run: its RT range (first and last point of the chromatogram table, s), the instrument model and mass
+analyzers its file's header states (``io.instrument``, metadata only; the runs are given with ``--runs``), and,
+for a run stating a time-of-flight analyzer searched with a precursor window narrower than config/README.md advises
+for a QTOF, a note (``modelling.runchecks.tolerance_note``; the window comes with ``--search`` as JSON). The RT
+ranges let the run note say when a run shares few features with the reference run because their RT ranges hardly
+overlap (``modelling.qc.alignment_notes``). Only this study-level table changes: no per-sample output does.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -22,8 +30,10 @@ import polars as pl
 
 from ms2study.core.atomic import write_parquet
 from ms2study.core.errors import InputError
+from ms2study.io.instrument import read_instrument
 from ms2study.io.samplesheet import read_sample_sheet
 from ms2study.modelling.qc import qc_table, read_chromatogram_summary
+from ms2study.modelling.runchecks import tolerance_note
 
 log = logging.getLogger(__name__)
 
@@ -35,20 +45,43 @@ def _existing(path: str | Path, what: str, sample: str | None, fix: str) -> Path
     return path
 
 
+def rt_range(chromatogram: str | Path) -> tuple[float | None, float | None]:
+    """(first, last) RT (s) of a chromatogram table (``modelling.qc.CHROMATOGRAM``: the mean RT of the first and
+    last bin of MS1 scans, within a few scans of the acquisition's ends); (None, None) for a table without rt_s
+    values."""
+    rt = pl.read_parquet(chromatogram, columns=["rt_s"])["rt_s"].drop_nulls().drop_nans()
+    return (float(rt.min()), float(rt.max())) if rt.len() else (None, None)
+
+
 def sample_run_values(sample_id: str, chromatogram: str | Path, spectra: str | Path, features: str | Path,
-                      annotations: str | Path | None) -> dict[str, Any]:
+                      annotations: str | Path | None, run_file: str | Path | None = None,
+                      search: dict[str, Any] | None = None) -> dict[str, Any]:
     """The per-sample QC values from one sample's tables (keys of ``modelling.qc.QC``); InputError naming a missing
-    file. ``annotations`` None (no library): no identification values."""
+    file. ``annotations`` None (no library): no identification values. ``run_file``: the sample's mzML/mzXML, whose
+    header gives instrument and mass_analyzers (None, or a header that names neither: null). ``search``: the
+    annotate stage's precursor window (precursor_tolerance_ppm, precursor_tolerance_da; "searched": false when
+    no library was searched), for the time-of-flight note (None: no note)."""
     summary = read_chromatogram_summary(str(_existing(chromatogram, "chromatogram", sample_id, "run the detect stage")))
-    spectra_table = pl.read_parquet(_existing(spectra, "spectra table", sample_id, "run the spectra stage"),
-                                    columns=["feature_id"])
+    spectra_path = _existing(spectra, "spectra table", sample_id, "run the spectra stage")
+    wanted = [c for c in ("feature_id", "precursor_mz") if c in pl.read_parquet_schema(spectra_path)]
+    spectra_table = pl.read_parquet(spectra_path, columns=wanted)
     n_features = pl.scan_parquet(_existing(features, "features table", sample_id, "run the detect stage")).select(
         pl.len()).collect().item()
+    start, end = rt_range(chromatogram)
     values: dict[str, Any] = {
         "n_ms1_scans": summary.get("n_ms1_scans"), "tic_total": summary.get("tic_total"),
         "n_ms2_scans": spectra_table.height, "n_ms2_mapped": int(spectra_table["feature_id"].is_not_null().sum()),
-        "n_features": int(n_features),
+        "n_features": int(n_features), "rt_start_s": start, "rt_end_s": end,
     }
+    if run_file is not None:
+        instrument = read_instrument(run_file)
+        values["instrument"], values["mass_analyzers"] = instrument.model, instrument.analyzers_text()
+        if search and search.get("searched", True) and annotations is not None:
+            precursors = (spectra_table["precursor_mz"].drop_nulls().drop_nans()
+                          if "precursor_mz" in spectra_table.columns else pl.Series([], dtype=pl.Float64))
+            values["tolerance_note"] = tolerance_note(
+                instrument.time_of_flight, search.get("precursor_tolerance_ppm"), search.get("precursor_tolerance_da"),
+                float(precursors.median()) if precursors.len() else None)
     if annotations is not None:
         table = pl.read_parquet(_existing(annotations, "annotations table", sample_id, "run the annotate stage"))
         if {"accepted", "precursor_error_ppm"} <= set(table.columns):
@@ -75,20 +108,26 @@ def shift_from_links(links: pl.DataFrame, features: dict[str, str | Path]) -> di
 
 def run_qc(samples_path: str | Path, chromatograms: list[str | Path], spectra: list[str | Path],
            features: list[str | Path], annotations: list[str | Path] | None, alignment: str | Path | None,
-           links: str | Path | None, feature_matrix: str | Path | None, out: str | Path) -> pl.DataFrame:
+           links: str | Path | None, feature_matrix: str | Path | None, out: str | Path,
+           run_files: list[str | Path] | None = None, search: dict[str, Any] | None = None) -> pl.DataFrame:
     """The stage: per-sample lists in sheet order (one path per sheet row each); writes and returns the QC table.
-    Raises InputError when a list's length differs from the sheet's or a file is missing."""
+    ``run_files``: the runs (mzML/mzXML) in sheet order, for the instrument their headers state (None: not read);
+    ``search``: the annotate stage's precursor window (see ``sample_run_values``). Raises InputError when a list's
+    length differs from the sheet's or a file is missing."""
     samples = read_sample_sheet(samples_path)
     ids = samples["sample_id"].cast(pl.Utf8).to_list()
     lists = {"--chromatograms": chromatograms, "--spectra": spectra, "--features": features}
     if annotations:
         lists["--annotations"] = annotations
+    if run_files:
+        lists["--runs"] = run_files
     for option, paths in lists.items():
         if len(paths) != len(ids):
             raise InputError(f"{option} has {len(paths)} path(s) for {len(ids)} sample(s)", file=str(samples_path),
                              fix="give one path per sample of the sheet, in sheet order")
     runs = {s: sample_run_values(s, chromatograms[i], spectra[i], features[i],
-                                 annotations[i] if annotations else None) for i, s in enumerate(ids)}
+                                 annotations[i] if annotations else None, run_files[i] if run_files else None,
+                                 search) for i, s in enumerate(ids)}
     alignment_table = pl.read_parquet(_existing(alignment, "alignment table", None, "run the link stage")) \
         if alignment else None
     if links and (alignment_table is None or "rt_shift_median_s" not in alignment_table.columns):
@@ -107,12 +146,24 @@ def run_qc(samples_path: str | Path, chromatograms: list[str | Path], spectra: l
                  part["outlier_rule"][0])
         for s, note in zip(noted["sample_id"].to_list(), noted["run_note"].to_list()):
             log.warning("run %s (%s): %s", s, kind[0], note)
+    for s, model, analyzers, note in table.select("sample_id", "instrument", "mass_analyzers",
+                                                  "tolerance_note").iter_rows():
+        log.info("run %s: instrument %s, mass analyzers %s (as its file states)", s, model or "not stated",
+                 analyzers or "not stated")
+        if note:
+            log.warning("run %s: %s", s, note)
     return table
 
 
 def _cli(args: argparse.Namespace) -> int:
+    search = None
+    if args.search:
+        try:
+            search = json.loads(args.search)
+        except json.JSONDecodeError as err:
+            raise InputError(f"--search is not JSON ({err})", fix='give e.g. {"precursor_tolerance_ppm": 10}') from err
     run_qc(args.samples, args.chromatograms, args.spectra, args.features, args.annotations, args.alignment,
-           args.links, args.feature_matrix, args.out)
+           args.links, args.feature_matrix, args.out, args.runs or None, search)
     return 0
 
 
@@ -127,5 +178,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--alignment", default=None, help="results/study/alignment.parquet")
     p.add_argument("--links", default=None, help="results/study/feature_links.parquet")
     p.add_argument("--feature-matrix", default=None, help="results/study/feature_matrix.parquet (outlier rule)")
+    p.add_argument("--runs", nargs="*", default=[], help="the runs (mzML/mzXML) per sample, sheet order: the "
+                   "instrument and mass analyzers their headers state (optional)")
+    p.add_argument("--search", default=None, help="the annotate stage's precursor window as JSON "
+                   '({"precursor_tolerance_ppm": 10, "precursor_tolerance_da": null, "searched": true}; optional)')
     p.add_argument("--out", required=True, help="results/study/qc.parquet")
     p.set_defaults(func=_cli)

@@ -1,0 +1,97 @@
+"""Checks of a run against the settings and the other runs: a time-of-flight run searched with an Orbitrap's
+precursor window, RT ranges that do not overlap the reference run's, and runs that are only a short excerpt.
+
+``tolerance_note``: config/README.md ("Instrument settings") advises 15-20 ppm for the seven m/z keys with a QTOF,
+whose precursors scatter by 5-10 ppm (more where the detector saturates); the defaults (10 ppm) suit an Orbitrap. A
+fresh user's trial ran two SCIEX TripleTOF 6600 runs with the defaults: a standard at -10.7 ppm was missed and an
+accepted name sat 18.6 ppm off, and nothing said why. A run whose header states a time-of-flight analyzer
+(``io.instrument``) and whose precursor window is narrower than ``TOF_ADVISED_PPM[0]`` gets a note; nothing is
+inferred from an instrument's name, and a run whose file names no analyzer gets none.
+
+``rt_overlap`` / ``overlap_note``: two runs whose acquisition windows hardly overlap cannot share features (the same
+trial: excerpts of 430-469 s and 404-421 s shared none, and the note blamed matrix, method or instrument). A run
+with less than ``RT_OVERLAP_MIN_SHARE`` of its RT range inside the reference run's gets a note naming both ranges.
+``short_run``: a run spanning less than ``SHORT_RUN_S`` (5 min) is an excerpt or a flow-injection-like run; no LC
+gradient of a metabolomics method is that short, so features at its edges are truncated and the alignment has few
+features to fit (heuristic threshold of this pipeline; a ballistic 3-5 min gradient would be named too, harmlessly).
+Imports the standard library only.
+"""
+
+from __future__ import annotations
+
+import math
+
+# config/README.md, "Instrument settings": "15-20 ppm for a QTOF whose precursors scatter by 5-10 ppm".
+TOF_ADVISED_PPM = (15.0, 20.0)
+# The seven keys that look for one ion by m/z and share the instrument's tolerance (config/README.md).
+MZ_KEYS = ("detect.mass_error_ppm", "spectra.mz_tolerance_ppm", "link.mz_tol_ppm", "link.align_pair_mz_max_ppm",
+           "annotate.precursor_tolerance_ppm", "correct.gap_fill_mz_ppm", "correct.adduct_mz_ppm")
+SHORT_RUN_S = 300.0          # a run spanning less acquisition time than this is named as an excerpt
+RT_OVERLAP_MIN_SHARE = 0.5   # a run with less of its RT range inside the reference run's gets a note
+
+
+def window_ppm(tolerance_ppm: float | None, tolerance_da: float | None, precursor_mz: float | None) -> float | None:
+    """The annotate stage's precursor half-window in ppm: ``tolerance_da`` (Da) when set, converted at
+    ``precursor_mz`` (the run's median precursor m/z; None when unknown or not positive: no conversion), else
+    ``tolerance_ppm``. None when neither can be given."""
+    if tolerance_da is not None:
+        if precursor_mz is None or not math.isfinite(precursor_mz) or precursor_mz <= 0:
+            return None
+        return float(tolerance_da) / float(precursor_mz) * 1e6
+    return None if tolerance_ppm is None else float(tolerance_ppm)
+
+
+def tolerance_note(time_of_flight: bool, tolerance_ppm: float | None, tolerance_da: float | None = None,
+                   precursor_mz: float | None = None) -> str | None:
+    """The note for a run whose header states a time-of-flight analyzer (``time_of_flight``) searched with a
+    precursor window narrower than ``TOF_ADVISED_PPM[0]`` ppm, or None (not time-of-flight, or a window wide enough,
+    or none that can be put in ppm). ``tolerance_ppm`` / ``tolerance_da``: annotate.precursor_tolerance_ppm and
+    annotate.precursor_tolerance_da (the Da window, when set, is converted at ``precursor_mz``, the run's median
+    precursor m/z)."""
+    if not time_of_flight:
+        return None
+    ppm = window_ppm(tolerance_ppm, tolerance_da, precursor_mz)
+    if ppm is None or ppm >= TOF_ADVISED_PPM[0]:
+        return None
+    low, high = TOF_ADVISED_PPM
+    window = (f"±{tolerance_da:g} Da (annotate.precursor_tolerance_da; {ppm:.1f} ppm at the run's median precursor "
+              f"m/z {precursor_mz:.1f})" if tolerance_da is not None
+              else f"±{ppm:g} ppm (annotate.precursor_tolerance_ppm)")
+    return (f"time-of-flight analyzer searched with a precursor window of {window}, narrower than the {low:g}-{high:g} "
+            "ppm config/README.md ('Instrument settings') advises for a QTOF: precursors just outside the window get "
+            f"no library candidate; set the seven m/z keys ({', '.join(MZ_KEYS)}) to {low:g}-{high:g} ppm")
+
+
+def rt_overlap(run: tuple[float, float], reference: tuple[float, float]) -> tuple[float, float]:
+    """(overlap in s, share of ``run``'s range inside ``reference``'s) for two RT ranges (start, end; s). A run of
+    zero length counts as inside when its one time lies in the reference range (share 1) and outside otherwise.
+    Raises ValueError when a range ends before it starts or is not finite."""
+    for start, end in (run, reference):
+        if not (math.isfinite(start) and math.isfinite(end)) or end < start:
+            raise ValueError(f"an RT range must be finite with start <= end (got {start}, {end})")
+    overlap = max(0.0, min(run[1], reference[1]) - max(run[0], reference[0]))
+    length = run[1] - run[0]
+    if length <= 0:
+        return 0.0, float(reference[0] <= run[0] <= reference[1])
+    return float(overlap), float(overlap / length)
+
+
+def overlap_note(run: tuple[float, float], reference: tuple[float, float], reference_id: str) -> str | None:
+    """The note for a run whose RT range lies mostly outside the reference run's (share inside below
+    ``RT_OVERLAP_MIN_SHARE``), naming both ranges (s), or None. Features outside the overlap cannot be matched with
+    the reference run's, so the run shares few features and its alignment rests on few or no pairs whatever its
+    matrix or instrument. Raises ValueError as ``rt_overlap``."""
+    overlap, share = rt_overlap(run, reference)
+    if share >= RT_OVERLAP_MIN_SHARE:
+        return None
+    return (f"its RT range {run[0]:.1f}-{run[1]:.1f} s overlaps the reference run {reference_id}'s "
+            f"{reference[0]:.1f}-{reference[1]:.1f} s by {overlap:.1f} s ({share:.0%} of its range): runs acquired "
+            "over different RT windows (excerpts, another gradient) cannot share the features outside the overlap")
+
+
+def short_run(start_s: float | None, end_s: float | None) -> bool:
+    """True when a run's acquisition (first to last MS1 scan, s) spans less than ``SHORT_RUN_S``; False when it
+    spans more or a bound is unknown."""
+    if start_s is None or end_s is None or not (math.isfinite(start_s) and math.isfinite(end_s)):
+        return False
+    return end_s - start_s < SHORT_RUN_S
