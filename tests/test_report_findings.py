@@ -485,7 +485,7 @@ def test_no_level_2_identification_says_why_beside_the_count() -> None:
                           "accepted": [True, True, True], "msi_level": [3, 3, 3],
                           "isomer_inchikeys": [["A", "B"], ["C"], None]}, schema_overrides={"msi_level": pl.Int8})
     text = identification_finding(ident, 0.01)
-    assert "0 at Schymanski level 2" in text and "none at level 2: 1 have another structure of their formula" in text
+    assert "0 at Schymanski level 2" in text and "none at level 2: 1 has another structure of its formula" in text
     assert "2 have none scoring close, but the structure evidence does not rule out an isomer" in text
     with_two = identification_finding(ident.with_columns(msi_level=pl.Series([2, 3, 3], dtype=pl.Int8)), 0.01)
     assert "none at level 2" not in with_two
@@ -507,7 +507,7 @@ def test_identifications_with_a_mark_the_q_value_does_not_cover_are_counted_in_t
     # names withdrawn as in-source fragments (identify's check) are counted too (a fresh user's trial: Main
     # findings never mentioned them)
     checked = ident.with_columns(in_source_correlation=pl.Series([0.3, None, 0.2, 0.99]))
-    assert "1 more matched at this FDR but were withdrawn as in-source fragments" in identification_finding(
+    assert "1 more matched at this FDR but was withdrawn as an in-source fragment" in identification_finding(
         checked, 0.01)
     clean = ident.with_columns(in_source_of_mz=pl.lit(None, dtype=pl.Float64),
                                same_name_elsewhere=pl.lit([], dtype=pl.List(pl.Utf8)))

@@ -11,6 +11,8 @@ rule identify:
         matrix="results/study/feature_matrix.parquet",
         # the run types (sample, qc, blank): n_samples counts study samples only
         sheet="results/study/samples.tsv",
+        # each run's features: a name on a feature eluting over most of its run is marked (identification.background)
+        features=per_sample("features"),
         library=library_index(),
         # the corrected matrix's compound_group and adduct columns, when correct.adducts is on
         adduct_groups=lambda wildcards: (
@@ -41,5 +43,6 @@ rule identify:
         ENV
     shell:
         "python -m ms2study --threads {threads} identify --annotations {input.annotations:q} --links {input.links:q} "
-        "--samples {input.sheet:q} --feature-matrix {input.matrix:q} {params.library} {params.adducts} "
+        "--samples {input.sheet:q} --feature-matrix {input.matrix:q} --features {input.features:q} {params.library} "
+        "{params.adducts} "
         "--out {output:q} --params {params.p} > {log:q} 2>&1"

@@ -44,6 +44,7 @@ from ms2study.encoder.checkpoints import model_split_settings, resolve_model_dir
 from ms2study.encoder.splits import assign_split
 from ms2study.identification import confidence, engine, structure_model
 from ms2study.identification.combined import CombinePlan, combine_plan, ranking_score
+from ms2study.identification.level2_training import level2_training
 from ms2study.identification.pairs import PreparedLibrary, identifiable, prepare_library, score_pairs
 from ms2study.identification.reference import LOW_CONCENTRATION_LEVELS, degrade
 from ms2study.kernels.candidates import find_candidates
@@ -410,54 +411,6 @@ def isomer_separability(index: LibraryIndex, lib: PreparedLibrary, lib_emb: np.n
     has2 = (nxt < c_s.size) & ~np.r_[start, True][nxt]
     second = np.where(has2, key[np.minimum(nxt, c_s.size - 1)], np.nan)
     return {"struct": c_s[pos], "row": c_row[pos], "best": key[pos], "best_partner": i_s[pos], "second": second}
-
-
-def level2_training(q_of: np.ndarray, cand: np.ndarray, key: np.ndarray, scores: dict[str, np.ndarray],
-                    structure: np.ndarray, formula: np.ndarray, rows: np.ndarray, query_peaks: np.ndarray,
-                    separability: dict, blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Training hits of the level-2 model from the calibration searches: (features, right).
-
-    Each search gives its rank-1 hit twice: with the query's other spectra among the candidates (kept where its
-    structure is there; right unless another structure wins) and with its structure removed (always wrong, as
-    for a compound absent from the library: its structure is then also left out of the isomer counts and of the
-    separability). Features as ``structure_model.rank1_features``; separability only for structures with an
-    InChIKey (as annotate looks it up). ``key``: the ranking score, -inf for candidates annotate would drop
-    (at or below ``min_score``). Returns features of shape (number of hits, len(FEATURES)) and right (bool).
-    """
-    n = rows.size
-    q_struct, q_formula = structure[rows], formula[rows]
-    n_struct = structure.max(initial=-1) + 1
-    best = np.full(n_struct, np.nan)
-    partner = np.full(n_struct, -2, dtype=np.int64)
-    second = np.full(n_struct, np.nan)
-    s_idx = np.asarray(separability["struct"], dtype=np.int64)
-    best[s_idx] = separability["best"]
-    partner[s_idx] = separability["best_partner"]
-    second[s_idx] = separability["second"]
-    no_key = np.asarray([len(b) != 14 for b in blocks])
-    c_s, c_f = structure[cand], formula[cand]
-    others = structure_model.other_formula_structures(structure, formula, c_f)
-    out_f, out_y = [], []
-    for removed in (False, True):
-        sel = (c_s != q_struct[q_of]) if removed else np.ones(q_of.size, dtype=bool)
-        qo, cs, cr = q_of[sel], c_s[sel], cand[sel]
-        same_formula = (c_f[sel] == q_formula[qo]) & (q_formula[qo] >= 0)
-        k = others[sel] - (same_formula if removed else 0)
-        sep = best[cs]
-        if removed:
-            sep = np.where(partner[cs] == q_struct[qo], second[cs], sep)
-        sep = np.where(no_key[cr], np.nan, sep)
-        n_cand = confidence.distinct_per_query(qo, cs, n)
-        feats, top = structure_model.rank1_features(
-            qo, cs, c_f[sel], key[sel], {k_: v[sel] for k_, v in scores.items()}, k, sep, query_peaks, n_cand, n)
-        ok = top >= 0
-        if not removed:
-            present = np.zeros(n, dtype=bool)
-            present[qo[cs == q_struct[qo]]] = True
-            ok &= present
-        out_f.append(feats[ok])
-        out_y.append(np.where(top[ok] >= 0, cs[np.maximum(top[ok], 0)] == q_struct[ok], False))
-    return np.vstack(out_f), np.concatenate(out_y)
 
 
 def scoring_signature(p: dict, plan: CombinePlan) -> dict:
