@@ -200,3 +200,23 @@ def test_isomer_gaps_ignore_isomers_that_cannot_be_identified() -> None:
     gaps, wrong = _isomer_gaps(off, cand, key, structure, formula, np.array([0, 0, 0, 1, 1, 1]))
     assert gaps.tolist() == pytest.approx([0.05]) and wrong.tolist() == [True]
     assert np.isfinite(learn_isomer_margin(gaps, wrong))
+
+
+def test_the_isomer_column_lists_every_identifiable_isomer_not_only_those_within_the_margin() -> None:
+    # One query: A (0.95) beats its isomers B (0.5, far outside the 0.05 margin) and C (shares too few peaks: -inf);
+    # D has another formula. Level 3 (structure null uniform: no hit singled out); the list is A, B.
+    rng = np.random.default_rng(1)
+    cal = confidence.Calibration.from_null(rng.uniform(0, 0.3, 20000), rng.uniform(0, 1, 5000), 0.05,
+                                           {"rank_by": "combined"})
+    keys = ["AAAAAAAAAAAAAA-X-N", "BBBBBBBBBBBBBB-X-N", "CCCCCCCCCCCCCC-X-N", "DDDDDDDDDDDDDD-X-N"]
+    meta = pl.DataFrame({"inchikey": keys, "compound_class": [None] * 4, "name": list("ABCD"),
+                         "formula": ["C6H6O", "C6H6O", "C6H6O", "C7H8"]}, schema_overrides={"compound_class": pl.Utf8})
+    score = np.array([0.95, 0.5, -np.inf, 0.4])
+    frame = pl.DataFrame({"_q": np.zeros(4, np.int64), "_lib": np.arange(4), "_key": score,
+                          "rank": np.arange(1, 5, dtype=np.int32), "cosine": score, "entropy": score,
+                          "embedding": np.full(4, np.nan)})
+    out = acceptance.confidence_table(frame, SimpleNamespace(metadata=meta), np.array([4]),
+                                      {"fdr": 0.05, "isomer_margin": "auto"}, cal, query_peaks=np.array([10]))
+    row = out.row(0, named=True)
+    assert row["accepted"] and row["msi_level"] == 3
+    assert row["isomer_inchikeys"] == keys[:2]

@@ -229,7 +229,7 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
     unseen = int(((acc["msi_level"] == 3) & (library_isomers(acc) <= 1)).sum())
     if unseen:
         parts.append(f"<p>{unseen} of the level-3 features have no other structure of their formula among "
-                     "their candidates scoring near them (the library may hold isomers that scored lower): they are "
+                     "their candidates that could be identified (the library may hold isomers sharing too few peaks): they are "
                      "level 3 because the evidence for their structure, as measured on the library's own searches, "
                      "does not rule out an isomer at this FDR, including isomers absent from the library. Their "
                      "isomer column says so.</p>")
