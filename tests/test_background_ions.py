@@ -5,9 +5,6 @@ user's trial, D5: "Phenazine-1-carboxylic acid" accepted in a human QC on a feat
 
 from __future__ import annotations
 
-import html
-import json
-import re
 
 import numpy as np
 import polars as pl
@@ -16,6 +13,7 @@ from ms2study import cli
 from ms2study.identification import background
 from ms2study.reporting.findings import identification_finding
 from ms2study.reporting.sections import _consensus_compounds
+from test_report import _itable_header, _itable_rows
 
 
 def _features(sample: str, run: tuple[float, float], rows: list[tuple[str, float, float, float]]) -> pl.DataFrame:
@@ -118,12 +116,7 @@ def test_the_identify_command_marks_with_the_features_tables(tmp_path) -> None:
 
 def _rows(text: str, table_id: str) -> tuple[list[str], list[list]]:
     """The header and rows of the itables table ``table_id`` in ``text``."""
-    script = text.split(f'querySelectorAll("#{table_id}:not(.dataTable)")')[1]
-    data = json.loads(json.loads('"' + re.search(r'"data_json": "((?:[^"\\]|\\.)*)"', script).group(1) + '"'))
-    table = text.split(f'id="{table_id}"')[1].split("</thead>")[0]
-    header = [html.unescape(re.sub(r"<[^>]+>", "", h)).strip()
-              for h in re.findall(r"<th[^>]*>(.*?)</th>", table, re.DOTALL)]
-    return header, [[c[1] if isinstance(c, list) and len(c) == 2 else c for c in row] for row in data]
+    return _itable_header(text, table_id), _itable_rows(text, table_id)
 
 
 def test_the_report_shows_the_mark_beside_the_name_and_counts_it() -> None:

@@ -5,9 +5,6 @@ m/z 189.1485, said only in the parquet's adduct_note); the Main findings' counts
 
 from __future__ import annotations
 
-import html
-import json
-import re
 
 import polars as pl
 
@@ -15,6 +12,7 @@ from ms2study.reporting.findings import identification_finding
 from ms2study.reporting.marks import ion_label_marks
 from ms2study.reporting.sections import _consensus_compounds
 from ms2study.stages import identify
+from test_report import _itable_header, _itable_rows
 
 IK = {"lactone": "LLLLLLLLLLLLLL-X-N", "acid": "AAAAAAAAAAAAAA-X-N", "amine": "MMMMMMMMMMMMMM-X-N"}
 
@@ -50,12 +48,7 @@ def _identified() -> pl.DataFrame:
 
 def _rows(text: str, table_id: str) -> tuple[list[str], list[list]]:
     """The header and rows of the itables table ``table_id`` in ``text``."""
-    script = text.split(f'querySelectorAll("#{table_id}:not(.dataTable)")')[1]
-    data = json.loads(json.loads('"' + re.search(r'"data_json": "((?:[^"\\]|\\.)*)"', script).group(1) + '"'))
-    table = text.split(f'id="{table_id}"')[1].split("</thead>")[0]
-    header = [html.unescape(re.sub(r"<[^>]+>", "", h)).strip()
-              for h in re.findall(r"<th[^>]*>(.*?)</th>", table, re.DOTALL)]
-    return header, [[c[1] if isinstance(c, list) and len(c) == 2 else c for c in row] for row in data]
+    return _itable_header(text, table_id), _itable_rows(text, table_id)
 
 
 def test_a_name_on_another_ion_of_an_untested_grouping_is_marked_beside_it() -> None:

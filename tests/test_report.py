@@ -5,6 +5,7 @@ charts and DataTables tables that need no network; rendered by a real headless C
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 import os
 import re
@@ -43,6 +44,13 @@ def _itable_rows(text: str, table_id: str) -> list[list]:
     script = text.split(f'querySelectorAll("#{table_id}:not(.dataTable)")')[1]
     data = json.loads(json.loads('"' + re.search(r'"data_json": "((?:[^"\\]|\\.)*)"', script).group(1) + '"'))
     return [[cell[1] if isinstance(cell, list) and len(cell) == 2 else cell for cell in row] for row in data]
+
+
+def _itable_header(text: str, table_id: str) -> list[str]:
+    """The column names of the itables table ``table_id`` in the report's HTML (tags and entities removed)."""
+    table = text.split(f'id="{table_id}"')[1].split("</thead>")[0]
+    return [html.unescape(re.sub(r"<[^>]+>", "", h)).strip()
+            for h in re.findall(r"<th[^>]*>(.*?)</th>", table, re.DOTALL)]
 
 
 def _write_study(root: Path, trained: bool, n: int = 8, seed: int = 0, with_q: bool = True) -> list[str]:
