@@ -48,14 +48,19 @@ def test_a_cluster_of_two_coeluting_compounds_is_no_in_source_parent_of_either()
     myc, fen = 289.1220, 304.1131
     cluster = myc + fen - insource.PROTON
     run = _run([
-        (448.0, myc, [70.04, 125.02], [100.0, 80.0]),
-        (448.5, fen, [217.007, 234.036], [100.0, 60.0]),
-        (448.6, cluster, [fen + 0.001, myc - 0.001, 217.007], [100.0, 45.0, 30.0]),
+        (448.96, myc, [70.04, 125.02], [100.0, 80.0]),
+        # the partner's apex 1.86 s from the fragment's, 1.54 s from the cluster's scan (a fresh user's 20 ppm run)
+        (447.10, fen, [217.007, 234.036], [100.0, 60.0]),
+        (448.64, cluster, [fen + 0.001, myc - 0.001, 217.007], [100.0, 45.0, 30.0]),
         # a covalent parent holding one fragment ion, whose complement is no co-eluting precursor: still marked
         (600.0, 200.0, [50.0], [100.0]),
         (600.4, 350.0, [200.0005, 120.0], [100.0, 50.0]),
     ])
-    parents = insource.in_source_parents(run)
+    # co-elution on the features' apexes (1 s window): the partner lies 1.86 s from the fragment, within 2 s of the
+    # cluster's scan (unmapped), where the cluster's partner is looked for
+    run = run.with_columns(feature_id=pl.Series(["F1", "F2", None, "F3", "F4"]))
+    features = pl.DataFrame({"feature_id": ["F1", "F2", "F3", "F4"], "rt_s": [448.96, 447.10, 600.0, 600.4]})
+    parents = insource.in_source_parents(run, features=features)
     assert np.isnan(parents[:3]).all(), parents
     assert parents[3] == pytest.approx(350.0)
     # the cluster's MS/MS must hold the partner too: without it, the partner's mass alone proves nothing
@@ -63,7 +68,7 @@ def test_a_cluster_of_two_coeluting_compounds_is_no_in_source_parent_of_either()
                                .otherwise(pl.col("mz")).alias("mz"),
                                pl.when(pl.int_range(pl.len()) == 2).then(pl.lit([100.0, 30.0]))
                                .otherwise(pl.col("intensity")).alias("intensity"))
-    assert insource.in_source_parents(without)[0] == pytest.approx(cluster)
+    assert insource.in_source_parents(without, features=features)[0] == pytest.approx(cluster)
 
 
 def test_queries_without_retention_times_are_not_marked() -> None:

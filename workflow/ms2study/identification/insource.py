@@ -10,7 +10,8 @@ the sample. Parents at the mass differences of the same compound's own ions (13C
 mixed dimers [A+B+H]+ of two co-eluting compounds: a parent whose m/z is this precursor's plus the neutral mass of
 another co-eluting precursor, and whose MS/MS holds that precursor's m/z too (a fresh user's TripleTOF run of a
 pesticide mix: myclobutanil and fenamiphos, both right, were marked as fragments of their cluster at m/z 592.22,
-whose MS/MS holds both [M+H]+ ions). The price: a covalent parent whose MS/MS holds both complementary fragment ions
+whose MS/MS holds both [M+H]+ ions; the partner is looked for within twice the co-elution window of the cluster,
+since with 20 ppm settings fenamiphos's apex lay 1.5 s from the cluster's scan). The price: a covalent parent whose MS/MS holds both complementary fragment ions
 of one bond, where the second is also a co-eluting precursor, is read as a cluster and not counted.
 Co-elution is judged on the apexes of the features the two spectra were mapped to (``feature_apex_s``, within
 ``APEX_WINDOW_S``), not on the MS2 scan times: dynamic exclusion spreads a feature's MS2 scans over its peak and
@@ -102,7 +103,11 @@ def _parents(rt, precursor, offsets, peak_mz, peak_int, window, tol, min_rel, mi
                 if abs(peak_mz[k] - precursor[i]) <= tol:
                     hit = max(hit, peak_int[k])
             if hit > 0.0 and hit >= min_rel * base and (best == 0.0 or precursor[j] < best):
-                if not _mixed_dimer(i, j, order[lo:hi], precursor, offsets, peak_mz, tol):
+                # the cluster's partner co-elutes with the cluster; apexes of broad or saturated peaks wander, so
+                # it is looked for within twice the window of the cluster (its MS/MS must hold the partner too)
+                plo = np.searchsorted(sorted_rt, rt[j] - 2.0 * window)
+                phi = np.searchsorted(sorted_rt, rt[j] + 2.0 * window, side="right")
+                if not _mixed_dimer(i, j, order[plo:phi], precursor, offsets, peak_mz, tol):
                     best = precursor[j]
         if best > 0.0:
             out[i] = best
