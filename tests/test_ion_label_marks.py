@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from ms2study.correction.adduct_notation import adduct_contradiction
 from ms2study.reporting.findings import identification_finding
 from ms2study.reporting.marks import ion_label_marks
 from ms2study.reporting.sections import _consensus_compounds
@@ -99,3 +100,20 @@ def test_main_findings_counts_are_singular_for_one() -> None:
                                                     same_name_elsewhere=pl.Series([["C9"], [], [], None])), 0.01)
     assert "<b>2</b> of them carry a mark the q-value does not cover (2 possible in-source fragments, 1 named at " \
            "several retention times, 1 with both)" in two
+
+
+def test_a_permanent_cation_is_not_marked_as_another_ions_sodium_adduct() -> None:
+    # A quaternary ammonium (library [M]+) grouped as [M+Na]+ of a weak ion: no reading of a permanent cation, so no
+    # mark; its in-source water loss would be one; a protonated match grouped as [M+Na]+ stays marked.
+    ident = pl.DataFrame({"accepted": [True, True, True, True],
+                          "feature_adduct": ["[M+Na]+", "[M+H-H2O]+", "[M+Na]+", "[M+K]+"],
+                          "adduct": ["[M]+", "[M]+", "[M+H]+", "[M+]"],
+                          "adduct_partner": ["C9", "C9", "C9", "C9"], "adduct_partner_mz": [327.37] * 4,
+                          "adduct_correlation": [None] * 4, "adduct_n_runs": [1] * 4},
+                         schema_overrides={"adduct_correlation": pl.Float64, "adduct_n_runs": pl.Int32})
+    marks = ion_label_marks(ident).to_list()
+    assert marks[0] is None and marks[3] is None
+    assert marks[1].startswith("[M+H-H2O]+ of m/z 327.3700") and marks[2].startswith("[M+Na]+ of m/z 327.3700")
+    # nor does such a label refuse the match where the grouping was tested
+    assert adduct_contradiction("[M+Na]+", "[M]+") is None
+    assert adduct_contradiction("[M+Na]+", "[M+H]+") is not None

@@ -92,17 +92,38 @@ def nh3_loss_reading(feature_adduct: str | None, library_adduct: str | None,
     return labels <= {"[M+H]+", "[M+NH4]+"} and k == 1 and z in (None, 1) and abs(shift - _ELEMENT_MASS["H"]) < 2e-3
 
 
+# charge carriers other than the proton: a permanent ion (library adduct [M]+ / [M]-) cannot carry one more
+CARRIERS = frozenset({"Na", "K", "Li", "NH4", "Cl", "Br", "HCOO", "FA", "CH3COO", "Ac"})
+
+
+def impossible_for_intrinsic_ion(label: str | None, library_adduct: str | None) -> bool:
+    """True when the library match is an intrinsic ion ([M]+, [M]-: a quaternary ammonium, a phosphonium) and the
+    grouping's label makes it carry another charge carrier ([M+Na]+, [M+Cl]-): the grouping reads mass differences as
+    if the molecule were neutral, and such a label is no reading of a permanent ion (a fresh user's benzalkonium
+    labelled [M+Na]+ of an ion seen in one run). A neutral loss ([M+H-H2O]+) stays possible. False when either is
+    missing or cannot be parsed."""
+    spelled = (library_adduct or "").replace(" ", "").replace("[M+]", "[M]+").replace("[M-]", "[M]-")
+    lib = adduct_signature(spelled)
+    if lib is None or not label or abs(lib[1]) > 1e-6 or lib[2] not in (1, -1):
+        return False
+    m = re.match(r"^\[?\d*M((?:[+-]\d*[A-Za-z][A-Za-z0-9]*)*)\]", label.replace(" ", ""))
+    return bool(m) and any(sign == "+" and group in CARRIERS
+                           for sign, group in re.findall(r"([+-])\d*([A-Za-z][A-Za-z0-9]*)", m.group(1)))
+
+
 def adduct_contradiction(feature_adduct: str | None, library_adduct: str | None,
                          group_adducts: list[str] | None = None) -> str | None:
     """Why a library spectrum of ``library_adduct`` cannot be the compound of a feature grouped as ``feature_adduct``,
-    or None when they name the same ion (:func:`same_ion`), either is unknown, or the library ion fits the group's
-    other reading (:func:`nh3_loss_reading`: ``group_adducts`` are the labels of the feature's compound group)."""
+    or None when they name the same ion (:func:`same_ion`), either is unknown, the library ion fits the group's
+    other reading (:func:`nh3_loss_reading`: ``group_adducts`` are the labels of the feature's compound group), or
+    the label is no reading of the library's permanent ion (:func:`impossible_for_intrinsic_ion`)."""
     same = same_ion(feature_adduct, library_adduct)
     if same is None or same:
         return None
     iso = _ISOTOPE_RE.search(feature_adduct.strip())
     if iso:
         return f"the feature is the M+{iso.group(1)} isotope peak of another feature, not a {library_adduct} ion"
-    if nh3_loss_reading(feature_adduct, library_adduct, group_adducts):
+    if nh3_loss_reading(feature_adduct, library_adduct, group_adducts) or \
+            impossible_for_intrinsic_ion(feature_adduct, library_adduct):
         return None
     return f"library adduct {library_adduct} contradicts the feature's grouped adduct {feature_adduct}"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from ms2study.correction.adduct_notation import nh3_loss_reading, same_ion
+from ms2study.correction.adduct_notation import impossible_for_intrinsic_ion, nh3_loss_reading, same_ion
 from ms2study.identification import background
 
 # identification table headers of the two marks (reporting.sections)
@@ -47,7 +47,8 @@ def ion_label_marks(ident: pl.DataFrame) -> pl.Series:
     runs = _column(ident, "adduct_n_runs", pl.Int32).to_list()
     out: list[str | None] = []
     for ok, label, lib, partner, mz, corr, n in zip(accepted, labels, adducts, partners, partner_mz, r, runs):
-        if not ok or same_ion(label, lib) is not False or nh3_loss_reading(label, lib):
+        if (not ok or same_ion(label, lib) is not False or nh3_loss_reading(label, lib)
+                or impossible_for_intrinsic_ion(label, lib)):
             out.append(None)
             continue
         of = (f" of m/z {mz:.4f}" if mz is not None else "") + (f" ({partner})" if partner else "")
