@@ -238,3 +238,17 @@ def test_mztab_m_is_not_written_because_pyopenms_cannot_carry_the_study() -> Non
     assert not hasattr(pyopenms, "IdentificationData")
     assert not hasattr(pyopenms.Feature, "addIDMatch")
     assert not hasattr(pyopenms.MzTabMFile, "load")  # and it could not be read back with pyOpenMS either
+
+
+def test_the_table_carries_the_reports_grouped_as_another_ion_mark(tmp_path) -> None:
+    # a fresh user saw "grouped as another ion?" beside epsilon-decalactone in the report, not in the export
+    path = tmp_path / "identifications.parquet"
+    pl.DataFrame({"consensus_id": ["C1", "C2"], "accepted": [True, True], "q_value": [0.006, 0.002],
+                  "name": ["epsilon-Decalactone", "acid"], "adduct": ["[M+H]+", "[M+H]+"],
+                  "feature_adduct": ["[M+H-H2O]+", "[M+H]+"], "adduct_partner": ["C9", None],
+                  "adduct_partner_mz": [189.1485, None], "adduct_correlation": [None, None],
+                  "adduct_n_runs": [2, None]},
+                 schema_overrides={"adduct_correlation": pl.Float64, "adduct_n_runs": pl.Int32}).write_parquet(path)
+    got = stage.accepted_identifications(path).sort("consensus_id")
+    assert got["grouped_as_another_ion"][0].startswith("[M+H-H2O]+ of m/z 189.1485 (C9)")
+    assert got["grouped_as_another_ion"][1] is None

@@ -37,6 +37,7 @@ from ms2study.core.tables import FEATURE_MATRIX_KEYS, SPECTRA, read_table
 from ms2study.io import exports
 from ms2study.io.samplesheet import read_sample_sheet
 from ms2study.modelling.differential import read_summary
+from ms2study.reporting.marks import ion_label_marks
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,9 @@ IDENTIFICATION_COLUMNS: dict[str, pl.DataType] = {
     "in_source_of_mz": pl.Float64, "evidence_note": pl.Utf8,
     # how closely a marked feature follows that ion over the study samples (identify's in-source check)
     "in_source_correlation": pl.Float64,
+    # the report's "grouped as another ion?" mark: the study's ion grouping labels the feature another ion than the
+    # library match's, on mass and RT alone (a fresh user found it in the report and not here)
+    "grouped_as_another_ion": pl.Utf8,
 }
 # the effect column of each outcome type of the differential stage, and of each test for a table without a summary
 EFFECT_OF_TYPE = {"binary": "log2_fold_change", "continuous": "log2_effect_per_unit", "multiclass": "statistic"}
@@ -90,6 +94,7 @@ def accepted_identifications(path: str | Path | None) -> pl.DataFrame:
         raise InputError("identifications table does not exist", file=str(path), fix="run the identify stage")
     frame = pl.read_parquet(path)
     frame = frame.filter(pl.col("accepted").fill_null(False)) if "accepted" in frame.columns else frame.clear()
+    frame = frame.with_columns(ion_label_marks(frame).alias("grouped_as_another_ion"))
     frame = frame.rename({"q_value": "identification_q_value"}) if "q_value" in frame.columns else frame
     frame = frame.with_columns(pl.lit(None, dtype=t).alias(c) for c, t in schema.items() if c not in frame.columns)
     return (frame.select([pl.col(c).cast(t) for c, t in schema.items()])
