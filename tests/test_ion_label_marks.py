@@ -89,13 +89,13 @@ def test_main_findings_counts_are_singular_for_one() -> None:
                          schema_overrides={"msi_level": pl.Int8, "same_name_elsewhere": pl.List(pl.Utf8)})
     text = identification_finding(ident, 0.01)
     assert "none at level 2: 2 have another structure of their formula" in text
-    assert "1 has none scoring close" in text
+    assert "1 has none among the candidates" in text
     assert "1 more matched at this FDR but was withdrawn as an in-source fragment (its intensity" in text
     assert "<b>1</b> of them carries a mark the q-value does not cover (1 possible in-source fragment):" in text
     one = identification_finding(ident.with_columns(isomer_inchikeys=pl.Series([["A", "B"], ["C"], ["D"], None])),
                                  0.01)
-    assert "none at level 2: 1 has another structure of its formula in the library scoring close to it" in one
-    assert "2 have none scoring close" in one
+    assert "none at level 2: 1 has another structure of its formula among its library candidates" in one
+    assert "2 have none among the candidates" in one
     two = identification_finding(ident.with_columns(in_source_of_mz=pl.Series([241.05, 183.0, None, 300.0]),
                                                     same_name_elsewhere=pl.Series([["C9"], [], [], None])), 0.01)
     assert "<b>2</b> of them carry a mark the q-value does not cover (2 possible in-source fragments, 1 named at " \

@@ -486,7 +486,7 @@ def test_no_level_2_identification_says_why_beside_the_count() -> None:
                           "isomer_inchikeys": [["A", "B"], ["C"], None]}, schema_overrides={"msi_level": pl.Int8})
     text = identification_finding(ident, 0.01)
     assert "0 at Schymanski level 2" in text and "none at level 2: 1 has another structure of its formula" in text
-    assert "2 have none scoring close, but the structure evidence does not rule out an isomer" in text
+    assert "2 have none among the candidates, but the structure evidence does not rule out an isomer" in text
     with_two = identification_finding(ident.with_columns(msi_level=pl.Series([2, 3, 3], dtype=pl.Int8)), 0.01)
     assert "none at level 2" not in with_two
 

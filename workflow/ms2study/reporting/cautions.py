@@ -111,9 +111,9 @@ def relies_on_imputation(table: pl.DataFrame) -> pl.Series:
 
 def library_isomers(identifications: pl.DataFrame) -> pl.Series:
     """Per identifications.parquet row, how many structures its ``isomer_inchikeys`` names (nulls and empty keys
-    left out): 1 or fewer on a level-3 row means no other structure of its formula scored near it among its
-    candidates (the library may still hold isomers that scored lower), so it is level 3 on the structure evidence
-    alone."""
+    left out): 1 or fewer on a level-3 row means no other structure of its formula among its candidates that could
+    be identified (the library may still hold isomers sharing too few peaks), so it is level 3 on the structure
+    evidence alone."""
     return identifications["isomer_inchikeys"].list.eval(
         pl.element().filter(pl.element().is_not_null() & (pl.element() != ""))).list.len().fill_null(0)
 

@@ -369,11 +369,11 @@ def identification_finding(ident: pl.DataFrame | None, fdr: float | None) -> str
         named = cautions.library_isomers(level3)
         with_isomer, unseen = int((named > 1).sum()), int((named <= 1).sum())
         why = (" &mdash; none at level 2: " + "; ".join(part for part in (
-            marks.plural(with_isomer, "has another structure of its formula in the library scoring close to it",
-                         "have another structure of their formula in the library scoring close to them")
+            marks.plural(with_isomer, "has another structure of its formula among its library candidates",
+                         "have another structure of their formula among their library candidates")
             if with_isomer else "",
-            marks.plural(unseen, "has", "have") + " none scoring close, but the structure evidence does not rule "
-            "out an isomer (one the library lacks included)" if unseen else "") if part)
+            marks.plural(unseen, "has", "have") + " none among the candidates, but the structure evidence does not "
+            "rule out an isomer (one the library lacks included)" if unseen else "") if part)
             + ' (<a href="#identifications">Identifications</a>)')
     return (f"<b>{accepted.height}</b> consensus features carry an accepted identification ({at}): "
             + ", ".join(f"{n} at Schymanski level {lvl} ({LEVELS[lvl]})" for lvl, n in by_level.items())

@@ -238,7 +238,7 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
         if r["msi_level"] != 3:
             return r["inchikey"] or ""
         if len(keys) <= 1:
-            return f"{r['inchikey'] or ''} (no isomer scored near it; isomers not ruled out)"
+            return f"{r['inchikey'] or ''} (no isomer among its candidates; isomers not ruled out)"
         return ", ".join(keys)
 
     parts.extend(_same_name_sets(acc))
