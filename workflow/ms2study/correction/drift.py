@@ -80,7 +80,8 @@ NOTES = {
                  "against injection order (1-2 QC values: the batch's QC median); each run divided by the fit over "
                  "the feature's all-batch QC median.",
     "median": "Median normalisation (probabilistic quotient normalisation, Dieterle et al. 2006): each sample and QC "
-              "run divided by its median ratio to the feature-wise median; blank runs are left as measured. This "
+              "run divided by its median ratio to the feature-wise median, over the features measured in at least "
+              "half of the runs (the samples' factors: pqn_factor_range); blank runs are left as measured. This "
               "removes overall intensity differences between runs, NOT drift with injection order or "
               "feature-specific batch effects.",
     "none": "No drift, batch or run-level correction (drift_method none): intensities as measured (gap-filled and "

@@ -211,6 +211,13 @@ def _median(values: np.ndarray) -> float | None:
     return float(np.median(finite)) if finite.size else None
 
 
+def _factor_range(factors: np.ndarray | None, is_sample: np.ndarray) -> list[float] | None:
+    """[smallest, largest] of the study samples' normalisation factors, rounded; None without factors or samples."""
+    if factors is None or not is_sample.any():
+        return None
+    return [round(float(f), 4) for f in (factors[is_sample].min(), factors[is_sample].max())]
+
+
 def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | None = None,
                    gap_filled: pl.DataFrame | None = None, polarity: str = "positive",
                    links: pl.DataFrame | None = None) -> Corrected:
@@ -289,9 +296,10 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
                             f"QC of their batch ({', '.join(outside[:10])}{', ...' if len(outside) > 10 else ''}): "
                             "their drift correction holds the nearest QC's value, which no QC checks there; inject a "
                             "pooled QC before the first and after the last sample of every batch")
-    elif method == "median":
-        values, factors = median_normalise(values, is_sample | is_qc)
-        if int((is_sample | is_qc).sum()) > 1 and np.all(factors == 1.0):
+    median_factors = None
+    if method == "median":
+        values, median_factors = median_normalise(values, is_sample | is_qc)
+        if int((is_sample | is_qc).sum()) > 1 and np.all(median_factors == 1.0):
             warnings.append("median normalisation left every run as it was: no feature is measured in at least half "
                             "of the runs and in 2 or more (runs sharing few features: see the QC section), or the "
                             "runs are at one level already")
@@ -374,8 +382,8 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
         "qc_rsd_basis": params["qc_rsd_basis"],
         # after the QC-based fit, each run's overall level removed (PQN factors of the study samples: range)
         "normalised_after_drift": "pqn" if pqn_factors is not None else None,
-        "pqn_factor_range": ([round(float(f), 4) for f in (pqn_factors[is_sample].min(), pqn_factors[is_sample].max())]
-                             if pqn_factors is not None and is_sample.any() else None),
+        # the samples' probabilistic quotients: after a QC-based drift correction (pqn), or of the median method
+        "pqn_factor_range": _factor_range(pqn_factors if pqn_factors is not None else median_factors, is_sample),
         "n_qc_rsd_unassessed": int((~assessed).sum()) if is_qc.any() else None,
         "qc_residual_df_median": _median(fit.residual_df) if fit is not None else None,
         "qc_rsd_prior_df": fit.prior_df if fit is not None else None,
