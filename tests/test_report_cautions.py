@@ -255,6 +255,9 @@ def test_accepted_identifications_per_run_say_what_they_count_and_why_they_vary(
     # a table without the column says nothing; one of study samples only speaks of runs
     assert qc.accepted_note(table.drop("n_accepted")) == ""
     assert "(here 30 to 124 per run, 4.1-fold;" in qc.accepted_note(table.filter(pl.col("sample_type") == "sample"))
+    # runs that accepted as many: one number, not "29 to 29" (a fresh user's two QC injections)
+    same = table.with_columns(n_accepted=pl.lit(29), n_ms2_scans=pl.lit(381)).filter(pl.col("sample_type") == "qc")
+    assert "(here 29 in each run; 7.6 % of their MS/MS scans)" in qc.accepted_note(same)
 
 
 def test_hits_gap_filled_unevenly_between_the_groups_are_named() -> None:

@@ -74,10 +74,12 @@ def accepted_note(qc: pl.DataFrame | None) -> str:
     counts = runs["n_accepted"].cast(pl.Int64)
     low, high = int(counts.min()), int(counts.max())
     per = "study sample or pooled QC" if typed and runs["sample_type"].n_unique() > 1 else "run"
-    spread = f"here {low} to {high} per {per}" + (f", {high / low:.1f}-fold" if low and high / low >= 2 else "")
+    spread = (f"here {low} in each {per}" if low == high else f"here {low} to {high} per {per}") + (
+        f", {high / low:.1f}-fold" if low and high / low >= 2 else "")
     if "n_ms2_scans" in runs.columns and (runs["n_ms2_scans"].fill_null(0) > 0).all():
-        share = (counts / runs["n_ms2_scans"].cast(pl.Float64)).to_numpy()
-        spread += f"; {100 * share.min():.1f} % to {100 * share.max():.1f} % of their MS/MS scans"
+        share = 100 * (counts / runs["n_ms2_scans"].cast(pl.Float64)).to_numpy()
+        lo, hi = f"{share.min():.1f}", f"{share.max():.1f}"
+        spread += f"; {lo} % of their MS/MS scans" if lo == hi else f"; {lo} % to {hi} % of their MS/MS scans"
     return ('<p class="note accepted">Accepted identifications: the run\'s MS/MS spectra whose best library match '
             "passed the false-discovery cut (<code>annotate: fdr</code>), counted per spectrum (a compound "
             "fragmented several times counts several times). The q-values behind the cut are computed run by run "
