@@ -101,7 +101,10 @@ def test_isomer_margin_is_the_smallest_gap_meeting_the_target() -> None:
     # gap > 0: 5 wrong of 110 (4.5%) > 2%; gap > 0.02: 0 of 100 -> margin 0.02
     assert confidence.learn_isomer_margin(gap, wrong.astype(bool), 0.02) == pytest.approx(0.02)
     assert confidence.learn_isomer_margin(gap, wrong.astype(bool), 0.05) == 0.0
-    assert confidence.learn_isomer_margin(np.array([]), np.array([], dtype=bool)) == 0.0
+    assert confidence.learn_isomer_margin(np.array([]), np.array([], dtype=bool)) == confidence.NO_MARGIN
+    # 12 self-searches (the demo's calibration), 1 wrong at gap 0.008: 0 of 11 above it shows no 2 % rate
+    few = np.r_[0.008, np.linspace(0.05, 0.5, 11)]
+    assert confidence.learn_isomer_margin(few, np.r_[True, np.zeros(11, bool)], 0.02) == confidence.NO_MARGIN
 
 
 def test_an_isomer_that_can_never_be_identified_is_no_competitor_of_the_isomer_margin() -> None:

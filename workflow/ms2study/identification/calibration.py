@@ -232,8 +232,9 @@ def calibrate_index(index_dir: str | Path, params: dict | None = None) -> confid
             f"fewer than {structure_model.MIN_CLASS} right or wrong calibration hits: Schymanski level 2 falls back "
             "to the wrong-structure null and the isomer margin")
     stats["structure_null_classes"] = {c: d.n for c, d in cal.structure_by_class.items()}
-    margin_text = (f"{margin:.4f}" if margin < 1e300 else
-                   "none (no score gap keeps wrong isomers rare enough: the isomer margin gives no level 2)")
+    margin_text = (f"{margin:.4f}" if margin < confidence.NO_MARGIN else
+                   "none (no score gap keeps wrong isomers rare enough over 50 or more self-searches: without a "
+                   "level-2 model, a hit with an identifiable isomer stays level 3)")
     log.info("calibration of %s: %d wrong-formula candidates (%d within the precursor window), %d wrong-structure "
              "candidates, isomer margin %s (%d self-searches with isomers, %d wrong), %.1f s", index_dir,
              formula_null.size, in_window_formula.size, structure_null.size, margin_text, gap.size,

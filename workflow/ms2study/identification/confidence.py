@@ -37,9 +37,9 @@ estimated from the search's hits themselves. Calibrations without that model (to
 version 2) use the older, stricter rule: the structure-null q-value (the wrong-structure null of the hit's chemical
 superclass where the library has enough of them) passes the FDR and no other structure of the same formula scores
 within ``isomer_margin`` of it. The margin is learned on the library (leave-one-spectrum-out searches: the
-smallest margin above which a wrong isomer wins in at most ``ISOMER_ERROR_TARGET`` of the searches), never on the
-queries being scored. Otherwise a hit is level 3 (tentative candidate: formula and class supported, isomers
-plausible), and ``isomer_inchikeys`` lists the candidates within the margin.
+smallest margin above which a wrong isomer wins in at most ``ISOMER_ERROR_TARGET`` of 50 or more searches; none
+with fewer), never on the queries being scored. Otherwise a hit is level 3 (tentative candidate: formula and class
+supported, isomers plausible), and ``isomer_inchikeys`` lists every isomer candidate that could be identified.
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ MIN_EXCEEDANCES = 10       # fewer null scores >= s: the tail is extrapolated
 TAIL_FRACTION = 0.01       # share of the null's scores (at least MIN_EXCEEDANCES) fitting the exponential tail
 TAIL_FLOOR = 0.05          # null scores at or below this (no real spectral agreement) never shape the tail
 ISOMER_ERROR_TARGET = 0.02 # wrong-isomer rate allowed among level-2 self-search hits when learning the margin
+NO_MARGIN = float(np.finfo(np.float64).max)  # no margin learned: a hit with an identifiable isomer is level 3
 MIN_CLASS_NULL = 300       # wrong-structure candidates needed for a chemical class's own structure null
 MIN_STRUCTURE_NULL = 20    # wrong-structure candidates below which no hit can be singled out (Schymanski level 2)
 LOW_COSINE = 0.3           # accepted hits below this cosine carry an evidence note (the report says why they passed)
@@ -276,24 +277,25 @@ def bh_q_values(p: np.ndarray) -> np.ndarray:
 
 
 def learn_isomer_margin(gap: np.ndarray, wrong: np.ndarray, target: float = ISOMER_ERROR_TARGET) -> float:
-    """Smallest score margin above which a wrong isomer is rank-1 in at most ``target`` of the searches.
+    """Smallest score margin above which a wrong isomer is rank-1 in at most ``target`` of the searches, among at
+    least ``ceil(1 / target)`` searches (50 at 2 %: fewer cannot show a rate that small).
 
     ``gap``: per self-search (leave-one-spectrum-out, structure present, with at least one isomer candidate) the
     rank-1 score minus the best score of another structure of rank-1's formula; ``wrong``: rank-1 is not the
-    query's structure. Returns the margin in score units (0.0 when even gap > 0 meets the target; the largest
-    observed gap when no margin does, so that every such hit is level 3).
+    query's structure. Returns the margin in score units (0.0 when even gap > 0 meets the target), or ``NO_MARGIN``
+    when no margin does or too few searches support one (a small library: the demo's calibration had 12), so that
+    a hit with any identifiable isomer candidate stays level 3. Used only without a level-2 model.
     """
     gap = np.asarray(gap, dtype=np.float64)
     wrong = np.asarray(wrong, dtype=bool)
-    if gap.size == 0:
-        return 0.0
+    support = int(np.ceil(1.0 / target))
     for m in np.unique(np.r_[0.0, np.sort(gap)]):
         sel = gap > m
-        if not sel.any():
+        if sel.sum() < support:
             break
         if wrong[sel].mean() <= target:
             return float(m)
-    return float(np.max(gap))
+    return NO_MARGIN
 
 
 def superclass(compound_class: str | None) -> str | None:
