@@ -79,7 +79,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from machine import machine_record  # noqa: E402
 from semireal import code_version  # noqa: E402  (the commit measured)
-from ms2study.identification.insource import follows_parent  # noqa: E402
+from ms2study.identification.insource import withdrawn as withdrawn_rows  # noqa: E402
 
 
 PPM = 10.0          # m/z tolerance of a match (docstring: simulated error ~1.5 ppm + 1 ppm calibration sd)
@@ -690,8 +690,7 @@ def score(study: Path) -> dict:
     # what a looser annotate: fdr would add: the names with 0.01 < q <= 0.05, judged the same way
     # names withdrawn as in-source fragments (their feature follows the parent's across the samples): not added
     # by a looser FDR either; judged apart
-    gone = (~pl.col("accepted").fill_null(False) & follows_parent()
-            if {"in_source_correlation", "in_source_n_samples"} <= set(identifications.columns) else pl.lit(False))
+    gone = withdrawn_rows(identifications.columns)
     looser = judge_identifications(identifications.with_columns(
         ((pl.col("q_value") > 0.01) & (pl.col("q_value") <= 0.05) & ~gone).fill_null(False).alias("accepted")),
         matches, comp)

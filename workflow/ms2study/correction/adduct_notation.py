@@ -18,6 +18,7 @@ _GROUP_ALIAS = {"FA": "CH2O2", "HCOOH": "CH2O2", "HCOO": "CHO2", "AC": "C2H4O2",
                 "CH3OH": "CH4O", "TFA": "C2HF3O2", "DMSO": "C2H6OS", "IPA": "C3H8O", "NH4": "NH4"}
 _ADDUCT_RE = re.compile(r"^\[?(\d*)M((?:[+-]\d*[A-Za-z][A-Za-z0-9]*)*)\]?(\d*)([+-]*)$")
 _ISOTOPE_RE = re.compile(r"(?:^|\s)M\+(\d)$")
+_GROUP_RE = re.compile(r"([+-])(\d*)([A-Za-z][A-Za-z0-9]*)")  # one added or lost group of an adduct: sign, count
 
 
 def _formula_mass(group: str) -> float | None:
@@ -40,7 +41,7 @@ def adduct_signature(label: str | None) -> tuple[int, float, int | None] | None:
         return None
     k = int(m.group(1) or 1)
     shift = 0.0
-    for sign, count, group in re.findall(r"([+-])(\d*)([A-Za-z][A-Za-z0-9]*)", m.group(2)):
+    for sign, count, group in _GROUP_RE.findall(m.group(2)):
         mass = _formula_mass(group)
         if mass is None:
             return None
@@ -106,9 +107,10 @@ def impossible_for_intrinsic_ion(label: str | None, library_adduct: str | None) 
     lib = adduct_signature(spelled)
     if lib is None or not label or abs(lib[1]) > 1e-6 or lib[2] not in (1, -1):
         return False
-    m = re.match(r"^\[?\d*M((?:[+-]\d*[A-Za-z][A-Za-z0-9]*)*)\]", label.replace(" ", ""))
+    # "[M+Na]+ M+1" (an isotope label): its ion
+    m = _ADDUCT_RE.match(_ISOTOPE_RE.sub("", label.strip()).replace(" ", "").rstrip("*"))
     return bool(m) and any(sign == "+" and group in CARRIERS
-                           for sign, group in re.findall(r"([+-])\d*([A-Za-z][A-Za-z0-9]*)", m.group(1)))
+                           for sign, _count, group in _GROUP_RE.findall(m.group(2)))
 
 
 def adduct_contradiction(feature_adduct: str | None, library_adduct: str | None,

@@ -330,7 +330,7 @@ def _wide_formula_null(queries: FlatSpectra, q_emb: np.ndarray | None, lib: Prep
     else:
         key = np.asarray(scores[p["rank_by"]], dtype=np.float64)
     key = np.where(identifiable(scores, p), key, -np.inf)  # as ranking_score: never an identification
-    return structure_maxima(q_of, structure[cand], np.maximum(np.nan_to_num(key, nan=-np.inf), NEVER_SCORE))[0]
+    return structure_maxima(q_of, structure[cand], search_and_null_keys(key)[1])[0]
 
 
 def _isomer_gaps(off: np.ndarray, cand: np.ndarray, key: np.ndarray, structure: np.ndarray, formula: np.ndarray,
@@ -396,8 +396,8 @@ def isomer_separability(index: LibraryIndex, lib: PreparedLibrary, lib_emb: np.n
     queries = _query_spectra(index, rows, np.zeros(rows.size, dtype=bool), seed)
     qoff = offsets_from_counts(np.bincount(np.searchsorted(rows, q), minlength=rows.size))
     scores = score_pairs(queries, lib, qoff, cand, p, None if lib_emb is None else lib_emb[rows].copy())
-    key = np.maximum(np.nan_to_num(ranking_score(queries, lib, qoff, cand, scores, p, plan), nan=-np.inf),
-                     NEVER_SCORE)  # an isomer that can never be identified separates as well as any
+    # an isomer that can never be identified separates as well as any: the nulls' finite score
+    key = search_and_null_keys(ranking_score(queries, lib, qoff, cand, scores, p, plan))[1]
     # Best score per (candidate structure, isomer structure), then the best two isomers per candidate structure.
     c_s, i_s = structure[cand], structure[q]
     o = np.lexsort((-key, i_s, c_s))

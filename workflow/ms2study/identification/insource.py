@@ -230,6 +230,15 @@ def follows_parent() -> pl.Expr:
             & (pl.col("in_source_n_samples") >= CONFIRM_MIN_SAMPLES)).fill_null(False)
 
 
+def withdrawn(columns) -> pl.Expr:
+    """Rows of identifications.parquet (its ``columns``) that are not accepted because their feature follows its
+    in-source parent (``follows_parent``): what the report and the study-truth benchmark list as withdrawn; false
+    for a table written without the check's columns."""
+    if not {"in_source_correlation", "in_source_n_samples"} <= set(columns):
+        return pl.lit(False)
+    return ~pl.col("accepted").fill_null(False) & follows_parent()
+
+
 def read_matrix(path: str | Path) -> pl.LazyFrame:
     """The feature matrix at ``path`` for ``parent_correlation``, read lazily. Raises InputError naming the file when
     it is missing, is not Parquet or lacks consensus_id, mz or rt_s."""

@@ -31,6 +31,14 @@ def _column(ident: pl.DataFrame, name: str, dtype: pl.DataType) -> pl.Series:
     return ident[name].cast(dtype) if name in ident.columns else pl.Series(name, [None] * ident.height, dtype=dtype)
 
 
+def withdrawn(columns) -> pl.Expr:
+    """The names withdrawn as in-source fragments (``identification.insource.withdrawn``, imported only when used:
+    that module brings numba) of an identifications table with ``columns``."""
+    from ms2study.identification.insource import withdrawn as rule
+
+    return rule(columns)
+
+
 def ion_label_marks(ident: pl.DataFrame) -> pl.Series:
     """Per row of ``ident`` (identifications.parquet), Utf8: for an accepted name whose feature the adduct grouping
     labelled another ion than the library match's (``feature_adduct`` vs ``adduct``: ``same_ion`` False, and not the

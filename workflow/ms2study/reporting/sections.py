@@ -229,8 +229,8 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
     unseen = int(((acc["msi_level"] == 3) & (library_isomers(acc) <= 1)).sum())
     if unseen:
         parts.append(f"<p>{unseen} of the level-3 features have no other structure of their formula among "
-                     "their candidates that could be identified (the library may hold isomers sharing too few peaks): they are "
-                     "level 3 because the evidence for their structure, as measured on the library's own searches, "
+                     "their candidates that could be identified (the library may hold isomers sharing too few "
+                     "peaks): they are level 3 because the evidence for their structure, as measured on the library's own searches, "
                      "does not rule out an isomer at this FDR, including isomers absent from the library. Their "
                      "isomer column says so.</p>")
     def isomers(r: dict) -> str:
@@ -286,7 +286,7 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
         parts.extend(withdrawn)
     if fdr is not None and "adduct_note" in ident.columns:
         refused = ident.filter(~pl.col("accepted") & (pl.col("q_value") <= float(fdr))
-                               & ~_withdrawn_as_in_source(ident)).sort("q_value")
+                               & ~marks.withdrawn(ident.columns)).sort("q_value")
         if refused.height:
             parts.append(warning_box(
                 f"{refused.height} more consensus feature(s) have a library match at {at} that was not "
@@ -311,20 +311,11 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
     return "".join(parts)
 
 
-def _withdrawn_as_in_source(ident: pl.DataFrame) -> pl.Expr:
-    """Rows not accepted because their feature follows its in-source parent (``insource.withdraw_confirmed``)."""
-    if "in_source_correlation" not in ident.columns:
-        return pl.lit(False)
-    from ms2study.identification.insource import follows_parent
-
-    return ~pl.col("accepted").fill_null(False) & follows_parent()
-
-
 def _in_source_withdrawn(ident: pl.DataFrame, fdr: float | None) -> list[str]:
     """A note and a table of the matches that passed ``fdr`` but were withdrawn as in-source fragments."""
     if fdr is None:
         return []
-    gone = ident.filter(_withdrawn_as_in_source(ident) & (pl.col("q_value") <= float(fdr))).sort("q_value")
+    gone = ident.filter(marks.withdrawn(ident.columns) & (pl.col("q_value") <= float(fdr))).sort("q_value")
     if gone.height == 0:
         return []
     from ms2study.identification.insource import CONFIRM_MIN_R, CONFIRM_MIN_SAMPLES
