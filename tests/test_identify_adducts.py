@@ -191,3 +191,9 @@ def test_a_contradiction_is_named_as_the_refusal_only_where_q_would_have_accepte
     assert c2["q_value"] > 0.05 and not c2["accepted"]
     assert not c2["adduct_note"].startswith("not accepted") and "q above the FDR" in c2["adduct_note"]
     assert "[M+H]+ contradicts" in c2["adduct_note"]
+
+
+def test_evidence_columns_are_identification_columns_of_the_same_type() -> None:
+    from ms2study.correction.identification_checks import EVIDENCE_OUT
+
+    assert {c: identify.IDENTIFICATIONS[c] for c in EVIDENCE_OUT} == EVIDENCE_OUT
