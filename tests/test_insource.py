@@ -150,6 +150,13 @@ def test_a_name_whose_feature_follows_its_in_source_parent_across_the_samples_is
                                               "feature C10; log intensities r 0.9")
     assert out["evidence_note"][1:].is_null().all()
     assert out["in_source_parent_id"][4] is None
+    assert out.filter(insource.withdrawn(out.columns))["consensus_id"].to_list() == ["C1"]
+    # a name refused before the check (q above the FDR) whose feature follows its parent is not withdrawn: it keeps
+    # its refusal, and the report does not list it among the withdrawn names
+    refused = insource.withdraw_confirmed(ident.with_columns(accepted=pl.Series([False, True, True, True, True])),
+                                          matrix, samples)
+    assert refused.filter(insource.withdrawn(refused.columns)).height == 0
+    assert refused.filter(pl.col("consensus_id") == "C1")["evidence_note"].item() is None
     # with the QC run counted as a sample, C2 would correlate more: the samples given are the ones used
     with_qc = insource.parent_correlation(marked, matrix, [*samples, "QC01"]).sort("consensus_id")
     assert with_qc["in_source_n_samples"][1] == 13

@@ -85,6 +85,8 @@ def test_main_findings_counts_are_singular_for_one() -> None:
                           "isomer_inchikeys": [["A", "B"], ["C"], ["D", "E"], None],
                           "in_source_of_mz": [241.05, None, None, 300.0],
                           "in_source_correlation": [0.3, None, None, 0.99],
+                          "in_source_n_samples": [12, None, None, 12],
+                          "evidence_note": [None, None, None, "not accepted: an in-source fragment of m/z 300.0"],
                           "same_name_elsewhere": [[], [], [], None]},
                          schema_overrides={"msi_level": pl.Int8, "same_name_elsewhere": pl.List(pl.Utf8)})
     text = identification_finding(ident, 0.01)

@@ -506,9 +506,18 @@ def test_identifications_with_a_mark_the_q_value_does_not_cover_are_counted_in_t
            "several retention times, 1 with both)" in text
     # names withdrawn as in-source fragments (identify's check) are counted too (a fresh user's trial: Main
     # findings never mentioned them)
-    checked = ident.with_columns(in_source_correlation=pl.Series([0.3, None, 0.2, 0.99]))
+    checked = ident.with_columns(in_source_correlation=pl.Series([0.3, None, 0.2, 0.99]),
+                                 in_source_n_samples=pl.Series([12, None, 12, 12]),
+                                 evidence_note=pl.Series([None, None, None,
+                                                          "not accepted: an in-source fragment of m/z 300.0"]))
     assert "1 more matched at this FDR but was withdrawn as an in-source fragment" in identification_finding(
         checked, 0.01)
+    # the check's one rule (insource.withdrawn), not any refused name with a correlation: a name refused before the
+    # check (q above the FDR) whose feature follows its parent, or one that follows it too loosely, is not counted
+    refused = checked.with_columns(evidence_note=pl.lit(None, dtype=pl.Utf8))
+    loose = checked.with_columns(in_source_correlation=pl.Series([0.3, None, 0.2, 0.6]))
+    for table in (refused, loose):
+        assert "withdrawn as an in-source fragment" not in identification_finding(table, 0.01)
     clean = ident.with_columns(in_source_of_mz=pl.lit(None, dtype=pl.Float64),
                                same_name_elsewhere=pl.lit([], dtype=pl.List(pl.Utf8)))
     assert "carry a mark" not in identification_finding(clean, 0.01)

@@ -230,13 +230,19 @@ def follows_parent() -> pl.Expr:
             & (pl.col("in_source_n_samples") >= CONFIRM_MIN_SAMPLES)).fill_null(False)
 
 
+WITHDRAWN_NOTE = "not accepted: an in-source fragment"  # how evidence_note starts on a withdrawn name
+
+
 def withdrawn(columns) -> pl.Expr:
-    """Rows of identifications.parquet (its ``columns``) that are not accepted because their feature follows its
-    in-source parent (``follows_parent``): what the report and the study-truth benchmark list as withdrawn; false
-    for a table written without the check's columns."""
-    if not {"in_source_correlation", "in_source_n_samples"} <= set(columns):
+    """Rows of identifications.parquet (its ``columns``) that were accepted until the check found their feature
+    follows its in-source parent (``follows_parent``; ``withdraw_confirmed`` starts their evidence_note with
+    WITHDRAWN_NOTE): what the report and the study-truth benchmark list as withdrawn. A name refused before the check
+    (q above the FDR, an adduct contradiction) is not one, even where its feature follows the parent. False for a
+    table written without the check's columns."""
+    if not {"in_source_correlation", "in_source_n_samples", "evidence_note"} <= set(columns):
         return pl.lit(False)
-    return ~pl.col("accepted").fill_null(False) & follows_parent()
+    return (~pl.col("accepted").fill_null(False) & follows_parent()
+            & pl.col("evidence_note").str.starts_with(WITHDRAWN_NOTE).fill_null(False))
 
 
 def read_matrix(path: str | Path) -> pl.LazyFrame:
@@ -276,7 +282,7 @@ def withdraw_confirmed(identifications: pl.DataFrame, matrix: pl.LazyFrame | pl.
         log.info("%d accepted name(s) withdrawn: in-source fragments whose intensity follows their co-eluting "
                  "parent's over the study samples (log-intensity r >= %.2f over >= %d samples)", n, CONFIRM_MIN_R,
                  CONFIRM_MIN_SAMPLES)
-    why = (pl.lit("not accepted: an in-source fragment of m/z ") + pl.col("in_source_of_mz").round(4).cast(pl.Utf8)
+    why = (pl.lit(WITHDRAWN_NOTE + " of m/z ") + pl.col("in_source_of_mz").round(4).cast(pl.Utf8)
            + pl.lit(" (consensus feature ") + pl.col("in_source_parent_id") + pl.lit("; log intensities r ")
            + pl.col("in_source_correlation").round(3).cast(pl.Utf8) + pl.lit(" over ")
            + pl.col("in_source_n_samples").cast(pl.Utf8) + pl.lit(" samples)"))

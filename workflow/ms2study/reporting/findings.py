@@ -387,9 +387,7 @@ def _marked(ident: pl.DataFrame) -> str:
     most wrong names at q <= 0.01 carried an in-source or several-retention-times mark."""
     accepted = ident.filter(pl.col("accepted").fill_null(False))
     flags = {words: flag for words, flag in marks.mark_flags(accepted).items() if flag.any()}
-    withdrawn = (int((~ident["accepted"].fill_null(False) & ident["in_source_correlation"].is_not_null()
-                      & ident["in_source_of_mz"].is_not_null()).sum())
-                 if {"in_source_correlation", "in_source_of_mz"} <= set(ident.columns) else 0)
+    withdrawn = ident.select(marks.withdrawn(ident.columns).sum()).item()
     gone = ("; " + marks.plural(withdrawn, "more matched at this FDR but was withdrawn as an in-source fragment (its "
                                 "intensity follows a co-eluting heavier ion's)",
                                 "more matched at this FDR but were withdrawn as in-source fragments (their intensity "
