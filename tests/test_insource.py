@@ -212,3 +212,64 @@ def test_a_feature_matrix_that_cannot_serve_the_check_is_named(tmp_path) -> None
         insource.read_matrix(tmp_path / "links.parquet")
     with pytest.raises(InputError, match="does not exist"):
         insource.read_matrix(tmp_path / "none.parquet")
+
+
+def test_a_name_on_a_conjugates_in_source_fragment_is_withdrawn_when_the_conjugate_follows_it() -> None:
+    """Study-truth seed 21: citric acid was named on the in-source fragment of its glycine conjugate. The conjugate was
+    never fragmented, so no MS/MS held the fragment; the mark named another co-eluting ion (r 0.24), while the
+    conjugate's feature, 57.0215 Da heavier, followed it at r 0.92 over 14 samples. A co-eluting feature one
+    conjugate's loss heavier that follows over LOSS_MIN_SAMPLES samples or more withdraws the name; one of the same
+    compound's own ions ([M+NH4]+, 17.0265 Da) does not, nor does a loss parent over too few samples."""
+    rng = np.random.default_rng(11)
+    samples = [f"S{i:02d}" for i in range(1, 13)]
+    base = np.exp(rng.normal(12, 0.6, 12))
+
+    def follower(share: float) -> np.ndarray:
+        return base * share * np.exp(rng.normal(0, 0.04, 12))
+
+    sulfate, glycine = 79.956815, 57.021464
+    features = {  # consensus_id: (m/z, RT, intensities)
+        "C1": (195.0652, 430.8, follower(0.1)), "C1P": (195.0652 + sulfate, 430.9, base),   # sulfate conjugate
+        "C2": (193.0343, 67.2, follower(0.1)), "C2X": (267.0588, 67.3, np.exp(rng.normal(11, 0.6, 12))),
+        "C2P": (193.0343 + glycine, 67.3, base),      # marked via C2X (does not follow); the glycine conjugate does
+        "C3": (150.0, 100.0, follower(0.2)), "C3A": (150.0 + 17.026549, 100.1, base),  # its own [M+NH4]+
+        "C4": (160.0, 200.0, follower(0.2)),
+        "C4P": (160.0 + sulfate, 200.2, np.where(np.arange(12) < 6, base, np.nan)),     # 6 samples only
+        "C5": (170.0, 300.0, follower(0.2)), "C5P": (170.0 + sulfate, 300.1, base),     # q above the FDR
+    }
+    ids = list(features)
+    matrix = pl.DataFrame({"consensus_id": ids, "mz": [features[c][0] for c in ids],
+                           "rt_s": [features[c][1] for c in ids],
+                           **{s: [float(features[c][2][j]) for c in ids] for j, s in enumerate(samples)}})
+    named = ["C1", "C2", "C3", "C4", "C5"]
+    ident = pl.DataFrame({"consensus_id": named, "name": ["ferulic acid", "citric acid", "a", "b", "c"],
+                          "accepted": [True, True, True, True, False], "msi_level": [3, 3, 3, 3, None],
+                          "isomer_inchikeys": [["A"]] * 4 + [None], "evidence_note": [None] * 5,
+                          "q_value": [0.001] * 4 + [0.2], "in_source_of_mz": [None, 267.0588, None, None, None]},
+                         schema_overrides={"msi_level": pl.Int8, "evidence_note": pl.Utf8,
+                                           "in_source_of_mz": pl.Float64})
+    out = insource.withdraw_confirmed(ident, matrix, samples).sort("consensus_id")
+    assert out.columns == [*ident.columns, *insource.CHECK_COLUMNS]
+    assert out["accepted"].to_list() == [False, False, True, True, False]
+    assert out.filter(insource.withdrawn(out.columns))["consensus_id"].to_list() == ["C1", "C2"]
+    assert out["in_source_parent_id"].to_list()[:2] == ["C1P", "C2P"]
+    assert out["in_source_of_mz"][0] == pytest.approx(195.0652 + sulfate, abs=1e-6)
+    assert out["in_source_of_mz"][1] == pytest.approx(193.0343 + glycine, abs=1e-6)
+    assert "a loss of SO3 (sulfate); log intensities r 0.99" in out["evidence_note"][0]
+    assert "consensus feature C2P, a loss of C2H3NO (glycine conjugate)" in out["evidence_note"][1]
+    # not withdrawn: an own-ion partner, a loss parent over 6 samples (< LOSS_MIN_SAMPLES), a name refused by its q
+    assert out["evidence_note"][2:].is_null().all() and out["in_source_parent_id"][2:].is_null().all()
+    assert out["in_source_of_mz"][2:].is_null().all()
+    assert insource.LOSS_MIN_SAMPLES > 6
+    # the report lists both withdrawn names with how their parent was found
+    from ms2study.reporting.sections import _consensus_compounds
+
+    full = out.with_columns(pl.lit(None, dtype=pl.Utf8).alias("adduct_note"), pl.lit(1).alias("n_samples"),
+                            pl.lit("IK").alias("inchikey"), pl.lit(None, dtype=pl.Utf8).alias("compound_class"),
+                            pl.lit(2).alias("n_spectra"), pl.lit(2).alias("n_supporting"),
+                            pl.lit(0.9).alias("best_score"), pl.lit(0.9).alias("best_cosine"))
+    text = _consensus_compounds(full, {}, "q ≤ 0.01", fdr=0.01)
+    assert "2 more consensus feature(s) matched a library compound at the FDR but are not identified" in text
+    assert "a loss of SO3 (sulfate)" in text and "a loss of C2H3NO (glycine conjugate)" in text
+    # without the feature matrix nothing is checked
+    assert insource.withdraw_confirmed(ident, None, samples)["accepted"].to_list() == ident["accepted"].to_list()

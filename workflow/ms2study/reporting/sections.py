@@ -230,8 +230,9 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
     if unseen:
         parts.append(f"<p>{unseen} of the level-3 features have no other structure of their formula among "
                      "their candidates that could be identified (the library may hold isomers sharing too few "
-                     "peaks): they are level 3 because the evidence for their structure, as measured on the library's own searches, "
-                     "does not rule out an isomer at this FDR, including isomers absent from the library. Their "
+                     "peaks): they are level 3 because the evidence for their structure, as measured on the "
+                     "library's own searches, does not rule out an isomer at this FDR, including isomers absent from "
+                     "the library. Their "
                      "isomer column says so.</p>")
     def isomers(r: dict) -> str:
         keys = [k for k in (r["isomer_inchikeys"] or []) if k]
@@ -267,8 +268,10 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
                      "Marked names whose intensity followed the parent's across the samples were withdrawn (listed "
                      "below, when there are any); these did not follow it ('r with that ion': correlation of log "
                      "intensities over the study samples measuring both, raw feature matrix), or too few samples "
-                     "measured both. Not following is no proof either: on a simulated study 1 of 13 such names was "
-                     "an in-source fragment whose parent's feature had merged with another ion (r 0.24).</p>")
+                     "measured both. Not following is no proof either: on a simulated study one such name was an "
+                     "in-source fragment of a glycine conjugate that was never fragmented; the mark named another "
+                     "co-eluting ion (r 0.24). Names like it are withdrawn when a co-eluting feature one conjugate's "
+                     "loss heavier follows them (listed below too).</p>")
     if marks.ION_LABEL_HEADER in beside:
         parts.append(marks.ion_label_paragraph(int(beside[marks.ION_LABEL_HEADER].is_not_null().sum())))
     if marks.BACKGROUND_HEADER in beside:
@@ -318,24 +321,29 @@ def _in_source_withdrawn(ident: pl.DataFrame, fdr: float | None) -> list[str]:
     gone = ident.filter(marks.withdrawn(ident.columns) & (pl.col("q_value") <= float(fdr))).sort("q_value")
     if gone.height == 0:
         return []
-    from ms2study.identification.insource import CONFIRM_MIN_R, CONFIRM_MIN_SAMPLES
+    from ms2study.identification.insource import (CONFIRM_MIN_R, CONFIRM_MIN_SAMPLES, CONJUGATE_LOSSES,
+                                                  LOSS_MIN_SAMPLES, withdrawing_loss)
 
+    losses = ", ".join(name.split(" (")[1].rstrip(")") for name in CONJUGATE_LOSSES)
     note = (f"<p>{gone.height} more consensus feature(s) matched a library compound at the FDR but are not "
             "identified: they are in-source fragments of a co-eluting heavier ion. That ion's MS/MS holds the "
-            "feature's m/z, and across the study samples the feature's intensity follows the ion's (correlation "
-            f"of log intensities at least {CONFIRM_MIN_R} over at least {CONFIRM_MIN_SAMPLES} samples). The library "
-            "compound then names a piece of the heavier compound, not a compound in the sample (glycine from a "
-            "glycine conjugate). On two simulated studies with known truth all 10 such names at q 0.01 were in-source "
-            "fragments, and the 15 right names marked by chance correlated at -0.03 to 0.71 (benchmarks/README.md, "
-            "study truth). "
+            f"feature's m/z, or the ion lies one conjugate's loss above it ({losses}; then over at least "
+            f"{LOSS_MIN_SAMPLES} samples), and across the study samples the feature's intensity follows the ion's "
+            f"(correlation of log intensities at least {CONFIRM_MIN_R} over at least {CONFIRM_MIN_SAMPLES} samples). "
+            "The library compound then names a piece of the heavier compound, not a compound in the sample (glycine "
+            "from a glycine conjugate). On two simulated studies with known truth all 11 such names at q 0.01 were "
+            "in-source fragments, and the 15 right names marked by chance correlated at -0.03 to 0.71 "
+            "(benchmarks/README.md, study truth). "
             "Look up the parent feature: its own identification, if any, is the compound.</p>")
+    found = gone.select(withdrawing_loss().alias("loss"))["loss"].to_list()
     table = html_table(["consensus feature", "library match", "q", "best cosine", "parent m/z", "parent feature",
-                        "correlation", "samples"],
+                        "found by", "correlation", "samples"],
                        [[r["consensus_id"], r["name"], q_cell(r["q_value"]), r["best_cosine"],
                          _fixed(r["in_source_of_mz"], 4), r["in_source_parent_id"],
+                         "its MS/MS" if loss is None else f"a loss of {loss}",
                          _fixed(r["in_source_correlation"], 3), r["in_source_n_samples"]]
-                        for r in gone.iter_rows(named=True)],
-                       numeric={2, 3, 4, 6, 7})
+                        for r, loss in zip(gone.iter_rows(named=True), found)],
+                       numeric={2, 3, 4, 7, 8})
     return [note, table]
 
 

@@ -37,7 +37,9 @@ Possible in-source fragments (``in_source_of_mz``: half or more of the supportin
 precursor holding the feature's m/z in its MS/MS) are checked against the feature matrix (``--feature-matrix``):
 when the feature's intensity follows the parent's across the study samples (``identification.insource.
 withdraw_confirmed``), the name is an in-source fragment's and is not accepted; the parent's feature and the
-correlation are kept in ``in_source_parent_id``, ``in_source_correlation`` and ``in_source_n_samples``.
+correlation are kept in ``in_source_parent_id``, ``in_source_correlation`` and ``in_source_n_samples``. An accepted
+name is also withdrawn when a co-eluting feature one conjugate's loss heavier (``insource.CONJUGATE_LOSSES``) follows
+it: the parent of an in-source fragment is often not fragmented itself, so no MS/MS marks it.
 """
 
 from __future__ import annotations
@@ -97,7 +99,8 @@ IDENTIFICATIONS: dict[str, pl.DataType] = {
     "same_name_elsewhere": pl.List(pl.Utf8),  # other accepted features named this compound > SAME_COMPOUND_RT_S away
     "in_source_of_mz": pl.Float64,  # possible in-source fragment: half its supporting spectra or more have a
                                     # co-eluting heavier precursor holding it (identification.insource); the
-                                    # parent m/z most of them name
+                                    # parent m/z most of them name; on a name withdrawn through a conjugate's loss,
+                                    # the following parent feature's m/z
     "in_source_parent_id": pl.Utf8,      # the parent's consensus feature (with --feature-matrix)
     "in_source_correlation": pl.Float64,  # Pearson r of the two features' log intensities over the study samples
     "in_source_n_samples": pl.Int32,     # study samples measuring both
