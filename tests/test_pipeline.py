@@ -402,6 +402,17 @@ def test_study_jobs_ask_for_resources_by_the_number_of_runs(study: Path) -> None
         for key in ("mem_mb", "runtime"):
             want = math.ceil(config[rule][key] + config[rule][f"{key}_per_run"] * N_SAMPLES)
             assert int(re.search(rf"{key}=(\d+)", block).group(1)) == want, (rule, key, block)
+    # the other study jobs' memory grows by run too, not with the size of their inputs: qc lists every raw mzML
+    # (it reads the headers only), which link's 20 MB per MB of input made 1.1 TB at 1,000 lab runs (an HPC
+    # admin's trial); models and report had no per-run term and asked for less than they use at 1,000 runs
+    others = ("qc", "correct", "identify", "differential", "export", "models", "report")
+    dry = ms2study("run", str(study), "--cores", "2", "--dry-run", "--forcerun", *others)
+    text = dry.stdout + dry.stderr
+    for rule in others:
+        block = text.split(f"rule {rule}:")[1].split("\n\n")[0]
+        want = math.ceil(config[rule]["mem_mb"] + config[rule]["mem_mb_per_run"] * N_SAMPLES)
+        assert int(re.search(r"mem_mb=(\d+)", block).group(1)) == want, (rule, block)
+        assert config[rule]["mem_mb_per_run"] * 1000 + config[rule]["mem_mb"] < 10000, rule
 
 
 def _digests(study: Path, samples: list[str]) -> dict[str, str]:
@@ -484,7 +495,7 @@ def test_models_runtime_grows_with_the_forests_it_fits(study: Path) -> None:
 
     from ms2study.core.paths import models_runtime_minutes
 
-    base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["resources"]["default"]["runtime"]
+    base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["resources"]["models"]["runtime"]
 
     def requested() -> int:
         dry = ms2study("run", str(study), "--cores", "2", "--dry-run", "--forcerun", "models")

@@ -364,3 +364,22 @@ def test_the_dry_run_that_lists_waiting_samples_drops_the_force_options() -> Non
     extra = ["--cores", "2", "--forcerun", "detect", "spectra", "--keep-going", "results/x", "-F", "--forcerun=qc",
              "-R", "embed", "-f", "-n"]
     assert outofdate.unforced(extra) == ["--cores", "2", "--keep-going", "results/x", "-n"]
+
+
+def test_a_profile_of_this_repository_is_found_from_any_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    """An HPC admin's trial: `ms2study run STUDY --profile profiles/slurm`, as the README writes it, failed from a
+    study folder ("profile directory given (profiles/slurm), but no profile.yaml (or config.yaml) found"). A relative
+    profile path that exists only in the repository is passed as the repository's folder; one that exists where the
+    command runs, and a bare name (Snakemake's own profile folders), are passed unchanged."""
+    from ms2study import runner, study
+
+    monkeypatch.chdir(tmp_path)
+    command = runner.snakemake_command(tmp_path, ["--profile", "profiles/slurm", "-n"])
+    assert command[command.index("--profile") + 1] == str((study.REPO_ROOT / "profiles" / "slurm").resolve())
+    assert "--profile=" + str((study.REPO_ROOT / "profiles" / "slurm-noacct").resolve()) in \
+        runner.snakemake_command(tmp_path, ["--profile=profiles/slurm-noacct"])
+    (tmp_path / "profiles" / "slurm").mkdir(parents=True)  # the site's own copy beside the study wins
+    assert runner.repository_profile("profiles/slurm") == "profiles/slurm"
+    assert runner.repository_profile("mysite") == "mysite"
+    assert runner.repository_profile("profiles/none-such") == "profiles/none-such"

@@ -6,10 +6,11 @@ through profiles/slurm-noacct, whose executor polls with squeue; with the sacct 
 
 The runs request the compared tables only (per-sample features, spectra, annotations and sample embeddings, and the
 feature matrix: 13 rule jobs, 8 rules), not the models and report, and calibrate confidence on 60 library
-structures. The profiles group the per-sample rules (detect, spectra, embed, annotate, pool: up to 5 samples a
-job), so the SLURM run submits 4 jobs (library index, calibration, one group job for both samples, link); the test
-checks that every rule job ran inside a SLURM job, that the group job asked for the largest member's threads and
-memory and the sum of its members' runtimes, and that every per-sample table equals the local run's. Each SLURM job
+structures. The profiles group the per-sample rules (detect and spectra, embed alone, annotate and pool: up to 5
+samples a job), so the SLURM run submits 6 jobs (library index, calibration, three group jobs for both samples,
+link); the test checks that every rule job ran inside a SLURM job, that each group job asked for the largest member's
+threads and memory and the sum of its members' runtimes, only the embed group with a GPU, and that every per-sample
+table equals the local run's. Each SLURM job
 starts Snakemake twice (batch script and job step; a group job once per member in the step), about 10 s of CPU, so
 the local and both SLURM runs go at once; the file took 6.5 minutes on 2 cores loaded by other work (load
 average 8-9), 3-3.5 minutes before the grouping on a less loaded machine. Needs root and apt-get
@@ -448,32 +449,35 @@ def minutes(limit: str) -> int:
     return (int(days or 0) * 24 + h) * 60 + m + (1 if s else 0)
 
 
-def test_per_sample_rules_ran_as_one_group_job_with_its_members_resources(accounting_run: Run) -> None:
-    """Fewer, fuller jobs: the per-sample rules of both samples ran in one SLURM job (the profile packs up to 5
-    samples), so the run submitted fewer SLURM jobs than it had rule jobs. The executor runs a group's members one
-    at a time, so the group job must ask for the largest member's threads and memory and the sum of the members'
-    runtimes (minutes), each member's as Snakemake evaluated it for the submission."""
+def test_per_sample_rules_ran_as_group_jobs_with_their_members_resources(accounting_run: Run) -> None:
+    """Fewer, fuller jobs: the per-sample rules of both samples ran in three SLURM jobs (the profile packs up to 5
+    samples a group: detect and spectra; embed alone, so that only its jobs hold a GPU and a GPU partition can take
+    them; annotate and pool), so the run submitted fewer SLURM jobs than it had rule jobs. The executor runs a
+    group's members one at a time, so a group job must ask for the largest member's threads and memory and the sum
+    of the members' runtimes (minutes), each member's as Snakemake evaluated it for the submission."""
     run = accounting_run
     run.check_finished()
     remote = [job for job in run.jobs.values() if not job.local]
     assert len(run.cluster_jobs) < len(remote), run.describe()
-    per_sample = {"detect", "spectra", "embed", "annotate", "pool"}
+    groups = {"sample": {"detect", "spectra"}, "embed": {"embed"}, "search": {"annotate", "pool"}}
+    per_sample = set().union(*groups.values())
     assert not [job.rule for job in remote if job.rule in per_sample and not job.group], "per-sample job alone"
-    assert [g.name for g in run.groups.values()] == ["sample"], run.groups
-    (uuid, group), = run.groups.items()
-    members = [run.jobs[m] for m in group.members]
-    assert sorted((j.rule, j.wildcards) for j in members) == sorted(
-        (rule, f"sample={s}") for rule in per_sample for s in SAMPLES)
-    unknown = [(j.rule, j.wildcards, k) for j in members for k in ("mem_mb", "runtime")
-               if not j.resources.get(k, "").isdigit()]
-    assert not unknown, (
-        f"resources Snakemake could not evaluate when it submitted the group job (<TBD>, left out of the group's "
-        f"request): {unknown}. A resource function that reads input.size_mb fails while an input made inside the "
-        f"group does not exist yet; it must size only the inputs that exist (workflow/rules/common.smk res())")
-    recorded = run.cluster_jobs[run.submitted[uuid]]
-    assert int(recorded["ReqCPUS"]) == max(j.threads for j in members) == 2, run.describe()
-    assert recorded["ReqMem"] == f"{max(int(j.resources['mem_mb']) for j in members)}M", run.describe()
-    assert minutes(recorded["Timelimit"]) == sum(int(j.resources["runtime"]) for j in members), run.describe()
+    assert sorted(g.name for g in run.groups.values()) == sorted(groups), run.groups
+    for uuid, group in run.groups.items():
+        members = [run.jobs[m] for m in group.members]
+        assert sorted((j.rule, j.wildcards) for j in members) == sorted(
+            (rule, f"sample={s}") for rule in groups[group.name] for s in SAMPLES), group.name
+        unknown = [(j.rule, j.wildcards, k) for j in members for k in ("mem_mb", "runtime")
+                   if not j.resources.get(k, "").isdigit()]
+        assert not unknown, (
+            f"resources Snakemake could not evaluate when it submitted the group job (<TBD>, left out of the group's "
+            f"request): {unknown}. A resource function that reads input.size_mb fails while an input made inside the "
+            f"group does not exist yet; it must size only the inputs that exist (workflow/rules/common.smk res())")
+        recorded = run.cluster_jobs[run.submitted[uuid]]
+        assert int(recorded["ReqCPUS"]) == max(j.threads for j in members) == (2 if group.name == "embed" else 1), \
+            run.describe()
+        assert recorded["ReqMem"] == f"{max(int(j.resources['mem_mb']) for j in members)}M", run.describe()
+        assert minutes(recorded["Timelimit"]) == sum(int(j.resources["runtime"]) for j in members), run.describe()
 
 
 def test_tables_equal_a_local_run(accounting_run: Run, local_run: Path) -> None:

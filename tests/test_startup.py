@@ -83,3 +83,28 @@ def test_with_the_schema_cached_a_job_does_not_import_yaml(tmp_path: Path, repo:
     _imported(repo, code, ("yaml",))
     assert len(list(tmp_path.glob("config.schema.*.json"))) == 1
     assert _imported(repo, code, ("yaml",)) == []
+
+
+def test_a_slurm_job_given_no_gpu_does_not_see_the_nodes_gpus(repo: Path) -> None:
+    """An HPC admin's review: the library index job embeds with device auto and asks for no GPU; on a node whose GPUs
+    SLURM does not hide (no cgroup device constraint), torch would compute on a GPU given to another job. A rule's
+    command (``--threads``) inside a SLURM job without CUDA_VISIBLE_DEVICES (SLURM sets it where it allocated GPUs)
+    hides them; one that holds GPUs, and anything outside SLURM, keeps what it sees."""
+    from ms2study.core.threads import hide_unallocated_gpus
+
+    env = {"SLURM_JOB_ID": "42"}
+    assert hide_unallocated_gpus(env) and env["CUDA_VISIBLE_DEVICES"] == ""
+    given = {"SLURM_JOB_ID": "42", "CUDA_VISIBLE_DEVICES": "0"}
+    assert not hide_unallocated_gpus(given) and given["CUDA_VISIBLE_DEVICES"] == "0"
+    local: dict[str, str] = {}
+    assert not hide_unallocated_gpus(local) and "CUDA_VISIBLE_DEVICES" not in local
+    # through the command line, as a rule calls it: what the command's process (and torch in it) sees
+    code = ("import os, sys; from ms2study.cli import main; sys.argv = ['ms2study', '--threads', '1', 'pool', "
+            "'--help']\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print('CVD=' + repr(os.environ.get('CUDA_VISIBLE_DEVICES')))")
+    cases = (({"SLURM_JOB_ID": "7"}, "''"), ({}, "None"), ({"SLURM_JOB_ID": "7", "CUDA_VISIBLE_DEVICES": "1"}, "'1'"))
+    for extra, want in cases:
+        env = {k: v for k, v in os.environ.items() if k not in ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES")}
+        done = subprocess.run([sys.executable, "-c", code], env={**env, **extra, "PYTHONPATH": str(repo / "workflow")},
+                              capture_output=True, text=True, timeout=300)
+        assert f"CVD={want}" in done.stdout, (extra, done.stdout[-500:], done.stderr[-2000:])

@@ -3,7 +3,8 @@
 Each stage module defines ``register(subparsers)``, which adds its subcommand(s) and sets
 ``func`` to a callable taking the parsed arguments. The Snakemake rules call these same commands, each with
 ``--threads {threads}`` before the command: ``ms2study --threads N COMMAND ...`` limits numba, torch, OpenMP and BLAS
-to N threads (``core.threads.limit_threads``) before the command's module is imported.
+to N threads (``core.threads.limit_threads``) before the command's module is imported, and inside a SLURM job given no
+GPU hides the node's GPUs (``core.threads.hide_unallocated_gpus``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 
 from ms2study import __version__
 from ms2study.core.errors import InputError
-from ms2study.core.threads import limit_threads
+from ms2study.core.threads import hide_unallocated_gpus, limit_threads
 
 # Subcommand -> the module that registers it, in --help order. Only the module of the command given is imported,
 # so a rule calling `ms2study detect` does not pay for importing torch.
@@ -120,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ms2study: error: --threads needs a whole number of at least 1 (got '{threads}')", file=sys.stderr)
             return 2
         limit_threads(int(threads))  # before build_parser imports the command's module (numba, torch)
+        hide_unallocated_gpus()  # a rule's job on SLURM given no GPU computes on none (before torch is imported)
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command)
     args, extra = parser.parse_known_args(argv)

@@ -56,6 +56,7 @@ def snakemake_command(study_dir: Path, extra: list[str]) -> list[str]:
             fix="install ms2study from its source tree (pip install -e <repo>) so the workflow files are found",
         )
     command = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(study_dir)]
+    extra = _repository_profiles(extra)
     has_profile = any(a == "--profile" or a.startswith("--profile=") for a in extra)
     has_workflow_profile = any(a == "--workflow-profile" or a.startswith("--workflow-profile=") for a in extra)
     if not has_profile and not has_workflow_profile:
@@ -67,6 +68,29 @@ def snakemake_command(study_dir: Path, extra: list[str]) -> list[str]:
     if not any(a in ("-c", "--cores", "-j", "--jobs") or a.startswith(("--cores=", "--jobs=")) for a in extra):
         command += ["--cores", "all"]
     return command + list(extra)
+
+
+def repository_profile(value: str, cwd: Path | None = None) -> str:
+    """A ``--profile`` value as Snakemake should get it: unchanged when it names a folder from ``cwd`` (default the
+    current folder) or is a bare name (Snakemake looks those up in its own profile folders); a relative path that
+    exists only in this repository (``profiles/slurm`` given from a study folder, as the README writes it) becomes
+    that folder's absolute path. An HPC admin's trial: from outside the repository Snakemake said "profile directory
+    given (profiles/slurm), but no profile.yaml (or config.yaml) found"."""
+    here = Path(cwd) if cwd is not None else Path.cwd()
+    if (here / value).is_dir() or "/" not in value.strip("/"):
+        return value
+    candidate = study.REPO_ROOT / value
+    return str(candidate.resolve()) if candidate.is_dir() else value
+
+
+def _repository_profiles(extra: list[str]) -> list[str]:
+    out = list(extra)
+    for i, arg in enumerate(out):
+        if arg == "--profile" and i + 1 < len(out):
+            out[i + 1] = repository_profile(out[i + 1])
+        elif arg.startswith("--profile="):
+            out[i] = "--profile=" + repository_profile(arg.split("=", 1)[1])
+    return out
 
 
 # ------------------------------------------------------------------------------------ command-line config

@@ -119,10 +119,9 @@ def learn_combined_params(wildcards):
 
 def res(stage, key):
     """Resource ``key`` for ``stage``: the configured base plus ``<key>_per_input_mb`` times the job's input size
-    (MB, Snakemake's ``input.size_mb``) plus ``<key>_per_run`` times the sheet's runs (the study jobs over every
-    run: gapfill, pool_corrected, chemistry, which read one run's tables at a time, so their memory follows the
-    study matrix's columns and their time the runs), times the attempt number (retries get more); gpu is taken as
-    configured."""
+    (MB, Snakemake's ``input.size_mb``) plus ``<key>_per_run`` times the sheet's runs (the study jobs: their memory
+    follows the study matrix's columns, and for gapfill, pool_corrected and chemistry, which read one run's tables at
+    a time, their time the runs), times the attempt number (retries get more); gpu is taken as configured."""
     table = config.get("resources", {})
     entry, default = table.get(stage, {}), table.get("default", {})
     base = entry.get(key, default.get(key, 0))

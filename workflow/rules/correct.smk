@@ -78,8 +78,8 @@ rule correct:
         "results/benchmarks/study/correct.tsv"
     threads: 1
     resources:
-        mem_mb=res("link", "mem_mb"),
-        runtime=res("link", "runtime"),
+        mem_mb=res("correct", "mem_mb"),
+        runtime=res("correct", "runtime"),
     conda:
         ENV
     shell:

@@ -42,8 +42,8 @@ rule differential:
         "results/benchmarks/study/differential_{outcome}.tsv"
     threads: 1
     resources:
-        mem_mb=res("link", "mem_mb"),
-        runtime=res("link", "runtime"),
+        mem_mb=res("differential", "mem_mb"),
+        runtime=res("differential", "runtime"),
     conda:
         ENV
     shell:

@@ -33,8 +33,8 @@ rule export:
         "results/benchmarks/study/export.tsv"
     threads: 1
     resources:
-        mem_mb=res("link", "mem_mb"),
-        runtime=res("link", "runtime"),
+        mem_mb=res("export", "mem_mb"),
+        runtime=res("export", "runtime"),
     conda:
         ENV
     shell:

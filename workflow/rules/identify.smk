@@ -37,8 +37,8 @@ rule identify:
         "results/benchmarks/study/identify.tsv"
     threads: 1
     resources:
-        mem_mb=res("link", "mem_mb"),
-        runtime=res("link", "runtime"),
+        mem_mb=res("identify", "mem_mb"),
+        runtime=res("identify", "runtime"),
     conda:
         ENV
     shell:

@@ -31,8 +31,8 @@ rule qc:
         "results/benchmarks/study/qc.tsv"
     threads: 1
     resources:
-        mem_mb=res("link", "mem_mb"),
-        runtime=res("link", "runtime"),
+        mem_mb=res("qc", "mem_mb"),
+        runtime=res("qc", "runtime"),
     conda:
         ENV
     shell:

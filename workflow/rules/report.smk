@@ -33,7 +33,10 @@ rule report:
     output:
         report("results/study/report.html", caption="../report/report_html.rst", category="Report"),
     params:
-        p=lambda wildcards: stage_params("report", config_used=config),
+        # the configuration the report shows, less the SLURM job sizes: changing those reruns nothing
+        p=lambda wildcards: stage_params(
+            "report", config_used={k: v for k, v in config.items() if k != "resources"}
+        ),
         sample_embedding=per_run_files(MATRIX_INPUTS["sample_embedding"]),
         version=MS2STUDY_VERSION,
     log:

@@ -50,3 +50,20 @@ def limit_threads(threads: int) -> None:
         import torch
 
         torch.set_num_threads(threads)
+
+
+def hide_unallocated_gpus(environ: dict | None = None) -> bool:
+    """Inside a SLURM job that was allocated no GPU, hide the node's GPUs from this process and its children.
+
+    SLURM sets ``CUDA_VISIBLE_DEVICES`` for a job (or job step) that holds GPUs; a job that asked for none sees every
+    GPU of its node unless the cluster constrains devices with cgroups (``ConstrainDevices``), and torch's device
+    ``auto`` would then compute on a GPU the scheduler gave to another job (an HPC admin's review: the library index's
+    embedding). So where ``SLURM_JOB_ID`` is set and ``CUDA_VISIBLE_DEVICES`` is not, it is set to the empty string.
+    Outside SLURM nothing changes. ``environ``: the environment to change (default ``os.environ``). Returns True when
+    it hid them.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("SLURM_JOB_ID") and "CUDA_VISIBLE_DEVICES" not in env:
+        env["CUDA_VISIBLE_DEVICES"] = ""
+        return True
+    return False
