@@ -333,3 +333,44 @@ def test_level_2_is_decided_over_the_study_s_features_from_the_model_s_likelihoo
     # without the ratios: each spectrum's own level (all 3 here)
     older = identify.identify_features(ann.drop("structure_log_lr"), link, fdr=0.01)
     assert (older["msi_level"] == 3).all() and older["structure_q_value"].is_null().all()
+
+
+def test_a_library_too_small_to_calibrate_well_is_said_in_the_main_findings(tmp_path) -> None:
+    """A fresh user's 21-pesticide library: its calibration measured 34 wrong candidates, 5 of them scoring 0.86-0.95
+    against another compound's spectrum, and six right matches (cosine 0.97-1.00) sat at q 0.17-0.22 with only a
+    processing note saying why. A calibration of fewer than 1000 wrong candidates is now a quality warning with the
+    fix; where even the best possible score cannot reach the FDR (no tail to extrapolate: 1 / (n + 1)), the warning
+    says no name can be accepted; a large calibration says nothing."""
+    from ms2study.identification.confidence import Calibration
+    from ms2study.reporting.collect import calibration_warnings
+    from ms2study.reporting.html import QUALITY, kind_of
+
+    rng = np.random.default_rng(0)
+
+    def saved(wrong: np.ndarray, name: str) -> object:
+        cal = Calibration.from_null(wrong, wrong, 0.1, {"rank_by": "cosine"},
+                                    {"n_wrong_formula_candidates": wrong.size})
+        return cal, cal.save(tmp_path / f"{name}.json")
+
+    # no real spectral agreement among the wrong candidates: no tail to extrapolate, p never below 1 / 35
+    floor, floor_path = saved(rng.uniform(0, 0.04, 34), "floor")
+    assert floor.smallest_p() == pytest.approx(1 / 35)
+    warnings: list[str] = []
+    calibration_warnings([floor_path], warnings, 0.01)
+    (only,) = warnings
+    assert kind_of(only) == QUALITY and only.label == "no name can be accepted with this library"
+    assert "only 34 wrong candidates were measured, so no p-value can fall below 0.0286, above the FDR 0.01" in only
+    assert "MassBank" in only and "confidence: none" in only
+    # the user's: a few look-alike wrong candidates
+    small, small_path = saved(np.r_[rng.uniform(0, 0.5, 29), [0.86, 0.90, 0.91, 0.92, 0.95]], "pesticides")
+    assert small.p_formula(np.array([0.93]), np.array([1]))[0] > 0.01  # a right match at 0.93 cannot pass
+    warnings = []
+    calibration_warnings([small_path], warnings, 0.01)
+    (only,) = warnings
+    assert kind_of(only) == QUALITY and only.label == "small library: coarse q-values"
+    assert "only 34 wrong candidates were measured (5 of them scoring 0.8 or more" in only and "MassBank" in only
+    large, large_path = saved(rng.uniform(0, 0.6, 5000), "large")
+    assert large.smallest_p() < 1e-3
+    warnings = []
+    calibration_warnings([large_path], warnings, 0.01)
+    assert warnings == []

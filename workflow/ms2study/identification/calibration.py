@@ -229,8 +229,15 @@ def calibrate_index(index_dir: str | Path, params: dict | None = None) -> confid
                                            structure_cls, level2, separability_by_block)
     if level2 is None:
         stats.setdefault("caveats", []).append(
-            f"fewer than {structure_model.MIN_CLASS} right or wrong calibration hits: Schymanski level 2 falls back "
-            "to the wrong-structure null and the isomer margin")
+            f"{int(right.sum())} right and {int((~right).sum())} wrong calibration hits, fewer than the "
+            f"{structure_model.MIN_CLASS} of each a level-2 model needs: Schymanski level 2 falls back to the "
+            "wrong-structure null and the isomer margin")
+    stats["smallest_p"] = cal.smallest_p()
+    if stats["smallest_p"] > float(p["fdr"]):
+        log.warning("calibration of %s: %s", index_dir, no_acceptance_text(stats["smallest_p"], int(formula_null.size),
+                                                                          float(p["fdr"])))
+    elif formula_null.size < SMALL_CALIBRATION:
+        log.warning("calibration of %s: %s", index_dir, small_library_text(int(formula_null.size)))
     stats["structure_null_classes"] = {c: d.n for c, d in cal.structure_by_class.items()}
     margin_text = (f"{margin:.4f}" if margin < confidence.NO_MARGIN else
                    "none (no score gap keeps wrong isomers rare enough over 50 or more self-searches: without a "
@@ -246,6 +253,24 @@ def calibrate_index(index_dir: str | Path, params: dict | None = None) -> confid
         stats.setdefault("caveats", []).append(caveat)
         log.warning("calibration of %s: %s", index_dir, caveat)
     return cal
+
+
+SMALL_CALIBRATION = 1000  # wrong candidates measured below which a library's q-values are coarse (log, report)
+
+
+def small_library_text(n_wrong: int) -> str:
+    """The log's warning for a calibration of fewer than SMALL_CALIBRATION wrong candidates."""
+    return (f"only {n_wrong} wrong candidates were measured: the library is small, its q-values are coarse and a few "
+            "look-alike wrong candidates can keep right matches above the FDR; add a broad reference library (e.g. "
+            "MassBank) to `library:` beside your own")
+
+
+def no_acceptance_text(smallest_p: float, n_wrong: int, fdr: float) -> str:
+    """Why no hit of a small library can be accepted at ``fdr``, and what to do (the log and the report)."""
+    return (f"only {n_wrong} wrong candidates were measured, so no p-value can fall below {smallest_p:.3g}, above the "
+            f"FDR {fdr:g}: no name can be accepted, however well it matches. Add a broad reference library (e.g. "
+            "MassBank) to `library:` beside your own, so that the calibration measures enough wrong candidates, or "
+            "set annotate confidence: none (best matches without q-values)")
 
 
 def search_and_null_keys(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

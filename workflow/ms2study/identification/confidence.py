@@ -134,6 +134,12 @@ class NullDistribution:
         n = np.maximum(np.asarray(n_candidates, dtype=np.float64), 1.0)
         return np.clip(-np.expm1(n * np.log1p(-np.minimum(g, 1.0 - 1e-16))), 0.0, 1.0)
 
+    def smallest_p(self) -> float:
+        """The smallest p-value a hit can get against this null: a score above every wrong candidate measured, one
+        candidate structure. Without a tail fit (too few high wrong scores) it is 1 / (wrong candidates + 1)."""
+        best = max(1.0 - 1e-12, float(self.top[-1]) + 1e-9 if self.top.size else 0.0)
+        return float(self.p_values(np.array([best]), np.array([1]))[0])
+
     def to_json(self) -> dict[str, Any]:
         return {"n": self.n, "top": [round(float(x), 7) for x in self.top],
                 "quantiles": [round(float(x), 7) for x in self.quantiles]}
@@ -196,6 +202,14 @@ class Calibration:
                     by_class[str(c)] = NullDistribution.from_scores(np.asarray(structure_scores)[sel])
         return cls(scoring, formula, structure, float(isomer_margin), stats or {}, by_class, structure_model,
                    dict(isomer_separability or {}))
+
+    def smallest_p(self) -> float:
+        """The smallest p-value any hit can get: a score above every wrong candidate measured, one candidate structure
+        (``p_formula``). Without a tail fit (too few high wrong scores) it is 1 / (wrong candidates + 1): a library
+        too small to measure how often a wrong compound scores that high bounds every p-value, and with it the
+        q-values, from below (a fresh user's 21-pesticide library: 34 wrong candidates, no p below 0.029, so no
+        hit, cosine 0.97-1.00, could reach q <= 0.01)."""
+        return self.formula.smallest_p()
 
     def p_formula(self, scores: np.ndarray, n_candidates: np.ndarray) -> np.ndarray:
         """p-value of rank-1 scores against the wrong-formula null, given candidate structure counts."""

@@ -87,7 +87,8 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
     ]
     cautions.label_warning(corrected, _adduct_min_runs(params), warnings)
     annotations = collect.read_annotations([t["annotations"] for t in tables])
-    collect.calibration_warnings(inputs.calibrations, warnings)
+    collect.calibration_warnings(inputs.calibrations, warnings,
+                                 ((params.get("config_used") or {}).get("annotate") or {}).get("fdr"))
     ident = collect.read_table(inputs.identifications)
     mirrors = spectra.mirror_plots(ident, annotations, {s: t["spectra"] for s, t in zip(sample_ids, tables)},
                                    inputs.library_indexes)

@@ -24,7 +24,8 @@ from ms2study.core.errors import InputError
 from ms2study.core.params import add_params_argument, load_params
 from ms2study.encoder import inference
 from ms2study.identification import engine
-from ms2study.identification.calibration import cached_calibration
+from ms2study.identification.calibration import (SMALL_CALIBRATION, cached_calibration, no_acceptance_text,
+                                                  small_library_text)
 from ms2study.io.queries import read_query_spectra
 from ms2study.library.index import ensure_library_index, load_library_index
 from ms2study.library.prepared import prepare_for_params
@@ -143,6 +144,10 @@ def score_files(
         inference.embed_library(index_dir, eparams)
         embeddings = inference.embed_spectra(spectra, eparams)
     cal = cached_calibration(index_dir, p) if p["confidence"] == "null_model" else None
+    if cal is not None and cal.smallest_p() > float(p["fdr"]):
+        log.warning("library %s: %s", index_dir, no_acceptance_text(cal.smallest_p(), cal.formula.n, float(p["fdr"])))
+    elif cal is not None and cal.formula.n < SMALL_CALIBRATION:
+        log.warning("library %s: %s", index_dir, small_library_text(cal.formula.n))
     # Peaks are cleaned above; cleaning twice would change nothing but costs time.
     ann = engine.annotate_spectra(spectra, index_dir, {**p, "cleaning": cleaning}, embeddings, cal)
     ann = ann.rename({"spectrum_id": "query_id"})
