@@ -272,3 +272,32 @@ def test_a_plateau_cut_into_touching_pieces_in_one_run_is_joined_and_summed():
 ])
 def test_two_peaks_at_one_mz_in_one_run_stay_apart(pieces):
     assert _rows_at(link_features(_plateau_tables(pieces), "S1"), 235.1191).height == 2
+
+
+def test_a_reference_without_features_gives_way_to_the_next_run_with_features(shifted_tables, caplog) -> None:
+    """A fresh user's trial: an mzXML with one MS1 scan (no features) first in the sheet became the alignment's
+    reference; every other run was "aligned by 0 pairs" and the RT notes blamed the good runs. The alignment now
+    falls back to the first of the given runs (the sheet's other study samples, then its QCs) that has features, and
+    says so; the report warns of the empty run itself."""
+    from ms2study import study
+    from ms2study.reporting.sections import samples_section
+
+    a, b, _, _ = shifted_tables
+    empty = feature_table("MXL", [], [])
+    with caplog.at_level("WARNING"):
+        res = link_features_full({"MXL": empty, "A": a, "B": b}, "MXL", fallbacks=("A", "B"))
+    models = dict(zip(res.alignment["sample_id"], res.alignment["model"]))
+    assert models["A"] == "reference" and models["B"] == "linear" and models["MXL"] != "reference"
+    assert "reference run MXL has no features" in caplog.text and "aligned onto A instead" in caplog.text
+    assert res.matrix.filter(pl.col("n_detected") == 2).height == 60
+    # without a fallback with features the named reference stays (nothing else to align onto)
+    assert link_features_full({"MXL": empty, "A": a}, "MXL").alignment.filter(
+        pl.col("model") == "reference")["sample_id"].to_list() == ["MXL"]
+    # the fallbacks the workflow passes: other study samples in sheet order, then pooled QCs, never blanks
+    sheet = pl.DataFrame({"sample_id": ["MXL", "Q1", "BL", "S2", "S3"], "file": ["x"] * 5,
+                          "sample_type": ["sample", "qc", "blank", "sample", "sample"]})
+    assert study.reference_fallbacks(sheet, "MXL") == ["S2", "S3", "Q1"]
+    warned: list[str] = []
+    samples_section([{"sample_id": "MXL", "features": 0, "ms2_scans": 1}, {"sample_id": "A", "features": 65}],
+                    warned)
+    assert len(warned) == 1 and "run <b>MXL</b> has no features" in warned[0] and "logs/detect/MXL.log" in warned[0]

@@ -19,7 +19,7 @@ import polars as pl
 import yaml
 
 from ms2study.core.errors import InputError
-from ms2study.core.params import suggest_key
+from ms2study.core.params import MASS_TOLERANCES, mass_tolerance_warning, suggest_key  # noqa: F401 (tests)
 from ms2study.core.yamlio import read_config_file, read_yaml
 from ms2study.io.samplesheet import ACQUISITION_COLUMNS, SAMPLE_TYPES, read_sample_sheet, sample_roles
 from ms2study.modelling.outcomes import encode_outcome
@@ -324,6 +324,13 @@ def check_reference_sample(sheet: pl.DataFrame, config: dict) -> str:
     return reference
 
 
+def reference_fallbacks(sheet: pl.DataFrame, reference: str) -> list[str]:
+    """The runs the alignment falls back to, in order, when ``reference`` has no features: the other study samples,
+    then the pooled QCs (never blanks)."""
+    kinds = dict(check_sample_roles(sheet).select("sample_id", "sample_type").iter_rows())
+    return [s for k in ("sample", "qc") for s in sheet["sample_id"].to_list() if kinds.get(s) == k and s != reference]
+
+
 def _reference_candidates(samples: list[str], kinds: dict[str, str]) -> str:
     """The runs to name as reference candidates: the study samples (sample_type sample), then the pooled QCs as an
     alternative; blanks never (refused as reference). At most 20 of each are named."""
@@ -453,32 +460,6 @@ def library_name(paths: list[Path], config: dict) -> str:
     stem = re.sub(r"(\.(mgf|msp|json))?(\.gz)?$", "", paths[0].name, flags=re.IGNORECASE)  # lib.mgf.gz -> lib
     name = re.sub(r"[^A-Za-z0-9._-]", "_", stem) or "library"
     return name if len(paths) == 1 else f"{name}_plus{len(paths) - 1}"
-
-
-# The m/z tolerances that follow the instrument's mass accuracy (config section, key); all 10 ppm by default.
-MASS_TOLERANCES = (("detect", "mass_error_ppm"), ("spectra", "mz_tolerance_ppm"), ("link", "mz_tol_ppm"),
-                   ("link", "align_pair_mz_max_ppm"), ("annotate", "precursor_tolerance_ppm"),
-                   ("correct", "gap_fill_mz_ppm"), ("correct", "adduct_mz_ppm"))
-
-
-def mass_tolerance_warning(config: dict) -> str | None:
-    """A warning when the ``MASS_TOLERANCES`` of ``config`` are not all equal (e.g. a TOF user set 20 ppm for
-    detection and linking and left gap filling at 10): each stage would look for an ion with a different tolerance.
-    The keys are listed by value. With ``annotate.precursor_tolerance_da`` set, annotation searches a window in Da
-    and its ppm key is left out. None when all are equal (the defaults are)."""
-    by_value: dict[float, list[str]] = {}
-    da = (config.get("annotate") or {}).get("precursor_tolerance_da")
-    for section, key in MASS_TOLERANCES:
-        if section == "annotate" and da is not None:
-            continue
-        by_value.setdefault(float((config.get(section) or {}).get(key)), []).append(f"{section}.{key}")
-    if len(by_value) < 2:
-        return None
-    groups = "; ".join(f"{v:g} ppm: {', '.join(keys)}" for v, keys in sorted(by_value.items(), key=lambda kv: -kv[0]))
-    return (f"m/z tolerances differ ({groups}"
-            + (f"; annotation uses precursor_tolerance_da = {da} Da" if da is not None else "")
-            + "); when they should follow the instrument's mass accuracy, set them together (config/README.md, "
-            "'Instrument settings')")
 
 
 def check_study(study_dir: Path, config: dict, sheet: pl.DataFrame) -> list[str]:

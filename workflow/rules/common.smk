@@ -40,6 +40,7 @@ SAMPLE_FILES = dict(zip(SHEET["sample_id"], SHEET["file"]))
 LIBRARY_NAME = _study.library_name(LIBRARIES, config) if LIBRARIES else "none"
 try:
     REFERENCE = _study.check_reference_sample(SHEET, config)
+    REFERENCE_FALLBACKS = _study.reference_fallbacks(SHEET, REFERENCE)
     _study.check_correction(SHEET, config)
 except InputError as _err:
     raise WorkflowError(f"ms2study: {_err}")

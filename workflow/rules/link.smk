@@ -12,6 +12,8 @@ rule link:
         p=section_params("link"),
         samples=" ".join(SAMPLES),
         reference=REFERENCE,
+        # when the reference has no features, the runs to align onto instead (study samples, then pooled QCs)
+        fallbacks=" ".join(REFERENCE_FALLBACKS),
         version=MS2STUDY_VERSION,
     log:
         "logs/study/link.log",
@@ -25,5 +27,5 @@ rule link:
         ENV
     shell:
         "python -m ms2study --threads {threads} link --features {input:q} --sample-ids {params.samples} "
-        "--reference {params.reference} --out {output.matrix:q} --alignment-out {output.alignment:q} "
+        "--reference {params.reference} --reference-fallbacks {params.fallbacks} --out {output.matrix:q} --alignment-out {output.alignment:q} "
         "--links-out {output.links:q} --params {params.p} > {log:q} 2>&1"

@@ -144,3 +144,29 @@ def suggest_key(key: str, known: list[str]) -> str | None:
     words = [lower[w] for w in low.split("_") if w in lower] + [k for k in known if low in k.lower().split("_")]
     return lower.get(low) or next(iter(words), None) or next(
         (lower[c] for c in difflib.get_close_matches(low, list(lower), n=1)), None)
+
+
+# The m/z tolerances that follow the instrument's mass accuracy (config section, key); all 10 ppm by default.
+MASS_TOLERANCES = (("detect", "mass_error_ppm"), ("spectra", "mz_tolerance_ppm"), ("link", "mz_tol_ppm"),
+                   ("link", "align_pair_mz_max_ppm"), ("annotate", "precursor_tolerance_ppm"),
+                   ("correct", "gap_fill_mz_ppm"), ("correct", "adduct_mz_ppm"))
+
+
+def mass_tolerance_warning(config: dict) -> str | None:
+    """A warning when the ``MASS_TOLERANCES`` of ``config`` are not all equal (e.g. a TOF user set 20 ppm for
+    detection and linking and left gap filling at 10): each stage would look for an ion with a different tolerance.
+    The keys are listed by value. With ``annotate.precursor_tolerance_da`` set, annotation searches a window in Da
+    and its ppm key is left out. None when all are equal (the defaults are)."""
+    by_value: dict[float, list[str]] = {}
+    da = (config.get("annotate") or {}).get("precursor_tolerance_da")
+    for section, key in MASS_TOLERANCES:
+        if section == "annotate" and da is not None:
+            continue
+        by_value.setdefault(float((config.get(section) or {}).get(key)), []).append(f"{section}.{key}")
+    if len(by_value) < 2:
+        return None
+    groups = "; ".join(f"{v:g} ppm: {', '.join(keys)}" for v, keys in sorted(by_value.items(), key=lambda kv: -kv[0]))
+    return (f"m/z tolerances differ ({groups}"
+            + (f"; annotation uses precursor_tolerance_da = {da} Da" if da is not None else "")
+            + "); when they should follow the instrument's mass accuracy, set them together (config/README.md, "
+            "'Instrument settings')")

@@ -99,6 +99,11 @@ def samples_section(stats: list[dict], warnings: list[str], roles: dict[str, str
     for s in stats:
         rows.append([s["sample_id"], s.get("features", "NA"), s.get("ms2_scans", "NA"), s.get("mapped_spectra", "NA"),
                      s.get("embedded", "NA"), s.get("annotated_spectra", "NA"), s.get("n_spectra_pooled", "NA")])
+        if s.get("features") == 0:  # a fresh user's mzXML with one MS1 scan "finished" without a word
+            warnings.append(f"run <b>{esc(s['sample_id'])}</b> has no features: detection found none (fewer than 3 "
+                            "MS1 scans, no MS1 at all, or nothing above the noise threshold; its detect log, "
+                            f"<code>logs/detect/{esc(s['sample_id'])}.log</code>, says which). It adds nothing to the "
+                            "feature matrix and is missing from every result built on it")
         if s.get("ms2_scans") == 0:
             warnings.append(f"sample <b>{esc(s['sample_id'])}</b> has no MS/MS scans")
         role = (roles or {}).get(s["sample_id"], "sample")

@@ -124,8 +124,25 @@ def _linear_trafo(slope: float, intercept: float) -> oms.TransformationDescripti
     return trafo
 
 
-def link_features_full(features: dict[str, pl.DataFrame], reference: str, params: dict | None = None) -> LinkResult:
-    """Align every sample onto ``reference`` and link; returns the matrix, the alignment summary and the links."""
+def usable_reference(features: dict[str, pl.DataFrame], reference: str, fallbacks: tuple[str, ...] = ()) -> str:
+    """The run to align onto: ``reference``, or, when it has no features (a run too short to detect any, an empty
+    excerpt), the first of ``fallbacks`` (the sheet's other study samples, then its pooled QCs) that has some, with a
+    warning naming both. A fresh user's trial: an empty mzXML first in the sheet became the reference, every other run
+    was "aligned by 0 pairs" and the notes blamed the good runs' RT ranges. ``reference`` itself when no candidate
+    has features."""
+    if features.get(reference) is None or features[reference].height > 0:
+        return reference
+    chosen = next((s for s in fallbacks if s in features and features[s].height > 0), reference)
+    if chosen != reference:
+        log.warning("the alignment's reference run %s has no features (see its detect log): the runs are aligned onto "
+                    "%s instead; set reference_sample in config.yaml to choose another", reference, chosen)
+    return chosen
+
+
+def link_features_full(features: dict[str, pl.DataFrame], reference: str, params: dict | None = None,
+                       fallbacks: tuple[str, ...] = ()) -> LinkResult:
+    """Align every sample onto ``reference`` (or, when it has no features, the first of ``fallbacks`` that has:
+    ``usable_reference``) and link; returns the matrix, the alignment summary and the links."""
     params = overlay(params, DEFAULT_PARAMS, "link")
     samples = list(features)
     if not samples:
@@ -136,6 +153,7 @@ def link_features_full(features: dict[str, pl.DataFrame], reference: str, params
             sample=reference,
             fix="set reference_sample in config.yaml to one of the sample ids",
         )
+    reference = usable_reference(features, reference, tuple(fallbacks))
     clash = sorted(set(samples) & set(tables.FEATURE_MATRIX_KEYS))
     if clash:
         raise InputError(
@@ -380,7 +398,7 @@ def _cli(args: argparse.Namespace) -> int:
     if len(set(args.sample_ids)) != len(args.sample_ids):
         raise InputError("duplicate sample ids in --sample-ids", fix="sample ids must be unique")
     features = {s: tables.read_table(p, tables.FEATURES, s) for p, s in zip(args.features, args.sample_ids, strict=True)}
-    result = link_features_full(features, args.reference, load_params(args))
+    result = link_features_full(features, args.reference, load_params(args), tuple(args.reference_fallbacks or ()))
     out = Path(args.out)
     write_parquet(result.matrix, out)
     alignment_out = args.alignment_out or out.with_name("alignment.parquet")
@@ -397,6 +415,9 @@ def register(subparsers) -> None:
     p.add_argument("--features", required=True, nargs="+", type=Path, help="features.parquet per sample")
     p.add_argument("--sample-ids", required=True, nargs="+", help="sample ids, same order as --features")
     p.add_argument("--reference", required=True, help="sample id whose RT axis the others are aligned to")
+    p.add_argument("--reference-fallbacks", nargs="*", default=[],
+                   help="runs to align onto, in order, when the reference has no features (the workflow passes the "
+                        "sheet's other study samples, then its pooled QCs)")
     p.add_argument("--out", required=True, type=Path, help="feature_matrix.parquet")
     p.add_argument(
         "--alignment-out",
