@@ -207,6 +207,15 @@ def test_prototypes_recover_the_regions_and_round_trip(tmp_path) -> None:
     with pytest.raises(InputError, match="no MS/MS spectra") as err:
         chemistry.learn_prototypes(np.zeros((0, 8)), k=2, source="reference sample")
     assert "library" in err.value.fix and "reference sample" in err.value.message
+    assert "chemical_space out of models: feature_sets" in err.value.fix  # an MS1-only study has no bags
+    # too few spectra in the library itself: not "learn them on the library" (a fresh user's 5-spectrum library)
+    with pytest.raises(InputError) as err:
+        chemistry.learn_prototypes(vectors[:2], k=3, source="library tiny5")
+    assert "at most 2" in err.value.fix and "broader library" in err.value.fix and "source: library" not in \
+        err.value.fix
+    with pytest.raises(InputError) as err:
+        chemistry.learn_prototypes(vectors[:2], k=3, source="embeddings of S01")
+    assert "source: library" in err.value.fix
     with pytest.raises(InputError, match="not a prototype table"):
         pl.DataFrame({"x": [1]}).write_parquet(tmp_path / "bad.parquet")
         chemistry.read_prototypes(tmp_path / "bad.parquet")

@@ -383,3 +383,24 @@ def test_a_profile_of_this_repository_is_found_from_any_folder(tmp_path: Path, m
     assert runner.repository_profile("profiles/slurm") == "profiles/slurm"
     assert runner.repository_profile("mysite") == "mysite"
     assert runner.repository_profile("profiles/none-such") == "profiles/none-such"
+
+
+@pytest.mark.integration
+def test_without_outcomes_no_bags_of_chemistry_are_made(study: Path) -> None:
+    """A fresh user's trial: an MS1-only study without a library and without outcomes failed in the prototypes job
+    (no spectrum to learn on), for bags of chemistry nothing would read: the models job then writes only its run
+    record. With outcomes the chemical_space feature set needs them."""
+    config_path = study / "config.yaml"
+    original = config_path.read_text()
+    try:
+        config = yaml.safe_load(original)
+        config["models"]["outcomes"] = []
+        config_path.write_text(yaml.safe_dump(config))
+        bare = ms2study("run", str(study), "--cores", "1", "--dry-run", "--forceall", "results/study/report.html")
+    finally:
+        config_path.write_text(original)
+    with_outcomes = ms2study("run", str(study), "--cores", "1", "--dry-run", "--forceall", "results/study/report.html")
+    assert bare.returncode == 0 and with_outcomes.returncode == 0, (bare.stderr[-3000:], with_outcomes.stderr[-3000:])
+    for rule in ("prototypes", "chemistry"):
+        assert f"rule {rule}:" not in bare.stdout + bare.stderr, rule
+        assert f"rule {rule}:" in with_outcomes.stdout + with_outcomes.stderr, rule

@@ -7,9 +7,11 @@ from ms2study.core.params import schema_defaults
 # column: the same stems as the differential tables). Its files are the rule's outputs, so the report is handed
 # exactly the configured outcomes' results; without outcomes the models job leaves only its run record.
 MODEL_OUTCOMES = list(configured_outcomes(config))
-# Bags of chemistry (rules/pool.smk) are computed only when the models use them (feature set chemical_space).
+# Bags of chemistry (rules/pool.smk) are computed only when the models use them (feature set chemical_space, and
+# an outcome to model: without one the models job writes its run record only, and an MS1-only study without a
+# library, whose prototypes have no spectrum to learn on, must not fail for bags nothing reads).
 # The rule's input is their folder (one output of rule chemistry), its params the sheet's runs' files in it.
-CHEMISTRY_ON = "chemical_space" in (
+CHEMISTRY_ON = bool(MODEL_OUTCOMES) and "chemical_space" in (
     (config.get("models") or {}).get("feature_sets") or schema_defaults("models")["feature_sets"]
 )
 CHEMISTRY_FOLDER = [STUDY_FOLDERS["chemistry"]] if CHEMISTRY_ON else []

@@ -93,10 +93,14 @@ def learn_prototypes(embeddings: np.ndarray, k: int = 64, seed: int = 0, model_i
         raise InputError(f"no spectrum embeddings to learn the chemical-space prototypes on ({source or 'input'}): "
                          "it has no MS/MS spectra (an MS1-only or DIA run, or no MS2 scan mapped to a feature)",
                          fix="add a spectral library to the study (config 'library:'; the prototypes are then "
-                             "learned on its spectra), or make a run with DDA MS/MS the reference run")
+                             "learned on its spectra), make a run with DDA MS/MS the reference run, or leave "
+                             "chemical_space out of models: feature_sets (a study without MS/MS has no bags of "
+                             "chemistry)")
     if matrix.shape[0] < k:
+        larger = ("add a broader library beside it (config 'library:' takes a list)" if (source or "").startswith(
+            "library") else "learn them on the library (pool: prototypes: source: library)")
         raise InputError(f"{matrix.shape[0]} usable spectrum embeddings for {k} prototypes ({source or 'input'})",
-                         fix="lower pool: prototypes: k, or learn the prototypes on a larger set (e.g. the library)")
+                         fix=f"lower pool: prototypes: k to at most {matrix.shape[0]}, or {larger}")
     rng = np.random.default_rng(seed)
     if matrix.shape[0] > max_spectra:
         matrix = matrix[np.sort(rng.choice(matrix.shape[0], size=max_spectra, replace=False))]
