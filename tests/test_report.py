@@ -1096,3 +1096,29 @@ def test_a_looser_identification_fdr_says_what_it_costs_on_a_realistic_study() -
     html = identifications_section(annotations, None, ["S1"], {"config_used": {"annotate": {"fdr": 0.01}},
                                                                "top_compounds": 10, "min_cosine": 0.7}, [])
     assert "Accepted above q 0.01" not in html
+
+
+def test_msms_of_a_polarity_the_library_lacks_is_a_warning(tmp_path: Path) -> None:
+    """A fresh user's negative-mode run against a positive-only library: its spectra were never searched and only
+    the annotate log said so. The report warns, naming the runs; a library spectrum of unknown mode matches queries
+    of either polarity, so a library holding one says nothing."""
+    import numpy as np
+
+    from ms2study.reporting.collect import library_ion_modes, scan_warnings
+    from ms2study.reporting.html import QUALITY, kind_of
+
+    positive = tmp_path / "pos"
+    positive.mkdir()
+    np.save(positive / "ion_mode.npy", np.array([1, 1, 1], dtype=np.int8))
+    stats = [{"sample_id": "QC04", "ion_modes": ["positive"]}, {"sample_id": "MXL", "ion_modes": ["negative"]}]
+    warned: list[str] = []
+    scan_warnings(stats, warned, library_ion_modes([positive]))
+    lacking = [w for w in warned if "not searched" in w]
+    assert len(lacking) == 1 and kind_of(lacking[0]) == QUALITY and "negative polarity (1 run(s): MXL)" in lacking[0]
+    unknown = tmp_path / "unknown"
+    unknown.mkdir()
+    np.save(unknown / "ion_mode.npy", np.array([1, 0], dtype=np.int8))
+    warned = []
+    scan_warnings(stats, warned, library_ion_modes([unknown]))
+    assert not [w for w in warned if "not searched" in w]
+    assert library_ion_modes([]) is None

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from ms2study.core.errors import InputError
@@ -269,10 +270,36 @@ def _entry_name(issue: Any) -> str:
     return f"{issue.get('identifier') or '(no identifier)'} ({where}{reason})"
 
 
-def scan_warnings(stats: list[dict], warnings: list[str]) -> None:
-    """Append study-level notes on MS/MS scans (from ``sample_stats``): mixed polarities, and precursors taken
-    from the isolation window."""
+def library_ion_modes(indexes: Sequence[Path]) -> set[str] | None:
+    """The polarities ("positive", "negative") a query can be searched in against the library indexes
+    (``ion_mode.npy``: +1 / -1; a spectrum of unknown mode, 0, matches queries of either); None without an index or
+    when one cannot be read."""
+    modes: set[str] = set()
+    if not indexes:
+        return None
+    for folder in indexes:
+        try:
+            values = np.load(Path(folder) / "ion_mode.npy")
+        except (OSError, ValueError):
+            return None
+        modes |= ({"positive" for v in values if v >= 0} | {"negative" for v in values if v <= 0})
+    return modes
+
+
+def scan_warnings(stats: list[dict], warnings: list[str], library_modes: set[str] | None = None) -> None:
+    """Append study-level notes on MS/MS scans (from ``sample_stats``): mixed polarities, precursors taken from the
+    isolation window, and (with ``library_modes``, ``library_ion_modes``) runs whose MS/MS has a polarity the library
+    holds no spectrum of: those spectra were never searched (a fresh user's negative-mode run against a positive-only
+    library: only its annotate log said so)."""
     modes = {m for s in stats for m in s.get("ion_modes", [])}
+    if library_modes is not None:
+        for mode in sorted(modes - library_modes):
+            runs = [s["sample_id"] for s in stats if mode in s.get("ion_modes", [])]
+            warnings.append(Caution(
+                f"MS/MS scans of {mode} polarity ({len(runs)} run(s): {esc(', '.join(runs[:10]))}"
+                f"{', ...' if len(runs) > 10 else ''}) were not searched: the library holds no {mode}-mode spectrum. "
+                f"Add a {mode}-mode library to <code>library:</code> (it takes a list)", QUALITY,
+                f"{mode}-mode MS/MS not searched", ("identifications",)))
     if len(modes) > 1:
         mixed = [s["sample_id"] for s in stats if len(s.get("ion_modes", [])) > 1]
         warnings.append(f"the study mixes polarities ({', '.join(sorted(modes))}"

@@ -100,7 +100,7 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
                   whatdiffers.differential_section(inputs.differential, warnings, attribution,
                                                     outcomes.attribution_caveats(inputs.models), with_ms2, corrected,
                                                     identifications=ident)))
-    collect.scan_warnings(stats, warnings)
+    collect.scan_warnings(stats, warnings, collect.library_ion_modes(inputs.library_indexes))
     parts.append(("encoder", "Spectrum encoder", sections.encoder_section(encoder)))
     if encoder["trained"] is False:
         warnings.insert(0, Caution("the spectrum encoder is the <b>UNTRAINED placeholder</b> (random weights): "
