@@ -176,3 +176,40 @@ def test_gnps_json_and_msp_metadata(tmp_path: Path) -> None:
     assert row["inchikey"] == "UVKZSORBKUEBAZ-UHFFFAOYSA-N"
     assert row["adduct"] == "[M+H]+" and row["ion_mode"] == "positive"
     assert row["library_id"] == "HB000434"
+
+
+def test_a_record_without_inchikey_takes_the_one_of_its_smiles(tmp_path: Path) -> None:
+    """A fresh user's library without InChIKeys lost 2 of 6 right names: the structure identity fell back to the
+    name, so synonyms ("Azinphos methyl", "Azinphos-methyl") counted as two structures and doubled the p-values.
+    A record with a SMILES and no InChIKey gets the SMILES's (RDKit); one with neither keeps its name, and both
+    are recorded in the index manifest as read with changes."""
+    from ms2study.identification.confidence import library_codes
+
+    smiles = "COP(=S)(OC)SCN1N=NC2=CC=CC=C2C1=O"  # azinphos-methyl
+    path = tmp_path / "lab.msp"
+    path.write_text(
+        f"Name: Azinphos methyl\nPrecursorMZ: 318.0130\nPrecursor_type: [M+H]+\nIon_mode: P\nSMILES: {smiles}\n"
+        "Num Peaks: 2\n132.0444 100\n160.0505 50\n\n"
+        f"Name: Azinphos-methyl\nPrecursorMZ: 318.0130\nPrecursor_type: [M+H]+\nIon_mode: P\nSMILES: {smiles}\n"
+        "Num Peaks: 2\n132.0444 90\n77.0386 30\n\n"
+        "Name: Unknown thing\nPrecursorMZ: 250.1000\nPrecursor_type: [M+H]+\nIon_mode: P\n"
+        "Num Peaks: 2\n100.0 100\n120.0 50\n\n")
+    out = tmp_path / "idx"
+    library.index_library([path], out)
+    index = library.load_library_index(out)
+    meta = index.metadata.sort("name")
+    keys = dict(zip(meta["name"], meta["inchikey"]))
+    assert keys["Azinphos methyl"] == keys["Azinphos-methyl"] == "CJJOSEISRRTUQB-UHFFFAOYSA-N"
+    assert keys["Unknown thing"] is None
+    structure, _ = library_codes(index.metadata)
+    assert len(set(structure.tolist())) == 2  # the two synonyms are one structure
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["altered_by_reason"] == {"InChIKey derived from the SMILES": 2}
+    assert manifest["n_name_as_structure"] == 1
+    # the report says so as a quality warning on the identifications
+    from ms2study.reporting.collect import library_summary
+    from ms2study.reporting.html import QUALITY, kind_of
+
+    warned: list[str] = []
+    assert "1 spectra have no InChIKey and no parsable SMILES" in library_summary([out], warned)
+    assert [kind_of(w) for w in warned] == [QUALITY] and "synonyms count as different compounds" in warned[0]

@@ -40,6 +40,7 @@ INVALID_PEAKS_DROPPED = "invalid peaks dropped"
 DUPLICATE_ID = "duplicate identifier renamed"
 DECIMAL_COMMA = "decimal comma in precursor m/z read"
 ION_MODE_CONFLICT = "ion mode fields disagree"
+INCHIKEY_FROM_SMILES = "InChIKey derived from the SMILES"
 
 SKIPPED, EMPTIED, ALTERED = "skipped", "emptied", "altered"
 
@@ -106,6 +107,7 @@ class ReadReport:
     n_read: int = 0
     n_used: int = 0
     n_peaks_dropped: int = 0
+    n_name_as_structure: int = 0  # library spectra without InChIKey or parsable SMILES: the name is the structure
     issues: list[EntryIssue] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
 

@@ -11,6 +11,7 @@ entry skipped, emptied or altered is recorded in the ``ReadReport``. Imports onl
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from ms2study.core.cleaning import clean_peaks
 from ms2study.core.flat import FlatSpectra, offsets_from_counts
 from ms2study.core.params import overlay, schema_defaults
 from ms2study.io.entries import (
+    INCHIKEY_FROM_SMILES,
     INVALID_PEAKS_DROPPED,
     RawSpectrum,
     ReadReport,
@@ -32,6 +34,8 @@ from ms2study.io.entries import (
     unique_ids,
 )
 from ms2study.io.fields import ION_MODE_CODE, charge_of, first_field, ion_mode_of
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PARAMS: dict[str, Any] = {
     # Passed to ms2study.core.cleaning.clean_peaks for every library spectrum: the config's cleaning section, the
@@ -91,6 +95,37 @@ def metadata_row(raw: RawSpectrum, precursor_mz: float, n_peaks: int) -> dict[st
         "source_entry": raw.entry,
         "n_peaks": n_peaks,
     }
+
+
+def with_structure(rows: list[dict[str, Any]], raws: list[RawSpectrum], report: ReadReport) -> None:
+    """Give every metadata row without an InChIKey the one of its SMILES (RDKit, ``Chem.MolToInchiKey``), recorded
+    in ``report`` as altered; a row with neither keeps its name as its structure (``identification.confidence.
+    library_codes``): counted in ``report.n_name_as_structure`` and logged once. Identification counts candidate structures by the InChIKey's first block: a
+    fresh user's library without InChIKeys lost 2 of 6 right names, because synonyms ("Azinphos methyl",
+    "Azinphos-methyl") counted as different structures and doubled the p-values."""
+    missing = [i for i, row in enumerate(rows) if not row.get("inchikey")]
+    if not missing:
+        return
+    from rdkit import Chem, RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    keys: dict[str, str | None] = {}
+    for i in missing:
+        smiles, raw = rows[i].get("smiles"), raws[i]
+        if smiles and smiles not in keys:
+            mol = Chem.MolFromSmiles(smiles)
+            key = Chem.MolToInchiKey(mol) if mol is not None else ""
+            keys[smiles] = key if key and _INCHIKEY_RE.match(key) else None
+        if smiles and keys[smiles]:
+            rows[i]["inchikey"] = keys[smiles]
+            report.alter(raw.source_file, raw.entry, raw.line, INCHIKEY_FROM_SMILES, rows[i]["library_id"],
+                         keys[smiles])
+        else:
+            report.n_name_as_structure += 1
+    if report.n_name_as_structure:
+        log.warning("%d library spectra have no InChIKey and no parsable SMILES: their names stand for their "
+                    "structures, so synonyms count as different compounds (add InChIKeys or SMILES to the library)",
+                    report.n_name_as_structure)
 
 
 def merge_params(params: dict | None) -> dict[str, Any]:
@@ -162,6 +197,7 @@ def build_library(
         row = metadata_row(raw, precursor, int(mz.size))
         row["library_id"] = lid
         rows.append(row)
+    with_structure(rows, kept, report)
     metadata = pl.DataFrame(rows, schema=METADATA) if rows else pl.DataFrame(schema=METADATA)
     n = metadata.height
     precursor_arr = np.asarray(precursors, dtype=np.float64)

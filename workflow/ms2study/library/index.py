@@ -138,6 +138,7 @@ def index_library(
         "altered_by_reason": report.by_reason(ALTERED),
         "altered_first": first(report.altered),
         "n_peaks_dropped": report.n_peaks_dropped,
+        "n_name_as_structure": report.n_name_as_structure,
         "build_seconds": round(time.perf_counter() - t0, 3),
     }
     write_library_index(built, out_dir, manifest)

@@ -253,6 +253,15 @@ def library_summary(indexes: Sequence[Path], warnings: list[str]) -> str:
             line += f" {text}."
             if what != "read with changes":
                 lost.append(text)
+        named = int(manifest.get("n_name_as_structure") or 0)
+        if named:
+            line += (f" {named} spectra have no InChIKey and no parsable SMILES: their names stand for their "
+                     "structures.")
+            warnings.append(Caution(
+                f"{named} spectra of the {index} have no InChIKey and no parsable SMILES, so their names stand for "
+                "their structures: synonyms count as different compounds, which raises the p-values of their "
+                "matches, and their identifications have no InChIKey. Add InChIKeys or SMILES to the library",
+                QUALITY, "library records without structures", ("identifications",)))
         if lost:  # records the cleaning removed before any search: a processing detail, not a doubt on a result
             warnings.append(Caution(f"library records dropped while building the {index}: " + "; ".join(lost)
                                     + " (the index log names every one)", PROCESSING))
