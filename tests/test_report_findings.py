@@ -568,3 +568,16 @@ def test_a_qc_scoring_above_the_cutoff_without_a_flag_is_explained() -> None:
     text = _near_miss(qc, "qc")
     assert "QC01 (8.3)" in text and "QC02" not in text and "QC04" not in text and "1.5 times" in text
     assert _near_miss(qc, "sample") == "" and _near_miss(qc.filter(pl.col("sample_id") == "QC02"), "qc") == ""
+
+
+def test_without_q_values_the_finding_says_matches_are_not_identifications() -> None:
+    """A fresh user's trial with annotate confidence: none: the Main findings said "0 consensus features carry an
+    accepted identification (q <= 0.01)" beside a table of best matches."""
+    from ms2study.reporting.findings import identification_finding
+
+    ident = pl.DataFrame({"consensus_id": ["C1", "C2"], "name": ["a", "b"], "accepted": [False, False],
+                          "msi_level": [None, None], "q_value": [None, None]},
+                         schema_overrides={"msi_level": pl.Int8, "q_value": pl.Float64})
+    text = identification_finding(ident, 0.01)
+    assert "<b>2</b> consensus features have a best library match, listed without q-values" in text
+    assert "q ≤ 0.01" not in text

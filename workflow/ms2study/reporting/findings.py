@@ -360,6 +360,11 @@ def identification_finding(ident: pl.DataFrame | None, fdr: float | None) -> str
     accepted = _accepted(ident)
     if accepted is None:
         return "no identifications table"
+    if ident is not None and ident.height and "q_value" in ident.columns and ident["q_value"].is_null().all():
+        # annotate confidence: none (a fresh user's trial: "0 accepted (q <= 0.01)" beside a table of matches)
+        return (f"<b>{ident.height}</b> consensus features have a best library match, listed without q-values "
+                "(<code>annotate: confidence: none</code>): none is an accepted identification, and how many are "
+                'right is not measured (<a href="#identifications">Identifications</a>)')
     at = f"q ≤ {fdr:g}" if fdr is not None else "the configured <code>annotate: fdr</code>"
     by_level = {lvl: int((accepted["msi_level"] == lvl).sum()) for lvl in LEVELS}
     other = accepted.height - sum(by_level.values())

@@ -137,7 +137,9 @@ def identifications_section(annotations: pl.DataFrame, ident: pl.DataFrame | Non
     (all accepted, sortable) or, without q-values, the top ``params["top_compounds"]`` study-wide compounds from the
     annotations."""
     if annotations.is_empty() or "cosine" not in annotations.columns:
-        return "<p>No library annotations (no library configured, or no spectrum had a candidate).</p>"
+        return ("<p>No library annotations: no library is configured, no run has MS/MS spectra (the Samples table "
+                "counts each run's MS2 scans), or no spectrum had a library candidate of its precursor m/z and "
+                "polarity.</p>")
     with_q = ("q_value" in annotations.columns and "accepted" in annotations.columns
               and annotations["q_value"].fill_nan(None).drop_nulls().len() > 0)
     fdr = ((params.get("config_used") or {}).get("annotate") or {}).get("fdr")
