@@ -261,6 +261,9 @@ def test_cli_annotate_and_score(lib_dir: tuple[Path, list[dict]], tmp_path: Path
     assert list((tmp_path / "cache" / "library" / "prepared").iterdir())
     h = pl.read_parquet(hits)
     assert h.columns[: len(search.SCORE_COLUMNS)] == search.SCORE_COLUMNS
+    # each query's own name beside its id (a fresh user's MSP queries were known only as "q_tof.msp:7")
+    assert all(n == f"compound {int(q[3:])}" for q, n in zip(h["query_id"], h["query_name"])), h.select(
+        "query_id", "query_name")
     # Every spectrum finds itself, except that isomer twins with one spectrum may find each other (and then
     # are level 3, naming both).
     twin = {e["id"] for e in entries if e["group"] % 2 == 1 and int(e["id"][3:]) % 3 < 2}

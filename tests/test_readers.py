@@ -357,7 +357,7 @@ def test_massbank_msdial_riken_colon_msp(tmp_path: Path) -> None:
     mb, _ = read_query_spectra(write(tmp_path, "mb.msp", MASSBANK))
     assert mb.row(0, named=True) | {"mz": None, "intensity": None} == {
         "spectrum_id": "MSBNK-TEST-0001", "sample_id": None, "feature_id": None, "precursor_mz": 399.2512,
-        "ion_mode": "positive", "mz": None, "intensity": None}
+        "ion_mode": "positive", "mz": None, "intensity": None, "name": "Tris(2-butoxyethyl) phosphate"}
     assert mb["mz"][0].to_list() == [55.05457, 199.07362, 299.16226]
 
     # MS-DIAL: tabs, and the second record begins without a blank line.

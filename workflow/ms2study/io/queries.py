@@ -22,7 +22,7 @@ from ms2study.io.entries import (
     record_empty,
     unique_ids,
 )
-from ms2study.io.fields import ion_mode_of
+from ms2study.io.fields import first_field, ion_mode_of
 from ms2study.io.formats import read_library_file
 
 # Columns of the query table returned by read_query_spectra (the columns annotate needs of a spectra table).
@@ -34,6 +34,7 @@ QUERY_SCHEMA: dict[str, pl.DataType] = {
     "ion_mode": pl.Utf8,
     "mz": pl.List(pl.Float64),
     "intensity": pl.List(pl.Float32),
+    "name": pl.Utf8,  # the entry's name (NAME / COMPOUNDNAME / TITLE), where it has one: the score table's query_name
 }
 
 
@@ -83,6 +84,7 @@ def read_query_spectra(
             "ion_mode": [ion_mode_of(raw.fields) for raw in kept],
             "mz": [raw.mz.tolist() for raw in kept],
             "intensity": [raw.intensity.astype(np.float32).tolist() for raw in kept],
+            "name": [first_field(raw.fields, "name") for raw in kept],
         },
         schema=QUERY_SCHEMA,
     )

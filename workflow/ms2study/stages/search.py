@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 # Output columns of `ms2study score`, first and in this order (spectrum_id renamed to query_id).
 SCORE_COLUMNS = [
-    "query_id", "rank", "library_id", "library_name", "library_inchikey", "library_smiles",
+    "query_id", "query_name", "rank", "library_id", "library_name", "library_inchikey", "library_smiles",
     "precursor_error_ppm", "cosine", "modified_cosine", "entropy", "embedding", "combined",
     "matched_peaks", "q_value", "accepted", "msi_level", "isomer_inchikeys",
 ]
@@ -151,6 +151,11 @@ def score_files(
     # Peaks are cleaned above; cleaning twice would change nothing but costs time.
     ann = engine.annotate_spectra(spectra, index_dir, {**p, "cleaning": cleaning}, embeddings, cal)
     ann = ann.rename({"spectrum_id": "query_id"})
+    # the query's own name beside its id (a fresh user's MSP queries were known only as "q_tof.msp:7")
+    names = (spectra.select(pl.col("spectrum_id").alias("query_id"), pl.col("name").cast(pl.Utf8).alias("query_name"))
+             if "name" in spectra.columns else spectra.select(pl.col("spectrum_id").alias("query_id"),
+                                                              pl.lit(None, dtype=pl.Utf8).alias("query_name")))
+    ann = ann.join(names.unique("query_id"), on="query_id", how="left", maintain_order="left")
     return ann.select(SCORE_COLUMNS + [c for c in ann.columns if c not in SCORE_COLUMNS])
 
 
