@@ -100,9 +100,10 @@ def metadata_row(raw: RawSpectrum, precursor_mz: float, n_peaks: int) -> dict[st
 def with_structure(rows: list[dict[str, Any]], raws: list[RawSpectrum], report: ReadReport) -> None:
     """Give every metadata row without an InChIKey the one of its SMILES (RDKit, ``Chem.MolToInchiKey``), recorded
     in ``report`` as altered; a row with neither keeps its name as its structure (``identification.confidence.
-    library_codes``): counted in ``report.n_name_as_structure`` and logged once. Identification counts candidate structures by the InChIKey's first block: a
-    fresh user's library without InChIKeys lost 2 of 6 right names, because synonyms ("Azinphos methyl",
-    "Azinphos-methyl") counted as different structures and doubled the p-values."""
+    library_codes``): counted in ``report.n_name_as_structure`` and logged once. Identification counts candidate
+    structures by the InChIKey's first block: a fresh user's library without InChIKeys lost 2 of 6 right names,
+    because synonyms ("Azinphos methyl", "Azinphos-methyl") counted as different structures and doubled the
+    p-values."""
     missing = [i for i, row in enumerate(rows) if not row.get("inchikey")]
     if not missing:
         return

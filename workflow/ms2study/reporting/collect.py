@@ -291,7 +291,7 @@ def library_ion_modes(indexes: Sequence[Path]) -> set[str] | None:
             values = np.load(Path(folder) / "ion_mode.npy")
         except (OSError, ValueError):
             return None
-        modes |= ({"positive" for v in values if v >= 0} | {"negative" for v in values if v <= 0})
+        modes |= ({"positive"} if (values >= 0).any() else set()) | ({"negative"} if (values <= 0).any() else set())
     return modes
 
 
