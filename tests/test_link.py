@@ -288,8 +288,16 @@ def test_a_reference_without_features_gives_way_to_the_next_run_with_features(sh
         res = link_features_full({"MXL": empty, "A": a, "B": b}, "MXL", fallbacks=("A", "B"))
     models = dict(zip(res.alignment["sample_id"], res.alignment["model"]))
     assert models["A"] == "reference" and models["B"] == "linear" and models["MXL"] != "reference"
-    assert "reference run MXL has no features" in caplog.text and "aligned onto A instead" in caplog.text
+    assert "reference run MXL has 0 features" in caplog.text and "aligned onto A instead" in caplog.text
     assert res.matrix.filter(pl.col("n_detected") == 2).height == 60
+    # a 3-second excerpt (a second trial: 344 features beside runs with 2,300) gives way too; a run with half the
+    # median does not
+    excerpt = a.head(5).with_columns(pl.lit("FEW").alias("sample_id"))
+    res = link_features_full({"FEW": excerpt, "A": a, "B": b}, "FEW", fallbacks=("A", "B"))
+    assert res.alignment.filter(pl.col("model") == "reference")["sample_id"].to_list() == ["A"]
+    half = a.head(40).with_columns(pl.lit("HALF").alias("sample_id"))
+    res = link_features_full({"HALF": half, "A": a, "B": b}, "HALF", fallbacks=("A", "B"))
+    assert res.alignment.filter(pl.col("model") == "reference")["sample_id"].to_list() == ["HALF"]
     # without a fallback with features the named reference stays (nothing else to align onto)
     assert link_features_full({"MXL": empty, "A": a}, "MXL").alignment.filter(
         pl.col("model") == "reference")["sample_id"].to_list() == ["MXL"]

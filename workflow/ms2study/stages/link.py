@@ -124,18 +124,25 @@ def _linear_trafo(slope: float, intercept: float) -> oms.TransformationDescripti
     return trafo
 
 
+REFERENCE_MIN_SHARE = 0.25  # a reference with fewer features than this share of the runs' median gives way
+
+
 def usable_reference(features: dict[str, pl.DataFrame], reference: str, fallbacks: tuple[str, ...] = ()) -> str:
-    """The run to align onto: ``reference``, or, when it has no features (a run too short to detect any, an empty
-    excerpt), the first of ``fallbacks`` (the sheet's other study samples, then its pooled QCs) that has some, with a
-    warning naming both. A fresh user's trial: an empty mzXML first in the sheet became the reference, every other run
-    was "aligned by 0 pairs" and the notes blamed the good runs' RT ranges. ``reference`` itself when no candidate
-    has features."""
-    if features.get(reference) is None or features[reference].height > 0:
+    """The run to align onto: ``reference``, or, when it has almost no features (fewer than REFERENCE_MIN_SHARE of
+    the runs' median count: a run too short to detect any, a 3-second excerpt), the first of ``fallbacks`` (the
+    sheet's other study samples, then its pooled QCs) that has enough, with a warning naming both. Fresh users'
+    trials: an empty mzXML, and a 3-second excerpt with 344 features beside runs with 2,300, first in the sheet became
+    the reference; every other run was "aligned by 0 pairs" and the notes blamed the good runs' RT ranges.
+    ``reference`` itself when no candidate has enough."""
+    counts = {s: f.height for s, f in features.items()}
+    enough = max(1.0, REFERENCE_MIN_SHARE * float(np.median(list(counts.values())))) if counts else 1.0
+    if features.get(reference) is None or counts[reference] >= enough:
         return reference
-    chosen = next((s for s in fallbacks if s in features and features[s].height > 0), reference)
+    chosen = next((s for s in fallbacks if counts.get(s, 0) >= enough), reference)
     if chosen != reference:
-        log.warning("the alignment's reference run %s has no features (see its detect log): the runs are aligned onto "
-                    "%s instead; set reference_sample in config.yaml to choose another", reference, chosen)
+        log.warning("the alignment's reference run %s has %d features, fewer than a quarter of the runs' median "
+                    "(see its detect log): the runs are aligned onto %s instead; set reference_sample in config.yaml "
+                    "to choose another", reference, counts[reference], chosen)
     return chosen
 
 
