@@ -334,3 +334,31 @@ def test_validation_refuses_a_blank_reference_a_partial_order_and_an_impossible_
     repeated = sheet.with_columns(pl.Series("injection_order", ["1", "2", "1", "2"]))
     with pytest.raises(InputError, match="across the whole study"):
         study.check_sample_roles(repeated)
+
+
+def test_a_run_without_any_feature_value_is_left_out_of_tests_and_models(tmp_path: Path) -> None:
+    """A second fresh user's trial: a run with one MS1 scan (no features) was imputed at half the minimum in every
+    feature; 76 % of the features looked higher in cases ("a shift of the whole sample") while the report said the
+    run was missing from every result. Such a run is left out of the differential tests and the models, and their
+    summaries say so."""
+    sheet = _sheet()
+    _, corrected = _matrix(sheet, seed=2)
+    empty = sheet.filter(pl.col("sample_type") == "sample")["sample_id"][0]
+    corrected = corrected.with_columns(pl.lit(None, dtype=pl.Float64).alias(empty))
+    sheet.write_csv(tmp_path / "samples.tsv", separator="\t")
+    corrected.write_parquet(tmp_path / "corrected.parquet")
+    outcome = {"column": "group", "type": "binary", "positive_class": "case"}
+    summary = differential.run_differential(tmp_path / "samples.tsv", tmp_path / "corrected.parquet", None,
+                                            tmp_path / "d.parquet", tmp_path / "e.parquet", {"outcome": outcome},
+                                            flags_path=tmp_path / "corrected.parquet")
+    assert summary["n_samples"] == 11
+    assert any("1 run(s) without any feature value left out" in n and empty in n for n in summary["notes"])
+    params = {"outcomes": [outcome], "feature_sets": ["features"], "n_permutations": 2, "outer_repeats": 1,
+              "n_bootstrap": 50}
+    assert cli_main(["models", "--samples", str(tmp_path / "samples.tsv"), "--feature-matrix",
+                     str(tmp_path / "corrected.parquet"), "--outdir", str(tmp_path / "models"), "--params",
+                     json.dumps(params)]) == 0
+    models_summary = json.loads((tmp_path / "models" / "group" / "summary.json").read_text())
+    assert models_summary["n_samples"] == 11 and any(empty in n for n in models_summary["notes"])
+    predictions = pl.read_parquet(tmp_path / "models" / "group" / "predictions.parquet")
+    assert empty not in predictions["sample_id"].to_list()

@@ -103,7 +103,7 @@ def samples_section(stats: list[dict], warnings: list[str], roles: dict[str, str
             warnings.append(f"run <b>{esc(s['sample_id'])}</b> has no features: detection found none (fewer than 3 "
                             "MS1 scans, no MS1 at all, or nothing above the noise threshold; its detect log, "
                             f"<code>logs/detect/{esc(s['sample_id'])}.log</code>, says which). It adds nothing to the "
-                            "feature matrix and is missing from every result built on it")
+                            "feature matrix and is left out of the differential tests and the models")
         if s.get("ms2_scans") == 0:
             warnings.append(f"sample <b>{esc(s['sample_id'])}</b> has no MS/MS scans")
         role = (roles or {}).get(s["sample_id"], "sample")

@@ -37,7 +37,7 @@ from ms2study.modelling.differential import (
 )
 from ms2study.modelling.enrichment import class_enrichment, distinct_labellings, global_shift
 from ms2study.modelling.locality import local_cluster
-from ms2study.modelling.outcomes import not_sample_note, not_study_samples, read_model_matrix
+from ms2study.modelling.outcomes import not_sample_note, not_study_samples, read_model_matrix, without_empty_runs
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,7 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
         raise InputError("no outcome given", fix="pass --params '{\"outcome\": {\"column\": ..., \"type\": ...}}'")
     samples = read_sample_sheet(samples_path)
     matrix, flag_note = read_model_matrix(matrix_path, flags_path)
+    samples, empty_note = without_empty_runs(samples, matrix)
     identifications = None
     if identifications_path:
         if not Path(identifications_path).exists():
@@ -141,7 +142,7 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
     summary["excluded_not_sample"] = excluded
     summary["feature_matrix"] = Path(matrix_path).name
     summary["detected_matrix"] = Path(detected_path).name if detected_path else None
-    summary["notes"] = [n for n in (not_sample_note(excluded), flag_note) if n] + summary["notes"]
+    summary["notes"] = [n for n in (not_sample_note(excluded), flag_note, empty_note) if n] + summary["notes"]
     locality = local_cluster(table, SIGNIFICANCE, int(params["seed"]))
     summary["local_cluster"] = locality
     summary["warnings"] = [locality["warning"]] if locality and locality["warning"] else []

@@ -42,6 +42,7 @@ from ms2study.modelling.outcomes import (
     not_study_samples,
     outcome_dirname,
     read_model_matrix,
+    without_empty_runs,
 )
 
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -203,8 +204,11 @@ def _cli_models(args: argparse.Namespace) -> int:
     notes, record = [], {}
     if args.feature_matrix:
         matrix, note = read_model_matrix(args.feature_matrix, args.exclude_flagged)
+        samples, empty_note = without_empty_runs(samples, matrix)
+        sets = {name: frame.filter(pl.col("sample_id").is_in(samples["sample_id"].to_list())) if "sample_id" in
+                frame.columns else frame for name, frame in sets.items()}
         sets["features"] = feature_matrix_feature_set(matrix, samples["sample_id"].to_list())
-        notes = [note] if note else []
+        notes = [n for n in (note, empty_note) if n]
         total = pl.scan_parquet(args.feature_matrix).select(pl.len()).collect().item()
         record = {"feature_matrix": Path(args.feature_matrix).name, "n_flagged_left_out": total - matrix.height}
     summaries = model_outcomes(samples, sets, outcomes, Path(args.outdir), params, notes, record)
