@@ -179,6 +179,13 @@ def test_one_identification_per_consensus_feature() -> None:
     assert not c3["accepted"] and c3["msi_level"] is None and c3["q_value"] == pytest.approx(0.6)
     assert out.schema == pl.Schema(identify.IDENTIFICATIONS)
     assert (c1["n_qc_runs"], c1["n_blank_runs"]) == (0, 0)  # without run types every run is a sample
+    # the median precursor m/z error of the supporting spectra (a second trial: a known unknown named with another
+    # formula at 12.8 ppm, where the others lay within 1 ppm, and the error was shown nowhere)
+    errors = {"s1:1": 1.0, "s1:2": 2.0, "s2:1": 12.0, "s2:2": -40.0}
+    with_error = ann.with_columns(pl.col("spectrum_id").replace_strict(errors, default=0.0).alias(
+        "precursor_error_ppm"))
+    assert identify.identify_features(with_error, links, fdr=0.01).sort("consensus_id")[
+        "precursor_error_ppm"][0] == pytest.approx(2.0)
     # With the sheet's run types, s2 a pooled QC: the compound is in 1 study sample and 1 QC run; nothing else moves
     typed = identify.identify_features(ann, links, fdr=0.01, run_types={"s1": "sample", "s2": "qc"}).sort(
         "consensus_id")

@@ -261,6 +261,10 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
         **({"blank runs": acc["n_blank_runs"]} if "n_blank_runs" in acc.columns and acc["n_blank_runs"].sum() else {}),
         "spectra": acc["n_spectra"],
         "supporting": acc["n_supporting"], "best score": acc["best_score"], "best cosine": acc["best_cosine"],
+        # a second fresh user's trial: a known unknown named with another formula at 12.8 ppm (TOF, 20 ppm window)
+        # where the other names lay within 1 ppm; the error was nowhere to be seen
+        **({"m/z error (ppm)": acc["precursor_error_ppm"].round(1)} if "precursor_error_ppm" in acc.columns
+           and acc["precursor_error_ppm"].is_not_null().any() else {}),
         "q": acc["q_value"], **{label: acc[column] for label, column in FLAG_COLUMNS.items() if marked[column]}},
         strict=False)
     if marked["in_source_of_mz"]:
@@ -291,6 +295,10 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
                      "compound, but check these by eye.</p>")
     parts.append(interactive_table(shown, "identifications-table",
                                    order=[("level (Schymanski)", "asc"), ("q", "asc"), ("samples", "desc")]))
+    if "m/z error (ppm)" in shown.columns:
+        parts.append('<p class="note">m/z error: the median over the supporting spectra of (measured - library) '
+                     "precursor m/z, in ppm. The q-value does not weigh it inside the precursor window; a name whose "
+                     "error stands apart from the others' may be a compound of another formula.</p>")
     withdrawn = _in_source_withdrawn(ident, fdr)
     if withdrawn:
         parts.extend(withdrawn)

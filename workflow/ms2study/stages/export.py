@@ -54,6 +54,8 @@ OUTPUTS = {
 IDENTIFICATION_COLUMNS: dict[str, pl.DataType] = {
     "name": pl.Utf8, "inchikey": pl.Utf8, "formula": pl.Utf8, "adduct": pl.Utf8, "compound_class": pl.Utf8,
     "msi_level": pl.Int8, "identification_q_value": pl.Float64,
+    # the median precursor m/z error of the supporting spectra (ppm): shown in the report beside the name
+    "precursor_error_ppm": pl.Float64,
     # what the report says beside the name: a possible in-source fragment (the heavier ion's m/z) and why a
     # low-cosine name was accepted (a fresh user found both in the report and neither in this table)
     "in_source_of_mz": pl.Float64, "evidence_note": pl.Utf8,

@@ -79,6 +79,7 @@ IDENTIFICATIONS: dict[str, pl.DataType] = {
     "best_score": pl.Float64,       # ranking score (combined by default)
     "median_score": pl.Float64,
     "best_cosine": pl.Float64,
+    "precursor_error_ppm": pl.Float64,  # median over the supporting spectra: (measured - library) / library m/z
     "p_value": pl.Float64,
     "q_value": pl.Float64,
     "structure_q_value": pl.Float64,  # that the STRUCTURE is right: the level-2 model over the study's features
@@ -192,6 +193,8 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
         pl.col("_score").max().alias("best_score"),
         pl.col("_score").median().alias("median_score"),
         pl.col("cosine").max().alias("best_cosine"),
+        (pl.col("precursor_error_ppm").median() if "precursor_error_ppm" in top.columns
+         else pl.lit(None, dtype=pl.Float64)).alias("precursor_error_ppm"),
         pl.col("in_source_parent_mz").is_not_null().mean().alias("_isf_share"),
         _most_named_parent().alias("_isf_mz"),
         pl.col("p_value").drop_nulls().sort().alias("_pvals"),
