@@ -216,6 +216,10 @@ def test_prototypes_recover_the_regions_and_round_trip(tmp_path) -> None:
     with pytest.raises(InputError) as err:
         chemistry.learn_prototypes(vectors[:2], k=3, source="embeddings of S01")
     assert "source: library" in err.value.fix
+    # fewer spectra than k but enough for coarser regions: k shrinks, with a warning (a second trial: a
+    # 26-spectrum library stopped every study with the default k = 64, no report)
+    coarse = chemistry.learn_prototypes(vectors[:26], k=64, seed=1, source="library own26")
+    assert coarse.centers.shape[0] == 26 // chemistry.MIN_SPECTRA_PER_PROTOTYPE
     with pytest.raises(InputError, match="not a prototype table"):
         pl.DataFrame({"x": [1]}).write_parquet(tmp_path / "bad.parquet")
         chemistry.read_prototypes(tmp_path / "bad.parquet")

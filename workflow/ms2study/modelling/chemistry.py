@@ -70,6 +70,9 @@ def _unit_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return matrix[ok] / norms[ok, None], ok
 
 
+MIN_SPECTRA_PER_PROTOTYPE = 4  # with fewer usable spectra than k, k shrinks to this many spectra per prototype
+
+
 def learn_prototypes(embeddings: np.ndarray, k: int = 64, seed: int = 0, model_id: str | None = None,
                      source: str = "", max_spectra: int = 100_000) -> Prototypes:
     """Prototypes of a chemical space: spherical k-means on spectrum embeddings, learned once and stored.
@@ -81,7 +84,8 @@ def learn_prototypes(embeddings: np.ndarray, k: int = 64, seed: int = 0, model_i
     image retrieval (Sivic & Zisserman 2003; Csurka et al. 2004), here with spectra as local descriptors and the
     sample as the image. Learn them on library embeddings (``results/library/{name}``) or on a fixed reference
     sample, never on the study's samples together: then adding a sample changes no earlier sample's summary.
-    Returns :class:`Prototypes`. Raises InputError when fewer than ``k`` usable rows are given or k < 2.
+    With fewer than ``k`` usable rows, k shrinks to one prototype per MIN_SPECTRA_PER_PROTOTYPE rows (a warning).
+    Returns :class:`Prototypes`. Raises InputError when that leaves fewer than 2 prototypes or k < 2.
     """
     from sklearn.cluster import KMeans
     from threadpoolctl import threadpool_limits
@@ -99,8 +103,15 @@ def learn_prototypes(embeddings: np.ndarray, k: int = 64, seed: int = 0, model_i
     if matrix.shape[0] < k:
         larger = ("add a broader library beside it (config 'library:' takes a list)" if (source or "").startswith(
             "library") else "learn them on the library (pool: prototypes: source: library)")
-        raise InputError(f"{matrix.shape[0]} usable spectrum embeddings for {k} prototypes ({source or 'input'})",
-                         fix=f"lower pool: prototypes: k to at most {matrix.shape[0]}, or {larger}")
+        fewer = matrix.shape[0] // MIN_SPECTRA_PER_PROTOTYPE
+        if fewer < 2:
+            raise InputError(f"{matrix.shape[0]} usable spectrum embeddings for {k} prototypes ({source or 'input'})",
+                             fix=f"lower pool: prototypes: k to at most {matrix.shape[0]}, or {larger}")
+        # a second fresh user's trial: a 26-spectrum library stopped every study with default settings (no report)
+        log.warning("%d usable spectrum embeddings for %d prototypes (%s): %d prototypes learned instead (%d spectra "
+                    "each); the bags of chemistry are coarse: %s", matrix.shape[0], k, source or "input", fewer,
+                    MIN_SPECTRA_PER_PROTOTYPE, larger)
+        k = fewer
     rng = np.random.default_rng(seed)
     if matrix.shape[0] > max_spectra:
         matrix = matrix[np.sort(rng.choice(matrix.shape[0], size=max_spectra, replace=False))]
