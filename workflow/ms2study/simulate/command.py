@@ -12,7 +12,7 @@ Its options: --library, --compounds, --n-changed and --fold-change (compounds of
 --calibration-ppm (each sample's retention-time drift and mass calibration offset). A library record is spiked
 when it has ADDUCT=[M+H]+, INCHIKEY, a neutral FORMULA whose [M+H]+ m/z is its PEPMASS, COMPOUND_CLASS (not
 needed with --n-changed 0), a precursor inside the run's m/z range and 3 or more fragment peaks; IONMODE and
-LICENSE, when given, must be positive and a licence permitting commercial use (CC BY, CC BY-SA, CC0).
+LICENSE, when given, must be positive and a licence permitting commercial use (CC BY, CC BY-SA, CC0, dl-de/by-2-0).
 
 Both modes take --samples, --seed and --overwrite, and write OUTDIR/mzml/*.mzML, samples.tsv, config.yaml,
 library.mgf, ground_truth.tsv and simulation.json; an option of the other mode is refused. The study is built
