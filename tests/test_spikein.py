@@ -559,3 +559,24 @@ def test_several_backgrounds_alternate_over_the_samples(tmp_path, inputs, capsys
                  str(inputs[1]), "--samples", "2", "--compounds", "4", "--n-changed", "2", "--seed", "1"]) == 0
     assert json.loads((tmp_path / "c" / "simulation.json").read_text())["backgrounds"] == ["bg.mzML", "bg2.mzML"]
     assert "spiked into copies of bg.mzML and bg2.mzML" in capsys.readouterr().out  # the summary names both
+
+
+def test_spiked_runs_keep_the_backgrounds_instrument(tmp_path, inputs):
+    """A second fresh user's trial on a TripleTOF background: the spiked runs carried no instrument, so the qc
+    stage's TOF window check could not be tried on a spike-in study. Each sample keeps the background's model and
+    mass analyzers."""
+    from ms2study.io.instrument import read_instrument
+
+    exp = load(inputs[0])
+    instrument = oms.Instrument()
+    instrument.setName("TripleTOF 6600")
+    analyzer = oms.MassAnalyzer()
+    analyzer.setType(oms.MassAnalyzer.AnalyzerType.TOF)
+    instrument.setMassAnalyzers([analyzer])
+    exp.setInstrument(instrument)
+    background = tmp_path / "tof.mzML"
+    oms.MzMLFile().store(str(background), exp)
+    out = tmp_path / "study"
+    simulate_spikein(out, background, inputs[1], n_samples=2, n_compounds=4, n_changed=1, fold_change=3.0, seed=SEED)
+    assert read_instrument(background).analyzers == ("time-of-flight",)
+    assert read_instrument(out / "mzml" / "S01.mzML") == read_instrument(background)

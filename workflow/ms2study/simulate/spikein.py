@@ -248,6 +248,9 @@ def spike_sample(bg: Background, compounds: list[Spiked], heights: np.ndarray, v
     ``keys``: per background scan, its MS1 centroids' ``isotope_keys`` (None for other levels).
     Returns the experiment (sorted by RT) and the number of MS2 scans per compound, shape (n,)."""
     exp, ms1_scans = oms.MSExperiment(), []
+    # the background's instrument (model, mass analyzers): the qc stage reads it (a TOF run's window check; a
+    # second trial found the spiked runs had none, so the check could not be tried on a spike-in study)
+    exp.setInstrument(bg.exp.getInstrument())
     next_scan = 1 + max(int(m.group(1)) if (m := re.search(r"scan=(\d+)", s.getNativeID())) else 0 for s in bg.exp)
     for spec, key in zip(bg.exp, keys, strict=True):
         s = oms.MSSpectrum(spec)
