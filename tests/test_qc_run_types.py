@@ -206,7 +206,7 @@ def test_qc_stage_reads_the_run_types_from_the_sheet(tmp_path: Path):
 def test_a_run_sharing_few_features_with_the_reference_is_noted_and_warned(tmp_path: Path):
     """Trial finding (session 21): a TripleTOF pesticide standard added to two Q Exactive QC runs shared 13 % of its
     features with the reference run and was aligned by 11 pairs with a -180 s shift, without a word."""
-    from ms2study.modelling.qc import alignment_notes
+    from ms2study.modelling.qc import REFERENCE_NOTE, alignment_notes
 
     alignment = pl.DataFrame({"sample_id": ["R", "A", "B", "T"], "model": ["reference", "linear", "linear", "linear"],
                               "n_features": [2900, 3000, 2800, 108], "n_pairs": [2900, 2100, 2000, 11],
@@ -224,7 +224,9 @@ def test_a_run_sharing_few_features_with_the_reference_is_noted_and_warned(tmp_p
     runs = {s: {"n_features": n} for s, n in zip(["R", "A", "B", "T"], [2900, 3000, 2800, 108])}
     table = qc_table(sheet, runs, alignment, None)
     assert table.filter(pl.col("sample_id") == "T")["run_note"][0] == notes["T"]
-    assert table.filter(pl.col("sample_id") != "T")["run_note"].is_null().all()
+    # the reference is named (its note is no warning); the other runs have none
+    assert table.filter(pl.col("sample_id") == "R")["run_note"][0] == REFERENCE_NOTE
+    assert table.filter(~pl.col("sample_id").is_in(["T", "R"]))["run_note"].is_null().all()
     write_parquet(table, tmp_path / "qc.parquet")
     warnings: list[str] = []
     qc_section(tmp_path / "qc.parquet", _chromatograms(tmp_path, ["R", "A", "B", "T"]), ["R", "A", "B", "T"], warnings)

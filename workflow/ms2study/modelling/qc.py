@@ -274,6 +274,9 @@ RUN_APART_RATIO = 0.4
 RUN_APART_ALONE = 0.1  # below this share a run is noted even with no other run to compare it with
 
 
+REFERENCE_NOTE = "the alignment's reference run: the other runs' retention times are aligned onto it"
+
+
 def alignment_notes(alignment: pl.DataFrame | None,
                     rt_ranges: dict[str, tuple[float, float]] | None = None) -> dict[str, str]:
     """Per run id, a note when the run shares few of its features with the reference run (see RUN_APART_SHARE):
@@ -354,6 +357,10 @@ def qc_table(samples: pl.DataFrame, runs: dict[str, dict[str, Any]], alignment: 
     ranges = {s: (float(r["rt_start_s"]), float(r["rt_end_s"])) for s, r in runs.items()
               if r.get("rt_start_s") is not None and r.get("rt_end_s") is not None}
     apart = alignment_notes(alignment, ranges)
+    # the reference named in the report (a second trial: the link stage's switch to another run, when the sheet's
+    # first sample had too few features, showed only in its log)
+    reference = (set(alignment.filter(pl.col("model") == "reference")["sample_id"].cast(pl.Utf8).to_list())
+                 if alignment is not None and {"sample_id", "model"} <= set(alignment.columns) else set())
     for s, kind, batch, order in zip(ids, types, batches, roles["injection_order"].to_list()):
         run = runs.get(s, {})
         n_ms2, mapped = run.get("n_ms2_scans"), run.get("n_ms2_mapped")
@@ -364,6 +371,8 @@ def qc_table(samples: pl.DataFrame, runs: dict[str, dict[str, Any]], alignment: 
             note = "pooled QC apart from the other QCs: check this injection (autosampler, needle, spray)"
         if kind != "blank" and s in apart:
             note = apart[s] if note is None else f"{note}; {apart[s]}"
+        if s in reference:
+            note = REFERENCE_NOTE if note is None else f"{note}; {REFERENCE_NOTE}"
         rows.append({
             **{c: run.get(c) for c in ("n_ms1_scans", "n_ms2_scans", "n_ms2_mapped", "n_features", "tic_total",
                                        "precursor_error_median_ppm", "n_accepted", "rt_start_s", "rt_end_s",
