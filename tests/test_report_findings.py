@@ -581,3 +581,14 @@ def test_without_q_values_the_finding_says_matches_are_not_identifications() -> 
     text = identification_finding(ident, 0.01)
     assert "<b>2</b> consensus features have a best library match, listed without q-values" in text
     assert "q ≤ 0.01" not in text
+
+
+def test_without_any_library_match_the_finding_says_so() -> None:
+    """A second trial: a study without a library read "0 consensus features carry an accepted identification
+    (q <= 0.01)"."""
+    from ms2study.reporting.findings import identification_finding
+
+    empty = pl.DataFrame(schema={"consensus_id": pl.Utf8, "accepted": pl.Boolean, "msi_level": pl.Int8,
+                                 "q_value": pl.Float64})
+    text = identification_finding(empty, 0.01)
+    assert text.startswith("no consensus feature has a library match") and "q ≤" not in text

@@ -357,6 +357,9 @@ def _resting_on_one(row: dict, tested: pl.DataFrame | None, alpha: float) -> str
 
 def identification_finding(ident: pl.DataFrame | None, fdr: float | None) -> str:
     """The statement on the study's accepted identifications: how many consensus features, at level 2 and 3."""
+    if ident is not None and ident.height == 0:  # a second trial: "0 accepted (q <= 0.01)" for a study without library
+        return ("no consensus feature has a library match: no library is configured, no MS/MS spectrum was mapped to "
+                'a feature, or none had a candidate (<a href="#identifications">Identifications</a>)')
     accepted = _accepted(ident)
     if accepted is None:
         return "no identifications table"
