@@ -3,6 +3,7 @@ samples without usable spectra, CLI."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -327,3 +328,31 @@ def test_prototypes_and_chemistry_commands(tmp_path) -> None:
                  "--params", '{"prototypes": {"k": 3}}']) == 0
     assert chemistry.read_prototypes(tmp_path / "q.parquet").source == "library lib"
     assert main(["prototypes", "--out", str(tmp_path / "x.parquet")]) == 1  # no source given
+
+
+def test_prototypes_on_the_first_run_with_enough_spectra(tmp_path, caplog) -> None:
+    """A second fresh user's trial: without a library the prototypes are learned on the reference run, and a
+    reference without features (one MS1 scan) stopped the study in this job. With --first-usable the job takes the
+    first of the given tables (the reference, then the runs the alignment falls back to) that has enough spectra."""
+    from ms2study import cli
+
+    vectors, _ = clusters()
+    paths = []
+    for name, rows in (("T1", vectors[:0]), ("S02", vectors[:2]), ("S03", vectors)):
+        folder = tmp_path / name
+        folder.mkdir()
+        pl.DataFrame({"spectrum_id": [f"{name}:{i}" for i in range(len(rows))],
+                      "embedding": [list(map(float, r)) for r in rows], "model_id": ["m1"] * len(rows)},
+                     schema={"spectrum_id": pl.Utf8, "embedding": pl.List(pl.Float64),
+                             "model_id": pl.Utf8}).write_parquet(folder / "embeddings.parquet")
+        paths.append(str(folder / "embeddings.parquet"))
+    out = tmp_path / "prototypes.parquet"
+    with caplog.at_level("WARNING"):
+        assert cli.main(["prototypes", "--embeddings", *paths, "--first-usable", "--out", str(out), "--params",
+                         json.dumps({"prototypes": {"k": 3, "seed": 0}})]) == 0
+    back = chemistry.read_prototypes(out)
+    assert back.source == "embeddings of S03" and back.centers.shape[0] == 3
+    assert "reference run T1 has too few spectrum embeddings" in caplog.text and "learned on S03" in caplog.text
+    # none usable: the reference's own refusal (the command fails with its message)
+    assert cli.main(["prototypes", "--embeddings", paths[0], "--first-usable", "--out", str(tmp_path / "x.parquet")]) \
+        != 0 and not (tmp_path / "x.parquet").exists()

@@ -204,15 +204,16 @@ def get_train_library(wildcards):
 
 
 def prototypes_inputs(wildcards):
-    """The embeddings the prototypes are learned on: the library index folder or the reference run's table."""
+    """The embeddings the prototypes are learned on: the library index folder, or the reference run's table and,
+    should it have too few spectra, the tables of the runs the alignment falls back to (the first usable is taken)."""
     wanted = ((config.get("pool") or {}).get("prototypes") or {}).get("source", "library")
     if wanted == "library" and LIBRARIES:
         return {"library": library_index()}
-    return {"embeddings": f"results/samples/{REFERENCE}/embeddings.parquet"}
+    return {"embeddings": [f"results/samples/{s}/embeddings.parquet" for s in [REFERENCE, *REFERENCE_FALLBACKS]]}
 
 
 def prototypes_source_options(wildcards, input):
-    """`--library-index DIR` or `--embeddings FILE`, whichever prototypes_inputs chose."""
+    """`--library-index DIR` or `--embeddings FILE ... --first-usable`, whichever prototypes_inputs chose."""
     if input.get("library"):
         return f"--library-index {shlex.quote(input.library)}"
-    return f"--embeddings {shlex.quote(input.embeddings)}"
+    return "--embeddings " + " ".join(shlex.quote(f) for f in input.embeddings) + " --first-usable"

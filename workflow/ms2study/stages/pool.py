@@ -112,6 +112,28 @@ def _read_table(path: str, name: str, sample_id: str | None = None) -> pl.DataFr
                          fix=f"rerun '{writer}' for this run ('ms2study run' reruns what is missing)") from err
 
 
+def _first_usable(paths: list[str], params: dict):
+    """Prototypes learned on the first of ``paths`` (the reference run's embeddings, then the runs the alignment
+    would fall back to) that has enough spectra for them, with a warning when it is not the first. A second fresh
+    user's trial: a reference run without features stopped a study without a library in this job."""
+    from ms2study.modelling.chemistry import prototypes_from_embeddings
+
+    first_error = None
+    for i, path in enumerate(paths):
+        try:
+            prototypes = prototypes_from_embeddings([_read_table(path, "embeddings")], params,
+                                                    source=f"embeddings of {Path(path).parent.name}")
+        except InputError as err:
+            first_error = first_error or err
+            continue
+        if i:
+            log.warning("the reference run %s has too few spectrum embeddings for the prototypes (%s); learned on %s "
+                        "instead", Path(paths[0]).parent.name, first_error.message if first_error else "",
+                        Path(path).parent.name)
+        return prototypes
+    raise first_error or InputError("no embeddings table given", fix="give --embeddings")
+
+
 def _cli_prototypes(args: argparse.Namespace) -> int:
     from ms2study.modelling.chemistry import prototypes_from_embeddings, prototypes_from_library, write_prototypes
 
@@ -120,6 +142,8 @@ def _cli_prototypes(args: argparse.Namespace) -> int:
         raise InputError("give either --library-index or --embeddings", fix="one source of spectrum embeddings")
     if args.library_index:
         prototypes = prototypes_from_library(args.library_index, params, args.model_id)
+    elif args.first_usable:
+        prototypes = _first_usable(args.embeddings, params)
     else:
         prototypes = prototypes_from_embeddings([_read_table(p, "embeddings") for p in args.embeddings], params,
                                                 source=f"embeddings of {', '.join(Path(p).parent.name for p in args.embeddings)}")
@@ -153,6 +177,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--model-id", default=None, help="encoder id of the library embeddings (default: the only one)")
     q.add_argument("--embeddings", nargs="+", default=None,
                    help="embeddings.parquet table(s) to learn on instead (e.g. the reference sample's)")
+    q.add_argument("--first-usable", action="store_true",
+                   help="learn on the first --embeddings table with enough spectra, not on all of them together")
     q.add_argument("--out", required=True, help="prototypes.parquet to write")
     add_params_argument(q)
     q.set_defaults(func=_cli_prototypes)
