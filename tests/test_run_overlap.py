@@ -53,7 +53,10 @@ def test_a_run_outside_the_reference_range_is_told_so_not_asked_about_its_matrix
     assert set(alignment_notes(three, ranges)) == {"B"}
     runs = {s: {"n_features": 1000, "rt_start_s": a, "rt_end_s": b} for s, (a, b) in ranges.items()}
     table = qc_table(pl.DataFrame({"sample_id": ["R", "A", "B"]}), runs, three, None)
-    assert table["run_note"].to_list()[:2] == [None, None] and table["run_note"][2].startswith("its RT range 400.0")
+    from ms2study.modelling.qc import REFERENCE_NOTE
+
+    assert table["run_note"].to_list()[:2] == [REFERENCE_NOTE, None]
+    assert table["run_note"][2].startswith("its RT range 400.0")
     assert table["rt_start_s"].to_list() == [0.0, 0.0, 400.0]
 
 
