@@ -193,8 +193,7 @@ def calibration_warnings(paths: Sequence[Path], warnings: list[str], fdr: float 
         except (OSError, ValueError, KeyError, TypeError):
             warnings.append(f"the identification calibration {esc(path.name)} cannot be read: rerun the pipeline")
             continue
-        if stats.get("queries_from") == "all structures" and (json.loads(path.read_text()).get("scoring") or {}).get(
-                "model_id"):
+        if stats.get("queries_from") == "all structures" and (data.get("scoring") or {}).get("model_id"):
             warnings.append(Caution(
                 f"the identification calibration of the library index <code>{esc(path.stem)}</code>: fewer than 200 "
                 "library structures lie outside the encoder's training split, so the null was measured on structures "

@@ -144,8 +144,9 @@ def score_files(
         inference.embed_library(index_dir, eparams)
         embeddings = inference.embed_spectra(spectra, eparams)
     cal = cached_calibration(index_dir, p) if p["confidence"] == "null_model" else None
-    if cal is not None and cal.smallest_p() > float(p["fdr"]):
-        log.warning("library %s: %s", index_dir, no_acceptance_text(cal.smallest_p(), cal.formula.n, float(p["fdr"])))
+    smallest = cal.smallest_p() if cal is not None else 0.0
+    if cal is not None and smallest > float(p["fdr"]):
+        log.warning("library %s: %s", index_dir, no_acceptance_text(smallest, cal.formula.n, float(p["fdr"])))
     elif cal is not None and cal.formula.n < SMALL_CALIBRATION:
         log.warning("library %s: %s", index_dir, small_library_text(cal.formula.n))
     # Peaks are cleaned above; cleaning twice would change nothing but costs time.
