@@ -245,6 +245,28 @@ def test_bad_run_fails_clearly_and_leaves_no_output(study: Path, tmp_path: Path)
     assert (bad / "results" / "samples" / "good" / "features.parquet").exists()
 
 
+def test_a_library_too_small_to_calibrate_is_refused_before_any_run_is_processed(study: Path, tmp_path: Path) -> None:
+    """The library's jobs have priority: a library of 4 records is refused before detection starts (one core, so
+    the job order is the scheduler's choice), and the run's summary names the calibration log and the fix."""
+    small = tmp_path / "small"
+    (small / "mzml").mkdir(parents=True)
+    for name in ("S01", "S02"):
+        shutil.copy(study / "mzml" / f"{name}.mzML", small / "mzml" / f"{name}.mzML")
+    (small / "samples.tsv").write_text("sample_id\tfile\nS01\tmzml/S01.mzML\nS02\tmzml/S02.mzML\n")
+    records = (study / "library.mgf").read_text().split("END IONS")[:4]
+    (small / "library.mgf").write_text("END IONS".join(records) + "END IONS\n")
+    (small / "config.yaml").write_text("library: library.mgf\n")
+    result = ms2study("run", str(small), "--cores", "1", "results/confidence/library.json",
+                      "results/samples/S01/features.parquet", "results/samples/S02/features.parquet", check=False)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    started = [m.group(1) for m in re.finditer(r"^(?:local)?rule (\w+):", out, re.MULTILINE)]
+    assert started[:2] == ["index_library", "calibrate_library"], started
+    assert "detect" in started  # --keep-going: the runs are still detected, and kept for the next run
+    assert "library.calibration.log" in result.stderr and "confidence: none" in result.stderr
+    assert not (small / "results" / "confidence" / "library.json").exists()
+
+
 def test_folder_without_sheet_and_bad_sheet(tmp_path: Path, study: Path) -> None:
     folder = tmp_path / "runs"
     folder.mkdir()

@@ -1,6 +1,8 @@
 # Per library: the index (cleaned peaks, metadata, embeddings) and the null model its identifications are scored with.
 
 
+# Snakemake schedules (and submits) ready jobs of higher priority first; the default is 0.
+LIBRARY_PRIORITY = 50
 # The annotate parameters the library's prepared arrays (entropy peaks, decoys) depend on.
 PREPARED_KEYS = ["entropy_noise_threshold", "entropy_tolerance_da", "entropy_merge_da", "confidence", "decoy_seed"]
 
@@ -19,6 +21,9 @@ rule index_library:
         # only the annotate keys the stored arrays depend on: changing the FDR must not rebuild the index
         prepare=lambda wildcards: stage_params(None, **{k: config["annotate"][k] for k in PREPARED_KEYS}),
         version=MS2STUDY_VERSION,
+    # Run before any sample's job: a library that cannot be indexed or calibrated (no usable records, too few to
+    # calibrate) stops the study in its first minutes, not after every run was detected and embedded.
+    priority: LIBRARY_PRIORITY
     log:
         "logs/library/{library}.log",
     benchmark:
@@ -49,6 +54,7 @@ rule calibrate_library:
         # a new calibration format (core.paths) recomputes it; an older file would be read with the older rules
         calibration_format=CALIBRATION_FORMAT_VERSION,
         version=MS2STUDY_VERSION,
+    priority: LIBRARY_PRIORITY
     log:
         "logs/library/{library}.calibration.log",
     benchmark:

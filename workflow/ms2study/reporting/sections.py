@@ -26,6 +26,7 @@ from ms2study.reporting.cautions import library_isomers
 from ms2study.reporting.charts import bar_figure, figure_html
 from ms2study.reporting.html import DOUBT, QUALITY, Caution, esc, html_table, q_cell, warning_box
 from ms2study.reporting.tables import class_path, interactive_table
+from ms2study.reporting.unaccepted import best_unaccepted_section
 
 # the declared dependencies that shape the results (pyproject.toml); pyarrow is not one of them
 PACKAGES = ["ms2study", "polars", "numpy", "scikit-learn", "scipy", "torch", "pyopenms", "numba", "snakemake",
@@ -218,9 +219,11 @@ FLAG_COLUMNS = {"why accepted (cosine < 0.3)": "evidence_note", "in-source fragm
 def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float | None = None) -> str:
     """Every accepted identification of a consensus feature (identifications.parquet) in a sortable, filterable
     table, best first (Schymanski level, q, samples); then the features whose match passed ``fdr`` but was not
-    accepted
-    (the adduct check), with the reason, so none is dropped from the report in silence."""
+    accepted (the adduct check), with the reason, so none is dropped from the report in silence. With none accepted:
+    the best unaccepted matches and why each was refused (``reporting.unaccepted``)."""
     acc = ident.filter(pl.col("accepted")).sort(["msi_level", "q_value", "n_samples"], descending=[False, False, True])
+    if acc.is_empty():  # a trial's small library accepted nothing: show how close the best matches came, and why
+        return best_unaccepted_section(ident, fdr, at)
     # the marks beside the name (reporting.marks); evidence_note is then shown without its background mark
     beside = {c.name: c for c in (marks.ion_label_marks(acc), marks.background_marks(acc)) if c.is_not_null().any()}
     if "evidence_note" in acc.columns:

@@ -1,0 +1,57 @@
+"""The report with no accepted name lists the best unaccepted matches and why each was refused (a trial's small lab
+library accepted nothing and the report showed an empty compound table)."""
+
+from __future__ import annotations
+
+import re
+
+import polars as pl
+
+from ms2study.identification.insource import WITHDRAWN_NOTE
+from ms2study.reporting.sections import _consensus_compounds
+from ms2study.reporting.unaccepted import SHOWN
+
+
+def _ident(n: int = 25) -> pl.DataFrame:
+    """n unaccepted consensus features: C0 withdrawn as an in-source fragment (q 0.001), C1 refused by the adduct
+    check (q 0.004), the others above the FDR with q rising from 0.02."""
+    q = [0.001, 0.004] + [0.02 * (k + 1) for k in range(n - 2)]
+    notes = [f"{WITHDRAWN_NOTE} of m/z 250.0557 (C9), r 0.95 over 12 samples"] + [None] * (n - 1)
+    adduct = [None, "library [M+Na]+ but grouped as [M+H]+"] + [None] * (n - 2)
+    return pl.DataFrame({
+        "consensus_id": [f"C{k}" for k in range(n)], "name": [f"compound {k}" for k in range(n)],
+        "inchikey": [f"KEY{k:011d}-UHFFFAOYSA-N" for k in range(n)], "msi_level": [3] * n,
+        "isomer_inchikeys": [[f"KEY{k:011d}-UHFFFAOYSA-N"] for k in range(n)], "compound_class": ["x"] * n,
+        "n_samples": [4] * n, "n_spectra": [6] * n, "n_supporting": [3] * n,
+        "best_score": [0.9 - 0.01 * k for k in range(n)], "best_cosine": [0.95] * n,
+        "precursor_error_ppm": [1.04] * n, "rt_s": [100.0 + k for k in range(n)],
+        "adduct": ["[M+H]+"] * n, "feature_adduct": [None] * n,
+        "q_value": q, "accepted": [False] * n, "adduct_note": adduct, "evidence_note": notes,
+        "in_source_correlation": [0.95] + [None] * (n - 1), "in_source_n_samples": [12] + [None] * (n - 1),
+        "in_source_of_mz": [250.0557] + [None] * (n - 1), "in_source_parent_id": ["C9"] + [None] * (n - 1),
+    })
+
+
+def _table_rows(text: str) -> list[list[str]]:
+    body = text.split("Best library matches, none accepted")[1]
+    return [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)[1:]]
+
+
+def test_with_no_accepted_name_the_best_matches_are_listed_with_the_reason_each_was_refused() -> None:
+    text = _consensus_compounds(_ident(), {}, "q ≤ 0.01", fdr=0.01)
+    assert "Best library matches, none accepted" in text
+    assert f"The {SHOWN} best of the 25 matches" in text
+    rows = _table_rows(text)
+    assert len(rows) == SHOWN
+    assert [r[0] for r in rows[:3]] == ["C0", "C1", "C2"]  # lowest q first
+    assert rows[0][-1].startswith("withdrawn: an in-source fragment")
+    assert rows[1][-1] == "library [M+Na]+ but grouped as [M+H]+"
+    assert rows[2][-1] == "q above the FDR 0.01"
+    assert rows[0][1] == "100.0" and "1.0" in rows[0]  # RT and m/z error with one decimal
+
+
+def test_the_list_is_not_shown_once_a_name_is_accepted() -> None:
+    ident = _ident().with_columns(pl.when(pl.col("consensus_id") == "C2").then(True).otherwise(pl.col("accepted"))
+                                  .alias("accepted"))
+    text = _consensus_compounds(ident, {}, "q ≤ 0.01", fdr=0.01)
+    assert "none accepted" not in text and "identifications-table" in text

@@ -1,0 +1,70 @@
+"""The report's list of the best library matches that were not accepted, shown when a study accepted no name: the
+user can then see how close the matches came and why each was refused, instead of an empty compound table. May
+import ``ms2study.core`` and the other ``reporting`` modules.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from ms2study.reporting import marks
+from ms2study.reporting.html import html_table, q_cell
+
+SHOWN = 20  # best matches listed at most (the rest are in identifications.parquet)
+
+
+def _one_decimal(value: float | None) -> str | None:
+    return None if value is None else f"{value:.1f}"
+
+
+def refusal_reasons(ident: pl.DataFrame, fdr: float | None) -> pl.Series:
+    """Per row of ``ident`` (identifications.parquet; unaccepted rows), Utf8: why the match is not a name, in the
+    order identify applies the rules: withdrawn as an in-source fragment, its q-value above ``fdr``, the adduct
+    check's note, else "not accepted"."""
+    columns = ident.columns
+    withdrawn = ident.select(marks.withdrawn(columns).alias("w"))["w"].fill_null(False)
+    q = ident["q_value"].fill_nan(None)
+    notes = ident["adduct_note"] if "adduct_note" in columns else pl.Series([None] * ident.height, dtype=pl.Utf8)
+    out = []
+    for w, qv, note in zip(withdrawn.to_list(), q.to_list(), notes.to_list()):
+        if w:
+            out.append("withdrawn: an in-source fragment of a co-eluting ion")
+        elif qv is None:
+            out.append("no q-value")
+        elif fdr is not None and qv > fdr:
+            out.append(f"q above the FDR {fdr:g}")
+        else:
+            out.append(note or "not accepted")
+    return pl.Series("reason", out, dtype=pl.Utf8)
+
+
+def best_unaccepted_section(ident: pl.DataFrame, fdr: float | None, at: str) -> str:
+    """HTML: a paragraph and a table of the ``SHOWN`` unaccepted consensus-feature matches with the lowest q-value
+    (then the highest best score), with their scores, m/z error and the reason each was refused
+    (``refusal_reasons``). ``ident``: identifications.parquet (columns consensus_id, name, inchikey, n_samples,
+    n_spectra, best_score, best_cosine, q_value, accepted; rt_s and precursor_error_ppm where present). Empty string
+    when every row is accepted or ``ident`` is empty."""
+    rest = ident.filter(~pl.col("accepted").fill_null(False))
+    if rest.is_empty():
+        return ""
+    rest = rest.with_columns(refusal_reasons(rest, fdr)).sort(
+        [pl.col("q_value").fill_nan(None), "best_score"], descending=[False, True], nulls_last=True)
+    shown = rest.head(SHOWN)
+    has_rt = "rt_s" in shown.columns
+    has_ppm = "precursor_error_ppm" in shown.columns
+    header = (["consensus feature"] + (["RT (s)"] if has_rt else []) + ["best match (not accepted)", "InChIKey",
+              "samples", "spectra", "best score", "best cosine"] + (["m/z error (ppm)"] if has_ppm else [])
+              + ["q", "why not accepted"])
+    rows = []
+    for r in shown.iter_rows(named=True):
+        rows.append([r["consensus_id"]] + ([_one_decimal(r["rt_s"])] if has_rt else [])
+                    + [r["name"], r["inchikey"], r["n_samples"], r["n_spectra"], r["best_score"], r["best_cosine"]]
+                    + ([_one_decimal(r["precursor_error_ppm"])] if has_ppm else [])
+                    + [q_cell(r["q_value"]), r["reason"]])
+    numeric = {i for i, h in enumerate(header) if h in {"RT (s)", "samples", "spectra", "best score", "best cosine",
+                                                         "m/z error (ppm)", "q"}}
+    intro = (f"<h3>Best library matches, none accepted</h3><p>No consensus feature has a name at {at}. The "
+             f"{shown.height} best of the {rest.height} matches that were not accepted are listed to be checked by "
+             "hand: they are not identifications, and their q-values say how often matches like them are wrong. "
+             "All of them are in <code>results/study/identifications.parquet</code> (column accepted false).</p>")
+    return intro + html_table(header, rows, numeric=numeric)
