@@ -331,8 +331,9 @@ def test_score_caches_indexes_in_the_user_cache_not_the_current_folder(monkeypat
 def test_a_spectrum_sharing_too_few_fragment_peaks_is_never_identified(lib_dir: tuple[Path, list[dict]],
                                                                         caplog: pytest.LogCaptureFixture) -> None:
     """Trial finding (session 21): random peaks at a library compound's precursor got p < 0.05 (the encoder put
-    them at embedding similarity 0.9+ to it) and a spectrum sharing one peak with a 1-peak record was accepted. A
-    candidate needs ``min_matched_peaks`` (2) shared fragment peaks to be an identification."""
+    them at embedding similarity 0.9+ to it). A candidate needs ``min_matched_peaks`` shared fragment peaks to be an
+    identification: by default 1 (session 26: a single shared peak is scored against a null that counts such
+    candidates too, and never reaches level 2), 2 where a lab wants two."""
     root, entries = lib_dir
     e = next(x for x in entries if x["mode"] == "positive" and x["mz"].size >= 20)
     top = int(np.argmax(e["int"]))
@@ -345,8 +346,9 @@ def test_a_spectrum_sharing_too_few_fragment_peaks_is_never_identified(lib_dir: 
              "mz": np.sort(rng.uniform(50, e["prec"] - 5, 20)).tolist(),
              "intensity": rng.uniform(1, 100, 20).astype(np.float32).tolist()}]
     spectra = pl.DataFrame(rows, schema={**tables.SPECTRA, "ion_mode": pl.Utf8})
+    two = calibration.calibrate_index(root / "index", {"model": None, "min_matched_peaks": 2})
     with caplog.at_level("INFO"):
-        out = engine.annotate_spectra(spectra, root / "index", calibration=root / "calibration.json")
+        out = engine.annotate_spectra(spectra, root / "index", {"min_matched_peaks": 2}, calibration=two)
     assert "1 spectra share fewer than 2 fragment peaks" in caplog.text
     assert "min_matched_peaks): one_peak" in caplog.text
     # the noise spectrum's spectral scores are all 0 (no embeddings here): no row, but named
@@ -360,12 +362,12 @@ def test_a_spectrum_sharing_too_few_fragment_peaks_is_never_identified(lib_dir: 
         assert "fragment peaks with the spectrum" in row["evidence_note"]
     # the calibration is measured for one min_matched_peaks; another setting needs its own
     with pytest.raises(InputError, match="calibration was measured"):
-        engine.annotate_spectra(spectra, root / "index", {"min_matched_peaks": 1},
-                                calibration=root / "calibration.json")
-    one = calibration.calibrate_index(root / "index", {"model": None, "min_matched_peaks": 1})
-    out1 = engine.annotate_spectra(spectra, root / "index", {"min_matched_peaks": 1}, calibration=one)
+        engine.annotate_spectra(spectra, root / "index", calibration=two)
+    out1 = engine.annotate_spectra(spectra, root / "index", calibration=root / "calibration.json")
     hit = out1.filter((pl.col("rank") == 1) & (pl.col("spectrum_id") == "one_peak")).row(0, named=True)
     assert hit["p_value"] < 1.0 and "fragment peaks with the spectrum" not in (hit["evidence_note"] or "")
+    assert hit["msi_level"] in (None, 3) and hit["structure_log_lr"] is None  # never level 2
+    assert out1.filter(pl.col("spectrum_id") == "noise").is_empty()  # no peak shared, no row
 
 
 def test_an_identifiable_candidate_ranks_before_a_higher_scoring_one_without_shared_peaks() -> None:

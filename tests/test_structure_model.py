@@ -122,9 +122,10 @@ def _score_only_model() -> StructureModel:
     return StructureModel(edges, weights, 0.0, {})
 
 
-def _table(model: StructureModel | None) -> pl.DataFrame:
+def _table(model: StructureModel | None, matched_peaks: np.ndarray | None = None) -> pl.DataFrame:
     """40 queries, one candidate structure each (own formula): 20 score 0.95, 20 score 0.5; the formula null lies
-    below 0.3 (all accepted), the structure null spreads over [0, 1] (no hit beats it)."""
+    below 0.3 (all accepted), the structure null spreads over [0, 1] (no hit beats it). ``matched_peaks``: the
+    frame's column (absent when None)."""
     rng = np.random.default_rng(4)
     n = 40
     score = np.where(np.arange(n) < 20, 0.95, 0.5)
@@ -135,6 +136,8 @@ def _table(model: StructureModel | None) -> pl.DataFrame:
                          "formula": [f"C{k + 1}H4" for k in range(n)]}, schema_overrides={"compound_class": pl.Utf8})
     frame = pl.DataFrame({"_q": np.arange(n), "_lib": np.arange(n), "_key": score, "rank": np.ones(n, np.int32),
                           "cosine": score, "entropy": score, "embedding": np.full(n, np.nan)})
+    if matched_peaks is not None:
+        frame = frame.with_columns(pl.Series("matched_peaks", matched_peaks, dtype=pl.Int32))
     return acceptance.confidence_table(frame, SimpleNamespace(metadata=meta), np.ones(n, np.int64),
                                        {"fdr": 0.05, "isomer_margin": "auto"}, cal, query_peaks=np.full(n, 10))
 
@@ -147,6 +150,19 @@ def test_the_structure_model_gives_level_2_where_the_structure_null_cannot() -> 
     assert with_model["structure_q_value"][:20].to_numpy() == pytest.approx(np.full(20, 0.0135), abs=5e-4)
     # The older rule (no model): the wrong-structure null spreads to 1, so no hit is singled out.
     assert (_table(None)["msi_level"] == 3).all()
+
+
+def test_a_hit_sharing_one_fragment_peak_is_accepted_but_never_level_2_nor_counted_in_the_right_share() -> None:
+    # annotate: min_matched_peaks 1 accepts one shared peak; it names the compound, not which isomer
+    matched = np.full(40, 6)
+    matched[:5] = 1
+    table = _table(_score_only_model(), matched).sort("_q")
+    assert table["accepted"].all()
+    assert table["msi_level"].to_list() == [3] * 5 + [2] * 15 + [3] * 20
+    assert table["structure_log_lr"][:5].is_nan().all() and not table["structure_log_lr"][5:].is_nan().any()
+    # EM over the 35 scored hits (+ 20 pseudo-wrong): pi 0.269, posterior of e^5 0.982 (with the 5 counted as
+    # right-looking hits, pi would be 1/3 and the q-value 0.0135 as above)
+    assert table["structure_q_value"][5:20].to_numpy() == pytest.approx(np.full(15, 0.0180), abs=5e-4)
 
 
 def test_a_calibration_measured_with_an_earlier_score_is_refused_with_the_fix(tmp_path: Path) -> None:

@@ -17,8 +17,9 @@ from ms2study.core.params import schema_defaults
 # writes and checks it; 3: the level-2 structure model and isomer separability; 4: the combined score no longer
 # counts the precursor error inside the window, so every earlier null was measured with another score; 5: the
 # calibration queries carry a measured precursor error and are embedded as measured; 6: the level-2 model reads the
-# hit structure's other spectra).
-CALIBRATION_FORMAT_VERSION = 6
+# hit structure's other spectra; 7: the level-2 model learns only from rank-1 hits sharing 2 or more fragment peaks,
+# structure_model.LEVEL2_MIN_MATCHED_PEAKS).
+CALIBRATION_FORMAT_VERSION = 7
 
 # The study matrices (contract paths) and the defaults of the config section correct that choose between them.
 RAW_MATRIX = "results/study/feature_matrix.parquet"

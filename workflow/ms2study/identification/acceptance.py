@@ -125,13 +125,18 @@ def _model_structure_q(f: pl.DataFrame, frame: pl.DataFrame, structure: np.ndarr
     sep = f["_ik"].str.slice(0, 14).replace_strict(calibration.isomer_separability, default=None,
                                                    return_dtype=pl.Float64).fill_null(np.nan).to_numpy()
     scores = {c: frame[c].cast(pl.Float64).fill_null(np.nan).to_numpy() for c in ("cosine", "entropy", "embedding")}
-    features, _top = structure_model.rank1_features(
+    features, top = structure_model.rank1_features(
         f["_q"].to_numpy(), f["_s"].to_numpy(), c_f, f["_key"].cast(pl.Float64).to_numpy(), scores, others, sep,
         np.asarray(query_peaks, dtype=np.float64), np.asarray(n_candidates, dtype=np.float64), n_queries)
     rows = features[q_idx]
     llr = calibration.structure_model.log_likelihood_ratio(rows)
-    # no identifiable candidate (every key -inf): no evidence, posterior 0 (a NaN row would read as "missing" bins)
-    llr = np.where(np.isnan(rows[:, structure_model.FEATURES.index("score")]), np.nan, llr)
+    # no identifiable candidate (every key -inf): no evidence, posterior 0 (a NaN row would read as "missing" bins);
+    # a rank-1 hit sharing too few peaks to tell isomers apart is not scored either (never level 2, not in pi)
+    unscored = np.isnan(rows[:, structure_model.FEATURES.index("score")])
+    if "matched_peaks" in frame.columns:
+        matched = frame["matched_peaks"].cast(pl.Float64).fill_null(0.0).to_numpy()[np.maximum(top[q_idx], 0)]
+        unscored |= matched < structure_model.LEVEL2_MIN_MATCHED_PEAKS
+    llr = np.where(unscored, np.nan, llr)
     return structure_model.structure_q_values(llr), llr
 
 

@@ -62,9 +62,9 @@ log = logging.getLogger(__name__)
 FORMAT_NAME = "ms2study-identification-calibration"
 FORMAT_VERSION = CALIBRATION_FORMAT_VERSION  # 3: the level-2 structure model; 4: no precursor-error evidence;
 # 5: calibration queries with a measured precursor error (ms2study.core.measurement); 6: the level-2 model reads the
-# hit structure's other spectra (structure_model.FEATURES)
-READABLE_VERSIONS = (6,)  # 2 and 3 scored the precursor error; 4 searched exact precursors (too kind to right hits);
-# 5's level-2 model has fewer features
+# hit structure's other spectra (structure_model.FEATURES); 7: its training hits share 2 or more fragment peaks
+READABLE_VERSIONS = (7,)  # 2 and 3 scored the precursor error; 4 searched exact precursors (too kind to right hits);
+# 5's level-2 model has fewer features; 6's learned from 1-peak hits too
 
 WIDE_WINDOW_DA = 5.0       # wrong-formula null candidates: library structures within this distance of the query
 MIN_EXCEEDANCES = 10       # fewer null scores >= s: the tail is extrapolated

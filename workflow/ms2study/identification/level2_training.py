@@ -19,7 +19,9 @@ def level2_training(q_of: np.ndarray, cand: np.ndarray, key: np.ndarray, scores:
     for a compound absent from the library: its structure is then also left out of the isomer counts and of the
     separability). Features as ``structure_model.rank1_features``; separability only for structures with an
     InChIKey (as annotate looks it up). ``key``: the ranking score, -inf for candidates annotate would drop
-    (at or below ``min_score``). Returns features of shape (number of hits, len(FEATURES)) and right (bool).
+    (at or below ``min_score``); ``scores`` holds ``matched_peaks`` per pair: a rank-1 hit sharing fewer than
+    ``structure_model.LEVEL2_MIN_MATCHED_PEAKS`` is left out. Returns features of shape (number of hits,
+    len(FEATURES)) and right (bool).
     """
     n = rows.size
     q_struct, q_formula = structure[rows], formula[rows]
@@ -48,6 +50,9 @@ def level2_training(q_of: np.ndarray, cand: np.ndarray, key: np.ndarray, scores:
         feats, top = structure_model.rank1_features(
             qo, cs, c_f[sel], key[sel], {k_: v[sel] for k_, v in scores.items()}, k, sep, query_peaks, n_cand, n)
         ok = top >= 0
+        # hits sharing too few peaks to tell isomers apart are never level 2: the model does not learn from them
+        matched = np.asarray(scores["matched_peaks"], dtype=np.float64)[sel]
+        ok &= matched[np.maximum(top, 0)] >= structure_model.LEVEL2_MIN_MATCHED_PEAKS
         if not removed:
             present = np.zeros(n, dtype=bool)
             present[qo[cs == q_struct[qo]]] = True
