@@ -236,3 +236,24 @@ def test_the_isomer_column_lists_every_identifiable_isomer_not_only_those_within
     row = out.row(0, named=True)
     assert row["accepted"] and row["msi_level"] == 3
     assert row["isomer_inchikeys"] == keys[:2]
+
+
+def test_level2_training_skips_one_peak_hits_and_survives_a_search_left_without_candidates() -> None:
+    # A trial's 5-record library: every candidate of the query was its own structure, so the leave-structure-out
+    # search had no pair left and the 1-peak filter indexed an empty array (IndexError in calibrate_library).
+    from ms2study.identification.level2_training import level2_training
+
+    separability = {"struct": np.zeros(0, np.int64), "best": np.zeros(0), "best_partner": np.zeros(0, np.int64),
+                    "second": np.zeros(0)}
+
+    def train(matched: int) -> tuple[np.ndarray, np.ndarray]:
+        scores = {"cosine": np.array([0.9]), "entropy": np.array([0.9]), "embedding": np.array([np.nan]),
+                  "matched_peaks": np.array([matched])}
+        return level2_training(np.array([0]), np.array([1]), np.array([0.9]), scores, np.array([0, 0]),
+                               np.array([0, 0]), np.array([0]), np.array([5]), separability,
+                               np.array(["AAAAAAAAAAAAAA"] * 2, dtype=object))
+
+    features, right = train(3)
+    assert features.shape == (1, N_F) and right.tolist() == [True]
+    features, right = train(1)  # one shared peak: never level 2, not a training hit
+    assert features.shape == (0, N_F) and right.size == 0

@@ -51,8 +51,10 @@ def level2_training(q_of: np.ndarray, cand: np.ndarray, key: np.ndarray, scores:
             qo, cs, c_f[sel], key[sel], {k_: v[sel] for k_, v in scores.items()}, k, sep, query_peaks, n_cand, n)
         ok = top >= 0
         # hits sharing too few peaks to tell isomers apart are never level 2: the model does not learn from them
+        # (no pair left, as when a tiny library's every candidate is the query's own structure: top is all -1)
         matched = np.asarray(scores["matched_peaks"], dtype=np.float64)[sel]
-        ok &= matched[np.maximum(top, 0)] >= structure_model.LEVEL2_MIN_MATCHED_PEAKS
+        if matched.size:
+            ok &= matched[np.maximum(top, 0)] >= structure_model.LEVEL2_MIN_MATCHED_PEAKS
         if not removed:
             present = np.zeros(n, dtype=bool)
             present[qo[cs == q_struct[qo]]] = True
