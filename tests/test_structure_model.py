@@ -236,6 +236,13 @@ def test_the_isomer_column_lists_every_identifiable_isomer_not_only_those_within
     row = out.row(0, named=True)
     assert row["accepted"] and row["msi_level"] == 3
     assert row["isomer_inchikeys"] == keys[:2]
+    # Not accepted in its own run, the hit still names its isomers: the study's identify may accept the feature on
+    # all its spectra together (a trial saw "no isomer among its candidates" where an isomer scored 0.0006 lower).
+    weak = frame.with_columns(pl.Series("_key", [0.25, 0.2, -np.inf, 0.1]))  # inside the wrong-formula null
+    strict = acceptance.confidence_table(weak, SimpleNamespace(metadata=meta), np.array([4]),
+                                         {"fdr": 0.05, "isomer_margin": "auto"}, cal, query_peaks=np.array([10]))
+    row = strict.row(0, named=True)
+    assert not row["accepted"] and row["msi_level"] is None and row["isomer_inchikeys"] == keys[:2]
 
 
 def test_level2_training_skips_one_peak_hits_and_survives_a_search_left_without_candidates() -> None:

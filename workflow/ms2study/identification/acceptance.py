@@ -45,7 +45,7 @@ def confidence_table(
     of the right structure; NaN without a model or when not scorable), accepted, msi_level (2/3, null when not
     accepted),
     isomer_inchikeys (rank-1's InChIKey first, then every other structure of its formula among the candidates that
-    could be an identification).
+    could be an identification; on every rank-1 row, accepted or not; a level-2 hit's own key only).
     """
     structure, formula = codes if codes is not None else confidence.library_codes(index.metadata)
     inchikey = index.metadata["inchikey"]
@@ -103,8 +103,10 @@ def confidence_table(
     return out.with_columns(
         accepted.alias("accepted"),
         pl.when(accepted).then(pl.when(singled).then(2).otherwise(3)).cast(pl.Int8).alias("msi_level"),
-        pl.when(~accepted).then(None)
-        .when(singled).then(pl.concat_list(pl.col("_ik1")))
+        # every rank-1 hit names its isomer candidates, accepted or not: the study's identify votes a feature's
+        # spectra into one name at a stricter level than each spectrum's own q, and a trial saw features accepted
+        # there say "no isomer among its candidates" while an isomer scored 0.0006 below the hit
+        pl.when(accepted & singled).then(pl.concat_list(pl.col("_ik1")))
         .otherwise(isomers.list.drop_nulls().list.unique(maintain_order=True)).alias("isomer_inchikeys"),
         pl.when(pl.col("_s1").is_finite() & pl.col("_iso").is_finite())
         .then(pl.col("_s1") - pl.col("_iso")).otherwise(None).alias("isomer_gap"),
