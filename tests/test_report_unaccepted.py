@@ -50,6 +50,21 @@ def test_with_no_accepted_name_the_best_matches_are_listed_with_the_reason_each_
     assert rows[0][1] == "100.0" and "1.0" in rows[0]  # RT and m/z error with one decimal
 
 
+def test_the_reasons_name_a_match_without_shared_peaks_and_a_library_too_small_to_reach_the_fdr() -> None:
+    # a trial's 25-record library: cosine 0.99 at q 0.05 was "q above the FDR" though no p could fall below 0.013,
+    # and four matches sharing no fragment peak (p 1) were given the same reason
+    ident = _ident().with_columns(pl.Series("p_value", [0.001, 0.004, 0.013] + [1.0] * 22))
+    rows = {r[0]: r for r in _table_rows(_consensus_compounds(ident, {}, "q ≤ 0.01", fdr=0.01))}
+    assert rows["C3"][-1].startswith("no spectrum shares enough fragment peaks")
+    assert rows["C2"][-1] == "q above the FDR 0.01"
+    text = _consensus_compounds(ident, {}, "q ≤ 0.01", fdr=0.01, p_floor=0.013)
+    assert "no match can reach the FDR" in text and "say how often" not in text
+    rows = {r[0]: r for r in _table_rows(text)}
+    assert rows["C2"][-1] == "q above the FDR 0.01: no p-value can fall below 0.013 with this library (the warning " \
+        "above)"
+    assert "no match can reach the FDR" not in _consensus_compounds(ident, {}, "q ≤ 0.01", fdr=0.01)
+
+
 def test_the_list_is_not_shown_once_a_name_is_accepted() -> None:
     ident = _ident().with_columns(pl.when(pl.col("consensus_id") == "C2").then(True).otherwise(pl.col("accepted"))
                                   .alias("accepted"))

@@ -176,7 +176,8 @@ def evidence_notes(ranked: pl.DataFrame, with_embedding: bool, min_matched_peaks
     note = (pl.lit(f"cosine below {LOW_COSINE}: accepted on the combined score (entropy ")
             + pl.col("entropy").round(2).cast(pl.Utf8) + emb.fill_null("") + pl.lit(", modified cosine ")
             + pl.col("modified_cosine").round(2).cast(pl.Utf8) + pl.lit(")"))
-    unsupported = (pl.lit(f"no candidate shares {int(min_matched_peaks)} fragment peaks with the spectrum (")
+    needed = "a fragment peak" if int(min_matched_peaks) == 1 else f"{int(min_matched_peaks)} fragment peaks"
+    unsupported = (pl.lit(f"no candidate shares {needed} with the spectrum (")
                    + pl.col("matched_peaks").cast(pl.Utf8)
                    + pl.lit(" matched): not identified, whatever its combined score"))
     lacking = ((pl.col("rank") == 1) & ~pl.col("_identifiable") if "_identifiable" in ranked.columns

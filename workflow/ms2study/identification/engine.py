@@ -281,8 +281,10 @@ def annotate_spectra(
     lacking = out.filter((ranked["rank"] == 1) & ~ranked["_identifiable"])  # out's rows are ranked's
     if lacking.height:
         shown = lacking["spectrum_id"].head(10).to_list()
-        log.info("%d spectra share fewer than %d fragment peaks with every candidate in their precursor window: "
-                 "not identified (annotate: min_matched_peaks): %s%s", lacking.height, int(p["min_matched_peaks"]),
+        needed = int(p["min_matched_peaks"])
+        log.info("%d spectra share %s with every candidate in their precursor window: not identified (annotate: "
+                 "min_matched_peaks): %s%s", lacking.height,
+                 "no fragment peak" if needed == 1 else f"fewer than {needed} fragment peaks",
                  ", ".join(shown), ", ..." if lacking.height > 10 else "")
     low = acc.filter(pl.col("cosine") < LOW_COSINE)
     if low.height:

@@ -176,12 +176,14 @@ def sample_stats(sample_id: str, paths: dict[str, Path | None], warnings: list[s
     return stats
 
 
-def calibration_warnings(paths: Sequence[Path], warnings: list[str], fdr: float | None = None) -> None:
+def calibration_warnings(paths: Sequence[Path], warnings: list[str], fdr: float | None = None) -> float | None:
     """Append what each library calibration (``ms2study calibrate-library`` JSON) says about its own reliability:
     a null measured on structures the encoder was trained on; fewer than SMALL_CALIBRATION wrong candidates measured
     (coarse q-values), or, where the smallest p-value a hit can get is above ``fdr``, that no name can be accepted.
     Both are quality warnings the Main findings name: a fresh user's 21-pesticide library left six right matches at
-    q 0.17-0.22 with only a processing note saying why."""
+    q 0.17-0.22 with only a processing note saying why. Returns the largest such smallest p-value (the floor that
+    keeps every name out), None when every library can reach ``fdr``."""
+    floor = None
     from ms2study.identification.calibration import SMALL_CALIBRATION, no_acceptance_text
     from ms2study.identification.confidence import NullDistribution
 
@@ -202,6 +204,7 @@ def calibration_warnings(paths: Sequence[Path], warnings: list[str], fdr: float 
         n_wrong = int(stats.get("n_wrong_formula_candidates", 0))
         smallest = null.smallest_p() if null is not None and null.n else 1.0
         if fdr is not None and smallest > float(fdr):
+            floor = max(smallest, floor or 0.0)
             warnings.append(Caution(
                 f"the identification calibration of the library index <code>{esc(path.stem)}</code>: "
                 f"{esc(no_acceptance_text(smallest, n_wrong, float(fdr)))}", QUALITY,
@@ -219,6 +222,7 @@ def calibration_warnings(paths: Sequence[Path], warnings: list[str], fdr: float 
         for caveat in stats.get("caveats", []):
             warnings.append(Caution("the identification calibration of the library index "
                                     f"<code>{esc(path.stem)}</code>: {esc(caveat)}", PROCESSING))
+    return floor
 
 
 def library_summary(indexes: Sequence[Path], warnings: list[str]) -> str:

@@ -132,11 +132,11 @@ def samples_section(stats: list[dict], warnings: list[str], roles: dict[str, str
 
 
 def identifications_section(annotations: pl.DataFrame, ident: pl.DataFrame | None, sample_ids: list[str],
-                            params: dict, warnings: list[str]) -> str:
+                            params: dict, warnings: list[str], p_floor: float | None = None) -> str:
     """Identification section: per-sample counts from the rank-1 annotations (accepted at the FDR when they carry
     q-values, else cosine ≥ ``params["min_cosine"]``), compounds per consensus feature from identifications.parquet
     (all accepted, sortable) or, without q-values, the top ``params["top_compounds"]`` study-wide compounds from the
-    annotations."""
+    annotations. ``p_floor``: the smallest p-value the library's calibration can give, when above the FDR."""
     if annotations.is_empty() or "cosine" not in annotations.columns:
         return ("<p>No library annotations: no library is configured, no run has MS/MS spectra (the Samples table "
                 "counts each run's MS2 scans), or no spectrum had a library candidate of its precursor m/z and "
@@ -196,7 +196,7 @@ def identifications_section(annotations: pl.DataFrame, ident: pl.DataFrame | Non
                     + ([q_cell(r.get("q"))] if with_q else []))
     parts = [intro, html_table(header, rows, numeric=set(range(1, len(header))))]
     if ident is not None and ident.height and with_q:
-        parts.append(_consensus_compounds(ident, params, at, fdr if isinstance(fdr, (int, float)) else None))
+        parts.append(_consensus_compounds(ident, params, at, fdr if isinstance(fdr, (int, float)) else None, p_floor))
     elif hits.height:
         compounds = hits.group_by(key).agg(
             pl.col("library_name").first().alias("name"), pl.col("sample_id").n_unique().alias("samples"),
@@ -216,14 +216,15 @@ FLAG_COLUMNS = {"why accepted (cosine < 0.3)": "evidence_note", "in-source fragm
                 "r with that ion": "in_source_correlation"}
 
 
-def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float | None = None) -> str:
+def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float | None = None,
+                         p_floor: float | None = None) -> str:
     """Every accepted identification of a consensus feature (identifications.parquet) in a sortable, filterable
     table, best first (Schymanski level, q, samples); then the features whose match passed ``fdr`` but was not
     accepted (the adduct check), with the reason, so none is dropped from the report in silence. With none accepted:
     the best unaccepted matches and why each was refused (``reporting.unaccepted``)."""
     acc = ident.filter(pl.col("accepted")).sort(["msi_level", "q_value", "n_samples"], descending=[False, False, True])
     if acc.is_empty():  # a trial's small library accepted nothing: show how close the best matches came, and why
-        return best_unaccepted_section(ident, fdr, at)
+        return best_unaccepted_section(ident, fdr, at, p_floor)
     # the marks beside the name (reporting.marks); evidence_note is then shown without its background mark
     beside = {c.name: c for c in (marks.ion_label_marks(acc), marks.background_marks(acc)) if c.is_not_null().any()}
     if "evidence_note" in acc.columns:

@@ -14,23 +14,33 @@ SHOWN = 20  # best matches listed at most (the rest are in identifications.parqu
 
 
 def _one_decimal(value: float | None) -> str | None:
-    return None if value is None else f"{value:.1f}"
+    return None if value is None else f"{round(value, 1) + 0.0:.1f}"  # + 0.0: never "-0.0"
 
 
-def refusal_reasons(ident: pl.DataFrame, fdr: float | None) -> pl.Series:
+def refusal_reasons(ident: pl.DataFrame, fdr: float | None, p_floor: float | None = None) -> pl.Series:
     """Per row of ``ident`` (identifications.parquet; unaccepted rows), Utf8: why the match is not a name, in the
-    order identify applies the rules: withdrawn as an in-source fragment, its q-value above ``fdr``, the adduct
-    check's note, else "not accepted"."""
+    order identify applies the rules: withdrawn as an in-source fragment; p-value 1 (no spectrum shares
+    ``annotate: min_matched_peaks`` fragment peaks with the library spectrum: never an identification); its q-value
+    above ``fdr``, with the library's floor ``p_floor`` (the smallest p-value its calibration can give) when that
+    is above ``fdr``; the adduct check's note; else "not accepted"."""
     columns = ident.columns
     withdrawn = ident.select(marks.withdrawn(columns).alias("w"))["w"].fill_null(False)
     q = ident["q_value"].fill_nan(None)
+    p = (ident["p_value"].fill_nan(None) if "p_value" in columns
+         else pl.Series([None] * ident.height, dtype=pl.Float64))
     notes = ident["adduct_note"] if "adduct_note" in columns else pl.Series([None] * ident.height, dtype=pl.Utf8)
     out = []
-    for w, qv, note in zip(withdrawn.to_list(), q.to_list(), notes.to_list()):
+    for w, qv, pv, note in zip(withdrawn.to_list(), q.to_list(), p.to_list(), notes.to_list()):
         if w:
             out.append("withdrawn: an in-source fragment of a co-eluting ion")
+        elif pv is not None and pv >= 1.0 - 1e-9:  # Simes of p-values 1 can print 0.9999999999999998
+            out.append("no spectrum shares enough fragment peaks with the library spectrum (annotate: "
+                       "min_matched_peaks): never an identification")
         elif qv is None:
             out.append("no q-value")
+        elif fdr is not None and qv > fdr and p_floor is not None:
+            out.append(f"q above the FDR {fdr:g}: no p-value can fall below {p_floor:.2g} with this library "
+                       "(the warning above)")
         elif fdr is not None and qv > fdr:
             out.append(f"q above the FDR {fdr:g}")
         else:
@@ -38,16 +48,17 @@ def refusal_reasons(ident: pl.DataFrame, fdr: float | None) -> pl.Series:
     return pl.Series("reason", out, dtype=pl.Utf8)
 
 
-def best_unaccepted_section(ident: pl.DataFrame, fdr: float | None, at: str) -> str:
+def best_unaccepted_section(ident: pl.DataFrame, fdr: float | None, at: str, p_floor: float | None = None) -> str:
     """HTML: a paragraph and a table of the ``SHOWN`` unaccepted consensus-feature matches with the lowest q-value
     (then the highest best score), with their scores, m/z error and the reason each was refused
-    (``refusal_reasons``). ``ident``: identifications.parquet (columns consensus_id, name, inchikey, n_samples,
-    n_spectra, best_score, best_cosine, q_value, accepted; rt_s and precursor_error_ppm where present). Empty string
+    (``refusal_reasons``; ``p_floor`` as there). ``ident``: identifications.parquet (columns consensus_id, name,
+    inchikey, n_samples, n_spectra, best_score, best_cosine, q_value, accepted; p_value, rt_s and
+    precursor_error_ppm where present). Empty string
     when every row is accepted or ``ident`` is empty."""
     rest = ident.filter(~pl.col("accepted").fill_null(False))
     if rest.is_empty():
         return ""
-    rest = rest.with_columns(refusal_reasons(rest, fdr)).sort(
+    rest = rest.with_columns(refusal_reasons(rest, fdr, p_floor)).sort(
         [pl.col("q_value").fill_nan(None), "best_score"], descending=[False, True], nulls_last=True)
     shown = rest.head(SHOWN)
     has_rt = "rt_s" in shown.columns
@@ -65,6 +76,9 @@ def best_unaccepted_section(ident: pl.DataFrame, fdr: float | None, at: str) -> 
                                                          "m/z error (ppm)", "q"}}
     intro = (f"<h3>Best library matches, none accepted</h3><p>No consensus feature has a name at {at}. The "
              f"{shown.height} best of the {rest.height} matches that were not accepted are listed to be checked by "
-             "hand: they are not identifications, and their q-values say how often matches like them are wrong. "
-             "All of them are in <code>results/study/identifications.parquet</code> (column accepted false).</p>")
+             "hand: they are not identifications. "
+             + ("With this library no match can reach the FDR, however well it matches (the warning above): their "
+                "q-values are bounded by the library's size, not by the matches. " if p_floor is not None else
+                "Their q-values say how often matches like them are wrong. ")
+             + "All of them are in <code>results/study/identifications.parquet</code> (column accepted false).</p>")
     return intro + html_table(header, rows, numeric=numeric)

@@ -87,14 +87,15 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
     ]
     cautions.label_warning(corrected, _adduct_min_runs(params), warnings)
     annotations = collect.read_annotations([t["annotations"] for t in tables])
-    collect.calibration_warnings(inputs.calibrations, warnings,
-                                 ((params.get("config_used") or {}).get("annotate") or {}).get("fdr"))
+    p_floor = collect.calibration_warnings(inputs.calibrations, warnings,
+                                           ((params.get("config_used") or {}).get("annotate") or {}).get("fdr"))
     ident = collect.read_table(inputs.identifications)
     mirrors = spectra.mirror_plots(ident, annotations, {s: t["spectra"] for s, t in zip(sample_ids, tables)},
                                    inputs.library_indexes)
     parts.append(("identifications", "Top identifications",
                   collect.library_summary(inputs.library_indexes, warnings)
-                  + sections.identifications_section(annotations, ident, sample_ids, params, warnings) + mirrors))
+                  + sections.identifications_section(annotations, ident, sample_ids, params, warnings, p_floor)
+                  + mirrors))
     attribution = {Path(p).stem: Path(p) for p in inputs.attribution}
     parts.append(("differential", "What differs",
                   whatdiffers.differential_section(inputs.differential, warnings, attribution,
