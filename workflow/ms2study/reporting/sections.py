@@ -26,7 +26,7 @@ from ms2study.reporting.cautions import library_isomers
 from ms2study.reporting.charts import bar_figure, figure_html
 from ms2study.reporting.html import DOUBT, QUALITY, Caution, esc, html_table, q_cell, warning_box
 from ms2study.reporting.tables import class_path, interactive_table
-from ms2study.reporting.unaccepted import best_unaccepted_section
+from ms2study.reporting.unaccepted import best_unaccepted_section, fixed_decimals as _fixed, in_source_withdrawn
 
 # the declared dependencies that shape the results (pyproject.toml); pyarrow is not one of them
 PACKAGES = ["ms2study", "polars", "numpy", "scikit-learn", "scipy", "torch", "pyopenms", "numba", "snakemake",
@@ -303,7 +303,7 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
         parts.append('<p class="note">m/z error: the median over the supporting spectra of (measured - library) '
                      "precursor m/z, in ppm. The q-value does not weigh it inside the precursor window; a name whose "
                      "error stands apart from the others' may be a compound of another formula.</p>")
-    withdrawn = _in_source_withdrawn(ident, fdr)
+    withdrawn = in_source_withdrawn(ident, fdr)
     if withdrawn:
         parts.extend(withdrawn)
     if fdr is not None and "adduct_note" in ident.columns:
@@ -333,39 +333,6 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
     return "".join(parts)
 
 
-def _in_source_withdrawn(ident: pl.DataFrame, fdr: float | None) -> list[str]:
-    """A note and a table of the matches that passed ``fdr`` but were withdrawn as in-source fragments."""
-    if fdr is None:
-        return []
-    gone = ident.filter(marks.withdrawn(ident.columns) & (pl.col("q_value") <= float(fdr))).sort("q_value")
-    if gone.height == 0:
-        return []
-    from ms2study.identification.insource import (CONFIRM_MIN_R, CONFIRM_MIN_SAMPLES, CONJUGATE_LOSSES,
-                                                  LOSS_MIN_SAMPLES, withdrawing_loss)
-
-    losses = ", ".join(name.split(" (")[1].rstrip(")") for name in CONJUGATE_LOSSES)
-    note = (f"<p>{gone.height} more consensus feature(s) matched a library compound at the FDR but are not "
-            "identified: they are in-source fragments of a co-eluting heavier ion. That ion's MS/MS holds the "
-            f"feature's m/z, or the ion lies one conjugate's loss above it ({losses}; then over at least "
-            f"{LOSS_MIN_SAMPLES} samples), and across the study samples the feature's intensity follows the ion's "
-            f"(correlation of log intensities at least {CONFIRM_MIN_R} over at least {CONFIRM_MIN_SAMPLES} samples). "
-            "The library compound then names a piece of the heavier compound, not a compound in the sample (glycine "
-            "from a glycine conjugate). On two simulated studies with known truth all 11 such names at q 0.01 were "
-            "in-source fragments, and the 15 right names marked by chance correlated at -0.03 to 0.71 "
-            "(benchmarks/README.md, study truth). "
-            "Look up the parent feature: its own identification, if any, is the compound.</p>")
-    found = gone.select(withdrawing_loss().alias("loss"))["loss"].to_list()
-    table = html_table(["consensus feature", "library match", "q", "best cosine", "parent m/z", "parent feature",
-                        "found by", "correlation", "samples"],
-                       [[r["consensus_id"], r["name"], q_cell(r["q_value"]), r["best_cosine"],
-                         _fixed(r["in_source_of_mz"], 4), r["in_source_parent_id"],
-                         "its MS/MS" if loss is None else f"a loss of {loss}",
-                         _fixed(r["in_source_correlation"], 3), r["in_source_n_samples"]]
-                        for r, loss in zip(gone.iter_rows(named=True), found)],
-                       numeric={2, 3, 4, 7, 8})
-    return [note, table]
-
-
 def _same_name_sets(acc: pl.DataFrame) -> list[str]:
     """A warning and a table when accepted features named one compound lie at several retention times
     (identifications.parquet ``same_name_elsewhere``): a compound elutes once, so at most one of each set is it."""
@@ -390,11 +357,6 @@ def _same_name_sets(acc: pl.DataFrame) -> list[str]:
         "of each match measures confusion with the library's other spectra, not with compounds absent from it. "
         "Check these retention times against a standard before reporting the names.")
     return [box, html_table(["compound", "features", "features (RT)", "lowest q"], rows, numeric={1, 3})]
-
-
-def _fixed(value: float | None, decimals: int) -> str | None:
-    """``value`` with a fixed number of decimals (m/z 4, retention time 1), None when missing."""
-    return None if value is None or not np.isfinite(value) else f"{value:.{decimals}f}"
 
 
 def encoder_section(encoder: dict) -> str:
