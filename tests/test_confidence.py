@@ -194,6 +194,12 @@ def test_one_identification_per_consensus_feature() -> None:
     assert typed.drop("n_samples", "n_qc_runs").equals(out.drop("n_samples", "n_qc_runs"))
     blank = identify.identify_features(ann, links, fdr=0.01, run_types={"s2": "blank"}).sort("consensus_id")
     assert (blank["n_samples"][0], blank["n_blank_runs"][0]) == (1, 1)
+    # the most fragment peaks a supporting spectrum shares (s2:2 named B and does not support A: its 9 is not counted)
+    peaks = {"s1:1": 1, "s1:2": 3, "s2:1": 1, "s2:2": 9, "s1:3": 1, "s2:3": 1}
+    with_peaks = identify.identify_features(ann.with_columns(pl.col("spectrum_id").replace_strict(
+        peaks, default=2, return_dtype=pl.Int32).alias("matched_peaks")), links, fdr=0.01).sort("consensus_id")
+    assert with_peaks["matched_peaks"].to_list() == [3, 1, 2]
+    assert out["matched_peaks"].null_count() == 3  # annotations without the column
 
 
 def test_an_accepted_feature_below_cosine_0_3_says_which_scores_carried_it() -> None:

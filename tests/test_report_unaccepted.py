@@ -9,6 +9,7 @@ import polars as pl
 
 from ms2study.identification.insource import WITHDRAWN_NOTE
 from ms2study.reporting.sections import _consensus_compounds
+from ms2study.reporting.marks import SINGLE_PEAK_HEADER
 from ms2study.reporting.unaccepted import SHOWN
 
 
@@ -70,3 +71,18 @@ def test_the_list_is_not_shown_once_a_name_is_accepted() -> None:
                                   .alias("accepted"))
     text = _consensus_compounds(ident, {}, "q ≤ 0.01", fdr=0.01)
     assert "none accepted" not in text and "identifications-table" in text
+
+
+def test_an_accepted_name_resting_on_one_shared_fragment_peak_is_marked_and_explained() -> None:
+    # a trial: L-tert-leucine accepted on the m/z 86.096 ion that leucine and isoleucine share, with nothing saying so
+    from test_report import _itable_header, _itable_rows
+
+    ident = _ident().with_columns(pl.col("consensus_id").is_in(["C2", "C3"]).alias("accepted"),
+                                  pl.Series("matched_peaks", [1] * 3 + [4] + [1] * 21, dtype=pl.Int32))
+    text = _consensus_compounds(ident, {}, "q ≤ 0.01", fdr=0.01)
+    header, rows = _itable_header(text, "identifications-table"), _itable_rows(text, "identifications-table")
+    mark = {r[0]: r[header.index(SINGLE_PEAK_HEADER)] for r in rows}
+    assert mark["C2"] == "yes" and mark["C3"] in (None, "")
+    assert "1 accepted feature(s) rest on one shared fragment peak" in text
+    plain = _consensus_compounds(ident.drop("matched_peaks"), {}, "q ≤ 0.01", fdr=0.01)
+    assert SINGLE_PEAK_HEADER not in plain and "rest on one shared fragment peak" not in plain

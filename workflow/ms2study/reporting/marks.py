@@ -124,3 +124,27 @@ def background_paragraph(n: int) -> str:
             "repeated triggers of one ion, not independent evidence. In a short run (an excerpt of a few minutes) a "
             "broad peak cut by the run's ends looks the same. The name is kept (a mark is not a refusal); look at "
             "the ion's chromatogram before reporting it.</p>")
+
+
+SINGLE_PEAK_HEADER = "one shared fragment peak?"
+
+
+def single_peak_marks(ident: pl.DataFrame) -> pl.Series:
+    """Per row of ``ident`` (identifications.parquet), Utf8: "yes" where no supporting spectrum shares more than one
+    fragment peak with its library match (``matched_peaks`` 1: ``annotate: min_matched_peaks`` 1 accepts such a
+    name), null elsewhere and where the column is absent (tables written before it)."""
+    if "matched_peaks" not in ident.columns:
+        return pl.Series(SINGLE_PEAK_HEADER, [None] * ident.height, dtype=pl.Utf8)
+    return ident.select(pl.when(pl.col("matched_peaks") == 1).then(pl.lit("yes")).otherwise(None)
+                        .alias(SINGLE_PEAK_HEADER)).to_series()
+
+
+def single_peak_paragraph(n: int) -> str:
+    """The identification section's sentence on ``n`` accepted names marked by ``single_peak_marks`` (HTML)."""
+    return (f"<p>{n} accepted feature(s) rest on one shared fragment peak (column '{SINGLE_PEAK_HEADER}'): no "
+            "spectrum of the feature shares more than one fragment peak with the library spectrum. The q-value "
+            "prices that in (the library's calibration counts wrong candidates sharing one peak too), and such a "
+            "name is never level 2, but one peak is weak evidence of structure: an immonium ion or a head-group "
+            "fragment is shared by whole families (m/z 86.096 by leucine, isoleucine and their isomers; m/z 60.081 "
+            "by trimethylammonium compounds). Check the spectrum and the retention time before reporting it; "
+            "<code>annotate: min_matched_peaks: 2</code> refuses such names.</p>")

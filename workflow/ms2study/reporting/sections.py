@@ -226,7 +226,8 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
     if acc.is_empty():  # a trial's small library accepted nothing: show how close the best matches came, and why
         return best_unaccepted_section(ident, fdr, at, p_floor)
     # the marks beside the name (reporting.marks); evidence_note is then shown without its background mark
-    beside = {c.name: c for c in (marks.ion_label_marks(acc), marks.background_marks(acc)) if c.is_not_null().any()}
+    beside = {c.name: c for c in (marks.ion_label_marks(acc), marks.background_marks(acc), marks.single_peak_marks(acc))
+              if c.is_not_null().any()}
     if "evidence_note" in acc.columns:
         acc = acc.with_columns(marks.other_evidence(acc))
     n2, n3 = int((acc["msi_level"] == 2).sum()), int((acc["msi_level"] == 3).sum())
@@ -291,6 +292,8 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
         parts.append(marks.ion_label_paragraph(int(beside[marks.ION_LABEL_HEADER].is_not_null().sum())))
     if marks.BACKGROUND_HEADER in beside:
         parts.append(marks.background_paragraph(int(beside[marks.BACKGROUND_HEADER].is_not_null().sum())))
+    if marks.SINGLE_PEAK_HEADER in beside:
+        parts.append(marks.single_peak_paragraph(int(beside[marks.SINGLE_PEAK_HEADER].is_not_null().sum())))
     if marked["evidence_note"]:
         parts.append(f"<p>{marked['evidence_note']} accepted feature(s) have no spectrum with cosine 0.3 or more: "
                      "they passed on the combined score (entropy, embedding, modified cosine), and the column 'why "

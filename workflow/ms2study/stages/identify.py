@@ -79,6 +79,7 @@ IDENTIFICATIONS: dict[str, pl.DataType] = {
     "best_score": pl.Float64,       # ranking score (combined by default)
     "median_score": pl.Float64,
     "best_cosine": pl.Float64,
+    "matched_peaks": pl.Int32,      # most fragment peaks a supporting spectrum shares with its library match
     "precursor_error_ppm": pl.Float64,  # median over the supporting spectra: (measured - library) / library m/z
     "p_value": pl.Float64,
     "q_value": pl.Float64,
@@ -156,7 +157,8 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
         return pl.DataFrame(schema=IDENTIFICATIONS)
     for col, dtype in (("p_value", pl.Float64), ("msi_level", pl.Int8), ("isomer_inchikeys", pl.List(pl.Utf8)),
                        ("entropy", pl.Float64), ("embedding", pl.Float64), ("modified_cosine", pl.Float64),
-                       ("in_source_parent_mz", pl.Float64), ("structure_log_lr", pl.Float64)):
+                       ("in_source_parent_mz", pl.Float64), ("structure_log_lr", pl.Float64),
+                       ("matched_peaks", pl.Int32)):
         if col not in annotations.columns:
             annotations = annotations.with_columns(pl.lit(None, dtype=dtype).alias(col))
     top = annotations.filter((pl.col("rank") == 1) & pl.col("feature_id").is_not_null()).join(
@@ -193,6 +195,7 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
         pl.col("_score").max().alias("best_score"),
         pl.col("_score").median().alias("median_score"),
         pl.col("cosine").max().alias("best_cosine"),
+        pl.col("matched_peaks").max().cast(pl.Int32).alias("matched_peaks"),
         (pl.col("precursor_error_ppm").median() if "precursor_error_ppm" in top.columns
          else pl.lit(None, dtype=pl.Float64)).alias("precursor_error_ppm"),
         pl.col("in_source_parent_mz").is_not_null().mean().alias("_isf_share"),
