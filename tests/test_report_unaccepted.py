@@ -86,3 +86,21 @@ def test_an_accepted_name_resting_on_one_shared_fragment_peak_is_marked_and_expl
     assert "1 accepted feature(s) rest on one shared fragment peak" in text
     plain = _consensus_compounds(ident.drop("matched_peaks"), {}, "q ≤ 0.01", fdr=0.01)
     assert SINGLE_PEAK_HEADER not in plain and "rest on one shared fragment peak" not in plain
+
+
+def test_the_in_source_correlation_is_shown_with_its_number_of_samples() -> None:
+    # a trial: "r with that ion 1.0" beside a kept name, over 3 samples (below the 5 the rule needs), n not shown
+    from test_report import _itable_header, _itable_rows
+
+    ident = _ident().with_columns(
+        pl.col("consensus_id").is_in(["C2", "C3"]).alias("accepted"),
+        pl.when(pl.col("consensus_id") == "C2").then(1.0).otherwise(pl.col("in_source_correlation"))
+        .alias("in_source_correlation"),
+        pl.when(pl.col("consensus_id") == "C2").then(3).otherwise(pl.col("in_source_n_samples"))
+        .alias("in_source_n_samples"),
+        pl.when(pl.col("consensus_id") == "C2").then(359.2798).otherwise(pl.col("in_source_of_mz"))
+        .alias("in_source_of_mz"))
+    text = _consensus_compounds(ident, {}, "q ≤ 0.01", fdr=0.01)
+    header, rows = _itable_header(text, "identifications-table"), _itable_rows(text, "identifications-table")
+    cell = {r[0]: r[header.index("r with that ion (samples)")] for r in rows}
+    assert cell["C2"] == "1.0 (3)" and cell["C3"] in (None, "")

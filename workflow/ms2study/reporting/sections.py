@@ -213,7 +213,7 @@ def identifications_section(annotations: pl.DataFrame, ident: pl.DataFrame | Non
 
 # identifications.parquet columns shown only where some accepted feature has them (report header: column)
 FLAG_COLUMNS = {"why accepted (cosine < 0.3)": "evidence_note", "in-source fragment of m/z?": "in_source_of_mz",
-                "r with that ion": "in_source_correlation"}
+                "r with that ion (samples)": "in_source_correlation"}
 
 
 def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float | None = None,
@@ -230,6 +230,9 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
               if c.is_not_null().any()}
     if "evidence_note" in acc.columns:
         acc = acc.with_columns(marks.other_evidence(acc))
+    if {"in_source_correlation", "in_source_n_samples"} <= set(acc.columns):  # a trial: "r 1.0" over 3 samples
+        acc = acc.with_columns(pl.format("{} ({})", pl.col("in_source_correlation").round(2),
+                                         pl.col("in_source_n_samples")).alias("in_source_correlation"))
     n2, n3 = int((acc["msi_level"] == 2).sum()), int((acc["msi_level"] == 3).sum())
     parts = [("<h3>Compounds per consensus feature (sort by any column, filter with the search box)</h3>"
               f"<p>{acc.height} of {ident.height} consensus features with a library hit are identified at "
@@ -282,7 +285,7 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
                      "column 'in-source fragment of m/z?' names the precursor to check. A mark is evidence, not "
                      "proof: right names of ions co-eluting by chance in a crowded chromatogram are marked too. "
                      "Marked names whose intensity followed the parent's across the samples were withdrawn (listed "
-                     "below, when there are any); these did not follow it ('r with that ion': correlation of log "
+                     "below, when there are any); these did not follow it ('r with that ion (samples)': correlation of log "
                      "intensities over the study samples measuring both, raw feature matrix), or too few samples "
                      "measured both. Not following is no proof either: on a simulated study one such name was an "
                      "in-source fragment of a glycine conjugate that was never fragmented; the mark named another "
