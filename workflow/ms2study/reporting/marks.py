@@ -109,8 +109,10 @@ def ion_label_paragraph(n: int) -> str:
             "(<code>correct: adduct_min_runs</code>), so the label rests on mass and retention time alone and "
             "refuses no match. If it is right, the library name is wrong: the feature is that ion of the partner's "
             "compound (an [M+H-H2O]+ is the partner's water loss in the source, an [M+Na]+ its sodium adduct), and "
-            "the compound is to be looked for at the partner's m/z. A chance co-elution gives such a label too, "
-            "and chemically impossible labels (a permanent cation as [M+Na]+) are kept: check these by hand.</p>")
+            "the compound is to be looked for at the partner's m/z. A chance co-elution gives such a label too: "
+            "check these by hand. A label that cannot be a reading of the match (a permanent cation such as a "
+            "quaternary ammonium labelled [M+Na]+) is ignored, neither refusing nor marking the name; "
+            "identifications.parquet keeps it in feature_adduct.</p>")
 
 
 def background_paragraph(n: int) -> str:
