@@ -346,6 +346,13 @@ def test_mirror_plots_show_query_against_library(full_report: tuple[Path, str], 
                                 {"S01": root / "results" / "samples" / "S01" / "spectra.parquet"},
                                 [root / "mirror_index"])
     assert html.count("Plotly.newPlot(") == 1
+    # a name accepted only by the study's vote over its spectra (none accepted in its own run) has its plot too
+    unaccepted_runs = annotations.with_columns(pl.lit(False).alias("accepted"))
+    assert spectra.mirror_plots(pl.read_parquet(root / "identifications_full.parquet").head(1), unaccepted_runs,
+                                {"S01": root / "results" / "samples" / "S01" / "spectra.parquet"},
+                                [root / "mirror_index"]).count("Plotly.newPlot(") == 1
+    none = pl.read_parquet(root / "identifications_full.parquet").with_columns(pl.lit(False).alias("accepted"))
+    assert "No name was accepted" in spectra.mirror_plots(none, annotations, {}, [root / "mirror_index"])
     assert "not passed to the report" in spectra.mirror_plots(pl.read_parquet(
         root / "identifications_full.parquet"), annotations, {}, [])
 

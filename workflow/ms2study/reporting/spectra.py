@@ -67,9 +67,13 @@ def mirror_plots(ident: pl.DataFrame | None, annotations: pl.DataFrame, spectra_
     acc = ident.filter(pl.col("accepted").fill_null(False) & pl.col("library_id").is_not_null()).sort(
         ["msi_level", "q_value", "n_samples"], descending=[False, False, True]).unique(
         "library_id", keep="first", maintain_order=True).head(top)
+    if acc.is_empty():
+        return title + "<p>No name was accepted: no mirror plot to show.</p>"
     hits = annotations.filter(pl.col("library_id").is_in(acc["library_id"].to_list()))
-    if "accepted" in hits.columns:
-        hits = hits.filter(pl.col("accepted").fill_null(False))
+    # a rank-1 spectrum of the match, accepted in its own run or not: identify accepts a feature on all its spectra
+    # together, and a trial's report showed 1 mirror plot for 5 names, those accepted only that way left out
+    if "rank" in hits.columns:
+        hits = hits.filter(pl.col("rank") == 1)
     best = hits.sort(["cosine", "spectrum_id"], descending=[True, False]).unique(
         "library_id", keep="first", maintain_order=True)
     library = _library_peaks(library_indexes, set(best["library_id"].to_list()))
