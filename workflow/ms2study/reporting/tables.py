@@ -39,9 +39,10 @@ def significant(value: float | None, digits: int = 3) -> float | None:
 
 
 # Columns shown with fixed decimals instead of significant digits: m/z needs its fourth decimal (isomers and
-# neighbours differ there), retention times one decimal of a second.
+# neighbours differ there), retention times one decimal of a second, RT residuals two (a run aligned to a copy of
+# itself printed "2.2700e-13").
 FIXED_DECIMALS = {"m/z": 4, "mz": 4, "precursor m/z": 4, "precursor_mz": 4, "RT (s)": 1, "rt_s": 1,
-                  "median RT shift (s)": 1, "in-source fragment of m/z?": 4}
+                  "median RT shift (s)": 1, "in-source fragment of m/z?": 4, "RT residual to reference (s)": 2}
 
 
 def interactive_table(frame: pl.DataFrame, table_id: str, order: Sequence[tuple[str, str]] = (),

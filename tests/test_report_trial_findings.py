@@ -1,5 +1,6 @@
-"""The report with no accepted name lists the best unaccepted matches and why each was refused (a trial's small lab
-library accepted nothing and the report showed an empty compound table)."""
+"""What fresh users' trials of the identification part found in the report (session 26): with no accepted name the
+best unaccepted matches and why each was refused (a small lab library accepted nothing and the compound table was
+empty), names resting on one shared fragment peak, the in-source correlation's sample count, tiny RT residuals."""
 
 from __future__ import annotations
 
@@ -104,3 +105,14 @@ def test_the_in_source_correlation_is_shown_with_its_number_of_samples() -> None
     header, rows = _itable_header(text, "identifications-table"), _itable_rows(text, "identifications-table")
     cell = {r[0]: r[header.index("r with that ion (samples)")] for r in rows}
     assert cell["C2"] == "1.0 (3)" and cell["C3"] in (None, "")
+
+
+def test_a_vanishing_rt_residual_prints_as_zero_not_in_e_notation() -> None:
+    # a trial: a run aligned to a byte-identical copy of itself showed "RT residual to reference (s)" 2.2700e-13
+    from test_report import _itable_rows
+
+    from ms2study.reporting.tables import interactive_table
+
+    text = interactive_table(pl.DataFrame({"run": ["a", "b"], "RT residual to reference (s)": [2.27e-13, 0.4567]}),
+                             "residuals")
+    assert [r[1] for r in _itable_rows(text, "residuals")] == [0.0, 0.46]
