@@ -264,3 +264,13 @@ def test_level2_training_skips_one_peak_hits_and_survives_a_search_left_without_
     assert features.shape == (1, N_F) and right.tolist() == [True]
     features, right = train(1)  # one shared peak: never level 2, not a training hit
     assert features.shape == (0, N_F) and right.size == 0
+
+
+def test_a_library_without_any_record_of_known_structure_and_ion_mode_gives_no_calibration_search() -> None:
+    # a fresh user's minimal MSP (Name, PrecursorMZ, peaks): calibrate_library died of "integer modulo by zero"
+    from ms2study.identification.calibration import choose_queries
+
+    rows, degraded = choose_queries(np.array([-1, -1, 0]), np.array([1, 1, 0]), 100, 0)
+    assert rows.size == 0 and degraded.size == 0
+    rows, _ = choose_queries(np.array([-1, 0, 0]), np.array([1, 1, 1]), 100, 0)
+    assert set(rows.tolist()) == {1, 2}

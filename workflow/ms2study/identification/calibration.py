@@ -87,6 +87,8 @@ def choose_queries(structure: np.ndarray, ion_mode: np.ndarray, n_max: int, seed
     """
     rng = np.random.default_rng(seed)
     ok = np.flatnonzero((structure >= 0) & (np.asarray(ion_mode) != 0))
+    if ok.size == 0:  # no record with both (a lab's minimal MSP: Name, PrecursorMZ and peaks) made one empty group
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
     ok = ok[rng.permutation(ok.size)]
     order = np.argsort(structure[ok], kind="stable")
     ok = ok[order]
@@ -170,7 +172,10 @@ def calibrate_index(index_dir: str | Path, params: dict | None = None) -> confid
     rows, degraded = choose_queries(eligible, index.ion_mode, int(p["calibration_queries"]), seed)
     if rows.size == 0:
         raise InputError("the library has no spectra with an InChIKey and an ion mode to calibrate confidence with",
-                         file=str(index_dir), fix="use a library with InChIKeys, or set annotate confidence: none")
+                         file=str(index_dir),
+                         fix="give each record an InChIKey or SMILES and an ion mode (MSP: InChIKey/SMILES and "
+                             "Ion_mode or Precursor_type; MGF: INCHIKEY/SMILES and IONMODE or CHARGE), add a broad "
+                             "reference library (e.g. MassBank) beside your own, or set annotate confidence: none")
     # the queries as measured: degraded in part, every precursor with an instrument's error, embedded as such
     precursor_error_ppm = error_sd_for_tolerance(p["precursor_tolerance_ppm"])
     queries = _query_spectra(index, rows, degraded, seed + 2, precursor_error_ppm)
