@@ -54,13 +54,19 @@ def test_with_no_accepted_name_the_best_matches_are_listed_with_the_reason_each_
 
 def test_the_reasons_name_a_match_without_shared_peaks_and_a_library_too_small_to_reach_the_fdr() -> None:
     # a trial's 25-record library: cosine 0.99 at q 0.05 was "q above the FDR" though no p could fall below 0.013,
-    # and four matches sharing no fragment peak (p 1) were given the same reason
-    ident = _ident().with_columns(pl.Series("p_value", [0.001, 0.004, 0.013] + [1.0] * 22))
+    # and matches sharing no fragment peak were given the same reason; a second trial: a feature at p 1 by Simes over
+    # its spectra, one of which shares a peak, must not be said to share none
+    ident = _ident().with_columns(pl.Series("p_value", [0.001, 0.004, 0.013] + [1.0] * 22),
+                                  pl.Series("matched_peaks", [3, 3, 3, 0] + [1] * 21, dtype=pl.Int32))
     rows = {r[0]: r for r in _table_rows(_consensus_compounds(ident, {}, "q ≤ 0.01", fdr=0.01))}
-    assert rows["C3"][-1].startswith("no spectrum shares enough fragment peaks")
-    assert rows["C2"][-1] == "q above the FDR 0.01"
+    assert rows["C3"][-1] == ("no spectrum shares a fragment peak with the library spectrum (annotate: "
+                              "min_matched_peaks): never an identification")
+    assert rows["C4"][-1] == rows["C2"][-1] == "q above the FDR 0.01"  # C4: p 1 with one shared peak
+    two = {"config_used": {"annotate": {"min_matched_peaks": 2}}}
+    rows = {r[0]: r for r in _table_rows(_consensus_compounds(ident, two, "q ≤ 0.01", fdr=0.01))}
+    assert rows["C4"][-1].startswith("no spectrum shares 2 fragment peaks with the library spectrum")
     text = _consensus_compounds(ident, {}, "q ≤ 0.01", fdr=0.01, p_floor=0.013)
-    assert "no match can reach the FDR" in text and "say how often" not in text
+    assert "no match can reach the FDR" in text and "makes q-values coarse" not in text
     rows = {r[0]: r for r in _table_rows(text)}
     assert rows["C2"][-1] == "q above the FDR 0.01: no p-value can fall below 0.013 with this library (the warning " \
         "above)"

@@ -224,7 +224,8 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
     the best unaccepted matches and why each was refused (``reporting.unaccepted``)."""
     acc = ident.filter(pl.col("accepted")).sort(["msi_level", "q_value", "n_samples"], descending=[False, False, True])
     if acc.is_empty():  # a trial's small library accepted nothing: show how close the best matches came, and why
-        return best_unaccepted_section(ident, fdr, at, p_floor)
+        needed = ((params.get("config_used") or {}).get("annotate") or {}).get("min_matched_peaks", 1)
+        return best_unaccepted_section(ident, fdr, at, p_floor, int(needed))
     # the marks beside the name (reporting.marks); evidence_note is then shown without its background mark
     beside = {c.name: c for c in (marks.ion_label_marks(acc), marks.background_marks(acc), marks.single_peak_marks(acc))
               if c.is_not_null().any()}
@@ -285,7 +286,8 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
                      "column 'in-source fragment of m/z?' names the precursor to check. A mark is evidence, not "
                      "proof: right names of ions co-eluting by chance in a crowded chromatogram are marked too. "
                      "Marked names whose intensity followed the parent's across the samples were withdrawn (listed "
-                     "below, when there are any); these did not follow it ('r with that ion (samples)': correlation of log "
+                     "below, when there are any); these did not follow it ('r with that ion (samples)': correlation "
+                     "of log "
                      "intensities over the study samples measuring both, raw feature matrix), or too few samples "
                      "measured both. Not following is no proof either: on a simulated study one such name was an "
                      "in-source fragment of a glycine conjugate that was never fragmented; the mark named another "

@@ -18,25 +18,29 @@ def _one_decimal(value: float | None) -> str | None:
     return None if value is None else f"{round(value, 1) + 0.0:.1f}"  # + 0.0: never "-0.0"
 
 
-def refusal_reasons(ident: pl.DataFrame, fdr: float | None, p_floor: float | None = None) -> pl.Series:
+def refusal_reasons(ident: pl.DataFrame, fdr: float | None, p_floor: float | None = None,
+                    min_matched_peaks: int = 1) -> pl.Series:
     """Per row of ``ident`` (identifications.parquet; unaccepted rows), Utf8: why the match is not a name, in the
-    order identify applies the rules: withdrawn as an in-source fragment; p-value 1 (no spectrum shares
-    ``annotate: min_matched_peaks`` fragment peaks with the library spectrum: never an identification); its q-value
-    above ``fdr``, with the library's floor ``p_floor`` (the smallest p-value its calibration can give) when that
-    is above ``fdr``; the adduct check's note; else "not accepted"."""
+    order identify applies the rules: withdrawn as an in-source fragment; no supporting spectrum shares
+    ``min_matched_peaks`` fragment peaks with the library spectrum (column ``matched_peaks``: never an
+    identification); its q-value above ``fdr``, with the library's floor ``p_floor`` (the smallest p-value its
+    calibration can give) when that is above ``fdr``; the adduct check's note; else "not accepted"."""
     columns = ident.columns
-    withdrawn = ident.select(marks.withdrawn(columns).alias("w"))["w"].fill_null(False)
-    q = ident["q_value"].fill_nan(None)
-    p = (ident["p_value"].fill_nan(None) if "p_value" in columns
-         else pl.Series([None] * ident.height, dtype=pl.Float64))
-    notes = ident["adduct_note"] if "adduct_note" in columns else pl.Series([None] * ident.height, dtype=pl.Utf8)
+
+    def column(name: str, dtype: pl.DataType) -> list:
+        return (ident[name].fill_nan(None) if dtype == pl.Float64 else ident[name]).to_list() if name in columns \
+            else [None] * ident.height
+
+    withdrawn = ident.select(marks.withdrawn(columns).alias("w"))["w"].fill_null(False).to_list()
+    needed = "a fragment peak" if min_matched_peaks <= 1 else f"{min_matched_peaks} fragment peaks"
     out = []
-    for w, qv, pv, note in zip(withdrawn.to_list(), q.to_list(), p.to_list(), notes.to_list()):
+    for w, qv, peaks, note in zip(withdrawn, column("q_value", pl.Float64), column("matched_peaks", pl.Int32),
+                                  column("adduct_note", pl.Utf8)):
         if w:
             out.append("withdrawn: an in-source fragment of a co-eluting ion")
-        elif pv is not None and pv >= 1.0 - 1e-9:  # Simes of p-values 1 can print 0.9999999999999998
-            out.append("no spectrum shares enough fragment peaks with the library spectrum (annotate: "
-                       "min_matched_peaks): never an identification")
+        elif peaks is not None and peaks < min_matched_peaks:
+            out.append(f"no spectrum shares {needed} with the library spectrum (annotate: min_matched_peaks): "
+                       "never an identification")
         elif qv is None:
             out.append("no q-value")
         elif fdr is not None and qv > fdr and p_floor is not None:
@@ -49,17 +53,18 @@ def refusal_reasons(ident: pl.DataFrame, fdr: float | None, p_floor: float | Non
     return pl.Series("reason", out, dtype=pl.Utf8)
 
 
-def best_unaccepted_section(ident: pl.DataFrame, fdr: float | None, at: str, p_floor: float | None = None) -> str:
+def best_unaccepted_section(ident: pl.DataFrame, fdr: float | None, at: str, p_floor: float | None = None,
+                            min_matched_peaks: int = 1) -> str:
     """HTML: a paragraph and a table of the ``SHOWN`` unaccepted consensus-feature matches with the lowest q-value
     (then the highest best score), with their scores, m/z error and the reason each was refused
-    (``refusal_reasons``; ``p_floor`` as there). ``ident``: identifications.parquet (columns consensus_id, name,
-    inchikey, n_samples, n_spectra, best_score, best_cosine, q_value, accepted; p_value, rt_s and
-    precursor_error_ppm where present). Empty string
-    when every row is accepted or ``ident`` is empty."""
+    (``refusal_reasons``; ``p_floor`` and ``min_matched_peaks`` as there). ``ident``: identifications.parquet
+    (columns consensus_id, name, inchikey, n_samples, n_spectra, best_score, best_cosine, q_value, accepted; rt_s,
+    matched_peaks and precursor_error_ppm where present). Empty string when every row is accepted or ``ident`` is
+    empty."""
     rest = ident.filter(~pl.col("accepted").fill_null(False))
     if rest.is_empty():
         return ""
-    rest = rest.with_columns(refusal_reasons(rest, fdr, p_floor)).sort(
+    rest = rest.with_columns(refusal_reasons(rest, fdr, p_floor, min_matched_peaks)).sort(
         [pl.col("q_value").fill_nan(None), "best_score"], descending=[False, True], nulls_last=True)
     shown = rest.head(SHOWN)
     has_rt = "rt_s" in shown.columns
@@ -80,7 +85,8 @@ def best_unaccepted_section(ident: pl.DataFrame, fdr: float | None, at: str, p_f
              "hand: they are not identifications. "
              + ("With this library no match can reach the FDR, however well it matches (the warning above): their "
                 "q-values are bounded by the library's size, not by the matches. " if p_floor is not None else
-                "Their q-values say how often matches like them are wrong. ")
+                "A q-value is the lowest FDR at which the match would be accepted; a library too small to calibrate "
+                "well (see the warnings) makes q-values coarse. ")
              + "All of them are in <code>results/study/identifications.parquet</code> (column accepted false).</p>")
     return intro + html_table(header, rows, numeric=numeric)
 
