@@ -464,3 +464,26 @@ def test_jobs_kept_without_snakemake_records_are_named_in_the_closing_lines(tmp_
         (tmp_path / ".snakemake" / "metadata" / base64.urlsafe_b64encode(name.encode()).decode()).write_text("{}")
     assert "records" not in runner.summarize(tmp_path, 0, since)
 
+
+
+def test_a_finished_run_says_which_outcomes_were_not_modelled(tmp_path: Path) -> None:
+    # a trial: 1 control and 2 treated samples; the run "finished" and only the report said nothing was modelled
+    import json
+    import time
+
+    from ms2study import runner
+
+    since = time.time() - 1
+    models = tmp_path / "results" / "study" / "models"
+    for outcome, status in (("group", "skipped"), ("age", "ok")):
+        (models / outcome).mkdir(parents=True)
+        (models / outcome / "summary.json").write_text(json.dumps({
+            "outcome": outcome, "status": status,
+            "reason": "class 'control' has 1 sample(s); at least 2 per class are needed" if status == "skipped"
+            else None}))
+    (tmp_path / "results" / "study" / "report.html").write_text("<html></html>")
+    summary = runner.summarize(tmp_path, 0, since)
+    assert "the run finished" in summary
+    assert ("outcome 'group' was not modelled: class 'control' has 1 sample(s); at least 2 per class are needed"
+            in summary)
+    assert "'age'" not in summary

@@ -263,9 +263,28 @@ def _keeps_going(extra: list[str]) -> bool:
     return bool(settings.get("keep-going"))
 
 
+def skipped_outcomes(study_dir: Path) -> list[str]:
+    """A line per configured outcome the models stage skipped (``results/study/models/OUTCOME/summary.json``
+    with status "skipped") and why: a trial's run "finished" where a class of one sample left nothing modelled,
+    which only the report said."""
+    import json
+
+    lines = []
+    for path in sorted((Path(study_dir) / "results" / "study" / "models").glob("*/summary.json")):
+        try:
+            summary = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(summary, dict) and summary.get("status") == "skipped":
+            lines.append(f"  outcome '{summary.get('outcome', path.parent.name)}' was not modelled: "
+                         f"{summary.get('reason') or 'see the report'}")
+    return lines
+
+
 def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] | None = None,
               env: dict[str, str] | None = None) -> str:
-    """The lines printed at the end of a run: failed jobs with samples and logs, the state of the report (when it
+    """The lines printed at the end of a run: failed jobs with samples and logs, the outcomes left unmodelled
+    (``skipped_outcomes``), the state of the report (when it
     is out of date, also the samples with jobs still to run: ``outofdate.pending_samples`` with ``env``), and results
     kept without Snakemake's records (``runlog.unrecorded_outputs``)."""
     study_dir = Path(study_dir)
@@ -278,6 +297,7 @@ def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] |
             (study_dir / OUT_OF_DATE_REPORT).unlink(missing_ok=True)  # replaced by this run's report
             (study_dir / OUT_OF_DATE_NOTE).unlink(missing_ok=True)
             lines.append(f"ms2study: the run finished; report: {report}")
+            lines.extend(skipped_outcomes(study_dir))
         elif run.path and not run.planned and "Nothing to be done" in run.path.read_text(errors="replace"):
             lines.append("ms2study: nothing to do: every requested output is present and "  # unrecorded: times only
                          + ("newer than its inputs (see the warning below)" if unrecorded else "up to date")
