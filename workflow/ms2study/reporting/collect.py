@@ -317,11 +317,12 @@ def scan_warnings(stats: list[dict], warnings: list[str], library_modes: set[str
         warnings.append(f"the study mixes polarities ({', '.join(sorted(modes))}"
                         + (f"; within one run: {esc(', '.join(mixed[:10]))}" if mixed else "")
                         + "): every MS/MS scan was searched only against library spectra of its own polarity")
-    corrected = sum(s.get("precursor_corrected", 0) for s in stats)
-    if corrected:
-        warnings.append(f"{corrected} MS/MS scans had a selected-ion m/z outside their own isolation window (cause "
-                        "unknown; a converter fault is one known cause): the isolation target was used as precursor "
-                        "m/z")
+    per_run = [(s["sample_id"], s.get("precursor_corrected", 0)) for s in stats if s.get("precursor_corrected", 0)]
+    if per_run:
+        runs = ", ".join(f"{esc(r)} {n}" for r, n in per_run[:10]) + (", ..." if len(per_run) > 10 else "")
+        warnings.append(f"{sum(n for _, n in per_run)} MS/MS scans had a selected-ion m/z outside their own isolation "
+                        f"window ({runs}; cause unknown, a converter fault is one known cause): the isolation target "
+                        "was used as precursor m/z")
 
 
 def encoder_info(stats: list[dict], info_path: Path | None = None) -> dict[str, Any]:
