@@ -131,15 +131,23 @@ def _matrix(sheet: pl.DataFrame, seed: int = 0) -> tuple[pl.DataFrame, pl.DataFr
     return raw, corrected
 
 
+BINARY_GROUP = {"column": "group", "type": "binary", "positive_class": "case"}
+
+
+def _differential(tmp_path: Path, sheet: pl.DataFrame, corrected: pl.DataFrame) -> dict:
+    """Sheet and corrected matrix written to ``tmp_path``; the group's differential test run on them (tables
+    d.parquet, e.parquet); returns its summary."""
+    sheet.write_csv(tmp_path / "samples.tsv", separator="\t")
+    corrected.write_parquet(tmp_path / "corrected.parquet")
+    return differential.run_differential(tmp_path / "samples.tsv", tmp_path / "corrected.parquet", None,
+                                         tmp_path / "d.parquet", tmp_path / "e.parquet", {"outcome": BINARY_GROUP},
+                                         flags_path=tmp_path / "corrected.parquet")
+
+
 def test_differential_reads_the_corrected_matrix_by_sample_id_and_leaves_flagged_features_out(tmp_path: Path) -> None:
     sheet = _sheet()
     raw, corrected = _matrix(sheet)
-    sheet.write_csv(tmp_path / "samples.tsv", separator="\t")
-    corrected.write_parquet(tmp_path / "corrected.parquet")
-    outcome = {"column": "group", "type": "binary", "positive_class": "case"}
-    summary = differential.run_differential(tmp_path / "samples.tsv", tmp_path / "corrected.parquet", None,
-                                            tmp_path / "d.parquet", tmp_path / "e.parquet", {"outcome": outcome},
-                                            flags_path=tmp_path / "corrected.parquet")
+    summary = _differential(tmp_path, sheet, corrected)
     table = pl.read_parquet(tmp_path / "d.parquet")
     assert summary["n_samples"] == 12 and summary["excluded_not_sample"]["qc"] == ["QC1", "QC2", "QC3"]
     assert "C1" not in table["consensus_id"].to_list() and table.height == 7
@@ -150,7 +158,7 @@ def test_differential_reads_the_corrected_matrix_by_sample_id_and_leaves_flagged
     # the raw matrix filtered by the corrected matrix's flags; without flags every feature is tested
     raw.write_parquet(tmp_path / "raw.parquet")
     differential.run_differential(tmp_path / "samples.tsv", tmp_path / "raw.parquet", None, tmp_path / "d2.parquet",
-                                  tmp_path / "e2.parquet", {"outcome": outcome})
+                                  tmp_path / "e2.parquet", {"outcome": BINARY_GROUP})
     assert pl.read_parquet(tmp_path / "d2.parquet").height == 8
     with pytest.raises(InputError, match="lacks column"):
         drop_flagged(raw, raw.select("consensus_id"))
@@ -345,15 +353,10 @@ def test_a_run_without_any_feature_value_is_left_out_of_tests_and_models(tmp_pat
     _, corrected = _matrix(sheet, seed=2)
     empty = sheet.filter(pl.col("sample_type") == "sample")["sample_id"][0]
     corrected = corrected.with_columns(pl.lit(None, dtype=pl.Float64).alias(empty))
-    sheet.write_csv(tmp_path / "samples.tsv", separator="\t")
-    corrected.write_parquet(tmp_path / "corrected.parquet")
-    outcome = {"column": "group", "type": "binary", "positive_class": "case"}
-    summary = differential.run_differential(tmp_path / "samples.tsv", tmp_path / "corrected.parquet", None,
-                                            tmp_path / "d.parquet", tmp_path / "e.parquet", {"outcome": outcome},
-                                            flags_path=tmp_path / "corrected.parquet")
+    summary = _differential(tmp_path, sheet, corrected)
     assert summary["n_samples"] == 11
     assert any("1 run(s) without any feature value left out" in n and empty in n for n in summary["notes"])
-    params = {"outcomes": [outcome], "feature_sets": ["features"], "n_permutations": 2, "outer_repeats": 1,
+    params = {"outcomes": [BINARY_GROUP], "feature_sets": ["features"], "n_permutations": 2, "outer_repeats": 1,
               "n_bootstrap": 50}
     assert cli_main(["models", "--samples", str(tmp_path / "samples.tsv"), "--feature-matrix",
                      str(tmp_path / "corrected.parquet"), "--outdir", str(tmp_path / "models"), "--params",

@@ -17,6 +17,7 @@ may hold older outputs (``ms2study.outofdate``).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shlex
@@ -267,8 +268,6 @@ def skipped_outcomes(study_dir: Path) -> list[str]:
     """A line per configured outcome the models stage skipped (``results/study/models/OUTCOME/summary.json``
     with status "skipped") and why: a trial's run "finished" where a class of one sample left nothing modelled,
     which only the report said."""
-    import json
-
     lines = []
     for path in sorted((Path(study_dir) / "results" / "study" / "models").glob("*/summary.json")):
         try:

@@ -15,7 +15,7 @@ SHOWN = 20  # best matches listed at most (the rest are in identifications.parqu
 
 
 def _one_decimal(value: float | None) -> str | None:
-    return None if value is None else f"{round(value, 1) + 0.0:.1f}"  # + 0.0: never "-0.0"
+    return None if value is None else fixed_decimals(round(value, 1) + 0.0, 1)  # + 0.0: never "-0.0"
 
 
 def refusal_reasons(ident: pl.DataFrame, fdr: float | None, p_floor: float | None = None,
