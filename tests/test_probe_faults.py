@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -185,6 +186,41 @@ def test_a_retry_of_detect_on_an_unchanged_bad_file_does_not_read_it_again(tmp_p
     assert error_line() == first and len(calls) == 1  # the same message, the file not read again
     bad.write_bytes(whole)  # replaced: read again, and the mark goes once the run is read
     assert main(argv) == 0 and len(calls) == 2 and not detect.bad_input_mark(out).exists()
+
+
+
+def test_a_retry_of_calibrate_library_on_an_unchanged_refused_library_does_not_search_it_again(
+        tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture) -> None:
+    """Reported in session 26: Snakemake retried a calibration refused for bad input (the profiles retry every
+    failed job). As detect does, the refusal is remembered beside the output: a retry on the unchanged index and
+    parameters repeats the message without searching; a rebuilt index is calibrated again."""
+    from ms2study.identification import calibration
+    from ms2study.library.index import index_library
+    from ms2study.stages import calibrate
+
+    mgf = tmp_path / "lab.mgf"
+    # one compound: a leave-structure-out search finds no wrong candidate, so no null can be measured
+    mgf.write_text("".join(f"BEGIN IONS\nTITLE=c{k}\nNAME=caffeine\nPEPMASS=195.0877\nCHARGE=1+\n"
+                           f"{80 + k}.0 10\n138.0662 50\nEND IONS\n" for k in range(3)))
+    index = tmp_path / "results" / "library" / "lab"
+    index_library(mgf, index)
+    calls = []
+    real = calibration.calibrate_index
+    monkeypatch.setattr(calibrate, "calibrate_index", lambda *a, **k: (calls.append(a), real(*a, **k))[1])
+    out = tmp_path / "results" / "confidence" / "lab.json"
+    argv = ["calibrate-library", "--index", str(index), "--out", str(out)]
+
+    def error_line() -> str:
+        return [line for line in capsys.readouterr().err.splitlines() if "calibrate-library: error:" in line][-1]
+
+    assert main(argv) == 1
+    first = error_line()
+    assert "wrong candidate" in first and len(calls) == 1 and calibrate.badinput.mark_for(out).exists()
+    assert main(argv) == 1
+    assert error_line() == first and len(calls) == 1 and not out.exists()  # repeated, not searched again
+    assert main([*argv, "--params", json.dumps({"fdr": 0.05})]) == 1 and len(calls) == 2  # a changed setting
+    index_library(mgf, index)  # rebuilt (a changed library): searched again
+    assert main(argv) == 1 and len(calls) == 3
 
 
 _FAILED_LOG = """Job stats:

@@ -21,7 +21,6 @@ Parquet metadata) for the quality control of the runs; the features do not depen
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
@@ -29,8 +28,8 @@ import numpy as np
 import polars as pl
 import pyopenms as oms
 
-from ms2study.core import tables
-from ms2study.core.atomic import write_parquet, write_text
+from ms2study.core import badinput, tables
+from ms2study.core.atomic import write_parquet
 from ms2study.core.errors import InputError
 from ms2study.core.params import overlay, schema_defaults
 from ms2study.correction.gapfill import Ms1Scans
@@ -251,27 +250,7 @@ def detect_run(mzml: str | Path, sample_id: str,
 
 def bad_input_mark(out: str | Path) -> Path:
     """Where ``ms2study detect`` remembers that its run's file is bad: a hidden file beside ``out``."""
-    return Path(out).with_name(f".{Path(out).name}.bad-input.json")
-
-
-def _file_key(path: str | Path) -> list[int]:
-    """What changes when a file is replaced or written: size, mtime, ctime (not settable, so a copy with the old
-    mtime still counts as new) and inode."""
-    st = Path(path).stat()
-    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
-
-
-def _known_bad(mark: Path, mzml: str | Path, params: dict) -> InputError | None:
-    """The error an earlier attempt found in ``mzml``, when the file and the parameters are unchanged since (None
-    otherwise: a changed setting may read the same file differently)."""
-    try:
-        record = json.loads(mark.read_text(encoding="utf-8"))
-        if record.get("key") != _file_key(mzml) or record.get("params") != json.dumps(params, sort_keys=True):
-            return None
-        return InputError(record["message"], file=record.get("file"), sample=record.get("sample"),
-                          fix=record.get("fix"))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    return badinput.mark_for(out)
 
 
 def _cli(args: argparse.Namespace) -> int:
@@ -281,7 +260,7 @@ def _cli(args: argparse.Namespace) -> int:
     from ms2study.core.params import load_params
 
     mark, params = bad_input_mark(args.out), load_params(args)
-    known = _known_bad(mark, args.mzml, params)
+    known = badinput.known_refusal(mark, args.mzml, params)
     if known is not None:
         log.info("%s is unchanged since an earlier attempt found it bad: not read again", args.mzml)
         raise known
@@ -289,9 +268,7 @@ def _cli(args: argparse.Namespace) -> int:
         df, chrom, chrom_meta, scans = detect_run(args.mzml, args.sample_id, params)
     except InputError as err:
         if err.file is not None and Path(err.file) == Path(args.mzml) and Path(args.mzml).is_file():
-            write_text(json.dumps({"key": _file_key(args.mzml), "params": json.dumps(params, sort_keys=True),
-                                   "message": err.message, "file": err.file, "sample": err.sample,
-                                   "fix": err.fix}), mark)
+            badinput.remember_refusal(mark, args.mzml, params, err)
         raise
     mark.unlink(missing_ok=True)
     if args.chromatogram_out:
