@@ -346,10 +346,15 @@ PER_SAMPLE = ("detect", "spectra", "embed", "annotate", "pool")
 
 
 def test_a_model_parameter_change_reruns_models_and_report_only(study: Path) -> None:
+    assert "configuration value(s) changed" not in ms2study("run", str(study), "--cores", "2", "--dry-run").stderr
     with _with_config(study, {"models": {"n_bootstrap": 123}}):
-        counts = _dry_counts(study)
+        dry = ms2study("run", str(study), "--cores", "2", "--dry-run")
+    counts = _job_counts(dry.stdout + dry.stderr)
     assert counts.get("models", 0) >= 1 and counts.get("report") == 1, counts
     assert not set(counts) & {*PER_SAMPLE, "link", "index_library", "identify"}, counts
+    # the run names the key that changed since the last finished run (Snakemake says only "params have changed")
+    assert "1 configuration value(s) changed since the last finished run" in dry.stderr, dry.stderr
+    assert re.search(r"models\.n_bootstrap: \d+ -> 123", dry.stderr), dry.stderr
 
 
 def test_an_encoder_change_reruns_embedding_and_downstream_but_not_detection(study: Path) -> None:

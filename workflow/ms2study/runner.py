@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from ms2study import study
+from ms2study import runconfig, study
 from ms2study.core.errors import InputError
 from ms2study.io.runfiles import identical_run_warnings
 from ms2study.runlock import check_lock, lock_files, processes_in, remove_partial_files  # noqa: F401 (tests)
@@ -386,6 +386,9 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
     sheet = study.load_sample_sheet(study_dir, config)
     for warning in study.check_study(study_dir, config, sheet) + identical_run_warnings(study_dir, sheet):
         print(f"ms2study run: warning: {warning}", file=sys.stderr, flush=True)
+    changed = runconfig.change_message(study_dir, config)
+    if changed:
+        print(changed, file=sys.stderr, flush=True)
     command = snakemake_command(study_dir, extra)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(study.REPO_ROOT / "workflow"), env.get("PYTHONPATH")]))
@@ -422,6 +425,8 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
         summary = summarize(study_dir, code, since, extra, env)
         if summary:
             print(summary, file=sys.stderr, flush=True)
+        if code == 0:
+            runconfig.remember(study_dir, config)
     elif code == 0 and any(a in DRY_RUN_FLAGS for a in extra) and not {"-F", "--forceall"} & set(extra):
         # Snakemake's own note names rules, not the cause (with --forceall everything is planned anyway)
         note = RunLog().unrecorded_note(unrecorded_outputs(study_dir), dry_run=True)

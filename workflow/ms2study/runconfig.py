@@ -1,0 +1,69 @@
+"""Which configuration keys changed since the last finished ``ms2study run`` of a study.
+
+Snakemake reruns a job whose parameters changed and says only "params have changed" per job; a scientist who edited
+config.yaml weeks ago (or a new ms2study version with another default) then sees stages rerun without knowing why.
+A run that finishes stores the configuration it ran with (``LAST_CONFIG``); the next run names the keys whose values
+differ, as dotted keys with old and new values. Used by ``ms2study.runner``; imports the standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ms2study.core.atomic import write_text
+
+# The configuration of the last finished run (defaults, config.yaml and --config/--configfile merged).
+LAST_CONFIG = Path("results") / ".last_finished_run_config.json"
+SHOWN = 8  # changed keys named in the message; the rest are counted
+
+
+def flatten(config: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as dotted keys: ``{"annotate": {"fdr": 0.01}}`` -> ``{"annotate.fdr": 0.01}``. Lists and
+    scalars are leaves."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _text(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def changed_keys(study_dir: Path, config: dict) -> list[str]:
+    """``key: old -> new`` for each dotted key whose value differs from the last finished run's (``(not set)`` where
+    a key is new or gone), sorted by key; empty when nothing changed or no finished run was recorded (an unreadable
+    record counts as none)."""
+    try:
+        last = json.loads((Path(study_dir) / LAST_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(last, dict):
+        return []
+    old = flatten(last)
+    new = flatten(json.loads(json.dumps(config, default=str)))
+    missing = "(not set)"
+    return [f"{k}: {_text(old[k]) if k in old else missing} -> {_text(new[k]) if k in new else missing}"
+            for k in sorted(old.keys() | new.keys()) if old.get(k, missing) != new.get(k, missing)]
+
+
+def change_message(study_dir: Path, config: dict) -> str | None:
+    """One line naming the changed keys (``changed_keys``), or None when there are none."""
+    changes = changed_keys(study_dir, config)
+    if not changes:
+        return None
+    more = f"; and {len(changes) - SHOWN} more" if len(changes) > SHOWN else ""
+    return (f"ms2study run: {len(changes)} configuration value(s) changed since the last finished run; the stages "
+            f"that use them run again: {'; '.join(changes[:SHOWN])}{more}")
+
+
+def remember(study_dir: Path, config: dict) -> None:
+    """Store ``config`` as the last finished run's (``LAST_CONFIG``), atomically."""
+    write_text(json.dumps(config, sort_keys=True, indent=1, default=str), Path(study_dir) / LAST_CONFIG)
