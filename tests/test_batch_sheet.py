@@ -365,3 +365,49 @@ def test_a_run_without_any_feature_value_is_left_out_of_tests_and_models(tmp_pat
     assert models_summary["n_samples"] == 11 and any(empty in n for n in models_summary["notes"])
     predictions = pl.read_parquet(tmp_path / "models" / "group" / "predictions.parquet")
     assert empty not in predictions["sample_id"].to_list()
+
+
+def test_runs_that_measured_another_rt_window_are_left_out_of_tests_and_models(tmp_path: Path) -> None:
+    """A fresh user's trial put a run acquired over another RT window beside the others: it was aligned, linked and
+    gap-filled, and every feature outside its window counted as below detection in it. Three cases acquired over the
+    first 300 s only: without the check the late features, unchanged in truth, look lower in cases; with the QC
+    table's RT ranges those runs are left out of the tests and the models, and a run that measured part of the
+    reference's range is named but kept."""
+    sheet = _sheet()
+    _, corrected = _matrix(sheet, seed=3)
+    short, part = ["S01", "S03", "S05"], "S07"
+    late = corrected["rt_s"] > 300
+    corrected = corrected.with_columns([pl.when(late).then(None).otherwise(pl.col(s)).alias(s) for s in short])
+    ranges = {s: (0.0, 620.0) for s in sheet["sample_id"].to_list()}
+    ranges.update({s: (0.0, 300.0) for s in short}, **{part: (0.0, 450.0)})
+    pl.DataFrame({"sample_id": list(ranges), "rt_start_s": [r[0] for r in ranges.values()],
+                  "rt_end_s": [r[1] for r in ranges.values()]}).write_parquet(tmp_path / "qc.parquet")
+    pl.DataFrame({"sample_id": list(ranges), "model": ["reference"] + ["linear"] * (len(ranges) - 1)}
+                 ).write_parquet(tmp_path / "alignment.parquet")
+
+    def late_fold_changes() -> np.ndarray:
+        table = pl.read_parquet(tmp_path / "d.parquet").filter(pl.col("rt_s") > 300)
+        return table.filter(~pl.col("consensus_id").is_in(["C0", "C1"]))["log2_fold_change"].to_numpy()
+
+    unchecked = _differential(tmp_path, sheet, corrected)
+    biased = late_fold_changes()
+    assert unchecked["n_samples"] == 12 and (biased < 0).all() and biased.mean() < -0.5, biased  # absent in 3 cases
+    checked = differential.run_differential(
+        tmp_path / "samples.tsv", tmp_path / "corrected.parquet", None, tmp_path / "d.parquet", tmp_path / "e.parquet",
+        {"outcome": BINARY_GROUP}, flags_path=tmp_path / "corrected.parquet", qc_path=tmp_path / "qc.parquet",
+        alignment_path=tmp_path / "alignment.parquet")
+    measured = late_fold_changes()
+    assert checked["n_samples"] == 9 and abs(measured.mean()) < 0.3 and measured.mean() - biased.mean() > 0.5, measured
+    left_out = next(n for n in checked["notes"] if "left out" in n and "S00's RT range" in n)
+    assert all(f"{s} (0.0-300.0 s, 48%)" in left_out for s in short)
+    assert any(f"{part} (0.0-450.0 s, 73%)" in n and "left out" not in n for n in checked["notes"])
+    params = {"outcomes": [BINARY_GROUP], "feature_sets": ["features"], "n_permutations": 2, "outer_repeats": 1,
+              "n_bootstrap": 50}
+    assert cli_main(["models", "--samples", str(tmp_path / "samples.tsv"), "--feature-matrix",
+                     str(tmp_path / "corrected.parquet"), "--qc", str(tmp_path / "qc.parquet"), "--alignment",
+                     str(tmp_path / "alignment.parquet"), "--outdir", str(tmp_path / "models"), "--params",
+                     json.dumps(params)]) == 0
+    models_summary = json.loads((tmp_path / "models" / "group" / "summary.json").read_text())
+    assert models_summary["n_samples"] == 9 and any("S05 (0.0-300.0 s" in n for n in models_summary["notes"])
+    predictions = pl.read_parquet(tmp_path / "models" / "group" / "predictions.parquet")
+    assert not set(short) & set(predictions["sample_id"].to_list())

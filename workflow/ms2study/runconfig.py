@@ -60,8 +60,8 @@ def change_message(study_dir: Path, config: dict) -> str | None:
     if not changes:
         return None
     more = f"; and {len(changes) - SHOWN} more" if len(changes) > SHOWN else ""
-    return (f"ms2study run: {len(changes)} configuration value(s) changed since the last finished run; the stages "
-            f"that use them run again: {'; '.join(changes[:SHOWN])}{more}")
+    return (f"ms2study run: {len(changes)} configuration value(s) changed since the last finished run (the jobs "
+            f"that read them run again): {'; '.join(changes[:SHOWN])}{more}")
 
 
 def remember(study_dir: Path, config: dict) -> None:

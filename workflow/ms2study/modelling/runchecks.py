@@ -28,6 +28,11 @@ MZ_KEYS = ("detect.mass_error_ppm", "spectra.mz_tolerance_ppm", "link.mz_tol_ppm
            "annotate.precursor_tolerance_ppm", "correct.gap_fill_mz_ppm", "correct.adduct_mz_ppm")
 SHORT_RUN_S = 300.0          # a run spanning less acquisition time than this is named as an excerpt
 RT_OVERLAP_MIN_SHARE = 0.5   # a run with less of its RT range inside the reference run's gets a note
+# A run measuring less of the reference run's RT range is left out of the differential tests and the models: the
+# features outside its range were never measured in it, yet would be imputed as if below detection (heuristic of this
+# pipeline, as the empty-run rule); one measuring less than RT_COVERAGE_NOTE of it is named in a note.
+RT_COVERAGE_MIN = 0.5
+RT_COVERAGE_NOTE = 0.9
 
 
 def window_ppm(tolerance_ppm: float | None, tolerance_da: float | None, precursor_mz: float | None) -> float | None:

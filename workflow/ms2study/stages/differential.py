@@ -37,7 +37,9 @@ from ms2study.modelling.differential import (
 )
 from ms2study.modelling.enrichment import class_enrichment, distinct_labellings, global_shift
 from ms2study.modelling.locality import local_cluster
-from ms2study.modelling.outcomes import not_sample_note, not_study_samples, read_model_matrix, without_empty_runs
+from ms2study.modelling.outcomes import (
+    add_run_range_arguments, not_sample_note, not_study_samples, read_model_matrix, runs_measured, without_empty_runs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +103,8 @@ def rule_params(config: dict, stem: str) -> dict:
 
 def run_differential(samples_path: str | Path, matrix_path: str | Path, identifications_path: str | Path | None,
                      differential_out: str | Path, enrichment_out: str | Path, params: dict | None = None,
-                     flags_path: str | Path | None = None, detected_path: str | Path | None = None) -> dict:
+                     flags_path: str | Path | None = None, detected_path: str | Path | None = None,
+                     qc_path: str | Path | None = None, alignment_path: str | Path | None = None) -> dict:
     """The stage: read the sheet, the matrix and the identifications, write both tables of one outcome.
 
     ``params``: ``DEFAULT_PARAMS`` keys; ``outcome`` is required. ``matrix_path``: the raw or the corrected feature
@@ -109,7 +112,10 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
     features are left out (None: every feature is tested); ``detected_path``: the linked matrix
     (``results/study/feature_matrix.parquet``), whose non-null cells are the values feature detection found:
     ``min_detected_fraction`` counts only those, so a gap-filled value never makes a feature testable (None: every
-    value of the matrix counts as detected). QC and blank runs (sheet ``sample_type``) are left out
+    value of the matrix counts as detected). ``qc_path`` and ``alignment_path`` (``results/study/qc.parquet`` and
+    ``alignment.parquet``): runs that measured less than half of the reference run's RT range are left out and
+    named in a note (``modelling.outcomes.without_unmeasured_runs``; None: no check). QC and blank runs (sheet
+    ``sample_type``) are left out
     and counted in the summary (``excluded_not_sample`` and a note). Returns the summary (also stored in both files'
     metadata, with the enrichment's notes). Raises InputError for missing inputs or a bad outcome (see
     ``differential_with_values``).
@@ -120,6 +126,7 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
     samples = read_sample_sheet(samples_path)
     matrix, flag_note = read_model_matrix(matrix_path, flags_path)
     samples, empty_note = without_empty_runs(samples, matrix)
+    samples, range_notes = runs_measured(samples, qc_path, alignment_path)
     identifications = None
     if identifications_path:
         if not Path(identifications_path).exists():
@@ -142,7 +149,8 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
     summary["excluded_not_sample"] = excluded
     summary["feature_matrix"] = Path(matrix_path).name
     summary["detected_matrix"] = Path(detected_path).name if detected_path else None
-    summary["notes"] = [n for n in (not_sample_note(excluded), flag_note, empty_note) if n] + summary["notes"]
+    summary["notes"] = ([n for n in (not_sample_note(excluded), flag_note, empty_note) if n] + range_notes
+                        + summary["notes"])
     locality = local_cluster(table, SIGNIFICANCE, int(params["seed"]))
     summary["local_cluster"] = locality
     summary["warnings"] = [locality["warning"]] if locality and locality["warning"] else []
@@ -177,7 +185,7 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
 
 def _cli(args: argparse.Namespace) -> int:
     run_differential(args.samples, args.feature_matrix, args.identifications, args.out, args.enrichment_out,
-                     load_params(args), args.exclude_flagged, args.detected_matrix)
+                     load_params(args), args.exclude_flagged, args.detected_matrix, args.qc, args.alignment)
     return 0
 
 
@@ -194,6 +202,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="results/study/feature_matrix.parquet: which values feature detection found; "
                         "min_detected_fraction counts only these, not gap-filled values (default: every value of "
                         "--feature-matrix counts as detected)")
+    add_run_range_arguments(p)
     p.add_argument("--identifications", default=None, help="results/study/identifications.parquet (optional)")
     p.add_argument("--out", required=True, help="differential table to write (results/study/differential/X.parquet)")
     p.add_argument("--enrichment-out", required=True,

@@ -41,7 +41,9 @@ from ms2study.modelling.outcomes import (
     not_sample_note,
     not_study_samples,
     outcome_dirname,
+    add_run_range_arguments,
     read_model_matrix,
+    runs_measured,
     without_empty_runs,
 )
 
@@ -205,10 +207,11 @@ def _cli_models(args: argparse.Namespace) -> int:
     if args.feature_matrix:
         matrix, note = read_model_matrix(args.feature_matrix, args.exclude_flagged)
         samples, empty_note = without_empty_runs(samples, matrix)
+        samples, range_notes = runs_measured(samples, args.qc, args.alignment)
         sets = {name: frame.filter(pl.col("sample_id").is_in(samples["sample_id"].to_list())) if "sample_id" in
                 frame.columns else frame for name, frame in sets.items()}
         sets["features"] = feature_matrix_feature_set(matrix, samples["sample_id"].to_list())
-        notes = [n for n in (note, empty_note) if n]
+        notes = [n for n in (note, empty_note) if n] + range_notes
         total = pl.scan_parquet(args.feature_matrix).select(pl.len()).collect().item()
         record = {"feature_matrix": Path(args.feature_matrix).name, "n_flagged_left_out": total - matrix.height}
     summaries = model_outcomes(samples, sets, outcomes, Path(args.outdir), params, notes, record)
@@ -257,6 +260,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="spectra.parquet of each sample, for the binned-spectra baseline (optional)")
     p.add_argument("--sample-chemistry", nargs="*", default=[],
                    help="sample_chemistry.parquet of each sample (bags of chemistry, 'ms2study chemistry'; optional)")
+    add_run_range_arguments(p)
     p.add_argument("--outdir", required=True, help="folder for {outcome}/... and models_done.json")
     add_params_argument(p)
     p.set_defaults(func=_cli_models)
