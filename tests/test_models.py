@@ -360,6 +360,25 @@ def test_model_command_on_published_studies(tmp_path: Path, capsys: pytest.Captu
     assert entry["permutation_p"] is not None
 
 
+def test_model_refuses_a_sheet_whose_id_column_does_not_name_the_table_samples(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A fresh user's trial: the sheet's first column held R's row numbers 1..n, which matched metabolites with the
+    same numeric ids in the table's first column, and ``ms2study model`` modelled those metabolites as samples."""
+    ids = [f"P{k:02d}" for k in range(12)]
+    rows = ["compound\t" + "\t".join(ids)] + [f"{m}\t" + "\t".join(str(100 + m + k) for k in range(12))
+                                            for m in range(10, 40)]  # compounds 10..39: row numbers 10-12 match
+    (tmp_path / "table.tsv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "sheet.tsv").write_text("\tID\tgroup\n" + "".join(
+        f"{k + 1}\t{s}\t{'a' if k % 2 else 'b'}\n" for k, s in enumerate(ids)))
+    argv = ["model", "--table", str(tmp_path / "table.tsv"), "--samples", str(tmp_path / "sheet.tsv"),
+            "--outcome", "group", "--out", str(tmp_path / "out"), "--params", json.dumps({"n_permutations": 0})]
+    assert cli_main(argv) == 1
+    error = capsys.readouterr().err
+    assert "only 3 of the sheet's 12 ids" in error and "column 'ID' names 12" in error, error
+    assert "sheet.tsv" in error and "--id-column 'ID'" in error and not (tmp_path / "out").exists()
+    assert cli_main([*argv, "--id-column", "ID"]) == 0  # the right column: modelled
+
+
 def test_sample_table_orientation_and_r_style_header_are_detected(tmp_path: Path) -> None:
     from ms2study.io.samplesheet import read_sample_sheet
     from ms2study.io.sampletable import read_sample_table

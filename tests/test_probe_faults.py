@@ -511,15 +511,18 @@ def test_a_finished_run_says_which_outcomes_were_not_modelled(tmp_path: Path) ->
 
     since = time.time() - 1
     models = tmp_path / "results" / "study" / "models"
-    for outcome, status in (("group", "skipped"), ("age", "ok")):
+    reason = "class 'control' has 1 sample(s); at least 2 per class are needed"
+    for outcome, status in (("group", "skipped"), ("age", "ok"), ("site", "skipped")):
         (models / outcome).mkdir(parents=True)
         (models / outcome / "summary.json").write_text(json.dumps({
-            "outcome": outcome, "status": status,
-            "reason": "class 'control' has 1 sample(s); at least 2 per class are needed" if status == "skipped"
-            else None}))
+            "outcome": outcome, "status": status, "reason": reason if status == "skipped" else None}))
+    # 'site' was removed from config.yaml: the last models job did not list it (a second trial's finding)
+    (models / "models_done.json").write_text(json.dumps({"outcomes": [
+        {"column": "group", "folder": "group", "status": "skipped", "reason": reason},
+        {"column": "age", "folder": "age", "status": "ok", "reason": None}]}))
     (tmp_path / "results" / "study" / "report.html").write_text("<html></html>")
     summary = runner.summarize(tmp_path, 0, since)
     assert "the run finished" in summary
-    assert ("outcome 'group' was not modelled: class 'control' has 1 sample(s); at least 2 per class are needed"
-            in summary)
-    assert "'age'" not in summary
+    assert f"outcome 'group' was not modelled: {reason}" in summary
+    assert "'age'" not in summary and "'site'" not in summary
+    assert "no longer configured are left from an earlier run" in summary and "results/study/models/site" in summary

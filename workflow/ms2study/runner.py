@@ -265,18 +265,23 @@ def _keeps_going(extra: list[str]) -> bool:
 
 
 def skipped_outcomes(study_dir: Path) -> list[str]:
-    """A line per configured outcome the models stage skipped (``results/study/models/OUTCOME/summary.json``
-    with status "skipped") and why: a trial's run "finished" where a class of one sample left nothing modelled,
-    which only the report said."""
-    lines = []
-    for path in sorted((Path(study_dir) / "results" / "study" / "models").glob("*/summary.json")):
-        try:
-            summary = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(summary, dict) and summary.get("status") == "skipped":
-            lines.append(f"  outcome '{summary.get('outcome', path.parent.name)}' was not modelled: "
-                         f"{summary.get('reason') or 'see the report'}")
+    """A line per configured outcome the models stage skipped, and why (``results/study/models/models_done.json``,
+    which lists the outcomes of the last models job: a trial's run "finished" where a class of one sample left
+    nothing modelled, which only the report said), and a line naming outcome folders left from an earlier
+    configuration (a second trial read "outcome 'site' was not modelled" after removing 'site' from config.yaml)."""
+    models = Path(study_dir) / "results" / "study" / "models"
+    try:
+        done = json.loads((models / "models_done.json").read_text())
+        entries = [e for e in done.get("outcomes", []) if isinstance(e, dict)]
+    except (OSError, ValueError, AttributeError):
+        return []
+    lines = [f"  outcome '{e.get('column')}' was not modelled: {e.get('reason') or 'see the report'}"
+             for e in entries if e.get("status") == "skipped"]
+    current = {e.get("folder") for e in entries}
+    stale = sorted(p.parent.name for p in models.glob("*/summary.json") if p.parent.name not in current)
+    if stale:
+        lines.append(f"  results of outcome(s) no longer configured are left from an earlier run (the report leaves "
+                     f"them out; delete them if unwanted): {', '.join(f'results/study/models/{s}' for s in stale)}")
     return lines
 
 

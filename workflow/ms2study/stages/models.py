@@ -31,7 +31,7 @@ from ms2study.core.atomic import write_parquet, write_text
 from ms2study.core.errors import InputError
 from ms2study.core.params import add_params_argument, load_params, overlay
 from ms2study.io.samplesheet import read_sample_sheet
-from ms2study.io.sampletable import read_sample_table
+from ms2study.io.sampletable import id_column_check, read_sample_table
 from ms2study.modelling.estimators import ESTIMATORS
 from ms2study.modelling.evaluate import METRICS_SCHEMA, PREDICTIONS_SCHEMA, format_metric, model_outcome
 from ms2study.modelling.featuresets import feature_matrix_feature_set, study_feature_sets
@@ -228,6 +228,7 @@ def _cli_model(args: argparse.Namespace) -> int:
     params = load_params(args)
     samples = read_sample_sheet(args.samples, args.id_column, any_format=True)
     table, note = read_sample_table(args.table, samples["sample_id"].to_list(), log_transform=args.log)
+    id_column_check(args.table, args.samples, samples, args.id_column, table.height)
     print(note)
     # Only samples present in the table are modelled (the note lists the others).
     samples = samples.filter(pl.col("sample_id").is_in(table["sample_id"].implode()))
