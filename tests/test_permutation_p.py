@@ -57,9 +57,13 @@ def test_a_strong_statistic_uses_every_permutation_and_a_weak_one_stops_early() 
         evaluate.sequential_permutation_p(0.7, lambda k: 0.0, 0, 10)
 
 
-def test_auto_gives_small_studies_100_permutations_and_large_ones_20() -> None:
+def test_auto_gives_20_permutations_per_feature_set_and_small_studies_at_least_100() -> None:
     assert permutation_budget("auto", 16) == 100 and permutation_budget("auto", 100) == 100
     assert permutation_budget("auto", 101) == 20 and permutation_budget("auto", 1000) == 20
+    # per feature set compared, so the best of 4 can pass Bonferroni (a trial: 147 samples, 20 permutations, 4 sets:
+    # "suggestive only" at AUC 0.98 [0.945, 0.996] as 4 / 21 = 0.19); 6 sets need more than 100 in small studies too
+    assert permutation_budget("auto", 147, 4) == 80 and 4 / (80 + 1) < 0.05
+    assert permutation_budget("auto", 16, 4) == 100 and permutation_budget("auto", 16, 6) == 120
     assert permutation_budget(7, 16) == 7 and permutation_budget(0, 16) == 0
     for bad in (-1, "all", 2.5, True):
         with pytest.raises(ValueError):
@@ -68,8 +72,11 @@ def test_auto_gives_small_studies_100_permutations_and_large_ones_20() -> None:
     forest = {"models": {"estimator": "random_forest", "n_permutations": "auto"}}
     assert models_runtime_minutes(forest, 16, 1, 30) == models_runtime_minutes(
         {"models": {"estimator": "random_forest", "n_permutations": 100}}, 16, 1, 30)
+    from ms2study.core.params import schema_defaults
+
+    n_sets = len(schema_defaults("models")["feature_sets"])
     assert models_runtime_minutes(forest, 200, 1, 30) == models_runtime_minutes(
-        {"models": {"estimator": "random_forest", "n_permutations": 20}}, 200, 1, 30)
+        {"models": {"estimator": "random_forest", "n_permutations": 20 * n_sets}}, 200, 1, 30)
 
 
 def _sets(y: np.ndarray, effect: float, seed: int) -> tuple[pl.DataFrame, dict]:

@@ -84,14 +84,14 @@ def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], 
     boot = bootstrap_weights(y, kind, int(params["n_bootstrap"]), int(params["seed"]))
     # The same permutations for every feature set, so their p-values are paired.
     rng = np.random.default_rng(int(params["seed"]) + 1)
-    n_permutations = permutation_budget(params["n_permutations"], len(y))
-    summary["n_permutations"] = n_permutations
-    permutations = [rng.permutation(len(y)) for _ in range(n_permutations)]
     metrics_rows: list[dict] = []
     prediction_rows: list[dict] = []
     wanted = list(params["feature_sets"]) + (["covariates"] if covariate_names and "covariates" not in
                                              params["feature_sets"] else [])
     order = [n for n in wanted if n in feature_sets]
+    n_permutations = permutation_budget(params["n_permutations"], len(y), len(order))
+    summary["n_permutations"] = n_permutations
+    permutations = [rng.permutation(len(y)) for _ in range(n_permutations)]
     for name in wanted if note_missing_sets else []:
         if name not in feature_sets:
             summary["notes"].append(f"feature set '{name}' is not available"
