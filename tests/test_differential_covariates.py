@@ -211,3 +211,33 @@ def test_the_adjusted_study_wide_shift_holds_its_level_when_age_moves_every_feat
             out.append(global_shift(values, ids, 200, int(rng.integers(1 << 30)))["p_value"])
     assert np.mean(np.array(p_plain) < 0.05) > 0.5
     assert np.mean(np.array(p_adjusted) < 0.05) <= 0.1
+
+
+def test_samples_without_a_covariate_value_are_named_where_the_tests_and_the_models_differ(tmp_path) -> None:
+    """A trial blanked age for two of 16 samples: the differential tests ran on 7 against 7 and lost every hit,
+    the models filled the two ages and kept 16, while Main findings read "8 control, 8 case" and the models said
+    nothing. Main findings now says on which samples the tests ran and which were left out; the models say they
+    filled the value."""
+    from ms2study.modelling.differential import write_table
+    from ms2study.modelling.evaluate import model_outcome
+    from ms2study.modelling.featuresets import feature_matrix_feature_set
+    from ms2study.reporting.collect import DifferentialFiles
+    from ms2study.reporting.findings import differential_finding
+
+    matrix, sheet, _, _, _ = confounded_study(n=20, n_other=30)
+    sheet = sheet.with_columns(pl.when(pl.col("sample_id").is_in(["S03", "S11"])).then(pl.lit("NA"))
+                               .otherwise(pl.col("age")).alias("age"))
+    table, summary, _ = differential_with_values(matrix, sheet, BINARY, covariates=["age"], n_permutations=0)
+    assert summary["excluded_missing_covariate"] == ["S03", "S11"] and summary["n_samples"] == 18
+    path = tmp_path / "group.parquet"
+    write_table(table, path, summary)
+    _, text, _ = differential_finding(DifferentialFiles(path, None), None)
+    counts = ", ".join(f"{v} {k}" for k, v in summary["class_counts"].items())
+    assert f"on 18 samples ({counts}): 2 without a covariate value left out (S03, S11)" in text, text
+    params = {"covariates": ["age"], "feature_sets": ["features"], "n_permutations": 0, "outer_repeats": 1,
+              "n_bootstrap": 20}
+    from ms2study.stages.models import merge_params
+
+    models = model_outcome(sheet, {"features": feature_matrix_feature_set(matrix, sheet["sample_id"].to_list())},
+                           BINARY, merge_params(params))["summary"]
+    assert any("2 sample(s) lack a covariate value (S03, S11): the models keep them" in n for n in models["notes"])

@@ -76,6 +76,12 @@ def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], 
     if covariates:
         summary["covariates"] = covariate_names
         summary["covariate_weight"] = float(params["covariate_weight"])
+        lacking = [s for s, row in zip(ids, C) if np.isnan(row).any()]
+        if lacking:  # the differential tests leave these samples out instead: say how the models differ
+            summary["notes"].append(
+                f"{len(lacking)} sample(s) lack a covariate value ({', '.join(lacking[:10])}): the models keep them "
+                "and fill the value with the training samples' mean inside each fold (the differential tests leave "
+                "them out)")
     feature_sets = dict(feature_sets)
     if covariate_names:
         # The covariates alone: the baseline that every set (which also holds them) has to beat.

@@ -133,6 +133,18 @@ def _accepted(ident: pl.DataFrame | None) -> pl.DataFrame | None:
         pl.col("consensus_id").cast(pl.Utf8), "name", pl.col("msi_level").cast(pl.Int64))
 
 
+def _samples_left_out(summary: dict) -> str:
+    """The clause saying on which samples the differential tests ran when some lacked a covariate value (a trial read
+    "8 control, 8 case" over a test of 7 against 7 that lost every hit), or ""."""
+    dropped = summary.get("excluded_missing_covariate") or []
+    if not dropped:
+        return ""
+    counts = ", ".join(f"{v} {esc(k)}" for k, v in (summary.get("class_counts") or {}).items())
+    shown = ", ".join(esc(s) for s in dropped[:6]) + (", ..." if len(dropped) > 6 else "")
+    return (f", on {summary.get('n_samples')} samples{' (' + counts + ')' if counts else ''}: {len(dropped)} without "
+            f"a covariate value left out ({shown})")
+
+
 def differential_finding(files: DifferentialFiles, ident: pl.DataFrame | None,
                          with_ms2: set[str] | None = None) -> tuple[str, str, str | None]:
     """(outcome, the differential statement as HTML, the enrichment statement or None) of one differential table:
@@ -154,7 +166,7 @@ def differential_finding(files: DifferentialFiles, ident: pl.DataFrame | None,
     adjusted = covariate_names(summary)
     text = (f"<b>{hits.height}</b> of {tested.height} tested features differ at q &lt; {SIGNIFICANCE:g}"
             + (f" ({groups} compound group{'' if groups == 1 else 's'})" if groups != hits.height else "")
-            + (f", adjusted for {esc(adjusted)}" if adjusted else ""))
+            + (f", adjusted for {esc(adjusted)}" if adjusted else "") + _samples_left_out(summary))
     effect = {"binary": "log2_fold_change", "continuous": "log2_effect_per_unit"}.get(str(summary.get("type")))
     effect = effect if effect in hits.columns else None
     if hits.height and effect:
