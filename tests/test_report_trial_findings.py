@@ -122,3 +122,21 @@ def test_a_vanishing_rt_residual_prints_as_zero_not_in_e_notation() -> None:
     text = interactive_table(pl.DataFrame({"run": ["a", "b"], "RT residual to reference (s)": [2.27e-13, 0.4567]}),
                              "residuals")
     assert [r[1] for r in _itable_rows(text, "residuals")] == [0.0, 0.46]
+
+
+def test_the_feature_table_says_measured_and_gap_filled_and_the_qc_table_scales_the_tic() -> None:
+    """Session 27's trial: "detected (control) 1.0" stood beside a feature that detection never found in a control
+    (all its control values were gap-filled), and the QC table printed a TIC as "2.0300e10"."""
+    from ms2study.reporting.qc import _qc_table_html
+    from ms2study.reporting.whatdiffers import _feature_table
+
+    tested = pl.DataFrame({"consensus_id": ["C3197"], "mz": [150.05], "rt_s": [61.2], "p_value": [0.001],
+                           "q_value": [0.02], "log2_fold_change": [1.5], "detection_rate_positive": [1.0],
+                           "detection_rate_reference": [1.0], "gap_filled_rate_positive": [0.38],
+                           "gap_filled_rate_reference": [1.0]})
+    html = _feature_table(tested, {"type": "binary", "positive_class": "case", "reference_class": "control"},
+                          "log2_fold_change", "log2 FC", "t1")
+    assert "measured (control)" in html and "gap-filled (control)" in html and "detected (control)" not in html
+    qc = pl.DataFrame({"sample_id": ["S1", "S2"], "tic_total": [2.03e10, 9.1e9], "n_features": [100, 90]})
+    html = _qc_table_html(qc, "sample", False)
+    assert "total TIC (x 1e10)" in html and "e10" not in html.replace("(x 1e10)", "")

@@ -225,6 +225,12 @@ def _qc_table_html(qc: pl.DataFrame, kind: str, typed: bool) -> str:
     if {"rt_start_s", "rt_end_s"} <= set(qc.columns):
         qc = qc.with_columns(pl.format("{}-{}", pl.col("rt_start_s").round(1), pl.col("rt_end_s").round(1))
                              .alias("rt_range"))
+    tic = qc["tic_total"].drop_nulls() if "tic_total" in qc.columns else None
+    if tic is not None and tic.len() and float(tic.max()) >= 1e6:
+        # one power of ten for the column, in its header: DataTables printed a run's TIC as "2.0300e10"
+        power = int(np.floor(np.log10(float(tic.median()))))
+        qc = qc.with_columns((pl.col("tic_total") / 10.0 ** power).alias("tic_total"))
+        shown["tic_total"] = f"total TIC (x 1e{power})"
     if "outlier" in qc.columns:
         qc = qc.with_columns(pl.when(pl.col("outlier").fill_null(False)).then(pl.lit("OUTLIER"))
                              .otherwise(pl.lit("")).alias("outlier"))

@@ -259,17 +259,20 @@ def _feature_table(tested: pl.DataFrame, summary: dict, effect: str, effect_head
     spread = "rt_sd_flag" in tested.columns and bool(tested["rt_sd_flag"].fill_null(False).any())
     if spread:
         columns["rt_sd_flag"] = "RT spread flag"
+    # "measured", not "detected": gap-filled values count here (a trial read "detected (control) 1.0" for a feature
+    # that detection never found in a control); the gap-filled share stands beside it
     if summary.get("type") == "binary":
-        columns |= {"detection_rate_positive": f"detected ({summary.get('positive_class')})",
-                    "detection_rate_reference": f"detected ({summary.get('reference_class')})"}
+        for side, name in (("positive", summary.get("positive_class")), ("reference", summary.get("reference_class"))):
+            columns |= {f"detection_rate_{side}": f"measured ({name})", f"gap_filled_rate_{side}": f"gap-filled ({name})"}
     else:
-        columns["detection_rate"] = "detected"
+        columns |= {"detection_rate": "measured", "gap_filled_rate": "gap-filled"}
     shown = _readable(tested).select([pl.col(c).alias(h) for c, h in columns.items() if c in tested.columns])
     parts = [f"<h4>Tested features ({tested.height}; sort by any column, filter with the search box)</h4>",
              interactive_table(shown, table_id, order=[("q", "asc"), ("p", "asc")])]
-    parts.append('<p class="note">detected: share of the samples (of each class, for a binary outcome) in which '
-                 "the feature was measured, before the half-minimum imputation (a value gap filling re-quantified from "
-                 "the run's own MS1 signal counts as measured). id q: the identification's own q-value."
+    parts.append('<p class="note">measured: share of the samples (of each class, for a binary outcome) in which '
+                 "the feature has a value before the half-minimum imputation: detected, or re-quantified by gap filling "
+                 "from the run's own MS1 signal; gap-filled: the share of the samples whose value gap filling supplied "
+                 "(detection found the feature in the difference). id q: the identification's own q-value."
                  + (" ion: where the accepted identification's library ion differs from the grouped label, it comes "
                     "first ('library match')." if "ion" in tested.columns
                     and tested["ion"].str.contains("(library match)", literal=True).any() else "")
