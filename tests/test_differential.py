@@ -708,3 +708,22 @@ def test_the_class_section_always_gives_the_study_wide_shift() -> None:
     adjusted = shift_note(summary | {"covariates": ["cov:age"]})
     assert "(adjusted for age)" in adjusted and "1000 permutations of the outcome's residual from age" in adjusted
     assert shift_note({"type": "binary"}) == ""
+
+
+def test_a_continuous_outcome_on_few_samples_carries_a_warning(tmp_path: Path) -> None:
+    """A trial's 4-sample age outcome: the models refused it, the tests ran on every feature and Main findings read
+    "0 of 269 tested features differ" without a word on the sample size."""
+    from ms2study.stages.differential import FEW_CONTINUOUS, few_samples_warning, run_differential
+
+    rng = np.random.default_rng(0)
+    ids = ["S1", "S2", "S3", "S4"]
+    matrix = pl.DataFrame({"consensus_id": [f"C{i}" for i in range(20)], "mz": np.linspace(100, 300, 20),
+                           "rt_s": np.linspace(10, 300, 20), "n_detected": [4] * 20,
+                           **{s: rng.lognormal(12, 0.3, 20) for s in ids}})
+    matrix.write_parquet(tmp_path / "m.parquet")
+    pl.DataFrame({"sample_id": ids, "age": ["31", "45", "52", "60"]}).write_csv(tmp_path / "s.tsv", separator="\t")
+    summary = run_differential(tmp_path / "s.tsv", tmp_path / "m.parquet", None, tmp_path / "d.parquet",
+                               tmp_path / "e.parquet", {"outcome": {"column": "age", "type": "continuous"}})
+    assert any(w.startswith("only 4 samples have a value of age") for w in summary["warnings"]), summary["warnings"]
+    assert few_samples_warning({"type": "continuous", "n_samples": FEW_CONTINUOUS, "outcome": "age"}) is None
+    assert few_samples_warning({"type": "binary", "n_samples": 4, "outcome": "group"}) is None

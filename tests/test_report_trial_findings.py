@@ -140,3 +140,13 @@ def test_the_feature_table_says_measured_and_gap_filled_and_the_qc_table_scales_
     qc = pl.DataFrame({"sample_id": ["S1", "S2"], "tic_total": [2.03e10, 9.1e9], "n_features": [100, 90]})
     html = _qc_table_html(qc, "sample", False)
     assert "total TIC (x 1e10)" in html and "e10" not in html.replace("(x 1e10)", "")
+
+
+def test_class_p_values_at_their_permutation_floor_are_said_to_be() -> None:
+    """Session 27's trial: a class enrichment p of 0.000999 was not marked as the 1/1001 floor."""
+    from ms2study.reporting.whatdiffers import class_floor_note
+
+    enrichment = pl.DataFrame({"class_path": ["A", "B"], "p_value": [1 / 1001, 0.2]})
+    note = class_floor_note({"class_permutations": 1000}, enrichment)
+    assert "1 class p-value(s) are 0.000999 = 1/(1000 + 1)" in note
+    assert class_floor_note({"class_permutations": 1000}, enrichment.filter(pl.col("class_path") == "B")) == ""

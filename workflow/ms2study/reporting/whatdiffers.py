@@ -17,7 +17,7 @@ from ms2study.modelling.differential import SIGNIFICANCE, read_summary, signific
 from ms2study.reporting import cautions
 from ms2study.reporting.charts import enrichment_figure, figure_html, volcano_figure
 from ms2study.reporting.collect import DifferentialFiles
-from ms2study.reporting.html import DOUBT, QUALITY, Caution, covariate_names, esc, q_cell
+from ms2study.reporting.html import DOUBT, QUALITY, Caution, covariate_names, esc, p_value_text, q_cell
 from ms2study.reporting.qc import attribution_part
 from ms2study.reporting.tables import class_path, interactive_table
 
@@ -44,9 +44,10 @@ DIFFERENTIAL_TEXT = (
     "in the outcome models: a feature that feature detection found (gap-filled values do not count) in fewer "
     "than <code>models: min_detected_fraction</code> of the samples of every class (of all samples for a "
     "continuous outcome) is not tested; otherwise a sample where it has no value gets half its smallest "
-    "intensity (<code>imputation: features</code>). The 'detected' columns count gap-filled values as "
-    "measured. q-values are "
-    "Benjamini-Hochberg over the tested features. Identifications are the accepted ones (their own q in "
+    "intensity (<code>imputation: features</code>). The 'measured' columns count gap-filled values. q-values are "
+    "Benjamini-Hochberg over the tested features: of the features called at q &lt; 0.05, about 5 % are expected "
+    "to be false discoveries (measured on real and simulated studies in <code>benchmarks/README.md</code>, "
+    "'Differential analysis'). Identifications are the accepted ones (their own q in "
     "the 'id q' column). Chemical classes are tested as in ChemRICH (Barupal &amp; Fiehn 2017, Sci Rep "
     "7:14567) as a set, at every level of the class path: Fisher's combination of the class's compound p-values "
     "(each compound's Welch / regression / ANOVA test, adjusted for the covariates as above), its p-value from "
@@ -55,7 +56,8 @@ DIFFERENTIAL_TEXT = (
     "self-contained, so a shift of the whole sample with the outcome moves every class ('q, shift removed': the "
     "same test with each sample's median level over the tested features taken out first), "
     "with Benjamini-Hochberg q-values over the classes; 'up' and 'down' "
-    "count the class's compounds with p &lt; 0.05 in each direction.</p>")
+    "count the class's compounds with p &lt; 0.05 in each direction, and 'direction' follows those counts (a class "
+    "whose median fold change has the other sign is moved mostly by compounds below that p).</p>")
 
 
 def _effect_text(summary: dict) -> tuple[str, str]:
@@ -262,17 +264,19 @@ def _feature_table(tested: pl.DataFrame, summary: dict, effect: str, effect_head
     # "measured", not "detected": gap-filled values count here (a trial read "detected (control) 1.0" for a feature
     # that detection never found in a control); the gap-filled share stands beside it
     if summary.get("type") == "binary":
-        for side, name in (("positive", summary.get("positive_class")), ("reference", summary.get("reference_class"))):
-            columns |= {f"detection_rate_{side}": f"measured ({name})", f"gap_filled_rate_{side}": f"gap-filled ({name})"}
+        for side in ("positive", "reference"):
+            name = summary.get(f"{side}_class")
+            columns |= {f"detection_rate_{side}": f"measured ({name})",
+                        f"gap_filled_rate_{side}": f"gap-filled ({name})"}
     else:
         columns |= {"detection_rate": "measured", "gap_filled_rate": "gap-filled"}
     shown = _readable(tested).select([pl.col(c).alias(h) for c, h in columns.items() if c in tested.columns])
     parts = [f"<h4>Tested features ({tested.height}; sort by any column, filter with the search box)</h4>",
              interactive_table(shown, table_id, order=[("q", "asc"), ("p", "asc")])]
     parts.append('<p class="note">measured: share of the samples (of each class, for a binary outcome) in which '
-                 "the feature has a value before the half-minimum imputation: detected, or re-quantified by gap filling "
-                 "from the run's own MS1 signal; gap-filled: the share of the samples whose value gap filling supplied "
-                 "(detection found the feature in the difference). id q: the identification's own q-value."
+                 "the feature has a value before the half-minimum imputation: detected, or re-quantified by gap "
+                 "filling from the run's own MS1 signal; gap-filled: the share of the samples whose value gap filling "
+                 "supplied (detection found the feature in the difference). id q: the identification's own q-value."
                  + (" ion: where the accepted identification's library ion differs from the grouped label, it comes "
                     "first ('library match')." if "ion" in tested.columns
                     and tested["ion"].str.contains("(library match)", literal=True).any() else "")
@@ -317,8 +321,24 @@ def _enrichment_part(path: Path | None, summary: dict, effect_header: str, outco
     shown = enrichment.select([pl.col(c).alias(h) for c, h in columns.items() if c in enrichment.columns
                                and enrichment[c].null_count() < enrichment.height])  # an empty column says nothing
     text += "".join(f'<p class="note">{esc(n)}</p>' for n in read_summary(path).get("enrichment_notes") or [])
+    text += class_floor_note(summary, enrichment)
     text += shift_note(summary)
     return title + text + interactive_table(shown, f"enrichment-{k}", order=[("q", "asc")]), chart
+
+
+def class_floor_note(summary: dict, enrichment: pl.DataFrame) -> str:
+    """A note when class p-values sit at the smallest value their permutations allow, 1 / (class_permutations + 1):
+    a trial read p = 0.000999 without being told it was that floor. Empty otherwise."""
+    n = summary.get("class_permutations")
+    if not n or "p_value" not in enrichment.columns:
+        return ""
+    floor = 1.0 / (int(n) + 1)
+    at = int((enrichment["p_value"] <= floor * (1 + 1e-9)).sum())
+    if not at:
+        return ""
+    return (f'<p class="note">{at} class p-value(s) are {p_value_text(floor)} = 1/({int(n)} + 1), the smallest '
+            f"{int(n)} label permutations can give (none reached the class's statistic): the true p may be smaller; "
+            "<code>differential: class_permutations</code> sets the count.</p>")
 
 
 def shift_note(summary: dict) -> str:

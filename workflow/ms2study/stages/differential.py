@@ -101,6 +101,23 @@ def rule_params(config: dict, stem: str) -> dict:
             "class_permutations": section.get("class_permutations", 1000)}
 
 
+# A continuous outcome with fewer samples than this gets a warning (the binary and multiclass ones get the report's
+# per-class warning, reporting.cautions.FEW_PER_CLASS): each feature's slope then rests on a handful of points.
+FEW_CONTINUOUS = 10
+
+
+def few_samples_warning(summary: dict) -> str | None:
+    """The warning for a continuous outcome tested on fewer than ``FEW_CONTINUOUS`` samples, or None. A trial's
+    4-sample age outcome was refused by the models (too few samples) while every feature was tested here and Main
+    findings read "0 of 269 tested features differ" without a word on the sample size."""
+    n = summary.get("n_samples")
+    if summary.get("type") != "continuous" or n is None or n >= FEW_CONTINUOUS:
+        return None
+    return (f"only {n} samples have a value of {summary.get('outcome')} (fewer than {FEW_CONTINUOUS}): each "
+            "feature's slope rests on so few points that only very large effects can reach q < 0.05, and none found "
+            "says little")
+
+
 def run_differential(samples_path: str | Path, matrix_path: str | Path, identifications_path: str | Path | None,
                      differential_out: str | Path, enrichment_out: str | Path, params: dict | None = None,
                      flags_path: str | Path | None = None, detected_path: str | Path | None = None,
@@ -154,6 +171,9 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
     locality = local_cluster(table, SIGNIFICANCE, int(params["seed"]))
     summary["local_cluster"] = locality
     summary["warnings"] = [locality["warning"]] if locality and locality["warning"] else []
+    few = few_samples_warning(summary)
+    if few:
+        summary["warnings"].append(few)
     if locality and locality["note"]:
         summary["notes"].append(locality["note"])
     for text in summary["warnings"]:
