@@ -191,7 +191,7 @@ def test_bad_declarations_raise_clear_errors(tmp_path: Path) -> None:
         models.model_outcomes(samples, data["sets"], [{"column": "group", "type": "binary",
                                                        "positive_class": "sick"}], tmp_path, FAST)
     three = samples.with_columns(pl.Series("group", ["a", "b", "c"] * 2))
-    with pytest.raises(InputError, match="binary but has 3 classes"):
+    with pytest.raises(InputError, match="binary but has 3 classes: 'a' \\(2\\), 'b' \\(2\\), 'c' \\(2\\)"):
         models.model_outcomes(three, data["sets"], [{"column": "group", "type": "binary"}], tmp_path, FAST)
     with pytest.raises(InputError, match="'weight' is not in the sample sheet"):
         models.model_outcomes(samples, data["sets"], [{"column": "weight", "type": "continuous"}], tmp_path, FAST)
@@ -377,6 +377,11 @@ def test_model_refuses_a_sheet_whose_id_column_does_not_name_the_table_samples(
     assert "only 3 of the sheet's 12 ids" in error and "column 'ID' names 12" in error, error
     assert "sheet.tsv" in error and "--id-column 'ID'" in error and not (tmp_path / "out").exists()
     assert cli_main([*argv, "--id-column", "ID"]) == 0  # the right column: modelled
+    capsys.readouterr()
+    bad = [a if a != "group" else "grup" for a in argv]  # a misspelt outcome: the sheet given is named, no config.yaml
+    assert cli_main([*bad, "--id-column", "ID"]) == 1
+    error = capsys.readouterr().err
+    assert f"file '{tmp_path / 'sheet.tsv'}'" in error and "config.yaml" not in error and "--outcome" in error, error
 
 
 def test_sample_table_orientation_and_r_style_header_are_detected(tmp_path: Path) -> None:

@@ -199,8 +199,11 @@ def encode_outcome(samples: pl.DataFrame, spec: dict) -> dict:
     classes = sorted(set(values), key=_class_sort_key)
     if kind == "binary":
         if len(classes) > 2:
-            raise InputError(f"outcome '{column}' is binary but has {len(classes)} classes {classes[:6]}",
-                             file="samples.tsv", fix="declare it multiclass, or recode it to two classes")
+            # with each class's count: a typo ('contorl' beside 'control') shows as a class of one or two
+            sizes = ", ".join(f"'{c}' ({values.count(c)})" for c in classes[:8]) + (", ..." if len(classes) > 8 else "")
+            raise InputError(f"outcome '{column}' is binary but has {len(classes)} classes: {sizes}",
+                             file="samples.tsv", fix="correct a misspelt class, declare the outcome multiclass, or "
+                                                     "recode it to two classes")
         positive = spec.get("positive_class")
         if positive is not None:
             positive = _match_class(positive, classes)

@@ -236,7 +236,16 @@ def _cli_model(args: argparse.Namespace) -> int:
     if args.positive_class is not None:
         spec["positive_class"] = args.positive_class
     params = {**params, "feature_sets": ["table"], "imputation": {"table": "half_minimum"}}
-    summaries = model_outcomes(samples, {"table": table}, [spec], Path(args.out), params)
+    try:
+        summaries = model_outcomes(samples, {"table": table}, [spec], Path(args.out), params)
+    except InputError as err:
+        if err.file not in ("samples.tsv", "config.yaml"):
+            raise
+        # the pipeline's wording names the study's sheet and config.yaml; this command has neither: name what the
+        # user gave (a trial was told "file 'samples.tsv'" and to edit config.yaml)
+        raise InputError(err.message.replace("(config models.outcomes) ", ""), file=str(args.samples),
+                         sample=err.sample, fix="check --outcome, --type and --positive-class against this sheet's "
+                                                "columns and values") from err
     summary = summaries[args.outcome]
     for name, entry in summary.get("feature_sets", {}).items():
         low, high = format_metric(entry["ci_low"]), format_metric(entry["ci_high"])
