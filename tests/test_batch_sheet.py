@@ -372,7 +372,7 @@ def test_runs_that_measured_another_rt_window_are_left_out_of_tests_and_models(t
     gap-filled, and every feature outside its window counted as below detection in it. Three cases acquired over the
     first 300 s only: without the check the late features, unchanged in truth, look lower in cases; with the QC
     table's RT ranges those runs are left out of the tests and the models, and a run that measured part of the
-    reference's range is named but kept."""
+    study's typical range is named but kept."""
     sheet = _sheet()
     _, corrected = _matrix(sheet, seed=3)
     short, part = ["S01", "S03", "S05"], "S07"
@@ -382,8 +382,6 @@ def test_runs_that_measured_another_rt_window_are_left_out_of_tests_and_models(t
     ranges.update({s: (0.0, 300.0) for s in short}, **{part: (0.0, 450.0)})
     pl.DataFrame({"sample_id": list(ranges), "rt_start_s": [r[0] for r in ranges.values()],
                   "rt_end_s": [r[1] for r in ranges.values()]}).write_parquet(tmp_path / "qc.parquet")
-    pl.DataFrame({"sample_id": list(ranges), "model": ["reference"] + ["linear"] * (len(ranges) - 1)}
-                 ).write_parquet(tmp_path / "alignment.parquet")
 
     def late_fold_changes() -> np.ndarray:
         table = pl.read_parquet(tmp_path / "d.parquet").filter(pl.col("rt_s") > 300)
@@ -394,20 +392,29 @@ def test_runs_that_measured_another_rt_window_are_left_out_of_tests_and_models(t
     assert unchecked["n_samples"] == 12 and (biased < 0).all() and biased.mean() < -0.5, biased  # absent in 3 cases
     checked = differential.run_differential(
         tmp_path / "samples.tsv", tmp_path / "corrected.parquet", None, tmp_path / "d.parquet", tmp_path / "e.parquet",
-        {"outcome": BINARY_GROUP}, flags_path=tmp_path / "corrected.parquet", qc_path=tmp_path / "qc.parquet",
-        alignment_path=tmp_path / "alignment.parquet")
+        {"outcome": BINARY_GROUP}, flags_path=tmp_path / "corrected.parquet", qc_path=tmp_path / "qc.parquet")
     measured = late_fold_changes()
     assert checked["n_samples"] == 9 and abs(measured.mean()) < 0.3 and measured.mean() - biased.mean() > 0.5, measured
-    left_out = next(n for n in checked["notes"] if "left out" in n and "S00's RT range" in n)
+    left_out = next(n for n in checked["notes"] if "left out" in n and "typical RT range (0.0-620.0 s" in n)
     assert all(f"{s} (0.0-300.0 s, 48%)" in left_out for s in short)
     assert any(f"{part} (0.0-450.0 s, 73%)" in n and "left out" not in n for n in checked["notes"])
     params = {"outcomes": [BINARY_GROUP], "feature_sets": ["features"], "n_permutations": 2, "outer_repeats": 1,
               "n_bootstrap": 50}
     assert cli_main(["models", "--samples", str(tmp_path / "samples.tsv"), "--feature-matrix",
-                     str(tmp_path / "corrected.parquet"), "--qc", str(tmp_path / "qc.parquet"), "--alignment",
-                     str(tmp_path / "alignment.parquet"), "--outdir", str(tmp_path / "models"), "--params",
-                     json.dumps(params)]) == 0
+                     str(tmp_path / "corrected.parquet"), "--qc", str(tmp_path / "qc.parquet"), "--outdir",
+                     str(tmp_path / "models"), "--params", json.dumps(params)]) == 0
     models_summary = json.loads((tmp_path / "models" / "group" / "summary.json").read_text())
     assert models_summary["n_samples"] == 9 and any("S05 (0.0-300.0 s" in n for n in models_summary["notes"])
     predictions = pl.read_parquet(tmp_path / "models" / "group" / "predictions.parquet")
     assert not set(short) & set(predictions["sample_id"].to_list())
+
+
+def test_the_typical_rt_range_is_the_runs_median_so_a_truncated_reference_run_is_left_out_too() -> None:
+    from ms2study.modelling.outcomes import without_unmeasured_runs
+
+    sheet = pl.DataFrame({"sample_id": ["R", "A", "B", "C"]})
+    qc = pl.DataFrame({"sample_id": ["R", "A", "B", "C"], "rt_start_s": [0.0, 0.0, 2.0, 1.0],
+                       "rt_end_s": [200.0, 900.0, 905.0, 898.0]})
+    kept, notes = without_unmeasured_runs(sheet, qc)
+    assert kept["sample_id"].to_list() == ["A", "B", "C"] and "R (0.0-200.0 s, 22%)" in notes[0]
+    assert without_unmeasured_runs(sheet.head(2), qc)[1] == []  # fewer than 3 runs: no typical range

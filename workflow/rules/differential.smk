@@ -18,9 +18,8 @@ rule differential:
         identifications="results/study/identifications.parquet",
         # the linked matrix: which values detection found (testability is decided on them, not on gap-filled ones)
         detected="results/study/feature_matrix.parquet",
-        # each run's RT range and the reference run: runs that measured under half of its range are left out
+        # each run's RT range: runs that measured under half of the study's typical range are left out
         qc="results/study/qc.parquet",
-        alignment="results/study/alignment.parquet",
     output:
         differential=report(
             "results/study/differential/{outcome}.parquet",
@@ -52,6 +51,6 @@ rule differential:
     shell:
         "python -m ms2study --threads {threads} differential --samples {input.sheet:q} "
         "--feature-matrix {input.matrix:q} --detected-matrix {input.detected:q} "
-        "--qc {input.qc:q} --alignment {input.alignment:q} "
+        "--qc {input.qc:q} "
         "--identifications {input.identifications:q} --out {output.differential:q} "
         "--enrichment-out {output.enrichment:q} {params.flags} --params {params.p} > {log:q} 2>&1"

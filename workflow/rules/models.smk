@@ -39,9 +39,8 @@ rule models:
         chemistry=CHEMISTRY_FOLDER,
         matrix=MATRIX_INPUTS["matrix"],
         flags=MATRIX_INPUTS["flag_input"],
-        # each run's RT range and the reference run: runs that measured under half of its range are left out
+        # each run's RT range: runs that measured under half of the study's typical range are left out
         qc="results/study/qc.parquet",
-        alignment="results/study/alignment.parquet",
     output:
         # the summaries are marked for `snakemake --report`; the other files are plain outputs
         [
@@ -70,5 +69,5 @@ rule models:
     shell:
         "python -m ms2study --threads {threads} models --samples {input.sheet:q} "
         "--sample-embeddings {params.embeddings:q} --feature-matrix {input.matrix:q} --spectra {input.spectra:q} "
-        "--qc {input.qc:q} --alignment {input.alignment:q} "
+        "--qc {input.qc:q} "
         "{params.chemistry} {params.flags} --outdir results/study/models --params {params.p} > {log:q} 2>&1"

@@ -88,36 +88,41 @@ def without_empty_runs(samples: pl.DataFrame, matrix: pl.DataFrame) -> tuple[pl.
             f"logs): {', '.join(empty[:10])}" + (", ..." if len(empty) > 10 else ""))
 
 
-def without_unmeasured_runs(samples: pl.DataFrame, qc: pl.DataFrame, reference: str | None
-                            ) -> tuple[pl.DataFrame, list[str]]:
-    """``samples`` less the runs whose acquisition covers less than ``runchecks.RT_COVERAGE_MIN`` of the reference
-    run's RT range, and the notes saying which (also naming runs below ``RT_COVERAGE_NOTE``, which are kept).
+def without_unmeasured_runs(samples: pl.DataFrame, qc: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    """``samples`` less the runs whose acquisition covers less than ``runchecks.RT_COVERAGE_MIN`` of the study's
+    typical RT range, and the notes saying which (also naming runs below ``RT_COVERAGE_NOTE``, which are kept).
 
     ``qc``: the QC table (``results/study/qc.parquet``: sample_id, rt_start_s, rt_end_s, the run's first and last
-    scan in s); ``reference``: the alignment's reference run (None, or a run without a range: nothing left out). A
-    consensus feature eluting outside a run's range was never measured in that run, but the tests and models would
-    impute it as if below detection: a fresh user's trial put a run acquired over another RT window beside the
-    others, and every feature of theirs counted as absent in it (as for a run without features,
-    ``without_empty_runs``). Coverage: ``runchecks.rt_overlap(reference range, run range)``'s share.
+    scan in s). The typical range runs from the median first scan to the median last scan of the runs of
+    ``samples`` found in ``qc`` (so a truncated reference run is caught too); with fewer than 3 such runs nothing is
+    left out. A consensus feature eluting outside a run's range was never measured in that run, but the tests and
+    models would impute it as if below detection: a fresh user's trial put a run acquired over another RT window
+    beside the others, and every feature of theirs counted as absent in it (as for a run without features,
+    ``without_empty_runs``). Coverage: ``runchecks.rt_overlap(typical range, run range)``'s share.
     """
-    if qc.height == 0 or not {"sample_id", "rt_start_s", "rt_end_s"} <= set(qc.columns) or reference is None:
+    if qc.height == 0 or not {"sample_id", "rt_start_s", "rt_end_s"} <= set(qc.columns):
         return samples, []
-    ranges = {r["sample_id"]: (r["rt_start_s"], r["rt_end_s"]) for r in qc.iter_rows(named=True)
-              if r["rt_start_s"] is not None and r["rt_end_s"] is not None and r["rt_end_s"] >= r["rt_start_s"]}
-    if reference not in ranges:
+    wanted = set(samples["sample_id"].cast(pl.Utf8).to_list())
+    ranges = {str(r["sample_id"]): (float(r["rt_start_s"]), float(r["rt_end_s"])) for r in qc.iter_rows(named=True)
+              if str(r["sample_id"]) in wanted and r["rt_start_s"] is not None and r["rt_end_s"] is not None
+              and r["rt_end_s"] >= r["rt_start_s"]}
+    if len(ranges) < 3:
         return samples, []
-    ref = ranges[reference]
-    ids = [s for s in samples["sample_id"].cast(pl.Utf8).to_list() if s in ranges and s != reference]
-    coverage = {s: rt_overlap(ref, ranges[s])[1] for s in ids}
+    typical = (float(np.median([r[0] for r in ranges.values()])), float(np.median([r[1] for r in ranges.values()])))
+    if typical[1] <= typical[0]:
+        return samples, []
+    coverage = {s: rt_overlap(typical, r)[1] for s, r in ranges.items()}
 
     def named(runs: list[str]) -> str:
         return ", ".join(f"{s} ({ranges[s][0]:.1f}-{ranges[s][1]:.1f} s, {coverage[s]:.0%})" for s in runs[:8]) + (
             ", ..." if len(runs) > 8 else "")
 
-    out = [s for s in ids if coverage[s] < RT_COVERAGE_MIN]
-    partial = [s for s in ids if RT_COVERAGE_MIN <= coverage[s] < RT_COVERAGE_NOTE]
+    order = [s for s in samples["sample_id"].cast(pl.Utf8).to_list() if s in ranges]
+    out = [s for s in order if coverage[s] < RT_COVERAGE_MIN]
+    partial = [s for s in order if RT_COVERAGE_MIN <= coverage[s] < RT_COVERAGE_NOTE]
     notes = []
-    where = f"the reference run {reference}'s RT range ({ref[0]:.1f}-{ref[1]:.1f} s)"
+    where = (f"the study's typical RT range ({typical[0]:.1f}-{typical[1]:.1f} s, the median first and last scan of "
+             "its runs)")
     if out:
         notes.append(f"{len(out)} run(s) measured less than {RT_COVERAGE_MIN:.0%} of {where} and are left out: "
                      f"{named(out)}. Features eluting outside a run's range were never measured in it and would "
@@ -128,35 +133,22 @@ def without_unmeasured_runs(samples: pl.DataFrame, qc: pl.DataFrame, reference: 
     return samples.filter(~pl.col("sample_id").cast(pl.Utf8).is_in(out)), notes
 
 
-def runs_measured(samples: pl.DataFrame, qc_path: str | Path | None, alignment_path: str | Path | None
-                  ) -> tuple[pl.DataFrame, list[str]]:
-    """``without_unmeasured_runs`` on the study's QC table and alignment files (the stages' ``--qc`` and
-    ``--alignment``); ``samples`` unchanged and no note when either is None. Raises InputError naming a missing
-    file."""
-    if qc_path is None or alignment_path is None:
+def runs_measured(samples: pl.DataFrame, qc_path: str | Path | None) -> tuple[pl.DataFrame, list[str]]:
+    """``without_unmeasured_runs`` on the study's QC table (the stages' ``--qc``); ``samples`` unchanged and no note
+    when it is None. Raises InputError naming a missing file."""
+    if qc_path is None:
         return samples, []
-    for path, what in ((qc_path, "QC table"), (alignment_path, "alignment table")):
-        if not Path(path).exists():
-            raise InputError(f"the {what} does not exist", file=str(path),
-                             fix="run the qc and link stages, or leave --qc and --alignment out")
-    return without_unmeasured_runs(samples, pl.read_parquet(qc_path), reference_run(pl.read_parquet(alignment_path)))
+    if not Path(qc_path).exists():
+        raise InputError("the QC table does not exist", file=str(qc_path),
+                         fix="run the qc stage, or leave --qc out")
+    return without_unmeasured_runs(samples, pl.read_parquet(qc_path))
 
 
 def add_run_range_arguments(parser: Any) -> None:
-    """The ``--qc`` and ``--alignment`` options of the stages that call ``runs_measured`` (an argparse parser)."""
+    """The ``--qc`` option of the stages that call ``runs_measured`` (an argparse parser)."""
     parser.add_argument("--qc", default=None, metavar="QC_TABLE",
-                        help="results/study/qc.parquet: each run's RT range; with --alignment, runs that measured "
-                             "less than half of the reference run's range are left out (default: no check)")
-    parser.add_argument("--alignment", default=None, help="results/study/alignment.parquet (its reference run)")
-
-
-def reference_run(alignment: pl.DataFrame) -> str | None:
-    """The alignment's reference run (``results/study/alignment.parquet``: the row whose ``model`` is "reference"),
-    or None."""
-    if not {"sample_id", "model"} <= set(alignment.columns):
-        return None
-    ref = alignment.filter(pl.col("model") == "reference")["sample_id"]
-    return str(ref[0]) if ref.len() else None
+                        help="results/study/qc.parquet: each run's RT range; runs that measured less than half of "
+                             "the study's typical range are left out (default: no check)")
 
 
 def encode_outcome(samples: pl.DataFrame, spec: dict) -> dict:

@@ -121,7 +121,7 @@ def few_samples_warning(summary: dict) -> str | None:
 def run_differential(samples_path: str | Path, matrix_path: str | Path, identifications_path: str | Path | None,
                      differential_out: str | Path, enrichment_out: str | Path, params: dict | None = None,
                      flags_path: str | Path | None = None, detected_path: str | Path | None = None,
-                     qc_path: str | Path | None = None, alignment_path: str | Path | None = None) -> dict:
+                     qc_path: str | Path | None = None) -> dict:
     """The stage: read the sheet, the matrix and the identifications, write both tables of one outcome.
 
     ``params``: ``DEFAULT_PARAMS`` keys; ``outcome`` is required. ``matrix_path``: the raw or the corrected feature
@@ -129,10 +129,10 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
     features are left out (None: every feature is tested); ``detected_path``: the linked matrix
     (``results/study/feature_matrix.parquet``), whose non-null cells are the values feature detection found:
     ``min_detected_fraction`` counts only those, so a gap-filled value never makes a feature testable (None: every
-    value of the matrix counts as detected). ``qc_path`` and ``alignment_path`` (``results/study/qc.parquet`` and
-    ``alignment.parquet``): runs that measured less than half of the reference run's RT range are left out and
-    named in a note (``modelling.outcomes.without_unmeasured_runs``; None: no check). QC and blank runs (sheet
-    ``sample_type``) are left out
+    value of the matrix counts as detected). ``qc_path`` (``results/study/qc.parquet``): runs that measured less
+    than half of the study's typical RT range are left out and named in a note
+    (``modelling.outcomes.without_unmeasured_runs``; None: no check). QC and blank runs (sheet ``sample_type``) are
+    left out
     and counted in the summary (``excluded_not_sample`` and a note). Returns the summary (also stored in both files'
     metadata, with the enrichment's notes). Raises InputError for missing inputs or a bad outcome (see
     ``differential_with_values``).
@@ -143,7 +143,7 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
     samples = read_sample_sheet(samples_path)
     matrix, flag_note = read_model_matrix(matrix_path, flags_path)
     samples, empty_note = without_empty_runs(samples, matrix)
-    samples, range_notes = runs_measured(samples, qc_path, alignment_path)
+    samples, range_notes = runs_measured(samples, qc_path)
     identifications = None
     if identifications_path:
         if not Path(identifications_path).exists():
@@ -205,7 +205,7 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
 
 def _cli(args: argparse.Namespace) -> int:
     run_differential(args.samples, args.feature_matrix, args.identifications, args.out, args.enrichment_out,
-                     load_params(args), args.exclude_flagged, args.detected_matrix, args.qc, args.alignment)
+                     load_params(args), args.exclude_flagged, args.detected_matrix, args.qc)
     return 0
 
 
