@@ -377,7 +377,9 @@ def test_runs_that_measured_another_rt_window_are_left_out_of_tests_and_models(t
     _, corrected = _matrix(sheet, seed=3)
     short, part = ["S01", "S03", "S05"], "S07"
     late = corrected["rt_s"] > 300
-    corrected = corrected.with_columns([pl.when(late).then(None).otherwise(pl.col(s)).alias(s) for s in short])
+    corrected = corrected.with_columns([pl.when(late).then(None).otherwise(pl.col(s)).alias(s) for s in short]
+                                       + [pl.when(corrected["rt_s"] > 450).then(None).otherwise(pl.col(part))
+                                          .alias(part)])  # the partial run lacks the features after its end
     ranges = {s: (0.0, 620.0) for s in sheet["sample_id"].to_list()}
     ranges.update({s: (0.0, 300.0) for s in short}, **{part: (0.0, 450.0)})
     pl.DataFrame({"sample_id": list(ranges), "rt_start_s": [r[0] for r in ranges.values()],
@@ -397,7 +399,13 @@ def test_runs_that_measured_another_rt_window_are_left_out_of_tests_and_models(t
     assert checked["n_samples"] == 9 and abs(measured.mean()) < 0.3 and measured.mean() - biased.mean() > 0.5, measured
     left_out = next(n for n in checked["notes"] if "left out" in n and "typical RT range (0.0-620.0 s" in n)
     assert all(f"{s} (0.0-300.0 s, 48%)" in left_out for s in short)
-    assert any(f"{part} (0.0-450.0 s, 73%)" in n and "left out" not in n for n in checked["notes"])
+    assert any(f"{part} (0.0-450.0 s, 73%)" in n and "not a value below detection" in n for n in checked["notes"])
+    assert checked["n_not_measured_cells"] == 2  # C6 and C7 elute after S07's last scan: filled with their mean
+    assert any(w.startswith("3 run(s) left out of the tests and models") and "S01, S03, S05" in w
+               for w in checked["warnings"]), checked["warnings"]
+    assert any(w.startswith("1 run(s) measured only part") and "2 value(s)" in w for w in checked["warnings"])
+    table = pl.read_parquet(tmp_path / "d.parquet").filter(pl.col("consensus_id").is_in(["C6", "C7"]))
+    assert (table["test"] == "welch_t").all()  # a filled cell: the test of features with filled values
     params = {"outcomes": [BINARY_GROUP], "feature_sets": ["features"], "n_permutations": 2, "outer_repeats": 1,
               "n_bootstrap": 50}
     assert cli_main(["models", "--samples", str(tmp_path / "samples.tsv"), "--feature-matrix",
@@ -405,6 +413,7 @@ def test_runs_that_measured_another_rt_window_are_left_out_of_tests_and_models(t
                      str(tmp_path / "models"), "--params", json.dumps(params)]) == 0
     models_summary = json.loads((tmp_path / "models" / "group" / "summary.json").read_text())
     assert models_summary["n_samples"] == 9 and any("S05 (0.0-300.0 s" in n for n in models_summary["notes"])
+    assert models_summary.get("n_not_measured_cells") == 2, {k: v for k, v in models_summary.items() if k != "notes"}
     predictions = pl.read_parquet(tmp_path / "models" / "group" / "predictions.parquet")
     assert not set(short) & set(predictions["sample_id"].to_list())
 
@@ -415,6 +424,6 @@ def test_the_typical_rt_range_is_the_runs_median_so_a_truncated_reference_run_is
     sheet = pl.DataFrame({"sample_id": ["R", "A", "B", "C"]})
     qc = pl.DataFrame({"sample_id": ["R", "A", "B", "C"], "rt_start_s": [0.0, 0.0, 2.0, 1.0],
                        "rt_end_s": [200.0, 900.0, 905.0, 898.0]})
-    kept, notes = without_unmeasured_runs(sheet, qc)
-    assert kept["sample_id"].to_list() == ["A", "B", "C"] and "R (0.0-200.0 s, 22%)" in notes[0]
+    kept, notes, partial = without_unmeasured_runs(sheet, qc)
+    assert kept["sample_id"].to_list() == ["A", "B", "C"] and "R (0.0-200.0 s, 22%)" in notes[0] and not partial
     assert without_unmeasured_runs(sheet.head(2), qc)[1] == []  # fewer than 3 runs: no typical range

@@ -72,6 +72,7 @@ import polars as pl
 
 from ms2study.core.atomic import atomic_path
 from ms2study.core.errors import InputError
+from ms2study.modelling.cells import detection_mask, fill_not_measured, not_measured_mask
 from ms2study.modelling.outcomes import check_outcome, covariate_matrix, encode_outcome, outcome_dirname
 from ms2study.modelling.univariate import (
     bh_q_values,
@@ -202,7 +203,8 @@ def differential_with_values(feature_matrix: pl.DataFrame, samples: pl.DataFrame
                              identifications: pl.DataFrame | None = None, covariates: Sequence[str] = (),
                              imputation: str = "half_minimum", min_detected_fraction: float = 0.5,
                              test: str = "moderated", n_permutations: int = 200, seed: int = 0,
-                             detected: pl.DataFrame | None = None
+                             detected: pl.DataFrame | None = None,
+                             run_ranges: dict[str, tuple[float, float]] | None = None
                              ) -> tuple[pl.DataFrame, dict, OutcomeValues]:
     """Test every consensus feature for a difference with one outcome; returns (table, summary, values), the last
     the ``OutcomeValues`` the tests saw.
@@ -223,7 +225,9 @@ def differential_with_values(feature_matrix: pl.DataFrame, samples: pl.DataFrame
     (``detection_mask``; per class for a binary or multiclass outcome, ``detected_enough``). None: every value of
     ``feature_matrix`` counts as detected. The summary then holds ``testability`` ("detected values" or "matrix
     values") and ``n_testable_only_with_filled`` (features that would have passed ``min_detected_fraction`` had
-    gap-filled values counted).
+    gap-filled values counted). ``run_ranges`` (sample id -> (first, last scan) s): a missing cell whose feature
+    elutes outside its run's range is filled with the feature's mean (``cells.fill_not_measured``), not imputed as
+    below detection, and counted in ``n_not_measured_cells``; it still counts as imputed for the choice of test.
     Missing values: see the module docstring.
 
     An outcome with too few samples (fewer than two per class, or no residual degrees of freedom) gives every
@@ -282,6 +286,10 @@ def differential_with_values(feature_matrix: pl.DataFrame, samples: pl.DataFrame
     raw = log2_intensities(feature_matrix, ids)
     present = ~np.isnan(raw)  # detected or gap-filled
     values, _ = fill_missing(raw, imputation, min_detected_fraction)
+    if run_ranges and "rt_s" in feature_matrix.columns:  # eluting outside a run: not measured, not below detection
+        gone = not_measured_mask(feature_matrix["rt_s"].cast(pl.Float64).to_numpy(), ids, run_ranges) & ~present
+        values = np.where(gone, fill_not_measured(raw, gone), values)
+        summary["n_not_measured_cells"] = int(gone.sum())
     summary["testability"] = "matrix values" if detected is None else "detected values"
     groups = None if kind == "continuous" else [y == c for c in np.unique(y)]
     keep = detected_enough(present, min_detected_fraction, groups)
@@ -390,28 +398,6 @@ def differential_with_values(feature_matrix: pl.DataFrame, samples: pl.DataFrame
     seen = OutcomeValues(feature_matrix["consensus_id"].cast(pl.Utf8).to_list(), list(ids), values, y, kind,
                          C if C is not None and C.size else None)
     return table, summary, seen
-
-
-def detection_mask(detected: pl.DataFrame, consensus_ids: Sequence[str], sample_ids: Sequence[str]) -> np.ndarray:
-    """Which cells feature detection found: features (``consensus_ids`` order) × samples (``sample_ids`` order),
-    true where the linked matrix ``detected`` (consensus_id + one column per sample, null = not detected) holds an
-    intensity > 0. Gap filling writes its values into the corrected matrix only, so this is what marks a cell as
-    detected rather than filled. Raises InputError when ``detected`` lacks consensus_id, a sample's column or one of
-    ``consensus_ids`` (tables from different runs of the link stage)."""
-    if "consensus_id" not in detected.columns:
-        raise InputError("the detection table lacks column 'consensus_id'", file="feature_matrix.parquet",
-                         fix="pass the link stage's results/study/feature_matrix.parquet")
-    order = pl.DataFrame({"consensus_id": pl.Series(list(consensus_ids), dtype=pl.Utf8)})
-    frame = detected.with_columns(pl.col("consensus_id").cast(pl.Utf8))
-    lacking = order.join(frame.select("consensus_id"), on="consensus_id", how="anti")
-    if lacking.height:
-        raise InputError(f"{lacking.height} consensus feature(s) of the matrix are not in the detection table, e.g. "
-                         f"{lacking['consensus_id'][0]}", file="feature_matrix.parquet",
-                         fix="rerun the correct stage after link (both matrices must come from the same link run)")
-    aligned = order.join(frame.unique("consensus_id", keep="first"), on="consensus_id", how="left",
-                         maintain_order="left")
-    values = log2_intensities(aligned, sample_ids)  # raises InputError for a missing sample column
-    return ~np.isnan(values)
 
 
 def significant_compounds(table: pl.DataFrame) -> int:

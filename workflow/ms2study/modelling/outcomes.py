@@ -88,9 +88,12 @@ def without_empty_runs(samples: pl.DataFrame, matrix: pl.DataFrame) -> tuple[pl.
             f"logs): {', '.join(empty[:10])}" + (", ..." if len(empty) > 10 else ""))
 
 
-def without_unmeasured_runs(samples: pl.DataFrame, qc: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+def without_unmeasured_runs(samples: pl.DataFrame, qc: pl.DataFrame
+                            ) -> tuple[pl.DataFrame, list[str], dict[str, tuple[float, float]]]:
     """``samples`` less the runs whose acquisition covers less than ``runchecks.RT_COVERAGE_MIN`` of the study's
-    typical RT range, and the notes saying which (also naming runs below ``RT_COVERAGE_NOTE``, which are kept).
+    typical RT range, the notes saying which, and the RT ranges (s) of the runs kept that cover less than
+    ``RT_COVERAGE_NOTE`` of it (named in a note too): their cells of features eluting outside their range are not
+    measured (``modelling.cells``).
 
     ``qc``: the QC table (``results/study/qc.parquet``: sample_id, rt_start_s, rt_end_s, the run's first and last
     scan in s). The typical range runs from the median first scan to the median last scan of the runs of
@@ -101,16 +104,16 @@ def without_unmeasured_runs(samples: pl.DataFrame, qc: pl.DataFrame) -> tuple[pl
     ``without_empty_runs``). Coverage: ``runchecks.rt_overlap(typical range, run range)``'s share.
     """
     if qc.height == 0 or not {"sample_id", "rt_start_s", "rt_end_s"} <= set(qc.columns):
-        return samples, []
+        return samples, [], {}
     wanted = set(samples["sample_id"].cast(pl.Utf8).to_list())
     ranges = {str(r["sample_id"]): (float(r["rt_start_s"]), float(r["rt_end_s"])) for r in qc.iter_rows(named=True)
               if str(r["sample_id"]) in wanted and r["rt_start_s"] is not None and r["rt_end_s"] is not None
               and r["rt_end_s"] >= r["rt_start_s"]}
     if len(ranges) < 3:
-        return samples, []
+        return samples, [], {}
     typical = (float(np.median([r[0] for r in ranges.values()])), float(np.median([r[1] for r in ranges.values()])))
     if typical[1] <= typical[0]:
-        return samples, []
+        return samples, [], {}
     coverage = {s: rt_overlap(typical, r)[1] for s, r in ranges.items()}
 
     def named(runs: list[str]) -> str:
@@ -128,16 +131,19 @@ def without_unmeasured_runs(samples: pl.DataFrame, qc: pl.DataFrame) -> tuple[pl
                      f"{named(out)}. Features eluting outside a run's range were never measured in it and would "
                      "count as below detection; acquire the runs over one gradient, or study them apart")
     if partial:
-        notes.append(f"{len(partial)} run(s) measured only part of {where}: {named(partial)}. Features eluting "
-                     "outside a run's range count as not detected in it (filled as below detection)")
-    return samples.filter(~pl.col("sample_id").cast(pl.Utf8).is_in(out)), notes
+        notes.append(f"{len(partial)} run(s) measured only part of {where}: {named(partial)}. A feature eluting "
+                     "outside a run's range was not measured in it: its value there is the feature's mean over the "
+                     "runs that measured it, not a value below detection")
+    return (samples.filter(~pl.col("sample_id").cast(pl.Utf8).is_in(out)), notes,
+            {s: ranges[s] for s in partial})
 
 
-def runs_measured(samples: pl.DataFrame, qc_path: str | Path | None) -> tuple[pl.DataFrame, list[str]]:
-    """``without_unmeasured_runs`` on the study's QC table (the stages' ``--qc``); ``samples`` unchanged and no note
-    when it is None. Raises InputError naming a missing file."""
+def runs_measured(samples: pl.DataFrame, qc_path: str | Path | None
+                  ) -> tuple[pl.DataFrame, list[str], dict[str, tuple[float, float]]]:
+    """``without_unmeasured_runs`` on the study's QC table (the stages' ``--qc``); ``samples`` unchanged, no note
+    and no range when it is None. Raises InputError naming a missing file."""
     if qc_path is None:
-        return samples, []
+        return samples, [], {}
     if not Path(qc_path).exists():
         raise InputError("the QC table does not exist", file=str(qc_path),
                          fix="run the qc stage, or leave --qc out")

@@ -143,7 +143,9 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
     samples = read_sample_sheet(samples_path)
     matrix, flag_note = read_model_matrix(matrix_path, flags_path)
     samples, empty_note = without_empty_runs(samples, matrix)
-    samples, range_notes = runs_measured(samples, qc_path)
+    before = samples["sample_id"].cast(pl.Utf8).to_list()
+    samples, range_notes, partial_ranges = runs_measured(samples, qc_path)
+    short_runs = sorted(set(before) - set(samples["sample_id"].cast(pl.Utf8).to_list()))
     identifications = None
     if identifications_path:
         if not Path(identifications_path).exists():
@@ -161,7 +163,7 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
     table, summary, values = differential_with_values(
         matrix, samples, params["outcome"], identifications, params["covariates"], params["imputation"],
         float(params["min_detected_fraction"]), params["test"], int(params["permutations"]), int(params["seed"]),
-        detected)
+        detected, partial_ranges)
     excluded = not_study_samples(samples)
     summary["excluded_not_sample"] = excluded
     summary["feature_matrix"] = Path(matrix_path).name
@@ -174,6 +176,16 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
     few = few_samples_warning(summary)
     if few:
         summary["warnings"].append(few)
+    # the runs the RT-range check left out or filled: a caution, not only a note in the section (a trial's Main
+    # findings read "5 control, 5 case" with no word on the two runs left out)
+    if short_runs:
+        summary["warnings"].append(f"{len(short_runs)} run(s) left out of the tests and models: they measured less "
+                                   f"than half of the study's typical RT range ({', '.join(short_runs[:8])})")
+    if partial_ranges:
+        summary["warnings"].append(
+            f"{len(partial_ranges)} run(s) measured only part of the study's RT range ({', '.join(partial_ranges)}): "
+            f"{summary.get('n_not_measured_cells', 0)} value(s) of features eluting outside a run's range are the "
+            "features' means over the runs that measured them")
     if locality and locality["note"]:
         summary["notes"].append(locality["note"])
     for text in summary["warnings"]:

@@ -34,6 +34,7 @@ from ms2study.io.samplesheet import read_sample_sheet
 from ms2study.io.sampletable import id_column_check, read_sample_table
 from ms2study.modelling.estimators import ESTIMATORS
 from ms2study.modelling.evaluate import METRICS_SCHEMA, PREDICTIONS_SCHEMA, format_metric, model_outcome
+from ms2study.modelling.cells import fill_matrix_not_measured
 from ms2study.modelling.featuresets import feature_matrix_feature_set, study_feature_sets
 from ms2study.modelling.outcomes import (
     OUTCOME_TYPES,
@@ -207,13 +208,15 @@ def _cli_models(args: argparse.Namespace) -> int:
     if args.feature_matrix:
         matrix, note = read_model_matrix(args.feature_matrix, args.exclude_flagged)
         samples, empty_note = without_empty_runs(samples, matrix)
-        samples, range_notes = runs_measured(samples, args.qc)
+        samples, range_notes, partial_ranges = runs_measured(samples, args.qc)
+        matrix, n_not_measured = fill_matrix_not_measured(matrix, samples["sample_id"].to_list(), partial_ranges)
         sets = {name: frame.filter(pl.col("sample_id").is_in(samples["sample_id"].to_list())) if "sample_id" in
                 frame.columns else frame for name, frame in sets.items()}
         sets["features"] = feature_matrix_feature_set(matrix, samples["sample_id"].to_list())
         notes = [n for n in (note, empty_note) if n] + range_notes
         total = pl.scan_parquet(args.feature_matrix).select(pl.len()).collect().item()
-        record = {"feature_matrix": Path(args.feature_matrix).name, "n_flagged_left_out": total - matrix.height}
+        record = {"feature_matrix": Path(args.feature_matrix).name, "n_flagged_left_out": total - matrix.height,
+                  "n_not_measured_cells": n_not_measured}
     summaries = model_outcomes(samples, sets, outcomes, Path(args.outdir), params, notes, record)
     done = {
         "outcomes": [{"column": c, "folder": outcome_dirname(c), "status": s["status"], "reason": s.get("reason")}
