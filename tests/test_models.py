@@ -376,6 +376,8 @@ def test_model_refuses_a_sheet_whose_id_column_does_not_name_the_table_samples(
     error = capsys.readouterr().err
     assert "only 3 of the sheet's 12 ids" in error and "column 'ID' names 12" in error, error
     assert "sheet.tsv" in error and "--id-column 'ID'" in error and not (tmp_path / "out").exists()
+    assert cli_main([*argv, "--id-column", "group"]) == 1  # a column matching none: the one that matches is named
+    assert "pass --id-column 'ID'" in capsys.readouterr().err
     assert cli_main([*argv, "--id-column", "ID"]) == 0  # the right column: modelled
     capsys.readouterr()
     bad = [a if a != "group" else "grup" for a in argv]  # a misspelt outcome: the sheet given is named, no config.yaml

@@ -520,9 +520,15 @@ def test_a_finished_run_says_which_outcomes_were_not_modelled(tmp_path: Path) ->
     (models / "models_done.json").write_text(json.dumps({"outcomes": [
         {"column": "group", "folder": "group", "status": "skipped", "reason": reason},
         {"column": "age", "folder": "age", "status": "ok", "reason": None}]}))
+    for folder in ("differential", "attribution"):
+        (tmp_path / "results" / "study" / folder).mkdir()
+        for stem in ("age", "site"):
+            (tmp_path / "results" / "study" / folder / f"{stem}.parquet").write_bytes(b"")
     (tmp_path / "results" / "study" / "report.html").write_text("<html></html>")
     summary = runner.summarize(tmp_path, 0, since)
     assert "the run finished" in summary
     assert f"outcome 'group' was not modelled: {reason}" in summary
+    assert "results/study/differential/site.parquet" in summary and "results/study/attribution/site.parquet" in summary
+    assert "differential/age.parquet" not in summary
     assert "'age'" not in summary and "'site'" not in summary
     assert "no longer configured are left from an earlier run" in summary and "results/study/models/site" in summary

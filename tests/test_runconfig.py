@@ -16,7 +16,12 @@ def test_changed_keys_name_dotted_keys_with_old_and_new_values(tmp_path: Path) -
     edited = {"annotate": {"fdr": 0.05}, "library": ["a.msp", "b.mgf"], "reference_sample": None, "new": {"k": 1}}
     assert runconfig.changed_keys(tmp_path, edited) == [
         'annotate.fdr: 0.01 -> 0.05', "annotate.min_matched_peaks: 1 -> (not set)",
-        'library: ["a.msp"] -> ["a.msp", "b.mgf"]', "new.k: (not set) -> 1"]
+        'library: added "b.mgf"', "new.k: (not set) -> 1"]
+    # a list of mappings (models: outcomes) names the element removed, not two lists cut at the same prefix
+    outcomes = [{"column": "group", "type": "binary", "positive_class": "case"}, {"column": "age", "type": "continuous"}]
+    runconfig.remember(tmp_path / "o", {"models": {"outcomes": outcomes}})
+    assert runconfig.changed_keys(tmp_path / "o", {"models": {"outcomes": outcomes[:1]}}) == [
+        'models.outcomes: removed {"column": "age", "type": "continuous"}']
     message = runconfig.change_message(tmp_path, edited)
     assert message.startswith("ms2study run: 4 configuration value(s) changed since the last finished run")
     (tmp_path / runconfig.LAST_CONFIG).write_text("{broken")  # unreadable: treated as no record, never an error

@@ -50,8 +50,19 @@ def changed_keys(study_dir: Path, config: dict) -> list[str]:
     old = flatten(last)
     new = flatten(json.loads(json.dumps(config, default=str)))
     missing = "(not set)"
-    return [f"{k}: {_text(old[k]) if k in old else missing} -> {_text(new[k]) if k in new else missing}"
-            for k in sorted(old.keys() | new.keys()) if old.get(k, missing) != new.get(k, missing)]
+    out = []
+    for k in sorted(old.keys() | new.keys()):
+        a, b = old.get(k, missing), new.get(k, missing)
+        if a == b:
+            continue
+        if isinstance(a, list) and isinstance(b, list) and a and b:  # name the elements, not two cut-off lists
+            removed, added = [x for x in a if x not in b], [x for x in b if x not in a]
+            parts = ([f"removed {', '.join(_text(x) for x in removed)}"] if removed else []) + (
+                [f"added {', '.join(_text(x) for x in added)}"] if added else [])
+            out.append(f"{k}: {'; '.join(parts) or 'reordered'}")
+            continue
+        out.append(f"{k}: {_text(a) if k in old else missing} -> {_text(b) if k in new else missing}")
+    return out
 
 
 def change_message(study_dir: Path, config: dict) -> str | None:

@@ -278,10 +278,15 @@ def skipped_outcomes(study_dir: Path) -> list[str]:
     lines = [f"  outcome '{e.get('column')}' was not modelled: {e.get('reason') or 'see the report'}"
              for e in entries if e.get("status") == "skipped"]
     current = {e.get("folder") for e in entries}
-    stale = sorted(p.parent.name for p in models.glob("*/summary.json") if p.parent.name not in current)
+    stale = [f"results/study/models/{p.parent.name}" for p in sorted(models.glob("*/summary.json"))
+             if p.parent.name not in current]
+    for folder in ("differential", "class_enrichment", "attribution"):  # one table per outcome, named as its folder
+        stale += [f"results/study/{folder}/{p.name}" for p in sorted(models.parent.glob(f"{folder}/*.parquet"))
+                  if p.stem not in current]
     if stale:
+        more = " ..." if len(stale) > 12 else ""
         lines.append(f"  results of outcome(s) no longer configured are left from an earlier run (the report leaves "
-                     f"them out; delete them if unwanted): {', '.join(f'results/study/models/{s}' for s in stale)}")
+                     f"them out; delete them if unwanted): {', '.join(stale[:12])}{more}")
     return lines
 
 

@@ -104,9 +104,14 @@ def read_sample_table(path: str | Path, sample_ids: list[str], log_transform: st
     in_header = [i for i, name in enumerate(header) if i > 0 and name in wanted]
     in_first_column = [j for j, row in enumerate(body) if row and row[0] in wanted]
     if not in_header and not in_first_column:
+        lower = {w.lower() for w in wanted}
+        case_only = any(n.lower() in lower for n in header[1:] + [r[0] for r in body if r])
         raise InputError(
-            f"none of the sample sheet's ids (e.g. {sorted(wanted)[:3]}) is in the table's header or first column",
-            file=str(path), fix="use the same sample names in the table and the sample sheet",
+            f"none of the sample sheet's ids (e.g. {sorted(wanted)[:3]}) is in the table's header (e.g. "
+            f"{header[1:4]}) or first column (e.g. {[r[0] for r in body[:3] if r]})"
+            + ("; they differ in upper and lower case only" if case_only else ""),
+            file=str(path), fix="use the same sample names in the table and the sample sheet (the sheet's id column: "
+                                "--id-column)",
         )
     if len(in_header) >= len(in_first_column):
         orientation = "samples as columns, features as rows"

@@ -230,7 +230,11 @@ def _cli_models(args: argparse.Namespace) -> int:
 def _cli_model(args: argparse.Namespace) -> int:
     params = load_params(args)
     samples = read_sample_sheet(args.samples, args.id_column, any_format=True)
-    table, note = read_sample_table(args.table, samples["sample_id"].to_list(), log_transform=args.log)
+    try:
+        table, note = read_sample_table(args.table, samples["sample_id"].to_list(), log_transform=args.log)
+    except InputError:
+        id_column_check(args.table, args.samples, samples, args.id_column, 0)  # names the column that does match
+        raise
     id_column_check(args.table, args.samples, samples, args.id_column, table.height)
     print(note)
     # Only samples present in the table are modelled (the note lists the others).
