@@ -398,8 +398,8 @@ def test_runs_that_measured_another_rt_window_are_left_out_of_tests_and_models(t
     measured = late_fold_changes()
     assert checked["n_samples"] == 9 and abs(measured.mean()) < 0.3 and measured.mean() - biased.mean() > 0.5, measured
     left_out = next(n for n in checked["notes"] if "left out" in n and "typical RT range (0.0-620.0 s" in n)
-    assert all(f"{s} (0.0-300.0 s, 48%)" in left_out for s in short)
-    assert any(f"{part} (0.0-450.0 s, 73%)" in n and "not a value below detection" in n for n in checked["notes"])
+    assert all(f"{s} (0.0-300.0 s, 48.4%)" in left_out for s in short)
+    assert any(f"{part} (0.0-450.0 s, 72.6%)" in n and "not a value below detection" in n for n in checked["notes"])
     assert checked["n_not_measured_cells"] == 2  # C6 and C7 elute after S07's last scan: filled with their mean
     assert any(w.startswith("3 run(s) left out of the tests and models") and "S01, S03, S05" in w
                for w in checked["warnings"]), checked["warnings"]
@@ -425,5 +425,5 @@ def test_the_typical_rt_range_is_the_runs_median_so_a_truncated_reference_run_is
     qc = pl.DataFrame({"sample_id": ["R", "A", "B", "C"], "rt_start_s": [0.0, 0.0, 2.0, 1.0],
                        "rt_end_s": [200.0, 900.0, 905.0, 898.0]})
     kept, notes, partial = without_unmeasured_runs(sheet, qc)
-    assert kept["sample_id"].to_list() == ["A", "B", "C"] and "R (0.0-200.0 s, 22%)" in notes[0] and not partial
+    assert kept["sample_id"].to_list() == ["A", "B", "C"] and "R (0.0-200.0 s, 22.2%)" in notes[0] and not partial
     assert without_unmeasured_runs(sheet.head(2), qc)[1] == []  # fewer than 3 runs: no typical range

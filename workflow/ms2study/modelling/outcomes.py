@@ -117,7 +117,7 @@ def without_unmeasured_runs(samples: pl.DataFrame, qc: pl.DataFrame
     coverage = {s: rt_overlap(typical, r)[1] for s, r in ranges.items()}
 
     def named(runs: list[str]) -> str:
-        return ", ".join(f"{s} ({ranges[s][0]:.1f}-{ranges[s][1]:.1f} s, {coverage[s]:.0%})" for s in runs[:8]) + (
+        return ", ".join(f"{s} ({ranges[s][0]:.1f}-{ranges[s][1]:.1f} s, {coverage[s]:.1%})" for s in runs[:8]) + (
             ", ..." if len(runs) > 8 else "")
 
     order = [s for s in samples["sample_id"].cast(pl.Utf8).to_list() if s in ranges]
