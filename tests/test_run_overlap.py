@@ -101,3 +101,16 @@ def test_the_report_names_runs_apart_in_rt_and_short_excerpts(tmp_path: Path):
     warnings = []
     qc_section(out, [], ["AGM", "SIR"], warnings)
     assert not any("RT range" in w or "spanning less than" in w for w in warnings)
+
+
+def test_a_run_cut_short_is_named_in_the_qc_table_with_what_the_tests_do_with_it():
+    """Session 27's second trial: a run cut at 70 % of its gradient had an empty note in the QC table while the tests
+    and models filled its late features; one cut at 50 % was left out of them without a word there."""
+    alignment = pl.DataFrame({"sample_id": ["R", "A", "B", "C", "D"], "model": ["reference"] + ["linear"] * 4,
+                              "n_features": [1000] * 5, "n_pairs": [900] * 5, "n_shared_with_reference": [900] * 5})
+    ranges = {"R": (0.0, 600.0), "A": (0.0, 420.0), "B": (0.0, 290.0), "C": (0.0, 602.0), "D": (0.0, 601.0)}
+    runs = {s: {"n_features": 1000, "rt_start_s": a, "rt_end_s": b} for s, (a, b) in ranges.items()}
+    notes = dict(zip(ranges, qc_table(pl.DataFrame({"sample_id": list(ranges)}), runs, alignment, None)["run_note"]))
+    assert "covers 70.0% of the study's typical RT range 0.0-600.0 s" in notes["A"] and "take their mean" in notes["A"]
+    assert "covers 48.3%" in notes["B"] and "left out of the differential tests and the models" in notes["B"]
+    assert notes["C"] is None and notes["D"] is None

@@ -23,7 +23,7 @@ import polars as pl
 from ms2study.core.errors import InputError
 from ms2study.core.missing import is_missing
 from ms2study.io.samplesheet import ACQUISITION_COLUMNS, sample_roles
-from ms2study.modelling.runchecks import RT_COVERAGE_MIN, RT_COVERAGE_NOTE, rt_overlap
+from ms2study.modelling.runchecks import RT_COVERAGE_MIN, RT_COVERAGE_NOTE, rt_coverage
 
 OUTCOME_TYPES = ("binary", "multiclass", "continuous")
 
@@ -96,9 +96,8 @@ def without_unmeasured_runs(samples: pl.DataFrame, qc: pl.DataFrame
     measured (``modelling.cells``).
 
     ``qc``: the QC table (``results/study/qc.parquet``: sample_id, rt_start_s, rt_end_s, the run's first and last
-    scan in s). The typical range runs from the median first scan to the median last scan of the runs of
-    ``samples`` found in ``qc`` (so a truncated reference run is caught too); with fewer than 3 such runs nothing is
-    left out. A consensus feature eluting outside a run's range was never measured in that run, but the tests and
+    scan in s). The typical range is ``runchecks.rt_coverage``'s over the runs of ``samples`` found in ``qc``
+    (medians of their first and last scans); with fewer than 3 such runs nothing is left out. A consensus feature eluting outside a run's range was never measured in that run, but the tests and
     models would impute it as if below detection: a fresh user's trial put a run acquired over another RT window
     beside the others, and every feature of theirs counted as absent in it (as for a run without features,
     ``without_empty_runs``). Coverage: ``runchecks.rt_overlap(typical range, run range)``'s share.
@@ -109,12 +108,9 @@ def without_unmeasured_runs(samples: pl.DataFrame, qc: pl.DataFrame
     ranges = {str(r["sample_id"]): (float(r["rt_start_s"]), float(r["rt_end_s"])) for r in qc.iter_rows(named=True)
               if str(r["sample_id"]) in wanted and r["rt_start_s"] is not None and r["rt_end_s"] is not None
               and r["rt_end_s"] >= r["rt_start_s"]}
-    if len(ranges) < 3:
+    typical, coverage = rt_coverage(ranges)
+    if typical is None:
         return samples, [], {}
-    typical = (float(np.median([r[0] for r in ranges.values()])), float(np.median([r[1] for r in ranges.values()])))
-    if typical[1] <= typical[0]:
-        return samples, [], {}
-    coverage = {s: rt_overlap(typical, r)[1] for s, r in ranges.items()}
 
     def named(runs: list[str]) -> str:
         return ", ".join(f"{s} ({ranges[s][0]:.1f}-{ranges[s][1]:.1f} s, {coverage[s]:.1%})" for s in runs[:8]) + (

@@ -33,7 +33,7 @@ import polars as pl
 
 from ms2study.core.errors import InputError
 from ms2study.io.samplesheet import sample_roles
-from ms2study.modelling.runchecks import overlap_note
+from ms2study.modelling.runchecks import coverage_note, overlap_note, rt_coverage
 
 log = logging.getLogger(__name__)
 
@@ -357,6 +357,11 @@ def qc_table(samples: pl.DataFrame, runs: dict[str, dict[str, Any]], alignment: 
     ranges = {s: (float(r["rt_start_s"]), float(r["rt_end_s"])) for s, r in runs.items()
               if r.get("rt_start_s") is not None and r.get("rt_end_s") is not None}
     apart = alignment_notes(alignment, ranges)
+    typical, coverage = rt_coverage(ranges)  # a run cut short: what the tests and models do with it
+    for s, share in coverage.items():
+        cut = coverage_note(ranges[s], share, typical)
+        if cut:
+            apart[s] = f"{apart[s]}; {cut}" if s in apart else cut
     # the reference named in the report (a second trial: the link stage's switch to another run, when the sheet's
     # first sample had too few features, showed only in its log)
     reference = (set(alignment.filter(pl.col("model") == "reference")["sample_id"].cast(pl.Utf8).to_list())

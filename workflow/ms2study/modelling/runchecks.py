@@ -20,6 +20,7 @@ Imports the standard library only.
 from __future__ import annotations
 
 import math
+import statistics
 
 # config/README.md, "Instrument settings": "15-20 ppm for a QTOF whose precursors scatter by 5-10 ppm".
 TOF_ADVISED_PPM = (15.0, 20.0)
@@ -100,3 +101,31 @@ def short_run(start_s: float | None, end_s: float | None) -> bool:
     if start_s is None or end_s is None or not (math.isfinite(start_s) and math.isfinite(end_s)):
         return False
     return end_s - start_s < SHORT_RUN_S
+
+
+def rt_coverage(ranges: dict[str, tuple[float, float]]) -> tuple[tuple[float, float] | None, dict[str, float]]:
+    """(the study's typical RT range, each run's share of it) for ``ranges`` (run id -> (first, last scan) s). The
+    typical range runs from the median first scan to the median last scan of the runs, so a truncated reference run
+    is judged too and one longer run does not widen it (an upper quartile made two of three 600 s runs look cut
+    short beside a 1,200 s one); when half the runs or more were cut short, the typical range is theirs and the
+    others are not named. None and {} with fewer than 3 runs or an empty typical range. A share is
+    ``rt_overlap(typical, run)``'s."""
+    if len(ranges) < 3:
+        return None, {}
+    typical = (float(statistics.median(r[0] for r in ranges.values())),
+               float(statistics.median(r[1] for r in ranges.values())))
+    if typical[1] <= typical[0]:
+        return None, {}
+    return typical, {s: rt_overlap(typical, r)[1] for s, r in ranges.items()}
+
+
+def coverage_note(run: tuple[float, float], share: float, typical: tuple[float, float]) -> str | None:
+    """The QC table's note for a run that measured less than ``RT_COVERAGE_NOTE`` of the study's typical RT range
+    (``rt_coverage``), saying what the tests and models do with it; None otherwise."""
+    if share >= RT_COVERAGE_NOTE:
+        return None
+    what = ("left out of the differential tests and the models" if share < RT_COVERAGE_MIN else
+            "in the tests and models, features eluting outside its range take their mean over the runs that "
+            "measured them")
+    return (f"its acquisition {run[0]:.1f}-{run[1]:.1f} s covers {share:.1%} of the study's typical RT range "
+            f"{typical[0]:.1f}-{typical[1]:.1f} s (a shorter gradient, an excerpt or a stopped run?): {what}")
