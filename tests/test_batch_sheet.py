@@ -397,7 +397,7 @@ def test_runs_that_measured_another_rt_window_are_left_out_of_tests_and_models(t
         {"outcome": BINARY_GROUP}, flags_path=tmp_path / "corrected.parquet", qc_path=tmp_path / "qc.parquet")
     measured = late_fold_changes()
     assert checked["n_samples"] == 9 and abs(measured.mean()) < 0.3 and measured.mean() - biased.mean() > 0.5, measured
-    left_out = next(n for n in checked["notes"] if "left out" in n and "typical RT range (0.0-620.0 s" in n)
+    left_out = next(n for n in checked["notes"] if "left out" in n and "typical RT range (0.0-620.0 s, the" in n)
     assert all(f"{s} (0.0-300.0 s, 48.4%)" in left_out for s in short)
     assert any(f"{part} (0.0-450.0 s, 72.6%)" in n and "not a value below detection" in n for n in checked["notes"])
     assert checked["n_not_measured_cells"] == 2  # C6 and C7 elute after S07's last scan: filled with their mean
