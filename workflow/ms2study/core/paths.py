@@ -82,13 +82,12 @@ def permutation_budget(setting: int | str, n_samples: int, n_sets: int = 1) -> i
     """The most label permutations one feature set's p-value may use: ``setting`` itself when an integer (>= 0),
     for ``"auto"`` ``AUTO_PERMUTATIONS_LARGE`` per feature set compared (``n_sets``), and at least
     ``AUTO_PERMUTATIONS_SMALL`` (p down to 1/101) with at most ``AUTO_SMALL_STUDY`` samples, so that the smallest p,
-    1 / (n + 1),
-    stays below 0.05 after the Bonferroni adjustment over the sets that the report's verdict applies (a trial's
-    147-sample study at AUC 0.98 [0.945, 0.996] was "suggestive only" with 20 permutations and 4 sets: 4 / 21 = 0.19).
-    Small studies are where the bootstrap interval is wide and coarse and the permutation p carries the verdict, and
-    where a permutation (one cross-validation repeat) is cheap; in large studies each costs more, and drawing stops
-    early where the p is clearly large (``modelling.evaluate.sequential_permutation_p``). Raises ValueError for
-    anything else."""
+    1 / (n + 1), stays below 0.05 after the Bonferroni adjustment over the sets that the report's verdict applies (a
+    trial's 147-sample study at AUC 0.98 [0.945, 0.996] was "suggestive only" with 20 permutations and 4 sets:
+    4 / 21 = 0.19). Small studies are where the bootstrap interval is wide and coarse and the permutation p carries
+    the verdict, and where a permutation (one cross-validation repeat) is cheap; in large studies each costs more,
+    and drawing stops early where the p is clearly large (``modelling.evaluate.sequential_permutation_p``). Raises
+    ValueError for anything else."""
     if setting == "auto":
         enough = AUTO_PERMUTATIONS_LARGE * max(n_sets, 1)
         return max(AUTO_PERMUTATIONS_SMALL, enough) if n_samples <= AUTO_SMALL_STUDY else enough

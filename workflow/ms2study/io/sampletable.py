@@ -65,6 +65,8 @@ def id_column_check(path: str | Path, sheet_path: str | Path, sheet: pl.DataFram
     (its header or first column) than the ``matched`` ids, naming that column for ``--id-column``. A fresh user's
     trial: a sheet whose first column held R's row numbers (1..45) matched 4 metabolites whose ids were 16, 21, 25
     and 39, and ``ms2study model`` went on to model those metabolites as samples."""
+    if matched >= sheet.height:  # every id matched: no other column can match more; the table is not read again
+        return
     rows = delimited_rows(Path(path))
     names = {c for c in rows[0][1:] if c} | {r[0] for r in rows[1:] if r and r[0]}
     best, best_n = None, matched

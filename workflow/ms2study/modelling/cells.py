@@ -57,7 +57,7 @@ def fill_not_measured(log2_values: np.ndarray, not_measured: np.ndarray) -> np.n
     """``log2_values`` (features x samples, NaN = no value) with each ``not_measured`` cell set to the mean of its
     feature over the cells that hold a value and were measured (NaN when there is none): a value that carries no
     information on the outcome, where half the minimum would claim the compound was nearly absent. Same shape."""
-    values = np.asarray(log2_values, dtype=np.float64).copy()
+    values = np.asarray(log2_values, dtype=np.float64)
     usable = np.where(not_measured, np.nan, values)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a feature measured nowhere: mean of nothing, NaN

@@ -97,8 +97,9 @@ def without_unmeasured_runs(samples: pl.DataFrame, qc: pl.DataFrame
 
     ``qc``: the QC table (``results/study/qc.parquet``: sample_id, rt_start_s, rt_end_s, the run's first and last
     scan in s). The typical range is ``runchecks.rt_coverage``'s over the runs of ``samples`` found in ``qc``
-    (medians of their first and last scans); with fewer than 3 such runs nothing is left out. A consensus feature eluting outside a run's range was never measured in that run, but the tests and
-    models would impute it as if below detection: a fresh user's trial put a run acquired over another RT window
+    (medians of their first and last scans); with fewer than 3 such runs nothing is left out. A consensus feature
+    eluting outside a run's range was never measured in that run, but the tests and models would impute it as if
+    below detection: a fresh user's trial put a run acquired over another RT window
     beside the others, and every feature of theirs counted as absent in it (as for a run without features,
     ``without_empty_runs``). Coverage: ``runchecks.rt_overlap(typical range, run range)``'s share.
     """

@@ -182,8 +182,8 @@ def imputation_warning(tested: pl.DataFrame, outcome: str, warnings: list[str]) 
     if imputed / tested.height > MOSTLY_IMPUTED:
         hits = (tested["q_value"] < SIGNIFICANCE).fill_null(False) if "q_value" in tested.columns else relies & False
         n_hits, hits_imputed = int(hits.sum()), int((hits & relies).sum())
-        of_hits = (f"; of the {n_hits} features at q &lt; {SIGNIFICANCE:g}, {hits_imputed} rel{'ies' if hits_imputed == 1 else 'y'} on it" if n_hits
-                   else "")
+        of_hits = (f"; of the {n_hits} features at q &lt; {SIGNIFICANCE:g}, {hits_imputed} "
+                   f"{'relies' if hits_imputed == 1 else 'rely'} on it" if n_hits else "")
         # named beside the differential finding only when its hits themselves rest on imputed values
         # and it casts doubt on the conclusions only then; otherwise it describes the data
         label, concerns = ("hits rely on imputation", (f"differential:{outcome}",)) if hits_imputed else ("", ())
@@ -325,8 +325,8 @@ def floor_warning(summary: dict, feature_set: str, outcome: str, warnings: list[
     if not at_floor(entry, n):
         return
     floor = 1 / (int(n) + 1)
-    text = (f"outcome <b>{esc(outcome)}</b>: the permutation p of the {esc(feature_set)} model, "
-            f"{p_value_text(floor)}, is 1/({int(n)} + 1), the smallest {int(n)} permutations can give (none of them reached its "
+    text = (f"outcome <b>{esc(outcome)}</b>: the permutation p of the {esc(feature_set)} model, {p_value_text(floor)}, "
+            f"is 1/({int(n)} + 1), the smallest {int(n)} permutations can give (none of them reached its "
             f"{esc(entry.get('metric'))}); ")
     if floor >= SIGNIFICANCE:
         text += (f"so few permutations cannot give p &lt; {SIGNIFICANCE:g}, and no model can be shown to beat chance: "

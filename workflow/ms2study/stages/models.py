@@ -32,17 +32,17 @@ from ms2study.core.errors import InputError
 from ms2study.core.params import add_params_argument, load_params, overlay
 from ms2study.io.samplesheet import read_sample_sheet
 from ms2study.io.sampletable import id_column_check, read_sample_table
+from ms2study.modelling.cells import fill_matrix_not_measured
 from ms2study.modelling.estimators import ESTIMATORS
 from ms2study.modelling.evaluate import METRICS_SCHEMA, PREDICTIONS_SCHEMA, format_metric, model_outcome
-from ms2study.modelling.cells import fill_matrix_not_measured
 from ms2study.modelling.featuresets import feature_matrix_feature_set, study_feature_sets
 from ms2study.modelling.outcomes import (
     OUTCOME_TYPES,
     check_outcome,
     not_sample_note,
     not_study_samples,
-    outcome_dirname,
     add_run_range_arguments,
+    outcome_dirname,
     read_model_matrix,
     runs_measured,
     without_empty_runs,
