@@ -13,7 +13,7 @@ import pytest
 
 from ms2study.core import tables
 from ms2study.modelling.differential import write_table
-from ms2study.reporting import cautions, collect, outcomes, whatdiffers, qc
+from ms2study.reporting import cautions, choice, collect, outcomes, whatdiffers, qc
 from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles, ReportInputs
 from ms2study.stages.report import build_report
 
@@ -231,7 +231,7 @@ def test_a_verdict_at_the_permutations_resolution_is_said_so_in_the_models_secti
             "smallest adjusted p possible is 3/21 = 0.143; the adjusted p (0.143) cannot fall below 0.05 with any "
             "count of reaching permutations. Raise <code>models: n_permutations</code> in config.yaml (e.g. to 1000) "
             "to tell whether it holds.</p>") in models
-    assert cautions.permutation_resolution(SUMMARY, "embedding") is None  # its interval reaches chance anyway
+    assert choice.permutation_resolution(SUMMARY, "embedding") is None  # its interval reaches chance anyway
     findings_box = text.split('id="findings"')[1].split('id="warnings"')[0]
     assert "cannot fall below 0.05 with any count of reaching permutations" in findings_box
 

@@ -592,3 +592,28 @@ def test_without_any_library_match_the_finding_says_so() -> None:
                                  "q_value": pl.Float64})
     text = identification_finding(empty, 0.01)
     assert text.startswith("no consensus feature has a library match") and "q ≤" not in text
+
+
+def test_a_max_statistic_adjustment_is_read_from_the_summary_and_named() -> None:
+    """Since session 28 the models stage adjusts the best set's p for the choice among the sets by the max-statistic
+    over their shared permutations (``p_adjustment``, ``permutation_p_adjusted``): the verdict reads that value, not
+    Bonferroni's, and names it; its resolution sentence counts the shared permutations."""
+    best = {**_counted(0.947, 0.747, 0, 40), "permutation_p_adjusted": 1 / 41, "permutations_reaching_adjusted": 0}
+    adjusted = {**_four_sets(best, n=40), "p_adjustment": {"method": "max-statistic over the feature sets "
+                                                           "(Westfall & Young 1993)", "permutations": 40,
+                                                           "feature_sets": 4}}
+    text, on = findings.model_verdict(adjusted)
+    # Bonferroni would read 4/41 = 0.098 ("suggestive only"); the max-statistic's 1/41 passes
+    assert on == "features" and not text.startswith("<b>suggestive only</b>")
+    assert "adjusted for it by the largest score over the 4 sets on each of 40 shared permutations: 0.0244" in text
+    # one shared permutation gave some set a score reaching it: 2/41 = 0.049 still passes; two do not, and then one
+    # permutation decides, which the verdict says together with what to raise and that every set must draw them
+    two = {**adjusted, "feature_sets": {**adjusted["feature_sets"], "features": {
+        **best, "permutation_p_adjusted": 3 / 41, "permutations_reaching_adjusted": 2}}}
+    text = findings.model_verdict(two)[0]
+    assert text.startswith("<b>suggestive only</b>")
+    assert ("on 2 of the 40 permutations that every one of the 4 feature sets drew, some set's model reached the "
+            "observed AUC, and with 40 shared permutations the smallest adjusted p possible is 1/41 = 0.0244; the "
+            "adjusted p (0.0732) would be below 0.05 with at most 1 reaching it, so 1 permutation decides the "
+            "verdict") in text
+    assert "(e.g. to 1000) with <code>permutation_stop_after: 0</code>, so that every set draws them all," in text

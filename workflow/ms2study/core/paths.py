@@ -78,28 +78,36 @@ def gap_fill_on(config: dict) -> bool:
     return bool((config.get("correct") or {}).get("gap_fill", schema_defaults("correct")["gap_fill"]))
 
 
-def permutation_budget(setting: int | str, n_samples: int, n_sets: int = 1) -> int:
-    """The most label permutations one feature set's p-value may use: ``setting`` itself when an integer (>= 0),
-    for ``"auto"`` ``AUTO_PERMUTATIONS_LARGE`` per feature set compared (``n_sets``), and at least
-    ``AUTO_PERMUTATIONS_SMALL`` (p down to 1/101) with at most ``AUTO_SMALL_STUDY`` samples, so that the smallest p,
-    1 / (n + 1), stays below 0.05 after the Bonferroni adjustment over the sets that the report's verdict applies (a
-    trial's 147-sample study at AUC 0.98 [0.945, 0.996] was "suggestive only" with 20 permutations and 4 sets:
-    4 / 21 = 0.19). Small studies are where the bootstrap interval is wide and coarse and the permutation p carries
-    the verdict, and where a permutation (one cross-validation repeat) is cheap; in large studies each costs more,
-    and drawing stops early where the p is clearly large (``modelling.evaluate.sequential_permutation_p``). Raises
-    ValueError for anything else."""
+def permutation_budget(setting: int | str, n_samples: int) -> int:
+    """The most label permutations one feature set's p-value may use: ``setting`` itself when an integer (>= 0);
+    for ``"auto"`` ``AUTO_PERMUTATIONS_LARGE`` (40: smallest p 1/41) above ``AUTO_SMALL_STUDY`` samples and
+    ``AUTO_PERMUTATIONS_SMALL`` (100: p down to 1/101) up to it. Small studies are where the bootstrap interval is
+    wide and coarse and the permutation p carries the verdict, and where a permutation (one cross-validation repeat)
+    is cheap. The choice among the feature sets is adjusted for by the max-statistic over the sets on the first
+    ``family_permutations`` permutations, which every set draws (``modelling.evaluate.family_adjusted_p``), so the
+    budget does not grow with the number of sets (session 27 drew 20 per set for a Bonferroni adjustment: 3.1x the
+    CPU at 200 samples, ``benchmarks/measured/permutation_cost_session27.json``). Raises ValueError for anything
+    else."""
     if setting == "auto":
-        enough = AUTO_PERMUTATIONS_LARGE * max(n_sets, 1)
-        return max(AUTO_PERMUTATIONS_SMALL, enough) if n_samples <= AUTO_SMALL_STUDY else enough
+        return AUTO_PERMUTATIONS_SMALL if n_samples <= AUTO_SMALL_STUDY else AUTO_PERMUTATIONS_LARGE
     if isinstance(setting, bool) or not isinstance(setting, int) or setting < 0:
         raise ValueError(f"n_permutations must be 'auto' or an integer >= 0, not {setting!r}")
     return setting
 
 
+def family_permutations(budget: int, stop_after: int) -> int:
+    """How many of the first permutations every feature set draws before it may stop early, and so how many the
+    adjustment for the choice among the sets reads (``modelling.evaluate.family_adjusted_p``): the whole ``budget``
+    when drawing never stops early (``stop_after`` 0), else at most ``FAMILY_PERMUTATIONS`` (40: the adjusted p can
+    reach 1/41 = 0.024, and 2/41 = 0.049 with one permutation reaching)."""
+    return budget if stop_after <= 0 else min(budget, FAMILY_PERMUTATIONS)
+
+
 # models.n_permutations: auto (permutation_budget); modelling.evaluate.sequential_permutation_p may stop earlier.
 AUTO_SMALL_STUDY = 100
 AUTO_PERMUTATIONS_SMALL = 100
-AUTO_PERMUTATIONS_LARGE = 20  # per feature set compared (permutation_budget)
+AUTO_PERMUTATIONS_LARGE = 40
+FAMILY_PERMUTATIONS = 40  # drawn by every set before stopping early; the max-statistic adjustment reads these
 
 
 # Seconds of CPU per 200-tree random forest fit on the univariate filter's 200 columns: 0.25 s up to ~50 samples,
@@ -122,7 +130,7 @@ def models_runtime_minutes(config: dict, n_samples: int, n_outcomes: int, base_m
     if p.get("estimator") != "random_forest" or n_outcomes == 0:
         return int(base_minutes)
     fits_per_outer = len(p["forest_min_samples_leaf"]) * int(p["inner_splits"]) + 1
-    outer = (int(p["outer_repeats"]) + permutation_budget(p["n_permutations"], n_samples, len(p["feature_sets"])))
+    outer = (int(p["outer_repeats"]) + permutation_budget(p["n_permutations"], n_samples))
     outer *= int(p["outer_splits"])
     fits = n_outcomes * len(p["feature_sets"]) * outer * fits_per_outer
     seconds = fits * int(p["forest_trees"]) / 200.0 * (FOREST_FIT_S[0] + FOREST_FIT_S[1] * n_samples)

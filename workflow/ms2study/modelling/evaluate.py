@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from ms2study.core.paths import permutation_budget
+from ms2study.core.paths import family_permutations, permutation_budget
 from ms2study.modelling.crossval import cross_validate
 from ms2study.modelling.estimators import estimator_family, strength_label
 from ms2study.modelling.featuresets import align_rows
@@ -95,8 +95,10 @@ def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], 
     wanted = list(params["feature_sets"]) + (["covariates"] if covariate_names and "covariates" not in
                                              params["feature_sets"] else [])
     order = [n for n in wanted if n in feature_sets]
-    n_permutations = permutation_budget(params["n_permutations"], len(y), len(order))
+    n_permutations = permutation_budget(params["n_permutations"], len(y))
     summary["n_permutations"] = n_permutations
+    # Every set draws the permutations the adjustment for choosing among them reads; a lone set needs none.
+    family = family_permutations(n_permutations, int(params.get("permutation_stop_after", 0))) if len(order) > 1 else 0
     permutations = [rng.permutation(len(y)) for _ in range(n_permutations)]
     for name in wanted if note_missing_sets else []:
         if name not in feature_sets:
@@ -114,7 +116,7 @@ def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], 
         # Covariates ride along as the last columns; the preprocessing treats them apart (see preprocessor).
         X = np.hstack([X, C])
         entry, rows, cv = _evaluate_set(name, X, y, kind, imputation, params, C.shape[1], empty, boot, permutations,
-                                        summary["notes"])
+                                        summary["notes"], family)
         metrics_rows.extend(rows)
         scores = cv["scores"]
         if cv["chosen"]:
@@ -126,6 +128,7 @@ def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], 
         log.info("outcome %s, %s: %s = %s [%s, %s], p = %s (%.1f s)", spec["column"], name, entry["metric"],
                  format_metric(entry["value"]), format_metric(entry["ci_low"]), format_metric(entry["ci_high"]),
                  entry["permutation_p"], entry["seconds"])
+    adjust_for_the_choice(summary, family)
     summary["status"] = "done" if summary["feature_sets"] else "skipped"
     if not summary["feature_sets"]:
         summary["reason"] = "no feature set had values for the samples"
@@ -134,7 +137,7 @@ def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], 
 
 def _evaluate_set(name: str, X: np.ndarray, y: np.ndarray, kind: str, imputation: str, params: dict,
                   n_cov: int, empty: list[str], boot: np.ndarray, permutations: list[np.ndarray],
-                  notes: list[str]) -> tuple[dict[str, Any], list[dict], dict]:
+                  notes: list[str], family: int) -> tuple[dict[str, Any], list[dict], dict]:
     """Nested CV of one feature set (X: samples x (columns + ``n_cov`` covariates); ``empty``: its samples without
     any value) with its metrics: returns (the set's summary entry, its metrics rows, the cross-validation). A note
     on coarse fold-wise metrics is added to ``notes`` once."""
@@ -158,10 +161,11 @@ def _evaluate_set(name: str, X: np.ndarray, y: np.ndarray, kind: str, imputation
         primary = metric == PRIMARY_METRIC[kind]
         p_value = None
         if primary and permutations:
-            test = permutation_p_value(X, y, kind, imputation, params, n_cov, metric, cv, permutations)
+            test = permutation_p_value(X, y, kind, imputation, params, n_cov, metric, cv, permutations, family)
             p_value = test["p"]
             entry.update(permutation_null_mean=test["null_mean"], permutations_drawn=test["drawn"],
-                         permutations_reaching=test["reaching"], permutations_stopped_early=test["stopped_early"])
+                         permutations_reaching=test["reaching"], permutations_stopped_early=test["stopped_early"],
+                         permutation_observed=test["observed"], permutation_null=test["null"])
         if primary:
             entry.update(metric=metric, value=stats["value"], ci_low=stats["ci_low"], ci_high=stats["ci_high"],
                          permutation_p=p_value)
@@ -181,7 +185,7 @@ def _evaluate_set(name: str, X: np.ndarray, y: np.ndarray, kind: str, imputation
 
 
 def sequential_permutation_p(observed: float, null_statistic: Callable[[int], float], max_permutations: int,
-                             stop_after: int) -> dict[str, Any]:
+                             stop_after: int, min_draws: int = 0) -> dict[str, Any]:
     """Sequential Monte Carlo p-value (Besag & Clifford 1991, Biometrika 78:301-304) of an observed statistic.
 
     ``null_statistic(i)`` returns the statistic on the i-th permutation (i = 0, 1, ...). Permutations are drawn
@@ -189,8 +193,10 @@ def sequential_permutation_p(observed: float, null_statistic: Callable[[int], fl
     until ``max_permutations`` are drawn, then p = (1 + reaching) / (1 + max_permutations) (Phipson & Smyth 2010,
     Stat Appl Genet Mol Biol 9:39), so the resolution stays 1 / (max_permutations + 1). Both are valid p-values
     (P(p <= a) <= a under exchangeability); stopping early only spends fewer permutations where the p-value is
-    clearly large (at least stop_after / max_permutations). ``stop_after`` 0 never stops early.
-    Returns {"p": float, "drawn": int, "reaching": int, "stopped_early": bool, "null_mean": float | None}.
+    clearly large (at least stop_after / max_permutations). ``stop_after`` 0 never stops early; nor does drawing
+    stop before ``min_draws`` permutations (the ones the adjustment over feature sets reads, ``family_adjusted_p``).
+    Returns {"p": float, "drawn": int, "reaching": int, "stopped_early": bool, "null_mean": float | None,
+    "null": list of the statistics drawn, in order}.
     Raises ValueError when max_permutations < 1 or stop_after < 0."""
     if max_permutations < 1 or stop_after < 0:
         raise ValueError(f"max_permutations must be >= 1 and stop_after >= 0 (got {max_permutations}, {stop_after})")
@@ -200,17 +206,18 @@ def sequential_permutation_p(observed: float, null_statistic: Callable[[int], fl
         value = float(null_statistic(i))
         null.append(value)
         reaching += bool(value >= observed - 1e-12)
-        if stop_after and reaching >= stop_after and len(null) < max_permutations:
+        if stop_after and reaching >= stop_after and min_draws <= len(null) < max_permutations:
             return {"p": reaching / len(null), "drawn": len(null), "reaching": reaching, "stopped_early": True,
-                    "null_mean": finite_or_none(np.mean(null))}
+                    "null_mean": finite_or_none(np.mean(null)), "null": null}
     return {"p": (1 + reaching) / (1 + len(null)), "drawn": len(null), "reaching": reaching, "stopped_early": False,
-            "null_mean": finite_or_none(np.mean(null))}
+            "null_mean": finite_or_none(np.mean(null)), "null": null}
 
 
 def permutation_p_value(X: np.ndarray, y: np.ndarray, kind: str, imputation: str, params: dict, n_cov: int,
-                        metric: str, cv: dict, permutations: list[np.ndarray]) -> dict[str, Any]:
+                        metric: str, cv: dict, permutations: list[np.ndarray], min_draws: int = 0) -> dict[str, Any]:
     """Label-permutation p-value of ``metric`` for a cross-validation ``cv`` of (X, y), as
-    ``sequential_permutation_p`` returns it (p, drawn, reaching, stopped_early, null_mean).
+    ``sequential_permutation_p`` returns it (p, drawn, reaching, stopped_early, null_mean, null), with the
+    ``observed`` statistic; at least ``min_draws`` permutations are drawn.
 
     The statistic tested is the first repeat's out-of-fold metric; the null reruns the identical nested procedure
     (one repeat, same seed) on the permutations of the labels (index arrays of len(y)), in order, at most all of
@@ -222,8 +229,51 @@ def permutation_p_value(X: np.ndarray, y: np.ndarray, kind: str, imputation: str
         shuffled = cross_validate(X, permuted, kind, imputation, params, n_repeats=1, n_covariates=n_cov)
         return metric_values(metric, permuted, shuffled["scores"][0], shuffled["fold"][0])[0]
 
-    return sequential_permutation_p(observed, null_statistic, len(permutations),
-                                    int(params.get("permutation_stop_after", 0)))
+    test = sequential_permutation_p(observed, null_statistic, len(permutations),
+                                    int(params.get("permutation_stop_after", 0)), min_draws)
+    return {**test, "observed": float(observed)}
+
+
+def family_adjusted_p(observed: dict[str, float], nulls: dict[str, list[float]], m: int) -> dict[str, dict]:
+    """P-values adjusted for choosing among feature sets: Westfall & Young's (1993, Resampling-Based Multiple
+    Testing, Wiley, ch. 2) single-step max-statistic over the sets, on their first ``m`` shared label permutations.
+
+    ``observed``: each set's observed statistic (higher is better, all on one metric); ``nulls``: each set's null
+    statistics, permutation by permutation, the same permutations for every set, at least ``m`` each. For each
+    permutation b < m the largest null statistic over the sets, M_b; set k's adjusted p is
+    (1 + #{b: M_b >= observed_k}) / (1 + m) (Phipson & Smyth 2010), which controls the family-wise error over the
+    sets (strong control under subset pivotality) and, as the sets' statistics are correlated, is smaller than
+    Bonferroni's. A null statistic that is not finite counts as not reaching. Returns {set: {"p": float,
+    "reaching": int}}; {} when m < 1. Raises ValueError when a set has fewer than m null statistics."""
+    if m < 1 or not observed:
+        return {}
+    short = [k for k in observed if len(nulls[k]) < m]
+    if short:
+        raise ValueError(f"feature sets {short} drew fewer than the {m} permutations the adjustment reads")
+    table = np.array([[v if np.isfinite(v) else -np.inf for v in nulls[k][:m]] for k in observed], dtype=float)
+    largest = table.max(axis=0)
+    out = {}
+    for k, value in observed.items():
+        reaching = int(np.sum(largest >= value - 1e-12))
+        out[k] = {"p": (1 + reaching) / (1 + m), "reaching": reaching}
+    return out
+
+
+def adjust_for_the_choice(summary: dict, m: int) -> None:
+    """Adds to each feature set of ``summary`` with a permutation p its ``permutation_p_adjusted`` (the larger of
+    ``family_adjusted_p``'s over the sets on the first ``m`` permutations and the set's own p, so never below it)
+    and ``permutations_reaching_adjusted``, and to the summary ``p_adjustment`` (method, permutations, sets); the
+    null statistics are dropped from the entries. Nothing when no set has permutations."""
+    entries = {k: e for k, e in summary["feature_sets"].items() if e.get("permutation_p") is not None}
+    observed = {k: e.pop("permutation_observed") for k, e in entries.items()}
+    nulls = {k: e.pop("permutation_null") for k, e in entries.items()}
+    if not entries or m < 1:
+        return
+    for k, result in family_adjusted_p(observed, nulls, m).items():
+        entries[k]["permutation_p_adjusted"] = max(result["p"], float(entries[k]["permutation_p"]))
+        entries[k]["permutations_reaching_adjusted"] = result["reaching"]
+    summary["p_adjustment"] = {"method": "max-statistic over the feature sets (Westfall & Young 1993)",
+                               "permutations": m, "feature_sets": len(entries)}
 
 
 def format_metric(value: float | None) -> str:

@@ -2,7 +2,7 @@
 many consensus features have MS/MS (only these can be identified or enter the MS/MS-based models), how few samples a
 class has, how much of the testing rests on imputed values, which adduct and isotope labels were grouped on mass and
 retention time alone, a permutation p at the smallest value its permutations can give, a verdict that the
-permutations' resolution decides (``permutation_resolution``), a cross-validated score below chance, why a score
+permutations' resolution decides (``choice.permutation_resolution``), a cross-validated score below chance, why a score
 near its maximum can have a permutation p that is not small (``permutation_note``), and the warnings the
 differential stage recorded in its summary. Warnings are HTML with user text escaped; each is a ``html.Caution``
 that says what it means for the conclusions (the page ranks them) and which findings it bears on (the main findings
@@ -13,7 +13,6 @@ name it beside them). May import ``ms2study.core``, ``ms2study.modelling`` and
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from fractions import Fraction
 from pathlib import Path
 
 import polars as pl
@@ -392,75 +391,6 @@ def permutation_note(summary: dict) -> str | None:
     if not n_perm:
         return f"{first} {formula}."
     return f"{first} {formula}, so its resolution is 1/{n_perm + 1} = {p_value_text(1 / (n_perm + 1))}."
-
-
-# A verdict that fails only on its permutation p (the best set's, adjusted for the choice among the sets) is said to be
-# limited by the number of permutations when that adjusted p is at most this many times the smallest one the
-# permutations allow, i.e. when at most 2 permutations reached the observed value. The count is then too small to
-# tell a p on the 0.05 line from the one observed: with 100 permutations and 4 sets, a true p exactly at the line
-# (0.05 / 4) makes 2 or more permutations reach the value in 36 % of draws (3 or more: 13 %, 4 or more: 4 %).
-RESOLUTION_FACTOR = 3
-# The suggested number of permutations makes the smallest adjusted p at most a tenth of 0.05 (about ten permutations
-# must then reach the value before the adjusted p crosses the line) and is at least ten times the number drawn.
-SUGGESTED_PERMUTATIONS = (1000, 2000, 5000, 10000, 20000, 50000, 100000)
-
-
-def _permutation_count(summary: dict, entry: dict) -> int | None:
-    """The number of permutations the models stage was set to draw (the summary's resolved ``n_permutations``, else
-    ``params: n_permutations`` when it is a count, else the entry's ``permutations_drawn``); None when unknown."""
-    for n in (summary.get("n_permutations"), (summary.get("params") or {}).get("n_permutations"),
-              entry.get("permutations_drawn")):
-        if isinstance(n, int) and not isinstance(n, bool) and n > 0:
-            return n
-    return None
-
-
-def permutation_resolution(summary: dict, feature_set: str) -> str | None:
-    """Plain words (HTML) when the verdict on ``feature_set`` (the set it rests on) is decided by the resolution of the
-    permutation test rather than by the data: everything but p passes the models' rule (``chance_shortfall`` with
-    p set aside), p adjusted for the choice among the summary's feature sets (Bonferroni, as the verdict) is not
-    below ``P_SMALL``, and it is at most ``RESOLUTION_FACTOR`` times the smallest adjusted p the permutations allow
-    (sets / (permutations + 1)), or even that smallest one is not below ``P_SMALL``. Says how many permutations were
-    drawn and reached the observed value, the smallest possible adjusted p, how many reaching permutations would
-    have passed, and what to raise (``models: n_permutations``, with a suggested count). None otherwise, or when
-    drawing stopped early (p then rests on ``permutation_stop_after`` reaching permutations)."""
-    entry = (summary.get("feature_sets") or {}).get(feature_set) or {}
-    p = entry.get("permutation_p")
-    n = _permutation_count(summary, entry)
-    if p is None or n is None or entry.get("permutations_stopped_early"):
-        return None
-    if chance_shortfall({**entry, "permutation_p": 0.0}) is not None:
-        return None  # the score or its interval fails too: more permutations would not change the verdict
-    sets = max(len(summary.get("feature_sets") or {}), 1)
-    adjusted, smallest = min(1.0, float(p) * sets), min(1.0, sets / (n + 1))
-    if adjusted < P_SMALL or not (adjusted <= RESOLUTION_FACTOR * smallest + 1e-12 or smallest >= P_SMALL):
-        return None
-    drawn = int(entry.get("permutations_drawn") or n)
-    reached = entry.get("permutations_reaching")
-    reached = int(reached) if reached is not None else max(round(float(p) * (n + 1)) - 1, 0)
-    line = Fraction(str(P_SMALL))  # exact: (k + 1) * sets / (n + 1) < 0.05, without rounding at the line
-    passing = next((k for k in range(n, -1, -1) if Fraction((k + 1) * sets, n + 1) < line), None)
-    metric = esc(METRIC_NAMES.get(entry.get("metric"), entry.get("metric") or "score"))
-    what = "adjusted p" if sets > 1 else "p"
-    smallest_text = (f"{sets}/{n + 1} = {p_value_text(smallest)}" if sets > 1 else f"1/{n + 1} = "
-                     f"{p_value_text(smallest)}")
-    text = (f"this verdict is limited by the number of permutations: {reached} of the {drawn} permutations drawn "
-            f"reached the observed {metric}, and with {n} permutations" + (f" and {sets} feature sets" if sets > 1
-                                                                              else "")
-            + f" the smallest {what} possible is {smallest_text}; the {what} ({p_value_text(adjusted)}) ")
-    if passing is None:
-        text += f"cannot fall below {P_SMALL:g} with any count of reaching permutations"
-    elif passing == 0:
-        text += (f"would be below {P_SMALL:g} only if none had reached it, so "
-                 f"{'one permutation decides' if reached == 1 else f'{reached} permutations decide'} the verdict")
-    else:
-        deciding = max(reached - passing, 1)
-        text += (f"would be below {P_SMALL:g} with at most {passing} reaching it, so {deciding} permutation"
-                 f"{'s decide' if deciding > 1 else ' decides'} the verdict")
-    wanted = max(10 * n, 10 * sets / P_SMALL)
-    suggested = next((s for s in SUGGESTED_PERMUTATIONS if s >= wanted), int(wanted))
-    return (text + f". Raise <code>models: n_permutations</code> in config.yaml (e.g. to {suggested}) to tell whether "
-            "it holds")
 
 
 def chance_shortfall(entry: dict) -> str | None:

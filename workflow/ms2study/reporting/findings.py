@@ -24,8 +24,8 @@ from ms2study.reporting.cautions import (
     P_SMALL,
     best_feature_set,
     chance_shortfall,
-    permutation_resolution,
 )
+from ms2study.reporting.choice import adjustment_text, choice_adjustment, permutation_resolution
 from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles
 from ms2study.reporting.html import (
     PROCESSING,
@@ -67,11 +67,12 @@ def p_text(entry: dict) -> str:
 def model_verdict(summary: dict) -> tuple[str, str | None]:
     """(the verdict as HTML, the feature set it rests on or None). Beating chance follows the models section's
     rule (``cautions.chance_shortfall``: p < 0.05 and the 95 % interval above chance); a model that does not and
-    whose interval reaches chance (e.g. an AUC interval spanning 0.5) is "no evidence", unless its p (Bonferroni
-    over the feature sets) is below 0.05, which makes it "inconclusive"; one whose interval lies
+    whose interval reaches chance (e.g. an AUC interval spanning 0.5) is "no evidence", unless its p adjusted for the
+    choice among the feature sets (``choice.choice_adjustment``) is below 0.05, which makes it "inconclusive"; one
+    whose interval lies
     above chance but whose p is not small is "not shown to beat chance", with the reason. A "suggestive only" or
     "not shown to beat chance" verdict that the permutations' resolution decides says so and what to raise
-    (``cautions.permutation_resolution``)."""
+    (``choice.permutation_resolution``)."""
     if summary.get("status") != "done":
         return f"not modelled: {esc(summary.get('reason'))}", None
     best = best_feature_set(summary)
@@ -90,25 +91,27 @@ def model_verdict(summary: dict) -> tuple[str, str | None]:
         numbers += f", permutation p = {p_text(entry)}"
     n_sets = len(summary.get("feature_sets") or {})
     numbers += f"; best of {n_sets} feature set{'s' if n_sets != 1 else ''}: <b>{esc(name)}</b>"
-    if p is not None and n_sets > 1:  # the set is chosen after seeing all of them: say what that costs
+    adjusted = choice_adjustment(summary, entry)
+    if adjusted is not None:  # the set is chosen after seeing all of them: say what that costs
         numbers += (f"; picked as the best of {n_sets} after seeing them, so its p is not adjusted for the choice "
-                    f"(Bonferroni over the {n_sets}: {min(1.0, float(p) * n_sets):.3g})")
+                    f"({adjustment_text(adjusted)})")
     does, none = _what(summary)
     why = chance_shortfall(entry)
     chance = CHANCE.get(metric)
     # a verdict that fails on p alone, near the smallest p the permutations allow, says that they decide it
     limited = permutation_resolution(summary, name)
     limited = f"; {limited}" if limited else ""
-    if why is None and p is not None and n_sets > 1 and float(p) * n_sets >= P_SMALL:
+    if why is None and adjusted is not None and adjusted["p"] >= P_SMALL:
         text = (f"<b>suggestive only</b>: the best set {does} on its own test, but not once the choice among "
                 f"{n_sets} sets is adjusted for ({numbers}){limited}")
         return text, name
     if why is None:
         return f"<b>{does}</b> ({numbers})", name
     if chance is None or low is None or float(low) <= chance:
-        if p is not None and chance is not None and low is not None and float(p) * max(n_sets, 1) < P_SMALL:
+        if p is not None and chance is not None and low is not None and (
+                adjusted["p"] if adjusted is not None else float(p)) < P_SMALL:
             # the permutations say it beats chance (after the choice among the sets), the interval does not rule
-            # chance out: not "no evidence" (a fresh user's age model: p 0.0099, Bonferroni 0.040, interval to -0.51)
+            # chance out: not "no evidence" (a fresh user's age model: p 0.0099, adjusted 0.040, interval to -0.51)
             return (f"<b>inconclusive</b>: the permutation test says the best set {does}, but its interval reaches "
                     f"chance ({numbers}){limited}"), name
         return f"<b>{none}</b> ({numbers})", name

@@ -15,7 +15,7 @@ import polars as pl
 from ms2study.modelling.attribution import SET as ATTRIBUTED_SET
 from ms2study.modelling.featuresets import align_rows
 from ms2study.modelling.power import detectable_effect_sentence, read_detectable_effects
-from ms2study.reporting import cautions
+from ms2study.reporting import cautions, choice
 from ms2study.reporting.cautions import chance_shortfall, near_maximum, permutation_note
 from ms2study.reporting.charts import (
     figure_html,
@@ -91,7 +91,7 @@ def models_section(models: Sequence[OutcomeFiles], sheet: pl.DataFrame, feature_
             if note:
                 parts.append(f'<p class="note {kind}">{esc(note)}</p>')
         best = cautions.best_feature_set(summary)
-        limited = cautions.permutation_resolution(summary, best[0]) if best else None
+        limited = choice.permutation_resolution(summary, best[0]) if best else None
         if limited:  # HTML: the verdict of the main findings rests on this set
             parts.append(f'<p class="note resolution">Best set, {esc(best[0])}: {limited}.</p>')
         if summary.get("type") == "binary":

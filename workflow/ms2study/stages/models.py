@@ -97,8 +97,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
     # 3: penalty 9x weaker. Not fully unpenalised on purpose: at 10 (100x) an unrelated covariate (age on the demo's
     # group) took over the strongly regularised models of 12 samples and cut the feature matrix's AUC from 1.0 to 0.8.
     "covariate_weight": 3.0,
-    # Label permutations for the p-value, at most (resolution 1 / (n + 1)); 0 disables; "auto": 20 per feature set,
-    # at least 100 up to 100 samples (core.paths.permutation_budget). Drawing stops once permutation_stop_after of them
+    # Label permutations for the p-value, at most (resolution 1 / (n + 1)); 0 disables; "auto": 40, 100 up to 100
+    # samples (core.paths.permutation_budget). Drawing stops once permutation_stop_after of them
     # reach the observed value (Besag & Clifford's sequential p; 0: never), so a clearly large p costs few.
     "n_permutations": "auto",
     "permutation_stop_after": 10,

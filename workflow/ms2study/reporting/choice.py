@@ -1,0 +1,134 @@
+"""How a model's permutation p is adjusted for choosing the best of an outcome's feature sets after seeing them all.
+
+The models stage adjusts it by the max-statistic over the sets on their shared permutations
+(``modelling.evaluate.family_adjusted_p``; summary ``p_adjustment``, entry ``permutation_p_adjusted``). A summary
+written before that (no ``p_adjustment``) is adjusted here by Bonferroni over the sets, as the report did then. May
+import ``ms2study.core`` and ``reporting.html``.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from ms2study.reporting.cautions import METRIC_NAMES, P_SMALL, chance_shortfall
+from ms2study.reporting.html import esc, p_value_text
+
+
+def choice_adjustment(summary: dict, entry: dict) -> dict | None:
+    """The adjustment of ``entry``'s permutation p (one feature set of the models ``summary``) for the choice among
+    the summary's feature sets, as {"p": adjusted p, "sets": number of sets, "method": "max-statistic" or
+    "Bonferroni", "permutations": permutations the adjusted p rests on, "smallest": the smallest adjusted p they
+    allow, "factor": k reaching permutations give (k + 1) x factor / (permutations + 1)}. Bonferroni's rests on
+    the permutations the stage was set to draw (``_permutation_count``). None with a single set or without a p."""
+    sets = len(summary.get("feature_sets") or {})
+    p = entry.get("permutation_p")
+    if sets < 2 or p is None:
+        return None
+    adjustment = summary.get("p_adjustment") or {}
+    if entry.get("permutation_p_adjusted") is not None and adjustment.get("permutations"):
+        n = int(adjustment["permutations"])
+        return {"p": float(entry["permutation_p_adjusted"]), "sets": sets, "method": "max-statistic",
+                "permutations": n, "smallest": 1 / (n + 1), "factor": 1}
+    n = _permutation_count(summary, entry)
+    return {"p": min(1.0, float(p) * sets), "sets": sets, "method": "Bonferroni", "permutations": n,
+            "smallest": min(1.0, sets / (n + 1)) if n else None, "factor": sets}
+
+
+def adjustment_text(adjusted: dict) -> str:
+    """A few words naming the adjustment and its value, e.g. 'max-statistic over the 4 sets' shared permutations:
+    0.024'."""
+    value = f"{adjusted['p']:.3g}"
+    if adjusted["method"] == "max-statistic":
+        return (f"adjusted for it by the largest score over the {adjusted['sets']} sets on each of "
+                f"{adjusted['permutations']} shared permutations: {value}")
+    return f"Bonferroni over the {adjusted['sets']}: {value}"
+
+
+def reaching_to_pass(adjusted: dict, line: float) -> int | None:
+    """The most reaching permutations with which the adjusted p would still be below ``line`` (exact arithmetic:
+    (k + 1) x factor / (permutations + 1) < line); None when even none reaching would not do."""
+    n = adjusted["permutations"]
+    limit = Fraction(str(line))
+    return next((k for k in range(n, -1, -1) if Fraction((k + 1) * adjusted["factor"], n + 1) < limit), None)
+
+
+# A verdict that fails only on its permutation p (the best set's, adjusted for the choice among the sets) is said to be
+# limited by the number of permutations when that adjusted p is at most this many times the smallest one the
+# permutations allow, i.e. when at most 2 permutations reached the observed value. The count is then too small to
+# tell a p on the 0.05 line from the one observed: with 100 permutations and 4 sets, a true p exactly at the line
+# (0.05 / 4) makes 2 or more permutations reach the value in 36 % of draws (3 or more: 13 %, 4 or more: 4 %).
+RESOLUTION_FACTOR = 3
+# The suggested number of permutations makes the smallest adjusted p at most a tenth of 0.05 (about ten permutations
+# must then reach the value before the adjusted p crosses the line) and is at least ten times the number drawn.
+SUGGESTED_PERMUTATIONS = (1000, 2000, 5000, 10000, 20000, 50000, 100000)
+
+
+def _permutation_count(summary: dict, entry: dict) -> int | None:
+    """The number of permutations the models stage was set to draw (the summary's resolved ``n_permutations``, else
+    ``params: n_permutations`` when it is a count, else the entry's ``permutations_drawn``); None when unknown."""
+    for n in (summary.get("n_permutations"), (summary.get("params") or {}).get("n_permutations"),
+              entry.get("permutations_drawn")):
+        if isinstance(n, int) and not isinstance(n, bool) and n > 0:
+            return n
+    return None
+
+
+def permutation_resolution(summary: dict, feature_set: str) -> str | None:
+    """Plain words (HTML) when the verdict on ``feature_set`` (the set it rests on) is decided by the resolution of the
+    permutation test rather than by the data: everything but p passes the models' rule (``chance_shortfall`` with
+    p set aside), p adjusted for the choice among the summary's feature sets (``choice.choice_adjustment``, as the
+    verdict) is not below ``P_SMALL``, and it is at most ``RESOLUTION_FACTOR`` times the smallest adjusted p the
+    permutations allow, or even that smallest one is not below ``P_SMALL``. Says how many permutations were drawn
+    and reached the observed value, the smallest possible adjusted p, how many reaching permutations would have
+    passed, and what to raise (``models: n_permutations``, with a suggested count). None otherwise, or when an
+    unadjusted p stopped drawing early (it then rests on ``permutation_stop_after`` reaching permutations)."""
+    entry = (summary.get("feature_sets") or {}).get(feature_set) or {}
+    p = entry.get("permutation_p")
+    n = _permutation_count(summary, entry)
+    adjusted = choice_adjustment(summary, entry)
+    shared = adjusted is not None and adjusted["method"] == "max-statistic"
+    if p is None or n is None or (entry.get("permutations_stopped_early") and not shared):
+        return None
+    if chance_shortfall({**entry, "permutation_p": 0.0}) is not None:
+        return None  # the score or its interval fails too: more permutations would not change the verdict
+    if adjusted is None:
+        adjusted = {"p": float(p), "sets": 1, "method": "none", "permutations": n, "smallest": 1 / (n + 1),
+                    "factor": 1}
+    sets, value, smallest, n = adjusted["sets"], adjusted["p"], adjusted["smallest"], adjusted["permutations"]
+    if value < P_SMALL or not (value <= RESOLUTION_FACTOR * smallest + 1e-12 or smallest >= P_SMALL):
+        return None
+    if shared:
+        drawn, reached = n, int(entry.get("permutations_reaching_adjusted") or 0)
+    else:
+        drawn = int(entry.get("permutations_drawn") or n)
+        reached = entry.get("permutations_reaching")
+        reached = int(reached) if reached is not None else max(round(float(p) * (n + 1)) - 1, 0)
+    passing = reaching_to_pass(adjusted, P_SMALL)
+    metric = esc(METRIC_NAMES.get(entry.get("metric"), entry.get("metric") or "score"))
+    what = "adjusted p" if sets > 1 else "p"
+    smallest_text = f"{adjusted['factor']}/{n + 1} = {p_value_text(smallest)}"
+    if shared:
+        text = (f"this verdict is limited by the number of permutations: on {reached} of the {n} permutations that "
+                f"every one of the {sets} feature sets drew, some set's model reached the observed {metric}, and "
+                f"with {n} shared permutations the smallest {what} possible is {smallest_text}; the {what} "
+                f"({p_value_text(value)}) ")
+    else:
+        text = (f"this verdict is limited by the number of permutations: {reached} of the {drawn} permutations drawn "
+                f"reached the observed {metric}, and with {n} permutations" + (f" and {sets} feature sets" if sets > 1
+                                                                                  else "")
+                + f" the smallest {what} possible is {smallest_text}; the {what} ({p_value_text(value)}) ")
+    if passing is None:
+        text += f"cannot fall below {P_SMALL:g} with any count of reaching permutations"
+    elif passing == 0:
+        text += (f"would be below {P_SMALL:g} only if none had reached it, so "
+                 f"{'one permutation decides' if reached == 1 else f'{reached} permutations decide'} the verdict")
+    else:
+        deciding = max(reached - passing, 1)
+        text += (f"would be below {P_SMALL:g} with at most {passing} reaching it, so {deciding} permutation"
+                 f"{'s decide' if deciding > 1 else ' decides'} the verdict")
+    wanted = max(10 * n, 10 * adjusted["factor"] / P_SMALL)
+    suggested = next((s for s in SUGGESTED_PERMUTATIONS if s >= wanted), int(wanted))
+    raise_text = (f"Raise <code>models: n_permutations</code> in config.yaml (e.g. to {suggested})"
+                  + (" with <code>permutation_stop_after: 0</code>, so that every set draws them all," if shared
+                     else ""))
+    return text + f". {raise_text} to tell whether it holds"
