@@ -95,6 +95,40 @@ def test_bh_on_null_model_p_values_controls_the_fdr() -> None:
         assert np.mean(fdps) <= alpha * 1.1
 
 
+def test_adaptive_q_values_control_the_fdr_and_find_more_when_many_hits_are_right() -> None:
+    """Known truth, as above, at several shares of unknowns (wrong hits) and search sizes: Storey's q-values keep
+    the mean false-discovery proportion at or below the nominal level, find more than Benjamini-Hochberg when
+    most queries are in the library, and stay near BH's when every query is unknown (pi0 estimated near 1; any
+    acceptance is then false)."""
+    rng = np.random.default_rng(11)
+    cal = confidence.Calibration.from_null(rng.beta(2, 4, 20000), rng.beta(2, 4, 20000), 0.0, {})
+    for unknown_share, m in ((0.2, 300), (0.5, 300), (0.2, 30), (0.8, 60), (1.0, 100)):
+        fdps, gained, pi0s = {a: [] for a in (0.01, 0.05, 0.1)}, [], []
+        for _ in range(200):
+            n = rng.integers(1, 20, m)
+            unknown = rng.random(m) < unknown_share
+            wrong_best = np.array([rng.beta(2, 4, k).max() for k in n])
+            scores = np.where(unknown, wrong_best, np.maximum(rng.beta(8, 2, m), wrong_best))
+            p = cal.p_formula(scores, n)
+            q, pi0 = confidence.adaptive_q_values(p)
+            pi0s.append(pi0)
+            for alpha, values in fdps.items():
+                acc = q <= alpha
+                values.append(unknown[acc].mean() if acc.any() else 0.0)
+            gained.append(int((q <= 0.05).sum()) - int((confidence.bh_q_values(p) <= 0.05).sum()))
+        for alpha, values in fdps.items():
+            assert np.mean(values) <= alpha * 1.1, (unknown_share, m, alpha, np.mean(values))
+        assert min(gained) >= 0  # never fewer than BH
+        assert np.mean(pi0s) >= min(unknown_share, 0.9)  # the estimate errs high (conservative)
+        if unknown_share == 0.2 and m == 300:
+            assert np.mean(pi0s) < 0.5 and np.mean(gained) > 5
+    every_unknown = rng.random(200)
+    q, pi0 = confidence.adaptive_q_values(every_unknown)
+    assert pi0 > 0.8 and np.allclose(q, np.minimum(confidence.bh_q_values(every_unknown) * pi0, 1.0))
+    assert confidence.adaptive_q_values(np.array([np.nan, np.nan]))[1] == 1.0
+    assert confidence.storey_pi0(np.array([0.9, 0.01, 0.02, 0.03])) == pytest.approx(1.0)  # (1 + 1) / (4 * 0.5)
+
+
 def test_isomer_margin_is_the_smallest_gap_meeting_the_target() -> None:
     gap = np.r_[np.zeros(20), np.full(10, 0.02), np.full(100, 0.3)]
     wrong = np.r_[np.r_[np.ones(10), np.zeros(10)], np.r_[np.ones(5), np.zeros(5)], np.zeros(100)]

@@ -21,7 +21,8 @@ is. Where fewer than 10 null scores reach ``s``, ``G`` is extrapolated with an e
 exceedances over a high threshold on the logit scale (peaks over threshold, as for permutation p-values in
 Knijnenburg et al., Bioinformatics 25:i161, 2009), when the null has at least 20 graded scores (> TAIL_FLOOR);
 otherwise ``G`` stays at least ``1/(N+1)``. q-values follow from Benjamini & Hochberg (1995) over the rank-1 hits
-of one search (one sample, or one query file).
+of one search (one sample, or one query file), times Storey's estimate of the share of wrong hits among them
+(``adaptive_q_values``).
 
 Assumptions, stated because the q-values rest on them: the library's compounds stand in for the unknowns behind
 the queries (a library rich in one chemical class gives a null fit for that class), wrong candidates from a
@@ -288,6 +289,36 @@ def bh_q_values(p: np.ndarray) -> np.ndarray:
     res[order] = np.minimum(q, 1.0)
     out[ok] = res
     return out
+
+
+PI0_LAMBDA = 0.5  # Storey's tuning point: p-values above it are counted as coming from wrong hits
+
+
+def storey_pi0(p: np.ndarray, lam: float = PI0_LAMBDA) -> float:
+    """Estimated share of true null hypotheses among the finite p-values of ``p`` (shape (m,); NaN ignored):
+    ``pi0 = (#{p > lam} + 1) / (m (1 - lam))``, at most 1; 1 when there is no p-value.
+
+    Storey, Taylor & Siegmund (J. R. Stat. Soc. B 66:187, 2004), the estimator with the added 1 under which the
+    adaptive step-up procedure controls the FDR in finite samples for independent p-values. Hits that cannot be
+    identified (p = 1) count as nulls, which keeps the estimate high (conservative).
+    """
+    pv = np.asarray(p, dtype=np.float64)
+    pv = pv[np.isfinite(pv)]
+    if pv.size == 0:
+        return 1.0
+    return float(min(1.0, (np.count_nonzero(pv > lam) + 1) / (pv.size * (1.0 - lam))))
+
+
+def adaptive_q_values(p: np.ndarray, lam: float = PI0_LAMBDA) -> tuple[np.ndarray, float]:
+    """q-values that estimate the share of wrong hits (Storey's q-value): Benjamini-Hochberg's adjusted p-values
+    (``bh_q_values``) times ``storey_pi0(p, lam)``. Shape of ``p``; NaN stays NaN. Returns (q, pi0).
+
+    BH alone assumes every hit could be wrong (pi0 = 1); where many queries are in the library that overstates
+    the FDR about twofold (``benchmarks/fdr_calibration.py``); where nearly all are unknown, pi0 is near 1 and the
+    q-values are BH's.
+    """
+    pi0 = storey_pi0(p, lam)
+    return np.minimum(bh_q_values(p) * pi0, 1.0), pi0
 
 
 def learn_isomer_margin(gap: np.ndarray, wrong: np.ndarray, target: float = ISOMER_ERROR_TARGET) -> float:

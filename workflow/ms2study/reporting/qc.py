@@ -62,7 +62,8 @@ QC_TEXT = ('<p class="note">RT shift: the median correction the alignment applie
 def accepted_note(qc: pl.DataFrame | None) -> str:
     """What the 'accepted identifications' column counts and why it varies between runs (HTML note), with the
     table's range per run; empty when the table has no values in ``n_accepted``. The count is per spectrum and the
-    false-discovery cut is Benjamini-Hochberg over each run's own rank-1 matches (``identification.engine``), so the
+    false-discovery cut is Storey-adjusted Benjamini-Hochberg over each run's own rank-1 matches
+    (``identification.engine``), so the
     same match can pass in one run and fail in another: the column is not a measure of run quality, and the
     study's identifications are those of the identify stage, one per consensus feature."""
     if qc is None or "n_accepted" not in qc.columns:
@@ -83,7 +84,8 @@ def accepted_note(qc: pl.DataFrame | None) -> str:
     return ('<p class="note accepted">Accepted identifications: the run\'s MS/MS spectra whose best library match '
             "passed the false-discovery cut (<code>annotate: fdr</code>), counted per spectrum (a compound "
             "fragmented several times counts several times). The q-values behind the cut are computed run by run "
-            "(with the default null model, Benjamini-Hochberg over that run's own matches), so a run with fewer "
+            "(with the default null model, Benjamini-Hochberg over that run's own matches times the estimated share of "
+            "wrong matches among them), so a run with fewer "
             "strong matches accepts fewer, and the same match can pass in one run and fail in another: the count "
             f"({spread}) follows what the run happened to fragment and match, and is not a measure of the run's "
             "quality. The study's identifications are those under "

@@ -7,7 +7,8 @@ is kept: spectra searched for the feature, spectra supporting the identity, samp
 best cosine. Confidence: the feature's p-value combines the spectrum p-values of the chosen identity with the
 Simes test over all of the feature's searched spectra (the others count as p = 1), so several agreeing spectra
 strengthen the evidence and one lucky spectrum among many does not; q-values are Benjamini-Hochberg over the
-consensus features with a hit (``ms2study.identification.confidence``). The
+consensus features with a hit times Storey's estimate of the share of them that are wrong
+(``ms2study.identification.confidence.adaptive_q_values``). The
 Schymanski level is 2 when the feature's ``structure_q_value`` is at most the FDR and no spectrum of the feature
 chose another structure of the same formula: the level-2 model's log likelihood ratio of its best spectrum, with the
 share of right structures estimated once over all of the study's features (``structure_q_values``; per sample too
@@ -221,7 +222,7 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
            .join(summary, on="consensus_id").join(per_feature, on="consensus_id")
            .join(rivals, on="consensus_id", how="left"))
     p = np.array([simes(pv, n) for pv, n in zip(out["_pvals"].to_list(), out["n_spectra"].to_list())])
-    q = confidence.bh_q_values(p)
+    q, pi0 = confidence.adaptive_q_values(p)
     out = out.with_columns(pl.Series("p_value", p), pl.Series("q_value", q)).with_columns(
         pl.col("p_value").fill_nan(None), pl.col("q_value").fill_nan(None))
     out = adduct_acceptance(out, fdr)
@@ -249,9 +250,9 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
     else:
         out = out.with_columns(pl.lit(None, dtype=pl.Utf8).alias("compound_class"))
     out = out.select(list(IDENTIFICATIONS)).cast(IDENTIFICATIONS).sort(["q_value", "consensus_id"], nulls_last=True)
-    log.info("%d consensus features with a library hit; %d accepted at %.0f%% FDR (%d at Schymanski level 2, %d at "
-             "3)",
-             out.height, int(out["accepted"].sum()), 100 * fdr, int((out["msi_level"] == 2).sum()),
+    log.info("%d consensus features with a library hit (estimated share of wrong hits among them %.2f); %d accepted "
+             "at %.0f%% FDR (%d at Schymanski level 2, %d at 3)",
+             out.height, pi0, int(out["accepted"].sum()), 100 * fdr, int((out["msi_level"] == 2).sum()),
              int((out["msi_level"] == 3).sum()))
     if groups is not None:
         log.info("adduct grouping: %d rank-1 spectra set aside for a contradicting library adduct; %d features "
