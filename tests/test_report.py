@@ -1099,7 +1099,7 @@ def test_a_looser_identification_fdr_says_what_it_costs_on_a_realistic_study() -
                                 "library_inchikey": ["Y"], "cosine": [0.9], "q_value": [0.03], "accepted": [True]})
     html = identifications_section(annotations, None, ["S1"], {"config_used": {"annotate": {"fdr": 0.05}},
                                                                "top_compounds": 10, "min_cosine": 0.7}, [])
-    assert "Accepted above q 0.01 (<code>annotate: fdr: 0.05</code>)" in html and "68 of the 91 names" in html
+    assert "Accepted above q 0.01 (<code>annotate: fdr: 0.05</code>)" in html and "2.5 % and 4.1 % of them were wrong" in html
     html = identifications_section(annotations, None, ["S1"], {"config_used": {"annotate": {"fdr": 0.01}},
                                                                "top_compounds": 10, "min_cosine": 0.7}, [])
     assert "Accepted above q 0.01" not in html
