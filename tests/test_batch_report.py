@@ -479,3 +479,33 @@ def test_the_flagged_features_table_says_how_many_blanks_detected_each() -> None
     header = _re.findall(r"<th>(.*?)</th>", text)
     column = header.index("blanks detecting it")
     assert rows["C1"][column] == 5 and rows["C2"][column] == 0
+
+
+def test_most_features_left_out_by_the_qc_rsd_flag_is_a_caution_on_the_conclusions() -> None:
+    """A fresh user's batch study (3 pooled QCs, a straight line, 1 residual degree of freedom per feature): the
+    predicted QC RSD flagged 76 % of the features, all 1,590 measured in every sample among them, and the report's
+    findings said only "0 of 581 tested features differ". Now a caution names the counts and what to change."""
+    from ms2study.reporting.html import DOUBT, kind_of
+    from ms2study.reporting.qcrsd import exclusion_caution
+
+    samples = ["S1", "S2", "S3"]
+    ids = [f"C{i}" for i in range(8)]
+    # C0-C3 measured in every sample, C4-C7 in one only
+    raw = pl.DataFrame({"consensus_id": ids, "S1": [1.0] * 8, "S2": [1.0] * 4 + [None] * 4,
+                        "S3": [2.0] * 4 + [0.0] * 4, "QC1": [1.0] * 8})
+    corrected = pl.DataFrame({"consensus_id": ids,
+                              "qc_rsd_flag": [True, True, True, False, None, None, True, False]})
+    record = {"n_features": 8, "n_qc_rsd_flagged": 4, "n_qc_rsd_unassessed": 2, "qc_rsd_basis": "predicted",
+              "qc_residual_df_median": 1.0, "qc_rsd_median_before": 0.303, "qc_rsd_median_after": 0.187,
+              "qc_rsd_median_predicted": 0.454, "n_qc_rsd_flagged_in_sample": 1}
+    caution = exclusion_caution(record, corrected, raw, samples, True, 0.3)
+    assert caution is not None and kind_of(caution) == DOUBT and set(caution.concerns) == {"differential", "models"}
+    assert "left <b>4 of 8 consensus features</b> (50%) out of the differential tests and the models" in caution
+    assert "3 of the 4 features measured in every study sample among them" in caution
+    assert "while the 2 features the QCs could not judge (too few QC values) stay in" in caution
+    assert "a median of 1 residual degree of freedom per feature" in caution
+    assert "<code>correct: qc_rsd_basis: in_sample</code> (which would flag 1)" in caution
+    # a few flags, or flags that leave nothing out (exclude_flagged false), are no caution
+    assert exclusion_caution({**record, "n_qc_rsd_flagged": 1}, corrected, raw, samples, True, 0.3) is None
+    assert exclusion_caution(record, corrected, raw, samples, False, 0.3) is None
+    assert exclusion_caution({}, None, None, samples, True, 0.3) is None

@@ -32,7 +32,14 @@ from ms2study.correction.drift import LINE_MIN_QC, SPLINE_MIN_QC
 from ms2study.io.samplesheet import sample_roles
 from ms2study.reporting.charts import batch_scatter_figure, figure_html
 from ms2study.reporting.html import esc, html_table
-from ms2study.reporting.qcrsd import BASIS, QC_DRIFT_METHODS, fewest_per_batch, rsd_part, rt_spread_part
+from ms2study.reporting.qcrsd import (
+    BASIS,
+    QC_DRIFT_METHODS,
+    exclusion_caution,
+    fewest_per_batch,
+    rsd_part,
+    rt_spread_part,
+)
 from ms2study.reporting.tables import interactive_table
 
 N_EXAMPLES = 3  # example features drawn against injection order
@@ -445,6 +452,10 @@ def batch_section(correction_path: Path | None, corrected_path: Path | None, raw
     threshold = float(correct.get("qc_rsd_max", 0.3))
     exclude = bool(correct.get("exclude_flagged", True))
     parts.append(counts_table(record, corrected, exclude))
+    study_samples = roles.filter(pl.col("sample_type") == "sample")["sample_id"].to_list()
+    caution = exclusion_caution(record, corrected, raw, study_samples, exclude, threshold)
+    if caution is not None:
+        warnings.append(caution)
     parts.append(rsd_part(corrected, record, threshold, counts))
     parts.append(rt_spread_part(record, float(correct.get("rt_sd_ratio", 3.0))))
     if corrected is not None and raw is not None:

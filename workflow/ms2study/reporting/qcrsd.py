@@ -13,7 +13,7 @@ import polars as pl
 
 from ms2study.correction.drift import LINE_MIN_QC, MAX_PREDICTED_RSD, SPLINE_MIN_QC
 from ms2study.reporting.charts import distribution_figure, figure_html
-from ms2study.reporting.html import esc, fmt
+from ms2study.reporting.html import DOUBT, Caution, esc, fmt
 
 QC_DRIFT_METHODS = ("qc_spline", "qc_linear")
 # the QC RSD each correct.qc_rsd_basis reads: its column and how the report names it
@@ -141,3 +141,46 @@ RT_SPREAD_MEASURED = (
     "and 8 s (32 % of the others had one); of those features the QC RSD flag caught 3 % and the RT spread flag "
     "53-56 %; 62-64 % of the features it flagged had such a true error, and it flagged 4-5 % of the features "
     "without one")
+
+
+# The QC RSD flag leaving out at least this share of the consensus features is a caution on the conclusions: a fresh
+# user's batch study (3 pooled QCs, a straight line: 1 residual degree of freedom per feature) lost 76 % of its
+# features, every one measured in all 8 samples among them, and with them 3 of 5 planted differences, while the
+# report's findings said only "0 of 581 tested features differ".
+MAJOR_EXCLUSION = 0.25
+
+
+def exclusion_caution(record: dict, corrected: pl.DataFrame | None, raw: pl.DataFrame | None,
+                      samples: list[str], exclude: bool, threshold: float) -> Caution | None:
+    """A caution (``DOUBT``, on the differential tests and the models) when the QC RSD flag (``record``: the
+    correct stage's ``correction.json``) leaves out at least ``MAJOR_EXCLUSION`` of the consensus features and
+    ``exclude`` (``correct: exclude_flagged``) is on: how many, how many of the features ``raw`` (the feature
+    matrix) measured in every one of ``samples`` are among them, how many features the QCs could not judge stay
+    in, the RSD the flag read and its residual degrees of freedom, and what to change. None otherwise."""
+    n_features, flagged = record.get("n_features"), record.get("n_qc_rsd_flagged")
+    if not exclude or not n_features or not flagged or flagged < MAJOR_EXCLUSION * n_features:
+        return None
+    text = (f"the QC RSD flag left <b>{flagged} of {n_features} consensus features</b> ({flagged / n_features:.0%}) "
+            "out of the differential tests and the models")
+    cols = [s for s in samples if raw is not None and s in raw.columns]
+    if corrected is not None and cols and {"consensus_id", "qc_rsd_flag"} <= set(corrected.columns):
+        everywhere = raw.filter(pl.all_horizontal([pl.col(c).fill_null(0) > 0 for c in cols]))["consensus_id"]
+        gone = corrected.filter(pl.col("consensus_id").is_in(everywhere.implode()) & pl.col("qc_rsd_flag")
+                                .fill_null(False)).height
+        text += (f", {gone} of the {everywhere.len()} features measured in every study sample among them")
+    unjudged = record.get("n_qc_rsd_unassessed")
+    if unjudged:
+        text += f", while the {unjudged} features the QCs could not judge (too few QC values) stay in"
+    basis, df = record.get("qc_rsd_basis") or "in_sample", record.get("qc_residual_df_median")
+    named = {"predicted": "predicted (at the study samples' injections)", "held_out": "held-out",
+             "in_sample": "in-sample"}.get(basis, esc(basis))
+    text += (f". The flag read the {named} QC RSD against {threshold:g}"
+             + (f"; the QC fits left a median of {float(df):g} residual degree{'s' if float(df) != 1 else ''} of "
+                "freedom per feature, so each feature's RSD is itself uncertain" if df is not None else "")
+             + f" (median before correction {fmt(record.get('qc_rsd_median_before'))}, in-sample after "
+             f"{fmt(record.get('qc_rsd_median_after'))}, predicted {fmt(record.get('qc_rsd_median_predicted'))}). "
+             "What differs and the models rest on the features left. Check the QC section's RSD chart; with few "
+             "QCs consider <code>correct: qc_rsd_basis: in_sample</code> (which would flag "
+             f"{record.get('n_qc_rsd_flagged_in_sample', 'NA')}), a larger <code>qc_rsd_max</code>, or "
+             "<code>exclude_flagged: false</code>")
+    return Caution(text, DOUBT, "most features left out by the QC RSD flag", ("differential", "models"))
