@@ -228,6 +228,14 @@ def test_one_identification_per_consensus_feature() -> None:
     assert typed.drop("n_samples", "n_qc_runs").equals(out.drop("n_samples", "n_qc_runs"))
     blank = identify.identify_features(ann, links, fdr=0.01, run_types={"s2": "blank"}).sort("consensus_id")
     assert (blank["n_samples"][0], blank["n_blank_runs"][0]) == (1, 1)
+    assert blank["accepted"].to_list() == out["accepted"].to_list()  # a study sample supports each name
+    # every spectrum from blank runs: a trial's blank peak, linked alone to a consensus feature, was named from that
+    # one spectrum and counted among the findings; such a name is refused and says why (q is kept)
+    blanks = identify.identify_features(ann, links, fdr=0.01, run_types={"s1": "blank", "s2": "blank"}).sort(
+        "consensus_id")
+    assert not blanks["accepted"].any() and blanks["msi_level"].null_count() == 3
+    assert blanks["evidence_note"].to_list() == [identify.BLANK_ONLY_NOTE] * 2 + [None]
+    assert blanks["q_value"].to_list() == out["q_value"].to_list()
     # the most fragment peaks a supporting spectrum shares (s2:2 named B and does not support A: its 9 is not counted)
     peaks = {"s1:1": 1, "s1:2": 3, "s2:1": 1, "s2:2": 9, "s1:3": 1, "s2:3": 1}
     with_peaks = identify.identify_features(ann.with_columns(pl.col("spectrum_id").replace_strict(

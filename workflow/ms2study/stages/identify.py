@@ -97,6 +97,7 @@ IDENTIFICATIONS: dict[str, pl.DataType] = {
     "adduct_n_runs": pl.Int32,      # runs in which both were measured
     "evidence_note": pl.Utf8,       # accepted with best cosine < 0.3: the scores of its best spectrum that carried it;
                                     # withdrawn as an in-source fragment: why (insource.withdraw_confirmed);
+                                    # refused for resting on blank runs only (BLANK_ONLY_NOTE);
                                     # last, a background-ion mark with --features (identification.background)
     "rt_s": pl.Float64,             # the consensus feature's retention time (median aligned RT of its features, s)
     "same_name_elsewhere": pl.List(pl.Utf8),  # other accepted features named this compound > SAME_COMPOUND_RT_S away
@@ -227,6 +228,12 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
         pl.col("p_value").fill_nan(None), pl.col("q_value").fill_nan(None))
     out = adduct_acceptance(out, fdr)
     out = out.with_columns(structure_q_values(out["_llr"]).alias("structure_q_value"))
+    # a name whose spectra all come from blank runs says what a blank holds, not a study sample (a trial: a blank's
+    # peak linked to its own consensus feature was named from that one spectrum and counted among the findings)
+    blank_only = ((pl.col("n_samples") == 0) & (pl.col("n_qc_runs") == 0) & (pl.col("n_blank_runs") > 0)).fill_null(
+        False)
+    out = out.with_columns((pl.col("accepted") & blank_only).alias("_blank_only")).with_columns(
+        (pl.col("accepted") & ~pl.col("_blank_only")).alias("accepted"))
     accepted = pl.col("accepted")
     if out["structure_q_value"].is_not_null().any():  # the study-wide level-2 model (structure_q_values)
         level2 = (pl.col("structure_q_value") <= fdr).fill_null(False) & pl.col("_rivals").is_null()
@@ -241,7 +248,9 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
         _low_cosine_note(),
         pl.when(pl.col("accepted") & (pl.col("_isf_share") >= 0.5)).then(pl.col("_isf_mz")).alias("in_source_of_mz"),
     ).rename({"library_name": "name", "library_inchikey": "inchikey", "library_smiles": "smiles",
-              "library_formula": "formula", "library_adduct": "adduct"})
+              "library_formula": "formula", "library_adduct": "adduct"}).with_columns(
+        pl.when(pl.col("_blank_only")).then(pl.lit(BLANK_ONLY_NOTE)).otherwise(pl.col("evidence_note"))
+        .alias("evidence_note"))
     runs = links["sample_id"].cast(pl.Utf8).unique().sort().to_list()
     out = insource.withdraw_confirmed(out, matrix, [r for r in runs if (run_types or {}).get(r, "sample") == "sample"])
     out = _same_name_elsewhere(out, links)
@@ -259,6 +268,11 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
                  "not accepted for their adduct or their compound group", int(everyone["_contra"].sum()),
                  int(out["adduct_note"].str.starts_with("not accepted").sum()))
     return out
+
+
+# evidence_note of a name that passed q but rests on blank runs' spectra only (no study sample, no QC run)
+BLANK_ONLY_NOTE = ("not accepted: only blank runs' spectra support this name (no study sample's or QC run's spectrum "
+                   "does); it describes what a blank holds, e.g. a contaminant or carry-over, not the study's samples")
 
 
 def _same_name_elsewhere(out: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
