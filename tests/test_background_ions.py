@@ -139,3 +139,29 @@ def test_the_report_shows_the_mark_beside_the_name_and_counts_it() -> None:
     # unmarked, nothing is said
     assert "background ion" not in _consensus_compounds(ident, {}, "q ≤ 0.01", 0.01)
     assert "carries a mark" not in identification_finding(ident, 0.01)
+
+
+def test_a_name_flagged_by_the_blank_filter_is_marked_beside_it_and_in_the_findings() -> None:
+    """A trial: two phosphate esters and a benzalkonium cation, all abundant in the study's blank and flagged by the
+    blank filter (blank ratio 0.77-0.88), were named with no word of it. The report now joins the corrected
+    matrix's blank flag to the identifications and marks them."""
+    from ms2study.reporting import marks
+
+    ident, _, _ = _study()
+    corrected = pl.DataFrame({"consensus_id": ["C1", "C2", "C3"], "blank_flag": [True, False, None],
+                              "blank_ratio": [0.77, 12.0, None]})
+    flagged = marks.with_blank_flags(ident, corrected)
+    assert dict(zip(flagged["consensus_id"], flagged["blank_flag"])) == {"C1": True, "C2": False, "C3": None,
+                                                                          "C4": None}
+    text = _consensus_compounds(flagged, {}, "q ≤ 0.01", 0.01)
+    header, rows = _rows(text, "identifications-table")
+    at = header.index(marks.BLANK_HEADER)
+    by_id = {r[0]: r for r in rows}
+    assert by_id["C1"][at] == "blank ratio 0.77 (flagged)" and by_id["C3"][at] in (None, "")
+    assert "1 accepted feature(s) were flagged by the blank filter" in text
+    finding = identification_finding(flagged, 0.01)
+    assert "1 flagged by the blank filter (as abundant in the blanks)" in finding
+    # without the corrected matrix (or its columns) nothing changes and nothing is said
+    assert marks.with_blank_flags(ident, None) is ident
+    assert marks.with_blank_flags(ident, corrected.drop("blank_ratio")) is ident
+    assert marks.BLANK_HEADER not in _consensus_compounds(ident, {}, "q ≤ 0.01", 0.01)

@@ -85,11 +85,47 @@ def other_evidence(ident: pl.DataFrame) -> pl.Series:
     return ident.select(background.other_part(pl.col("evidence_note")).alias("evidence_note")).to_series()
 
 
+BLANK_HEADER = "in the blanks?"
+
+
+def with_blank_flags(ident: pl.DataFrame | None, corrected: pl.DataFrame | None) -> pl.DataFrame | None:
+    """``ident`` (identifications.parquet) with ``blank_flag`` and ``blank_ratio`` of each consensus feature from
+    ``corrected`` (the corrected feature matrix, ``correction.blank``); unchanged when either is missing or lacks
+    the columns. A trial: three contaminants of the blanks (two phosphate esters, a benzalkonium cation) were named,
+    flagged by the blank filter, and shown without a word of it."""
+    if ident is None or corrected is None or "consensus_id" not in ident.columns \
+            or not {"consensus_id", "blank_flag", "blank_ratio"} <= set(corrected.columns):
+        return ident
+    flags = corrected.select(pl.col("consensus_id").cast(pl.Utf8), "blank_flag", "blank_ratio")
+    return ident.drop([c for c in ("blank_flag", "blank_ratio") if c in ident.columns]).join(
+        flags, on="consensus_id", how="left")
+
+
+def blank_marks(ident: pl.DataFrame) -> pl.Series:
+    """Per row of ``ident`` (after ``with_blank_flags``), Utf8 named ``BLANK_HEADER``: for a feature the blank
+    filter flagged, "blank ratio R (flagged)", R the samples' mean over the blanks' (``correct: blank_ratio``); null
+    elsewhere or without the columns."""
+    if not {"blank_flag", "blank_ratio"} <= set(ident.columns):
+        return pl.Series(BLANK_HEADER, [None] * ident.height, dtype=pl.Utf8)
+    return ident.select(pl.when(pl.col("blank_flag").fill_null(False)).then(
+        pl.format("blank ratio {} (flagged)", pl.col("blank_ratio").round(2))).alias(BLANK_HEADER)).to_series()
+
+
+def blank_paragraph(n: int) -> str:
+    """The identification section's sentence on ``n`` accepted names marked by ``blank_marks`` (HTML)."""
+    return (f"<p>{n} accepted feature(s) were flagged by the blank filter (column '{BLANK_HEADER}': the samples' "
+            "mean intensity over the blanks', below <code>correct: blank_ratio</code>): the ion is about as abundant "
+            "in the solvent blanks as in the samples, so the compound is likely a contaminant of the solvents, "
+            "tubing or vials (plasticisers, surfactants, phosphate esters) or carry-over, not of the samples. The "
+            "name may be right; the feature is left out of the tests and models (<code>correct: "
+            "exclude_flagged</code>).</p>")
+
+
 def mark_flags(accepted: pl.DataFrame) -> dict[tuple[str, str], pl.Series]:
     """Per kind of mark (its words for one name and for several), a Boolean Series over the rows of ``accepted``
     (accepted identifications): possible in-source fragment (``in_source_of_mz``), named at several retention times
     (``same_name_elsewhere``), grouped as another ion on mass and RT only (``ion_label_marks``), on a background ion
-    (``background_marks``). A missing column marks nothing."""
+    (``background_marks``), flagged by the blank filter (``blank_marks``). A missing column marks nothing."""
     none = pl.Series([False] * accepted.height, dtype=pl.Boolean)
     fragment = (accepted["in_source_of_mz"].is_not_null() if "in_source_of_mz" in accepted.columns else none)
     elsewhere = (accepted["same_name_elsewhere"].list.len().fill_null(0) > 0
@@ -98,7 +134,9 @@ def mark_flags(accepted: pl.DataFrame) -> dict[tuple[str, str], pl.Series]:
             ("named at several retention times", "named at several retention times"): elsewhere,
             ("grouped as another ion than its match on mass and RT only",
              "grouped as another ion than their match on mass and RT only"): ion_label_marks(accepted).is_not_null(),
-            ("on a background ion", "on background ions"): background_marks(accepted).is_not_null()}
+            ("on a background ion", "on background ions"): background_marks(accepted).is_not_null(),
+            ("flagged by the blank filter (as abundant in the blanks)", "flagged by the blank filter (as abundant in "
+             "the blanks)"): blank_marks(accepted).is_not_null()}
 
 
 def ion_label_paragraph(n: int) -> str:

@@ -34,7 +34,18 @@ from ms2study.core.params import overlay, schema_defaults
 from ms2study.io.samplesheet import read_sample_sheet
 from ms2study.modelling.differential import outcome_filename
 from ms2study.modelling.outcomes import drop_flagged
-from ms2study.reporting import batch, cautions, collect, findings, outcomes, qc, sections, spectra, whatdiffers
+from ms2study.reporting import (
+    batch,
+    cautions,
+    collect,
+    findings,
+    marks,
+    outcomes,
+    qc,
+    sections,
+    spectra,
+    whatdiffers,
+)
 from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles, ReportInputs
 from ms2study.reporting.html import DOUBT, Caution, esc, page
 
@@ -89,7 +100,7 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
     annotations = collect.read_annotations([t["annotations"] for t in tables])
     p_floor = collect.calibration_warnings(inputs.calibrations, warnings,
                                            ((params.get("config_used") or {}).get("annotate") or {}).get("fdr"))
-    ident = collect.read_table(inputs.identifications)
+    ident = marks.with_blank_flags(collect.read_table(inputs.identifications), corrected)
     mirrors = spectra.mirror_plots(ident, annotations, {s: t["spectra"] for s, t in zip(sample_ids, tables)},
                                    inputs.library_indexes)
     parts.append(("identifications", "Top identifications",
