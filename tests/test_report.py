@@ -1097,12 +1097,18 @@ def test_a_looser_identification_fdr_says_what_it_costs_on_a_realistic_study() -
 
     annotations = pl.DataFrame({"spectrum_id": ["a"], "sample_id": ["S1"], "rank": [1], "library_name": ["y"],
                                 "library_inchikey": ["Y"], "cosine": [0.9], "q_value": [0.03], "accepted": [True]})
+    warned: list[str] = []
     html = identifications_section(annotations, None, ["S1"], {"config_used": {"annotate": {"fdr": 0.05}},
-                                                               "top_compounds": 10, "min_cosine": 0.7}, [])
-    assert "Accepted above q 0.01 (<code>annotate: fdr: 0.05</code>)" in html and "2.5 % and 4.1 % of them were wrong" in html
+                                                               "top_compounds": 10, "min_cosine": 0.7}, warned)
+    assert "Accepted above q 0.01 (<code>annotate: fdr: 0.05</code>)" in html
+    assert "2.5 % and 4.1 % of them were wrong" in html
+    # a caution in Warnings too, on the identifications (a trial found the note only deep in this section)
+    loose = [w for w in warned if getattr(w, "label", "") == "names accepted above q 0.01"]
+    assert len(loose) == 1 and loose[0].concerns == ("identifications",) and "fdr: 0.05" in loose[0]
+    warned = []
     html = identifications_section(annotations, None, ["S1"], {"config_used": {"annotate": {"fdr": 0.01}},
-                                                               "top_compounds": 10, "min_cosine": 0.7}, [])
-    assert "Accepted above q 0.01" not in html
+                                                               "top_compounds": 10, "min_cosine": 0.7}, warned)
+    assert "Accepted above q 0.01" not in html and not any("above the default 0.01" in w for w in warned)
 
 
 def test_msms_of_a_polarity_the_library_lacks_is_a_warning(tmp_path: Path) -> None:
