@@ -617,3 +617,18 @@ def test_a_max_statistic_adjustment_is_read_from_the_summary_and_named() -> None
             "adjusted p (0.0732) would be below 0.05 with at most 1 reaching it, so 1 permutation decides the "
             "verdict") in text
     assert "(e.g. to 1000) with <code>permutation_stop_after: 0</code>, so that every set draws them all," in text
+
+
+def test_no_match_for_want_of_a_library_of_the_runs_polarity_is_named_as_the_cause() -> None:
+    """A trial: a negative-only pesticide library against positive runs; Main findings gave the generic "no library
+    is configured, no MS/MS spectrum was mapped to a feature, or none had a candidate" though the cause was known."""
+    from ms2study.reporting.html import QUALITY, Caution
+    from ms2study.stages.identify import IDENTIFICATIONS
+
+    empty = pl.DataFrame(schema=IDENTIFICATIONS)
+    caution = Caution("MS/MS scans of positive polarity (2 run(s): A, B) were not searched", QUALITY,
+                      "positive-mode MS/MS not searched", ("identifications",))
+    text = findings.identification_finding(empty, 0.01, [caution])
+    assert text.startswith("no consensus feature has a library match: the library holds no positive-mode spectrum, "
+                           "so the runs' positive MS/MS was not searched")
+    assert "no library is configured" in findings.identification_finding(empty, 0.01, [])

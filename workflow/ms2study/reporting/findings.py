@@ -370,9 +370,17 @@ def _resting_on_one(row: dict, tested: pl.DataFrame | None, alpha: float) -> str
             "not yet a class effect")
 
 
-def identification_finding(ident: pl.DataFrame | None, fdr: float | None) -> str:
-    """The statement on the study's accepted identifications: how many consensus features, at level 2 and 3."""
+def identification_finding(ident: pl.DataFrame | None, fdr: float | None, warnings: Sequence[str] = ()) -> str:
+    """The statement on the study's accepted identifications: how many consensus features, at level 2 and 3. With
+    none matched and a ``warnings`` caution that MS/MS of a polarity was not searched (``collect.scan_warnings``),
+    that is named as the cause."""
     if ident is not None and ident.height == 0:  # a second trial: "0 accepted (q <= 0.01)" for a study without library
+        unsearched = [w.label.split("-mode")[0] for w in warnings
+                      if str(getattr(w, "label", "")).endswith("-mode MS/MS not searched")]
+        if unsearched:  # a trial: a negative-only library against positive runs got the generic sentence below
+            return (f"no consensus feature has a library match: the library holds no {' or '.join(unsearched)}-mode "
+                    f"spectrum, so the runs' {' and '.join(unsearched)} MS/MS was not searched; add a library of that "
+                    'polarity to <code>library:</code> (<a href="#identifications">Identifications</a>)')
         return ("no consensus feature has a library match: no library is configured, no MS/MS spectrum was mapped to "
                 'a feature, or none had a candidate (<a href="#identifications">Identifications</a>)')
     accepted = _accepted(ident)
@@ -469,7 +477,7 @@ def findings_section(models: Sequence[OutcomeFiles], differential: Sequence[Diff
                 parts.append(f'<li><a href="#differential">Chemical classes</a>: {enriched}.'
                              f"{beside(warnings, f'differential:{outcome}')}</li>")
         parts.append("</ul>")
-    parts.append(f'<p><a href="#identifications">Identifications</a>: {identification_finding(ident, fdr)}.'
+    parts.append(f'<p><a href="#identifications">Identifications</a>: {identification_finding(ident, fdr, warnings)}.'
                  f"{beside(warnings, 'identifications')}</p>")
     return ('<div class="findings">' + "".join(parts) + '<p class="note">Numbers as the stages computed them; each '
             "link leads to the details, and ⚠ to a warning that bears on the finding.</p></div>")
