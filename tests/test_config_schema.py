@@ -342,6 +342,9 @@ def test_every_enum_range_and_pattern_refuses_a_value_outside_it(section: str, k
         ("train: {name: 'my model'}", "train.name", "does not match"),
         ("resources: {embed: {mem_mb: 10}}", "resources.embed.mem_mb", "minimum of 100"),
         ("libary: lib.mgf", "libary", "did you mean 'library'"),
+        # a section's key written at the top (a trial: 'outcomes:', '--config fdr=0.05'): name the section
+        ("outcomes: [{column: group, type: binary}]", "outcomes", "'outcomes' is a key of section 'models'"),
+        ("fdr: 0.05", "fdr", "is a key of section 'annotate': write it indented under 'annotate:'"),
     ],
 )
 def test_bad_values_are_refused_naming_key_file_and_fix(text: str, key: str | None, hint: str | None,

@@ -103,6 +103,12 @@ def _explain(error: jsonschema.ValidationError, root: dict) -> tuple[list, str]:
         key = unknown[0] if unknown else "?"
         close = suggest_key(str(key), known)
         hint = f"did you mean '{close}'? " if close else ""
+        if not close and not path:  # a section's key at the top (a trial: 'outcomes:', '--config fdr=0.05')
+            owners = [name for name, sub in root.get("properties", {}).items()
+                      if isinstance(sub, dict) and str(key) in (sub.get("properties") or {})]
+            if owners:
+                hint = (f"'{key}' is a key of section {' or '.join(repr(o) for o in owners)}: write it indented "
+                        f"under '{owners[0]}:' in config.yaml (--config sets top-level keys only). ")
         section = f" of '{_dotted(path)}'" if path else ""
         return path + [key], f"unknown key{section}: {hint}known keys: {', '.join(known)}"
     if error.validator == "required":
