@@ -96,6 +96,8 @@ def test_missing_library_stops_the_run_before_snakemake(tmp_path: Path, capsys: 
     (tmp_path / "config.yaml").write_text("library: nothere.mgf\n")
     code, err = _run(["run", str(tmp_path), "-n"], capsys)
     assert code == 1 and "library file 'nothere.mgf' not found" in err and "did you mean" not in err
+    # the file named is the config.yaml that set it, not the missing library (a trial)
+    assert f"file '{tmp_path / 'config.yaml'}': library file 'nothere.mgf'" in err
     assert "WorkflowError" not in err and not (tmp_path / ".snakemake").exists()
     (tmp_path / "library.mgf").write_text("BEGIN IONS\nPEPMASS=100\n50 10\nEND IONS\n")
     (tmp_path / "config.yaml").write_text("library: libary.mgf\n")  # a typo of a file that is there: suggested
@@ -448,7 +450,8 @@ def test_every_problem_of_a_study_is_named_at_once(tmp_path: Path, capsys: pytes
     (tmp_path / "config.yaml").write_text("library: libary.mgf\n" + outcome)
     code, err = _run(["run", str(tmp_path), "-n"], capsys)
     assert code == 1 and "2 problems with this study: (1) " in err and "column 'disease'" in err
-    assert "(2) file 'libary.mgf': library file 'libary.mgf' not found" in err and "did you mean" in err
+    assert f"(2) file '{tmp_path / 'config.yaml'}': library file 'libary.mgf' not found" in err
+    assert "did you mean" in err
     assert "Traceback" not in err and not (tmp_path / ".snakemake").exists()
     (tmp_path / "config.yaml").write_text("library: library.mgf\n" + outcome)
     code, err = _run(["run", str(tmp_path), "-n"], capsys)

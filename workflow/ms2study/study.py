@@ -445,6 +445,8 @@ def library_paths(study_dir: Path, config: dict) -> list[Path]:
     if not value:
         return []
     paths = [value] if isinstance(value, str) else list(value)
+    # the file that names the library (a trial: the error was labelled with the missing library's own name)
+    setting = Path(study_dir) / "config.yaml" if (Path(study_dir) / "config.yaml").is_file() else Path(study_dir)
     resolved = []
     for item in paths:
         candidate = Path(study_dir) / item
@@ -455,7 +457,7 @@ def library_paths(study_dir: Path, config: dict) -> list[Path]:
                                if candidate.parent.is_dir() else [])
             raise InputError(f"library file '{item}' not found (looked in {study_dir} and {REPO_ROOT})"
                              + (f"; did you mean '{Path(item).with_name(near)}'?" if near else ""),
-                             file=str(item), fix="set 'library' in config.yaml to an existing MGF/MSP/JSON file")
+                             file=str(setting), fix="set 'library' in config.yaml to an existing MGF/MSP/JSON file")
         resolved.append(candidate)
     return resolved
 
