@@ -150,3 +150,13 @@ def test_class_p_values_at_their_permutation_floor_are_said_to_be() -> None:
     note = class_floor_note({"class_permutations": 1000}, enrichment)
     assert "1 class p-value(s) are 0.000999 = 1/(1000 + 1)" in note
     assert class_floor_note({"class_permutations": 1000}, enrichment.filter(pl.col("class_path") == "B")) == ""
+
+
+def test_a_refused_match_whose_spectra_barely_agree_says_so() -> None:
+    """A trial: Tolterodine, its spectra sharing one tiny peak with the library spectrum (cosine 0.0004, p 1), was
+    refused as "q above the FDR 0.01", as if it had nearly passed."""
+    ident = _ident().with_columns(pl.Series("best_cosine", [0.9, 0.9, 0.9, 0.9, 0.0004] + [0.6] * 20))
+    rows = {r[0]: r for r in _table_rows(_consensus_compounds(ident, {}, "q ≤ 0.01", fdr=0.01))}
+    assert rows["C4"][-1] == ("q above the FDR 0.01: its spectra barely match the library spectrum (best cosine "
+                              "0.0004); only the precursor m/z agrees")
+    assert rows["C2"][-1] == "q above the FDR 0.01"

@@ -18,13 +18,18 @@ def _one_decimal(value: float | None) -> str | None:
     return None if value is None else fixed_decimals(round(value, 1) + 0.0, 1)  # + 0.0: never "-0.0"
 
 
+# Below this best cosine a refused match is said to barely match (only its precursor m/z agrees).
+BARELY = 0.05
+
+
 def refusal_reasons(ident: pl.DataFrame, fdr: float | None, p_floor: float | None = None,
                     min_matched_peaks: int = 1) -> pl.Series:
     """Per row of ``ident`` (identifications.parquet; unaccepted rows), Utf8: why the match is not a name, in the
     order identify applies the rules: withdrawn as an in-source fragment; no supporting spectrum shares
     ``min_matched_peaks`` fragment peaks with the library spectrum (column ``matched_peaks``: never an
     identification); its q-value above ``fdr``, with the library's floor ``p_floor`` (the smallest p-value its
-    calibration can give) when that is above ``fdr``; the adduct check's note; else "not accepted"."""
+    calibration can give) when that is above ``fdr``, or that its spectra barely match (best cosine below
+    ``BARELY``); the adduct check's note; else "not accepted"."""
     columns = ident.columns
 
     def column(name: str, dtype: pl.DataType) -> list:
@@ -34,8 +39,8 @@ def refusal_reasons(ident: pl.DataFrame, fdr: float | None, p_floor: float | Non
     withdrawn = ident.select(marks.withdrawn(columns).alias("w"))["w"].fill_null(False).to_list()
     needed = "a fragment peak" if min_matched_peaks <= 1 else f"{min_matched_peaks} fragment peaks"
     out = []
-    for w, qv, peaks, note in zip(withdrawn, column("q_value", pl.Float64), column("matched_peaks", pl.Int32),
-                                  column("adduct_note", pl.Utf8)):
+    for w, qv, peaks, note, cos in zip(withdrawn, column("q_value", pl.Float64), column("matched_peaks", pl.Int32),
+                                       column("adduct_note", pl.Utf8), column("best_cosine", pl.Float64)):
         if w:
             out.append("withdrawn: an in-source fragment of a co-eluting ion")
         elif peaks is not None and peaks < min_matched_peaks:
@@ -43,6 +48,10 @@ def refusal_reasons(ident: pl.DataFrame, fdr: float | None, p_floor: float | Non
                        "never an identification")
         elif qv is None:
             out.append("no q-value")
+        elif fdr is not None and qv > fdr and cos is not None and cos < BARELY:
+            # a trial: "q above the FDR" for spectra matching at cosine 0.0004, as if the match had nearly passed
+            out.append(f"q above the FDR {fdr:g}: its spectra barely match the library spectrum (best cosine "
+                       f"{cos:.2g}); only the precursor m/z agrees")
         elif fdr is not None and qv > fdr and p_floor is not None:
             out.append(f"q above the FDR {fdr:g}: no p-value can fall below {p_floor:.2g} with this library "
                        "(the warning above)")
