@@ -427,3 +427,19 @@ def test_the_typical_rt_range_is_the_runs_median_so_a_truncated_reference_run_is
     kept, notes, partial = without_unmeasured_runs(sheet, qc)
     assert kept["sample_id"].to_list() == ["A", "B", "C"] and "R (0.0-200.0 s, 22.2%)" in notes[0] and not partial
     assert without_unmeasured_runs(sheet.head(2), qc)[1] == []  # fewer than 3 runs: no typical range
+
+
+def test_an_outcome_value_on_a_qc_or_blank_row_is_warned_about() -> None:
+    """A trial: a blank row carrying group=control was accepted without a word; were it a study sample typed
+    wrongly, it would be left out of the models and tests in silence."""
+    from ms2study.io.samplesheet import typed_rows_with_outcomes
+
+    sheet = pl.DataFrame({"sample_id": ["S1", "S2", "QC1", "B1"], "file": ["a", "b", "c", "d"],
+                          "sample_type": ["sample", "sample", "qc", "blank"],
+                          "group": ["case", "control", "", "control"], "age": ["40", "50", "", ""]})
+    warned = typed_rows_with_outcomes(sheet, ["group", "age", "missing"], "samples.tsv")
+    assert warned == ["samples.tsv: 1 QC or blank row(s) have a value in outcome column 'group' (B1 (blank)); QC "
+                      "and blank runs never enter the models or the tests, so the value is ignored: if a row is a "
+                      "study sample, set its sample_type to 'sample'"]
+    assert typed_rows_with_outcomes(sheet.drop("sample_type"), ["group"]) == []
+    assert typed_rows_with_outcomes(sheet.with_columns(pl.lit("").alias("group")), ["group"]) == []

@@ -21,7 +21,13 @@ import yaml
 from ms2study.core.errors import InputError
 from ms2study.core.params import MASS_TOLERANCES, mass_tolerance_warning, suggest_key  # noqa: F401 (tests)
 from ms2study.core.yamlio import read_config_file, read_yaml
-from ms2study.io.samplesheet import ACQUISITION_COLUMNS, SAMPLE_TYPES, read_sample_sheet, sample_roles
+from ms2study.io.samplesheet import (
+    ACQUISITION_COLUMNS,
+    SAMPLE_TYPES,
+    read_sample_sheet,
+    sample_roles,
+    typed_rows_with_outcomes,
+)
 from ms2study.modelling.outcomes import encode_outcome
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -485,4 +491,6 @@ def check_study(study_dir: Path, config: dict, sheet: pl.DataFrame) -> list[str]
     if errors:  # a fresh user fixed an outcome column only to meet the library path's typo next
         raise errors[0] if len(errors) == 1 else InputError(f"{len(errors)} problems with this study: " + "; ".join(
             f"({i}) {err}" for i, err in enumerate(errors, 1)), fix="correct each of them, then run again")
-    return [w for w in [mass_tolerance_warning(config)] if w]
+    outcomes = [o.get("column") for o in ((config.get("models") or {}).get("outcomes") or []) if isinstance(o, dict)]
+    return [w for w in [mass_tolerance_warning(config)] if w] + typed_rows_with_outcomes(
+        sheet, [str(c) for c in outcomes if c], str(sheet_path.name if sheet_path.exists() else "samples.tsv"))

@@ -149,3 +149,25 @@ def sample_roles(sheet: pl.DataFrame, source: str = "samples.tsv") -> pl.DataFra
     return pl.DataFrame({"sample_id": ids, "sample_type": types, "injection_order": orders, "batch": batches},
                         schema={"sample_id": pl.Utf8, "sample_type": pl.Utf8, "injection_order": pl.Int64,
                                 "batch": pl.Utf8})
+
+
+def typed_rows_with_outcomes(sheet: pl.DataFrame, columns: list[str], source: str = "samples.tsv") -> list[str]:
+    """Warnings (one per outcome column of ``columns`` present in ``sheet``) for pooled-QC and blank rows that carry
+    a value in it: such runs never enter the models or the tests, so a value there is either ignored or a study
+    sample typed wrongly, which would then be left out in silence (a trial: a blank row with group=control was
+    accepted without a word). Empty when there is none."""
+    if "sample_type" not in sheet.columns:
+        return []
+    roles = sample_roles(sheet, source)
+    typed = roles["sample_type"].is_in(["qc", "blank"])
+    out = []
+    for column in [c for c in dict.fromkeys(columns) if c in sheet.columns]:
+        cells = sheet[column].cast(pl.Utf8).str.strip_chars().fill_null("")
+        rows = roles.filter(typed & (cells != ""))
+        if rows.height:
+            named = ", ".join(f"{r['sample_id']} ({r['sample_type']})" for r in rows.head(10).iter_rows(named=True))
+            out.append(f"{source}: {rows.height} QC or blank row(s) have a value in outcome column '{column}' "
+                       f"({named}{', ...' if rows.height > 10 else ''}); QC and blank runs never enter the models or "
+                       "the tests, so the value is ignored: if a row is a study sample, set its sample_type to "
+                       "'sample'")
+    return out
