@@ -509,3 +509,16 @@ def test_most_features_left_out_by_the_qc_rsd_flag_is_a_caution_on_the_conclusio
     assert exclusion_caution({**record, "n_qc_rsd_flagged": 1}, corrected, raw, samples, True, 0.3) is None
     assert exclusion_caution(record, corrected, raw, samples, False, 0.3) is None
     assert exclusion_caution({}, None, None, samples, True, 0.3) is None
+
+
+def test_many_features_with_a_wandering_apex_is_a_data_quality_warning() -> None:
+    """A trial: 919 of 2,809 judged features (33 %) carried the RT spread flag, said only inside the batch section."""
+    from ms2study.reporting.html import QUALITY, kind_of
+    from ms2study.reporting.qcrsd import rt_spread_warning
+
+    record = {"n_features": 3685, "n_rt_sd_flagged": 919, "n_rt_sd_unassessed": 876, "rt_sd_threshold_s": 2.723}
+    warning = rt_spread_warning(record)
+    assert warning is not None and kind_of(warning) == QUALITY and warning.concerns == ("differential",)
+    assert "<b>919 of the 2809</b> features judged (33%)" in warning and "more than 2.72 s" in warning
+    assert rt_spread_warning({**record, "n_rt_sd_flagged": 100}) is None  # 4 %: as on the simulated studies
+    assert rt_spread_warning({}) is None

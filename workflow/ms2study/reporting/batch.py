@@ -39,6 +39,7 @@ from ms2study.reporting.qcrsd import (
     fewest_per_batch,
     rsd_part,
     rt_spread_part,
+    rt_spread_warning,
 )
 from ms2study.reporting.tables import interactive_table
 
@@ -453,9 +454,10 @@ def batch_section(correction_path: Path | None, corrected_path: Path | None, raw
     exclude = bool(correct.get("exclude_flagged", True))
     parts.append(counts_table(record, corrected, exclude))
     study_samples = roles.filter(pl.col("sample_type") == "sample")["sample_id"].to_list()
-    caution = exclusion_caution(record, corrected, raw, study_samples, exclude, threshold)
-    if caution is not None:
-        warnings.append(caution)
+    for caution in (exclusion_caution(record, corrected, raw, study_samples, exclude, threshold),
+                    rt_spread_warning(record)):
+        if caution is not None:
+            warnings.append(caution)
     parts.append(rsd_part(corrected, record, threshold, counts))
     parts.append(rt_spread_part(record, float(correct.get("rt_sd_ratio", 3.0))))
     if corrected is not None and raw is not None:

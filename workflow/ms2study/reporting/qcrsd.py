@@ -13,7 +13,7 @@ import polars as pl
 
 from ms2study.correction.drift import LINE_MIN_QC, MAX_PREDICTED_RSD, SPLINE_MIN_QC
 from ms2study.reporting.charts import distribution_figure, figure_html
-from ms2study.reporting.html import DOUBT, Caution, esc, fmt
+from ms2study.reporting.html import DOUBT, QUALITY, Caution, esc, fmt
 
 QC_DRIFT_METHODS = ("qc_spline", "qc_linear")
 # the QC RSD each correct.qc_rsd_basis reads: its column and how the report names it
@@ -184,3 +184,27 @@ def exclusion_caution(record: dict, corrected: pl.DataFrame | None, raw: pl.Data
              f"{record.get('n_qc_rsd_flagged_in_sample', 'NA')}), a larger <code>qc_rsd_max</code>, or "
              "<code>exclude_flagged: false</code>")
     return Caution(text, DOUBT, "most features left out by the QC RSD flag", ("differential", "models"))
+
+
+# The RT spread flag on at least this share of the features it judged is a warning: on the realistic simulated
+# studies it flagged 4-5 % of the features without a true error (RT_SPREAD_MEASURED); a trial's study built from two
+# real injections had 33 % flagged, with no word outside the batch section.
+MANY_RT_SPREAD = 0.2
+
+
+def rt_spread_warning(record: dict) -> Caution | None:
+    """A data-quality caution when the RT spread flag (``correction.json``) marks at least ``MANY_RT_SPREAD`` of
+    the features it judged: many features then measure co-eluting ions that vary apart, or the alignment left RT
+    errors. None otherwise."""
+    n, unjudged, features = (record.get(k) for k in ("n_rt_sd_flagged", "n_rt_sd_unassessed", "n_features"))
+    if not n or not features:
+        return None
+    judged = int(features) - int(unjudged or 0)
+    if judged <= 0 or n < MANY_RT_SPREAD * judged:
+        return None
+    return Caution(f"the apex retention time of <b>{n} of the {judged}</b> features judged ({n / judged:.0%}) varies "
+                   f"over the study samples more than {fmt(record.get('rt_sd_threshold_s'), 2)} s (the RT spread "
+                   "flag; 4-5 % on realistic simulated studies): many features may hold co-eluting ions that vary "
+                   "apart, or the alignment left RT errors (see the QC section's alignment residuals); the flagged "
+                   "features stay in the tests and models and are marked in 'What differs'", QUALITY,
+                   "many features with a wandering apex RT", ("differential",))
