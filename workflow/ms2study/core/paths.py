@@ -122,8 +122,8 @@ def models_runtime_minutes(config: dict, n_samples: int, n_outcomes: int, base_m
     (outer_repeats + n_permutations) x outer_splits outer fits (each permutation reruns one repeat), each choosing
     among the ``forest_min_samples_leaf`` values by an inner CV (inner_splits fits each) and refitting once, every
     fit costing forest_trees / 200 x (0.25 + 0.002 x samples) seconds (``FOREST_FIT_S``, measured). The elastic
-    net and the other linear models fit within the base (71 s of CPU at 200 samples, 535 s at 1,000:
-    benchmarks/measured/scale.json). A site whose nodes are slower raises ``resources.models.runtime``.
+    net and the other linear models fit within the base (69 s of CPU at 200 samples with 40 permutations:
+    benchmarks/measured/scale.json; 535 s at 1,000 with 20: scale_session16.json). A site whose nodes are slower raises ``resources.models.runtime``.
     """
     defaults = schema_defaults("models")
     p = {**defaults, **(config.get("models") or {})}
