@@ -242,8 +242,9 @@ def family_adjusted_p(observed: dict[str, float], nulls: dict[str, list[float]],
     statistics, permutation by permutation, the same permutations for every set, at least ``m`` each. For each
     permutation b < m the largest null statistic over the sets, M_b; set k's adjusted p is
     (1 + #{b: M_b >= observed_k}) / (1 + m) (Phipson & Smyth 2010), which controls the family-wise error over the
-    sets (strong control under subset pivotality) and, as the sets' statistics are correlated, is smaller than
-    Bonferroni's. A null statistic that is not finite counts as not reaching. Returns {set: {"p": float,
+    sets (strong control under subset pivotality). With one metric the sets' null distributions are alike, and it
+    is then less conservative than Bonferroni, the more so the more the sets' statistics are correlated (a set whose
+    null scatters much wider than the others' can make it more conservative). A null statistic that is not finite counts as not reaching. Returns {set: {"p": float,
     "reaching": int}}; {} when m < 1. Raises ValueError when a set has fewer than m null statistics."""
     if m < 1 or not observed:
         return {}
