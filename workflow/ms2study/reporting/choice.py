@@ -2,8 +2,9 @@
 
 The models stage adjusts it by the max-statistic over the sets on their shared permutations
 (``modelling.evaluate.family_adjusted_p``; summary ``p_adjustment``, entry ``permutation_p_adjusted``). A summary
-written before that (no ``p_adjustment``) is adjusted here by Bonferroni over the sets, as the report did then. May
-import ``ms2study.core`` and ``reporting.html``.
+written before that (no ``p_adjustment``) is adjusted here by Bonferroni over the sets, as the report did then. Also
+the verdict's sentence on the permutations' resolution (``permutation_resolution``). May import ``ms2study.core``,
+``reporting.html`` and ``reporting.cautions``.
 """
 
 from __future__ import annotations
