@@ -4,6 +4,7 @@ empty), names resting on one shared fragment peak, the in-source correlation's s
 
 from __future__ import annotations
 
+import html
 import re
 
 import polars as pl
@@ -160,3 +161,12 @@ def test_a_refused_match_whose_spectra_barely_agree_says_so() -> None:
     assert rows["C4"][-1] == ("q above the FDR 0.01: its spectra barely match the library spectrum (best cosine "
                               "0.0004); only the precursor m/z agrees")
     assert rows["C2"][-1] == "q above the FDR 0.01"
+
+
+def test_a_name_refused_for_resting_on_blank_runs_says_so() -> None:
+    from ms2study.stages.identify import BLANK_ONLY_NOTE
+
+    ident = _ident().with_columns(pl.when(pl.col("consensus_id") == "C2").then(pl.lit(BLANK_ONLY_NOTE))
+                                  .otherwise(None).alias("evidence_note"))
+    rows = {r[0]: r for r in _table_rows(_consensus_compounds(ident, {}, "q ≤ 0.01", fdr=0.01))}
+    assert html.unescape(rows["C2"][-1]) == "only blank runs' spectra support it"

@@ -25,7 +25,8 @@ BARELY = 0.05
 def refusal_reasons(ident: pl.DataFrame, fdr: float | None, p_floor: float | None = None,
                     min_matched_peaks: int = 1) -> pl.Series:
     """Per row of ``ident`` (identifications.parquet; unaccepted rows), Utf8: why the match is not a name, in the
-    order identify applies the rules: withdrawn as an in-source fragment; no supporting spectrum shares
+    order identify applies the rules: withdrawn as an in-source fragment; supported by blank runs only; no
+    supporting spectrum shares
     ``min_matched_peaks`` fragment peaks with the library spectrum (column ``matched_peaks``: never an
     identification); its q-value above ``fdr``, with the library's floor ``p_floor`` (the smallest p-value its
     calibration can give) when that is above ``fdr``, or that its spectra barely match (best cosine below
@@ -39,10 +40,13 @@ def refusal_reasons(ident: pl.DataFrame, fdr: float | None, p_floor: float | Non
     withdrawn = ident.select(marks.withdrawn(columns).alias("w"))["w"].fill_null(False).to_list()
     needed = "a fragment peak" if min_matched_peaks <= 1 else f"{min_matched_peaks} fragment peaks"
     out = []
-    for w, qv, peaks, note, cos in zip(withdrawn, column("q_value", pl.Float64), column("matched_peaks", pl.Int32),
-                                       column("adduct_note", pl.Utf8), column("best_cosine", pl.Float64)):
+    for w, qv, peaks, note, cos, evidence in zip(
+            withdrawn, column("q_value", pl.Float64), column("matched_peaks", pl.Int32), column("adduct_note", pl.Utf8),
+            column("best_cosine", pl.Float64), column("evidence_note", pl.Utf8)):
         if w:
             out.append("withdrawn: an in-source fragment of a co-eluting ion")
+        elif evidence and evidence.startswith("not accepted: only blank runs"):  # identify's BLANK_ONLY_NOTE
+            out.append("only blank runs' spectra support it")
         elif peaks is not None and peaks < min_matched_peaks:
             out.append(f"no spectrum shares {needed} with the library spectrum (annotate: min_matched_peaks): "
                        "never an identification")
