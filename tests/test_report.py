@@ -397,6 +397,7 @@ def test_report_has_every_section_and_the_numbers(untrained_report: tuple[Path, 
     assert "q ≤ 0.01" in text and "empirical null" in text and "lowest q" in text
     # models: the table row, ROC and PCA charts (plotly figures: their titles are in the figures' JSON)
     assert "roc_auc" in text and "permutation p" in text and '"text":"ROC: group"' in text and "null mean" in text
+    assert "<th>p adjusted</th>" in text.replace(' class="num"', "") and "max-statistic" in text
     assert "Estimator: <b>elastic_net</b>" in text  # the models default (models.DEFAULT_PARAMS)
     assert "fold-wise metrics are coarse" in text  # 4 vs 4 samples: one sample per class in a test fold
     # what a study of 8 samples could detect, from the shipped effect-size sweep (resources/detectable_effects.json)

@@ -43,7 +43,10 @@ MODELS_TEXT = (
     "refit the models (on simulated studies of 16 and 40 samples the AUC interval held the procedure's true AUC "
     "in 90-100% of studies, benchmarks/README.md). A model is taken to beat chance where p &lt; 0.05 and its "
     "interval lies above chance (AUC 0.5, R² 0); the attribution under 'What differs' is judged by the same rule. "
-    "An R² below 0 means the model predicts worse than the outcome's mean: no usable signal.</p>")
+    "An R² below 0 means the model predicts worse than the outcome's mean: no usable signal. The best feature set "
+    "is picked after seeing all of them, so Main findings reads its p adjusted for that choice ('p adjusted'): on "
+    "each of the first permutations, which every set draws, the largest score any set's model reached; the adjusted "
+    "p is the share of those that reach the set's own score (Westfall &amp; Young's max-statistic, 1993).</p>")
 
 def models_section(models: Sequence[OutcomeFiles], sheet: pl.DataFrame, feature_sets: dict[str, pl.DataFrame],
                    warnings: list[str], map_method: str = "auto", coverage: tuple[int, int] | None = None) -> str:
@@ -167,6 +170,8 @@ def _metrics_table(summary: dict, outcome: str, warnings: list[str]) -> str:
                      ("html", f"[{fmt(entry.get('ci_low'))}, {fmt(entry.get('ci_high'))}]"),
                      ("html", p_value_text(entry.get("permutation_p"))
                       + (" (floor)" if cautions.at_floor(entry, n_perm) else "")),
+                     ("html", p_value_text(entry.get("permutation_p_adjusted"))
+                      if entry.get("permutation_p_adjusted") is not None else "NA"),
                      ("html", fmt(entry.get("permutation_null_mean"))),
                      entry.get("n_samples"), (len(summary.get("covariates") or []) if name == "covariates"
                                               and not entry.get("n_features") else entry.get("n_features")),
@@ -174,8 +179,8 @@ def _metrics_table(summary: dict, outcome: str, warnings: list[str]) -> str:
         if entry.get("samples_without_values"):
             warnings.append(f"outcome <b>{esc(outcome)}</b>, feature set <b>{esc(name)}</b>: no values for "
                             f"{esc(', '.join(entry['samples_without_values']))} (imputed inside the folds)")
-    return html_table(["feature set", "metric", "value", "95 % interval", "permutation p", "null mean",
-                       "samples", "features", "folds × repeats", "secondary"], rows, numeric={2, 3, 4, 5, 6, 7})
+    return html_table(["feature set", "metric", "value", "95 % interval", "permutation p", "p adjusted", "null mean",
+                       "samples", "features", "folds × repeats", "secondary"], rows, numeric={2, 3, 4, 5, 6, 7, 8})
 
 
 def _roc_chart(predictions: pl.DataFrame, summary: dict, outcome: str) -> str | None:
