@@ -264,6 +264,26 @@ def test_without_qcs_auto_falls_back_to_median_normalisation_with_a_note() -> No
     assert factors[1] / factors[0] == pytest.approx(2.0)
 
 
+def test_median_normalisation_sees_a_small_dilution_with_few_runs() -> None:
+    """A trial: with 5 or 7 runs every factor was exactly 1 and a 4 % dilution read 1.000, because a run is the
+    feature-wise median of about 1/n of the features (a quotient of exactly 1 at odd n). Each run is now compared
+    with the other runs' median, its log scaled by (n - 1) / n."""
+    rng = np.random.default_rng(7)
+    for n in (3, 5, 7, 12):
+        estimates = {0.96: [], 0.9: []}
+        for dilution, found in estimates.items():
+            for _ in range(10):
+                values = np.exp(rng.normal(10, 2, (1500, 1)) + rng.normal(0, 0.2, (1500, n)))
+                values[:, 0] *= dilution
+                _, factors = median_normalise(values, np.ones(n, dtype=bool))
+                found.append(factors[0] / np.median(factors[1:]))
+            assert abs(np.mean(found) - dilution) < 0.01, (n, dilution, np.mean(found))
+    # no dilution: factors near 1, not exactly 1 for every run
+    values = np.exp(rng.normal(10, 2, (1500, 1)) + rng.normal(0, 0.2, (1500, 5)))
+    _, factors = median_normalise(values, np.ones(5, dtype=bool))
+    assert np.all(np.abs(factors - 1) < 0.02) and not np.all(factors == 1.0)
+
+
 def test_median_normalisation_ignores_features_one_run_measured() -> None:
     # Two runs, the second a 2x dilution, share 100 features (with noise); 100 more are measured in one run only (50
     # each), each its own reference: they must not pull the factors towards 1.
