@@ -522,3 +522,20 @@ def test_many_features_with_a_wandering_apex_is_a_data_quality_warning() -> None
     assert "<b>919 of the 2809</b> features judged (33%)" in warning and "more than 2.72 s" in warning
     assert rt_spread_warning({**record, "n_rt_sd_flagged": 100}) is None  # 4 %: as on the simulated studies
     assert rt_spread_warning({}) is None
+
+
+def test_most_features_left_out_by_the_blank_filter_is_a_caution_naming_the_blanks() -> None:
+    """A second trial: a study sample typed blank; the blank filter flagged 257 of 270 features and Main findings
+    said only "0 of 13 tested features differ"."""
+    from ms2study.reporting.html import DOUBT, kind_of
+    from ms2study.reporting.qcrsd import blank_exclusion_caution
+
+    raw = pl.DataFrame({"consensus_id": ["C1", "C2", "C3", "C4"], "S1": [1.0, 1.0, 1.0, 1.0],
+                        "S2": [1.0, 1.0, 1.0, None], "B1": [1.0, 1.0, 1.0, 0.0]})
+    record = {"n_features": 4, "n_blank_flagged": 3}
+    caution = blank_exclusion_caution(record, raw, ["B1"], ["S1", "S2"], True)
+    assert caution is not None and kind_of(caution) == DOUBT
+    assert "left <b>3 of 4 consensus features</b> (75%)" in caution
+    assert "features detected: B1 3 (the study samples' median: 3.5)" in caution
+    assert blank_exclusion_caution({**record, "n_blank_flagged": 0}, raw, ["B1"], ["S1"], True) is None
+    assert blank_exclusion_caution(record, raw, ["B1"], ["S1"], False) is None

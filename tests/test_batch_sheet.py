@@ -438,8 +438,15 @@ def test_an_outcome_value_on_a_qc_or_blank_row_is_warned_about() -> None:
                           "sample_type": ["sample", "sample", "qc", "blank"],
                           "group": ["case", "control", "", "control"], "age": ["40", "50", "", ""]})
     warned = typed_rows_with_outcomes(sheet, ["group", "age", "missing"], "samples.tsv")
-    assert warned == ["samples.tsv: 1 QC or blank row(s) have a value in outcome column 'group' (B1 (blank)); QC "
-                      "and blank runs never enter the models or the tests, so the value is ignored: if a row is a "
-                      "study sample, set its sample_type to 'sample'"]
+    assert warned == ["samples.tsv: 1 QC or blank row(s) have outcome values (group, age): B1 (blank). QC and blank "
+                      "runs never enter the models or the tests, so the values are ignored; if a row is a study "
+                      "sample, set its sample_type to 'sample'. A study sample typed 'blank' also becomes a blank of "
+                      "the blank filter, which then leaves out every feature about as abundant in it as in the "
+                      "samples: most of them."]
+    # one warning for all outcome columns (a second trial: it was printed once per column)
+    qc_only = sheet.with_columns(pl.Series("group", ["case", "control", "case", ""]))
+    assert len(typed_rows_with_outcomes(qc_only, ["group", "age"])) == 1
+    assert "QC1 (qc)" in typed_rows_with_outcomes(qc_only, ["group", "age"])[0]
+    assert "blank filter" not in typed_rows_with_outcomes(qc_only, ["group", "age"])[0]
     assert typed_rows_with_outcomes(sheet.drop("sample_type"), ["group"]) == []
     assert typed_rows_with_outcomes(sheet.with_columns(pl.lit("").alias("group")), ["group"]) == []

@@ -35,6 +35,7 @@ from ms2study.reporting.html import esc, html_table
 from ms2study.reporting.qcrsd import (
     BASIS,
     QC_DRIFT_METHODS,
+    blank_exclusion_caution,
     exclusion_caution,
     fewest_per_batch,
     rsd_part,
@@ -454,7 +455,9 @@ def batch_section(correction_path: Path | None, corrected_path: Path | None, raw
     exclude = bool(correct.get("exclude_flagged", True))
     parts.append(counts_table(record, corrected, exclude))
     study_samples = roles.filter(pl.col("sample_type") == "sample")["sample_id"].to_list()
+    blank_runs = roles.filter(pl.col("sample_type") == "blank")["sample_id"].to_list()
     for caution in (exclusion_caution(record, corrected, raw, study_samples, exclude, threshold),
+                    blank_exclusion_caution(record, raw, blank_runs, study_samples, exclude),
                     rt_spread_warning(record)):
         if caution is not None:
             warnings.append(caution)

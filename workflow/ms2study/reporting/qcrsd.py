@@ -208,3 +208,29 @@ def rt_spread_warning(record: dict) -> Caution | None:
                    "apart, or the alignment left RT errors (see the QC section's alignment residuals); the flagged "
                    "features stay in the tests and models and are marked in 'What differs'", QUALITY,
                    "many features with a wandering apex RT", ("differential",))
+
+
+def blank_exclusion_caution(record: dict, raw: pl.DataFrame | None, blanks: list[str], samples: list[str],
+                            exclude: bool) -> Caution | None:
+    """A caution on the conclusions when the blank filter (``record``: correction.json, ``n_blank_flagged``) leaves
+    out at least ``MAJOR_EXCLUSION`` of the consensus features and ``exclude`` is on: solvent blanks hold few
+    features, so most features flagged says a run typed blank is likely a sample (a trial: a study sample typed
+    blank took 257 of 270 features with it, and Main findings said only "0 of 13 tested features differ"). Names
+    each blank with its feature count against the study samples' median (from ``raw``, the feature matrix). None
+    otherwise."""
+    n_features, flagged = record.get("n_features"), record.get("n_blank_flagged")
+    if not exclude or not n_features or not flagged or flagged < MAJOR_EXCLUSION * n_features:
+        return None
+    counts = ""
+    if raw is not None and blanks:
+        def detected(run: str) -> int:
+            return int((raw[run].fill_null(0) > 0).sum()) if run in raw.columns else 0
+        typical = float(np.median([detected(s) for s in samples])) if samples else None
+        counts = "; features detected: " + ", ".join(f"{esc(b)} {detected(b)}" for b in blanks[:10]) + (
+            f" (the study samples' median: {typical:g})" if typical is not None else "")
+    return Caution(f"the blank filter left <b>{flagged} of {n_features} consensus features</b> "
+                   f"({flagged / n_features:.0%}) out of the differential tests and the models, as about as abundant "
+                   f"in the blank runs as in the study samples{counts}. Solvent blanks hold few of a study's "
+                   "features: check that every run typed 'blank' in the sample sheet is one (a study sample typed "
+                   "blank makes its features look like background), then rerun", DOUBT,
+                   "most features left out by the blank filter", ("differential", "models"))
