@@ -230,6 +230,12 @@ def test_a_permutation_floor_is_a_caution_on_the_verdict(tmp_path: Path) -> None
     assert len(warnings) == 1 and warnings[0].kind == DOUBT
     assert "the smallest 20 permutations can give" in warnings[0] and "the verdict rests on this floor" in warnings[0]
     assert '<a href="#warning-1">permutation p at its floor</a>' in box
+    # 100 permutations: a floor of 0.0099 leaves the verdict standing; a data-quality note, not a caution on it
+    fine = _summary(features=_entry(0.98, 0.72, 1.0, 1 / 101))
+    fine["params"] = {"n_permutations": 100}
+    warnings = []
+    findings.findings_section([_write(tmp_path / "f", fine)], [], None, None, warnings)
+    assert len(warnings) == 1 and warnings[0].kind == QUALITY and "permutation p at its floor" == warnings[0].label
     coarse = _summary(features=_entry(0.98, 0.72, 1.0, 1 / 11))
     coarse["params"] = {"n_permutations": 10}
     warnings = []
@@ -605,7 +611,8 @@ def test_a_max_statistic_adjustment_is_read_from_the_summary_and_named() -> None
     text, on = findings.model_verdict(adjusted)
     # Bonferroni would read 4/41 = 0.098 ("suggestive only"); the max-statistic's 1/41 passes
     assert on == "features" and not text.startswith("<b>suggestive only</b>")
-    assert "adjusted for it by the largest score over the 4 sets on each of 40 shared permutations: 0.0244" in text
+    assert ("picked as the best of 4 after seeing them; adjusted for that choice its p is 0.0244 (on each of 40 "
+            "shared permutations, the largest score of the 4 sets)") in text and "not adjusted" not in text
     # one shared permutation gave some set a score reaching it: 2/41 = 0.049 still passes; two do not, and then one
     # permutation decides, which the verdict says together with what to raise and that every set must draw them
     two = {**adjusted, "feature_sets": {**adjusted["feature_sets"], "features": {

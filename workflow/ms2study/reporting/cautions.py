@@ -333,7 +333,9 @@ def floor_warning(summary: dict, feature_set: str, outcome: str, warnings: list[
     else:
         text += ("the verdict rests on this floor; more permutations (<code>models: n_permutations</code>) would "
                  "tell how far below it the p lies")
-    warnings.append(Caution(text, DOUBT, "permutation p at its floor", (f"models:{outcome}",)))
+    # a floor well below 0.05 (1/101) leaves the verdict standing: a note on its resolution, not a doubt (a trial)
+    warnings.append(Caution(text, DOUBT if floor >= SIGNIFICANCE / 5 else QUALITY, "permutation p at its floor",
+                            (f"models:{outcome}",)))
 
 
 def near_maximum(summary: dict) -> list[str]:

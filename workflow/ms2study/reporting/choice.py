@@ -36,13 +36,15 @@ def choice_adjustment(summary: dict, entry: dict) -> dict | None:
 
 
 def adjustment_text(adjusted: dict) -> str:
-    """A few words naming the adjustment and its value, e.g. 'max-statistic over the 4 sets' shared permutations:
-    0.024'."""
+    """The verdict's clause on the choice of the best set, with the adjusted p: "picked as the best of 4 after
+    seeing them; adjusted for that choice its p is 0.024 (...)"."""
     value = f"{adjusted['p']:.3g}"
     if adjusted["method"] == "max-statistic":
-        return (f"adjusted for it by the largest score over the {adjusted['sets']} sets on each of "
-                f"{adjusted['permutations']} shared permutations: {value}")
-    return f"Bonferroni over the {adjusted['sets']}: {value}"
+        return (f"picked as the best of {adjusted['sets']} after seeing them; adjusted for that choice its p is "
+                f"{value} (on each of {adjusted['permutations']} shared permutations, the largest score of the "
+                f"{adjusted['sets']} sets)")
+    return (f"picked as the best of {adjusted['sets']} after seeing them, so its p is not adjusted for the choice "
+            f"(Bonferroni over the {adjusted['sets']}: {value})")
 
 
 def reaching_to_pass(adjusted: dict, line: float) -> int | None:

@@ -93,8 +93,7 @@ def model_verdict(summary: dict) -> tuple[str, str | None]:
     numbers += f"; best of {n_sets} feature set{'s' if n_sets != 1 else ''}: <b>{esc(name)}</b>"
     adjusted = choice_adjustment(summary, entry)
     if adjusted is not None:  # the set is chosen after seeing all of them: say what that costs
-        numbers += (f"; picked as the best of {n_sets} after seeing them, so its p is not adjusted for the choice "
-                    f"({adjustment_text(adjusted)})")
+        numbers += f"; {adjustment_text(adjusted)}"
     does, none = _what(summary)
     why = chance_shortfall(entry)
     chance = CHANCE.get(metric)

@@ -165,7 +165,8 @@ def identifications_section(annotations: pl.DataFrame, ident: pl.DataFrame | Non
                 f"identifications are accepted at <code>annotate: fdr: {float(fdr):g}</code>, above the default 0.01: "
                 "on realistic simulated studies 2.5-4.1 % of the names accepted at q ≤ 0.05 were wrong (0-1.1 % at "
                 "0.01), and 19-24 % more named an isomer of the compound at level 3; read the names with q above 0.01 "
-                "as candidates (the Identifications section says more)", DOUBT, "names accepted above q 0.01",
+                "as candidates. Level 2 is given at the same FDR, so names that were level 3 at 0.01 can be level 2 "
+                "here (the Identifications section says more)", DOUBT, "names accepted above q 0.01",
                 ("identifications",)))
         low = hits.filter(pl.col("cosine") < 0.3) if "cosine" in hits.columns else hits.clear()
         if low.height:
