@@ -639,3 +639,12 @@ def test_no_match_for_want_of_a_library_of_the_runs_polarity_is_named_as_the_cau
     assert text.startswith("no consensus feature has a library match: the library holds no positive-mode spectrum, "
                            "so the runs' positive MS/MS was not searched")
     assert "no library is configured" in findings.identification_finding(empty, 0.01, [])
+
+
+def test_an_interval_bound_that_would_round_onto_chance_keeps_a_third_decimal() -> None:
+    """A trial: "R² 0.53, 95 % interval 0.00 to 0.73" beside "predicts age"; the stored lower bound was 0.0043."""
+    age = {**_summary(features={**_entry(0.53, 0.0043, 0.73, 0.0099), "metric": "r2"}), "type": "continuous",
+           "outcome": "age"}
+    text = findings.model_verdict(age)[0]
+    assert "95 % interval 0.004 to 0.730" in text
+    assert "95 % interval 0.72 to 1.00" in findings.model_verdict(SUMMARY)[0]

@@ -83,7 +83,10 @@ def model_verdict(summary: dict) -> tuple[str, str | None]:
     value, low, high, p = (entry.get(k) for k in ("value", "ci_low", "ci_high", "permutation_p"))
     numbers = f"{esc(METRIC_NAMES.get(metric, metric))} {float(value):.2f}"
     if low is not None and high is not None:
-        numbers += f", {interval_text(float(low), float(high))}"
+        chance_value = CHANCE.get(metric)
+        # a bound that two decimals would round onto chance (R² 0.0043 as "0.00") keeps a third (a trial)
+        digits = 3 if chance_value is not None and round(float(low), 2) == chance_value != float(low) else 2
+        numbers += f", {interval_text(float(low), float(high), digits)}"
         if metric == "roc_auc" and float(high) - float(low) >= 0.95:  # says nothing; say why rather than leave it
             numbers += (" (so wide that these few samples per class cannot pin the AUC down"
                         f"{cautions.score_interval_clause(entry)})")
