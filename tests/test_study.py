@@ -113,6 +113,13 @@ def test_missing_outcome_column_is_named(tmp_path: Path) -> None:
     config = study.load_config(tmp_path, {"models": {"outcomes": [], "covariates": ["bmi"]}})
     with pytest.raises(InputError, match=r"covariate column 'bmi' \(config models.covariates\)"):
         study.check_outcomes(sheet, config)
+    # every missing column at once, each with a near column name (a trial: 'Group' for 'group', one per run)
+    config = study.load_config(tmp_path, {"models": {"outcomes": [{"column": "Group", "type": "binary"},
+                                                                  {"column": "disease", "type": "binary"}]}})
+    with pytest.raises(InputError) as err:
+        study.check_outcomes(sheet, config)
+    assert "outcome column 'Group' (config models.outcomes.0), did you mean 'group'?" in str(err.value)
+    assert "outcome column 'disease' (config models.outcomes.1)" in str(err.value)
 
 
 def test_library_paths_and_name(tmp_path: Path) -> None:

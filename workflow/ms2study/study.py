@@ -398,13 +398,13 @@ def check_outcomes(sheet: pl.DataFrame, config: dict, source: str = "samples.tsv
                 "injection_order and batch), not the biology: it is never an outcome or a covariate", file=source,
                 fix=f"remove it from {key.rsplit('.', 1)[0] if kind == 'outcome' else key} in config.yaml; QCs and "
                 "blanks are left out of the models and drift and batch are corrected by the correct stage")
-        if column not in sheet.columns:
-            raise InputError(
-                f"{kind} column '{column}' (config {key}) is not in the sample sheet "
-                f"(columns: {', '.join(sheet.columns)})",
-                file=source,
-                fix=f"add the column to samples.tsv or remove the {kind} from config.yaml",
-            )
+    missing = [(kind, column, key) for kind, column, key in wanted if column not in sheet.columns]
+    if missing:  # all of them at once, each with a near column name (a trial: 'Group' for 'group', one per run)
+        named = "; ".join(f"{kind} column '{column}' (config {key})" + (
+            f", did you mean '{near}'?" if (near := suggest_key(str(column), sheet.columns)) else "")
+            for kind, column, key in missing)
+        raise InputError(f"not in the sample sheet (columns: {', '.join(sheet.columns)}): {named}", file=source,
+                         fix="add the column(s) to samples.tsv or correct or remove them in config.yaml")
     if not outcomes:
         return
     for i, spec in enumerate(outcomes):
