@@ -369,19 +369,20 @@ def median_normalise(values: np.ndarray, runs: np.ndarray) -> tuple[np.ndarray, 
         # medians of log values: with an even count the middle two are averaged on the log scale (their geometric
         # mean), so three runs at exactly 1, 0.5 and 2x get exactly those factors
         logs = np.log(positive)
-        shared = np.where(kept, np.exp(np.nanmedian(logs[:, chosen], axis=1)), np.nan)
+        leave_out = chosen.size <= LOO_MAX_RUNS
+        shared = None if leave_out else np.where(kept, np.exp(np.nanmedian(logs[:, chosen], axis=1)), np.nan)
         for j in chosen:
             # each run against the median of the OTHER runs: with itself in the reference a run is the median of
             # about 1/n of the features (an exact quotient of 1 at odd n), which pulls its factor to 1 (a trial: a
             # 4 % dilution read 1.000 with 5 and 7 runs; 10 % read 0.955 with 5); above LOO_MAX_RUNS that pull is
             # small and the shared median saves the runs x runs work
-            ref = shared if chosen.size > LOO_MAX_RUNS else np.where(
+            ref = shared if not leave_out else np.where(
                 kept, np.exp(np.nanmedian(logs[:, chosen[chosen != j]], axis=1)), np.nan)
             quotient = positive[:, j] / ref
             quotient = quotient[np.isfinite(quotient)]
             if quotient.size:
                 factors[j] = float(np.median(quotient))
-                if ref is not shared:
+                if leave_out:
                     # against the others alone, a run's log quotient is n / (n - 1) times its deviation from the
                     # centre of all n runs (exactly so for a mean reference): scaled back, two runs 2x apart get
                     # factors 2x apart, not 4x

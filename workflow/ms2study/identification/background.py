@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 # a feature whose half-height width is at least this share of its run's RT span is no chromatographic peak
 BACKGROUND_SHARE = 0.5
 NOTE_START = "background ion: "
+# evidence_note of a name that passed q but rests on blank runs' spectra only (no study sample, no QC run):
+# written by stages.identify, read by the report's refusal reasons
+BLANK_ONLY_NOTE = ("not accepted: only blank runs' spectra support this name (no study sample's or QC run's spectrum "
+                   "does); it describes what a blank holds, e.g. a contaminant or carry-over, not the study's samples")
 # the features tables' columns read (fwhm_s optional)
 EXTENT_COLUMNS = ("sample_id", "feature_id", "rt_start_s", "rt_end_s")
 # runs named in one note; more are counted

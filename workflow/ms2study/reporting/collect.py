@@ -298,6 +298,10 @@ def library_ion_modes(indexes: Sequence[Path]) -> set[str] | None:
     return modes
 
 
+# the label of scan_warnings' caution on MS/MS of a polarity the library lacks, after the mode ("positive")
+UNSEARCHED_LABEL = "-mode MS/MS not searched"
+
+
 def scan_warnings(stats: list[dict], warnings: list[str], library_modes: set[str] | None = None) -> None:
     """Append study-level notes on MS/MS scans (from ``sample_stats``): mixed polarities, precursors taken from the
     isolation window, and (with ``library_modes``, ``library_ion_modes``) runs whose MS/MS has a polarity the library
@@ -311,7 +315,7 @@ def scan_warnings(stats: list[dict], warnings: list[str], library_modes: set[str
                 f"MS/MS scans of {mode} polarity ({len(runs)} run(s): {esc(', '.join(runs[:10]))}"
                 f"{', ...' if len(runs) > 10 else ''}) were not searched: the library holds no {mode}-mode spectrum. "
                 f"Add a {mode}-mode library to <code>library:</code> (it takes a list)", QUALITY,
-                f"{mode}-mode MS/MS not searched", ("identifications",)))
+                f"{mode}{UNSEARCHED_LABEL}", ("identifications",)))
     if len(modes) > 1:
         mixed = [s["sample_id"] for s in stats if len(s.get("ion_modes", [])) > 1]
         warnings.append(f"the study mixes polarities ({', '.join(sorted(modes))}"

@@ -58,7 +58,7 @@ def association(sheet: pl.DataFrame, a: dict, b: dict) -> tuple[float, str] | No
             means = ", ".join(f"{esc(k)} {np.mean(g):.3g}" for k, g in sorted(groups.items()))
             what = f"mean {esc(name['column'])} by {esc(other['column'])}: {means} (ANOVA, p {p:.2g})"
         return (float(p), what) if np.isfinite(p) else None
-    table = pl.DataFrame({"x": both["x"], "y": both["y"]}).group_by(["x", "y"]).len().pivot(
+    table = both.group_by(["x", "y"]).len().pivot(
         on="y", index="x", values="len").fill_null(0)
     counts = table.drop("x").to_numpy()
     if counts.shape[0] < 2 or counts.shape[1] < 2:

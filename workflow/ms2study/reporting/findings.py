@@ -26,7 +26,7 @@ from ms2study.reporting.cautions import (
     chance_shortfall,
 )
 from ms2study.reporting.choice import adjustment_text, choice_adjustment, permutation_resolution
-from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles
+from ms2study.reporting.collect import UNSEARCHED_LABEL, DifferentialFiles, OutcomeFiles
 from ms2study.reporting.html import (
     PROCESSING,
     covariate_names,
@@ -377,8 +377,8 @@ def identification_finding(ident: pl.DataFrame | None, fdr: float | None, warnin
     none matched and a ``warnings`` caution that MS/MS of a polarity was not searched (``collect.scan_warnings``),
     that is named as the cause."""
     if ident is not None and ident.height == 0:  # a second trial: "0 accepted (q <= 0.01)" for a study without library
-        unsearched = [w.label.split("-mode")[0] for w in warnings
-                      if str(getattr(w, "label", "")).endswith("-mode MS/MS not searched")]
+        unsearched = [w.label.removesuffix(UNSEARCHED_LABEL) for w in warnings
+                      if str(getattr(w, "label", "")).endswith(UNSEARCHED_LABEL)]
         if unsearched:  # a trial: a negative-only library against positive runs got the generic sentence below
             return (f"no consensus feature has a library match: the library holds no {' or '.join(unsearched)}-mode "
                     f"spectrum, so the runs' {' and '.join(unsearched)} MS/MS was not searched; add a library of that "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from ms2study.identification.background import BLANK_ONLY_NOTE
 from ms2study.reporting import marks
 from ms2study.reporting.html import html_table, q_cell
 
@@ -45,7 +46,7 @@ def refusal_reasons(ident: pl.DataFrame, fdr: float | None, p_floor: float | Non
             column("best_cosine", pl.Float64), column("evidence_note", pl.Utf8)):
         if w:
             out.append("withdrawn: an in-source fragment of a co-eluting ion")
-        elif evidence and evidence.startswith("not accepted: only blank runs"):  # identify's BLANK_ONLY_NOTE
+        elif evidence and evidence.startswith(BLANK_ONLY_NOTE):
             out.append("only blank runs' spectra support it")
         elif peaks is not None and peaks < min_matched_peaks:
             out.append(f"no spectrum shares {needed} with the library spectrum (annotate: min_matched_peaks): "

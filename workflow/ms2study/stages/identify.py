@@ -58,6 +58,7 @@ from ms2study.core.errors import InputError
 from ms2study.correction.identification_checks import (EVIDENCE_OUT, GROUPING_COLUMNS, adduct_acceptance,
                                                        with_adduct_checks)
 from ms2study.identification import background, confidence, insource, structure_model
+from ms2study.identification.background import BLANK_ONLY_NOTE  # noqa: F401 (the rule's note, re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ IDENTIFICATIONS: dict[str, pl.DataType] = {
     "adduct_n_runs": pl.Int32,      # runs in which both were measured
     "evidence_note": pl.Utf8,       # accepted with best cosine < 0.3: the scores of its best spectrum that carried it;
                                     # withdrawn as an in-source fragment: why (insource.withdraw_confirmed);
-                                    # refused for resting on blank runs only (BLANK_ONLY_NOTE);
+                                    # refused for resting on blank runs only (background.BLANK_ONLY_NOTE);
                                     # last, a background-ion mark with --features (identification.background)
     "rt_s": pl.Float64,             # the consensus feature's retention time (median aligned RT of its features, s)
     "same_name_elsewhere": pl.List(pl.Utf8),  # other accepted features named this compound > SAME_COMPOUND_RT_S away
@@ -249,7 +250,7 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
         pl.when(pl.col("accepted") & (pl.col("_isf_share") >= 0.5)).then(pl.col("_isf_mz")).alias("in_source_of_mz"),
     ).rename({"library_name": "name", "library_inchikey": "inchikey", "library_smiles": "smiles",
               "library_formula": "formula", "library_adduct": "adduct"}).with_columns(
-        pl.when(pl.col("_blank_only")).then(pl.lit(BLANK_ONLY_NOTE)).otherwise(pl.col("evidence_note"))
+        pl.when(pl.col("_blank_only")).then(pl.lit(background.BLANK_ONLY_NOTE)).otherwise(pl.col("evidence_note"))
         .alias("evidence_note"))
     runs = links["sample_id"].cast(pl.Utf8).unique().sort().to_list()
     out = insource.withdraw_confirmed(out, matrix, [r for r in runs if (run_types or {}).get(r, "sample") == "sample"])
@@ -268,11 +269,6 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
                  "not accepted for their adduct or their compound group", int(everyone["_contra"].sum()),
                  int(out["adduct_note"].str.starts_with("not accepted").sum()))
     return out
-
-
-# evidence_note of a name that passed q but rests on blank runs' spectra only (no study sample, no QC run)
-BLANK_ONLY_NOTE = ("not accepted: only blank runs' spectra support this name (no study sample's or QC run's spectrum "
-                   "does); it describes what a blank holds, e.g. a contaminant or carry-over, not the study's samples")
 
 
 def _same_name_elsewhere(out: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
