@@ -789,6 +789,9 @@ def test_report_lists_enriched_classes_and_says_when_there_are_no_classes(tmp_pa
     rows = {r[0]: r[1:] for r in _itable_rows(part, "enrichment-0")}
     assert "Alkaloids" not in rows
     assert rows["Alkaloids; Xanthines"][:6] == [2, 6, 6, 6, 0, "up"], rows
+    # the direction summarises the members at p < alpha, the median all members: each header says which
+    assert "direction of members at p &lt; 0.05" in part or "direction of members at p < 0.05" in part
+    assert "all members" in part
     assert rows["Sugars"][-2] >= 0.05  # every class is listed, the enriched ones first
     unclassed = table.with_columns(pl.lit(None, dtype=pl.Utf8).alias("compound_class"))
     part = report(*class_enrichment(unclassed))

@@ -313,10 +313,13 @@ def _enrichment_part(path: Path | None, summary: dict, effect_header: str, outco
     else:
         text = (f"<p>{hits.height} of {enrichment.height} classes tested are enriched at q &lt; "
                 f"{SIGNIFICANCE:g}.</p>")
+    # direction counts only the members at p < alpha, the median all of them: a trial read "up" beside a median of
+    # -0.001 as a contradiction, so each header says what it summarises
+    alpha = f"p < {float(summary.get('alpha', 0.05)):g}"
     columns = {"class_path": "class", "class_level": "level", "n_compounds": "compounds",
-               "n_significant": f"p < {float(summary.get('alpha', 0.05)):g}", "n_up": "up", "n_down": "down",
-               "direction": "direction",
-               "median_effect": f"median {effect_header}" if effect_header else "median effect",
+               "n_significant": alpha, "n_up": "up", "n_down": "down",
+               "direction": f"direction of members at {alpha}",
+               "median_effect": f"median {effect_header or 'effect'}, all members",
                "p_value": "p", "q_value": "q", "q_value_shift_removed": "q, shift removed", "compounds": "members"}
     shown = enrichment.select([pl.col(c).alias(h) for c, h in columns.items() if c in enrichment.columns
                                and enrichment[c].null_count() < enrichment.height])  # an empty column says nothing
