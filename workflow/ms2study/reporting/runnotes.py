@@ -1,18 +1,22 @@
 """Warnings about the runs themselves, from the QC table (``results/study/qc.parquet``, written by ``ms2study qc``).
 
-Two warnings, both read from columns the qc stage fills: time-of-flight runs searched with a precursor window
+Three warnings, all read from columns the qc stage fills: time-of-flight runs searched with a precursor window
 narrower than config/README.md advises for a QTOF (``tolerance_note``, with the runs' ``instrument`` and
 ``mass_analyzers`` as their files state them: a caution on the identifications, since compounds just outside the
 window are missed and the accepted matches' median precursor error, taken inside the window, cannot show it), and
 runs whose acquisition spans less than ``modelling.runchecks.SHORT_RUN_S`` (``rt_start_s``, ``rt_end_s``: one plain
-data-quality line, features at the edges are truncated and the RT alignment has little to fit). A QC table without
-these columns (older runs) gives neither. May import ``ms2study.core``, ``ms2study.modelling`` and the other
+data-quality line, features at the edges are truncated and the RT alignment has little to fit), and feature counts
+that fall with ``injection_order`` (``order_trend_warning``: a sensitivity loss over the sequence, which intensity
+correction cannot undo for the features it pushes below detection). A QC table without these columns (older runs)
+gives none of them. May import ``ms2study.core``, ``ms2study.modelling`` and the other
 ``reporting`` modules.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
+from scipy import stats
 
 from ms2study.modelling.runchecks import SHORT_RUN_S, short_run
 from ms2study.reporting.html import DOUBT, QUALITY, Caution, esc
@@ -68,8 +72,59 @@ def short_run_warning(qc: pl.DataFrame, warnings: list[str]) -> None:
         "the RT alignment has few features to fit.", QUALITY))
 
 
+# Feature counts falling with injection order: Spearman's rho (scipy.stats.spearmanr) at most -TREND_RHO with
+# p < TREND_P, and a Theil-Sen line (scipy.stats.theilslopes; Sen 1968, JASA 63:1379) losing at least TREND_DROP of
+# the median count from the first to the last injection, over at least TREND_MIN_RUNS runs of one type. Its rate
+# on null sequences is tested (tests/test_order_trend.py).
+TREND_RHO, TREND_P, TREND_DROP, TREND_MIN_RUNS = 0.5, 0.01, 0.2, 6
+TREND_TYPES = {"sample": "study samples", "qc": "pooled QCs"}
+
+
+def feature_count_trend(order: np.ndarray, counts: np.ndarray) -> dict | None:
+    """The fall of feature counts (``counts``, one per run) over injection ``order`` (same length): {"rho", "p",
+    "drop"} (Spearman's rho and p; the Theil-Sen line's change from the first to the last injection as a share of
+    the median count, negative when counts fall), or None with fewer than TREND_MIN_RUNS runs, a single injection
+    order or no counts."""
+    keep = np.isfinite(order) & np.isfinite(counts)
+    order, counts = order[keep], counts[keep]
+    if len(order) < TREND_MIN_RUNS or np.ptp(order) == 0 or np.median(counts) <= 0 or np.ptp(counts) == 0:
+        return None
+    rho, p = stats.spearmanr(order, counts)
+    slope = stats.theilslopes(counts, order).slope
+    return {"rho": float(rho), "p": float(p), "drop": float(slope * np.ptp(order) / np.median(counts))}
+
+
+def order_trend_warning(qc: pl.DataFrame, warnings: list[str]) -> None:
+    """Append one data-quality line per run type (study samples, pooled QCs) whose feature counts fall with
+    injection order (``feature_count_trend``: rho <= -TREND_RHO at p < TREND_P and a drop of TREND_DROP or more):
+    a source or column losing sensitivity over the sequence. Intensity correction (QC-RLSC, PQN) rescales what was
+    detected but cannot bring back features pushed below detection, so missing values then follow injection order,
+    and an outcome not randomised over the sequence is confounded with it. Nothing without the columns."""
+    if not {"injection_order", "n_features", "sample_type"} <= set(qc.columns):
+        return
+    for kind, words in TREND_TYPES.items():
+        runs = qc.filter((pl.col("sample_type") == kind) & pl.col("injection_order").is_not_null())
+        trend = feature_count_trend(runs["injection_order"].cast(pl.Float64).to_numpy(),
+                                    runs["n_features"].cast(pl.Float64).to_numpy()) if runs.height else None
+        if trend is None or trend["rho"] > -TREND_RHO or trend["p"] >= TREND_P or trend["drop"] > -TREND_DROP:
+            continue
+        p_text = f"{trend['p']:.2g}" if trend["p"] >= 1e-6 else "< 1e-6"
+        ordered = runs.sort("injection_order")
+        first, last = ordered.row(0, named=True), ordered.row(-1, named=True)
+        warnings.append(Caution(
+            f"the {words}' feature counts fall with injection order ({runs.height} runs, Spearman's rho "
+            f"{trend['rho']:.2f}, p {p_text}; the fitted line loses {100 * -trend['drop']:.0f} % of the median "
+            f"count from injection {first['injection_order']} to {last['injection_order']}; first run "
+            f"{esc(first['sample_id'])} {first['n_features']} features, last {esc(last['sample_id'])} "
+            f"{last['n_features']}): the instrument lost sensitivity over the sequence (source, column, detector)? "
+            "Intensity correction rescales what was detected but cannot bring back features that fell below "
+            "detection, so missing values follow injection order: check that the groups were randomised over the "
+            "sequence, and clean or recalibrate before the next batch.", QUALITY))
+
+
 def run_warnings(qc: pl.DataFrame, warnings: list[str]) -> None:
-    """Both warnings of this module for a QC table (``tof_warning``, ``short_run_warning``), appended to
-    ``warnings``."""
+    """The warnings of this module for a QC table (``tof_warning``, ``short_run_warning``,
+    ``order_trend_warning``), appended to ``warnings``."""
     tof_warning(qc, warnings)
     short_run_warning(qc, warnings)
+    order_trend_warning(qc, warnings)
