@@ -20,7 +20,7 @@ from ms2study import study
 from ms2study.cli import main as cli_main
 from ms2study.core.errors import InputError
 from ms2study.modelling.differential import read_summary
-from ms2study.modelling.outcomes import covariate_matrix, drop_flagged, encode_outcome, not_study_samples
+from ms2study.modelling.outcomes import covariate_matrix, drop_flagged, encode_outcome, not_study_samples, runs_measured
 from ms2study.stages import differential, models
 
 REPO = Path(__file__).resolve().parents[1]
@@ -416,6 +416,23 @@ def test_runs_that_measured_another_rt_window_are_left_out_of_tests_and_models(t
     assert models_summary.get("n_not_measured_cells") == 2, {k: v for k, v in models_summary.items() if k != "notes"}
     predictions = pl.read_parquet(tmp_path / "models" / "group" / "predictions.parquet")
     assert not set(short) & set(predictions["sample_id"].to_list())
+    # the pipeline gives the models the detect stage's chromatograms instead (an fdr change must not rerun them):
+    # the same ranges, the same runs left out, the same model
+    chromatograms = []
+    for s_id, (start, end) in ((s, ranges[s]) for s in sheet["sample_id"].to_list()):
+        chromatograms.append(tmp_path / "chrom" / s_id / "chromatogram.parquet")
+        chromatograms[-1].parent.mkdir(parents=True)
+        pl.DataFrame({"rt_s": np.linspace(start, end, 20), "tic": np.ones(20), "bpc": np.ones(20)}).write_parquet(
+            chromatograms[-1])
+    assert cli_main(["models", "--samples", str(tmp_path / "samples.tsv"), "--feature-matrix",
+                     str(tmp_path / "corrected.parquet"), "--chromatograms", *map(str, chromatograms), "--outdir",
+                     str(tmp_path / "models2"), "--params", json.dumps(params)]) == 0
+    again = json.loads((tmp_path / "models2" / "group" / "summary.json").read_text())
+    assert again["notes"] == models_summary["notes"] and again["n_samples"] == 9
+    assert again["feature_sets"]["features"]["value"] == models_summary["feature_sets"]["features"]["value"]
+    n = len(chromatograms)
+    with pytest.raises(InputError, match=rf"--chromatograms has {n - 1} path\(s\) for {n} sample"):
+        runs_measured(sheet, None, [str(p) for p in chromatograms[:-1]])
 
 
 def test_the_typical_rt_range_is_the_runs_median_so_a_truncated_reference_run_is_left_out_too() -> None:

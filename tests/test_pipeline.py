@@ -357,6 +357,16 @@ def test_a_model_parameter_change_reruns_models_and_report_only(study: Path) -> 
     assert re.search(r"models\.n_bootstrap: \d+ -> 123", dry.stderr), dry.stderr
 
 
+def test_an_fdr_change_reruns_annotation_and_what_reads_it_but_not_the_models(study: Path) -> None:
+    """The models read each run's RT range from the detect stage's chromatograms, not from qc.parquet (which holds
+    the accepted identifications): a trial's change of annotate: fdr reran every model through the QC table."""
+    with _with_config(study, {"annotate": {"fdr": 0.05}}):
+        counts = _dry_counts(study)
+    assert counts.get("annotate") == N_SAMPLES and counts.get("identify") == 1 and counts.get("qc") == 1, counts
+    assert counts.get("report") == 1 and counts.get("differential", 0) >= 1, counts
+    assert not set(counts) & {"models", "detect", "spectra", "embed", "link", "pool", "chemistry"}, counts
+
+
 def test_an_encoder_change_reruns_embedding_and_downstream_but_not_detection(study: Path) -> None:
     with _with_config(study, {"embed": {"model": None}}):
         counts = _dry_counts(study)

@@ -39,8 +39,10 @@ rule models:
         chemistry=CHEMISTRY_FOLDER,
         matrix=MATRIX_INPUTS["matrix"],
         flags=MATRIX_INPUTS["flag_input"],
-        # each run's RT range: runs that measured under half of the study's typical range are left out
-        qc="results/study/qc.parquet",
+        # each run's RT range: runs that measured under half of the study's typical range are left out. Read from
+        # the detect stage's chromatograms, not qc.parquet: the QC table holds the accepted identifications, so a
+        # change of annotate: fdr would rerun the models through it
+        chromatograms=per_sample("chromatogram"),
     output:
         # the summaries are marked for `snakemake --report`; the other files are plain outputs
         [
@@ -69,5 +71,5 @@ rule models:
     shell:
         "python -m ms2study --threads {threads} models --samples {input.sheet:q} "
         "--sample-embeddings {params.embeddings:q} --feature-matrix {input.matrix:q} --spectra {input.spectra:q} "
-        "--qc {input.qc:q} "
+        "--chromatograms {input.chromatograms:q} "
         "{params.chemistry} {params.flags} --outdir results/study/models --params {params.p} > {log:q} 2>&1"

@@ -23,6 +23,7 @@ import polars as pl
 from ms2study.core.errors import InputError
 from ms2study.core.missing import is_missing
 from ms2study.io.samplesheet import ACQUISITION_COLUMNS, sample_roles
+from ms2study.modelling.qc import rt_range
 from ms2study.modelling.runchecks import RT_COVERAGE_MIN, RT_COVERAGE_NOTE, rt_coverage
 
 OUTCOME_TYPES = ("binary", "multiclass", "continuous")
@@ -135,10 +136,27 @@ def without_unmeasured_runs(samples: pl.DataFrame, qc: pl.DataFrame
             {s: ranges[s] for s in partial})
 
 
-def runs_measured(samples: pl.DataFrame, qc_path: str | Path | None
+def runs_measured(samples: pl.DataFrame, qc_path: str | Path | None, chromatograms: list[str] | None = None
                   ) -> tuple[pl.DataFrame, list[str], dict[str, tuple[float, float]]]:
-    """``without_unmeasured_runs`` on the study's QC table (the stages' ``--qc``); ``samples`` unchanged, no note
-    and no range when it is None. Raises InputError naming a missing file."""
+    """``without_unmeasured_runs`` on the runs' RT ranges: from ``chromatograms`` (the detect stage's chromatogram
+    tables, one per sheet row in sheet order: the stages' ``--chromatograms``) when given, else from the study's QC
+    table (``--qc``); ``samples`` unchanged, no note and no range when neither is given. The chromatograms depend on
+    detection alone, so a stage reading them is not rerun when the annotations (and so the QC table) change, e.g.
+    with ``annotate: fdr``. Raises InputError naming a missing file or a list whose length is not the sheet's."""
+    if chromatograms:
+        ids = samples["sample_id"].cast(pl.Utf8).to_list()
+        if len(chromatograms) != len(ids):
+            raise InputError(f"--chromatograms has {len(chromatograms)} path(s) for {len(ids)} sample(s)",
+                             fix="give one chromatogram table per sample of the sheet, in sheet order")
+        missing = [str(p) for p in chromatograms if not Path(p).exists()]
+        if missing:
+            raise InputError("the chromatogram table does not exist", file=missing[0],
+                             sample=ids[[str(p) for p in chromatograms].index(missing[0])],
+                             fix="run the detect stage for that sample")
+        ranges = [rt_range(p) for p in chromatograms]
+        return without_unmeasured_runs(samples, pl.DataFrame(
+            {"sample_id": ids, "rt_start_s": [r[0] for r in ranges], "rt_end_s": [r[1] for r in ranges]},
+            schema={"sample_id": pl.Utf8, "rt_start_s": pl.Float64, "rt_end_s": pl.Float64}))
     if qc_path is None:
         return samples, [], {}
     if not Path(qc_path).exists():
@@ -148,10 +166,14 @@ def runs_measured(samples: pl.DataFrame, qc_path: str | Path | None
 
 
 def add_run_range_arguments(parser: Any) -> None:
-    """The ``--qc`` option of the stages that call ``runs_measured`` (an argparse parser)."""
+    """The ``--chromatograms`` and ``--qc`` options of the stages that call ``runs_measured`` (an argparse
+    parser)."""
+    parser.add_argument("--chromatograms", nargs="+", default=None, metavar="CHROMATOGRAM",
+                        help="results/samples/<id>/chromatogram.parquet, one per sample of the sheet in sheet order: "
+                             "each run's RT range; runs that measured less than half of the study's typical range "
+                             "are left out (preferred over --qc: they depend on detection only)")
     parser.add_argument("--qc", default=None, metavar="QC_TABLE",
-                        help="results/study/qc.parquet: each run's RT range; runs that measured less than half of "
-                             "the study's typical range are left out (default: no check)")
+                        help="results/study/qc.parquet: each run's RT range, as --chromatograms (default: no check)")
 
 
 def encode_outcome(samples: pl.DataFrame, spec: dict) -> dict:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -107,6 +108,14 @@ def chromatogram_metadata(n_ms1_scans: int, n_ms2_scans: int, tic_total: float) 
     """The Parquet metadata stored with a chromatogram: the run's scan counts and summed TIC (before binning)."""
     return {METADATA_KEY: json.dumps({"n_ms1_scans": int(n_ms1_scans), "n_ms2_scans": int(n_ms2_scans),
                                       "tic_total": float(tic_total)})}
+
+
+def rt_range(chromatogram: str | Path) -> tuple[float | None, float | None]:
+    """(first, last) RT (s) of a chromatogram table (``CHROMATOGRAM``: the mean RT of the first and
+    last bin of MS1 scans, within a few scans of the acquisition's ends); (None, None) for a table without rt_s
+    values."""
+    rt = pl.read_parquet(chromatogram, columns=["rt_s"])["rt_s"].drop_nulls().drop_nans()
+    return (float(rt.min()), float(rt.max())) if rt.len() else (None, None)
 
 
 def read_chromatogram_summary(path: str) -> dict[str, Any]:

@@ -208,7 +208,7 @@ def _cli_models(args: argparse.Namespace) -> int:
     if args.feature_matrix:
         matrix, note = read_model_matrix(args.feature_matrix, args.exclude_flagged)
         samples, empty_note = without_empty_runs(samples, matrix)
-        samples, range_notes, partial_ranges = runs_measured(samples, args.qc)
+        samples, range_notes, partial_ranges = runs_measured(samples, args.qc, args.chromatograms)
         matrix, n_not_measured = fill_matrix_not_measured(matrix, samples["sample_id"].to_list(), partial_ranges)
         sets = {name: frame.filter(pl.col("sample_id").is_in(samples["sample_id"].to_list())) if "sample_id" in
                 frame.columns else frame for name, frame in sets.items()}

@@ -32,7 +32,7 @@ from ms2study.core.atomic import write_parquet
 from ms2study.core.errors import InputError
 from ms2study.io.instrument import read_instrument
 from ms2study.io.samplesheet import read_sample_sheet
-from ms2study.modelling.qc import qc_table, read_chromatogram_summary
+from ms2study.modelling.qc import qc_table, read_chromatogram_summary, rt_range
 from ms2study.modelling.runchecks import tolerance_note
 
 log = logging.getLogger(__name__)
@@ -43,14 +43,6 @@ def _existing(path: str | Path, what: str, sample: str | None, fix: str) -> Path
     if not path.exists():
         raise InputError(f"{what} does not exist", file=str(path), sample=sample, fix=fix)
     return path
-
-
-def rt_range(chromatogram: str | Path) -> tuple[float | None, float | None]:
-    """(first, last) RT (s) of a chromatogram table (``modelling.qc.CHROMATOGRAM``: the mean RT of the first and
-    last bin of MS1 scans, within a few scans of the acquisition's ends); (None, None) for a table without rt_s
-    values."""
-    rt = pl.read_parquet(chromatogram, columns=["rt_s"])["rt_s"].drop_nulls().drop_nans()
-    return (float(rt.min()), float(rt.max())) if rt.len() else (None, None)
 
 
 def sample_run_values(sample_id: str, chromatogram: str | Path, spectra: str | Path, features: str | Path,
