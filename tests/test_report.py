@@ -817,6 +817,22 @@ def test_maps_use_pca_unless_umap_is_there_and_say_which() -> None:
         build_report(ReportInputs(sheet=Path("samples.tsv")), Path("x.html"), {"map_method": "tsne"})
 
 
+def test_a_map_of_identical_samples_is_drawn_not_a_crash() -> None:
+    """A trial's copies of one run with identical MS/MS: every column constant up to rounding, whose spread (1e-17)
+    passed the constant-column filter and was exactly 0 when computed again: 0 / 0, "SVD did not converge", no
+    report. The same matrix with one sample apart maps that sample apart."""
+    rng = np.random.default_rng(0)
+    base = (rng.lognormal(0, 3, (1, 318)) * rng.choice([0, 1], (1, 318))).astype(np.float32)
+    X = np.log1p(np.repeat(base, 17, axis=0).astype(np.float64))
+    X[:, :106] = np.nan  # and columns without any value
+    for imputation in ("mean", "half_minimum"):
+        coords, used, _ = map_2d(X, imputation, "pca")
+        assert used == "PCA" and np.isfinite(coords).all() and np.allclose(coords, 0.0)
+    X[0, 200:210] += 1.0
+    coords = map_2d(X, "mean", "pca")[0]
+    assert np.isfinite(coords).all() and abs(coords[0, 0]) > 1.0 and np.allclose(coords[1:, 0], coords[1, 0])
+
+
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-default-apps", "--enable-logging=stderr", "--v=0", "--window-size=1280,3200"]

@@ -6,6 +6,8 @@ PCA (numpy SVD) or UMAP. May import ``ms2study.core`` and ``ms2study.modelling``
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ms2study.modelling.preprocessing import HalfMinimumImputer
@@ -19,11 +21,16 @@ def _prepared(X: np.ndarray, imputation: str) -> np.ndarray:
     if imputation == "half_minimum":
         X = HalfMinimumImputer().fit_transform(X)  # columns never detected are dropped
     else:
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a column without any value: filled with 0, dropped
             fill = np.nan_to_num(np.nanmean(X, axis=0))
         X = np.where(np.isnan(X), fill, X)
-    X = X[:, X.std(axis=0) > 0]
-    return (X - X.mean(axis=0)) / X.std(axis=0) if X.shape[1] else X
+    # constant columns out, judged on one computation of the mean and spread, with a tolerance: a column of copies
+    # has a spread of rounding (1e-17), and a second std over the kept columns, summed in another order, can be
+    # exactly 0 (a trial's runs with identical MS/MS: 0 / 0, then "SVD did not converge" ended the report)
+    mean, spread = X.mean(axis=0), X.std(axis=0)
+    keep = spread > 1e-9 * np.maximum(1.0, np.abs(mean))
+    return (X[:, keep] - mean[keep]) / spread[keep]
 
 
 def _pca_2d(X: np.ndarray, imputation: str) -> tuple[np.ndarray, np.ndarray]:
