@@ -539,3 +539,11 @@ def test_most_features_left_out_by_the_blank_filter_is_a_caution_naming_the_blan
     assert "features detected: B1 3 (the study samples' median: 3.5)" in caution
     assert blank_exclusion_caution({**record, "n_blank_flagged": 0}, raw, ["B1"], ["S1"], True) is None
     assert blank_exclusion_caution(record, raw, ["B1"], ["S1"], False) is None
+
+
+def test_the_batch_pca_of_identical_runs_is_drawn_not_a_crash() -> None:
+    """Runs that are copies of one run (a trial's): every feature constant up to rounding, no NaN coordinates."""
+    rng = np.random.default_rng(0)
+    values = np.repeat(np.log2(rng.lognormal(10, 2, (1, 300)).astype(np.float32)).astype(np.float64), 9, axis=0)
+    coords, explained, _ = pca_coordinates(values)
+    assert coords.shape == (9, 2) and np.isfinite(coords).all() and np.isfinite(explained).all()

@@ -32,6 +32,7 @@ from ms2study.correction.drift import LINE_MIN_QC, SPLINE_MIN_QC
 from ms2study.io.samplesheet import sample_roles
 from ms2study.reporting.charts import batch_scatter_figure, figure_html
 from ms2study.reporting.html import esc, html_table
+from ms2study.reporting.maps import standardised
 from ms2study.reporting.qcrsd import (
     BASIS,
     QC_DRIFT_METHODS,
@@ -333,10 +334,9 @@ def pca_coordinates(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
         X = np.where(np.isfinite(X), X, floor)
         how = (f"the {int(common.sum())} features with a value in at least half the runs (only {int(complete.sum())} "
                "in every run), a missing value filled with half the feature's smallest value")
-    X = X[:, X.std(axis=0) > 0]
+    X = standardised(X)
     if X.shape[1] < 2 or X.shape[0] < 3:
         return np.zeros((values.shape[0], 2)), np.zeros(2), how
-    X = (X - X.mean(axis=0)) / X.std(axis=0)
     pca = PCA(n_components=2, random_state=0).fit(X)
     return pca.transform(X), pca.explained_variance_ratio_, how
 

@@ -25,9 +25,15 @@ def _prepared(X: np.ndarray, imputation: str) -> np.ndarray:
             warnings.simplefilter("ignore", RuntimeWarning)  # a column without any value: filled with 0, dropped
             fill = np.nan_to_num(np.nanmean(X, axis=0))
         X = np.where(np.isnan(X), fill, X)
-    # constant columns out, judged on one computation of the mean and spread, with a tolerance: a column of copies
-    # has a spread of rounding (1e-17), and a second std over the kept columns, summed in another order, can be
-    # exactly 0 (a trial's runs with identical MS/MS: 0 / 0, then "SVD did not converge" ended the report)
+    return standardised(X)
+
+
+def standardised(X: np.ndarray) -> np.ndarray:
+    """X (samples x columns, finite) less its constant columns, each column centred and scaled to unit (population)
+    standard deviation. Constant columns are judged on one computation of the mean and spread, with a tolerance
+    (spread <= 1e-9 x max(1, |mean|)): a column of copies has a spread of rounding (1e-17), and a second std over the
+    kept columns, summed in another order, can be exactly 0 (a trial's runs with identical MS/MS: 0 / 0, then "SVD
+    did not converge" ended the report)."""
     mean, spread = X.mean(axis=0), X.std(axis=0)
     keep = spread > 1e-9 * np.maximum(1.0, np.abs(mean))
     return (X[:, keep] - mean[keep]) / spread[keep]
