@@ -17,6 +17,7 @@ from ms2study.modelling.univariate import (
     fill_missing,
     fill_strata,
     moderated_linear_test,
+    null_orders,
     ols_slope_test,
     permutation_moderated_test,
     permutation_ols_test,
@@ -171,7 +172,8 @@ def test_the_permutation_null_holds_where_the_t_distribution_does_not() -> None:
     """Null studies of 4 + 4 samples from a mixture: the t distribution's moderated p-values are too small (share
     below 0.01 well above 1 %, more studies with a "significant" feature); the permutation p-values stay near their
     level. (Measured on 4 seeds: share p < 0.01 0.013-0.020 against 0.010-0.014; studies with any q < 0.05: 7-14
-    against 4-6 of 100.)"""
+    against 4-6 of 100. Since the null's orders leave out the observed split and its mirror (``null_orders``),
+    which made it conservative, seeds 7-10 give 0.0123-0.0136 against 0.0093-0.0112, and 2-7 studies of 100.)"""
     rng = np.random.default_rng(7)
     group = np.repeat([False, True], 4)
     design = np.column_stack([np.ones(8), group.astype(float)])
@@ -182,7 +184,7 @@ def test_the_permutation_null_holds_where_the_t_distribution_does_not() -> None:
         p = permutation_moderated_test(values, design, 1, 50, int(rng.integers(1 << 30)))["p_value"]
         share_permuted.append((p < 0.01).mean())
         any_permuted += bool((bh_q_values(p) < 0.05).any())
-    assert np.mean(share_parametric) > 1.25 * np.mean(share_permuted)
+    assert np.mean(share_parametric) > 1.15 * np.mean(share_permuted)
     assert 0.007 <= np.mean(share_permuted) <= 0.016
     assert any_permuted <= 10  # 5 % of 100 studies; binomial 97.5 % bound
 
@@ -286,3 +288,29 @@ def test_filled_features_of_a_continuous_outcome_get_permutation_p_values() -> N
     sheet = pl.DataFrame({"sample_id": ids, "age": [f"{v:.3f}" for v in x]})
     table, summary = per_feature.differential_analysis(matrix, sheet, {"column": "age", "type": "continuous"})
     assert summary["n_imputed_permuted"] > 0 and summary["imputed_permutations"] == 200
+
+
+def test_a_large_effect_in_a_4_plus_4_study_is_not_hidden_by_the_observed_split_in_its_own_null() -> None:
+    """A trial's 4 + 4 study: 2 planted features at |t| ~ 150 among 3,000 null ones gave q 0.108 because about 6
+    of the 200 random orders were the observed split or its mirror, which put the planted features' own statistics
+    into the pooled null. No order of the null reproduces the tested labelling (``null_orders``), with or without
+    a covariate (Freedman-Lane), for the moderated test and for Welch on filled features."""
+    rng = np.random.default_rng(11)
+    group = np.tile([False, True], 4)
+    values = rng.normal(20.0, 0.3, (3000, 8))
+    values[:2] = 20.0 + 0.02 * rng.normal(size=(2, 8)) + 1.6 * group  # log2 fold 1.6, tight within the groups
+    covariate = np.array([0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0])  # a plate, not aligned with the groups
+    for design in (np.column_stack([np.ones(8), group]), np.column_stack([np.ones(8), group, covariate])):
+        p = permutation_moderated_test(values, design, 1, 200, 0)["p_value"]
+        q = bh_q_values(p)
+        assert (q[:2] < 0.05).all() and p[:2].max() < 2 / (200 * 3000), (p[:2], q[:2])
+    welch = permutation_welch_test(values, group, np.zeros(3000, dtype=np.int64), 200, 0)["p_value"]
+    assert (bh_q_values(welch)[:2] < 0.05).all()
+    # the orders themselves: none is the observed split or its mirror, and every other split is reachable
+    orders = null_orders(group.astype(float), 2000, np.random.default_rng(0))
+    splits = {tuple(group[o]) for o in orders}
+    assert tuple(group) not in splits and tuple(~group) not in splits and len(splits) == 68
+    # unequal groups have no mirror; two samples of two classes have no other labelling: kept as drawn
+    assert len({tuple(np.array([1, 0, 0])[o]) for o in null_orders(np.array([1.0, 0, 0]), 200,
+                                                                  np.random.default_rng(0))}) == 2
+    assert len(null_orders(np.array([1.0, 0.0]), 5, np.random.default_rng(0))) == 5
