@@ -193,6 +193,14 @@ def test_bad_declarations_raise_clear_errors(tmp_path: Path) -> None:
     three = samples.with_columns(pl.Series("group", ["a", "b", "c"] * 2))
     with pytest.raises(InputError, match="binary but has 3 classes: 'a' \\(2\\), 'b' \\(2\\), 'c' \\(2\\)"):
         models.model_outcomes(three, data["sets"], [{"column": "group", "type": "binary"}], tmp_path, FAST)
+    with pytest.raises(InputError, match="multiclass") as err:
+        models.model_outcomes(three, data["sets"], [{"column": "group", "type": "binary"}], tmp_path, FAST)
+    assert "continuous" not in err.value.fix
+    # a numeric column declared binary (a trial's age) is meant continuous, not multiclass
+    ages = samples.with_columns(pl.Series("group", ["31", "45.5", "52", "28", "60", "39"]))
+    with pytest.raises(InputError, match="binary but has 6 classes") as err:
+        models.model_outcomes(ages, data["sets"], [{"column": "group", "type": "binary"}], tmp_path, FAST)
+    assert "type: continuous" in err.value.fix and "multiclass" not in err.value.fix
     with pytest.raises(InputError, match="'weight' is not in the sample sheet"):
         models.model_outcomes(samples, data["sets"], [{"column": "weight", "type": "continuous"}], tmp_path, FAST)
     with pytest.raises(InputError, match="value 'heavy'"):

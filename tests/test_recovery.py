@@ -155,6 +155,19 @@ def test_a_run_snakemake_ended_with_an_unfinished_job_counts_as_failed() -> None
     assert "code = 1 if code == 0 and ((log := read_run_log(study_dir, since)).incomplete or log.failed)" in source
 
 
+def test_a_run_stopped_by_sigterm_is_called_interrupted_not_failed(tmp_path: Path) -> None:
+    """A trial's SIGTERM to Snakemake (exit code 1) was reported as "the run failed (exit code 1) before a job
+    failed": Snakemake's log says it terminated on request, and the summary says the run was interrupted."""
+    log = tmp_path / ".snakemake" / "log" / "2026-12-03T000000.000000.snakemake.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("Building DAG of jobs...\nrule detect:\n    jobid: 1\n    wildcards: sample=S01\n"
+                   "Terminating processes on user request, this might take some time.\n"
+                   "Complete log(s): x.log\n")
+    assert runner.parse_snakemake_log(log.read_text()).terminated
+    summary = runner.summarize(tmp_path, 1, since=log.stat().st_mtime - 5)
+    assert "the run was interrupted (exit code 1)" in summary and "before a job failed" not in summary
+
+
 # ------------------------------------------------------------------------------------------ real runs
 
 

@@ -38,6 +38,7 @@ class RunLog:
     finished_rules: set[str] = field(default_factory=set)
     failed: list[FailedJob] = field(default_factory=list)
     lock_error: bool = False
+    terminated: bool = False  # Snakemake stopped on a signal (SIGTERM, e.g. kill or a cluster's time limit)
     incomplete: bool = False  # Snakemake said a job did not complete (even where its exit code was 0)
     # samples with a job that failed or started without finishing (interrupted): their folders under
     # results/samples/ may hold outputs made from older inputs
@@ -150,6 +151,8 @@ def parse_snakemake_log(text: str) -> RunLog:
             result.unrecorded_rules = sorted(set(m.group(1).split()))
         if "LockException" in line or "Directory cannot be locked" in line:
             result.lock_error = True
+        if "Terminating processes on user request" in line or "Cancelling snakemake on user request" in line:
+            result.terminated = True
         if "did not complete successfully" in line or "Exiting because a job execution failed" in line:
             result.incomplete = True
         i += 1

@@ -218,9 +218,12 @@ def encode_outcome(samples: pl.DataFrame, spec: dict) -> dict:
         if len(classes) > 2:
             # with each class's count: a typo ('contorl' beside 'control') shows as a class of one or two
             sizes = ", ".join(f"'{c}' ({values.count(c)})" for c in classes[:8]) + (", ..." if len(classes) > 8 else "")
+            numeric = all(_is_number(c) for c in classes)
             raise InputError(f"outcome '{column}' is binary but has {len(classes)} classes: {sizes}",
-                             file="samples.tsv", fix="correct a misspelt class, declare the outcome multiclass, or "
-                                                     "recode it to two classes")
+                             file="samples.tsv",
+                             fix=("its values are numbers: declare it 'type: continuous' under models: outcomes "
+                                  "in config.yaml (or recode it to two classes)") if numeric and len(classes) > 4 else
+                             "correct a misspelt class, declare the outcome multiclass, or recode it to two classes")
         positive = spec.get("positive_class")
         if positive is not None:
             positive = _match_class(positive, classes)
@@ -292,6 +295,14 @@ def check_covariates(columns: list[str]) -> None:
         raise InputError(f"covariate(s) {bad} are acquisition columns of the sample sheet (how the runs were acquired, "
                          "not the biology)", fix="remove them from models: covariates in config.yaml; batch and drift "
                          "are handled by the correct stage (config section correct)")
+
+
+def _is_number(text: Any) -> bool:
+    try:
+        float(str(text))
+    except ValueError:
+        return False
+    return True
 
 
 def covariate_matrix(samples: pl.DataFrame, sample_ids: list[str], columns: list[str]) -> tuple[np.ndarray, list[str]]:
