@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 
 from ms2study.correction.drift import LINE_MIN_QC, MAX_PREDICTED_RSD, SPLINE_MIN_QC
+from ms2study.correction.rtspread import MIN_MEDIAN_S
 from ms2study.reporting.charts import distribution_figure, figure_html
 from ms2study.reporting.html import DOUBT, QUALITY, Caution, esc, fmt
 
@@ -202,12 +203,17 @@ def rt_spread_warning(record: dict) -> Caution | None:
     judged = int(features) - int(unjudged or 0)
     if judged <= 0 or n < MANY_RT_SPREAD * judged:
         return None
+    median = record.get("rt_sd_median_s")
+    floor = (f"; the features' median spread, {fmt(median, 2)} s, is taken as at least {MIN_MEDIAN_S:g} s, so a "
+             "spread of a few tenths of a second, under one MS1 scan interval of most methods, can be flagged: "
+             "the apex falls on whole scans" if median is not None and float(median) < MIN_MEDIAN_S else "")
+    # not beside the findings: 'What differs' names its own flagged hits (whatdiffers.rt_spread_warning), and a
+    # trial's caution sat beside five hits none of which carried the flag
     return Caution(f"the apex retention time of <b>{n} of the {judged}</b> features judged ({n / judged:.0%}) varies "
                    f"over the study samples more than {fmt(record.get('rt_sd_threshold_s'), 2)} s (the RT spread "
-                   "flag; 4-5 % on realistic simulated studies): many features may hold co-eluting ions that vary "
-                   "apart, or the alignment left RT errors (see the QC section's alignment residuals); the flagged "
-                   "features stay in the tests and models and are marked in 'What differs'", QUALITY,
-                   "many features with a wandering apex RT", ("differential",))
+                   f"flag; 4-5 % on realistic simulated studies{floor}): many features may hold co-eluting ions that "
+                   "vary apart, or the alignment left RT errors (see the QC section's alignment residuals); the "
+                   "flagged features stay in the tests and models and are marked in 'What differs'", QUALITY)
 
 
 def blank_exclusion_caution(record: dict, raw: pl.DataFrame | None, blanks: list[str], samples: list[str],
