@@ -81,6 +81,10 @@ def test_acquisition_columns_are_never_outcomes_or_covariates(tmp_path: Path) ->
         study.check_outcomes(sheet, config)
     with pytest.raises(InputError, match=r"covariate column 'injection_order' \(config models.covariates\)"):
         study.check_outcomes(sheet, {"models": {"outcomes": [], "covariates": ["injection_order"]}})
+    # a trial without pooled QCs had no way to adjust for batch: the refusal says how
+    with pytest.raises(InputError) as refused:
+        study.check_outcomes(sheet, {"models": {"outcomes": [], "covariates": ["batch"]}})
+    assert "copy it under another name (e.g. 'plate'" in refused.value.fix and "own level" in refused.value.fix
     with pytest.raises(InputError, match="acquisition column"):
         encode_outcome(sheet, {"column": "sample_type", "type": "multiclass"})
     with pytest.raises(InputError, match="acquisition columns"):

@@ -397,7 +397,11 @@ def check_outcomes(sheet: pl.DataFrame, config: dict, source: str = "samples.tsv
                 f"{kind} column '{column}' (config {key}) describes how the runs were acquired (sample_type, "
                 "injection_order and batch), not the biology: it is never an outcome or a covariate", file=source,
                 fix=f"remove it from {key.rsplit('.', 1)[0] if kind == 'outcome' else key} in config.yaml; QCs and "
-                "blanks are left out of the models and drift and batch are corrected by the correct stage")
+                "blanks are left out of the models and drift and batch are corrected by the correct stage"
+                + ("" if kind == "outcome" or column == "sample_type" else
+                   ", with pooled QCs in every batch; without them it only normalises each run's total, so to adjust "
+                   f"the tests and models for {column}, copy it under another name (e.g. 'plate', values b1, b2: "
+                   "not numbers, so each batch is its own level) and list that under models: covariates"))
     missing = [(kind, column, key) for kind, column, key in wanted if column not in sheet.columns]
     if missing:  # all of them at once, each with a near column name (a trial: 'Group' for 'group', one per run)
         named = "; ".join(f"{kind} column '{column}' (config {key})" + (
