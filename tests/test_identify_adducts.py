@@ -197,3 +197,41 @@ def test_evidence_columns_are_identification_columns_of_the_same_type() -> None:
     from ms2study.correction.identification_checks import EVIDENCE_OUT
 
     assert {c: identify.IDENTIFICATIONS[c] for c in EVIDENCE_OUT} == EVIDENCE_OUT
+
+
+def test_a_name_on_two_parts_of_one_elution_is_kept_on_the_part_detected_in_more_runs() -> None:
+    """A trial: Fenamiphos accepted on its feature (all 14 runs) and on a feature 6.5 s later detected only in one
+    run, 150x weaker: one elution split over two consensus features by the linking, counted as two identified
+    features. The name stays on the feature linked in more runs; the other is not accepted and says why. A name at
+    another RT (another compound's in-source ion) or under another adduct is left as it is."""
+    from ms2study.stages.identify import SPLIT_NOTE, _named_once
+
+    key = "FGHIJKLMNOPQRS-UHFFFAOYSA-N"
+    out = pl.DataFrame({
+        "consensus_id": ["C90", "C89", "C200", "C91", "C5"],
+        "accepted": [True, True, True, True, True],
+        "rt_s": [448.0, 454.5, 610.0, 449.0, 300.0],
+        "inchikey": [key, key, key, key, "ABCDEFGHIJKLMN-UHFFFAOYSA-N"],
+        "_identity": ["k1", "k1", "k1", "k1", "k2"],
+        "adduct": ["[M+H]+", "[M+H]+", "[M+H]+", "[M+Na]+", "[M+H]+"],
+        "n_supporting": [20, 1, 3, 4, 2],
+        "msi_level": pl.Series([3, 3, 3, 3, 2], dtype=pl.Int8),
+        "isomer_inchikeys": [[key], [key], [key], [key], []],
+        "same_name_elsewhere": [["C200"], ["C200"], ["C89", "C90"], [], []],
+        "evidence_note": [None, None, None, None, None]}, schema_overrides={"evidence_note": pl.Utf8})
+    links = pl.DataFrame({"consensus_id": ["C90"] * 14 + ["C89", "C200", "C200", "C91", "C5"],
+                          "sample_id": [f"S{i:02d}" for i in range(1, 15)] + ["S14", "S01", "S02", "S03", "S01"]})
+    result = {r["consensus_id"]: r for r in _named_once(out, links).iter_rows(named=True)}
+    assert not result["C89"]["accepted"] and result["C89"]["msi_level"] is None
+    assert result["C89"]["evidence_note"].startswith(SPLIT_NOTE + "C90: the same compound and adduct 6.5 s apart")
+    assert all(result[c]["accepted"] for c in ("C90", "C200", "C91", "C5"))
+    assert result["C200"]["same_name_elsewhere"] == ["C90"]  # the withdrawn part is no longer listed
+    assert result["C90"]["evidence_note"] is None and result["C91"]["msi_level"] == 3
+    from ms2study.reporting.unaccepted import refusal_reasons  # the report's refusal reason is the note itself
+
+    split = _named_once(out, links).filter(pl.col("consensus_id") == "C89").with_columns(
+        pl.lit(0.001).alias("q_value"), pl.lit(5).alias("matched_peaks"), pl.lit(0.9).alias("best_cosine"))
+    assert refusal_reasons(split, 0.01)[0] == result["C89"]["evidence_note"]
+    # nothing to merge: the table comes back as it was
+    assert _named_once(out.filter(pl.col("consensus_id") != "C89"), links).equals(
+        out.filter(pl.col("consensus_id") != "C89"))

@@ -47,6 +47,9 @@ NOTE_START = "background ion: "
 # written by stages.identify, read by the report's refusal reasons
 BLANK_ONLY_NOTE = ("not accepted: only blank runs' spectra support this name (no study sample's or QC run's spectrum "
                    "does); it describes what a blank holds, e.g. a contaminant or carry-over, not the study's samples")
+# the start of the evidence_note of a name left on the other part of one elution split over two consensus features
+# (stages.identify._named_once), read by the report's refusal reasons
+SPLIT_NOTE = "named once, on "
 # the features tables' columns read (fwhm_s optional)
 EXTENT_COLUMNS = ("sample_id", "feature_id", "rt_start_s", "rt_end_s")
 # runs named in one note; more are counted

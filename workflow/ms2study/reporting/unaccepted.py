@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from ms2study.identification.background import BLANK_ONLY_NOTE
+from ms2study.identification.background import BLANK_ONLY_NOTE, SPLIT_NOTE
 from ms2study.reporting import marks
 from ms2study.reporting.html import html_table, q_cell
 
@@ -26,7 +26,8 @@ BARELY = 0.05
 def refusal_reasons(ident: pl.DataFrame, fdr: float | None, p_floor: float | None = None,
                     min_matched_peaks: int = 1) -> pl.Series:
     """Per row of ``ident`` (identifications.parquet; unaccepted rows), Utf8: why the match is not a name, in the
-    order identify applies the rules: withdrawn as an in-source fragment; supported by blank runs only; no
+    order identify applies the rules: withdrawn as an in-source fragment; supported by blank runs only; named once,
+    on another part of its elution; no
     supporting spectrum shares
     ``min_matched_peaks`` fragment peaks with the library spectrum (column ``matched_peaks``: never an
     identification); its q-value above ``fdr``, with the library's floor ``p_floor`` (the smallest p-value its
@@ -48,6 +49,8 @@ def refusal_reasons(ident: pl.DataFrame, fdr: float | None, p_floor: float | Non
             out.append("withdrawn: an in-source fragment of a co-eluting ion")
         elif evidence and evidence.startswith(BLANK_ONLY_NOTE):
             out.append("only blank runs' spectra support it")
+        elif evidence and evidence.startswith(SPLIT_NOTE):
+            out.append(evidence)  # part of an elution whose name is on another consensus feature
         elif peaks is not None and peaks < min_matched_peaks:
             out.append(f"no spectrum shares {needed} with the library spectrum (annotate: min_matched_peaks): "
                        "never an identification")

@@ -58,7 +58,7 @@ from ms2study.core.errors import InputError
 from ms2study.correction.identification_checks import (EVIDENCE_OUT, GROUPING_COLUMNS, adduct_acceptance,
                                                        with_adduct_checks)
 from ms2study.identification import background, confidence, insource, structure_model
-from ms2study.identification.background import BLANK_ONLY_NOTE  # noqa: F401 (the rule's note, re-exported)
+from ms2study.identification.background import BLANK_ONLY_NOTE, SPLIT_NOTE  # noqa: F401 (BLANK_ONLY_NOTE re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +254,7 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
         .alias("evidence_note"))
     runs = links["sample_id"].cast(pl.Utf8).unique().sort().to_list()
     out = insource.withdraw_confirmed(out, matrix, [r for r in runs if (run_types or {}).get(r, "sample") == "sample"])
-    out = _same_name_elsewhere(out, links)
+    out = _named_once(_same_name_elsewhere(out, links), links)
     if classes is not None and "compound_class" in classes.columns:
         out = out.join(classes.select("library_id", "compound_class"), on="library_id", how="left")
     else:
@@ -296,6 +296,50 @@ def _same_name_elsewhere(out: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame
     return out.join(pairs, on="consensus_id", how="left").with_columns(
         pl.when(pl.col("accepted")).then(pl.col("_elsewhere").fill_null(pl.lit([], dtype=pl.List(pl.Utf8))))
         .alias("same_name_elsewhere"))
+
+
+def _named_once(out: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
+    """``out`` with a name accepted on two or more consensus features of the same compound (InChIKey, else name)
+    and adduct whose retention times (``rt_s``) lie within ``SAME_COMPOUND_RT_S`` kept on one of them: the feature
+    linked in the most runs (``links``), then the most supporting spectra, then the smaller consensus_id. The others
+    are one elution split over consensus features (a trial: Fenamiphos named on its feature in all 14 runs and on a
+    6.5 s later feature detected only in one run, 150x weaker) and are no longer accepted: their evidence_note
+    starts with ``SPLIT_NOTE`` and names the kept feature; their level, isomers and same_name_elsewhere are null,
+    and they leave the other features' same_name_elsewhere."""
+    runs = links.group_by("consensus_id").agg(pl.col("sample_id").n_unique().alias("_runs"))
+    named = (out.filter(pl.col("accepted") & pl.col("rt_s").is_not_null())
+             .join(runs, on="consensus_id", how="left")
+             .select("consensus_id", "rt_s", pl.col("_runs").fill_null(0), "n_supporting",
+                     pl.when(pl.col("inchikey").str.len_chars() >= 27).then(pl.col("inchikey"))
+                     .otherwise(pl.col("_identity")).alias("_compound"), pl.col("adduct").fill_null("?")))
+    pairs = (named.join(named, on=["_compound", "adduct"], suffix="_o")
+             .filter((pl.col("consensus_id") != pl.col("consensus_id_o"))
+                     & ((pl.col("rt_s") - pl.col("rt_s_o")).abs() <= SAME_COMPOUND_RT_S))
+             # the other one is preferred: more runs, then more supporting spectra, then the smaller id
+             .filter((pl.col("_runs_o") > pl.col("_runs"))
+                     | ((pl.col("_runs_o") == pl.col("_runs")) & ((pl.col("n_supporting_o") > pl.col("n_supporting"))
+                        | ((pl.col("n_supporting_o") == pl.col("n_supporting"))
+                           & (pl.col("consensus_id_o") < pl.col("consensus_id"))))))
+             .sort(["consensus_id", "_runs_o", "n_supporting_o", "consensus_id_o"], descending=[False, True, True,
+                                                                                                 False])
+             .unique("consensus_id", keep="first")
+             .select("consensus_id", pl.col("consensus_id_o").alias("_kept_on"),
+                     (pl.col("rt_s") - pl.col("rt_s_o")).abs().alias("_gap")))
+    if not pairs.height:
+        return out
+    for cid, other, gap in pairs.iter_rows():
+        log.info("%s: the same name and adduct as %s, %.1f s apart: named once, on %s", cid, other, gap, other)
+    split = pl.col("_kept_on").is_not_null()
+    gone = pl.lit(pairs["consensus_id"].to_list(), dtype=pl.List(pl.Utf8))
+    return out.join(pairs, on="consensus_id", how="left").with_columns(
+        pl.when(split).then(False).otherwise(pl.col("accepted")).alias("accepted"),
+        *[pl.when(split).then(None).otherwise(pl.col(c)).alias(c) for c in ("msi_level", "isomer_inchikeys")],
+        pl.when(split).then(None).otherwise(pl.col("same_name_elsewhere").list.set_difference(gone))
+        .alias("same_name_elsewhere"),
+        pl.when(split).then(pl.format(SPLIT_NOTE + "{}: the same compound and adduct {} s apart, one elution split "
+                                      "over two consensus features by the linking; {} is detected in more runs",
+                                      "_kept_on", pl.col("_gap").round(1), "_kept_on"))
+        .otherwise(pl.col("evidence_note")).alias("evidence_note")).drop("_kept_on", "_gap")
 
 
 def _most_named_parent() -> pl.Expr:
