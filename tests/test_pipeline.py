@@ -553,3 +553,29 @@ def test_models_runtime_grows_with_the_forests_it_fits(study: Path) -> None:
     repeats = config["models"].get("outer_repeats", 5)
     ratio = (repeats + 9) / (repeats + 4)
     assert abs((more - base) / (want - base) - ratio) < 0.05, (more, want, ratio)
+
+
+def test_a_failed_report_job_leaves_the_earlier_report_marked_out_of_date(study: Path) -> None:
+    """Snakemake deletes a job's output before it runs it: a trial's report job that failed left no report at all,
+    not the earlier one marked OUT OF DATE as for any other failed job. ``ms2study run`` keeps a second name of the
+    earlier report before Snakemake starts (runner.keep_report) and marks that. Last in this file: it makes the
+    report job fail (an unreadable QC table, older than the report so nothing upstream reruns), then puts back the
+    table and the report."""
+    results = study / "results" / "study"
+    report, qc = results / "report.html", results / "qc.parquet"
+    saved = {p: (p.read_bytes(), p.stat().st_mtime) for p in (report, qc)}
+    try:
+        qc.write_bytes(b"not a parquet file")
+        os.utime(qc, (saved[qc][1], saved[qc][1]))
+        result = ms2study("run", str(study), "--cores", "1", "--forcerun", "report", check=False)
+        assert result.returncode != 0, result.stderr[-3000:]
+        assert "report  " in result.stderr and "OUT OF DATE" in result.stderr, result.stderr[-3000:]
+        moved = (results / "report.out-of-date.html").read_text(encoding="utf-8")
+        assert "<title>OUT OF DATE: " in moved and 'id="ms2study-out-of-date"' in moved
+        assert not report.exists() and not (results / ".report.before-run.html").exists()
+    finally:
+        for path, (data, mtime) in saved.items():
+            path.write_bytes(data)
+            os.utime(path, (mtime, mtime))
+        for left in ("report.out-of-date.html", "OUT_OF_DATE.txt"):
+            (results / left).unlink(missing_ok=True)

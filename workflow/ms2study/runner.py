@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -213,6 +214,25 @@ def dotted_overrides(extra: list[str]) -> dict:
 # ------------------------------------------------------------------------------------------- the summary
 
 
+# A second name (a hard link) of the earlier report, made before Snakemake starts: a report job that fails has its
+# output deleted by Snakemake, before and after it runs, and a trial's failed report job left no report at all
+# instead of the earlier one marked OUT OF DATE. ``summarize`` puts it back for that marking, or deletes it.
+REPORT_BEFORE_RUN = REPORT.parent / ".report.before-run.html"
+
+
+def keep_report(study_dir: Path) -> None:
+    """Give the study's report, when there is one, the second name ``REPORT_BEFORE_RUN`` (a hard link; a copy where
+    the file system has none), replacing an older one."""
+    report, kept = Path(study_dir) / REPORT, Path(study_dir) / REPORT_BEFORE_RUN
+    kept.unlink(missing_ok=True)
+    if not report.exists():
+        return
+    try:
+        os.link(report, kept)
+    except OSError:
+        shutil.copy2(report, kept)
+
+
 def report_out_of_date(study_dir: Path, run: RunLog, since: float) -> bool:
     """True when this failed run leaves behind a report made by an earlier run that no longer matches the study:
     the run meant to rebuild it, or a job the report depends on failed."""
@@ -299,6 +319,11 @@ def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] |
     study_dir = Path(study_dir)
     run = read_run_log(study_dir, since)
     lines: list[str] = []
+    kept = study_dir / REPORT_BEFORE_RUN
+    if kept.exists():  # Snakemake deletes a job's outputs before running it: a failed report job left none
+        if not (study_dir / REPORT).exists() and returncode != 0:
+            os.replace(kept, study_dir / REPORT)
+        kept.unlink(missing_ok=True)
     if returncode == 0:
         unrecorded = unrecorded_outputs(study_dir)
         report = study_dir / REPORT
@@ -337,7 +362,7 @@ def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] |
         lines.append("  Correct the cause shown in each log, then run the same command again: finished outputs are "
                      "kept and only the missing ones are made.")
     elif not run.lock_error:
-        if returncode < 0 or returncode in (130, 137, 143):
+        if returncode < 0 or returncode in (130, 137, 143) or run.terminated:
             lines.append(f"ms2study: the run was interrupted (exit code {returncode}); run the same command again to "
                          "continue (if it reports a lock, it prints the command that recovers).")
         else:
@@ -427,6 +452,8 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
                   f"(e.g. {partial[0].relative_to(study_dir)})", file=sys.stderr, flush=True)
         if "--rerun-incomplete" not in extra and "--ri" not in extra:
             command.append("--rerun-incomplete")
+    if takes_lock:
+        keep_report(study_dir)
     print("+ " + shlex.join(command), file=sys.stderr, flush=True)
     since = time.time()
     code = _call(command, env)
