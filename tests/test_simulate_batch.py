@@ -204,7 +204,7 @@ BEFORE = {
         "samples.tsv": "bfe83dff5946c7ebcd3e54ce895f377362fb5de03d6ede603272925bf1a25158",
         "simulation.json": "68fb62b2e1a0e7d44f7889e63d65819e7426786d179a0a9702a7337bbabbd031",
     },
-    "features": "83783c2205fe172bceb1c142bb7c4c6825546fe7124b6de255a0a3e3a1a94095",
+    "features": "f4a9638f7965be2537b1c14ae2a40af77ee16ab03f779727be51775329cd1346",
 }
 
 
@@ -230,14 +230,26 @@ def test_default_studies_are_byte_identical_to_before(profile, tmp_path):
     assert not {"batch_truth.json", "contaminants.tsv", "adduct_truth.tsv"} & {p.name for p in tmp_path.iterdir()}
 
 
+def _five_figures(values: np.ndarray) -> bytes:
+    """Values rounded to 5 significant figures (NaN as -1), as text: a digest of the exact bits differed between
+    CPUs (numpy's vectorised exp and log give other last bits with and without AVX-512: session 29's machine failed
+    the exact digest at the commit that had passed CI), while a change of the simulator moves far more than that."""
+    values = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=-1.0).ravel()
+    return "\n".join(f"{v:.5g}" for v in values).encode()
+
+
 def test_default_simulate_features_is_unchanged():
     known = simulate_features(4, seed=5, params={"n_background_compounds": 300, "n_changed": 5})
     digest = hashlib.sha256()
     digest.update(known.samples.write_csv().encode())
-    digest.update(known.features.write_csv().encode())
-    digest.update(np.nan_to_num(known.intensity, nan=-1).tobytes())
-    digest.update(known.spectra.drop("mz", "intensity").write_csv().encode())
-    digest.update(np.concatenate(known.spectra["mz"].to_list()).tobytes())
+    for frame in (known.features, known.spectra.drop("mz", "intensity")):
+        digest.update(",".join(frame.columns).encode())
+        for name in frame.columns:
+            column = frame[name]
+            digest.update(_five_figures(column.to_numpy()) if column.dtype.is_float() else
+                          column.cast(pl.Utf8).fill_null("").str.join("\n").item().encode())
+    digest.update(_five_figures(known.intensity))
+    digest.update(_five_figures(np.concatenate(known.spectra["mz"].to_list())))
     assert digest.hexdigest() == BEFORE["features"]
     assert known.batch_truth is None and known.abundance.shape == known.intensity.shape
 
