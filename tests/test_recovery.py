@@ -166,6 +166,8 @@ def test_a_run_stopped_by_sigterm_is_called_interrupted_not_failed(tmp_path: Pat
     assert runner.parse_snakemake_log(log.read_text()).terminated
     summary = runner.summarize(tmp_path, 1, since=log.stat().st_mtime - 5)
     assert "the run was interrupted (exit code 1)" in summary and "before a job failed" not in summary
+    # Snakemake 9's words on SIGTERM in a second trial
+    assert runner.parse_snakemake_log("Will exit after finishing currently running jobs (scheduler).\n").terminated
 
 
 # ------------------------------------------------------------------------------------------ real runs

@@ -151,7 +151,8 @@ def parse_snakemake_log(text: str) -> RunLog:
             result.unrecorded_rules = sorted(set(m.group(1).split()))
         if "LockException" in line or "Directory cannot be locked" in line:
             result.lock_error = True
-        if "Terminating processes on user request" in line or "Cancelling snakemake on user request" in line:
+        if any(words in line for words in ("Terminating processes on user request", "Cancelling snakemake on user "
+                                           "request", "Will exit after finishing currently running jobs")):
             result.terminated = True
         if "did not complete successfully" in line or "Exiting because a job execution failed" in line:
             result.incomplete = True
