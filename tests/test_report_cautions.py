@@ -280,3 +280,20 @@ def test_hits_gap_filled_unevenly_between_the_groups_are_named() -> None:
     cautions.gap_filling_warning(table.drop("gap_filled_rate_positive", "gap_filled_rate_reference"), "group", quiet)
     cautions.gap_filling_warning(table.filter(pl.col("consensus_id") == "C10"), "group", quiet)
     assert quiet == []
+
+
+def test_a_small_two_group_study_is_told_how_few_splits_its_permutation_null_has() -> None:
+    """A second trial: 4 + 4 samples, copies of two source runs; the split by source filled the pooled permutation
+    null and a 3x change stayed at q 0.68. The few-samples caution says how many distinct splits there are and what
+    to do (a covariate, held fixed by the permutations); larger studies are not told."""
+    from ms2study.reporting.cautions import class_size_warning
+
+    warnings: list[str] = []
+    class_size_warning({"type": "binary", "class_counts": {"control": 4, "case": 4}, "feature_sets": {}}, "group",
+                       warnings)
+    assert len(warnings) == 1 and "pools only 35 distinct splits" in warnings[0]
+    assert "models: covariates" in warnings[0]
+    warnings = []
+    class_size_warning({"type": "binary", "class_counts": {"control": 5, "case": 7}, "feature_sets": {}}, "group",
+                       warnings)
+    assert len(warnings) == 1 and "distinct splits" not in warnings[0]  # 792 splits

@@ -12,6 +12,7 @@ name it beside them). May import ``ms2study.core``, ``ms2study.modelling`` and
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -96,9 +97,18 @@ def class_size_warning(summary: dict, outcome: str, warnings: list[str]) -> None
         name, e = best
         example = (f" (best set, {esc(name)}: {esc(e.get('metric'))} {e['value']:.2f}, "
                    f"{interval_text(float(e['ci_low']), float(e['ci_high']))})")
+    splits = ""
+    if summary.get("type") == "binary" and len(counts) == 2:
+        a, b = counts.values()
+        n_splits = math.comb(a + b, a) // (2 if a == b else 1)
+        if n_splits <= 200:  # a second trial: 4 + 4 copies of two source runs, one split by source swamped the null
+            splits = (f"; the tests' permutation null pools only {n_splits} distinct splits of these samples, so "
+                      "one split that follows a structure other than the outcome (batch, source run, sex) can fill "
+                      "it with large statistics and keep even large changes above q 0.05: name such a column under "
+                      "models: covariates, which the permutations then hold fixed (Freedman-Lane)")
     warnings.append(Caution(
         f"outcome <b>{esc(outcome)}</b>: only {sizes} samples (fewer than {FEW_PER_CLASS} per class): the models' "
-        f"95 % intervals are wide{example}, and the tests have little power for modest changes", DOUBT,
+        f"95 % intervals are wide{example}, and the tests have little power for modest changes{splits}", DOUBT,
         "few samples per class", (f"models:{outcome}", f"differential:{outcome}")))
 
 
