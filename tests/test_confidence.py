@@ -276,10 +276,13 @@ def test_one_compound_named_at_two_retention_times_is_marked_on_both() -> None:
     conjugate's in-source fragment at 86 s); features of one compound at one RT (an adduct) are not marked; rt_s is
     the median aligned RT of the feature's linked features."""
     row = ("LA", "alpha", IK_A, "C", "C6H6", "[M+H]+", 0.95, 0.9, 1e-7, 3, [IK_A])
+    # C3 is the compound's sodium adduct beside C2's protonated ion (the same adduct at one RT would be one elution
+    # split over two features, named once: test_identify_adducts)
+    sodium = ("LA2", "alpha", IK_A, "C", "C6H6", "[M+Na]+", 0.95, 0.9, 1e-7, 3, [IK_A])
     ann = _annotations([
         ("s1:1", "s1", "s1:F1", 1, *row), ("s2:1", "s2", "s2:F1", 1, *row),
         ("s1:2", "s1", "s1:F2", 1, *row), ("s2:2", "s2", "s2:F2", 1, *row),
-        ("s1:3", "s1", "s1:F3", 1, *row), ("s2:3", "s2", "s2:F3", 1, *row),
+        ("s1:3", "s1", "s1:F3", 1, *sodium), ("s2:3", "s2", "s2:F3", 1, *sodium),
         ("s1:4", "s1", "s1:F4", 1, "LB", "beta", IK_B, "C", "C5H6O", "[M+H]+", 0.9, 0.9, 1e-7, 3, [IK_B]),
     ])
     links = pl.DataFrame({
@@ -296,7 +299,7 @@ def test_one_compound_named_at_two_retention_times_is_marked_on_both() -> None:
     # whole InChIKeys they do not mark each other
     glucose, mannose = "WQZGKKKJIJFFOK-GASJEMHNSA-N", "WQZGKKKJIJFFOK-QTVWNMPRSA-N"
     stereo = ann.with_columns(library_inchikey=pl.when(pl.col("feature_id").str.ends_with("F1")).then(pl.lit(glucose))
-                              .when(pl.col("library_id") == "LA").then(pl.lit(mannose))
+                              .when(pl.col("library_id").is_in(["LA", "LA2"])).then(pl.lit(mannose))
                               .otherwise(pl.col("library_inchikey")))
     marked = identify.identify_features(stereo, links, fdr=0.01).sort("consensus_id")
     assert dict(zip(marked["consensus_id"], marked["same_name_elsewhere"].to_list())) == {
