@@ -148,11 +148,10 @@ def runs_measured(samples: pl.DataFrame, qc_path: str | Path | None, chromatogra
         if len(chromatograms) != len(ids):
             raise InputError(f"--chromatograms has {len(chromatograms)} path(s) for {len(ids)} sample(s)",
                              fix="give one chromatogram table per sample of the sheet, in sheet order")
-        missing = [str(p) for p in chromatograms if not Path(p).exists()]
-        if missing:
-            raise InputError("the chromatogram table does not exist", file=missing[0],
-                             sample=ids[[str(p) for p in chromatograms].index(missing[0])],
-                             fix="run the detect stage for that sample")
+        for sample, path in zip(ids, chromatograms):
+            if not Path(path).exists():
+                raise InputError("the chromatogram table does not exist", file=str(path), sample=sample,
+                                 fix="run the detect stage for that sample")
         ranges = [rt_range(p) for p in chromatograms]
         return without_unmeasured_runs(samples, pl.DataFrame(
             {"sample_id": ids, "rt_start_s": [r[0] for r in ranges], "rt_end_s": [r[1] for r in ranges]},
