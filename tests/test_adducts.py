@@ -307,3 +307,42 @@ def test_the_study_wide_level_holds_over_many_candidate_pairs() -> None:
                                                                           study_wide.pairs.height)
     with pytest.raises(InputError, match="adduct_multiple_testing"):
         adducts.adduct_grouping(matrix, samples, {**PARAMS, "adduct_multiple_testing": "holm"})
+
+
+def test_a_study_where_no_tested_pair_co_varies_says_so_in_the_warnings() -> None:
+    """Copies of a few injections: 30 compounds' [M+H]+ and [M+Na]+ ions whose levels vary over 12 runs by
+    independent noise only (no biological variation the two ions share). Every tested pair is refused; the log note
+    counts them and the report's warnings say what that usually means. Two compounds that do co-vary make the
+    refusal partial: counted in the log only."""
+    from ms2study.correction import covariation
+    from ms2study.correction.matrix import DEFAULT_PARAMS, _groups
+
+    rng = np.random.default_rng(8)
+    samples = [f"S{i}" for i in range(12)]
+
+    def study(n_covarying: int) -> pl.DataFrame:
+        rows = []
+        for c in range(30):
+            mass, rt = 150.0 + 7.3 * c, 60.0 + 20.0 * c
+            shared = rng.normal(0, 1.0, 12) if c < n_covarying else np.zeros(12)
+            for adduct, level in (("[M+H]+", 14.0), ("[M+Na]+", 12.5)):
+                values = np.exp(level + shared + rng.normal(0, 0.05, 12))
+                rows.append({"consensus_id": f"C{len(rows) + 1}", "mz": mass + SHIFT[adduct], "rt_s": rt,
+                             "n_detected": 12, **dict(zip(samples, values.tolist()))})
+        return pl.DataFrame(rows)
+
+    grouping = adducts.adduct_grouping(study(0), samples, PARAMS)
+    assert grouping.counts["n_tested_correlation"] >= 30 and covariation.all_refused(grouping.counts)
+    assert grouping.table["compound_group"].n_unique() == 60
+    note = next(n for n in grouping.notes if "were not grouped" in n)
+    assert note.startswith(f"{grouping.counts['n_rejected_correlation']} of {grouping.counts['n_tested_correlation']}")
+    assert "none passed" in note and "adduct_min_runs" in note
+    warnings: list[str] = []
+    _groups(study(0), samples, DEFAULT_PARAMS | {"adducts": True}, "positive", warnings)
+    assert len(warnings) == 1 and "none passed" in warnings[0]
+    partial = adducts.adduct_grouping(study(2), samples, PARAMS)
+    assert not covariation.all_refused(partial.counts) and partial.counts["n_rejected_correlation"] > 0
+    assert all("none passed" not in n for n in partial.notes)
+    quiet: list[str] = []
+    _groups(study(2), samples, DEFAULT_PARAMS | {"adducts": True}, "positive", quiet)
+    assert quiet == []

@@ -94,6 +94,48 @@ def test_coeluting_ions_of_independent_levels_are_flagged_and_single_ions_are_no
     assert plain.report["n_rt_sd_flagged"] == 0 and plain.report["rt_sd_median_s"] is None
 
 
+def test_a_broad_single_peak_is_judged_against_its_width_and_a_mixture_still_flagged() -> None:
+    """Known truth: features 0-19 are two unresolved ions 3-4 s apart (peak sd 1.5 s, FWHM 3.5 s) of independent
+    levels; features 20-39 are single broad peaks (FWHM 20 s) whose apex jitters in proportion to their width
+    (sd 1.7 s, the 0.3 s of a 3.5 s peak scaled); the rest are single sharp peaks. In seconds alone every broad
+    peak is flagged (a fresh user's study); with the links' peak widths none is, and the mixtures still are."""
+    from ms2study.correction.rtspread import peak_width
+
+    study = make_study(n_features=200, n_blanks=0)
+    roles = study["roles"]
+    rng = np.random.default_rng(5)
+    t = np.arange(0.0, 40.0, 0.02)
+    rows = []
+    for sample, kind in zip(roles["sample_id"], roles["sample_type"], strict=True):
+        for i in range(200):
+            if i < 20:
+                a, b = (1.0, 1.0) if kind == "qc" else np.exp(rng.normal(0, 0.7, 2))
+                apex, width, jitter = _apex(t, [(a, 20.0), (b, 23.0 + i / 19)], 1.5), 3.5, 0.3
+            else:
+                apex, width, jitter = (20.0, 20.0, 1.7) if i < 40 else (20.0, 3.5, 0.3)
+            rows.append((f"C{i + 1}", sample, 100.0 + i + apex + rng.normal(0, jitter), width * rng.uniform(0.9, 1.1)))
+    links = pl.DataFrame(rows, schema={"consensus_id": pl.Utf8, "sample_id": pl.Utf8, "rt_aligned_s": pl.Float64,
+                                       "peak_width_s": pl.Float64}, orient="row")
+    seconds_only = correct_matrix(study["matrix"], roles, {"adducts": False}, links=links.drop("peak_width_s"))
+    assert seconds_only.matrix["rt_sd_flag"].to_numpy()[20:40].mean() >= 0.9  # the false alarm
+    with_width = correct_matrix(study["matrix"], roles, {"adducts": False}, links=links)
+    flag = with_width.matrix["rt_sd_flag"].to_numpy()
+    assert flag[:20].mean() >= 0.9, flag[:20]
+    assert flag[20:40].mean() <= 0.1, flag[20:40]
+    assert flag[40:].mean() <= 0.02
+    # the seconds threshold reported is the same: the width only withdraws flags of broad peaks, which are counted
+    assert with_width.report["rt_sd_threshold_s"] == pytest.approx(seconds_only.report["rt_sd_threshold_s"])
+    assert with_width.report["n_rt_sd_within_width"] == int(seconds_only.matrix["rt_sd_flag"].sum() - flag.sum())
+    assert seconds_only.report["n_rt_sd_within_width"] == 0
+    ids = ["C1", "C21", "C300"]
+    samples = roles.filter(pl.col("sample_type") == "sample")["sample_id"].to_list()
+    widths = peak_width(links, ids, samples)
+    assert 3.1 < widths[0] < 3.9 and 18 < widths[1] < 22 and np.isnan(widths[2])
+    assert np.isnan(peak_width(links.drop("peak_width_s"), ids, samples)).all()
+    with pytest.raises(ValueError, match="shape"):
+        rt_spread_flags(np.ones(3), 3.0, np.ones(2))
+
+
 def test_the_cli_reads_the_links_and_writes_the_flag(tmp_path: Path) -> None:
     study = make_study(n_features=40, n_blanks=0)
     roles = study["roles"]
@@ -175,5 +217,8 @@ def test_the_batch_text_says_plainly_when_no_feature_is_flagged() -> None:
     record = {"rt_sd_median_s": 0.24, "rt_sd_threshold_s": 0.73, "n_rt_sd_flagged": 0, "n_rt_sd_unassessed": 1}
     text = rt_spread_part(record, 3.0)
     assert "no feature varies more than 3x that (0.73 s)" in text and "listed below" not in text
+    broad = rt_spread_part(record | {"n_rt_sd_within_width": 2}, 3.0)
+    assert "2 more features above 0.73 s are not flagged: measured against their peak width" in broad
+    assert "not flagged: measured" not in text
     assert "<b>2</b> features vary more than 3x" in rt_spread_part(record | {"n_rt_sd_flagged": 2}, 3.0)
     assert rt_spread_part({}, 3.0) == ""

@@ -156,7 +156,7 @@ def empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
 # frame lacks them (a spectra.parquet from an older run, a frame built by hand), meaning "not known".
 ADDED_LATER: frozenset[str] = frozenset({"selected_ion_mz", "precursor_corrected", "ion_mode", "n_blank_detected",
                                          "area", "height", "qc_rsd_held_out", "qc_rsd_predicted",
-                                         "rt_sd_s", "rt_sd_flag",
+                                         "rt_sd_s", "rt_sd_flag", "peak_width_s",
                                          *ADDUCT_EVIDENCE})
 
 

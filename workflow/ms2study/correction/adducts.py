@@ -158,8 +158,7 @@ def adduct_grouping(matrix: pl.DataFrame, sample_ids: list[str], params: dict,
         raise InputError(f"feature matrix lacks columns {missing[:10]}",
                          fix="pass the link stage's feature_matrix.parquet and the sheet's sample ids")
     rt_tol, ppm = float(params.get("adduct_rt_tol_s", 3.0)), float(params.get("adduct_mz_ppm", 10.0))
-    test = (float(params.get("adduct_min_correlation", 0.6)), float(params.get("adduct_alpha", DEFAULT_ALPHA)),
-            int(params.get("adduct_min_runs", MIN_SHARED_SAMPLES)), str(params.get("adduct_multiple_testing", "bh")))
+    test = correlation_test(params)
     null_kind = str(params.get("adduct_null", "empirical"))
     if null_kind not in NULLS:
         raise InputError(f"unknown adduct_null {null_kind!r}", fix="use 'empirical' or 'theoretical'")
@@ -172,7 +171,8 @@ def adduct_grouping(matrix: pl.DataFrame, sample_ids: list[str], params: dict,
     logx = np.log(x)
     n_det = np.isfinite(x).sum(axis=1)
     mean_intensity = np.where(n_det > 0, np.nansum(x, axis=1) / np.maximum(n_det, 1), -np.inf)
-    counts = {"n_candidate_pairs": 0, "n_mass_pairs": 0, "n_rejected_correlation": 0, "n_rejected_never_shared": 0,
+    counts = {"n_candidate_pairs": 0, "n_mass_pairs": 0, "n_tested_correlation": 0, "n_rejected_correlation": 0,
+              "n_rejected_never_shared": 0,
               "n_untested_correlation": 0, "n_rejected_sparse_partner": 0, "n_conflicts": 0, "n_decoy_pairs": 0}
     edges, decoys = [], []
     for a, b in _coeluting_pairs(mz, rt, rt_tol):
@@ -205,6 +205,8 @@ def adduct_grouping(matrix: pl.DataFrame, sample_ids: list[str], params: dict,
     if counts["n_heavy_isotope_peaks"]:
         notes.append(f"{counts['n_heavy_isotope_peaks']} isotope peaks of Cl, Br, S or Si atoms (37Cl, 81Br, 34S, "
                      "30Si at M+2 to M+4) grouped with their monoisotopic features")
+    if counts["n_rejected_correlation"]:
+        notes.append(covariation.rejection_note(counts, test))
     if counts["n_untested_correlation"]:
         notes.append(f"{counts['n_untested_correlation']} candidate pairs shared fewer than {test[2]} runs: judged on "
                      "retention time and mass alone (no intensity correlation; no identification is refused on them)")
@@ -335,6 +337,12 @@ def _null(decoys: list[tuple[np.ndarray, np.ndarray]], logx: np.ndarray, x: np.n
     return null
 
 
+def correlation_test(params: dict) -> tuple[float, float, int, str]:
+    """(least correlation, alpha, least shared runs, multiple testing) of the pairs' test, from ``params``."""
+    return (float(params.get("adduct_min_correlation", 0.6)), float(params.get("adduct_alpha", DEFAULT_ALPHA)),
+            int(params.get("adduct_min_runs", MIN_SHARED_SAMPLES)), str(params.get("adduct_multiple_testing", "bh")))
+
+
 def _judge_correlation(pairs: dict, logx: np.ndarray, x: np.ndarray, mz: np.ndarray,
                        test: tuple[float, float, int, str], counts: dict, null, n_det: np.ndarray) -> dict:
     """Shared samples, Pearson r of log intensities, its one-sided test and the isotope-ratio check per edge; keeps the
@@ -363,6 +371,7 @@ def _judge_correlation(pairs: dict, logx: np.ndarray, x: np.ndarray, mz: np.ndar
         corr_fail = tested & ((r < need) | ~(p <= alpha)) & ~not_candidate
     sparse = ~tested & ~never & covariation.unsupported_sparse(n, n_det, a, pairs["b"], kind == "adduct", logx, alpha)
     keep = ~corr_fail & ~never & ~iso_fail & ~sparse
+    counts["n_tested_correlation"] = int((tested & ~not_candidate).sum())
     counts["n_rejected_correlation"] = int((corr_fail & ~never).sum())
     counts["n_rejected_never_shared"] = int(never.sum())
     counts["n_rejected_sparse_partner"] = int((sparse & ~iso_fail).sum())

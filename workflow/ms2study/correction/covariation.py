@@ -224,3 +224,32 @@ def unsupported_sparse(n_shared: np.ndarray, n_det: np.ndarray, a: np.ndarray, b
         idx = np.flatnonzero(sparse)
         sparse[idx[detection_pattern_p(logx, a[idx], b[idx]) <= alpha]] = False
     return sparse
+
+
+def rejection_note(counts: dict, test: tuple[float, float, int, str]) -> str:
+    """The note on candidate pairs refused by the intensity correlation test (``counts`` of ``adducts.adduct_grouping``;
+    ``test`` as its ``_judge_correlation`` takes it); when every tested pair was refused it says what that usually means
+    (a fresh user's study of copies of two injections refused all 625 of its pairs without a word)."""
+    rejected, tested = counts["n_rejected_correlation"], counts["n_tested_correlation"]
+    floor, alpha, min_runs, multiple = test
+    rule = (f"r at least {floor:g} and q at most {alpha:g} over the tested pairs" if multiple == "bh"
+            else f"r at least {floor:g} and p at most {alpha:g}")
+    text = (f"{rejected} of {tested} candidate adduct and isotope pairs measured together in {min_runs} or more runs "
+            f"were not grouped: their intensities over the runs did not co-vary enough ({rule})")
+    if all_refused(counts):
+        text += ("; none passed, which happens when the samples barely differ (repeated injections of one material, "
+                 "copies of a few runs): ions of one compound then vary only by noise and the test cannot confirm "
+                 "them, so every feature stays a compound group of its own. <code>correct: adduct_min_runs</code> "
+                 "above the number of runs judges pairs on retention time and mass alone")
+    return text
+
+
+def all_refused(counts: dict) -> bool:
+    """True when the correlation test refused every one of 20 or more tested candidate pairs (``counts`` of
+    ``adducts.adduct_grouping``): a study-wide condition the report's warnings name, not only the log."""
+    tested = int(counts.get("n_tested_correlation", 0))
+    return tested >= ALL_REFUSED_MIN_TESTED and int(counts.get("n_rejected_correlation", 0)) == tested
+
+
+# fewer tested pairs than this, all refused, can be chance (a small study with a few true pairs)
+ALL_REFUSED_MIN_TESTED = 20

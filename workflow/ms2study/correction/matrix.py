@@ -39,8 +39,9 @@ run of the sheet (QCs and blanks included, sheet order), in this order:
    (held out 11 %);
 7. the RT spread (``correction.rtspread``, from ``feature_links.parquet`` when given): ``rt_sd_s``, the sd of the
    aligned apex RT over the study samples detecting the feature, and ``rt_sd_flag`` above ``rt_sd_ratio`` x its
-   study median: likely co-eluting unresolved ions summed in one feature, an error of the samples that pooled QCs
-   cannot show (kept; not in ``excluded``);
+   study median, and (where the links give peak widths) its spread per second of peak width above ``rt_sd_ratio`` x
+   that ratio's median: likely co-eluting unresolved ions summed in one feature, an error of the samples that pooled
+   QCs cannot show (kept; not in ``excluded``);
 8. compound groups and adducts from ``correction.adducts`` (``group_adducts``), with the evidence of each label
    (``tables.ADDUCT_EVIDENCE``), when ``adducts`` is true and the module is present; otherwise every feature is a
    group of its own with adduct null (a warning says why); with ``collapse_adducts`` the matrix keeps one row per
@@ -56,7 +57,8 @@ over the batches) and qc_rsd_prior_df the moderation's prior degrees of freedom 
 the prior also when too few features had residuals); n_qc_rsd_flagged the flagged features,
 n_qc_rsd_flagged_in_sample those the in-sample RSD would have flagged; n_rt_sd_flagged the features with the RT
 spread flag, n_rt_sd_unassessed those detected in too few samples to judge, rt_sd_median_s the median RT spread and
-rt_sd_threshold_s the flag's threshold (both null without links; the threshold also with rt_sd_ratio 0);
+rt_sd_threshold_s the flag's threshold (both null without links; the threshold also with rt_sd_ratio 0),
+n_rt_sd_within_width those above that threshold left unflagged because their spread is ordinary for their peak width;
 n_features_in_adduct_groups the features in groups of two or more.
 """
 
@@ -82,7 +84,7 @@ from ms2study.correction.drift import (
     qc_rlsc,
     qc_rsd,
 )
-from ms2study.correction.rtspread import rt_spread, rt_spread_flags
+from ms2study.correction.rtspread import peak_width, rt_spread, rt_spread_flags
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +97,7 @@ REPORT_KEYS = (
     "qc_rsd_median_predicted", "qc_rsd_basis", "normalised_after_drift", "pqn_factor_range", "n_qc_rsd_unassessed",
     "qc_residual_df_median", "qc_rsd_prior_df",
     "n_qc_rsd_flagged_in_sample", "n_rt_sd_flagged", "n_rt_sd_unassessed", "rt_sd_median_s", "rt_sd_threshold_s",
-    "n_filled", "filled_share",
+    "n_rt_sd_within_width", "n_filled", "filled_share",
     "n_compound_groups", "n_features_in_adduct_groups", "internal_standards", "warnings",
 )
 GROUP_COLUMNS = ("consensus_id", "compound_group", "adduct", "group_representative")
@@ -176,6 +178,9 @@ def _groups(frame: pl.DataFrame, runs: list[str], params: dict, polarity: str,
     groups = grouping.table
     for note in grouping.notes:  # what the grouping did (counts, caveats): the log, not the report's warnings
         log.info("adduct grouping: %s", note)
+    counts = getattr(grouping, "counts", {})
+    if module.covariation.all_refused(counts):  # ... except that no tested pair at all could be confirmed
+        warnings.append("adduct grouping: " + module.covariation.rejection_note(counts, module.correlation_test(params)))
     missing_cols = [c for c in GROUP_COLUMNS if c not in groups.columns]
     if missing_cols:
         raise ValueError(f"group_adducts returned no columns {missing_cols}")
@@ -324,9 +329,14 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
         return [float(v) if not np.isnan(v) else None for v in a]
 
     # the apex RT's spread over the study samples: co-eluting unresolved ions, which no QC shows (rtspread)
-    spread = (rt_spread(links, ids, [s for s, ok in zip(run_ids, is_sample, strict=True) if ok],
-                        int(params["rt_sd_min_samples"])) if links is not None else np.full(len(ids), np.nan))
-    rt_flag, rt_median, rt_threshold = rt_spread_flags(spread, float(params["rt_sd_ratio"]))
+    study_samples = [s for s, ok in zip(run_ids, is_sample, strict=True) if ok]
+    spread = (rt_spread(links, ids, study_samples, int(params["rt_sd_min_samples"])) if links is not None
+              else np.full(len(ids), np.nan))
+    width = peak_width(links, ids, study_samples) if links is not None else None
+    rt_flag, rt_median, rt_threshold = rt_spread_flags(spread, float(params["rt_sd_ratio"]), width)
+    # above the seconds threshold but ordinary for their peak width (broad single peaks): said in the report
+    within_width = sum(bool(a) and not b for a, b in zip(rt_spread_flags(spread, float(params["rt_sd_ratio"]))[0],
+                                                         rt_flag, strict=True))
 
     frame = matrix.select(list(tables.FEATURE_MATRIX_KEYS)).with_columns(
         blank_ratio=pl.Series(nullable(ratio), dtype=pl.Float64),
@@ -393,6 +403,7 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
         "n_rt_sd_unassessed": int(frame["rt_sd_flag"].null_count()),
         "rt_sd_median_s": round(rt_median, 4) if rt_median is not None else None,
         "rt_sd_threshold_s": round(rt_threshold, 4) if rt_threshold is not None else None,
+        "n_rt_sd_within_width": int(within_width),
         "n_filled": n_filled,
         "filled_share": n_filled / n_values if n_values else 0.0,
         "n_compound_groups": int(group_sizes.height),

@@ -22,6 +22,13 @@ instrument, the peak widths and the alignment, sets the scale; a fixed number of
 chromatography to another). Flagged features stay in the matrices, the models and the tests: their values are real
 signal at that m/z and RT, but may not be one compound's, so a fold change or a name on them may belong to part of
 the signal.
+
+Peak width. An apex is located to a fraction of its peak's width (its jitter grows with the FWHM at a given signal to
+noise), so a broad peak (a contaminant eluting over 20 s, a tailing acid) wanders more in seconds than a sharp one
+without being a mixture: a fresh user's study flagged such broad single peaks. Where ``feature_links.parquet`` carries
+``peak_width_s`` (each sample feature's FWHM), a feature is flagged only when its spread is also above ``ratio`` times
+the study median of spread / median peak width: two unresolved ions move the apex by a sizeable share of the width
+(the ions of ``tests/test_rt_spread.py`` 2 peak sd or more apart move it by 0.1-0.3 FWHM), jitter by a small one.
 """
 
 from __future__ import annotations
@@ -53,11 +60,27 @@ def rt_spread(links: pl.DataFrame, consensus_ids: list[str], samples: list[str],
     return np.array([lookup.get(c, np.nan) for c in consensus_ids], dtype=np.float64)
 
 
-def rt_spread_flags(spread: np.ndarray, ratio: float) -> tuple[list[bool | None], float | None, float | None]:
+def peak_width(links: pl.DataFrame, consensus_ids: list[str], samples: list[str]) -> np.ndarray:
+    """Per consensus feature (in ``consensus_ids`` order) the median ``peak_width_s`` (seconds) of its sample features
+    in ``samples``; NaN where none has a positive width or ``links`` has no ``peak_width_s`` column (links written
+    before it was added). Shape (len(consensus_ids),)."""
+    if "peak_width_s" not in links.columns:
+        return np.full(len(consensus_ids), np.nan)
+    width = (links.filter(pl.col("sample_id").is_in(samples) & (pl.col("peak_width_s") > 0))
+             .group_by("consensus_id").agg(pl.col("peak_width_s").median()))
+    lookup = dict(zip(width["consensus_id"].cast(pl.Utf8).to_list(), width["peak_width_s"].to_list(), strict=True))
+    return np.array([lookup.get(c, np.nan) for c in consensus_ids], dtype=np.float64)
+
+
+def rt_spread_flags(spread: np.ndarray, ratio: float, width: np.ndarray | None = None
+                    ) -> tuple[list[bool | None], float | None, float | None]:
     """(flag per feature: True above ``ratio`` x the median of the finite ``spread`` values (the median taken as at
     least ``MIN_MEDIAN_S``), None where the spread is NaN (not judged); that median; the threshold in seconds).
-    ``ratio`` 0 turns the flag off (every judged feature False, threshold None). With no finite spread: every flag
-    None and both numbers None."""
+    With ``width`` (per feature peak width in s, ``peak_width``; NaN where unknown) a feature of known width must
+    also have its spread / width above ``ratio`` x the median of that ratio (module docstring: a broad single peak
+    wanders more in seconds); a feature of unknown width is judged in seconds only. ``ratio`` 0 turns the flag off
+    (every judged feature False, threshold None). With no finite spread: every flag None and both numbers None.
+    Raises ``ValueError`` when ``width`` is not of ``spread``'s shape."""
     finite = np.isfinite(spread)
     if not finite.any():
         return [None] * spread.size, None, None
@@ -65,4 +88,14 @@ def rt_spread_flags(spread: np.ndarray, ratio: float) -> tuple[list[bool | None]
     # apexes quantised to whole scans can give a median of 0, which would flag any movement: never below the floor
     threshold = ratio * max(median, MIN_MEDIAN_S) if ratio > 0 else None
     above = finite & (spread > threshold) if threshold is not None else np.zeros(spread.shape, dtype=bool)
+    if width is not None and threshold is not None:
+        if width.shape != spread.shape:
+            raise ValueError(f"width has shape {width.shape}, spread {spread.shape}")
+        known = finite & np.isfinite(width) & (width > 0)
+        if known.any():
+            relative = np.divide(spread, width, out=np.full(spread.shape, np.nan), where=known)
+            # the same floor, in units of the study's median width
+            floor = MIN_MEDIAN_S / float(np.median(width[known]))
+            relative_threshold = ratio * max(float(np.median(relative[known])), floor)
+            above &= ~known | (relative > relative_threshold)
     return [bool(a) if ok else None for a, ok in zip(above, finite, strict=True)], median, threshold

@@ -323,7 +323,9 @@ def global_shift(values: OutcomeValues, consensus_ids: list[str], n_permutations
     difference that normalisation left, or a broad biological change) makes every self-contained class test (and
     many features) significant. ``consensus_ids``: the tested features (rows of ``values``). Returns None for a
     multiclass outcome or fewer than 10 features, else {n_features, median_effect (the median over features of the
-    log2 fold change, or of the log2 effect per unit of a continuous outcome, adjusted for the covariates), share_up
+    log2 fold change, or of the log2 effect per unit of a continuous outcome, adjusted for the covariates),
+    outcome_sd (the continuous outcome's sd over the samples, ddof 1, so that a reader can size the shift over its
+    range; None for a binary outcome), share_up
     (share of features with a positive effect), p_value (two-sided, the median effect against ``n_permutations``
     permutations of the outcome labels, as in ``class_enrichment``; Phipson & Smyth 2010's (b + 1) / (B + 1)),
     n_permutations}."""
@@ -350,7 +352,9 @@ def global_shift(values: OutcomeValues, consensus_ids: list[str], n_permutations
         median[start:start + part.shape[0]] = np.median(effect, axis=1)
         observed = effect[0] if observed is None else observed
     exceed = int((np.abs(median[1:]) >= abs(median[0]) - 1e-12).sum())
+    y = np.asarray(values.y, dtype=np.float64)
     return {"n_features": len(rows), "median_effect": round(float(median[0]), 4),
+            "outcome_sd": round(float(np.std(y, ddof=1)), 6) if values.kind == "continuous" and y.size > 1 else None,
             "share_up": round(float((observed > 0).mean()), 4),
             "p_value": (1.0 + exceed) / labellings.shape[0], "n_permutations": labellings.shape[0] - 1}
 

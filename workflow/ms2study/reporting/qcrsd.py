@@ -122,6 +122,12 @@ def rt_spread_part(record: dict, ratio: float) -> str:
                  "(<code>rt_sd_flag</code>; it leaves no feature out of the models and tests; flagged features are "
                  "listed below and marked in 'What differs')")
     unjudged = record.get("n_rt_sd_unassessed") or 0
+    broad = int(record.get("n_rt_sd_within_width") or 0)
+    if broad and threshold is not None:
+        found += (f"; {broad} more feature{'s' if broad > 1 else ''} above {fmt(threshold, 2)} s "
+                  f"{'are' if broad > 1 else 'is'} not flagged: measured against {'their' if broad > 1 else 'its'} "
+                  f"peak width (FWHM), {'their' if broad > 1 else 'its'} apex moves no more than the study's features "
+                  "usually do (a broad peak's apex is located less precisely in seconds)")
     return (f"<p>Apex retention time over the study samples: median sd <b>{fmt(median, 2)} s</b> per feature "
             f"(after alignment); {found}"
             + (f"; {unjudged} features detected in too few samples are not judged" if unjudged else "") + ". "

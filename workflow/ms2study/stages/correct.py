@@ -29,6 +29,8 @@ __all__ = ["DEFAULT_PARAMS", "correct_study", "register", "rule_params", "gap_fi
 POLARITIES = ("positive", "negative")
 # the columns of feature_links.parquet (stages.link.LINKS) the RT spread flag reads
 LINK_COLUMNS = {"consensus_id": pl.Utf8, "sample_id": pl.Utf8, "rt_aligned_s": pl.Float64}
+# ... and the peak width, read where the file has it (links written before it was added lack it)
+LINK_WIDTH = "peak_width_s"
 
 # What the rules pass to gapfill and correct (core.paths: light, the rule files import it at every Snakemake start).
 from ms2study.core.paths import GAPFILL_KEYS, LATER_STAGE_KEYS, gap_fill_on, rule_params  # noqa: E402,F401
@@ -49,7 +51,8 @@ def correct_study(feature_matrix: str | Path, samples: str | Path, gap_filled: l
     if gap_filled:
         parts = [tables.read_table(p, tables.GAP_FILLED) for p in gap_filled]
         filled = pl.concat([tables.conform(p, tables.GAP_FILLED).select(list(tables.GAP_FILLED)) for p in parts])
-    link_table = tables.read_table(links, LINK_COLUMNS, only=True) if links else None
+    link_table = (tables.read_table(links, LINK_COLUMNS, only=True, columns=[*LINK_COLUMNS, LINK_WIDTH])
+                  if links else None)
     return correct_matrix(matrix, roles, params, filled, polarity, link_table)
 
 

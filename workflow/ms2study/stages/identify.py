@@ -100,7 +100,8 @@ IDENTIFICATIONS: dict[str, pl.DataType] = {
                                     # withdrawn as an in-source fragment: why (insource.withdraw_confirmed);
                                     # refused for resting on blank runs only (background.BLANK_ONLY_NOTE);
                                     # last, a background-ion mark with --features (identification.background)
-    "rt_s": pl.Float64,             # the consensus feature's retention time (median aligned RT of its features, s)
+    "rt_s": pl.Float64,             # the consensus feature's retention time (s): the feature matrix's with
+                                    #   --adduct-groups, else the median aligned RT of its features
     "same_name_elsewhere": pl.List(pl.Utf8),  # other accepted features named this compound > SAME_COMPOUND_RT_S away
     "in_source_of_mz": pl.Float64,  # possible in-source fragment: half its supporting spectra or more have a
                                     # co-eluting heavier precursor holding it (identification.insource); the
@@ -254,7 +255,7 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
         .alias("evidence_note"))
     runs = links["sample_id"].cast(pl.Utf8).unique().sort().to_list()
     out = insource.withdraw_confirmed(out, matrix, [r for r in runs if (run_types or {}).get(r, "sample") == "sample"])
-    out = _named_once(_same_name_elsewhere(out, links), links)
+    out = _named_once(_same_name_elsewhere(out, links, groups), links)
     if classes is not None and "compound_class" in classes.columns:
         out = out.join(classes.select("library_id", "compound_class"), on="library_id", how="left")
     else:
@@ -271,19 +272,24 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
     return out
 
 
-def _same_name_elsewhere(out: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
-    """``out`` with ``rt_s`` (median aligned RT of each consensus feature's linked features; null without
-    ``rt_aligned_s`` in ``links``) and ``same_name_elsewhere``: for an accepted feature, the other accepted features
+def _same_name_elsewhere(out: pl.DataFrame, links: pl.DataFrame, groups: pl.DataFrame | None = None) -> pl.DataFrame:
+    """``out`` with ``rt_s`` (the consensus feature's RT as the feature matrix gives it where ``groups``, the corrected
+    matrix, has ``rt_s``, so that the report's sections agree (a trial read 274.9 s in one and 272.0 s in another);
+    else the median aligned RT of its linked features; null without either) and ``same_name_elsewhere``: for an
+    accepted feature, the other accepted features
     named the same compound (the whole InChIKey, else the name: stereoisomers are different compounds) whose RT
     differs by more than ``SAME_COMPOUND_RT_S``. A compound elutes once: at most one of such a set is that
     compound; the others are isomers the library lacks, in-source fragments or adducts of other compounds (a
     scientist's trial: 31 of 45 features sharing a name at several RTs were wrong). Null for features not accepted;
     [] when none."""
-    if "rt_aligned_s" in links.columns:
-        rt = links.group_by("consensus_id").agg(pl.col("rt_aligned_s").median().alias("rt_s"))
-        out = out.join(rt, on="consensus_id", how="left")
-    else:
-        out = out.with_columns(pl.lit(None, dtype=pl.Float64).alias("rt_s"))
+    out = out.with_columns(pl.lit(None, dtype=pl.Float64).alias("rt_s"))
+    sources = [links.group_by("consensus_id").agg(pl.col("rt_aligned_s").median().alias("_rt"))
+               if "rt_aligned_s" in links.columns else None,
+               groups.select(pl.col("consensus_id").cast(pl.Utf8), pl.col("rt_s").cast(pl.Float64).alias("_rt"))
+               if groups is not None and "rt_s" in groups.columns else None]
+    for rt in (r for r in sources if r is not None):  # the matrix's value where it has the feature, else the links'
+        out = out.join(rt, on="consensus_id", how="left").with_columns(
+            pl.coalesce("_rt", "rt_s").alias("rt_s")).drop("_rt")
     # the whole InChIKey: stereoisomers (glucose, mannose, galactose share the first block) are distinct compounds
     # that elute apart, so they are no contradiction; a key-less name is compared as the name
     named = out.filter(pl.col("accepted")).select(

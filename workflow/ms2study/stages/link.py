@@ -59,6 +59,9 @@ LINKS: dict[str, pl.DataType] = {
     "sample_id": pl.Utf8,
     "feature_id": pl.Utf8,
     "rt_aligned_s": pl.Float64,
+    # the sample feature's chromatographic peak width (s): its FWHM from detection, else half its RT hull; null when
+    # the table has neither (the RT spread flag then judges the feature's apex spread in seconds only)
+    "peak_width_s": pl.Float64,
 }
 
 
@@ -234,6 +237,7 @@ def link_features_full(features: dict[str, pl.DataFrame], reference: str, params
     mz_of = {s: features[s]["mz"].to_numpy() for s in samples}
     inten_of = {s: features[s]["intensity"].to_numpy() for s in samples}
     fid_of = {s: features[s]["feature_id"].to_list() for s in samples}
+    width_of = {s: _peak_widths(features[s]) for s in samples}
     rows, link_rows = [], []
     for members in groups:
         values: dict[str, float] = {}
@@ -244,7 +248,7 @@ def link_features_full(features: dict[str, pl.DataFrame], reference: str, params
         mz = float(np.mean([mz_of[s][i] for s, i, _ in members]))
         rt = float(np.mean([rt for _, _, rt in members]))
         rows.append({"mz": mz, "rt_s": rt, "n_detected": len(values), **values})
-        link_rows.append([(s, fid_of[s][i], rt_s) for s, i, rt_s in members])
+        link_rows.append([(s, fid_of[s][i], rt_s, width_of[s][i]) for s, i, rt_s in members])
 
     schema = {k: t for k, t in tables.FEATURE_MATRIX_KEYS.items() if k != "consensus_id"}
     schema |= {s: pl.Float64 for s in samples}
@@ -252,7 +256,8 @@ def link_features_full(features: dict[str, pl.DataFrame], reference: str, params
     body = body.with_columns(
         _links=pl.Series(
             link_rows,
-            dtype=pl.List(pl.Struct({"sample_id": pl.Utf8, "feature_id": pl.Utf8, "rt_aligned_s": pl.Float64})),
+            dtype=pl.List(pl.Struct({"sample_id": pl.Utf8, "feature_id": pl.Utf8, "rt_aligned_s": pl.Float64,
+                                     "peak_width_s": pl.Float64})),
         )
     )
     body = body.sort(["mz", "rt_s"]).with_columns(consensus_id=pl.format("C{}", pl.int_range(1, pl.len() + 1)))
@@ -271,6 +276,16 @@ def link_features_full(features: dict[str, pl.DataFrame], reference: str, params
     alignment = _with_residuals(alignment, links, reference)
     log.info("%d consensus features over %d samples", matrix.height, len(samples))
     return LinkResult(matrix=matrix, alignment=alignment, links=links)
+
+
+def _peak_widths(features: pl.DataFrame) -> list[float | None]:
+    """Per feature (table order) its peak width in seconds: ``fwhm_s`` where detection gave one (> 0), else half of
+    ``rt_end_s - rt_start_s`` (the hull spans about two FWHM of a Gaussian peak, as ``stages.spectra`` reads it);
+    None where neither is positive."""
+    hull = (pl.col("rt_end_s") - pl.col("rt_start_s")).cast(pl.Float64) / 2
+    fwhm = pl.col("fwhm_s").cast(pl.Float64) if "fwhm_s" in features.columns else pl.lit(None, pl.Float64)
+    width = pl.when(fwhm > 0).then(fwhm).when(hull > 0).then(hull).otherwise(None)
+    return features.select(width.alias("w"))["w"].to_list()
 
 
 # Two consensus features at one m/z are one peak when their elution ranges overlap by at least this share of the
