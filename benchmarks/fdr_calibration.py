@@ -220,7 +220,10 @@ def level2_reach(judged: pl.DataFrame, isomer_margin: float, nominal: float = 0.
 
 def run(library: Path, model_dir: Path | None, max_queries: int, unknown_fraction: float, seed: int,
         calibration_queries: int, work: Path, dump: Path | None = None, precursor_ppm_sd: float = 0.0,
-        junk_fraction: float = 0.0) -> dict:
+        junk_fraction: float = 0.0, library_limit: int | None = None) -> dict:
+    """One draw of the benchmark (module docstring). ``library_limit``: keep at most this many library spectra
+    besides every spectrum of the known queries' structures (a quick check on a smaller library, as the test suite
+    runs it; None: the whole reference minus the held-out queries and the known unknowns' structures)."""
     t0 = time.perf_counter()
     split = checkpoints.model_split_settings(model_dir)
     split["licenses"] = None
@@ -234,6 +237,11 @@ def run(library: Path, model_dir: Path | None, max_queries: int, unknown_fractio
     drop = np.isin(ref.block, list(unknown_blocks))
     drop[q_rows] = True
     lib_rows = np.flatnonzero(~drop)
+    if library_limit is not None and lib_rows.size > library_limit:
+        needed = np.isin(ref.block[lib_rows], np.unique(blocks[known]))  # the known queries' structures stay in
+        others = lib_rows[~needed]
+        keep = rng.choice(others, max(0, int(library_limit) - int(needed.sum())), replace=False)
+        lib_rows = np.sort(np.r_[lib_rows[needed], keep])
     index_dir = write_subset(ref, lib_rows, work / f"index_{seed}")
     eparams = {"model": str(model_dir) if model_dir else None}
     model_id, _ = embed.embed_library(index_dir, eparams)

@@ -438,3 +438,29 @@ def test_calibration_searches_library_spectra_with_a_measured_precursor(lib_dir:
     assert 1.8 < ppm.std() < 3.2 and np.abs(ppm).max() < 15
     assert np.array_equal(_query_spectra(index, rows, np.zeros(200, dtype=bool), 3).precursor_mz, exact)
     assert calibration.calibrate_index(root / "index", {"model": None}).stats["precursor_error_ppm"] == 2.5
+
+
+def test_an_ion_triggered_again_and_again_counts_once_among_the_discoveries(lib_dir: tuple[Path, list[dict]]) -> None:
+    """A fresh user's run: one ion fragmented 18 times shrank the q-values of the run's other spectra (q 0.0034 on
+    p 0.0056). Spectra mapped to one feature are one unit of the q-values (``confidence.unit_q_values``): copies
+    of a spectrum on its own feature leave every other spectrum's q-value as it was; the same copies on features
+    of their own (independent ions) lower them, as Benjamini-Hochberg over more discoveries does."""
+    root, entries = lib_dir
+    spectra = noisy_queries(entries, n=12)
+    copies = pl.concat([spectra.slice(0, 1)] * 30).with_columns(
+        spectrum_id=pl.format("s1:R{}", pl.int_range(pl.len())),
+        scan_index=pl.int_range(1000, 1000 + pl.len()).cast(pl.Int32))
+    base = engine.annotate_spectra(spectra, root / "index", calibration=root / "calibration.json")
+    repeated = engine.annotate_spectra(pl.concat([spectra, copies]), root / "index",
+                                       calibration=root / "calibration.json")
+    separate = engine.annotate_spectra(
+        pl.concat([spectra, copies.with_columns(feature_id=pl.format("s1:X{}", pl.int_range(pl.len())))]),
+        root / "index", calibration=root / "calibration.json")
+
+    def q_of_others(table: pl.DataFrame) -> dict[str, float]:
+        top = table.filter((pl.col("rank") == 1) & pl.col("spectrum_id").is_in(spectra["spectrum_id"].to_list()[1:]))
+        return dict(zip(top["spectrum_id"].to_list(), top["q_value"].to_list(), strict=True))
+
+    assert q_of_others(repeated) == pytest.approx(q_of_others(base), rel=1e-9)
+    shrunk, before = q_of_others(separate), q_of_others(base)
+    assert sum(shrunk[k] < 0.9 * v for k, v in before.items()) >= len(before) // 2

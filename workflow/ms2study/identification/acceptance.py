@@ -32,12 +32,15 @@ def confidence_table(
     frame: pl.DataFrame, index: LibraryIndex, n_candidates: np.ndarray, p: dict,
     calibration: confidence.Calibration | None, row_q_values: np.ndarray | None = None,
     codes: tuple[np.ndarray, np.ndarray] | None = None, query_peaks: np.ndarray | None = None,
+    units: np.ndarray | None = None,
 ) -> pl.DataFrame:
     """Confidence of each query's rank-1 hit: one row per ``_q`` (see ``ms2study.identification.confidence``).
 
     ``frame``: all ranked candidate rows (``_q``, ``_lib``, ``_key``, ``rank``); ``n_candidates``: candidate
     structures in each query's window (n of the p-value). With a calibration the q-values are Benjamini-Hochberg
-    over the rank-1 hits of this call times Storey's estimate of their wrong share (``confidence.adaptive_q_values``);
+    over the rank-1 hits of this call times Storey's estimate of their wrong share (``confidence.adaptive_q_values``),
+    with ``units`` (per query, indexed like ``n_candidates``: the feature each spectrum was mapped to, or the spectrum
+    itself) the repeated spectra of one ion counted once (``confidence.unit_q_values``);
     ``row_q_values`` (target-decoy, aligned with ``frame``) replaces them when given.
     ``query_peaks`` (peaks per query, indexed like ``n_candidates``) feeds the calibration's level-2 model
     (``ms2study.identification.structure_model``); ``structure_q_value`` is then that model's q-value that the
@@ -73,7 +76,7 @@ def confidence_table(
     llr = np.full(s1.shape, np.nan)
     if calibration is not None:
         pv = calibration.p_formula(s1, n)
-        qv, _pi0 = confidence.adaptive_q_values(pv)
+        qv, _pi0 = confidence.unit_q_values(pv, np.asarray(units, dtype=object)[q_idx] if units is not None else None)
         hit_class = np.asarray([confidence.superclass(c) for c in
                                 index.metadata["compound_class"].gather(top["_lib1"]).to_list()], dtype=object)
         qs = confidence.bh_q_values(calibration.p_structure(s1, n, hit_class))

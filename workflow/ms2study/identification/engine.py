@@ -214,7 +214,11 @@ def annotate_spectra(
         row_q = _decoy_q_values(queries, lib, cand_offsets, cand_lib, scores, frame, p, plan)
     elif p["confidence"] == "null_model":
         cal = _checked_calibration(calibration, p, plan, library_index_dir)
-    conf = (confidence_table(frame, index, n_candidates, p, cal, row_q, codes, np.diff(queries.offsets))
+    # spectra of one feature (one ion triggered again and again) count once among the discoveries of the q-values
+    units = np.array([f if f is not None else f"spectrum:{r}" for r, f in
+                      zip(queries.rows.tolist(), spectra["feature_id"].cast(pl.Utf8).gather(queries.rows).to_list(),
+                          strict=True)], dtype=object)
+    conf = (confidence_table(frame, index, n_candidates, p, cal, row_q, codes, np.diff(queries.offsets), units)
             if p["confidence"] != "none" else None)
     ranked = frame.filter(pl.col("rank") <= int(p["top_k"])).drop("_key")
     if conf is not None:
