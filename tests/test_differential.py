@@ -553,6 +553,9 @@ def test_a_feature_detected_in_too_few_runs_stays_untested_however_many_gap_fill
     assert summary["testability"] == "detected values" and summary["n_testable_only_with_filled"] == 1
     assert not row["C150"]["tested"] and row["C150"]["p_value"] is None
     assert row["C150"]["detection_rate"] == 1.0 and row["C150"]["gap_filled_rate"] == pytest.approx(0.8)
+    # what detection found, apart from the fills: the share testability reads (a trial read detection_rate 1.0)
+    assert row["C150"]["measured_rate"] == pytest.approx(0.2)
+    assert all(r["measured_rate"] == pytest.approx(r["detection_rate"] - r["gap_filled_rate"]) for r in row.values())
     # detected in most of one group: testable (an effect by presence); gap-filled values replace imputation, so a
     # feature with a value in every run is complete and gets the moderated test
     assert row["C151"]["tested"] and row["C152"]["tested"] and row["C152"]["test"] == "moderated_t"
@@ -727,3 +730,27 @@ def test_a_continuous_outcome_on_few_samples_carries_a_warning(tmp_path: Path) -
     assert any(w.startswith("only 4 samples have a value of age") for w in summary["warnings"]), summary["warnings"]
     assert few_samples_warning({"type": "continuous", "n_samples": FEW_CONTINUOUS, "outcome": "age"}) is None
     assert few_samples_warning({"type": "binary", "n_samples": 4, "outcome": "group"}) is None
+
+
+def test_samples_left_out_for_a_missing_value_are_named_in_the_stage_log(tmp_path: Path,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """A trial blanked one sample's sex (a covariate): the differential log said only how many features were
+    tested. The stage names the samples it leaves out, for a missing outcome and for a missing covariate."""
+    from ms2study.stages.differential import run_differential
+
+    rng = np.random.default_rng(1)
+    ids = [f"S{i}" for i in range(12)]
+    matrix = pl.DataFrame({"consensus_id": [f"C{i}" for i in range(20)], "mz": np.linspace(100, 300, 20),
+                           "rt_s": np.linspace(10, 300, 20), "n_detected": [12] * 20,
+                           **{s: rng.lognormal(12, 0.3, 20) for s in ids}})
+    matrix.write_parquet(tmp_path / "m.parquet")
+    pl.DataFrame({"sample_id": ids, "age": [str(30 + 3 * i) if i != 4 else "" for i in range(12)],
+                  "sex": ["F", "M"] * 2 + ["F", ""] + ["F", "M"] * 3}).write_csv(tmp_path / "s.tsv", separator="\t")
+    with caplog.at_level("WARNING", logger="ms2study.stages.differential"):
+        summary = run_differential(tmp_path / "s.tsv", tmp_path / "m.parquet", None, tmp_path / "d.parquet",
+                                   tmp_path / "e.parquet", {"outcome": {"column": "age", "type": "continuous"},
+                                                            "covariates": ["sex"], "permutations": 0})
+    assert summary["excluded_missing_outcome"] == ["S4"] and summary["excluded_missing_covariate"] == ["S5"]
+    text = caplog.text
+    assert "left out of the tests, no value of the outcome: S4" in text, text
+    assert "left out of the tests, no value of a covariate: S5" in text, text

@@ -113,7 +113,9 @@ def test_cli_takes_the_corrected_matrix(tmp_path, capsys, caplog) -> None:
     assert grouped.filter(pl.col("consensus_id") == "C2")["adduct_note"][0] is not None
     # the feature matrix for the in-source check: read when given (nothing marked here: the same names), and a
     # missing one is named
-    corrected.drop("excluded", strict=False).with_columns(pl.lit(60.0).alias("rt_s")).write_parquet(
+    # (each feature at its own RT: features named alike at one RT would be one compound's elution named once)
+    rt = corrected.select("consensus_id").with_columns(rt_s=60.0 + 30.0 * pl.int_range(pl.len()))
+    corrected.drop("excluded", "rt_s", strict=False).join(rt, on="consensus_id", how="left").write_parquet(
         tmp_path / "feature_matrix.parquet")
     caplog.clear()
     assert cli.main(base + ["--feature-matrix", str(tmp_path / "feature_matrix.parquet"),
@@ -122,6 +124,10 @@ def test_cli_takes_the_corrected_matrix(tmp_path, capsys, caplog) -> None:
     assert "--feature-matrix without --samples" in caplog.text
     checked = pl.read_parquet(tmp_path / "checked.parquet")
     assert checked["accepted"].sum() == 7 and checked["in_source_correlation"].is_null().all()
+    # the table gives each feature's m/z and RT as the feature matrix does (a trial found no m/z in it)
+    assert (checked["mz"] == 300.0).all() and plain["mz"].is_null().all()
+    assert checked.sort("consensus_id")["rt_s"].to_list() == pytest.approx(
+        checked.sort("consensus_id").join(rt, on="consensus_id")["rt_s_right"].to_list())
     capsys.readouterr()
     assert cli.main(base + ["--feature-matrix", str(tmp_path / "nope.parquet"), "--out",
                             str(tmp_path / "x.parquet")]) != 0

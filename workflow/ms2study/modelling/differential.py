@@ -139,6 +139,9 @@ DIFFERENTIAL: dict[str, pl.DataType] = {
     "gap_filled_rate": pl.Float64,
     "gap_filled_rate_positive": pl.Float64,   # binary: in the positive class
     "gap_filled_rate_reference": pl.Float64,  # binary: in the other class
+    # share of those samples where feature detection found it (detection_rate - gap_filled_rate): what testability
+    # reads (a trial filtered on detection_rate 1.0 for a feature detected in 2 of 12 samples, the rest gap-filled)
+    "measured_rate": pl.Float64,
     "mean_log2_intensity": pl.Float64,    # over the samples, after the fill
 }
 
@@ -351,6 +354,7 @@ def differential_with_values(feature_matrix: pl.DataFrame, samples: pl.DataFrame
         warnings.simplefilter("ignore", RuntimeWarning)
         rate = present.mean(axis=1) if ids else nan
         filled_rate = gap_filled.mean(axis=1) if ids else nan
+        measured_rate = (present & found).mean(axis=1) if ids else nan
         mean_log2 = np.nanmean(values, axis=1) if ids else nan
         rate_pos, rate_ref = in_class(present, 1), in_class(present, 0)
         filled_pos, filled_ref = in_class(gap_filled, 1), in_class(gap_filled, 0)
@@ -380,6 +384,7 @@ def differential_with_values(feature_matrix: pl.DataFrame, samples: pl.DataFrame
         series(rate).alias("detection_rate"), series(rate_pos).alias("detection_rate_positive"),
         series(rate_ref).alias("detection_rate_reference"), series(filled_rate).alias("gap_filled_rate"),
         series(filled_pos).alias("gap_filled_rate_positive"), series(filled_ref).alias("gap_filled_rate_reference"),
+        series(measured_rate).alias("measured_rate"),
         series(mean_log2).alias("mean_log2_intensity"),
     )
     table = table.join(accepted_identifications(identifications), on="consensus_id", how="left",

@@ -170,6 +170,13 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
     summary["detected_matrix"] = Path(detected_path).name if detected_path else None
     summary["notes"] = ([n for n in (not_sample_note(excluded), flag_note, empty_note) if n] + range_notes
                         + summary["notes"])
+    # samples the tests leave out for a missing value: named in the log too, not only in the report's notes (a trial
+    # blanked one sample's sex and the log said only how many features were tested)
+    for key, what in (("excluded_missing_outcome", "no value of the outcome"),
+                      ("excluded_missing_covariate", "no value of a covariate")):
+        if summary.get(key):
+            log.warning("outcome %s: %d sample(s) left out of the tests, %s: %s (fill the sample sheet's value to "
+                        "test them)", summary["outcome"], len(summary[key]), what, ", ".join(summary[key][:10]))
     locality = local_cluster(table, SIGNIFICANCE, int(params["seed"]))
     summary["local_cluster"] = locality
     summary["warnings"] = [locality["warning"]] if locality and locality["warning"] else []

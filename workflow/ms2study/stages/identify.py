@@ -100,8 +100,10 @@ IDENTIFICATIONS: dict[str, pl.DataType] = {
                                     # withdrawn as an in-source fragment: why (insource.withdraw_confirmed);
                                     # refused for resting on blank runs only (background.BLANK_ONLY_NOTE);
                                     # last, a background-ion mark with --features (identification.background)
+    "mz": pl.Float64,               # the consensus feature's m/z (the feature matrix's, with --adduct-groups or
+                                    #   --feature-matrix; null without either)
     "rt_s": pl.Float64,             # the consensus feature's retention time (s): the feature matrix's with
-                                    #   --adduct-groups, else the median aligned RT of its features
+                                    #   --adduct-groups or --feature-matrix, else the median aligned RT of its features
     "same_name_elsewhere": pl.List(pl.Utf8),  # other accepted features named this compound > SAME_COMPOUND_RT_S away
     "in_source_of_mz": pl.Float64,  # possible in-source fragment: half its supporting spectra or more have a
                                     # co-eluting heavier precursor holding it (identification.insource); the
@@ -255,7 +257,7 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
         .alias("evidence_note"))
     runs = links["sample_id"].cast(pl.Utf8).unique().sort().to_list()
     out = insource.withdraw_confirmed(out, matrix, [r for r in runs if (run_types or {}).get(r, "sample") == "sample"])
-    out = _named_once(_same_name_elsewhere(out, links, groups), links)
+    out = _named_once(_same_name_elsewhere(_positions(out, links, groups, matrix), links), links)
     if classes is not None and "compound_class" in classes.columns:
         out = out.join(classes.select("library_id", "compound_class"), on="library_id", how="left")
     else:
@@ -272,24 +274,36 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
     return out
 
 
-def _same_name_elsewhere(out: pl.DataFrame, links: pl.DataFrame, groups: pl.DataFrame | None = None) -> pl.DataFrame:
-    """``out`` with ``rt_s`` (the consensus feature's RT as the feature matrix gives it where ``groups``, the corrected
-    matrix, has ``rt_s``, so that the report's sections agree (a trial read 274.9 s in one and 272.0 s in another);
-    else the median aligned RT of its linked features; null without either) and ``same_name_elsewhere``: for an
-    accepted feature, the other accepted features
+def _positions(out: pl.DataFrame, links: pl.DataFrame, groups: pl.DataFrame | None,
+               matrix: pl.LazyFrame | pl.DataFrame | None) -> pl.DataFrame:
+    """``out`` with each consensus feature's ``mz`` and ``rt_s`` as the feature matrix gives them (``groups``, the
+    corrected matrix, or ``matrix``, the linked one), so that the report's sections agree (a trial read 274.9 s in
+    one and 272.0 s in another, and found no m/z in the table); a feature neither has keeps the median aligned RT
+    of its linked features (``links``' ``rt_aligned_s``) and a null m/z."""
+    out = out.with_columns(pl.lit(None, dtype=pl.Float64).alias("mz"), pl.lit(None, dtype=pl.Float64).alias("rt_s"))
+    sources = [links.group_by("consensus_id").agg(pl.col("rt_aligned_s").median().alias("_rt_s"))
+               if "rt_aligned_s" in links.columns else None]
+    for table in (matrix, groups):  # the later source wins where both give a value
+        names = table.collect_schema().names() if table is not None else []
+        if "consensus_id" in names and {"mz", "rt_s"} & set(names):
+            part = table.lazy().select(pl.col("consensus_id").cast(pl.Utf8),
+                                       *[pl.col(c).cast(pl.Float64).alias(f"_{c}") for c in ("mz", "rt_s") if c in names])
+            sources.append(part.collect())
+    for part in (t for t in sources if t is not None):
+        present = [c for c in ("_mz", "_rt_s") if c in part.columns]
+        out = out.join(part, on="consensus_id", how="left").with_columns(
+            pl.coalesce(c, c[1:]).alias(c[1:]) for c in present).drop(present)
+    return out
+
+
+def _same_name_elsewhere(out: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
+    """``out`` (with ``rt_s``: ``_positions``) with ``same_name_elsewhere``: for an accepted feature, the other
+    accepted features
     named the same compound (the whole InChIKey, else the name: stereoisomers are different compounds) whose RT
     differs by more than ``SAME_COMPOUND_RT_S``. A compound elutes once: at most one of such a set is that
     compound; the others are isomers the library lacks, in-source fragments or adducts of other compounds (a
     scientist's trial: 31 of 45 features sharing a name at several RTs were wrong). Null for features not accepted;
     [] when none."""
-    out = out.with_columns(pl.lit(None, dtype=pl.Float64).alias("rt_s"))
-    sources = [links.group_by("consensus_id").agg(pl.col("rt_aligned_s").median().alias("_rt"))
-               if "rt_aligned_s" in links.columns else None,
-               groups.select(pl.col("consensus_id").cast(pl.Utf8), pl.col("rt_s").cast(pl.Float64).alias("_rt"))
-               if groups is not None and "rt_s" in groups.columns else None]
-    for rt in (r for r in sources if r is not None):  # the matrix's value where it has the feature, else the links'
-        out = out.join(rt, on="consensus_id", how="left").with_columns(
-            pl.coalesce("_rt", "rt_s").alias("rt_s")).drop("_rt")
     # the whole InChIKey: stereoisomers (glucose, mannose, galactose share the first block) are distinct compounds
     # that elute apart, so they are no contradiction; a key-less name is compared as the name
     named = out.filter(pl.col("accepted")).select(
