@@ -580,3 +580,38 @@ def test_spiked_runs_keep_the_backgrounds_instrument(tmp_path, inputs):
     simulate_spikein(out, background, inputs[1], n_samples=2, n_compounds=4, n_changed=1, fold_change=3.0, seed=SEED)
     assert read_instrument(background).analyzers == ("time-of-flight",)
     assert read_instrument(out / "mzml" / "S01.mzML") == read_instrument(background)
+
+
+def test_a_continuous_outcome_can_carry_the_planted_effect(tmp_path, inputs):
+    """effect "score": the changed compounds follow the sheet's continuous ``score`` (0-10, evenly spaced, in a
+    seeded order of its own), fold_change x from its lowest to its highest value; config.yaml names the outcome
+    (a trial had to edit mzML files to plant a continuous relation)."""
+    out = tmp_path / "score"
+    summary = make(out, inputs, n_samples=5, effect="score")
+    assert summary["effect"] == "score"
+    sheet = pl.read_csv(out / "samples.tsv", separator="\t")
+    assert sorted(sheet["score"].to_list()) == pytest.approx([0.0, 2.5, 5.0, 7.5, 10.0])
+    assert "{column: score, type: continuous}" in (out / "config.yaml").read_text()
+    truth = pl.read_csv(out / "ground_truth.tsv", separator="\t")
+    runs, rt_range = _runs(out)
+    undrifted = np.array([s.getRT() for s in load(inputs[0]) if s.getMSLevel() == 1])
+    for i, sid in enumerate(sheet["sample_id"].to_list()):
+        ms1 = [s for s in load(out / "mzml" / f"{sid}.mzML") if s.getMSLevel() == 1]
+        rts = np.array([s.getRT() for s in ms1])
+        rows = truth.filter(pl.col("sample_id") == sid)
+        variation = sample_variation(SEED, i, rows["mz"].to_numpy(), rows["rt_s_undrifted"].to_numpy(), rt_range)
+        for row, var in zip(rows.iter_rows(named=True), variation, strict=True):
+            exponent = (row["score"] - 5.0) / 10.0 if row["changed"] else 0.0
+            assert row["log_fold"] == pytest.approx(np.log(3.0) * exponent, abs=1e-6)
+            j = int(np.argmin(np.abs(rts - row["rt_s"])))
+            mz, inten = ms1[j].get_peaks()
+            hit = np.abs(mz - row["mz_acquired"]) <= 5e-6 * row["mz"]
+            sigma = row["fwhm_s"] / 2.3548
+            expected = row["height"] * var * np.exp(-0.5 * ((undrifted[j] - row["rt_s_undrifted"]) / sigma) ** 2)
+            assert inten[hit].max() == pytest.approx(expected * 3.0 ** exponent, rel=1e-3)
+    with pytest.raises(InputError, match="unknown effect"):
+        make(tmp_path / "bad", inputs, effect="age")
+    assert main(["simulate", str(tmp_path / "cli"), "--background", str(inputs[0]), "--library", str(inputs[1]),
+                 "--samples", "3", "--compounds", "4", "--n-changed", "2", "--effect", "score"]) == 0
+    assert "score" in pl.read_csv(tmp_path / "cli" / "samples.tsv", separator="\t").columns
+    assert main(["simulate", str(tmp_path / "syn"), "--effect", "score"]) != 0  # spike-in mode only

@@ -44,11 +44,12 @@ SYNTHETIC_OPTIONS = {"profile": "--profile (or --realistic)", "batches": "--batc
 SPIKEIN_OPTIONS = {"library": "--library", "compounds": "--compounds", "n_changed": "--n-changed",
                    "fold_change": "--fold-change", "unknown_fraction": "--unknown-fraction",
                    "library_size": "--library-size", "rt_drift_s": "--rt-drift-s",
-                   "calibration_ppm": "--calibration-ppm"}
+                   "calibration_ppm": "--calibration-ppm", "effect": "--effect"}
 # option dest -> keyword of simulate_spikein; an option not given leaves the function's default
 SPIKEIN_KEYWORDS = {"samples": "n_samples", "compounds": "n_compounds", "n_changed": "n_changed",
                     "fold_change": "fold_change", "unknown_fraction": "unknown_fraction",
-                    "library_size": "library_size", "rt_drift_s": "rt_drift_s", "calibration_ppm": "calibration_ppm"}
+                    "library_size": "library_size", "rt_drift_s": "rt_drift_s", "calibration_ppm": "calibration_ppm",
+                    "effect": "effect"}
 
 
 def _default(function: Callable, name: str):
@@ -153,6 +154,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     spike.add_argument("--calibration-ppm", type=number(0), dest="calibration_ppm", metavar="PPM",
                        help="sd of each sample's m/z calibration offset in ppm (default "
                             f"{_default(spikein.simulate_spikein, 'calibration_ppm')}; 0: none)")
+    spike.add_argument("--effect", choices=spikein.EFFECTS, default=None,
+                       help="what the changed compounds follow: 'group' (fold in cases; default) or 'score', a "
+                            "continuous outcome column (0-10) whose range spans the fold")
     p.set_defaults(func=run)
 
 

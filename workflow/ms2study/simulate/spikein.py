@@ -111,6 +111,8 @@ models:
   outcomes:
     - {column: group, type: binary, positive_class: case}
 """
+SCORE_OUTCOME = "    - {column: score, type: continuous}\n"  # effect "score": the outcome the planted class follows
+EFFECTS = ("group", "score")
 # Purposes of ms2study.simulate.params.stream used here (numbers free in that list).
 _SELECT, _SPECTRUM = 40, 42  # 41 and 43: spikein_variation
 
@@ -356,7 +358,8 @@ def simulate_spikein(outdir: Path, background: Path | list[Path], library: Path,
                      n_compounds: int = 60,
                      n_changed: int = 12, fold_change: float = 3.0, unknown_fraction: float = 1 / 3,
                      library_size: int | None = None, seed: int = 0, overwrite: bool = False,
-                     rt_drift_s: float = RT_DRIFT_S, calibration_ppm: float = CALIBRATION_PPM) -> dict:
+                     rt_drift_s: float = RT_DRIFT_S, calibration_ppm: float = CALIBRATION_PPM,
+                     effect: str = "group") -> dict:
     """Write a spike-in study into ``outdir`` (files: see the module docstring) and return its summary.
 
     ``background``: centroided DDA mzML, or a list of several injections of one sample (e.g. repeated pooled-QC
@@ -367,6 +370,10 @@ def simulate_spikein(outdir: Path, background: Path | list[Path], library: Path,
     carry ADDUCT, INCHIKEY, FORMULA, COMPOUND_CLASS (unless ``n_changed`` is 0), and IONMODE and LICENSE unless
     positive and the user's own (:mod:`ms2study.simulate.spikein_library`). Half the samples (rounded down, the
     later ones) are cases; ``n_changed`` spiked compounds of one class are ``fold_change`` x higher in cases.
+    ``effect`` "score": they follow a continuous outcome instead, the sheet's ``score`` (0 to 10, evenly spaced over
+    the samples in a seeded order unrelated to the groups; an outcome of the written config.yaml), as
+    ``fold_change ** ((score - 5) / 10)``: ``fold_change`` x from the lowest to the highest score, a log2 effect of
+    log2(fold_change) / 10 per unit (a trial could plant no continuous relation without editing mzML files).
     ``library_size``: keep at most this many records in the written library (the spiked compounds' records always
     stay). ``rt_drift_s`` (s) and ``calibration_ppm``: sds of each sample's RT drift and m/z calibration offset (0:
     none; module docstring). The written
@@ -387,6 +394,8 @@ def simulate_spikein(outdir: Path, background: Path | list[Path], library: Path,
         raise InputError(f"bad spike-in counts: {n_compounds} compounds, {n_changed} changed, fold {fold_change}, "
                          f"unknown share {unknown_fraction}",
                          fix="use 0 <= --n-changed <= --compounds, --fold-change > 0, 0 <= --unknown-fraction < 1")
+    if effect not in EFFECTS:
+        raise InputError(f"unknown effect {effect!r}", fix=f"use one of {', '.join(EFFECTS)}")
     if rt_drift_s < 0 or calibration_ppm < 0:
         raise InputError(f"bad --rt-drift-s {rt_drift_s} or --calibration-ppm {calibration_ppm}",
                          fix="use 0 or more (0: no drift, no calibration offset)")
@@ -405,6 +414,9 @@ def simulate_spikein(outdir: Path, background: Path | list[Path], library: Path,
     ids = [f"S{i + 1:02d}" for i in range(n_samples)]
     groups = ["control"] * (n_samples - n_samples // 2) + ["case"] * (n_samples // 2)
     fold = np.array([fold_change if c.changed else 1.0 for c in compounds])
+    # the continuous outcome: evenly spaced, in an order of its own (not the groups')
+    score = (stream(seed, _SELECT, 2).permutation(np.linspace(0.0, 10.0, n_samples)) if effect == "score"
+             else np.full(n_samples, np.nan))
     check_drift(np.array([s.getRT() for s in bg.exp]), bg.rt_range, ids, seed, rt_drift_s, calibration_ppm)
     # where the per-sample field is read for each MS1 centroid of the background (the same in every sample)
     keys = [[isotope_keys(*s.get_peaks()) if s.getMSLevel() == 1 else None for s in b.exp] for b in bgs]
@@ -414,8 +426,8 @@ def simulate_spikein(outdir: Path, background: Path | list[Path], library: Path,
             rs_s, var = variation(seed, i, bg.rt_range, rt_drift_s, calibration_ppm)
             heights = np.array([c.height for c in compounds]) * np.exp(var.log_factor(
                 [c.mz for c in compounds], [c.rt_s for c in compounds]))
-            if groups[i] == "case":
-                heights = heights * fold
+            exponent = (score[i] - 5.0) / 10.0 if effect == "score" else float(groups[i] == "case")
+            heights = heights * fold ** exponent
             exp, n_ms2 = spike_sample(bgs[i % len(bgs)], compounds, heights, var, rs_s, patterns, keys[i % len(bgs)])
             write_mzml(exp, folder / "mzml" / f"{sid}.mzML")
             runs[sid] = {"background": backgrounds[i % len(bgs)].name, "sample_factor": var.factor,
@@ -429,19 +441,22 @@ def simulate_spikein(outdir: Path, background: Path | list[Path], library: Path,
                               "height": c.height, "abundance": float(heights[k]), "present": True,
                               "above_noise": bool(heights[k] >= bg.ms1_floor), "in_library": c.in_library,
                               "adduct": "[M+H]+", "formula": c.formula, "n_ms2": int(n_ms2[k]), "changed": c.changed,
-                              "log_fold": float(np.log(fold[k])), "fold": float(fold[k]), "group": groups[i],
+                              "log_fold": float(np.log(fold[k]) * exponent), "fold": float(fold[k]),
+                              "group": groups[i], "score": float(score[i]),
                               "ms2_record": c.query.fields.get("TITLE", ""), "ms2_source": c.ms2_source})
         n_library = _write_library(folder / "library.mgf", records, compounds, library_size, stream(seed, _SELECT, 1))
-        sheet = pl.DataFrame({"sample_id": ids, "file": [f"mzml/{s}.mzML" for s in ids], "group": groups})
+        sheet = pl.DataFrame({"sample_id": ids, "file": [f"mzml/{s}.mzML" for s in ids], "group": groups,
+                              **({"score": np.round(score, 4)} if effect == "score" else {})})
         truth_df = pl.DataFrame(truth, infer_schema_length=None)
         for name, table in (("samples.tsv", sheet), ("ground_truth.tsv", truth_df)):
             with atomic_path(folder / name) as tmp:
                 table.write_csv(tmp, separator="\t", float_precision=6)
-        write_text(CONFIG_YAML, folder / "config.yaml")
+        write_text(CONFIG_YAML + (SCORE_OUTCOME if effect == "score" else ""), folder / "config.yaml")
         summary = {
             "seed": seed, "n_samples": n_samples, "background": background.name,
             "backgrounds": [b.name for b in backgrounds], "library": library.name,
             "n_compounds": len(compounds), "planted_class": planted, "fold_change": fold_change, "n_changed": n_changed,
+            "effect": effect,
             "n_known_unknowns": sum(not c.in_library for c in compounds), "n_library_records": n_library,
             "cases": [s for s, gr in zip(ids, groups, strict=True) if gr == "case"],
             "changed_compounds": [c.inchikey for c in compounds if c.changed],
