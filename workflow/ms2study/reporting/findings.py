@@ -36,6 +36,8 @@ from ms2study.reporting.html import (
     p_value_text,
     warning_anchor,
 )
+from ms2study.reporting.shift import SHIFT_MIN_LOG2, SHIFT_SHARE, shift_notable, shift_size  # noqa: F401
+from ms2study.reporting.shift import shift_sentence as _shift_sentence
 
 # How many accepted identifications among an outcome's hits are named in the box (the rest are counted).
 TOP_NAMED = 3
@@ -195,76 +197,6 @@ def differential_finding(files: DifferentialFiles, ident: pl.DataFrame | None,
     text += _shift_sentence(summary, correction, shown)
     return outcome, text, _enrichment_finding(files.enrichment, summary.get("positive_class")
                                               if summary.get("type") == "binary" else None, tested)
-
-
-# A study-wide shift is said when this share of the tested features (or more) move one way, or its permutation p is
-# below SIGNIFICANCE: a fresh user's realistic study had 81 % of features higher in cases (median +0.39 log2, p 0.06,
-# a per-sample factor lined up with the groups) and two unplanted classes called enriched, with nothing said.
-SHIFT_SHARE = 0.7
-# ... and only when the median shift is at least this large (log2; for a continuous outcome over 2 sd of it, from
-# -1 to +1 sd): a fresh user's study of copies of a few runs, whose features vary by little but noise, read "the
-# whole sample shifts with the outcome" over a median of -0.042 log2 (3 %), well inside what normalisation leaves
-# between runs (LC-MS peak areas repeat to about 5-15 % RSD). A smaller shift is still shown under the class table.
-SHIFT_MIN_LOG2 = 0.1
-
-
-def shift_size(summary: dict) -> float | None:
-    """The size of a summary's ``global_shift`` in log2: |median effect| for a binary outcome, |median effect per
-    unit| x 2 x the outcome's sd for a continuous one (``outcome_sd``); None when it cannot be sized (no shift, or a
-    continuous outcome's summary written before ``outcome_sd`` was recorded)."""
-    shift = summary.get("global_shift")
-    if not shift or shift.get("median_effect") is None:
-        return None
-    effect = abs(float(shift["median_effect"]))
-    if summary.get("type") == "continuous":
-        sd = shift.get("outcome_sd")
-        return effect * 2 * float(sd) if sd is not None else None
-    return effect
-
-
-def shift_notable(summary: dict) -> bool:
-    """Whether a differential (or enrichment) summary's ``global_shift`` is large enough to say: ``SHIFT_SHARE`` of
-    the tested features or more move one way, or its permutation p is below ``SIGNIFICANCE``; and its size
-    (``shift_size``) is at least ``SHIFT_MIN_LOG2`` where it can be sized."""
-    shift = summary.get("global_shift")
-    if not shift:
-        return False
-    size = shift_size(summary)
-    if size is not None and size < SHIFT_MIN_LOG2:
-        return False
-    share = float(shift["share_up"])
-    return share >= SHIFT_SHARE or share <= 1 - SHIFT_SHARE or float(shift["p_value"]) < SIGNIFICANCE
-
-
-def _shift_sentence(summary: dict, correction: dict | None = None, shift_removed_shown: bool = False) -> str:
-    """" Across all N tested features, X % are higher ..." when ``shift_notable``, else "". Said as a shift of the
-    whole sample when its p is below ``SIGNIFICANCE``, as possibly chance otherwise; names the class table's
-    shift-removed column when it is shown (``shift_removed_shown``) and the PQN option when ``correction``
-    (correction.json) records a QC-based correction without it."""
-    if not shift_notable(summary):
-        return ""
-    shift = summary["global_shift"]
-    share, p = float(shift["share_up"]), float(shift["p_value"])
-    binary = summary.get("type") == "binary"
-    up = share >= 0.5
-    side = (f"{'higher' if up else 'lower'} in {esc(summary.get('positive_class'))}" if binary
-            else f"{'rising' if up else 'falling'} with {esc(summary.get('outcome'))}")
-    unit = "log2" if binary else "log2 per unit"
-    reading = ("the whole sample shifts with the outcome" if p < SIGNIFICANCE
-               else "this may be chance or a shift of the whole sample with the outcome")
-    text = (f" Across all {shift['n_features']} tested features, {100 * max(share, 1 - share):.0f} % are "
-            f"{side} (median {float(shift['median_effect']):+.2g} {unit}"
-            + (f", adjusted for {esc(covariate_names(summary))}; permutation p {p:.2g}" if summary.get("covariates")
-               else f"; label-permutation p {p:.2g}") + f"): {reading} "
-            "(a dilution or amount difference the correction left, or a broad change), which tests of single "
-            "features and of classes follow")
-    if shift_removed_shown:
-        text += "; the class table's 'q, shift removed' tests each class with each sample's median level taken out"
-    correction = correction or {}
-    if correction.get("drift_method") in ("qc_spline", "qc_linear") and not correction.get("normalised_after_drift"):
-        text += ("; where it is dilution or amount rather than biology, <code>correct: normalise_after_drift: "
-                 "pqn</code> removes it after the QC-based correction")
-    return text + "."
 
 
 def _named(hits: pl.DataFrame, ident: pl.DataFrame | None, effect: str | None,
