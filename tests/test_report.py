@@ -964,6 +964,10 @@ def test_an_identification_accepted_below_cosine_0_3_shows_why() -> None:
     assert by_id["C1"][-1] == note and by_id["C2"][-1] in (None, "")
     plain = _consensus_compounds(ident.filter(pl.col("consensus_id") == "C2"), {}, "q ≤ 0.01")
     assert "why accepted" not in plain and "have no spectrum with cosine" not in plain
+    # the table gives each feature's m/z and RT where identifications.parquet has them (a trial found no m/z)
+    placed = _consensus_compounds(ident.with_columns(mz=pl.Series([181.07066, 250.1]), rt_s=pl.Series([60.0, 90.0])),
+                                  {}, "q ≤ 0.01")
+    assert "m/z" in placed and "181.0707" in placed and "m/z" not in text
 
 
 def test_one_compound_named_at_several_retention_times_is_a_warning_with_its_features() -> None:

@@ -279,6 +279,7 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
     marked = {c: int(acc[c].is_not_null().sum()) if c in acc.columns else 0 for c in FLAG_COLUMNS.values()}
     shown = pl.DataFrame({
         "consensus feature": acc["consensus_id"],
+        **({"m/z": acc["mz"].round(4)} if "mz" in acc.columns and acc["mz"].is_not_null().any() else {}),
         **({"RT (s)": acc["rt_s"]} if "rt_s" in acc.columns and acc["rt_s"].is_not_null().any() else {}),
         "compound": acc["name"], **beside, "level (Schymanski)": acc["msi_level"],
         "InChIKey / isomers": [isomers(r) for r in acc.iter_rows(named=True)],
