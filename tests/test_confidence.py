@@ -471,3 +471,19 @@ def test_unit_q_values_count_each_ion_once_and_hold_their_fdr_where_per_spectrum
     assert np.allclose(single, plain, equal_nan=True) and pi0 == plain_pi0
     assert np.allclose(unit_q_values(p, None)[0], plain, equal_nan=True)
     assert np.isnan(unit_q_values(np.full(3, np.nan), np.arange(3))[0]).all()
+
+
+def test_an_unmapped_ions_repeated_triggers_form_one_unit() -> None:
+    """A fresh user's excerpt: 18 triggers of one ion that detection found no feature for, each a discovery. Mapped
+    spectra take their feature; unmapped ones chain on precursor m/z (within ppm) and RT (gaps up to 30 s); the same
+    m/z eluting again a minute later, another m/z, or a spectrum without m/z or RT is a unit of its own."""
+    from ms2study.identification.confidence import ion_units
+
+    features = ["S1:F1", "S1:F1", None, None, None, None, None, None]
+    mz = np.array([200.0, 200.0, 150.0, 150.0009, 150.0015, 150.0, 150.01, np.nan])
+    rt = np.array([10.0, 12.0, 40.0, 55.0, 75.0, 160.0, 50.0, 60.0])
+    units = ion_units(features, mz, rt, ppm=10.0)
+    assert units[0] == units[1] == "S1:F1"
+    assert units[2] == units[3] == units[4]  # 6 and 4 ppm steps, 15 and 20 s apart: one ion's triggers
+    assert len({units[2], units[5], units[6], units[7]}) == 4  # a minute later; 67 ppm off; no m/z
+    assert all(u is not None for u in units)

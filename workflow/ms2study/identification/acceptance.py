@@ -39,8 +39,9 @@ def confidence_table(
     ``frame``: all ranked candidate rows (``_q``, ``_lib``, ``_key``, ``rank``); ``n_candidates``: candidate
     structures in each query's window (n of the p-value). With a calibration the q-values are Benjamini-Hochberg
     over the rank-1 hits of this call times Storey's estimate of their wrong share (``confidence.adaptive_q_values``),
-    with ``units`` (per query, indexed like ``n_candidates``: the feature each spectrum was mapped to, or the spectrum
-    itself) the repeated spectra of one ion counted once (``confidence.unit_q_values``);
+    with ``units`` (per query, indexed like ``n_candidates``: the feature each spectrum was mapped to, or the
+    unmapped ion's repeated triggers: ``confidence.ion_units``) the repeated spectra of one ion counted once
+    (``confidence.unit_q_values``);
     ``row_q_values`` (target-decoy, aligned with ``frame``) replaces them when given.
     ``query_peaks`` (peaks per query, indexed like ``n_candidates``) feeds the calibration's level-2 model
     (``ms2study.identification.structure_model``); ``structure_q_value`` is then that model's q-value that the

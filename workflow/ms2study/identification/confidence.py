@@ -78,6 +78,7 @@ MIN_STRUCTURE_NULL = 20    # wrong-structure candidates below which no hit can b
 LOW_COSINE = 0.3           # accepted hits below this cosine carry an evidence note (the report says why they passed)
 STORED_TOP = 5000          # null scores stored exactly (the upper tail); the rest as quantiles
 STORED_QUANTILES = 1000
+ION_RT_GAP_S = 30.0        # repeated triggers of one unmapped ion further apart in RT (s): two elutions
 _EPS = 1e-6
 
 
@@ -360,6 +361,36 @@ def unit_q_values(p: np.ndarray, units: np.ndarray | None, lam: float = PI0_LAMB
     q[by_p] = np.minimum.accumulate(value[by_p][::-1])[::-1]  # monotone in p, as BH's step-up
     out[ok] = np.minimum(q * pi0, 1.0)
     return out, pi0
+
+
+def ion_units(feature_ids: list[str | None], precursor_mz: np.ndarray, rt_s: np.ndarray, ppm: float,
+              rt_gap_s: float = ION_RT_GAP_S) -> np.ndarray:
+    """The unit of each spectrum for ``unit_q_values`` (shape (n,), object): its feature id where detection mapped
+    it; else one ion's repeated triggers grouped: spectra whose precursor m/z chain within ``ppm`` of each other and
+    whose retention times (s) chain within ``rt_gap_s``, named "ion:<first spectrum's index>". A fresh user's
+    excerpt held 18 triggers of one unmapped ion (no feature was detected for it), each of which counted as a
+    discovery. NaN m/z or RT: a unit of its own."""
+    units = np.array(list(feature_ids), dtype=object)
+    free = np.flatnonzero([f is None for f in feature_ids])
+    mz = np.asarray(precursor_mz, dtype=np.float64)
+    rt = np.asarray(rt_s, dtype=np.float64)
+    ok = free[np.isfinite(mz[free]) & np.isfinite(rt[free])]
+    for i in np.setdiff1d(free, ok):
+        units[i] = f"ion:{i}"
+    order = ok[np.argsort(mz[ok], kind="stable")]
+    start = 0
+    for k in range(1, order.size + 1):  # runs of m/z within ppm of the previous one, then split on RT gaps
+        if k < order.size and mz[order[k]] - mz[order[k - 1]] <= ppm * 1e-6 * mz[order[k]]:
+            continue
+        block = order[start:k]
+        block = block[np.argsort(rt[block], kind="stable")]
+        first = block[0]
+        for j, i in enumerate(block):
+            if j and rt[i] - rt[block[j - 1]] > rt_gap_s:
+                first = i
+            units[i] = f"ion:{first}"
+        start = k
+    return units
 
 
 def learn_isomer_margin(gap: np.ndarray, wrong: np.ndarray, target: float = ISOMER_ERROR_TARGET) -> float:

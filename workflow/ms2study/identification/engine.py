@@ -214,10 +214,12 @@ def annotate_spectra(
         row_q = _decoy_q_values(queries, lib, cand_offsets, cand_lib, scores, frame, p, plan)
     elif p["confidence"] == "null_model":
         cal = _checked_calibration(calibration, p, plan, library_index_dir)
-    # spectra of one feature (one ion triggered again and again) count once among the discoveries of the q-values
-    units = np.array([f if f is not None else f"spectrum:{r}" for r, f in
-                      zip(queries.rows.tolist(), spectra["feature_id"].cast(pl.Utf8).gather(queries.rows).to_list(),
-                          strict=True)], dtype=object)
+    # the spectra of one feature, or of one unmapped ion triggered again and again, count once among the
+    # discoveries of the q-values (confidence.unit_q_values)
+    rt = (spectra["rt_s"].cast(pl.Float64).fill_null(np.nan).gather(queries.rows).to_numpy() if "rt_s" in spectra.columns
+          else np.full(queries.rows.size, np.nan))  # queries without a retention time: each its own unit
+    units = confidence.ion_units(spectra["feature_id"].cast(pl.Utf8).gather(queries.rows).to_list(),
+                                 queries.precursor_mz, rt, float(p["precursor_tolerance_ppm"]))
     conf = (confidence_table(frame, index, n_candidates, p, cal, row_q, codes, np.diff(queries.offsets), units)
             if p["confidence"] != "none" else None)
     ranked = frame.filter(pl.col("rank") <= int(p["top_k"])).drop("_key")
