@@ -84,8 +84,8 @@ def accepted_note(qc: pl.DataFrame | None) -> str:
     return ('<p class="note accepted">Accepted identifications: the run\'s MS/MS spectra whose best library match '
             "passed the false-discovery cut (<code>annotate: fdr</code>), counted per spectrum (a compound "
             "fragmented several times counts several times). The q-values behind the cut are computed run by run "
-            "(with the default null model, Benjamini-Hochberg over that run's own matches times the estimated share of "
-            "wrong matches among them), so a run with fewer "
+            "(with the default null model, Benjamini-Hochberg over that run's own matches, one ion's repeated spectra "
+            "counted once, times the estimated share of wrong matches among them), so a run with fewer "
             "strong matches accepts fewer, and the same match can pass in one run and fail in another: the count "
             f"({spread}) follows what the run happened to fragment and match, and is not a measure of the run's "
             "quality. The study's identifications are those under "
