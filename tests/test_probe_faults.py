@@ -535,3 +535,39 @@ def test_a_finished_run_says_which_outcomes_were_not_modelled(tmp_path: Path) ->
     assert "differential/age.parquet" not in summary
     assert "'age'" not in summary and "'site'" not in summary
     assert "no longer configured are left from an earlier run" in summary and "results/study/models/site" in summary
+
+
+def test_a_finished_run_prints_the_reports_warning_counts_and_its_cautions(tmp_path: Path) -> None:
+    """A trial's study whose library held no spectrum of the runs' polarity ended with "the run finished" alone:
+    the cause was in the report only. The report job logs its warnings by tier and each caution on the conclusions;
+    the run's last lines repeat them; an older report log says nothing."""
+    import os
+    import time
+
+    from ms2study import runner
+    from ms2study.reporting.html import DOUBT, PROCESSING, QUALITY, Caution, plain_text, tier_summary
+
+    warnings = [Caution("MS/MS of <b>negative</b> polarity were not searched &amp; named nothing", DOUBT),
+                Caution("the groups differ in <code>batch</code>", DOUBT), "low MS/MS coverage",
+                Caution("12 records dropped", PROCESSING)]
+    assert tier_summary(warnings) == "2 cautions on the conclusions, 1 on data quality, 1 processing note"
+    assert tier_summary([]) == "no warnings" and tier_summary([Caution("x", QUALITY)]) == "1 on data quality"
+    assert plain_text(warnings[0]) == "MS/MS of negative polarity were not searched & named nothing"
+    (tmp_path / "results" / "study").mkdir(parents=True)
+    (tmp_path / "logs" / "study").mkdir(parents=True)
+    since = time.time()
+    (tmp_path / "results" / "study" / "report.html").write_text("this run")
+    log = tmp_path / "logs" / "study" / "report.log"
+    log.write_text("2026-12-03 10:00:00,000 WARNING ms2study.stages.report: caution on the conclusions: "
+                   f"{plain_text(warnings[0])}\n"
+                   "2026-12-03 10:00:00,000 WARNING ms2study.stages.report: caution on the conclusions: "
+                   f"{plain_text(warnings[1])}\n"
+                   f"2026-12-03 10:00:01,000 INFO ms2study.stages.report: report written to {tmp_path}/r.html: "
+                   f"{tier_summary(warnings)}\n")
+    summary = runner.summarize(tmp_path, 0, since - 1)
+    assert ("the report's warnings: 2 cautions on the conclusions, 1 on data quality, 1 processing note"
+            in summary), summary
+    assert "  - MS/MS of negative polarity were not searched & named nothing" in summary
+    assert "  - the groups differ in batch" in summary
+    os.utime(log, (since - 100, since - 100))  # an earlier run's report log: not this run's report
+    assert "the report's warnings" not in runner.summarize(tmp_path, 0, since - 1)

@@ -179,3 +179,30 @@ def read_run_log(study_dir: Path, since: float) -> RunLog:
     result = parse_snakemake_log(path.read_text(errors="replace"))
     result.path = path
     return result
+
+
+def report_warnings(study_dir: Path, since: float, shown: int = 5) -> list[str]:
+    """Lines for the end of a run that wrote the report: how many warnings of each tier it holds and its cautions on
+    the conclusions (the first ``shown``), read from the report job's log (``logs/study/report.log``, written
+    after ``since``, a time.time()); [] when that log is older, absent or says nothing. A trial's study whose
+    library held no spectrum of the runs' polarity finished with "the run finished" alone: the cause was in the
+    report only."""
+    path = Path(study_dir) / "logs" / "study" / "report.log"
+    try:
+        if path.stat().st_mtime < since:
+            return []
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    written = [line.split("report written to ", 1)[1] for line in text if "report written to " in line]
+    cautions = [line.split("caution on the conclusions: ", 1)[1] for line in text
+                if "caution on the conclusions: " in line]
+    if not written or ": " not in written[-1]:
+        return []
+    tiers = written[-1].rsplit(": ", 1)[1]
+    lines = [f"ms2study: the report's warnings: {tiers}" + (" (its Warnings section has them all)"
+                                                          if tiers != "no warnings" else "")]
+    lines += [f"  - {c[:240]}{'...' if len(c) > 240 else ''}" for c in cautions[:shown]]
+    if len(cautions) > shown:
+        lines.append(f"  - ... and {len(cautions) - shown} more")
+    return lines

@@ -36,7 +36,7 @@ from ms2study.runlock import check_lock, lock_files, processes_in, remove_partia
 from ms2study.outofdate import (OUT_OF_DATE_NOTE, OUT_OF_DATE_REPORT, REPORT, mark_report_out_of_date,
                                 pending_samples, unforced, write_out_of_date_note)
 from ms2study.runlog import RunLog, parse_snakemake_log, read_run_log  # noqa: F401 (parse_snakemake_log: tests)
-from ms2study.runlog import unrecorded_outputs
+from ms2study.runlog import report_warnings, unrecorded_outputs
 
 # Outputs of jobs that the report does not depend on (encoder training, requested on its own).
 NOT_FOR_REPORT = ("results/models/",)
@@ -331,6 +331,7 @@ def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] |
             (study_dir / OUT_OF_DATE_REPORT).unlink(missing_ok=True)  # replaced by this run's report
             (study_dir / OUT_OF_DATE_NOTE).unlink(missing_ok=True)
             lines.append(f"ms2study: the run finished; report: {report}")
+            lines.extend(report_warnings(study_dir, since))
             lines.extend(skipped_outcomes(study_dir))
         elif run.path and not run.planned and "Nothing to be done" in run.path.read_text(errors="replace"):
             lines.append("ms2study: nothing to do: every requested output is present and "  # unrecorded: times only

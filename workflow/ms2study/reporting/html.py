@@ -139,6 +139,24 @@ def warning_box(text_html: str, anchor: str | None = None) -> str:
     return f'<div class="warning"{at}><strong>Warning:</strong> {text_html}</div>'
 
 
+def tier_summary(warnings: list[str]) -> str:
+    """The warnings counted by tier in words, e.g. "2 cautions on the conclusions, 1 on data quality, 4 processing
+    notes" ("no warnings" when there are none): what the report stage logs and ``ms2study run`` prints at its end."""
+    counts = {kind: sum(kind_of(w) == kind for w in warnings) for kind in TIERS}
+    words = [(DOUBT, "caution{} on the conclusions"), (QUALITY, "on data quality"), (PROCESSING, "processing note{}")]
+    parts = [f"{counts[k]} " + (w.format("" if counts[k] == 1 else "s") if "{}" in w else w)
+             for k, w in words if counts[k]]
+    return ", ".join(parts) if parts else "no warnings"
+
+
+def plain_text(fragment: str) -> str:
+    """An HTML fragment of this report (a warning) as one line of plain text: tags dropped, entities decoded."""
+    import html
+    import re
+
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", str(fragment))).split())
+
+
 def warnings_html(warnings: list[str]) -> str:
     """The warnings section's body: the warnings that cast doubt on the results, then the data-quality ones (each
     tier under its title, ``TIERS``), or "No warnings." when there are none of these two kinds; then the processing

@@ -48,7 +48,7 @@ from ms2study.reporting import (
     whatdiffers,
 )
 from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles, ReportInputs
-from ms2study.reporting.html import DOUBT, Caution, esc, page
+from ms2study.reporting.html import DOUBT, Caution, esc, kind_of, page, plain_text, tier_summary
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,10 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
     box = findings.findings_section(inputs.models, inputs.differential, ident,
                                     float(fdr) if isinstance(fdr, (int, float)) else None, warnings, with_ms2)
     write_text(page(params["title"], note, parts, warnings, box), out)
-    log.info("report written to %s (%d warnings)", out, len(warnings))
+    for warning in (w for w in warnings if kind_of(w) == DOUBT):
+        log.warning("caution on the conclusions: %s", plain_text(warning))
+    # the counts ms2study run prints at its end (runlog.report_warnings reads this line)
+    log.info("report written to %s: %s", out, tier_summary(warnings))
 
 
 def in_configured_order(inputs: ReportInputs, config: dict | None) -> ReportInputs:
