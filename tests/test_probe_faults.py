@@ -139,6 +139,18 @@ def _small_mzml(path: Path) -> bytes:
     return path.read_bytes()
 
 
+def _damaged(whole: bytes) -> bytes:
+    """``whole`` with its first scan's intensities (float32 1e4, 2e4) replaced by garbage of the same length."""
+    import base64
+
+    import numpy as np
+
+    good = base64.b64encode(np.array([1e4, 2e4], dtype=np.float32).tobytes())
+    bad = base64.b64encode(np.array([1e31, -1e6], dtype=np.float32).tobytes())
+    assert good in whole
+    return whole.replace(good, bad, 1)
+
+
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
@@ -146,6 +158,10 @@ def _small_mzml(path: Path) -> bytes:
         ("cut.mzML", lambda whole: whole[: len(whole) // 2], r"ends before its closing tag: it is truncated"),
         ("named.mzXML", lambda whole: whole, r"holds mzML but is named \.mzXML.*rename it to named\.mzML"),
         ("vendor.mzML", lambda whole: b"\x01\x02binary", r"not XML.*msconvert"),
+        # a damaged copy: one scan's intensity block decodes to values no detector writes (a trial's run read 1e31)
+        ("damaged.mzML", lambda whole: _damaged(whole),
+         r"1 scan\(s\) hold values no instrument writes, e.g. scan .* at RT 0.0 s: m/z 100, intensity 1e\+31"
+         r".*copy or convert the run again"),
     ],
 )
 def test_unreadable_runs_say_what_is_wrong_with_the_file(tmp_path: Path, name: str, content, message: str) -> None:

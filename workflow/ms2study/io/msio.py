@@ -114,7 +114,8 @@ def load_experiment(
     it they keep the file's order, so a spectrum's position is its scan index in the file.
     Raises ``InputError`` naming the file and the sample when the file is missing, of an unknown
     type, empty (0 bytes), not XML, of the other format than its name says, truncated (no closing tag),
-    unreadable, without spectra, or (with ``require_ms1``) holds no MS1 scans.
+    unreadable, without spectra, holding impossible values (``impossible_values``: damaged binary data), or (with
+    ``require_ms1``) holds no MS1 scans.
     """
     path = Path(path)
     if not path.is_file():
@@ -152,10 +153,46 @@ def load_experiment(
             sample=sample_id,
             fix="convert the run with its MS1 (survey) scans included, or remove the sample from the sheet",
         )
+    damaged = impossible_values(exp)
+    if damaged:
+        raise InputError(damaged, file=str(path), sample=sample_id,
+                         fix="the binary data were altered (a damaged copy or transfer): copy or convert the run "
+                             "again from the vendor raw file")
     if sort_by_rt and not exp.isSorted(False):
         exp.sortSpectra(True)
     exp.updateRanges()
     return exp
+
+
+def impossible_values(exp: oms.MSExperiment) -> str | None:
+    """What is wrong when scans of ``exp`` hold values no instrument writes, else None: an m/z that is not finite or
+    not above 0, an intensity that is not finite, above ``MAX_INTENSITY`` or below ``MIN_INTENSITY``. Damaged
+    base64 data decode to such values: a fresh user's copy with 15 characters of one MS1 scan overwritten read
+    intensities of 1.0e31 and -1.0e6 and went into the feature matrix with no error. The message counts the scans
+    and names the first (native id, RT)."""
+    first, n_scans = None, 0
+    for spec in exp:
+        mz, intensity = spec.get_peaks()
+        if not mz.size:
+            continue
+        bad = (~np.isfinite(mz) | (mz <= 0) | ~np.isfinite(intensity) | (intensity > MAX_INTENSITY)
+               | (intensity < MIN_INTENSITY))
+        if bad.any():
+            n_scans += 1
+            if first is None:
+                k = int(np.flatnonzero(bad)[0])
+                first = (spec.getNativeID(), spec.getRT(), float(mz[k]), float(intensity[k]))
+    if first is None:
+        return None
+    native, rt, mz_bad, value = first
+    return (f"{n_scans} scan(s) hold values no instrument writes, e.g. scan '{native}' at RT {rt:.1f} s: "
+            f"m/z {mz_bad:.6g}, intensity {value:.4g}")
+
+
+# Beyond these an intensity is no measurement (detectors saturate near 1e10-1e11; baseline-corrected profile data
+# dip a little below 0): a decoded value outside them means damaged binary data (``impossible_values``).
+MAX_INTENSITY = 1e20
+MIN_INTENSITY = -1e3
 
 
 def spectrum_is_profile(spec: oms.MSSpectrum) -> bool | None:
