@@ -201,6 +201,12 @@ def test_bad_declarations_raise_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="binary but has 6 classes") as err:
         models.model_outcomes(ages, data["sets"], [{"column": "group", "type": "binary"}], tmp_path, FAST)
     assert "type: continuous" in err.value.fix and "multiclass" not in err.value.fix
+    # 'b' beside 'B' (a trial's three-group sheet): refused before any job, whatever the declared type
+    cased = samples.with_columns(pl.Series("group", ["A", "B", "C", "A", "b", "C"]))
+    for kind in ("multiclass", "binary"):
+        with pytest.raises(InputError, match="differ only in letter case: 'B' \\(1 sample\\(s\\)\\) and 'b'") as err:
+            models.model_outcomes(cased, data["sets"], [{"column": "group", "type": kind}], tmp_path, FAST)
+        assert "the same way" in err.value.fix
     with pytest.raises(InputError, match="'weight' is not in the sample sheet"):
         models.model_outcomes(samples, data["sets"], [{"column": "weight", "type": "continuous"}], tmp_path, FAST)
     with pytest.raises(InputError, match="value 'heavy'"):

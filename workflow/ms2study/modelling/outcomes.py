@@ -182,8 +182,8 @@ def encode_outcome(samples: pl.DataFrame, spec: dict) -> dict:
     ``excluded_not_sample`` ({"qc": [...], "blank": [...]}). Binary: 1 = ``positive_class`` (default:
     1/true/yes if present, else the last class in sorted order). Multiclass: class index in sorted order.
     Continuous: the value as float. Raises InputError for an acquisition column, a column not in the sheet, a
-    continuous value that is not a number, a binary outcome with more than two classes or an unknown
-    positive_class.
+    continuous value that is not a number, classes that differ only in letter case, a binary outcome with more
+    than two classes or an unknown positive_class.
     """
     column, kind = spec["column"], spec["type"]
     if column in ACQUISITION_COLUMNS:
@@ -213,6 +213,15 @@ def encode_outcome(samples: pl.DataFrame, spec: dict) -> dict:
         result.update(y=y, classes=None, positive_class=None)
         return result
     classes = sorted(set(values), key=_class_sort_key)
+    folded: dict[str, list[str]] = {}
+    for c in classes:
+        folded.setdefault(c.casefold(), []).append(c)
+    alike = next((group for group in folded.values() if len(group) > 1), None)
+    if alike:  # 'b' beside 'B' (a trial): a class of one that stops the tests of the others
+        sizes = " and ".join(f"'{c}' ({values.count(c)} sample(s))" for c in alike)
+        raise InputError(f"outcome '{column}' has classes that differ only in letter case: {sizes}",
+                         file="samples.tsv",
+                         fix=f"write each class of '{column}' the same way in the sample sheet")
     if kind == "binary":
         if len(classes) > 2:
             # with each class's count: a typo ('contorl' beside 'control') shows as a class of one or two
