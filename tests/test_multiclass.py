@@ -162,3 +162,34 @@ def test_welch_setting_gives_the_ordinary_f_test_and_too_few_samples_for_the_cov
                                                  small, MULTICLASS, covariates=["age"])
     assert not table["tested"].any()
     assert any("no residual degrees of freedom" in n for n in summary["notes"])
+
+
+def test_a_three_group_table_says_which_groups_differ_and_which_way() -> None:
+    """A trial's three-group study found its planted changes with "no direction" anywhere: the table now names the
+    class with the highest and the lowest mean and the log2 difference of those means. Known truth: 10 compounds
+    2x higher in group c (log2 +1); the rest random. Binary outcomes leave the columns null."""
+    matrix, sheet, identifications, _, effect_ids = confounded_three_groups(n_age=0)
+    table, _, _ = differential_with_values(matrix, sheet, MULTICLASS, identifications, n_permutations=0)
+    effect = table.filter(pl.col("consensus_id").is_in(list(effect_ids)))
+    assert (effect["highest_class"] == "c").all()
+    assert effect["log2_class_range"].median() == pytest.approx(1.0, abs=0.35)
+    assert table["lowest_class"].null_count() == 0 and (table["highest_class"] != table["lowest_class"]).all()
+    assert (table["log2_class_range"] >= 0).all()
+    binary = sheet.filter(pl.col("group") != "b")
+    two, _, _ = differential_with_values(matrix, binary, {"column": "group", "type": "binary"}, identifications,
+                                         n_permutations=0)
+    assert two["highest_class"].is_null().all() and two["log2_class_range"].is_null().all()
+
+
+def test_main_findings_say_which_class_is_highest_for_a_three_group_outcome(tmp_path) -> None:
+    from ms2study.modelling.differential import write_table
+    from ms2study.reporting.collect import DifferentialFiles
+    from ms2study.reporting.findings import differential_finding
+
+    matrix, sheet, identifications, _, _ = confounded_three_groups(n_age=0)
+    table, summary, _ = differential_with_values(matrix, sheet, MULTICLASS, identifications, n_permutations=0)
+    write_table(table, tmp_path / "group.parquet", summary)
+    _, text, _ = differential_finding(DifferentialFiles(tmp_path / "group.parquet", None), None)
+    hits = table.filter(pl.col("q_value") < 0.05)
+    top = hits.filter(pl.col("highest_class") == "c").height
+    assert top >= 8 and f"{top} highest in c (lowest in a: " in text, text

@@ -73,6 +73,7 @@ import polars as pl
 from ms2study.core.atomic import atomic_path
 from ms2study.core.errors import InputError
 from ms2study.modelling.cells import detection_mask, fill_not_measured, not_measured_mask
+from ms2study.modelling.direction import class_extremes
 from ms2study.modelling.outcomes import check_outcome, covariate_matrix, encode_outcome, outcome_dirname
 from ms2study.modelling.univariate import (
     bh_q_values,
@@ -143,6 +144,12 @@ DIFFERENTIAL: dict[str, pl.DataType] = {
     # reads (a trial filtered on detection_rate 1.0 for a feature detected in 2 of 12 samples, the rest gap-filled)
     "measured_rate": pl.Float64,
     "mean_log2_intensity": pl.Float64,    # over the samples, after the fill
+    # multiclass: the classes with the highest and the lowest mean log2 intensity and the difference of those means
+    # (log2; adjusted for no covariate), so the table says which classes differ and which way (a trial's three-group
+    # study had its planted changes found with "no direction" anywhere); null for other outcomes
+    "highest_class": pl.Utf8,
+    "lowest_class": pl.Utf8,
+    "log2_class_range": pl.Float64,
 }
 
 
@@ -386,6 +393,7 @@ def differential_with_values(feature_matrix: pl.DataFrame, samples: pl.DataFrame
         series(filled_pos).alias("gap_filled_rate_positive"), series(filled_ref).alias("gap_filled_rate_reference"),
         series(measured_rate).alias("measured_rate"),
         series(mean_log2).alias("mean_log2_intensity"),
+        *class_extremes(values, y, target.get("classes") if kind == "multiclass" else None),
     )
     table = table.join(accepted_identifications(identifications), on="consensus_id", how="left",
                        maintain_order="left")

@@ -181,6 +181,15 @@ def differential_finding(files: DifferentialFiles, ident: pl.DataFrame | None,
         higher = (f"higher in {esc(summary.get('positive_class'))}" if effect == "log2_fold_change"
                   else f"rising with {esc(outcome)}")
         text += f": {up} {higher}, {hits.height - up} {'lower' if effect == 'log2_fold_change' else 'falling'}"
+    elif hits.height and {"highest_class", "lowest_class"} <= set(hits.columns):  # multiclass: which way
+        pairs = (hits.group_by("highest_class", "lowest_class").len()
+                 .sort("len", "lowest_class", descending=[True, False]))
+        tops = pairs.group_by("highest_class").agg(pl.col("len").sum()).sort("len", "highest_class",
+                                                                            descending=[True, False])
+        text += ": " + ", ".join(
+            f"{n} highest in {esc(h)} (lowest in " + ", ".join(
+                f"{esc(lo)}: {k}" for lo, k in pairs.filter(pl.col("highest_class") == h)
+                .select("lowest_class", "len").iter_rows()) + ")" for h, n in tops.iter_rows())
     if hits.height and with_ms2 is not None:
         k = sum(1 for c in hits["consensus_id"].cast(pl.Utf8).to_list() if c in with_ms2)
         text += f"; MS/MS for {k} of them (only these can be identified)"

@@ -116,7 +116,8 @@ def _test_text(summary: dict) -> str:
     name = (f"F-test of the classes beside {covariates} (ANCOVA)" if covariates else "one-way ANOVA")
     if moderated:
         name += " with moderated variances (limma's moderated F; ordinary F for features with an imputed value)"
-    return f"{name} on log2 intensities across the classes ({counts}); no direction{how}"
+    return (f"{name} on log2 intensities across the classes ({counts}); the F-test has no direction: the table names "
+            f"each feature's highest and lowest class and the log2 difference of their means{how}")
 
 
 def differential_section(differential: Sequence[DifferentialFiles], warnings: list[str],
@@ -270,6 +271,9 @@ def _feature_table(tested: pl.DataFrame, summary: dict, effect: str, effect_head
                         f"gap_filled_rate_{side}": f"gap-filled ({name})"}
     else:
         columns |= {"detection_rate": "measured", "gap_filled_rate": "gap-filled"}
+    if summary.get("type") == "multiclass":  # which classes differ, and which way (the F-test says neither)
+        columns |= {"highest_class": "highest class", "lowest_class": "lowest class",
+                    "log2_class_range": "log2 highest - lowest"}
     shown = _readable(tested).select([pl.col(c).alias(h) for c, h in columns.items() if c in tested.columns])
     parts = [f"<h4>Tested features ({tested.height}; sort by any column, filter with the search box)</h4>",
              interactive_table(shown, table_id, order=[("q", "asc"), ("p", "asc")])]
