@@ -629,3 +629,18 @@ def test_normalise_after_drift_removes_the_samples_dilution_that_qcs_cannot_see(
     a = correct_matrix(no_qc["matrix"], no_qc["roles"], {"adducts": False})
     b = correct_matrix(no_qc["matrix"], no_qc["roles"], {"adducts": False, "normalise_after_drift": "pqn"})
     assert a.matrix.equals(b.matrix) and b.report["normalised_after_drift"] is None
+
+
+def test_two_qc_runs_do_not_judge_features_by_their_rsd() -> None:
+    """A trial's study with one pooled QC per batch (2 in all): median normalisation, and the QC RSD flag read the
+    RSD of 2 values (1 degree of freedom) and left 16 % of the features out of every test. With fewer than 3 QC
+    values a feature is not judged (null, kept); with 3 it is."""
+    two = make_study(n_features=60, n_batches=2, per_batch=7, qc_every=7, n_blanks=0)
+    corrected = correct_matrix(two["matrix"], two["roles"], {"adducts": False})
+    assert corrected.report["n_qc"] == 2 and corrected.report["drift_method"] != "qc_spline"
+    assert corrected.matrix["qc_rsd_flag"].null_count() == corrected.matrix.height
+    assert corrected.report["n_qc_rsd_flagged"] == 0
+    assert corrected.report["n_qc_rsd_unassessed"] == corrected.matrix.height
+    three = make_study(n_features=60, n_batches=3, per_batch=7, qc_every=7, n_blanks=0)
+    judged = correct_matrix(three["matrix"], three["roles"], {"adducts": False})
+    assert judged.report["n_qc"] == 3 and judged.matrix["qc_rsd_flag"].null_count() < judged.matrix.height
