@@ -1159,3 +1159,16 @@ def test_msms_of_a_polarity_the_library_lacks_is_a_warning(tmp_path: Path) -> No
     scan_warnings(stats, warned, library_ion_modes([unknown]))
     assert not [w for w in warned if "not searched" in w]
     assert library_ion_modes([]) is None
+
+
+def test_a_blank_without_ms_ms_is_not_a_data_quality_warning() -> None:
+    """A trial's blank run without MS/MS was warned of under data quality while its own section said "as expected"."""
+    from ms2study.reporting.sections import samples_section
+
+    stats = [{"sample_id": s, "features": 10, "ms2_scans": 0, "mapped_spectra": 0, "embedded": 0,
+              "annotated_spectra": 0, "n_spectra_pooled": 0, "has_sample_embedding": False} for s in ("S1", "Q1", "B1")]
+    warnings: list[str] = []
+    samples_section(stats, warnings, {"S1": "sample", "Q1": "qc", "B1": "blank"})
+    text = " ".join(map(str, warnings))
+    assert "sample <b>S1</b> has no MS/MS scans" in text and "pooled QC <b>Q1</b> has no MS/MS scans" in text
+    assert "B1" not in text

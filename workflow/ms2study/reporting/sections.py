@@ -112,9 +112,10 @@ def samples_section(stats: list[dict], warnings: list[str], roles: dict[str, str
                             "MS1 scans, no MS1 at all, or nothing above the noise threshold; its detect log, "
                             f"<code>logs/detect/{esc(s['sample_id'])}.log</code>, says which). It adds nothing to the "
                             "feature matrix and is left out of the differential tests and the models")
-        if s.get("ms2_scans") == 0:
-            warnings.append(f"sample <b>{esc(s['sample_id'])}</b> has no MS/MS scans")
         role = (roles or {}).get(s["sample_id"], "sample")
+        if s.get("ms2_scans") == 0 and role != "blank":  # a blank without MS/MS is as expected (a trial: a warning)
+            warnings.append(f"{'pooled QC' if role == 'qc' else 'sample'} <b>{esc(s['sample_id'])}</b> has no MS/MS "
+                            "scans")
         if "has_sample_embedding" in s and not s["has_sample_embedding"]:
             if role == "sample":
                 warnings.append(f"sample <b>{esc(s['sample_id'])}</b> has no pooled embedding (no usable MS/MS): it "
