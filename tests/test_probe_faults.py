@@ -290,6 +290,9 @@ def test_a_failed_run_marks_the_earlier_study_tables_out_of_date_until_a_run_fin
     study_tables = tmp_path / "results" / "study"
     study_tables.mkdir(parents=True)
     (study_tables / "feature_matrix.parquet").write_text("earlier run")
+    for sample in ("S01", "S02"):  # per-sample outputs of an earlier run
+        (tmp_path / "results" / "samples" / sample).mkdir(parents=True)
+        (tmp_path / "results" / "samples" / sample / "spectra.parquet").write_text("earlier run")
     # as the report is written: one self-contained page whose embedded scripts can hold tag-like text
     earlier_report = ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>ms2study report: demo'
                       '</title><script>var s = "<body class=x><title>";</script></head><body data-x="1">'
@@ -332,11 +335,17 @@ def test_a_failed_run_marks_the_earlier_study_tables_out_of_date_until_a_run_fin
     assert "Samples whose jobs failed or did not finish in that run: S02, S05." in text
     assert "results/samples/S02/, results/samples/S05/" in text
     assert "sample(s) S02, S05 failed or did not finish" in summary
+    # the folder of a sample whose jobs failed carries the mark too (a trial found old outputs there, unmarked)
+    sample_note = tmp_path / "results" / "samples" / "S02" / "OUT_OF_DATE.txt"
+    assert sample_note.read_text().startswith("OUT OF DATE: the run started")
+    assert "detect  log: logs/detect/S02.log" in sample_note.read_text()
+    assert not (tmp_path / "results" / "samples" / "S01" / "OUT_OF_DATE.txt").exists()
     # a run that finishes writes its report and removes the note and the moved report
     later = time.time()
     (study_tables / "report.html").write_text("this run")
     assert "the run finished" in runner.summarize(tmp_path, 0, later - 1)
     assert not note.exists() and not (study_tables / "report.out-of-date.html").exists()
+    assert not sample_note.exists()
 
 
 def test_a_moved_report_without_a_body_tag_is_left_as_it_is_and_the_run_says_so(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ OUT_OF_DATE_REPORT = Path("results") / "study" / "report.out-of-date.html"
 # Written beside the study-level tables when a failed run leaves them from an earlier run; removed by a run that
 # finishes.
 OUT_OF_DATE_NOTE = Path("results") / "study" / "OUT_OF_DATE.txt"
+SAMPLE_NOTE = "OUT_OF_DATE.txt"  # in results/samples/{sample}/ of a sample whose jobs failed or did not finish
 BANNER_ID = "ms2study-out-of-date"
 TITLE_PREFIX = "OUT OF DATE: "
 
@@ -130,7 +131,8 @@ def write_out_of_date_note(study_dir: Path, run: RunLog, since: float, pending: 
     """Write ``results/study/OUT_OF_DATE.txt``: the study-level tables beside it are from an earlier run, which jobs
     of the latest run failed and with which logs, the samples whose jobs failed or did not finish and those with
     jobs that never started (``pending``, from a dry run; None: not known) (their folders may hold older outputs),
-    and that a run that finishes removes the note."""
+    and that a run that finishes removes the note; the same mark, ``SAMPLE_NOTE``, in the folder of each sample
+    whose jobs failed or did not finish."""
     path = Path(study_dir) / OUT_OF_DATE_NOTE
     failed = [f"  {job.rule}  {job.place()}  log: {', '.join(job.logs) or '(none)'}" for job in run.failed]
     samples = run.unfinished_samples
@@ -158,4 +160,21 @@ def write_out_of_date_note(study_dir: Path, run: RunLog, since: float, pending: 
               "files and removes this note.\n")
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text(text, path)
+    for sample in samples:  # the mark inside the folders too (a trial found old outputs there, unmarked)
+        folder = Path(study_dir) / "results" / "samples" / sample
+        if folder.is_dir():
+            jobs = [f"  {job.rule}  log: {', '.join(job.logs) or '(none)'}" for job in run.failed
+                    if job.sample == sample]
+            write_text(f"OUT OF DATE: the run started {_stamp(since)} did not finish this sample's jobs"
+                       + (" (failed below)" if jobs else "") + ". The files in this folder, where there are any, "
+                       "were made by an earlier run, from the sample's input as it was then.\n"
+                       + ("\n".join(jobs) + "\n" if jobs else "")
+                       + "Correct the cause and run `ms2study run` again: a run that finishes removes this note.\n",
+                       folder / SAMPLE_NOTE)
     return path
+
+
+def remove_sample_notes(study_dir: Path) -> None:
+    """Remove every sample folder's ``SAMPLE_NOTE`` (a run that finished has remade what they marked)."""
+    for note in (Path(study_dir) / "results" / "samples").glob(f"*/{SAMPLE_NOTE}"):
+        note.unlink(missing_ok=True)

@@ -34,7 +34,7 @@ from ms2study.core.errors import InputError
 from ms2study.io.runfiles import identical_run_warnings
 from ms2study.runlock import check_lock, lock_files, processes_in, remove_partial_files  # noqa: F401 (tests)
 from ms2study.outofdate import (OUT_OF_DATE_NOTE, OUT_OF_DATE_REPORT, REPORT, mark_report_out_of_date,
-                                pending_samples, unforced, write_out_of_date_note)
+                                pending_samples, remove_sample_notes, unforced, write_out_of_date_note)
 from ms2study.runlog import RunLog, parse_snakemake_log, read_run_log  # noqa: F401 (parse_snakemake_log: tests)
 from ms2study.runlog import report_warnings, unrecorded_outputs
 
@@ -330,6 +330,7 @@ def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] |
         if report.exists() and report.stat().st_mtime >= since:
             (study_dir / OUT_OF_DATE_REPORT).unlink(missing_ok=True)  # replaced by this run's report
             (study_dir / OUT_OF_DATE_NOTE).unlink(missing_ok=True)
+            remove_sample_notes(study_dir)
             lines.append(f"ms2study: the run finished; report: {report}")
             lines.extend(report_warnings(study_dir, since))
             lines.extend(skipped_outcomes(study_dir))
