@@ -596,3 +596,18 @@ def test_a_finished_run_prints_the_reports_warning_counts_and_its_cautions(tmp_p
     assert "  - the groups differ in batch" in summary
     os.utime(log, (since - 100, since - 100))  # an earlier run's report log: not this run's report
     assert "the report's warnings" not in runner.summarize(tmp_path, 0, since - 1)
+
+
+def test_a_folder_of_runs_without_sheet_library_or_outcome_is_told_what_it_will_not_get(tmp_path: Path) -> None:
+    """A trial pointed ms2study run at a folder of runs: 85 jobs were planned with no word that nothing would be
+    identified, compared or modelled."""
+    from ms2study.runconfig import setup_notes
+
+    notes = setup_notes(tmp_path, {"samples": "samples.tsv", "library": None, "models": {"outcomes": []}}, 3)
+    assert len(notes) == 3
+    assert notes[0].startswith(f"no sample sheet (samples.tsv) in {tmp_path}: its 3 run(s) are all read as study "
+                               "samples")
+    assert "no MS/MS is identified" in notes[1] and "no models and no differential tests" in notes[2]
+    (tmp_path / "samples.tsv").write_text("sample_id\tfile\n")
+    assert setup_notes(tmp_path, {"samples": "samples.tsv", "library": ["lib.mgf"],
+                                  "models": {"outcomes": [{"column": "group", "type": "binary"}]}}, 3) == []

@@ -78,3 +78,19 @@ def change_message(study_dir: Path, config: dict) -> str | None:
 def remember(study_dir: Path, config: dict) -> None:
     """Store ``config`` as the last finished run's (``LAST_CONFIG``), atomically."""
     write_text(json.dumps(config, sort_keys=True, indent=1, default=str), Path(study_dir) / LAST_CONFIG)
+
+
+def setup_notes(study_dir: Path, config: dict, n_runs: int) -> list[str]:
+    """What a study set up with the defaults will not do, said before anything runs: no sample sheet (every run a
+    study sample, none a pooled QC or blank), no library (no identifications), no outcome (no models, no tests). A
+    trial pointed ``ms2study run`` at a folder of runs and got 85 planned jobs and no word on any of these."""
+    notes = []
+    if not (Path(study_dir) / str(config.get("samples") or "samples.tsv")).is_file():
+        notes.append(f"no sample sheet ({config.get('samples') or 'samples.tsv'}) in {study_dir}: its {n_runs} run(s) "
+                     "are all read as study samples, none as a pooled QC or blank, with nothing to compare; write "
+                     "one (sample_id, file, sample_type, your outcome columns: README 'The study folder')")
+    if not config.get("library"):
+        notes.append("no library in config.yaml (library: FILE.mgf/.msp/.json): no MS/MS is identified")
+    if not ((config.get("models") or {}).get("outcomes")):
+        notes.append("no outcome in config.yaml (models: outcomes): no models and no differential tests are run")
+    return notes

@@ -423,6 +423,8 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
     sheet = study.load_sample_sheet(study_dir, config)
     for warning in study.check_study(study_dir, config, sheet) + identical_run_warnings(study_dir, sheet):
         print(f"ms2study run: warning: {warning}", file=sys.stderr, flush=True)
+    for note in runconfig.setup_notes(study_dir, config, sheet.height):
+        print(f"ms2study run: note: {note}", file=sys.stderr, flush=True)
     changed = runconfig.change_message(study_dir, config)
     if changed:
         print(changed, file=sys.stderr, flush=True)
