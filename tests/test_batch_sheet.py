@@ -281,6 +281,11 @@ def test_the_validated_sheet_is_rewritten_only_when_its_content_changes(tmp_path
     (tmp_path / "samples.tsv").touch()  # newer, same content: nothing rewritten
     dry()
     assert sheet.stat().st_mtime_ns == old
+    # an edit that changes nothing the study reads ("Sample " for "sample", a trial's "QC " for "qc"): not rewritten
+    (tmp_path / "samples.tsv").write_text((tmp_path / "samples.tsv").read_text().replace(
+        "B\tb.mzML\tsample\t", "B\tb.mzML\tSample \t"))
+    dry()
+    assert sheet.stat().st_mtime_ns == old and sheet.read_bytes() == original
     edited = (tmp_path / "samples.tsv").read_text().replace("D\td.mzML\tsample\t4\t1\tcontrol",
                                                             "D\td.mzML\tsample\t4\t1\tcase")
     (tmp_path / "samples.tsv").write_text(edited)

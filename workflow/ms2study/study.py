@@ -26,6 +26,7 @@ from ms2study.io.samplesheet import (
     SAMPLE_TYPES,
     read_sample_sheet,
     sample_roles,
+    tidy_sheet,
     typed_rows_with_outcomes,
 )
 from ms2study.modelling.outcomes import encode_outcome
@@ -43,8 +44,7 @@ def _cached_yaml(path: Path, mtime_ns: int) -> Any:
 
 
 def _load_schema(name: str) -> dict:
-    path = SCHEMA_DIR / name
-    return _cached_yaml(path, path.stat().st_mtime_ns)
+    return _cached_yaml(SCHEMA_DIR / name, (SCHEMA_DIR / name).stat().st_mtime_ns)
 
 
 def _where(error: jsonschema.ValidationError) -> str:
@@ -247,7 +247,7 @@ def load_sample_sheet(study_dir: Path, config: dict) -> pl.DataFrame:
     else:
         source = str(sheet_path)
         sheet = read_sample_sheet(sheet_path, required=("sample_id", "file"))
-    sheet = sheet.with_columns(pl.col("sample_id").str.strip_chars(), pl.col("file").str.strip_chars())
+    sheet = tidy_sheet(sheet)
     validator = jsonschema.Draft202012Validator(_load_schema("samples.schema.yaml"))
     seen: set[str] = set()
     for row_number, row in enumerate(sheet.iter_rows(named=True), start=2):  # line 1 is the header

@@ -175,3 +175,14 @@ def typed_rows_with_outcomes(sheet: pl.DataFrame, columns: list[str], source: st
     return [f"{source}: {rows.height} QC or blank row(s) have outcome values ({', '.join(present)}): {named}"
             f"{', ...' if rows.height > 10 else ''}. QC and blank runs never enter the models or the tests, so the "
             f"values are ignored; if a row is a study sample, set its sample_type to 'sample'.{blanks}"]
+
+
+def tidy_sheet(sheet: pl.DataFrame) -> pl.DataFrame:
+    """``sheet`` with ``sample_id`` and ``file`` stripped of surrounding spaces and ``sample_type`` (when present)
+    stripped and lower-cased, as ``sample_roles`` reads it, so that the validated sheet the study stages read
+    (results/study/samples.tsv) does not change with an edit that changes nothing: a trial's "QC " for "qc" reran
+    every study job."""
+    tidy = [pl.col("sample_id").str.strip_chars(), pl.col("file").str.strip_chars()]
+    if "sample_type" in sheet.columns:
+        tidy.append(pl.col("sample_type").cast(pl.Utf8).str.strip_chars().str.to_lowercase())
+    return sheet.with_columns(tidy)
