@@ -324,8 +324,9 @@ def adaptive_q_values(p: np.ndarray, lam: float = PI0_LAMBDA) -> tuple[np.ndarra
 
 def unit_q_values(p: np.ndarray, units: np.ndarray | None, lam: float = PI0_LAMBDA) -> tuple[np.ndarray, float]:
     """``adaptive_q_values`` with each unit of repeated measurements counted once: ``units`` (shape of ``p``; any
-    hashable id, e.g. the LC-MS feature a spectrum was mapped to, with unmapped spectra each a unit of their own)
-    groups spectra of one ion triggered again and again. None: every p-value is its own unit (the plain q-values).
+    hashable id: ``ion_units`` gives the LC-MS feature a spectrum was mapped to, or an unmapped ion's repeated
+    triggers) groups spectra of one ion triggered again and again. None: every p-value is its own unit (the plain
+    q-values).
 
     Why. Benjamini-Hochberg counts discoveries: an ion fragmented 18 times in a run adds 18 discoveries, which shrink
     every other spectrum's q (and Storey's pi0), so a weak wrong hit passed beside a heavily triggered right one (a
