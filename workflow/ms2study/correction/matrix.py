@@ -342,8 +342,8 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
     width = peak_width(links, ids, study_samples) if links is not None else None
     rt_flag, rt_median, rt_threshold = rt_spread_flags(spread, float(params["rt_sd_ratio"]), width)
     # above the seconds threshold but ordinary for their peak width (broad single peaks): said in the report
-    within_width = sum(bool(a) and not b for a, b in zip(rt_spread_flags(spread, float(params["rt_sd_ratio"]))[0],
-                                                         rt_flag, strict=True))
+    within_width = (int(np.sum(np.isfinite(spread) & (spread > rt_threshold)
+                               & ~np.array([bool(f) for f in rt_flag]))) if rt_threshold is not None else 0)
 
     frame = matrix.select(list(tables.FEATURE_MATRIX_KEYS)).with_columns(
         blank_ratio=pl.Series(nullable(ratio), dtype=pl.Float64),
