@@ -264,7 +264,8 @@ def test_the_validated_sheet_is_rewritten_only_when_its_content_changes(tmp_path
     when Snakemake reads the workflow, only when its bytes change, and is no rule's output; each study job judges
     it by mtime and checksum."""
     _study(tmp_path, ["A\ta.mzML\tsample\t1\t1\tcase", "B\tb.mzML\tsample\t2\t1\tcontrol",
-                      "C\tc.mzML\tsample\t3\t1\tcase", "D\td.mzML\tsample\t4\t1\tcontrol"],
+                      "C\tc.mzML\tsample\t3\t1\tcase", "D\td.mzML\tsample\t4\t1\tcontrol",
+                      "Q\tq.mzML\tqc\t5\t1\tcase"],
            header="sample_id\tfile\tsample_type\tinjection_order\tbatch\tgroup")
     (tmp_path / "config.yaml").write_text("models:\n  outcomes:\n    - {column: group, type: binary}\n")
     sheet = tmp_path / "results" / "study" / "samples.tsv"
@@ -284,6 +285,13 @@ def test_the_validated_sheet_is_rewritten_only_when_its_content_changes(tmp_path
     # an edit that changes nothing the study reads ("Sample " for "sample", a trial's "QC " for "qc"): not rewritten
     (tmp_path / "samples.tsv").write_text((tmp_path / "samples.tsv").read_text().replace(
         "B\tb.mzML\tsample\t", "B\tb.mzML\tSample \t"))
+    dry()
+    assert sheet.stat().st_mtime_ns == old and sheet.read_bytes() == original
+    # the outcome cell of a QC row is ignored (and warned about), so it is empty in the validated sheet and an edit
+    # of it reschedules nothing (a trial: every study job was)
+    assert b"\nQ\tq.mzML\tqc\t5\t1\t\n" in original
+    (tmp_path / "samples.tsv").write_text((tmp_path / "samples.tsv").read_text().replace(
+        "Q\tq.mzML\tqc\t5\t1\tcase", "Q\tq.mzML\tqc\t5\t1\tcontrol"))
     dry()
     assert sheet.stat().st_mtime_ns == old and sheet.read_bytes() == original
     edited = (tmp_path / "samples.tsv").read_text().replace("D\td.mzML\tsample\t4\t1\tcontrol",

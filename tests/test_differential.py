@@ -425,6 +425,20 @@ def test_multiclass_outcome_uses_an_f_test_without_direction() -> None:
     assert enrichment["direction"].is_null().all()
 
 
+def test_a_multiclass_class_of_one_sample_is_left_out_of_the_tests() -> None:
+    """A genuine class of one (a trial's 'd') no longer stops the F-tests of the other classes."""
+    samples, matrix, identifications = planted_study()
+    groups = (["a", "b", "c"] * 7)[:samples.height - 1] + ["d"]
+    three = samples.with_columns(pl.Series("group", groups))
+    table, summary = per_feature.differential_analysis(matrix, three, {"column": "group", "type": "multiclass"},
+                                                       identifications)
+    lone = samples["sample_id"][-1]
+    assert summary["test"] == "moderated_f" and table["tested"].sum() > 180
+    assert summary["excluded_small_class"] == {"d": [lone]}
+    assert any(f"'d' ({lone})" in note for note in summary["notes"])
+    assert set(table["highest_class"].drop_nulls().to_list()) <= {"a", "b", "c"}
+
+
 def test_file_names_match_the_models_folders_and_the_rule_takes_the_models_settings() -> None:
     for column in ("group", "age (years)", "../x", "a/b", "...", "Disease state"):
         assert per_feature.outcome_filename(column) == outcome_dirname(column)

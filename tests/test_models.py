@@ -246,6 +246,30 @@ def test_continuous_and_multiclass_outcomes(tmp_path: Path) -> None:
     assert np.allclose(predictions["proba"].list.sum().to_numpy(), 1.0)
 
 
+def test_a_class_of_one_sample_is_left_out_and_the_other_classes_modelled(tmp_path: Path) -> None:
+    """Three groups of 6 and one 'd' sample (a trial): the tests and models of a, b, c run; 'd' is named."""
+    rng = np.random.default_rng(7)
+    diet = np.array(list(np.repeat(["a", "b", "c"], 6)) + ["d"])
+    X = rng.normal(size=(diet.size, 8))
+    X[:, 0] += 5 * (diet == "a")
+    X[:, 1] += 5 * (diet == "c")
+    ids = [f"S{i}" for i in range(diet.size)]
+    samples = pl.DataFrame({"sample_id": ids, "diet": diet})
+    table = pl.DataFrame({"sample_id": ids, **{f"f{j}": X[:, j] for j in range(8)}})
+    summary = models.model_outcomes(samples, {"table": table}, [{"column": "diet", "type": "multiclass"}], tmp_path,
+                                    {**FAST, "feature_sets": ["table"]})["diet"]
+    assert summary["status"] == "done" and summary["classes"] == ["a", "b", "c"] and summary["n_samples"] == 18
+    assert summary["excluded_small_class"] == {"d": ["S18"]}
+    assert any("'d' (S18)" in note and "single sample" in note for note in summary["notes"])
+    assert summary["feature_sets"]["table"]["value"] > 0.75
+    assert "S18" not in pl.read_parquet(tmp_path / "diet" / "predictions.parquet")["sample_id"].to_list()
+    # two classes of one beside one class of 2+ leave nothing to compare: skipped with the reason, as before
+    two_singles = pl.DataFrame({"sample_id": ids[:8], "diet": ["a"] * 6 + ["b", "c"]})
+    skipped = models.model_outcomes(two_singles, {"table": table.head(8)}, [{"column": "diet", "type": "multiclass"}],
+                                    tmp_path / "two", {**FAST, "feature_sets": ["table"]})["diet"]
+    assert skipped["status"] == "skipped" and "1 sample" in skipped["reason"]
+
+
 def test_covariates_ride_along_in_every_set_and_alone(tmp_path: Path) -> None:
     """An outcome driven by a covariate: noise features plus the covariate predict it, the covariate set alone too;
     a covariate that is the outcome itself is left out of that outcome's models."""

@@ -7,11 +7,13 @@
 # edit reran every study stage. A source file instead is judged by each study job on its own: newer than the job's
 # outputs and with another checksum than the one recorded for them (Snakemake records the checksums of inputs up to
 # --max-checksum-file-size, 1 MB: a sheet of about 10,000 runs). So an
-# edit reruns the study stages (no per-sample job), an undone edit or a touched samples.tsv reruns nothing.
+# edit reruns the study stages (no per-sample job), an undone edit or a touched samples.tsv reruns nothing. The outcome
+# and covariate cells of QC and blank rows are emptied here (no stage reads them), so editing them reruns nothing.
 from ms2study.core.atomic import write_text_if_changed
+from ms2study.io.samplesheet import study_sheet
 
 STUDY_SHEET = "results/study/samples.tsv"
 try:
-    write_text_if_changed(SHEET.write_csv(separator="\t"), STUDY_SHEET)
+    write_text_if_changed(study_sheet(SHEET, config).write_csv(separator="\t"), STUDY_SHEET)
 except (OSError, InputError) as _err:
     raise WorkflowError(f"ms2study: cannot write the validated sample sheet {STUDY_SHEET}: {_err}")

@@ -186,3 +186,18 @@ def tidy_sheet(sheet: pl.DataFrame) -> pl.DataFrame:
     if "sample_type" in sheet.columns:
         tidy.append(pl.col("sample_type").cast(pl.Utf8).str.strip_chars().str.to_lowercase())
     return sheet.with_columns(tidy)
+
+
+def study_sheet(sheet: pl.DataFrame, config: dict) -> pl.DataFrame:
+    """The sheet the study stages read (results/study/samples.tsv): ``sheet`` with the outcome and covariate cells of
+    its pooled-QC and blank rows emptied. No stage reads them (``typed_rows_with_outcomes`` warns about them at the
+    start of a run), so a value there must not make the sheet differ: a trial's edit of a QC row's outcome rescheduled
+    every study job. ``config``: the study's configuration (models.outcomes, models.covariates)."""
+    models = config.get("models") or {}
+    columns = [o.get("column") for o in (models.get("outcomes") or []) if isinstance(o, dict)]
+    columns += list(models.get("covariates") or [])
+    present = [c for c in dict.fromkeys(str(c) for c in columns if c) if c in sheet.columns]
+    if "sample_type" not in sheet.columns or not present:
+        return sheet
+    typed = sample_roles(sheet)["sample_type"].is_in(["qc", "blank"])
+    return sheet.with_columns([pl.when(typed).then(None).otherwise(pl.col(c)).alias(c) for c in present])

@@ -29,7 +29,8 @@ from ms2study.modelling.metrics import (
     metric_values,
     summarise_metric,
 )
-from ms2study.modelling.outcomes import check_outcome, covariate_matrix, encode_outcome, too_few_samples
+from ms2study.modelling.outcomes import (check_outcome, covariate_matrix, encode_outcome, small_class_note,
+                                         too_few_samples)
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,10 @@ def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], 
         "positive_class": target["positive_class"], "n_samples": len(target["sample_ids"]),
         "excluded_missing_outcome": target["excluded_missing_outcome"],
         "primary_metric": PRIMARY_METRIC[kind], "chance": CHANCE[PRIMARY_METRIC[kind]], "feature_sets": {},
-        "notes": [],
+        "notes": [n for n in [small_class_note(target)] if n],
     }
+    if target.get("excluded_small_class"):
+        summary["excluded_small_class"] = target["excluded_small_class"]
     if kind != "continuous":
         summary["class_counts"] = {c: int(n) for c, n in zip(target["classes"], np.bincount(
             target["y"], minlength=len(target["classes"])))}

@@ -180,7 +180,9 @@ def encode_outcome(samples: pl.DataFrame, spec: dict) -> dict:
 
     Runs whose ``sample_type`` is qc or blank are left out first, whatever their outcome cell holds, and listed in
     ``excluded_not_sample`` ({"qc": [...], "blank": [...]}). Binary: 1 = ``positive_class`` (default:
-    1/true/yes if present, else the last class in sorted order). Multiclass: class index in sorted order.
+    1/true/yes if present, else the last class in sorted order). Multiclass: class index in sorted order; when
+    three or more classes leave at least two of 2+ samples, a class of a single sample is left out and listed in
+    ``excluded_small_class`` ({class: [sample_id]}; ``small_class_note`` words it).
     Continuous: the value as float. Raises InputError for an acquisition column, a column not in the sheet, a
     continuous value that is not a number, classes that differ only in letter case, a binary outcome with more
     than two classes or an unknown positive_class.
@@ -251,9 +253,28 @@ def encode_outcome(samples: pl.DataFrame, spec: dict) -> dict:
         y = np.array([1 if v == positive else 0 for v in values], dtype=np.int64)
         result.update(y=y, classes=classes, positive_class=positive)
         return result
+    single = [c for c in classes if values.count(c) == 1]
+    if single and len(classes) - len(single) >= 2:
+        # a genuine class of one sample (a trial: three groups and one 'd'): no test or model can use it, and kept
+        # it stopped the outcome's tests of the other classes; its samples are left out and named instead
+        result["excluded_small_class"] = {c: [result["sample_ids"][values.index(c)]] for c in single}
+        kept_rows = [j for j, v in enumerate(values) if v not in single]
+        result["sample_ids"] = [result["sample_ids"][j] for j in kept_rows]
+        values = [values[j] for j in kept_rows]
+        classes = [c for c in classes if c not in single]
     index = {c: i for i, c in enumerate(classes)}
     result.update(y=np.array([index[v] for v in values], dtype=np.int64), classes=classes, positive_class=None)
     return result
+
+
+def small_class_note(target: dict) -> str | None:
+    """The note naming the classes of one sample that ``encode_outcome`` left out of a multiclass outcome, or None."""
+    small = target.get("excluded_small_class") or {}
+    if not small:
+        return None
+    named = ", ".join(f"'{c}' ({', '.join(ids)})" for c, ids in small.items())
+    return (f"{len(small)} class(es) with a single sample left out of the tests and models of this outcome: {named} "
+            "(a class needs at least 2 samples; correct a misspelt class in the sample sheet, or add samples)")
 
 
 def _class_sort_key(value: str) -> tuple:

@@ -177,6 +177,8 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
         if summary.get(key):
             log.warning("outcome %s: %d sample(s) left out of the tests, %s: %s (fill the sample sheet's value to "
                         "test them)", summary["outcome"], len(summary[key]), what, ", ".join(summary[key][:10]))
+    if summary.get("excluded_small_class"):
+        log.warning("outcome %s: %s", summary["outcome"], next(n for n in summary["notes"] if "single sample" in n))
     locality = local_cluster(table, SIGNIFICANCE, int(params["seed"]))
     summary["local_cluster"] = locality
     summary["warnings"] = [locality["warning"]] if locality and locality["warning"] else []
