@@ -586,6 +586,27 @@ def test_fold_preprocessor_equals_the_scikit_learn_pipeline(imputation: str) -> 
         ours.transform(X)
 
 
+def test_univariate_scores_are_scikit_learns() -> None:
+    """anova_f and correlation_squared give scikit-learn's f_classif and r_regression squared (what the filter
+    computed before it stopped paying their input validation in every fold); a column that separates the classes
+    perfectly now ranks first instead of scoring 0."""
+    from sklearn.feature_selection import f_classif, r_regression
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(30, 50))
+    X[:, 3] = 2.0
+    for y in (np.repeat([0, 1], 15), np.repeat([0, 1, 2], 10)):
+        with np.errstate(all="ignore"):
+            ours, theirs = preprocessing.anova_f(X, y), f_classif(X, y)[0]
+        np.testing.assert_allclose(ours[np.isfinite(theirs)], theirs[np.isfinite(theirs)], rtol=1e-9)
+        assert np.isnan(ours[3]) and np.isnan(theirs[3])
+    age = rng.normal(size=30)
+    with np.errstate(all="ignore"):
+        np.testing.assert_allclose(np.delete(preprocessing.correlation_squared(X, age), 3),
+                                   np.delete(r_regression(X, age) ** 2, 3), rtol=1e-9)
+    separating = np.column_stack([rng.normal(size=(30, 5)), np.repeat([0.0, 1.0], 15)])
+    assert preprocessing.UnivariateFilter(1).fit(separating, np.repeat([0, 1], 15)).keep_.tolist() == [5]
+
+
 def test_univariate_filter_is_fitted_inside_the_folds() -> None:
     """On pure noise (16 samples x 2,000 features), filtering inside the training folds keeps the cross-validated
     AUC at chance; filtering on all samples first (the leak it prevents) makes noise look predictive."""

@@ -16,8 +16,13 @@ import numpy as np
 from numba import njit
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
+# LLVM may reorder the sums of the coordinate updates (and fuse multiply-adds), which lets it vectorise them: the
+# kernels ran 2-2.5x faster (fits of 107 samples x 200 columns) with coefficients within 2e-15 of the strict order.
+# Only reassociation and contraction: NaN, infinity and signed-zero semantics are kept.
+_REORDER = {"reassoc", "contract"}
 
-@njit(cache=True)
+
+@njit(cache=True, fastmath=_REORDER)
 def _weighted_sweep(X: np.ndarray, w: np.ndarray, r: np.ndarray, xw2: np.ndarray, beta: np.ndarray, b0: float,
                     lam: float, alpha: float, columns: np.ndarray, n_columns: int,
                     fit_intercept: bool) -> tuple[float, float]:
@@ -58,7 +63,7 @@ def _weighted_sweep(X: np.ndarray, w: np.ndarray, r: np.ndarray, xw2: np.ndarray
     return b0, change
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_REORDER)
 def _active_set_descent(X: np.ndarray, w: np.ndarray, r: np.ndarray, xw2: np.ndarray, beta: np.ndarray, b0: float,
                         lam: float, alpha: float, max_sweeps: int, tol: float, fit_intercept: bool) -> float:
     """glmnet's active-set cycling (Friedman, Hastie & Tibshirani 2010, sec. 2.6): a sweep over every column, then
@@ -87,7 +92,7 @@ def _active_set_descent(X: np.ndarray, w: np.ndarray, r: np.ndarray, xw2: np.nda
     return b0
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_REORDER)
 def _logistic_enet_kernel(X: np.ndarray, y: np.ndarray, sw: np.ndarray, lam: float, alpha: float, b0: float,
                           beta: np.ndarray, max_outer: int, max_inner: int, tol: float) -> tuple[float, int]:
     """glmnet's penalised IRLS for one lambda (Friedman, Hastie & Tibshirani 2010, J Stat Softw 33(1), sec. 3), the
@@ -138,7 +143,7 @@ def _logistic_enet_kernel(X: np.ndarray, y: np.ndarray, sw: np.ndarray, lam: flo
     return b0, outer + 1
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_REORDER)
 def _gaussian_enet_kernel(X: np.ndarray, y: np.ndarray, lam: float, alpha: float, beta: np.ndarray,
                           max_iter: int, tol: float) -> None:
     """Coordinate descent for the elastic-net least-squares problem (Friedman, Hastie & Tibshirani 2010, J Stat
