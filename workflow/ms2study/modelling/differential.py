@@ -74,8 +74,13 @@ from ms2study.core.atomic import atomic_path
 from ms2study.core.errors import InputError
 from ms2study.modelling.cells import detection_mask, fill_not_measured, not_measured_mask
 from ms2study.modelling.direction import class_extremes
-from ms2study.modelling.outcomes import (check_outcome, covariate_matrix, encode_outcome, outcome_dirname,
-                                         small_class_note)
+from ms2study.modelling.outcomes import (
+    check_outcome,
+    covariate_matrix,
+    encode_outcome,
+    outcome_dirname,
+    small_class_note,
+)
 from ms2study.modelling.univariate import (
     bh_q_values,
     detected_enough,

@@ -29,8 +29,13 @@ from ms2study.modelling.metrics import (
     metric_values,
     summarise_metric,
 )
-from ms2study.modelling.outcomes import (check_outcome, covariate_matrix, encode_outcome, small_class_note,
-                                         too_few_samples)
+from ms2study.modelling.outcomes import (
+    check_outcome,
+    covariate_matrix,
+    encode_outcome,
+    small_class_note,
+    too_few_samples,
+)
 
 log = logging.getLogger(__name__)
 
