@@ -74,13 +74,7 @@ from ms2study.core.atomic import atomic_path
 from ms2study.core.errors import InputError
 from ms2study.modelling.cells import detection_mask, fill_not_measured, not_measured_mask
 from ms2study.modelling.direction import class_extremes
-from ms2study.modelling.outcomes import (
-    check_outcome,
-    covariate_matrix,
-    encode_outcome,
-    outcome_dirname,
-    small_class_note,
-)
+from ms2study.modelling.outcomes import check_outcome, covariate_matrix, encode_outcome, outcome_dirname
 from ms2study.modelling.univariate import (
     bh_q_values,
     detected_enough,
@@ -264,10 +258,10 @@ def differential_with_values(feature_matrix: pl.DataFrame, samples: pl.DataFrame
     ids, y = list(target["sample_ids"]), np.asarray(target["y"])
     summary: dict[str, Any] = {"outcome": spec["column"], "type": kind, "excluded_missing_outcome":
                                target["excluded_missing_outcome"], "imputation": imputation,
-                               "min_detected_fraction": float(min_detected_fraction), "notes": []}
+                               "min_detected_fraction": float(min_detected_fraction),
+                               "notes": list(target.get("notes", []))}
     if target.get("excluded_small_class"):
         summary["excluded_small_class"] = target["excluded_small_class"]
-        summary["notes"].append(small_class_note(target))
     if spec["column"] in covariates:
         summary["notes"].append(f"the covariate {spec['column']} is this outcome itself: not adjusted for here")
     covariates = [c for c in covariates if c != spec["column"]]

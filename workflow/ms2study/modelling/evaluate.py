@@ -29,13 +29,7 @@ from ms2study.modelling.metrics import (
     metric_values,
     summarise_metric,
 )
-from ms2study.modelling.outcomes import (
-    check_outcome,
-    covariate_matrix,
-    encode_outcome,
-    small_class_note,
-    too_few_samples,
-)
+from ms2study.modelling.outcomes import check_outcome, covariate_matrix, encode_outcome, too_few_samples
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +57,7 @@ def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], 
         "positive_class": target["positive_class"], "n_samples": len(target["sample_ids"]),
         "excluded_missing_outcome": target["excluded_missing_outcome"],
         "primary_metric": PRIMARY_METRIC[kind], "chance": CHANCE[PRIMARY_METRIC[kind]], "feature_sets": {},
-        "notes": [n for n in [small_class_note(target)] if n],
+        "notes": list(target.get("notes", [])),
     }
     if target.get("excluded_small_class"):
         summary["excluded_small_class"] = target["excluded_small_class"]

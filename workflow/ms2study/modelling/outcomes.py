@@ -182,7 +182,7 @@ def encode_outcome(samples: pl.DataFrame, spec: dict) -> dict:
     ``excluded_not_sample`` ({"qc": [...], "blank": [...]}). Binary: 1 = ``positive_class`` (default:
     1/true/yes if present, else the last class in sorted order). Multiclass: class index in sorted order; when
     three or more classes leave at least two of 2+ samples, a class of a single sample is left out and listed in
-    ``excluded_small_class`` ({class: [sample_id]}; ``small_class_note`` words it).
+    ``excluded_small_class`` ({class: [sample_id]}) and worded in ``notes`` (``small_class_note``; else no key).
     Continuous: the value as float. Raises InputError for an acquisition column, a column not in the sheet, a
     continuous value that is not a number, classes that differ only in letter case, a binary outcome with more
     than two classes or an unknown positive_class.
@@ -262,6 +262,7 @@ def encode_outcome(samples: pl.DataFrame, spec: dict) -> dict:
         result["sample_ids"] = [result["sample_ids"][j] for j in kept_rows]
         values = [values[j] for j in kept_rows]
         classes = [c for c in classes if c not in single]
+        result["notes"] = [small_class_note(result)]
     index = {c: i for i, c in enumerate(classes)}
     result.update(y=np.array([index[v] for v in values], dtype=np.int64), classes=classes, positive_class=None)
     return result
