@@ -460,6 +460,25 @@ def test_the_predicted_qc_rsd_and_the_flag_basis_are_shown_and_the_flagged_table
     assert [row[0] for row in data] == ["C2", "C1", "C3"]
 
 
+def test_a_qc_rsd_flag_that_judged_no_feature_says_so() -> None:
+    """Trial: one pooled QC per batch and median normalisation, so the flag (3 QC values needed without a QC fit)
+    judged none of 4,007 features; the report said 'features above 0.3 are flagged' and '0 flagged', read as every
+    feature passing. The section and the batch table now say how many were not judged and why."""
+    from ms2study.reporting.batch import rsd_part
+
+    corrected = pl.DataFrame({"qc_rsd_before": [0.3, 0.4, 0.5], "qc_rsd_after": [0.25, 0.35, 0.6]})
+    record = {"qc_rsd_median_before": 0.4, "qc_rsd_median_after": 0.35, "drift_method": "median",
+              "n_qc_rsd_flagged": 0, "n_qc_rsd_unassessed": 3, "n_features": 3}
+    text = rsd_part(corrected, record, 0.3, {"1": 1, "2": 1})
+    assert "<b>3 of 3 features were not judged</b>" in text and "at least 3 are needed" in text
+    assert "unchecked by the QCs" in text
+    assert "not judged" not in rsd_part(corrected, {**record, "n_qc_rsd_unassessed": 0}, 0.3, {"1": 3, "2": 3})
+    from ms2study.reporting.batch import counts_table
+    assert "0 (3 not judged: too few QC values)" in counts_table(record, corrected)
+    partly = rsd_part(corrected, {**record, "n_qc_rsd_unassessed": 1}, 0.3, {"1": 3, "2": 3})
+    assert "<b>1 of 3 features were not judged</b>" in partly and "unchecked by the QCs" not in partly
+
+
 def test_the_flagged_features_table_says_how_many_blanks_detected_each() -> None:
     """The blank filter's evidence (n_blank_detected: blanks whose detection found the feature, gap fills not
     counted) is shown beside its ratio, so a flag resting on one blank can be judged."""

@@ -249,7 +249,8 @@ def counts_table(record: dict, corrected: pl.DataFrame | None, exclude_flagged: 
     standards = record.get("internal_standards") or []
     names = ", ".join(str(s.get("name", s)) if isinstance(s, dict) else str(s) for s in standards)
     rows = [["consensus features", n_features], ["flagged by the blank filter", record.get("n_blank_flagged")],
-            ["flagged by the QC RSD threshold", record.get("n_qc_rsd_flagged")],
+            ["flagged by the QC RSD threshold", record.get("n_qc_rsd_flagged") if not record.get("n_qc_rsd_unassessed")
+             else f"{record.get('n_qc_rsd_flagged')} ({record['n_qc_rsd_unassessed']} not judged: too few QC values)"],
             ["flagged in all (excluded column)", excluded],
             ["apex RT wandering over the samples (RT spread flag; not a reason to leave out)",
              record.get("n_rt_sd_flagged")],

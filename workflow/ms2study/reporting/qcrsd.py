@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 
 from ms2study.correction.drift import LINE_MIN_QC, MAX_PREDICTED_RSD, SPLINE_MIN_QC
+from ms2study.correction.matrix import MIN_QC_VALUES
 from ms2study.correction.rtspread import MIN_MEDIAN_S
 from ms2study.reporting.charts import distribution_figure, figure_html
 from ms2study.reporting.html import DOUBT, QUALITY, Caution, esc, fmt
@@ -71,6 +72,14 @@ def rsd_part(corrected: pl.DataFrame | None, record: dict, threshold: float,
         f"themselves <b>{fmt(after, 3)}</b> after correction.</p>" if predicted is not None and basis == "predicted"
         else f"<b>{fmt(before, 3)}</b> before and <b>{fmt(after, 3)}</b> after correction (features above "
         f"{threshold:g} after correction are flagged).</p>")
+    unjudged = int(record.get("n_qc_rsd_unassessed") or 0)
+    if unjudged and predicted is None:  # a trial read "0 flagged" as every feature passing: none had been judged
+        total = corrected.height
+        head += (f"<p><b>{unjudged} of {total} features were not judged</b> by the QC RSD flag: too few QC values "
+                 f"(without a QC-based drift fit at least {MIN_QC_VALUES} are needed, since the RSD of 2 values has "
+                 "1 degree of freedom and chance alone puts many above the threshold; after a fit, a residual degree "
+                 "of freedom). Their flag is empty and they stay in the tests and models"
+                 + (", unchecked by the QCs" if unjudged == total else "") + ".</p>")
     text = head + in_sample_note(str(record.get("drift_method")), counts, basis)
     if held_out is not None:
         text += (f"<p>Out of sample: each QC corrected by the fit made without it (leave-one-out) gives a median QC "
@@ -78,7 +87,6 @@ def rsd_part(corrected: pl.DataFrame | None, record: dict, threshold: float,
                  "study samples' error after correction lay between the two values: above the in-sample one, below "
                  "this one (which, leaving one of few QCs out, overstates it most with 3-4 QCs per batch).</p>")
     if predicted is not None:
-        unjudged = record.get("n_qc_rsd_unassessed") or 0
         text += (f"<p>Predicted at the study samples' injections: <b>{fmt(predicted, 3)}</b>, from each feature's "
                  f"QC residuals (median {record.get('qc_residual_df_median') or 0:g} residual degrees of freedom, "
                  "moderated towards features of similar intensity: empirical Bayes, Smyth 2004) and the fit's "
