@@ -282,27 +282,30 @@ PARKER = "Parker, Günter & Bedo 2007, BMC Bioinformatics 8:326"
 
 def below_chance_note(summary: dict, coverage: tuple[int, int] | None = None) -> str | None:
     """One or two sentences when some feature set's AUC or balanced accuracy lies at least ``WELL_BELOW`` under
-    chance with a 95 % interval reaching chance: a known cross-validation artefact of small studies whose features
-    carry no signal, not an inverse effect; for the MS/MS-based sets (``MS2_SETS``) with ``coverage`` (features
+    chance, its 95 % interval reaching chance or not (a trial's AUC 0.000 [0.000, 0.357] at 5 + 5 samples, p 1): a
+    known cross-validation artefact of small studies whose features carry no signal, not an inverse effect; for the MS/MS-based sets (``MS2_SETS``) with ``coverage`` (features
     with MS/MS, consensus features), how many features they see. None otherwise."""
     n_classes = len(summary.get("class_counts") or {}) or 2
     chance = {"roc_auc": 0.5, "macro_roc_auc": 0.5, "balanced_accuracy": 1 / n_classes}
     below: dict[str, list[str]] = {}
+    wholly = False
     for name, entry in (summary.get("feature_sets") or {}).items():
         scores = [(entry.get("metric"), entry)] + list((entry.get("secondary") or {}).items())
         for metric, e in scores:
             value, high = e.get("value"), e.get("ci_high")
-            if metric in chance and value is not None and high is not None and value <= chance[metric] - WELL_BELOW \
-                    and high >= chance[metric]:
+            if metric in chance and value is not None and high is not None and value <= chance[metric] - WELL_BELOW:
                 below.setdefault(name, []).append(f"{metric} {value:.2f} [{float(e.get('ci_low') or 0):.2f}, "
                                                   f"{high:.2f}]")
+                wholly = wholly or high < chance[metric]
     if not below:
         return None
     listed = "; ".join(f"{name}: {', '.join(v)}" for name, v in below.items())
-    text = (f"Scores well below chance whose interval reaches chance ({listed}) are not an inverse effect: with few "
-            "samples and features that carry no signal, cross-validated scores scatter widely and lean below chance, "
-            "since each held-out sample is missing from its own class's training data (a known artefact of "
-            f"low-signal studies: {PARKER}). Read them as no signal.")
+    text = (f"Scores well below chance ({listed}) are not an inverse effect"
+            + (", even where the interval lies wholly below chance" if wholly else "")
+            + ": with few samples and features that carry no signal, cross-validated scores scatter widely and lean "
+            "below chance, since each held-out sample is missing from its own class's training data (a known "
+            f"artefact of low-signal studies: {PARKER}); a model fitted to the labels cannot learn their inverse, and "
+            "the interval describes the scatter of this artefact, not a predictor. Read them as no signal.")
     ms2 = [name for name in below if name in MS2_SETS]
     if ms2 and coverage:
         text += (f" The {' and '.join(ms2)} set{'s' if len(ms2) > 1 else ''} see{'' if len(ms2) > 1 else 's'} only "
