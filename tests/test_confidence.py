@@ -180,6 +180,26 @@ def _annotations(rows: list[tuple]) -> pl.DataFrame:
 IK_A, IK_B, IK_C = "AAAAAAAAAAAAAA-X-N", "BBBBBBBBBBBBBB-X-N", "CCCCCCCCCCCCCC-X-N"
 
 
+def test_the_identity_with_the_strongest_evidence_names_the_feature() -> None:
+    """Trial: a spiked compound, rank-1 in 6 runs with strong matches, shared its feature with 12 weaker spectra of
+    an isomer triggered in every run; counting spectra named the feature after the isomer (study q 0.041, not
+    accepted at 0.01). The smallest Simes p over the feature's spectra now decides; its q is the feature's."""
+    strong = [(f"s{i}:1", f"s{i}", f"s{i}:F1", 1, "LA", "alpha", IK_A, "C", "C9H11NO2", "[M+H]+", 0.95, 0.95, 2e-4,
+               3, [IK_A, IK_C]) for i in range(6)]
+    weak = [(f"s{i}:2", f"s{i}", f"s{i}:F1", 1, "LC", "gamma", IK_C, "C", "C9H11NO2", "[M+H]+", 0.6, 0.97, 2e-2, 3,
+             [IK_C, IK_A]) for i in range(12)]
+    other = [(f"s{i}:3", f"s{i}", f"s{i}:F2", 1, "LB", "beta", IK_B, "C", "C5H6O", "[M+H]+", 0.9, 0.9, 1e-5, 2,
+              [IK_B]) for i in range(3)]
+    ann = _annotations(strong + weak + other)
+    links = ann.select("sample_id", "feature_id").unique().with_columns(
+        pl.when(pl.col("feature_id").str.ends_with("F1")).then(pl.lit("C1")).otherwise(pl.lit("C2"))
+        .alias("consensus_id"))
+    c1 = identify.identify_features(ann, links, fdr=0.01).filter(pl.col("consensus_id") == "C1").row(0, named=True)
+    assert c1["inchikey"] == IK_A and c1["n_supporting"] == 6 and c1["n_spectra"] == 18
+    assert c1["p_value"] == pytest.approx(18 * 2e-4 / 6) and c1["accepted"] and c1["msi_level"] == 3
+    assert IK_C in c1["isomer_inchikeys"]  # the outvoted isomer is named among the isomers
+
+
 def test_one_identification_per_consensus_feature() -> None:
     ann = _annotations([
         # C1: three spectra in two samples agree on A (level 2), a fourth picks B of another formula.

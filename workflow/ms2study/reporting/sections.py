@@ -380,10 +380,10 @@ def _same_name_sets(acc: pl.DataFrame) -> list[str]:
     box = warning_box(
         f"{sets.height} compound(s) are each named on features more than 10 s apart in retention time "
         f"({marked.height} features in all; one InChIKey, stereoisomers counted apart). A compound elutes once, so "
-        "at most one retention time of each set is that compound; the others are isomers the "
-        "library lacks, in-source fragments of other compounds or their adducts, which the same spectrum match "
-        "cannot tell apart. The q-value "
-        "of each match measures confusion with the library's other spectra, not with compounds absent from it. "
+        "at most one retention time of each set is that compound; the others are isomers (ones the library lacks, "
+        "or library isomers whose spectra match this one about as well), in-source fragments of other compounds or "
+        "their adducts, which the same spectrum match cannot tell apart. The q-value "
+        "of each match measures confusion with the library's other spectra of another formula, not with isomers. "
         "Check these retention times against a standard before reporting the names.")
     return [box, html_table(["compound", "features", "features (RT)", "lowest q"], rows, numeric={1, 3})]
 

@@ -1,8 +1,9 @@
 """One identification per consensus feature (the ``identify`` study stage).
 
 Every sample's rank-1 library hits (``annotations.parquet``) are joined to their consensus feature through the
-links of the ``link`` stage. Per consensus feature, the spectra vote: the identity (first InChIKey block, else
-the library name) that is rank-1 for the most spectra wins, ties broken by the best ranking score. Its evidence
+links of the ``link`` stage. Per consensus feature, the identity (first InChIKey block, else the library name) whose
+rank-1 spectra give the smallest Simes p-value (below) wins, ties (and annotations without p-values) broken by the
+number of spectra that chose it, then by the best ranking score. Its evidence
 is kept: spectra searched for the feature, spectra supporting the identity, samples, best and median score,
 best cosine. Confidence: the feature's p-value combines the spectrum p-values of the chosen identity with the
 Simes test over all of the feature's searched spectra (the others count as p = 1), so several agreeing spectra
@@ -187,8 +188,17 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
     everyone = top
     top = top.filter(~pl.col("_contra") | pl.col("_contra").all().over("consensus_id"))
     votes = (top.group_by("consensus_id", "_identity")
-             .agg(pl.len().alias("n_supporting"), pl.col("_score").max().alias("best_score"))
-             .sort(["consensus_id", "n_supporting", "best_score", "_identity"], descending=[False, True, True, False])
+             .agg(pl.len().alias("n_supporting"), pl.col("_score").max().alias("best_score"),
+                  pl.col("p_value").drop_nulls().alias("_p_identity"))
+             .join(per_feature.select("consensus_id", "n_spectra"), on="consensus_id"))
+    # The identity with the strongest evidence wins: the smallest Simes p over the feature's searched spectra (the
+    # p the feature is then given). Counting spectra let a background compound triggered in every run outvote a
+    # compound whose fewer spectra matched far better (a trial: a spiked compound, rank-1 in 6 runs at q 0.002-0.005
+    # with 11-12 matched peaks, named as its isomer from 12 weaker spectra at study q 0.041).
+    votes = (votes.with_columns(pl.Series("_simes", [simes(pv, n) for pv, n in zip(
+                 votes["_p_identity"].to_list(), votes["n_spectra"].to_list())], dtype=pl.Float64).fill_nan(None))
+             .sort(["consensus_id", "_simes", "n_supporting", "best_score", "_identity"],
+                   descending=[False, False, True, True, False], nulls_last=True)
              .unique("consensus_id", keep="first", maintain_order=True))
     chosen = top.join(votes.select("consensus_id", "_identity"), on=["consensus_id", "_identity"], how="inner")
     best = chosen.sort(["p_value", "_score"], descending=[False, True], nulls_last=True).unique(
