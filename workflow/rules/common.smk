@@ -12,6 +12,10 @@ sys.path.insert(0, str(REPO / "workflow"))
 from ms2study import __version__ as MS2STUDY_VERSION
 from ms2study.core.errors import InputError
 from ms2study import study as _study
+from ms2study.slurmstates import read_cancelled_as_failed
+
+# A job cancelled on the cluster (scancel: sacct's "CANCELLED by <uid>") reads as failed, not as queued for ever.
+read_cancelled_as_failed()
 from ms2study.core.paths import (
     CALIBRATION_FORMAT_VERSION,
     CORRECTED_MATRIX,
