@@ -611,3 +611,20 @@ def test_a_folder_of_runs_without_sheet_library_or_outcome_is_told_what_it_will_
     (tmp_path / "samples.tsv").write_text("sample_id\tfile\n")
     assert setup_notes(tmp_path, {"samples": "samples.tsv", "library": ["lib.mgf"],
                                   "models": {"outcomes": [{"column": "group", "type": "binary"}]}}, 3) == []
+
+
+def test_a_failed_job_logged_again_from_its_group_job_is_listed_once(tmp_path: Path) -> None:
+    """Trial on SLURM: a truncated mzML's detect job failed inside its group job, and Snakemake's log names it again
+    from inside the group job under another job id; the summary listed the same failure twice. Once now."""
+    import time
+
+    from ms2study import runner
+
+    since = time.time()
+    error = _FAILED_LOG[_FAILED_LOG.index("Error in rule detect:"):_FAILED_LOG.index("Exiting")]
+    log = _FAILED_LOG.replace(error, error + error.replace("jobid: 2", "jobid: 9"))
+    (tmp_path / ".snakemake" / "log").mkdir(parents=True)
+    (tmp_path / ".snakemake" / "log" / "run.snakemake.log").write_text(log)
+    summary = runner.summarize(tmp_path, 1, since, ["--keep-going"])
+    assert "the run failed: 1 job(s) failed, sample(s) S02 (jobs that did not depend on them were run, except" in summary
+    assert summary.count("logs/detect/S02.log") == 1

@@ -349,13 +349,17 @@ def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] |
             lines.append(message)
     if run.failed:
         samples = sorted({job.sample for job in run.failed if job.sample})
+        # a job is logged again from inside its cluster group job, under another job id: each job once
+        once = {(j.rule, tuple(j.logs or j.outputs)): j for j in sorted(run.failed, key=lambda j: bool(j.sample))}
+        once = list(once.values())  # the entry with its sample kept (sorted last)
         lines.append(
-            f"ms2study: the run failed: {len(run.failed)} job(s) failed"
+            f"ms2study: the run failed: {len(once)} job(s) failed"
             + (f", sample(s) {', '.join(samples)}" if samples else "")
-            + (" (the jobs that did not depend on them were run):" if _keeps_going(extra or []) else ":")
+            + (" (jobs that did not depend on them were run, except those in a cluster group job with one of them):"
+               if _keeps_going(extra or []) else ":")
         )
         width = max(len(job.rule) for job in run.failed)
-        for job in sorted(run.failed, key=lambda j: (j.sample or "", j.rule)):
+        for job in sorted(once, key=lambda j: (j.sample or "", j.rule)):
             logs = ", ".join(str(study_dir / log) for log in job.logs) or "(no log file; see Snakemake's log)"
             lines.append(f"  {job.rule:<{width}}  {job.place()}  log: {logs}")
             cause = error_in_logs(study_dir, job.logs)
