@@ -317,3 +317,24 @@ def test_the_shipped_encoder_barely_moves_a_spectrum_for_a_measured_precursor_er
     cosine = (exact * measured).sum(axis=1)[has]
     assert info["trained"] and has.sum() >= 100
     assert np.median(cosine) >= 0.97 and cosine.min() >= 0.9, (np.median(cosine), cosine.min())
+
+
+def test_a_job_given_a_gpu_that_torch_cannot_use_says_so(monkeypatch: pytest.MonkeyPatch,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """Trial on SLURM: embed jobs got a GPU (gres:gpu:1) and a CPU build of torch embedded on the CPU, unsaid."""
+    import torch
+
+    from ms2study.encoder import inference
+
+    if torch.cuda.is_available():
+        pytest.skip("torch sees a GPU here: the warning is for jobs where it does not")
+    for name in ("CUDA_VISIBLE_DEVICES", "SLURM_STEP_GPUS", "SLURM_JOB_GPUS"):
+        monkeypatch.delenv(name, raising=False)
+    with caplog.at_level("WARNING", logger="ms2study.encoder.inference"):
+        assert inference.resolve_device("auto").type == "cpu"
+    assert not caplog.records  # no GPU given: nothing to say
+    monkeypatch.setenv("SLURM_JOB_GPUS", "0")
+    with caplog.at_level("WARNING", logger="ms2study.encoder.inference"):
+        assert inference.resolve_device("auto").type == "cpu"
+    assert "given a GPU (SLURM_JOB_GPUS=0)" in caplog.text and "embedding on the CPU" in caplog.text
+    assert ("CPU build" in caplog.text) == (torch.version.cuda is None)

@@ -69,8 +69,21 @@ def cpu_supports_bf16() -> bool:
 
 
 def resolve_device(device: str) -> torch.device:
+    """The torch device of ``embed: device`` (auto: CUDA when torch sees a GPU, else the CPU). Raises InputError
+    for a CUDA device torch cannot see. With auto, a job given a GPU by its scheduler (``CUDA_VISIBLE_DEVICES`` or
+    SLURM's ``SLURM_JOB_GPUS`` / ``SLURM_STEP_GPUS`` name one) that torch cannot use logs a warning saying why: a
+    trial's SLURM embed jobs asked for and got a GPU, and a CPU build of torch embedded on the CPU without a word."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        given = next((f"{k}={os.environ[k]}" for k in ("CUDA_VISIBLE_DEVICES", "SLURM_STEP_GPUS", "SLURM_JOB_GPUS")
+                      if os.environ.get(k, "").strip() not in ("", "-1", "NoDevFiles")), None)
+        if given:
+            why = (f"torch {torch.__version__} is a CPU build" if torch.version.cuda is None
+                   else f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no usable GPU")
+            log.warning("this job was given a GPU (%s) but %s: embedding on the CPU; install a CUDA build of torch "
+                        "in the environment the jobs run to use it (README, cluster section)", given, why)
+        return torch.device("cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(
             f"embed device {device!r} requested but torch sees no CUDA GPU (torch {torch.__version__})",
