@@ -425,7 +425,7 @@ def test_multiclass_outcome_uses_an_f_test_without_direction() -> None:
     assert enrichment["direction"].is_null().all()
 
 
-def test_a_multiclass_class_of_one_sample_is_left_out_of_the_tests() -> None:
+def test_a_multiclass_class_of_one_sample_is_left_out_of_the_tests(tmp_path: Path) -> None:
     """A genuine class of one (a trial's 'd') no longer stops the F-tests of the other classes."""
     samples, matrix, identifications = planted_study()
     groups = (["a", "b", "c"] * 7)[:samples.height - 1] + ["d"]
@@ -437,6 +437,15 @@ def test_a_multiclass_class_of_one_sample_is_left_out_of_the_tests() -> None:
     assert summary["excluded_small_class"] == {"d": [lone]}
     assert any(f"'d' ({lone})" in note for note in summary["notes"])
     assert set(table["highest_class"].drop_nulls().to_list()) <= {"a", "b", "c"}
+    # the stage also makes it a warning (the report's Warnings and the end of the run), not only a note (a trial)
+    three.write_csv(tmp_path / "samples.tsv", separator="\t")
+    matrix.write_parquet(tmp_path / "matrix.parquet")
+    identifications.write_parquet(tmp_path / "ids.parquet")
+    staged = dt.run_differential(tmp_path / "samples.tsv", tmp_path / "matrix.parquet", tmp_path / "ids.parquet",
+                                 tmp_path / "d.parquet", tmp_path / "e.parquet",
+                                 {"outcome": {"column": "group", "type": "multiclass"}, "permutations": 0,
+                                  "class_permutations": 0})
+    assert any(f"'d' ({lone})" in w for w in staged["warnings"])
 
 
 def test_file_names_match_the_models_folders_and_the_rule_takes_the_models_settings() -> None:

@@ -193,3 +193,19 @@ def test_main_findings_say_which_class_is_highest_for_a_three_group_outcome(tmp_
     hits = table.filter(pl.col("q_value") < 0.05)
     top = hits.filter(pl.col("highest_class") == "c").height
     assert top >= 8 and f"{top} highest in c (lowest in a: " in text, text
+
+
+def test_the_class_table_of_a_three_group_outcome_has_no_direction_columns(tmp_path) -> None:
+    """Trial: the chemical-class table of a multiclass outcome showed 'up' and 'down' at 0 for every class, under a
+    legend explaining them; an F-test has no direction, so they are left out and a note says why."""
+    from ms2study.reporting.whatdiffers import _enrichment_part
+
+    enrichment = pl.DataFrame({"class_path": ["A; B"], "class_name": ["B"], "class_level": [2], "n_compounds": [4], "n_significant": [2],
+                               "n_up": [0], "n_down": [0], "direction": [None], "median_effect": [None],
+                               "p_value": [0.01], "q_value": [0.02], "compounds": ["x, y"]},
+                              schema_overrides={"direction": pl.Utf8, "median_effect": pl.Float64})
+    enrichment.write_parquet(tmp_path / "group.parquet")
+    three, _ = _enrichment_part(tmp_path / "group.parquet", {"type": "multiclass"}, "F", "group", 0)
+    two, _ = _enrichment_part(tmp_path / "group.parquet", {"type": "binary"}, "log2 FC", "group", 1)
+    assert "have no direction" in three and ">up</th>" not in three and ">down</th>" not in three
+    assert ">up</th>" in two and ">down</th>" in two and "have no direction" not in two

@@ -55,7 +55,7 @@ DIFFERENTIAL_TEXT = (
     "compounds co-vary, which ChemRICH's Kolmogorov-Smirnov reading assumes away); the test is "
     "self-contained, so a shift of the whole sample with the outcome moves every class ('q, shift removed': the "
     "same test with each sample's median level over the tested features taken out first), "
-    "with Benjamini-Hochberg q-values over the classes; 'up' and 'down' "
+    "with Benjamini-Hochberg q-values over the classes; 'up' and 'down' (two classes or a continuous outcome) "
     "count the class's compounds with p &lt; 0.05 in each direction, and 'direction' follows those counts (a class "
     "whose median fold change has the other sign is moved mostly by compounds below that p).</p>")
 
@@ -325,6 +325,11 @@ def _enrichment_part(path: Path | None, summary: dict, effect_header: str, outco
                "direction": f"direction of members at {alpha}",
                "median_effect": f"median {effect_header or 'effect'}, all members",
                "p_value": "p", "q_value": "q", "q_value_shift_removed": "q, shift removed", "compounds": "members"}
+    if summary.get("type") == "multiclass":  # an F-test has no direction: up/down held 0 for every class (a trial)
+        columns = {c: h for c, h in columns.items() if c not in ("n_up", "n_down", "direction", "median_effect")}
+        text += ('<p class="note">The outcome has more than two classes: the compounds\' F-tests have no direction, '
+                 "so the class table has no 'up', 'down' or direction columns; the feature table's highest and "
+                 "lowest class say which way each compound differs.</p>")
     shown = enrichment.select([pl.col(c).alias(h) for c, h in columns.items() if c in enrichment.columns
                                and enrichment[c].null_count() < enrichment.height])  # an empty column says nothing
     text += "".join(f'<p class="note">{esc(n)}</p>' for n in read_summary(path).get("enrichment_notes") or [])

@@ -185,6 +185,8 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
     few = few_samples_warning(summary)
     if few:
         summary["warnings"].append(few)
+    if summary.get("excluded_small_class"):  # a trial: the counts in Main findings dropped the sample unsaid
+        summary["warnings"].append(next(n for n in summary["notes"] if "single sample" in n))
     # the runs the RT-range check left out or filled: a caution, not only a note in the section (a trial's Main
     # findings read "5 control, 5 case" with no word on the two runs left out)
     if short_runs:
