@@ -296,6 +296,10 @@ def test_the_verdicts_p_is_never_rounded_across_the_line_and_a_tie_names_one_set
                     "permutations_drawn": 100, "permutations_reaching": 4}, binned_spectra=_entry(1.0, 0.69, 1.0, 0.2))
     text, on = findings.model_verdict(tied)
     assert on == "features" and "permutation p = 0.0495 (4 of 100 permutations reached it)" in text
+    # stopped early (a trial read 10 of 70 -> 0.143 beside 8 of 100 -> 0.0891 as an error): the rule is said
+    assert findings.p_text({"permutation_p": 10 / 70, "permutations_drawn": 70, "permutations_reaching": 10,
+                            "permutations_stopped_early": True}) == (
+        "0.143 (10 of 70 permutations reached it; drawing stopped once that many had, so p = reached / drawn)")
     assert "Bonferroni over the 3: 0.149" in text and text.startswith("<b>suggestive only</b>")
     # a p that survives the adjustment gives the plain verdict
     strong = _summary(features=_entry(0.97, 0.72, 1.0, 0.01), embedding=_entry(0.4, 0.1, 0.8, 0.7))
