@@ -65,8 +65,9 @@ def test_cli_lists_every_stage() -> None:
         assert re.search(rf"\b{command}\b", out.stdout), f"subcommand {command} missing from --help"
 
 
-# Imported where present, never required: the report draws UMAP maps when umap-learn is importable (config/README.md).
-OPTIONAL_IMPORTS = {"umap"}
+# Imported where present, never required: the report draws UMAP maps when umap-learn is importable (config/README.md);
+# ms2study.slurmstates adjusts the SLURM executor plugin where it is installed (a cluster's environment; test extra).
+OPTIONAL_IMPORTS = {"umap", "snakemake_executor_plugin_slurm"}
 
 
 def _imported_top_level(paths: list[Path]) -> set[str]:
