@@ -38,7 +38,8 @@ from ms2study.modelling.differential import (
 from ms2study.modelling.enrichment import class_enrichment, distinct_labellings, global_shift
 from ms2study.modelling.locality import local_cluster
 from ms2study.modelling.outcomes import (
-    add_run_range_arguments, not_sample_note, not_study_samples, read_model_matrix, runs_measured, without_empty_runs,
+    add_run_range_arguments, not_sample_note, not_study_samples, read_model_matrix, runs_measured, small_class_note,
+    without_empty_runs,
 )
 
 log = logging.getLogger(__name__)
@@ -177,16 +178,17 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
         if summary.get(key):
             log.warning("outcome %s: %d sample(s) left out of the tests, %s: %s (fill the sample sheet's value to "
                         "test them)", summary["outcome"], len(summary[key]), what, ", ".join(summary[key][:10]))
-    if summary.get("excluded_small_class"):
-        log.warning("outcome %s: %s", summary["outcome"], next(n for n in summary["notes"] if "single sample" in n))
+    small = small_class_note(summary)  # a class of one left out (encode_outcome)
+    if small:
+        log.warning("outcome %s: %s", summary["outcome"], small)
     locality = local_cluster(table, SIGNIFICANCE, int(params["seed"]))
     summary["local_cluster"] = locality
     summary["warnings"] = [locality["warning"]] if locality and locality["warning"] else []
     few = few_samples_warning(summary)
     if few:
         summary["warnings"].append(few)
-    if summary.get("excluded_small_class"):  # a trial: the counts in Main findings dropped the sample unsaid
-        summary["warnings"].append(next(n for n in summary["notes"] if "single sample" in n))
+    if small:  # a trial: the counts in Main findings dropped the sample unsaid
+        summary["warnings"].append(small)
     # the runs the RT-range check left out or filled: a caution, not only a note in the section (a trial's Main
     # findings read "5 control, 5 case" with no word on the two runs left out)
     if short_runs:

@@ -216,7 +216,6 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
          else pl.lit(None, dtype=pl.Float64)).alias("precursor_error_ppm"),
         pl.col("in_source_parent_mz").is_not_null().mean().alias("_isf_share"),
         _most_named_parent().alias("_isf_mz"),
-        pl.col("p_value").drop_nulls().sort().alias("_pvals"),
         (pl.col("msi_level") == 3).any().alias("_any3"),
         pl.col("isomer_inchikeys").list.explode(keep_nulls=False, empty_as_null=False).drop_nulls().unique().sort()
         .alias("_iso"),
@@ -235,8 +234,9 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
                        pl.col("entropy").alias("_entropy1"), pl.col("embedding").alias("_embedding1"),
                        pl.col("modified_cosine").alias("_modified1"))
            .join(summary, on="consensus_id").join(per_feature, on="consensus_id")
+           .join(votes.select("consensus_id", "_simes"), on="consensus_id")
            .join(rivals, on="consensus_id", how="left"))
-    p = np.array([simes(pv, n) for pv, n in zip(out["_pvals"].to_list(), out["n_spectra"].to_list())])
+    p = out["_simes"].fill_null(np.nan).to_numpy()  # the chosen identity's Simes p, computed for the choice
     q, pi0 = confidence.adaptive_q_values(p)
     out = out.with_columns(pl.Series("p_value", p), pl.Series("q_value", q)).with_columns(
         pl.col("p_value").fill_nan(None), pl.col("q_value").fill_nan(None))
