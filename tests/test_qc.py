@@ -15,6 +15,7 @@ from ms2study.modelling.qc import (
     chromatogram,
     chromatogram_metadata,
     log_feature_matrix,
+    neighbour_outliers,
     outlier_scores,
     qc_table,
     read_chromatogram_summary,
@@ -88,7 +89,7 @@ def test_qc_table_scores_samples_among_samples_and_never_a_blank():
     assert table.columns == list(QC) and table["sample_id"].to_list() == ids
     assert table["sample_type"].to_list() == ["sample"] * 10 + ["qc", "blank"]  # the sheet's case does not matter
     assert not table["outlier"].any() and table["outlier_score"][:10].null_count() == 0
-    z, _, _ = outlier_scores(run_centred(log_feature_matrix(matrix, ids[:10])))  # each run's median removed first
+    z, _, _ = neighbour_outliers(run_centred(log_feature_matrix(matrix, ids[:10])), "")  # each run's median removed
     assert np.allclose(table["outlier_score"][:10].to_numpy(), z)  # the samples' scores do not see the QC or blank
     assert table["outlier_score"][10:].null_count() == 2 and "not tested" in table["outlier_rule"][11]
     assert "fewer than 3" in table["outlier_rule"][10]  # one QC: nothing to compare it with
@@ -181,3 +182,36 @@ def test_an_overall_factor_is_no_outlier_where_weak_features_drop_below_the_dete
     sparse = matrix.with_columns(pl.col(ids[-1]).head(0).extend_constant(None, p).alias(ids[-1]))
     rule = group_outliers(sparse, ids, ["1"] * n, "samples")[2]
     assert f"as fewer than {MIN_COMPLETE_FEATURES} are detected in all" in rule
+
+
+def test_samples_copied_from_two_injections_raise_no_alarm_and_a_failed_run_is_still_found():
+    """Fresh-user finding (a 5 + 5 study whose runs were copies of two real injections): a sample was flagged in a
+    clean study. Study samples form groups; the distance to the study's centre cannot see a failed run between two
+    clusters and turns small differences into alarms. The distance to the second nearest sample can: no alarm in
+    the clean studies, the failed run found, and a class of two similar samples is no outlier."""
+    from ms2study.modelling.qc import group_outliers
+
+    n, p = 12, 400
+    ids = [f"S{i:02d}" for i in range(n)]
+    misses = alarms = centre_found = 0
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        first = rng.normal(12, 1.5, p)
+        second = first + rng.normal(0, 0.5, p)  # another injection: every compound somewhat off
+        values = np.where((np.arange(n) % 2 == 0)[:, None], first, second) + rng.normal(0, 0.2, (n, p))
+        clean = pl.DataFrame({"consensus_id": [f"C{j}" for j in range(p)], **dict(zip(ids, np.exp(values)))})
+        alarms += int(group_outliers(clean, ids, ["1"] * n, "samples")[1].any())
+        scrambled = rng.choice(p, p // 3, replace=False)  # a failed injection: a third of the compounds far off
+        values[3, scrambled] += rng.normal(0, 1.5, scrambled.size)
+        failed = pl.DataFrame({"consensus_id": [f"C{j}" for j in range(p)], **dict(zip(ids, np.exp(values)))})
+        flags = group_outliers(failed, ids, ["1"] * n, "samples")[1]
+        misses += int(flags.tolist() != [i == 3 for i in range(n)])
+        # the distance to the centre (the rule before): the failed run is hidden between the two clusters
+        centre_found += int(outlier_scores(run_centred(log_feature_matrix(failed, ids, min_detected_fraction=1.0)))[1][3])
+    assert alarms == 0 and misses == 0 and centre_found <= 10  # the centre rule: 7 of 20
+    rng = np.random.default_rng(5)
+    values = rng.normal(12, 1.5, p)[None, :] + rng.normal(0, 0.2, (n, p))
+    values[[4, 9], :60] += np.log(3.0)  # a class of two, far from the others on 60 features
+    z, flags, rule = neighbour_outliers(run_centred(values), "all")
+    assert not flags.any() and "second nearest" in rule and "pairs of similar samples" in rule
+    assert neighbour_outliers(values[:3], "all")[2].startswith("not tested")

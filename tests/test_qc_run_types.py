@@ -20,6 +20,7 @@ from ms2study.modelling.qc import (
     chromatogram,
     chromatogram_metadata,
     log_feature_matrix,
+    neighbour_outliers,
     outlier_scores,
     qc_table,
     run_centred,
@@ -79,7 +80,7 @@ def test_each_run_type_is_judged_apart():
     assert by["QC3"]["outlier_rule"].startswith("among the 6 pooled QC runs only") and by["QC3"]["outlier_score"] > 3.5
     # Samples among samples: exactly the scores of the rule on the samples alone; none flagged.
     s_ids = [s for s in ids if s.startswith("S")]
-    z_samples, _, rule = outlier_scores(run_centred(log_feature_matrix(matrix, s_ids)),
+    z_samples, _, rule = neighbour_outliers(run_centred(log_feature_matrix(matrix, s_ids)),
                                         f"the {P} features detected in every one of these runs")
     samples = table.filter(pl.col("sample_type") == "sample")
     assert np.allclose(samples["outlier_score"].to_numpy(), z_samples) and not samples["outlier"].any()
@@ -91,8 +92,8 @@ def test_a_sheet_without_run_types_is_scored_as_before():
     ids = [s for s in sheet["sample_id"].to_list() if s.startswith("S")]
     plain = pl.DataFrame({"sample_id": ids, "file": [f"{s}.mzML" for s in ids]})
     table = qc_table(plain, runs, None, matrix.select(["consensus_id", *ids]))
-    z, flags, rule = outlier_scores(run_centred(log_feature_matrix(matrix, ids)),
-                                    f"the {P} features detected in every one of these runs")
+    z, flags, rule = neighbour_outliers(run_centred(log_feature_matrix(matrix, ids)),
+                                        f"the {P} features detected in every one of these runs")
     assert np.allclose(table["outlier_score"].to_numpy(), z) and table["outlier"].to_list() == flags.tolist()
     assert table["outlier_rule"].unique().to_list() == [rule + RUN_CENTRED_RULE] and table["run_note"].null_count() == len(ids)
     assert set(table["sample_type"]) == {"sample"} and set(table["batch"]) == {"1"}

@@ -597,7 +597,10 @@ def test_a_qc_scoring_above_the_cutoff_without_a_flag_is_explained() -> None:
                        "outlier_score": [8.27, 1.2, 12.0]})
     text = _near_miss(qc, "qc")
     assert "QC01 (8.3)" in text and "QC02" not in text and "QC04" not in text and "1.5 times" in text
-    assert _near_miss(qc, "sample") == "" and _near_miss(qc.filter(pl.col("sample_id") == "QC02"), "qc") == ""
+    assert _near_miss(qc, "blank") == "" and _near_miss(qc.filter(pl.col("sample_id") == "QC02"), "qc") == ""
+    samples = qc.with_columns(pl.col("sample_id").str.replace("QC", "S"))  # study samples: their own reason
+    text = _near_miss(samples, "sample")
+    assert "S01 (8.3)" in text and "second nearest sample" in text and "1.25 times" in text and "QCs" not in text
 
 
 def test_without_q_values_the_finding_says_matches_are_not_identifications() -> None:

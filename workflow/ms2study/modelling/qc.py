@@ -4,10 +4,11 @@
 overlays (``CHROMATOGRAM``), downsampled to at most ``MAX_POINTS`` points by the maximum within bins of consecutive
 scans, so a peak is never flattened. ``qc_table`` gathers one row per run (``QC``) from the per-sample tables
 (chromatogram metadata, spectra, features, annotations) and the link stage's alignment, with the run's type, batch
-and injection order from the sample sheet (``io.samplesheet.sample_roles``), and flags outliers with
-``outlier_scores``: a robust distance of each run from its group's centre in a PCA of the log feature matrix (each
-run's median removed; the features detected in every run of the group, ``group_outliers``), turned into an Iglewicz &
-Hoaglin modified z-score (flag above 3.5). The groups are the run types: study samples are
+and injection order from the sample sheet (``io.samplesheet.sample_roles``), and flags outliers on the log feature
+matrix (each run's median removed; the features detected in every run of the type, ``group_outliers``) with an
+Iglewicz & Hoaglin modified z-score (flag above 3.5) of a distance: for study samples the distance to their second
+nearest other sample (``neighbour_outliers``: a study's groups are no outliers), for pooled QCs the distance from
+the QCs' centre in a PCA (``outlier_scores``). The groups are the run types: study samples are
 judged among study samples and pooled QCs among QCs (a QC apart from the other QCs points at an injection problem);
 solvent blanks are never outliers (few features is what a blank should have), but a blank with many features is
 noted as possible carry-over (``carryover_note``). With runs in several batches, each batch is centred on its own
@@ -76,6 +77,7 @@ OUTLIER_Z = 3.5          # Iglewicz & Hoaglin (1993): |modified z| > 3.5 is a po
 MAX_COMPONENTS = 5       # PCA components kept (fewer with fewer samples)
 MIN_BATCH_RUNS = 3       # runs of one type per batch needed to centre each batch on its own median
 QC_MIN_DISTANCE_RATIO = 1.5  # a QC outlier is also this far from the QCs' centre, relative to their median distance
+SAMPLE_MIN_DISTANCE_RATIO = 1.25  # a sample outlier is this far from its neighbours, relative to the median
 # Features detected in every run of a type that the outlier rule needs before it uses those alone (module docstring)
 MIN_COMPLETE_FEATURES = 50
 CARRYOVER_SHARE = 0.5    # a blank with this share of the study samples' median feature count is noted
@@ -184,6 +186,48 @@ def outlier_scores(X: np.ndarray, features: str = "features detected in >= 50% o
     return z, z > OUTLIER_Z, rule
 
 
+def neighbour_outliers(X: np.ndarray, features: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """Flag study samples far from every other sample in X (n samples × p features, log intensities, no NaN):
+    (score (n,), flag (n,), rule).
+
+    The score is the Iglewicz & Hoaglin modified z-score (as in ``outlier_scores``, with the Wilson-Hilferty power
+    2/3) of each sample's Euclidean distance to its SECOND nearest other sample. A sample is flagged when the score
+    exceeds ``OUTLIER_Z``, that distance is at least ``SAMPLE_MIN_DISTANCE_RATIO`` times its median over the samples,
+    and so is its distance to its nearest sample (a pair of similar samples, e.g. a class of two, is no outlier).
+    Why not the distance to the study's centre (``outlier_scores``): study samples form groups (cases and controls,
+    classes, technical duplicates, runs copied from two injections), the centre lies between them, every sample is
+    about equally far from it and the median/MAD z-score turns small differences into alarms while hiding a failed
+    run. Measured on synthetic studies (600 log-normal features, biological log-sd 0.2 and 0.4, 6-48 samples, 150
+    studies per setting; one sample with added log-sd 0.5 noise, or a third of its features scrambled): one group,
+    two groups with 30 features 3x, two clusters, three classes, a drift, duplicates. The centre rule warned about
+    clean studies in up to 17 % of studies and found the noisy run in 3-100 % (0-43 % with two clusters); this rule
+    (ratio 1.25) warned in none, found the noisy run in 97-100 % with 8 or more samples (43-100 % with 6) and the
+    scrambled one in 100 %, except where a class holds two samples (three classes in 8 samples: 0-3 % and 73-100 %)
+    or two clusters hold 3 samples each (0-11 %). A ratio of 1.5 also warned in none but missed added noise of the
+    size of the biological variation (log-sd 0.4) everywhere. On real tables: ST000291 (45 urine samples) none;
+    MTBLS2 (16) the same two as the centre rule; sacurine (183) two
+    samples whose nearest other sample is 1.7x the typical distance (the centre rule: none). Fewer than 4 samples:
+    nothing is flagged and the scores are NaN."""
+    X = np.asarray(X, dtype=np.float64)
+    n = X.shape[0]
+    if n < 4 or X.ndim != 2 or X.shape[1] == 0:
+        return np.full(n, np.nan), np.zeros(n, dtype=bool), "not tested: fewer than 4 samples or no feature"
+    square = (X * X).sum(axis=1)
+    distance = np.sqrt(np.maximum(square[:, None] + square[None, :] - 2.0 * X @ X.T, 0.0))
+    np.fill_diagonal(distance, np.inf)
+    nearest = np.sort(distance, axis=1)[:, :2]
+    t = nearest[:, 1] ** (2.0 / 3.0)
+    mad = np.median(np.abs(t - np.median(t)))
+    z = 0.6745 * (t - np.median(t)) / mad if mad > 0 else np.zeros(n)
+    far = (nearest >= SAMPLE_MIN_DISTANCE_RATIO * np.median(nearest, axis=0)).all(axis=1)
+    rule = (f"Euclidean distance to the second nearest other sample in the log feature matrix ({features}); outlier "
+            f"when the modified z-score of t = d^(2/3), 0.6745 (t - median t) / MAD(t), exceeds {OUTLIER_Z} "
+            "(Iglewicz & Hoaglin 1993; Wilson-Hilferty power) and both its nearest and second nearest distances are "
+            f"at least {SAMPLE_MIN_DISTANCE_RATIO:g} times their medians (groups and pairs of similar samples are "
+            "no outliers)")
+    return z, (z > OUTLIER_Z) & far, rule
+
+
 RUN_CENTRED_RULE = "; each run's median log intensity removed first (an overall intensity factor is no outlier)"
 
 
@@ -224,7 +268,8 @@ def group_outliers(feature_matrix: pl.DataFrame, ids: list[str], batches: list[s
     limit follows their overall factor, so with features missing in some runs the three runs of largest factor of a
     24-run spike-in study were flagged again after run-centring (Spearman rho 0.67 between score and factor; on the
     features detected in all runs -0.18, none flagged). Fewer complete features: those detected in half the runs,
-    missing values filled (``log_feature_matrix``). ``what`` is "samples" or "qc": pooled QCs
+    missing values filled (``log_feature_matrix``). ``what`` is "samples" or "qc": study samples are judged by
+    their distance to their neighbours (``neighbour_outliers``: groups of samples are no outliers); pooled QCs
     are one material injected again and again, so a QC is flagged only when, besides the modified z-score, its
     distance is at least ``QC_MIN_DISTANCE_RATIO`` times the QCs' median distance (see the module docstring for
     why). Returns (score, flag, rule) for ``ids`` in order."""
@@ -235,7 +280,7 @@ def group_outliers(feature_matrix: pl.DataFrame, ids: list[str], batches: list[s
         features = (f"{X.shape[1]} features detected in >= 50% of these runs, as fewer than "
                     f"{MIN_COMPLETE_FEATURES} are detected in all; a missing value at half the feature's smallest")
     X, centred = batch_centred(run_centred(X), batches)
-    z, flags, rule = outlier_scores(X, features)
+    z, flags, rule = outlier_scores(X, features) if what == "qc" else neighbour_outliers(X, features)
     if what == "qc" and len(ids) >= 3 and not rule.startswith("not tested"):
         distance = _distances(X)
         flags = flags & (distance >= QC_MIN_DISTANCE_RATIO * np.median(distance))

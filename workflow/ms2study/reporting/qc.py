@@ -26,7 +26,7 @@ import numpy as np
 import polars as pl
 
 from ms2study.core.errors import InputError
-from ms2study.modelling.qc import OUTLIER_Z, QC_MIN_DISTANCE_RATIO
+from ms2study.modelling.qc import OUTLIER_Z, QC_MIN_DISTANCE_RATIO, SAMPLE_MIN_DISTANCE_RATIO
 from ms2study.reporting.charts import chromatogram_figure, figure_html
 from ms2study.reporting.html import esc
 from ms2study.reporting.runnotes import run_warnings
@@ -191,15 +191,20 @@ def _outlier_part(qc: pl.DataFrame, kind: str, typed: bool, warnings: list[str])
 
 
 def _near_miss(qc: pl.DataFrame, kind: str) -> str:
-    """For pooled QCs, the runs whose score is above ``OUTLIER_Z`` but are not flagged (the second condition of the
-    QC rule, a distance of ``QC_MIN_DISTANCE_RATIO`` x the QCs' median, was not met): a fresh user saw scores of 8.3
-    and 10.4 without a mark and no reason. Empty otherwise."""
-    if kind != "qc" or not {"outlier", "outlier_score"} <= set(qc.columns):
+    """The runs whose score is above ``OUTLIER_Z`` but are not flagged, and why (a fresh user saw QC scores of 8.3
+    and 10.4 without a mark and no reason): for pooled QCs the distance from the QCs' centre is below
+    ``QC_MIN_DISTANCE_RATIO`` x the QCs' median, for study samples a nearest or second nearest sample is closer than
+    ``SAMPLE_MIN_DISTANCE_RATIO`` x the typical such distance. Empty otherwise."""
+    if kind == "blank" or not {"outlier", "outlier_score"} <= set(qc.columns):
         return ""
     near = qc.filter(~pl.col("outlier").fill_null(False) & (pl.col("outlier_score") > OUTLIER_Z))
     if not near.height:
         return ""
     named = ", ".join(f"{esc(s)} ({z:.1f})" for s, z in near.select("sample_id", "outlier_score").iter_rows())
+    if kind != "qc":
+        return (f" Scores above {OUTLIER_Z:g} without a flag ({named}): a nearest or second nearest sample lies "
+                f"within {SAMPLE_MIN_DISTANCE_RATIO:g} times the typical such distance, so they sit with similar "
+                "samples, only a little further apart than most.")
     return (f" Scores above {OUTLIER_Z:g} without a flag ({named}): their distance from the QCs' centre is below "
             f"{QC_MIN_DISTANCE_RATIO:g} times the QCs' median distance, so they sit among QCs that all scatter "
             "about as much.")
