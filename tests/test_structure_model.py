@@ -274,3 +274,30 @@ def test_a_library_without_any_record_of_known_structure_and_ion_mode_gives_no_c
     assert rows.size == 0 and degraded.size == 0
     rows, _ = choose_queries(np.array([-1, 0, 0]), np.array([1, 1, 1]), 100, 0)
     assert set(rows.tolist()) == {1, 2}
+
+
+def test_stereoisomers_among_the_candidates_are_named_in_the_isomer_list() -> None:
+    """Trial finding: Betamethasone 21-acetate named, its epimer Dexamethasone acetate at rank 2-3 (same first
+    InChIKey block) missing from ``isomer_inchikeys``, which held the hit alone. Stereoisomers are one structure to
+    the level but are named; one sharing too few peaks (key -inf) is not."""
+    rng = np.random.default_rng(1)
+    cal = confidence.Calibration.from_null(rng.uniform(0, 0.3, 20000), rng.uniform(0, 1, 5000), 0.05,
+                                           {"rank_by": "combined"})
+    keys = ["AAAAAAAAAAAAAA-XXXXXXXXXX-N", "AAAAAAAAAAAAAA-YYYYYYYYYY-N", "AAAAAAAAAAAAAA-ZZZZZZZZZZ-N",
+            "BBBBBBBBBBBBBB-XXXXXXXXXX-N"]
+    meta = pl.DataFrame({"inchikey": keys, "compound_class": [None] * 4, "name": ["beta", "dexa", "third", "other"],
+                         "formula": ["C24H31FO6"] * 3 + ["C7H8"]}, schema_overrides={"compound_class": pl.Utf8})
+    score = np.array([0.95, 0.9, -np.inf, 0.4])
+    frame = pl.DataFrame({"_q": np.zeros(4, np.int64), "_lib": np.arange(4), "_key": score,
+                          "rank": np.arange(1, 5, dtype=np.int32), "cosine": score, "entropy": score,
+                          "embedding": np.full(4, np.nan)})
+    out = acceptance.confidence_table(frame, SimpleNamespace(metadata=meta), np.array([4]),
+                                      {"fdr": 0.05, "isomer_margin": 0.01}, None, row_q_values=np.full(4, 0.001))
+    row = out.row(0, named=True)
+    assert row["accepted"] and row["msi_level"] == 2  # no other skeleton of the formula: level 2 ...
+    assert row["isomer_inchikeys"] == keys[:2]  # ... naming the epimer; the unidentifiable one left out
+    meta3 = meta.with_columns(pl.Series("formula", ["C24H31FO6"] * 4))  # another skeleton of the formula too
+    out = acceptance.confidence_table(frame, SimpleNamespace(metadata=meta3), np.array([4]),
+                                      {"fdr": 0.05, "isomer_margin": 0.9}, None, row_q_values=np.full(4, 0.001))
+    row = out.row(0, named=True)
+    assert row["msi_level"] == 3 and row["isomer_inchikeys"] == [keys[0], keys[1], keys[3]]

@@ -49,8 +49,9 @@ def confidence_table(
     Columns: ``_q``, p_value, q_value, structure_q_value, structure_log_lr (the level-2 model's log likelihood ratio
     of the right structure; NaN without a model or when not scorable), accepted, msi_level (2/3, null when not
     accepted),
-    isomer_inchikeys (rank-1's InChIKey first, then every other structure of its formula among the candidates that
-    could be an identification; on every rank-1 row, accepted or not; a level-2 hit's own key only).
+    isomer_inchikeys (rank-1's InChIKey first, then its stereoisomers among the candidates that could be an
+    identification (same first InChIKey block, another full key), then every other structure of its formula among
+    them; on every rank-1 row, accepted or not; a level-2 hit's own key and its stereoisomers only).
     """
     structure, formula = codes if codes is not None else confidence.library_codes(index.metadata)
     inchikey = index.metadata["inchikey"]
@@ -96,22 +97,31 @@ def confidence_table(
     near = iso.filter(pl.col("_key").is_finite())
     best_iso = iso.group_by("_q").agg(pl.col("_key").max().alias("_iso"))
     near_keys = near.group_by("_q").agg(pl.col("_ik").drop_nulls().unique(maintain_order=True).alias("_near"))
+    # Stereoisomers of the hit (same first InChIKey block, another full key: epimers such as betamethasone and
+    # dexamethasone acetate) are one structure to the level (MS/MS rarely tells them apart) but are named in the
+    # list at either level: a trial saw the true epimer at rank 3 and a list holding the hit alone.
+    stereo = (f.join(top.select("_q", "_st1", "_ik1"), on="_q")
+              .filter((pl.col("_s") == pl.col("_st1")) & pl.col("_key").is_finite() & pl.col("_ik").is_not_null()
+                      & (pl.col("_ik") != pl.col("_ik1").fill_null("")))
+              .group_by("_q").agg(pl.col("_ik").unique(maintain_order=True).alias("_stereo")))
     out = pl.DataFrame({"_q": q_idx, "p_value": pv, "q_value": qv, "structure_q_value": qs, "structure_log_lr": llr,
                         "_s1": s1, "_ik1": top["_ik1"]}, schema_overrides={"_ik1": pl.Utf8})
-    out = out.join(best_iso, on="_q", how="left").join(near_keys, on="_q", how="left")
+    out = (out.join(best_iso, on="_q", how="left").join(near_keys, on="_q", how="left")
+           .join(stereo, on="_q", how="left"))
     accepted = (pl.col("q_value") <= fdr).fill_null(False)
     singled = (pl.col("structure_q_value") <= fdr).fill_null(False)
     if calibration is None or calibration.structure_model is None:
         singled = singled & (pl.col("_iso").is_null() | (pl.col("_s1") - pl.col("_iso") > margin))
-    isomers = pl.concat_list(pl.col("_ik1").fill_null(pl.lit(None, dtype=pl.Utf8)),
-                             pl.col("_near").fill_null(pl.lit([], dtype=pl.List(pl.Utf8))))
+    stereo_keys = pl.col("_stereo").fill_null(pl.lit([], dtype=pl.List(pl.Utf8)))
+    own = pl.concat_list(pl.col("_ik1").fill_null(pl.lit(None, dtype=pl.Utf8)), stereo_keys)
+    isomers = pl.concat_list(own, pl.col("_near").fill_null(pl.lit([], dtype=pl.List(pl.Utf8))))
     return out.with_columns(
         accepted.alias("accepted"),
         pl.when(accepted).then(pl.when(singled).then(2).otherwise(3)).cast(pl.Int8).alias("msi_level"),
         # every rank-1 hit names its isomer candidates, accepted or not: the study's identify votes a feature's
         # spectra into one name at a stricter level than each spectrum's own q, and a trial saw features accepted
         # there say "no isomer among its candidates" while an isomer scored 0.0006 below the hit
-        pl.when(accepted & singled).then(pl.concat_list(pl.col("_ik1")))
+        pl.when(accepted & singled).then(own.list.drop_nulls().list.unique(maintain_order=True))
         .otherwise(isomers.list.drop_nulls().list.unique(maintain_order=True)).alias("isomer_inchikeys"),
         pl.when(pl.col("_s1").is_finite() & pl.col("_iso").is_finite())
         .then(pl.col("_s1") - pl.col("_iso")).otherwise(None).alias("isomer_gap"),

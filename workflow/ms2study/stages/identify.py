@@ -258,7 +258,10 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
         pl.when(accepted & ~level2).then(
             pl.concat_list(pl.col("library_inchikey"), pl.col("_iso"), pl.col("_rivals").fill_null([]))
             .list.drop_nulls().list.unique(maintain_order=True))
-        .when(accepted).then(pl.concat_list(pl.col("library_inchikey"))).alias("isomer_inchikeys"),
+        .when(accepted).then(  # level 2: the hit and its stereoisomers among the candidates (same first block)
+            pl.concat_list(pl.col("library_inchikey"), pl.col("_iso")).list.eval(
+                pl.element().filter(pl.element().str.slice(0, 14) == pl.element().first().str.slice(0, 14)))
+            .list.drop_nulls().list.unique(maintain_order=True)).alias("isomer_inchikeys"),
         _low_cosine_note(),
         pl.when(pl.col("accepted") & (pl.col("_isf_share") >= 0.5)).then(pl.col("_isf_mz")).alias("in_source_of_mz"),
     ).rename({"library_name": "name", "library_inchikey": "inchikey", "library_smiles": "smiles",
