@@ -464,3 +464,27 @@ def test_an_ion_triggered_again_and_again_counts_once_among_the_discoveries(lib_
     assert q_of_others(repeated) == pytest.approx(q_of_others(base), rel=1e-9)
     shrunk, before = q_of_others(separate), q_of_others(base)
     assert sum(shrunk[k] < 0.9 * v for k, v in before.items()) >= len(before) // 2
+
+
+def test_a_whole_number_precursor_gets_candidates_but_no_q_value(lib_dir: tuple[Path, list[dict]],
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """Trial finding: queries and library records of a unit-resolution lab (precursor m/z "146.0") matched other
+    formulas' whole-number records exactly and 3 of 22 were accepted with the wrong formula at q <= 0.01 (0 of 275
+    with accurate precursors). The null model assumes an accurate precursor: such a query keeps its candidates,
+    gets no q-value, is never accepted, and the log names it."""
+    root, entries = lib_dir
+    spectra = noisy_queries(entries, n=10)
+    nominal = pl.Series([float(round(x)) if k < 3 else x for k, x in enumerate(spectra["precursor_mz"])])
+    spectra = spectra.with_columns(nominal.alias("precursor_mz"))
+    with caplog.at_level("WARNING"):
+        out = engine.annotate_spectra(spectra, root / "index", {"precursor_tolerance_da": 0.6},
+                                      calibration=root / "calibration.json")
+    top = out.filter(pl.col("rank") == 1)
+    whole = top.filter(pl.col("spectrum_id").is_in(["s1:S0", "s1:S1", "s1:S2"]))
+    assert whole.height == 3 and not whole["accepted"].any() and whole["q_value"].is_null().all()
+    assert whole["p_value"].is_null().all() and whole["msi_level"].is_null().all()
+    assert (whole["evidence_note"] == engine.NOMINAL_NOTE).all()
+    rest = top.filter(~pl.col("spectrum_id").is_in(whole["spectrum_id"].to_list()))
+    assert rest.height == 7 and rest["accepted"].sum() >= 6 and rest["q_value"].is_not_null().all()
+    assert "3 of 10 query spectra have a whole-number precursor m/z" in caplog.text and "s1:S0" in caplog.text
+    assert engine.nominal_precursor(np.array([146.0, 146.0924, 0.0, 300.000000001])).tolist() == [True, False, False, True]
