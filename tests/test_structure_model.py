@@ -301,3 +301,28 @@ def test_stereoisomers_among_the_candidates_are_named_in_the_isomer_list() -> No
                                       {"fdr": 0.05, "isomer_margin": 0.9}, None, row_q_values=np.full(4, 0.001))
     row = out.row(0, named=True)
     assert row["msi_level"] == 3 and row["isomer_inchikeys"] == [keys[0], keys[1], keys[3]]
+
+
+def test_too_few_scorable_hits_give_no_structure_q_value_rather_than_one() -> None:
+    """Trial finding: a two-run study's 9 scorable features (Myclobutanil at cosine 0.97, 40 matched peaks, among
+    them) all had structure_q_value 0.99999999: the pseudo-count of 20 wrong hits drove the EM share to 0, which
+    reads as "the structure is wrong". Fewer than PSEUDO_WRONG scorable hits: not estimable (NaN), never level 2."""
+    llr = np.array([0.5, -0.4, 0.3, 0.6, -0.9, 1.1, 0.7, 0.2, -0.5, np.nan])
+    assert np.isnan(structure_model.structure_q_values(llr)).all()
+    assert structure_model.right_share_and_posteriors(llr)[0] < 0.05  # what the q-values of about 1 came from
+    many = np.concatenate([np.full(25, 6.0), np.full(25, -3.0)])
+    q = structure_model.structure_q_values(many)
+    assert np.isfinite(q).all() and q[:25].max() < 0.05 and q[25:].max() > 0.4
+    rows, links = [], []
+    for k in range(9):
+        ik = f"{chr(65 + k)}AAAAAAAAAAAAA-X-N"
+        rows.append({"spectrum_id": f"s1:{k}", "sample_id": "s1", "feature_id": f"s1:F{k}", "rank": 1,
+                     "library_id": f"L{k}", "library_name": f"c{k}", "library_inchikey": ik, "library_smiles": "C",
+                     "library_formula": f"C{k + 3}H8", "library_adduct": "[M+H]+", "combined": 0.95, "cosine": 0.97,
+                     "p_value": 1e-6, "msi_level": 3, "isomer_inchikeys": [ik], "structure_log_lr": 8.0})
+        links.append({"consensus_id": f"C{k}", "sample_id": "s1", "feature_id": f"s1:F{k}"})
+    ann = pl.DataFrame(rows, schema_overrides={"msi_level": pl.Int8, "isomer_inchikeys": pl.List(pl.Utf8)})
+    from ms2study.stages import identify
+
+    out = identify.identify_features(ann, pl.DataFrame(links), fdr=0.01)
+    assert out["accepted"].all() and out["structure_q_value"].is_null().all() and (out["msi_level"] == 3).all()

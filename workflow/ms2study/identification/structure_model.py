@@ -156,8 +156,15 @@ def right_share_and_posteriors(log_lr: np.ndarray, pseudo_wrong: float = PSEUDO_
 def structure_q_values(log_lr: np.ndarray) -> np.ndarray:
     """Structure q-values of one search's rank-1 hits (a sample's, or a study's features) from their log likelihood
     ratios, shape (n,) (NaN: not scorable, posterior 0): the share of right hits by EM
-    (``right_share_and_posteriors``), then ``posterior_q_values``. Returns shape (n,)."""
-    _pi, post = right_share_and_posteriors(log_lr)
+    (``right_share_and_posteriors``), then ``posterior_q_values``. Returns shape (n,); all NaN (not estimable) when
+    fewer than ``PSEUDO_WRONG`` hits are scorable: the pseudo-count of wrong hits then outweighs the hits, the share
+    falls towards 0 whatever they show, and every q-value reads about 1, "the structure is wrong" (a trial's
+    two-run study: 9 scorable features, among them Myclobutanil at cosine 0.97 with 40 matched peaks, all at
+    0.99999999). Such hits stay level 3."""
+    llr = np.asarray(log_lr, dtype=np.float64)
+    if np.isfinite(llr).sum() < PSEUDO_WRONG:
+        return np.full(llr.shape, np.nan)
+    _pi, post = right_share_and_posteriors(llr)
     return posterior_q_values(post)
 
 

@@ -249,7 +249,7 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
     out = out.with_columns((pl.col("accepted") & blank_only).alias("_blank_only")).with_columns(
         (pl.col("accepted") & ~pl.col("_blank_only")).alias("accepted"))
     accepted = pl.col("accepted")
-    if out["structure_q_value"].is_not_null().any():  # the study-wide level-2 model (structure_q_values)
+    if out["_llr"].is_not_null().any():  # the study-wide level-2 model (structure_q_values; null: too few to judge)
         level2 = (pl.col("structure_q_value") <= fdr).fill_null(False) & pl.col("_rivals").is_null()
     else:  # annotations without the model's log likelihood ratios: each spectrum's own level
         level2 = (pl.col("_level_best") == 2) & ~pl.col("_any3") & pl.col("_rivals").is_null()
