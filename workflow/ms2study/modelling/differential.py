@@ -53,8 +53,8 @@ outcome's slope, a binary outcome's class beside covariates) and of a multiclass
 the same way (``permutation_ols_test``, ``permutation_f_test``: Freedman & Lane 1983; a class whose samples are all
 filled has no variance and an F far beyond the F distribution). With ``welch`` every binary feature without
 covariates gets Welch's test, every multiclass one the ordinary F-test and every other one plain OLS (the filled ones
-with the same permutation p-values). The tests themselves
-are in ``modelling.univariate``. Imports ``core``, ``modelling.outcomes`` and ``modelling.univariate``.
+with the same permutation p-values). The tests are in ``modelling.univariate``; ``effect_ci_low``/``effect_ci_high``,
+the effect's 95 % interval, from ``modelling.effect_interval``. Imports ``core`` and those ``modelling`` modules.
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ from ms2study.core.atomic import atomic_path
 from ms2study.core.errors import InputError
 from ms2study.modelling.cells import detection_mask, fill_not_measured, not_measured_mask
 from ms2study.modelling.direction import class_extremes
+from ms2study.modelling.effect_interval import effect_intervals
 from ms2study.modelling.outcomes import check_outcome, covariate_matrix, encode_outcome, outcome_dirname
 from ms2study.modelling.univariate import (
     bh_q_values,
@@ -127,6 +128,9 @@ DIFFERENTIAL: dict[str, pl.DataType] = {
     "test": pl.Utf8,          # moderated_t | welch_t | moderated_ols | ols | moderated_f | anova; null: not tested
     "log2_fold_change": pl.Float64,       # binary: mean log2 positive class - mean log2 other class
     "log2_effect_per_unit": pl.Float64,   # continuous: log2 intensity change per unit of the outcome
+    # 95 % interval of that effect (limma's, modelling.effect_interval); null where a value was imputed
+    "effect_ci_low": pl.Float64,
+    "effect_ci_high": pl.Float64,
     "statistic": pl.Float64,              # t (moderated_t, welch_t, moderated_ols, ols) or F (moderated_f, anova)
     "p_value": pl.Float64,
     "q_value": pl.Float64,                # Benjamini-Hochberg over the tested features
@@ -203,10 +207,8 @@ def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, o
                           detected: pl.DataFrame | None = None) -> tuple[pl.DataFrame, dict]:
     """Test every consensus feature for a difference with one outcome; returns (table, summary). The same as
     ``differential_with_values`` without the values."""
-    table, summary, _ = differential_with_values(feature_matrix, samples, outcome, identifications, covariates,
-                                                 imputation, min_detected_fraction, test, n_permutations, seed,
-                                                 detected)
-    return table, summary
+    return differential_with_values(feature_matrix, samples, outcome, identifications, covariates, imputation,
+                                    min_detected_fraction, test, n_permutations, seed, detected)[:2]
 
 
 def differential_with_values(feature_matrix: pl.DataFrame, samples: pl.DataFrame, outcome: dict,
@@ -289,8 +291,8 @@ def differential_with_values(feature_matrix: pl.DataFrame, samples: pl.DataFrame
                         "multiclass": "moderated_f"}[kind] if moderated else test_name)
     if kind != "continuous":
         summary["classes"] = target["classes"]
-        summary["class_counts"] = {c: int(n) for c, n in zip(target["classes"], np.bincount(
-            y, minlength=len(target["classes"])))}
+        counts = np.bincount(y, minlength=len(target["classes"])).tolist()
+        summary["class_counts"] = dict(zip(target["classes"], counts))
     if kind == "binary":
         summary["positive_class"] = target["positive_class"]
         summary["reference_class"] = next((c for c in target["classes"] if c != target["positive_class"]), None)
@@ -354,7 +356,6 @@ def differential_with_values(feature_matrix: pl.DataFrame, samples: pl.DataFrame
     q = bh_q_values(p)
     tested = np.isfinite(p)
     tests = np.where(tested, tests, None)  # an untested feature names no test
-
     gap_filled = present & ~found
 
     def in_class(cells: np.ndarray, label: int) -> np.ndarray:  # share per feature in one class (binary)
@@ -388,6 +389,7 @@ def differential_with_values(feature_matrix: pl.DataFrame, samples: pl.DataFrame
         pl.lit(spec["column"], dtype=pl.Utf8).alias("outcome"), pl.Series(tests.tolist(), dtype=pl.Utf8).alias("test"),
         series(result.get("log2_fold_change")).alias("log2_fold_change"),
         series(result.get("log2_effect_per_unit")).alias("log2_effect_per_unit"),
+        *[series(result.get(c)).alias(c) for c in ("effect_ci_low", "effect_ci_high")],
         series(result["statistic"]).alias("statistic"), series(p).alias("p_value"), series(q).alias("q_value"),
         pl.Series(tested, dtype=pl.Boolean).alias("tested"),
         pl.lit(len(ids), dtype=pl.Int32).alias("n_samples"),
@@ -450,6 +452,7 @@ def _tests(kind: str, values: np.ndarray, y: np.ndarray, C: np.ndarray | None, c
         if n_permutations > 0 and with_fill.any():
             permuted = permutation_ols_test(values[with_fill], x, C, n_filled[with_fill], n_permutations, seed + 1)
         design = np.column_stack([np.ones(y.size), x] + ([C] if covariates else []))
+    part["effect_ci_low"], part["effect_ci_high"] = effect_intervals(values, design, n_filled)
     if n_permutations > 0 and with_fill.any():
         part["p_value"] = part["p_value"].copy()
         part["p_value"][with_fill] = permuted["p_value"]
