@@ -4,9 +4,9 @@
 ``EntryIssue`` (file, entry position, identifier, reason, detail, line, action) for every entry that was
 skipped (malformed), emptied (no peak left by cleaning) or altered (invalid peaks dropped, identifier renamed,
 decimal comma read), logs each and gives the counts and a one-line summary. The per-entry checks shared by the
-library build and the query reader live here too: ``checked_precursor``, ``record_empty``, ``unique_ids`` and
-``nothing_usable`` (the InputError for files with no usable spectrum). Imports only ms2study.core and
-ms2study.io.fields.
+library build and the query reader live here too: ``checked_precursor``, ``record_empty``, ``unique_ids``,
+``log_without_ion_mode`` and ``nothing_usable`` (the InputError for files with no usable spectrum). Imports only
+ms2study.core and ms2study.io.fields.
 """
 
 from __future__ import annotations
@@ -99,7 +99,8 @@ class ReadReport:
     counts them, ``to_frame`` gives a table for reports. Every issue is logged when recorded (WARNING;
     emptied: INFO) with the file, entry position, line, identifier and reason; ``summary`` is the one-line
     account.
-    ``what`` ("library" or "queries") prefixes the log lines; ``files`` lists the files read.
+    ``what`` ("library" or "queries") prefixes the log lines; ``files`` lists the files read; ``file_notes``
+    holds (file, note) for what concerns a whole file (e.g. read as Windows-1252 because it is not UTF-8).
     """
 
     what: str = "library"
@@ -110,6 +111,7 @@ class ReadReport:
     n_name_as_structure: int = 0  # library spectra without InChIKey or parsable SMILES: the name is the structure
     issues: list[EntryIssue] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    file_notes: list[tuple[str, str]] = field(default_factory=list)
 
     # -- recording
     def _record(self, issue: EntryIssue) -> None:
@@ -139,6 +141,11 @@ class ReadReport:
         """Record an entry that is used but was changed (peaks dropped, id renamed, value reinterpreted)."""
         self._record(EntryIssue(file, entry, identifier or f"{Path(file).name}:{entry}", reason, detail, line,
                                 ALTERED))
+
+    def note_file(self, file: str, note: str) -> None:
+        """Record, and log (WARNING) once, a note on a whole file (how it was decoded, not one entry)."""
+        self.file_notes.append((file, note))
+        log.warning("%s %s: %s", self.what, file, note)
 
     # -- reading back
     def _select(self, action: str) -> list[EntryIssue]:
@@ -271,6 +278,17 @@ def unique_ids(entries: list[RawSpectrum], report: ReadReport) -> list[str]:
             f"'{ident}' -> '{new}' (already used by entry {first.entry} of {Path(first.source_file).name})",
         )
     return out
+
+
+def log_without_ion_mode(report: ReadReport, file: str, ids: list[str], n_records: int, how: str,
+                         level: int = logging.WARNING) -> None:
+    """Log one line for ``file`` when some of its ``n_records`` used records state no ion mode (``ids``: their
+    identifiers, the first three shown) and ``how`` they are searched; nothing when ``ids`` is empty."""
+    if not ids:
+        return
+    shown = ", ".join(f"'{i}'" for i in ids[:3]) + (", ..." if len(ids) > 3 else "")
+    log.log(level, "%s %s: %d of %d records state no ion mode (no IONMODE / Ion_mode, Ionization, CHARGE or adduct "
+            "sign): %s (%s)", report.what, file, len(ids), n_records, how, shown)
 
 
 def nothing_usable(report: ReadReport, paths: list[Path]) -> InputError:

@@ -35,7 +35,8 @@ KEY_ALIASES: dict[str, tuple[str, ...]] = {
 # Ion-mode codes of flat spectra and library indexes (0: unknown).
 ION_MODE_CODE = {"positive": 1, "negative": -1}
 
-_KEY_DROP = str.maketrans("", "", " \t\r\n\x0b\x0c_")
+# a byte-order mark too: one inside a file (files joined with cat) must not rename its record's first key
+_KEY_DROP = str.maketrans("", "", " \t\r\n\x0b\x0c_\ufeff")
 
 
 def norm_key(key: str) -> str:

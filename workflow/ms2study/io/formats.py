@@ -15,11 +15,15 @@ Formats read (by extension, ``.gz`` allowed):
   ``Num Peaks`` and the peaks; records end at a blank line or where the next one begins.
 * GNPS JSON: a list of objects with ``peaks_json`` (or ``peaks``) as ``[[m/z, intensity], ...]``.
 
+Text is UTF-8, with or without a byte-order mark, with LF, CRLF or CR line ends; text that is not UTF-8 is read as
+Windows-1252 (Latin-1), the file named once in the log (``ReadReport.note_file``); UTF-16 with its mark is read.
+
 Imports only ms2study.core and the io modules ``fields`` and ``entries``.
 """
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
 import json
@@ -28,7 +32,7 @@ import re
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -49,10 +53,93 @@ from ms2study.io.entries import (
 from ms2study.io.fields import entry_id, float_or_none, norm_key
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.name.lower().endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace")
-    return open(path, encoding="utf-8", errors="replace")
+# Text encodings. Files are UTF-8 (a byte-order mark, as Windows editors write, is dropped: it once hid the first
+# MGF record and the first MSP Name). A file whose bytes are not UTF-8 is almost always Windows-1252 / Latin-1
+# (Excel, old NIST exports): it is read as such, named once in the log, rather than with replacement characters
+# in names and ids. A UTF-16 byte-order mark (Notepad's "Unicode") is honoured.
+NOT_UTF8 = "not UTF-8; read as Windows-1252 (Latin-1)"
+_LATIN1_ERRORS = "ms2study.latin1"
+
+
+def _latin1_for_undefined(err: UnicodeError) -> tuple[str, int]:
+    # The five bytes Windows-1252 leaves undefined read as their Latin-1 code points, as browsers read them.
+    if not isinstance(err, UnicodeDecodeError):
+        raise err
+    return err.object[err.start:err.end].decode("latin-1"), err.end
+
+
+codecs.register_error(_LATIN1_ERRORS, _latin1_for_undefined)
+
+
+def _open_binary(path: Path) -> BinaryIO:
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+
+
+def _utf16(path: Path) -> bool:
+    with _open_binary(path) as handle:
+        return handle.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
+def _note_not_utf8(path: Path, report: ReadReport, line_no: int, line: str) -> None:
+    where = f" (first at line {line_no}: {line.strip()[:60]!r})" if line_no else ""
+    report.note_file(str(path), f"{NOT_UTF8}{where}; save it as UTF-8 to silence this")
+
+
+def _text_lines(path: Path, report: ReadReport) -> Iterator[str]:
+    """Lines of a text file (``.gz`` allowed; LF, CRLF or CR line ends; a byte-order mark dropped), read as UTF-8.
+
+    From the first stretch that is not UTF-8 on, each line that is not UTF-8 is read as Windows-1252 (its five
+    undefined bytes as Latin-1), noted once in ``report`` with the first such line; lines that are UTF-8 stay so
+    (files joined from both). A UTF-16 file (byte-order mark) is read as UTF-16.
+    """
+    if _utf16(path):
+        with io.TextIOWrapper(_open_binary(path), encoding="utf-16", errors="replace") as handle:
+            yield from handle
+        return
+    n_read = 0
+    try:
+        with io.TextIOWrapper(_open_binary(path), encoding="utf-8-sig") as handle:
+            for line in handle:
+                n_read += 1
+                yield line
+        return
+    except UnicodeDecodeError:
+        pass
+    # The lines already given were UTF-8. The rest is read again line by line: Latin-1 maps each byte to one
+    # character, so the lines (split at the ASCII line ends) are the same and their bytes come back unchanged.
+    noted = False
+    with io.TextIOWrapper(_open_binary(path), encoding="latin-1") as handle:
+        for line_no, text in enumerate(handle, 1):
+            if line_no <= n_read:
+                continue
+            raw = text.encode("latin-1")
+            if line_no == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                line = raw.decode("cp1252", errors=_LATIN1_ERRORS)
+                if not noted:
+                    _note_not_utf8(path, report, line_no, line)
+                    noted = True
+            yield line
+
+
+def _whole_text(path: Path, report: ReadReport) -> str:
+    """The text of a whole file (for JSON) decoded as ``_text_lines`` decodes it, but as one: all UTF-8 or, when
+    it is not (noted once in ``report``), all Windows-1252."""
+    with _open_binary(path) as handle:
+        data = handle.read()
+    if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        return data.decode("utf-16", errors="replace")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        bad = data.rfind(b"\n", 0, err.start) + 1
+        end = data.find(b"\n", err.start)
+        line = data[bad:end if end >= 0 else len(data)].decode("cp1252", errors=_LATIN1_ERRORS)
+        _note_not_utf8(path, report, data.count(b"\n", 0, err.start) + 1, line)
+        return data.removeprefix(codecs.BOM_UTF8).decode("cp1252", errors=_LATIN1_ERRORS)
 
 
 def _format_of(path: Path, role: str = "library") -> str:
@@ -132,54 +219,53 @@ def read_mgf(path: Path, report: ReadReport) -> Iterator[RawSpectrum]:
     tokens: list[str] = []       # m/z, intensity, m/z, intensity ... as text (converted at END IONS)
     token_lines: list[int] = []  # line of each peak
     bad_line = ""
-    with _open_text(path) as handle:
-        for line_no, raw in enumerate(handle, 1):
-            line = raw.strip()
-            if not line or line[0] in "#;!":
+    for line_no, raw in enumerate(_text_lines(path, report), 1):
+        line = raw.strip()
+        if not line or line[0] in "#;!":
+            continue
+        if line[0] in "BbEe\ufeff":
+            upper = line.lstrip("\ufeff").upper()  # a byte-order mark inside: files joined with cat
+            if upper == "BEGIN IONS":
+                if fields is not None:
+                    report.skip(src, entry, start_line, NO_END, entry_id(fields, src, entry))
+                entry += 1
+                report.n_entries += 1
+                fields, tokens, token_lines, bad_line, start_line = {}, [], [], "", line_no
                 continue
-            if line[0] in "BbEe":
-                upper = line.upper()
-                if upper == "BEGIN IONS":
-                    if fields is not None:
-                        report.skip(src, entry, start_line, NO_END, entry_id(fields, src, entry))
-                    entry += 1
-                    report.n_entries += 1
-                    fields, tokens, token_lines, bad_line, start_line = {}, [], [], "", line_no
-                    continue
-                if fields is not None and upper == "END IONS":
-                    values = np.zeros(0)
-                    if not bad_line:
-                        try:
-                            values = np.array(tokens, dtype=np.float64)
-                        except ValueError:
-                            for k, token in enumerate(tokens):
-                                if float_or_none(token) is None:
-                                    bad_line = f"line {token_lines[k // 2]}: {token[:40]!r} is not a number"
-                                    break
-                    if bad_line:
-                        report.skip(src, entry, start_line, UNREADABLE_PEAKS, entry_id(fields, src, entry), bad_line)
-                    else:
-                        spectrum = _finish_entry(report, src, entry, start_line, fields, values[0::2], values[1::2])
-                        if spectrum is not None:
-                            yield spectrum
-                    fields = None
-                    continue
-            if fields is None:
-                continue  # text between entries
-            if "=" in line:
-                key, _, value = line.partition("=")
-                if key.strip():
-                    fields.setdefault(norm_key(key), value.strip())
+            if fields is not None and upper == "END IONS":
+                values = np.zeros(0)
+                if not bad_line:
+                    try:
+                        values = np.array(tokens, dtype=np.float64)
+                    except ValueError:
+                        for k, token in enumerate(tokens):
+                            if float_or_none(token) is None:
+                                bad_line = f"line {token_lines[k // 2]}: {token[:40]!r} is not a number"
+                                break
+                if bad_line:
+                    report.skip(src, entry, start_line, UNREADABLE_PEAKS, entry_id(fields, src, entry), bad_line)
+                else:
+                    spectrum = _finish_entry(report, src, entry, start_line, fields, values[0::2], values[1::2])
+                    if spectrum is not None:
+                        yield spectrum
+                fields = None
                 continue
-            parts = line.split()
-            if len(parts) == 1 and parts[0].count(",") == 1:
-                parts = parts[0].split(",")
-            if len(parts) < 2:
-                bad_line = bad_line or f"line {line_no}: {line[:60]!r}"
-                continue
-            tokens.append(parts[0])
-            tokens.append(parts[1])
-            token_lines.append(line_no)
+        if fields is None:
+            continue  # text between entries
+        if "=" in line:
+            key, _, value = line.partition("=")
+            if key.strip():
+                fields.setdefault(norm_key(key), value.strip())
+            continue
+        parts = line.split()
+        if len(parts) == 1 and parts[0].count(",") == 1:
+            parts = parts[0].split(",")
+        if len(parts) < 2:
+            bad_line = bad_line or f"line {line_no}: {line[:60]!r}"
+            continue
+        tokens.append(parts[0])
+        tokens.append(parts[1])
+        token_lines.append(line_no)
     if fields is not None:
         report.skip(src, entry, start_line, TRUNCATED, entry_id(fields, src, entry))
 
@@ -260,46 +346,45 @@ def read_msp(path: Path, report: ReadReport) -> Iterator[RawSpectrum]:
         if spectrum is not None:
             yield spectrum
 
-    with _open_text(path) as handle:
-        for line_no, raw in enumerate(handle, 1):
-            line = raw.strip()
-            if not line:
-                if fields or in_peaks:
-                    yield from finish()
-                    fields, mz, inten, in_peaks, declared, bad_line = {}, [], [], False, -1, ""
-                continue
-            if in_peaks and _looks_like_peak(line):
-                pairs = _msp_pairs(line)
-                if pairs is None:
-                    bad_line = bad_line or f"line {line_no}: {line[:60]!r}"
-                else:
-                    for a, b in pairs:
-                        mz.append(a)
-                        inten.append(b)
-                continue
-            key, sep, value = line.partition(":")
-            if not sep or not key.strip():
-                if in_peaks:
-                    bad_line = bad_line or f"line {line_no}: {line[:60]!r}"
-                continue  # free text outside a peak block (comments, wrapped values)
-            nkey = norm_key(key)
-            if in_peaks and (nkey == "NAME" or ((mz or bad_line) and (declared < 0 or len(mz) >= declared))):
-                # A Name line after 'Num Peaks', or a key line after the peaks, without a blank line between
-                # records: the next record begins.
+    for line_no, raw in enumerate(_text_lines(path, report), 1):
+        line = raw.strip()
+        if not line:
+            if fields or in_peaks:
                 yield from finish()
                 fields, mz, inten, in_peaks, declared, bad_line = {}, [], [], False, -1, ""
-            if not fields and not in_peaks:
-                entry += 1
-                report.n_entries += 1
-                start_line = line_no
-            if nkey == "NUMPEAKS":
-                in_peaks = True
-                count = float_or_none(value.strip())
-                declared = int(count) if count is not None and count.is_integer() and count >= 0 else -1
-                continue
-            fields.setdefault(nkey, value.strip())
-        if fields or in_peaks:
+            continue
+        if in_peaks and _looks_like_peak(line):
+            pairs = _msp_pairs(line)
+            if pairs is None:
+                bad_line = bad_line or f"line {line_no}: {line[:60]!r}"
+            else:
+                for a, b in pairs:
+                    mz.append(a)
+                    inten.append(b)
+            continue
+        key, sep, value = line.partition(":")
+        if not sep or not key.strip():
+            if in_peaks:
+                bad_line = bad_line or f"line {line_no}: {line[:60]!r}"
+            continue  # free text outside a peak block (comments, wrapped values)
+        nkey = norm_key(key)
+        if in_peaks and (nkey == "NAME" or ((mz or bad_line) and (declared < 0 or len(mz) >= declared))):
+            # A Name line after 'Num Peaks', or a key line after the peaks, without a blank line between
+            # records: the next record begins.
             yield from finish()
+            fields, mz, inten, in_peaks, declared, bad_line = {}, [], [], False, -1, ""
+        if not fields and not in_peaks:
+            entry += 1
+            report.n_entries += 1
+            start_line = line_no
+        if nkey == "NUMPEAKS":
+            in_peaks = True
+            count = float_or_none(value.strip())
+            declared = int(count) if count is not None and count.is_integer() and count >= 0 else -1
+            continue
+        fields.setdefault(nkey, value.strip())
+    if fields or in_peaks:
+        yield from finish()
 
 
 def _json_text(value: Any) -> str | None:
@@ -317,11 +402,10 @@ def read_gnps_json(path: Path, report: ReadReport) -> Iterator[RawSpectrum]:
     not such a list; skips (and reports) entries that are not objects or whose peaks are unreadable.
     """
     src = str(path)
-    with _open_text(path) as handle:
-        try:
-            records = json.load(handle)
-        except (json.JSONDecodeError, RecursionError) as err:
-            raise InputError(f"not valid JSON ({err})", file=src, fix="export the library again from GNPS") from err
+    try:
+        records = json.loads(_whole_text(path, report))
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise InputError(f"not valid JSON ({err})", file=src, fix="export the library again from GNPS") from err
     if isinstance(records, dict):
         records = records.get("spectra", [records])
     if not isinstance(records, list):

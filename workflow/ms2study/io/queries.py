@@ -18,6 +18,7 @@ from ms2study.io.entries import (
     RawSpectrum,
     ReadReport,
     checked_precursor,
+    log_without_ion_mode,
     nothing_usable,
     record_empty,
     unique_ids,
@@ -39,7 +40,8 @@ QUERY_SCHEMA: dict[str, pl.DataType] = {
 
 
 def read_query_spectra(
-    path: str | os.PathLike, *, cleaning: dict | None = None, require_any: bool = True
+    path: str | os.PathLike, *, cleaning: dict | None = None, require_any: bool = True,
+    default_ion_mode: str = "positive",
 ) -> tuple[pl.DataFrame, ReadReport]:
     """Query spectra from an MGF / MSP / GNPS JSON file (``.gz`` allowed), read exactly as library entries are.
 
@@ -50,7 +52,8 @@ def read_query_spectra(
     unambiguous, with a recorded note), ``ion_mode`` ("positive" / "negative" / null, from ``ion_mode_of``
     as for library spectra), ``mz`` (List Float64) and ``intensity`` (List Float32): the peaks as read, in
     file order, invalid peaks (negative / NaN / infinite intensity, m/z not finite or <= 0) dropped and
-    recorded; not otherwise cleaned.
+    recorded; not otherwise cleaned. Queries that state no ion mode keep a null ``ion_mode`` and are searched
+    as ``default_ion_mode`` (annotate's ``ion_mode``): one WARNING line says how many, naming the first few.
 
     Queries that cannot be searched are left out and recorded in ``report`` (``report.skipped``: no or
     invalid precursor m/z, unreadable peaks, no peaks, truncated entries; with ``cleaning``, a dict of
@@ -75,13 +78,16 @@ def read_query_spectra(
         kept.append(raw)
         precursors.append(precursor)
     ids = unique_ids(kept, report)
+    modes = [ion_mode_of(raw.fields) for raw in kept]
+    log_without_ion_mode(report, str(path), [i for i, mode in zip(ids, modes) if mode is None], len(kept),
+                         f"searched as {default_ion_mode}; add IONMODE= (MGF) or Ion_mode: (MSP) where that is wrong")
     table = pl.DataFrame(
         {
             "spectrum_id": ids,
             "sample_id": [None] * len(kept),
             "feature_id": [None] * len(kept),
             "precursor_mz": precursors,
-            "ion_mode": [ion_mode_of(raw.fields) for raw in kept],
+            "ion_mode": modes,
             "mz": [raw.mz.tolist() for raw in kept],
             "intensity": [raw.intensity.astype(np.float32).tolist() for raw in kept],
             "name": [first_field(raw.fields, "name") for raw in kept],

@@ -30,6 +30,7 @@ from ms2study.io.entries import (
     RawSpectrum,
     ReadReport,
     checked_precursor,
+    log_without_ion_mode,
     record_empty,
     unique_ids,
 )
@@ -162,8 +163,9 @@ def build_library(
 
     Entries without a valid precursor m/z are skipped, entries left without peaks by cleaning are dropped
     (unless ``keep_empty``), repeated identifiers get ``#k`` suffixes in input order; each case is recorded
-    in ``report`` (and logged) with file, entry, identifier and reason, and the summary is logged. The
-    result may be empty (``index_library`` refuses that; other callers decide).
+    in ``report`` (and logged) with file, entry, identifier and reason, and the summary is logged. Entries that
+    state no ion mode keep a null ``ion_mode`` (compared with queries of either mode), counted per file at INFO.
+    The result may be empty (``index_library`` refuses that; other callers decide).
     """
     p = merge_params(params)
     report = report if report is not None else ReadReport()
@@ -200,6 +202,9 @@ def build_library(
         rows.append(row)
     with_structure(rows, kept, report)
     metadata = pl.DataFrame(rows, schema=METADATA) if rows else pl.DataFrame(schema=METADATA)
+    for (source,), group in metadata.group_by("source_file", maintain_order=True):
+        log_without_ion_mode(report, str(source), group.filter(pl.col("ion_mode").is_null())["library_id"].to_list(),
+                             group.height, "compared with queries of either ion mode", logging.INFO)
     n = metadata.height
     precursor_arr = np.asarray(precursors, dtype=np.float64)
     mode = np.array([ION_MODE_CODE.get(m, 0) for m in metadata["ion_mode"].to_list()], dtype=np.int8)

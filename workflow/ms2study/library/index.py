@@ -98,8 +98,9 @@ def index_library(
     """Read, clean and index library files into ``out_dir`` (always rebuilds); returns the loaded index.
 
     Raises InputError when no file is given, a file is missing / of unknown format / unreadable, or when
-    no usable spectrum remains (nothing is written then). The manifest records the counts and the first
-    100 skipped, emptied and altered entries (file, entry, line, identifier, reason, detail).
+    no usable spectrum remains (nothing is written then). The manifest records the counts, the first 100
+    skipped, emptied and altered entries (file, entry, line, identifier, reason, detail) and notes on whole
+    files (``file_notes``: e.g. read as Windows-1252 because not UTF-8).
     """
     # The readers and the builder are imported here: a job that only loads an index (annotate, once per sample)
     # would otherwise compile and import them for nothing.
@@ -139,6 +140,7 @@ def index_library(
         "altered_first": first(report.altered),
         "n_peaks_dropped": report.n_peaks_dropped,
         "n_name_as_structure": report.n_name_as_structure,
+        "file_notes": [{"file": Path(file).name, "note": note} for file, note in report.file_notes],
         "build_seconds": round(time.perf_counter() - t0, 3),
     }
     write_library_index(built, out_dir, manifest)

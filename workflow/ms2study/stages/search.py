@@ -40,12 +40,13 @@ SCORE_COLUMNS = [
 ]
 
 
-def read_query_file(path: str | Path, cleaning: dict | None = None) -> pl.DataFrame:
+def read_query_file(path: str | Path, cleaning: dict | None = None, default_ion_mode: str = "positive") -> pl.DataFrame:
     """Query spectra from a library-format file or a pipeline spectra.parquet (tables.SPECTRA columns).
 
     ``cleaning``: the library's cleaning parameters; queries that cleaning would empty are named in the log and
-    left out (``ms2study.io.queries.read_query_spectra``). Raises InputError naming the file when a parquet lacks
-    the needed columns or no query can be searched.
+    left out (``ms2study.io.queries.read_query_spectra``); ``default_ion_mode``: the mode queries that state none
+    are searched in (annotate's ``ion_mode``), logged with their number. Raises InputError naming the file when a
+    parquet lacks the needed columns or no query can be searched.
     """
     path = Path(path)
     if path.name.endswith(".parquet"):
@@ -56,7 +57,7 @@ def read_query_file(path: str | Path, cleaning: dict | None = None) -> pl.DataFr
                              fix="pass a spectra.parquet from the pipeline")
         return df
 
-    df, _report = read_query_spectra(path, cleaning=cleaning)
+    df, _report = read_query_spectra(path, cleaning=cleaning, default_ion_mode=default_ion_mode)
     return df
 
 
@@ -134,7 +135,7 @@ def score_files(
     prepare_for_params(index_dir, p)
     index = load_library_index(index_dir)
     cleaning = p["cleaning"] if p["cleaning"] is not None else index.manifest.get("params", {}).get("cleaning", {})
-    spectra = cleaned(read_query_file(queries, cleaning), cleaning)
+    spectra = cleaned(read_query_file(queries, cleaning, p["ion_mode"]), cleaning)
     mismatch = ion_mode_mismatch(spectra, np.asarray(index.ion_mode), p["ion_mode"])
     if mismatch:
         log.warning("queries %s against library %s: %s", queries, index_dir, mismatch)
