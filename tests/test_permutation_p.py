@@ -172,6 +172,22 @@ def test_every_set_draws_the_shared_permutations_and_the_best_is_adjusted_for_th
     assert strong["permutation_p_adjusted"] == pytest.approx(
         max((1 + strong["permutations_reaching_adjusted"]) / 41, strong["permutation_p"]))
     assert strong["permutation_p_adjusted"] < 0.05 and noise["permutation_p_adjusted"] >= noise["permutation_p"]
-    assert "permutation_null" not in strong and "permutation_observed" not in noise
+    assert "permutation_null" not in strong and "permutation_null" not in noise
     written = json.loads((tmp_path / "two" / "group" / "summary.json").read_text())
     assert written["feature_sets"]["features"]["permutation_p_adjusted"] == strong["permutation_p_adjusted"]
+
+
+def test_the_score_the_p_tests_is_recorded_beside_the_mean_over_repeats(tmp_path: Path) -> None:
+    """A fresh-user trial read "AUC 0.92 ... permutation p = 0.45 (18 of 40 permutations reached it)" as 18
+    permutations reaching 0.92, while p tests the first repeat's AUC (0.70; metrics.parquet's per_repeat). The summary
+    now records that score, ``permutation_observed``, for the report to name; p itself is unchanged."""
+    y = np.repeat([0, 1], 8)
+    samples, sets = _sets(y, effect=0.6, seed=4)
+    params = {"n_permutations": 20, "outer_repeats": 3, "n_bootstrap": 50, "feature_sets": ["features"]}
+    entry = models.model_outcomes(samples, sets, [GROUP], tmp_path / "m", params)["group"]["feature_sets"]["features"]
+    per_repeat = pl.read_parquet(tmp_path / "m" / "group" / "metrics.parquet").filter(
+        pl.col("primary"))["per_repeat"][0].to_list()
+    assert len(per_repeat) == 3 and entry["value"] == pytest.approx(np.mean(per_repeat))
+    assert entry["permutation_observed"] == pytest.approx(per_repeat[0])
+    written = json.loads((tmp_path / "m" / "group" / "summary.json").read_text())
+    assert written["feature_sets"]["features"]["permutation_observed"] == pytest.approx(per_repeat[0])

@@ -542,8 +542,9 @@ def test_a_near_perfect_metric_with_a_large_p_is_explained(tmp_path: Path) -> No
                "feature_sets": {"embedding": entry(1.0, 3 / 21), "features": entry(1.0, 1 / 21),
                                 "binned_spectra": entry(0.9, 3 / 21)}}
     note = outcomes.permutation_note(summary)
-    assert note.startswith("roc_auc is at or near its maximum of 1, yet p is not small (embedding: 1.000, p = 0.143, "
-                           "2 of 20 permutations reached it): with 12 samples, models fitted to permuted labels")
+    assert note.startswith("roc_auc is at or near its maximum of 1, yet p is not small (embedding: 1.000, p = 0.143 for "
+                           "the first repeat's AUC, 2 of 20 permutations reached it): with 12 samples, models fitted "
+                           "to permuted labels")
     assert note.endswith("p = (1 + permutations reaching at least the observed value) / (1 + permutations), so its "
                          "resolution is 1/21 = 0.0476.")
     assert "features:" not in note and "binned_spectra" not in note  # p small, or the value not near 1
@@ -564,7 +565,7 @@ def test_a_near_perfect_metric_with_a_large_p_is_explained(tmp_path: Path) -> No
         **entry(1.0, 10 / 79), "permutations_drawn": 79, "permutations_reaching": 10,
         "permutations_stopped_early": True}}}
     note = outcomes.permutation_note(stopped)
-    assert "embedding: 1.000, p = 0.127, 10 of 79 permutations reached it" in note
+    assert "embedding: 1.000, p = 0.127 for the first repeat's AUC, 10 of 79 permutations reached it" in note
     assert "p = those permutations / permutations drawn (Besag & Clifford 1991)" in note
     assert note.endswith("resolution is 1/101 = 0.0099.")
     # not shown when every near-perfect value has a small p

@@ -232,8 +232,8 @@ def test_a_verdict_at_the_permutations_resolution_is_said_so_in_the_models_secti
     text, _ = report
     models = _between(text, "models", "differential")
     assert ('<p class="note resolution">Best set, features: this verdict is limited by the number of permutations: '
-            "0 of the 20 permutations drawn reached the observed AUC, and with 20 permutations and 3 feature sets the "
-            "smallest adjusted p possible is 3/21 = 0.143; the adjusted p (0.143) cannot fall below 0.05 with any "
+            "0 of the 20 permutations drawn reached the first repeat's AUC, and with 20 permutations and 3 feature "
+            "sets the smallest adjusted p possible is 3/21 = 0.143; the adjusted p (0.143) cannot fall below 0.05 with any "
             "count of reaching permutations. Raise <code>models: n_permutations</code> in config.yaml (e.g. to 1000) "
             "to tell whether it holds.</p>") in models
     assert choice.permutation_resolution(SUMMARY, "embedding") is None  # its interval reaches chance anyway

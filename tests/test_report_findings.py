@@ -114,8 +114,8 @@ def test_the_box_comes_first_and_its_numbers_are_the_inputs(report: str) -> None
     assert ("<b>suggestive only</b>: the best set separates case from control samples on its own test, but not "
             "once the choice among 3 sets is adjusted for (AUC "
             f"{best['value']:.2f}, 95 % interval {best['ci_low']:.2f} to {best['ci_high']:.2f}, permutation p = "
-            f"{best['permutation_p']:.3g}; best of 3 feature sets: <b>features</b>; picked as the best of 3 after "
-            "seeing them, so its p is not adjusted for the choice (Bonferroni over the 3: 0.06))") in box
+            f"{best['permutation_p']:.3g} for the first repeat's AUC; best of 3 feature sets: <b>features</b>; picked as "
+            "the best of 3 after seeing them, so its p is not adjusted for the choice (Bonferroni over the 3: 0.06))") in box
     q = np.array(Q)
     hits = int((q < SIGNIFICANCE).sum())
     assert (f"<b>{hits}</b> of {N} tested features differ at q &lt; 0.05 ({hits - 1} compound groups): 3 higher in "
@@ -299,7 +299,8 @@ def test_the_verdicts_p_is_never_rounded_across_the_line_and_a_tie_names_one_set
     tied = _summary(embedding=_entry(1.0, 0.69, 1.0, 0.13), features={**_entry(1.0, 0.69, 1.0, 5 / 101),
                     "permutations_drawn": 100, "permutations_reaching": 4}, binned_spectra=_entry(1.0, 0.69, 1.0, 0.2))
     text, on = findings.model_verdict(tied)
-    assert on == "features" and "permutation p = 0.0495 (4 of 100 permutations reached it)" in text
+    assert on == "features" and ("permutation p = 0.0495 for the first repeat's AUC (4 of 100 permutations reached "
+                                 "it)") in text
     # stopped early (a trial read 10 of 70 -> 0.143 beside 8 of 100 -> 0.0891 as an error): the rule is said
     assert findings.p_text({"permutation_p": 10 / 70, "permutations_drawn": 70, "permutations_reaching": 10,
                             "permutations_stopped_early": True}) == (
@@ -411,8 +412,8 @@ def test_a_class_enriched_while_no_feature_differs_alone_says_why_and_ties_name_
 def test_an_interval_from_0_to_1_says_the_samples_are_too_few() -> None:
     """Fresh-user trial (4 vs 4 samples): every AUC interval printed '0.00 to 1.00' without a word on why."""
     wide = _summary(features=_entry(0.85, 0.0, 1.0, 0.3))
-    assert "95 % interval 0.00 to 1.00 (so wide that these few samples per class cannot pin the AUC down)" in (
-        findings.model_verdict(wide)[0])
+    assert ("95 % interval 0.00 to 1.00 (so wide that these few samples per class cannot pin the AUC down; rely on "
+            "the permutation p to judge whether it beats chance)") in findings.model_verdict(wide)[0]
     assert "cannot pin" not in findings.model_verdict(_summary(features=_entry(0.97, 0.72, 1.0, 0.02)))[0]
     # a second fresh-user trial: with the score interval in the summary, it is given with what it is worth
     scored = _summary(features={**_entry(0.78, 0.0, 1.0, 0.3), "ci_score": [0.443, 0.935]})
@@ -440,8 +441,8 @@ def test_a_verdict_the_permutations_decide_says_so_and_what_to_raise(tmp_path: P
     text, on = findings.model_verdict(trial)
     assert on == "features" and text.startswith("<b>suggestive only</b>")
     assert ("; this verdict is limited by the number of permutations: 1 of the 100 permutations drawn reached the "
-            "observed AUC, and with 100 permutations and 4 feature sets the smallest adjusted p possible is 4/101 = "
-            "0.0396; the adjusted p (0.0792) would be below 0.05 only if none had reached it, so one permutation "
+            "first repeat's AUC, and with 100 permutations and 4 feature sets the smallest adjusted p possible is "
+            "4/101 = 0.0396; the adjusted p (0.0792) would be below 0.05 only if none had reached it, so one permutation "
             "decides the verdict. Raise <code>models: n_permutations</code> in config.yaml (e.g. to 1000) to tell "
             "whether it holds") in text
     # the box and the models section both say it
@@ -651,8 +652,8 @@ def test_a_max_statistic_adjustment_is_read_from_the_summary_and_named() -> None
     text = findings.model_verdict(two)[0]
     assert text.startswith("<b>suggestive only</b>")
     assert ("on 2 of the 40 permutations that every one of the 4 feature sets drew, some set's model reached the "
-            "observed AUC, and with 40 shared permutations the smallest adjusted p possible is 1/41 = 0.0244; the "
-            "adjusted p (0.0732) would be below 0.05 with at most 1 reaching it, so 1 permutation decides the "
+            "first repeat's AUC, and with 40 shared permutations the smallest adjusted p possible is 1/41 = 0.0244; "
+            "the adjusted p (0.0732) would be below 0.05 with at most 1 reaching it, so 1 permutation decides the "
             "verdict") in text
     assert "(e.g. to 1000) with <code>permutation_stop_after: 0</code>, so that every set draws them all," in text
 
@@ -679,3 +680,59 @@ def test_an_interval_bound_that_would_round_onto_chance_keeps_a_third_decimal() 
     text = findings.model_verdict(age)[0]
     assert "95 % interval 0.004 to 0.730" in text
     assert "95 % interval 0.72 to 1.00" in findings.model_verdict(SUMMARY)[0]
+
+
+def _trial_h(value: float = 0.92, observed: float | None = 0.70, repeats: int = 5) -> dict:
+    """The effect study of a fresh-user trial (6 + 6 spike-in): the embedding's AUC, a mean over 5 repeats (per repeat
+    0.7, 1.0, 0.9, 1.0, 1.0), its interval, and a permutation p on the first repeat's 0.70 that stopped early."""
+    entry = {**_entry(value, 0.4333, 1.0, 0.45), "outer_repeats": repeats, "permutations_drawn": 40,
+             "permutations_reaching": 18, "permutations_stopped_early": True}
+    return {**entry, "permutation_observed": observed} if observed is not None else entry
+
+
+def test_the_verdicts_p_names_the_first_repeats_score_it_tests(tmp_path: Path) -> None:
+    """Trial: Main findings read "AUC 0.92, ..., permutation p = 0.45 (18 of 40 permutations reached it)", and "it"
+    read as 0.92, while p tests the first repeat's AUC, 0.70 (the models section said so, the box did not). Beside a
+    mean over repeats the p now names the score it tests, in the box, the models table and the models' notes."""
+    from ms2study.reporting import outcomes
+
+    text = findings.model_verdict(_summary(embedding=_trial_h()))[0]
+    assert ("AUC 0.92, 95 % interval 0.43 to 1.00 (so wide that these few samples per class cannot pin the AUC down; "
+            "rely on the permutation p to judge whether it beats chance), permutation p = 0.45 for the first repeat's "
+            "AUC 0.70 (18 of 40 permutations reached 0.70; drawing stopped once that many had, so p = reached / "
+            "drawn)") in text
+    assert "reached it" not in text
+    # a summary written before the score was recorded still says which score p tests
+    assert findings.p_text(_trial_h(observed=None)).startswith(
+        "0.45 for the first repeat's AUC (18 of 40 permutations reached it;")
+    # one repeat: p tests the value shown, nothing to add
+    assert findings.p_text(_trial_h(observed=0.92, repeats=1)).startswith("0.45 (18 of 40 permutations reached it;")
+    # the models table gives the tested score beside p; a near-perfect mean's note names it too
+    section = outcomes.models_section([_write(tmp_path / "m", _summary(embedding=_trial_h()))],
+                                      pl.DataFrame({"sample_id": IDS}), {}, [])
+    assert ">0.45 (repeat 1: 0.700)<" in section
+    near = _summary(embedding=_trial_h(value=0.96))
+    assert ("embedding: 0.960, p = 0.45 for the first repeat's AUC 0.700, 18 of 40 permutations reached 0.700"
+            in outcomes.permutation_note(near))
+    # the resolution sentence counts permutations reaching the first repeat's score, and says so
+    resolution = _four_sets({**_counted(0.947, 0.747, 1, 100), "permutation_observed": 0.9})
+    assert "1 of the 100 permutations drawn reached the first repeat's AUC (0.90), and" in (
+        findings.model_verdict(resolution)[0])
+
+
+def test_an_auc_interval_from_chance_to_near_perfect_says_the_samples_are_too_few() -> None:
+    """Trial: the note that an interval is too wide to pin the AUC down was shown for 0.00 to 1.00 (the null study)
+    but not for 0.43 to 1.00 (the effect study), which says as little. It is now shown wherever the interval reaches
+    chance and spans at least half the AUC's range (``modeltext.too_wide``)."""
+    from ms2study.reporting import modeltext
+
+    assert "0.43 to 1.00 (so wide that these few samples per class cannot pin the AUC down" in (
+        findings.model_verdict(_summary(embedding=_trial_h()))[0])
+    for low, high, wide in ((0.43, 1.0, True), (0.0, 0.6, True), (0.5, 1.0, True), (0.0, 1.0, True),
+                            (0.45, 0.9, False), (0.72, 1.0, False), (0.51, 1.0, False), (0.0, 0.45, False)):
+        entry = _entry(0.7, low, high, 0.3)
+        assert modeltext.too_wide(entry) is wide, (low, high)
+        assert ("cannot pin the AUC down" in findings.model_verdict(_summary(features=entry))[0]) is wide, (low, high)
+    # without a permutation p there is nothing to rely on instead: not said
+    assert "rely on" not in modeltext.wide_interval_note({**_entry(0.7, 0.2, 0.9, 0.3), "permutation_p": None})
+    assert not modeltext.too_wide({**_entry(0.7, 0.0, 1.0, 0.3), "metric": "r2"})

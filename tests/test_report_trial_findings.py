@@ -170,3 +170,26 @@ def test_a_name_refused_for_resting_on_blank_runs_says_so() -> None:
                                   .otherwise(None).alias("evidence_note"))
     rows = {r[0]: r for r in _table_rows(_consensus_compounds(ident, {}, "q ≤ 0.01", fdr=0.01))}
     assert html.unescape(rows["C2"][-1]) == "only blank runs' spectra support it"
+
+
+def test_an_accepted_name_with_a_low_cosine_is_not_said_to_be_the_right_compound() -> None:
+    """A fresh user's trial: an accepted name resting on a spectrum of cosine < 0.3 was explained as "typical of a
+    noisy or chimeric spectrum of the right compound", and it was a wrong structure (an isomer not in the library).
+    The note now gives both readings and calls the name tentative."""
+    from ms2study.reporting.sections import identifications_section
+
+    annotations = pl.DataFrame({"spectrum_id": ["a"], "sample_id": ["S1"], "rank": [1], "library_name": ["y"],
+                                "library_inchikey": ["Y"], "cosine": [0.14], "q_value": [0.0099], "accepted": [True]})
+    ident = pl.DataFrame({
+        "consensus_id": ["C1"], "name": ["y"], "msi_level": [3], "isomer_inchikeys": [["Y"]], "inchikey": ["Y"],
+        "compound_class": ["c"], "n_samples": [6], "n_spectra": [6], "n_supporting": [6], "best_score": [0.75],
+        "best_cosine": [0.14], "q_value": [0.0099], "accepted": [True],
+        "evidence_note": ["best cosine below 0.3: accepted on the combined score (its best spectrum: cosine 0.125, "
+                          "entropy 0.404, embedding 0.92, modified cosine 0.125)"]},
+        schema_overrides={"msi_level": pl.Int8})
+    text = html.unescape(identifications_section(annotations, ident, ["S1"],
+                                                 {"config_used": {"annotate": {"fdr": 0.01}}}, []))
+    assert "1 accepted feature(s) have no spectrum with cosine 0.3 or more" in text
+    assert "typical of" not in text and "of the right compound" in text
+    assert ("may be a noisy or chimeric spectrum of the right compound, or a related compound (an isomer or analogue) "
+            "that is not in the library: read these names as tentative") in text

@@ -615,3 +615,32 @@ def test_a_continuous_outcome_can_carry_the_planted_effect(tmp_path, inputs):
                  "--samples", "3", "--compounds", "4", "--n-changed", "2", "--effect", "score"]) == 0
     assert "score" in pl.read_csv(tmp_path / "cli" / "samples.tsv", separator="\t").columns
     assert main(["simulate", str(tmp_path / "syn"), "--effect", "score"]) != 0  # spike-in mode only
+
+
+def test_the_truth_records_the_realised_fold_and_no_fold_change_when_nothing_changed(study, tmp_path, inputs):
+    """A fresh user's trial: ground_truth.tsv marked a compound changed with fold 2.5 whose abundances differed
+    0.99x between cases and controls (its per-sample variation is large), and simulation.json recorded fold_change
+    3.0 with --n-changed 0. The truth now has the realised fold beside the planted one, and no fold without a change."""
+    out, summary = study
+    truth = pl.read_csv(out / "ground_truth.tsv", separator="\t")
+    assert truth.columns[truth.columns.index("fold") + 1] == "realised_fold"
+    log = truth.with_columns(pl.col("abundance").log().alias("ln"))
+    for k in range(6):
+        rows = log.filter(pl.col("compound_id") == k)
+        expected = np.exp(rows.filter(pl.col("group") == "case")["ln"].mean()
+                          - rows.filter(pl.col("group") == "control")["ln"].mean())
+        assert rows["realised_fold"].n_unique() == 1
+        assert rows["realised_fold"][0] == pytest.approx(expected, rel=1e-5)  # TSV: 6 significant digits
+    assert summary["fold_change"] == 3.0
+    assert json.loads((out / "simulation.json").read_text())["fold_change"] == 3.0
+    none = make(tmp_path / "none", inputs, n_changed=0)
+    assert none["fold_change"] is None and json.loads((tmp_path / "none" / "simulation.json").read_text())[
+        "fold_change"] is None
+    unchanged = pl.read_csv(tmp_path / "none" / "ground_truth.tsv", separator="\t")
+    assert not unchanged["changed"].any() and (unchanged["fold"] == 1.0).all()
+    # effect "score": the realised fold runs from the lowest to the highest score, as fold does there
+    scored = make(tmp_path / "score", inputs, n_samples=5, effect="score")
+    assert scored["fold_change"] == 3.0
+    rows = pl.read_csv(tmp_path / "score" / "ground_truth.tsv", separator="\t").filter(pl.col("compound_id") == 0)
+    slope = np.polyfit(rows["score"].to_numpy(), np.log(rows["abundance"].to_numpy()), 1)[0]
+    assert rows["realised_fold"][0] == pytest.approx(np.exp(10 * slope), rel=1e-4)

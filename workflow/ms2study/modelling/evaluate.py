@@ -266,10 +266,14 @@ def adjust_for_the_choice(summary: dict, m: int) -> None:
     """Adds to each feature set of ``summary`` with a permutation p its ``permutation_p_adjusted`` (the larger of
     ``family_adjusted_p``'s over the sets on the first ``m`` permutations and the set's own p, so never below it)
     and ``permutations_reaching_adjusted``, and to the summary ``p_adjustment`` (method, permutations, sets); the
-    null statistics are dropped from the entries. Nothing when no set has permutations."""
+    null statistics are dropped from the entries; the observed statistic stays (``permutation_observed``, the first
+    repeat's score that p tests, which the report names beside the mean over repeats). Nothing when no set has
+    permutations."""
     entries = {k: e for k, e in summary["feature_sets"].items() if e.get("permutation_p") is not None}
-    observed = {k: e.pop("permutation_observed") for k, e in entries.items()}
+    observed = {k: float(e["permutation_observed"]) for k, e in entries.items()}
     nulls = {k: e.pop("permutation_null") for k, e in entries.items()}
+    for k, e in entries.items():  # as summary.json can hold it (an undefined score: null)
+        e["permutation_observed"] = finite_or_none(observed[k])
     if not entries or m < 1:
         return
     for k, result in family_adjusted_p(observed, nulls, m).items():

@@ -6,8 +6,8 @@ permutations' resolution decides (``choice.permutation_resolution``), a cross-va
 near its maximum can have a permutation p that is not small (``permutation_note``), and the warnings the
 differential stage recorded in its summary. Warnings are HTML with user text escaped; each is a ``html.Caution``
 that says what it means for the conclusions (the page ranks them) and which findings it bears on (the main findings
-name it beside them). May import ``ms2study.core``, ``ms2study.modelling`` and
-``reporting.html``.
+name it beside them). May import ``ms2study.core``, ``ms2study.modelling``, ``reporting.html`` and
+``reporting.modeltext``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import polars as pl
 from ms2study.modelling.differential import SIGNIFICANCE
 from ms2study.modelling.metrics import CHANCE
 from ms2study.reporting.html import DOUBT, PROCESSING, QUALITY, Caution, esc, interval_text, p_value_text
+from ms2study.reporting.modeltext import observed_text, reached_text, tested_clause
 
 # Below a fifth of the consensus features with MS/MS, four in five features (and so, as a rule, most hits of 'What
 # differs') can carry no identification, and the MS/MS-based feature sets see a fifth of the data or less: warned.
@@ -36,7 +37,6 @@ WELL_BELOW = 0.1
 # bags of chemistry.
 MS2_SETS = ("embedding", "chemical_space")
 UNTESTED_ION = " (mass and RT only)"
-METRIC_NAMES = {"roc_auc": "AUC", "macro_roc_auc": "macro AUC", "r2": "R²", "balanced_accuracy": "balanced accuracy"}
 
 
 def features_with_ms2(links: Path | None, spectra: Iterable[Path | None]) -> set[str] | None:
@@ -125,21 +125,6 @@ def library_isomers(identifications: pl.DataFrame) -> pl.Series:
     evidence alone."""
     return identifications["isomer_inchikeys"].list.eval(
         pl.element().filter(pl.element().is_not_null() & (pl.element() != ""))).list.len().fill_null(0)
-
-
-def score_interval_clause(entry: dict) -> str:
-    """For an AUC whose reported 95 % interval spans (almost) everything (``ci_high - ci_low >= 0.95``: the
-    fold-wise bootstrap collapses when test folds hold one or two samples per class), the narrower Newcombe score
-    interval the summary also holds (``ci_score``), with what it is worth: on simulated studies of 16 samples it
-    covered the true AUC in only 77-93 % of studies, 85-97 % at 40 (benchmarks/measured/auc_interval.json), so it
-    is not a 95 % interval; the reported one is the hull of both. Empty otherwise."""
-    low, high, score = entry.get("ci_low"), entry.get("ci_high"), entry.get("ci_score")
-    if entry.get("metric") != "roc_auc" or low is None or high is None or float(high) - float(low) < 0.95 \
-            or not score or score[0] is None or score[1] is None:
-        return ""
-    return (f"; Newcombe's score interval alone is {float(score[0]):.2f} to {float(score[1]):.2f}, but on simulated "
-            "studies of 16-40 samples it held the true AUC in only 77-97 % of them, so it is not reported as the "
-            "95 % interval")
 
 
 # gap-filled shares of two groups this far apart: the fold change compares more re-quantified values on one side
@@ -338,8 +323,8 @@ def floor_warning(summary: dict, feature_set: str, outcome: str, warnings: list[
         return
     floor = 1 / (int(n) + 1)
     text = (f"outcome <b>{esc(outcome)}</b>: the permutation p of the {esc(feature_set)} model, {p_value_text(floor)}, "
-            f"is 1/({int(n)} + 1), the smallest {int(n)} permutations can give (none of them reached its "
-            f"{esc(entry.get('metric'))}); ")
+            f"is 1/({int(n)} + 1), the smallest {int(n)} permutations can give (none of them reached "
+            f"{observed_text(entry)}); ")
     if floor >= SIGNIFICANCE:
         text += (f"so few permutations cannot give p &lt; {SIGNIFICANCE:g}, and no model can be shown to beat chance: "
                  "raise <code>models: n_permutations</code>")
@@ -366,9 +351,10 @@ P_SMALL = 0.05
 def permutation_note(summary: dict) -> str | None:
     """Why a metric at or near its maximum (>= ``NEAR_MAXIMUM`` of 1) can have a permutation p that is not small
     (> ``P_SMALL``): with few samples, models fitted to permuted labels reach that value too, and p counts them.
-    One or two sentences naming each such feature set with how many permutations reached its value (the entry's
-    ``permutations_reaching`` and ``permutations_drawn``; for summaries without them, from p and ``params:
-    n_permutations``), p's formula and its resolution; None when no set is in that case."""
+    One or two sentences naming each such feature set with how many permutations reached the score p tests (the
+    entry's ``permutations_reaching`` and ``permutations_drawn``; for summaries without them, from p and ``params:
+    n_permutations``; that score, the first repeat's, is named where the value is a mean over repeats:
+    ``modeltext.tested_clause``), p's formula and its resolution; None when no set is in that case."""
     cases = [(name, summary["feature_sets"][name]) for name in near_maximum(summary)]
     if not cases:
         return None
@@ -383,12 +369,13 @@ def permutation_note(summary: dict) -> str | None:
         if drawn is None and n_perm:  # an older summary: every permutation was drawn
             drawn, reached = n_perm, max(round(p * (n_perm + 1)) - 1, 0)
         stopped = stopped or bool(entry.get("permutations_stopped_early"))
+        # the value is the mean over the repeats, p tests the first repeat's score: say which (a trial)
+        said = f"{name}: {float(entry['value']):.3f}, p = {p_value_text(p)}{tested_clause(entry, 3)}"
         if reached == 0:  # no permutation reached it: p is as small as these permutations can make it
-            at_floor.append(f"{name}: {float(entry['value']):.3f}, p = {p_value_text(p)}, none of {int(drawn)} "
-                            "permutations reached it")
+            at_floor.append(f"{said}, none of {int(drawn)} permutations reached {reached_text(entry, 3)}")
             continue
-        counts.append(f"{name}: {float(entry['value']):.3f}, p = {p_value_text(p)}"
-                      + (f", {int(reached)} of {int(drawn)} permutations reached it" if drawn else ""))
+        counts.append(said + (f", {int(reached)} of {int(drawn)} permutations reached {reached_text(entry, 3)}"
+                              if drawn else ""))
     parts = []
     if counts:
         parts.append(f"{metric} is at or near its maximum of 1, yet p is not small ({'; '.join(counts)}): with "

@@ -4,15 +4,16 @@ The models stage adjusts it by the max-statistic over the sets on their shared p
 (``modelling.evaluate.family_adjusted_p``; summary ``p_adjustment``, entry ``permutation_p_adjusted``). A summary
 written before that (no ``p_adjustment``) is adjusted here by Bonferroni over the sets, as the report did then. Also
 the verdict's sentence on the permutations' resolution (``permutation_resolution``). May import ``ms2study.core``,
-``reporting.html`` and ``reporting.cautions``.
+``reporting.html``, ``reporting.modeltext`` and ``reporting.cautions``.
 """
 
 from __future__ import annotations
 
 from fractions import Fraction
 
-from ms2study.reporting.cautions import METRIC_NAMES, P_SMALL, chance_shortfall
-from ms2study.reporting.html import esc, p_value_text
+from ms2study.reporting.cautions import P_SMALL, chance_shortfall
+from ms2study.reporting.html import p_value_text
+from ms2study.reporting.modeltext import observed_text
 
 
 def choice_adjustment(summary: dict, entry: dict) -> dict | None:
@@ -82,7 +83,8 @@ def permutation_resolution(summary: dict, feature_set: str) -> str | None:
     p set aside), p adjusted for the choice among the summary's feature sets (``choice.choice_adjustment``, as the
     verdict) is not below ``P_SMALL``, and it is at most ``RESOLUTION_FACTOR`` times the smallest adjusted p the
     permutations allow, or even that smallest one is not below ``P_SMALL``. Says how many permutations were drawn
-    and reached the observed value, the smallest possible adjusted p, how many reaching permutations would have
+    and reached the observed value (the first repeat's where the value shown is a mean over repeats:
+    ``modeltext.observed_text``), the smallest possible adjusted p, how many reaching permutations would have
     passed, and what to raise (``models: n_permutations``, with a suggested count). None otherwise, or when an
     unadjusted p stopped drawing early (it then rests on ``permutation_stop_after`` reaching permutations)."""
     entry = (summary.get("feature_sets") or {}).get(feature_set) or {}
@@ -107,17 +109,17 @@ def permutation_resolution(summary: dict, feature_set: str) -> str | None:
         reached = entry.get("permutations_reaching")
         reached = int(reached) if reached is not None else max(round(float(p) * (n + 1)) - 1, 0)
     passing = reaching_to_pass(adjusted, P_SMALL)
-    metric = esc(METRIC_NAMES.get(entry.get("metric"), entry.get("metric") or "score"))
+    observed = observed_text(entry)  # the first repeat's score where the value shown is a mean over repeats
     what = "adjusted p" if sets > 1 else "p"
     smallest_text = f"{adjusted['factor']}/{n + 1} = {p_value_text(smallest)}"
     if shared:
         text = (f"this verdict is limited by the number of permutations: on {reached} of the {n} permutations that "
-                f"every one of the {sets} feature sets drew, some set's model reached the observed {metric}, and "
+                f"every one of the {sets} feature sets drew, some set's model reached {observed}, and "
                 f"with {n} shared permutations the smallest {what} possible is {smallest_text}; the {what} "
                 f"({p_value_text(value)}) ")
     else:
         text = (f"this verdict is limited by the number of permutations: {reached} of the {drawn} permutations drawn "
-                f"reached the observed {metric}, and with {n} permutations" + (f" and {sets} feature sets" if sets > 1
+                f"reached {observed}, and with {n} permutations" + (f" and {sets} feature sets" if sets > 1
                                                                                   else "")
                 + f" the smallest {what} possible is {smallest_text}; the {what} ({p_value_text(value)}) ")
     if passing is None:

@@ -19,12 +19,7 @@ import polars as pl
 from ms2study.modelling.differential import SIGNIFICANCE, read_summary, significant_compounds
 from ms2study.modelling.metrics import CHANCE
 from ms2study.reporting import cautions, marks
-from ms2study.reporting.cautions import (
-    METRIC_NAMES,
-    P_SMALL,
-    best_feature_set,
-    chance_shortfall,
-)
+from ms2study.reporting.cautions import P_SMALL, best_feature_set, chance_shortfall
 from ms2study.reporting.choice import adjustment_text, choice_adjustment, permutation_resolution
 from ms2study.reporting.collect import UNSEARCHED_LABEL, DifferentialFiles, OutcomeFiles
 from ms2study.reporting.html import (
@@ -36,6 +31,7 @@ from ms2study.reporting.html import (
     p_value_text,
     warning_anchor,
 )
+from ms2study.reporting.modeltext import METRIC_NAMES, reached_text, tested_clause, wide_interval_note
 from ms2study.reporting.shift import SHIFT_MIN_LOG2, SHIFT_SHARE, shift_notable, shift_size  # noqa: F401
 from ms2study.reporting.shift import shift_sentence as _shift_sentence
 
@@ -59,15 +55,17 @@ def _what(summary: dict) -> tuple[str, str]:
 
 def p_text(entry: dict) -> str:
     """A feature set's permutation p as the box prints it: three significant digits (0.0495, never rounded up to
-    0.050 across the 0.05 line) and, where the summary records them, how many permutations reached the observed
-    value of how many drawn."""
+    0.050 across the 0.05 line), the score it tests where that is not the value shown (the first repeat's, beside
+    a mean over repeats: "0.45 for the first repeat's AUC 0.70", ``modeltext.tested_clause``) and, where the summary
+    records them, how many permutations reached that score of how many drawn."""
     p = float(entry["permutation_p"])
     drawn, reached = entry.get("permutations_drawn"), entry.get("permutations_reaching")
     # stopped early, p is reached / drawn (Besag & Clifford 1991), not (1 + reached) / (1 + drawn): a trial read
     # 10 of 70 -> 0.143 beside 8 of 100 -> 0.0891 as an error
     early = ("; drawing stopped once that many had, so p = reached / drawn" if entry.get("permutations_stopped_early")
              else "")
-    return p_value_text(p) + (f" ({int(reached)} of {int(drawn)} permutations reached it{early})" if drawn else "")
+    return p_value_text(p) + tested_clause(entry) + (
+        f" ({int(reached)} of {int(drawn)} permutations reached {reached_text(entry)}{early})" if drawn else "")
 
 
 def model_verdict(summary: dict) -> tuple[str, str | None]:
@@ -92,10 +90,8 @@ def model_verdict(summary: dict) -> tuple[str, str | None]:
         chance_value = CHANCE.get(metric)
         # a bound that two decimals would round onto chance (R² 0.0043 as "0.00") keeps a third (a trial)
         digits = 3 if chance_value is not None and round(float(low), 2) == chance_value != float(low) else 2
-        numbers += f", {interval_text(float(low), float(high), digits)}"
-        if metric == "roc_auc" and float(high) - float(low) >= 0.95:  # says nothing; say why rather than leave it
-            numbers += (" (so wide that these few samples per class cannot pin the AUC down"
-                        f"{cautions.score_interval_clause(entry)})")
+        # an interval that says nothing (reaches chance, spans half the AUC's range): say why rather than leave it
+        numbers += f", {interval_text(float(low), float(high), digits)}{wide_interval_note(entry)}"
     if p is not None:
         numbers += f", permutation p = {p_text(entry)}"
     n_sets = len(summary.get("feature_sets") or {})

@@ -26,6 +26,7 @@ from ms2study.reporting.charts import (
 from ms2study.reporting.collect import OutcomeFiles
 from ms2study.reporting.html import DOUBT, Caution, covariate_names, esc, fmt, html_table, p_value_text
 from ms2study.reporting.maps import map_2d
+from ms2study.reporting.modeltext import repeats, tested_score
 
 MODELS_TEXT = (
     '<p class="note">Nested cross-validation: outer repeated (stratified) k-fold, the regularisation '
@@ -40,8 +41,9 @@ MODELS_TEXT = (
     "corrected resampled t interval over the repeats' test folds (Nadeau &amp; Bengio 2003), which carries the "
     "refitting the bootstrap leaves out. p is a label-permutation p-value (smallest "
     "possible value 1/(permutations + 1)) of the first repeat's score: each permutation reruns one repeat, so the "
-    "score it is tested on can differ from the mean over repeats shown as the value; 'null mean' is the metric this "
-    "procedure reaches on permuted labels, "
+    "score it is tested on can differ from the mean over repeats shown as the value (the table gives it beside p "
+    "as 'repeat 1', and the permutation counts elsewhere in the report are of that score); 'null mean' is the "
+    "metric this procedure reaches on permuted labels, "
     "i.e. its chance level. Read them together: p is the test of whether a model beats chance (it refits the "
     "whole procedure on permuted labels); the interval says how precisely the value is known, but it does not "
     "refit the models (on simulated studies of 16 and 40 samples the AUC interval held the procedure's true AUC "
@@ -173,7 +175,7 @@ def _metrics_table(summary: dict, outcome: str, warnings: list[str]) -> str:
         rows.append([name, entry.get("metric"), ("html", f"<b>{fmt(entry.get('value'))}</b>"),
                      ("html", f"[{fmt(entry.get('ci_low'))}, {fmt(entry.get('ci_high'))}]"),
                      ("html", p_value_text(entry.get("permutation_p"))
-                      + (" (floor)" if cautions.at_floor(entry, n_perm) else "")),
+                      + (" (floor)" if cautions.at_floor(entry, n_perm) else "") + _tested_cell(entry)),
                      ("html", p_value_text(entry.get("permutation_p_adjusted"))
                       if entry.get("permutation_p_adjusted") is not None else "NA"),
                      ("html", fmt(entry.get("permutation_null_mean"))),
@@ -185,6 +187,15 @@ def _metrics_table(summary: dict, outcome: str, warnings: list[str]) -> str:
                             f"{esc(', '.join(entry['samples_without_values']))} (imputed inside the folds)")
     return html_table(["feature set", "metric", "value", "95 % interval", "permutation p", "p adjusted", "null mean",
                        "samples", "features", "folds × repeats", "secondary"], rows, numeric={2, 3, 4, 5, 6, 7, 8})
+
+
+def _tested_cell(entry: dict) -> str:
+    """Beside a p in the table, the first repeat's score it tests where the value is a mean over repeats and the
+    summary records that score ("(repeat 1: 0.700)"); empty otherwise."""
+    score = tested_score(entry)
+    if entry.get("permutation_p") is None or repeats(entry) == 1 or score is None:
+        return ""
+    return f" (repeat 1: {fmt(score)})"
 
 
 def _roc_chart(predictions: pl.DataFrame, summary: dict, outcome: str) -> str | None:

@@ -324,8 +324,9 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
         parts.append(f"<p>{marked['evidence_note']} accepted feature(s) have no spectrum with cosine 0.3 or more: "
                      "they passed on the combined score (entropy, embedding, modified cosine), and the column 'why "
                      "accepted (cosine &lt; 0.3)' gives the scores of the spectrum each rests on. A low cosine with "
-                     "high entropy or embedding agreement is typical of a noisy or chimeric spectrum of the right "
-                     "compound, but check these by eye.</p>")
+                     "high entropy or embedding agreement may be a noisy or chimeric spectrum of the right compound, "
+                     "or a related compound (an isomer or analogue) that is not in the library: read these names as "
+                     "tentative and check the spectra by eye.</p>")
     parts.append(interactive_table(shown, "identifications-table",
                                    order=[("level (Schymanski)", "asc"), ("q", "asc"), ("samples", "desc")]))
     if "m/z error (ppm)" in shown.columns:

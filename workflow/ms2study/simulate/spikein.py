@@ -49,13 +49,10 @@ runs in ../shared/data/mzml by ``benchmarks/biology.py --measure-real``; see the
 
 Files, as ``ms2study simulate`` writes them: ``mzml/S01.mzML`` ... (sorted by RT; added MS2 scans get new native ids
 "... scan=N" after the background's last, title "spiked MS2"), ``samples.tsv`` (sample_id, file, group: first half
-control), ``config.yaml``, ``library.mgf`` (input records verbatim), ``ground_truth.tsv`` (per sample and compound:
-sample_id, compound_id, name, inchikey, chemical_class (ChemOnt path), mz ([M+H]+ from the formula, before the
-sample's calibration offset), mz_acquired (after it, before the per-centroid error), rt_s (apex RT in that sample,
-drifted), rt_s_undrifted, fwhm_s, height (apex before per-sample variation), abundance (apex in that sample),
-present, above_noise, in_library, adduct, formula, n_ms2 (MS2 scans added), changed, log_fold (ln), fold, group,
-ms2_record (TITLE of the record used as MS2), ms2_source (other_record | same_record_noised)), ``simulation.json``
-(per run: its factor, drift parts and calibration offset). A spiked ion closer to another centroid of its scan than
+control), ``config.yaml``, ``library.mgf`` (input records verbatim), ``ground_truth.tsv`` (per sample and compound,
+the planted fold and the fold realised in these samples among its columns: :mod:`ms2study.simulate.spikein_truth`),
+``simulation.json`` (per run: its factor, drift parts and calibration offset; ``fold_change`` null when no compound
+is changed). A spiked ion closer to another centroid of its scan than
 the run resolves (the 0.1 % quantile of neighbouring MS1 centroid spacings; QC run 04: 19.5 ppm, TripleTOF run:
 75 ppm; at most 20 ppm in a sparse run, below 100 centroids per MS1 scan, see
 :mod:`ms2study.simulate.spikein_background`) is merged with it into one centroid (intensities summed, m/z
@@ -91,6 +88,7 @@ from ms2study.simulate.spikein_library import (
     require_structures,
     usable_records,
 )
+from ms2study.simulate.spikein_truth import truth_rows, with_realised_fold
 from ms2study.simulate.spikein_variation import (
     CALIBRATION_PPM,
     FIELD_LENGTH_DA,
@@ -433,21 +431,12 @@ def simulate_spikein(outdir: Path, background: Path | list[Path], library: Path,
             runs[sid] = {"background": backgrounds[i % len(bgs)].name, "sample_factor": var.factor,
                          "calibration_ppm": var.calibration_ppm, **var.drift_info,
                          "n_spectra": exp.getNrSpectra(), "n_spiked_ms2": int(n_ms2.sum())}
-            for k, c in enumerate(compounds):
-                truth.append({"sample_id": sid, "compound_id": k, "name": c.name, "inchikey": c.inchikey,
-                              "chemical_class": c.chemical_class, "mz": c.mz,
-                              "mz_acquired": c.mz * (1.0 + var.calibration_ppm * 1e-6),
-                              "rt_s": float(var.drift(c.rt_s)), "rt_s_undrifted": c.rt_s, "fwhm_s": c.fwhm_s,
-                              "height": c.height, "abundance": float(heights[k]), "present": True,
-                              "above_noise": bool(heights[k] >= bg.ms1_floor), "in_library": c.in_library,
-                              "adduct": "[M+H]+", "formula": c.formula, "n_ms2": int(n_ms2[k]), "changed": c.changed,
-                              "log_fold": float(np.log(fold[k]) * exponent), "fold": float(fold[k]),
-                              "group": groups[i], "score": float(score[i]),
-                              "ms2_record": c.query.fields.get("TITLE", ""), "ms2_source": c.ms2_source})
+            truth.extend(truth_rows(sid, groups[i], score[i], compounds, heights, var, n_ms2, fold, exponent,
+                                    bg.ms1_floor))
         n_library = _write_library(folder / "library.mgf", records, compounds, library_size, stream(seed, _SELECT, 1))
         sheet = pl.DataFrame({"sample_id": ids, "file": [f"mzml/{s}.mzML" for s in ids], "group": groups,
                               **({"score": np.round(score, 4)} if effect == "score" else {})})
-        truth_df = pl.DataFrame(truth, infer_schema_length=None)
+        truth_df = with_realised_fold(pl.DataFrame(truth, infer_schema_length=None), effect)
         for name, table in (("samples.tsv", sheet), ("ground_truth.tsv", truth_df)):
             with atomic_path(folder / name) as tmp:
                 table.write_csv(tmp, separator="\t", float_precision=6)
@@ -455,7 +444,8 @@ def simulate_spikein(outdir: Path, background: Path | list[Path], library: Path,
         summary = {
             "seed": seed, "n_samples": n_samples, "background": background.name,
             "backgrounds": [b.name for b in backgrounds], "library": library.name,
-            "n_compounds": len(compounds), "planted_class": planted, "fold_change": fold_change, "n_changed": n_changed,
+            "n_compounds": len(compounds), "planted_class": planted, "n_changed": n_changed,
+            "fold_change": fold_change if n_changed else None,  # nothing changed: no fold to record (a trial)
             "effect": effect,
             "n_known_unknowns": sum(not c.in_library for c in compounds), "n_library_records": n_library,
             "cases": [s for s, gr in zip(ids, groups, strict=True) if gr == "case"],
