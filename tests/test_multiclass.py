@@ -209,3 +209,24 @@ def test_the_class_table_of_a_three_group_outcome_has_no_direction_columns(tmp_p
     two, _ = _enrichment_part(tmp_path / "group.parquet", {"type": "binary"}, "log2 FC", "group", 1)
     assert "have no direction" in three and ">up</th>" not in three and ">down</th>" not in three
     assert ">up</th>" in two and ">down</th>" in two and "have no direction" not in two
+
+
+def test_the_sample_map_marks_a_left_out_class_of_one() -> None:
+    """Trial finding: the class of one sample the models left out was coloured on the sample maps like a modelled
+    class, with no mark."""
+    import numpy as np
+
+    from ms2study.modelling.featuresets import feature_matrix_feature_set
+    from ms2study.reporting.outcomes import outcome_maps
+
+    ids = [f"S{i}" for i in range(7)]
+    sheet = pl.DataFrame({"sample_id": ids, "grp": ["a", "a", "b", "b", "c", "c", "d"]})
+    values = np.random.default_rng(0).uniform(1e4, 1e6, (20, 7))
+    matrix = pl.DataFrame({"consensus_id": [f"C{j}" for j in range(20)], **dict(zip(ids, values.T))})
+    summary = {"outcome": "grp", "type": "multiclass", "feature_sets": {"features": {}},
+               "excluded_small_class": {"d": ["S6"]}}
+    chart = outcome_maps(sheet, {"features": feature_matrix_feature_set(matrix, ids)}, summary, "pca")[0]
+    assert "d (left out)" in chart and "a (left out)" not in chart
+    plain = outcome_maps(sheet, {"features": feature_matrix_feature_set(matrix, ids)},
+                         {**summary, "excluded_small_class": {}}, "pca")[0]
+    assert "left out" not in plain

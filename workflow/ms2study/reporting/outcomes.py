@@ -215,11 +215,15 @@ def outcome_maps(sheet: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], sum
                  method: str = "auto") -> list[str]:
     """A 2-D map (``maps.map_2d``; the chart's HTML) of each of the summary's feature sets present in
     ``feature_sets``, samples coloured by the outcome column of ``sheet``; samples without any value are left out,
-    and a set with fewer than 3 samples or no column gets no map."""
+    and a set with fewer than 3 samples or no column gets no map. A sample of a class the models left out (a class of
+    one, the summary's ``excluded_small_class``) keeps its place on the map, marked "(left out)" in its colour's
+    label (a trial saw it coloured like a modelled class)."""
     column = summary.get("outcome")
     if column not in sheet.columns:
         return []
     ids, values = sheet["sample_id"].to_list(), sheet[column].to_list()
+    left_out = {s for members in (summary.get("excluded_small_class") or {}).values() for s in members}
+    values = [f"{v} (left out)" if s in left_out and v is not None else v for s, v in zip(ids, values)]
     charts = []
     for name in [n for n in summary.get("feature_sets", {}) if n in feature_sets]:
         X, columns, empty = align_rows(feature_sets[name], ids, name)
