@@ -274,6 +274,12 @@ def test_library_losses_name_the_index_once_and_are_processing_notes(tmp_path: P
     assert warnings[0].startswith("library records dropped while building the library index <code>library</code> "
                                   "(library.mgf): 2 entries left without peaks")
     assert not re.search(r"library:? (<[^>]+>)?library\b", re.sub(r"<[^>]+>", "", warnings[0]))
+    # how a whole file was read is said in the report too, not only in the index log (not UTF-8)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "file_notes": [
+        {"file": "library.mgf", "note": "not UTF-8; read as Windows-1252 (Latin-1) (first at line 4: 'M\u00fcller')"}]}))
+    text = collect.library_summary([folder], [])
+    assert "library.mgf: not UTF-8; read as Windows-1252 (Latin-1)" in text
 
 
 def test_an_outcome_not_modelled_is_a_caution_on_the_conclusions(tmp_path: Path) -> None:

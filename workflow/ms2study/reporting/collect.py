@@ -256,6 +256,9 @@ def library_summary(indexes: Sequence[Path], warnings: list[str]) -> str:
             line += f" {text}."
             if what != "read with changes":
                 lost.append(text)
+        for note in manifest.get("file_notes") or []:  # how a whole file was read (e.g. not UTF-8)
+            if isinstance(note, dict) and note.get("note"):
+                line += f" {esc(str(note.get('file', '')))}: {esc(str(note['note']))}."
         named = int(manifest.get("n_name_as_structure") or 0)
         if named:
             line += (f" {named} spectra have no InChIKey and no parsable SMILES: their names stand for their "
