@@ -489,6 +489,15 @@ def test_command_writes_both_tables_with_their_summary(tmp_path: Path) -> None:
     assert summary["outcome"] == "group" and summary["positive_class"] == "case"
     assert summary["reference_class"] == "control" and summary["n_classes_significant"] >= 1
     assert summary["class_counts"] == {"control": 10, "case": 10}
+    # what one feature's test could find at this size: sd 0.3 (natural log), 10 + 10, about 190 tested features
+    from ms2study.modelling.power import detectable_log2_fold_change
+
+    assert 0.5 < summary["detectable_log2_fold_change"] < 1.5
+    complete = matrix.filter(pl.all_horizontal(pl.exclude("consensus_id", "mz", "rt_s", "n_detected").is_not_null()))
+    values = np.log2(complete.select(samples["sample_id"].to_list()).to_numpy())
+    direct = detectable_log2_fold_change(values, (samples["group"] == "case").to_numpy(),
+                                         int(pl.read_parquet(out)["tested"].sum()))
+    assert abs(direct - summary["detectable_log2_fold_change"]) < 0.05  # planted rows aside, the same estimate
     assert not list(tmp_path.rglob("*.tmp"))
     code = cli_main(["differential", "--samples", str(tmp_path / "samples.tsv"), "--feature-matrix",
                      str(tmp_path / "matrix.parquet"), "--out", str(out), "--enrichment-out", str(enrichment_out)])

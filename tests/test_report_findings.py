@@ -742,3 +742,21 @@ def test_an_auc_interval_from_chance_to_near_perfect_says_the_samples_are_too_fe
     # without a permutation p there is nothing to rely on instead: not said
     assert "rely on" not in modeltext.wide_interval_note({**_entry(0.7, 0.2, 0.9, 0.3), "permutation_p": None})
     assert not modeltext.too_wide({**_entry(0.7, 0.0, 1.0, 0.3), "metric": "r2"})
+
+
+def test_without_hits_the_finding_says_what_one_features_test_could_find(tmp_path: Path) -> None:
+    """Trial finding: every q >= 0.18 in a 6 + 6 study, and nothing said which fold change one feature's test could
+    have found at that size (the sweep's sentence covers the models only)."""
+    from ms2study.modelling.differential import write_table
+    from ms2study.reporting.collect import DifferentialFiles
+
+    table = pl.DataFrame({"consensus_id": ["C1", "C2"], "tested": [True, True], "q_value": [0.18, 0.6],
+                          "p_value": [0.001, 0.4], "log2_fold_change": [1.2, 0.1]})
+    summary = {"outcome": "group", "type": "binary", "positive_class": "case", "reference_class": "control",
+               "detectable_log2_fold_change": 1.72}
+    path = tmp_path / "group.parquet"
+    write_table(table, path, summary)
+    _, text, _ = findings.differential_finding(DifferentialFiles(path, None), None)
+    assert "<b>0</b> of 2 tested features differ" in text and "about a 3.3-fold change (log2 1.72)" in text
+    write_table(table.with_columns(pl.Series("q_value", [0.01, 0.6])), path, summary)
+    assert "fold change (log2" not in findings.differential_finding(DifferentialFiles(path, None), None)[1]

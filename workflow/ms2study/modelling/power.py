@@ -4,14 +4,16 @@
 compounds of one class raised 1.5x-4x and records, per setting, whether a feature set's AUC interval lay above 0.5.
 ``benchmarks/biology.py --resource resources/detectable_effects.json`` condenses that into the smallest detected
 fold change per sample size and number of changed compounds (best feature set), which this module reads to tell the
-report's reader what a negative result of their study can and cannot rule out. Pure Python; imports
-``ms2study.core`` only.
+report's reader what a negative result of their study can and cannot rule out; ``detectable_log2_fold_change`` says
+the same of one feature's test from the study's own variances. Imports numpy, scipy and ``ms2study.core``.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import numpy as np
 
 from ms2study.core.errors import InputError
 
@@ -92,3 +94,44 @@ def detectable_effect_sentence(n_samples: int, data: dict | None) -> str | None:
 def _listed(items: list[str], word: str) -> str:
     """"a", "a or b", "a, b or c"."""
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {word} {items[-1]}"
+
+
+def detectable_log2_fold_change(values: np.ndarray, positive: np.ndarray, n_tested: int, power: float = 0.8,
+                                q: float = 0.05) -> float | None:
+    """The log2 fold change a single changed feature of typical variance needs to reach q < ``q`` with probability
+    ``power`` in the differential analysis's moderated t-test, if it were the only change among ``n_tested`` tested
+    features (Benjamini-Hochberg's first threshold ``q / n_tested``; more changes make it easier).
+
+    ``values``: log2 intensities of the features measured in every sample (features x samples, no NaN), those the
+    moderated test sees; ``positive``: boolean per sample (the binary outcome's positive class). Method: the features'
+    residual variances (two groups) give limma-trend's prior (``core.ebayes``: 1/sigma^2 a scaled chi-square with d0
+    degrees of freedom around the intensity trend s0^2); s^2 is that prior's median variance, d0 s0^2 / median of
+    chi-square(d0) (s0^2 its median over the features), with n - 2 + d0 degrees of freedom; the usual power formula for a two-sided t-test,
+    (t(1 - a/2) + t(power)) s sqrt(1/n1 + 1/n2) with a = q / n_tested (e.g. Dobbin & Simon 2005, Biostatistics 6:27,
+    for microarray sample sizes). Measured in tests/test_power.py against the real test (moderated t, permutation p,
+    Benjamini-Hochberg) on simulated 6 + 6 studies of 600 features: the feature was found in 72 of 100 (power 0.8
+    stated), at half the change in 6. None
+    with fewer than 3 such features or 2 samples per class."""
+    from scipy import stats
+
+    from ms2study.core.ebayes import squeeze_variances
+
+    values = np.asarray(values, dtype=np.float64)
+    positive = np.asarray(positive, dtype=bool)
+    n1, n2 = int(positive.sum()), int((~positive).sum())
+    if values.ndim != 2 or values.shape[0] < 3 or n1 < 2 or n2 < 2 or n_tested < 1:
+        return None
+    a, b = values[:, positive], values[:, ~positive]
+    dof = n1 + n2 - 2
+    sigma2 = (a.var(axis=1, ddof=1) * (n1 - 1) + b.var(axis=1, ddof=1) * (n2 - 1)) / dof
+    if (sigma2 > 0).sum() < 3:
+        return None
+    _, d0, prior = squeeze_variances(sigma2, float(dof), values.mean(axis=1))
+    d0 = min(float(d0), 1e4)
+    df = dof + d0
+    alpha = q / n_tested
+    # the median true variance under the fitted prior (1/sigma^2 ~ scaled chi-square with d0 df, scale s0^2): the
+    # posterior variances are shrunk towards s0^2 and their median lies below it
+    typical = float(np.median(prior)) * d0 / stats.chi2.median(d0)
+    se = float(np.sqrt(typical * (1.0 / n1 + 1.0 / n2)))
+    return float((stats.t.ppf(1.0 - alpha / 2.0, df) + stats.t.ppf(power, df)) * se)

@@ -17,6 +17,7 @@ from ms2study.modelling.differential import SIGNIFICANCE, read_summary, signific
 from ms2study.reporting import cautions
 from ms2study.reporting.charts import enrichment_figure, figure_html, volcano_figure
 from ms2study.reporting.collect import DifferentialFiles
+from ms2study.reporting.findings import detectable_text
 from ms2study.reporting.html import DOUBT, QUALITY, Caution, covariate_names, esc, p_value_text, q_cell
 from ms2study.reporting.qc import attribution_part
 from ms2study.reporting.tables import class_path, interactive_table
@@ -102,10 +103,12 @@ def _test_text(summary: dict) -> str:
                     "as limma fits ~ class + covariates; ordinary least squares for features with an imputed value)")
         else:
             name = f"linear model of log2 intensity on the class, adjusted for {covariates} (ordinary least squares)"
+        detectable = summary.get("detectable_log2_fold_change")
         return (f"{name}{'' if covariates else ' on log2 intensities'}, <b>{esc(pos)}</b> "
                 f"(n = {counts.get(pos, '?')}) against "
                 f"<b>{esc(ref)}</b> (n = {counts.get(ref, '?')}); log2 FC &gt; 0: higher in {esc(pos)}"
-                + (" at equal covariates" if covariates else "") + how)
+                + (" at equal covariates" if covariates else "") + how
+                + (f". {detectable_text(float(detectable))}" if detectable else ""))
     if kind == "continuous":
         covariates = covariate_names(summary)
         return ("linear regression of log2 intensity on the outcome"

@@ -31,12 +31,14 @@ from ms2study.io.samplesheet import read_sample_sheet
 from ms2study.modelling.differential import (
     SIGNIFICANCE,
     TESTS,
+    OutcomeValues,
     differential_with_values,
     outcome_filename,
     write_table,
 )
 from ms2study.modelling.enrichment import class_enrichment, distinct_labellings, global_shift
 from ms2study.modelling.locality import local_cluster
+from ms2study.modelling.power import detectable_log2_fold_change
 from ms2study.modelling.outcomes import (
     add_run_range_arguments, not_sample_note, not_study_samples, read_model_matrix, runs_measured, small_class_note,
     without_empty_runs,
@@ -62,6 +64,20 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "seed": 0,                      # models.seed: the permutations
 }
 
+
+
+def _detectable(table: pl.DataFrame, seen: OutcomeValues) -> float | None:
+    """A binary outcome's ``power.detectable_log2_fold_change`` (power 0.8, q < 0.05) from the features its moderated
+    t-test saw (measured in every sample), with the study's number of tested features; None for other outcomes,
+    with covariates, or when fewer than 3 features were moderated."""
+    if seen.kind != "binary" or seen.covariates is not None or "test" not in table.columns:
+        return None
+    moderated = set(table.filter(pl.col("test").str.starts_with("moderated"))["consensus_id"].to_list())
+    rows = [i for i, c in enumerate(seen.consensus_ids) if c in moderated]
+    if len(rows) < 3:
+        return None
+    value = detectable_log2_fold_change(seen.values[rows], seen.y == 1, int(table["tested"].sum()))
+    return None if value is None else round(value, 4)
 
 def merge_params(params: dict | None) -> dict:
     """DEFAULT_PARAMS with ``params`` over them; raises InputError on an unknown key or a bad value."""
@@ -181,6 +197,7 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
     small = small_class_note(summary)  # a class of one left out (encode_outcome)
     if small:
         log.warning("outcome %s: %s", summary["outcome"], small)
+    summary["detectable_log2_fold_change"] = _detectable(table, values)
     locality = local_cluster(table, SIGNIFICANCE, int(params["seed"]))
     summary["local_cluster"] = locality
     summary["warnings"] = [locality["warning"]] if locality and locality["warning"] else []
