@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -345,6 +348,42 @@ def test_deterministic_for_a_seed(tmp_path, inputs):
     make(tmp_path / "c", inputs, seed=SEED + 1)
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
     assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
+
+
+# One process per PYTHONHASHSEED, each with its heap laid out otherwise before pyOpenMS is imported (its element
+# table then lies elsewhere, as another process's history leaves it; a PYTHONHASHSEED alone changed the layout only
+# by chance), and two small studies each.
+_MAKE_TWO = """
+import sys
+from pathlib import Path
+import numpy as np
+junk = [np.empty(k % 64) for k in range(int(sys.argv[4]))]
+del junk[::2]
+from ms2study.simulate.spikein import simulate_spikein
+bg, lib, out = (Path(a) for a in sys.argv[1:4])
+for seed in (0, 1):
+    simulate_spikein(out / str(seed), bg, lib, n_samples=2, n_compounds=6, n_changed=2, seed=seed)
+"""
+
+
+def test_deterministic_across_processes(tmp_path, inputs):
+    """The same seed gives byte-identical files in other processes (other PYTHONHASHSEED, other heap layout): the
+    [M+H]+ m/z came from pyOpenMS's getMonoWeight, which adds the elements in the order of their addresses in
+    memory, so its last bit differed between processes (PYTHONHASHSEED 1, 3, 4 gave one set of mzML files, 2, 5, 6
+    another); ms2study.simulate.formula_mass sums them exactly."""
+    workflow = str(Path(__file__).parents[1] / "workflow")
+    digests = []
+    for hash_seed, holes in (("1", 0), ("2", 5000), ("3", 2000)):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed,
+               "PYTHONPATH": os.pathsep.join([workflow, os.environ.get("PYTHONPATH", "")])}
+        out = tmp_path / f"h{hash_seed}"
+        subprocess.run([sys.executable, "-c", _MAKE_TWO, str(inputs[0]), str(inputs[1]), str(out), str(holes)],
+                       env=env, check=True, timeout=120)
+        digests.append({str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+                        for p in sorted(out.rglob("*")) if p.is_file()})
+    assert len(digests[0]) == 2 * 7  # 5 tables and files + 2 mzML per study
+    for other in digests[1:]:
+        assert other == digests[0]
 
 
 def test_cli_dispatch(tmp_path, inputs):

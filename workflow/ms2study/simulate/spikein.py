@@ -74,6 +74,7 @@ import pyopenms as oms
 
 from ms2study.core.atomic import atomic_path, write_text
 from ms2study.core.errors import InputError
+from ms2study.simulate.formula_mass import mono_weight
 from ms2study.simulate.mzml import write_mzml
 from ms2study.simulate.outdir import check_outdir, study_folder
 from ms2study.simulate.params import stream
@@ -148,7 +149,7 @@ def isotope_envelope(formula: str, resolution_ppm: float, n: int = 5) -> tuple[n
     two resolved peaks do not chain them into one (as :func:`merge_unresolved` alone would)."""
     ef = oms.EmpiricalFormula(formula)
     ef += oms.EmpiricalFormula("H")
-    mono = ef.getMonoWeight()
+    mono = mono_weight(ef)
     peaks = ef.getIsotopeDistribution(oms.FineIsotopePatternGenerator(1e-5, False, False)).getContainer()
     mz = np.array([p.getMZ() for p in peaks], dtype=np.float64)
     abundance = np.array([p.getIntensity() for p in peaks], dtype=np.float64)

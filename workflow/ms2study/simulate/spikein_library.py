@@ -24,6 +24,7 @@ import numpy as np
 import pyopenms as oms
 
 from ms2study.core.errors import InputError
+from ms2study.simulate.formula_mass import mono_weight
 
 PROTON = 1.007276467
 COMMERCIAL_LICENSES = ("CC BY", "CC BY-SA", "CC0", "DL-DE/BY-2-0")
@@ -145,7 +146,7 @@ def mh_mz(formula: str) -> float | None:
     if not formula or not re.fullmatch(r"[A-Za-z0-9]+", formula):  # charges ("+", "-") and blanks: not neutral
         return None
     try:
-        return oms.EmpiricalFormula(formula).getMonoWeight() + PROTON
+        return mono_weight(oms.EmpiricalFormula(formula)) + PROTON  # getMonoWeight's last bit varies by process
     except RuntimeError:  # pyOpenMS's parse error of an unknown element
         return None
 
