@@ -106,17 +106,16 @@ def drift_rt(rt: np.ndarray, run: dict, rt_max_s: float) -> np.ndarray:
 
 
 def isotope_pattern(formula: str, adduct: str) -> list[float]:
-    """The ion's isotopologue ratios to its monoisotopic peak as the simulator draws them (pyOpenMS coarse pattern
-    of the ion formula, up to 4 peaks, those >= 0.5 %); ``formula`` is the neutral formula of ground_truth.tsv
-    (a trailing + for an intrinsic cation)."""
-    import pyopenms as oms
+    """The ion's isotopologue ratios to its monoisotopic peak as the simulator draws them (the coarse pattern of the
+    ion formula, ``ms2study.simulate.formula_mass.coarse_isotope_distribution``, up to 4 peaks, those >= 0.5 %);
+    ``formula`` is the neutral formula of ground_truth.tsv (a trailing + for an intrinsic cation)."""
+    from ms2study.simulate.formula_mass import coarse_isotope_distribution
     f = formula.rstrip("+")
     counts = {el: int(n or 1) for el, n in re.findall(r"([A-Z][a-z]?)(\d*)", f)}
     if adduct == "[M+H]+":
         counts["H"] = counts.get("H", 0) + 1
     ion = "".join(f"{el}{n}" for el, n in counts.items())
-    dist = oms.EmpiricalFormula(ion).getIsotopeDistribution(oms.CoarseIsotopePatternGenerator(4))
-    probs = np.array([p.getIntensity() for p in dist.getContainer()], dtype=np.float64)
+    probs = coarse_isotope_distribution(ion, 4)
     ratios = probs / probs[0]
     return [float(r) for r in ratios[ratios >= 0.005]]
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pyopenms as oms
 from rdkit import Chem
 from rdkit.Chem import Crippen
 
 from ms2study.core.errors import InputError
 from ms2study.simulate import fragment, ions
+from ms2study.simulate.formula_mass import coarse_isotope_distribution
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 COMPOUNDS_TSV = REPO_ROOT / "resources" / "compounds.tsv"
@@ -58,11 +58,10 @@ def load_compounds(path: Path = COMPOUNDS_TSV) -> pl.DataFrame:
 
 def isotope_ratios(smiles: str) -> np.ndarray:
     """Isotope pattern of the precursor ion: intensities relative to the monoisotopic peak (first element 1.0),
-    peaks of at least 0.005 of it, at most 4 (pyOpenMS coarse generator over :func:`ions.ion_formula`).
-    Raises ValueError or RuntimeError when RDKit or pyOpenMS refuse the structure."""
-    formula = ions.ion_formula(smiles)
-    dist = oms.EmpiricalFormula(formula).getIsotopeDistribution(oms.CoarseIsotopePatternGenerator(4))
-    probs = np.array([p.getIntensity() for p in dist.getContainer()], dtype=np.float64)
+    peaks of at least 0.005 of it, at most 4 (``formula_mass.coarse_isotope_distribution`` of
+    :func:`ions.ion_formula`: pyOpenMS's coarse generator gave other values in another process). Raises ValueError or
+    RuntimeError when RDKit or pyOpenMS refuse the structure."""
+    probs = coarse_isotope_distribution(ions.ion_formula(smiles), 4)
     ratios = probs / probs[0]
     return ratios[ratios >= 0.005]
 
