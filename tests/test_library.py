@@ -213,3 +213,21 @@ def test_a_record_without_inchikey_takes_the_one_of_its_smiles(tmp_path: Path) -
     warned: list[str] = []
     assert "1 spectra have no InChIKey and no parsable SMILES" in library_summary([out], warned)
     assert [kind_of(w) for w in warned] == [QUALITY] and "synonyms count as different compounds" in warned[0]
+
+
+def test_whole_number_precursors_are_counted_and_said(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Trial finding: MassBank records of a unit-resolution lab give the precursor as "146.0"; an accurate query
+    never falls within a ppm window of it, silently. The index counts them, the log and the report say so."""
+    text = "".join(
+        f"BEGIN IONS\nTITLE={name}\nPEPMASS={mz}\nCHARGE=1+\nIONMODE=positive\n"
+        "50.0 10\n60.0 20\n70.0 100\nEND IONS\n"
+        for name, mz in (("keio1", "146.0"), ("keio2", "180"), ("accurate", "146.0924")))
+    (tmp_path / "lib.mgf").write_text(text)
+    with caplog.at_level("WARNING"):
+        library.index_library(tmp_path / "lib.mgf", tmp_path / "index")
+    manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
+    assert manifest["n_whole_number_precursor"] == 2 and len(manifest["whole_number_precursor_first"]) == 2
+    assert "2 of 3 spectra have a whole-number precursor m/z" in caplog.text
+    from ms2study.reporting.collect import library_summary
+
+    assert "2 spectra have a whole-number precursor m/z (unit resolution" in library_summary([tmp_path / "index"], [])

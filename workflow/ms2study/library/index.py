@@ -119,6 +119,16 @@ def index_library(
     if built.metadata.height == 0:
         raise nothing_usable(report, paths)
 
+    # unit-resolution records ("146.0"): an accurate query precursor lies outside a ppm window of a whole number,
+    # so they are hardly ever candidates; a query of whole-number precursor gets no q-value (identification.engine)
+    prec = np.asarray(built.precursor_mz, dtype=np.float64)
+    whole = np.flatnonzero((prec > 0) & (np.abs(prec - np.round(prec)) < 1e-6))
+    whole_ids = built.metadata["library_id"].gather(whole[:10]).to_list() if whole.size else []
+    if whole.size:
+        log.warning("library: %d of %d spectra have a whole-number precursor m/z (unit resolution, e.g. %s): a query "
+                    "measured at accurate mass hardly ever falls within the precursor window of a whole number, so "
+                    "they are seldom candidates", whole.size, prec.size, ", ".join(whole_ids[:5]))
+
     def first(issues: list[EntryIssue]) -> list[dict[str, Any]]:
         return [{"file": Path(i.file).name, "entry": i.entry, "line": i.line, "identifier": i.identifier,
                  "reason": i.reason, "detail": i.detail} for i in issues[:100]]
@@ -140,6 +150,8 @@ def index_library(
         "altered_first": first(report.altered),
         "n_peaks_dropped": report.n_peaks_dropped,
         "n_name_as_structure": report.n_name_as_structure,
+        "n_whole_number_precursor": int(whole.size),
+        "whole_number_precursor_first": whole_ids,
         "file_notes": [{"file": Path(file).name, "note": note} for file, note in report.file_notes],
         "build_seconds": round(time.perf_counter() - t0, 3),
     }

@@ -259,6 +259,12 @@ def library_summary(indexes: Sequence[Path], warnings: list[str]) -> str:
         for note in manifest.get("file_notes") or []:  # how a whole file was read (e.g. not UTF-8)
             if isinstance(note, dict) and note.get("note"):
                 line += f" {esc(str(note.get('file', '')))}: {esc(str(note['note']))}."
+        whole = int(manifest.get("n_whole_number_precursor") or 0)
+        if whole:  # unit-resolution records: seldom candidates of an accurate query (a trial's Keio records)
+            line += (f" {whole} spectra have a whole-number precursor m/z (unit resolution, e.g. "
+                     f"{esc(', '.join(str(x) for x in (manifest.get('whole_number_precursor_first') or [])[:3]))}): "
+                     "a query measured at accurate mass seldom falls within their precursor window, and a query "
+                     "of whole-number precursor gets no q-value.")
         named = int(manifest.get("n_name_as_structure") or 0)
         if named:
             line += (f" {named} spectra have no InChIKey and no parsable SMILES: their names stand for their "
