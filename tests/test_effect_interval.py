@@ -46,7 +46,7 @@ def test_no_interval_where_a_value_was_filled_and_one_on_filled_values_would_not
         log2, truth = log2[seen], truth[seen]
         filled, _ = fill_missing(log2, "half_minimum", 0.0)
         n_filled = np.isnan(log2).sum(axis=1)
-        low, high = effect_intervals(filled, design, n_filled)
+        low, _ = effect_intervals(filled, design, n_filled)
         assert np.isnan(low[n_filled > 0]).all() and np.isfinite(low[n_filled == 0]).all()
         # computed anyway on the filled values (what the module refuses to report):
         some = n_filled > 0

@@ -207,11 +207,12 @@ def test_samples_copied_from_two_injections_raise_no_alarm_and_a_failed_run_is_s
         flags = group_outliers(failed, ids, ["1"] * n, "samples")[1]
         misses += int(flags.tolist() != [i == 3 for i in range(n)])
         # the distance to the centre (the rule before): the failed run is hidden between the two clusters
-        centre_found += int(outlier_scores(run_centred(log_feature_matrix(failed, ids, min_detected_fraction=1.0)))[1][3])
+        complete = log_feature_matrix(failed, ids, min_detected_fraction=1.0)
+        centre_found += int(outlier_scores(run_centred(complete))[1][3])
     assert alarms == 0 and misses == 0 and centre_found <= 10  # the centre rule: 7 of 20
     rng = np.random.default_rng(5)
     values = rng.normal(12, 1.5, p)[None, :] + rng.normal(0, 0.2, (n, p))
     values[[4, 9], :60] += np.log(3.0)  # a class of two, far from the others on 60 features
-    z, flags, rule = neighbour_outliers(run_centred(values), "all")
+    _, flags, rule = neighbour_outliers(run_centred(values), "all")
     assert not flags.any() and "second nearest" in rule and "pairs of similar samples" in rule
     assert neighbour_outliers(values[:3], "all")[2].startswith("not tested")

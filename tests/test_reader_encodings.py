@@ -107,8 +107,8 @@ def test_windows_1252_file_is_read_as_such_with_one_warning(gz: str, tmp_path: P
     assert table["name"].to_list() == ["Müller acid", "Smith’s ester"]
     assert table["spectrum_id"].to_list() == ["Mü-1", "s-2"]
     notes = [r.getMessage() for r in caplog.records if formats.NOT_UTF8 in r.getMessage()]
-    assert notes == [f"queries {path}: {formats.NOT_UTF8} (first at line 1: 'Name: Müller acid'); "
-                     "save it as UTF-8 to silence this"]
+    assert notes == [(f"queries {path}: {formats.NOT_UTF8} (first at line 1: 'Name: Müller acid'); "
+                      "save it as UTF-8 to silence this")]
     assert report.file_notes == [(str(path), notes[0].split(": ", 1)[1])]
     built = library.index_library(path, tmp_path / "idx")
     assert built.metadata.sort("library_id")["name"].to_list() == ["Müller acid", "Smith’s ester"]
@@ -176,9 +176,9 @@ def test_queries_without_ion_mode_are_counted_in_the_log(tmp_path: Path, caplog:
         table, _ = read_query_spectra(path, default_ion_mode="negative")
     assert table["ion_mode"].to_list() == ["positive"] + [None] * 6  # search behaviour unchanged: null, default later
     lines = [r.getMessage() for r in caplog.records if "state no ion mode" in r.getMessage()]
-    assert lines == [f"queries {path}: 6 of 7 records state no ion mode (no IONMODE / Ion_mode, Ionization, CHARGE "
-                     "or adduct sign): searched as negative; add IONMODE= (MGF) or Ion_mode: (MSP) where that is "
-                     "wrong ('n1', 'n2', 'n3', ...)"]
+    assert lines == [(f"queries {path}: 6 of 7 records state no ion mode (no IONMODE / Ion_mode, Ionization, CHARGE "
+                      "or adduct sign): searched as negative; add IONMODE= (MGF) or Ion_mode: (MSP) where that is "
+                      "wrong ('n1', 'n2', 'n3', ...)")]
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         read_query_spectra(save(tmp_path, "stated.msp", msp_records(2)))
@@ -193,8 +193,8 @@ def test_library_records_without_ion_mode_are_counted_per_file(tmp_path: Path,
         built = library.index_library([a, b], tmp_path / "idx")
     assert built.metadata.filter(built.metadata["library_id"] == "lx")["ion_mode"].to_list() == [None]
     lines = [r.getMessage() for r in caplog.records if "state no ion mode" in r.getMessage()]
-    assert lines == ["library a.msp: 1 of 3 records state no ion mode (no IONMODE / Ion_mode, Ionization, CHARGE or "
-                     "adduct sign): compared with queries of either ion mode ('lx')"]
+    assert lines == [("library a.msp: 1 of 3 records state no ion mode (no IONMODE / Ion_mode, Ionization, CHARGE or "
+                      "adduct sign): compared with queries of either ion mode ('lx')")]
 
 
 def test_old_mac_line_ends_with_byte_order_mark(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ import re
 import polars as pl
 
 from ms2study.identification.insource import WITHDRAWN_NOTE
-from ms2study.reporting.sections import _consensus_compounds
 from ms2study.reporting.marks import SINGLE_PEAK_HEADER
+from ms2study.reporting.sections import _consensus_compounds
 from ms2study.reporting.unaccepted import SHOWN
 
 
@@ -37,7 +37,7 @@ def _ident(n: int = 25) -> pl.DataFrame:
 
 def _table_rows(text: str) -> list[list[str]]:
     body = text.split("Best library matches, none accepted")[1]
-    return [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)[1:]]
+    return [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", body, re.DOTALL)[1:]]
 
 
 def test_with_no_accepted_name_the_best_matches_are_listed_with_the_reason_each_was_refused() -> None:
@@ -184,8 +184,8 @@ def test_an_accepted_name_with_a_low_cosine_is_not_said_to_be_the_right_compound
         "consensus_id": ["C1"], "name": ["y"], "msi_level": [3], "isomer_inchikeys": [["Y"]], "inchikey": ["Y"],
         "compound_class": ["c"], "n_samples": [6], "n_spectra": [6], "n_supporting": [6], "best_score": [0.75],
         "best_cosine": [0.14], "q_value": [0.0099], "accepted": [True],
-        "evidence_note": ["best cosine below 0.3: accepted on the combined score (its best spectrum: cosine 0.125, "
-                          "entropy 0.404, embedding 0.92, modified cosine 0.125)"]},
+        "evidence_note": [("best cosine below 0.3: accepted on the combined score (its best spectrum: cosine 0.125, "
+                           "entropy 0.404, embedding 0.92, modified cosine 0.125)")]},
         schema_overrides={"msi_level": pl.Int8})
     text = html.unescape(identifications_section(annotations, ident, ["S1"],
                                                  {"config_used": {"annotate": {"fdr": 0.01}}}, []))

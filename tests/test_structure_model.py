@@ -280,9 +280,6 @@ def test_stereoisomers_among_the_candidates_are_named_in_the_isomer_list() -> No
     """Trial finding: Betamethasone 21-acetate named, its epimer Dexamethasone acetate at rank 2-3 (same first
     InChIKey block) missing from ``isomer_inchikeys``, which held the hit alone. Stereoisomers are one structure to
     the level but are named; one sharing too few peaks (key -inf) is not."""
-    rng = np.random.default_rng(1)
-    cal = confidence.Calibration.from_null(rng.uniform(0, 0.3, 20000), rng.uniform(0, 1, 5000), 0.05,
-                                           {"rank_by": "combined"})
     keys = ["AAAAAAAAAAAAAA-XXXXXXXXXX-N", "AAAAAAAAAAAAAA-YYYYYYYYYY-N", "AAAAAAAAAAAAAA-ZZZZZZZZZZ-N",
             "BBBBBBBBBBBBBB-XXXXXXXXXX-N"]
     meta = pl.DataFrame({"inchikey": keys, "compound_class": [None] * 4, "name": ["beta", "dexa", "third", "other"],

@@ -52,7 +52,6 @@ from ms2study.io.entries import (
 )
 from ms2study.io.fields import entry_id, float_or_none, norm_key
 
-
 # Text encodings. Files are UTF-8 (a byte-order mark, as Windows editors write, is dropped: it once hid the first
 # MGF record and the first MSP Name). A file whose bytes are not UTF-8 is almost always Windows-1252 / Latin-1
 # (Excel, old NIST exports): it is read as such, named once in the log, rather than with replacement characters

@@ -42,7 +42,7 @@ def coarse_isotope_distribution(formula: str, peaks: int = 4) -> np.ndarray:
         lightest = min(p.getMZ() for p in isotopes)
         one = np.zeros(peaks)
         for p in isotopes:
-            offset = int(round(p.getMZ() - lightest))
+            offset = round(p.getMZ() - lightest)
             if offset < peaks:
                 one[offset] += p.getIntensity()
         for _ in range(int(count)):
