@@ -301,7 +301,7 @@ def annotate_spectra(
         "isomer_inchikeys": ranked["isomer_inchikeys"],
         "isomer_gap": ranked["isomer_gap"],
         "n_candidates": n_candidates[ranked["_q"].to_numpy()].astype(np.int32),
-        "evidence_note": pl.Series(np.where(nominal_precursor(q_prec), NOMINAL_NOTE, None), dtype=pl.Utf8)
+        "evidence_note": pl.Series([NOMINAL_NOTE if w else None for w in nominal_precursor(q_prec)], dtype=pl.Utf8)
         .fill_null(evidence_notes(ranked, plan.use_embedding, int(p["min_matched_peaks"]))),
         "in_source_parent_mz": pl.Series(_in_source(spectra, features)[q_rows]).fill_nan(None),
         "library_adduct": meta["adduct"].gather(lib_rows),
