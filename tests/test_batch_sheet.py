@@ -484,3 +484,36 @@ def test_an_outcome_value_on_a_qc_or_blank_row_is_warned_about() -> None:
     assert "blank filter" not in typed_rows_with_outcomes(qc_only, ["group", "age"])[0]
     assert typed_rows_with_outcomes(sheet.drop("sample_type"), ["group"]) == []
     assert typed_rows_with_outcomes(sheet.with_columns(pl.lit("").alias("group")), ["group"]) == []
+
+
+def test_a_blank_left_without_values_does_not_stop_the_models(tmp_path: Path) -> None:
+    """Trial finding: in a batch study with blanks, excluding the features found in the blanks left one blank
+    without any value; the models stage dropped that run from the sheet but not its chromatogram and stopped with
+    "--chromatograms has 24 path(s) for 23 sample(s)", so no report was written. Blanks and QCs are never modelled:
+    an empty one is not left out (nor named), and a study sample without values still is, with its chromatogram."""
+    ids = [f"S{i:02d}" for i in range(1, 9)] + ["QC1", "BL1", "S09"]
+    types = ["sample"] * 8 + ["qc", "blank", "sample"]
+    groups = ["case", "control"] * 4 + ["", "", "case"]
+    (tmp_path / "samples.tsv").write_text("sample_id\tfile\tsample_type\tgroup\n" + "".join(
+        f"{s}\t{s}.mzML\t{t}\t{g}\n" for s, t, g in zip(ids, types, groups)))
+    rng = np.random.default_rng(0)
+    values = {s: np.exp(rng.normal(12, 1, 30)) for s in ids}
+    values["BL1"] = np.full(30, np.nan)  # the blank: nothing left once blank features are excluded
+    values["S09"] = np.full(30, np.nan)  # a study sample whose detection found nothing
+    pl.DataFrame({"consensus_id": [f"C{j}" for j in range(30)], "mz": np.linspace(100, 400, 30),
+                  "rt_s": np.linspace(30, 600, 30), **values}).fill_nan(None).write_parquet(tmp_path / "matrix.parquet")
+    chromatograms = []
+    for s in ids:
+        chromatograms.append(tmp_path / "chrom" / s / "chromatogram.parquet")
+        chromatograms[-1].parent.mkdir(parents=True)
+        pl.DataFrame({"rt_s": np.linspace(0, 620, 20), "tic": np.ones(20), "bpc": np.ones(20)}).write_parquet(
+            chromatograms[-1])
+    params = {"outcomes": [{"column": "group", "type": "binary", "positive_class": "case"}],
+              "feature_sets": ["features"], "n_permutations": 2, "outer_repeats": 1, "n_bootstrap": 20}
+    assert cli_main(["models", "--samples", str(tmp_path / "samples.tsv"), "--feature-matrix",
+                     str(tmp_path / "matrix.parquet"), "--chromatograms", *map(str, chromatograms), "--outdir",
+                     str(tmp_path / "models"), "--params", json.dumps(params)]) == 0
+    summary = json.loads((tmp_path / "models" / "group" / "summary.json").read_text())
+    assert summary["n_samples"] == 8, summary["notes"]
+    left_out = [n for n in summary["notes"] if "without any feature value left out" in n]
+    assert len(left_out) == 1 and "S09" in left_out[0] and "BL1" not in left_out[0]

@@ -76,8 +76,12 @@ def without_empty_runs(samples: pl.DataFrame, matrix: pl.DataFrame) -> tuple[pl.
     """``samples`` less the runs whose column in the feature ``matrix`` holds no value (null or <= 0 in every
     feature: detection found nothing, e.g. a file with one MS1 scan), and the note saying which, or None. A second
     fresh user's trial: such a run was imputed at half the minimum in every feature and made 76 % of the features
-    look higher in cases, while the report said the run was missing from every result."""
-    ids = [s for s in samples["sample_id"].cast(pl.Utf8).to_list() if s in matrix.columns]
+    look higher in cases, while the report said the run was missing from every result. Only study samples are
+    judged (sheet ``sample_type`` absent, empty or sample): QCs and blanks never enter tests or models, and a blank
+    with no value left once the features found in the blanks are excluded is what a clean blank should be."""
+    study = (pl.col("sample_type").cast(pl.Utf8).str.strip_chars().str.to_lowercase().fill_null("").is_in(["", "sample"])
+             if "sample_type" in samples.columns else pl.lit(True))
+    ids = [s for s in samples.filter(study)["sample_id"].cast(pl.Utf8).to_list() if s in matrix.columns]
     if not ids or matrix.height == 0:
         return samples, None
     counts = matrix.select([(pl.col(s).cast(pl.Float64) > 0).sum().alias(s) for s in ids]).row(0, named=True)

@@ -207,8 +207,14 @@ def _cli_models(args: argparse.Namespace) -> int:
     notes, record = [], {}
     if args.feature_matrix:
         matrix, note = read_model_matrix(args.feature_matrix, args.exclude_flagged)
+        sheet_ids = samples["sample_id"].cast(pl.Utf8).to_list()
         samples, empty_note = without_empty_runs(samples, matrix)
-        samples, range_notes, partial_ranges = runs_measured(samples, args.qc, args.chromatograms)
+        kept = set(samples["sample_id"].cast(pl.Utf8).to_list())
+        # the chromatograms are one per sheet row: those of the runs left out go with them (a trial: an empty blank
+        # left out here stopped the models with "24 path(s) for 23 sample(s)")
+        chromatograms = ([c for s, c in zip(sheet_ids, args.chromatograms) if s in kept]
+                         if args.chromatograms and len(args.chromatograms) == len(sheet_ids) else args.chromatograms)
+        samples, range_notes, partial_ranges = runs_measured(samples, args.qc, chromatograms)
         matrix, n_not_measured = fill_matrix_not_measured(matrix, samples["sample_id"].to_list(), partial_ranges)
         sets = {name: frame.filter(pl.col("sample_id").is_in(samples["sample_id"].to_list())) if "sample_id" in
                 frame.columns else frame for name, frame in sets.items()}
