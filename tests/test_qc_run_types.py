@@ -232,3 +232,21 @@ def test_a_run_sharing_few_features_with_the_reference_is_noted_and_warned(tmp_p
     warnings: list[str] = []
     qc_section(tmp_path / "qc.parquet", _chromatograms(tmp_path, ["R", "A", "B", "T"]), ["R", "A", "B", "T"], warnings)
     assert any("sharing few features with the reference run" in w and "T: shares 14" in w for w in warnings)
+
+
+def test_an_outlier_sample_is_named_beside_the_findings_with_how_to_leave_it_out() -> None:
+    """Trial finding: a failed injection was flagged and warned about under Data quality, but it stayed in every
+    test and model, the Main findings' caution links did not name it, and nothing said how to leave it out."""
+    from ms2study.reporting.findings import beside
+    from ms2study.reporting.qc import _outlier_part
+
+    qc = pl.DataFrame({"sample_id": ["S01", "S02", "S13"], "outlier": [False, False, True],
+                       "outlier_score": [0.2, -0.4, 10.05], "outlier_rule": ["the rule"] * 3})
+    warnings: list[str] = []
+    _outlier_part(qc, "sample", False, warnings)
+    assert len(warnings) == 1 and "S13" in warnings[0] and "stay in the tests and models" in warnings[0]
+    assert "remove its row from samples.tsv" in warnings[0]
+    assert "outlier sample" in beside(warnings, "differential:group") and "outlier sample" in beside(warnings, "models")
+    warnings = []
+    _outlier_part(qc.with_columns(pl.lit(False).alias("outlier")), "sample", False, warnings)
+    assert warnings == []

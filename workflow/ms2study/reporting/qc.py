@@ -28,7 +28,7 @@ import polars as pl
 from ms2study.core.errors import InputError
 from ms2study.modelling.qc import OUTLIER_Z, QC_MIN_DISTANCE_RATIO, SAMPLE_MIN_DISTANCE_RATIO
 from ms2study.reporting.charts import chromatogram_figure, figure_html
-from ms2study.reporting.html import esc
+from ms2study.reporting.html import QUALITY, Caution, esc
 from ms2study.reporting.runnotes import run_warnings
 from ms2study.reporting.tables import interactive_table
 
@@ -184,9 +184,13 @@ def _outlier_part(qc: pl.DataFrame, kind: str, typed: bool, warnings: list[str])
     if outliers and kind == "qc":
         warnings.append(f"pooled QC run(s) {esc(', '.join(sorted(outliers)))} stand apart from the other QCs "
                         f"({esc(rule)}): check those injections; drift correction and QC RSDs lean on the QCs")
-    elif outliers:
-        warnings.append(f"outlier {'study ' if typed else ''}sample(s) {esc(', '.join(sorted(outliers)))} "
-                        f"({esc(rule)}): check their runs in the QC section before interpreting group differences")
+    elif outliers:  # named beside the findings too: the run stays in every test and model (a trial's failed
+        # injection turned 9 age hits into none and was linked from no finding)
+        warnings.append(Caution(
+            f"outlier {'study ' if typed else ''}sample(s) {esc(', '.join(sorted(outliers)))} ({esc(rule)}): they "
+            "stay in the tests and models; check their runs in the QC section before interpreting group "
+            "differences, and if a run failed, remove its row from samples.tsv (only the study-level jobs rerun)",
+            QUALITY, "outlier sample", ("models", "differential")))
     return text, outliers
 
 
