@@ -205,6 +205,11 @@ def test_no_evidence_when_the_interval_reaches_chance() -> None:
     assert findings.model_verdict(four)[0].startswith("<b>no evidence that the data predict age</b>")
     above = _summary(features=_entry(0.80, 0.55, 0.98, 0.20))
     assert findings.model_verdict(above)[0].startswith("<b>not shown to beat chance</b>: its permutation p = 0.2 is")
+    # a trial's null study printed "AUC 0.96, 95 % interval 0.58 to 1.00": the interval is the picked set's too
+    two = _summary(features=_entry(0.80, 0.55, 0.98, 0.20), embedding=_entry(0.6, 0.2, 0.9, 0.5))
+    assert ("the interval above chance, like the AUC, is that of the set picked as the best of 2 and is not adjusted "
+            "for that choice") in findings.model_verdict(two)[0]
+    assert "is that of the set picked" not in findings.model_verdict(above)[0]  # one set: nothing was picked
     # a set that beats chance is preferred over a higher one that does not
     both = _summary(a=_entry(0.90, 0.40, 1.0, 0.30), b=_entry(0.85, 0.60, 1.0, 0.01))
     assert findings.best_feature_set(both)[0] == "b"

@@ -44,7 +44,8 @@ def detectable_effect_sentence(n_samples: int, data: dict | None) -> str | None:
     """One sentence for a binary outcome modelled on ``n_samples`` samples: the smallest fold change the sweep
     detected at the largest swept size not above ``n_samples``, per number of changed compounds, with the feature
     set that detected it, e.g. "At this study's size (16 samples, half cases) the effect-size sweep on realistic
-    simulated studies (...) detected one class's compounds raised in cases (the AUC's 95 % interval above 0.5) when 12
+    simulated studies (...) detected one class's compounds raised in cases (the AUC's 95 % interval above 0.5, a looser
+    criterion than the report's verdict ...) when 12
     compounds changed 4x or more (with the feature matrix); with 5 compounds changed it detected none up to 4x.
     ...". None without data. A study smaller than every swept size is told that even the smallest swept study missed the
     effects listed for it."""
@@ -81,7 +82,8 @@ def detectable_effect_sentence(n_samples: int, data: dict | None) -> str | None:
     else:
         lead = f"At {size} samples (half cases; the largest size swept up to this study's {n_samples})"
     text = (f"{lead} the effect-size sweep on realistic simulated studies ({source}) detected one class's compounds "
-            "raised in cases (the AUC's 95 % interval above 0.5) ")
+            "raised in cases (the AUC's 95 % interval above 0.5, a looser criterion than this report's verdict, which "
+            "also needs the permutation p, adjusted for the choice of set, below 0.05) ")
     if detected:
         text += ("only " if not below else "") + f"when {found}"
         if missed:

@@ -119,6 +119,10 @@ def model_verdict(summary: dict) -> tuple[str, str | None]:
             return (f"<b>inconclusive</b>: the permutation test says the best set {does}, but its interval reaches "
                     f"chance ({numbers}){limited}"), name
         return f"<b>{none}</b> ({numbers})", name
+    if adjusted is not None:  # an interval above chance beside a p that fails: a trial read 0.58-1.00 on a null study
+        limited += (f"; the interval above chance, like the {esc(METRIC_NAMES.get(metric, metric))}, is that of the set "
+                    f"picked as the best of {n_sets} and is not adjusted for that choice: the adjusted permutation p "
+                    "decides")
     return f"<b>not shown to beat chance</b>: {esc(why)} ({numbers}){limited}", name
 
 
