@@ -275,6 +275,7 @@ def run(library: Path, model_dir: Path | None, max_queries: int, unknown_fractio
     ours = ours_at[0.05]
     t_ann = (time.perf_counter() - t2) / len(NOMINAL)
     if dump is not None:
+        dump.mkdir(parents=True, exist_ok=True)
         deg = dict(zip(queries["spectrum_id"], degraded.tolist()))
         ours.with_columns(pl.col("spectrum_id").replace_strict(deg, default=False, return_dtype=pl.Boolean)
                           .alias("degraded")
