@@ -419,6 +419,9 @@ def test_level_2_is_decided_over_the_study_s_features_from_the_model_s_likelihoo
     # q-values are set-level: one weak feature joining the 30 strong ones makes their mean error 0.026
     weak = out.filter(~pl.col("consensus_id").is_in(strong["consensus_id"].to_list()))
     assert weak["structure_q_value"].min() > 0.02
+    # nor when no spectrum of the feature reaches cosine 0.3 (a structure claim needs matching spectra)
+    low = identify.identify_features(ann.with_columns(pl.lit(0.25).alias("cosine")), link, fdr=0.01)
+    assert not (low["msi_level"] == 2).any() and low["accepted"].all()
     # without the ratios: each spectrum's own level (all 3 here)
     older = identify.identify_features(ann.drop("structure_log_lr"), link, fdr=0.01)
     assert (older["msi_level"] == 3).all() and older["structure_q_value"].is_null().all()

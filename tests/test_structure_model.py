@@ -323,3 +323,28 @@ def test_too_few_scorable_hits_give_no_structure_q_value_rather_than_one() -> No
 
     out = identify.identify_features(ann, pl.DataFrame(links), fdr=0.01)
     assert out["accepted"].all() and out["structure_q_value"].is_null().all() and (out["msi_level"] == 3).all()
+
+
+def test_level_2_needs_a_cosine_of_at_least_the_low_cosine_line() -> None:
+    """Trial finding: a known unknown (6-aminohexanoic acid) was named L-beta-homovaline at level 2 with cosine 0.215
+    and 3 matched peaks. Level 2 says the library spectrum singles out the structure; below LOW_COSINE (0.3) the
+    spectra do not match well enough to say that (no level-2 hit of the held-out MassBank queries lies below it)."""
+    keys = ["AAAAAAAAAAAAAA-XXXXXXXXXX-N", "BBBBBBBBBBBBBB-XXXXXXXXXX-N"]
+    meta = pl.DataFrame({"inchikey": keys, "compound_class": [None] * 2, "name": ["hit", "other"],
+                         "formula": ["C7H15NO2", "C9H8"]}, schema_overrides={"compound_class": pl.Utf8})
+
+    def level(cosine: float) -> int:
+        score = np.array([0.9, 0.4])
+        frame = pl.DataFrame({"_q": np.zeros(2, np.int64), "_lib": np.arange(2), "_key": score,
+                              "rank": np.arange(1, 3, dtype=np.int32), "cosine": np.array([cosine, 0.3]),
+                              "entropy": score, "embedding": np.full(2, np.nan)})
+        out = acceptance.confidence_table(frame, SimpleNamespace(metadata=meta), np.array([2]),
+                                          {"fdr": 0.05, "isomer_margin": 0.01}, None, row_q_values=np.full(2, 0.001))
+        row = out.row(0, named=True)
+        assert row["accepted"]
+        return row["msi_level"]
+
+    assert level(0.95) == 2 and level(0.3) == 2 and level(0.215) == 3
+    from ms2study.identification.confidence import LOW_COSINE
+
+    assert LOW_COSINE == 0.3

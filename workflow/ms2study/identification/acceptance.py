@@ -109,7 +109,14 @@ def confidence_table(
     out = (out.join(best_iso, on="_q", how="left").join(near_keys, on="_q", how="left")
            .join(stereo, on="_q", how="left"))
     accepted = (pl.col("q_value") <= fdr).fill_null(False)
-    singled = (pl.col("structure_q_value") <= fdr).fill_null(False)
+    # level 2 claims the library spectrum singles out the structure: not with a cosine below LOW_COSINE (a trial: a
+    # known unknown at level 2 with cosine 0.215; no level-2 hit of the held-out MassBank queries lies below it)
+    if "cosine" in frame.columns:
+        cos1 = frame.filter(pl.col("rank") == 1).select("_q", pl.col("cosine").cast(pl.Float64).alias("_cos1"))
+        out = out.join(cos1, on="_q", how="left")
+    else:
+        out = out.with_columns(pl.lit(None, dtype=pl.Float64).alias("_cos1"))
+    singled = (pl.col("structure_q_value") <= fdr).fill_null(False) & (pl.col("_cos1") >= LOW_COSINE).fill_null(True)
     if calibration is None or calibration.structure_model is None:
         singled = singled & (pl.col("_iso").is_null() | (pl.col("_s1") - pl.col("_iso") > margin))
     stereo_keys = pl.col("_stereo").fill_null(pl.lit([], dtype=pl.List(pl.Utf8)))

@@ -31,7 +31,8 @@ worse than the degraded library spectra. ``benchmarks/fdr_calibration.py`` measu
 structure-disjoint held-out queries with known unknowns.
 
 Identification levels (Schymanski et al., Environ. Sci. Technol. 48:2097, 2014). An accepted hit is level 2 (probable
-structure by library spectrum match) when its structure q-value passes the same FDR: the two-group model of
+structure by library spectrum match) when its cosine is at least ``LOW_COSINE`` and its structure q-value passes the
+same FDR: the two-group model of
 ``ms2study.identification.structure_model``, learned on the library's own searches (right structure present
 against removed), gives each rank-1 hit a posterior that its STRUCTURE is right, with the share of right hits
 estimated from the search's hits themselves. Calibrations without that model (too few training hits, or files of

@@ -251,6 +251,8 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
     accepted = pl.col("accepted")
     if out["_llr"].is_not_null().any():  # the study-wide level-2 model (structure_q_values; null: too few to judge)
         level2 = (pl.col("structure_q_value") <= fdr).fill_null(False) & pl.col("_rivals").is_null()
+        # nor with every spectrum below the cosine a structure claim needs (acceptance.confidence_table)
+        level2 = level2 & (pl.col("best_cosine") >= confidence.LOW_COSINE).fill_null(True)
     else:  # annotations without the model's log likelihood ratios: each spectrum's own level
         level2 = (pl.col("_level_best") == 2) & ~pl.col("_any3") & pl.col("_rivals").is_null()
     out = out.with_columns(
