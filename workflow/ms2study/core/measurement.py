@@ -35,3 +35,12 @@ def error_sd_for_tolerance(tolerance_ppm: float | None) -> float:
     """The precursor error (sd, ppm) given to library spectra searched as queries under a search tolerance of
     ``tolerance_ppm`` (``tolerance_ppm / TOLERANCE_PER_SD``); 0 without a ppm tolerance."""
     return float(tolerance_ppm) / TOLERANCE_PER_SD if tolerance_ppm else 0.0
+
+
+def nominal_precursor(precursor_mz: float | np.ndarray) -> np.ndarray:
+    """Whether each precursor m/z (Da) is a whole number, as unit-resolution records give it (e.g. MassBank records
+    of older instruments, "146.0"): an accurate m/z is a whole number to 1e-6 Da about once in a million. Shape as
+    the input, bool. Such a query gets no q-value (``identification.engine``); such library spectra are counted in
+    the index manifest (``library.index``)."""
+    mz = np.asarray(precursor_mz, dtype=np.float64)
+    return (mz > 0) & (np.abs(mz - np.round(mz)) < 1e-6)

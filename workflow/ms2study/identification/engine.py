@@ -36,6 +36,7 @@ import polars as pl
 
 from ms2study.core import tables
 from ms2study.core.errors import InputError
+from ms2study.core.measurement import nominal_precursor
 from ms2study.core.params import overlay, schema_defaults
 from ms2study.identification import confidence
 from ms2study.identification.acceptance import (
@@ -114,22 +115,14 @@ NOMINAL_NOTE = ("precursor m/z given as a whole number (unit resolution): candid
                 "accepted, since the confidence rests on the precursor's accurate mass")
 
 
-def nominal_precursor(precursor_mz: np.ndarray) -> np.ndarray:
-    """Whether each precursor m/z (array, Da) is a whole number, as unit-resolution records give it (e.g. MassBank
-    records of older instruments, "146.0"): an accurate m/z is a whole number to 1e-6 Da about once in a million.
-    Shape as the input, bool."""
-    mz = np.asarray(precursor_mz, dtype=np.float64)
-    return (mz > 0) & (np.abs(mz - np.round(mz)) < 1e-6)
-
-
-def _without_confidence_for_nominal_precursors(ranked: pl.DataFrame, queries: Any,
-                                               spectra: pl.DataFrame) -> pl.DataFrame:
+def _without_confidence_for_nominal_precursors(ranked: pl.DataFrame, queries: Any, spectra: pl.DataFrame,
+                                               nominal: np.ndarray) -> pl.DataFrame:
     """``ranked`` with the confidence of queries whose precursor m/z is a whole number removed (p, q, structure q,
     likelihood ratio, level and acceptance; the candidates stay), and one warning naming them. The null model's
     wrong candidates are those within the ppm window of an accurate precursor; a whole-number precursor also
     matches other formulas' whole-number records exactly, so its q-value does not hold: a trial saw 3 of 22 such
-    queries accepted at q <= 0.01 with the wrong formula (0 of 275 with accurate precursors)."""
-    nominal = nominal_precursor(queries.precursor_mz)
+    queries accepted at q <= 0.01 with the wrong formula (0 of 275 with accurate precursors). ``nominal``: per
+    query, ``core.measurement.nominal_precursor`` of its precursor."""
     if not nominal.any():
         return ranked
     hit = pl.Series(nominal).gather(ranked["_q"].to_numpy())
@@ -268,7 +261,8 @@ def annotate_spectra(
             pl.lit(None, dtype=pl.Float64).alias("isomer_gap"))
     ranked = ranked.with_columns(pl.col("accepted").fill_null(False) if "accepted" in ranked.columns
                                  else pl.lit(False).alias("accepted"))
-    ranked = _without_confidence_for_nominal_precursors(ranked, queries, spectra).sort(["_q", "rank"])
+    nominal = nominal_precursor(queries.precursor_mz)  # per query
+    ranked = _without_confidence_for_nominal_precursors(ranked, queries, spectra, nominal).sort(["_q", "rank"])
     meta = index.metadata
     lib_rows = ranked["_lib"].to_numpy()
     q_rows = queries.rows[ranked["_q"].to_numpy()]
@@ -301,8 +295,8 @@ def annotate_spectra(
         "isomer_inchikeys": ranked["isomer_inchikeys"],
         "isomer_gap": ranked["isomer_gap"],
         "n_candidates": n_candidates[ranked["_q"].to_numpy()].astype(np.int32),
-        "evidence_note": pl.Series([NOMINAL_NOTE if w else None for w in nominal_precursor(q_prec)], dtype=pl.Utf8)
-        .fill_null(evidence_notes(ranked, plan.use_embedding, int(p["min_matched_peaks"]))),
+        "evidence_note": pl.Series([NOMINAL_NOTE if w else None for w in nominal[ranked["_q"].to_numpy()]],
+                                   dtype=pl.Utf8).fill_null(evidence_notes(ranked, plan.use_embedding, int(p["min_matched_peaks"]))),
         "in_source_parent_mz": pl.Series(_in_source(spectra, features)[q_rows]).fill_nan(None),
         "library_adduct": meta["adduct"].gather(lib_rows),
         "library_formula": meta["formula"].gather(lib_rows),

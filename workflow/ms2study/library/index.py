@@ -27,6 +27,7 @@ import polars as pl
 from ms2study.core.atomic import atomic_path, write_parquet, write_text
 from ms2study.core.errors import InputError
 from ms2study.core.flat import FlatSpectra
+from ms2study.core.measurement import nominal_precursor
 from ms2study.library.embeddings import read_embeddings, write_embeddings
 
 if TYPE_CHECKING:
@@ -122,7 +123,7 @@ def index_library(
     # unit-resolution records ("146.0"): an accurate query precursor lies outside a ppm window of a whole number,
     # so they are hardly ever candidates; a query of whole-number precursor gets no q-value (identification.engine)
     prec = np.asarray(built.precursor_mz, dtype=np.float64)
-    whole = np.flatnonzero((prec > 0) & (np.abs(prec - np.round(prec)) < 1e-6))
+    whole = np.flatnonzero(nominal_precursor(prec))
     whole_ids = built.metadata["library_id"].gather(whole[:10]).to_list() if whole.size else []
     if whole.size:
         log.warning("library: %d of %d spectra have a whole-number precursor m/z (unit resolution, e.g. %s): a query "

@@ -79,9 +79,8 @@ def without_empty_runs(samples: pl.DataFrame, matrix: pl.DataFrame) -> tuple[pl.
     look higher in cases, while the report said the run was missing from every result. Only study samples are
     judged (sheet ``sample_type`` absent, empty or sample): QCs and blanks never enter tests or models, and a blank
     with no value left once the features found in the blanks are excluded is what a clean blank should be."""
-    study = (pl.col("sample_type").cast(pl.Utf8).str.strip_chars().str.to_lowercase().fill_null("").is_in(["", "sample"])
-             if "sample_type" in samples.columns else pl.lit(True))
-    ids = [s for s in samples.filter(study)["sample_id"].cast(pl.Utf8).to_list() if s in matrix.columns]
+    other = {s for ids in not_study_samples(samples).values() for s in ids}
+    ids = [s for s in samples["sample_id"].cast(pl.Utf8).to_list() if s in matrix.columns and s not in other]
     if not ids or matrix.height == 0:
         return samples, None
     counts = matrix.select([(pl.col(s).cast(pl.Float64) > 0).sum().alias(s) for s in ids]).row(0, named=True)

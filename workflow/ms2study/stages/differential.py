@@ -38,11 +38,11 @@ from ms2study.modelling.differential import (
 )
 from ms2study.modelling.enrichment import class_enrichment, distinct_labellings, global_shift
 from ms2study.modelling.locality import local_cluster
-from ms2study.modelling.power import detectable_log2_fold_change
 from ms2study.modelling.outcomes import (
     add_run_range_arguments, not_sample_note, not_study_samples, read_model_matrix, runs_measured, small_class_note,
     without_empty_runs,
 )
+from ms2study.modelling.power import detectable_log2_fold_change
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,6 @@ DEFAULT_PARAMS: dict[str, Any] = {
 }
 
 
-
 def _detectable(table: pl.DataFrame, seen: OutcomeValues) -> float | None:
     """A binary outcome's ``power.detectable_log2_fold_change`` (power 0.8, q < 0.05) from the features its moderated
     t-test saw (measured in every sample), with the study's number of tested features; None for other outcomes,
@@ -78,6 +77,7 @@ def _detectable(table: pl.DataFrame, seen: OutcomeValues) -> float | None:
         return None
     value = detectable_log2_fold_change(seen.values[rows], seen.y == 1, int(table["tested"].sum()))
     return None if value is None else round(value, 4)
+
 
 def merge_params(params: dict | None) -> dict:
     """DEFAULT_PARAMS with ``params`` over them; raises InputError on an unknown key or a bad value."""
