@@ -706,7 +706,7 @@ def test_the_differential_section_names_the_test_each_summary_records() -> None:
     assert _test_text({**base, "test": "welch_t"}).startswith("Welch t-test on log2 intensities")
     # what one feature's test could find at this size (a trial: all q >= 0.18 and no word on it)
     power = _test_text({**base, "test": "moderated_t", "detectable_log2_fold_change": 1.7})
-    assert "needs about a 3.2-fold change (log2 1.70) to reach q &lt; 0.05" in power and "72 of 100" in power
+    assert "needs about a 3.2-fold change (log2 1.70) to reach q &lt; 0.05" in power and "77 of 100" in power
     assert "fold change (log2" not in _test_text({**base, "test": "moderated_t"})
     assert "label permutations" not in moderated
     filled = _test_text({**base, "test": "welch_t", "n_imputed_permuted": 31, "imputed_permutations": 200})
