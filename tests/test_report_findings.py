@@ -765,3 +765,12 @@ def test_without_hits_the_finding_says_what_one_features_test_could_find(tmp_pat
     assert "<b>0</b> of 2 tested features differ" in text and "about a 3.3-fold change (log2 1.72)" in text
     write_table(table.with_columns(pl.Series("q_value", [0.01, 0.6])), path, summary)
     assert "fold change (log2" not in findings.differential_finding(DifferentialFiles(path, None), None)[1]
+
+
+def test_the_findings_count_subjects_when_the_runs_of_a_subject_were_averaged(tmp_path: Path) -> None:
+    """The sheet's subject_id (modelling.subjects): the class counts are subjects, and the box says so."""
+    plain = findings.findings_section([_write(tmp_path / "a", SUMMARY)], [], None, None, [])
+    assert "<h3>Outcome: group (binary: 4 control, 4 case)</h3>" in plain
+    averaged = {**SUMMARY, "subjects": {"P1": ["S01", "S02"]}}
+    box = findings.findings_section([_write(tmp_path / "b", averaged)], [], None, None, [])
+    assert "<h3>Outcome: group (binary: 4 control, 4 case subjects, each the mean of its runs)</h3>" in box

@@ -30,6 +30,7 @@ from ms2study.io.samplesheet import (
     typed_rows_with_outcomes,
 )
 from ms2study.modelling.outcomes import encode_outcome
+from ms2study.modelling.subjects import check_study_subjects
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_DIR = REPO_ROOT / "workflow" / "schemas"
@@ -442,8 +443,7 @@ def _single_class(column: str, key: str, spec: dict, target: dict, source) -> No
     raise InputError(
         f"outcome '{column}' ({where}) has a single class: every sample with a value has {values} "
         f"({len(target['sample_ids'])} samples, {len(target['excluded_missing_outcome'])} without a value); "
-        "a model needs at least two classes",
-        file=source,
+        "a model needs at least two classes", file=source,
         fix=f"add samples of another class to the sheet, correct the '{column}' column, or remove the outcome "
         f"from models.outcomes in config.yaml",
     )
@@ -481,12 +481,12 @@ def library_name(paths: list[Path], config: dict) -> str:
 
 
 def check_study(study_dir: Path, config: dict, sheet: pl.DataFrame) -> list[str]:
-    """Every check of a study before it runs (outcomes, reference sample, correction, library paths), all of them:
+    """Every check of a study before it runs (outcomes, subjects, reference sample, correction, library paths), all:
     ``InputError`` naming the file and the fix, several problems numbered in one; returns ``mass_tolerance_warning``."""
     sheet_path, config_path = study_dir / config["samples"], str(study_dir / "config.yaml")
-    errors = []
-    for check in (lambda: check_outcomes(sheet, config, str(sheet_path if sheet_path.exists() else study_dir),
-                                         config_path), lambda: check_reference_sample(sheet, config),
+    source, errors = str(sheet_path if sheet_path.exists() else study_dir), []
+    for check in (lambda: check_outcomes(sheet, config, source, config_path),
+                  lambda: check_study_subjects(sheet, config, source), lambda: check_reference_sample(sheet, config),
                   lambda: check_correction(sheet, config, config_path), lambda: library_paths(study_dir, config)):
         try:
             check()

@@ -445,6 +445,8 @@ def findings_section(models: Sequence[OutcomeFiles], differential: Sequence[Diff
     for outcome in list(verdicts) + [o for o in differences if o not in verdicts]:
         summary = verdicts.get(outcome, ({}, "", None))[0]
         counts = ", ".join(f"{v} {esc(k)}" for k, v in (summary.get("class_counts") or {}).items())
+        if counts and summary.get("subjects"):  # runs of one subject averaged (modelling.subjects)
+            counts += " subjects, each the mean of its runs"
         kind = esc(summary.get("type") or "")
         parts.append(f"<h3>Outcome: {esc(outcome)}" + (f" ({kind}{': ' + counts if counts else ''})" if kind else "")
                      + "</h3><ul>")

@@ -28,6 +28,7 @@ from ms2study.modelling.attribution import attribute, pooling_terms
 from ms2study.modelling.differential import write_table
 from ms2study.modelling.featuresets import read_sample_embeddings
 from ms2study.modelling.outcomes import not_sample_note, not_study_samples
+from ms2study.modelling.subjects import subject_groups
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,9 @@ def run_attribution(samples_path: str | Path, sample_embeddings: list[str | Path
     result["feature_matrix"] = Path(matrix_path).name
     if not_sample_note(excluded):
         result["notes"].insert(0, not_sample_note(excluded))
+    if subject_groups(samples):  # descriptive: the refit stays on runs (each run's spectra carry the contributions)
+        result["notes"].append("The contributions come from the embedding model refitted on the runs; the models "
+                               "and tests averaged the runs of each subject (sample sheet's subject_id)")
     if "excluded" in matrix.columns and table.height:
         flagged = set(matrix.filter(pl.col("excluded").fill_null(False))["consensus_id"].cast(pl.Utf8).to_list())
         n_flagged = int(table["consensus_id"].cast(pl.Utf8).is_in(list(flagged)).sum())

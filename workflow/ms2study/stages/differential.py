@@ -43,6 +43,7 @@ from ms2study.modelling.outcomes import (
     without_empty_runs,
 )
 from ms2study.modelling.power import detectable_log2_fold_change
+from ms2study.modelling.subjects import average_columns, subject_groups, subject_ranges, subject_sheet, subjects_note
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +178,11 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
         columns = ["consensus_id", *[s for s in samples["sample_id"].to_list()
                                      if s in pl.read_parquet_schema(detected_path)]]
         detected = pl.read_parquet(detected_path, columns=columns)
+    groups = subject_groups(samples)  # runs of one subject (replicate injections): averaged (modelling.subjects)
+    if groups:
+        samples, matrix = subject_sheet(samples, groups), average_columns(matrix, groups)
+        detected = average_columns(detected, groups) if detected is not None else None
+        partial_ranges = subject_ranges(partial_ranges, groups)
     table, summary, values = differential_with_values(
         matrix, samples, params["outcome"], identifications, params["covariates"], params["imputation"],
         float(params["min_detected_fraction"]), params["test"], int(params["permutations"]), int(params["seed"]),
@@ -186,7 +192,8 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
     summary["feature_matrix"] = Path(matrix_path).name
     summary["detected_matrix"] = Path(detected_path).name if detected_path else None
     summary["notes"] = ([n for n in (not_sample_note(excluded), flag_note, empty_note) if n] + range_notes
-                        + summary["notes"])
+                        + ([subjects_note(groups)] if groups else []) + summary["notes"])
+    summary["subjects"] = {s: list(r) for s, r in groups.items() if len(r) > 1} if groups else {}
     # samples the tests leave out for a missing value: named in the log too, not only in the report's notes (a trial
     # blanked one sample's sex and the log said only how many features were tested)
     for key, what in (("excluded_missing_outcome", "no value of the outcome"),

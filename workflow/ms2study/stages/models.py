@@ -47,6 +47,7 @@ from ms2study.modelling.outcomes import (
     runs_measured,
     without_empty_runs,
 )
+from ms2study.modelling.subjects import average_rows, subject_groups, subject_sheet, subjects_note
 
 DEFAULT_PARAMS: dict[str, Any] = {
     # Outcomes to model: a list of {column, type: binary | multiclass | continuous, positive_class}.
@@ -223,6 +224,11 @@ def _cli_models(args: argparse.Namespace) -> int:
         total = pl.scan_parquet(args.feature_matrix).select(pl.len()).collect().item()
         record = {"feature_matrix": Path(args.feature_matrix).name, "n_flagged_left_out": total - matrix.height,
                   "n_not_measured_cells": n_not_measured}
+    groups = subject_groups(samples)  # runs of one subject (replicate injections): one row each (modelling.subjects)
+    if groups:
+        samples, sets = subject_sheet(samples, groups), {n: average_rows(f, groups) for n, f in sets.items()}
+        notes.append(subjects_note(groups))
+        record["subjects"] = {s: list(r) for s, r in groups.items() if len(r) > 1}
     summaries = model_outcomes(samples, sets, outcomes, Path(args.outdir), params, notes, record)
     done = {
         "outcomes": [{"column": c, "folder": outcome_dirname(c), "status": s["status"], "reason": s.get("reason")}

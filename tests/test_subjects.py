@@ -1,0 +1,148 @@
+"""Runs of one subject (technical replicate injections): the sheet's subject_id column (modelling.subjects).
+
+Without it, replicate injections counted as independent samples made a null study look like a strong effect:
+measured on the study below (12 subjects x 3 injections, no group effect), 29 % of the features had p < 0.05 and
+41 were "significant" at q < 0.05, and the feature-matrix model reached AUC 1.0 [0.89, 1.0]; with subject_id,
+5.3 %, none, and AUC 0.40 [0, 1]."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from ms2study.core.errors import InputError
+from ms2study.modelling.subjects import (
+    average_columns,
+    average_rows,
+    check_subjects,
+    subject_groups,
+    subject_ranges,
+    subject_sheet,
+)
+
+SPEC = {"column": "group", "type": "binary", "positive_class": "case"}
+
+
+def _sheet(**extra: list) -> pl.DataFrame:
+    ids = ["A1", "A2", "B1", "B2", "C1", "Q1"]
+    return pl.DataFrame({"sample_id": ids, "file": [f"{s}.mzML" for s in ids],
+                         "sample_type": ["sample"] * 5 + ["qc"],
+                         "group": ["case", "case", "control", "control", "case", None], **extra})
+
+
+def test_runs_are_grouped_by_subject_and_averaged() -> None:
+    sheet = _sheet(subject_id=["PA", "PA", "PB", "PB", None, None])
+    groups = subject_groups(sheet)
+    assert groups == {"PA": ["A1", "A2"], "PB": ["B1", "B2"], "C1": ["C1"]}  # the QC takes no part
+    collapsed = subject_sheet(sheet, groups)
+    assert collapsed["sample_id"].to_list() == ["PA", "PB", "C1", "Q1"]
+    assert collapsed["group"].to_list() == ["case", "control", "case", None]
+    rows = pl.DataFrame({"sample_id": ["A1", "A2", "B1", "B2", "C1"], "x": [1.0, 3.0, None, 4.0, 5.0],
+                         "y": [None, None, 2.0, 2.0, 1.0]})
+    averaged = average_rows(rows, groups)
+    assert averaged.to_dicts() == [{"sample_id": "PA", "x": 2.0, "y": None}, {"sample_id": "PB", "x": 4.0, "y": 2.0},
+                                   {"sample_id": "C1", "x": 5.0, "y": 1.0}]
+    matrix = pl.DataFrame({"consensus_id": ["C1", "C2"], "rt_s": [10.0, 20.0], "A1": [100.0, None],
+                           "A2": [400.0, 0.0], "B1": [None, None], "B2": [8.0, 2.0], "C1": [3.0, None]})
+    wide = average_columns(matrix, groups)
+    assert wide.columns == ["consensus_id", "rt_s", "PA", "PB", "C1"]
+    assert wide["PA"].to_list() == pytest.approx([200.0, None], nan_ok=True)  # geometric mean; 0 is no value
+    assert wide["PB"].to_list() == pytest.approx([8.0, 2.0]) and wide["C1"].to_list() == [3.0, None]
+    # a subject is measured over part of the RT range only when all of its runs are
+    ranges = subject_ranges({"A1": (0.0, 50.0), "B1": (0.0, 40.0), "B2": (10.0, 60.0)}, groups)
+    assert ranges == {"PB": (0.0, 60.0)}
+
+
+def test_no_column_or_one_run_per_subject_changes_nothing() -> None:
+    assert subject_groups(_sheet()) is None
+    assert subject_groups(_sheet(subject_id=["P1", "P2", "P3", "P4", None, None])) is None
+
+
+@pytest.mark.parametrize(("extra", "columns", "message"), [
+    ({"subject_id": ["PA", "PB", "PA", "PB", None, None]}, ["group"],
+     r"column 'group' differs between the runs of subject 'PA' \(A1: case, B1: control\).*paired or repeated"),
+    ({"subject_id": ["PA", "PA", "PB", "PB", None, None], "age": ["30", "", "40", "40", "50", None]}, ["group", "age"],
+     r"column 'age' differs between the runs of subject 'PA' \(A1: 30, A2: \(empty\)\)"),
+    ({"subject_id": ["C1", "C1", "PB", "PB", None, None]}, ["group"],
+     r"subject_id 'C1' \(runs A1, A2\) is also the sample_id of run 'C1', which is not one of its runs"),
+    ({"subject_id": ["P A", "P A", "PB", "PB", None, None]}, ["group"], r"subject_id 'P A' .* may hold only"),
+    ({"subject_id": ["PA", "PA", "PB", "PB", None, None]}, ["group", "subject_id"], r"cannot be an outcome"),
+])
+def test_a_subject_column_the_analyses_cannot_use_is_refused(extra: dict, columns: list[str], message: str) -> None:
+    with pytest.raises(InputError, match=message) as err:
+        check_subjects(_sheet(**extra), columns, "study/samples.tsv")
+    assert err.value.file == "study/samples.tsv" and err.value.fix
+
+
+def test_ms2study_run_refuses_a_paired_design_before_any_job(tmp_path: Path) -> None:
+    from ms2study.cli import main
+
+    rows = ["sample_id\tfile\tgroup\tsubject_id"]
+    for i, (group, subject) in enumerate([("before", "P1"), ("after", "P1"), ("before", "P2"), ("after", "P2")]):
+        (tmp_path / f"r{i}.mzML").write_text("<mzML/>")
+        rows.append(f"S{i}\tr{i}.mzML\t{group}\t{subject}")
+    (tmp_path / "samples.tsv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "config.yaml").write_text("models: {outcomes: [{column: group, type: binary, positive_class: after}]}\n")
+    assert main(["run", str(tmp_path), "--cores", "1"]) == 1
+    assert not (tmp_path / "results").exists()
+
+
+def _replicate_study(folder: Path, seed: int = 0) -> tuple[Path, Path]:
+    """A null study: 12 subjects (6 cases) x 3 injections, biological sd 0.5 and technical sd 0.05 (natural log),
+    300 features, no group effect. Returns (sheet with subject_id, the same sheet without it)."""
+    rng = np.random.default_rng(seed)
+    n_sub, reps, m = 12, 3, 300
+    subject = np.repeat(np.arange(n_sub), reps)
+    logs = (12 + rng.normal(0, 1, (m, 1)) + rng.normal(0, 0.5, (m, n_sub))[:, subject]
+            + rng.normal(0, 0.05, (m, n_sub * reps)))
+    ids = [f"R{i:02d}" for i in range(n_sub * reps)]
+    pl.DataFrame({"consensus_id": [f"C{j}" for j in range(m)], "rt_s": np.linspace(30, 600, m),
+                  **{s: np.exp(logs[:, k]) for k, s in enumerate(ids)}}).write_parquet(folder / "matrix.parquet")
+    sheet = pl.DataFrame({"sample_id": ids, "file": [f"{s}.mzML" for s in ids],
+                          "group": np.where(subject < n_sub // 2, "control", "case").tolist(),
+                          "subject_id": [f"P{k:02d}" for k in subject]})
+    sheet.write_csv(folder / "with.tsv", separator="\t")
+    sheet.drop("subject_id").write_csv(folder / "without.tsv", separator="\t")
+    return folder / "with.tsv", folder / "without.tsv"
+
+
+def test_replicate_injections_are_one_subject_in_the_differential_tests(tmp_path: Path) -> None:
+    from ms2study.stages.differential import run_differential
+
+    with_subjects, without = _replicate_study(tmp_path)
+    share = {}
+    for name, sheet in (("with", with_subjects), ("without", without)):
+        summary = run_differential(sheet, tmp_path / "matrix.parquet", None, tmp_path / f"{name}.parquet",
+                                   tmp_path / f"{name}_classes.parquet",
+                                   {"outcome": SPEC, "permutations": 0, "class_permutations": 0})
+        table = pl.read_parquet(tmp_path / f"{name}.parquet").filter(pl.col("tested"))
+        share[name] = float((table["p_value"] < 0.05).mean())
+        if name == "with":
+            assert summary["n_samples"] == 12 and (table["q_value"] < 0.05).sum() == 0
+            assert any(n.startswith("36 study runs of 12 subjects") for n in summary["notes"])
+            assert summary["subjects"]["P00"] == ["R00", "R01", "R02"]
+        else:
+            assert summary["n_samples"] == 36
+    assert share["with"] <= 0.09   # measured 0.053: calibrated
+    assert share["without"] >= 0.2  # measured 0.29: what counting injections as samples does
+
+
+def test_replicate_injections_never_sit_on_both_sides_of_a_cross_validation_split(tmp_path: Path) -> None:
+    from ms2study.cli import main
+
+    with_subjects, without = _replicate_study(tmp_path)
+    auc = {}
+    for name, sheet in (("with", with_subjects), ("without", without)):
+        params = {"outcomes": [SPEC], "feature_sets": ["features"], "n_permutations": 0, "outer_repeats": 2}
+        assert main(["models", "--samples", str(sheet), "--feature-matrix", str(tmp_path / "matrix.parquet"),
+                     "--outdir", str(tmp_path / name), "--params", json.dumps(params)]) == 0
+        summary = json.loads((tmp_path / name / "group" / "summary.json").read_text())
+        auc[name] = summary["feature_sets"]["features"]
+        predictions = pl.read_parquet(tmp_path / name / "group" / "predictions.parquet")
+        assert predictions["sample_id"].n_unique() == (12 if name == "with" else 36)
+    assert auc["with"]["n_samples"] == 12 and auc["with"]["ci_low"] < 0.5  # measured 0.40 [0, 1]
+    assert auc["without"]["ci_low"] > 0.7  # measured 1.0 [0.89, 1]: one subject's injections in train and test

@@ -1,0 +1,182 @@
+"""Runs of one subject: technical replicate injections, or several runs of one biological sample.
+
+Labs often inject each sample two or three times. Those runs are not independent samples: treated as such, the
+differential tests count one subject's replicates as several observations (pseudo-replication; p-values far too
+small) and cross-validation puts replicates of one subject in both the training and the test folds (AUC too high).
+The sample sheet's optional column ``subject_id`` names the subject (or biological sample) of each study run; runs
+with the same value are one subject, a run with an empty cell is a subject of its own. The study-level analyses
+(differential tests, class enrichment and the outcome models) then work on subjects: each subject's value is the
+mean over its runs, on the log scale for intensities (a geometric mean of the runs that measured a feature; a
+feature none of them measured stays missing) and for the models' feature sets (log intensities, pooled
+embeddings, bags of chemistry, binned spectra: the mean of the runs' rows). Averaging technical replicates before
+testing is the usual remedy (e.g. Blainey, Krzywinski & Altman, Nat. Methods 11:879, 2014, "Replication"); a paired or
+repeated-measures design, where the outcome changes between runs of one subject, needs a model of the subject
+(a blocking factor) and is refused before any job (``check_subjects``), as is a covariate that changes within a
+subject. Pooled QC and blank runs take no part. Per-run outputs (features, identifications, QC, sample maps)
+stay per run. Imports polars, numpy and ``ms2study.core`` / ``ms2study.io.samplesheet``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import polars as pl
+
+from ms2study.core.errors import InputError
+from ms2study.core.missing import is_missing
+from ms2study.io.samplesheet import sample_roles
+
+SUBJECT_COLUMN = "subject_id"
+_ID = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def _study_rows(sheet: pl.DataFrame) -> np.ndarray:
+    """Boolean per row: a study sample (not a pooled QC or a blank)."""
+    if "sample_type" not in sheet.columns:
+        return np.ones(sheet.height, dtype=bool)
+    return (sample_roles(sheet.with_columns(pl.col("sample_id").cast(pl.Utf8)))["sample_type"] == "sample").to_numpy()
+
+
+def subject_groups(sheet: pl.DataFrame) -> dict[str, list[str]] | None:
+    """The study samples of ``sheet`` grouped by subject, ``{subject: [sample_id, ...]}`` in sheet order (a run
+    with an empty ``subject_id`` is its own subject, named by its sample_id); None when the sheet has no
+    ``subject_id`` column or every subject has one run (nothing to average). Raises InputError when a subject id is
+    the sample_id of a run that is not one of its runs (the two would merge)."""
+    if SUBJECT_COLUMN not in sheet.columns:
+        return None
+    groups: dict[str, list[str]] = {}
+    ids = sheet["sample_id"].cast(pl.Utf8).to_list()
+    subjects = sheet[SUBJECT_COLUMN].cast(pl.Utf8).to_list()
+    named = {sid: None if is_missing(subject) else str(subject).strip() for sid, subject in zip(ids, subjects)}
+    for sid, study in zip(ids, _study_rows(sheet)):
+        if study:
+            groups.setdefault(named[sid] or sid, []).append(sid)
+    explicit = {v for v in named.values() if v}
+    for subject, runs in groups.items():
+        if subject in explicit and subject in named and named[subject] != subject:
+            own = ", ".join(sid for sid in runs if named[sid] == subject)
+            raise InputError(f"subject_id '{subject}' (runs {own}) is also the sample_id of run '{subject}', which "
+                             "is not one of its runs", file="samples.tsv",
+                             fix="give subjects ids that are not the sample_id of another run")
+    if all(len(runs) == 1 for runs in groups.values()):
+        return None
+    return groups
+
+
+def check_subjects(sheet: pl.DataFrame, columns: Sequence[str], source: str = "samples.tsv") -> None:
+    """Refuse, before any job, a ``subject_id`` column the study analyses could not use: a subject id that is not
+    letters, digits, ``.``, ``_`` or ``-``; one that is another subject's run's sample_id; ``subject_id`` itself
+    among ``columns`` (the configured outcomes and covariates); or one of ``columns`` whose value differs between
+    the runs of one subject (a paired or repeated-measures design, not modelled). Raises InputError naming the
+    file, the subject and its runs, and the fix."""
+    if SUBJECT_COLUMN not in sheet.columns:
+        return
+    if SUBJECT_COLUMN in columns:
+        raise InputError(f"'{SUBJECT_COLUMN}' says which runs come from one subject; it cannot be an outcome or a "
+                         "covariate", file=source, fix=f"remove '{SUBJECT_COLUMN}' from models: outcomes / covariates")
+    try:
+        groups = subject_groups(sheet) or {}
+    except InputError as err:
+        raise InputError(err.message, file=source, fix=err.fix) from err
+    for subject, runs in groups.items():
+        if not _ID.match(subject):
+            raise InputError(f"subject_id '{subject}' (runs {', '.join(runs)}) may hold only letters, digits, '.', "
+                             "'_' and '-'", file=source, fix="rename the subject in the sample sheet")
+    rows = {sid: row for sid, row in zip(sheet["sample_id"].cast(pl.Utf8).to_list(), sheet.iter_rows(named=True))}
+    for column in columns:
+        if column not in sheet.columns:
+            continue  # named by the outcome checks
+        for subject, runs in groups.items():
+            values = [rows[sid][column] for sid in runs]
+            shown = {None if is_missing(v) else str(v).strip() for v in values}
+            if len(shown) > 1:
+                listed = ", ".join(f"{sid}: {'(empty)' if is_missing(v) else str(v).strip()}"
+                                   for sid, v in zip(runs, values))
+                raise InputError(
+                    f"column '{column}' differs between the runs of subject '{subject}' ({listed}); the runs of one "
+                    "subject are averaged before the tests and models, which do not model paired or repeated-measures "
+                    "designs", file=source,
+                    fix=f"give every run of a subject the same '{column}'; for a before/after (paired) design, model "
+                        f"each subject's change yourself from the feature matrix, or remove the '{SUBJECT_COLUMN}' "
+                        "column to treat every run as an independent sample (its p-values then overstate the "
+                        "evidence when runs of one subject are not independent)")
+
+
+def subject_sheet(sheet: pl.DataFrame, groups: Mapping[str, Sequence[str]]) -> pl.DataFrame:
+    """``sheet`` with the runs of each subject in ``groups`` (``subject_groups``) replaced by one row: the first
+    run's row with ``sample_id`` set to the subject (the outcome and covariate cells agree, ``check_subjects``);
+    pooled QC and blank rows kept as they are. Rows in sheet order of each subject's first run."""
+    first = {runs[0]: subject for subject, runs in groups.items()}
+    later = {sid for runs in groups.values() for sid in runs[1:]}
+    ids = sheet["sample_id"].cast(pl.Utf8).to_list()
+    keep = [sid not in later for sid in ids]
+    renamed = [first.get(sid, sid) for sid in ids]
+    return (sheet.with_columns(pl.Series("sample_id", renamed, dtype=pl.Utf8)).filter(pl.Series(keep)))
+
+
+def average_rows(frame: pl.DataFrame, groups: Mapping[str, Sequence[str]]) -> pl.DataFrame:
+    """A samples x values frame (``sample_id`` and numeric columns, e.g. a model feature set) with the rows of each
+    subject's runs replaced by their mean (nulls ignored; null where every run is null), ``sample_id`` the subject.
+    Rows of runs outside ``groups`` stay as they are; the first-seen order is kept."""
+    if "sample_id" not in frame.columns or frame.height == 0:
+        return frame
+    subject_of = {sid: subject for subject, runs in groups.items() for sid in runs}
+    ids = frame["sample_id"].cast(pl.Utf8).to_list()
+    key = pl.Series("sample_id", [subject_of.get(s, s) for s in ids], dtype=pl.Utf8)
+    values = [c for c in frame.columns if c != "sample_id"]
+    return (frame.with_columns(key).group_by("sample_id", maintain_order=True)
+            .agg([pl.col(c).cast(pl.Float64).mean() for c in values]))
+
+
+def average_columns(matrix: pl.DataFrame, groups: Mapping[str, Sequence[str]]) -> pl.DataFrame:
+    """A wide feature matrix (one intensity column per run, null or <= 0 = no value) with each subject's run columns
+    replaced by one column named by the subject: the geometric mean of its runs' positive values (null when none
+    has one). Other columns are kept; a subject column takes the place of its first run's column."""
+    out, done = [], set()
+    subject_of = {sid: subject for subject, runs in groups.items() for sid in runs}
+    for column in matrix.columns:
+        subject = subject_of.get(column)
+        if subject is None:
+            out.append(pl.col(column))
+            continue
+        if subject in done:
+            continue
+        done.add(subject)
+        runs = [r for r in groups[subject] if r in matrix.columns]
+        if len(runs) == 1:  # its values unchanged
+            out.append(pl.col(runs[0]).alias(subject))
+            continue
+        logs = [pl.when(pl.col(r).cast(pl.Float64) > 0).then(pl.col(r).cast(pl.Float64).log()) for r in runs]
+        out.append(pl.mean_horizontal(logs).exp().alias(subject))
+    return matrix.select(out)
+
+
+def subject_ranges(ranges: Mapping[str, tuple[float, float]], groups: Mapping[str, Sequence[str]]
+                   ) -> dict[str, tuple[float, float]]:
+    """Per-run RT ranges of runs that measured only part of the study's range (``outcomes.runs_measured``) as
+    per-subject ranges: a subject is partial only when every run of it is, with the union of their ranges. Runs
+    outside ``groups`` keep theirs."""
+    grouped = {sid for runs in groups.values() for sid in runs}
+    out = {sid: r for sid, r in ranges.items() if sid not in grouped}
+    for subject, runs in groups.items():
+        if all(r in ranges for r in runs):
+            out[subject] = (min(ranges[r][0] for r in runs), max(ranges[r][1] for r in runs))
+    return out
+
+
+def subjects_note(groups: Mapping[str, Sequence[str]]) -> str:
+    """The summary's sentence on the averaging."""
+    n_runs = sum(len(r) for r in groups.values())
+    several = sum(len(r) > 1 for r in groups.values())
+    return (f"{n_runs} study runs of {len(groups)} subjects (sample sheet's {SUBJECT_COLUMN}; {several} with more "
+            "than one run): the runs of each subject are averaged and the tests and models count subjects, not runs")
+
+
+def check_study_subjects(sheet: pl.DataFrame, config: dict, source: str = "samples.tsv") -> None:
+    """``check_subjects`` for a study's configuration: its outcomes and covariates (``models: outcomes``,
+    ``models: covariates``), which the differential tests and the models read."""
+    models = config.get("models") or {}
+    columns = [str(o.get("column")) for o in (models.get("outcomes") or []) if isinstance(o, dict)]
+    check_subjects(sheet, columns + [str(c) for c in models.get("covariates") or []], source)
