@@ -774,3 +774,8 @@ def test_the_findings_count_subjects_when_the_runs_of_a_subject_were_averaged(tm
     averaged = {**SUMMARY, "subjects": {"P1": ["S01", "S02"]}}
     box = findings.findings_section([_write(tmp_path / "b", averaged)], [], None, None, [])
     assert "<h3>Outcome: group (binary: 4 control, 4 case subjects, each the mean of its runs)</h3>" in box
+    warnings: list = []
+    cautions.class_size_warning(averaged, "group", warnings)
+    assert "only 4 control vs 4 case subjects (fewer than" in warnings[0]
+    cautions.class_size_warning(SUMMARY, "group", warnings)
+    assert "only 4 control vs 4 case samples (fewer than" in warnings[1]

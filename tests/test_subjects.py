@@ -146,3 +146,11 @@ def test_replicate_injections_never_sit_on_both_sides_of_a_cross_validation_spli
         assert predictions["sample_id"].n_unique() == (12 if name == "with" else 36)
     assert auc["with"]["n_samples"] == 12 and auc["with"]["ci_low"] < 0.5  # measured 0.40 [0, 1]
     assert auc["without"]["ci_low"] > 0.7  # measured 1.0 [0.89, 1]: one subject's injections in train and test
+
+
+def test_a_small_continuous_outcome_counts_subjects() -> None:
+    from ms2study.stages.differential import few_samples_warning
+
+    assert few_samples_warning({"type": "continuous", "n_samples": 6, "outcome": "age", "subjects": {"P": ["a", "b"]}}
+                               ).startswith("only 6 subjects have a value of age")
+    assert few_samples_warning({"type": "continuous", "n_samples": 6, "outcome": "age"}).startswith("only 6 samples")

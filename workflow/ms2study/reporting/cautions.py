@@ -107,7 +107,8 @@ def class_size_warning(summary: dict, outcome: str, warnings: list[str]) -> None
                       "it with large statistics and keep even large changes above q 0.05: name such a column under "
                       "models: covariates, which the permutations then hold fixed (Freedman-Lane)")
     warnings.append(Caution(
-        f"outcome <b>{esc(outcome)}</b>: only {sizes} samples (fewer than {FEW_PER_CLASS} per class): the models' "
+        f"outcome <b>{esc(outcome)}</b>: only {sizes} {'subjects' if summary.get('subjects') else 'samples'} "
+        f"(fewer than {FEW_PER_CLASS} per class): the models' "
         f"95 % intervals are wide{example}, and the tests have little power for modest changes{splits}", DOUBT,
         "few samples per class", (f"models:{outcome}", f"differential:{outcome}")))
 
