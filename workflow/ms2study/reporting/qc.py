@@ -27,8 +27,9 @@ import polars as pl
 
 from ms2study.core.errors import InputError
 from ms2study.modelling.qc import OUTLIER_Z, QC_MIN_DISTANCE_RATIO, SAMPLE_MIN_DISTANCE_RATIO
+from ms2study.modelling.replicates import REPLICATE_MARK
 from ms2study.reporting.charts import chromatogram_figure, figure_html
-from ms2study.reporting.html import QUALITY, Caution, esc
+from ms2study.reporting.html import DOUBT, QUALITY, Caution, esc
 from ms2study.reporting.runnotes import run_warnings
 from ms2study.reporting.tables import interactive_table
 
@@ -174,6 +175,15 @@ def _outlier_part(qc: pl.DataFrame, kind: str, typed: bool, warnings: list[str])
         warnings.append(f"run(s) sharing few features with the reference run ({esc(listed)}): a run of another "
                         "matrix, method, polarity or instrument is aligned and compared as if it belonged; check "
                         "the QC section before reading its results")
+    replicates = (notes.filter(pl.col("run_note").str.contains(REPLICATE_MARK, literal=True))
+                  if kind == "sample" and "run_note" in notes.columns else notes.clear())
+    if replicates.height:  # modelling.replicates: runs the sheet counts as separate samples
+        warnings.append(Caution(
+            f"study runs {esc(', '.join(replicates['sample_id'].to_list()))} each lie much closer to one or a few "
+            "other runs than to any other run (their notes in the QC section name them): if they are replicate "
+            "injections of one sample, give them one subject_id in samples.tsv (only the study-level jobs rerun); "
+            "counted as separate samples they make the tests' p-values too small and the models' AUC too high",
+            DOUBT, "possible replicate injections", ("models", "differential")))
     flagged = qc.filter(pl.col("outlier").fill_null(False))
     outliers = set(flagged["sample_id"].to_list())
     rule = _rule_text(qc)

@@ -33,6 +33,7 @@ from ms2study.core.errors import InputError
 from ms2study.io.instrument import read_instrument
 from ms2study.io.samplesheet import read_sample_sheet
 from ms2study.modelling.qc import qc_table, read_chromatogram_summary, rt_range
+from ms2study.modelling.replicates import with_replicate_notes
 from ms2study.modelling.runchecks import tolerance_note
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ def run_qc(samples_path: str | Path, chromatograms: list[str | Path], spectra: l
             runs[s]["rt_shift_median_s"] = value
     matrix = pl.read_parquet(_existing(feature_matrix, "feature matrix", None, "run the link stage")) \
         if feature_matrix else None
-    table = qc_table(samples, runs, alignment_table, matrix, str(samples_path))
+    table = with_replicate_notes(qc_table(samples, runs, alignment_table, matrix, str(samples_path)), samples, matrix)
     write_parquet(table, out)
     for kind, part in table.group_by("sample_type", maintain_order=True):
         flagged = part.filter(pl.col("outlier"))["sample_id"].to_list()
