@@ -60,3 +60,18 @@ def test_a_study_with_unmarked_replicates_gets_a_caution_on_its_tests_and_models
     marked = sheet.with_columns(pl.Series("subject_id", ["P0", "P0"] + [None] * 7))
     assert with_replicate_notes(qc_table(marked, {s: {} for s in ids}, None, matrix), marked, matrix)[
         "run_note"].null_count() == len(ids)
+
+
+def test_the_replicate_check_benchmark_writes_its_rates(tmp_path: Path) -> None:
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("replicate_check", Path(__file__).parents[1] / "benchmarks"
+                                                  / "replicate_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--out", str(tmp_path / "r.json"), "--quick"]) == 0
+    rows = json.loads((tmp_path / "r.json").read_text())["rows"]
+    plain = [r for r in rows if r["setting"].startswith("two groups")]
+    assert len(plain) == 4 and all(r["clean_studies_flagged"] == 0 for r in plain)
+    assert all(r["replicate_pairs_found"]["tech_sd_0.1_runs_2"] == 1.0 for r in plain if r["biological_sd"] == 0.4)

@@ -10,12 +10,14 @@ centred: as the outlier rule, ``modelling.qc.group_outliers``), sorted; the run 
 a pair is kept when each of the two runs names the other. Runs the sheet already gives one subject are left out.
 The result is a caution, never an action: a pair of very similar runs may also be two samples of a tight class.
 
-Measured on synthetic studies (600 log-normal features, biological log-sd 0.2 and 0.4, 6-48 samples, 100 studies
-per setting; replicate pairs and triplicates with technical log-sd 0.1 and 0.15): with groups differing in 30 or 300
-features, no clean study was flagged and replicates with technical sd 0.1 were found in every study (sd 0.15 against
-biological 0.2, where replicates differ almost as much as subjects: 3-43 %). Flagged by design of the rule: a
-class or cluster of 2-4 samples far from all others (every study of three classes in 6 or 12 samples with 150
-features 5x apart; six such classes in 12 or 24 samples), which distances cannot tell from a replicate group. Real
+Measured by ``benchmarks/replicate_check.py`` (``measured/replicate_check.json``: 600 log-normal features,
+biological log-sd 0.2 and 0.4, 6-48 runs, 100 studies per setting; replicate pairs and triplicates with technical
+log-sd 0.1 and 0.15): with two groups differing in 30 features 3x (6-48 runs) or two clusters 300 features 10x apart
+(12-48 runs) no clean study was flagged, and replicates with technical sd 0.1 were found in every study (sd 0.15
+against biological 0.2, where replicates differ almost as much as subjects: 4-56 %). Flagged by design of the rule:
+a class or cluster of 2-4 samples far from all others, which distances cannot tell from a replicate group (two
+clusters of 3 in 6 runs; three classes 150 features 5x apart in 6 or 12 runs: 55-100 % of clean studies; six such
+classes in 12 or 24 runs at biological sd 0.2). Real
 tables: ST000291 (45 urine samples, 15 volunteers each under three diets) none, sacurine (183) none. Imports numpy,
 polars and ``ms2study.modelling.qc`` / ``ms2study.modelling.subjects``.
 """
