@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_record  # noqa: E402
+from machine import machine_record
 
-from ms2study.modelling.replicates import RATIO, replicate_groups  # noqa: E402
+from ms2study.modelling.replicates import RATIO, replicate_groups
 
 SETTINGS = [  # (name, classes, effect features, fold)
     ("two groups, 30 features 3x", 2, 30, 3.0),

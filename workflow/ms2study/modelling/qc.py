@@ -212,9 +212,7 @@ def neighbour_outliers(X: np.ndarray, features: str) -> tuple[np.ndarray, np.nda
     n = X.shape[0]
     if n < 4 or X.ndim != 2 or X.shape[1] == 0:
         return np.full(n, np.nan), np.zeros(n, dtype=bool), "not tested: fewer than 4 samples or no feature"
-    square = (X * X).sum(axis=1)
-    distance = np.sqrt(np.maximum(square[:, None] + square[None, :] - 2.0 * X @ X.T, 0.0))
-    np.fill_diagonal(distance, np.inf)
+    distance = run_distances(X)
     nearest = np.sort(distance, axis=1)[:, :2]
     t = nearest[:, 1] ** (2.0 / 3.0)
     mad = np.median(np.abs(t - np.median(t)))
@@ -226,6 +224,15 @@ def neighbour_outliers(X: np.ndarray, features: str) -> tuple[np.ndarray, np.nda
             f"at least {SAMPLE_MIN_DISTANCE_RATIO:g} times their medians (groups and pairs of similar samples are "
             "no outliers)")
     return z, (z > OUTLIER_Z) & far, rule
+
+
+def run_distances(X: np.ndarray) -> np.ndarray:
+    """Euclidean distances between the rows of X (n runs x p values), shape (n, n), the diagonal +inf (a run is not
+    its own neighbour)."""
+    square = (X * X).sum(axis=1)
+    distance = np.sqrt(np.maximum(square[:, None] + square[None, :] - 2.0 * X @ X.T, 0.0))
+    np.fill_diagonal(distance, np.inf)
+    return distance
 
 
 RUN_CENTRED_RULE = "; each run's median log intensity removed first (an overall intensity factor is no outlier)"

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from ms2study.modelling.qc import MIN_COMPLETE_FEATURES, batch_centred, log_feature_matrix, run_centred
+from ms2study.modelling.qc import MIN_COMPLETE_FEATURES, batch_centred, log_feature_matrix, run_centred, run_distances
 from ms2study.modelling.subjects import SUBJECT_COLUMN, subject_groups
 
 RATIO = 0.6          # the k-th nearest distance below this share of the (k+1)-th: a group set apart
@@ -47,9 +47,7 @@ def replicate_groups(X: np.ndarray, ids: list[str], same_subject: dict[str, str]
     n = X.shape[0]
     if n < MIN_RUNS or X.ndim != 2 or X.shape[1] == 0:
         return []
-    square = (X * X).sum(axis=1)
-    distance = np.sqrt(np.maximum(square[:, None] + square[None, :] - 2.0 * X @ X.T, 0.0))
-    np.fill_diagonal(distance, np.inf)
+    distance = run_distances(X)
     order = np.argsort(distance, axis=1)
     nearest = np.take_along_axis(distance, order, axis=1)
     partners = [set() for _ in range(n)]
