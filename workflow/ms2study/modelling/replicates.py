@@ -7,16 +7,16 @@ that are far closer to one or a few other runs than to any other: for each study
 other runs in the log feature matrix (the features every study run detected, each run's median removed, batches
 centred: as the outlier rule, ``modelling.qc.group_outliers``), sorted; the run and its k nearest runs (k = 1 to
 ``MAX_PARTNERS``) are a candidate group when the k-th nearest distance is below ``RATIO`` times the (k+1)-th, and
-a pair is kept when each of the two runs names the other. Runs the sheet already gives one subject are left out.
+a group is kept when every run of it names the same group. Runs the sheet already gives one subject are left out.
 The result is a caution, never an action: a pair of very similar runs may also be two samples of a tight class.
 
 Measured by ``benchmarks/replicate_check.py`` (``measured/replicate_check.json``: 600 log-normal features,
 biological log-sd 0.2 and 0.4, 6-48 runs, 100 studies per setting; replicate pairs and triplicates with technical
 log-sd 0.1 and 0.15): with two groups differing in 30 features 3x (6-48 runs) or two clusters 300 features 10x apart
 (12-48 runs) no clean study was flagged, and replicates with technical sd 0.1 were found in every study (sd 0.15
-against biological 0.2, where replicates differ almost as much as subjects: 4-56 %). Flagged by design of the rule:
+against biological 0.2, where replicates differ almost as much as subjects: 4-74 %). Flagged by design of the rule:
 a class or cluster of 2-4 samples far from all others, which distances cannot tell from a replicate group (two
-clusters of 3 in 6 runs; three classes 150 features 5x apart in 6 or 12 runs: 55-100 % of clean studies; six such
+clusters of 3 in 6 runs; three classes 150 features 5x apart in 6 or 12 runs: 10-100 % of clean studies; six such
 classes in 12 or 24 runs at biological sd 0.2). Real
 tables: ST000291 (45 urine samples, 15 volunteers each under three diets) none, sacurine (183) none. Imports numpy,
 polars and ``ms2study.modelling.qc`` / ``ms2study.modelling.subjects``.
@@ -57,13 +57,13 @@ def replicate_groups(X: np.ndarray, ids: list[str], same_subject: dict[str, str]
                 partners[i] = {int(j) for j in order[i, :k]}
                 break
     subject = same_subject or {}
-    edges = [(i, j) for i in range(n) for j in partners[i] if i < j and i in partners[j]
-             and not (ids[i] in subject and subject.get(ids[j]) == subject[ids[i]])]
     groups: list[set[int]] = []
-    for i, j in edges:  # connected components of the kept pairs
-        touching = [g for g in groups if i in g or j in g]
-        merged = set().union({i, j}, *touching)
-        groups = [g for g in groups if g not in touching] + [merged]
+    for i in range(n):  # a group every member of which sees the same runs set apart: {i} and its partners
+        group = {i} | partners[i]
+        if partners[i] and group not in groups and all({m} | partners[m] == group for m in group):
+            marked = {subject.get(ids[m]) for m in group}
+            if len(marked) > 1 or None in marked:  # not one subject of the sheet already
+                groups.append(group)
     out = []
     for g in sorted(groups, key=min):
         members = sorted(g)
