@@ -31,6 +31,12 @@ def test_pairs_and_triplets_of_replicates_are_found_and_clean_studies_are_not_fl
     assert all(inside < 0.6 * outside for _, inside, outside in groups)
     groups = replicate_groups(_runs(2, 12, reps=3), ids)
     assert [g[0] for g in groups] == [ids[3 * k: 3 * k + 3] for k in range(4)]
+    # every run of a reported group sees the same runs set apart: none lies nearer to a run outside it (a trial's
+    # study had a pair named from inside a trio whose third run was about as near)
+    for seed in range(10):
+        for reps in (2, 3):
+            for _, inside, outside in replicate_groups(_runs(seed, 12, bio=0.2, tech=0.15, reps=reps), ids):
+                assert inside < outside
     # runs the sheet already gives one subject are not reported; fewer than 6 runs are not checked
     assert replicate_groups(_runs(1, 12, reps=2), ids, {s: f"P{i // 2}" for i, s in enumerate(ids)}) == []
     assert replicate_groups(_runs(1, 4, reps=2), ids[:4]) == []
