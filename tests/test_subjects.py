@@ -19,9 +19,12 @@ from ms2study.modelling.subjects import (
     average_columns,
     average_rows,
     check_subjects,
+    paired_outcome,
+    paired_units,
     subject_groups,
     subject_ranges,
     subject_sheet,
+    with_subject_block,
 )
 
 SPEC = {"column": "group", "type": "binary", "positive_class": "case"}
@@ -63,30 +66,44 @@ def test_no_column_or_one_run_per_subject_changes_nothing() -> None:
 
 
 @pytest.mark.parametrize(("extra", "columns", "message"), [
-    ({"subject_id": ["PA", "PB", "PA", "PB", None, None]}, ["group"],
-     r"column 'group' differs between the runs of subject 'PA' \(A1: case, B1: control\).*paired or repeated"),
-    ({"subject_id": ["PA", "PA", "PB", "PB", None, None], "age": ["30", "", "40", "40", "50", None]}, ["group", "age"],
-     r"column 'age' differs between the runs of subject 'PA' \(A1: 30, A2: \(empty\)\)"),
-    ({"subject_id": ["C1", "C1", "PB", "PB", None, None]}, ["group"],
+    ({"subject_id": ["PA", "PA", "PB", "PB", None, None], "age": ["30", "", "40", "40", "50", None]}, ["age"],
+     r"covariate 'age' differs between the runs of subject 'PA' \(A1: 30, A2: \(empty\)\)"),
+    ({"subject_id": ["C1", "C1", "PB", "PB", None, None]}, [],
      r"subject_id 'C1' \(runs A1, A2\) is also the sample_id of run 'C1', which is not one of its runs"),
-    ({"subject_id": ["P A", "P A", "PB", "PB", None, None]}, ["group"], r"subject_id 'P A' .* may hold only"),
-    ({"subject_id": ["PA", "PA", "PB", "PB", None, None]}, ["group", "subject_id"], r"cannot be an outcome"),
+    ({"subject_id": ["P A", "P A", "PB", "PB", None, None]}, [], r"subject_id 'P A' .* may hold only"),
+    ({"subject_id": ["PA", "PA", "PB", "PB", None, None]}, ["subject_id"], r"cannot be an outcome"),
 ])
 def test_a_subject_column_the_analyses_cannot_use_is_refused(extra: dict, columns: list[str], message: str) -> None:
     with pytest.raises(InputError, match=message) as err:
-        check_subjects(_sheet(**extra), columns, "study/samples.tsv")
+        check_subjects(_sheet(**extra), columns, "study/samples.tsv", ["group"])
     assert err.value.file == "study/samples.tsv" and err.value.fix
 
 
-def test_ms2study_run_refuses_a_paired_design_before_any_job(tmp_path: Path) -> None:
+def test_an_outcome_that_changes_within_subjects_is_a_paired_design() -> None:
+    sheet = _sheet(subject_id=["PA", "PB", "PA", "PB", None, None])  # each subject once case, once control
+    check_subjects(sheet, [], "samples.tsv", ["group"])  # accepted
+    groups = subject_groups(sheet)
+    replicates = _sheet(subject_id=["PA", "PA", "PB", "PB", None, None])
+    assert paired_outcome(sheet, "group", groups)
+    assert not paired_outcome(replicates, "group", subject_groups(replicates))
+    units, subject_of = paired_units(sheet, "group", groups)
+    assert units == {"A1": ["A1"], "B1": ["B1"], "A2": ["A2"], "B2": ["B2"], "C1": ["C1"]}
+    assert subject_of == {"A1": "PA", "B1": "PA", "A2": "PB", "B2": "PB", "C1": "C1"}
+    blocked = with_subject_block(subject_sheet(sheet, units), subject_of)
+    assert blocked["subject_id"].to_list() == ["subject PA", "subject PB", "subject PA", "subject PB", "subject C1",
+                                               None]
+
+
+def test_ms2study_run_refuses_a_covariate_changing_within_a_subject_before_any_job(tmp_path: Path) -> None:
     from ms2study.cli import main
 
-    rows = ["sample_id\tfile\tgroup\tsubject_id"]
-    for i, (group, subject) in enumerate([("before", "P1"), ("after", "P1"), ("before", "P2"), ("after", "P2")]):
+    rows = ["sample_id\tfile\tgroup\tage\tsubject_id"]
+    for i, (group, age, subject) in enumerate([("a", 30, "P1"), ("a", 31, "P1"), ("b", 40, "P2"), ("b", 40, "P2")]):
         (tmp_path / f"r{i}.mzML").write_text("<mzML/>")
-        rows.append(f"S{i}\tr{i}.mzML\t{group}\t{subject}")
+        rows.append(f"S{i}\tr{i}.mzML\t{group}\t{age}\t{subject}")
     (tmp_path / "samples.tsv").write_text("\n".join(rows) + "\n")
-    (tmp_path / "config.yaml").write_text("models: {outcomes: [{column: group, type: binary, positive_class: after}]}\n")
+    (tmp_path / "config.yaml").write_text("models: {outcomes: [{column: group, type: binary, positive_class: b}], "
+                                          "covariates: [age]}\n")
     assert main(["run", str(tmp_path), "--cores", "1"]) == 1
     assert not (tmp_path / "results").exists()
 
@@ -154,3 +171,74 @@ def test_a_small_continuous_outcome_counts_subjects() -> None:
     assert few_samples_warning({"type": "continuous", "n_samples": 6, "outcome": "age", "subjects": {"P": ["a", "b"]}}
                                ).startswith("only 6 subjects have a value of age")
     assert few_samples_warning({"type": "continuous", "n_samples": 6, "outcome": "age"}).startswith("only 6 samples")
+
+
+def _paired_study(folder: Path, effect: float, seed: int = 0) -> tuple[Path, Path]:
+    """12 subjects, each measured before and after (two runs), subject sd 0.5 and within-subject sd 0.15 (natural
+    log), 300 features of which the first 20 rise by ``effect`` after. Returns (sheet with subject_id, without)."""
+    rng = np.random.default_rng(seed)
+    n_sub, m = 12, 300
+    subject = np.repeat(np.arange(n_sub), 2)
+    after = np.tile([0, 1], n_sub)
+    logs = 12 + rng.normal(0, 1, (m, 1)) + rng.normal(0, 0.5, (m, n_sub))[:, subject] + rng.normal(0, 0.15,
+                                                                                                      (m, 2 * n_sub))
+    logs[:20] += effect * after
+    ids = [f"R{i:02d}" for i in range(2 * n_sub)]
+    pl.DataFrame({"consensus_id": [f"C{j:03d}" for j in range(m)], "rt_s": np.linspace(30, 600, m),
+                  **{s: np.exp(logs[:, k]) for k, s in enumerate(ids)}}).write_parquet(folder / "matrix.parquet")
+    sheet = pl.DataFrame({"sample_id": ids, "file": [f"{s}.mzML" for s in ids],
+                          "time": np.where(after == 1, "after", "before").tolist(),
+                          "subject_id": [f"{k + 1}" for k in subject]})  # ids that read as numbers: still levels
+    sheet.write_csv(folder / "with.tsv", separator="\t")
+    sheet.drop("subject_id").write_csv(folder / "without.tsv", separator="\t")
+    return folder / "with.tsv", folder / "without.tsv"
+
+
+PAIRED = {"column": "time", "type": "binary", "positive_class": "after"}
+
+
+def _found(folder: Path, sheet: Path, name: str) -> tuple[pl.DataFrame, dict]:
+    from ms2study.stages.differential import run_differential
+
+    summary = run_differential(sheet, folder / "matrix.parquet", None, folder / f"{name}.parquet",
+                               folder / f"{name}_classes.parquet",
+                               {"outcome": PAIRED, "permutations": 200, "class_permutations": 0})
+    return pl.read_parquet(folder / f"{name}.parquet").filter(pl.col("tested")), summary
+
+
+def test_a_paired_design_compares_each_subject_with_itself(tmp_path: Path) -> None:
+    """Null: the paired tests hold their level (measured: 5.0 % of p below 0.05 over 4 studies). Effect 0.4 (ln)
+    in 20 features, small beside the subjects' spread: the paired tests find most of them, counting runs as
+    independent samples (no subject_id) hardly any."""
+    shares = []
+    for seed in range(2):
+        null = tmp_path / f"null{seed}"
+        null.mkdir()
+        table, summary = _found(null, _paired_study(null, 0.0, seed)[0], "paired")
+        shares.append(float((table["p_value"] < 0.05).mean()))
+        assert (table["q_value"] < 0.05).sum() <= 1
+    assert np.mean(shares) <= 0.09
+    assert summary["paired_by"] == "subject_id" and summary["n_subjects"] == 12 and summary["n_samples"] == 24
+    assert any("a paired design" in n for n in summary["notes"]) and summary["subjects"] == {}
+    paired_sheet, plain_sheet = _paired_study(tmp_path, 0.4, 7)
+    paired, summary = _found(tmp_path, paired_sheet, "paired")
+    plain, _ = _found(tmp_path, plain_sheet, "plain")
+    planted = [f"C{j:03d}" for j in range(20)]
+    hits = paired.filter(pl.col("q_value") < 0.05)["consensus_id"].to_list()
+    assert sum(h in planted for h in hits) >= 15 and sum(h not in planted for h in hits) <= 2
+    assert plain.filter(pl.col("q_value") < 0.05).height <= 5
+    from ms2study.reporting.html import covariate_names
+
+    assert covariate_names(summary) == "subject_id (a paired design: each of the 12 subjects a factor level)"
+
+
+def test_the_models_skip_a_paired_outcome_with_the_reason(tmp_path: Path) -> None:
+    from ms2study.cli import main
+
+    paired_sheet, _ = _paired_study(tmp_path, 0.4, 1)
+    params = {"outcomes": [PAIRED], "feature_sets": ["features"], "n_permutations": 0, "outer_repeats": 2}
+    assert main(["models", "--samples", str(paired_sheet), "--feature-matrix", str(tmp_path / "matrix.parquet"),
+                 "--outdir", str(tmp_path / "m"), "--params", json.dumps(params)]) == 0
+    summary = json.loads((tmp_path / "m" / "time" / "summary.json").read_text())
+    assert summary["status"] == "skipped" and "a paired design" in summary["reason"]
+    assert "class_counts" not in summary and summary["n_samples"] is None

@@ -47,10 +47,18 @@ MISSING_SET_REASONS = {
 
 
 def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], spec: dict, params: dict,
-                  note_missing_sets: bool = True) -> dict:
-    """Nested CV of one outcome on every feature set: returns summary, metrics rows and prediction rows."""
+                  note_missing_sets: bool = True, skip_reason: str | None = None) -> dict:
+    """Nested CV of one outcome on every feature set: returns summary, metrics rows and prediction rows. With
+    ``skip_reason`` (a paired design) nothing is modelled: the summary says why, without sample or class counts."""
     spec = check_outcome(spec)
     kind = spec["type"]
+    if skip_reason:  # the sheet's rows are not the units such an outcome compares: no counts, nothing encoded
+        log.warning("outcome %s skipped: %s", spec["column"], skip_reason)
+        return {"summary": {"outcome": spec["column"], "type": kind, "classes": [], "n_samples": None,
+                            "positive_class": spec.get("positive_class"), "excluded_missing_outcome": [],
+                            "primary_metric": PRIMARY_METRIC[kind], "chance": CHANCE[PRIMARY_METRIC[kind]],
+                            "feature_sets": {}, "notes": [], "status": "skipped", "reason": skip_reason},
+                "metrics": [], "predictions": []}
     target = encode_outcome(samples, spec)
     summary: dict[str, Any] = {
         "outcome": spec["column"], "type": kind, "classes": target["classes"],

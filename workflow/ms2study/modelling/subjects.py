@@ -9,11 +9,15 @@ with the same value are one subject, a run with an empty cell is a subject of it
 mean over its runs, on the log scale for intensities (a geometric mean of the runs that measured a feature; a
 feature none of them measured stays missing) and for the models' feature sets (log intensities, pooled
 embeddings, bags of chemistry, binned spectra: the mean of the runs' rows). Averaging technical replicates before
-testing is the usual remedy (e.g. Blainey, Krzywinski & Altman, Nat. Methods 11:879, 2014, "Replication"); a paired or
-repeated-measures design, where the outcome changes between runs of one subject, needs a model of the subject
-(a blocking factor) and is refused before any job (``check_subjects``), as is a covariate that changes within a
-subject. Pooled QC and blank runs take no part. Per-run outputs (features, identifications, QC, sample maps)
-stay per run. Imports polars, numpy and ``ms2study.core`` / ``ms2study.io.samplesheet``.
+testing is the usual remedy (e.g. Blainey, Krzywinski & Altman, Nat. Methods 11:879, 2014, "Replication").
+A paired or repeated-measures design, where the outcome changes between runs of one subject (before / after, one
+volunteer under several diets), needs the subject as a blocking factor instead: the differential tests then average
+the runs of one subject with one outcome value and add the subject as a factor to the linear model (limma's
+``~ subject + group``, which for two runs per subject is the paired t-test; Smyth 2004; permutations of the residuals
+of the subject-only model, Freedman & Lane 1983), and the outcome models, whose cross-validation and permutations
+would need the subject too, skip such an outcome with the reason. A covariate that changes within a subject is
+refused before any job (``check_subjects``). Pooled QC and blank runs take no part. Per-run outputs (features,
+identifications, QC, sample maps) stay per run. Imports polars, numpy and ``ms2study.core`` / ``ms2study.io.samplesheet``.
 """
 
 from __future__ import annotations
@@ -65,15 +69,17 @@ def subject_groups(sheet: pl.DataFrame) -> dict[str, list[str]] | None:
     return groups
 
 
-def check_subjects(sheet: pl.DataFrame, columns: Sequence[str], source: str = "samples.tsv") -> None:
+def check_subjects(sheet: pl.DataFrame, columns: Sequence[str], source: str = "samples.tsv",
+                   outcomes: Sequence[str] = ()) -> None:
     """Refuse, before any job, a ``subject_id`` column the study analyses could not use: a subject id that is not
     letters, digits, ``.``, ``_`` or ``-``; one that is another subject's run's sample_id; ``subject_id`` itself
-    among ``columns`` (the configured outcomes and covariates); or one of ``columns`` whose value differs between
-    the runs of one subject (a paired or repeated-measures design, not modelled). Raises InputError naming the
-    file, the subject and its runs, and the fix."""
+    among ``columns`` (the configured covariates) or ``outcomes``; or a covariate among ``columns`` whose value
+    differs between the runs of one subject (the runs of a subject are averaged, or, in a paired design, the subject
+    is the block the covariate would vary within). An outcome may differ within a subject: a paired design
+    (``paired_outcome``). Raises InputError naming the file, the subject and its runs, and the fix."""
     if SUBJECT_COLUMN not in sheet.columns:
         return
-    if SUBJECT_COLUMN in columns:
+    if SUBJECT_COLUMN in columns or SUBJECT_COLUMN in outcomes:
         raise InputError(f"'{SUBJECT_COLUMN}' says which runs come from one subject; it cannot be an outcome or a "
                          "covariate", file=source, fix=f"remove '{SUBJECT_COLUMN}' from models: outcomes / covariates")
     try:
@@ -84,24 +90,65 @@ def check_subjects(sheet: pl.DataFrame, columns: Sequence[str], source: str = "s
         if not _ID.match(subject):
             raise InputError(f"subject_id '{subject}' (runs {', '.join(runs)}) may hold only letters, digits, '.', "
                              "'_' and '-'", file=source, fix="rename the subject in the sample sheet")
-    rows = {sid: row for sid, row in zip(sheet["sample_id"].cast(pl.Utf8).to_list(), sheet.iter_rows(named=True))}
     for column in columns:
         if column not in sheet.columns:
             continue  # named by the outcome checks
-        for subject, runs in groups.items():
-            values = [rows[sid][column] for sid in runs]
-            shown = {None if is_missing(v) else str(v).strip() for v in values}
-            if len(shown) > 1:
-                listed = ", ".join(f"{sid}: {'(empty)' if is_missing(v) else str(v).strip()}"
-                                   for sid, v in zip(runs, values))
-                raise InputError(
-                    f"column '{column}' differs between the runs of subject '{subject}' ({listed}); the runs of one "
-                    "subject are averaged before the tests and models, which do not model paired or repeated-measures "
-                    "designs", file=source,
-                    fix=f"give every run of a subject the same '{column}'; for a before/after (paired) design, model "
-                        f"each subject's change yourself from the feature matrix, or remove the '{SUBJECT_COLUMN}' "
-                        "column to treat every run as an independent sample (its p-values then overstate the "
-                        "evidence when runs of one subject are not independent)")
+        differing = _differing(sheet, column, groups)
+        if differing:
+            subject, listed = differing
+            raise InputError(
+                f"covariate '{column}' differs between the runs of subject '{subject}' ({listed}); the runs of one "
+                "subject are averaged, or in a paired design compared within the subject, so a covariate must be "
+                "the subject's", file=source,
+                fix=f"give every run of a subject the same '{column}', or remove it from models: covariates")
+
+
+def _differing(sheet: pl.DataFrame, column: str, groups: Mapping[str, Sequence[str]]) -> tuple[str, str] | None:
+    """The first subject whose runs differ in ``column`` (missing counts as a value) and its runs' values as text
+    ("S01: a, S02: b"), or None."""
+    values = dict(zip(sheet["sample_id"].cast(pl.Utf8).to_list(), sheet[column].to_list()))
+    for subject, runs in groups.items():
+        shown = [None if is_missing(values[sid]) else str(values[sid]).strip() for sid in runs]
+        if len(set(shown)) > 1:
+            return subject, ", ".join(f"{sid}: {'(empty)' if v is None else v}" for sid, v in zip(runs, shown))
+    return None
+
+
+def paired_outcome(sheet: pl.DataFrame, column: str, groups: Mapping[str, Sequence[str]] | None) -> bool:
+    """Whether outcome ``column`` takes more than one recorded value within a subject (a paired or repeated-measures
+    design: before / after, several diets of one volunteer). Runs without a value are left out of the outcome."""
+    if not groups or column not in sheet.columns:
+        return False
+    values = dict(zip(sheet["sample_id"].cast(pl.Utf8).to_list(), sheet[column].to_list()))
+    return any(len({str(values[s]).strip() for s in runs if not is_missing(values[s])}) > 1
+               for runs in groups.values())
+
+
+def paired_units(sheet: pl.DataFrame, column: str, groups: Mapping[str, Sequence[str]]
+                 ) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """For a paired outcome: the runs of one subject with one value of ``column`` as one unit, ``{unit: runs}``
+    (the unit named by its first run), and each unit's subject, ``{unit: subject}``. A run without a value is a
+    unit of its own (the outcome leaves it out)."""
+    values = dict(zip(sheet["sample_id"].cast(pl.Utf8).to_list(), sheet[column].to_list()))
+    units: dict[str, list[str]] = {}
+    subject_of: dict[str, str] = {}
+    for subject, runs in groups.items():
+        first: dict[str | None, str] = {}
+        for sid in runs:
+            value = None if is_missing(values[sid]) else str(values[sid]).strip()
+            unit = first.setdefault(value, sid) if value is not None else sid
+            units.setdefault(unit, []).append(sid)
+            subject_of[unit] = subject
+    return units, subject_of
+
+
+def with_subject_block(sheet: pl.DataFrame, subject_of: Mapping[str, str]) -> pl.DataFrame:
+    """``sheet`` (one row per unit) with ``subject_id`` set to each unit's subject as a text level
+    ("subject P01"), so that ``outcomes.covariate_matrix`` codes it as a factor even where subject ids read as
+    numbers; rows outside ``subject_of`` (QC, blank) get none."""
+    ids = sheet["sample_id"].cast(pl.Utf8).to_list()
+    return sheet.with_columns(pl.Series(SUBJECT_COLUMN, [f"subject {subject_of[s]}" if s in subject_of else None
+                                                         for s in ids], dtype=pl.Utf8))
 
 
 def subject_sheet(sheet: pl.DataFrame, groups: Mapping[str, Sequence[str]]) -> pl.DataFrame:
@@ -166,17 +213,23 @@ def subject_ranges(ranges: Mapping[str, tuple[float, float]], groups: Mapping[st
     return out
 
 
-def subjects_note(groups: Mapping[str, Sequence[str]]) -> str:
-    """The summary's sentence on the averaging."""
+def subjects_note(groups: Mapping[str, Sequence[str]], subject_of: Mapping[str, str] | None = None) -> str:
+    """The summary's sentence on the averaging (``groups``: ``subject_groups``), or on the paired design
+    (``groups`` and ``subject_of``: ``paired_units``)."""
     n_runs = sum(len(r) for r in groups.values())
+    if subject_of is not None:
+        return (f"{n_runs} study runs of {len(set(subject_of.values()))} subjects (sample sheet's {SUBJECT_COLUMN}) "
+                "and an outcome that changes within subjects: a paired design. The runs of one subject with one "
+                f"outcome value are averaged ({len(groups)} units) and the subject is a factor of each test, which "
+                "so compares each subject with itself")
     several = sum(len(r) > 1 for r in groups.values())
     return (f"{n_runs} study runs of {len(groups)} subjects (sample sheet's {SUBJECT_COLUMN}; {several} with more "
             "than one run): the runs of each subject are averaged and the tests and models count subjects, not runs")
 
 
 def check_study_subjects(sheet: pl.DataFrame, config: dict, source: str = "samples.tsv") -> None:
-    """``check_subjects`` for a study's configuration: its outcomes and covariates (``models: outcomes``,
-    ``models: covariates``), which the differential tests and the models read."""
+    """``check_subjects`` for a study's configuration: its covariates and outcomes (``models: covariates``,
+    ``models: outcomes``), which the differential tests and the models read."""
     models = config.get("models") or {}
-    columns = [str(o.get("column")) for o in (models.get("outcomes") or []) if isinstance(o, dict)]
-    check_subjects(sheet, columns + [str(c) for c in models.get("covariates") or []], source)
+    outcomes = [str(o.get("column")) for o in (models.get("outcomes") or []) if isinstance(o, dict)]
+    check_subjects(sheet, [str(c) for c in models.get("covariates") or []], source, outcomes)

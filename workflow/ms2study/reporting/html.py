@@ -221,5 +221,11 @@ def page(title: str, note_html: str, sections: list[tuple[str, str, str]], warni
 
 def covariate_names(summary: dict) -> str:
     """The covariates a model or test summary adjusted for (its ``covariates``), as the sample sheet names them
-    (without the models' ``cov:`` prefix), joined by ", "; "" without any. Not escaped."""
-    return ", ".join(str(c).removeprefix("cov:") for c in summary.get("covariates") or [])
+    (without the models' ``cov:`` prefix), joined by ", "; "" without any. The subject of a paired design
+    (``paired_by``, one level per subject) is named once. Not escaped."""
+    names = [str(c).removeprefix("cov:") for c in summary.get("covariates") or []]
+    block = summary.get("paired_by")
+    if block:
+        names = [n for n in names if not n.startswith(f"{block}=")] + [
+            f"{block} (a paired design: each of the {summary.get('n_subjects')} subjects a factor level)"]
+    return ", ".join(names)

@@ -43,7 +43,10 @@ from ms2study.modelling.outcomes import (
     without_empty_runs,
 )
 from ms2study.modelling.power import detectable_log2_fold_change
-from ms2study.modelling.subjects import average_columns, subject_groups, subject_ranges, subject_sheet, subjects_note
+from ms2study.modelling.subjects import (
+    SUBJECT_COLUMN, average_columns, paired_outcome, paired_units, subject_groups, subject_ranges, subject_sheet,
+    subjects_note, with_subject_block,
+)
 
 log = logging.getLogger(__name__)
 
@@ -178,13 +181,20 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
         columns = ["consensus_id", *[s for s in samples["sample_id"].to_list()
                                      if s in pl.read_parquet_schema(detected_path)]]
         detected = pl.read_parquet(detected_path, columns=columns)
-    groups = subject_groups(samples)  # runs of one subject (replicate injections): averaged (modelling.subjects)
+    # runs of one subject (modelling.subjects): averaged; with an outcome that changes within subjects (a paired
+    # design) the runs of one subject and outcome value are averaged and the subject is a factor of the tests
+    groups, covariates, subject_of = subject_groups(samples), list(params["covariates"]), {}
+    paired = paired_outcome(samples, params["outcome"]["column"], groups)
+    if paired:
+        groups, subject_of = paired_units(samples, params["outcome"]["column"], groups)
     if groups:
         samples, matrix = subject_sheet(samples, groups), average_columns(matrix, groups)
         detected = average_columns(detected, groups) if detected is not None else None
         partial_ranges = subject_ranges(partial_ranges, groups)
+    if paired:
+        samples, covariates = with_subject_block(samples, subject_of), covariates + [SUBJECT_COLUMN]
     table, summary, values = differential_with_values(
-        matrix, samples, params["outcome"], identifications, params["covariates"], params["imputation"],
+        matrix, samples, params["outcome"], identifications, covariates, params["imputation"],
         float(params["min_detected_fraction"]), params["test"], int(params["permutations"]), int(params["seed"]),
         detected, partial_ranges)
     excluded = not_study_samples(samples)
@@ -192,8 +202,11 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
     summary["feature_matrix"] = Path(matrix_path).name
     summary["detected_matrix"] = Path(detected_path).name if detected_path else None
     summary["notes"] = ([n for n in (not_sample_note(excluded), flag_note, empty_note) if n] + range_notes
-                        + ([subjects_note(groups)] if groups else []) + summary["notes"])
-    summary["subjects"] = {s: list(r) for s, r in groups.items() if len(r) > 1} if groups else {}
+                        + ([subjects_note(groups, subject_of if paired else None)] if groups else [])
+                        + summary["notes"])
+    summary["subjects"] = {s: list(r) for s, r in groups.items() if len(r) > 1} if groups and not paired else {}
+    if paired:
+        summary["paired_by"], summary["n_subjects"] = SUBJECT_COLUMN, len(set(subject_of.values()))
     # samples the tests leave out for a missing value: named in the log too, not only in the report's notes (a trial
     # blanked one sample's sex and the log said only how many features were tested)
     for key, what in (("excluded_missing_outcome", "no value of the outcome"),

@@ -47,7 +47,7 @@ from ms2study.modelling.outcomes import (
     runs_measured,
     without_empty_runs,
 )
-from ms2study.modelling.subjects import average_rows, subject_groups, subject_sheet, subjects_note
+from ms2study.modelling.subjects import average_rows, paired_outcome, subject_groups, subject_sheet, subjects_note
 
 DEFAULT_PARAMS: dict[str, Any] = {
     # Outcomes to model: a list of {column, type: binary | multiclass | continuous, positive_class}.
@@ -156,15 +156,21 @@ def merge_params(params: dict | None) -> dict:
     return merged
 
 
+PAIRED_REASON = ("the outcome changes between runs of one subject (a paired design, sample sheet's subject_id): "
+                 "its models would need subject-grouped cross-validation and permutations within subjects, which are "
+                 "not built; the differential tests compare each subject with itself")
+
+
 def model_outcomes(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], outcomes: list[dict],
                    outdir: Path, params: dict | None = None, notes: list[str] | None = None,
-                   record: dict | None = None) -> dict:
+                   record: dict | None = None, skip: dict[str, str] | None = None) -> dict:
     """Model every outcome on every feature set; write ``outdir/{outcome}/{metrics,predictions}.parquet`` and
     ``summary.json`` (an outcome that cannot be modelled gets a summary with ``status: skipped`` and its reason).
     QC and blank runs of the sheet (``sample_type``) never enter an outcome: each summary lists them under
     ``excluded_not_sample`` and says how many in its notes; ``notes`` (e.g. the flagged features left out of the
     matrix) are added to every summary, and so are the keys of ``record`` (e.g. which feature matrix was read).
-    Returns ``{outcome column: summary}``."""
+    ``skip``: outcome column -> the reason it is not modelled (a paired design). Returns ``{outcome column:
+    summary}``."""
     # A configured feature set that is absent deserves a note; a default one (e.g. binned_spectra when no spectra
     # were passed) does not.
     explicit_sets = "feature_sets" in (params or {})
@@ -182,7 +188,8 @@ def model_outcomes(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame],
     result: dict[str, dict] = {}
     for spec, dirname in zip(specs, dirs):
         started = time.perf_counter()
-        out = model_outcome(samples, feature_sets, spec, params, note_missing_sets=explicit_sets)
+        out = model_outcome(samples, feature_sets, spec, params, note_missing_sets=explicit_sets,
+                            skip_reason=(skip or {}).get(spec["column"]))
         summary = out["summary"]
         summary["excluded_not_sample"] = excluded
         summary.update(record or {})
@@ -225,11 +232,12 @@ def _cli_models(args: argparse.Namespace) -> int:
         record = {"feature_matrix": Path(args.feature_matrix).name, "n_flagged_left_out": total - matrix.height,
                   "n_not_measured_cells": n_not_measured}
     groups = subject_groups(samples)  # runs of one subject (replicate injections): one row each (modelling.subjects)
+    skip = {o["column"]: PAIRED_REASON for o in outcomes if paired_outcome(samples, o["column"], groups)}
     if groups:
         samples, sets = subject_sheet(samples, groups), {n: average_rows(f, groups) for n, f in sets.items()}
         notes.append(subjects_note(groups))
         record["subjects"] = {s: list(r) for s, r in groups.items() if len(r) > 1}
-    summaries = model_outcomes(samples, sets, outcomes, Path(args.outdir), params, notes, record)
+    summaries = model_outcomes(samples, sets, outcomes, Path(args.outdir), params, notes, record, skip)
     done = {
         "outcomes": [{"column": c, "folder": outcome_dirname(c), "status": s["status"], "reason": s.get("reason")}
                      for c, s in summaries.items()],
