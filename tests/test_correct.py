@@ -644,3 +644,29 @@ def test_two_qc_runs_do_not_judge_features_by_their_rsd() -> None:
     three = make_study(n_features=60, n_batches=3, per_batch=7, qc_every=7, n_blanks=0)
     judged = correct_matrix(three["matrix"], three["roles"], {"adducts": False})
     assert judged.report["n_qc"] == 3 and judged.matrix["qc_rsd_flag"].null_count() < judged.matrix.height
+
+
+def test_adducts_are_grouped_in_the_polarity_of_the_runs_scans(tmp_path: Path) -> None:
+    """A trial's negative-mode study was grouped as positive ions (the rule passed annotate's ion_mode, positive by
+    default): right names were marked as contradicting "[M+K]+" labels. The runs' MS/MS scans now set it."""
+    from ms2study.stages.correct import runs_polarity
+
+    def spectra(name: str, modes: list[str | None]) -> Path:
+        path = tmp_path / f"{name}.parquet"
+        pl.DataFrame({"spectrum_id": [f"{name}:{i}" for i in range(len(modes))], "ion_mode": modes},
+                     schema={"spectrum_id": pl.Utf8, "ion_mode": pl.Utf8}).write_parquet(path)
+        return path
+
+    negative = [spectra("a", ["negative"] * 40), spectra("b", ["negative"] * 39 + [None])]
+    assert runs_polarity(negative, "positive") == ("negative", None)
+    unstated = [spectra("c", [None] * 10)]
+    assert runs_polarity(unstated, "negative") == ("negative", None)
+    assert runs_polarity(unstated, "positive") == ("positive", None)
+    old = tmp_path / "old.parquet"  # a table written before ion_mode was added: the scans count as the default
+    pl.DataFrame({"spectrum_id": ["x"]}).write_parquet(old)
+    assert runs_polarity([old], "negative") == ("negative", None)
+    polarity, warning = runs_polarity([*negative, spectra("d", ["positive"] * 30)], "positive")
+    assert polarity == "negative" and "mix polarities (31 positive, 79 negative)" in warning
+    assert "adducts are grouped as negative ions only" in warning
+    with pytest.raises(InputError, match="spectra"):
+        runs_polarity([tmp_path / "absent.parquet"])

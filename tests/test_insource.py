@@ -273,3 +273,29 @@ def test_a_name_on_a_conjugates_in_source_fragment_is_withdrawn_when_the_conjuga
     assert "a loss of SO3 (sulfate)" in text and "a loss of C2H3NO (glycine conjugate)" in text
     # without the feature matrix nothing is checked
     assert insource.withdraw_confirmed(ident, None, samples)["accepted"].to_list() == ident["accepted"].to_list()
+
+
+def test_negative_mode_adducts_and_dimers_of_one_compound_are_no_in_source_parents() -> None:
+    """A trial's negative-mode study: five right [M-H]- names (steroids, a glycoside) were withdrawn as in-source
+    fragments of their own formate and chloride adducts, whose MS/MS held the [M-H]- ion; only positive-mode
+    differences were known. Each scan's polarity now picks its own-ion differences."""
+    m_h = 359.1500  # an [M-H]- ion
+    rows = [
+        (100.0, m_h, [150.0, 300.0], [100.0, 50.0]),
+        (100.3, m_h + 46.005479, [m_h + 0.001, 200.0], [100.0, 30.0]),   # [M+FA-H]- holding [M-H]-
+        (100.5, m_h + 35.976678, [m_h, 210.0], [100.0, 40.0]),           # [M+Cl]-
+        (100.6, 2 * m_h + insource.PROTON, [m_h], [100.0]),              # [2M-H]-
+    ]
+    negative = _run(rows).with_columns(pl.lit("negative").alias("ion_mode"))
+    assert np.isnan(insource.in_source_parents(negative)).all()
+    # the same masses in positive mode: a loss of HCOOH (46.005) or HCl (35.977) from a heavier co-eluting ion is a
+    # real in-source fragment; a parent at 2M + H (not [2M+H]+) too
+    positive = _run(rows).with_columns(pl.lit("positive").alias("ion_mode"))
+    assert insource.in_source_parents(positive)[0] == pytest.approx(m_h + 35.976678)
+    # scans whose file states no polarity take the stage's ion_mode; a parent of the other polarity never counts
+    assert np.isnan(insource.in_source_parents(_run(rows), ion_mode="negative")).all()
+    mixed = _run(rows[:2]).with_columns(pl.Series("ion_mode", ["negative", "positive"]))
+    assert np.isnan(insource.in_source_parents(mixed)).all()
+    fragment = _run([(100.0, m_h, [150.0], [100.0]), (100.3, m_h + 176.032088, [m_h], [100.0])])
+    assert insource.in_source_parents(fragment.with_columns(pl.lit("negative").alias("ion_mode")))[0] == \
+        pytest.approx(m_h + 176.032088)  # a glucuronide's [M-H]- breaking to the aglycone's: still marked

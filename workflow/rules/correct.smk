@@ -58,6 +58,8 @@ rule correct:
         links="results/study/feature_links.parquet",
         sheet="results/study/samples.tsv",
         gap_filled=GAP_FILLED_FOLDER,
+        # the runs' MS/MS scans: their polarity is the adduct grouping's
+        spectra=per_sample("spectra"),
     output:
         matrix=report(
             "results/study/feature_matrix_corrected.parquet",
@@ -85,7 +87,7 @@ rule correct:
     shell:
         "python -m ms2study --threads {threads} correct --feature-matrix {input.matrix:q} --samples {input.sheet:q} "
         "--gap-filled {params.gap_filled:q} --links {input.links:q} --polarity {params.polarity} "
-        "--out {output.matrix:q} --report-out {output.record:q} --params {params.p} > {log:q} 2>&1"
+        "--spectra {input.spectra:q} --out {output.matrix:q} --report-out {output.record:q} --params {params.p} > {log:q} 2>&1"
 
 
 # Every run: its features' intensities carried over from the corrected matrix (drift/batch factor of each consensus

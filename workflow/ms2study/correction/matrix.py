@@ -103,7 +103,7 @@ REPORT_KEYS = (
     "qc_residual_df_median", "qc_rsd_prior_df",
     "n_qc_rsd_flagged_in_sample", "n_rt_sd_flagged", "n_rt_sd_unassessed", "rt_sd_median_s", "rt_sd_threshold_s",
     "n_rt_sd_within_width", "n_filled", "filled_share",
-    "n_compound_groups", "n_features_in_adduct_groups", "internal_standards", "warnings",
+    "n_compound_groups", "n_features_in_adduct_groups", "adduct_polarity", "internal_standards", "warnings",
 )
 GROUP_COLUMNS = ("consensus_id", "compound_group", "adduct", "group_representative")
 
@@ -415,6 +415,7 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
         "filled_share": n_filled / n_values if n_values else 0.0,
         "n_compound_groups": int(group_sizes.height),
         "n_features_in_adduct_groups": n_grouped,
+        "adduct_polarity": polarity,
         "internal_standards": standards_out,
         "warnings": warnings,
     }

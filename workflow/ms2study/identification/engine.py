@@ -161,12 +161,13 @@ def _empty_annotations() -> pl.DataFrame:
     return pl.DataFrame(schema=ANNOTATION_SCHEMA)
 
 
-def _in_source(spectra: pl.DataFrame, features: pl.DataFrame | None = None) -> np.ndarray:
+def _in_source(spectra: pl.DataFrame, features: pl.DataFrame | None = None, ion_mode: str = "positive") -> np.ndarray:
     """``insource.in_source_parents`` of the run's spectra, co-elution by the apexes of their ``features`` when
-    given (NaN for every row where the table lacks retention times or peaks, e.g. MGF queries)."""
+    given (NaN for every row where the table lacks retention times or peaks, e.g. MGF queries); ``ion_mode``: the
+    polarity of scans whose file states none."""
     if not {"rt_s", "precursor_mz", "mz", "intensity"} <= set(spectra.columns):
         return np.full(spectra.height, np.nan)
-    return in_source_parents(spectra, features=features)
+    return in_source_parents(spectra, features=features, ion_mode=ion_mode)
 
 
 def annotate_spectra(
@@ -297,7 +298,7 @@ def annotate_spectra(
         "n_candidates": n_candidates[ranked["_q"].to_numpy()].astype(np.int32),
         "evidence_note": pl.Series([NOMINAL_NOTE if w else None for w in nominal[ranked["_q"].to_numpy()]],
                                    dtype=pl.Utf8).fill_null(evidence_notes(ranked, plan.use_embedding, int(p["min_matched_peaks"]))),
-        "in_source_parent_mz": pl.Series(_in_source(spectra, features)[q_rows]).fill_nan(None),
+        "in_source_parent_mz": pl.Series(_in_source(spectra, features, p["ion_mode"])[q_rows]).fill_nan(None),
         "library_adduct": meta["adduct"].gather(lib_rows),
         "library_formula": meta["formula"].gather(lib_rows),
         "library_precursor_mz": l_prec,

@@ -6,7 +6,8 @@ co-elution and MS2-containment evidence of ISFrag (Guo et al. 2021, "ISFrag: De 
 Fragments for Liquid Chromatography-Mass Spectrometry Data", Anal Chem 93:10243). Such a fragment's MS/MS can match
 a library compound perfectly (glycine from a glycine conjugate), so a name given to it may not be the compound in
 the sample. Parents at the mass differences of the same compound's own ions (13C isotopes, Na/K/NH4/ACN adducts of
-[M+H]+, the [2M+H]+ dimer) are not counted: their MS/MS holding [M+H]+ says nothing about another compound. Nor are
+[M+H]+, the [2M+H]+ dimer; in negative mode Na/K, chloride, formate and acetate adducts of [M-H]- and [2M-H]-) and
+ions of the other polarity are not counted: their MS/MS holding [M+H]+ says nothing about another compound. Nor are
 mixed dimers [A+B+H]+ of two co-eluting compounds: a parent whose m/z is this precursor's plus the neutral mass of
 another co-eluting precursor, and whose MS/MS holds that precursor's m/z too (a fresh user's TripleTOF run of a
 pesticide mix: myclobutanil and fenamiphos, both right, were marked as fragments of their cluster at m/z 592.22,
@@ -60,8 +61,13 @@ CONFIRM_MIN_SAMPLES = 5  # study samples measuring both, at least
 # reaches r 0.9 with p 0.02 over 5 samples, 0.001 over 8)
 LOSS_MIN_SAMPLES = 8
 PROTON = 1.007276
-# parent - precursor differences of one compound's own ions: 13C2, 13C3, [M+Na]+, [M+K]+, [M+NH4]+, [M+ACN+H]+
+# parent - precursor differences of one compound's own ions, per polarity of the precursor [M+H]+ / [M-H]-:
+# 13C2, 13C3, then [M+Na]+, [M+K]+, [M+NH4]+, [M+ACN+H]+; or [M+Na-2H]-, [M+K-2H]-, [M+Cl]-, [M+FA-H]- (formate),
+# [M+Hac-H]- (acetate). Negative-mode differences are not skipped in positive mode nor the reverse: a loss of HCl or
+# HCOOH (35.98, 46.01) is a real positive-mode in-source fragment, and a sugar's or steroid's formate and chloride
+# adducts break to its [M-H]- in negative mode (a trial: five right [M-H]- names withdrawn as fragments of them)
 SAME_COMPOUND_DA = (2.006710, 3.010065, 21.981944, 37.955882, 17.026549, 41.026549)
+SAME_COMPOUND_NEGATIVE_DA = (2.006710, 3.010065, 21.981944, 37.955882, 35.976678, 46.005479, 60.021129)
 # Neutral losses of conjugating groups (monoisotopic residue masses): labile bonds of phase-II conjugates and glycosides
 # that break in the ion source, leaving the aglycone's or acid's ion at the conjugate's retention time. Water, NH3 and
 # formic acid are left out: they are also differences between one compound's own ions ([M+H-H2O]+ and [M+NH4]+ are
@@ -74,12 +80,13 @@ CONJUGATE_LOSSES = {
 
 
 @njit(cache=True)
-def _mixed_dimer(i, j, window, precursor, offsets, peak_mz, tol):
-    """Whether parent j is the cluster [A+B+H]+ of precursor i ([A+H]+) and another co-eluting precursor k ([B+H]+):
-    j's m/z is i's plus k's neutral mass, and j's MS/MS holds k's m/z too (any intensity)."""
+def _mixed_dimer(i, j, window, precursor, sign, offsets, peak_mz, tol):
+    """Whether parent j is the cluster [A+B+H]+ of precursor i ([A+H]+) and another co-eluting precursor k ([B+H]+)
+    (negative: [A+B-H]-, [A-H]-, [B-H]-): j's m/z is i's plus k's neutral mass, and j's MS/MS holds k's m/z too (any
+    intensity)."""
     delta = precursor[j] - precursor[i]
     for k in window:
-        if k == i or k == j or abs(delta - (precursor[k] - PROTON)) > tol * 3:
+        if k == i or k == j or sign[k] != sign[i] or abs(delta - (precursor[k] - sign[k] * PROTON)) > tol * 3:
             continue
         for m in range(offsets[j], offsets[j + 1]):
             if abs(peak_mz[m] - precursor[k]) <= tol:
@@ -88,7 +95,7 @@ def _mixed_dimer(i, j, window, precursor, offsets, peak_mz, tol):
 
 
 @njit(cache=True)
-def _parents(rt, precursor, offsets, peak_mz, peak_int, window, tol, min_rel, min_delta, same):
+def _parents(rt, precursor, sign, offsets, peak_mz, peak_int, window, tol, min_rel, min_delta, same, same_negative):
     n = rt.size
     order = np.argsort(rt)
     sorted_rt = rt[order]
@@ -100,10 +107,10 @@ def _parents(rt, precursor, offsets, peak_mz, peak_int, window, tol, min_rel, mi
         for t in range(lo, hi):
             j = order[t]
             delta = precursor[j] - precursor[i]
-            if delta <= min_delta:
+            if delta <= min_delta or sign[j] != sign[i]:  # an ion of the other polarity is no in-source parent
                 continue
-            skip = abs(delta - (precursor[i] - PROTON)) <= tol * 3  # [2M+H]+ of this compound
-            for s in same:
+            skip = abs(delta - (precursor[i] - sign[i] * PROTON)) <= tol * 3  # [2M+H]+ / [2M-H]- of this compound
+            for s in same if sign[i] > 0 else same_negative:
                 if abs(delta - s) <= tol * 3:
                     skip = True
             if skip:
@@ -122,7 +129,7 @@ def _parents(rt, precursor, offsets, peak_mz, peak_int, window, tol, min_rel, mi
                 # it is looked for within twice the window of the cluster (its MS/MS must hold the partner too)
                 plo = np.searchsorted(sorted_rt, rt[j] - 2.0 * window)
                 phi = np.searchsorted(sorted_rt, rt[j] + 2.0 * window, side="right")
-                if not _mixed_dimer(i, j, order[plo:phi], precursor, offsets, peak_mz, tol):
+                if not _mixed_dimer(i, j, order[plo:phi], precursor, sign, offsets, peak_mz, tol):
                     best = precursor[j]
         if best > 0.0:
             out[i] = best
@@ -131,14 +138,16 @@ def _parents(rt, precursor, offsets, peak_mz, peak_int, window, tol, min_rel, mi
 
 def in_source_parents(spectra: pl.DataFrame, rt_window_s: float = RT_WINDOW_S, tolerance_da: float = TOLERANCE_DA,
                       min_relative: float = MIN_RELATIVE, features: pl.DataFrame | None = None,
-                      apex_window_s: float = APEX_WINDOW_S) -> np.ndarray:
+                      apex_window_s: float = APEX_WINDOW_S, ion_mode: str = "positive") -> np.ndarray:
     """For each row of one run's ``spectra`` (columns rt_s, precursor_mz, mz, intensity: ``tables.SPECTRA``), the
     precursor m/z of the lightest co-eluting heavier precursor whose MS/MS holds this row's precursor m/z as a peak
     (within ``tolerance_da``, at least ``min_relative`` of that spectrum's base peak; the same compound's isotope,
     adduct and dimer ions and mixed dimers with another co-eluting precursor excluded: module docstring), NaN where
     there is none. Co-elution: with ``features`` (the run's features table: feature_id, rt_s = apex, s) each
     spectrum is placed at its mapped feature's apex (its scan time when unmapped) and the window is
-    ``apex_window_s``; without, MS2 scan times within ``rt_window_s``.
+    ``apex_window_s``; without, MS2 scan times within ``rt_window_s``. Polarity: each row's ``ion_mode`` where the
+    table has one, else ``ion_mode`` (the scans whose file states none); a parent is looked for among precursors of
+    the same polarity, with that polarity's own-ion differences (``SAME_COMPOUND_DA``, ``SAME_COMPOUND_NEGATIVE_DA``).
     Returns a float64 array of len(spectra). Raises KeyError when a column is missing."""
     if spectra.height == 0:
         return np.empty(0)
@@ -152,10 +161,14 @@ def in_source_parents(spectra: pl.DataFrame, rt_window_s: float = RT_WINDOW_S, t
     filled = spectra.filter(pl.col("mz").list.len() > 0)
     peak_mz = filled["mz"].explode().cast(pl.Float64).fill_null(np.nan).to_numpy()
     peak_int = filled["intensity"].explode().cast(pl.Float64).fill_null(0.0).to_numpy()
+    modes = (spectra["ion_mode"].cast(pl.Utf8).fill_null(ion_mode).to_list() if "ion_mode" in spectra.columns
+             else [ion_mode] * spectra.height)
+    sign = np.asarray([-1.0 if str(m).lower().startswith("neg") else 1.0 for m in modes])
     return _parents(spectra["rt_s"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
-                    spectra["precursor_mz"].cast(pl.Float64).fill_null(np.nan).to_numpy(), offsets,
+                    spectra["precursor_mz"].cast(pl.Float64).fill_null(np.nan).to_numpy(), sign, offsets,
                     np.ascontiguousarray(peak_mz), np.ascontiguousarray(peak_int), float(rt_window_s),
-                    float(tolerance_da), float(min_relative), MIN_DELTA_DA, np.asarray(SAME_COMPOUND_DA))
+                    float(tolerance_da), float(min_relative), MIN_DELTA_DA, np.asarray(SAME_COMPOUND_DA),
+                    np.asarray(SAME_COMPOUND_NEGATIVE_DA))
 
 
 def warm_up() -> None:

@@ -36,15 +36,48 @@ LINK_WIDTH = "peak_width_s"
 from ms2study.core.paths import GAPFILL_KEYS, LATER_STAGE_KEYS, gap_fill_on, rule_params  # noqa: E402,F401
 
 
+# a polarity holding at least this share of the runs' MS/MS scans beside the other: a polarity-switching study
+MIXED_SHARE = 0.05
+
+
+def runs_polarity(spectra: list[str | Path] | None, default: str = "positive") -> tuple[str, str | None]:
+    """The ion mode of the study's runs for adduct grouping, from their MS/MS scans' ``ion_mode``
+    (``results/samples/<id>/spectra.parquet``; scans whose file states none count as ``default``, annotate's
+    ``ion_mode``), and a warning or None. The polarity of most scans wins; when the other holds at least
+    ``MIXED_SHARE`` of them (polarity switching) the warning says its ions are grouped as the majority's. Without
+    ``spectra`` (or scans): ``default``. A trial's negative-mode study was grouped as positive ions, because the rule
+    passed annotate's ``ion_mode`` (positive by default), and right names were marked as contradicting their
+    features' "[M+K]+" labels. Raises InputError naming a missing table."""
+    counts = {"positive": 0, "negative": 0}
+    for path in spectra or []:
+        scans = tables.read_table(path, tables.SPECTRA, columns=["spectrum_id", "ion_mode"], only=True)
+        modes = scans["ion_mode"] if "ion_mode" in scans.columns else pl.Series([None] * scans.height, dtype=pl.Utf8)
+        for mode in modes.cast(pl.Utf8).fill_null(default).to_list():
+            counts["negative" if str(mode).lower().startswith("neg") else "positive"] += 1
+    total = sum(counts.values())
+    if not total:
+        return default, None
+    polarity = "negative" if counts["negative"] > counts["positive"] else "positive"
+    other = "positive" if polarity == "negative" else "negative"
+    if counts[other] >= MIXED_SHARE * total:
+        return polarity, (f"the runs' MS/MS scans mix polarities ({counts['positive']} positive, {counts['negative']} "
+                          f"negative): adducts are grouped as {polarity} ions only, so the {other} ions' adduct labels "
+                          "and groups are not to be trusted")
+    return polarity, None
+
+
 def correct_study(feature_matrix: str | Path, samples: str | Path, gap_filled: list[str | Path] | None = None,
                   params: dict | None = None, polarity: str = "positive",
-                  links: str | Path | None = None) -> Corrected:
+                  links: str | Path | None = None, spectra: list[str | Path] | None = None) -> Corrected:
     """Read the inputs and run ``correction.matrix.correct_matrix``.
 
     ``gap_filled``: the runs' ``results/study/gap_filled/{sample}.parquet`` tables (None or empty: no gap filling);
-    ``links``: ``results/study/feature_links.parquet`` (None: the RT spread flag is not judged).
+    ``links``: ``results/study/feature_links.parquet`` (None: the RT spread flag is not judged); ``spectra``: the
+    runs' spectra tables, whose scans' polarity sets the adduct grouping's (``runs_polarity``; ``polarity`` is the
+    mode of scans whose file states none; without ``spectra`` it is used as it is).
     Raises ``InputError`` naming the file for an unreadable or incomplete table or sheet (and as ``correct_matrix``).
     """
+    polarity, mixed = runs_polarity(spectra, polarity) if spectra else (polarity, None)
     matrix = tables.read_table(feature_matrix, tables.FEATURE_MATRIX_KEYS)
     roles = sample_roles(read_sample_sheet(samples), str(samples))
     filled = None
@@ -53,14 +86,18 @@ def correct_study(feature_matrix: str | Path, samples: str | Path, gap_filled: l
         filled = pl.concat([tables.conform(p, tables.GAP_FILLED).select(list(tables.GAP_FILLED)) for p in parts])
     link_table = (tables.read_table(links, LINK_COLUMNS, only=True, columns=[*LINK_COLUMNS, LINK_WIDTH])
                   if links else None)
-    return correct_matrix(matrix, roles, params, filled, polarity, link_table)
+    result = correct_matrix(matrix, roles, params, filled, polarity, link_table)
+    if mixed:
+        log.warning(mixed)
+        result.report["warnings"] = [*(result.report.get("warnings") or []), mixed]
+    return result
 
 
 def _cli(args: argparse.Namespace) -> int:
     from ms2study.core.params import load_params
 
     result = correct_study(args.feature_matrix, args.samples, args.gap_filled, load_params(args), args.polarity,
-                           args.links)
+                           args.links, args.spectra or None)
     report_out = args.report_out or Path(args.out).with_name("correction.json")
     write_parquet(result.matrix, args.out)
     write_text(json.dumps(result.report, indent=2) + "\n", report_out)
@@ -78,7 +115,11 @@ def register(subparsers) -> None:
     p.add_argument("--links", type=Path, default=None,
                    help="results/study/feature_links.parquet (the RT spread flag; without it: not judged)")
     p.add_argument("--polarity", choices=POLARITIES, default="positive",
-                   help="ion mode for adduct grouping (the rule passes annotate.ion_mode)")
+                   help="ion mode of scans whose file states none (the rule passes annotate.ion_mode); without "
+                        "--spectra, the ion mode of the adduct grouping")
+    p.add_argument("--spectra", nargs="*", type=Path, default=[],
+                   help="results/samples/<id>/spectra.parquet of the runs: their scans' polarity sets the adduct "
+                        "grouping's")
     p.add_argument("--out", required=True, type=Path, help="results/study/feature_matrix_corrected.parquet")
     p.add_argument("--report-out", type=Path, default=None,
                    help="correction.json (default: beside --out)")
