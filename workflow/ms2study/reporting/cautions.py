@@ -234,7 +234,8 @@ def summary_warnings(summary: dict, outcome: str, warnings: list[str]) -> None:
     caution on the outcome's differential hits (the locality test's local intensity effect, ``modelling.locality``,
     is named so beside them)."""
     for text in summary.get("warnings") or []:
-        label = "local intensity effect" if "local intensity effect" in text else "warning of the differential test"
+        label = ("local intensity effect" if "local intensity effect" in text else "hidden structure"
+                 if "the outcome does not explain" in text else "warning of the differential test")
         warnings.append(Caution(f"outcome <b>{esc(outcome)}</b>: {esc(text)}", DOUBT, label,
                                 (f"differential:{outcome}",)))
 

@@ -43,6 +43,7 @@ from ms2study.modelling.outcomes import (
     without_empty_runs,
 )
 from ms2study.modelling.power import detectable_log2_fold_change
+from ms2study.modelling.structure import hidden_split
 from ms2study.modelling.subjects import (
     SUBJECT_COLUMN, average_columns, paired_outcome, paired_units, subject_groups, subject_ranges, subject_sheet,
     subjects_note, with_subject_block,
@@ -221,6 +222,11 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
     locality = local_cluster(table, SIGNIFICANCE, int(params["seed"]))
     summary["local_cluster"] = locality
     summary["warnings"] = [locality["warning"]] if locality and locality["warning"] else []
+    hidden = hidden_split(matrix, samples, values.sample_ids, values.y, values.kind, params["outcome"]["column"],
+                          values.covariates)
+    summary["hidden_structure"] = ({k: v for k, v in hidden.items() if k != "warning"} if hidden else None)
+    if hidden:
+        summary["warnings"].append(hidden["warning"])
     few = few_samples_warning(summary)
     if few:
         summary["warnings"].append(few)
