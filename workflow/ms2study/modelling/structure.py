@@ -93,15 +93,19 @@ def hidden_split(matrix: pl.DataFrame, samples: pl.DataFrame, ids: list[str], y:
     share = float(s[0] ** 2 / (s ** 2).sum())
     groups = ([i for i, h in zip(ids, high) if not h], [i for i, h in zip(ids, high) if h])
     column = _matching_column(samples, groups, exclude={"sample_id", "file", outcome})
-    named = lambda g: ", ".join(g[:8]) + (", ..." if len(g) > 8 else "")  # noqa: E731
     gap_text = "more than 1000" if gap > 1000 else f"{gap:.0f}"
-    text = (f"the study samples fall into two groups the outcome does not explain ({named(groups[0])} | "
-            f"{named(groups[1])}; apart by {gap_text} within-group sds on the main axis of the variation left after "
+    text = (f"the study samples fall into two groups the outcome does not explain ({_listed(groups[0])} | "
+            f"{_listed(groups[1])}; apart by {gap_text} within-group sds on the main axis of the variation left after "
             f"the outcome, {share:.0%} of it): a factor missing from the analysis (an undeclared batch, source run, "
             "sex, handling step?). The features it moves make the tests' permutation null heavy and cost them power")
     text += (f"; it follows the sample sheet's column '{column}': name it under models: covariates" if column else
              "; if the factor is known, add it to the sample sheet and name it under models: covariates")
     return {"gap": gap, "share": share, "groups": groups, "column": column, "warning": text}
+
+
+def _listed(ids: list[str], most: int = 8) -> str:
+    """The first ``most`` ids joined by ", ", and "..." when there are more."""
+    return ", ".join(ids[:most]) + (", ..." if len(ids) > most else "")
 
 
 def _matching_column(samples: pl.DataFrame, groups: tuple[list[str], list[str]], exclude: set[str]) -> str | None:

@@ -35,7 +35,6 @@ LINK_WIDTH = "peak_width_s"
 # What the rules pass to gapfill and correct (core.paths: light, the rule files import it at every Snakemake start).
 from ms2study.core.paths import GAPFILL_KEYS, LATER_STAGE_KEYS, gap_fill_on, rule_params  # noqa: E402,F401
 
-
 # a polarity holding at least this share of the runs' MS/MS scans beside the other: a polarity-switching study
 MIXED_SHARE = 0.05
 

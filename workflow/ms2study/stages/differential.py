@@ -135,7 +135,8 @@ def few_samples_warning(summary: dict) -> str | None:
     n = summary.get("n_samples")
     if summary.get("type") != "continuous" or n is None or n >= FEW_CONTINUOUS:
         return None
-    return (f"only {n} {'subjects' if summary.get('subjects') else 'samples'} have a value of {summary.get('outcome')} (fewer than {FEW_CONTINUOUS}): each "
+    units = "subjects" if summary.get("subjects") else "samples"
+    return (f"only {n} {units} have a value of {summary.get('outcome')} (fewer than {FEW_CONTINUOUS}): each "
             "feature's slope rests on so few points that only very large effects can reach q < 0.05, and none found "
             "says little")
 
