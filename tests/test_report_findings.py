@@ -779,3 +779,28 @@ def test_the_findings_count_subjects_when_the_runs_of_a_subject_were_averaged(tm
     assert "only 4 control vs 4 case subjects (fewer than" in warnings[0]
     cautions.class_size_warning(SUMMARY, "group", warnings)
     assert "only 4 control vs 4 case samples (fewer than" in warnings[1]
+
+
+def test_a_class_carried_by_two_compounds_moving_apart_is_no_class_shift(tmp_path: Path) -> None:
+    """Trial (a cohort grown in batches): 'sugar' enriched with age at q 0.013 on 2 of 12 compounds, one up and one
+    down, each following age by chance; the box said only that many small shifts can make a class enriched."""
+    from ms2study.reporting.findings import _enrichment_finding
+
+    path = tmp_path / "age_enrichment.parquet"
+    write_table(pl.DataFrame({"class_path": ["Organic compounds; Sugars", "Organic compounds; Ureas"],
+                              "class_name": ["sugar", "Ureas"], "class_level": [2, 2], "n_compounds": [12, 5],
+                              "n_significant": [2, 3], "n_up": [1, 3], "n_down": [1, 0], "p_value": [1e-3, 1e-3],
+                              "q_value": [0.013, 0.013],
+                              "consensus_ids": [[f"C{i}" for i in range(12)], [f"D{i}" for i in range(5)]]}),
+                path, {"alpha": 0.05})
+    text = _enrichment_finding(path, None)
+    assert ("<b>sugar</b> (q = 0.013; 2 of 12 compounds at p &lt; 0.05, 1 up, 1 down), carried by 2 compounds that "
+            "move in opposite directions &mdash; not a shift of the class as a whole") in text
+    assert text.count("opposite directions") == 1  # Ureas: 3 up, 0 down
+
+
+def test_an_infinite_prior_is_said_so() -> None:
+    from ms2study.reporting.whatdiffers import _prior_df
+
+    assert _prior_df(1e6) == "infinite: the features' variances differ no more than chance"
+    assert _prior_df(53.24) == "53.2" and _prior_df(None) == "0.0"

@@ -283,6 +283,9 @@ def q_text(q: float) -> str:
     return text
 
 
+FEW_OPPOSITE = 3  # an enriched class carried by at most this many compounds at p < alpha, moving both ways
+
+
 def _enrichment_finding(path: Path | None, positive: str | None = None,
                         tested: pl.DataFrame | None = None) -> str | None:
     """The classes enriched at q < ``SIGNIFICANCE`` in a class enrichment table, nested classes along one class path
@@ -321,7 +324,7 @@ def _enrichment_finding(path: Path | None, positive: str | None = None,
         said.append(f"<b>{esc(name)}</b> (q = {q_text(r['q_value'])}{'; ' + counts if counts else ''})"
                     + (f", with its enriched parent class{'es' if len(parents) > 1 else ''} "
                        + ", ".join(esc(p.split(';')[-1].strip()) for p in parents) if parents else "")
-                    + _resting_on_one(r, tested, alpha)
+                    + _resting_on_one(r, tested, alpha) + _opposite(r)
                     + (f", but not enriched once each sample's median level is removed (q = "
                        f"{r['q_value_shift_removed']:.2g}): it may only follow the study-wide shift"
                        if shifted and r.get("q_value_shift_removed") is not None
@@ -331,7 +334,18 @@ def _enrichment_finding(path: Path | None, positive: str | None = None,
     return (f"{hits.height} of {enrichment.height} chemical classes enriched at q &lt; {SIGNIFICANCE:g}: "
             + "; ".join(said)
             + (f" (no feature differs alone at q &lt; {SIGNIFICANCE:g}: the enrichment test takes a class's p-values "
-               "together, so many small shifts can make a class enriched)" if alone else ""))
+               "together, so many small shifts, or a few compounds, can make a class enriched)" if alone else ""))
+
+
+def _opposite(row: dict) -> str:
+    """The clause for an enriched class whose few compounds at p < alpha (at most ``FEW_OPPOSITE``) move both ways:
+    not a shift of the class (a trial's 'sugar': 2 of 12 compounds, one up and one down with age, each by chance),
+    or ""."""
+    up, down, n = row.get("n_up") or 0, row.get("n_down") or 0, row.get("n_significant")
+    if not (up and down and n is not None and n <= FEW_OPPOSITE):
+        return ""
+    return (f", carried by {n} compounds that move in opposite directions &mdash; not a shift of the class as a whole; "
+            "read them one by one")
 
 
 def _resting_on_one(row: dict, tested: pl.DataFrame | None, alpha: float) -> str:

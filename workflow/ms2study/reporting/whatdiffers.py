@@ -81,7 +81,7 @@ def _test_text(summary: dict) -> str:
         permutations = summary.get("n_permutations") or 0
         how = (f"; {summary['n_moderated']} features with a value in every sample (detected or gap-filled) tested "
                "with moderated variances "
-               f"(prior degrees of freedom {float(summary.get('prior_df') or 0):.1f}), p-values from "
+               f"(prior degrees of freedom {_prior_df(summary.get('prior_df'))}), p-values from "
                + (f"{permutations} permutations pooled over features" if permutations else "the t distribution"))
     imputed = summary.get("n_imputed_permuted")
     if imputed:
@@ -386,3 +386,11 @@ def shift_note(summary: dict) -> str:
             "adjusted for age, benchmarks/README.md). Where it is small and its p large, read "
             "'q'; where the whole sample moves with the outcome, 'q, shift removed' says which classes move beyond "
             "it.</p>")
+
+
+def _prior_df(value: float | None) -> str:
+    """limma's prior degrees of freedom as said: "infinite (every feature's variance taken as the common one)" at
+    the cap of ``core.ebayes`` (1e6, no spread beyond chance between the features' variances), else with one
+    decimal (a trial's report read "1000000.0")."""
+    d0 = float(value or 0)
+    return "infinite: the features' variances differ no more than chance" if d0 >= 1e6 else f"{d0:.1f}"
