@@ -231,3 +231,32 @@ def test_whole_number_precursors_are_counted_and_said(tmp_path: Path, caplog: py
     from ms2study.reporting.collect import library_summary
 
     assert "2 spectra have a whole-number precursor m/z (unit resolution" in library_summary([tmp_path / "index"], [])
+
+
+def test_a_record_without_an_adduct_field_gets_the_one_its_precursor_and_formula_give(tmp_path) -> None:
+    """Trial (negative mode): a RIKEN record with PEPMASS = M - H and no ADDUCT line gave its identification an
+    empty adduct, so nothing compared it with the feature's grouped ion."""
+    from ms2study.library.adducts import infer_adduct
+
+    glucose = 180.063388  # C6H12O6
+    assert infer_adduct("C6H12O6", glucose - 1.007276, "negative") == "[M-H]-"
+    assert infer_adduct("C6H12O6", glucose + 44.998201 + 0.001, "negative") == "[M+FA-H]-"
+    assert infer_adduct("C6H12O6", glucose + 22.989218, None) == "[M+Na]+"
+    assert infer_adduct("C6H12O6", glucose + 1.007276 + 0.01, "positive") is None  # 10 mDa off: no ion
+    assert infer_adduct("C6H12O6", glucose + 1.007276, "negative") is None  # not an ion of that polarity
+    assert infer_adduct(None, 181.07, "positive") is None and infer_adduct("C6H12O6+", 181.07, "positive") is None
+    assert infer_adduct("not a formula", 181.07, "positive") is None
+    mgf = tmp_path / "lib.mgf"
+    mgf.write_text("BEGIN IONS\nTITLE=glucose\nPEPMASS=179.056112\nIONMODE=negative\nFORMULA=C6H12O6\n"
+                   "INCHIKEY=WQZGKKKJIJFFOK-GASJEMHNSA-N\n59.0133 100\n89.0239 40\n119.0344 20\nEND IONS\n"
+                   "BEGIN IONS\nTITLE=stated\nPEPMASS=179.056112\nIONMODE=negative\nFORMULA=C6H12O6\n"
+                   "ADDUCT=[M-H]1-\n59.0133 100\n89.0239 40\nEND IONS\n")
+    from ms2study.io.entries import ReadReport
+    from ms2study.io.formats import read_library_file
+    from ms2study.library.build import build_library
+
+    report = ReadReport()
+    built = build_library(list(read_library_file(mgf, report)), report=report)
+    assert built.metadata["adduct"].to_list() == ["[M-H]-", "[M-H]1-"]
+    altered = [i for i in built.report.altered if i.reason == "adduct read from the precursor m/z and the formula"]
+    assert [(i.identifier, i.detail) for i in altered] == [("glucose", "[M-H]-")]

@@ -41,6 +41,7 @@ DUPLICATE_ID = "duplicate identifier renamed"
 DECIMAL_COMMA = "decimal comma in precursor m/z read"
 ION_MODE_CONFLICT = "ion mode fields disagree"
 INCHIKEY_FROM_SMILES = "InChIKey derived from the SMILES"
+ADDUCT_FROM_MASS = "adduct read from the precursor m/z and the formula"
 
 SKIPPED, EMPTIED, ALTERED = "skipped", "emptied", "altered"
 

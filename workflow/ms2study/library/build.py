@@ -35,6 +35,7 @@ from ms2study.io.entries import (
     unique_ids,
 )
 from ms2study.io.fields import ION_MODE_CODE, charge_of, first_field, ion_mode_of
+from ms2study.library.adducts import with_adducts
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +202,10 @@ def build_library(
         row["library_id"] = lid
         rows.append(row)
     with_structure(rows, kept, report)
+    n_adducts = with_adducts(rows, kept, report)
+    if n_adducts:
+        log.info("%d library spectra without an adduct field: adduct read from their precursor m/z and formula",
+                 n_adducts)
     metadata = pl.DataFrame(rows, schema=METADATA) if rows else pl.DataFrame(schema=METADATA)
     for (source,), group in metadata.group_by("source_file", maintain_order=True):
         log_without_ion_mode(report, str(source), group.filter(pl.col("ion_mode").is_null())["library_id"].to_list(),
