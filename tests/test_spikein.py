@@ -588,6 +588,9 @@ def test_several_backgrounds_alternate_over_the_samples(tmp_path, inputs, capsys
     assert summary["backgrounds"] == ["bg.mzML", "bg2.mzML"]
     runs = json.loads((tmp_path / "s" / "simulation.json").read_text())["runs"]
     assert [runs[s]["background"] for s in ("S01", "S02", "S03", "S04")] == ["bg.mzML", "bg2.mzML"] * 2
+    # the sheet says it too: a source the samples share beyond the outcome, for the hidden-structure caution
+    sheet = pl.read_csv(tmp_path / "s" / "samples.tsv", separator="\t")
+    assert sheet["background"].to_list() == ["bg", "bg2", "bg", "bg2"]
     for sid, path in (("S01", inputs[0]), ("S02", other), ("S03", inputs[0]), ("S04", other)):
         written = {s.getNativeID(): s for s in load(tmp_path / "s" / "mzml" / f"{sid}.mzML")}
         for s in load(path):  # every background scan is there, with the background's own MS1 ions among its peaks

@@ -49,7 +49,7 @@ runs in ../shared/data/mzml by ``benchmarks/biology.py --measure-real``; see the
 
 Files, as ``ms2study simulate`` writes them: ``mzml/S01.mzML`` ... (sorted by RT; added MS2 scans get new native ids
 "... scan=N" after the background's last, title "spiked MS2"), ``samples.tsv`` (sample_id, file, group: first half
-control), ``config.yaml``, ``library.mgf`` (input records verbatim), ``ground_truth.tsv`` (per sample and compound,
+control; with several backgrounds also ``background``, the run each sample copies), ``config.yaml``, ``library.mgf`` (input records verbatim), ``ground_truth.tsv`` (per sample and compound,
 the planted fold and the fold realised in these samples among its columns: :mod:`ms2study.simulate.spikein_truth`),
 ``simulation.json`` (per run: its factor, drift parts and calibration offset; ``fold_change`` null when no compound
 is changed). A spiked ion closer to another centroid of its scan than
@@ -435,8 +435,12 @@ def simulate_spikein(outdir: Path, background: Path | list[Path], library: Path,
             truth.extend(truth_rows(sid, groups[i], score[i], compounds, heights, var, n_ms2, fold, exponent,
                                     bg.ms1_floor))
         n_library = _write_library(folder / "library.mgf", records, compounds, library_size, stream(seed, _SELECT, 1))
+        # several backgrounds: which one each sample copies, a source the samples share beyond the outcome (the
+        # differential stage's hidden-structure caution names this column; models: covariates can take it)
         sheet = pl.DataFrame({"sample_id": ids, "file": [f"mzml/{s}.mzML" for s in ids], "group": groups,
-                              **({"score": np.round(score, 4)} if effect == "score" else {})})
+                              **({"score": np.round(score, 4)} if effect == "score" else {}),
+                              **({"background": [Path(backgrounds[i % len(bgs)]).stem for i in range(n_samples)]}
+                                 if len(bgs) > 1 else {})})
         truth_df = with_realised_fold(pl.DataFrame(truth, infer_schema_length=None), effect)
         for name, table in (("samples.tsv", sheet), ("ground_truth.tsv", truth_df)):
             with atomic_path(folder / name) as tmp:
