@@ -32,7 +32,7 @@ def neutral_mass(formula: str | None) -> float | None:
 
     try:
         return float(oms.EmpiricalFormula(formula.strip()).getMonoWeight())
-    except Exception:  # pyOpenMS raises its own exception types for unreadable formulas
+    except RuntimeError:  # pyOpenMS's refusal of an unreadable formula
         return None
 
 
