@@ -670,3 +670,16 @@ def test_adducts_are_grouped_in_the_polarity_of_the_runs_scans(tmp_path: Path) -
     assert "adducts are grouped as negative ions only" in warning
     with pytest.raises(InputError, match="spectra"):
         runs_polarity([tmp_path / "absent.parquet"])
+
+
+def test_a_batch_short_of_qcs_under_auto_names_the_per_batch_remedy() -> None:
+    """Trial (a cohort grown in batches): one failed QC left batch 2 with 2 and auto turned the whole study to
+    median normalisation, batch 1's three QCs unused; the note named no remedy."""
+    is_qc = np.array([True, True, True, False, False, True, True, False, False])
+    batches = ["1"] * 5 + ["2"] * 4
+    runs = [f"R{i}" for i in range(9)]
+    method, note = choose_method("auto", is_qc, np.arange(1.0, 10.0), batches, runs)
+    assert method == "median" and "batch(es) 2 have fewer than 3 QC runs" in note
+    assert "set correct: drift_method: qc_linear (a batch with fewer QCs then gets its QC median)" in note
+    none_in_2 = np.array([True, True, True, False, False, False, False, False, False])
+    assert "qc_linear" not in choose_method("auto", none_in_2, np.arange(1.0, 10.0), batches, runs)[1]

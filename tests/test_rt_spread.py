@@ -22,15 +22,22 @@ def _links(rows: list[tuple[str, str, float]]) -> pl.DataFrame:
                         orient="row")
 
 
-def test_the_spread_is_taken_over_the_study_samples_only_with_merged_pieces_as_one_apex() -> None:
+def test_the_spread_is_taken_over_the_study_samples_only_with_the_central_piece_as_the_apex() -> None:
     rows = [("C1", f"S{i}", 100.0 + d) for i, d in enumerate([-1.0, 0.0, 1.0, -1.0, 1.0])]
     rows += [("C1", "QC1", 130.0), ("C1", "QC2", 70.0)]  # QCs are not study samples: ignored
-    rows += [("C1", "S0", 100.0)]  # a second piece of one trace in S0 (merge_split): its apex is the mean, 99.5
+    # a second piece of one trace in S0 (merge_split): the piece nearest the feature's median apex (100) stands for
+    # it; a trial's small tail piece 15 s off, averaged in, moved a sample's apex by 7 s and flagged one compound
+    rows += [("C1", "S0", 100.0)]
     rows += [("C2", f"S{i}", 50.0) for i in range(4)]  # four samples only: not judged at min 5
     samples = [f"S{i}" for i in range(5)]
     spread = rt_spread(_links(rows), ["C1", "C2", "C3"], samples, min_samples=5)
-    expected = np.std([99.5, 100.0, 101.0, 99.0, 101.0], ddof=1)
+    expected = np.std([100.0, 100.0, 101.0, 99.0, 101.0], ddof=1)
     assert spread[0] == pytest.approx(expected)
+    tail = rt_spread(_links(rows + [("C1", "S3", 115.0)]), ["C1"], samples, min_samples=5)
+    assert tail[0] == pytest.approx(expected)
+    # the same links in another row order give the same bits (the correct stage's output is compared byte by byte)
+    shuffled = _links(rows).sample(fraction=1.0, shuffle=True, seed=3)
+    assert rt_spread(shuffled, ["C1"], samples, min_samples=5)[0] == spread[0]
     assert np.isnan(spread[1]) and np.isnan(spread[2])
     assert rt_spread(_links(rows), ["C2"], samples, min_samples=4)[0] == 0.0
     with pytest.raises(ValueError, match="rt_aligned_s"):

@@ -125,8 +125,10 @@ def choose_method(requested: str, is_qc: np.ndarray, orders: np.ndarray, batches
         else:
             method = "qc_spline" if fewest >= SPLINE_MIN_QC else "qc_linear"
             return method, NOTES[method]
-        return "median", f"drift_method auto fell back to median normalisation: {why}, so drift and batch effects " \
-                         f"cannot be corrected from QCs. " + NOTES["median"]
+        hint = ("; to correct the batches that have enough QCs from them, set correct: drift_method: qc_linear (a "
+                "batch with fewer QCs then gets its QC median)" if is_qc.any() and not no_order and fewest >= 1 else "")
+        return "median", f"drift_method auto fell back to median normalisation: {why}{hint}, so drift and batch " \
+                         f"effects cannot be corrected from QCs. " + NOTES["median"]
     if not is_qc.any():
         raise InputError(f"drift_method {requested} needs pooled QC runs, but the sample sheet has none",
                          fix="mark the pooled QC injections with sample_type qc, or set correct.drift_method to auto "
