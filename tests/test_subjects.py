@@ -242,3 +242,30 @@ def test_the_models_skip_a_paired_outcome_with_the_reason(tmp_path: Path) -> Non
     summary = json.loads((tmp_path / "m" / "time" / "summary.json").read_text())
     assert summary["status"] == "skipped" and "a paired design" in summary["reason"]
     assert "class_counts" not in summary and summary["n_samples"] is None
+    assert not any("averaged" in n for n in summary["notes"])  # its reason, not how other outcomes' runs were used
+    from ms2study.modelling.subjects import subjects_note
+
+    note = subjects_note({"A1": ["A1"], "A2": ["A2"], "B1": ["B1"]}, {"A1": "PA", "A2": "PA", "B1": "PB"})
+    assert note.endswith("1 subject(s) have runs of one outcome value only (PB) and add nothing to the "
+                         "within-subject comparison")
+
+
+def test_relabellings_of_a_paired_design_stay_within_subjects(tmp_path: Path) -> None:
+    """Trial (a before/after study): every after run sat lower as a whole (normalisation), each feature a little, and
+    the study-wide shift test, relabelling across subjects, read p 0.17 while all 6 subjects moved the same way;
+    13 of 13 classes came out enriched. Relabellings now swap labels within subjects only."""
+    from ms2study.modelling.subjects import within_blocks
+
+    rng = np.random.default_rng(0)
+    blocks = np.array(["a", "a", "b", "b", "c", "c", "c"])
+    for _ in range(20):
+        order = within_blocks(7, blocks, rng)
+        assert sorted(order) == list(range(7)) and (blocks[order] == blocks).all()
+    assert sorted(within_blocks(5, None, rng)) == list(range(5))
+    with_sheet, _ = _paired_study(tmp_path, 0.0, 3)
+    matrix = pl.read_parquet(tmp_path / "matrix.parquet")
+    after = [s for s, t in zip(*pl.read_csv(with_sheet, separator="\t").select("sample_id", "time")) if t == "after"]
+    matrix.with_columns([pl.col(s) * np.exp(-0.05) for s in after]).write_parquet(tmp_path / "matrix.parquet")
+    _, summary = _found(tmp_path, with_sheet, "shifted")
+    shift = summary["global_shift"]
+    assert shift["median_effect"] < -0.05 and shift["p_value"] <= 0.01  # 12 subjects all lower: sign flips

@@ -158,8 +158,7 @@ DIFFERENTIAL: dict[str, pl.DataType] = {
 
 
 def outcome_filename(column: str) -> str:
-    """The file stem of an outcome's differential and enrichment tables: the same path-safe form of the column as its
-    models folder (``modelling.outcomes.outcome_dirname``)."""
+    """The file stem of an outcome's differential and enrichment tables (``modelling.outcomes.outcome_dirname``)."""
     return outcome_dirname(column)
 
 
@@ -190,7 +189,7 @@ class OutcomeValues:
     permutations, ``modelling.enrichment``): ``values`` is features x samples (rows in ``consensus_ids`` order, the
     matrix's; columns in ``sample_ids`` order), log2 intensities with missing values filled as the tests filled
     them; ``y`` the encoded outcome per sample (0/1 with 1 the positive class, class index, or the value);
-    ``kind`` binary | continuous | multiclass; ``covariates`` samples x k adjusted for, or None."""
+    ``kind`` binary | continuous | multiclass; ``covariates`` samples x k, or None; ``blocks``: subjects (paired)."""
 
     consensus_ids: list[str]
     sample_ids: list[str]
@@ -198,6 +197,7 @@ class OutcomeValues:
     y: np.ndarray
     kind: str
     covariates: np.ndarray | None
+    blocks: np.ndarray | None = None
 
 
 def differential_analysis(feature_matrix: pl.DataFrame, samples: pl.DataFrame, outcome: dict,

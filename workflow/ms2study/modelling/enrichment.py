@@ -19,6 +19,7 @@ import polars as pl
 
 from ms2study.core.errors import InputError
 from ms2study.modelling.differential import OutcomeValues
+from ms2study.modelling.subjects import within_blocks
 from ms2study.modelling.univariate import anova_test, bh_q_values
 
 PERMUTATIONS = 1000  # label permutations of the class test's null (Phipson & Smyth 2010's (b + 1) / (B + 1))
@@ -378,7 +379,8 @@ def _labellings(values: OutcomeValues, n_permutations: int, rng: np.random.Gener
 
     y = np.asarray(values.y)
     if _covariate_multiclass(values):
-        return np.stack([np.arange(len(y))] + [rng.permutation(len(y)) for _ in range(n_permutations)]), False
+        return np.stack([np.arange(len(y))] + [within_blocks(len(y), values.blocks, rng)
+                                               for _ in range(n_permutations)]), False
     if values.kind == "binary" and not _linear(values.kind, values.covariates):
         n, n_positive = len(y), int((y == 1).sum())
         if math.comb(n, n_positive) <= n_permutations:
@@ -395,9 +397,12 @@ def _labellings(values: OutcomeValues, n_permutations: int, rng: np.random.Gener
 
 def _permuted_outcome(values: OutcomeValues, rng: np.random.Generator) -> np.ndarray:
     """One random relabelling of the samples: the labels shuffled, or for an outcome with covariates (continuous or
-    binary) its residual from the covariates shuffled and added back to the covariates' fitted part."""
+    binary) its residual from the covariates shuffled and added back to the covariates' fitted part; in a paired
+    design the labels shuffled within each subject (``subjects.within_blocks``)."""
     y = np.asarray(values.y)
     C = values.covariates
+    if values.blocks is not None:
+        return y[within_blocks(len(y), values.blocks, rng)]
     if values.kind == "multiclass" or C is None or not C.size:
         return rng.permutation(y)
     fitted = _covariate_residualiser(len(y), C) @ y.astype(np.float64)

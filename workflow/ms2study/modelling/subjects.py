@@ -218,13 +218,31 @@ def subjects_note(groups: Mapping[str, Sequence[str]], subject_of: Mapping[str, 
     (``groups`` and ``subject_of``: ``paired_units``)."""
     n_runs = sum(len(r) for r in groups.values())
     if subject_of is not None:
-        return (f"{n_runs} study runs of {len(set(subject_of.values()))} subjects (sample sheet's {SUBJECT_COLUMN}) "
+        units = list(subject_of.values())
+        single = sorted({s for s in units if units.count(s) == 1})
+        lone = (f"; {len(single)} subject(s) have runs of one outcome value only ({', '.join(single[:8])}) and add "
+                "nothing to the within-subject comparison" if single else "")
+        return (f"{n_runs} study runs of {len(set(units))} subjects (sample sheet's {SUBJECT_COLUMN}) "
                 "and an outcome that changes within subjects: a paired design. The runs of one subject with one "
                 f"outcome value are averaged ({len(groups)} units) and the subject is a factor of each test, which "
-                "so compares each subject with itself")
+                f"so compares each subject with itself{lone}")
     several = sum(len(r) > 1 for r in groups.values())
     return (f"{n_runs} study runs of {len(groups)} subjects (sample sheet's {SUBJECT_COLUMN}; {several} with more "
             "than one run): the runs of each subject are averaged and the tests and models count subjects, not runs")
+
+
+def within_blocks(n: int, blocks: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
+    """A random order of ``n`` samples; with ``blocks`` (per sample its subject, a paired design) each subject's
+    samples are shuffled among themselves only (exchangeability blocks: Winkler et al., NeuroImage 92:381, 2014), so
+    a relabelling keeps each subject's own comparison, as the paired test does."""
+    if blocks is None:
+        return rng.permutation(n)
+    order = np.arange(n)
+    blocks = np.asarray(blocks)
+    for block in np.unique(blocks):
+        members = np.flatnonzero(blocks == block)
+        order[members] = members[rng.permutation(members.size)]
+    return order
 
 
 def check_study_subjects(sheet: pl.DataFrame, config: dict, source: str = "samples.tsv") -> None:

@@ -181,8 +181,10 @@ def _outlier_part(qc: pl.DataFrame, kind: str, typed: bool, warnings: list[str])
         warnings.append(Caution(
             f"study runs {esc(', '.join(replicates['sample_id'].to_list()))} each lie much closer to one or a few "
             "other runs than to any other run (their notes in the QC section name them): if they are replicate "
-            "injections of one sample, give them one subject_id in samples.tsv (only the study-level jobs rerun); "
-            "counted as separate samples they make the tests' p-values too small and the models' AUC too high",
+            "injections of one sample, or one subject measured under two conditions, give them one subject_id in "
+            "samples.tsv (only the study-level jobs rerun): replicates counted as separate samples make the tests' "
+            "p-values too small and the models' AUC too high, and one subject's conditions are compared best within "
+            "the subject (a paired design)",
             DOUBT, "possible replicate injections", ("models", "differential")))
     flagged = qc.filter(pl.col("outlier").fill_null(False))
     outliers = set(flagged["sample_id"].to_list())

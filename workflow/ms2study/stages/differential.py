@@ -19,10 +19,12 @@ check that the hits do not crowd into one m/z x RT region (summary ``local_clust
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from ms2study.core.errors import InputError
@@ -199,6 +201,8 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
         matrix, samples, params["outcome"], identifications, covariates, params["imputation"],
         float(params["min_detected_fraction"]), params["test"], int(params["permutations"]), int(params["seed"]),
         detected, partial_ranges)
+    if paired:  # relabellings of the class and shift tests stay within subjects
+        values = dataclasses.replace(values, blocks=np.asarray([subject_of.get(s, s) for s in values.sample_ids]))
     excluded = not_study_samples(samples)
     summary["excluded_not_sample"] = excluded
     summary["feature_matrix"] = Path(matrix_path).name

@@ -193,7 +193,8 @@ def model_outcomes(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame],
         summary = out["summary"]
         summary["excluded_not_sample"] = excluded
         summary.update(record or {})
-        summary["notes"] = extra + summary.get("notes", [])
+        # an outcome skipped as a paired design gets its reason, not the notes on how the runs were modelled
+        summary["notes"] = ([] if spec["column"] in (skip or {}) else extra) + summary.get("notes", [])
         summary["seconds"] = round(time.perf_counter() - started, 3)
         # n_permutations as used for this outcome (an integer: "auto" resolved by its sample count)
         summary["params"] = {**{k: v for k, v in params.items() if k != "outcomes"},
