@@ -96,8 +96,9 @@ def hidden_split(matrix: pl.DataFrame, samples: pl.DataFrame, ids: list[str], y:
     gap_text = "more than 1000" if gap > 1000 else f"{gap:.0f}"
     text = (f"the study samples fall into two groups the outcome does not explain ({_listed(groups[0])} | "
             f"{_listed(groups[1])}; apart by {gap_text} within-group sds on the main axis of the variation left after "
-            f"the outcome, {share:.0%} of it): a factor missing from the analysis (an undeclared batch, source run, "
-            "sex, handling step?). The features it moves make the tests' permutation null heavy and cost them power")
+            f"the outcome, {share:.0%} of it): a factor these tests do not include (another outcome of the study, "
+            "an undeclared batch, source run, sex, handling step?). The features it moves make the tests' "
+            "permutation null heavy and cost them power")
     text += (f"; it follows the sample sheet's column '{column}': name it under models: covariates" if column else
              "; if the factor is known, add it to the sample sheet and name it under models: covariates")
     return {"gap": gap, "share": share, "groups": groups, "column": column, "warning": text}
