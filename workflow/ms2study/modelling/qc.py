@@ -302,6 +302,19 @@ def group_outliers(feature_matrix: pl.DataFrame, ids: list[str], batches: list[s
     return z, flags, rule
 
 
+def complete_log_matrix(feature_matrix: pl.DataFrame, ids: list[str], batches: list[str] | None = None
+                        ) -> np.ndarray | None:
+    """Runs x features log intensities of the features every one of ``ids`` detected (``log_feature_matrix``), each
+    run's median removed (``run_centred``) and, with ``batches``, each batch centred (``batch_centred``); None when
+    fewer than ``MIN_COMPLETE_FEATURES`` are detected in all. The matrix the replicate and hidden-structure checks
+    read (``modelling.replicates``, ``modelling.structure``)."""
+    X = log_feature_matrix(feature_matrix, ids, min_detected_fraction=1.0)
+    if X.shape[1] < MIN_COMPLETE_FEATURES:
+        return None
+    X = run_centred(X)
+    return batch_centred(X, batches)[0] if batches is not None else X
+
+
 def _distances(X: np.ndarray) -> np.ndarray:
     """The PCA distances of ``outlier_scores`` (same centring and components)."""
     n = X.shape[0]

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from ms2study.modelling.qc import MIN_COMPLETE_FEATURES, batch_centred, log_feature_matrix, run_centred, run_distances
+from ms2study.modelling.qc import complete_log_matrix, run_distances
 from ms2study.modelling.subjects import SUBJECT_COLUMN, subject_groups
 
 RATIO = 0.6          # the k-th nearest distance below this share of the (k+1)-th: a group set apart
@@ -82,10 +82,9 @@ def with_replicate_notes(table: pl.DataFrame, samples: pl.DataFrame, feature_mat
     ids = study["sample_id"].to_list()
     if feature_matrix is None or len(ids) < MIN_RUNS:
         return table
-    X = log_feature_matrix(feature_matrix, ids, min_detected_fraction=1.0)
-    if X.shape[1] < MIN_COMPLETE_FEATURES:
+    X = complete_log_matrix(feature_matrix, ids, study["batch"].to_list())
+    if X is None:
         return table
-    X, _ = batch_centred(run_centred(X), study["batch"].to_list())
     same = {}
     if SUBJECT_COLUMN in samples.columns:
         same = {sid: s for s, runs in (subject_groups(samples) or {}).items() for sid in runs}

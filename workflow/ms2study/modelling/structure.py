@@ -26,7 +26,7 @@ import numpy as np
 import polars as pl
 
 from ms2study.core.missing import is_missing
-from ms2study.modelling.qc import MIN_COMPLETE_FEATURES, log_feature_matrix, run_centred
+from ms2study.modelling.qc import complete_log_matrix
 
 MIN_GAP = 8.0      # between-group gap in pooled within-group sds
 MIN_GROUP = 3      # samples in each group at least
@@ -78,10 +78,10 @@ def hidden_split(matrix: pl.DataFrame, samples: pl.DataFrame, ids: list[str], y:
     are compared with the split; ``covariates`` (samples x k) are removed with the outcome."""
     if len(ids) < MIN_SAMPLES:
         return None
-    X = log_feature_matrix(matrix, list(ids), min_detected_fraction=1.0)
-    if X.shape[1] < MIN_COMPLETE_FEATURES:
+    X = complete_log_matrix(matrix, list(ids))
+    if X is None:
         return None
-    R = outcome_residuals(run_centred(X), np.asarray(y), kind, covariates)
+    R = outcome_residuals(X, np.asarray(y), kind, covariates)
     R = R - R.mean(axis=0)
     u, s, _ = np.linalg.svd(R, full_matrices=False)
     if not s.size or s[0] <= 0:

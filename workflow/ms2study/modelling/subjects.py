@@ -213,6 +213,11 @@ def subject_ranges(ranges: Mapping[str, tuple[float, float]], groups: Mapping[st
     return out
 
 
+def several_runs(groups: Mapping[str, Sequence[str]] | None) -> dict[str, list[str]]:
+    """The subjects of ``groups`` with more than one run, ``{subject: [runs]}`` (the summaries' ``subjects``)."""
+    return {s: list(r) for s, r in (groups or {}).items() if len(r) > 1}
+
+
 def subjects_note(groups: Mapping[str, Sequence[str]], subject_of: Mapping[str, str] | None = None) -> str:
     """The summary's sentence on the averaging (``groups``: ``subject_groups``), or on the paired design
     (``groups`` and ``subject_of``: ``paired_units``)."""

@@ -51,8 +51,10 @@ def runs_polarity(spectra: list[str | Path] | None, default: str = "positive") -
     for path in spectra or []:
         scans = tables.read_table(path, tables.SPECTRA, columns=["spectrum_id", "ion_mode"], only=True)
         modes = scans["ion_mode"] if "ion_mode" in scans.columns else pl.Series([None] * scans.height, dtype=pl.Utf8)
-        for mode in modes.cast(pl.Utf8).fill_null(default).to_list():
-            counts["negative" if str(mode).lower().startswith("neg") else "positive"] += 1
+        negative = modes.cast(pl.Utf8).fill_null(default).str.to_lowercase().str.starts_with("neg")
+        n_negative = int(negative.sum())
+        counts["negative"] += n_negative
+        counts["positive"] += scans.height - n_negative
     total = sum(counts.values())
     if not total:
         return default, None

@@ -48,7 +48,7 @@ from ms2study.modelling.power import detectable_log2_fold_change
 from ms2study.modelling.structure import hidden_split
 from ms2study.modelling.subjects import (
     SUBJECT_COLUMN, average_columns, paired_outcome, paired_units, subject_groups, subject_ranges, subject_sheet,
-    subjects_note, with_subject_block,
+    several_runs, subjects_note, with_subject_block,
 )
 
 log = logging.getLogger(__name__)
@@ -210,7 +210,7 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
     summary["notes"] = ([n for n in (not_sample_note(excluded), flag_note, empty_note) if n] + range_notes
                         + ([subjects_note(groups, subject_of if paired else None)] if groups else [])
                         + summary["notes"])
-    summary["subjects"] = {s: list(r) for s, r in groups.items() if len(r) > 1} if groups and not paired else {}
+    summary["subjects"] = several_runs(groups) if not paired else {}
     if paired:
         summary["paired_by"], summary["n_subjects"] = SUBJECT_COLUMN, len(set(subject_of.values()))
     # samples the tests leave out for a missing value: named in the log too, not only in the report's notes (a trial

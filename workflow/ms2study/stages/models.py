@@ -47,7 +47,9 @@ from ms2study.modelling.outcomes import (
     runs_measured,
     without_empty_runs,
 )
-from ms2study.modelling.subjects import average_rows, paired_outcome, subject_groups, subject_sheet, subjects_note
+from ms2study.modelling.subjects import (
+    average_rows, paired_outcome, several_runs, subject_groups, subject_sheet, subjects_note,
+)
 
 DEFAULT_PARAMS: dict[str, Any] = {
     # Outcomes to model: a list of {column, type: binary | multiclass | continuous, positive_class}.
@@ -237,7 +239,7 @@ def _cli_models(args: argparse.Namespace) -> int:
     if groups:
         samples, sets = subject_sheet(samples, groups), {n: average_rows(f, groups) for n, f in sets.items()}
         notes.append(subjects_note(groups))
-        record["subjects"] = {s: list(r) for s, r in groups.items() if len(r) > 1}
+        record["subjects"] = several_runs(groups)
     summaries = model_outcomes(samples, sets, outcomes, Path(args.outdir), params, notes, record, skip)
     done = {
         "outcomes": [{"column": c, "folder": outcome_dirname(c), "status": s["status"], "reason": s.get("reason")}
