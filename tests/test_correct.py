@@ -683,3 +683,88 @@ def test_a_batch_short_of_qcs_under_auto_names_the_per_batch_remedy() -> None:
     assert "set correct: drift_method: qc_linear (a batch with fewer QCs then gets its QC median)" in note
     none_in_2 = np.array([True, True, True, False, False, False, False, False, False])
     assert "qc_linear" not in choose_method("auto", none_in_2, np.arange(1.0, 10.0), batches, runs)[1]
+
+
+def _paired_runs(rng: np.random.Generator, n_subjects: int = 12, n_features: int = 300, raised: int = 12,
+                 within_sd: float = 0.05) -> tuple[np.ndarray, list[str]]:
+    """A before/after study: per subject a profile (between-subject sd 0.5 ln), two runs of it (within-subject sd
+    ``within_sd``), the first ``raised`` features 3x higher in the after run, every run diluted at random (sd 0.2).
+    Returns (values (features, runs: before, after per subject), the runs' subjects)."""
+    base = rng.normal(10, 1.5, n_features)
+    runs, subjects = [], []
+    for s in range(n_subjects):
+        profile = base + rng.normal(0, 0.5, n_features)
+        for after in (False, True):
+            run = profile + rng.normal(0, within_sd, n_features) + rng.normal(0, 0.2)
+            if after:
+                run[:raised] += np.log(3.0)
+            runs.append(run)
+            subjects.append(f"P{s}")
+    return np.exp(np.array(runs).T), subjects
+
+
+def test_a_paired_study_normalises_each_subjects_runs_against_each_other() -> None:
+    """A trial's before/after study: 12 of 300 compounds raised after treatment moved the median quotient of every
+    after run by about -0.04 log2 against the other subjects, and paired tests with technical-level noise within
+    subjects read that as changes of unchanged compounds. Normalised against the subject's own runs first (the
+    sheet's subject_id), the unchanged compounds' paired t-tests hold their level."""
+    from scipy import stats
+
+    rng = np.random.default_rng(11)
+    shares, shifts = {"plain": [], "subjects": []}, {"plain": [], "subjects": []}
+    for _ in range(10):
+        values, subjects = _paired_runs(rng)
+        for name, labels in (("plain", None), ("subjects", subjects)):
+            logs = np.log(median_normalise(values, np.ones(values.shape[1], dtype=bool), labels)[0])
+            change = logs[12:, 1::2] - logs[12:, 0::2]  # the unchanged compounds, after - before per subject
+            shares[name].append(float((stats.ttest_1samp(change, 0.0, axis=1).pvalue < 0.05).mean()))
+            shifts[name].append(float(change.mean() / np.log(2)))
+    assert np.mean(shifts["plain"]) < -0.03 and np.mean(shares["plain"]) > 0.15  # the trial's finding, reproduced
+    assert abs(np.mean(shifts["subjects"])) < 0.01 and np.mean(shares["subjects"]) < 0.075
+
+
+def test_subject_normalisation_keeps_each_run_s_dilution_and_the_subjects_levels() -> None:
+    # five subjects of two runs and four runs of no subject, each subject's biology its own (sd 0.3 per feature);
+    # each run diluted: its factor must be its dilution (relative to the runs' centre), however it is reached, and
+    # as close to it as plain normalisation of the same runs gets
+    rng = np.random.default_rng(5)
+    subjects = [f"P{k // 2}" for k in range(10)] + [None] * 4
+    biology = np.repeat(rng.normal(0, 0.3, (800, 5)), 2, axis=1)
+    biology = np.hstack([biology, rng.normal(0, 0.3, (800, 4))])
+    dilution = np.exp(rng.normal(0, 0.4, 14))
+    values = np.exp(rng.normal(10, 1, (800, 1)) + biology + rng.normal(0, 0.05, (800, 14))) * dilution[None, :]
+    errors = {}
+    for name, labels in (("plain", None), ("subjects", subjects)):
+        _, factors = median_normalise(values, np.ones(14, dtype=bool), labels)
+        error = np.log(factors) - np.log(dilution)
+        errors[name] = error - error.mean()
+    assert np.abs(errors["subjects"]).max() < 0.05 and np.abs(errors["plain"]).max() < 0.05
+    # within a subject the ratio of two runs' factors is their dilutions' ratio, closely
+    ratio = np.log(dilution[1::2][:5] / dilution[0::2][:5])
+    _, factors = median_normalise(values, np.ones(14, dtype=bool), subjects)
+    assert np.log(factors[1:10:2] / factors[0:10:2]) == pytest.approx(ratio, abs=0.01)
+    # only chosen runs count as a subject's runs: with run 9 left out, P4 has one run and is normalised as one
+    chosen = np.ones(14, dtype=bool)
+    chosen[9] = False
+    _, factors = median_normalise(values, chosen, subjects)
+    assert factors[9] == 1.0 and np.isfinite(factors).all()
+
+
+def test_the_correct_stage_reads_the_sheet_s_subjects(tmp_path: Path) -> None:
+    from ms2study.stages.correct import correct_study
+
+    rng = np.random.default_rng(2)
+    values, subjects = _paired_runs(rng, n_subjects=4, n_features=60)
+    ids = [f"S{j + 1:02d}" for j in range(values.shape[1])]
+    matrix = pl.DataFrame({"consensus_id": [f"C{i}" for i in range(60)], "mz": np.linspace(100, 700, 60),
+                           "rt_s": np.linspace(30, 600, 60), "n_detected": pl.Series([len(ids)] * 60, dtype=pl.Int32),
+                           **{s: values[:, j] for j, s in enumerate(ids)}})
+    matrix_path = tmp_path / "feature_matrix.parquet"
+    matrix.write_parquet(matrix_path)
+    for with_subjects in (True, False):
+        sheet = tmp_path / "samples.tsv"
+        sheet.write_text("sample_id\tfile" + "\tsubject_id" * with_subjects + "\n" + "".join(
+            f"{s}\t{s}.mzML" + f"\t{subject}" * with_subjects + "\n" for s, subject in zip(ids, subjects)))
+        report = correct_study(matrix_path, sheet, params={"adducts": False}).report
+        assert report["drift_method"] == "median"
+        assert report["n_subjects_normalised_within"] == (4 if with_subjects else None)

@@ -59,7 +59,9 @@ n_qc_rsd_flagged_in_sample those the in-sample RSD would have flagged; n_rt_sd_f
 spread flag, n_rt_sd_unassessed those detected in too few samples to judge, rt_sd_median_s the median RT spread and
 rt_sd_threshold_s the flag's threshold (both null without links; the threshold also with rt_sd_ratio 0),
 n_rt_sd_within_width those above that threshold left unflagged because their spread is ordinary for their peak width;
-n_features_in_adduct_groups the features in groups of two or more.
+n_features_in_adduct_groups the features in groups of two or more; n_subjects_normalised_within the subjects (sheet's
+subject_id) with several runs whose runs the run-level normalisation aligned with one another first (null when none
+or without run-level normalisation).
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ from ms2study.correction.drift import (
     internal_standard_factors,
     match_internal_standards,
     median_normalise,
+    subject_runs,
     qc_rlsc,
     qc_rsd,
 )
@@ -99,7 +102,8 @@ MIN_QC_VALUES = 3
 REPORT_KEYS = (
     "drift_method", "note", "n_features", "n_samples", "n_qc", "n_blank", "batches", "n_blank_flagged",
     "n_qc_rsd_flagged", "qc_rsd_median_before", "qc_rsd_median_after", "qc_rsd_median_held_out",
-    "qc_rsd_median_predicted", "qc_rsd_basis", "normalised_after_drift", "pqn_factor_range", "n_qc_rsd_unassessed",
+    "qc_rsd_median_predicted", "qc_rsd_basis", "normalised_after_drift", "n_subjects_normalised_within",
+    "pqn_factor_range", "n_qc_rsd_unassessed",
     "qc_residual_df_median", "qc_rsd_prior_df",
     "n_qc_rsd_flagged_in_sample", "n_rt_sd_flagged", "n_rt_sd_unassessed", "rt_sd_median_s", "rt_sd_threshold_s",
     "n_rt_sd_within_width", "n_filled", "filled_share",
@@ -230,14 +234,16 @@ def _factor_range(factors: np.ndarray | None, is_sample: np.ndarray) -> list[flo
 
 def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | None = None,
                    gap_filled: pl.DataFrame | None = None, polarity: str = "positive",
-                   links: pl.DataFrame | None = None) -> Corrected:
+                   links: pl.DataFrame | None = None, subjects: list[str | None] | None = None) -> Corrected:
     """The corrected feature matrix and its record (see the module docstring for the steps and their order).
 
     ``matrix``: the raw study feature matrix; ``roles``: ``io.samplesheet.sample_roles`` of the sheet (its runs, in
     order, are the matrix columns written); ``params``: the config's ``correct`` section; ``gap_filled``: the
     ``tables.GAP_FILLED`` rows of the runs (None: no gap filling); ``polarity``: the ion mode handed to adduct
     grouping; ``links``: ``feature_links.parquet`` (None: the RT spread is not judged, ``rt_sd_s`` and
-    ``rt_sd_flag`` null). Raises ``InputError`` when the matrix lacks a run of the sheet, for stale gap-filled
+    ``rt_sd_flag`` null); ``subjects``: each run's subject (the sheet's ``subject_id``, None for none; None: no
+    subjects), whose runs the run-level normalisation aligns with one another first (``drift.median_normalise``).
+    Raises ``InputError`` when the matrix lacks a run of the sheet, for stale gap-filled
     tables, an internal standard not found, or a drift method the sheet cannot support (``drift.choose_method``).
     """
     params = overlay(params, DEFAULT_PARAMS, "correct")
@@ -308,14 +314,16 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
                             "pooled QC before the first and after the last sample of every batch")
     median_factors = None
     if method == "median":
-        values, median_factors = median_normalise(values, is_sample | is_qc)
+        values, median_factors = median_normalise(values, is_sample | is_qc, subjects)
         if int((is_sample | is_qc).sum()) > 1 and np.all(median_factors == 1.0):
             warnings.append("median normalisation left every run as it was: no feature is measured in at least half "
                             "of the runs and in 2 or more (runs sharing few features: see the QC section), or the "
                             "runs are at one level already")
     pqn_factors = None
     if fit is not None and params["normalise_after_drift"] == "pqn":  # the samples' dilution, which QCs cannot see
-        values, pqn_factors = median_normalise(values, is_sample | is_qc)
+        values, pqn_factors = median_normalise(values, is_sample | is_qc, subjects)
+    normalised = median_factors is not None or pqn_factors is not None
+    n_subjects = len(subject_runs(is_sample | is_qc, subjects)) if normalised else 0
     rsd_after = qc_rsd(values, is_qc)
     if fit is not None:  # one QC value per batch: the fit goes through each, an RSD of 0 that measures nothing
         rsd_after = np.where(fit.residual_df >= 1.0, rsd_after, np.nan)
@@ -399,6 +407,8 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
         "qc_rsd_basis": params["qc_rsd_basis"],
         # after the QC-based fit, each run's overall level removed (PQN factors of the study samples: range)
         "normalised_after_drift": "pqn" if pqn_factors is not None else None,
+        # subjects whose runs the run-level normalisation aligned with one another first (sheet's subject_id)
+        "n_subjects_normalised_within": n_subjects or None,
         # the samples' probabilistic quotients: after a QC-based drift correction (pqn), or of the median method
         "pqn_factor_range": _factor_range(pqn_factors if pqn_factors is not None else median_factors, is_sample),
         "n_qc_rsd_unassessed": int((~assessed).sum()) if is_qc.any() else None,

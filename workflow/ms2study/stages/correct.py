@@ -21,6 +21,7 @@ from ms2study.core import tables
 from ms2study.core.atomic import write_parquet, write_text
 from ms2study.correction.matrix import DEFAULT_PARAMS, Corrected, correct_matrix
 from ms2study.io.samplesheet import read_sample_sheet, sample_roles
+from ms2study.modelling.subjects import subject_groups
 
 log = logging.getLogger(__name__)
 
@@ -75,19 +76,24 @@ def correct_study(feature_matrix: str | Path, samples: str | Path, gap_filled: l
     ``gap_filled``: the runs' ``results/study/gap_filled/{sample}.parquet`` tables (None or empty: no gap filling);
     ``links``: ``results/study/feature_links.parquet`` (None: the RT spread flag is not judged); ``spectra``: the
     runs' spectra tables, whose scans' polarity sets the adduct grouping's (``runs_polarity``; ``polarity`` is the
-    mode of scans whose file states none; without ``spectra`` it is used as it is).
+    mode of scans whose file states none; without ``spectra`` it is used as it is). The sheet's ``subject_id``
+    (``modelling.subjects.subject_groups``) gives the run-level normalisation its subjects.
     Raises ``InputError`` naming the file for an unreadable or incomplete table or sheet (and as ``correct_matrix``).
     """
     polarity, mixed = runs_polarity(spectra, polarity) if spectra else (polarity, None)
     matrix = tables.read_table(feature_matrix, tables.FEATURE_MATRIX_KEYS)
-    roles = sample_roles(read_sample_sheet(samples), str(samples))
+    sheet = read_sample_sheet(samples)
+    roles = sample_roles(sheet, str(samples))
+    groups = subject_groups(sheet)
+    subject_of = {sid: subject for subject, runs in (groups or {}).items() for sid in runs}
+    subjects = [subject_of.get(sid) for sid in roles["sample_id"].to_list()] if groups else None
     filled = None
     if gap_filled:
         parts = [tables.read_table(p, tables.GAP_FILLED) for p in gap_filled]
         filled = pl.concat([tables.conform(p, tables.GAP_FILLED).select(list(tables.GAP_FILLED)) for p in parts])
     link_table = (tables.read_table(links, LINK_COLUMNS, only=True, columns=[*LINK_COLUMNS, LINK_WIDTH])
                   if links else None)
-    result = correct_matrix(matrix, roles, params, filled, polarity, link_table)
+    result = correct_matrix(matrix, roles, params, filled, polarity, link_table, subjects)
     if mixed:
         log.warning(mixed)
         result.report["warnings"] = [*(result.report.get("warnings") or []), mixed]
