@@ -4,7 +4,7 @@ Real studies (``../shared/data/outcomes``: sacurine, 109 metabolites x 183 urine
 1,541 LC-MS features x 45 urine samples) give real intensity distributions, missing values and feature-to-feature
 variance differences. From each, random subsets of n samples per group are drawn (seeded) and prepared as the
 pipeline prepares them: probabilistic quotient normalisation (the correct stage's default without QCs,
-``correction.drift.median_normalise``), then the differential stage itself (``differential_analysis``: log2,
+``correction.normalise.median_normalise``), then the differential stage itself (``differential_analysis``: log2,
 features detected in at least half the samples of one group (Bijlsma 2006's modified 80 % rule), half-minimum
 fill) with ``test="welch"``, with the default
 ``test="moderated"`` (limma-trend moderated t for features detected in every sample, its p-values from a
@@ -61,7 +61,7 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
-from ms2study.correction.drift import median_normalise  # noqa: E402
+from ms2study.correction.normalise import median_normalise  # noqa: E402
 from ms2study.modelling.differential import differential_analysis, differential_with_values  # noqa: E402
 from ms2study.modelling.enrichment import class_enrichment, class_paths, global_shift  # noqa: E402
 from ms2study.modelling.univariate import bh_q_values, fill_missing  # noqa: E402

@@ -16,8 +16,9 @@ from ms2study.core import tables
 from ms2study.core.errors import InputError
 from ms2study.core.params import schema_defaults
 from ms2study.correction.blank import blank_detections, blank_flags, blank_ratio
-from ms2study.correction.drift import choose_method, median_normalise, qc_rlsc, qc_rsd
+from ms2study.correction.drift import choose_method, qc_rlsc, qc_rsd
 from ms2study.correction.matrix import REPORT_KEYS, adduct_module, correct_matrix, singleton_groups
+from ms2study.correction.normalise import median_normalise
 
 ROLE_SCHEMA = {"sample_id": pl.Utf8, "sample_type": pl.Utf8, "injection_order": pl.Int64, "batch": pl.Utf8}
 

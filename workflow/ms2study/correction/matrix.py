@@ -15,7 +15,7 @@ run of the sheet (QCs and blanks included, sheet order), in this order:
 5. drift and batch correction: QC-RLSC (qc_spline / qc_linear), median normalisation, or none
    (``correction.drift.choose_method`` decides for auto and writes the note); study samples injected outside their
    batch's QC bracket are named in a warning (``outside_qc_bracket``); after QC-RLSC, with ``normalise_after_drift``
-   ``pqn``, every sample and QC run is also divided by its probabilistic quotient (``drift.median_normalise``: the
+   ``pqn``, every sample and QC run is also divided by its probabilistic quotient (``normalise.median_normalise``: the
    samples' dilution, which pooled QCs cannot see);
 6. QC RSD after correction: in-sample (``qc_rsd_after``, the QCs as corrected), held out (``qc_rsd_held_out``: each
    QC corrected by the fit made without it) and predicted (``qc_rsd_predicted``: the RSD a run of the QC material
@@ -82,11 +82,10 @@ from ms2study.correction.drift import (
     choose_method,
     internal_standard_factors,
     match_internal_standards,
-    median_normalise,
-    subject_runs,
     qc_rlsc,
     qc_rsd,
 )
+from ms2study.correction.normalise import median_normalise, subject_runs
 from ms2study.correction.rtspread import peak_width, rt_spread, rt_spread_flags
 
 log = logging.getLogger(__name__)
@@ -242,7 +241,7 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
     ``tables.GAP_FILLED`` rows of the runs (None: no gap filling); ``polarity``: the ion mode handed to adduct
     grouping; ``links``: ``feature_links.parquet`` (None: the RT spread is not judged, ``rt_sd_s`` and
     ``rt_sd_flag`` null); ``subjects``: each run's subject (the sheet's ``subject_id``, None for none; None: no
-    subjects), whose runs the run-level normalisation aligns with one another first (``drift.median_normalise``).
+    subjects), whose runs the run-level normalisation aligns with one another first (``normalise.median_normalise``).
     Raises ``InputError`` when the matrix lacks a run of the sheet, for stale gap-filled
     tables, an internal standard not found, or a drift method the sheet cannot support (``drift.choose_method``).
     """
