@@ -26,3 +26,16 @@ def test_a_command_builds_only_its_module_parser() -> None:
     parser = cli.build_parser("pool-corrected")
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert set(sub.choices) == {"pool", "pool-corrected", "prototypes", "chemistry"}
+
+
+def test_a_command_inside_a_slurm_job_logs_its_job_id(caplog) -> None:
+    """A rule's log names the SLURM job that ran it (tests/test_slurm.py checks it on a real cluster)."""
+    import logging
+
+    from ms2study.cli import slurm_job_line
+
+    assert slurm_job_line({}) is None
+    with caplog.at_level(logging.INFO, logger="ms2study"):
+        line = slurm_job_line({"SLURM_JOB_ID": "4711", "SLURM_STEP_ID": "3", "SLURMD_NODENAME": "node7",
+                               "SLURM_CPUS_PER_TASK": "2"})
+    assert line == "SLURM job 4711 step 3 on node7 (2 CPUs)" and line in caplog.text

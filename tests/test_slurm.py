@@ -480,6 +480,21 @@ def test_per_sample_rules_ran_as_group_jobs_with_their_members_resources(account
         assert minutes(recorded["Timelimit"]) == sum(int(j.resources["runtime"]) for j in members), run.describe()
 
 
+def test_each_rule_log_names_the_slurm_job_that_ran_it(accounting_run: Run) -> None:
+    """A group job's comment names its group and rules, not its samples (an HPC admin's trial: squeue and sacct
+    could not say which job ran S07): each command logs its SLURM job id, so ``logs/<rule>/<sample>.log`` leads to
+    ``sacct -j JOB``. The id must be the group job's that held the rule job."""
+    run = accounting_run
+    run.check_finished()
+    for uuid, group in run.groups.items():
+        slurm_id = run.submitted[uuid]
+        for member in (run.jobs[m] for m in group.members):
+            sample = member.wildcards.removeprefix("sample=")
+            text = (run.study / "logs" / member.rule / f"{sample}.log").read_text()
+            named = re.findall(r"SLURM job (\d+)", text)
+            assert named == [slurm_id], (member.rule, sample, named, slurm_id, text[:500])
+
+
 def test_tables_equal_a_local_run(accounting_run: Run, local_run: Path) -> None:
     """Every per-sample table the group job made (features, spectra, annotations, sample embeddings of both
     samples) and the feature matrix, present and equal to the local run's."""

@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import re
+import socket
 import sys
 
 from ms2study import __version__
@@ -113,6 +115,21 @@ def _global_threads(argv: list[str]) -> tuple[str | None, list[str]]:
     return None, argv
 
 
+def slurm_job_line(environ: dict | None = None) -> str | None:
+    """Inside a SLURM job, log (and return) which job, step and node runs this command, so a rule's own log
+    (``logs/<rule>/<sample>.log``) names the SLURM job that ran it: a group job's comment names only its group and
+    rules (an HPC admin's trial), and ``sacct -j JOB`` then gives what it asked for and used. None outside SLURM."""
+    env = os.environ if environ is None else environ
+    job = env.get("SLURM_JOB_ID")
+    if not job:
+        return None
+    step = env.get("SLURM_STEP_ID")
+    line = (f"SLURM job {job}{f' step {step}' if step else ''} on {env.get('SLURMD_NODENAME') or socket.gethostname()}"
+            f" ({env.get('SLURM_CPUS_PER_TASK') or env.get('SLURM_CPUS_ON_NODE') or '?'} CPUs)")
+    logging.getLogger("ms2study").info(line)
+    return line
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     threads, argv = _global_threads(argv)
@@ -132,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    slurm_job_line()
     if extra and not getattr(args, "accepts_extra", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if getattr(args, "accepts_extra", False):
