@@ -317,9 +317,9 @@ def annotate_spectra(
     if lacking.height:
         shown = lacking["spectrum_id"].head(10).to_list()
         needed = int(p["min_matched_peaks"])
-        log.info("%d spectra share %s with every candidate in their precursor window: not identified (annotate: "
-                 "min_matched_peaks): %s%s", lacking.height,
-                 "no fragment peak" if needed == 1 else f"fewer than {needed} fragment peaks",
+        log.info("%d spectra: no candidate in their precursor window shares %s with them: not identified "
+                 "(annotate: min_matched_peaks): %s%s", lacking.height,
+                 "a fragment peak" if needed == 1 else f"{needed} fragment peaks",
                  ", ".join(shown), ", ..." if lacking.height > 10 else "")
     low = acc.filter(pl.col("cosine") < LOW_COSINE)
     if low.height:
