@@ -57,3 +57,48 @@ def test_one_compounds_ions_count_once():
     assert result["n_groups_significant"] == 3 and result["warning"] is None
     ungrouped = local_cluster(frame)  # ungrouped, the same features look like six hits in a patch
     assert ungrouped["p_value"] < 0.01 and ungrouped["cluster"]["n_groups"] == 6
+
+
+def three_arm_study(seed: int, neighbour_shift: float) -> pl.DataFrame:
+    """The differential table of a 24-sample three-arm study (8 a arm): 400 features over m/z 100-1000 and RT
+    0-600 s; in a zone at m/z 300-330, RT 200-240 s, 6 features 1.5 log2 lower in disease_A and 14 more moved by
+    ``neighbour_shift`` log2 there (a local suppression when negative; 0: specific compounds)."""
+    from ms2study.modelling.differential import differential_with_values
+
+    rng = np.random.default_rng(seed)
+    arm = np.repeat(["control", "disease_A", "disease_B"], 8)
+    n_other = 380
+    mz = np.concatenate([np.linspace(302, 328, 20), rng.uniform(100, 1000, n_other)])
+    rt = np.concatenate([np.linspace(205, 235, 20), rng.uniform(0, 600, n_other)])
+    away = ~((np.abs(mz - 315) < 40) & (np.abs(rt - 220) < 60))
+    away[:20] = True
+    mz, rt = mz[away], rt[away]
+    log2 = rng.normal(16, 0.3, (mz.size, 24))
+    in_a = arm == "disease_A"
+    hits = np.zeros(mz.size, dtype=bool)
+    hits[[0, 3, 7, 10, 14, 17]] = True  # spread over the zone, the other 14 of its features among them
+    zone = np.arange(mz.size) < 20
+    log2[np.ix_(hits, in_a)] -= 1.5
+    log2[np.ix_(zone & ~hits, in_a)] += neighbour_shift
+    samples = [f"S{j:02d}" for j in range(24)]
+    matrix = pl.DataFrame({"consensus_id": [f"C{i:03d}" for i in range(mz.size)], "mz": mz, "rt_s": rt,
+                           **{s: 2.0 ** log2[:, j] for j, s in enumerate(samples)}})
+    sheet = pl.DataFrame({"sample_id": samples, "arm": arm.tolist()})
+    table, _, _ = differential_with_values(matrix, sheet, {"column": "arm", "type": "multiclass"},
+                                           n_permutations=0)
+    return table
+
+
+def test_a_local_effect_in_one_arm_of_a_multiclass_outcome_is_a_warning():
+    """A trial: an F has no sign, so the neighbourhood check counted the neighbours' F statistics as "not moved"
+    (0 of 11, sign test p = 1) and the note called a local suppression in one arm "specific compounds". The
+    neighbours now count when they share the hits' extreme class (lowest in disease_A)."""
+    suppressed = local_cluster(three_arm_study(0, -0.25))
+    cluster = suppressed["cluster"]
+    assert cluster["shared_extreme"] == {"column": "lowest_class", "class": "disease_A"}
+    assert cluster["n_neighbours"] >= 10 and cluster["n_neighbours_moved_with"] >= 0.75 * cluster["n_neighbours"]
+    assert suppressed["warning"] and "local intensity effect" in suppressed["warning"]
+    assert "6 lowest in disease_A" in suppressed["warning"]
+    specific = local_cluster(three_arm_study(0, 0.0))
+    assert specific["warning"] is None and "specific compounds" in specific["note"]
+    assert specific["cluster"]["n_neighbours_moved_with"] < 0.6 * specific["cluster"]["n_neighbours"]

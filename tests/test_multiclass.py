@@ -230,3 +230,43 @@ def test_the_sample_map_marks_a_left_out_class_of_one() -> None:
     plain = outcome_maps(sheet, {"features": feature_matrix_feature_set(matrix, ids)},
                          {**summary, "excluded_small_class": {}}, "pca")[0]
     assert "left out" not in plain
+
+
+def test_with_covariates_the_highest_and_lowest_class_are_those_the_adjusted_test_compares() -> None:
+    """A trial (three arms, age confounded with the arm: control ~70 years, disease_A ~40, disease_B ~55; 5 compounds
+    2 log2 lower in disease_A at any age, all falling 0.1 log2 a year): the ANCOVA F found the 5, but the table said
+    highest disease_B, lowest control from raw class means, the opposite of the adjusted model. The class means
+    are now taken at the covariates' mean."""
+    from ms2study.modelling.direction import class_means
+
+    rng = np.random.default_rng(4)
+    arm = np.repeat(["control", "disease_A", "disease_B"], 8)
+    age = np.concatenate([rng.normal(70, 4, 8), rng.normal(40, 4, 8), rng.normal(55, 4, 8)])
+    log2 = rng.normal(16, 0.3, (60, 24))
+    log2[:5] += -2.0 * (arm == "disease_A") - 0.1 * (age - 55)
+    samples = [f"S{j:02d}" for j in range(24)]
+    matrix = pl.DataFrame({"consensus_id": [f"C{i:02d}" for i in range(60)], "mz": np.linspace(100, 500, 60),
+                           "rt_s": np.linspace(30, 600, 60), **{s: 2.0 ** log2[:, j] for j, s in enumerate(samples)}})
+    sheet = pl.DataFrame({"sample_id": samples, "arm": arm.tolist(), "age": [f"{a:.2f}" for a in age]})
+    outcome = {"column": "arm", "type": "multiclass"}
+    adjusted, _, _ = differential_with_values(matrix, sheet, outcome, covariates=["age"], n_permutations=0)
+    plain, _, _ = differential_with_values(matrix, sheet, outcome, n_permutations=0)
+    planted = [f"C{i:02d}" for i in range(5)]
+    hits = adjusted.filter(pl.col("consensus_id").is_in(planted))
+    assert (hits["q_value"] < 0.05).all()
+    assert set(hits["lowest_class"].to_list()) == {"disease_A"}
+    # the adjusted difference is imprecise where age and arm go together (30 years between control and disease_A,
+    # a slope known to about 0.015 log2 a year): its mean over the 5 compounds
+    assert float(hits["log2_class_range"].mean()) == pytest.approx(2.0, abs=0.5)
+    # raw means: lowest in control (oldest), the trial's reversed reading
+    assert set(plain.filter(pl.col("consensus_id").is_in(planted))["lowest_class"].to_list()) == {"control"}
+    # class_means: at the covariates' mean, a feature with a missing value fitted on its own samples, a covariate
+    # the classes explain gives none
+    y = np.searchsorted(["control", "disease_A", "disease_B"], arm)
+    values = log2[:5].copy()
+    values[0, 3] = np.nan
+    means = class_means(values, y, [0, 1, 2], age[:, None])
+    assert float(np.mean(means[:, 1] - means[:, 0])) == pytest.approx(-2.0, abs=0.5)
+    assert np.isfinite(means).all()
+    collinear = class_means(values, y, [0, 1, 2], (y == 1).astype(float)[:, None])
+    assert np.isnan(collinear).all()

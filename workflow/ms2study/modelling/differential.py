@@ -398,7 +398,7 @@ def differential_with_values(feature_matrix: pl.DataFrame, samples: pl.DataFrame
         series(filled_pos).alias("gap_filled_rate_positive"), series(filled_ref).alias("gap_filled_rate_reference"),
         series(measured_rate).alias("measured_rate"),
         series(mean_log2).alias("mean_log2_intensity"),
-        *class_extremes(values, y, target.get("classes") if kind == "multiclass" else None),
+        *class_extremes(values, y, target.get("classes") if kind == "multiclass" else None, C),
     )
     table = table.join(accepted_identifications(identifications), on="consensus_id", how="left",
                        maintain_order="left")

@@ -17,7 +17,9 @@ tested features around the cluster that did not reach significance, specific com
 features not significant within half the window of the cluster's bounding box are counted by the sign of their
 test statistic; a one-sided sign test (binomial, ``scipy.stats.binomtest``) of "more of them moved the cluster's way
 than half" at ``ALPHA`` makes the cluster a warning (a local intensity effect); otherwise it is a note (close hits
-whose neighbours stayed put). On the spike-in study above, 49 of 67 neighbours moved down with the 6 hits; on a
+whose neighbours stayed put). A multiclass outcome's F has no sign: there a neighbour moved with the cluster when it shares the extreme class
+the cluster's hits share (e.g. lowest in one arm), tested against the share of the study's other non-significant
+features with that class there (binomial). On the spike-in study above, 49 of 67 neighbours moved down with the 6 hits; on a
 TripleTOF spike-in study whose planted compounds co-elute, 3 of 14 moved with them. Imports nothing of ms2study.
 """
 
@@ -51,6 +53,20 @@ def _largest_component(close: np.ndarray) -> np.ndarray:
     return np.flatnonzero(label == int(np.argmax(np.bincount(label))))
 
 
+def _shared_extreme(rows: pl.DataFrame) -> tuple[str, str] | None:
+    """The extreme the cluster's hits of a multiclass outcome share most: ("lowest_class" or "highest_class", the
+    class most of them have there; the more common of the two); None without those columns or values."""
+    best = None
+    for column in ("lowest_class", "highest_class"):
+        if column not in rows.columns or rows[column].is_null().all():
+            continue
+        counts = rows[column].drop_nulls().value_counts(sort=True)
+        label, count = counts[0, column], int(counts[0, "count"])
+        if best is None or count > best[2]:
+            best = (column, label, count)
+    return (best[0], best[1]) if best else None
+
+
 def local_cluster(table: pl.DataFrame, significance: float = 0.05, seed: int = 0) -> dict | None:
     """The locality test (module docstring) on a differential table (``modelling.differential.DIFFERENTIAL``: needs
     ``consensus_id``, ``mz``, ``rt_s``, ``q_value``, ``tested``; ``compound_group`` and ``log2_fold_change`` or
@@ -59,7 +75,8 @@ def local_cluster(table: pl.DataFrame, significance: float = 0.05, seed: int = 0
     (observed), ``close_pairs_expected`` (mean of the null), ``p_value`` (Monte Carlo, (1 + #null >= observed) /
     (1 + draws), ``N_DRAWS`` draws, fewer above ~450 hits), ``cluster`` (the largest group of neighbours:
     consensus ids, m/z and RT ranges, counts up and down, and when judged its neighbourhood: ``n_neighbours``,
-    ``n_neighbours_moved_with``, ``neighbours_sign_p``),
+    ``n_neighbours_moved_with``, ``neighbours_sign_p``; a multiclass outcome, whose F has no sign, judges the
+    neighbours by the extreme class its hits share, ``shared_extreme``, against the study's other features),
     ``warning`` (a sentence when the hits cluster, p < ALPHA, and at least MIN_NEIGHBOURS neighbours moved with them
     by the sign test at ALPHA) and ``note`` (a sentence when they cluster but the neighbourhood does not follow; both
     None when they do not cluster or the cluster holds fewer than MIN_CLUSTER). Needs ``statistic`` for the
@@ -98,25 +115,45 @@ def local_cluster(table: pl.DataFrame, significance: float = 0.05, seed: int = 0
            "warning": None, "note": None}
     if p >= ALPHA or rows.height < MIN_CLUSTER:
         return out
-    way = 1.0 if up * 2 >= rows.height else -1.0
-    statistic = tested.filter(
-        (pl.col("q_value") >= significance) & pl.col("statistic").is_not_null()
-        & pl.col("mz").is_between(cluster["mz_range"][0] - LOCAL_MZ_DA / 2, cluster["mz_range"][1] + LOCAL_MZ_DA / 2)
-        & pl.col("rt_s").is_between(cluster["rt_s_range"][0] - LOCAL_RT_S / 2,
-                                    cluster["rt_s_range"][1] + LOCAL_RT_S / 2))["statistic"].to_numpy()
-    moved = int((np.sign(statistic) == way).sum())
-    sign_p = float(stats.binomtest(moved, statistic.size, 0.5, alternative="greater").pvalue) if statistic.size \
-        else 1.0
-    cluster.update(n_neighbours=int(statistic.size), n_neighbours_moved_with=moved, neighbours_sign_p=sign_p)
+    quiet = pl.col("q_value") >= significance
+    around = (pl.col("mz").is_between(cluster["mz_range"][0] - LOCAL_MZ_DA / 2,
+                                      cluster["mz_range"][1] + LOCAL_MZ_DA / 2)
+              & pl.col("rt_s").is_between(cluster["rt_s_range"][0] - LOCAL_RT_S / 2,
+                                          cluster["rt_s_range"][1] + LOCAL_RT_S / 2))
+    extreme = None if effect else _shared_extreme(rows)
+    if extreme is not None:
+        # a multiclass outcome: an F has no sign; the cluster's hits share an extreme class (e.g. all lowest in
+        # disease_A), and a neighbour moved with them when it has that class at that extreme too, against the share
+        # of the study's other non-significant features that do (the chance rate; 1 / classes when balanced)
+        column, label = extreme
+        others = tested.filter(quiet & pl.col(column).is_not_null())
+        base = float((others[column] == label).mean()) if others.height else 0.0
+        near = others.filter(around)[column]
+        moved, n_near = int((near == label).sum()), near.len()
+        sign_p = float(stats.binomtest(moved, n_near, base, alternative="greater").pvalue) \
+            if n_near and 0.0 < base < 1.0 else 1.0
+        side = "lowest" if column == "lowest_class" else "highest"
+        direction = f"{int((rows[column] == label).sum())} {side} in {label}"
+        neighbours = (f"{moved} of the {n_near} features around them that are not significant are also {side} in "
+                      f"{label}, where {100 * base:.0f} % of the study's other such features are (binomial p = "
+                      f"{sign_p:.2g})")
+        cluster.update(shared_extreme={"column": column, "class": label})
+    else:
+        way = 1.0 if up * 2 >= rows.height else -1.0
+        statistic = tested.filter(quiet & pl.col("statistic").is_not_null() & around)["statistic"].to_numpy()
+        moved, n_near = int((np.sign(statistic) == way).sum()), int(statistic.size)
+        sign_p = float(stats.binomtest(moved, n_near, 0.5, alternative="greater").pvalue) if n_near else 1.0
+        direction = f"{cluster['n_down']} down, {up} up"
+        neighbours = (f"{moved} of the {n_near} features around them that are not significant moved the same "
+                      f"way (sign test p = {sign_p:.2g})")
+    cluster.update(n_neighbours=n_near, n_neighbours_moved_with=moved, neighbours_sign_p=sign_p)
     where = (f"{rows.height} of the {k} significant compound groups lie together at m/z "
              f"{cluster['mz_range'][0]:.2f}-{cluster['mz_range'][1]:.2f} and RT {cluster['rt_s_range'][0]:.0f}-"
-             f"{cluster['rt_s_range'][1]:.0f} s ({cluster['n_down']} down, {up} up; "
+             f"{cluster['rt_s_range'][1]:.0f} s ({direction}; "
              f"{', '.join(cluster['consensus_ids'][:8])}{' ...' if rows.height > 8 else ''}): {observed} close pairs "
              f"(within {LOCAL_MZ_DA:g} Da and {LOCAL_RT_S:g} s) where random sets of as many tested groups have "
              f"{null.mean():.1f} (p = {p:.3g})")
-    neighbours = (f"{moved} of the {statistic.size} features around them that are not significant moved the same "
-                  f"way (sign test p = {sign_p:.2g})")
-    if statistic.size >= MIN_NEIGHBOURS and sign_p < ALPHA:
+    if n_near >= MIN_NEIGHBOURS and sign_p < ALPHA:
         out["warning"] = (f"{where}, and {neighbours}: a local intensity effect (ion suppression, an interference, a "
                           "zone of the run that differed between the groups) moves neighbours together, and the "
                           "q-values do not allow for it. Inspect these features' peaks before counting them as "

@@ -120,7 +120,9 @@ def _test_text(summary: dict) -> str:
     if moderated:
         name += " with moderated variances (limma's moderated F; ordinary F for features with an imputed value)"
     return (f"{name} on log2 intensities across the classes ({counts}); the F-test has no direction: the table names "
-            f"each feature's highest and lowest class and the log2 difference of their means{how}")
+            f"each feature's highest and lowest class and the log2 difference of their means"
+            + (f" at equal {covariates} (each class's mean at the covariates' mean, as the F-test compares)"
+               if covariates else "") + how)
 
 
 def differential_section(differential: Sequence[DifferentialFiles], warnings: list[str],
