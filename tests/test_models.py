@@ -4,6 +4,7 @@ lists samples without an outcome, and its metrics agree with scikit-learn's."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -417,7 +418,11 @@ def test_model_refuses_a_sheet_whose_id_column_does_not_name_the_table_samples(
     assert cli_main([*argv, "--id-column", "group"]) == 1  # a column matching none: the one that matches is named
     assert "pass --id-column 'ID'" in capsys.readouterr().err
     assert cli_main([*argv, "--id-column", "ID"]) == 0  # the right column: modelled
-    capsys.readouterr()
+    assert "permutation p = NA" in capsys.readouterr().out  # no permutations asked for
+    with_p = [*argv[:-1], json.dumps({"n_permutations": 6, "outer_repeats": 1}), "--id-column", "ID"]
+    assert cli_main(with_p) == 0
+    said = re.search(r"permutation p = (\S+)", capsys.readouterr().out)  # 3 significant digits (a trial: 0.2040816)
+    assert said and len(said[1].replace("0.", "").lstrip("0")) <= 3, said
     bad = [a if a != "group" else "grup" for a in argv]  # a misspelt outcome: the sheet given is named, no config.yaml
     assert cli_main([*bad, "--id-column", "ID"]) == 1
     error = capsys.readouterr().err

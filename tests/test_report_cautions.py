@@ -302,3 +302,20 @@ def test_a_small_two_group_study_is_told_how_few_splits_its_permutation_null_has
     class_size_warning({"type": "binary", "class_counts": {"control": 5, "case": 7}, "feature_sets": {}}, "group",
                        warnings)
     assert len(warnings) == 1 and "distinct splits" not in warnings[0]  # 792 splits
+
+
+def test_a_three_arm_study_names_its_small_arm_and_its_covariates_by_column() -> None:
+    """A three-arm trial: arms of 15, 28 and 2 read "only 15 control vs 28 disease_A vs 2 disease_B samples (fewer
+    than 10 per class)", and covariates age and sex "adjusted for age, sex=M" (one-hot coding; "males only")."""
+    from ms2study.reporting.cautions import class_size_warning
+    from ms2study.reporting.html import covariate_names
+
+    said: list = []
+    class_size_warning({"type": "multiclass", "class_counts": {"control": 15, "disease_A": 28, "disease_B": 2}},
+                       "arm", said)
+    assert said and str(said[0]).startswith(
+        "outcome <b>arm</b>: disease_B has fewer than 10 samples (15 control vs 28 disease_A vs 2 disease_B): ")
+    said = []
+    class_size_warning({"type": "binary", "class_counts": {"control": 4, "case": 4}}, "group", said)
+    assert "only 4 control vs 4 case samples (fewer than 10 per class)" in str(said[0])
+    assert covariate_names({"covariates": ["cov:age", "cov:sex=M", "cov:site=B", "cov:site=C"]}) == "age, sex, site"

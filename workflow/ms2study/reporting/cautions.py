@@ -106,9 +106,16 @@ def class_size_warning(summary: dict, outcome: str, warnings: list[str]) -> None
                       "one split that follows a structure other than the outcome (batch, source run, sex) can fill "
                       "it with large statistics and keep even large changes above q 0.05: name such a column under "
                       "models: covariates, which the permutations then hold fixed (Freedman-Lane)")
+    unit = "subjects" if summary.get("subjects") else "samples"
+    small = [k for k, v in counts.items() if v < FEW_PER_CLASS]
+    if len(small) < len(counts):  # name the small classes, not all (a trial: "only 15 vs 28 vs 2 (fewer than 10 per
+        # class)" for arms of 15, 28 and 2)
+        few = (f"{' and '.join(esc(k) for k in small)} {'has' if len(small) == 1 else 'have'} fewer than "
+               f"{FEW_PER_CLASS} {unit} ({sizes})")
+    else:
+        few = f"only {sizes} {unit} (fewer than {FEW_PER_CLASS} per class)"
     warnings.append(Caution(
-        f"outcome <b>{esc(outcome)}</b>: only {sizes} {'subjects' if summary.get('subjects') else 'samples'} "
-        f"(fewer than {FEW_PER_CLASS} per class): the models' "
+        f"outcome <b>{esc(outcome)}</b>: {few}: the models' "
         f"95 % intervals are wide{example}, and the tests have little power for modest changes{splits}", DOUBT,
         "few samples per class", (f"models:{outcome}", f"differential:{outcome}")))
 

@@ -221,11 +221,15 @@ def page(title: str, note_html: str, sections: list[tuple[str, str, str]], warni
 
 def covariate_names(summary: dict) -> str:
     """The covariates a model or test summary adjusted for (its ``covariates``), as the sample sheet names them
-    (without the models' ``cov:`` prefix), joined by ", "; "" without any. The subject of a paired design
+    (without the models' ``cov:`` prefix; a one-hot coded column once, by its name), joined by ", "; "" without
+    any. The subject of a paired design
     (``paired_by``, one level per subject) is named once. Not escaped."""
     names = [str(c).removeprefix("cov:") for c in summary.get("covariates") or []]
     block = summary.get("paired_by")
     if block:
-        names = [n for n in names if not n.startswith(f"{block}=")] + [
-            f"{block} (a paired design: each of the {summary.get('n_subjects')} subjects a factor level)"]
+        names = [n for n in names if not n.startswith(f"{block}=")]
+    # a categorical covariate is one-hot coded (cov:sex=M): name its column, once ("sex=M" read as "males only")
+    names = list(dict.fromkeys(n.split("=", 1)[0] for n in names))
+    if block:
+        names.append(f"{block} (a paired design: each of the {summary.get('n_subjects')} subjects a factor level)")
     return ", ".join(names)

@@ -280,7 +280,8 @@ def _cli_model(args: argparse.Namespace) -> int:
     for name, entry in summary.get("feature_sets", {}).items():
         low, high = format_metric(entry["ci_low"]), format_metric(entry["ci_high"])
         print(f"{args.outcome} ({summary['type']}, n = {entry['n_samples']}) on {name}: {entry['metric']} = "
-              f"{format_metric(entry['value'])} [{low}, {high}], permutation p = {entry['permutation_p']}")
+              f"{format_metric(entry['value'])} [{low}, {high}], permutation p = "
+              f"{'NA' if entry['permutation_p'] is None else format(float(entry['permutation_p']), '.3g')}")
     if summary["status"] != "done":
         print(f"{args.outcome}: skipped: {summary.get('reason')}")
     return 0
