@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import pytest
 
 from ms2study.reporting.confounding import association, association_cautions
 from ms2study.reporting.html import DOUBT, kind_of
@@ -46,3 +47,33 @@ def test_each_kind_of_pair_is_tested_and_the_null_holds_its_level() -> None:
     # 400 null studies of 16 samples: the caution's rate stays near its 5 % level
     rates = [bool(association_cautions(_sheet(0.0, seed=s, n=16), [GROUP, AGE], [])) for s in range(400)]
     assert np.mean(rates) <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / 400)
+
+
+def test_a_covariate_that_follows_the_outcome_leaves_the_adjustment_little_overlap() -> None:
+    """A three-arm trial: age 70, 40 and 55 by arm (sd 4) adjusted for without a word; the adjusted F called the
+    right compounds but the arms share hardly any ages. Overlapping ages, or age a little different, stay silent."""
+    from ms2study.reporting.confounding import explained_share, overlap_cautions
+
+    rng = np.random.default_rng(3)
+    arm = np.repeat(["control", "disease_A", "disease_B"], 8)
+    spec = {"column": "arm", "type": "multiclass"}
+
+    def sheet(ages: np.ndarray, sex: list[str] | None = None) -> pl.DataFrame:
+        columns = {"sample_id": [f"S{j}" for j in range(24)], "arm": arm.tolist(), "age": [f"{a:.1f}" for a in ages]}
+        return pl.DataFrame({**columns, "sex": sex or ["M", "F"] * 12})
+
+    confounded = sheet(np.concatenate([rng.normal(m, 4, 8) for m in (70, 40, 55)]))
+    share, said = explained_share(confounded, spec, "age")
+    assert share > 0.8 and "mean age control 68" in said
+    cautions = overlap_cautions(confounded, [spec], ["age", "sex"])
+    assert len(cautions) == 1 and "covariate <b>age</b> follows outcome <b>arm</b>" in str(cautions[0])
+    assert cautions[0].concerns == ("models:arm", "differential:arm")
+    overlapping = sheet(np.concatenate([rng.normal(m, 12, 8) for m in (60, 50, 55)]))
+    assert overlap_cautions(overlapping, [spec], ["age"]) == []
+    # a categorical covariate the arms determine (every control male, every case female) is caught too
+    aliased = sheet(rng.normal(50, 10, 24), ["M"] * 8 + ["F"] * 16)
+    assert [c.label for c in overlap_cautions(aliased, [spec], ["sex"])] == ["sex follows arm"]
+    # a continuous outcome and the covariate it is (nearly)
+    score = {"column": "score", "type": "continuous"}
+    both = confounded.with_columns(score=pl.col("age").cast(pl.Float64) * 2 + 1)
+    assert explained_share(both, score, "age")[0] == pytest.approx(1.0)

@@ -1,7 +1,8 @@
 """Outcomes of one study that go together: a caution when two configured outcomes are associated over the study
 samples, so that what differs with one may be the other (a fresh user's demo: cases older than controls, mean age
-65.2 against 47.4, and the vitamins planted for the group came out among the age findings, with no word of it).
-May import ``ms2study.core``, ``ms2study.modelling`` and ``reporting.html``.
+65.2 against 47.4, and the vitamins planted for the group came out among the age findings, with no word of it);
+and a caution when a configured covariate follows an outcome so closely that adjusting for it leaves the groups
+little overlap (``overlap_cautions``). May import ``ms2study.core``, ``ms2study.modelling`` and ``reporting.html``.
 """
 
 from __future__ import annotations
@@ -87,4 +88,65 @@ def association_cautions(sheet: pl.DataFrame, outcomes: list[dict], covariates: 
             f"outcome as a covariate (<code>models: covariates: [{cb}]</code> adjusts every outcome's tests and "
             f"models for {cb}, {ca}'s own excepted)", DOUBT, f"{a['column']} and {b['column']} go together",
             tuple(f"{s}:{c}" for c in (a["column"], b["column"]) for s in ("models", "differential"))))
+    return found
+
+
+# A covariate this well explained by an outcome (variance inflation factor 1 / (1 - R²) of 5 or more, a common rule
+# of thumb for problematic collinearity: James et al. 2013, An Introduction to Statistical Learning, 3.3.3) leaves
+# the adjusted comparison little overlap to rest on.
+OVERLAP_R2 = 0.8
+
+
+def explained_share(sheet: pl.DataFrame, outcome: dict, covariate: str) -> tuple[float, str] | None:
+    """(share, HTML) of ``covariate``'s variation over the rows of ``sheet`` that the ``outcome`` (a
+    ``models.outcomes`` entry) explains: R² (eta² for a categorical outcome: between-class over total sum of
+    squares; r² for a continuous one) for a numeric covariate, Cramér's V² (scipy.stats.contingency.association)
+    against a categorical outcome for a categorical covariate; None with fewer than 4 rows having both, a constant,
+    or a categorical covariate beside a continuous outcome."""
+    numeric = sheet[covariate].cast(pl.Utf8).str.strip_chars().cast(pl.Float64, strict=False)
+    text = sheet[covariate].cast(pl.Utf8).str.strip_chars().replace("", None)
+    is_numeric = numeric.null_count() == text.null_count()
+    y = _values(sheet, outcome)
+    both = pl.DataFrame({"x": numeric if is_numeric else text, "y": y}).drop_nulls()
+    if both.height < 4 or both["x"].n_unique() < 2 or both["y"].n_unique() < 2:
+        return None
+    if outcome.get("type") == "continuous":
+        if not is_numeric:
+            return None
+        r = float(np.corrcoef(both["x"].to_numpy(), both["y"].to_numpy())[0, 1])
+        return r * r, f"r² {r * r:.2f} over {both.height} samples"
+    if is_numeric:
+        x = both["x"].to_numpy()
+        means = both.group_by("y", maintain_order=True).agg(pl.col("x").mean(), pl.len()).sort("y")
+        between = float(sum(n * (m - x.mean()) ** 2 for m, n in zip(means["x"], means["len"])))
+        share = between / float(((x - x.mean()) ** 2).sum())
+        per_class = ", ".join(f"{esc(str(k))} {m:.3g}" for k, m in zip(means["y"], means["x"]))
+        return share, f"R² {share:.2f}; mean {esc(covariate)} {per_class}"
+    counts = both.group_by(["x", "y"]).len().pivot(on="y", index="x", values="len").fill_null(0).drop("x")
+    v = float(stats.contingency.association(counts.to_numpy(), method="cramer"))
+    return v * v, f"Cramér's V² {v * v:.2f} over {both.height} samples"
+
+
+def overlap_cautions(sheet: pl.DataFrame, outcomes: list[dict], covariates: list[str]) -> list[Caution]:
+    """A caution (``DOUBT``; concerns the outcome's ``models:`` and ``differential:``) for every configured covariate
+    that an outcome explains to ``OVERLAP_R2`` or more over ``sheet`` (study samples; ``explained_share``): the
+    adjustment then compares groups at covariate values few of their samples have (a three-arm trial: age 70, 40
+    and 55 by arm, R² 0.95), its effects rest on the straight-line model of the covariate and are imprecise, and
+    what differs with the outcome cannot be told from what differs with the covariate."""
+    found = []
+    for spec in (o for o in outcomes if isinstance(o, dict) and o.get("column") in sheet.columns):
+        for covariate in covariates:
+            if covariate == spec["column"] or covariate not in sheet.columns:
+                continue
+            explained = explained_share(sheet, spec, covariate)
+            if explained is None or explained[0] < OVERLAP_R2:
+                continue
+            outcome, name = esc(spec["column"]), esc(covariate)
+            found.append(Caution(
+                f"covariate <b>{name}</b> follows outcome <b>{outcome}</b> closely ({explained[1]}): adjusted for "
+                f"{name}, the tests and models compare the groups at values of {name} few of their samples have, so "
+                f"the adjusted effects rest on a straight-line model of {name}, are imprecise, and what differs with "
+                f"{outcome} cannot be told from what differs with {name}; a design whose groups overlap in {name} "
+                "(or matched samples) is needed to separate them", DOUBT, f"{covariate} follows {spec['column']}",
+                (f"models:{spec['column']}", f"differential:{spec['column']}")))
     return found
