@@ -377,6 +377,13 @@ def test_a_class_enriched_on_one_compound_says_so_with_its_level(tmp_path: Path)
             "unseen isomer's class may differ) &mdash; one compound is not yet a class effect") in text
     assert "<b>Ureas</b> (q = 0.005; 3 of 5 compounds at p &lt; 0.05, 3 higher in case, 0 lower); " in text
     assert text.count("resting on one compound") == 1
+    # a multiclass outcome (its rows name a highest class): an F-test has no direction, so no "0 up, 0 down" (a
+    # three-arm trial)
+    arms = tested.with_columns(highest_class=pl.lit("disease_A"), lowest_class=pl.lit("control"))
+    write_table(pl.read_parquet(path).with_columns(n_up=pl.lit(0), n_down=pl.lit(0)),
+                path.with_name("arm_enrichment.parquet"), {"alpha": 0.05})
+    undirected = _enrichment_finding(path.with_name("arm_enrichment.parquet"), None, arms)
+    assert "<b>Ureas</b> (q = 0.005; 3 of 5 compounds at p &lt; 0.05); " in undirected and " up," not in undirected
 
 
 def test_hits_resting_on_imputed_values_are_counted_in_the_finding(tmp_path: Path) -> None:

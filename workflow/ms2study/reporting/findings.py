@@ -312,6 +312,9 @@ def _enrichment_finding(path: Path | None, positive: str | None = None,
         return (f"no chemical class enriched at q &lt; {SIGNIFICANCE:g} ({enrichment.height} tested; lowest q "
                 f"{float(enrichment['q_value'].min()):.2g}{few})")
     paths = hits["class_path"].to_list()
+    # a multiclass outcome's F-test has no direction: its classes' up and down counts are 0 by construction (a
+    # three-arm trial read "4 of 5 compounds at p < 0.05, 0 up, 0 down" for a class raised in two arms)
+    undirected = tested is not None and "highest_class" in tested.columns and tested["highest_class"].is_not_null().any()
     said = []
     for r in hits.iter_rows(named=True):
         if any(other.startswith(r["class_path"] + ";") for other in paths):
@@ -319,8 +322,9 @@ def _enrichment_finding(path: Path | None, positive: str | None = None,
         parents = [p for p in paths if r["class_path"].startswith(p + ";")]
         name = r.get("class_name") or r["class_path"].split(";")[-1].strip()
         up, down = (f"higher in {esc(positive)}", "lower") if positive is not None else ("up", "down")
-        counts = (f"{r['n_significant']} of {r['n_compounds']} compounds at p &lt; {alpha:g}, {r['n_up']} {up}, "
-                  f"{r['n_down']} {down}" if r.get("n_compounds") is not None else "")
+        way = ("" if undirected else f", {r['n_up']} {up}, {r['n_down']} {down}")
+        counts = (f"{r['n_significant']} of {r['n_compounds']} compounds at p &lt; {alpha:g}{way}"
+                  if r.get("n_compounds") is not None else "")
         said.append(f"<b>{esc(name)}</b> (q = {q_text(r['q_value'])}{'; ' + counts if counts else ''})"
                     + (f", with its enriched parent class{'es' if len(parents) > 1 else ''} "
                        + ", ".join(esc(p.split(';')[-1].strip()) for p in parents) if parents else "")
