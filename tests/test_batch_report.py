@@ -330,6 +330,12 @@ def test_a_plain_study_is_not_warned_and_kept_flags_are_said_to_be_kept(tmp_path
     batch_section(tmp_path / "correction.json", tmp_path / "corrected.parquet", raw,
                   sheet.with_columns(pl.Series("batch", ["1", "1", "2", "2"])), {}, warnings)
     assert any("not corrected from pooled QCs" in w for w in warnings)
+    assert "subjects with several runs" not in part
+    # runs of one subject normalised against one another first (correction.normalise): said in the section
+    record = json.loads((tmp_path / "correction.json").read_text())
+    (tmp_path / "correction.json").write_text(json.dumps({**record, "n_subjects_normalised_within": 2}))
+    part = batch_section(tmp_path / "correction.json", tmp_path / "corrected.parquet", raw, sheet, {}, [])
+    assert "aligned the runs of each of the 2 subjects with several runs" in part
 
 
 def _fit_notes(sheet: pl.DataFrame, method: str) -> list[str]:

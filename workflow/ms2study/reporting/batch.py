@@ -449,6 +449,12 @@ def batch_section(correction_path: Path | None, corrected_path: Path | None, raw
     if record:
         reason = method_reason(str(method), counts, requested)
         parts.append(_drift_text(record, n_qc, warnings, acquisition, reason))
+        if record.get("n_subjects_normalised_within"):  # correction.normalise: paired designs, replicate injections
+            parts.append(f"<p>The run-level normalisation aligned the runs of each of the "
+                         f"{int(record['n_subjects_normalised_within'])} subjects with several runs (sample sheet's "
+                         "<code>subject_id</code>) with one another before the subjects with each other, so that "
+                         "compounds changing between a subject's runs do not shift that subject's other compounds."
+                         "</p>")
         parts.append(fits_part(record))
         for text in record.get("warnings") or []:
             warnings.append(f"batch correction: {fit_note(str(text), record) or esc(text)}")
