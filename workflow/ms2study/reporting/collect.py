@@ -364,7 +364,7 @@ def read_annotations(paths: Sequence[Path | None]) -> pl.DataFrame:
     present = [Path(p) for p in paths if p is not None and Path(p).exists()]
     if not present:
         return pl.DataFrame()
-    cols = ["spectrum_id", "sample_id", "rank", "library_name", "library_inchikey", "cosine",
+    cols = ["spectrum_id", "sample_id", "feature_id", "rank", "library_name", "library_inchikey", "cosine",
             "precursor_error_ppm", "matched_peaks", "library_id", "q_value", "accepted"]
     frames = [pl.read_parquet(p, columns=[c for c in cols if c in _columns(p)]).filter(pl.col("rank") == 1)
               for p in present]

@@ -20,6 +20,7 @@ import polars as pl
 
 import ms2study
 from ms2study import __version__
+from ms2study.identification.unmapped import unmapped_names, unmapped_sentence
 from ms2study.io.samplesheet import sample_roles
 from ms2study.reporting import marks
 from ms2study.reporting.cautions import library_isomers
@@ -200,6 +201,9 @@ def identifications_section(annotations: pl.DataFrame, ident: pl.DataFrame | Non
         warnings.append(Caution("identifications have <b>no q-values</b> (annotate confidence: none): their error "
                                 "rate is unknown", DOUBT, "identifications without q-values",
                                 ("identifications", "differential")))
+    said = unmapped_sentence(unmapped_names(annotations, ident), html=True) if with_q else None
+    if said:  # accepted names on scans that map to no feature: not in the compound table (a TripleTOF trial)
+        warnings.append(Caution(said, QUALITY, "accepted names without a feature", ("identifications",)))
     key = "library_inchikey" if "library_inchikey" in hits.columns else "library_name"
     aggregations = [pl.col("spectrum_id").n_unique().alias("spectra"), pl.col(key).n_unique().alias("compounds"),
                     pl.col("cosine").max().alias("best")]

@@ -58,7 +58,7 @@ from ms2study.core.atomic import write_parquet
 from ms2study.core.errors import InputError
 from ms2study.correction.identification_checks import (EVIDENCE_OUT, GROUPING_COLUMNS, adduct_acceptance,
                                                        with_adduct_checks)
-from ms2study.identification import background, confidence, insource, structure_model
+from ms2study.identification import background, confidence, insource, structure_model, unmapped
 from ms2study.identification.background import BLANK_ONLY_NOTE, SPLIT_NOTE  # noqa: F401 (BLANK_ONLY_NOTE re-exported)
 
 log = logging.getLogger(__name__)
@@ -425,6 +425,9 @@ def _cli(args: argparse.Namespace) -> int:
                         "check (pooled QC and blank runs would correlate any two ions); give the sample sheet")
     out = identify_features(ann, links, float(params.get("fdr", 0.01)), classes, groups, run_types, matrix)
     out = background.mark_from_files(out, links, args.features)  # the background-ion mark
+    said = unmapped.unmapped_sentence(unmapped.unmapped_names(ann, out))  # accepted names with no feature
+    if said:
+        log.warning(said)
     write_parquet(out, args.out)
     return 0
 
