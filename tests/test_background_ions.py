@@ -165,3 +165,26 @@ def test_a_name_flagged_by_the_blank_filter_is_marked_beside_it_and_in_the_findi
     assert marks.with_blank_flags(ident, None) is ident
     assert marks.with_blank_flags(ident, corrected.drop("blank_ratio")) is ident
     assert marks.BLANK_HEADER not in _consensus_compounds(ident, {}, "q ≤ 0.01", 0.01)
+
+
+def test_a_split_elution_s_other_part_is_not_said_to_be_refused_by_the_adduct_check() -> None:
+    """A TripleTOF trial: Fenamiphos, named once on C190, had its other part C189 listed among the matches "not
+    accepted because the library spectrum's adduct contradicts ..." with every evidence column empty. Such rows
+    (and names resting on blank runs only) get a note of their own; the adduct table keeps the adduct refusals."""
+    ident, _, _ = _study()
+    extra = pl.DataFrame({
+        "consensus_id": ["C5", "C6", "C7"], "name": ["fenamiphos", "fenamiphos", "epsilon"],
+        "inchikey": ["EEEEEEEEEEEEEE-X"] * 2 + ["FFFFFFFFFFFFFF-X"], "msi_level": [None, 3, None],
+        "isomer_inchikeys": [None, ["EEEEEEEEEEEEEE-X"], None], "compound_class": ["c"] * 3,
+        "n_samples": [3, 3, 2], "n_spectra": [4, 9, 3], "n_supporting": [4, 9, 3], "best_score": [0.9, 0.95, 0.8],
+        "best_cosine": [0.9, 0.95, 0.8], "q_value": [0.002, 0.001, 0.004], "accepted": [False, True, False],
+        "evidence_note": [f"{background.SPLIT_NOTE}C6 (one elution split over two consensus features)", None, None]},
+        schema_overrides={"msi_level": pl.Int8})
+    table = pl.concat([ident, extra], how="diagonal_relaxed").with_columns(
+        adduct=pl.lit("[M+H]+"), feature_adduct=pl.lit(None, dtype=pl.Utf8),
+        adduct_note=pl.when(pl.col("consensus_id") == "C7").then(pl.lit("library [M+H]+, grouped as [M+Na]+"))
+        .otherwise(None))
+    text = _consensus_compounds(table, {}, "q ≤ 0.01", 0.01)
+    assert "1 more consensus feature(s) have a library match at q ≤ 0.01 that was not accepted, because" in text
+    assert ("1 consensus feature(s) with a library match at q ≤ 0.01 are not accepted for a reason of their own: "
+            "fenamiphos (C5): named once, on C6") in text

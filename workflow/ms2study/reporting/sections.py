@@ -27,7 +27,8 @@ from ms2study.reporting.cautions import library_isomers
 from ms2study.reporting.charts import bar_figure, figure_html
 from ms2study.reporting.html import DOUBT, QUALITY, Caution, esc, html_table, q_cell, warning_box
 from ms2study.reporting.tables import class_path, interactive_table
-from ms2study.reporting.unaccepted import best_unaccepted_section, fixed_decimals as _fixed, in_source_withdrawn
+from ms2study.reporting.unaccepted import (best_unaccepted_section, fixed_decimals as _fixed, in_source_withdrawn,
+                                           set_apart, set_apart_note)
 
 # the declared dependencies that shape the results (pyproject.toml); pyarrow is not one of them
 PACKAGES = ["ms2study", "polars", "numpy", "scikit-learn", "scipy", "torch", "pyopenms", "numba", "snakemake",
@@ -342,7 +343,8 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
         parts.extend(withdrawn)
     if fdr is not None and "adduct_note" in ident.columns:
         refused = ident.filter(~pl.col("accepted") & (pl.col("q_value") <= float(fdr))
-                               & ~marks.withdrawn(ident.columns)).sort("q_value")
+                               & ~marks.withdrawn(ident.columns) & ~set_apart(ident.columns)).sort("q_value")
+        parts.append(set_apart_note(ident, float(fdr), at))  # blank-only, or named on another part of its elution
         if refused.height:
             parts.append(warning_box(
                 f"{refused.height} more consensus feature(s) have a library match at {at} that was not "

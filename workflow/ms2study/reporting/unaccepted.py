@@ -10,7 +10,7 @@ import polars as pl
 
 from ms2study.identification.background import BLANK_ONLY_NOTE, SPLIT_NOTE
 from ms2study.reporting import marks
-from ms2study.reporting.html import html_table, q_cell
+from ms2study.reporting.html import esc, html_table, q_cell
 
 SHOWN = 20  # best matches listed at most (the rest are in identifications.parquet)
 
@@ -144,3 +144,27 @@ def in_source_withdrawn(ident: pl.DataFrame, fdr: float | None) -> list[str]:
                         for r, loss in zip(gone.iter_rows(named=True), found)],
                        numeric={2, 3, 4, 7, 8})
     return [note, table]
+
+
+def set_apart(columns) -> pl.Expr:
+    """Unaccepted rows of an identifications table with ``columns`` refused for a reason of their own, not by the
+    adduct check: supported by blank runs only, or named once on another part of their elution (``evidence_note``,
+    ``identification.background``)."""
+    if "evidence_note" not in columns:
+        return pl.lit(False)
+    note = pl.col("evidence_note").fill_null("")
+    return note.str.starts_with(BLANK_ONLY_NOTE) | note.str.starts_with(SPLIT_NOTE)
+
+
+def set_apart_note(ident: pl.DataFrame, fdr: float, at: str) -> str:
+    """HTML: the consensus features with a match at ``at`` (q <= ``fdr``) not accepted for such a reason of their
+    own (``set_apart``), each with its reason (``refusal_reasons``), so that none is said to be refused by the adduct
+    check (a TripleTOF trial: one part of a split elution listed there, every evidence column empty); "" when none."""
+    rows = ident.filter(~pl.col("accepted").fill_null(False) & (pl.col("q_value") <= fdr)
+                        & set_apart(ident.columns)).sort("q_value")
+    if not rows.height:
+        return ""
+    reasons = refusal_reasons(rows, fdr).to_list()
+    said = "; ".join(f"{r['name']} ({r['consensus_id']}): {why}" for r, why in zip(rows.iter_rows(named=True), reasons))
+    return (f'<p class="note">{rows.height} consensus feature(s) with a library match at {at} are not accepted for a '
+            f"reason of their own: {esc(said)}.</p>")
