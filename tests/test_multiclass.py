@@ -232,7 +232,7 @@ def test_the_sample_map_marks_a_left_out_class_of_one() -> None:
     assert "left out" not in plain
 
 
-def test_with_covariates_the_highest_and_lowest_class_are_those_the_adjusted_test_compares() -> None:
+def test_with_covariates_the_highest_and_lowest_class_are_those_the_adjusted_test_compares(tmp_path) -> None:
     """A trial (three arms, age confounded with the arm: control ~70 years, disease_A ~40, disease_B ~55; 5 compounds
     2 log2 lower in disease_A at any age, all falling 0.1 log2 a year): the ANCOVA F found the 5, but the table said
     highest disease_B, lowest control from raw class means, the opposite of the adjusted model. The class means
@@ -249,7 +249,7 @@ def test_with_covariates_the_highest_and_lowest_class_are_those_the_adjusted_tes
                            "rt_s": np.linspace(30, 600, 60), **{s: 2.0 ** log2[:, j] for j, s in enumerate(samples)}})
     sheet = pl.DataFrame({"sample_id": samples, "arm": arm.tolist(), "age": [f"{a:.2f}" for a in age]})
     outcome = {"column": "arm", "type": "multiclass"}
-    adjusted, _, _ = differential_with_values(matrix, sheet, outcome, covariates=["age"], n_permutations=0)
+    adjusted, summary, _ = differential_with_values(matrix, sheet, outcome, covariates=["age"], n_permutations=0)
     plain, _, _ = differential_with_values(matrix, sheet, outcome, n_permutations=0)
     planted = [f"C{i:02d}" for i in range(5)]
     hits = adjusted.filter(pl.col("consensus_id").is_in(planted))
@@ -258,6 +258,16 @@ def test_with_covariates_the_highest_and_lowest_class_are_those_the_adjusted_tes
     # the adjusted difference is imprecise where age and arm go together (30 years between control and disease_A,
     # a slope known to about 0.015 log2 a year): its mean over the 5 compounds
     assert float(hits["log2_class_range"].mean()) == pytest.approx(2.0, abs=0.5)
+    # the export carries the direction beside the F (a trial: consensus_features.tsv had the F, p and q only)
+    from ms2study.modelling.differential import write_table
+    from ms2study.stages.export import differential_columns
+
+    path = tmp_path / "arm.parquet"
+    write_table(adjusted, path, summary)
+    exported = differential_columns([path])[0].filter(pl.col("consensus_id").is_in(planted))
+    assert exported.columns == ["consensus_id", "arm_statistic", "arm_highest_class", "arm_lowest_class",
+                                "arm_p_value", "arm_q_value"]
+    assert set(exported["arm_lowest_class"].to_list()) == {"disease_A"}
     # raw means: lowest in control (oldest), the trial's reversed reading
     assert set(plain.filter(pl.col("consensus_id").is_in(planted))["lowest_class"].to_list()) == {"control"}
     # class_means: at the covariates' mean, a feature with a missing value fitted on its own samples, a covariate

@@ -811,3 +811,16 @@ def test_an_infinite_prior_is_said_so() -> None:
 
     assert _prior_df(1e6) == "infinite: the features' variances differ no more than chance"
     assert _prior_df(53.24) == "53.2" and _prior_df(None) == "0.0"
+
+
+def test_a_verdict_resting_on_the_covariates_alone_says_so() -> None:
+    """A three-arm trial: "separates the classes (macro AUC 0.97 ...; best of 5 feature sets: covariates)" was read as
+    the metabolome's separation; age alone did it, every measured set scored lower."""
+    summary = {**_summary(covariates=_entry(0.97, 0.80, 1.0, 0.001), features=_entry(0.90, 0.70, 1.0, 0.004),
+                          embedding=_entry(0.86, 0.6, 1.0, 0.01)), "covariates": ["cov:age", "cov:sex=M"]}
+    text, on = findings.model_verdict(summary)
+    assert on == "covariates"
+    assert ("<b>that is the covariates alone (age, sex)</b>, the baseline every feature set also holds: no set of the "
+            "measurements does better (the best, features: AUC 0.90)") in text
+    plain = _summary(features=_entry(0.97, 0.72, 1.0, 0.02))
+    assert "covariates alone" not in findings.model_verdict(plain)[0]

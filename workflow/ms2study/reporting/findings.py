@@ -31,7 +31,8 @@ from ms2study.reporting.html import (
     p_value_text,
     warning_anchor,
 )
-from ms2study.reporting.modeltext import METRIC_NAMES, reached_text, tested_clause, wide_interval_note
+from ms2study.reporting.modeltext import (METRIC_NAMES, covariates_only, reached_text, tested_clause,
+                                          wide_interval_note)
 from ms2study.reporting.shift import SHIFT_MIN_LOG2, SHIFT_SHARE, shift_notable, shift_size  # noqa: F401
 from ms2study.reporting.shift import shift_sentence as _shift_sentence
 
@@ -105,12 +106,15 @@ def model_verdict(summary: dict) -> tuple[str, str | None]:
     # a verdict that fails on p alone, near the smallest p the permutations allow, says that they decide it
     limited = permutation_resolution(summary, name)
     limited = f"; {limited}" if limited else ""
+    alone = covariates_only(summary, name)  # the covariates' separation, not the measurements'
+    alone = f"; {alone}" if alone else ""
+    limited += alone
     if why is None and adjusted is not None and adjusted["p"] >= P_SMALL:
         text = (f"<b>suggestive only</b>: the best set {does} on its own test, but not once the choice among "
                 f"{n_sets} sets is adjusted for ({numbers}){limited}")
         return text, name
     if why is None:
-        return f"<b>{does}</b> ({numbers})", name
+        return f"<b>{does}</b> ({numbers}){alone}", name
     if chance is None or low is None or float(low) <= chance:
         if p is not None and chance is not None and low is not None and (
                 adjusted["p"] if adjusted is not None else float(p)) < P_SMALL:

@@ -108,3 +108,23 @@ def wide_interval_note(entry: dict) -> str:
     test = ("; rely on the permutation p to judge whether it beats chance" if entry.get("permutation_p") is not None
             else "")
     return f" (so wide that these few samples per class cannot pin the AUC down{score_interval_clause(entry)}{test})"
+
+
+def covariates_only(summary: dict, name: str) -> str | None:
+    """When the set a verdict rests on is ``covariates`` (the sheet's covariates alone, the baseline every feature set
+    also holds): a clause saying that the separation is theirs and naming the best set of the measurements beside it
+    (a three-arm trial: "separates the classes (macro AUC 0.97 ...; best of 5 feature sets: covariates)" read as the
+    metabolome's separation, where age alone did it and every measured set scored 0.86-0.90); None otherwise."""
+    if name != "covariates":
+        return None
+    from ms2study.reporting.html import covariate_names
+
+    alone = f"the covariates alone ({esc(covariate_names(summary))})"
+    others = [(n, e) for n, e in (summary.get("feature_sets") or {}).items()
+              if n != "covariates" and e.get("value") is not None]
+    if not others:
+        return f"<b>that is {alone}</b>: no set of the measurements was scored"
+    best, entry = max(others, key=lambda s: float(s[1]["value"]))
+    return (f"<b>that is {alone}</b>, the baseline every feature set also holds: no set of the measurements does "
+            f"better (the best, {esc(best)}: {metric_name(entry)} {float(entry['value']):.2f}), so the separation is "
+            "the covariates', not shown to come from the measurements")

@@ -13,7 +13,8 @@ differential tables and the sample sheet, and writes into one folder (``results/
   ``msi_level``, ``identification_q_value``; empty when none) and, per outcome (the differential file's stem),
   ``{outcome}_log2_fold_change`` (binary, adjusted for the covariates when set), ``{outcome}_log2_effect_per_unit``
   (continuous) or
-  ``{outcome}_statistic`` (multiclass: F), with ``{outcome}_p_value`` and ``{outcome}_q_value``.
+  ``{outcome}_statistic`` (multiclass: F, with ``{outcome}_highest_class`` and ``{outcome}_lowest_class``), with
+  ``{outcome}_p_value`` and ``{outcome}_q_value``.
 
 The formats, and which spectrum represents a feature, are described in ``ms2study.io.exports``. mzTab-M is not
 written: pyOpenMS 3.6 builds it only from one FeatureMap (``MzTabM.exportFeatureMapToMzTabM``: one assay, and
@@ -122,7 +123,9 @@ def differential_columns(paths: list[str | Path]) -> list[pl.DataFrame]:
         tests = table["test"].drop_nulls().unique().to_list()
         effect = EFFECT_OF_TYPE.get(str(read_summary(path).get("type")),
                                     EFFECT_COLUMN.get(tests[0] if tests else "", "log2_fold_change"))
-        columns = [c for c in (effect, "p_value", "q_value") if c in table.columns]
+        # a multiclass outcome's F has no direction: its highest and lowest class say which way (a three-arm trial)
+        extremes = ("highest_class", "lowest_class") if effect == "statistic" else ()
+        columns = [c for c in (effect, *extremes, "p_value", "q_value") if c in table.columns]
         frames.append(table.select("consensus_id", *[pl.col(c).alias(f"{stem}_{c}") for c in columns]))
     return frames
 
