@@ -31,8 +31,7 @@ from ms2study.reporting.html import (
     p_value_text,
     warning_anchor,
 )
-from ms2study.reporting.modeltext import (METRIC_NAMES, covariates_only, reached_text, tested_clause,
-                                          wide_interval_note)
+from ms2study.reporting.modeltext import METRIC_NAMES, covariates_only, reached_text, tested_clause, wide_interval_note
 from ms2study.reporting.shift import SHIFT_MIN_LOG2, SHIFT_SHARE, shift_notable, shift_size  # noqa: F401
 from ms2study.reporting.shift import shift_sentence as _shift_sentence
 
