@@ -349,7 +349,7 @@ def test_a_spectrum_sharing_too_few_fragment_peaks_is_never_identified(lib_dir: 
     two = calibration.calibrate_index(root / "index", {"model": None, "min_matched_peaks": 2})
     with caplog.at_level("INFO"):
         out = engine.annotate_spectra(spectra, root / "index", {"min_matched_peaks": 2}, calibration=two)
-    assert "1 spectra share fewer than 2 fragment peaks" in caplog.text
+    assert "1 spectra: no candidate in their precursor window shares 2 fragment peaks with them" in caplog.text
     assert "min_matched_peaks): one_peak" in caplog.text
     # the noise spectrum's spectral scores are all 0 (no embeddings here): no row, but named
     assert "1 of 2 spectra have candidates that all score at or below min_score 0 (combined) and get no row: noise" \
