@@ -12,7 +12,7 @@ wherever p stands beside the mean the text names the score it tests. Imports ``m
 from __future__ import annotations
 
 from ms2study.modelling.metrics import CHANCE
-from ms2study.reporting.html import esc
+from ms2study.reporting.html import covariate_names, esc
 
 METRIC_NAMES = {"roc_auc": "AUC", "macro_roc_auc": "macro AUC", "r2": "R²", "balanced_accuracy": "balanced accuracy"}
 # An AUC interval that reaches chance (0.5) and spans at least this much of the AUC's range (0 to 1) cannot tell a
@@ -117,8 +117,6 @@ def covariates_only(summary: dict, name: str) -> str | None:
     metabolome's separation, where age alone did it and every measured set scored 0.86-0.90); None otherwise."""
     if name != "covariates":
         return None
-    from ms2study.reporting.html import covariate_names
-
     alone = f"the covariates alone ({esc(covariate_names(summary))})"
     others = [(n, e) for n, e in (summary.get("feature_sets") or {}).items()
               if n != "covariates" and e.get("value") is not None]
