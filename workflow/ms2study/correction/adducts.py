@@ -68,6 +68,7 @@ import polars as pl
 
 from ms2study.core import tables
 from ms2study.core.errors import InputError
+from ms2study.core.ions import ion_shift
 from ms2study.correction import covariation, isotopes
 from ms2study.correction.adduct_notation import adduct_contradiction, adduct_signature  # noqa: F401 (re-exported)
 from ms2study.correction.covariation import (
@@ -83,12 +84,14 @@ from ms2study.correction.covariation import (
 # (label, molecules per ion k, mass shift delta in Da for m/z = k * M + delta, prior) of singly charged ions. The
 # priors break ties between labellings: [M+Na]+ ranks above [M+NH4]+ because an [M+H]+ / [M+NH4]+ pair is also what
 # an in-source NH3 loss from [M+H]+ looks like (amines), while nothing else is 21.98 Da from [M+H]+.
+# The deltas are ``core.ions.ION_SHIFTS``.
 ADDUCTS: dict[str, tuple[tuple[str, int, float, float], ...]] = {
-    "positive": (("[M+H]+", 1, 1.007276, 0.40), ("[M+Na]+", 1, 22.989218, 0.30), ("[M+NH4]+", 1, 18.033823, 0.15),
-                 ("[M+K]+", 1, 38.963158, 0.08), ("[M+H-H2O]+", 1, -17.003288, 0.07),
-                 ("[2M+H]+", 2, 1.007276, 0.05)),
-    "negative": (("[M-H]-", 1, -1.007276, 0.50), ("[M+Cl]-", 1, 34.969402, 0.15), ("[M+FA-H]-", 1, 44.998201, 0.20),
-                 ("[M-H-H2O]-", 1, -19.01839, 0.10), ("[2M-H]-", 2, -1.007276, 0.05)),
+    polarity: tuple((label, k, ion_shift(label), prior) for label, k, prior in rows) for polarity, rows in {
+        "positive": (("[M+H]+", 1, 0.40), ("[M+Na]+", 1, 0.30), ("[M+NH4]+", 1, 0.15), ("[M+K]+", 1, 0.08),
+                     ("[M+H-H2O]+", 1, 0.07), ("[2M+H]+", 2, 0.05)),
+        "negative": (("[M-H]-", 1, 0.50), ("[M+Cl]-", 1, 0.15), ("[M+FA-H]-", 1, 0.20), ("[M-H-H2O]-", 1, 0.10),
+                     ("[2M-H]-", 2, 0.05)),
+    }.items()
 }
 PROTONATED = {"positive": "[M+H]+", "negative": "[M-H]-"}
 MIN_SHARED_SAMPLES = 5           # default adduct_min_runs: shared runs before the correlation is tested

@@ -18,8 +18,9 @@ the scipy default, picks such curves with 5-8 points). Outside the batch's first
 constant (no extrapolation).
 
 Without QCs, the run-level normalisation of ``correction.normalise`` (probabilistic quotient normalisation) removes
-overall intensity differences between runs, not feature-specific drift. ``internal_standard_factors``: each run divided by the geometric mean of its internal
-standards' intensities, relative to the median of that mean over the sample runs.
+overall intensity differences between runs, not feature-specific drift. ``internal_standard_factors``: each run
+divided by the geometric mean of its internal standards' intensities, relative to the median of that mean over the
+sample runs.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Some MassBank records (e.g. RIKEN ReSpect) state no adduct. Identification then 
 the ion the study's adduct grouping gave the feature (``identification.acceptance``), and the tables show no ion.
 When the record has a neutral FORMULA, a singly charged precursor m/z and an ion mode (or none), the precursor m/z
 minus the formula's monoisotopic mass is compared with the common ions of that polarity (positive: [M+H]+, [M+Na]+,
-[M+NH4]+, [M+K]+; negative: [M-H]-, [M+Cl]-, [M+FA-H]-, [M+Hac-H]-; ion masses as in ``correction.adducts``); the
+[M+NH4]+, [M+K]+; negative: [M-H]-, [M+Cl]-, [M+FA-H]-, [M+Hac-H]-; ion masses: ``core.ions``); the
 one within ``TOLERANCE_DA`` is taken, and the index's read report records each such record as altered
 (``io.entries.ADDUCT_FROM_MASS``). No match, or a formula pyOpenMS cannot read: the adduct stays empty. Imports
 pyOpenMS when a record needs it.
@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from ms2study.core.ions import ION_SHIFTS
 from ms2study.io.entries import ADDUCT_FROM_MASS, RawSpectrum, ReadReport
 
-# precursor m/z minus the neutral monoisotopic mass, per ion (electron mass included)
-IONS = {"positive": (("[M+H]+", 1.007276), ("[M+Na]+", 22.989218), ("[M+NH4]+", 18.033823), ("[M+K]+", 38.963158)),
-        "negative": (("[M-H]-", -1.007276), ("[M+Cl]-", 34.969402), ("[M+FA-H]-", 44.998201),
-                     ("[M+Hac-H]-", 59.013851))}
+# precursor m/z minus the neutral monoisotopic mass, per ion (``core.ions``)
+IONS = {polarity: tuple((label, ION_SHIFTS[label]) for label in labels) for polarity, labels in (
+    ("positive", ("[M+H]+", "[M+Na]+", "[M+NH4]+", "[M+K]+")),
+    ("negative", ("[M-H]-", "[M+Cl]-", "[M+FA-H]-", "[M+Hac-H]-")))}
 TOLERANCE_DA = 0.003  # a theoretical or accurately measured precursor m/z; the ions differ by more than 1 Da
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import polars as pl
 
 from ms2study.modelling.qc import complete_log_matrix, run_distances
-from ms2study.modelling.subjects import SUBJECT_COLUMN, subject_groups
+from ms2study.modelling.subjects import SUBJECT_COLUMN, subject_groups, subject_of_runs
 
 RATIO = 0.6          # the k-th nearest distance below this share of the (k+1)-th: a group set apart
 MAX_PARTNERS = 3     # replicate groups of up to 4 runs
@@ -87,7 +87,7 @@ def with_replicate_notes(table: pl.DataFrame, samples: pl.DataFrame, feature_mat
         return table
     same = {}
     if SUBJECT_COLUMN in samples.columns:
-        same = {sid: s for s, runs in (subject_groups(samples) or {}).items() for sid in runs}
+        same = subject_of_runs(subject_groups(samples))
     notes = {}
     for runs, inside, outside in replicate_groups(X, ids, same):
         for run in runs:

@@ -151,6 +151,11 @@ def with_subject_block(sheet: pl.DataFrame, subject_of: Mapping[str, str]) -> pl
                                                          for s in ids], dtype=pl.Utf8))
 
 
+def subject_of_runs(groups: Mapping[str, Sequence[str]] | None) -> dict[str, str]:
+    """Each run's subject, ``{sample_id: subject}``, from ``groups`` (``subject_groups``; None: none)."""
+    return {sid: subject for subject, runs in (groups or {}).items() for sid in runs}
+
+
 def subject_sheet(sheet: pl.DataFrame, groups: Mapping[str, Sequence[str]]) -> pl.DataFrame:
     """``sheet`` with the runs of each subject in ``groups`` (``subject_groups``) replaced by one row: the first
     run's row with ``sample_id`` set to the subject (the outcome and covariate cells agree, ``check_subjects``);
@@ -169,7 +174,7 @@ def average_rows(frame: pl.DataFrame, groups: Mapping[str, Sequence[str]]) -> pl
     Rows of runs outside ``groups`` stay as they are; the first-seen order is kept."""
     if "sample_id" not in frame.columns or frame.height == 0:
         return frame
-    subject_of = {sid: subject for subject, runs in groups.items() for sid in runs}
+    subject_of = subject_of_runs(groups)
     ids = frame["sample_id"].cast(pl.Utf8).to_list()
     key = pl.Series("sample_id", [subject_of.get(s, s) for s in ids], dtype=pl.Utf8)
     values = [c for c in frame.columns if c != "sample_id"]
@@ -182,7 +187,7 @@ def average_columns(matrix: pl.DataFrame, groups: Mapping[str, Sequence[str]]) -
     replaced by one column named by the subject: the geometric mean of its runs' positive values (null when none
     has one). Other columns are kept; a subject column takes the place of its first run's column."""
     out, done = [], set()
-    subject_of = {sid: subject for subject, runs in groups.items() for sid in runs}
+    subject_of = subject_of_runs(groups)
     for column in matrix.columns:
         subject = subject_of.get(column)
         if subject is None:

@@ -13,6 +13,8 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
+from ms2study.core.missing import is_missing
+from ms2study.modelling.outcomes import covariate_matrix
 from ms2study.reporting.html import DOUBT, Caution, esc
 
 # Two outcomes whose association over the study samples has p below this are a caution.
@@ -103,11 +105,14 @@ def explained_share(sheet: pl.DataFrame, outcome: dict, covariate: str) -> tuple
     squares; r² for a continuous one) for a numeric covariate, Cramér's V² (scipy.stats.contingency.association)
     against a categorical outcome for a categorical covariate; None with fewer than 4 rows having both, a constant,
     or a categorical covariate beside a continuous outcome."""
-    numeric = sheet[covariate].cast(pl.Utf8).str.strip_chars().cast(pl.Float64, strict=False)
-    text = sheet[covariate].cast(pl.Utf8).str.strip_chars().replace("", None)
-    is_numeric = numeric.null_count() == text.null_count()
+    # read as the tests and models read it (``modelling.outcomes.covariate_matrix``: numbers when every recorded
+    # value reads as one, else levels)
+    values, names = covariate_matrix(sheet, sheet["sample_id"].cast(pl.Utf8).to_list(), [covariate])
+    is_numeric = names == [f"cov:{covariate}"]
+    x = (pl.Series(values[:, 0]).fill_nan(None) if is_numeric else
+         pl.Series([None if is_missing(v) else str(v).strip() for v in sheet[covariate].to_list()], dtype=pl.Utf8))
     y = _values(sheet, outcome)
-    both = pl.DataFrame({"x": numeric if is_numeric else text, "y": y}).drop_nulls()
+    both = pl.DataFrame({"x": x, "y": y}).drop_nulls()
     if both.height < 4 or both["x"].n_unique() < 2 or both["y"].n_unique() < 2:
         return None
     if outcome.get("type") == "continuous":

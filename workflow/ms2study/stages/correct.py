@@ -21,7 +21,7 @@ from ms2study.core import tables
 from ms2study.core.atomic import write_parquet, write_text
 from ms2study.correction.matrix import DEFAULT_PARAMS, Corrected, correct_matrix
 from ms2study.io.samplesheet import read_sample_sheet, sample_roles
-from ms2study.modelling.subjects import subject_groups
+from ms2study.modelling.subjects import subject_groups, subject_of_runs
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def correct_study(feature_matrix: str | Path, samples: str | Path, gap_filled: l
     sheet = read_sample_sheet(samples)
     roles = sample_roles(sheet, str(samples))
     groups = subject_groups(sheet)
-    subject_of = {sid: subject for subject, runs in (groups or {}).items() for sid in runs}
+    subject_of = subject_of_runs(groups)
     subjects = [subject_of.get(sid) for sid in roles["sample_id"].to_list()] if groups else None
     filled = None
     if gap_filled:
