@@ -3,8 +3,10 @@
 Spectra come from ``../shared/data/massbank/massbank_dev.mgf.gz`` when it exists (real peak-count distribution),
 else from a seeded simulation with a similar distribution. Timing covers the whole ``embed_arrays`` path (top-N peak
 selection, bucketing, padding, host-to-device copies, forward pass), after one warm-up pass that builds kernels.
-GPU runs embed ``--gpu-n`` spectra (the set repeated); ``host_preparation`` times the host-side steps alone on that
-set, which bounds what any GPU can reach on this host.
+GPU runs embed ``--gpu-n`` spectra (the set repeated) in fp32, bf16 and fp16; ``host_preparation`` times the
+host-side steps alone on that set, which bounds what any GPU can reach on this host. ``gpu_first_call`` times, per
+precision, a fresh process's first and second calls on the set at the embed stage's batch size: what one sample's
+embed job pays, and the reason ``precision: auto`` is fp32 on CUDA.
 
 CPU runs cover fp32, int8 (dynamically quantised feed-forward layers, what ``precision: auto`` picks on CPUs without
 native bf16) and bf16 where the CPU has it. A second process repeats fp32 and int8 with PyTorch and oneDNN held to
@@ -27,6 +29,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,7 +42,9 @@ sys.path.insert(0, str(REPO / "workflow"))
 from machine import cpu_model
 from ms2study.core.threads import limit_threads
 from ms2study import __version__
-from ms2study.encoder.inference import bucket_batches, cpu_supports_bf16, embed_arrays, get_model, pad_batch, select_peaks
+from ms2study.encoder.inference import (
+    bucket_batches, cpu_supports_bf16, embed_arrays, get_model, merge_params, pad_batch, resolve_mode, select_peaks,
+)
 
 MASSBANK = REPO.parent / "shared" / "data" / "massbank" / "massbank_dev.mgf.gz"
 
@@ -153,6 +158,33 @@ def emulated_avx2_runs(args: argparse.Namespace, arrays_file: Path) -> list[dict
     return json.loads(out.read_text())["runs"]
 
 
+def first_call(arrays_file: Path, model: str, precision: str, batch_size: int) -> dict:
+    """A fresh process's first ``embed_arrays`` call on CUDA (model load excluded), as an embed job pays it.
+
+    Each embed job is a new process: one-off costs (CUDA context, kernels for each batch shape and precision) fall
+    on its first batches. Runs ``--child-first-call`` in a child process and returns its timings (seconds).
+    """
+    cmd = [sys.executable, __file__, "--arrays", str(arrays_file), "--out", "/dev/null", "--model", model,
+           "--child-first-call", precision, "--gpu-batch-sizes", str(batch_size)]
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def child_first_call(arrays: tuple, base: dict, precision: str, batch_size: int) -> None:
+    """Print the CUDA start, the first and the second ``embed_arrays`` call's seconds as one JSON line."""
+    params = dict(base, device="cuda", precision=precision, batch_size=batch_size)
+    get_model(params)
+    start = time.perf_counter()
+    torch.zeros(1, device="cuda")
+    torch.cuda.synchronize()
+    cuda_start = time.perf_counter() - start
+    first = embed_arrays(*arrays, params)[2]["seconds"]
+    second = embed_arrays(*arrays, params)[2]["seconds"]
+    print(json.dumps({"precision": precision, "batch_size": batch_size, "n_spectra": int(arrays[3].shape[0]),
+                      "cuda_start_s": round(cuda_start, 3), "first_call_s": round(first, 3),
+                      "second_call_s": round(second, 3)}))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="result JSON")
@@ -162,12 +194,13 @@ def main() -> int:
     parser.add_argument("--max-peaks", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--cpu-batch-sizes", default="256", help="comma-separated")
-    parser.add_argument("--gpu-batch-sizes", default="1024,4096,16384", help="comma-separated")
+    parser.add_argument("--gpu-batch-sizes", default="256,1024,4096,16384", help="comma-separated")
     parser.add_argument("--gpu-n", type=int, default=200_000, help="spectra per GPU run (the CPU set repeated)")
     parser.add_argument("--arrays", help="read the spectra from this .npz (written by --save-arrays)")
     parser.add_argument("--save-arrays", help="write the spectra to this .npz and stop")
     parser.add_argument("--no-avx2-emulation", action="store_true", help="skip the AVX2-only child process")
     parser.add_argument("--child-avx2", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child-first-call", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     # numba, torch and OpenMP together: a numba kernel otherwise resizes the OpenMP pool torch shares (a 16-core run
@@ -182,6 +215,9 @@ def main() -> int:
     base = {"model": model, "max_peaks": args.max_peaks, "seed": 0}
     _model, info, _device = get_model(dict(base, device="cpu"))
     batch_sizes = [int(b) for b in args.cpu_batch_sizes.split(",")]
+    if args.child_first_call:
+        child_first_call(arrays, base, args.child_first_call, int(args.gpu_batch_sizes.split(",")[0]))
+        return 0
     if args.child_avx2:
         runs = cpu_runs(arrays, base, batch_sizes, args.repeats, "avx2 (emulated)")
         Path(args.out).write_text(json.dumps({"runs": runs}) + "\n")
@@ -191,8 +227,6 @@ def main() -> int:
     int8, _, _ = embed_arrays(*arrays, dict(base, device="cpu", precision="int8"))
     int8_distance = cosine_distance_max(fp32, int8)
     if not args.no_avx2_emulation:
-        import tempfile
-
         with tempfile.TemporaryDirectory() as tmp:
             arrays_file = Path(tmp) / "spectra.npz"
             save_arrays(arrays_file, source, arrays)
@@ -202,6 +236,7 @@ def main() -> int:
     host = host_preparation(big, args.max_peaks, max(int(b) for b in args.gpu_batch_sizes.split(",")), args.repeats)
     print(json.dumps({"host_preparation": host}), flush=True)
     gpu_agreement = {}
+    first_calls: list[dict] = []
     if torch.cuda.is_available():
         gpu = torch.cuda.get_device_name(0)
         # The CUDA path against the CPU's fp32 on the same spectra: largest 1 - cosine per precision.
@@ -209,7 +244,13 @@ def main() -> int:
             emb, _, _ = embed_arrays(*arrays, dict(base, device="cuda", precision=precision, batch_size=1024))
             gpu_agreement[precision] = round(cosine_distance_max(fp32, emb), 6)
         print(json.dumps({"gpu_vs_cpu_fp32_max_cosine_distance": gpu_agreement}), flush=True)
-        for precision in ("bf16", "fp16"):
+        with tempfile.TemporaryDirectory() as tmp:
+            arrays_file = Path(tmp) / "spectra.npz"
+            save_arrays(arrays_file, source, arrays)
+            for precision in ("fp32", "bf16", "fp16"):
+                first_calls.append(first_call(arrays_file, args.model, precision, merge_params({})["batch_size"]))
+                print(json.dumps({"first_call": first_calls[-1]}), flush=True)
+        for precision in ("fp32", "bf16", "fp16"):
             for bs in (int(b) for b in args.gpu_batch_sizes.split(",")):
                 runs.append(measure(big, dict(base, device="cuda", precision=precision, batch_size=bs),
                                     args.repeats))
@@ -227,6 +268,8 @@ def main() -> int:
         "host_preparation": host,
         "int8_max_cosine_distance": round(int8_distance, 6),
         "gpu_vs_cpu_fp32_max_cosine_distance": gpu_agreement or None,
+        "gpu_first_call": first_calls or None,
+        "gpu_auto_precision": resolve_mode("auto", torch.device("cuda")),
         "best_cpu_spectra_per_second": max(r["spectra_per_second"] for r in runs if r["device"] == "cpu"),
         "best_cpu_without_bf16_spectra_per_second": max(
             (r["spectra_per_second"] for r in runs if r["device"] == "cpu" and r["precision"] != "bf16"),

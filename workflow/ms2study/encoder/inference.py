@@ -3,8 +3,8 @@
 Each spectrum keeps its ``max_peaks`` most intense peaks, intensities scaled to the base peak; spectra are sorted
 by peak count and cut into batches of ``batch_size`` so padding stays small. Inference runs under
 ``torch.inference_mode`` with bf16 autocast on CPUs that have native bf16 (AVX512-BF16 / AMX), dynamic int8
-quantisation of the feed-forward layers on CPUs without it (``precision: int8``, what ``auto`` picks there) and bf16
-or fp16 on CUDA; on CUDA the padded batches go through pinned memory with non-blocking copies and results are gathered once at
+quantisation of the feed-forward layers on CPUs without it (``precision: int8``, what ``auto`` picks there) and fp32
+on CUDA (``auto``; bf16 and fp16 on request); on CUDA the padded batches go through pinned memory with non-blocking copies and results are gathered once at
 the end. On CPU the same input with the same thread count gives byte-identical embeddings. Imports core and the
 encoder model, and the top-peak kernels (numba) only for inputs too large for a numpy sort.
 """
@@ -95,8 +95,12 @@ def resolve_device(device: str) -> torch.device:
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``precision`` on ``device``, or None for plain fp32 (training and fp32/bf16/fp16 runs).
 
-    ``auto`` gives bf16 (or fp16 where the GPU lacks bf16) on CUDA and bf16 on CPUs with native bf16, else None.
-    Raises ``InputError`` for fp16 on a CPU. ``int8`` is not an autocast dtype: see ``resolve_mode``.
+    ``auto`` gives None on CUDA and bf16 on CPUs with native bf16, else None. On CUDA, fp32 because this encoder
+    is small (0.9 M parameters): measured on an NVIDIA H200 (``benchmarks/measured/embedding_speed_h200.json``),
+    bf16 and fp16 autocast embedded 190k spectra no faster than fp32 once warm (1.20 s and 1.11 s vs 1.19 s), but
+    each fresh process paid 2.5-4 s more for its first batches (one sample's 4,769 spectra: 3.0-4.3 s vs 0.6 s),
+    and an embed job is a fresh process per sample. Raises ``InputError`` for fp16 on a CPU. ``int8`` is not an
+    autocast dtype: see ``resolve_mode``.
     """
     if precision in ("fp32", "int8"):
         return None
@@ -107,7 +111,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     if precision == "bf16":
         return torch.bfloat16
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return None
     return torch.bfloat16 if cpu_supports_bf16() else None
 
 
