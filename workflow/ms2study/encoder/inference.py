@@ -97,9 +97,9 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
 
     ``auto`` gives None on CUDA and bf16 on CPUs with native bf16, else None. On CUDA, fp32 because this encoder
     is small (0.9 M parameters): measured on an NVIDIA H200 (``benchmarks/measured/embedding_speed_h200.json``),
-    bf16 and fp16 autocast embedded 190k spectra no faster than fp32 once warm (1.20 s and 1.11 s vs 1.19 s), but
-    each fresh process paid 2.5-4 s more for its first batches (one sample's 4,769 spectra: 3.0-4.3 s vs 0.6 s),
-    and an embed job is a fresh process per sample. Raises ``InputError`` for fp16 on a CPU. ``int8`` is not an
+    bf16 and fp16 autocast were barely faster once warm (200k spectra at batch 16,384: 268k and 307k spectra/s vs
+    262k in fp32), but a fresh process's first call on one sample's 4,769 spectra took 3.3-3.4 s against 0.49 s
+    in fp32, and each embed job is a fresh process. Raises ``InputError`` for fp16 on a CPU. ``int8`` is not an
     autocast dtype: see ``resolve_mode``.
     """
     if precision in ("fp32", "int8"):
