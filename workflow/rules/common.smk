@@ -108,8 +108,10 @@ def calibration_params(wildcards):
 
 
 def identify_params(wildcards):
-    """Only annotate's fdr: the per-feature identifications are accepted at the same q-value as the spectra."""
-    return stage_params(None, fdr=(config.get("annotate") or {}).get("fdr", 0.01))
+    """annotate's fdr (the per-feature identifications are accepted at the same q-value as the spectra) and the
+    spectra stage's mz_tolerance_ppm (a feature whose m/z strays further from its named ion is marked)."""
+    return stage_params(None, fdr=(config.get("annotate") or {}).get("fdr", 0.01),
+                        mz_tolerance_ppm=(config.get("spectra") or {}).get("mz_tolerance_ppm", 10.0))
 
 
 def train_params(wildcards):

@@ -121,11 +121,37 @@ def blank_paragraph(n: int) -> str:
             "exclude_flagged</code>).</p>")
 
 
+FEATURE_MZ_HEADER = "feature m/z off?"
+
+
+def feature_mz_marks(ident: pl.DataFrame) -> pl.Series:
+    """Per row of ``ident`` (identifications.parquet), Utf8 named ``FEATURE_MZ_HEADER``: where the identify stage
+    marked the feature's m/z (``feature_mz_note``, ``identification.featuremz``), "feature +32.1 ppm, MS/MS +1.2 ppm"
+    from the named ion; null elsewhere and in tables written before the column."""
+    if "feature_mz_note" not in ident.columns:
+        return pl.Series(FEATURE_MZ_HEADER, [None] * ident.height, dtype=pl.Utf8)
+    return ident.select(pl.when(pl.col("feature_mz_note").is_not_null()).then(pl.format(
+        "feature {} ppm, MS/MS {} ppm", pl.col("feature_mz_error_ppm").round(1),
+        pl.col("precursor_error_ppm").fill_null(0.0).round(1))).alias(FEATURE_MZ_HEADER)).to_series()
+
+
+def feature_mz_paragraph(n: int) -> str:
+    """The identification section's sentence on ``n`` accepted names marked by ``feature_mz_marks`` (HTML)."""
+    return (f"<p>{n} accepted feature(s) have an m/z farther from the named ion's than their own MS/MS precursors "
+            f"have (column '{FEATURE_MZ_HEADER}': the feature's and the precursors' errors against the library ion; "
+            "more than <code>spectra: mz_tolerance_ppm</code> apart). The instrument's calibration moves both alike; "
+            "a feature that moved alone took in another ion, most often a neighbour's isotope peak merged into its "
+            "mass trace, and its MS/MS reached it through the trace's m/z bounds. The name may be right (the spectra "
+            "matched), but the feature's intensities, which the tests and models use, may be partly the other ion's: "
+            "check its extracted-ion chromatogram at the named ion's m/z before reporting a difference.</p>")
+
+
 def mark_flags(accepted: pl.DataFrame) -> dict[tuple[str, str], pl.Series]:
     """Per kind of mark (its words for one name and for several), a Boolean Series over the rows of ``accepted``
     (accepted identifications): possible in-source fragment (``in_source_of_mz``), named at several retention times
     (``same_name_elsewhere``), grouped as another ion on mass and RT only (``ion_label_marks``), on a background ion
-    (``background_marks``), flagged by the blank filter (``blank_marks``). A missing column marks nothing."""
+    (``background_marks``), flagged by the blank filter (``blank_marks``), on a feature whose m/z strays from the
+    named ion's (``feature_mz_marks``). A missing column marks nothing."""
     none = pl.Series([False] * accepted.height, dtype=pl.Boolean)
     fragment = (accepted["in_source_of_mz"].is_not_null() if "in_source_of_mz" in accepted.columns else none)
     elsewhere = (accepted["same_name_elsewhere"].list.len().fill_null(0) > 0
@@ -136,7 +162,9 @@ def mark_flags(accepted: pl.DataFrame) -> dict[tuple[str, str], pl.Series]:
              "grouped as another ion than their match on mass and RT only"): ion_label_marks(accepted).is_not_null(),
             ("on a background ion", "on background ions"): background_marks(accepted).is_not_null(),
             ("flagged by the blank filter (as abundant in the blanks)", "flagged by the blank filter (as abundant in "
-             "the blanks)"): blank_marks(accepted).is_not_null()}
+             "the blanks)"): blank_marks(accepted).is_not_null(),
+            ("on a feature whose m/z strays from the named ion's", "on features whose m/z strays from the named "
+             "ion's"): feature_mz_marks(accepted).is_not_null()}
 
 
 def ion_label_paragraph(n: int) -> str:

@@ -58,7 +58,7 @@ from ms2study.core.atomic import write_parquet
 from ms2study.core.errors import InputError
 from ms2study.correction.identification_checks import (EVIDENCE_OUT, GROUPING_COLUMNS, adduct_acceptance,
                                                        with_adduct_checks)
-from ms2study.identification import background, confidence, insource, structure_model, unmapped
+from ms2study.identification import background, confidence, featuremz, insource, structure_model, unmapped
 from ms2study.identification.background import BLANK_ONLY_NOTE, SPLIT_NOTE  # noqa: F401 (BLANK_ONLY_NOTE re-exported)
 
 log = logging.getLogger(__name__)
@@ -113,6 +113,8 @@ IDENTIFICATIONS: dict[str, pl.DataType] = {
     "in_source_parent_id": pl.Utf8,      # the parent's consensus feature (with --feature-matrix)
     "in_source_correlation": pl.Float64,  # Pearson r of the two features' log intensities over the study samples
     "in_source_n_samples": pl.Int32,     # study samples measuring both
+    "feature_mz_error_ppm": pl.Float64,  # (feature m/z - named ion's library m/z) / library m/z (identification.featuremz)
+    "feature_mz_note": pl.Utf8,     # the feature's m/z farther from the ion than its MS/MS precursors: merged ion?
 }
 # Features of one compound (adducts, isotopes, in-source ions) co-elute; two accepted features named one compound
 # whose retention times differ by more than this (the link stage's default RT tolerance) cannot both be it.
@@ -147,7 +149,8 @@ def structure_q_values(log_lr: pl.Series) -> pl.Series:
 def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float = 0.01,
                       classes: pl.DataFrame | None = None, groups: pl.DataFrame | None = None,
                       run_types: dict[str, str] | None = None,
-                      matrix: pl.LazyFrame | pl.DataFrame | None = None) -> pl.DataFrame:
+                      matrix: pl.LazyFrame | pl.DataFrame | None = None,
+                      mz_tolerance_ppm: float = featuremz.DEFAULT_TOLERANCE_PPM) -> pl.DataFrame:
     """One row per consensus feature with a rank-1 hit (columns IDENTIFICATIONS), sorted by q-value.
 
     ``annotations``: concatenated annotation tables (rank, spectrum_id, sample_id, feature_id, library_*,
@@ -158,14 +161,16 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
     says; ``run_types``: optional sample_id -> sample_type (sample, qc, blank; ``io.samplesheet.sample_roles``):
     ``n_samples`` then counts study samples only, ``n_qc_runs`` and ``n_blank_runs`` the other runs (without it
     every run counts as a sample); ``matrix``: optional feature matrix (``link`` stage; read lazily) for the
-    in-source check (``insource.withdraw_confirmed``). Raises InputError when ``groups`` lacks those columns.
+    in-source check (``insource.withdraw_confirmed``); ``mz_tolerance_ppm``: the spectra stage's mapping tolerance,
+    beyond which a feature's m/z error against the named ion, net of its MS/MS precursors', is marked
+    (``identification.featuremz``). Raises InputError when ``groups`` lacks those columns.
     """
     if annotations.height == 0 or links.height == 0:
         return pl.DataFrame(schema=IDENTIFICATIONS)
     for col, dtype in (("p_value", pl.Float64), ("msi_level", pl.Int8), ("isomer_inchikeys", pl.List(pl.Utf8)),
                        ("entropy", pl.Float64), ("embedding", pl.Float64), ("modified_cosine", pl.Float64),
                        ("in_source_parent_mz", pl.Float64), ("structure_log_lr", pl.Float64),
-                       ("matched_peaks", pl.Int32)):
+                       ("matched_peaks", pl.Int32), ("library_precursor_mz", pl.Float64)):
         if col not in annotations.columns:
             annotations = annotations.with_columns(pl.lit(None, dtype=dtype).alias(col))
     top = annotations.filter((pl.col("rank") == 1) & pl.col("feature_id").is_not_null()).join(
@@ -228,6 +233,7 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
               .group_by("consensus_id").agg(pl.col("library_inchikey").drop_nulls().unique().sort().alias("_rivals")))
     out = (best.select("consensus_id", "library_name", "library_inchikey", "library_smiles", "library_formula",
                        "library_adduct", "library_id", pl.col("msi_level").alias("_level_best"), "_identity",
+                       pl.col("library_precursor_mz").alias("_lib_mz"),
                        pl.col("structure_log_lr").alias("_llr"),
                        "compound_group", "feature_adduct", "_contra_note", "_differs", "_nh3", "_veto_ok",
                        "_n_detected", *EVIDENCE_OUT, pl.col("cosine").alias("_cos1"),
@@ -273,6 +279,7 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
     runs = links["sample_id"].cast(pl.Utf8).unique().sort().to_list()
     out = insource.withdraw_confirmed(out, matrix, [r for r in runs if (run_types or {}).get(r, "sample") == "sample"])
     out = _named_once(_same_name_elsewhere(_positions(out, links, groups, matrix), links), links)
+    out = featuremz.with_feature_mz_check(out, mz_tolerance_ppm)
     if classes is not None and "compound_class" in classes.columns:
         out = out.join(classes.select("library_id", "compound_class"), on="library_id", how="left")
     else:
@@ -423,7 +430,11 @@ def _cli(args: argparse.Namespace) -> int:
         if run_types is None:
             log.warning("--feature-matrix without --samples: every run counts as a study sample in the in-source "
                         "check (pooled QC and blank runs would correlate any two ions); give the sample sheet")
-    out = identify_features(ann, links, float(params.get("fdr", 0.01)), classes, groups, run_types, matrix)
+    out = identify_features(ann, links, float(params.get("fdr", 0.01)), classes, groups, run_types, matrix,
+                            float(params.get("mz_tolerance_ppm", featuremz.DEFAULT_TOLERANCE_PPM)))
+    shifted = featuremz.shifted_sentence(out)
+    if shifted:
+        log.warning(shifted)
     out = background.mark_from_files(out, links, args.features)  # the background-ion mark
     said = unmapped.unmapped_sentence(unmapped.unmapped_names(ann, out))  # accepted names with no feature
     if said:
