@@ -241,3 +241,58 @@ def test_samples_without_a_covariate_value_are_named_where_the_tests_and_the_mod
     models = model_outcome(sheet, {"features": feature_matrix_feature_set(matrix, sheet["sample_id"].to_list())},
                            BINARY, merge_params(params))["summary"]
     assert any("2 sample(s) lack a covariate value (S03, S11): the models keep them" in n for n in models["notes"])
+
+
+def collinear_study(seed: int, overlap: float, n: int = 24, n_effect: int = 10, n_other: int = 80):
+    """Cases older than controls by ``overlap`` (0: both 20-80; 1: cases 55-80, controls 20-45), ``n_effect``
+    compounds 2x higher in cases at any age, none with age; the rest at random."""
+    rng = np.random.default_rng(seed)
+    case = np.arange(n) % 2 == 1
+    age = np.where(case, rng.uniform(20 + 35 * overlap, 80, n), rng.uniform(20, 80 - 35 * overlap, n))
+    log2 = rng.normal(16, 0.4, (n_effect + n_other, n))
+    log2[:n_effect] += case
+    ids = [f"C{i:03d}" for i in range(log2.shape[0])]
+    samples = [f"S{j:02d}" for j in range(n)]
+    matrix = pl.DataFrame({"consensus_id": ids, "mz": np.linspace(100, 500, len(ids)),
+                           "rt_s": np.linspace(30, 600, len(ids)), "n_detected": [n] * len(ids),
+                           **{s: 2.0 ** log2[:, j] for j, s in enumerate(samples)}})
+    sheet = pl.DataFrame({"sample_id": samples, "group": np.where(case, "case", "control").tolist(),
+                          "age": [f"{a:.1f}" for a in age]})
+    return matrix, sheet
+
+
+def test_a_covariate_that_follows_the_outcome_gets_the_tests_without_it_beside(tmp_path) -> None:
+    """A trial (three arms, age by arm R² 0.91): adjusted for age none of 12 planted compounds was at q < 0.05,
+    without it 6, and the report gave no scale of what the adjustment cost. The stage now also runs the tests
+    without such a covariate and says how many features each finds; the table stays the adjusted one."""
+    from ms2study.modelling.differential import read_summary
+    from ms2study.reporting.confounding import explained_share
+    from ms2study.stages import differential
+
+    params = {"outcome": BINARY, "covariates": ["age"], "permutations": 0, "class_permutations": 0}
+    matrix, sheet = collinear_study(seed=3, overlap=1.0)
+    assert explained_share(sheet, BINARY, "age")[0] >= 0.8
+    sheet.write_csv(tmp_path / "samples.tsv", separator="\t")
+    matrix.write_parquet(tmp_path / "matrix.parquet")
+    summary = differential.run_differential(tmp_path / "samples.tsv", tmp_path / "matrix.parquet", None,
+                                            tmp_path / "group.parquet", tmp_path / "enrichment.parquet", params)
+    plain, _, _ = differential_with_values(matrix, sheet, BINARY, covariates=[], n_permutations=0)
+    table = pl.read_parquet(tmp_path / "group.parquet")
+    adjusted = int((table["q_value"] < 0.05).sum())
+    without = int((plain["q_value"] < 0.05).sum())
+    entry = summary["without_collinear_covariates"]
+    assert entry["n_significant_adjusted"] == adjusted and entry["n_significant_without"] == without
+    assert without > adjusted and set(entry["only_without"]) <= {f"C{i:03d}" for i in range(10)}  # planted ones
+    assert list(entry["left_out"]) == ["age"] and entry["left_out"]["age"] >= 0.8
+    said = [w for w in summary["warnings"] if w.startswith("without adjusting for age")]
+    assert len(said) == 1 and f"{without} feature(s) are at q < 0.05, {adjusted} with the adjustment" in said[0]
+    assert read_summary(tmp_path / "group.parquet")["without_collinear_covariates"] == entry
+    # ages that overlap: no such run, no warning
+    matrix, sheet = collinear_study(seed=3, overlap=0.0)
+    assert explained_share(sheet, BINARY, "age")[0] < 0.8
+    sheet.write_csv(tmp_path / "samples.tsv", separator="\t")
+    matrix.write_parquet(tmp_path / "matrix.parquet")
+    summary = differential.run_differential(tmp_path / "samples.tsv", tmp_path / "matrix.parquet", None,
+                                            tmp_path / "group.parquet", tmp_path / "enrichment.parquet", params)
+    assert "without_collinear_covariates" not in summary
+    assert not any(w.startswith("without adjusting") for w in summary["warnings"])

@@ -203,6 +203,9 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
         detected, partial_ranges)
     if paired:  # relabellings of the class and shift tests stay within subjects
         values = dataclasses.replace(values, blocks=np.asarray([subject_of.get(s, s) for s in values.sample_ids]))
+    # a covariate that follows the outcome: the comparison without it too, so the price of the adjustment is known
+    unadjusted = _without_collinear(table, samples, matrix, identifications, covariates, params, detected,
+                                    partial_ranges)
     excluded = not_study_samples(samples)
     summary["excluded_not_sample"] = excluded
     summary["feature_matrix"] = Path(matrix_path).name
@@ -235,6 +238,9 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
     few = few_samples_warning(summary)
     if few:
         summary["warnings"].append(few)
+    if unadjusted:
+        summary["without_collinear_covariates"] = {k: v for k, v in unadjusted.items() if k != "warning"}
+        summary["warnings"].append(unadjusted["warning"])
     if small:  # a trial: the counts in Main findings dropped the sample unsaid
         summary["warnings"].append(small)
     # the runs the RT-range check left out or filled: a caution, not only a note in the section (a trial's Main
@@ -274,6 +280,45 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
                  enrichment.height, summary["n_classes_significant"], SIGNIFICANCE, top["class_path"],
                  top["n_compounds"], top["q_value"], top["direction"])
     return summary
+
+
+def _without_collinear(table: pl.DataFrame, samples: pl.DataFrame, matrix: pl.DataFrame,
+                       identifications: pl.DataFrame | None, covariates: list[str], params: dict,
+                       detected: pl.DataFrame | None, partial_ranges: dict) -> dict[str, Any] | None:
+    """When a configured covariate follows the outcome (``reporting.confounding.explained_share`` at
+    ``OVERLAP_R2`` or more: the report's caution), the same tests without such covariates; None otherwise.
+
+    A trial (three arms, age 70 / 40 / 55 by arm): adjusted for age none of 12 planted compounds was at q < 0.05,
+    without it 6 (all planted), and the report gave no scale of what the adjustment cost. Returns ``left_out``
+    (the covariates with their share explained), ``n_significant_adjusted``, ``n_significant_without``, ``only_without``
+    (consensus ids at q < SIGNIFICANCE without the adjustment only, best first, at most 10) and ``warning`` (the
+    sentence for the summary's warnings). The table written stays the adjusted one."""
+    from ms2study.reporting.confounding import OVERLAP_R2, explained_share
+
+    outcome = params["outcome"]
+    shares = {c: explained_share(samples, outcome, c) for c in params["covariates"] if c in samples.columns}
+    collinear = {c: share for c, share in shares.items() if share is not None and share[0] >= OVERLAP_R2}
+    if not collinear:
+        return None
+    kept = [c for c in covariates if c not in collinear]
+    plain, _, _ = differential_with_values(
+        matrix, samples, outcome, identifications, kept, params["imputation"], float(params["min_detected_fraction"]),
+        params["test"], int(params["permutations"]), int(params["seed"]), detected, partial_ranges)
+    adjusted = set(table.filter(pl.col("q_value") < SIGNIFICANCE)["consensus_id"].to_list())
+    hits = plain.filter(pl.col("q_value") < SIGNIFICANCE).sort("q_value")
+    only = [c for c in hits["consensus_id"].to_list() if c not in adjusted]
+    names = ", ".join(sorted(collinear))
+    shares_text = ", ".join(f"{c} {share[0]:.2f}" for c, share in sorted(collinear.items()))
+    warning = (f"without adjusting for {names} (it follows the outcome: share of its variation the outcome explains "
+               f"{shares_text}), {hits.height} feature(s) are "
+               f"at q < {SIGNIFICANCE:g}, {len(adjusted)} with the adjustment"
+               + (f"; {len(only)} only without it ({', '.join(only[:5])}{' ...' if len(only) > 5 else ''})"
+                  if only else "")
+               + f": those differ with {outcome['column']} or with {names}, which this design cannot tell apart "
+                 "(the tables and figures are the adjusted tests)")
+    return {"left_out": {c: round(share[0], 3) for c, share in collinear.items()},
+            "n_significant_adjusted": len(adjusted), "n_significant_without": hits.height,
+            "only_without": only[:10], "warning": warning}
 
 
 def _cli(args: argparse.Namespace) -> int:
