@@ -1181,3 +1181,19 @@ def test_a_blank_without_ms_ms_is_not_a_data_quality_warning() -> None:
     text = " ".join(map(str, warnings))
     assert "sample <b>S1</b> has no MS/MS scans" in text and "pooled QC <b>Q1</b> has no MS/MS scans" in text
     assert "B1" not in text
+
+
+def test_an_attribution_of_a_model_that_kept_no_feature_says_so(tmp_path: Path) -> None:
+    """A trial: every contribution 0.0, and the report listed a top 15 "0.0 toward lower score" that "carry nan% of
+    the absolute contribution"."""
+    from ms2study.reporting.qc import attribution_part
+
+    path = tmp_path / "score.parquet"
+    pl.DataFrame({"consensus_id": [f"C{i}" for i in range(20)], "contribution": [0.0] * 20,
+                  "rank": list(range(1, 21)), "direction": ["toward lower score"] * 20}).write_parquet(path)
+    part = attribution_part(path, "score", caveat="its permutation p = 0.4 is not below 0.05")
+    assert "kept no feature (every one of the 20 features' contributions is 0" in part
+    assert "nan%" not in part and "toward lower" not in part and "Read with caution" in part
+    pl.DataFrame({"consensus_id": ["C1", "C2"], "contribution": [0.5, -0.25], "rank": [1, 2],
+                  "direction": ["toward case", "toward control"]}).write_parquet(path)
+    assert "They carry 100% of the absolute contribution" in attribution_part(path, "group")

@@ -139,6 +139,27 @@ def test_a_permutation_p_at_its_floor_is_said_so(report: tuple[str, str]) -> Non
     assert cautions.floor_note({**SUMMARY, "params": {}}) is None
 
 
+def test_an_adjusted_p_at_the_floor_of_the_shared_permutations_is_said_so() -> None:
+    """A trial raised models: n_permutations to 400: the raw p fell to 0.0025 but the adjusted p Main findings reads
+    stayed 1/41 (the 40 shared permutations: sets may stop drawing early), and nothing said why."""
+    entry = {**_entry(0.9, 0.7, 1.0, 1 / 401), "permutation_p_adjusted": 1 / 41}
+    summary = {**SUMMARY, "params": {"n_permutations": 400, "permutation_stop_after": 10},
+               "p_adjustment": {"permutations": 40}, "feature_sets": {"features": entry,
+                                                                      "embedding": _entry(0.5, 0.2, 0.8, 0.5)}}
+    note = cautions.floor_note(summary)
+    assert note.startswith("p = 0.00249 (features) is 1/(400 + 1)")
+    assert ("The p adjusted for the choice among the sets, 0.0244 (features), is 1/(40 + 1), the smallest that the 40 "
+            "permutations shared by every set can give; models: n_permutations alone does not raise it while sets "
+            "may stop drawing early (permutation_stop_after: 10); with permutation_stop_after: 0") in note
+    # drawing never stops early: the shared permutations are all of them, and n_permutations raises both
+    every = {**summary, "params": {"n_permutations": 40, "permutation_stop_after": 0}}
+    assert "models: n_permutations raises it." in cautions.floor_note(
+        {**every, "feature_sets": {"features": {**entry, "permutation_p": 0.3}}})
+    # not at the floor: nothing
+    assert cautions.floor_note({**summary, "feature_sets": {"features": {**entry, "permutation_p": 0.3,
+                                                                         "permutation_p_adjusted": 0.3}}}) is None
+
+
 def test_a_score_well_below_chance_is_explained(report: tuple[str, str]) -> None:
     """Finding 8: AUC 0.19 [0, 0.667] was only 'not above chance'."""
     models = _between(report[0], "models", "matrix")

@@ -824,3 +824,16 @@ def test_a_verdict_resting_on_the_covariates_alone_says_so() -> None:
             "measurements does better (the best, features: AUC 0.90)") in text
     plain = _summary(features=_entry(0.97, 0.72, 1.0, 0.02))
     assert "covariates alone" not in findings.model_verdict(plain)[0]
+
+
+def test_a_continuous_outcomes_named_hit_gives_its_effect_per_unit() -> None:
+    """A trial: Main findings read "log2 effect +0.21" for a score outcome, the table below "per unit"."""
+    from ms2study.reporting.findings import _named
+
+    hits = pl.DataFrame({"consensus_id": ["C1"], "q_value": [0.001], "log2_effect_per_unit": [0.21],
+                         "effect_ci_low": [0.14], "effect_ci_high": [0.28]})
+    ident = pl.DataFrame({"consensus_id": ["C1"], "accepted": [True], "name": ["Diuron"], "msi_level": [2]})
+    text = _named(hits, ident, "log2_effect_per_unit")
+    assert "log2 effect per unit +0.21 (95 % interval +0.14 to +0.28)" in text
+    fold = _named(hits.rename({"log2_effect_per_unit": "log2_fold_change"}), ident, "log2_fold_change")
+    assert "log2 FC +0.21" in fold

@@ -624,7 +624,7 @@ def test_spiked_runs_keep_the_backgrounds_instrument(tmp_path, inputs):
     assert read_instrument(out / "mzml" / "S01.mzML") == read_instrument(background)
 
 
-def test_a_continuous_outcome_can_carry_the_planted_effect(tmp_path, inputs):
+def test_a_continuous_outcome_can_carry_the_planted_effect(tmp_path, inputs, capsys):
     """effect "score": the changed compounds follow the sheet's continuous ``score`` (0-10, evenly spaced, in a
     seeded order of its own), fold_change x from its lowest to its highest value; config.yaml names the outcome
     (a trial had to edit mzML files to plant a continuous relation)."""
@@ -653,9 +653,15 @@ def test_a_continuous_outcome_can_carry_the_planted_effect(tmp_path, inputs):
             assert inten[hit].max() == pytest.approx(expected * 3.0 ** exponent, rel=1e-3)
     with pytest.raises(InputError, match="unknown effect"):
         make(tmp_path / "bad", inputs, effect="age")
+    capsys.readouterr()
     assert main(["simulate", str(tmp_path / "cli"), "--background", str(inputs[0]), "--library", str(inputs[1]),
                  "--samples", "3", "--compounds", "4", "--n-changed", "2", "--effect", "score"]) == 0
     assert "score" in pl.read_csv(tmp_path / "cli" / "samples.tsv", separator="\t").columns
+    # a trial read "3.0x higher in the cases" for an effect that follows the score, and group as carrying it
+    said = capsys.readouterr().out
+    assert "follow the sheet's score (0 to 10)" in said and "group (case / control) carries no planted effect" in said
+    assert "higher in the cases" not in said
+    assert "# group carries no planted effect" in (tmp_path / "cli" / "config.yaml").read_text()
     assert main(["simulate", str(tmp_path / "syn"), "--effect", "score"]) != 0  # spike-in mode only
 
 

@@ -308,3 +308,63 @@ def test_byte_identical_runs_under_two_sample_ids_are_named(tmp_path: Path, caps
     main(["run", str(tmp_path), "--cores", "1", "-n"])
     err = capsys.readouterr().err
     assert "ms2study run: warning: samples a, c have byte-identical run files: one injection counted 2 times" in err
+
+
+def test_a_numeric_covariate_with_excel_values_is_refused_before_any_job(tmp_path: Path) -> None:
+    """A trial: an age column holding '#N/A' and '52,0' passed, was coded as one level per sample, and every
+    differential test vanished ("no residual degrees of freedom") while the report blamed the design."""
+    from ms2study.modelling.outcomes import covariate_matrix
+
+    rows = [("A", "case", "34"), ("B", "case", "#N/A"), ("C", "control", "52,0"), ("D", "control", "41.5"),
+            ("E", "case", "NA"), ("F", "control", "60")]
+    for sid, _, _ in rows:
+        _touch_mzml(tmp_path, f"{sid}.mzML")
+    (tmp_path / "samples.tsv").write_text("sample_id\tfile\tgroup\tage\tsex\n" + "".join(
+        f"{s}\t{s}.mzML\t{g}\t{a}\t{'MF'[i % 2]}\n" for i, (s, g, a) in enumerate(rows)))
+    config = study.load_config(tmp_path, {"models": {"outcomes": [{"column": "group", "type": "binary"}],
+                                                     "covariates": ["sex", "age"]}})
+    sheet = study.load_sample_sheet(tmp_path, config)
+    with pytest.raises(InputError) as err:
+        study.check_outcomes(sheet, config, "samples.tsv")
+    said = str(err.value)
+    assert "covariate 'age' holds numbers and 2 value(s) that are not (B: '#N/A', C: '52,0')" in said
+    assert "decimal point (52.0, not 52,0)" in said and "samples.tsv" in said
+    with pytest.raises(InputError, match="covariate 'age' holds numbers"):  # the stages refuse it too
+        covariate_matrix(sheet, sheet["sample_id"].to_list(), ["age"])
+    # a categorical covariate (sex) and a clean numeric one pass
+    fixed = sheet.with_columns(pl.Series("age", ["34", "NA", "52.0", "41.5", "NA", "60"]))
+    study.check_outcomes(fixed, config, "samples.tsv")
+    assert covariate_matrix(fixed, fixed["sample_id"].to_list(), ["sex", "age"])[1] == ["cov:sex=M", "cov:age"]
+
+
+def test_an_excel_sheet_reads_as_written(tmp_path: Path) -> None:
+    """A core facility's sheet from Excel (trial B, session 35): a trailing empty row was refused as "sample 'None'
+    ... 'sample_id' is a required property", Windows-1252 text as "not tab-separated", a name stored with decomposed
+    accents (macOS) as missing although it printed the same, and an mzML the sheet does not list went unmentioned."""
+    import unicodedata
+
+    from ms2study.io.samplesheet import unlisted_runs
+
+    _touch_mzml(tmp_path, "A.mzML")
+    _touch_mzml(tmp_path, unicodedata.normalize("NFD", "Contrôle 02.mzML"))
+    _touch_mzml(tmp_path, "Extra run.mzML")
+    body = "sample_id\tfile\tgroup \r\nA\tA.mzML\tcase\r\nB\tContrôle 02.mzML\tcontrol\r\n"
+    config = study.load_config(tmp_path)
+    for tail in ("\t\t\r\n", "\r\n", "\n"):
+        (tmp_path / "samples.tsv").write_bytes(("\ufeff" + body + tail).encode("utf-8"))
+        sheet = study.load_sample_sheet(tmp_path, config)
+        assert sheet["sample_id"].to_list() == ["A", "B"] and "group" in sheet.columns
+    # the file as stored on disk (decomposed), so the jobs find it
+    assert (tmp_path / sheet["file"][1]).exists() and sheet["file"][1] != "Contrôle 02.mzML"
+    (tmp_path / "samples.tsv").write_bytes(body.encode("cp1252"))
+    sheet = study.load_sample_sheet(tmp_path, config)
+    assert unicodedata.normalize("NFC", sheet["file"][1]) == "Contrôle 02.mzML"
+    assert unlisted_runs(tmp_path, sheet["file"].to_list()) == [
+        "1 mzML/mzXML file(s) in the study folder are not in the sample sheet and are not processed: Extra run.mzML "
+        "(add a row for each to include it)"]
+    (tmp_path / "results").mkdir()
+    _touch_mzml(tmp_path / "results", "copy.mzML")  # the pipeline's own folders are not the lab's runs
+    assert len(unlisted_runs(tmp_path, [*sheet["file"].to_list(), "Extra run.mzML"])) == 0
+    (tmp_path / "samples.tsv").write_bytes(b"sample_id\tfile\r\nA\tA.mzML\x81\r\n")  # not even Windows-1252
+    with pytest.raises(InputError, match="neither UTF-8 nor Windows-1252"):
+        study.load_sample_sheet(tmp_path, config)

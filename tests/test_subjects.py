@@ -232,17 +232,67 @@ def test_a_paired_design_compares_each_subject_with_itself(tmp_path: Path) -> No
     assert covariate_names(summary) == "subject_id (a paired design: each of the 12 subjects a factor level)"
 
 
-def test_the_models_skip_a_paired_outcome_with_the_reason(tmp_path: Path) -> None:
+def _paired_models(folder: Path, sheet: Path, outcome: dict, **extra) -> tuple[dict, pl.DataFrame]:
     from ms2study.cli import main
 
+    params = {"outcomes": [outcome], "feature_sets": ["features"], "n_permutations": 19, "outer_repeats": 2,
+              "n_bootstrap": 200, **extra}
+    out = folder / f"m_{sheet.stem}"
+    assert main(["models", "--samples", str(sheet), "--feature-matrix", str(folder / "matrix.parquet"),
+                 "--outdir", str(out), "--params", json.dumps(params)]) == 0
+    column = outcome["column"]
+    return (json.loads((out / column / "summary.json").read_text()),
+            pl.read_parquet(out / column / "predictions.parquet"))
+
+
+def test_a_paired_outcome_is_modelled_within_subjects(tmp_path: Path) -> None:
+    """Trial O (session 33): a before/after study's models were skipped ("would need subject-grouped
+    cross-validation"). Now multilevel (Westerhuis et al. 2010): each subject's runs relative to its own mean, CV by
+    subject, permutations within subjects. Effect 0.4 (ln) in 20 of 300 features, small beside the subjects' spread
+    (0.5): within subjects the model separates before from after; counting runs as independent samples (no
+    subject_id) it does not. Null: no evidence claimed."""
+    paired_sheet, plain_sheet = _paired_study(tmp_path, 0.4, 1)
+    summary, predictions = _paired_models(tmp_path, paired_sheet, PAIRED)
+    entry = summary["feature_sets"]["features"]
+    assert summary["status"] == "done" and summary["paired_by"] == "subject_id" and summary["n_subjects"] == 12
+    assert summary["n_samples"] == 24 and summary["class_counts"] == {"before": 12, "after": 12}
+    assert any("a paired design" in n and "multilevel" in n for n in summary["notes"])
+    assert entry["value"] >= 0.9 and entry["ci_low"] > 0.5 and entry["permutation_p"] <= 0.05, entry
+    # a subject's two units are always in the same test fold: no subject on both sides of a split
+    sheet = pl.read_csv(paired_sheet, separator="\t", schema_overrides={"subject_id": pl.Utf8})
+    subject = dict(zip(sheet["sample_id"], sheet["subject_id"]))
+    folds = predictions.with_columns(pl.col("sample_id").replace_strict(subject).alias("subject"))
+    assert folds.group_by("repeat", "subject").agg(pl.col("fold").n_unique())["fold"].max() == 1
+    assert folds.group_by("repeat", "subject").len()["len"].min() == 2
+    plain, _ = _paired_models(tmp_path, plain_sheet, PAIRED)
+    assert plain["feature_sets"]["features"]["value"] < entry["value"] - 0.15, plain["feature_sets"]["features"]
+    assert "paired_by" not in plain
+    (tmp_path / "null").mkdir()
+    null, _ = _paired_models(tmp_path / "null", _paired_study(tmp_path / "null", 0.0, 2)[0], PAIRED)
+    assert null["feature_sets"]["features"]["ci_low"] <= 0.5 and null["feature_sets"]["features"]["permutation_p"] > 0.05
+
+
+def test_a_paired_outcome_left_unmodelled_says_why(tmp_path: Path) -> None:
+    """A paired outcome with three values (repeated measures) is skipped with the reason; a subject with runs of
+    one value only is left out of a binary paired model, and a covariate is left out with a note."""
     paired_sheet, _ = _paired_study(tmp_path, 0.4, 1)
-    params = {"outcomes": [PAIRED], "feature_sets": ["features"], "n_permutations": 0, "outer_repeats": 2}
-    assert main(["models", "--samples", str(paired_sheet), "--feature-matrix", str(tmp_path / "matrix.parquet"),
-                 "--outdir", str(tmp_path / "m"), "--params", json.dumps(params)]) == 0
-    summary = json.loads((tmp_path / "m" / "time" / "summary.json").read_text())
-    assert summary["status"] == "skipped" and "a paired design" in summary["reason"]
+    sheet = pl.read_csv(paired_sheet, separator="\t", schema_overrides={"subject_id": pl.Utf8})
+    three = sheet.with_columns(pl.when(pl.col("sample_id") == "R01").then(pl.lit("later")).otherwise(pl.col("time"))
+                               .alias("time"))
+    three.write_csv(tmp_path / "three.tsv", separator="\t")
+    summary, _ = _paired_models(tmp_path, tmp_path / "three.tsv", {"column": "time", "type": "multiclass"})
+    assert summary["status"] == "skipped" and "a paired design" in summary["reason"] and "not binary" in summary["reason"]
     assert "class_counts" not in summary and summary["n_samples"] is None
     assert not any("averaged" in n for n in summary["notes"])  # its reason, not how other outcomes' runs were used
+    # subject 1 measured before only (its after run dropped), an age per subject as covariate
+    lone = sheet.filter(pl.col("sample_id") != "R01").with_columns(
+        (pl.col("subject_id").cast(pl.Int32) * 3 + 20).cast(pl.Utf8).alias("age"))
+    lone.write_csv(tmp_path / "lone.tsv", separator="\t")
+    summary, predictions = _paired_models(tmp_path, tmp_path / "lone.tsv", PAIRED, covariates=["age"])
+    assert summary["n_subjects"] == 11 and summary["n_samples"] == 22 and "R00" not in predictions["sample_id"]
+    assert any("1 subject(s) with runs of one value only left out (1)" in n for n in summary["notes"])
+    assert any("covariates (age) are left out of this paired model" in n for n in summary["notes"])
+    assert "covariates" not in summary["feature_sets"]
     from ms2study.modelling.subjects import subjects_note
 
     note = subjects_note({"A1": ["A1"], "A2": ["A2"], "B1": ["B1"]}, {"A1": "PA", "A2": "PA", "B1": "PB"})
@@ -269,3 +319,16 @@ def test_relabellings_of_a_paired_design_stay_within_subjects(tmp_path: Path) ->
     _, summary = _found(tmp_path, with_sheet, "shifted")
     shift = summary["global_shift"]
     assert shift["median_effect"] < -0.05 and shift["p_value"] <= 0.01  # 12 subjects all lower: sign flips
+
+
+def test_the_findings_say_a_paired_model_compares_within_subjects() -> None:
+    from ms2study.reporting.findings import model_verdict
+
+    entry = {"metric": "roc_auc", "value": 0.97, "ci_low": 0.81, "ci_high": 1.0, "permutation_p": 0.01}
+    summary = {"status": "done", "outcome": "time", "type": "binary", "classes": ["after", "before"],
+               "positive_class": "after", "feature_sets": {"features": entry}}
+    assert "separates after from before samples" in model_verdict(summary)[0]
+    paired = dict(summary, paired_by="subject_id", n_subjects=12)
+    assert "separates after from before within subjects (paired, 12 subjects)" in model_verdict(paired)[0]
+    null = dict(paired, feature_sets={"features": dict(entry, value=0.5, ci_low=0.2, permutation_p=0.6)})
+    assert "no evidence of separation within subjects" in model_verdict(null)[0]

@@ -21,15 +21,9 @@ import yaml
 from ms2study.core.errors import InputError
 from ms2study.core.params import MASS_TOLERANCES, mass_tolerance_warning, suggest_key  # noqa: F401 (tests)
 from ms2study.core.yamlio import read_config_file, read_yaml
-from ms2study.io.samplesheet import (
-    ACQUISITION_COLUMNS,
-    SAMPLE_TYPES,
-    read_sample_sheet,
-    sample_roles,
-    tidy_sheet,
-    typed_rows_with_outcomes,
-)
-from ms2study.modelling.outcomes import encode_outcome
+from ms2study.io.samplesheet import (ACQUISITION_COLUMNS, SAMPLE_TYPES, on_disk, read_sample_sheet, sample_roles,
+                                     tidy_sheet, typed_rows_with_outcomes, unlisted_runs)
+from ms2study.modelling.outcomes import check_covariate_values, encode_outcome
 from ms2study.modelling.subjects import check_study_subjects
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -251,6 +245,7 @@ def load_sample_sheet(study_dir: Path, config: dict) -> pl.DataFrame:
     sheet = tidy_sheet(sheet)
     validator = jsonschema.Draft202012Validator(_load_schema("samples.schema.yaml"))
     seen: set[str] = set()
+    renamed: dict[str, str] = {}
     for row_number, row in enumerate(sheet.iter_rows(named=True), start=2):  # line 1 is the header
         errors = list(validator.iter_errors({k: v for k, v in row.items() if v is not None}))
         if errors:
@@ -266,7 +261,8 @@ def load_sample_sheet(study_dir: Path, config: dict) -> pl.DataFrame:
             raise InputError(f"row {row_number}: sample_id '{sample_id}' appears twice", file=source,
                              fix="give every sample a unique sample_id")
         seen.add(sample_id)
-        path = study_dir / row["file"]
+        path = on_disk(study_dir, row["file"])  # the name as stored (macOS writes accents decomposed)
+        renamed[row["file"]] = str(path.relative_to(study_dir))
         if not path.exists():
             raise InputError(f"row {row_number}: file '{row['file']}' does not exist (looked for {path})",
                              file=source, sample=sample_id, fix="correct the path (relative to the study folder)")
@@ -284,7 +280,7 @@ def load_sample_sheet(study_dir: Path, config: dict) -> pl.DataFrame:
     if sheet.height == 0:
         raise InputError("the sample sheet has no rows", file=source, fix="add one row per sample")
     check_sample_roles(sheet, source)
-    return sheet
+    return sheet.with_columns(pl.col("file").replace(renamed))
 
 
 _ROW_FIX = ("sample_id: letters, digits, '.', '_' or '-' (starting with a letter or digit); file: path to an "
@@ -410,6 +406,7 @@ def check_outcomes(sheet: pl.DataFrame, config: dict, source: str = "samples.tsv
             for kind, column, key in missing)
         raise InputError(f"not in the sample sheet (columns: {', '.join(sheet.columns)}): {named}", file=source,
                          fix="add the column(s) to samples.tsv or correct or remove them in config.yaml")
+    check_covariate_values(sheet, [c for kind, c, _ in wanted if kind == "covariate"], source)  # 52,0 beside 48.5
     if not outcomes:
         return
     for i, spec in enumerate(outcomes):
@@ -496,5 +493,6 @@ def check_study(study_dir: Path, config: dict, sheet: pl.DataFrame) -> list[str]
         raise errors[0] if len(errors) == 1 else InputError(f"{len(errors)} problems with this study: " + "; ".join(
             f"({i}) {err}" for i, err in enumerate(errors, 1)), fix="correct each of them, then run again")
     outcomes = [o.get("column") for o in ((config.get("models") or {}).get("outcomes") or []) if isinstance(o, dict)]
-    return [w for w in [mass_tolerance_warning(config)] if w] + typed_rows_with_outcomes(
-        sheet, [str(c) for c in outcomes if c], str(sheet_path.name if sheet_path.exists() else "samples.tsv"))
+    return ([w for w in [mass_tolerance_warning(config)] if w] + unlisted_runs(study_dir, sheet["file"].to_list())
+            + typed_rows_with_outcomes(sheet, [str(c) for c in outcomes if c],
+                                       str(sheet_path.name if sheet_path.exists() else "samples.tsv")))

@@ -10,6 +10,9 @@ recorded". Imports only ``core`` and ``io.sampletable``.
 
 from __future__ import annotations
 
+import io
+import logging
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +20,8 @@ import polars as pl
 
 from ms2study.core.errors import InputError
 from ms2study.io.sampletable import delimited_rows
+
+log = logging.getLogger(__name__)
 
 
 def read_sample_sheet(path: str | Path, id_column: str | None = None, *, any_format: bool = False,
@@ -46,12 +51,18 @@ def read_sample_sheet(path: str | Path, id_column: str | None = None, *, any_for
                                  "columns) and one row per sample; or delete the file to take every mzML/mzXML "
                                  "in the study folder as a sample")
         try:
-            sheet = pl.read_csv(path, separator="\t", infer_schema_length=0, comment_prefix="#")
+            sheet = pl.read_csv(io.BytesIO(_utf8(path)), separator="\t", infer_schema_length=0, comment_prefix="#")
+        except InputError:
+            raise
         except Exception as err:  # polars raises several error types for malformed text
             raise InputError(f"cannot read as a tab-separated table ({err})", file=str(path),
                              fix="save the sheet as tab-separated text (.tsv) with a header line 'sample_id<TAB>"
                                  "file' and the same number of cells in every row") from err
         sheet = sheet.rename({c: c.strip() for c in sheet.columns})
+        # rows without a single cell (Excel's trailing empty row, "\t\t\t"): a trial got "sample 'None' ... sample_id
+        # is a required property" for one
+        blank = pl.all_horizontal(pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in sheet.columns)
+        sheet = sheet.filter(~blank) if sheet.width else sheet
         _refuse_other_separators(sheet, path)
     if id_column is not None and id_column != "sample_id":
         if id_column not in sheet.columns:
@@ -60,6 +71,50 @@ def read_sample_sheet(path: str | Path, id_column: str | None = None, *, any_for
         sheet = sheet.drop("sample_id", strict=False).rename({id_column: "sample_id"})
     check_columns(sheet, required, str(path))
     return sheet
+
+
+def _utf8(path: Path) -> bytes:
+    """The sheet's bytes as UTF-8: as they are when they decode so, else read as Windows-1252 (what Excel's "Text
+    (Tab delimited)" writes on Windows; a trial's sheet was refused as "not tab-separated"), with a warning. Raises
+    InputError naming the file when neither decodes."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+        return data
+    except UnicodeDecodeError as err:
+        try:
+            text = data.decode("cp1252")
+        except UnicodeDecodeError:
+            raise InputError(f"the sheet is neither UTF-8 nor Windows-1252 text ({err})", file=str(path),
+                             fix="save the sheet as UTF-8 tab-separated text") from err
+    log.warning("%s is not UTF-8: read as Windows-1252 (Excel's 'Text (Tab delimited)'); save it as UTF-8 to be sure "
+                "of its accented characters", path)
+    return text.encode("utf-8")
+
+
+def on_disk(folder: Path, name: str) -> Path:
+    """``folder / name``, or the file beside it whose name is the same once both are Unicode-normalised (NFC): macOS
+    stores accented names decomposed, a sheet typed on another system has them composed, and the two print alike (a
+    trial was told 'Contrôle 02.mzML' does not exist). The path as given when none matches."""
+    path = Path(folder) / name
+    if path.exists() or not path.parent.is_dir():
+        return path
+    wanted = unicodedata.normalize("NFC", path.name)
+    return next((entry for entry in path.parent.iterdir() if unicodedata.normalize("NFC", entry.name) == wanted), path)
+
+
+def unlisted_runs(folder: Path, files: Sequence[str], suffixes: Sequence[str] = (".mzml", ".mzxml")) -> list[str]:
+    """A warning (empty list: none) naming the mzML / mzXML files in ``folder`` (not its subfolders' ``results``)
+    that no sheet row's ``files`` names: they are not processed (a trial's extra run was mentioned nowhere)."""
+    listed = {unicodedata.normalize("NFC", str((Path(folder) / f).resolve())) for f in files}
+    extra = sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*") if p.suffix.lower() in suffixes
+                   and p.is_file() and "results" not in p.relative_to(folder).parts
+                   and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+                   and unicodedata.normalize("NFC", str(p.resolve())) not in listed)
+    if not extra:
+        return []
+    return [f"{len(extra)} mzML/mzXML file(s) in the study folder are not in the sample sheet and are not processed: "
+            + ", ".join(extra[:8]) + (" ..." if len(extra) > 8 else "") + " (add a row for each to include it)"]
 
 
 def _refuse_other_separators(sheet: pl.DataFrame, path: Path) -> None:

@@ -27,10 +27,39 @@ from ms2study.modelling.estimators import (
 from ms2study.modelling.preprocessing import preprocessor
 
 
-def outer_splitter(y: np.ndarray, kind: str, params: dict, n_repeats: int | None = None):
+class RepeatedGroupKFold:
+    """Repeated k-fold over groups (the subjects of a paired design, ``modelling.multilevel``): each repeat shuffles
+    the groups (seeded) and deals them into ``n_splits`` folds of near-equal size, so all rows of a group are in one
+    fold. ``split(X, y)`` yields (train, test) row indices, ``n_splits`` per repeat, repeat by repeat, as
+    scikit-learn's repeated splitters do. With every group holding each class (complete pairs) every test fold
+    holds every class. Raises ValueError when there are fewer groups than folds."""
+
+    def __init__(self, groups: np.ndarray, n_splits: int, n_repeats: int, random_state: int):
+        self.groups = np.asarray(groups)
+        self.names, self.index = np.unique(self.groups, return_inverse=True)
+        if n_splits < 2 or self.names.size < n_splits:
+            raise ValueError(f"{self.names.size} groups cannot fill {n_splits} folds")
+        self.n_splits, self.n_repeats, self.random_state = int(n_splits), int(n_repeats), int(random_state)
+
+    def split(self, X=None, y=None):
+        rng = np.random.default_rng(self.random_state)
+        for _ in range(self.n_repeats):
+            fold_of = np.empty(self.names.size, dtype=np.int64)
+            fold_of[rng.permutation(self.names.size)] = np.arange(self.names.size) % self.n_splits
+            per_row = fold_of[self.index]
+            for fold in range(self.n_splits):
+                yield np.flatnonzero(per_row != fold), np.flatnonzero(per_row == fold)
+
+
+def outer_splitter(y: np.ndarray, kind: str, params: dict, n_repeats: int | None = None,
+                   groups: np.ndarray | None = None):
     """The outer repeated k-fold. Classes: stratified, k = min(outer_splits, smallest class), so no test fold lacks
-    a class. Continuous: k = min(outer_splits, n // 2), so each test fold has at least two samples."""
+    a class. Continuous: k = min(outer_splits, n // 2), so each test fold has at least two samples. With ``groups``
+    (a paired design): ``RepeatedGroupKFold`` over them, k = min(outer_splits, number of groups)."""
     repeats = int(n_repeats or params["outer_repeats"])
+    if groups is not None:
+        k = min(int(params["outer_splits"]), int(np.unique(groups).size))
+        return RepeatedGroupKFold(groups, k, repeats, int(params["seed"])), k
     if kind == "continuous":
         k = min(int(params["outer_splits"]), len(y) // 2)
         return RepeatedKFold(n_splits=k, n_repeats=repeats, random_state=int(params["seed"])), k
@@ -38,8 +67,13 @@ def outer_splitter(y: np.ndarray, kind: str, params: dict, n_repeats: int | None
     return RepeatedStratifiedKFold(n_splits=k, n_repeats=repeats, random_state=int(params["seed"])), k
 
 
-def inner_splitter(kind: str, y_train: np.ndarray, params: dict, seed: int) -> KFold | StratifiedKFold | None:
-    """Inner CV on the training part; None where it is too small to split (a class with < 2 training samples)."""
+def inner_splitter(kind: str, y_train: np.ndarray, params: dict, seed: int, groups: np.ndarray | None = None
+                   ) -> KFold | StratifiedKFold | RepeatedGroupKFold | None:
+    """Inner CV on the training part; None where it is too small to split (a class with < 2 training samples; with
+    ``groups``, fewer than 2 groups)."""
+    if groups is not None:
+        k = min(int(params["inner_splits"]), int(np.unique(groups).size))
+        return RepeatedGroupKFold(groups, k, 1, seed) if k >= 2 else None
     if kind == "continuous":
         k = min(int(params["inner_splits"]), len(y_train) // 2)
         return KFold(n_splits=k, shuffle=True, random_state=seed) if k >= 2 else None
@@ -48,19 +82,20 @@ def inner_splitter(kind: str, y_train: np.ndarray, params: dict, seed: int) -> K
 
 
 def fit_nested(X: np.ndarray, y: np.ndarray, kind: str, imputation: str, params: dict, seed: int,
-               n_covariates: int = 0) -> tuple:
+               n_covariates: int = 0, groups: np.ndarray | None = None) -> tuple:
     """Choose the regularisation by inner CV on (X, y), then refit on all of it.
 
     Equivalent to GridSearchCV over a Pipeline(impute, scale, model) with the strength as the only searched
     parameter, but the preprocessing is fitted once per inner split instead of once per grid value, the elastic
     net fits its grid as warm-started paths (``estimators.fit_grid``), and the joblib machinery is skipped: on
     cohorts of ten samples that overhead dominated the run time (about 50x).
-    The last ``n_covariates`` columns of X are covariates (see ``preprocessor``).
+    The last ``n_covariates`` columns of X are covariates (see ``preprocessor``); ``groups``: each row's subject (a
+    paired design), kept together by the inner splits.
     Returns (preprocessor, model, chosen strength or None when no inner split was possible).
     """
     n_classes = int(y.max()) + 1 if kind != "continuous" else 0
     grid = strength_grid(kind, params)
-    inner = inner_splitter(kind, y, params, seed)
+    inner = inner_splitter(kind, y, params, seed, groups)
     chosen = None
     if inner is not None and len(grid) > 1:
         losses = np.zeros(len(grid))
@@ -78,10 +113,11 @@ def fit_nested(X: np.ndarray, y: np.ndarray, kind: str, imputation: str, params:
 
 
 def cross_validate(X: np.ndarray, y: np.ndarray, kind: str, imputation: str, params: dict,
-                    n_repeats: int | None = None, n_covariates: int = 0) -> dict:
+                    n_repeats: int | None = None, n_covariates: int = 0, groups: np.ndarray | None = None) -> dict:
     """Out-of-fold predictions of the nested CV: ``scores`` (repeats × n [× classes]), ``fold`` (repeats × n),
-    and the regularisation chosen per outer fold."""
-    splitter, k = outer_splitter(y, kind, params, n_repeats)
+    and the regularisation chosen per outer fold. ``groups``: each row's subject (a paired design): outer and
+    inner splits keep a subject's rows together."""
+    splitter, k = outer_splitter(y, kind, params, n_repeats, groups)
     repeats = int(n_repeats or params["outer_repeats"])
     n_classes = int(y.max()) + 1 if kind != "continuous" else 0
     shape = (repeats, len(y), n_classes) if kind == "multiclass" else (repeats, len(y))
@@ -95,7 +131,7 @@ def cross_validate(X: np.ndarray, y: np.ndarray, kind: str, imputation: str, par
         for i, (train, test) in enumerate(splitter.split(X, y)):
             repeat, fold = divmod(i, k)
             pre, model, strength = fit_nested(X[train], y[train], kind, imputation, params, int(params["seed"]) + i,
-                                              n_covariates)
+                                              n_covariates, None if groups is None else groups[train])
             if strength is not None:
                 chosen.append(strength)
             predicted = predict_scores(model, pre.transform(X[test]), kind, n_classes)

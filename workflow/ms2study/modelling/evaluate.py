@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,7 @@ from ms2study.modelling.metrics import (
     summarise_metric,
 )
 from ms2study.modelling.outcomes import check_outcome, covariate_matrix, encode_outcome, too_few_samples
+from ms2study.modelling.subjects import within_blocks
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +48,13 @@ MISSING_SET_REASONS = {
 
 
 def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], spec: dict, params: dict,
-                  note_missing_sets: bool = True, skip_reason: str | None = None) -> dict:
+                  note_missing_sets: bool = True, skip_reason: str | None = None,
+                  blocks: Mapping[str, str] | None = None) -> dict:
     """Nested CV of one outcome on every feature set: returns summary, metrics rows and prediction rows. With
-    ``skip_reason`` (a paired design) nothing is modelled: the summary says why, without sample or class counts."""
+    ``skip_reason`` nothing is modelled: the summary says why, without sample or class counts. ``blocks``: each
+    row's subject in a paired design (``modelling.multilevel``: sets already centred within subjects): the splits
+    keep a subject's rows together, permutations stay within subjects, the bootstrap resamples subjects, and
+    covariates and imputations other than the mean are not used."""
     spec = check_outcome(spec)
     kind = spec["type"]
     if skip_reason:  # the sheet's rows are not the units such an outcome compares: no counts, nothing encoded
@@ -79,7 +84,15 @@ def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], 
         return {"summary": summary, "metrics": [], "predictions": []}
     y = target["y"]
     ids = target["sample_ids"]
+    groups = np.asarray([blocks[s] for s in ids]) if blocks else None
     covariates = [c for c in params["covariates"] if c != spec["column"]]
+    if groups is not None:
+        summary["paired_by"], summary["n_subjects"] = "subject_id", int(np.unique(groups).size)
+        if covariates:
+            summary["notes"].append(f"covariates ({', '.join(covariates)}) are left out of this paired model: a "
+                                    "subject's covariates are the same in all its runs, so the within-subject "
+                                    "comparison has them fixed")
+        covariates = []
     if len(covariates) < len(params["covariates"]):
         summary["notes"].append(f"covariate '{spec['column']}' is this outcome itself: left out of its models")
     C, covariate_names = covariate_matrix(samples, ids, covariates)
@@ -97,7 +110,7 @@ def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], 
         # The covariates alone: the baseline that every set (which also holds them) has to beat.
         feature_sets["covariates"] = pl.DataFrame({"sample_id": ids})
     summary["estimator"] = estimator_family(params)
-    boot = bootstrap_weights(y, kind, int(params["n_bootstrap"]), int(params["seed"]))
+    boot = bootstrap_weights(y, kind, int(params["n_bootstrap"]), int(params["seed"]), groups)
     # The same permutations for every feature set, so their p-values are paired.
     rng = np.random.default_rng(int(params["seed"]) + 1)
     metrics_rows: list[dict] = []
@@ -109,7 +122,7 @@ def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], 
     summary["n_permutations"] = n_permutations
     # Every set draws the permutations the adjustment for choosing among them reads; a lone set needs none.
     family = family_permutations(n_permutations, int(params.get("permutation_stop_after", 0))) if len(order) > 1 else 0
-    permutations = [rng.permutation(len(y)) for _ in range(n_permutations)]
+    permutations = [within_blocks(len(y), groups, rng) for _ in range(n_permutations)]
     for name in wanted if note_missing_sets else []:
         if name not in feature_sets:
             summary["notes"].append(f"feature set '{name}' is not available"
@@ -122,11 +135,12 @@ def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], 
         elif not columns or len(empty) == len(ids):
             summary["notes"].append(f"feature set '{name}' has no values for these samples")
             continue
-        imputation = params["imputation"].get(name, "mean")
+        # centred within subjects, values are no longer log intensities: the training mean fills them
+        imputation = params["imputation"].get(name, "mean") if groups is None else "mean"
         # Covariates ride along as the last columns; the preprocessing treats them apart (see preprocessor).
         X = np.hstack([X, C])
         entry, rows, cv = _evaluate_set(name, X, y, kind, imputation, params, C.shape[1], empty, boot, permutations,
-                                        summary["notes"], family)
+                                        summary["notes"], family, groups)
         metrics_rows.extend(rows)
         scores = cv["scores"]
         if cv["chosen"]:
@@ -147,11 +161,12 @@ def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], 
 
 def _evaluate_set(name: str, X: np.ndarray, y: np.ndarray, kind: str, imputation: str, params: dict,
                   n_cov: int, empty: list[str], boot: np.ndarray, permutations: list[np.ndarray],
-                  notes: list[str], family: int) -> tuple[dict[str, Any], list[dict], dict]:
+                  notes: list[str], family: int, groups: np.ndarray | None = None
+                  ) -> tuple[dict[str, Any], list[dict], dict]:
     """Nested CV of one feature set (X: samples x (columns + ``n_cov`` covariates); ``empty``: its samples without
     any value) with its metrics: returns (the set's summary entry, its metrics rows, the cross-validation). A note
     on coarse fold-wise metrics is added to ``notes`` once."""
-    cv = cross_validate(X, y, kind, imputation, params, n_covariates=n_cov)
+    cv = cross_validate(X, y, kind, imputation, params, n_covariates=n_cov, groups=groups)
     scores = cv["scores"]
     if kind != "continuous" and np.bincount(y).min() < 2 * cv["k"] and not any("coarse" in n for n in notes):
         notes.append(
@@ -171,7 +186,8 @@ def _evaluate_set(name: str, X: np.ndarray, y: np.ndarray, kind: str, imputation
         primary = metric == PRIMARY_METRIC[kind]
         p_value = None
         if primary and permutations:
-            test = permutation_p_value(X, y, kind, imputation, params, n_cov, metric, cv, permutations, family)
+            test = permutation_p_value(X, y, kind, imputation, params, n_cov, metric, cv, permutations, family,
+                                       groups)
             p_value = test["p"]
             entry.update(permutation_null_mean=test["null_mean"], permutations_drawn=test["drawn"],
                          permutations_reaching=test["reaching"], permutations_stopped_early=test["stopped_early"],
@@ -224,7 +240,8 @@ def sequential_permutation_p(observed: float, null_statistic: Callable[[int], fl
 
 
 def permutation_p_value(X: np.ndarray, y: np.ndarray, kind: str, imputation: str, params: dict, n_cov: int,
-                        metric: str, cv: dict, permutations: list[np.ndarray], min_draws: int = 0) -> dict[str, Any]:
+                        metric: str, cv: dict, permutations: list[np.ndarray], min_draws: int = 0,
+                        groups: np.ndarray | None = None) -> dict[str, Any]:
     """Label-permutation p-value of ``metric`` for a cross-validation ``cv`` of (X, y), as
     ``sequential_permutation_p`` returns it (p, drawn, reaching, stopped_early, null_mean, null), with the
     ``observed`` statistic; at least ``min_draws`` permutations are drawn.
@@ -236,7 +253,8 @@ def permutation_p_value(X: np.ndarray, y: np.ndarray, kind: str, imputation: str
 
     def null_statistic(i: int) -> float:
         permuted = y[permutations[i]]
-        shuffled = cross_validate(X, permuted, kind, imputation, params, n_repeats=1, n_covariates=n_cov)
+        shuffled = cross_validate(X, permuted, kind, imputation, params, n_repeats=1, n_covariates=n_cov,
+                                  groups=groups)
         return metric_values(metric, permuted, shuffled["scores"][0], shuffled["fold"][0])[0]
 
     test = sequential_permutation_p(observed, null_statistic, len(permutations),

@@ -104,10 +104,19 @@ def metric_values(name: str, y: np.ndarray, scores: np.ndarray, folds: np.ndarra
     return _nanmean(per_fold)
 
 
-def bootstrap_weights(y: np.ndarray, kind: str, n_draws: int, seed: int) -> np.ndarray:
+def bootstrap_weights(y: np.ndarray, kind: str, n_draws: int, seed: int, groups: np.ndarray | None = None
+                      ) -> np.ndarray:
     """Multiplicities of each sample in ``n_draws`` bootstrap resamples (draws × n); resampled within each class
-    so every draw keeps the study's class sizes."""
+    so every draw keeps the study's class sizes. With ``groups`` (each row's subject, a paired design) the subjects
+    are resampled and each row weighs as often as its subject was drawn (a cluster bootstrap: Field & Welsh 2007,
+    JRSS B 69:369), which with complete pairs keeps the class sizes too."""
     rng = np.random.default_rng(seed)
+    if groups is not None:
+        names, index = np.unique(np.asarray(groups), return_inverse=True)
+        picks = rng.integers(0, names.size, size=(n_draws, names.size))
+        counts = np.zeros((n_draws, names.size))
+        np.add.at(counts, (np.broadcast_to(np.arange(n_draws)[:, None], picks.shape), picks), 1.0)
+        return counts[:, index]
     weights = np.zeros((n_draws, len(y)))
     groups = [np.arange(len(y))] if kind == "continuous" else [np.flatnonzero(y == c) for c in np.unique(y)]
     rows = np.arange(n_draws)[:, None]

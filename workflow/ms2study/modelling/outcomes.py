@@ -338,6 +338,24 @@ def _is_number(text: Any) -> bool:
     return True
 
 
+def check_covariate_values(samples: pl.DataFrame, columns: list[str], source: str = "samples.tsv") -> None:
+    """Refuse a covariate column whose recorded values are mostly numbers (2 or more, and at least as many as the
+    others) beside some that are not (``52,0`` with a decimal comma, ``#N/A`` from Excel): it would be coded as one
+    level per value (``covariate_matrix``), a trial's age became 8 indicators for 8 samples and left the tests no
+    degrees of freedom, unsaid. Raises InputError naming the file, the column, the samples and their values."""
+    ids = samples["sample_id"].cast(pl.Utf8).to_list()
+    for column in (c for c in columns if c in samples.columns):
+        recorded = [(sid, str(v).strip()) for sid, v in zip(ids, samples[column].to_list()) if not is_missing(v)]
+        odd = [(sid, v) for sid, v in recorded if not _is_number(v)]
+        numbers = len(recorded) - len(odd)
+        if odd and numbers >= 2 and numbers >= len(odd):
+            listed = ", ".join(f"{sid}: '{v}'" for sid, v in odd[:8]) + (" ..." if len(odd) > 8 else "")
+            raise InputError(f"covariate '{column}' holds numbers and {len(odd)} value(s) that are not ({listed}); it "
+                             "would be read as categories, one per value", file=source, sample=odd[0][0],
+                             fix=f"write the values of '{column}' as numbers with a decimal point (52.0, not 52,0) and "
+                                 "leave a missing one empty or NA (not #N/A)")
+
+
 def covariate_matrix(samples: pl.DataFrame, sample_ids: list[str], columns: list[str]) -> tuple[np.ndarray, list[str]]:
     """Covariate columns of the sample sheet for ``sample_ids``, as numbers: (matrix, column names).
 
@@ -346,6 +364,7 @@ def covariate_matrix(samples: pl.DataFrame, sample_ids: list[str], columns: list
     so it leaks nothing. Missing values are NaN and are mean-imputed inside the training folds.
     """
     check_covariates(columns)
+    check_covariate_values(samples, columns)
     missing = [c for c in columns if c not in samples.columns]
     if missing:
         raise InputError(f"covariate column(s) {missing} are not in the sample sheet (columns: "

@@ -14,8 +14,8 @@ A paired or repeated-measures design, where the outcome changes between runs of 
 volunteer under several diets), needs the subject as a blocking factor instead: the differential tests then average
 the runs of one subject with one outcome value and add the subject as a factor to the linear model (limma's
 ``~ subject + group``, which for two runs per subject is the paired t-test; Smyth 2004; permutations of the residuals
-of the subject-only model, Freedman & Lane 1983), and the outcome models, whose cross-validation and permutations
-would need the subject too, skip such an outcome with the reason. A covariate that changes within a subject is
+of the subject-only model, Freedman & Lane 1983), and the outcome models of a binary such outcome compare each
+subject with itself (``modelling.multilevel``); other paired outcomes are skipped with the reason. A covariate that changes within a subject is
 refused before any job (``check_subjects``). Pooled QC and blank runs take no part. Per-run outputs (features,
 identifications, QC, sample maps) stay per run. Imports polars, numpy and ``ms2study.core`` / ``ms2study.io.samplesheet``.
 """

@@ -260,15 +260,32 @@ def at_floor(entry: dict, n_permutations: int | None) -> bool:
 
 def floor_note(summary: dict, skip: Iterable[str] = ()) -> str | None:
     """One sentence naming the feature sets (not in ``skip``) whose permutation p is at its floor, 1/(n + 1): the
-    smallest p these n permutations can give. None when there is none."""
+    smallest p these n permutations can give; and one naming those whose p adjusted for the choice among the sets
+    (``permutation_p_adjusted``) is at the floor of the m shared permutations the adjustment reads
+    (``p_adjustment.permutations``), which ``n_permutations`` alone does not raise while sets may stop drawing early
+    (``core.paths.family_permutations``: a trial raised n_permutations to 400 and the adjusted p stayed 1/41).
+    None when there is neither."""
     n = (summary.get("params") or {}).get("n_permutations")
-    names = [name for name, e in (summary.get("feature_sets") or {}).items()
-             if name not in set(skip) and at_floor(e, n)]
-    if not names:
-        return None
-    return (f"p = {p_value_text(1 / (int(n) + 1))} ({', '.join(names)}) is 1/({int(n)} + 1), the smallest p these "
-            f"{int(n)} permutations can give; more permutations (models: n_permutations) would tell how far below it "
-            "lies.")
+    sets = {name: e for name, e in (summary.get("feature_sets") or {}).items() if name not in set(skip)}
+    names = [name for name, e in sets.items() if at_floor(e, n)]
+    m = (summary.get("p_adjustment") or {}).get("permutations")
+    adjusted = [name for name, e in sets.items()
+                if m and at_floor({"permutation_p": e.get("permutation_p_adjusted")}, m)]
+    parts = []
+    if names:
+        parts.append(f"p = {p_value_text(1 / (int(n) + 1))} ({', '.join(names)}) is 1/({int(n)} + 1), the smallest p "
+                     f"these {int(n)} permutations can give; more permutations (models: n_permutations) would tell how "
+                     "far below it lies.")
+    if adjusted:
+        stop = (summary.get("params") or {}).get("permutation_stop_after")
+        raise_it = ("models: n_permutations raises it" if int(m) == int(n or 0) or not stop else
+                    f"models: n_permutations alone does not raise it while sets may stop drawing early "
+                    f"(permutation_stop_after: {stop}); with permutation_stop_after: 0 every set draws all "
+                    "n_permutations and the adjustment reads them all")
+        parts.append(f"The p adjusted for the choice among the sets, {p_value_text(1 / (int(m) + 1))} "
+                     f"({', '.join(adjusted)}), is 1/({int(m)} + 1), the smallest that the {int(m)} permutations "
+                     f"shared by every set can give; {raise_it}.")
+    return " ".join(parts) or None
 
 
 PARKER = "Parker, Günter & Bedo 2007, BMC Bioinformatics 8:326"

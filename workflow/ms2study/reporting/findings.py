@@ -49,6 +49,9 @@ def _what(summary: dict) -> tuple[str, str]:
     positive = summary.get("positive_class")
     if summary.get("type") == "binary" and positive is not None and len(classes) == 2:
         reference = next(c for c in classes if c != str(positive))
+        if summary.get("paired_by"):  # a paired design's model compares each subject with itself
+            return (f"separates {esc(positive)} from {esc(reference)} within subjects (paired, "
+                    f"{summary.get('n_subjects')} subjects)", "no evidence of separation within subjects")
         return f"separates {esc(positive)} from {esc(reference)} samples", "no evidence of separation"
     return f"separates the classes ({esc(', '.join(classes))})", "no evidence of separation"
 
@@ -225,6 +228,10 @@ def detectable_text(log2_fc: float) -> str:
             "100): smaller changes of single compounds can be real and missed.")
 
 
+# how the box names a hit's effect (a trial read "log2 effect +0.21" for a continuous outcome with no unit)
+EFFECT_WORDS = {"log2_fold_change": "log2 FC", "log2_effect_per_unit": "log2 effect per unit"}
+
+
 def _named(hits: pl.DataFrame, ident: pl.DataFrame | None, effect: str | None,
            table: pl.DataFrame | None = None) -> str:
     """The sentence naming the hits' accepted identifications (first ``TOP_NAMED`` compounds by q). A hit without
@@ -265,7 +272,7 @@ def _named(hits: pl.DataFrame, ident: pl.DataFrame | None, effect: str | None,
                      + (f", {LEVELS[level]}" if level in LEVELS else "")
                      + (f"; named on {esc(r['via'])} of its compound group, the hit is {esc(r['consensus_id'])}"
                         if r.get("via") else "") + f"; differential q = {q_text(r['q_value'])}"
-                     + (f", {'log2 FC' if effect == 'log2_fold_change' else 'log2 effect'} {r[effect]:+.2f}"
+                     + (f", {EFFECT_WORDS.get(effect, 'log2 effect')} {r[effect]:+.2f}"
                         if effect and r.get(effect) is not None else "")
                      + (f" (95 % interval {r['effect_ci_low']:+.2f} to {r['effect_ci_high']:+.2f})"
                         if effect and r.get(effect) is not None and r.get("effect_ci_low") is not None else "") + ")")

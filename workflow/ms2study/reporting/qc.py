@@ -354,6 +354,10 @@ def attribution_part(path: Path | None, outcome: str, top: int = TOP_ATTRIBUTION
                 "and its interval above chance).</p>")
     else:
         total = float(np.abs(table["contribution"].cast(pl.Float64).fill_null(0.0).to_numpy()).sum())
+        if total == 0:  # a trial: a top 15 of 0.0 "toward lower score" and "nan% of the absolute contribution"
+            return title + (f"<p>The final embedding model kept no feature (every one of the {table.height} "
+                            "features' contributions is 0: its regularisation shrank all weights to zero), so there "
+                            "is nothing to attribute.</p>")
         share = float(np.abs(rows["contribution"].cast(pl.Float64).fill_null(0.0).to_numpy()).sum()) / total if (
             total > 0) else float("nan")
         text = (f'<p class="note">The {rows.height} consensus features contributing most to the embedding '

@@ -235,6 +235,10 @@ def summary_text(summary: dict, outdir: Path) -> str:
     effect = (f"planted effect: {f'{changed} ' if changed else ''}compounds of class '{summary.get('planted_class')}' "
               f"{summary.get('fold_change')}x higher in the cases" if summary.get("planted_class")
               else "no planted effect")
+    if summary.get("planted_class") and summary.get("effect") == "score":  # a trial read "higher in the cases"
+        effect = (f"planted effect: {f'{changed} ' if changed else ''}compounds of class "
+                  f"'{summary.get('planted_class')}' follow the sheet's score (0 to 10): {summary.get('fold_change')}x "
+                  "from the lowest to the highest score; group (case / control) carries no planted effect")
     return "\n".join([
         f"ms2study simulate: wrote {outdir}: {n} samples ({cases} case{'' if cases == 1 else 's'}), {made}",
         f"  {effect}",

@@ -110,7 +110,9 @@ models:
   outcomes:
     - {column: group, type: binary, positive_class: case}
 """
-SCORE_OUTCOME = "    - {column: score, type: continuous}\n"  # effect "score": the outcome the planted class follows
+# effect "score": the outcome the planted class follows; group stays as a null outcome (a trial read it as the effect)
+SCORE_OUTCOME = ("    - {column: score, type: continuous}\n"
+                 "# group carries no planted effect in this study (--effect score): a null outcome to check against\n")
 EFFECTS = ("group", "score")
 # Purposes of ms2study.simulate.params.stream used here (numbers free in that list).
 _SELECT, _SPECTRUM = 40, 42  # 41 and 43: spikein_variation

@@ -87,7 +87,9 @@ def run_attribution(samples_path: str | Path, sample_embeddings: list[str | Path
         result["notes"].insert(0, not_sample_note(excluded))
     if subject_groups(samples):  # descriptive: the refit stays on runs (each run's spectra carry the contributions)
         result["notes"].append("The contributions come from the embedding model refitted on the runs; the models "
-                               "and tests averaged the runs of each subject (sample sheet's subject_id)")
+                               + ("compared each subject's runs with one another (a paired design, sample sheet's "
+                                  "subject_id), which this refit does not" if summary.get("paired_by") else
+                                  "and tests averaged the runs of each subject (sample sheet's subject_id)"))
     if "excluded" in matrix.columns and table.height:
         flagged = set(matrix.filter(pl.col("excluded").fill_null(False))["consensus_id"].cast(pl.Utf8).to_list())
         n_flagged = int(table["consensus_id"].cast(pl.Utf8).is_in(list(flagged)).sum())

@@ -47,6 +47,7 @@ from ms2study.modelling.outcomes import (
     runs_measured,
     without_empty_runs,
 )
+from ms2study.modelling.multilevel import paired_model_data
 from ms2study.modelling.subjects import (
     average_rows, paired_outcome, several_runs, subject_groups, subject_sheet, subjects_note,
 )
@@ -158,21 +159,23 @@ def merge_params(params: dict | None) -> dict:
     return merged
 
 
-PAIRED_REASON = ("the outcome changes between runs of one subject (a paired design, sample sheet's subject_id): "
-                 "its models would need subject-grouped cross-validation and permutations within subjects, which are "
-                 "not built; the differential tests compare each subject with itself")
+PAIRED_REASON = ("the outcome changes between runs of one subject (a paired design, sample sheet's subject_id) and "
+                 "is not binary: paired models are built for two outcome values (before / after); the differential "
+                 "tests compare each subject with itself")
 
 
 def model_outcomes(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], outcomes: list[dict],
                    outdir: Path, params: dict | None = None, notes: list[str] | None = None,
-                   record: dict | None = None, skip: dict[str, str] | None = None) -> dict:
+                   record: dict | None = None, skip: dict[str, str] | None = None,
+                   blocks: dict[str, str] | None = None) -> dict:
     """Model every outcome on every feature set; write ``outdir/{outcome}/{metrics,predictions}.parquet`` and
     ``summary.json`` (an outcome that cannot be modelled gets a summary with ``status: skipped`` and its reason).
     QC and blank runs of the sheet (``sample_type``) never enter an outcome: each summary lists them under
     ``excluded_not_sample`` and says how many in its notes; ``notes`` (e.g. the flagged features left out of the
     matrix) are added to every summary, and so are the keys of ``record`` (e.g. which feature matrix was read).
-    ``skip``: outcome column -> the reason it is not modelled (a paired design). Returns ``{outcome column:
-    summary}``."""
+    ``skip``: outcome column -> the reason it is not modelled (a paired design). ``blocks``: each row's subject when
+    ``samples`` and ``feature_sets`` are a paired outcome's units (``modelling.multilevel``). Returns ``{outcome
+    column: summary}``."""
     # A configured feature set that is absent deserves a note; a default one (e.g. binned_spectra when no spectra
     # were passed) does not.
     explicit_sets = "feature_sets" in (params or {})
@@ -191,7 +194,7 @@ def model_outcomes(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame],
     for spec, dirname in zip(specs, dirs):
         started = time.perf_counter()
         out = model_outcome(samples, feature_sets, spec, params, note_missing_sets=explicit_sets,
-                            skip_reason=(skip or {}).get(spec["column"]))
+                            skip_reason=(skip or {}).get(spec["column"]), blocks=blocks)
         summary = out["summary"]
         summary["excluded_not_sample"] = excluded
         summary.update(record or {})
@@ -235,12 +238,22 @@ def _cli_models(args: argparse.Namespace) -> int:
         record = {"feature_matrix": Path(args.feature_matrix).name, "n_flagged_left_out": total - matrix.height,
                   "n_not_measured_cells": n_not_measured}
     groups = subject_groups(samples)  # runs of one subject (replicate injections): one row each (modelling.subjects)
-    skip = {o["column"]: PAIRED_REASON for o in outcomes if paired_outcome(samples, o["column"], groups)}
+    paired = [o for o in outcomes if paired_outcome(samples, o["column"], groups)]
+    # a binary paired outcome is modelled within subjects (modelling.multilevel); others are skipped with the reason
+    skip = {o["column"]: PAIRED_REASON for o in paired if check_outcome(o)["type"] != "binary"}
+    within = [o for o in paired if o["column"] not in skip]
+    paired_runs, run_notes, run_record = (samples, sets), list(notes), dict(record)
     if groups:
         samples, sets = subject_sheet(samples, groups), {n: average_rows(f, groups) for n, f in sets.items()}
         notes.append(subjects_note(groups))
         record["subjects"] = several_runs(groups)
-    summaries = model_outcomes(samples, sets, outcomes, Path(args.outdir), params, notes, record, skip)
+    summaries = model_outcomes(samples, sets, [o for o in outcomes if o not in within], Path(args.outdir), params,
+                               notes, record, skip)
+    for spec in within:
+        unit_sheet, centred, blocks, note = paired_model_data(*paired_runs, spec["column"], groups)
+        summaries.update(model_outcomes(unit_sheet, centred, [spec], Path(args.outdir), params, run_notes + [note],
+                                        run_record, blocks=blocks))
+    summaries = {o["column"]: summaries[o["column"]] for o in outcomes if o["column"] in summaries}
     done = {
         "outcomes": [{"column": c, "folder": outcome_dirname(c), "status": s["status"], "reason": s.get("reason")}
                      for c, s in summaries.items()],
@@ -306,7 +319,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_params_argument(p)
     p.set_defaults(func=_cli_models)
 
-    q = subparsers.add_parser("model", help="the same models on a samples x features table from elsewhere")
+    q = subparsers.add_parser(
+        "model", help="the same models on a samples x features table from elsewhere",
+        description="The models stage's nested cross-validation on a table from elsewhere. No study config is read: "
+                    "covariates (models: covariates in a study) are given as --params '{\"covariates\": [\"age\"]}' "
+                    "(columns of --samples), and so are the other models settings.")
     q.add_argument("--table", required=True, help="TSV, CSV or Parquet; samples x features in either orientation")
     q.add_argument("--samples", required=True, help="sample sheet with the outcome column (TSV or CSV)")
     q.add_argument("--id-column", default=None, help="sample id column of the sheet (default: sample_id or the first)")
