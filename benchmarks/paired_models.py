@@ -9,7 +9,7 @@ subjects) and as if the runs were independent samples (no subject_id). Written p
 studies whose AUC interval lies above 0.5, the share with permutation p <= 0.05, the share with both (the report's
 "separates the classes"), and the mean AUC. Usage:
 
-  PYTHONPATH=workflow python benchmarks/paired_models.py --out R.json [--studies 40] [--quick]
+  PYTHONPATH=workflow python benchmarks/paired_models.py --out R.json [--studies 40] [--quick] [--only null]
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ def main() -> int:
     parser.add_argument("--studies", type=int, default=40, help="studies per setting")
     parser.add_argument("--permutations", type=int, default=99)
     parser.add_argument("--quick", action="store_true", help="8 studies per setting, 19 permutations")
+    parser.add_argument("--only", default=None, help="run the settings whose name holds this text (e.g. null)")
     args = parser.parse_args()
     studies, permutations = (8, 19) if args.quick else (args.studies, args.permutations)
     params = merge_params({"feature_sets": ["features"], "n_permutations": permutations, "outer_repeats": 2,
@@ -82,6 +83,8 @@ def main() -> int:
     started = time.perf_counter()
     rows = []
     for s, (name, subjects, effect) in enumerate(SETTINGS):
+        if args.only and args.only not in name:
+            continue
         for mode in ("paired", "runs as independent samples"):
             entries = [model(*paired_study(np.random.default_rng(1000 * s + i), subjects, effect),
                              mode == "paired", params) for i in range(studies)]

@@ -16,6 +16,19 @@ from ms2study.modelling.enrichment import class_enrichment, distinct_labellings,
 BINARY = {"column": "group", "type": "binary", "positive_class": "case"}
 
 
+def _frames(log2: np.ndarray, case: np.ndarray, age: np.ndarray) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(feature matrix of features x samples log2 intensities, sheet with group and age)."""
+    n = log2.shape[1]
+    ids = [f"C{i:03d}" for i in range(log2.shape[0])]
+    samples = [f"S{j:02d}" for j in range(n)]
+    matrix = pl.DataFrame({"consensus_id": ids, "mz": np.linspace(100, 500, len(ids)),
+                           "rt_s": np.linspace(30, 600, len(ids)), "n_detected": [n] * len(ids),
+                           **{s: 2.0 ** log2[:, j] for j, s in enumerate(samples)}})
+    sheet = pl.DataFrame({"sample_id": samples, "group": np.where(case, "case", "control").tolist(),
+                          "age": [f"{a:.1f}" for a in age]})
+    return matrix, sheet
+
+
 def confounded_study(seed: int = 0, n: int = 40, n_age: int = 40, n_effect: int = 10, n_other: int = 150):
     """Known truth: cases are older on average (group drawn from age plus noise), ``n_age`` compounds rise with age
     (1 log2 per 30 years) and have no group effect, ``n_effect`` compounds are 2x higher in cases at any age, the
@@ -26,13 +39,8 @@ def confounded_study(seed: int = 0, n: int = 40, n_age: int = 40, n_effect: int 
     log2 = rng.normal(16, 0.5, (n_age + n_effect + n_other, n))
     log2[:n_age] += (age - 50) / 30
     log2[n_age:n_age + n_effect] += case
-    ids = [f"C{i:03d}" for i in range(log2.shape[0])]
-    samples = [f"S{j:02d}" for j in range(n)]
-    matrix = pl.DataFrame({"consensus_id": ids, "mz": np.linspace(100, 500, len(ids)),
-                           "rt_s": np.linspace(30, 600, len(ids)), "n_detected": [n] * len(ids),
-                           **{s: 2.0 ** log2[:, j] for j, s in enumerate(samples)}})
-    sheet = pl.DataFrame({"sample_id": samples, "group": np.where(case, "case", "control").tolist(),
-                          "age": [f"{a:.1f}" for a in age]})
+    matrix, sheet = _frames(log2, case, age)
+    ids = matrix["consensus_id"].to_list()
     classes = ["aging"] * n_age + ["effect"] * n_effect + [None] * n_other
     identifications = pl.DataFrame({"consensus_id": ids, "name": [f"compound {i}" for i in range(len(ids))],
                                     "inchikey": [f"K{i:03d}" for i in range(len(ids))], "formula": ["C1"] * len(ids),
@@ -251,13 +259,7 @@ def collinear_study(seed: int, overlap: float, n: int = 24, n_effect: int = 10, 
     age = np.where(case, rng.uniform(20 + 35 * overlap, 80, n), rng.uniform(20, 80 - 35 * overlap, n))
     log2 = rng.normal(16, 0.4, (n_effect + n_other, n))
     log2[:n_effect] += case
-    ids = [f"C{i:03d}" for i in range(log2.shape[0])]
-    samples = [f"S{j:02d}" for j in range(n)]
-    matrix = pl.DataFrame({"consensus_id": ids, "mz": np.linspace(100, 500, len(ids)),
-                           "rt_s": np.linspace(30, 600, len(ids)), "n_detected": [n] * len(ids),
-                           **{s: 2.0 ** log2[:, j] for j, s in enumerate(samples)}})
-    sheet = pl.DataFrame({"sample_id": samples, "group": np.where(case, "case", "control").tolist(),
-                          "age": [f"{a:.1f}" for a in age]})
+    matrix, sheet = _frames(log2, case, age)
     return matrix, sheet
 
 

@@ -260,3 +260,28 @@ def test_a_record_without_an_adduct_field_gets_the_one_its_precursor_and_formula
     assert built.metadata["adduct"].to_list() == ["[M-H]-", "[M-H]1-"]
     altered = [i for i in built.report.altered if i.reason == "adduct read from the precursor m/z and the formula"]
     assert [(i.identifier, i.detail) for i in altered] == [("glucose", "[M-H]-")]
+
+
+def test_a_library_that_cannot_calibrate_confidence_is_refused_before_any_job(tmp_path) -> None:
+    """A trial: a two-record lab library ran detection to correction, then the calibrate job stopped ("no
+    leave-structure-out search found a wrong candidate"). The study check now reads a small library as the index
+    job will and refuses it first, naming both ways out."""
+    from ms2study.core.errors import InputError
+    from ms2study.library.calibratable import calibration_problem, refuse_uncalibratable
+
+    def record(name: str, key: str, mz: float) -> str:
+        return (f"BEGIN IONS\nNAME={name}\nPEPMASS={mz}\nCHARGE=1+\nIONMODE=positive\nINCHIKEY={key}-UHFFFAOYSA-N\n"
+                f"{mz * 0.4:.4f} 100\n{mz * 0.6:.4f} 40\n{mz * 0.7:.4f} 20\nEND IONS\n")
+    lab = tmp_path / "lab.mgf"
+    lab.write_text(record("a", "AAAAAAAAAAAAAA", 195.0877) + record("b", "BBBBBBBBBBBBBB", 281.1))
+    assert "no record of another structure within 5 Da in the same ion mode" in calibration_problem([lab])
+    with pytest.raises(InputError, match=r"the library \(lab.mgf\) cannot calibrate identification confidence") as err:
+        refuse_uncalibratable([lab], {"annotate": {"confidence": "null_model"}})
+    assert "annotate: confidence: none" in str(err.value) and "MassBank" in str(err.value)
+    refuse_uncalibratable([lab], {"annotate": {"confidence": "none"}})  # names without q-values: allowed
+    more = tmp_path / "more.mgf"
+    more.write_text(record("c", "CCCCCCCCCCCCCC", 193.0))  # another structure 2.1 Da from a
+    assert calibration_problem([lab, more]) is None
+    bare = tmp_path / "bare.mgf"
+    bare.write_text(record("a", "AAAAAAAAAAAAAA", 195.0877).replace("INCHIKEY=AAAAAAAAAAAAAA-UHFFFAOYSA-N\n", ""))
+    assert "has both a structure (InChIKey or SMILES) and an ion mode" in calibration_problem([bare])

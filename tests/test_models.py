@@ -418,7 +418,14 @@ def test_model_refuses_a_sheet_whose_id_column_does_not_name_the_table_samples(
     assert cli_main([*argv, "--id-column", "group"]) == 1  # a column matching none: the one that matches is named
     assert "pass --id-column 'ID'" in capsys.readouterr().err
     assert cli_main([*argv, "--id-column", "ID"]) == 0  # the right column: modelled
-    assert "permutation p = NA" in capsys.readouterr().out  # no permutations asked for
+    said = capsys.readouterr().out
+    assert "permutation p = NA" in said and "subject_id is not read" not in said  # no permutations asked for
+    # a paired sheet: its subject_id is not read here, and that is said (a trial's runs were modelled as independent)
+    (tmp_path / "paired.tsv").write_text("\tID\tgroup\tsubject_id\n" + "".join(
+        f"{k + 1}\t{s}\t{'a' if k % 2 else 'b'}\tP{k // 2}\n" for k, s in enumerate(ids)))
+    assert cli_main([*[a if a != str(tmp_path / "sheet.tsv") else str(tmp_path / "paired.tsv") for a in argv],
+                     "--id-column", "ID"]) == 0
+    assert "the sheet's subject_id is not read by 'ms2study model'" in capsys.readouterr().out
     with_p = [*argv[:-1], json.dumps({"n_permutations": 6, "outer_repeats": 1}), "--id-column", "ID"]
     assert cli_main(with_p) == 0
     said = re.search(r"permutation p = (\S+)", capsys.readouterr().out)  # 3 significant digits (a trial: 0.2040816)

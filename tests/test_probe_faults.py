@@ -478,9 +478,14 @@ def test_every_problem_of_a_study_is_named_at_once(tmp_path: Path, capsys: pytes
     assert f"(2) file '{tmp_path / 'config.yaml'}': library file 'libary.mgf' not found" in err
     assert "did you mean" in err
     assert "Traceback" not in err and not (tmp_path / ".snakemake").exists()
-    (tmp_path / "config.yaml").write_text("library: library.mgf\n" + outcome)
+    # (a one-record library without a structure cannot calibrate q-values: names without them, so that the
+    # outcome is the one problem left)
+    (tmp_path / "config.yaml").write_text("library: library.mgf\nannotate: {confidence: none}\n" + outcome)
     code, err = _run(["run", str(tmp_path), "-n"], capsys)
     assert code == 1 and "problems with this study" not in err and "column 'disease'" in err
+    (tmp_path / "config.yaml").write_text("library: library.mgf\n" + outcome)
+    code, err = _run(["run", str(tmp_path), "-n"], capsys)
+    assert "2 problems with this study" in err and "cannot calibrate identification confidence" in err
 
 
 def test_jobs_kept_without_snakemake_records_are_named_in_the_closing_lines(tmp_path: Path) -> None:

@@ -69,6 +69,24 @@ def test_a_study_with_unmarked_replicates_gets_a_caution_on_its_tests_and_models
         "run_note"].null_count() == len(ids)
 
 
+def test_one_odd_run_does_not_turn_the_check_off_for_all() -> None:
+    """A trial: an MS1-only run beside two byte-identical pairs left no feature detected in every run, so the check
+    said nothing at all. The run detecting the fewest features is now left out of the check, with a note."""
+    ids = [f"S{i:02d}" for i in range(8)] + ["ODD"]
+    X = np.vstack([_runs(3, 8), _runs(4, 1)])
+    X[1] = X[0] + np.random.default_rng(5).normal(0, 0.05, X.shape[1])  # S01 is a second injection of S00
+    values = np.exp(X)
+    values[8, 20:] = np.nan  # the odd run detects 20 of the 600 features
+    matrix = pl.DataFrame({"consensus_id": [f"C{j}" for j in range(X.shape[1])],
+                           **{s: values[k] for k, s in enumerate(ids)}})
+    sheet = pl.DataFrame({"sample_id": ids, "file": [f"{s}.mzML" for s in ids]})
+    table = with_replicate_notes(qc_table(sheet, {s: {} for s in ids}, None, matrix), sheet, matrix)
+    notes = dict(zip(table["sample_id"].to_list(), table["run_note"].to_list()))
+    assert notes["S00"].startswith("much closer to S01") and notes["S01"].startswith("much closer to S00")
+    assert notes["ODD"].startswith("left out of the replicate check: it shares too few features")
+    assert all(notes[s] is None for s in ids[2:8])
+
+
 def test_the_replicate_check_benchmark_writes_its_rates(tmp_path: Path) -> None:
     import json
 

@@ -308,6 +308,13 @@ def test_byte_identical_runs_under_two_sample_ids_are_named(tmp_path: Path, caps
     main(["run", str(tmp_path), "--cores", "1", "-n"])
     err = capsys.readouterr().err
     assert "ms2study run: warning: samples a, c have byte-identical run files: one injection counted 2 times" in err
+    # one file listed twice is said to be that (a trial was asked whether it was a copy)
+    from ms2study.io.runfiles import identical_run_warnings
+
+    sheet = pl.DataFrame({"sample_id": ["A", "B", "E"], "file": ["a.mzML", "b.mzML", "a.mzML"]})
+    assert identical_run_warnings(tmp_path, sheet) == [
+        ("samples A, E name the same file (a.mzML): one injection counted 2 times; remove the extra rows from the "
+         "sample sheet unless that is meant")]
 
 
 def test_a_numeric_covariate_with_excel_values_is_refused_before_any_job(tmp_path: Path) -> None:
@@ -360,8 +367,8 @@ def test_an_excel_sheet_reads_as_written(tmp_path: Path) -> None:
     sheet = study.load_sample_sheet(tmp_path, config)
     assert unicodedata.normalize("NFC", sheet["file"][1]) == "Contrôle 02.mzML"
     assert unlisted_runs(tmp_path, sheet["file"].to_list()) == [
-        "1 mzML/mzXML file(s) in the study folder are not in the sample sheet and are not processed: Extra run.mzML "
-        "(add a row for each to include it)"]
+        ("1 mzML/mzXML file(s) in the study folder are not in the sample sheet and are not processed: Extra run.mzML "
+         "(add a row for each to include it)")]
     (tmp_path / "results").mkdir()
     _touch_mzml(tmp_path / "results", "copy.mzML")  # the pipeline's own folders are not the lab's runs
     assert len(unlisted_runs(tmp_path, [*sheet["file"].to_list(), "Extra run.mzML"])) == 0

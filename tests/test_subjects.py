@@ -296,8 +296,8 @@ def test_a_paired_outcome_left_unmodelled_says_why(tmp_path: Path) -> None:
     from ms2study.modelling.subjects import subjects_note
 
     note = subjects_note({"A1": ["A1"], "A2": ["A2"], "B1": ["B1"]}, {"A1": "PA", "A2": "PA", "B1": "PB"})
-    assert note.endswith("1 subject(s) have runs of one outcome value only (PB) and add nothing to the "
-                         "within-subject comparison")
+    assert note.endswith("1 subject(s) have runs of one outcome value only (PB): they add nothing to the "
+                         "within-subject comparison and are left out of the tests")
 
 
 def test_relabellings_of_a_paired_design_stay_within_subjects(tmp_path: Path) -> None:
@@ -332,3 +332,54 @@ def test_the_findings_say_a_paired_model_compares_within_subjects() -> None:
     assert "separates after from before within subjects (paired, 12 subjects)" in model_verdict(paired)[0]
     null = dict(paired, feature_sets={"features": dict(entry, value=0.5, ci_low=0.2, permutation_p=0.6)})
     assert "no evidence of separation within subjects" in model_verdict(null)[0]
+
+
+def test_the_paired_models_benchmark_writes_its_rates(tmp_path: Path) -> None:
+    """benchmarks/paired_models.py on its strongest setting (quick): within subjects the planted change is found in
+    most studies, with the runs counted as independent samples in far fewer."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "paired.json"
+    done = subprocess.run([sys.executable, str(repo / "benchmarks" / "paired_models.py"), "--out", str(out), "--quick",
+                           "--only", "effect 0.4"], capture_output=True, text=True, timeout=600, check=False,
+                          env={**__import__("os").environ, "PYTHONPATH": str(repo / "workflow")})
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {r["mode"]: r for r in json.loads(out.read_text())["settings"]}
+    assert rows["paired"]["studies"] == 8 and rows["paired"]["share_both"] >= 0.75
+    assert rows["runs as independent samples"]["share_both"] <= 0.5 < rows["paired"]["share_both"]
+    assert len(rows["paired"]["p_values"]) == 8
+
+
+def test_a_subject_with_one_value_only_is_left_out_of_the_paired_tests(tmp_path: Path) -> None:
+    """A trial: one subject's after run missing took a before/after study from 7 hits to 0 (its lone unit a block of
+    one in the permutations); without that unit, 6. Such a subject is now left out, and the note says so."""
+    paired_sheet, _ = _paired_study(tmp_path, 0.4, 7)
+    sheet = pl.read_csv(paired_sheet, separator="\t", schema_overrides={"subject_id": pl.Utf8})
+    sheet.filter(pl.col("sample_id") != "R23").write_csv(tmp_path / "lone.tsv", separator="\t")  # 12: before only
+    lone, lone_summary = _found(tmp_path, tmp_path / "lone.tsv", "lone")
+    sheet.filter(~pl.col("sample_id").is_in(["R22", "R23"])).write_csv(tmp_path / "eleven.tsv", separator="\t")
+    eleven, _ = _found(tmp_path, tmp_path / "eleven.tsv", "eleven")
+    assert lone_summary["n_subjects"] == 11 and lone_summary["n_samples"] == 22
+    assert any("1 subject(s) have runs of one outcome value only (12)" in n and "left out of the tests" in n
+               for n in lone_summary["notes"])
+    # the same tests as with the subject removed from the sheet
+    assert lone.sort("consensus_id")["p_value"].to_list() == pytest.approx(
+        eleven.sort("consensus_id")["p_value"].to_list())
+    assert (lone["q_value"] < 0.05).sum() >= 15
+
+
+def test_the_attribution_of_a_paired_outcome_says_its_refit_is_not_paired(tmp_path: Path) -> None:
+    from ms2study.reporting.collect import OutcomeFiles
+    from ms2study.reporting.outcomes import attribution_caveats
+
+    entry = {"metric": "roc_auc", "value": 0.97, "ci_low": 0.81, "ci_high": 1.0, "permutation_p": 0.01}
+    path = tmp_path / "time" / "summary.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"status": "done", "outcome": "time", "paired_by": "subject_id",
+                                "feature_sets": {"embedding": entry}}))
+    said = attribution_caveats([OutcomeFiles(path)])["time"]
+    assert said.startswith("the models of time compare each subject with itself (a paired design)")
+    path.write_text(json.dumps({"status": "done", "outcome": "time", "feature_sets": {"embedding": entry}}))
+    assert attribution_caveats([OutcomeFiles(path)]) == {}

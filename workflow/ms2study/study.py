@@ -21,8 +21,9 @@ import yaml
 from ms2study.core.errors import InputError
 from ms2study.core.params import MASS_TOLERANCES, mass_tolerance_warning, suggest_key  # noqa: F401 (tests)
 from ms2study.core.yamlio import read_config_file, read_yaml
-from ms2study.io.samplesheet import (ACQUISITION_COLUMNS, SAMPLE_TYPES, on_disk, read_sample_sheet, sample_roles,
-                                     tidy_sheet, typed_rows_with_outcomes, unlisted_runs)
+from ms2study.io.samplesheet import (ACQUISITION_COLUMNS, SAMPLE_TYPES, on_disk, read_sample_sheet,
+                                     sample_roles, tidy_sheet, typed_rows_with_outcomes, unlisted_runs)
+from ms2study.library.calibratable import refuse_uncalibratable
 from ms2study.modelling.outcomes import check_covariate_values, encode_outcome
 from ms2study.modelling.subjects import check_study_subjects
 
@@ -484,7 +485,8 @@ def check_study(study_dir: Path, config: dict, sheet: pl.DataFrame) -> list[str]
     source, errors = str(sheet_path if sheet_path.exists() else study_dir), []
     for check in (lambda: check_outcomes(sheet, config, source, config_path),
                   lambda: check_study_subjects(sheet, config, source), lambda: check_reference_sample(sheet, config),
-                  lambda: check_correction(sheet, config, config_path), lambda: library_paths(study_dir, config)):
+                  lambda: check_correction(sheet, config, config_path),
+                  lambda: refuse_uncalibratable(library_paths(study_dir, config), config, config_path)):
         try:
             check()
         except InputError as err:

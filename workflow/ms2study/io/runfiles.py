@@ -53,6 +53,10 @@ def identical_run_warnings(study_dir: Path, sheet) -> list[str]:
     """A warning per group of sample ids whose run files are byte-identical (``identical_runs``); ``sheet``: the
     sample sheet (polars DataFrame with sample_id and file)."""
     groups = identical_runs(study_dir, sheet["sample_id"].to_list(), sheet["file"].to_list())
-    return [f"samples {', '.join(ids)} have byte-identical run files: one injection counted {len(ids)} times (a "
-            "copied or twice-listed file?); remove the extra rows from the sample sheet unless that is meant"
-            for ids in groups]
+    path_of = {sid: (Path(study_dir) / f).resolve() for sid, f in zip(sheet["sample_id"].to_list(),
+                                                                      sheet["file"].to_list())}
+    # a trial: one file listed twice was called "a copied or twice-listed file?"; the sheet says which
+    return [f"samples {', '.join(ids)} " + (f"name the same file ({path_of[ids[0]].name})" if len(
+        {path_of[i] for i in ids}) == 1 else "have byte-identical run files") + f": one injection counted {len(ids)} "
+            "times" + ("" if len({path_of[i] for i in ids}) == 1 else " (a copied file?)") + "; remove the extra rows "
+            "from the sample sheet unless that is meant" for ids in groups]

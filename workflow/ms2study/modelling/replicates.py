@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from ms2study.modelling.qc import complete_log_matrix, run_distances
+from ms2study.modelling.qc import MIN_COMPLETE_FEATURES, complete_log_matrix, run_distances
 from ms2study.modelling.subjects import SUBJECT_COLUMN, subject_groups, subject_of_runs
 
 RATIO = 0.6          # the k-th nearest distance below this share of the (k+1)-th: a group set apart
@@ -73,16 +73,33 @@ def replicate_groups(X: np.ndarray, ids: list[str], same_subject: dict[str, str]
     return out
 
 
+def _fewest_detected(feature_matrix: pl.DataFrame, ids: list[str]) -> int:
+    """Index in ``ids`` of the run detecting the fewest features (intensity > 0) of ``feature_matrix``."""
+    counts = [int(feature_matrix[s].cast(pl.Float64).fill_nan(None).fill_null(0.0).gt(0).sum()) for s in ids]
+    return int(np.argmin(counts))
+
+
 def with_replicate_notes(table: pl.DataFrame, samples: pl.DataFrame, feature_matrix: pl.DataFrame | None
                          ) -> pl.DataFrame:
     """The QC ``table`` (``modelling.qc.qc_table``) with a ``run_note`` on each study run of a replicate group
     (``replicate_groups`` on the study runs' log feature matrix, as the outlier rule builds it). ``samples``: the
-    sheet (its ``subject_id`` says which runs are already one subject). Unchanged without a matrix."""
+    sheet (its ``subject_id`` says which runs are already one subject). When fewer than ``MIN_COMPLETE_FEATURES``
+    features are detected in every study run, the runs detecting the fewest are left out one by one (while more
+    than ``MIN_RUNS`` remain) and their note says so. Unchanged without a matrix."""
     study = table.filter(pl.col("sample_type") == "sample")
     ids = study["sample_id"].to_list()
     if feature_matrix is None or len(ids) < MIN_RUNS:
         return table
-    X = complete_log_matrix(feature_matrix, ids, study["batch"].to_list())
+    batches = study["batch"].to_list()
+    X = complete_log_matrix(feature_matrix, ids, batches)
+    left_out: list[str] = []
+    while X is None and len(ids) > MIN_RUNS:
+        # a run that shares few features with the others (an MS1-only or another instrument's run) would leave no
+        # feature detected in every run and turn the check off for all (a trial: two byte-identical pairs unsaid)
+        drop = _fewest_detected(feature_matrix, ids)
+        left_out.append(ids[drop])
+        ids, batches = ids[:drop] + ids[drop + 1:], batches[:drop] + batches[drop + 1:]
+        X = complete_log_matrix(feature_matrix, ids, batches)
     if X is None:
         return table
     same = {}
@@ -96,6 +113,9 @@ def with_replicate_notes(table: pl.DataFrame, samples: pl.DataFrame, feature_mat
                           f"other run {outside:.2f}): {REPLICATE_MARK} If so, give them one "
                           f"{SUBJECT_COLUMN} in the sample sheet; counted as separate samples they overstate the "
                           "evidence of the tests and models")
+    for run in left_out:
+        notes[run] = (f"left out of the replicate check: it shares too few features with the other runs (with it, "
+                      f"fewer than {MIN_COMPLETE_FEATURES} are detected in every run)")
     if not notes:
         return table
     old = table["run_note"].to_list()

@@ -142,6 +142,24 @@ def paired_units(sheet: pl.DataFrame, column: str, groups: Mapping[str, Sequence
     return units, subject_of
 
 
+def without_lone_units(sheet: pl.DataFrame, column: str, subject_of: Mapping[str, str]
+                       ) -> tuple[pl.DataFrame, dict[str, str]]:
+    """``sheet`` (one row per unit, ``paired_units``) without the units of subjects that have a recorded value of
+    ``column`` in one unit only, and ``subject_of`` without them. Such a subject adds no within-subject comparison,
+    yet its lone unit weighed on the tests: a trial's before/after study lost all 7 hits when one subject's after run
+    was missing (its unit was a block of one in the permutations and a level of its own in the variance), and gave
+    them back without it. Rows outside ``subject_of`` (QC, blank) are kept."""
+    values = dict(zip(sheet["sample_id"].cast(pl.Utf8).to_list(), sheet[column].to_list())) if column in sheet.columns \
+        else {}
+    recorded: dict[str, set[str]] = {}
+    for unit, subject in subject_of.items():
+        if unit in values and not is_missing(values[unit]):
+            recorded.setdefault(subject, set()).add(str(values[unit]).strip())
+    lone = {u for u, subject in subject_of.items() if len(recorded.get(subject, ())) < 2}
+    kept = {u: subject for u, subject in subject_of.items() if u not in lone}
+    return sheet.filter(~pl.col("sample_id").cast(pl.Utf8).is_in(list(lone))), kept
+
+
 def with_subject_block(sheet: pl.DataFrame, subject_of: Mapping[str, str]) -> pl.DataFrame:
     """``sheet`` (one row per unit) with ``subject_id`` set to each unit's subject as a text level
     ("subject P01"), so that ``outcomes.covariate_matrix`` codes it as a factor even where subject ids read as
@@ -230,8 +248,8 @@ def subjects_note(groups: Mapping[str, Sequence[str]], subject_of: Mapping[str, 
     if subject_of is not None:
         units = list(subject_of.values())
         single = sorted({s for s in units if units.count(s) == 1})
-        lone = (f"; {len(single)} subject(s) have runs of one outcome value only ({', '.join(single[:8])}) and add "
-                "nothing to the within-subject comparison" if single else "")
+        lone = (f"; {len(single)} subject(s) have runs of one outcome value only ({', '.join(single[:8])}): they "
+                "add nothing to the within-subject comparison and are left out of the tests" if single else "")
         return (f"{n_runs} study runs of {len(set(units))} subjects (sample sheet's {SUBJECT_COLUMN}) "
                 "and an outcome that changes within subjects: a paired design. The runs of one subject with one "
                 f"outcome value are averaged ({len(groups)} units) and the subject is a factor of each test, which "

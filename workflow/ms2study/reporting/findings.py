@@ -50,8 +50,9 @@ def _what(summary: dict) -> tuple[str, str]:
     if summary.get("type") == "binary" and positive is not None and len(classes) == 2:
         reference = next(c for c in classes if c != str(positive))
         if summary.get("paired_by"):  # a paired design's model compares each subject with itself
-            return (f"separates {esc(positive)} from {esc(reference)} within subjects (paired, "
-                    f"{summary.get('n_subjects')} subjects)", "no evidence of separation within subjects")
+            n = summary.get("n_subjects")
+            return (f"separates {esc(positive)} from {esc(reference)} within subjects (paired, {n} subjects)",
+                    "no evidence of separation within subjects")
         return f"separates {esc(positive)} from {esc(reference)} samples", "no evidence of separation"
     return f"separates the classes ({esc(', '.join(classes))})", "no evidence of separation"
 

@@ -163,8 +163,8 @@ def mark_flags(accepted: pl.DataFrame) -> dict[tuple[str, str], pl.Series]:
             ("on a background ion", "on background ions"): background_marks(accepted).is_not_null(),
             ("flagged by the blank filter (as abundant in the blanks)", "flagged by the blank filter (as abundant in "
              "the blanks)"): blank_marks(accepted).is_not_null(),
-            ("on a feature whose m/z strays from the named ion's", "on features whose m/z strays from the named "
-             "ion's"): feature_mz_marks(accepted).is_not_null()}
+            ("on a feature whose m/z strays from the named ion's",
+             "on features whose m/z strays from the named ion's"): feature_mz_marks(accepted).is_not_null()}
 
 
 def ion_label_paragraph(n: int) -> str:

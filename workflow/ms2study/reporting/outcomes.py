@@ -149,7 +149,8 @@ def negative_r2_note(summary: dict) -> str | None:
 
 def attribution_caveats(models: Sequence[OutcomeFiles]) -> dict[str, str]:
     """Per outcome (by name) whose model of the attributed feature set (``modelling.attribution.SET``, the
-    embedding) is not shown to beat chance, the caveat the attribution is shown with: which model and why."""
+    embedding) is not shown to beat chance, or was modelled within subjects (a paired design: the attribution's refit
+    is not), the caveat the attribution is shown with: which model and why."""
     caveats = {}
     for files in models:
         path = Path(files.summary)
@@ -160,9 +161,13 @@ def attribution_caveats(models: Sequence[OutcomeFiles]) -> dict[str, str]:
         if summary.get("status") != "done" or not entry:
             continue
         why = chance_shortfall(entry)
+        outcome = summary.get("outcome", path.parent.name)
         if why:
-            outcome = summary.get("outcome", path.parent.name)
             caveats[outcome] = f"the {ATTRIBUTED_SET} model of {outcome} is not shown to beat chance: {why}"
+        if summary.get("paired_by"):  # a trial: the attribution stage's note on its unpaired refit never reached here
+            caveats[outcome] = "; ".join([*([caveats[outcome]] if outcome in caveats else []), (
+                f"the models of {outcome} compare each subject with itself (a paired design), while this attribution "
+                "refits the embedding model on the runs as independent samples, so it does not explain that model")])
     return caveats
 
 

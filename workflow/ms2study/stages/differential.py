@@ -48,7 +48,7 @@ from ms2study.modelling.power import detectable_log2_fold_change
 from ms2study.modelling.structure import hidden_split
 from ms2study.modelling.subjects import (
     SUBJECT_COLUMN, average_columns, paired_outcome, paired_units, subject_groups, subject_ranges, subject_sheet,
-    several_runs, subjects_note, with_subject_block,
+    several_runs, subjects_note, with_subject_block, without_lone_units,
 )
 
 log = logging.getLogger(__name__)
@@ -195,8 +195,10 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
         samples, matrix = subject_sheet(samples, groups), average_columns(matrix, groups)
         detected = average_columns(detected, groups) if detected is not None else None
         partial_ranges = subject_ranges(partial_ranges, groups)
-    if paired:
-        samples, covariates = with_subject_block(samples, subject_of), covariates + [SUBJECT_COLUMN]
+    complete = subject_of
+    if paired:  # a subject with one outcome value only is left out (modelling.subjects.without_lone_units)
+        samples, complete = without_lone_units(samples, params["outcome"]["column"], subject_of)
+        samples, covariates = with_subject_block(samples, complete), covariates + [SUBJECT_COLUMN]
     table, summary, values = differential_with_values(
         matrix, samples, params["outcome"], identifications, covariates, params["imputation"],
         float(params["min_detected_fraction"]), params["test"], int(params["permutations"]), int(params["seed"]),
@@ -215,7 +217,7 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
                         + summary["notes"])
     summary["subjects"] = several_runs(groups) if not paired else {}
     if paired:
-        summary["paired_by"], summary["n_subjects"] = SUBJECT_COLUMN, len(set(subject_of.values()))
+        summary["paired_by"], summary["n_subjects"] = SUBJECT_COLUMN, len(set(complete.values()))
     # samples the tests leave out for a missing value: named in the log too, not only in the report's notes (a trial
     # blanked one sample's sex and the log said only how many features were tested)
     for key, what in (("excluded_missing_outcome", "no value of the outcome"),

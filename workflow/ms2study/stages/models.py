@@ -273,6 +273,9 @@ def _cli_model(args: argparse.Namespace) -> int:
         raise
     id_column_check(args.table, args.samples, samples, args.id_column, table.height)
     print(note)
+    if "subject_id" in samples.columns:  # a trial's paired sheet was modelled run by run, unsaid
+        print("note: the sheet's subject_id is not read by 'ms2study model': every row is modelled as an independent "
+              "sample (a study run through 'ms2study run' models runs of one subject together)")
     # Only samples present in the table are modelled (the note lists the others).
     samples = samples.filter(pl.col("sample_id").is_in(table["sample_id"].implode()))
     spec: dict[str, Any] = {"column": args.outcome, "type": args.type}
