@@ -188,3 +188,25 @@ def test_a_split_elution_s_other_part_is_not_said_to_be_refused_by_the_adduct_ch
     assert "1 more consensus feature(s) have a library match at q ≤ 0.01 that was not accepted, because" in text
     assert ("1 consensus feature(s) with a library match at q ≤ 0.01 are not accepted for a reason of their own: "
             "fenamiphos (C5): named once, on C6") in text
+
+
+def test_a_differential_hit_on_a_background_ion_gets_a_caution(tmp_path) -> None:
+    """A trial (before/after study): the largest effect among the hits was an unnamed ion present through the run,
+    detected in 10 of 10 after runs and 4 of 10 before runs, marked only as resting partly on imputed values."""
+    from ms2study.reporting.whatdiffers import background_ions, background_warning
+
+    _, links, extents = _study()
+    links.write_parquet(tmp_path / "links.parquet")
+    paths = []
+    for sample in ("R1", "R2", "R3"):
+        paths.append(tmp_path / f"{sample}.parquet")
+        extents.filter(pl.col("sample_id") == sample).write_parquet(paths[-1])
+    notes = background_ions(tmp_path / "links.parquet", paths)
+    assert set(notes) == {"C1", "C4"} and notes["C1"].startswith("background ion: half-height width")
+    warnings: list = []
+    background_warning(["C1", "C2", "C3"], notes, "time", warnings)
+    assert len(warnings) == 1 and "1 feature(s) at q &lt; 0.05 are background ions (C1)" in str(warnings[0])
+    assert warnings[0].concerns == ("differential:time",)
+    background_warning(["C2", "C3"], notes, "time", warnings)
+    assert len(warnings) == 1  # no hit on a background ion: nothing said
+    assert background_ions(None, paths) == {} and background_ions(tmp_path / "links.parquet", []) == {}

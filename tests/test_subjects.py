@@ -383,3 +383,18 @@ def test_the_attribution_of_a_paired_outcome_says_its_refit_is_not_paired(tmp_pa
     assert said.startswith("the models of time compare each subject with itself (a paired design)")
     path.write_text(json.dumps({"status": "done", "outcome": "time", "feature_sets": {"embedding": entry}}))
     assert attribution_caveats([OutcomeFiles(path)]) == {}
+
+
+def test_the_models_section_says_a_paired_outcome_was_modelled_within_subjects(tmp_path: Path) -> None:
+    """A trial: the models section's method paragraph spoke of stratified folds and a bootstrap of samples for a
+    paired outcome; only a note at the bottom said otherwise."""
+    from ms2study.reporting.collect import OutcomeFiles
+    from ms2study.reporting.outcomes import models_section
+
+    paired_sheet, _ = _paired_study(tmp_path, 0.4, 1)
+    summary, _ = _paired_models(tmp_path, paired_sheet, PAIRED)
+    path = tmp_path / "m_with" / "time" / "summary.json"
+    sheet = pl.read_csv(paired_sheet, separator="\t", schema_overrides={"subject_id": pl.Utf8})
+    part = models_section([OutcomeFiles(path, None)], sheet, {}, [])
+    assert "<b>Paired design</b> (12 subjects, sample sheet's subject_id): modelled within subjects" in part
+    assert summary["paired_by"] == "subject_id"

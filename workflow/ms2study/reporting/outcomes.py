@@ -75,6 +75,13 @@ def models_section(models: Sequence[OutcomeFiles], sheet: pl.DataFrame, feature_
             positive = summary.get("positive_class")
             parts.append(f"<p>Classes: {counts}" + (f"; positive class: <b>{esc(positive)}</b>" if positive else "")
                          + "</p>")
+        if summary.get("paired_by"):  # a trial: only a note at the bottom said the methods above differ here
+            parts.append(f'<p class="note paired"><b>Paired design</b> ({summary.get("n_subjects")} subjects, sample '
+                         "sheet's subject_id): modelled within subjects, unlike the description above: each subject's "
+                         "runs of one outcome value averaged into a unit and taken relative to the subject's mean "
+                         "(multilevel analysis, Westerhuis et al. 2010), the folds hold out whole subjects, the labels "
+                         "are permuted within subjects and the bootstrap resamples subjects. The power sweep below "
+                         "is of unpaired studies.</p>")
         estimator = summary.get("estimator")
         if estimator or summary.get("covariates"):
             line = f"Estimator: <b>{esc(estimator or 'linear')}</b>"

@@ -1,8 +1,8 @@
 """The report's "What differs" part, per outcome: the differential test's description, a volcano plot, every tested
 feature in a sortable table (identifications, ion labels, flags), the class enrichment with the study-wide shift, and
 the features the embedding model looks at. Moved out of ``reporting.outcomes`` (which keeps the outcome models). May
-import ``ms2study.core``, ``ms2study.correction`` (adduct notation), ``ms2study.modelling`` and the other
-``reporting`` modules but ``outcomes``.
+import ``ms2study.core``, ``ms2study.correction`` (adduct notation), ``ms2study.identification`` (background ions),
+``ms2study.modelling`` and the other ``reporting`` modules but ``outcomes``.
 """
 
 from __future__ import annotations
@@ -128,7 +128,8 @@ def _test_text(summary: dict) -> str:
 def differential_section(differential: Sequence[DifferentialFiles], warnings: list[str],
                          attribution: dict[str, Path] | None = None, caveats: dict[str, str] | None = None,
                          with_ms2: set[str] | None = None, corrected: pl.DataFrame | None = None,
-                         identifications: pl.DataFrame | None = None) -> str:
+                         identifications: pl.DataFrame | None = None,
+                         background: dict[str, str] | None = None) -> str:
     """Per outcome (in the order given): a volcano plot, every tested feature with its identification in a sortable,
     filterable table (sorted by q), the class enrichment (chart and table) and, when ``attribution`` has a table
     for the outcome (keyed by outcome name), the features the embedding model looks at, led by the outcome's
@@ -137,7 +138,8 @@ def differential_section(differential: Sequence[DifferentialFiles], warnings: li
     The summary's own ``warnings``, a share of imputed features above a half and significant features without
     MS/MS (``with_ms2``: the consensus features with MS/MS, when known) are warnings too; ion labels grouped on mass
     and RT alone are marked (from the table's ``ion_tested``, else the ``corrected`` matrix), and an accepted
-    identification's library adduct leads a label it disagrees with (``identifications``: :func:`identified_ions`)."""
+    identification's library adduct leads a label it disagrees with (``identifications``: :func:`identified_ions`);
+    features at q < SIGNIFICANCE that are background ions (``background``: :func:`background_ions`) are a caution."""
     attribution = dict(attribution or {})
     if not differential:
         for name in attribution:
@@ -171,6 +173,7 @@ def differential_section(differential: Sequence[DifferentialFiles], warnings: li
         grouped = (f" ({compounds} compound group{'' if compounds == 1 else 's'}: isotope and adduct features of "
                    "one compound are tested one by one)" if compounds != significant else "")
         ms2 = cautions.significant_ms2(hits, with_ms2, outcome, warnings)
+        background_warning(hits, background, outcome, warnings)
         parts.append(f"<p>{_test_text(summary)}. {tested.height} of {table.height} consensus features tested; "
                      f"<b>{significant}</b> at q &lt; {SIGNIFICANCE:g}{grouped}.{' ' + ms2 if ms2 else ''}</p>")
         for note in summary.get("notes") or []:
@@ -195,6 +198,43 @@ def differential_section(differential: Sequence[DifferentialFiles], warnings: li
         warnings.append(f"attribution table for <b>{esc(name)}</b> given, but no differential results of that "
                         "outcome: not shown")
     return "".join(parts)
+
+
+def background_ions(links: Path | None, features: Sequence[Path | None]) -> dict[str, str]:
+    """consensus_id -> its background-ion note (``identification.background.background_notes``: half-height width
+    at least half of the run's RT span in half or more of the runs detecting it) from the link stage's ``links`` and
+    the runs' features tables; {} when either is missing or the tables lack the extents or widths."""
+    from ms2study.core.errors import InputError
+    from ms2study.identification.background import background_notes, read_extents
+
+    paths = [f for f in features if f is not None and Path(f).exists()]
+    if links is None or not Path(links).exists() or not paths:
+        return {}
+    try:
+        extents = read_extents(paths)
+    except InputError:  # tables written before the detect stage kept the extents: nothing to judge
+        return {}
+    if extents["fwhm_s"].is_null().all():
+        return {}
+    notes = background_notes(pl.read_parquet(links), extents)
+    return dict(zip(notes["consensus_id"].to_list(), notes["background_note"].to_list()))
+
+
+def background_warning(hits: list[str], background: dict[str, str] | None, outcome: str, warnings: list) -> None:
+    """A caution naming the features at q < SIGNIFICANCE (``hits``) that are background ions (``background``:
+    ``background_ions``): a trial's largest effect was such an ion (present through the run, detected in 10 of 10
+    after runs and 4 of 10 before runs), marked only as resting partly on imputed values."""
+    marked = [c for c in hits if c in (background or {})]
+    if not marked:
+        return
+    shown = ", ".join(marked[:8]) + (" ..." if len(marked) > 8 else "")
+    warnings.append(Caution(
+        f"outcome <b>{esc(outcome)}</b>: {len(marked)} feature(s) at q &lt; {SIGNIFICANCE:g} are background ions "
+        f"({esc(shown)}): each has a half-height width of half its run's RT span or more in half or more of the runs "
+        "detecting it, an ion present through the run (a solvent, contaminant or bleed ion, or in a short run a broad "
+        "peak cut by its ends), not a compound eluting as a peak; a difference there may be the background's (its "
+        "detection in some runs only, a shifted baseline), so check its chromatogram before reporting it",
+        QUALITY, "background ions among the hits", (f"differential:{outcome}",)))
 
 
 def identified_ions(tested: pl.DataFrame, identifications: pl.DataFrame | None) -> pl.DataFrame:

@@ -160,8 +160,9 @@ def merge_params(params: dict | None) -> dict:
 
 
 PAIRED_REASON = ("the outcome changes between runs of one subject (a paired design, sample sheet's subject_id) and "
-                 "is not binary: paired models are built for two outcome values (before / after); the differential "
-                 "tests compare each subject with itself")
+                 "is not binary: paired models are built for two outcome values (before / after); to model two of its "
+                 "values within subjects, add a column holding only those two (the other runs' cells empty) and "
+                 "declare it binary; the differential tests compare each subject with itself")
 
 
 def model_outcomes(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], outcomes: list[dict],

@@ -112,7 +112,8 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
     parts.append(("differential", "What differs",
                   whatdiffers.differential_section(inputs.differential, warnings, attribution,
                                                     outcomes.attribution_caveats(inputs.models), with_ms2, corrected,
-                                                    identifications=ident)))
+                                                    identifications=ident, background=whatdiffers.background_ions(
+                                                        inputs.feature_links, [t["features"] for t in tables]))))
     collect.scan_warnings(stats, warnings, collect.library_ion_modes(inputs.library_indexes))
     parts.append(("encoder", "Spectrum encoder", sections.encoder_section(encoder)))
     if encoder["trained"] is False:
