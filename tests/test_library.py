@@ -267,7 +267,7 @@ def test_a_library_that_cannot_calibrate_confidence_is_refused_before_any_job(tm
     leave-structure-out search found a wrong candidate"). The study check now reads a small library as the index
     job will and refuses it first, naming both ways out."""
     from ms2study.core.errors import InputError
-    from ms2study.library.calibratable import calibration_problem, refuse_uncalibratable
+    from ms2study.identification.calibratable import calibration_problem, refuse_uncalibratable
 
     def record(name: str, key: str, mz: float) -> str:
         return (f"BEGIN IONS\nNAME={name}\nPEPMASS={mz}\nCHARGE=1+\nIONMODE=positive\nINCHIKEY={key}-UHFFFAOYSA-N\n"

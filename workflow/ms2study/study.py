@@ -23,7 +23,7 @@ from ms2study.core.params import MASS_TOLERANCES, mass_tolerance_warning, sugges
 from ms2study.core.yamlio import read_config_file, read_yaml
 from ms2study.io.samplesheet import (ACQUISITION_COLUMNS, SAMPLE_TYPES, on_disk, read_sample_sheet,
                                      sample_roles, tidy_sheet, typed_rows_with_outcomes, unlisted_runs)
-from ms2study.library.calibratable import refuse_uncalibratable
+from ms2study.identification.calibratable import refuse_uncalibratable
 from ms2study.modelling.outcomes import check_covariate_values, encode_outcome
 from ms2study.modelling.subjects import check_study_subjects
 

@@ -55,8 +55,12 @@ def identical_run_warnings(study_dir: Path, sheet) -> list[str]:
     groups = identical_runs(study_dir, sheet["sample_id"].to_list(), sheet["file"].to_list())
     path_of = {sid: (Path(study_dir) / f).resolve() for sid, f in zip(sheet["sample_id"].to_list(),
                                                                       sheet["file"].to_list())}
-    # a trial: one file listed twice was called "a copied or twice-listed file?"; the sheet says which
-    return [f"samples {', '.join(ids)} " + (f"name the same file ({path_of[ids[0]].name})" if len(
-        {path_of[i] for i in ids}) == 1 else "have byte-identical run files") + f": one injection counted {len(ids)} "
-            "times" + ("" if len({path_of[i] for i in ids}) == 1 else " (a copied file?)") + "; remove the extra rows "
-            "from the sample sheet unless that is meant" for ids in groups]
+    warnings = []
+    for ids in groups:
+        # a trial: one file listed twice was called "a copied or twice-listed file?"; the sheet says which
+        same = len({path_of[i] for i in ids}) == 1
+        what = f"name the same file ({path_of[ids[0]].name})" if same else "have byte-identical run files"
+        warnings.append(f"samples {', '.join(ids)} {what}: one injection counted {len(ids)} times"
+                        + ("" if same else " (a copied file?)")
+                        + "; remove the extra rows from the sample sheet unless that is meant")
+    return warnings

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
@@ -106,11 +107,18 @@ def on_disk(folder: Path, name: str) -> Path:
 def unlisted_runs(folder: Path, files: Sequence[str], suffixes: Sequence[str] = (".mzml", ".mzxml")) -> list[str]:
     """A warning (empty list: none) naming the mzML / mzXML files in ``folder`` (not its subfolders' ``results``)
     that no sheet row's ``files`` names: they are not processed (a trial's extra run was mentioned nowhere)."""
-    listed = {unicodedata.normalize("NFC", str((Path(folder) / f).resolve())) for f in files}
-    extra = sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*") if p.suffix.lower() in suffixes
-                   and p.is_file() and "results" not in p.relative_to(folder).parts
-                   and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-                   and unicodedata.normalize("NFC", str(p.resolve())) not in listed)
+    folder = Path(folder)
+    listed = {unicodedata.normalize("NFC", str((folder / f).resolve())) for f in files}
+    extra = []
+    for root, dirs, names in os.walk(folder):
+        # the pipeline's own folders (results/, .snakemake/) are not walked: a large study holds thousands of files
+        dirs[:] = [d for d in dirs if d != "results" and not d.startswith(".")]
+        for name in names:
+            path = Path(root) / name
+            if (path.suffix.lower() in suffixes and not name.startswith(".")
+                    and unicodedata.normalize("NFC", str(path.resolve())) not in listed):
+                extra.append(str(path.relative_to(folder)))
+    extra.sort()
     if not extra:
         return []
     return [f"{len(extra)} mzML/mzXML file(s) in the study folder are not in the sample sheet and are not processed: "

@@ -30,7 +30,7 @@ from ms2study.modelling.metrics import (
     summarise_metric,
 )
 from ms2study.modelling.outcomes import check_outcome, covariate_matrix, encode_outcome, too_few_samples
-from ms2study.modelling.subjects import within_blocks
+from ms2study.modelling.subjects import SUBJECT_COLUMN, within_blocks
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], 
     groups = np.asarray([blocks[s] for s in ids]) if blocks else None
     covariates = [c for c in params["covariates"] if c != spec["column"]]
     if groups is not None:
-        summary["paired_by"], summary["n_subjects"] = "subject_id", int(np.unique(groups).size)
+        summary["paired_by"], summary["n_subjects"] = SUBJECT_COLUMN, int(np.unique(groups).size)
         if covariates:
             summary["notes"].append(f"covariates ({', '.join(covariates)}) are left out of this paired model: a "
                                     "subject's covariates are the same in all its runs, so the within-subject "

@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 
 from ms2study.core.missing import is_missing
-from ms2study.modelling.subjects import SUBJECT_COLUMN, average_rows, paired_units, subject_sheet
+from ms2study.modelling.subjects import SUBJECT_COLUMN, average_rows, complete_subjects, paired_units, subject_sheet
 
 METHOD = ("multilevel (Westerhuis et al. 2010): each subject's runs of one outcome value averaged, features taken "
           "relative to the subject's mean, cross-validation by subject, label permutations within subjects, "
@@ -44,12 +44,7 @@ def paired_model_data(samples: pl.DataFrame, sets: Mapping[str, pl.DataFrame], c
     those left out, the method). ``groups``: ``subjects.subject_groups`` of ``samples``."""
     units, subject_of = paired_units(samples, column, groups)
     values = dict(zip(samples["sample_id"].cast(pl.Utf8).to_list(), samples[column].to_list()))
-    levels: dict[str, set[str]] = {}
-    for unit, subject in subject_of.items():
-        value = values.get(unit)
-        if not is_missing(value):
-            levels.setdefault(subject, set()).add(str(value).strip())
-    complete = {s for s, seen in levels.items() if len(seen) >= 2}
+    complete = complete_subjects(values, subject_of)
     kept = {u: runs for u, runs in units.items() if subject_of[u] in complete and not is_missing(values.get(u))}
     blocks = {u: subject_of[u] for u in kept}
     sheet = subject_sheet(samples, kept)
@@ -57,7 +52,7 @@ def paired_model_data(samples: pl.DataFrame, sets: Mapping[str, pl.DataFrame], c
         [s for runs in units.values() for s in runs]))
     centred = {name: _centred(average_rows(frame, kept).filter(pl.col("sample_id").is_in(list(kept))), blocks)
                for name, frame in sets.items() if "sample_id" in frame.columns}
-    left = sorted(set(levels) - complete) + sorted(set(subject_of.values()) - set(levels))
+    left = sorted(set(subject_of.values()) - complete)
     n_runs = sum(len(r) for r in kept.values())
     note = (f"a paired design (sample sheet's {SUBJECT_COLUMN}): {len(complete)} subjects with runs of both values of "
             f"{column} ({len(kept)} units of {n_runs} runs) modelled within subjects, {METHOD}"

@@ -73,12 +73,6 @@ def replicate_groups(X: np.ndarray, ids: list[str], same_subject: dict[str, str]
     return out
 
 
-def _fewest_detected(feature_matrix: pl.DataFrame, ids: list[str]) -> int:
-    """Index in ``ids`` of the run detecting the fewest features (intensity > 0) of ``feature_matrix``."""
-    counts = [int(feature_matrix[s].cast(pl.Float64).fill_nan(None).fill_null(0.0).gt(0).sum()) for s in ids]
-    return int(np.argmin(counts))
-
-
 def with_replicate_notes(table: pl.DataFrame, samples: pl.DataFrame, feature_matrix: pl.DataFrame | None
                          ) -> pl.DataFrame:
     """The QC ``table`` (``modelling.qc.qc_table``) with a ``run_note`` on each study run of a replicate group
@@ -93,10 +87,12 @@ def with_replicate_notes(table: pl.DataFrame, samples: pl.DataFrame, feature_mat
     batches = study["batch"].to_list()
     X = complete_log_matrix(feature_matrix, ids, batches)
     left_out: list[str] = []
+    # runs by how many features they detect (intensity > 0), fewest first: the order in which they are left out
+    detected = {s: int(feature_matrix[s].cast(pl.Float64).fill_nan(None).fill_null(0.0).gt(0).sum()) for s in ids}
     while X is None and len(ids) > MIN_RUNS:
         # a run that shares few features with the others (an MS1-only or another instrument's run) would leave no
         # feature detected in every run and turn the check off for all (a trial: two byte-identical pairs unsaid)
-        drop = _fewest_detected(feature_matrix, ids)
+        drop = min(range(len(ids)), key=lambda k: detected[ids[k]])
         left_out.append(ids[drop])
         ids, batches = ids[:drop] + ids[drop + 1:], batches[:drop] + batches[drop + 1:]
         X = complete_log_matrix(feature_matrix, ids, batches)

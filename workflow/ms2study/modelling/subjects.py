@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -151,13 +152,19 @@ def without_lone_units(sheet: pl.DataFrame, column: str, subject_of: Mapping[str
     them back without it. Rows outside ``subject_of`` (QC, blank) are kept."""
     values = dict(zip(sheet["sample_id"].cast(pl.Utf8).to_list(), sheet[column].to_list())) if column in sheet.columns \
         else {}
+    complete = complete_subjects(values, subject_of)
+    kept = {u: subject for u, subject in subject_of.items() if subject in complete}
+    return sheet.filter(~pl.col("sample_id").cast(pl.Utf8).is_in([u for u in subject_of if u not in kept])), kept
+
+
+def complete_subjects(values: Mapping[str, Any], subject_of: Mapping[str, str]) -> set[str]:
+    """The subjects of ``subject_of`` (unit -> subject, ``paired_units``) whose units hold two or more distinct
+    recorded outcome values (``values``: unit -> its outcome cell): those with a within-subject comparison."""
     recorded: dict[str, set[str]] = {}
     for unit, subject in subject_of.items():
         if unit in values and not is_missing(values[unit]):
             recorded.setdefault(subject, set()).add(str(values[unit]).strip())
-    lone = {u for u, subject in subject_of.items() if len(recorded.get(subject, ())) < 2}
-    kept = {u: subject for u, subject in subject_of.items() if u not in lone}
-    return sheet.filter(~pl.col("sample_id").cast(pl.Utf8).is_in(list(lone))), kept
+    return {subject for subject, seen in recorded.items() if len(seen) >= 2}
 
 
 def with_subject_block(sheet: pl.DataFrame, subject_of: Mapping[str, str]) -> pl.DataFrame:

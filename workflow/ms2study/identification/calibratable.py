@@ -7,7 +7,7 @@ linking and correction all ran, then the calibrate job stopped ("no leave-struct
 candidate"; a trial). ``calibration_problem`` reads a small library (all files together under ``SMALL_LIBRARY_BYTES``:
 a broad reference library always has such records, and reading it would cost a minute) exactly as the index job will
 (``library.build.build_library``: cleaning, InChIKeys from SMILES) and says why it cannot calibrate. Imports
-``core``, ``io`` and ``library.build``.
+``core``, ``io``, ``library.build`` and ``identification.confidence`` (its window).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from ms2study.core.errors import InputError
+from ms2study.identification.confidence import WIDE_WINDOW_DA
 from ms2study.io.formats import read_library_file
 from ms2study.library.build import build_library
 
 SMALL_LIBRARY_BYTES = 1_000_000  # ~300-1,000 records; a library that cannot calibrate has a few dozen
-WIDE_WINDOW_DA = 5.0  # identification.confidence.WIDE_WINDOW_DA (the wrong-formula null's window)
 
 
 def calibration_problem(paths: list[Path], cleaning: dict | None = None) -> str | None:
@@ -49,11 +49,10 @@ def calibration_problem(paths: list[Path], cleaning: dict | None = None) -> str 
         return (f"none of its {meta.height} usable record(s) has both a structure (InChIKey or SMILES) and an ion "
                 "mode")
     for mode in {modes[i] for i in usable}:
-        rows = sorted((i for i in usable if modes[i] == mode), key=lambda i: mz[i])
-        values = np.array([mz[i] for i in rows])
-        for k, i in enumerate(rows):
-            near = np.flatnonzero(np.abs(values - mz[i]) <= WIDE_WINDOW_DA)
-            if any(keys[rows[j]] != keys[i] for j in near):
+        rows = [i for i in usable if modes[i] == mode]
+        values = mz[rows]
+        for i in rows:
+            if any(keys[rows[j]] != keys[i] for j in np.flatnonzero(np.abs(values - mz[i]) <= WIDE_WINDOW_DA)):
                 return None
     structures = len({keys[i] for i in usable})
     return (f"its {len(usable)} record(s) with a structure and an ion mode ({structures} structure(s)) have no record "
