@@ -71,7 +71,13 @@ QC: dict[str, pl.DataType] = {
     "instrument": pl.Utf8,                 # the model the run's file states (null: not stated)
     "mass_analyzers": pl.Utf8,             # the analyzers the run's file states, in order (null: not stated)
     "tolerance_note": pl.Utf8,             # a time-of-flight run searched with a narrow window (modelling.runchecks)
+    # How the detect stage centroided the run's MS1 scans (null: the file's scans were used as written, centroided
+    # by the instrument's software or converter): PROFILE_CENTROIDED, FORCED_CENTROIDED or PROFILE_NOT_CENTROIDED.
+    "ms1_centroiding": pl.Utf8,
 }
+PROFILE_CENTROIDED = "profile data centroided here (PeakPickerHiRes)"
+FORCED_CENTROIDED = "centroided again here (PeakPickerHiRes, centroid: always)"
+PROFILE_NOT_CENTROIDED = "profile data used as profile (centroid: never)"
 
 OUTLIER_Z = 3.5          # Iglewicz & Hoaglin (1993): |modified z| > 3.5 is a potential outlier
 MAX_COMPONENTS = 5       # PCA components kept (fewer with fewer samples)
@@ -106,10 +112,18 @@ def chromatogram(rt_s: np.ndarray, tic: np.ndarray, bpc: np.ndarray, max_points:
     return pl.DataFrame({"rt_s": rt_s, "tic": tic, "bpc": bpc}, schema=CHROMATOGRAM)
 
 
-def chromatogram_metadata(n_ms1_scans: int, n_ms2_scans: int, tic_total: float) -> dict[str, str]:
-    """The Parquet metadata stored with a chromatogram: the run's scan counts and summed TIC (before binning)."""
+def chromatogram_metadata(n_ms1_scans: int, n_ms2_scans: int, tic_total: float,
+                          ms1_centroiding: str | None = None) -> dict[str, str]:
+    """The Parquet metadata stored with a chromatogram: the run's scan counts and summed TIC (before binning), and
+    how its MS1 scans were centroided before feature detection (``ms1_centroiding``, see ``QC``: None when the file's
+    scans were used as written)."""
     return {METADATA_KEY: json.dumps({"n_ms1_scans": int(n_ms1_scans), "n_ms2_scans": int(n_ms2_scans),
-                                      "tic_total": float(tic_total)})}
+                                      "tic_total": float(tic_total), "ms1_centroiding": ms1_centroiding})}
+
+
+def with_centroiding(metadata: dict[str, str], ms1_centroiding: str) -> dict[str, str]:
+    """``chromatogram_metadata``'s output with its ``ms1_centroiding`` set."""
+    return {METADATA_KEY: json.dumps({**json.loads(metadata[METADATA_KEY]), "ms1_centroiding": ms1_centroiding})}
 
 
 def rt_range(chromatogram: str | Path) -> tuple[float | None, float | None]:
@@ -455,7 +469,7 @@ def qc_table(samples: pl.DataFrame, runs: dict[str, dict[str, Any]], alignment: 
         rows.append({
             **{c: run.get(c) for c in ("n_ms1_scans", "n_ms2_scans", "n_ms2_mapped", "n_features", "tic_total",
                                        "precursor_error_median_ppm", "n_accepted", "rt_start_s", "rt_end_s",
-                                       "instrument", "mass_analyzers", "tolerance_note")},
+                                       "instrument", "mass_analyzers", "tolerance_note", "ms1_centroiding")},
             "sample_id": s, "sample_type": kind, "batch": batch, "injection_order": order,
             "share_ms2_mapped": (mapped / n_ms2) if n_ms2 and mapped is not None else None,
             "rt_shift_median_s": shift.get(s, run.get("rt_shift_median_s")),

@@ -40,9 +40,10 @@ QC_COLUMNS = {  # column: header, in the order shown
     "rt_residual_median_abs_s": "RT residual to reference (s)",
     "precursor_error_median_ppm": "median precursor error (ppm)", "n_accepted": "accepted identifications",
     "rt_range": "RT range (s)"}  # rt_range: text made of rt_start_s and rt_end_s (one decimal)
-# Shown only when some run's file states them (a simulated run states neither).
+# Shown only when some run's file states them (a simulated run states neither) or some run was centroided here.
 INSTRUMENT_COLUMNS = {"instrument": "instrument (as the file states)",
-                      "mass_analyzers": "mass analyzers (as the file states)"}
+                      "mass_analyzers": "mass analyzers (as the file states)",
+                      "ms1_centroiding": "MS1 centroiding (empty: as the file came)"}
 CHROMATOGRAM_COLUMNS = ("rt_s", "tic", "bpc")
 ATTRIBUTION_COLUMNS = {"rank": "rank", "consensus_id": "consensus feature", "name": "compound",
                        "msi_level": "level (Schymanski)", "inchikey": "InChIKey", "mz": "m/z", "rt_s": "RT (s)",

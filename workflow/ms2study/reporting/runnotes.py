@@ -1,13 +1,14 @@
 """Warnings about the runs themselves, from the QC table (``results/study/qc.parquet``, written by ``ms2study qc``).
 
-Three warnings, all read from columns the qc stage fills: time-of-flight runs searched with a precursor window
+Four warnings, all read from columns the qc stage fills: time-of-flight runs searched with a precursor window
 narrower than config/README.md advises for a QTOF (``tolerance_note``, with the runs' ``instrument`` and
 ``mass_analyzers`` as their files state them: a caution on the identifications, since compounds just outside the
 window are missed and the accepted matches' median precursor error, taken inside the window, cannot show it), and
 runs whose acquisition spans less than ``modelling.runchecks.SHORT_RUN_S`` (``rt_start_s``, ``rt_end_s``: one plain
 data-quality line, features at the edges are truncated and the RT alignment has little to fit), and feature counts
 that fall with ``injection_order`` (``order_trend_warning``: a sensitivity loss over the sequence, which intensity
-correction cannot undo for the features it pushes below detection). A QC table without these columns (older runs)
+correction cannot undo for the features it pushes below detection), and runs the detect stage centroided
+(``centroiding_warning``: profile and vendor-centroided runs mixed in one study). A QC table without these columns (older runs)
 gives none of them. May import ``ms2study.core``, ``ms2study.modelling`` and the other
 ``reporting`` modules.
 """
@@ -18,8 +19,9 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
+from ms2study.modelling.qc import FORCED_CENTROIDED, PROFILE_CENTROIDED, PROFILE_NOT_CENTROIDED
 from ms2study.modelling.runchecks import SHORT_RUN_S, short_run
-from ms2study.reporting.html import DOUBT, QUALITY, Caution, esc
+from ms2study.reporting.html import DOUBT, PROCESSING, QUALITY, Caution, esc
 
 TOF_LABEL = "time-of-flight runs searched with a narrow precursor window"
 
@@ -70,6 +72,45 @@ def short_run_warning(qc: pl.DataFrame, warnings: list[str]) -> None:
         f"run(s) spanning less than {SHORT_RUN_S / 60:g} min of acquisition ({listed}): excerpts of longer runs? "
         "Features at the edges of such a window are truncated (their area and apex RT are not the compound's), and "
         "the RT alignment has few features to fit.", QUALITY))
+
+
+def centroiding_warning(qc: pl.DataFrame, warnings: list[str]) -> None:
+    """Append what the detect stage did to runs not centroided as written (``ms1_centroiding`` of ``modelling.qc.QC``):
+    a caution when some runs came as profile data and were centroided here (PeakPickerHiRes) while others came
+    centroided by their instrument's software (two centroiding algorithms give different peak heights and m/z, so a
+    difference between those runs may be the method's), a data-quality line when every run was centroided here,
+    and a caution naming runs kept in profile mode (``centroid: never``). Nothing without the column (older tables)."""
+    if "ms1_centroiding" not in qc.columns:
+        return
+    how = dict(zip(qc["sample_id"].cast(pl.Utf8).to_list(), qc["ms1_centroiding"].to_list()))
+
+    def named(value: str) -> list[str]:
+        return [s for s, v in how.items() if v == value]
+
+    here, forced, raw = named(PROFILE_CENTROIDED), named(FORCED_CENTROIDED), named(PROFILE_NOT_CENTROIDED)
+    as_written = [s for s, v in how.items() if v is None]
+    if raw:
+        warnings.append(Caution(
+            f"run(s) {esc(', '.join(raw))} hold profile MS1 data and were used as profile (<code>centroid: never"
+            "</code>): feature detection expects centroided scans, so their features are poor. Set "
+            "<code>detect: {centroid: auto}</code> and rerun.", DOUBT))
+    if here and as_written:
+        warnings.append(Caution(
+            f"{len(here)} of {len(how)} runs came as profile data and were centroided here (pyOpenMS PeakPickerHiRes: "
+            f"{esc(', '.join(here))}); the other {len(as_written)} came centroided by their instrument's software or "
+            "converter. Two centroiding algorithms give different peak heights and m/z, so a difference between these "
+            "two sets of runs may be the method's, not the samples': convert every run the same way (all profile, or "
+            "all centroided by the vendor's converter) before comparing them.", DOUBT))
+    elif here:
+        warnings.append(Caution(
+            f"the runs' MS1 scans came as profile data and were centroided here (pyOpenMS PeakPickerHiRes, the "
+            f"detect section's <code>peak_picker_snr</code>; {len(here)} runs), as one method for all of them.",
+            PROCESSING))
+    if forced:
+        warnings.append(Caution(
+            f"run(s) {esc(', '.join(forced))} came centroided and were centroided again (<code>centroid: always"
+            "</code>): picking peaks in centroided scans can merge or drop centroids. Set <code>centroid: auto"
+            "</code> unless their files wrongly declare centroided data.", QUALITY))
 
 
 # Feature counts falling with injection order: Spearman's rho (scipy.stats.spearmanr) at most -TREND_RHO with
@@ -124,7 +165,8 @@ def order_trend_warning(qc: pl.DataFrame, warnings: list[str]) -> None:
 
 def run_warnings(qc: pl.DataFrame, warnings: list[str]) -> None:
     """The warnings of this module for a QC table (``tof_warning``, ``short_run_warning``,
-    ``order_trend_warning``), appended to ``warnings``."""
+    ``order_trend_warning``, ``centroiding_warning``), appended to ``warnings``."""
     tof_warning(qc, warnings)
+    centroiding_warning(qc, warnings)
     short_run_warning(qc, warnings)
     order_trend_warning(qc, warnings)

@@ -33,7 +33,6 @@ from ms2study.core.atomic import write_parquet
 from ms2study.core.errors import InputError
 from ms2study.core.params import overlay, schema_defaults
 from ms2study.correction.gapfill import Ms1Scans
-from ms2study.modelling.qc import chromatogram, chromatogram_metadata
 from ms2study.io.msio import (
     centroid,
     check_centroid_mode,
@@ -43,6 +42,14 @@ from ms2study.io.msio import (
     ms1_experiment,
     scan_ion_mode,
     set_params,
+)
+from ms2study.modelling.qc import (
+    FORCED_CENTROIDED,
+    PROFILE_CENTROIDED,
+    PROFILE_NOT_CENTROIDED,
+    chromatogram,
+    chromatogram_metadata,
+    with_centroiding,
 )
 
 log = logging.getLogger(__name__)
@@ -231,8 +238,10 @@ def detect_run(mzml: str | Path, sample_id: str,
     if params["centroid"] == "always" or (params["centroid"] == "auto" and profile):
         log.info("%s: centroiding %d MS1 scans (profile=%s)", sample_id, ms1.getNrSpectra(), profile)
         ms1 = centroid(ms1, params["peak_picker_snr"])
+        chrom_meta = with_centroiding(chrom_meta, PROFILE_CENTROIDED if profile else FORCED_CENTROIDED)
     elif profile:
         log.warning("%s: MS1 scans look like profile data but centroid='never'; features will be poor", sample_id)
+        chrom_meta = with_centroiding(chrom_meta, PROFILE_NOT_CENTROIDED)
     scans = Ms1Scans.from_experiment(ms1)
     try:
         fmap = find_features(ms1, params)

@@ -65,6 +65,7 @@ def sample_run_values(sample_id: str, chromatogram: str | Path, spectra: str | P
         "n_ms1_scans": summary.get("n_ms1_scans"), "tic_total": summary.get("tic_total"),
         "n_ms2_scans": spectra_table.height, "n_ms2_mapped": int(spectra_table["feature_id"].is_not_null().sum()),
         "n_features": int(n_features), "rt_start_s": start, "rt_end_s": end,
+        "ms1_centroiding": summary.get("ms1_centroiding"),
     }
     if run_file is not None:
         instrument = read_instrument(run_file)
