@@ -2,7 +2,9 @@
 samples, so that what differs with one may be the other (a fresh user's demo: cases older than controls, mean age
 65.2 against 47.4, and the vitamins planted for the group came out among the age findings, with no word of it);
 and a caution when a configured covariate follows an outcome so closely that adjusting for it leaves the groups
-little overlap (``overlap_cautions``). May import ``ms2study.core``, ``ms2study.modelling`` and ``reporting.html``.
+little overlap (``overlap_cautions``); and a caution when an outcome follows a sheet column that is neither (the batch,
+the injection order, a source run: ``design_cautions``). May import ``ms2study.core``, ``ms2study.io``,
+``ms2study.modelling`` and ``reporting.html``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import polars as pl
 from scipy import stats
 
 from ms2study.core.missing import is_missing
+from ms2study.io.samplesheet import ACQUISITION_COLUMNS
 from ms2study.modelling.outcomes import covariate_matrix
+from ms2study.modelling.subjects import SUBJECT_COLUMN
 from ms2study.reporting.html import DOUBT, Caution, esc
 
 # Two outcomes whose association over the study samples has p below this are a caution.
@@ -53,7 +57,7 @@ def association(sheet: pl.DataFrame, a: dict, b: dict) -> tuple[float, str] | No
             return None
         if len(groups) == 2:
             (ka, ga), (kb, gb) = sorted(groups.items())
-            t, p = stats.ttest_ind(ga, gb, equal_var=False)
+            p = stats.ttest_ind(ga, gb, equal_var=False).pvalue
             what = (f"mean {esc(name['column'])} {np.mean(ga):.3g} in {esc(ka)} against {np.mean(gb):.3g} in "
                     f"{esc(kb)} (Welch's t, p {p:.2g})")
         else:
@@ -154,4 +158,131 @@ def overlap_cautions(sheet: pl.DataFrame, outcomes: list[dict], covariates: list
                 f"{outcome} cannot be told from what differs with {name}; a design whose groups overlap in {name} "
                 "(or matched samples) is needed to separate them", DOUBT, f"{covariate} follows {spec['column']}",
                 (f"models:{spec['column']}", f"differential:{spec['column']}")))
+    return found
+
+
+# An outcome this closely tied to a sheet column that is neither an outcome nor a covariate cannot be told apart
+# from it: Cramér's V² (eta² for a continuous outcome) of at least DESIGN_V2 for a categorical column, |rank
+# correlation| of at least DESIGN_RANK_R for a numeric one (injection order among them). On random designs of 16 to
+# 24 samples with 2-4 batches these rules flag under 1 % (tests/test_design_confounding.py).
+DESIGN_V2 = 0.8
+DESIGN_RANK_R = 0.8
+# identifiers, the run's file and the run type (only study samples are compared); a paired design's subject is the
+# unit of pairing, and one subject per outcome value is what an unpaired design with repeated runs looks like
+NOT_FACTORS = frozenset({"sample_id", "file", "sample_type", SUBJECT_COLUMN})
+
+
+def _levels(values: list) -> pl.Series:
+    return pl.Series([None if is_missing(v) else str(v).strip() for v in values], dtype=pl.Utf8)
+
+
+def _crosstab(both: pl.DataFrame, column: str, outcome: str) -> str:
+    """'B1: 8 case, 0 control; B2: ...' (at most 6 levels of the column, escaped)."""
+    classes = sorted(both["y"].unique().to_list())
+    parts = []
+    for level in sorted(both["x"].unique().to_list())[:6]:
+        part = both.filter(pl.col("x") == level)
+        parts.append(f"{esc(column)} {esc(level)}: " + ", ".join(
+            f"{int((part['y'] == c).sum())} {esc(c)}" for c in classes))
+    return "; ".join(parts) + ("; ..." if both["x"].n_unique() > 6 else "")
+
+
+def _rank_r(x: np.ndarray, y: pl.Series, kind: str) -> float | None:
+    """Rank correlation of numeric ``x`` with the outcome: Spearman's rho for a continuous outcome, the rank-biserial
+    correlation 2 AUC - 1 for two classes (Mann-Whitney), sqrt of Kruskal-Wallis epsilon² (H - k + 1) / (n - k)
+    for more (Tomczak & Tomczak 2014, Trends Sport Sci 21:19); None when undefined."""
+    if kind == "continuous":
+        yv = y.cast(pl.Float64).to_numpy()
+        if np.std(x) == 0 or np.std(yv) == 0:
+            return None
+        return float(stats.spearmanr(x, yv)[0])
+    labels = y.to_numpy()
+    classes = sorted(set(labels.tolist()))
+    groups = [x[labels == c] for c in classes]
+    if len(groups) < 2 or min(len(g) for g in groups) < 1 or np.std(x) == 0:
+        return None
+    if len(groups) == 2:
+        u = stats.mannwhitneyu(groups[1], groups[0]).statistic
+        return float(2 * u / (len(groups[0]) * len(groups[1])) - 1)
+    h = stats.kruskal(*groups).statistic
+    return float(np.sqrt(max(0.0, (h - len(groups) + 1) / (len(x) - len(groups)))))
+
+
+def design_ties(sheet: pl.DataFrame, outcome: dict, column: str) -> tuple[float, str] | None:
+    """(strength, HTML) of how closely ``outcome`` (a ``models.outcomes`` entry) follows sheet ``column`` over the rows
+    of ``sheet`` (study samples), the strength relative to its rule's threshold (1 or more: confounded): Cramér's
+    V² for a categorical column and a categorical outcome (eta² of the outcome
+    over the column's levels for a continuous one), with the cross-table; |rank correlation| (``_rank_r``) for a
+    numeric column, with the column's range per class. A column with one value per sample or one value in all is
+    no design factor: None, as with fewer than 4 rows having both values."""
+    numeric = column == "injection_order" or (column != "batch" and covariate_matrix(
+        sheet, sheet["sample_id"].cast(pl.Utf8).to_list(), [column])[1] == [f"cov:{column}"])
+    x = (sheet[column].cast(pl.Float64, strict=False) if numeric else _levels(sheet[column].to_list()))
+    both = pl.DataFrame({"x": x, "y": _values(sheet, outcome)}).drop_nulls()
+    if both.height < 4 or both["y"].n_unique() < 2 or both["x"].n_unique() < 2:
+        return None
+    kind = outcome.get("type")
+    if numeric:
+        r = _rank_r(both["x"].to_numpy(), both["y"], kind)
+        if r is None:
+            return None
+        if kind == "continuous":
+            return abs(r) / DESIGN_RANK_R, f"Spearman's rho {r:.2f} over {both.height} samples"
+        ranges = both.group_by("y").agg(pl.col("x").min().alias("lo"), pl.col("x").max().alias("hi")).sort("y")
+        spans = "; ".join(f"{esc(y)} {lo:g}-{hi:g}" for y, lo, hi in ranges.iter_rows())
+        what = "rank-biserial r" if both["y"].n_unique() == 2 else "rank correlation (Kruskal-Wallis)"
+        return abs(r) / DESIGN_RANK_R, f"{what} {abs(r):.2f} over {both.height} samples; {esc(column)} by class: {spans}"
+    if both["x"].n_unique() > both.height / 2:  # a label per sample (names, notes): not a factor
+        return None
+    if kind == "continuous":
+        y = both["y"].cast(pl.Float64).to_numpy()
+        means = both.with_columns(pl.col("y").cast(pl.Float64)).group_by("x").agg(pl.col("y").mean(), pl.len())
+        between = float(sum(n * (m - y.mean()) ** 2 for m, n in zip(means["y"], means["len"])))
+        eta2 = between / float(((y - y.mean()) ** 2).sum())
+        return eta2 / DESIGN_V2, f"eta² {eta2:.2f} over {both.height} samples"
+    counts = both.group_by(["x", "y"]).len().pivot(on="y", index="x", values="len").fill_null(0).drop("x")
+    v = float(stats.contingency.association(counts.to_numpy(), method="cramer"))
+    return v * v / DESIGN_V2, f"Cramér's V² {v * v:.2f}: {_crosstab(both, column, outcome['column'])}"
+
+
+def design_cautions(sheet: pl.DataFrame, outcomes: list[dict], covariates: list[str]) -> list[Caution]:
+    """One caution (``DOUBT``; concerns the outcome's ``models:`` and ``differential:``) per configured outcome that
+    follows a sheet column which is neither an outcome nor a covariate (``design_ties`` at ``DESIGN_V2`` /
+    ``DESIGN_RANK_R`` or more): the batch, the injection order, or any other column (a source run, a plate, an
+    unconfigured age). A trial relabelled a spike-in study's groups to equal its batch and its source injection: 461
+    features "differed", all run-to-run differences, with no word. Columns already compared elsewhere (outcomes:
+    ``association_cautions``; covariates: ``overlap_cautions``) are left out."""
+    specs = [o for o in outcomes if isinstance(o, dict) and o.get("column") in sheet.columns]
+    taken = {o["column"] for o in specs} | set(covariates) | NOT_FACTORS
+    found = []
+    for spec in specs:
+        ties = []
+        for column in (c for c in sheet.columns if c not in taken):
+            tie = design_ties(sheet, spec, column)
+            if tie is not None and tie[0] >= 1:
+                ties.append((column, tie[1]))
+        if not ties:
+            continue
+        outcome = esc(spec["column"])
+        named = "; ".join(f"<b>{esc(c)}</b> ({what})" for c, what in ties)
+        advice = []
+        if any(c == "batch" for c, _ in ties):
+            advice.append("batches: correction cannot separate a batch from a group it holds alone; a design with "
+                          "every group in every batch is needed")
+        if any(c == "injection_order" for c, _ in ties):
+            advice.append("injection order: drift and sensitivity loss over the sequence look like differences "
+                          "between the groups (pooled-QC correction removes a smooth drift, not features that fell "
+                          "below detection); randomise the run order")
+        others = [c for c, _ in ties if c not in ACQUISITION_COLUMNS]
+        if others:
+            listed = ", ".join(esc(c) for c in others)
+            advice.append(f"{listed}: if it is biology, add it as a covariate (<code>models: covariates: "
+                          f"[{listed}]</code>) to see what remains; if it says how the runs were made (source run, "
+                          "plate, day), the design cannot separate it from the outcome")
+        found.append(Caution(
+            f"outcome <b>{outcome}</b> follows sheet column(s) {named} in the study samples: what differs with "
+            f"{outcome} cannot be told from what differs with them, so the differences and models below may be "
+            f"theirs. {'; '.join(a[0].upper() + a[1:] for a in advice)}.", DOUBT,
+            f"{spec['column']} confounded with {', '.join(c for c, _ in ties)}",
+            (f"models:{spec['column']}", f"differential:{spec['column']}")))
     return found

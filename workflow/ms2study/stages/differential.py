@@ -74,15 +74,17 @@ DEFAULT_PARAMS: dict[str, Any] = {
 
 def _detectable(table: pl.DataFrame, seen: OutcomeValues) -> float | None:
     """A binary outcome's ``power.detectable_log2_fold_change`` (power 0.8, q < 0.05) from the features its moderated
-    t-test saw (measured in every sample), with the study's number of tested features; None for other outcomes,
-    with covariates, or when fewer than 3 features were moderated."""
-    if seen.kind != "binary" or seen.covariates is not None or "test" not in table.columns:
+    t-test saw (measured in every sample), with the study's number of tested features and the test's covariates (a
+    paired design's subject columns among them); None for other outcomes or when fewer than 3 features were
+    moderated."""
+    if seen.kind != "binary" or "test" not in table.columns:
         return None
     moderated = set(table.filter(pl.col("test").str.starts_with("moderated"))["consensus_id"].to_list())
     rows = [i for i, c in enumerate(seen.consensus_ids) if c in moderated]
     if len(rows) < 3:
         return None
-    value = detectable_log2_fold_change(seen.values[rows], seen.y == 1, int(table["tested"].sum()))
+    value = detectable_log2_fold_change(seen.values[rows], seen.y == 1, int(table["tested"].sum()),
+                                        covariates=seen.covariates)
     return None if value is None else round(value, 4)
 
 

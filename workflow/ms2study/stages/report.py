@@ -127,7 +127,7 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
     parts.append(("models", "Outcome models", outcomes.models_section(inputs.models, study_samples, feature_sets,
                                                                       warnings, str(params["map_method"]), coverage)))
     configured = (params.get("config_used") or {}).get("models") or {}
-    for check in (confounding.association_cautions, confounding.overlap_cautions):
+    for check in (confounding.association_cautions, confounding.overlap_cautions, confounding.design_cautions):
         warnings.extend(check(study_samples, list(configured.get("outcomes") or []),
                               list(configured.get("covariates") or [])))
     parts.append(("matrix", "Feature matrix", sections.matrix_section(

@@ -1,0 +1,84 @@
+"""An outcome tied to a sheet column that is neither an outcome nor a covariate (reporting.confounding.design_cautions).
+
+A trial relabelled a spike-in study of real Q Exactive runs so that the groups equalled the batch and the source
+injection each sample copies: 461 features "differed" (all run-to-run differences, none planted) and nothing said the
+design could not separate them."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from ms2study.reporting.confounding import design_cautions, design_ties
+from ms2study.reporting.html import DOUBT
+
+GROUP = {"column": "group", "type": "binary", "positive_class": "case"}
+
+
+def _sheet(n: int = 16, **columns) -> pl.DataFrame:
+    ids = [f"S{i:02d}" for i in range(n)]
+    return pl.DataFrame({"sample_id": ids, "file": [f"mzml/{s}.mzML" for s in ids], **columns})
+
+
+def test_groups_equal_to_the_batch_and_the_source_run_are_a_caution():
+    case = np.arange(16) >= 8
+    sheet = _sheet(group=np.where(case, "case", "control").tolist(), batch=np.where(case, "B1", "B2").tolist(),
+                   background=np.where(case, "QC_04", "QC_05").tolist(),
+                   injection_order=np.random.default_rng(0).permutation(16) + 1,
+                   subject_id=[f"P{i // 2}" for i in range(16)], note=[f"n{i}" for i in range(16)])
+    found = design_cautions(sheet, [GROUP], [])
+    assert len(found) == 1 and found[0].kind == DOUBT
+    text = found[0]
+    assert "<b>batch</b>" in text and "<b>background</b>" in text and "Cramér's V² 1.00" in text
+    assert "batch B1: 8 case, 0 control" in text and "every group in every batch" in text
+    assert "models: covariates: [background]" in text  # a column that may be biology: what to do
+    # the run order was randomised, the subject is no design factor, a note per sample is no factor
+    assert "injection_order" not in text and "subject_id" not in text and "note" not in found[0].label
+    assert found[0].concerns == ("models:group", "differential:group")
+    assert found[0].label == "group confounded with batch, background"
+    # a column already configured as a covariate is judged by overlap_cautions, an outcome by association_cautions
+    assert "background" not in design_cautions(sheet, [GROUP], ["background"])[0]
+    score = {"column": "background", "type": "binary", "positive_class": "QC_04"}
+    by_outcome = {c.label.split(" ")[0]: c for c in design_cautions(sheet, [GROUP, score], [])}
+    assert by_outcome["group"].label == "group confounded with batch"
+    assert by_outcome["background"].label == "background confounded with batch"
+
+
+def test_groups_run_one_after_the_other_are_a_caution():
+    order = np.arange(16) + 1
+    sheet = _sheet(group=np.where(order <= 8, "case", "control").tolist(), injection_order=order)
+    found = design_cautions(sheet, [GROUP], [])
+    assert len(found) == 1 and "<b>injection_order</b>" in found[0] and "rank-biserial r 1.00" in found[0]
+    assert "case 1-8; control 9-16" in found[0] and "randomise the run order" in found[0]
+    # a run order with the groups alternating: nothing
+    assert design_cautions(_sheet(group=np.where(order % 2 == 0, "case", "control").tolist(),
+                                  injection_order=order), [GROUP], []) == []
+
+
+def test_continuous_and_multiclass_outcomes():
+    rng = np.random.default_rng(1)
+    batch = np.repeat(["A", "B", "C"], 6)
+    score = np.where(batch == "A", 1.0, np.where(batch == "B", 5.0, 9.0)) + rng.normal(0, 0.3, 18)
+    sheet = _sheet(18, score=score, batch=batch.tolist(), injection_order=rng.permutation(18) + 1)
+    found = design_cautions(sheet, [{"column": "score", "type": "continuous"}], [])
+    assert len(found) == 1 and "eta²" in found[0] and "<b>batch</b>" in found[0]
+    arm = {"column": "arm", "type": "multiclass"}
+    sheet = _sheet(18, arm=np.repeat(["low", "mid", "high"], 6).tolist(), injection_order=np.arange(18) + 1)
+    tie = design_ties(sheet, arm, "injection_order")
+    assert tie is not None and tie[0] >= 1 and "Kruskal-Wallis" in tie[1]
+    assert design_ties(sheet, arm, "arm") is not None  # the function itself compares any two columns
+
+
+def test_random_designs_are_rarely_flagged():
+    """The rule's false alarms on designs randomised as a lab would: groups dealt at random over the batches and the
+    run order, an unrelated categorical column (a plate of 2-4 levels) and an unrelated number."""
+    rng = np.random.default_rng(7)
+    flagged, n_designs = 0, 1000
+    for i in range(n_designs):
+        n = (16, 24)[i % 2]
+        group = rng.permutation(np.repeat(["case", "control"], n // 2))
+        sheet = _sheet(n, group=group.tolist(), batch=rng.choice(["1", "2", "3"][:2 + i % 2], n).tolist(),
+                       plate=rng.choice(list("ABCD")[:2 + i % 3], n).tolist(), injection_order=rng.permutation(n) + 1,
+                       weight=rng.normal(70, 10, n))
+        flagged += bool(design_cautions(sheet, [GROUP], []))
+    assert flagged / n_designs < 0.01
