@@ -772,6 +772,13 @@ def test_without_hits_the_finding_says_what_one_features_test_could_find(tmp_pat
     assert "<b>0</b> of 2 tested features differ" in text and "about a 3.3-fold change (log2 1.72)" in text
     write_table(table.with_columns(pl.Series("q_value", [0.01, 0.6])), path, summary)
     assert "fold change (log2" not in findings.differential_finding(DifferentialFiles(path, None), None)[1]
+    # a paired or covariate-adjusted test says so, with the rate measured for that design
+    write_table(table, path, {**summary, "paired_by": "subject_id", "covariates": ["cov:subject_id=P1"]})
+    paired = findings.differential_finding(DifferentialFiles(path, None), None)[1]
+    assert "within subjects, in this paired study" in paired and "70 of 100" in paired
+    write_table(table, path, {**summary, "covariates": ["cov:age"]})
+    adjusted = findings.differential_finding(DifferentialFiles(path, None), None)[1]
+    assert "at equal covariates" in adjusted and "80 of 100" in adjusted and "77 of 100" not in adjusted
 
 
 def test_the_findings_count_subjects_when_the_runs_of_a_subject_were_averaged(tmp_path: Path) -> None:

@@ -108,7 +108,7 @@ def _test_text(summary: dict) -> str:
                 f"(n = {counts.get(pos, '?')}) against "
                 f"<b>{esc(ref)}</b> (n = {counts.get(ref, '?')}); log2 FC &gt; 0: higher in {esc(pos)}"
                 + (" at equal covariates" if covariates else "") + how
-                + (f". {detectable_text(float(detectable))}" if detectable else ""))
+                + (f". {detectable_text(float(detectable), summary)}" if detectable else ""))
     if kind == "continuous":
         covariates = covariate_names(summary)
         return ("linear regression of log2 intensity on the outcome"
