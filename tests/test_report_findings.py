@@ -17,6 +17,7 @@ from ms2study.modelling.differential import SIGNIFICANCE, write_table
 from ms2study.reporting import cautions, collect, findings
 from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles, ReportInputs
 from ms2study.reporting.html import DOUBT, PROCESSING, QUALITY, Caution, ranked, warnings_html
+from ms2study.reporting.shift import shift_notable
 from ms2study.stages.report import build_report
 
 IDS = [f"S{i:02d}" for i in range(1, 9)]
@@ -357,7 +358,7 @@ def test_the_differential_table_labels_the_monoisotopic_ion_and_drops_chemont_id
 def test_a_class_enriched_on_one_compound_says_so_with_its_level(tmp_path: Path) -> None:
     """Scientist's trial (spike-in on two real QC runs): a planted N-phenylurea named at level 3 as an isomer
     amino-acid derivative made 'Amino acids, peptides, and analogues' enriched with 1 of 4 compounds at p < 0.05."""
-    from ms2study.reporting.findings import _enrichment_finding
+    from ms2study.reporting.classfindings import enrichment_finding as _enrichment_finding
 
     path = tmp_path / "group_enrichment.parquet"
     write_table(pl.DataFrame({
@@ -384,6 +385,14 @@ def test_a_class_enriched_on_one_compound_says_so_with_its_level(tmp_path: Path)
                 path.with_name("arm_enrichment.parquet"), {"alpha": 0.05})
     undirected = _enrichment_finding(path.with_name("arm_enrichment.parquet"), None, arms)
     assert "<b>Ureas</b> (q = 0.005; 3 of 5 compounds at p &lt; 0.05); " in undirected and " up," not in undirected
+    # a class whose compounds none reach p < 0.05 in the table (trial: three-arm study, q 0.047, "0 of 3"): where the
+    # evidence lies, from its statistic (mean -ln p of the classic tests: 2.14 is a geometric mean p of 0.12)
+    write_table(pl.read_parquet(path).with_columns(n_significant=pl.lit(0), n_up=pl.lit(0), n_down=pl.lit(0),
+                                                   statistic=pl.lit(2.14)),
+                path.with_name("none_enrichment.parquet"), {"alpha": 0.05})
+    none = _enrichment_finding(path.with_name("none_enrichment.parquet"), None, arms)
+    assert none.count("with none of its compounds at p &lt; 0.05 alone") == 2 and "geometric mean 0.12" in none
+    assert "with none of its compounds" not in text  # classes with compounds at p < 0.05 do not get it
 
 
 def test_hits_resting_on_imputed_values_are_counted_in_the_finding(tmp_path: Path) -> None:
@@ -406,7 +415,8 @@ def test_a_class_enriched_while_no_feature_differs_alone_says_why_and_ties_name_
         tmp_path: Path) -> None:
     """Fresh-user trial: '0 of 3299 tested features differ at q < 0.05' beside 'Phenylmethylamines q = 0.00013' read
     as a contradiction; and among hits tied at one q the box named other compounds than the table's top row."""
-    from ms2study.reporting.findings import _enrichment_finding, _named
+    from ms2study.reporting.classfindings import enrichment_finding as _enrichment_finding
+    from ms2study.reporting.findings import _named
 
     path = tmp_path / "group_enrichment.parquet"
     write_table(pl.DataFrame({"class_path": ["Organic compounds; Ureas"], "class_name": ["Ureas"], "class_level": [2],
@@ -573,8 +583,8 @@ def test_the_study_wide_shift_sentence_reads_the_outcome_its_p_and_the_correctio
     assert "normalise_after_drift" not in text and "shift removed" not in text  # already normalised; no column
     assert "normalise_after_drift" not in findings._shift_sentence(group, {"drift_method": "median"})
     balanced = {**group, "global_shift": {**shift, "share_up": 0.6, "p_value": 0.2}}
-    assert findings._shift_sentence(balanced) == "" and not findings.shift_notable(balanced)
-    assert findings.shift_notable({**balanced, "global_shift": {**shift, "median_effect": 0.39, "share_up": 0.6,
+    assert findings._shift_sentence(balanced) == "" and not shift_notable(balanced)
+    assert shift_notable({**balanced, "global_shift": {**shift, "median_effect": 0.39, "share_up": 0.6,
                                                                 "p_value": 0.01}})
 
 
@@ -586,15 +596,15 @@ def test_a_study_wide_shift_too_small_to_matter_is_not_a_finding() -> None:
     shift = {"n_features": 3000, "median_effect": -0.042, "share_up": 0.1, "p_value": 0.001, "n_permutations": 1000}
     group = {"outcome": "group", "type": "binary", "positive_class": "case", "global_shift": shift}
     assert findings.shift_size(group) == pytest.approx(0.042)
-    assert not findings.shift_notable(group) and findings._shift_sentence(group) == ""
-    assert findings.shift_notable({**group, "global_shift": {**shift, "median_effect": -0.12}})
+    assert not shift_notable(group) and findings._shift_sentence(group) == ""
+    assert shift_notable({**group, "global_shift": {**shift, "median_effect": -0.12}})
     age = {"outcome": "age", "type": "continuous",
            "global_shift": {**shift, "median_effect": -0.014, "outcome_sd": 15.0}}
-    assert findings.shift_size(age) == pytest.approx(0.42) and findings.shift_notable(age)
+    assert findings.shift_size(age) == pytest.approx(0.42) and shift_notable(age)
     narrow = {**age, "global_shift": {**age["global_shift"], "outcome_sd": 1.0}}
-    assert not findings.shift_notable(narrow)
+    assert not shift_notable(narrow)
     older = {**age, "global_shift": {k: v for k, v in shift.items()} | {"median_effect": -0.014}}
-    assert findings.shift_size(older) is None and findings.shift_notable(older)  # not sized: said as before
+    assert findings.shift_size(older) is None and shift_notable(older)  # not sized: said as before
 
 
 def test_a_continuous_outcomes_hits_are_said_to_rise_or_fall_with_it(tmp_path: Path) -> None:
@@ -779,6 +789,13 @@ def test_without_hits_the_finding_says_what_one_features_test_could_find(tmp_pat
     write_table(table, path, {**summary, "covariates": ["cov:age"]})
     adjusted = findings.differential_finding(DifferentialFiles(path, None), None)[1]
     assert "at equal covariates" in adjusted and "80 of 100" in adjusted and "77 of 100" not in adjusted
+    # three arms, nothing found (trial: the planted 3x split over two arms was lost in the F-test): the contrast hint
+    arms = {"outcome": "arm", "type": "multiclass", "classes": ["control", "low", "high"]}
+    write_table(table, path, arms)
+    hint = findings.differential_finding(DifferentialFiles(path, None), None)[1]
+    assert "a two-class outcome (e.g. control against the rest)" in hint and "fold change (log2" not in hint
+    write_table(table.with_columns(pl.Series("q_value", [0.01, 0.6])), path, arms)
+    assert "two-class outcome" not in findings.differential_finding(DifferentialFiles(path, None), None)[1]
 
 
 def test_the_findings_count_subjects_when_the_runs_of_a_subject_were_averaged(tmp_path: Path) -> None:
@@ -798,7 +815,7 @@ def test_the_findings_count_subjects_when_the_runs_of_a_subject_were_averaged(tm
 def test_a_class_carried_by_two_compounds_moving_apart_is_no_class_shift(tmp_path: Path) -> None:
     """Trial (a cohort grown in batches): 'sugar' enriched with age at q 0.013 on 2 of 12 compounds, one up and one
     down, each following age by chance; the box said only that many small shifts can make a class enriched."""
-    from ms2study.reporting.findings import _enrichment_finding
+    from ms2study.reporting.classfindings import enrichment_finding as _enrichment_finding
 
     path = tmp_path / "age_enrichment.parquet"
     write_table(pl.DataFrame({"class_path": ["Organic compounds; Sugars", "Organic compounds; Ureas"],

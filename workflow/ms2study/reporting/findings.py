@@ -21,6 +21,7 @@ from ms2study.modelling.metrics import CHANCE
 from ms2study.reporting import cautions, marks
 from ms2study.reporting.cautions import P_SMALL, best_feature_set, chance_shortfall
 from ms2study.reporting.choice import adjustment_text, choice_adjustment, permutation_resolution
+from ms2study.reporting.classfindings import enrichment_finding, q_text
 from ms2study.reporting.collect import UNSEARCHED_LABEL, DifferentialFiles, OutcomeFiles
 from ms2study.reporting.html import (
     PROCESSING,
@@ -32,7 +33,7 @@ from ms2study.reporting.html import (
     warning_anchor,
 )
 from ms2study.reporting.modeltext import METRIC_NAMES, covariates_only, reached_text, tested_clause, wide_interval_note
-from ms2study.reporting.shift import SHIFT_MIN_LOG2, SHIFT_SHARE, shift_notable, shift_size  # noqa: F401
+from ms2study.reporting.shift import SHIFT_MIN_LOG2, SHIFT_SHARE, shift_size  # noqa: F401
 from ms2study.reporting.shift import shift_sentence as _shift_sentence
 
 # How many accepted identifications among an outcome's hits are named in the box (the rest are counted).
@@ -212,12 +213,17 @@ def differential_finding(files: DifferentialFiles, ident: pl.DataFrame | None,
     text += (". " + _named(hits, ident, effect, table)) if hits.height else "."
     if not hits.height and summary.get("detectable_log2_fold_change"):  # a trial: what could this study have found?
         text += " " + detectable_text(float(summary["detectable_log2_fold_change"]), summary)
+    elif not hits.height and summary.get("type") == "multiclass":  # a trial: 3x in two arms, lost in the F-test
+        text += (" An F-test over all classes spreads its power over every difference between them; when the classes "
+                 "are ordered (doses) or share a role (treated arms), a two-class outcome (e.g. control against the "
+                 "rest) or the dose as a continuous outcome tests that contrast directly: add it as a sheet column "
+                 "and an outcome.")
     correction_path = path.parent.parent / "correction.json"  # results/study/differential/X -> results/study
     correction = json.loads(correction_path.read_text()) if correction_path.is_file() else None
     # the class table's shift-removed column holds values where classes were tested with label permutations
     shown = bool(summary.get("n_classes_tested")) and bool(summary.get("class_permutations"))
     text += _shift_sentence(summary, correction, shown)
-    return outcome, text, _enrichment_finding(files.enrichment, summary.get("positive_class")
+    return outcome, text, enrichment_finding(files.enrichment, summary.get("positive_class")
                                               if summary.get("type") == "binary" else None, tested)
 
 
@@ -295,103 +301,6 @@ def _named(hits: pl.DataFrame, ident: pl.DataFrame | None, effect: str | None,
             + (f" ({n_via} through another feature of {'its' if n_via == 1 else 'their'} compound group)" if n_via
                else "") + ": "
             + "; ".join(shown) + (f"; and {more} more compound{'s' if more > 1 else ''}" if more > 0 else "") + ".")
-
-
-def q_text(q: float) -> str:
-    """A q-value with 2 significant digits, more where rounding would carry it up to ``SIGNIFICANCE`` (0.049957
-    shown as 0.05 beside "q &lt; 0.05" reads as a contradiction)."""
-    for digits in (2, 3, 4, 5):
-        text = f"{q:.{digits}g}"
-        if not (q < SIGNIFICANCE <= float(text)):
-            return text
-    return text
-
-
-FEW_OPPOSITE = 3  # an enriched class carried by at most this many compounds at p < alpha, moving both ways
-
-
-def _enrichment_finding(path: Path | None, positive: str | None = None,
-                        tested: pl.DataFrame | None = None) -> str | None:
-    """The classes enriched at q < ``SIGNIFICANCE`` in a class enrichment table, nested classes along one class path
-    said once (the most specific, with its enriched parents named), each with its compounds' counts up and down
-    (said as higher and lower in ``positive``, a binary outcome's positive class, when given); a class whose only
-    compound at p < alpha is one identification is said to rest on it, named with its Schymanski level (``tested``:
-    the outcome's tested differential rows; a level-3 name's class is its candidate's, and an unseen isomer's may
-    differ: a spike-in study's planted N-phenylurea named as an isomer amino-acid derivative made 'Amino acids,
-    peptides, and analogues' enriched). None without the table."""
-    if path is None or not Path(path).exists():
-        return None
-    enrichment = pl.read_parquet(path)
-    if not enrichment.height:
-        return "no chemical class could be tested"
-    hits = enrichment.filter(pl.col("q_value") < SIGNIFICANCE).sort("q_value")
-    summary = read_summary(path)
-    alpha = float(summary.get("alpha", SIGNIFICANCE))  # the compounds' p threshold of n_significant
-    shifted = shift_notable(summary)  # the caveat on a class only where the shift is said
-    if not hits.height:
-        labellings = summary.get("class_distinct_labellings")
-        few = (f"; {summary.get('n_samples')} samples allow {labellings} distinct labellings, so no class p-value "
-               f"falls much below 1/{labellings}" if labellings and summary.get("class_permutations")
-               and labellings < 20 * enrichment.height else "")
-        return (f"no chemical class enriched at q &lt; {SIGNIFICANCE:g} ({enrichment.height} tested; lowest q "
-                f"{float(enrichment['q_value'].min()):.2g}{few})")
-    paths = hits["class_path"].to_list()
-    # a multiclass outcome's F-test has no direction: its classes' up and down counts are 0 by construction (a
-    # three-arm trial read "4 of 5 compounds at p < 0.05, 0 up, 0 down" for a class raised in two arms)
-    undirected = tested is not None and "highest_class" in tested.columns and tested["highest_class"].is_not_null().any()
-    said = []
-    for r in hits.iter_rows(named=True):
-        if any(other.startswith(r["class_path"] + ";") for other in paths):
-            continue  # a parent of a more specific enriched class: named with it
-        parents = [p for p in paths if r["class_path"].startswith(p + ";")]
-        name = r.get("class_name") or r["class_path"].split(";")[-1].strip()
-        up, down = (f"higher in {esc(positive)}", "lower") if positive is not None else ("up", "down")
-        way = ("" if undirected else f", {r['n_up']} {up}, {r['n_down']} {down}")
-        counts = (f"{r['n_significant']} of {r['n_compounds']} compounds at p &lt; {alpha:g}{way}"
-                  if r.get("n_compounds") is not None else "")
-        said.append(f"<b>{esc(name)}</b> (q = {q_text(r['q_value'])}{'; ' + counts if counts else ''})"
-                    + (f", with its enriched parent class{'es' if len(parents) > 1 else ''} "
-                       + ", ".join(esc(p.split(';')[-1].strip()) for p in parents) if parents else "")
-                    + _resting_on_one(r, tested, alpha) + _opposite(r)
-                    + (f", but not enriched once each sample's median level is removed (q = "
-                       f"{r['q_value_shift_removed']:.2g}): it may only follow the study-wide shift"
-                       if shifted and r.get("q_value_shift_removed") is not None
-                       and r["q_value_shift_removed"] >= SIGNIFICANCE else ""))
-    alone = (tested is not None and "q_value" in tested.columns
-             and not (tested["q_value"] < SIGNIFICANCE).fill_null(False).any())
-    return (f"{hits.height} of {enrichment.height} chemical classes enriched at q &lt; {SIGNIFICANCE:g}: "
-            + "; ".join(said)
-            + (f" (no feature differs alone at q &lt; {SIGNIFICANCE:g}: the enrichment test takes a class's p-values "
-               "together, so many small shifts, or a few compounds, can make a class enriched)" if alone else ""))
-
-
-def _opposite(row: dict) -> str:
-    """The clause for an enriched class whose few compounds at p < alpha (at most ``FEW_OPPOSITE``) move both ways:
-    not a shift of the class (a trial's 'sugar': 2 of 12 compounds, one up and one down with age, each by chance),
-    or ""."""
-    up, down, n = row.get("n_up") or 0, row.get("n_down") or 0, row.get("n_significant")
-    if not (up and down and n is not None and n <= FEW_OPPOSITE):
-        return ""
-    return (f", carried by {n} compounds that move in opposite directions &mdash; not a shift of the class as a whole; "
-            "read them one by one")
-
-
-def _resting_on_one(row: dict, tested: pl.DataFrame | None, alpha: float) -> str:
-    """", resting on one compound: NAME (Schymanski level L ...)" for an enrichment row with exactly one compound at
-    p < ``alpha`` among ``tested`` (the differential rows), else ""."""
-    if row.get("n_significant") != 1 or tested is None or "p_value" not in tested.columns:
-        return ""
-    rows = tested.filter(pl.col("consensus_id").cast(pl.Utf8).is_in(list(row.get("consensus_ids") or []))
-                         & (pl.col("p_value") < alpha))
-    if rows.height != 1:
-        return ""
-    one = rows.row(0, named=True)
-    level = one.get("msi_level")
-    why = ("; a level-3 name's class is that of its candidate, and an unseen isomer's class may differ"
-           if level == 3 else "")
-    return (f", resting on one compound: {esc(one.get('name') or one['consensus_id'])}"
-            + (f" (Schymanski level {int(level)}{why})" if level is not None else "") + " &mdash; one compound is "
-            "not yet a class effect")
 
 
 def identification_finding(ident: pl.DataFrame | None, fdr: float | None, warnings: Sequence[str] = ()) -> str:
