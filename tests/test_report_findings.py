@@ -861,3 +861,31 @@ def test_a_continuous_outcomes_named_hit_gives_its_effect_per_unit() -> None:
     assert "log2 effect per unit +0.21 (95 % interval +0.14 to +0.28)" in text
     fold = _named(hits.rename({"log2_effect_per_unit": "log2_fold_change"}), ident, "log2_fold_change")
     assert "log2 FC +0.21" in fold
+
+
+def test_a_hit_group_whose_match_missed_only_by_its_q_value_names_it_as_a_candidate(tmp_path: Path) -> None:
+    """Trial F: the largest planted change (4 of 11 hits, one compound group) had nicotinamide at cosine 0.99 and
+    q 0.0115 against the FDR 0.01; Main findings showed the group with no name and no word of the candidate."""
+    table = pl.DataFrame({"consensus_id": ["C336", "C606", "C215", "C900", "C901"],
+                          "compound_group": ["G257", "G257", "G172", "G9", "G10"], "tested": [True] * 5,
+                          "q_value": [0.002, 0.002, 0.002, 0.01, 0.02], "p_value": [1e-5, 1e-5, 1e-5, 1e-3, 2e-3],
+                          "log2_fold_change": [2.2, 2.2, 2.1, 1.0, 0.8]})
+    summary = {"outcome": "group", "type": "binary", "positive_class": "case", "reference_class": "control"}
+    path = tmp_path / "group.parquet"
+    write_table(table, path, summary)
+    ident = pl.DataFrame({"consensus_id": ["C336", "C900", "C901", "C215"],
+                          "name": ["nicotinamide", "far", "named", "blanky"], "msi_level": [3, 3, 3, 3],
+                          "q_value": [0.0115, 0.2, 0.001, 0.02], "accepted": [False, False, True, False],
+                          "best_cosine": [0.995, 0.9, 0.9, 0.9],
+                          "evidence_note": [None, None, None, "only blank runs' spectra support it (x)"]})
+    from ms2study.identification.background import BLANK_ONLY_NOTE
+
+    ident = ident.with_columns(pl.when(pl.col("name") == "blanky").then(pl.lit(BLANK_ONLY_NOTE))
+                               .otherwise(pl.col("evidence_note")).alias("evidence_note"))
+    text = findings.differential_finding(DifferentialFiles(path, None), ident, None, 0.01)[1]
+    assert ("1 hit group without a name holds a library match refused only for its q-value (above the FDR 0.01): "
+            "nicotinamide on C336 (q 0.0115, cosine 0.99) &mdash; candidates, not identifications.") in text
+    assert "far" not in text.split("refused only")[1]  # q 0.2: more than 5 times the FDR
+    assert "blanky" not in text  # refused for its blank-only support, not for its q-value
+    # without the FDR (an older config) nothing is said
+    assert "refused only" not in findings.differential_finding(DifferentialFiles(path, None), ident, None)[1]

@@ -35,6 +35,7 @@ from ms2study.reporting.html import (
 from ms2study.reporting.modeltext import METRIC_NAMES, covariates_only, reached_text, tested_clause, wide_interval_note
 from ms2study.reporting.shift import SHIFT_MIN_LOG2, SHIFT_SHARE, shift_size  # noqa: F401
 from ms2study.reporting.shift import shift_sentence as _shift_sentence
+from ms2study.reporting.unaccepted import refusal_reasons
 
 # How many accepted identifications among an outcome's hits are named in the box (the rest are counted).
 TOP_NAMED = 3
@@ -165,14 +166,16 @@ def _samples_left_out(summary: dict) -> str:
 
 
 def differential_finding(files: DifferentialFiles, ident: pl.DataFrame | None,
-                         with_ms2: set[str] | None = None) -> tuple[str, str, str | None]:
+                         with_ms2: set[str] | None = None, fdr: float | None = None) -> tuple[str, str, str | None]:
     """(outcome, the differential statement as HTML, the enrichment statement or None) of one differential table:
     how many tested features and compound groups have q < ``SIGNIFICANCE`` and in which direction, how many of them
     have MS/MS (``with_ms2``: consensus ids, ``cautions.features_with_ms2``; None: not said) and how many rest partly
     on imputed values (``cautions.relies_on_imputation``), and the first
     ``TOP_NAMED`` compounds among them (by q) that carry an accepted identification (``ident``,
     identifications.parquet; without it the table's own identification columns, which hold accepted ones only)
-    with their Schymanski level. Raises nothing for an absent table: the statement says it is missing."""
+    with their Schymanski level, and the library matches that missed acceptance only by their q-value on hits
+    without a name (``near_misses``; ``fdr``: the annotate FDR, None: not said). Raises nothing for an absent table:
+    the statement says it is missing."""
     path = Path(files.table)
     if not path.exists():
         return path.stem, "the differential table is missing", None
@@ -210,7 +213,7 @@ def differential_finding(files: DifferentialFiles, ident: pl.DataFrame | None,
         if imputed:  # their fold change and p rest partly on values put in for unmeasured cells
             text += (f"; {imputed} of them rest{'s' if imputed == 1 else ''} partly on imputed values (not measured in "
                      "every sample even after gap filling)")
-    text += (". " + _named(hits, ident, effect, table)) if hits.height else "."
+    text += (". " + _named(hits, ident, effect, table) + near_misses(hits, ident, table, fdr)) if hits.height else "."
     if not hits.height and summary.get("detectable_log2_fold_change"):  # a trial: what could this study have found?
         text += " " + detectable_text(float(summary["detectable_log2_fold_change"]), summary)
     elif not hits.height and summary.get("type") == "multiclass":  # a trial: 3x in two arms, lost in the F-test
@@ -303,6 +306,46 @@ def _named(hits: pl.DataFrame, ident: pl.DataFrame | None, effect: str | None,
             + "; ".join(shown) + (f"; and {more} more compound{'s' if more > 1 else ''}" if more > 0 else "") + ".")
 
 
+NEAR_MISS_FACTOR = 5  # a refused match with q up to this many times the FDR is named as a candidate for a hit
+
+
+def near_misses(hits: pl.DataFrame, ident: pl.DataFrame | None, table: pl.DataFrame | None,
+                fdr: float | None) -> str:
+    """" N hit group(s) without a name hold a library match refused only for its q-value: NAME on C (q, cosine)..."
+    for the compound groups of ``hits`` (rows of the differential ``table``) none of whose features carries an
+    accepted identification, where some feature's best match (``ident``) was refused only because its q-value lies
+    above ``fdr`` (``unaccepted.refusal_reasons``) and at most ``NEAR_MISS_FACTOR`` times it; "" otherwise. A trial:
+    the study's largest planted change (4 of 11 hits) had nicotinamide at cosine 0.99 and q 0.0115 against the FDR
+    0.01, and nothing said so. Said as a candidate: its q-value is what was measured, and it is above the FDR."""
+    if ident is None or fdr is None or not {"accepted", "q_value", "name", "consensus_id"} <= set(ident.columns):
+        return ""
+    groups = (table if table is not None and "compound_group" in table.columns else hits)
+    if "compound_group" not in groups.columns or "compound_group" not in hits.columns:
+        return ""
+    members = groups.select(pl.col("consensus_id").cast(pl.Utf8), "compound_group").filter(
+        pl.col("compound_group").is_in(hits["compound_group"].drop_nulls().to_list()))
+    ident = ident.with_columns(pl.col("consensus_id").cast(pl.Utf8))
+    named = set(members.join(ident.filter(pl.col("accepted").fill_null(False)), on="consensus_id")["compound_group"]
+                .to_list())
+    refused = members.filter(~pl.col("compound_group").is_in(list(named))).join(
+        ident.filter(~pl.col("accepted").fill_null(False)), on="consensus_id")
+    if not refused.height:
+        return ""
+    refused = refused.with_columns(refusal_reasons(refused, fdr)).filter(
+        (pl.col("reason") == f"q above the FDR {fdr:g}") & (pl.col("q_value") <= NEAR_MISS_FACTOR * fdr)).sort(
+        "q_value").unique("compound_group", keep="first", maintain_order=True)
+    if not refused.height:
+        return ""
+    said = [f"{esc(r['name'])} on {esc(r['consensus_id'])} (q {r['q_value']:.3g}"
+            + (f", cosine {r['best_cosine']:.2f}" if r.get("best_cosine") is not None else "") + ")"
+            for r in refused.head(TOP_NAMED).iter_rows(named=True)]
+    n = refused.height
+    return (f" {n} hit group{'s' if n > 1 else ''} without a name hold{'s' if n == 1 else ''} a library match "
+            f"refused only for its q-value (above the FDR {fdr:g}): " + "; ".join(said)
+            + (f"; and {n - len(said)} more" if n > len(said) else "")
+            + " &mdash; candidates, not identifications.")
+
+
 def identification_finding(ident: pl.DataFrame | None, fdr: float | None, warnings: Sequence[str] = ()) -> str:
     """The statement on the study's accepted identifications: how many consensus features, at level 2 and 3. With
     none matched and a ``warnings`` caution that MS/MS of a polarity was not searched (``collect.scan_warnings``),
@@ -390,7 +433,7 @@ def findings_section(models: Sequence[OutcomeFiles], differential: Sequence[Diff
         if rests_on is not None:
             cautions.floor_warning(summary, rests_on, outcome, warnings)
         verdicts[outcome] = (summary, text, rests_on)
-    differences = {o: (t, e) for o, t, e in (differential_finding(f, ident, with_ms2)
+    differences = {o: (t, e) for o, t, e in (differential_finding(f, ident, with_ms2, fdr)
                                                          for f in differential)}
     parts = []
     for outcome in list(verdicts) + [o for o in differences if o not in verdicts]:

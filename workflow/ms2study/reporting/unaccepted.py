@@ -39,7 +39,7 @@ def refusal_reasons(ident: pl.DataFrame, fdr: float | None, p_floor: float | Non
         return (ident[name].fill_nan(None) if dtype == pl.Float64 else ident[name]).to_list() if name in columns \
             else [None] * ident.height
 
-    withdrawn = ident.select(marks.withdrawn(columns).alias("w"))["w"].fill_null(False).to_list()
+    withdrawn = ident.with_columns(marks.withdrawn(columns).alias("w"))["w"].fill_null(False).to_list()
     needed = "a fragment peak" if min_matched_peaks <= 1 else f"{min_matched_peaks} fragment peaks"
     out = []
     for w, qv, peaks, note, cos, evidence in zip(
