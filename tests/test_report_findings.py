@@ -516,6 +516,29 @@ def test_the_resolution_sentence_fits_one_set_a_coarse_count_and_a_fine_one() ->
     passes = _four_sets(_counted(0.99, 0.8, 0, 1000), n=1000)
     assert findings.model_verdict(passes)[0].startswith("<b>separates case from control samples</b>")
     assert "limited by the number" not in findings.model_verdict(passes)[0]
+    # a pass that one more reaching permutation would undo (trial E: 40 shared permutations, adjusted p 2/41 = 0.0488
+    # said "separates" with no caution, after an unrelated library edit moved it from 3/41)
+    shared = {**_counted(0.98, 0.85, 0, 40), "permutations_reaching_adjusted": 1, "permutation_p_adjusted": 2 / 41}
+    summary = {**_summary(features=shared, embedding=_entry(0.6, 0.3, 0.9, 0.2)), "n_permutations": 40,
+               "params": {"n_permutations": 40}, "p_adjustment": {"permutations": 40}}
+    verdict = findings.model_verdict(summary)[0]
+    assert verdict.startswith("<b>separates case from control samples</b>")
+    assert ("the adjusted p (0.0488) is below 0.05 with at most 1 reaching it, so one more reaching permutation would "
+            "undo the verdict") in verdict
+    at_three = {**shared, "permutations_reaching_adjusted": 2, "permutation_p_adjusted": 3 / 41}
+    assert "suggestive only" in findings.model_verdict({**summary, "feature_sets": {
+        **summary["feature_sets"], "features": at_three}})[0]
+    none_reached = {**shared, "permutations_reaching_adjusted": 0, "permutation_p_adjusted": 1 / 41}
+    assert "limited by the number" not in findings.model_verdict({**summary, "feature_sets": {
+        **summary["feature_sets"], "features": none_reached}})[0]  # one more reaching still passes (2/41)
+    # one set, 100 permutations, none reached: p 1/101 passes and stays below 0.05 with 3 more reaching: plain
+    alone = {**_summary(features=_counted(0.95, 0.75, 0, 100)), "params": {"n_permutations": 100}}
+    assert "limited by the number" not in findings.model_verdict(alone)[0]
+    # one set, 30 permutations, none reached: p 1/31 = 0.032 passes, one more reaching (2/31 = 0.065) would undo it
+    edge = {**_summary(features=_counted(0.95, 0.75, 0, 30)), "params": {"n_permutations": 30}}
+    text = findings.model_verdict(edge)[0]
+    assert text.startswith("<b>separates") and "the p (0.0323) is below 0.05 with at most 0 reaching it, so one " \
+        "more reaching permutation would undo the verdict" in text
 
 
 def test_no_level_2_identification_says_why_beside_the_count() -> None:

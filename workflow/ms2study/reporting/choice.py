@@ -80,9 +80,10 @@ def _permutation_count(summary: dict, entry: dict) -> int | None:
 def permutation_resolution(summary: dict, feature_set: str) -> str | None:
     """Plain words (HTML) when the verdict on ``feature_set`` (the set it rests on) is decided by the resolution of the
     permutation test rather than by the data: everything but p passes the models' rule (``chance_shortfall`` with
-    p set aside), p adjusted for the choice among the summary's feature sets (``choice.choice_adjustment``, as the
-    verdict) is not below ``P_SMALL``, and it is at most ``RESOLUTION_FACTOR`` times the smallest adjusted p the
-    permutations allow, or even that smallest one is not below ``P_SMALL``. Says how many permutations were drawn
+    p set aside), and p adjusted for the choice among the summary's feature sets (``choice.choice_adjustment``, as
+    the verdict) is at most ``RESOLUTION_FACTOR`` times the smallest adjusted p the permutations allow and either
+    not below ``P_SMALL`` or below it only with the most reaching permutations that still pass (one more would undo
+    the verdict), or even that smallest one is not below ``P_SMALL``. Says how many permutations were drawn
     and reached the observed value (the first repeat's where the value shown is a mean over repeats:
     ``modeltext.observed_text``), the smallest possible adjusted p, how many reaching permutations would have
     passed, and what to raise (``models: n_permutations``, with a suggested count). None otherwise, or when an
@@ -100,7 +101,8 @@ def permutation_resolution(summary: dict, feature_set: str) -> str | None:
         adjusted = {"p": float(p), "sets": 1, "method": "none", "permutations": n, "smallest": 1 / (n + 1),
                     "factor": 1}
     sets, value, smallest, n = adjusted["sets"], adjusted["p"], adjusted["smallest"], adjusted["permutations"]
-    if value < P_SMALL or not (value <= RESOLUTION_FACTOR * smallest + 1e-12 or smallest >= P_SMALL):
+    near_floor = value <= RESOLUTION_FACTOR * smallest + 1e-12
+    if not (near_floor or (smallest >= P_SMALL and value >= P_SMALL)):
         return None
     if shared:
         drawn, reached = n, int(entry.get("permutations_reaching_adjusted") or 0)
@@ -109,6 +111,10 @@ def permutation_resolution(summary: dict, feature_set: str) -> str | None:
         reached = entry.get("permutations_reaching")
         reached = int(reached) if reached is not None else max(round(float(p) * (n + 1)) - 1, 0)
     passing = reaching_to_pass(adjusted, P_SMALL)
+    # a verdict that passes is limited as well when one more reaching permutation would undo it (a trial: adjusted p
+    # 2/41 = 0.0488 said "separates" with no caution after an unrelated library edit moved it from 3/41)
+    if value < P_SMALL and (passing is None or reached < passing):
+        return None
     observed = observed_text(entry)  # the first repeat's score where the value shown is a mean over repeats
     what = "adjusted p" if sets > 1 else "p"
     smallest_text = f"{adjusted['factor']}/{n + 1} = {p_value_text(smallest)}"
@@ -122,7 +128,10 @@ def permutation_resolution(summary: dict, feature_set: str) -> str | None:
                 f"reached {observed}, and with {n} permutations" + (f" and {sets} feature sets" if sets > 1
                                                                                   else "")
                 + f" the smallest {what} possible is {smallest_text}; the {what} ({p_value_text(value)}) ")
-    if passing is None:
+    if value < P_SMALL:
+        text += (f"is below {P_SMALL:g} with at most {passing} reaching it, so one more reaching permutation would "
+                 "undo the verdict")
+    elif passing is None:
         text += f"cannot fall below {P_SMALL:g} with any count of reaching permutations"
     elif passing == 0:
         text += (f"would be below {P_SMALL:g} only if none had reached it, so "

@@ -81,7 +81,7 @@ def model_verdict(summary: dict) -> tuple[str, str | None]:
     choice among the feature sets (``choice.choice_adjustment``) is below 0.05, which makes it "inconclusive"; one
     whose interval lies
     above chance but whose p is not small is "not shown to beat chance", with the reason. A "suggestive only" or
-    "not shown to beat chance" verdict that the permutations' resolution decides says so and what to raise
+    "not shown to beat chance" verdict, or a pass, that the permutations' resolution decides says so and what to raise
     (``choice.permutation_resolution``)."""
     if summary.get("status") != "done":
         return f"not modelled: {esc(summary.get('reason'))}", None
@@ -118,8 +118,8 @@ def model_verdict(summary: dict) -> tuple[str, str | None]:
         text = (f"<b>suggestive only</b>: the best set {does} on its own test, but not once the choice among "
                 f"{n_sets} sets is adjusted for ({numbers}){limited}")
         return text, name
-    if why is None:
-        return f"<b>{does}</b> ({numbers}){alone}", name
+    if why is None:  # a pass that one more reaching permutation would undo says so (permutation_resolution)
+        return f"<b>{does}</b> ({numbers}){limited}", name
     if chance is None or low is None or float(low) <= chance:
         if p is not None and chance is not None and low is not None and (
                 adjusted["p"] if adjusted is not None else float(p)) < P_SMALL:
