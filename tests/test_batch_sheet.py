@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 def _study(folder: Path, rows: list[str], header: str = "sample_id\tfile\tsample_type\tinjection_order\tbatch") -> None:
     for row in rows:
         name = row.split("\t")[1]
-        (folder / name).write_text("<mzML/>")
+        (folder / name).write_text("<mzML></mzML>")
     (folder / "samples.tsv").write_text(header + "\n" + "\n".join(rows) + "\n")
 
 

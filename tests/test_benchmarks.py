@@ -125,7 +125,7 @@ def test_scale_benchmark_times_jobs_replicates_samples_and_judges_the_targets(tm
     for folder in ("results/library/library", "results/confidence"):
         (source / folder).mkdir(parents=True)
     for sample in ("S01", "S02"):
-        (source / "mzml" / f"{sample}.mzML").write_text("<mzML/>")
+        (source / "mzml" / f"{sample}.mzML").write_text("<mzML></mzML>")
         (source / "results" / "samples" / sample).mkdir(parents=True)
         pl.DataFrame({"sample_id": [sample] * 2, "feature_id": [f"{sample}:1", f"{sample}:2"],
                       "intensity": [100.0, 200.0]}).write_parquet(

@@ -375,7 +375,7 @@ def test_snakemake_refuses_a_bad_value_before_any_job(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    (tmp_path / "a.mzML").write_text("<mzML/>")
+    (tmp_path / "a.mzML").write_text("<mzML></mzML>")
     (tmp_path / "config.yaml").write_text("annotate: {fdr: high}\n")
     result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
                              "--dry-run"], check=False, capture_output=True, text=True)

@@ -513,7 +513,7 @@ def _dry_run(study: Path) -> str:
 
 def test_rule_declares_one_job_per_outcome_and_none_without_outcomes(tmp_path: Path) -> None:
     for name in ("A", "B", "C", "D"):
-        (tmp_path / f"{name}.mzML").write_text("<mzML/>")
+        (tmp_path / f"{name}.mzML").write_text("<mzML></mzML>")
     (tmp_path / "samples.tsv").write_text("sample_id\tfile\tgroup\tage\n" + "".join(
         f"{n}\t{n}.mzML\t{g}\t{a}\n" for n, g, a in zip("ABCD", ["case", "control"] * 2, [30, 40, 50, 60])))
     (tmp_path / "config.yaml").write_text(

@@ -126,7 +126,7 @@ def test_conda_env_matches_pyproject(repo: Path) -> None:
 
 
 def test_snakemake_lint_is_clean(repo: Path, tmp_path: Path) -> None:
-    (tmp_path / "run1.mzML").write_text("<mzML/>")
+    (tmp_path / "run1.mzML").write_text("<mzML></mzML>")
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(tmp_path), "--lint"],
         capture_output=True, text=True,

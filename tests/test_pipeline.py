@@ -232,7 +232,8 @@ def test_bad_run_fails_clearly_and_leaves_no_output(study: Path, tmp_path: Path)
     bad = tmp_path / "bad"
     (bad / "mzml").mkdir(parents=True)
     shutil.copy(study / "mzml" / "S01.mzML", bad / "mzml" / "good.mzML")
-    (bad / "mzml" / "broken.mzML").write_text('<?xml version="1.0"?>\n<mzML><run><spectrumList count="3">truncated')
+    (bad / "mzml" / "broken.mzML").write_text(  # damaged inside, whole at the ends: the pre-run check cannot see it, the reader does
+        '<?xml version="1.0"?>\n<mzML><run><spectrumList count="3"><spectrum damaged</mzML>')
     (bad / "samples.tsv").write_text("sample_id\tfile\ngood\tmzml/good.mzML\nbroken\tmzml/broken.mzML\n")
     result = ms2study(
         "run", str(bad), "--cores", "2", "--keep-going", "results/samples/good/features.parquet",

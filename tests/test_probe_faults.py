@@ -20,7 +20,7 @@ from ms2study.core.errors import InputError
 
 
 def _touch_mzml(folder: Path, name: str) -> None:
-    (folder / name).write_text("<mzML/>")
+    (folder / name).write_text("<mzML></mzML>")
 
 
 def _two_sample_study(folder: Path) -> Path:
@@ -55,7 +55,7 @@ def test_files_that_map_to_one_sample_id_are_named(tmp_path: Path) -> None:
 
 
 def test_compressed_run_in_the_sheet_says_decompress(tmp_path: Path) -> None:
-    (tmp_path / "a.mzML.gz").write_bytes(gzip.compress(b"<mzML/>"))
+    (tmp_path / "a.mzML.gz").write_bytes(gzip.compress(b"<mzML></mzML>"))
     (tmp_path / "samples.tsv").write_text("sample_id\tfile\nA\ta.mzML.gz\n")
     with pytest.raises(InputError, match=r"row 2: file 'a.mzML.gz' is not .mzML or .mzXML \(it is compressed\)"
                                          r".*gunzip") as err:

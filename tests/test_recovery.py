@@ -236,7 +236,8 @@ def test_sigkill_during_embed_then_recover_gives_the_outputs_of_an_uninterrupted
 def test_one_corrupt_sample_does_not_stop_the_others_and_is_named_with_its_log(study: Path) -> None:
     profile = yaml.safe_load((REPO / "profiles" / "default" / "config.yaml").read_text())
     assert profile["keep-going"] is True
-    (study / "mzml" / "S02.mzML").write_text('<?xml version="1.0"?>\n<mzML><run><spectrumList count="3">cut')
+    (study / "mzml" / "S02.mzML").write_text(  # damaged inside (the pre-run check sees only the ends)
+        '<?xml version="1.0"?>\n<mzML><run><spectrumList count="3"><spectrum damaged</mzML>')
     old_report = study / "results" / "study" / "report.html"
     old_report.parent.mkdir(parents=True)
     old_report.write_text("<html><head><title>ms2study report</title></head><body><h1>an earlier run's report</h1>"

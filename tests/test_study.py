@@ -16,7 +16,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _touch_mzml(folder: Path, name: str) -> None:
-    (folder / name).write_text("<mzML/>")
+    """A stand-in run whole at both ends (the pre-run check reads only those)."""
+    root = "mzXML" if name.lower().endswith(".mzxml") else "mzML"
+    (folder / name).write_text(f"<{root}></{root}>")
 
 
 def test_defaults_are_valid_and_study_config_overrides(tmp_path: Path) -> None:
@@ -86,7 +88,10 @@ def test_empty_folder_says_what_to_do(tmp_path: Path) -> None:
         ("sample_id\tfile\nbad/id\ta.mzML\n", r"row 2 \(sample 'bad/id'\): column 'sample_id'"),
         ("sample\tfile\nA\ta.mzML\n", r"missing column 'sample_id'"),
         ("sample_id\tfile\nA\tnotes.txt\n", r"not \.mzML or \.mzXML"),
-        ("sample_id\tfile\nA\tempty.mzML\n", r"row 2.*empty\.mzML' is empty \(0 bytes\).*copy or convert"),
+        ("sample_id\tfile\nA\tempty.mzML\n", r"row 2.*empty\.mzML': the file is empty \(0 bytes\).*copy or convert"),
+        # cut short (a trial's truncated run passed this check and failed only at its detect job)
+        ("sample_id\tfile\nA\tcut.mzML\n", r"row 2.*cut\.mzML': the file ends before its closing tag: it is "
+         r"truncated.*convert the run again"),
         ("sample_id file\nA a.mzML\n", r"looks separated by spaces, not tabs"),
         ("sample_id,file\nA,a.mzML\n", r"looks separated by commas, not tabs"),
         ("sample_id\tfile\nA a.mzML\nB a.mzML\n", r"rows look separated by something other than tabs"),
@@ -96,6 +101,7 @@ def test_sheet_errors_name_row_and_file(tmp_path: Path, rows: str, message: str)
     _touch_mzml(tmp_path, "a.mzML")
     (tmp_path / "notes.txt").write_text("x")
     (tmp_path / "empty.mzML").write_bytes(b"")
+    (tmp_path / "cut.mzML").write_text('<?xml version="1.0"?>\n<indexedmzML><mzML><run><spectrumList count="3">')
     (tmp_path / "samples.tsv").write_text(rows)
     with pytest.raises(InputError, match=message) as err:
         study.load_sample_sheet(tmp_path, study.load_config(tmp_path))
@@ -298,9 +304,9 @@ def test_byte_identical_runs_under_two_sample_ids_are_named(tmp_path: Path, caps
     from ms2study.io.runfiles import identical_runs
 
     _touch_mzml(tmp_path, "a.mzML")
-    (tmp_path / "b.mzML").write_text("<mzML id='another run'/>")
+    (tmp_path / "b.mzML").write_text("<mzML id='another run'></mzML>")
     (tmp_path / "c.mzML").write_bytes((tmp_path / "a.mzML").read_bytes())  # a copy under a new name
-    (tmp_path / "d.mzML").write_bytes((tmp_path / "a.mzML").read_bytes()[:-1] + b"!")  # same size, other bytes
+    (tmp_path / "d.mzML").write_bytes((tmp_path / "a.mzML").read_bytes().replace(b"<mzML>", b"<mzML "))  # other bytes
     ids, files = ["A", "B", "C", "D", "E"], ["a.mzML", "b.mzML", "c.mzML", "d.mzML", "a.mzML"]
     assert identical_runs(tmp_path, ids, files) == [["A", "C", "E"]]
     assert identical_runs(tmp_path, ids[:4], ["a.mzML", "b.mzML", "d.mzML", "missing.mzML"]) == []

@@ -99,7 +99,7 @@ def test_ms2study_run_refuses_a_covariate_changing_within_a_subject_before_any_j
 
     rows = ["sample_id\tfile\tgroup\tage\tsubject_id"]
     for i, (group, age, subject) in enumerate([("a", 30, "P1"), ("a", 31, "P1"), ("b", 40, "P2"), ("b", 40, "P2")]):
-        (tmp_path / f"r{i}.mzML").write_text("<mzML/>")
+        (tmp_path / f"r{i}.mzML").write_text("<mzML></mzML>")
         rows.append(f"S{i}\tr{i}.mzML\t{group}\t{age}\t{subject}")
     (tmp_path / "samples.tsv").write_text("\n".join(rows) + "\n")
     (tmp_path / "config.yaml").write_text("models: {outcomes: [{column: group, type: binary, positive_class: b}], "

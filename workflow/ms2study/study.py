@@ -21,16 +21,23 @@ import yaml
 from ms2study.core.errors import InputError
 from ms2study.core.params import MASS_TOLERANCES, mass_tolerance_warning, suggest_key  # noqa: F401 (tests)
 from ms2study.core.yamlio import read_config_file, read_yaml
-from ms2study.io.samplesheet import (ACQUISITION_COLUMNS, SAMPLE_TYPES, on_disk, read_sample_sheet,
-                                     sample_roles, tidy_sheet, typed_rows_with_outcomes, unlisted_runs)
 from ms2study.identification.calibratable import refuse_uncalibratable
+from ms2study.io.runfiles import SPECTRUM_SUFFIXES, checked_run_file
+from ms2study.io.samplesheet import (
+    ACQUISITION_COLUMNS,
+    SAMPLE_TYPES,
+    read_sample_sheet,
+    sample_roles,
+    tidy_sheet,
+    typed_rows_with_outcomes,
+    unlisted_runs,
+)
 from ms2study.modelling.outcomes import check_covariate_values, encode_outcome
 from ms2study.modelling.subjects import check_study_subjects
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_DIR = REPO_ROOT / "workflow" / "schemas"
 DEFAULT_CONFIG = REPO_ROOT / "config" / "config.yaml"
-SPECTRUM_SUFFIXES = (".mzml", ".mzxml")
 SAMPLE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -262,22 +269,8 @@ def load_sample_sheet(study_dir: Path, config: dict) -> pl.DataFrame:
             raise InputError(f"row {row_number}: sample_id '{sample_id}' appears twice", file=source,
                              fix="give every sample a unique sample_id")
         seen.add(sample_id)
-        path = on_disk(study_dir, row["file"])  # the name as stored (macOS writes accents decomposed)
+        path = checked_run_file(study_dir, row["file"], row_number, sample_id, source)
         renamed[row["file"]] = str(path.relative_to(study_dir))
-        if not path.exists():
-            raise InputError(f"row {row_number}: file '{row['file']}' does not exist (looked for {path})",
-                             file=source, sample=sample_id, fix="correct the path (relative to the study folder)")
-        if path.suffix.lower() not in SPECTRUM_SUFFIXES:
-            compressed = path.suffix.lower() in (".gz", ".bz2", ".zip", ".xz") and (
-                Path(path.stem).suffix.lower() in SPECTRUM_SUFFIXES)
-            raise InputError(f"row {row_number}: file '{row['file']}' is not .mzML or .mzXML"
-                             + (" (it is compressed)" if compressed else ""), file=source, sample=sample_id,
-                             fix=(f"decompress it (gunzip / unzip / unxz '{row['file']}') and write the .mzML or "
-                                  ".mzXML name in the sheet" if compressed
-                                  else "convert the vendor file with msconvert (ProteoWizard) to mzML"))
-        if path.stat().st_size == 0:  # an interrupted copy
-            raise InputError(f"row {row_number}: '{row['file']}' is empty (0 bytes)", file=source, sample=sample_id,
-                             fix="copy or convert the run again")
     if sheet.height == 0:
         raise InputError("the sample sheet has no rows", file=source, fix="add one row per sample")
     check_sample_roles(sheet, source)

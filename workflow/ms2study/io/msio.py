@@ -28,6 +28,7 @@ import polars as pl
 import pyopenms as oms
 
 from ms2study.core.errors import InputError
+from ms2study.io.runfiles import content_problem
 
 # Extensions we can read, lower-cased, mapped to the pyOpenMS reader class.
 READERS = {".mzml": oms.MzMLFile, ".mzxml": oms.MzXMLFile}
@@ -67,40 +68,6 @@ def _reader_for(path: Path, sample_id: str | None):
     )
 
 
-_CLOSING_TAGS = {".mzml": (b"</mzML>", b"</indexedmzML>"), ".mzxml": (b"</mzXML>",)}
-
-
-def _content_problem(path: Path) -> tuple[str, str] | None:
-    """(what is wrong, fix) when a glance at the file's first and last bytes shows it cannot be the run its name
-    says: empty, not XML, mzML named .mzXML (or the reverse), or cut short before its closing tag. None otherwise
-    (gzip-compressed files are left to the reader, which decompresses them)."""
-    size = path.stat().st_size
-    if size == 0:
-        return ("the file is empty (0 bytes)",
-                "copy or convert the run again (an interrupted transfer or conversion leaves an empty file)")
-    with open(path, "rb") as handle:
-        head = handle.read(4096)
-        handle.seek(max(0, size - 4096))
-        tail = handle.read()
-    if head[:2] == b"\x1f\x8b":
-        return None
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-    if not text.startswith(b"<"):
-        return ("the file is not XML, so it is neither mzML nor mzXML",
-                "convert the vendor file to mzML with msconvert (ProteoWizard) and point the sample sheet (or "
-                "--background) at the .mzML")
-    suffix = path.suffix.lower()
-    holds = ".mzml" if (b"<mzML" in head or b"<indexedmzML" in head) else ".mzxml" if b"<mzXML" in head else None
-    if holds and holds != suffix:
-        name = {".mzml": "mzML", ".mzxml": "mzXML"}[holds]
-        return (f"the file holds {name} but is named {path.suffix}",
-                f"rename it to {path.stem}.{name} (and change the sample sheet's file column)")
-    if holds and not any(tag in tail for tag in _CLOSING_TAGS[holds]):
-        return ("the file ends before its closing tag: it is truncated (an interrupted copy or conversion)",
-                "copy or convert the run again from the vendor raw file")
-    return None
-
-
 def load_experiment(
     path: str | os.PathLike,
     sample_id: str | None = None,
@@ -126,7 +93,7 @@ def load_experiment(
             fix="check the sample sheet's path (relative paths are resolved from the study folder)",
         )
     reader = _reader_for(path, sample_id)
-    problem = _content_problem(path)
+    problem = content_problem(path)
     if problem:
         raise InputError(problem[0], file=str(path), sample=sample_id, fix=problem[1])
     exp = oms.MSExperiment()

@@ -1,6 +1,8 @@
-"""Checks on a study's run files as a whole (the sheet's ``file`` column): the same run under two sample ids.
+"""Checks on a study's run files as a whole (the sheet's ``file`` column): the same run under two sample ids; and
+on one run file's first and last bytes, without parsing it (``content_problem``: empty, not XML, misnamed,
+truncated), which the pre-run check and the readers share.
 
-Imports ``core`` only.
+Imports ``core`` and ``io.samplesheet``.
 """
 
 from __future__ import annotations
@@ -10,7 +12,70 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+from ms2study.core.errors import InputError
+from ms2study.io.samplesheet import on_disk
+
 CHUNK = 1 << 20  # bytes read at a time when hashing
+SPECTRUM_SUFFIXES = (".mzml", ".mzxml")  # the run files a sample sheet may name
+
+
+_CLOSING_TAGS = {".mzml": (b"</mzML>", b"</indexedmzML>"), ".mzxml": (b"</mzXML>",)}
+
+
+def content_problem(path: Path) -> tuple[str, str] | None:
+    """(what is wrong, fix) when a glance at the file's first and last bytes shows it cannot be the run its name
+    says: empty, not XML, mzML named .mzXML (or the reverse), or cut short before its closing tag. None otherwise
+    (gzip-compressed files are left to the reader, which decompresses them). Reads 8 KB: the pre-run check of
+    ``study.load_sample_sheet`` runs it on every run of the sheet, and the readers (``msio.load_experiment``)
+    before parsing."""
+    size = path.stat().st_size
+    if size == 0:
+        return ("the file is empty (0 bytes)",
+                "copy or convert the run again (an interrupted transfer or conversion leaves an empty file)")
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+        handle.seek(max(0, size - 4096))
+        tail = handle.read()
+    if head[:2] == b"\x1f\x8b":
+        return None
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not text.startswith(b"<"):
+        return ("the file is not XML, so it is neither mzML nor mzXML",
+                ("convert the vendor file to mzML with msconvert (ProteoWizard) and point the sample sheet (or "
+                 "--background) at the .mzML"))
+    suffix = path.suffix.lower()
+    holds = ".mzml" if (b"<mzML" in head or b"<indexedmzML" in head) else ".mzxml" if b"<mzXML" in head else None
+    if holds and holds != suffix:
+        name = {".mzml": "mzML", ".mzxml": "mzXML"}[holds]
+        return (f"the file holds {name} but is named {path.suffix}",
+                f"rename it to {path.stem}.{name} (and change the sample sheet's file column)")
+    if holds and not any(tag in tail for tag in _CLOSING_TAGS[holds]):
+        return ("the file ends before its closing tag: it is truncated (an interrupted copy or conversion)",
+                "copy or convert the run again from the vendor raw file")
+    return None
+
+
+def checked_run_file(study_dir: Path, file: str, row_number: int, sample_id: str, source: str) -> Path:
+    """The run file of one sample-sheet row (``file`` relative to ``study_dir``, found as stored on disk:
+    ``samplesheet.on_disk``), checked before any job: it exists, is .mzML or .mzXML (a compressed one is named
+    so), and its first and last bytes show no ``content_problem`` (a trial's truncated run passed the pre-run check
+    and failed only at its detect job). Raises InputError naming the row, the sample and the sheet (``source``)."""
+    path = on_disk(study_dir, file)  # the name as stored (macOS writes accents decomposed)
+    if not path.exists():
+        raise InputError(f"row {row_number}: file '{file}' does not exist (looked for {path})",
+                         file=source, sample=sample_id, fix="correct the path (relative to the study folder)")
+    if path.suffix.lower() not in SPECTRUM_SUFFIXES:
+        compressed = path.suffix.lower() in (".gz", ".bz2", ".zip", ".xz") and (
+            Path(path.stem).suffix.lower() in SPECTRUM_SUFFIXES)
+        raise InputError(f"row {row_number}: file '{file}' is not .mzML or .mzXML"
+                         + (" (it is compressed)" if compressed else ""), file=source, sample=sample_id,
+                         fix=(f"decompress it (gunzip / unzip / unxz '{file}') and write the .mzML or "
+                              ".mzXML name in the sheet" if compressed
+                              else "convert the vendor file with msconvert (ProteoWizard) to mzML"))
+    problem = content_problem(path)
+    if problem:
+        raise InputError(f"row {row_number}: '{file}': {problem[0]}", file=source, sample=sample_id, fix=problem[1])
+    return path
 
 
 def identical_runs(study_dir: Path, sample_ids: Sequence[str], files: Sequence[str]) -> list[list[str]]:
