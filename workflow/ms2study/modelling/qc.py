@@ -86,6 +86,7 @@ QC_MIN_DISTANCE_RATIO = 1.5  # a QC outlier is also this far from the QCs' centr
 SAMPLE_MIN_DISTANCE_RATIO = 1.25  # a sample outlier is this far from its neighbours, relative to the median
 # Features detected in every run of a type that the outlier rule needs before it uses those alone (module docstring)
 MIN_COMPLETE_FEATURES = 50
+FAILED_RUN_SHARE = 0.2   # a sample or QC with fewer than this share of its type's median feature count: failed
 CARRYOVER_SHARE = 0.5    # a blank with this share of the study samples' median feature count is noted
 BLANK_RULE = (f"not tested: blank run (blanks are never outliers by their features; one with at least "
               f"{CARRYOVER_SHARE:.0%} of the study samples' median feature count is noted as possible carry-over)")
@@ -427,11 +428,28 @@ def qc_table(samples: pl.DataFrame, runs: dict[str, dict[str, Any]], alignment: 
                             alignment["rt_residual_median_abs_s"].to_list()))
     score: dict[str, float | None] = {s: None for s in ids}
     flag = {s: False for s in ids}
+    rules_failed: dict[str, str] = {}
     rules = {"sample": "not tested: no feature matrix", "qc": "not tested: no feature matrix",
              "blank": BLANK_RULE}
     for kind in ("sample", "qc"):
         members = [i for i, t in enumerate(types) if t == kind]
         if feature_matrix is None or not members:
+            continue
+        # a run with a small part of its type's features (a failed injection, an MS1-only excerpt) is an outlier by
+        # that alone, and is left out of the others' scoring: it would empty the set of features detected in every
+        # run and change every other run's score (a trial: a 26-feature run among runs of ~2,400 scored -1.92, the
+        # most typical, and every other score moved)
+        counts = {i: runs.get(ids[i], {}).get("n_features") for i in members}
+        known = [c for c in counts.values() if c is not None]
+        median = float(np.median(known)) if known else 0.0
+        failed = [i for i, c in counts.items() if c is not None and len(known) >= 3 and c < FAILED_RUN_SHARE * median]
+        for i in failed:
+            flag[ids[i]] = True
+            rules_failed[ids[i]] = (f"far fewer features than the other runs of its type ({counts[i]} against a median "
+                                    f"of {median:.0f}; under {FAILED_RUN_SHARE:.0%}): a failed or different run, "
+                                    "left out of the other runs' scoring")
+        members = [i for i in members if i not in failed]
+        if not members:
             continue
         z, flags, rules[kind] = group_outliers(feature_matrix, [ids[i] for i in members],
                                                [batches[i] for i in members], kind)
@@ -474,6 +492,7 @@ def qc_table(samples: pl.DataFrame, runs: dict[str, dict[str, Any]], alignment: 
             "share_ms2_mapped": (mapped / n_ms2) if n_ms2 and mapped is not None else None,
             "rt_shift_median_s": shift.get(s, run.get("rt_shift_median_s")),
             "rt_residual_median_abs_s": residual.get(s),
-            "outlier": flag[s], "outlier_score": score[s], "outlier_rule": rules[kind], "run_note": note,
+            "outlier": flag[s], "outlier_score": score[s], "outlier_rule": rules_failed.get(s, rules[kind]),
+            "run_note": note,
         })
     return pl.DataFrame(rows, schema=QC)
