@@ -912,3 +912,24 @@ def test_a_hit_group_whose_match_missed_only_by_its_q_value_names_it_as_a_candid
     assert "blanky" not in text  # refused for its blank-only support, not for its q-value
     # without the FDR (an older config) nothing is said
     assert "refused only" not in findings.differential_finding(DifferentialFiles(path, None), ident, None)[1]
+
+
+def test_hit_groups_that_co_elute_and_follow_each_other_are_said_to_be_perhaps_one_compound(tmp_path: Path) -> None:
+    """Trial F: nicotinamide's NH3 loss (its own compound group) made '11 features (7 compound groups)' of 6 planted
+    compounds; the differential stage now finds the pair (modelling.coelution) and Main findings says so."""
+    table = pl.DataFrame({"consensus_id": ["C336", "C606", "C215", "C2190"], "compound_group": ["G257", "G257",
+                                                                                              "G172", "G1244"],
+                          "tested": [True] * 4, "q_value": [0.002] * 3 + [0.01], "p_value": [1e-5] * 3 + [1e-3],
+                          "log2_fold_change": [2.2, 2.2, 2.1, 1.6]})
+    pair = {"consensus_id": "C336", "partner_id": "C215", "group": "G257", "partner_group": "G172",
+            "rt_diff_s": 0.18, "r": 0.989, "n_samples": 24}
+    summary = {"outcome": "group", "type": "binary", "positive_class": "case", "reference_class": "control",
+               "coeluting_hits": {"pairs": [pair], "n_hit_groups": 3, "n_compounds_at_least": 2}}
+    path = tmp_path / "group.parquet"
+    write_table(table, path, summary)
+    text = findings.differential_finding(DifferentialFiles(path, None), None)[1]
+    assert ("(3 compound groups; perhaps as few as 2 compounds: 1 pair of hit groups co-elute and follow each other "
+            "within the classes (C215 with C336 (r 0.99)), as an in-source fragment or an unlisted ion follows its "
+            "compound)") in text
+    write_table(table, path, {**summary, "coeluting_hits": None})
+    assert "perhaps as few" not in findings.differential_finding(DifferentialFiles(path, None), None)[1]

@@ -187,7 +187,8 @@ def differential_finding(files: DifferentialFiles, ident: pl.DataFrame | None,
     groups = significant_compounds(tested) if "compound_group" in tested.columns else hits.height
     adjusted = covariate_names(summary)
     text = (f"<b>{hits.height}</b> of {tested.height} tested features differ at q &lt; {SIGNIFICANCE:g}"
-            + (f" ({groups} compound group{'' if groups == 1 else 's'})" if groups != hits.height else "")
+            + (f" ({groups} compound group{'' if groups == 1 else 's'}{_coeluting(summary)})"
+               if groups != hits.height or _coeluting(summary) else "")
             + (f", adjusted for {esc(adjusted)}" if adjusted else "") + _samples_left_out(summary))
     effect = {"binary": "log2_fold_change", "continuous": "log2_effect_per_unit"}.get(str(summary.get("type")))
     effect = effect if effect in hits.columns else None
@@ -228,6 +229,21 @@ def differential_finding(files: DifferentialFiles, ident: pl.DataFrame | None,
     text += _shift_sentence(summary, correction, shown)
     return outcome, text, enrichment_finding(files.enrichment, summary.get("positive_class")
                                               if summary.get("type") == "binary" else None, tested)
+
+
+def _coeluting(summary: dict) -> str:
+    """"; perhaps as few as N compounds: ..." when hit groups co-elute and follow each other within the classes
+    (``modelling.coelution``: an in-source fragment or an ion the grouping does not list counts as a compound), or
+    ""."""
+    found = summary.get("coeluting_hits")
+    if not found or not found.get("pairs"):
+        return ""
+    pairs = found["pairs"]
+    shown = ", ".join(f"{esc(p['partner_id'])} with {esc(p['consensus_id'])} (r {p['r']:.2f})" for p in pairs[:3])
+    return (f"; perhaps as few as {found['n_compounds_at_least']} compounds: {len(pairs)} pair"
+            f"{'s' if len(pairs) > 1 else ''} of hit groups co-elute and follow each other within the classes "
+            f"({shown}{', ...' if len(pairs) > 3 else ''}), as an in-source fragment or an unlisted ion follows its "
+            "compound")
 
 
 def detectable_text(log2_fc: float, summary: dict | None = None) -> str:

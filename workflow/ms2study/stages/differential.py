@@ -30,6 +30,7 @@ import polars as pl
 from ms2study.core.errors import InputError
 from ms2study.core.params import add_params_argument, load_params, overlay
 from ms2study.io.samplesheet import read_sample_sheet
+from ms2study.modelling.coelution import coeluting_hit_groups
 from ms2study.modelling.differential import (
     SIGNIFICANCE,
     TESTS,
@@ -41,14 +42,28 @@ from ms2study.modelling.differential import (
 from ms2study.modelling.enrichment import class_enrichment, distinct_labellings, global_shift
 from ms2study.modelling.locality import local_cluster
 from ms2study.modelling.outcomes import (
-    add_run_range_arguments, not_sample_note, not_study_samples, read_model_matrix, runs_measured, small_class_note,
+    add_run_range_arguments,
+    not_sample_note,
+    not_study_samples,
+    read_model_matrix,
+    runs_measured,
+    small_class_note,
     without_empty_runs,
 )
 from ms2study.modelling.power import detectable_log2_fold_change
 from ms2study.modelling.structure import hidden_split
 from ms2study.modelling.subjects import (
-    SUBJECT_COLUMN, average_columns, paired_outcome, paired_units, subject_groups, subject_ranges, subject_sheet,
-    several_runs, subjects_note, with_subject_block, without_lone_units,
+    SUBJECT_COLUMN,
+    average_columns,
+    paired_outcome,
+    paired_units,
+    several_runs,
+    subject_groups,
+    subject_ranges,
+    subject_sheet,
+    subjects_note,
+    with_subject_block,
+    without_lone_units,
 )
 
 log = logging.getLogger(__name__)
@@ -231,6 +246,9 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
     if small:
         log.warning("outcome %s: %s", summary["outcome"], small)
     summary["detectable_log2_fold_change"] = _detectable(table, values)
+    # hit groups that co-elute and follow each other within the classes: perhaps one compound (trial F)
+    summary["coeluting_hits"] = coeluting_hit_groups(table, matrix, values.sample_ids, values.y, values.kind,
+                                                     SIGNIFICANCE)
     locality = local_cluster(table, SIGNIFICANCE, int(params["seed"]))
     summary["local_cluster"] = locality
     summary["warnings"] = [locality["warning"]] if locality and locality["warning"] else []
