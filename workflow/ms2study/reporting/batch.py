@@ -43,6 +43,7 @@ from ms2study.reporting.qcrsd import (
     rt_spread_part,
     rt_spread_warning,
 )
+from ms2study.reporting.samplespread import aligned_log2, sample_effects_part
 from ms2study.reporting.tables import interactive_table
 
 N_EXAMPLES = 3  # example features drawn against injection order
@@ -76,26 +77,6 @@ def read_correction(path: Path | None, warnings: list[str]) -> dict[str, Any] | 
                         "the correct stage")
         return None
     return record if isinstance(record, dict) else None
-
-
-def _log2(matrix: pl.DataFrame, runs: list[str]) -> np.ndarray:
-    """features × runs log2 intensities of ``runs`` (columns by id); null, NaN and values <= 0 are NaN."""
-    if not runs:
-        return np.empty((matrix.height, 0))
-    values = np.asarray(matrix.select([pl.col(r).cast(pl.Float64) for r in runs]).to_numpy(), dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(values > 0, np.log2(np.where(values > 0, values, 1.0)), np.nan)
-
-
-def _aligned(raw: pl.DataFrame, corrected: pl.DataFrame, runs: list[str]) -> tuple[list[str], np.ndarray,
-                                                                                   np.ndarray]:
-    """(consensus ids, raw log2, corrected log2) of the features in both matrices, in the raw matrix's order."""
-    ids = raw["consensus_id"].cast(pl.Utf8)
-    right = corrected.with_columns(pl.col("consensus_id").cast(pl.Utf8)).select("consensus_id", *runs)
-    both = pl.DataFrame({"consensus_id": ids}).join(right, on="consensus_id", how="inner", maintain_order="left")
-    before = raw.with_columns(pl.col("consensus_id").cast(pl.Utf8)).join(
-        both.select("consensus_id"), on="consensus_id", how="semi", maintain_order="left")
-    return both["consensus_id"].to_list(), _log2(before, runs), _log2(both, runs)
 
 
 def runs_table(roles: pl.DataFrame) -> str:
@@ -282,7 +263,7 @@ def drift_part(raw: pl.DataFrame, corrected: pl.DataFrame, roles: pl.DataFrame, 
          else orders.cast(pl.Float64).to_numpy())
     xlabel = "position in the sample sheet (no injection_order)" if sheet_order else "injection order"
     batches = qcs["batch"].to_list()
-    ids, before, after = _aligned(raw, corrected, runs)
+    ids, before, after = aligned_log2(raw, corrected, runs)
     complete = np.isfinite(before).all(axis=1) & np.isfinite(after).all(axis=1)
     if not complete.any():
         return "<p>Intensity against injection order: no feature is detected in every pooled QC run.</p>"
@@ -350,7 +331,7 @@ def pca_part(raw: pl.DataFrame, corrected: pl.DataFrame, roles: pl.DataFrame, me
     runs = runs_frame["sample_id"].to_list()
     if len(runs) < 3:
         return "<p>PCA: fewer than three samples and QCs in both matrices.</p>"
-    _, before, after = _aligned(raw, corrected, runs)
+    _, before, after = aligned_log2(raw, corrected, runs)
     kinds = ["QC" if k == "qc" else "sample" for k in runs_frame["sample_type"].to_list()]
     batches = runs_frame["batch"].to_list()
     hover = [f"{r} ({k}, batch {b}, injection {o if o is not None else 'NA'})" for r, k, b, o in
@@ -472,6 +453,7 @@ def batch_section(correction_path: Path | None, corrected_path: Path | None, raw
     parts.append(rt_spread_part(record, float(correct.get("rt_sd_ratio", 3.0))))
     if corrected is not None and raw is not None:
         parts.append(drift_part(raw, corrected, roles, method))
+        parts.append(sample_effects_part(raw, corrected, roles))
         parts.append(pca_part(raw, corrected, roles, method))
     if corrected is not None:
         parts.append(flagged_table(corrected, exclude, str(record.get("qc_rsd_basis") or "in_sample")))
