@@ -23,11 +23,14 @@ number of blank files, so a blank without the feature counts as 0. Here:
 - A feature detected in no blank has blank statistic 0: blank_ratio +inf, never flagged.
 - A feature detected in blanks but with no sample value has sample mean 0: blank_ratio 0, always flagged.
 - A feature with neither has blank_ratio NaN (null), not flagged; without blank runs blank_ratio is NaN for all.
+- An isotope peak that the adduct grouping places under a flagged ion of its compound group is flagged with it
+  (``isotopes_of_flagged``): at a fraction of the contaminant's intensity it is often not detected in the blanks.
 QC runs take no part. Flags only: the feature stays in the corrected matrix (``excluded`` tells models to skip it).
 """
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -83,3 +86,24 @@ def blank_flags(ratio: np.ndarray, threshold: float) -> np.ndarray:
     """True where ``blank_ratio`` is below ``threshold`` (NaN, i.e. no blanks or no signal anywhere: False)."""
     ratio = np.asarray(ratio, dtype=np.float64)
     return np.isfinite(ratio) & (ratio < threshold)
+
+
+# an isotope label of the adduct grouping: "M+1", "[M+H]+ M+1", "[M+Na]+ 34S/30Si M+2", "37Cl M+2"; what precedes
+# the isotope part names the ion it belongs to (empty: the group's unlabelled feature)
+_ISOTOPE_LABEL = re.compile(r"^(?P<ion>.*?)\s*(?:\d+[A-Z][a-z]?(?:/\d+[A-Z][a-z]?)*\s+)?M\+\d+$")
+
+
+def isotopes_of_flagged(compound_group: list, adduct: list, blank_flag: list) -> np.ndarray:
+    """Per feature (three lists in one order, as the corrected matrix's columns): whether it is an isotope peak
+    (``adduct`` an isotope label) of a feature of its ``compound_group`` that the blank filter flagged, its
+    monoisotopic ion (the label's ion part; no part: the group's unlabelled feature). A contaminant's isotope is the
+    contaminant, but at a fraction of its intensity it falls below detection in the blanks, whose mean then counts 0
+    and the isotope's own ratio passes (trial F: five contaminant M+1 features, two grouped with their flagged
+    monoisotopic ion, stayed in the tests). Shape (n,) boolean."""
+    flagged_ions = {(g, a) for g, a, f in zip(compound_group, adduct, blank_flag) if f and g is not None}
+    out = np.zeros(len(compound_group), dtype=bool)
+    for i, (g, a, f) in enumerate(zip(compound_group, adduct, blank_flag)):
+        match = _ISOTOPE_LABEL.match(a) if (a and g is not None and not f) else None
+        if match:
+            out[i] = (g, match.group("ion") or None) in flagged_ions
+    return out

@@ -77,7 +77,7 @@ import polars as pl
 from ms2study.core import tables
 from ms2study.core.errors import InputError
 from ms2study.core.params import overlay, schema_defaults
-from ms2study.correction.blank import blank_detections, blank_flags, blank_ratio
+from ms2study.correction.blank import blank_detections, blank_flags, blank_ratio, isotopes_of_flagged
 from ms2study.correction.drift import (
     choose_method,
     internal_standard_factors,
@@ -100,6 +100,7 @@ MIN_QC_VALUES = 3
 
 REPORT_KEYS = (
     "drift_method", "note", "n_features", "n_samples", "n_qc", "n_blank", "batches", "n_blank_flagged",
+    "n_blank_flagged_isotopes",
     "n_qc_rsd_flagged", "qc_rsd_median_before", "qc_rsd_median_after", "qc_rsd_median_held_out",
     "qc_rsd_median_predicted", "qc_rsd_basis", "normalised_after_drift", "n_subjects_normalised_within",
     "pqn_factor_range", "n_qc_rsd_unassessed",
@@ -378,6 +379,9 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
     grouping_frame = pl.concat([frame.select(list(tables.FEATURE_MATRIX_KEYS)), measured], how="horizontal")
     groups, module = _groups(grouping_frame, non_blank, params, polarity, warnings)
     frame = frame.join(groups, on="consensus_id", how="left", maintain_order="left")
+    inherited = pl.Series(isotopes_of_flagged(frame["compound_group"].to_list(), frame["adduct"].to_list(),
+                                              frame["blank_flag"].to_list()))  # a contaminant's isotopes
+    frame = frame.with_columns(blank_flag=pl.col("blank_flag") | inherited, excluded=pl.col("excluded") | inherited)
     frame = tables.conform(frame, tables.CORRECTED_MATRIX_KEYS).select([*tables.CORRECTED_MATRIX_KEYS, *run_ids])
     group_sizes = groups.group_by("compound_group").len()
     n_grouped = int(group_sizes.filter(pl.col("len") > 1)["len"].sum() or 0)
@@ -396,7 +400,8 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
         "n_qc": int(is_qc.sum()),
         "n_blank": int(is_blank.sum()),
         "batches": list(dict.fromkeys(batches)),
-        "n_blank_flagged": int(blank_flag.sum()),
+        "n_blank_flagged": int(blank_flag.sum() + inherited.sum()),
+        "n_blank_flagged_isotopes": int(inherited.sum()),
         "n_qc_rsd_flagged": int(above.sum()),
         "qc_rsd_median_before": _median(rsd_before) if is_qc.any() else None,
         "qc_rsd_median_after": _median(rsd_after) if is_qc.any() else None,
