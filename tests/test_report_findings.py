@@ -933,3 +933,15 @@ def test_hit_groups_that_co_elute_and_follow_each_other_are_said_to_be_perhaps_o
             "compound)") in text
     write_table(table, path, {**summary, "coeluting_hits": None})
     assert "perhaps as few" not in findings.differential_finding(DifferentialFiles(path, None), None)[1]
+
+
+def test_an_outcome_that_could_not_be_tested_says_so(tmp_path: Path) -> None:
+    """Trial D: 'What differs: 0 of 0 tested features differ at q < 0.05, adjusted for background' when the outcome and
+    its covariate were collinear and nothing was tested."""
+    table = pl.DataFrame({"consensus_id": ["C1"], "tested": [False], "q_value": [None], "p_value": [None]},
+                         schema_overrides={"q_value": pl.Float64, "p_value": pl.Float64})
+    path = tmp_path / "group.parquet"
+    write_table(table, path, {"outcome": "group", "type": "binary", "covariates": ["cov:background=QC_04"],
+                              "notes": ["not tested: the outcome and the covariates are collinear"]})
+    text = findings.differential_finding(DifferentialFiles(path, None), None)[1]
+    assert text == "no feature could be tested: the outcome and the covariates are collinear"

@@ -186,6 +186,9 @@ def differential_finding(files: DifferentialFiles, ident: pl.DataFrame | None,
     hits = tested.filter(pl.col("q_value") < SIGNIFICANCE).sort("q_value")
     groups = significant_compounds(tested) if "compound_group" in tested.columns else hits.height
     adjusted = covariate_names(summary)
+    untested = [n for n in summary.get("notes") or [] if str(n).startswith("not tested: ")]
+    if not tested.height and untested:  # a trial read "0 of 0 tested features differ" beside a collinear covariate
+        return outcome, f"no feature could be tested: {esc(untested[0].removeprefix('not tested: '))}", None
     text = (f"<b>{hits.height}</b> of {tested.height} tested features differ at q &lt; {SIGNIFICANCE:g}"
             + (f" ({groups} compound group{'' if groups == 1 else 's'}{_coeluting(summary)})"
                if groups != hits.height or _coeluting(summary) else "")
