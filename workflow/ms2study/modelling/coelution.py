@@ -78,10 +78,13 @@ def coeluting_hit_groups(table: pl.DataFrame, matrix: pl.DataFrame, sample_ids: 
     group = dict(zip(info["consensus_id"], info["compound_group"]))
     rt = dict(zip(info["consensus_id"], info["rt_s"]))
     best: dict[tuple[str, str], dict] = {}
-    for a in range(len(ids)):
-        for b in range(a + 1, len(ids)):
+    by_rt = sorted(range(len(ids)), key=lambda k: rt[ids[k]])  # only neighbours in RT are compared
+    for pos, a in enumerate(by_rt):
+        for b in by_rt[pos + 1:]:
             ca, cb = ids[a], ids[b]
-            if group[ca] == group[cb] or abs(rt[ca] - rt[cb]) > COELUTE_S:
+            if rt[cb] - rt[ca] > COELUTE_S:
+                break
+            if group[ca] == group[cb]:
                 continue
             both = np.isfinite(residuals[a]) & np.isfinite(residuals[b])
             if both.sum() < MIN_SAMPLES or np.std(residuals[a][both]) == 0 or np.std(residuals[b][both]) == 0:
