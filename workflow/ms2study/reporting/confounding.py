@@ -278,7 +278,8 @@ def design_cautions(sheet: pl.DataFrame, outcomes: list[dict], covariates: list[
             listed = ", ".join(esc(c) for c in others)
             advice.append(f"{listed}: if it is biology, add it as a covariate (<code>models: covariates: "
                           f"[{listed}]</code>) to see what remains; if it says how the runs were made (source run, "
-                          "plate, day), the design cannot separate it from the outcome")
+                          "plate, day), the design cannot separate it from the outcome; a sample number that only "
+                          "counts the samples group by group is harmless")
         found.append(Caution(
             f"outcome <b>{outcome}</b> follows sheet column(s) {named} in the study samples: what differs with "
             f"{outcome} cannot be told from what differs with them, so the differences and models below may be "
