@@ -367,6 +367,12 @@ def test_massbank_msdial_riken_colon_msp(tmp_path: Path) -> None:
     assert md["mz"].to_list() == [[110.0713, 138.0662, 163.0], [136.0, 164.0]]
     assert md["intensity"].to_list() == [[15.0, 999.0, 22.0], [80.0, 100.0]]
     assert report.n_entries == 2 and report.issues == []
+    assert md["spectrum_id"].to_list() == ["msdial.msp:1", "msdial.msp:2"]  # no id anywhere: file and entry
+    # MS-DIAL's public libraries name the source record inside Comment; MoNA inside quoted Comments
+    with_ids = MSDIAL.replace("Comment: MS-DIAL export", "Comment: DB#=MSBNK-RIKEN-PR100001; origin=MassBank")
+    with_ids = with_ids.replace("IONMODE: Negative", 'IONMODE: Negative\nComments: "SMILES=C" "accession=CCMSLIB0001"')
+    ids, _ = read_query_spectra(write(tmp_path, "msdial_ids.msp", with_ids))
+    assert ids["spectrum_id"].to_list() == ["MSBNK-RIKEN-PR100001", "CCMSLIB0001"]
 
     # RIKEN: metadata lines between 'Num Peaks' and the peaks stay metadata, the peaks are all read.
     path = write(tmp_path, "riken.msp", RIKEN)

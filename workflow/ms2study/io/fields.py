@@ -55,9 +55,19 @@ def first_field(fields: dict[str, str], field_name: str) -> str | None:
     return None
 
 
+# MS-DIAL's MSP libraries carry the source record's id in free text: "Comment: DB#=MSBNK-...; origin=MassBank"
+# (MoNA's: Comments: "SMILES=..." "accession=...")
+_COMMENT_ID_RE = re.compile(r'(?:^|[;,\s"])(?:DB#|ACCESSION|SPECTRUMID)\s*[=:]\s*([^;,\s"]+)', re.IGNORECASE)
+
+
 def entry_id(fields: dict[str, str], source_file: str, entry: int) -> str:
-    """The entry's id (first of SPECTRUMID, DB#, ACCESSION, NIST#, TITLE) or ``"<file name>:<entry>"``."""
-    return first_field(fields, "library_id") or f"{Path(source_file).name}:{entry}"
+    """The entry's id (first of SPECTRUMID, DB#, ACCESSION, NIST#, TITLE; else a ``DB#=`` / ``ACCESSION=`` /
+    ``SPECTRUMID=`` inside a ``Comment`` line, as MS-DIAL's MSP libraries write it) or ``"<file name>:<entry>"``."""
+    found = first_field(fields, "library_id")
+    if found:
+        return found
+    match = _COMMENT_ID_RE.search(fields.get("COMMENT") or fields.get("COMMENTS") or "")
+    return match.group(1) if match else f"{Path(source_file).name}:{entry}"
 
 
 def float_or_none(text: str) -> float | None:
