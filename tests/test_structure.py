@@ -46,6 +46,10 @@ def test_a_factor_the_outcome_does_not_explain_is_named_with_the_sheet_column_th
                                                            for k in (0, 1)])
     assert "two groups the outcome does not explain" in found["warning"]
     assert "it follows the sample sheet's column 'source': name it under models: covariates" in found["warning"]
+    # the batch column is refused as a covariate: the advice says how to name it instead (trial H went round in a
+    # circle between this warning and the refusal)
+    as_batch = hidden_split(matrix, sheet.rename({"source": "batch"}), ids, y, "binary", "group")
+    assert as_batch["column"] == "batch" and "copy it under another name (e.g. 'batch_factor')" in as_batch["warning"]
     # named as a covariate, it is explained: no structure left
     C = np.array([[float((i // 2) % 2)] for i in range(16)])
     assert hidden_split(matrix, sheet, ids, y, "binary", "group", C) is None

@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from ms2study.core.missing import is_missing
+from ms2study.io.samplesheet import ACQUISITION_COLUMNS
 from ms2study.modelling.qc import complete_log_matrix
 
 MIN_GAP = 8.0      # between-group gap in pooled within-group sds
@@ -99,8 +100,13 @@ def hidden_split(matrix: pl.DataFrame, samples: pl.DataFrame, ids: list[str], y:
             f"the outcome, {share:.0%} of it): a factor these tests do not include (another outcome of the study, "
             "an undeclared batch, source run, sex, handling step?). The features it moves make the tests' "
             "permutation null heavy and cost them power")
-    text += (f"; it follows the sample sheet's column '{column}': name it under models: covariates" if column else
-             "; if the factor is known, add it to the sample sheet and name it under models: covariates")
+    if column in ACQUISITION_COLUMNS:  # refused as a covariate (the correct stage's): a trial went round in a circle
+        text += (f"; it follows the sample sheet's column '{column}', which the correct stage corrects from pooled "
+                 f"QCs and which is refused as a covariate: without QCs (or for a table from elsewhere), copy it "
+                 f"under another name (e.g. '{column}_factor') and name that under models: covariates")
+    else:
+        text += (f"; it follows the sample sheet's column '{column}': name it under models: covariates" if column else
+                 "; if the factor is known, add it to the sample sheet and name it under models: covariates")
     return {"gap": gap, "share": share, "groups": groups, "column": column, "warning": text}
 
 

@@ -36,21 +36,28 @@ from ms2study.modelling.cells import fill_matrix_not_measured
 from ms2study.modelling.estimators import ESTIMATORS
 from ms2study.modelling.evaluate import METRICS_SCHEMA, PREDICTIONS_SCHEMA, format_metric, model_outcome
 from ms2study.modelling.featuresets import feature_matrix_feature_set, study_feature_sets
+from ms2study.modelling.multilevel import paired_model_data
 from ms2study.modelling.outcomes import (
     OUTCOME_TYPES,
+    add_run_range_arguments,
     check_outcome,
     not_sample_note,
     not_study_samples,
-    add_run_range_arguments,
     outcome_dirname,
     read_model_matrix,
     runs_measured,
     without_empty_runs,
 )
-from ms2study.modelling.multilevel import paired_model_data
 from ms2study.modelling.subjects import (
-    average_rows, paired_outcome, several_runs, subject_groups, subject_sheet, subjects_note,
+    average_rows,
+    paired_outcome,
+    several_runs,
+    subject_groups,
+    subject_sheet,
+    subjects_note,
 )
+from ms2study.reporting.confounding import design_cautions
+from ms2study.reporting.html import plain_text
 
 DEFAULT_PARAMS: dict[str, Any] = {
     # Outcomes to model: a list of {column, type: binary | multiclass | continuous, positive_class}.
@@ -114,7 +121,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
 
 # The study matrices and the rules' view of config section correct live in core.paths (light: the rule files import
 # them when Snakemake starts, in every SLURM job step); re-exported here for the stage's callers.
-from ms2study.core.paths import CORRECT_DEFAULTS, CORRECTED_MATRIX, RAW_MATRIX, matrix_inputs  # noqa: E402,F401
+from ms2study.core.paths import CORRECT_DEFAULTS, CORRECTED_MATRIX, RAW_MATRIX, matrix_inputs  # noqa: F401
 
 
 def merge_params(params: dict | None) -> dict:
@@ -213,6 +220,34 @@ def model_outcomes(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame],
     return result
 
 
+def model_by_subject(samples: pl.DataFrame, sets: dict[str, pl.DataFrame], outcomes: list[dict], outdir: Path,
+                     params: dict, notes: list[str], record: dict) -> dict:
+    """``model_outcomes`` with the sheet's subjects (``subject_id``, ``modelling.subjects``): runs of one subject
+    with one outcome value are one row (averaged), so folds and permutations never split them; a binary outcome
+    that changes within subjects is modelled within them (``modelling.multilevel``), another is skipped with
+    ``PAIRED_REASON``. Without ``subject_id`` every run is a row. Returns ``{outcome column: summary}`` in the
+    order of ``outcomes``. Used by the models stage and by ``ms2study model`` (a trial's table of 15 volunteers x
+    3 diets without it: random labels per volunteer "separated" in 6 of 11 tries)."""
+    notes, record = list(notes), dict(record)
+    groups = subject_groups(samples)  # runs of one subject (replicate injections): one row each (modelling.subjects)
+    paired = [o for o in outcomes if paired_outcome(samples, o["column"], groups)]
+    # a binary paired outcome is modelled within subjects (modelling.multilevel); others are skipped with the reason
+    skip = {o["column"]: PAIRED_REASON for o in paired if check_outcome(o)["type"] != "binary"}
+    within = [o for o in paired if o["column"] not in skip]
+    paired_runs, run_notes, run_record = (samples, sets), list(notes), dict(record)
+    if groups:
+        samples, sets = subject_sheet(samples, groups), {n: average_rows(f, groups) for n, f in sets.items()}
+        notes.append(subjects_note(groups))
+        record["subjects"] = several_runs(groups)
+    summaries = model_outcomes(samples, sets, [o for o in outcomes if o not in within], outdir, params, notes, record,
+                               skip)
+    for spec in within:
+        unit_sheet, centred, blocks, note = paired_model_data(*paired_runs, spec["column"], groups)
+        summaries.update(model_outcomes(unit_sheet, centred, [spec], outdir, params, run_notes + [note], run_record,
+                                        blocks=blocks))
+    return {o["column"]: summaries[o["column"]] for o in outcomes if o["column"] in summaries}
+
+
 def _cli_models(args: argparse.Namespace) -> int:
     params = load_params(args)
     outcomes = params.get("outcomes", []) or []
@@ -238,23 +273,7 @@ def _cli_models(args: argparse.Namespace) -> int:
         total = pl.scan_parquet(args.feature_matrix).select(pl.len()).collect().item()
         record = {"feature_matrix": Path(args.feature_matrix).name, "n_flagged_left_out": total - matrix.height,
                   "n_not_measured_cells": n_not_measured}
-    groups = subject_groups(samples)  # runs of one subject (replicate injections): one row each (modelling.subjects)
-    paired = [o for o in outcomes if paired_outcome(samples, o["column"], groups)]
-    # a binary paired outcome is modelled within subjects (modelling.multilevel); others are skipped with the reason
-    skip = {o["column"]: PAIRED_REASON for o in paired if check_outcome(o)["type"] != "binary"}
-    within = [o for o in paired if o["column"] not in skip]
-    paired_runs, run_notes, run_record = (samples, sets), list(notes), dict(record)
-    if groups:
-        samples, sets = subject_sheet(samples, groups), {n: average_rows(f, groups) for n, f in sets.items()}
-        notes.append(subjects_note(groups))
-        record["subjects"] = several_runs(groups)
-    summaries = model_outcomes(samples, sets, [o for o in outcomes if o not in within], Path(args.outdir), params,
-                               notes, record, skip)
-    for spec in within:
-        unit_sheet, centred, blocks, note = paired_model_data(*paired_runs, spec["column"], groups)
-        summaries.update(model_outcomes(unit_sheet, centred, [spec], Path(args.outdir), params, run_notes + [note],
-                                        run_record, blocks=blocks))
-    summaries = {o["column"]: summaries[o["column"]] for o in outcomes if o["column"] in summaries}
+    summaries = model_by_subject(samples, sets, outcomes, Path(args.outdir), params, notes, record)
     done = {
         "outcomes": [{"column": c, "folder": outcome_dirname(c), "status": s["status"], "reason": s.get("reason")}
                      for c, s in summaries.items()],
@@ -274,17 +293,30 @@ def _cli_model(args: argparse.Namespace) -> int:
         raise
     id_column_check(args.table, args.samples, samples, args.id_column, table.height)
     print(note)
-    if "subject_id" in samples.columns:  # a trial's paired sheet was modelled run by run, unsaid
-        print("note: the sheet's subject_id is not read by 'ms2study model': every row is modelled as an independent "
-              "sample (a study run through 'ms2study run' models runs of one subject together)")
+    if args.subject_column:  # repeated measures under another name (a trial: ST000291's volunteers)
+        if args.subject_column not in samples.columns:
+            raise InputError(f"--subject-column '{args.subject_column}' is not a column of the sample sheet",
+                             file=str(args.samples), fix=f"use one of {', '.join(samples.columns)}")
+        samples = samples.drop("subject_id", strict=False).rename({args.subject_column: "subject_id"})
     # Only samples present in the table are modelled (the note lists the others).
     samples = samples.filter(pl.col("sample_id").is_in(table["sample_id"].implode()))
     spec: dict[str, Any] = {"column": args.outcome, "type": args.type}
     if args.positive_class is not None:
         spec["positive_class"] = args.positive_class
-    params = {**params, "feature_sets": ["table"], "imputation": {"table": "half_minimum"}}
+    # half the smallest value assumes intensities (log1p of them); a table given already log-scaled is filled with
+    # the feature's mean unless the user chose (a trial: on log10 values half-minimum filled 1/4.4 of the minimum)
+    default = "mean" if "used as given" in note else "half_minimum"
+    imputation = {"table": (params.get("imputation") or {}).get("table", default)}
+    params = {**params, "feature_sets": ["table"], "imputation": imputation}
+    filled = "half the smallest value" if imputation["table"] == "half_minimum" else "the mean"
+    print(f"note: missing values are filled with {filled} of each feature, inside the cross-validation folds")
+    # an outcome that follows another column of the sheet (a batch, a run order): said here and in summary.json,
+    # as the pipeline's report says it (a trial's outcome equal to the batch column "separated" with no word)
+    cautions = [plain_text(c) for c in design_cautions(samples, [spec], list(params.get("covariates") or []))]
+    for caution in cautions:
+        print(f"caution: {caution}")
     try:
-        summaries = model_outcomes(samples, {"table": table}, [spec], Path(args.out), params)
+        summaries = model_by_subject(samples, {"table": table}, [spec], Path(args.out), params, cautions, {})
     except InputError as err:
         if err.file not in ("samples.tsv", "config.yaml"):
             raise
@@ -327,10 +359,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "model", help="the same models on a samples x features table from elsewhere",
         description="The models stage's nested cross-validation on a table from elsewhere. No study config is read: "
                     "covariates (models: covariates in a study) are given as --params '{\"covariates\": [\"age\"]}' "
-                    "(columns of --samples), and so are the other models settings.")
+                    "(columns of --samples), and so are the other models settings. Runs of one subject (the sheet's "
+                    "subject_id column, or --subject-column) are modelled as the pipeline models them: averaged into "
+                    "one row when the outcome is the same for all of them, compared within subjects when a binary "
+                    "outcome changes between them (paired); without it every row is an independent sample.")
     q.add_argument("--table", required=True, help="TSV, CSV or Parquet; samples x features in either orientation")
     q.add_argument("--samples", required=True, help="sample sheet with the outcome column (TSV or CSV)")
     q.add_argument("--id-column", default=None, help="sample id column of the sheet (default: sample_id or the first)")
+    q.add_argument("--subject-column", default=None,
+                   help="the sheet's column naming each row's subject, when not subject_id (repeated measures)")
     q.add_argument("--outcome", required=True, help="outcome column of the sample sheet")
     q.add_argument("--type", default="binary", choices=OUTCOME_TYPES)
     q.add_argument("--positive-class", default=None)
