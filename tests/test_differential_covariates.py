@@ -298,3 +298,19 @@ def test_a_covariate_that_follows_the_outcome_gets_the_tests_without_it_beside(t
                                             tmp_path / "group.parquet", tmp_path / "enrichment.parquet", params)
     assert "without_collinear_covariates" not in summary
     assert not any(w.startswith("without adjusting") for w in summary["warnings"])
+
+
+def test_a_log_scaled_matrix_is_warned_about() -> None:
+    """Trial H: sacurine's log10 values through the differential stage gave log2 fold changes 9x too small, with the
+    same p-values and no word."""
+    import numpy as np
+
+    from ms2study.modelling.univariate import log_scaled_warning
+
+    rng = np.random.default_rng(0)
+    ids = [f"S{i}" for i in range(10)]
+    logs = rng.normal(5, 1, (50, 10))  # log10 intensities
+    logged = pl.DataFrame({"consensus_id": [f"C{j}" for j in range(50)], **{s: logs[:, k] for k, s in enumerate(ids)}})
+    assert "look log-scaled" in log_scaled_warning(logged, ids)
+    raw = logged.with_columns([(10 ** pl.col(s)).alias(s) for s in ids])
+    assert log_scaled_warning(raw, ids) is None

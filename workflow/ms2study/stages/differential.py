@@ -65,6 +65,7 @@ from ms2study.modelling.subjects import (
     with_subject_block,
     without_lone_units,
 )
+from ms2study.modelling.univariate import log_scaled_warning
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +253,9 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
     locality = local_cluster(table, SIGNIFICANCE, int(params["seed"]))
     summary["local_cluster"] = locality
     summary["warnings"] = [locality["warning"]] if locality and locality["warning"] else []
+    logs = log_scaled_warning(matrix, values.sample_ids)  # a table from elsewhere, already logged (a trial)
+    if logs:
+        summary["warnings"].append(logs)
     hidden = hidden_split(matrix, samples, values.sample_ids, values.y, values.kind, params["outcome"]["column"],
                           values.covariates)
     summary["hidden_structure"] = ({k: v for k, v in hidden.items() if k != "warning"} if hidden else None)
