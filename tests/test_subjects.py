@@ -298,6 +298,11 @@ def test_a_paired_outcome_left_unmodelled_says_why(tmp_path: Path) -> None:
     note = subjects_note({"A1": ["A1"], "A2": ["A2"], "B1": ["B1"]}, {"A1": "PA", "A2": "PA", "B1": "PB"})
     assert note.endswith("1 subject(s) have runs of one outcome value only (PB): they add nothing to the "
                          "within-subject comparison and are left out of the tests")
+    # runs without a value of the outcome (a three-arm sheet with one arm's cells empty): counted apart, not as units
+    arms = subjects_note({"a1": ["a1"], "b1": ["b1"], "c1": ["c1"], "a2": ["a2"], "b2": ["b2"], "c2": ["c2"]},
+                         {u: f"P{u[1]}" for u in ("a1", "b1", "c1", "a2", "b2", "c2")}, without_value=["c1", "c2"])
+    assert arms.startswith("6 study runs (2 of them without a value of the outcome, left out) of 2 subjects")
+    assert "averaged (4 units)" in arms and "one outcome value only" not in arms
 
 
 def test_relabellings_of_a_paired_design_stay_within_subjects(tmp_path: Path) -> None:

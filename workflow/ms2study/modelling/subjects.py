@@ -248,18 +248,24 @@ def several_runs(groups: Mapping[str, Sequence[str]] | None) -> dict[str, list[s
     return {s: list(r) for s, r in (groups or {}).items() if len(r) > 1}
 
 
-def subjects_note(groups: Mapping[str, Sequence[str]], subject_of: Mapping[str, str] | None = None) -> str:
+def subjects_note(groups: Mapping[str, Sequence[str]], subject_of: Mapping[str, str] | None = None,
+                  without_value: Sequence[str] = ()) -> str:
     """The summary's sentence on the averaging (``groups``: ``subject_groups``), or on the paired design
-    (``groups`` and ``subject_of``: ``paired_units``)."""
+    (``groups`` and ``subject_of``: ``paired_units``; ``without_value``: its units whose runs have no value of the
+    outcome, which the outcome leaves out and the note counts apart: a trial's three-arm sheet with one arm's cells
+    empty read "45 study runs ... averaged (45 units)" over a test of 30)."""
     n_runs = sum(len(r) for r in groups.values())
     if subject_of is not None:
-        units = list(subject_of.values())
+        empty = set(without_value)
+        n_empty = sum(len(groups[u]) for u in empty if u in groups)
+        units = [s for u, s in subject_of.items() if u not in empty]
         single = sorted({s for s in units if units.count(s) == 1})
         lone = (f"; {len(single)} subject(s) have runs of one outcome value only ({', '.join(single[:8])}): they "
                 "add nothing to the within-subject comparison and are left out of the tests" if single else "")
-        return (f"{n_runs} study runs of {len(set(units))} subjects (sample sheet's {SUBJECT_COLUMN}) "
+        left = f" ({n_empty} of them without a value of the outcome, left out)" if n_empty else ""
+        return (f"{n_runs} study runs{left} of {len(set(units))} subjects (sample sheet's {SUBJECT_COLUMN}) "
                 "and an outcome that changes within subjects: a paired design. The runs of one subject with one "
-                f"outcome value are averaged ({len(groups)} units) and the subject is a factor of each test, which "
+                f"outcome value are averaged ({len(units)} units) and the subject is a factor of each test, which "
                 f"so compares each subject with itself{lone}")
     several = sum(len(r) > 1 for r in groups.values())
     return (f"{n_runs} study runs of {len(groups)} subjects (sample sheet's {SUBJECT_COLUMN}; {several} with more "

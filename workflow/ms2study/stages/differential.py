@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 
 from ms2study.core.errors import InputError
+from ms2study.core.missing import is_missing
 from ms2study.core.params import add_params_argument, load_params, overlay
 from ms2study.io.samplesheet import read_sample_sheet
 from ms2study.modelling.coelution import coeluting_hit_groups
@@ -207,8 +208,12 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
     # design) the runs of one subject and outcome value are averaged and the subject is a factor of the tests
     groups, covariates, subject_of = subject_groups(samples), list(params["covariates"]), {}
     paired = paired_outcome(samples, params["outcome"]["column"], groups)
+    without_value: list[str] = []
     if paired:
         groups, subject_of = paired_units(samples, params["outcome"]["column"], groups)
+        value_of = dict(zip(samples["sample_id"].cast(pl.Utf8).to_list(),
+                            samples[params["outcome"]["column"]].to_list()))
+        without_value = [u for u in groups if is_missing(value_of.get(u))]
     if groups:
         samples, matrix = subject_sheet(samples, groups), average_columns(matrix, groups)
         detected = average_columns(detected, groups) if detected is not None else None
@@ -231,7 +236,7 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
     summary["feature_matrix"] = Path(matrix_path).name
     summary["detected_matrix"] = Path(detected_path).name if detected_path else None
     summary["notes"] = ([n for n in (not_sample_note(excluded), flag_note, empty_note) if n] + range_notes
-                        + ([subjects_note(groups, subject_of if paired else None)] if groups else [])
+                        + ([subjects_note(groups, subject_of if paired else None, without_value)] if groups else [])
                         + summary["notes"])
     summary["subjects"] = several_runs(groups) if not paired else {}
     if paired:
