@@ -462,6 +462,13 @@ def test_sample_table_orientation_and_r_style_header_are_detected(tmp_path: Path
         read_sample_table(tmp_path / "bad.tsv", ["A", "B"])
     with pytest.raises(InputError, match="none of the sample sheet's ids"):
         read_sample_table(tmp_path / "cols.tsv", ["X"])
+    # a trial: the decimal comma and the repeated sample were not named
+    (tmp_path / "comma.tsv").write_text("feature\tA\tB\nm1\t3,1\t2.5\n")
+    with pytest.raises(InputError, match="'3,1', not a number \\(a decimal comma\\?\\)"):
+        read_sample_table(tmp_path / "comma.tsv", ["A", "B"])
+    (tmp_path / "twice.tsv").write_text("feature\tA\tB\tA\nm1\t3.1\t2.5\t3.0\n")
+    with pytest.raises(InputError, match="sample\\(s\\) A appear twice in the table"):
+        read_sample_table(tmp_path / "twice.tsv", ["A", "B"])
 
 
 def test_binned_spectra_baseline_averages_sum_normalised_spectra() -> None:

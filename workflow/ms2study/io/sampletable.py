@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -90,8 +91,11 @@ def _parse(cell: str, path: Path, row: str, column: str) -> float:
     try:
         return float(cell)
     except ValueError as err:
-        raise InputError(f"cell at row '{row}', column '{column}' is '{cell}', not a number", file=str(path),
-                         fix="leave only numbers (or NA) in the table body") from err
+        comma = bool(re.fullmatch(r"[+-]?\d+,\d+", cell.strip()))
+        raise InputError(f"cell at row '{row}', column '{column}' is '{cell}', not a number"
+                         + (" (a decimal comma?)" if comma else ""), file=str(path),
+                         fix="leave only numbers with a decimal point, and NA or an empty cell for a missing value "
+                             "(Excel's #N/A is not read as missing: replace it)") from err
 
 
 def read_sample_table(path: str | Path, sample_ids: list[str], log_transform: str = "auto") -> tuple[pl.DataFrame, str]:
@@ -128,7 +132,9 @@ def read_sample_table(path: str | Path, sample_ids: list[str], log_transform: st
         values = np.array([[_parse(body[j][i] if i < len(body[j]) else "", path, body[j][0], header[i])
                             for i in range(1, len(header))] for j in in_first_column], dtype=np.float64)
     if len(set(samples)) != len(samples):
-        raise InputError("a sample appears twice in the table", file=str(path))
+        twice = sorted({s for s in samples if samples.count(s) > 1})
+        raise InputError(f"sample(s) {', '.join(twice[:5])} appear twice in the table", file=str(path),
+                         fix="keep one column (or row) per sample")
     finite = values[np.isfinite(values)]
     looks_raw = finite.size > 0 and finite.min() >= 0 and finite.max() > RAW_INTENSITY_THRESHOLD
     apply_log = log_transform == "yes" or (log_transform == "auto" and looks_raw)
