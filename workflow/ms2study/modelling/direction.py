@@ -42,6 +42,8 @@ def class_means(values: np.ndarray, y: np.ndarray, present: Sequence[int],
 def _adjusted(values: np.ndarray, y: np.ndarray, present: Sequence[int], covariates: np.ndarray) -> np.ndarray:
     """Class coefficients of ``values`` (features x samples, no NaN) on class indicators and centred covariates."""
     indicators = np.column_stack([(y == k).astype(float) for k in present])
+    if not values.shape[1]:  # a feature measured in no sample (a trial saw numpy's "Mean of empty slice")
+        return np.full((values.shape[0], len(present)), np.nan)
     centred = covariates - covariates.mean(axis=0)
     design = np.hstack([indicators, centred])
     # a class without a sample, or a covariate the classes explain (collinear): no adjusted mean
