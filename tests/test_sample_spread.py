@@ -33,7 +33,7 @@ def test_batch_and_order_effects_removed_from_the_samples_are_measured():
     assert found["n_samples"] == 24 and found["n_features"] == 300
     assert b_before > 0.5 and b_after < 1.6 * b_chance and o_before > 0.35 and o_after < 1.3 * o_chance
     text = sample_effects_part(raw, corrected, roles)
-    assert "the batch explains a median" in text and "(about 9 % by chance with these batch sizes)" in text
+    assert "the batch explains a median" in text and "% by chance with these batch sizes)" in text
 
 
 def test_the_stated_chance_levels_hold_on_null_data():
@@ -45,7 +45,22 @@ def test_the_stated_chance_levels_hold_on_null_data():
         found = sample_effects(raw, corrected, roles)
         batch_ratio.append(found["batch"][0] / found["batch"][2])
         order_ratio.append(found["order"][0] / found["order"][2])
-    assert 0.6 < np.mean(batch_ratio) < 1.1 and 0.75 < np.mean(order_ratio) < 1.25
+    assert 0.85 < np.mean(batch_ratio) < 1.15 and 0.85 < np.mean(order_ratio) < 1.15
+
+
+def test_a_correction_that_raises_the_order_dependence_is_a_caution():
+    """Trial G: the sheet's injection orders swapped within batches; the drift fitted at the QCs' positions made the
+    samples follow the order more (|rho| 0.14 before, 0.24 after) and 21 false hits followed, with no warning."""
+    from ms2study.reporting.html import DOUBT
+
+    corrected, raw, roles = _matrices(4, batch_sd=0.0, drift=3.0)  # "raw" without drift, "corrected" with it
+    warnings: list = []
+    sample_effects_part(raw, corrected, roles, warnings)
+    assert len(warnings) == 1 and warnings[0].kind == DOUBT and "more, not less" in warnings[0]
+    raw, corrected, roles = _matrices(4, batch_sd=0.0, drift=3.0)  # the drift removed: nothing
+    warnings = []
+    sample_effects_part(raw, corrected, roles, warnings)
+    assert warnings == []
 
 
 def test_nothing_without_batches_or_orders_or_with_few_samples():

@@ -453,7 +453,7 @@ def batch_section(correction_path: Path | None, corrected_path: Path | None, raw
     parts.append(rt_spread_part(record, float(correct.get("rt_sd_ratio", 3.0))))
     if corrected is not None and raw is not None:
         parts.append(drift_part(raw, corrected, roles, method))
-        parts.append(sample_effects_part(raw, corrected, roles))
+        parts.append(sample_effects_part(raw, corrected, roles, warnings))
         parts.append(pca_part(raw, corrected, roles, method))
     if corrected is not None:
         parts.append(flagged_table(corrected, exclude, str(record.get("qc_rsd_basis") or "in_sample")))
