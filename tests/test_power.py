@@ -165,7 +165,7 @@ def test_the_detectable_change_holds_for_paired_and_adjusted_designs(design: str
         sd[0] = np.sqrt(4 * 0.3 ** 2 / 3.357)  # the prior's median
         logs = rng.normal(12, 1.5, m)[:, None] + shared + rng.normal(0, 1, (m, len(ids))) * sd[:, None]
 
-        def matrix(x: np.ndarray) -> pl.DataFrame:
+        def matrix(x: np.ndarray, ids: list[str] = ids) -> pl.DataFrame:
             return pl.DataFrame({"consensus_id": [f"C{j:03d}" for j in range(m)],
                                  **{s: np.exp(x[:, k]) for k, s in enumerate(ids)}})
 

@@ -21,8 +21,10 @@ def _matrices(seed: int, batch_sd: float, drift: float, n_batches: int = 3, per_
         (order - order.mean()) / n)
     sheet = pl.DataFrame({"sample_id": ids, "file": [f"{s}.mzML" for s in ids],
                           "batch": [str(b + 1) for b in batch], "injection_order": order.tolist()})
-    make = lambda logs: pl.DataFrame({"consensus_id": [f"C{j}" for j in range(p)],  # noqa: E731
-                                      **{s: np.exp(logs[:, k]) for k, s in enumerate(ids)}})
+    def make(logs: np.ndarray) -> pl.DataFrame:
+        return pl.DataFrame({"consensus_id": [f"C{j}" for j in range(p)],
+                             **{s: np.exp(logs[:, k]) for k, s in enumerate(ids)}})
+
     return make(biology + technical), make(biology), sample_roles(sheet)
 
 

@@ -90,8 +90,8 @@ def test_empty_folder_says_what_to_do(tmp_path: Path) -> None:
         ("sample_id\tfile\nA\tnotes.txt\n", r"not \.mzML or \.mzXML"),
         ("sample_id\tfile\nA\tempty.mzML\n", r"row 2.*empty\.mzML': the file is empty \(0 bytes\).*copy or convert"),
         # cut short (a trial's truncated run passed this check and failed only at its detect job)
-        ("sample_id\tfile\nA\tcut.mzML\n", r"row 2.*cut\.mzML': the file ends before its closing tag: it is "
-         r"truncated.*convert the run again"),
+        ("sample_id\tfile\nA\tcut.mzML\n", (r"row 2.*cut\.mzML': the file ends before its closing tag: it is "
+                                            r"truncated.*convert the run again")),
         ("sample_id file\nA a.mzML\n", r"looks separated by spaces, not tabs"),
         ("sample_id,file\nA,a.mzML\n", r"looks separated by commas, not tabs"),
         ("sample_id\tfile\nA a.mzML\nB a.mzML\n", r"rows look separated by something other than tabs"),
