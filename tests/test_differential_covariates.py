@@ -298,6 +298,13 @@ def test_a_covariate_that_follows_the_outcome_gets_the_tests_without_it_beside(t
                                             tmp_path / "group.parquet", tmp_path / "enrichment.parquet", params)
     assert "without_collinear_covariates" not in summary
     assert not any(w.startswith("without adjusting") for w in summary["warnings"])
+    # the outcome's own column among the covariates (trial I: "those differ with group or with group"): left out of
+    # its tests with a note, and no collinearity rerun against itself
+    own = {**params, "covariates": [BINARY["column"], "age"]}
+    summary = differential.run_differential(tmp_path / "samples.tsv", tmp_path / "matrix.parquet", None,
+                                            tmp_path / "group.parquet", tmp_path / "enrichment.parquet", own)
+    assert "without_collinear_covariates" not in summary and summary["covariates"] == ["cov:age"]
+    assert any(f"covariate '{BINARY['column']}' is this outcome itself" in n for n in summary["notes"])
 
 
 def test_a_log_scaled_matrix_is_warned_about() -> None:

@@ -599,6 +599,13 @@ def test_a_finished_run_prints_the_reports_warning_counts_and_its_cautions(tmp_p
             in summary), summary
     assert "  - MS/MS of negative polarity were not searched & named nothing" in summary
     assert "  - the groups differ in batch" in summary
+    from ms2study.runlog import shortened
+
+    # a long caution keeps both ends: its last clause says what to do (a trial saw every caution cut before its advice)
+    long = "the samples fall into two groups " + "x" * 400 + " name it under models: covariates"
+    assert shortened(long).startswith("the samples fall into two groups") and shortened(long).endswith(
+        "name it under models: covariates") and " ... " in shortened(long) and len(shortened(long)) < 340
+    assert shortened("short") == "short"
     os.utime(log, (since - 100, since - 100))  # an earlier run's report log: not this run's report
     assert "the report's warnings" not in runner.summarize(tmp_path, 0, since - 1)
 

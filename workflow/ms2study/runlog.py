@@ -181,6 +181,14 @@ def read_run_log(study_dir: Path, since: float) -> RunLog:
     return result
 
 
+def shortened(text: str, head: int = 160, tail: int = 160) -> str:
+    """``text`` with its middle cut out when longer than ``head + tail`` characters: a caution's last clause says
+    what to do (a trial saw every caution cut at 240 characters, before its advice), so both ends are kept."""
+    if len(text) <= head + tail + 5:
+        return text
+    return f"{text[:head].rstrip()} ... {text[-tail:].lstrip()}"
+
+
 def report_warnings(study_dir: Path, since: float, shown: int = 5) -> list[str]:
     """Lines for the end of a run that wrote the report: how many warnings of each tier it holds and its cautions on
     the conclusions (the first ``shown``), read from the report job's log (``logs/study/report.log``, written
@@ -202,7 +210,7 @@ def report_warnings(study_dir: Path, since: float, shown: int = 5) -> list[str]:
     tiers = written[-1].rsplit(": ", 1)[1]
     lines = [f"ms2study: the report's warnings: {tiers}" + (" (its Warnings section has them all)"
                                                           if tiers != "no warnings" else "")]
-    lines += [f"  - {c[:240]}{'...' if len(c) > 240 else ''}" for c in cautions[:shown]]
+    lines += [f"  - {shortened(c)}" for c in cautions[:shown]]
     if len(cautions) > shown:
         lines.append(f"  - ... and {len(cautions) - shown} more")
     return lines

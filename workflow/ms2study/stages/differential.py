@@ -206,7 +206,11 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
         detected = pl.read_parquet(detected_path, columns=columns)
     # runs of one subject (modelling.subjects): averaged; with an outcome that changes within subjects (a paired
     # design) the runs of one subject and outcome value are averaged and the subject is a factor of the tests
-    groups, covariates, subject_of = subject_groups(samples), list(params["covariates"]), {}
+    # a covariate that is this outcome's own column is left out of its tests, as the models leave it out (a trial's
+    # age caution advised naming 'group' as a covariate, and the group test then read "differ with group or with
+    # group, which this design cannot tell apart")
+    own = [c for c in params["covariates"] if c == params["outcome"]["column"]]
+    groups, covariates, subject_of = subject_groups(samples), [c for c in params["covariates"] if c not in own], {}
     paired = paired_outcome(samples, params["outcome"]["column"], groups)
     without_value: list[str] = []
     if paired:
@@ -235,7 +239,9 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
     summary["excluded_not_sample"] = excluded
     summary["feature_matrix"] = Path(matrix_path).name
     summary["detected_matrix"] = Path(detected_path).name if detected_path else None
-    summary["notes"] = ([n for n in (not_sample_note(excluded), flag_note, empty_note) if n] + range_notes
+    own_note = (f"covariate '{own[0]}' is this outcome itself: left out of its tests (it adjusts the other outcomes)"
+                if own else None)
+    summary["notes"] = ([n for n in (not_sample_note(excluded), flag_note, empty_note, own_note) if n] + range_notes
                         + ([subjects_note(groups, subject_of if paired else None, without_value)] if groups else [])
                         + summary["notes"])
     summary["subjects"] = several_runs(groups) if not paired else {}
@@ -327,7 +333,8 @@ def _without_collinear(table: pl.DataFrame, samples: pl.DataFrame, matrix: pl.Da
     from ms2study.reporting.confounding import OVERLAP_R2, explained_share
 
     outcome = params["outcome"]
-    shares = {c: explained_share(samples, outcome, c) for c in params["covariates"] if c in samples.columns}
+    shares = {c: explained_share(samples, outcome, c) for c in params["covariates"]
+              if c in samples.columns and c != outcome["column"]}  # its own column is no covariate of its tests
     collinear = {c: share for c, share in shares.items() if share is not None and share[0] >= OVERLAP_R2}
     if not collinear:
         return None
