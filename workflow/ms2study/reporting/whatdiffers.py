@@ -174,7 +174,8 @@ def differential_section(differential: Sequence[DifferentialFiles], warnings: li
                    "one compound are tested one by one)" if compounds != significant else "")
         ms2 = cautions.significant_ms2(hits, with_ms2, outcome, warnings)
         background_warning(hits, background, outcome, warnings)
-        parts.append(f"<p>{_test_text(summary)}. {tested.height} of {table.height} consensus features tested; "
+        parts.append(f"<p>{_test_text(summary).rstrip('.')}. {tested.height} of {table.height} consensus features "
+                     "tested; "
                      f"<b>{significant}</b> at q &lt; {SIGNIFICANCE:g}{grouped}.{' ' + ms2 if ms2 else ''}</p>")
         for note in summary.get("notes") or []:
             if note.startswith("not tested"):
