@@ -33,7 +33,7 @@ def test_groups_equal_to_the_batch_and_the_source_run_are_a_caution():
     assert "batch B1: 8 case, 0 control" in text and "every group in every batch" in text
     assert "models: covariates: [background]" in text  # a column that may be biology: what to do
     # the run order was randomised, the subject is no design factor, a note per sample is no factor
-    assert "injection_order" not in text and "subject_id" not in text and "note" not in found[0].label
+    assert "injection_order" not in text and "<b>subject_id</b>" not in text and "note" not in found[0].label
     assert found[0].concerns == ("models:group", "differential:group")
     assert found[0].label == "group confounded with batch, background"
     # a column already configured as a covariate is judged by overlap_cautions, an outcome by association_cautions
@@ -69,9 +69,26 @@ def test_continuous_and_multiclass_outcomes():
     assert design_ties(sheet, arm, "arm") is not None  # the function itself compares any two columns
 
 
+def test_designs_randomised_as_a_lab_does_are_not_flagged():
+    """Groups dealt evenly over the batches and the run order shuffled within each batch (blocked randomisation):
+    no caution in 99 % or more of 400 draws of 2 x 8, 3 x 4, 4 x 2, 4 x 4, 3 x 8, 2 x 12 and 4 x 10 layouts
+    (batches x samples per batch; measured once, 6 of 2,800 flagged); here 100 draws each, at most 2 flagged."""
+    rng = np.random.default_rng(11)
+    for batches, per in ((2, 8), (3, 4), (4, 2), (4, 4), (3, 8), (2, 12), (4, 10)):
+        flagged = 0
+        for _ in range(100):
+            group = np.concatenate([rng.permutation(np.repeat(["case", "control"], per // 2)) for _ in range(batches)])
+            order = np.concatenate([rng.permutation(per) + 1 + b * per for b in range(batches)])
+            sheet = _sheet(batches * per, group=group.tolist(),
+                           batch=np.repeat([str(b + 1) for b in range(batches)], per).tolist(), injection_order=order)
+            flagged += bool(design_cautions(sheet, [GROUP], []))
+        assert flagged <= 2, (batches, per, flagged)
+
+
 def test_random_designs_are_rarely_flagged():
-    """The rule's false alarms on designs randomised as a lab would: groups dealt at random over the batches and the
-    run order, an unrelated categorical column (a plate of 2-4 levels) and an unrelated number."""
+    """Groups drawn freely (not dealt evenly) over batches and the run order, an unrelated categorical column (a
+    plate of 2-4 levels) and an unrelated number: a caution in under 5 % of the draws, and then the draw is truly
+    unbalanced (7 of 8 cases in one batch is Cramér's V² 0.56)."""
     rng = np.random.default_rng(7)
     flagged, n_designs = 0, 1000
     for i in range(n_designs):
@@ -81,7 +98,7 @@ def test_random_designs_are_rarely_flagged():
                        plate=rng.choice(list("ABCD")[:2 + i % 3], n).tolist(), injection_order=rng.permutation(n) + 1,
                        weight=rng.normal(70, 10, n))
         flagged += bool(design_cautions(sheet, [GROUP], []))
-    assert flagged / n_designs < 0.01
+    assert flagged / n_designs < 0.05
 
 
 def test_groups_run_first_within_every_batch_are_a_caution():
@@ -98,3 +115,16 @@ def test_groups_run_first_within_every_batch_are_a_caution():
     sheet = _sheet(24, group=np.where(np.arange(24) % 2 == 0, "case", "control").tolist(), batch=batch.tolist(),
                    injection_order=order)
     assert design_cautions(sheet, [GROUP], []) == []
+
+
+def test_near_complete_confounding_numeric_factors_and_a_class_named_x():
+    """Trial J: 7 of 8 cases in one batch passed (V² 0.56 under the old 0.8); plate 1/2/3 written as numbers was read
+    as a number, not a factor; a class called 'x' crashed the report (a pivot's column clash)."""
+    group = ["case"] * 8 + ["control"] * 8
+    near = _sheet(group=group, batch=["1"] * 7 + ["2"] + ["1"] + ["2"] * 7)
+    assert "Cramér's V² 0.56" in design_cautions(near, [GROUP], [])[0]
+    plates = _sheet(group=group, plate=[1, 3] * 4 + [2] * 8)
+    assert "<b>plate</b>" in design_cautions(plates, [GROUP], [])[0]
+    named_x = _sheet(group=["x"] * 8 + ["y"] * 8, batch=["1"] * 8 + ["2"] * 8)
+    found = design_cautions(named_x, [{"column": "group", "type": "binary", "positive_class": "x"}], [])
+    assert "batch 1: 8 x, 0 y" in found[0]

@@ -32,6 +32,16 @@ def _values(sheet: pl.DataFrame, spec: dict) -> pl.Series:
     return column.replace("", None)
 
 
+def contingency(x: pl.Series, y: pl.Series) -> np.ndarray:
+    """Counts of each (x, y) pair of values: levels of ``x`` x levels of ``y`` (numpy: a pivot named its columns by
+    the values, and a class called 'x' collided with the index column, a trial's crash)."""
+    x_levels, x_index = np.unique(np.asarray(x.cast(pl.Utf8).to_list(), dtype=object).astype(str), return_inverse=True)
+    y_levels, y_index = np.unique(np.asarray(y.cast(pl.Utf8).to_list(), dtype=object).astype(str), return_inverse=True)
+    counts = np.zeros((len(x_levels), len(y_levels)), dtype=np.int64)
+    np.add.at(counts, (x_index, y_index), 1)
+    return counts
+
+
 def association(sheet: pl.DataFrame, a: dict, b: dict) -> tuple[float, str] | None:
     """(p, what was tested, HTML) of the association of outcomes ``a`` and ``b`` (``models.outcomes`` entries:
     column, type) over the rows of ``sheet`` (the study samples) that have both values: Pearson's correlation test
@@ -65,9 +75,7 @@ def association(sheet: pl.DataFrame, a: dict, b: dict) -> tuple[float, str] | No
             means = ", ".join(f"{esc(k)} {np.mean(g):.3g}" for k, g in sorted(groups.items()))
             what = f"mean {esc(name['column'])} by {esc(other['column'])}: {means} (ANOVA, p {p:.2g})"
         return (float(p), what) if np.isfinite(p) else None
-    table = both.group_by(["x", "y"]).len().pivot(
-        on="y", index="x", values="len").fill_null(0)
-    counts = table.drop("x").to_numpy()
+    counts = contingency(both["x"], both["y"])
     if counts.shape[0] < 2 or counts.shape[1] < 2:
         return None
     chi2, p, _, _ = stats.chi2_contingency(counts)
@@ -131,8 +139,7 @@ def explained_share(sheet: pl.DataFrame, outcome: dict, covariate: str) -> tuple
         share = between / float(((x - x.mean()) ** 2).sum())
         per_class = ", ".join(f"{esc(str(k))} {m:.3g}" for k, m in zip(means["y"], means["x"]))
         return share, f"R² {share:.2f}; mean {esc(covariate)} {per_class}"
-    counts = both.group_by(["x", "y"]).len().pivot(on="y", index="x", values="len").fill_null(0).drop("x")
-    v = float(stats.contingency.association(counts.to_numpy(), method="cramer"))
+    v = float(stats.contingency.association(contingency(both["x"], both["y"]), method="cramer"))
     return v * v, f"Cramér's V² {v * v:.2f} over {both.height} samples"
 
 
@@ -162,11 +169,17 @@ def overlap_cautions(sheet: pl.DataFrame, outcomes: list[dict], covariates: list
 
 
 # An outcome this closely tied to a sheet column that is neither an outcome nor a covariate cannot be told apart
-# from it: Cramér's V² (eta² for a continuous outcome) of at least DESIGN_V2 for a categorical column, |rank
-# correlation| of at least DESIGN_RANK_R for a numeric one (injection order among them). On random designs of 16 to
-# 24 samples with 2-4 batches these rules flag under 1 % (tests/test_design_confounding.py).
-DESIGN_V2 = 0.8
+# from it: Cramér's V² (eta² for a continuous outcome) of at least DESIGN_V2 for a categorical column (0.5: 7 of 8
+# cases in one of two batches, a trial's miss at 0.8, which only perfect confounding reached), |rank correlation| of
+# at least DESIGN_RANK_R for a numeric one (injection order among them, also by position within batches of 6 or more
+# samples). Randomised designs (tests/test_design_confounding.py; the designs a lab randomises, groups dealt
+# evenly over batches and the order shuffled within them: no caution on 2 x 8, 3 x 8, 2 x 12 or 4 x 10 layouts in
+# 99 % of 400 draws each; groups drawn freely over batches and plates, 16-24 samples: under 5 %, and then the
+# design is truly unbalanced by chance) are said so in the caution.
+DESIGN_V2 = 0.5
 DESIGN_RANK_R = 0.8
+MIN_BATCH_POSITIONS = 6  # study samples per batch (median) before the position within batches is judged
+FACTOR_LEVELS = 6  # a numeric column with at most this many distinct values is read as a factor's levels
 # identifiers, the run's file and the run type (only study samples are compared); a paired design's subject is the
 # unit of pairing, and one subject per outcome value is what an unpaired design with repeated runs looks like
 NOT_FACTORS = frozenset({"sample_id", "file", "sample_type", SUBJECT_COLUMN})
@@ -219,6 +232,8 @@ def _within_batches(sheet: pl.DataFrame, outcome: dict, kind: str) -> tuple[floa
                           "b": _levels(sheet["batch"].to_list())}).drop_nulls()
     if frame.height < 4 or frame["b"].n_unique() < 2 or frame["y"].n_unique() < 2:
         return None
+    if float(np.median(frame["b"].value_counts()["count"].to_numpy())) < MIN_BATCH_POSITIONS:
+        return None  # in batches of a few runs a split by position is common by chance, and drift within them small
     frame = frame.with_columns(((pl.col("x").rank().over("b") - (pl.len().over("b") + 1) / 2)
                                 / pl.len().over("b")).alias("position"))
     r = _rank_r(frame["position"].to_numpy(), frame["y"], kind)
@@ -235,8 +250,10 @@ def design_ties(sheet: pl.DataFrame, outcome: dict, column: str) -> tuple[float,
     over the column's levels for a continuous one), with the cross-table; |rank correlation| (``_rank_r``) for a
     numeric column, with the column's range per class. A column with one value per sample or one value in all is
     no design factor: None, as with fewer than 4 rows having both values."""
+    # numbers with few values are the levels of a factor (plate 1 / 2 / 3: a trial's cases on plates 1 and 3 passed)
     numeric = column == "injection_order" or (column != "batch" and covariate_matrix(
-        sheet, sheet["sample_id"].cast(pl.Utf8).to_list(), [column])[1] == [f"cov:{column}"])
+        sheet, sheet["sample_id"].cast(pl.Utf8).to_list(), [column])[1] == [f"cov:{column}"]
+        and sheet[column].drop_nulls().n_unique() > FACTOR_LEVELS)
     x = (sheet[column].cast(pl.Float64, strict=False) if numeric else _levels(sheet[column].to_list()))
     both = pl.DataFrame({"x": x, "y": _values(sheet, outcome)}).drop_nulls()
     if both.height < 4 or both["y"].n_unique() < 2 or both["x"].n_unique() < 2:
@@ -263,8 +280,7 @@ def design_ties(sheet: pl.DataFrame, outcome: dict, column: str) -> tuple[float,
         between = float(sum(n * (m - y.mean()) ** 2 for m, n in zip(means["y"], means["len"])))
         eta2 = between / float(((y - y.mean()) ** 2).sum())
         return eta2 / DESIGN_V2, f"eta² {eta2:.2f} over {both.height} samples"
-    counts = both.group_by(["x", "y"]).len().pivot(on="y", index="x", values="len").fill_null(0).drop("x")
-    v = float(stats.contingency.association(counts.to_numpy(), method="cramer"))
+    v = float(stats.contingency.association(contingency(both["x"], both["y"]), method="cramer"))
     return v * v / DESIGN_V2, f"Cramér's V² {v * v:.2f}: {_crosstab(both, column, outcome['column'])}"
 
 
@@ -296,11 +312,14 @@ def design_cautions(sheet: pl.DataFrame, outcomes: list[dict], covariates: list[
         if any(c == "injection_order" for c, _ in ties):
             advice.append("injection order: drift and sensitivity loss over the sequence look like differences "
                           "between the groups (pooled-QC correction removes a smooth drift, not features that fell "
-                          "below detection); randomise the run order")
+                          "below detection); randomise the run order (a randomised order can fall like this by chance, "
+                          "and then confounds them all the same)")
         others = [c for c, _ in ties if c not in ACQUISITION_COLUMNS]
         if others:
             listed = ", ".join(esc(c) for c in others)
-            advice.append(f"{listed}: if it is biology, add it as a covariate (<code>models: covariates: "
+            advice.append(f"{listed}: if it names the person or animal each run comes from (repeated measures), "
+                          "declare it as the sheet's subject_id (ms2study model: --subject-column); if it is biology, "
+                          "add it as a covariate (<code>models: covariates: "
                           f"[{listed}]</code>) to see what remains; if it says how the runs were made (source run, "
                           "plate, day), the design cannot separate it from the outcome; a sample number that only "
                           "counts the samples group by group is harmless")
