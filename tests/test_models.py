@@ -462,6 +462,10 @@ def test_sample_table_orientation_and_r_style_header_are_detected(tmp_path: Path
         read_sample_table(tmp_path / "bad.tsv", ["A", "B"])
     with pytest.raises(InputError, match="none of the sample sheet's ids"):
         read_sample_table(tmp_path / "cols.tsv", ["X"])
+    # a log of zero written as -inf (trial J: ST000291 in log10): missing, counted
+    (tmp_path / "inf.tsv").write_text("feature\tA\tB\tC\nm1\t3.1\t-inf\t3.0\nm2\t4.0\t4.1\tinf\n")
+    table, note = read_sample_table(tmp_path / "inf.tsv", ["A", "B", "C"])
+    assert table["m1"][1] is None and table["m2"][2] is None and "2 missing cells (2 of them infinite" in note
     # a trial: the decimal comma and the repeated sample were not named
     (tmp_path / "comma.tsv").write_text("feature\tA\tB\nm1\t3,1\t2.5\n")
     with pytest.raises(InputError, match="'3,1', not a number \\(a decimal comma\\?\\)"):

@@ -158,6 +158,9 @@ def _damaged(whole: bytes) -> bytes:
         ("cut.mzML", lambda whole: whole[: len(whole) // 2], r"ends before its closing tag: it is truncated"),
         ("named.mzXML", lambda whole: whole, r"holds mzML but is named \.mzXML.*rename it to named\.mzML"),
         ("vendor.mzML", lambda whole: b"\x01\x02binary", r"not XML.*msconvert"),
+        # a saved web page (trial J: it passed the pre-run check)
+        ("page.mzML", lambda whole: b"<!DOCTYPE html><html><body>404 Not Found</body></html>",
+         r"holds no <mzML> or <mzXML> element.*not a run"),
         # a damaged copy: one scan's intensity block decodes to values no detector writes (a trial's run read 1e31)
         ("damaged.mzML", lambda whole: _damaged(whole),
          r"1 scan\(s\) hold values no instrument writes, e.g. scan .* at RT 0.0 s: m/z 100, intensity 1e\+31"

@@ -49,6 +49,9 @@ def content_problem(path: Path) -> tuple[str, str] | None:
         name = {".mzml": "mzML", ".mzxml": "mzXML"}[holds]
         return (f"the file holds {name} but is named {path.suffix}",
                 f"rename it to {path.stem}.{name} (and change the sample sheet's file column)")
+    if holds is None and suffix in _CLOSING_TAGS:  # XML, but no run in its first 4 KB (a saved web page, a report)
+        return ("the file is XML or HTML but holds no <mzML> or <mzXML> element at its start",
+                "it is not a run (a saved web page or error message?): copy or convert the run again")
     if holds and not any(tag in tail for tag in _CLOSING_TAGS[holds]):
         return ("the file ends before its closing tag: it is truncated (an interrupted copy or conversion)",
                 "copy or convert the run again from the vendor raw file")

@@ -135,6 +135,8 @@ def read_sample_table(path: str | Path, sample_ids: list[str], log_transform: st
         twice = sorted({s for s in samples if samples.count(s) > 1})
         raise InputError(f"sample(s) {', '.join(twice[:5])} appear twice in the table", file=str(path),
                          fix="keep one column (or row) per sample")
+    infinite = int(np.isinf(values).sum())  # a log of zero written out (-inf): not measured (a trial's log10 table)
+    values = np.where(np.isinf(values), np.nan, values)
     finite = values[np.isfinite(values)]
     looks_raw = finite.size > 0 and finite.min() >= 0 and finite.max() > RAW_INTENSITY_THRESHOLD
     apply_log = log_transform == "yes" or (log_transform == "auto" and looks_raw)
@@ -145,7 +147,8 @@ def read_sample_table(path: str | Path, sample_ids: list[str], log_transform: st
         how = "used as given" + (" (they look already log-scaled)" if log_transform == "auto" else "")
     absent = [s for s in sample_ids if s not in set(samples)]
     note = (f"table {path.name}: {orientation}; {len(samples)} samples x {len(features)} features; values {how}; "
-            f"{int(np.isnan(values).sum())} missing cells")
+            f"{int(np.isnan(values).sum())} missing cells"
+            + (f" ({infinite} of them infinite, e.g. the log of a zero)" if infinite else ""))
     if absent:
         note += f"; {len(absent)} sample(s) of the sheet not in the table: {', '.join(absent[:10])}"
     unique = list(dict.fromkeys(features))
