@@ -60,26 +60,28 @@ def matrix(logs: np.ndarray, ids: list[str]) -> pl.DataFrame:
                          **{s: np.exp(logs[:, k]) for k, s in enumerate(ids)}})
 
 
+def one_study(design: str, seed: int, features: int, permutations: int) -> tuple[float, bool, bool, tuple]:
+    """(stated change in log2, found at it, found at half of it, the covariates' shape) of one simulated study."""
+    logs, positive, sheet, spec, covariates = study(design, seed, features)
+    ids = sheet["sample_id"].to_list()
+    _, _, seen = differential.differential_with_values(matrix(logs, ids), sheet, spec, None, covariates,
+                                                       "half_minimum", 0.5, "moderated", 0, seed)
+    change = detectable_log2_fold_change(seen.values[1:], seen.y == 1, features, covariates=seen.covariates)
+    hits = []
+    for factor in (1.0, 0.5):
+        shifted = logs.copy()
+        shifted[0] += factor * change * np.log(2) * positive
+        table, _ = differential.differential_analysis(matrix(shifted, ids), sheet, spec, None, covariates,
+                                                      n_permutations=permutations, seed=seed)
+        hits.append(bool(table.filter(pl.col("consensus_id") == "C000")["q_value"][0] < 0.05))
+    return change, hits[0], hits[1], seen.covariates.shape
+
+
 def run(design: str, studies: int, permutations: int, features: int) -> dict:
-    found = half = 0
-    stated = []
-    for seed in range(studies):
-        logs, positive, sheet, spec, covariates = study(design, seed, features)
-        ids = sheet["sample_id"].to_list()
-        _, _, seen = differential.differential_with_values(matrix(logs, ids), sheet, spec, None, covariates,
-                                                           "half_minimum", 0.5, "moderated", 0, seed)
-        change = detectable_log2_fold_change(seen.values[1:], seen.y == 1, features, covariates=seen.covariates)
-        stated.append(change)
-        for factor in (1.0, 0.5):
-            shifted = logs.copy()
-            shifted[0] += factor * change * np.log(2) * positive
-            table, _ = differential.differential_analysis(matrix(shifted, ids), sheet, spec, None, covariates,
-                                                          n_permutations=permutations, seed=seed)
-            if table.filter(pl.col("consensus_id") == "C000")["q_value"][0] < 0.05:
-                found += factor == 1.0
-                half += factor == 0.5
-    return {"studies": studies, "found_at_stated": found, "found_at_half": half,
-            "median_stated_log2": round(float(np.median(stated)), 4)}
+    outcomes = [one_study(design, seed, features, permutations) for seed in range(studies)]
+    return {"studies": studies, "found_at_stated": sum(o[1] for o in outcomes),
+            "found_at_half": sum(o[2] for o in outcomes),
+            "median_stated_log2": round(float(np.median([o[0] for o in outcomes])), 4)}
 
 
 def main() -> int:
