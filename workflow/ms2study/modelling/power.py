@@ -124,7 +124,7 @@ def detectable_log2_fold_change(values: np.ndarray, positive: np.ndarray, n_test
     such features, fewer than 2 samples per class or no residual degree of freedom."""
     from scipy import stats
 
-    from ms2study.core.ebayes import squeeze_variances
+    from ms2study.modelling.univariate import _moderated_fit
 
     values = np.asarray(values, dtype=np.float64)
     positive = np.asarray(positive, dtype=bool)
@@ -134,21 +134,18 @@ def detectable_log2_fold_change(values: np.ndarray, positive: np.ndarray, n_test
     columns = [np.ones(positive.size), positive.astype(np.float64)]
     if covariates is not None and np.asarray(covariates).size:
         columns.append(np.asarray(covariates, dtype=np.float64).reshape(positive.size, -1))
-    design = np.column_stack(columns)
-    rank = int(np.linalg.matrix_rank(design))
-    dof = positive.size - rank
-    if rank < design.shape[1] or dof < 1:
+    try:  # the moderated test's own fit (limma-trend prior over every feature)
+        fit = _moderated_fit(values, np.column_stack(columns), None)
+    except InputError:  # no residual degree of freedom, or the class not identified beside the covariates
         return None
-    coefficients, *_ = np.linalg.lstsq(design, values.T, rcond=None)
-    sigma2 = ((values.T - design @ coefficients) ** 2).sum(axis=0) / dof
-    if (sigma2 > 0).sum() < 3:
+    prior = fit["prior"]
+    if prior is None:
         return None
-    _, d0, prior = squeeze_variances(sigma2, float(dof), values.mean(axis=1))
-    d0 = min(float(d0), 1e4)
-    df = dof + d0
+    d0 = min(float(fit["prior_df"][0]), 1e4)
+    df = fit["df_residual"] + d0
     alpha = q / n_tested
     # the median true variance under the fitted prior (1/sigma^2 ~ scaled chi-square with d0 df, scale s0^2): the
     # posterior variances are shrunk towards s0^2 and their median lies below it
     typical = float(np.median(prior)) * d0 / stats.chi2.median(d0)
-    se = float(np.sqrt(typical * np.linalg.inv(design.T @ design)[1, 1]))
+    se = float(np.sqrt(typical * fit["unscaled"][1, 1]))
     return float((stats.t.ppf(1.0 - alpha / 2.0, df) + stats.t.ppf(power, df)) * se)

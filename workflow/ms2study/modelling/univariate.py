@@ -133,7 +133,8 @@ def ols_slope_test(values: np.ndarray, x: np.ndarray, covariates: np.ndarray | N
 
 def _moderated_fit(values: np.ndarray, design: np.ndarray, moderate: np.ndarray | None) -> dict:
     """Least-squares fit of every feature on ``design`` with the residual variances of the ``moderate`` features
-    shrunk (limma-trend); {beta (p x features), posterior (variance), df_total, prior_df, unscaled ((X'X)^-1)}.
+    shrunk (limma-trend); {beta (p x features), posterior (variance), df_total, prior_df, df_residual, prior (the
+    prior's variance per moderated feature, None when nothing was moderated), unscaled ((X'X)^-1)}.
     Raises InputError as ``moderated_linear_test``."""
     n = values.shape[1]
     design = np.asarray(design, dtype=np.float64)
@@ -145,12 +146,12 @@ def _moderated_fit(values: np.ndarray, design: np.ndarray, moderate: np.ndarray 
     beta, *_ = np.linalg.lstsq(design, values.T, rcond=None)
     sigma2 = ((values.T - design @ beta) ** 2).sum(axis=0) / dof
     moderate = np.ones(values.shape[0], dtype=bool) if moderate is None else np.asarray(moderate, dtype=bool)
-    posterior, df_total, d0 = sigma2.copy(), np.full(sigma2.size, float(dof)), 0.0
+    posterior, df_total, d0, prior = sigma2.copy(), np.full(sigma2.size, float(dof)), 0.0, None
     if (moderate & (sigma2 > 0)).sum() >= 3:
-        post, d0, _ = squeeze_variances(sigma2[moderate], float(dof), values[moderate].mean(axis=1))
+        post, d0, prior = squeeze_variances(sigma2[moderate], float(dof), values[moderate].mean(axis=1))
         posterior[moderate], df_total[moderate] = post, dof + d0
     return {"beta": beta, "posterior": posterior, "df_total": df_total, "prior_df": np.array([d0]),
-            "unscaled": np.linalg.inv(design.T @ design)}
+            "df_residual": dof, "prior": prior, "unscaled": np.linalg.inv(design.T @ design)}
 
 
 def moderated_linear_test(values: np.ndarray, design: np.ndarray, coefficient: int = 1,
@@ -463,9 +464,9 @@ def log_scaled_warning(feature_matrix: pl.DataFrame, sample_ids: Sequence[str]) 
     ``LOG_SCALED_BELOW``): the tests take log2 of the values, so the fold changes and intervals they report would be
     those of the logs, many times too small, while the p-values hardly change (a trial's log10 table gave
     testosterone glucuronide log2 FC 0.23 against 2.0 from its intensities). None otherwise."""
-    values = log2_intensities(feature_matrix, sample_ids)
-    finite = values[np.isfinite(values)]
-    if finite.size < 20 or np.quantile(2.0 ** finite, 0.99) >= LOG_SCALED_BELOW:
+    values = feature_matrix.select([pl.col(s).cast(pl.Float64) for s in sample_ids]).to_numpy()
+    measured = values[np.isfinite(values) & (values > 0)]
+    if measured.size < 20 or np.quantile(measured, 0.99) >= LOG_SCALED_BELOW:
         return None
     return (f"the feature matrix's values look log-scaled (99 % of them below {LOG_SCALED_BELOW:g}; feature detection "
             "gives intensities in the thousands or more): the tests take log2 of them, so the fold changes and their "

@@ -32,6 +32,10 @@ def _values(sheet: pl.DataFrame, spec: dict) -> pl.Series:
     return column.replace("", None)
 
 
+def _levels(values: list) -> pl.Series:
+    return pl.Series([None if is_missing(v) else str(v).strip() for v in values], dtype=pl.Utf8)
+
+
 def contingency(x: pl.Series, y: pl.Series) -> np.ndarray:
     """Counts of each (x, y) pair of values: levels of ``x`` x levels of ``y`` (numpy: a pivot named its columns by
     the values, and a class called 'x' collided with the index column, a trial's crash)."""
@@ -121,8 +125,7 @@ def explained_share(sheet: pl.DataFrame, outcome: dict, covariate: str) -> tuple
     # value reads as one, else levels)
     values, names = covariate_matrix(sheet, sheet["sample_id"].cast(pl.Utf8).to_list(), [covariate])
     is_numeric = names == [f"cov:{covariate}"]
-    x = (pl.Series(values[:, 0]).fill_nan(None) if is_numeric else
-         pl.Series([None if is_missing(v) else str(v).strip() for v in sheet[covariate].to_list()], dtype=pl.Utf8))
+    x = pl.Series(values[:, 0]).fill_nan(None) if is_numeric else _levels(sheet[covariate].to_list())
     y = _values(sheet, outcome)
     both = pl.DataFrame({"x": x, "y": y}).drop_nulls()
     if both.height < 4 or both["x"].n_unique() < 2 or both["y"].n_unique() < 2:
@@ -183,10 +186,6 @@ FACTOR_LEVELS = 6  # a numeric column with at most this many distinct values is 
 # identifiers, the run's file and the run type (only study samples are compared); a paired design's subject is the
 # unit of pairing, and one subject per outcome value is what an unpaired design with repeated runs looks like
 NOT_FACTORS = frozenset({"sample_id", "file", "sample_type", SUBJECT_COLUMN})
-
-
-def _levels(values: list) -> pl.Series:
-    return pl.Series([None if is_missing(v) else str(v).strip() for v in values], dtype=pl.Utf8)
 
 
 def _crosstab(both: pl.DataFrame, column: str, outcome: str) -> str:

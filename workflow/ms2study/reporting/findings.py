@@ -189,9 +189,10 @@ def differential_finding(files: DifferentialFiles, ident: pl.DataFrame | None,
     untested = [n for n in summary.get("notes") or [] if str(n).startswith("not tested: ")]
     if not tested.height and untested:  # a trial read "0 of 0 tested features differ" beside a collinear covariate
         return outcome, f"no feature could be tested: {esc(untested[0].removeprefix('not tested: '))}", None
+    coeluting = _coeluting(summary)
     text = (f"<b>{hits.height}</b> of {tested.height} tested features differ at q &lt; {SIGNIFICANCE:g}"
-            + (f" ({groups} compound group{'' if groups == 1 else 's'}{_coeluting(summary)})"
-               if groups != hits.height or _coeluting(summary) else "")
+            + (f" ({groups} compound group{'' if groups == 1 else 's'}{coeluting})"
+               if groups != hits.height or coeluting else "")
             + (f", adjusted for {esc(adjusted)}" if adjusted else "") + _samples_left_out(summary))
     effect = {"binary": "log2_fold_change", "continuous": "log2_effect_per_unit"}.get(str(summary.get("type")))
     effect = effect if effect in hits.columns else None
