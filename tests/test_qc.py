@@ -229,13 +229,16 @@ def test_a_run_with_a_small_part_of_the_features_is_flagged_and_does_not_move_th
     failed = matrix.with_columns(pl.Series("S11", [1e5] * 20 + [None] * 180, dtype=pl.Float64))
     after = qc_table(pl.DataFrame({"sample_id": ids}), {**runs, "S11": {"n_features": 20}}, None, failed)
     assert after["outlier"][11] and after["outlier_score"][11] is None
-    assert after["outlier_rule"][11].startswith("far fewer features than the other runs of its type (20 against a "
-                                                "median of 200; under 20%)")
+    # counted on the linked matrix (as the tests and models count them), not on the detect stage's own count
+    assert after["outlier_rule"][11].startswith("far fewer consensus features than the other runs of its type (20 "
+                                                "against a median of 200; under 20%)")
+    assert after["outlier_rule"][11].endswith("left out of the other runs' scoring, the tests and the models")
     # the other runs are scored as before, on the same complete features
     assert np.allclose(after["outlier_score"][:11].to_numpy(), qc_table(
         pl.DataFrame({"sample_id": ids[:11]}), runs, None, matrix.drop("S11"))["outlier_score"].to_numpy())
     assert "features detected in every one of these runs" in before["outlier_rule"][0]
     assert "features detected in every one of these runs" in after["outlier_rule"][0]
     # a run with half the median is judged as before (a dilute sample is no failed run)
-    half = qc_table(pl.DataFrame({"sample_id": ids}), {**runs, "S11": {"n_features": 100}}, None, matrix)
+    dilute = matrix.with_columns(pl.Series("S11", [1e5] * 100 + [None] * 100, dtype=pl.Float64))
+    half = qc_table(pl.DataFrame({"sample_id": ids}), {**runs, "S11": {"n_features": 100}}, None, dilute)
     assert not half["outlier_rule"][11].startswith("far fewer")

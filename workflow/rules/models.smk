@@ -39,6 +39,9 @@ rule models:
         chemistry=CHEMISTRY_FOLDER,
         matrix=MATRIX_INPUTS["matrix"],
         flags=MATRIX_INPUTS["flag_input"],
+        # the linked matrix: a run with under a fifth of the samples' median of detected features is left out as
+        # failed (gap-filled values would hide it); the QC table flags the same runs
+        detected="results/study/feature_matrix.parquet",
         # each run's RT range: runs that measured under half of the study's typical range are left out. Read from
         # the detect stage's chromatograms, not qc.parquet: the QC table holds the accepted identifications, so a
         # change of annotate: fdr would rerun the models through it
@@ -71,5 +74,5 @@ rule models:
     shell:
         "python -m ms2study --threads {threads} models --samples {input.sheet:q} "
         "--sample-embeddings {params.embeddings:q} --feature-matrix {input.matrix:q} --spectra {input.spectra:q} "
-        "--chromatograms {input.chromatograms:q} "
+        "--chromatograms {input.chromatograms:q} --detected-matrix {input.detected:q} "
         "{params.chemistry} {params.flags} --outdir results/study/models --params {params.p} > {log:q} 2>&1"

@@ -23,7 +23,7 @@ import polars as pl
 from ms2study.core.errors import InputError
 from ms2study.core.missing import is_missing
 from ms2study.io.samplesheet import ACQUISITION_COLUMNS, sample_roles
-from ms2study.modelling.qc import rt_range
+from ms2study.modelling.qc import FAILED_RUN_SHARE, detected_counts, failed_runs, rt_range
 from ms2study.modelling.runchecks import RT_COVERAGE_MIN, RT_COVERAGE_NOTE, rt_coverage
 
 OUTCOME_TYPES = ("binary", "multiclass", "continuous")
@@ -72,24 +72,42 @@ def not_sample_note(excluded: dict[str, list[str]]) -> str | None:
             "left out of this outcome")
 
 
-def without_empty_runs(samples: pl.DataFrame, matrix: pl.DataFrame) -> tuple[pl.DataFrame, str | None]:
-    """``samples`` less the runs whose column in the feature ``matrix`` holds no value (null or <= 0 in every
-    feature: detection found nothing, e.g. a file with one MS1 scan), and the note saying which, or None. A second
-    fresh user's trial: such a run was imputed at half the minimum in every feature and made 76 % of the features
-    look higher in cases, while the report said the run was missing from every result. Only study samples are
-    judged (sheet ``sample_type`` absent, empty or sample): QCs and blanks never enter tests or models, and a blank
-    with no value left once the features found in the blanks are excluded is what a clean blank should be."""
+def without_empty_runs(samples: pl.DataFrame, matrix: pl.DataFrame, detected: pl.DataFrame | None = None
+                       ) -> tuple[pl.DataFrame, str | None]:
+    """``samples`` less the study runs that detection found nothing or almost nothing in, and the note saying which
+    (None when none).
+
+    Empty: the run's column in the feature ``matrix`` holds no value (null or <= 0 in every feature, e.g. a file with
+    one MS1 scan). A second fresh user's trial: such a run was imputed at half the minimum in every feature and made
+    76 % of the features look higher in cases, while the report said the run was missing from every result.
+    Failed: fewer consensus features with a value in ``detected`` (the linked matrix, consensus features x runs; the
+    ``matrix`` itself when None, whose gap-filled values count then) than ``modelling.qc.FAILED_RUN_SHARE`` of the
+    study samples' median (``modelling.qc.failed_runs``, at least 3 study samples): the QC table flags the same runs
+    as outliers. A trial's failed injection, kept, filled most features with values at the detection limit and no
+    planted difference was found. Only study samples are judged (sheet ``sample_type`` absent, empty or sample): QCs
+    and blanks never enter tests or models, and a blank with no value left once the features found in the blanks are
+    excluded is what a clean blank should be."""
     other = {s for ids in not_study_samples(samples).values() for s in ids}
     ids = [s for s in samples["sample_id"].cast(pl.Utf8).to_list() if s in matrix.columns and s not in other]
     if not ids or matrix.height == 0:
         return samples, None
-    counts = matrix.select([(pl.col(s).cast(pl.Float64) > 0).sum().alias(s) for s in ids]).row(0, named=True)
+    counts = detected_counts(matrix, ids)
     empty = [s for s in ids if not counts[s]]
-    if not empty:
+    found = detected_counts(detected, ids) if detected is not None else counts
+    failed, median = failed_runs({s: found[s] for s in ids if s not in empty})
+    notes = []
+    if empty:
+        notes.append(f"{len(empty)} run(s) without any feature value left out (detection found nothing: see their "
+                     f"detect logs): {', '.join(empty[:10])}" + (", ..." if len(empty) > 10 else ""))
+    if failed:
+        notes.append(f"{len(failed)} run(s) with under {FAILED_RUN_SHARE:.0%} of the study samples' median number of "
+                     f"detected consensus features ({median:.0f}) left out as failed runs: "
+                     + ", ".join(f"{s} ({found[s]})" for s in failed[:10]) + (", ..." if len(failed) > 10 else "")
+                     + ". Their missing features would be filled as below detection; if such a run is a real "
+                     "sample (e.g. far more dilute), study it apart")
+    if not notes:
         return samples, None
-    return (samples.filter(~pl.col("sample_id").cast(pl.Utf8).is_in(empty)),
-            f"{len(empty)} run(s) without any feature value left out (detection found nothing: see their detect "
-            f"logs): {', '.join(empty[:10])}" + (", ..." if len(empty) > 10 else ""))
+    return samples.filter(~pl.col("sample_id").cast(pl.Utf8).is_in(empty + failed)), "; ".join(notes)
 
 
 def without_unmeasured_runs(samples: pl.DataFrame, qc: pl.DataFrame

@@ -186,7 +186,16 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
         raise InputError("no outcome given", fix="pass --params '{\"outcome\": {\"column\": ..., \"type\": ...}}'")
     samples = read_sample_sheet(samples_path)
     matrix, flag_note = read_model_matrix(matrix_path, flags_path)
-    samples, empty_note = without_empty_runs(samples, matrix)
+    detected = None
+    if detected_path:
+        if not Path(detected_path).exists():
+            raise InputError("the linked feature matrix does not exist", file=str(detected_path),
+                             fix="run the link stage, or leave --detected-matrix out")
+        columns = ["consensus_id", *[s for s in samples["sample_id"].cast(pl.Utf8).to_list()
+                                     if s in pl.read_parquet_schema(detected_path)]]
+        detected = pl.read_parquet(detected_path, columns=columns)
+    # empty and failed runs (too few detected features: modelling.qc.failed_runs) left out
+    samples, empty_note = without_empty_runs(samples, matrix, detected)
     before = samples["sample_id"].cast(pl.Utf8).to_list()
     samples, range_notes, partial_ranges = runs_measured(samples, qc_path)
     short_runs = sorted(set(before) - set(samples["sample_id"].cast(pl.Utf8).to_list()))
@@ -196,14 +205,9 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
             raise InputError("identifications table does not exist", file=str(identifications_path),
                              fix="run the identify stage, or leave --identifications out")
         identifications = pl.read_parquet(identifications_path)
-    detected = None
-    if detected_path:
-        if not Path(detected_path).exists():
-            raise InputError("the linked feature matrix does not exist", file=str(detected_path),
-                             fix="run the link stage, or leave --detected-matrix out")
-        columns = ["consensus_id", *[s for s in samples["sample_id"].to_list()
-                                     if s in pl.read_parquet_schema(detected_path)]]
-        detected = pl.read_parquet(detected_path, columns=columns)
+    if detected is not None:
+        kept = set(samples["sample_id"].cast(pl.Utf8).to_list())
+        detected = detected.select([c for c in detected.columns if c == "consensus_id" or c in kept])
     # runs of one subject (modelling.subjects): averaged; with an outcome that changes within subjects (a paired
     # design) the runs of one subject and outcome value are averaged and the subject is a factor of the tests
     # a covariate that is this outcome's own column is left out of its tests, as the models leave it out (a trial's

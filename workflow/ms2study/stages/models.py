@@ -258,7 +258,14 @@ def _cli_models(args: argparse.Namespace) -> int:
     if args.feature_matrix:
         matrix, note = read_model_matrix(args.feature_matrix, args.exclude_flagged)
         sheet_ids = samples["sample_id"].cast(pl.Utf8).to_list()
-        samples, empty_note = without_empty_runs(samples, matrix)
+        detected = None
+        if args.detected_matrix:
+            if not Path(args.detected_matrix).exists():
+                raise InputError("the linked feature matrix does not exist", file=str(args.detected_matrix),
+                                 fix="run the link stage, or leave --detected-matrix out")
+            detected = pl.read_parquet(args.detected_matrix)
+        # empty and failed runs (too few detected features: modelling.qc.failed_runs) left out
+        samples, empty_note = without_empty_runs(samples, matrix, detected)
         kept = set(samples["sample_id"].cast(pl.Utf8).to_list())
         # the chromatograms are one per sheet row: those of the runs left out go with them (a trial: an empty blank
         # left out here stopped the models with "24 path(s) for 23 sample(s)")
@@ -346,6 +353,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--exclude-flagged", default=None, metavar="CORRECTED_MATRIX",
                    help="leave out the features flagged excluded (blank or QC RSD) in this table "
                         "(results/study/feature_matrix_corrected.parquet)")
+    p.add_argument("--detected-matrix", default=None, metavar="LINKED_MATRIX",
+                   help="results/study/feature_matrix.parquet: which values feature detection found; a run with under "
+                        "a fifth of the study samples' median count is left out as failed (default: the values of "
+                        "--feature-matrix, gap-filled ones included)")
     p.add_argument("--spectra", nargs="*", default=[],
                    help="spectra.parquet of each sample, for the binned-spectra baseline (optional)")
     p.add_argument("--sample-chemistry", nargs="*", default=[],

@@ -1,0 +1,99 @@
+"""A failed run (a failed injection: a small part of the features detected) is left out of the tests and models.
+
+Trial J (session 36): one failed run kept in a study filled most features with gap-filled values near the detection
+limit, and every planted difference was lost; the QC table flagged the run, the tests kept it. The tests and the
+models now leave out the study samples that the QC table's rule flags as failed (``modelling.qc.failed_runs``,
+counted on the linked matrix), and say so."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from ms2study.cli import main as cli_main
+from ms2study.modelling.outcomes import without_empty_runs
+from ms2study.modelling.qc import failed_runs, qc_table
+from ms2study.stages import differential
+
+N_FEATURES, N_CHANGED = 60, 6
+
+
+def _study(tmp_path: Path, seed: int = 0) -> tuple[list[str], str]:
+    """12 study samples (case / control alternating) and 2 pooled QCs; features C0-C5 3x higher in cases. One case,
+    S03, is a failed injection: detection found 5 of its unchanged features (linked matrix), and gap filling gave the rest
+    values near the detection limit (corrected matrix). Writes samples.tsv, raw.parquet, corrected.parquet; returns
+    (the study sample ids, the failed run)."""
+    rng = np.random.default_rng(seed)
+    ids = [f"S{i:02d}" for i in range(12)] + ["QC1", "QC2"]
+    kinds = ["sample"] * 12 + ["qc"] * 2
+    group = ["case" if i % 2 else "control" for i in range(12)] + ["", ""]
+    pl.DataFrame({"sample_id": ids, "file": [f"{s}.mzML" for s in ids], "group": group, "sample_type": kinds,
+                  "injection_order": [str(i + 1) for i in range(len(ids))]}).write_csv(
+        tmp_path / "samples.tsv", separator="\t")
+    case = np.array([g == "case" for g in group])
+    values = rng.lognormal(12, 0.25, size=(N_FEATURES, len(ids)))
+    values[:N_CHANGED] *= np.where(case, 3.0, 1.0)
+    failed = "S03"
+    j = ids.index(failed)
+    raw = values.copy()
+    raw[:-5, j] = np.nan  # detection found 5 features in the failed run (none of the changed ones)
+    corrected = values.copy()
+    corrected[:-5, j] = rng.lognormal(8, 0.3, N_FEATURES - 5)  # gap-filled near the detection limit
+    keys = {"consensus_id": [f"C{i}" for i in range(N_FEATURES)], "mz": np.linspace(100, 700, N_FEATURES),
+            "rt_s": np.linspace(30, 600, N_FEATURES)}
+    pl.DataFrame({**keys, **dict(zip(ids, raw.T))}).fill_nan(None).write_parquet(tmp_path / "raw.parquet")
+    pl.DataFrame({**keys, **dict(zip(ids, corrected.T))}).write_parquet(tmp_path / "corrected.parquet")
+    return ids[:12], failed
+
+
+def _hits(tmp_path: Path, detected: bool) -> tuple[dict, pl.DataFrame]:
+    summary = differential.run_differential(
+        tmp_path / "samples.tsv", tmp_path / "corrected.parquet", None, tmp_path / "d.parquet", tmp_path / "e.parquet",
+        {"outcome": {"column": "group", "type": "binary", "positive_class": "case"}},
+        detected_path=tmp_path / "raw.parquet" if detected else None)
+    return summary, pl.read_parquet(tmp_path / "d.parquet")
+
+
+def test_the_rule_flags_a_fifth_of_the_median_and_needs_three_runs() -> None:
+    assert failed_runs({"a": 100, "b": 110, "c": 19, "d": None}) == (["c"], 100.0)
+    assert failed_runs({"a": 100, "b": 110, "c": 21}) == ([], 100.0)  # 21 of a median of 100: a dilute run, kept
+    assert failed_runs({"a": 100, "b": 3}) == ([], 51.5)  # two runs: nothing judged
+
+
+def test_a_failed_run_is_left_out_of_the_tests_and_the_planted_difference_is_found(tmp_path: Path) -> None:
+    ids, failed = _study(tmp_path)
+    kept_summary, kept = _hits(tmp_path, detected=False)  # the gap-filled values hide the failure: the run is kept
+    summary, table = _hits(tmp_path, detected=True)
+    changed = pl.col("consensus_id").is_in([f"C{i}" for i in range(N_CHANGED)])
+    found = table.filter(changed & (pl.col("q_value") < 0.05)).height
+    found_kept = kept.filter(changed & (pl.col("q_value") < 0.05)).height
+    assert kept_summary["n_samples"] == 12 and summary["n_samples"] == 11
+    assert found == N_CHANGED and found_kept < N_CHANGED, (found, found_kept)
+    note = next(n for n in summary["notes"] if "left out as failed runs" in n)
+    assert f"{failed} (5)" in note and "median number of detected consensus features (60)" in note
+    assert table.filter(~changed & (pl.col("q_value") < 0.05)).height == 0
+    # the QC table flags the same run by the same count, and says where it is left out
+    qc = qc_table(pl.read_csv(tmp_path / "samples.tsv", separator="\t"), {s: {} for s in ids}, None,
+                  pl.read_parquet(tmp_path / "raw.parquet"))
+    flagged = qc.filter(pl.col("outlier_rule").str.starts_with("far fewer"))["sample_id"].to_list()
+    assert flagged == [failed]
+    assert qc.filter(pl.col("sample_id") == failed)["outlier_rule"][0].endswith("the tests and the models")
+
+
+def test_the_models_leave_the_failed_run_out_and_qcs_are_never_judged(tmp_path: Path) -> None:
+    ids, failed = _study(tmp_path, seed=1)
+    params = {"outcomes": [{"column": "group", "type": "binary", "positive_class": "case"}],
+              "feature_sets": ["features"], "n_permutations": 2, "outer_repeats": 1, "n_bootstrap": 20}
+    assert cli_main(["models", "--samples", str(tmp_path / "samples.tsv"), "--feature-matrix",
+                     str(tmp_path / "corrected.parquet"), "--detected-matrix", str(tmp_path / "raw.parquet"),
+                     "--outdir", str(tmp_path / "models"), "--params", json.dumps(params)]) == 0
+    summary = json.loads((tmp_path / "models" / "group" / "summary.json").read_text())
+    assert summary["n_samples"] == 11
+    assert sum("left out as failed runs" in n and f"{failed} (5)" in n for n in summary["notes"]) == 1
+    # a QC with few features is no study sample: never left out by this rule (nor named)
+    sheet = pl.read_csv(tmp_path / "samples.tsv", separator="\t")
+    raw = pl.read_parquet(tmp_path / "raw.parquet").with_columns(pl.lit(None, dtype=pl.Float64).alias("QC1"))
+    kept, note = without_empty_runs(sheet, raw.fill_null(1.0), raw)
+    assert kept.height == sheet.height - 1 and "QC1" not in note and failed in note
