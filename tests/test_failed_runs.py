@@ -2,7 +2,7 @@
 
 Trial J (session 36): one failed run kept in a study filled most features with gap-filled values near the detection
 limit, and every planted difference was lost; the QC table flagged the run, the tests kept it. The tests and the
-models now leave out the study samples that the QC table's rule flags as failed (``modelling.qc.failed_runs``,
+models now leave out the study samples that the QC table's rule flags as failed (``modelling.runchecks.failed_runs``,
 counted on the linked matrix), and say so."""
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import polars as pl
 
 from ms2study.cli import main as cli_main
 from ms2study.modelling.outcomes import without_empty_runs
-from ms2study.modelling.qc import failed_runs, qc_table
+from ms2study.modelling.qc import qc_table
+from ms2study.modelling.runchecks import failed_runs
 from ms2study.stages import differential
 
 N_FEATURES, N_CHANGED = 60, 6

@@ -23,8 +23,15 @@ import polars as pl
 from ms2study.core.errors import InputError
 from ms2study.core.missing import is_missing
 from ms2study.io.samplesheet import ACQUISITION_COLUMNS, sample_roles
-from ms2study.modelling.qc import FAILED_RUN_SHARE, detected_counts, failed_runs, rt_range
-from ms2study.modelling.runchecks import RT_COVERAGE_MIN, RT_COVERAGE_NOTE, rt_coverage
+from ms2study.modelling.qc import rt_range
+from ms2study.modelling.runchecks import (
+    FAILED_RUN_SHARE,
+    RT_COVERAGE_MIN,
+    RT_COVERAGE_NOTE,
+    detected_counts,
+    failed_runs,
+    rt_coverage,
+)
 
 OUTCOME_TYPES = ("binary", "multiclass", "continuous")
 
@@ -81,8 +88,8 @@ def without_empty_runs(samples: pl.DataFrame, matrix: pl.DataFrame, detected: pl
     one MS1 scan). A second fresh user's trial: such a run was imputed at half the minimum in every feature and made
     76 % of the features look higher in cases, while the report said the run was missing from every result.
     Failed: fewer consensus features with a value in ``detected`` (the linked matrix, consensus features x runs; the
-    ``matrix`` itself when None, whose gap-filled values count then) than ``modelling.qc.FAILED_RUN_SHARE`` of the
-    study samples' median (``modelling.qc.failed_runs``, at least 3 study samples): the QC table flags the same runs
+    ``matrix`` itself when None, whose gap-filled values count then) than ``modelling.runchecks.FAILED_RUN_SHARE`` of the
+    study samples' median (``modelling.runchecks.failed_runs``, at least 3 study samples): the QC table flags the same runs
     as outliers. A trial's failed injection, kept, filled most features with values at the detection limit and no
     planted difference was found. Only study samples are judged (sheet ``sample_type`` absent, empty or sample): QCs
     and blanks never enter tests or models, and a blank with no value left once the features found in the blanks are

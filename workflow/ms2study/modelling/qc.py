@@ -35,6 +35,7 @@ import polars as pl
 
 from ms2study.core.errors import InputError
 from ms2study.io.samplesheet import sample_roles
+from ms2study.modelling.runchecks import FAILED_RUN_SHARE, detected_counts, failed_runs
 from ms2study.modelling.runchecks import coverage_note, overlap_note, rt_coverage
 
 log = logging.getLogger(__name__)
@@ -86,35 +87,9 @@ QC_MIN_DISTANCE_RATIO = 1.5  # a QC outlier is also this far from the QCs' centr
 SAMPLE_MIN_DISTANCE_RATIO = 1.25  # a sample outlier is this far from its neighbours, relative to the median
 # Features detected in every run of a type that the outlier rule needs before it uses those alone (module docstring)
 MIN_COMPLETE_FEATURES = 50
-FAILED_RUN_SHARE = 0.2   # a sample or QC with fewer than this share of its type's median feature count: failed
 CARRYOVER_SHARE = 0.5    # a blank with this share of the study samples' median feature count is noted
 BLANK_RULE = (f"not tested: blank run (blanks are never outliers by their features; one with at least "
               f"{CARRYOVER_SHARE:.0%} of the study samples' median feature count is noted as possible carry-over)")
-
-
-def detected_counts(matrix: pl.DataFrame, runs: list[str]) -> dict[str, int | None]:
-    """Run id -> number of consensus features with a value (> 0) in its column of the linked ``matrix`` (consensus
-    features x runs); None for a run without a column."""
-    present = [r for r in runs if r in matrix.columns]
-    counts = (matrix.select([(pl.col(r).cast(pl.Float64) > 0).sum().alias(r) for r in present]).row(0, named=True)
-              if present and matrix.height else {r: 0 for r in present})
-    return {r: (int(counts[r]) if r in counts else None) for r in runs}
-
-
-def failed_runs(counts: dict[Any, int | None]) -> tuple[list[Any], float]:
-    """The runs with fewer than ``FAILED_RUN_SHARE`` of the median feature count of their kind, and that median.
-
-    ``counts``: run -> number of features detected in it (None: unknown, not judged), the runs of one
-    ``sample_type``, counted on the linked matrix (``detected_counts``) by every stage that applies the rule. A failed injection, a run acquired in another mode or an MS1-only excerpt holds a small part of
-    the features of its kind; with fewer than 3 known counts nothing is judged ([], median or 0). Used by the QC
-    table's outlier rule (``outlier_scores``) and by the tests and models, which leave such study samples out
-    (``modelling.outcomes.without_empty_runs``): a trial's failed run, kept, made every feature's variance so large
-    that no planted difference was found."""
-    known = [c for c in counts.values() if c is not None]
-    median = float(np.median(known)) if known else 0.0
-    if len(known) < 3:
-        return [], median
-    return [s for s, c in counts.items() if c is not None and c < FAILED_RUN_SHARE * median], median
 
 
 def chromatogram(rt_s: np.ndarray, tic: np.ndarray, bpc: np.ndarray, max_points: int = MAX_POINTS) -> pl.DataFrame:
@@ -464,16 +439,14 @@ def qc_table(samples: pl.DataFrame, runs: dict[str, dict[str, Any]], alignment: 
         # that alone, and is left out of the others' scoring: it would empty the set of features detected in every
         # run and change every other run's score (a trial: a 26-feature run among runs of ~2,400 scored -1.92, the
         # most typical, and every other score moved)
-        # counted on the linked matrix, as the tests and models count them (``detected_counts``)
-        detected = detected_counts(feature_matrix, [ids[i] for i in members])
+        detected = detected_counts(feature_matrix, [ids[i] for i in members])  # as the tests and models count
         counts = {i: detected[ids[i]] for i in members}
         failed, median = failed_runs(counts)
         for i in failed:
             flag[ids[i]] = True
             rules_failed[ids[i]] = (f"far fewer consensus features than the other runs of its type ({counts[i]} "
                                     f"against a median of {median:.0f}; under {FAILED_RUN_SHARE:.0%}): a failed or "
-                                    "different run, "
-                                    "left out of the other runs' scoring"
+                                    "different run, left out of the other runs' scoring"
                                     + (", the tests and the models" if kind == "sample" else ""))
         members = [i for i in members if i not in failed]
         if not members:

@@ -14,19 +14,25 @@ with less than ``RT_OVERLAP_MIN_SHARE`` of its RT range inside the reference run
 ``short_run``: a run spanning less than ``SHORT_RUN_S`` (5 min) is an excerpt or a flow-injection-like run; no LC
 gradient of a metabolomics method is that short, so features at its edges are truncated and the alignment has few
 features to fit (heuristic threshold of this pipeline; a ballistic 3-5 min gradient would be named too, harmlessly).
-Imports the standard library only.
+``failed_runs``: a run with under ``FAILED_RUN_SHARE`` of the median count of consensus features detected in the runs of
+its kind is a failed run (a failed injection, an MS1-only excerpt, a run of another mode): the QC table flags it and
+the tests and models leave it out. Imports the standard library and polars only.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
+from typing import Any
+
+import polars as pl
 
 # config/README.md, "Instrument settings": "15-20 ppm for a QTOF whose precursors scatter by 5-10 ppm".
 TOF_ADVISED_PPM = (15.0, 20.0)
 # The seven keys that look for one ion by m/z and share the instrument's tolerance (config/README.md).
 MZ_KEYS = ("detect.mass_error_ppm", "spectra.mz_tolerance_ppm", "link.mz_tol_ppm", "link.align_pair_mz_max_ppm",
            "annotate.precursor_tolerance_ppm", "correct.gap_fill_mz_ppm", "correct.adduct_mz_ppm")
+FAILED_RUN_SHARE = 0.2   # a sample or QC with fewer than this share of its type's median feature count: failed
 SHORT_RUN_S = 300.0          # a run spanning less acquisition time than this is named as an excerpt
 RT_OVERLAP_MIN_SHARE = 0.5   # a run with less of its RT range inside the reference run's gets a note
 # A run measuring less of the reference run's RT range is left out of the differential tests and the models: the
@@ -129,3 +135,28 @@ def coverage_note(run: tuple[float, float], share: float, typical: tuple[float, 
             "measured them")
     return (f"its acquisition {run[0]:.1f}-{run[1]:.1f} s covers {share:.1%} of the study's typical RT range "
             f"{typical[0]:.1f}-{typical[1]:.1f} s (a shorter gradient, an excerpt or a stopped run?): {what}")
+
+
+def detected_counts(matrix: pl.DataFrame, runs: list[str]) -> dict[str, int | None]:
+    """Run id -> number of consensus features with a value (> 0) in its column of the linked ``matrix`` (consensus
+    features x runs); None for a run without a column."""
+    present = [r for r in runs if r in matrix.columns]
+    counts = (matrix.select([(pl.col(r).cast(pl.Float64) > 0).sum().alias(r) for r in present]).row(0, named=True)
+              if present and matrix.height else {r: 0 for r in present})
+    return {r: (int(counts[r]) if r in counts else None) for r in runs}
+
+
+def failed_runs(counts: dict[Any, int | None]) -> tuple[list[Any], float]:
+    """The runs with fewer than ``FAILED_RUN_SHARE`` of the median feature count of their kind, and that median.
+
+    ``counts``: run -> number of features detected in it (None: unknown, not judged), the runs of one
+    ``sample_type``, counted on the linked matrix (``detected_counts``) by every stage that applies the rule. A failed injection, a run acquired in another mode or an MS1-only excerpt holds a small part of
+    the features of its kind; with fewer than 3 known counts nothing is judged ([], median or 0). Used by the QC
+    table's outlier rule (``outlier_scores``) and by the tests and models, which leave such study samples out
+    (``modelling.outcomes.without_empty_runs``): a trial's failed run, kept, made every feature's variance so large
+    that no planted difference was found."""
+    known = [c for c in counts.values() if c is not None]
+    median = float(statistics.median(known)) if known else 0.0
+    if len(known) < 3:
+        return [], median
+    return [s for s, c in counts.items() if c is not None and c < FAILED_RUN_SHARE * median], median

@@ -194,7 +194,7 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
         columns = ["consensus_id", *[s for s in samples["sample_id"].cast(pl.Utf8).to_list()
                                      if s in pl.read_parquet_schema(detected_path)]]
         detected = pl.read_parquet(detected_path, columns=columns)
-    # empty and failed runs (too few detected features: modelling.qc.failed_runs) left out
+    # empty and failed runs (too few detected features: modelling.runchecks.failed_runs) left out
     samples, empty_note = without_empty_runs(samples, matrix, detected)
     before = samples["sample_id"].cast(pl.Utf8).to_list()
     samples, range_notes, partial_ranges = runs_measured(samples, qc_path)

@@ -264,7 +264,7 @@ def _cli_models(args: argparse.Namespace) -> int:
                 raise InputError("the linked feature matrix does not exist", file=str(args.detected_matrix),
                                  fix="run the link stage, or leave --detected-matrix out")
             detected = pl.read_parquet(args.detected_matrix)
-        # empty and failed runs (too few detected features: modelling.qc.failed_runs) left out
+        # empty and failed runs (too few detected features: modelling.runchecks.failed_runs) left out
         samples, empty_note = without_empty_runs(samples, matrix, detected)
         kept = set(samples["sample_id"].cast(pl.Utf8).to_list())
         # the chromatograms are one per sheet row: those of the runs left out go with them (a trial: an empty blank
