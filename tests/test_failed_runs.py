@@ -84,7 +84,7 @@ def test_a_failed_run_is_left_out_of_the_tests_and_the_planted_difference_is_fou
 
 
 def test_the_models_leave_the_failed_run_out_and_qcs_are_never_judged(tmp_path: Path) -> None:
-    ids, failed = _study(tmp_path, seed=1)
+    _, failed = _study(tmp_path, seed=1)
     params = {"outcomes": [{"column": "group", "type": "binary", "positive_class": "case"}],
               "feature_sets": ["features"], "n_permutations": 2, "outer_repeats": 1, "n_bootstrap": 20}
     assert cli_main(["models", "--samples", str(tmp_path / "samples.tsv"), "--feature-matrix",

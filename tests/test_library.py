@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -178,7 +179,8 @@ def test_gnps_json_and_msp_metadata(tmp_path: Path) -> None:
     assert row["library_id"] == "HB000434"
 
 
-def test_a_record_without_inchikey_takes_the_one_of_its_smiles(tmp_path: Path) -> None:
+def test_a_record_without_inchikey_takes_the_one_of_its_smiles(tmp_path: Path, caplog: pytest.LogCaptureFixture
+                                                                ) -> None:
     """A fresh user's library without InChIKeys lost 2 of 6 right names: the structure identity fell back to the
     name, so synonyms ("Azinphos methyl", "Azinphos-methyl") counted as two structures and doubled the p-values.
     A record with a SMILES and no InChIKey gets the SMILES's (RDKit); one with neither keeps its name, and both
@@ -195,7 +197,11 @@ def test_a_record_without_inchikey_takes_the_one_of_its_smiles(tmp_path: Path) -
         "Name: Unknown thing\nPrecursorMZ: 250.1000\nPrecursor_type: [M+H]+\nIon_mode: P\n"
         "Num Peaks: 2\n100.0 100\n120.0 50\n\n")
     out = tmp_path / "idx"
-    library.index_library([path], out)
+    with caplog.at_level(logging.WARNING, logger="ms2study.library.build"):
+        library.index_library([path], out)
+    # the log names the record whose name stands for its structure (trial L: a warning with a count only)
+    assert "1 library spectra have no InChIKey and no parsable SMILES" in caplog.text
+    assert "(add InChIKeys or SMILES to the library): Unknown thing (lab.msp:3)" in caplog.text
     index = library.load_library_index(out)
     meta = index.metadata.sort("name")
     keys = dict(zip(meta["name"], meta["inchikey"]))

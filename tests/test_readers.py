@@ -595,3 +595,40 @@ def test_intensities_outside_float32_range(tmp_path: Path) -> None:
     tiny_only = write(tmp_path, "t.mgf", mgf("t", "300", "50 1e-300\n"))
     with pytest.raises(InputError, match="1 no peaks left after cleaning"):
         library.index_library(tiny_only, tmp_path / "idx2")
+
+
+def test_huge_intensities_are_rescaled_and_named_so_scoring_does_not_overflow(tmp_path: Path) -> None:
+    """Trial L: intensities of 1e30-1e37 (inside float32) summed to infinity in the entropy preparation, and
+    `ms2study score` stopped with a ZeroDivisionError naming no file or record. Such a spectrum is divided by a power
+    of ten (only relative intensities matter to MS/MS scoring) and the record is named."""
+    from ms2study.identification.pairs import flatten_queries
+    from ms2study.kernels import entropy
+
+    # 60 peaks of 1e37-2e37: each fits float32, their sum (9e38) does not (a MassBank spectrum times 1e30 in the trial)
+    values = [1e37 * (1 + k / 59) for k in range(60)]
+    peaks = "".join(f"{50 + 5 * k} {v!r}\n" for k, v in enumerate(values))
+    path = write(tmp_path, "huge.mgf", mgf("huge", "400", peaks) + mgf("plain", "300", "50 10\n60 20\n"))
+    queries, report = read_query_spectra(path)
+    assert [(i.identifier, i.reason) for i in report.altered] == [("huge", entries.INTENSITIES_RESCALED)]
+    assert report.altered[0].detail.startswith("intensities up to 2e+37 divided by 1e+18 (relative intensities")
+    huge = np.asarray(queries["intensity"][0], dtype=np.float64)
+    assert huge.max() <= formats.MAX_INTENSITY and np.allclose(huge / huge.max(), np.array(values) / values[-1])
+    assert queries["intensity"][1].to_list() == [10.0, 20.0]  # ordinary spectra untouched
+    flat = flatten_queries(queries, None, "positive")
+    prepared = entropy.prepare_entropy_peaks(flat.offsets, flat.mz, flat.intensity, 0.01, 0.05, True)
+    assert np.isfinite(prepared[2]).all() and prepared[2].size == 62
+    # the values as written are what broke the kernel
+    with pytest.raises(SystemError):  # numba's wrapper of the ZeroDivisionError
+        entropy.prepare_entropy_peaks(np.array([0, 60], dtype=np.int64), 50.0 + 5.0 * np.arange(60),
+                                      np.array(values, dtype=np.float32), 0.01, 0.05, True)
+
+
+def test_a_peak_with_a_decimal_comma_is_named_with_the_likely_cause(tmp_path: Path) -> None:
+    """Trial L: a file saved in a comma locale failed with "'50,01570' is not a number" and no hint at the cause."""
+    path = write(tmp_path, "c.mgf", mgf("comma", "300", "50,01570 205,5\n60 20\n") + mgf("ok", "300"))
+    queries, report = read_query_spectra(path)
+    assert queries["spectrum_id"].to_list() == ["ok"]
+    (skipped,) = report.skipped
+    assert skipped.reason == entries.UNREADABLE_PEAKS and skipped.identifier == "comma"
+    assert skipped.detail == ("line 4: '50,01570' is not a number (a decimal comma? peaks need a decimal point: save "
+                              "the file with '.' as the decimal separator)")

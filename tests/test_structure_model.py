@@ -4,6 +4,7 @@ features, and the level it gives in the confidence table."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -300,12 +301,15 @@ def test_stereoisomers_among_the_candidates_are_named_in_the_isomer_list() -> No
     assert row["msi_level"] == 3 and row["isomer_inchikeys"] == [keys[0], keys[1], keys[3]]
 
 
-def test_too_few_scorable_hits_give_no_structure_q_value_rather_than_one() -> None:
+def test_too_few_scorable_hits_give_no_structure_q_value_rather_than_one(caplog: pytest.LogCaptureFixture) -> None:
     """Trial finding: a two-run study's 9 scorable features (Myclobutanil at cosine 0.97, 40 matched peaks, among
     them) all had structure_q_value 0.99999999: the pseudo-count of 20 wrong hits drove the EM share to 0, which
     reads as "the structure is wrong". Fewer than PSEUDO_WRONG scorable hits: not estimable (NaN), never level 2."""
     llr = np.array([0.5, -0.4, 0.3, 0.6, -0.9, 1.1, 0.7, 0.2, -0.5, np.nan])
-    assert np.isnan(structure_model.structure_q_values(llr)).all()
+    with caplog.at_level(logging.WARNING, logger="ms2study.identification.structure_model"):
+        assert np.isnan(structure_model.structure_q_values(llr)).all()
+    # said in the log (trial L: 20 queries scored alone were all level 3 without a word why)
+    assert "only 9 rank-1 hit(s) of this search can be scored for Schymanski level 2 (at least 20" in caplog.text
     assert structure_model.right_share_and_posteriors(llr)[0] < 0.05  # what the q-values of about 1 came from
     many = np.concatenate([np.full(25, 6.0), np.full(25, -3.0)])
     q = structure_model.structure_q_values(many)

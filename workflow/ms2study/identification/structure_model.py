@@ -34,10 +34,13 @@ numpy only; scikit-learn is imported when a model is fitted.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 FEATURES = ("score", "cosine", "entropy", "embedding", "isomer_gap", "formula_structures", "isomer_separability",
             "query_peaks", "candidate_structures", "structure_second_score", "structure_spectra")
@@ -162,7 +165,13 @@ def structure_q_values(log_lr: np.ndarray) -> np.ndarray:
     two-run study: 9 scorable features, among them Myclobutanil at cosine 0.97 with 40 matched peaks, all at
     0.99999999). Such hits stay level 3."""
     llr = np.asarray(log_lr, dtype=np.float64)
-    if np.isfinite(llr).sum() < PSEUDO_WRONG:
+    scorable = int(np.isfinite(llr).sum())
+    if scorable < PSEUDO_WRONG:
+        if scorable:  # said, so that a level-3 answer is not read as the spectra's verdict (trial L: 20 queries
+            # scored alone were all level 3, the same 20 among 397 queries 7 at level 2)
+            log.warning("only %d rank-1 hit(s) of this search can be scored for Schymanski level 2 (at least %d are "
+                        "needed to estimate the share of right structures): every hit stays at level 3; score the "
+                        "queries of a study or batch in one search", scorable, int(PSEUDO_WRONG))
         return np.full(llr.shape, np.nan)
     _pi, post = right_share_and_posteriors(llr)
     return posterior_q_values(post)

@@ -27,6 +27,7 @@ import codecs
 import gzip
 import io
 import json
+import math
 import os
 import re
 import zlib
@@ -38,6 +39,7 @@ import numpy as np
 
 from ms2study.core.errors import InputError
 from ms2study.io.entries import (
+    INTENSITIES_RESCALED,
     INVALID_PEAKS_DROPPED,
     NO_END,
     NO_PEAK_BLOCK,
@@ -164,6 +166,10 @@ def _format_of(path: Path, role: str = "library") -> str:
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _FLOAT32_TINY = float(np.finfo(np.float32).smallest_subnormal)  # at or below half of it: 0 in float32
+# A spectrum whose largest intensity exceeds this is divided by a power of ten to bring it below: the scoring kernels
+# sum and normalise float32 intensities, and a trial's spectra of 1e30-1e37 summed to infinity (a ZeroDivisionError
+# deep in the entropy preparation). Only relative intensities matter to MS/MS scoring; 1e20 scored right there.
+MAX_INTENSITY = 1e20
 
 
 def _finish_entry(
@@ -197,6 +203,13 @@ def _finish_entry(
         report.alter(src, entry, line, INVALID_PEAKS_DROPPED, ident, detail)
     # Positive intensities too small for float32 are zero once stored: make them zero now, so that cleaning
     # drops them as it drops every zero (a spectrum of float32 zeros has no norm and cannot be scored).
+    largest = float(int_a.max())
+    if largest > MAX_INTENSITY:
+        divisor = 10.0 ** math.ceil(math.log10(largest / MAX_INTENSITY))
+        int_a = int_a / divisor
+        report.alter(src, entry, line, INTENSITIES_RESCALED, entry_id(fields, src, entry),
+                     f"intensities up to {largest:.3g} divided by {divisor:.0e} (relative intensities unchanged; sums "
+                     "of such values overflow the scoring's float32)")
     tiny = (int_a > 0) & (int_a <= _FLOAT32_TINY / 2)
     if tiny.any():
         int_a = np.where(tiny, 0.0, int_a)
@@ -239,7 +252,9 @@ def read_mgf(path: Path, report: ReadReport) -> Iterator[RawSpectrum]:
                     except ValueError:
                         for k, token in enumerate(tokens):
                             if float_or_none(token) is None:
-                                bad_line = f"line {token_lines[k // 2]}: {token[:40]!r} is not a number"
+                                bad_line = f"line {token_lines[k // 2]}: {token[:40]!r} is not a number" + (
+                                    " (a decimal comma? peaks need a decimal point: save the file with '.' as the "
+                                    "decimal separator)" if "," in token else "")
                                 break
                 if bad_line:
                     report.skip(src, entry, start_line, UNREADABLE_PEAKS, entry_id(fields, src, entry), bad_line)

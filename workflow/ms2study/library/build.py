@@ -113,6 +113,7 @@ def with_structure(rows: list[dict[str, Any]], raws: list[RawSpectrum], report: 
 
     RDLogger.DisableLog("rdApp.*")
     keys: dict[str, str | None] = {}
+    unnamed: list[str] = []  # the records whose names stand for their structures, named in the warning (trial L)
     for i in missing:
         smiles, raw = rows[i].get("smiles"), raws[i]
         if smiles and smiles not in keys:
@@ -125,10 +126,11 @@ def with_structure(rows: list[dict[str, Any]], raws: list[RawSpectrum], report: 
                          keys[smiles])
         else:
             report.n_name_as_structure += 1
+            unnamed.append(f"{rows[i].get('name') or '(no name)'} ({rows[i]['library_id']})")
     if report.n_name_as_structure:
         log.warning("%d library spectra have no InChIKey and no parsable SMILES: their names stand for their "
-                    "structures, so synonyms count as different compounds (add InChIKeys or SMILES to the library)",
-                    report.n_name_as_structure)
+                    "structures, so synonyms count as different compounds (add InChIKeys or SMILES to the library): "
+                    "%s", report.n_name_as_structure, ", ".join(unnamed[:10]) + (", ..." if len(unnamed) > 10 else ""))
 
 
 def merge_params(params: dict | None) -> dict[str, Any]:

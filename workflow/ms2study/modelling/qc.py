@@ -35,8 +35,8 @@ import polars as pl
 
 from ms2study.core.errors import InputError
 from ms2study.io.samplesheet import sample_roles
-from ms2study.modelling.runchecks import FAILED_RUN_SHARE, detected_counts, failed_runs
-from ms2study.modelling.runchecks import coverage_note, overlap_note, rt_coverage
+from ms2study.modelling import runchecks
+from ms2study.modelling.runchecks import alignment_notes, coverage_note, rt_coverage
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,11 @@ QC: dict[str, pl.DataType] = {
     # How the detect stage centroided the run's MS1 scans (null: the file's scans were used as written, centroided
     # by the instrument's software or converter): PROFILE_CENTROIDED, FORCED_CENTROIDED or PROFILE_NOT_CENTROIDED.
     "ms1_centroiding": pl.Utf8,
+    # the run's m/z offset against the reference run (ppm; link stage, correction.mzoffset; null: not measured),
+    # whether link removed it before linking, and what it means for the run's identifications (stage qc)
+    "mz_offset_ppm": pl.Float64,
+    "mz_recalibrated": pl.Boolean,
+    "mz_offset_note": pl.Utf8,
 }
 PROFILE_CENTROIDED = "profile data centroided here (PeakPickerHiRes)"
 FORCED_CENTROIDED = "centroided again here (PeakPickerHiRes, centroid: always)"
@@ -354,54 +359,7 @@ def carryover_note(n_features: int | None, sample_median: float | None) -> str |
             f"({sample_median:g}); check the injection before it and the wash")
 
 
-# A run sharing less than this share of its features with the reference run, and less than RUN_APART_RATIO x the
-# other runs' median share, is noted as possibly not belonging to the study (heuristic thresholds of this
-# pipeline, from a fresh user's trial: a TripleTOF pesticide standard added to two Q Exactive QC runs shared 13 % of
-# its features with the reference, aligned by 11 pairs with a -180 s shift, and went unnoted).
-RUN_APART_SHARE = 0.25
-RUN_APART_RATIO = 0.4
-RUN_APART_ALONE = 0.1  # below this share a run is noted even with no other run to compare it with
-
-
 REFERENCE_NOTE = "the alignment's reference run: the other runs' retention times are aligned onto it"
-
-
-def alignment_notes(alignment: pl.DataFrame | None,
-                    rt_ranges: dict[str, tuple[float, float]] | None = None) -> dict[str, str]:
-    """Per run id, a note when the run shares few of its features with the reference run (see RUN_APART_SHARE):
-    another matrix, method, polarity or instrument, or a failed run, whose alignment then rests on few pairs.
-    ``alignment``: the link stage's table (sample_id, model, n_features, n_pairs, n_shared_with_reference); {}
-    without those columns (older tables). Below RUN_APART_ALONE (10 %) a run is noted even when no other run can be
-    compared with it (a study of two runs). ``rt_ranges``: per run id, its acquisition's (first, last) MS1 RT (s);
-    when both the run's and the reference run's are known and the run lies mostly outside the reference's range
-    (``runchecks.overlap_note``), the note says that, with both ranges, instead of asking about matrix or instrument
-    (a trial's two pesticide excerpts of 430-469 s and 404-421 s shared no feature), and it is given whether or not
-    the run shares few features."""
-    need = {"sample_id", "model", "n_features", "n_pairs", "n_shared_with_reference"}
-    if alignment is None or not need <= set(alignment.columns):
-        return {}
-    ranges = rt_ranges or {}
-    reference = alignment.filter(pl.col("model") == "reference")["sample_id"].cast(pl.Utf8).to_list()
-    reference_range = ranges.get(reference[0]) if reference else None
-    runs = alignment.filter((pl.col("model") != "reference") & (pl.col("n_features") > 0))
-    share = (runs["n_shared_with_reference"].cast(pl.Float64) / runs["n_features"].cast(pl.Float64)).to_numpy()
-    notes = {}
-    for i, row in enumerate(runs.iter_rows(named=True)):
-        others = np.delete(share, i)
-        typical = float(np.median(others)) if others.size else None
-        alone = share[i] < RUN_APART_ALONE
-        shared = (f"shares {row['n_shared_with_reference']} of its {row['n_features']} features ({share[i]:.0%}) "
-                  "with the reference run" + (f", the other runs {typical:.0%} (median)" if typical is not None else "")
-                  + f"; aligned by {row['n_pairs']} pairs ({row['model']}")
-        own = ranges.get(str(row["sample_id"]))
-        apart = overlap_note(own, reference_range, reference[0]) if own and reference_range else None
-        if apart:
-            no_fit = "; no RT shift measured" if row["n_pairs"] == 0 else ""
-            notes[str(row["sample_id"])] = f"{apart}; {shared}{no_fit})"
-        elif alone or (typical is not None and share[i] < RUN_APART_SHARE and share[i] < RUN_APART_RATIO * typical):
-            notes[str(row["sample_id"])] = (f"{shared}): another matrix, method, polarity or instrument? check that "
-                                            "it belongs here")
-    return notes
 
 
 def qc_table(samples: pl.DataFrame, runs: dict[str, dict[str, Any]], alignment: pl.DataFrame | None,
@@ -423,6 +381,8 @@ def qc_table(samples: pl.DataFrame, runs: dict[str, dict[str, Any]], alignment: 
     shift, residual = {}, {}
     if alignment is not None and {"sample_id", "rt_shift_median_s"} <= set(alignment.columns):
         shift = dict(zip(alignment["sample_id"].cast(pl.Utf8).to_list(), alignment["rt_shift_median_s"].to_list()))
+    offsets = ({r["sample_id"]: (r["mz_offset_ppm"], r["mz_recalibrated"]) for r in alignment.iter_rows(named=True)}
+               if alignment is not None and {"mz_offset_ppm", "mz_recalibrated"} <= set(alignment.columns) else {})
     if alignment is not None and "rt_residual_median_abs_s" in alignment.columns:  # older alignment tables lack it
         residual = dict(zip(alignment["sample_id"].cast(pl.Utf8).to_list(),
                             alignment["rt_residual_median_abs_s"].to_list()))
@@ -439,13 +399,13 @@ def qc_table(samples: pl.DataFrame, runs: dict[str, dict[str, Any]], alignment: 
         # that alone, and is left out of the others' scoring: it would empty the set of features detected in every
         # run and change every other run's score (a trial: a 26-feature run among runs of ~2,400 scored -1.92, the
         # most typical, and every other score moved)
-        detected = detected_counts(feature_matrix, [ids[i] for i in members])  # as the tests and models count
+        detected = runchecks.detected_counts(feature_matrix, [ids[i] for i in members])  # as the tests and models count
         counts = {i: detected[ids[i]] for i in members}
-        failed, median = failed_runs(counts)
+        failed, median = runchecks.failed_runs(counts)
         for i in failed:
             flag[ids[i]] = True
             rules_failed[ids[i]] = (f"far fewer consensus features than the other runs of its type ({counts[i]} "
-                                    f"against a median of {median:.0f}; under {FAILED_RUN_SHARE:.0%}): a failed or "
+                                    f"against a median of {median:.0f}; under {runchecks.FAILED_RUN_SHARE:.0%}): a failed or "
                                     "different run, left out of the other runs' scoring"
                                     + (", the tests and the models" if kind == "sample" else ""))
         members = [i for i in members if i not in failed]
@@ -493,6 +453,7 @@ def qc_table(samples: pl.DataFrame, runs: dict[str, dict[str, Any]], alignment: 
             "rt_shift_median_s": shift.get(s, run.get("rt_shift_median_s")),
             "rt_residual_median_abs_s": residual.get(s),
             "outlier": flag[s], "outlier_score": score[s], "outlier_rule": rules_failed.get(s, rules[kind]),
-            "run_note": note,
+            "run_note": note, "mz_offset_ppm": offsets.get(s, (None, None))[0],
+            "mz_recalibrated": offsets.get(s, (None, None))[1],
         })
     return pl.DataFrame(rows, schema=QC)

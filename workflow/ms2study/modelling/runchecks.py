@@ -16,7 +16,8 @@ gradient of a metabolomics method is that short, so features at its edges are tr
 features to fit (heuristic threshold of this pipeline; a ballistic 3-5 min gradient would be named too, harmlessly).
 ``failed_runs``: a run with under ``FAILED_RUN_SHARE`` of the median count of consensus features detected in the runs of
 its kind is a failed run (a failed injection, an MS1-only excerpt, a run of another mode): the QC table flags it and
-the tests and models leave it out. Imports the standard library and polars only.
+the tests and models leave it out. ``alignment_notes``: a run that shares few features with the reference run.
+Imports the standard library, numpy and polars only.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import math
 import statistics
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 # config/README.md, "Instrument settings": "15-20 ppm for a QTOF whose precursors scatter by 5-10 ppm".
@@ -160,3 +162,88 @@ def failed_runs(counts: dict[Any, int | None]) -> tuple[list[Any], float]:
     if len(known) < 3:
         return [], median
     return [s for s, c in counts.items() if c is not None and c < FAILED_RUN_SHARE * median], median
+
+
+# A run sharing less than this share of its features with the reference run, and less than RUN_APART_RATIO x the
+# other runs' median share, is noted as possibly not belonging to the study (heuristic thresholds of this
+# pipeline, from a fresh user's trial: a TripleTOF pesticide standard added to two Q Exactive QC runs shared 13 % of
+# its features with the reference, aligned by 11 pairs with a -180 s shift, and went unnoted).
+RUN_APART_SHARE = 0.25
+RUN_APART_RATIO = 0.4
+RUN_APART_ALONE = 0.1  # below this share a run is noted even with no other run to compare it with
+
+
+def alignment_notes(alignment: pl.DataFrame | None,
+                    rt_ranges: dict[str, tuple[float, float]] | None = None) -> dict[str, str]:
+    """Per run id, a note when the run shares few of its features with the reference run (see RUN_APART_SHARE):
+    another matrix, method, polarity or instrument, or a failed run, whose alignment then rests on few pairs.
+    ``alignment``: the link stage's table (sample_id, model, n_features, n_pairs, n_shared_with_reference); {}
+    without those columns (older tables). Below RUN_APART_ALONE (10 %) a run is noted even when no other run can be
+    compared with it (a study of two runs). ``rt_ranges``: per run id, its acquisition's (first, last) MS1 RT (s);
+    when both the run's and the reference run's are known and the run lies mostly outside the reference's range
+    (``runchecks.overlap_note``), the note says that, with both ranges, instead of asking about matrix or instrument
+    (a trial's two pesticide excerpts of 430-469 s and 404-421 s shared no feature), and it is given whether or not
+    the run shares few features."""
+    need = {"sample_id", "model", "n_features", "n_pairs", "n_shared_with_reference"}
+    if alignment is None or not need <= set(alignment.columns):
+        return {}
+    ranges = rt_ranges or {}
+    reference = alignment.filter(pl.col("model") == "reference")["sample_id"].cast(pl.Utf8).to_list()
+    reference_range = ranges.get(reference[0]) if reference else None
+    runs = alignment.filter((pl.col("model") != "reference") & (pl.col("n_features") > 0))
+    share = (runs["n_shared_with_reference"].cast(pl.Float64) / runs["n_features"].cast(pl.Float64)).to_numpy()
+    notes = {}
+    for i, row in enumerate(runs.iter_rows(named=True)):
+        others = np.delete(share, i)
+        typical = float(np.median(others)) if others.size else None
+        alone = share[i] < RUN_APART_ALONE
+        shared = (f"shares {row['n_shared_with_reference']} of its {row['n_features']} features ({share[i]:.0%}) "
+                  "with the reference run" + (f", the other runs {typical:.0%} (median)" if typical is not None else "")
+                  + f"; aligned by {row['n_pairs']} pairs ({row['model']}")
+        own = ranges.get(str(row["sample_id"]))
+        apart = overlap_note(own, reference_range, reference[0]) if own and reference_range else None
+        if apart:
+            no_fit = "; no RT shift measured" if row["n_pairs"] == 0 else ""
+            notes[str(row["sample_id"])] = f"{apart}; {shared}{no_fit})"
+        elif alone or (typical is not None and share[i] < RUN_APART_SHARE and share[i] < RUN_APART_RATIO * typical):
+            notes[str(row["sample_id"])] = (f"{shared}): another matrix, method, polarity or instrument? check that "
+                                            "it belongs here")
+    return notes
+
+
+MZ_OFFSET_MARK = "identifications are lost"  # in the note of a run searched off-centre (below)
+# A run whose precursors lie off by more than this share of the precursor window loses matches: MS/MS precursor m/z
+# scatter by 1-3 ppm around the offset, so at 7 of 10 ppm a part of them falls outside (a trial's run 5 ppm off
+# still accepted 50 spectra, as many as the runs without offset)
+MZ_OFFSET_LOSS_SHARE = 0.7
+
+
+def mz_offset_note(offset_ppm: float | None, recalibrated: bool | None, reference: str | None,
+                   window_ppm: float | None, reference_error_ppm: float | None = None, min_ppm: float = 2.0
+                   ) -> str | None:
+    """What a run's m/z offset against the reference run (``offset_ppm``, the link stage's
+    ``correction.mzoffset.mz_offset_ppm``) means, or None below ``min_ppm`` (``mzoffset.RECALIBRATE_MIN_PPM``) or
+    when unknown. ``recalibrated``: link moved the run's features onto the reference's scale; ``window_ppm``: the
+    annotate stage's precursor window (ppm; None: no library searched); ``reference_error_ppm``: the reference run's
+    median precursor error of its accepted identifications (the QC table's; None: unknown, taken as 0), so that the
+    run's error against the library is about ``offset_ppm + reference_error_ppm``. Beyond ``MZ_OFFSET_LOSS_SHARE``
+    of the window the run's MS/MS were searched off-centre (the annotate stage searches each run as measured, before
+    any comparison with the reference): the note says its identifications are lost (``MZ_OFFSET_MARK``) and what to
+    do. A trial's runs 14-20 ppm off lost every
+    identification and the planted difference, and no warning named the calibration."""
+    if offset_ppm is None or abs(offset_ppm) < min_ppm:
+        return None
+    against = f"m/z offset {offset_ppm:+.1f} ppm against the reference run" + (f" {reference}" if reference else "")
+    text = (f"{against}: its features were moved onto the reference's m/z scale before linking and gap filling"
+            if recalibrated else f"{against}: not removed (link: recalibrate_mz is off), so its features link to the "
+            "others' only within link: mz_tol_ppm")
+    error = offset_ppm + (reference_error_ppm or 0.0)
+    if window_ppm is not None and abs(error) > MZ_OFFSET_LOSS_SHARE * window_ppm:
+        share = "its" if abs(error) >= window_ppm else "part of its"
+        known = (f" (the reference's own accepted identifications lie {reference_error_ppm:+.1f} ppm off)"
+                 if reference_error_ppm is not None else "")
+        text += (f"; its MS/MS were searched against the library about {error:+.1f} ppm off{known}, with a "
+                 f"precursor window of ±{window_ppm:g} ppm, so {share} {MZ_OFFSET_MARK}: recalibrate the run "
+                 "(instrument or files), or widen annotate: precursor_tolerance_ppm and the other m/z keys "
+                 "(config/README.md)")
+    return text

@@ -38,7 +38,8 @@ QC_COLUMNS = {  # column: header, in the order shown
     "n_ms2_scans": "MS2 scans", "n_ms2_mapped": "MS2 scans mapped", "share_ms2_mapped": "share of MS2 scans mapped",
     "n_features": "features", "tic_total": "total TIC", "rt_shift_median_s": "median RT shift (s)",
     "rt_residual_median_abs_s": "RT residual to reference (s)",
-    "precursor_error_median_ppm": "median precursor error (ppm)", "n_accepted": "accepted identifications",
+    "precursor_error_median_ppm": "median precursor error (ppm)", "mz_offset_ppm": "m/z offset to reference (ppm)",
+    "n_accepted": "accepted identifications",
     "rt_range": "RT range (s)"}  # rt_range: text made of rt_start_s and rt_end_s (one decimal)
 # Shown only when some run's file states them (a simulated run states neither) or some run was centroided here.
 INSTRUMENT_COLUMNS = {"instrument": "instrument (as the file states)",
@@ -246,6 +247,8 @@ def _qc_table_html(qc: pl.DataFrame, kind: str, typed: bool) -> str:
             shown[column] = header
     if "run_note" in qc.columns and qc["run_note"].null_count() < qc.height:
         shown["run_note"] = "note"
+    if "mz_offset_note" in qc.columns and qc["mz_offset_note"].null_count() < qc.height:
+        shown["mz_offset_note"] = "m/z offset"
     if {"rt_start_s", "rt_end_s"} <= set(qc.columns):
         qc = qc.with_columns(pl.format("{}-{}", pl.col("rt_start_s").round(1), pl.col("rt_end_s").round(1))
                              .alias("rt_range"))

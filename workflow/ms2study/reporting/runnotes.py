@@ -1,6 +1,6 @@
 """Warnings about the runs themselves, from the QC table (``results/study/qc.parquet``, written by ``ms2study qc``).
 
-Four warnings, all read from columns the qc stage fills: time-of-flight runs searched with a precursor window
+Five warnings, all read from columns the qc stage fills (the fifth: runs measured off in m/z, ``mz_offset_warning``): time-of-flight runs searched with a precursor window
 narrower than config/README.md advises for a QTOF (``tolerance_note``, with the runs' ``instrument`` and
 ``mass_analyzers`` as their files state them: a caution on the identifications, since compounds just outside the
 window are missed and the accepted matches' median precursor error, taken inside the window, cannot show it), and
@@ -20,7 +20,7 @@ import polars as pl
 from scipy import stats
 
 from ms2study.modelling.qc import FORCED_CENTROIDED, PROFILE_CENTROIDED, PROFILE_NOT_CENTROIDED
-from ms2study.modelling.runchecks import SHORT_RUN_S, short_run
+from ms2study.modelling.runchecks import MZ_OFFSET_MARK, SHORT_RUN_S, short_run
 from ms2study.reporting.html import DOUBT, PROCESSING, QUALITY, Caution, esc
 
 TOF_LABEL = "time-of-flight runs searched with a narrow precursor window"
@@ -56,6 +56,39 @@ def tof_warning(qc: pl.DataFrame, warnings: list[str]) -> None:
         "rerun. The median precursor error in the QC table cannot show this: it is taken over the accepted matches, "
         "which lie inside the window by construction.",
         DOUBT, TOF_LABEL, ("identifications",)))
+
+
+def mz_offset_warning(qc: pl.DataFrame, warnings: list[str]) -> None:
+    """Runs measured off in m/z against the reference run (``mz_offset_note``, ``modelling.runchecks.mz_offset_note``):
+    a caution on the identifications and the findings when a run was searched off-centre in its precursor window
+    (``MZ_OFFSET_MARK``), naming each run's offset and accepted identifications beside the other runs' median; a
+    processing note listing the other offsets removed before linking. Nothing without the column (older tables).
+    A trial: five runs 14-20 ppm off lost every identification and, unlinked, the planted difference, while the
+    report blamed a dilution."""
+    if "mz_offset_note" not in qc.columns:
+        return
+    noted = qc.filter(pl.col("mz_offset_note").is_not_null())
+    if not noted.height:
+        return
+    lost = noted.filter(pl.col("mz_offset_note").str.contains(MZ_OFFSET_MARK, literal=True))
+    others = qc.filter(~pl.col("sample_id").is_in(lost["sample_id"].implode()) & pl.col("n_accepted").is_not_null())
+    typical = f"; the other runs' median {float(others['n_accepted'].median()):g}" if others.height else ""
+    if lost.height:
+        listed = ", ".join(f"{s} ({o:+.1f} ppm, {n if n is not None else '?'} accepted)"
+                           for s, o, n in lost.select("sample_id", "mz_offset_ppm", "n_accepted").rows())
+        warnings.append(Caution(
+            f"<b>run(s) measured off in m/z</b>: {esc(listed)}{typical}. {esc(lost['mz_offset_note'][0])}. Their "
+            "compounds are named from the other runs only, and a run whose features could not be linked counts them "
+            "as missing in the tests and models; the QC table's m/z offset column gives every run's.",
+            DOUBT, "runs off in m/z", ("identifications", "differential", "models")))
+    moved = noted.filter(~pl.col("sample_id").is_in(lost["sample_id"].implode()))
+    if moved.height:
+        listed = ", ".join(f"{s} ({o:+.1f} ppm)" for s, o in moved.select("sample_id", "mz_offset_ppm").rows())
+        warnings.append(Caution(
+            f"m/z offsets against the reference run: {esc(listed)}; "
+            + ("removed before linking (link: recalibrate_mz)" if moved["mz_recalibrated"].fill_null(False).all()
+               else "see each run's note in the QC table"),
+            PROCESSING))
 
 
 def short_run_warning(qc: pl.DataFrame, warnings: list[str]) -> None:
@@ -164,9 +197,10 @@ def order_trend_warning(qc: pl.DataFrame, warnings: list[str]) -> None:
 
 
 def run_warnings(qc: pl.DataFrame, warnings: list[str]) -> None:
-    """The warnings of this module for a QC table (``tof_warning``, ``short_run_warning``,
+    """The warnings of this module for a QC table (``tof_warning``, ``mz_offset_warning``, ``short_run_warning``,
     ``order_trend_warning``, ``centroiding_warning``), appended to ``warnings``."""
     tof_warning(qc, warnings)
+    mz_offset_warning(qc, warnings)
     centroiding_warning(qc, warnings)
     short_run_warning(qc, warnings)
     order_trend_warning(qc, warnings)

@@ -66,6 +66,18 @@ def alignment_line(alignment: pl.DataFrame, sample_id: str, source: str = "align
     return float(slope), float(intercept)
 
 
+def run_mz_factor(alignment: pl.DataFrame, sample_id: str) -> float:
+    """1 + the run's m/z offset x 1e-6 when the link stage moved its features onto the reference run's m/z scale
+    (``mz_recalibrated``), else 1: a consensus m/z times it is where the run measured that ion (an alignment table
+    without the columns, from an older link stage: 1)."""
+    if not {"mz_offset_ppm", "mz_recalibrated"} <= set(alignment.columns):
+        return 1.0
+    row = alignment.filter(pl.col("sample_id") == sample_id)
+    if row.height != 1 or not row["mz_recalibrated"][0] or row["mz_offset_ppm"][0] is None:
+        return 1.0
+    return 1.0 + float(row["mz_offset_ppm"][0]) * 1e-6
+
+
 def require_run_column(matrix: pl.DataFrame, sample_id: str, source: str | None = None) -> None:
     """InputError naming the sample (and the matrix file ``source``) when ``matrix`` has no column for the run."""
     if sample_id not in matrix.columns:
@@ -129,7 +141,9 @@ def gap_fill_sample(
     targets = missing.with_columns(rt_raw_s=pl.Series(raw_rt(missing["rt_s"].to_numpy(), slope, intercept)))
     scans = source if isinstance(source, Ms1Scans) else run_ms1_scans(source, sample_id, detect_params)
     quant = {k: detect[k] for k in DETECT_KEYS}
-    found = quantify(scans, targets, float(params["gap_fill_mz_ppm"]), float(params["gap_fill_rt_s"]), quant)
+    # the run's own m/z scale: the consensus m/z are the reference run's when link removed the run's offset
+    on_run = targets.with_columns(pl.col("mz") * run_mz_factor(alignment, sample_id))
+    found = quantify(scans, on_run, float(params["gap_fill_mz_ppm"]), float(params["gap_fill_rt_s"]), quant)
     window = extraction_half_width(float(params["gap_fill_rt_s"]), quant)
     apex_aligned = slope * found["rt_raw_s"].cast(pl.Float64).fill_null(np.nan).to_numpy() + intercept
     claimed = claimed_elsewhere(found, missing, matrix.filter(pl.col(sample_id).is_not_null()), sample_id,

@@ -29,6 +29,7 @@ from ms2study.core import tables
 from ms2study.core.atomic import write_parquet
 from ms2study.core.errors import InputError
 from ms2study.core.params import overlay, schema_defaults
+from ms2study.correction.mzoffset import RECALIBRATE_MIN_PPM, RT_WINDOW_FACTOR, mz_offset_ppm
 from ms2study.io.msio import features_to_featuremap, set_params
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,10 @@ ALIGNMENT: dict[str, pl.DataType] = {
     "intercept": pl.Float64,
     "rt_shift_median_s": pl.Float64,  # median (aligned - raw) RT over the sample's features
     "rt_shift_max_abs_s": pl.Float64,
+    # the run's m/z offset against the reference run (ppm, correction.mzoffset; null: not measurable) and whether its
+    # features' m/z were moved onto the reference's scale before alignment and linking (link: recalibrate_mz)
+    "mz_offset_ppm": pl.Float64,
+    "mz_recalibrated": pl.Boolean,
     # After alignment and linking: |aligned RT - reference RT| over the consensus features the sample shares with the
     # reference run (the alignment's quality, which must not degrade as a cohort grows), and how many there are.
     "rt_residual_median_abs_s": pl.Float64,
@@ -127,6 +132,33 @@ def _linear_trafo(slope: float, intercept: float) -> oms.TransformationDescripti
     return trafo
 
 
+def _mz_offsets(features: dict[str, pl.DataFrame], reference: str, params: dict) -> dict[str, tuple[float | None, bool]]:
+    """Per run: its m/z offset against ``reference`` in ppm (``correction.mzoffset.mz_offset_ppm``; 0 for the
+    reference, None when not measurable) and whether it is removed before alignment (``recalibrate_mz`` on and
+    |offset| >= ``RECALIBRATE_MIN_PPM``), with a log line per removed offset."""
+    ref = features[reference]
+    window = RT_WINDOW_FACTOR * float(params["align_pair_rt_max_s"])
+    out: dict[str, tuple[float | None, bool]] = {}
+    for s, df in features.items():
+        if s == reference:
+            out[s] = (0.0, False)
+            continue
+        offset, n = mz_offset_ppm(df["mz"].to_numpy(), df["rt_s"].to_numpy(), df["intensity"].to_numpy(),
+                                  ref["mz"].to_numpy(), ref["rt_s"].to_numpy(), window)
+        moved = bool(params["recalibrate_mz"]) and offset is not None and abs(offset) >= RECALIBRATE_MIN_PPM
+        out[s] = (offset, moved)
+        if moved:
+            log.info("%s: m/z offset %+.1f ppm against the reference %s (%d feature pairs): its features' m/z are "
+                     "moved onto the reference's scale before alignment and linking", s, offset, reference, n)
+    return out
+
+
+def _recalibrated(features: pl.DataFrame, offset_ppm: float | None) -> pl.DataFrame:
+    """``features`` with ``mz`` (and ``mz_min`` / ``mz_max`` where present) divided by 1 + offset x 1e-6."""
+    factor = 1.0 / (1.0 + float(offset_ppm or 0.0) * 1e-6)
+    return features.with_columns([pl.col(c) * factor for c in ("mz", "mz_min", "mz_max") if c in features.columns])
+
+
 REFERENCE_MIN_SHARE = 0.25  # a reference with fewer features than this share of the runs' median gives way
 
 
@@ -172,6 +204,8 @@ def link_features_full(features: dict[str, pl.DataFrame], reference: str, params
             fix="rename the sample(s) in the sample sheet",
         )
 
+    offsets = _mz_offsets(features, reference, params)
+    features = {s: _recalibrated(df, offsets[s][0]) if offsets[s][1] else df for s, df in features.items()}
     fmaps = {s: features_to_featuremap(df) for s, df in features.items()}
     ref_map = fmaps[reference]
     align_rows = []
@@ -196,10 +230,12 @@ def link_features_full(features: dict[str, pl.DataFrame], reference: str, params
                 "intercept": intercept,
                 "rt_shift_median_s": float(np.median(shift)) if shift.size else None,
                 "rt_shift_max_abs_s": float(np.max(np.abs(shift))) if shift.size else None,
+                "mz_offset_ppm": offsets[s][0],
+                "mz_recalibrated": offsets[s][1],
             }
         )
         log.info("%s: %s alignment (slope %.4f, intercept %.2f s, %d pairs)", s, model, slope, intercept, n_pairs)
-    alignment = pl.DataFrame(align_rows, schema={k: ALIGNMENT[k] for k in list(ALIGNMENT)[:8]})
+    alignment = pl.DataFrame(align_rows, schema={k: ALIGNMENT[k] for k in list(ALIGNMENT)[:10]})
 
     # Empty maps take no part in grouping (their column stays null); KD needs at least two maps,
     # so a lone non-empty map is "grouped" by making each of its features a consensus of its own.

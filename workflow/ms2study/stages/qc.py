@@ -14,7 +14,7 @@ analyzers its file's header states (``io.instrument``, metadata only; the runs a
 for a run stating a time-of-flight analyzer searched with a precursor window narrower than config/README.md advises
 for a QTOF, a note (``modelling.runchecks.tolerance_note``; the window comes with ``--search`` as JSON). The RT
 ranges let the run note say when a run shares few features with the reference run because their RT ranges hardly
-overlap (``modelling.qc.alignment_notes``). Only this study-level table changes: no per-sample output does.
+overlap (``modelling.runchecks.alignment_notes``). Only this study-level table changes: no per-sample output does.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from ms2study.core.atomic import write_parquet
 from ms2study.core.errors import InputError
 from ms2study.io.instrument import read_instrument
 from ms2study.io.samplesheet import read_sample_sheet
-from ms2study.modelling.qc import qc_table, read_chromatogram_summary, rt_range
+from ms2study.modelling.qc import REFERENCE_NOTE, qc_table, read_chromatogram_summary, rt_range
 from ms2study.modelling.replicates import with_replicate_notes
-from ms2study.modelling.runchecks import tolerance_note
+from ms2study.modelling.runchecks import mz_offset_note, tolerance_note, window_ppm
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,7 @@ def run_qc(samples_path: str | Path, chromatograms: list[str | Path], spectra: l
     matrix = pl.read_parquet(_existing(feature_matrix, "feature matrix", None, "run the link stage")) \
         if feature_matrix else None
     table = with_replicate_notes(qc_table(samples, runs, alignment_table, matrix, str(samples_path)), samples, matrix)
+    table = with_mz_offset_notes(table, search)
     write_parquet(table, out)
     for kind, part in table.group_by("sample_type", maintain_order=True):
         flagged = part.filter(pl.col("outlier"))["sample_id"].to_list()
@@ -146,7 +147,24 @@ def run_qc(samples_path: str | Path, chromatograms: list[str | Path], spectra: l
                  analyzers or "not stated")
         if note:
             log.warning("run %s: %s", s, note)
+    for s, note in table.filter(pl.col("mz_offset_note").is_not_null()).select("sample_id", "mz_offset_note").rows():
+        log.warning("run %s: %s", s, note)
     return table
+
+
+def with_mz_offset_notes(table: pl.DataFrame, search: dict[str, Any] | None) -> pl.DataFrame:
+    """``table`` (the QC table) with ``mz_offset_note`` filled (``modelling.runchecks.mz_offset_note``) from its
+    ``mz_offset_ppm`` and ``mz_recalibrated``, the reference run (``run_note``'s reference mark: the row whose offset
+    is 0 and which the link stage named), its median precursor error, and the annotate stage's precursor window from
+    ``search`` (None or "searched": false: no window, so nothing is said about identifications)."""
+    window = (window_ppm(search.get("precursor_tolerance_ppm"), search.get("precursor_tolerance_da"), None)
+              if search and search.get("searched", True) else None)
+    marked = table.filter(pl.col("run_note").fill_null("").str.contains(REFERENCE_NOTE, literal=True))
+    reference = marked["sample_id"][0] if marked.height else None
+    reference_error = marked["precursor_error_median_ppm"][0] if marked.height else None
+    notes = [mz_offset_note(offset, moved, reference, window, reference_error) if s != reference else None
+             for s, offset, moved in table.select("sample_id", "mz_offset_ppm", "mz_recalibrated").rows()]
+    return table.with_columns(pl.Series("mz_offset_note", notes, dtype=pl.Utf8))
 
 
 def _cli(args: argparse.Namespace) -> int:
