@@ -251,8 +251,9 @@ def run(library: Path, model_dir: Path | None, max_queries: int, unknown_fractio
     if n_junk:
         queries = pl.concat([queries, junk_frame(ref, lib_rows, n_junk, seed + 13)])
     q_emb = embed.embed_spectra(queries, eparams)
+    # held-out queries of many labs and instruments: no one precursor offset to remove (a run's, in the pipeline)
     params = {"model": str(model_dir) if model_dir else None, "top_k": 5,
-              "calibration_queries": calibration_queries}
+              "calibration_queries": calibration_queries, "recalibrate_precursors": False}
     t1 = time.perf_counter()
     cal = calibration.calibrate_index(index_dir, params)
     t_cal = time.perf_counter() - t1

@@ -13,7 +13,7 @@ import pytest
 
 from ms2study.correction.mzoffset import RECALIBRATE_MIN_PPM, mz_offset_ppm, recalibrated
 from ms2study.modelling.runchecks import MZ_OFFSET_MARK, mz_offset_note
-from ms2study.reporting.html import DOUBT, PROCESSING, kind_of
+from ms2study.reporting.html import DOUBT, PROCESSING, QUALITY, kind_of
 from ms2study.reporting.runnotes import mz_offset_warning
 from ms2study.stages import link
 
@@ -106,6 +106,11 @@ def test_the_note_says_when_identifications_are_lost_and_the_report_cautions() -
     assert "part of its identifications are lost" in mz_offset_note(7.5, True, "R", 10.0)
     assert MZ_OFFSET_MARK not in mz_offset_note(10.8, True, "R", 10.0, reference_error_ppm=-5.7)  # 5.1 ppm: kept
     assert MZ_OFFSET_MARK not in mz_offset_note(17.7, True, "R", None)  # no library searched: nothing lost
+    # the annotate stage measured the run's own offset and searched with it removed: nothing lost, and said so
+    searched = mz_offset_note(17.7, True, "R", 10.0, -5.7, searched_at_ppm=12.1)
+    assert MZ_OFFSET_MARK not in searched and searched.endswith(
+        "the annotate stage measured its precursor offset on its own library matches (+12.1 ppm) and searched its "
+        "MS/MS with it removed")
     qc = pl.DataFrame({"sample_id": ["R", "A", "B"], "n_accepted": [40, 38, 0], "mz_offset_ppm": [0.0, 3.0, 17.7],
                        "mz_recalibrated": [False, True, True], "mz_offset_note": [None, small, far]})
     warnings: list[str] = []
@@ -114,6 +119,11 @@ def test_the_note_says_when_identifications_are_lost_and_the_report_cautions() -
     assert "run(s) measured off in m/z</b>: B (+17.7 ppm, 0 accepted); the other runs' median 39" in warnings[0]
     assert warnings[0].concerns == ("identifications", "differential", "models")
     assert "A (+3.0 ppm); removed before linking" in warnings[1]
+    # runs whose precursor offset the annotate stage removed: a data-quality line
+    warnings = []
+    mz_offset_warning(qc.with_columns(pl.Series("precursor_recalibration_ppm", [None, None, 12.1])), warnings)
+    assert kind_of(warnings[0]) == QUALITY and warnings[0].startswith(
+        "precursor m/z measured off against the library in 1 of 3 run(s): B (+12.1 ppm)")
 
 
 @pytest.mark.skipif(not (SHARED / "171103_PMA_TK_QC_04-4to5min.mzML").exists(), reason="../shared/data is absent")

@@ -98,7 +98,7 @@ def annotate_params(wildcards):
 
 # annotate keys that decide which hits are kept or accepted, never how they are scored: the library calibration
 # (the null of the scores) does not depend on them, so changing them must not recalibrate.
-NOT_CALIBRATED = ("top_k", "fdr", "min_score", "analogue_chunk_mb")
+NOT_CALIBRATED = ("top_k", "fdr", "min_score", "analogue_chunk_mb", "recalibrate_precursors")
 
 
 def calibration_params(wildcards):

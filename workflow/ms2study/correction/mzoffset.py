@@ -8,20 +8,20 @@ into several consensus features, imputed the missing halves and lost every plant
 
 ``mz_offset_ppm``: every pair of a run feature (its ``top`` most intense) and a reference feature within
 ``max_ppm`` in m/z and ``rt_window_s`` in retention time votes with its m/z difference in ppm
-((run - reference) / reference x 1e6). Pairs of the same ion pile up at the run's offset; pairs of different ions
-spread evenly over +-``max_ppm``. The offset is the median of the votes within ``PEAK_HALF_WIDTH_PPM`` of the
-densest ``2 x PEAK_HALF_WIDTH_PPM`` window; it counts as measured when that window holds at least ``MIN_PAIRS`` votes
-and ``MIN_CONTRAST`` times what an even spread would put there. A single offset per run is the first-order term of a
+((run - reference) / reference x 1e6); the offset is ``core.votes.densest_window`` of the votes (half-width
+``PEAK_HALF_WIDTH_PPM``, span ``max_ppm``, at least ``MIN_PAIRS`` votes and ``MIN_CONTRAST`` times an even spread). A single offset per run is the first-order term of a
 calibration error (an m/z-dependent error is not modelled). The same votes-in-a-window idea is what lock-mass-free
 recalibration tools use on known ions (e.g. OpenMS InternalCalibration, on identified peptides or a list of
 contaminants); here the reference run's own features are the known ions, so the correction is relative to that
 run, not absolute (the QC table's median precursor error of the accepted identifications gives the absolute one).
-Imports numpy only.
+Imports numpy and ``core.votes``.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from ms2study.core.votes import densest_window
 
 MAX_PPM = 50.0              # the largest offset looked for
 PEAK_HALF_WIDTH_PPM = 2.0   # half-width of the window that collects one ion's votes (jitter of ~1-2 ppm)
@@ -63,20 +63,7 @@ def mz_offset_ppm(mz: np.ndarray, rt_s: np.ndarray, intensity: np.ndarray, ref_m
     ref_index = (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)) + np.repeat(lo, counts)
     close = np.abs(ref_rt_s[ref_index] - rt_s[run_index]) <= rt_window_s
     votes = ((mz[run_index] - ref_mz[ref_index]) / ref_mz[ref_index] * 1e6)[close]
-    votes = votes[np.abs(votes) <= max_ppm]
-    if votes.size < MIN_PAIRS:
-        return None, int(votes.size)
-    votes.sort()
-    # the densest window of width 2 x PEAK_HALF_WIDTH_PPM: for each vote, the votes up to that width above it
-    ends = np.searchsorted(votes, votes + 2.0 * PEAK_HALF_WIDTH_PPM, side="right")
-    start = int(np.argmax(ends - np.arange(votes.size)))
-    inside = votes[start:ends[start]]
-    centre = float(np.median(inside))
-    inside = votes[np.abs(votes - centre) <= PEAK_HALF_WIDTH_PPM]
-    even = votes.size * (2.0 * PEAK_HALF_WIDTH_PPM) / (2.0 * max_ppm)
-    if inside.size < MIN_PAIRS or inside.size < MIN_CONTRAST * even:
-        return None, int(inside.size)
-    return float(np.median(inside)), int(inside.size)
+    return densest_window(votes, PEAK_HALF_WIDTH_PPM, max_ppm, MIN_PAIRS, MIN_CONTRAST)
 
 
 def recalibrated(mz: np.ndarray, offset_ppm: float) -> np.ndarray:

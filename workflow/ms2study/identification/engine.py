@@ -38,7 +38,7 @@ from ms2study.core import tables
 from ms2study.core.errors import InputError
 from ms2study.core.measurement import nominal_precursor
 from ms2study.core.params import overlay, schema_defaults
-from ms2study.identification import confidence
+from ms2study.identification import confidence, recalibration
 from ms2study.identification.acceptance import (
     LOW_COSINE, _checked_calibration, _decoy_q_values, confidence_table, evidence_notes,
 )
@@ -81,6 +81,8 @@ EXTRA_COLUMNS: dict[str, pl.DataType] = {
     "library_formula": pl.Utf8,
     "library_precursor_mz": pl.Float64,
     "query_precursor_mz": pl.Float64,
+    # the run's precursor m/z offset removed before the search (ppm, identification.recalibration; null: none)
+    "precursor_recalibration_ppm": pl.Float64,
 }
 
 
@@ -157,6 +159,24 @@ def merge_params(params: dict | None) -> dict[str, Any]:
     return merged
 
 
+def _recalibrated(queries: Any, index: Any, p: dict) -> tuple[Any, float | None]:
+    """(``queries`` with the run's precursor offset removed, the offset) when one of ``recalibration.MIN_OFFSET_PPM``
+    or more is measured on its confident library matches (``recalibration.precursor_offset_ppm``; logged), else
+    (``queries``, None)."""
+    offset, n = recalibration.precursor_offset_ppm(
+        queries, np.asarray(index.offsets), np.asarray(index.mz), np.asarray(index.intensity),
+        np.asarray(index.precursor_mz), np.asarray(index.ion_mode), p)
+    if offset is None or abs(offset) < recalibration.MIN_OFFSET_PPM:
+        log.info("precursor m/z offset: %s (%d library spectra agree)", "not measured" if offset is None
+                 else f"{offset:+.1f} ppm, within the scatter: left as is", n)
+        return queries, None
+    log.warning("precursor m/z offset %+.1f ppm, measured on %d library spectra matched at cosine >= %.1f: removed "
+                "before the search (precursor_error_ppm stays the measured error); recalibrate the instrument or "
+                "set annotate: recalibrate_precursors: false to search as measured", offset, n,
+                recalibration.MIN_COSINE)
+    return recalibration.shifted(queries, offset), offset
+
+
 def _empty_annotations() -> pl.DataFrame:
     return pl.DataFrame(schema=ANNOTATION_SCHEMA)
 
@@ -214,6 +234,10 @@ def annotate_spectra(
                          fix="embed the library and the samples with the same encoder")
     plan = combine_plan(p, model_id, trained, q_emb is not None and lib.embeddings is not None)
     log.info("combined score: %s", plan.description)
+    measured_precursor = queries.precursor_mz  # the errors reported are the measured ones
+    removed = None
+    if p["mode"] == "identity" and p["recalibrate_precursors"]:
+        queries, removed = _recalibrated(queries, index, p)
     if p["mode"] == "identity":
         cand_offsets, cand_lib = find_candidates(
             queries.precursor_mz, queries.ion_mode, np.asarray(index.precursor_mz), np.asarray(index.ion_mode),
@@ -262,12 +286,12 @@ def annotate_spectra(
             pl.lit(None, dtype=pl.Float64).alias("isomer_gap"))
     ranked = ranked.with_columns(pl.col("accepted").fill_null(False) if "accepted" in ranked.columns
                                  else pl.lit(False).alias("accepted"))
-    nominal = nominal_precursor(queries.precursor_mz)  # per query
+    nominal = nominal_precursor(measured_precursor)  # per query
     ranked = _without_confidence_for_nominal_precursors(ranked, queries, spectra, nominal).sort(["_q", "rank"])
     meta = index.metadata
     lib_rows = ranked["_lib"].to_numpy()
     q_rows = queries.rows[ranked["_q"].to_numpy()]
-    q_prec = queries.precursor_mz[ranked["_q"].to_numpy()]
+    q_prec = measured_precursor[ranked["_q"].to_numpy()]
     l_prec = np.asarray(index.precursor_mz)[lib_rows]
     out = pl.DataFrame({
         "spectrum_id": spectra["spectrum_id"].gather(q_rows),
@@ -303,6 +327,7 @@ def annotate_spectra(
         "library_formula": meta["formula"].gather(lib_rows),
         "library_precursor_mz": l_prec,
         "query_precursor_mz": q_prec,
+        "precursor_recalibration_ppm": pl.Series([removed] * ranked.height, dtype=pl.Float64),
     })
     out = tables.conform(out, ANNOTATION_SCHEMA)
     acc = out.filter(pl.col("accepted"))

@@ -219,8 +219,8 @@ MZ_OFFSET_LOSS_SHARE = 0.7
 
 
 def mz_offset_note(offset_ppm: float | None, recalibrated: bool | None, reference: str | None,
-                   window_ppm: float | None, reference_error_ppm: float | None = None, min_ppm: float = 2.0
-                   ) -> str | None:
+                   window_ppm: float | None, reference_error_ppm: float | None = None,
+                   searched_at_ppm: float | None = None, min_ppm: float = 2.0) -> str | None:
     """What a run's m/z offset against the reference run (``offset_ppm``, the link stage's
     ``correction.mzoffset.mz_offset_ppm``) means, or None below ``min_ppm`` (``mzoffset.RECALIBRATE_MIN_PPM``) or
     when unknown. ``recalibrated``: link moved the run's features onto the reference's scale; ``window_ppm``: the
@@ -229,7 +229,9 @@ def mz_offset_note(offset_ppm: float | None, recalibrated: bool | None, referenc
     run's error against the library is about ``offset_ppm + reference_error_ppm``. Beyond ``MZ_OFFSET_LOSS_SHARE``
     of the window the run's MS/MS were searched off-centre (the annotate stage searches each run as measured, before
     any comparison with the reference): the note says its identifications are lost (``MZ_OFFSET_MARK``) and what to
-    do. A trial's runs 14-20 ppm off lost every
+    do, unless the annotate stage measured the run's precursor offset on its own matches and removed it before the
+    search (``searched_at_ppm``, the QC table's ``precursor_recalibration_ppm``), which the note then says. A
+    trial's runs 14-20 ppm off lost every
     identification and the planted difference, and no warning named the calibration."""
     if offset_ppm is None or abs(offset_ppm) < min_ppm:
         return None
@@ -238,6 +240,9 @@ def mz_offset_note(offset_ppm: float | None, recalibrated: bool | None, referenc
             if recalibrated else f"{against}: not removed (link: recalibrate_mz is off), so its features link to the "
             "others' only within link: mz_tol_ppm")
     error = offset_ppm + (reference_error_ppm or 0.0)
+    if searched_at_ppm is not None:
+        return (f"{text}; the annotate stage measured its precursor offset on its own library matches "
+                f"({searched_at_ppm:+.1f} ppm) and searched its MS/MS with it removed")
     if window_ppm is not None and abs(error) > MZ_OFFSET_LOSS_SHARE * window_ppm:
         share = "its" if abs(error) >= window_ppm else "part of its"
         known = (f" (the reference's own accepted identifications lie {reference_error_ppm:+.1f} ppm off)"

@@ -39,6 +39,7 @@ QC_COLUMNS = {  # column: header, in the order shown
     "n_features": "features", "tic_total": "total TIC", "rt_shift_median_s": "median RT shift (s)",
     "rt_residual_median_abs_s": "RT residual to reference (s)",
     "precursor_error_median_ppm": "median precursor error (ppm)", "mz_offset_ppm": "m/z offset to reference (ppm)",
+    "precursor_recalibration_ppm": "precursor offset removed (ppm)",
     "n_accepted": "accepted identifications",
     "rt_range": "RT range (s)"}  # rt_range: text made of rt_start_s and rt_end_s (one decimal)
 # Shown only when some run's file states them (a simulated run states neither) or some run was centroided here.

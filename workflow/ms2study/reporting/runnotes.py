@@ -62,9 +62,21 @@ def mz_offset_warning(qc: pl.DataFrame, warnings: list[str]) -> None:
     """Runs measured off in m/z against the reference run (``mz_offset_note``, ``modelling.runchecks.mz_offset_note``):
     a caution on the identifications and the findings when a run was searched off-centre in its precursor window
     (``MZ_OFFSET_MARK``), naming each run's offset and accepted identifications beside the other runs' median; a
-    processing note listing the other offsets removed before linking. Nothing without the column (older tables).
+    processing note listing the other offsets removed before linking; a data-quality line naming the runs whose
+    precursor offset the annotate stage removed (``precursor_recalibration_ppm``). Nothing without the columns
+    (older tables).
     A trial: five runs 14-20 ppm off lost every identification and, unlinked, the planted difference, while the
     report blamed a dilution."""
+    if "precursor_recalibration_ppm" in qc.columns:
+        searched = qc.filter(pl.col("precursor_recalibration_ppm").is_not_null())
+        if searched.height:
+            listed = ", ".join(f"{s} ({o:+.1f} ppm)"
+                               for s, o in searched.select("sample_id", "precursor_recalibration_ppm").rows())
+            warnings.append(
+                f"precursor m/z measured off against the library in {searched.height} of {qc.height} run(s): "
+                f"{esc(listed)}; each offset was measured on the run's own confident library matches and removed "
+                "before its search (annotate: recalibrate_precursors), the errors reported stay the measured ones: "
+                "the instrument's mass calibration wants checking")
     if "mz_offset_note" not in qc.columns:
         return
     noted = qc.filter(pl.col("mz_offset_note").is_not_null())

@@ -85,6 +85,9 @@ def sample_run_values(sample_id: str, chromatogram: str | Path, spectra: str | P
             errors = accepted["precursor_error_ppm"].drop_nulls().drop_nans()
             values["n_accepted"] = accepted.height
             values["precursor_error_median_ppm"] = float(errors.median()) if errors.len() else None
+        if "precursor_recalibration_ppm" in table.columns:  # the offset annotate removed (null: none)
+            removed = table["precursor_recalibration_ppm"].drop_nulls()
+            values["precursor_recalibration_ppm"] = float(removed[0]) if removed.len() else None
     return values
 
 
@@ -162,8 +165,9 @@ def with_mz_offset_notes(table: pl.DataFrame, search: dict[str, Any] | None) -> 
     marked = table.filter(pl.col("run_note").fill_null("").str.contains(REFERENCE_NOTE, literal=True))
     reference = marked["sample_id"][0] if marked.height else None
     reference_error = marked["precursor_error_median_ppm"][0] if marked.height else None
-    notes = [mz_offset_note(offset, moved, reference, window, reference_error) if s != reference else None
-             for s, offset, moved in table.select("sample_id", "mz_offset_ppm", "mz_recalibrated").rows()]
+    notes = [mz_offset_note(offset, moved, reference, window, reference_error, searched) if s != reference else None
+             for s, offset, moved, searched in table.select("sample_id", "mz_offset_ppm", "mz_recalibrated",
+                                                            "precursor_recalibration_ppm").rows()]
     return table.with_columns(pl.Series("mz_offset_note", notes, dtype=pl.Utf8))
 
 

@@ -122,7 +122,9 @@ def score_files(
     stage parameters (device, batch size, precision). With ``embed_params`` None the queries are still embedded
     with ``params['model']``; pass ``{"model": None}`` in params to score spectra only.
     """
-    p = engine.merge_params(params)
+    # queries from a file may come from many runs and instruments: no run's precursor offset is removed unless asked
+    # (annotate: recalibrate_precursors in --params; the pipeline's annotate stage searches one run at a time)
+    p = engine.merge_params({"recalibrate_precursors": False, **(params or {})})
     libraries = [Path(x) for x in libraries]
     if len(libraries) == 1 and (libraries[0] / "manifest.json").exists():
         index_dir = libraries[0]
