@@ -210,6 +210,9 @@ def test_bad_input_names_the_fix() -> None:
     ("[M-H2O+H]+", "[M+H-H2O]+", False), ("[M]+", "[M+H]+", False), ("[M+H]+", "[M+H]+ M+1", True),
     (None, "[M+Na]+", False), ("[M+H]+", None, False), ("weird", "[M+Na]+", False), ("[2M+H]+", "[M+H]+", True),
     ("M+NH4", "[M+NH4]+", False), ("[M+Na]1+", "[M+Na]+", False),
+    # MZmine writes the formate and acetate ions [M+FA]- and [M+Ac]- (trial L: read as another ion)
+    ("[M+FA]-", "[M+FA-H]-", False), ("[M+FA]-", "[M+HCOO]-", False), ("[M+Ac]-", "[M+CH3COO]-", False),
+    ("[M+FA]-", "[M-H]-", True), ("[M+FA+H]+", "[M+FA+H]+", False),
 ])
 def test_adduct_contradiction(library: str | None, feature: str | None, contradicts: bool) -> None:
     assert (adducts.adduct_contradiction(feature, library) is not None) == contradicts

@@ -453,6 +453,8 @@ def test_a_library_too_small_to_calibrate_well_is_said_in_the_main_findings(tmp_
     assert kind_of(only) == QUALITY and only.label == "no name can be accepted with this library"
     assert "only 34 wrong candidates were measured, so no p-value can fall below 0.0286, above the FDR 0.01" in only
     assert "MassBank" in only and "confidence: none" in only
+    # the fix for `ms2study score` too (trial L: the message named the config file's setting only)
+    assert "--params &#x27;{&quot;confidence&quot;: &quot;none&quot;}&#x27; with ms2study score" in only, only
     # the user's: a few look-alike wrong candidates
     small, small_path = saved(np.r_[rng.uniform(0, 0.5, 29), [0.86, 0.90, 0.91, 0.92, 0.95]], "pesticides")
     assert small.p_formula(np.array([0.93]), np.array([1]))[0] > 0.01  # a right match at 0.93 cannot pass

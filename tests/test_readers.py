@@ -632,3 +632,14 @@ def test_a_peak_with_a_decimal_comma_is_named_with_the_likely_cause(tmp_path: Pa
     assert skipped.reason == entries.UNREADABLE_PEAKS and skipped.identifier == "comma"
     assert skipped.detail == ("line 4: '50,01570' is not a number (a decimal comma? peaks need a decimal point: save "
                               "the file with '.' as the decimal separator)")
+
+
+def test_an_mzmine_or_fbmn_entry_is_named_by_its_feature_id(tmp_path: Path) -> None:
+    """Trial L: MZmine's MGF export (FEATURE_ID, no TITLE) was named by position ('mzmine.mgf:1'), so a hit could not
+    be traced back to its feature; GNPS FBMN files carry SCANS."""
+    text = ("BEGIN IONS\nFEATURE_ID=run.mzML msn trees:7\nPEPMASS=300\n50 10\n60 20\nEND IONS\n"
+            "BEGIN IONS\nSCANS=42\nPEPMASS=300\n50 10\n60 20\nEND IONS\n"
+            "BEGIN IONS\nTITLE=titled\nSCANS=43\nPEPMASS=300\n50 10\n60 20\nEND IONS\n"
+            "BEGIN IONS\nPEPMASS=300\n50 10\n60 20\nEND IONS\n")
+    queries, _ = read_query_spectra(write(tmp_path, "m.mgf", text))
+    assert queries["spectrum_id"].to_list() == ["run.mzML msn trees:7", "42", "titled", "m.mgf:4"]

@@ -16,6 +16,8 @@ _ELEMENT_MASS = {"H": 1.00782503207, "C": 12.0, "N": 14.0030740048, "O": 15.9949
 _GROUP_ALIAS = {"FA": "CH2O2", "HCOOH": "CH2O2", "HCOO": "CHO2", "AC": "C2H4O2", "HAC": "C2H4O2",
                 "CH3COOH": "C2H4O2", "CH3COO": "C2H3O2", "ACN": "C2H3N", "CH3CN": "C2H3N", "MEOH": "CH4O",
                 "CH3OH": "CH4O", "TFA": "C2HF3O2", "DMSO": "C2H6OS", "IPA": "C3H8O", "NH4": "NH4"}
+# A neutral acid written as the only added group of a negative ion ([M+FA]-, MZmine's notation) means its anion
+_NEUTRAL_ACIDS = frozenset({"FA", "HCOOH", "AC", "HAC", "CH3COOH"})
 _ADDUCT_RE = re.compile(r"^\[?(\d*)M((?:[+-]\d*[A-Za-z][A-Za-z0-9]*)*)\]?(\d*)([+-]*)$")
 _ISOTOPE_RE = re.compile(r"(?:^|\s)M\+(\d)$")
 _GROUP_RE = re.compile(r"([+-])(\d*)([A-Za-z][A-Za-z0-9]*)")  # one added or lost group of an adduct: sign, count
@@ -33,7 +35,7 @@ def _formula_mass(group: str) -> float | None:
 def adduct_signature(label: str | None) -> tuple[int, float, int | None] | None:
     """(molecules per ion, mass shift of the added/lost groups in Da, signed charge or None) of an adduct written
     like ``[M+H]+``, ``[M+HCOO]-``, ``[M-H2O+H]+``, ``[2M+Na]+``, ``M+NH4``; None when it cannot be parsed (so
-    synonyms compare equal: [M+FA-H]- and [M+HCOO]- give one signature)."""
+    synonyms compare equal: [M+FA-H]- and [M+HCOO]- give one signature, and so does MZmine's [M+FA]-)."""
     if not label:
         return None
     m = _ADDUCT_RE.match(label.replace(" ", "").rstrip("*"))
@@ -41,7 +43,8 @@ def adduct_signature(label: str | None) -> tuple[int, float, int | None] | None:
         return None
     k = int(m.group(1) or 1)
     shift = 0.0
-    for sign, count, group in _GROUP_RE.findall(m.group(2)):
+    groups = _GROUP_RE.findall(m.group(2))
+    for sign, count, group in groups:
         mass = _formula_mass(group)
         if mass is None:
             return None
@@ -50,6 +53,9 @@ def adduct_signature(label: str | None) -> tuple[int, float, int | None] | None:
     charge = None
     if signs:
         charge = (int(m.group(3)) if m.group(3) else len(signs)) * (1 if signs[0] == "+" else -1)
+    if (charge is not None and charge < 0 and len(groups) == 1 and groups[0][0] == "+" and not groups[0][1]
+            and groups[0][2].upper() in _NEUTRAL_ACIDS):
+        shift -= _ELEMENT_MASS["H"]  # MZmine's [M+FA]- / [M+Ac]-: the formate (acetate) ion, M + acid - H
     return k, shift, charge
 
 

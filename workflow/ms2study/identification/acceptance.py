@@ -217,7 +217,7 @@ def _checked_calibration(
         raise InputError("annotate confidence 'null_model' needs the library's calibration",
                          file=str(index_dir),
                          fix="run 'ms2study calibrate-library' on the index (the pipeline does) and pass --calibration, "
-                             "or set annotate confidence: none")
+                             f"or {confidence.CONFIDENCE_NONE}")
     cal = calibration if isinstance(calibration, confidence.Calibration) else confidence.Calibration.load(calibration)
     want = {"rank_by": p["rank_by"], "plan": plan.kind,
             "model_id": plan.model_id if plan.use_embedding else None,

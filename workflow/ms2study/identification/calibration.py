@@ -175,7 +175,7 @@ def calibrate_index(index_dir: str | Path, params: dict | None = None) -> confid
                          file=str(index_dir),
                          fix="give each record an InChIKey or SMILES and an ion mode (MSP: InChIKey/SMILES and "
                              "Ion_mode or Precursor_type; MGF: INCHIKEY/SMILES and IONMODE or CHARGE), add a broad "
-                             "reference library (e.g. MassBank) beside your own, or set annotate confidence: none")
+                             f"reference library (e.g. MassBank) beside your own, or {confidence.CONFIDENCE_NONE}")
     # the queries as measured: degraded in part, every precursor with an instrument's error, embedded as such
     precursor_error_ppm = error_sd_for_tolerance(p["precursor_tolerance_ppm"])
     queries = _query_spectra(index, rows, degraded, seed + 2, precursor_error_ppm)
@@ -275,7 +275,7 @@ def no_acceptance_text(smallest_p: float, n_wrong: int, fdr: float) -> str:
     return (f"only {n_wrong} wrong candidates were measured, so no p-value can fall below {smallest_p:.3g}, above the "
             f"FDR {fdr:g}: no name can be accepted, however well it matches. Add a broad reference library (e.g. "
             "MassBank) to `library:` beside your own, so that the calibration measures enough wrong candidates, or "
-            "set annotate confidence: none (best matches without q-values)")
+            f"{confidence.CONFIDENCE_NONE}")
 
 
 def search_and_null_keys(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

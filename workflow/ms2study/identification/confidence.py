@@ -88,6 +88,12 @@ def _logit(s: np.ndarray) -> np.ndarray:
     return np.log(s) - np.log1p(-s)
 
 
+# How to search without q-values, in the pipeline's config and in `ms2study score` (a trial: the score command's
+# error named only the config file's setting)
+CONFIDENCE_NONE = ("set annotate: {confidence: none} in config.yaml, or --params '{\"confidence\": \"none\"}' with "
+                   "ms2study score (best matches without q-values)")
+
+
 @dataclass
 class NullDistribution:
     """Scores of wrong candidates: ``n`` in all, the largest kept exactly (``top``, ascending), the rest as
@@ -193,8 +199,8 @@ class Calibration:
         if formula.n == 0:
             raise InputError("no leave-structure-out search found a wrong candidate: the library cannot calibrate "
                              "identification confidence",
-                             fix="use a library with InChIKeys and more than a handful of structures, or set "
-                                 "annotate confidence: none (no q-values)")
+                             fix=f"use a library with InChIKeys and more than a handful of structures, or "
+                                 f"{CONFIDENCE_NONE}")
         structure = NullDistribution.from_scores(structure_scores)
         by_class = {}
         if structure_classes is not None:

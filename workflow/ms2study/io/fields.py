@@ -16,7 +16,8 @@ from ms2study.core.missing import LIBRARY_PLACEHOLDERS, is_missing
 
 # Source keys (upper-cased, with spaces/underscores removed) -> metadata field; first present key wins.
 KEY_ALIASES: dict[str, tuple[str, ...]] = {
-    "library_id": ("SPECTRUMID", "DB#", "DBNUMBER", "ACCESSION", "NIST#", "TITLE"),
+    # FEATURE_ID (MZmine's MGF export) and SCANS (GNPS feature-based molecular networking) after the library ids
+    "library_id": ("SPECTRUMID", "DB#", "DBNUMBER", "ACCESSION", "NIST#", "TITLE", "FEATUREID", "SCANS"),
     "name": ("NAME", "COMPOUNDNAME", "TITLE"),
     "inchikey": ("INCHIKEY", "INCHIKEYSMILES", "INCHIKEYINCHI", "INCHIAUX"),
     "smiles": ("SMILES",),
@@ -61,8 +62,9 @@ _COMMENT_ID_RE = re.compile(r'(?:^|[;,\s"])(?:DB#|ACCESSION|SPECTRUMID)\s*[=:]\s
 
 
 def entry_id(fields: dict[str, str], source_file: str, entry: int) -> str:
-    """The entry's id (first of SPECTRUMID, DB#, ACCESSION, NIST#, TITLE; else a ``DB#=`` / ``ACCESSION=`` /
-    ``SPECTRUMID=`` inside a ``Comment`` line, as MS-DIAL's MSP libraries write it) or ``"<file name>:<entry>"``."""
+    """The entry's id (first of SPECTRUMID, DB#, ACCESSION, NIST#, TITLE, FEATURE_ID, SCANS; else a ``DB#=`` /
+    ``ACCESSION=`` / ``SPECTRUMID=`` inside a ``Comment`` line, as MS-DIAL's MSP libraries write it) or
+    ``"<file name>:<entry>"``."""
     found = first_field(fields, "library_id")
     if found:
         return found
