@@ -183,11 +183,13 @@ def test_ion_mode_and_window_filter(lib_dir: tuple[Path, list[dict]]) -> None:
     expected = {f"s1:S{k}": e["id"] for k, e in enumerate(entries[:20])}
     assert not any(expected[s] == lib for s, lib in zip(out["spectrum_id"], out["library_id"]))
     # A 1 ppm window excludes the 3 ppm-off true precursor as measured; 0.01 Da includes it. With the run's offset
-    # measured on its matches and removed (recalibrate_precursors, the default) the 1 ppm window holds them.
+    # measured on its matches and removed (recalibrate_precursors, the default; 3 ppm or more) a run 6 ppm off
+    # is found within the 1 ppm window.
     assert engine.annotate_spectra(spectra, root / "index", {"precursor_tolerance_ppm": 1.0,
                                                              "recalibrate_precursors": False},
                                    calibration=root / "calibration.json").height == 0
-    assert engine.annotate_spectra(spectra, root / "index", {"precursor_tolerance_ppm": 1.0},
+    six = spectra.with_columns(pl.col("precursor_mz") * (1 + 3e-6))
+    assert engine.annotate_spectra(six, root / "index", {"precursor_tolerance_ppm": 1.0},
                                    calibration=root / "calibration.json").height > 0
     assert engine.annotate_spectra(spectra, root / "index", {"precursor_tolerance_da": 0.01}, calibration=root / "calibration.json").height > 0
 

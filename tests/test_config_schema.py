@@ -26,7 +26,7 @@ STAGES = ["detect", "spectra", "embed", "annotate", "pool", "link", "models", "r
 # Stage parameters a rule sets itself (never user keys: the schema refuses them).
 SET_BY_RULES = {
     "spectra": set(CONFIG["cleaning"]),  # the cleaning section is handed to the spectra stage
-    "annotate": {"cleaning", "model"},  # queries cleaned like the library index; the encoder is embed's
+    "annotate": {"cleaning", "model", "embed"},  # cleaned like the library; the encoder and its settings: embed's
     "report": {"config_used"},  # the whole configuration, shown in the report
 }
 # Schema keys a stage may not (yet) have (none today).

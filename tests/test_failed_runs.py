@@ -98,3 +98,27 @@ def test_the_models_leave_the_failed_run_out_and_qcs_are_never_judged(tmp_path: 
     raw = pl.read_parquet(tmp_path / "raw.parquet").with_columns(pl.lit(None, dtype=pl.Float64).alias("QC1"))
     kept, note = without_empty_runs(sheet, raw.fill_null(1.0), raw)
     assert kept.height == sheet.height - 1 and "QC1" not in note and failed in note
+
+
+def test_the_report_says_the_failed_run_is_left_out_and_other_outliers_stay(tmp_path: Path) -> None:
+    """Trial M: one sentence said the failed run was "left out of ... the tests and the models" and that "they stay
+    in the tests and models; ... remove its row"; the QC table's row never said it was left out."""
+    from ms2study.reporting.html import kind_of
+    from ms2study.reporting.qc import _outlier_part
+
+    ids, failed = _study(tmp_path)
+    qc = qc_table(pl.read_csv(tmp_path / "samples.tsv", separator="\t"), {s: {} for s in ids}, None,
+                  pl.read_parquet(tmp_path / "raw.parquet"))
+    assert qc.filter(pl.col("sample_id") == failed)["run_note"][0] == "failed run: left out of the tests and models"
+    warnings: list[str] = []
+    _outlier_part(qc.filter(pl.col("sample_type") == "sample"), "sample", True, warnings)
+    (said,) = [w for w in warnings if failed in w]
+    assert said.startswith(f"failed study run(s) left out of the tests and models ({failed}: far fewer consensus")
+    assert "stay in the tests" not in said and said.label == "failed run left out" and kind_of(said) == "quality"
+    # another outlier beside it keeps its own warning
+    both = qc.with_columns(pl.when(pl.col("sample_id") == "S05").then(True).otherwise(pl.col("outlier"))
+                           .alias("outlier"))
+    warnings = []
+    _outlier_part(both.filter(pl.col("sample_type") == "sample"), "sample", True, warnings)
+    assert any(w.startswith("outlier study sample(s) S05 (") and "stay in the tests and models" in w
+               for w in warnings)

@@ -74,12 +74,14 @@ def _features(frame: pl.DataFrame, sample: str) -> pl.DataFrame:
 
 
 def test_link_removes_the_offset_and_the_runs_link_again() -> None:
-    """A run 18 ppm off the reference shares almost no consensus feature with it at link: mz_tol_ppm 10; with the
-    offset removed (the default) it shares as many as a run without offset."""
+    """A run 18 ppm off the others shares almost no consensus feature with them at link: mz_tol_ppm 10; with the
+    offset removed (the default) it shares as many as a run without offset. The scale is the runs' median: when
+    the reference run is the one off, it is moved, not the others (trial M: a reference 15 ppm off moved the good
+    runs onto its scale, and every consensus m/z followed it)."""
     rng = np.random.default_rng(7)
     ref = _run(rng, 1200)
     runs = {"R": _features(ref, "R"), "A": _features(_copy(ref, rng, 0.5), "A"),
-            "B": _features(_copy(ref, rng, 18.0), "B")}
+            "B": _features(_copy(ref, rng, 18.0), "B"), "C": _features(_copy(ref, rng, -0.5), "C")}
     shared = {}
     for on in (True, False):
         result = link.link_features_full(runs, "R", {"recalibrate_mz": on})
@@ -92,22 +94,39 @@ def test_link_removes_the_offset_and_the_runs_link_again() -> None:
     assert shared[False]["B"] < 0.2 * shared[False]["A"], shared
     assert shared[True]["B"] > 0.9 * shared[True]["A"], shared
     assert abs(shared[True]["A"] - shared[False]["A"]) <= 2  # the run without offset links as before
+    # the reference run 15 ppm off: it is moved onto the others' scale, and the consensus m/z stay theirs
+    off = {"R": _features(ref.with_columns(pl.col("mz") * (1 + 15e-6)), "R"), **{s: runs[s] for s in ("A", "C")}}
+    result = link.link_features_full(off, "R", {})
+    moved = dict(zip(result.alignment["sample_id"], result.alignment["mz_recalibrated"]))
+    offsets = dict(zip(result.alignment["sample_id"], result.alignment["mz_offset_ppm"]))
+    assert moved == {"R": True, "A": False, "C": False} and abs(offsets["R"] - 15.0) < 0.6, offsets
+    linked = result.matrix.filter(pl.col("R").is_not_null() & pl.col("A").is_not_null())["mz"].to_numpy()
+    true_mz = _nearest(ref["mz"].to_numpy(), linked)  # the ions' own m/z (A and C are measured within 1 ppm)
+    ppm = np.abs((linked - true_mz) / true_mz * 1e6)
+    assert linked.size > 500 and float(np.median(ppm)) < 2.0, (linked.size, float(np.median(ppm)))
+
+
+def _nearest(values: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """The element of ``values`` nearest each of ``queries``."""
+    order = np.sort(values)
+    i = np.clip(np.searchsorted(order, queries), 1, order.size - 1)
+    return np.where(np.abs(order[i] - queries) < np.abs(order[i - 1] - queries), order[i], order[i - 1])
 
 
 def test_the_note_says_when_identifications_are_lost_and_the_report_cautions() -> None:
-    assert mz_offset_note(1.5, False, "R", 10.0) is None  # under RECALIBRATE_MIN_PPM: nothing to say
+    assert mz_offset_note(1.5, False, 10.0) is None  # under RECALIBRATE_MIN_PPM: nothing to say
     assert RECALIBRATE_MIN_PPM == 2.0
-    small = mz_offset_note(3.0, True, "R", 10.0)
-    assert small.startswith("m/z offset +3.0 ppm against the reference run R: its features were moved onto the "
-                            "reference's m/z scale") and MZ_OFFSET_MARK not in small
-    far = mz_offset_note(17.7, True, "R", 10.0, reference_error_ppm=-5.7)
-    assert "searched against the library about +12.0 ppm off (the reference's own accepted identifications lie " \
-           "-5.7 ppm off), with a precursor window of ±10 ppm, so its identifications are lost" in far
-    assert "part of its identifications are lost" in mz_offset_note(7.5, True, "R", 10.0)
-    assert MZ_OFFSET_MARK not in mz_offset_note(10.8, True, "R", 10.0, reference_error_ppm=-5.7)  # 5.1 ppm: kept
-    assert MZ_OFFSET_MARK not in mz_offset_note(17.7, True, "R", None)  # no library searched: nothing lost
+    small = mz_offset_note(3.0, True, 10.0)
+    assert small.startswith("m/z offset +3.0 ppm against the study's median run: its features were moved onto that "
+                            "m/z scale") and MZ_OFFSET_MARK not in small
+    far = mz_offset_note(17.7, True, 10.0, scale_error_ppm=-5.7)
+    assert "searched against the library about +12.0 ppm off (the study's median run lies -5.7 ppm off), with a " \
+           "precursor window of ±10 ppm, so its identifications are lost" in far
+    assert "part of its identifications are lost" in mz_offset_note(7.5, True, 10.0)
+    assert MZ_OFFSET_MARK not in mz_offset_note(10.8, True, 10.0, scale_error_ppm=-5.7)  # 5.1 ppm: kept
+    assert MZ_OFFSET_MARK not in mz_offset_note(17.7, True, None)  # no library searched: nothing lost
     # the annotate stage measured the run's own offset and searched with it removed: nothing lost, and said so
-    searched = mz_offset_note(17.7, True, "R", 10.0, -5.7, searched_at_ppm=12.1)
+    searched = mz_offset_note(17.7, True, 10.0, -5.7, searched_at_ppm=12.1)
     assert MZ_OFFSET_MARK not in searched and searched.endswith(
         "the annotate stage measured its precursor offset on its own library matches (+12.1 ppm) and searched its "
         "MS/MS with it removed")
@@ -119,11 +138,13 @@ def test_the_note_says_when_identifications_are_lost_and_the_report_cautions() -
     assert "run(s) measured off in m/z</b>: B (+17.7 ppm, 0 accepted); the other runs' median 39" in warnings[0]
     assert warnings[0].concerns == ("identifications", "differential", "models")
     assert "A (+3.0 ppm); removed before linking" in warnings[1]
-    # runs whose precursor offset the annotate stage removed: a data-quality line
-    warnings = []
-    mz_offset_warning(qc.with_columns(pl.Series("precursor_recalibration_ppm", [None, None, 12.1])), warnings)
-    assert kind_of(warnings[0]) == QUALITY and warnings[0].startswith(
-        "precursor m/z measured off against the library in 1 of 3 run(s): B (+12.1 ppm)")
+    # runs whose precursor offset the annotate stage removed: data quality from 5 ppm, a processing note below
+    for removed, kind in ((12.1, QUALITY), (3.4, PROCESSING)):
+        warnings = []
+        mz_offset_warning(qc.with_columns(pl.Series("precursor_recalibration_ppm", [None, None, removed])), warnings)
+        assert kind_of(warnings[0]) == kind and warnings[0].startswith(
+            f"precursor m/z measured off against the library in 1 of 3 run(s): B ({removed:+.1f} ppm)")
+        assert ("wants checking" in warnings[0]) is (kind == QUALITY)
 
 
 @pytest.mark.skipif(not (SHARED / "171103_PMA_TK_QC_04-4to5min.mzML").exists(), reason="../shared/data is absent")

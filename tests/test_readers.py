@@ -584,14 +584,17 @@ def test_report_counts_and_summary(tmp_path: Path) -> None:
 
 
 def test_intensities_outside_float32_range(tmp_path: Path) -> None:
-    # 1e39 cannot be stored as float32 (it would become inf): dropped and named. 1e-300 becomes 0: kept as 0,
-    # so cleaning drops it like any zero instead of leaving a spectrum of float32 zeros.
-    path = write(tmp_path, "r.mgf", mgf("r", "300", "50 1e39\n60 1e-300\n70 5\n"))
+    # 1e39 cannot be stored as float32 (it would become inf): the spectrum is rescaled so it fits, its relative
+    # intensities kept (trial M: such peaks had been dropped and the cosine fell from 1.0 to 0.01). 1e-300 becomes
+    # 0: kept as 0, so cleaning drops it like any zero instead of leaving a spectrum of float32 zeros.
+    path = write(tmp_path, "r.mgf", mgf("r", "300", "50 1e39\n60 1e-300\n70 5e38\n"))
     queries, report = read_query_spectra(path)
-    assert queries["mz"].to_list() == [[60.0, 70.0]] and queries["intensity"].to_list() == [[0.0, 5.0]]
-    assert report.altered[0].detail == "1 of 3 peaks dropped (1 intensity beyond float32 range)"
+    assert queries["mz"].to_list() == [[50.0, 60.0, 70.0]]
+    assert np.allclose(queries["intensity"].to_list()[0], [1e20, 0.0, 5e19], rtol=1e-6)
+    assert [(i.reason, i.detail[:40]) for i in report.altered] == [
+        (entries.INTENSITIES_RESCALED, "intensities up to 1e+39 divided by 1e+19")]
     index = library.index_library(path, tmp_path / "idx")
-    np.testing.assert_array_equal(index.peaks(0)[0], [70.0])
+    np.testing.assert_array_equal(index.peaks(0)[0], [50.0, 70.0])
     tiny_only = write(tmp_path, "t.mgf", mgf("t", "300", "50 1e-300\n"))
     with pytest.raises(InputError, match="1 no peaks left after cleaning"):
         library.index_library(tiny_only, tmp_path / "idx2")

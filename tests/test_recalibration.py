@@ -80,3 +80,28 @@ def test_a_run_18_ppm_off_is_identified_after_recalibration(lib: tuple[Path, lis
     on = engine.annotate_spectra(plain, index_dir, {"confidence": "none"}).filter(pl.col("rank") == 1)
     off = engine.annotate_spectra(plain, index_dir, {"confidence": "none", "recalibrate_precursors": False})
     assert on["library_id"].to_list() == off.filter(pl.col("rank") == 1)["library_id"].to_list()
+
+
+def test_the_spectra_are_embedded_again_at_the_corrected_precursor(lib: tuple[Path, list[dict]],
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """Trial M: the encoder reads the precursor m/z, and a run 24 ppm off kept 9 of 33 accepted spectra when only the
+    search used the recalibrated m/z; the embeddings are now made again at it."""
+    from ms2study.encoder import inference
+
+    index_dir, entries = lib
+    spectra = _off(noisy_queries(entries, n=40), 20.0)
+    measured = inference.embed_spectra(spectra, {"model": "default"})
+    corrected = inference.embed_spectra(spectra.with_columns(pl.col("precursor_mz") / (1 + 23e-6)),
+                                        {"model": "default"})
+    a, b = (np.vstack(t["embedding"].to_list()) for t in (measured, corrected))
+    assert not np.allclose(a, b, atol=1e-4)  # the encoder does read the precursor m/z
+    again = engine._reembedded(spectra, 23.0, measured, engine.merge_params(None))
+    np.testing.assert_allclose(np.vstack(again["embedding"].to_list()), b, atol=1e-5)
+    with caplog.at_level(logging.INFO, logger="ms2study.identification.engine"):
+        engine.annotate_spectra(spectra, index_dir, {"confidence": "none"}, measured)
+    assert "40 spectra embedded again at the recalibrated precursor m/z" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="ms2study.identification.engine"):  # 1 ppm: under the threshold
+        engine.annotate_spectra(_off(noisy_queries(entries, n=40), -2.0), index_dir, {"confidence": "none"},
+                                measured)
+    assert "embedded again" not in caplog.text and "+1.0 ppm, within the scatter: left as is" in caplog.text

@@ -92,8 +92,9 @@ def index_params(wildcards):
 
 
 def annotate_params(wildcards):
-    """The annotate section plus embed's model: queries and the library are compared in that encoder's space."""
-    return stage_params("annotate", model=config["embed"]["model"])
+    """The annotate section plus embed's model (queries and the library are compared in that encoder's space) and
+    settings (a run whose precursor offset is removed is embedded again as the embed stage embeds)."""
+    return stage_params("annotate", model=config["embed"]["model"], embed=config["embed"])
 
 
 # annotate keys that decide which hits are kept or accepted, never how they are scored: the library calibration

@@ -9,11 +9,13 @@ into several consensus features, imputed the missing halves and lost every plant
 ``mz_offset_ppm``: every pair of a run feature (its ``top`` most intense) and a reference feature within
 ``max_ppm`` in m/z and ``rt_window_s`` in retention time votes with its m/z difference in ppm
 ((run - reference) / reference x 1e6); the offset is ``core.votes.densest_window`` of the votes (half-width
-``PEAK_HALF_WIDTH_PPM``, span ``max_ppm``, at least ``MIN_PAIRS`` votes and ``MIN_CONTRAST`` times an even spread). A single offset per run is the first-order term of a
-calibration error (an m/z-dependent error is not modelled). The same votes-in-a-window idea is what lock-mass-free
-recalibration tools use on known ions (e.g. OpenMS InternalCalibration, on identified peptides or a list of
-contaminants); here the reference run's own features are the known ions, so the correction is relative to that
-run, not absolute (the QC table's median precursor error of the accepted identifications gives the absolute one).
+``PEAK_HALF_WIDTH_PPM``, span ``max_ppm``, at least ``MIN_PAIRS`` votes and ``MIN_CONTRAST`` times an even
+spread). A single offset per run is the first-order term of a calibration error (an m/z-dependent error is not
+modelled). The same votes-in-a-window idea is what lock-mass-free recalibration tools use on known ions (e.g.
+OpenMS InternalCalibration, on identified peptides or a list of contaminants); here the reference run's own
+features are the known ions, and the link stage anchors the scale at the runs' median offset (``stages.link``),
+so the correction is relative to the study, not absolute (the annotate stage's precursor recalibration against
+the library, ``identification.recalibration``, is).
 Imports numpy and ``core.votes``.
 """
 

@@ -33,7 +33,8 @@ MIN_COSINE = 0.7         # a vote's match: cosine at least this ...
 MIN_MATCHED_PEAKS = 4    # ... sharing at least this many fragment peaks
 MIN_VOTES = 3            # library spectra that agree on the offset
 MIN_SHARE = 0.5          # and at least this share of all votes
-MIN_OFFSET_PPM = 2.0     # a smaller offset is within the precursor m/z scatter: not removed
+MIN_OFFSET_PPM = 3.0     # a smaller offset is within an Orbitrap's specification: not removed ...
+WINDOW_SHARE = 0.3       # ... nor one under this share of the precursor window (a QTOF's 20 ppm window: 6 ppm)
 
 
 def precursor_offset_ppm(queries: FlatSpectra, lib_offsets: np.ndarray, lib_mz: np.ndarray, lib_intensity: np.ndarray,
@@ -76,3 +77,11 @@ def shifted(queries: FlatSpectra, offset_ppm: float) -> FlatSpectra:
     return FlatSpectra(queries.offsets, queries.mz, queries.intensity,
                        np.asarray(queries.precursor_mz, dtype=np.float64) / (1.0 + offset_ppm * 1e-6),
                        queries.ion_mode, queries.rows)
+
+
+def removal_threshold_ppm(tolerance_ppm: float | None, tolerance_da: float | None) -> float:
+    """The smallest offset removed (ppm): ``MIN_OFFSET_PPM``, or ``WINDOW_SHARE`` of a ppm precursor window when that
+    is larger (a Da window: ``MIN_OFFSET_PPM``)."""
+    if tolerance_da is not None or tolerance_ppm is None:
+        return MIN_OFFSET_PPM
+    return max(MIN_OFFSET_PPM, WINDOW_SHARE * float(tolerance_ppm))

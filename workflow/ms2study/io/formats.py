@@ -164,7 +164,6 @@ def _format_of(path: Path, role: str = "library") -> str:
     )
 
 
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _FLOAT32_TINY = float(np.finfo(np.float32).smallest_subnormal)  # at or below half of it: 0 in float32
 # A spectrum whose largest intensity exceeds this is divided by a power of ten to bring it below: the scoring kernels
 # sum and normalise float32 intensities, and a trial's spectra of 1e30-1e37 summed to infinity (a ZeroDivisionError
@@ -182,17 +181,17 @@ def _finish_entry(
         return None
     mz_a = np.ascontiguousarray(mz, dtype=np.float64)
     int_a = np.ascontiguousarray(intensity, dtype=np.float64)
-    # NaN fails every comparison, so one chain of comparisons finds all invalid values. Intensities are
-    # stored as float32: one beyond its range is as unusable as an infinite one.
-    good = (mz_a > 0) & (mz_a < np.inf) & (int_a >= 0) & (int_a <= _FLOAT32_MAX)
+    # NaN fails every comparison, so one chain of comparisons finds all invalid values. Intensities beyond
+    # float32's range (they are stored as float32) are kept: the spectrum is rescaled below (a trial's peaks of
+    # 1e36-1e39 had been dropped, the rest rescaled, and its cosine fell from 1.0 to 0.01).
+    good = (mz_a > 0) & (mz_a < np.inf) & (int_a >= 0) & (int_a < np.inf)
     if not good.all():
         bad_mz = ~((mz_a > 0) & (mz_a < np.inf))
         nan_i, inf_i, neg_i = np.isnan(int_a), np.isinf(int_a), int_a < 0
-        huge_i = np.isfinite(int_a) & (int_a > _FLOAT32_MAX)
         n_bad = int((~good).sum())
         parts = [f"{int(k.sum())} {what}" for k, what in (
             (neg_i, "negative intensity"), (nan_i, "NaN intensity"), (inf_i, "infinite intensity"),
-            (huge_i, "intensity beyond float32 range"), (bad_mz, "m/z not finite or <= 0")) if k.any()]
+            (bad_mz, "m/z not finite or <= 0")) if k.any()]
         detail = f"{n_bad} of {mz_a.size} peaks dropped ({', '.join(parts)})"
         report.n_peaks_dropped += n_bad
         ident = entry_id(fields, src, entry)

@@ -442,6 +442,8 @@ def qc_table(samples: pl.DataFrame, runs: dict[str, dict[str, Any]], alignment: 
             note = carryover_note(run.get("n_features"), sample_median)
         elif kind == "qc" and flag[s]:
             note = "pooled QC apart from the other QCs: check this injection (autosampler, needle, spray)"
+        if kind == "sample" and s in rules_failed:
+            note = "failed run: left out of the tests and models"
         if kind != "blank" and s in apart:
             note = apart[s] if note is None else f"{note}; {apart[s]}"
         if s in reference:

@@ -218,35 +218,34 @@ MZ_OFFSET_MARK = "identifications are lost"  # in the note of a run searched off
 MZ_OFFSET_LOSS_SHARE = 0.7
 
 
-def mz_offset_note(offset_ppm: float | None, recalibrated: bool | None, reference: str | None,
-                   window_ppm: float | None, reference_error_ppm: float | None = None,
-                   searched_at_ppm: float | None = None, min_ppm: float = 2.0) -> str | None:
-    """What a run's m/z offset against the reference run (``offset_ppm``, the link stage's
+def mz_offset_note(offset_ppm: float | None, recalibrated: bool | None, window_ppm: float | None,
+                   scale_error_ppm: float | None = None, searched_at_ppm: float | None = None,
+                   min_ppm: float = 2.0) -> str | None:
+    """What a run's m/z offset against the study's median run (``offset_ppm``, the link stage's, from
     ``correction.mzoffset.mz_offset_ppm``) means, or None below ``min_ppm`` (``mzoffset.RECALIBRATE_MIN_PPM``) or
-    when unknown. ``recalibrated``: link moved the run's features onto the reference's scale; ``window_ppm``: the
-    annotate stage's precursor window (ppm; None: no library searched); ``reference_error_ppm``: the reference run's
-    median precursor error of its accepted identifications (the QC table's; None: unknown, taken as 0), so that the
-    run's error against the library is about ``offset_ppm + reference_error_ppm``. Beyond ``MZ_OFFSET_LOSS_SHARE``
-    of the window the run's MS/MS were searched off-centre (the annotate stage searches each run as measured, before
-    any comparison with the reference): the note says its identifications are lost (``MZ_OFFSET_MARK``) and what to
-    do, unless the annotate stage measured the run's precursor offset on its own matches and removed it before the
-    search (``searched_at_ppm``, the QC table's ``precursor_recalibration_ppm``), which the note then says. A
-    trial's runs 14-20 ppm off lost every
+    when unknown. ``recalibrated``: link moved the run's features onto that scale; ``window_ppm``: the annotate
+    stage's precursor window (ppm; None: no library searched); ``scale_error_ppm``: how far that scale lies from the
+    library's m/z (the runs' median precursor error less their offset; None: unknown, taken as 0), so that the run's
+    error against the library is about ``offset_ppm + scale_error_ppm``. Beyond ``MZ_OFFSET_LOSS_SHARE`` of the
+    window the run's MS/MS were searched off-centre (the annotate stage searches each run by itself): the note says
+    its identifications are lost (``MZ_OFFSET_MARK``) and what to do, unless the annotate stage measured the run's
+    precursor offset on its own matches and removed it before the search (``searched_at_ppm``, the QC table's
+    ``precursor_recalibration_ppm``), which the note then says. A trial's runs 14-20 ppm off lost every
     identification and the planted difference, and no warning named the calibration."""
     if offset_ppm is None or abs(offset_ppm) < min_ppm:
         return None
-    against = f"m/z offset {offset_ppm:+.1f} ppm against the reference run" + (f" {reference}" if reference else "")
-    text = (f"{against}: its features were moved onto the reference's m/z scale before linking and gap filling"
+    against = f"m/z offset {offset_ppm:+.1f} ppm against the study's median run"
+    text = (f"{against}: its features were moved onto that m/z scale before linking and gap filling"
             if recalibrated else f"{against}: not removed (link: recalibrate_mz is off), so its features link to the "
             "others' only within link: mz_tol_ppm")
-    error = offset_ppm + (reference_error_ppm or 0.0)
+    error = offset_ppm + (scale_error_ppm or 0.0)
     if searched_at_ppm is not None:
         return (f"{text}; the annotate stage measured its precursor offset on its own library matches "
                 f"({searched_at_ppm:+.1f} ppm) and searched its MS/MS with it removed")
     if window_ppm is not None and abs(error) > MZ_OFFSET_LOSS_SHARE * window_ppm:
         share = "its" if abs(error) >= window_ppm else "part of its"
-        known = (f" (the reference's own accepted identifications lie {reference_error_ppm:+.1f} ppm off)"
-                 if reference_error_ppm is not None else "")
+        known = (f" (the study's median run lies {scale_error_ppm:+.1f} ppm off)" if scale_error_ppm is not None
+                 else "")
         text += (f"; its MS/MS were searched against the library about {error:+.1f} ppm off{known}, with a "
                  f"precursor window of ±{window_ppm:g} ppm, so {share} {MZ_OFFSET_MARK}: recalibrate the run "
                  "(instrument or files), or widen annotate: precursor_tolerance_ppm and the other m/z keys "

@@ -33,6 +33,8 @@ from ms2study.reporting.html import DOUBT, QUALITY, Caution, esc
 from ms2study.reporting.runnotes import run_warnings
 from ms2study.reporting.tables import interactive_table
 
+FAILED_MARK = "far fewer consensus features"  # the start of a failed run's outlier rule (modelling.qc)
+
 QC_COLUMNS = {  # column: header, in the order shown
     "sample_id": "sample", "outlier": "outlier", "outlier_score": "outlier score", "n_ms1_scans": "MS1 scans",
     "n_ms2_scans": "MS2 scans", "n_ms2_mapped": "MS2 scans mapped", "share_ms2_mapped": "share of MS2 scans mapped",
@@ -200,12 +202,22 @@ def _outlier_part(qc: pl.DataFrame, kind: str, typed: bool, warnings: list[str])
         warnings.append(f"pooled QC run(s) {esc(', '.join(sorted(outliers)))} stand apart from the other QCs "
                         f"({esc(rule)}): check those injections; drift correction and QC RSDs lean on the QCs")
     elif outliers:  # named beside the findings too: the run stays in every test and model (a trial's failed
-        # injection turned 9 age hits into none and was linked from no finding)
-        warnings.append(Caution(
-            f"outlier {'study ' if typed else ''}sample(s) {esc(', '.join(sorted(outliers)))} ({esc(rule)}): they "
-            "stay in the tests and models; check their runs in the QC section before interpreting group "
-            "differences, and if a run failed, remove its row from samples.tsv (only the study-level jobs rerun)",
-            QUALITY, "outlier sample", ("models", "differential")))
+        # injection turned 9 age hits into none and was linked from no finding); a failed run is left out of them
+        # (modelling.runchecks.failed_runs) and said so apart (a trial: one sentence said both)
+        failed = flagged.filter(pl.col("outlier_rule").fill_null("").str.starts_with(FAILED_MARK))
+        kept = sorted(outliers - set(failed["sample_id"].to_list()))
+        if failed.height:
+            listed = "; ".join(f"{s}: {r}" for s, r in failed.select("sample_id", "outlier_rule").rows())
+            warnings.append(Caution(
+                f"failed {'study ' if typed else ''}run(s) left out of the tests and models ({esc(listed)}); if "
+                "such a run is a real sample (far more dilute, another matrix), study it apart",
+                QUALITY, "failed run left out", ("models", "differential")))
+        if kept:
+            warnings.append(Caution(
+                f"outlier {'study ' if typed else ''}sample(s) {esc(', '.join(kept))} ({esc(rule)}): they "
+                "stay in the tests and models; check their runs in the QC section before interpreting group "
+                "differences, and if a run failed, remove its row from samples.tsv (only the study-level jobs rerun)",
+                QUALITY, "outlier sample", ("models", "differential")))
     return text, outliers
 
 
@@ -249,7 +261,7 @@ def _qc_table_html(qc: pl.DataFrame, kind: str, typed: bool) -> str:
     if "run_note" in qc.columns and qc["run_note"].null_count() < qc.height:
         shown["run_note"] = "note"
     if "mz_offset_note" in qc.columns and qc["mz_offset_note"].null_count() < qc.height:
-        shown["mz_offset_note"] = "m/z offset"
+        shown["mz_offset_note"] = "m/z offset note"
     if {"rt_start_s", "rt_end_s"} <= set(qc.columns):
         qc = qc.with_columns(pl.format("{}-{}", pl.col("rt_start_s").round(1), pl.col("rt_end_s").round(1))
                              .alias("rt_range"))

@@ -24,6 +24,8 @@ from ms2study.modelling.runchecks import MZ_OFFSET_MARK, SHORT_RUN_S, short_run
 from ms2study.reporting.html import DOUBT, PROCESSING, QUALITY, Caution, esc
 
 TOF_LABEL = "time-of-flight runs searched with a narrow precursor window"
+# a precursor offset removed by the annotate stage that a lab should look at (an Orbitrap's specification: 3-5 ppm)
+CALIBRATION_CHECK_PPM = 5.0
 
 
 def _described(rows: list[dict]) -> str:
@@ -59,7 +61,7 @@ def tof_warning(qc: pl.DataFrame, warnings: list[str]) -> None:
 
 
 def mz_offset_warning(qc: pl.DataFrame, warnings: list[str]) -> None:
-    """Runs measured off in m/z against the reference run (``mz_offset_note``, ``modelling.runchecks.mz_offset_note``):
+    """Runs measured off in m/z against the study's median run (``mz_offset_note``, ``runchecks.mz_offset_note``):
     a caution on the identifications and the findings when a run was searched off-centre in its precursor window
     (``MZ_OFFSET_MARK``), naming each run's offset and accepted identifications beside the other runs' median; a
     processing note listing the other offsets removed before linking; a data-quality line naming the runs whose
@@ -72,11 +74,14 @@ def mz_offset_warning(qc: pl.DataFrame, warnings: list[str]) -> None:
         if searched.height:
             listed = ", ".join(f"{s} ({o:+.1f} ppm)"
                                for s, o in searched.select("sample_id", "precursor_recalibration_ppm").rows())
-            warnings.append(
+            far = bool((searched["precursor_recalibration_ppm"].abs() >= CALIBRATION_CHECK_PPM).any())
+            warnings.append(Caution(
                 f"precursor m/z measured off against the library in {searched.height} of {qc.height} run(s): "
                 f"{esc(listed)}; each offset was measured on the run's own confident library matches and removed "
-                "before its search (annotate: recalibrate_precursors), the errors reported stay the measured ones: "
-                "the instrument's mass calibration wants checking")
+                "before its search, its spectra embedded again at the corrected m/z (annotate: "
+                "recalibrate_precursors); the errors reported stay the measured ones"
+                + ("; the instrument's mass calibration wants checking" if far else ""),
+                QUALITY if far else PROCESSING))
     if "mz_offset_note" not in qc.columns:
         return
     noted = qc.filter(pl.col("mz_offset_note").is_not_null())
@@ -97,7 +102,7 @@ def mz_offset_warning(qc: pl.DataFrame, warnings: list[str]) -> None:
     if moved.height:
         listed = ", ".join(f"{s} ({o:+.1f} ppm)" for s, o in moved.select("sample_id", "mz_offset_ppm").rows())
         warnings.append(Caution(
-            f"m/z offsets against the reference run: {esc(listed)}; "
+            f"m/z offsets against the study's median run: {esc(listed)}; "
             + ("removed before linking (link: recalibrate_mz)" if moved["mz_recalibrated"].fill_null(False).all()
                else "see each run's note in the QC table"),
             PROCESSING))

@@ -47,8 +47,8 @@ ALIGNMENT: dict[str, pl.DataType] = {
     "intercept": pl.Float64,
     "rt_shift_median_s": pl.Float64,  # median (aligned - raw) RT over the sample's features
     "rt_shift_max_abs_s": pl.Float64,
-    # the run's m/z offset against the reference run (ppm, correction.mzoffset; null: not measurable) and whether its
-    # features' m/z were moved onto the reference's scale before alignment and linking (link: recalibrate_mz)
+    # the run's m/z offset against the study's median run (ppm, correction.mzoffset; null: not measurable) and whether
+    # its features' m/z were moved onto that scale before alignment and linking (link: recalibrate_mz)
     "mz_offset_ppm": pl.Float64,
     "mz_recalibrated": pl.Boolean,
     # After alignment and linking: |aligned RT - reference RT| over the consensus features the sample shares with the
@@ -133,23 +133,30 @@ def _linear_trafo(slope: float, intercept: float) -> oms.TransformationDescripti
 
 
 def _mz_offsets(features: dict[str, pl.DataFrame], reference: str, params: dict) -> dict[str, tuple[float | None, bool]]:
-    """Per run: its m/z offset against ``reference`` in ppm (``correction.mzoffset.mz_offset_ppm``; 0 for the
-    reference, None when not measurable) and whether it is removed before alignment (``recalibrate_mz`` on and
-    |offset| >= ``RECALIBRATE_MIN_PPM``), with a log line per removed offset."""
+    """Per run: its m/z offset in ppm against the study's median run (``correction.mzoffset.mz_offset_ppm`` against
+    ``reference``, less the median of those offsets over the runs where it was measured, the reference's 0
+    included; None when not measurable) and whether it is removed before alignment (``recalibrate_mz`` on and
+    |offset| >= ``RECALIBRATE_MIN_PPM``), with a log line per removed offset. The median, not the reference run,
+    anchors the scale: a trial's reference run 15 ppm off moved the 15 good runs onto its wrong scale, and every
+    consensus m/z and name's m/z mark followed it."""
     ref = features[reference]
     window = RT_WINDOW_FACTOR * float(params["align_pair_rt_max_s"])
-    out: dict[str, tuple[float | None, bool]] = {}
+    against: dict[str, float | None] = {}
     for s, df in features.items():
-        if s == reference:
-            out[s] = (0.0, False)
-            continue
-        offset, n = mz_offset_ppm(df["mz"].to_numpy(), df["rt_s"].to_numpy(), df["intensity"].to_numpy(),
-                                  ref["mz"].to_numpy(), ref["rt_s"].to_numpy(), window)
+        against[s] = 0.0 if s == reference else mz_offset_ppm(
+            df["mz"].to_numpy(), df["rt_s"].to_numpy(), df["intensity"].to_numpy(), ref["mz"].to_numpy(),
+            ref["rt_s"].to_numpy(), window)[0]
+    measured = [o for o in against.values() if o is not None]
+    median = float(np.median(measured)) if len(measured) >= 3 else 0.0  # two runs: the reference anchors
+    out: dict[str, tuple[float | None, bool]] = {}
+    for s, offset in against.items():
+        offset = None if offset is None else offset - median
         moved = bool(params["recalibrate_mz"]) and offset is not None and abs(offset) >= RECALIBRATE_MIN_PPM
         out[s] = (offset, moved)
         if moved:
-            log.info("%s: m/z offset %+.1f ppm against the reference %s (%d feature pairs): its features' m/z are "
-                     "moved onto the reference's scale before alignment and linking", s, offset, reference, n)
+            log.info("%s: m/z offset %+.1f ppm against the study's median run (reference %s: %+.1f ppm): its "
+                     "features' m/z are moved onto that scale before alignment and linking", s, offset, reference,
+                     -median)
     return out
 
 

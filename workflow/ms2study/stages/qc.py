@@ -32,7 +32,7 @@ from ms2study.core.atomic import write_parquet
 from ms2study.core.errors import InputError
 from ms2study.io.instrument import read_instrument
 from ms2study.io.samplesheet import read_sample_sheet
-from ms2study.modelling.qc import REFERENCE_NOTE, qc_table, read_chromatogram_summary, rt_range
+from ms2study.modelling.qc import qc_table, read_chromatogram_summary, rt_range
 from ms2study.modelling.replicates import with_replicate_notes
 from ms2study.modelling.runchecks import mz_offset_note, tolerance_note, window_ppm
 
@@ -157,17 +157,16 @@ def run_qc(samples_path: str | Path, chromatograms: list[str | Path], spectra: l
 
 def with_mz_offset_notes(table: pl.DataFrame, search: dict[str, Any] | None) -> pl.DataFrame:
     """``table`` (the QC table) with ``mz_offset_note`` filled (``modelling.runchecks.mz_offset_note``) from its
-    ``mz_offset_ppm`` and ``mz_recalibrated``, the reference run (``run_note``'s reference mark: the row whose offset
-    is 0 and which the link stage named), its median precursor error, and the annotate stage's precursor window from
-    ``search`` (None or "searched": false: no window, so nothing is said about identifications)."""
+    ``mz_offset_ppm``, ``mz_recalibrated`` and ``precursor_recalibration_ppm``, the study scale's error against the
+    library (the median over runs of their median precursor error less their offset) and the annotate stage's
+    precursor window from ``search`` (None or "searched": false: no window, nothing said about identifications)."""
     window = (window_ppm(search.get("precursor_tolerance_ppm"), search.get("precursor_tolerance_da"), None)
               if search and search.get("searched", True) else None)
-    marked = table.filter(pl.col("run_note").fill_null("").str.contains(REFERENCE_NOTE, literal=True))
-    reference = marked["sample_id"][0] if marked.height else None
-    reference_error = marked["precursor_error_median_ppm"][0] if marked.height else None
-    notes = [mz_offset_note(offset, moved, reference, window, reference_error, searched) if s != reference else None
-             for s, offset, moved, searched in table.select("sample_id", "mz_offset_ppm", "mz_recalibrated",
-                                                            "precursor_recalibration_ppm").rows()]
+    both = table.filter(pl.col("precursor_error_median_ppm").is_not_null() & pl.col("mz_offset_ppm").is_not_null())
+    scale = (float((both["precursor_error_median_ppm"] - both["mz_offset_ppm"]).median()) if both.height else None)
+    notes = [mz_offset_note(offset, moved, window, scale, searched)
+             for offset, moved, searched in table.select("mz_offset_ppm", "mz_recalibrated",
+                                                         "precursor_recalibration_ppm").rows()]
     return table.with_columns(pl.Series("mz_offset_note", notes, dtype=pl.Utf8))
 
 
