@@ -79,3 +79,27 @@ def test_the_identify_log_names_it(tmp_path, caplog) -> None:
                          "--params", '{"fdr": 0.05, "mz_tolerance_ppm": 10}', "--out", str(tmp_path / "i.parquet")]) == 0
     assert "1 accepted name(s) sit on a feature whose m/z" in caplog.text and "alpha (C1: feature +32.0 ppm" in caplog.text
     assert pl.read_parquet(tmp_path / "i.parquet")["feature_mz_note"].is_not_null().sum() == 1
+
+
+def test_a_run_whose_offset_link_removed_is_compared_on_one_scale(tmp_path) -> None:
+    """Trial N: Neburon, right, named from the one spectrum of a run 10.6 ppm off; the link stage had moved that
+    run's features onto the study's scale (feature error -0.1 ppm) while its precursor error stayed the measured
+    10.8 ppm, and the name was marked as a feature merging another ion. With the runs' offsets the precursors are
+    compared on the consensus m/z's scale; the reported precursor error stays the measured one."""
+    # both runs 10.6 ppm off, moved onto the study's scale by link: the features at 0 ppm, the precursors as measured
+    ann, links, matrix = study({"alpha": 0.0, "beta": 0.0, "gamma": 0.0}, {"alpha": 10.8, "beta": 11.1, "gamma": 10.2})
+    marked = identify.identify_features(ann, links, 0.05, matrix=matrix)
+    assert marked.filter(pl.col("feature_mz_note").is_not_null())["name"].sort().to_list() == ["alpha", "beta", "gamma"]
+    out = identify.identify_features(ann, links, 0.05, matrix=matrix, run_offsets={"s1": 10.6, "s2": 10.6})
+    assert out["feature_mz_note"].is_null().all()
+    assert out.filter(pl.col("name") == "alpha")["precursor_error_ppm"][0] == pytest.approx(10.8)
+    # through the command: the alignment table's recalibrated runs
+    for name, table in (("annotations", ann), ("links", links), ("feature_matrix", matrix)):
+        table.write_parquet(tmp_path / f"{name}.parquet")
+    pl.DataFrame({"sample_id": ["s1", "s2"], "mz_offset_ppm": [10.6, 10.6], "mz_recalibrated": [True, True]}
+                 ).write_parquet(tmp_path / "alignment.parquet")
+    assert cli.main(["identify", "--annotations", str(tmp_path / "annotations.parquet"), "--links",
+                     str(tmp_path / "links.parquet"), "--feature-matrix", str(tmp_path / "feature_matrix.parquet"),
+                     "--alignment", str(tmp_path / "alignment.parquet"), "--params", '{"fdr": 0.05}',
+                     "--out", str(tmp_path / "i.parquet")]) == 0
+    assert pl.read_parquet(tmp_path / "i.parquet")["feature_mz_note"].is_null().all()

@@ -7,6 +7,8 @@ rule identify:
     input:
         annotations=per_sample("annotations"),
         links="results/study/feature_links.parquet",
+        # the runs' m/z offsets removed by link: a name's feature m/z and its MS/MS precursors compared on one scale
+        alignment="results/study/alignment.parquet",
         # the intensities across samples: a name on an in-source fragment that follows its parent is withdrawn
         matrix="results/study/feature_matrix.parquet",
         # the run types (sample, qc, blank): n_samples counts study samples only
@@ -43,6 +45,7 @@ rule identify:
         ENV
     shell:
         "python -m ms2study --threads {threads} identify --annotations {input.annotations:q} --links {input.links:q} "
+        "--alignment {input.alignment:q} "
         "--samples {input.sheet:q} --feature-matrix {input.matrix:q} --features {input.features:q} {params.library} "
         "{params.adducts} "
         "--out {output:q} --params {params.p} > {log:q} 2>&1"

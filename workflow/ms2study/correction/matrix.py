@@ -103,7 +103,7 @@ REPORT_KEYS = (
     "n_blank_flagged_isotopes",
     "n_qc_rsd_flagged", "qc_rsd_median_before", "qc_rsd_median_after", "qc_rsd_median_held_out",
     "qc_rsd_median_predicted", "qc_rsd_basis", "normalised_after_drift", "n_subjects_normalised_within",
-    "pqn_factor_range", "n_qc_rsd_unassessed",
+    "pqn_factor_range", "run_factors", "n_qc_rsd_unassessed",
     "qc_residual_df_median", "qc_rsd_prior_df",
     "n_qc_rsd_flagged_in_sample", "n_rt_sd_flagged", "n_rt_sd_unassessed", "rt_sd_median_s", "rt_sd_threshold_s",
     "n_rt_sd_within_width", "n_filled", "filled_share",
@@ -230,6 +230,14 @@ def _factor_range(factors: np.ndarray | None, is_sample: np.ndarray) -> list[flo
     if factors is None or not is_sample.any():
         return None
     return [round(float(f), 4) for f in (factors[is_sample].min(), factors[is_sample].max())]
+
+
+def _run_factors(factors: np.ndarray | None, is_sample: np.ndarray, run_ids: list[str]) -> dict[str, float] | None:
+    """{study sample id: its normalisation factor, rounded} (``reporting.shift.amount_outliers`` names the far ones);
+    None without factors."""
+    if factors is None or not is_sample.any():
+        return None
+    return {run_ids[j]: round(float(factors[j]), 4) for j in np.flatnonzero(is_sample) if np.isfinite(factors[j])}
 
 
 def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | None = None,
@@ -415,6 +423,8 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
         "n_subjects_normalised_within": n_subjects or None,
         # the samples' probabilistic quotients: after a QC-based drift correction (pqn), or of the median method
         "pqn_factor_range": _factor_range(pqn_factors if pqn_factors is not None else median_factors, is_sample),
+        # each study sample's factor (its amount against the typical sample): a run with far less material is named
+        "run_factors": _run_factors(pqn_factors if pqn_factors is not None else median_factors, is_sample, run_ids),
         "n_qc_rsd_unassessed": int((~assessed).sum()) if is_qc.any() else None,
         "qc_residual_df_median": _median(fit.residual_df) if fit is not None else None,
         "qc_rsd_prior_df": fit.prior_df if fit is not None else None,

@@ -25,15 +25,19 @@ def with_feature_mz_check(out: pl.DataFrame, tolerance_ppm: float = DEFAULT_TOLE
     m/z) / library ion m/z x 1e6; null where either is unknown) and ``feature_mz_note`` (Utf8): on an accepted name
     whose feature's error differs from its MS/MS precursors' by more than ``tolerance_ppm``, e.g. "the feature's m/z
     is 32.1 ppm from the named ion's, its MS/MS precursors 1.2 ppm: the feature may merge another ion (a
-    neighbour's isotope), so its intensities may not be this compound's alone"; null elsewhere."""
+    neighbour's isotope), so its intensities may not be this compound's alone"; null elsewhere. With a
+    ``_study_error`` column (the precursors' median error less their runs' m/z offsets, which the link stage removed
+    from the consensus m/z) that is what the feature's error is compared with (a trial: a right name whose only
+    spectrum came from a run 10.6 ppm off was marked)."""
     error = ((pl.col("mz") - pl.col("_lib_mz")) / pl.col("_lib_mz") * 1e6)
     out = out.with_columns(error.alias("feature_mz_error_ppm"))
-    shift = (pl.col("feature_mz_error_ppm") - pl.col("precursor_error_ppm").fill_null(0.0)).abs()
+    ms2 = (pl.coalesce(pl.col("_study_error"), pl.col("precursor_error_ppm")) if "_study_error" in out.columns
+           else pl.col("precursor_error_ppm")).fill_null(0.0)
+    shift = (pl.col("feature_mz_error_ppm") - ms2).abs()
     note = pl.format("the feature's m/z is {} ppm from the named ion's, its MS/MS precursors {} ppm (more than "
                      "{} ppm apart): the feature may merge another ion (a neighbour's isotope peak), so its "
                      "intensities may not be this compound's alone",
-                     pl.col("feature_mz_error_ppm").round(1), pl.col("precursor_error_ppm").fill_null(0.0).round(1),
-                     pl.lit(f"{tolerance_ppm:g}"))
+                     pl.col("feature_mz_error_ppm").round(1), ms2.round(1), pl.lit(f"{tolerance_ppm:g}"))
     return out.with_columns(
         pl.when(pl.col("accepted").fill_null(False) & (shift > tolerance_ppm).fill_null(False)).then(note)
         .otherwise(None).cast(pl.Utf8).alias("feature_mz_note"))

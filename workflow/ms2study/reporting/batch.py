@@ -31,7 +31,7 @@ import polars as pl
 from ms2study.correction.drift import LINE_MIN_QC, SPLINE_MIN_QC
 from ms2study.io.samplesheet import sample_roles
 from ms2study.reporting.charts import batch_scatter_figure, figure_html
-from ms2study.reporting.html import esc, html_table
+from ms2study.reporting.html import QUALITY, Caution, esc, html_table
 from ms2study.reporting.maps import standardised
 from ms2study.reporting.qcrsd import (
     BASIS,
@@ -44,6 +44,7 @@ from ms2study.reporting.qcrsd import (
     rt_spread_warning,
 )
 from ms2study.reporting.samplespread import aligned_log2, sample_effects_part
+from ms2study.reporting.shift import amount_outliers, amount_text
 from ms2study.reporting.tables import interactive_table
 
 N_EXAMPLES = 3  # example features drawn against injection order
@@ -436,6 +437,14 @@ def batch_section(correction_path: Path | None, corrected_path: Path | None, raw
                          "<code>subject_id</code>) with one another before the subjects with each other, so that "
                          "compounds changing between a subject's runs do not shift that subject's other compounds."
                          "</p>")
+        far = amount_outliers(record)
+        if far:  # named beside the findings: imputation turns a dilute run into a shift (a trial's 1/10 re-injection)
+            warnings.append(Caution(
+                f"{amount_text(far)} (the run-level normalisation's factors): such a run, e.g. a re-injection with "
+                "little material, keeps its detected features' levels after normalisation, but the features it "
+                "missed are filled as below detection, which tilts the tests and models; check its injection, and "
+                "remove its row from samples.tsv if it failed (only the study-level jobs rerun)",
+                QUALITY, "run with far less material", ("differential", "models")))
         parts.append(fits_part(record))
         for text in record.get("warnings") or []:
             warnings.append(f"batch correction: {fit_note(str(text), record) or esc(text)}")

@@ -3,6 +3,8 @@ findings says it: when it is large and consistent enough to be a finding, and in
 
 from __future__ import annotations
 
+import math
+
 from ms2study.modelling.differential import SIGNIFICANCE
 from ms2study.reporting.html import covariate_names, esc
 
@@ -73,7 +75,29 @@ def shift_sentence(summary: dict, correction: dict | None = None, shift_removed_
     if shift_removed_shown:
         text += "; the class table's 'q, shift removed' tests each class with each sample's median level taken out"
     correction = correction or {}
+    far = amount_outliers(correction)
+    if far:  # a trial: a re-injection with a tenth of the material made a shift nobody planted, and went unnamed
+        text += (f"; {amount_text(far)}: their undetected features are filled as below detection, which alone can "
+                 "make such a shift (check them in the QC section)")
     if correction.get("drift_method") in ("qc_spline", "qc_linear") and not correction.get("normalised_after_drift"):
         text += ("; where it is dilution or amount rather than biology, <code>correct: normalise_after_drift: "
                  "pqn</code> removes it after the QC-based correction")
     return text + "."
+
+
+AMOUNT_RATIO = 3.0  # a study sample whose normalisation factor is this far from the typical one (1) is named
+
+
+def amount_outliers(correction: dict | None) -> list[tuple[str, float]]:
+    """(study sample, normalisation factor) of the runs holding at most 1 / ``AMOUNT_RATIO`` or at least
+    ``AMOUNT_RATIO`` times the typical sample's material (correction.json ``run_factors``: probabilistic quotients
+    against the median sample, Dieterle et al. 2006, Anal Chem 78:4281), farthest first; [] without factors."""
+    factors = (correction or {}).get("run_factors") or {}
+    far = [(s, float(f)) for s, f in factors.items() if f and (f <= 1 / AMOUNT_RATIO or f >= AMOUNT_RATIO)]
+    return sorted(far, key=lambda x: -abs(math.log(x[1])))
+
+
+def amount_text(far: list[tuple[str, float]]) -> str:
+    """"run(s) S11 (0.10 of the typical sample's amount) hold far less or more material than the others"."""
+    listed = ", ".join(f"{esc(s)} ({f:.2g} of the typical sample's amount)" for s, f in far[:8])
+    return f"run(s) {listed}{', ...' if len(far) > 8 else ''} hold far less or more material than the others"

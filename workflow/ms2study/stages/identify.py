@@ -150,7 +150,8 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
                       classes: pl.DataFrame | None = None, groups: pl.DataFrame | None = None,
                       run_types: dict[str, str] | None = None,
                       matrix: pl.LazyFrame | pl.DataFrame | None = None,
-                      mz_tolerance_ppm: float = featuremz.DEFAULT_TOLERANCE_PPM) -> pl.DataFrame:
+                      mz_tolerance_ppm: float = featuremz.DEFAULT_TOLERANCE_PPM,
+                      run_offsets: dict[str, float] | None = None) -> pl.DataFrame:
     """One row per consensus feature with a rank-1 hit (columns IDENTIFICATIONS), sorted by q-value.
 
     ``annotations``: concatenated annotation tables (rank, spectrum_id, sample_id, feature_id, library_*,
@@ -219,6 +220,10 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
         pl.col("matched_peaks").max().cast(pl.Int32).alias("matched_peaks"),
         (pl.col("precursor_error_ppm").median() if "precursor_error_ppm" in top.columns
          else pl.lit(None, dtype=pl.Float64)).alias("precursor_error_ppm"),
+        # on the consensus m/z's scale: less each run's m/z offset the link stage removed (run_offsets)
+        ((pl.col("precursor_error_ppm") - pl.col("sample_id").cast(pl.Utf8).replace_strict(
+            run_offsets or {}, default=0.0, return_dtype=pl.Float64)).median()
+         if "precursor_error_ppm" in top.columns else pl.lit(None, dtype=pl.Float64)).alias("_study_error"),
         pl.col("in_source_parent_mz").is_not_null().mean().alias("_isf_share"),
         _most_named_parent().alias("_isf_mz"),
         (pl.col("msi_level") == 3).any().alias("_any3"),
@@ -430,8 +435,14 @@ def _cli(args: argparse.Namespace) -> int:
         if run_types is None:
             log.warning("--feature-matrix without --samples: every run counts as a study sample in the in-source "
                         "check (pooled QC and blank runs would correlate any two ions); give the sample sheet")
+    offsets = None
+    if args.alignment:  # the runs' m/z offsets the link stage removed (stages.link)
+        alignment = pl.read_parquet(args.alignment)
+        if {"mz_offset_ppm", "mz_recalibrated"} <= set(alignment.columns):
+            moved = alignment.filter(pl.col("mz_recalibrated").fill_null(False))
+            offsets = dict(zip(moved["sample_id"].cast(pl.Utf8).to_list(), moved["mz_offset_ppm"].to_list()))
     out = identify_features(ann, links, float(params.get("fdr", 0.01)), classes, groups, run_types, matrix,
-                            float(params.get("mz_tolerance_ppm", featuremz.DEFAULT_TOLERANCE_PPM)))
+                            float(params.get("mz_tolerance_ppm", featuremz.DEFAULT_TOLERANCE_PPM)), offsets)
     shifted = featuremz.shifted_sentence(out)
     if shifted:
         log.warning(shifted)
@@ -465,6 +476,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("identify", help="one identification per consensus feature from all samples' hits")
     p.add_argument("--annotations", nargs="+", required=True, help="annotations.parquet of every sample")
     p.add_argument("--links", required=True, help="feature_links.parquet from 'ms2study link'")
+    p.add_argument("--alignment", default=None, help="alignment.parquet from 'ms2study link': the runs' m/z offsets, "
+                   "so a name's feature m/z is compared with its MS/MS precursors on one scale (optional)")
     p.add_argument("--library-index", default=None, help="library index folder (for compound classes)")
     p.add_argument("--adduct-groups", default=None,
                    help="optional: table with consensus_id, compound_group, adduct (feature_matrix_corrected.parquet "
