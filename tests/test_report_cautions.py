@@ -340,3 +340,17 @@ def test_a_three_arm_study_names_its_small_arm_and_its_covariates_by_column() ->
     class_size_warning({"type": "binary", "class_counts": {"control": 4, "case": 4}}, "group", said)
     assert "only 4 control vs 4 case samples (fewer than 10 per class)" in str(said[0])
     assert covariate_names({"covariates": ["cov:age", "cov:sex=M", "cov:site=B", "cov:site=C"]}) == "age, sex, site"
+
+
+def test_each_warning_of_the_differential_test_has_its_own_label() -> None:
+    """Trial N: two warnings of the differential stage were linked beside the findings as "warning of the
+    differential test" twice; each now carries its own words."""
+    from ms2study.reporting.cautions import summary_warnings
+
+    summary = {"warnings": ["6 run(s) measured only part of the study's RT range (S02, S03): 1999 value(s) ...",
+                            "more than half of the tested features rely on imputed values: ..."]}
+    warnings: list = []
+    summary_warnings(summary, "group", warnings)
+    assert [w.label for w in warnings] == ["6 run(s) measured only part of ...",
+                                           "more than half of the tested ..."]
+    assert all(w.concerns == ("differential:group",) for w in warnings)

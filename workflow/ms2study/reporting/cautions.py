@@ -241,8 +241,12 @@ def summary_warnings(summary: dict, outcome: str, warnings: list[str]) -> None:
     caution on the outcome's differential hits (the locality test's local intensity effect, ``modelling.locality``,
     is named so beside them)."""
     for text in summary.get("warnings") or []:
+        # each its own label beside the findings (a trial: two warnings linked twice as "warning of the differential
+        # test"): a known kind by name, else the warning's first words
+        words = text.split(":")[0].split()
         label = ("local intensity effect" if "local intensity effect" in text else "hidden structure"
-                 if "the outcome does not explain" in text else "warning of the differential test")
+                 if "the outcome does not explain" in text
+                 else " ".join(words[:6]) + (" ..." if len(words) > 6 else ""))
         warnings.append(Caution(f"outcome <b>{esc(outcome)}</b>: {esc(text)}", DOUBT, label,
                                 (f"differential:{outcome}",)))
 
