@@ -16,12 +16,13 @@ OpenMS InternalCalibration, on identified peptides or a list of contaminants); h
 features are the known ions, and the link stage anchors the scale at the runs' median offset (``stages.link``),
 so the correction is relative to the study, not absolute (the annotate stage's precursor recalibration against
 the library, ``identification.recalibration``, is).
-Imports numpy and ``core.votes``.
+Imports numpy, polars and ``core.votes``.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 
 from ms2study.core.votes import densest_window
 
@@ -69,5 +70,15 @@ def mz_offset_ppm(mz: np.ndarray, rt_s: np.ndarray, intensity: np.ndarray, ref_m
 
 
 def recalibrated(mz: np.ndarray, offset_ppm: float) -> np.ndarray:
-    """``mz`` (any shape) moved onto the reference run's scale: mz / (1 + offset_ppm x 1e-6)."""
+    """``mz`` (any shape) moved onto the study's m/z scale: mz / (1 + offset_ppm x 1e-6)."""
     return np.asarray(mz, dtype=np.float64) / (1.0 + offset_ppm * 1e-6)
+
+
+def removed_offsets(alignment: pl.DataFrame) -> dict[str, float]:
+    """{run: its m/z offset in ppm} of the runs whose features the link stage moved onto the study's scale (the
+    alignment table's ``mz_offset_ppm`` where ``mz_recalibrated``); {} for a table without those columns (an older
+    link stage). A consensus m/z times 1 + offset x 1e-6 is where the run measured that ion."""
+    if not {"mz_offset_ppm", "mz_recalibrated"} <= set(alignment.columns):
+        return {}
+    moved = alignment.filter(pl.col("mz_recalibrated").fill_null(False) & pl.col("mz_offset_ppm").is_not_null())
+    return dict(zip(moved["sample_id"].cast(pl.Utf8).to_list(), moved["mz_offset_ppm"].to_list()))

@@ -88,9 +88,9 @@ def without_empty_runs(samples: pl.DataFrame, matrix: pl.DataFrame, detected: pl
     one MS1 scan). A second fresh user's trial: such a run was imputed at half the minimum in every feature and made
     76 % of the features look higher in cases, while the report said the run was missing from every result.
     Failed: fewer consensus features with a value in ``detected`` (the linked matrix, consensus features x runs; the
-    ``matrix`` itself when None, whose gap-filled values count then) than ``modelling.runchecks.FAILED_RUN_SHARE`` of the
-    study samples' median (``modelling.runchecks.failed_runs``, at least 3 study samples): the QC table flags the same runs
-    as outliers. A trial's failed injection, kept, filled most features with values at the detection limit and no
+    ``matrix`` itself when None, whose gap-filled values count then) than ``runchecks.FAILED_RUN_SHARE`` of the study
+    samples' median (``modelling.runchecks.failed_runs``, at least 3 study samples): the QC table flags the same
+    runs as outliers. A trial's failed injection, kept, filled most features with values at the detection limit and no
     planted difference was found. Only study samples are judged (sheet ``sample_type`` absent, empty or sample): QCs
     and blanks never enter tests or models, and a blank with no value left once the features found in the blanks are
     excluded is what a clean blank should be."""
@@ -440,6 +440,19 @@ def drop_flagged(matrix: pl.DataFrame, flags: pl.DataFrame | None,
     note = (f"{n_out} of {matrix.height} consensus features are flagged (blank filter or QC RSD; excluded in "
             f"{source}) and left out (correct.exclude_flagged)")
     return matrix.filter(keep), note
+
+
+def read_detected_matrix(path: str | Path | None, sample_ids: list[str]) -> pl.DataFrame | None:
+    """The linked matrix (``results/study/feature_matrix.parquet``: which values feature detection found) with
+    ``consensus_id`` and the columns of ``sample_ids`` it has, or None without a path. Raises InputError naming a
+    missing file."""
+    if not path:
+        return None
+    if not Path(path).exists():
+        raise InputError("the linked feature matrix does not exist", file=str(path),
+                         fix="run the link stage, or leave --detected-matrix out")
+    present = set(pl.read_parquet_schema(path))
+    return pl.read_parquet(path, columns=["consensus_id", *[s for s in sample_ids if s in present]])
 
 
 def read_model_matrix(matrix_path: str | Path, flags_path: str | Path | None = None) -> tuple[pl.DataFrame, str | None]:

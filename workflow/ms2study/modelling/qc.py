@@ -75,7 +75,7 @@ QC: dict[str, pl.DataType] = {
     # How the detect stage centroided the run's MS1 scans (null: the file's scans were used as written, centroided
     # by the instrument's software or converter): PROFILE_CENTROIDED, FORCED_CENTROIDED or PROFILE_NOT_CENTROIDED.
     "ms1_centroiding": pl.Utf8,
-    # the run's m/z offset against the reference run (ppm; link stage, correction.mzoffset; null: not measured),
+    # the run's m/z offset against the study's median run (ppm; link stage, correction.mzoffset; null: not measured),
     # whether link removed it before linking, and what it means for the run's identifications (stage qc)
     "mz_offset_ppm": pl.Float64,
     "mz_recalibrated": pl.Boolean,
@@ -406,9 +406,10 @@ def qc_table(samples: pl.DataFrame, runs: dict[str, dict[str, Any]], alignment: 
         failed, median = runchecks.failed_runs(counts)
         for i in failed:
             flag[ids[i]] = True
+            share = runchecks.FAILED_RUN_SHARE
             rules_failed[ids[i]] = (f"far fewer consensus features than the other runs of its type ({counts[i]} "
-                                    f"against a median of {median:.0f}; under {runchecks.FAILED_RUN_SHARE:.0%}): a failed or "
-                                    "different run, left out of the other runs' scoring"
+                                    f"against a median of {median:.0f}; under {share:.0%}): a failed or different "
+                                    "run, left out of the other runs' scoring"
                                     + (", the tests and the models" if kind == "sample" else ""))
         members = [i for i in members if i not in failed]
         if not members:

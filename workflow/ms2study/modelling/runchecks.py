@@ -14,8 +14,8 @@ with less than ``RT_OVERLAP_MIN_SHARE`` of its RT range inside the reference run
 ``short_run``: a run spanning less than ``SHORT_RUN_S`` (5 min) is an excerpt or a flow-injection-like run; no LC
 gradient of a metabolomics method is that short, so features at its edges are truncated and the alignment has few
 features to fit (heuristic threshold of this pipeline; a ballistic 3-5 min gradient would be named too, harmlessly).
-``failed_runs``: a run with under ``FAILED_RUN_SHARE`` of the median count of consensus features detected in the runs of
-its kind is a failed run (a failed injection, an MS1-only excerpt, a run of another mode): the QC table flags it and
+``failed_runs``: a run with under ``FAILED_RUN_SHARE`` of the median count of consensus features detected in the
+runs of its kind is a failed run (a failed injection, an MS1-only excerpt, a run of another mode): the QC table flags it and
 the tests and models leave it out. ``alignment_notes``: a run that shares few features with the reference run.
 Imports the standard library, numpy and polars only.
 """
@@ -152,8 +152,9 @@ def failed_runs(counts: dict[Any, int | None]) -> tuple[list[Any], float]:
     """The runs with fewer than ``FAILED_RUN_SHARE`` of the median feature count of their kind, and that median.
 
     ``counts``: run -> number of features detected in it (None: unknown, not judged), the runs of one
-    ``sample_type``, counted on the linked matrix (``detected_counts``) by every stage that applies the rule. A failed injection, a run acquired in another mode or an MS1-only excerpt holds a small part of
-    the features of its kind; with fewer than 3 known counts nothing is judged ([], median or 0). Used by the QC
+    ``sample_type``, counted on the linked matrix (``detected_counts``) by every stage that applies the rule. A
+    failed injection, a run acquired in another mode or an MS1-only excerpt holds a small part of the features of
+    its kind; with fewer than 3 known counts nothing is judged ([], median or 0). Used by the QC
     table's outlier rule (``outlier_scores``) and by the tests and models, which leave such study samples out
     (``modelling.outcomes.without_empty_runs``): a trial's failed run, kept, made every feature's variance so large
     that no planted difference was found."""

@@ -1,7 +1,7 @@
 """Warnings about the runs themselves, from the QC table (``results/study/qc.parquet``, written by ``ms2study qc``).
 
-Five warnings, all read from columns the qc stage fills (the fifth: runs measured off in m/z, ``mz_offset_warning``): time-of-flight runs searched with a precursor window
-narrower than config/README.md advises for a QTOF (``tolerance_note``, with the runs' ``instrument`` and
+Five warnings, all read from columns the qc stage fills (runs measured off in m/z: ``mz_offset_warning``):
+time-of-flight runs searched with a precursor window narrower than config/README.md advises for a QTOF (``tolerance_note``, with the runs' ``instrument`` and
 ``mass_analyzers`` as their files state them: a caution on the identifications, since compounds just outside the
 window are missed and the accepted matches' median precursor error, taken inside the window, cannot show it), and
 runs whose acquisition spans less than ``modelling.runchecks.SHORT_RUN_S`` (``rt_start_s``, ``rt_end_s``: one plain

@@ -46,6 +46,7 @@ from ms2study.modelling.outcomes import (
     add_run_range_arguments,
     not_sample_note,
     not_study_samples,
+    read_detected_matrix,
     read_model_matrix,
     runs_measured,
     small_class_note,
@@ -186,14 +187,7 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
         raise InputError("no outcome given", fix="pass --params '{\"outcome\": {\"column\": ..., \"type\": ...}}'")
     samples = read_sample_sheet(samples_path)
     matrix, flag_note = read_model_matrix(matrix_path, flags_path)
-    detected = None
-    if detected_path:
-        if not Path(detected_path).exists():
-            raise InputError("the linked feature matrix does not exist", file=str(detected_path),
-                             fix="run the link stage, or leave --detected-matrix out")
-        columns = ["consensus_id", *[s for s in samples["sample_id"].cast(pl.Utf8).to_list()
-                                     if s in pl.read_parquet_schema(detected_path)]]
-        detected = pl.read_parquet(detected_path, columns=columns)
+    detected = read_detected_matrix(detected_path, samples["sample_id"].cast(pl.Utf8).to_list())
     # empty and failed runs (too few detected features: modelling.runchecks.failed_runs) left out
     samples, empty_note = without_empty_runs(samples, matrix, detected)
     before = samples["sample_id"].cast(pl.Utf8).to_list()

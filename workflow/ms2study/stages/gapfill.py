@@ -35,6 +35,7 @@ from ms2study.core.params import overlay, schema_defaults
 from ms2study.core.runs import add_run_arguments, check_run_inputs, run_paths
 from ms2study.correction.gapfill import (DETECT_KEYS, Ms1Scans, area_per_height, extraction_half_width, height_scaled,
                                          quantify, raw_rt)
+from ms2study.correction.mzoffset import removed_offsets
 from ms2study.io.msio import centroid, check_centroid_mode, is_profile, load_experiment, ms1_experiment
 
 log = logging.getLogger(__name__)
@@ -67,15 +68,9 @@ def alignment_line(alignment: pl.DataFrame, sample_id: str, source: str = "align
 
 
 def run_mz_factor(alignment: pl.DataFrame, sample_id: str) -> float:
-    """1 + the run's m/z offset x 1e-6 when the link stage moved its features onto the reference run's m/z scale
-    (``mz_recalibrated``), else 1: a consensus m/z times it is where the run measured that ion (an alignment table
-    without the columns, from an older link stage: 1)."""
-    if not {"mz_offset_ppm", "mz_recalibrated"} <= set(alignment.columns):
-        return 1.0
-    row = alignment.filter(pl.col("sample_id") == sample_id)
-    if row.height != 1 or not row["mz_recalibrated"][0] or row["mz_offset_ppm"][0] is None:
-        return 1.0
-    return 1.0 + float(row["mz_offset_ppm"][0]) * 1e-6
+    """1 + the run's m/z offset x 1e-6 when the link stage moved its features onto the study's m/z scale
+    (``correction.mzoffset.removed_offsets``), else 1: a consensus m/z times it is where the run measured that ion."""
+    return 1.0 + removed_offsets(alignment).get(sample_id, 0.0) * 1e-6
 
 
 def require_run_column(matrix: pl.DataFrame, sample_id: str, source: str | None = None) -> None:

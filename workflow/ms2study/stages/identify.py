@@ -58,6 +58,7 @@ from ms2study.core.atomic import write_parquet
 from ms2study.core.errors import InputError
 from ms2study.correction.identification_checks import (EVIDENCE_OUT, GROUPING_COLUMNS, adduct_acceptance,
                                                        with_adduct_checks)
+from ms2study.correction.mzoffset import removed_offsets
 from ms2study.identification import background, confidence, featuremz, insource, structure_model, unmapped
 from ms2study.identification.background import BLANK_ONLY_NOTE, SPLIT_NOTE  # noqa: F401 (BLANK_ONLY_NOTE re-exported)
 
@@ -435,12 +436,8 @@ def _cli(args: argparse.Namespace) -> int:
         if run_types is None:
             log.warning("--feature-matrix without --samples: every run counts as a study sample in the in-source "
                         "check (pooled QC and blank runs would correlate any two ions); give the sample sheet")
-    offsets = None
-    if args.alignment:  # the runs' m/z offsets the link stage removed (stages.link)
-        alignment = pl.read_parquet(args.alignment)
-        if {"mz_offset_ppm", "mz_recalibrated"} <= set(alignment.columns):
-            moved = alignment.filter(pl.col("mz_recalibrated").fill_null(False))
-            offsets = dict(zip(moved["sample_id"].cast(pl.Utf8).to_list(), moved["mz_offset_ppm"].to_list()))
+    # the runs' m/z offsets the link stage removed (stages.link)
+    offsets = removed_offsets(pl.read_parquet(args.alignment)) if args.alignment else None
     out = identify_features(ann, links, float(params.get("fdr", 0.01)), classes, groups, run_types, matrix,
                             float(params.get("mz_tolerance_ppm", featuremz.DEFAULT_TOLERANCE_PPM)), offsets)
     shifted = featuremz.shifted_sentence(out)

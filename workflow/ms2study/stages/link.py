@@ -29,7 +29,7 @@ from ms2study.core import tables
 from ms2study.core.atomic import write_parquet
 from ms2study.core.errors import InputError
 from ms2study.core.params import overlay, schema_defaults
-from ms2study.correction.mzoffset import RECALIBRATE_MIN_PPM, RT_WINDOW_FACTOR, mz_offset_ppm
+from ms2study.correction.mzoffset import RECALIBRATE_MIN_PPM, RT_WINDOW_FACTOR, mz_offset_ppm, recalibrated
 from ms2study.io.msio import features_to_featuremap, set_params
 
 log = logging.getLogger(__name__)
@@ -162,8 +162,8 @@ def _mz_offsets(features: dict[str, pl.DataFrame], reference: str, params: dict)
 
 def _recalibrated(features: pl.DataFrame, offset_ppm: float | None) -> pl.DataFrame:
     """``features`` with ``mz`` (and ``mz_min`` / ``mz_max`` where present) divided by 1 + offset x 1e-6."""
-    factor = 1.0 / (1.0 + float(offset_ppm or 0.0) * 1e-6)
-    return features.with_columns([pl.col(c) * factor for c in ("mz", "mz_min", "mz_max") if c in features.columns])
+    return features.with_columns([pl.Series(c, recalibrated(features[c].to_numpy(), float(offset_ppm or 0.0)))
+                                  for c in ("mz", "mz_min", "mz_max") if c in features.columns])
 
 
 REFERENCE_MIN_SHARE = 0.25  # a reference with fewer features than this share of the runs' median gives way

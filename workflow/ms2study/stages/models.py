@@ -44,6 +44,7 @@ from ms2study.modelling.outcomes import (
     not_sample_note,
     not_study_samples,
     outcome_dirname,
+    read_detected_matrix,
     read_model_matrix,
     runs_measured,
     without_empty_runs,
@@ -258,12 +259,7 @@ def _cli_models(args: argparse.Namespace) -> int:
     if args.feature_matrix:
         matrix, note = read_model_matrix(args.feature_matrix, args.exclude_flagged)
         sheet_ids = samples["sample_id"].cast(pl.Utf8).to_list()
-        detected = None
-        if args.detected_matrix:
-            if not Path(args.detected_matrix).exists():
-                raise InputError("the linked feature matrix does not exist", file=str(args.detected_matrix),
-                                 fix="run the link stage, or leave --detected-matrix out")
-            detected = pl.read_parquet(args.detected_matrix)
+        detected = read_detected_matrix(args.detected_matrix, sheet_ids)
         # empty and failed runs (too few detected features: modelling.runchecks.failed_runs) left out
         samples, empty_note = without_empty_runs(samples, matrix, detected)
         kept = set(samples["sample_id"].cast(pl.Utf8).to_list())
