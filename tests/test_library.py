@@ -291,3 +291,41 @@ def test_a_library_that_cannot_calibrate_confidence_is_refused_before_any_job(tm
     bare = tmp_path / "bare.mgf"
     bare.write_text(record("a", "AAAAAAAAAAAAAA", 195.0877).replace("INCHIKEY=AAAAAAAAAAAAAA-UHFFFAOYSA-N\n", ""))
     assert "has both a structure (InChIKey or SMILES) and an ion mode" in calibration_problem([bare])
+
+
+def test_a_rounded_library_precursor_takes_its_ions_exact_mz_or_is_said(tmp_path, caplog) -> None:
+    """Trial L: library records with the precursor m/z written to 1-2 decimals (181.07, 181.1) are up to 0.05 Da off,
+    so an accurate query never falls within a 10-ppm window of them, and nothing said so. With a formula and an ion
+    (stated, or the one its polarity allows) the exact m/z replaces the rounded one; the others are counted and
+    said; accurate and whole-number precursors are left as they are."""
+    glucose_mh = 180.063388 + 1.007276  # C6H12O6 [M+H]+ 181.070664
+    peaks = "59.0133 100\n89.0239 40\n119.0344 20\n"
+    records = (("stated_ion", "181.07", "FORMULA=C6H12O6\nADDUCT=[M+H]+\n"),
+               ("formula_only", "181.1", "FORMULA=C6H12O6\n"),
+               ("no_formula", "181.07", ""),
+               ("wrong_formula", "181.07", "FORMULA=C7H14O6\nADDUCT=[M+H]+\n"),
+               ("accurate", "181.0707", "FORMULA=C6H12O6\nADDUCT=[M+H]+\n"),
+               ("exponent", "1.8107e2", "FORMULA=C6H12O6\nADDUCT=[M+H]+\n"))
+    (tmp_path / "lib.mgf").write_text("".join(
+        f"BEGIN IONS\nTITLE={name}\nPEPMASS={mz}\nIONMODE=positive\n{extra}{peaks}END IONS\n"
+        for name, mz, extra in records))
+    with caplog.at_level("WARNING"):
+        index = library.index_library(tmp_path / "lib.mgf", tmp_path / "index")
+    got = dict(zip(index.metadata["library_id"].to_list(), index.metadata["precursor_mz"].to_list()))
+    assert got["stated_ion"] == pytest.approx(glucose_mh, abs=1e-5)
+    assert got["formula_only"] == pytest.approx(glucose_mh, abs=1e-5)
+    assert got["no_formula"] == 181.07 and got["wrong_formula"] == 181.07
+    assert got["accurate"] == 181.0707 and got["exponent"] == pytest.approx(181.07)
+    adducts = dict(zip(index.metadata["library_id"].to_list(), index.metadata["adduct"].to_list()))
+    assert adducts["formula_only"] == "[M+H]+"
+    manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
+    assert manifest["n_rounded_precursor"] == 2
+    assert sorted(manifest["rounded_precursor_first"]) == ["no_formula", "wrong_formula"]
+    assert manifest["altered_by_reason"]["rounded precursor m/z replaced by the ion's exact m/z"] == 2
+    assert "2 spectra have a precursor m/z rounded to 1-2 decimals" in caplog.text
+    from ms2study.reporting.collect import library_summary
+
+    assert "2 spectra have a precursor m/z rounded to 1-2 decimals" in library_summary([tmp_path / "index"], [])
+    from ms2study.io.fields import stated_decimals
+
+    assert [stated_decimals({"PEPMASS": t}) for t in ("181.07 1000", "181", "281,20", "1e2")] == [2, 0, 2, None]

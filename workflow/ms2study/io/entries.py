@@ -43,6 +43,7 @@ DECIMAL_COMMA = "decimal comma in precursor m/z read"
 ION_MODE_CONFLICT = "ion mode fields disagree"
 INCHIKEY_FROM_SMILES = "InChIKey derived from the SMILES"
 ADDUCT_FROM_MASS = "adduct read from the precursor m/z and the formula"
+EXACT_PRECURSOR = "rounded precursor m/z replaced by the ion's exact m/z"
 
 SKIPPED, EMPTIED, ALTERED = "skipped", "emptied", "altered"
 

@@ -83,6 +83,31 @@ def float_or_none(text: str) -> float | None:
 _DECIMAL_COMMA_RE = re.compile(r"^[+-]?\d+,\d+$")
 
 
+def precursor_text(fields: dict[str, str]) -> tuple[str | None, str | None]:
+    """(key, text) of the first present, non-placeholder precursor field of PRECURSORMZ / PEPMASS / PRECURSOR,
+    the text stripped; (None, None) when there is none."""
+    for candidate in KEY_ALIASES["precursor_mz"]:
+        value = fields.get(candidate)
+        if value is not None and not is_missing(value, LIBRARY_PLACEHOLDERS):
+            return candidate, value.strip()
+    return None, None
+
+
+def stated_decimals(fields: dict[str, str]) -> int | None:
+    """How many decimals the entry's precursor m/z is written with ("181.07" -> 2, "181" -> 0, a decimal comma
+    counted alike); None without a precursor field or for a number in exponent form."""
+    _, text = precursor_text(fields)
+    if not text:
+        return None
+    token = text.split()[0]
+    if "e" in token.lower():
+        return None
+    for mark in (".", ","):
+        if mark in token:
+            return len(token.split(mark, 1)[1])
+    return 0
+
+
 def precursor_of(fields: dict[str, str]) -> tuple[float | None, str, str]:
     """Precursor m/z of an entry -> ``(value, problem, note)``.
 
@@ -92,12 +117,7 @@ def precursor_of(fields: dict[str, str]) -> tuple[float | None, str, str]:
     as ambiguous. ``value`` is None when there is no finite m/z > 0, and ``problem`` then says why (missing,
     not a number, 0, negative, not finite, ambiguous comma); otherwise ``problem`` is "".
     """
-    key = text = None
-    for candidate in KEY_ALIASES["precursor_mz"]:
-        value = fields.get(candidate)
-        if value is not None and not is_missing(value, LIBRARY_PLACEHOLDERS):
-            key, text = candidate, value.strip()
-            break
+    key, text = precursor_text(fields)
     if key is None or text is None:
         return None, "no precursor m/z given (PEPMASS= in MGF, PrecursorMZ: in MSP, Precursor_MZ in JSON)", ""
     token = text.split()[0]

@@ -6,8 +6,14 @@ When the record has a neutral FORMULA, a singly charged precursor m/z and an ion
 minus the formula's monoisotopic mass is compared with the common ions of that polarity (positive: [M+H]+, [M+Na]+,
 [M+NH4]+, [M+K]+; negative: [M-H]-, [M+Cl]-, [M+FA-H]-, [M+Hac-H]-; ion masses: ``core.ions``); the
 one within ``TOLERANCE_DA`` is taken, and the index's read report records each such record as altered
-(``io.entries.ADDUCT_FROM_MASS``). No match, or a formula pyOpenMS cannot read: the adduct stays empty. Imports
-pyOpenMS when a record needs it.
+(``io.entries.ADDUCT_FROM_MASS``). No match, or a formula pyOpenMS cannot read: the adduct stays empty.
+
+Records whose precursor m/z is written with one or two decimals (an old in-house or NIST-style library: "181.07")
+are rounded by up to 0.05 Da, so an accurate query seldom falls within a ppm precursor window of them, silently (a
+trial's finding). When the record's formula and ion (stated, or the one ion of its polarity the rounding allows)
+give an m/z that the stated value rounds to, that exact m/z replaces it (``with_exact_precursors``; recorded as
+altered, ``io.entries.EXACT_PRECURSOR``); the others are returned to be counted and said. Imports pyOpenMS when a
+record needs it.
 """
 
 from __future__ import annotations
@@ -15,13 +21,19 @@ from __future__ import annotations
 from typing import Any
 
 from ms2study.core.ions import ION_SHIFTS
-from ms2study.io.entries import ADDUCT_FROM_MASS, RawSpectrum, ReadReport
+from ms2study.core.measurement import nominal_precursor
+from ms2study.io.entries import ADDUCT_FROM_MASS, EXACT_PRECURSOR, RawSpectrum, ReadReport
+from ms2study.io.fields import stated_decimals
 
 # precursor m/z minus the neutral monoisotopic mass, per ion (``core.ions``)
 IONS = {polarity: tuple((label, ION_SHIFTS[label]) for label in labels) for polarity, labels in (
     ("positive", ("[M+H]+", "[M+Na]+", "[M+NH4]+", "[M+K]+")),
     ("negative", ("[M-H]-", "[M+Cl]-", "[M+FA-H]-", "[M+Hac-H]-")))}
 TOLERANCE_DA = 0.003  # a theoretical or accurately measured precursor m/z; the ions differ by more than 1 Da
+# A precursor m/z written with this many decimals or fewer is a rounded value: at 2 decimals up to 0.005 Da off
+# (25 ppm at m/z 200), at 1 decimal 0.05 Da, beyond a precursor window of 10 ppm (whole numbers are unit-resolution
+# records, counted apart by the index: ``core.measurement.nominal_precursor``).
+ROUNDED_DECIMALS = 2
 
 
 def neutral_mass(formula: str | None) -> float | None:
@@ -61,3 +73,53 @@ def with_adducts(rows: list[dict[str, Any]], raws: list[RawSpectrum], report: Re
             report.alter(raw.source_file, raw.entry, raw.line, ADDUCT_FROM_MASS, row["library_id"], adduct)
             n += 1
     return n
+
+
+def exact_ion_mz(formula: str | None, adduct: str | None, precursor_mz: float, ion_mode: str | None,
+                 rounding_da: float) -> tuple[float, str] | None:
+    """(exact m/z, ion) of the formula's ion that ``precursor_mz`` is a rounding of (within ``rounding_da`` +
+    ``TOLERANCE_DA``): the stated ``adduct`` when it is one of ``core.ions.ION_SHIFTS``, else the one ion of
+    ``IONS`` (``ion_mode``'s, or either polarity's) that fits; None when no formula, no ion or several ions fit."""
+    mass = neutral_mass(formula)
+    if mass is None:
+        return None
+    limit = rounding_da + TOLERANCE_DA
+    if adduct:
+        shift = ION_SHIFTS.get(adduct.replace("]1+", "]+").replace("]1-", "]-"))
+        if shift is None or abs(precursor_mz - mass - shift) > limit:
+            return None
+        return mass + shift, adduct
+    modes = [ion_mode] if ion_mode in IONS else list(IONS)
+    found = [(mass + shift, name) for mode in modes for name, shift in IONS[mode]
+             if abs(precursor_mz - mass - shift) <= limit]
+    return found[0] if len(found) == 1 else None
+
+
+def with_exact_precursors(rows: list[dict[str, Any]], raws: list[RawSpectrum], report: ReadReport) -> list[str]:
+    """Replace the rounded precursor m/z (1 to ``ROUNDED_DECIMALS`` decimals, not a whole number) of metadata rows
+    with the exact m/z of their formula's ion (``exact_ion_mz``), in place (``precursor_mz``, and ``adduct`` when
+    it was read from the mass), each recorded in ``report`` as altered; returns the library ids of rounded
+    records that could not be replaced (no formula, no ion that fits, or a charge above 1)."""
+    unresolved: list[str] = []
+    for row, raw in zip(rows, raws):
+        decimals = stated_decimals(raw.fields)
+        precursor = row.get("precursor_mz")
+        if decimals is None or not 1 <= decimals <= ROUNDED_DECIMALS or precursor is None \
+                or bool(nominal_precursor(precursor)):
+            continue
+        if row.get("charge") is not None and abs(int(row["charge"])) > 1:
+            unresolved.append(row["library_id"])
+            continue
+        exact = exact_ion_mz(row.get("formula"), row.get("adduct"), precursor, row.get("ion_mode"),
+                             0.5 * 10.0 ** -decimals)
+        if exact is None:
+            unresolved.append(row["library_id"])
+            continue
+        mz, ion = exact
+        report.alter(raw.source_file, raw.entry, raw.line, EXACT_PRECURSOR, row["library_id"],
+                     f"{precursor:g} ({decimals} decimals) -> {mz:.6f}, {ion} of {row['formula']}")
+        row["precursor_mz"] = mz
+        if not row.get("adduct"):
+            row["adduct"] = ion
+            report.alter(raw.source_file, raw.entry, raw.line, ADDUCT_FROM_MASS, row["library_id"], ion)
+    return unresolved

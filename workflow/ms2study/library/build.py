@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from ms2study.io.entries import (
     unique_ids,
 )
 from ms2study.io.fields import ION_MODE_CODE, charge_of, first_field, ion_mode_of
-from ms2study.library.adducts import with_adducts
+from ms2study.library.adducts import with_adducts, with_exact_precursors
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +152,7 @@ class BuiltLibrary:
     intensity: np.ndarray
     report: ReadReport
     n_empty: int
+    rounded_precursor_ids: list[str] = field(default_factory=list)  # rounded m/z left as given (library.adducts)
 
     @property
     def spectra(self) -> FlatSpectra:
@@ -204,6 +205,13 @@ def build_library(
         row["library_id"] = lid
         rows.append(row)
     with_structure(rows, kept, report)
+    rounded = with_exact_precursors(rows, kept, report)
+    precursors = [row["precursor_mz"] for row in rows]
+    if rounded:
+        log.warning("library: %d spectra have a precursor m/z rounded to 1-2 decimals and no formula and ion that "
+                    "give its exact m/z (e.g. %s): an accurate query seldom falls within a ppm precursor window of "
+                    "them; give the precursor m/z to 4 or more decimals, or FORMULA and ADDUCT", len(rounded),
+                    ", ".join(rounded[:5]))
     n_adducts = with_adducts(rows, kept, report)
     if n_adducts:
         log.info("%d library spectra without an adduct field: adduct read from their precursor m/z and formula",
@@ -232,4 +240,5 @@ def build_library(
         intensity=flat_int.astype(np.float32),
         report=report,
         n_empty=n_empty,
+        rounded_precursor_ids=rounded,
     )

@@ -39,7 +39,10 @@ log = logging.getLogger(__name__)
 # Bump when the on-disk layout or the parsing rules change: old indexes are then rebuilt.
 # 2: one reader for libraries and queries (MSP pair forms, ion mode from Ionization/signed CHARGE, invalid
 #    peaks dropped and named, decimal-comma precursors, duplicate ids suffixed in file order).
-INDEX_FORMAT_VERSION = 2
+# 3: precursor m/z rounded to 1-2 decimals replaced by the exact m/z of the record's formula and ion (library.adducts);
+#    also the rules added since 2 without a bump (adducts read from the mass, InChIKeys from SMILES, huge
+#    intensities rescaled).
+INDEX_FORMAT_VERSION = 3
 
 # The arrays of an index folder, one .npy file each.
 ARRAYS = ("precursor_mz", "ion_mode", "offsets", "mz", "intensity")
@@ -153,6 +156,8 @@ def index_library(
         "n_name_as_structure": report.n_name_as_structure,
         "n_whole_number_precursor": int(whole.size),
         "whole_number_precursor_first": whole_ids,
+        "n_rounded_precursor": len(built.rounded_precursor_ids),
+        "rounded_precursor_first": built.rounded_precursor_ids[:10],
         "file_notes": [{"file": Path(file).name, "note": note} for file, note in report.file_notes],
         "build_seconds": round(time.perf_counter() - t0, 3),
     }

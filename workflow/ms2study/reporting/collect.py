@@ -265,6 +265,11 @@ def library_summary(indexes: Sequence[Path], warnings: list[str]) -> str:
                      f"{esc(', '.join(str(x) for x in (manifest.get('whole_number_precursor_first') or [])[:3]))}): "
                      "a query measured at accurate mass seldom falls within their precursor window, and a query "
                      "of whole-number precursor gets no q-value.")
+        rounded = int(manifest.get("n_rounded_precursor") or 0)
+        if rounded:  # 1-2 decimals without a formula and ion to give the exact m/z (library.adducts)
+            line += (f" {rounded} spectra have a precursor m/z rounded to 1-2 decimals (e.g. "
+                     f"{esc(', '.join(str(x) for x in (manifest.get('rounded_precursor_first') or [])[:3]))}): "
+                     "a query measured at accurate mass seldom falls within their precursor window.")
         named = int(manifest.get("n_name_as_structure") or 0)
         if named:
             line += (f" {named} spectra have no InChIKey and no parsable SMILES: their names stand for their "
