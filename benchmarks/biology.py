@@ -342,7 +342,7 @@ def measure_real(shared: Path = SHARED) -> dict:
                           "Sample Name")}
     for name, (table, sheet, id_column) in sources.items():
         samples = read_sample_sheet(shared / "outcomes" / sheet, id_column, any_format=True)
-        frame, _ = read_sample_table(shared / "outcomes" / table, samples["sample_id"].to_list())
+        frame, _, _ = read_sample_table(shared / "outcomes" / table, samples["sample_id"].to_list())
         values = frame.drop("sample_id").to_numpy().astype(np.float64)
         if name == "sacurine":
             values = values * np.log(10.0)  # the table holds log10 intensities

@@ -446,14 +446,14 @@ def test_sample_table_orientation_and_r_style_header_are_detected(tmp_path: Path
 
     # samples as rows, semicolons, R's write.csv header without the row-name column, zeros = not detected
     (tmp_path / "rows.csv").write_text('"m1";"m2"\n"A";"1000";"0"\n"B";"3000";"5000"\n"C";"NA";"7000"\n')
-    table, note = read_sample_table(tmp_path / "rows.csv", ["A", "B", "C", "D"])
-    assert "samples as rows" in note and "log1p" in note and "D" in note
+    table, note, logged = read_sample_table(tmp_path / "rows.csv", ["A", "B", "C", "D"])
+    assert "samples as rows" in note and "log1p" in note and "D" in note and logged
     assert table["sample_id"].to_list() == ["A", "B", "C"] and table.columns == ["sample_id", "m1", "m2"]
     assert table["m1"][0] == pytest.approx(np.log1p(1000.0)) and table["m2"][0] is None and table["m1"][2] is None
     # samples as columns, tab-separated, already log-scaled values kept as given
     (tmp_path / "cols.tsv").write_text("feature\tA\tB\tC\nm1\t3.1\t2.9\t3.3\nm2\t4.0\t4.2\t3.8\n")
-    table, note = read_sample_table(tmp_path / "cols.tsv", ["A", "B", "C"])
-    assert "samples as columns" in note and "as given" in note
+    table, note, logged = read_sample_table(tmp_path / "cols.tsv", ["A", "B", "C"])
+    assert "samples as columns" in note and "as given" in note and not logged
     assert table["m2"].to_list() == [4.0, 4.2, 3.8]
     pl.DataFrame({"id": ["A", "B"], "grp": ["x", "y"]}).write_parquet(tmp_path / "sheet.parquet")
     assert read_sample_sheet(tmp_path / "sheet.parquet", "id", any_format=True).columns == ["sample_id", "grp"]
@@ -464,7 +464,7 @@ def test_sample_table_orientation_and_r_style_header_are_detected(tmp_path: Path
         read_sample_table(tmp_path / "cols.tsv", ["X"])
     # a log of zero written as -inf (trial J: ST000291 in log10): missing, counted
     (tmp_path / "inf.tsv").write_text("feature\tA\tB\tC\nm1\t3.1\t-inf\t3.0\nm2\t4.0\t4.1\tinf\n")
-    table, note = read_sample_table(tmp_path / "inf.tsv", ["A", "B", "C"])
+    table, note, _ = read_sample_table(tmp_path / "inf.tsv", ["A", "B", "C"])
     assert table["m1"][1] is None and table["m2"][2] is None and "2 missing cells (2 of them infinite" in note
     # a trial: the decimal comma and the repeated sample were not named
     (tmp_path / "comma.tsv").write_text("feature\tA\tB\nm1\t3,1\t2.5\n")
@@ -743,7 +743,7 @@ def test_sparse_estimator_on_published_studies(table: str, sheet: str, id_column
     from ms2study.io.sampletable import read_sample_table
 
     samples = read_sample_sheet(SHARED_OUTCOMES / sheet, id_column, any_format=True)
-    frame, _ = read_sample_table(SHARED_OUTCOMES / table, samples["sample_id"].to_list())
+    frame, _, _ = read_sample_table(SHARED_OUTCOMES / table, samples["sample_id"].to_list())
     samples = samples.filter(pl.col("sample_id").is_in(frame["sample_id"].implode()))
     values = {}
     for estimator in ("elastic_net", "linear"):

@@ -238,7 +238,7 @@ def test_one_sheet_reader_and_one_missing_vocabulary(tmp_path: Path) -> None:
     other = read_sample_sheet(tmp_path / "other.csv", "id", any_format=True)
     assert other["sample_id"].to_list() == ["A", "B"] and is_missing(other["group"][1])
     (tmp_path / "table.tsv").write_text("feature\tA\tB\nm1\t3.1\tmissing\n")
-    table, _ = read_sample_table(tmp_path / "table.tsv", ["A", "B"])
+    table, _, _ = read_sample_table(tmp_path / "table.tsv", ["A", "B"])
     assert table["m1"].to_list() == [3.1, None]
     assert is_missing(None) and is_missing(float("nan")) and is_missing(" N/A ")
     assert not is_missing("unknown") and is_missing("Unknown", LIBRARY_PLACEHOLDERS) and not is_missing(0)

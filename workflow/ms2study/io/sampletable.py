@@ -17,6 +17,7 @@ import csv
 import math
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import polars as pl
@@ -98,9 +99,21 @@ def _parse(cell: str, path: Path, row: str, column: str) -> float:
                              "(Excel's #N/A is not read as missing: replace it)") from err
 
 
-def read_sample_table(path: str | Path, sample_ids: list[str], log_transform: str = "auto") -> tuple[pl.DataFrame, str]:
-    """Read a samples × features table; returns (sample_id + one Float64 column per feature, a note saying what was
-    detected). Only samples of ``sample_ids`` found in the table are returned, in the table's order."""
+class SampleTable(NamedTuple):
+    """What ``read_sample_table`` returns: ``table`` (sample_id + one Float64 column per feature), ``note`` (what was
+    detected, for the user) and ``log_transformed`` (whether the values were log1p-transformed; False: used as
+    given, e.g. already log-scaled)."""
+
+    table: pl.DataFrame
+    note: str
+    log_transformed: bool
+
+
+def read_sample_table(path: str | Path, sample_ids: list[str], log_transform: str = "auto") -> SampleTable:
+    """Read a samples × features table (``SampleTable``). Only samples of ``sample_ids`` found in the table are
+    returned, in the table's order. ``log_transform``: "auto" (log1p when the values look like raw intensities),
+    "yes" or "no". Raises InputError naming the file for a missing file, no sheet id in the table, a cell that is
+    not a number, or a sample twice."""
     path = Path(path)
     if not path.exists():
         raise InputError("table does not exist", file=str(path))
@@ -160,4 +173,4 @@ def read_sample_table(path: str | Path, sample_ids: list[str], log_transform: st
             renamed.append(f if seen[f] == 1 else f"{f}.{seen[f]}")
         features = renamed
     columns = {f: pl.Series(f, values[:, j]).fill_nan(None) for j, f in enumerate(features) if f != "sample_id"}
-    return pl.DataFrame({"sample_id": pl.Series(samples, dtype=pl.Utf8), **columns}), note
+    return SampleTable(pl.DataFrame({"sample_id": pl.Series(samples, dtype=pl.Utf8), **columns}), note, apply_log)

@@ -290,7 +290,8 @@ def _cli_model(args: argparse.Namespace) -> int:
     params = load_params(args)
     samples = read_sample_sheet(args.samples, args.id_column, any_format=True)
     try:
-        table, note = read_sample_table(args.table, samples["sample_id"].to_list(), log_transform=args.log)
+        table, note, log_transformed = read_sample_table(args.table, samples["sample_id"].to_list(),
+                                                         log_transform=args.log)
     except InputError:
         id_column_check(args.table, args.samples, samples, args.id_column, 0)  # names the column that does match
         raise
@@ -308,7 +309,7 @@ def _cli_model(args: argparse.Namespace) -> int:
         spec["positive_class"] = args.positive_class
     # half the smallest value assumes intensities (log1p of them); a table given already log-scaled is filled with
     # the feature's mean unless the user chose (a trial: on log10 values half-minimum filled 1/4.4 of the minimum)
-    default = "mean" if "used as given" in note else "half_minimum"
+    default = "half_minimum" if log_transformed else "mean"
     imputation = {"table": (params.get("imputation") or {}).get("table", default)}
     params = {**params, "feature_sets": ["table"], "imputation": imputation}
     filled = "half the smallest value" if imputation["table"] == "half_minimum" else "the mean"
