@@ -11,7 +11,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ms2study.correction.mzoffset import RECALIBRATE_MIN_PPM, mz_offset_ppm, recalibrated
+from ms2study.core.measurement import recalibrated
+from ms2study.correction.mzoffset import RECALIBRATE_MIN_PPM, mz_offset_ppm
 from ms2study.modelling.runchecks import MZ_OFFSET_MARK, mz_offset_note
 from ms2study.reporting.html import DOUBT, PROCESSING, QUALITY, kind_of
 from ms2study.reporting.runnotes import mz_offset_warning

@@ -44,3 +44,10 @@ def nominal_precursor(precursor_mz: float | np.ndarray) -> np.ndarray:
     the index manifest (``library.index``)."""
     mz = np.asarray(precursor_mz, dtype=np.float64)
     return (mz > 0) & (np.abs(mz - np.round(mz)) < 1e-6)
+
+
+def recalibrated(mz: float | np.ndarray, offset_ppm: float) -> np.ndarray:
+    """``mz`` (any shape) with a calibration offset of ``offset_ppm`` removed: mz / (1 + offset_ppm x 1e-6), the
+    inverse of an error measured as (measured - true) / true x 1e6. Used for a run's offset against the study
+    (``correction.mzoffset``, the link stage) and against the library (``identification.recalibration``)."""
+    return np.asarray(mz, dtype=np.float64) / (1.0 + offset_ppm * 1e-6)

@@ -69,11 +69,6 @@ def mz_offset_ppm(mz: np.ndarray, rt_s: np.ndarray, intensity: np.ndarray, ref_m
     return densest_window(votes, PEAK_HALF_WIDTH_PPM, max_ppm, MIN_PAIRS, MIN_CONTRAST)
 
 
-def recalibrated(mz: np.ndarray, offset_ppm: float) -> np.ndarray:
-    """``mz`` (any shape) moved onto the study's m/z scale: mz / (1 + offset_ppm x 1e-6)."""
-    return np.asarray(mz, dtype=np.float64) / (1.0 + offset_ppm * 1e-6)
-
-
 def removed_offsets(alignment: pl.DataFrame) -> dict[str, float]:
     """{run: its m/z offset in ppm} of the runs whose features the link stage moved onto the study's scale (the
     alignment table's ``mz_offset_ppm`` where ``mz_recalibrated``); {} for a table without those columns (an older

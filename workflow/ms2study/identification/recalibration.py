@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ms2study.core.flat import FlatSpectra
+from ms2study.core.measurement import recalibrated
 from ms2study.core.votes import densest_window
 from ms2study.kernels import cosine
 from ms2study.kernels.candidates import find_candidates
@@ -75,7 +76,7 @@ def precursor_offset_ppm(queries: FlatSpectra, lib_offsets: np.ndarray, lib_mz: 
 def shifted(queries: FlatSpectra, offset_ppm: float) -> FlatSpectra:
     """``queries`` with precursor m/z divided by 1 + ``offset_ppm`` x 1e-6 (peaks unchanged)."""
     return FlatSpectra(queries.offsets, queries.mz, queries.intensity,
-                       np.asarray(queries.precursor_mz, dtype=np.float64) / (1.0 + offset_ppm * 1e-6),
+                       recalibrated(queries.precursor_mz, offset_ppm),
                        queries.ion_mode, queries.rows)
 
 

@@ -8,8 +8,7 @@ and MapAlignmentTransformer applies it. FeatureGroupingAlgorithmKD then links fe
 ``mz_tol_ppm`` and ``rt_tol_s`` into consensus features, and ``merge_split_consensus`` joins the pieces of one
 broad or flat elution profile whose apex the feature finder placed in different places in different runs
 (``merge_split``: same m/z, elution ranges overlapping by half the shorter one, runs never overlapping except a
-few where the trace was cut into touching pieces, which are then summed). The
-result is the wide matrix of ``tables.FEATURE_MATRIX_KEYS`` followed by one intensity column per sample (null
+few where the trace was cut into touching pieces, which are then summed). The result is the wide matrix of ``tables.FEATURE_MATRIX_KEYS`` followed by one intensity column per sample (null
 where the sample has no feature), consensus ids ``C{n}`` in ascending m/z then RT. The per-sample alignment
 summary and the consensus-to-feature links come back beside it.
 """
@@ -29,7 +28,8 @@ from ms2study.core import tables
 from ms2study.core.atomic import write_parquet
 from ms2study.core.errors import InputError
 from ms2study.core.params import overlay, schema_defaults
-from ms2study.correction.mzoffset import RECALIBRATE_MIN_PPM, RT_WINDOW_FACTOR, mz_offset_ppm, recalibrated
+from ms2study.core.measurement import recalibrated
+from ms2study.correction.mzoffset import RECALIBRATE_MIN_PPM, RT_WINDOW_FACTOR, mz_offset_ppm
 from ms2study.io.msio import features_to_featuremap, set_params
 
 log = logging.getLogger(__name__)
