@@ -532,6 +532,20 @@ def test_mz_jitter_measured_from_the_background(tmp_path, inputs):
                     errors.append(_ppm(nearest, row["mz"]))
     assert len(errors) >= 30
     assert 1.3 < 1.4826 * np.median(np.abs(errors)) < 2.8
+    # and the spiked MS2 scans' precursors too, as the instrument reports the ion it measured (trials K, M: they were
+    # exact, which made the spiked compounds easier to name than the run's own)
+    # (a background of even levels, so its DDA threshold lets the spiked compounds be fragmented)
+    write_background(tmp_path / "even.mzML", mz_jitter_ppm=2.0, levels=np.full(30, 1e5))
+    simulate_spikein(tmp_path / "e", tmp_path / "even.mzML", tmp_path / "lib.mgf", n_samples=2, n_compounds=9,
+                     n_changed=2, rt_drift_s=0.0, calibration_ppm=0.0)
+    spiked = [s for s in load(tmp_path / "e" / "mzml" / "S01.mzML") if is_spiked(s)]
+    true_mz = pl.read_csv(tmp_path / "e" / "ground_truth.tsv", separator="\t")["mz"].unique().to_numpy()
+    prec = [_ppm(p.getMZ(), true_mz[np.argmin(np.abs(true_mz - p.getMZ()))]) for s in spiked
+            for p in s.getPrecursors()]
+    assert len(prec) >= 5 and max(abs(e) for e in prec) < 10 and np.std(prec) > 0.5
+    # the isolation target moves with it: the spectra stage reads the precursor as written, no correction
+    assert all(not read_precursor(s).corrected and read_precursor(s).precursor_mz == pytest.approx(
+        s.getPrecursors()[0].getMZ()) for s in spiked)
     # too few persistent ions: the fixed Orbitrap value
     write_background(tmp_path / "few.mzML", ions=np.linspace(150, 550, 8))
     few = read_background(tmp_path / "few.mzML")

@@ -43,7 +43,9 @@ runs in ../shared/data/mzml by ``benchmarks/biology.py --measure-real``; see the
   minimum centroid intensity (QC run 04: 2,787) are not written, as the instrument would not report them;
 - DDA: an MS2 scan where the compound's apex height in the sample is at least the 1 % quantile of the background's
   precursor intensities (QC run 04: 10^5.78), two when 10x above; precursor charge, isolation window, polarity,
-  activation and collision energy copied from the background's MS2 scans; MS2 total intensity = precursor
+  activation and collision energy copied from the background's MS2 scans; the precursor and isolation target m/z
+  are the compound's m/z with the MS1 m/z error at the precursor's intensity (as the instrument reports the ion it
+  measured in the survey scan; before session 38 exact); MS2 total intensity = precursor
   intensity x the background's median ratio of MS2 total intensity to precursor MS1 intensity (QC run 04: 0.67);
   fragment peaks below the background's 5 % quantile of MS2 minimum peak intensity (1,687) are dropped.
 
@@ -295,8 +297,11 @@ def spike_sample(bg: Background, compounds: list[Spiked], heights: np.ndarray, v
             s.setNativeID(f"controllerType=0 controllerNumber=1 scan={next_scan}")
             next_scan += 1
             prec = oms.Precursor(bg.template.getPrecursors()[0])  # window, activation, energy as the background's
-            prec.setMZ(c.mz), prec.setCharge(1), prec.setIntensity(float(precursor))
-            prec.setMetaValue(_TARGET, c.mz)  # else a copied target would be the template's
+            # the instrument reports the precursor it measured in the survey scan: the MS1 m/z error at its
+            # intensity (trials K, M: exact precursors made the spiked compounds easier to name than real ones)
+            measured = c.mz * (1.0 + float(bg.mz_jitter_ppm(precursor)) * 1e-6 * rs.standard_normal())
+            prec.setMZ(measured), prec.setCharge(1), prec.setIntensity(float(precursor))
+            prec.setMetaValue(_TARGET, measured)  # else a copied target would be the template's
             before = np.flatnonzero(rts <= t)
             if before.size and prec.metaValueExists("spectrum_ref"):
                 prec.setMetaValue("spectrum_ref", ms1_scans[before[-1]].getNativeID())
