@@ -381,3 +381,50 @@ def test_an_excel_sheet_reads_as_written(tmp_path: Path) -> None:
     (tmp_path / "samples.tsv").write_bytes(b"sample_id\tfile\r\nA\tA.mzML\x81\r\n")  # not even Windows-1252
     with pytest.raises(InputError, match="neither UTF-8 nor Windows-1252"):
         study.load_sample_sheet(tmp_path, config)
+
+
+def test_a_run_without_ms_ms_is_named_before_any_job(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A trial (E): an MS1-only run went through every job and was said only in the QC table after the run. Its
+    header (no "MSn spectrum" in fileContent) and first scans (MS1 only) show it before any job; a DDA run, a run
+    whose header lists MSn spectra and a short MS1 excerpt are not named."""
+    import pyopenms as oms
+
+    from ms2study.cli import main
+    from ms2study.io.runfiles import ms1_only_warnings, ms_levels_at_start
+
+    def write(name: str, n_ms1: int, ms2_every: int = 0) -> None:
+        exp = oms.MSExperiment()
+        for j in range(n_ms1):
+            s = oms.MSSpectrum()
+            s.setMSLevel(1), s.setRT(float(j)), s.setNativeID(f"scan={len(exp.getSpectra()) + 1}")
+            s.set_peaks(([100.0, 200.0], [1e5, 2e5]))
+            exp.addSpectrum(s)
+            if ms2_every and j % ms2_every == 0:
+                m = oms.MSSpectrum()
+                m.setMSLevel(2), m.setRT(j + 0.5), m.setNativeID(f"scan={len(exp.getSpectra()) + 1}")
+                p = oms.Precursor()
+                p.setMZ(200.0)
+                m.setPrecursors([p])
+                m.set_peaks(([50.0, 80.0], [1e3, 2e3]))
+                exp.addSpectrum(m)
+        oms.MzMLFile().store(str(tmp_path / name), exp)
+
+    write("dda.mzML", 30, ms2_every=3)
+    write("full_scan.mzML", 30)
+    write("excerpt.mzML", 5)
+    assert ms_levels_at_start(tmp_path / "dda.mzML")[:2] == (30, 10)
+    assert ms_levels_at_start(tmp_path / "full_scan.mzML")[:2] == (30, 0)
+    sheet = pl.DataFrame({"sample_id": ["A", "B", "C"], "file": ["dda.mzML", "full_scan.mzML", "excerpt.mzML"]})
+    warnings = ms1_only_warnings(tmp_path, sheet)
+    assert len(warnings) == 1 and warnings[0].startswith(
+        "sample B (full_scan.mzML): no MS/MS scan in the whole file (30 MS1 scans)")
+    # a header that lists MSn spectra (msconvert's fileContent) is believed: its MS/MS may come later
+    text = (tmp_path / "full_scan.mzML").read_text()
+    (tmp_path / "full_scan.mzML").write_text(text.replace(
+        "<fileContent>", '<fileContent>\n<cvParam cvRef="MS" accession="MS:1000580" name="MSn spectrum" value=""/>'))
+    assert ms1_only_warnings(tmp_path, sheet) == []
+    (tmp_path / "full_scan.mzML").write_text(text)
+    main(["run", str(tmp_path), "--cores", "1", "-n"])
+    err = capsys.readouterr().err
+    assert "ms2study run: warning: sample full_scan (full_scan.mzML): no MS/MS scan in the whole file" in err
+    assert "sample dda (" not in err and "sample excerpt (" not in err

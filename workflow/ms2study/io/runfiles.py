@@ -1,6 +1,7 @@
-"""Checks on a study's run files as a whole (the sheet's ``file`` column): the same run under two sample ids; and
-on one run file's first and last bytes, without parsing it (``content_problem``: empty, not XML, misnamed,
-truncated), which the pre-run check and the readers share.
+"""Checks on a study's run files as a whole (the sheet's ``file`` column): the same run under two sample ids; runs
+that hold no MS/MS (``ms1_only_warnings``, from the file's header or first scans); and on one run file's first and
+last bytes, without parsing it (``content_problem``: empty, not XML, misnamed, truncated), which the pre-run check
+and the readers share.
 
 Imports ``core`` and ``io.samplesheet``.
 """
@@ -8,6 +9,7 @@ Imports ``core`` and ``io.samplesheet``.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -131,4 +133,45 @@ def identical_run_warnings(study_dir: Path, sheet) -> list[str]:
         warnings.append(f"samples {', '.join(ids)} {what}: one injection counted {len(ids)} times"
                         + ("" if same else " (a copied file?)")
                         + "; remove the extra rows from the sample sheet unless that is meant")
+    return warnings
+
+
+MS_LEVEL_BYTES = 2 << 20   # bytes of a run's start read for its scans' MS levels (a Q Exactive run: ~60 MS1 scans)
+MS1_ONLY_MIN_SCANS = 20    # MS1 scans without one MS/MS scan among them that make a run MS1-only
+_LEVEL_RE = re.compile(rb'(?:accession="MS:1000511"[^>]*?value="(\d+)"|msLevel="(\d+)")')
+
+
+def ms_levels_at_start(path: Path) -> tuple[int, int, bool]:
+    """(MS1 scans, MS/MS scans, whether the header lists MSn spectra) among the first ``MS_LEVEL_BYTES`` of an
+    mzML (cvParam "ms level", MS:1000511; the fileContent term "MSn spectrum", MS:1000580) or mzXML (``msLevel``)
+    file, without parsing it; (0, 0, False) for a compressed file (the reader decompresses it)."""
+    with open(path, "rb") as handle:
+        head = handle.read(MS_LEVEL_BYTES)
+    if head[:2] == b"\x1f\x8b":
+        return 0, 0, False
+    content = head.split(b"</fileContent>", 1)[0] if b"</fileContent>" in head else b""
+    levels = [int(a or b) for a, b in _LEVEL_RE.findall(head)]
+    return sum(v == 1 for v in levels), sum(v > 1 for v in levels), b"MS:1000580" in content
+
+
+def ms1_only_warnings(study_dir: Path, sheet) -> list[str]:
+    """A warning per run of the sheet (polars DataFrame with sample_id and file) whose header lists no MSn
+    spectra and whose first ``MS_LEVEL_BYTES`` hold ``MS1_ONLY_MIN_SCANS`` or more MS1 scans and no MS/MS scan:
+    an MS1-only (or converted without its MS2) run gets features, but no identification or spectrum embedding,
+    which before was said only after the whole run (QC table). Files that are missing or unreadable are left to
+    the pre-run check (``checked_run_file``)."""
+    warnings = []
+    for sample_id, file in zip(sheet["sample_id"].to_list(), sheet["file"].to_list()):
+        path = on_disk(Path(study_dir), file)
+        try:
+            ms1, msn, listed = ms_levels_at_start(path)
+        except OSError:
+            continue
+        if listed or msn or ms1 < MS1_ONLY_MIN_SCANS:
+            continue
+        whole = path.stat().st_size <= MS_LEVEL_BYTES
+        where = "in the whole file" if whole else f"among its first {ms1} scans"
+        warnings.append(f"sample {sample_id} ({file}): no MS/MS scan {where} ({ms1} MS1 scans): its features "
+                        "are measured but get no identification or spectrum embedding; if it is a DDA run, "
+                        "convert it again keeping its MS2 scans (msconvert without an msLevel filter)")
     return warnings
