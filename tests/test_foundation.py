@@ -148,9 +148,11 @@ def _limited_threads(code_before: str, argv: list[str], tmp_path: Path) -> list[
     """In a fresh interpreter (no *_NUM_THREADS in its environment): ``code_before``, then ``cli.main(argv)``; returns
     [main's return code, numba's threads, torch's threads]."""
     script = (f"{code_before}\nfrom ms2study import cli\nrc = cli.main({argv!r})\n"
-              "import numba, torch\nprint(rc, numba.get_num_threads(), torch.get_num_threads())\n")
+              "import numba, torch, polars\n"
+              "print(rc, numba.get_num_threads(), torch.get_num_threads(), polars.thread_pool_size())\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
-                            env={k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")})
+                            env={k: v for k, v in os.environ.items()
+                                 if not k.endswith("_NUM_THREADS") and k != "POLARS_MAX_THREADS"})
     assert result.returncode == 0, result.stderr
     return result.stdout.split()
 
@@ -159,8 +161,11 @@ def _limited_threads(code_before: str, argv: list[str], tmp_path: Path) -> list[
 def test_global_threads_option_limits_numba_and_torch(before: str, tmp_path: Path) -> None:
     """`ms2study --threads 1 COMMAND` holds numba and torch to one thread, whether or not they were imported."""
     failing_detect = ["detect", "--mzml", "absent.mzML", "--sample-id", "s", "--out", "f.parquet"]
-    assert _limited_threads(before, ["--threads", "1", *failing_detect], tmp_path) == ["1", "1", "1"]
-    rc, numba_default, _ = _limited_threads(before, failing_detect, tmp_path)
+    # polars too when it was not imported before (an HPC admin's review: 16 threads in a --threads 1 job)
+    assert _limited_threads(before, ["--threads", "1", *failing_detect], tmp_path)[:3] == ["1", "1", "1"]
+    if not before:
+        assert _limited_threads(before, ["--threads", "1", *failing_detect], tmp_path)[3] == "1"
+    rc, numba_default, _, _ = _limited_threads(before, failing_detect, tmp_path)
     assert rc == "1" and int(numba_default) >= 1  # without the option: numba's own default (every core)
 
 

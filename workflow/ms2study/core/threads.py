@@ -1,9 +1,9 @@
-"""How many CPU threads a command may use: one call that limits numba, torch, OpenMP and BLAS together.
+"""How many CPU threads a command may use: one call that limits numba, torch, polars, OpenMP and BLAS together.
 
 ``ms2study --threads N COMMAND`` (what every rule passes as its declared ``{threads}``) calls ``limit_threads``
 before the command's module is imported. Numba sizes its thread pool from ``NUMBA_NUM_THREADS`` when it is first
-imported, torch and the OpenMP/BLAS libraries (pyOpenMS, scikit-learn, numpy) read ``OMP_NUM_THREADS`` and the
-BLAS variables likewise, so setting the environment first is enough; a library already imported in this process is
+imported, polars from ``POLARS_MAX_THREADS``, torch and the OpenMP/BLAS libraries (pyOpenMS, scikit-learn, numpy)
+read ``OMP_NUM_THREADS`` and the BLAS variables likewise, so setting the environment first is enough; a library already imported in this process is
 limited through its own call instead. Snakemake exports the OpenMP/BLAS variables for each job itself, but not
 numba's, whose kernels would otherwise use every core whatever the rule declares. This module imports nothing from
 ms2study.
@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 
-# The variables Snakemake sets from a job's threads, plus numba's own.
+# The variables Snakemake sets from a job's threads, plus numba's and polars' own.
 THREAD_VARIABLES = (
     "NUMBA_NUM_THREADS",
     "OMP_NUM_THREADS",
@@ -23,6 +23,9 @@ THREAD_VARIABLES = (
     "MKL_NUM_THREADS",
     "VECLIB_MAXIMUM_THREADS",
     "NUMEXPR_NUM_THREADS",
+    # polars sizes its thread pool once, at import (an HPC admin's review: 16 threads in a --threads 1 job; harmless
+    # under CPU affinity, which polars follows, but not every cluster binds jobs to their cores)
+    "POLARS_MAX_THREADS",
 )
 
 
