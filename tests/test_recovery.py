@@ -170,6 +170,48 @@ def test_a_run_stopped_by_sigterm_is_called_interrupted_not_failed(tmp_path: Pat
     assert runner.parse_snakemake_log("Will exit after finishing currently running jobs (scheduler).\n").terminated
 
 
+def test_a_job_killed_from_outside_is_said_to_be_so_not_sent_to_its_empty_log(tmp_path: Path) -> None:
+    """An HPC admin's review: a detect job killed with SIGKILL (how the OOM killer ends one) left an empty log, and
+    the summary named that log and said "Correct the cause shown in each log". Snakemake's log holds the exit status
+    (locally) or the SLURM executor's status (on a cluster): the summary says what stopped the job and what to
+    raise. A job that failed on its own error keeps that error."""
+    command = "python -m ms2study --threads 1 detect --mzml mzml/S03.mzML > logs/detect/S03.log 2>&1"
+    log = tmp_path / ".snakemake" / "log" / "2026-12-05T000000.000000.snakemake.log"
+    log.parent.mkdir(parents=True)
+    (tmp_path / "logs" / "detect").mkdir(parents=True)
+    (tmp_path / "logs" / "detect" / "S03.log").write_text("")
+    (tmp_path / "logs" / "detect" / "S04.log").write_text("ms2study detect: error: sample 'S04': bad file\n")
+    log.write_text(
+        "Job stats:\njob  count\n---  ---\ndetect  3\ntotal  3\n\n"
+        f"rule detect:\n    jobid: 13\n    wildcards: sample=S03\n    log: logs/detect/S03.log\n"
+        f"CalledProcessError in file \"/x/detect.smk\", line 29:\nCommand 'set -euo pipefail; {command}' "
+        "returned non-zero exit status 137.\n[Sat Dec  5 02:16:48 2026]\nError in rule detect:\n    message: None\n"
+        "    jobid: 13\n    log: logs/detect/S03.log (check log file(s) for error details)\n"
+        "rule detect:\n    jobid: 14\n    wildcards: sample=S04\n    log: logs/detect/S04.log\n"
+        "Command 'x' returned non-zero exit status 1.\nError in rule detect:\n    message: None\n    jobid: 14\n"
+        "    log: logs/detect/S04.log (check log file(s) for error details)\n"
+        "rule detect:\n    jobid: 15\n    wildcards: sample=S05\n    log: logs/detect/S05.log\n"
+        "Error in rule detect:\n    message: SLURM-job '4321' failed, SLURM status is: 'OUT_OF_MEMORY'. Reason: "
+        "Step 0: OutOfMemory.\n    jobid: 15\n    log: logs/detect/S05.log, /s/.snakemake/slurm_logs/rule_detect/S05/"
+        "4321.log (check log file(s) for error details)\n"
+        "Exiting because a job execution failed. Look below for error messages\n")
+    run = runner.parse_snakemake_log(log.read_text())
+    by_sample = {job.sample: job for job in run.failed}
+    assert by_sample["S03"].exit_status == 137 and by_sample["S04"].exit_status == 1
+    assert by_sample["S05"].exit_status is None and "OUT_OF_MEMORY" in by_sample["S05"].message
+    assert by_sample["S04"].stopped_from_outside() is None
+    summary = runner.summarize(tmp_path, 1, since=log.stat().st_mtime - 5)
+    lines = summary.splitlines()
+    s03 = next(i for i, line in enumerate(lines) if "sample S03" in line)
+    assert lines[s03 + 1].strip().startswith("killed (exit code 137, SIGKILL) before it could write an error")
+    s04 = next(i for i, line in enumerate(lines) if "sample S04" in line)
+    assert lines[s04 + 1].strip() == "sample 'S04': bad file"
+    s05 = next(i for i, line in enumerate(lines) if "sample S05" in line)
+    assert "slurm_logs/rule_detect/S05/4321.log" in lines[s05]
+    assert lines[s05 + 1].strip() == "SLURM status OUT_OF_MEMORY: it used more memory than it asked for"
+    assert "raise its resources: <stage>: mem_mb (or runtime) in config.yaml" in summary
+
+
 # ------------------------------------------------------------------------------------------ real runs
 
 

@@ -17,6 +17,26 @@ class FailedJob:
     sample: str | None
     logs: list[str]
     outputs: list[str]
+    exit_status: int | None = None  # of its command, where Snakemake said it ("returned non-zero exit status N")
+    message: str | None = None      # Snakemake's message on the job (the SLURM executor's status and reason)
+
+    def stopped_from_outside(self) -> str | None:
+        """Why the job was stopped from outside before it could write an error, when the log says so: SIGKILL
+        (exit 137 or -9: out of memory, a time limit or an admin), SIGTERM (143 / -15), or SLURM's status
+        OUT_OF_MEMORY, TIMEOUT, CANCELLED, NODE_FAIL or PREEMPTED; None otherwise (an HPC admin's review: an
+        OOM-killed job left an empty log, and the run's summary said to correct "the cause shown in each log")."""
+        slurm = re.search(r"SLURM status is: '?([A-Z_]+)", self.message or "")
+        if slurm and slurm.group(1) != "FAILED":
+            state = slurm.group(1)
+            what = {"OUT_OF_MEMORY": "it used more memory than it asked for",
+                    "TIMEOUT": "it ran past its time limit"}.get(state, "SLURM stopped it")
+            return f"SLURM status {state}: {what}"
+        if self.exit_status in (137, -9):
+            return ("killed (exit code 137, SIGKILL) before it could write an error: out of memory (the kernel's "
+                    "OOM killer), a time limit or an admin")
+        if self.exit_status in (143, -15):
+            return "terminated (exit code 143, SIGTERM): a time limit, a cancel or an admin"
+        return None
 
     def place(self, shown: int = 2) -> str:
         """Where the job worked, for a one-line summary: "sample S", else its first ``shown`` outputs and how many
@@ -88,6 +108,7 @@ def unrecorded_outputs(study_dir: Path) -> list[str]:
 
 _BLOCK_START = re.compile(r"^(?:local)?(?:rule|checkpoint) (\S+):$")
 _ERROR_START = re.compile(r"^Error in rule (\S+):$")
+_EXIT_STATUS = re.compile(r"returned non-zero exit status (-?\d+)\.")  # the CalledProcessError before the block
 _FIELD = re.compile(r"^\s+(\w+): (.*)$")
 _FINISHED = re.compile(r"^Finished job(?:id:)? (\d+)")
 _FINISHED_RULE = re.compile(r"^Finished jobid: \d+ \(Rule: (\S+)\)")
@@ -113,10 +134,13 @@ def parse_snakemake_log(text: str) -> RunLog:
     status: dict[str, tuple[str, dict[str, str]]] = {}  # jobid -> ("failed" | "done", error fields)
     lines = text.splitlines()
     i = 0
+    exit_status: str | None = None
     while i < len(lines):
         line = lines[i].rstrip()
         block = _BLOCK_START.match(line)
         error = _ERROR_START.match(line)
+        if (m := _EXIT_STATUS.search(line)) is not None:
+            exit_status = m.group(1)
         if line.startswith("Job stats:"):
             i += 3  # header and rule lines
             while i < len(lines) and lines[i].strip():
@@ -135,6 +159,8 @@ def parse_snakemake_log(text: str) -> RunLog:
             if block:
                 jobs[jobid] = fields
             else:
+                if exit_status is not None:
+                    fields["exit_status"], exit_status = exit_status, None
                 status[jobid] = ("failed", fields)
             continue
         finished = _FINISHED.match(line)
@@ -163,7 +189,10 @@ def parse_snakemake_log(text: str) -> RunLog:
         merged = {**jobs.get(jobid, {}), **fields}
         logs = _split_paths(merged.get("log", ""))
         outputs = _split_paths(merged.get("output", ""))
-        result.failed.append(FailedJob(merged["rule"], jobid, _sample_of(merged), logs, outputs))
+        message = merged.get("message")
+        result.failed.append(FailedJob(merged["rule"], jobid, _sample_of(merged), logs, outputs,
+                                       int(merged["exit_status"]) if "exit_status" in merged else None,
+                                       None if message in (None, "None") else message))
     started = {_sample_of(fields) for jobid, fields in jobs.items() if status.get(jobid, ("",))[0] != "done"}
     result.unfinished_samples = sorted((started | {job.sample for job in result.failed}) - {None})
     return result

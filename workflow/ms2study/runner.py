@@ -160,7 +160,7 @@ def config_overrides(extra: list[str], cwd: Path | None = None) -> dict:
 # ---------------------------------------------------------------------------------------- write permission
 
 # What a run writes in the study folder (Snakemake's state, the outputs, the jobs' logs and time records).
-WRITTEN_FOLDERS = (".snakemake", "results", "logs", "benchmarks")
+WRITTEN_FOLDERS = (".snakemake", "results", "logs")  # Snakemake's benchmark records: results/benchmarks
 
 
 def check_writable(study_dir: Path) -> None:
@@ -362,9 +362,12 @@ def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] |
         for job in sorted(once, key=lambda j: (j.sample or "", j.rule)):
             logs = ", ".join(str(study_dir / log) for log in job.logs) or "(no log file; see Snakemake's log)"
             lines.append(f"  {job.rule:<{width}}  {job.place()}  log: {logs}")
-            cause = error_in_logs(study_dir, job.logs)
+            cause = error_in_logs(study_dir, job.logs) or job.stopped_from_outside()
             if cause:
                 lines.append(f"  {'':<{width}}  {cause}")
+        if any(job.stopped_from_outside() for job in once):
+            lines.append("  A job stopped from outside: raise its resources: <stage>: mem_mb (or runtime) in config.yaml "
+                         "(README, troubleshooting), or run fewer jobs at once.")
         lines.append("  Correct the cause shown in each log, then run the same command again: finished outputs are "
                      "kept and only the missing ones are made.")
     elif not run.lock_error:
