@@ -43,10 +43,14 @@ def test_the_unmapped_names_are_those_the_study_names_on_no_feature() -> None:
                                  "n_runs": 3, "best_q": 0.0004, "best_cosine": 0.9}]
     assert unmapped_names(annotations(), None)["name"].to_list() == ["methyl anthranilate", "betaine"]
     said = unmapped_sentence(names)
-    assert said.startswith("1 compound(s) accepted on MS/MS scans that map to no MS1 feature have no row in the "
-                           "study's identifications and no quantity: methyl anthranilate (3 spectra in 3 runs, q "
-                           "0.0004)") and "detect: min_trace_length_s" in said
+    assert said.startswith("1 compound(s) accepted by their runs' searches on MS/MS scans that map to no MS1 "
+                           "feature have no row in the study's identifications and no quantity: methyl "
+                           "anthranilate (3 spectra in 3 runs, q 0.0004)") and "detect: min_trace_length_s" in said
     assert unmapped_sentence(names.clear()) is None
+    # trial O: a compound the study refused on its consensus features is not "accepted with no row"
+    refused = pl.DataFrame({"consensus_id": ["C1", "C7"], "name": ["betaine", "methyl anthranilate"],
+                            "inchikey": [BETAINE, ANTHRANILATE], "accepted": [True, False]})
+    assert unmapped_names(annotations(), refused).is_empty()
     assert unmapped_names(annotations().drop("feature_id")).is_empty()
 
 
@@ -58,7 +62,7 @@ def test_the_identify_command_and_the_report_name_them(tmp_path, caplog) -> None
     with caplog.at_level(logging.WARNING):
         assert cli.main(["identify", "--annotations", str(tmp_path / "annotations.parquet"), "--links",
                          str(tmp_path / "links.parquet"), "--out", str(tmp_path / "ident.parquet")]) == 0
-    assert "1 compound(s) accepted on MS/MS scans that map to no MS1 feature" in caplog.text
+    assert "1 compound(s) accepted by their runs' searches on MS/MS scans that map to no MS1 feature" in caplog.text
     assert "methyl anthranilate (3 spectra in 3 runs" in caplog.text and "betaine (" not in caplog.text
     ident = pl.read_parquet(tmp_path / "ident.parquet")
     assert ident["name"].to_list() == ["betaine"]
