@@ -889,18 +889,19 @@ def test_a_continuous_outcomes_named_hit_gives_its_effect_per_unit() -> None:
 def test_a_hit_group_whose_match_missed_only_by_its_q_value_names_it_as_a_candidate(tmp_path: Path) -> None:
     """Trial F: the largest planted change (4 of 11 hits, one compound group) had nicotinamide at cosine 0.99 and
     q 0.0115 against the FDR 0.01; Main findings showed the group with no name and no word of the candidate."""
-    table = pl.DataFrame({"consensus_id": ["C336", "C606", "C215", "C900", "C901"],
-                          "compound_group": ["G257", "G257", "G172", "G9", "G10"], "tested": [True] * 5,
-                          "q_value": [0.002, 0.002, 0.002, 0.01, 0.02], "p_value": [1e-5, 1e-5, 1e-5, 1e-3, 2e-3],
-                          "log2_fold_change": [2.2, 2.2, 2.1, 1.0, 0.8]})
+    table = pl.DataFrame({"consensus_id": ["C336", "C606", "C215", "C900", "C901", "C902"],
+                          "compound_group": ["G257", "G257", "G172", "G9", "G10", "G11"], "tested": [True] * 6,
+                          "q_value": [0.002, 0.002, 0.002, 0.01, 0.02, 0.02],
+                          "p_value": [1e-5, 1e-5, 1e-5, 1e-3, 2e-3, 2e-3],
+                          "log2_fold_change": [2.2, 2.2, 2.1, 1.0, 0.8, 0.8]})
     summary = {"outcome": "group", "type": "binary", "positive_class": "case", "reference_class": "control"}
     path = tmp_path / "group.parquet"
     write_table(table, path, summary)
-    ident = pl.DataFrame({"consensus_id": ["C336", "C900", "C901", "C215"],
-                          "name": ["nicotinamide", "far", "named", "blanky"], "msi_level": [3, 3, 3, 3],
-                          "q_value": [0.0115, 0.2, 0.001, 0.02], "accepted": [False, False, True, False],
-                          "best_cosine": [0.995, 0.9, 0.9, 0.9],
-                          "evidence_note": [None, None, None, "only blank runs' spectra support it (x)"]})
+    ident = pl.DataFrame({"consensus_id": ["C336", "C900", "C901", "C215", "C902"],
+                          "name": ["nicotinamide", "far", "named", "blanky", "Tiamulin"], "msi_level": [3] * 5,
+                          "q_value": [0.0115, 0.2, 0.001, 0.02, 0.03], "accepted": [False, False, True, False, False],
+                          "best_cosine": [0.995, 0.9, 0.9, 0.9, 0.04],
+                          "evidence_note": [None, None, None, "only blank runs' spectra support it (x)", None]})
     from ms2study.identification.background import BLANK_ONLY_NOTE
 
     ident = ident.with_columns(pl.when(pl.col("name") == "blanky").then(pl.lit(BLANK_ONLY_NOTE))
@@ -910,6 +911,8 @@ def test_a_hit_group_whose_match_missed_only_by_its_q_value_names_it_as_a_candid
             "nicotinamide on C336 (q 0.0115, cosine 0.99) &mdash; candidates, not identifications.") in text
     assert "far" not in text.split("refused only")[1]  # q 0.2: more than 5 times the FDR
     assert "blanky" not in text  # refused for its blank-only support, not for its q-value
+    # trial O: a match at cosine 0.04 (q 0.03, its spectra barely alike) is no candidate
+    assert "Tiamulin" not in text
     # without the FDR (an older config) nothing is said
     assert "refused only" not in findings.differential_finding(DifferentialFiles(path, None), ident, None)[1]
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import polars as pl
 
+from ms2study.identification.confidence import LOW_COSINE
 from ms2study.modelling.differential import SIGNIFICANCE, read_summary, significant_compounds
 from ms2study.modelling.metrics import CHANCE
 from ms2study.reporting import cautions, marks
@@ -334,7 +335,8 @@ def near_misses(hits: pl.DataFrame, ident: pl.DataFrame | None, table: pl.DataFr
     """" N hit group(s) without a name hold a library match refused only for its q-value: NAME on C (q, cosine)..."
     for the compound groups of ``hits`` (rows of the differential ``table``) none of whose features carries an
     accepted identification, where some feature's best match (``ident``) was refused only because its q-value lies
-    above ``fdr`` (``unaccepted.refusal_reasons``) and at most ``NEAR_MISS_FACTOR`` times it; "" otherwise. A trial:
+    above ``fdr`` (``unaccepted.refusal_reasons``) and at most ``NEAR_MISS_FACTOR`` times it, with a cosine of
+    ``identification.confidence.LOW_COSINE`` or more; "" otherwise. A trial:
     the study's largest planted change (4 of 11 hits) had nicotinamide at cosine 0.99 and q 0.0115 against the FDR
     0.01, and nothing said so. Said as a candidate: its q-value is what was measured, and it is above the FDR."""
     if ident is None or fdr is None or not {"accepted", "q_value", "name", "consensus_id"} <= set(ident.columns):
@@ -351,8 +353,10 @@ def near_misses(hits: pl.DataFrame, ident: pl.DataFrame | None, table: pl.DataFr
         ident.filter(~pl.col("accepted").fill_null(False)), on="consensus_id")
     if not refused.height:
         return ""
+    # and its spectra alike (trial O: Tiamulin at cosine 0.03, q 0.03, would have been named on a hit)
+    alike = pl.col("best_cosine").fill_null(0.0) >= LOW_COSINE if "best_cosine" in refused.columns else pl.lit(True)
     refused = refused.with_columns(refusal_reasons(refused, fdr)).filter(
-        (pl.col("reason") == f"q above the FDR {fdr:g}") & (pl.col("q_value") <= NEAR_MISS_FACTOR * fdr)).sort(
+        (pl.col("reason") == f"q above the FDR {fdr:g}") & (pl.col("q_value") <= NEAR_MISS_FACTOR * fdr) & alike).sort(
         "q_value").unique("compound_group", keep="first", maintain_order=True)
     if not refused.height:
         return ""
