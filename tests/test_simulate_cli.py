@@ -130,7 +130,7 @@ def test_spikein_option_without_background_refused(tmp_path, capsys, option):
 
 @pytest.mark.parametrize("option", [["--library-size", "-5"], ["--library-size", "0"], ["--compounds", "0"],
                                     ["--n-changed", "-1"], ["--samples", "1"], ["--seed", "-1"],
-                                    ["--fold-change", "0"], ["--fold-change", "x"], ["--unknown-fraction", "1"]])
+                                    ["--fold-change", "0"], ["--fold-change", "x"], ["--unknown-fraction", "1.5"]])
 def test_bad_spikein_counts_refused(tmp_path, inputs, capsys, option):
     code, err = run_cli(spikein(tmp_path / "out", inputs, *option), capsys)
     assert code == 2 and "Traceback" not in err

@@ -296,6 +296,16 @@ def test_no_drift_no_offset_keeps_the_background_times_and_masses(tmp_path, inpu
         make(tmp_path / "t", inputs, rt_drift_s=-1.0)
 
 
+def test_every_spiked_compound_can_be_left_out_of_the_library(tmp_path, inputs):
+    """Trial O: --unknown-fraction 1 was refused, so a study where every name on a spiked compound is wrong by
+    construction could not be built."""
+    make(tmp_path / "s", inputs, unknown_fraction=1.0)
+    truth = pl.read_csv(tmp_path / "s" / "ground_truth.tsv", separator="\t")
+    blocks = {r.block for r in read_mgf_records(tmp_path / "s" / "library.mgf")}
+    assert not truth["in_library"].any()
+    assert not blocks & {k.split("-")[0] for k in truth["inchikey"].to_list()}
+
+
 def test_library_without_unknowns_and_ms2_differs_from_library(study, inputs):
     out, _ = study
     truth = pl.read_csv(out / "ground_truth.tsv", separator="\t").filter(pl.col("sample_id") == "S01")

@@ -71,11 +71,13 @@ def whole(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def number(low: float, high: float | None = None, *, low_inclusive: bool = True) -> Callable[[str], float]:
+def number(low: float, high: float | None = None, *, low_inclusive: bool = True,
+           high_inclusive: bool = False) -> Callable[[str], float]:
     """An argparse ``type``: the text as a finite float in [``low``, ``high``) (``(low, ...`` without
-    ``low_inclusive``; no upper bound when ``high`` is None); ArgumentTypeError otherwise."""
+    ``low_inclusive``, ``..., high]`` with ``high_inclusive``; no upper bound when ``high`` is None);
+    ArgumentTypeError otherwise."""
     want = (f"{'at least' if low_inclusive else 'above'} {low:g}" +
-            (f" and below {high:g}" if high is not None else ""))
+            (f" and {'at most' if high_inclusive else 'below'} {high:g}" if high is not None else ""))
 
     def parse(text: str) -> float:
         try:
@@ -83,7 +85,8 @@ def number(low: float, high: float | None = None, *, low_inclusive: bool = True)
         except ValueError:
             value = float("nan")
         ok = value >= low if low_inclusive else value > low
-        if not (ok and (high is None or value < high) and value != float("inf")):
+        below = high is None or value < high or (high_inclusive and value == high)
+        if not (ok and below and value != float("inf")):
             raise argparse.ArgumentTypeError(f"needs a number {want} (got '{text}')")
         return value
     return parse
@@ -144,8 +147,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="spiked compounds of one class raised in cases (default 12; 0: no planted effect)")
     spike.add_argument("--fold-change", type=number(0, low_inclusive=False), dest="fold_change", metavar="F",
                        help="their fold in cases (default 3)")
-    spike.add_argument("--unknown-fraction", type=number(0, 1), dest="unknown_fraction", metavar="F",
-                       help="share of spiked compounds left out of the written library (default 1/3)")
+    spike.add_argument("--unknown-fraction", type=number(0, 1, high_inclusive=True), dest="unknown_fraction",
+                       metavar="F", help="share of spiked compounds left out of the written library (default 1/3; "
+                                         "1: none of them in it, so every name on a spiked compound is wrong)")
     spike.add_argument("--library-size", type=whole(1), dest="library_size", metavar="N",
                        help="at most this many records in the written library (default: all usable)")
     spike.add_argument("--rt-drift-s", type=number(0), dest="rt_drift_s", metavar="S",
