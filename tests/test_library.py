@@ -301,7 +301,9 @@ def test_a_rounded_library_precursor_takes_its_ions_exact_mz_or_is_said(tmp_path
     glucose_mh = 180.063388 + 1.007276  # C6H12O6 [M+H]+ 181.070664
     peaks = "59.0133 100\n89.0239 40\n119.0344 20\n"
     records = (("stated_ion", "181.07", "FORMULA=C6H12O6\nADDUCT=[M+H]+\n"),
-               ("formula_only", "181.1", "FORMULA=C6H12O6\n"),
+               ("formula_only", "181.07", "FORMULA=C6H12O6\n"),
+               ("one_decimal_no_ion", "181.1", "FORMULA=C6H12O6\n"),  # 0.05 Da: an ion read from it is a guess
+               ("one_decimal_stated", "181.1", "FORMULA=C6H12O6\nADDUCT=[M+H]+\n"),
                ("no_formula", "181.07", ""),
                ("wrong_formula", "181.07", "FORMULA=C7H14O6\nADDUCT=[M+H]+\n"),
                ("accurate", "181.0707", "FORMULA=C6H12O6\nADDUCT=[M+H]+\n"),
@@ -314,18 +316,19 @@ def test_a_rounded_library_precursor_takes_its_ions_exact_mz_or_is_said(tmp_path
     got = dict(zip(index.metadata["library_id"].to_list(), index.metadata["precursor_mz"].to_list()))
     assert got["stated_ion"] == pytest.approx(glucose_mh, abs=1e-5)
     assert got["formula_only"] == pytest.approx(glucose_mh, abs=1e-5)
-    assert got["no_formula"] == 181.07 and got["wrong_formula"] == 181.07
+    assert got["no_formula"] == 181.07 and got["wrong_formula"] == 181.07 and got["one_decimal_no_ion"] == 181.1
+    assert got["one_decimal_stated"] == pytest.approx(glucose_mh, abs=1e-5)
     assert got["accurate"] == 181.0707 and got["exponent"] == pytest.approx(181.07)
     adducts = dict(zip(index.metadata["library_id"].to_list(), index.metadata["adduct"].to_list()))
     assert adducts["formula_only"] == "[M+H]+"
     manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
-    assert manifest["n_rounded_precursor"] == 2
-    assert sorted(manifest["rounded_precursor_first"]) == ["no_formula", "wrong_formula"]
-    assert manifest["altered_by_reason"]["rounded precursor m/z replaced by the ion's exact m/z"] == 2
-    assert "2 spectra have a precursor m/z rounded to 1-2 decimals" in caplog.text
+    assert manifest["n_rounded_precursor"] == 3
+    assert sorted(manifest["rounded_precursor_first"]) == ["no_formula", "one_decimal_no_ion", "wrong_formula"]
+    assert manifest["altered_by_reason"]["rounded precursor m/z replaced by the ion's exact m/z"] == 3
+    assert "3 spectra have a precursor m/z rounded to 1-2 decimals" in caplog.text
     from ms2study.reporting.collect import library_summary
 
-    assert "2 spectra have a precursor m/z rounded to 1-2 decimals" in library_summary([tmp_path / "index"], [])
+    assert "3 spectra have a precursor m/z rounded to 1-2 decimals" in library_summary([tmp_path / "index"], [])
     from ms2study.io.fields import stated_decimals
 
     assert [stated_decimals({"PEPMASS": t}) for t in ("181.07 1000", "181", "281,20", "1e2")] == [2, 0, 2, None]

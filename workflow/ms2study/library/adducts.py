@@ -10,10 +10,10 @@ one within ``TOLERANCE_DA`` is taken, and the index's read report records each s
 
 Records whose precursor m/z is written with one or two decimals (an old in-house or NIST-style library: "181.07")
 are rounded by up to 0.05 Da, so an accurate query seldom falls within a ppm precursor window of them, silently (a
-trial's finding). When the record's formula and ion (stated, or the one ion of its polarity the rounding allows)
-give an m/z that the stated value rounds to, that exact m/z replaces it (``with_exact_precursors``; recorded as
-altered, ``io.entries.EXACT_PRECURSOR``); the others are returned to be counted and said. Imports pyOpenMS when a
-record needs it.
+trial's finding). When the record's formula and ion (stated, or at 2 decimals the one ion of its polarity the
+rounding allows) give an m/z that the stated value rounds to, that exact m/z replaces it (``with_exact_precursors``;
+recorded as altered, ``io.entries.EXACT_PRECURSOR``); the others are returned to be counted and said. Imports
+pyOpenMS when a record needs it.
 """
 
 from __future__ import annotations
@@ -110,8 +110,10 @@ def with_exact_precursors(rows: list[dict[str, Any]], raws: list[RawSpectrum], r
         if row.get("charge") is not None and abs(int(row["charge"])) > 1:
             unresolved.append(row["library_id"])
             continue
-        exact = exact_ion_mz(row.get("formula"), row.get("adduct"), precursor, row.get("ion_mode"),
-                             0.5 * 10.0 ** -decimals)
+        # an ion read from the mass needs 2 decimals: within the 0.05 Da of one decimal another ion of another
+        # formula fits too often (a record at 200.1 of C9H10O4 became its [M+NH4]+, 200.0917, 42 ppm away)
+        exact = None if decimals < 2 and not row.get("adduct") else exact_ion_mz(
+            row.get("formula"), row.get("adduct"), precursor, row.get("ion_mode"), 0.5 * 10.0 ** -decimals)
         if exact is None:
             unresolved.append(row["library_id"])
             continue
