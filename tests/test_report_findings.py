@@ -115,8 +115,11 @@ def test_the_box_comes_first_and_its_numbers_are_the_inputs(report: str) -> None
     assert ("<b>suggestive only</b>: the best set separates case from control samples on its own test, but not "
             "once the choice among 3 sets is adjusted for (AUC "
             f"{best['value']:.2f}, 95 % interval {best['ci_low']:.2f} to {best['ci_high']:.2f}, permutation p = "
-            f"{best['permutation_p']:.3g} for the first repeat's AUC; best of 3 feature sets: <b>features</b>; picked as "
-            "the best of 3 after seeing them, so its p is not adjusted for the choice (Bonferroni over the 3: 0.06))") in box
+            f"{best['permutation_p']:.3g} for the first repeat's AUC; "
+            + (f"on shuffled labels this procedure scores {best['permutation_null_mean']:.2f} on average, the chance "
+               "level to compare with; " if best.get("permutation_null_mean") is not None else "")
+            + "best of 3 feature sets: <b>features</b>; picked as the best of 3 after seeing them, so its p is not "
+              "adjusted for the choice (Bonferroni over the 3: 0.06))") in box
     q = np.array(Q)
     hits = int((q < SIGNIFICANCE).sum())
     assert (f"<b>{hits}</b> of {N} tested features differ at q &lt; 0.05 ({hits - 1} compound groups): 3 higher in "
@@ -202,8 +205,24 @@ def test_no_evidence_when_the_interval_reaches_chance() -> None:
         for k, v, p in (("a", 0.29, 0.0099), ("b", 0.1, 0.3), ("c", 0.0, 0.5), ("d", -0.1, 0.7))}}
     assert findings.model_verdict(four)[0].startswith("<b>inconclusive</b>: the permutation test says the best set "
                                                       "predicts age, but its interval reaches chance (R² 0.29")
+    # its own p passes, the adjusted one and the interval do not: not shown to beat chance, not the nulls' "no
+    # evidence" (trial P: a planted 2.5x effect at p 0.0495, adjusted 0.22, read "no evidence")
     four["feature_sets"]["a"]["permutation_p"] = 0.02  # Bonferroni over the 4: 0.08
-    assert findings.model_verdict(four)[0].startswith("<b>no evidence that the data predict age</b>")
+    assert findings.model_verdict(four)[0].startswith("<b>not shown to beat chance</b>: its 95 % interval -0.510 to "
+                                                      "0.660 does not lie above chance (0) (R² 0.29")
+    assert "is that of the set picked" not in findings.model_verdict(four)[0]  # its interval reaches chance
+    # the chance level of the procedure stands beside the score (trial P: "AUC 0.80" on a null study read as signal)
+    null = _summary(features={**_entry(0.80, 0.33, 1.0, 0.475), "permutation_null_mean": 0.545})
+    assert "; on shuffled labels this procedure scores 0.55 on average, the chance level to compare with; best of" in (
+        findings.model_verdict(null)[0])
+    # a tested AUC of 1 that permutations reach too: the p cannot fall lower, said (trial P: folds of 1-2 per class)
+    ceiling = _summary(features={**_entry(0.92, 0.50, 1.0, 0.0495), "permutation_observed": 1.0,
+                                 "permutations_drawn": 100, "permutations_reaching": 4})
+    assert ("the tested AUC is 1, its highest value, and 4 of 100 permutations reached it too"
+            in findings.model_verdict(ceiling)[0])
+    below = _summary(features={**_entry(0.92, 0.50, 1.0, 0.0495), "permutation_observed": 0.96,
+                               "permutations_drawn": 100, "permutations_reaching": 4})
+    assert "its highest value" not in findings.model_verdict(below)[0]
     above = _summary(features=_entry(0.80, 0.55, 0.98, 0.20))
     assert findings.model_verdict(above)[0].startswith("<b>not shown to beat chance</b>: its permutation p = 0.2 is")
     # a trial's null study printed "AUC 0.96, 95 % interval 0.58 to 1.00": the interval is the picked set's too

@@ -21,7 +21,7 @@ from ms2study.modelling.differential import SIGNIFICANCE, read_summary, signific
 from ms2study.modelling.metrics import CHANCE
 from ms2study.reporting import cautions, marks
 from ms2study.reporting.cautions import P_SMALL, best_feature_set, chance_shortfall
-from ms2study.reporting.choice import adjustment_text, choice_adjustment, permutation_resolution
+from ms2study.reporting.choice import adjustment_text, choice_adjustment, permutation_resolution, score_ceiling
 from ms2study.reporting.classfindings import enrichment_finding, q_text
 from ms2study.reporting.collect import UNSEARCHED_LABEL, DifferentialFiles, OutcomeFiles
 from ms2study.reporting.html import (
@@ -101,6 +101,10 @@ def model_verdict(summary: dict) -> tuple[str, str | None]:
         numbers += f", {interval_text(float(low), float(high), digits)}{wide_interval_note(entry)}"
     if p is not None:
         numbers += f", permutation p = {p_text(entry)}"
+        null_mean = entry.get("permutation_null_mean")
+        if null_mean is not None:  # trial P: "AUC 0.80" on a null study read as signal
+            numbers += (f"; on shuffled labels this procedure scores {float(null_mean):.2f} on average, the chance "
+                        "level to compare with")
     n_sets = len(summary.get("feature_sets") or {})
     numbers += f"; best of {n_sets} feature set{'s' if n_sets != 1 else ''}: <b>{esc(name)}</b>"
     adjusted = choice_adjustment(summary, entry)
@@ -110,7 +114,7 @@ def model_verdict(summary: dict) -> tuple[str, str | None]:
     why = chance_shortfall(entry)
     chance = CHANCE.get(metric)
     # a verdict that fails on p alone, near the smallest p the permutations allow, says that they decide it
-    limited = permutation_resolution(summary, name)
+    limited = permutation_resolution(summary, name) or score_ceiling(summary, entry)
     limited = f"; {limited}" if limited else ""
     alone = covariates_only(summary, name)  # the covariates' separation, not the measurements'
     alone = f"; {alone}" if alone else ""
@@ -128,8 +132,12 @@ def model_verdict(summary: dict) -> tuple[str, str | None]:
             # chance out: not "no evidence" (a fresh user's age model: p 0.0099, adjusted 0.040, interval to -0.51)
             return (f"<b>inconclusive</b>: the permutation test says the best set {does}, but its interval reaches "
                     f"chance ({numbers}){limited}"), name
-        return f"<b>{none}</b> ({numbers})", name
-    if adjusted is not None:  # an interval above chance beside a p that fails: a trial read 0.58-1.00 on a null study
+        if p is None or float(p) >= P_SMALL:
+            return f"<b>{none}</b> ({numbers}){limited}", name
+        # its own p passes, the adjusted one and the interval do not: not the nulls' "no evidence" (trial P: a
+        # planted 2.5x effect at p 0.0495 read "no evidence", a milder study's p 0.069 "not shown to beat chance")
+    if adjusted is not None and chance is not None and low is not None and float(low) > chance:
+        # an interval above chance beside a p that fails: a trial read 0.58-1.00 on a null study
         limited += (f"; the interval above chance, like the {esc(METRIC_NAMES.get(metric, metric))}, is that of the set "
                     f"picked as the best of {n_sets} and is not adjusted for that choice: the adjusted permutation p "
                     "decides")
