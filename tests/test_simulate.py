@@ -455,3 +455,19 @@ def test_isotope_patterns_are_the_same_in_every_process():
         theirs = (probs / probs[0])[probs / probs[0] >= 0.005]
         ours = isotope_ratios(smiles)
         assert ours.shape == theirs.shape and np.allclose(ours, theirs, rtol=0, atol=1e-6)
+
+
+def test_a_realistic_study_without_a_planted_effect_says_what_it_still_plants(tmp_path):
+    """Trial P: `--params '{"n_changed": 0}'` printed "no planted effect" while 4 compounds still rose with age, and
+    simulation.json kept a fold change and direction for no changed compound."""
+    from ms2study.simulate.command import summary_text
+
+    summary = simulate_study(tmp_path / "null", n_samples=4, seed=5, profile="realistic",
+                             params={**SMALL, "n_changed": 0})
+    assert summary["changed_compounds"] == [] and summary["fold_change"] is None
+    assert summary["effect_direction"] is None and len(summary["age_compounds"]) == 4
+    said = summary_text(summary, tmp_path / "null")
+    assert "no planted effect; 4 compounds rise with the sheet's age (params key n_age_compounds, 0 for none)" in said
+    quiet = simulate_study(tmp_path / "none", n_samples=4, seed=5, profile="realistic",
+                           params={**SMALL, "n_changed": 0, "n_age_compounds": 0})
+    assert "rise with" not in summary_text(quiet, tmp_path / "none")

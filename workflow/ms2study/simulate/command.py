@@ -243,6 +243,10 @@ def summary_text(summary: dict, outdir: Path) -> str:
         effect = (f"planted effect: {f'{changed} ' if changed else ''}compounds of class "
                   f"'{summary.get('planted_class')}' follow the sheet's score (0 to 10): {summary.get('fold_change')}x "
                   "from the lowest to the highest score; group (case / control) carries no planted effect")
+    ages = summary.get("age_compounds") or []
+    if ages:  # a trial's "no planted effect" study still had its age compounds, unsaid
+        effect += (f"; {len(ages)} compounds rise with the sheet's age (params key n_age_compounds, 0 for none): "
+                   f"{', '.join(map(str, ages))}")
     return "\n".join([
         f"ms2study simulate: wrote {outdir}: {n} samples ({cases} case{'' if cases == 1 else 's'}), {made}",
         f"  {effect}",

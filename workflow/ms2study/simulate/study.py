@@ -215,7 +215,7 @@ def _write_study(outdir: Path, n_samples: int, seed: int, p: dict, profile: str)
         "n_samples": n_samples,
         "n_compounds": len(compounds),
         "planted_class": design["planted_class"],
-        "fold_change": p["fold_change"],
+        "fold_change": p["fold_change"] if design["planted_class"] else None,  # none planted: null (trial P)
         "cases": [r["sample_id"] for r in design["samples"] if r["group"] == "case"],
         "age_compounds": design["age_compounds"],
         "electronic_noise_level": noise,
@@ -230,7 +230,7 @@ def _write_study(outdir: Path, n_samples: int, seed: int, p: dict, profile: str)
         summary["acquisition"] = batch.summary(acq, p)
     if realistic:
         summary.update(profile=profile, n_background_compounds=int(p["n_background_compounds"]),
-                       effect_set=p["effect_set"], effect_direction=p["effect_direction"],
+                       effect_set=p["effect_set"], effect_direction=p["effect_direction"] if changed else None,
                        changed_compounds=[compounds[i].compound_id for i in sorted(changed)])
     write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", outdir / "simulation.json")
     return {k: v for k, v in summary.items() if k not in ("parameters", "runs")}
