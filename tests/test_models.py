@@ -432,8 +432,14 @@ def test_model_refuses_a_sheet_whose_id_column_does_not_name_the_table_samples(
     assert "--subject-column 'persn' is not a column" in capsys.readouterr().err
     with_p = [*argv[:-1], json.dumps({"n_permutations": 6, "outer_repeats": 1}), "--id-column", "ID"]
     assert cli_main(with_p) == 0
-    said = re.search(r"permutation p = (\S+)", capsys.readouterr().out)  # 3 significant digits (a trial: 0.2040816)
+    out = capsys.readouterr().out
+    said = re.search(r"permutation p = (\S+)", out)  # 3 significant digits (a trial: 0.2040816)
     assert said and len(said[1].replace("0.", "").lstrip("0")) <= 3, said
+    # the report's verdict in words, and the chance level beside the score (the command printed only numbers)
+    assert re.search(r"\(on shuffled labels \S+ on average\)", out), out
+    verdict = next(line for line in out.splitlines() if line.startswith("verdict: "))
+    assert any(w in verdict for w in ("no evidence", "not shown to beat chance", "separates", "suggestive",
+                                      "inconclusive")) and "<b>" not in verdict, verdict
     bad = [a if a != "group" else "grup" for a in argv]  # a misspelt outcome: the sheet given is named, no config.yaml
     assert cli_main([*bad, "--id-column", "ID"]) == 1
     error = capsys.readouterr().err

@@ -58,6 +58,7 @@ from ms2study.modelling.subjects import (
     subjects_note,
 )
 from ms2study.reporting.confounding import design_cautions
+from ms2study.reporting.findings import model_verdict
 from ms2study.reporting.html import plain_text
 
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -332,10 +333,14 @@ def _cli_model(args: argparse.Namespace) -> int:
     summary = summaries[args.outcome]
     for name, entry in summary.get("feature_sets", {}).items():
         low, high = format_metric(entry["ci_low"]), format_metric(entry["ci_high"])
+        null_mean = entry.get("permutation_null_mean")
         print(f"{args.outcome} ({summary['type']}, n = {entry['n_samples']}) on {name}: {entry['metric']} = "
               f"{format_metric(entry['value'])} [{low}, {high}], permutation p = "
-              f"{'NA' if entry['permutation_p'] is None else format(float(entry['permutation_p']), '.3g')}")
-    if summary["status"] != "done":
+              f"{'NA' if entry['permutation_p'] is None else format(float(entry['permutation_p']), '.3g')}"
+              + (f" (on shuffled labels {format_metric(null_mean)} on average)" if null_mean is not None else ""))
+    if summary["status"] == "done":  # the report's words (a trial had only the numbers to judge by)
+        print(f"verdict: {plain_text(model_verdict(summary)[0])}")
+    else:
         print(f"{args.outcome}: skipped: {summary.get('reason')}")
     return 0
 
