@@ -790,3 +790,23 @@ def test_model_on_a_table_averages_the_runs_of_one_subject(tmp_path: Path, capsy
     assert "caution: outcome label follows sheet column(s) batch" in capsys.readouterr().out
     summary = json.loads((tmp_path / "out" / "label" / "summary.json").read_text())
     assert any(n.startswith("outcome label follows sheet column(s) batch") for n in summary["notes"])
+
+
+def test_model_on_a_table_adjusts_for_a_batch_column_as_given(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Trial T: `ms2study model --params '{"covariates": ["batch"]}'` was refused with "remove them from models:
+    covariates in config.yaml; batch and drift are handled by the correct stage": this command reads no config.yaml
+    and corrects nothing, so a table from elsewhere could not be adjusted for its batches (MTBLS2's experiments)."""
+    ids = [f"P{k:02d}" for k in range(12)]
+    rows = ["compound\t" + "\t".join(ids)] + [f"m{m}\t" + "\t".join(str(100 + m * k % 7 + k) for k in range(12))
+                                            for m in range(20)]
+    (tmp_path / "table.tsv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "sheet.tsv").write_text("sample_id\tgroup\tbatch\n" + "".join(
+        f"{s}\t{'a' if k % 2 else 'b'}\t{'x' if k < 6 else 'y'}\n" for k, s in enumerate(ids)))
+    argv = ["model", "--table", str(tmp_path / "table.tsv"), "--samples", str(tmp_path / "sheet.tsv"),
+            "--outcome", "group", "--out", str(tmp_path / "out"),
+            "--params", json.dumps({"n_permutations": 0, "outer_repeats": 1, "covariates": ["batch"]})]
+    assert cli_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "note: covariate(s) batch adjusted for as given (named batch_as_given)" in out
+    summary = json.loads((tmp_path / "out" / "group" / "summary.json").read_text())
+    assert summary["feature_sets"]["table"]["n_covariates"] == 1

@@ -116,8 +116,8 @@ def test_the_box_comes_first_and_its_numbers_are_the_inputs(report: str) -> None
             "once the choice among 3 sets is adjusted for (AUC "
             f"{best['value']:.2f}, 95 % interval {best['ci_low']:.2f} to {best['ci_high']:.2f}, permutation p = "
             f"{best['permutation_p']:.3g} for the first repeat's AUC; "
-            + (f"on shuffled labels this procedure scores {best['permutation_null_mean']:.2f} on average, the chance "
-               "level to compare with; " if best.get("permutation_null_mean") is not None else "")
+            + (f"on shuffled labels this procedure scores {best['permutation_null_mean']:.2f} on average; "
+               if best.get("permutation_null_mean") is not None else "")
             + "best of 3 feature sets: <b>features</b>; picked as the best of 3 after seeing them, so its p is not "
               "adjusted for the choice (Bonferroni over the 3: 0.06))") in box
     q = np.array(Q)
@@ -213,13 +213,17 @@ def test_no_evidence_when_the_interval_reaches_chance() -> None:
     assert "is that of the set picked" not in findings.model_verdict(four)[0]  # its interval reaches chance
     # the chance level of the procedure stands beside the score (trial P: "AUC 0.80" on a null study read as signal)
     null = _summary(features={**_entry(0.80, 0.33, 1.0, 0.475), "permutation_null_mean": 0.545})
-    assert "; on shuffled labels this procedure scores 0.55 on average, the chance level to compare with; best of" in (
-        findings.model_verdict(null)[0])
+    assert "; on shuffled labels this procedure scores 0.55 on average; best of" in findings.model_verdict(null)[0]
     # a tested AUC of 1 that permutations reach too: the p cannot fall lower, said (trial P: folds of 1-2 per class)
     ceiling = _summary(features={**_entry(0.92, 0.50, 1.0, 0.0495), "permutation_observed": 1.0,
                                  "permutations_drawn": 100, "permutations_reaching": 4})
     assert ("the tested AUC is 1, its highest value, and 4 of 100 permutations reached it too"
             in findings.model_verdict(ceiling)[0])
+    assert "data separated even better could not give a smaller p" in findings.model_verdict(ceiling)[0]
+    # a score not above chance is never "inconclusive ... predicts" (trial T: R² -0.02, p 0.0488, shuffled ages)
+    flat = {"outcome": "age", "type": "continuous", "status": "done", "feature_sets": {
+        "table": {"metric": "r2", "value": -0.02, "ci_low": -0.13, "ci_high": 0.04, "permutation_p": 0.0488}}}
+    assert findings.model_verdict(flat)[0].startswith("<b>no evidence that the data predict age</b>")
     below = _summary(features={**_entry(0.92, 0.50, 1.0, 0.0495), "permutation_observed": 0.96,
                                "permutations_drawn": 100, "permutations_reaching": 4})
     assert "its highest value" not in findings.model_verdict(below)[0]

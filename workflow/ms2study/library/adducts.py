@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import Any
 
 from ms2study.core.ions import ION_SHIFTS
-from ms2study.core.measurement import nominal_precursor
 from ms2study.io.entries import ADDUCT_FROM_MASS, EXACT_PRECURSOR, RawSpectrum, ReadReport
 from ms2study.io.fields import stated_decimals
 
@@ -31,8 +30,8 @@ IONS = {polarity: tuple((label, ION_SHIFTS[label]) for label in labels) for pola
     ("negative", ("[M-H]-", "[M+Cl]-", "[M+FA-H]-", "[M+Hac-H]-")))}
 TOLERANCE_DA = 0.003  # a theoretical or accurately measured precursor m/z; the ions differ by more than 1 Da
 # A precursor m/z written with this many decimals or fewer is a rounded value: at 2 decimals up to 0.005 Da off
-# (25 ppm at m/z 200), at 1 decimal 0.05 Da, beyond a precursor window of 10 ppm (whole numbers are unit-resolution
-# records, counted apart by the index: ``core.measurement.nominal_precursor``).
+# (25 ppm at m/z 200), at 1 decimal 0.05 Da, beyond a precursor window of 10 ppm (whole numbers that fit no ion are
+# unit-resolution records, counted apart by the index: ``core.measurement.nominal_precursor``).
 ROUNDED_DECIMALS = 2
 
 
@@ -96,7 +95,7 @@ def exact_ion_mz(formula: str | None, adduct: str | None, precursor_mz: float, i
 
 
 def with_exact_precursors(rows: list[dict[str, Any]], raws: list[RawSpectrum], report: ReadReport) -> list[str]:
-    """Replace the rounded precursor m/z (1 to ``ROUNDED_DECIMALS`` decimals, not a whole number) of metadata rows
+    """Replace the rounded precursor m/z (written with 1 to ``ROUNDED_DECIMALS`` decimals) of metadata rows
     with the exact m/z of their formula's ion (``exact_ion_mz``), in place (``precursor_mz``, and ``adduct`` when
     it was read from the mass), each recorded in ``report`` as altered; returns the library ids of rounded
     records that could not be replaced (no formula, no ion that fits, or a charge above 1)."""
@@ -104,8 +103,9 @@ def with_exact_precursors(rows: list[dict[str, Any]], raws: list[RawSpectrum], r
     for row, raw in zip(rows, raws):
         decimals = stated_decimals(raw.fields)
         precursor = row.get("precursor_mz")
-        if decimals is None or not 1 <= decimals <= ROUNDED_DECIMALS or precursor is None \
-                or bool(nominal_precursor(precursor)):
+        # a rounding that lands on a whole number (150.00, 157.0) is one too: only a value that fits the formula's
+        # ion is replaced, so a unit-resolution record (146.0 of an ion at 146.09) stays as it is (trial R)
+        if decimals is None or not 1 <= decimals <= ROUNDED_DECIMALS or precursor is None:
             continue
         if row.get("charge") is not None and abs(int(row["charge"])) > 1:
             unresolved.append(row["library_id"])

@@ -154,9 +154,9 @@ SCORE_CEILING = {"roc_auc": 1.0, "balanced_accuracy": 1.0}
 
 def score_ceiling(summary: dict, entry: dict) -> str | None:
     """Plain words when the tested score (``permutation_observed``) is at its metric's highest value
-    (``SCORE_CEILING``) and permutations reached it too: the permutation p can then fall no lower, however strong
-    the effect (trial P: folds of 1-2 samples per class gave a fold-averaged AUC of 1 on 8 of 40 shuffled labellings,
-    so the adjusted p could not go below 0.22); None otherwise."""
+    (``SCORE_CEILING``) and permutations reached it too: data separated even better could not give a smaller p
+    (trial P: folds of 1-2 samples per class gave a fold-averaged AUC of 1 on 8 of 40 shuffled labellings, so the
+    adjusted p could not go below 0.22); None otherwise."""
     ceiling = SCORE_CEILING.get(entry.get("metric"))
     observed = entry.get("permutation_observed")
     adjusted = choice_adjustment(summary, entry)
@@ -166,6 +166,9 @@ def score_ceiling(summary: dict, entry: dict) -> str | None:
     if ceiling is None or observed is None or float(observed) < ceiling - 1e-9 or not reached or not drawn:
         return None
     name = esc(METRIC_NAMES.get(entry.get("metric"), entry.get("metric")))
-    return (f"the tested {name} is {ceiling:g}, its highest value, and {int(reached)} of {int(drawn)} permutations "
-            f"reached it too: with so few samples per test fold the permutation p cannot fall lower, however strong "
-            f"the effect (fewer folds, <code>models: outer_splits</code>, or more samples make the test finer)")
+    which = (f"{int(reached)} of the {int(drawn)} shuffled labellings behind the adjusted p (each scored by its best "
+             "set)" if shared else f"{int(reached)} of {int(drawn)} permutations")
+    return (f"the tested {name} is {ceiling:g}, its highest value, and {which} reached it too: with so few samples per "
+            f"test fold shuffled labels often score the highest value too, so data separated even better could not "
+            f"give a smaller {'adjusted ' if shared else ''}p (fewer folds, <code>models: outer_splits</code>, or more "
+            "samples make the test finer)")

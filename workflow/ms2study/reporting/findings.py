@@ -103,8 +103,7 @@ def model_verdict(summary: dict) -> tuple[str, str | None]:
         numbers += f", permutation p = {p_text(entry)}"
         null_mean = entry.get("permutation_null_mean")
         if null_mean is not None:  # trial P: "AUC 0.80" on a null study read as signal
-            numbers += (f"; on shuffled labels this procedure scores {float(null_mean):.2f} on average, the chance "
-                        "level to compare with")
+            numbers += f"; on shuffled labels this procedure scores {float(null_mean):.2f} on average"
     n_sets = len(summary.get("feature_sets") or {})
     numbers += f"; best of {n_sets} feature set{'s' if n_sets != 1 else ''}: <b>{esc(name)}</b>"
     adjusted = choice_adjustment(summary, entry)
@@ -126,13 +125,14 @@ def model_verdict(summary: dict) -> tuple[str, str | None]:
     if why is None:  # a pass that one more reaching permutation would undo says so (permutation_resolution)
         return f"<b>{does}</b> ({numbers}){limited}", name
     if chance is None or low is None or float(low) <= chance:
-        if p is not None and chance is not None and low is not None and (
+        if p is not None and chance is not None and low is not None and float(value) > chance and (
                 adjusted["p"] if adjusted is not None else float(p)) < P_SMALL:
             # the permutations say it beats chance (after the choice among the sets), the interval does not rule
-            # chance out: not "no evidence" (a fresh user's age model: p 0.0099, adjusted 0.040, interval to -0.51)
+            # chance out: not "no evidence" (a fresh user's age model: p 0.0099, adjusted 0.040, interval to -0.51);
+            # a score not above chance is never said to predict (trial T: R² -0.02 at p 0.0488 on shuffled ages)
             return (f"<b>inconclusive</b>: the permutation test says the best set {does}, but its interval reaches "
                     f"chance ({numbers}){limited}"), name
-        if p is None or float(p) >= P_SMALL:
+        if p is None or float(p) >= P_SMALL or float(value) <= chance:
             return f"<b>{none}</b> ({numbers}){limited}", name
         # its own p passes, the adjusted one and the interval do not: not the nulls' "no evidence" (trial P: a
         # planted 2.5x effect at p 0.0495 read "no evidence", a milder study's p 0.069 "not shown to beat chance")

@@ -398,8 +398,9 @@ def simulate_spikein(outdir: Path, background: Path | list[Path], library: Path,
         raise InputError("a study needs at least 2 samples", fix="pass --samples 2 or more")
     if not 0 <= n_changed <= n_compounds or n_compounds < 1 or fold_change <= 0 or not 0 <= unknown_fraction <= 1:
         raise InputError(f"bad spike-in counts: {n_compounds} compounds, {n_changed} changed, fold {fold_change}, "
-                         f"unknown share {unknown_fraction}",
-                         fix="use 0 <= --n-changed <= --compounds, --fold-change > 0, 0 <= --unknown-fraction < 1")
+                         f"unknown share {unknown_fraction}" + (" (--n-changed is 12 unless given)"
+                                                                 if n_changed > n_compounds else ""),
+                         fix="use 0 <= --n-changed <= --compounds, --fold-change > 0, 0 <= --unknown-fraction <= 1")
     if effect not in EFFECTS:
         raise InputError(f"unknown effect {effect!r}", fix=f"use one of {', '.join(EFFECTS)}")
     if rt_drift_s < 0 or calibration_ppm < 0:

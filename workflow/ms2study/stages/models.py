@@ -30,7 +30,7 @@ import polars as pl
 from ms2study.core.atomic import write_parquet, write_text
 from ms2study.core.errors import InputError
 from ms2study.core.params import add_params_argument, load_params, overlay
-from ms2study.io.samplesheet import read_sample_sheet
+from ms2study.io.samplesheet import ACQUISITION_COLUMNS, read_sample_sheet
 from ms2study.io.sampletable import id_column_check, read_sample_table
 from ms2study.modelling.cells import fill_matrix_not_measured
 from ms2study.modelling.estimators import ESTIMATORS
@@ -313,6 +313,14 @@ def _cli_model(args: argparse.Namespace) -> int:
     default = "half_minimum" if log_transformed else "mean"
     imputation = {"table": (params.get("imputation") or {}).get("table", default)}
     params = {**params, "feature_sets": ["table"], "imputation": imputation}
+    # a batch (or run order) of a table from elsewhere was not corrected by ms2study: adjusted for as given, under
+    # another name, since the pipeline refuses these names as covariates (its correct stage handles them; trial T)
+    acquisition = [c for c in params.get("covariates") or [] if c in ACQUISITION_COLUMNS and c in samples.columns]
+    if acquisition:
+        samples = samples.rename({c: f"{c}_as_given" for c in acquisition})
+        params["covariates"] = [f"{c}_as_given" if c in acquisition else c for c in params["covariates"]]
+        print(f"note: covariate(s) {', '.join(acquisition)} adjusted for as given (named "
+              f"{', '.join(c + '_as_given' for c in acquisition)}): this command does not correct batches or drift")
     filled = "half the smallest value" if imputation["table"] == "half_minimum" else "the mean"
     print(f"note: missing values are filled with {filled} of each feature, inside the cross-validation folds")
     # an outcome that follows another column of the sheet (a batch, a run order): said here and in summary.json,
@@ -338,6 +346,9 @@ def _cli_model(args: argparse.Namespace) -> int:
               f"{format_metric(entry['value'])} [{low}, {high}], permutation p = "
               f"{'NA' if entry['permutation_p'] is None else format(float(entry['permutation_p']), '.3g')}"
               + (f" (on shuffled labels {format_metric(null_mean)} on average)" if null_mean is not None else ""))
+    for note_text in summary.get("notes") or []:  # a paired design, single-sample folds ... (trial T)
+        if note_text not in cautions:  # printed above
+            print(f"note: {note_text}")
     if summary["status"] == "done":  # the report's words (a trial had only the numbers to judge by)
         print(f"verdict: {plain_text(model_verdict(summary)[0])}")
     else:
