@@ -209,7 +209,13 @@ def test_a_job_killed_from_outside_is_said_to_be_so_not_sent_to_its_empty_log(tm
     s05 = next(i for i, line in enumerate(lines) if "sample S05" in line)
     assert "slurm_logs/rule_detect/S05/4321.log" in lines[s05]
     assert lines[s05 + 1].strip() == "SLURM status OUT_OF_MEMORY: it used more memory than it asked for"
-    assert "raise its resources: <stage>: mem_mb (or runtime) in config.yaml" in summary
+    assert ("locally, run fewer jobs at once (--cores 1); on a cluster, raise resources: detect: mem_mb (detect) in "
+            "config.yaml") in summary
+    # the key that sizes a rule's jobs (trial R: calibrate_library is sized by resources: library)
+    from ms2study.runlog import resource_stage
+
+    assert [resource_stage(r) for r in ("calibrate_library", "index_library", "attribution", "prototypes", "detect",
+                                        "models")] == ["library", "library", "models", "pool", "detect", "models"]
 
 
 # ------------------------------------------------------------------------------------------ real runs

@@ -390,7 +390,8 @@ def test_a_run_without_ms_ms_is_named_before_any_job(tmp_path: Path, capsys: pyt
     import pyopenms as oms
 
     from ms2study.cli import main
-    from ms2study.io.runfiles import ms1_only_warnings, ms_levels_at_start
+    from ms2study.io import runfiles
+    from ms2study.io.runfiles import ms1_only_warnings, ms_levels_sampled
 
     def write(name: str, n_ms1: int, ms2_every: int = 0) -> None:
         exp = oms.MSExperiment()
@@ -412,8 +413,8 @@ def test_a_run_without_ms_ms_is_named_before_any_job(tmp_path: Path, capsys: pyt
     write("dda.mzML", 30, ms2_every=3)
     write("full_scan.mzML", 30)
     write("excerpt.mzML", 5)
-    assert ms_levels_at_start(tmp_path / "dda.mzML")[:2] == (30, 10)
-    assert ms_levels_at_start(tmp_path / "full_scan.mzML")[:2] == (30, 0)
+    assert ms_levels_sampled(tmp_path / "dda.mzML")[:2] == (30, 10)
+    assert ms_levels_sampled(tmp_path / "full_scan.mzML")[:2] == (30, 0)
     sheet = pl.DataFrame({"sample_id": ["A", "B", "C"], "file": ["dda.mzML", "full_scan.mzML", "excerpt.mzML"]})
     warnings = ms1_only_warnings(tmp_path, sheet)
     assert len(warnings) == 1 and warnings[0].startswith(
@@ -428,3 +429,26 @@ def test_a_run_without_ms_ms_is_named_before_any_job(tmp_path: Path, capsys: pyt
     err = capsys.readouterr().err
     assert "ms2study run: warning: sample full_scan (full_scan.mzML): no MS/MS scan in the whole file" in err
     assert "sample dda (" not in err and "sample excerpt (" not in err
+    # trial R: a DDA run whose first minute went to waste (MS1 only) holds MS/MS in its middle: not named
+    write("diverted.mzML", 300)
+    exp = oms.MSExperiment()
+    oms.MzMLFile().load(str(tmp_path / "diverted.mzML"), exp)
+    dda = oms.MSExperiment()
+    oms.MzMLFile().load(str(tmp_path / "dda.mzML"), dda)
+    for k in range(20):
+        for s in dda.getSpectra():
+            s = oms.MSSpectrum(s)
+            s.setRT(400.0 + 30 * k + s.getRT())
+            exp.addSpectrum(s)
+    oms.MzMLFile().store(str(tmp_path / "diverted.mzML"), exp)
+    text = (tmp_path / "diverted.mzML").read_bytes()
+    first_ms2 = text.index(b'accession="MS:1000511" name="ms level" value="2"')
+    assert first_ms2 < len(text) // 2 - 1000
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(runfiles, "MS_LEVEL_BYTES", first_ms2 - 1000)  # the start: MS1 only; the middle: DDA
+    try:
+        assert ms_levels_sampled(tmp_path / "diverted.mzML")[1] > 0
+        diverted = pl.DataFrame({"sample_id": ["D"], "file": ["diverted.mzML"]})
+        assert ms1_only_warnings(tmp_path, diverted) == []
+    finally:
+        monkey.undo()

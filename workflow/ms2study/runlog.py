@@ -243,3 +243,15 @@ def report_warnings(study_dir: Path, since: float, shown: int = 5) -> list[str]:
     if len(cautions) > shown:
         lines.append(f"  - ... and {len(cautions) - shown} more")
     return lines
+
+
+def resource_stage(rule: str) -> str:
+    """The ``resources:`` key of config.yaml that sizes ``rule``'s jobs: the stage its rule file passes to ``res()``
+    (calibrate_library and index_library: library; attribution: models; prototypes: pool), else the rule's name."""
+    pattern = re.compile(r"^rule (\w+):(.*?)(?=^rule |\Z)", re.S | re.M)
+    for path in sorted((Path(__file__).resolve().parent.parent / "rules").glob("*.smk")):
+        for name, body in pattern.findall(path.read_text(errors="replace")):
+            found = re.search(r'res\("(\w+)"', body)
+            if name == rule and found:
+                return found.group(1)
+    return rule

@@ -136,27 +136,34 @@ def identical_run_warnings(study_dir: Path, sheet) -> list[str]:
     return warnings
 
 
-MS_LEVEL_BYTES = 2 << 20   # bytes of a run's start read for its scans' MS levels (a Q Exactive run: ~60 MS1 scans)
+MS_LEVEL_BYTES = 2 << 20   # bytes of a run's start (and middle) read for its scans' MS levels (Q Exactive: ~60 MS1)
 MS1_ONLY_MIN_SCANS = 20    # MS1 scans without one MS/MS scan among them that make a run MS1-only
 _LEVEL_RE = re.compile(rb'(?:accession="MS:1000511"[^>]*?value="(\d+)"|msLevel="(\d+)")')
 
 
-def ms_levels_at_start(path: Path) -> tuple[int, int, bool]:
+def ms_levels_sampled(path: Path) -> tuple[int, int, bool]:
     """(MS1 scans, MS/MS scans, whether the header lists MSn spectra) among the first ``MS_LEVEL_BYTES`` of an
     mzML (cvParam "ms level", MS:1000511; the fileContent term "MSn spectrum", MS:1000580) or mzXML (``msLevel``)
-    file, without parsing it; (0, 0, False) for a compressed file (the reader decompresses it)."""
+    file and as many from its middle (a run whose first minute is diverted to waste has MS1 scans only there: trial
+    R), without parsing it; (0, 0, False) for a compressed file (the reader decompresses it)."""
+    size = path.stat().st_size
     with open(path, "rb") as handle:
         head = handle.read(MS_LEVEL_BYTES)
-    if head[:2] == b"\x1f\x8b":
-        return 0, 0, False
+        if head[:2] == b"\x1f\x8b":
+            return 0, 0, False
+        middle = b""
+        if size > 2 * MS_LEVEL_BYTES:
+            handle.seek(size // 2)
+            middle = handle.read(MS_LEVEL_BYTES)
     content = head.split(b"</fileContent>", 1)[0] if b"</fileContent>" in head else b""
-    levels = [int(a or b) for a, b in _LEVEL_RE.findall(head)]
+    levels = [int(a or b) for chunk in (head, middle) for a, b in _LEVEL_RE.findall(chunk)]
     return sum(v == 1 for v in levels), sum(v > 1 for v in levels), b"MS:1000580" in content
 
 
 def ms1_only_warnings(study_dir: Path, sheet) -> list[str]:
     """A warning per run of the sheet (polars DataFrame with sample_id and file) whose header lists no MSn
-    spectra and whose first ``MS_LEVEL_BYTES`` hold ``MS1_ONLY_MIN_SCANS`` or more MS1 scans and no MS/MS scan:
+    spectra and whose start and middle (``ms_levels_sampled``) hold ``MS1_ONLY_MIN_SCANS`` or more MS1 scans and no
+    MS/MS scan:
     an MS1-only (or converted without its MS2) run gets features, but no identification or spectrum embedding,
     which before was said only after the whole run (QC table). Files that are missing or unreadable are left to
     the pre-run check (``checked_run_file``)."""
@@ -164,13 +171,13 @@ def ms1_only_warnings(study_dir: Path, sheet) -> list[str]:
     for sample_id, file in zip(sheet["sample_id"].to_list(), sheet["file"].to_list()):
         path = on_disk(Path(study_dir), file)
         try:
-            ms1, msn, listed = ms_levels_at_start(path)
+            ms1, msn, listed = ms_levels_sampled(path)
         except OSError:
             continue
         if listed or msn or ms1 < MS1_ONLY_MIN_SCANS:
             continue
         whole = path.stat().st_size <= MS_LEVEL_BYTES
-        where = "in the whole file" if whole else f"among its first {ms1} scans"
+        where = "in the whole file" if whole else f"among {ms1} scans read at its start and middle"
         warnings.append(f"sample {sample_id} ({file}): no MS/MS scan {where} ({ms1} MS1 scans): its features "
                         "are measured but get no identification or spectrum embedding; if it is a DDA run, "
                         "convert it again keeping its MS2 scans (msconvert without an msLevel filter)")
