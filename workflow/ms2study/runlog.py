@@ -248,7 +248,7 @@ def report_warnings(study_dir: Path, since: float, shown: int = 5) -> list[str]:
 def resource_stage(rule: str) -> str:
     """The ``resources:`` key of config.yaml that sizes ``rule``'s jobs: the stage its rule file passes to ``res()``
     (calibrate_library and index_library: library; attribution: models; prototypes: pool), else the rule's name."""
-    pattern = re.compile(r"^rule (\w+):(.*?)(?=^rule |\Z)", re.S | re.M)
+    pattern = re.compile(r"^rule (\w+):(.*?)(?=^rule |\Z)", re.DOTALL | re.MULTILINE)
     for path in sorted((Path(__file__).resolve().parent.parent / "rules").glob("*.smk")):
         for name, body in pattern.findall(path.read_text(errors="replace")):
             found = re.search(r'res\("(\w+)"', body)

@@ -27,8 +27,8 @@ import pyopenms as oms
 from ms2study.core import tables
 from ms2study.core.atomic import write_parquet
 from ms2study.core.errors import InputError
-from ms2study.core.params import overlay, schema_defaults
 from ms2study.core.measurement import recalibrated
+from ms2study.core.params import overlay, schema_defaults
 from ms2study.correction.mzoffset import RECALIBRATE_MIN_PPM, RT_WINDOW_FACTOR, mz_offset_ppm
 from ms2study.io.msio import features_to_featuremap, set_params
 
