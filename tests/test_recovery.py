@@ -212,7 +212,12 @@ def test_a_job_killed_from_outside_is_said_to_be_so_not_sent_to_its_empty_log(tm
     assert ("locally, run fewer jobs at once (--cores 1); on a cluster, raise resources: detect: mem_mb (detect) in "
             "config.yaml") in summary
     # the key that sizes a rule's jobs (trial R: calibrate_library is sized by resources: library)
-    from ms2study.runlog import resource_stage
+    from ms2study.runlog import resource_stage, stopped_advice
+
+    # a run that already had one core: fewer jobs is no advice (trial V)
+    assert "ran short of memory for it or it was killed" in stopped_advice(["detect"], ["--cores", "1"])
+    assert "run fewer jobs at once (--cores 1)" in stopped_advice(["detect"], ["--cores", "2"])
+    assert stopped_advice([], []) is None
 
     assert [resource_stage(r) for r in ("calibrate_library", "index_library", "attribution", "prototypes", "detect",
                                         "models")] == ["library", "library", "models", "pool", "detect", "models"]

@@ -224,6 +224,14 @@ def test_no_evidence_when_the_interval_reaches_chance() -> None:
     flat = {"outcome": "age", "type": "continuous", "status": "done", "feature_sets": {
         "table": {"metric": "r2", "value": -0.02, "ci_low": -0.13, "ci_high": 0.04, "permutation_p": 0.0488}}}
     assert findings.model_verdict(flat)[0].startswith("<b>no evidence that the data predict age</b>")
+    # the covariates alone beat chance too: said beside a measurements' pass (trial V: a genotype run 4 then 4 in
+    # each batch, injection_order adjusted for, covariates AUC 0.89 p 0.0099, and a clean "separates")
+    design = _summary(features=_entry(1.0, 0.8, 1.0, 0.0099), covariates=_entry(0.89, 0.7, 1.0, 0.0099))
+    design["params"]["covariates"] = ["batch", "injection_order"]
+    text = findings.model_verdict(design)[0]
+    assert text.startswith("<b>separates") and "also beat chance</b> (AUC 0.89, permutation p = 0.0099)" in text
+    assert "also beat chance" not in findings.model_verdict(
+        _summary(features=_entry(1.0, 0.8, 1.0, 0.0099), covariates=_entry(0.6, 0.3, 0.9, 0.3)))[0]
     below = _summary(features={**_entry(0.92, 0.50, 1.0, 0.0495), "permutation_observed": 0.96,
                                "permutations_drawn": 100, "permutations_reaching": 4})
     assert "its highest value" not in findings.model_verdict(below)[0]

@@ -450,5 +450,20 @@ def test_a_run_without_ms_ms_is_named_before_any_job(tmp_path: Path, capsys: pyt
         assert ms_levels_sampled(tmp_path / "diverted.mzML")[1] > 0
         diverted = pl.DataFrame({"sample_id": ["D"], "file": ["diverted.mzML"]})
         assert ms1_only_warnings(tmp_path, diverted) == []
+        # trial V: MS/MS only in the run's last part (after its start and middle)
+        write("late.mzML", 600)
+        late = oms.MSExperiment()
+        oms.MzMLFile().load(str(tmp_path / "late.mzML"), late)
+        for k in range(5):
+            for s in dda.getSpectra():
+                s = oms.MSSpectrum(s)
+                s.setRT(700.0 + 30 * k + s.getRT())
+                late.addSpectrum(s)
+        oms.MzMLFile().store(str(tmp_path / "late.mzML"), late)
+        text = (tmp_path / "late.mzML").read_bytes()
+        first_ms2 = text.index(b'accession="MS:1000511" name="ms level" value="2"')
+        assert first_ms2 > 0.7 * len(text)
+        monkey.setattr(runfiles, "MS_LEVEL_BYTES", len(text) // 6)
+        assert ms_levels_sampled(tmp_path / "late.mzML")[1] > 0
     finally:
         monkey.undo()

@@ -255,3 +255,20 @@ def resource_stage(rule: str) -> str:
             if name == rule and found:
                 return found.group(1)
     return rule
+
+
+def stopped_advice(rules: list[str], extra: list[str]) -> str | None:
+    """The end-of-run line for jobs stopped from outside (``FailedJob.stopped_from_outside``) of ``rules``: the
+    ``resources:`` key that sizes each (``resource_stage``; trial R: calibrate_library is sized by ``library``) and,
+    locally, fewer jobs at once, or where the run already had one core (``extra``: its options), that the machine
+    ran short of memory or the job was killed (trial V). None without such jobs."""
+    if not rules:
+        return None
+    keys = ", ".join(f"resources: {resource_stage(rule)}: mem_mb ({rule})" for rule in sorted(set(rules)))
+    one = any(a in ("--cores=1", "-c1", "--jobs=1") or (a == "1" and i and extra[i - 1] in ("--cores", "-c", "-j",
+                                                                                          "--jobs"))
+              for i, a in enumerate(extra))
+    local = ("locally, the machine ran short of memory for it or it was killed: free memory and run again" if one
+             else "locally, run fewer jobs at once (--cores 1)")
+    return (f"  A job stopped from outside: {local}; on a cluster, raise {keys} in config.yaml, or runtime for a time "
+            "limit (README, troubleshooting).")

@@ -36,7 +36,7 @@ from ms2study.runlock import check_lock, lock_files, processes_in, remove_partia
 from ms2study.outofdate import (OUT_OF_DATE_NOTE, OUT_OF_DATE_REPORT, REPORT, mark_report_out_of_date,
                                 pending_samples, remove_sample_notes, unforced, write_out_of_date_note)
 from ms2study.runlog import RunLog, parse_snakemake_log, read_run_log  # noqa: F401 (parse_snakemake_log: tests)
-from ms2study.runlog import report_warnings, resource_stage, unrecorded_outputs
+from ms2study.runlog import report_warnings, stopped_advice, unrecorded_outputs
 
 # Outputs of jobs that the report does not depend on (encoder training, requested on its own).
 NOT_FOR_REPORT = ("results/models/",)
@@ -365,11 +365,9 @@ def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] |
             cause = error_in_logs(study_dir, job.logs) or job.stopped_from_outside()
             if cause:
                 lines.append(f"  {'':<{width}}  {cause}")
-        killed = sorted({job.rule for job in once if job.stopped_from_outside()})
-        if killed:  # the key that sizes each (trial R: "resources: <stage>" for calibrate_library, sized by library)
-            keys = ", ".join(f"resources: {resource_stage(rule)}: mem_mb ({rule})" for rule in killed)
-            lines.append(f"  A job stopped from outside: locally, run fewer jobs at once (--cores 1); on a cluster, "
-                         f"raise {keys} in config.yaml, or runtime for a time limit (README, troubleshooting).")
+        advice = stopped_advice([job.rule for job in once if job.stopped_from_outside()], extra or [])
+        if advice:
+            lines.append(advice)
         lines.append("  Correct the cause shown in each log, then run the same command again: finished outputs are "
                      "kept and only the missing ones are made.")
     elif not run.lock_error:

@@ -27,6 +27,7 @@ from ms2study.io.samplesheet import (
     ACQUISITION_COLUMNS,
     SAMPLE_TYPES,
     read_sample_sheet,
+    role_name_warnings,
     sample_roles,
     tidy_sheet,
     typed_rows_with_outcomes,
@@ -489,5 +490,5 @@ def check_study(study_dir: Path, config: dict, sheet: pl.DataFrame) -> list[str]
             f"({i}) {err}" for i, err in enumerate(errors, 1)), fix="correct each of them, then run again")
     outcomes = [o.get("column") for o in ((config.get("models") or {}).get("outcomes") or []) if isinstance(o, dict)]
     return ([w for w in [mass_tolerance_warning(config)] if w] + unlisted_runs(study_dir, sheet["file"].to_list())
-            + typed_rows_with_outcomes(sheet, [str(c) for c in outcomes if c],
-                                       str(sheet_path.name if sheet_path.exists() else "samples.tsv")))
+            + typed_rows_with_outcomes(sheet, [str(c) for c in outcomes if c], name := str(
+                sheet_path.name if sheet_path.exists() else "samples.tsv")) + role_name_warnings(sheet, name))

@@ -144,25 +144,26 @@ _LEVEL_RE = re.compile(rb'(?:accession="MS:1000511"[^>]*?value="(\d+)"|msLevel="
 def ms_levels_sampled(path: Path) -> tuple[int, int, bool]:
     """(MS1 scans, MS/MS scans, whether the header lists MSn spectra) among the first ``MS_LEVEL_BYTES`` of an
     mzML (cvParam "ms level", MS:1000511; the fileContent term "MSn spectrum", MS:1000580) or mzXML (``msLevel``)
-    file and as many from its middle (a run whose first minute is diverted to waste has MS1 scans only there: trial
-    R), without parsing it; (0, 0, False) for a compressed file (the reader decompresses it)."""
+    file and as many from its middle and its end (a run whose first minute is diverted to waste has MS1 scans only
+    there: trials R, V), without parsing it; (0, 0, False) for a compressed file (the reader decompresses it)."""
     size = path.stat().st_size
     with open(path, "rb") as handle:
         head = handle.read(MS_LEVEL_BYTES)
         if head[:2] == b"\x1f\x8b":
             return 0, 0, False
-        middle = b""
-        if size > 2 * MS_LEVEL_BYTES:
-            handle.seek(size // 2)
-            middle = handle.read(MS_LEVEL_BYTES)
+        chunks = [head]
+        if size > 2 * MS_LEVEL_BYTES:  # the middle and the end too (trial V: MS2 only in a run's last third)
+            for start in (size // 2, max(size - MS_LEVEL_BYTES - (16 << 10), size // 2 + MS_LEVEL_BYTES)):
+                handle.seek(start)
+                chunks.append(handle.read(MS_LEVEL_BYTES))
     content = head.split(b"</fileContent>", 1)[0] if b"</fileContent>" in head else b""
-    levels = [int(a or b) for chunk in (head, middle) for a, b in _LEVEL_RE.findall(chunk)]
+    levels = [int(a or b) for chunk in chunks for a, b in _LEVEL_RE.findall(chunk)]
     return sum(v == 1 for v in levels), sum(v > 1 for v in levels), b"MS:1000580" in content
 
 
 def ms1_only_warnings(study_dir: Path, sheet) -> list[str]:
     """A warning per run of the sheet (polars DataFrame with sample_id and file) whose header lists no MSn
-    spectra and whose start and middle (``ms_levels_sampled``) hold ``MS1_ONLY_MIN_SCANS`` or more MS1 scans and no
+    spectra and whose start, middle and end (``ms_levels_sampled``) hold ``MS1_ONLY_MIN_SCANS`` or more MS1 scans and no
     MS/MS scan:
     an MS1-only (or converted without its MS2) run gets features, but no identification or spectrum embedding,
     which before was said only after the whole run (QC table). Files that are missing or unreadable are left to
@@ -177,7 +178,7 @@ def ms1_only_warnings(study_dir: Path, sheet) -> list[str]:
         if listed or msn or ms1 < MS1_ONLY_MIN_SCANS:
             continue
         whole = path.stat().st_size <= MS_LEVEL_BYTES
-        where = "in the whole file" if whole else f"among {ms1} scans read at its start and middle"
+        where = "in the whole file" if whole else f"among {ms1} scans read at its start, middle and end"
         warnings.append(f"sample {sample_id} ({file}): no MS/MS scan {where} ({ms1} MS1 scans): its features "
                         "are measured but get no identification or spectrum embedding; if it is a DDA run, "
                         "convert it again keeping its MS2 scans (msconvert without an msLevel filter)")

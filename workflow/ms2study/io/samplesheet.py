@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,6 +61,7 @@ def read_sample_sheet(path: str | Path, id_column: str | None = None, *, any_for
                              fix="save the sheet as tab-separated text (.tsv) with a header line 'sample_id<TAB>"
                                  "file' and the same number of cells in every row") from err
         sheet = sheet.rename({c: c.strip() for c in sheet.columns})
+        _refuse_lookalike_headers(sheet, path)
         # rows without a single cell (Excel's trailing empty row, "\t\t\t"): a trial got "sample 'None' ... sample_id
         # is a required property" for one
         blank = pl.all_horizontal(pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in sheet.columns)
@@ -74,11 +76,38 @@ def read_sample_sheet(path: str | Path, id_column: str | None = None, *, any_for
     return sheet
 
 
+# the columns ms2study reads by name; a header that is one of them written another way ("Sample Type") was ignored,
+# so pooled QCs were taken as samples and the batches and run order dropped, unsaid (trial W)
+READ_COLUMNS = ("sample_id", "file", "sample_type", "injection_order", "batch", "subject_id")
+
+
+def _refuse_lookalike_headers(sheet: pl.DataFrame, path: Path) -> None:
+    """Raise InputError naming the file when a header is one of ``READ_COLUMNS`` written with other letter case,
+    spaces or hyphens ("Sample Type", "Injection-Order", "Batch") and the column itself is absent."""
+    found = [(c, norm) for c in sheet.columns
+             if (norm := re.sub(r"[\s\-]+", "_", c.strip().lower())) in READ_COLUMNS and c != norm
+             and norm not in sheet.columns]
+    if found:
+        raise InputError("column(s) " + ", ".join(f"'{c}' (read as '{n}' only when named so)" for c, n in found)
+                         + " of the sample sheet are not read under these names", file=str(path),
+                         fix="rename the header(s) to " + ", ".join(n for _, n in found) + " exactly (lower case, "
+                             "underscores): otherwise pooled QCs are taken as samples and the batches and run order "
+                             "are not used")
+
+
 def _utf8(path: Path) -> bytes:
     """The sheet's bytes as UTF-8: as they are when they decode so, else read as Windows-1252 (what Excel's "Text
     (Tab delimited)" writes on Windows; a trial's sheet was refused as "not tab-separated"), with a warning. Raises
     InputError naming the file when neither decodes."""
     data = path.read_bytes()
+    if data[:4] == b"PK\x03\x04":  # a zip: an Excel workbook (.xlsx) named as the sheet (trial W)
+        raise InputError("the sheet is an Excel workbook (.xlsx), not text", file=str(path),
+                         fix="in Excel, save it as 'Text (Tab delimited)' or 'UTF-8 (Comma delimited)' and name "
+                             "that file in config.yaml's samples (a .tsv is read as tab-separated)")
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # Excel's "Unicode Text": UTF-16 with a byte-order mark
+        data = data.decode("utf-16").encode("utf-8")
+    if b"\r" in data and b"\n" not in data:  # classic Mac line endings (Excel for Mac's CSV): one line, unsaid
+        data = data.replace(b"\r", b"\n")
     try:
         data.decode("utf-8")
         return data
@@ -264,3 +293,22 @@ def study_sheet(sheet: pl.DataFrame, config: dict) -> pl.DataFrame:
         return sheet
     typed = sample_roles(sheet)["sample_type"].is_in(["qc", "blank"])
     return sheet.with_columns([pl.when(typed).then(None).otherwise(pl.col(c)).alias(c) for c in present])
+
+
+# ids that labs give pooled QCs and blanks ("QC_pool_01", "Blank_2", "solvent"): word-like parts, not inside a word
+_ROLE_WORDS = re.compile(r"(?:^|[_\-\s.])(qc|pool(?:ed)?|blank|solvent|wash)(?:$|[_\-\s.\d])", re.IGNORECASE)
+
+
+def role_name_warnings(sheet: pl.DataFrame, source: str = "samples.tsv") -> list[str]:
+    """One warning naming the study samples (sample_type empty or absent; "sample" written is believed) whose ids read
+    like a pooled QC or a blank ("QC_pool_01", "Blank", "solvent"): a sheet without a sample_type column, or with an
+    empty cell there, takes them as study samples, and a QC in the tests is a sample of no class (trial W); [] when
+    none."""
+    types = (sheet["sample_type"].to_list() if "sample_type" in sheet.columns else [None] * sheet.height)
+    named = [sid for sid, t in zip(sheet["sample_id"].to_list(), types)
+             if (t is None or not str(t).strip()) and _ROLE_WORDS.search(str(sid))]
+    if not named:
+        return []
+    return [f"{len(named)} run(s) of {source} are study samples by their sample_type (empty or absent) but are named "
+            f"like pooled QCs or blanks: {', '.join(named[:10])}{' ...' if len(named) > 10 else ''}; if they are, "
+            "write qc or blank in a sample_type column, else they are tested and modelled as samples"]

@@ -367,12 +367,33 @@ def check_covariate_values(samples: pl.DataFrame, columns: list[str], source: st
     """Refuse a covariate column whose recorded values are mostly numbers (2 or more, and at least as many as the
     others) beside some that are not (``52,0`` with a decimal comma, ``#N/A`` from Excel): it would be coded as one
     level per value (``covariate_matrix``), a trial's age became 8 indicators for 8 samples and left the tests no
-    degrees of freedom, unsaid. Raises InputError naming the file, the column, the samples and their values."""
+    degrees of freedom, unsaid. Also a column of numbers all written with a decimal comma, and text levels that differ
+    only in letter case. Raises InputError naming the file, the column, the samples and their values."""
     ids = samples["sample_id"].cast(pl.Utf8).to_list()
     for column in (c for c in columns if c in samples.columns):
         recorded = [(sid, str(v).strip()) for sid, v in zip(ids, samples[column].to_list()) if not is_missing(v)]
         odd = [(sid, v) for sid, v in recorded if not _is_number(v)]
         numbers = len(recorded) - len(odd)
+        # every value a number written with a decimal comma (a European Excel export: trial W's ages 45,8 became 11
+        # categories for 12 samples, no test was left, and a false design caution followed)
+        commas = [(sid, v) for sid, v in odd if re.fullmatch(r"[+-]?\d+,\d+", v)]
+        if commas and len(commas) == len(odd):
+            raise InputError(f"covariate '{column}' holds numbers written with a decimal comma ({commas[0][0]}: "
+                             f"'{commas[0][1]}'{' ...' if len(commas) > 1 else ''}); they would be read as categories, "
+                             "one per value", file=source, sample=commas[0][0],
+                             fix=f"write the values of '{column}' with a decimal point (45.8, not 45,8): save the sheet "
+                                 "from Excel with '.' as the decimal separator")
+        # levels differing only in letter case (M, F, m, f: four sexes; trial W), as outcomes are refused
+        if not numbers and odd:
+            by_lower: dict[str, set[str]] = {}
+            for _, v in odd:
+                by_lower.setdefault(v.lower(), set()).add(v)
+            clash = sorted(sorted(vs) for vs in by_lower.values() if len(vs) > 1)
+            if clash:
+                raise InputError(f"covariate '{column}' has values that differ only in letter case "
+                                 f"({'; '.join(', '.join(repr(v) for v in c) for c in clash[:3])}): each would be a "
+                                 "level of its own", file=source,
+                                 fix=f"write each level of '{column}' one way (e.g. all 'M' and 'F')")
         if odd and numbers >= 2 and numbers >= len(odd):
             listed = ", ".join(f"{sid}: '{v}'" for sid, v in odd[:8]) + (" ..." if len(odd) > 8 else "")
             raise InputError(f"covariate '{column}' holds numbers and {len(odd)} value(s) that are not ({listed}); it "

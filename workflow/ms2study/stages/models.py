@@ -350,7 +350,8 @@ def _cli_model(args: argparse.Namespace) -> int:
         if note_text not in cautions:  # printed above
             print(f"note: {note_text}")
     if summary["status"] == "done":  # the report's words (a trial had only the numbers to judge by)
-        print(f"verdict: {plain_text(model_verdict(summary)[0])}")
+        # the pipeline's advice names config.yaml; this command takes --params (trial V)
+        print("verdict: " + plain_text(model_verdict(summary)[0]).replace(" in config.yaml", " (here: --params)"))
     else:
         print(f"{args.outcome}: skipped: {summary.get('reason')}")
     return 0

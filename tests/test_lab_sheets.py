@@ -1,0 +1,60 @@
+"""Sample sheets as labs write them (trial W): Excel exports, header spellings, decimal commas, QC names. Each case
+went through silently (or was refused with a misleading message) before; each now gets a clear refusal naming the
+file and the fix, or a warning before any job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from ms2study.core.errors import InputError
+from ms2study.io.samplesheet import read_sample_sheet, role_name_warnings
+from ms2study.modelling.outcomes import check_covariate_values
+
+SHEET = "sample_id\tfile\tgroup\nA\ta.mzML\tcase\nB\tb.mzML\tcontrol\n"
+
+
+def test_a_covariate_written_with_decimal_commas_throughout_is_refused() -> None:
+    """Ages 45,8 in every row (a European Excel export) became one category per sample: no test was left."""
+    sheet = pl.DataFrame({"sample_id": ["A", "B", "C"], "age": ["45,8", "52,1", "38,0"], "sex": ["M", "F", "M"]})
+    with pytest.raises(InputError, match=r"covariate 'age' holds numbers written with a decimal comma \(A: '45,8' "):
+        check_covariate_values(sheet, ["age"])
+    check_covariate_values(sheet, ["sex"])  # text levels: fine
+    check_covariate_values(sheet.with_columns(age=pl.Series(["45.8", "52.1", "38.0"])), ["age"])
+
+
+def test_covariate_levels_differing_only_in_letter_case_are_refused() -> None:
+    sheet = pl.DataFrame({"sample_id": list("ABCD"), "sex": ["M", "F", "m", "f"]})
+    with pytest.raises(InputError, match="differ only in letter case"):
+        check_covariate_values(sheet, ["sex"])
+
+
+@pytest.mark.parametrize("header", ["Sample Type", "sample-type", "Batch", "Injection Order"])
+def test_a_read_column_under_another_spelling_is_refused(tmp_path: Path, header: str) -> None:
+    """'Sample Type' / 'Batch' / 'Injection Order' were ignored: pooled QCs taken as samples, batches dropped."""
+    (tmp_path / "samples.tsv").write_text(f"sample_id\tfile\t{header}\nA\ta.mzML\tqc\n")
+    with pytest.raises(InputError, match=f"column\\(s\\) '{header}' \\(read as "):
+        read_sample_sheet(tmp_path / "samples.tsv")
+
+
+def test_excel_exports_are_read_or_refused_for_what_they_are(tmp_path: Path) -> None:
+    path = tmp_path / "samples.tsv"
+    path.write_bytes(SHEET.replace("\n", "\r").encode())  # Excel for Mac: CR line endings ("no rows" before)
+    assert read_sample_sheet(path)["sample_id"].to_list() == ["A", "B"]
+    path.write_bytes(SHEET.encode("utf-16"))  # "Unicode Text": UTF-16 with a byte-order mark
+    assert read_sample_sheet(path)["sample_id"].to_list() == ["A", "B"]
+    path.write_bytes(b"PK\x03\x04" + b"\x00" * 40)  # an .xlsx saved under the sheet's name
+    with pytest.raises(InputError, match=r"an Excel workbook \(\.xlsx\), not text"):
+        read_sample_sheet(path)
+
+
+def test_runs_named_like_qcs_or_blanks_but_typed_as_samples_are_named() -> None:
+    sheet = pl.DataFrame({"sample_id": ["S01", "QC_pool_01", "Blank", "solvent2", "sequence", "QC_02", "Pool-3",
+                                        "Pool-4"],
+                          "sample_type": [None, None, "", None, None, "qc", "sample", None]})
+    warnings = role_name_warnings(sheet)  # a type written as "sample" is believed
+    assert len(warnings) == 1 and ": QC_pool_01, Blank, solvent2, Pool-4;" in warnings[0]
+    assert "write qc or blank in a sample_type column" in warnings[0]
+    assert role_name_warnings(pl.DataFrame({"sample_id": ["S01", "S02"]})) == []
