@@ -12,8 +12,8 @@ from __future__ import annotations
 from fractions import Fraction
 
 from ms2study.reporting.cautions import P_SMALL, chance_shortfall
-from ms2study.reporting.html import esc, p_value_text
-from ms2study.reporting.modeltext import METRIC_NAMES, observed_text
+from ms2study.reporting.html import covariate_names, esc, p_value_text
+from ms2study.reporting.modeltext import METRIC_NAMES, metric_name, observed_text
 
 
 def choice_adjustment(summary: dict, entry: dict) -> dict | None:
@@ -172,3 +172,18 @@ def score_ceiling(summary: dict, entry: dict) -> str | None:
             f"test fold shuffled labels often score the highest value too, so data separated even better could not "
             f"give a smaller {'adjusted ' if shared else ''}p (fewer folds, <code>models: outer_splits</code>, or more "
             "samples make the test finer)")
+
+
+def covariates_beat_chance(summary: dict, name: str) -> str | None:
+    """A clause (HTML) for a verdict resting on set ``name`` (not the covariates-only baseline) when the sheet's
+    covariates alone beat chance too (``chance_shortfall`` is None for the summary's ``covariates`` set): the outcome
+    follows them, so the separation may be theirs (trial V: a genotype run 4 then 4 in each batch, injection_order
+    as a covariate: covariates AUC 0.89, p 0.0099, and the verdict a clean "separates"); None otherwise."""
+    base = (summary.get("feature_sets") or {}).get("covariates")
+    if name == "covariates" or not base or base.get("value") is None or base.get("permutation_p") is None \
+            or chance_shortfall(base):
+        return None
+    return (f"<b>the covariates alone ({esc(covariate_names(summary))}) also beat chance</b> ({metric_name(base)} "
+            f"{float(base['value']):.2f}, permutation p = {float(base['permutation_p']):.3g}): the outcome follows "
+            "them, so this separation may be partly or wholly theirs; check the design (Warnings) before reading it "
+            "as the measurements'")

@@ -21,7 +21,8 @@ from ms2study.modelling.differential import SIGNIFICANCE, read_summary, signific
 from ms2study.modelling.metrics import CHANCE
 from ms2study.reporting import cautions, marks
 from ms2study.reporting.cautions import P_SMALL, best_feature_set, chance_shortfall
-from ms2study.reporting.choice import adjustment_text, choice_adjustment, permutation_resolution, score_ceiling
+from ms2study.reporting.choice import (adjustment_text, choice_adjustment, covariates_beat_chance,
+                                       permutation_resolution, score_ceiling)
 from ms2study.reporting.classfindings import enrichment_finding, q_text
 from ms2study.reporting.collect import UNSEARCHED_LABEL, DifferentialFiles, OutcomeFiles
 from ms2study.reporting.html import (
@@ -115,7 +116,8 @@ def model_verdict(summary: dict) -> tuple[str, str | None]:
     # a verdict that fails on p alone, near the smallest p the permutations allow, says that they decide it
     limited = permutation_resolution(summary, name) or score_ceiling(summary, entry)
     limited = f"; {limited}" if limited else ""
-    alone = covariates_only(summary, name)  # the covariates' separation, not the measurements'
+    # the covariates' separation, not the measurements'; or the covariates beating chance beside them
+    alone = covariates_only(summary, name) or covariates_beat_chance(summary, name)
     alone = f"; {alone}" if alone else ""
     limited += alone
     if why is None and adjusted is not None and adjusted["p"] >= P_SMALL:

@@ -112,22 +112,12 @@ def wide_interval_note(entry: dict) -> str:
 
 def covariates_only(summary: dict, name: str) -> str | None:
     """When the set a verdict rests on is ``covariates`` (the sheet's covariates alone, the baseline every feature set
-    also holds): a clause saying that the separation is theirs and naming the best set of the measurements beside it;
-    for another set, a clause when the covariates alone beat chance too (the outcome follows them)
+    also holds): a clause saying that the separation is theirs and naming the best set of the measurements beside it
     (a three-arm trial: "separates the classes (macro AUC 0.97 ...; best of 5 feature sets: covariates)" read as the
     metabolome's separation, where age alone did it and every measured set scored 0.86-0.90); None otherwise."""
-    alone = f"the covariates alone ({esc(covariate_names(summary))})"
     if name != "covariates":
-        # the covariates beat chance on their own: the outcome follows them (trial V: a genotype run 4 then 4 in each
-        # batch, injection_order as a covariate: covariates AUC 0.89, p 0.0099, and the verdict a clean "separates")
-        from ms2study.reporting.cautions import chance_shortfall
-
-        base = (summary.get("feature_sets") or {}).get("covariates")
-        if not base or base.get("value") is None or base.get("permutation_p") is None or chance_shortfall(base):
-            return None
-        return (f"<b>{alone} also beat chance</b> ({metric_name(base)} {float(base['value']):.2f}, permutation p = "
-                f"{float(base['permutation_p']):.3g}): the outcome follows them, so this separation may be partly or "
-                "wholly theirs; check the design (Warnings) before reading it as the measurements'")
+        return None
+    alone = f"the covariates alone ({esc(covariate_names(summary))})"
     others = [(n, e) for n, e in (summary.get("feature_sets") or {}).items()
               if n != "covariates" and e.get("value") is not None]
     if not others:
