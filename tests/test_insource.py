@@ -150,6 +150,12 @@ def test_a_name_whose_feature_follows_its_in_source_parent_across_the_samples_is
                                               "feature C10; log intensities r 0.9")
     assert out["evidence_note"][1:].is_null().all()
     assert out["in_source_parent_id"][4] is None
+    # C2 does not follow its marked parent (r 0.09 over 12 samples): the mark is cleared, its evidence kept (trials
+    # O, X: indole and adenosine marked at r 0.09 and -0.08 and left out of their class sets); C3 (4 samples) and
+    # C4 (no parent feature) cannot be judged and keep theirs
+    assert out["in_source_of_mz"][1] is None and out["in_source_parent_id"][1] == "C20"
+    assert out["in_source_correlation"][1] < insource.RULE_OUT_MAX_R
+    assert out["in_source_of_mz"][2] == pytest.approx(250.1) and out["in_source_of_mz"][3] == pytest.approx(300.0)
     assert out.filter(insource.withdrawn(out.columns))["consensus_id"].to_list() == ["C1"]
     # a name refused before the check (q above the FDR) whose feature follows its parent is not withdrawn: it keeps
     # its refusal, and the report does not list it among the withdrawn names
