@@ -429,20 +429,25 @@ def test_a_run_without_ms_ms_is_named_before_any_job(tmp_path: Path, capsys: pyt
     err = capsys.readouterr().err
     assert "ms2study run: warning: sample full_scan (full_scan.mzML): no MS/MS scan in the whole file" in err
     assert "sample dda (" not in err and "sample excerpt (" not in err
-    # trial R: a DDA run whose first minute went to waste (MS1 only) holds MS/MS in its middle: not named
-    write("diverted.mzML", 300)
-    exp = oms.MSExperiment()
-    oms.MzMLFile().load(str(tmp_path / "diverted.mzML"), exp)
     dda = oms.MSExperiment()
     oms.MzMLFile().load(str(tmp_path / "dda.mzML"), dda)
-    for k in range(20):
-        for s in dda.getSpectra():
-            s = oms.MSSpectrum(s)
-            s.setRT(400.0 + 30 * k + s.getRT())
-            exp.addSpectrum(s)
-    oms.MzMLFile().store(str(tmp_path / "diverted.mzML"), exp)
-    text = (tmp_path / "diverted.mzML").read_bytes()
-    first_ms2 = text.index(b'accession="MS:1000511" name="ms level" value="2"')
+
+    def ms1_then_dda(name: str, n_ms1: int, n_dda: int, start_s: float) -> tuple[bytes, int]:
+        """``n_ms1`` MS1-only scans, then the DDA run ``n_dda`` times: the file's bytes and its first MS2's offset."""
+        write(name, n_ms1)
+        exp = oms.MSExperiment()
+        oms.MzMLFile().load(str(tmp_path / name), exp)
+        for k in range(n_dda):
+            for s in dda.getSpectra():
+                s = oms.MSSpectrum(s)
+                s.setRT(start_s + 30 * k + s.getRT())
+                exp.addSpectrum(s)
+        oms.MzMLFile().store(str(tmp_path / name), exp)
+        text = (tmp_path / name).read_bytes()
+        return text, text.index(b'accession="MS:1000511" name="ms level" value="2"')
+
+    # trial R: a DDA run whose first minute went to waste (MS1 only) holds MS/MS in its middle: not named
+    text, first_ms2 = ms1_then_dda("diverted.mzML", 300, 20, 400.0)
     assert first_ms2 < len(text) // 2 - 1000
     monkey = pytest.MonkeyPatch()
     monkey.setattr(runfiles, "MS_LEVEL_BYTES", first_ms2 - 1000)  # the start: MS1 only; the middle: DDA
@@ -451,17 +456,7 @@ def test_a_run_without_ms_ms_is_named_before_any_job(tmp_path: Path, capsys: pyt
         diverted = pl.DataFrame({"sample_id": ["D"], "file": ["diverted.mzML"]})
         assert ms1_only_warnings(tmp_path, diverted) == []
         # trial V: MS/MS only in the run's last part (after its start and middle)
-        write("late.mzML", 600)
-        late = oms.MSExperiment()
-        oms.MzMLFile().load(str(tmp_path / "late.mzML"), late)
-        for k in range(5):
-            for s in dda.getSpectra():
-                s = oms.MSSpectrum(s)
-                s.setRT(700.0 + 30 * k + s.getRT())
-                late.addSpectrum(s)
-        oms.MzMLFile().store(str(tmp_path / "late.mzML"), late)
-        text = (tmp_path / "late.mzML").read_bytes()
-        first_ms2 = text.index(b'accession="MS:1000511" name="ms level" value="2"')
+        text, first_ms2 = ms1_then_dda("late.mzML", 600, 5, 700.0)
         assert first_ms2 > 0.7 * len(text)
         monkey.setattr(runfiles, "MS_LEVEL_BYTES", len(text) // 6)
         assert ms_levels_sampled(tmp_path / "late.mzML")[1] > 0
