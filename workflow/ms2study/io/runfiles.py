@@ -151,16 +151,14 @@ def ms_levels_sampled(path: Path) -> tuple[int, int, bool]:
         head = handle.read(MS_LEVEL_BYTES)
         if head[:2] == b"\x1f\x8b":
             return 0, 0, False
-        chunks = [head]
         content = head.split(b"</fileContent>", 1)[0] if b"</fileContent>" in head else b""
-        start_has_msn = any(int(a or b) > 1 for a, b in _LEVEL_RE.findall(head))
+        levels = [int(a or b) for a, b in _LEVEL_RE.findall(head)]
         # the middle and the end too (trial V: MS2 only in a run's last third), read only when the start has no MS/MS
         # (a DDA run's first 2 MB nearly always do: 1,000 runs then cost 2 GB of reading, not 6)
-        if size > 2 * MS_LEVEL_BYTES and not start_has_msn and b"MS:1000580" not in content:
+        if size > 2 * MS_LEVEL_BYTES and not any(v > 1 for v in levels) and b"MS:1000580" not in content:
             for start in (size // 2, max(size - MS_LEVEL_BYTES - (16 << 10), size // 2 + MS_LEVEL_BYTES)):
                 handle.seek(start)
-                chunks.append(handle.read(MS_LEVEL_BYTES))
-    levels = [int(a or b) for chunk in chunks for a, b in _LEVEL_RE.findall(chunk)]
+                levels += [int(a or b) for a, b in _LEVEL_RE.findall(handle.read(MS_LEVEL_BYTES))]
     return sum(v == 1 for v in levels), sum(v > 1 for v in levels), b"MS:1000580" in content
 
 

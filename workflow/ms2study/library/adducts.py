@@ -51,12 +51,10 @@ def neutral_mass(formula: str | None) -> float | None:
 def infer_adduct(formula: str | None, precursor_mz: float | None, ion_mode: str | None) -> str | None:
     """The ion of ``IONS`` (``ion_mode``'s, or either polarity's when None) whose mass difference matches
     ``precursor_mz`` minus the formula's neutral mass within ``TOLERANCE_DA``; None when none or more than one do."""
-    mass = neutral_mass(formula)
-    if mass is None or precursor_mz is None:
+    if precursor_mz is None:
         return None
-    modes = [ion_mode] if ion_mode in IONS else list(IONS)
-    found = [name for mode in modes for name, shift in IONS[mode] if abs(precursor_mz - mass - shift) <= TOLERANCE_DA]
-    return found[0] if len(found) == 1 else None
+    exact = exact_ion_mz(formula, None, precursor_mz, ion_mode, 0.0)
+    return exact[1] if exact else None
 
 
 def with_adducts(rows: list[dict[str, Any]], raws: list[RawSpectrum], report: ReadReport) -> int:
