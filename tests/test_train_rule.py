@@ -69,3 +69,25 @@ def test_train_encoder_rule_keeps_the_encoder_when_the_library_is_too_small(tmp_
     assert load_encoder(model_dir)[2]["trained"]
     assert not (model_dir / "combined.json").exists()
     assert "annotate will use the fixed weights" in (study / "logs" / "train" / "small.log").read_text()
+
+
+def test_train_encoder_declares_its_own_threads_not_the_submit_hosts_cores(tmp_path: Path) -> None:
+    """Trial Q: the rule declared ``workflow.cores`` threads, which `ms2study run`'s default --cores all makes the
+    core count of the machine Snakemake runs on (a cluster's submit host). It declares 8; Snakemake lowers that to
+    --cores on a smaller machine, and --set-threads raises it."""
+    study = tmp_path / "study"
+    simulate_study(study, n_samples=2, seed=1)
+    make_library(study / "train_lib.mgf", n_structures=20)
+    _configure(study, "train_lib.mgf")
+
+    def threads(*args: str) -> set[str]:
+        done = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(study),
+                               "results/models/tiny", "--dry-run", "--printshellcmds", *args],
+                              capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return {line.split("--threads ")[1].split()[0] for line in done.stdout.splitlines()
+                if "ms2study --threads" in line and " train " in line}
+
+    assert threads("--cores", "64") == {"8"}
+    assert threads("--cores", "2") == {"2"}
+    assert threads("--cores", "64", "--set-threads", "train_encoder=16") == {"16"}

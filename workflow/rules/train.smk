@@ -16,7 +16,9 @@ rule train_encoder:
         "logs/train/{name}.log",
     benchmark:
         "results/benchmarks/train/{name}.tsv"
-    threads: workflow.cores
+    # 8 cores (Snakemake lowers it to --cores on a smaller machine); not workflow.cores, which `ms2study run`'s
+    # default --cores all makes the submit host's core count on a cluster. More: --set-threads train_encoder=N.
+    threads: 8
     resources:
         mem_mb=res("train", "mem_mb"),
         runtime=res("train", "runtime"),
