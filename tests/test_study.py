@@ -323,6 +323,29 @@ def test_byte_identical_runs_under_two_sample_ids_are_named(tmp_path: Path, caps
          "sample sheet unless that is meant")]
 
 
+def test_one_injection_under_two_ids_with_different_groups_is_refused(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    """Trial W: one run listed as a case and, under another id, as a control was only warned about, and the
+    differential tests counted it on both sides. With the same group it stays a warning (a replicate may be meant)."""
+    from ms2study.cli import main
+
+    for name in ("a", "b", "c", "d"):
+        (tmp_path / f"{name}.mzML").write_text(f"<mzML id='{name}'></mzML>")  # four distinct runs
+    (tmp_path / "config.yaml").write_text("models:\n  outcomes:\n    - {column: group, type: binary}\n")
+    rows = [("A", "a.mzML", "case"), ("B", "b.mzML", "control"), ("C", "c.mzML", "case"), ("D", "d.mzML", "control"),
+            ("E", "a.mzML", "control")]
+    sheet = tmp_path / "samples.tsv"
+    sheet.write_text("sample_id\tfile\tgroup\n" + "".join("\t".join(r) + "\n" for r in rows))
+    assert main(["run", str(tmp_path), "--cores", "1", "-n"]) != 0
+    err = capsys.readouterr().err
+    assert ("samples A, E are one injection (their run files hold the same bytes) but differ in 'group' "
+            "(A: 'case', E: 'control')") in err and "give each sample its own run file" in err
+    sheet.write_text(sheet.read_text().replace("E\ta.mzML\tcontrol", "E\ta.mzML\tcase"))
+    main(["run", str(tmp_path), "--cores", "1", "-n"])
+    err = capsys.readouterr().err
+    assert "samples A, E name the same file (a.mzML): one injection counted 2 times" in err and "differ in" not in err
+
+
 def test_a_numeric_covariate_with_excel_values_is_refused_before_any_job(tmp_path: Path) -> None:
     """A trial: an age column holding '#N/A' and '52,0' passed, was coded as one level per sample, and every
     differential test vanished ("no residual degrees of freedom") while the report blamed the design."""

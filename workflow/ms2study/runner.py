@@ -31,7 +31,7 @@ import yaml
 
 from ms2study import runconfig, study
 from ms2study.core.errors import InputError
-from ms2study.io.runfiles import identical_run_warnings, ms1_only_warnings
+from ms2study.io.runfiles import ms1_only_warnings
 from ms2study.runlock import check_lock, lock_files, processes_in, remove_partial_files  # noqa: F401 (tests)
 from ms2study.outofdate import (OUT_OF_DATE_NOTE, OUT_OF_DATE_REPORT, REPORT, mark_report_out_of_date,
                                 pending_samples, remove_sample_notes, unforced, write_out_of_date_note)
@@ -428,8 +428,7 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
         study.load_config(study_dir, nested, "the study's config.yaml (--config takes top-level keys only)")
     config = study.load_config(study_dir, config_overrides(extra))
     sheet = study.load_sample_sheet(study_dir, config)
-    for warning in (study.check_study(study_dir, config, sheet) + identical_run_warnings(study_dir, sheet)
-                    + ms1_only_warnings(study_dir, sheet)):
+    for warning in study.check_study(study_dir, config, sheet) + ms1_only_warnings(study_dir, sheet):
         print(f"ms2study run: warning: {warning}", file=sys.stderr, flush=True)
     for note in runconfig.setup_notes(study_dir, config, sheet.height):
         print(f"ms2study run: note: {note}", file=sys.stderr, flush=True)

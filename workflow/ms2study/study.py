@@ -22,7 +22,7 @@ from ms2study.core.errors import InputError
 from ms2study.core.params import MASS_TOLERANCES, mass_tolerance_warning, suggest_key  # noqa: F401 (tests)
 from ms2study.core.yamlio import read_config_file, read_yaml
 from ms2study.identification.calibratable import refuse_uncalibratable
-from ms2study.io.runfiles import SPECTRUM_SUFFIXES, checked_run_file
+from ms2study.io.runfiles import SPECTRUM_SUFFIXES, checked_run_file, identical_run_warnings
 from ms2study.io.samplesheet import (
     ACQUISITION_COLUMNS,
     SAMPLE_TYPES,
@@ -473,11 +473,16 @@ def library_name(paths: list[Path], config: dict) -> str:
 
 
 def check_study(study_dir: Path, config: dict, sheet: pl.DataFrame) -> list[str]:
-    """Every check of a study before it runs (outcomes, subjects, reference sample, correction, library paths), all:
-    ``InputError`` naming the file and the fix, several problems numbered in one; returns ``mass_tolerance_warning``."""
+    """Every check of a study before it runs (outcomes, subjects, reference sample, correction, library paths, one
+    injection under several ids with different outcomes or covariates), all: ``InputError`` naming the file and the
+    fix, several problems numbered in one; returns the warnings (``mass_tolerance_warning``, identical runs...)."""
     sheet_path, config_path = study_dir / config["samples"], str(study_dir / "config.yaml")
-    source, errors = str(sheet_path if sheet_path.exists() else study_dir), []
-    for check in (lambda: check_outcomes(sheet, config, source, config_path),
+    source, errors, found = str(sheet_path if sheet_path.exists() else study_dir), [], []
+    models = config.get("models") or {}
+    outcomes = [o.get("column") for o in (models.get("outcomes") or []) if isinstance(o, dict)]
+    modelled = [str(c) for c in outcomes + list(models.get("covariates") or []) if c]
+    for check in (lambda: found.extend(identical_run_warnings(study_dir, sheet, modelled)),
+                  lambda: check_outcomes(sheet, config, source, config_path),
                   lambda: check_study_subjects(sheet, config, source), lambda: check_reference_sample(sheet, config),
                   lambda: check_correction(sheet, config, config_path),
                   lambda: refuse_uncalibratable(library_paths(study_dir, config), config, config_path)):
@@ -488,7 +493,6 @@ def check_study(study_dir: Path, config: dict, sheet: pl.DataFrame) -> list[str]
     if errors:  # a fresh user fixed an outcome column only to meet the library path's typo next
         raise errors[0] if len(errors) == 1 else InputError(f"{len(errors)} problems with this study: " + "; ".join(
             f"({i}) {err}" for i, err in enumerate(errors, 1)), fix="correct each of them, then run again")
-    outcomes = [o.get("column") for o in ((config.get("models") or {}).get("outcomes") or []) if isinstance(o, dict)]
-    return ([w for w in [mass_tolerance_warning(config)] if w] + unlisted_runs(study_dir, sheet["file"].to_list())
+    return ([w for w in [mass_tolerance_warning(config)] if w] + found + unlisted_runs(study_dir, sheet["file"].to_list())
             + typed_rows_with_outcomes(sheet, [str(c) for c in outcomes if c], name := str(
                 sheet_path.name if sheet_path.exists() else "samples.tsv")) + role_name_warnings(sheet, name))

@@ -119,14 +119,24 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def identical_run_warnings(study_dir: Path, sheet) -> list[str]:
+def identical_run_warnings(study_dir: Path, sheet, columns: Sequence[str] = ()) -> list[str]:
     """A warning per group of sample ids whose run files are byte-identical (``identical_runs``); ``sheet``: the
-    sample sheet (polars DataFrame with sample_id and file)."""
+    sample sheet (polars DataFrame with sample_id and file). Raises InputError when such a group's samples differ
+    in one of ``columns`` (the outcomes and covariates the study models): one injection cannot be both a case and a
+    control (trial W: that was only a warning, and the run was tested on both sides)."""
     groups = identical_runs(study_dir, sheet["sample_id"].to_list(), sheet["file"].to_list())
     path_of = {sid: (Path(study_dir) / f).resolve() for sid, f in zip(sheet["sample_id"].to_list(),
                                                                       sheet["file"].to_list())}
     warnings = []
     for ids in groups:
+        rows = sheet.filter(sheet["sample_id"].is_in(ids))
+        for column in (c for c in columns if c in sheet.columns):
+            values = dict(zip(rows["sample_id"].to_list(), rows[column].to_list()))
+            if len({str(v) for v in values.values()}) > 1:
+                shown = ", ".join(f"{sid}: {values[sid]!r}" for sid in ids)
+                raise InputError(f"samples {', '.join(ids)} are one injection (their run files hold the same bytes) "
+                                 f"but differ in '{column}' ({shown})", file=str(path_of[ids[0]]), sample=ids[0],
+                                 fix="give each sample its own run file, or remove the wrong rows from the sample sheet")
         # a trial: one file listed twice was called "a copied or twice-listed file?"; the sheet says which
         same = len({path_of[i] for i in ids}) == 1
         what = f"name the same file ({path_of[ids[0]].name})" if same else "have byte-identical run files"
