@@ -311,7 +311,11 @@ def test_a_rounded_library_precursor_takes_its_ions_exact_mz_or_is_said(tmp_path
                # trial R: a rounding that lands on a whole number is one too (C7H5NOS [M-H]- 150.0019)
                ("whole_rounded", "150.00", "FORMULA=C7H5NOS\nADDUCT=[M-H]-\nIONMODE=negative\n"),
                # a unit-resolution record (its ion at 181.07, written 181.0) fits no rounding: left as it is
-               ("unit_resolution", "181.0", "FORMULA=C6H12O6\nADDUCT=[M+H]+\n"))
+               ("unit_resolution", "181.0", "FORMULA=C6H12O6\nADDUCT=[M+H]+\n"),
+               # trial R: the spellings libraries use for an ion ("M+H", "[M-H]") were not read, the records kept
+               # their rounded m/z
+               ("plain_spelling", "181.07", "FORMULA=C6H12O6\nADDUCT=M+H\n"),
+               ("bracket_no_charge", "179.06", "FORMULA=C6H12O6\nADDUCT=[M-H]\nIONMODE=negative\n"))
     (tmp_path / "lib.mgf").write_text("".join(
         f"BEGIN IONS\nTITLE={name}\nPEPMASS={mz}\n{extra}"
         + ("" if "IONMODE" in extra else "IONMODE=positive\n") + f"{peaks}END IONS\n"
@@ -325,13 +329,15 @@ def test_a_rounded_library_precursor_takes_its_ions_exact_mz_or_is_said(tmp_path
     assert got["one_decimal_stated"] == pytest.approx(glucose_mh, abs=1e-5)
     assert got["whole_rounded"] == pytest.approx(150.0019, abs=1e-4) and got["unit_resolution"] == 181.0
     assert got["accurate"] == 181.0707 and got["exponent"] == pytest.approx(181.07)
+    assert got["plain_spelling"] == pytest.approx(glucose_mh, abs=1e-5)
+    assert got["bracket_no_charge"] == pytest.approx(180.063388 - 1.007276, abs=1e-5)
     adducts = dict(zip(index.metadata["library_id"].to_list(), index.metadata["adduct"].to_list()))
     assert adducts["formula_only"] == "[M+H]+"
     manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
     assert manifest["n_rounded_precursor"] == 4
     assert sorted(manifest["rounded_precursor_first"]) == ["no_formula", "one_decimal_no_ion", "unit_resolution",
                                                            "wrong_formula"]
-    assert manifest["altered_by_reason"]["rounded precursor m/z replaced by the ion's exact m/z"] == 4
+    assert manifest["altered_by_reason"]["rounded precursor m/z replaced by the ion's exact m/z"] == 6
     assert manifest["n_whole_number_precursor"] == 1  # the unit-resolution record only
     assert "4 spectra have a precursor m/z rounded to 1-2 decimals" in caplog.text
     from ms2study.reporting.collect import library_summary
@@ -340,3 +346,7 @@ def test_a_rounded_library_precursor_takes_its_ions_exact_mz_or_is_said(tmp_path
     from ms2study.io.fields import stated_decimals
 
     assert [stated_decimals({"PEPMASS": t}) for t in ("181.07 1000", "181", "281,20", "1e2")] == [2, 0, 2, None]
+    from ms2study.core.ions import ion_label
+
+    assert [ion_label(t) for t in ("M+Na", "[M+H]1+", "M-H-", "M+H-", "[M+2H]2+", "2M+H", "M")] == [
+        "[M+Na]+", "[M+H]+", "[M-H]-", None, None, None, None]

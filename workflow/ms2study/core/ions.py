@@ -16,6 +16,25 @@ ION_SHIFTS: dict[str, float] = {
 }
 
 
+_SPELLED = re.compile(r"\[?(M[+-][^\]]*?)\]?(1?[+-])?")
+
+
+def ion_label(text: str | None) -> str | None:
+    """The ``ION_SHIFTS`` label that ``text`` writes another way, as libraries and tools do ("M+H", "[M+H]", "M+H+",
+    "[M+H]1+", "M-H" for [M+H]+ and [M-H]-); None when it names none of them, or more than one."""
+    if not text:
+        return None
+    text = text.strip()
+    if text in ION_SHIFTS:
+        return text
+    spelled = _SPELLED.fullmatch(text)
+    if spelled is None:
+        return None
+    inner, sign = spelled.group(1), (spelled.group(2) or "")[-1:]
+    found = [k for k in ION_SHIFTS if k[1:k.index("]")] == inner and (not sign or k.endswith(sign))]
+    return found[0] if len(found) == 1 else None
+
+
 def ion_shift(label: str) -> float:
     """``ION_SHIFTS`` of ``label``, a k-molecule ion ("[2M+H]+") read as its one-molecule ion. KeyError for an ion
     not in the table."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ms2study.core.ions import ION_SHIFTS
+from ms2study.core.ions import ION_SHIFTS, ion_label
 from ms2study.io.entries import ADDUCT_FROM_MASS, EXACT_PRECURSOR, RawSpectrum, ReadReport
 from ms2study.io.fields import stated_decimals
 
@@ -75,14 +75,16 @@ def with_adducts(rows: list[dict[str, Any]], raws: list[RawSpectrum], report: Re
 def exact_ion_mz(formula: str | None, adduct: str | None, precursor_mz: float, ion_mode: str | None,
                  rounding_da: float) -> tuple[float, str] | None:
     """(exact m/z, ion) of the formula's ion that ``precursor_mz`` is a rounding of (within ``rounding_da`` +
-    ``TOLERANCE_DA``): the stated ``adduct`` when it is one of ``core.ions.ION_SHIFTS``, else the one ion of
+    ``TOLERANCE_DA``): the stated ``adduct`` when it is one of ``core.ions.ION_SHIFTS`` (in any common spelling:
+    ``core.ions.ion_label``), else the one ion of
     ``IONS`` (``ion_mode``'s, or either polarity's) that fits; None when no formula, no ion or several ions fit."""
     mass = neutral_mass(formula)
     if mass is None:
         return None
     limit = rounding_da + TOLERANCE_DA
     if adduct:
-        shift = ION_SHIFTS.get(adduct.replace("]1+", "]+").replace("]1-", "]-"))
+        label = ion_label(adduct)  # trial R: "M+H" or "[M+H]" left a rounded record unrepaired
+        shift = ION_SHIFTS.get(label) if label else None
         if shift is None or abs(precursor_mz - mass - shift) > limit:
             return None
         return mass + shift, adduct
