@@ -373,6 +373,33 @@ def test_a_numeric_covariate_with_excel_values_is_refused_before_any_job(tmp_pat
     assert covariate_matrix(fixed, fixed["sample_id"].to_list(), ["sex", "age"])[1] == ["cov:sex=M", "cov:age"]
 
 
+def test_missing_run_files_are_named_together_with_the_file_meant(tmp_path: Path) -> None:
+    """Trial W: a lab sheet's problems came one run at a time, with no hint for a name typed in other letter case or a
+    Windows path, and a run in a folder whose accented name macOS stores decomposed was refused."""
+    import unicodedata
+
+    (tmp_path / "mzml").mkdir()
+    for name in ("Run_01.mzML", "run_02.mzML", "QC_pool_03.mzML"):
+        _touch_mzml(tmp_path / "mzml", name)
+    accented = tmp_path / unicodedata.normalize("NFD", "Études")
+    accented.mkdir()
+    _touch_mzml(accented, "run_04.mzML")
+    rows = [("A", "mzml/run_01.mzML"), ("B", "mzml\\run_02.mzML"), ("C", "mzml/QC_pool_3.mzML"),
+            ("D", "Études/run_04.mzML"), ("E", "mzml/nothing_like_it.mzML")]
+    (tmp_path / "samples.tsv").write_text("sample_id\tfile\n" + "".join(f"{a}\t{b}\n" for a, b in rows))
+    with pytest.raises(InputError) as err:
+        study.load_sample_sheet(tmp_path, study.load_config(tmp_path))
+    text = str(err.value)
+    assert text.startswith(f"file '{tmp_path / 'samples.tsv'}': 4 run files have problems: (1) row 2: file "
+                           "'mzml/run_01.mzML' does not exist")
+    assert "did you mean 'mzml/Run_01.mzML'?" in text and "did you mean 'mzml/run_02.mzML'?" in text
+    assert "did you mean 'mzml/QC_pool_03.mzML'?" in text and "(sample 'C';" in text
+    assert "(4) row 6: file 'mzml/nothing_like_it.mzML' does not exist" in text and "Études" not in text
+    (tmp_path / "samples.tsv").write_text("sample_id\tfile\nD\tÉtudes/run_04.mzML\n")
+    sheet = study.load_sample_sheet(tmp_path, study.load_config(tmp_path))
+    assert (tmp_path / sheet["file"][0]).is_file()  # the folder as stored (decomposed), so the jobs find it
+
+
 def test_an_excel_sheet_reads_as_written(tmp_path: Path) -> None:
     """A core facility's sheet from Excel (trial B, session 35): a trailing empty row was refused as "sample 'None'
     ... 'sample_id' is a required property", Windows-1252 text as "not tab-separated", a name stored with decomposed

@@ -22,7 +22,7 @@ from ms2study.core.errors import InputError
 from ms2study.core.params import MASS_TOLERANCES, mass_tolerance_warning, suggest_key  # noqa: F401 (tests)
 from ms2study.core.yamlio import read_config_file, read_yaml
 from ms2study.identification.calibratable import refuse_uncalibratable
-from ms2study.io.runfiles import SPECTRUM_SUFFIXES, checked_run_file, identical_run_warnings
+from ms2study.io.runfiles import SPECTRUM_SUFFIXES, checked_run_files, identical_run_warnings
 from ms2study.io.samplesheet import (
     ACQUISITION_COLUMNS,
     SAMPLE_TYPES,
@@ -254,7 +254,6 @@ def load_sample_sheet(study_dir: Path, config: dict) -> pl.DataFrame:
     sheet = tidy_sheet(sheet)
     validator = jsonschema.Draft202012Validator(_load_schema("samples.schema.yaml"))
     seen: set[str] = set()
-    renamed: dict[str, str] = {}
     for row_number, row in enumerate(sheet.iter_rows(named=True), start=2):  # line 1 is the header
         errors = list(validator.iter_errors({k: v for k, v in row.items() if v is not None}))
         if errors:
@@ -270,10 +269,9 @@ def load_sample_sheet(study_dir: Path, config: dict) -> pl.DataFrame:
             raise InputError(f"row {row_number}: sample_id '{sample_id}' appears twice", file=source,
                              fix="give every sample a unique sample_id")
         seen.add(sample_id)
-        path = checked_run_file(study_dir, row["file"], row_number, sample_id, source)
-        renamed[row["file"]] = str(path.relative_to(study_dir))
     if sheet.height == 0:
         raise InputError("the sample sheet has no rows", file=source, fix="add one row per sample")
+    renamed = checked_run_files(study_dir, sheet, source)
     check_sample_roles(sheet, source)
     return sheet.with_columns(pl.col("file").replace(renamed))
 

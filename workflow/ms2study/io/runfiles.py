@@ -8,6 +8,7 @@ Imports ``core`` and ``io.samplesheet``.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 from collections import defaultdict
@@ -67,7 +68,9 @@ def checked_run_file(study_dir: Path, file: str, row_number: int, sample_id: str
     and failed only at its detect job). Raises InputError naming the row, the sample and the sheet (``source``)."""
     path = on_disk(study_dir, file)  # the name as stored (macOS writes accents decomposed)
     if not path.exists():
-        raise InputError(f"row {row_number}: file '{file}' does not exist (looked for {path})",
+        hint = near_match(Path(study_dir), file)
+        raise InputError(f"row {row_number}: file '{file}' does not exist (looked for {path})"
+                         + (f"; did you mean '{hint}'?" if hint else ""),
                          file=source, sample=sample_id, fix="correct the path (relative to the study folder)")
     if path.suffix.lower() not in SPECTRUM_SUFFIXES:
         compressed = path.suffix.lower() in (".gz", ".bz2", ".zip", ".xz") and (
@@ -81,6 +84,42 @@ def checked_run_file(study_dir: Path, file: str, row_number: int, sample_id: str
     if problem:
         raise InputError(f"row {row_number}: '{file}': {problem[0]}", file=source, sample=sample_id, fix=problem[1])
     return path
+
+
+def near_match(study_dir: Path, file: str) -> str | None:
+    """The run file that a sheet's missing ``file`` most likely means (trial W: a sheet with Windows paths or other
+    letter case got no hint): the path with ``\\`` read as ``/``, else a file of the same folder whose name differs
+    only in letter case, else the closest name there (``difflib``, ratio 0.8 or more); relative to ``study_dir``."""
+    forward = file.replace("\\", "/")
+    if forward != file and on_disk(study_dir, forward).exists():
+        return forward
+    wanted = Path(forward)
+    folder = on_disk(study_dir, str(wanted.parent)) if str(wanted.parent) != "." else Path(study_dir)
+    if not folder.is_dir():
+        return None
+    names = [p.name for p in folder.iterdir() if p.suffix.lower() in SPECTRUM_SUFFIXES]
+    same = [n for n in names if n.lower() == wanted.name.lower()]
+    close = same or difflib.get_close_matches(wanted.name, names, n=1, cutoff=0.8)
+    return str((folder / close[0]).relative_to(study_dir)) if close else None
+
+
+def checked_run_files(study_dir: Path, sheet, source: str) -> dict[str, str]:
+    """``checked_run_file`` for every row of ``sheet`` (polars DataFrame with sample_id and file; row numbers count
+    the header as line 1): {file as written: path as stored, relative to ``study_dir``}. All problems are raised as
+    one InputError, each on its own row (trial W met them one run at a time)."""
+    found, problems = {}, []
+    for row_number, (sample_id, file) in enumerate(zip(sheet["sample_id"].to_list(), sheet["file"].to_list()), 2):
+        try:
+            found[file] = str(checked_run_file(study_dir, file, row_number, sample_id, source).relative_to(study_dir))
+        except InputError as err:
+            problems.append(err)
+    if len(problems) > 1:
+        raise InputError(f"{len(problems)} run files have problems: " + "; ".join(
+            f"({i}) {err.message} (sample '{err.sample}'; {err.fix})" for i, err in enumerate(problems, 1)),
+                         file=source, fix="correct each of them, then run again")
+    if problems:
+        raise problems[0]
+    return found
 
 
 def identical_runs(study_dir: Path, sample_ids: Sequence[str], files: Sequence[str]) -> list[list[str]]:

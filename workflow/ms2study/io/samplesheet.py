@@ -125,12 +125,19 @@ def _utf8(path: Path) -> bytes:
 def on_disk(folder: Path, name: str) -> Path:
     """``folder / name``, or the file beside it whose name is the same once both are Unicode-normalised (NFC): macOS
     stores accented names decomposed, a sheet typed on another system has them composed, and the two print alike (a
-    trial was told 'Contrôle 02.mzML' does not exist). The path as given when none matches."""
+    trial was told 'Contrôle 02.mzML' does not exist); each folder of the path too (trial W: 'Études/run.mzML').
+    The path as given when none matches."""
     path = Path(folder) / name
-    if path.exists() or not path.parent.is_dir():
+    if path.exists():
         return path
-    wanted = unicodedata.normalize("NFC", path.name)
-    return next((entry for entry in path.parent.iterdir() if unicodedata.normalize("NFC", entry.name) == wanted), path)
+    current = Path(folder)
+    for part in Path(name).parts:
+        step = current / part
+        if not step.exists() and current.is_dir():
+            wanted = unicodedata.normalize("NFC", part)
+            step = next((e for e in current.iterdir() if unicodedata.normalize("NFC", e.name) == wanted), step)
+        current = step
+    return current if current.exists() else path
 
 
 def unlisted_runs(folder: Path, files: Sequence[str], suffixes: Sequence[str] = (".mzml", ".mzxml")) -> list[str]:
