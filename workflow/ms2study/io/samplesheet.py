@@ -179,12 +179,21 @@ def _refuse_other_separators(sheet: pl.DataFrame, path: Path) -> None:
                              fix="separate the columns of every row with tab characters, like the header")
 
 
+# Headers labs write for the two columns every sheet needs (trial W: "Sample Name" got no hint); compared without
+# letter case, spaces, hyphens and underscores.
+_MEANT = {"sample_id": ("samplename", "sample", "sampleid", "name", "id", "samplecode"),
+          "file": ("filename", "path", "filepath", "rawfile", "datafile", "mzml", "run", "runfile")}
+
+
 def check_columns(sheet: pl.DataFrame, required: Sequence[str], source: str) -> None:
-    """Raise InputError naming ``source`` and the first column of ``required`` that ``sheet`` lacks."""
+    """Raise InputError naming ``source`` and the first column of ``required`` that ``sheet`` lacks, with the
+    header that most likely means it ("Sample Name" for sample_id, "File Name" for file) when there is one."""
     for column in required:
         if column not in sheet.columns:
+            meant = [c for c in sheet.columns if re.sub(r"[\s_\-]+", "", c.lower()) in _MEANT.get(column, ())]
             raise InputError(
-                f"missing column '{column}' (columns found: {', '.join(sheet.columns)})",
+                f"missing column '{column}' (columns found: {', '.join(sheet.columns)})"
+                + (f"; is '{meant[0]}' the {column} column? then name it {column}" if meant else ""),
                 file=source,
                 fix=f"the sample sheet is tab-separated with at least the columns {' and '.join(required)}",
             )
