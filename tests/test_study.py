@@ -472,11 +472,14 @@ def test_a_run_without_ms_ms_is_named_before_any_job(tmp_path: Path, capsys: pyt
     warnings = ms1_only_warnings(tmp_path, sheet)
     assert len(warnings) == 1 and warnings[0].startswith(
         "sample B (full_scan.mzML): no MS/MS scan in the whole file (30 MS1 scans)")
-    # a header that lists MSn spectra (msconvert's fileContent) is believed: its MS/MS may come later
+    # trial V: a header that lists MSn spectra is not believed (msconvert's msLevel filter drops the MS2 scans and
+    # keeps the source's fileContent), but said
     text = (tmp_path / "full_scan.mzML").read_text()
     (tmp_path / "full_scan.mzML").write_text(text.replace(
         "<fileContent>", '<fileContent>\n<cvParam cvRef="MS" accession="MS:1000580" name="MSn spectrum" value=""/>'))
-    assert ms1_only_warnings(tmp_path, sheet) == []
+    assert ms_levels_sampled(tmp_path / "full_scan.mzML") == (30, 0, True)
+    assert [w.split(":")[0] + ":" + w.split(":")[1].split("(")[0] for w in ms1_only_warnings(tmp_path, sheet)] == [
+        "sample B (full_scan.mzML): no MS/MS scan in the whole file although its header lists MS/MS spectra "]
     (tmp_path / "full_scan.mzML").write_text(text)
     main(["run", str(tmp_path), "--cores", "1", "-n"])
     err = capsys.readouterr().err

@@ -193,8 +193,9 @@ _LEVEL_RE = re.compile(rb'(?:accession="MS:1000511"[^>]*?value="(\d+)"|msLevel="
 def ms_levels_sampled(path: Path) -> tuple[int, int, bool]:
     """(MS1 scans, MS/MS scans, whether the header lists MSn spectra) among the first ``MS_LEVEL_BYTES`` of an
     mzML (cvParam "ms level", MS:1000511; the fileContent term "MSn spectrum", MS:1000580) or mzXML (``msLevel``)
-    file and as many from its middle and its end (a run whose first minute is diverted to waste has MS1 scans only
-    there: trials R, V), without parsing it; (0, 0, False) for a compressed file (the reader decompresses it)."""
+    file and as many from its middle and its end when the start has no MS/MS (a run whose first minute is diverted
+    to waste has MS/MS scans only there: trials R, V; a file up to 3 x ``MS_LEVEL_BYTES`` is read whole), without
+    parsing it; (0, 0, False) for a compressed file (the reader decompresses it)."""
     size = path.stat().st_size
     with open(path, "rb") as handle:
         head = handle.read(MS_LEVEL_BYTES)
@@ -203,18 +204,24 @@ def ms_levels_sampled(path: Path) -> tuple[int, int, bool]:
         content = head.split(b"</fileContent>", 1)[0] if b"</fileContent>" in head else b""
         levels = [int(a or b) for a, b in _LEVEL_RE.findall(head)]
         # the middle and the end too (trial V: MS2 only in a run's last third), read only when the start has no MS/MS
-        # (a DDA run's first 2 MB nearly always do: 1,000 runs then cost 2 GB of reading, not 6)
-        if size > 2 * MS_LEVEL_BYTES and not any(v > 1 for v in levels) and b"MS:1000580" not in content:
-            for start in (size // 2, max(size - MS_LEVEL_BYTES - (16 << 10), size // 2 + MS_LEVEL_BYTES)):
+        # (a DDA run's first 2 MB nearly always do: 1,000 runs then cost 2 GB of reading, not 6), whatever the header
+        # says (trial V: msconvert's msLevel filter drops the MS2 scans but keeps the source's fileContent)
+        if size > MS_LEVEL_BYTES and not any(v > 1 for v in levels):
+            if size <= 3 * MS_LEVEL_BYTES:  # a small file: the rest of it, whole
+                blocks = [(MS_LEVEL_BYTES, size)]
+            else:
+                end = max(size - MS_LEVEL_BYTES - (16 << 10), size // 2 + MS_LEVEL_BYTES)
+                blocks = [(size // 2, MS_LEVEL_BYTES), (end, MS_LEVEL_BYTES)]
+            for start, length in blocks:
                 handle.seek(start)
-                levels += [int(a or b) for a, b in _LEVEL_RE.findall(handle.read(MS_LEVEL_BYTES))]
+                levels += [int(a or b) for a, b in _LEVEL_RE.findall(handle.read(length))]
     return sum(v == 1 for v in levels), sum(v > 1 for v in levels), b"MS:1000580" in content
 
 
 def ms1_only_warnings(study_dir: Path, sheet) -> list[str]:
-    """A warning per run of the sheet (polars DataFrame with sample_id and file) whose header lists no MSn
-    spectra and whose start, middle and end (``ms_levels_sampled``) hold ``MS1_ONLY_MIN_SCANS`` or more MS1 scans and no
-    MS/MS scan:
+    """A warning per run of the sheet (polars DataFrame with sample_id and file) whose start, middle and end
+    (``ms_levels_sampled``; the whole of a file up to 3 x ``MS_LEVEL_BYTES``) hold ``MS1_ONLY_MIN_SCANS`` or more MS1
+    scans and no MS/MS scan, whatever its header lists:
     an MS1-only (or converted without its MS2) run gets features, but no identification or spectrum embedding,
     which before was said only after the whole run (QC table). Files that are missing or unreadable are left to
     the pre-run check (``checked_run_file``)."""
@@ -225,11 +232,13 @@ def ms1_only_warnings(study_dir: Path, sheet) -> list[str]:
             ms1, msn, listed = ms_levels_sampled(path)
         except OSError:
             continue
-        if listed or msn or ms1 < MS1_ONLY_MIN_SCANS:
+        if msn or ms1 < MS1_ONLY_MIN_SCANS:
             continue
-        whole = path.stat().st_size <= MS_LEVEL_BYTES
+        whole = path.stat().st_size <= 3 * MS_LEVEL_BYTES
         where = "in the whole file" if whole else f"among {ms1} scans read at its start, middle and end"
-        warnings.append(f"sample {sample_id} ({file}): no MS/MS scan {where} ({ms1} MS1 scans): its features "
-                        "are measured but get no identification or spectrum embedding; if it is a DDA run, "
+        # a header listing MSn spectra is said but not believed: msconvert's msLevel filter keeps the source's
+        header = " although its header lists MS/MS spectra" if listed else ""
+        warnings.append(f"sample {sample_id} ({file}): no MS/MS scan {where}{header} ({ms1} MS1 scans): its "
+                        "features are measured but get no identification or spectrum embedding; if it is a DDA run, "
                         "convert it again keeping its MS2 scans (msconvert without an msLevel filter)")
     return warnings
