@@ -292,6 +292,18 @@ def test_covariates_ride_along_in_every_set_and_alone(tmp_path: Path) -> None:
     table, alone = summary["feature_sets"]["table"], summary["feature_sets"]["covariates"]
     assert table["n_features"] == 40 and table["n_covariates"] == 2 and alone["n_features"] == 0
     assert alone["value"] >= 0.85 and table["value"] >= 0.8, (alone, table)
+    # trial V: the baseline is not one of the sets a verdict chooses among, so a lone measured set's p is its own
+    # (it was adjusted over the two, an uninformative covariate raising a p from 0.0099 to 0.024, unsaid)
+    assert "p_adjustment" not in summary and "permutation_p_adjusted" not in table
+    from ms2study.reporting.choice import candidate_sets, choice_adjustment
+
+    assert candidate_sets(summary) == ["table"] and choice_adjustment(summary, table) is None
+    two = models.model_outcomes(samples, {"table": noise, "more": noise.with_columns(pl.col("f0") * 2)},
+                                [{"column": "group", "type": "binary", "positive_class": "case"}], tmp_path / "two",
+                                {**params, "feature_sets": ["table", "more"]})["group"]
+    assert two["p_adjustment"]["feature_sets"] == 2 and "permutation_p_adjusted" not in two["feature_sets"]["covariates"]
+    assert choice_adjustment(two, two["feature_sets"]["covariates"]) is None
+    assert choice_adjustment(two, two["feature_sets"]["table"])["sets"] == 2
     # Without the covariates the noise set sits near chance.
     plain = models.model_outcomes(samples, {"table": noise}, [{"column": "group", "type": "binary"}],
                                   tmp_path / "plain", {**FAST, "feature_sets": ["table"]})["group"]

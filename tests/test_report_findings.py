@@ -230,6 +230,9 @@ def test_no_evidence_when_the_interval_reaches_chance() -> None:
     design["params"]["covariates"] = ["batch", "injection_order"]
     text = findings.model_verdict(design)[0]
     assert text.startswith("<b>separates") and "also beat chance</b> (AUC 0.89, permutation p = 0.0099)" in text
+    # the baseline is not a set the verdict chose among: nothing to adjust for with one measured set (trial V)
+    assert "best of 1 feature set and the covariates-alone baseline: <b>features</b>" in text
+    assert "picked as the best" not in text
     assert "also beat chance" not in findings.model_verdict(
         _summary(features=_entry(1.0, 0.8, 1.0, 0.0099), covariates=_entry(0.6, 0.3, 0.9, 0.3)))[0]
     below = _summary(features={**_entry(0.92, 0.50, 1.0, 0.0495), "permutation_observed": 0.96,

@@ -121,7 +121,10 @@ def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], 
     n_permutations = permutation_budget(params["n_permutations"], len(y))
     summary["n_permutations"] = n_permutations
     # Every set draws the permutations the adjustment for choosing among them reads; a lone set needs none.
-    family = family_permutations(n_permutations, int(params.get("permutation_stop_after", 0))) if len(order) > 1 else 0
+    # (the covariates-alone baseline is not among the sets chosen from: adjust_for_the_choice)
+    candidates = [n for n in order if n != "covariates"]
+    family = family_permutations(n_permutations, int(params.get("permutation_stop_after", 0))) \
+        if len(candidates) > 1 else 0
     permutations = [within_blocks(len(y), groups, rng) for _ in range(n_permutations)]
     for name in wanted if note_missing_sets else []:
         if name not in feature_sets:
@@ -293,14 +296,18 @@ def adjust_for_the_choice(summary: dict, m: int) -> None:
     ``family_adjusted_p``'s over the sets on the first ``m`` permutations and the set's own p, so never below it)
     and ``permutations_reaching_adjusted``, and to the summary ``p_adjustment`` (method, permutations, sets); the
     null statistics are dropped from the entries; the observed statistic stays (``permutation_observed``, the first
-    repeat's score that p tests, which the report names beside the mean over repeats). Nothing when no set has
-    permutations."""
+    repeat's score that p tests, which the report names beside the mean over repeats). The covariates-alone
+    baseline (set ``covariates``) is left out of the family: it is what a verdict is checked against, not a
+    candidate for "the measurements predict" (trial V: an uninformative covariate raised a set's p from 0.0099 to
+    0.024, unsaid). Nothing when fewer than two sets have permutations."""
     entries = {k: e for k, e in summary["feature_sets"].items() if e.get("permutation_p") is not None}
     observed = {k: float(e["permutation_observed"]) for k, e in entries.items()}
     nulls = {k: e.pop("permutation_null") for k, e in entries.items()}
     for k, e in entries.items():  # as summary.json can hold it (an undefined score: null)
         e["permutation_observed"] = finite_or_none(observed[k])
-    if not entries or m < 1:
+    entries = {k: e for k, e in entries.items() if k != "covariates"}
+    observed = {k: v for k, v in observed.items() if k in entries}
+    if len(entries) < 2 or m < 1:
         return
     for k, result in family_adjusted_p(observed, nulls, m).items():
         entries[k]["permutation_p_adjusted"] = max(result["p"], float(entries[k]["permutation_p"]))

@@ -21,10 +21,12 @@ def choice_adjustment(summary: dict, entry: dict) -> dict | None:
     the summary's feature sets, as {"p": adjusted p, "sets": number of sets, "method": "max-statistic" or
     "Bonferroni", "permutations": permutations the adjusted p rests on, "smallest": the smallest adjusted p they
     allow, "factor": k reaching permutations give (k + 1) x factor / (permutations + 1)}. Bonferroni's rests on
-    the permutations the stage was set to draw (``_permutation_count``). None with a single set or without a p."""
-    sets = len(summary.get("feature_sets") or {})
+    the permutations the stage was set to draw (``_permutation_count``). None with a single set or without a p;
+    the covariates-alone baseline is not one of the sets chosen from (``candidate_sets``), and its own entry gets
+    None."""
+    sets = len(candidate_sets(summary))
     p = entry.get("permutation_p")
-    if sets < 2 or p is None:
+    if sets < 2 or p is None or entry is (summary.get("feature_sets") or {}).get("covariates"):
         return None
     adjustment = summary.get("p_adjustment") or {}
     if entry.get("permutation_p_adjusted") is not None and adjustment.get("permutations"):
@@ -34,6 +36,12 @@ def choice_adjustment(summary: dict, entry: dict) -> dict | None:
     n = _permutation_count(summary, entry)
     return {"p": min(1.0, float(p) * sets), "sets": sets, "method": "Bonferroni", "permutations": n,
             "smallest": min(1.0, sets / (n + 1)) if n else None, "factor": sets}
+
+
+def candidate_sets(summary: dict) -> list[str]:
+    """The feature sets of the models ``summary`` that a verdict chooses its best from: all but the covariates-alone
+    baseline (set ``covariates``), which the models stage also leaves out of its adjustment for the choice."""
+    return [n for n in (summary.get("feature_sets") or {}) if n != "covariates"]
 
 
 def adjustment_text(adjusted: dict) -> str:

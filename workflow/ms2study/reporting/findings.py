@@ -21,7 +21,7 @@ from ms2study.modelling.differential import SIGNIFICANCE, read_summary, signific
 from ms2study.modelling.metrics import CHANCE
 from ms2study.reporting import cautions, marks
 from ms2study.reporting.cautions import P_SMALL, best_feature_set, chance_shortfall
-from ms2study.reporting.choice import (adjustment_text, choice_adjustment, covariates_beat_chance,
+from ms2study.reporting.choice import (adjustment_text, candidate_sets, choice_adjustment, covariates_beat_chance,
                                        permutation_resolution, score_ceiling)
 from ms2study.reporting.classfindings import enrichment_finding, q_text
 from ms2study.reporting.collect import UNSEARCHED_LABEL, DifferentialFiles, OutcomeFiles
@@ -105,8 +105,9 @@ def model_verdict(summary: dict) -> tuple[str, str | None]:
         null_mean = entry.get("permutation_null_mean")
         if null_mean is not None:  # trial P: "AUC 0.80" on a null study read as signal
             numbers += f"; on shuffled labels this procedure scores {float(null_mean):.2f} on average"
-    n_sets = len(summary.get("feature_sets") or {})
-    numbers += f"; best of {n_sets} feature set{'s' if n_sets != 1 else ''}: <b>{esc(name)}</b>"
+    n_sets = len(candidate_sets(summary))
+    baseline = " and the covariates-alone baseline" if "covariates" in (summary.get("feature_sets") or {}) else ""
+    numbers += f"; best of {n_sets} feature set{'s' if n_sets != 1 else ''}{baseline}: <b>{esc(name)}</b>"
     adjusted = choice_adjustment(summary, entry)
     if adjusted is not None:  # the set is chosen after seeing all of them: say what that costs
         numbers += f"; {adjustment_text(adjusted)}"
