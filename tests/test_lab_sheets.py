@@ -58,3 +58,18 @@ def test_runs_named_like_qcs_or_blanks_but_typed_as_samples_are_named() -> None:
     assert len(warnings) == 1 and ": QC_pool_01, Blank, solvent2, Pool-4;" in warnings[0]
     assert "write qc or blank in a sample_type column" in warnings[0]
     assert role_name_warnings(pl.DataFrame({"sample_id": ["S01", "S02"]})) == []
+
+
+def test_batch_dates_typed_two_ways_are_named() -> None:
+    """Trial W: a batch column with 2024-03-01 in some rows and 01/03/2024 in others made two batches of one day,
+    unsaid. Labels in one form, or not dates, pass."""
+    from ms2study.io.samplesheet import batch_label_warnings
+
+    mixed = pl.DataFrame({"sample_id": ["A", "B", "C", "D"], "batch": ["2024-03-01", "01/03/2024", "2024-03-08", None]})
+    warnings = batch_label_warnings(mixed, "lab.tsv")
+    assert warnings == [("the batch column of lab.tsv holds dates typed in 2 forms (day/month/year or month/day/year: "
+                         "01/03/2024; year-month-day: 2024-03-01, 2024-03-08): each distinct label is its own "
+                         "batch, so a day typed two ways makes two batches; write every batch the same way")]
+    for labels in (["2024-03-01", "2024-03-08"], ["1", "2"], ["B1", "20240301"], ["plate1", "plate2"]):
+        assert batch_label_warnings(pl.DataFrame({"sample_id": ["A", "B"], "batch": labels})) == []
+    assert batch_label_warnings(pl.DataFrame({"sample_id": ["A"]})) == []

@@ -26,6 +26,7 @@ from ms2study.io.runfiles import SPECTRUM_SUFFIXES, checked_run_files, identical
 from ms2study.io.samplesheet import (
     ACQUISITION_COLUMNS,
     SAMPLE_TYPES,
+    batch_label_warnings,
     read_sample_sheet,
     role_name_warnings,
     sample_roles,
@@ -493,4 +494,5 @@ def check_study(study_dir: Path, config: dict, sheet: pl.DataFrame) -> list[str]
             f"({i}) {err}" for i, err in enumerate(errors, 1)), fix="correct each of them, then run again")
     return ([w for w in [mass_tolerance_warning(config)] if w] + found + unlisted_runs(study_dir, sheet["file"].to_list())
             + typed_rows_with_outcomes(sheet, [str(c) for c in outcomes if c], name := str(
-                sheet_path.name if sheet_path.exists() else "samples.tsv")) + role_name_warnings(sheet, name))
+                sheet_path.name if sheet_path.exists() else "samples.tsv")) + role_name_warnings(sheet, name)
+            + batch_label_warnings(sheet, name))

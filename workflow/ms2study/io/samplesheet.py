@@ -328,3 +328,29 @@ def role_name_warnings(sheet: pl.DataFrame, source: str = "samples.tsv") -> list
     return [f"{len(named)} run(s) of {source} are study samples by their sample_type (empty or absent) but are named "
             f"like pooled QCs or blanks: {', '.join(named[:10])}{' ...' if len(named) > 10 else ''}; if they are, "
             "write qc or blank in a sample_type column, else they are tested and modelled as samples"]
+
+
+# How dates are typed in a batch column: ISO (2024-03-01), day or month first with / . or - (01/03/2024), compact
+# (20240301). One batch typed two ways is two batches to the correction (trial W).
+_DATE_FORMS = {"year-month-day": re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}"),
+               "day/month/year or month/day/year": re.compile(r"\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}"),
+               "yyyymmdd": re.compile(r"(?:19|20)\d{6}")}
+
+
+def batch_label_warnings(sheet: pl.DataFrame, source: str = "samples.tsv") -> list[str]:
+    """One warning when the ``batch`` column labels batches with dates typed in more than one form (2024-03-01 and
+    01/03/2024): the correction takes every distinct label as its own batch, so one day typed two ways splits its
+    runs in two (trial W); [] otherwise."""
+    if "batch" not in sheet.columns:
+        return []
+    labels = sorted({str(v).strip() for v in sheet["batch"].to_list() if v is not None and str(v).strip()})
+    forms: dict[str, list[str]] = {}
+    for label in labels:
+        form = next((name for name, pattern in _DATE_FORMS.items() if pattern.fullmatch(label)), None)
+        if form:
+            forms.setdefault(form, []).append(label)
+    if len(forms) < 2:
+        return []
+    shown = "; ".join(f"{form}: {', '.join(values[:3])}" for form, values in forms.items())
+    return [f"the batch column of {source} holds dates typed in {len(forms)} forms ({shown}): each distinct label is "
+            "its own batch, so a day typed two ways makes two batches; write every batch the same way"]
