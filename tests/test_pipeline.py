@@ -226,6 +226,25 @@ def test_second_run_has_nothing_to_do_and_one_changed_sample_reruns_alone(study:
     finally:
         mzml.write_bytes(original)
         os.utime(mzml, (0, 0))  # older than its outputs again
+    # Trial AA: a run replaced by another whose file is older than the results (rsync -a, cp -p, a restore) was
+    # left as it was ("Nothing to be done"); its detect job, and all after it, run again, and the note says why.
+    other = (study / "mzml" / "S04.mzML").read_bytes()
+    try:
+        mzml.write_bytes(other.replace(b"</mzML>", b"</mzML>\n<!-- another injection -->\n", 1))
+        os.utime(mzml, (0, 0))
+        dry = ms2study("run", str(study), "--cores", "2", "--dry-run")
+        text = dry.stdout + dry.stderr
+        assert ("ms2study run: note: the run file of sample(s) S03 changed since its features were detected, although "
+                "the file is not newer than its results") in text
+        counts = _job_counts(text)
+        for per_sample in ("detect", "spectra", "embed", "annotate", "pool"):
+            assert counts.get(per_sample) == 1, (per_sample, counts)
+        assert counts.get("link") == 1 and counts.get("report") == 1
+    finally:
+        mzml.write_bytes(original)
+        os.utime(mzml, (0, 0))
+    dry = ms2study("run", str(study), "--cores", "2", "--dry-run")  # the run it was: nothing to do
+    assert "Nothing to be done" in dry.stdout + dry.stderr and "changed since" not in dry.stderr
 
 
 def test_bad_run_fails_clearly_and_leaves_no_output(study: Path, tmp_path: Path) -> None:

@@ -29,14 +29,14 @@ from pathlib import Path
 
 import yaml
 
-from ms2study import runconfig, study
+from ms2study import runconfig, runprints, study
 from ms2study.core.errors import InputError
 from ms2study.io.runfiles import ms1_only_warnings
 from ms2study.runlock import check_lock, lock_files, processes_in, remove_partial_files  # noqa: F401 (tests)
 from ms2study.outofdate import (OUT_OF_DATE_NOTE, OUT_OF_DATE_REPORT, REPORT, mark_report_out_of_date,
                                 pending_samples, remove_sample_notes, unforced, write_out_of_date_note)
-from ms2study.runlog import RunLog, parse_snakemake_log, read_run_log  # noqa: F401 (parse_snakemake_log: tests)
-from ms2study.runlog import report_warnings, stopped_advice, unrecorded_outputs
+from ms2study.runlog import (RunLog, parse_snakemake_log, read_run_log, report_warnings,  # noqa: F401 (tests)
+                             stopped_advice, unrecorded_outputs)
 
 # Outputs of jobs that the report does not depend on (encoder training, requested on its own).
 NOT_FOR_REPORT = ("results/models/",)
@@ -430,12 +430,13 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
     sheet = study.load_sample_sheet(study_dir, config)
     for warning in study.check_study(study_dir, config, sheet) + ms1_only_warnings(study_dir, sheet):
         print(f"ms2study run: warning: {warning}", file=sys.stderr, flush=True)
-    for note in runconfig.setup_notes(study_dir, config, sheet.height):
+    replaced, prints = runprints.replaced_runs(study_dir, sheet)  # trial AA: a run replaced by an older file
+    for note in runconfig.setup_notes(study_dir, config, sheet.height) + runprints.replaced_note(replaced):
         print(f"ms2study run: note: {note}", file=sys.stderr, flush=True)
     changed = runconfig.change_message(study_dir, config)
     if changed:
         print(changed, file=sys.stderr, flush=True)
-    command = snakemake_command(study_dir, extra)
+    command = snakemake_command(study_dir, extra) + runprints.force_options(replaced)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(study.REPO_ROOT / "workflow"), env.get("PYTHONPATH")]))
     takes_lock = not any(a in NO_LOCK_FLAGS for a in extra)
@@ -470,6 +471,7 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
     code = _call(command, env)
     if takes_lock:  # an interrupted Snakemake can exit 0 after "At least one job did not complete successfully"
         code = 1 if code == 0 and ((log := read_run_log(study_dir, since)).incomplete or log.failed) else code
+        runprints.remember(study_dir, prints, since)
         summary = summarize(study_dir, code, since, extra, env)
         if summary:
             print(summary, file=sys.stderr, flush=True)

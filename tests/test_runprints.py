@@ -1,0 +1,45 @@
+"""Run-file fingerprints (``ms2study.runprints``): a run replaced under its name by a file older than its results
+is processed again (trial AA); one whose detect job has not run since keeps its old record, so it is found again."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import polars as pl
+
+from ms2study import runprints
+
+
+def test_a_replaced_run_is_found_until_its_detect_job_runs(tmp_path: Path) -> None:
+    (tmp_path / "a.mzML").write_bytes(b"<mzML>" + b"a" * (3 << 20) + b"</mzML>")
+    (tmp_path / "b.mzML").write_bytes(b"<mzML>b</mzML>")
+    sheet = pl.DataFrame({"sample_id": ["A", "B", "C"], "file": ["a.mzML", "b.mzML", "missing.mzML"]})
+    for sample in ("A", "B"):
+        (tmp_path / "results" / "samples" / sample).mkdir(parents=True)
+        (tmp_path / "results" / "samples" / sample / "features.parquet").write_bytes(b"x")
+    replaced, prints = runprints.replaced_runs(tmp_path, sheet)
+    assert replaced == [] and set(prints) == {"A", "B"}  # no record yet: left to Snakemake
+    runprints.remember(tmp_path, prints, since=time.time() + 60)  # outputs not from this run: adopted
+    assert json.loads((tmp_path / runprints.FINGERPRINTS).read_text()) == prints
+    # the middle of a large file is not read; its start or end, or its size, is
+    (tmp_path / "a.mzML").write_bytes(b"<mzML>" + b"a" * (1 << 20) + b"b" + b"a" * (2 << 20) + b"</mzML>")
+    assert runprints.replaced_runs(tmp_path, sheet)[0] == []
+    (tmp_path / "a.mzML").write_bytes(b"<mzML id='other'>" + b"a" * (3 << 20) + b"</mzML>")
+    os.utime(tmp_path / "a.mzML", (0, 0))  # older than its results: Snakemake would not rerun it
+    replaced, prints = runprints.replaced_runs(tmp_path, sheet)
+    assert replaced == ["A"] and runprints.force_options(replaced) == [
+        "--forcerun", "results/samples/A/features.parquet"]
+    assert runprints.replaced_note(replaced)[0].startswith("the run file of sample(s) A changed since its features")
+    runprints.remember(tmp_path, prints, since=time.time() + 60)  # a run that did not reach A's detect job
+    assert runprints.replaced_runs(tmp_path, sheet)[0] == ["A"]
+    runprints.remember(tmp_path, prints, since=0)  # A's features written in this run
+    assert runprints.replaced_runs(tmp_path, sheet)[0] == []
+    # a file newer than its results is Snakemake's to rerun; a sample gone from the sheet is forgotten
+    (tmp_path / "b.mzML").write_bytes(b"<mzML>another b</mzML>")
+    assert runprints.replaced_runs(tmp_path, sheet)[0] == []
+    runprints.remember(tmp_path, {"A": prints["A"]}, since=0)
+    assert list(json.loads((tmp_path / runprints.FINGERPRINTS).read_text())) == ["A"]
+    assert runprints.force_options([]) == [] and runprints.replaced_note([]) == []

@@ -1,0 +1,100 @@
+"""Run-file fingerprints: a run replaced under the same name is processed again even when its file is older than
+its results.
+
+Snakemake reruns a job when an input is newer than its outputs; its content check covers only small files, and a
+run is far larger. A run copied in with its old modification time kept (``rsync -a``, ``cp -p``, an unpacked archive,
+a restore from backup) therefore left the previous run's features, names and tests in place, with "Nothing to be
+done" (trial AA). ``ms2study run`` keeps, per sample, a fingerprint of the run file its detect job last read
+(``FINGERPRINTS``: the file's size and the SHA-256 of its first and last MiB, which hold the run's header, its
+start time and its index) and, before each run, forces the detect job of every sample whose file no longer matches
+while its features table is newer than the file (a newer file Snakemake reruns by itself); the jobs after detect
+follow. Used by ``ms2study.runner``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from ms2study.core.atomic import write_text
+from ms2study.io.samplesheet import on_disk
+
+FINGERPRINTS = Path("results") / ".run_fingerprints.json"
+DETECT_OUTPUT = "results/samples/{sample}/features.parquet"  # rules/detect.smk; spectra and the rest follow it
+END_BYTES = 1 << 20
+
+
+def fingerprint(path: Path) -> str:
+    """"<size>:<SHA-256 of the first and the last ``END_BYTES``>" of a file (the whole file when it is smaller).
+    Raises OSError when it cannot be read."""
+    size = path.stat().st_size
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        digest.update(handle.read(END_BYTES))
+        if size > END_BYTES:
+            handle.seek(max(END_BYTES, size - END_BYTES))
+            digest.update(handle.read())
+    return f"{size}:{digest.hexdigest()}"
+
+
+def _recorded(study_dir: Path) -> dict[str, str]:
+    try:
+        value = json.loads((Path(study_dir) / FINGERPRINTS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def replaced_runs(study_dir: Path, sheet) -> tuple[list[str], dict[str, str]]:
+    """(sample ids whose run file differs from the one their detect job read although the file is not newer than
+    that job's features table, the current fingerprint of every readable run of the sheet). ``sheet``: polars
+    DataFrame with sample_id and file (relative to ``study_dir``). Samples without a record or without outputs are
+    left to Snakemake."""
+    study_dir = Path(study_dir)
+    recorded, current, replaced = _recorded(study_dir), {}, []
+    for sample_id, file in zip(sheet["sample_id"].to_list(), sheet["file"].to_list()):
+        path = on_disk(study_dir, file)
+        try:
+            current[sample_id] = fingerprint(path)
+            mtime = path.stat().st_mtime
+        except OSError:
+            continue
+        output = study_dir / DETECT_OUTPUT.format(sample=sample_id)
+        old = recorded.get(sample_id)
+        if old is not None and old != current[sample_id] and output.exists() and output.stat().st_mtime >= mtime:
+            replaced.append(sample_id)
+    return replaced, current
+
+
+def force_options(samples: list[str]) -> list[str]:
+    """Snakemake options that rerun the detect job of each of ``samples`` (and so every job after it)."""
+    return ["--forcerun", *(DETECT_OUTPUT.format(sample=s) for s in samples)] if samples else []
+
+
+def remember(study_dir: Path, current: dict[str, str], since: float) -> None:
+    """Record ``current`` fingerprints (taken before the run) for the samples whose features table this run wrote
+    (modified at or after ``since``, a ``time.time()``) and for those with a features table but no record yet; the
+    others keep their record, so a replaced run that did not get processed is still found next time. Samples no
+    longer in ``current`` are dropped. Written atomically."""
+    study_dir = Path(study_dir)
+    recorded = _recorded(study_dir)
+    kept = {}
+    for sample_id, print_ in current.items():
+        output = study_dir / DETECT_OUTPUT.format(sample=sample_id)
+        if not output.exists():
+            continue
+        fresh = output.stat().st_mtime >= since
+        kept[sample_id] = print_ if fresh or sample_id not in recorded else recorded[sample_id]
+    if kept != recorded and (study_dir / "results").is_dir():
+        write_text(json.dumps(kept, sort_keys=True, indent=1), study_dir / FINGERPRINTS)
+
+
+def replaced_note(samples: list[str]) -> list[str]:
+    """The pre-run note (one, or none) naming the samples whose run file was replaced by one not newer than its
+    results."""
+    if not samples:
+        return []
+    shown = ", ".join(samples[:10]) + (f" and {len(samples) - 10} more" if len(samples) > 10 else "")
+    return [f"the run file of sample(s) {shown} changed since its features were detected, although the file is not "
+            "newer than its results (copied with its old time kept?): their jobs run again"]
