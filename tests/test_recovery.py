@@ -81,6 +81,45 @@ def test_stale_lock_is_named_with_the_command_that_recovers(study: Path) -> None
     assert dry.returncode == 0, dry.stderr[-3000:]
 
 
+def test_a_run_killed_with_its_snakemake_leaves_the_earlier_report_marked(study: Path) -> None:
+    """Trial AA: after `kill -KILL` of the whole run (its Snakemake too) the earlier report stayed as report.html,
+    unmarked, beside tables the killed run had already rewritten, and the next `ms2study run` (stopped by the lock)
+    left it so. It is now moved aside and marked as a failed run's is; a killed run that did not plan the report
+    leaves it alone."""
+    report = study / outofdate.REPORT
+    report.parent.mkdir(parents=True)
+    report.write_text("<html><head><title>ms2study</title></head><body><p>9 control, 6 case</p></body></html>")
+    os.utime(report, (time.time() - 3600, time.time() - 3600))
+    log = study / ".snakemake" / "log" / "2026-12-05T053700.000000.snakemake.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("Job stats:\njob      count\n-----  -------\ncorrect      1\nreport       1\ntotal        2\n\n"
+                   "rule correct:\n    jobid: 3\n")
+    (report.parent / "differential").mkdir()
+    os.utime(report.parent / "differential", (time.time() - 3600, time.time() - 3600))
+    _leave_lock(study)
+    (report.parent / "feature_matrix.parquet").write_bytes(b"rewritten by the killed run")
+    result = ms2study("run", str(study), "--cores", "1")
+    assert result.returncode == 1 and "locked by an earlier run that did not finish" in result.stderr
+    assert "the killed run had not rebuilt the report" in result.stderr
+    moved = study / outofdate.OUT_OF_DATE_REPORT
+    assert not report.exists() and outofdate.BANNER_ID in moved.read_text()
+    note = (study / outofdate.OUT_OF_DATE_NOTE).read_text()
+    assert ("These were written by that run before it stopped, from the current inputs: feature_matrix.parquet; the "
+            "others are from the earlier run.") in note and "differential" not in note
+    # once marked, a second try says nothing more; a killed run that planned no report job leaves the report alone
+    assert outofdate.mark_after_kill(study, runner.lock_files(study)) == []
+    os.replace(moved, report)
+    log.write_text("Job stats:\njob      count\n-----  -------\ndetect       1\ntotal        1\n\nrule detect:\n"
+                   "    jobid: 1\n    output: results/models/x\n")
+    assert outofdate.mark_after_kill(study, runner.lock_files(study)) == [] and report.exists()
+    # the report job itself killed: Snakemake had deleted report.html; the second name made before the run is put back
+    os.replace(report, study / outofdate.REPORT_BEFORE_RUN)
+    log.write_text("Job stats:\njob      count\n-----  -------\nreport       1\ntotal        1\n\nrule report:\n"
+                   "    jobid: 1\n")
+    assert outofdate.mark_after_kill(study, runner.lock_files(study))
+    assert outofdate.BANNER_ID in moved.read_text() and not (study / outofdate.REPORT_BEFORE_RUN).exists()
+
+
 def test_a_live_run_is_not_taken_for_a_stale_lock(study: Path) -> None:
     _leave_lock(study)
     # A process working in the folder whose command line names snakemake stands for a run in progress.
@@ -168,6 +207,14 @@ def test_a_run_stopped_by_sigterm_is_called_interrupted_not_failed(tmp_path: Pat
     assert "the run was interrupted (exit code 1)" in summary and "before a job failed" not in summary
     # Snakemake 9's words on SIGTERM in a second trial
     assert runner.parse_snakemake_log("Will exit after finishing currently running jobs (scheduler).\n").terminated
+    # trial AA: Ctrl-C stops the running job, which Snakemake logs as failed: "the run failed ... Correct the cause"
+    log.write_text("rule identify:\n    jobid: 7\n    log: logs/study/identify.log\n"
+                   "Terminating processes on user request, this might take some time.\n"
+                   "Error in rule identify:\n    jobid: 7\n    log: logs/study/identify.log (check log file(s) for "
+                   "error details)\n")
+    summary = runner.summarize(tmp_path, 130, since=log.stat().st_mtime - 5)
+    assert "ms2study: the run was interrupted (Ctrl-C or a stop signal), which stopped 1 running job(s):" in summary
+    assert "Run the same command again" in summary and "failed" not in summary and "Correct the cause" not in summary
 
 
 def test_a_job_killed_from_outside_is_said_to_be_so_not_sent_to_its_empty_log(tmp_path: Path) -> None:

@@ -10,16 +10,23 @@ import html
 import logging
 import os
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
 
 from ms2study.core.atomic import atomic_path, write_text
-from ms2study.runlog import RunLog, parse_snakemake_log
+from ms2study.runlog import RunLog, parse_snakemake_log, read_run_log
 
 log = logging.getLogger(__name__)
 
 REPORT = Path("results") / "study" / "report.html"
+# A second name (a hard link) of the earlier report, made before Snakemake starts: a report job that fails has its
+# output deleted by Snakemake, before and after it runs, and a trial's failed report job left no report at all
+# instead of the earlier one marked OUT OF DATE. ``runner.summarize`` puts it back for that marking, or deletes it.
+REPORT_BEFORE_RUN = REPORT.parent / ".report.before-run.html"
+# Outputs of jobs that the report does not depend on (encoder training, requested on its own).
+NOT_FOR_REPORT = ("results/models/",)
 OUT_OF_DATE_REPORT = Path("results") / "study" / "report.out-of-date.html"
 # Written beside the study-level tables when a failed run leaves them from an earlier run; removed by a run that
 # finishes.
@@ -148,11 +155,17 @@ def write_out_of_date_note(study_dir: Path, run: RunLog, since: float, pending: 
     elif pending is None:
         sample_part += ("Which samples still have jobs to run could not be listed (the dry run failed); "
                         "`ms2study run STUDY --dry-run` lists them.\n")
+    # trial AA: an interrupted run had rewritten the feature matrix and the correction before it stopped, and the note
+    # called every table old: the ones it wrote are named apart (the others' inputs may have changed since)
+    rewritten = sorted(p.name for p in path.parent.iterdir() if p.name not in (path.name, "samples.tsv")
+                       and not p.name.startswith(".") and p.stat().st_mtime >= since) if path.parent.is_dir() else []
     text = (f"OUT OF DATE: the tables in this folder were made by an earlier run. The run started {_stamp(since)} "
             "did not finish" + (" (failed jobs below)" if failed else "") + ", so they may not match the study's "
             "current samples, sheet or configuration. samples.tsv is the exception: it is the study's sheet as that "
             "run read it (rewritten whenever the sheet changes, before any job), not necessarily the one the tables "
             "were made from. The earlier report was moved to report.out-of-date.html (marked OUT OF DATE).\n"
+            + (f"These were written by that run before it stopped, from the current inputs: {', '.join(rewritten)}; "
+               "the others are from the earlier run.\n" if rewritten else "")
             + ("\n".join(failed) + "\n" if failed else "")
             + sample_part
             + (f"Snakemake's log of that run: {run.path}\n" if run.path else "")
@@ -178,3 +191,55 @@ def remove_sample_notes(study_dir: Path) -> None:
     """Remove every sample folder's ``SAMPLE_NOTE`` (a run that finished has remade what they marked)."""
     for note in (Path(study_dir) / "results" / "samples").glob(f"*/{SAMPLE_NOTE}"):
         note.unlink(missing_ok=True)
+
+
+def keep_report(study_dir: Path) -> None:
+    """Give the study's report, when there is one, the second name ``REPORT_BEFORE_RUN`` (a hard link; a copy where
+    the file system has none), replacing an older one."""
+    report, kept = Path(study_dir) / REPORT, Path(study_dir) / REPORT_BEFORE_RUN
+    kept.unlink(missing_ok=True)
+    if not report.exists():
+        return
+    try:
+        os.link(report, kept)
+    except OSError:
+        shutil.copy2(report, kept)
+
+
+def report_out_of_date(study_dir: Path, run: RunLog, since: float) -> bool:
+    """True when this failed run leaves behind a report made by an earlier run that no longer matches the study:
+    the run meant to rebuild it, or a job the report depends on failed."""
+    report = Path(study_dir) / REPORT
+    if not report.exists() or report.stat().st_mtime >= since:
+        return False
+    if run.planned.get("report") and "report" not in run.finished_rules:
+        return True
+    return any(not job.outputs or not all(o.startswith(NOT_FOR_REPORT) for o in job.outputs) for job in run.failed)
+
+
+def mark_after_kill(study_dir: Path, locks: list[Path]) -> list[str]:
+    """Mark what a run killed with its Snakemake process (SIGKILL, the machine down, the OOM killer) left, as a
+    failed run's is marked: the earlier report moved to ``OUT_OF_DATE_REPORT`` with its banner (put back first from
+    ``REPORT_BEFORE_RUN`` when the killed report job had deleted it) and ``OUT_OF_DATE_NOTE`` written, when that
+    run meant to rebuild the report (``report_out_of_date``). ``locks``: the lock files it left; it started when
+    the oldest was written. Returns the lines to print (none when nothing needed marking). Trial AA: the earlier
+    report stayed as report.html, unmarked, beside tables the killed run had already rewritten."""
+    study_dir = Path(study_dir)
+    if not locks:
+        return []
+    since = min(p.stat().st_mtime for p in locks) - 1
+    kept, report = study_dir / REPORT_BEFORE_RUN, study_dir / REPORT
+    if kept.exists():
+        if not report.exists():
+            os.replace(kept, report)
+        kept.unlink(missing_ok=True)
+    run = read_run_log(study_dir, since)
+    if not report_out_of_date(study_dir, run, since):
+        return []
+    moved = study_dir / OUT_OF_DATE_REPORT
+    os.replace(report, moved)
+    note = write_out_of_date_note(study_dir, run, since)
+    unmarked = mark_report_out_of_date(moved, since, run)
+    return ([(f"ms2study run: the killed run had not rebuilt the report: the earlier one was moved to {moved} "
+              f"(marked OUT OF DATE); {note} says which tables and samples may be older")]
+            + ([f"ms2study run: warning: {moved} carries no out-of-date banner: {unmarked}"] if unmarked else []))

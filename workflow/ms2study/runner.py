@@ -21,7 +21,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -32,14 +31,30 @@ import yaml
 from ms2study import runconfig, runprints, study
 from ms2study.core.errors import InputError
 from ms2study.io.runfiles import ms1_only_warnings
-from ms2study.runlock import check_lock, lock_files, processes_in, remove_partial_files  # noqa: F401 (tests)
-from ms2study.outofdate import (OUT_OF_DATE_NOTE, OUT_OF_DATE_REPORT, REPORT, mark_report_out_of_date,
-                                pending_samples, remove_sample_notes, unforced, write_out_of_date_note)
-from ms2study.runlog import (RunLog, parse_snakemake_log, read_run_log, report_warnings,  # noqa: F401 (tests)
-                             stopped_advice, unrecorded_outputs)
+from ms2study.outofdate import (
+    OUT_OF_DATE_NOTE,
+    OUT_OF_DATE_REPORT,
+    REPORT,
+    REPORT_BEFORE_RUN,
+    keep_report,
+    mark_after_kill,
+    mark_report_out_of_date,
+    pending_samples,
+    remove_sample_notes,
+    report_out_of_date,
+    unforced,
+    write_out_of_date_note,
+)
+from ms2study.runlock import check_lock, lock_files, processes_in, remove_partial_files
+from ms2study.runlog import (  # noqa: F401 (tests)
+    RunLog,
+    parse_snakemake_log,
+    read_run_log,
+    report_warnings,
+    stopped_advice,
+    unrecorded_outputs,
+)
 
-# Outputs of jobs that the report does not depend on (encoder training, requested on its own).
-NOT_FOR_REPORT = ("results/models/",)
 DRY_RUN_FLAGS = ("-n", "--dry-run", "--dryrun")
 # Snakemake options that take no lock or run no jobs: no stale-lock check and no summary for them.
 NO_LOCK_FLAGS = (*DRY_RUN_FLAGS, "--unlock", "--nolock", "--lint", "--list-rules", "--list", "-l", "--summary",
@@ -214,36 +229,6 @@ def dotted_overrides(extra: list[str]) -> dict:
 # ------------------------------------------------------------------------------------------- the summary
 
 
-# A second name (a hard link) of the earlier report, made before Snakemake starts: a report job that fails has its
-# output deleted by Snakemake, before and after it runs, and a trial's failed report job left no report at all
-# instead of the earlier one marked OUT OF DATE. ``summarize`` puts it back for that marking, or deletes it.
-REPORT_BEFORE_RUN = REPORT.parent / ".report.before-run.html"
-
-
-def keep_report(study_dir: Path) -> None:
-    """Give the study's report, when there is one, the second name ``REPORT_BEFORE_RUN`` (a hard link; a copy where
-    the file system has none), replacing an older one."""
-    report, kept = Path(study_dir) / REPORT, Path(study_dir) / REPORT_BEFORE_RUN
-    kept.unlink(missing_ok=True)
-    if not report.exists():
-        return
-    try:
-        os.link(report, kept)
-    except OSError:
-        shutil.copy2(report, kept)
-
-
-def report_out_of_date(study_dir: Path, run: RunLog, since: float) -> bool:
-    """True when this failed run leaves behind a report made by an earlier run that no longer matches the study:
-    the run meant to rebuild it, or a job the report depends on failed."""
-    report = Path(study_dir) / REPORT
-    if not report.exists() or report.stat().st_mtime >= since:
-        return False
-    if run.planned.get("report") and "report" not in run.finished_rules:
-        return True
-    return any(not job.outputs or not all(o.startswith(NOT_FOR_REPORT) for o in job.outputs) for job in run.failed)
-
-
 _ERROR_LINE = re.compile(r"^ms2study [\w-]+: error: (.*)$")
 
 
@@ -352,11 +337,14 @@ def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] |
         # a job is logged again from inside its cluster group job, under another job id: each job once
         once = {(j.rule, tuple(j.logs or j.outputs)): j for j in sorted(run.failed, key=lambda j: bool(j.sample))}
         once = list(once.values())  # the entry with its sample kept (sorted last)
+        # Ctrl-C stops the running jobs, which Snakemake logs as failed (trial AA: "the run failed ... identify")
+        interrupted = run.terminated or returncode in (130, -2)
         lines.append(
-            f"ms2study: the run failed: {len(once)} job(s) failed"
+            (f"ms2study: the run was interrupted (Ctrl-C or a stop signal), which stopped {len(once)} running job(s)"
+             if interrupted else f"ms2study: the run failed: {len(once)} job(s) failed")
             + (f", sample(s) {', '.join(samples)}" if samples else "")
             + (" (jobs that did not depend on them were run, except those in a cluster group job with one of them):"
-               if _keeps_going(extra or []) else ":")
+               if _keeps_going(extra or []) and not interrupted else ":")
         )
         width = max(len(job.rule) for job in run.failed)
         for job in sorted(once, key=lambda j: (j.sample or "", j.rule)):
@@ -368,8 +356,8 @@ def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] |
         advice = stopped_advice([job.rule for job in once if job.stopped_from_outside()], extra or [])
         if advice:
             lines.append(advice)
-        lines.append("  Correct the cause shown in each log, then run the same command again: finished outputs are "
-                     "kept and only the missing ones are made.")
+        lines.append("  " + ("Run" if interrupted else "Correct the cause shown in each log, then run") + " the same "
+                     "command again: finished outputs are kept and only the missing ones are made.")
     elif not run.lock_error:
         if returncode < 0 or returncode in (130, 137, 143) or run.terminated:
             lines.append(f"ms2study: the run was interrupted (exit code {returncode}); run the same command again to "
@@ -443,6 +431,8 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
     if takes_lock or recover:
         check_writable(study_dir)
         message = check_lock(study_dir, extra, recover)
+        for line in mark_after_kill(study_dir, lock_files(study_dir) if processes_in(study_dir) == [] else []):
+            print(line, file=sys.stderr, flush=True)  # a run killed with its Snakemake (trial AA)
         if message:
             print(f"ms2study run: error: {message}", file=sys.stderr, flush=True)
             return 1

@@ -96,5 +96,5 @@ def replaced_note(samples: list[str]) -> list[str]:
     if not samples:
         return []
     shown = ", ".join(samples[:10]) + (f" and {len(samples) - 10} more" if len(samples) > 10 else "")
-    return [f"the run file of sample(s) {shown} changed since its features were detected, although the file is not "
-            "newer than its results (copied with its old time kept?): their jobs run again"]
+    return [(f"the run file of sample(s) {shown} changed since its features were detected, although the file is "
+             "not newer than its results (copied with its old time kept?): their jobs run again")]
