@@ -71,6 +71,7 @@ def test_a_name_on_another_ion_of_an_untested_grouping_is_marked_beside_it() -> 
     finding = identification_finding(ident, 0.05)
     assert ("<b>1</b> of them carries a mark the q-value does not cover (1 grouped as another ion than its match "
             "on mass and RT only)") in finding and "check those first" in finding
+    assert "a name without a mark is not thereby confirmed" in finding  # trial Y: 18 of 21 wrong isomers unmarked
     # a label that names the library's own ion marks nothing and says nothing
     same = ident.filter(pl.col("consensus_id") == "C5")
     assert "grouped as another ion" not in _consensus_compounds(same, {}, "q ≤ 0.05", 0.05)
