@@ -34,6 +34,11 @@ def test_the_sentence_uses_the_largest_swept_size_not_above_the_study() -> None:
     assert ": from" not in at_20 and "changed:" not in at_20
     at_16 = detectable_effect_sentence(16, TABLE)
     assert at_16.startswith("At this study's size (16 samples, half cases) the effect-size sweep")
+    # trial AA: "half cases" was all it said of a study of 10 controls and 6 cases
+    unequal = detectable_effect_sentence(16, TABLE, {"case": 6, "control": 10})
+    assert ("This study's classes are unequal (10 control, 6 case), which detects less than the sweep's balanced "
+            "studies of its size. A smaller effect") in unequal
+    assert detectable_effect_sentence(16, TABLE, {"case": 8, "control": 8}) == at_16
     at_40 = detectable_effect_sentence(120, TABLE)
     assert ("At 40 samples (half cases; the largest size swept up to this study's 120)" in at_40
             and "when 5 compounds changed 2x or more with the feature matrix or 12 compounds 1.5x or more with "

@@ -40,7 +40,7 @@ def read_detectable_effects(path: str | Path = RESOURCE) -> dict | None:
     return data
 
 
-def detectable_effect_sentence(n_samples: int, data: dict | None) -> str | None:
+def detectable_effect_sentence(n_samples: int, data: dict | None, class_counts: dict | None = None) -> str | None:
     """One sentence for a binary outcome modelled on ``n_samples`` samples: the smallest fold change the sweep
     detected at the largest swept size not above ``n_samples``, per number of changed compounds, with the feature
     set that detected it, e.g. "At this study's size (16 samples, half cases) the effect-size sweep on realistic
@@ -48,7 +48,9 @@ def detectable_effect_sentence(n_samples: int, data: dict | None) -> str | None:
     criterion than the report's verdict ...) when 12
     compounds changed 4x or more (with the feature matrix); with 5 compounds changed it detected none up to 4x.
     ...". None without data. A study smaller than every swept size is told that even the smallest swept study missed the
-    effects listed for it."""
+    effects listed for it. ``class_counts`` ({class: samples}, the models summary's): classes of unequal size are
+    said, since the sweep's studies were half cases and an unbalanced study of the same size detects less (trial
+    AA: "16 samples, half cases" for 10 controls and 6 cases)."""
     if not data:
         return None
     sizes = sorted(int(n) for n in data["by_n_samples"])
@@ -90,6 +92,10 @@ def detectable_effect_sentence(n_samples: int, data: dict | None) -> str | None:
             text += f"; with {_listed(missed, 'or')} compounds changed it detected none up to {largest:g}x"
     else:
         text += f"in none of its settings: not up to {largest:g}x with {_listed(missed, 'or')} compounds changed"
+    counts = sorted((class_counts or {}).items(), key=lambda item: -item[1])
+    if len({n for _, n in counts}) > 1:
+        text += (". This study's classes are unequal (" + ", ".join(f"{n} {name}" for name, n in counts)
+                 + "), which detects less than the sweep's balanced studies of its size")
     return text + ". A smaller effect can be real and still give an interval that includes 0.5."
 
 

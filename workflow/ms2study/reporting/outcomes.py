@@ -112,7 +112,8 @@ def models_section(models: Sequence[OutcomeFiles], sheet: pl.DataFrame, feature_
             parts.append(f'<p class="note resolution">Best set, {esc(best[0])}: {limited}.</p>')
         if summary.get("type") == "binary":
             effects = read_detectable_effects()
-            sentence = detectable_effect_sentence(int(summary.get("n_samples") or 0), effects)
+            sentence = detectable_effect_sentence(int(summary.get("n_samples") or 0), effects,
+                                                  summary.get("class_counts"))
             if sentence:
                 parts.append(f'<p class="note detectable">{esc(sentence)} {esc(cautions.detection_meaning(effects))}'
                              "</p>")
