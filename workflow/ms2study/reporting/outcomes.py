@@ -10,6 +10,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from ms2study.modelling.attribution import SET as ATTRIBUTED_SET
@@ -121,6 +122,9 @@ def models_section(models: Sequence[OutcomeFiles], sheet: pl.DataFrame, feature_
             parts.append(f'<p class="note">{esc(note)}</p>')
         charts = []
         if summary.get("type") == "binary" and files.predictions is not None and Path(files.predictions).exists():
+            contradicted = contradicting_samples(pl.read_parquet(files.predictions), summary)
+            if contradicted:
+                parts.append(f'<p class="note contradicted">{esc(contradicted)}</p>')
             roc = _roc_chart(pl.read_parquet(files.predictions), summary, outcome)
             if roc:
                 charts.append(roc)
@@ -209,6 +213,34 @@ def _tested_cell(entry: dict) -> str:
     if entry.get("permutation_p") is None or repeats(entry) == 1 or score is None:
         return ""
     return f" (repeat 1: {fmt(score)})"
+
+
+# A sample whose mean out-of-fold score for its own class is at most this, under a model that beats chance, is named
+# as one to check in the sample sheet (trial AA: a case entered as a control scored 0.91 as a case, unsaid).
+CONTRADICTED_SCORE = 0.1
+
+
+def contradicting_samples(predictions: pl.DataFrame, summary: dict) -> str | None:
+    """A note naming the samples that the best feature set (``cautions.best_feature_set``), when it beats chance
+    (``cautions.chance_shortfall`` is None), places confidently in the other class of a binary outcome: mean
+    out-of-fold score (over repeats) for its own class at most ``CONTRADICTED_SCORE``. ``predictions``: the models
+    stage's predictions (feature_set, sample_id, y_true 1 for ``summary['classes'][1]``, y_score the score of
+    that class). None when there is none, the set does not beat chance, or the outcome is not binary."""
+    best = cautions.best_feature_set(summary)
+    classes = summary.get("classes") or []
+    if best is None or len(classes) != 2 or cautions.chance_shortfall(best[1]) is not None:
+        return None
+    mean = predictions.filter(pl.col("feature_set") == best[0]).group_by("sample_id", maintain_order=True).agg(
+        pl.col("y_true").first(), pl.col("y_score").mean())
+    own = np.where(mean["y_true"].to_numpy() == 1, mean["y_score"].to_numpy(), 1 - mean["y_score"].to_numpy())
+    picked = [(s, classes[int(y)], 1 - o) for s, y, o in zip(mean["sample_id"].to_list(), mean["y_true"].to_list(), own)
+              if o <= CONTRADICTED_SCORE]
+    if not picked:
+        return None
+    listed = ", ".join(f"{s} (entered as {label}, scored {score:.2f} for the other class)" for s, label, score in picked)
+    return (f"Out of fold, the best set ({best[0]}), which beats chance, places {len(picked)} sample(s) confidently in "
+            f"the other class: {listed}. Check their rows of the sample sheet (a swapped label or vial) before "
+            "trusting either the label or the model.")
 
 
 def _roc_chart(predictions: pl.DataFrame, summary: dict, outcome: str) -> str | None:
