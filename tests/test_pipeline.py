@@ -524,6 +524,7 @@ def test_adding_then_removing_a_sample_touches_only_it_and_the_study(study: Path
                            if not p.name.startswith("."))
             assert names == sorted(f"{r}.parquet" for r in old), (folder, names)
     assert (study / "results" / "samples" / "S_added" / "features.parquet").exists()
+    assert (study / "results" / "samples" / "S_added" / "NOT_IN_SHEET.txt").exists()  # trial AA: marked as unused
 
 
 def test_job_memory_grows_with_the_input_size(study: Path) -> None:

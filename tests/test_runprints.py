@@ -43,3 +43,19 @@ def test_a_replaced_run_is_found_until_its_detect_job_runs(tmp_path: Path) -> No
     runprints.remember(tmp_path, {"A": prints["A"]}, since=0)
     assert list(json.loads((tmp_path / runprints.FINGERPRINTS).read_text())) == ["A"]
     assert runprints.force_options([]) == [] and runprints.replaced_note([]) == []
+
+
+def test_the_folder_of_a_sample_removed_from_the_sheet_is_marked(tmp_path: Path) -> None:
+    """Trial AA: results/samples/ listed 16 folders for a 15-sample study, the removed one unmarked."""
+    for sample in ("A", "B", "S05"):
+        (tmp_path / "results" / "samples" / sample).mkdir(parents=True)
+    sheet = pl.DataFrame({"sample_id": ["A", "B"]})
+    notes = runprints.orphan_sample_notes(tmp_path, sheet)
+    assert notes == ["results/samples/ holds the folders of 1 sample(s) no longer in the sheet (S05): no result uses "
+                     "them (each has a NOT_IN_SHEET.txt); delete them when you no longer need them"]
+    marker = tmp_path / "results" / "samples" / "S05" / runprints.NOT_IN_SHEET
+    assert "is not in the study's sample sheet" in marker.read_text()
+    assert not (tmp_path / "results" / "samples" / "A" / runprints.NOT_IN_SHEET).exists()
+    assert runprints.orphan_sample_notes(tmp_path, pl.DataFrame({"sample_id": ["A", "B", "S05"]})) == []
+    assert not marker.exists()  # listed again: unmarked
+    assert runprints.orphan_sample_notes(tmp_path / "elsewhere", sheet) == []

@@ -8,7 +8,8 @@ done" (trial AA). ``ms2study run`` keeps, per sample, a fingerprint of the run f
 (``FINGERPRINTS``: the file's size and the SHA-256 of its first and last MiB, which hold the run's header, its
 start time and its index) and, before each run, forces the detect job of every sample whose file no longer matches
 while its features table is newer than the file (a newer file Snakemake reruns by itself); the jobs after detect
-follow. Used by ``ms2study.runner``.
+follow. Also the note in the folder of a sample the sheet no longer lists (``orphan_sample_notes``). Used by
+``ms2study.runner``.
 """
 
 from __future__ import annotations
@@ -98,3 +99,33 @@ def replaced_note(samples: list[str]) -> list[str]:
     shown = ", ".join(samples[:10]) + (f" and {len(samples) - 10} more" if len(samples) > 10 else "")
     return [(f"the run file of sample(s) {shown} changed since its features were detected, although the file is "
              "not newer than its results (copied with its old time kept?): their jobs run again")]
+
+
+NOT_IN_SHEET = "NOT_IN_SHEET.txt"  # in results/samples/{sample}/ of a sample the sheet no longer lists
+
+
+def orphan_sample_notes(study_dir: Path, sheet) -> list[str]:
+    """Mark the folders under results/samples/ of samples the sheet (polars DataFrame with sample_id) no longer lists
+    with ``NOT_IN_SHEET`` (and unmark those listed again); returns the pre-run note naming them (one, or none).
+    Trial AA: a removed sample's folder stayed among the others with nothing saying its files are used by nothing."""
+    folder = Path(study_dir) / "results" / "samples"
+    if not folder.is_dir():
+        return []
+    listed = {str(s) for s in sheet["sample_id"].to_list()}
+    orphans = []
+    for sample in sorted(p for p in folder.iterdir() if p.is_dir()):
+        note = sample / NOT_IN_SHEET
+        if sample.name in listed:
+            note.unlink(missing_ok=True)
+            continue
+        orphans.append(sample.name)
+        if not note.exists():
+            write_text(f"Sample '{sample.name}' is not in the study's sample sheet: the files in this folder are from "
+                       "an earlier run and no result of the study uses them. Delete the folder when you no longer "
+                       "need them; add the sample back to the sheet and it is used (and this note removed) again.\n",
+                       note)
+    if not orphans:
+        return []
+    shown = ", ".join(orphans[:10]) + (f" and {len(orphans) - 10} more" if len(orphans) > 10 else "")
+    return [(f"results/samples/ holds the folders of {len(orphans)} sample(s) no longer in the sheet ({shown}): no "
+             f"result uses them (each has a {NOT_IN_SHEET}); delete them when you no longer need them")]
