@@ -305,6 +305,19 @@ def test_a_covariate_that_follows_the_outcome_gets_the_tests_without_it_beside(t
                                             tmp_path / "group.parquet", tmp_path / "enrichment.parquet", own)
     assert "without_collinear_covariates" not in summary and summary["covariates"] == ["cov:age"]
     assert any(f"covariate '{BINARY['column']}' is this outcome itself" in n for n in summary["notes"])
+    # trial Z: a covariate the outcome explains only in part (here about 0.6) that costs features is said too, as
+    # what the adjustment takes away rather than as a design that cannot tell the two apart
+    matrix, sheet = collinear_study(seed=4, overlap=0.7)
+    assert 0.3 <= explained_share(sheet, BINARY, "age")[0] < 0.8
+    sheet.write_csv(tmp_path / "samples.tsv", separator="\t")
+    matrix.write_parquet(tmp_path / "matrix.parquet")
+    summary = differential.run_differential(tmp_path / "samples.tsv", tmp_path / "matrix.parquet", None,
+                                            tmp_path / "group.parquet", tmp_path / "enrichment.parquet", params)
+    entry = summary["without_collinear_covariates"]
+    assert entry["n_significant_without"] > entry["n_significant_adjusted"], entry
+    said = [w for w in summary["warnings"] if w.startswith("without adjusting for age")]
+    assert len(said) == 1 and "the adjustment removes what group shares with age, so those may differ with either" \
+        in said[0] and "cannot tell apart" not in said[0]
 
 
 def test_a_log_scaled_matrix_is_warned_about() -> None:
