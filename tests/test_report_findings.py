@@ -229,12 +229,26 @@ def test_no_evidence_when_the_interval_reaches_chance() -> None:
     design = _summary(features=_entry(1.0, 0.8, 1.0, 0.0099), covariates=_entry(0.89, 0.7, 1.0, 0.0099))
     design["params"]["covariates"] = ["batch", "injection_order"]
     text = findings.model_verdict(design)[0]
-    assert text.startswith("<b>separates") and "also beat chance</b> (AUC 0.89, permutation p = 0.0099)" in text
+    # trial Z: a set whose score does not exceed the covariates' own interval is not said to predict (the covariates
+    # alone reached R² 0.92 [0.87, 0.95] and the verdict read "predicts score (R² 0.92 ...; best set: embedding)")
+    assert text.startswith("<b>not shown to add to the covariates</b>: with them the best set separates case from "
+                           "control samples (AUC 1.00")
+    assert ("also beat chance</b> (AUC 0.89, 95 % interval 0.70 to 1.00, permutation p = 0.0099)" in text
+            and "does not exceed the upper end of the covariates' own interval" in text)
     # the baseline is not a set the verdict chose among: nothing to adjust for with one measured set (trial V)
     assert "best of 1 feature set and the covariates-alone baseline: <b>features</b>" in text
     assert "picked as the best" not in text
-    assert "also beat chance" not in findings.model_verdict(
+    beyond = findings.model_verdict(_summary(features=_entry(0.97, 0.9, 1.0, 0.0099),
+                                             covariates=_entry(0.70, 0.55, 0.85, 0.0099)))[0]
+    assert beyond.startswith("<b>separates") and "also beat chance" in beyond
+    weak = findings.model_verdict(
         _summary(features=_entry(1.0, 0.8, 1.0, 0.0099), covariates=_entry(0.6, 0.3, 0.9, 0.3)))[0]
+    assert "also beat chance" not in weak and weak.startswith("<b>separates")
+    # trial Z: "predicts bmi (R² 0.21 ...)" with no word that age and gender alone reached 0.11: said beside it
+    assert "the covariates alone (batch, injection_order) reach AUC 0.60 (95 % interval 0.30 to 0.90), not shown to " \
+           "beat chance" in findings.model_verdict(
+               {**_summary(features=_entry(1.0, 0.8, 1.0, 0.0099), covariates=_entry(0.6, 0.3, 0.9, 0.3)),
+                "covariates": ["cov:batch", "cov:injection_order"]})[0]
     below = _summary(features={**_entry(0.92, 0.50, 1.0, 0.0495), "permutation_observed": 0.96,
                                "permutations_drawn": 100, "permutations_reaching": 4})
     assert "its highest value" not in findings.model_verdict(below)[0]

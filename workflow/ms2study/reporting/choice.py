@@ -12,7 +12,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 from ms2study.reporting.cautions import P_SMALL, chance_shortfall
-from ms2study.reporting.html import covariate_names, esc, p_value_text
+from ms2study.reporting.html import covariate_names, esc, interval_text, p_value_text
 from ms2study.reporting.modeltext import METRIC_NAMES, metric_name, observed_text
 
 
@@ -192,6 +192,35 @@ def covariates_beat_chance(summary: dict, name: str) -> str | None:
             or chance_shortfall(base):
         return None
     return (f"<b>the covariates alone ({esc(covariate_names(summary))}) also beat chance</b> ({metric_name(base)} "
-            f"{float(base['value']):.2f}, permutation p = {float(base['permutation_p']):.3g}): the outcome follows "
-            "them, so this separation may be partly or wholly theirs; check the design (Warnings) before reading it "
-            "as the measurements'")
+            f"{float(base['value']):.2f}, {interval_text(base.get('ci_low'), base.get('ci_high'), 2)}, permutation p "
+            f"= {float(base['permutation_p']):.3g}): the outcome follows them, so this result may be partly or "
+            "wholly theirs; check the design (Warnings) before reading it as the measurements'")
+
+
+def adds_nothing_shown(summary: dict, name: str, entry: dict) -> bool:
+    """True when the covariates alone beat chance (``covariates_beat_chance``) and set ``name``'s score, which holds
+    the covariates too, does not exceed the upper end of their interval: nothing shows that the measurements add to
+    them (trial Z: "predicts score (R² 0.92 ...; best set: embedding)" where the covariates alone reached 0.92
+    [0.87, 0.95])."""
+    base = (summary.get("feature_sets") or {}).get("covariates")
+    if covariates_beat_chance(summary, name) is None or entry.get("value") is None or base.get("ci_high") is None:
+        return False
+    return float(entry["value"]) <= float(base["ci_high"])
+
+
+def covariates_alone_clause(summary: dict, name: str) -> str | None:
+    """A clause giving the covariates-alone score beside a verdict on set ``name`` when the baseline does not beat
+    chance (trial Z: "predicts bmi (R² 0.21 ...)" with no word that age and gender alone reached 0.11); None when
+    there is no baseline, it has no score, or it beats chance (``covariates_beat_chance`` says that)."""
+    base = (summary.get("feature_sets") or {}).get("covariates")
+    if name == "covariates" or not base or base.get("value") is None or covariates_beat_chance(summary, name):
+        return None
+    return (f"the covariates alone ({esc(covariate_names(summary))}) reach {metric_name(base)} "
+            f"{float(base['value']):.2f} ({interval_text(base.get('ci_low'), base.get('ci_high'), 2)}), "
+            "not shown to beat chance")
+
+
+def covariates_clause(summary: dict, name: str) -> str | None:
+    """``covariates_beat_chance``, else ``covariates_alone_clause``: what the covariates alone reach, beside a
+    verdict on set ``name``."""
+    return covariates_beat_chance(summary, name) or covariates_alone_clause(summary, name)

@@ -21,8 +21,8 @@ from ms2study.modelling.differential import SIGNIFICANCE, read_summary, signific
 from ms2study.modelling.metrics import CHANCE
 from ms2study.reporting import cautions, marks
 from ms2study.reporting.cautions import P_SMALL, best_feature_set, chance_shortfall
-from ms2study.reporting.choice import (adjustment_text, candidate_sets, choice_adjustment, covariates_beat_chance,
-                                       permutation_resolution, score_ceiling)
+from ms2study.reporting.choice import (adds_nothing_shown, adjustment_text, candidate_sets, choice_adjustment,
+                                       covariates_clause, permutation_resolution, score_ceiling)
 from ms2study.reporting.classfindings import enrichment_finding, q_text
 from ms2study.reporting.collect import UNSEARCHED_LABEL, DifferentialFiles, OutcomeFiles
 from ms2study.reporting.html import (
@@ -117,10 +117,12 @@ def model_verdict(summary: dict) -> tuple[str, str | None]:
     # a verdict that fails on p alone, near the smallest p the permutations allow, says that they decide it
     limited = permutation_resolution(summary, name) or score_ceiling(summary, entry)
     limited = f"; {limited}" if limited else ""
-    # the covariates' separation, not the measurements'; or the covariates beating chance beside them
-    alone = covariates_only(summary, name) or covariates_beat_chance(summary, name)
+    alone = covariates_only(summary, name) or covariates_clause(summary, name)  # what the covariates alone do
     alone = f"; {alone}" if alone else ""
     limited += alone
+    if why is None and adds_nothing_shown(summary, name, entry):  # trial Z: the covariates' R² credited to a set
+        return (f"<b>not shown to add to the covariates</b>: with them the best set {does} ({numbers}), but its score "
+                f"does not exceed the upper end of the covariates' own interval{limited}"), name
     if why is None and adjusted is not None and adjusted["p"] >= P_SMALL:
         text = (f"<b>suggestive only</b>: the best set {does} on its own test, but not once the choice among "
                 f"{n_sets} sets is adjusted for ({numbers}){limited}")
