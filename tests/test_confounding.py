@@ -68,6 +68,13 @@ def test_a_covariate_that_follows_the_outcome_leaves_the_adjustment_little_overl
     cautions = overlap_cautions(confounded, [spec], ["age", "sex"])
     assert len(cautions) == 1 and "covariate <b>age</b> follows outcome <b>arm</b>" in str(cautions[0])
     assert cautions[0].concerns == ("models:arm", "differential:arm")
+    assert "compare the groups at values of age few of their samples have" in str(cautions[0])
+    # trial Z: a continuous outcome has no groups to compare
+    scored = confounded.with_columns(pl.Series("score", [f"{a / 7 + d:.2f}" for a, d in zip(
+        [float(v) for v in confounded["age"]], rng.normal(0, 0.3, 24))]))
+    said = str(overlap_cautions(scored, [{"column": "score", "type": "continuous"}], ["age"])[0])
+    assert "the tests and models separate score from age, which barely vary apart in these samples" in said
+    assert "the groups" not in said
     overlapping = sheet(np.concatenate([rng.normal(m, 12, 8) for m in (60, 50, 55)]))
     assert overlap_cautions(overlapping, [spec], ["age"]) == []
     # a categorical covariate the arms determine (every control male, every case female) is caught too

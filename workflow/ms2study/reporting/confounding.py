@@ -161,9 +161,13 @@ def overlap_cautions(sheet: pl.DataFrame, outcomes: list[dict], covariates: list
             if explained is None or explained[0] < OVERLAP_R2:
                 continue
             outcome, name = esc(spec["column"]), esc(covariate)
+            # a continuous outcome has no groups (trial Z: "compare the groups" for a 0-10 score)
+            where = (f"separate {outcome} from {name}, which barely vary apart in these samples"
+                     if spec.get("type") == "continuous" else
+                     f"compare the groups at values of {name} few of their samples have")
             found.append(Caution(
                 f"covariate <b>{name}</b> follows outcome <b>{outcome}</b> closely ({explained[1]}): adjusted for "
-                f"{name}, the tests and models compare the groups at values of {name} few of their samples have, so "
+                f"{name}, the tests and models {where}, so "
                 f"the adjusted effects rest on a straight-line model of {name}, are imprecise, and what differs with "
                 f"{outcome} cannot be told from what differs with {name}; a design whose groups overlap in {name} "
                 "(or matched samples) is needed to separate them", DOUBT, f"{covariate} follows {spec['column']}",
