@@ -215,7 +215,7 @@ def calibration_warnings(paths: Sequence[Path], warnings: list[str], fdr: float 
                 f"the identification calibration of the library index <code>{esc(path.stem)}</code>: only "
                 f"{n_wrong} wrong candidates were measured ({high} of them scoring 0.8 or more against a spectrum of "
                 "another compound): with a library this small the q-values are coarse, and a few look-alike wrong "
-                "candidates keep right matches above the FDR (a fresh user's 21-pesticide library: 34 measured, six "
+                "candidates keep right matches above the FDR (measured on a 21-pesticide library: 34 measured, six "
                 "right matches at cosine 0.97-1.00 left at q 0.17-0.22; with 300 more MassBank records beside it all "
                 "six were accepted). Add a broad reference library (e.g. MassBank) to <code>library:</code> beside "
                 "your own", QUALITY, "small library: coarse q-values", ("identifications",)))

@@ -95,7 +95,7 @@ def rsd_part(corrected: pl.DataFrame | None, record: dict, threshold: float,
                  "simulated drift and 0.79-1.03x on realistic simulated batch studies (in-sample: 0.4x, held out: "
                  "1.3-3x; config/README.md, <code>qc_rsd_basis</code>). As a flag it catches only the error the QCs "
                  "share with the samples: of the features whose true error after correction exceeded the threshold "
-                 "in such a study, it flagged 3 % (benchmarks/README.md, session 19), so a feature left unflagged is "
+                 "in such a study, it flagged 3 % (benchmarks/README.md, benchmarks/study_truth.py), so a feature left unflagged is "
                  "not shown to lie below it; nearly all of those had another compound's ion within 20 ppm and 8 s, "
                  "co-eluting ions summed in one feature (below). "
                  + (
@@ -144,7 +144,8 @@ def rt_spread_part(record: dict, ratio: float) -> str:
             "value follows neither "
             "compound and its apex moves towards whichever is larger. Pooled QCs repeat one mixture, so no QC RSD "
             "can show this error. On realistic simulated batch studies with known truth (two in benchmarks/README.md, "
-            f"session 20; a third of 24 samples in 3 batches with adduct ions, a trial of session 39) "
+            "benchmarks/study_truth.py; a third of 24 samples in 3 batches with adduct ions, ms2study simulate "
+            "--realistic --batches 3 --adducts) "
             f"{RT_SPREAD_MEASURED}; ions closer than about a peak width move the apex "
             "too little to be flagged. For a flagged feature that matters (a hit, a named compound), look at its "
             "extracted-ion chromatogram in a few samples of each group: two apexes or a shoulder that moves say "

@@ -44,7 +44,7 @@ CONFIDENCE_TEXT = (
     "an isomer of the compound (same formula, often a near-identical spectrum) scores as a right match, and only "
     "the level says whether the structure itself is supported. A level-3 name reads 'this compound or an isomer'; "
     "its isomer list holds the library's isomers that scored, and an isomer absent from the library may be the "
-    "true compound (a fresh user searched 40 held-out MassBank spectra of library structures and 40 of structures "
+    "true compound (in a test of 40 held-out MassBank spectra of library structures and 40 of structures "
     "absent from the library but with a candidate at their mass, mostly isomers: of 44 names accepted at q 0.01, "
     "14 were such isomers, all at level 3, and 1 had a wrong formula). Levels are those of Schymanski et al. (2014, Environ. Sci. Technol. 48:2097) "
     "for high-resolution MS (column msi_level), not the Metabolomics Standards Initiative's of Sumner et al. (2007), "
