@@ -203,3 +203,18 @@ def test_every_rule_passes_its_declared_threads_to_each_command(repo: Path) -> N
             wrong.append(f"{name}: no threads declared")
         wrong += [f"{name}:{call}" for call in calls if not call.startswith(" --threads {threads} ")]
     assert not wrong, f"commands without --threads {{threads}}: {wrong}"
+
+
+def test_the_citation_file_names_this_version() -> None:
+    """Trial AC: a PI found nothing to cite. CITATION.cff (Citation File Format 1.2.0) carries the package's version
+    and the methods the pipeline rests on; a release that forgets to update it fails here."""
+    import tomllib
+
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1]
+    citation = yaml.safe_load((repo / "CITATION.cff").read_text(encoding="utf-8"))
+    project = tomllib.loads((repo / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert citation["cff-version"] == "1.2.0" and citation["version"] == project["version"]
+    assert citation["license"] == project["license"]
+    assert {r["year"] for r in citation["references"]} >= {2004, 2014}  # limma's moderation, Schymanski's levels
