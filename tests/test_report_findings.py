@@ -371,7 +371,12 @@ def test_the_verdicts_p_is_never_rounded_across_the_line_and_a_tie_names_one_set
     assert findings.model_verdict(strong)[0].startswith("<b>separates case from control samples</b> (AUC 0.97")
     warnings: list[str] = []
     cautions.class_size_warning(tied, "group", warnings)
-    assert "(best set, features: roc_auc 1.00, 95 % interval 0.69 to 1.00)" in warnings[0]
+    assert "(best set, features: AUC 1.00, 95 % interval 0.69 to 1.00" in warnings[0]
+    # trial AC: the warning quoted the AUC and interval of a set not shown to beat chance without saying so
+    weak = _summary(features=_entry(0.98, 0.72, 1.0, 0.069))
+    warnings = []
+    cautions.class_size_warning(weak, "group", warnings)
+    assert "(best set, features: AUC 0.98, 95 % interval 0.72 to 1.00, not shown to beat chance)" in warnings[0]
 
 
 def test_the_imputation_caution_is_named_beside_the_hits_only_when_they_rely_on_imputation() -> None:
