@@ -56,6 +56,13 @@ def test_the_header_gives_model_and_analyzers_and_nothing_is_guessed(tmp_path: P
     assert qtof.time_of_flight and qtof.analyzers_text() == "quadrupole, quadrupole, time-of-flight"
     orbi = read_instrument(write_run(tmp_path / "o.mzML", "Q Exactive", (A.QUADRUPOLE, A.ORBITRAP)))
     assert orbi.analyzers == ("quadrupole", "orbitrap") and not orbi.time_of_flight
+    # trial AC: converters write a Q Exactive's Orbitrap as FT-ICR; the analyzer stays as stated, with that said
+    ft = read_instrument(write_run(tmp_path / "ft.mzML", "Q Exactive", (A.FOURIERTRANSFORM,)))
+    assert ft.analyzers == ("fourier transform ion cyclotron resonance",)
+    assert ft.analyzers_text() == ("fourier transform ion cyclotron resonance (as converters write an Orbitrap; the "
+                                   "instrument's analyzer is an Orbitrap)")
+    assert read_instrument(write_run(tmp_path / "icr.mzML", "solariX", (A.FOURIERTRANSFORM,))).analyzers_text() == (
+        "fourier transform ion cyclotron resonance")
     # a model whose name says TOF, without an analyzer in the header: no analyzer, no time-of-flight (never guessed)
     named = read_instrument(write_run(tmp_path / "n.mzML", "TripleTOF 6600"))
     assert named.model == "TripleTOF 6600" and named.analyzers == () and not named.time_of_flight

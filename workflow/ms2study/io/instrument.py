@@ -52,8 +52,17 @@ class RunInstrument:
         return TIME_OF_FLIGHT in self.analyzers
 
     def analyzers_text(self) -> str | None:
-        """The analyzers as one line ("quadrupole, quadrupole, time-of-flight"); None when none is stated."""
-        return ", ".join(self.analyzers) if self.analyzers else None
+        """The analyzers as one line ("quadrupole, quadrupole, time-of-flight"); None when none is stated. An Orbitrap
+        instrument (its model names Orbitrap or Exactive) whose file states a Fourier-transform ion cyclotron
+        resonance analyzer, as converters write Thermo's Orbitrap, gets that said beside it (trial AC: a Q Exactive
+        shown as FT-ICR would be copied into a Methods section)."""
+        if not self.analyzers:
+            return None
+        text = ", ".join(self.analyzers)
+        model = (self.model or "").lower()
+        if ANALYZER_NAMES[_TYPE.FOURIERTRANSFORM] in self.analyzers and ("orbitrap" in model or "exactive" in model):
+            text += " (as converters write an Orbitrap; the instrument's analyzer is an Orbitrap)"
+        return text
 
 
 NOT_STATED = RunInstrument(None, ())
