@@ -82,14 +82,23 @@ def study(tmp_path_factory) -> dict:
                   "formula": ["C3H7NO2", "C3H7NO3", "C"], "adduct": ["[M+H]+", "[M+H]+", "[M+2H]2+"],
                   "compound_class": ["amino_acid", "amino_acid", "x"], "msi_level": pl.Series([2, 3, 3], dtype=pl.Int8),
                   "q_value": [0.001, 0.4, 0.002], "accepted": [True, False, True],
-                  "in_source_of_mz": [None, None, 359.279], "evidence_note": [None, None, "cosine below 0.3: ..."]}
+                  "in_source_of_mz": [None, None, 359.279], "evidence_note": [None, None, "cosine below 0.3: ..."],
+                  "library_id": ["MSBNK-A-1", "MSBNK-B-2", "MSBNK-C-3"],
+                  "isomer_inchikeys": [["QNAYBMKLOCPYGJ-REOHCLBHSA-N"], None, ["X", "Y"]]}
                  ).write_parquet(root / "identifications.parquet")
     (root / "differential").mkdir()
-    pl.DataFrame({"consensus_id": list(MATRIX), "test": ["welch_t"] * 5,
-                  "log2_fold_change": [1.5, -0.5, None, 0.1, None], "log2_effect_per_unit": [None] * 5,
-                  "statistic": [4.0, -1.0, None, 0.2, None], "p_value": [0.001, 0.3, None, 0.9, None],
-                  "q_value": [0.005, 0.45, None, 0.9, None]},
-                 schema_overrides={"log2_effect_per_unit": pl.Float64}).write_parquet(root / "differential/group.parquet")
+    from ms2study.modelling.differential import write_table
+
+    write_table(pl.DataFrame({"consensus_id": list(MATRIX), "test": ["welch_t"] * 5,
+                              "log2_fold_change": [1.5, -0.5, None, 0.1, None], "log2_effect_per_unit": [None] * 5,
+                              "effect_ci_low": [0.9, -1.2, None, -0.4, None],
+                              "effect_ci_high": [2.1, 0.2, None, 0.6, None],
+                              "statistic": [4.0, -1.0, None, 0.2, None], "p_value": [0.001, 0.3, None, 0.9, None],
+                              "q_value": [0.005, 0.45, None, 0.9, None]},
+                             schema_overrides={"log2_effect_per_unit": pl.Float64}),
+                root / "differential/group.parquet",
+                {"outcome": "group", "type": "binary", "positive_class": "case", "reference_class": "control",
+                 "test": "moderated_t", "covariates": ["cov:site=north"], "n_samples": 3})
     pl.DataFrame({"consensus_id": list(MATRIX), "test": ["ols"] * 5, "log2_fold_change": [None] * 5,
                   "log2_effect_per_unit": [0.02, 0.0, -0.01, None, None], "p_value": [0.04, 0.9, 0.5, None, None],
                   "q_value": [0.2, 0.9, 0.9, None, None]},
@@ -192,6 +201,16 @@ def test_plain_tsv_has_one_row_per_feature_with_identification_and_differential_
     assert table["age_log2_effect_per_unit"][0] == pytest.approx(0.02)
     assert "age_log2_fold_change" not in table.columns and "group_log2_effect_per_unit" not in table.columns
     assert math.isclose(table["age_q_value"][2], 0.9)
+    # trial AC: the matched record, the isomers, the interval and the test, for a collaborator or a repository
+    assert table["library_id"].to_list() == ["MSBNK-A-1", None, None, None, "MSBNK-C-3"]
+    assert table["isomer_inchikeys"][4] == "X;Y" and table["isomer_inchikeys"][0] == "QNAYBMKLOCPYGJ-REOHCLBHSA-N"
+    assert table["group_effect_ci_low"][0] == pytest.approx(0.9) and table["group_effect_ci_high"][0] == 2.1
+    assert table["group_test"][0] == "welch_t" and table["age_test"][0] == "ols"
+    readme = (study["out"] / "README.txt").read_text()
+    assert "Exported by ms2study " in readme and "from feature_matrix.parquet (as detected and linked" in readme
+    assert ("  group: outcome 'group' (binary, case against control); test moderated_t; effects and p-values "
+            "adjusted for site=north; 3 samples") in readme
+    assert "  age: no summary in its table (not written by the differential stage)" in readme
 
 
 def test_row_ids_fall_back_to_positions_when_ids_are_not_c_numbers() -> None:

@@ -22,6 +22,7 @@ rule export:
         gnps_metadata=EXPORT_OUTPUTS["gnps_metadata"],
         sirius_mgf=EXPORT_OUTPUTS["sirius_mgf"],
         features=EXPORT_OUTPUTS["features"],
+        readme=EXPORT_OUTPUTS["readme"],
     params:
         # the polarity of scans whose mzML does not state one: annotate's ion_mode
         p=lambda wildcards: stage_params(None, ion_mode=(config.get("annotate") or {}).get("ion_mode", "positive")),

@@ -10,11 +10,15 @@ differential tables and the sample sheet, and writes into one folder (``results/
 * ``consensus_features.tsv``: one row per consensus feature: ``consensus_id``, ``row_id`` (the GNPS ``row ID`` and
   SIRIUS ``FEATURE_ID``), ``mz``, ``rt_s``, ``n_detected``, ``n_msms``, ``msms_spectrum_id`` (the exported
   spectrum), the accepted identification (``name``, ``inchikey``, ``formula``, ``adduct``, ``compound_class``,
-  ``msi_level``, ``identification_q_value``; empty when none) and, per outcome (the differential file's stem),
+  ``msi_level``, ``identification_q_value``, the matched record's ``library_id`` and the ``isomer_inchikeys``,
+  ";"-separated; empty when none) and, per outcome (the differential file's stem),
   ``{outcome}_log2_fold_change`` (binary, adjusted for the covariates when set), ``{outcome}_log2_effect_per_unit``
   (continuous) or
   ``{outcome}_statistic`` (multiclass: F, with ``{outcome}_highest_class`` and ``{outcome}_lowest_class``), with
+  its 95 % interval (``{outcome}_effect_ci_low`` / ``_high``, none where a value was imputed), the ``{outcome}_test``,
   ``{outcome}_p_value`` and ``{outcome}_q_value``.
+* ``README.txt``: what the folder holds, the ms2study version, and per outcome its type, test and the covariates its
+  tests are adjusted for (trial AC: adjusted and unadjusted tables looked the same).
 
 The formats, and which spectrum represents a feature, are described in ``ms2study.io.exports``. mzTab-M is not
 written: pyOpenMS 3.6 builds it only from one FeatureMap (``MzTabM.exportFeatureMapToMzTabM``: one assay, and
@@ -32,6 +36,7 @@ from typing import Any
 
 import polars as pl
 
+from ms2study.core.atomic import write_text
 from ms2study.core.errors import InputError
 from ms2study.core.params import add_params_argument, load_params, overlay
 from ms2study.core.tables import FEATURE_MATRIX_KEYS, SPECTRA, read_table
@@ -51,10 +56,14 @@ OUTPUTS = {
     "gnps_metadata": "gnps_metadata.tsv",
     "sirius_mgf": "sirius.mgf",
     "features": "consensus_features.tsv",
+    "readme": "README.txt",
 }
 IDENTIFICATION_COLUMNS: dict[str, pl.DataType] = {
     "name": pl.Utf8, "inchikey": pl.Utf8, "formula": pl.Utf8, "adduct": pl.Utf8, "compound_class": pl.Utf8,
     "msi_level": pl.Int8, "identification_q_value": pl.Float64,
+    # the matched library record (its accession, e.g. MassBank's) and the library's isomers that scored, rank-1's
+    # included, ";"-separated: a level-3 name reads "this compound or one of these" (trial AC: neither was exported)
+    "library_id": pl.Utf8, "isomer_inchikeys": pl.Utf8,
     # the median precursor m/z error of the supporting spectra (ppm): shown in the report beside the name
     "precursor_error_ppm": pl.Float64,
     # what the report says beside the name: a possible in-source fragment (the heavier ion's m/z) and why a
@@ -99,6 +108,8 @@ def accepted_identifications(path: str | Path | None) -> pl.DataFrame:
     frame = frame.filter(pl.col("accepted").fill_null(False)) if "accepted" in frame.columns else frame.clear()
     frame = frame.with_columns(ion_label_marks(frame).alias("grouped_as_another_ion"))
     frame = frame.rename({"q_value": "identification_q_value"}) if "q_value" in frame.columns else frame
+    if frame.schema.get("isomer_inchikeys") == pl.List(pl.Utf8):
+        frame = frame.with_columns(pl.col("isomer_inchikeys").list.join(";"))
     frame = frame.with_columns(pl.lit(None, dtype=t).alias(c) for c, t in schema.items() if c not in frame.columns)
     return (frame.select([pl.col(c).cast(t) for c, t in schema.items()])
             .sort("identification_q_value", nulls_last=True).unique("consensus_id", keep="first", maintain_order=True))
@@ -125,7 +136,9 @@ def differential_columns(paths: list[str | Path]) -> list[pl.DataFrame]:
                                     EFFECT_COLUMN.get(tests[0] if tests else "", "log2_fold_change"))
         # a multiclass outcome's F has no direction: its highest and lowest class say which way (a three-arm trial)
         extremes = ("highest_class", "lowest_class") if effect == "statistic" else ()
-        columns = [c for c in (effect, *extremes, "p_value", "q_value") if c in table.columns]
+        # the effect's 95 % interval and the test each row used (trial AC: a collaborator could not tell them)
+        columns = [c for c in (effect, "effect_ci_low", "effect_ci_high", *extremes, "test", "p_value", "q_value")
+                   if c in table.columns]
         frames.append(table.select("consensus_id", *[pl.col(c).alias(f"{stem}_{c}") for c in columns]))
     return frames
 
@@ -144,6 +157,44 @@ def feature_table(matrix: pl.DataFrame, representatives: pl.DataFrame, identific
     for frame in differential:
         table = table.join(frame, on="consensus_id", how="left", maintain_order="left")
     return table
+
+
+def readme_text(matrix_path: str | Path, differential_paths: list[str | Path]) -> str:
+    """The export folder's README.txt: what each file holds, the ms2study version, the matrix the quantities come
+    from, and per outcome (its differential summary) the type, the classes compared, the test and the covariates
+    its effects and p-values are adjusted for."""
+    from ms2study import __version__
+
+    source = Path(matrix_path).name
+    what = {"feature_matrix.parquet": " (as detected and linked: before gap filling, drift correction and "
+                                      "normalisation)"}.get(source, "")
+    lines = [f"Exported by ms2study {__version__} (ms2study export) from {source}{what}.", "",
+             "gnps_quant.csv, gnps_msms.mgf, gnps_metadata.tsv: GNPS feature-based molecular networking input (MZmine "
+             "layout); the quantities are the consensus features' values in that matrix, 0 where a sample has none "
+             "(GNPS reads empty cells as errors): not a measured zero.",
+             "sirius.mgf: one representative MS/MS per consensus feature for SIRIUS (ION= from the accepted "
+             "identification when known).",
+             "consensus_features.tsv: one row per consensus feature; the accepted identification (Schymanski et al. "
+             "2014 level in msi_level: 3 reads 'this compound or one of isomer_inchikeys'; library_id is the matched "
+             "library record; identification_q_value bounds matches of a wrong formula) and per outcome its effect, "
+             "95 % interval, test, p-value and Benjamini-Hochberg q-value.", "", "Outcomes:"]
+    for path in differential_paths:
+        summary = read_summary(path)
+        stem = Path(path).name.removesuffix(".parquet")
+        if not summary:
+            lines.append(f"  {stem}: no summary in its table (not written by the differential stage): its test is in "
+                         "the table's test column; which covariates it was adjusted for is not known")
+            continue
+        covariates = [str(c).removeprefix("cov:") for c in summary.get("covariates") or []]
+        compared = (f", {summary.get('positive_class')} against {summary.get('reference_class')}"
+                    if summary.get("positive_class") else "")
+        lines.append(f"  {stem}: outcome '{summary.get('outcome', stem)}' ({summary.get('type', 'unknown type')}"
+                     f"{compared}); test {summary.get('test', 'as in the table')}; "
+                     + (f"effects and p-values adjusted for {', '.join(covariates)}" if covariates
+                        else "not adjusted for covariates") + f"; {summary.get('n_samples', '?')} samples")
+    if not differential_paths:
+        lines.append("  none")
+    return "\n".join(lines) + "\n"
 
 
 def run_export(matrix_path: str | Path, links_path: str | Path, spectra_paths: list[str | Path],
@@ -178,6 +229,7 @@ def run_export(matrix_path: str | Path, links_path: str | Path, spectra_paths: l
     exports.write_mgf(sirius_text, outdir / OUTPUTS["sirius_mgf"])
     table = feature_table(matrix, representatives, identifications, differential_columns(differential_paths or []))
     exports.write_csv(table, outdir / OUTPUTS["features"], separator="\t")
+    write_text(readme_text(matrix_path, differential_paths or []), outdir / OUTPUTS["readme"])
 
     summary = {
         "consensus_features": matrix.height, "with_msms": representatives.height,
