@@ -1005,20 +1005,29 @@ def test_an_outcome_that_could_not_be_tested_says_so(tmp_path: Path) -> None:
 
 def test_samples_the_model_places_confidently_in_the_other_class_are_named() -> None:
     """Trial AA: a case entered as a control scored 0.91 as a case out of fold, and the group's section said nothing.
-    Under a model that beats chance such samples are named to be checked; under one that does not, nothing is."""
+    Such samples are named when the best set, beating chance, places them so, or when two sets agree (trial AB: the
+    swap itself sank the best set below chance); one set alone that does not beat chance names nothing."""
     from ms2study.reporting.outcomes import contradicting_samples
 
     ids = [f"S{i}" for i in range(8)]
     y = [0, 0, 0, 0, 1, 1, 1, 1]
     scores = [0.05, 0.2, 0.1, 0.93, 0.8, 0.95, 0.7, 0.04]  # S3 a control scored as a case, S7 a case as a control
-    predictions = pl.DataFrame({"feature_set": ["features"] * 16, "repeat": [0] * 8 + [1] * 8,
-                                "sample_id": ids * 2, "y_true": [float(v) for v in y] * 2,
-                                "y_score": scores + [min(1.0, s + 0.02) for s in scores]})
-    note = contradicting_samples(predictions, SUMMARY)
-    assert note == ("Out of fold, the best set (features), which beats chance, places 2 sample(s) confidently in the "
-                    "other class: S3 (entered as control, scored 0.94 for the other class), S7 (entered as case, "
-                    "scored 0.95 for the other class). Check their rows of the sample sheet (a swapped label or vial) "
-                    "before trusting either the label or the model.")
-    weak = _summary(features=_entry(0.70, 0.40, 0.95, 0.20))
-    assert contradicting_samples(predictions, weak) is None
-    assert contradicting_samples(predictions.with_columns(pl.lit(0.5).alias("y_score")), SUMMARY) is None
+
+    def predictions(sets: dict[str, list[float]]) -> pl.DataFrame:
+        return pl.concat([pl.DataFrame({"feature_set": [name] * 16, "repeat": [0] * 8 + [1] * 8,
+                                        "sample_id": ids * 2, "y_true": [float(v) for v in y] * 2,
+                                        "y_score": values + [min(1.0, v + 0.02) for v in values]})
+                          for name, values in sets.items()])
+
+    note = contradicting_samples(predictions({"features": scores}), SUMMARY)
+    assert note == ("Out of fold, the feature sets place 2 sample(s) confidently in the other class: S3 (entered as "
+                    "control; features 0.94 for the other class); S7 (entered as case; features 0.95 for the other "
+                    "class). A swapped label or vial looks like this, and lowers the models' scores: check their rows "
+                    "of the sample sheet before trusting either the label or the model.")
+    weak = _summary(features=_entry(0.70, 0.40, 0.95, 0.20), embedding=_entry(0.6, 0.3, 0.9, 0.4))
+    assert contradicting_samples(predictions({"features": scores}), weak) is None  # one set, not beating chance
+    agree = contradicting_samples(predictions({"features": scores, "embedding": [min(1.0, v + 0.01) for v in scores]}),
+                                  weak)
+    assert agree.startswith("Out of fold, the feature sets place 2 sample(s)") and "features 0.94, embedding 0.95" in agree
+    flat = predictions({"features": [0.5] * 8, "embedding": [0.5] * 8})
+    assert contradicting_samples(flat, SUMMARY) is None

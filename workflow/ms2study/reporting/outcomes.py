@@ -215,32 +215,44 @@ def _tested_cell(entry: dict) -> str:
     return f" (repeat 1: {fmt(score)})"
 
 
-# A sample whose mean out-of-fold score for its own class is at most this, under a model that beats chance, is named
-# as one to check in the sample sheet (trial AA: a case entered as a control scored 0.91 as a case, unsaid).
+# A sample whose mean out-of-fold score for its own class is at most this is named as one to check in the sample
+# sheet (trial AA: a case entered as a control scored 0.91 as a case, unsaid) when the best set, beating chance,
+# places it so, or when two or more feature sets do (trial AB: a swapped pair sank the best set below chance, and
+# every set still placed both samples in the other class).
 CONTRADICTED_SCORE = 0.1
 
 
 def contradicting_samples(predictions: pl.DataFrame, summary: dict) -> str | None:
-    """A note naming the samples that the best feature set (``cautions.best_feature_set``), when it beats chance
-    (``cautions.chance_shortfall`` is None), places confidently in the other class of a binary outcome: mean
-    out-of-fold score (over repeats) for its own class at most ``CONTRADICTED_SCORE``. ``predictions``: the models
-    stage's predictions (feature_set, sample_id, y_true 1 for ``summary['classes'][1]``, y_score the score of
-    that class). None when there is none, the set does not beat chance, or the outcome is not binary."""
-    best = cautions.best_feature_set(summary)
+    """A note naming the samples of a binary outcome that the feature sets place confidently in the other class: mean
+    out-of-fold score (over repeats) for the sample's own class at most ``CONTRADICTED_SCORE``, by the best set
+    when it beats chance (``cautions.best_feature_set``, ``cautions.chance_shortfall``) or by two or more of the
+    measured sets (the covariates-alone baseline not counted). ``predictions``: the models stage's predictions
+    (feature_set, sample_id, y_true 1 for ``summary['classes'][1]``, y_score the score of that class). None when
+    there is none or the outcome is not binary."""
     classes = summary.get("classes") or []
-    if best is None or len(classes) != 2 or cautions.chance_shortfall(best[1]) is not None:
+    sets = [n for n in (summary.get("feature_sets") or {}) if n != "covariates"]
+    if len(classes) != 2 or not sets or predictions.is_empty():
         return None
-    mean = predictions.filter(pl.col("feature_set") == best[0]).group_by("sample_id", maintain_order=True).agg(
-        pl.col("y_true").first(), pl.col("y_score").mean())
-    own = np.where(mean["y_true"].to_numpy() == 1, mean["y_score"].to_numpy(), 1 - mean["y_score"].to_numpy())
-    picked = [(s, classes[int(y)], 1 - o) for s, y, o in zip(mean["sample_id"].to_list(), mean["y_true"].to_list(), own)
-              if o <= CONTRADICTED_SCORE]
-    if not picked:
+    best = cautions.best_feature_set(summary)
+    trusted = best[0] if best and best[0] != "covariates" and cautions.chance_shortfall(best[1]) is None else None
+    placed: dict[str, list[tuple[str, float]]] = {}
+    label: dict[str, str] = {}
+    for name in sets:
+        mean = predictions.filter(pl.col("feature_set") == name).group_by("sample_id", maintain_order=True).agg(
+            pl.col("y_true").first(), pl.col("y_score").mean())
+        own = np.where(mean["y_true"].to_numpy() == 1, mean["y_score"].to_numpy(), 1 - mean["y_score"].to_numpy())
+        for sample, y, score in zip(mean["sample_id"].to_list(), mean["y_true"].to_list(), own):
+            if score <= CONTRADICTED_SCORE:
+                placed.setdefault(sample, []).append((name, 1 - score))
+                label[sample] = classes[int(y)]
+    named = {s: v for s, v in placed.items() if len(v) >= 2 or any(n == trusted for n, _ in v)}
+    if not named:
         return None
-    listed = ", ".join(f"{s} (entered as {label}, scored {score:.2f} for the other class)" for s, label, score in picked)
-    return (f"Out of fold, the best set ({best[0]}), which beats chance, places {len(picked)} sample(s) confidently in "
-            f"the other class: {listed}. Check their rows of the sample sheet (a swapped label or vial) before "
-            "trusting either the label or the model.")
+    listed = "; ".join(f"{s} (entered as {label[s]}; " + ", ".join(f"{n} {score:.2f}" for n, score in v)
+                       + " for the other class)" for s, v in named.items())
+    return (f"Out of fold, the feature sets place {len(named)} sample(s) confidently in the other class: {listed}. A "
+            "swapped label or vial looks like this, and lowers the models' scores: check their rows of the sample "
+            "sheet before trusting either the label or the model.")
 
 
 def _roc_chart(predictions: pl.DataFrame, summary: dict, outcome: str) -> str | None:
