@@ -234,13 +234,18 @@ def test_no_evidence_when_the_interval_reaches_chance() -> None:
     assert text.startswith("<b>not shown to add to the covariates</b>: with them the best set separates case from "
                            "control samples (AUC 1.00")
     assert ("also beat chance</b> (AUC 0.89, 95 % interval 0.70 to 1.00, permutation p = 0.0099)" in text
-            and "does not exceed the upper end of the covariates' own interval" in text)
+            and "its interval reaches down to what the covariates alone score" in text)
     # the baseline is not a set the verdict chose among: nothing to adjust for with one measured set (trial V)
     assert "best of 1 feature set and the covariates-alone baseline: <b>features</b>" in text
     assert "picked as the best" not in text
     beyond = findings.model_verdict(_summary(features=_entry(0.97, 0.9, 1.0, 0.0099),
                                              covariates=_entry(0.70, 0.55, 0.85, 0.0099)))[0]
     assert beyond.startswith("<b>separates") and "also beat chance" in beyond
+    assert "part of this result may be theirs (the best set's interval lies above their score)" in beyond
+    # trial AB: covariates scoring as high as the best set, though not beating chance themselves (p 0.079)
+    tied = findings.model_verdict(_summary(features=_entry(1.0, 0.69, 1.0, 0.04),
+                                           covariates=_entry(1.0, 0.69, 1.0, 0.079)))[0]
+    assert tied.startswith("<b>not shown to add to the covariates</b>")
     weak = findings.model_verdict(
         _summary(features=_entry(1.0, 0.8, 1.0, 0.0099), covariates=_entry(0.6, 0.3, 0.9, 0.3)))[0]
     assert "also beat chance" not in weak and weak.startswith("<b>separates")
@@ -924,6 +929,12 @@ def test_a_verdict_resting_on_the_covariates_alone_says_so() -> None:
             "measurements does better (the best, features: AUC 0.90)") in text
     plain = _summary(features=_entry(0.97, 0.72, 1.0, 0.02))
     assert "covariates alone" not in findings.model_verdict(plain)[0]
+    # trial AB: neither above chance (R² -0.22 and -0.28): not "the separation is the covariates'"
+    flat = {"outcome": "age", "type": "continuous", "status": "done", "covariates": ["cov:bmi"], "feature_sets": {
+        "covariates": {"metric": "r2", "value": -0.22, "ci_low": -0.6, "ci_high": 0.1, "permutation_p": 0.6},
+        "features": {"metric": "r2", "value": -0.28, "ci_low": -0.7, "ci_high": 0.05, "permutation_p": 0.7}}}
+    text = findings.model_verdict(flat)[0]
+    assert "neither scores above chance" in text and "the separation is the covariates'" not in text
 
 
 def test_a_continuous_outcomes_named_hit_gives_its_effect_per_unit() -> None:

@@ -3,14 +3,16 @@
 The models stage adjusts it by the max-statistic over the sets on their shared permutations
 (``modelling.evaluate.family_adjusted_p``; summary ``p_adjustment``, entry ``permutation_p_adjusted``). A summary
 written before that (no ``p_adjustment``) is adjusted here by Bonferroni over the sets, as the report did then. Also
-the verdict's sentence on the permutations' resolution (``permutation_resolution``). May import ``ms2study.core``,
-``reporting.html``, ``reporting.modeltext`` and ``reporting.cautions``.
+the verdict's sentence on the permutations' resolution (``permutation_resolution``), and what the covariates alone
+do beside a verdict (``covariates_clause``, ``adds_nothing_shown``). May import ``ms2study.core``,
+``modelling.metrics``, ``reporting.html``, ``reporting.modeltext`` and ``reporting.cautions``.
 """
 
 from __future__ import annotations
 
 from fractions import Fraction
 
+from ms2study.modelling.metrics import CHANCE
 from ms2study.reporting.cautions import P_SMALL, chance_shortfall
 from ms2study.reporting.html import covariate_names, esc, interval_text, p_value_text
 from ms2study.reporting.modeltext import METRIC_NAMES, metric_name, observed_text
@@ -191,21 +193,28 @@ def covariates_beat_chance(summary: dict, name: str) -> str | None:
     if name == "covariates" or not base or base.get("value") is None or base.get("permutation_p") is None \
             or chance_shortfall(base):
         return None
+    entry = (summary.get("feature_sets") or {}).get(name) or {}
+    # trial AB: "partly or wholly theirs" beside measurements whose interval lay far above the covariates' score
+    above = entry.get("ci_low") is not None and float(entry["ci_low"]) > float(base["value"])
     return (f"<b>the covariates alone ({esc(covariate_names(summary))}) also beat chance</b> ({metric_name(base)} "
             f"{float(base['value']):.2f}, {interval_text(base.get('ci_low'), base.get('ci_high'), 2)}, permutation p "
-            f"= {float(base['permutation_p']):.3g}): the outcome follows them, so this result may be partly or "
-            "wholly theirs; check the design (Warnings) before reading it as the measurements'")
+            f"= {float(base['permutation_p']):.3g}): the outcome follows them, so "
+            + ("part of this result may be theirs (the best set's interval lies above their score)" if above else
+               "this result may be partly or wholly theirs")
+            + "; check the design (Warnings) before reading it as the measurements'")
 
 
 def adds_nothing_shown(summary: dict, name: str, entry: dict) -> bool:
-    """True when the covariates alone beat chance (``covariates_beat_chance``) and set ``name``'s score, which holds
-    the covariates too, does not exceed the upper end of their interval: nothing shows that the measurements add to
-    them (trial Z: "predicts score (R² 0.92 ...; best set: embedding)" where the covariates alone reached 0.92
-    [0.87, 0.95])."""
+    """True when the covariates alone score above chance and set ``name``'s interval (the set holds the covariates
+    too) reaches down to their score: nothing shows that the measurements add to them (trial Z: "predicts score (R²
+    0.92 ...; best set: embedding)" where the covariates alone reached 0.92 [0.87, 0.95]; trial AB: covariates AUC
+    1.00 at p 0.079 beside the same AUC of the best set, and sacurine's BMI, R² 0.21 of the measurements beside 0.11
+    of age and gender alone). Not a test of the difference: "not shown", never "no difference"."""
     base = (summary.get("feature_sets") or {}).get("covariates")
-    if covariates_beat_chance(summary, name) is None or entry.get("value") is None or base.get("ci_high") is None:
+    chance = CHANCE.get(str(entry.get("metric")))
+    if name == "covariates" or not base or base.get("value") is None or entry.get("ci_low") is None or chance is None:
         return False
-    return float(entry["value"]) <= float(base["ci_high"])
+    return float(base["value"]) > chance and float(entry["ci_low"]) <= float(base["value"])
 
 
 def covariates_alone_clause(summary: dict, name: str) -> str | None:

@@ -25,6 +25,7 @@ from ms2study.reporting.choice import (adds_nothing_shown, adjustment_text, cand
                                        covariates_clause, permutation_resolution, score_ceiling)
 from ms2study.reporting.classfindings import enrichment_finding, q_text
 from ms2study.reporting.collect import UNSEARCHED_LABEL, DifferentialFiles, OutcomeFiles
+from ms2study.reporting.detectable import detectable_slope_text, detectable_text
 from ms2study.reporting.html import (
     PROCESSING,
     covariate_names,
@@ -121,8 +122,8 @@ def model_verdict(summary: dict) -> tuple[str, str | None]:
     alone = f"; {alone}" if alone else ""
     limited += alone
     if why is None and adds_nothing_shown(summary, name, entry):  # trial Z: the covariates' R² credited to a set
-        return (f"<b>not shown to add to the covariates</b>: with them the best set {does} ({numbers}), but its score "
-                f"does not exceed the upper end of the covariates' own interval{limited}"), name
+        return (f"<b>not shown to add to the covariates</b>: with them the best set {does} ({numbers}), but its "
+                f"interval reaches down to what the covariates alone score{limited}"), name
     if why is None and adjusted is not None and adjusted["p"] >= P_SMALL:
         text = (f"<b>suggestive only</b>: the best set {does} on its own test, but not once the choice among "
                 f"{n_sets} sets is adjusted for ({numbers}){limited}")
@@ -235,6 +236,8 @@ def differential_finding(files: DifferentialFiles, ident: pl.DataFrame | None,
     text += (". " + _named(hits, ident, effect, table) + near_misses(hits, ident, table, fdr)) if hits.height else "."
     if not hits.height and summary.get("detectable_log2_fold_change"):  # a trial: what could this study have found?
         text += " " + detectable_text(float(summary["detectable_log2_fold_change"]), summary)
+    elif not hits.height and summary.get("detectable_log2_effect_per_unit"):  # trial Z: continuous outcomes too
+        text += " " + detectable_slope_text(float(summary["detectable_log2_effect_per_unit"]), summary)
     elif not hits.height and summary.get("type") == "multiclass":  # a trial: 3x in two arms, lost in the F-test
         text += (" An F-test over all classes spreads its power over every difference between them; when the classes "
                  "are ordered (doses) or share a role (treated arms), a two-class outcome (e.g. control against the "
@@ -262,27 +265,6 @@ def _coeluting(summary: dict) -> str:
             f"{'s' if len(pairs) > 1 else ''} of hit groups co-elute and follow each other within the classes "
             f"({shown}{', ...' if len(pairs) > 3 else ''}), as an in-source fragment or an unlisted ion follows its "
             "compound")
-
-
-def detectable_text(log2_fc: float, summary: dict | None = None) -> str:
-    """What one feature's test could find (``modelling.power.detectable_log2_fold_change``), in words; ``summary``
-    (the differential summary) says whether the test was paired (``paired_by``) or adjusted for covariates, each
-    with the rate measured on simulated studies of that design (tests/test_power.py and its longer runs)."""
-    summary = summary or {}
-    if summary.get("paired_by"):
-        how = ("within subjects, in this paired study with power 0.8 (by the t-test's power formula for the paired "
-               "comparison; in simulated paired studies of 8 subjects the real test, with 200 permutations, found "
-               "such a change in 70 of 100)")
-    elif covariate_names(summary):
-        how = ("at equal covariates, in this study with power 0.8 (by the t-test's power formula for the linear "
-               "model with its covariates; in simulated 8 + 8 studies adjusted for one covariate the real test, with "
-               "200 permutations, found such a change in 80 of 100)")
-    else:
-        how = ("in this study with power 0.8 (by the t-test's power formula; in simulated 6 + 6 studies the real "
-               "test, with 200 permutations, found such a change in 77 of 100)")
-    return (f"A single changed feature of typical variance needs about a {2 ** log2_fc:.1f}-fold change (log2 "
-            f"{log2_fc:.2f}) to reach q &lt; {SIGNIFICANCE:g} {how}: smaller changes of single compounds can be real "
-            "and missed.")
 
 
 # how the box names a hit's effect (a trial read "log2 effect +0.21" for a continuous outcome with no unit)

@@ -123,6 +123,13 @@ def covariates_only(summary: dict, name: str) -> str | None:
     if not others:
         return f"<b>that is {alone}</b>: no set of the measurements was scored"
     best, entry = max(others, key=lambda s: float(s[1]["value"]))
+    base = (summary.get("feature_sets") or {}).get("covariates") or {}
+    chance = CHANCE.get(str(base.get("metric")))
+    if chance is not None and base.get("value") is not None and float(base["value"]) <= chance:
+        # trial AB: "so the separation is the covariates'" where neither scored above chance (R² -0.22 and -0.28)
+        return (f"<b>that is {alone}</b>, the baseline every feature set also holds, and no set of the measurements "
+                f"does better (the best, {esc(best)}: {metric_name(entry)} {float(entry['value']):.2f}); neither "
+                "scores above chance")
     return (f"<b>that is {alone}</b>, the baseline every feature set also holds: no set of the measurements does "
             f"better (the best, {esc(best)}: {metric_name(entry)} {float(entry['value']):.2f}), so the separation is "
             "the covariates', not shown to come from the measurements")
