@@ -471,7 +471,17 @@ def test_samples_whose_jobs_never_started_are_listed_from_a_dry_run(study: Path)
     bad = runner.snakemake_command(study, ["--cores", "1", "--no-such-option", "--dry-run"])
     assert outofdate.pending_samples(bad, env) is None
     note = outofdate.write_out_of_date_note(study, failed, time.time(), None).read_text()
-    assert "could not be listed (the dry run failed); `ms2study run STUDY --dry-run` lists them" in note
+    assert "was not listed; `ms2study run STUDY --dry-run` lists them." in note
+    assert "did not finish (failed jobs below)" in note and "Correct the cause and run the same" in note
+    # trial AB: a run stopped by Ctrl-C is not a failure with a cause to correct; a killed one needs --recover
+    stopped = runlog.parse_snakemake_log("Terminating processes on user request, this might take some time.\n"
+                                         "Error in rule gapfill:\n    jobid: 3\n    log: logs/study/gapfill.log\n")
+    note = outofdate.write_out_of_date_note(study, stopped, time.time(), None).read_text()
+    assert "was stopped before it finished (the jobs it stopped below)" in note and "Correct the cause" not in note
+    assert "Run the same `ms2study run` command again: a run that finishes" in note
+    note = outofdate.write_out_of_date_note(study, runlog.RunLog(), time.time(), None, killed=True).read_text()
+    assert "Recover with `ms2study run STUDY --recover` (the killed run left its lock)" in note
+    assert "lists them once the killed run's lock is removed (--recover)." in note
 
 
 def test_the_dry_run_that_lists_waiting_samples_drops_the_force_options() -> None:

@@ -134,12 +134,15 @@ def unforced(extra: list[str]) -> list[str]:
     return out
 
 
-def write_out_of_date_note(study_dir: Path, run: RunLog, since: float, pending: list[str] | None = None) -> Path:
+def write_out_of_date_note(study_dir: Path, run: RunLog, since: float, pending: list[str] | None = None,
+                           killed: bool = False) -> Path:
     """Write ``results/study/OUT_OF_DATE.txt``: the study-level tables beside it are from an earlier run, which jobs
     of the latest run failed and with which logs, the samples whose jobs failed or did not finish and those with
     jobs that never started (``pending``, from a dry run; None: not known) (their folders may hold older outputs),
     and that a run that finishes removes the note; the same mark, ``SAMPLE_NOTE``, in the folder of each sample
-    whose jobs failed or did not finish."""
+    whose jobs failed or did not finish. A run stopped by a signal (``run.terminated``: Ctrl-C, a cancel) is said
+    to be stopped, not failed; one ``killed`` with its Snakemake (its lock left) is told to recover (trial AB)."""
+    stopped = run.terminated or killed
     path = Path(study_dir) / OUT_OF_DATE_NOTE
     failed = [f"  {job.rule}  {job.place()}  log: {', '.join(job.logs) or '(none)'}" for job in run.failed]
     samples = run.unfinished_samples
@@ -153,14 +156,15 @@ def write_out_of_date_note(study_dir: Path, run: RunLog, since: float, pending: 
         sample_part += ("Samples with jobs that did not start in that run (a dry run of the same command lists them): "
                         + ", ".join(waiting) + ". Their folders may hold outputs of an earlier run too.\n")
     elif pending is None:
-        sample_part += ("Which samples still have jobs to run could not be listed (the dry run failed); "
-                        "`ms2study run STUDY --dry-run` lists them.\n")
+        sample_part += ("Which samples still have jobs to run was not listed; `ms2study run STUDY --dry-run` lists "
+                        "them" + (" once the killed run's lock is removed (--recover)" if killed else "") + ".\n")
     # trial AA: an interrupted run had rewritten the feature matrix and the correction before it stopped, and the note
     # called every table old: the ones it wrote are named apart (the others' inputs may have changed since)
     rewritten = sorted(p.name for p in path.parent.iterdir() if p.name not in (path.name, "samples.tsv")
                        and not p.name.startswith(".") and p.stat().st_mtime >= since) if path.parent.is_dir() else []
     text = (f"OUT OF DATE: the tables in this folder were made by an earlier run. The run started {_stamp(since)} "
-            "did not finish" + (" (failed jobs below)" if failed else "") + ", so they may not match the study's "
+            + ("was stopped before it finished" + (" (the jobs it stopped below)" if failed else "") if stopped else
+               "did not finish" + (" (failed jobs below)" if failed else "")) + ", so they may not match the study's "
             "current samples, sheet or configuration. samples.tsv is the exception: it is the study's sheet as that "
             "run read it (rewritten whenever the sheet changes, before any job), not necessarily the one the tables "
             "were made from. The earlier report was moved to report.out-of-date.html (marked OUT OF DATE).\n"
@@ -169,8 +173,10 @@ def write_out_of_date_note(study_dir: Path, run: RunLog, since: float, pending: 
             + ("\n".join(failed) + "\n" if failed else "")
             + sample_part
             + (f"Snakemake's log of that run: {run.path}\n" if run.path else "")
-            + "Correct the cause and run the same `ms2study run` command again: a run that finishes rewrites these "
-              "files and removes this note.\n")
+            + ("Recover with `ms2study run STUDY --recover` (the killed run left its lock)" if killed else
+               "Run the same `ms2study run` command again" if stopped else
+               "Correct the cause and run the same `ms2study run` command again")
+            + ": a run that finishes rewrites these files and removes this note.\n")
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text(text, path)
     for sample in samples:  # the mark inside the folders too (a trial found old outputs there, unmarked)
@@ -238,7 +244,7 @@ def mark_after_kill(study_dir: Path, locks: list[Path]) -> list[str]:
         return []
     moved = study_dir / OUT_OF_DATE_REPORT
     os.replace(report, moved)
-    note = write_out_of_date_note(study_dir, run, since)
+    note = write_out_of_date_note(study_dir, run, since, killed=True)
     unmarked = mark_report_out_of_date(moved, since, run)
     return ([(f"ms2study run: the killed run had not rebuilt the report: the earlier one was moved to {moved} "
               f"(marked OUT OF DATE); {note} says which tables and samples may be older")]

@@ -379,8 +379,9 @@ def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] |
         if unmarked:
             lines.append(f"ms2study: warning: {moved} carries no out-of-date banner: {unmarked}; it was left as it "
                          "is")
-        lines.append(f"ms2study: the other tables under {note.parent} are from that earlier run too, except "
-                     f"samples.tsv, which holds the current sheet ({note.name} there says so until a run finishes).")
+        lines.append(f"ms2study: the tables under {note.parent} that this run did not rewrite are from that earlier "
+                     f"run too ({note.name} there names those it did rewrite, and samples.tsv holds the current sheet)"
+                     ".")  # trial AB: "the other tables ... are from that earlier run" beside three it had rewritten
         samples = run.unfinished_samples
         if samples:
             lines.append(f"ms2study: the jobs of sample(s) {', '.join(samples)} failed or did not finish: their "
