@@ -39,6 +39,19 @@ def test_a_read_column_under_another_spelling_is_refused(tmp_path: Path, header:
         read_sample_sheet(tmp_path / "samples.tsv")
 
 
+def test_a_needed_column_under_another_spelling_names_only_its_own_cost(tmp_path: Path) -> None:
+    """Trial AB: 'sample id' was refused with "otherwise pooled QCs are taken as samples and the batches and run
+    order are not used", which belongs to sample_type, batch and injection_order."""
+    (tmp_path / "samples.tsv").write_text("sample id\tfile\tBatch\nA\ta.mzML\t1\n")
+    with pytest.raises(InputError) as err:
+        read_sample_sheet(tmp_path / "samples.tsv")
+    assert "otherwise the batches are not used" in str(err.value) and "pooled QCs" not in str(err.value)
+    (tmp_path / "samples.tsv").write_text("Sample_ID\tfile\nA\ta.mzML\n")
+    with pytest.raises(InputError) as err:
+        read_sample_sheet(tmp_path / "samples.tsv")
+    assert str(err.value).endswith("exactly (lower case, underscores)")
+
+
 def test_excel_exports_are_read_or_refused_for_what_they_are(tmp_path: Path) -> None:
     path = tmp_path / "samples.tsv"
     path.write_bytes(SHEET.replace("\n", "\r").encode())  # Excel for Mac: CR line endings ("no rows" before)
@@ -67,9 +80,13 @@ def test_batch_dates_typed_two_ways_are_named() -> None:
 
     mixed = pl.DataFrame({"sample_id": ["A", "B", "C", "D"], "batch": ["2024-03-01", "01/03/2024", "2024-03-08", None]})
     warnings = batch_label_warnings(mixed, "lab.tsv")
-    assert warnings == [("the batch column of lab.tsv holds dates typed in 2 forms (day/month/year or month/day/year: "
+    assert warnings == [("the batch column of lab.tsv holds dates typed in 2 form(s) (day/month/year or month/day/year: "
                          "01/03/2024; year-month-day: 2024-03-01, 2024-03-08): each distinct label is its own "
                          "batch, so a day typed two ways makes two batches; write every batch the same way")]
+    # trial AB: one day with and without leading zeros, or compact
+    padded = batch_label_warnings(pl.DataFrame({"sample_id": ["A", "B", "C"],
+                                                "batch": ["2024-3-1", "2024-03-01", "20240301"]}))
+    assert len(padded) == 1 and "2024-03-01 and 2024-3-1 and 20240301 name one day" in padded[0]
     for labels in (["2024-03-01", "2024-03-08"], ["1", "2"], ["B1", "20240301"], ["plate1", "plate2"]):
         assert batch_label_warnings(pl.DataFrame({"sample_id": ["A", "B"], "batch": labels})) == []
     assert batch_label_warnings(pl.DataFrame({"sample_id": ["A"]})) == []

@@ -90,6 +90,8 @@ def test_empty_folder_says_what_to_do(tmp_path: Path) -> None:
         # trial W: the headers labs write for the two needed columns get a hint
         ("Sample Name\tfile\nA\ta.mzML\n", r"missing column 'sample_id' .*is 'Sample Name' the sample_id column\?"),
         ("sample_id\tFile_Name\nA\ta.mzML\n", r"missing column 'file' .*is 'File_Name' the file column\? then name"),
+        ("Sample Name\tFile Name\nA\ta.mzML\n", r"is 'Sample Name' the sample_id column\? then name it sample_id; "
+                                                 r"is 'File Name' the file column\?"),
         ("sample_id\tfile\nA\tnotes.txt\n", r"not \.mzML or \.mzXML"),
         ("sample_id\tfile\nA\tempty.mzML\n", r"row 2.*empty\.mzML': the file is empty \(0 bytes\).*copy or convert"),
         # cut short (a trial's truncated run passed this check and failed only at its detect job)
@@ -398,6 +400,9 @@ def test_missing_run_files_are_named_together_with_the_file_meant(tmp_path: Path
     assert "did you mean 'mzml/Run_01.mzML'?" in text and "did you mean 'mzml/run_02.mzML'?" in text
     assert "did you mean 'mzml/QC_pool_03.mzML'?" in text and "(sample 'C';" in text
     assert "(4) row 6: file 'mzml/nothing_like_it.mzML' does not exist" in text and "Études" not in text
+    from ms2study.io.runfiles import near_match
+
+    assert near_match(tmp_path, "MZML/run_02.mzML") == "mzml/run_02.mzML"  # trial AB: the folder's letter case
     (tmp_path / "samples.tsv").write_text("sample_id\tfile\nD\tÉtudes/run_04.mzML\n")
     sheet = study.load_sample_sheet(tmp_path, study.load_config(tmp_path))
     assert (tmp_path / sheet["file"][0]).is_file()  # the folder as stored (decomposed), so the jobs find it

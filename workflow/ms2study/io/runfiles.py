@@ -95,6 +95,9 @@ def near_match(study_dir: Path, file: str) -> str | None:
         return forward
     wanted = Path(forward)
     folder = on_disk(study_dir, str(wanted.parent)) if str(wanted.parent) != "." else Path(study_dir)
+    if not folder.is_dir() and folder.parent.is_dir():  # the folder in other letter case (trial AB: MZML/S07.mzML)
+        folder = next((p for p in folder.parent.iterdir() if p.is_dir() and p.name.lower() == folder.name.lower()),
+                      folder)
     if not folder.is_dir():
         return None
     names = [p.name for p in folder.iterdir() if p.suffix.lower() in SPECTRUM_SUFFIXES]

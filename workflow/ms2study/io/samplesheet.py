@@ -88,11 +88,14 @@ def _refuse_lookalike_headers(sheet: pl.DataFrame, path: Path) -> None:
              if (norm := re.sub(r"[\s\-]+", "_", c.strip().lower())) in READ_COLUMNS and c != norm
              and norm not in sheet.columns]
     if found:
+        # what goes wrong otherwise, for the columns found (trial AB: the QC wording beside 'sample id' and 'File')
+        cost = {"sample_type": "pooled QCs and blanks are taken as samples", "batch": "the batches are not used",
+                "injection_order": "the run order is not used", "subject_id": "runs of one subject are not paired"}
+        costs = [cost[n] for _, n in found if n in cost]
         raise InputError("column(s) " + ", ".join(f"'{c}' (read as '{n}' only when named so)" for c, n in found)
                          + " of the sample sheet are not read under these names", file=str(path),
                          fix="rename the header(s) to " + ", ".join(n for _, n in found) + " exactly (lower case, "
-                             "underscores): otherwise pooled QCs are taken as samples and the batches and run order "
-                             "are not used")
+                             "underscores)" + (": otherwise " + ", ".join(costs) if costs else ""))
 
 
 def _utf8(path: Path) -> bytes:
@@ -190,10 +193,12 @@ def check_columns(sheet: pl.DataFrame, required: Sequence[str], source: str) -> 
     header that most likely means it ("Sample Name" for sample_id, "File Name" for file) when there is one."""
     for column in required:
         if column not in sheet.columns:
-            meant = [c for c in sheet.columns if re.sub(r"[\s_\-]+", "", c.lower()) in _MEANT.get(column, ())]
+            # every needed column's likely header at once (trial AB: 'File Name' came as a second error)
+            meant = [(c, need) for need in required if need not in sheet.columns for c in sheet.columns
+                     if re.sub(r"[\s_\-]+", "", c.lower()) in _MEANT.get(need, ())]
             raise InputError(
                 f"missing column '{column}' (columns found: {', '.join(sheet.columns)})"
-                + (f"; is '{meant[0]}' the {column} column? then name it {column}" if meant else ""),
+                + "".join(f"; is '{c}' the {need} column? then name it {need}" for c, need in meant),
                 file=source,
                 fix=f"the sample sheet is tab-separated with at least the columns {' and '.join(required)}",
             )
@@ -349,8 +354,15 @@ def batch_label_warnings(sheet: pl.DataFrame, source: str = "samples.tsv") -> li
         form = next((name for name, pattern in _DATE_FORMS.items() if pattern.fullmatch(label)), None)
         if form:
             forms.setdefault(form, []).append(label)
-    if len(forms) < 2:
+    # one day written with and without leading zeros (trial AB: 2024-3-1 beside 2024-03-01), or compact
+    days: dict[tuple[int, int, int], list[str]] = {}
+    for label in forms.get("year-month-day", []) + forms.get("yyyymmdd", []):
+        parts = re.split(r"[-/.]", label) if not label.isdigit() else [label[:4], label[4:6], label[6:]]
+        days.setdefault(tuple(int(p) for p in parts), []).append(label)
+    twice = [labels for labels in days.values() if len(labels) > 1]
+    if len(forms) < 2 and not twice:
         return []
     shown = "; ".join(f"{form}: {', '.join(values[:3])}" for form, values in forms.items())
-    return [f"the batch column of {source} holds dates typed in {len(forms)} forms ({shown}): each distinct label is "
-            "its own batch, so a day typed two ways makes two batches; write every batch the same way"]
+    same = "; " + ", ".join(" and ".join(labels) for labels in twice[:3]) + " name one day" if twice else ""
+    return [f"the batch column of {source} holds dates typed in {len(forms)} form(s) ({shown}{same}): each distinct "
+            "label is its own batch, so a day typed two ways makes two batches; write every batch the same way"]
