@@ -51,8 +51,8 @@ def test_the_folder_of_a_sample_removed_from_the_sheet_is_marked(tmp_path: Path)
         (tmp_path / "results" / "samples" / sample).mkdir(parents=True)
     sheet = pl.DataFrame({"sample_id": ["A", "B"]})
     notes = runprints.orphan_sample_notes(tmp_path, sheet)
-    assert notes == ["results/samples/ holds the folders of 1 sample(s) no longer in the sheet (S05): no result uses "
-                     "them (each has a NOT_IN_SHEET.txt); delete them when you no longer need them"]
+    assert notes == [("results/samples/ holds the folders of 1 sample(s) no longer in the sheet (S05): no result uses "
+                     "them (each has a NOT_IN_SHEET.txt); delete them when you no longer need them")]
     marker = tmp_path / "results" / "samples" / "S05" / runprints.NOT_IN_SHEET
     assert "is not in the study's sample sheet" in marker.read_text()
     assert not (tmp_path / "results" / "samples" / "A" / runprints.NOT_IN_SHEET).exists()

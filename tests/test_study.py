@@ -90,8 +90,8 @@ def test_empty_folder_says_what_to_do(tmp_path: Path) -> None:
         # trial W: the headers labs write for the two needed columns get a hint
         ("Sample Name\tfile\nA\ta.mzML\n", r"missing column 'sample_id' .*is 'Sample Name' the sample_id column\?"),
         ("sample_id\tFile_Name\nA\ta.mzML\n", r"missing column 'file' .*is 'File_Name' the file column\? then name"),
-        ("Sample Name\tFile Name\nA\ta.mzML\n", r"is 'Sample Name' the sample_id column\? then name it sample_id; "
-                                                 r"is 'File Name' the file column\?"),
+        ("Sample Name\tFile Name\nA\ta.mzML\n", (r"is 'Sample Name' the sample_id column\? then name it sample_id; "
+                                                 r"is 'File Name' the file column\?")),
         ("sample_id\tfile\nA\tnotes.txt\n", r"not \.mzML or \.mzXML"),
         ("sample_id\tfile\nA\tempty.mzML\n", r"row 2.*empty\.mzML': the file is empty \(0 bytes\).*copy or convert"),
         # cut short (a trial's truncated run passed this check and failed only at its detect job)

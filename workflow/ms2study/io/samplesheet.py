@@ -285,9 +285,9 @@ def typed_rows_with_outcomes(sheet: pl.DataFrame, columns: list[str], source: st
     blanks = (" A study sample typed 'blank' also becomes a blank of the blank filter, which then leaves out every "
               "feature about as abundant in it as in the samples: most of them." if
               (rows["sample_type"] == "blank").any() else "")
-    return [f"{source}: {rows.height} QC or blank row(s) have outcome values ({', '.join(present)}): {named}"
+    return [(f"{source}: {rows.height} QC or blank row(s) have outcome values ({', '.join(present)}): {named}"
             f"{', ...' if rows.height > 10 else ''}. QC and blank runs never enter the models or the tests, so the "
-            f"values are ignored; if a row is a study sample, set its sample_type to 'sample'.{blanks}"]
+            f"values are ignored; if a row is a study sample, set its sample_type to 'sample'.{blanks}")]
 
 
 def tidy_sheet(sheet: pl.DataFrame) -> pl.DataFrame:
@@ -330,9 +330,9 @@ def role_name_warnings(sheet: pl.DataFrame, source: str = "samples.tsv") -> list
              if (t is None or not str(t).strip()) and _ROLE_WORDS.search(str(sid))]
     if not named:
         return []
-    return [f"{len(named)} run(s) of {source} are study samples by their sample_type (empty or absent) but are named "
+    return [(f"{len(named)} run(s) of {source} are study samples by their sample_type (empty or absent) but are named "
             f"like pooled QCs or blanks: {', '.join(named[:10])}{' ...' if len(named) > 10 else ''}; if they are, "
-            "write qc or blank in a sample_type column, else they are tested and modelled as samples"]
+            "write qc or blank in a sample_type column, else they are tested and modelled as samples")]
 
 
 # How dates are typed in a batch column: ISO (2024-03-01), day or month first with / . or - (01/03/2024), compact
@@ -364,5 +364,5 @@ def batch_label_warnings(sheet: pl.DataFrame, source: str = "samples.tsv") -> li
         return []
     shown = "; ".join(f"{form}: {', '.join(values[:3])}" for form, values in forms.items())
     same = "; " + ", ".join(" and ".join(labels) for labels in twice[:3]) + " name one day" if twice else ""
-    return [f"the batch column of {source} holds dates typed in {len(forms)} form(s) ({shown}{same}): each distinct "
-            "label is its own batch, so a day typed two ways makes two batches; write every batch the same way"]
+    return [(f"the batch column of {source} holds dates typed in {len(forms)} form(s) ({shown}{same}): each distinct "
+            "label is its own batch, so a day typed two ways makes two batches; write every batch the same way")]

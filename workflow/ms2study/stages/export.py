@@ -169,15 +169,15 @@ def readme_text(matrix_path: str | Path, differential_paths: list[str | Path]) -
     what = {"feature_matrix.parquet": " (as detected and linked: before gap filling, drift correction and "
                                       "normalisation)"}.get(source, "")
     lines = [f"Exported by ms2study {__version__} (ms2study export) from {source}{what}.", "",
-             "gnps_quant.csv, gnps_msms.mgf, gnps_metadata.tsv: GNPS feature-based molecular networking input (MZmine "
+             ("gnps_quant.csv, gnps_msms.mgf, gnps_metadata.tsv: GNPS feature-based molecular networking input (MZmine "
              "layout); the quantities are the consensus features' values in that matrix, 0 where a sample has none "
-             "(GNPS reads empty cells as errors): not a measured zero.",
-             "sirius.mgf: one representative MS/MS per consensus feature for SIRIUS (ION= from the accepted "
-             "identification when known).",
-             "consensus_features.tsv: one row per consensus feature; the accepted identification (Schymanski et al. "
+             "(GNPS reads empty cells as errors): not a measured zero."),
+             ("sirius.mgf: one representative MS/MS per consensus feature for SIRIUS (ION= from the accepted "
+             "identification when known)."),
+             ("consensus_features.tsv: one row per consensus feature; the accepted identification (Schymanski et al. "
              "2014 level in msi_level: 3 reads 'this compound or one of isomer_inchikeys'; library_id is the matched "
              "library record; identification_q_value bounds matches of a wrong formula) and per outcome its effect, "
-             "95 % interval, test, p-value and Benjamini-Hochberg q-value.", "", "Outcomes:"]
+             "95 % interval, test, p-value and Benjamini-Hochberg q-value."), "", "Outcomes:"]
     for path in differential_paths:
         summary = read_summary(path)
         stem = Path(path).name.removesuffix(".parquet")
