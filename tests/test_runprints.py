@@ -30,8 +30,13 @@ def test_a_replaced_run_is_found_until_its_detect_job_runs(tmp_path: Path) -> No
     (tmp_path / "a.mzML").write_bytes(b"<mzML id='other'>" + b"a" * (3 << 20) + b"</mzML>")
     os.utime(tmp_path / "a.mzML", (0, 0))  # older than its results: Snakemake would not rerun it
     replaced, prints = runprints.replaced_runs(tmp_path, sheet)
-    assert replaced == ["A"] and runprints.force_options(replaced) == [
-        "--forcerun", "results/samples/A/features.parquet"]
+    assert replaced == ["A"] and runprints.with_forced(["--cores", "1"], replaced) == [
+        "--cores", "1", "--forcerun", "results/samples/A/features.parquet"]
+    # the user's own --forcerun keeps its rules (a second option would replace the first)
+    assert runprints.with_forced(["-R", "report", "--cores", "1"], replaced) == [
+        "-R", "results/samples/A/features.parquet", "report", "--cores", "1"]
+    assert runprints.with_forced(["--forcerun=models"], replaced) == [
+        "--forcerun", "results/samples/A/features.parquet", "models"]
     assert runprints.replaced_note(replaced)[0].startswith("the run file of sample(s) A changed since its features")
     runprints.remember(tmp_path, prints, since=time.time() + 60)  # a run that did not reach A's detect job
     assert runprints.replaced_runs(tmp_path, sheet)[0] == ["A"]
@@ -42,7 +47,7 @@ def test_a_replaced_run_is_found_until_its_detect_job_runs(tmp_path: Path) -> No
     assert runprints.replaced_runs(tmp_path, sheet)[0] == []
     runprints.remember(tmp_path, {"A": prints["A"]}, since=0)
     assert list(json.loads((tmp_path / runprints.FINGERPRINTS).read_text())) == ["A"]
-    assert runprints.force_options([]) == [] and runprints.replaced_note([]) == []
+    assert runprints.with_forced(["-n"], []) == ["-n"] and runprints.replaced_note([]) == []
 
 
 def test_the_folder_of_a_sample_removed_from_the_sheet_is_marked(tmp_path: Path) -> None:

@@ -426,7 +426,7 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
     changed = runconfig.change_message(study_dir, config)
     if changed:
         print(changed, file=sys.stderr, flush=True)
-    command = snakemake_command(study_dir, extra) + runprints.force_options(replaced)
+    command = snakemake_command(study_dir, runprints.with_forced(extra, replaced))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(study.REPO_ROOT / "workflow"), env.get("PYTHONPATH")]))
     takes_lock = not any(a in NO_LOCK_FLAGS for a in extra)

@@ -68,9 +68,18 @@ def replaced_runs(study_dir: Path, sheet) -> tuple[list[str], dict[str, str]]:
     return replaced, current
 
 
-def force_options(samples: list[str]) -> list[str]:
-    """Snakemake options that rerun the detect job of each of ``samples`` (and so every job after it)."""
-    return ["--forcerun", *(DETECT_OUTPUT.format(sample=s) for s in samples)] if samples else []
+def with_forced(extra: list[str], samples: list[str]) -> list[str]:
+    """Snakemake's options ``extra`` with the detect job of each of ``samples`` (and so every job after it) forced to
+    rerun: its output added to the user's own ``--forcerun`` / ``-R`` list when there is one (a second option would
+    replace it), else as a ``--forcerun`` of its own at the end."""
+    if not samples:
+        return list(extra)
+    files = [DETECT_OUTPUT.format(sample=s) for s in samples]
+    out: list[str] = []
+    for arg in extra:
+        out += ["--forcerun", arg.split("=", 1)[1]] if arg.startswith("--forcerun=") else [arg]
+    at = next((i for i, arg in enumerate(out) if arg in ("--forcerun", "-R")), None)
+    return out + ["--forcerun", *files] if at is None else out[:at + 1] + files + out[at + 1:]
 
 
 def remember(study_dir: Path, current: dict[str, str], since: float) -> None:
