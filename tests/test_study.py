@@ -403,6 +403,8 @@ def test_missing_run_files_are_named_together_with_the_file_meant(tmp_path: Path
     from ms2study.io.runfiles import near_match
 
     assert near_match(tmp_path, "MZML/run_02.mzML") == "mzml/run_02.mzML"  # trial AB: the folder's letter case
+    assert near_match(tmp_path / "elsewhere", str(tmp_path / "mzml" / "RUN_02.mzML")) == str(
+        tmp_path / "mzml" / "run_02.mzML")  # an absolute path stays absolute
     (tmp_path / "samples.tsv").write_text("sample_id\tfile\nD\tÉtudes/run_04.mzML\n")
     sheet = study.load_sample_sheet(tmp_path, study.load_config(tmp_path))
     assert (tmp_path / sheet["file"][0]).is_file()  # the folder as stored (decomposed), so the jobs find it

@@ -103,7 +103,10 @@ def near_match(study_dir: Path, file: str) -> str | None:
     names = [p.name for p in folder.iterdir() if p.suffix.lower() in SPECTRUM_SUFFIXES]
     same = [n for n in names if n.lower() == wanted.name.lower()]
     close = same or difflib.get_close_matches(wanted.name, names, n=1, cutoff=0.8)
-    return str((folder / close[0]).relative_to(study_dir)) if close else None
+    if not close:
+        return None
+    found = folder / close[0]
+    return str(found.relative_to(study_dir)) if found.is_relative_to(study_dir) else str(found)  # an absolute path
 
 
 def checked_run_files(study_dir: Path, sheet, source: str) -> dict[str, str]:
