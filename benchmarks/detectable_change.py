@@ -6,12 +6,15 @@ Each study: ``features`` log intensities per run with variances drawn from the p
 chi-square, 4 degrees of freedom around 0.3² in natural log units); feature 0 has the prior's median variance. Design
 ``paired``: 8 subjects measured before and after, a subject offset per feature (sd 1, which the pairing removes);
 ``covariate``: 8 + 8 samples and an age covariate (sd 10) that moves every feature (0.02 per year times a feature
-slope). The stated change is computed from the study's own values and model; feature 0 is then raised by that change
-(and by half of it) in the positive class, and the real test (moderated, ``permutations`` permutations,
+slope); ``continuous``: 16 samples with a 0-10 score as the outcome, the stated change a slope (log2 per unit,
+``detectable_log2_slope``) that feature 0 then follows. The stated change is computed from the study's own values and
+model; feature 0 is then raised by that change
+(and by half of it) in the positive class (by the slope times the score), and the real test (moderated, ``permutations`` permutations,
 Benjamini-Hochberg) is run: written per design, how many studies found it at q < 0.05 (power 0.8 is stated) and how
 many at half the change, and the median stated change (log2). Usage:
 
   PYTHONPATH=workflow python benchmarks/detectable_change.py --out R.json [--studies 100] [--permutations 200]
+      [--designs paired covariate continuous]
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine_record
 
 from ms2study.modelling import differential
-from ms2study.modelling.power import detectable_log2_fold_change
+from ms2study.modelling.power import detectable_log2_fold_change, detectable_log2_slope
 from ms2study.modelling.subjects import SUBJECT_COLUMN
 
 
@@ -43,6 +46,12 @@ def study(design: str, seed: int, features: int) -> tuple[np.ndarray, np.ndarray
                               SUBJECT_COLUMN: [f"P{i}" for i in range(8) for _ in "ab"]})
         spec, covariates = {"column": "time", "type": "binary", "positive_class": "after"}, [SUBJECT_COLUMN]
         shared = rng.normal(0, 1.0, (features, 8)).repeat(2, axis=1)
+    elif design == "continuous":  # the outcome itself a number: a 0-10 score, no covariate
+        ids = [f"S{i:02d}" for i in range(16)]
+        positive = np.round(rng.uniform(0, 10, 16), 1)  # the score (the column the change multiplies)
+        sheet = pl.DataFrame({"sample_id": ids, "score": [f"{v:.1f}" for v in positive]})
+        spec, covariates = {"column": "score", "type": "continuous"}, []
+        shared = np.zeros((features, 1))
     else:
         ids = [f"S{i:02d}" for i in range(16)]
         positive, age = np.arange(16) < 8, rng.normal(50, 10, 16)
@@ -66,7 +75,8 @@ def one_study(design: str, seed: int, features: int, permutations: int) -> tuple
     ids = sheet["sample_id"].to_list()
     _, _, seen = differential.differential_with_values(matrix(logs, ids), sheet, spec, None, covariates,
                                                        "half_minimum", 0.5, "moderated", 0, seed)
-    change = detectable_log2_fold_change(seen.values[1:], seen.y == 1, features, covariates=seen.covariates)
+    change = (detectable_log2_slope(seen.values[1:], seen.y, features) if design == "continuous" else
+              detectable_log2_fold_change(seen.values[1:], seen.y == 1, features, covariates=seen.covariates))
     hits = []
     for factor in (1.0, 0.5):
         shifted = logs.copy()
@@ -74,7 +84,7 @@ def one_study(design: str, seed: int, features: int, permutations: int) -> tuple
         table, _ = differential.differential_analysis(matrix(shifted, ids), sheet, spec, None, covariates,
                                                       n_permutations=permutations, seed=seed)
         hits.append(bool(table.filter(pl.col("consensus_id") == "C000")["q_value"][0] < 0.05))
-    return change, hits[0], hits[1], seen.covariates.shape
+    return change, hits[0], hits[1], None if seen.covariates is None else seen.covariates.shape
 
 
 def run(design: str, studies: int, permutations: int, features: int) -> dict:
@@ -90,11 +100,13 @@ def main() -> int:
     parser.add_argument("--studies", type=int, default=100)
     parser.add_argument("--permutations", type=int, default=200)
     parser.add_argument("--features", type=int, default=600)
+    parser.add_argument("--designs", nargs="+", default=["paired", "covariate", "continuous"],
+                        choices=["paired", "covariate", "continuous"])
     args = parser.parse_args()
     started = time.time()
     result = {"design": {"studies": args.studies, "permutations": args.permutations, "features": args.features},
               **{design: run(design, args.studies, args.permutations, args.features)
-                 for design in ("paired", "covariate")},
+                 for design in args.designs},
               "benchmark_wall_s": round(time.time() - started, 1), "machine": machine_record()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

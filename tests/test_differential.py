@@ -498,6 +498,17 @@ def test_command_writes_both_tables_with_their_summary(tmp_path: Path) -> None:
     direct = detectable_log2_fold_change(values, (samples["group"] == "case").to_numpy(),
                                          int(pl.read_parquet(out)["tested"].sum()))
     assert abs(direct - summary["detectable_log2_fold_change"]) < 0.05  # planted rows aside, the same estimate
+    # trial Z: a continuous outcome gets the slope its test could find, and the outcome's range
+    ages = [20.0 + 2.5 * i for i in range(samples.height)]
+    samples.with_columns(pl.Series("age", [f"{a:.1f}" for a in ages])).write_csv(tmp_path / "samples.tsv",
+                                                                                separator="\t")
+    code = cli_main(["differential", "--samples", str(tmp_path / "samples.tsv"), "--feature-matrix",
+                     str(tmp_path / "matrix.parquet"), "--out", str(tmp_path / "age.parquet"), "--enrichment-out",
+                     str(tmp_path / "age_enrichment.parquet"), "--params", json.dumps(
+                         {"outcome": {"column": "age", "type": "continuous"}, "permutations": 20})])
+    aged = per_feature.read_summary(tmp_path / "age.parquet")
+    assert code == 0 and aged["detectable_log2_fold_change"] is None and aged["outcome_range"] == [20.0, 67.5]
+    assert 0 < aged["detectable_log2_effect_per_unit"] < 0.1  # log2 per year over 47.5 years
     assert not list(tmp_path.rglob("*.tmp"))
     code = cli_main(["differential", "--samples", str(tmp_path / "samples.tsv"), "--feature-matrix",
                      str(tmp_path / "matrix.parquet"), "--out", str(out), "--enrichment-out", str(enrichment_out)])

@@ -17,7 +17,7 @@ from ms2study.modelling.differential import SIGNIFICANCE, read_summary, signific
 from ms2study.reporting import cautions
 from ms2study.reporting.charts import enrichment_figure, figure_html, volcano_figure
 from ms2study.reporting.collect import DifferentialFiles
-from ms2study.reporting.findings import detectable_text
+from ms2study.reporting.detectable import detectable_slope_text, detectable_text
 from ms2study.reporting.html import DOUBT, QUALITY, Caution, covariate_names, esc, p_value_text, q_cell
 from ms2study.reporting.qc import attribution_part
 from ms2study.reporting.tables import class_path, interactive_table
@@ -113,7 +113,9 @@ def _test_text(summary: dict) -> str:
         covariates = covariate_names(summary)
         return ("linear regression of log2 intensity on the outcome"
                 + (f", adjusted for {esc(covariates)}" if covariates else "")
-                + f" (n = {summary.get('n_samples')}); the effect is the log2 change per unit of the outcome{how}")
+                + f" (n = {summary.get('n_samples')}); the effect is the log2 change per unit of the outcome{how}"
+                + (f". {detectable_slope_text(float(slope), summary)}"
+                   if (slope := summary.get("detectable_log2_effect_per_unit")) else ""))
     counts = ", ".join(f"{esc(k)}: {v}" for k, v in (summary.get("class_counts") or {}).items())
     covariates = esc(covariate_names(summary))
     name = (f"F-test of the classes beside {covariates} (ANCOVA)" if covariates else "one-way ANOVA")
