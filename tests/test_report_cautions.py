@@ -354,3 +354,20 @@ def test_each_warning_of_the_differential_test_has_its_own_label() -> None:
     assert [w.label for w in warnings] == ["6 run(s) measured only part of ...",
                                            "more than half of the tested ..."]
     assert all(w.concerns == ("differential:group",) for w in warnings)
+
+
+def test_byte_identical_runs_are_a_caution_in_the_report(tmp_path: Path) -> None:
+    """Trial AD: six copies of two real runs gave "2253 of 2253 tested features differ" with zero-width intervals;
+    the report said only "possible replicate injections", the pre-run warning was in the terminal only."""
+    from ms2study.reporting.cautions import identical_run_cautions
+
+    (tmp_path / "a.mzML").write_text("<mzML id='one run'></mzML>")
+    (tmp_path / "b.mzML").write_bytes((tmp_path / "a.mzML").read_bytes())
+    (tmp_path / "c.mzML").write_text("<mzML id='another run'></mzML>")
+    sheet = pl.DataFrame({"sample_id": ["A", "B", "C", "D"], "file": ["a.mzML", "b.mzML", "c.mzML", "gone.mzML"]})
+    found = identical_run_cautions(sheet, tmp_path)
+    assert len(found) == 1 and found[0].label == "identical run files"
+    assert str(found[0]).startswith("runs <b>A, B</b> are byte-identical copies of one run file: every test, interval "
+                                    "and model counts that one injection 2 times")
+    assert identical_run_cautions(sheet.filter(pl.col("sample_id") != "B"), tmp_path) == []
+    assert identical_run_cautions(sheet.drop("file"), tmp_path) == []

@@ -130,6 +130,7 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
     for check in (confounding.association_cautions, confounding.overlap_cautions, confounding.design_cautions):
         warnings.extend(check(study_samples, list(configured.get("outcomes") or []),
                               list(configured.get("covariates") or [])))
+    warnings.extend(cautions.identical_run_cautions(study_samples, Path.cwd()))  # files relative to the study
     parts.append(("matrix", "Feature matrix", sections.matrix_section(
         matrix, sample_ids, warnings, str(inputs.feature_matrix) if inputs.feature_matrix is not None else None,
         roles)))
