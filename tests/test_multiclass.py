@@ -266,7 +266,7 @@ def test_with_covariates_the_highest_and_lowest_class_are_those_the_adjusted_tes
     write_table(adjusted, path, summary)
     exported = differential_columns([path])[0].filter(pl.col("consensus_id").is_in(planted))
     assert exported.columns == ["consensus_id", "arm_statistic", "arm_highest_class", "arm_lowest_class",
-                                "arm_p_value", "arm_q_value"]
+                                "arm_test", "arm_p_value", "arm_q_value"]
     assert set(exported["arm_lowest_class"].to_list()) == {"disease_A"}
     # raw means: lowest in control (oldest), the trial's reversed reading
     assert set(plain.filter(pl.col("consensus_id").is_in(planted))["lowest_class"].to_list()) == {"control"}

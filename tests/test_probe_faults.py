@@ -332,7 +332,8 @@ def test_a_failed_run_marks_the_earlier_study_tables_out_of_date_until_a_run_fin
     assert text.startswith("OUT OF DATE: the tables in this folder were made by an earlier run")
     # the validated sheet beside them is the current one (written before any job, when it changed): said so
     assert "samples.tsv is the exception: it is the study's sheet as that run read it" in text
-    assert "except samples.tsv, which holds the current sheet" in summary
+    assert "that this run did not rewrite are from that earlier run too" in summary
+    assert "and samples.tsv holds the current sheet" in summary
     assert "detect  sample S02  log: logs/detect/S02.log" in text
     # the samples whose jobs failed (S02) or were cut short (S05, started, never finished) are named, S01 is not
     assert "Samples whose jobs failed or did not finish in that run: S02, S05." in text

@@ -137,8 +137,8 @@ def differential_columns(paths: list[str | Path]) -> list[pl.DataFrame]:
         # a multiclass outcome's F has no direction: its highest and lowest class say which way (a three-arm trial)
         extremes = ("highest_class", "lowest_class") if effect == "statistic" else ()
         # the effect's 95 % interval and the test each row used (trial AC: a collaborator could not tell them)
-        columns = [c for c in (effect, "effect_ci_low", "effect_ci_high", *extremes, "test", "p_value", "q_value")
-                   if c in table.columns]
+        interval = ("effect_ci_low", "effect_ci_high") if effect != "statistic" else ()  # an F has no interval
+        columns = [c for c in (effect, *interval, *extremes, "test", "p_value", "q_value") if c in table.columns]
         frames.append(table.select("consensus_id", *[pl.col(c).alias(f"{stem}_{c}") for c in columns]))
     return frames
 
