@@ -610,6 +610,11 @@ def test_a_finished_run_prints_the_reports_warning_counts_and_its_cautions(tmp_p
     assert shortened(long).startswith("the samples fall into two groups") and shortened(long).endswith(
         "name it under models: covariates") and " ... " in shortened(long) and len(shortened(long)) < 340
     assert shortened("short") == "short"
+    # trial AD: cut between words, not inside them
+    words = " ".join(f"word{i:03d}" for i in range(80))
+    cut = shortened(words)
+    head, tail = cut.split(" ... ")
+    assert all(w in words.split() for w in head.split() + tail.split()), cut
     os.utime(log, (since - 100, since - 100))  # an earlier run's report log: not this run's report
     assert "the report's warnings" not in runner.summarize(tmp_path, 0, since - 1)
 

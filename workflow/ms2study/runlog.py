@@ -215,7 +215,12 @@ def shortened(text: str, head: int = 160, tail: int = 160) -> str:
     what to do (a trial saw every caution cut at 240 characters, before its advice), so both ends are kept."""
     if len(text) <= head + tail + 5:
         return text
-    return f"{text[:head].rstrip()} ... {text[-tail:].lstrip()}"
+    # cut between words (trial AD: "apart by 9 within ... The features"): the head up to its last space, the tail from
+    # its first, unless that drops more than a fifth of it
+    start, end = text[:head], text[-tail:]
+    start = start[:start.rfind(" ")] if start.rfind(" ") > head * 0.8 else start
+    end = end[end.find(" ") + 1:] if -1 < end.find(" ") < tail * 0.2 else end
+    return f"{start.rstrip()} ... {end.lstrip()}"
 
 
 def report_warnings(study_dir: Path, since: float, shown: int = 5) -> list[str]:

@@ -53,6 +53,7 @@ from ms2study.modelling.outcomes import (
     without_empty_runs,
 )
 from ms2study.modelling.power import detectable_log2_fold_change, detectable_log2_slope
+from ms2study.modelling.structure import MIN_SAMPLES as STRUCTURE_MIN_SAMPLES
 from ms2study.modelling.structure import hidden_split
 from ms2study.modelling.subjects import (
     SUBJECT_COLUMN,
@@ -278,6 +279,10 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
     summary["hidden_structure"] = ({k: v for k, v in hidden.items() if k != "warning"} if hidden else None)
     if hidden:
         summary["warnings"].append(hidden["warning"])
+    elif len(values.sample_ids) < STRUCTURE_MIN_SAMPLES:  # trial AD: skipped below 12 samples, unsaid
+        summary["notes"].append(f"no check for a hidden split of the samples (another outcome, an undeclared batch or "
+                                f"source run): it needs {STRUCTURE_MIN_SAMPLES} or more study samples, this test has "
+                                f"{len(values.sample_ids)}")
     few = few_samples_warning(summary)
     if few:
         summary["warnings"].append(few)
