@@ -26,6 +26,11 @@ DETECT_OUTPUT = "results/samples/{sample}/features.parquet"  # rules/detect.smk;
 END_BYTES = 1 << 20
 
 
+def _named(ids: list[str], most: int = 10) -> str:
+    """The first ``most`` of ``ids``, comma-separated, and how many more."""
+    return ", ".join(ids[:most]) + (f" and {len(ids) - most} more" if len(ids) > most else "")
+
+
 def fingerprint(path: Path) -> str:
     """"<size>:<SHA-256 of the first and the last ``END_BYTES``>" of a file (the whole file when it is smaller).
     Raises OSError when it cannot be read."""
@@ -58,12 +63,12 @@ def replaced_runs(study_dir: Path, sheet) -> tuple[list[str], dict[str, str]]:
         path = on_disk(study_dir, file)
         try:
             current[sample_id] = fingerprint(path)
-            mtime = path.stat().st_mtime
         except OSError:
             continue
         output = study_dir / DETECT_OUTPUT.format(sample=sample_id)
         old = recorded.get(sample_id)
-        if old is not None and old != current[sample_id] and output.exists() and output.stat().st_mtime >= mtime:
+        if old not in (None, current[sample_id]) and output.exists() \
+                and output.stat().st_mtime >= path.stat().st_mtime:
             replaced.append(sample_id)
     return replaced, current
 
@@ -105,9 +110,8 @@ def replaced_note(samples: list[str]) -> list[str]:
     results."""
     if not samples:
         return []
-    shown = ", ".join(samples[:10]) + (f" and {len(samples) - 10} more" if len(samples) > 10 else "")
-    return [(f"the run file of sample(s) {shown} changed since its features were detected, although the file is "
-             "not newer than its results (copied with its old time kept?): their jobs run again")]
+    return [(f"the run file of sample(s) {_named(samples)} changed since its features were detected, although the "
+             "file is not newer than its results (copied with its old time kept?): their jobs run again")]
 
 
 NOT_IN_SHEET = "NOT_IN_SHEET.txt"  # in results/samples/{sample}/ of a sample the sheet no longer lists
@@ -135,6 +139,6 @@ def orphan_sample_notes(study_dir: Path, sheet) -> list[str]:
                        note)
     if not orphans:
         return []
-    shown = ", ".join(orphans[:10]) + (f" and {len(orphans) - 10} more" if len(orphans) > 10 else "")
-    return [(f"results/samples/ holds the folders of {len(orphans)} sample(s) no longer in the sheet ({shown}): no "
-             f"result uses them (each has a {NOT_IN_SHEET}); delete them when you no longer need them")]
+    return [(f"results/samples/ holds the folders of {len(orphans)} sample(s) no longer in the sheet "
+             f"({_named(orphans)}): no result uses them (each has a {NOT_IN_SHEET}); delete them when you no longer "
+             "need them")]
