@@ -800,3 +800,32 @@ def test_samples_left_out_for_a_missing_value_are_named_in_the_stage_log(tmp_pat
     text = caplog.text
     assert "left out of the tests, no value of the outcome: S4" in text, text
     assert "left out of the tests, no value of a covariate: S5" in text, text
+
+
+def test_main_findings_count_the_features_the_flags_kept_out_of_the_tests(tmp_path: Path) -> None:
+    """Trial Y: the blank filter left features out of the tests and only its own section said so; the finding
+    beside "N of M tested features differ" now counts them, by flag, and says nothing when none was left out."""
+    from ms2study.reporting.collect import DifferentialFiles
+    from ms2study.reporting.findings import differential_finding
+
+    samples, matrix, identifications = shifted_study(1, planted=True)
+    samples.write_csv(tmp_path / "samples.tsv", separator="\t")
+    matrix.write_parquet(tmp_path / "matrix.parquet")
+    ids = matrix["consensus_id"].cast(pl.Utf8).to_list()
+    flags = pl.DataFrame({"consensus_id": matrix["consensus_id"],
+                          "excluded": [i < 7 for i in range(len(ids))]})
+    flags.write_parquet(tmp_path / "flags.parquet")
+    (tmp_path / "correction.json").write_text(json.dumps({"n_blank_flagged": 5, "n_qc_rsd_flagged": 3}))
+    (tmp_path / "differential").mkdir()
+    table = tmp_path / "differential" / "d.parquet"
+    dt.run_differential(tmp_path / "samples.tsv", tmp_path / "matrix.parquet", None, table,
+                        tmp_path / "differential" / "e.parquet", {"outcome": BINARY},
+                        flags_path=tmp_path / "flags.parquet")
+    _, text, _ = differential_finding(DifferentialFiles(table, None), None)
+    tested = pl.read_parquet(table).filter(pl.col("tested")).height
+    assert tested <= len(ids) - 7
+    assert f"of {tested} tested features differ" in text
+    assert "; 7 flagged features left out before testing (blank filter 5, QC RSD 3)" in text, text
+    dt.run_differential(tmp_path / "samples.tsv", tmp_path / "matrix.parquet", None, table,
+                        tmp_path / "differential" / "e.parquet", {"outcome": BINARY})
+    assert "left out before testing" not in differential_finding(DifferentialFiles(table, None), None)[1]

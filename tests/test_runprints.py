@@ -55,12 +55,17 @@ def test_the_folder_of_a_sample_removed_from_the_sheet_is_marked(tmp_path: Path)
     for sample in ("A", "B", "S05"):
         (tmp_path / "results" / "samples" / sample).mkdir(parents=True)
     sheet = pl.DataFrame({"sample_id": ["A", "B"]})
+    dry = runprints.orphan_sample_notes(tmp_path, sheet, mark=False)  # a dry run writes nothing (trial AB)
+    assert "S05" in dry[0] and "a run (not a dry run) marks each" in dry[0]
+    assert not (tmp_path / "results" / "samples" / "S05" / runprints.NOT_IN_SHEET).exists()
     notes = runprints.orphan_sample_notes(tmp_path, sheet)
     assert notes == [("results/samples/ holds the folders of 1 sample(s) no longer in the sheet (S05): no result uses "
                      "them (each has a NOT_IN_SHEET.txt); delete them when you no longer need them")]
     marker = tmp_path / "results" / "samples" / "S05" / runprints.NOT_IN_SHEET
     assert "is not in the study's sample sheet" in marker.read_text()
     assert not (tmp_path / "results" / "samples" / "A" / runprints.NOT_IN_SHEET).exists()
+    assert runprints.orphan_sample_notes(tmp_path, pl.DataFrame({"sample_id": ["A", "B", "S05"]}), mark=False) == []
+    assert marker.exists()  # listed again in a dry run: the marker stays until a real run
     assert runprints.orphan_sample_notes(tmp_path, pl.DataFrame({"sample_id": ["A", "B", "S05"]})) == []
     assert not marker.exists()  # listed again: unmarked
     assert runprints.orphan_sample_notes(tmp_path / "elsewhere", sheet) == []

@@ -117,10 +117,11 @@ def replaced_note(samples: list[str]) -> list[str]:
 NOT_IN_SHEET = "NOT_IN_SHEET.txt"  # in results/samples/{sample}/ of a sample the sheet no longer lists
 
 
-def orphan_sample_notes(study_dir: Path, sheet) -> list[str]:
+def orphan_sample_notes(study_dir: Path, sheet, mark: bool = True) -> list[str]:
     """Mark the folders under results/samples/ of samples the sheet (polars DataFrame with sample_id) no longer lists
     with ``NOT_IN_SHEET`` (and unmark those listed again); returns the pre-run note naming them (one, or none).
-    Trial AA: a removed sample's folder stayed among the others with nothing saying its files are used by nothing."""
+    ``mark`` False (a dry run, which writes nothing): the note only. Trial AA: a removed sample's folder stayed
+    among the others with nothing saying its files are used by nothing."""
     folder = Path(study_dir) / "results" / "samples"
     if not folder.is_dir():
         return []
@@ -129,10 +130,11 @@ def orphan_sample_notes(study_dir: Path, sheet) -> list[str]:
     for sample in sorted(p for p in folder.iterdir() if p.is_dir()):
         note = sample / NOT_IN_SHEET
         if sample.name in listed:
-            note.unlink(missing_ok=True)
+            if mark:
+                note.unlink(missing_ok=True)
             continue
         orphans.append(sample.name)
-        if not note.exists():
+        if mark and not note.exists():
             write_text(f"Sample '{sample.name}' is not in the study's sample sheet: the files in this folder are from "
                        "an earlier run and no result of the study uses them. Delete the folder when you no longer "
                        "need them; add the sample back to the sheet and it is used (and this note removed) again.\n",
@@ -141,4 +143,6 @@ def orphan_sample_notes(study_dir: Path, sheet) -> list[str]:
         return []
     return [(f"results/samples/ holds the folders of {len(orphans)} sample(s) no longer in the sheet "
              f"({_named(orphans)}): no result uses them (each has a {NOT_IN_SHEET}); delete them when you no longer "
-             "need them")]
+             "need them")] if mark else [
+        (f"results/samples/ holds the folders of {len(orphans)} sample(s) no longer in the sheet "
+         f"({_named(orphans)}): no result uses them; a run (not a dry run) marks each with a {NOT_IN_SHEET}")]

@@ -36,6 +36,7 @@ from ms2study.reporting.html import (
     warning_anchor,
 )
 from ms2study.reporting.modeltext import METRIC_NAMES, covariates_only, reached_text, tested_clause, wide_interval_note
+from ms2study.reporting.qcrsd import left_out_clause
 from ms2study.reporting.shift import SHIFT_MIN_LOG2, SHIFT_SHARE, shift_size  # noqa: F401
 from ms2study.reporting.shift import shift_sentence as _shift_sentence
 from ms2study.reporting.unaccepted import refusal_reasons
@@ -205,10 +206,13 @@ def differential_finding(files: DifferentialFiles, ident: pl.DataFrame | None,
     if not tested.height and untested:  # a trial read "0 of 0 tested features differ" beside a collinear covariate
         return outcome, f"no feature could be tested: {esc(untested[0].removeprefix('not tested: '))}", None
     coeluting = _coeluting(summary)
+    correction_path = path.parent.parent / "correction.json"  # results/study/differential/X -> results/study
+    correction = json.loads(correction_path.read_text()) if correction_path.is_file() else None
     text = (f"<b>{hits.height}</b> of {tested.height} tested features differ at q &lt; {SIGNIFICANCE:g}"
             + (f" ({groups} compound group{'' if groups == 1 else 's'}{coeluting})"
                if groups != hits.height or coeluting else "")
-            + (f", adjusted for {esc(adjusted)}" if adjusted else "") + _samples_left_out(summary))
+            + (f", adjusted for {esc(adjusted)}" if adjusted else "") + _samples_left_out(summary)
+            + left_out_clause(summary, correction))
     effect = {"binary": "log2_fold_change", "continuous": "log2_effect_per_unit"}.get(str(summary.get("type")))
     effect = effect if effect in hits.columns else None
     if hits.height and effect:
@@ -243,8 +247,6 @@ def differential_finding(files: DifferentialFiles, ident: pl.DataFrame | None,
                  "are ordered (doses) or share a role (treated arms), a two-class outcome (e.g. control against the "
                  "rest) or the dose as a continuous outcome tests that contrast directly: add it as a sheet column "
                  "and an outcome.")
-    correction_path = path.parent.parent / "correction.json"  # results/study/differential/X -> results/study
-    correction = json.loads(correction_path.read_text()) if correction_path.is_file() else None
     # the class table's shift-removed column holds values where classes were tested with label permutations
     shown = bool(summary.get("n_classes_tested")) and bool(summary.get("class_permutations"))
     text += _shift_sentence(summary, correction, shown)

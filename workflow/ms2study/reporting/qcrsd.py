@@ -8,6 +8,8 @@ May import
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import polars as pl
 
@@ -259,3 +261,21 @@ def blank_exclusion_caution(record: dict, raw: pl.DataFrame | None, blanks: list
                    "features: check that every run typed 'blank' in the sample sheet is one (a study sample typed "
                    "blank makes its features look like background), then rerun", DOUBT,
                    "most features left out by the blank filter", ("differential", "models"))
+
+
+def left_out_clause(summary: dict, record: dict | None) -> str:
+    """The clause of a differential finding saying how many consensus features the flags kept out of its tests
+    (``summary``: the differential summary, whose notes hold ``modelling.outcomes.drop_flagged``'s note;
+    ``record``: correction.json with ``n_blank_flagged`` and ``n_qc_rsd_flagged``, a feature can carry both), e.g.
+    "; 40 flagged features left out before testing (blank filter 31, QC RSD 12)"; "" when none was left out. Trial
+    Y: the blank filter's exclusions were said only in their own section, not beside the count of features tested."""
+    found = next((m for n in summary.get("notes") or []
+                  if (m := re.match(r"(\d+) of \d+ consensus features are flagged", str(n)))), None)
+    if found is None or int(found.group(1)) == 0:
+        return ""
+    record = record or {}
+    kinds = [f"{label} {record[key]}" for key, label in (("n_blank_flagged", "blank filter"),
+                                                        ("n_qc_rsd_flagged", "QC RSD"))
+             if record.get(key)]
+    return (f"; {found.group(1)} flagged feature{'s' if found.group(1) != '1' else ''} left out before testing"
+            + (f" ({', '.join(kinds)})" if kinds else ""))
