@@ -808,7 +808,7 @@ def test_main_findings_count_the_features_the_flags_kept_out_of_the_tests(tmp_pa
     from ms2study.reporting.collect import DifferentialFiles
     from ms2study.reporting.findings import differential_finding
 
-    samples, matrix, identifications = shifted_study(1, planted=True)
+    samples, matrix, _ = shifted_study(1, planted=True)
     samples.write_csv(tmp_path / "samples.tsv", separator="\t")
     matrix.write_parquet(tmp_path / "matrix.parquet")
     ids = matrix["consensus_id"].cast(pl.Utf8).to_list()
