@@ -205,8 +205,38 @@ def test_a_differential_hit_on_a_background_ion_gets_a_caution(tmp_path) -> None
     assert set(notes) == {"C1", "C4"} and notes["C1"].startswith("background ion: half-height width")
     warnings: list = []
     background_warning(["C1", "C2", "C3"], notes, "time", warnings)
-    assert len(warnings) == 1 and "1 feature(s) at q &lt; 0.05 are background ions (C1)" in str(warnings[0])
+    assert len(warnings) == 1 and "1 feature(s) at q &lt; 0.05 are background ions or broad peaks (C1)" in str(warnings[0])
     assert warnings[0].concerns == ("differential:time",)
     background_warning(["C2", "C3"], notes, "time", warnings)
     assert len(warnings) == 1  # no hit on a background ion: nothing said
     assert background_ions(None, paths) == {} and background_ions(tmp_path / "links.parquet", []) == {}
+
+
+def test_a_broad_peak_that_may_hold_a_compound_is_marked_with_what_it_means() -> None:
+    """Trial AC: "Fenobucarb" sat on a feature of half-height width 25-32 s in 60 s excerpts whose peaks are about
+    5 s wide (under half the run, so unmarked), its fold change of the wrong sign. A feature at least
+    BROAD_PEAK_RATIO times its run's median width in half or more of its runs is marked, with the runs' widths; one
+    twice as wide as the median is not, nor one broad in a single run of three."""
+    rng = np.random.default_rng(3)
+    frames, link_rows = [], []
+    for run in ("R1", "R2", "R3"):
+        widths = list(rng.uniform(3.0, 7.0, 40))  # the run's ordinary peaks: median about 5 s
+        starts = list(rng.uniform(241.0, 280.0, 40))
+        special = {"B": 28.0, "T": 10.0, "O": 26.0 if run == "R1" else 4.0}  # broad, twice the median, broad once
+        rows = [(f"P{i}", a, a + 2.5 * w, w) for i, (a, w) in enumerate(zip(starts, widths))]
+        rows += [(name, 250.0, 250.0 + 2.0 * w, w) for name, w in special.items()]
+        frames.append(_features(run, (240.0, 300.0), rows))
+        link_rows += [(f"C{name}", run, f"{run}:{name}") for name in special]
+    extents = pl.concat(frames)
+    links = pl.DataFrame(link_rows, schema=["consensus_id", "sample_id", "feature_id"], orient="row")
+    notes = dict(background.background_notes(links, extents).iter_rows())
+    assert set(notes) == {"CB"}, notes
+    note = notes["CB"]
+    assert note.startswith(background.NOTE_START + "a broad peak, half-height width at least 4 times its run's median "
+                           "(or half the run) in 3 of the 3 run(s) detecting it (R1: 28.0 s, the run's median ")
+    assert "may not be the named compound's" in note
+    flags = background.is_background(extents)
+    assert not flags.filter(pl.col("feature_id") == "R1:B")["background"].item()  # under half the run: not that rule
+    ident = pl.DataFrame({"consensus_id": ["CB", "CT"], "accepted": [True, True], "evidence_note": [None, None]})
+    marked = background.mark_background(ident, links, extents)
+    assert marked["evidence_note"][0] == note and marked["evidence_note"][1] is None

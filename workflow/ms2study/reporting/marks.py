@@ -184,14 +184,15 @@ def ion_label_paragraph(n: int) -> str:
 def background_paragraph(n: int) -> str:
     """The identification section's sentence on ``n`` accepted names marked by ``background_marks`` (HTML)."""
     share = f"{background.BACKGROUND_SHARE * 100:g} %"
-    return (f"<p>{n} accepted feature(s) rest on a background ion: the feature's half-height width is {share} of "
-            "its run's RT span or more (column "
-            f"'{BACKGROUND_HEADER}': per run, the width against the run's span, and the feature's and the run's RT "
-            "range). Such an ion is there through the run (a solvent, contaminant or bleed ion), not a "
+    return (f"<p>{n} accepted feature(s) rest on a background ion or a broad peak: the feature's half-height width "
+            f"is {share} of its run's RT span, or {background.BROAD_PEAK_RATIO:g} times the run's median peak width, "
+            f"or more in half or more of its runs (column '{BACKGROUND_HEADER}': per run, the width against the "
+            "run's span or median). An ion there through the run (a solvent, contaminant or bleed ion) is not a "
             "chromatographic peak, and DDA fragments it again and again: its 'spectra' and 'supporting' counts are "
             "repeated triggers of one ion, not independent evidence. In a short run (an excerpt of a few minutes) a "
-            "broad peak cut by the run's ends looks the same. The name is kept (a mark is not a refusal); look at "
-            "the ion's chromatogram before reporting it.</p>")
+            "broad peak cut by the run's ends looks the same. A broad peak may hold the named compound's narrower "
+            "peak summed with a broad ion of the same m/z, so its value and fold change may not be the compound's. "
+            "The name is kept (a mark is not a refusal); look at the ion's chromatogram before reporting it.</p>")
 
 
 SINGLE_PEAK_HEADER = "one shared fragment peak?"

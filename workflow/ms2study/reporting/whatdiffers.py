@@ -13,6 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from ms2study.correction.adduct_notation import same_ion
+from ms2study.identification.background import BROAD_PEAK_RATIO
 from ms2study.modelling.differential import SIGNIFICANCE, read_summary, significant_compounds
 from ms2study.reporting import cautions
 from ms2study.reporting.charts import enrichment_figure, figure_html, volcano_figure
@@ -205,7 +206,8 @@ def differential_section(differential: Sequence[DifferentialFiles], warnings: li
 
 def background_ions(links: Path | None, features: Sequence[Path | None]) -> dict[str, str]:
     """consensus_id -> its background-ion note (``identification.background.background_notes``: half-height width
-    at least half of the run's RT span in half or more of the runs detecting it) from the link stage's ``links`` and
+    at least half of the run's RT span, or ``BROAD_PEAK_RATIO`` times the run's median, in half or more of the runs
+    detecting it) from the link stage's ``links`` and
     the runs' features tables; {} when either is missing or the tables lack the extents or widths."""
     from ms2study.core.errors import InputError
     from ms2study.identification.background import background_notes, read_extents
@@ -224,8 +226,8 @@ def background_ions(links: Path | None, features: Sequence[Path | None]) -> dict
 
 
 def background_warning(hits: list[str], background: dict[str, str] | None, outcome: str, warnings: list) -> None:
-    """A caution naming the features at q < SIGNIFICANCE (``hits``) that are background ions (``background``:
-    ``background_ions``): a trial's largest effect was such an ion (present through the run, detected in 10 of 10
+    """A caution naming the features at q < SIGNIFICANCE (``hits``) that are background ions or broad peaks
+    (``background``: ``background_ions``): a trial's largest effect was such an ion (present through the run, detected in 10 of 10
     after runs and 4 of 10 before runs), marked only as resting partly on imputed values."""
     marked = [c for c in hits if c in (background or {})]
     if not marked:
@@ -233,10 +235,13 @@ def background_warning(hits: list[str], background: dict[str, str] | None, outco
     shown = ", ".join(marked[:8]) + (" ..." if len(marked) > 8 else "")
     warnings.append(Caution(
         f"outcome <b>{esc(outcome)}</b>: {len(marked)} feature(s) at q &lt; {SIGNIFICANCE:g} are background ions "
-        f"({esc(shown)}): each has a half-height width of half its run's RT span or more in half or more of the runs "
-        "detecting it, an ion present through the run (a solvent, contaminant or bleed ion, or in a short run a broad "
-        "peak cut by its ends), not a compound eluting as a peak; a difference there may be the background's (its "
-        "detection in some runs only, a shifted baseline), so check its chromatogram before reporting it",
+        f"or broad peaks ({esc(shown)}): each has a half-height width of half its run's RT span, or of "
+        f"{BROAD_PEAK_RATIO:g} times its run's median peak width, or more in half or more of the runs detecting it: "
+        "an ion present through much of the run (a solvent, contaminant or bleed ion, or in a short run a broad peak "
+        "cut by its ends) or peaks merged, not one compound eluting as a peak; a difference there may be the "
+        "background's (its detection in some runs only, a shifted baseline), and a compound's narrower peak under "
+        "it is summed with it (a named compound's fold change on such a feature was of the wrong sign in a trial), "
+        "so check its chromatogram before reporting it",
         QUALITY, "background ions among the hits", (f"differential:{outcome}",)))
 
 
