@@ -525,3 +525,16 @@ def test_a_run_without_ms_ms_is_named_before_any_job(tmp_path: Path, capsys: pyt
         assert ms_levels_sampled(tmp_path / "late.mzML")[1] > 0
     finally:
         monkey.undo()
+
+
+def test_a_run_given_by_an_absolute_path_outside_the_study_folder_is_kept_absolute(tmp_path: Path) -> None:
+    """Trial AE: an absolute path in samples.tsv to a run outside the study folder ended `ms2study run` with a
+    ValueError traceback; it is a valid sheet (a lab keeps its runs on another disk)."""
+    study_dir, runs = tmp_path / "study", tmp_path / "elsewhere"
+    study_dir.mkdir()
+    runs.mkdir()
+    _touch_mzml(runs, "a.mzML")
+    _touch_mzml(study_dir, "b.mzML")
+    (study_dir / "samples.tsv").write_text(f"sample_id\tfile\nA\t{runs / 'a.mzML'}\nB\tb.mzML\n")
+    sheet = study.load_sample_sheet(study_dir, study.load_config(study_dir))
+    assert sheet["file"].to_list() == [str(runs / "a.mzML"), "b.mzML"]

@@ -111,12 +111,15 @@ def near_match(study_dir: Path, file: str) -> str | None:
 
 def checked_run_files(study_dir: Path, sheet, source: str) -> dict[str, str]:
     """``checked_run_file`` for every row of ``sheet`` (polars DataFrame with sample_id and file; row numbers count
-    the header as line 1): {file as written: path as stored, relative to ``study_dir``}. All problems are raised as
+    the header as line 1): {file as written: path as stored, relative to ``study_dir`` (absolute for a file given
+    by an absolute path outside it)}. All problems are raised as
     one InputError, each on its own row (trial W met them one run at a time)."""
     found, problems = {}, []
     for row_number, (sample_id, file) in enumerate(zip(sheet["sample_id"].to_list(), sheet["file"].to_list()), 2):
         try:
-            found[file] = str(checked_run_file(study_dir, file, row_number, sample_id, source).relative_to(study_dir))
+            path = checked_run_file(study_dir, file, row_number, sample_id, source)
+            # an absolute path outside the study folder stays absolute (trial AE: a traceback)
+            found[file] = str(path.relative_to(study_dir)) if path.is_relative_to(study_dir) else str(path)
         except InputError as err:
             problems.append(err)
     if len(problems) > 1:
