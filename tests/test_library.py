@@ -268,7 +268,7 @@ def test_a_record_without_an_adduct_field_gets_the_one_its_precursor_and_formula
     assert [(i.identifier, i.detail) for i in altered] == [("glucose", "[M-H]-")]
 
 
-def test_a_library_that_cannot_calibrate_confidence_is_refused_before_any_job(tmp_path) -> None:
+def test_a_library_that_cannot_calibrate_confidence_is_refused_before_any_job(tmp_path, caplog) -> None:
     """A trial: a two-record lab library ran detection to correction, then the calibrate job stopped ("no
     leave-structure-out search found a wrong candidate"). The study check now reads a small library as the index
     job will and refuses it first, naming both ways out."""
@@ -288,6 +288,13 @@ def test_a_library_that_cannot_calibrate_confidence_is_refused_before_any_job(tm
     more = tmp_path / "more.mgf"
     more.write_text(record("c", "CCCCCCCCCCCCCC", 193.0))  # another structure 2.1 Da from a
     assert calibration_problem([lab, more]) is None
+    # trial AF: this check before any job logged its own partial count ("library : 0 entries, 325 used") and the
+    # skipped records again; the index job says all of it, here nothing is logged
+    broken = tmp_path / "broken.mgf"
+    broken.write_text(record("c", "CCCCCCCCCCCCCC", 193.0) + "BEGIN IONS\nNAME=no precursor\n100.0 5\nEND IONS\n")
+    with caplog.at_level(logging.INFO, logger="ms2study"):
+        assert calibration_problem([lab, broken]) is None
+    assert not [r for r in caplog.records if r.name.startswith("ms2study")], caplog.text
     bare = tmp_path / "bare.mgf"
     bare.write_text(record("a", "AAAAAAAAAAAAAA", 195.0877).replace("INCHIKEY=AAAAAAAAAAAAAA-UHFFFAOYSA-N\n", ""))
     assert "has both a structure (InChIKey or SMILES) and an ion mode" in calibration_problem([bare])

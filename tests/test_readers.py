@@ -419,6 +419,11 @@ def test_msp_problems_are_named(tmp_path: Path) -> None:
         (4, "Z1", entries.NO_PEAKS, "the entry lists no peaks"),
     ]
     assert [i.line for i in report.skipped] == [1, 8, 15, 19]
+    # trial AF: a library's decimal-comma peak line got no hint where the same fault in an MGF did
+    comma = "Name: comma\nDB#: K1\nPrecursorMZ: 200\nNum Peaks: 2\n50,1 1\n216,1022 6.94719e+06\n"
+    _, report = read_query_spectra(write(tmp_path, "comma.msp", comma + "\n" + text.split("\n\n")[-1]))
+    assert report.skipped[0].detail == ("line 5: '50,1 1' (a decimal comma? peaks need a decimal point: save the file "
+                                        "with '.' as the decimal separator)")
 
 
 def test_msp_records_without_blank_lines(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ import numpy as np
 
 from ms2study.core.errors import InputError
 from ms2study.identification.confidence import WIDE_WINDOW_DA
+from ms2study.io.entries import ReadReport
 from ms2study.io.formats import read_library_file
 from ms2study.library.build import build_library
 
@@ -32,12 +33,15 @@ def calibration_problem(paths: list[Path], cleaning: dict | None = None) -> str 
     no two such records of different structures in one ion mode within ``WIDE_WINDOW_DA`` of each other."""
     if not paths or sum(Path(p).stat().st_size for p in paths) > SMALL_LIBRARY_BYTES:
         return None
-    quiet = logging.getLogger("ms2study")  # the index job logs the reading; here it would repeat it before any job
+    # the index job logs the reading, each skipped record and the counts; here they would come before any job, and
+    # a trial read this check's partial count ("library : 0 entries, 325 used") beside the index job's
+    quiet = logging.getLogger("ms2study")
     level = quiet.level
-    quiet.setLevel(logging.WARNING)
+    quiet.setLevel(logging.ERROR)
+    report = ReadReport()
     try:
-        built = build_library(itertools.chain.from_iterable(read_library_file(p) for p in paths),
-                              {"cleaning": cleaning} if cleaning else None)
+        built = build_library(itertools.chain.from_iterable(read_library_file(p, report) for p in paths),
+                              {"cleaning": cleaning} if cleaning else None, report=report)
     finally:
         quiet.setLevel(level)
     meta = built.metadata

@@ -216,6 +216,15 @@ def _finish_entry(
     return RawSpectrum(fields, mz_a, int_a, src, entry, line)
 
 
+
+DECIMAL_COMMA_HINT = " (a decimal comma? peaks need a decimal point: save the file with '.' as the decimal separator)"
+
+
+def _bad_peak_line(line_no: int, line: str) -> str:
+    """The detail of an unreadable peak line: its number and start, and the decimal-comma hint when a comma stands
+    between digits (trial AF: a library's '216,1022 6.94719e+06' got no hint, the same fault in a query file did)."""
+    return f"line {line_no}: {line[:60]!r}" + (DECIMAL_COMMA_HINT if re.search(r"\d,\d", line) else "")
+
 def read_mgf(path: Path, report: ReadReport) -> Iterator[RawSpectrum]:
     """Entries of an MGF file (GNPS, MassBank, MZmine and the simulator's exports).
 
@@ -251,9 +260,8 @@ def read_mgf(path: Path, report: ReadReport) -> Iterator[RawSpectrum]:
                     except ValueError:
                         for k, token in enumerate(tokens):
                             if float_or_none(token) is None:
-                                bad_line = f"line {token_lines[k // 2]}: {token[:40]!r} is not a number" + (
-                                    " (a decimal comma? peaks need a decimal point: save the file with '.' as the "
-                                    "decimal separator)" if "," in token else "")
+                                bad_line = (f"line {token_lines[k // 2]}: {token[:40]!r} is not a number"
+                                            + (DECIMAL_COMMA_HINT if "," in token else ""))
                                 break
                 if bad_line:
                     report.skip(src, entry, start_line, UNREADABLE_PEAKS, entry_id(fields, src, entry), bad_line)
@@ -274,7 +282,7 @@ def read_mgf(path: Path, report: ReadReport) -> Iterator[RawSpectrum]:
         if len(parts) == 1 and parts[0].count(",") == 1:
             parts = parts[0].split(",")
         if len(parts) < 2:
-            bad_line = bad_line or f"line {line_no}: {line[:60]!r}"
+            bad_line = bad_line or _bad_peak_line(line_no, line)
             continue
         tokens.append(parts[0])
         tokens.append(parts[1])
@@ -369,7 +377,7 @@ def read_msp(path: Path, report: ReadReport) -> Iterator[RawSpectrum]:
         if in_peaks and _looks_like_peak(line):
             pairs = _msp_pairs(line)
             if pairs is None:
-                bad_line = bad_line or f"line {line_no}: {line[:60]!r}"
+                bad_line = bad_line or _bad_peak_line(line_no, line)
             else:
                 for a, b in pairs:
                     mz.append(a)
@@ -378,7 +386,7 @@ def read_msp(path: Path, report: ReadReport) -> Iterator[RawSpectrum]:
         key, sep, value = line.partition(":")
         if not sep or not key.strip():
             if in_peaks:
-                bad_line = bad_line or f"line {line_no}: {line[:60]!r}"
+                bad_line = bad_line or _bad_peak_line(line_no, line)
             continue  # free text outside a peak block (comments, wrapped values)
         nkey = norm_key(key)
         if in_peaks and (nkey == "NAME" or ((mz or bad_line) and (declared < 0 or len(mz) >= declared))):

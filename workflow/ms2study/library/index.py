@@ -163,9 +163,8 @@ def index_library(
     }
     write_library_index(built, out_dir, manifest)
     log.info(
-        "library index %s: %d spectra from %d entries (%d malformed skipped, %d empty after cleaning, "
-        "%d altered) in %.1f s",
-        out_dir, built.metadata.height, report.n_read, report.n_skipped, built.n_empty, report.n_altered,
+        "library index %s: %d spectra from %d entries (%d skipped, %d empty after cleaning, %d altered) in %.1f s",
+        out_dir, built.metadata.height, report.n_entries, report.n_skipped, built.n_empty, report.n_altered,
         manifest["build_seconds"],
     )
     return load_library_index(out_dir)
