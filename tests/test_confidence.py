@@ -284,6 +284,15 @@ def test_an_accepted_feature_below_cosine_0_3_says_which_scores_carried_it() -> 
     assert notes["C1"] == ("best cosine below 0.3: accepted on the combined score (its best spectrum: cosine 0.22, "
                            "entropy 0.71, embedding 0.93, modified cosine 0.41)")
     assert notes["C2"] is None and notes["C3"] is None  # C2 has a spectrum at 0.55; C3 is not accepted
+    # trial AF: when no spectral score agrees and the embedding alone is high, the note says the name rests on it
+    weak = identify.identify_features(ann.with_columns(entropy=pl.Series([0.2, 0.6, 0.8, 0.8, 0.1]),
+                                                       modified_cosine=pl.Series([0.05, 0.3, 0.5, 0.6, 0.1])),
+                                      links, fdr=0.01)
+    note = weak.filter(pl.col("consensus_id") == "C1")["evidence_note"][0]
+    assert note.startswith("best cosine below 0.3: accepted on the combined score (its best spectrum: cosine 0.22, "
+                           "entropy 0.2, embedding 0.93, modified cosine 0.05); the fragment peaks barely agree")
+    assert "the name rests on the encoder's embedding similarity" in note
+    assert "barely agree" not in notes["C1"]
     # tables without the score columns (spectral scores only) still get the note, with what there is
     bare = identify.identify_features(ann.drop("entropy", "embedding", "modified_cosine"), links, fdr=0.01)
     assert bare.filter(pl.col("consensus_id") == "C1")["evidence_note"][0] == (
@@ -517,3 +526,18 @@ def test_an_unmapped_ions_repeated_triggers_form_one_unit() -> None:
     assert units[2] == units[3] == units[4]  # 6 and 4 ppm steps, 15 and 20 s apart: one ion's triggers
     assert len({units[2], units[5], units[6], units[7]}) == 4  # a minute later; 67 ppm off; no m/z
     assert all(u is not None for u in units)
+
+
+def test_a_spectrum_hit_carried_by_the_embedding_alone_says_so() -> None:
+    """Trial AF: the per-spectrum note (annotations.parquet) of a hit accepted at cosine 0.03, entropy 0.2 and
+    embedding 0.9 read like the others; it now says that the fragment peaks barely agree."""
+    from ms2study.identification.acceptance import evidence_notes
+
+    ranked = pl.DataFrame({"rank": [1, 1, 1], "accepted": [True, True, False], "cosine": [0.03, 0.2, 0.03],
+                           "entropy": [0.2, 0.6, 0.2], "embedding": [0.9, 0.9, 0.9],
+                           "modified_cosine": [0.05, 0.2, 0.05], "matched_peaks": [2, 3, 2]})
+    notes = evidence_notes(ranked, with_embedding=True).to_list()
+    assert notes[0].startswith("cosine below 0.3: accepted on the combined score (entropy 0.2, embedding 0.9, "
+                               "modified cosine 0.05); the fragment peaks barely agree")
+    assert "barely agree" not in notes[1] and notes[2] is None
+    assert "barely agree" not in evidence_notes(ranked, with_embedding=False).to_list()[0]

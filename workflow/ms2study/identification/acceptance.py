@@ -197,7 +197,9 @@ def evidence_notes(ranked: pl.DataFrame, with_embedding: bool, min_matched_peaks
     emb = (pl.lit(", embedding ") + pl.col("embedding").round(2).cast(pl.Utf8)) if with_embedding else pl.lit("")
     note = (pl.lit(f"cosine below {LOW_COSINE}: accepted on the combined score (entropy ")
             + pl.col("entropy").round(2).cast(pl.Utf8) + emb.fill_null("") + pl.lit(", modified cosine ")
-            + pl.col("modified_cosine").round(2).cast(pl.Utf8) + pl.lit(")"))
+            + pl.col("modified_cosine").round(2).cast(pl.Utf8) + pl.lit(")")
+            + (confidence.embedding_only_clause(pl.col("entropy"), pl.col("modified_cosine"), pl.col("embedding"))
+               if with_embedding else pl.lit("")))
     needed = "a fragment peak" if int(min_matched_peaks) == 1 else f"{int(min_matched_peaks)} fragment peaks"
     unsupported = (pl.lit(f"no candidate shares {needed} with the spectrum (")
                    + pl.col("matched_peaks").cast(pl.Utf8)

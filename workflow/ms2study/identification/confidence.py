@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from ms2study.core.atomic import write_text
 from ms2study.core.errors import InputError
@@ -468,3 +469,17 @@ def distinct_per_query(q_of: np.ndarray, codes: np.ndarray, n_queries: int) -> n
         return np.zeros(n_queries, dtype=np.int64)
     pairs = np.unique(np.stack([q_of, codes], axis=1), axis=0)
     return np.bincount(pairs[:, 0], minlength=n_queries)
+
+
+def embedding_only_clause(entropy: pl.Expr, modified_cosine: pl.Expr, embedding: pl.Expr) -> pl.Expr:
+    """The end of a low-cosine evidence note when the fragment peaks barely agree by every spectral score (entropy
+    and modified cosine below ``LOW_COSINE``, or absent) and only the embedding is high (at least ``LOW_COSINE``):
+    "; the fragment peaks barely agree (...): the name rests on the encoder's embedding similarity"; "" otherwise.
+    Trial AF: isomers absent from the library were named at cosine 0.03-0.09 and entropy 0.2 on the embedding
+    alone (0.82-0.96), and the note read as if entropy had agreed too."""
+    low = pl.lit(LOW_COSINE)
+    weak = (entropy.fill_null(0.0) < low) & (modified_cosine.fill_null(0.0) < low) & (embedding >= low)
+    return pl.when(weak.fill_null(False)).then(pl.lit(
+        f"; the fragment peaks barely agree (cosine, entropy and modified cosine below {LOW_COSINE}): the name rests "
+        "on the encoder's embedding similarity, which places isomers close together, so another structure of the "
+        "formula is as likely")).otherwise(pl.lit(""))

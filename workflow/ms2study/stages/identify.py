@@ -409,7 +409,8 @@ def _low_cosine_note() -> pl.Expr:
     low = confidence.LOW_COSINE
     note = (pl.lit(f"best cosine below {low}: accepted on the combined score (its best spectrum: cosine ")
             + pl.col("_cos1").round(3).cast(pl.Utf8).fill_null("?") + part("entropy", "_entropy1")
-            + part("embedding", "_embedding1") + part("modified cosine", "_modified1") + pl.lit(")"))
+            + part("embedding", "_embedding1") + part("modified cosine", "_modified1") + pl.lit(")")
+            + (confidence.embedding_only_clause(pl.col("_entropy1"), pl.col("_modified1"), pl.col("_embedding1"))))
     return pl.when(pl.col("accepted") & (pl.col("best_cosine") < low)).then(note).alias("evidence_note")
 
 
