@@ -651,3 +651,12 @@ def test_an_mzmine_or_fbmn_entry_is_named_by_its_feature_id(tmp_path: Path) -> N
             "BEGIN IONS\nPEPMASS=300\n50 10\n60 20\nEND IONS\n")
     queries, _ = read_query_spectra(write(tmp_path, "m.mgf", text))
     assert queries["spectrum_id"].to_list() == ["run.mzML msn trees:7", "42", "titled", "m.mgf:4"]
+
+
+def test_a_precursor_written_as_precursor_mz_with_a_slash_is_read_and_an_unread_one_named(tmp_path: Path) -> None:
+    """Trial AF: a record with "Precursor m/z: 170.1539" was skipped as "no precursor m/z given", the field unnamed."""
+    text = ("Name: slash\nDB#: S1\nPrecursor m/z: 170.1539\nNum Peaks: 1\n50 1\n\n"
+            "Name: odd\nDB#: O1\nPrecursor ion m/z: 170.1539\nPrecursor_type: [M+H]+\nNum Peaks: 1\n50 1\n")
+    queries, report = read_query_spectra(write(tmp_path, "slash.msp", text))
+    assert queries["spectrum_id"].to_list() == ["S1"] and queries["precursor_mz"].to_list() == [170.1539]
+    assert report.skipped[0].detail.endswith("; field(s) PRECURSORIONM/Z not read as one")

@@ -26,7 +26,7 @@ KEY_ALIASES: dict[str, tuple[str, ...]] = {
     "ion_mode": ("IONMODE", "POLARITY", "IONPOLARITY", "SCANPOLARITY"),
     "ionization": ("IONIZATION", "IONISATION"),
     "license": ("LICENSE", "LICENCE"),
-    "precursor_mz": ("PRECURSORMZ", "PEPMASS", "PRECURSOR"),
+    "precursor_mz": ("PRECURSORMZ", "PEPMASS", "PRECURSOR", "PRECURSORM/Z"),  # the last: "Precursor m/z:"
     "charge": ("CHARGE", "PRECURSORCHARGE"),
     "compound_class": ("COMPOUNDCLASS", "ONTOLOGY"),
     "instrument_type": ("INSTRUMENTTYPE", "INSTRUMENT", "SOURCEINSTRUMENT"),
@@ -119,7 +119,11 @@ def precursor_of(fields: dict[str, str]) -> tuple[float | None, str, str]:
     """
     key, text = precursor_text(fields)
     if key is None or text is None:
-        return None, "no precursor m/z given (PEPMASS= in MGF, PrecursorMZ: in MSP, Precursor_MZ in JSON)", ""
+        # a field that looks like a precursor but is not read (trial AF: "Precursor m/z:" went unnamed)
+        near = [k for k in fields if "PRECURSOR" in k and k not in KEY_ALIASES["precursor_mz"]
+                and not k.startswith(("PRECURSORTYPE", "PRECURSORCHARGE", "PRECURSORINTENSITY"))]
+        return None, ("no precursor m/z given (PEPMASS= in MGF, PrecursorMZ: in MSP, Precursor_MZ in JSON)"
+                      + (f"; field(s) {', '.join(near[:3])} not read as one" if near else "")), ""
     token = text.split()[0]
     note = ""
     if "," in token:
