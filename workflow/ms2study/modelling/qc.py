@@ -82,6 +82,9 @@ QC: dict[str, pl.DataType] = {
     "mz_offset_note": pl.Utf8,
     # the precursor m/z offset the annotate stage measured on the run's own matches and removed (null: none)
     "precursor_recalibration_ppm": pl.Float64,
+    # median half-height width (s) of the run's features with an isotope trace (compounds rather than noise traces;
+    # all features when none has one); null: the features table has no fwhm_s (stage qc, peak_fwhm_median)
+    "peak_fwhm_median_s": pl.Float64,
 }
 PROFILE_CENTROIDED = "profile data centroided here (PeakPickerHiRes)"
 FORCED_CENTROIDED = "centroided again here (PeakPickerHiRes, centroid: always)"
@@ -453,7 +456,7 @@ def qc_table(samples: pl.DataFrame, runs: dict[str, dict[str, Any]], alignment: 
             **{c: run.get(c) for c in ("n_ms1_scans", "n_ms2_scans", "n_ms2_mapped", "n_features", "tic_total",
                                        "precursor_error_median_ppm", "n_accepted", "rt_start_s", "rt_end_s",
                                        "instrument", "mass_analyzers", "tolerance_note", "ms1_centroiding",
-                                       "precursor_recalibration_ppm")},
+                                       "precursor_recalibration_ppm", "peak_fwhm_median_s")},
             "sample_id": s, "sample_type": kind, "batch": batch, "injection_order": order,
             "share_ms2_mapped": (mapped / n_ms2) if n_ms2 and mapped is not None else None,
             "rt_shift_median_s": shift.get(s, run.get("rt_shift_median_s")),

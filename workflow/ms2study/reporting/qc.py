@@ -290,14 +290,15 @@ def _charts(chromatograms: list[tuple[str, pl.DataFrame]], noun: str, outliers: 
 
 
 def qc_section(qc_path: Path | None, chromatogram_paths: Sequence[Path], sample_ids: list[str],
-               warnings: list[str]) -> str:
+               warnings: list[str], chrom_fwhm_s: float | None = None) -> str:
     """The QC section: TIC and base-peak chromatograms overlaid (one line per run) and the per-run QC table (sheet
     order, outliers marked and listed among the warnings with their rule). When the QC table has run types
     (sample_type: sample, qc, blank) other than study samples, each type gets its own part: its rule and count,
     charts and table (with batch, injection order and the run's note where the table has them); QC outliers and
     blanks with a carry-over note are listed among the warnings apart from the study samples' outliers. Either input
     may be absent: the section says what is missing. Time-of-flight runs searched with a narrow precursor window
-    and runs of a few minutes only are named among the warnings (``runnotes.run_warnings``). Raises InputError for
+    and runs of a few minutes only are named among the warnings (``runnotes.run_warnings``; ``chrom_fwhm_s``: the
+    detect stage's setting, checked against the runs' peak widths). Raises InputError for
     a QC table without sample_id or a chromatogram list that does not match the samples."""
     if qc_path is None and not chromatogram_paths:
         return ("<p>No quality-control tables were passed to the report (<code>--qc</code>, "
@@ -307,7 +308,7 @@ def qc_section(qc_path: Path | None, chromatogram_paths: Sequence[Path], sample_
         warnings.append(f"the QC table <code>{esc(Path(qc_path).name)}</code> is missing (run the pipeline to the end)")
     elif qc_path is not None:
         qc = _ordered_qc(qc_path, sample_ids)
-        run_warnings(qc, warnings)
+        run_warnings(qc, warnings, chrom_fwhm_s)
     chromatograms = read_chromatograms(chromatogram_paths, sample_ids, warnings) if chromatogram_paths else []
     kinds = dict(zip(qc["sample_id"].to_list(), qc["sample_type"].to_list())) if qc is not None else {}
     typed = any(k != "sample" for k in kinds.values())

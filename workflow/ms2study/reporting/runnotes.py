@@ -213,9 +213,42 @@ def order_trend_warning(qc: pl.DataFrame, warnings: list[str]) -> None:
             "sequence, and clean or recalibrate before the next batch.", QUALITY))
 
 
-def run_warnings(qc: pl.DataFrame, warnings: list[str]) -> None:
+# the runs' peaks are this many times wider (or narrower: the inverse) than detect.chrom_fwhm_s before it is said
+PEAK_WIDTH_RATIO = 2.5
+
+
+def peak_width_warning(qc: pl.DataFrame, chrom_fwhm_s: float | None, warnings: list[str]) -> None:
+    """A processing note when the runs' peaks (median over the runs of ``peak_fwhm_median_s``, the median
+    half-height width of each run's isotope-confirmed features) are more than ``PEAK_WIDTH_RATIO`` times wider or
+    narrower than ``detect: chrom_fwhm_s`` (the smoothing and peak-splitting width): too wide a setting merges
+    neighbouring peaks of one m/z (trial AE: isomers 3.5-5 s apart summed at 5 s on 1.6-3.3 s peaks), too narrow a
+    one cuts a broad peak into pieces. Nothing without the column, the value or a width."""
+    if chrom_fwhm_s is None or "peak_fwhm_median_s" not in qc.columns or not float(chrom_fwhm_s) > 0:
+        return
+    widths = qc["peak_fwhm_median_s"].drop_nulls()
+    if not widths.len():
+        return
+    typical, setting = float(widths.median()), float(chrom_fwhm_s)
+    if typical > PEAK_WIDTH_RATIO * setting:
+        effect = ("a smoothing width far below the peaks' cuts a broad peak into pieces (counted as features of "
+                  "their own, each with part of the area)")
+    elif typical * PEAK_WIDTH_RATIO < setting:
+        effect = ("a smoothing width far above the peaks' merges neighbouring peaks of one m/z (isomers eluting a few "
+                  "seconds apart are summed into one feature)")
+    else:
+        return
+    warnings.append(Caution(
+        f"the runs' chromatographic peaks are a median <b>{typical:.1f} s</b> wide at half height (features with an "
+        f"isotope trace, median over {widths.len()} run(s)), but <code>detect: chrom_fwhm_s</code> is {setting:g} s: "
+        f"{effect}. Set <code>chrom_fwhm_s</code> near {typical:.1f} in the study's config.yaml and run again "
+        "(detection and everything after it rerun)", PROCESSING, "peak width setting", ()))
+
+
+def run_warnings(qc: pl.DataFrame, warnings: list[str], chrom_fwhm_s: float | None = None) -> None:
     """The warnings of this module for a QC table (``tof_warning``, ``mz_offset_warning``, ``short_run_warning``,
-    ``order_trend_warning``, ``centroiding_warning``), appended to ``warnings``."""
+    ``order_trend_warning``, ``centroiding_warning``, and with ``chrom_fwhm_s`` (``detect: chrom_fwhm_s``)
+    ``peak_width_warning``), appended to ``warnings``."""
+    peak_width_warning(qc, chrom_fwhm_s, warnings)
     tof_warning(qc, warnings)
     mz_offset_warning(qc, warnings)
     centroiding_warning(qc, warnings)

@@ -46,6 +46,20 @@ def _existing(path: str | Path, what: str, sample: str | None, fix: str) -> Path
     return path
 
 
+def peak_fwhm_median(features: Path) -> float | None:
+    """The median half-height width (s, ``fwhm_s``) of a features table's features with an isotope trace
+    (``n_isotopes`` at least 2: compounds rather than noise traces), of all its features when none has one; None
+    when the table has no ``fwhm_s`` or no positive width. For the report's check of ``detect: chrom_fwhm_s``."""
+    names = pl.read_parquet_schema(features)
+    if "fwhm_s" not in names:
+        return None
+    table = pl.read_parquet(features, columns=["fwhm_s", *(["n_isotopes"] if "n_isotopes" in names else [])])
+    table = table.filter(pl.col("fwhm_s") > 0)
+    if "n_isotopes" in table.columns and (table["n_isotopes"] >= 2).any():
+        table = table.filter(pl.col("n_isotopes") >= 2)
+    return float(table["fwhm_s"].median()) if table.height else None
+
+
 def sample_run_values(sample_id: str, chromatogram: str | Path, spectra: str | Path, features: str | Path,
                       annotations: str | Path | None, run_file: str | Path | None = None,
                       search: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -58,14 +72,15 @@ def sample_run_values(sample_id: str, chromatogram: str | Path, spectra: str | P
     spectra_path = _existing(spectra, "spectra table", sample_id, "run the spectra stage")
     wanted = [c for c in ("feature_id", "precursor_mz") if c in pl.read_parquet_schema(spectra_path)]
     spectra_table = pl.read_parquet(spectra_path, columns=wanted)
-    n_features = pl.scan_parquet(_existing(features, "features table", sample_id, "run the detect stage")).select(
-        pl.len()).collect().item()
+    features_path = _existing(features, "features table", sample_id, "run the detect stage")
+    n_features = pl.scan_parquet(features_path).select(pl.len()).collect().item()
     start, end = rt_range(chromatogram)
     values: dict[str, Any] = {
         "n_ms1_scans": summary.get("n_ms1_scans"), "tic_total": summary.get("tic_total"),
         "n_ms2_scans": spectra_table.height, "n_ms2_mapped": int(spectra_table["feature_id"].is_not_null().sum()),
         "n_features": int(n_features), "rt_start_s": start, "rt_end_s": end,
         "ms1_centroiding": summary.get("ms1_centroiding"),
+        "peak_fwhm_median_s": peak_fwhm_median(features_path),
     }
     if run_file is not None:
         instrument = read_instrument(run_file)

@@ -93,7 +93,9 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
     parts: list[tuple[str, str, str]] = [  # (anchor, title, body)
         ("overview", "Study overview", overview),
         ("samples", "Per-sample results", sections.samples_section(stats, warnings, roles)),
-        ("qc", "Quality control of the runs", qc.qc_section(inputs.qc, inputs.chromatograms, sample_ids, warnings)),
+        ("qc", "Quality control of the runs", qc.qc_section(
+            inputs.qc, inputs.chromatograms, sample_ids, warnings,
+            ((params.get("config_used") or {}).get("detect") or {}).get("chrom_fwhm_s"))),
         ("batch", "Batch, blanks and drift", batch.batch_section(inputs.correction, inputs.corrected_matrix, matrix,
                                                                  sheet, params, warnings)),
     ]
