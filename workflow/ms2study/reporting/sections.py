@@ -489,8 +489,9 @@ def versions() -> list[list[str]]:
     return rows
 
 
-def software_section(config: Any) -> str:
-    """Software versions and the workflow configuration used, verbatim (None: not passed)."""
+def software_section(config: Any, methods: str = "") -> str:
+    """Software versions, ``methods`` (HTML: the Methods draft of ``reporting.methods``, placed between them) and
+    the workflow configuration used, verbatim (None: not passed)."""
     config_html = (f"<h3>Configuration used</h3><pre>{esc(json.dumps(config, indent=2, default=str))}</pre>"
                    if config is not None else "<p>The configuration was not passed to the report.</p>")
-    return html_table(["software", "version"], versions()) + config_html
+    return html_table(["software", "version"], versions()) + methods + config_html

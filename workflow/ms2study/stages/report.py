@@ -41,6 +41,7 @@ from ms2study.reporting import (
     confounding,
     findings,
     marks,
+    methods,
     outcomes,
     qc,
     sections,
@@ -136,7 +137,8 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
     parts.append(("matrix", "Feature matrix", sections.matrix_section(
         matrix, sample_ids, warnings, str(inputs.feature_matrix) if inputs.feature_matrix is not None else None,
         roles)))
-    parts.append(("software", "Software and configuration", sections.software_section(params.get("config_used"))))
+    parts.append(("software", "Software and configuration", sections.software_section(
+        params.get("config_used"), methods.methods_section(inputs, params.get("config_used"), encoder))))
 
     note = (f'<p class="note">Generated {esc(_dt.datetime.now().astimezone().isoformat(timespec="seconds"))} by '
             f"ms2study {esc(__version__)} ({esc(sections.code_origin())}) in <code>{esc(Path.cwd().resolve())}</code>."
