@@ -214,6 +214,11 @@ def test_no_evidence_when_the_interval_reaches_chance() -> None:
     # the chance level of the procedure stands beside the score (trial P: "AUC 0.80" on a null study read as signal)
     null = _summary(features={**_entry(0.80, 0.33, 1.0, 0.475), "permutation_null_mean": 0.545})
     assert "; on shuffled labels this procedure scores 0.55 on average; best of" in findings.model_verdict(null)[0]
+    # trial AH: with repeats the shown AUC is their mean (0.96), the null that of one repeat: set beside the first's
+    repeated = _summary(features={**_entry(0.96, 0.50, 1.0, 0.275), "permutation_null_mean": 0.48,
+                                  "outer_repeats": 5, "permutation_observed": 0.80})
+    assert ("; on shuffled labels this procedure scores 0.48 on average (one repeat, against the first repeat's 0.80 "
+            "here); best of") in findings.model_verdict(repeated)[0]
     # a tested AUC of 1 that permutations reach too: the p cannot fall lower, said (trial P: folds of 1-2 per class)
     ceiling = _summary(features={**_entry(0.92, 0.50, 1.0, 0.0495), "permutation_observed": 1.0,
                                  "permutations_drawn": 100, "permutations_reaching": 4})

@@ -45,6 +45,9 @@ def test_a_factor_the_outcome_does_not_explain_is_named_with_the_sheet_column_th
     assert sorted(map(sorted, found["groups"])) == sorted([[s for i, s in enumerate(ids) if (i // 2) % 2 == k]
                                                            for k in (0, 1)])
     assert "two groups the outcome does not explain" in found["warning"]
+    # trial AH: naming the factor did not recover the hits of a spike-in study; the cost is a possibility, not a fact
+    assert "can make the tests' permutation null heavy" in found["warning"]
+    assert "recovers hits only where it hid them" in found["warning"]
     assert "it follows the sample sheet's column 'source': name it under models: covariates" in found["warning"]
     # the batch column is refused as a covariate: the advice says how to name it instead (trial H went round in a
     # circle between this warning and the refusal)

@@ -35,7 +35,8 @@ from ms2study.reporting.html import (
     p_value_text,
     warning_anchor,
 )
-from ms2study.reporting.modeltext import METRIC_NAMES, covariates_only, reached_text, tested_clause, wide_interval_note
+from ms2study.reporting.modeltext import (METRIC_NAMES, covariates_only, reached_text, repeats, tested_clause,
+                                         tested_score, wide_interval_note)
 from ms2study.reporting.qcrsd import left_out_clause
 from ms2study.reporting.shift import SHIFT_MIN_LOG2, SHIFT_SHARE, shift_size  # noqa: F401
 from ms2study.reporting.shift import shift_sentence as _shift_sentence
@@ -106,7 +107,12 @@ def model_verdict(summary: dict) -> tuple[str, str | None]:
         numbers += f", permutation p = {p_text(entry)}"
         null_mean = entry.get("permutation_null_mean")
         if null_mean is not None:  # trial P: "AUC 0.80" on a null study read as signal
-            numbers += f"; on shuffled labels this procedure scores {float(null_mean):.2f} on average"
+            tested = tested_score(entry)
+            # with repeats the null is that of one repeat, so it is set beside the first repeat's score (trial AH
+            # compared a null study's mean 0.96 with the null's 0.48, where the tested score was 0.80)
+            numbers += (f"; on shuffled labels this procedure scores {float(null_mean):.2f} on average"
+                        + (f" (one repeat, against the first repeat's {float(tested):.2f} here)"
+                           if repeats(entry) > 1 and tested is not None else ""))
     n_sets = len(candidate_sets(summary))
     baseline = " and the covariates-alone baseline" if "covariates" in (summary.get("feature_sets") or {}) else ""
     numbers += f"; best of {n_sets} feature set{'s' if n_sets != 1 else ''}{baseline}: <b>{esc(name)}</b>"
