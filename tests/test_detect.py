@@ -262,12 +262,19 @@ def test_parameters_take_effect(centroid_file, compounds):
     # threshold to be min_trace_length_s long: compounds below the cut vanish, those well above stay.
     heights = sorted(c.height for c in compounds)
     cut = (heights[2] + heights[3]) / 2
-    df = detect_features(centroid_file, "S1", {"noise_threshold_int": cut, "chrom_peak_snr": 1.0})
+    df = detect_features(centroid_file, "S1", {"noise_threshold_int": cut, "chrom_peak_snr": 1.0,
+                                               "min_trace_length_s": 3.0})
     assert_found(df, [c for c in compounds if c.height > 2 * cut])
     assert df.height <= len(compounds) - 3
     for c in compounds:
         if c.height < cut:
             assert ((df["mz"] - c.mz).abs() / c.mz * 1e6 > 5).all()
+    # a shorter min_trace_length_s keeps the compounds just above the cut, whose part above it lasts under 3 s
+    short = detect_features(centroid_file, "S1", {"noise_threshold_int": cut, "chrom_peak_snr": 1.0,
+                                                  "min_trace_length_s": 1.5})
+    near = [c for c in compounds if cut < c.height < 1.3 * cut]
+    assert near and all(((df["mz"] - c.mz).abs() / c.mz * 1e6 > 5).all() for c in near)
+    assert_found(short, near)
     # remove_single_traces keeps only features with an isotope trace
     multi = detect_features(centroid_file, "S1", {"remove_single_traces": True})
     assert (multi["n_isotopes"] >= 2).all()
