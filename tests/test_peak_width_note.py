@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from ms2study.reporting.html import PROCESSING, kind_of
+from ms2study.reporting.html import DOUBT, kind_of
 from ms2study.reporting.runnotes import run_warnings
 from ms2study.stages.qc import peak_fwhm_median
 
@@ -18,7 +18,7 @@ def _qc(widths: list[float | None]) -> pl.DataFrame:
 def test_peaks_far_from_the_smoothing_width_are_said_with_the_value_to_set() -> None:
     warnings: list[str] = []
     run_warnings(_qc([14.0, 16.0, 15.0, None]), warnings, chrom_fwhm_s=3.0)  # HILIC-like peaks, UHPLC setting
-    assert len(warnings) == 1 and kind_of(warnings[0]) == PROCESSING
+    assert len(warnings) == 1 and kind_of(warnings[0]) == DOUBT  # shown, and printed at the end (AG)
     assert "median <b>15.0 s</b> wide at half height" in warnings[0] and "over 3 run(s)" in warnings[0]
     assert "cuts a broad peak into pieces" in warnings[0] and "near 15.0" in warnings[0]
     warnings = []
@@ -28,6 +28,9 @@ def test_peaks_far_from_the_smoothing_width_are_said_with_the_value_to_set() -> 
         warnings = []
         run_warnings(_qc(widths), warnings, chrom_fwhm_s=setting)
         assert warnings == [], (widths, setting)
+    blanks = _qc([3.0, 3.2, 11.0, 11.5, 12.0]).with_columns(  # blank runs' broad background does not count (AG)
+        sample_type=pl.Series(["sample", "sample", "blank", "blank", "blank"]))
+    run_warnings(blanks, warnings, chrom_fwhm_s=3.0)
     run_warnings(_qc([15.0]), warnings)  # the setting unknown: nothing
     run_warnings(_qc([None]), warnings, chrom_fwhm_s=3.0)
     run_warnings(pl.DataFrame({"sample_id": ["S"], "sample_type": ["sample"]}), warnings, chrom_fwhm_s=3.0)

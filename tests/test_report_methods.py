@@ -78,7 +78,8 @@ def test_non_default_settings_show_in_the_text(tmp_path: Path) -> None:
                "testability": "detected values"}
     model = {"outcome": "group", "type": "binary", "status": "done", "estimator": "random_forest", "n_samples": 20,
              "primary_metric": "roc_auc", "n_permutations": 100, "covariates": ["cov:age"], "covariate_weight": 3.0,
-             "feature_sets": {"features": {"outer_splits": 5}}, "params": MODEL_PARAMS}
+             "feature_sets": {"features": {"outer_splits": 5}}, "params": MODEL_PARAMS,
+             "p_adjustment": {"method": "max-statistic", "permutations": 40, "feature_sets": 3}}
     html = methods_section(_study_files(tmp_path, differential=summary, model=model, library=True), config,
                            {"model_ids": ["enc-1"], "trained": True}, ROWS)
     text = _text(html)
@@ -88,6 +89,7 @@ def test_non_default_settings_show_in_the_text(tmp_path: Path) -> None:
                      "detected (gap fills not counting) in ≥ 70 % of one class", "moderated statistics",
                      "group (10 control vs 10 case; class coefficient, adjusted for age, sex)", "Freedman & Lane 1983",
                      "random forests", "repeated 3 times", "inner 2-fold", "90 % interval", "500 draws", "≤ 100 label",
+                     "max-statistic adjusted across feature sets on the 40 permutations they all drew",
                      "6 pooled QCs", "2 blanks", "2 batches", "300 values", "pyOpenMS 3.6.0",
                      "git commit abcdef123456", "Snakemake 9.1.0"):
         assert expected in text, expected
@@ -108,6 +110,11 @@ def test_drift_fallback_and_no_correction_are_said_as_they_ran(tmp_path: Path) -
                                  None, ROWS))
     assert "No drift, batch or run-level correction" in text and "re-quantified" not in text
     assert "kept flagged features" in text and "QC RSD, as measured, exceeded 30 %" in text
+    # trial AG: with drift_method none the values are only gap-filled, not "corrected"
+    (tmp_path / "filled").mkdir()
+    text = _text(methods_section(_study_files(tmp_path / "filled", correction=none),
+                                 {"correct": {"drift_method": "none"}}, None, ROWS))
+    assert "used the gap-filled intensities, otherwise as detected" in text and "corrected intensities" not in text
 
 
 def test_a_stage_that_did_not_run_is_not_described(tmp_path: Path) -> None:

@@ -145,8 +145,7 @@ def _detection(config: dict, qc: Path | None, pyopenms: str | None, cite: _Cites
 def _linking(config: dict) -> str:
     """Alignment and linking as ``stages.link.link_features_full`` runs them (``correction.mzoffset`` offsets)."""
     k = _section(config, "link")
-    reference = config.get("reference_sample")
-    onto = (f"reference run {esc(reference)}" if reference else
+    onto = (f"reference run {esc(config['reference_sample'])}" if config.get("reference_sample") else
             "one reference run (by default the sheet's first study sample)")
     moved = (f"; runs ≥ {RECALIBRATE_MIN_PPM:g} ppm off the study's median m/z recalibrated first"
              if k["recalibrate_mz"] else "")
@@ -209,7 +208,8 @@ def _correction(config: dict, record: dict, cite: _Cites) -> str:
     flags = bool(record.get("n_blank") or record.get("n_qc"))
     out.append(("Flagged features were left out of tests and models, which" if flags and c["exclude_flagged"] else
                 "Tests and models kept flagged features and" if flags else "Tests and models")
-               + f" used the {'corrected' if c['use_corrected'] else 'uncorrected'} intensities.")
+               + (" used the gap-filled intensities, otherwise as detected." if c["use_corrected"] and method == "none"
+                  else f" used the {'corrected' if c['use_corrected'] else 'uncorrected'} intensities."))
     return " ".join(out)
 
 
@@ -416,8 +416,9 @@ def _models(inputs: ReportInputs, cite: _Cites) -> str:
     if permutations:
         text += (f"; p-values rerun everything on ≤ {'/'.join(_n(n) for n in permutations)} label permutations"
                  + (f" (sequential; {cite('besag')})" if stop else "")
-                 + (f", max-statistic adjusted across feature sets ({cite('westfall')})"
-                    if any(s.get("p_adjustment") for s in done) else ""))
+                 + (f", max-statistic adjusted across feature sets on the {'/'.join(shared)} permutations they all "
+                    f"drew ({cite('westfall')})" if (shared := sorted({_n(s["p_adjustment"].get("permutations"))
+                                                                       for s in done if s.get("p_adjustment")})) else ""))
     return text + "."
 
 

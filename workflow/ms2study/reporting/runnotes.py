@@ -218,14 +218,17 @@ PEAK_WIDTH_RATIO = 2.5
 
 
 def peak_width_warning(qc: pl.DataFrame, chrom_fwhm_s: float | None, warnings: list[str]) -> None:
-    """A processing note when the runs' peaks (median over the runs of ``peak_fwhm_median_s``, the median
+    """A caution on the conclusions (trial AG: as a processing note it was folded away and not printed at the end of
+    the run) when the runs' peaks (median over the runs but blanks of ``peak_fwhm_median_s``, the median
     half-height width of each run's isotope-confirmed features) are more than ``PEAK_WIDTH_RATIO`` times wider or
     narrower than ``detect: chrom_fwhm_s`` (the smoothing and peak-splitting width): too wide a setting merges
     neighbouring peaks of one m/z (trial AE: isomers 3.5-5 s apart summed at 5 s on 1.6-3.3 s peaks), too narrow a
     one cuts a broad peak into pieces. Nothing without the column, the value or a width."""
     if chrom_fwhm_s is None or "peak_fwhm_median_s" not in qc.columns or not float(chrom_fwhm_s) > 0:
         return
-    widths = qc["peak_fwhm_median_s"].drop_nulls()
+    # blanks left out: their few features are mostly broad background ions (trial AG: 10.9-11.5 s beside 5.9 s)
+    runs = qc.filter(pl.col("sample_type") != "blank") if "sample_type" in qc.columns else qc
+    widths = runs["peak_fwhm_median_s"].drop_nulls()
     if not widths.len():
         return
     typical, setting = float(widths.median()), float(chrom_fwhm_s)
@@ -241,7 +244,9 @@ def peak_width_warning(qc: pl.DataFrame, chrom_fwhm_s: float | None, warnings: l
         f"the runs' chromatographic peaks are a median <b>{typical:.1f} s</b> wide at half height (features with an "
         f"isotope trace, median over {widths.len()} run(s)), but <code>detect: chrom_fwhm_s</code> is {setting:g} s: "
         f"{effect}. Set <code>chrom_fwhm_s</code> near {typical:.1f} in the study's config.yaml and run again "
-        "(detection and everything after it rerun)", PROCESSING, "peak width setting", ()))
+        "(detection and everything after it rerun). On a simulated study of 10-20 s peaks detected at 3 s, 45 of "
+        "269 compounds were split over several features, some pieces with a fold change of the wrong sign",
+        DOUBT, "peak width setting", ("differential", "models")))
 
 
 def run_warnings(qc: pl.DataFrame, warnings: list[str], chrom_fwhm_s: float | None = None) -> None:
