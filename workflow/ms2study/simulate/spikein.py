@@ -80,7 +80,7 @@ from ms2study.simulate.formula_mass import mono_weight
 from ms2study.simulate.mzml import write_mzml
 from ms2study.simulate.outdir import check_outdir, study_folder
 from ms2study.simulate.params import stream
-from ms2study.simulate.spikein_background import Background, read_background
+from ms2study.simulate.spikein_background import Background, check_backgrounds_match, read_background
 from ms2study.simulate.spikein_library import (
     Record,
     allowed,
@@ -411,6 +411,7 @@ def simulate_spikein(outdir: Path, background: Path | list[Path], library: Path,
                          fix="use --library-size 1 or more (or leave it out: all records) and --seed 0 or more")
     check_outdir(outdir, overwrite)  # before the minutes of reading a large library
     bgs = [read_background(b) for b in backgrounds]
+    check_backgrounds_match(bgs, list(backgrounds))
     bg = bgs[0]
     records = read_mgf_records(library)
     usable, failed = usable_records(records, bg.mz_range, need_class=n_changed > 0)

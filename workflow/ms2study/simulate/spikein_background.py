@@ -250,3 +250,30 @@ def peak_widths(traces: list[np.ndarray], rts: np.ndarray, min_apex: float) -> t
     lo, hi = np.quantile(widths, [0.1, 0.9])
     return (float(lo), float(hi)), (f"measured: 10-90 % quantiles of the FWHM of {len(widths)} peaks of persistent "
                                     "ions (apex >= the 90 % quantile of MS1 centroid intensities)")
+
+
+# the share of the first background's RT and m/z ranges every other background must also cover
+SHARED_RANGE = 0.9
+
+
+def check_backgrounds_match(backgrounds: list[Background], paths: list[Path]) -> None:
+    """Raise InputError naming the runs when a background covers less than ``SHARED_RANGE`` of the first one's RT
+    range or MS1 m/z range: the compounds are placed on the first run's ranges and spiked into every sample, so a
+    run of another method holds spiked MS/MS without MS1 behind it and the truth calls them present (trial AI: a
+    39 s TripleTOF excerpt paired with one of 18 s at m/z 288-297, half the samples' truth wrong)."""
+    first = backgrounds[0]
+
+    def covered(a: tuple[float, float], b: tuple[float, float]) -> float:
+        return max(0.0, min(a[1], b[1]) - max(a[0], b[0])) / max(a[1] - a[0], 1e-9)
+
+    for other, path in zip(backgrounds[1:], paths[1:], strict=True):
+        rt, mz = covered(first.rt_range, other.rt_range), covered(first.mz_range, other.mz_range)
+        if min(rt, mz) < SHARED_RANGE:
+            raise InputError(
+                f"the --background runs are not of one method: {Path(paths[0]).name} spans RT "
+                f"{first.rt_range[0]:.0f}-{first.rt_range[1]:.0f} s and m/z {first.mz_range[0]:.0f}-"
+                f"{first.mz_range[1]:.0f}, {Path(path).name} RT {other.rt_range[0]:.0f}-{other.rt_range[1]:.0f} s "
+                f"and m/z {other.mz_range[0]:.0f}-{other.mz_range[1]:.0f} ({rt:.0%} and {mz:.0%} of the first's "
+                "ranges); the compounds are placed on the first run's ranges and spiked into every sample",
+                file=str(path), fix="pass injections of one method (e.g. repeated injections of one pooled QC), or "
+                                    "one background")
