@@ -28,3 +28,21 @@ def test_backgrounds_of_another_method_are_refused_naming_both_runs() -> None:
     assert "b.mzML" in text and "one background" in text
     with pytest.raises(InputError, match="c.mzML"):  # a third run of a shorter gradient
         check_backgrounds_match([*same, _bg((240.0, 260.0), (120.0, 1460.0))], paths)
+
+
+def test_a_time_of_flight_background_with_the_orbitrap_calibration_default_is_warned(shared_data, caplog) -> None:
+    """Trial AI: the spike-in's 1 ppm calibration sd comes from the Q Exactive pair; on a TripleTOF background the
+    spiked ions sat within 1 ppm where the run's own ions were 3-5 ppm off, unsaid."""
+    import logging
+
+    from ms2study.simulate.spikein_background import warn_tof_calibration
+
+    tof = [shared_data / "mzml" / "AssayGeneratorMetabo_input.mzML"]
+    orbitrap = [shared_data / "mzml" / "171103_PMA_TK_QC_04-4to5min.mzML"]
+    with caplog.at_level(logging.WARNING, logger="ms2study"):
+        warn_tof_calibration(orbitrap, 1.0, 1.0)
+        warn_tof_calibration(tof, 5.0, 1.0)  # set by the user: nothing to say
+        assert not caplog.records
+        warn_tof_calibration(tof, 1.0, 1.0)
+    assert len(caplog.records) == 1 and "AssayGeneratorMetabo_input.mzML state a time-of-flight" in caplog.text
+    assert "--calibration-ppm 5" in caplog.text

@@ -80,7 +80,12 @@ from ms2study.simulate.formula_mass import mono_weight
 from ms2study.simulate.mzml import write_mzml
 from ms2study.simulate.outdir import check_outdir, study_folder
 from ms2study.simulate.params import stream
-from ms2study.simulate.spikein_background import Background, check_backgrounds_match, read_background
+from ms2study.simulate.spikein_background import (
+    Background,
+    check_backgrounds_match,
+    read_background,
+    warn_tof_calibration,
+)
 from ms2study.simulate.spikein_library import (
     Record,
     allowed,
@@ -412,6 +417,7 @@ def simulate_spikein(outdir: Path, background: Path | list[Path], library: Path,
     check_outdir(outdir, overwrite)  # before the minutes of reading a large library
     bgs = [read_background(b) for b in backgrounds]
     check_backgrounds_match(bgs, list(backgrounds))
+    warn_tof_calibration(list(backgrounds), calibration_ppm, CALIBRATION_PPM)
     bg = bgs[0]
     records = read_mgf_records(library)
     usable, failed = usable_records(records, bg.mz_range, need_class=n_changed > 0)
