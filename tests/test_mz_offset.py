@@ -146,6 +146,15 @@ def test_the_note_says_when_identifications_are_lost_and_the_report_cautions() -
         assert kind_of(warnings[0]) == kind and warnings[0].startswith(
             f"precursor m/z measured off against the library in 1 of 3 run(s): B ({removed:+.1f} ppm)")
         assert ("wants checking" in warnings[0]) is (kind == QUALITY)
+    # a time-of-flight run is judged from 10 ppm (trial AI: 5 of 10 TripleTOF runs 5-8 ppm off were called off)
+    tof = qc.with_columns(pl.Series("precursor_recalibration_ppm", [None, None, 7.5]),
+                          pl.Series("mass_analyzers", [None, None, "quadrupole, time-of-flight"]))
+    warnings = []
+    mz_offset_warning(tof, warnings)
+    assert kind_of(warnings[0]) == PROCESSING and "wants checking" not in warnings[0]
+    warnings = []
+    mz_offset_warning(tof.with_columns(pl.Series("precursor_recalibration_ppm", [None, None, 11.0])), warnings)
+    assert kind_of(warnings[0]) == QUALITY and "10 on a time-of-flight run" in warnings[0]
 
 
 @pytest.mark.skipif(not (SHARED / "171103_PMA_TK_QC_04-4to5min.mzML").exists(), reason="../shared/data is absent")
