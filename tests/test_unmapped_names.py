@@ -74,4 +74,5 @@ def test_the_identify_command_and_the_report_name_them(tmp_path, caplog) -> None
                                                               "min_cosine": 0.5, "top_compounds": 20}, warnings)
     said = [w for w in warnings if "map to no MS1 feature" in str(w)]
     assert len(said) == 1 and "<code>detect: min_trace_length_s</code>" in said[0]
+    assert "merged with a co-eluting ion a few mDa away" in said[0]  # trial AI: a neighbour's 13C peak on a TOF
     assert said[0].label == "accepted names without a feature"

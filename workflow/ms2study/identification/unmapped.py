@@ -78,6 +78,8 @@ def unmapped_sentence(names: pl.DataFrame, html: bool = False) -> str | None:
             f"have no row in the "
             f"study's identifications and no quantity: {shown}{more}. Their precursors lie in no detected feature: "
             f"an MS1 peak shorter than {code('detect: min_trace_length_s')} (a peak spanning few MS1 scans on a slow "
-            f"instrument), below {code('detect: noise_threshold_int')}, or outside the features' m/z window "
-            f"({code('detect: mass_error_ppm')}); the spectra are in annotations.parquet (feature_id empty), and "
+            f"instrument), below {code('detect: noise_threshold_int')}, outside the features' m/z window "
+            f"({code('detect: mass_error_ppm')}), or merged with a co-eluting ion a few mDa away that the "
+            "instrument does not resolve (e.g. another compound's 13C peak on a time-of-flight instrument), which "
+            "moves the feature's m/z off the precursor; the spectra are in annotations.parquet (feature_id empty), and "
             "config/README.md ('Instrument settings') says how to set these keys")
