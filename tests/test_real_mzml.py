@@ -121,8 +121,12 @@ def test_tripletof_dda_maps_ms2_scans():
     mapped = spectra["feature_id"].is_not_null().mean()
     print(f"{name}: {df.height} features, {spectra.height} MS2 scans, {mapped:.1%} mapped")
     assert spectra.height == 213
-    assert mapped >= 0.45  # measured 117/213 (55 %): 46 MS1 scans, many precursors below the noise threshold
-    assert spectra.filter(pl.col("feature_id").is_not_null())["mz"].list.len().min() > 0
+    # measured 133/213 (62 %; 117 with detect's earlier 3 s minimum trace length): 46 MS1 scans, many precursors
+    # below the noise threshold
+    assert mapped >= 0.55
+    # a scan whose cleaning leaves no peak (1-10 raw peaks, those near the precursor removed) stays, empty, mapped or
+    # not: 1 of the 133 mapped (4 of the 80 others)
+    assert (spectra.filter(pl.col("feature_id").is_not_null())["mz"].list.len() > 0).mean() > 0.95
     sirius = extract_spectra(
         MZML / "SiriusExport_1_input.mzML", detect_features(MZML / "SiriusExport_1_input.mzML", "X"), "X"
     )
