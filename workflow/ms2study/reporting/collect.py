@@ -312,6 +312,33 @@ def library_ion_modes(indexes: Sequence[Path]) -> set[str] | None:
     return modes
 
 
+def unmatched_library_files(stats: list[dict], indexes: Sequence[Path], warnings: list[str]) -> None:
+    """A data-quality warning naming each library file (the index's ``metadata.parquet`` ``source_file``) whose
+    records all state an ion mode that none of the study's MS/MS scans (``sample_stats``' ``ion_modes``) has: it
+    could give no candidate, so no name rests on it (trial AJ: an in-house file of 76 negative-mode pesticides beside
+    a positive-mode study; the names of its planted pesticides all came from the other file, and nothing said so).
+    Nothing without scans' modes or a readable metadata table."""
+    modes = {m for s in stats for m in s.get("ion_modes", [])}
+    if not modes:
+        return
+    for folder in indexes:
+        try:
+            meta = pl.read_parquet(Path(folder) / "metadata.parquet", columns=["source_file", "ion_mode"])
+        except (OSError, pl.exceptions.PolarsError):
+            continue
+        for (source,), group in meta.group_by("source_file", maintain_order=True):
+            stated = set(group["ion_mode"].to_list())
+            if None in stated or stated & modes:
+                continue
+            warnings.append(Caution(
+                f"library file <b>{esc(Path(str(source)).name)}</b>: all {group.height} of its records are "
+                f"{esc(', '.join(sorted(stated)))}-mode, and the study's MS/MS is {esc(', '.join(sorted(modes)))}: "
+                "it could match nothing, so no identification rests on it (each scan is searched only against "
+                "library spectra of its own polarity). Give it in a study of that polarity, or a "
+                f"{esc('/'.join(sorted(modes)))}-mode export of it", QUALITY, "library file of another polarity",
+                ("identifications",)))
+
+
 # the label of scan_warnings' caution on MS/MS of a polarity the library lacks, after the mode ("positive")
 UNSEARCHED_LABEL = "-mode MS/MS not searched"
 

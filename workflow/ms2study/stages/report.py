@@ -118,6 +118,7 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
                                                     identifications=ident, background=whatdiffers.background_ions(
                                                         inputs.feature_links, [t["features"] for t in tables]))))
     collect.scan_warnings(stats, warnings, collect.library_ion_modes(inputs.library_indexes))
+    collect.unmatched_library_files(stats, inputs.library_indexes, warnings)
     parts.append(("encoder", "Spectrum encoder", sections.encoder_section(encoder)))
     if encoder["trained"] is False:
         warnings.insert(0, Caution("the spectrum encoder is the <b>UNTRAINED placeholder</b> (random weights): "
