@@ -736,6 +736,14 @@ def test_the_differential_section_names_the_test_each_summary_records() -> None:
     single = _feature_table(tested.with_columns(pl.lit("welch_t").alias("test")), base, "log2_fold_change",
                             "log2 FC", "t2")
     assert "test: moderated_t" not in single
+    # trial AJ: a piece of a background ion cut into several features, "measured only in exposed", stood unmarked
+    marked = _feature_table(tested, base, "log2_fold_change", "log2 FC", "t3",
+                            {"C2": "background ion: half-height width at least 50 % ...", "C9": "background ion: x"})
+    header, rows = _itable_header(marked, "t3"), _itable_rows(marked, "t3")
+    at = header.index("background ion?")
+    assert {r[0]: r[at] for r in rows} == {"C1": None, "C2": "through the run"}
+    assert "background ion?: the feature's half-height width" in marked
+    assert "background ion?" not in _feature_table(tested, base, "log2_fold_change", "log2 FC", "t4", {"C9": "x"})
 
 
 def test_report_says_what_differs(untrained_report: tuple[Path, str]) -> None:

@@ -195,7 +195,7 @@ def differential_section(differential: Sequence[DifferentialFiles], warnings: li
         if charts:
             parts.append('<div class="charts">' + "".join(charts) + "</div>")
         if tested.height:
-            parts.append(_feature_table(tested, summary, effect, effect_header, f"differential-{k}"))
+            parts.append(_feature_table(tested, summary, effect, effect_header, f"differential-{k}", background))
         parts.append(enrichment_html)
         parts.append(attribution_part(attribution.pop(outcome, None), outcome, caveat=(caveats or {}).get(outcome)))
     for name in attribution:
@@ -304,9 +304,17 @@ def rt_spread_warning(tested: pl.DataFrame, outcome: str, warnings: list[str]) -
         "blanks and drift')", QUALITY, "may sum co-eluting ions", (f"differential:{outcome}",)))
 
 
-def _feature_table(tested: pl.DataFrame, summary: dict, effect: str, effect_header: str, table_id: str) -> str:
-    """Every tested feature, sortable and filterable, sorted by q."""
+def _feature_table(tested: pl.DataFrame, summary: dict, effect: str, effect_header: str, table_id: str,
+                   background: dict[str, str] | None = None) -> str:
+    """Every tested feature, sortable and filterable, sorted by q; with ``background`` (``background_ions``) a
+    column marking the background ions and broad peaks (trial AJ: a persistent ion cut into 7 consensus features, one
+    piece "measured only in exposed" at log2 +3.4 and p 0.001, unmarked below the hits)."""
     columns = dict(DIFFERENTIAL_COLUMNS)
+    marked = {c: ("broad peak" if "a broad peak," in note else "through the run")
+              for c, note in (background or {}).items()}
+    if tested.height and marked and tested["consensus_id"].cast(pl.Utf8).is_in(list(marked)).any():
+        tested = tested.with_columns(pl.col("consensus_id").cast(pl.Utf8).replace_strict(
+            marked, default=None, return_dtype=pl.Utf8).alias("_background"))
     interval = bool(effect) and {"effect_ci_low", "effect_ci_high"} <= set(tested.columns)
     if effect:
         columns[effect] = effect_header
@@ -321,6 +329,8 @@ def _feature_table(tested: pl.DataFrame, summary: dict, effect: str, effect_head
     spread = "rt_sd_flag" in tested.columns and bool(tested["rt_sd_flag"].fill_null(False).any())
     if spread:
         columns["rt_sd_flag"] = "RT spread flag"
+    if "_background" in tested.columns:
+        columns["_background"] = "background ion?"
     # "measured", not "detected": gap-filled values count here (a trial read "detected (control) 1.0" for a feature
     # that detection never found in a control); the gap-filled share stands beside it
     if summary.get("type") == "binary":
@@ -350,6 +360,10 @@ def _feature_table(tested: pl.DataFrame, summary: dict, effect: str, effect_head
                     and tested["ion"].str.contains("(library match)", literal=True).any() else "")
                  + (" RT spread flag: the feature's apex RT varies over the samples far more than the study's "
                     "features do (<code>correct: rt_sd_ratio</code>); it may sum co-eluting ions." if spread else "")
+                 + (" background ion?: the feature's half-height width is half its run or more ('through the run': "
+                    "a solvent, contaminant or bleed ion, often cut into several features whose presence differs "
+                    f"by chance) or {BROAD_PEAK_RATIO:g} times its run's median ('broad peak'), in half its runs or "
+                    "more: a difference there may be the background's." if "_background" in tested.columns else "")
                  + (" test: moderated_t / moderated_ols / moderated_f for features measured in every sample, "
                     "welch_t / ols / anova for features with an imputed value (their p from permutations pooled by "
                     "the number imputed)."
