@@ -252,13 +252,16 @@ def peak_widths(traces: list[np.ndarray], rts: np.ndarray, min_apex: float) -> t
                                     "ions (apex >= the 90 % quantile of MS1 centroid intensities)")
 
 
-# the share of the first background's RT and m/z ranges every other background must also cover
+# the share of the first background's RT range every other background must also cover (outside it a run has no MS1
+# scan to hold a spiked compound), and of its MS1 ions' m/z range (which follows the sample's composition as well as
+# the scan window, so only a far narrower one is refused)
 SHARED_RANGE = 0.9
+SHARED_MZ_RANGE = 0.5
 
 
 def check_backgrounds_match(backgrounds: list[Background], paths: list[Path]) -> None:
     """Raise InputError naming the runs when a background covers less than ``SHARED_RANGE`` of the first one's RT
-    range or MS1 m/z range: the compounds are placed on the first run's ranges and spiked into every sample, so a
+    range or ``SHARED_MZ_RANGE`` of its MS1 m/z range: the compounds are placed on the first run's ranges and spiked into every sample, so a
     run of another method holds spiked MS/MS without MS1 behind it and the truth calls them present (trial AI: a
     39 s TripleTOF excerpt paired with one of 18 s at m/z 288-297, half the samples' truth wrong)."""
     first = backgrounds[0]
@@ -268,7 +271,7 @@ def check_backgrounds_match(backgrounds: list[Background], paths: list[Path]) ->
 
     for other, path in zip(backgrounds[1:], paths[1:], strict=True):
         rt, mz = covered(first.rt_range, other.rt_range), covered(first.mz_range, other.mz_range)
-        if min(rt, mz) < SHARED_RANGE:
+        if rt < SHARED_RANGE or mz < SHARED_MZ_RANGE:
             raise InputError(
                 f"the --background runs are not of one method: {Path(paths[0]).name} spans RT "
                 f"{first.rt_range[0]:.0f}-{first.rt_range[1]:.0f} s and m/z {first.mz_range[0]:.0f}-"
