@@ -212,3 +212,17 @@ def test_the_report_carries_the_methods_between_versions_and_configuration(study
                      "predicted from", "nested cross-validation", "CITATION.cff"):
         assert expected in text, expected
     assert "searched against" not in text  # no library configured: no identification paragraph
+
+
+def test_the_reference_run_is_named_from_the_qc_table(tmp_path: Path) -> None:
+    """Trial AG: the draft said "by default the sheet's first study sample" where the QC table names the run used."""
+    from ms2study.modelling.qc import REFERENCE_NOTE
+
+    inputs = _study_files(tmp_path, correction=None)
+    qc = tmp_path / "qc.parquet"
+    pl.DataFrame({"sample_id": ["S01", "S03"], "run_note": [None, f"apart; {REFERENCE_NOTE}"]}).write_parquet(qc)
+    text = _text(methods_section(dataclasses.replace(inputs, qc=qc), {}, None, ROWS))
+    assert "aligned onto reference run S03 by a line" in text
+    assert "aligned onto reference run R9" in _text(methods_section(dataclasses.replace(inputs, qc=qc),
+                                                                     {"reference_sample": "R9"}, None, ROWS))
+    assert "one reference run (the sheet's first study sample)" in _text(methods_section(inputs, {}, None, ROWS))

@@ -367,6 +367,19 @@ def carryover_note(n_features: int | None, sample_median: float | None) -> str |
 REFERENCE_NOTE = "the alignment's reference run: the other runs' retention times are aligned onto it"
 
 
+def reference_run(path: str | Path | None) -> str | None:
+    """The sample id of the alignment's reference run: the QC table's (``qc.parquet``) row whose ``run_note`` holds
+    ``REFERENCE_NOTE``; None without the table, the column or such a row (for the report's Methods draft)."""
+    if path is None or not Path(path).exists():
+        return None
+    try:
+        table = pl.read_parquet(path, columns=["sample_id", "run_note"])
+    except (OSError, pl.exceptions.PolarsError):
+        return None
+    hit = table.filter(pl.col("run_note").fill_null("").str.contains(REFERENCE_NOTE, literal=True))
+    return str(hit["sample_id"][0]) if hit.height else None
+
+
 def qc_table(samples: pl.DataFrame, runs: dict[str, dict[str, Any]], alignment: pl.DataFrame | None,
              feature_matrix: pl.DataFrame | None, source: str = "samples.tsv") -> pl.DataFrame:
     """One ``QC`` row per sheet row, in sheet order, with each run's type, batch and injection order.

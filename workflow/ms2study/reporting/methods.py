@@ -28,7 +28,7 @@ from ms2study.correction.mzoffset import RECALIBRATE_MIN_PPM
 from ms2study.identification.confidence import LOW_COSINE
 from ms2study.identification.recalibration import removal_threshold_ppm
 from ms2study.modelling.differential import SIGNIFICANCE, read_summary
-from ms2study.modelling.qc import FORCED_CENTROIDED, PROFILE_CENTROIDED
+from ms2study.modelling.qc import FORCED_CENTROIDED, PROFILE_CENTROIDED, reference_run
 from ms2study.reporting.collect import ReportInputs
 from ms2study.reporting.html import covariate_names, esc
 from ms2study.reporting.sections import versions
@@ -142,11 +142,11 @@ def _detection(config: dict, qc: Path | None, pyopenms: str | None, cite: _Cites
             f"{'its mass traces, summed' if d['report_summed_ints'] else 'its monoisotopic mass trace'}.")
 
 
-def _linking(config: dict) -> str:
+def _linking(config: dict, qc: Path | None = None) -> str:
     """Alignment and linking as ``stages.link.link_features_full`` runs them (``correction.mzoffset`` offsets)."""
     k = _section(config, "link")
-    onto = (f"reference run {esc(config['reference_sample'])}" if config.get("reference_sample") else
-            "one reference run (by default the sheet's first study sample)")
+    reference = config.get("reference_sample") or reference_run(qc)  # trial AG: named, not "by default the first"
+    onto = f"reference run {esc(reference)}" if reference else "one reference run (the sheet's first study sample)"
     moved = (f"; runs ≥ {RECALIBRATE_MIN_PPM:g} ppm off the study's median m/z recalibrated first"
              if k["recalibrate_mz"] else "")
     aligned = (f"Retention times were aligned onto {onto} by a line fitted to MapAlignmentAlgorithmPoseClustering "
@@ -484,7 +484,7 @@ def methods_section(inputs: ReportInputs, config: dict | None, encoder: dict | N
         if matrix or present(*inputs.sample_tables.get("features", ())):
             add(lambda: _detection(config, inputs.qc, pyopenms, cite))
         if matrix:
-            add(lambda: _linking(config) + (" " + _correction(config, record, cite) if record else ""))
+            add(lambda: _linking(config, inputs.qc) + (" " + _correction(config, record, cite) if record else ""))
         if present(*inputs.sample_tables.get("spectra", ())):
             add(lambda: _spectra(config, encoder))
         if config.get("library") or inputs.library_indexes or inputs.calibrations:
