@@ -548,6 +548,7 @@ def test_many_features_with_a_wandering_apex_is_a_data_quality_warning() -> None
     assert warning is not None and kind_of(warning) == QUALITY and warning.concerns == ()
     assert "<b>919 of the 2809</b> features judged (33%)" in warning and "more than 2.72 s" in warning
     assert "taken as at least" not in warning
+    assert "in short runs, many are background ions present through the run" in warning  # trial AI's TOF excerpts
     # a median spread under the floor (copies of one injection: apexes on whole scans) is said with the threshold
     floored = rt_spread_warning({**record, "rt_sd_median_s": 0.03, "rt_sd_threshold_s": 0.3})
     assert "more than 0.30 s" in floored and "median spread, 0.03 s, is taken as at least 0.1 s" in floored
