@@ -357,3 +357,23 @@ def test_a_rounded_library_precursor_takes_its_ions_exact_mz_or_is_said(tmp_path
 
     assert [ion_label(t) for t in ("M+Na", "[M+H]1+", "M-H-", "M+H-", "[M+2H]2+", "2M+H", "M")] == [
         "[M+Na]+", "[M+H]+", "[M-H]-", None, None, None, None]
+
+
+def test_a_record_without_a_precursor_takes_its_formulas_ion_when_both_are_given(tmp_path) -> None:
+    """Trial AF: an MSP record with Formula and Precursor_type: [M+H]+ but no precursor m/z was skipped; its ion's
+    m/z is computed and recorded as altered. Without the adduct it is skipped as before, and a record whose
+    precursor field is there but unreadable is refused, not overridden."""
+    from ms2study.io import entries
+    from ms2study.io.formats import read_library_file
+
+    peaks = "Num Peaks: 2\n59.0133 100\n89.0239 40\n\n"
+    text = ("Name: computed\nDB#: A\nFormula: C6H12O6\nPrecursor_type: [M+H]+\nIon_mode: P\n" + peaks
+            + "Name: no_adduct\nDB#: B\nFormula: C6H12O6\nIon_mode: P\n" + peaks
+            + "Name: unreadable\nDB#: C\nPrecursorMZ: n/a181\nFormula: C6H12O6\nPrecursor_type: [M+H]+\n" + peaks)
+    (tmp_path / "lib.msp").write_text(text)
+    report = entries.ReadReport()
+    built = build.build_library(read_library_file(tmp_path / "lib.msp", report), None, report)
+    assert built.metadata["library_id"].to_list() == ["A"]
+    assert abs(float(built.precursor_mz[0]) - (180.063388 + 1.007276)) < 1e-5
+    assert report.by_reason(entries.ALTERED)[entries.PRECURSOR_FROM_FORMULA] == 1
+    assert [i.identifier for i in report.skipped] == ["B", "C"]

@@ -44,6 +44,7 @@ ION_MODE_CONFLICT = "ion mode fields disagree"
 INCHIKEY_FROM_SMILES = "InChIKey derived from the SMILES"
 ADDUCT_FROM_MASS = "adduct read from the precursor m/z and the formula"
 EXACT_PRECURSOR = "rounded precursor m/z replaced by the ion's exact m/z"
+PRECURSOR_FROM_FORMULA = "precursor m/z computed from the formula and the adduct"
 
 SKIPPED, EMPTIED, ALTERED = "skipped", "emptied", "altered"
 

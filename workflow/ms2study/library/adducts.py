@@ -21,8 +21,8 @@ from __future__ import annotations
 from typing import Any
 
 from ms2study.core.ions import ION_SHIFTS, ion_label
-from ms2study.io.entries import ADDUCT_FROM_MASS, EXACT_PRECURSOR, RawSpectrum, ReadReport
-from ms2study.io.fields import stated_decimals
+from ms2study.io.entries import ADDUCT_FROM_MASS, EXACT_PRECURSOR, PRECURSOR_FROM_FORMULA, RawSpectrum, ReadReport
+from ms2study.io.fields import first_field, precursor_text, stated_decimals
 
 # precursor m/z minus the neutral monoisotopic mass, per ion (``core.ions``)
 IONS = {polarity: tuple((label, ION_SHIFTS[label]) for label in labels) for polarity, labels in (
@@ -125,3 +125,21 @@ def with_exact_precursors(rows: list[dict[str, Any]], raws: list[RawSpectrum], r
             row["adduct"] = ion
             report.alter(raw.source_file, raw.entry, raw.line, ADDUCT_FROM_MASS, row["library_id"], ion)
     return unresolved
+
+
+def precursor_from_formula(raw: RawSpectrum, report: ReadReport) -> float | None:
+    """The precursor m/z of an entry that gives none (no precursor field at all) but a neutral formula and a
+    single-molecule singly charged adduct (``core.ions.ION_SHIFTS``, any common spelling): the formula's
+    monoisotopic mass plus the ion's shift, recorded in ``report`` as altered (``PRECURSOR_FROM_FORMULA``); None
+    otherwise, and for an entry with a precursor field (read, or refused, by ``io.entries.checked_precursor``).
+    Trial AF: a record with ``Formula`` and ``Precursor_type: [M+H]+`` but no precursor m/z was skipped."""
+    if precursor_text(raw.fields)[0] is not None:
+        return None
+    label = ion_label(first_field(raw.fields, "adduct"))
+    mass = neutral_mass(first_field(raw.fields, "formula"))
+    if label is None or mass is None:
+        return None
+    mz = mass + ION_SHIFTS[label]
+    report.alter(raw.source_file, raw.entry, raw.line, PRECURSOR_FROM_FORMULA, raw.identifier,
+                 f"{mz:.6f}, {label} of {first_field(raw.fields, 'formula')}")
+    return mz

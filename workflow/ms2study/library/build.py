@@ -35,7 +35,7 @@ from ms2study.io.entries import (
     unique_ids,
 )
 from ms2study.io.fields import ION_MODE_CODE, charge_of, first_field, ion_mode_of
-from ms2study.library.adducts import with_adducts, with_exact_precursors
+from ms2study.library.adducts import precursor_from_formula, with_adducts, with_exact_precursors
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def build_library(
     ints: list[np.ndarray] = []
     n_empty = 0
     for raw in spectra:
-        precursor = checked_precursor(raw, report)
+        precursor = precursor_from_formula(raw, report) or checked_precursor(raw, report)
         if precursor is None:
             continue
         mz, inten = clean_peaks(raw.mz, raw.intensity, precursor, **p["cleaning"])
