@@ -26,7 +26,7 @@ from ms2study.reporting import marks
 from ms2study.reporting.cautions import library_isomers
 from ms2study.reporting.charts import bar_figure, figure_html
 from ms2study.reporting.html import DOUBT, QUALITY, Caution, esc, html_table, q_cell, warning_box
-from ms2study.reporting.tables import class_path, interactive_table
+from ms2study.reporting.tables import class_path, interactive_table, run_table
 from ms2study.reporting.unaccepted import (best_unaccepted_section, fixed_decimals as _fixed, in_source_withdrawn,
                                            set_apart, set_apart_note)
 
@@ -94,8 +94,8 @@ def overview_section(sheet: pl.DataFrame, sheet_label: str) -> str:
     for title, rows in groups:
         if title:
             overview.append(f"<h3>{esc(title)}</h3>")
-        overview.append(html_table(["sample", "file", *outcome_columns],
-                                   [[sample_ids[i], files[i], *[sheet[c][i] for c in outcome_columns]] for i in rows]))
+        overview.append(run_table(["sample", "file", *outcome_columns], [[sample_ids[i], files[i], *[
+            sheet[c][i] for c in outcome_columns]] for i in rows], f"sheet-{len(overview)}"))
     return "".join(overview)
 
 
@@ -133,7 +133,7 @@ def samples_section(stats: list[dict], warnings: list[str], roles: dict[str, str
     for title, indices in _apart([s["sample_id"] for s in stats], roles):
         if title:
             parts.append(f"<h3>{esc(title)}</h3>")
-        parts.append(html_table(header, [rows[i] for i in indices], numeric={1, 2, 3, 4, 5, 6}))
+        parts.append(run_table(header, [rows[i] for i in indices], f"runs-{len(parts)}", numeric={1, 2, 3, 4, 5, 6}))
     if blanks:
         parts.append(f'<p class="note">{len(blanks)} blank run(s) without a pooled embedding, as expected (none of '
                      f"their MS/MS maps to a feature): {esc(', '.join(blanks))}. Blanks are never modelled or mapped."
@@ -452,9 +452,9 @@ def matrix_section(matrix: pl.DataFrame | None, sample_ids: list[str], warnings:
                  "of a run's features into one consensus feature (the pieces of one peak split by detection), which "
                  "then count once, so a run's number here can be a little below its own feature count in the QC "
                  "table.</p>")
-    parts.append(html_table(["sample", "consensus features detected", "detection rate"],
-                            [[s, int(per_sample[i]), f"{per_sample[i] / n:.1%}"] for i, s in enumerate(present)],
-                            numeric={1, 2}))
+    parts.append(run_table(["sample", "consensus features detected", "detection rate"],
+                           [[s, int(per_sample[i]), f"{per_sample[i] / n:.1%}"] for i, s in enumerate(present)],
+                           "detected-per-run", numeric={1}))
     return "".join(parts)
 
 
