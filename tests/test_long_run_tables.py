@@ -6,8 +6,8 @@ from __future__ import annotations
 import polars as pl
 from test_report import _itable_header, _itable_rows
 
+from ms2study.reporting.html import LONG_TABLE_ROWS, run_table
 from ms2study.reporting.sections import overview_section, samples_section
-from ms2study.reporting.tables import LONG_TABLE_ROWS, run_table
 
 
 def test_a_long_per_run_table_is_paged_and_a_short_one_plain() -> None:

@@ -133,6 +133,33 @@ def html_table(header: list[str], rows: list[list[Any]], numeric: set[int] | Non
     return "".join(out)
 
 
+# a per-run table longer than this is paged (trial AK: three tables of 64-80 runs ran unpaged, a page 49,000 px tall)
+LONG_TABLE_ROWS = 30
+
+
+def run_table(header: list[str], rows: list[list], table_id: str, numeric: set[int] | None = None) -> str:
+    """A table of one row per run: ``html_table`` up to ``LONG_TABLE_ROWS`` rows, beyond that an
+    ``interactive_table`` (sortable, searchable, 25 rows a page) with the same header; cells of ``numeric``
+    columns that are not numbers ("NA") become empty there, the other cells text. ``table_id`` as for
+    ``interactive_table``."""
+    if len(rows) <= LONG_TABLE_ROWS:
+        return html_table(header, rows, numeric=numeric)
+    import polars as pl
+
+    from ms2study.reporting.tables import interactive_table
+
+    numeric = numeric or set()
+
+    def column(i: int) -> pl.Series:
+        values = [r[i] for r in rows]
+        if i in numeric:
+            return pl.Series(header[i], [float(v) if isinstance(v, int | float) else None for v in values],
+                             dtype=pl.Float64)
+        return pl.Series(header[i], [None if v is None else str(v) for v in values], dtype=pl.Utf8)
+
+    return interactive_table(pl.DataFrame([column(i) for i in range(len(header))]), table_id, page_length=25)
+
+
 def warning_box(text_html: str, anchor: str | None = None) -> str:
     """A warning box around ``text_html`` (already HTML: escape user text before passing it); ``anchor``: its id."""
     at = f' id="{esc(anchor)}"' if anchor else ""

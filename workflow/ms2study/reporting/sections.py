@@ -25,8 +25,8 @@ from ms2study.io.samplesheet import sample_roles
 from ms2study.reporting import marks
 from ms2study.reporting.cautions import library_isomers
 from ms2study.reporting.charts import bar_figure, figure_html
-from ms2study.reporting.html import DOUBT, QUALITY, Caution, esc, html_table, q_cell, warning_box
-from ms2study.reporting.tables import class_path, interactive_table, run_table
+from ms2study.reporting.html import DOUBT, QUALITY, Caution, esc, html_table, q_cell, run_table, warning_box
+from ms2study.reporting.tables import class_path, interactive_table
 from ms2study.reporting.unaccepted import (best_unaccepted_section, fixed_decimals as _fixed, in_source_withdrawn,
                                            set_apart, set_apart_note)
 

@@ -83,27 +83,3 @@ def class_path(column: str = "compound_class") -> pl.Expr:
     give it) as the report's tables show it: without the leading identifier, the names only."""
     return pl.col(column).cast(pl.Utf8).str.replace(r"^CHEMONTID:\d+;\s*", "").alias(column)
 
-
-# a per-run table longer than this is paged (trial AK: three tables of 64-80 runs ran unpaged, a page 49,000 px tall)
-LONG_TABLE_ROWS = 30
-
-
-def run_table(header: list[str], rows: list[list], table_id: str, numeric: set[int] | None = None) -> str:
-    """A table of one row per run: ``reporting.html.html_table`` up to ``LONG_TABLE_ROWS`` rows, beyond that an
-    ``interactive_table`` (sortable, searchable, 25 rows a page) with the same header; cells of ``numeric``
-    columns that are not numbers ("NA") become empty there, the other cells text. ``table_id`` as for
-    ``interactive_table``."""
-    from ms2study.reporting.html import html_table
-
-    if len(rows) <= LONG_TABLE_ROWS:
-        return html_table(header, rows, numeric=numeric)
-    numeric = numeric or set()
-
-    def column(i: int) -> pl.Series:
-        values = [r[i] for r in rows]
-        if i in numeric:
-            return pl.Series(header[i], [float(v) if isinstance(v, int | float) else None for v in values],
-                             dtype=pl.Float64)
-        return pl.Series(header[i], [None if v is None else str(v) for v in values], dtype=pl.Utf8)
-
-    return interactive_table(pl.DataFrame([column(i) for i in range(len(header))]), table_id, page_length=25)
