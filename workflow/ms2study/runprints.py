@@ -141,8 +141,7 @@ def orphan_sample_notes(study_dir: Path, sheet, mark: bool = True) -> list[str]:
                        note)
     if not orphans:
         return []
+    end = (f" (each has a {NOT_IN_SHEET}); delete them when you no longer need them" if mark
+           else f"; a run (not a dry run) marks each with a {NOT_IN_SHEET}")
     return [(f"results/samples/ holds the folders of {len(orphans)} sample(s) no longer in the sheet "
-             f"({_named(orphans)}): no result uses them (each has a {NOT_IN_SHEET}); delete them when you no longer "
-             "need them")] if mark else [
-        (f"results/samples/ holds the folders of {len(orphans)} sample(s) no longer in the sheet "
-         f"({_named(orphans)}): no result uses them; a run (not a dry run) marks each with a {NOT_IN_SHEET}")]
+             f"({_named(orphans)}): no result uses them{end}")]

@@ -59,6 +59,7 @@ BACKGROUND_SHARE = 0.5
 # compound's narrower peak (module docstring)
 BROAD_PEAK_RATIO = 4.0
 NOTE_START = "background ion: "
+BROAD_START = NOTE_START + "a broad peak, "  # the broad-peak rule's note (background_notes), told apart by it
 # evidence_note of a name that passed q but rests on blank runs' spectra only (no study sample, no QC run):
 # written by stages.identify, read by the report's refusal reasons
 BLANK_ONLY_NOTE = ("not accepted: only blank runs' spectra support this name (no study sample's or QC run's spectrum "
@@ -148,7 +149,7 @@ def background_notes(links: pl.DataFrame, extents: pl.DataFrame) -> pl.DataFrame
         + pl.lit("): an ion present through the run, not a chromatographic peak (a solvent, contaminant or bleed "
                  "ion, or in a short run a broad peak cut by its ends), so its spectra are repeated triggers of "
                  "one ion, not independent evidence")).otherwise(
-        pl.lit(NOTE_START + f"a broad peak, half-height width at least {BROAD_PEAK_RATIO:g} times its run's median "
+        pl.lit(BROAD_START + f"half-height width at least {BROAD_PEAK_RATIO:g} times its run's median "
                "(or half the run) in ")
         + runs + pl.col("_where_wide").list.join("; ") + more
         + pl.lit("): a broad ion of this m/z (a background ion, or peaks merged) under which a compound's own "

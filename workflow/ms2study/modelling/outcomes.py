@@ -34,6 +34,7 @@ from ms2study.modelling.runchecks import (
 )
 
 OUTCOME_TYPES = ("binary", "multiclass", "continuous")
+FLAGGED_WORDS = "consensus features are flagged"  # drop_flagged's note, "N of M ...": read by the report
 
 
 def check_outcome(spec: Any) -> dict:
@@ -458,7 +459,7 @@ def drop_flagged(matrix: pl.DataFrame, flags: pl.DataFrame | None,
     flagged = flags.filter(pl.col("excluded").fill_null(False))["consensus_id"].cast(pl.Utf8)
     keep = ~matrix["consensus_id"].cast(pl.Utf8).is_in(flagged.implode())
     n_out = int((~keep).sum())
-    note = (f"{n_out} of {matrix.height} consensus features are flagged (blank filter or QC RSD; excluded in "
+    note = (f"{n_out} of {matrix.height} {FLAGGED_WORDS} (blank filter or QC RSD; excluded in "
             f"{source}) and left out (correct.exclude_flagged)")
     return matrix.filter(keep), note
 

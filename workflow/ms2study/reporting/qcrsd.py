@@ -3,7 +3,8 @@ medians before and after correction, in-sample, held out and predicted at the sa
 flag read, and why the in-sample one is no independent check after a QC-based correction; and the error the QCs
 cannot show, co-eluting ions summed in one feature, with the RT spread flag that looks for it (``rt_spread_part``).
 May import
-``ms2study.core``, ``ms2study.correction`` (its QC limits) and the other ``reporting`` modules.
+``ms2study.core``, ``ms2study.correction`` (its QC limits), ``ms2study.modelling`` (the flagged note's words) and
+the other ``reporting`` modules.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import polars as pl
 from ms2study.correction.drift import LINE_MIN_QC, MAX_PREDICTED_RSD, SPLINE_MIN_QC
 from ms2study.correction.matrix import MIN_QC_VALUES
 from ms2study.correction.rtspread import MIN_MEDIAN_S
+from ms2study.modelling.outcomes import FLAGGED_WORDS
 from ms2study.reporting.charts import distribution_figure, figure_html
 from ms2study.reporting.html import DOUBT, QUALITY, Caution, esc, fmt
 
@@ -272,7 +274,7 @@ def left_out_clause(summary: dict, record: dict | None) -> str:
     "; 40 flagged features left out before testing (blank filter 31, QC RSD 12)"; "" when none was left out. Trial
     Y: the blank filter's exclusions were said only in their own section, not beside the count of features tested."""
     found = next((m for n in summary.get("notes") or []
-                  if (m := re.match(r"(\d+) of \d+ consensus features are flagged", str(n)))), None)
+                  if (m := re.match(rf"(\d+) of \d+ {FLAGGED_WORDS}", str(n)))), None)
     if found is None or int(found.group(1)) == 0:
         return ""
     record = record or {}

@@ -82,4 +82,3 @@ def class_path(column: str = "compound_class") -> pl.Expr:
     """``column`` (a ChemOnt class path, "CHEMONTID:0000185; Organic compounds; Benzenoids; ...", as MassBank records
     give it) as the report's tables show it: without the leading identifier, the names only."""
     return pl.col(column).cast(pl.Utf8).str.replace(r"^CHEMONTID:\d+;\s*", "").alias(column)
-

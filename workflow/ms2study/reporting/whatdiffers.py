@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from ms2study.correction.adduct_notation import same_ion
-from ms2study.identification.background import BROAD_PEAK_RATIO
+from ms2study.identification.background import BROAD_PEAK_RATIO, BROAD_START
 from ms2study.modelling.differential import SIGNIFICANCE, read_summary, significant_compounds
 from ms2study.reporting import cautions
 from ms2study.reporting.charts import enrichment_figure, figure_html, volcano_figure
@@ -227,8 +227,8 @@ def background_ions(links: Path | None, features: Sequence[Path | None]) -> dict
 
 def background_warning(hits: list[str], background: dict[str, str] | None, outcome: str, warnings: list) -> None:
     """A caution naming the features at q < SIGNIFICANCE (``hits``) that are background ions or broad peaks
-    (``background``: ``background_ions``): a trial's largest effect was such an ion (present through the run, detected in 10 of 10
-    after runs and 4 of 10 before runs), marked only as resting partly on imputed values."""
+    (``background``: ``background_ions``): a trial's largest effect was such an ion (present through the run,
+    detected in 10 of 10 after runs and 4 of 10 before runs), marked only as resting partly on imputed values."""
     marked = [c for c in hits if c in (background or {})]
     if not marked:
         return
@@ -310,7 +310,7 @@ def _feature_table(tested: pl.DataFrame, summary: dict, effect: str, effect_head
     column marking the background ions and broad peaks (trial AJ: a persistent ion cut into 7 consensus features, one
     piece "measured only in exposed" at log2 +3.4 and p 0.001, unmarked below the hits)."""
     columns = dict(DIFFERENTIAL_COLUMNS)
-    marked = {c: ("broad peak" if "a broad peak," in note else "through the run")
+    marked = {c: ("broad peak" if note.startswith(BROAD_START) else "through the run")
               for c, note in (background or {}).items()}
     if tested.height and marked and tested["consensus_id"].cast(pl.Utf8).is_in(list(marked)).any():
         tested = tested.with_columns(pl.col("consensus_id").cast(pl.Utf8).replace_strict(

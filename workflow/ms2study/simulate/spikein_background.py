@@ -261,9 +261,10 @@ SHARED_MZ_RANGE = 0.5
 
 def check_backgrounds_match(backgrounds: list[Background], paths: list[Path]) -> None:
     """Raise InputError naming the runs when a background covers less than ``SHARED_RANGE`` of the first one's RT
-    range or ``SHARED_MZ_RANGE`` of its MS1 m/z range: the compounds are placed on the first run's ranges and spiked into every sample, so a
-    run of another method holds spiked MS/MS without MS1 behind it and the truth calls them present (trial AI: a
-    39 s TripleTOF excerpt paired with one of 18 s at m/z 288-297, half the samples' truth wrong)."""
+    range or ``SHARED_MZ_RANGE`` of its MS1 m/z range: the compounds are placed on the first run's ranges and spiked
+    into every sample, so a run of another method holds spiked MS/MS without MS1 behind it and the truth calls them
+    present (trial AI: a 39 s TripleTOF excerpt paired with one of 18 s at m/z 288-297, half the samples' truth
+    wrong)."""
     first = backgrounds[0]
 
     def covered(a: tuple[float, float], b: tuple[float, float]) -> float:
