@@ -163,6 +163,18 @@ def test_report_section_shows_the_run_types_apart(tmp_path: Path):
     assert "outlier study sample" not in joined and "outlier sample" not in joined and len(warnings) == 2
 
 
+def test_chromatograms_of_many_runs_are_coloured_by_batch(tmp_path: Path):
+    ids = [f"S{i:02d}" for i in range(14)]
+    rng = np.random.default_rng(2)
+    matrix = pl.DataFrame({"consensus_id": [f"C{j}" for j in range(50)],
+                           **{s: np.exp(rng.normal(12, 1, 50)) for s in ids}})
+    sheet = pl.DataFrame({"sample_id": ids, "batch": ["A"] * 9 + ["B"] * 5})
+    write_parquet(qc_table(sheet, {}, None, matrix), tmp_path / "qc.parquet")
+    html = qc_section(tmp_path / "qc.parquet", _chromatograms(tmp_path, ids), ids, [])
+    assert html.count('"name":"batch A (9)"') == 2 and html.count('"name":"batch B (5)"') == 2  # TIC and BPC
+    assert '"name":"samples (' not in html
+
+
 def test_report_section_without_run_types_is_one_part(tmp_path: Path):
     ids = [f"S{i:02d}" for i in range(5)]
     rng = np.random.default_rng(1)

@@ -269,6 +269,14 @@ def test_chromatograms_keep_their_peaks_when_thinned() -> None:
     fig = chromatogram_figure(many, "TIC", "tic", {"S4"})  # past 10 samples: one line for all, one for outliers
     assert [t.name for t in fig.data] == ["samples (29)", "outliers (1)"]
     assert np.isnan(fig.data[0].x).sum() == 29 and len(fig.data[0].x) == 29 * (MAX_TRACE_POINTS + 1)
+    # samples of several batches: one line (one colour) per batch, the outliers apart; a run without a batch named
+    batches = {f"S{i}": ("B2" if i < 12 else "B10") for i in range(29)}
+    fig = chromatogram_figure(many, "TIC", "tic", {"S4"}, batches)
+    assert [t.name for t in fig.data] == ["no batch (1)", "batch B10 (17)", "batch B2 (11)", "outliers (1)"]
+    assert len({t.line.color for t in fig.data}) == 4 and "S29" in set(fig.data[0].text)
+    one_batch = {f"S{i}": "B1" for i in range(30)}
+    assert [t.name for t in chromatogram_figure(many, "TIC", "tic", {"S4"}, one_batch).data] == [
+        "samples (29)", "outliers (1)"]  # one batch: one line, as without batches
 
 
 def test_bad_qc_inputs_are_refused_with_the_file(tmp_path: Path) -> None:

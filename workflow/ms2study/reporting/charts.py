@@ -22,6 +22,9 @@ from ms2study.reporting.html import PALETTE, esc, fmt
 CONFIG = {"displaylogo": False, "responsive": True, "toImageButtonOptions": {"format": "svg"}}
 MAX_TRACE_POINTS = 600  # points per chromatogram trace (see ``downsample``)
 MAX_LEGEND_TRACES = 10  # chromatograms drawn one line per sample up to this many samples
+OUTLIER_COLOUR = "#d62728"
+# batches are coloured alike in every chart (chromatograms, batch scatter) from the palette without the outliers' red
+BATCH_PALETTE = [c for c in PALETTE if c != OUTLIER_COLOUR]
 
 
 def _layout(fig: go.Figure, title: str, xlabel: str, ylabel: str, width: int, height: int) -> go.Figure:
@@ -203,12 +206,15 @@ def _joined(traces: list[tuple[str, np.ndarray, np.ndarray]]) -> tuple[np.ndarra
 
 
 def chromatogram_figure(traces: list[tuple[str, np.ndarray, np.ndarray]], title: str, ylabel: str,
-                        highlight: set[str] | None = None) -> go.Figure:
+                        highlight: set[str] | None = None, batches: dict[str, str] | None = None) -> go.Figure:
     """Chromatograms overlaid: ``(sample id, rt in s, intensity)`` per sample, each thinned to ``MAX_TRACE_POINTS``
     (``downsample``). Up to ``MAX_LEGEND_TRACES`` samples get a line and a legend entry each; more are drawn as one
-    line for the samples and one for those in ``highlight`` (outliers, thicker, red), the sample named on hover
-    (plotly's cost grows with the number of traces: 100 traces take seconds to draw, 2 take milliseconds)."""
+    line per batch (``batches``: sample id -> batch; one line for all samples when they are of one batch or
+    ``batches`` is None) and one for those in ``highlight`` (outliers, thicker, red), the sample named on hover
+    (plotly's cost grows with the number of traces: 100 traces take seconds to draw, 2 take milliseconds). A batch
+    whose runs differ from the others' (a shifted or weaker TIC) shows as a line of its own colour."""
     highlight = highlight or set()
+    batches = batches or {}
     thinned = []
     for sample, rt, y in traces:
         order = np.argsort(rt, kind="stable")
@@ -223,11 +229,18 @@ def chromatogram_figure(traces: list[tuple[str, np.ndarray, np.ndarray]], title:
                 line={"width": 2.5 if flagged else 1, "color": PALETTE[i % len(PALETTE)]},
                 hovertemplate=esc(sample) + "<br>RT %{x:.1f} s<br>%{y:.3g}<extra></extra>"))
     else:
-        for name, members, line in (
-                (f"samples ({sum(s not in highlight for s, _, _ in thinned)})",
-                 [t for t in thinned if t[0] not in highlight], {"width": 1, "color": "rgba(31,119,180,0.45)"}),
+        plain = [t for t in thinned if t[0] not in highlight]
+        names = sorted({batches.get(s, "") for s, _, _ in plain})
+        if len(names) > 1:  # one line per batch, the batch's runs counted; runs without a batch under "no batch"
+            groups = [(f"batch {b} ({sum(batches.get(t[0], '') == b for t in plain)})" if b else
+                       f"no batch ({sum(not batches.get(t[0], '') for t in plain)})",
+                       [t for t in plain if batches.get(t[0], "") == b],
+                       {"width": 1, "color": BATCH_PALETTE[i % len(BATCH_PALETTE)]}) for i, b in enumerate(names)]
+        else:
+            groups = [(f"samples ({len(plain)})", plain, {"width": 1, "color": "rgba(31,119,180,0.45)"})]
+        for name, members, line in groups + [
                 (f"outliers ({sum(s in highlight for s, _, _ in thinned)})",
-                 [t for t in thinned if t[0] in highlight], {"width": 2, "color": "#d62728"})):
+                 [t for t in thinned if t[0] in highlight], {"width": 2, "color": OUTLIER_COLOUR})]:
             if not members:
                 continue
             x, v, names = _joined(members)
@@ -280,6 +293,7 @@ def batch_scatter_figure(x: np.ndarray, y: np.ndarray, batches: list[str], kinds
                 x=_f32(x[mask]), y=_f32(y[mask]), mode="markers", name=esc(f"{kind}, batch {batch}"),
                 text=[esc(h) for h, m in zip(hover, mask) if m], hoverinfo="text",
                 marker={"size": 10 if "diamond" in symbol else 8, "symbol": symbol,
-                        "color": PALETTE[b % len(PALETTE)], "line": {"width": 1, "color": PALETTE[b % len(PALETTE)]
-                                                                     if "open" in symbol else "#333"}}))
+                        "color": BATCH_PALETTE[b % len(BATCH_PALETTE)],
+                        "line": {"width": 1,
+                                 "color": BATCH_PALETTE[b % len(BATCH_PALETTE)] if "open" in symbol else "#333"}}))
     return _layout(fig, title, xlabel, ylabel, 560, 380)

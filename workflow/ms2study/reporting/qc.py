@@ -279,13 +279,15 @@ def _qc_table_html(qc: pl.DataFrame, kind: str, typed: bool) -> str:
     return interactive_table(qc.select(columns).rename({c: shown[c] for c in columns}), table_id, page_length=25)
 
 
-def _charts(chromatograms: list[tuple[str, pl.DataFrame]], noun: str, outliers: set[str]) -> str:
+def _charts(chromatograms: list[tuple[str, pl.DataFrame]], noun: str, outliers: set[str],
+            batches: dict[str, str] | None = None) -> str:
     charts = []
     for column, label in (("tic", "total ion current"), ("bpc", "base peak intensity")):
         traces = [(s, t["rt_s"].to_numpy(), t[column].to_numpy()) for s, t in chromatograms if t.height]
         if traces:
             name = "TIC" if column == "tic" else "Base-peak chromatogram"
-            charts.append(figure_html(chromatogram_figure(traces, f"{name}, {len(traces)} {noun}", label, outliers)))
+            charts.append(figure_html(chromatogram_figure(traces, f"{name}, {len(traces)} {noun}", label, outliers,
+                                                                   batches)))
     return '<div class="charts">' + "".join(charts) + "</div>" if charts else ""
 
 
@@ -311,10 +313,12 @@ def qc_section(qc_path: Path | None, chromatogram_paths: Sequence[Path], sample_
         run_warnings(qc, warnings, chrom_fwhm_s)
     chromatograms = read_chromatograms(chromatogram_paths, sample_ids, warnings) if chromatogram_paths else []
     kinds = dict(zip(qc["sample_id"].to_list(), qc["sample_type"].to_list())) if qc is not None else {}
+    batches = ({s: "" if b is None else str(b) for s, b in zip(qc["sample_id"].to_list(), qc["batch"].to_list())}
+               if qc is not None and "batch" in qc.columns else {})
     typed = any(k != "sample" for k in kinds.values())
     if not typed:  # every run a study sample: one part, as before run types existed
         text, outliers = _outlier_part(qc, "sample", False, warnings) if qc is not None else ("", set())
-        return QC_TEXT + accepted_note(qc) + text + _charts(chromatograms, "samples", outliers) + (
+        return QC_TEXT + accepted_note(qc) + text + _charts(chromatograms, "samples", outliers, batches) + (
             _qc_table_html(qc, "sample", False) if qc is not None else "")
     parts = [QC_TEXT, accepted_note(qc), TYPED_TEXT]
     for kind, title in RUN_TYPES.items():
@@ -325,7 +329,8 @@ def qc_section(qc_path: Path | None, chromatogram_paths: Sequence[Path], sample_
         ids = set(members["sample_id"].to_list())
         traces = [(s, t) for s, t in chromatograms if s in ids]
         parts.append(f'<h4 id="qc-{kind}">{title} ({members.height})</h4>' + text
-                     + _charts(traces, CHART_NOUNS[kind], outliers) + _qc_table_html(members, kind, True))
+                     + _charts(traces, CHART_NOUNS[kind], outliers, batches)
+                     + _qc_table_html(members, kind, True))
     unknown = [s for s, _ in chromatograms if s not in kinds]
     if unknown:
         parts.append(f"<h4>Runs missing from the QC table ({len(unknown)})</h4>"
