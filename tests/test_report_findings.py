@@ -390,10 +390,11 @@ def test_the_verdicts_p_is_never_rounded_across_the_line_and_a_tie_names_one_set
 
 
 def test_the_imputation_caution_is_named_beside_the_hits_only_when_they_rely_on_imputation() -> None:
-    rates = [1.0] * 4 + [0.5] * 6  # 6 of 10 tested features rely on imputation
+    rates = [1.0] * 4 + [0.5] * 2 + [0.9] * 4  # 6 of 10 tested features rely on imputation
     tested = pl.DataFrame({"detection_rate": rates, "q_value": [0.01, 0.02] + [0.5] * 8})
     warnings: list[str] = []
     cautions.imputation_warning(tested, "group", warnings)
+    assert "a median of 10 % of such a feature's values" in warnings[0]  # how much of each is imputed (trial AK)
     assert "of the 2 features at q &lt; 0.05, 0 rely on it" in warnings[0] and warnings[0].concerns == ()
     warnings = []
     cautions.imputation_warning(tested.with_columns(pl.Series("q_value", [0.5] * 8 + [0.01, 0.02])), "group",

@@ -140,6 +140,8 @@ CORRECTED_MATRIX_KEYS: dict[str, pl.DataType] = {
     "rt_sd_s": pl.Float64,        # sd (s) of the aligned apex RT over the study samples detecting it (rtspread)
     "rt_sd_flag": pl.Boolean,     # rt_sd_s above correct.rt_sd_ratio x its study median (may sum co-eluting ions);
                                   # kept in models and tests; null: not judged (fewer than rt_sd_min_samples)
+    "batch_only": pl.Utf8,        # the batch in which alone detection found it, beyond chance (correction.presence);
+                                  # null: detected in several batches, too rarely to judge, or one batch in the study
     "compound_group": pl.Utf8,    # "G{n}"; a feature without partners is a group of its own
     "adduct": pl.Utf8,            # e.g. "[M+H]+", "[M+Na]+", "[M+H]+ M+1"; null when unknown
     "group_representative": pl.Boolean,  # one True per compound_group
@@ -156,7 +158,7 @@ def empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
 # frame lacks them (a spectra.parquet from an older run, a frame built by hand), meaning "not known".
 ADDED_LATER: frozenset[str] = frozenset({"selected_ion_mz", "precursor_corrected", "ion_mode", "n_blank_detected",
                                          "area", "height", "qc_rsd_held_out", "qc_rsd_predicted",
-                                         "rt_sd_s", "rt_sd_flag", "peak_width_s",
+                                         "rt_sd_s", "rt_sd_flag", "peak_width_s", "batch_only",
                                          *ADDUCT_EVIDENCE})
 
 

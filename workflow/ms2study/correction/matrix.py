@@ -37,12 +37,14 @@ run of the sheet (QCs and blanks included, sheet order), in this order:
    split by detection, which the realistic simulator caused until session 19: without them (study_truth_session19:
    predicted 0.79x) the 201 features still above 0.3 err where the QCs do not, and the flag catches 3 % of them
    (held out 11 %);
-7. the RT spread (``correction.rtspread``, from ``feature_links.parquet`` when given): ``rt_sd_s``, the sd of the
+7. ``batch_only``: the batch a feature was detected in alone (before gap filling, study samples and QCs), where
+   chance would rarely put its detections in one batch (``correction.presence``; kept, a mark only);
+8. the RT spread (``correction.rtspread``, from ``feature_links.parquet`` when given): ``rt_sd_s``, the sd of the
    aligned apex RT over the study samples detecting the feature, and ``rt_sd_flag`` above ``rt_sd_ratio`` x its
    study median, and (where the links give peak widths) its spread per second of peak width above ``rt_sd_ratio`` x
    that ratio's median: likely co-eluting unresolved ions summed in one feature, an error of the samples that pooled
    QCs cannot show (kept; not in ``excluded``);
-8. compound groups and adducts from ``correction.adducts`` (``group_adducts``), with the evidence of each label
+9. compound groups and adducts from ``correction.adducts`` (``group_adducts``), with the evidence of each label
    (``tables.ADDUCT_EVIDENCE``), when ``adducts`` is true and the module is present; otherwise every feature is a
    group of its own with adduct null (a warning says why); with ``collapse_adducts`` the matrix keeps one row per
    group (``collapse_groups``).
@@ -59,7 +61,8 @@ n_qc_rsd_flagged_in_sample those the in-sample RSD would have flagged; n_rt_sd_f
 spread flag, n_rt_sd_unassessed those detected in too few samples to judge, rt_sd_median_s the median RT spread and
 rt_sd_threshold_s the flag's threshold (both null without links; the threshold also with rt_sd_ratio 0),
 n_rt_sd_within_width those above that threshold left unflagged because their spread is ordinary for their peak width;
-n_features_in_adduct_groups the features in groups of two or more; n_subjects_normalised_within the subjects (sheet's
+batch_only the features marked as detected in one batch alone (``correction.presence``), counted per batch
+(counted on the matrix as written); n_features_in_adduct_groups the features in groups of two or more; n_subjects_normalised_within the subjects (sheet's
 subject_id) with several runs whose runs the run-level normalisation aligned with one another first (null when none
 or without run-level normalisation).
 """
@@ -86,6 +89,7 @@ from ms2study.correction.drift import (
     qc_rsd,
 )
 from ms2study.correction.normalise import median_normalise, subject_runs
+from ms2study.correction.presence import batch_only
 from ms2study.correction.rtspread import peak_width, rt_spread, rt_spread_flags
 
 log = logging.getLogger(__name__)
@@ -106,7 +110,7 @@ REPORT_KEYS = (
     "pqn_factor_range", "run_factors", "n_qc_rsd_unassessed",
     "qc_residual_df_median", "qc_rsd_prior_df",
     "n_qc_rsd_flagged_in_sample", "n_rt_sd_flagged", "n_rt_sd_unassessed", "rt_sd_median_s", "rt_sd_threshold_s",
-    "n_rt_sd_within_width", "n_filled", "filled_share",
+    "n_rt_sd_within_width", "batch_only", "n_filled", "filled_share",
     "n_compound_groups", "n_features_in_adduct_groups", "adduct_polarity", "internal_standards", "warnings",
 )
 GROUP_COLUMNS = ("consensus_id", "compound_group", "adduct", "group_representative")
@@ -287,6 +291,7 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
     ratio = blank_ratio(values, detected, is_sample, is_blank, params["blank_statistic"])
     blank_flag = blank_flags(ratio, float(params["blank_ratio"]))
     n_blank_detected = blank_detections(detected, is_blank)
+    one_batch, _ = batch_only(detected, is_sample | is_qc, [str(b) for b in batches])  # detected in one batch alone
     rsd_before = qc_rsd(values, is_qc)
 
     standards_out = []
@@ -373,6 +378,7 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
         n_filled=pl.Series(filled.sum(axis=1), dtype=pl.Int32),
         rt_sd_s=pl.Series(nullable(spread), dtype=pl.Float64),
         rt_sd_flag=pl.Series(rt_flag, dtype=pl.Boolean),
+        batch_only=pl.Series(one_batch, dtype=pl.Utf8),
         excluded=pl.Series(blank_flag | above, dtype=pl.Boolean),
     )
     run_columns = pl.DataFrame({s: nullable(values[:, j]) for j, s in enumerate(run_ids)},
@@ -435,6 +441,9 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
         "rt_sd_median_s": round(rt_median, 4) if rt_median is not None else None,
         "rt_sd_threshold_s": round(rt_threshold, 4) if rt_threshold is not None else None,
         "n_rt_sd_within_width": int(within_width),
+        # features detected in the runs of one batch only, beyond chance (presence.batch_only): batch -> count
+        "batch_only": {str(k): int(v)
+                       for k, v in frame["batch_only"].drop_nulls().value_counts(sort=True).iter_rows()},
         "n_filled": n_filled,
         "filled_share": n_filled / n_values if n_values else 0.0,
         "n_compound_groups": int(group_sizes.height),

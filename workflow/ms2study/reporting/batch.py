@@ -30,6 +30,7 @@ import polars as pl
 
 from ms2study.correction.drift import LINE_MIN_QC, SPLINE_MIN_QC
 from ms2study.io.samplesheet import sample_roles
+from ms2study.reporting.batchonly import batch_only_counts, batch_only_part
 from ms2study.reporting.charts import batch_scatter_figure, figure_html
 from ms2study.reporting.html import QUALITY, Caution, esc, html_table
 from ms2study.reporting.maps import standardised
@@ -236,6 +237,7 @@ def counts_table(record: dict, corrected: pl.DataFrame | None, exclude_flagged: 
             ["flagged in all (excluded column)", excluded],
             ["apex RT wandering over the samples (RT spread flag; not a reason to leave out)",
              record.get("n_rt_sd_flagged")],
+            ["detected in one batch only (a mark; kept)", batch_only_counts(record)],
             ["left out of models and tests", (excluded if exclude_flagged else
                                               ("html", "0 (<code>correct: exclude_flagged</code> is false)"))],
             ["filled values (gap filling)", record.get("n_filled")],
@@ -467,4 +469,5 @@ def batch_section(correction_path: Path | None, corrected_path: Path | None, raw
     if corrected is not None:
         parts.append(flagged_table(corrected, exclude, str(record.get("qc_rsd_basis") or "in_sample")))
         parts.append(rt_spread_table(corrected))
+        parts.append(batch_only_part(corrected))
     return "".join(parts)

@@ -16,6 +16,7 @@ from ms2study.correction.adduct_notation import same_ion
 from ms2study.identification.background import BROAD_PEAK_RATIO, BROAD_START
 from ms2study.modelling.differential import SIGNIFICANCE, read_summary, significant_compounds
 from ms2study.reporting import cautions
+from ms2study.reporting.batchonly import batch_only_of, batch_only_warning
 from ms2study.reporting.charts import enrichment_figure, figure_html, volcano_figure
 from ms2study.reporting.collect import DifferentialFiles
 from ms2study.reporting.detectable import detectable_slope_text, detectable_text
@@ -161,8 +162,8 @@ def differential_section(differential: Sequence[DifferentialFiles], warnings: li
         outcome = summary.get("outcome") or path.stem
         parts.append(f"<h3>Outcome: {esc(outcome)} ({esc(summary.get('type'))})</h3>")
         cautions.summary_warnings(summary, outcome, warnings)
-        tested = identified_ions(cautions.mark_untested_ions(table.filter(pl.col("tested")), corrected),
-                                 identifications)
+        tested = batch_only_of(identified_ions(cautions.mark_untested_ions(table.filter(pl.col("tested")),
+                                                                           corrected), identifications), corrected)
         if "compound_group" in table.columns:  # members of a group counted over every feature, tested or not
             tested = tested.join(table.filter(pl.col("compound_group").is_not_null()).group_by("compound_group")
                                  .agg(pl.len().alias("_group_size")), on="compound_group", how="left",
@@ -170,6 +171,7 @@ def differential_section(differential: Sequence[DifferentialFiles], warnings: li
         cautions.imputation_warning(tested, outcome, warnings)
         cautions.gap_filling_warning(tested, outcome, warnings)
         rt_spread_warning(tested, outcome, warnings)
+        batch_only_warning(tested, outcome, warnings)
         hits = tested.filter(pl.col("q_value") < SIGNIFICANCE)["consensus_id"].cast(pl.Utf8).to_list()
         significant = len(hits)
         compounds = significant_compounds(tested) if "compound_group" in tested.columns else significant
@@ -331,6 +333,8 @@ def _feature_table(tested: pl.DataFrame, summary: dict, effect: str, effect_head
         columns["rt_sd_flag"] = "RT spread flag"
     if "_background" in tested.columns:
         columns["_background"] = "background ion?"
+    if "batch_only" in tested.columns:
+        columns["batch_only"] = "one batch only"
     # "measured", not "detected": gap-filled values count here (a trial read "detected (control) 1.0" for a feature
     # that detection never found in a control); the gap-filled share stands beside it
     if summary.get("type") == "binary":
@@ -364,6 +368,8 @@ def _feature_table(tested: pl.DataFrame, summary: dict, effect: str, effect_head
                     "a solvent, contaminant or bleed ion, often cut into several features whose presence differs "
                     f"by chance) or {BROAD_PEAK_RATIO:g} times its run's median ('broad peak'), in half its runs or "
                     "more: a difference there may be the background's." if "_background" in tested.columns else "")
+                 + (" one batch only: the batch in whose runs alone detection found the feature (see 'Batch, blanks "
+                    "and drift')." if "batch_only" in tested.columns else "")
                  + (" test: moderated_t / moderated_ols / moderated_f for features measured in every sample, "
                     "welch_t / ols / anova for features with an imputed value (their p from permutations pooled by "
                     "the number imputed)."

@@ -1,0 +1,74 @@
+"""Features detected in one batch only (``batch_only`` in the corrected matrix).
+
+A contaminant of one batch's solvent or extraction kit, a column changed between batches, a compound a batch's
+method resolves and another does not, or a weak ion in a batch measured with more sensitivity than the others shows
+as a feature that feature detection found in the runs of one batch and in
+none of the others. Gap filling then gives it low values elsewhere and the batch correction centres each batch, so
+in the tests and models it looks like any other feature; if the outcome groups are not spread evenly over the
+batches, its "difference" is the batch's. Such a feature is marked, never removed (a trial's 4-batch cohort had such
+features and the report said nothing of them).
+
+The mark is a test, so that it says something beyond chance: a feature detected in ``k`` of the ``N`` counted runs
+(study samples and pooled QCs; blanks take no part, gap-filled values do not count) all of which lie in one batch is
+marked when the chance that ``k`` detections spread at random over the runs would all fall in a single batch,
+
+    p = sum over batches b of C(n_b, k) / C(N, k)      (hypergeometric; n_b: the batch's counted runs)
+
+is below ``BATCH_ONLY_ALPHA``. In a study of two batches of 12 runs a feature seen in 2 runs of one batch is not
+marked (p = 0.48), nor one seen in 6 (p = 0.014); one seen in 7 runs of one batch and none of the other is (p =
+0.0046). In three batches of 4 runs, all 4 runs of one batch and none of the others are needed (p = 0.006).
+Under the null (detection independent of batch) at most ``BATCH_ONLY_ALPHA`` of the features are marked, measured
+in tests/test_presence.py. A study of one batch, or whose other batches have no counted runs, marks nothing.
+Imports numpy and scipy only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import gammaln
+
+BATCH_ONLY_ALPHA = 0.01  # the chance of a mark for a feature whose detections do not depend on the batch
+
+
+def _log_comb(n: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """log C(n, k) elementwise (-inf where k > n)."""
+    n, k = np.asarray(n, dtype=np.float64), np.asarray(k, dtype=np.float64)
+    out = np.full(np.broadcast(n, k).shape, -np.inf)
+    ok = np.broadcast_to(k <= n, out.shape)
+    full = gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
+    out[ok] = np.broadcast_to(full, out.shape)[ok]
+    return out
+
+
+def batch_only(detected: np.ndarray, counted: np.ndarray, batches: list[str],
+               alpha: float = BATCH_ONLY_ALPHA) -> tuple[list[str | None], np.ndarray]:
+    """The batch each feature was detected in alone, where that is unlikely by chance (see the module docstring).
+
+    ``detected``: shape (features, runs), the values before gap filling (finite = detected); ``counted``: shape
+    (runs,) bool, the runs that count (study samples and pooled QCs); ``batches``: each run's batch (str; length
+    runs). Returns (one batch name or None per feature, the chance ``p`` of each feature's pattern, NaN where its
+    detections are not all in one batch or it is detected in no counted run). Raises ValueError when the shapes
+    disagree."""
+    values = np.asarray(detected, dtype=np.float64)
+    counted = np.asarray(counted, dtype=bool)
+    if values.ndim != 2 or values.shape[1] != counted.size or counted.size != len(batches):
+        raise ValueError(f"detected {values.shape}, counted {counted.shape} and {len(batches)} batches disagree")
+    p = np.full(values.shape[0], np.nan)
+    names: list[str | None] = [None] * values.shape[0]
+    labels = np.array([str(b) for b in batches], dtype=object)[counted]
+    order = list(dict.fromkeys(labels.tolist()))
+    if len(order) < 2 or not values.shape[0]:
+        return names, p
+    hits = np.isfinite(values[:, counted])
+    sizes = np.array([(labels == b).sum() for b in order], dtype=np.float64)
+    per_batch = np.stack([hits[:, labels == b].sum(axis=1) for b in order], axis=1)   # (features, batches)
+    k = per_batch.sum(axis=1)
+    alone = (k > 0) & ((per_batch > 0).sum(axis=1) == 1)
+    if alone.any():
+        kk = k[alone].astype(np.float64)[:, None]
+        log_terms = _log_comb(sizes[None, :], kk) - _log_comb(np.array([[sizes.sum()]]), kk)
+        p[alone] = np.exp(log_terms).sum(axis=1)
+    which = np.argmax(per_batch, axis=1)
+    for i in np.flatnonzero(alone & (p < alpha)):
+        names[i] = order[which[i]]
+    return names, p
