@@ -615,6 +615,13 @@ def test_a_finished_run_prints_the_reports_warning_counts_and_its_cautions(tmp_p
     cut = shortened(words)
     head, tail = cut.split(" ... ")
     assert all(w in words.split() for w in head.split() + tail.split()), cut
+    # trial AM: the tail starts at a clause, not inside a parenthesis quoting a benchmark
+    caution = ("the study samples fall into two groups the outcome does not explain (S01, S03 | S02, S04; apart by "
+               "9 within-group sds): a factor these tests do not include. " + "y" * 200 + " (in simulated spike-in "
+               "studies split by their source run it changed the smallest q from 0.58 to 0.55); it follows the "
+               "sample sheet's column 'background': name it under models: covariates")
+    assert shortened(caution).split(" ... ")[1] == ("it follows the sample sheet's column 'background': name it under "
+                                                    "models: covariates")
     os.utime(log, (since - 100, since - 100))  # an earlier run's report log: not this run's report
     assert "the report's warnings" not in runner.summarize(tmp_path, 0, since - 1)
 

@@ -615,6 +615,13 @@ def test_several_backgrounds_alternate_over_the_samples(tmp_path, inputs, capsys
     # the sheet says it too: a source the samples share beyond the outcome, for the hidden-structure caution
     sheet = pl.read_csv(tmp_path / "s" / "samples.tsv", separator="\t")
     assert sheet["background"].to_list() == ["bg", "bg2", "bg", "bg2"]
+    # and config.yaml offers it as a covariate (trial AM: the report named a column the config never mentioned)
+    import yaml
+
+    config = (tmp_path / "s" / "config.yaml").read_text()
+    assert "  # covariates: [background]" in config and yaml.safe_load(config)["models"]["outcomes"][0]["column"] == \
+        "group"
+    assert yaml.safe_load(config.replace("  # covariates", "  covariates"))["models"]["covariates"] == ["background"]
     for sid, path in (("S01", inputs[0]), ("S02", other), ("S03", inputs[0]), ("S04", other)):
         written = {s.getNativeID(): s for s in load(tmp_path / "s" / "mzml" / f"{sid}.mzML")}
         for s in load(path):  # every background scan is there, with the background's own MS1 ions among its peaks

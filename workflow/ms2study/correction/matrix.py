@@ -442,8 +442,8 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
         "rt_sd_threshold_s": round(rt_threshold, 4) if rt_threshold is not None else None,
         "n_rt_sd_within_width": int(within_width),
         # features detected in the runs of one batch only, beyond chance (presence.batch_only): batch -> count
-        "batch_only": {str(k): int(v)
-                       for k, v in frame["batch_only"].drop_nulls().value_counts(sort=True).iter_rows()},
+        "batch_only": {b: n for b in dict.fromkeys(str(x) for x in batches)
+                       if (n := int((frame["batch_only"] == b).sum()))},
         "n_filled": n_filled,
         "filled_share": n_filled / n_values if n_values else 0.0,
         "n_compound_groups": int(group_sizes.height),

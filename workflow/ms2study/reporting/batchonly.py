@@ -15,7 +15,7 @@ from ms2study.reporting.tables import interactive_table
 
 MAX_ROWS = 500  # rows of the batch-only table (the most frequently detected first)
 
-WHY = ("detection found it in the runs of that batch and in none of the others, a pattern that chance would give "
+WHY = ("detection found each in the runs of that batch and in none of the others, a pattern that chance would give "
        f"a feature detected regardless of batch less than {BATCH_ONLY_ALPHA:.0%} of the time. Such a feature is "
        "often a contaminant of one batch's solvents or kit, a change of column or method between batches, or a weak "
        "ion that fell below detection in batches measured with less sensitivity; in the "

@@ -121,6 +121,9 @@ models:
 SCORE_OUTCOME = ("    - {column: score, type: continuous}\n"
                  "# group carries no planted effect in this study (--effect score): a null outcome to check against\n")
 EFFECTS = ("group", "score")
+# several backgrounds: the sheet's column saying which each sample copies, offered as a covariate (trial AM)
+BACKGROUND_NOTE = ("  # samples.tsv's column 'background' names the run each sample copies; to adjust the tests and "
+                   "models for it:\n  # covariates: [background]\n")
 # Purposes of ms2study.simulate.params.stream used here (numbers free in that list).
 _SELECT, _SPECTRUM = 40, 42  # 41 and 43: spikein_variation
 
@@ -460,7 +463,8 @@ def simulate_spikein(outdir: Path, background: Path | list[Path], library: Path,
         for name, table in (("samples.tsv", sheet), ("ground_truth.tsv", truth_df)):
             with atomic_path(folder / name) as tmp:
                 table.write_csv(tmp, separator="\t", float_precision=6)
-        write_text(CONFIG_YAML + (SCORE_OUTCOME if effect == "score" else ""), folder / "config.yaml")
+        write_text(CONFIG_YAML + (SCORE_OUTCOME if effect == "score" else "")
+                   + (BACKGROUND_NOTE if len(bgs) > 1 else ""), folder / "config.yaml")
         summary = {
             "seed": seed, "n_samples": n_samples, "background": background.name,
             "backgrounds": [b.name for b in backgrounds], "library": library.name,
