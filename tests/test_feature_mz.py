@@ -5,6 +5,7 @@ another ion's, with nothing said (identification.featuremz)."""
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -103,3 +104,29 @@ def test_a_run_whose_offset_link_removed_is_compared_on_one_scale(tmp_path) -> N
                      "--alignment", str(tmp_path / "alignment.parquet"), "--params", '{"fdr": 0.05}',
                      "--out", str(tmp_path / "i.parquet")]) == 0
     assert pl.read_parquet(tmp_path / "i.parquet")["feature_mz_note"].is_null().all()
+
+
+def test_a_name_whose_mass_stands_apart_from_the_studys_names_is_noted() -> None:
+    """Trial AM: Tiamulin accepted with feature +7.6 and precursors +5.8 ppm while the study's other names lay within
+    1.8 ppm; its note spoke of isomers while the formula itself was in doubt."""
+    from ms2study.identification.featuremz import with_mass_outlier_note
+
+    rng = np.random.default_rng(4)
+    feature = list(rng.normal(0.2, 0.2, 22)) + [7.6, -6.5, 9.0, 0.1, 6.0]
+    precursor = list(rng.normal(0.3, 1.2, 22)) + [5.8, -6.0, 9.0, 4.0, -4.0]
+    out = pl.DataFrame({"consensus_id": [f"C{i}" for i in range(27)], "accepted": [True] * 24 + [False, True, True],
+                        "feature_mz_error_ppm": feature, "precursor_error_ppm": precursor,
+                        "evidence_note": [None] * 23 + ["low cosine", None, None, None],
+                        "_study_error": [None] * 22 + [5.8, -6.0, 9.0, None, None]})
+    noted = with_mass_outlier_note(out)["evidence_note"].to_list()
+    assert noted[:22] == [None] * 22  # the study's names, single precursors up to a few ppm off
+    assert noted[22].startswith("its feature and MS/MS precursors lie +7.6 and +5.8 ppm from the named ion, apart")
+    assert noted[23].startswith("low cosine; its feature and MS/MS precursors lie -6.5 and -6.0 ppm") and \
+        "a compound of nearly the same mass may fit better" in noted[23]
+    # not accepted; precursors off but the feature on the ion (a noisy precursor); the two on opposite sides
+    assert noted[24:] == [None, None, None]
+    # too few names to set a scale: nothing said
+    assert with_mass_outlier_note(out.tail(9))["evidence_note"].to_list() == out.tail(9)["evidence_note"].to_list()
+    # a scale wider than the floor (4 robust sds): an ordinary spread of a TOF's names is no outlier
+    wide = out.with_columns(pl.Series("feature_mz_error_ppm", list(rng.normal(0, 2.5, 22)) + feature[22:]))
+    assert with_mass_outlier_note(wide)["evidence_note"].to_list()[22] is None

@@ -285,7 +285,7 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
     runs = links["sample_id"].cast(pl.Utf8).unique().sort().to_list()
     out = insource.withdraw_confirmed(out, matrix, [r for r in runs if (run_types or {}).get(r, "sample") == "sample"])
     out = _named_once(_same_name_elsewhere(_positions(out, links, groups, matrix), links), links)
-    out = featuremz.with_feature_mz_check(out, mz_tolerance_ppm)
+    out = featuremz.with_mass_outlier_note(featuremz.with_feature_mz_check(out, mz_tolerance_ppm))
     if classes is not None and "compound_class" in classes.columns:
         out = out.join(classes.select("library_id", "compound_class"), on="library_id", how="left")
     else:
