@@ -402,6 +402,32 @@ def test_cli_dispatch(tmp_path, inputs):
     assert (tmp_path / "s" / "mzml" / "S02.mzML").is_file()
 
 
+def test_the_compounds_abundance_range_is_chosen_by_quantile(tmp_path, inputs):
+    """Trial AM could not build a low-abundance spike-in study without wrapping the module."""
+    from ms2study.simulate.spikein_background import read_background
+
+    assert main(["simulate", str(tmp_path / "low"), "--background", str(inputs[0]), "--library", str(inputs[1]),
+                 "--samples", "2", "--compounds", "4", "--n-changed", "2", "--seed", "1",
+                 "--height-quantiles", "0.05", "0.3"]) == 0
+    bg = read_background(inputs[0])
+    low, high = bg.heights_at(0.05, 0.3)
+    assert bg.heights_at(0.05, 0.995) == pytest.approx(bg.height_range) and low < high < bg.height_range[1]
+    sim = json.loads((tmp_path / "low" / "simulation.json").read_text())
+    assert sim["parameters"]["height_quantiles"] == [0.05, 0.3]
+    assert sim["background_measured"]["height_range"] == pytest.approx([low, high])
+    # the same draws mapped onto the lower range: every compound in every sample lower than at the default range
+    assert main(["simulate", str(tmp_path / "default"), "--background", str(inputs[0]), "--library", str(inputs[1]),
+                 "--samples", "2", "--compounds", "4", "--n-changed", "2", "--seed", "1"]) == 0
+    truth = [pl.read_csv(tmp_path / s / "ground_truth.tsv", separator="\t").sort("sample_id", "inchikey")
+             for s in ("low", "default")]
+    assert truth[0]["inchikey"].to_list() == truth[1]["inchikey"].to_list()
+    assert (truth[0]["abundance"] < truth[1]["abundance"]).all()
+    with pytest.raises(InputError, match="bad --height-quantiles 0.5 0.2"):
+        simulate_spikein(tmp_path / "bad", inputs[0], inputs[1], n_samples=2, n_compounds=3, n_changed=1,
+                         height_quantiles=(0.5, 0.2))
+    assert main(["simulate", str(tmp_path / "syn"), "--height-quantiles", "0.1", "0.2"]) != 0  # spike-in mode only
+
+
 def test_profile_background_refused(tmp_path, inputs):
     write_background(tmp_path / "profile.mzML", profile=True)
     with pytest.raises(InputError, match="profile.mzML.*profile data"):

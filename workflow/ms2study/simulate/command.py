@@ -8,8 +8,9 @@ class raised in cases. Its options: --profile demo|realistic (or --realistic), -
 Spike-in mode (--background RUN.mzML --library LIB.mgf): each sample is a copy of one of your own centroided DDA
 runs (e.g. a pooled QC) with per-sample variation, plus compounds of your MGF library spiked into MS1 and DDA MS2.
 Its options: --library, --compounds, --n-changed and --fold-change (compounds of one class raised in cases),
---unknown-fraction (compounds left out of the written library), --library-size, and --rt-drift-s and
---calibration-ppm (each sample's retention-time drift and mass calibration offset). A library record is spiked
+--unknown-fraction (compounds left out of the written library), --library-size, --rt-drift-s and
+--calibration-ppm (each sample's retention-time drift and mass calibration offset), --height-quantiles (the
+compounds' abundance range). A library record is spiked
 when it has ADDUCT=[M+H]+, INCHIKEY, a neutral FORMULA whose [M+H]+ m/z is its PEPMASS, COMPOUND_CLASS (not
 needed with --n-changed 0), a precursor inside the run's m/z range and 3 or more fragment peaks; IONMODE and
 LICENSE, when given, must be positive and a licence permitting commercial use (CC BY, CC BY-SA, CC0, dl-de/by-2-0).
@@ -44,12 +45,13 @@ SYNTHETIC_OPTIONS = {"profile": "--profile (or --realistic)", "batches": "--batc
 SPIKEIN_OPTIONS = {"library": "--library", "compounds": "--compounds", "n_changed": "--n-changed",
                    "fold_change": "--fold-change", "unknown_fraction": "--unknown-fraction",
                    "library_size": "--library-size", "rt_drift_s": "--rt-drift-s",
-                   "calibration_ppm": "--calibration-ppm", "effect": "--effect"}
+                   "calibration_ppm": "--calibration-ppm", "effect": "--effect",
+                   "height_quantiles": "--height-quantiles"}
 # option dest -> keyword of simulate_spikein; an option not given leaves the function's default
 SPIKEIN_KEYWORDS = {"samples": "n_samples", "compounds": "n_compounds", "n_changed": "n_changed",
                     "fold_change": "fold_change", "unknown_fraction": "unknown_fraction",
                     "library_size": "library_size", "rt_drift_s": "rt_drift_s", "calibration_ppm": "calibration_ppm",
-                    "effect": "effect"}
+                    "effect": "effect", "height_quantiles": "height_quantiles"}
 
 
 def _default(function: Callable, name: str):
@@ -158,6 +160,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     spike.add_argument("--calibration-ppm", type=number(0), dest="calibration_ppm", metavar="PPM",
                        help="sd of each sample's m/z calibration offset in ppm (default "
                             f"{_default(spikein.simulate_spikein, 'calibration_ppm')}; 0: none)")
+    spike.add_argument("--height-quantiles", type=number(0, 1, high_inclusive=True), nargs=2,
+                       dest="height_quantiles", metavar=("LOW", "HIGH"),
+                       help="draw the compounds' apex heights log-uniformly between these quantiles of the "
+                            "background's MS1 intensities (default 0.05 0.995; e.g. 0.05 0.5 for a low-abundance "
+                            "study, whose compounds then rarely get MS/MS, as in a real DDA run)")
     spike.add_argument("--effect", choices=spikein.EFFECTS, default=None,
                        help="what the changed compounds follow: 'group' (fold in cases; default) or 'score', a "
                             "continuous outcome column (0-10) whose range spans the fold")

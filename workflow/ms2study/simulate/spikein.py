@@ -95,6 +95,7 @@ from ms2study.simulate.spikein_library import (
     read_mgf_records,
     require_structures,
     usable_records,
+    write_study_library,
 )
 from ms2study.simulate.spikein_truth import truth_rows, with_realised_fold
 from ms2study.simulate.spikein_variation import (
@@ -373,7 +374,7 @@ def simulate_spikein(outdir: Path, background: Path | list[Path], library: Path,
                      n_changed: int = 12, fold_change: float = 3.0, unknown_fraction: float = 1 / 3,
                      library_size: int | None = None, seed: int = 0, overwrite: bool = False,
                      rt_drift_s: float = RT_DRIFT_S, calibration_ppm: float = CALIBRATION_PPM,
-                     effect: str = "group") -> dict:
+                     effect: str = "group", height_quantiles: tuple[float, float] = (0.05, 0.995)) -> dict:
     """Write a spike-in study into ``outdir`` (files: see the module docstring) and return its summary.
 
     ``background``: centroided DDA mzML, or a list of several injections of one sample (e.g. repeated pooled-QC
@@ -390,7 +391,9 @@ def simulate_spikein(outdir: Path, background: Path | list[Path], library: Path,
     log2(fold_change) / 10 per unit (a trial could plant no continuous relation without editing mzML files).
     ``library_size``: keep at most this many records in the written library (the spiked compounds' records always
     stay). ``rt_drift_s`` (s) and ``calibration_ppm``: sds of each sample's RT drift and m/z calibration offset (0:
-    none; module docstring). The written
+    none; module docstring). ``height_quantiles``: the quantiles of the first background's MS1 centroid intensities
+    between which the compounds' apex heights are drawn (log-uniform; e.g. (0.05, 0.5) for a low-abundance study,
+    whose compounds then rarely reach the DDA threshold). The written
     library holds the input's positive-mode records with a commercial licence or none, minus every record of a
     known unknown's structure (first InChIKey block) and minus the records used as spiked MS2 (unless a structure's
     only record). Deterministic for a seed. The study is built beside ``outdir`` and moved into place at the end
@@ -409,6 +412,9 @@ def simulate_spikein(outdir: Path, background: Path | list[Path], library: Path,
                          f"unknown share {unknown_fraction}" + (" (--n-changed is 12 unless given)"
                                                                  if n_changed > n_compounds else ""),
                          fix="use 0 <= --n-changed <= --compounds, --fold-change > 0, 0 <= --unknown-fraction <= 1")
+    if not 0 <= height_quantiles[0] < height_quantiles[1] <= 1:
+        raise InputError(f"bad --height-quantiles {height_quantiles[0]} {height_quantiles[1]}",
+                         fix="give two quantiles LOW HIGH with 0 <= LOW < HIGH <= 1 (default 0.05 0.995)")
     if effect not in EFFECTS:
         raise InputError(f"unknown effect {effect!r}", fix=f"use one of {', '.join(EFFECTS)}")
     if rt_drift_s < 0 or calibration_ppm < 0:
@@ -422,6 +428,7 @@ def simulate_spikein(outdir: Path, background: Path | list[Path], library: Path,
     check_backgrounds_match(bgs, list(backgrounds))
     warn_tof_calibration(list(backgrounds), calibration_ppm, CALIBRATION_PPM)
     bg = bgs[0]
+    bg.height_range = bg.heights_at(*height_quantiles)
     records = read_mgf_records(library)
     usable, failed = usable_records(records, bg.mz_range, need_class=n_changed > 0)
     require_structures(usable, failed, len(records), n_compounds, library, bg.mz_range)
@@ -452,7 +459,8 @@ def simulate_spikein(outdir: Path, background: Path | list[Path], library: Path,
                          "n_spectra": exp.getNrSpectra(), "n_spiked_ms2": int(n_ms2.sum())}
             truth.extend(truth_rows(sid, groups[i], score[i], compounds, heights, var, n_ms2, fold, exponent,
                                     bg.ms1_floor))
-        n_library = _write_library(folder / "library.mgf", records, compounds, library_size, stream(seed, _SELECT, 1))
+        n_library = write_study_library(folder / "library.mgf", records, compounds, library_size,
+                                        stream(seed, _SELECT, 1))
         # several backgrounds: which one each sample copies, a source the samples share beyond the outcome (the
         # differential stage's hidden-structure caution names this column; models: covariates can take it)
         sheet = pl.DataFrame({"sample_id": ids, "file": [f"mzml/{s}.mzML" for s in ids], "group": groups,
@@ -480,21 +488,9 @@ def simulate_spikein(outdir: Path, background: Path | list[Path], library: Path,
                            "field_sd_spread": FIELD_SD_SPREAD, "field_length_da": FIELD_LENGTH_DA,
                            "field_length_s": FIELD_LENGTH_S, "rt_drift_s": rt_drift_s,
                            "calibration_ppm": calibration_ppm,
-                           "unknown_fraction": unknown_fraction, "library_size": library_size},
+                           "unknown_fraction": unknown_fraction, "library_size": library_size,
+                           "height_quantiles": [float(q) for q in height_quantiles]},
             "runs": runs}
         write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", folder / "simulation.json")
     return {k: v for k, v in summary.items() if k != "runs"}
 
-
-def _write_library(path: Path, records: list[Record], compounds: list[Spiked], library_size: int | None,
-                   rs: np.random.Generator) -> int:
-    """Write the study library (see ``simulate_spikein``); returns the number of records written."""
-    spiked_blocks = {c.block for c in compounds}
-    removed = {id(c.query) for c in compounds} - {id(r) for c in compounds for r in c.library}
-    keep_spiked = [r for c in compounds if c.in_library for r in c.library]
-    others = [r for r in records if allowed(r) and r.block not in spiked_blocks and id(r) not in removed]
-    if library_size is not None and len(others) + len(keep_spiked) > library_size:
-        n = max(library_size - len(keep_spiked), 0)
-        others = [others[i] for i in np.sort(rs.choice(len(others), n, replace=False))]
-    write_text("\n\n".join(r.text for r in keep_spiked + others) + "\n", path)
-    return len(keep_spiked) + len(others)

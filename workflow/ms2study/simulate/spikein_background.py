@@ -39,6 +39,9 @@ WIDE_WINDOW = 2.0               # a scan window this many times wider than the i
 log = logging.getLogger(__name__)
 
 
+HEIGHT_GRID = np.linspace(0.0, 1.0, 1001)  # quantiles of the MS1 centroid intensities kept for the heights' range
+
+
 @dataclass
 class Background:
     """What the run says about itself: ranges, thresholds, resolution, m/z jitter by intensity (``jitter_intensity``
@@ -59,6 +62,13 @@ class Background:
     fwhm_s: tuple[float, float] = FWHM_S
     sources: dict[str, str] = field(default_factory=dict)
     n_persistent_ions: int = 0
+    intensity_quantiles: np.ndarray = field(default_factory=lambda: np.zeros(0))  # at HEIGHT_GRID of MS1 centroids
+
+    def heights_at(self, low: float, high: float) -> tuple[float, float]:
+        """The MS1 centroid intensities at quantiles ``low`` and ``high`` (0-1) of the run's, interpolated on
+        ``HEIGHT_GRID``: the spiked apex heights' range (``simulate_spikein``'s ``height_quantiles``)."""
+        return (float(np.interp(low, HEIGHT_GRID, self.intensity_quantiles)),
+                float(np.interp(high, HEIGHT_GRID, self.intensity_quantiles)))
 
     def mz_jitter_ppm(self, intensity) -> np.ndarray:
         """The sd (ppm) of a centroid's m/z error at ``intensity``: interpolated in log intensity between the
@@ -127,7 +137,7 @@ def read_background(path: Path) -> Background:
                       ms2_floor, float(np.quantile(precursor, 0.01)), float(np.median(gain)), template, resolution,
                       jitter_intensity, jitter_ppm, fwhm,
                       {"mz_range": range_source, "resolution_ppm": resolution_source, "mz_jitter": jitter_source,
-                       "fwhm_s": fwhm_source}, len(traces))
+                       "fwhm_s": fwhm_source}, len(traces), np.quantile(intensities, HEIGHT_GRID))
 
 
 def ms1_mz_range(mzs: list[np.ndarray], window: tuple[float, float] | None) -> tuple[tuple[float, float], str]:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pyopenms as oms
 
+from ms2study.core.atomic import write_text
 from ms2study.core.errors import InputError
 from ms2study.simulate.formula_mass import mono_weight
 
@@ -200,3 +201,20 @@ def require_structures(usable: list[Record], failed: Counter, n_records: int, n_
         f"{counts or 'none'}", file=str(library_path),
         fix="; ".join(fixes[:3] + [("or " if fixes else "") + "pass a larger library"
                                    + (f" or --compounds {n_structures}" if n_structures else "")]))
+
+
+def write_study_library(path: Path, records: list[Record], compounds: list, library_size: int | None,
+                        rs: np.random.Generator) -> int:
+    """Write the spike-in study's library (``simulate.spikein.simulate_spikein`` says what it holds) from the input
+    ``records`` and the spiked ``compounds`` (each with ``block``, ``query``, ``library`` and ``in_library``): the
+    library records of compounds left in, then the other allowed records of structures not spiked (at most
+    ``library_size`` in all, drawn with ``rs``); returns the number of records written."""
+    spiked_blocks = {c.block for c in compounds}
+    removed = {id(c.query) for c in compounds} - {id(r) for c in compounds for r in c.library}
+    keep_spiked = [r for c in compounds if c.in_library for r in c.library]
+    others = [r for r in records if allowed(r) and r.block not in spiked_blocks and id(r) not in removed]
+    if library_size is not None and len(others) + len(keep_spiked) > library_size:
+        n = max(library_size - len(keep_spiked), 0)
+        others = [others[i] for i in np.sort(rs.choice(len(others), n, replace=False))]
+    write_text("\n\n".join(r.text for r in keep_spiked + others) + "\n", path)
+    return len(keep_spiked) + len(others)
