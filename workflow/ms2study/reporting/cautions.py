@@ -335,14 +335,17 @@ def below_chance_note(summary: dict, coverage: tuple[int, int] | None = None) ->
 
 def detection_meaning(data: dict | None) -> str:
     """What 'detected' means in the smallest-detectable-effect sentence, from ``resources/detectable_effects.json``
-    (its ``criterion``): the interval criterion, the share of simulated studies (about 50 % power when it is half)
-    and that the studies were simulated. Empty without data."""
+    (its ``criterion``): the interval criterion, the share of simulated studies (a rough guide, not a measured power:
+    most settings were simulated once or a few times; trial AL), the set named, and that the studies were simulated. Empty without data."""
     if not data:
         return ""
     criterion = str(data.get("criterion") or "")
     if "half" in criterion and "AUC interval above 0.5" in criterion:
         return ("'Detected' means the AUC's 95 % interval lay above 0.5 in at least half of the simulated studies of "
-                "that setting, i.e. about 50 % power; the studies are simulated, not runs of this instrument.")
+                "that setting; most settings were simulated once or a few times (benchmarks/measured/biology.json), "
+                "so this is a rough guide, not a measured power. The set named is the one that detected it; the "
+                "sweep's other sets, the embedding-based ones included, did not detect those settings. The studies "
+                "are simulated, not runs of this instrument.")
     return (f"'Detected' means: {criterion}" if criterion else "'Detected' is judged") + (
         " (simulated studies, not runs of this instrument).")
 
