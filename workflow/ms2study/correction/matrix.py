@@ -61,9 +61,9 @@ n_qc_rsd_flagged_in_sample those the in-sample RSD would have flagged; n_rt_sd_f
 spread flag, n_rt_sd_unassessed those detected in too few samples to judge, rt_sd_median_s the median RT spread and
 rt_sd_threshold_s the flag's threshold (both null without links; the threshold also with rt_sd_ratio 0),
 n_rt_sd_within_width those above that threshold left unflagged because their spread is ordinary for their peak width;
-batch_only the features marked as detected in one batch alone (``correction.presence``), counted per batch
-(counted on the matrix as written); n_features_in_adduct_groups the features in groups of two or more; n_subjects_normalised_within the subjects (sheet's
-subject_id) with several runs whose runs the run-level normalisation aligned with one another first (null when none
+batch_only the features marked as detected in one batch alone (``correction.presence``), counted per batch on the
+matrix as written; n_features_in_adduct_groups the features in groups of two or more; n_subjects_normalised_within
+the subjects (sheet's subject_id) with several runs whose runs the run-level normalisation aligned with one another first (null when none
 or without run-level normalisation).
 """
 
