@@ -19,25 +19,15 @@ marked (p = 0.48), nor one seen in 6 (p = 0.014); one seen in 7 runs of one batc
 0.0046). In three batches of 4 runs, all 4 runs of one batch and none of the others are needed (p = 0.006).
 Under the null (detection independent of batch) at most ``BATCH_ONLY_ALPHA`` of the features are marked, measured
 in tests/test_presence.py. A study of one batch, or whose other batches have no counted runs, marks nothing.
-Imports numpy and scipy only.
+Imports numpy and scipy (``scipy.stats.hypergeom``) only.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import gammaln
+from scipy.stats import hypergeom
 
 BATCH_ONLY_ALPHA = 0.01  # the chance of a mark for a feature whose detections do not depend on the batch
-
-
-def _log_comb(n: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """log C(n, k) elementwise (-inf where k > n)."""
-    n, k = np.asarray(n, dtype=np.float64), np.asarray(k, dtype=np.float64)
-    out = np.full(np.broadcast(n, k).shape, -np.inf)
-    ok = np.broadcast_to(k <= n, out.shape)
-    full = gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
-    out[ok] = np.broadcast_to(full, out.shape)[ok]
-    return out
 
 
 def batch_only(detected: np.ndarray, counted: np.ndarray, batches: list[str],
@@ -64,10 +54,9 @@ def batch_only(detected: np.ndarray, counted: np.ndarray, batches: list[str],
     per_batch = np.stack([hits[:, labels == b].sum(axis=1) for b in order], axis=1)   # (features, batches)
     k = per_batch.sum(axis=1)
     alone = (k > 0) & ((per_batch > 0).sum(axis=1) == 1)
-    if alone.any():
-        kk = k[alone].astype(np.float64)[:, None]
-        log_terms = _log_comb(sizes[None, :], kk) - _log_comb(np.array([[sizes.sum()]]), kk)
-        p[alone] = np.exp(log_terms).sum(axis=1)
+    if alone.any():  # P(all k draws from batch b) = hypergeom(N, n_b, k).pmf(k), summed over the batches
+        kk = k[alone][:, None]
+        p[alone] = hypergeom.pmf(kk, sizes.sum(), sizes[None, :], kk).sum(axis=1)
     which = np.argmax(per_batch, axis=1)
     for i in np.flatnonzero(alone & (p < alpha)):
         names[i] = order[which[i]]

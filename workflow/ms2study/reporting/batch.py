@@ -46,7 +46,7 @@ from ms2study.reporting.qcrsd import (
 )
 from ms2study.reporting.samplespread import aligned_log2, sample_effects_part
 from ms2study.reporting.shift import amount_outliers, amount_text
-from ms2study.reporting.tables import interactive_table
+from ms2study.reporting.tables import interactive_table, marked_features_table
 
 N_EXAMPLES = 3  # example features drawn against injection order
 MAX_FLAGGED_ROWS = 2000  # flagged features listed (worst QC RSD first)
@@ -395,13 +395,9 @@ def rt_spread_table(corrected: pl.DataFrame) -> str:
     more = f" (the first {MAX_FLAGGED_ROWS} of {flagged.height})" if flagged.height > MAX_FLAGGED_ROWS else ""
     columns = {"consensus_id": "consensus feature", "mz": "m/z", "rt_s": "RT (s)", "rt_sd_s": "RT sd over samples (s)",
                "n_detected": "runs detecting it", "adduct": "adduct", "excluded": "left out by another flag"}
-    rows = flagged.head(MAX_FLAGGED_ROWS).select([c for c in columns if c in flagged.columns]).with_columns(
-        *([pl.when(pl.col("excluded").fill_null(False)).then(pl.lit("yes")).otherwise(pl.lit("")).alias("excluded")]
-          if "excluded" in flagged.columns else []))
-    rows = rows.rename({c: columns[c] for c in rows.columns})
     return (f"<h3>Features whose apex RT wanders over the samples{more}</h3><p class=\"note\">Kept in the models and "
             "tests; each may sum two co-eluting ions (see the RT spread above).</p>"
-            + interactive_table(rows, "batch-rt-spread-table", order=[(columns["rt_sd_s"], "desc")]))
+            + marked_features_table(flagged.head(MAX_FLAGGED_ROWS), columns, "batch-rt-spread-table", "rt_sd_s"))
 
 
 def batch_section(correction_path: Path | None, corrected_path: Path | None, raw: pl.DataFrame | None,

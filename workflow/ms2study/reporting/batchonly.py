@@ -11,7 +11,7 @@ import polars as pl
 from ms2study.correction.presence import BATCH_ONLY_ALPHA
 from ms2study.modelling.differential import SIGNIFICANCE
 from ms2study.reporting.html import QUALITY, Caution, esc
-from ms2study.reporting.tables import interactive_table
+from ms2study.reporting.tables import marked_features_table
 
 MAX_ROWS = 500  # rows of the batch-only table (the most frequently detected first)
 
@@ -46,17 +46,12 @@ def batch_only_part(corrected: pl.DataFrame) -> str:
     more = f" (the {MAX_ROWS} most often detected of {marked.height})" if marked.height > MAX_ROWS else ""
     columns = {"consensus_id": "consensus feature", "mz": "m/z", "rt_s": "RT (s)", "batch_only": "batch",
                "n_detected": "runs detecting it", "adduct": "adduct", "excluded": "left out by another flag"}
-    rows = marked.head(MAX_ROWS).select([c for c in columns if c in marked.columns])
-    if "excluded" in rows.columns:
-        rows = rows.with_columns(pl.when(pl.col("excluded").fill_null(False)).then(pl.lit("yes"))
-                                 .otherwise(pl.lit("")).alias("excluded"))
-    rows = rows.rename({c: columns[c] for c in rows.columns})
     per_batch = marked.group_by("batch_only").len().sort("batch_only")
     counts = ", ".join(f"batch {esc(b)}: {n}" for b, n in per_batch.iter_rows())
     return (f"<h3>Features detected in one batch only{more}</h3><p>{marked.height} consensus feature(s) ({counts}): "
             f"{WHY}. They are kept; if the outcome groups are not spread evenly over the batches, a difference in "
             "such a feature may be the batch's (column 'one batch only' in What differs).</p>"
-            + interactive_table(rows, "batch-only-table", order=[(columns["n_detected"], "desc")]))
+            + marked_features_table(marked.head(MAX_ROWS), columns, "batch-only-table", "n_detected"))
 
 
 def batch_only_of(tested: pl.DataFrame, corrected: pl.DataFrame | None) -> pl.DataFrame:

@@ -232,9 +232,8 @@ def chromatogram_figure(traces: list[tuple[str, np.ndarray, np.ndarray]], title:
         plain = [t for t in thinned if t[0] not in highlight]
         names = sorted({batches.get(s, "") for s, _, _ in plain})
         if len(names) > 1:  # one line per batch, the batch's runs counted; runs without a batch under "no batch"
-            groups = [(f"batch {b} ({sum(batches.get(t[0], '') == b for t in plain)})" if b else
-                       f"no batch ({sum(not batches.get(t[0], '') for t in plain)})",
-                       [t for t in plain if batches.get(t[0], "") == b],
+            members = {b: [t for t in plain if batches.get(t[0], "") == b] for b in names}
+            groups = [(f"{f'batch {b}' if b else 'no batch'} ({len(members[b])})", members[b],
                        {"width": 1, "color": BATCH_PALETTE[i % len(BATCH_PALETTE)]}) for i, b in enumerate(names)]
         else:
             groups = [(f"samples ({len(plain)})", plain, {"width": 1, "color": "rgba(31,119,180,0.45)"})]

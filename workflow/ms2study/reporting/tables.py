@@ -78,6 +78,18 @@ def interactive_table(frame: pl.DataFrame, table_id: str, order: Sequence[tuple[
     return re.sub(r"\(need <a href=https://itables\.org/[^>]*>help</a>\?\)", "", html)
 
 
+def marked_features_table(marked: pl.DataFrame, columns: dict[str, str], table_id: str, order_column: str) -> str:
+    """A sortable table of marked consensus features (``marked``, rows already chosen and ordered): the ``columns``
+    it has (column -> header), ``excluded`` shown as "yes" / empty, ordered by ``order_column``'s header
+    descending."""
+    rows = marked.select([c for c in columns if c in marked.columns])
+    if "excluded" in rows.columns:
+        rows = rows.with_columns(pl.when(pl.col("excluded").fill_null(False)).then(pl.lit("yes"))
+                                 .otherwise(pl.lit("")).alias("excluded"))
+    rows = rows.rename({c: columns[c] for c in rows.columns})
+    return interactive_table(rows, table_id, order=[(columns[order_column], "desc")])
+
+
 def class_path(column: str = "compound_class") -> pl.Expr:
     """``column`` (a ChemOnt class path, "CHEMONTID:0000185; Organic compounds; Benzenoids; ...", as MassBank records
     give it) as the report's tables show it: without the leading identifier, the names only."""
