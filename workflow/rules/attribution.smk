@@ -1,9 +1,12 @@
 # Study: what the embedding model of each outcome looks at: every consensus feature's contribution to the linear
-# model on pooled spectrum embeddings (the pooled vector is a weighted sum of spectrum embeddings).
+# model on pooled spectrum embeddings (the pooled vector is a weighted sum of spectrum embeddings); and, when the models
+# use the bags of chemistry (CHEMISTRY_ON, rules/models.smk), each prototype region's part in that model with the
+# features that make the region's difference (results/study/attribution/chemical_space/{outcome}.parquet).
 from ms2study.stages.differential import configured_outcomes
 
 # One table per outcome of models: outcomes, named as the differential tables and the models' folders.
 ATTRIBUTION_OUTCOMES = list(configured_outcomes(config))
+REGION_ATTRIBUTION = "results/study/attribution/chemical_space/{outcome}.parquet"
 
 
 rule attribution:
@@ -20,8 +23,12 @@ rule attribution:
         matrix=MATRIX_INPUTS["matrix"],
         identifications="results/study/identifications.parquet",
         summary="results/study/models/{outcome}/summary.json",
+        # the bags of chemistry (folder of rule chemistry; the files read: params) and their prototypes
+        chemistry=CHEMISTRY_FOLDER,
+        prototypes=["results/study/prototypes.parquet"] if CHEMISTRY_ON else [],
     output:
         "results/study/attribution/{outcome}.parquet",
+        *([REGION_ATTRIBUTION] if CHEMISTRY_ON else []),
     params:
         # the outcome and the pool section (how the sample vectors were pooled); the models' settings are read
         # from the outcome's summary.json, an input
@@ -30,6 +37,11 @@ rule attribution:
         ),
         sample_embeddings=per_run_files(MATRIX_INPUTS["sample_embedding"]),
         features=per_run_files(MATRIX_INPUTS["features"]),
+        regions=lambda wildcards, input: (
+            "--chemistry " + " ".join(shlex.quote(f) for f in CHEMISTRY) + " --prototypes "
+            + shlex.quote(input.prototypes[0]) + " --regions-out "
+            + shlex.quote(REGION_ATTRIBUTION.format(outcome=wildcards.outcome)) if CHEMISTRY_ON else ""
+        ),
         version=MS2STUDY_VERSION,
     log:
         "logs/study/attribution_{outcome}.log",
@@ -46,4 +58,4 @@ rule attribution:
         "--sample-embeddings {params.sample_embeddings:q} --embeddings {input.embeddings:q} --spectra {input.spectra:q} "
         "--features {params.features:q} --links {input.links:q} --feature-matrix {input.matrix:q} "
         "--identifications {input.identifications:q} --model-summary {input.summary:q} --out {output:q} "
-        "--params {params.p} > {log:q} 2>&1"
+        "{params.regions} --params {params.p} > {log:q} 2>&1"

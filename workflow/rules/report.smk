@@ -30,6 +30,7 @@ rule report:
         qc="results/study/qc.parquet",
         chromatograms=per_sample("chromatogram"),
         attribution=expand("results/study/attribution/{outcome}.parquet", outcome=ATTRIBUTION_OUTCOMES),
+        region_attribution=expand(REGION_ATTRIBUTION, outcome=ATTRIBUTION_OUTCOMES) if CHEMISTRY_ON else [],
     output:
         report("results/study/report.html", caption="../report/report_html.rst", category="Report"),
     params:
@@ -57,5 +58,5 @@ rule report:
         "--model-predictions {input.model_predictions:q} --differential {input.differential:q} "
         "--class-enrichment {input.class_enrichment:q} --calibration {input.calibration:q} "
         "--library-index {input.library:q} --qc {input.qc:q} --chromatograms {input.chromatograms:q} "
-        "--attribution {input.attribution:q} --corrected-matrix {input.corrected:q} --correction {input.correction:q} "
+        "--attribution {input.attribution:q} --region-attribution {input.region_attribution:q} --corrected-matrix {input.corrected:q} --correction {input.correction:q} "
         "--feature-links {input.links:q} --out {output:q} --params {params.p} > {log:q} 2>&1"

@@ -128,10 +128,10 @@ def pooling_terms(embeddings: pl.DataFrame, spectra: pl.DataFrame, features: pl.
     return [str(k) for k in unique], coefficient, share, E
 
 
-def chosen_strength(summary: dict, kind: str, params: dict) -> Any | None:
-    """The regularisation the models stage chose most often for the embedding set (its ``regularisation_chosen``
+def chosen_strength(summary: dict, kind: str, params: dict, feature_set: str = SET) -> Any | None:
+    """The regularisation the models stage chose most often for ``feature_set`` (its ``regularisation_chosen``
     counts over the outer folds; ties go to the strongest), as a grid value; None when the summary records none."""
-    counts = ((summary.get("feature_sets") or {}).get(SET) or {}).get("regularisation_chosen") or {}
+    counts = ((summary.get("feature_sets") or {}).get(feature_set) or {}).get("regularisation_chosen") or {}
     if not counts:
         return None
     grid = strength_grid(kind, params)
@@ -150,10 +150,11 @@ def _decision(model: Any, Z: np.ndarray, kind: str) -> np.ndarray:
 
 
 def fit_embedding_model(X: np.ndarray, C: np.ndarray, y: np.ndarray, kind: str, params: dict,
-                        strength: Any | None) -> tuple[Any, Any, Any]:
-    """The models stage's pipeline for the embedding set fitted on all samples: (preprocessor, model, strength).
-    ``strength`` None: chosen by the same inner CV as the models stage (``crossval.fit_nested``)."""
-    imputation = (params.get("imputation") or {}).get(SET, "mean")
+                        strength: Any | None, feature_set: str = SET) -> tuple[Any, Any, Any]:
+    """The models stage's pipeline for ``feature_set`` (the embedding set unless given; its imputation from the
+    models' ``imputation``) fitted on all samples: (preprocessor, model, strength). ``strength`` None: chosen by the
+    same inner CV as the models stage (``crossval.fit_nested``)."""
+    imputation = (params.get("imputation") or {}).get(feature_set, "mean")
     XC = np.hstack([X, C])
     with warnings.catch_warnings(), threadpool_limits(limits=1):
         warnings.simplefilter("ignore", ConvergenceWarning)

@@ -177,21 +177,18 @@ def assign_prototypes(vectors: np.ndarray, prototypes: Prototypes, assignment: s
     return weights
 
 
-def chemistry_sample(embeddings: pl.DataFrame, spectra: pl.DataFrame, sample_id: str, prototypes: Prototypes,
-                     params: dict | None = None, features: pl.DataFrame | None = None) -> pl.DataFrame:
-    """One sample's bag of chemistry: log abundance per prototype region (``SAMPLE_CHEMISTRY`` one-row frame).
+def chemistry_terms(embeddings: pl.DataFrame, spectra: pl.DataFrame, sample_id: str, prototypes: Prototypes,
+                    params: dict | None = None, features: pl.DataFrame | None = None,
+                    ) -> tuple[list[str], np.ndarray, np.ndarray, list[str] | None]:
+    """How one sample's bag of chemistry is made, per pooled unit: (keys, abundance (u,), weights (u, k), model ids).
 
-    The sample's spectra are grouped per feature as in ``abundance_share`` (mean embedding of the feature's
-    spectra; abundance = the feature's intensity from ``features``, or its largest precursor intensity), each
-    feature is assigned to prototype regions (:func:`assign_prototypes`), and the abundances are summed per region:
-    ``abundance[r] = log1p(sum_f weight[f, r] * abundance[f])``. A region without any feature of the sample is null
-    (nothing measured there: the models fill it inside the folds like an undetected feature, ``half_minimum``),
-    never 0. Where one pooled vector averages a change of a few compounds away, their region's total moves by their
-    own fold change diluted only by the other features of that region. Columns: sample_id, n_features (pooled),
-    prototypes_id, model_id, abundance (list of k Float32, nulls for empty regions). ``params`` is the pool
-    section (its ``chemistry``, ``abundance`` and ``mapped_only`` apply). Raises InputError for bad parameters,
-    missing columns, spectra of other samples or an encoder/prototype mismatch.
-    """
+    Keys are the sample's feature ids (or ``spectrum:<id>`` for an unmapped spectrum pooled alone, with
+    ``mapped_only`` false), sorted; ``abundance`` is each unit's abundance (``pooling.per_feature_means``: the
+    feature's intensity from ``features``, or its largest precursor intensity; NaN possible) and ``weights`` its
+    membership in each of the k prototype regions (:func:`assign_prototypes` of the mean embedding of its spectra).
+    The bag is ``log1p(weights.T @ clip(abundance, 0))`` over the regions some unit reaches (:func:`chemistry_sample`);
+    ``modelling.regions`` reuses the terms to say which features make a region's difference. A sample without usable
+    spectra gives empty arrays. Raises InputError as :func:`chemistry_sample`."""
     p = merge_params(params)
     check_sample_tables(embeddings, spectra, sample_id)
     embeddings = without_excluded(embeddings, features)
@@ -209,19 +206,41 @@ def chemistry_sample(embeddings: pl.DataFrame, spectra: pl.DataFrame, sample_id:
         usable = usable.filter(pl.col("feature_id").is_not_null())
     k = prototypes.centers.shape[0]
     if usable.height == 0:
+        return [], np.zeros(0), np.zeros((0, k)), model_ids
+    matrix = np.stack(usable["embedding"].to_list()).astype(np.float64)
+    means, abundance, _ = per_feature_means(usable, matrix, str(source), features, sample_id)
+    keys = usable.select(pl.coalesce("feature_id", pl.lit("spectrum:") + pl.col("spectrum_id"))).to_series()
+    weights = assign_prototypes(means, prototypes, p["chemistry"]["assignment"], float(p["chemistry"]["temperature"]))
+    return [str(key) for key in np.unique(keys.to_numpy().astype(str))], abundance, weights, model_ids
+
+
+def chemistry_sample(embeddings: pl.DataFrame, spectra: pl.DataFrame, sample_id: str, prototypes: Prototypes,
+                     params: dict | None = None, features: pl.DataFrame | None = None) -> pl.DataFrame:
+    """One sample's bag of chemistry: log abundance per prototype region (``SAMPLE_CHEMISTRY`` one-row frame).
+
+    The sample's spectra are grouped per feature as in ``abundance_share`` (mean embedding of the feature's
+    spectra; abundance = the feature's intensity from ``features``, or its largest precursor intensity), each
+    feature is assigned to prototype regions (:func:`assign_prototypes`), and the abundances are summed per region:
+    ``abundance[r] = log1p(sum_f weight[f, r] * abundance[f])`` (:func:`chemistry_terms`). A region without any
+    feature of the sample is null (nothing measured there: the models fill it inside the folds like an undetected
+    feature, ``half_minimum``), never 0. Where one pooled vector averages a change of a few compounds away, their
+    region's total moves by their own fold change diluted only by the other features of that region. Columns:
+    sample_id, n_features (pooled), prototypes_id, model_id, abundance (list of k Float32, nulls for empty
+    regions). ``params`` is the pool section (its ``chemistry``, ``abundance`` and ``mapped_only`` apply). Raises
+    InputError for bad parameters, missing columns, spectra of other samples or an encoder/prototype mismatch.
+    """
+    keys, abundance, weights, model_ids = chemistry_terms(embeddings, spectra, sample_id, prototypes, params,
+                                                          features)
+    k = prototypes.centers.shape[0]
+    if not keys:
         log.warning("sample '%s': no usable spectra: its bag of chemistry is all null", sample_id)
         values: list[float | None] = [None] * k
-        n_features = 0
     else:
-        matrix = np.stack(usable["embedding"].to_list()).astype(np.float64)
-        means, abundance, n_features = per_feature_means(usable, matrix, str(source), features, sample_id)
-        weights = assign_prototypes(means, prototypes, p["chemistry"]["assignment"],
-                                    float(p["chemistry"]["temperature"]))
         totals = weights.T @ np.clip(np.nan_to_num(abundance), 0.0, None)
         covered = weights.sum(axis=0) > 0
         values = [float(np.log1p(t)) if c else None for t, c in zip(totals, covered)]
     frame = pl.DataFrame({
-        "sample_id": [sample_id], "n_features": [n_features], "prototypes_id": [prototypes.prototypes_id],
+        "sample_id": [sample_id], "n_features": [len(keys)], "prototypes_id": [prototypes.prototypes_id],
         "model_id": [model_ids[0] if len(model_ids) == 1 else None], "abundance": [values],
     }, schema=SAMPLE_CHEMISTRY)
     return frame

@@ -50,6 +50,7 @@ from ms2study.reporting import (
 )
 from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles, ReportInputs
 from ms2study.reporting.html import DOUBT, Caution, esc, kind_of, page, plain_text, tier_summary
+from ms2study.reporting.regions import region_caveats
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,9 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
                   whatdiffers.differential_section(inputs.differential, warnings, attribution,
                                                     outcomes.attribution_caveats(inputs.models), with_ms2, corrected,
                                                     identifications=ident, background=whatdiffers.background_ions(
-                                                        inputs.feature_links, [t["features"] for t in tables]))))
+                                                        inputs.feature_links, [t["features"] for t in tables]),
+                                                    regions=({Path(p).stem: Path(p) for p in inputs.region_attribution},
+                                                             region_caveats(inputs.models)))))
     collect.scan_warnings(stats, warnings, collect.library_ion_modes(inputs.library_indexes))
     collect.unmatched_library_files(stats, inputs.library_indexes, warnings)
     parts.append(("encoder", "Spectrum encoder", sections.encoder_section(encoder)))
@@ -224,6 +227,7 @@ def inputs_from_args(args: argparse.Namespace) -> ReportInputs:
         qc=Path(args.qc) if args.qc else None,
         chromatograms=[Path(p) for p in args.chromatograms],
         attribution=[Path(p) for p in args.attribution],
+        region_attribution=[Path(p) for p in args.region_attribution],
         corrected_matrix=Path(args.corrected_matrix) if args.corrected_matrix else None,
         correction=Path(args.correction) if args.correction else None,
         feature_links=Path(args.feature_links) if args.feature_links else None,
@@ -264,6 +268,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="chromatogram.parquet (rt_s, tic, bpc) of each sample, in sheet order")
     p.add_argument("--attribution", nargs="*", default=[],
                    help="results/study/attribution/OUTCOME.parquet of each outcome (matched by the file's name)")
+    p.add_argument("--region-attribution", nargs="*", default=[],
+                   help="results/study/attribution/chemical_space/OUTCOME.parquet of each outcome (the bag-of-chemistry "
+                        "model's regions; matched by the file's name)")
     p.add_argument("--corrected-matrix", default=None,
                    help="results/study/feature_matrix_corrected.parquet (the correct stage; batch section, model maps)")
     p.add_argument("--correction", default=None, help="results/study/correction.json (the correct stage's record)")
