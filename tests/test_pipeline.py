@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from ms2study.modelling.differential import read_summary
 from ms2study.simulate.study import simulate_study
 
 pytestmark = pytest.mark.integration
@@ -169,6 +170,12 @@ def test_models_ran_for_configured_outcomes(study: Path) -> None:
     assert prototypes["source"][0].startswith("library")
     bags = pl.read_parquet(study / "results" / "study" / "chemistry" / "S01.parquet")
     assert bags["prototypes_id"][0] == prototypes["prototypes_id"][0] and bags["n_features"][0] > 0
+    # the attribution job explains that model per region (modelling.regions) and the report shows it
+    regions_path = study / "results" / "study" / "attribution" / "chemical_space" / "group.parquet"
+    regions, explained = pl.read_parquet(regions_path), read_summary(regions_path)
+    assert explained["status"] == "done" and regions.height == prototypes.height, explained
+    assert explained["max_split_error"] < 1e-6 and (regions["contribution"] != 0).sum() == explained["regions_used"]
+    assert "What the bag-of-chemistry model looks at" in (study / "results" / "study" / "report.html").read_text()
     # the models pool with the corrected intensities (correct.use_corrected, the default; rule pool_corrected):
     # without QCs the correction is a per-run median factor, the same for every feature of the run
     corrected = pl.read_parquet(study / "results" / "study" / "corrected_features" / "S01.parquet")

@@ -57,5 +57,5 @@ rule attribution:
         "python -m ms2study --threads {threads} attribution --samples {input.sheet:q} "
         "--sample-embeddings {params.sample_embeddings:q} --embeddings {input.embeddings:q} --spectra {input.spectra:q} "
         "--features {params.features:q} --links {input.links:q} --feature-matrix {input.matrix:q} "
-        "--identifications {input.identifications:q} --model-summary {input.summary:q} --out {output:q} "
+        "--identifications {input.identifications:q} --model-summary {input.summary:q} --out {output[0]:q} "
         "{params.regions} --params {params.p} > {log:q} 2>&1"

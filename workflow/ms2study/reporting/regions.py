@@ -24,8 +24,8 @@ from ms2study.reporting.tables import interactive_table
 TOP_REGIONS = 10
 NOTED_SHARE = 0.25  # a caution when regions with a note carry this much of the model's absolute contribution
 REGION_COLUMNS = {"rank": "rank", "region": "region", "contribution": "contribution", "direction": "direction",
-                  "log2_fold": "log2 fold (median)", "empty": "empty runs (positive / other)",
-                  "driver": "main feature", "driver_share": "its share", "in_region": "in region (positive / other)",
+                  "log2_fold": "log2 fold (median)", "empty": "runs with nothing there ({})", "driver": "main feature",
+                  "share": "its share", "pooled": "runs with its MS/MS ({})", "in_region": "in region ({})",
                   "features": "features making the difference", "note": "note"}
 
 
@@ -81,11 +81,18 @@ def regions_part(path: Path | None, outcome: str, warnings: list[str], caveat: s
         warnings.append(Caution(
             f"outcome <b>{esc(outcome)}</b>: {share:.0%} of what the bag-of-chemistry model leans on comes from "
             f"prototype region{'s' if len(noted) > 1 else ''} {', '.join(str(r) for r in noted)}, whose difference "
-            "is partly where a feature's spectra were placed (near a region border) or a region empty in one "
-            "class's runs, not how much of a compound there is; judge that model's result beside the feature "
-            "matrix's and the region table under 'What differs'", DOUBT, "placement", (f"models:{outcome}",)))
+            "is partly where a feature's spectra were placed (near a region border, in one region in one class's "
+            "runs and in another in the other's), not how much of a compound there is; judge that model's result "
+            "beside the feature matrix's and the region table under 'What differs'", DOUBT, "placement",
+            (f"models:{outcome}",)))
+    positive = str(summary.get("positive_class") or "positive")
+    other = next((str(c) for c in summary.get("classes") or [] if str(c) != positive), "other")
+    classes = f"{positive} / {other}"
+    columns = {c: header.format(classes) for c, header in REGION_COLUMNS.items()}
     rows = used.head(TOP_REGIONS).with_columns(
+        pl.col("driver_share").map_elements(_percent, return_dtype=pl.Utf8).alias("share"),
         pl.format("{} / {}", "n_empty_positive", "n_empty_reference").alias("empty"),
+        pl.format("{} / {}", "driver_pooled_positive", "driver_pooled_reference").alias("pooled"),
         pl.coalesce("driver_name", "driver_id").alias("driver"),
         pl.format("{} / {}", pl.col("driver_in_region_positive").map_elements(_percent, return_dtype=pl.Utf8),
                   pl.col("driver_in_region_reference").map_elements(_percent, return_dtype=pl.Utf8)).alias("in_region"),
@@ -96,11 +103,13 @@ def regions_part(path: Path | None, outcome: str, warnings: list[str], caveat: s
             "its features whose MS/MS falls in it. Contribution: the region's part in the model's score, positive "
             "class mean minus the other's (log-odds; the regions' values add up to the difference between the "
             "classes' mean scores). The main feature is the consensus feature making most of the region's "
-            "difference in summed abundance, with its share of it and how often its spectra were placed in the region "
-            "in the runs of each class that pooled it: far from 100 % / 100 % means the region's difference is partly "
-            "where the feature's spectra fell, not how much of it there is. Empty runs had nothing in the region and "
-            f"were filled with half the region's minimum. {esc(summary.get('units') or '')}</p>")
-    shown = [c for c in REGION_COLUMNS if c in rows.columns]
-    return title + text + interactive_table(rows.select(shown).rename({c: REGION_COLUMNS[c] for c in shown}),
+            "difference in summed abundance, with its share of it, the runs of each class in which its MS/MS was "
+            "acquired and pooled, and how often it was placed in the region in those runs: far from 100 % / 100 % "
+            "means the region's difference is partly where the feature's spectra fell, not how much of it there is "
+            "(a note says so). Empty runs had nothing in the region and were filled with half the region's minimum; "
+            "a compound that rises is often fragmented (DDA picks the most intense ions) in the runs where it is "
+            f"abundant only, so its region is empty in the others. {esc(summary.get('units') or '')}</p>")
+    shown = [c for c in columns if c in rows.columns]
+    return title + text + interactive_table(rows.select(shown).rename({c: columns[c] for c in shown}),
                                             "regions-" + "".join(ch if ch.isalnum() else "_" for ch in outcome),
                                             order=[("rank", "asc")])
