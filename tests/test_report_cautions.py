@@ -241,7 +241,7 @@ def test_the_command_takes_the_feature_links(tmp_path: Path) -> None:
 
     args = argparse.Namespace(samples="s.tsv", feature_matrix=None, identifications=None, model_summaries=[],
                               model_predictions=[], differential=[], class_enrichment=[], calibration=[],
-                              encoder_info=None, library_index=[], qc=None, chromatograms=[], attribution=[],
+                              encoder_info=None, library_index=[], qc=None, chromatograms=[], attribution=[], region_attribution=[],
                               corrected_matrix=None, correction=None, feature_links="links.parquet",
                               **{k: None for k in collect.TABLES})
     assert inputs_from_args(args).feature_links == Path("links.parquet")

@@ -159,27 +159,34 @@ def negative_r2_note(summary: dict) -> str | None:
             f"{'that feature set' if len(below) == 1 else 'those feature sets'}.")
 
 
-def attribution_caveats(models: Sequence[OutcomeFiles]) -> dict[str, str]:
-    """Per outcome (by name) whose model of the attributed feature set (``modelling.attribution.SET``, the
-    embedding) is not shown to beat chance, or was modelled within subjects (a paired design: the attribution's refit
-    is not), the caveat the attribution is shown with: which model and why."""
-    caveats = {}
+def modelled_sets(models: Sequence[OutcomeFiles], feature_set: str) -> list[tuple[str, dict, dict]]:
+    """(outcome, summary, the set's entry) of every outcome whose models stage modelled ``feature_set``."""
+    found = []
     for files in models:
         path = Path(files.summary)
         if not path.exists():
             continue
         summary = json.loads(path.read_text(encoding="utf-8"))
-        entry = (summary.get("feature_sets") or {}).get(ATTRIBUTED_SET)
-        if summary.get("status") != "done" or not entry:
-            continue
+        entry = (summary.get("feature_sets") or {}).get(feature_set)
+        if summary.get("status") == "done" and entry:
+            found.append((summary.get("outcome", path.parent.name), summary, entry))
+    return found
+
+
+def attribution_caveats(models: Sequence[OutcomeFiles], feature_set: str = ATTRIBUTED_SET) -> dict[str, str]:
+    """Per outcome (by name) whose model of an explained feature set (``modelling.attribution.SET``, the embedding,
+    unless given) is not shown to beat chance, or was modelled within subjects (a paired design: the attribution's
+    refit is not), the caveat the explanation is shown with: which model and why."""
+    caveats = {}
+    for outcome, summary, entry in modelled_sets(models, feature_set):
         why = chance_shortfall(entry)
-        outcome = summary.get("outcome", path.parent.name)
         if why:
-            caveats[outcome] = f"the {ATTRIBUTED_SET} model of {outcome} is not shown to beat chance: {why}"
+            caveats[outcome] = f"the {feature_set} model of {outcome} is not shown to beat chance: {why}"
         if summary.get("paired_by"):  # a trial: the attribution stage's note on its unpaired refit never reached here
             caveats[outcome] = "; ".join([*([caveats[outcome]] if outcome in caveats else []), (
                 f"the models of {outcome} compare each subject with itself (a paired design), while this attribution "
-                "refits the embedding model on the runs as independent samples, so it does not explain that model")])
+                f"refits the {feature_set} model on the runs as independent samples, so it does not explain that "
+                "model")])
     return caveats
 
 

@@ -8,16 +8,12 @@ May import ``core``, ``modelling`` and other ``reporting`` modules.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
 
 from ms2study.core.errors import InputError
 from ms2study.modelling.differential import read_summary
-from ms2study.modelling.regions import SET
-from ms2study.reporting.cautions import chance_shortfall
 from ms2study.reporting.html import DOUBT, Caution, esc
 from ms2study.reporting.tables import interactive_table
 
@@ -27,24 +23,6 @@ REGION_COLUMNS = {"rank": "rank", "region": "region", "contribution": "contribut
                   "log2_fold": "log2 fold (median)", "empty": "runs with nothing there ({})", "driver": "main feature",
                   "share": "its share", "pooled": "runs with its MS/MS ({})", "in_region": "in region ({})",
                   "features": "features making the difference", "note": "note"}
-
-
-def region_caveats(models: Sequence) -> dict[str, str]:
-    """Per outcome (by name) whose bag-of-chemistry model is not shown to beat chance, the caveat its regions are
-    shown with (``models``: the report's ``OutcomeFiles``, whose ``summary`` is the models stage's summary.json)."""
-    caveats = {}
-    for files in models:
-        path = Path(files.summary)
-        if not path.exists():
-            continue
-        summary = json.loads(path.read_text(encoding="utf-8"))
-        entry = (summary.get("feature_sets") or {}).get(SET)
-        if summary.get("status") == "done" and entry:
-            why = chance_shortfall(entry)
-            if why:
-                caveats[summary.get("outcome", path.parent.name)] = (
-                    f"the {SET} model of {summary.get('outcome', path.parent.name)} is not shown to beat chance: {why}")
-    return caveats
 
 
 def _percent(value: float | None) -> str:

@@ -34,6 +34,7 @@ from ms2study.core.params import overlay, schema_defaults
 from ms2study.io.samplesheet import read_sample_sheet
 from ms2study.modelling.differential import outcome_filename
 from ms2study.modelling.outcomes import drop_flagged
+from ms2study.modelling.regions import SET as REGION_SET
 from ms2study.reporting import (
     batch,
     cautions,
@@ -50,7 +51,6 @@ from ms2study.reporting import (
 )
 from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles, ReportInputs
 from ms2study.reporting.html import DOUBT, Caution, esc, kind_of, page, plain_text, tier_summary
-from ms2study.reporting.regions import region_caveats
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,8 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
                                                     identifications=ident, background=whatdiffers.background_ions(
                                                         inputs.feature_links, [t["features"] for t in tables]),
                                                     regions=({Path(p).stem: Path(p) for p in inputs.region_attribution},
-                                                             region_caveats(inputs.models)))))
+                                                             outcomes.attribution_caveats(inputs.models,
+                                                                                          REGION_SET)))))
     collect.scan_warnings(stats, warnings, collect.library_ion_modes(inputs.library_indexes))
     collect.unmatched_library_files(stats, inputs.library_indexes, warnings)
     parts.append(("encoder", "Spectrum encoder", sections.encoder_section(encoder)))
