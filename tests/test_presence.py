@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from ms2study.correction.matrix import correct_matrix
-from ms2study.correction.presence import BATCH_ONLY_ALPHA, batch_only
+from ms2study.correction.presence import BATCH_ONLY_ALPHA, batch_only, expected_by_chance
 from ms2study.io.samplesheet import sample_roles
 
 
@@ -25,6 +25,10 @@ def test_chance_of_a_mark_when_detection_does_not_depend_on_the_batch() -> None:
         marked = np.array([n is not None for n in names])
         assert marked.mean() <= BATCH_ONLY_ALPHA  # the promise: at most alpha of null features marked
         assert np.all(p[marked] < BATCH_ONLY_ALPHA) and not np.isnan(p[marked]).any()
+        # the number the report gives as expected by chance is what the null gives (Poisson spread; trial AN)
+        expected = expected_by_chance(detected, np.ones(n_runs, dtype=bool), batches)
+        assert 1 < expected < BATCH_ONLY_ALPHA * n_features
+        assert abs(marked.sum() - expected) <= 4 * np.sqrt(expected), (sizes, marked.sum(), expected)
 
 
 def test_the_chance_is_the_hypergeometric_one_and_a_real_batch_feature_is_marked() -> None:
@@ -41,6 +45,9 @@ def test_the_chance_is_the_hypergeometric_one_and_a_real_batch_feature_is_marked
     # runs that do not count (blanks) neither detect nor make a batch
     counted = np.array([True] * 12 + [False] * 12)
     assert batch_only(detected, counted, batches)[0] == [None] * 4  # one counted batch: nothing to compare
+    assert expected_by_chance(detected, counted, batches) == 0.0
+    # only the features whose count could be marked add their chance: 6 runs (0.014) cannot, 7 (0.0046) can
+    assert expected_by_chance(detected, np.ones(24, dtype=bool), batches) == pytest.approx(p[2])
     with pytest.raises(ValueError, match="disagree"):
         batch_only(detected, counted[:5], batches)
 
@@ -79,6 +86,9 @@ def test_the_report_lists_them_and_cautions_on_hits_among_them() -> None:
     assert batch_only_part(corrected.drop("batch_only")) == "" and batch_only_part(corrected.head(0)) == ""
     assert "detected in one batch only (a mark; kept)</td><td class=\"num\">2 (batch 2: 1, batch 1: 1)" in counts_table(
         {"batch_only": {"2": 1, "1": 1}}, None).replace("\n", "")
+    assert ("0 (about 0.6 expected by chance if detection did not depend on the batch)" in
+            counts_table({"batch_only": {}, "batch_only_expected": 0.63}, None))
+    assert "a marked feature that is tested carries it" in part
     tested = pl.DataFrame({"consensus_id": ["C1", "C2", "C3"], "q_value": [0.01, 0.2, 0.001]})
     joined = batch_only_of(tested, corrected)
     assert joined["batch_only"].to_list() == ["2", "1", None]

@@ -402,13 +402,19 @@ def test_cli_dispatch(tmp_path, inputs):
     assert (tmp_path / "s" / "mzml" / "S02.mzML").is_file()
 
 
-def test_the_compounds_abundance_range_is_chosen_by_quantile(tmp_path, inputs):
-    """Trial AM could not build a low-abundance spike-in study without wrapping the module."""
+def test_the_compounds_abundance_range_is_chosen_by_quantile(tmp_path, inputs, capsys):
+    """Trial AM could not build a low-abundance spike-in study without wrapping the module; trial AN's got no spiked
+    MS/MS at all, unsaid."""
     from ms2study.simulate.spikein_background import read_background
 
     assert main(["simulate", str(tmp_path / "low"), "--background", str(inputs[0]), "--library", str(inputs[1]),
                  "--samples", "2", "--compounds", "4", "--n-changed", "2", "--seed", "1",
                  "--height-quantiles", "0.05", "0.3"]) == 0
+    printed = capsys.readouterr().out
+    measured = json.loads((tmp_path / "low" / "simulation.json").read_text())["background_measured"]
+    assert 0.3 < measured["dda_threshold_quantile"] < 1  # the trigger lies above every spiked apex here
+    assert ("0 MS/MS scans of spiked compounds written: every spiked apex lies below the run's DDA trigger (at the "
+            f"{measured['dda_threshold_quantile']:.3f} quantile") in printed, printed
     bg = read_background(inputs[0])
     low, high = bg.heights_at(0.05, 0.3)
     assert bg.heights_at(0.05, 0.995) == pytest.approx(bg.height_range) and low < high < bg.height_range[1]
@@ -418,6 +424,8 @@ def test_the_compounds_abundance_range_is_chosen_by_quantile(tmp_path, inputs):
     # the same draws mapped onto the lower range: every compound in every sample lower than at the default range
     assert main(["simulate", str(tmp_path / "default"), "--background", str(inputs[0]), "--library", str(inputs[1]),
                  "--samples", "2", "--compounds", "4", "--n-changed", "2", "--seed", "1"]) == 0
+    written = json.loads((tmp_path / "default" / "simulation.json").read_text())["n_spiked_ms2"]
+    assert written > 0 and f"{written} MS/MS scans of spiked compounds written\n" in capsys.readouterr().out
     truth = [pl.read_csv(tmp_path / s / "ground_truth.tsv", separator="\t").sort("sample_id", "inchikey")
              for s in ("low", "default")]
     assert truth[0]["inchikey"].to_list() == truth[1]["inchikey"].to_list()

@@ -62,7 +62,7 @@ spread flag, n_rt_sd_unassessed those detected in too few samples to judge, rt_s
 rt_sd_threshold_s the flag's threshold (both null without links; the threshold also with rt_sd_ratio 0),
 n_rt_sd_within_width those above that threshold left unflagged because their spread is ordinary for their peak width;
 batch_only the features marked as detected in one batch alone (``correction.presence``), counted per batch on the
-matrix as written; n_features_in_adduct_groups the features in groups of two or more; n_subjects_normalised_within
+matrix as written, batch_only_expected how many chance would mark if detection did not depend on the batch; n_features_in_adduct_groups the features in groups of two or more; n_subjects_normalised_within
 the subjects (sheet's subject_id) with several runs whose runs the run-level normalisation aligned with one another first (null when none
 or without run-level normalisation).
 """
@@ -89,7 +89,7 @@ from ms2study.correction.drift import (
     qc_rsd,
 )
 from ms2study.correction.normalise import median_normalise, subject_runs
-from ms2study.correction.presence import batch_only
+from ms2study.correction.presence import batch_only, expected_by_chance
 from ms2study.correction.rtspread import peak_width, rt_spread, rt_spread_flags
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ REPORT_KEYS = (
     "pqn_factor_range", "run_factors", "n_qc_rsd_unassessed",
     "qc_residual_df_median", "qc_rsd_prior_df",
     "n_qc_rsd_flagged_in_sample", "n_rt_sd_flagged", "n_rt_sd_unassessed", "rt_sd_median_s", "rt_sd_threshold_s",
-    "n_rt_sd_within_width", "batch_only", "n_filled", "filled_share",
+    "n_rt_sd_within_width", "batch_only", "batch_only_expected", "n_filled", "filled_share",
     "n_compound_groups", "n_features_in_adduct_groups", "adduct_polarity", "internal_standards", "warnings",
 )
 GROUP_COLUMNS = ("consensus_id", "compound_group", "adduct", "group_representative")
@@ -292,6 +292,7 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
     blank_flag = blank_flags(ratio, float(params["blank_ratio"]))
     n_blank_detected = blank_detections(detected, is_blank)
     one_batch, _ = batch_only(detected, is_sample | is_qc, [str(b) for b in batches])  # detected in one batch alone
+    one_batch_chance = expected_by_chance(detected, is_sample | is_qc, [str(b) for b in batches])
     rsd_before = qc_rsd(values, is_qc)
 
     standards_out = []
@@ -444,6 +445,7 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
         # features detected in the runs of one batch only, beyond chance (presence.batch_only): batch -> count
         "batch_only": {b: n for b in dict.fromkeys(str(x) for x in batches)
                        if (n := int((frame["batch_only"] == b).sum()))},
+        "batch_only_expected": round(one_batch_chance, 3),
         "n_filled": n_filled,
         "filled_share": n_filled / n_values if n_values else 0.0,
         "n_compound_groups": int(group_sizes.height),

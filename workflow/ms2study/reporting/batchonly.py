@@ -18,21 +18,25 @@ MAX_ROWS = 500  # rows of the batch-only table (the most frequently detected fir
 WHY = ("detection found each in the runs of that batch and in none of the others, a pattern that chance would give "
        f"a feature detected regardless of batch less than {BATCH_ONLY_ALPHA:.0%} of the time. Such a feature is "
        "often a contaminant of one batch's solvents or kit, a change of column or method between batches, or a weak "
-       "ion that fell below detection in batches measured with less sensitivity; in the "
+       "ion that fell below detection in batches measured with less sensitivity; the mark says only that the "
+       "pattern is unlikely by chance, not which cause (or another, e.g. a weak isotope or noise trace) it is; in the "
        "other batches its values are gap fills or imputations near the noise, and the batch correction centres each "
        "batch, so the tests and models treat it as any other feature")
 
 
 def batch_only_counts(record: dict) -> str | None:
-    """"N (batch A: n, ...)" from correction.json's ``batch_only`` (batch -> count); None when the record has no
-    such key (an older run), "0" when none is marked."""
+    """"N (batch A: n, ...; about E expected by chance)" from correction.json's ``batch_only`` (batch -> count) and
+    ``batch_only_expected``; None when the record has no such key (an older run)."""
     counts = record.get("batch_only")
     if not isinstance(counts, dict):
         return None
+    expected = record.get("batch_only_expected")
+    chance = (f"about {expected:.1f} expected by chance if detection did not depend on the batch"
+              if isinstance(expected, (int, float)) else "")
     if not counts:
-        return "0"
+        return f"0 ({chance})" if chance else "0"
     return f"{sum(int(v) for v in counts.values())} (" + ", ".join(
-        f"batch {k}: {int(v)}" for k, v in counts.items()) + ")"
+        f"batch {k}: {int(v)}" for k, v in counts.items()) + (f"; {chance}" if chance else "") + ")"
 
 
 def batch_only_part(corrected: pl.DataFrame) -> str:
@@ -50,7 +54,8 @@ def batch_only_part(corrected: pl.DataFrame) -> str:
     counts = ", ".join(f"batch {esc(b)}: {n}" for b, n in per_batch.iter_rows())
     return (f"<h3>Features detected in one batch only{more}</h3><p>{marked.height} consensus feature(s) ({counts}): "
             f"{WHY}. They are kept; if the outcome groups are not spread evenly over the batches, a difference in "
-            "such a feature may be the batch's (column 'one batch only' in What differs).</p>"
+            "such a feature may be the batch's (a marked feature that is tested carries it in a column 'one batch "
+            "only' in What differs).</p>"
             + marked_features_table(marked.head(MAX_ROWS), columns, "batch-only-table", "n_detected"))
 
 

@@ -163,8 +163,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     spike.add_argument("--height-quantiles", type=number(0, 1, high_inclusive=True), nargs=2,
                        dest="height_quantiles", metavar=("LOW", "HIGH"),
                        help="draw the compounds' apex heights log-uniformly between these quantiles of the "
-                            "background's MS1 intensities (default 0.05 0.995; e.g. 0.05 0.5 for a low-abundance "
-                            "study, whose compounds then rarely get MS/MS, as in a real DDA run)")
+                            "background's MS1 intensities (default 0.05 0.995). A compound whose apex stays below "
+                            "the run's DDA trigger (about the 0.97 quantile in the Q Exactive examples) gets no "
+                            "MS/MS, as in a real DDA run: 0.05 0.5 makes a low-abundance study with no spiked MS/MS "
+                            "at all, 0.9 0.99 weak compounds that are fragmented; the summary prints how many spiked "
+                            "MS/MS scans were written")
     spike.add_argument("--effect", choices=spikein.EFFECTS, default=None,
                        help="what the changed compounds follow: 'group' (fold in cases; default) or 'score', a "
                             "continuous outcome column (0-10) whose range spans the fold")
@@ -254,9 +257,17 @@ def summary_text(summary: dict, outdir: Path) -> str:
     if ages:  # a trial's "no planted effect" study still had its age compounds, unsaid
         effect += (f"; {len(ages)} compounds rise with the sheet's age (params key n_age_compounds, 0 for none): "
                    f"{', '.join(map(str, ages))}")
+    lines = [f"ms2study simulate: wrote {outdir}: {n} samples ({cases} case{'' if cases == 1 else 's'}), {made}",
+             f"  {effect}"]
+    if summary.get("background") and summary.get("n_spiked_ms2") is not None:
+        where = (summary.get("background_measured") or {}).get("dda_threshold_quantile")
+        trigger = f" (at the {where:.3f} quantile of the run's MS1 intensities)" if where is not None else ""
+        lines.append(f"  {summary['n_spiked_ms2']} MS/MS scans of spiked compounds written"
+                     + ("" if summary["n_spiked_ms2"] else
+                        f": every spiked apex lies below the run's DDA trigger{trigger}, so none of them can be "
+                        "identified; raise --height-quantiles HIGH above it for fragmented compounds"))
     return "\n".join([
-        f"ms2study simulate: wrote {outdir}: {n} samples ({cases} case{'' if cases == 1 else 's'}), {made}",
-        f"  {effect}",
+        *lines,
         f"  truth: {outdir / 'ground_truth.tsv'}; design and parameters: {outdir / 'simulation.json'}",
         f"  next: ms2study run {outdir}",
     ])

@@ -81,6 +81,10 @@ class Background:
         return {"mz_range": self.mz_range, "rt_range_s": self.rt_range, "height_range": self.height_range,
                 "ms1_floor": self.ms1_floor, "ms2_floor": self.ms2_floor, "dda_threshold": self.dda_threshold,
                 "ms2_gain": self.ms2_gain, "resolution_ppm": self.resolution_ppm,
+                # where the DDA trigger lies among the MS1 centroid intensities (0-1): no spiked apex below it gets
+                # MS/MS (trial AN: --height-quantiles 0.05 0.5 gave none)
+                "dda_threshold_quantile": (float(np.interp(self.dda_threshold, self.intensity_quantiles, HEIGHT_GRID))
+                                           if self.intensity_quantiles.size else None),
                 "mz_jitter_ppm_by_intensity": {"intensity": self.jitter_intensity.tolist(),
                                                "ppm": self.jitter_ppm.tolist()},
                 "fwhm_s": list(self.fwhm_s), "n_persistent_ions": self.n_persistent_ions, "sources": self.sources}
