@@ -226,3 +226,27 @@ def test_the_reference_run_is_named_from_the_qc_table(tmp_path: Path) -> None:
     assert "aligned onto reference run R9" in _text(methods_section(dataclasses.replace(inputs, qc=qc),
                                                                      {"reference_sample": "R9"}, None, ROWS))
     assert "one reference run (the sheet's first study sample)" in _text(methods_section(inputs, {}, None, ROWS))
+
+
+def test_batch_only_marks_and_the_models_explanations_are_described(tmp_path: Path) -> None:
+    """Session 42: the Methods named neither the batch-only mark nor how the models are explained."""
+    correction = {**CORRECTION, "batch_only": {"A": 2, "B": 1}, "batch_only_expected": 0.42}
+    model = {"outcome": "group", "type": "binary", "status": "done", "estimator": "elastic_net", "n_samples": 20,
+             "primary_metric": "roc_auc", "feature_sets": {"embedding": {"outer_splits": 5},
+                                                           "chemical_space": {"outer_splits": 5}},
+             "params": MODEL_PARAMS}
+    inputs = _study_files(tmp_path, correction=correction, model=model)
+    explained = dataclasses.replace(inputs, attribution=[tmp_path / "group.parquet"],
+                                    region_attribution=[tmp_path / "regions.parquet"])
+    html = methods_section(explained, {}, None, ROWS)
+    text = _text(html)
+    assert "in the runs of one batch only were marked, not removed" in text and "(3; 0.4 expected by chance)" in text
+    assert ("splitting each fitted score exactly over the consensus features (pooled embeddings) and the prototype "
+            "regions (chemical-space abundances)") in text and "Lundberg & Lee 2017" in text
+    assert "Lundberg S.M., Lee S.-I. (2017)" in html
+    text = _text(methods_section(dataclasses.replace(explained, region_attribution=[]), {}, None, ROWS))
+    assert "exactly over the consensus features (pooled embeddings)," in text and "prototype regions" not in text
+    (tmp_path / "one").mkdir()
+    one_batch = _text(methods_section(_study_files(tmp_path / "one", correction={**correction, "batches": ["A"]}), {},
+                                      None, ROWS))
+    assert "one batch only" not in one_batch

@@ -31,35 +31,9 @@ from ms2study.modelling.differential import SIGNIFICANCE, read_summary
 from ms2study.modelling.qc import FORCED_CENTROIDED, PROFILE_CENTROIDED, reference_run
 from ms2study.reporting.collect import ReportInputs
 from ms2study.reporting.html import covariate_names, esc
+from ms2study.reporting.references import LIBRARIES, REFERENCES
 from ms2study.reporting.sections import versions
 
-# key: (in-text citation, reference as the code's docstrings and CITATION.cff give it)
-REFERENCES: dict[str, tuple[str, str]] = {
-    "openms": ("Pfeuffer et al. 2024", "Pfeuffer J. et al. (2024) OpenMS 3. Nat. Methods."),
-    "dunn": ("Dunn et al. 2011", "Dunn W.B. et al. (2011) Nat. Protoc. 6:1060-1083."),
-    "dieterle": ("Dieterle et al. 2006", "Dieterle F. et al. (2006) Anal. Chem. 78:4281-4290."),
-    "smyth": ("Smyth 2004", "Smyth G.K. (2004) Stat. Appl. Genet. Mol. Biol. 3:3."),
-    "law": ("Law et al. 2014", "Law C.W. et al. (2014) Genome Biol. 15:R29."),
-    "tusher": ("Tusher et al. 2001", "Tusher V.G., Tibshirani R., Chu G. (2001) Proc. Natl. Acad. Sci. USA 98:5116."),
-    "freedman": ("Freedman &amp; Lane 1983", "Freedman D., Lane D. (1983) J. Bus. Econ. Stat. 1:292."),
-    "bh": ("Benjamini &amp; Hochberg 1995", "Benjamini Y., Hochberg Y. (1995) J. R. Stat. Soc. B 57:289."),
-    "storey": ("Storey et al. 2004", "Storey J.D., Taylor J.E., Siegmund D. (2004) J. R. Stat. Soc. B 66:187."),
-    "knijnenburg": ("Knijnenburg et al. 2009", "Knijnenburg T.A. et al. (2009) Bioinformatics 25:i161."),
-    "simes": ("Simes 1986", "Simes R.J. (1986) Biometrika 73:751."),
-    "entropy": ("Li et al. 2021", "Li Y. et al. (2021) Nat. Methods 18:1524."),
-    "schymanski": ("Schymanski et al. 2014", "Schymanski E.L. et al. (2014) Environ. Sci. Technol. 48:2097."),
-    "bijlsma": ("Bijlsma et al. 2006", "Bijlsma S. et al. (2006) Anal. Chem. 78:567."),
-    "chemrich": ("Barupal &amp; Fiehn 2017", "Barupal D.K., Fiehn O. (2017) Sci. Rep. 7:14567."),
-    "glmnet": ("Friedman et al. 2010", "Friedman J., Hastie T., Tibshirani R. (2010) J. Stat. Softw. 33(1)."),
-    "besag": ("Besag &amp; Clifford 1991", "Besag J., Clifford P. (1991) Biometrika 78:301-304."),
-    "westfall": ("Westfall &amp; Young 1993", "Westfall P.H., Young S.S. (1993) Resampling-Based Multiple Testing."),
-    "newcombe": ("Newcombe 2006", "Newcombe R.G. (2006) Stat. Med. 25:559."),
-    "nadeau": ("Nadeau &amp; Bengio 2003", "Nadeau C., Bengio Y. (2003) Machine Learning 52:239."),
-    "snakemake": ("Mölder et al. 2021", "Mölder F. et al. (2021) Sustainable data analysis with Snakemake. F1000Res."),
-}
-# the libraries named beside pyOpenMS in the software sentence (sections.PACKAGES names), as papers spell them
-LIBRARIES = {"pyopenms": "pyOpenMS", "numpy": "NumPy", "scipy": "SciPy", "scikit-learn": "scikit-learn",
-             "torch": "PyTorch", "numba": "numba", "polars": "polars", "rdkit": "RDKit"}
 log = logging.getLogger(__name__)
 CITATION_FILE = Path(ms2study.__file__).resolve().parents[2] / "CITATION.cff"
 
@@ -205,6 +179,13 @@ def _correction(config: dict, record: dict, cite: _Cites) -> str:
                  "as measured")
         out.append(f"Features whose QC RSD, {basis}, exceeded {_pct(c['qc_rsd_max'])} were flagged "
                    f"({_n(int(record.get('n_qc_rsd_flagged') or 0))}).")
+    if batches > 1 and isinstance(record.get("batch_only"), dict):
+        expected = record.get("batch_only_expected")
+        out.append("Features detected (before gap filling) in the runs of one batch only were marked, not removed, "
+                   "where a hypergeometric test put the chance of that pattern below 1 % "
+                   f"({_n(sum(int(v) for v in record['batch_only'].values()))}"
+                   + (f"; {float(expected):.1f} expected by chance" if isinstance(expected, (int, float)) else "")
+                   + ").")
     flags = bool(record.get("n_blank") or record.get("n_qc"))
     out.append(("Flagged features were left out of tests and models, which" if flags and c["exclude_flagged"] else
                 "Tests and models kept flagged features and" if flags else "Tests and models")
@@ -406,6 +387,12 @@ def _models(inputs: ReportInputs, cite: _Cites) -> str:
             "regularisation; imputation, filters"
             + (f" (top {_n(p['univariate_top_k'])} univariate)" if p.get("univariate_top_k") else "")
             + " and scaling fitted in training folds).")
+    explained = [what for what, paths in (("the consensus features (pooled embeddings)", inputs.attribution),
+                                          ("the prototype regions (chemical-space abundances)",
+                                           inputs.region_attribution)) if paths]
+    if explained and done[0].get("estimator") in ("elastic_net", "linear", "svm_linear"):
+        text += (" What the final linear models lean on was read off by splitting each fitted score exactly over "
+                 f"{_list(explained)}, with the study mean as baseline ({cite('lundberg')}).")
     covariates = [covariate_names(s) for s in done if s.get("covariates")]
     if covariates:
         text += (f" Covariates ({esc(covariates[0])}) entered every set (weight {_n(done[0].get('covariate_weight'))}) "
