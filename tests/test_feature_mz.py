@@ -106,7 +106,7 @@ def test_a_run_whose_offset_link_removed_is_compared_on_one_scale(tmp_path) -> N
     assert pl.read_parquet(tmp_path / "i.parquet")["feature_mz_note"].is_null().all()
 
 
-def test_a_name_whose_mass_stands_apart_from_the_studys_names_is_noted() -> None:
+def test_a_name_whose_mass_stands_apart_from_the_studys_names_is_noted(caplog) -> None:
     """Trial AM: Tiamulin accepted with feature +7.6 and precursors +5.8 ppm while the study's other names lay within
     1.8 ppm; its note spoke of isomers while the formula itself was in doubt."""
     from ms2study.identification.featuremz import with_mass_outlier_note
@@ -125,8 +125,10 @@ def test_a_name_whose_mass_stands_apart_from_the_studys_names_is_noted() -> None
         "a compound of nearly the same mass may fit better" in noted[23]
     # not accepted; precursors off but the feature on the ion (a noisy precursor); the two on opposite sides
     assert noted[24:] == [None, None, None]
-    # too few names to set a scale: nothing said
-    assert with_mass_outlier_note(out.tail(9))["evidence_note"].to_list() == out.tail(9)["evidence_note"].to_list()
+    # too few names to set a scale: nothing said beside the names, and the log says the check was not made (AN)
+    with caplog.at_level("INFO", logger="ms2study.identification.featuremz"):
+        assert with_mass_outlier_note(out.tail(9))["evidence_note"].to_list() == out.tail(9)["evidence_note"].to_list()
+    assert "mass-outlier check not made: 8 accepted name(s)" in caplog.text
     # a scale wider than the floor (4 robust sds): an ordinary spread of a TOF's names is no outlier
     wide = out.with_columns(pl.Series("feature_mz_error_ppm", list(rng.normal(0, 2.5, 22)) + feature[22:]))
     assert with_mass_outlier_note(wide)["evidence_note"].to_list()[22] is None

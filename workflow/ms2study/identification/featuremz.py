@@ -19,8 +19,12 @@ Imports numpy and polars.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import polars as pl
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TOLERANCE_PPM = 10.0  # spectra: mz_tolerance_ppm's default
 # the mass outlier: at least this many accepted names set the study's scale; a name is marked when its feature's m/z
@@ -87,6 +91,9 @@ def with_mass_outlier_note(out: pl.DataFrame) -> pl.DataFrame:
     names = out.filter(pl.col("accepted").fill_null(False)).select(
         pl.col("feature_mz_error_ppm").alias("f"), precursor.alias("p")).drop_nulls().drop_nans()
     if names.height < OUTLIER_MIN_NAMES:
+        if names.height:  # trial AN: a study of one name had no word that the check was not made
+            log.info("mass-outlier check not made: %d accepted name(s) with feature and precursor m/z errors, %d "
+                     "needed to judge what is apart", names.height, OUTLIER_MIN_NAMES)
         return out
     f, p = names["f"].to_numpy(), names["p"].to_numpy()
     f_centre, p_centre = float(np.median(f)), float(np.median(p))
