@@ -96,10 +96,11 @@ def test_summary_is_a_few_lines_naming_the_design_and_the_next_step(tmp_path, in
         code = err.code
     out = capsys.readouterr().out.strip().splitlines()
     assert code == 0
-    assert len(out) == 4, out
+    assert len(out) == 5, out
     assert "2 samples (1 case)" in out[0] and "4 library compounds spiked into copies of bg.mzML" in out[0]
     assert "planted effect: 2 compounds of class" in out[1] and "higher in the cases" in out[1]
-    assert str(tmp_path / "out" / "ground_truth.tsv") in out[2] and out[3].endswith(f"ms2study run {tmp_path / 'out'}")
+    assert "MS/MS scans of spiked compounds written" in out[2]  # trial AN: a study without any went unsaid
+    assert str(tmp_path / "out" / "ground_truth.tsv") in out[3] and out[4].endswith(f"ms2study run {tmp_path / 'out'}")
     argv = spikein(tmp_path / "none", inputs)
     argv[argv.index("--n-changed") + 1] = "0"
     main(argv)

@@ -27,8 +27,8 @@ rule attribution:
         chemistry=CHEMISTRY_FOLDER,
         prototypes=["results/study/prototypes.parquet"] if CHEMISTRY_ON else [],
     output:
-        "results/study/attribution/{outcome}.parquet",
-        *([REGION_ATTRIBUTION] if CHEMISTRY_ON else []),
+        table="results/study/attribution/{outcome}.parquet",
+        **({"regions": REGION_ATTRIBUTION} if CHEMISTRY_ON else {}),
     params:
         # the outcome and the pool section (how the sample vectors were pooled); the models' settings are read
         # from the outcome's summary.json, an input
@@ -57,5 +57,5 @@ rule attribution:
         "python -m ms2study --threads {threads} attribution --samples {input.sheet:q} "
         "--sample-embeddings {params.sample_embeddings:q} --embeddings {input.embeddings:q} --spectra {input.spectra:q} "
         "--features {params.features:q} --links {input.links:q} --feature-matrix {input.matrix:q} "
-        "--identifications {input.identifications:q} --model-summary {input.summary:q} --out {output[0]:q} "
+        "--identifications {input.identifications:q} --model-summary {input.summary:q} --out {output.table:q} "
         "{params.regions} --params {params.p} > {log:q} 2>&1"
