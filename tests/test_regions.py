@@ -154,3 +154,11 @@ def test_report_part_cautions_when_noted_regions_carry_the_model(tmp_path):
     quiet = table.with_columns(pl.lit(None, dtype=pl.Utf8).alias("note"))
     write_table(quiet, path, {**info, "noted_regions": [], "noted_share": 0.0})
     assert regions_part(path, "group", warnings) and warnings == []
+
+
+def test_regions_an_elastic_net_drops_contribute_nothing():
+    study = make_study(0)
+    table, info = run(study, summary(chosen={"lambda_ratio=0.5, l1_ratio=0.5": 3}))
+    unused = table.filter(pl.col("contribution") == 0)
+    assert unused.height == table.height - info["regions_used"] > 0 and unused["direction"].null_count() == unused.height
+    assert set(unused["region"].to_list()) == {1, 2}  # the background regions; the four with a difference are kept

@@ -195,6 +195,8 @@ def region_attribution(samples: pl.DataFrame, spec: dict, summary: dict, bags: p
         return empty, out
     positive = target["positive_class"]
     difference = contributions[y == 1].mean(axis=0) - contributions[y == 0].mean(axis=0)
+    # a region the model does not use differs from 0 by rounding only (e.g. -1e-16): 0, not "used"
+    difference[np.abs(difference) <= 1e-9 * (1.0 + np.abs(difference).max(initial=0.0))] = 0.0
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         medians = [np.nanmedian(X[y == c], axis=0) for c in (1, 0)]
