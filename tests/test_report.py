@@ -649,6 +649,12 @@ def test_a_failed_model_is_said_so_and_its_attribution_carries_a_caveat(tmp_path
     assert caveats["age"].startswith("the embedding model of age is not shown to beat chance: it predicts worse")
     group["feature_sets"]["embedding"]["permutation_p"] = 1 / 21
     (tmp_path / "models" / "group" / "summary.json").write_text(json.dumps(group))
+    # p 0.048 on its own, Bonferroni 0.14 over the 3 sets: "suggestive only", as Main findings says (trial AO)
+    assert "suggestive only" in outcomes.attribution_caveats([OutcomeFiles(tmp_path / "models/group/summary.json")])[
+        "group"]
+    group["p_adjustment"] = {"permutations": 20}
+    group["feature_sets"]["embedding"]["permutation_p_adjusted"] = 1 / 21
+    (tmp_path / "models" / "group" / "summary.json").write_text(json.dumps(group))
     assert set(outcomes.attribution_caveats([OutcomeFiles(tmp_path / "models/group/summary.json")])) == set()
     # the attribution is still shown, under a heading and a note that say it is not evidence
     pl.DataFrame({"consensus_id": ["C1", "C2"], "contribution": [0.5, -0.2], "rank": [1, 2]}).write_parquet(

@@ -175,13 +175,19 @@ def modelled_sets(models: Sequence[OutcomeFiles], feature_set: str) -> list[tupl
 
 def attribution_caveats(models: Sequence[OutcomeFiles], feature_set: str = ATTRIBUTED_SET) -> dict[str, str]:
     """Per outcome (by name) whose model of an explained feature set (``modelling.attribution.SET``, the embedding,
-    unless given) is not shown to beat chance, or was modelled within subjects (a paired design: the attribution's
-    refit is not), the caveat the explanation is shown with: which model and why."""
+    unless given) is not shown to beat chance, passes only before the adjustment for the choice among the feature
+    sets (``choice.choice_adjustment``, as the verdict judges it), or was modelled within subjects (a paired design:
+    the attribution's refit is not), the caveat the explanation is shown with: which model and why."""
     caveats = {}
     for outcome, summary, entry in modelled_sets(models, feature_set):
         why = chance_shortfall(entry)
+        adjusted = choice.choice_adjustment(summary, entry)
         if why:
             caveats[outcome] = f"the {feature_set} model of {outcome} is not shown to beat chance: {why}"
+        elif adjusted is not None and adjusted["p"] >= cautions.P_SMALL:  # as Main findings judges it (trial AO)
+            caveats[outcome] = (f"the {feature_set} model of {outcome} beats chance on its own test but not once the "
+                                f"choice among {adjusted['sets']} feature sets is adjusted for (adjusted p "
+                                f"{adjusted['p']:.2g}): suggestive only")
         if summary.get("paired_by"):  # a trial: the attribution stage's note on its unpaired refit never reached here
             caveats[outcome] = "; ".join([*([caveats[outcome]] if outcome in caveats else []), (
                 f"the models of {outcome} compare each subject with itself (a paired design), while this attribution "

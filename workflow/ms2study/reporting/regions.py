@@ -20,8 +20,9 @@ from ms2study.reporting.tables import interactive_table
 TOP_REGIONS = 10
 NOTED_SHARE = 0.25  # a caution when regions with a note carry this much of the model's absolute contribution
 REGION_COLUMNS = {"rank": "rank", "region": "region", "contribution": "contribution", "direction": "direction",
-                  "log2_fold": "log2 fold (median)", "empty": "runs with nothing there ({})", "driver": "main feature",
-                  "share": "its share", "pooled": "runs with its MS/MS ({})", "in_region": "in region ({})",
+                  "log2_fold": "log2 fold", "empty": "runs with nothing there ({})", "driver": "main feature",
+                  "log2_fold_without_driver": "log2 fold without it", "pooled": "runs with its MS/MS ({})",
+                  "in_region": "in region ({})",
                   "features": "features making the difference", "note": "note"}
 
 
@@ -68,7 +69,6 @@ def regions_part(path: Path | None, outcome: str, warnings: list[str], caveat: s
     classes = f"{positive} / {other}"
     columns = {c: header.format(classes) for c, header in REGION_COLUMNS.items()}
     rows = used.head(TOP_REGIONS).with_columns(
-        pl.col("driver_share").map_elements(_percent, return_dtype=pl.Utf8).alias("share"),
         pl.format("{} / {}", "n_empty_positive", "n_empty_reference").alias("empty"),
         pl.format("{} / {}", "driver_pooled_positive", "driver_pooled_reference").alias("pooled"),
         pl.coalesce("driver_name", "driver_id").alias("driver"),
@@ -80,13 +80,18 @@ def regions_part(path: Path | None, outcome: str, warnings: list[str], caveat: s
             "space (prototypes learned once by k-means); a sample's value there is the log of the summed abundance of "
             "its features whose MS/MS falls in it. Contribution: the region's part in the model's score, positive "
             "class mean minus the other's (log-odds; the regions' values add up to the difference between the "
-            "classes' mean scores). The main feature is the consensus feature making most of the region's "
-            "difference in summed abundance, with its share of it, the runs of each class in which its MS/MS was "
-            "acquired and pooled, and how often it was placed in the region in those runs: far from 100 % / 100 % "
-            "means the region's difference is partly where the feature's spectra fell, not how much of it there is "
-            "(a note says so). Empty runs had nothing in the region and were filled with half the region's minimum; "
-            "a compound that rises is often fragmented (DDA picks the most intense ions) in the runs where it is "
-            f"abundant only, so its region is empty in the others. {esc(summary.get('units') or '')}</p>")
+            "classes' mean scores); its direction is where the region pushes the score, which the model weighs "
+            "together with the other regions, so a region can push toward a class while its own total is lower "
+            "there. Log2 fold: the classes' mean log2 region totals, as the model sees them (a run with nothing "
+            "in the region filled with half the region's smallest total). The main feature is the consensus "
+            "feature whose removal from every run lowers the region's log2 fold most (the log2 fold without it "
+            "beside it), with the runs of each class in which its MS/MS was acquired and how often its spectra fell "
+            "in the region in those runs: well below 100 % in either class means the region's difference is partly "
+            "where a feature's spectra fell near a region border, not how much of it there is; a note says so when "
+            "a feature carrying the difference (half its log2 fold or more) lies in the region in fewer than 80 % "
+            "of a class's runs. The main features' q-values are in the differential table above. A compound that "
+            "rises is often fragmented (DDA picks the most intense ions) only in the runs where it is abundant, so "
+            f"its region is empty in the others. {esc(summary.get('units') or '')}</p>")
     shown = [c for c in columns if c in rows.columns]
     return title + text + interactive_table(rows.select(shown).rename({c: columns[c] for c in shown}),
                                             "regions-" + "".join(ch if ch.isalnum() else "_" for ch in outcome),
