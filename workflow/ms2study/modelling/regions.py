@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 
 SET = "chemical_space"
 IN_REGION_MIN = 0.8   # a feature placed in the region in fewer of a class's runs (that fragmented it) is unstable
-CARRIES = 0.5         # a feature whose removal takes this share of the region's log2 fold carries the region
+CARRIES = 1 / 3       # a feature whose removal takes this share of the region's log2 fold carries the region
 TOP_FEATURES = 3      # features named per region in ``features``
 
 REGION_ATTRIBUTION: dict[str, pl.DataType] = {
@@ -275,7 +275,7 @@ def _region_row(r: int, difference: float, log_difference: float, empty: list[in
         driver = consensus[j]
         n_positive, n_reference = int(pooled[j, 1]), int(pooled[j, 0])
         in_positive, in_reference = _in_region(member, pooled, j)
-        without = float((log_difference - part[j]) / np.log(2.0))
+        without = round(float((log_difference - part[j]) / np.log(2.0)), 6) + 0.0  # no -6e-16 in the table
 
         def placed(i: int) -> str:
             runs = int(pooled[i].sum())
@@ -297,9 +297,9 @@ def _region_row(r: int, difference: float, log_difference: float, empty: list[in
                     "of it there is")
     row = feature_rows.get(driver) or {}
     direction = f"toward {positive}" if difference > 0 else (f"away from {positive}" if difference < 0 else None)
-    return (r, float(difference), direction, 0, float(log_difference / np.log(2.0)), int(empty[0]), int(empty[1]),
-            int(reached.sum()), driver, row.get("name"), row.get("mz"), row.get("rt_s"), without, in_positive,
-            in_reference, n_positive, n_reference, text, note)
+    return (r, float(difference), direction, 0, round(float(log_difference / np.log(2.0)), 6) + 0.0, int(empty[0]),
+            int(empty[1]), int(reached.sum()), driver, row.get("name"), row.get("mz"), row.get("rt_s"), without,
+            in_positive, in_reference, n_positive, n_reference, text, note)
 
 
 def _noted(table: pl.DataFrame, carried: float = 0.8) -> dict:

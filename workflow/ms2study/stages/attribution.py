@@ -134,7 +134,7 @@ def _write_regions(samples: pl.DataFrame, outcome: dict, summary: dict, chemistr
     write_table(table, out, result)
     if result["status"] == "done":
         log.info("outcome %s: %d of %d prototype regions used by the bag-of-chemistry model; regions with a "
-                 "placement or empty-region note carry %.0f%% of it (%s)", result["outcome"], result["regions_used"],
+                 "placement note carry %.0f%% of it (%s)", result["outcome"], result["regions_used"],
                  result["n_regions"], 100 * result["noted_share"], result["noted_regions"] or "none")
     else:
         log.warning("outcome %s: bag-of-chemistry regions not explained: %s", result["outcome"], result["reason"])
