@@ -114,8 +114,13 @@ def test_regions_name_their_drivers_and_the_placement_notes(seed):
         assert (border["driver_in_region_positive"], border["driver_in_region_reference"]) == (positive, reference)
     assert rows[3]["n_empty_reference"] == 8 and rows[4]["n_empty_positive"] == 0  # C7 alone in region 3
     spread = rows[2]  # C11: in the region in 3 of 8 case runs and 1 of 8 control runs, a class gap of 0.25
-    assert spread["driver_id"] == "C11" and spread["note"].startswith("C11 (m/z 111.0000, RT 110 s), which carries")
+    assert spread["driver_id"] == "C11" and spread["note"].startswith("C11 (m/z 111.0000, RT 110 s), which makes this region's difference")
     assert "38% of the case runs and 12% of the others'" in spread["note"]
+    # region 1 loses C11 to region 2 in 4 runs: C11 is its main feature, though taking under a third of its log2
+    # fold (trial AO: a main feature in its region in 0 % / 25 % of the runs carried no note)
+    left = rows[1]
+    assert left["driver_id"] == "C11" and left["log2_fold_without_driver"] > 0.6 * left["log2_fold"]
+    assert "62% of the case runs and 88% of the others'" in left["note"]
     empty = rows[5]  # a compound fragmented in cases only: an empty region in controls, but no placement question
     assert (empty["n_empty_positive"], empty["n_empty_reference"]) == (0, 8) and empty["note"] is None
     assert (empty["driver_id"], empty["driver_pooled_positive"], empty["driver_pooled_reference"]) == ("C9", 8, 0)

@@ -21,9 +21,9 @@ linked to one consensus feature count as one run).
 
 That last pair is the check trial AL asked for: a feature whose spectra lie near a region border is placed in one
 region in some runs and in another in others; a region can then differ between the classes because of where the
-feature's spectra were placed, not because of how much of it there is. ``note`` says so when a feature that
-carries the region's difference (its removal takes ``CARRIES`` of the log2 fold or more) lies in the region in
-fewer than ``IN_REGION_MIN`` of either class's runs that fragmented it (both thresholds chosen, not fitted; trial AO
+feature's spectra were placed, not because of how much of it there is. ``note`` says so when the main feature, or
+another that carries the region's difference (its removal takes ``CARRIES`` of the log2 fold or more), lies in the
+region in fewer than ``IN_REGION_MIN`` of either class's runs that fragmented it (both thresholds chosen, not fitted; trial AO
 found border ions spread over three or four regions in both classes, which a between-class gap missed). A region
 empty in one class's runs is not noted by itself: on a real-run spike-in study the two regions behind the model
 that were empty in most controls held planted compounds tripled in cases, whose MS/MS the DDA acquired in the runs
@@ -285,12 +285,12 @@ def _region_row(r: int, difference: float, log_difference: float, empty: list[in
                          f"{(log_difference - part[i]) / np.log(2.0):+.2f}, {placed(i)}" for i in top)
         # a feature carrying the region's difference whose spectra often fall elsewhere (trial AO: one run's
         # placement of a 10x larger background ion, or an ion spread over three regions in both classes)
-        carriers = [i for i in top if part[i] * sign >= CARRIES * abs(log_difference) > 0
+        carriers = [i for i in top if (i == j or part[i] * sign >= CARRIES * abs(log_difference) > 0)
                     and any(v is not None and v < IN_REGION_MIN for v in _in_region(member, pooled, i))]
         if carriers:
             i = carriers[0]
             pos, ref = _in_region(member, pooled, i)
-            note = (f"{_describe(consensus[i], feature_rows)}, which carries this region's difference, lies in it in "
+            note = (f"{_describe(consensus[i], feature_rows)}, which makes this region's difference, lies in it in "
                     f"{'-' if pos is None else f'{pos:.0%}'} of the {positive} runs and "
                     f"{'-' if ref is None else f'{ref:.0%}'} of the others' runs that fragmented it: its spectra "
                     "fall near a region border, so the difference is partly where they were placed, not how much "

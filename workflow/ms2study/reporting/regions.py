@@ -88,8 +88,8 @@ def regions_part(path: Path | None, outcome: str, warnings: list[str], caveat: s
             "beside it), with the runs of each class in which its MS/MS was acquired and how often its spectra fell "
             "in the region in those runs: well below 100 % in either class means the region's difference is partly "
             "where a feature's spectra fell near a region border, not how much of it there is; a note says so when "
-            "a feature carrying the difference (a third of its log2 fold or more) lies in the region in fewer than 80 % "
-            "of a class's runs. The main features' q-values are in the differential table above. A compound that "
+            "the main feature, or another carrying a third of its log2 fold or more, lies in the region in fewer "
+            "than 80 % of a class's runs. The main features' q-values are in the differential table above. A compound that "
             "rises is often fragmented (DDA picks the most intense ions) only in the runs where it is abundant, so "
             f"its region is empty in the others. {esc(summary.get('units') or '')}</p>")
     shown = [c for c in columns if c in rows.columns]
