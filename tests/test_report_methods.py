@@ -243,7 +243,7 @@ def test_batch_only_marks_and_the_models_explanations_are_described(tmp_path: Pa
     assert "in the runs of one batch only were marked, not removed" in text and "(3; 0.4 expected by chance)" in text
     assert ("splitting each fitted score exactly over the consensus features (pooled embeddings) and the prototype "
             "regions (chemical-space abundances)") in text and "Lundberg & Lee 2017" in text
-    assert "Lundberg S.M., Lee S.-I. (2017)" in html
+    assert "Lundberg S.M., Lee S.-I. (2017) Adv. Neural Inf. Process. Syst. 30" in html
     text = _text(methods_section(dataclasses.replace(explained, region_attribution=[]), {}, None, ROWS))
     assert "exactly over the consensus features (pooled embeddings)," in text and "prototype regions" not in text
     (tmp_path / "one").mkdir()

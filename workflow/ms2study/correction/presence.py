@@ -61,7 +61,7 @@ def expected_by_chance(detected: np.ndarray, counted: np.ndarray, batches: list[
     """The number of features :func:`batch_only` would mark if detection did not depend on the batch, given each
     feature's number of detections: the sum of p(k) over the features whose p(k) < ``alpha`` (same arguments as
     :func:`batch_only`; 0.0 for a study of one batch). Raises ValueError when the shapes disagree."""
-    order, per_batch, chance = _detections_by_batch(detected, counted, batches)
+    order, _, chance = _detections_by_batch(detected, counted, batches)
     if len(order) < 2:
         return 0.0
     return float(chance[chance < alpha].sum())

@@ -27,8 +27,8 @@ REFERENCES: dict[str, tuple[str, str]] = {
     "westfall": ("Westfall &amp; Young 1993", "Westfall P.H., Young S.S. (1993) Resampling-Based Multiple Testing."),
     "newcombe": ("Newcombe 2006", "Newcombe R.G. (2006) Stat. Med. 25:559."),
     "nadeau": ("Nadeau &amp; Bengio 2003", "Nadeau C., Bengio Y. (2003) Machine Learning 52:239."),
-    "lundberg": ("Lundberg &amp; Lee 2017", "Lundberg S.M., Lee S.-I. (2017) A unified approach to interpreting model "
-                 "predictions. Adv. Neural Inf. Process. Syst. 30."),
+    "lundberg": ("Lundberg &amp; Lee 2017",
+                 "Lundberg S.M., Lee S.-I. (2017) Adv. Neural Inf. Process. Syst. 30:4765."),
     "snakemake": ("Mölder et al. 2021", "Mölder F. et al. (2021) Sustainable data analysis with Snakemake. F1000Res."),
 }
 # the libraries named beside pyOpenMS in the software sentence (sections.PACKAGES names), as papers spell them

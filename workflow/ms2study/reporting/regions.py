@@ -1,8 +1,8 @@
 """The report's account of the bag-of-chemistry model: which prototype regions it leans on and which features make
 each region's difference (``results/study/attribution/chemical_space/{outcome}.parquet``, written by the
 attribution stage; method in ``modelling.regions``), and a caution when much of it rests on regions whose
-difference is where a feature's spectra were placed, or on regions empty in one class's runs (trial AL: one of the
-two regions behind a "separates" verdict was a background ion placed in different regions in different runs).
+difference is where a feature's spectra were placed (trial AL: one of the two regions behind a "separates" verdict
+was a background ion placed in different regions in different runs).
 May import ``core``, ``modelling`` and other ``reporting`` modules.
 """
 
@@ -32,8 +32,8 @@ def _percent(value: float | None) -> str:
 
 def regions_part(path: Path | None, outcome: str, warnings: list[str], caveat: str | None = None) -> str:
     """The regions the bag-of-chemistry model of ``outcome`` leans on (up to ``TOP_REGIONS`` with a non-zero
-    contribution), or "" when no table is given; a caution in ``warnings`` when regions with a placement or
-    empty-region note carry ``NOTED_SHARE`` or more of the model and the model beats chance (``caveat`` None).
+    contribution), or "" when no table is given; a caution in ``warnings`` when regions with a placement note
+    carry ``NOTED_SHARE`` or more of the model and the model beats chance (``caveat`` None).
     Raises InputError naming the file when it lacks the columns."""
     if path is None:
         return ""
@@ -89,8 +89,8 @@ def regions_part(path: Path | None, outcome: str, warnings: list[str], caveat: s
             "in the region in those runs: well below 100 % in either class means the region's difference is partly "
             "where a feature's spectra fell near a region border, not how much of it there is; a note says so when "
             "the main feature, or another carrying a third of its log2 fold or more, lies in the region in fewer "
-            "than 80 % of a class's runs. The main features' q-values are in the differential table above. A compound that "
-            "rises is often fragmented (DDA picks the most intense ions) only in the runs where it is abundant, so "
+            "than 80 % of a class's runs. The main features' q-values are in the differential table above. A "
+            "compound that rises is often fragmented (DDA picks the most intense ions) only in the runs where it is abundant, so "
             f"its region is empty in the others. {esc(summary.get('units') or '')}</p>")
     shown = [c for c in columns if c in rows.columns]
     return title + text + interactive_table(rows.select(shown).rename({c: columns[c] for c in shown}),
