@@ -25,8 +25,8 @@ def detectable_text(log2_fc: float, summary: dict | None = None) -> str:
                "200 permutations, found such a change in 80 of 100)")
     else:
         how = ("in this study with power 0.8 (by the t-test's power formula for this study's class sizes; the "
-               "formula was checked on simulated 6 + 6 studies, where the real test, with 200 permutations, found "
-               "such a change in 77 of 100)")
+               "formula itself was validated on simulated studies of 6 + 6 samples, where the real test, with 200 "
+               "permutations, found such a change in 77 of 100)")
     return (f"A single changed feature of typical variance needs about a {2 ** log2_fc:.1f}-fold change (log2 "
             f"{log2_fc:.2f}) to reach q &lt; {SIGNIFICANCE:g} {how}, if it were the study's only change: smaller "
             "changes of single compounds can be real and missed, and where many features change together the false "

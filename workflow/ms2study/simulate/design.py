@@ -87,7 +87,8 @@ def design_study(compounds: list[Compound], n_samples: int, seed: int, p: dict) 
 
     samples, abundance, present = _draw_samples(groups, n_c, age_compounds, p, lambda s: stream(seed, 2, s), levels)
     return {"samples": samples, "abundance": abundance, "present": present, "planted_class": planted,
-            "age_compounds": [compounds[i].compound_id for i in age_compounds]}
+            "age_compounds": [compounds[i].compound_id for i in age_compounds],
+            "age_compound_names": [compounds[i].name for i in age_compounds]}
 
 
 def choose_changed(compounds: list[Compound], rng: np.random.Generator, p: dict) -> tuple[np.ndarray, str]:
@@ -156,4 +157,5 @@ def design_realistic(compounds: list[Compound], n_samples: int, seed: int, p: di
     samples, abundance, present = _draw_samples(groups, n_c, age_compounds, p, lambda s: stream(seed, 12, s), levels)
     return {"samples": samples, "abundance": abundance, "present": present, "planted_class": planted,
             "changed": changed, "log_fold": effect, "biological_log_sd": bio_sd, "module": module,
-            "age_compounds": [compounds[i].compound_id for i in age_compounds]}
+            "age_compounds": [compounds[i].compound_id for i in age_compounds],
+            "age_compound_names": [compounds[i].name for i in age_compounds]}

@@ -233,7 +233,9 @@ def _write_study(outdir: Path, n_samples: int, seed: int, p: dict, profile: str)
                        effect_set=p["effect_set"], effect_direction=p["effect_direction"] if changed else None,
                        changed_compounds=[compounds[i].compound_id for i in sorted(changed)])
     write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", outdir / "simulation.json")
-    return {k: v for k, v in summary.items() if k not in ("parameters", "runs")}
+    # the age compounds' names for the terminal summary only: simulation.json stays as it was (the demo is pinned)
+    return {**{k: v for k, v in summary.items() if k not in ("parameters", "runs")},
+            "age_compound_names": design["age_compound_names"]}
 
 
 def _public_params(p: dict) -> dict:
