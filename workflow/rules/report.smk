@@ -58,5 +58,6 @@ rule report:
         "--model-predictions {input.model_predictions:q} --differential {input.differential:q} "
         "--class-enrichment {input.class_enrichment:q} --calibration {input.calibration:q} "
         "--library-index {input.library:q} --qc {input.qc:q} --chromatograms {input.chromatograms:q} "
-        "--attribution {input.attribution:q} --region-attribution {input.region_attribution:q} --corrected-matrix {input.corrected:q} --correction {input.correction:q} "
+        "--attribution {input.attribution:q} --region-attribution {input.region_attribution:q} "
+        "--corrected-matrix {input.corrected:q} --correction {input.correction:q} "
         "--feature-links {input.links:q} --out {output:q} --params {params.p} > {log:q} 2>&1"

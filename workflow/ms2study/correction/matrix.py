@@ -62,9 +62,10 @@ spread flag, n_rt_sd_unassessed those detected in too few samples to judge, rt_s
 rt_sd_threshold_s the flag's threshold (both null without links; the threshold also with rt_sd_ratio 0),
 n_rt_sd_within_width those above that threshold left unflagged because their spread is ordinary for their peak width;
 batch_only the features marked as detected in one batch alone (``correction.presence``), counted per batch on the
-matrix as written, batch_only_expected how many chance would mark if detection did not depend on the batch; n_features_in_adduct_groups the features in groups of two or more; n_subjects_normalised_within
-the subjects (sheet's subject_id) with several runs whose runs the run-level normalisation aligned with one another first (null when none
-or without run-level normalisation).
+matrix as written, batch_only_expected how many chance would mark if detection did not depend on the batch;
+n_features_in_adduct_groups the features in groups of two or more; n_subjects_normalised_within the subjects
+(sheet's subject_id) with several runs whose runs the run-level normalisation aligned with one another first (null
+when none or without run-level normalisation).
 """
 
 from __future__ import annotations

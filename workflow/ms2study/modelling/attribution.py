@@ -143,6 +143,20 @@ def chosen_strength(summary: dict, kind: str, params: dict, feature_set: str = S
     return None
 
 
+def modelled(summary: dict, feature_set: str = SET) -> tuple[dict, str, str | None]:
+    """The models stage's ``params`` in its ``summary`` (summary.json of one outcome), the estimator family, and why
+    ``feature_set``'s model cannot be explained (the stage did not model it) or None. Raises InputError when the
+    summary lacks the params."""
+    params = summary.get("params")
+    if not isinstance(params, dict):
+        raise InputError("the models summary has no 'params'", fix="rerun the models stage")
+    reason = None
+    if summary.get("status") != "done" or feature_set not in (summary.get("feature_sets") or {}):
+        reason = (f"the models stage did not model the '{feature_set}' set of this outcome "
+                  f"({summary.get('reason', '')})")
+    return params, estimator_family(params), reason
+
+
 def _decision(model: Any, Z: np.ndarray, kind: str) -> np.ndarray:
     if kind == "continuous":
         return np.asarray(model.predict(Z), dtype=np.float64)
@@ -192,14 +206,8 @@ def attribute(samples: pl.DataFrame, spec: dict, summary: dict, pooled: pl.DataF
     kind = spec["type"]
     out: dict[str, Any] = {"outcome": spec["column"], "type": kind, "feature_set": SET, "notes": []}
     empty = pl.DataFrame(schema=ATTRIBUTION)
-    params = summary.get("params")
-    if not isinstance(params, dict):
-        raise InputError("the models summary has no 'params'", fix="rerun the models stage")
-    family = estimator_family(params)
+    params, family, reason = modelled(summary)
     out["estimator"] = family
-    reason = None
-    if summary.get("status") != "done" or SET not in (summary.get("feature_sets") or {}):
-        reason = f"the models stage did not model the '{SET}' set of this outcome ({summary.get('reason', '')})"
     target = encode_outcome(samples, spec)
     if reason is None:
         reason = too_few_samples(target, kind)

@@ -23,8 +23,9 @@ That last pair is the check trial AL asked for: a feature whose spectra lie near
 region in some runs and in another in others; a region can then differ between the classes because of where the
 feature's spectra were placed, not because of how much of it there is. ``note`` says so when the main feature, or
 another that carries the region's difference (its removal takes ``CARRIES`` of the log2 fold or more), lies in the
-region in fewer than ``IN_REGION_MIN`` of either class's runs that fragmented it (both thresholds chosen, not fitted; trial AO
-found border ions spread over three or four regions in both classes, which a between-class gap missed). A region
+region in fewer than ``IN_REGION_MIN`` of either class's runs that fragmented it (both thresholds chosen, not
+fitted; trial AO found border ions spread over three or four regions in both classes, which a between-class gap
+missed). A region
 empty in one class's runs is not noted by itself: on a real-run spike-in study the two regions behind the model
 that were empty in most controls held planted compounds tripled in cases, whose MS/MS the DDA acquired in the runs
 where they were abundant (the columns ``driver_pooled_*`` show it). Two-class outcomes only (the differences are
@@ -46,9 +47,10 @@ from ms2study.modelling.attribution import (
     _decision,
     chosen_strength,
     fit_embedding_model,
+    modelled,
 )
 from ms2study.modelling.differential import accepted_identifications
-from ms2study.modelling.estimators import estimator_family, strength_label
+from ms2study.modelling.estimators import strength_label
 from ms2study.modelling.featuresets import align_rows, chemical_space_feature_set
 from ms2study.modelling.outcomes import check_outcome, covariate_matrix, encode_outcome, too_few_samples
 
@@ -179,22 +181,16 @@ def region_attribution(samples: pl.DataFrame, spec: dict, summary: dict, bags: p
     sample_id, feature_id. ``feature_matrix``: consensus_id, mz, rt_s. An outcome that is not two-class, not
     modelled on the set, or fitted with a non-linear estimator gives an empty table and the reason in the summary's
     ``status``/``reason``. The summary lists the ``noted_regions`` (a placement ``note`` among the regions carrying
-    80 % of the absolute contribution) and ``noted_share`` (their part of it). Raises InputError when a bag differs from
-    the one recomputed from its terms or the summary lacks the models' params. Method: module docstring."""
+    80 % of the absolute contribution) and ``noted_share`` (their part of it). Raises InputError when a bag differs
+    from the one recomputed from its terms or the summary lacks the models' params. Method: module docstring."""
     spec = check_outcome(spec)
     kind = spec["type"]
     out: dict[str, Any] = {"outcome": spec["column"], "type": kind, "feature_set": SET, "notes": []}
     empty = pl.DataFrame(schema=REGION_ATTRIBUTION)
-    params = summary.get("params")
-    if not isinstance(params, dict):
-        raise InputError("the models summary has no 'params'", fix="rerun the models stage")
-    family = estimator_family(params)
-    reason = None
-    if summary.get("status") != "done" or SET not in (summary.get("feature_sets") or {}):
-        reason = f"the models stage did not model the '{SET}' set of this outcome ({summary.get('reason', '')})"
-    elif kind != "binary":
+    params, family, reason = modelled(summary, SET)
+    if reason is None and kind != "binary":
         reason = "regions are explained for two-class outcomes only (the differences are between two classes)"
-    elif family not in LINEAR_FAMILIES:
+    elif reason is None and family not in LINEAR_FAMILIES:
         reason = f"estimator '{family}' is not linear: its score does not split over regions"
     target = encode_outcome(samples, spec)
     reason = reason or too_few_samples(target, kind)
@@ -279,7 +275,8 @@ def _region_row(r: int, difference: float, log_difference: float, empty: list[in
 
         def placed(i: int) -> str:
             runs = int(pooled[i].sum())
-            return f"in this region in {float(member[i].sum()):.3g} of the {runs} run{'s' if runs != 1 else ''} with its MS/MS"
+            return (f"in this region in {float(member[i].sum()):.3g} of the {runs} run{'s' if runs != 1 else ''} "
+                    "with its MS/MS")
 
         text = "; ".join(f"{_describe(consensus[i], feature_rows)}: log2 fold without it "
                          f"{(log_difference - part[i]) / np.log(2.0):+.2f}, {placed(i)}" for i in top)

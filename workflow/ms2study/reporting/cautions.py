@@ -336,7 +336,8 @@ def below_chance_note(summary: dict, coverage: tuple[int, int] | None = None) ->
 def detection_meaning(data: dict | None) -> str:
     """What 'detected' means in the smallest-detectable-effect sentence, from ``resources/detectable_effects.json``
     (its ``criterion``): the interval criterion, the share of simulated studies (a rough guide, not a measured power:
-    most settings were simulated once or a few times; trial AL), the set named, and that the studies were simulated. Empty without data."""
+    most settings were simulated once or a few times; trial AL), the set named, and that the studies were simulated.
+    Empty without data."""
     if not data:
         return ""
     criterion = str(data.get("criterion") or "")

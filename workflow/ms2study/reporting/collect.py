@@ -62,7 +62,8 @@ class ReportInputs:
     (rt_s, tic, bpc) in the order of the sheet; ``attribution``: the attribution table of each outcome,
     ``results/study/attribution/{outcome}.parquet``, matched to the differential results by the outcome's name (the
     file's stem); ``region_attribution``: the bag-of-chemistry model's region table of each outcome,
-    ``results/study/attribution/chemical_space/{outcome}.parquet`` (matched the same way). ``corrected_matrix``: ``results/study/feature_matrix_corrected.parquet`` and ``correction``:
+    ``results/study/attribution/chemical_space/{outcome}.parquet`` (matched the same way). ``corrected_matrix``:
+    ``results/study/feature_matrix_corrected.parquet`` and ``correction``:
     ``results/study/correction.json``, the correct stage's outputs (the batch section; the maps of the models use
     the corrected matrix when the configuration's ``correct: use_corrected`` is true, the default).
     ``feature_links``: ``results/study/feature_links.parquet`` (the link stage), which with the spectra tables tells

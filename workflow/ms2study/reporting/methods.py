@@ -27,6 +27,7 @@ from ms2study.core.yamlio import read_yaml
 from ms2study.correction.mzoffset import RECALIBRATE_MIN_PPM
 from ms2study.identification.confidence import LOW_COSINE
 from ms2study.identification.recalibration import removal_threshold_ppm
+from ms2study.modelling.attribution import LINEAR_FAMILIES
 from ms2study.modelling.differential import SIGNIFICANCE, read_summary
 from ms2study.modelling.qc import FORCED_CENTROIDED, PROFILE_CENTROIDED, reference_run
 from ms2study.reporting.collect import ReportInputs
@@ -390,7 +391,7 @@ def _models(inputs: ReportInputs, cite: _Cites) -> str:
     explained = [what for what, paths in (("the consensus features (pooled embeddings)", inputs.attribution),
                                           ("the prototype regions (chemical-space abundances)",
                                            inputs.region_attribution)) if paths]
-    if explained and done[0].get("estimator") in ("elastic_net", "linear", "svm_linear"):
+    if explained and done[0].get("estimator") in LINEAR_FAMILIES:
         text += (" What the final linear models lean on was read off by splitting each fitted score exactly over "
                  f"{_list(explained)}, with the study mean as baseline ({cite('lundberg')}).")
     covariates = [covariate_names(s) for s in done if s.get("covariates")]

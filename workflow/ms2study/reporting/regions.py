@@ -75,8 +75,9 @@ def regions_part(path: Path | None, outcome: str, warnings: list[str], caveat: s
         pl.format("{} / {}", pl.col("driver_in_region_positive").map_elements(_percent, return_dtype=pl.Utf8),
                   pl.col("driver_in_region_reference").map_elements(_percent, return_dtype=pl.Utf8)).alias("in_region"),
         pl.col("note").fill_null(""))
-    text = (f'<p class="note">The {rows.height} prototype regions (of {summary.get("n_regions")}, {summary.get("regions_used")} '
-            "used) the bag-of-chemistry model leans on most. A region is a neighbourhood of the spectrum-embedding "
+    text = (f'<p class="note">The {rows.height} prototype regions (of {summary.get("n_regions")}, '
+            f'{summary.get("regions_used")} used) the bag-of-chemistry model leans on most. '
+            "A region is a neighbourhood of the spectrum-embedding "
             "space (prototypes learned once by k-means); a sample's value there is the log of the summed abundance of "
             "its features whose MS/MS falls in it. Contribution: the region's part in the model's score, positive "
             "class mean minus the other's (log-odds; the regions' values add up to the difference between the "
@@ -90,8 +91,8 @@ def regions_part(path: Path | None, outcome: str, warnings: list[str], caveat: s
             "where a feature's spectra fell near a region border, not how much of it there is; a note says so when "
             "the main feature, or another carrying a third of its log2 fold or more, lies in the region in fewer "
             "than 80 % of a class's runs. The main features' q-values are in the differential table above. A "
-            "compound that rises is often fragmented (DDA picks the most intense ions) only in the runs where it is abundant, so "
-            f"its region is empty in the others. {esc(summary.get('units') or '')}</p>")
+            "compound that rises is often fragmented (DDA picks the most intense ions) only in the runs where it is "
+            f"abundant, so its region is empty in the others. {esc(summary.get('units') or '')}</p>")
     shown = [c for c in columns if c in rows.columns]
     return title + text + interactive_table(rows.select(shown).rename({c: columns[c] for c in shown}),
                                             "regions-" + "".join(ch if ch.isalnum() else "_" for ch in outcome),

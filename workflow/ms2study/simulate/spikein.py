@@ -392,8 +392,9 @@ def simulate_spikein(outdir: Path, background: Path | list[Path], library: Path,
     ``library_size``: keep at most this many records in the written library (the spiked compounds' records always
     stay). ``rt_drift_s`` (s) and ``calibration_ppm``: sds of each sample's RT drift and m/z calibration offset (0:
     none; module docstring). ``height_quantiles``: the quantiles of the first background's MS1 centroid intensities
-    between which the compounds' apex heights are drawn (log-uniform; e.g. (0.05, 0.5) for a low-abundance study,
-    whose compounds then rarely reach the DDA threshold). The written
+    between which the compounds' apex heights are drawn (log-uniform; a compound whose apex stays below the run's DDA
+    trigger gets no MS/MS: (0.05, 0.5) makes a low-abundance study without spiked MS/MS, (0.9, 0.99) weak compounds
+    that are fragmented). The written
     library holds the input's positive-mode records with a commercial licence or none, minus every record of a
     known unknown's structure (first InChIKey block) and minus the records used as spiked MS2 (unless a structure's
     only record). Deterministic for a seed. The study is built beside ``outdir`` and moved into place at the end

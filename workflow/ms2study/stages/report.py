@@ -270,8 +270,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--attribution", nargs="*", default=[],
                    help="results/study/attribution/OUTCOME.parquet of each outcome (matched by the file's name)")
     p.add_argument("--region-attribution", nargs="*", default=[],
-                   help="results/study/attribution/chemical_space/OUTCOME.parquet of each outcome (the bag-of-chemistry "
-                        "model's regions; matched by the file's name)")
+                   help="results/study/attribution/chemical_space/OUTCOME.parquet of each outcome (the "
+                        "bag-of-chemistry model's regions; matched by the file's name)")
     p.add_argument("--corrected-matrix", default=None,
                    help="results/study/feature_matrix_corrected.parquet (the correct stage; batch section, model maps)")
     p.add_argument("--correction", default=None, help="results/study/correction.json (the correct stage's record)")
