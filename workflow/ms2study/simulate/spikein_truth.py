@@ -45,10 +45,11 @@ def truth_rows(sample_id: str, group: str, score: float, compounds: list[Any], a
 def with_realised_fold(truth: pl.DataFrame, effect: str = "group") -> pl.DataFrame:
     """``truth`` (the rows of ``truth_rows`` over every sample) with ``realised_fold`` after ``fold``: per compound
     (changed or not), the fold its abundances show in these samples. Effect "group": the geometric mean of the
-    cases' abundance over the controls' (exp of the difference of mean ln abundance). Effect "score": the fold
+    cases' abundance over the controls' (exp of the difference of mean ln abundance; runs where the compound is
+    absent, abundance 0 in the demo profile, are left out; null when a group has none). Effect "score": the fold
     from the lowest to the highest score (0 to 10) of the least-squares line of ln abundance on score, exp(10 x
     slope), as ``fold`` is meant there. Compare it with ``fold``, the one planted."""
-    log = pl.col("abundance").log()
+    log = pl.when(pl.col("abundance") > 0).then(pl.col("abundance").log())  # an absent compound: no ratio
     if effect == "score":
         score = pl.col("score")
         slope = ((score - score.mean()) * (log - log.mean())).sum() / ((score - score.mean()) ** 2).sum()

@@ -107,6 +107,7 @@ from ms2study.simulate.design import design_realistic, design_study
 from ms2study.simulate.mzml import chemical_background, ms2_detection, simulate_run, write_mzml
 from ms2study.simulate.outdir import check_outdir, study_folder
 from ms2study.simulate.params import BATCH_PARAMS, batch_mode, merge_params, stream
+from ms2study.simulate.spikein_truth import with_realised_fold
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,24 @@ def simulate_study(outdir: Path, n_samples: int = 12, seed: int = 0, params: dic
     with study_folder(outdir, overwrite) as folder:
         summary = _write_study(folder, n_samples, seed, p, profile)
     return {"outdir": str(outdir), **summary}
+
+
+def _with_planted_fold(truth: pl.DataFrame, compounds: list, design: dict, p: dict) -> pl.DataFrame:
+    """``truth`` (ground_truth.tsv's rows) with the planted effect's columns appended, as the spike-in truth has
+    them (appended, so the columns before stay byte for byte those of earlier studies): the demo profile adds
+    ``changed`` (the compound is of the planted class) and ``log_fold`` (ln of the planted fold, per compound), both
+    profiles add ``fold`` (exp ``log_fold``: cases over controls as planted; in the demo profile each case draws
+    its own effect around it, sd ``fold_change_log_sd``) and ``realised_fold`` (the geometric mean of the cases' abundance over the controls', runs without the compound
+    left out; :func:`ms2study.simulate.spikein_truth.with_realised_fold`). QCs and blanks count in neither group."""
+    if "log_fold" not in truth.columns:  # the demo profile: the planted class raised by fold_change
+        planted = design["planted_class"]
+        ids = [c.compound_id for c in compounds if planted is not None and c.chemical_class == planted]
+        truth = truth.with_columns(changed=pl.col("compound_id").is_in(ids)).with_columns(
+            log_fold=pl.when(pl.col("changed")).then(float(np.log(p["fold_change"]))).otherwise(0.0))
+    groups = {row["sample_id"]: row["group"] for row in design["samples"]}
+    truth = truth.with_columns(fold=pl.col("log_fold").exp(),
+                               group=pl.col("sample_id").replace_strict(groups, default=None, return_dtype=pl.Utf8))
+    return with_realised_fold(truth).drop("group")
 
 
 def _write_study(outdir: Path, n_samples: int, seed: int, p: dict, profile: str) -> dict:
@@ -204,7 +223,7 @@ def _write_study(outdir: Path, n_samples: int, seed: int, p: dict, profile: str)
                          infer_schema_length=None)
     with atomic_path(outdir / "samples.tsv") as tmp:
         sheet.write_csv(tmp, separator="\t")
-    truth_df = pl.DataFrame(truth_rows, infer_schema_length=None)
+    truth_df = _with_planted_fold(pl.DataFrame(truth_rows, infer_schema_length=None), compounds, design, p)
     with atomic_path(outdir / "ground_truth.tsv") as tmp:
         truth_df.write_csv(tmp, separator="\t", float_precision=6)
     write_text(_library_mgf([c for c in compounds if c.in_library]), outdir / "library.mgf")
