@@ -12,7 +12,7 @@ import pytest
 
 from ms2study import cli
 from ms2study.core.errors import InputError
-from ms2study.modelling.attribution import ATTRIBUTION, _decision, attribute, fit_embedding_model, pooling_terms
+from ms2study.modelling.attribution import ATTRIBUTION, attribute, fit_embedding_model, model_score, pooling_terms
 from ms2study.modelling.differential import read_summary
 from ms2study.modelling.featuresets import align_rows, embedding_feature_set
 from ms2study.modelling.pooling import pool_sample
@@ -110,7 +110,7 @@ def test_contributions_add_up_to_the_models_scores():
     X, _, _ = align_rows(embedding_feature_set(study["pooled"]), ids, "embedding")
     y = np.array([1 if g == "case" else 0 for g in study["samples"]["group"]])
     pre, model, _ = fit_embedding_model(X, np.empty((len(ids), 0)), y, "binary", summary("linear")["params"], 1.0)
-    scores = _decision(model, pre.transform(X), "binary")
+    scores = model_score(model, pre.transform(X), "binary")
     assert table["contribution"].sum() == pytest.approx(scores[y == 1].mean() - scores[y == 0].mean(), abs=1e-5)
     means = table["contribution_positive"] - table["contribution_reference"]
     assert np.allclose(means.to_numpy(), table["contribution"].to_numpy())

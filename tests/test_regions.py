@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from ms2study.core.errors import InputError
-from ms2study.modelling.attribution import _decision, fit_embedding_model
+from ms2study.modelling.attribution import fit_embedding_model, model_score
 from ms2study.modelling.chemistry import Prototypes, chemistry_sample, chemistry_terms
 from ms2study.modelling.differential import write_table
 from ms2study.modelling.featuresets import align_rows, chemical_space_feature_set
@@ -147,7 +147,7 @@ def test_region_contributions_add_up_to_the_models_scores():
     y = np.array([1 if g == "case" else 0 for g in study["samples"]["group"]])
     pre, model, _ = fit_embedding_model(X, np.empty((len(ids), 0)), y, "binary",
                                         summary("linear")["params"], 0.1, "chemical_space")
-    scores = _decision(model, pre.transform(X), "binary")
+    scores = model_score(model, pre.transform(X), "binary")
     assert table["contribution"].sum() == pytest.approx(scores[y == 1].mean() - scores[y == 0].mean(), abs=1e-8)
 
 

@@ -18,12 +18,14 @@ CHEMISTRY_FOLDER = [STUDY_FOLDERS["chemistry"]] if CHEMISTRY_ON else []
 CHEMISTRY = per_run_files(run_template(STUDY_FOLDERS["chemistry"])) if CHEMISTRY_ON else []
 MODEL_SUMMARIES = expand("results/study/models/{outcome}/summary.json", outcome=MODEL_OUTCOMES)
 MODEL_PREDICTIONS = expand("results/study/models/{outcome}/predictions.parquet", outcome=MODEL_OUTCOMES)
+# what the feature-matrix model looks at (modelling.matrix_attribution), read by the report beside each summary
+MODEL_EXPLAINED = expand("results/study/models/{outcome}/feature_attribution.parquet", outcome=MODEL_OUTCOMES)
 # Every file `ms2study models` writes for the configured outcomes (the run record when there is none).
 MODEL_OUTPUTS = (
     expand(
         "results/study/models/{outcome}/{file}",
         outcome=MODEL_OUTCOMES,
-        file=["summary.json", "metrics.parquet", "predictions.parquet"],
+        file=["summary.json", "metrics.parquet", "predictions.parquet", "feature_attribution.parquet"],
     )
     if MODEL_OUTCOMES
     else ["results/study/models/models_done.json"]

@@ -22,6 +22,7 @@ rule report:
         # per outcome of models: outcomes, in config order (MODEL_OUTCOMES: rules/models.smk)
         model_summaries=MODEL_SUMMARIES,
         model_predictions=MODEL_PREDICTIONS,
+        model_explained=MODEL_EXPLAINED,  # found beside each summary.json (reporting.explained)
         differential=expand("results/study/differential/{outcome}.parquet", outcome=MODEL_OUTCOMES),
         class_enrichment=expand("results/study/class_enrichment/{outcome}.parquet", outcome=MODEL_OUTCOMES),
         calibration=library_calibration(),

@@ -157,7 +157,9 @@ def modelled(summary: dict, feature_set: str = SET) -> tuple[dict, str, str | No
     return params, estimator_family(params), reason
 
 
-def _decision(model: Any, Z: np.ndarray, kind: str) -> np.ndarray:
+def model_score(model: Any, Z: np.ndarray, kind: str) -> np.ndarray:
+    """The fitted model's score of the preprocessed rows Z (m, columns): shape (m,); the prediction for a
+    continuous outcome, else the decision function (log-odds of the last class for a logistic model)."""
     if kind == "continuous":
         return np.asarray(model.predict(Z), dtype=np.float64)
     return np.asarray(model.decision_function(Z), dtype=np.float64).reshape(len(Z), -1)[:, -1]
@@ -187,7 +189,7 @@ def embedding_gradient(pre: Any, model: Any, kind: str, mu: np.ndarray, c_mean: 
     dim = len(mu)
     rows = np.tile(np.concatenate([mu, c_mean]), (dim + 1, 1))
     rows[np.arange(1, dim + 1), np.arange(dim)] += 1.0
-    f = _decision(model, pre.transform(rows), kind)
+    f = model_score(model, pre.transform(rows), kind)
     return f[1:] - f[0], float(f[0])
 
 
@@ -246,7 +248,7 @@ def attribute(samples: pl.DataFrame, spec: dict, summary: dict, pooled: pl.DataF
         contribution = (a[:, None] * E - w[:, None] * mu) @ g
         XC = np.concatenate([X[i], C[i]])
         row_mu = np.concatenate([mu, C[i]])
-        f_s, f_base = _decision(model, pre.transform(np.vstack([XC, row_mu])), kind)
+        f_s, f_base = model_score(model, pre.transform(np.vstack([XC, row_mu])), kind)
         residual = max(residual, abs(f_s - f_base - contribution.sum()))
         mapped: dict[str, float] = {}
         for key, value in zip(keys, contribution):

@@ -20,6 +20,8 @@ from ms2study.core.paths import family_permutations, permutation_budget
 from ms2study.modelling.crossval import cross_validate
 from ms2study.modelling.estimators import estimator_family, strength_label
 from ms2study.modelling.featuresets import align_rows
+from ms2study.modelling.matrix_attribution import SET as MATRIX_SET
+from ms2study.modelling.matrix_attribution import matrix_attribution
 from ms2study.modelling.metrics import (
     CHANCE,
     PRIMARY_METRIC,
@@ -50,7 +52,9 @@ MISSING_SET_REASONS = {
 def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], spec: dict, params: dict,
                   note_missing_sets: bool = True, skip_reason: str | None = None,
                   blocks: Mapping[str, str] | None = None) -> dict:
-    """Nested CV of one outcome on every feature set: returns summary, metrics rows and prediction rows. With
+    """Nested CV of one outcome on every feature set: returns summary, metrics rows and prediction rows, and under
+    ``explained`` the split of the feature-matrix model over its features (``modelling.matrix_attribution``: a
+    (table, summary) pair; None when that set was not modelled). With
     ``skip_reason`` nothing is modelled: the summary says why, without sample or class counts. ``blocks``: each
     row's subject in a paired design (``modelling.multilevel``: sets already centred within subjects): the splits
     keep a subject's rows together, permutations stay within subjects, the bootstrap resamples subjects, and
@@ -130,6 +134,7 @@ def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], 
         if name not in feature_sets:
             summary["notes"].append(f"feature set '{name}' is not available"
                                     + (f": {MISSING_SET_REASONS[name]}" if name in MISSING_SET_REASONS else ""))
+    explained = None  # (table, summary) of the feature-matrix model's split, when that set is modelled
     for name in order:
         started = time.perf_counter()
         X, columns, empty = align_rows(feature_sets[name], ids, name)
@@ -141,6 +146,7 @@ def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], 
         # centred within subjects, values are no longer log intensities: the training mean fills them
         imputation = params["imputation"].get(name, "mean") if groups is None else "mean"
         # Covariates ride along as the last columns; the preprocessing treats them apart (see preprocessor).
+        own = X
         X = np.hstack([X, C])
         entry, rows, cv = _evaluate_set(name, X, y, kind, imputation, params, C.shape[1], empty, boot, permutations,
                                         summary["notes"], family, groups)
@@ -151,6 +157,10 @@ def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], 
             entry["regularisation_chosen"] = {str(v): int(c) for v, c in zip(values, counts)}
         entry["seconds"] = round(time.perf_counter() - started, 3)
         summary["feature_sets"][name] = entry
+        if name in (MATRIX_SET, "table"):  # what the feature-matrix model looks at (modelling.matrix_attribution)
+            explained = matrix_attribution(columns, own, C, y, kind, params, entry, imputation,
+                                           target["positive_class"] if kind == "binary" else spec["column"], name)
+            explained[1]["paired_by"] = summary.get("paired_by")  # the model compares a subject's runs
         prediction_rows.extend(_prediction_rows(name, ids, y, scores, cv["fold"], kind, target["classes"]))
         log.info("outcome %s, %s: %s = %s [%s, %s], p = %s (%.1f s)", spec["column"], name, entry["metric"],
                  format_metric(entry["value"]), format_metric(entry["ci_low"]), format_metric(entry["ci_high"]),
@@ -159,7 +169,7 @@ def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], 
     summary["status"] = "done" if summary["feature_sets"] else "skipped"
     if not summary["feature_sets"]:
         summary["reason"] = "no feature set had values for the samples"
-    return {"summary": summary, "metrics": metrics_rows, "predictions": prediction_rows}
+    return {"summary": summary, "metrics": metrics_rows, "predictions": prediction_rows, "explained": explained}
 
 
 def _evaluate_set(name: str, X: np.ndarray, y: np.ndarray, kind: str, imputation: str, params: dict,

@@ -44,9 +44,9 @@ import polars as pl
 from ms2study.core.errors import InputError
 from ms2study.modelling.attribution import (
     LINEAR_FAMILIES,
-    _decision,
     chosen_strength,
     fit_embedding_model,
+    model_score,
     modelled,
 )
 from ms2study.modelling.differential import accepted_identifications
@@ -107,7 +107,7 @@ def region_contributions(pre: Any, model: Any, kind: str, X: np.ndarray, C: np.n
         rows = np.tile(np.concatenate([X[i], C[i]]), (k + 2, 1))
         rows[np.arange(1, k + 1), np.arange(k)] = mu
         rows[k + 1, :k] = mu
-        f = _decision(model, pre.transform(rows), kind)
+        f = model_score(model, pre.transform(rows), kind)
         out[i] = f[0] - f[1:k + 1]
         error = max(error, abs(f[0] - f[k + 1] - out[i].sum()))
     return out, error

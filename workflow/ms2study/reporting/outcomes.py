@@ -177,11 +177,13 @@ def modelled_sets(models: Sequence[OutcomeFiles], feature_set: str) -> list[tupl
     return found
 
 
-def attribution_caveats(models: Sequence[OutcomeFiles], feature_set: str = ATTRIBUTED_SET) -> dict[str, str]:
+def attribution_caveats(models: Sequence[OutcomeFiles], feature_set: str = ATTRIBUTED_SET,
+                        unpaired_refit: bool = True) -> dict[str, str]:
     """Per outcome (by name) whose model of an explained feature set (``modelling.attribution.SET``, the embedding,
     unless given) is not shown to beat chance, passes only before the adjustment for the choice among the feature
     sets (``choice.choice_adjustment``, as the verdict judges it), or was modelled within subjects (a paired design:
-    the attribution's refit is not), the caveat the explanation is shown with: which model and why."""
+    the attribution's refit is not; ``unpaired_refit`` False for an explanation refitted on the paired model's own
+    rows, ``modelling.matrix_attribution``), the caveat the explanation is shown with: which model and why."""
     caveats = {}
     for outcome, summary, entry in modelled_sets(models, feature_set):
         why = chance_shortfall(entry)
@@ -192,7 +194,7 @@ def attribution_caveats(models: Sequence[OutcomeFiles], feature_set: str = ATTRI
             caveats[outcome] = (f"the {feature_set} model of {outcome} beats chance on its own test but not once the "
                                 f"choice among {adjusted['sets']} feature sets is adjusted for (adjusted p "
                                 f"{adjusted['p']:.2g}): suggestive only")
-        if summary.get("paired_by"):  # a trial: the attribution stage's note on its unpaired refit never reached here
+        if summary.get("paired_by") and unpaired_refit:  # a trial: the attribution stage's note never reached here
             caveats[outcome] = "; ".join([*([caveats[outcome]] if outcome in caveats else []), (
                 f"the models of {outcome} compare each subject with itself (a paired design), while this attribution "
                 f"refits the {feature_set} model on the runs as independent samples, so it does not explain that "

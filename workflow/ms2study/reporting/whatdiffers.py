@@ -21,6 +21,7 @@ from ms2study.reporting.charts import enrichment_figure, figure_html, volcano_fi
 from ms2study.reporting.collect import DifferentialFiles
 from ms2study.reporting.detectable import detectable_slope_text, detectable_text
 from ms2study.reporting.html import DOUBT, QUALITY, Caution, covariate_names, esc, p_value_text, q_cell
+from ms2study.reporting.explained import matrix_part
 from ms2study.reporting.qc import attribution_part
 from ms2study.reporting.regions import regions_part
 from ms2study.reporting.tables import class_path, interactive_table
@@ -135,7 +136,8 @@ def differential_section(differential: Sequence[DifferentialFiles], warnings: li
                          with_ms2: set[str] | None = None, corrected: pl.DataFrame | None = None,
                          identifications: pl.DataFrame | None = None,
                          background: dict[str, str] | None = None,
-                         regions: tuple[dict[str, Path], dict[str, str]] | None = None) -> str:
+                         regions: tuple[dict[str, Path], dict[str, str]] | None = None,
+                         explained: tuple[dict[str, Path], dict[str, str]] | None = None) -> str:
     """Per outcome (in the order given): a volcano plot, every tested feature with its identification in a sortable,
     filterable table (sorted by q), the class enrichment (chart and table) and, when ``attribution`` has a table
     for the outcome (keyed by outcome name), the features the embedding model looks at, led by the outcome's
@@ -147,9 +149,11 @@ def differential_section(differential: Sequence[DifferentialFiles], warnings: li
     identification's library adduct leads a label it disagrees with (``identifications``: :func:`identified_ions`);
     features at q < SIGNIFICANCE that are background ions (``background``: :func:`background_ions`) are a caution.
     ``regions``: the bag-of-chemistry model's region tables by outcome and their caveats (``reporting.regions``),
-    shown after the attribution."""
+    shown after the attribution. ``explained``: the feature-matrix model's split by outcome and its caveats
+    (``reporting.explained``), shown before the embedding attribution."""
     attribution = dict(attribution or {})
     region_tables, region_caveats = regions or ({}, {})
+    explained_tables, explained_caveats = explained or ({}, {})
     if not differential:
         for name in attribution:
             warnings.append(f"attribution table for <b>{esc(name)}</b> given without its differential results")
@@ -204,6 +208,8 @@ def differential_section(differential: Sequence[DifferentialFiles], warnings: li
         if tested.height:
             parts.append(_feature_table(tested, summary, effect, effect_header, f"differential-{k}", background))
         parts.append(enrichment_html)
+        parts.append(matrix_part(explained_tables.get(outcome), outcome, tested, effect, effect_header,
+                                 explained_caveats.get(outcome)))
         parts.append(attribution_part(attribution.pop(outcome, None), outcome, caveat=(caveats or {}).get(outcome)))
         parts.append(regions_part(region_tables.get(outcome), outcome, warnings, region_caveats.get(outcome)))
     for name in attribution:

@@ -36,6 +36,10 @@ from ms2study.modelling.cells import fill_matrix_not_measured
 from ms2study.modelling.estimators import ESTIMATORS
 from ms2study.modelling.evaluate import METRICS_SCHEMA, PREDICTIONS_SCHEMA, format_metric, model_outcome
 from ms2study.modelling.featuresets import feature_matrix_feature_set, study_feature_sets
+from ms2study.modelling.differential import read_summary, write_table
+from ms2study.modelling.matrix_attribution import FILE as MATRIX_FILE
+from ms2study.modelling.matrix_attribution import MATRIX_ATTRIBUTION
+from ms2study.modelling.matrix_attribution import SET as MATRIX_SET
 from ms2study.modelling.multilevel import paired_model_data
 from ms2study.modelling.outcomes import (
     OUTCOME_TYPES,
@@ -179,7 +183,9 @@ def model_outcomes(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame],
                    record: dict | None = None, skip: dict[str, str] | None = None,
                    blocks: dict[str, str] | None = None) -> dict:
     """Model every outcome on every feature set; write ``outdir/{outcome}/{metrics,predictions}.parquet`` and
-    ``summary.json`` (an outcome that cannot be modelled gets a summary with ``status: skipped`` and its reason).
+    ``summary.json`` (an outcome that cannot be modelled gets a summary with ``status: skipped`` and its reason),
+    and ``feature_attribution.parquet``, what the feature-matrix model looks at (``modelling.matrix_attribution``;
+    its summary, or why there is none, in the file's metadata: ``modelling.differential.read_summary``).
     QC and blank runs of the sheet (``sample_type``) never enter an outcome: each summary lists them under
     ``excluded_not_sample`` and says how many in its notes; ``notes`` (e.g. the flagged features left out of the
     matrix) are added to every summary, and so are the keys of ``record`` (e.g. which feature matrix was read).
@@ -217,6 +223,10 @@ def model_outcomes(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame],
         target = outdir / dirname
         write_parquet(pl.DataFrame(out["metrics"], schema=METRICS_SCHEMA), target / "metrics.parquet")
         write_parquet(pl.DataFrame(out["predictions"], schema=PREDICTIONS_SCHEMA), target / "predictions.parquet")
+        table, explained = out.get("explained") or (pl.DataFrame(schema=MATRIX_ATTRIBUTION), {
+            "feature_set": MATRIX_SET, "status": "skipped",
+            "reason": summary.get("reason") or "the feature matrix was not modelled for this outcome"})
+        write_table(table, target / MATRIX_FILE, {"outcome": spec["column"], **explained})
         write_text(json.dumps(summary, indent=2) + "\n", target / "summary.json")
         result[spec["column"]] = summary
     return result
@@ -287,6 +297,20 @@ def _cli_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_explained(path: Path, top: int = 5) -> None:
+    """Print the table's features the refitted linear model leans on most (``modelling.matrix_attribution``)."""
+    if not path.exists():
+        return
+    info, table = read_summary(path), pl.read_parquet(path)
+    if info.get("status") != "done" or table.height == 0:
+        print(f"what the model looks at: not explained ({info.get('reason') or 'it kept no feature'})")
+        return
+    leaders = ", ".join(f"{r['consensus_id']} ({r['share']:+.0%}, {r['direction']})"
+                        for r in table.sort("rank").head(top).iter_rows(named=True))
+    print(f"what the model looks at (refitted on all rows; share of its score difference, {path}): {leaders}; "
+          f"{info.get('n_carrying_half')} of its {info.get('n_used')} weighted features carry half of it")
+
+
 def _cli_model(args: argparse.Namespace) -> int:
     params = load_params(args)
     samples = read_sample_sheet(args.samples, args.id_column, any_format=True)
@@ -349,6 +373,7 @@ def _cli_model(args: argparse.Namespace) -> int:
     for note_text in summary.get("notes") or []:  # a paired design, single-sample folds ... (trial T)
         if note_text not in cautions:  # printed above
             print(f"note: {note_text}")
+    _print_explained(Path(args.out) / outcome_dirname(args.outcome) / MATRIX_FILE)
     if summary["status"] == "done":  # the report's words (a trial had only the numbers to judge by)
         # the pipeline's advice names config.yaml; this command takes --params (trial V)
         print("verdict: " + plain_text(model_verdict(summary)[0]).replace(" in config.yaml", " (here: --params)"))

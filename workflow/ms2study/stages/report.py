@@ -34,12 +34,14 @@ from ms2study.core.params import overlay, schema_defaults
 from ms2study.io.samplesheet import read_sample_sheet
 from ms2study.modelling.differential import outcome_filename
 from ms2study.modelling.outcomes import drop_flagged
+from ms2study.modelling.matrix_attribution import SET as MATRIX_SET
 from ms2study.modelling.regions import SET as REGION_SET
 from ms2study.reporting import (
     batch,
     cautions,
     collect,
     confounding,
+    explained,
     findings,
     marks,
     methods,
@@ -120,7 +122,10 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
                                                         inputs.feature_links, [t["features"] for t in tables]),
                                                     regions=({Path(p).stem: Path(p) for p in inputs.region_attribution},
                                                              outcomes.attribution_caveats(inputs.models,
-                                                                                          REGION_SET)))))
+                                                                                          REGION_SET)),
+                                                    explained=(explained.matrix_tables(inputs.models),
+                                                               outcomes.attribution_caveats(inputs.models, MATRIX_SET,
+                                                                                            unpaired_refit=False)))))
     collect.scan_warnings(stats, warnings, collect.library_ion_modes(inputs.library_indexes))
     collect.unmatched_library_files(stats, inputs.library_indexes, warnings)
     parts.append(("encoder", "Spectrum encoder", sections.encoder_section(encoder)))
