@@ -31,7 +31,8 @@ def test_groups_equal_to_the_batch_and_the_source_run_are_a_caution():
     text = found[0]
     assert "<b>batch</b>" in text and "<b>background</b>" in text and "Cramér's V² 1.00" in text
     assert "batch B1: 8 case, 0 control" in text and "every group in every batch" in text
-    assert "models: covariates: [background]" in text  # a column that may be biology: what to do
+    # a column splitting the samples exactly as the outcome: a copy of it, or a design factor (trial AQ)
+    assert "Background splits the samples exactly as group does" in text and "covariates: [" not in text
     # the run order was randomised, the subject is no design factor, a note per sample is no factor
     assert "injection_order" not in text and "<b>subject_id</b>" not in text and "note" not in found[0].label
     assert found[0].concerns == ("models:group", "differential:group")
@@ -128,3 +129,19 @@ def test_near_complete_confounding_numeric_factors_and_a_class_named_x():
     named_x = _sheet(group=["x"] * 8 + ["y"] * 8, batch=["1"] * 8 + ["2"] * 8)
     found = design_cautions(named_x, [{"column": "group", "type": "binary", "positive_class": "x"}], [])
     assert "batch 1: 8 x, 0 y" in found[0]
+
+
+def test_a_copy_of_the_outcome_is_told_apart_from_a_partial_tie():
+    """Trial AQ: a 0/1 copy of the outcome and a contrast column made from a 3-class outcome (the README's advice for
+    paired designs) were cautioned as confounds with no word that they may be the outcome itself."""
+    case = np.arange(18) % 3
+    treatment = np.array(["apple", "baseline", "cranberry"])[case]
+    contrast = np.where(case == 0, "apple", np.where(case == 1, "baseline", "")).tolist()
+    plate = np.where(np.arange(18) < 12, "P1", "P2")
+    plate[[0, 4]] = ["P2", "P2"]
+    sheet = _sheet(18, treatment=treatment.tolist(), apple_vs_base=contrast, plate=plate.tolist())
+    found = design_cautions(sheet, [{"column": "apple_vs_base", "type": "binary", "positive_class": "apple"}], [])
+    assert len(found) == 1 and "Treatment splits the samples exactly as apple_vs_base does" in found[0]
+    copy = _sheet(group=np.where(np.arange(16) >= 8, "case", "control").tolist(),
+                  male=np.where(np.arange(16) >= 8, "1", "0").tolist())
+    assert "Male splits the samples exactly" in design_cautions(copy, [GROUP], [])[0]

@@ -822,3 +822,39 @@ def test_model_on_a_table_adjusts_for_a_batch_column_as_given(tmp_path: Path, ca
     assert "note: covariate(s) batch adjusted for as given (named batch_as_given)" in out
     summary = json.loads((tmp_path / "out" / "group" / "summary.json").read_text())
     assert summary["feature_sets"]["table"]["n_covariates"] == 1
+
+
+def test_model_refuses_repeated_sheet_rows_and_the_answer_inside_the_table(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture) -> None:
+    """Trial AQ: repeated sheet rows (two with the other gender) became extra samples in training and test folds
+    alike; age and BMI joined into the feature table gave "predicts age, R² 1.00"."""
+    rng = np.random.default_rng(5)
+    ids = [f"P{k:02d}" for k in range(16)]
+    age = rng.integers(20, 70, 16)
+    values = rng.lognormal(8, 1, (16, 12))
+    table = pl.DataFrame({"sample_id": ids, **{f"m{j}": values[:, j] for j in range(12)}})
+    sheet = pl.DataFrame({"sample_id": ids, "gender": ["F", "M"] * 8, "age": [str(a) for a in age]})
+    table.write_csv(tmp_path / "table.csv")
+    sheet.write_csv(tmp_path / "sheet.tsv", separator="\t")
+    base = ["model", "--table", str(tmp_path / "table.csv"), "--out", str(tmp_path / "out"), "--params",
+            json.dumps({"n_permutations": 0, "outer_repeats": 1, "n_bootstrap": 20})]
+    pl.concat([sheet, sheet.head(2).with_columns(gender=pl.lit("M"))]).write_csv(tmp_path / "repeated.tsv",
+                                                                                separator="\t")
+    assert cli_main([*base, "--samples", str(tmp_path / "repeated.tsv"), "--outcome", "gender"]) == 1
+    error = capsys.readouterr().err
+    assert "sample id(s) P00, P01 appear on more than one row of the sample sheet, with different gender" in error
+    assert "repeated.tsv" in error and not (tmp_path / "out").exists()
+    # the sheet's columns in the table (by name), or a copy of the outcome under another name
+    table.with_columns(Age=pl.Series(age.astype(float))).write_csv(tmp_path / "merged.csv")
+    table.with_columns(years=pl.Series(age * 1.0 + 0.5)).write_csv(tmp_path / "copy.csv")
+    table.with_columns(sex=pl.Series([1.0, 2.0] * 8)).write_csv(tmp_path / "coded.csv")
+    for name, outcome, said in (("merged.csv", ["--outcome", "age", "--type", "continuous"], "column(s) Age of the "
+                                 "sample sheet"),
+                                ("copy.csv", ["--outcome", "age", "--type", "continuous"], "column(s) years, a copy "
+                                 "of the outcome age"),
+                                ("coded.csv", ["--outcome", "gender"], "column(s) sex, a copy of the outcome gender")):
+        argv = [a if a != str(tmp_path / "table.csv") else str(tmp_path / name) for a in base]
+        assert cli_main([*argv, "--samples", str(tmp_path / "sheet.tsv"), *outcome]) == 1
+        error = capsys.readouterr().err
+        assert said in error and "metadata merged into the feature table" in error, error
+    assert cli_main([*base, "--samples", str(tmp_path / "sheet.tsv"), "--outcome", "gender"]) == 0  # clean: modelled

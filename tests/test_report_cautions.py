@@ -359,7 +359,7 @@ def test_each_warning_of_the_differential_test_has_its_own_label() -> None:
 def test_byte_identical_runs_are_a_caution_in_the_report(tmp_path: Path) -> None:
     """Trial AD: six copies of two real runs gave "2253 of 2253 tested features differ" with zero-width intervals;
     the report said only "possible replicate injections", the pre-run warning was in the terminal only."""
-    from ms2study.reporting.cautions import identical_run_cautions
+    from ms2study.reporting.copies import identical_run_cautions
 
     (tmp_path / "a.mzML").write_text("<mzML id='one run'></mzML>")
     (tmp_path / "b.mzML").write_bytes((tmp_path / "a.mzML").read_bytes())
@@ -371,3 +371,30 @@ def test_byte_identical_runs_are_a_caution_in_the_report(tmp_path: Path) -> None
                                     "and model counts that one injection 2 times")
     assert identical_run_cautions(sheet.filter(pl.col("sample_id") != "B"), tmp_path) == []
     assert identical_run_cautions(sheet.drop("file"), tmp_path) == []
+
+
+def test_runs_with_identical_matrix_values_are_a_caution_and_main_findings_says_not_evidence(tmp_path: Path) -> None:
+    """Trial AS: two real runs, each copied with one header comment added (files not byte-identical), gave "2886 of
+    2886 tested features differ" at the top of Main findings with no word on the copies."""
+    from ms2study.reporting import copies, findings
+
+    rng = np.random.default_rng(2)
+    a, b = rng.lognormal(10, 1, 40), rng.lognormal(10, 1, 40)
+    a[:5] = np.nan
+    matrix = pl.DataFrame({"consensus_id": [f"C{i}" for i in range(40)], "A": a, "A2": a, "B": b, "B2": b,
+                           "C": b * 1.01, "E": np.where(np.arange(40) < 35, np.nan, a)})
+    assert copies.identical_value_groups(matrix, ["A", "B", "A2", "B2", "C", "E"]) == [["A", "A2"], ["B", "B2"]]
+    found = copies.identical_value_cautions(matrix, ["A", "B", "A2", "B2", "C", "E"])
+    assert [c.label for c in found] == ["identical run values"] * 2 and found[0].concerns == ("models", "differential")
+    assert "runs <b>A, A2</b> hold the same value for every feature" in found[0]
+    # a group the byte-identical caution already names is not named twice
+    byte = copies._caution(["A", "A2"], "are byte-identical copies of one run file", copies.FILES_LABEL)
+    assert [str(c).split("</b>")[0] for c in copies.identical_value_cautions(matrix, ["A", "A2", "B", "B2"], [byte])] \
+        == ["runs <b>B, B2"]
+    table = pl.DataFrame({"consensus_id": ["C1"], "q_value": [0.001], "tested": [True], "log2_fold_change": [1.0]})
+    write_table(table, tmp_path / "group.parquet", {"outcome": "group", "type": "binary", "positive_class": "case"})
+    files = [DifferentialFiles(tmp_path / "group.parquet", None)]
+    plain = findings.findings_section([], files, None, None, [])
+    warned = findings.findings_section([], files, None, None, list(found))
+    assert "not evidence" not in plain and "<b>1</b> of 1 tested features differ" in plain
+    assert "<b>not evidence</b>: the study counts copies of one injection as separate runs" in warned

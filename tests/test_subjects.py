@@ -293,6 +293,14 @@ def test_a_paired_outcome_left_unmodelled_says_why(tmp_path: Path) -> None:
     assert any("1 subject(s) with runs of one value only left out (1)" in n for n in summary["notes"])
     assert any("covariates (age) are left out of this paired model" in n for n in summary["notes"])
     assert "covariates" not in summary["feature_sets"]
+    # trial AQ: a run-level covariate (it differs between a subject's runs) was dropped as "the same in all its runs",
+    # and the outcome was said to be among the covariates
+    varying = lone.with_columns(pl.Series("osmolality", [str(300 + 7 * i) for i in range(lone.height)]))
+    varying.write_csv(tmp_path / "varying.tsv", separator="\t")
+    summary, _ = _paired_models(tmp_path, tmp_path / "varying.tsv", PAIRED, covariates=["age", "osmolality"])
+    assert any("covariates (age) are left out" in n for n in summary["notes"])
+    assert any("covariates (osmolality) differ between a subject's runs" in n for n in summary["notes"])
+    assert not any("this outcome itself" in n for n in summary["notes"])
     from ms2study.modelling.subjects import subjects_note
 
     note = subjects_note({"A1": ["A1"], "A2": ["A2"], "B1": ["B1"]}, {"A1": "PA", "A2": "PA", "B1": "PB"})

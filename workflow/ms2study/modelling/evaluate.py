@@ -90,15 +90,20 @@ def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], 
     ids = target["sample_ids"]
     groups = np.asarray([blocks[s] for s in ids]) if blocks else None
     covariates = [c for c in params["covariates"] if c != spec["column"]]
+    if len(covariates) < len(params["covariates"]):  # before the paired branch empties the list (trial AQ)
+        summary["notes"].append(f"covariate '{spec['column']}' is this outcome itself: left out of its models")
     if groups is not None:
         summary["paired_by"], summary["n_subjects"] = SUBJECT_COLUMN, int(np.unique(groups).size)
-        if covariates:
-            summary["notes"].append(f"covariates ({', '.join(covariates)}) are left out of this paired model: a "
-                                    "subject's covariates are the same in all its runs, so the within-subject "
-                                    "comparison has them fixed")
+        varying = [c for c in covariates if _varies_within(samples, ids, groups, c)]
+        fixed = [c for c in covariates if c not in varying]
+        if fixed:
+            summary["notes"].append(f"covariates ({', '.join(fixed)}) are left out of this paired model: they are the "
+                                    "same in all of a subject's runs, so the within-subject comparison has them fixed")
+        if varying:  # a run-level covariate (trial AQ: osmolality per urine sample) was dropped with a false reason
+            summary["notes"].append(f"covariates ({', '.join(varying)}) differ between a subject's runs, and this "
+                                    "paired model does not adjust for them (no within-subject adjustment is "
+                                    "implemented): what differs with them within subjects may show as the outcome's")
         covariates = []
-    if len(covariates) < len(params["covariates"]):
-        summary["notes"].append(f"covariate '{spec['column']}' is this outcome itself: left out of its models")
     C, covariate_names = covariate_matrix(samples, ids, covariates)
     if covariates:
         summary["covariates"] = covariate_names
@@ -170,6 +175,20 @@ def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], 
     if not summary["feature_sets"]:
         summary["reason"] = "no feature set had values for the samples"
     return {"summary": summary, "metrics": metrics_rows, "predictions": prediction_rows, "explained": explained}
+
+
+def _varies_within(samples: pl.DataFrame, ids: list[str], groups: np.ndarray, column: str) -> bool:
+    """Whether sheet ``column`` takes more than one value (empty cells ignored) among the runs of any subject
+    (``groups``, aligned with ``ids``)."""
+    if column not in samples.columns:
+        return False
+    value = dict(zip(samples["sample_id"].cast(pl.Utf8).to_list(), samples[column].cast(pl.Utf8).to_list()))
+    seen: dict[str, set] = {}
+    for sample, group in zip(ids, groups):
+        cell = value.get(sample)
+        if cell is not None and cell.strip():
+            seen.setdefault(str(group), set()).add(cell.strip())
+    return any(len(v) > 1 for v in seen.values())
 
 
 def _evaluate_set(name: str, X: np.ndarray, y: np.ndarray, kind: str, imputation: str, params: dict,

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import polars as pl
 
-from ms2study.io.runfiles import identical_runs
 from ms2study.modelling.differential import SIGNIFICANCE
 from ms2study.modelling.metrics import CHANCE
 from ms2study.reporting.html import DOUBT, PROCESSING, QUALITY, Caution, esc, interval_text, p_value_text
@@ -469,19 +468,3 @@ def best_feature_set(summary: dict) -> tuple[str, dict] | None:
         return None
     return max(scored, key=lambda s: (chance_shortfall(s[1]) is None, float(s[1]["value"]),
                                       -float(s[1]["permutation_p"] if s[1].get("permutation_p") is not None else 1)))
-
-
-def identical_run_cautions(sheet: pl.DataFrame, study_dir: Path) -> list[Caution]:
-    """A caution (``DOUBT``, on the models and the tests) per group of the sheet's runs whose files are byte-identical
-    (``io.runfiles.identical_runs``; ``file`` relative to ``study_dir``, missing files skipped): one injection counted
-    several times. Trial AD: six copies of two real runs gave "2253 of 2253 tested features differ" with intervals of
-    zero width, and the report said only "possible replicate injections" (the pre-run warning was in the terminal
-    only). [] without a file column or copies."""
-    if not {"sample_id", "file"} <= set(sheet.columns):
-        return []
-    groups = identical_runs(Path(study_dir), sheet["sample_id"].to_list(), sheet["file"].to_list())
-    return [Caution(
-        f"runs <b>{esc(', '.join(ids))}</b> are byte-identical copies of one run file: every test, interval and model "
-        f"counts that one injection {len(ids)} times, so their p-values, q-values, intervals and AUCs overstate the "
-        "evidence, and a difference between copied runs is no biological difference; remove the extra rows from the "
-        "sample sheet", DOUBT, "identical run files", ("models", "differential")) for ids in groups]

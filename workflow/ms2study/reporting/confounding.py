@@ -287,6 +287,15 @@ def design_ties(sheet: pl.DataFrame, outcome: dict, column: str) -> tuple[float,
     return v * v / DESIGN_V2, f"Cramér's V² {v * v:.2f}: {_crosstab(both, column, outcome['column'])}"
 
 
+def _same_partition(sheet: pl.DataFrame, outcome: dict, column: str) -> bool:
+    """Whether sheet ``column`` and the categorical ``outcome`` split the rows where both have a value the same way
+    (one column value per class and one class per column value): a relabelling of the outcome, or a design factor
+    that coincides with it, which the sheet alone cannot tell apart."""
+    both = pl.DataFrame({"x": _levels(sheet[column].to_list()), "y": _values(sheet, outcome)}).drop_nulls()
+    pairs = both.unique()
+    return both.height >= 4 and pairs.height == both["x"].n_unique() == both["y"].n_unique()
+
+
 def design_cautions(sheet: pl.DataFrame, outcomes: list[dict], covariates: list[str]) -> list[Caution]:
     """One caution (``DOUBT``; concerns the outcome's ``models:`` and ``differential:``) per configured outcome that
     follows a sheet column which is neither an outcome nor a covariate (``design_ties`` at ``DESIGN_V2`` /
@@ -318,6 +327,15 @@ def design_cautions(sheet: pl.DataFrame, outcomes: list[dict], covariates: list[
                           "below detection); randomise the run order (a randomised order can fall like this by chance, "
                           "and then confounds them all the same)")
         others = [c for c, _ in ties if c not in ACQUISITION_COLUMNS]
+        copies = [c for c in others if spec.get("type") != "continuous" and _same_partition(sheet, spec, c)]
+        if copies:  # trial AQ: a 0/1 copy of the outcome, or a contrast column made from it as the README advises
+            listed = ", ".join(esc(c) for c in copies)
+            advice.append(f"{listed} split{'s' if len(copies) == 1 else ''} the samples exactly as {outcome} does: "
+                          f"if {'it is' if len(copies) == 1 else 'they are'} {outcome} under other labels (a 0/1 "
+                          "copy, a contrast made from it), this caution does not concern "
+                          f"{'it' if len(copies) == 1 else 'them'}; if it says how the runs were made, the design "
+                          "cannot separate it from the outcome")
+            others = [c for c in others if c not in copies]
         if others:
             listed = ", ".join(esc(c) for c in others)
             advice.append(f"{listed}: if it names the person or animal each run comes from (repeated measures), "

@@ -19,7 +19,7 @@ import polars as pl
 from ms2study.identification.confidence import LOW_COSINE
 from ms2study.modelling.differential import SIGNIFICANCE, read_summary, significant_compounds
 from ms2study.modelling.metrics import CHANCE
-from ms2study.reporting import cautions, marks
+from ms2study.reporting import cautions, copies, marks
 from ms2study.reporting.cautions import P_SMALL, best_feature_set, chance_shortfall
 from ms2study.reporting.choice import (adds_nothing_shown, adjustment_text, candidate_sets, choice_adjustment,
                                        covariates_clause, permutation_resolution, score_ceiling)
@@ -465,6 +465,10 @@ def findings_section(models: Sequence[OutcomeFiles], differential: Sequence[Diff
     differences = {o: (t, e) for o, t, e in (differential_finding(f, ident, with_ms2, fdr)
                                                          for f in differential)}
     parts = []
+    # runs that are copies of one injection (reporting.copies): the counts below count it several times (trial AS:
+    # "2886 of 2886 tested features differ" led the box on two injections of one QC, each copied)
+    copy = ("<b>not evidence</b>: the study counts copies of one injection as separate runs (see the warnings), so "
+            "this overstates what it shows: ") if copies.copied(warnings) else ""
     for outcome in list(verdicts) + [o for o in differences if o not in verdicts]:
         summary = verdicts.get(outcome, ({}, "", None))[0]
         counts = ", ".join(f"{v} {esc(k)}" for k, v in (summary.get("class_counts") or {}).items())
@@ -474,11 +478,11 @@ def findings_section(models: Sequence[OutcomeFiles], differential: Sequence[Diff
         parts.append(f"<h3>Outcome: {esc(outcome)}" + (f" ({kind}{': ' + counts if counts else ''})" if kind else "")
                      + "</h3><ul>")
         if outcome in verdicts:
-            parts.append(f'<li><a href="#models">Models</a>: {verdicts[outcome][1]}.'
+            parts.append(f'<li><a href="#models">Models</a>: {copy}{verdicts[outcome][1]}.'
                          f"{beside(warnings, f'models:{outcome}')}</li>")
         if outcome in differences:
             text, enriched = differences[outcome]
-            parts.append(f'<li><a href="#differential">What differs</a>: {text}'
+            parts.append(f'<li><a href="#differential">What differs</a>: {copy}{text}'
                          f"{beside(warnings, f'differential:{outcome}')}</li>")
             if enriched:
                 parts.append(f'<li><a href="#differential">Chemical classes</a>: {enriched}.'

@@ -41,6 +41,7 @@ from ms2study.reporting import (
     cautions,
     collect,
     confounding,
+    copies,
     explained,
     findings,
     marks,
@@ -143,7 +144,10 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
     for check in (confounding.association_cautions, confounding.overlap_cautions, confounding.design_cautions):
         warnings.extend(check(study_samples, list(configured.get("outcomes") or []),
                               list(configured.get("covariates") or [])))
-    warnings.extend(cautions.identical_run_cautions(study_samples, Path.cwd()))  # files relative to the study
+    byte_copies = copies.identical_run_cautions(study_samples, Path.cwd())  # files relative to the study
+    warnings.extend(byte_copies)
+    warnings.extend(copies.identical_value_cautions(matrix, study_samples["sample_id"].cast(pl.Utf8).to_list(),
+                                                    byte_copies))  # trial AS: copies whose files differ by a byte
     parts.append(("matrix", "Feature matrix", sections.matrix_section(
         matrix, sample_ids, warnings, str(inputs.feature_matrix) if inputs.feature_matrix is not None else None,
         roles)))
