@@ -125,6 +125,10 @@ def test_a_name_whose_mass_stands_apart_from_the_studys_names_is_noted(caplog) -
         "a compound of nearly the same mass may fit better" in noted[23]
     # not accepted; precursors off but the feature on the ion (a noisy precursor); the two on opposite sides
     assert noted[24:] == [None, None, None]
+    # trial AR: Main findings counts it among the marks the q-value does not cover
+    flags = {words[0]: int(flag.sum()) for words, flag in
+             marks.mark_flags(out.with_columns(evidence_note=pl.Series(noted)).filter("accepted")).items()}
+    assert flags["whose mass stands apart from the study's other names"] == 2
     # too few names to set a scale: nothing said beside the names, and the log says the check was not made (AN)
     with caplog.at_level("INFO", logger="ms2study.identification.featuremz"):
         assert with_mass_outlier_note(out.tail(9))["evidence_note"].to_list() == out.tail(9)["evidence_note"].to_list()

@@ -31,6 +31,7 @@ DEFAULT_TOLERANCE_PPM = 10.0  # spectra: mz_tolerance_ppm's default
 # error is beyond OUTLIER_SDS robust sds (1.4826 x MAD) of their median and OUTLIER_MIN_PPM from it, its precursors'
 # error OUTLIER_MIN_PPM from theirs on the same side
 OUTLIER_MIN_NAMES, OUTLIER_SDS, OUTLIER_MIN_PPM = 10, 4.0, 3.0
+MASS_APART = "apart from the study's other accepted names"  # in the clause; the report counts the names marked so
 
 
 def with_feature_mz_check(out: pl.DataFrame, tolerance_ppm: float = DEFAULT_TOLERANCE_PPM) -> pl.DataFrame:
@@ -106,9 +107,8 @@ def with_mass_outlier_note(out: pl.DataFrame) -> pl.DataFrame:
     def signed(e: pl.Expr) -> pl.Expr:
         return pl.when(e >= 0).then(pl.lit("+")).otherwise(pl.lit("")) + e.round(1).cast(pl.Utf8)
 
-    clause = pl.format("its feature and MS/MS precursors lie {} and {} ppm from the named ion, apart from the study's "
-                       "other accepted names (feature median {} ppm, robust sd {} ppm): a compound of nearly the same "
-                       "mass may fit better", signed(pl.col("feature_mz_error_ppm")), signed(precursor),
+    clause = pl.format(f"its feature and MS/MS precursors lie {{}} and {{}} ppm from the named ion, {MASS_APART} "
+                       "(feature median {} ppm, robust sd {} ppm): a compound of nearly the same mass may fit better", signed(pl.col("feature_mz_error_ppm")), signed(precursor),
                        pl.lit(f"{f_centre:+.1f}"), pl.lit(f"{spread:.1f}"))
     return out.with_columns(
         pl.when(far).then(pl.concat_str(pl.col("evidence_note"), clause, separator="; ", ignore_nulls=True))
