@@ -858,3 +858,25 @@ def test_model_refuses_repeated_sheet_rows_and_the_answer_inside_the_table(tmp_p
         error = capsys.readouterr().err
         assert said in error and "metadata merged into the feature table" in error, error
     assert cli_main([*base, "--samples", str(tmp_path / "sheet.tsv"), "--outcome", "gender"]) == 0  # clean: modelled
+    said = capsys.readouterr().out
+    summary = json.loads((tmp_path / "out" / "gender" / "summary.json").read_text())
+    assert summary["verdict"] and f"verdict: {summary['verdict']}" in said  # kept beside the numbers (trial AQ)
+    assert summary["log1p_applied"] is True and summary["table"].endswith("table.csv") and "16 samples" in \
+        summary["table_note"]
+
+
+def test_the_table_note_names_what_did_not_match(tmp_path: Path) -> None:
+    """Trial AQ: ids written HU-011 in the sheet for the table's HU_011 lost half the samples with no hint; table
+    samples absent from the sheet, and the table's annotation columns, were left out without a word."""
+    from ms2study.io.sampletable import read_sample_table
+
+    ids = [f"HU_{k:03d}" for k in range(6)]
+    (tmp_path / "t.tsv").write_text("feature\tmass_to_charge\t" + "\t".join(ids) + "\n" + "".join(
+        f"m{j}\t{100 + j}\t" + "\t".join(str(1000 + 10 * j + k) for k in range(6)) + "\n" for j in range(5)))
+    sheet_ids = ids[:2] + ["HU-002", "HU-003"]
+    table = read_sample_table(tmp_path / "t.tsv", sheet_ids)
+    note = table[1]
+    assert "2 sample(s) of the sheet not in the table: HU-002, HU-003" in note
+    assert "the table has HU_002 for HU-002, HU_003 for HU-003" in note
+    assert "5 column(s) of the table not among the sheet's ids, left out: mass_to_charge, HU_002, HU_003, HU_004, " \
+           "HU_005" in note

@@ -109,6 +109,15 @@ class SampleTable(NamedTuple):
     log_transformed: bool
 
 
+def _near_misses(absent: list[str], names: list[str]) -> list[tuple[str, str]]:
+    """(sheet id, table name) pairs among ``absent`` ids that equal a table name once '-', '_', '.', spaces and case
+    are ignored."""
+    def key(text: str) -> str:
+        return "".join(ch for ch in text.lower() if ch not in "-_. ")
+    by_key = {key(n): n for n in names if n}
+    return [(s, by_key[key(s)]) for s in absent if key(s) in by_key and by_key[key(s)] != s]
+
+
 def read_sample_table(path: str | Path, sample_ids: list[str], log_transform: str = "auto") -> SampleTable:
     """Read a samples × features table (``SampleTable``). Only samples of ``sample_ids`` found in the table are
     returned, in the table's order. ``log_transform``: "auto" (log1p when the values look like raw intensities),
@@ -164,6 +173,17 @@ def read_sample_table(path: str | Path, sample_ids: list[str], log_transform: st
             + (f" ({infinite} of them infinite, e.g. the log of a zero)" if infinite else ""))
     if absent:
         note += f"; {len(absent)} sample(s) of the sheet not in the table: {', '.join(absent[:10])}"
+        near = _near_misses(absent, header[1:] + [r[0] for r in body if r])
+        if near:  # trial AQ: half the sheet's ids written HU-011 for the table's HU_011, 92 samples lost with no hint
+            note += (f" (the table has {', '.join(f'{t} for {s}' for s, t in near[:5])}: ids that differ only in '-', "
+                     "'_', '.', spaces or case are not matched; write them alike)")
+    # what the table holds beyond the sheet's ids (trial AQ: 20 table samples missing from the sheet were never named)
+    unread = ([h for i, h in enumerate(header) if i > 0 and i not in set(in_header)] if orientation.startswith(
+        "samples as columns") else [row[0] for j, row in enumerate(body) if row and j not in set(in_first_column)])
+    if unread:
+        what = "column(s)" if orientation.startswith("samples as columns") else "row(s)"
+        note += (f"; {len(unread)} {what} of the table not among the sheet's ids, left out: "
+                 f"{', '.join(unread[:10])}{' ...' if len(unread) > 10 else ''}")
     unique = list(dict.fromkeys(features))
     if len(unique) != len(features):  # duplicated feature names: make them unique rather than fail
         seen: dict[str, int] = {}

@@ -426,12 +426,20 @@ def _cli_model(args: argparse.Namespace) -> int:
     for note_text in summary.get("notes") or []:  # a paired design, single-sample folds ... (trial T)
         if note_text not in cautions:  # printed above
             print(f"note: {note_text}")
-    _print_explained(Path(args.out) / outcome_dirname(args.outcome) / MATRIX_FILE)
+    folder = Path(args.out) / outcome_dirname(args.outcome)
+    _print_explained(folder / MATRIX_FILE)
+    verdict = None
     if summary["status"] == "done":  # the report's words (a trial had only the numbers to judge by)
         # the pipeline's advice names config.yaml; this command takes --params (trial V)
-        print("verdict: " + plain_text(model_verdict(summary)[0]).replace(" in config.yaml", " (here: --params)"))
+        verdict = plain_text(model_verdict(summary)[0]).replace(" in config.yaml", " (here: --params)")
+        print("verdict: " + verdict)
     else:
         print(f"{args.outcome}: skipped: {summary.get('reason')}")
+    # what was read and decided, beside the numbers (trial AQ: the verdict and the log decision were on stdout only)
+    summary.update(verdict=verdict, table=str(args.table), sample_sheet=str(args.samples), table_note=note,
+                   log1p_applied=bool(log_transformed), imputation=imputation["table"])
+    write_text(json.dumps(summary, indent=2) + "\n", folder / "summary.json")
+    print(f"written: {folder}")
     return 0
 
 
