@@ -114,3 +114,16 @@ def test_a_run_cut_short_is_named_in_the_qc_table_with_what_the_tests_do_with_it
     assert "covers 70.0% of the study's typical RT range 0.0-600.0 s" in notes["A"] and "take their mean" in notes["A"]
     assert "covers 48.3%" in notes["B"] and "left out of the differential tests and the models" in notes["B"]
     assert notes["C"] is None and notes["D"] is None
+
+
+def test_an_empty_run_does_not_set_the_typical_range_of_the_qc_table():
+    """Trial AS: a 1-scan mzXML without features (and other short runs) set the QC table's typical RT range, so
+    three usable runs were said to be left out of the tests and models, which kept them."""
+    alignment = pl.DataFrame({"sample_id": ["R", "A", "E1", "E2"], "model": ["reference"] + ["linear"] * 3,
+                              "n_features": [1000, 1000, 0, 0], "n_pairs": [900] * 4,
+                              "n_shared_with_reference": [900] * 4})
+    ranges = {"R": (240.0, 300.0), "A": (240.0, 301.0), "E1": (348.0, 348.1), "E2": (350.0, 400.0)}
+    runs = {s: {"n_features": 0 if s.startswith("E") else 1000, "rt_start_s": a, "rt_end_s": b}
+            for s, (a, b) in ranges.items()}
+    notes = dict(zip(ranges, qc_table(pl.DataFrame({"sample_id": list(ranges)}), runs, alignment, None)["run_note"]))
+    assert not any("left out of the differential tests" in (notes[s] or "") for s in ("R", "A"))

@@ -36,7 +36,7 @@ import polars as pl
 from ms2study.core.errors import InputError
 from ms2study.io.samplesheet import sample_roles
 from ms2study.modelling import runchecks
-from ms2study.modelling.runchecks import alignment_notes, coverage_note, rt_coverage
+from ms2study.modelling.runchecks import alignment_notes, coverage_note, rt_coverage, rt_overlap
 
 log = logging.getLogger(__name__)
 
@@ -442,7 +442,11 @@ def qc_table(samples: pl.DataFrame, runs: dict[str, dict[str, Any]], alignment: 
     ranges = {s: (float(r["rt_start_s"]), float(r["rt_end_s"])) for s, r in runs.items()
               if r.get("rt_start_s") is not None and r.get("rt_end_s") is not None}
     apart = alignment_notes(alignment, ranges)
-    typical, coverage = rt_coverage(ranges)  # a run cut short: what the tests and models do with it
+    # a run cut short: what the tests and models do with it, judged as they judge it: against the typical range of
+    # the runs they keep (trial AS: a failed 1-scan run set the range, and three usable runs were said left out)
+    usable = {s: r for s, r in ranges.items() if s not in rules_failed and runs.get(s, {}).get("n_features") != 0}
+    typical, _ = rt_coverage(usable)
+    coverage = {s: rt_overlap(typical, r)[1] for s, r in ranges.items()} if typical is not None else {}
     for s, share in coverage.items():
         cut = coverage_note(ranges[s], share, typical)
         if cut:
