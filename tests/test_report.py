@@ -625,7 +625,8 @@ def test_a_failed_model_is_said_so_and_its_attribution_carries_a_caveat(tmp_path
     path.write_text(json.dumps(age))
     part = outcomes.models_section([OutcomeFiles(path, None)], sheet, sets, [])
     # trial AP: the verdict rested on the feature matrix, whose model nothing explained, unsaid
-    assert "the feature-matrix and binned-spectra models are not split over their inputs" in part
+    assert "for the feature-matrix, pooled-embedding and bag-of-chemistry models" in part
+    assert "the binned-spectra model is not split" in part
     assert ('<p class="note negative-r2">Cross-validated R² below 0 (embedding: -0.790): this model predicts the '
             "outcome worse than its mean would") in part and "no usable signal" in part
     assert "features: 0.310" not in part.split("negative-r2")[1].split("</p>")[0]  # R² above 0: not named
