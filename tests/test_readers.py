@@ -660,3 +660,17 @@ def test_a_precursor_written_as_precursor_mz_with_a_slash_is_read_and_an_unread_
     queries, report = read_query_spectra(write(tmp_path, "slash.msp", text))
     assert queries["spectrum_id"].to_list() == ["S1"] and queries["precursor_mz"].to_list() == [170.1539]
     assert report.skipped[0].detail.endswith("; field(s) PRECURSORIONM/Z not read as one")
+
+
+def test_an_electron_ionisation_record_is_named_as_such_not_as_a_missing_precursor(tmp_path: Path) -> None:
+    """Trial AR: RIKEN's GC-EI records were skipped as "no precursor m/z given", which invited adding one."""
+    text = ("NAME: 1-NITROPYRENE; EI-B; MS\nRETENTIONINDEX: 1872.2\nCOLLISIONENERGY: 70eV\nIONMODE: Positive\n"
+            "Num Peaks: 2\n51\t27\n55\t80\n\n"
+            "NAME: plain\nDB#: P1\nIONMODE: Positive\nNum Peaks: 1\n50 1\n\n"
+            "NAME: kept\nDB#: K1\nPrecursorMZ: 170.15\nIONMODE: Positive\nNum Peaks: 1\n50 1\n")
+    queries, report = read_query_spectra(write(tmp_path, "ei.msp", text))
+    assert queries["spectrum_id"].to_list() == ["K1"]
+    details = [s.detail for s in report.skipped]
+    assert len(details) == 2 and "an electron-ionisation (GC-MS) spectrum" in details[0]
+    assert "LC-MS/MS library search cannot identify it" in details[0]
+    assert details[1].startswith("no precursor m/z given")

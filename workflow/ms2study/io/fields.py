@@ -108,6 +108,17 @@ def stated_decimals(fields: dict[str, str]) -> int | None:
     return 0
 
 
+def looks_electron_ionisation(fields: dict[str, str]) -> bool:
+    """Whether an entry's fields (upper-case keys) name electron ionisation: IONIZATION or INSTRUMENTTYPE holding
+    EI (or GC-EI), a NAME with MS-DIAL/RIKEN's "; EI-" tag, or a 70 eV COLLISIONENERGY with a RETENTIONINDEX."""
+    def words(key: str) -> str:
+        return str(fields.get(key) or "").upper()
+    return (any(t in ("EI", "EI+") or t.startswith("GC-EI") for t in words("IONIZATION").replace(";", " ").split())
+            or "GC-EI" in words("INSTRUMENTTYPE") or "; EI-" in words("NAME")
+            or ("70" in words("COLLISIONENERGY") and "EV" in words("COLLISIONENERGY") and bool(fields.get(
+                "RETENTIONINDEX"))))
+
+
 def precursor_of(fields: dict[str, str]) -> tuple[float | None, str, str]:
     """Precursor m/z of an entry -> ``(value, problem, note)``.
 
@@ -122,6 +133,10 @@ def precursor_of(fields: dict[str, str]) -> tuple[float | None, str, str]:
         # a field that looks like a precursor but is not read (trial AF: "Precursor m/z:" went unnamed)
         near = [k for k in fields if "PRECURSOR" in k and k not in KEY_ALIASES["precursor_mz"]
                 and not k.startswith(("PRECURSORTYPE", "PRECURSORCHARGE", "PRECURSORINTENSITY"))]
+        if looks_electron_ionisation(fields):  # trial AR: RIKEN's GC-EI records invited adding a precursor
+            return None, ("an electron-ionisation (GC-MS) spectrum: it has no precursor ion, and an LC-MS/MS library "
+                          "search cannot identify it (search it against a GC-EI library, e.g. with its retention "
+                          "index)"), ""
         return None, ("no precursor m/z given (PEPMASS= in MGF, PrecursorMZ: in MSP, Precursor_MZ in JSON)"
                       + (f"; field(s) {', '.join(near[:3])} not read as one" if near else "")), ""
     token = text.split()[0]
