@@ -857,6 +857,10 @@ def test_model_refuses_repeated_sheet_rows_and_the_answer_inside_the_table(tmp_p
         assert cli_main([*argv, "--samples", str(tmp_path / "sheet.tsv"), *outcome]) == 1
         error = capsys.readouterr().err
         assert said in error and "metadata merged into the feature table" in error, error
+    # a type mistake is the error alone, without a caution over the 'classes' first (trial AQ)
+    assert cli_main([*base, "--samples", str(tmp_path / "sheet.tsv"), "--outcome", "age", "--type", "binary"]) == 1
+    captured = capsys.readouterr()
+    assert "caution" not in captured.out and "classes" in captured.err, captured
     assert cli_main([*base, "--samples", str(tmp_path / "sheet.tsv"), "--outcome", "gender"]) == 0  # clean: modelled
     said = capsys.readouterr().out
     summary = json.loads((tmp_path / "out" / "gender" / "summary.json").read_text())

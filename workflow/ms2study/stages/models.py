@@ -46,6 +46,7 @@ from ms2study.modelling.outcomes import (
     OUTCOME_TYPES,
     add_run_range_arguments,
     check_outcome,
+    encode_outcome,
     not_sample_note,
     not_study_samples,
     outcome_dirname,
@@ -402,10 +403,13 @@ def _cli_model(args: argparse.Namespace) -> int:
     print(f"note: missing values are filled with {filled} of each feature, inside the cross-validation folds")
     # an outcome that follows another column of the sheet (a batch, a run order): said here and in summary.json,
     # as the pipeline's report says it (a trial's outcome equal to the batch column "separated" with no word)
-    cautions = [plain_text(c) for c in design_cautions(samples, [spec], list(params.get("covariates") or []))]
-    for caution in cautions:
-        print(f"caution: {caution}")
     try:
+        # the outcome checked first (trial AQ: --type binary on BMI printed kilobytes of caution over 152 "classes"
+        # before the error)
+        encode_outcome(samples, check_outcome(spec))
+        cautions = [plain_text(c) for c in design_cautions(samples, [spec], list(params.get("covariates") or []))]
+        for caution in cautions:
+            print(f"caution: {caution}")
         summaries = model_by_subject(samples, {"table": table}, [spec], Path(args.out), params, cautions, {})
     except InputError as err:
         if err.file not in ("samples.tsv", "config.yaml"):
