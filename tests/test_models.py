@@ -861,6 +861,9 @@ def test_model_refuses_repeated_sheet_rows_and_the_answer_inside_the_table(tmp_p
     assert cli_main([*base, "--samples", str(tmp_path / "sheet.tsv"), "--outcome", "age", "--type", "binary"]) == 1
     captured = capsys.readouterr()
     assert "caution" not in captured.out and "classes" in captured.err, captured
+    assert "--type was not given" not in captured.err
+    assert cli_main([*base, "--samples", str(tmp_path / "sheet.tsv"), "--outcome", "age"]) == 1
+    assert "(--type was not given: it defaults to binary)" in capsys.readouterr().err
     assert cli_main([*base, "--samples", str(tmp_path / "sheet.tsv"), "--outcome", "gender"]) == 0  # clean: modelled
     said = capsys.readouterr().out
     summary = json.loads((tmp_path / "out" / "gender" / "summary.json").read_text())

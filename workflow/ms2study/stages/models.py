@@ -382,7 +382,7 @@ def _cli_model(args: argparse.Namespace) -> int:
         samples = samples.drop("subject_id", strict=False).rename({args.subject_column: "subject_id"})
     # Only samples present in the table are modelled (the note lists the others).
     samples = samples.filter(pl.col("sample_id").is_in(table["sample_id"].implode()))
-    spec: dict[str, Any] = {"column": args.outcome, "type": args.type}
+    spec: dict[str, Any] = {"column": args.outcome, "type": args.type or "binary"}
     _refuse_answers_in_table(table, samples, spec, args.table)
     if args.positive_class is not None:
         spec["positive_class"] = args.positive_class
@@ -416,9 +416,11 @@ def _cli_model(args: argparse.Namespace) -> int:
             raise
         # the pipeline's wording names the study's sheet and config.yaml; this command has neither: name what the
         # user gave (a trial was told "file 'samples.tsv'" and to edit config.yaml)
-        raise InputError(err.message.replace("(config models.outcomes) ", ""), file=str(args.samples),
-                         sample=err.sample, fix="check --outcome, --type and --positive-class against this sheet's "
-                                                "columns and values") from err
+        raise InputError(err.message.replace("(config models.outcomes) ", "")
+                         + ("" if args.type else " (--type was not given: it defaults to binary)"),
+                         file=str(args.samples), sample=err.sample,
+                         fix="check --outcome, --type and --positive-class against this sheet's columns and values"
+                         ) from err
     summary = summaries[args.outcome]
     for name, entry in summary.get("feature_sets", {}).items():
         low, high = format_metric(entry["ci_low"]), format_metric(entry["ci_high"])
@@ -484,7 +486,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--subject-column", default=None,
                    help="the sheet's column naming each row's subject, when not subject_id (repeated measures)")
     q.add_argument("--outcome", required=True, help="outcome column of the sample sheet")
-    q.add_argument("--type", default="binary", choices=OUTCOME_TYPES)
+    q.add_argument("--type", default=None, choices=OUTCOME_TYPES, help="the outcome's type (default: binary)")
     q.add_argument("--positive-class", default=None)
     q.add_argument("--log", default="auto", choices=["auto", "yes", "no"],
                    help="log1p the values (auto: when they look like raw intensities)")
