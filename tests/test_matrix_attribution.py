@@ -49,7 +49,12 @@ def test_the_split_adds_up_to_the_refitted_models_scores(tmp_path):
     info, out = read_summary(tmp_path / "group" / FILE), pl.read_parquet(tmp_path / "group" / FILE)
     assert info["status"] == "done" and info["max_split_error"] < 1e-8 and info["positive_class"] == "case"
     assert set(out.head(PLANTED)["consensus_id"]) == {f"CF{j:04d}" for j in range(PLANTED)}
-    assert (out.head(PLANTED)["direction"] == "toward case").all()
+    assert (out.head(PLANTED)["direction"] == "score toward case").all()
+    # the feature's own level beside where it pushes the score (trial AT: "toward M" read as higher in M)
+    y = (samples["group"] == "case").to_numpy()
+    first = out.row(0, named=True)
+    column = X[:, int(first["consensus_id"][2:])]
+    assert first["value_difference"] == pytest.approx(np.nanmean(column[y]) - np.nanmean(column[~y]))
     assert out["share"].sum() == pytest.approx(1.0)
     # refit as the stage did (its recorded strength) and score every sample with age held at its mean
     summary = json.loads((tmp_path / "group" / "summary.json").read_text())
@@ -74,7 +79,7 @@ def test_continuous_outcomes_split_the_slope_and_multiclass_ones_say_why(tmp_pat
                                                  {"column": "diet", "type": "multiclass"}],
                    tmp_path, {**FAST, "feature_sets": ["features"], "estimator": "linear"})
     continuous = pl.read_parquet(tmp_path / "score" / FILE)
-    assert continuous["consensus_id"][0] == "CF0000" and continuous["direction"][0] == "toward higher score"
+    assert continuous["consensus_id"][0] == "CF0000" and continuous["direction"][0] == "score toward higher score"
     assert read_summary(tmp_path / "score" / FILE)["max_split_error"] < 1e-8
     info = read_summary(tmp_path / "diet" / FILE)
     assert info["status"] == "skipped" and "multiclass" in info["reason"]
@@ -103,11 +108,13 @@ def test_the_report_shows_the_features_with_their_differential_rows(tmp_path):
                    tmp_path, {**FAST, "feature_sets": ["features"], "estimator": "linear"})
     path = matrix_tables([OutcomeFiles(tmp_path / "group" / "summary.json")])["group"]
     top = pl.read_parquet(path)["consensus_id"][0]
-    tested = pl.DataFrame({"consensus_id": [top], "name": ["sebacic acid"], "msi_level": [2], "mz": [203.1],
-                           "rt_s": [301.0], "log2_fold_change": [3.1], "q_value": [0.002]})
+    second = pl.read_parquet(path)["consensus_id"][1]
+    tested = pl.DataFrame({"consensus_id": [top, second], "name": ["sebacic acid", None], "msi_level": [2, None],
+                           "mz": [203.1, 150.2], "rt_s": [301.0, 20.0], "log2_fold_change": [3.1, None],
+                           "q_value": [0.002, None]})
     html = matrix_part(path, "group", tested, "log2_fold_change", "log2 fold")
     assert "What the feature-matrix model looks at" in html and "sebacic acid" in html and "log2 fold" in html
-    assert "q (differential)" in html and "of 24" in html
+    assert "q (differential)" in html and "of 24" in html and "not tested" in html and "150.2" in html
     info = read_summary(path)
     assert (f"{info['n_carrying_half']} carry half" in html)
     assert ("Half of the model rests on" in html) == (info["n_carrying_half"] <= 2)
@@ -149,4 +156,5 @@ def test_ms2study_model_prints_what_the_table_model_looks_at(tmp_path, repo):
     line = next(ln for ln in run.stdout.splitlines() if ln.startswith("what the model looks at"))
     leaders = line.split(": ", 1)[1]
     assert sum(f"CF{j:04d}" in leaders for j in range(PLANTED)) >= 3
+    assert "of the model, score toward case; higher in case)" in leaders and "may differ from whether" in line
     assert read_summary(tmp_path / "out" / "group" / FILE)["feature_set"] == "table"

@@ -40,13 +40,25 @@ MATRIX_ATTRIBUTION: dict[str, pl.DataType] = {
     # continuous: slope of the contribution on the outcome
     "contribution": pl.Float64,
     "share": pl.Float64,                   # contribution / the sum over all features (signed; the shares add to 1)
-    "direction": pl.Utf8,                  # where it pushes the model's score, not whether the abundance rises
+    "direction": pl.Utf8,                  # "score toward <class>": where it pushes the model's score (not abundance)
+    # the feature's own values as modelled (log1p intensity, or the table's): binary, mean over the positive class's
+    # measured samples minus the other's; continuous, slope on the outcome (trial AT: "toward M" read as higher in M)
+    "value_difference": pl.Float64,
     "rank": pl.Int32,                      # 1 = largest |contribution|
     "contribution_positive": pl.Float64,   # binary: mean over the positive class's samples (relative to r)
     "contribution_reference": pl.Float64,  # binary: mean over the other class's samples
     "n_measured": pl.Int32,                # samples with a value (the others carry the fill)
     "n_samples": pl.Int32,
 }
+
+
+def _slope(x: np.ndarray, y: np.ndarray) -> float:
+    """Least-squares slope of the measured values of x (NaN left out) on y; NaN with fewer than 3."""
+    keep = ~np.isnan(x)
+    if keep.sum() < 3 or np.ptp(y[keep]) == 0:
+        return float("nan")
+    yc = y[keep] - y[keep].mean()
+    return float(yc @ (x[keep] - x[keep].mean()) / (yc @ yc))
 
 
 def split_score(pre: Any, model: Any, kind: str, X: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, float]:
@@ -104,18 +116,25 @@ def matrix_attribution(consensus_ids: list[str], X: np.ndarray, C: np.ndarray, y
     if error > 1e-6 * (1.0 + np.abs(contribution).sum(axis=1).max(initial=0.0)):
         out.update(status="skipped", reason=f"the fitted model is not affine in the features (split error {error:.3g})")
         return empty, out
-    used = np.flatnonzero(np.any(contribution != 0, axis=0))
+    # a weight shrunk to rounding noise carries nothing (trial AT: 1e-16 counted as "carrying weight")
+    scale = float(np.abs(contribution).max(initial=0.0))
+    used = np.flatnonzero(np.any(np.abs(contribution) > 1e-9 * scale, axis=0)) if scale > 0 else np.zeros(0, int)
     values = contribution[:, used]
     positive_mean = reference_mean = None
     if kind == "binary":
         positive_mean, reference_mean = values[y == 1].mean(axis=0), values[y == 0].mean(axis=0)
         toward = positive_mean - reference_mean
-        direction = [f"toward {positive}" if v > 0 else f"away from {positive}" for v in toward]
+        direction = [f"score toward {positive}" if v > 0 else f"score away from {positive}" for v in toward]
+        values_used = X[:, used]
+        with np.errstate(invalid="ignore"):
+            difference = (np.nanmean(np.where(y[:, None] == 1, values_used, np.nan), axis=0)
+                          - np.nanmean(np.where(y[:, None] == 0, values_used, np.nan), axis=0))
         units = f"log-odds of '{positive}' (difference between the classes' mean scores)"
     else:
         centred = y - y.mean()
         toward = centred @ (values - values.mean(axis=0)) / float(centred @ centred)
-        direction = [f"toward higher {positive}" if v > 0 else f"toward lower {positive}" for v in toward]
+        direction = [f"score toward higher {positive}" if v > 0 else f"score toward lower {positive}" for v in toward]
+        difference = np.array([_slope(X[:, j], y) for j in used])
         units = f"predicted '{positive}' per unit of '{positive}'"
     total = float(toward.sum())
     order = np.argsort(-np.abs(toward), kind="stable")
@@ -123,7 +142,8 @@ def matrix_attribution(consensus_ids: list[str], X: np.ndarray, C: np.ndarray, y
     rank[order] = np.arange(1, len(used) + 1)
     table = pl.DataFrame({
         "consensus_id": [consensus_ids[j] for j in used], "contribution": toward,
-        "share": toward / total if total else np.full(len(used), np.nan), "direction": direction, "rank": rank,
+        "share": toward / total if total else np.full(len(used), np.nan), "direction": direction,
+        "value_difference": difference, "rank": rank,
         "contribution_positive": positive_mean, "contribution_reference": reference_mean,
         "n_measured": (~np.isnan(X[:, used])).sum(axis=0), "n_samples": np.full(len(used), len(y)),
     }, schema=MATRIX_ATTRIBUTION).sort("rank")

@@ -24,7 +24,7 @@ TOP_FEATURES = 10
 COLUMNS = {"rank": "rank", "consensus_id": "consensus feature", "name": "compound", "msi_level": "level (Schymanski)",
            "mz": "m/z", "rt_s": "RT (s)", "share": "share of the model", "contribution": "contribution",
            "direction": "direction", "_effect": "{effect}", "q_value": "q (differential)",
-           "_measured": "measured in"}
+           "_measured": "with a value (detected or gap-filled)"}
 
 
 def matrix_tables(models: Sequence[OutcomeFiles]) -> dict[str, Path]:
@@ -42,8 +42,8 @@ def matrix_tables(models: Sequence[OutcomeFiles]) -> dict[str, Path]:
 def matrix_part(path: Path | None, outcome: str, tested: pl.DataFrame, effect: str | None, effect_header: str,
                 caveat: str | None = None) -> str:
     """The ``TOP_FEATURES`` consensus features the feature-matrix model of ``outcome`` leans on most, joined to
-    their rows of the outcome's differential table ``tested`` (name, m/z, RT, the ``effect`` column as
-    ``effect_header``, q), or "" when no path is given; an absent file, or a model not split, says so. ``caveat``
+    their rows of the outcome's differential table ``tested`` (every feature, tested or not: name, m/z, RT, the
+    ``effect`` column as ``effect_header``, q or "not tested"), or "" when no path is given; an absent file, or a model not split, says so. ``caveat``
     (why the model is not shown to beat chance, ``outcomes.attribution_caveats``) heads it. Raises InputError naming
     the file when it lacks the columns."""
     if path is None:
@@ -70,6 +70,9 @@ def matrix_part(path: Path | None, outcome: str, tested: pl.DataFrame, effect: s
             tested.columns]
     rows = table.sort("rank").head(TOP_FEATURES).join(
         tested.select(keep).with_columns(pl.col("consensus_id").cast(pl.Utf8)), on="consensus_id", how="left")
+    if "q_value" in rows.columns:  # a feature the model uses need not be tested (trial AT: blank cells, no reason)
+        rows = rows.with_columns(pl.col("q_value").cast(pl.Float64).map_elements(
+            lambda q: f"{q:.3g}", return_dtype=pl.Utf8).fill_null("not tested"))
     rows = rows.with_columns(pl.format("{} of {}", "n_measured", "n_samples").alias("_measured"),
                              *([pl.col(effect).alias("_effect")] if effect and effect in rows.columns else []))
     total = float(table["contribution"].abs().sum())
@@ -83,15 +86,16 @@ def matrix_part(path: Path | None, outcome: str, tested: pl.DataFrame, effect: s
                        "it" if half == 1 else "them", "it" if half == 1 else "them"))
     text = (f'<p class="note">The {rows.height} consensus features the feature-matrix model of this outcome leans on '
             f"most ({summary.get('n_used')} of its {summary.get('n_features')} features carry weight; "
-            f"{half} carry half of the absolute contribution; the {rows.height} shown carry "
-            f"{shown_share:.0%} of it). The model is linear in the log intensities, so its "
+            f"{half} {'carries' if half == 1 else 'carry'} half of the absolute contribution; the {rows.height} "
+            f"shown carry {shown_share:.0%} of it). The model is linear in the log intensities, so its "
             "score splits exactly over the features (refitted on all modelled samples with "
             f"{esc(summary.get('regularisation') or 'the chosen regularisation')}). Share: the feature's part of the "
             "difference between the classes' mean scores (continuous outcomes: of the score's slope), signed, so the "
             "shares add up to 1 and a negative one pulls against the separation. Direction is where the feature "
             "pushes the score, not whether its abundance rises (the effect and q from the differential test stand "
-            "beside it; a feature the model uses can be far from significant alone). Measured in: samples with a "
-            f"value (the others carry the model's fill).{leaning} {esc(summary.get('units') or '')}</p>")
+            "beside it; a feature the model uses can be far from significant alone, or not tested). With a value: "
+            "samples where the matrix holds one, detected or gap-filled (the others carry the model's fill)."
+            f"{leaning} {esc(summary.get('units') or '')}</p>")
     columns = {c: h.format(effect=effect_header) for c, h in COLUMNS.items() if c in rows.columns}
     return title + text + interactive_table(rows.select(list(columns)).rename(columns),
                                             "explained-" + "".join(ch if ch.isalnum() else "_" for ch in outcome),

@@ -208,7 +208,7 @@ def differential_section(differential: Sequence[DifferentialFiles], warnings: li
         if tested.height:
             parts.append(_feature_table(tested, summary, effect, effect_header, f"differential-{k}", background))
         parts.append(enrichment_html)
-        parts.append(matrix_part(explained_tables.get(outcome), outcome, tested, effect, effect_header,
+        parts.append(matrix_part(explained_tables.get(outcome), outcome, table, effect, effect_header,
                                  explained_caveats.get(outcome)))
         parts.append(attribution_part(attribution.pop(outcome, None), outcome, caveat=(caveats or {}).get(outcome)))
         parts.append(regions_part(region_tables.get(outcome), outcome, warnings, region_caveats.get(outcome)))

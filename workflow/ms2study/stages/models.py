@@ -357,10 +357,22 @@ def _print_explained(path: Path, top: int = 5) -> None:
     if info.get("status") != "done" or table.height == 0:
         print(f"what the model looks at: not explained ({info.get('reason') or 'it kept no feature'})")
         return
-    leaders = ", ".join(f"{r['consensus_id']} ({r['share']:+.0%}, {r['direction']})"
+    positive = str(info.get("positive_class"))
+
+    def level(value: float | None) -> str:  # the feature's own values, apart from where it pushes the score (AT)
+        if value is None or value != value:
+            return "its level not compared"
+        if info.get("type") == "continuous":
+            return f"{'rises' if value > 0 else 'falls'} with {positive}"
+        return f"{'higher' if value > 0 else 'lower'} in {positive}"
+
+    leaders = ", ".join(f"{r['consensus_id']} ({r['share']:+.0%} of the model, {r['direction']}; "
+                        f"{level(r.get('value_difference'))})"
                         for r in table.sort("rank").head(top).iter_rows(named=True))
-    print(f"what the model looks at (refitted on all rows; share of its score difference, {path}): {leaders}; "
-          f"{info.get('n_carrying_half')} of its {info.get('n_used')} weighted features carry half of it")
+    half = info.get("n_carrying_half")
+    print(f"what the model looks at (refitted on all rows; share of its score difference; the direction is where a "
+          f"feature pushes the score, which may differ from whether it is higher, {path}): {leaders}; {half} of its "
+          f"{info.get('n_used')} weighted features {'carries' if half == 1 else 'carry'} half of it")
 
 
 def _cli_model(args: argparse.Namespace) -> int:
