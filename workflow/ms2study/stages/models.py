@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -34,10 +35,10 @@ from ms2study.core.params import add_params_argument, load_params, overlay
 from ms2study.io.samplesheet import ACQUISITION_COLUMNS, read_sample_sheet
 from ms2study.io.sampletable import id_column_check, read_sample_table
 from ms2study.modelling.cells import fill_matrix_not_measured
+from ms2study.modelling.differential import read_summary, write_table
 from ms2study.modelling.estimators import ESTIMATORS
 from ms2study.modelling.evaluate import METRICS_SCHEMA, PREDICTIONS_SCHEMA, format_metric, model_outcome
 from ms2study.modelling.featuresets import feature_matrix_feature_set, study_feature_sets
-from ms2study.modelling.differential import read_summary, write_table
 from ms2study.modelling.matrix_attribution import FILE as MATRIX_FILE
 from ms2study.modelling.matrix_attribution import MATRIX_ATTRIBUTION
 from ms2study.modelling.matrix_attribution import SET as MATRIX_SET
@@ -360,7 +361,7 @@ def _print_explained(path: Path, top: int = 5) -> None:
     positive = str(info.get("positive_class"))
 
     def level(value: float | None) -> str:  # the feature's own values, apart from where it pushes the score (AT)
-        if value is None or value != value:
+        if value is None or math.isnan(value):
             return "its level not compared"
         if info.get("type") == "continuous":
             return f"{'rises' if value > 0 else 'falls'} with {positive}"
