@@ -366,7 +366,7 @@ def test_byte_identical_runs_are_a_caution_in_the_report(tmp_path: Path) -> None
     (tmp_path / "c.mzML").write_text("<mzML id='another run'></mzML>")
     sheet = pl.DataFrame({"sample_id": ["A", "B", "C", "D"], "file": ["a.mzML", "b.mzML", "c.mzML", "gone.mzML"]})
     found = identical_run_cautions(sheet, tmp_path)
-    assert len(found) == 1 and found[0].label == "identical run files"
+    assert len(found) == 1 and found[0].label == "identical run files (A, B)"
     assert str(found[0]).startswith("runs <b>A, B</b> are byte-identical copies of one run file: every test, interval "
                                     "and model counts that one injection 2 times")
     assert identical_run_cautions(sheet.filter(pl.col("sample_id") != "B"), tmp_path) == []
@@ -385,7 +385,8 @@ def test_runs_with_identical_matrix_values_are_a_caution_and_main_findings_says_
                            "C": b * 1.01, "E": np.where(np.arange(40) < 35, np.nan, a)})
     assert copies.identical_value_groups(matrix, ["A", "B", "A2", "B2", "C", "E"]) == [["A", "A2"], ["B", "B2"]]
     found = copies.identical_value_cautions(matrix, ["A", "B", "A2", "B2", "C", "E"])
-    assert [c.label for c in found] == ["identical run values"] * 2 and found[0].concerns == ("models", "differential")
+    assert [c.label for c in found] == ["identical run values (A, A2)", "identical run values (B, B2)"]
+    assert found[0].concerns == ("models", "differential")
     assert "runs <b>A, A2</b> hold the same value for every feature" in found[0]
     # a group the byte-identical caution already names is not named twice
     byte = copies._caution(["A", "A2"], "are byte-identical copies of one run file", copies.FILES_LABEL)

@@ -25,8 +25,8 @@ def _caution(ids: list[str], what: str, label: str) -> Caution:
     return Caution(
         f"runs <b>{esc(', '.join(ids))}</b> {what}: every test, interval and model counts that one injection "
         f"{len(ids)} times, so their p-values, q-values, intervals and AUCs overstate the evidence, and a difference "
-        "between copied runs is no biological difference; remove the extra rows from the sample sheet", DOUBT, label,
-        ("models", "differential"))
+        "between copied runs is no biological difference; remove the extra rows from the sample sheet", DOUBT,
+        f"{label} ({', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''})", ("models", "differential"))
 
 
 def identical_run_cautions(sheet: pl.DataFrame, study_dir: Path) -> list[Caution]:
@@ -72,4 +72,4 @@ def identical_value_cautions(matrix: pl.DataFrame | None, sample_ids: Sequence[s
 
 def copied(warnings: Sequence[str]) -> bool:
     """Whether ``warnings`` hold a caution of copied runs (either kind)."""
-    return any(getattr(w, "label", None) in (FILES_LABEL, VALUES_LABEL) for w in warnings)
+    return any(str(getattr(w, "label", "")).startswith((FILES_LABEL, VALUES_LABEL)) for w in warnings)
