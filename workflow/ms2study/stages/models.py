@@ -379,7 +379,6 @@ def _print_explained(path: Path, top: int = 5) -> None:
 def _cli_model(args: argparse.Namespace) -> int:
     params = load_params(args)
     samples = read_sample_sheet(args.samples, args.id_column, any_format=True)
-    _refuse_repeated_ids(samples, args.samples)
     try:
         table, note, log_transformed = read_sample_table(args.table, samples["sample_id"].to_list(),
                                                          log_transform=args.log)
@@ -387,6 +386,7 @@ def _cli_model(args: argparse.Namespace) -> int:
         id_column_check(args.table, args.samples, samples, args.id_column, 0)  # names the column that does match
         raise
     id_column_check(args.table, args.samples, samples, args.id_column, table.height)
+    _refuse_repeated_ids(samples, args.samples)  # after the id column is found right (a wrong one repeats values)
     print(note)
     if args.subject_column:  # repeated measures under another name (a trial: ST000291's volunteers)
         if args.subject_column not in samples.columns:
