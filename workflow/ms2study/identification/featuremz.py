@@ -108,7 +108,8 @@ def with_mass_outlier_note(out: pl.DataFrame) -> pl.DataFrame:
         return pl.when(e >= 0).then(pl.lit("+")).otherwise(pl.lit("")) + e.round(1).cast(pl.Utf8)
 
     clause = pl.format(f"its feature and MS/MS precursors lie {{}} and {{}} ppm from the named ion, {MASS_APART} "
-                       "(feature median {} ppm, robust sd {} ppm): a compound of nearly the same mass may fit better", signed(pl.col("feature_mz_error_ppm")), signed(precursor),
+                       "(feature median {} ppm, robust sd {} ppm): a compound of nearly the same mass may fit better",
+                       signed(pl.col("feature_mz_error_ppm")), signed(precursor),
                        pl.lit(f"{f_centre:+.1f}"), pl.lit(f"{spread:.1f}"))
     return out.with_columns(
         pl.when(far).then(pl.concat_str(pl.col("evidence_note"), clause, separator="; ", ignore_nulls=True))

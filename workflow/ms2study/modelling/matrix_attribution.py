@@ -95,8 +95,8 @@ def matrix_attribution(consensus_ids: list[str], X: np.ndarray, C: np.ndarray, y
     not measured) and ``C`` (n, covariates) as the models stage modelled them, ``y`` the encoded outcome (binary:
     1 = ``positive``), ``entry`` the set's summary entry (its ``regularisation_chosen`` is reused), ``imputation``
     the set's fill; ``feature_set`` the set's name (``table`` for ``ms2study model``'s table, whose columns stand
-    for the consensus ids). An outcome whose model does not split (multiclass, a non-linear estimator) or whose split does
-    not reproduce the model's scores gives an empty table with ``status: skipped`` and the reason."""
+    for the consensus ids). An outcome whose model does not split (multiclass, a non-linear estimator) or whose
+    split does not reproduce the model's scores gives an empty table with ``status: skipped`` and the reason."""
     empty = pl.DataFrame(schema=MATRIX_ATTRIBUTION)
     family = estimator_family(params)
     out: dict[str, Any] = {"feature_set": feature_set, "type": kind, "estimator": family, "n_samples": len(y)}

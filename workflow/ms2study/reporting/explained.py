@@ -43,7 +43,8 @@ def matrix_part(path: Path | None, outcome: str, tested: pl.DataFrame, effect: s
                 caveat: str | None = None) -> str:
     """The ``TOP_FEATURES`` consensus features the feature-matrix model of ``outcome`` leans on most, joined to
     their rows of the outcome's differential table ``tested`` (every feature, tested or not: name, m/z, RT, the
-    ``effect`` column as ``effect_header``, q or "not tested"), or "" when no path is given; an absent file, or a model not split, says so. ``caveat``
+    ``effect`` column as ``effect_header``, q or "not tested"), or "" when no path is given; an absent file, or a
+    model not split, says so. ``caveat``
     (why the model is not shown to beat chance, ``outcomes.attribution_caveats``) heads it. Raises InputError naming
     the file when it lacks the columns."""
     if path is None:

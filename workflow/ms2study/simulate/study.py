@@ -161,7 +161,8 @@ def _with_planted_fold(truth: pl.DataFrame, compounds: list, design: dict, p: di
     them (appended, so the columns before stay byte for byte those of earlier studies): the demo profile adds
     ``changed`` (the compound is of the planted class) and ``log_fold`` (ln of the planted fold, per compound), both
     profiles add ``fold`` (exp ``log_fold``: cases over controls as planted; in the demo profile each case draws
-    its own effect around it, sd ``fold_change_log_sd``) and ``realised_fold`` (the geometric mean of the cases' abundance over the controls', runs without the compound
+    its own effect around it, sd ``fold_change_log_sd``) and ``realised_fold`` (the geometric mean of the cases'
+    abundance over the controls', runs without the compound
     left out; :func:`ms2study.simulate.spikein_truth.with_realised_fold`). QCs and blanks count in neither group."""
     if "log_fold" not in truth.columns:  # the demo profile: the planted class raised by fold_change
         planted = design["planted_class"]

@@ -318,7 +318,8 @@ def _refuse_repeated_ids(samples: pl.DataFrame, path: str) -> None:
 def _refuse_answers_in_table(table: pl.DataFrame, samples: pl.DataFrame, spec: dict, path: str) -> None:
     """Raise InputError when the table holds the sample sheet's columns (a name of the sheet, case and spaces aside)
     or a copy of the outcome (a continuous one at |rank correlation| >= 0.9999 over 10 samples or more; a categorical
-    one split exactly by a column of as many values): the model would read the answer from it (trial AQ: age and BMI joined into the feature table gave
+    one split exactly by a column of as many values): the model would read the answer from it (trial AQ: age and BMI
+    joined into the feature table gave
     "predicts age, R² 1.00")."""
     def key(name: str) -> str:
         return name.strip().lower()
