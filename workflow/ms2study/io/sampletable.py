@@ -8,7 +8,8 @@ cells, NA and the other ``core.missing`` tokens are missing; raw intensities (al
 log1p-transformed, with zeros treated as not detected, so the table feeds the same half-minimum imputation as the
 pipeline's feature matrix.
 ``delimited_rows`` (the cells of a TSV, CSV or Parquet file as text) is shared with the sample-sheet reader
-(``io.samplesheet``). Imports only ``core``.
+(``io.samplesheet``). ``refuse_repeated_ids`` and ``refuse_answers_in_table`` refuse a sheet with a sample on several
+rows and a table holding the sheet's columns or a copy of the outcome. Imports only ``core``.
 """
 
 from __future__ import annotations
@@ -194,3 +195,54 @@ def read_sample_table(path: str | Path, sample_ids: list[str], log_transform: st
         features = renamed
     columns = {f: pl.Series(f, values[:, j]).fill_nan(None) for j, f in enumerate(features) if f != "sample_id"}
     return SampleTable(pl.DataFrame({"sample_id": pl.Series(samples, dtype=pl.Utf8), **columns}), note, apply_log)
+
+
+def refuse_repeated_ids(samples: pl.DataFrame, path: str) -> None:
+    """Raise InputError when a sample id has several rows in the sheet (trial AQ: three repeated rows, two of them with
+    the other gender, became extra samples whose measurements sat in training and test folds alike)."""
+    repeated = samples.filter(pl.col("sample_id").is_duplicated())
+    if repeated.height == 0:
+        return
+    ids = sorted(set(repeated["sample_id"].cast(pl.Utf8).to_list()))
+    differ = [c for c in samples.columns if c != "sample_id" and
+              repeated.group_by("sample_id").agg(pl.col(c).n_unique()).filter(pl.col(c) > 1).height]
+    raise InputError(f"sample id(s) {', '.join(ids[:5])}{' ...' if len(ids) > 5 else ''} appear on more than one row "
+                     "of the sample sheet" + (f", with different {', '.join(differ[:5])}" if differ else ""),
+                     file=str(path), fix="give each sample one row (repeated injections of one sample: distinct ids "
+                                         "and a subject_id column naming the sample they come from)")
+
+
+def refuse_answers_in_table(table: pl.DataFrame, samples: pl.DataFrame, spec: dict, path: str) -> None:
+    """Raise InputError when the table holds the sample sheet's columns (a name of the sheet, case and spaces aside)
+    or a copy of the outcome (a continuous one at |rank correlation| >= 0.9999 over 10 samples or more; a categorical
+    one split exactly by a column of as many values): the model would read the answer from it (trial AQ: age and BMI
+    joined into the feature table gave
+    "predicts age, R² 1.00")."""
+    def key(name: str) -> str:
+        return name.strip().lower()
+    sheet_names = {key(c): c for c in samples.columns if c != "sample_id"}
+    named = [c for c in table.columns if c != "sample_id" and key(c) in sheet_names]
+    outcome = samples.select("sample_id", pl.col(spec["column"]).alias("_y")) if spec["column"] in samples.columns \
+        else None
+    copies = []
+    if outcome is not None and not named:
+        both = table.join(outcome, on="sample_id", how="inner").filter(pl.col("_y").is_not_null()
+                                                                       & (pl.col("_y").str.strip_chars() != ""))
+        y = both["_y"]
+        for column in (c for c in table.columns if c not in ("sample_id", "_y")):
+            x = both[column].cast(pl.Float64, strict=False)
+            if x.null_count() or both.height < 4 or x.n_unique() < 2:
+                continue
+            if spec.get("type") == "continuous":  # ranks: the table may have been log-transformed on reading
+                yn = y.cast(pl.Float64, strict=False)
+                if both.height >= 10 and yn.null_count() == 0 and yn.n_unique() > 1 and abs(np.corrcoef(
+                        x.rank().to_numpy(), yn.rank().to_numpy())[0, 1]) >= 0.9999:
+                    copies.append(column)
+            elif x.n_unique() == y.n_unique() == pl.DataFrame({"x": x, "y": y}).unique().height:
+                copies.append(column)
+    if named or copies:
+        which = (f"column(s) {', '.join(named[:5])} of the sample sheet" if named else
+                 f"column(s) {', '.join(copies[:5])}, a copy of the outcome {spec['column']}")
+        raise InputError(f"the table holds {which}: metadata merged into the feature table? The model would read the "
+                         "answer from it", file=str(path),
+                         fix="remove the sample sheet's columns from the feature table (the sheet gives them)")

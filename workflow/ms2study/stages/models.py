@@ -26,14 +26,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from ms2study.core.atomic import write_parquet, write_text
 from ms2study.core.errors import InputError
 from ms2study.core.params import add_params_argument, load_params, overlay
 from ms2study.io.samplesheet import ACQUISITION_COLUMNS, read_sample_sheet
-from ms2study.io.sampletable import id_column_check, read_sample_table
+from ms2study.io.sampletable import id_column_check, read_sample_table, refuse_answers_in_table, refuse_repeated_ids
 from ms2study.modelling.cells import fill_matrix_not_measured
 from ms2study.modelling.differential import read_summary, write_table
 from ms2study.modelling.estimators import ESTIMATORS
@@ -300,57 +299,6 @@ def _cli_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _refuse_repeated_ids(samples: pl.DataFrame, path: str) -> None:
-    """Raise InputError when a sample id has several rows in the sheet (trial AQ: three repeated rows, two of them with
-    the other gender, became extra samples whose measurements sat in training and test folds alike)."""
-    repeated = samples.filter(pl.col("sample_id").is_duplicated())
-    if repeated.height == 0:
-        return
-    ids = sorted(set(repeated["sample_id"].cast(pl.Utf8).to_list()))
-    differ = [c for c in samples.columns if c != "sample_id" and
-              repeated.group_by("sample_id").agg(pl.col(c).n_unique()).filter(pl.col(c) > 1).height]
-    raise InputError(f"sample id(s) {', '.join(ids[:5])}{' ...' if len(ids) > 5 else ''} appear on more than one row "
-                     "of the sample sheet" + (f", with different {', '.join(differ[:5])}" if differ else ""),
-                     file=str(path), fix="give each sample one row (repeated injections of one sample: distinct ids "
-                                         "and a subject_id column naming the sample they come from)")
-
-
-def _refuse_answers_in_table(table: pl.DataFrame, samples: pl.DataFrame, spec: dict, path: str) -> None:
-    """Raise InputError when the table holds the sample sheet's columns (a name of the sheet, case and spaces aside)
-    or a copy of the outcome (a continuous one at |rank correlation| >= 0.9999 over 10 samples or more; a categorical
-    one split exactly by a column of as many values): the model would read the answer from it (trial AQ: age and BMI
-    joined into the feature table gave
-    "predicts age, R² 1.00")."""
-    def key(name: str) -> str:
-        return name.strip().lower()
-    sheet_names = {key(c): c for c in samples.columns if c != "sample_id"}
-    named = [c for c in table.columns if c != "sample_id" and key(c) in sheet_names]
-    outcome = samples.select("sample_id", pl.col(spec["column"]).alias("_y")) if spec["column"] in samples.columns \
-        else None
-    copies = []
-    if outcome is not None and not named:
-        both = table.join(outcome, on="sample_id", how="inner").filter(pl.col("_y").is_not_null()
-                                                                       & (pl.col("_y").str.strip_chars() != ""))
-        y = both["_y"]
-        for column in (c for c in table.columns if c not in ("sample_id", "_y")):
-            x = both[column].cast(pl.Float64, strict=False)
-            if x.null_count() or both.height < 4 or x.n_unique() < 2:
-                continue
-            if spec.get("type") == "continuous":  # ranks: the table may have been log-transformed on reading
-                yn = y.cast(pl.Float64, strict=False)
-                if both.height >= 10 and yn.null_count() == 0 and yn.n_unique() > 1 and abs(np.corrcoef(
-                        x.rank().to_numpy(), yn.rank().to_numpy())[0, 1]) >= 0.9999:
-                    copies.append(column)
-            elif x.n_unique() == y.n_unique() == pl.DataFrame({"x": x, "y": y}).unique().height:
-                copies.append(column)
-    if named or copies:
-        which = (f"column(s) {', '.join(named[:5])} of the sample sheet" if named else
-                 f"column(s) {', '.join(copies[:5])}, a copy of the outcome {spec['column']}")
-        raise InputError(f"the table holds {which}: metadata merged into the feature table? The model would read the "
-                         "answer from it", file=str(path),
-                         fix="remove the sample sheet's columns from the feature table (the sheet gives them)")
-
-
 def _print_explained(path: Path, top: int = 5) -> None:
     """Print the table's features the refitted linear model leans on most (``modelling.matrix_attribution``)."""
     if not path.exists():
@@ -387,7 +335,7 @@ def _cli_model(args: argparse.Namespace) -> int:
         id_column_check(args.table, args.samples, samples, args.id_column, 0)  # names the column that does match
         raise
     id_column_check(args.table, args.samples, samples, args.id_column, table.height)
-    _refuse_repeated_ids(samples, args.samples)  # after the id column is found right (a wrong one repeats values)
+    refuse_repeated_ids(samples, args.samples)  # after the id column is found right (a wrong one repeats values)
     print(note)
     if args.subject_column:  # repeated measures under another name (a trial: ST000291's volunteers)
         if args.subject_column not in samples.columns:
@@ -397,7 +345,7 @@ def _cli_model(args: argparse.Namespace) -> int:
     # Only samples present in the table are modelled (the note lists the others).
     samples = samples.filter(pl.col("sample_id").is_in(table["sample_id"].implode()))
     spec: dict[str, Any] = {"column": args.outcome, "type": args.type or "binary"}
-    _refuse_answers_in_table(table, samples, spec, args.table)
+    refuse_answers_in_table(table, samples, spec, args.table)
     if args.positive_class is not None:
         spec["positive_class"] = args.positive_class
     # half the smallest value assumes intensities (log1p of them); a table given already log-scaled is filled with
