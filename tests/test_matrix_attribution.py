@@ -115,11 +115,15 @@ def test_the_report_shows_the_features_with_their_differential_rows(tmp_path):
     assert "What the feature-matrix model looks at" in html and "sebacic acid" in html and "log2 fold" in html
     assert "q (differential)" in html and "of 24" in html and "not tested" in html and "150.2" in html
     info = read_summary(path)
-    assert (f"{info['n_carrying_half']} carry half" in html)
+    assert f"{info['n_carrying_half']} carry at least half" in html
     assert ("Half of the model rests on" in html) == (info["n_carrying_half"] <= 2)
     caveat = matrix_part(path, "group", tested, None, "", caveat="the features model of group is not shown to beat "
                                                                  "chance")
-    assert "not evidence" in caveat and "Read with caution" in caveat
+    assert "not evidence" in caveat and "Read with caution" in caveat and "do not read them as evidence" in caveat
+    # the direction cell says both where the feature pushes the score and its own level (a fresh user read "score
+    # toward case" beside a negative log2 fold as raised in cases)
+    assert "score toward case; higher in case" in html and "at least half" in html
+    assert "no sign that it does not differ" in html
     assert "is missing" in matrix_part(tmp_path / "nowhere" / FILE, "group", tested, None, "")
 
 

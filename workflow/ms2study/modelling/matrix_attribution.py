@@ -41,8 +41,9 @@ MATRIX_ATTRIBUTION: dict[str, pl.DataType] = {
     "contribution": pl.Float64,
     "share": pl.Float64,                   # contribution / the sum over all features (signed; the shares add to 1)
     "direction": pl.Utf8,                  # "score toward <class>": where it pushes the model's score (not abundance)
-    # the feature's own values as modelled (log1p intensity, or the table's): binary, mean over the positive class's
-    # measured samples minus the other's; continuous, slope on the outcome (trial AT: "toward M" read as higher in M)
+    # the feature's own values as modelled (ln(1 + intensity), natural log, or the table's values): binary, mean over
+    # the positive class's measured samples minus the other's; continuous, slope on the outcome (trial AT: "toward M"
+    # read as higher in M)
     "value_difference": pl.Float64,
     "rank": pl.Int32,                      # 1 = largest |contribution|
     "contribution_positive": pl.Float64,   # binary: mean over the positive class's samples (relative to r)

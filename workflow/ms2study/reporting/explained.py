@@ -8,6 +8,7 @@ May import ``core``, ``modelling`` and other ``reporting`` modules.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +26,15 @@ COLUMNS = {"rank": "rank", "consensus_id": "consensus feature", "name": "compoun
            "mz": "m/z", "rt_s": "RT (s)", "share": "share of the model", "contribution": "contribution",
            "direction": "direction", "_effect": "{effect}", "q_value": "q (differential)",
            "_measured": "with a value (detected or gap-filled)"}
+
+
+def _direction(score: str, difference: float | None, positive: str, kind: str | None) -> str:
+    """The table's direction cell: where the feature pushes the score and its own level (``value_difference``)."""
+    if difference is None or math.isnan(difference) or not positive:
+        return score
+    if kind == "continuous":
+        return f"{score}; {'rises' if difference > 0 else 'falls'} with {positive}"
+    return f"{score}; {'higher' if difference > 0 else 'lower'} in {positive}"
 
 
 def matrix_tables(models: Sequence[OutcomeFiles]) -> dict[str, Path]:
@@ -51,8 +61,10 @@ def matrix_part(path: Path | None, outcome: str, tested: pl.DataFrame, effect: s
         return ""
     title = "<h4>What the feature-matrix model looks at</h4>"
     if caveat:
-        title = ("<h4>What the feature-matrix model looks at (a model without shown signal: not evidence)</h4>"
-                 f'<p class="note caveat"><b>Read with caution</b>: {esc(caveat)}.</p>')
+        title = ("<h4>What the feature-matrix model looks at (read with caution: not evidence)</h4>"
+                 f'<p class="note caveat"><b>Read with caution</b>: {esc(caveat)}. The values below explain that '
+                 "model, not a difference found in the study: do not read them as evidence about these "
+                 "compounds.</p>")
     if not Path(path).exists():
         return title + (f"<p>The table <code>{esc(Path(path).name)}</code> is missing (made by the models stage of "
                         "this version: rerun it).</p>")
@@ -74,6 +86,10 @@ def matrix_part(path: Path | None, outcome: str, tested: pl.DataFrame, effect: s
     if "q_value" in rows.columns:  # a feature the model uses need not be tested (trial AT: blank cells, no reason)
         rows = rows.with_columns(pl.col("q_value").cast(pl.Float64).map_elements(
             lambda q: f"{q:.3g}", return_dtype=pl.Utf8).fill_null("not tested"))
+    if "value_difference" in rows.columns:
+        rows = rows.with_columns(pl.struct("direction", "value_difference").map_elements(
+            lambda r: _direction(r["direction"], r["value_difference"], str(summary.get("positive_class") or ""),
+                                 summary.get("type")), return_dtype=pl.Utf8).alias("direction"))
     rows = rows.with_columns(pl.format("{} of {}", "n_measured", "n_samples").alias("_measured"),
                              *([pl.col(effect).alias("_effect")] if effect and effect in rows.columns else []))
     total = float(table["contribution"].abs().sum())
@@ -87,14 +103,18 @@ def matrix_part(path: Path | None, outcome: str, tested: pl.DataFrame, effect: s
                        "it" if half == 1 else "them", "it" if half == 1 else "them"))
     text = (f'<p class="note">The {rows.height} consensus features the feature-matrix model of this outcome leans on '
             f"most ({summary.get('n_used')} of its {summary.get('n_features')} features carry weight; "
-            f"{half} {'carries' if half == 1 else 'carry'} half of the absolute contribution; the {rows.height} "
-            f"shown carry {shown_share:.0%} of it). The model is linear in the log intensities, so its "
+            f"{half} {'carries' if half == 1 else 'carry'} at least half of the absolute contribution; the "
+            f"{rows.height} shown carry {shown_share:.0%} of it). The model is linear in the log intensities, so its "
             "score splits exactly over the features (refitted on all modelled samples with "
             f"{esc(summary.get('regularisation') or 'the chosen regularisation')}). Share: the feature's part of the "
             "difference between the classes' mean scores (continuous outcomes: of the score's slope), signed, so the "
-            "shares add up to 1 and a negative one pulls against the separation. Direction is where the feature "
-            "pushes the score, not whether its abundance rises (the effect and q from the differential test stand "
-            "beside it; a feature the model uses can be far from significant alone, or not tested). With a value: "
+            "shares add up to 1 and a negative one pulls against the separation. Direction: where the feature "
+            "pushes the score, and whether its own level is higher or lower there (a feature lower in one class "
+            "pushes the score toward it when the model weighs it negatively; the effect and q from the differential "
+            "test stand beside it; a feature the model uses can be far from significant alone, or not tested). The "
+            "model keeps few features (its regularisation keeps one of several that vary together), so a strong "
+            "difference missing here is no sign that it does not differ: What differs above tests every feature. "
+            "With a value: "
             "samples where the matrix holds one, detected or gap-filled (the others carry the model's fill)."
             f"{leaning} {esc(summary.get('units') or '')}</p>")
     columns = {c: h.format(effect=effect_header) for c, h in COLUMNS.items() if c in rows.columns}
