@@ -864,6 +864,13 @@ def test_model_refuses_repeated_sheet_rows_and_the_answer_inside_the_table(tmp_p
     assert "--type was not given" not in captured.err
     assert cli_main([*base, "--samples", str(tmp_path / "sheet.tsv"), "--outcome", "age"]) == 1
     assert "(--type was not given: it defaults to binary)" in capsys.readouterr().err
+    # a metabolite named like a sheet column but holding other values is no copy (glucose beside a blood glucose)
+    sheet.with_columns(glucose=pl.Series([str(v) for v in rng.normal(5.5, 1.0, 16).round(2)])).write_csv(
+        tmp_path / "clinical.tsv", separator="\t")
+    table.with_columns(Glucose=pl.Series(rng.lognormal(9, 1, 16))).write_csv(tmp_path / "glucose.csv")
+    argv = [a if a != str(tmp_path / "table.csv") else str(tmp_path / "glucose.csv") for a in base]
+    assert cli_main([*argv, "--samples", str(tmp_path / "clinical.tsv"), "--outcome", "gender"]) == 0
+    capsys.readouterr()
     assert cli_main([*base, "--samples", str(tmp_path / "sheet.tsv"), "--outcome", "gender"]) == 0  # clean: modelled
     said = capsys.readouterr().out
     summary = json.loads((tmp_path / "out" / "gender" / "summary.json").read_text())

@@ -213,15 +213,26 @@ def refuse_repeated_ids(samples: pl.DataFrame, path: str) -> None:
 
 
 def refuse_answers_in_table(table: pl.DataFrame, samples: pl.DataFrame, spec: dict, path: str) -> None:
-    """Raise InputError when the table holds the sample sheet's columns (a name of the sheet, case and spaces aside)
-    or a copy of the outcome (a continuous one at |rank correlation| >= 0.9999 over 10 samples or more; a categorical
-    one split exactly by a column of as many values): the model would read the answer from it (trial AQ: age and BMI
-    joined into the feature table gave
+    """Raise InputError when the table holds the sample sheet's columns (a name of the sheet, case and spaces aside,
+    with the sheet's values: the same ranks over 4 samples or more) or a copy of the outcome (a continuous one at
+    |rank correlation| >= 0.9999 over 10 samples or more; a categorical one split exactly by a column of as many
+    values): the model would read the answer from it (trial AQ: age and BMI joined into the feature table gave
     "predicts age, R² 1.00")."""
     def key(name: str) -> str:
         return name.strip().lower()
+
+    def same_ranks(x: pl.Series, y: pl.Series) -> bool:
+        pair = pl.DataFrame({"x": x.cast(pl.Float64, strict=False), "y": y.cast(pl.Float64, strict=False)}).drop_nulls()
+        return (pair.height >= 4 and pair["x"].n_unique() > 1 and pair["y"].n_unique() > 1
+                and abs(np.corrcoef(pair["x"].rank().to_numpy(), pair["y"].rank().to_numpy())[0, 1]) >= 0.9999)
+
     sheet_names = {key(c): c for c in samples.columns if c != "sample_id"}
-    named = [c for c in table.columns if c != "sample_id" and key(c) in sheet_names]
+    joined = table.join(samples.rename({c: f"_sheet_{c}" for c in samples.columns if c != "sample_id"}),
+                        on="sample_id", how="inner")
+    # a table column named as a sheet column and holding its values (a metabolite named like a clinical measurement,
+    # e.g. glucose beside a blood glucose, holds other values and stays)
+    named = [c for c in table.columns if c != "sample_id" and key(c) in sheet_names
+             and same_ranks(joined[c], joined[f"_sheet_{sheet_names[key(c)]}"])]
     outcome = samples.select("sample_id", pl.col(spec["column"]).alias("_y")) if spec["column"] in samples.columns \
         else None
     copies = []
