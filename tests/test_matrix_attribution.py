@@ -161,3 +161,14 @@ def test_ms2study_model_prints_what_the_table_model_looks_at(tmp_path, repo):
     assert sum(f"CF{j:04d}" in leaders for j in range(PLANTED)) >= 3
     assert "of the model, score toward case; higher in case)" in leaders and "may differ from whether" in line
     assert read_summary(tmp_path / "out" / "group" / FILE)["feature_set"] == "table"
+
+
+def test_a_one_class_outcome_counts_its_samples(tmp_path):
+    """Trial AQ: an outcome with one class left was skipped rightly, but its summary said class_counts {"M": 0} beside
+    n_samples 183 (the one class is coded 1, the positive one)."""
+    samples, table, _ = _study(n=12, p=5)
+    samples = samples.with_columns(group=pl.lit("M"))
+    summary = model_outcomes(samples, {"features": table}, [{"column": "group", "type": "binary"}], tmp_path,
+                             {**FAST, "feature_sets": ["features"]})["group"]
+    assert summary["status"] == "skipped" and summary["class_counts"] == {"M": 12} and summary["n_samples"] == 12
+    assert read_summary(tmp_path / "group" / FILE)["status"] == "skipped"

@@ -79,8 +79,10 @@ def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], 
     if target.get("excluded_small_class"):
         summary["excluded_small_class"] = target["excluded_small_class"]
     if kind != "continuous":
-        summary["class_counts"] = {c: int(n) for c, n in zip(target["classes"], np.bincount(
-            target["y"], minlength=len(target["classes"])))}
+        # one class left (a trial: {"M": 0} beside 183 samples, its one class coded 1 as the positive one)
+        summary["class_counts"] = ({target["classes"][0]: len(target["y"])} if len(target["classes"]) == 1 else
+                                   {c: int(n) for c, n in zip(target["classes"], np.bincount(
+                                       target["y"], minlength=len(target["classes"])))})
     reason = too_few_samples(target, kind)
     if reason:
         summary.update(status="skipped", reason=reason)
