@@ -179,8 +179,9 @@ def read_sample_table(path: str | Path, sample_ids: list[str], log_transform: st
             note += (f" (the table has {', '.join(f'{t} for {s}' for s, t in near[:5])}: ids that differ only in '-', "
                      "'_', '.', spaces or case are not matched; write them alike)")
     # what the table holds beyond the sheet's ids (trial AQ: 20 table samples missing from the sheet were never named)
-    unread = ([h for i, h in enumerate(header) if i > 0 and i not in set(in_header)] if orientation.startswith(
-        "samples as columns") else [row[0] for j, row in enumerate(body) if row and j not in set(in_first_column)])
+    read_columns, read_rows = set(in_header), set(in_first_column)
+    unread = ([h for i, h in enumerate(header) if i > 0 and i not in read_columns] if orientation.startswith(
+        "samples as columns") else [row[0] for j, row in enumerate(body) if row and j not in read_rows])
     if unread:
         what = "column(s)" if orientation.startswith("samples as columns") else "row(s)"
         note += (f"; {len(unread)} {what} of the table not among the sheet's ids, left out: "
@@ -233,21 +234,17 @@ def refuse_answers_in_table(table: pl.DataFrame, samples: pl.DataFrame, spec: di
     # e.g. glucose beside a blood glucose, holds other values and stays)
     named = [c for c in table.columns if c != "sample_id" and key(c) in sheet_names
              and same_ranks(joined[c], joined[f"_sheet_{sheet_names[key(c)]}"])]
-    outcome = samples.select("sample_id", pl.col(spec["column"]).alias("_y")) if spec["column"] in samples.columns \
-        else None
     copies = []
-    if outcome is not None and not named:
-        both = table.join(outcome, on="sample_id", how="inner").filter(pl.col("_y").is_not_null()
-                                                                       & (pl.col("_y").str.strip_chars() != ""))
-        y = both["_y"]
-        for column in (c for c in table.columns if c not in ("sample_id", "_y")):
+    if spec["column"] in samples.columns and not named:
+        y_column = f"_sheet_{spec['column']}"
+        both = joined.filter(pl.col(y_column).is_not_null() & (pl.col(y_column).str.strip_chars() != ""))
+        y = both[y_column]
+        for column in (c for c in table.columns if c != "sample_id"):
             x = both[column].cast(pl.Float64, strict=False)
             if x.null_count() or both.height < 4 or x.n_unique() < 2:
                 continue
             if spec.get("type") == "continuous":  # ranks: the table may have been log-transformed on reading
-                yn = y.cast(pl.Float64, strict=False)
-                if both.height >= 10 and yn.null_count() == 0 and yn.n_unique() > 1 and abs(np.corrcoef(
-                        x.rank().to_numpy(), yn.rank().to_numpy())[0, 1]) >= 0.9999:
+                if both.height >= 10 and same_ranks(x, y):
                     copies.append(column)
             elif x.n_unique() == y.n_unique() == pl.DataFrame({"x": x, "y": y}).unique().height:
                 copies.append(column)
