@@ -217,3 +217,37 @@ def test_conform_fills_columns_added_later():
     assert got.schema["ion_mode"] == pl.Utf8 and got["ion_mode"].to_list() == [None]
     with pytest.raises(ValueError, match="rt_s"):
         tables.conform(old.drop("rt_s"), tables.SPECTRA)
+
+
+def test_fragment_scans_of_another_ms_level_are_counted_and_said(tmp_path, caplog):
+    # An ion-trap method writes MS3 scans among the MS2 (as mzXML from such instruments does): they are not
+    # searched, and the spectra stage, its table's metadata and the report's notes say how many were left out.
+    ms3 = _spectrum(3, 0.8, [(70.0, 100.0), (90.0, 200.0)], POS)
+    scans = [*_ms1_scans(1, POS), _ms2(0.5, 300.1, POS), ms3, _ms2(0.9, 200.1, POS), _spectrum(3, 1.1, [(50.0, 1.0)])]
+    path = _write(tmp_path / "iontrap_T3.mzML", scans)
+    feats = tmp_path / "features.parquet"
+    tables.empty(tables.FEATURES).write_parquet(feats)
+    out = tmp_path / "spectra.parquet"
+    with caplog.at_level(logging.INFO, logger="ms2study"):
+        rc = cli.main(["spectra", "--mzml", str(path), "--features", str(feats), "--sample-id", "T3", "--out", str(out)])
+    assert rc == 0
+    assert pl.read_parquet(out)["scan_index"].to_list() == [1, 3]
+    warned = [w for w in _warnings(caplog) if "not used" in w]
+    assert len(warned) == 1
+    assert "iontrap_T3.mzML" in warned[0] and "'T3'" in warned[0] and "2 MS3 scans" in warned[0]
+
+    from ms2study.reporting.collect import sample_stats, scan_warnings
+
+    notes: list = []
+    stats = sample_stats("T3", {"spectra": out}, notes)
+    assert stats["unused_levels"] == {3: 2}
+    scan_warnings([stats, {"sample_id": "T4"}], notes)
+    said = [str(n) for n in notes if "another MS level" in str(n)]
+    assert len(said) == 1 and "1 run(s) (T3)" in said[0] and "2 MS3 scans" in said[0]
+    # A run with MS2 scans only carries no such metadata and no note.
+    plain = _write(tmp_path / "plain.mzML", [*_ms1_scans(1, POS), _ms2(0.5, 300.1, POS)])
+    caplog.clear()
+    unused: dict[int, int] = {}
+    with caplog.at_level(logging.INFO, logger="ms2study"):
+        extract_spectra(plain, tables.empty(tables.FEATURES), "P", unused_levels=unused)
+    assert unused == {} and not [w for w in _warnings(caplog) if "not used" in w]

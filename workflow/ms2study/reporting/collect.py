@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from ms2study.core.cleaning import UNUSED_LEVELS_KEY
 from ms2study.core.errors import InputError
 from ms2study.modelling.featuresets import (
     binned_spectra_feature_set,
@@ -158,6 +159,9 @@ def sample_stats(sample_id: str, paths: dict[str, Path | None], warnings: list[s
             stats["ion_modes"] = list(row["ion_modes"] or [])
         if "corrected" in row:
             stats["precursor_corrected"] = int(row["corrected"])
+        unused = pl.read_parquet_metadata(present["spectra"]).get(UNUSED_LEVELS_KEY)
+        if unused:
+            stats["unused_levels"] = {int(k): int(v) for k, v in json.loads(unused).items()}
     if "embeddings" in present:
         row = _one_scan(present["embeddings"], {
             "n": pl.len(), "null": pl.col("embedding").is_null().sum(),
@@ -365,6 +369,14 @@ def scan_warnings(stats: list[dict], warnings: list[str], library_modes: set[str
         warnings.append(f"the study mixes polarities ({', '.join(sorted(modes))}"
                         + (f"; within one run: {esc(', '.join(mixed[:10]))}" if mixed else "")
                         + "): every MS/MS scan was searched only against library spectra of its own polarity")
+    unused = [(s["sample_id"], s["unused_levels"]) for s in stats if s.get("unused_levels")]
+    if unused:
+        levels = sorted({lv for _, u in unused for lv in u})
+        total = {lv: sum(u.get(lv, 0) for _, u in unused) for lv in levels}
+        warnings.append(f"{len(unused)} run(s) ({esc(', '.join(r for r, _ in unused[:10]))}"
+                        f"{', ...' if len(unused) > 10 else ''}) hold fragment scans of another MS level, not used: "
+                        + ", ".join(f"{n} MS{lv} scans" for lv, n in total.items())
+                        + " (only the level set by the spectra option <code>ms_level</code> is searched)")
     per_run = [(s["sample_id"], s.get("precursor_corrected", 0)) for s in stats if s.get("precursor_corrected", 0)]
     if per_run:
         runs = ", ".join(f"{esc(r)} {n}" for r, n in per_run[:10]) + (", ..." if len(per_run) > 10 else "")

@@ -21,7 +21,9 @@ window (a converter fault): then the window target is searched and mapped, the f
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +33,7 @@ import pyopenms as oms
 
 from ms2study.core import tables
 from ms2study.core.atomic import write_parquet
-from ms2study.core.cleaning import CLEANING_KEYS, clean_peaks, cleaning_metadata
+from ms2study.core.cleaning import CLEANING_KEYS, UNUSED_LEVELS_KEY, clean_peaks, cleaning_metadata
 from ms2study.core.errors import InputError
 from ms2study.core.params import overlay, schema_defaults
 from ms2study.io.msio import (
@@ -176,12 +178,15 @@ def extract_spectra(
     features: pl.DataFrame,
     sample_id: str,
     params: dict | None = None,
+    unused_levels: dict[int, int] | None = None,
 ) -> pl.DataFrame:
     """Every MS2 scan of ``mzml`` as a ``tables.SPECTRA`` row: precursor, its feature (or null), cleaned peaks.
 
     The precursor is window-checked (``msio.read_precursor``), ``ion_mode`` is the scan's polarity. Logs per
     sample the scans of each polarity, warns (naming file and sample) on mixed polarities, on corrected
-    precursors and on an empty feature table. Raises ``InputError`` for an unreadable run or bad parameters.
+    precursors, on an empty feature table and on fragment scans of another MS level (MS3 and up, or MS2 when
+    ``ms_level`` is 3), which are not used; ``unused_levels``, when given, is filled with their counts
+    ({MS level: scans}). Raises ``InputError`` for an unreadable run or bad parameters.
     """
     params = overlay(params, DEFAULT_PARAMS, "spectra")
     check_centroid_mode(params["centroid"], "spectra")
@@ -190,6 +195,14 @@ def extract_spectra(
     exp = load_experiment(mzml, sample_id, require_ms1=False, sort_by_rt=False)
     level = int(params["ms_level"])
     index = [i for i, s in enumerate(exp) if s.getMSLevel() == level]
+    other = Counter(s.getMSLevel() for s in exp if s.getMSLevel() not in (1, level))
+    if other:
+        log.warning(
+            "sample '%s', file '%s': %s not used: only MS%d scans are searched (spectra option ms_level)",
+            sample_id, Path(mzml).name, ", ".join(f"{n} MS{lv} scans" for lv, n in sorted(other.items())), level,
+        )
+    if unused_levels is not None:
+        unused_levels.update(other)
     frag = oms.MSExperiment()
     for i in index:
         frag.addSpectrum(exp.getSpectrum(i))
@@ -293,11 +306,15 @@ def _cli(args: argparse.Namespace) -> int:
 
     features = tables.read_table(args.features, tables.FEATURES, args.sample_id, columns=FEATURE_COLUMNS)
     params = overlay(load_params(args), DEFAULT_PARAMS, "spectra")
-    df = extract_spectra(args.mzml, features, args.sample_id, params)
+    unused: dict[int, int] = {}
+    df = extract_spectra(args.mzml, features, args.sample_id, params, unused_levels=unused)
     # The cleaning the peaks went through, recorded in the file: annotate, which would apply the same, skips it.
     applied = {k: params[k] for k in CLEANING_KEYS}
     applied["max_peaks"] = None if applied["max_peaks"] in (None, 0) else int(applied["max_peaks"])
-    write_parquet(df, args.out, metadata=cleaning_metadata(applied))
+    metadata = cleaning_metadata(applied)
+    if unused:
+        metadata[UNUSED_LEVELS_KEY] = json.dumps({str(k): v for k, v in sorted(unused.items())})
+    write_parquet(df, args.out, metadata=metadata)
     return 0
 
 
