@@ -103,10 +103,12 @@ def test_regions_name_their_drivers_and_the_placement_notes(seed):
     rows = {r["region"]: r for r in table.iter_rows(named=True)}
     planted = rows[0]  # not F10, placed there in one case run at 20x the planted compound's abundance (trial AO)
     assert planted["driver_id"] == "C1" and planted["driver_name"] == "planted" and planted["note"] is None
+    assert planted["driver_msi_level"] == 2  # the name is never shown without its level (trial AR: bare L-Norleucine)
     assert planted["log2_fold"] > 0.5 and planted["log2_fold_without_driver"] < 0.6 * planted["log2_fold"]
     assert planted["driver_in_region_positive"] == planted["driver_in_region_reference"] == 1.0
     assert (planted["driver_pooled_positive"], planted["driver_pooled_reference"]) == (8, 8)
     assert "C10 (m/z 110.0000, RT 100 s): log2 fold without it" in planted["features"]
+    assert "planted (level 2, m/z 101.0000, RT 10 s): log2 fold without it" in planted["features"]
     assert "in this region in 1 of the 16 runs with its MS/MS" in planted["features"]
     for region, (positive, reference) in {3: (1.0, 0.0), 4: (0.0, 1.0)}.items():
         border = rows[region]
@@ -178,7 +180,7 @@ def test_report_part_cautions_when_noted_regions_carry_the_model(tmp_path):
     write_table(table, path, info)
     warnings: list[str] = []
     html = regions_part(path, "group", warnings)
-    assert "What the bag-of-chemistry model looks at" in html and "planted" in html and "region border" in html
+    assert "What the bag-of-chemistry model looks at" in html and "planted (level 2)" in html and "region border" in html
     assert "log2 fold without it" in html
     assert "in region (case / control)" in html
     assert len(warnings) == 1 and "placed" in warnings[0] and getattr(warnings[0], "kind", "") == "doubt"

@@ -72,6 +72,7 @@ REGION_ATTRIBUTION: dict[str, pl.DataType] = {
     "n_features": pl.Int32,                # consensus features placed in the region in at least one sample
     "driver_id": pl.Utf8,                  # consensus feature whose removal lowers the region's log2 fold most
     "driver_name": pl.Utf8,                # its accepted identification (null when none)
+    "driver_msi_level": pl.Int8,           # that name's Schymanski level (2 probable structure; 3 or an isomer)
     "driver_mz": pl.Float64,
     "driver_rt_s": pl.Float64,
     "log2_fold_without_driver": pl.Float64,    # the region's log2 fold with that feature left out of every run
@@ -167,6 +168,8 @@ def _describe(c: str, keys: dict[str, dict]) -> str:
     where = (f"m/z {row['mz']:.4f}, RT {row['rt_s']:.0f} s" if row.get("mz") is not None and row.get("rt_s")
              is not None else "")
     name = row.get("name") or c
+    if row.get("name") and row.get("msi_level") is not None:
+        where = f"level {int(row['msi_level'])}" + (f", {where}" if where else "")
     return f"{name} ({where})" if where else name
 
 
@@ -248,7 +251,7 @@ def region_attribution(samples: pl.DataFrame, spec: dict, summary: dict, bags: p
 def _feature_rows(feature_matrix: pl.DataFrame, identifications: pl.DataFrame | None) -> dict[str, dict]:
     keys = feature_matrix.select(pl.col("consensus_id").cast(pl.Utf8), pl.col("mz").cast(pl.Float64),
                                  pl.col("rt_s").cast(pl.Float64))
-    ident = accepted_identifications(identifications).select("consensus_id", "name")
+    ident = accepted_identifications(identifications).select("consensus_id", "name", "msi_level")
     return {row["consensus_id"]: row for row in keys.join(ident, on="consensus_id", how="left").iter_rows(named=True)}
 
 
@@ -295,7 +298,7 @@ def _region_row(r: int, difference: float, log_difference: float, empty: list[in
     row = feature_rows.get(driver) or {}
     direction = f"toward {positive}" if difference > 0 else (f"away from {positive}" if difference < 0 else None)
     return (r, float(difference), direction, 0, round(float(log_difference / np.log(2.0)), 6) + 0.0, int(empty[0]),
-            int(empty[1]), int(reached.sum()), driver, row.get("name"), row.get("mz"), row.get("rt_s"), without,
+            int(empty[1]), int(reached.sum()), driver, row.get("name"), row.get("msi_level"), row.get("mz"), row.get("rt_s"), without,
             in_positive, in_reference, n_positive, n_reference, text, note)
 
 

@@ -71,7 +71,8 @@ def regions_part(path: Path | None, outcome: str, warnings: list[str], caveat: s
     rows = used.head(TOP_REGIONS).with_columns(
         pl.format("{} / {}", "n_empty_positive", "n_empty_reference").alias("empty"),
         pl.format("{} / {}", "driver_pooled_positive", "driver_pooled_reference").alias("pooled"),
-        pl.coalesce("driver_name", "driver_id").alias("driver"),
+        pl.coalesce(pl.when(pl.col("driver_msi_level").is_not_null()).then(pl.format(
+            "{} (level {})", "driver_name", "driver_msi_level")).otherwise("driver_name"), "driver_id").alias("driver"),
         pl.format("{} / {}", pl.col("driver_in_region_positive").map_elements(_percent, return_dtype=pl.Utf8),
                   pl.col("driver_in_region_reference").map_elements(_percent, return_dtype=pl.Utf8)).alias("in_region"),
         pl.col("note").fill_null(""))
@@ -90,7 +91,8 @@ def regions_part(path: Path | None, outcome: str, warnings: list[str], caveat: s
             "in the region in those runs: well below 100 % in either class means the region's difference is partly "
             "where a feature's spectra fell near a region border, not how much of it there is; a note says so when "
             "the main feature, or another carrying a third of its log2 fold or more, lies in the region in fewer "
-            "than 80 % of a class's runs. The main features' q-values are in the differential table above. A "
+            "than 80 % of a class's runs. A named main feature carries its identification's level (level 3: this "
+            "compound or an isomer). The main features' q-values are in the differential table above. A "
             "compound that rises is often fragmented (DDA picks the most intense ions) only in the runs where it is "
             f"abundant, so its region is empty in the others. {esc(summary.get('units') or '')}</p>")
     shown = [c for c in columns if c in rows.columns]
