@@ -15,7 +15,7 @@ from __future__ import annotations
 import polars as pl
 
 from ms2study.correction.adduct_notation import impossible_for_intrinsic_ion, nh3_loss_reading, same_ion
-from ms2study.identification import background
+from ms2study.identification import background, contaminants
 from ms2study.identification.featuremz import MASS_APART
 
 # identification table headers of the two marks (reporting.sections)
@@ -122,6 +122,28 @@ def blank_paragraph(n: int) -> str:
             "exclude_flagged</code>).</p>")
 
 
+CONTAMINANT_HEADER = "common contaminant?"
+
+
+def contaminant_marks(ident: pl.DataFrame) -> pl.Series:
+    """Per row of ``ident`` (identifications.parquet), Utf8 named ``CONTAMINANT_HEADER``: for an accepted name whose
+    formula is a common LC-MS contaminant's (``identification.contaminants``), its kind and name; null elsewhere."""
+    return contaminants.contaminant_marks(ident, CONTAMINANT_HEADER)
+
+
+def contaminant_paragraph(n: int) -> str:
+    """The identification section's sentence on ``n`` accepted names marked by ``contaminant_marks`` (HTML)."""
+    return (f"<p>{n} accepted feature(s) share their formula with a common LC-MS contaminant (column "
+            f"'{CONTAMINANT_HEADER}': disinfectants such as benzalkonium, plasticisers, flame retardants, slip agents, "
+            "polymer additives, polyethylene glycols and siloxanes; the kinds reviewed by Keller et al. 2008, Anal. "
+            "Chim. Acta 627:71). Such ions come from solvents, tubing, vials, gloves or the lab air as well as from "
+            "samples, and their spectra match the library as well as a sample compound's would: the q-value does "
+            "not tell where the compound came from. Solvent blanks do (the blank filter, column "
+            f"'{BLANK_HEADER}', where the study has blanks; a blank does not show what sample preparation added). "
+            "The name may be right; before reading it as a compound of the samples, compare a blank or a "
+            "preparation blank. Some are also sample compounds (oleamide is an endogenous lipid).</p>")
+
+
 FEATURE_MZ_HEADER = "feature m/z off?"
 
 
@@ -151,8 +173,9 @@ def mark_flags(accepted: pl.DataFrame) -> dict[tuple[str, str], pl.Series]:
     """Per kind of mark (its words for one name and for several), a Boolean Series over the rows of ``accepted``
     (accepted identifications): possible in-source fragment (``in_source_of_mz``), named at several retention times
     (``same_name_elsewhere``), grouped as another ion on mass and RT only (``ion_label_marks``), on a background ion
-    (``background_marks``), flagged by the blank filter (``blank_marks``), on a feature whose m/z strays from the
-    named ion's (``feature_mz_marks``). A missing column marks nothing."""
+    (``background_marks``), flagged by the blank filter (``blank_marks``), sharing a common contaminant's formula
+    (``contaminant_marks``), on a feature whose m/z strays from the named ion's (``feature_mz_marks``), whose mass
+    stands apart from the study's other names (``featuremz.MASS_APART``). A missing column marks nothing."""
     none = pl.Series([False] * accepted.height, dtype=pl.Boolean)
     fragment = (accepted["in_source_of_mz"].is_not_null() if "in_source_of_mz" in accepted.columns else none)
     elsewhere = (accepted["same_name_elsewhere"].list.len().fill_null(0) > 0
@@ -166,6 +189,9 @@ def mark_flags(accepted: pl.DataFrame) -> dict[tuple[str, str], pl.Series]:
              "the blanks)"): blank_marks(accepted).is_not_null(),
             ("on a feature whose m/z strays from the named ion's",
              "on features whose m/z strays from the named ion's"): feature_mz_marks(accepted).is_not_null(),
+            # trial AS: the only accepted name on a human QC without blanks was a benzalkonium disinfectant
+            ("sharing a common contaminant's formula", "sharing common contaminants' formulas"):
+                contaminant_marks(accepted).is_not_null(),
             # trial AR: Tiamulin 7.6 ppm off at cosine 0.02, its note said so, Main findings counted no mark
             ("whose mass stands apart from the study's other names", "whose mass stands apart from the study's other "
              "names"): (accepted["evidence_note"].str.contains(MASS_APART, literal=True).fill_null(False)
@@ -222,3 +248,20 @@ def single_peak_paragraph(n: int) -> str:
             "fragment is shared by whole families (m/z 86.096 by leucine, isoleucine and their isomers; m/z 60.081 "
             "by trimethylammonium compounds). Check the spectrum and the retention time before reporting it; "
             "<code>annotate: min_matched_peaks: 2</code> refuses such names.</p>")
+
+
+def mark_columns(accepted: pl.DataFrame) -> dict[str, pl.Series]:
+    """The marks shown beside the names of ``accepted`` (accepted identifications), by column header, only those
+    marking some row: grouped as another ion, background ion, one shared fragment peak, in the blanks, common
+    contaminant, feature m/z off."""
+    columns = (ion_label_marks(accepted), background_marks(accepted), single_peak_marks(accepted),
+               blank_marks(accepted), contaminant_marks(accepted), feature_mz_marks(accepted))
+    return {c.name: c for c in columns if c.is_not_null().any()}
+
+
+def mark_paragraphs(beside: dict[str, pl.Series]) -> list[str]:
+    """The identification section's paragraph on each mark column of ``beside`` (``mark_columns``), in its order."""
+    paragraphs = {ION_LABEL_HEADER: ion_label_paragraph, BACKGROUND_HEADER: background_paragraph,
+                  SINGLE_PEAK_HEADER: single_peak_paragraph, BLANK_HEADER: blank_paragraph,
+                  CONTAMINANT_HEADER: contaminant_paragraph, FEATURE_MZ_HEADER: feature_mz_paragraph}
+    return [paragraphs[h](int(c.is_not_null().sum())) for h, c in beside.items() if h in paragraphs]

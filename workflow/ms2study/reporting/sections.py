@@ -250,8 +250,7 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
         needed = ((params.get("config_used") or {}).get("annotate") or {}).get("min_matched_peaks", 1)
         return best_unaccepted_section(ident, fdr, at, p_floor, int(needed))
     # the marks beside the name (reporting.marks); evidence_note is then shown without its background mark
-    beside = {c.name: c for c in (marks.ion_label_marks(acc), marks.background_marks(acc), marks.single_peak_marks(acc),
-                                  marks.blank_marks(acc), marks.feature_mz_marks(acc)) if c.is_not_null().any()}
+    beside = marks.mark_columns(acc)
     if "evidence_note" in acc.columns:
         acc = acc.with_columns(marks.other_evidence(acc))
     if {"in_source_correlation", "in_source_n_samples"} <= set(acc.columns):  # a trial: "r 1.0" over 3 samples
@@ -317,16 +316,7 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
                      "in-source fragment of a glycine conjugate that was never fragmented; the mark named another "
                      "co-eluting ion (r 0.24). Names like it are withdrawn when a co-eluting feature one conjugate's "
                      "loss heavier follows them (listed below too).</p>")
-    if marks.ION_LABEL_HEADER in beside:
-        parts.append(marks.ion_label_paragraph(int(beside[marks.ION_LABEL_HEADER].is_not_null().sum())))
-    if marks.BACKGROUND_HEADER in beside:
-        parts.append(marks.background_paragraph(int(beside[marks.BACKGROUND_HEADER].is_not_null().sum())))
-    if marks.SINGLE_PEAK_HEADER in beside:
-        parts.append(marks.single_peak_paragraph(int(beside[marks.SINGLE_PEAK_HEADER].is_not_null().sum())))
-    if marks.BLANK_HEADER in beside:
-        parts.append(marks.blank_paragraph(int(beside[marks.BLANK_HEADER].is_not_null().sum())))
-    if marks.FEATURE_MZ_HEADER in beside:
-        parts.append(marks.feature_mz_paragraph(int(beside[marks.FEATURE_MZ_HEADER].is_not_null().sum())))
+    parts.extend(marks.mark_paragraphs(beside))
     if marked["evidence_note"]:
         parts.append(f"<p>{marked['evidence_note']} accepted feature(s) have no spectrum with cosine 0.3 or more: "
                      "they passed on the combined score (entropy, embedding, modified cosine), and the column 'why "
