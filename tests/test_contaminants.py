@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
+from test_report import _itable_header, _itable_rows
 
 from ms2study.identification.contaminants import CONTAMINANTS_TSV, contaminant_formulas, element_counts
 from ms2study.reporting import marks
 from ms2study.reporting.findings import identification_finding
 from ms2study.reporting.sections import _consensus_compounds
-from test_report import _itable_header, _itable_rows
 
 
 @pytest.mark.parametrize(("text", "expected"), [
