@@ -156,3 +156,33 @@ def test_runs_that_state_no_instrument_show_no_instrument_column(tmp_path: Path)
     assert table["instrument"].is_null().all() and table["tolerance_note"].is_null().all()
     html = qc_section(tmp_path / "qc.parquet", [], list(runs), [])
     assert "as the file states" not in html
+
+
+def test_runs_of_several_instruments_are_a_caution_naming_each_with_its_runs(tmp_path: Path):
+    """Trial AS: Q Exactive and TripleTOF runs in one study were linked and compared without a word."""
+    from ms2study.reporting.runnotes import instrument_mix_warning
+
+    runs = {"AGM": write_run(tmp_path / "agm.mzML", "TripleTOF 6600", (A.QUADRUPOLE, A.QUADRUPOLE, A.TOF)),
+            "ORB": write_run(tmp_path / "orb.mzML", "Q Exactive", (A.QUADRUPOLE, A.ORBITRAP)),
+            "ORC": write_run(tmp_path / "orc.mzML", "Q Exactive", (A.QUADRUPOLE, A.ORBITRAP)),
+            "SIM": write_run(tmp_path / "sim.mzML")}
+    _stage(tmp_path, runs, {"precursor_tolerance_ppm": 20.0, "searched": True})
+    warnings: list[str] = []
+    qc_section(tmp_path / "qc.parquet", [], list(runs), warnings)
+    mixed = [w for w in warnings if "different instruments" in w]
+    assert len(mixed) == 1 and kind_of(mixed[0]) == DOUBT and set(mixed[0].concerns) == {"differential", "models"}
+    assert ("the runs come from 2 different instruments</b>, as their files state: Q Exactive (2 runs: ORB, ORC); "
+            "TripleTOF 6600 (1 run: AGM); not stated (1 run: SIM)") in mixed[0]
+    # one model (and runs stating nothing): no caution; models unstated but analyzers differing: named by analyzers
+    qc = pl.DataFrame({"sample_id": ["A", "B", "C"], "instrument": ["Q Exactive", "Q Exactive", None],
+                       "mass_analyzers": ["quadrupole, orbitrap"] * 2 + [None]})
+    quiet: list[str] = []
+    instrument_mix_warning(qc, quiet)
+    assert quiet == []
+    by_analyzer = qc.with_columns(pl.lit(None, dtype=pl.Utf8).alias("instrument"),
+                                  pl.Series(["quadrupole, orbitrap", "quadrupole, time-of-flight", None])
+                                  .alias("mass_analyzers"))
+    instrument_mix_warning(by_analyzer, quiet)
+    assert len(quiet) == 1 and "mass analyzers quadrupole, time-of-flight (1 run: B)" in quiet[0]
+    instrument_mix_warning(qc.drop("instrument", "mass_analyzers"), quiet)
+    assert len(quiet) == 1

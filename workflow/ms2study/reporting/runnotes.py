@@ -1,6 +1,7 @@
 """Warnings about the runs themselves, from the QC table (``results/study/qc.parquet``, written by ``ms2study qc``).
 
-Five warnings, all read from columns the qc stage fills (runs measured off in m/z: ``mz_offset_warning``):
+Warnings read from columns the qc stage fills (runs stating several instrument models or analyzers:
+``instrument_mix_warning``; runs measured off in m/z: ``mz_offset_warning``):
 time-of-flight runs searched with a precursor window narrower than config/README.md advises for a QTOF (``tolerance_note``, with the runs' ``instrument`` and
 ``mass_analyzers`` as their files state them: a caution on the identifications, since compounds just outside the
 window are missed and the accepted matches' median precursor error, taken inside the window, cannot show it), and
@@ -169,6 +170,34 @@ def centroiding_warning(qc: pl.DataFrame, warnings: list[str]) -> None:
             "</code> unless their files wrongly declare centroided data.", QUALITY))
 
 
+def instrument_mix_warning(qc: pl.DataFrame, warnings: list[str]) -> None:
+    """Append a caution when the runs' files state two or more instrument models, or two or more sets of mass
+    analyzers (``instrument``, ``mass_analyzers``; trial AS: Q Exactive and TripleTOF runs in one study went
+    unremarked), naming each with its runs. Runs that state neither are left out (nothing says they differ)."""
+    if "instrument" not in qc.columns:
+        return
+    rows = qc.select(pl.col("sample_id").cast(pl.Utf8), "instrument",
+                     *(["mass_analyzers"] if "mass_analyzers" in qc.columns else [])).to_dicts()
+    models = {r["instrument"] for r in rows if r.get("instrument")}
+    analyzers = {r["mass_analyzers"] for r in rows if r.get("mass_analyzers")}
+    if len(models) < 2 and len(analyzers) < 2:
+        return
+    key = "instrument" if len(models) >= 2 else "mass_analyzers"
+    groups: dict[str, list[str]] = {}
+    for r in rows:
+        groups.setdefault(r.get(key) or "not stated", []).append(r["sample_id"])
+    listed = "; ".join(f"{esc(k if key == 'instrument' else 'mass analyzers ' + k)} ({len(v)} run"
+                       f"{'s' if len(v) != 1 else ''}: {esc(', '.join(v[:8]))}{', ...' if len(v) > 8 else ''})"
+                       for k, v in sorted(groups.items(), key=lambda kv: -len(kv[1])))
+    warnings.append(Caution(
+        f"<b>the runs come from {len(groups) - ('not stated' in groups)} different instruments</b>, as their files "
+        f"state: {listed}. Sensitivity, mass accuracy, fragmentation and retention times differ between "
+        "instruments, and the features are linked and compared across them as if one had measured all: a "
+        "difference that follows the instrument is the instrument's. Compare runs of one instrument, or give the "
+        "instrument as a sample-sheet column (then named under <code>models: covariates</code>, and the design "
+        "checks say whether it goes with an outcome).", DOUBT, "several instruments", ("differential", "models")))
+
+
 # Feature counts falling with injection order: Spearman's rho (scipy.stats.spearmanr) at most -TREND_RHO with
 # p < TREND_P, and a Theil-Sen line (scipy.stats.theilslopes; Sen 1968, JASA 63:1379) losing at least TREND_DROP of
 # the median count from the first to the last injection, over at least TREND_MIN_RUNS runs of one type. Its rate
@@ -256,11 +285,12 @@ def peak_width_warning(qc: pl.DataFrame, chrom_fwhm_s: float | None, warnings: l
 
 
 def run_warnings(qc: pl.DataFrame, warnings: list[str], chrom_fwhm_s: float | None = None) -> None:
-    """The warnings of this module for a QC table (``tof_warning``, ``mz_offset_warning``, ``short_run_warning``,
+    """The warnings of this module for a QC table (``tof_warning``, ``instrument_mix_warning``, ``mz_offset_warning``, ``short_run_warning``,
     ``order_trend_warning``, ``centroiding_warning``, and with ``chrom_fwhm_s`` (``detect: chrom_fwhm_s``)
     ``peak_width_warning``), appended to ``warnings``."""
     peak_width_warning(qc, chrom_fwhm_s, warnings)
     tof_warning(qc, warnings)
+    instrument_mix_warning(qc, warnings)
     mz_offset_warning(qc, warnings)
     centroiding_warning(qc, warnings)
     short_run_warning(qc, warnings)
