@@ -240,7 +240,7 @@ def test_fragment_scans_of_another_ms_level_are_counted_and_said(tmp_path, caplo
 
     notes: list = []
     stats = sample_stats("T3", {"spectra": out}, notes)
-    assert stats["unused_levels"] == {3: 2}
+    assert stats["unused_levels"] == {3: 2} and "without_fragments" not in stats
     scan_warnings([stats, {"sample_id": "T4"}], notes)
     said = [str(n) for n in notes if "another MS level" in str(n)]
     assert len(said) == 1 and "1 run(s) (T3)" in said[0] and "2 MS3 scans" in said[0]
@@ -251,3 +251,36 @@ def test_fragment_scans_of_another_ms_level_are_counted_and_said(tmp_path, caplo
     with caplog.at_level(logging.INFO, logger="ms2study"):
         extract_spectra(plain, tables.empty(tables.FEATURES), "P", unused_levels=unused)
     assert unused == {} and not [w for w in _warnings(caplog) if "not used" in w]
+
+
+def test_msms_scans_holding_only_the_precursor_are_counted_and_said(tmp_path, caplog):
+    # As in a real TripleTOF excerpt (SiriusExport_1_input.mzML): MS/MS scans whose peaks all lie within 1.6 Da of
+    # the precursor (the unfragmented ion) are emptied by the cleaning; one scan holds no peak at all.
+    near = [(300.10, 5000.0), (300.6, 40.0)]
+    blank = _ms2(0.8, 250.1, POS)
+    blank.set_peaks((np.array([], dtype=np.float64), np.array([], dtype=np.float32)))
+    scans = [*_ms1_scans(1, POS), _ms2(0.5, 300.1, POS, peaks=near), _ms2(0.6, 300.1, POS, peaks=near),
+             _ms2(0.7, 200.1, POS), blank]
+    path = _write(tmp_path / "tof_E1.mzML", scans)
+    feats = tmp_path / "features.parquet"
+    tables.empty(tables.FEATURES).write_parquet(feats)
+    out = tmp_path / "spectra.parquet"
+    with caplog.at_level(logging.INFO, logger="ms2study"):
+        assert cli.main(["spectra", "--mzml", str(path), "--features", str(feats), "--sample-id", "E1",
+                         "--out", str(out)]) == 0
+    assert pl.read_parquet(out)["mz"].list.len().to_list() == [0, 0, 2, 0]
+    warned = [w for w in _warnings(caplog) if "hold no fragment peak" in w]
+    assert len(warned) == 1 and "tof_E1.mzML" in warned[0]
+    assert "3 of 4 MS2 scans hold no fragment peak: 2 only peaks at or above the precursor" in warned[0]
+    assert "1 no peak at all" in warned[0]
+
+    from ms2study.reporting.collect import sample_stats, scan_warnings
+    from ms2study.reporting.html import QUALITY, kind_of
+
+    notes: list = []
+    stats = sample_stats("E1", {"spectra": out}, notes)
+    assert stats["without_fragments"] == 3 and stats["ms2_scans"] == 4 and "unused_levels" not in stats
+    scan_warnings([stats], notes)
+    said = [n for n in notes if "hold no fragment peak" in str(n)]
+    assert len(said) == 1 and "3 MS/MS scans of 1 run(s) hold no fragment peak (E1 3 of 4)" in said[0]
+    assert "In E1 that is half of the MS/MS or more" in said[0] and kind_of(said[0]) == QUALITY

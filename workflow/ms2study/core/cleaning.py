@@ -85,9 +85,10 @@ def parse_cleaning(text: str | None) -> dict | None:
 # Parquet key-value metadata of a spectra table: the cleaning its peaks went through (JSON), so a later stage that
 # would apply the same cleaning (annotate) does not clean them a second time.
 CLEANING_METADATA_KEY = "ms2study:cleaning"
-# Parquet key-value metadata of a spectra table: fragment scans of MS levels other than the one searched (JSON
-# {"3": count}), read by the report so that unsearched MS3 scans are said at study level.
-UNUSED_LEVELS_KEY = "ms2study:unused_scan_levels"
+# Parquet key-value metadata of a spectra table (JSON, ``scan_notes``): fragment scans of MS levels other than the
+# one searched ("unused_levels": {"3": count}) and scans left without a fragment peak ("no_fragment_peaks": emptied
+# by the precursor removal, "no_peaks": empty as acquired), read by the report so that they are said at study level.
+SCAN_NOTES_KEY = "ms2study:scan_notes"
 
 
 def cleaning_metadata(cleaning: dict) -> dict[str, str]:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from ms2study.core.cleaning import UNUSED_LEVELS_KEY
+from ms2study.core.cleaning import SCAN_NOTES_KEY
 from ms2study.core.errors import InputError
 from ms2study.modelling.featuresets import (
     binned_spectra_feature_set,
@@ -159,9 +159,11 @@ def sample_stats(sample_id: str, paths: dict[str, Path | None], warnings: list[s
             stats["ion_modes"] = list(row["ion_modes"] or [])
         if "corrected" in row:
             stats["precursor_corrected"] = int(row["corrected"])
-        unused = pl.read_parquet_metadata(present["spectra"]).get(UNUSED_LEVELS_KEY)
-        if unused:
-            stats["unused_levels"] = {int(k): int(v) for k, v in json.loads(unused).items()}
+        notes = json.loads(pl.read_parquet_metadata(present["spectra"]).get(SCAN_NOTES_KEY) or "{}")
+        if notes.get("unused_levels"):
+            stats["unused_levels"] = {int(k): int(v) for k, v in notes["unused_levels"].items()}
+        if notes.get("no_fragment_peaks") or notes.get("no_peaks"):
+            stats["without_fragments"] = int(notes.get("no_fragment_peaks", 0)) + int(notes.get("no_peaks", 0))
     if "embeddings" in present:
         row = _one_scan(present["embeddings"], {
             "n": pl.len(), "null": pl.col("embedding").is_null().sum(),
@@ -354,7 +356,8 @@ def scan_warnings(stats: list[dict], warnings: list[str], library_modes: set[str
     """Append study-level notes on MS/MS scans (from ``sample_stats``): mixed polarities, precursors taken from the
     isolation window, and (with ``library_modes``, ``library_ion_modes``) runs whose MS/MS has a polarity the library
     holds no spectrum of: those spectra were never searched (a fresh user's negative-mode run against a positive-only
-    library: only its annotate log said so)."""
+    library: only its annotate log said so); fragment scans of another MS level (MS3) and MS/MS scans without a
+    fragment peak, from the spectra tables' metadata (trial AS: neither was said)."""
     modes = {m for s in stats for m in s.get("ion_modes", [])}
     if library_modes is not None:
         for mode in sorted(modes - library_modes):
@@ -377,6 +380,18 @@ def scan_warnings(stats: list[dict], warnings: list[str], library_modes: set[str
                         f"{', ...' if len(unused) > 10 else ''}) hold fragment scans of another MS level, not used: "
                         + ", ".join(f"{n} MS{lv} scans" for lv, n in total.items())
                         + " (only the level set by the spectra option <code>ms_level</code> is searched)")
+    empty = [(s["sample_id"], s["without_fragments"], s.get("ms2_scans") or 0) for s in stats
+             if s.get("without_fragments")]
+    if empty:
+        most = [r for r, n, total in empty if total and n >= total / 2]
+        warnings.append(Caution(
+            f"{sum(n for _, n, _ in empty)} MS/MS scans of {len(empty)} run(s) hold no fragment peak ("
+            + esc(", ".join(f"{r} {n} of {total}" for r, n, total in empty[:10])) + (", ..." if len(empty) > 10 else "")
+            + "): their peaks all lie at or above the precursor m/z minus <code>spectra: precursor_margin_da</code> "
+            "(only the unfragmented precursor: a collision energy too low, or an MS/MS scan range starting near the "
+            "precursor), or they hold no peak; they could not be searched or embedded"
+            + (f". In {esc(', '.join(most[:10]))} that is half of the MS/MS or more: check the acquisition method"
+               if most else ""), QUALITY if most else PROCESSING, "MS/MS without fragments", ("identifications",)))
     per_run = [(s["sample_id"], s.get("precursor_corrected", 0)) for s in stats if s.get("precursor_corrected", 0)]
     if per_run:
         runs = ", ".join(f"{esc(r)} {n}" for r, n in per_run[:10]) + (", ..." if len(per_run) > 10 else "")

@@ -33,7 +33,7 @@ import pyopenms as oms
 
 from ms2study.core import tables
 from ms2study.core.atomic import write_parquet
-from ms2study.core.cleaning import CLEANING_KEYS, UNUSED_LEVELS_KEY, clean_peaks, cleaning_metadata
+from ms2study.core.cleaning import CLEANING_KEYS, SCAN_NOTES_KEY, clean_peaks, cleaning_metadata
 from ms2study.core.errors import InputError
 from ms2study.core.params import overlay, schema_defaults
 from ms2study.io.msio import (
@@ -270,10 +270,40 @@ def extract_spectra(
     return tables.conform(df, tables.SPECTRA)
 
 
+def _without_peaks(df: pl.DataFrame) -> tuple[int, int]:
+    """Scans of a spectra table left without a peak by the cleaning (all at or above the precursor), and scans
+    acquired without any peak."""
+    left = df["mz"].list.len().fill_null(0)
+    raw = df["n_peaks_raw"] if "n_peaks_raw" in df.columns else left
+    return int(((left == 0) & (raw > 0)).sum()), int((raw == 0).sum())
+
+
+def scan_notes(df: pl.DataFrame, unused_levels: dict[int, int]) -> dict:
+    """What the spectra table's metadata records for the report (``SCAN_NOTES_KEY``): ``unused_levels`` ({"3":
+    scans}), ``no_fragment_peaks`` and ``no_peaks`` (``_without_peaks``) with ``ms2_scans``; empty when nothing is
+    to be said."""
+    emptied, raw = _without_peaks(df)
+    notes: dict = {}
+    if unused_levels:
+        notes["unused_levels"] = {str(k): v for k, v in sorted(unused_levels.items())}
+    if emptied or raw:
+        notes.update(no_fragment_peaks=emptied, no_peaks=raw, ms2_scans=df.height)
+    return notes
+
+
 def _log_scan_checks(df: pl.DataFrame, file: str, sample_id: str, level: int, n_features: int) -> None:
-    """Log the polarity counts, a mixed-polarity warning, the precursor corrections and an empty feature table."""
+    """Log the polarity counts, a mixed-polarity warning, the precursor corrections, scans without fragment peaks and
+    an empty feature table."""
     if df.height == 0:
         return
+    emptied, raw = _without_peaks(df)
+    if emptied or raw:
+        log.warning(
+            "sample '%s', file '%s': %d of %d MS%d scans hold no fragment peak: %d only peaks at or above the precursor "
+            "m/z minus precursor_margin_da (the unfragmented precursor: collision energy too low, or a scan range "
+            "starting near the precursor), %d no peak at all; they cannot be searched or embedded",
+            sample_id, file, emptied + raw, df.height, level, emptied, raw,
+        )
     modes = df["ion_mode"]
     n_pos, n_neg = int((modes == "positive").sum()), int((modes == "negative").sum())
     n_none = int(modes.null_count())
@@ -312,8 +342,9 @@ def _cli(args: argparse.Namespace) -> int:
     applied = {k: params[k] for k in CLEANING_KEYS}
     applied["max_peaks"] = None if applied["max_peaks"] in (None, 0) else int(applied["max_peaks"])
     metadata = cleaning_metadata(applied)
-    if unused:
-        metadata[UNUSED_LEVELS_KEY] = json.dumps({str(k): v for k, v in sorted(unused.items())})
+    notes = scan_notes(df, unused)
+    if notes:
+        metadata[SCAN_NOTES_KEY] = json.dumps(notes)
     write_parquet(df, args.out, metadata=metadata)
     return 0
 
