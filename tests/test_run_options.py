@@ -1,0 +1,29 @@
+"""``ms2study run`` refuses options that neither it nor Snakemake knows before anything runs, and names an option of
+``ms2study simulate`` as such (a trial gave ``--library-size 3000`` to run and got Snakemake's usage text)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ms2study.cli import main as cli_main
+from ms2study.runargs import foreign_options
+
+
+def test_snakemake_and_its_executor_options_are_known():
+    assert foreign_options(["--cores", "1", "-n", "--forcerun", "models", "--config", "annotate={fdr: 0.05}",
+                            "--set-resources", "embed:gpu=1", "--executor", "slurm", "--slurm-logdir", "x"]) == []
+    assert foreign_options(["--library-size=3000", "-c1", "--frobnicate", "2"]) == ["--library-size", "--frobnicate"]
+    assert foreign_options(["--cores", "many"]) == []  # a bad value: Snakemake says what is wrong itself
+
+
+def test_run_names_the_foreign_option_and_where_it_belongs(tmp_path: Path, capsys: pytest.CaptureFixture):
+    (tmp_path / "samples.tsv").write_text("sample_id\tfile\tgroup\nA\ta.mzML\tcase\n")
+    assert cli_main(["run", str(tmp_path), "--library-size", "3000", "--cores", "1"]) != 0
+    err = capsys.readouterr().err
+    assert "'--library-size': not an option of 'ms2study run' nor of Snakemake" in err
+    assert "--library-size is an option of 'ms2study simulate'" in err and "Traceback" not in err
+    assert cli_main(["run", str(tmp_path), "--frobnicate"]) != 0
+    assert "'--frobnicate': not an option" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists() and not (tmp_path / ".snakemake").exists()
