@@ -1,6 +1,7 @@
 """``ms2study run STUDY_DIR``: run the Snakemake workflow on a study folder, and say plainly how it ended.
 
-Any further arguments (``--cores``, ``--profile``, ``--dry-run``, targets...) are passed to Snakemake unchanged.
+Any further arguments (``--cores``, ``--profile``, ``--dry-run``, targets...) are passed to Snakemake unchanged; an
+option neither run nor Snakemake knows (e.g. simulate's ``--library-size``) is refused first, with its name.
 Without ``--profile`` the repository's ``profiles/default`` is used (jobs of other samples keep going when one
 fails); without ``--cores``/``--jobs`` all cores are. The study is validated first, so a bad sample sheet or config
 stops here with the key or row named.
