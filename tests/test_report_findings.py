@@ -275,6 +275,11 @@ def test_no_evidence_when_the_interval_reaches_chance() -> None:
     continuous = {"outcome": "age", "type": "continuous", "status": "done", "feature_sets": {
         "features": {"metric": "r2", "value": -0.1, "ci_low": -0.5, "ci_high": 0.2, "permutation_p": 0.6}}}
     assert findings.model_verdict(continuous)[0].startswith("<b>no evidence that the data predict age</b> (R² -0.10")
+    # trial AQ: "predicts bmi" at R² 0.17 read as a strong model: the share of the variance stands beside it
+    weak_r2 = {**continuous, "feature_sets": {"features": {"metric": "r2", "value": 0.17, "ci_low": 0.05,
+                                                           "ci_high": 0.3, "permutation_p": 0.001}}}
+    assert findings.model_verdict(weak_r2)[0].startswith(
+        "<b>predicts age</b>, explaining 17% of its variance in samples the model was not fitted on (83% unexplained)")
     assert findings.model_verdict({"status": "skipped", "reason": "one class"})[0] == "not modelled: one class"
 
 

@@ -136,7 +136,10 @@ def model_verdict(summary: dict) -> tuple[str, str | None]:
                 f"{n_sets} sets is adjusted for ({numbers}){limited}")
         return text, name
     if why is None:  # a pass that one more reaching permutation would undo says so (permutation_resolution)
-        return f"<b>{does}</b> ({numbers}){limited}", name
+        # trial AQ: "predicts bmi" at R² 0.17 read as strong; the share of the variance says how much
+        share = (f", explaining {float(value):.0%} of its variance in samples the model was not fitted on "
+                 f"({1 - float(value):.0%} unexplained)" if metric == "r2" else "")
+        return f"<b>{does}</b>{share} ({numbers}){limited}", name
     if chance is None or low is None or float(low) <= chance:
         if p is not None and chance is not None and low is not None and float(value) > chance and (
                 adjusted["p"] if adjusted is not None else float(p)) < P_SMALL:
