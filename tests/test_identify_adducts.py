@@ -211,7 +211,8 @@ def test_a_name_on_two_parts_of_one_elution_is_kept_on_the_part_detected_in_more
     run, 150x weaker: one elution split over two consensus features by the linking, counted as two identified
     features. The name stays on the feature linked in more runs; the other is not accepted and says why. A name at
     another RT (another compound's in-source ion) or under another adduct is left as it is."""
-    from ms2study.stages.identify import SPLIT_NOTE, _named_once
+    from ms2study.stages.identify import SPLIT_NOTE
+    from ms2study.identification.samename import named_once as _named_once
 
     key = "FGHIJKLMNOPQRS-UHFFFAOYSA-N"
     out = pl.DataFrame({
@@ -242,3 +243,32 @@ def test_a_name_on_two_parts_of_one_elution_is_kept_on_the_part_detected_in_more
     # nothing to merge: the table comes back as it was
     assert _named_once(out.filter(pl.col("consensus_id") != "C89"), links).equals(
         out.filter(pl.col("consensus_id") != "C89"))
+    assert "C90 is detected in more runs" in result["C89"]["evidence_note"]
+
+
+def test_two_features_named_alike_and_detected_in_the_same_runs_are_two_peaks_not_one_split_elution() -> None:
+    """Trial AU: GABA [M+H]+ (18 spectra, 12 samples) and a co-eluting [M+NH4]+ of another formula 6 s later (2
+    spectra) were both named GABA; the name was moved onto the other ion as 'one elution split by the linking'
+    though both were detected in the same 19 runs. Two peaks in one run are two elutions: both names stay, each
+    listed in the other's same_name_elsewhere; a pair rarely detected together is still merged."""
+    from ms2study.identification.samename import named_once
+
+    key = "QWCKQJZIFLGMSD-UHFFFAOYSA-N"
+    out = pl.DataFrame({
+        "consensus_id": ["C204", "C210", "C300", "C301"], "accepted": [True] * 4, "rt_s": [344.2, 350.2, 500.0, 505.0],
+        "inchikey": [key, key, "B" * 14 + "-UHFFFAOYSA-N", "B" * 14 + "-UHFFFAOYSA-N"],
+        "_identity": ["k1", "k1", "k2", "k2"], "adduct": ["[M+H]+"] * 4, "n_supporting": [18, 2, 5, 9],
+        "msi_level": pl.Series([3, 3, 3, 3], dtype=pl.Int8), "isomer_inchikeys": [[key], [key], [], []],
+        "same_name_elsewhere": [[], [], [], []], "evidence_note": [None] * 4},
+        schema_overrides={"evidence_note": pl.Utf8, "same_name_elsewhere": pl.List(pl.Utf8)})
+    runs = [f"R{i:02d}" for i in range(1, 23)]
+    # C204 in 22 runs, C210 in 19 of them; C300 and C301 in 10 runs each, together in one
+    links = pl.DataFrame({"consensus_id": ["C204"] * 22 + ["C210"] * 19 + ["C300"] * 10 + ["C301"] * 10,
+                          "sample_id": runs + runs[:19] + runs[:10] + runs[9:19]})
+    result = {r["consensus_id"]: r for r in named_once(out, links).iter_rows(named=True)}
+    assert result["C204"]["accepted"] and result["C210"]["accepted"]
+    assert result["C204"]["same_name_elsewhere"] == ["C210"] and result["C210"]["same_name_elsewhere"] == ["C204"]
+    assert result["C204"]["evidence_note"] is None and result["C210"]["evidence_note"] is None
+    # as many runs, more supporting spectra: C301 kept, and the note says why
+    assert not result["C300"]["accepted"] and result["C301"]["accepted"]
+    assert result["C300"]["evidence_note"].endswith("C301 is detected in as many runs, with more supporting spectra")

@@ -65,7 +65,7 @@ BROAD_START = NOTE_START + "a broad peak, "  # the broad-peak rule's note (backg
 BLANK_ONLY_NOTE = ("not accepted: only blank runs' spectra support this name (no study sample's or QC run's spectrum "
                    "does); it describes what a blank holds, e.g. a contaminant or carry-over, not the study's samples")
 # the start of the evidence_note of a name left on the other part of one elution split over two consensus features
-# (stages.identify._named_once), read by the report's refusal reasons
+# (identification.samename.named_once), read by the report's refusal reasons
 SPLIT_NOTE = "named once, on "
 # the features tables' columns read (fwhm_s optional)
 EXTENT_COLUMNS = ("sample_id", "feature_id", "rt_start_s", "rt_end_s")

@@ -61,6 +61,7 @@ from ms2study.correction.identification_checks import (EVIDENCE_OUT, GROUPING_CO
 from ms2study.correction.mzoffset import removed_offsets
 from ms2study.identification import background, confidence, featuremz, insource, structure_model, unmapped
 from ms2study.identification.background import BLANK_ONLY_NOTE, SPLIT_NOTE  # noqa: F401 (BLANK_ONLY_NOTE re-exported)
+from ms2study.identification.samename import SAME_COMPOUND_RT_S, named_once, same_name_elsewhere  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,8 @@ IDENTIFICATIONS: dict[str, pl.DataType] = {
                                     #   --feature-matrix; null without either)
     "rt_s": pl.Float64,             # the consensus feature's retention time (s): the feature matrix's with
                                     #   --adduct-groups or --feature-matrix, else the median aligned RT of its features
-    "same_name_elsewhere": pl.List(pl.Utf8),  # other accepted features named this compound > SAME_COMPOUND_RT_S away
+    "same_name_elsewhere": pl.List(pl.Utf8),  # other accepted features named this compound > SAME_COMPOUND_RT_S away,
+                                              # or closer but detected with it in the same runs (two peaks)
     "in_source_of_mz": pl.Float64,  # possible in-source fragment: half its supporting spectra or more have a
                                     # co-eluting heavier precursor holding it (identification.insource); the
                                     # parent m/z most of them name; on a name withdrawn through a conjugate's loss,
@@ -117,9 +119,6 @@ IDENTIFICATIONS: dict[str, pl.DataType] = {
     "feature_mz_error_ppm": pl.Float64,  # (feature m/z - named ion's library m/z) / library m/z (identification.featuremz)
     "feature_mz_note": pl.Utf8,     # the feature's m/z farther from the ion than its MS/MS precursors: merged ion?
 }
-# Features of one compound (adducts, isotopes, in-source ions) co-elute; two accepted features named one compound
-# whose retention times differ by more than this (the link stage's default RT tolerance) cannot both be it.
-SAME_COMPOUND_RT_S = 10.0
 
 
 def simes(p_values: list[float] | None, n_tests: int) -> float:
@@ -284,7 +283,7 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
         .alias("evidence_note"))
     runs = links["sample_id"].cast(pl.Utf8).unique().sort().to_list()
     out = insource.withdraw_confirmed(out, matrix, [r for r in runs if (run_types or {}).get(r, "sample") == "sample"])
-    out = _named_once(_same_name_elsewhere(_positions(out, links, groups, matrix), links), links)
+    out = named_once(same_name_elsewhere(_positions(out, links, groups, matrix), links), links)
     out = featuremz.with_mass_outlier_note(featuremz.with_feature_mz_check(out, mz_tolerance_ppm))
     if classes is not None and "compound_class" in classes.columns:
         out = out.join(classes.select("library_id", "compound_class"), on="library_id", how="left")
@@ -322,72 +321,6 @@ def _positions(out: pl.DataFrame, links: pl.DataFrame, groups: pl.DataFrame | No
         out = out.join(part, on="consensus_id", how="left").with_columns(
             pl.coalesce(c, c[1:]).alias(c[1:]) for c in present).drop(present)
     return out
-
-
-def _same_name_elsewhere(out: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
-    """``out`` (with ``rt_s``: ``_positions``) with ``same_name_elsewhere``: for an accepted feature, the other
-    accepted features
-    named the same compound (the whole InChIKey, else the name: stereoisomers are different compounds) whose RT
-    differs by more than ``SAME_COMPOUND_RT_S``. A compound elutes once: at most one of such a set is that
-    compound; the others are isomers the library lacks, in-source fragments or adducts of other compounds (a
-    scientist's trial: 31 of 45 features sharing a name at several RTs were wrong). Null for features not accepted;
-    [] when none."""
-    # the whole InChIKey: stereoisomers (glucose, mannose, galactose share the first block) are distinct compounds
-    # that elute apart, so they are no contradiction; a key-less name is compared as the name
-    named = out.filter(pl.col("accepted")).select(
-        "consensus_id", "rt_s", pl.when(pl.col("inchikey").str.len_chars() >= 27)
-        .then(pl.col("inchikey")).otherwise(pl.col("_identity")).alias("_compound"))
-    pairs = (named.join(named, on="_compound", suffix="_other")
-             .filter((pl.col("consensus_id") != pl.col("consensus_id_other"))
-                     & ((pl.col("rt_s") - pl.col("rt_s_other")).abs() > SAME_COMPOUND_RT_S))
-             .group_by("consensus_id").agg(pl.col("consensus_id_other").sort().alias("_elsewhere")))
-    return out.join(pairs, on="consensus_id", how="left").with_columns(
-        pl.when(pl.col("accepted")).then(pl.col("_elsewhere").fill_null(pl.lit([], dtype=pl.List(pl.Utf8))))
-        .alias("same_name_elsewhere"))
-
-
-def _named_once(out: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
-    """``out`` with a name accepted on two or more consensus features of the same compound (InChIKey, else name)
-    and adduct whose retention times (``rt_s``) lie within ``SAME_COMPOUND_RT_S`` kept on one of them: the feature
-    linked in the most runs (``links``), then the most supporting spectra, then the smaller consensus_id. The others
-    are one elution split over consensus features (a trial: Fenamiphos named on its feature in all 14 runs and on a
-    6.5 s later feature detected only in one run, 150x weaker) and are no longer accepted: their evidence_note
-    starts with ``SPLIT_NOTE`` and names the kept feature; their level, isomers and same_name_elsewhere are null,
-    and they leave the other features' same_name_elsewhere."""
-    runs = links.group_by("consensus_id").agg(pl.col("sample_id").n_unique().alias("_runs"))
-    named = (out.filter(pl.col("accepted") & pl.col("rt_s").is_not_null())
-             .join(runs, on="consensus_id", how="left")
-             .select("consensus_id", "rt_s", pl.col("_runs").fill_null(0), "n_supporting",
-                     pl.when(pl.col("inchikey").str.len_chars() >= 27).then(pl.col("inchikey"))
-                     .otherwise(pl.col("_identity")).alias("_compound"), pl.col("adduct").fill_null("?")))
-    pairs = (named.join(named, on=["_compound", "adduct"], suffix="_o")
-             .filter((pl.col("consensus_id") != pl.col("consensus_id_o"))
-                     & ((pl.col("rt_s") - pl.col("rt_s_o")).abs() <= SAME_COMPOUND_RT_S))
-             # the other one is preferred: more runs, then more supporting spectra, then the smaller id
-             .filter((pl.col("_runs_o") > pl.col("_runs"))
-                     | ((pl.col("_runs_o") == pl.col("_runs")) & ((pl.col("n_supporting_o") > pl.col("n_supporting"))
-                        | ((pl.col("n_supporting_o") == pl.col("n_supporting"))
-                           & (pl.col("consensus_id_o") < pl.col("consensus_id"))))))
-             .sort(["consensus_id", "_runs_o", "n_supporting_o", "consensus_id_o"], descending=[False, True, True,
-                                                                                                 False])
-             .unique("consensus_id", keep="first")
-             .select("consensus_id", pl.col("consensus_id_o").alias("_kept_on"),
-                     (pl.col("rt_s") - pl.col("rt_s_o")).abs().alias("_gap")))
-    if not pairs.height:
-        return out
-    for cid, other, gap in pairs.iter_rows():
-        log.info("%s: the same name and adduct as %s, %.1f s apart: named once, on %s", cid, other, gap, other)
-    split = pl.col("_kept_on").is_not_null()
-    gone = pl.lit(pairs["consensus_id"].to_list(), dtype=pl.List(pl.Utf8))
-    return out.join(pairs, on="consensus_id", how="left").with_columns(
-        pl.when(split).then(False).otherwise(pl.col("accepted")).alias("accepted"),
-        *[pl.when(split).then(None).otherwise(pl.col(c)).alias(c) for c in ("msi_level", "isomer_inchikeys")],
-        pl.when(split).then(None).otherwise(pl.col("same_name_elsewhere").list.set_difference(gone))
-        .alias("same_name_elsewhere"),
-        pl.when(split).then(pl.format(SPLIT_NOTE + "{}: the same compound and adduct {} s apart, one elution split "
-                                      "over two consensus features by the linking; {} is detected in more runs",
-                                      "_kept_on", pl.col("_gap").round(1), "_kept_on"))
-        .otherwise(pl.col("evidence_note")).alias("evidence_note")).drop("_kept_on", "_gap")
 
 
 def _most_named_parent() -> pl.Expr:
