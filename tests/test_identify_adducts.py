@@ -211,8 +211,8 @@ def test_a_name_on_two_parts_of_one_elution_is_kept_on_the_part_detected_in_more
     run, 150x weaker: one elution split over two consensus features by the linking, counted as two identified
     features. The name stays on the feature linked in more runs; the other is not accepted and says why. A name at
     another RT (another compound's in-source ion) or under another adduct is left as it is."""
-    from ms2study.stages.identify import SPLIT_NOTE
     from ms2study.identification.samename import named_once as _named_once
+    from ms2study.stages.identify import SPLIT_NOTE
 
     key = "FGHIJKLMNOPQRS-UHFFFAOYSA-N"
     out = pl.DataFrame({

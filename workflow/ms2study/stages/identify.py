@@ -56,8 +56,12 @@ import polars as pl
 from ms2study.core import tables
 from ms2study.core.atomic import write_parquet
 from ms2study.core.errors import InputError
-from ms2study.correction.identification_checks import (EVIDENCE_OUT, GROUPING_COLUMNS, adduct_acceptance,
-                                                       with_adduct_checks)
+from ms2study.correction.identification_checks import (
+    EVIDENCE_OUT,
+    GROUPING_COLUMNS,
+    adduct_acceptance,
+    with_adduct_checks,
+)
 from ms2study.correction.mzoffset import removed_offsets
 from ms2study.identification import background, confidence, featuremz, insource, structure_model, unmapped
 from ms2study.identification.background import BLANK_ONLY_NOTE, SPLIT_NOTE  # noqa: F401 (BLANK_ONLY_NOTE re-exported)
