@@ -462,6 +462,14 @@ def test_a_class_enriched_on_one_compound_says_so_with_its_level(tmp_path: Path)
     none = _enrichment_finding(path.with_name("none_enrichment.parquet"), None, arms)
     assert none.count("with none of its compounds at p &lt; 0.05 alone") == 2 and "geometric mean 0.12" in none
     assert "with none of its compounds" not in text  # classes with compounds at p < 0.05 do not get it
+    # trial AU: one of 12 planted sugar phosphates at q < 0.05, five more at q 0.073 unnamed: an enriched class's
+    # compounds at p < alpha are named with their q-values, lowest p first
+    with_q = tested.with_columns(q_value=pl.Series([0.001, 0.5, 0.5, 0.6, 0.004, 0.073, 0.073, 0.6, 0.9]))
+    members = _enrichment_finding(path, "case", with_q)
+    assert ("<b>Ureas</b> (q = 0.005; 3 of 5 compounds at p &lt; 0.05, 3 higher in case, 0 lower), its compounds at "
+            "p &lt; 0.05: Diuron (q 0.004), f (q 0.073), g (q 0.073) (1 of them differs alone at q &lt; 0.05; the "
+            "class test backs the others together)") in members
+    assert members.count("its compounds at p") == 1  # a class resting on one compound gets its own clause only
 
 
 def test_hits_resting_on_imputed_values_are_counted_in_the_finding(tmp_path: Path) -> None:
