@@ -209,6 +209,13 @@ def test_the_class_table_of_a_three_group_outcome_has_no_direction_columns(tmp_p
     two, _ = _enrichment_part(tmp_path / "group.parquet", {"type": "binary"}, "log2 FC", "group", 1)
     assert "have no direction" in three and ">up</th>" not in three and ">down</th>" not in three
     assert ">up</th>" in two and ">down</th>" in two and "have no direction" not in two
+    # trial AU: glucose 6-phosphate named on two features; the members column says which one stood for it
+    listed = enrichment.with_columns(compounds=pl.Series([["glucose 6-phosphate", "ribose"]]),
+                                     consensus_ids=pl.Series([["C3822", "C17"]]))
+    listed.write_parquet(tmp_path / "listed.parquet")
+    html, _ = _enrichment_part(tmp_path / "listed.parquet", {"type": "binary"}, "log2 FC", "group", 2)
+    assert "members (the consensus feature standing for each)" in html
+    assert "glucose 6-phosphate (C3822)" in html and "ribose (C17)" in html
 
 
 def test_the_sample_map_marks_a_left_out_class_of_one() -> None:

@@ -426,6 +426,12 @@ def _enrichment_part(path: Path | None, summary: dict, effect_header: str, outco
         text += ('<p class="note">The outcome has more than two classes: the compounds\' F-tests have no direction, '
                  "so the class table has no 'up', 'down' or direction columns; the feature table's highest and "
                  "lowest class say which way each compound differs.</p>")
+    if {"compounds", "consensus_ids"} <= set(enrichment.columns):  # trial AU: which feature stood for a compound
+        enrichment = enrichment.with_columns(pl.Series("compounds", [
+            [f"{n} ({c})" for n, c in zip(names or [], ids or [])]
+            for names, ids in zip(enrichment["compounds"].to_list(), enrichment["consensus_ids"].to_list())],
+            dtype=pl.List(pl.Utf8)))
+        columns["compounds"] = "members (the consensus feature standing for each)"
     shown = enrichment.select([pl.col(c).alias(h) for c, h in columns.items() if c in enrichment.columns
                                and enrichment[c].null_count() < enrichment.height])  # an empty column says nothing
     text += "".join(f'<p class="note">{esc(n)}</p>' for n in read_summary(path).get("enrichment_notes") or [])
