@@ -36,6 +36,7 @@ def test_batch_and_order_effects_removed_from_the_samples_are_measured():
     assert b_before > 0.5 and b_after < 1.6 * b_chance and o_before > 0.35 and o_after < 1.3 * o_chance
     text = sample_effects_part(raw, corrected, roles)
     assert "the batch explains a median" in text and "% by chance with these batch sizes)" in text
+    assert "dilute these numbers" in text and "RSDs measure the drift itself" in text
 
 
 def test_the_stated_chance_levels_hold_on_null_data():
