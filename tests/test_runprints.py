@@ -42,9 +42,13 @@ def test_a_replaced_run_is_found_until_its_detect_job_runs(tmp_path: Path) -> No
     assert runprints.replaced_runs(tmp_path, sheet)[0] == ["A"]
     runprints.remember(tmp_path, prints, since=0)  # A's features written in this run
     assert runprints.replaced_runs(tmp_path, sheet)[0] == []
-    # a file newer than its results is Snakemake's to rerun; a sample gone from the sheet is forgotten
+    # a file newer than its results is Snakemake's to rerun; a sample gone from the sheet keeps its record while its
+    # features table is there (its outputs are reused if it comes back), and is forgotten with it
     (tmp_path / "b.mzML").write_bytes(b"<mzML>another b</mzML>")
     assert runprints.replaced_runs(tmp_path, sheet)[0] == []
+    runprints.remember(tmp_path, {"A": prints["A"]}, since=0)
+    assert list(json.loads((tmp_path / runprints.FINGERPRINTS).read_text())) == ["A", "B"]
+    (tmp_path / "results" / "samples" / "B" / "features.parquet").unlink()
     runprints.remember(tmp_path, {"A": prints["A"]}, since=0)
     assert list(json.loads((tmp_path / runprints.FINGERPRINTS).read_text())) == ["A"]
     assert runprints.with_forced(["-n"], []) == ["-n"] and runprints.replaced_note([]) == []
@@ -69,3 +73,22 @@ def test_the_folder_of_a_sample_removed_from_the_sheet_is_marked(tmp_path: Path)
     assert runprints.orphan_sample_notes(tmp_path, pl.DataFrame({"sample_id": ["A", "B", "S05"]})) == []
     assert not marker.exists()  # listed again: unmarked
     assert runprints.orphan_sample_notes(tmp_path / "elsewhere", sheet) == []
+
+
+def test_a_run_replaced_while_its_sample_was_out_of_the_sheet_is_found_when_it_comes_back(tmp_path: Path) -> None:
+    """Trial AV: S03 removed from the sheet, its run replaced by another (cp -p: older than S03's results), the row
+    added back: the old outputs were reused and the new file's fingerprint recorded as if it had made them."""
+    run = tmp_path / "s03.mzML"
+    run.write_bytes(b"<mzML>first injection</mzML>")
+    (tmp_path / "results" / "samples" / "S03").mkdir(parents=True)
+    (tmp_path / "results" / "samples" / "S03" / "features.parquet").write_bytes(b"x")
+    both = pl.DataFrame({"sample_id": ["S03"], "file": ["s03.mzML"]})
+    _, prints = runprints.replaced_runs(tmp_path, both)
+    runprints.remember(tmp_path, prints, since=0)  # S03 processed
+    without = pl.DataFrame({"sample_id": [], "file": []}, schema={"sample_id": pl.Utf8, "file": pl.Utf8})
+    _, none = runprints.replaced_runs(tmp_path, without)
+    runprints.remember(tmp_path, none, since=time.time() + 60)  # a run without S03
+    run.write_bytes(b"<mzML>another injection</mzML>")
+    os.utime(run, (0, 0))
+    replaced, current = runprints.replaced_runs(tmp_path, both)  # the row is back
+    assert replaced == ["S03"] and current["S03"] != prints["S03"]

@@ -90,11 +90,15 @@ def with_forced(extra: list[str], samples: list[str]) -> list[str]:
 def remember(study_dir: Path, current: dict[str, str], since: float) -> None:
     """Record ``current`` fingerprints (taken before the run) for the samples whose features table this run wrote
     (modified at or after ``since``, a ``time.time()``) and for those with a features table but no record yet; the
-    others keep their record, so a replaced run that did not get processed is still found next time. Samples no
-    longer in ``current`` are dropped. Written atomically."""
+    others keep their record, so a replaced run that did not get processed is still found next time. A sample no
+    longer in ``current`` (out of the sheet) keeps its record while its features table is there: its outputs are
+    reused when it comes back, so the file they were made from must be known then (trial AV: a run replaced while
+    its sample was out of the sheet was adopted as matching the old results when the row came back). Written
+    atomically."""
     study_dir = Path(study_dir)
     recorded = _recorded(study_dir)
-    kept = {}
+    kept = {s: p for s, p in recorded.items()
+            if s not in current and (study_dir / DETECT_OUTPUT.format(sample=s)).exists()}
     for sample_id, print_ in current.items():
         output = study_dir / DETECT_OUTPUT.format(sample=sample_id)
         if not output.exists():
