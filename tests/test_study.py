@@ -96,7 +96,8 @@ def test_empty_folder_says_what_to_do(tmp_path: Path) -> None:
         ("sample_id\tfile\nA\tempty.mzML\n", r"row 2.*empty\.mzML': the file is empty \(0 bytes\).*copy or convert"),
         # cut short (a trial's truncated run passed this check and failed only at its detect job)
         ("sample_id\tfile\nA\tcut.mzML\n", (r"row 2.*cut\.mzML': the file ends before its closing tag: it is "
-                                            r"truncated.*convert the run again")),
+                                            r"truncated.*convert the run again.*, or remove the row to run the "
+                                            r"study without this sample")),
         ("sample_id file\nA a.mzML\n", r"looks separated by spaces, not tabs"),
         ("sample_id,file\nA,a.mzML\n", r"looks separated by commas, not tabs"),
         ("sample_id\tfile\nA a.mzML\nB a.mzML\n", r"rows look separated by something other than tabs"),

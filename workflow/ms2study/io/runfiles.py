@@ -81,8 +81,9 @@ def checked_run_file(study_dir: Path, file: str, row_number: int, sample_id: str
                               ".mzXML name in the sheet" if compressed
                               else "convert the vendor file with msconvert (ProteoWizard) to mzML"))
     problem = content_problem(path)
-    if problem:
-        raise InputError(f"row {row_number}: '{file}': {problem[0]}", file=source, sample=sample_id, fix=problem[1])
+    if problem:  # trial AV: the fix did not offer what the README's troubleshooting table does
+        raise InputError(f"row {row_number}: '{file}': {problem[0]}", file=source, sample=sample_id,
+                         fix=f"{problem[1]}, or remove the row to run the study without this sample")
     return path
 
 
