@@ -32,6 +32,7 @@ import yaml
 from ms2study import runconfig, runprints, study
 from ms2study.core.errors import InputError
 from ms2study.io.runfiles import ms1_only_warnings
+from ms2study.io.samplesheet import study_sheet
 from ms2study.outofdate import (
     OUT_OF_DATE_NOTE,
     OUT_OF_DATE_REPORT,
@@ -47,6 +48,7 @@ from ms2study.outofdate import (
     write_out_of_date_note,
 )
 from ms2study.runargs import refuse_foreign_options
+from ms2study.runsheet import sheet_change_note
 from ms2study.runlock import check_lock, lock_files, processes_in, remove_partial_files
 from ms2study.runlog import (  # noqa: F401 (tests)
     RunLog,
@@ -427,9 +429,9 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
                  + runprints.orphan_sample_notes(study_dir, sheet,
                                                  mark=not any(a in DRY_RUN_FLAGS for a in extra))):
         print(f"ms2study run: note: {note}", file=sys.stderr, flush=True)
-    changed = runconfig.change_message(study_dir, config)
-    if changed:
-        print(changed, file=sys.stderr, flush=True)
+    edited = sheet_change_note(study_dir, study_sheet(sheet, config))  # trial AV: an outcome edit went unnamed
+    for line in filter(None, [runconfig.change_message(study_dir, config), edited and f"ms2study run: note: {edited}"]):
+        print(line, file=sys.stderr, flush=True)
     command = snakemake_command(study_dir, runprints.with_forced(extra, replaced))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(study.REPO_ROOT / "workflow"), env.get("PYTHONPATH")]))
