@@ -48,7 +48,6 @@ from ms2study.outofdate import (
     write_out_of_date_note,
 )
 from ms2study.runargs import refuse_foreign_options
-from ms2study.runsheet import sheet_change_note
 from ms2study.runlock import check_lock, lock_files, processes_in, remove_partial_files
 from ms2study.runlog import (  # noqa: F401 (tests)
     RunLog,
@@ -58,6 +57,7 @@ from ms2study.runlog import (  # noqa: F401 (tests)
     stopped_advice,
     unrecorded_outputs,
 )
+from ms2study.runsheet import sheet_change_note
 
 DRY_RUN_FLAGS = ("-n", "--dry-run", "--dryrun")
 # Snakemake options that take no lock or run no jobs: no stale-lock check and no summary for them.
