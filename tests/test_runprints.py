@@ -92,3 +92,22 @@ def test_a_run_replaced_while_its_sample_was_out_of_the_sheet_is_found_when_it_c
     os.utime(run, (0, 0))
     replaced, current = runprints.replaced_runs(tmp_path, both)  # the row is back
     assert replaced == ["S03"] and current["S03"] != prints["S03"]
+
+
+def test_swapped_and_renamed_runs_are_named(tmp_path: Path) -> None:
+    """Trial AV: the files of S01 and S02 swapped, and samples renamed S0x -> P0x with the same files, were processed
+    again with no word of why."""
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.mzML").write_bytes(f"<mzML>{name}</mzML>".encode())
+    first = pl.DataFrame({"sample_id": ["S01", "S02", "S03"], "file": ["a.mzML", "b.mzML", "c.mzML"]})
+    for sample in first["sample_id"]:
+        (tmp_path / "results" / "samples" / sample).mkdir(parents=True)
+        (tmp_path / "results" / "samples" / sample / "features.parquet").write_bytes(b"x")
+    _, prints = runprints.replaced_runs(tmp_path, first)
+    runprints.remember(tmp_path, prints, since=0)
+    assert runprints.moved_note(tmp_path, prints) == []
+    later = pl.DataFrame({"sample_id": ["S01", "S02", "P03"], "file": ["b.mzML", "a.mzML", "c.mzML"]})
+    _, now = runprints.replaced_runs(tmp_path, later)
+    notes = runprints.moved_note(tmp_path, now)
+    assert notes[0].startswith("the run files of S01 and S02 are each other's files of the last run")
+    assert notes[1].startswith("the run of P03 (was S03) is the file the old id's results were made from")

@@ -426,6 +426,7 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
         print(f"ms2study run: warning: {warning}", file=sys.stderr, flush=True)
     replaced, prints = runprints.replaced_runs(study_dir, sheet)  # trial AA: a run replaced by an older file
     for note in (runconfig.setup_notes(study_dir, config, sheet.height) + runprints.replaced_note(replaced)
+                 + runprints.moved_note(study_dir, prints)
                  + runprints.orphan_sample_notes(study_dir, sheet,
                                                  mark=not any(a in DRY_RUN_FLAGS for a in extra))):
         print(f"ms2study run: note: {note}", file=sys.stderr, flush=True)

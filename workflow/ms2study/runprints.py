@@ -118,6 +118,37 @@ def replaced_note(samples: list[str]) -> list[str]:
              "file is not newer than its results (copied with its old time kept?): their jobs run again")]
 
 
+def moved_note(study_dir: Path, current: dict[str, str]) -> list[str]:
+    """The pre-run notes (none, or one per kind) on runs that another sample's results were made from (``current``:
+    the sheet's fingerprints, ``replaced_runs``): two samples whose files were swapped, and a sample whose run is the
+    one a sample no longer in the sheet was processed from (a renamed sample id). Trial AV: both were processed again
+    with no word of why. Results hold their sample's id, so neither is reused."""
+    recorded = _recorded(study_dir)
+    by_print: dict[str, list[str]] = {}
+    for sample_id, print_ in recorded.items():
+        by_print.setdefault(print_, []).append(sample_id)
+    swapped, renamed = set(), []
+    for sample_id, print_ in current.items():
+        if recorded.get(sample_id) == print_:
+            continue
+        for other in by_print.get(print_, []):
+            if other == sample_id:
+                continue
+            if other in current and current[other] == recorded.get(sample_id):
+                swapped.add(tuple(sorted((sample_id, other))))
+            elif other not in current:
+                renamed.append(f"{sample_id} (was {other})")
+    notes = []
+    if swapped:
+        pairs = [f"{a} and {b}" for a, b in sorted(swapped)]
+        notes.append(f"the run files of {_named(pairs)} are each other's files of the last run (swapped in the sheet "
+                     "or on disk?): their jobs run again")
+    if renamed:
+        notes.append(f"the run of {_named(renamed)} is the file the old id's results were made from (a renamed "
+                     "sample?): results hold their sample's id, so it is processed again under the new one")
+    return notes
+
+
 NOT_IN_SHEET = "NOT_IN_SHEET.txt"  # in results/samples/{sample}/ of a sample the sheet no longer lists
 
 
