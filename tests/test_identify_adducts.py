@@ -3,6 +3,8 @@ the accepted members of one compound group name one compound."""
 
 from __future__ import annotations
 
+import json
+
 import polars as pl
 import pytest
 
@@ -111,6 +113,23 @@ def test_cli_takes_the_corrected_matrix(tmp_path, capsys, caplog) -> None:
                             "--out", str(tmp_path / "grouped.parquet")]) == 0
     plain, grouped = pl.read_parquet(tmp_path / "plain.parquet"), pl.read_parquet(tmp_path / "grouped.parquet")
     assert plain["accepted"].sum() == 7 and grouped["accepted"].sum() == 4
+    # the level-2 model's reach is recorded for the report (trial AW: a reason was given where it had not run)
+    reach = json.loads(pl.read_parquet_metadata(tmp_path / "plain.parquet")["ms2study:level2"])
+    assert reach["needed"] == 20 and 0 <= reach["scorable"] <= plain.height
+    from ms2study.reporting.collect import LEVEL2_UNASSESSED, level2_warning
+    from ms2study.reporting.findings import identification_finding
+
+    warned: list = []
+    level2_warning(tmp_path / "plain.parquet", plain, warned)
+    assert warned == []  # these annotations carry their own level 2 (no level-2 ratios): nothing to say
+    plain = plain.with_columns(msi_level=pl.lit(3, dtype=pl.Int8))
+    level2_warning(tmp_path / "plain.parquet", plain, warned)
+    assert len(warned) == 1 and warned[0].label == LEVEL2_UNASSESSED
+    assert f"only {reach['scorable']} could be scored (it needs 20)" in warned[0]
+    said = identification_finding(plain, 0.05, warned)
+    assert "none at level 2: level 2 was not assessed" in said and "does not rule out an isomer" not in said
+    level2_warning(tmp_path / "plain.parquet", plain.with_columns(accepted=pl.lit(False)), warned)
+    assert len(warned) == 1  # nothing accepted: nothing to say
     assert grouped.filter(pl.col("consensus_id") == "C2")["adduct_note"][0] is not None
     # the feature matrix for the in-source check: read when given (nothing marked here: the same names), and a
     # missing one is named

@@ -48,6 +48,9 @@ QUANTILES = np.linspace(0.1, 0.9, 9)   # bin edges: deciles of each feature on t
 REGULARISATION_C = 0.3                 # inverse L2 strength of the logistic fit (one-hot bins)
 MIN_CLASS = 50                         # right and wrong training hits each needed for a model
 PSEUDO_WRONG = 20.0                    # wrong hits added to the EM estimate of pi (small searches stay cautious)
+# identifications.parquet's metadata (JSON): {"scorable": features whose best hit the level-2 model could score,
+# "needed": PSEUDO_WRONG}; fewer scorable than needed: level 2 not assessed, every name level 3 (the report says so)
+LEVEL2_METADATA_KEY = "ms2study:level2"
 # A rank-1 hit sharing fewer fragment peaks with the query is never level 2 and neither trains the model nor counts
 # in pi. One shared peak can name the right compound (annotate: min_matched_peaks 1 accepts it at level 3), but it
 # cannot tell isomers apart: with such hits in the model and in pi, the level-2 hits at nominal 5 % fell from 82 /

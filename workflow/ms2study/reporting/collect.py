@@ -459,3 +459,32 @@ def map_feature_sets(sample_ids: list[str], tables: list[dict[str, Path | None]]
     if spectra_paths:
         feature_sets["binned_spectra"] = binned_spectra_feature_set(read_spectra_tables(spectra_paths), sample_ids)
     return feature_sets
+
+
+# the label of level2_warning's caution; identification_finding names it as why no name is at level 2
+LEVEL2_UNASSESSED = "level 2 not assessed"
+
+
+def level2_warning(path: Path | None, ident: pl.DataFrame | None, warnings: list[str]) -> None:
+    """Append a caution when identifications.parquet's metadata (``structure_model.LEVEL2_METADATA_KEY``) says
+    fewer of the study's features could be scored by the level-2 model than it needs, while names were accepted,
+    none at level 2:
+    every name is then level 3 whatever its spectra show, and the report must not give another reason (trial AW:
+    Myclobutanil at cosine 0.999 was level 3 'because the structure evidence does not rule out an isomer'; the
+    identify log said only 13 hits could be scored)."""
+    from ms2study.identification.structure_model import LEVEL2_METADATA_KEY
+
+    if path is None or not Path(path).exists() or ident is None or "accepted" not in ident.columns \
+            or not ident["accepted"].fill_null(False).any():
+        return
+    if "msi_level" in ident.columns and (ident.filter(pl.col("accepted").fill_null(False))["msi_level"] == 2).any():
+        return  # annotations of an older version carry their own level: the model was not what decided
+    reach = json.loads(pl.read_parquet_metadata(path).get(LEVEL2_METADATA_KEY) or "{}")
+    scorable, needed = reach.get("scorable"), reach.get("needed")
+    if scorable is None or needed is None or scorable >= needed:
+        return
+    warnings.append(Caution(
+        f"Schymanski level 2 was not assessed: the level-2 model estimates the share of right structures over the "
+        f"study's identified features, and only {scorable} could be scored (it needs {needed}), so every accepted "
+        "name is level 3 (this compound or an isomer) however well its spectra match. A larger study, or more of "
+        "its features matched, allows level 2", QUALITY, LEVEL2_UNASSESSED, ("identifications",)))

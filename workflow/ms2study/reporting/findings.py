@@ -24,7 +24,7 @@ from ms2study.reporting.cautions import P_SMALL, best_feature_set, chance_shortf
 from ms2study.reporting.choice import (adds_nothing_shown, adjustment_text, candidate_sets, choice_adjustment,
                                        covariates_clause, permutation_resolution, score_ceiling)
 from ms2study.reporting.classfindings import enrichment_finding, q_text
-from ms2study.reporting.collect import UNSEARCHED_LABEL, DifferentialFiles, OutcomeFiles
+from ms2study.reporting.collect import LEVEL2_UNASSESSED, UNSEARCHED_LABEL, DifferentialFiles, OutcomeFiles
 from ms2study.reporting.detectable import detectable_slope_text, detectable_text
 from ms2study.reporting.html import (
     PROCESSING,
@@ -400,8 +400,11 @@ def identification_finding(ident: pl.DataFrame | None, fdr: float | None, warnin
     at = f"q ≤ {fdr:g}" if fdr is not None else "the configured <code>annotate: fdr</code>"
     by_level = {lvl: int((accepted["msi_level"] == lvl).sum()) for lvl in LEVELS}
     other = accepted.height - sum(by_level.values())
-    why = ""
-    if accepted.height and not by_level.get(2) and by_level.get(3) and "isomer_inchikeys" in ident.columns:
+    why, none2 = "", accepted.height and not by_level.get(2) and by_level.get(3)
+    if none2 and any(getattr(w, "label", "") == LEVEL2_UNASSESSED for w in warnings):  # trial AW: a false reason
+        why = (" &mdash; none at level 2: level 2 was not assessed, too few of the study's features could be scored "
+               '(see the warnings; <a href="#identifications">Identifications</a>)')
+    elif none2 and "isomer_inchikeys" in ident.columns:
         level3 = ident.filter(pl.col("accepted").fill_null(False) & (pl.col("msi_level") == 3))
         named = cautions.library_isomers(level3)
         with_isomer, unseen = int((named > 1).sum()), int((named <= 1).sum())

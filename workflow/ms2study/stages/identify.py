@@ -47,6 +47,7 @@ it: the parent of an in-source fragment is often not fragmented itself, so no MS
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
@@ -155,8 +156,9 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
                       run_types: dict[str, str] | None = None,
                       matrix: pl.LazyFrame | pl.DataFrame | None = None,
                       mz_tolerance_ppm: float = featuremz.DEFAULT_TOLERANCE_PPM,
-                      run_offsets: dict[str, float] | None = None) -> pl.DataFrame:
+                      run_offsets: dict[str, float] | None = None, *, level2_reach: dict | None = None) -> pl.DataFrame:
     """One row per consensus feature with a rank-1 hit (columns IDENTIFICATIONS), sorted by q-value.
+    ``level2_reach``, when given, is filled with the level-2 model's reach (``structure_model.LEVEL2_METADATA_KEY``).
 
     ``annotations``: concatenated annotation tables (rank, spectrum_id, sample_id, feature_id, library_*,
     combined, cosine, p_value, msi_level, isomer_inchikeys); ``links``: consensus_id, sample_id, feature_id
@@ -257,6 +259,9 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
         pl.col("p_value").fill_nan(None), pl.col("q_value").fill_nan(None))
     out = adduct_acceptance(out, fdr)
     out = out.with_columns(structure_q_values(out["_llr"]).alias("structure_q_value"))
+    if level2_reach is not None:
+        llr = out["_llr"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        level2_reach.update(scorable=int(np.isfinite(llr).sum()), needed=int(structure_model.PSEUDO_WRONG))
     # a name whose spectra all come from blank runs says what a blank holds, not a study sample (a trial: a blank's
     # peak linked to its own consensus feature was named from that one spectrum and counted among the findings)
     blank_only = ((pl.col("n_samples") == 0) & (pl.col("n_qc_runs") == 0) & (pl.col("n_blank_runs") > 0)).fill_null(
@@ -376,8 +381,10 @@ def _cli(args: argparse.Namespace) -> int:
                         "check (pooled QC and blank runs would correlate any two ions); give the sample sheet")
     # the runs' m/z offsets the link stage removed (stages.link)
     offsets = removed_offsets(pl.read_parquet(args.alignment)) if args.alignment else None
+    reach: dict = {}
     out = identify_features(ann, links, float(params.get("fdr", 0.01)), classes, groups, run_types, matrix,
-                            float(params.get("mz_tolerance_ppm", featuremz.DEFAULT_TOLERANCE_PPM)), offsets)
+                            float(params.get("mz_tolerance_ppm", featuremz.DEFAULT_TOLERANCE_PPM)), offsets,
+                            level2_reach=reach)
     shifted = featuremz.shifted_sentence(out)
     if shifted:
         log.warning(shifted)
@@ -385,7 +392,7 @@ def _cli(args: argparse.Namespace) -> int:
     said = unmapped.unmapped_sentence(unmapped.unmapped_names(ann, out))  # accepted names with no feature
     if said:
         log.warning(said)
-    write_parquet(out, args.out)
+    write_parquet(out, args.out, metadata={structure_model.LEVEL2_METADATA_KEY: json.dumps(reach)})
     return 0
 
 

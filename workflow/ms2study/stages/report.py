@@ -109,6 +109,7 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
     p_floor = collect.calibration_warnings(inputs.calibrations, warnings,
                                            ((params.get("config_used") or {}).get("annotate") or {}).get("fdr"))
     ident = marks.with_blank_flags(collect.read_table(inputs.identifications), corrected)
+    collect.level2_warning(inputs.identifications, ident, warnings)
     mirrors = spectra.mirror_plots(ident, annotations, {s: t["spectra"] for s, t in zip(sample_ids, tables)},
                                    inputs.library_indexes)
     parts.append(("identifications", "Top identifications",
