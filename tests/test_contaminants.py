@@ -47,7 +47,8 @@ def _ident() -> pl.DataFrame:
         "msi_level": [2, 2, 3, 3], "isomer_inchikeys": [None, None, ["CCCCCCCCCCCCCC-X"], None],
         "compound_class": ["c"] * 4, "n_samples": [4, 4, 3, 1], "n_spectra": [9, 5, 3, 2],
         "n_supporting": [9, 5, 3, 2], "best_score": [0.9, 0.9, 0.8, 0.6], "best_cosine": [0.95, 0.9, 0.8, 0.6],
-        "q_value": [0.001, 0.001, 0.004, 0.3], "accepted": [True, True, True, False]},
+        "q_value": [0.001, 0.001, 0.004, 0.3], "accepted": [True, True, True, False],
+        "supporting_runs": [["QC04", "QC05"], ["S1", "S2", "S3", "S4", "S5", "S6", "S7"], ["S2"], ["S3"]]},
         schema_overrides={"msi_level": pl.Int8})
 
 
@@ -66,6 +67,9 @@ def test_a_name_with_a_contaminant_formula_is_marked_beside_it_and_counted():
     assert "2 accepted feature(s) share their formula with a common LC-MS contaminant" in text
     assert "2 sharing common contaminants' formulas" in identification_finding(ident, 0.01)
     assert by_id["C1"][header.index("q")] == 0.001  # a mark, not a refusal: acceptance and q unchanged
+    # trial AW: which run a name came from (a pesticide mix or the human QC) was nowhere
+    runs = header.index("runs")
+    assert by_id["C1"][runs] == "QC04, QC05" and by_id["C2"][runs] == "S1, S2, S3, S4, S5 +2"
     # without a formula column, or with no such name, nothing is shown or said
     plain = ident.filter(pl.col("consensus_id") == "C2")
     assert marks.CONTAMINANT_HEADER not in _consensus_compounds(plain, {}, "q ≤ 0.01", 0.01)

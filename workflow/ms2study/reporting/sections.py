@@ -263,7 +263,8 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
               "Schymanski et al. 2014. The spectra of a feature (all samples) vote for "
               "one compound; its p-value combines the spectra's p-values (Simes). 'samples' counts study "
               "samples; pooled-QC and blank runs are counted apart when the sheet has them (a compound found in "
-              "blanks may be background or carry-over).</p>")]
+              "blanks may be background or carry-over); 'runs' names the runs with a supporting spectrum (the "
+              "first five).</p>")]
     unseen = int(((acc["msi_level"] == 3) & (library_isomers(acc) <= 1)).sum())
     if unseen:
         parts.append(f"<p>{unseen} of the level-3 features have no other structure of their formula among "
@@ -289,6 +290,8 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
         "compound": acc["name"], **beside, "level (Schymanski)": acc["msi_level"],
         "InChIKey / isomers": [isomers(r) for r in acc.iter_rows(named=True)],
         "class": acc.select(class_path())["compound_class"], "samples": acc["n_samples"],
+        **({"runs": [", ".join(r[:5]) + (f" +{len(r) - 5}" if len(r) > 5 else "") for r in acc["supporting_runs"]
+                     .fill_null([]).to_list()]} if "supporting_runs" in acc.columns else {}),  # trial AW: which run?
         **({"QC runs": acc["n_qc_runs"]} if "n_qc_runs" in acc.columns and acc["n_qc_runs"].sum() else {}),
         **({"blank runs": acc["n_blank_runs"]} if "n_blank_runs" in acc.columns and acc["n_blank_runs"].sum() else {}),
         "spectra": acc["n_spectra"],

@@ -86,6 +86,7 @@ IDENTIFICATIONS: dict[str, pl.DataType] = {
     "n_samples": pl.Int32,          # study samples (sample_type sample) with a spectrum supporting the identity
     "n_qc_runs": pl.Int32,          # pooled-QC runs with one (0 without a sheet that names run types)
     "n_blank_runs": pl.Int32,       # blank runs with one: a compound seen in blanks may be carry-over or background
+    "supporting_runs": pl.List(pl.Utf8),  # the runs (any type) with a supporting spectrum, sorted: where it was seen
     "best_score": pl.Float64,       # ranking score (combined by default)
     "median_score": pl.Float64,
     "best_cosine": pl.Float64,
@@ -220,6 +221,7 @@ def identify_features(annotations: pl.DataFrame, links: pl.DataFrame, fdr: float
         pl.col("sample_id").filter(pl.col("_run_type") == "sample").n_unique().cast(pl.Int32).alias("n_samples"),
         pl.col("sample_id").filter(pl.col("_run_type") == "qc").n_unique().cast(pl.Int32).alias("n_qc_runs"),
         pl.col("sample_id").filter(pl.col("_run_type") == "blank").n_unique().cast(pl.Int32).alias("n_blank_runs"),
+        pl.col("sample_id").cast(pl.Utf8).unique().sort().alias("supporting_runs"),
         pl.col("_score").max().alias("best_score"),
         pl.col("_score").median().alias("median_score"),
         pl.col("cosine").max().alias("best_cosine"),
