@@ -55,10 +55,12 @@ def test_profile_runs_mixed_with_vendor_centroided_runs_are_a_caution():
     kinds = sorted(w.kind for w in warnings)
     assert kinds == sorted([DOUBT, QUALITY]) and any("S1" in w and "never" in w for w in warnings)
     assert any("S2" in w and "always" in w for w in warnings)
-    for quiet in (_qc([None, None]), pl.DataFrame({"sample_id": ["S0"]})):  # as written, or an older table
-        warnings = []
-        centroiding_warning(quiet, warnings)
-        assert warnings == []
+    warnings = []
+    centroiding_warning(_qc([None, None]), warnings)  # as written: said as a processing note (trial AW)
+    assert len(warnings) == 1 and warnings[0].kind == PROCESSING and "came centroided" in warnings[0]
+    warnings = []
+    centroiding_warning(pl.DataFrame({"sample_id": ["S0"]}), warnings)  # an older table: nothing
+    assert warnings == []
     warnings = []
     run_warnings(_qc([None, PROFILE_CENTROIDED]), warnings)  # the report's entry point calls it
     assert len(warnings) == 1 and warnings[0].kind == DOUBT

@@ -284,3 +284,4 @@ def test_msms_scans_holding_only_the_precursor_are_counted_and_said(tmp_path, ca
     said = [n for n in notes if "hold no fragment peak" in str(n)]
     assert len(said) == 1 and "3 MS/MS scans of 1 run(s) hold no fragment peak (E1 3 of 4)" in said[0]
     assert "In E1 that is half of the MS/MS or more" in said[0] and kind_of(said[0]) == QUALITY
+    assert any(str(n).startswith("every run's MS/MS is positive-mode") for n in notes)  # trial AW: never said

@@ -367,6 +367,9 @@ def scan_warnings(stats: list[dict], warnings: list[str], library_modes: set[str
                 f"{', ...' if len(runs) > 10 else ''}) were not searched: the library holds no {mode}-mode spectrum. "
                 f"Add a {mode}-mode library to <code>library:</code> (it takes a list)", QUALITY,
                 f"{mode}{UNSEARCHED_LABEL}", ("identifications",)))
+    if len(modes) == 1:  # trial AW: the polarity was said nowhere but in the config
+        warnings.append(Caution(f"every run's MS/MS is {next(iter(modes))}-mode, as the files state (searched against "
+                                "library spectra of that polarity only)", PROCESSING))
     if len(modes) > 1:
         mixed = [s["sample_id"] for s in stats if len(s.get("ion_modes", [])) > 1]
         warnings.append(f"the study mixes polarities ({', '.join(sorted(modes))}"

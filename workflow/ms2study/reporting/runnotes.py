@@ -158,6 +158,9 @@ def centroiding_warning(qc: pl.DataFrame, warnings: list[str]) -> None:
             "converter. Two centroiding algorithms give different peak heights and m/z, so a difference between these "
             "two sets of runs may be the method's, not the samples': convert every run the same way (all profile, or "
             "all centroided by the vendor's converter) before comparing them.", DOUBT))
+    elif how and len(as_written) == len(how):  # trial AW: nothing said how the runs' data came
+        warnings.append(Caution(f"the runs' MS1 scans came centroided (by the instrument's software or the converter, "
+                                f"checked on the data) and were used as written ({len(how)} runs).", PROCESSING))
     elif here:
         warnings.append(Caution(
             f"the runs' MS1 scans came as profile data and were centroided here (pyOpenMS PeakPickerHiRes, the "
