@@ -26,4 +26,6 @@ def test_run_names_the_foreign_option_and_where_it_belongs(tmp_path: Path, capsy
     assert "--library-size is an option of 'ms2study simulate'" in err and "Traceback" not in err
     assert cli_main(["run", str(tmp_path), "--frobnicate"]) != 0
     assert "'--frobnicate': not an option" in capsys.readouterr().err
+    assert cli_main(["run", str(tmp_path), "--corse", "1"]) != 0  # trial AW: a typo got no hint
+    assert "did you mean '--corse' for '--cores'?" in capsys.readouterr().err
     assert not (tmp_path / "results").exists() and not (tmp_path / ".snakemake").exists()

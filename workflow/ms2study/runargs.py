@@ -10,6 +10,7 @@ installed executor plugins' options), and an option of ``ms2study simulate`` is 
 from __future__ import annotations
 
 import argparse
+import difflib
 
 from ms2study.core.errors import InputError
 
@@ -44,7 +45,13 @@ def refuse_foreign_options(extra: list[str]) -> None:
         return
     of_simulate = [o for o in foreign if o in _simulate_options()]
     names = ", ".join(f"'{o}'" for o in foreign)
-    fix = (f"leave {'it' if len(foreign) == 1 else 'them'} out: run takes --recover and Snakemake's options "
+    from snakemake.cli import get_argument_parser
+
+    known = [o for o in get_argument_parser()._option_string_actions if o.startswith("--")] + ["--recover"]
+    near = {o: difflib.get_close_matches(o, known, n=1, cutoff=0.75) for o in foreign}
+    meant = [f"'{o}' for '{m[0]}'" for o, m in near.items() if m]  # trial AW: --corse 1 got no hint
+    fix = ((f"did you mean {', '.join(meant)}? Else l" if meant else "l")
+           + f"eave {'it' if len(foreign) == 1 else 'them'} out: run takes --recover and Snakemake's options "
            "(snakemake --help lists them)")
     if of_simulate:
         fix = (f"{', '.join(of_simulate)} {'is an option' if len(of_simulate) == 1 else 'are options'} of "
