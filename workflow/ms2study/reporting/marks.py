@@ -144,6 +144,36 @@ def contaminant_paragraph(n: int) -> str:
             "preparation blank. Some are also sample compounds (oleamide is an endogenous lipid).</p>")
 
 
+MINORITY_HEADER = "most spectra against it?"
+# a name resting on fewer than half of its feature's searched spectra, of at least this many, is marked
+MINORITY_MIN_SPECTRA = 4
+
+
+def minority_marks(ident: pl.DataFrame) -> pl.Series:
+    """Per row of ``ident`` (identifications.parquet), Utf8 named ``MINORITY_HEADER``: for an accepted name whose
+    supporting spectra are fewer than half of its feature's searched spectra (``n_supporting``, ``n_spectra``; at
+    least ``MINORITY_MIN_SPECTRA`` searched), "1 of 10 spectra support it"; null elsewhere. Trial AX: a name backed
+    by 1 of 10 spectra (one run's, off the apex) sat on a feature that was mostly an unlisted isomer, whose 3.9-fold
+    change was reported under the name; the Simes combination lets one strong spectrum carry a feature."""
+    if not {"n_supporting", "n_spectra", "accepted"} <= set(ident.columns):
+        return pl.Series(MINORITY_HEADER, [None] * ident.height, dtype=pl.Utf8)
+    return ident.select(pl.when(pl.col("accepted").fill_null(False) & (pl.col("n_spectra") >= MINORITY_MIN_SPECTRA)
+                                & (2 * pl.col("n_supporting") < pl.col("n_spectra")))
+                        .then(pl.format("{} of {} spectra support it", "n_supporting", "n_spectra"))
+                        .alias(MINORITY_HEADER)).to_series()
+
+
+def minority_paragraph(n: int) -> str:
+    """The identification section's sentence on ``n`` accepted names marked by ``minority_marks`` (HTML)."""
+    return (f"<p>{n} accepted feature(s) are named on a minority of their spectra (column '{MINORITY_HEADER}': "
+            "fewer than half of the feature's searched spectra support the name; the others match no library "
+            "compound, or another, at this FDR). One strong spectrum can name a feature (the spectra's p-values are "
+            "combined, Simes), and that spectrum may come from a compound on the feature's shoulder while the "
+            "feature's apex, and so its intensities, belong to another compound (co-eluting, or an isomer the "
+            "library lacks): the tests and models then report that compound's change under this name. Check where "
+            "the supporting spectra lie in the peak before reading the name as the feature's.</p>")
+
+
 FEATURE_MZ_HEADER = "feature m/z off?"
 
 
@@ -173,7 +203,8 @@ def mark_flags(accepted: pl.DataFrame) -> dict[tuple[str, str], pl.Series]:
     """Per kind of mark (its words for one name and for several), a Boolean Series over the rows of ``accepted``
     (accepted identifications): possible in-source fragment (``in_source_of_mz``), named at several retention times
     (``same_name_elsewhere``), grouped as another ion on mass and RT only (``ion_label_marks``), on a background ion
-    (``background_marks``), flagged by the blank filter (``blank_marks``), sharing a common contaminant's formula
+    (``background_marks``), resting on a minority of its feature's spectra (``minority_marks``), flagged by the
+    blank filter (``blank_marks``), sharing a common contaminant's formula
     (``contaminant_marks``), on a feature whose m/z strays from the named ion's (``feature_mz_marks``), whose mass
     stands apart from the study's other names (``featuremz.MASS_APART``). A missing column marks nothing."""
     none = pl.Series([False] * accepted.height, dtype=pl.Boolean)
@@ -189,6 +220,8 @@ def mark_flags(accepted: pl.DataFrame) -> dict[tuple[str, str], pl.Series]:
              "the blanks)"): blank_marks(accepted).is_not_null(),
             ("on a feature whose m/z strays from the named ion's",
              "on features whose m/z strays from the named ion's"): feature_mz_marks(accepted).is_not_null(),
+            ("resting on a minority of its feature's spectra", "resting on a minority of their features' spectra"):
+                minority_marks(accepted).is_not_null(),
             # trial AS: the only accepted name on a human QC without blanks was a benzalkonium disinfectant
             ("sharing a common contaminant's formula", "sharing common contaminants' formulas"):
                 contaminant_marks(accepted).is_not_null(),
@@ -252,16 +285,17 @@ def single_peak_paragraph(n: int) -> str:
 
 def mark_columns(accepted: pl.DataFrame) -> dict[str, pl.Series]:
     """The marks shown beside the names of ``accepted`` (accepted identifications), by column header, only those
-    marking some row: grouped as another ion, background ion, one shared fragment peak, in the blanks, common
-    contaminant, feature m/z off."""
+    marking some row: grouped as another ion, background ion, one shared fragment peak, most spectra against it, in
+    the blanks, common contaminant, feature m/z off."""
     columns = (ion_label_marks(accepted), background_marks(accepted), single_peak_marks(accepted),
-               blank_marks(accepted), contaminant_marks(accepted), feature_mz_marks(accepted))
+               minority_marks(accepted), blank_marks(accepted), contaminant_marks(accepted), feature_mz_marks(accepted))
     return {c.name: c for c in columns if c.is_not_null().any()}
 
 
 def mark_paragraphs(beside: dict[str, pl.Series]) -> list[str]:
     """The identification section's paragraph on each mark column of ``beside`` (``mark_columns``), in its order."""
     paragraphs = {ION_LABEL_HEADER: ion_label_paragraph, BACKGROUND_HEADER: background_paragraph,
-                  SINGLE_PEAK_HEADER: single_peak_paragraph, BLANK_HEADER: blank_paragraph,
+                  SINGLE_PEAK_HEADER: single_peak_paragraph, MINORITY_HEADER: minority_paragraph,
+                  BLANK_HEADER: blank_paragraph,
                   CONTAMINANT_HEADER: contaminant_paragraph, FEATURE_MZ_HEADER: feature_mz_paragraph}
     return [paragraphs[h](int(c.is_not_null().sum())) for h, c in beside.items() if h in paragraphs]

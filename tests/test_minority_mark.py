@@ -1,0 +1,29 @@
+"""An accepted name resting on fewer than half of its feature's spectra is marked beside it and counted in the Main
+findings (trial AX: 2-isopropylaniline named on 1 of 10 spectra, one run's, off the apex of a feature that was mostly
+an unlisted isomer; that isomer's 3.9-fold change was reported under the name)."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from ms2study.reporting import marks
+from ms2study.reporting.findings import identification_finding
+from ms2study.reporting.sections import _consensus_compounds
+from test_contaminants import _ident
+from test_report import _itable_header, _itable_rows
+
+
+def test_a_name_on_a_minority_of_its_features_spectra_is_marked_and_counted():
+    ident = _ident().with_columns(n_spectra=pl.Series([10, 5, 3, 10]), n_supporting=pl.Series([1, 3, 1, 1]))
+    got = dict(zip(ident["consensus_id"], marks.minority_marks(ident)))
+    # 1 of 10: marked; 3 of 5: a majority; 1 of 3: too few spectra to judge; 1 of 10 but not accepted: nothing
+    assert got == {"C1": "1 of 10 spectra support it", "C2": None, "C3": None, "C4": None}
+    text = _consensus_compounds(ident, {}, "q ≤ 0.01", 0.01)
+    header, rows = _itable_header(text, "identifications-table"), _itable_rows(text, "identifications-table")
+    by_id = {r[0]: r for r in rows}
+    assert by_id["C1"][header.index(marks.MINORITY_HEADER)] == "1 of 10 spectra support it"
+    assert "1 accepted feature(s) are named on a minority of their spectra" in text
+    assert "1 resting on a minority of its feature's spectra" in identification_finding(ident, 0.01)
+    half = ident.with_columns(n_spectra=pl.Series([4, 5, 3, 10]), n_supporting=pl.Series([2, 3, 1, 1]))
+    assert marks.minority_marks(half).null_count() == half.height  # 2 of 4 is half: not a minority
+    assert marks.minority_marks(ident.drop("n_spectra")).null_count() == ident.height
