@@ -5,12 +5,12 @@ an unlisted isomer; that isomer's 3.9-fold change was reported under the name)."
 from __future__ import annotations
 
 import polars as pl
+from test_contaminants import _ident
+from test_report import _itable_header, _itable_rows
 
 from ms2study.reporting import marks
 from ms2study.reporting.findings import identification_finding
 from ms2study.reporting.sections import _consensus_compounds
-from test_contaminants import _ident
-from test_report import _itable_header, _itable_rows
 
 
 def test_a_name_on_a_minority_of_its_features_spectra_is_marked_and_counted():
