@@ -27,3 +27,14 @@ def test_a_name_on_a_minority_of_its_features_spectra_is_marked_and_counted():
     half = ident.with_columns(n_spectra=pl.Series([4, 5, 3, 10]), n_supporting=pl.Series([2, 3, 1, 1]))
     assert marks.minority_marks(half).null_count() == half.height  # 2 of 4 is half: not a minority
     assert marks.minority_marks(ident.drop("n_spectra")).null_count() == ident.height
+
+
+def test_no_name_at_level_2_says_how_near_the_nearest_came():
+    """Trial AX: 20 names at level 3, 12 of them right to the structure; the lowest structure q-value (0.039) was
+    nowhere in the report."""
+    ident = _ident().with_columns(msi_level=pl.lit(3, dtype=pl.Int8),
+                                  structure_q_value=pl.Series([0.2, 0.039, None, 0.5]))
+    text = _consensus_compounds(ident, {}, "q ≤ 0.01", 0.01)
+    assert "No name reaches level 2: the lowest structure q-value is 0.039 (L-Tryptophan), above the FDR 0.01" in text
+    level2 = ident.with_columns(msi_level=pl.Series([2, 3, 3, 3], dtype=pl.Int8))
+    assert "No name reaches level 2" not in _consensus_compounds(level2, {}, "q ≤ 0.01", 0.01)
