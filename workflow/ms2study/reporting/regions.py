@@ -72,7 +72,8 @@ def regions_part(path: Path | None, outcome: str, warnings: list[str], caveat: s
         pl.format("{} / {}", "n_empty_positive", "n_empty_reference").alias("empty"),
         pl.format("{} / {}", "driver_pooled_positive", "driver_pooled_reference").alias("pooled"),
         pl.coalesce(pl.when(pl.col("driver_msi_level").is_not_null()).then(pl.format(
-            "{} (level {})", "driver_name", "driver_msi_level")).otherwise("driver_name"), "driver_id").alias("driver"),
+            "{} (level {})", "driver_name", "driver_msi_level")).otherwise("driver_name"), "driver_id").alias("driver")
+        if "driver_msi_level" in used.columns else pl.coalesce("driver_name", "driver_id").alias("driver"),
         pl.format("{} / {}", pl.col("driver_in_region_positive").map_elements(_percent, return_dtype=pl.Utf8),
                   pl.col("driver_in_region_reference").map_elements(_percent, return_dtype=pl.Utf8)).alias("in_region"),
         pl.col("note").fill_null(""))
