@@ -160,7 +160,9 @@ def test_report_section_shows_the_run_types_apart(tmp_path: Path):
     assert "<b>1</b> of 3 blank runs noted: B2" in parts["blank"]
     joined = " | ".join(warnings)
     assert "pooled QC run(s) QC3 stand apart" in joined and "blank run(s) with many features (B2:" in joined
-    assert "outlier study sample" not in joined and "outlier sample" not in joined and len(warnings) == 2
+    assert "outlier study sample" not in joined and "outlier sample" not in joined
+    # besides these two, only the processing note that the runs came centroided and were used as written
+    assert len(warnings) == 3 and sum("came centroided" in w for w in warnings) == 1
 
 
 def test_chromatograms_of_many_runs_are_coloured_by_batch(tmp_path: Path):
