@@ -348,11 +348,14 @@ def test_each_warning_of_the_differential_test_has_its_own_label() -> None:
     from ms2study.reporting.cautions import summary_warnings
 
     summary = {"warnings": ["6 run(s) measured only part of the study's RT range (S02, S03): 1999 value(s) ...",
-                            "more than half of the tested features rely on imputed values: ..."]}
+                            "more than half of the tested features rely on imputed values: ...",
+                            "1 run(s) left out of the tests and models: they measured less ..."]}
     warnings: list = []
     summary_warnings(summary, "group", warnings)
-    assert [w.label for w in warnings] == ["6 run(s) measured only part of ...",
-                                           "more than half of the tested ..."]
+    # up to ten words (trial AW: "1 run(s) left out of the ..." said nothing of what it was left out of)
+    assert [w.label for w in warnings] == ["6 run(s) measured only part of the study's RT range ...",
+                                           "more than half of the tested features rely on imputed ...",
+                                           "1 run(s) left out of the tests and models"]
     assert all(w.concerns == ("differential:group",) for w in warnings)
 
 

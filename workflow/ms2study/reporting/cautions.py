@@ -250,7 +250,7 @@ def summary_warnings(summary: dict, outcome: str, warnings: list[str]) -> None:
         words = text.split(":")[0].split()
         label = ("local intensity effect" if "local intensity effect" in text else "hidden structure"
                  if "the outcome does not explain" in text
-                 else " ".join(words[:6]) + (" ..." if len(words) > 6 else ""))
+                 else " ".join(words[:10]) + (" ..." if len(words) > 10 else ""))  # trial AW: cut at 6
         warnings.append(Caution(f"outcome <b>{esc(outcome)}</b>: {esc(text)}", DOUBT, label,
                                 (f"differential:{outcome}",)))
 
