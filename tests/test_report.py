@@ -1222,3 +1222,30 @@ def test_an_attribution_of_a_model_that_kept_no_feature_says_so(tmp_path: Path) 
     pl.DataFrame({"consensus_id": ["C1", "C2"], "contribution": [0.5, -0.25], "rank": [1, 2],
                   "direction": ["toward case", "toward control"]}).write_parquet(path)
     assert "They carry 100% of the absolute contribution" in attribution_part(path, "group")
+
+
+def test_a_sample_placed_in_the_other_class_is_a_caution_beside_the_findings(tmp_path: Path) -> None:
+    """Trial AY: a control entered as a case was named only in the models section; Main findings and the warnings
+    said nothing, though the tests and the models both count it in the wrong class."""
+    from ms2study.reporting import outcomes
+    from ms2study.reporting.findings import beside
+    from ms2study.reporting.html import DOUBT
+
+    ids = [f"S{i:02d}" for i in range(12)]
+    y = [0] * 6 + [1] * 6
+    sheet = pl.DataFrame({"sample_id": ids, "group": ["control" if v == 0 else "case" for v in y]})
+    group = {**_summary("binary", {"features": (0.9, 0.7, 1.0, 0.01), "embedding": (0.85, 0.6, 1.0, 0.02)}),
+             "classes": ["control", "case"], "positive_class": "case"}
+    path = tmp_path / "models" / "group" / "summary.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(group))
+    scores = [0.1, 0.2, 0.05, 0.1, 0.2, 0.15, 0.9, 0.8, 0.95, 0.85, 0.9, 0.04]  # S11, a case, scored as a control
+    pl.concat([pl.DataFrame({"feature_set": [name] * 12, "repeat": [0] * 12, "sample_id": ids,
+                             "y_true": [float(v) for v in y], "y_score": scores}) for name in ("features", "embedding")]
+              ).write_parquet(path.with_name("predictions.parquet"))
+    warnings: list = []
+    outcomes.models_section([OutcomeFiles(path, path.with_name("predictions.parquet"))], sheet, {}, warnings)
+    placed = [w for w in warnings if getattr(w, "label", "") == "sample placed in the other class"]
+    assert len(placed) == 1 and placed[0].kind == DOUBT and "S11 (entered as case" in placed[0]
+    assert "sample placed in the other class" in beside(warnings, "differential:group")
+    assert "sample placed in the other class" in beside(warnings, "models:group")

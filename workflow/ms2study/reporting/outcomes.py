@@ -129,6 +129,10 @@ def models_section(models: Sequence[OutcomeFiles], sheet: pl.DataFrame, feature_
             contradicted = contradicting_samples(pl.read_parquet(files.predictions), summary)
             if contradicted:
                 parts.append(f'<p class="note contradicted">{esc(contradicted)}</p>')
+                # trial AY: a case entered as control was named here only; the tests and models both bear it
+                warnings.append(Caution(f"outcome <b>{esc(outcome)}</b>: {esc(contradicted)}", DOUBT,
+                                        "sample placed in the other class", (f"models:{outcome}",
+                                                                             f"differential:{outcome}")))
             roc = _roc_chart(pl.read_parquet(files.predictions), summary, outcome)
             if roc:
                 charts.append(roc)
