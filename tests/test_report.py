@@ -1249,3 +1249,10 @@ def test_a_sample_placed_in_the_other_class_is_a_caution_beside_the_findings(tmp
     assert len(placed) == 1 and placed[0].kind == DOUBT and "S11 (entered as case" in placed[0]
     assert "sample placed in the other class" in beside(warnings, "differential:group")
     assert "sample placed in the other class" in beside(warnings, "models:group")
+    # the fold-wise AUC 0.9 beside the pooled one (trial AY: "AUC 1.00" from folds of 2-3 samples, pooled 0.94)
+    note = outcomes.pooled_auc_note(pl.read_parquet(path.with_name("predictions.parquet")), group)
+    assert note.startswith("The AUC of features is the mean over the cross-validation's folds (0.90); over all "
+                           "out-of-fold predictions pooled it is 0.83 (per repeat)")
+    assert outcomes.pooled_auc_note(pl.read_parquet(path.with_name("predictions.parquet")),
+                                    {**group, "feature_sets": {"features": {**group["feature_sets"]["features"],
+                                                                            "value": 0.84}}}) is None

@@ -126,6 +126,9 @@ def models_section(models: Sequence[OutcomeFiles], sheet: pl.DataFrame, feature_
             parts.append(f'<p class="note">{esc(note)}</p>')
         charts = []
         if summary.get("type") == "binary" and files.predictions is not None and Path(files.predictions).exists():
+            pooled = pooled_auc_note(pl.read_parquet(files.predictions), summary)
+            if pooled:
+                parts.append(f'<p class="note pooled-auc">{esc(pooled)}</p>')
             contradicted = contradicting_samples(pl.read_parquet(files.predictions), summary)
             if contradicted:
                 parts.append(f'<p class="note contradicted">{esc(contradicted)}</p>')
@@ -243,6 +246,33 @@ def _tested_cell(entry: dict) -> str:
 # places it so, or when two or more feature sets do (trial AB: a swapped pair sank the best set below chance, and
 # every set still placed both samples in the other class).
 CONTRADICTED_SCORE = 0.1
+
+
+POOLED_AUC_GAP = 0.02  # the pooled out-of-fold AUC is said when it lies this far or more below the fold-wise mean
+
+
+def pooled_auc_note(predictions: pl.DataFrame, summary: dict) -> str | None:
+    """A note when the best binary set's AUC over all out-of-fold predictions pooled (per repeat; scikit-learn's
+    roc_auc_score) lies ``POOLED_AUC_GAP`` or more below its reported fold-wise mean: folds of a few samples score
+    1.0 each while a sample is ranked among the other class (trial AY: "AUC 1.00" with a mislabelled case scored
+    below two controls, pooled 0.94-0.97). None otherwise."""
+    from sklearn.metrics import roc_auc_score
+
+    best = cautions.best_feature_set(summary)
+    if best is None or best[1].get("metric") != "roc_auc" or best[1].get("value") is None:
+        return None
+    name, entry = best
+    rows = predictions.filter(pl.col("feature_set") == name)
+    by_repeat = rows.partition_by("repeat") if "repeat" in rows.columns else [rows]
+    pooled = [roc_auc_score(r["y_true"].to_numpy(), r["y_score"].to_numpy()) for r in by_repeat
+              if r["y_true"].n_unique() == 2]
+    if not pooled or float(entry["value"]) - max(pooled) < POOLED_AUC_GAP:
+        return None
+    span = f"{min(pooled):.2f}" + (f" to {max(pooled):.2f}" if max(pooled) - min(pooled) >= 0.005 else "")
+    return (f"The AUC of {name} is the mean over the cross-validation's folds ({float(entry['value']):.2f}); over "
+            f"all out-of-fold predictions pooled it is {span} (per repeat). Folds of a few samples each score "
+            "perfectly while some sample ranks among the other class: the pooled value says how well the samples "
+            "are ranked as a whole.")
 
 
 def contradicting_samples(predictions: pl.DataFrame, summary: dict) -> str | None:
