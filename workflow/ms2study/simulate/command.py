@@ -255,10 +255,13 @@ def summary_text(summary: dict, outdir: Path) -> str:
                   "from the lowest to the highest score; group (case / control) carries no planted effect")
     ages = summary.get("age_compounds") or []
     if ages:  # a trial's "no planted effect" study still had its age compounds, unsaid
-        # by name, the truth's compound_id beside it: "C237" alone read as the report's consensus feature C237 (AP)
+        # by name only: "C237" read as the report's consensus feature C237 (trial AP), and "sphinganine (ground_truth
+        # compound_id C237)" still led a user to the report's C237, another compound (trial AY)
         names = summary.get("age_compound_names") or [None] * len(ages)
         effect += (f"; {len(ages)} compounds rise with the sheet's age (params key n_age_compounds, 0 for none): "
-                   + ", ".join(f"{n} (ground_truth compound_id {i})" if n else str(i) for i, n in zip(ages, names)))
+                   + ", ".join(n if n else f"ground_truth.tsv compound {i}" for i, n in zip(ages, names))
+                   + " (find them in the report by name, m/z and RT: ground_truth.tsv's compound ids are not the "
+                   "report's consensus feature ids)")
     lines = [f"ms2study simulate: wrote {outdir}: {n} samples ({cases} case{'' if cases == 1 else 's'}), {made}",
              f"  {effect}"]
     if summary.get("background") and summary.get("n_spiked_ms2") is not None:
