@@ -229,7 +229,8 @@ def test_fragment_scans_of_another_ms_level_are_counted_and_said(tmp_path, caplo
     tables.empty(tables.FEATURES).write_parquet(feats)
     out = tmp_path / "spectra.parquet"
     with caplog.at_level(logging.INFO, logger="ms2study"):
-        rc = cli.main(["spectra", "--mzml", str(path), "--features", str(feats), "--sample-id", "T3", "--out", str(out)])
+        rc = cli.main(["spectra", "--mzml", str(path), "--features", str(feats), "--sample-id", "T3",
+                       "--out", str(out)])
     assert rc == 0
     assert pl.read_parquet(out)["scan_index"].to_list() == [1, 3]
     warned = [w for w in _warnings(caplog) if "not used" in w]

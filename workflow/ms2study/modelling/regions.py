@@ -298,7 +298,8 @@ def _region_row(r: int, difference: float, log_difference: float, empty: list[in
     row = feature_rows.get(driver) or {}
     direction = f"toward {positive}" if difference > 0 else (f"away from {positive}" if difference < 0 else None)
     return (r, float(difference), direction, 0, round(float(log_difference / np.log(2.0)), 6) + 0.0, int(empty[0]),
-            int(empty[1]), int(reached.sum()), driver, row.get("name"), row.get("msi_level"), row.get("mz"), row.get("rt_s"), without,
+            int(empty[1]), int(reached.sum()), driver, row.get("name"), row.get("msi_level"), row.get("mz"),
+            row.get("rt_s"), without,
             in_positive, in_reference, n_positive, n_reference, text, note)
 
 

@@ -288,9 +288,9 @@ def peak_width_warning(qc: pl.DataFrame, chrom_fwhm_s: float | None, warnings: l
 
 
 def run_warnings(qc: pl.DataFrame, warnings: list[str], chrom_fwhm_s: float | None = None) -> None:
-    """The warnings of this module for a QC table (``tof_warning``, ``instrument_mix_warning``, ``mz_offset_warning``, ``short_run_warning``,
-    ``order_trend_warning``, ``centroiding_warning``, and with ``chrom_fwhm_s`` (``detect: chrom_fwhm_s``)
-    ``peak_width_warning``), appended to ``warnings``."""
+    """The warnings of this module for a QC table (``tof_warning``, ``instrument_mix_warning``, ``mz_offset_warning``,
+    ``short_run_warning``, ``order_trend_warning``, ``centroiding_warning``, and with ``chrom_fwhm_s`` (``detect:
+    chrom_fwhm_s``) ``peak_width_warning``), appended to ``warnings``."""
     peak_width_warning(qc, chrom_fwhm_s, warnings)
     tof_warning(qc, warnings)
     instrument_mix_warning(qc, warnings)

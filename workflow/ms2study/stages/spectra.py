@@ -299,9 +299,9 @@ def _log_scan_checks(df: pl.DataFrame, file: str, sample_id: str, level: int, n_
     emptied, raw = _without_peaks(df)
     if emptied or raw:
         log.warning(
-            "sample '%s', file '%s': %d of %d MS%d scans hold no fragment peak: %d only peaks at or above the precursor "
-            "m/z minus precursor_margin_da (the unfragmented precursor: collision energy too low, or a scan range "
-            "starting near the precursor), %d no peak at all; they cannot be searched or embedded",
+            "sample '%s', file '%s': %d of %d MS%d scans hold no fragment peak: %d only peaks at or above the "
+            "precursor m/z minus precursor_margin_da (the unfragmented precursor: collision energy too low, or a "
+            "scan range starting near the precursor), %d no peak at all; they cannot be searched or embedded",
             sample_id, file, emptied + raw, df.height, level, emptied, raw,
         )
     modes = df["ion_mode"]
