@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ms2study.runsheet import STUDY_SHEET, sheet_change_note
+from ms2study.runsheet import STUDY_SHEET, remember_sheet, sheet_change_note
 
 
 def test_added_removed_rows_and_changed_cells_are_named(tmp_path: Path) -> None:
@@ -20,9 +20,16 @@ def test_added_removed_rows_and_changed_cells_are_named(tmp_path: Path) -> None:
     new = pl.DataFrame({"sample_id": ["S01", "S03", "S09"], "file": ["a", "c", "i"],
                         "group": ["case", "case", "control"], "bmi": [20.5, 22.0, 31.0]})
     note = sheet_change_note(tmp_path, new)
-    assert note == ("the sample sheet changed since the study stages last read it: rows added: S09; rows removed: S02; "
+    assert note == ("the sample sheet changed since the last finished run: rows added: S09; rows removed: S02; "
                     "columns added: bmi; columns removed: age; 1 cell(s) changed: S03 group: (empty) -> case")
     many = old.with_columns(age=pl.Series([1, 2, 3]), file=pl.Series(["x", "y", "z"]), group=pl.lit("other"))
     assert "; and 1 more" in sheet_change_note(tmp_path, many)  # 9 cells: 8 named
     (tmp_path / STUDY_SHEET).write_text("no sample id column\n")
+    assert sheet_change_note(tmp_path, new) is None
+    # a finished run's sheet is what the note compares with: a dry run rewriting STUDY_SHEET does not hide the
+    # change from a second dry run (trial AY)
+    remember_sheet(tmp_path, old)
+    new.write_csv(tmp_path / STUDY_SHEET, separator="\t")
+    assert sheet_change_note(tmp_path, new).startswith("the sample sheet changed since the last finished run: rows")
+    remember_sheet(tmp_path, new)
     assert sheet_change_note(tmp_path, new) is None

@@ -57,7 +57,7 @@ from ms2study.runlog import (  # noqa: F401 (tests)
     stopped_advice,
     unrecorded_outputs,
 )
-from ms2study.runsheet import sheet_change_note
+from ms2study.runsheet import remember_sheet, sheet_change_note
 
 DRY_RUN_FLAGS = ("-n", "--dry-run", "--dryrun")
 # Snakemake options that take no lock or run no jobs: no stale-lock check and no summary for them.
@@ -476,6 +476,7 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
             print(summary, file=sys.stderr, flush=True)
         if code == 0:
             runconfig.remember(study_dir, config)
+            remember_sheet(study_dir, study_sheet(sheet, config))
     elif code == 0 and any(a in DRY_RUN_FLAGS for a in extra) and not {"-F", "--forceall"} & set(extra):
         # Snakemake's own note names rules, not the cause (with --forceall everything is planned anyway)
         note = RunLog().unrecorded_note(unrecorded_outputs(study_dir), dry_run=True)
