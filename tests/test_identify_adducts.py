@@ -122,6 +122,17 @@ def test_cli_takes_the_corrected_matrix(tmp_path, capsys, caplog) -> None:
     warned: list = []
     level2_warning(tmp_path / "plain.parquet", plain, warned)
     assert warned == []  # these annotations carry their own level 2 (no level-2 ratios): nothing to say
+    from ms2study.core.atomic import write_parquet
+
+    def reached(scorable: int) -> None:  # the identify stage's record, as a small study's
+        write_parquet(pl.read_parquet(tmp_path / "plain.parquet"), tmp_path / "plain.parquet",
+                      metadata={"ms2study:level2": json.dumps({"scorable": scorable, "needed": 20})})
+
+    reached(0)  # no level-2 model in the library: the fallback rule gave the levels (trial AY), nothing to say
+    level2_warning(tmp_path / "plain.parquet", plain.with_columns(msi_level=pl.lit(3, dtype=pl.Int8)), warned)
+    assert warned == []
+    reached(13)
+    reach = {"scorable": 13, "needed": 20}
     plain = plain.with_columns(msi_level=pl.lit(3, dtype=pl.Int8))
     level2_warning(tmp_path / "plain.parquet", plain, warned)
     assert len(warned) == 1 and warned[0].label == LEVEL2_UNASSESSED

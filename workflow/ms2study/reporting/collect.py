@@ -484,7 +484,9 @@ def level2_warning(path: Path | None, ident: pl.DataFrame | None, warnings: list
         return  # annotations of an older version carry their own level: the model was not what decided
     reach = json.loads(pl.read_parquet_metadata(path).get(LEVEL2_METADATA_KEY) or "{}")
     scorable, needed = reach.get("scorable"), reach.get("needed")
-    if scorable is None or needed is None or scorable >= needed:
+    # none scorable: the library has no level-2 model, and the fallback rule (wrong-structure null and isomer margin)
+    # gave the levels (the calibration's note says so; trial AY's realistic study: "only 0 could be scored" was wrong)
+    if scorable is None or needed is None or scorable >= needed or scorable == 0:
         return
     warnings.append(Caution(
         f"Schymanski level 2 was not assessed: the level-2 model estimates the share of right structures over the "
