@@ -259,8 +259,8 @@ def pooled_auc_note(predictions: pl.DataFrame, summary: dict) -> str | None:
     from sklearn.metrics import roc_auc_score
 
     best = cautions.best_feature_set(summary)
-    if best is None or best[1].get("metric") != "roc_auc" or best[1].get("value") is None:
-        return None
+    if best is None or best[1].get("metric") != "roc_auc" or best[1].get("value") is None or summary.get("paired_by"):
+        return None  # a paired model's scores compare a subject's runs, not samples across subjects
     name, entry = best
     rows = predictions.filter(pl.col("feature_set") == name)
     by_repeat = rows.partition_by("repeat") if "repeat" in rows.columns else [rows]
