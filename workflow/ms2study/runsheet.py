@@ -1,4 +1,4 @@
-"""What changed in the sample sheet since the study stages last read it (``sheet_change_note``).
+"""What changed in the sample sheet since the last finished run (``sheet_change_note``).
 
 Snakemake reruns the study stages after an edit of ``samples.tsv`` and says only which jobs; a dry run named changed
 configuration values (``runconfig``) but not a changed outcome cell (trial AV: a sample moved from control to case
