@@ -436,8 +436,10 @@ def test_trained_encoder_has_no_untrained_warning(tmp_path: Path) -> None:
     assert "a trained checkpoint" in text
 
 
-def test_report_command_and_skipped_outcome(tmp_path: Path) -> None:
+def test_report_command_and_skipped_outcome(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ids = _write_study(tmp_path, trained=True, seed=2)
+    (tmp_path / "results" / "samples" / "S99").mkdir()  # a sample taken out of the sheet (trial AV)
+    monkeypatch.chdir(tmp_path)  # the report runs in the study folder
     sheet = pl.read_csv(tmp_path / "results" / "study" / "samples.tsv", separator="\t")
     sheet = sheet.with_columns(pl.Series("rare", ["x"] * (len(ids) - 1) + ["y"]))
     sheet.write_csv(tmp_path / "samples.tsv", separator="\t")
@@ -457,6 +459,7 @@ def test_report_command_and_skipped_outcome(tmp_path: Path) -> None:
     assert "<h1>Demo &lt;study&gt;</h1>" in text
     assert "<b>1</b> of 8 samples flagged: S03" in text and '"text":"TIC, 8 samples"' in text
     assert "outcome <b>rare</b> was not modelled: class &#x27;y&#x27; has 1 sample" in text
+    assert "results/samples/ holds the folders of 1 sample(s) no longer in the sheet (S99)" in text
 
 
 def test_an_outcome_removed_from_the_config_is_not_reported(tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ from ms2study.reporting import (
     whatdiffers,
 )
 from ms2study.reporting.collect import DifferentialFiles, OutcomeFiles, ReportInputs
-from ms2study.reporting.html import DOUBT, Caution, esc, kind_of, page, plain_text, tier_summary
+from ms2study.reporting.html import DOUBT, PROCESSING, Caution, esc, kind_of, page, plain_text, tier_summary
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +145,12 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
     for check in (confounding.association_cautions, confounding.overlap_cautions, confounding.design_cautions):
         warnings.extend(check(study_samples, list(configured.get("outcomes") or []),
                               list(configured.get("covariates") or [])))
+    gone = sorted(p.name for p in (Path.cwd() / "results" / "samples").glob("*") if p.is_dir() and p.name not in
+                  set(sample_ids))  # trial AV: a sample removed from the sheet was said in the terminal only
+    if gone:
+        warnings.append(Caution(f"results/samples/ holds the folders of {len(gone)} sample(s) no longer in the sheet "
+                                f"({esc(', '.join(gone[:10]))}{', ...' if len(gone) > 10 else ''}): this report "
+                                "leaves them out, and no result uses them", PROCESSING))
     byte_copies = copies.identical_run_cautions(study_samples, Path.cwd())  # files relative to the study
     warnings.extend(byte_copies)
     warnings.extend(copies.identical_value_cautions(matrix, study_samples["sample_id"].cast(pl.Utf8).to_list(),
