@@ -277,9 +277,10 @@ def _consensus_compounds(ident: pl.DataFrame, params: dict, at: str, fdr: float 
         if "structure_q_value" in acc.columns and fdr is not None and not n2 else pl.DataFrame()
     if best.height and best["structure_q_value"][0] > fdr:  # trial AX: level 3 everywhere, the nearest unsaid
         parts.append(f"<p>No name reaches level 2: the lowest structure q-value is {best['structure_q_value'][0]:.2g} "
-                     f"({esc(best['name'][0])}), above the FDR {fdr:g}. With few identified features the share of "
-                     "right structures is estimated cautiously, so even a spectrum matching one structure well may "
-                     "stay level 3 (column structure_q_value of identifications.parquet).</p>")
+                     f"({esc(best['name'][0])}), above the FDR {fdr:g}. It weighs the spectra's evidence for the "
+                     "structure against the share of right structures estimated over the study's features (held low "
+                     "when they are few), so even a spectrum matching one structure well may stay level 3 (column "
+                     "structure_q_value of identifications.parquet).</p>")
     def isomers(r: dict) -> str:
         keys = [k for k in (r["isomer_inchikeys"] or []) if k]
         if r["msi_level"] != 3:
