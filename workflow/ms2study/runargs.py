@@ -11,8 +11,17 @@ from __future__ import annotations
 
 import argparse
 import difflib
+from functools import lru_cache
 
 from ms2study.core.errors import InputError
+
+
+@lru_cache(maxsize=1)
+def _snakemake_parser() -> argparse.ArgumentParser:
+    """Snakemake's command-line parser, with the installed executor plugins' options (built once)."""
+    from snakemake.cli import get_argument_parser
+
+    return get_argument_parser()
 
 
 def _simulate_options() -> set[str]:
@@ -27,10 +36,8 @@ def foreign_options(extra: list[str]) -> list[str]:
     """The options in ``extra`` (the arguments ``ms2study run`` passes on) that Snakemake's parser does not know,
     without their values (``--library-size=3000`` -> ``--library-size``). Empty when all are known, and when the
     parser cannot read them for another reason (a bad value: Snakemake then says what is wrong itself)."""
-    from snakemake.cli import get_argument_parser
-
     try:
-        unknown = get_argument_parser().parse_known_args(list(extra))[1]
+        unknown = _snakemake_parser().parse_known_args(list(extra))[1]
     except (SystemExit, Exception):  # noqa: BLE001 - Snakemake names a bad value better than this check could
         return []
     return [u.split("=", 1)[0] for u in unknown if u.startswith("-") and u not in ("-", "--")]
@@ -45,9 +52,7 @@ def refuse_foreign_options(extra: list[str]) -> None:
         return
     of_simulate = [o for o in foreign if o in _simulate_options()]
     names = ", ".join(f"'{o}'" for o in foreign)
-    from snakemake.cli import get_argument_parser
-
-    known = [o for o in get_argument_parser()._option_string_actions if o.startswith("--")] + ["--recover"]
+    known = [o for o in _snakemake_parser()._option_string_actions if o.startswith("--")] + ["--recover"]
     near = {o: difflib.get_close_matches(o, known, n=1, cutoff=0.75) for o in foreign}
     meant = [f"'{o}' for '{m[0]}'" for o, m in near.items() if m]  # trial AW: --corse 1 got no hint
     fix = ((f"did you mean {', '.join(meant)}? Else l" if meant else "l")

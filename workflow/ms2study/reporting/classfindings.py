@@ -114,8 +114,7 @@ def _resting_on_one(row: dict, tested: pl.DataFrame | None, alpha: float) -> str
     p < ``alpha`` among ``tested`` (the differential rows), else ""."""
     if row.get("n_significant") != 1 or tested is None or "p_value" not in tested.columns:
         return ""
-    rows = tested.filter(pl.col("consensus_id").cast(pl.Utf8).is_in(list(row.get("consensus_ids") or []))
-                         & (pl.col("p_value") < alpha))
+    rows = _below_alpha(row, tested, alpha)
     if rows.height != 1:
         return ""
     one = rows.row(0, named=True)
@@ -138,8 +137,7 @@ def _members(row: dict, tested: pl.DataFrame | None, alpha: float) -> str:
     at p 1e-4 and q 0.073, were the class's members nobody pointed to). Else ""."""
     if (row.get("n_significant") or 0) < 2 or tested is None or not {"p_value", "q_value"} <= set(tested.columns):
         return ""
-    rows = tested.filter(pl.col("consensus_id").cast(pl.Utf8).is_in(list(row.get("consensus_ids") or []))
-                         & (pl.col("p_value") < alpha)).sort("p_value")
+    rows = _below_alpha(row, tested, alpha).sort("p_value")
     if rows.height < 2:
         return ""
     alone = int((rows["q_value"] < SIGNIFICANCE).fill_null(False).sum())
@@ -149,3 +147,9 @@ def _members(row: dict, tested: pl.DataFrame | None, alpha: float) -> str:
     return (f", its compounds at p &lt; {alpha:g}: " + ", ".join(named) + (f" and {more} more" if more > 0 else "")
             + (f" ({alone} of them differ{'s' if alone == 1 else ''} alone at q &lt; {SIGNIFICANCE:g}; the class test "
                "backs the others together)" if alone < rows.height else ""))
+
+
+def _below_alpha(row: dict, tested: pl.DataFrame, alpha: float) -> pl.DataFrame:
+    """The rows of ``tested`` (the differential rows) of an enrichment row's compounds at p < ``alpha``."""
+    return tested.filter(pl.col("consensus_id").cast(pl.Utf8).is_in(list(row.get("consensus_ids") or []))
+                         & (pl.col("p_value") < alpha))

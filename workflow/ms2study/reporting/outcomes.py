@@ -126,17 +126,18 @@ def models_section(models: Sequence[OutcomeFiles], sheet: pl.DataFrame, feature_
             parts.append(f'<p class="note">{esc(note)}</p>')
         charts = []
         if summary.get("type") == "binary" and files.predictions is not None and Path(files.predictions).exists():
-            pooled = pooled_auc_note(pl.read_parquet(files.predictions), summary)
+            predictions = pl.read_parquet(files.predictions)
+            pooled = pooled_auc_note(predictions, summary)
             if pooled:
                 parts.append(f'<p class="note pooled-auc">{esc(pooled)}</p>')
-            contradicted = contradicting_samples(pl.read_parquet(files.predictions), summary)
+            contradicted = contradicting_samples(predictions, summary)
             if contradicted:
                 parts.append(f'<p class="note contradicted">{esc(contradicted)}</p>')
                 # trial AY: a case entered as control was named here only; the tests and models both bear it
                 warnings.append(Caution(f"outcome <b>{esc(outcome)}</b>: {esc(contradicted)}", DOUBT,
                                         "sample placed in the other class", (f"models:{outcome}",
                                                                              f"differential:{outcome}")))
-            roc = _roc_chart(pl.read_parquet(files.predictions), summary, outcome)
+            roc = _roc_chart(predictions, summary, outcome)
             if roc:
                 charts.append(roc)
         maps = outcome_maps(sheet, feature_sets, summary, map_method)
