@@ -78,6 +78,12 @@ def test_planted_signal_is_found_by_both_feature_sets_on_the_same_folds(tmp_path
     assert predictions.group_by("feature_set", "repeat").agg(pl.col("sample_id").n_unique())["sample_id"].eq(12).all()
     metrics = pl.read_parquet(tmp_path / "group" / "metrics.parquet")
     assert set(metrics["metric"]) == {"roc_auc", "balanced_accuracy"}
+    # the AUC of each repeat's out-of-fold scores pooled, beside the fold-wise mean (reporting: pooled_auc_clause)
+    for name in ("embedding", "features"):
+        rows = predictions.filter(pl.col("feature_set") == name).sort("repeat")
+        expected = [roc_auc_score(r["y_true"].to_numpy(), r["y_score"].to_numpy())
+                    for r in rows.partition_by("repeat", maintain_order=True)]
+        assert summary["feature_sets"][name]["pooled_auc"] == pytest.approx(expected, abs=1e-4)
 
 
 def test_no_signal_interval_covers_chance_and_p_is_large(tmp_path: Path) -> None:
@@ -155,6 +161,15 @@ def test_metrics_agree_with_scikit_learn() -> None:
         roc_auc_score(y[repeated], s[repeated]))
     assert metrics.metric_values("r2", t, q, one[:20], weights[:, :20])[0] == pytest.approx(
         r2_score(t[repeated[repeated < 20]], q[repeated[repeated < 20]]))
+
+
+def test_pooled_auc_is_each_repeats_auc_over_all_samples() -> None:
+    rng = np.random.default_rng(5)
+    y = np.array([0, 1] * 10)
+    scores = rng.random((3, 20))
+    assert metrics.pooled_auc(y, scores) == pytest.approx([roc_auc_score(y, row) for row in scores])
+    scores[1, 4] = np.nan  # a repeat with a sample left unpredicted
+    assert np.isnan(metrics.pooled_auc(y, scores)[1]) and metrics.pooled_auc(np.ones(20), scores) == []
 
 
 def test_bootstrap_keeps_class_sizes() -> None:

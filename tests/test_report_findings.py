@@ -383,7 +383,13 @@ def test_the_verdicts_p_is_never_rounded_across_the_line_and_a_tie_names_one_set
     assert "Bonferroni over the 3: 0.149" in text and text.startswith("<b>suggestive only</b>")
     # a p that survives the adjustment gives the plain verdict
     strong = _summary(features=_entry(0.97, 0.72, 1.0, 0.01), embedding=_entry(0.4, 0.1, 0.8, 0.7))
-    assert findings.model_verdict(strong)[0].startswith("<b>separates case from control samples</b> (AUC 0.97")
+    assert findings.model_verdict(strong)[0].startswith("<b>separates case from control samples</b> (AUC 0.97, 95 %")
+    # trial AY: "AUC 1.00" from folds of 2-3 samples while a mislabelled case ranked below two controls: the pooled
+    # out-of-fold AUC is said beside the fold mean when 0.02 or more below it, not when close
+    for pooled, said in (([0.92, 0.94], "AUC 0.97 (the mean over folds; 0.92 to 0.94 with all samples' out-of-fold "
+                                       "scores pooled), 95 %"), ([0.96, 0.955], "AUC 0.97, 95 %")):
+        strong["feature_sets"]["features"]["pooled_auc"] = pooled
+        assert said in findings.model_verdict(strong)[0]
     warnings: list[str] = []
     cautions.class_size_warning(tied, "group", warnings)
     assert "(best set, features: AUC 1.00, 95 % interval 0.69 to 1.00" in warnings[0]

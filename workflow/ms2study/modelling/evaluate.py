@@ -29,6 +29,7 @@ from ms2study.modelling.metrics import (
     bootstrap_weights,
     finite_or_none,
     metric_values,
+    pooled_auc,
     summarise_metric,
 )
 from ms2study.modelling.outcomes import check_outcome, covariate_matrix, encode_outcome, too_few_samples
@@ -229,6 +230,8 @@ def _evaluate_set(name: str, X: np.ndarray, y: np.ndarray, kind: str, imputation
         if primary:
             entry.update(metric=metric, value=stats["value"], ci_low=stats["ci_low"], ci_high=stats["ci_high"],
                          permutation_p=p_value)
+            if metric == "roc_auc":  # how the samples rank as a whole (modeltext.pooled_auc_clause)
+                entry["pooled_auc"] = [finite_or_none(round(v, 4)) for v in pooled_auc(y, scores)]
             if "ci_score" in stats:  # an AUC: the two intervals whose hull ci_low, ci_high are
                 entry.update(ci_bootstrap=stats["ci_bootstrap"], ci_score=stats["ci_score"])
             if "ci_corrected_t" in stats:  # R², MAE: likewise (metrics.corrected_t_interval)

@@ -41,6 +41,19 @@ def _weighted_auc(positive: np.ndarray, score: np.ndarray, weights: np.ndarray) 
         return np.einsum("bi,ij,bj->b", wp, pairs, wn) / (wp.sum(axis=1) * wn.sum(axis=1))
 
 
+def pooled_auc(y: np.ndarray, scores: np.ndarray) -> list[float]:
+    """Per repeat, the ROC AUC of all out-of-fold predictions pooled (``y``: n labels 0/1; ``scores``: repeats × n
+    scores of class 1). Beside the fold-wise mean it says how the samples rank as a whole: folds of two or three
+    samples each score 1.0 while a sample ranks among the other class (a trial: fold mean 1.00, pooled 0.94). NaN
+    for a repeat whose scores are missing; an empty list when a class is absent."""
+    positive = np.asarray(y) == 1
+    if positive.all() or not positive.any():
+        return []
+    ones = np.ones((1, positive.size))
+    return [float(_weighted_auc(positive, row, ones)[0]) if np.isfinite(row).all() else math.nan
+            for row in np.atleast_2d(np.asarray(scores, dtype=np.float64))]
+
+
 def _nanmean(stack: list[np.ndarray] | np.ndarray) -> np.ndarray:
     stack = np.asarray(stack, dtype=np.float64)
     with warnings.catch_warnings():

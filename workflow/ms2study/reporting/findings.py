@@ -35,8 +35,8 @@ from ms2study.reporting.html import (
     p_value_text,
     warning_anchor,
 )
-from ms2study.reporting.modeltext import (METRIC_NAMES, covariates_only, reached_text, repeats, tested_clause,
-                                         tested_score, wide_interval_note)
+from ms2study.reporting.modeltext import (METRIC_NAMES, covariates_only, pooled_auc_clause, reached_text, repeats,
+                                         tested_clause, tested_score, wide_interval_note)
 from ms2study.reporting.qcrsd import left_out_clause
 from ms2study.reporting.shift import SHIFT_MIN_LOG2, SHIFT_SHARE, shift_size  # noqa: F401
 from ms2study.reporting.shift import shift_sentence as _shift_sentence
@@ -96,7 +96,7 @@ def model_verdict(summary: dict) -> tuple[str, str | None]:
     name, entry = best
     metric = entry.get("metric")
     value, low, high, p = (entry.get(k) for k in ("value", "ci_low", "ci_high", "permutation_p"))
-    numbers = f"{esc(METRIC_NAMES.get(metric, metric))} {float(value):.2f}"
+    numbers = f"{esc(METRIC_NAMES.get(metric, metric))} {float(value):.2f}{pooled_auc_clause(entry)}"
     if low is not None and high is not None:
         chance_value = CHANCE.get(metric)
         # a bound that two decimals would round onto chance (R² 0.0043 as "0.00") keeps a third (a trial)

@@ -19,6 +19,8 @@ METRIC_NAMES = {"roc_auc": "AUC", "macro_roc_auc": "macro AUC", "r2": "R²", "ba
 # model at chance from one that separates well (a trial: 0.43 to 1.00 at 6 + 6 samples): said so beside it.
 WIDE_AUC_INTERVAL = 0.5
 AUC_METRICS = ("roc_auc", "macro_roc_auc")
+# The AUC of all out-of-fold predictions pooled is said beside the fold-wise mean when it lies this far or more below.
+POOLED_AUC_GAP = 0.02
 
 
 def metric_name(entry: dict) -> str:
@@ -108,6 +110,21 @@ def wide_interval_note(entry: dict) -> str:
     test = ("; rely on the permutation p to judge whether it beats chance" if entry.get("permutation_p") is not None
             else "")
     return f" (so wide that these few samples per class cannot pin the AUC down{score_interval_clause(entry)}{test})"
+
+
+def pooled_auc_clause(entry: dict) -> str:
+    """The parenthesis after a binary AUC (the mean over the cross-validation's folds) when the AUC of all
+    out-of-fold predictions pooled (``entry['pooled_auc']``, per repeat, ``modelling.metrics.pooled_auc``) lies
+    ``POOLED_AUC_GAP`` or more below it: folds of a few samples each score 1.0 while some sample ranks among the
+    other class (trial AY: "AUC 1.00" in Main findings with a mislabelled case ranked below two controls, pooled
+    0.94-0.97). Empty otherwise, for other metrics and for summaries without the key."""
+    pooled = [float(v) for v in (entry.get("pooled_auc") or []) if v is not None]
+    if entry.get("metric") != "roc_auc" or entry.get("value") is None or not pooled:
+        return ""
+    if float(entry["value"]) - max(pooled) < POOLED_AUC_GAP:
+        return ""
+    span = f"{min(pooled):.2f}" + (f" to {max(pooled):.2f}" if max(pooled) - min(pooled) >= 0.005 else "")
+    return f" (the mean over folds; {span} with all samples' out-of-fold scores pooled)"
 
 
 def covariates_only(summary: dict, name: str) -> str | None:

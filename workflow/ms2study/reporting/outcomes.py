@@ -27,7 +27,7 @@ from ms2study.reporting.charts import (
 from ms2study.reporting.collect import OutcomeFiles
 from ms2study.reporting.html import DOUBT, Caution, covariate_names, esc, fmt, html_table, p_value_text
 from ms2study.reporting.maps import map_2d
-from ms2study.reporting.modeltext import repeats, tested_score
+from ms2study.reporting.modeltext import POOLED_AUC_GAP, repeats, tested_score
 
 MODELS_TEXT = (
     '<p class="note">Nested cross-validation: outer repeated (stratified) k-fold, the regularisation '
@@ -249,7 +249,6 @@ def _tested_cell(entry: dict) -> str:
 CONTRADICTED_SCORE = 0.1
 
 
-POOLED_AUC_GAP = 0.02  # the pooled out-of-fold AUC is said when it lies this far or more below the fold-wise mean
 
 
 def pooled_auc_note(predictions: pl.DataFrame, summary: dict) -> str | None:
