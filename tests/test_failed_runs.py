@@ -122,3 +122,22 @@ def test_the_report_says_the_failed_run_is_left_out_and_other_outliers_stay(tmp_
     _outlier_part(both.filter(pl.col("sample_type") == "sample"), "sample", True, warnings)
     assert any(w.startswith("outlier study sample(s) S05 (") and "stay in the tests and models" in w
                for w in warnings)
+    # trial AW: a real 17 s excerpt beside 60 s runs was called a failed run; a run spanning under half the median
+    # retention-time span of its kind is said to be a shorter acquisition
+    spans = {s: {"rt_start_s": 0.0, "rt_end_s": 17.0 if s == failed else 60.0} for s in ids}
+    short = qc_table(pl.read_csv(tmp_path / "samples.tsv", separator="\t"), spans, None,
+                     pl.read_parquet(tmp_path / "raw.parquet"))
+    row = short.filter(pl.col("sample_id") == failed)
+    assert row["run_note"][0].startswith("its acquisition 0.0-17.0 s covers 28.3% of the study's typical RT range")
+    assert row["outlier_rule"][0].endswith("it spans 17 s of retention time against a median of 60 s, so it is a "
+                                           "shorter acquisition (an excerpt or a stopped run) rather than a failed "
+                                           "injection")
+    warnings = []
+    _outlier_part(short.filter(pl.col("sample_type") == "sample"), "sample", True, warnings)
+    (said,) = [w for w in warnings if failed in w]
+    assert said.startswith("short study run(s) left out") and said.label == "short run left out"
+    # a run of ordinary length with few features stays a failed run
+    spans[failed]["rt_end_s"] = 45.0
+    assert qc_table(pl.read_csv(tmp_path / "samples.tsv", separator="\t"), spans, None,
+                    pl.read_parquet(tmp_path / "raw.parquet")).filter(pl.col("sample_id") == failed)[
+        "run_note"][0].startswith("failed run: left out of the tests and models")

@@ -380,6 +380,12 @@ def reference_run(path: str | Path | None) -> str | None:
     return str(hit["sample_id"][0]) if hit.height else None
 
 
+def _span_s(run: dict[str, Any]) -> float | None:
+    """A run's retention-time span in seconds (last minus first scan, from its spectra metadata), None if unknown."""
+    start, end = run.get("rt_start_s"), run.get("rt_end_s")
+    return None if start is None or end is None else float(end) - float(start)
+
+
 def qc_table(samples: pl.DataFrame, runs: dict[str, dict[str, Any]], alignment: pl.DataFrame | None,
              feature_matrix: pl.DataFrame | None, source: str = "samples.tsv") -> pl.DataFrame:
     """One ``QC`` row per sheet row, in sheet order, with each run's type, batch and injection order.
@@ -420,13 +426,15 @@ def qc_table(samples: pl.DataFrame, runs: dict[str, dict[str, Any]], alignment: 
         detected = runchecks.detected_counts(feature_matrix, [ids[i] for i in members])  # as the tests and models count
         counts = {i: detected[ids[i]] for i in members}
         failed, median = runchecks.failed_runs(counts)
+        spans = {i: _span_s(runs.get(ids[i], {})) for i in members}
         for i in failed:
             flag[ids[i]] = True
             share = runchecks.FAILED_RUN_SHARE
             rules_failed[ids[i]] = (f"far fewer consensus features than the other runs of its type ({counts[i]} "
                                     f"against a median of {median:.0f}; under {share:.0%}): a failed or different "
                                     "run, left out of the other runs' scoring"
-                                    + (", the tests and the models" if kind == "sample" else ""))
+                                    + (", the tests and the models" if kind == "sample" else "")
+                                    + runchecks.short_run_clause(spans[i], list(spans.values())))
         members = [i for i in members if i not in failed]
         if not members:
             continue
@@ -464,7 +472,10 @@ def qc_table(samples: pl.DataFrame, runs: dict[str, dict[str, Any]], alignment: 
         elif kind == "qc" and flag[s]:
             note = "pooled QC apart from the other QCs: check this injection (autosampler, needle, spray)"
         if kind == "sample" and s in rules_failed:
-            note = "failed run: left out of the tests and models"
+            short = "shorter acquisition" in rules_failed[s]  # runchecks.short_run_clause
+            # a short run's note on its retention-time range (``apart``) already says it is left out
+            note = (None if short and s in apart
+                    else f"{'short' if short else 'failed'} run: left out of the tests and models")
         if kind != "blank" and s in apart:
             note = apart[s] if note is None else f"{note}; {apart[s]}"
         if s in reference:

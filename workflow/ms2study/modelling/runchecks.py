@@ -165,6 +165,27 @@ def failed_runs(counts: dict[Any, int | None]) -> tuple[list[Any], float]:
     return [s for s, c in counts.items() if c is not None and c < FAILED_RUN_SHARE * median], median
 
 
+# A run flagged by failed_runs whose acquisition spans less than this share of the median retention-time span of its
+# kind is said to be short (an excerpt, a stopped acquisition) rather than failed (trial AW: a real 17 s TripleTOF
+# excerpt beside 60 s runs was called a "failed run").
+SHORT_RUN_SHARE = 0.5
+
+
+def short_run_clause(span_s: float | None, spans_s: list[float | None]) -> str:
+    """A clause for a run with few features whose retention-time span (``span_s``: last minus first scan, seconds)
+    is under ``SHORT_RUN_SHARE`` of the median span of ``spans_s`` (the runs of its kind, itself included): fewer
+    features follow from the shorter acquisition, so the run need not have failed. Empty when spans are unknown or
+    the run is not short."""
+    known = [float(s) for s in spans_s if s is not None and np.isfinite(s) and s > 0]
+    if span_s is None or not np.isfinite(span_s) or len(known) < 2:
+        return ""
+    median = float(statistics.median(known))
+    if span_s >= SHORT_RUN_SHARE * median:
+        return ""
+    return (f"; it spans {span_s:.0f} s of retention time against a median of {median:.0f} s, so it is a shorter "
+            "acquisition (an excerpt or a stopped run) rather than a failed injection")
+
+
 # A run sharing less than this share of its features with the reference run, and less than RUN_APART_RATIO x the
 # other runs' median share, is noted as possibly not belonging to the study (heuristic thresholds of this
 # pipeline, from a fresh user's trial: a TripleTOF pesticide standard added to two Q Exactive QC runs shared 13 % of

@@ -208,10 +208,12 @@ def _outlier_part(qc: pl.DataFrame, kind: str, typed: bool, warnings: list[str])
         kept = sorted(outliers - set(failed["sample_id"].to_list()))
         if failed.height:
             listed = "; ".join(f"{s}: {r}" for s, r in failed.select("sample_id", "outlier_rule").rows())
+            short = failed["outlier_rule"].str.contains("shorter acquisition", literal=True).all()
+            short = "short" if short else "failed"
             warnings.append(Caution(
-                f"failed {'study ' if typed else ''}run(s) left out of the tests and models ({esc(listed)}); if "
+                f"{short} {'study ' if typed else ''}run(s) left out of the tests and models ({esc(listed)}); if "
                 "such a run is a real sample (far more dilute, another matrix), study it apart",
-                QUALITY, "failed run left out", ("models", "differential")))
+                QUALITY, f"{short} run left out", ("models", "differential")))
         if kept:
             warnings.append(Caution(
                 f"outlier {'study ' if typed else ''}sample(s) {esc(', '.join(kept))} ({esc(rule)}): they "
