@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ms2study.modelling.structure import MIN_GAP, best_split, hidden_split
+from ms2study.modelling.structure import MIN_GAP, MIN_GAP_COLUMN, best_split, hidden_split
 from ms2study.reporting.cautions import summary_warnings
 from ms2study.reporting.html import DOUBT, kind_of
 
@@ -64,6 +64,26 @@ def test_a_factor_the_outcome_does_not_explain_is_named_with_the_sheet_column_th
     assert hidden_split(small, sheet, sids, np.arange(10) % 2, "binary", "group") is None
 
 
+def test_a_smaller_split_is_reported_when_a_sheet_column_draws_it_exactly() -> None:
+    """Trial AZ: two source runs split the samples; the binary outcome's check warned (23 sds), the continuous
+    score's did not (7.4 sds after removing the score, under 8). A split that a sheet column draws exactly is now
+    reported from MIN_GAP_COLUMN; without such a column the threshold stays MIN_GAP."""
+    gaps = {}
+    for seed in range(40):
+        matrix, ids = _study(seed, hidden=60, fold=1.7)
+        y = np.arange(16) % 2
+        sheet = pl.DataFrame({"sample_id": ids, "group": ["case" if v else "control" for v in y],
+                              "source": ["B" if (i // 2) % 2 else "A" for i in range(16)]})
+        found = hidden_split(matrix, sheet, ids, y, "binary", "group")
+        unnamed = hidden_split(matrix, sheet.drop("source"), ids, y, "binary", "group")
+        if found is not None and MIN_GAP_COLUMN <= found["gap"] < MIN_GAP:
+            gaps[seed] = found["gap"]
+            assert found["column"] == "source" and unnamed is None
+            assert "(under the 8 asked of a split alone; reported from 6 because a sheet column draws it exactly)" \
+                in found["warning"]
+    assert len(gaps) >= 3, gaps  # the tier is reached
+
+
 def test_the_differential_stage_records_it_and_the_report_cautions(tmp_path: Path) -> None:
     from ms2study.stages.differential import run_differential
 
@@ -91,4 +111,6 @@ def test_the_hidden_structure_benchmark_writes_its_rates(tmp_path: Path) -> None
     assert module.main(["--out", str(tmp_path / "r.json"), "--quick"]) == 0
     rows = json.loads((tmp_path / "r.json").read_text())["rows"]
     assert [r["n_samples"] for r in rows] == [12, 24] and all(r["clean_share_reaching"] == 0 for r in rows)
+    assert all(r["clean_share_reported"] == 0 for r in rows)
+    assert all(h["share_reported"] >= h["share_reaching"] for r in rows for h in r["hidden"].values())
     assert rows[1]["hidden"]["60_features_2.0x"]["median_gap"] > rows[1]["clean_gap_q50_q99_max"][2]
