@@ -338,10 +338,8 @@ def test_a_plain_study_is_not_warned_and_kept_flags_are_said_to_be_kept(tmp_path
     assert "aligned the runs of each of the 2 subjects with several runs" in part
 
 
-def _fit_notes(sheet: pl.DataFrame, method: str) -> list[str]:
-    """The correct stage's own notes (``correction.drift.qc_rlsc``) on a matrix of the fabricated sheet in which
-    features 20-27 keep 2 QC values in batch 2, 30-34 none in batch 1 (measured in its samples) and 35-36 nothing
-    in batch 1: 8 feature-batch pairs with too few QC values, 7 without any, 5 features taking the run's factor."""
+def _fit(sheet: pl.DataFrame, method: str):
+    """``qc_rlsc`` on the matrix ``_fit_notes`` describes."""
     from ms2study.correction.drift import qc_rlsc
 
     kinds, batches = sheet["sample_type"].to_list(), sheet["batch"].to_list()
@@ -353,7 +351,43 @@ def _fit_notes(sheet: pl.DataFrame, method: str) -> list[str]:
     values[30:35, qc1] = np.nan
     values[35:37, [j for j in range(len(kinds)) if batches[j] == "1"]] = np.nan
     orders = sheet["injection_order"].cast(pl.Float64).to_numpy()
-    return qc_rlsc(values, is_qc, orders, batches, method).notes
+    return qc_rlsc(values, is_qc, orders, batches, method)
+
+
+def test_the_qc_fit_notes_say_how_much_falls_on_the_features_left_for_the_tests() -> None:
+    """Trials AU and BA: "4517 of the 11124 feature-batch pairs (40.6 %) had no QC value" read as 40 % of what was
+    tested, where 18 of the 1,848 tested features had none. The fit records per feature how many batches had no QC
+    value (or too few), the corrected matrix keeps it, and the notes count what falls on the features left for the
+    tests and models."""
+    from ms2study.reporting.batch import fit_note
+
+    fit = _fit(_runs(), "qc_linear")
+    few, none, _ = fit.notes
+    # the per-feature counts add up to the notes' pair counts
+    assert int(fit.batches_without_qc.sum()) == int(none.split()[0]) == 7
+    assert int(fit.batches_few_qc.sum()) == int(few.split()[0]) == 8
+    excluded = np.zeros(N_FEATURES, dtype=bool)
+    excluded[30:37] = True  # the features without QC values flagged (e.g. by the blank filter)
+    excluded[20:22] = True
+    corrected = pl.DataFrame({"qc_batches_without_value": fit.batches_without_qc.astype(np.int32),
+                              "qc_batches_few_values": fit.batches_few_qc.astype(np.int32), "excluded": excluded})
+    record = {"n_features": N_FEATURES, "batches": ["1", "2"]}
+    assert ("had no QC value; of them, 0 pairs (0 features) among the 51 features left for the tests and models (not "
+            "flagged): in those batches") in fit_note(none, record, corrected)
+    assert ("had fewer QC values than qc_linear needs (3); of them, 6 pairs (6 features) among the 51 features left "
+            "for the tests and models (not flagged):") in fit_note(few, record, corrected)
+    # with correct: exclude_flagged false every feature is tested
+    assert "of them, 7 pairs (7 features) among the 60 features left for the tests and models:" in fit_note(
+        none, record, corrected, exclude_flagged=False)
+    assert "; of them" not in fit_note(none, record, corrected.with_columns(
+        pl.lit(None, dtype=pl.Int32).alias("qc_batches_without_value")))  # no QC-based fit: nothing to say
+
+
+def _fit_notes(sheet: pl.DataFrame, method: str) -> list[str]:
+    """The correct stage's own notes (``correction.drift.qc_rlsc``) on a matrix of the fabricated sheet in which
+    features 20-27 keep 2 QC values in batch 2, 30-34 none in batch 1 (measured in its samples) and 35-36 nothing
+    in batch 1: 8 feature-batch pairs with too few QC values, 7 without any, 5 features taking the run's factor."""
+    return _fit(sheet, method).notes
 
 
 def test_qc_fit_notes_carry_their_share_and_the_qc_rsd_after_is_said_to_be_in_sample(tmp_path: Path) -> None:

@@ -136,6 +136,9 @@ CORRECTED_MATRIX_KEYS: dict[str, pl.DataType] = {
     "qc_rsd_held_out": pl.Float64,  # the same of each QC corrected by the fit made without it (QC-RLSC only)
     "qc_rsd_predicted": pl.Float64,  # a QC run's RSD predicted at the samples' injections (QC-RLSC only; drift.qc_rlsc)
     "qc_rsd_flag": pl.Boolean,    # above correct.qc_rsd_max on correct.qc_rsd_basis; null: not judged (too few QCs)
+    "qc_batches_without_value": pl.Int32,  # batches in which the QC-based fit had no QC value of it (the run's median
+                                           # factor used there); null: no QC-based fit (drift.qc_rlsc)
+    "qc_batches_few_values": pl.Int32,     # batches fitted by a simpler fit for too few QC values; null: likewise
     "n_filled": pl.Int32,         # cells of this row that hold a gap-filled value
     "rt_sd_s": pl.Float64,        # sd (s) of the aligned apex RT over the study samples detecting it (rtspread)
     "rt_sd_flag": pl.Boolean,     # rt_sd_s above correct.rt_sd_ratio x its study median (may sum co-eluting ions);
@@ -158,6 +161,7 @@ def empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
 # frame lacks them (a spectra.parquet from an older run, a frame built by hand), meaning "not known".
 ADDED_LATER: frozenset[str] = frozenset({"selected_ion_mz", "precursor_corrected", "ion_mode", "n_blank_detected",
                                          "area", "height", "qc_rsd_held_out", "qc_rsd_predicted",
+                                         "qc_batches_without_value", "qc_batches_few_values",
                                          "rt_sd_s", "rt_sd_flag", "peak_width_s", "batch_only",
                                          *ADDUCT_EVIDENCE})
 

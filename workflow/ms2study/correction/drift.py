@@ -70,6 +70,8 @@ class QcCorrection:
     predicted_rsd: np.ndarray
     residual_df: np.ndarray
     prior_df: float | None
+    batches_without_qc: np.ndarray | None = None  # per feature: batches in which it had no QC value
+    batches_few_qc: np.ndarray | None = None      # per feature: batches fitted by a simpler fit for too few QC values
 
 NOTES = {
     "qc_spline": "QC-RLSC (Dunn et al. 2011): per feature and batch, a smoothing spline of QC log intensity against "
@@ -282,6 +284,7 @@ def qc_rlsc(values: np.ndarray, is_qc: np.ndarray, orders: np.ndarray, batches: 
     inflation_sum, inflation_n = np.zeros(values.shape[0]), np.zeros(values.shape[0])
     n_uncorrected_batches = 0
     degraded = 0
+    without_qc, few_qc = np.zeros(values.shape[0], np.int32), np.zeros(values.shape[0], np.int32)
     batch_arr = np.asarray(batches, dtype=object)
     for batch in dict.fromkeys(batches):
         runs = np.flatnonzero(batch_arr == batch)
@@ -289,6 +292,7 @@ def qc_rlsc(values: np.ndarray, is_qc: np.ndarray, orders: np.ndarray, batches: 
         qcs = qcs[np.argsort(orders[qcs], kind="stable")]
         if qcs.size == 0:  # choose_method refuses this; kept as measured when called directly
             n_uncorrected_batches += values.shape[0]
+            without_qc += 1
             continue
         x_q, x_r = orders[qcs], orders[runs]
         present = np.isfinite(logs[:, qcs])
@@ -299,6 +303,7 @@ def qc_rlsc(values: np.ndarray, is_qc: np.ndarray, orders: np.ndarray, batches: 
             k = int(pattern.sum())
             if k == 0:
                 n_uncorrected_batches += rows.size
+                without_qc[rows] += 1
                 continue
             xs, ys = x_q[pattern], logs[np.ix_(rows, qcs[pattern])]
             x_eval = np.clip(x_r, xs[0], xs[-1])  # held constant outside the QCs
@@ -307,9 +312,11 @@ def qc_rlsc(values: np.ndarray, is_qc: np.ndarray, orders: np.ndarray, batches: 
             elif k >= LINE_MIN_QC:
                 smoother = _line_fits(xs, ys, x_eval)
                 degraded += rows.size if method == "qc_spline" else 0
+                few_qc[rows] += 1 if method == "qc_spline" else 0
             else:
                 smoother = _median_fits(xs, ys, x_eval)
                 degraded += rows.size
+                few_qc[rows] += 1
             with np.errstate(invalid="ignore", over="ignore"):
                 factor = np.exp(smoother.fit) / reference[rows, None]
                 held_out[np.ix_(rows, qcs[pattern])] = np.exp(smoother.loo) * reference[rows, None]
@@ -344,7 +351,7 @@ def qc_rlsc(values: np.ndarray, is_qc: np.ndarray, orders: np.ndarray, batches: 
     if n_borrowed:
         notes.append(f"{n_borrowed} features took the run-level median factor where they had no QC values of their "
                      f"own")
-    return QcCorrection(values / factors, notes, held_out, predicted_rsd, residual_df, prior_df)
+    return QcCorrection(values / factors, notes, held_out, predicted_rsd, residual_df, prior_df, without_qc, few_qc)
 
 
 def qc_rsd(values: np.ndarray, is_qc: np.ndarray) -> np.ndarray:

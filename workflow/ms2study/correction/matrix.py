@@ -225,6 +225,11 @@ def outside_qc_bracket(is_sample: np.ndarray, is_qc: np.ndarray, orders: np.ndar
     return sorted(out, key=order.get)
 
 
+def _counts(per_feature: np.ndarray | None, n: int) -> list[int | None]:
+    """A per-feature count of the QC-based fit as a nullable column (all null without a fit)."""
+    return [None] * n if per_feature is None else [int(v) for v in per_feature]
+
+
 def _median(values: np.ndarray) -> float | None:
     finite = values[np.isfinite(values)]
     return float(np.median(finite)) if finite.size else None
@@ -377,6 +382,8 @@ def correct_matrix(matrix: pl.DataFrame, roles: pl.DataFrame, params: dict | Non
         qc_rsd_held_out=pl.Series(nullable(rsd_held_out), dtype=pl.Float64),
         qc_rsd_predicted=pl.Series(nullable(predicted), dtype=pl.Float64),
         qc_rsd_flag=pl.Series(qc_flag, dtype=pl.Boolean),
+        qc_batches_without_value=pl.Series(_counts(fit and fit.batches_without_qc, matrix.height), dtype=pl.Int32),
+        qc_batches_few_values=pl.Series(_counts(fit and fit.batches_few_qc, matrix.height), dtype=pl.Int32),
         n_filled=pl.Series(filled.sum(axis=1), dtype=pl.Int32),
         rt_sd_s=pl.Series(nullable(spread), dtype=pl.Float64),
         rt_sd_flag=pl.Series(rt_flag, dtype=pl.Boolean),

@@ -172,11 +172,28 @@ def _pairs(record: dict) -> tuple[int | None, int | None, str]:
     return n, n * len(batches), f"{n} features × {len(batches)} batch{'es' * (len(batches) != 1)}"
 
 
-def fit_note(text: str, record: dict) -> str | None:
+def tested_share(corrected: pl.DataFrame | None, column: str, exclude_flagged: bool = True) -> str:
+    """How much of a QC-fit count (``column`` of the corrected matrix: ``qc_batches_without_value`` or
+    ``qc_batches_few_values``, per feature) falls on the features left for the tests and models (not ``excluded``,
+    when ``correct: exclude_flagged``): "; of them, P pairs (F features) among the N features left for the tests".
+    Two trials (AU, BA) read "40 % of the feature-batch pairs had no QC value" as 40 % of what was tested, where 18
+    of 1,848 tested features had none. Empty without the column (an older matrix, no QC-based fit)."""
+    if corrected is None or column not in corrected.columns or corrected[column].is_null().all():
+        return ""
+    kept = corrected.filter(~pl.col("excluded").fill_null(False)) if exclude_flagged and \
+        "excluded" in corrected.columns else corrected
+    counts = kept[column].fill_null(0)
+    return (f"; of them, {int(counts.sum())} pairs ({int((counts > 0).sum())} features) among the {kept.height} "
+            f"features left for the tests and models{' (not flagged)' if kept.height < corrected.height else ''}")
+
+
+def fit_note(text: str, record: dict, corrected: pl.DataFrame | None = None, exclude_flagged: bool = True
+             ) -> str | None:
     """A note of the correct stage on its QC fits (``correction.drift.qc_rlsc``: "N feature-batch fits had fewer QC
     values ...", "N feature-batch pairs had no QC value ...", "N features took the run-level median factor ...")
-    as HTML with its share of the feature-batch pairs (or of the features) from the record's counts and what
-    happened to those features; None for any other note."""
+    as HTML with its share of the feature-batch pairs (or of the features) from the record's counts, how much of it
+    falls on the features left for the tests (``tested_share``, with the ``corrected`` matrix) and what happened to
+    those features; None for any other note."""
     n_features, pairs, product = _pairs(record)
     kept = "kept in the matrix (none is removed for how it was fitted)"
     if match := FEWER_QCS.match(text):
@@ -186,14 +203,16 @@ def fit_note(text: str, record: dict) -> str | None:
                 else "the batch's QC median (the batch's offset, not the drift within it)")
         need = SPLINE_MIN_QC if method == "qc_spline" else LINE_MIN_QC
         return (f"{_share(k, pairs, 'feature-batch pairs', product)} had fewer QC values than "
-                f"{esc(method)} needs ({need}): in those batches the feature was corrected by {used}; {kept}")
+                f"{esc(method)} needs ({need}){tested_share(corrected, 'qc_batches_few_values', exclude_flagged)}: "
+                f"in those batches the feature was corrected by {used}; {kept}")
     if match := NO_QC.match(text):
-        return (f"{_share(int(match[1]), pairs, 'feature-batch pairs', product)} had no QC value: in those "
-                "batches the feature was corrected by the run's median factor over the features fitted from "
+        return (f"{_share(int(match[1]), pairs, 'feature-batch pairs', product)} had no QC value"
+                f"{tested_share(corrected, 'qc_batches_without_value', exclude_flagged)}: in those batches the feature was corrected by the run's median factor over the features fitted from "
                 "their own QCs (the batch offset and drift the run shares, not the feature's own); " + kept)
     if match := BORROWED.match(text):
         return (f"{_share(int(match[1]), n_features, 'features')} took the run's median factor in a batch "
-                "where they were measured but had no QC value (the features behind the feature-batch pairs without a "
+                "where they were measured but had no QC value"
+                f"{tested_share(corrected, 'qc_batches_without_value', exclude_flagged)} (the features behind the feature-batch pairs without a "
                 "QC value, counted once: the counts overlap and do not add up); kept in the matrix with their own "
                 "drift there left uncorrected (a feature with fewer than two QC values in all has no QC RSD, so the "
                 "QC RSD threshold cannot flag it)")
@@ -443,11 +462,12 @@ def batch_section(correction_path: Path | None, corrected_path: Path | None, raw
                 "missed are filled as below detection, which tilts the tests and models; check its injection, and "
                 "remove its row from samples.tsv if it failed (only the study-level jobs rerun)",
                 QUALITY, "run with far less material", ("differential", "models")))
+    exclude = bool(correct.get("exclude_flagged", True))
+    if record:
         parts.append(fits_part(record))
         for text in record.get("warnings") or []:
-            warnings.append(f"batch correction: {fit_note(str(text), record) or esc(text)}")
+            warnings.append(f"batch correction: {fit_note(str(text), record, corrected, exclude) or esc(text)}")
     threshold = float(correct.get("qc_rsd_max", 0.3))
-    exclude = bool(correct.get("exclude_flagged", True))
     parts.append(counts_table(record, corrected, exclude))
     study_samples = roles.filter(pl.col("sample_type") == "sample")["sample_id"].to_list()
     blank_runs = roles.filter(pl.col("sample_type") == "blank")["sample_id"].to_list()
