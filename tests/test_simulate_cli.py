@@ -127,6 +127,15 @@ def test_spikein_option_without_background_refused(tmp_path, capsys, option):
     assert nothing_written(tmp_path / "out")
 
 
+def test_options_of_both_modes_are_all_named_at_once(tmp_path, capsys):
+    """Trial AZ: `simulate --realistic --effect score --library-size 3000` took three refusals of one option each."""
+    code, err = run_cli(["simulate", str(tmp_path / "out"), "--realistic", "--effect", "score", "--library-size",
+                         "30"], capsys)
+    assert code == 1 and "--library-size and --effect belong to the spike-in mode" in err
+    assert "--profile (or --realistic) belongs to the synthetic mode, so one of the two sets must go" in err
+    assert "drop --library-size and --effect" in err and nothing_written(tmp_path / "out")
+
+
 # ---------------------------------------------------------------------------------------------- bad values
 
 @pytest.mark.parametrize("option", [["--library-size", "-5"], ["--library-size", "0"], ["--compounds", "0"],

@@ -174,24 +174,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _flags(flags: list[str], short: bool = False) -> str:
+    """"--a", "--a and --b", "--a, --b and --c": the options as named (``short``: their first word alone)."""
+    names = [f.split()[0] for f in flags] if short else flags
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
+
+
 def check_mode(args: argparse.Namespace) -> None:
-    """Raise InputError naming the first option given that belongs to the other mode than ``args.background``
-    selects (it would be ignored)."""
+    """Raise InputError naming every option given that belongs to the other mode than ``args.background`` selects
+    (it would be ignored), and, where options of both modes were given, those of each (trial AZ went through three
+    refusals of one option each to learn that --effect score needs --background and excludes --realistic)."""
+    synthetic = [flag for dest, flag in SYNTHETIC_OPTIONS.items() if getattr(args, dest) is not None]
+    spike = [flag for dest, flag in SPIKEIN_OPTIONS.items() if getattr(args, dest) is not None]
     if args.background is not None:
-        given = [flag for dest, flag in SYNTHETIC_OPTIONS.items() if getattr(args, dest) is not None]
-        if given:
-            raise InputError(f"{given[0]} belongs to the synthetic mode; with --background (the spike-in mode) it "
-                             "would be ignored", fix=f"drop {given[0].split()[0]}, or drop --background for a "
-                                                     "synthetic study")
+        if synthetic:
+            verb = "belongs" if len(synthetic) == 1 else "belong"
+            raise InputError(f"{_flags(synthetic)} {verb} to the synthetic mode; with --background (the spike-in "
+                             "mode) they would be ignored", fix=f"drop {_flags(synthetic, True)}, or drop --background "
+                                                                "for a synthetic study")
         if args.library is None:
             raise InputError("--background needs --library (the spike-in mode)",
                              fix="pass --library LIB.mgf, the MGF library the spiked compounds are drawn from")
         return
-    given = [flag for dest, flag in SPIKEIN_OPTIONS.items() if getattr(args, dest) is not None]
-    if given:
-        raise InputError(f"{given[0]} belongs to the spike-in mode, which --background selects; without it (the "
-                         "synthetic mode) it would be ignored",
-                         fix=f"pass --background RUN.mzML too (a centroided DDA run of yours), or drop {given[0]}")
+    if spike:
+        verb = "belongs" if len(spike) == 1 else "belong"
+        both = (f"; {_flags(synthetic)} {'belongs' if len(synthetic) == 1 else 'belong'} to the synthetic mode, so "
+                "one of the two sets must go" if synthetic else "")
+        raise InputError(f"{_flags(spike)} {verb} to the spike-in mode, which --background (with --library) "
+                         f"selects; without it (the synthetic mode) they would be ignored{both}",
+                         fix=f"pass --background RUN.mzML --library LIB.mgf too (a centroided DDA run of yours and "
+                             f"the library to spike from), or drop {_flags(spike, True)}")
 
 
 def _terminated(signum: int, _frame) -> None:
