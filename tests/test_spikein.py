@@ -727,6 +727,10 @@ def test_a_continuous_outcome_can_carry_the_planted_effect(tmp_path, inputs, cap
     assert "follow the sheet's score (0 to 10)" in said and "group (case / control) carries no planted effect" in said
     assert "higher in the cases" not in said
     assert "# group carries no planted effect" in (tmp_path / "cli" / "config.yaml").read_text()
+    # with nothing planted the config says so of both outcomes (trial AZ read it as score carrying the effect)
+    null = make(tmp_path / "null", inputs, n_samples=3, n_compounds=4, n_changed=0, effect="score")
+    assert not null["planted_class"] and "# neither group nor score carries a planted effect" in (
+        tmp_path / "null" / "config.yaml").read_text()
     assert main(["simulate", str(tmp_path / "syn"), "--effect", "score"]) != 0  # spike-in mode only
 
 

@@ -121,6 +121,11 @@ models:
 # effect "score": the outcome the planted class follows; group stays as a null outcome (a trial read it as the effect)
 SCORE_OUTCOME = ("    - {column: score, type: continuous}\n"
                  "# group carries no planted effect in this study (--effect score): a null outcome to check against\n")
+# --effect score with --n-changed 0: neither outcome carries an effect (trial AZ read the comment above as saying
+# that score did)
+SCORE_NULL_OUTCOME = ("    - {column: score, type: continuous}\n"
+                      "# neither group nor score carries a planted effect in this study (--n-changed 0): null outcomes "
+                      "to check against\n")
 EFFECTS = ("group", "score")
 # several backgrounds: the sheet's column saying which each sample copies, offered as a covariate (trial AM)
 BACKGROUND_NOTE = ("  # samples.tsv's column 'background' names the run each sample copies; to adjust the tests and "
@@ -472,7 +477,8 @@ def simulate_spikein(outdir: Path, background: Path | list[Path], library: Path,
         for name, table in (("samples.tsv", sheet), ("ground_truth.tsv", truth_df)):
             with atomic_path(folder / name) as tmp:
                 table.write_csv(tmp, separator="\t", float_precision=6)
-        write_text(CONFIG_YAML + (SCORE_OUTCOME if effect == "score" else "")
+        score_part = (SCORE_OUTCOME if planted else SCORE_NULL_OUTCOME) if effect == "score" else ""
+        write_text(CONFIG_YAML + score_part
                    + (BACKGROUND_NOTE if len(bgs) > 1 else ""), folder / "config.yaml")
         summary = {
             "seed": seed, "n_samples": n_samples, "background": background.name,
