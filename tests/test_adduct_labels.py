@@ -203,3 +203,7 @@ def test_the_report_shows_the_accepted_identifications_adduct_first() -> None:
                                       "[M+Na]+", None]
     assert shown.columns == tested.columns
     assert whatdiffers.identified_ions(tested, None).equals(tested)
+    # trial AW: a quaternary ammonium matched as [M]+ and grouped as [M+Na]+, a label no permanent ion can carry
+    permanent = whatdiffers.identified_ions(tested.head(1).with_columns(pl.lit("[M+Na]+").alias("ion")),
+                                            ident.head(1).with_columns(pl.lit("[M]+").alias("adduct")))
+    assert permanent["ion"][0] == "[M]+ (library match); grouped as [M+Na]+, which a permanent ion cannot be"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ms2study.correction.adduct_notation import same_ion
+from ms2study.correction.adduct_notation import impossible_for_intrinsic_ion, same_ion
 from ms2study.identification.background import BROAD_PEAK_RATIO, BROAD_START
 from ms2study.modelling.differential import SIGNIFICANCE, read_summary, significant_compounds
 from ms2study.reporting import cautions
@@ -262,7 +262,9 @@ def background_warning(hits: list[str], background: dict[str, str] | None, outco
 def identified_ions(tested: pl.DataFrame, identifications: pl.DataFrame | None) -> pl.DataFrame:
     """``tested`` with an ``ion`` label led by its feature's accepted identification where that library adduct is
     another ion (``adduct_notation.same_ion`` false; its ``adduct_note`` says why the match stands): "[M+H]+
-    (library match); grouped as [M+K]+ (mass and RT only)". Unchanged without ``identifications`` or ``ion``."""
+    (library match); grouped as [M+K]+ (mass and RT only)"; a label no permanent ion can carry (a quaternary
+    ammonium matched as [M]+ grouped as [M+Na]+, trial AW) says so. Unchanged without ``identifications`` or
+    ``ion``."""
     if (identifications is None or "ion" not in tested.columns
             or not {"accepted", "adduct"} <= set(identifications.columns)):
         return tested
@@ -271,11 +273,15 @@ def identified_ions(tested: pl.DataFrame, identifications: pl.DataFrame | None) 
     frame = tested.join(library, on="consensus_id", how="left", maintain_order="left").with_columns(
         pl.col("ion").str.strip_suffix(cautions.UNTESTED_ION).alias("_label"))
     pairs = frame.select("_label", "_library").unique().drop_nulls()
-    pairs = pairs.with_columns(pl.Series("_differs", [same_ion(*r) is False for r in pairs.iter_rows()], pl.Boolean))
+    pairs = pairs.with_columns(
+        pl.Series("_differs", [same_ion(*r) is False for r in pairs.iter_rows()], pl.Boolean),
+        pl.Series("_impossible", [impossible_for_intrinsic_ion(*r) for r in pairs.iter_rows()], pl.Boolean))
     frame = frame.join(pairs, on=["_label", "_library"], how="left", maintain_order="left")
+    impossible = pl.when(pl.col("_impossible")).then(pl.lit(", which a permanent ion cannot be")).otherwise(pl.lit(""))
     return frame.with_columns(pl.when(pl.col("_differs")).then(pl.col("_library") + " (library match); grouped as "
-                                                               + pl.col("ion")).otherwise(pl.col("ion")).alias("ion")
-                              ).drop("_label", "_library", "_differs")
+                                                               + pl.col("ion") + impossible)
+                              .otherwise(pl.col("ion")).alias("ion")).drop("_label", "_library", "_differs",
+                                                                           "_impossible")
 
 
 def _readable(tested: pl.DataFrame) -> pl.DataFrame:
