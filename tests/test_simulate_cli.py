@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import polars as pl
+
 import pytest
 from test_spikein import write_background, write_library
 
@@ -96,11 +98,15 @@ def test_summary_is_a_few_lines_naming_the_design_and_the_next_step(tmp_path, in
         code = err.code
     out = capsys.readouterr().out.strip().splitlines()
     assert code == 0
-    assert len(out) == 5, out
+    assert len(out) == 6, out
     assert "2 samples (1 case)" in out[0] and "4 library compounds spiked into copies of bg.mzML" in out[0]
     assert "planted effect: 2 compounds of class" in out[1] and "higher in the cases" in out[1]
     assert "MS/MS scans of spiked compounds written" in out[2]  # trial AN: a study without any went unsaid
-    assert str(tmp_path / "out" / "ground_truth.tsv") in out[3] and out[4].endswith(f"ms2study run {tmp_path / 'out'}")
+    # trial BA: "5 compounds 1.5x higher" whose folds ran from 1.19 to 1.84 in the samples, two below detection
+    truth = pl.read_csv(tmp_path / "out" / "ground_truth.tsv", separator="\t").filter(pl.col("changed"))
+    low, high = truth["realised_fold"].min(), truth["realised_fold"].max()
+    assert out[3].startswith(f"  the 2 changed compounds: realised {low:.2f}x to {high:.2f}x in these samples")
+    assert str(tmp_path / "out" / "ground_truth.tsv") in out[4] and out[5].endswith(f"ms2study run {tmp_path / 'out'}")
     argv = spikein(tmp_path / "none", inputs)
     argv[argv.index("--n-changed") + 1] = "0"
     main(argv)
