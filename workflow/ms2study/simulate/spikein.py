@@ -118,14 +118,11 @@ models:
   outcomes:
     - {column: group, type: binary, positive_class: case}
 """
-# effect "score": the outcome the planted class follows; group stays as a null outcome (a trial read it as the effect)
-SCORE_OUTCOME = ("    - {column: score, type: continuous}\n"
-                 "# group carries no planted effect in this study (--effect score): a null outcome to check against\n")
-# --effect score with --n-changed 0: neither outcome carries an effect (trial AZ read the comment above as saying
-# that score did)
-SCORE_NULL_OUTCOME = ("    - {column: score, type: continuous}\n"
-                      "# neither group nor score carries a planted effect in this study (--n-changed 0): null outcomes "
-                      "to check against\n")
+# effect "score": the outcome the planted class follows; group stays as a null outcome (a trial read it as the
+# effect); with --n-changed 0 neither carries one (trial AZ read the first comment as saying that score did)
+SCORE_OUTCOME, SCORE_NULL_OUTCOME = ("    - {column: score, type: continuous}\n# " + note for note in (
+    "group carries no planted effect in this study (--effect score): a null outcome to check against\n",
+    "neither group nor score carries a planted effect in this study (--n-changed 0): null outcomes to check against\n"))
 EFFECTS = ("group", "score")
 # several backgrounds: the sheet's column saying which each sample copies, offered as a covariate (trial AM)
 BACKGROUND_NOTE = ("  # samples.tsv's column 'background' names the run each sample copies; to adjust the tests and "
