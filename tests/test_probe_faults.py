@@ -656,3 +656,55 @@ def test_a_failed_job_logged_again_from_its_group_job_is_listed_once(tmp_path: P
     summary = runner.summarize(tmp_path, 1, since, ["--keep-going"])
     assert "the run failed: 1 job(s) failed, sample(s) S02 (jobs that did not depend on them were run, except" in summary
     assert summary.count("logs/detect/S02.log") == 1
+
+
+_GROUP_FAILED_LOG = """Job 502eca13 has been submitted with SLURM jobid 5001 (log: {slurm}).
+[Sat Dec  5 19:59:04 2026]
+    message: Error in group sample
+    log: {slurm} (check log file(s) for error details)
+    jobs:
+        rule spectra:
+            jobid: 2
+            output: results/samples/S02/spectra.parquet
+            log: logs/spectra/S02.log (check log file(s) for error details)
+        rule detect:
+            jobid: 1
+            output: results/samples/S01/features.parquet, results/samples/S01/chromatogram.parquet
+            log: logs/detect/S01.log (check log file(s) for error details)
+Logfile {slurm}:
+================================================================================
+/bin/sh: 1: /work/main/.venv/bin/python: not found
+================================================================================
+Exiting because a job execution failed. Look below for error messages
+"""
+
+
+def test_a_failed_cluster_group_job_names_its_members_samples_and_the_cluster_logs_last_line(tmp_path: Path) -> None:
+    """Trial BB (Snakemake 9.27, SLURM plugin 2.8): a group job of two samples failed on a node without the Python
+    environment; Snakemake logged "message: Error in group sample" with indented member blocks, none of which was
+    read, and the summary said the run failed "before a job failed". The members are now listed with their samples,
+    the cluster job's log first, its last line as the cause, and a member log left by an earlier run is marked."""
+    import os
+    import time
+
+    from ms2study import runner
+    from ms2study.runlog import parse_snakemake_log
+
+    slurm = ".snakemake/slurm_logs/group_sample_detect_spectra/5001.log"
+    (tmp_path / "logs" / "spectra").mkdir(parents=True)
+    (tmp_path / "logs" / "spectra" / "S02.log").write_text("INFO S02: 369 MS2 scans, 368 mapped\n")  # an earlier run
+    os.utime(tmp_path / "logs" / "spectra" / "S02.log", (time.time() - 600, time.time() - 600))
+    since = time.time()
+    (tmp_path / slurm).parent.mkdir(parents=True)
+    (tmp_path / slurm).write_text("/bin/sh: 1: /work/main/.venv/bin/python: not found\n")
+    text = _GROUP_FAILED_LOG.format(slurm=slurm)
+    run = parse_snakemake_log(text)
+    assert sorted((job.rule, job.sample) for job in run.failed) == [("detect", "S01"), ("spectra", "S02")]
+    assert all(job.logs[0] == slurm and job.message == "Error in group sample" for job in run.failed)
+    (tmp_path / ".snakemake" / "log").mkdir(parents=True)
+    (tmp_path / ".snakemake" / "log" / "run.snakemake.log").write_text(text)
+    summary = runner.summarize(tmp_path, 1, since)
+    assert "before a job failed" not in summary
+    assert "the run failed: 2 job(s) failed, sample(s) S01, S02" in summary
+    assert summary.count("the cluster job's log ends: /bin/sh: 1: /work/main/.venv/bin/python: not found") == 2
+    assert f"{tmp_path / 'logs/spectra/S02.log'} (not written by this run)" in summary

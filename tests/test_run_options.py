@@ -29,3 +29,22 @@ def test_run_names_the_foreign_option_and_where_it_belongs(tmp_path: Path, capsy
     assert cli_main(["run", str(tmp_path), "--corse", "1"]) != 0  # trial AW: a typo got no hint
     assert "did you mean '--corse' for '--cores'?" in capsys.readouterr().err
     assert not (tmp_path / "results").exists() and not (tmp_path / ".snakemake").exists()
+
+
+def test_cores_with_a_cluster_profile_is_a_note(tmp_path) -> None:
+    """Trial BB: `ms2study run STUDY --profile profiles/slurm --cores 1` took the library jobs' 2 threads down to 1
+    unsaid, where the README says not to pass --cores with a cluster profile. It is a note now; locally it is not."""
+    from ms2study import study
+    from ms2study.runargs import cores_note, on_cluster, profile_settings
+
+    root = study.REPO_ROOT
+    assert profile_settings(["--profile", "slurm"], root)["executor"] == "slurm"
+    assert on_cluster(["--profile", "profiles/slurm-noacct"], root) and not on_cluster([], root)
+    assert on_cluster(["--executor", "slurm"], root) and not on_cluster(["--executor=local"], root)
+    note = cores_note(["--profile", str(root / "profiles" / "slurm"), "--cores", "1"], root)
+    assert note.startswith("--cores 1 with a cluster executor caps every cluster job's threads")
+    assert cores_note(["--profile=slurm", "--cores=4"], root).startswith("--cores 4 ")
+    assert cores_note(["--cores", "1"], root) is None and cores_note(["--profile", "slurm"], root) is None
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "config.yaml").write_text("executor: local\njobs: 2\n")
+    assert cores_note(["--profile", str(tmp_path / "site"), "-c", "1"], root) is None

@@ -1,4 +1,5 @@
-"""Options given to ``ms2study run`` that neither it nor Snakemake knows (``foreign_options``).
+"""Options given to ``ms2study run`` that neither it nor Snakemake knows (``foreign_options``), and the settings of
+the profile they name (``profile_settings``, ``cores_note``).
 
 ``ms2study run`` passes every option it does not define to Snakemake; a user who gives it an option of another
 ms2study command (``--library-size`` of ``simulate``, as a trial did) got Snakemake's usage text and "unrecognized
@@ -12,8 +13,55 @@ from __future__ import annotations
 import argparse
 import difflib
 from functools import lru_cache
+from pathlib import Path
+
+import yaml
 
 from ms2study.core.errors import InputError
+
+LOCAL_EXECUTORS = ("local", "dryrun", "touch")
+
+
+def profile_settings(extra: list[str], repo_root: Path) -> dict:
+    """The settings of the Snakemake profile ``extra`` names (``--profile DIR``; a bare name is a folder of
+    ``repo_root / "profiles"``), else of the repository's ``profiles/default``: its config.yaml as a dict ({} when
+    unreadable)."""
+    profile = repo_root / "profiles" / "default"
+    for i, arg in enumerate(extra):
+        if arg == "--profile" and i + 1 < len(extra):
+            profile = Path(extra[i + 1])
+        elif arg.startswith("--profile="):
+            profile = Path(arg.split("=", 1)[1])
+    if not profile.is_dir() and (repo_root / "profiles" / profile.name).is_dir():
+        profile = repo_root / "profiles" / profile.name
+    try:
+        settings = yaml.safe_load((profile / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    return settings if isinstance(settings, dict) else {}
+
+
+def on_cluster(extra: list[str], repo_root: Path) -> bool:
+    """Whether the options or their profile send the jobs to a cluster executor (``--executor`` / ``executor:``
+    other than local)."""
+    for i, arg in enumerate(extra):
+        if arg in ("--executor", "-e") and i + 1 < len(extra):
+            return extra[i + 1] not in LOCAL_EXECUTORS
+        if arg.startswith("--executor="):
+            return arg.split("=", 1)[1] not in LOCAL_EXECUTORS
+    return str(profile_settings(extra, repo_root).get("executor", "local")) not in LOCAL_EXECUTORS
+
+
+def cores_note(extra: list[str], repo_root: Path) -> str | None:
+    """A note when ``--cores`` is given with a cluster executor: Snakemake caps every job's threads at it, so a
+    cluster job asks SLURM for fewer CPUs than its rule uses (trial BB: --cores 1 took index_library's 2 threads
+    down to 1, unsaid, where the README says not to pass it). None otherwise."""
+    given = [a for i, a in enumerate(extra) if a.startswith("--cores=") or (i and extra[i - 1] in ("--cores", "-c"))]
+    if not given or not on_cluster(extra, repo_root):
+        return None
+    return (f"--cores {given[0].split('=')[-1]} with a cluster executor caps every cluster job's threads (and the "
+            "CPUs it asks SLURM for) at that number; leave --cores out: the profile's `jobs:` sets how many jobs run "
+            "at once")
 
 
 @lru_cache(maxsize=1)

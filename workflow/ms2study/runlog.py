@@ -107,7 +107,14 @@ def unrecorded_outputs(study_dir: Path) -> list[str]:
 
 
 _BLOCK_START = re.compile(r"^(?:local)?(?:rule|checkpoint) (\S+):$")
-_ERROR_START = re.compile(r"^Error in rule (\S+):$")
+_ERROR_START = re.compile(r"^\s*Error in rule (\S+):$")
+# a failed cluster group job (Snakemake 9): "    message: Error in group sample", its log (the cluster's), "jobs:"
+# and one indented "rule NAME:" block per member job with its fields (trial BB: none of it was read, and the summary
+# said the run failed "before a job failed")
+_GROUP_ERROR = re.compile(r"^\s*(?:message: )?Error in group (\S+?):?$")
+_MEMBER = re.compile(r"^\s+rule (\S+):$")
+_SAMPLE_OUTPUT = re.compile(r"(?:^|[\s,])results/samples/([^/,\s]+)/")
+_ERROR_LINE = re.compile(r"^ms2study [\w-]+: error: (.*)$")
 _EXIT_STATUS = re.compile(r"returned non-zero exit status (-?\d+)\.")  # the CalledProcessError before the block
 _FIELD = re.compile(r"^\s+(\w+): (.*)$")
 _FINISHED = re.compile(r"^Finished job(?:id:)? (\d+)")
@@ -123,8 +130,34 @@ def _split_paths(value: str) -> list[str]:
 
 
 def _sample_of(fields: dict[str, str]) -> str | None:
-    match = re.search(r"(?:^|,\s*)sample=([^,\s]+)", fields.get("wildcards", ""))
+    """The job's sample: its wildcards, else the folder of its outputs under results/samples/ (a group member's
+    block names no wildcards)."""
+    match = re.search(r"(?:^|,\s*)sample=([^,\s]+)", fields.get("wildcards", "")) or \
+        _SAMPLE_OUTPUT.search(fields.get("output", ""))
     return match.group(1) if match else None
+
+
+def _group_members(lines: list[str], i: int) -> tuple[list[dict[str, str]], int]:
+    """The member jobs of a failed group job whose block starts at ``lines[i]`` ("message: Error in group ..."),
+    each with the group's log (the cluster job's, where a job that never started wrote its error) first among its
+    logs, and the index after the block."""
+    group: dict[str, str] = {"message": lines[i].strip().removeprefix("message: ")}
+    members: list[dict[str, str]] = []
+    i += 1
+    while i < len(lines):
+        line = lines[i].rstrip()
+        if (m := _MEMBER.match(line)) is not None:
+            members.append({"rule": m.group(1)})
+        elif (m := _FIELD.match(line)) is not None:
+            (members[-1] if members else group).setdefault(m.group(1), m.group(2))
+        elif line.strip() != "jobs:":
+            break
+        i += 1
+    for member in members:
+        member["log"] = ", ".join(p for key in ("group", "member") for p in _split_paths(
+            (group if key == "group" else member).get("log", "")))
+        member.setdefault("message", group["message"])
+    return members, i
 
 
 def parse_snakemake_log(text: str) -> RunLog:
@@ -137,6 +170,11 @@ def parse_snakemake_log(text: str) -> RunLog:
     exit_status: str | None = None
     while i < len(lines):
         line = lines[i].rstrip()
+        if _GROUP_ERROR.match(line):
+            members, i = _group_members(lines, i)
+            for member in members:
+                status[member.get("jobid", f"?{i}-{member['rule']}")] = ("failed", member)
+            continue
         block = _BLOCK_START.match(line)
         error = _ERROR_START.match(line)
         if (m := _EXIT_STATUS.search(line)) is not None:
@@ -196,6 +234,49 @@ def parse_snakemake_log(text: str) -> RunLog:
     started = {_sample_of(fields) for jobid, fields in jobs.items() if status.get(jobid, ("",))[0] != "done"}
     result.unfinished_samples = sorted((started | {job.sample for job in result.failed}) - {None})
     return result
+
+
+def _written_since(path: Path, since: float | None) -> bool:
+    try:
+        return since is None or path.stat().st_mtime >= since - 1
+    except OSError:
+        return False
+
+
+def log_list(study_dir: Path, logs: list[str], since: float | None = None) -> str:
+    """The failed job's log files as the summary lists them, each not written since ``since`` (the run's start)
+    marked "(not written by this run)": a job that died before its command started leaves the log of an earlier
+    run in place (trial BB read a finished run's log as the failed job's)."""
+    return ", ".join(str(Path(study_dir) / log) + ("" if _written_since(Path(study_dir) / log, since) or not
+                                                   (Path(study_dir) / log).exists() else " (not written by this run)")
+                     for log in logs)
+
+
+def error_in_logs(study_dir: Path, logs: list[str], since: float | None = None, limit: int = 400) -> str | None:
+    """The last ``ms2study <command>: error: ...`` message in a failed job's log files (what is wrong and the fix,
+    as the command printed it), else the last line of a cluster job's log (``.snakemake/slurm_logs/``: a job that
+    died before its command started, e.g. "/bin/sh: 1: .../python: not found" on a node without the environment,
+    trial BB), cut to ``limit`` characters; logs not written since ``since`` are skipped. None when the logs hold
+    none (a crash, a kill)."""
+    found, cluster = None, None
+    for log in logs:
+        path = Path(study_dir) / log
+        if not _written_since(path, since):
+            continue
+        try:
+            lines = path.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            match = _ERROR_LINE.match(line.strip())
+            if match:
+                found = match.group(1)
+        if "slurm_logs" in Path(log).parts and any(line.strip() for line in lines):
+            cluster = "the cluster job's log ends: " + next(line.strip() for line in reversed(lines) if line.strip())
+    found = found or cluster
+    if found and len(found) > limit:
+        found = found[: limit - 3] + "..."
+    return found
 
 
 def read_run_log(study_dir: Path, since: float) -> RunLog:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -47,10 +46,12 @@ from ms2study.outofdate import (
     unforced,
     write_out_of_date_note,
 )
-from ms2study.runargs import refuse_foreign_options
+from ms2study.runargs import cores_note, profile_settings, refuse_foreign_options
 from ms2study.runlock import check_lock, lock_files, processes_in, remove_partial_files
 from ms2study.runlog import (  # noqa: F401 (tests)
     RunLog,
+    error_in_logs,
+    log_list,
     parse_snakemake_log,
     read_run_log,
     report_warnings,
@@ -233,44 +234,11 @@ def dotted_overrides(extra: list[str]) -> dict:
 # ------------------------------------------------------------------------------------------- the summary
 
 
-_ERROR_LINE = re.compile(r"^ms2study [\w-]+: error: (.*)$")
-
-
-def error_in_logs(study_dir: Path, logs: list[str], limit: int = 400) -> str | None:
-    """The last ``ms2study <command>: error: ...`` message in a failed job's log files (what is wrong and the fix,
-    as the command printed it), cut to ``limit`` characters; None when the logs hold none (a crash, a kill)."""
-    found = None
-    for log in logs:
-        try:
-            lines = (Path(study_dir) / log).read_text(errors="replace").splitlines()
-        except OSError:
-            continue
-        for line in lines:
-            match = _ERROR_LINE.match(line.strip())
-            if match:
-                found = match.group(1)
-    if found and len(found) > limit:
-        found = found[: limit - 3] + "..."
-    return found
-
-
 def _keeps_going(extra: list[str]) -> bool:
     """Whether Snakemake was told to keep going after a failed job (option, or the profile in use)."""
     if "--keep-going" in extra or "-k" in extra:
         return True
-    profile = study.REPO_ROOT / "profiles" / "default"
-    for i, arg in enumerate(extra):
-        if arg == "--profile" and i + 1 < len(extra):
-            profile = Path(extra[i + 1])
-        elif arg.startswith("--profile="):
-            profile = Path(arg.split("=", 1)[1])
-    if not profile.is_dir() and (study.REPO_ROOT / "profiles" / profile.name).is_dir():
-        profile = study.REPO_ROOT / "profiles" / profile.name
-    try:
-        settings = yaml.safe_load((profile / "config.yaml").read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return False
-    return bool(settings.get("keep-going"))
+    return bool(profile_settings(extra, study.REPO_ROOT).get("keep-going"))
 
 
 def skipped_outcomes(study_dir: Path) -> list[str]:
@@ -352,9 +320,9 @@ def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] |
         )
         width = max(len(job.rule) for job in run.failed)
         for job in sorted(once, key=lambda j: (j.sample or "", j.rule)):
-            logs = ", ".join(str(study_dir / log) for log in job.logs) or "(no log file; see Snakemake's log)"
+            logs = log_list(study_dir, job.logs, since) or "(no log file; see Snakemake's log)"
             lines.append(f"  {job.rule:<{width}}  {job.place()}  log: {logs}")
-            cause = error_in_logs(study_dir, job.logs) or job.stopped_from_outside()
+            cause = error_in_logs(study_dir, job.logs, since) or job.stopped_from_outside()
             if cause:
                 lines.append(f"  {'':<{width}}  {cause}")
         advice = stopped_advice([job.rule for job in once if job.stopped_from_outside()], extra or [])
@@ -428,7 +396,8 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
     for note in (runconfig.setup_notes(study_dir, config, sheet.height) + runprints.replaced_note(replaced)
                  + runprints.moved_note(study_dir, prints)
                  + runprints.orphan_sample_notes(study_dir, sheet,
-                                                 mark=not any(a in DRY_RUN_FLAGS for a in extra))):
+                                                 mark=not any(a in DRY_RUN_FLAGS for a in extra))
+                 + list(filter(None, [cores_note(extra, study.REPO_ROOT)]))):
         print(f"ms2study run: note: {note}", file=sys.stderr, flush=True)
     edited = sheet_change_note(study_dir, study_sheet(sheet, config))  # trial AV: an outcome edit went unnamed
     for line in filter(None, [runconfig.change_message(study_dir, config), edited and f"ms2study run: note: {edited}"]):
