@@ -675,6 +675,16 @@ Logfile {slurm}:
 ================================================================================
 /bin/sh: 1: /work/main/.venv/bin/python: not found
 ================================================================================
+    [Sat Dec  5 19:59:04 2026]
+    Error in rule detect:
+        message: None
+        jobid: 1
+        input: mzml/S01.mzML
+        output: results/samples/S01/features.parquet, results/samples/S01/chromatogram.parquet
+        log: logs/detect/S01.log (check log file(s) for error details)
+        shell:
+            python -m ms2study --threads 1 detect --mzml mzml/S01.mzML > logs/detect/S01.log 2>&1
+            (command exited with non-zero exit code)
 Exiting because a job execution failed. Look below for error messages
 """
 

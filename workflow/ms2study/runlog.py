@@ -157,6 +157,7 @@ def _group_members(lines: list[str], i: int) -> tuple[list[dict[str, str]], int]
         member["log"] = ", ".join(p for key in ("group", "member") for p in _split_paths(
             (group if key == "group" else member).get("log", "")))
         member.setdefault("message", group["message"])
+        member["group_member"] = "yes"  # its own "Error in rule" block, indented below, keeps these logs
     return members, i
 
 
@@ -199,6 +200,9 @@ def parse_snakemake_log(text: str) -> RunLog:
             else:
                 if exit_status is not None:
                     fields["exit_status"], exit_status = exit_status, None
+                earlier = status.get(jobid, ("", {}))[1]
+                if earlier.get("group_member"):  # the group's block came first: keep its logs and message
+                    fields.update({k: earlier[k] for k in ("log", "message", "group_member")})
                 status[jobid] = ("failed", fields)
             continue
         finished = _FINISHED.match(line)
