@@ -48,3 +48,18 @@ def test_cores_with_a_cluster_profile_is_a_note(tmp_path) -> None:
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "config.yaml").write_text("executor: local\njobs: 2\n")
     assert cores_note(["--profile", str(tmp_path / "site"), "-c", "1"], root) is None
+
+
+def test_a_gpu_asked_for_embed_jobs_with_a_cpu_build_of_torch_is_a_note() -> None:
+    """Trial BB: the slurm profile asks --gpus=1 for every embed job; with a CPU build of torch each job held a GPU
+    and said so only in its sample's log."""
+    from ms2study import study
+    from ms2study.runargs import gpu_note
+
+    root = study.REPO_ROOT
+    note = gpu_note(["--profile", "slurm"], root, "2.13.0+cpu")
+    assert note.startswith("the profile asks a GPU for every embed job (embed: gpu: 1), but this environment's torch "
+                           "(2.13.0+cpu) is a CPU build")
+    assert gpu_note(["--profile", "slurm"], root, "2.11.0+cu130") is None  # a CUDA build
+    assert gpu_note([], root, "2.13.0+cpu") is None  # local runs: the embed job says it itself
+    assert gpu_note(["--profile", "slurm", "--set-resources", "embed:gpu=0"], root, "2.13.0+cpu") is None

@@ -1,5 +1,5 @@
 """Options given to ``ms2study run`` that neither it nor Snakemake knows (``foreign_options``), and the settings of
-the profile they name (``profile_settings``, ``cores_note``).
+the profile they name (``profile_settings``, ``cores_note``, ``gpu_note``).
 
 ``ms2study run`` passes every option it does not define to Snakemake; a user who gives it an option of another
 ms2study command (``--library-size`` of ``simulate``, as a trial did) got Snakemake's usage text and "unrecognized
@@ -50,6 +50,35 @@ def on_cluster(extra: list[str], repo_root: Path) -> bool:
         if arg.startswith("--executor="):
             return arg.split("=", 1)[1] not in LOCAL_EXECUTORS
     return str(profile_settings(extra, repo_root).get("executor", "local")) not in LOCAL_EXECUTORS
+
+
+def gpu_note(extra: list[str], repo_root: Path, torch_version: str | None = None) -> str | None:
+    """A note when a cluster profile asks a GPU for the embed jobs (``set-resources: embed: gpu``, or
+    ``--set-resources embed:gpu=N``) while the environment's torch (``torch_version``, default: the installed one's
+    version) is a CPU build ("+cpu"): every embed job would hold a GPU it cannot use (trial BB: 40 such jobs at 200
+    samples, said only in each sample's log). None otherwise."""
+    if not on_cluster(extra, repo_root):
+        return None
+    embed = (profile_settings(extra, repo_root).get("set-resources") or {}).get("embed") or {}
+    gpus = embed.get("gpu", 0) if isinstance(embed, dict) else 0
+    for i, arg in enumerate(extra):
+        if arg.startswith("embed:gpu=") and i and extra[i - 1] == "--set-resources":
+            gpus = arg.split("=", 1)[1]
+    if str(gpus).strip() in ("", "0"):
+        return None
+    if torch_version is None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            torch_version = version("torch")
+        except PackageNotFoundError:
+            return None
+    if not torch_version.endswith("+cpu"):
+        return None
+    return (f"the profile asks a GPU for every embed job (embed: gpu: {gpus}), but this environment's torch "
+            f"({torch_version}) is a CPU build: the jobs would hold GPUs and embed on their CPUs; install a CUDA build "
+            "of torch in the environment the jobs run, or set gpu: 0 under set-resources: embed in a copy of the "
+            "profile")
 
 
 def cores_note(extra: list[str], repo_root: Path) -> str | None:
