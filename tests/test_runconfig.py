@@ -24,5 +24,12 @@ def test_changed_keys_name_dotted_keys_with_old_and_new_values(tmp_path: Path) -
         'models.outcomes: removed {"column": "age", "type": "continuous"}']
     message = runconfig.change_message(tmp_path, edited)
     assert message.startswith("ms2study run: 4 configuration value(s) changed since the last finished run")
+    # trial BB: a job's memory raised after an out-of-memory kill reruns nothing, and is said so apart
+    sized = runconfig.change_message(tmp_path, {**edited, "resources": {"detect": {"mem_mb": 4000}}})
+    assert sized.splitlines()[1] == ("ms2study run: 1 job size(s) changed (resources: what a job asks for; no job "
+                                     "reruns for it, jobs still to run ask for the new values): "
+                                     "resources.detect.mem_mb: (not set) -> 4000")
+    assert "run again" not in runconfig.change_message(tmp_path / "o", {
+        "models": {"outcomes": outcomes}, "resources": {"embed": {"gpu": 1}}})
     (tmp_path / runconfig.LAST_CONFIG).write_text("{broken")  # unreadable: treated as no record, never an error
     assert runconfig.changed_keys(tmp_path, edited) == []

@@ -66,13 +66,24 @@ def changed_keys(study_dir: Path, config: dict) -> list[str]:
 
 
 def change_message(study_dir: Path, config: dict) -> str | None:
-    """One line naming the changed keys (``changed_keys``), or None when there are none."""
+    """One line naming the changed keys (``changed_keys``), or None when there are none. Changes under
+    ``resources:`` (memory, time, GPUs a job asks for) rerun nothing and are said apart (trial BB: raising a job's
+    mem_mb after an out-of-memory kill read "the jobs that read them run again", then "Nothing to be done")."""
     changes = changed_keys(study_dir, config)
     if not changes:
         return None
-    more = f"; and {len(changes) - SHOWN} more" if len(changes) > SHOWN else ""
-    return (f"ms2study run: {len(changes)} configuration value(s) changed since the last finished run (the jobs "
-            f"that read them run again): {'; '.join(changes[:SHOWN])}{more}")
+    sized = [c for c in changes if c.startswith("resources.")]
+    rest = [c for c in changes if not c.startswith("resources.")]
+    parts = []
+    if rest:
+        more = f"; and {len(rest) - SHOWN} more" if len(rest) > SHOWN else ""
+        parts.append(f"{len(rest)} configuration value(s) changed since the last finished run (the jobs that read "
+                     f"them run again): {'; '.join(rest[:SHOWN])}{more}")
+    if sized:
+        more = f"; and {len(sized) - SHOWN} more" if len(sized) > SHOWN else ""
+        parts.append(f"{len(sized)} job size(s) changed (resources: what a job asks for; no job reruns for it, jobs "
+                     f"still to run ask for the new values): {'; '.join(sized[:SHOWN])}{more}")
+    return "ms2study run: " + "\nms2study run: ".join(parts)
 
 
 def remember(study_dir: Path, config: dict) -> None:
