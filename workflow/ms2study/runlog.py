@@ -353,11 +353,12 @@ def resource_stage(rule: str) -> str:
     return rule
 
 
-def stopped_advice(rules: list[str], extra: list[str]) -> str | None:
+def stopped_advice(rules: list[str], extra: list[str], cluster: bool | None = None) -> str | None:
     """The end-of-run line for jobs stopped from outside (``FailedJob.stopped_from_outside``) of ``rules``: the
     ``resources:`` key that sizes each (``resource_stage``; trial R: calibrate_library is sized by ``library``) and,
     locally, fewer jobs at once, or where the run already had one core (``extra``: its options), that the machine
-    ran short of memory or the job was killed (trial V). None without such jobs."""
+    ran short of memory or the job was killed (trial V); ``cluster`` True or False gives the cluster's or the local
+    advice alone (trial BB read both on a SLURM run). None without such jobs."""
     if not rules:
         return None
     keys = ", ".join(f"resources: {resource_stage(rule)}: mem_mb ({rule})" for rule in sorted(set(rules)))
@@ -366,5 +367,7 @@ def stopped_advice(rules: list[str], extra: list[str]) -> str | None:
               for i, a in enumerate(extra))
     local = ("locally, the machine ran short of memory for it or it was killed: free memory and run again" if one
              else "locally, run fewer jobs at once (--cores 1)")
-    return (f"  A job stopped from outside: {local}; on a cluster, raise {keys} in config.yaml, or runtime for a time "
-            "limit (README, troubleshooting).")
+    remote = f"raise {keys} in config.yaml, or runtime for a time limit"
+    if cluster is None:
+        return f"  A job stopped from outside: {local}; on a cluster, {remote} (README, troubleshooting)."
+    return f"  A job stopped from outside: {remote if cluster else local} (README, troubleshooting)."

@@ -46,7 +46,7 @@ from ms2study.outofdate import (
     unforced,
     write_out_of_date_note,
 )
-from ms2study.runargs import cores_note, gpu_note, profile_settings, refuse_foreign_options
+from ms2study.runargs import cores_note, gpu_note, on_cluster, profile_settings, refuse_foreign_options
 from ms2study.runlock import check_lock, lock_files, processes_in, remove_partial_files
 from ms2study.runlog import (  # noqa: F401 (tests)
     RunLog,
@@ -325,7 +325,9 @@ def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] |
             cause = error_in_logs(study_dir, job.logs, since) or job.stopped_from_outside()
             if cause:
                 lines.append(f"  {'':<{width}}  {cause}")
-        advice = stopped_advice([job.rule for job in once if job.stopped_from_outside()], extra or [])
+        cluster = on_cluster(extra or [], study.REPO_ROOT) or any(  # the jobs ran on SLURM: its advice alone
+            "SLURM" in (job.message or "") or any("slurm_logs" in log for log in job.logs) for job in once)
+        advice = stopped_advice([job.rule for job in once if job.stopped_from_outside()], extra or [], cluster)
         if advice:
             lines.append(advice)
         lines.append("  " + ("Run" if interrupted else "Correct the cause shown in each log, then run") + " the same "
