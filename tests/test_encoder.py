@@ -328,3 +328,31 @@ def test_training_views_and_validation_queries_carry_a_precursor_error(tmp_path)
         exact = np.concatenate([data.precursor[[data.unit_rows[k][0] for k in picks]]] * 2)
         shift = np.abs(precursor / exact - 1.0) * 1e6
         assert (shift.max() < 1e-3) if expect_exact else (shift.max() > 0.5 and shift.max() < 40), shift
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU (torch.cuda.is_available() is False)")
+def test_training_on_cuda_writes_a_checkpoint_that_embeds_alike_on_the_cpu(tmp_path) -> None:
+    """The training path on a GPU (`ms2study train` with `device: cuda`; run on an H100 in session 45): finite
+    losses in fp32 (auto) and bf16 autocast, the hardware recorded, and the checkpoint, loaded on the CPU, embeds
+    as it does on the GPU."""
+    import numpy as np
+    from test_embed import random_spectra
+
+    from ms2study.encoder.inference import embed_arrays
+    from ms2study.encoder.training import train
+
+    library = _training_library(tmp_path / "lib.mgf")
+    spectra = random_spectra(500, seed=3, min_peaks=1)
+    for precision, expected in (("auto", "fp32"), ("bf16", "bf16")):
+        out = tmp_path / precision
+        record = train([library], out, {**TINY_TRAIN, "device": "cuda", "precision": precision, "max_steps": 20})
+        losses = [h["loss"] for h in record["history"] if "loss" in h]
+        assert len(losses) == 20 and all(math.isfinite(x) for x in losses), losses
+        assert record["hardware"]["device"].startswith("cuda") and record["hardware"]["gpu"]
+        assert record["hardware"]["precision"] == expected
+        _model, _cfg, info = load_encoder(out)  # a GPU-trained checkpoint loads where no GPU is asked for
+        assert info["trained"] and info["training"]["steps"] == 20
+        cpu, has, _ = embed_arrays(*spectra, {"model": str(out), "device": "cpu", "precision": "fp32"})
+        gpu, gpu_has, _ = embed_arrays(*spectra, {"model": str(out), "device": "cuda", "precision": "fp32"})
+        assert np.array_equal(has, gpu_has) and has.sum() > 400
+        assert 1 - (cpu[has] * gpu[has]).sum(axis=1).min() < 1e-4
