@@ -332,7 +332,8 @@ def test_training_views_and_validation_queries_carry_a_precursor_error(tmp_path)
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU (torch.cuda.is_available() is False)")
 def test_training_on_cuda_writes_a_checkpoint_that_embeds_alike_on_the_cpu(tmp_path) -> None:
-    """The training path on a GPU (`ms2study train` with `device: cuda`; run on an H100 in session 45): finite
+    """The training path on a GPU (`ms2study train` with `device: cuda`; not yet run on one: session 45's device
+    loans were paused before this test could run there): finite
     losses in fp32 (auto) and bf16 autocast, the hardware recorded, and the checkpoint, loaded on the CPU, embeds
     as it does on the GPU."""
     import numpy as np
