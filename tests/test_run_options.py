@@ -50,6 +50,19 @@ def test_cores_with_a_cluster_profile_is_a_note(tmp_path) -> None:
     assert cores_note(["--profile", str(tmp_path / "site"), "-c", "1"], root) is None
 
 
+def test_a_target_after_forcerun_is_a_note() -> None:
+    """Trial BB: `--forcerun embed results/samples/S01/embeddings.parquet` ran 48 jobs instead of 1: Snakemake read
+    the path as another rule name."""
+    from ms2study.runargs import forcerun_note
+
+    note = forcerun_note(["--cores", "1", "--forcerun", "embed", "results/samples/S01/embeddings.parquet"])
+    assert note.startswith("--forcerun takes rule names, and Snakemake reads every word after it as one: "
+                           "results/samples/S01/embeddings.parquet is then no target")
+    assert "`ms2study run STUDY results/samples/S01/embeddings.parquet --forcerun embed`" in note
+    assert forcerun_note(["results/samples/S01/embeddings.parquet", "--forcerun", "embed", "annotate"]) is None
+    assert forcerun_note(["-R", "models", "--cores", "1"]) is None
+
+
 def test_a_gpu_asked_for_embed_jobs_with_a_cpu_build_of_torch_is_a_note() -> None:
     """Trial BB: the slurm profile asks --gpus=1 for every embed job; with a CPU build of torch each job held a GPU
     and said so only in its sample's log."""

@@ -1,5 +1,6 @@
 """Options given to ``ms2study run`` that neither it nor Snakemake knows (``foreign_options``), and the settings of
-the profile they name (``profile_settings``, ``cores_note``, ``gpu_note``).
+the profile they name (``profile_settings``, ``cores_note``, ``gpu_note``), and a target taken for a rule name
+(``forcerun_note``).
 
 ``ms2study run`` passes every option it does not define to Snakemake; a user who gives it an option of another
 ms2study command (``--library-size`` of ``simulate``, as a trial did) got Snakemake's usage text and "unrecognized
@@ -79,6 +80,29 @@ def gpu_note(extra: list[str], repo_root: Path, torch_version: str | None = None
             f"({torch_version}) is a CPU build: the jobs would hold GPUs and embed on their CPUs; install a CUDA build "
             "of torch in the environment the jobs run, or set gpu: 0 under set-resources: embed in a copy of the "
             "profile")
+
+
+RULE_LIST_OPTIONS = ("--forcerun", "-R", "--until", "-U", "--omit-from", "-O", "--allowed-rules")
+
+
+def forcerun_note(extra: list[str]) -> str | None:
+    """A note when a file path follows an option that takes rule names (``--forcerun embed results/...``):
+    Snakemake reads every word after it as a rule name, so the path is no target and the whole study runs (trial
+    BB: 48 jobs instead of 1). None otherwise."""
+    for i, arg in enumerate(extra):
+        if arg not in RULE_LIST_OPTIONS:
+            continue
+        words = []
+        for word in extra[i + 1:]:
+            if word.startswith("-"):
+                break
+            words.append(word)
+        paths = [w for w in words if "/" in w or "." in w]
+        if paths:
+            return (f"{arg} takes rule names, and Snakemake reads every word after it as one: {paths[0]} is then "
+                    f"no target, so every target of the study is planned; put the target before {arg} (e.g. "
+                    f"`ms2study run STUDY {paths[0]} {arg} {words[0] if words[0] != paths[0] else 'RULE'}`)")
+    return None
 
 
 def cores_note(extra: list[str], repo_root: Path) -> str | None:

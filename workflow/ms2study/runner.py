@@ -46,7 +46,7 @@ from ms2study.outofdate import (
     unforced,
     write_out_of_date_note,
 )
-from ms2study.runargs import cores_note, gpu_note, on_cluster, profile_settings, refuse_foreign_options
+from ms2study.runargs import cores_note, forcerun_note, gpu_note, on_cluster, profile_settings, refuse_foreign_options
 from ms2study.runlock import check_lock, lock_files, processes_in, remove_partial_files
 from ms2study.runlog import (  # noqa: F401 (tests)
     RunLog,
@@ -399,7 +399,8 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
                  + runprints.moved_note(study_dir, prints)
                  + runprints.orphan_sample_notes(study_dir, sheet,
                                                  mark=not any(a in DRY_RUN_FLAGS for a in extra))
-                 + list(filter(None, [cores_note(extra, study.REPO_ROOT), gpu_note(extra, study.REPO_ROOT)]))):
+                 + list(filter(None, [cores_note(extra, study.REPO_ROOT), gpu_note(extra, study.REPO_ROOT),
+                                      forcerun_note(extra)]))):
         print(f"ms2study run: note: {note}", file=sys.stderr, flush=True)
     edited = sheet_change_note(study_dir, study_sheet(sheet, config))  # trial AV: an outcome edit went unnamed
     for line in filter(None, [runconfig.change_message(study_dir, config), edited and f"ms2study run: note: {edited}"]):
