@@ -141,3 +141,28 @@ def test_the_report_says_the_failed_run_is_left_out_and_other_outliers_stay(tmp_
     assert qc_table(pl.read_csv(tmp_path / "samples.tsv", separator="\t"), spans, None,
                     pl.read_parquet(tmp_path / "raw.parquet")).filter(pl.col("sample_id") == failed)[
         "run_note"][0].startswith("failed run: left out of the tests and models")
+
+
+def test_a_class_whose_runs_all_failed_is_not_tested_and_stops_nothing(tmp_path: Path) -> None:
+    """Trial BC: both TripleTOF runs, the only samples of class 'pesticide', were left out as failed runs; the
+    differential and models jobs then stopped with "positive_class 'pesticide' ... is not a class of the sample
+    sheet's column: set it to one of: plasma" (advice that cannot work) and no report was written. The outcome is
+    now not tested nor modelled, with a note naming why, and both stages finish."""
+    _study(tmp_path)
+    sheet = pl.read_csv(tmp_path / "samples.tsv", separator="\t")
+    cases = sheet.filter(pl.col("group") == "case")["sample_id"].to_list()
+    raw = pl.read_parquet(tmp_path / "raw.parquet")
+    keep = [f"C{i}" for i in range(N_FEATURES - 5, N_FEATURES)]  # every case run detected 5 features
+    raw.with_columns([pl.when(pl.col("consensus_id").is_in(keep)).then(pl.col(s)).otherwise(None).alias(s)
+                      for s in cases]).write_parquet(tmp_path / "raw.parquet")
+    summary, table = _hits(tmp_path, detected=True)
+    assert any("no study sample of class 'case' is left among the samples tested" in n for n in summary["notes"])
+    assert any(n.startswith("not tested") for n in summary["notes"]) and table["p_value"].is_null().all()
+    params = {"outcomes": [{"column": "group", "type": "binary", "positive_class": "case"}],
+              "feature_sets": ["features"], "n_permutations": 2, "outer_repeats": 1, "n_bootstrap": 20}
+    assert cli_main(["models", "--samples", str(tmp_path / "samples.tsv"), "--feature-matrix",
+                     str(tmp_path / "corrected.parquet"), "--detected-matrix", str(tmp_path / "raw.parquet"),
+                     "--outdir", str(tmp_path / "models"), "--params", json.dumps(params)]) == 0
+    models = json.loads((tmp_path / "models" / "group" / "summary.json").read_text())
+    assert models["status"] == "skipped" and "only one class" in models["reason"]
+    assert any("no study sample of class 'case' is left" in n for n in models["notes"])

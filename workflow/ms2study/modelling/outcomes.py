@@ -264,6 +264,15 @@ def encode_outcome(samples: pl.DataFrame, spec: dict) -> dict:
                                   "in config.yaml (or recode it to two classes)") if numeric and len(classes) > 4 else
                              "correct a misspelt class, declare the outcome multiclass, or recode it to two classes")
         positive = spec.get("positive_class")
+        if positive is not None and _match_class(positive, classes) is None and len(classes) < 2:
+            # the sheet has the class (checked before the run), but none of its samples is left here: all were
+            # left out as failed, short or without values (trial BC: both TripleTOF runs of a group dropped as
+            # failed runs stopped the tests and models with advice to name the other class, and no report)
+            result["notes"] = [*result.get("notes", []), f"no study sample of class '{positive}' is left among the "
+                               "samples tested (its runs were left out: see the other notes), so the outcome has one "
+                               "class here and is not tested or modelled"]
+            result.update(y=np.zeros(len(values), dtype=np.int64), classes=classes, positive_class=None)
+            return result
         if positive is not None:
             positive = _match_class(positive, classes)
             if positive is None:
