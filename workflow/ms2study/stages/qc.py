@@ -153,10 +153,14 @@ def run_qc(samples_path: str | Path, chromatograms: list[str | Path], spectra: l
     table = with_mz_offset_notes(table, search)
     write_parquet(table, out)
     for kind, part in table.group_by("sample_type", maintain_order=True):
-        flagged = part.filter(pl.col("outlier"))["sample_id"].to_list()
+        flagged = part.filter(pl.col("outlier"))
         noted = part.filter(pl.col("run_note").is_not_null())
-        log.info("QC of %d run(s) of type %s; outliers: %s (%s)", part.height, kind[0], ", ".join(flagged) or "none",
-                 part["outlier_rule"][0])
+        # each outlier with its own rule (a failed run's differs from the group's: trial BC read "outliers: PEST1,
+        # PEST2 (not tested: fewer than 4 samples)" as a contradiction), then the rule the others were judged by
+        others = part.filter(~pl.col("outlier").fill_null(False))["outlier_rule"]
+        log.info("QC of %d run(s) of type %s; outliers: %s; the others: %s", part.height, kind[0],
+                 "; ".join(f"{s} ({r})" for s, r in flagged.select("sample_id", "outlier_rule").rows()) or "none",
+                 others[0] if others.len() else "none left")
         for s, note in zip(noted["sample_id"].to_list(), noted["run_note"].to_list()):
             log.warning("run %s (%s): %s", s, kind[0], note)
     for s, model, analyzers, note in table.select("sample_id", "instrument", "mass_analyzers",
