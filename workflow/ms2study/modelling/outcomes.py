@@ -24,14 +24,8 @@ from ms2study.core.errors import InputError
 from ms2study.core.missing import is_missing
 from ms2study.io.samplesheet import ACQUISITION_COLUMNS, sample_roles
 from ms2study.modelling.qc import rt_range
-from ms2study.modelling.runchecks import (
-    FAILED_RUN_SHARE,
-    RT_COVERAGE_MIN,
-    RT_COVERAGE_NOTE,
-    detected_counts,
-    failed_runs,
-    rt_coverage,
-)
+from ms2study.modelling.runchecks import (FAILED_RUN_SHARE, RT_COVERAGE_MIN, RT_COVERAGE_NOTE, class_left_out,
+                                          detected_counts, failed_runs, rt_coverage)
 
 OUTCOME_TYPES = ("binary", "multiclass", "continuous")
 FLAGGED_WORDS = "consensus features are flagged"  # drop_flagged's note, "N of M ...": read by the report
@@ -265,14 +259,7 @@ def encode_outcome(samples: pl.DataFrame, spec: dict) -> dict:
                              "correct a misspelt class, declare the outcome multiclass, or recode it to two classes")
         positive = spec.get("positive_class")
         if positive is not None and _match_class(positive, classes) is None and len(classes) < 2:
-            # the sheet has the class (checked before the run), but none of its samples is left here: all were
-            # left out as failed, short or without values (trial BC: both TripleTOF runs of a group dropped as
-            # failed runs stopped the tests and models with advice to name the other class, and no report)
-            result["notes"] = [*result.get("notes", []), f"no study sample of class '{positive}' is left among the "
-                               "samples tested (its runs were left out: see the other notes), so the outcome has one "
-                               "class here and is not tested or modelled"]
-            result.update(y=np.zeros(len(values), dtype=np.int64), classes=classes, positive_class=None)
-            return result
+            return class_left_out(result, positive, classes, len(values))
         if positive is not None:
             positive = _match_class(positive, classes)
             if positive is None:

@@ -273,3 +273,16 @@ def mz_offset_note(offset_ppm: float | None, recalibrated: bool | None, window_p
                  "(instrument or files), or widen annotate: precursor_tolerance_ppm and the other m/z keys "
                  "(config/README.md)")
     return text
+
+
+def class_left_out(result: dict, positive: str, classes: list[str], n: int) -> dict:
+    """``result`` (``modelling.outcomes.encode_outcome``'s) for a binary outcome whose ``positive`` class has no
+    sample left here (``n`` samples of the other ``classes``), though the sheet has it (checked before the run): its
+    runs were all left out (failed, short, no values). One class: not tested nor modelled, with a note (trial BC:
+    both TripleTOF runs of a group dropped as failed runs stopped the tests and models with advice to name the other
+    class, and no report was written)."""
+    note = (f"no study sample of class '{positive}' is left among the samples tested (its runs were left out: see "
+            "the other notes), so the outcome has one class here and is not tested or modelled")
+    result["notes"] = [*result.get("notes", []), note]
+    result.update(y=np.zeros(n, dtype=np.int64), classes=classes, positive_class=None)
+    return result
