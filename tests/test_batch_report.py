@@ -354,33 +354,37 @@ def _fit(sheet: pl.DataFrame, method: str):
     return qc_rlsc(values, is_qc, orders, batches, method)
 
 
-def test_the_qc_fit_notes_say_how_much_falls_on_the_features_left_for_the_tests() -> None:
-    """Trials AU and BA: "4517 of the 11124 feature-batch pairs (40.6 %) had no QC value" read as 40 % of what was
-    tested, where 18 of the 1,848 tested features had none. The fit records per feature how many batches had no QC
-    value (or too few), the corrected matrix keeps it, and the notes count what falls on the features left for the
-    tests and models."""
-    from ms2study.reporting.batch import fit_note
+def test_the_qc_fit_notes_say_how_much_falls_on_the_features_left_for_the_tests(tmp_path: Path) -> None:
+    """Trials AU, BA and BD: "4517 of the 11124 feature-batch pairs (40.6 %) had no QC value" read as 40 % of what
+    was tested, where 18 of the 1,848 tested features had none (BD: a first mend counted the features not flagged,
+    10,955, where the tests took 4,092). The fit records per feature how many batches had no QC value (or too few),
+    the corrected matrix keeps it, and the notes count what falls on each outcome's tested features and hits."""
+    from ms2study.reporting.qcfits import fit_note, tested_features
 
     fit = _fit(_runs(), "qc_linear")
     few, none, _ = fit.notes
     # the per-feature counts add up to the notes' pair counts
     assert int(fit.batches_without_qc.sum()) == int(none.split()[0]) == 7
     assert int(fit.batches_few_qc.sum()) == int(few.split()[0]) == 8
-    excluded = np.zeros(N_FEATURES, dtype=bool)
-    excluded[30:37] = True  # the features without QC values flagged (e.g. by the blank filter)
-    excluded[20:22] = True
-    corrected = pl.DataFrame({"qc_batches_without_value": fit.batches_without_qc.astype(np.int32),
-                              "qc_batches_few_values": fit.batches_few_qc.astype(np.int32), "excluded": excluded})
+    ids = [f"C{i}" for i in range(N_FEATURES)]
+    corrected = pl.DataFrame({"consensus_id": ids, "qc_batches_without_value": fit.batches_without_qc.astype(np.int32),
+                              "qc_batches_few_values": fit.batches_few_qc.astype(np.int32)})
+    # the differential tables: group tested features 0-29 and 34-59 (C34 of those without QC values), age 0-19
+    for outcome, tested, hits in (("group", ids[:30] + ids[34:], ["C1", "C34"]), ("age", ids[:20], [])):
+        pl.DataFrame({"consensus_id": ids, "p_value": [0.5 if c in tested else None for c in ids],
+                      "q_value": [0.01 if c in hits else (0.9 if c in tested else None) for c in ids]}
+                     ).write_parquet(tmp_path / f"{outcome}.parquet")
+    tested = tested_features([tmp_path / "group.parquet", tmp_path / "age.parquet", tmp_path / "gone.parquet"])
+    assert list(tested) == ["group", "age"] and tested["group"][1] == ["C1", "C34"]
     record = {"n_features": N_FEATURES, "batches": ["1", "2"]}
-    assert ("had no QC value; of them, 0 pairs (0 features) among the 51 features left for the tests and models (not "
-            "flagged): in those batches") in fit_note(none, record, corrected)
-    assert ("had fewer QC values than qc_linear needs (3); of them, 6 pairs (6 features) among the 51 features left "
-            "for the tests and models (not flagged):") in fit_note(few, record, corrected)
-    # with correct: exclude_flagged false every feature is tested
-    assert "of them, 7 pairs (7 features) among the 60 features left for the tests and models:" in fit_note(
-        none, record, corrected, exclude_flagged=False)
-    assert "; of them" not in fit_note(none, record, corrected.with_columns(
-        pl.lit(None, dtype=pl.Int32).alias("qc_batches_without_value")))  # no QC-based fit: nothing to say
+    assert ("had no QC value; of the 56 features tested for group, 3 (3 pairs), 1 of its 2 hits; of the 20 features "
+            "tested for age, 0 (0 pairs), no hits at q < 0.05: in those batches") in fit_note(none, record, corrected,
+                                                                                               tested)
+    assert ("had fewer QC values than qc_linear needs (3); of the 56 features tested for group, 8 (8 pairs), none of "
+            "its 2 hits; of the 20 features tested for age, 0 (0 pairs)") in fit_note(few, record, corrected, tested)
+    assert "tested for" not in fit_note(none, record, corrected)  # no differential tables: nothing to say
+    assert "tested for" not in fit_note(none, record, corrected.with_columns(
+        pl.lit(None, dtype=pl.Int32).alias("qc_batches_without_value")), tested)  # no QC-based fit
 
 
 def _fit_notes(sheet: pl.DataFrame, method: str) -> list[str]:

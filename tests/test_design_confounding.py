@@ -149,10 +149,10 @@ def test_a_copy_of_the_outcome_is_told_apart_from_a_partial_tie():
 
 def test_an_outcome_partly_tied_to_the_batch_is_a_data_quality_caution():
     """Trial BA: age 41.9 vs 56.9 years between two batches of 8 (eta² 0.39, under the 0.5 of the design caution)
-    was said nowhere, while 78 % of features falling with age read as a dilution. Now a data-quality caution names
-    the outcome per batch; a weaker or chance-level tie, and a full one (the design caution's), give none."""
+    was said nowhere, while 78 % of features falling with age read as a dilution. Now a caution on the conclusions
+    (trial BD: as a data-quality note the run's summary never showed it) names the outcome per batch and how to
+    adjust for the batch; a weaker or chance-level tie, and a full one (the design caution's), give none."""
     from ms2study.reporting.confounding import partial_batch_caution
-    from ms2study.reporting.html import QUALITY
 
     rng = np.random.default_rng(3)
     batch = np.repeat(["1", "2"], 8)
@@ -163,7 +163,8 @@ def test_an_outcome_partly_tied_to_the_batch_is_a_data_quality_caution():
     tie = design_ties(sheet, age_spec, "batch")
     assert 0.6 <= tie[0] < 1, tie  # eta² in [0.3, 0.5)
     found = [c for c in design_cautions(sheet, [GROUP, age_spec], []) if c.label == "age partly tied to batch"]
-    assert len(found) == 1 and found[0].kind == QUALITY and found[0].concerns == ("models:age", "differential:age")
+    assert len(found) == 1 and found[0].kind == DOUBT and found[0].concerns == ("models:age", "differential:age")
+    assert "copy the sheet's batch column under another name (e.g. batch_factor" in found[0]
     assert "outcome <b>age</b> differs between the batches (mean " in found[0] and " in batch 1, " in found[0]
     assert "one-way ANOVA p " in found[0] and "(a study-wide shift with age among them)" in found[0]
     # the group dealt evenly over the batches: nothing; a full tie is the design caution's, not this one's

@@ -21,7 +21,6 @@ features and what happened to those features. May import ``ms2study.core``, ``ms
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from ms2study.reporting.batchonly import batch_only_counts, batch_only_part
 from ms2study.reporting.charts import batch_scatter_figure, figure_html
 from ms2study.reporting.html import QUALITY, Caution, esc, html_table
 from ms2study.reporting.maps import standardised
+from ms2study.reporting.qcfits import fit_note, fits_part
 from ms2study.reporting.qcrsd import (
     BASIS,
     QC_DRIFT_METHODS,
@@ -57,10 +57,6 @@ FLAG_COLUMNS = {"consensus_id": "consensus feature", "mz": "m/z", "rt_s": "RT (s
                 "qc_rsd_predicted": "QC RSD predicted", "qc_rsd_held_out": "QC RSD held out",
                 "qc_rsd_flag": "QC RSD flag", "n_filled": "filled values", "adduct": "adduct",
                 "compound_group": "compound group"}
-# The correct stage's notes on its QC fits (``correction.drift.qc_rlsc``), read to give each its denominator.
-FEWER_QCS = re.compile(r"^(\d+) feature-batch fits had fewer QC values than (\w+) needs")
-NO_QC = re.compile(r"^(\d+) feature-batch pairs had no QC value")
-BORROWED = re.compile(r"^(\d+) features took the run-level median factor")
 
 
 def read_correction(path: Path | None, warnings: list[str]) -> dict[str, Any] | None:
@@ -155,90 +151,6 @@ def _drift_text(record: dict, n_qc: int, warnings: list[str], acquisition: bool 
         warnings.append(f"drift was <b>not corrected from pooled QCs</b> (drift method {esc(method)}; {esc(why)}): "
                         "check the batch section before reading group differences")
     return text
-
-
-def _share(k: int, total: int | None, noun: str, detail: str = "") -> str:
-    """"K of the TOTAL NOUN (x %; DETAIL)", or "K NOUN" without a total."""
-    if not total:
-        return f"{k} {noun}"
-    return f"{k} of the {total} {noun} ({100 * k / total:.1f} %{'; ' + detail if detail else ''})"
-
-
-def _pairs(record: dict) -> tuple[int | None, int | None, str]:
-    """(features, feature-batch pairs, "N features × B batches") of the record; None where it lacks the counts."""
-    n, batches = record.get("n_features"), record.get("batches")
-    if not isinstance(n, int) or not isinstance(batches, list) or not batches:
-        return (n if isinstance(n, int) else None), None, ""
-    return n, n * len(batches), f"{n} features × {len(batches)} batch{'es' * (len(batches) != 1)}"
-
-
-def tested_share(corrected: pl.DataFrame | None, column: str, exclude_flagged: bool = True) -> str:
-    """How much of a QC-fit count (``column`` of the corrected matrix: ``qc_batches_without_value`` or
-    ``qc_batches_few_values``, per feature) falls on the features left for the tests and models (not ``excluded``,
-    when ``correct: exclude_flagged``): "; of them, P pairs (F features) among the N features left for the tests".
-    Two trials (AU, BA) read "40 % of the feature-batch pairs had no QC value" as 40 % of what was tested, where 18
-    of 1,848 tested features had none. Empty without the column (an older matrix, no QC-based fit)."""
-    if corrected is None or column not in corrected.columns or corrected[column].is_null().all():
-        return ""
-    kept = corrected.filter(~pl.col("excluded").fill_null(False)) if exclude_flagged and \
-        "excluded" in corrected.columns else corrected
-    counts = kept[column].fill_null(0)
-    return (f"; of them, {int(counts.sum())} pairs ({int((counts > 0).sum())} features) among the {kept.height} "
-            f"features left for the tests and models{' (not flagged)' if kept.height < corrected.height else ''}")
-
-
-def fit_note(text: str, record: dict, corrected: pl.DataFrame | None = None, exclude_flagged: bool = True
-             ) -> str | None:
-    """A note of the correct stage on its QC fits (``correction.drift.qc_rlsc``: "N feature-batch fits had fewer QC
-    values ...", "N feature-batch pairs had no QC value ...", "N features took the run-level median factor ...")
-    as HTML with its share of the feature-batch pairs (or of the features) from the record's counts, how much of it
-    falls on the features left for the tests (``tested_share``, with the ``corrected`` matrix) and what happened to
-    those features; None for any other note."""
-    n_features, pairs, product = _pairs(record)
-    kept = "kept in the matrix (none is removed for how it was fitted)"
-    if match := FEWER_QCS.match(text):
-        k, method = int(match[1]), match[2]
-        used = (f"a straight line through {LINE_MIN_QC}-{SPLINE_MIN_QC - 1} QC values or, with 1-{LINE_MIN_QC - 1}, "
-                "the batch's QC median" if method == "qc_spline"
-                else "the batch's QC median (the batch's offset, not the drift within it)")
-        need = SPLINE_MIN_QC if method == "qc_spline" else LINE_MIN_QC
-        return (f"{_share(k, pairs, 'feature-batch pairs', product)} had fewer QC values than "
-                f"{esc(method)} needs ({need}){tested_share(corrected, 'qc_batches_few_values', exclude_flagged)}: "
-                f"in those batches the feature was corrected by {used}; {kept}")
-    if match := NO_QC.match(text):
-        return (f"{_share(int(match[1]), pairs, 'feature-batch pairs', product)} had no QC value"
-                f"{tested_share(corrected, 'qc_batches_without_value', exclude_flagged)}: in those batches the feature was corrected by the run's median factor over the features fitted from "
-                "their own QCs (the batch offset and drift the run shares, not the feature's own); " + kept)
-    if match := BORROWED.match(text):
-        return (f"{_share(int(match[1]), n_features, 'features')} took the run's median factor in a batch "
-                "where they were measured but had no QC value"
-                f"{tested_share(corrected, 'qc_batches_without_value', exclude_flagged)} (the features behind the feature-batch pairs without a "
-                "QC value, counted once: the counts overlap and do not add up); kept in the matrix with their own "
-                "drift there left uncorrected (a feature with fewer than two QC values in all has no QC RSD, so the "
-                "QC RSD threshold cannot flag it)")
-    return None
-
-
-def fits_part(record: dict) -> str:
-    """One sentence splitting the feature-batch pairs by how they were fitted (their own QC values, too few QC
-    values, none), from the record's counts and the correct stage's notes; empty without the counts or notes."""
-    method = str(record.get("drift_method"))
-    _, pairs, product = _pairs(record)
-    notes = [str(t) for t in record.get("warnings") or []]
-    fewer = next((int(m[1]) for t in notes if (m := FEWER_QCS.match(t))), 0)
-    none = next((int(m[1]) for t in notes if (m := NO_QC.match(t))), 0)
-    if method not in QC_DRIFT_METHODS or not pairs or not (fewer or none) or fewer + none > pairs:
-        return ""
-    own, simpler = ((f"a smoothing spline through {SPLINE_MIN_QC} or more", "a line or the batch's QC median")
-                    if method == "qc_spline" else (f"a line through {LINE_MIN_QC} or more", "the batch's QC median"))
-    def pct(k: int) -> str:
-        return f"{k} ({100 * k / pairs:.1f} %)"
-
-    return (f'<p class="note fits">Of the {pairs} feature-batch pairs ({product}): '
-            f"{pct(pairs - fewer - none)} were fitted with {own} of their own QC values; "
-            f"{pct(fewer)} had too few QC values and took {simpler}; "
-            f"{pct(none)} had no QC value and took the run's median factor (see the notes among the "
-            "warnings). None is removed for how it was fitted.</p>")
 
 
 def counts_table(record: dict, corrected: pl.DataFrame | None, exclude_flagged: bool = True) -> str:
@@ -420,12 +332,13 @@ def rt_spread_table(corrected: pl.DataFrame) -> str:
 
 
 def batch_section(correction_path: Path | None, corrected_path: Path | None, raw: pl.DataFrame | None,
-                  sheet: pl.DataFrame, params: dict, warnings: list[str]) -> str:
+                  sheet: pl.DataFrame, params: dict, warnings: list[str], tested: dict | None = None) -> str:
     """The "Batch, blanks and drift" section from the correct stage's record and corrected matrix (either may be
     absent: the section says so) and the raw matrix. ``params``: the report's parameters (``config_used`` gives
     ``correct: qc_rsd_max``, default 0.3, and ``drift_method``, default auto: the method asked for, which the
     section names with why a QC-based one was applied). Warnings of the record (its notes on the QC fits with their
-    share, ``fit_note``) and a drift not corrected from QCs are appended to ``warnings``."""
+    share, ``fit_note``, and on each outcome's ``tested`` features, ``tested_share``) and a drift not corrected from
+    QCs are appended to ``warnings``."""
     roles = sample_roles(sheet)
     parts = [runs_table(roles)]
     if correction_path is None and corrected_path is None:
@@ -466,7 +379,7 @@ def batch_section(correction_path: Path | None, corrected_path: Path | None, raw
     if record:
         parts.append(fits_part(record))
         for text in record.get("warnings") or []:
-            warnings.append(f"batch correction: {fit_note(str(text), record, corrected, exclude) or esc(text)}")
+            warnings.append(f"batch correction: {fit_note(str(text), record, corrected, tested) or esc(text)}")
     threshold = float(correct.get("qc_rsd_max", 0.3))
     parts.append(counts_table(record, corrected, exclude))
     study_samples = roles.filter(pl.col("sample_type") == "sample")["sample_id"].to_list()

@@ -48,6 +48,7 @@ from ms2study.reporting import (
     methods,
     outcomes,
     qc,
+    qcfits,
     sections,
     spectra,
     whatdiffers,
@@ -101,8 +102,9 @@ def build_report(inputs: ReportInputs, out: Path, params: dict | None = None) ->
         ("qc", "Quality control of the runs", qc.qc_section(
             inputs.qc, inputs.chromatograms, sample_ids, warnings,
             ((params.get("config_used") or {}).get("detect") or {}).get("chrom_fwhm_s"))),
-        ("batch", "Batch, blanks and drift", batch.batch_section(inputs.correction, inputs.corrected_matrix, matrix,
-                                                                 sheet, params, warnings)),
+        ("batch", "Batch, blanks and drift", batch.batch_section(
+            inputs.correction, inputs.corrected_matrix, matrix, sheet, params, warnings,
+            qcfits.tested_features([d.table for d in inputs.differential]))),
     ]
     cautions.label_warning(corrected, _adduct_min_runs(params), warnings)
     annotations = collect.read_annotations([t["annotations"] for t in tables])
