@@ -288,11 +288,11 @@ def design_ties(sheet: pl.DataFrame, outcome: dict, column: str) -> tuple[float,
 
 
 # An outcome partly tied to the batch, below DESIGN_V2 (trial BA: age 41.9 vs 56.9 years between two batches, eta²
-# 0.39, said nowhere while the report read 78 % of features falling with age as a dilution): a data-quality caution
-# when V² (eta²) is at least PARTIAL_V2 and the tie is unlikely under random assignment (chi-square or one-way ANOVA
-# p < ASSOCIATION_ALPHA), so that a randomised study is cautioned in at most 5 % of draws. A caution on the
-# conclusions (trial BD: filed under data quality, the run's summary never showed it while the age model's best
-# set followed the batch).
+# 0.39, said nowhere while the report read 78 % of features falling with age as a dilution): a caution on the
+# conclusions (trial BD: as a data-quality note the run's summary never showed it, while the age model's best set
+# followed the batch) when V² (eta²) is at least PARTIAL_V2 and the tie is unlikely under random assignment
+# (chi-square or one-way ANOVA p < ASSOCIATION_ALPHA), so that a randomised study is cautioned in at most 5 % of
+# draws.
 PARTIAL_V2 = 0.3
 
 

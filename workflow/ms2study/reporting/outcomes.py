@@ -249,8 +249,6 @@ def _tested_cell(entry: dict) -> str:
 CONTRADICTED_SCORE = 0.1
 
 
-
-
 def pooled_auc_note(predictions: pl.DataFrame, summary: dict) -> str | None:
     """A note when the best binary set's AUC over all out-of-fold predictions pooled (per repeat; scikit-learn's
     roc_auc_score) lies ``POOLED_AUC_GAP`` or more below its reported fold-wise mean: folds of a few samples score
