@@ -19,8 +19,8 @@ continuous score, whose removal left the same split at 7.4). Measured by ``bench
 (10.3 at 8, so fewer than ``MIN_SAMPLES`` are not checked); a hidden factor balanced against the outcome raising 60
 features 2x gave a median gap of 9.0 / 9.0 / 10.0 / 10.6, and was reported in 94-100 % of studies of 12-48 (58-100 %
 at ``MIN_GAP`` alone); no clean study reached ``MIN_GAP_COLUMN`` with the factor's column drawing its split. A
-sheet column whose values part the samples exactly as the split is named. The result is a caution: the scientist knows what the factor is, the check does not. Imports numpy, polars and
-``ms2study.modelling.qc``.
+sheet column whose values part the samples exactly as the split is named. The result is a caution: the scientist
+knows what the factor is, the check does not. Imports numpy, polars and ``ms2study.modelling.qc``.
 """
 
 from __future__ import annotations
