@@ -259,6 +259,12 @@ def test_no_evidence_when_the_interval_reaches_chance() -> None:
            "beat chance" in findings.model_verdict(
                {**_summary(features=_entry(1.0, 0.8, 1.0, 0.0099), covariates=_entry(0.6, 0.3, 0.9, 0.3)),
                 "covariates": ["cov:batch", "cov:injection_order"]})[0]
+    # trial BE: an unrelated age "reach AUC 0.12" read as strongly anti-predictive: said to be an artefact
+    low = findings.model_verdict({**_summary(features=_entry(1.0, 0.8, 1.0, 0.0099),
+                                             covariates=_entry(0.12, 0.0, 0.5, 0.9)), "covariates": ["cov:age"]})[0]
+    assert ("reach AUC 0.12 (95 % interval 0.00 to 0.50), not shown to beat chance (a score this far below chance "
+            "is an artefact of cross-validating few samples, not an inverse effect") in low
+    assert "artefact" not in weak
     below = _summary(features={**_entry(0.92, 0.50, 1.0, 0.0495), "permutation_observed": 0.96,
                                "permutations_drawn": 100, "permutations_reaching": 4})
     assert "its highest value" not in findings.model_verdict(below)[0]

@@ -295,7 +295,7 @@ def flagged_table(corrected: pl.DataFrame, exclude_flagged: bool = True, basis: 
         return ""
     flagged = corrected.filter(pl.col("excluded").fill_null(False))
     if flagged.height == 0:
-        return "<p>No feature is flagged.</p>"
+        return "<p>No feature is flagged by the blank filter or the QC RSD threshold.</p>"  # not the RT spread flag
     shown = [c for c in FLAG_COLUMNS if c in flagged.columns and not (c.startswith("qc_rsd_") and
                                                                       flagged[c].is_null().all())]
     rows = flagged.select(shown)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 from ms2study.modelling.metrics import CHANCE
-from ms2study.reporting.cautions import P_SMALL, chance_shortfall
+from ms2study.reporting.cautions import P_SMALL, WELL_BELOW, chance_shortfall
 from ms2study.reporting.html import covariate_names, esc, interval_text, p_value_text
 from ms2study.reporting.modeltext import METRIC_NAMES, metric_name, observed_text
 
@@ -224,9 +224,14 @@ def covariates_alone_clause(summary: dict, name: str) -> str | None:
     base = (summary.get("feature_sets") or {}).get("covariates")
     if name == "covariates" or not base or base.get("value") is None or covariates_beat_chance(summary, name):
         return None
+    chance = CHANCE.get(str(base.get("metric")))
+    # trial BE: "AUC 0.12" of an unrelated age read as strongly anti-predictive
+    below = (" (a score this far below chance is an artefact of cross-validating few samples, not an inverse "
+             "effect: see the models section)" if chance is not None and chance - float(base["value"]) >= WELL_BELOW
+             and base.get("metric") != "r2" else "")
     return (f"the covariates alone ({esc(covariate_names(summary))}) reach {metric_name(base)} "
             f"{float(base['value']):.2f} ({interval_text(base.get('ci_low'), base.get('ci_high'), 2)}), "
-            "not shown to beat chance")
+            f"not shown to beat chance{below}")
 
 
 def covariates_clause(summary: dict, name: str) -> str | None:
