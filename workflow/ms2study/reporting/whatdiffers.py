@@ -16,6 +16,7 @@ from ms2study.correction.adduct_notation import impossible_for_intrinsic_ion, sa
 from ms2study.identification.background import BROAD_PEAK_RATIO, BROAD_START
 from ms2study.modelling.differential import SIGNIFICANCE, read_summary, significant_compounds
 from ms2study.reporting import cautions
+from ms2study.reporting.marks import with_name_marks
 from ms2study.reporting.batchonly import batch_only_of, batch_only_warning
 from ms2study.reporting.charts import enrichment_figure, figure_html, volcano_figure
 from ms2study.reporting.collect import DifferentialFiles
@@ -171,8 +172,8 @@ def differential_section(differential: Sequence[DifferentialFiles], warnings: li
         outcome = summary.get("outcome") or path.stem
         parts.append(f"<h3>Outcome: {esc(outcome)} ({esc(summary.get('type'))})</h3>")
         cautions.summary_warnings(summary, outcome, warnings)
-        tested = batch_only_of(identified_ions(cautions.mark_untested_ions(table.filter(pl.col("tested")),
-                                                                           corrected), identifications), corrected)
+        tested = with_name_marks(batch_only_of(identified_ions(cautions.mark_untested_ions(
+            table.filter(pl.col("tested")), corrected), identifications), corrected), identifications)
         if "compound_group" in table.columns:  # members of a group counted over every feature, tested or not
             tested = tested.join(table.filter(pl.col("compound_group").is_not_null()).group_by("compound_group")
                                  .agg(pl.len().alias("_group_size")), on="compound_group", how="left",
@@ -351,6 +352,8 @@ def _feature_table(tested: pl.DataFrame, summary: dict, effect: str, effect_head
         columns["rt_sd_flag"] = "RT spread flag"
     if "_background" in tested.columns:
         columns["_background"] = "background ion?"
+    if "_name_marks" in tested.columns:  # trial BE: a hit's weak name was marked in the identifications only
+        columns["_name_marks"] = "marks on its name"
     if "batch_only" in tested.columns:
         columns["batch_only"] = "one batch only"
     # "measured", not "detected": gap-filled values count here (a trial read "detected (control) 1.0" for a feature
