@@ -180,6 +180,8 @@ def test_ranking_order_and_when_there_are_no_warnings() -> None:
     text = warnings_html(notes)
     assert text.index("local effect") < text.index("plain note") < text.index("<details") < text.index("dropped")
     assert 'id="warning-1"><strong>Warning:</strong> local effect' in text
+    # a processing note, often a confirmation of how the data were read, is a note (trial BD)
+    assert '<strong>Note:</strong> dropped records' in text and '<strong>Warning:</strong> plain note' in text
     # only processing notes: "No warnings." is said, and the notes stay collapsed below it
     only = warnings_html([Caution("dropped records", PROCESSING)])
     assert only.index("No warnings.") < only.index("<details") < only.index("dropped records")

@@ -160,10 +160,12 @@ def run_table(header: list[str], rows: list[list], table_id: str, numeric: set[i
     return interactive_table(pl.DataFrame([column(i) for i in range(len(header))]), table_id, page_length=25)
 
 
-def warning_box(text_html: str, anchor: str | None = None) -> str:
-    """A warning box around ``text_html`` (already HTML: escape user text before passing it); ``anchor``: its id."""
+def warning_box(text_html: str, anchor: str | None = None, label: str = "Warning") -> str:
+    """A warning box around ``text_html`` (already HTML: escape user text before passing it); ``anchor``: its id;
+    ``label``: the word before it ("Note" for a processing note, which often only confirms how the data were read:
+    trial BD read "Warning: MS1 came centroided" as a problem)."""
     at = f' id="{esc(anchor)}"' if anchor else ""
-    return f'<div class="warning"{at}><strong>Warning:</strong> {text_html}</div>'
+    return f'<div class="warning"{at}><strong>{esc(label)}:</strong> {text_html}</div>'
 
 
 def tier_summary(warnings: list[str]) -> str:
@@ -201,7 +203,7 @@ def warnings_html(warnings: list[str]) -> str:
         parts.append(f'<details class="processing" id="warnings-processing"><summary>{TIERS[PROCESSING]} '
                      f"({len(boxes[PROCESSING])}): how the data were processed (library records dropped while "
                      "cleaning, calibration internals, ion labels), for checking when a result looks off</summary>"
-                     + "".join(warning_box(w, a) for a, w in boxes[PROCESSING]) + "</details>")
+                     + "".join(warning_box(w, a, "Note") for a, w in boxes[PROCESSING]) + "</details>")
     return "".join(parts)
 
 
