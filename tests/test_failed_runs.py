@@ -57,6 +57,15 @@ def _hits(tmp_path: Path, detected: bool) -> tuple[dict, pl.DataFrame]:
     return summary, pl.read_parquet(tmp_path / "d.parquet")
 
 
+def _models(tmp_path: Path) -> None:
+    """``ms2study models`` on the study ``_study`` wrote (group, the feature matrix only, few permutations)."""
+    params = {"outcomes": [{"column": "group", "type": "binary", "positive_class": "case"}],
+              "feature_sets": ["features"], "n_permutations": 2, "outer_repeats": 1, "n_bootstrap": 20}
+    assert cli_main(["models", "--samples", str(tmp_path / "samples.tsv"), "--feature-matrix",
+                     str(tmp_path / "corrected.parquet"), "--detected-matrix", str(tmp_path / "raw.parquet"),
+                     "--outdir", str(tmp_path / "models"), "--params", json.dumps(params)]) == 0
+
+
 def test_the_rule_flags_a_fifth_of_the_median_and_needs_three_runs() -> None:
     assert failed_runs({"a": 100, "b": 110, "c": 19, "d": None}) == (["c"], 100.0)
     assert failed_runs({"a": 100, "b": 110, "c": 21}) == ([], 100.0)  # 21 of a median of 100: a dilute run, kept
@@ -85,11 +94,7 @@ def test_a_failed_run_is_left_out_of_the_tests_and_the_planted_difference_is_fou
 
 def test_the_models_leave_the_failed_run_out_and_qcs_are_never_judged(tmp_path: Path) -> None:
     _, failed = _study(tmp_path, seed=1)
-    params = {"outcomes": [{"column": "group", "type": "binary", "positive_class": "case"}],
-              "feature_sets": ["features"], "n_permutations": 2, "outer_repeats": 1, "n_bootstrap": 20}
-    assert cli_main(["models", "--samples", str(tmp_path / "samples.tsv"), "--feature-matrix",
-                     str(tmp_path / "corrected.parquet"), "--detected-matrix", str(tmp_path / "raw.parquet"),
-                     "--outdir", str(tmp_path / "models"), "--params", json.dumps(params)]) == 0
+    _models(tmp_path)
     summary = json.loads((tmp_path / "models" / "group" / "summary.json").read_text())
     assert summary["n_samples"] == 11
     assert sum("left out as failed runs" in n and f"{failed} (5)" in n for n in summary["notes"]) == 1
@@ -158,11 +163,7 @@ def test_a_class_whose_runs_all_failed_is_not_tested_and_stops_nothing(tmp_path:
     summary, table = _hits(tmp_path, detected=True)
     assert any("no study sample of class 'case' is left among the samples tested" in n for n in summary["notes"])
     assert any(n.startswith("not tested") for n in summary["notes"]) and table["p_value"].is_null().all()
-    params = {"outcomes": [{"column": "group", "type": "binary", "positive_class": "case"}],
-              "feature_sets": ["features"], "n_permutations": 2, "outer_repeats": 1, "n_bootstrap": 20}
-    assert cli_main(["models", "--samples", str(tmp_path / "samples.tsv"), "--feature-matrix",
-                     str(tmp_path / "corrected.parquet"), "--detected-matrix", str(tmp_path / "raw.parquet"),
-                     "--outdir", str(tmp_path / "models"), "--params", json.dumps(params)]) == 0
+    _models(tmp_path)
     models = json.loads((tmp_path / "models" / "group" / "summary.json").read_text())
     assert models["status"] == "skipped" and "only one class" in models["reason"]
     assert any("no study sample of class 'case' is left" in n for n in models["notes"])

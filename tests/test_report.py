@@ -765,16 +765,16 @@ def test_the_differential_section_names_the_test_each_summary_records() -> None:
     assert "background ion?: the feature's half-height width" in marked
     assert "background ion?" not in _feature_table(tested, base, "log2_fold_change", "log2 FC", "t4", {"C9": "x"})
     # trial BE: a hit named on 1 spectrum in 1 sample, the same name accepted 33 s earlier on 14, had no mark here
-    from ms2study.reporting.marks import with_name_marks
+    from ms2study.reporting.marks import name_marks, with_name_marks
 
     ident = pl.DataFrame({"consensus_id": ["C1", "C2", "C3"], "accepted": [True, True, False],
                           "same_name_elsewhere": [["C7"], [], ["C7"]]})
-    named = with_name_marks(tested, ident)
+    named = with_name_marks(tested, name_marks(ident))
     assert named["_name_marks"].to_list() == ["named at several retention times", None]
     assert "marks on its name" in _itable_header(_feature_table(named, base, "log2_fold_change", "log2 FC", "t5"),
                                                  "t5")
-    assert with_name_marks(tested, ident.with_columns(pl.Series("same_name_elsewhere", [[], [], ["C7"]]))).equals(
-        tested)  # no tested name carries a mark: no column
+    assert with_name_marks(tested, name_marks(ident.with_columns(
+        pl.Series("same_name_elsewhere", [[], [], ["C7"]])))).equals(tested)  # no tested name carries a mark: no column
 
 
 def test_report_says_what_differs(untrained_report: tuple[Path, str]) -> None:

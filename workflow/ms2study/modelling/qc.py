@@ -413,6 +413,7 @@ def qc_table(samples: pl.DataFrame, runs: dict[str, dict[str, Any]], alignment: 
     score: dict[str, float | None] = {s: None for s in ids}
     flag = {s: False for s in ids}
     rules_failed: dict[str, str] = {}
+    short_runs: set[str] = set()  # failed by their feature count, but a shorter acquisition (short_run_clause)
     rules = {"sample": "not tested: no feature matrix", "qc": "not tested: no feature matrix",
              "blank": BLANK_RULE}
     for kind in ("sample", "qc"):
@@ -430,11 +431,12 @@ def qc_table(samples: pl.DataFrame, runs: dict[str, dict[str, Any]], alignment: 
         for i in failed:
             flag[ids[i]] = True
             share = runchecks.FAILED_RUN_SHARE
+            clause = runchecks.short_run_clause(spans[i], list(spans.values()))
+            short_runs |= {ids[i]} if clause else set()
             rules_failed[ids[i]] = (f"far fewer consensus features than the other runs of its type ({counts[i]} "
                                     f"against a median of {median:.0f}; under {share:.0%}): a failed or different "
                                     "run, left out of the other runs' scoring"
-                                    + (", the tests and the models" if kind == "sample" else "")
-                                    + runchecks.short_run_clause(spans[i], list(spans.values())))
+                                    + (", the tests and the models" if kind == "sample" else "") + clause)
         members = [i for i in members if i not in failed]
         if not members:
             continue
@@ -472,7 +474,7 @@ def qc_table(samples: pl.DataFrame, runs: dict[str, dict[str, Any]], alignment: 
         elif kind == "qc" and flag[s]:
             note = "pooled QC apart from the other QCs: check this injection (autosampler, needle, spray)"
         if kind == "sample" and s in rules_failed:
-            short = "shorter acquisition" in rules_failed[s]  # runchecks.short_run_clause
+            short = s in short_runs
             # a short run's note on its retention-time range (``apart``) already says it is left out
             note = (None if short and s in apart
                     else f"{'short' if short else 'failed'} run: left out of the tests and models")

@@ -231,17 +231,24 @@ def mark_flags(accepted: pl.DataFrame) -> dict[tuple[str, str], pl.Series]:
                         if "evidence_note" in accepted.columns else none)}
 
 
-def with_name_marks(tested: pl.DataFrame, identifications: pl.DataFrame | None) -> pl.DataFrame:
-    """``tested`` (a differential table's rows) with ``_name_marks``: the marks (``mark_flags``, their words for one
-    name, "; "-joined) of its feature's accepted identification, where it has any; unchanged when no tested feature's
-    name carries one. Trial BE: a hit named on 1 spectrum in 1 sample, the same name accepted 33 s earlier on 14 (the
-    right compound there), showed no mark in What differs; the identification section alone said so."""
-    if identifications is None or "accepted" not in identifications.columns or "consensus_id" not in tested.columns:
-        return tested
+def name_marks(identifications: pl.DataFrame | None) -> dict[str, str]:
+    """Per consensus id of an accepted identification with any mark (``mark_flags``), the marks' words for one name,
+    "; "-joined (read once for every outcome's table, ``with_name_marks``)."""
+    if identifications is None or "accepted" not in identifications.columns:
+        return {}
     accepted = identifications.filter(pl.col("accepted").fill_null(False)).unique("consensus_id", keep="first")
     flags = mark_flags(accepted)
     words = [[w[0] for w, flag in flags.items() if flag[i]] for i in range(accepted.height)]
-    named = {str(c): "; ".join(w) for c, w in zip(accepted["consensus_id"].to_list(), words) if w}
+    return {str(c): "; ".join(w) for c, w in zip(accepted["consensus_id"].to_list(), words) if w}
+
+
+def with_name_marks(tested: pl.DataFrame, named: dict[str, str]) -> pl.DataFrame:
+    """``tested`` (a differential table's rows) with ``_name_marks``: the marks of its feature's accepted
+    identification (``named``: ``name_marks``), where it has any; unchanged when no tested feature's name carries
+    one. Trial BE: a hit named on 1 spectrum in 1 sample, the same name accepted 33 s earlier on 14 (the right
+    compound there), showed no mark in What differs; the identification section alone said so."""
+    if not named or "consensus_id" not in tested.columns:
+        return tested
     ids = tested["consensus_id"].cast(pl.Utf8)
     if not ids.is_in(list(named)).any():
         return tested

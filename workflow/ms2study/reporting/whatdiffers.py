@@ -16,13 +16,13 @@ from ms2study.correction.adduct_notation import impossible_for_intrinsic_ion, sa
 from ms2study.identification.background import BROAD_PEAK_RATIO, BROAD_START
 from ms2study.modelling.differential import SIGNIFICANCE, read_summary, significant_compounds
 from ms2study.reporting import cautions
-from ms2study.reporting.marks import with_name_marks
 from ms2study.reporting.batchonly import batch_only_of, batch_only_warning
 from ms2study.reporting.charts import enrichment_figure, figure_html, volcano_figure
 from ms2study.reporting.collect import DifferentialFiles
 from ms2study.reporting.detectable import detectable_slope_text, detectable_text
-from ms2study.reporting.html import DOUBT, QUALITY, Caution, covariate_names, esc, p_value_text, q_cell
 from ms2study.reporting.explained import matrix_part
+from ms2study.reporting.html import DOUBT, QUALITY, Caution, covariate_names, esc, p_value_text, q_cell
+from ms2study.reporting.marks import name_marks, with_name_marks
 from ms2study.reporting.qc import attribution_part
 from ms2study.reporting.regions import regions_part
 from ms2study.reporting.tables import class_path, interactive_table
@@ -160,7 +160,7 @@ def differential_section(differential: Sequence[DifferentialFiles], warnings: li
             warnings.append(f"attribution table for <b>{esc(name)}</b> given without its differential results")
         return ("<p>No differential analysis: no outcomes are declared under <code>models: outcomes</code> in "
                 "config.yaml.</p>")
-    parts = [DIFFERENTIAL_TEXT]
+    parts, marked = [DIFFERENTIAL_TEXT], name_marks(identifications)  # the marks on names, read once for all
     for k, files in enumerate(differential):
         path = Path(files.table)
         if not path.exists():
@@ -173,7 +173,7 @@ def differential_section(differential: Sequence[DifferentialFiles], warnings: li
         parts.append(f"<h3>Outcome: {esc(outcome)} ({esc(summary.get('type'))})</h3>")
         cautions.summary_warnings(summary, outcome, warnings)
         tested = with_name_marks(batch_only_of(identified_ions(cautions.mark_untested_ions(
-            table.filter(pl.col("tested")), corrected), identifications), corrected), identifications)
+            table.filter(pl.col("tested")), corrected), identifications), corrected), marked)
         if "compound_group" in table.columns:  # members of a group counted over every feature, tested or not
             tested = tested.join(table.filter(pl.col("compound_group").is_not_null()).group_by("compound_group")
                                  .agg(pl.len().alias("_group_size")), on="compound_group", how="left",
