@@ -252,6 +252,13 @@ def test_second_run_has_nothing_to_do_and_one_changed_sample_reruns_alone(study:
         os.utime(mzml, (0, 0))
     dry = ms2study("run", str(study), "--cores", "2", "--dry-run")  # the run it was: nothing to do
     assert "Nothing to be done" in dry.stdout + dry.stderr and "changed since" not in dry.stderr
+    # Trial BB: the run touched (or copied without its times), its content the same: its time is set back, nothing
+    # reruns, and the note says so
+    os.utime(mzml)
+    dry = ms2study("run", str(study), "--cores", "2", "--dry-run")
+    assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout + dry.stderr
+    assert "the run file of sample(s) S03 is newer than its results but holds what they were made from" in dry.stderr
+    assert mzml.stat().st_mtime < (study / "results" / "samples" / "S03" / "features.parquet").stat().st_mtime
 
 
 def test_bad_run_fails_clearly_and_leaves_no_output(study: Path, tmp_path: Path) -> None:
@@ -382,6 +389,33 @@ def test_a_model_parameter_change_reruns_models_and_report_only(study: Path) -> 
     # the run names the key that changed since the last finished run (Snakemake says only "params have changed")
     assert "1 configuration value(s) changed since the last finished run" in dry.stderr, dry.stderr
     assert re.search(r"models\.n_bootstrap: \d+ -> 123", dry.stderr), dry.stderr
+
+
+def test_an_outcome_edit_reruns_the_stages_that_read_outcomes_only(study: Path) -> None:
+    """An HPC admin's trial: relabelling one sample reran every study job. The correction, the identifications and
+    the run QC read only the sheet's run columns (results/study/runs.tsv), which the edit leaves as they were."""
+    sheet = study / "samples.tsv"
+    original = sheet.read_bytes()
+    rows = pl.read_csv(sheet, separator="\t", infer_schema_length=0)
+    runs = study / "results" / "study" / "runs.tsv"
+    header = runs.read_text().splitlines()[0].split("\t")
+    assert header[:2] == ["sample_id", "file"] and "group" not in header and "group" in rows.columns, header
+    before = runs.stat().st_mtime_ns
+    first, flipped = rows["group"][0], next(g for g in rows["group"] if g != rows["group"][0])
+    try:
+        rows.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.lit(flipped)).otherwise(pl.col("group"))
+                          .alias("group")).write_csv(sheet, separator="\t")
+        dry = ms2study("run", str(study), "--cores", "2", "--dry-run")
+        counts = _job_counts(dry.stdout + dry.stderr)
+        assert f"{rows['sample_id'][0]} group: {first} -> {flipped}" in dry.stderr, dry.stderr
+        assert counts.get("differential", 0) >= 1 and counts.get("models", 0) >= 1 and counts.get("report") == 1, counts
+        assert not set(counts) & {*PER_SAMPLE, "link", "gapfill", "correct", "identify", "qc", "pool_corrected",
+                                  "chemistry"}, counts
+        assert runs.stat().st_mtime_ns == before
+    finally:
+        sheet.write_bytes(original)
+    dry = ms2study("run", str(study), "--cores", "2", "--dry-run")  # the sheet it was: nothing to do
+    assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout + dry.stderr
 
 
 def test_an_fdr_change_reruns_annotation_and_what_reads_it_but_not_the_models(study: Path) -> None:

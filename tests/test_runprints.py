@@ -111,3 +111,41 @@ def test_swapped_and_renamed_runs_are_named(tmp_path: Path) -> None:
     notes = runprints.moved_note(tmp_path, now)
     assert notes[0].startswith("the run files of S01 and S02 are each other's files of the last run")
     assert notes[1].startswith("the run of P03 (was S03) is the file the old id's results were made from")
+
+
+def test_a_touched_run_with_its_recorded_content_gets_its_time_set_back(tmp_path: Path, monkeypatch) -> None:
+    """Trial BB (an HPC admin): a run touched, or copied without its times, was processed again with every study
+    stage although its content was the one processed. Its time is set back to before its results; a changed run, a
+    sample without a record and a file already older are left as they are."""
+    sheet = pl.DataFrame({"sample_id": ["A", "B", "C"], "file": ["a.mzML", "b.mzML", "c.mzML"]})
+    for sample in ("A", "B", "C"):
+        (tmp_path / f"{sample.lower()}.mzML").write_bytes(f"<mzML>{sample}</mzML>".encode())
+        os.utime(tmp_path / f"{sample.lower()}.mzML", (1000, 1000))
+        folder = tmp_path / "results" / "samples" / sample
+        folder.mkdir(parents=True)
+        for name, when in (("features.parquet", 2000), ("spectra.parquet", 3000)):
+            (folder / name).write_bytes(b"x")
+            os.utime(folder / name, (when, when))
+    (tmp_path / "results" / "study").mkdir()
+    (tmp_path / "results" / "study" / "qc.parquet").write_bytes(b"x")
+    os.utime(tmp_path / "results" / "study" / "qc.parquet", (1500, 1500))
+    _, prints = runprints.replaced_runs(tmp_path, sheet)
+    runprints.remember(tmp_path, {s: prints[s] for s in ("A", "B")}, since=0)  # C has no record
+    for sample in ("A", "B", "C"):
+        os.utime(tmp_path / f"{sample.lower()}.mzML")  # touched: now
+    (tmp_path / "b.mzML").write_bytes(b"<mzML>another B</mzML>")  # changed: Snakemake's to rerun
+    _, prints = runprints.replaced_runs(tmp_path, sheet)
+    assert runprints.set_back_touched(tmp_path, sheet, prints) == (["A"], [])
+    assert (tmp_path / "a.mzML").stat().st_mtime == 1499.0  # before the oldest result made from it (qc.parquet)
+    assert (tmp_path / "b.mzML").stat().st_mtime > 3000 and (tmp_path / "c.mzML").stat().st_mtime > 3000
+    assert runprints.set_back_touched(tmp_path, sheet, prints) == ([], [])  # older now: nothing to do
+    assert runprints.touched_note(["A"], [])[0].startswith("the run file of sample(s) A is newer than its results")
+    # a folder where the time cannot be set (read-only data): the jobs run again and the note says how to avoid it
+    os.utime(tmp_path / "a.mzML")
+
+    def refuse(*args, **kwargs):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(runprints.os, "utime", refuse)
+    assert runprints.set_back_touched(tmp_path, sheet, prints) == ([], ["A"])
+    assert "could not be set back" in runprints.touched_note([], ["A"])[0] and runprints.touched_note([], []) == []

@@ -395,7 +395,9 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
     for warning in study.check_study(study_dir, config, sheet) + ms1_only_warnings(study_dir, sheet):
         print(f"ms2study run: warning: {warning}", file=sys.stderr, flush=True)
     replaced, prints = runprints.replaced_runs(study_dir, sheet)  # trial AA: a run replaced by an older file
+    touched = runprints.set_back_touched(study_dir, sheet, prints)  # trial BB: a run touched, its content the same
     for note in (runconfig.setup_notes(study_dir, config, sheet.height) + runprints.replaced_note(replaced)
+                 + runprints.touched_note(*touched)
                  + runprints.moved_note(study_dir, prints)
                  + runprints.orphan_sample_notes(study_dir, sheet,
                                                  mark=not any(a in DRY_RUN_FLAGS for a in extra))

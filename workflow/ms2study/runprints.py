@@ -8,7 +8,8 @@ done" (trial AA). ``ms2study run`` keeps, per sample, a fingerprint of the run f
 (``FINGERPRINTS``: the file's size and the SHA-256 of its first and last MiB, which hold the run's header, its
 start time and its index) and, before each run, forces the detect job of every sample whose file no longer matches
 while its features table is newer than the file (a newer file Snakemake reruns by itself); the jobs after detect
-follow. Also the note in the folder of a sample the sheet no longer lists (``orphan_sample_notes``). Used by
+follow. A run newer than its results whose fingerprint is the recorded one (touched, copied without its times) gets
+its modification time set back to before them (``set_back_touched``), so it is not processed again. Also the note in the folder of a sample the sheet no longer lists (``orphan_sample_notes``). Used by
 ``ms2study.runner``.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 from ms2study.core.atomic import write_text
@@ -71,6 +73,60 @@ def replaced_runs(study_dir: Path, sheet) -> tuple[list[str], dict[str, str]]:
                 and output.stat().st_mtime >= path.stat().st_mtime:
             replaced.append(sample_id)
     return replaced, current
+
+
+QC_OUTPUT = Path("results") / "study" / "qc.parquet"  # rules/qc.smk: the one study job that reads the runs (headers)
+
+
+def _outputs_read_from(study_dir: Path, sample_id: str) -> list[Path]:
+    """The files made from a sample's run: its per-sample outputs and the study's run QC table."""
+    folder = study_dir / "results" / "samples" / sample_id
+    files = [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
+    return files + ([study_dir / QC_OUTPUT] if (study_dir / QC_OUTPUT).exists() else [])
+
+
+def set_back_touched(study_dir: Path, sheet, current: dict[str, str]) -> tuple[list[str], list[str]]:
+    """Runs touched but not changed: (sample ids whose run file was newer than the results made from it while its
+    fingerprint is still the one recorded when they were made, and whose modification time was set back to one
+    second before the oldest of those results; those whose time could not be set, e.g. a read-only data folder).
+
+    Snakemake reruns a job whose input is newer than its outputs, whatever the input holds: ``touch``, a copy without
+    ``-p``, a checkout or a download of the same file again reprocessed the sample and every study stage (trial BB,
+    an HPC admin). The fingerprint (``fingerprint``: size and the first and last MiB, which hold an indexed mzML's
+    header and its SHA-1 checksum of the whole file) says the content is the one processed. ``current``: the sheet's
+    fingerprints (``replaced_runs``). Samples without a record or a features table are left to Snakemake. Done on a
+    dry run too, so that its job list is the run's."""
+    study_dir = Path(study_dir)
+    recorded, done, failed = _recorded(study_dir), [], []
+    for sample_id, file in zip(sheet["sample_id"].to_list(), sheet["file"].to_list()):
+        if recorded.get(sample_id) is None or recorded.get(sample_id) != current.get(sample_id) \
+                or not (study_dir / DETECT_OUTPUT.format(sample=sample_id)).exists():
+            continue
+        path = on_disk(study_dir, file)
+        try:
+            oldest = min(p.stat().st_mtime for p in _outputs_read_from(study_dir, sample_id))
+            stat = path.stat()
+            if stat.st_mtime <= oldest:
+                continue
+            os.utime(path, (stat.st_atime, oldest - 1.0))
+            done.append(sample_id)
+        except OSError:
+            failed.append(sample_id)
+    return done, failed
+
+
+def touched_note(done: list[str], failed: list[str]) -> list[str]:
+    """The pre-run notes (none, one or two) on runs touched but not changed (``set_back_touched``)."""
+    notes = []
+    if done:
+        notes.append(f"the run file of sample(s) {_named(done)} is newer than its results but holds what they were "
+                     "made from (touched, or copied without its times?): its modification time was set back to before "
+                     "its results, so it is not processed again")
+    if failed:
+        notes.append(f"the run file of sample(s) {_named(failed)} is newer than its results but holds what they were "
+                     "made from, and its modification time could not be set back (a read-only folder?): its jobs run "
+                     "again; to keep its results, give the file an older time (touch -d '2000-01-01' FILE) first")
+    return notes
 
 
 def with_forced(extra: list[str], samples: list[str]) -> list[str]:

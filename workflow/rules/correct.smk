@@ -56,7 +56,7 @@ rule correct:
     input:
         matrix="results/study/feature_matrix.parquet",
         links="results/study/feature_links.parquet",
-        sheet="results/study/samples.tsv",
+        sheet=RUN_SHEET,
         gap_filled=GAP_FILLED_FOLDER,
         # the runs' MS/MS scans: their polarity is the adduct grouping's
         spectra=per_sample("spectra"),

@@ -12,7 +12,7 @@ rule identify:
         # the intensities across samples: a name on an in-source fragment that follows its parent is withdrawn
         matrix="results/study/feature_matrix.parquet",
         # the run types (sample, qc, blank): n_samples counts study samples only
-        sheet="results/study/samples.tsv",
+        sheet=RUN_SHEET,
         # each run's features: a name on a feature eluting over most of its run is marked (identification.background)
         features=per_sample("features"),
         library=library_index(),

@@ -4,7 +4,7 @@
 
 rule qc:
     input:
-        sheet="results/study/samples.tsv",
+        sheet=RUN_SHEET,
         chromatograms=per_sample("chromatogram"),
         spectra=per_sample("spectra"),
         features=per_sample("features"),

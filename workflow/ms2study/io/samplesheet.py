@@ -316,6 +316,19 @@ def study_sheet(sheet: pl.DataFrame, config: dict) -> pl.DataFrame:
     return sheet.with_columns([pl.when(typed).then(None).otherwise(pl.col(c)).alias(c) for c in present])
 
 
+# The columns the run-level study stages read (correct, identify, qc): sample_id, file, the acquisition columns and
+# the subject (modelling.subjects.SUBJECT_COLUMN: the run-level normalisation averages a subject's runs).
+RUN_COLUMNS = ("sample_id", "file", *ACQUISITION_COLUMNS, "subject_id")
+
+
+def run_sheet(sheet: pl.DataFrame) -> pl.DataFrame:
+    """The sheet of the run-level study stages (results/study/runs.tsv): ``sheet``'s ``RUN_COLUMNS`` that it has, in
+    that order, one row per run. Outcome and covariate columns are left out, so an edit of them reruns only the
+    stages that read them (differential, models and what follows), not the correction, the identifications or the
+    run QC (an HPC admin's trial: a relabelled sample reran every study job)."""
+    return sheet.select([c for c in RUN_COLUMNS if c in sheet.columns])
+
+
 # ids that labs give pooled QCs and blanks ("QC_pool_01", "Blank_2", "solvent"): word-like parts, not inside a word
 _ROLE_WORDS = re.compile(r"(?:^|[_\-\s.])(qc|pool(?:ed)?|blank|solvent|wash)(?:$|[_\-\s.\d])", re.IGNORECASE)
 

@@ -1,7 +1,7 @@
 """The corrected study feature matrix (the ``correct`` stage): gap-filled, blank-flagged, drift- and batch-corrected.
 
-Reads the raw feature matrix of ``link``, the validated sample sheet (``results/study/samples.tsv``; the runs' roles
-from ``io.samplesheet.sample_roles``: sample_type, injection_order, batch) and, when gap filling is on, the
+Reads the raw feature matrix of ``link``, the validated sample sheet's run columns (``results/study/runs.tsv``; the
+runs' roles from ``io.samplesheet.sample_roles``: sample_type, injection_order, batch) and, when gap filling is on, the
 ``gapfill`` stage's table of every run; writes ``results/study/feature_matrix_corrected.parquet``
 (``tables.CORRECTED_MATRIX_KEYS`` + one column per run of the sheet) and ``results/study/correction.json`` (what was
 done, with counts, a note and warnings). The work is ``correction.matrix.correct_matrix``; the raw matrix is left as
@@ -116,7 +116,7 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("correct", help="gap-filled, blank-flagged, drift/batch-corrected feature matrix")
     p.add_argument("--feature-matrix", required=True, type=Path, help="results/study/feature_matrix.parquet")
-    p.add_argument("--samples", required=True, type=Path, help="the validated sheet (results/study/samples.tsv)")
+    p.add_argument("--samples", required=True, type=Path, help="the validated sheet (in the workflow its run columns, results/study/runs.tsv)")
     p.add_argument("--gap-filled", nargs="*", type=Path, default=[],
                    help="results/study/gap_filled/{sample}.parquet of the runs (none: no gap filling)")
     p.add_argument("--links", type=Path, default=None,
