@@ -76,3 +76,29 @@ def test_a_gpu_asked_for_embed_jobs_with_a_cpu_build_of_torch_is_a_note() -> Non
     assert gpu_note(["--profile", "slurm"], root, "2.11.0+cu130") is None  # a CUDA build
     assert gpu_note([], root, "2.13.0+cpu") is None  # local runs: the embed job says it itself
     assert gpu_note(["--profile", "slurm", "--set-resources", "embed:gpu=0"], root, "2.13.0+cpu") is None
+
+
+@pytest.mark.parametrize(("line", "said"), [
+    ("retries: one", "'retries: one' is not what Snakemake's --retries takes"),
+    ("latency-wait: 5s", "'latency-wait: 5s' is not what Snakemake's --latency-wait takes"),
+    ("printshellcmds: maybe", "'printshellcmds: maybe' is not a yes or no for Snakemake's flag --printshellcmds"),
+    ("rerun-triggers: [mtime, checksum]", "'rerun-triggers: checksum' is not one of the values Snakemake's"),
+])
+def test_a_bad_profile_value_is_named_with_its_file_before_snakemake_runs(tmp_path: Path, line: str, said: str,
+                                                                          capsys: pytest.CaptureFixture) -> None:
+    """Trial BB (an HPC admin): a mistyped profile value got some 400 lines of Snakemake's usage text, with the
+    error last and without the profile's name. The shipped profiles pass the check (and the study runs' tests use
+    them)."""
+    from ms2study import study
+    from ms2study.runargs import refuse_bad_profile_values
+
+    for shipped in ("default", "slurm", "slurm-noacct"):
+        refuse_bad_profile_values(["--profile", shipped], study.REPO_ROOT)
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "config.yaml").write_text(f"keep-going: yes\njobs: 4\n{line}\n")
+    (tmp_path / "samples.tsv").write_text("sample_id\tfile\tgroup\nA\ta.mzML\tcase\n")
+    assert cli_main(["run", str(tmp_path), "--profile", str(tmp_path / "site"), "--cores", "1"]) != 0
+    err = capsys.readouterr().err
+    assert said in err and str(tmp_path / "site" / "config.yaml") in err, err
+    assert "usage:" not in err and "Traceback" not in err
+    assert not (tmp_path / "results").exists() and not (tmp_path / ".snakemake").exists()

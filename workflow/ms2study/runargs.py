@@ -1,6 +1,6 @@
 """Options given to ``ms2study run`` that neither it nor Snakemake knows (``foreign_options``), and the settings of
-the profile they name (``profile_settings``, ``cores_note``, ``gpu_note``), and a target taken for a rule name
-(``forcerun_note``).
+the profile they name (``profile_settings``, ``cores_note``, ``gpu_note``; its values checked by
+``refuse_bad_profile_values``), and a target taken for a rule name (``forcerun_note``).
 
 ``ms2study run`` passes every option it does not define to Snakemake; a user who gives it an option of another
 ms2study command (``--library-size`` of ``simulate``, as a trial did) got Snakemake's usage text and "unrecognized
@@ -21,12 +21,12 @@ import yaml
 from ms2study.core.errors import InputError
 
 LOCAL_EXECUTORS = ("local", "dryrun", "touch")
+FLAG_WORDS = ("true", "false", "yes", "no", "on", "off", "1", "0")  # the words Snakemake 9 reads as a profile flag
 
 
-def profile_settings(extra: list[str], repo_root: Path) -> dict:
-    """The settings of the Snakemake profile ``extra`` names (``--profile DIR``; a bare name is a folder of
-    ``repo_root / "profiles"``), else of the repository's ``profiles/default``: its config.yaml as a dict ({} when
-    unreadable)."""
+def profile_dir(extra: list[str], repo_root: Path) -> Path:
+    """The folder of the Snakemake profile ``extra`` names (``--profile DIR``; a bare name is a folder of
+    ``repo_root / "profiles"``), else the repository's ``profiles/default``."""
     profile = repo_root / "profiles" / "default"
     for i, arg in enumerate(extra):
         if arg == "--profile" and i + 1 < len(extra):
@@ -35,8 +35,14 @@ def profile_settings(extra: list[str], repo_root: Path) -> dict:
             profile = Path(arg.split("=", 1)[1])
     if not profile.is_dir() and (repo_root / "profiles" / profile.name).is_dir():
         profile = repo_root / "profiles" / profile.name
+    return profile
+
+
+def profile_settings(extra: list[str], repo_root: Path) -> dict:
+    """The settings of the Snakemake profile ``extra`` names (``profile_dir``): its config.yaml as a dict ({} when
+    unreadable)."""
     try:
-        settings = yaml.safe_load((profile / "config.yaml").read_text()) or {}
+        settings = yaml.safe_load((profile_dir(extra, repo_root) / "config.yaml").read_text()) or {}
     except (OSError, yaml.YAMLError):
         return {}
     return settings if isinstance(settings, dict) else {}
@@ -142,6 +148,41 @@ def foreign_options(extra: list[str]) -> list[str]:
     except (SystemExit, Exception):  # noqa: BLE001 - Snakemake names a bad value better than this check could
         return []
     return [u.split("=", 1)[0] for u in unknown if u.startswith("-") and u not in ("-", "--")]
+
+
+def _value_problem(action: argparse.Action, key: str, text: str) -> str | None:
+    """What is wrong with ``text`` as the value of Snakemake's option ``action`` (None: nothing)."""
+    if action.nargs == 0:  # a flag: Snakemake reads a profile's yes/no words
+        return None if text.lower() in FLAG_WORDS else f"is not a yes or no for Snakemake's flag --{key} (true or false)"
+    try:
+        converted = action.type(text) if callable(action.type) else text
+    except (ValueError, TypeError, argparse.ArgumentTypeError) as err:
+        return f"is not what Snakemake's --{key} takes ({err or type(err).__name__})"
+    if action.choices is None or converted in action.choices:
+        return None
+    return f"is not one of the values Snakemake's --{key} takes ({', '.join(map(str, action.choices))})"
+
+
+def refuse_bad_profile_values(extra: list[str], repo_root: Path) -> None:
+    """Raise ``InputError`` naming the profile file, the key and its value when a top-level setting of the profile
+    (``profile_dir``) is not of the type or among the choices that Snakemake's option of that name takes (``retries:
+    one``, ``latency-wait: 5s``): Snakemake's own message came after some 400 lines of its usage text and did not say
+    that the value was the profile's (trial BB, an HPC admin). Nested settings (``set-resources``) and unknown keys
+    are left to Snakemake, which names the rule and resource of a bad resource value."""
+    path = profile_dir(extra, repo_root) / "config.yaml"
+    settings = profile_settings(extra, repo_root)
+    actions = _snakemake_parser()._option_string_actions if settings else {}
+    for key, value in settings.items():
+        action = actions.get("--" + str(key).replace("_", "-"))
+        if action is None or isinstance(value, dict):
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            text = str(item).lower() if isinstance(item, bool) else str(item)
+            problem = _value_problem(action, str(key), text)
+            if problem is None:
+                continue
+            raise InputError(f"the profile's setting '{key}: {item}' {problem}", file=str(path),
+                             fix=f"correct it in {path} ('snakemake --help' describes --{key})")
 
 
 def refuse_foreign_options(extra: list[str]) -> None:

@@ -46,7 +46,15 @@ from ms2study.outofdate import (
     unforced,
     write_out_of_date_note,
 )
-from ms2study.runargs import cores_note, forcerun_note, gpu_note, on_cluster, profile_settings, refuse_foreign_options
+from ms2study.runargs import (
+    cores_note,
+    forcerun_note,
+    gpu_note,
+    on_cluster,
+    profile_settings,
+    refuse_bad_profile_values,
+    refuse_foreign_options,
+)
 from ms2study.runlock import check_lock, lock_files, processes_in, remove_partial_files
 from ms2study.runlog import (  # noqa: F401 (tests)
     RunLog,
@@ -387,6 +395,7 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
         raise InputError("study folder does not exist", file=str(study_dir),
                          fix="give the folder that holds samples.tsv (or the mzML files)")
     refuse_foreign_options(extra)  # e.g. simulate's --library-size (a trial): Snakemake's usage text said little
+    refuse_bad_profile_values(extra, study.REPO_ROOT)  # trial BB: `retries: one` got the usage text too
     nested = dotted_overrides(extra)
     if nested:  # a bad value is named first (key, allowed values); a good one is refused for its form below
         study.load_config(study_dir, nested, "the study's config.yaml (--config takes top-level keys only)")
