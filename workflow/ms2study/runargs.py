@@ -153,7 +153,8 @@ def foreign_options(extra: list[str]) -> list[str]:
 def _value_problem(action: argparse.Action, key: str, text: str) -> str | None:
     """What is wrong with ``text`` as the value of Snakemake's option ``action`` (None: nothing)."""
     if action.nargs == 0:  # a flag: Snakemake reads a profile's yes/no words
-        return None if text.lower() in FLAG_WORDS else f"is not a yes or no for Snakemake's flag --{key} (true or false)"
+        ok = text.lower() in FLAG_WORDS
+        return None if ok else f"is not a yes or no for Snakemake's flag --{key} (true or false)"
     try:
         converted = action.type(text) if callable(action.type) else text
     except (ValueError, TypeError, argparse.ArgumentTypeError) as err:

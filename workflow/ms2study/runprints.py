@@ -9,7 +9,8 @@ done" (trial AA). ``ms2study run`` keeps, per sample, a fingerprint of the run f
 start time and its index) and, before each run, forces the detect job of every sample whose file no longer matches
 while its features table is newer than the file (a newer file Snakemake reruns by itself); the jobs after detect
 follow. A run newer than its results whose fingerprint is the recorded one (touched, copied without its times) gets
-its modification time set back to before them (``set_back_touched``), so it is not processed again. Also the note in the folder of a sample the sheet no longer lists (``orphan_sample_notes``). Used by
+its modification time set back to before them (``set_back_touched``), so it is not processed again. Also the note
+in the folder of a sample the sheet no longer lists (``orphan_sample_notes``). Used by
 ``ms2study.runner``.
 """
 

@@ -116,7 +116,8 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("correct", help="gap-filled, blank-flagged, drift/batch-corrected feature matrix")
     p.add_argument("--feature-matrix", required=True, type=Path, help="results/study/feature_matrix.parquet")
-    p.add_argument("--samples", required=True, type=Path, help="the validated sheet (in the workflow its run columns, results/study/runs.tsv)")
+    p.add_argument("--samples", required=True, type=Path,
+                   help="the validated sheet (in the workflow its run columns, results/study/runs.tsv)")
     p.add_argument("--gap-filled", nargs="*", type=Path, default=[],
                    help="results/study/gap_filled/{sample}.parquet of the runs (none: no gap filling)")
     p.add_argument("--links", type=Path, default=None,

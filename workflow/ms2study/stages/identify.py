@@ -430,7 +430,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "with correct.adducts); identification then uses each feature's grouped adduct")
     p.add_argument("--samples", default=None,
                    help="optional: the study's sample sheet (in the workflow its run columns, results/study/runs.tsv); "
-                        "with its sample_type column, n_samples counts study samples and n_qc_runs / n_blank_runs the QC and blank runs")
+                        "with its sample_type column, n_samples counts study samples and n_qc_runs / n_blank_runs "
+                        "the QC and blank runs")
     p.add_argument("--feature-matrix", default=None,
                    help="optional: feature_matrix.parquet from 'ms2study link'; a name on a possible in-source "
                         "fragment whose log intensity follows its parent's over the study samples (r >= 0.9 over >= 5 "

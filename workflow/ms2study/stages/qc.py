@@ -204,7 +204,8 @@ def _cli(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``qc`` command to the ms2study CLI."""
     p = subparsers.add_parser("qc", help="quality control of the runs: counts, errors, RT shift, outlier samples")
-    p.add_argument("--samples", required=True, help="sample sheet (in the workflow its run columns, results/study/runs.tsv)")
+    p.add_argument("--samples", required=True,
+                   help="sample sheet (in the workflow its run columns, results/study/runs.tsv)")
     p.add_argument("--chromatograms", nargs="+", required=True, help="chromatogram.parquet per sample, sheet order")
     p.add_argument("--spectra", nargs="+", required=True, help="spectra.parquet per sample, sheet order")
     p.add_argument("--features", nargs="+", required=True, help="features.parquet per sample, sheet order")
