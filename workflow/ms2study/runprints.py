@@ -93,8 +93,9 @@ def set_back_touched(study_dir: Path, sheet, current: dict[str, str]) -> tuple[l
 
     Snakemake reruns a job whose input is newer than its outputs, whatever the input holds: ``touch``, a copy without
     ``-p``, a checkout or a download of the same file again reprocessed the sample and every study stage (trial BB,
-    an HPC admin). The fingerprint (``fingerprint``: size and the first and last MiB, which hold an indexed mzML's
-    header and its SHA-1 checksum of the whole file) says the content is the one processed. ``current``: the sheet's
+    an HPC admin). The fingerprint (``fingerprint``: size and the first and last MiB, which hold the header with the
+    run's start time, the index of every scan's byte offset and, from msconvert, a SHA-1 of the whole file; OpenMS
+    writes 0 there) says the content is the one processed. ``current``: the sheet's
     fingerprints (``replaced_runs``). Samples without a record or a features table are left to Snakemake. Done on a
     dry run too, so that its job list is the run's."""
     study_dir = Path(study_dir)
