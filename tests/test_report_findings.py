@@ -1052,7 +1052,9 @@ def test_an_outcome_that_could_not_be_tested_says_so(tmp_path: Path) -> None:
 def test_samples_the_model_places_confidently_in_the_other_class_are_named() -> None:
     """Trial AA: a case entered as a control scored 0.91 as a case out of fold, and the group's section said nothing.
     Such samples are named when the best set, beating chance, places them so, or when two sets agree (trial AB: the
-    swap itself sank the best set below chance); one set alone that does not beat chance names nothing."""
+    swap itself sank the best set below chance); one set alone that does not beat chance names nothing, nor does one
+    that beats it only before the adjustment for the choice among the sets (trial BF: "suggestive only" named a
+    correctly labelled control)."""
     from ms2study.reporting.outcomes import contradicting_samples
 
     ids = [f"S{i}" for i in range(8)]
@@ -1065,11 +1067,16 @@ def test_samples_the_model_places_confidently_in_the_other_class_are_named() -> 
                                         "y_score": values + [min(1.0, v + 0.02) for v in values]})
                           for name, values in sets.items()])
 
-    note = contradicting_samples(predictions({"features": scores}), SUMMARY)
+    strong = _summary(embedding=_entry(0.40, 0.10, 0.80, 0.70), features=_entry(0.97, 0.72, 1.0, 0.01),
+                      binned_spectra=_entry(0.60, 0.20, 1.0, 0.30))  # adjusted for 3 sets: p 0.03
+    note = contradicting_samples(predictions({"features": scores}), strong)
     assert note == ("Out of fold, the feature sets place 2 sample(s) confidently in the other class: S3 (entered as "
                     "control; features 0.94 for the other class); S7 (entered as case; features 0.95 for the other "
                     "class). A swapped label or vial looks like this, and lowers the models' scores: check their rows "
                     "of the sample sheet before trusting either the label or the model.")
+    # SUMMARY's features: p 0.02 on its own test, 0.06 adjusted for the choice among 3 sets ("suggestive only")
+    assert contradicting_samples(predictions({"features": scores}), SUMMARY) is None
+    assert contradicting_samples(predictions({"features": scores}), SUMMARY, choice_adjusted=False) == note
     weak = _summary(features=_entry(0.70, 0.40, 0.95, 0.20), embedding=_entry(0.6, 0.3, 0.9, 0.4))
     assert contradicting_samples(predictions({"features": scores}), weak) is None  # one set, not beating chance
     agree = contradicting_samples(predictions({"features": scores, "embedding": [min(1.0, v + 0.01) for v in scores]}),
