@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import biology  # noqa: E402
 from machine import machine_record  # noqa: E402
 
-from ms2study.modelling.evaluate import model_outcome  # noqa: E402
+from ms2study.modelling.evaluate import PREDICTIONS_SCHEMA, model_outcome  # noqa: E402
 from ms2study.reporting import cautions, choice  # noqa: E402
 from ms2study.reporting.outcomes import contradicting_samples  # noqa: E402
 from ms2study.stages import models  # noqa: E402
@@ -61,7 +61,8 @@ def fit(known, sets: dict[str, pl.DataFrame], sheet: pl.DataFrame) -> dict:
     """The models stage's result for ``sheet``'s labels, and what each rule's note names."""
     params = models.merge_params({"feature_sets": list(sets)})
     out = model_outcome(sheet.with_columns(pl.col("age").cast(pl.Utf8)), sets, biology.OUTCOME, params)
-    summary, predictions = out["summary"], out["predictions"]
+    summary = out["summary"]
+    predictions = pl.DataFrame(out["predictions"], schema=PREDICTIONS_SCHEMA)  # as the stage writes them
     best = cautions.best_feature_set(summary)
     adjusted = choice.choice_adjustment(summary, best[1]) if best else None
     return {
