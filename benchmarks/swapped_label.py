@@ -37,13 +37,13 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import biology  # noqa: E402
-from machine import machine_record  # noqa: E402
+import biology
+from machine import machine_record
 
-from ms2study.modelling.evaluate import PREDICTIONS_SCHEMA, model_outcome  # noqa: E402
-from ms2study.reporting import cautions, choice  # noqa: E402
-from ms2study.reporting.outcomes import contradicting_samples  # noqa: E402
-from ms2study.stages import models  # noqa: E402
+from ms2study.modelling.evaluate import PREDICTIONS_SCHEMA, model_outcome
+from ms2study.reporting import cautions, choice
+from ms2study.reporting.outcomes import contradicting_samples
+from ms2study.stages import models
 
 N_SAMPLES = 16
 RULES = {"choice_adjusted": True, "before_trial_bf": False}
@@ -57,15 +57,30 @@ def named_samples(note: str | None) -> list[str]:
     return [part.split(" (entered as", 1)[0].strip() for part in listed.split("; ") if "(entered as" in part]
 
 
-def fit(known, sets: dict[str, pl.DataFrame], sheet: pl.DataFrame) -> dict:
-    """The models stage's result for ``sheet``'s labels, and what each rule's note names."""
+def own_class_scores(predictions: pl.DataFrame, summary: dict, feature_set: str) -> dict[str, float]:
+    """Sample id -> mean out-of-fold score (over repeats) for the class the sheet gives it, by ``feature_set``: the
+    quantity the note compares with ``CONTRADICTED_SCORE``."""
+    mean = predictions.filter(pl.col("feature_set") == feature_set).group_by("sample_id", maintain_order=True).agg(
+        pl.col("y_true").first(), pl.col("y_score").mean())
+    own = np.where(mean["y_true"].to_numpy() == 1, mean["y_score"].to_numpy(), 1 - mean["y_score"].to_numpy())
+    return dict(zip(mean["sample_id"].to_list(), [round(float(v), 3) for v in own]))
+
+
+def fit(known, sets: dict[str, pl.DataFrame], sheet: pl.DataFrame, flipped: str | None = None) -> dict:
+    """The models stage's result for ``sheet``'s labels, what each rule's note names, and by the best set the own-class
+    score of the ``flipped`` sample and the lowest of the others (how far a threshold would have to move)."""
     params = models.merge_params({"feature_sets": list(sets)})
     out = model_outcome(sheet.with_columns(pl.col("age").cast(pl.Utf8)), sets, biology.OUTCOME, params)
     summary = out["summary"]
     predictions = pl.DataFrame(out["predictions"], schema=PREDICTIONS_SCHEMA)  # as the stage writes them
     best = cautions.best_feature_set(summary)
     adjusted = choice.choice_adjustment(summary, best[1]) if best else None
+    own = own_class_scores(predictions, summary, best[0]) if best else {}
+    others = [v for s, v in own.items() if s != flipped]
     return {
+        "flipped_own_score": own.get(flipped) if flipped else None,
+        "flipped_lowest": bool(flipped and others and own.get(flipped, 1.0) < min(others)),
+        "lowest_other_own_score": min(others) if others else None,
         "best_set": best[0] if best else None,
         "best_auc": round(float(best[1]["value"]), 3) if best and best[1].get("value") is not None else None,
         "best_p": best[1].get("permutation_p") if best else None,
@@ -101,7 +116,7 @@ def run(seeds: int, settings: list[tuple[int, float]]) -> dict:
                 variants.append(("one label flipped", sheet, sample))
             for labels, sheet, sample in variants:
                 row = {"seed": study_seed, "n_changed": n_changed, "fold_change": fold, "labels": labels,
-                       "flipped": sample, **fit(known, sets, sheet)}
+                       "flipped": sample, **fit(known, sets, sheet, sample)}
                 row["seconds"] = round(time.perf_counter() - started, 1)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
@@ -111,21 +126,27 @@ def run(seeds: int, settings: list[tuple[int, float]]) -> dict:
 def summarize(rows: list[dict]) -> dict:
     """Per rule: false alarms (a sample named where every label is right), found (the flipped sample named) and
     others named in flipped studies, as counts and shares."""
-    out = {}
-    for rule in RULES:
-        def share(group: list[dict], hit) -> dict:
-            k = sum(1 for r in group if hit(r))
-            return {"count": k, "of": len(group), "share": round(k / len(group), 3) if group else None}
+    def share(group: list[dict], hits: list[bool]) -> dict:
+        k = sum(hits)
+        return {"count": k, "of": len(group), "share": round(k / len(group), 3) if group else None}
 
-        right = [r for r in rows if r["flipped"] is None]
-        flipped = [r for r in rows if r["flipped"] is not None]
+    out: dict = {}
+    right = [r for r in rows if r["flipped"] is None]
+    flipped = [r for r in rows if r["flipped"] is not None]
+    effect, null = [r for r in right if r["n_changed"]], [r for r in right if not r["n_changed"]]
+    for rule in RULES:
         out[rule] = {
-            "false_alarm_effect_studies": share([r for r in right if r["n_changed"]], lambda r: r["named"][rule]),
-            "false_alarm_null_studies": share([r for r in right if not r["n_changed"]], lambda r: r["named"][rule]),
-            "flipped_sample_named": share(flipped, lambda r: r["flipped"] in r["named"][rule]),
+            "false_alarm_effect_studies": share(effect, [bool(r["named"][rule]) for r in effect]),
+            "false_alarm_null_studies": share(null, [bool(r["named"][rule]) for r in null]),
+            "flipped_sample_named": share(flipped, [r["flipped"] in r["named"][rule] for r in flipped]),
             "other_sample_named_in_flipped_studies": share(
-                flipped, lambda r: any(s != r["flipped"] for s in r["named"][rule])),
+                flipped, [any(s != r["flipped"] for s in r["named"][rule]) for r in flipped]),
         }
+    out["scores"] = {  # by the best set: would any threshold tell the flipped sample from correctly labelled ones?
+        "flipped_own_score": sorted(r["flipped_own_score"] for r in flipped),
+        "flipped_scored_lowest": sum(r["flipped_lowest"] for r in flipped),
+        "lowest_own_score_correct_labels": sorted(r["lowest_other_own_score"] for r in right),
+    }
     return out
 
 
