@@ -51,11 +51,11 @@ def test_train_encoder_rule_writes_encoder_and_combined_score(tmp_path: Path) ->
     combined = json.loads((model_dir / "combined.json").read_text())
     assert combined["model_id"] == info["model_id"] and combined["training_data"]["split"]["part"] == "val"
     assert "learned combined score" in (study / "logs" / "train" / "tiny.log").read_text()
-    # training is not part of `all`: no study stage ran (the validated sheet is written whenever Snakemake reads
-    # the workflow, rules/sheet.smk)
+    # training is not part of `all`: no study stage ran (the validated sheet and its run columns are written whenever
+    # Snakemake reads the workflow, rules/sheet.smk)
     folder = study / "results" / "study"
     written = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
-    assert written in ([], ["samples.tsv"]), written
+    assert written in ([], ["runs.tsv", "samples.tsv"]), written
 
 
 def test_train_encoder_rule_keeps_the_encoder_when_the_library_is_too_small(tmp_path: Path) -> None:
