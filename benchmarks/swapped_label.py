@@ -81,6 +81,7 @@ def fit(known, sets: dict[str, pl.DataFrame], sheet: pl.DataFrame, flipped: str 
         "flipped_own_score": own.get(flipped) if flipped else None,
         "flipped_lowest": bool(flipped and others and own.get(flipped, 1.0) < min(others)),
         "lowest_other_own_score": min(others) if others else None,
+        "own_scores": own,  # every sample's, by the best set (for other rules than the note's)
         "best_set": best[0] if best else None,
         "best_auc": round(float(best[1]["value"]), 3) if best and best[1].get("value") is not None else None,
         "best_p": best[1].get("permutation_p") if best else None,
