@@ -295,6 +295,9 @@ def read_run_log(study_dir: Path, since: float) -> RunLog:
     return result
 
 
+PARENTHESIS_KEPT = 160  # characters a shortened line's head may grow by to close a parenthesis it opened
+
+
 def shortened(text: str, head: int = 160, tail: int = 160) -> str:
     """``text`` with its middle cut out when longer than ``head + tail`` characters: a caution's last clause says
     what to do (a trial saw every caution cut at 240 characters, before its advice), so both ends are kept."""
@@ -303,7 +306,15 @@ def shortened(text: str, head: int = 160, tail: int = 160) -> str:
     # cut between words (trial AD: "apart by 9 within ... The features"): the head up to its last space, the tail from
     # its first, unless that drops more than a fifth of it
     start, end = text[:head], text[-tail:]
-    start = start[:start.rfind(" ")] if start.rfind(" ") > head * 0.8 else start
+    close = text.find(")", head)
+    if start.count("(") > start.count(")") and -1 < close < head + PARENTHESIS_KEPT:
+        # trial BG: "(best set, embedding: AUC 1.00, 95 % interval ... " lost the verdict "not shown to beat chance"
+        # that closes the parenthesis: a figure is kept with what qualifies it
+        start = text[:close + 1]
+        if len(text) - len(start) <= tail + 5:
+            return text
+    else:
+        start = start[:start.rfind(" ")] if start.rfind(" ") > head * 0.8 else start
     # the tail from a clause's start where one begins in it (trial AM: "... split by their source run it changed the
     # smallest q from 0.58 to 0.55)" read as this study's result; it was the end of a quoted benchmark)
     clause = min((i for i in (end.find("; "), end.find(". ")) if i > -1), default=-1)
