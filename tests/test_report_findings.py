@@ -1084,3 +1084,10 @@ def test_samples_the_model_places_confidently_in_the_other_class_are_named() -> 
     assert agree.startswith("Out of fold, the feature sets place 2 sample(s)") and "features 0.94, embedding 0.95" in agree
     flat = predictions({"features": [0.5] * 8, "embedding": [0.5] * 8})
     assert contradicting_samples(flat, SUMMARY) is None
+    # trial BG: the covariates alone place S3 in the other class too (age and bmi): their doing, S3 is not named
+    with_covariates = {**strong, "feature_sets": {**strong["feature_sets"],
+                                                  "covariates": _entry(0.8, 0.5, 1.0, 0.02)}}
+    alone = [0.5] * 3 + [0.93] + [0.5] * 4
+    note = contradicting_samples(predictions({"features": scores, "covariates": alone}), with_covariates)
+    assert note.startswith("Out of fold, the feature sets place 1 sample(s)") and "S7 (entered as case" in note
+    assert "S3" not in note

@@ -83,6 +83,7 @@ def test_a_gpu_asked_for_embed_jobs_with_a_cpu_build_of_torch_is_a_note() -> Non
     ("latency-wait: 5s", "'latency-wait: 5s' is not what Snakemake's --latency-wait takes"),
     ("printshellcmds: maybe", "'printshellcmds: maybe' is not a yes or no for Snakemake's flag --printshellcmds"),
     ("rerun-triggers: [mtime, checksum]", "'rerun-triggers: checksum' is not one of the values Snakemake's"),
+    ("retires: 1", "the profile's key 'retires' is not an option of Snakemake nor of its installed executor plugins"),
 ])
 def test_a_bad_profile_value_is_named_with_its_file_before_snakemake_runs(tmp_path: Path, line: str, said: str,
                                                                           capsys: pytest.CaptureFixture) -> None:
@@ -100,5 +101,6 @@ def test_a_bad_profile_value_is_named_with_its_file_before_snakemake_runs(tmp_pa
     assert cli_main(["run", str(tmp_path), "--profile", str(tmp_path / "site"), "--cores", "1"]) != 0
     err = capsys.readouterr().err
     assert said in err and str(tmp_path / "site" / "config.yaml") in err, err
+    assert "did you mean 'retries'?" in err or not line.startswith("retires")
     assert "usage:" not in err and "Traceback" not in err
     assert not (tmp_path / "results").exists() and not (tmp_path / ".snakemake").exists()

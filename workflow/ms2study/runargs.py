@@ -168,14 +168,23 @@ def refuse_bad_profile_values(extra: list[str], repo_root: Path) -> None:
     """Raise ``InputError`` naming the profile file, the key and its value when a top-level setting of the profile
     (``profile_dir``) is not of the type or among the choices that Snakemake's option of that name takes (``retries:
     one``, ``latency-wait: 5s``): Snakemake's own message came after some 400 lines of its usage text and did not say
-    that the value was the profile's (trial BB, an HPC admin). Nested settings (``set-resources``) and unknown keys
-    are left to Snakemake, which names the rule and resource of a bad resource value."""
+    that the value was the profile's (trial BB, an HPC admin). A key that is no option (``retires: 1``) is refused
+    with the nearest option named. Nested settings (``set-resources``) are left to Snakemake, which names the rule
+    and resource of a bad resource value."""
     path = profile_dir(extra, repo_root) / "config.yaml"
     settings = profile_settings(extra, repo_root)
     actions = _snakemake_parser()._option_string_actions if settings else {}
     for key, value in settings.items():
         action = actions.get("--" + str(key).replace("_", "-"))
-        if action is None or isinstance(value, dict):
+        if action is None:  # trial BG: `retires: 1` got Snakemake's usage text and "unrecognized arguments"
+            near = difflib.get_close_matches("--" + str(key), [o for o in actions if o.startswith("--")], n=1,
+                                             cutoff=0.75)
+            raise InputError(f"the profile's key '{key}' is not an option of Snakemake nor of its installed executor "
+                             "plugins", file=str(path),
+                             fix=(f"did you mean '{near[0][2:]}'? " if near else "")
+                             + f"correct it in {path} (a profile's keys are Snakemake's options without the leading "
+                               "--; 'snakemake --help' lists them; a cluster executor's need its plugin installed)")
+        if isinstance(value, dict):
             continue
         for item in value if isinstance(value, list) else [value]:
             text = str(item).lower() if isinstance(item, bool) else str(item)

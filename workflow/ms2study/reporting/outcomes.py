@@ -281,7 +281,8 @@ def contradicting_samples(predictions: pl.DataFrame, summary: dict, choice_adjus
     when it beats chance (``cautions.best_feature_set``, ``cautions.chance_shortfall``; with ``choice_adjusted``
     also once the choice among the sets is adjusted for, ``choice.choice_adjustment``, as Main findings judges it;
     False: the rule before trial BF, kept for ``benchmarks/swapped_label.py``) or by two or more of the measured
-    sets (the covariates-alone baseline not counted). ``predictions``: the models stage's predictions (feature_set,
+    sets (the covariates-alone baseline not counted, and a sample it places in the other class as well not named: the
+    covariates put it there). ``predictions``: the models stage's predictions (feature_set,
     sample_id, y_true 1 for ``summary['classes'][1]``, y_score the score of that class). None when there is none or
     the outcome is not binary."""
     classes = summary.get("classes") or []
@@ -294,15 +295,21 @@ def contradicting_samples(predictions: pl.DataFrame, summary: dict, choice_adjus
     trusted = None if adjusted is not None and adjusted["p"] >= cautions.P_SMALL else trusted
     placed: dict[str, list[tuple[str, float]]] = {}
     label: dict[str, str] = {}
-    for name in sets:
+    by_covariates: set[str] = set()  # samples the covariates-alone baseline places in the other class as well
+    for name in sets + (["covariates"] if "covariates" in (summary.get("feature_sets") or {}) else []):
         mean = predictions.filter(pl.col("feature_set") == name).group_by("sample_id", maintain_order=True).agg(
             pl.col("y_true").first(), pl.col("y_score").mean())
         own = np.where(mean["y_true"].to_numpy() == 1, mean["y_score"].to_numpy(), 1 - mean["y_score"].to_numpy())
         for sample, y, score in zip(mean["sample_id"].to_list(), mean["y_true"].to_list(), own):
-            if score <= CONTRADICTED_SCORE:
+            if score <= CONTRADICTED_SCORE and name == "covariates":
+                by_covariates.add(sample)
+            elif score <= CONTRADICTED_SCORE:
                 placed.setdefault(sample, []).append((name, 1 - score))
                 label[sample] = classes[int(y)]
-    named = {s: v for s, v in placed.items() if len(v) >= 2 or any(n == trusted for n, _ in v)}
+    # trial BG: with age and bmi as covariates every set placed a correctly labelled control among the cases, as the
+    # covariates alone did: the covariates' doing, not a sign of a swapped label
+    named = {s: v for s, v in placed.items()
+             if (len(v) >= 2 or any(n == trusted for n, _ in v)) and s not in by_covariates}
     if not named:
         return None
     listed = "; ".join(f"{s} (entered as {label[s]}; " + ", ".join(f"{n} {score:.2f}" for n, score in v)
