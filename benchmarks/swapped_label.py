@@ -42,7 +42,7 @@ from machine import machine_record
 
 from ms2study.modelling.evaluate import PREDICTIONS_SCHEMA, model_outcome
 from ms2study.reporting import cautions, choice
-from ms2study.reporting.outcomes import contradicting_samples
+from ms2study.reporting.outcomes import contradicting_samples, own_class_scores
 from ms2study.stages import models
 
 N_SAMPLES = 16
@@ -57,15 +57,6 @@ def named_samples(note: str | None) -> list[str]:
     return [part.split(" (entered as", 1)[0].strip() for part in listed.split("; ") if "(entered as" in part]
 
 
-def own_class_scores(predictions: pl.DataFrame, summary: dict, feature_set: str) -> dict[str, float]:
-    """Sample id -> mean out-of-fold score (over repeats) for the class the sheet gives it, by ``feature_set``: the
-    quantity the note compares with ``CONTRADICTED_SCORE``."""
-    mean = predictions.filter(pl.col("feature_set") == feature_set).group_by("sample_id", maintain_order=True).agg(
-        pl.col("y_true").first(), pl.col("y_score").mean())
-    own = np.where(mean["y_true"].to_numpy() == 1, mean["y_score"].to_numpy(), 1 - mean["y_score"].to_numpy())
-    return dict(zip(mean["sample_id"].to_list(), [round(float(v), 3) for v in own]))
-
-
 def fit(known, sets: dict[str, pl.DataFrame], sheet: pl.DataFrame, flipped: str | None = None) -> dict:
     """The models stage's result for ``sheet``'s labels, what each rule's note names, and by the best set the own-class
     score of the ``flipped`` sample and the lowest of the others (how far a threshold would have to move)."""
@@ -75,7 +66,8 @@ def fit(known, sets: dict[str, pl.DataFrame], sheet: pl.DataFrame, flipped: str 
     predictions = pl.DataFrame(out["predictions"], schema=PREDICTIONS_SCHEMA)  # as the stage writes them
     best = cautions.best_feature_set(summary)
     adjusted = choice.choice_adjustment(summary, best[1]) if best else None
-    own = own_class_scores(predictions, summary, best[0]) if best else {}
+    ids, _, scores = own_class_scores(predictions, best[0]) if best else ([], [], [])
+    own = dict(zip(ids, [round(float(v), 3) for v in scores]))
     others = [v for s, v in own.items() if s != flipped]
     return {
         "flipped_own_score": own.get(flipped) if flipped else None,

@@ -12,7 +12,7 @@
 from ms2study.core.atomic import write_text_if_changed
 from ms2study.io.samplesheet import run_sheet, study_sheet
 
-# RUN_SHEET holds only the columns the run-level stages read (correct, identify, qc: io.samplesheet.RUN_COLUMNS), so
+# RUN_SHEET holds only the columns the run-level stages read (correct, identify, qc: io.samplesheet.READ_COLUMNS), so
 # an edit of an outcome or covariate cell reruns the stages that read outcomes, not those.
 STUDY_SHEET = "results/study/samples.tsv"
 RUN_SHEET = "results/study/runs.tsv"

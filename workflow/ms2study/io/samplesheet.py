@@ -76,9 +76,11 @@ def read_sample_sheet(path: str | Path, id_column: str | None = None, *, any_for
     return sheet
 
 
+SUBJECT_COLUMN = "subject_id"  # the runs of one subject (modelling.subjects groups them)
 # the columns ms2study reads by name; a header that is one of them written another way ("Sample Type") was ignored,
-# so pooled QCs were taken as samples and the batches and run order dropped, unsaid (trial W)
-READ_COLUMNS = ("sample_id", "file", "sample_type", "injection_order", "batch", "subject_id")
+# so pooled QCs were taken as samples and the batches and run order dropped, unsaid (trial W). They are also the
+# columns of the run-level study stages' sheet (``run_sheet``).
+READ_COLUMNS = ("sample_id", "file", "sample_type", "injection_order", "batch", SUBJECT_COLUMN)
 
 
 def _refuse_lookalike_headers(sheet: pl.DataFrame, path: Path) -> None:
@@ -316,17 +318,13 @@ def study_sheet(sheet: pl.DataFrame, config: dict) -> pl.DataFrame:
     return sheet.with_columns([pl.when(typed).then(None).otherwise(pl.col(c)).alias(c) for c in present])
 
 
-# The columns the run-level study stages read (correct, identify, qc): sample_id, file, the acquisition columns and
-# the subject (modelling.subjects.SUBJECT_COLUMN: the run-level normalisation averages a subject's runs).
-RUN_COLUMNS = ("sample_id", "file", *ACQUISITION_COLUMNS, "subject_id")
-
-
 def run_sheet(sheet: pl.DataFrame) -> pl.DataFrame:
-    """The sheet of the run-level study stages (results/study/runs.tsv): ``sheet``'s ``RUN_COLUMNS`` that it has, in
+    """The sheet of the run-level study stages (results/study/runs.tsv; correct, identify, qc): ``sheet``'s
+    ``READ_COLUMNS`` (sample_id, file, the acquisition columns, the subject) that it has, in
     that order, one row per run. Outcome and covariate columns are left out, so an edit of them reruns only the
     stages that read them (differential, models and what follows), not the correction, the identifications or the
     run QC (an HPC admin's trial: a relabelled sample reran every study job)."""
-    return sheet.select([c for c in RUN_COLUMNS if c in sheet.columns])
+    return sheet.select([c for c in READ_COLUMNS if c in sheet.columns])
 
 
 # ids that labs give pooled QCs and blanks ("QC_pool_01", "Blank_2", "solvent"): word-like parts, not inside a word

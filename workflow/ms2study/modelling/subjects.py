@@ -31,9 +31,8 @@ import polars as pl
 
 from ms2study.core.errors import InputError
 from ms2study.core.missing import is_missing
-from ms2study.io.samplesheet import sample_roles
+from ms2study.io.samplesheet import SUBJECT_COLUMN, sample_roles
 
-SUBJECT_COLUMN = "subject_id"
 _ID = re.compile(r"^[A-Za-z0-9._-]+$")
 
 

@@ -275,6 +275,16 @@ def pooled_auc_note(predictions: pl.DataFrame, summary: dict) -> str | None:
             "are ranked as a whole.")
 
 
+def own_class_scores(predictions: pl.DataFrame, feature_set: str) -> tuple[list[str], list[float], np.ndarray]:
+    """(sample ids, y_true, mean out-of-fold score over repeats for the class the sheet gives each sample) of one
+    feature set of the models stage's ``predictions``: what ``contradicting_samples`` compares with
+    ``CONTRADICTED_SCORE``."""
+    mean = predictions.filter(pl.col("feature_set") == feature_set).group_by("sample_id", maintain_order=True).agg(
+        pl.col("y_true").first(), pl.col("y_score").mean())
+    own = np.where(mean["y_true"].to_numpy() == 1, mean["y_score"].to_numpy(), 1 - mean["y_score"].to_numpy())
+    return mean["sample_id"].to_list(), mean["y_true"].to_list(), own
+
+
 def contradicting_samples(predictions: pl.DataFrame, summary: dict, choice_adjusted: bool = True) -> str | None:
     """A note naming the samples of a binary outcome that the feature sets place confidently in the other class: mean
     out-of-fold score (over repeats) for the sample's own class at most ``CONTRADICTED_SCORE``, by the best set
@@ -297,10 +307,7 @@ def contradicting_samples(predictions: pl.DataFrame, summary: dict, choice_adjus
     label: dict[str, str] = {}
     by_covariates: set[str] = set()  # samples the covariates-alone baseline places in the other class as well
     for name in sets + (["covariates"] if "covariates" in (summary.get("feature_sets") or {}) else []):
-        mean = predictions.filter(pl.col("feature_set") == name).group_by("sample_id", maintain_order=True).agg(
-            pl.col("y_true").first(), pl.col("y_score").mean())
-        own = np.where(mean["y_true"].to_numpy() == 1, mean["y_score"].to_numpy(), 1 - mean["y_score"].to_numpy())
-        for sample, y, score in zip(mean["sample_id"].to_list(), mean["y_true"].to_list(), own):
+        for sample, y, score in zip(*own_class_scores(predictions, name)):
             if score <= CONTRADICTED_SCORE and name == "covariates":
                 by_covariates.add(sample)
             elif score <= CONTRADICTED_SCORE:
