@@ -32,7 +32,7 @@ demo: demo/samples.tsv
 # Two workers, one test file each (module fixtures such as a study's pipeline run stay once per file): the suite
 # is mostly single-threaded Python and subprocess start-up, so both cores of a 2-core machine get used.
 test: $(VENV)/.installed
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=30
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/snakemake -s Snakefile -d demo --lint
