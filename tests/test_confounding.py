@@ -32,6 +32,11 @@ def test_associated_outcomes_are_a_caution_on_both() -> None:
     assert set(cautions[0].concerns) == {"models:group", "differential:group", "models:age", "differential:age"}
     assert "outcomes <b>group</b> and <b>age</b> go together" in cautions[0] and "Welch's t" in cautions[0]
     assert "<code>models: covariates: [age]</code>" in cautions[0]
+    # trial BH: the remedy named the wrong outcome as the one left unadjusted and, copied, dropped the configured
+    # covariates; it keeps them now, and the outcome not adjusted for age is age's own
+    assert "adjusts every outcome's tests and models for age, age's own excepted" in cautions[0]
+    kept = association_cautions(sheet.with_columns(bmi=pl.lit("22")), [GROUP, AGE], ["bmi"])
+    assert "<code>models: covariates: [bmi, age]</code>" in kept[0]
     # already a covariate: no caution; unrelated outcomes: none either
     assert association_cautions(sheet, [GROUP, AGE], ["age"]) == []
     assert association_cautions(_sheet(age_shift=0.0, seed=3), [GROUP, AGE], []) == []

@@ -211,7 +211,8 @@ def test_no_evidence_when_the_interval_reaches_chance() -> None:
     # evidence" (trial P: a planted 2.5x effect at p 0.0495, adjusted 0.22, read "no evidence")
     four["feature_sets"]["a"]["permutation_p"] = 0.02  # Bonferroni over the 4: 0.08
     assert findings.model_verdict(four)[0].startswith("<b>not shown to beat chance</b>: its 95 % interval -0.510 to "
-                                                      "0.660 does not lie above chance (0) (R² 0.29")
+                                                      "0.660 does not lie above chance (0); its p adjusted for the "
+                                                      "choice among the 4 sets, 0.08, is not below 0.05 (R² 0.29")
     assert "is that of the set picked" not in findings.model_verdict(four)[0]  # its interval reaches chance
     # the chance level of the procedure stands beside the score (trial P: "AUC 0.80" on a null study read as signal)
     null = _summary(features={**_entry(0.80, 0.33, 1.0, 0.475), "permutation_null_mean": 0.545})
@@ -533,8 +534,8 @@ def test_a_class_enriched_while_no_feature_differs_alone_says_why_and_ties_name_
 def test_an_interval_from_0_to_1_says_the_samples_are_too_few() -> None:
     """Fresh-user trial (4 vs 4 samples): every AUC interval printed '0.00 to 1.00' without a word on why."""
     wide = _summary(features=_entry(0.85, 0.0, 1.0, 0.3))
-    assert ("95 % interval 0.00 to 1.00 (so wide that these few samples per class cannot pin the AUC down; rely on "
-            "the permutation p to judge whether it beats chance)") in findings.model_verdict(wide)[0]
+    assert ("95 % interval 0.00 to 1.00 (so wide that these few samples per class cannot pin the AUC down)"
+            in findings.model_verdict(wide)[0])
     assert "cannot pin" not in findings.model_verdict(_summary(features=_entry(0.97, 0.72, 1.0, 0.02)))[0]
     # a second fresh-user trial: with the score interval in the summary, it is given with what it is worth
     scored = _summary(features={**_entry(0.78, 0.0, 1.0, 0.3), "ci_score": [0.443, 0.935]})
@@ -802,6 +803,27 @@ def test_a_max_statistic_adjustment_is_read_from_the_summary_and_named() -> None
     assert "(e.g. to 1000) with <code>permutation_stop_after: 0</code>, so that every set draws them all," in text
 
 
+def test_a_wide_interval_beside_a_small_p_that_the_choice_undoes_names_both_reasons() -> None:
+    """Trial BH (random diet labels, 3 classes): "not shown to beat chance: its 95 % interval 0.459 to 0.967 does
+    not lie above chance (... so wide ...; rely on the permutation p to judge whether it beats chance), permutation
+    p = 0.0198": a reader following the advice took p 0.02 as a pass. The interval note no longer says to rely on p
+    (the rule needs both), and the verdict names the p adjusted for the choice among the sets (0.098) as a reason."""
+    best = {**_counted(0.741, 0.459, 1, 100), "ci_high": 0.967, "permutation_p_adjusted": 0.0976,
+            "permutations_reaching_adjusted": 3}
+    summary = {**_four_sets(best, n=100), "p_adjustment": {"method": "max-statistic over the feature sets "
+                                                           "(Westfall & Young 1993)", "permutations": 40,
+                                                           "feature_sets": 4}}
+    text, on = findings.model_verdict(summary)
+    assert on == "features" and text.startswith("<b>not shown to beat chance</b>: its 95 % interval 0.459 to 0.967 "
+                                                "does not lie above chance (0.5); its p adjusted for the choice "
+                                                "among the 4 sets, 0.0976, is not below 0.05 ("), text
+    assert "so wide that these few samples per class cannot pin the AUC down" in text and "rely on" not in text
+    # where the adjusted p passes, the interval alone is the reason, as before
+    passing = {**summary, "feature_sets": {**summary["feature_sets"], "features": {**best,
+                                                                                   "permutation_p_adjusted": 0.0198}}}
+    assert "adjusted for the choice among the 4 sets, 0.0198, is not below" not in findings.model_verdict(passing)[0]
+
+
 def test_no_match_for_want_of_a_library_of_the_runs_polarity_is_named_as_the_cause() -> None:
     """A trial: a negative-only pesticide library against positive runs; Main findings gave the generic "no library
     is configured, no MS/MS spectrum was mapped to a feature, or none had a candidate" though the cause was known."""
@@ -841,9 +863,8 @@ def test_the_verdicts_p_names_the_first_repeats_score_it_tests(tmp_path: Path) -
     from ms2study.reporting import outcomes
 
     text = findings.model_verdict(_summary(embedding=_trial_h()))[0]
-    assert ("AUC 0.92, 95 % interval 0.43 to 1.00 (so wide that these few samples per class cannot pin the AUC down; "
-            "rely on the permutation p to judge whether it beats chance), permutation p = 0.45 for the first repeat's "
-            "AUC 0.70 (18 of 40 permutations reached 0.70; drawing stopped once that many had, so p = reached / "
+    assert ("AUC 0.92, 95 % interval 0.43 to 1.00 (so wide that these few samples per class cannot pin the AUC down), "
+            "permutation p = 0.45 for the first repeat's AUC 0.70 (18 of 40 permutations reached 0.70; drawing stopped once that many had, so p = reached / "
             "drawn)") in text
     assert "reached it" not in text
     # a summary written before the score was recorded still says which score p tests
@@ -877,8 +898,9 @@ def test_an_auc_interval_from_chance_to_near_perfect_says_the_samples_are_too_fe
         entry = _entry(0.7, low, high, 0.3)
         assert modeltext.too_wide(entry) is wide, (low, high)
         assert ("cannot pin the AUC down" in findings.model_verdict(_summary(features=entry))[0]) is wide, (low, high)
-    # without a permutation p there is nothing to rely on instead: not said
-    assert "rely on" not in modeltext.wide_interval_note({**_entry(0.7, 0.2, 0.9, 0.3), "permutation_p": None})
+    # the note is the same with or without a permutation p (trial BH: it no longer says to rely on p)
+    assert modeltext.wide_interval_note({**_entry(0.7, 0.2, 0.9, 0.3), "permutation_p": None}) == (
+        " (so wide that these few samples per class cannot pin the AUC down)")
     assert not modeltext.too_wide({**_entry(0.7, 0.0, 1.0, 0.3), "metric": "r2"})
 
 

@@ -209,8 +209,9 @@ def _evaluate_set(name: str, X: np.ndarray, y: np.ndarray, kind: str, imputation
             f"{int(np.bincount(y).min())}): fold-wise metrics are coarse and their bootstrap interval can collapse "
             "(e.g. to [1, 1]); the AUC's and balanced accuracy's intervals are therefore widened to at least a "
             "score interval for these class sizes (Newcombe's for the AUC, Wilson's per class recall combined by "
-            "MOVER for balanced accuracy), which keeps their width at perfect separation; rely on the "
-            "permutation p-value to judge whether a model beats chance")
+            "MOVER for balanced accuracy), which keeps their width at perfect separation; the "
+            "permutation p-value tests whether a model beats chance, the interval says how precisely its value is "
+            "known")
     n_features = X.shape[1] - n_cov
     entry: dict[str, Any] = {"n_samples": len(y), "n_features": n_features, "n_covariates": n_cov,
                              "imputation": imputation, "samples_without_values": empty, "outer_splits": cv["k"],

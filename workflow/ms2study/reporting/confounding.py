@@ -90,7 +90,7 @@ def association_cautions(sheet: pl.DataFrame, outcomes: list[dict], covariates: 
     """A caution on both outcomes' findings (``DOUBT``; concerns ``models:`` and ``differential:`` of each) for
     every pair of configured ``outcomes`` associated over ``sheet`` (study samples) at p < ``ASSOCIATION_ALPHA``
     (``association``), unless one is already a covariate (``models: covariates``) of the other's tests. Says what
-    to do: add the other as a covariate. Pairs with a column missing from the sheet are skipped."""
+    to do: add the other as a covariate, beside ``covariates`` (the list shown holds both). Pairs with a column missing from the sheet are skipped."""
     found = []
     specs = [o for o in outcomes if isinstance(o, dict) and o.get("column") in sheet.columns]
     for a, b in combinations(specs, 2):
@@ -100,11 +100,14 @@ def association_cautions(sheet: pl.DataFrame, outcomes: list[dict], covariates: 
         if tested is None or tested[0] >= ASSOCIATION_ALPHA:
             continue
         ca, cb = esc(a["column"]), esc(b["column"])
+        # the covariates configured stay in the list (trial BH: "[score]" alone would have dropped age), and the
+        # outcome left unadjusted is the covariate's own (an outcome is not adjusted for itself)
+        listed = ", ".join(esc(c) for c in [*covariates, b["column"]])
         found.append(Caution(
             f"outcomes <b>{ca}</b> and <b>{cb}</b> go together in the study samples ({tested[1]}): features, "
             f"classes and models that differ with one may reflect the other. To tell them apart, add the other "
-            f"outcome as a covariate (<code>models: covariates: [{cb}]</code> adjusts every outcome's tests and "
-            f"models for {cb}, {ca}'s own excepted)", DOUBT, f"{a['column']} and {b['column']} go together",
+            f"outcome as a covariate (<code>models: covariates: [{listed}]</code> adjusts every outcome's tests "
+            f"and models for {cb}, {cb}'s own excepted)", DOUBT, f"{a['column']} and {b['column']} go together",
             tuple(f"{s}:{c}" for c in (a["column"], b["column"]) for s in ("models", "differential"))))
     return found
 

@@ -26,15 +26,8 @@ from ms2study.reporting.choice import (adds_nothing_shown, adjustment_text, cand
 from ms2study.reporting.classfindings import enrichment_finding, q_text
 from ms2study.reporting.collect import LEVEL2_UNASSESSED, UNSEARCHED_LABEL, DifferentialFiles, OutcomeFiles
 from ms2study.reporting.detectable import detectable_slope_text, detectable_text
-from ms2study.reporting.html import (
-    PROCESSING,
-    covariate_names,
-    esc,
-    interval_text,
-    kind_of,
-    p_value_text,
-    warning_anchor,
-)
+from ms2study.reporting.html import (PROCESSING, covariate_names, esc, interval_text, kind_of, p_value_text,
+                                     warning_anchor)
 from ms2study.reporting.modeltext import (METRIC_NAMES, covariates_only, pooled_auc_clause, reached_text, repeats,
                                          tested_clause, tested_score, wide_interval_note)
 from ms2study.reporting.qcrsd import left_out_clause
@@ -151,7 +144,11 @@ def model_verdict(summary: dict) -> tuple[str, str | None]:
         if p is None or float(p) >= P_SMALL or float(value) <= chance:
             return f"<b>{none}</b> ({numbers}){limited}", name
         # its own p passes, the adjusted one and the interval do not: not the nulls' "no evidence" (trial P: a
-        # planted 2.5x effect at p 0.0495 read "no evidence", a milder study's p 0.069 "not shown to beat chance")
+        # planted 2.5x effect at p 0.0495 read "no evidence", a milder study's p 0.069 "not shown to beat chance");
+        # the adjusted p is a reason too (trial BH: the interval alone named beside p 0.02 read as a near pass)
+        if adjusted is not None and adjusted["p"] >= P_SMALL:
+            why += (f"; its p adjusted for the choice among the {n_sets} sets, {p_value_text(adjusted['p'])}, is "
+                    f"not below {P_SMALL:g}")
     if adjusted is not None and chance is not None and low is not None and float(low) > chance:
         # an interval above chance beside a p that fails: a trial read 0.58-1.00 on a null study
         limited += (f"; the interval above chance, like the {esc(METRIC_NAMES.get(metric, metric))}, is that of the set "
