@@ -135,8 +135,9 @@ def test_the_box_comes_first_and_its_numbers_are_the_inputs(report: str) -> None
     assert "Lipids" not in box
     n2, n3 = sum(1 for a, lvl in zip(ACCEPTED, LEVEL) if a and lvl == 2), sum(
         1 for a, lvl in zip(ACCEPTED, LEVEL) if a and lvl == 3)
-    assert (f"<b>{n2 + n3}</b> consensus features carry an accepted identification (q ≤ 0.01): {n2} at Schymanski "
-            f"level 2 (probable structure), {n3} at Schymanski level 3") in box
+    assert (f"<b>{n2 + n3}</b> consensus features carry an accepted identification (q ≤ 0.01, a bound on wrong "
+            f"formulas; the level says whether the structure is supported): {n2} at Schymanski level 2 (probable "
+            f"structure), {n3} at Schymanski level 3") in box
     # each statement links to its section
     for anchor in ("models", "differential", "identifications"):
         assert f'<a href="#{anchor}">' in box and f'id="{anchor}"' in report
@@ -318,6 +319,15 @@ def test_a_permutation_floor_is_a_caution_on_the_verdict(tmp_path: Path) -> None
     warnings = []
     findings.findings_section([_write(tmp_path / "f", fine)], [], None, None, warnings)
     assert len(warnings) == 1 and warnings[0].kind == QUALITY and "permutation p at its floor" == warnings[0].label
+    # trial BH: the same floor beside a p adjusted for the choice among 4 sets that one more reaching permutation
+    # would undo (0.0488 = 2/41): a caution on the conclusions, which the end-of-run summary prints
+    fragile = {**_four_sets({**_counted(0.90, 0.59, 0, 100), "permutation_p_adjusted": 2 / 41,
+                             "permutations_reaching_adjusted": 1}, n=100),
+               "p_adjustment": {"method": "max-statistic over the feature sets", "permutations": 40, "feature_sets": 4}}
+    warnings = []
+    box = findings.findings_section([_write(tmp_path / "g", fragile)], [], None, None, warnings)
+    assert "one more reaching permutation would undo the verdict" in box, box
+    assert len(warnings) == 1 and warnings[0].kind == DOUBT and "the verdict rests on this floor" in warnings[0]
     coarse = _summary(features=_entry(0.98, 0.72, 1.0, 1 / 11))
     coarse["params"] = {"n_permutations": 10}
     warnings = []

@@ -355,11 +355,15 @@ def detection_meaning(data: dict | None) -> str:
         " (simulated studies, not runs of this instrument).")
 
 
-def floor_warning(summary: dict, feature_set: str, outcome: str, warnings: list[str]) -> None:
+def floor_warning(summary: dict, feature_set: str, outcome: str, warnings: list[str], decided: bool = False) -> None:
     """A caution on an outcome's model verdict when the permutation p of ``feature_set`` (the set the verdict rests
     on) is at its floor, 1/(n_permutations + 1): none of the models fitted to permuted labels reached its value,
     and the p cannot say how far below the floor the true one lies; with a floor of 0.05 or more no model can be
-    shown to beat chance. Nothing when p is above its floor or there were no permutations."""
+    shown to beat chance. A caution on the conclusions (``DOUBT``) with a floor of 0.01 or more, or when ``decided``
+    (the verdict's p adjusted for the choice among the sets passes or fails by one permutation,
+    ``choice.permutation_resolution``; trial BH: adjusted p 0.0488 was a data-quality note the end-of-run summary
+    left out); otherwise a note on its resolution (``QUALITY``). Nothing when p is above its floor or there were no
+    permutations."""
     n = (summary.get("params") or {}).get("n_permutations")
     entry = (summary.get("feature_sets") or {}).get(feature_set) or {}
     if not at_floor(entry, n):
@@ -375,7 +379,8 @@ def floor_warning(summary: dict, feature_set: str, outcome: str, warnings: list[
         text += ("the verdict rests on this floor; more permutations (<code>models: n_permutations</code>) would "
                  "tell how far below it the p lies")
     # a floor well below 0.05 (1/101) leaves the verdict standing: a note on its resolution, not a doubt (a trial)
-    warnings.append(Caution(text, DOUBT if floor >= SIGNIFICANCE / 5 else QUALITY, "permutation p at its floor",
+    kind = DOUBT if floor >= SIGNIFICANCE / 5 or decided else QUALITY
+    warnings.append(Caution(text, kind, "permutation p at its floor",
                             (f"models:{outcome}",)))
 
 

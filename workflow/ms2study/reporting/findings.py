@@ -394,7 +394,10 @@ def identification_finding(ident: pl.DataFrame | None, fdr: float | None, warnin
         return (f"<b>{ident.height}</b> consensus features have a best library match, listed without q-values "
                 "(<code>annotate: confidence: none</code>): none is an accepted identification, and how many are "
                 'right is not measured (<a href="#identifications">Identifications</a>)')
-    at = f"q ≤ {fdr:g}" if fdr is not None else "the configured <code>annotate: fdr</code>"
+    # what q bounds, said where the count is (trial BH: "q ≤ 0.01" beside 4.8 % wrong structures at level 3, each
+    # of the right formula, read as 1 % wrong names)
+    at = (f"q ≤ {fdr:g}" if fdr is not None else "the configured <code>annotate: fdr</code>") + (
+        ", a bound on wrong formulas; the level says whether the structure is supported")
     by_level = {lvl: int((accepted["msi_level"] == lvl).sum()) for lvl in LEVELS}
     other = accepted.height - sum(by_level.values())
     why, none2 = "", accepted.height and not by_level.get(2) and by_level.get(3)
@@ -451,9 +454,8 @@ def findings_section(models: Sequence[OutcomeFiles], differential: Sequence[Diff
                      with_ms2: set[str] | None = None) -> str:
     """The main findings box (HTML) for the outcomes of ``models`` and ``differential`` (in the order given, the
     models' first) and the identifications (``with_ms2``: the consensus features with MS/MS, for the hits' share;
-    None: not said). A verdict whose permutation p is at its floor adds a caution to
-    ``warnings`` (``cautions.floor_warning``) before the box is built, so call this after every other warning is
-    in: the box links to the warnings by their place on the page."""
+    None: not said). A verdict whose permutation p is at its floor adds a caution to ``warnings``
+    (``cautions.floor_warning``) first, so call this after every other warning is in: the box links to them."""
     verdicts: dict[str, tuple[dict, str, str | None]] = {}
     for files in models:
         path = Path(files.summary)
@@ -462,8 +464,9 @@ def findings_section(models: Sequence[OutcomeFiles], differential: Sequence[Diff
         summary = json.loads(path.read_text(encoding="utf-8"))
         outcome = str(summary.get("outcome", path.parent.name))
         text, rests_on = model_verdict(summary)
-        if rests_on is not None:
-            cautions.floor_warning(summary, rests_on, outcome, warnings)
+        if rests_on is not None:  # a caution on the conclusions where one permutation decides the verdict
+            decided = permutation_resolution(summary, rests_on) is not None
+            cautions.floor_warning(summary, rests_on, outcome, warnings, decided)
         verdicts[outcome] = (summary, text, rests_on)
     differences = {o: (t, e) for o, t, e in (differential_finding(f, ident, with_ms2, fdr)
                                                          for f in differential)}
