@@ -370,6 +370,28 @@ def test_library_losses_name_the_index_once_and_are_processing_notes(tmp_path: P
     assert "library.mgf: not UTF-8; read as Windows-1252 (Latin-1)" in text
 
 
+def test_an_unreadable_library_record_is_a_caution_naming_its_compound(tmp_path: Path) -> None:
+    """Trial BI: one 'n/a' peak line dropped the whole sarcosine record of the user's library; its isomer L-alanine
+    took the feature's name at q 3e-6, and only a processing note named the record, by its id. The record is named
+    with its compound in the index log and the manifest, and it is a caution on the identifications, which the
+    end-of-run summary prints."""
+    from ms2study.library.index import index_library
+
+    lib = tmp_path / "library.mgf"
+    lib.write_text("BEGIN IONS\nTITLE=SIMC001\nNAME=L-alanine\nINCHIKEY=QNAYBMKLOCPYGJ-REOHCLBHSA-N\nPEPMASS=90.0550\n"
+                   "CHARGE=1+\n44.05 100\n72.04 20\nEND IONS\nBEGIN IONS\nTITLE=SIMC003\nNAME=sarcosine\n"
+                   "INCHIKEY=FSYKKLYZXJSNPZ-UHFFFAOYSA-N\nPEPMASS=90.0550\nCHARGE=1+\n44.05 100\nn/a 5\nEND IONS\n")
+    index = index_library(lib, tmp_path / "library")
+    assert len(index) == 1 and index.manifest["skipped_first"][0]["name"] == "sarcosine"
+    warnings: list = []
+    text = collect.library_summary([tmp_path / "library"], warnings)
+    assert "SIMC003 &#x27;sarcosine&#x27; (library.mgf, entry 2: unreadable peak values)" in text, text
+    assert len(warnings) == 1 and warnings[0].kind == DOUBT and warnings[0].concerns == ("identifications",)
+    assert warnings[0].startswith("1 record(s) of the library index <code>library</code> (library.mgf) could not be "
+                                  "read and were never searched (unreadable peak values: 1), first: SIMC003 "
+                                  "&#x27;sarcosine&#x27;")
+
+
 def test_an_outcome_not_modelled_is_a_caution_on_the_conclusions(tmp_path: Path) -> None:
     """A skipped outcome (too few samples) means a conclusion is missing, not a detail of data quality."""
     from ms2study.reporting import outcomes

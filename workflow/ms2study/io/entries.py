@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from ms2study.core.errors import InputError
-from ms2study.io.fields import entry_id, ion_mode_conflict, precursor_of
+from ms2study.io.fields import entry_id, first_field, ion_mode_conflict, precursor_of
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,9 @@ class EntryIssue(NamedTuple):
     TITLE ..., else ``"<file name>:<entry>"``); ``reason``: a stable category (module constants such as
     ``NO_PRECURSOR``); ``detail``: the specifics (values, counts, renamed id); ``line``: 1-based line where
     the entry starts (JSON: list position); ``action``: ``"skipped"`` (not used: malformed),
-    ``"emptied"`` (not used: no peak survived cleaning) or ``"altered"`` (used, but changed).
+    ``"emptied"`` (not used: no peak survived cleaning) or ``"altered"`` (used, but changed); ``name``: the entry's
+    compound name where a skipped entry had one (NAME, COMPOUNDNAME), so a report can say which compound went
+    missing (trial BI: "SIMC003" alone hid that sarcosine was gone, and its isomer took its name).
     """
 
     file: str
@@ -67,6 +69,7 @@ class EntryIssue(NamedTuple):
     detail: str = ""
     line: int = 0
     action: str = SKIPPED
+    name: str = ""
 
 
 @dataclass
@@ -124,15 +127,18 @@ class ReadReport:
         # Emptied entries are common in real libraries (precursor-only spectra): named at INFO, not WARNING.
         log.log(
             logging.INFO if issue.action == EMPTIED else logging.WARNING,
-            "%s %s: %s entry %d (line %d, id '%s'): %s%s",
-            self.what, issue.file, issue.action, issue.entry, issue.line, issue.identifier, issue.reason, detail,
+            "%s %s: %s entry %d (line %d, id '%s'%s): %s%s",
+            self.what, issue.file, issue.action, issue.entry, issue.line, issue.identifier,
+            f", name '{issue.name}'" if issue.name else "", issue.reason, detail,
         )
 
     def skip(self, file: str, entry: int, line: int, reason: str, identifier: str | None = None,
-             detail: str = "") -> None:
-        """Record an entry that is not used because it is malformed."""
-        self._record(EntryIssue(file, entry, identifier or f"{Path(file).name}:{entry}", reason, detail, line,
-                                SKIPPED))
+             detail: str = "", fields: dict[str, str] | None = None) -> None:
+        """Record an entry that is not used because it is malformed; ``fields`` (its metadata as read) give the
+        compound's name (NAME, COMPOUNDNAME; not a TITLE that is the identifier itself)."""
+        ident = identifier or f"{Path(file).name}:{entry}"
+        name = (first_field(fields, "name") or "") if fields else ""
+        self._record(EntryIssue(file, entry, ident, reason, detail, line, SKIPPED, "" if name == ident else name))
 
     def empty(self, file: str, entry: int, line: int, reason: str, identifier: str | None = None,
               detail: str = "") -> None:
@@ -238,7 +244,7 @@ def checked_precursor(raw: RawSpectrum, report: ReadReport) -> float | None:
     are recorded as altered."""
     precursor, problem, note = precursor_of(raw.fields)
     if precursor is None:
-        report.skip(raw.source_file, raw.entry, raw.line, NO_PRECURSOR, raw.identifier, problem)
+        report.skip(raw.source_file, raw.entry, raw.line, NO_PRECURSOR, raw.identifier, problem, raw.fields)
         return None
     if note:
         report.alter(raw.source_file, raw.entry, raw.line, DECIMAL_COMMA, raw.identifier, note)

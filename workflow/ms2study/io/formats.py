@@ -177,7 +177,7 @@ def _finish_entry(
 ) -> RawSpectrum | None:
     """The entry as a RawSpectrum, invalid peaks dropped and reported; None (reported) when no peak is left."""
     if len(mz) == 0:
-        report.skip(src, entry, line, NO_PEAKS, entry_id(fields, src, entry), "the entry lists no peaks")
+        report.skip(src, entry, line, NO_PEAKS, entry_id(fields, src, entry), "the entry lists no peaks", fields)
         return None
     mz_a = np.ascontiguousarray(mz, dtype=np.float64)
     int_a = np.ascontiguousarray(intensity, dtype=np.float64)
@@ -197,7 +197,7 @@ def _finish_entry(
         ident = entry_id(fields, src, entry)
         mz_a, int_a = mz_a[good], int_a[good]
         if mz_a.size == 0:
-            report.skip(src, entry, line, NO_VALID_PEAKS, ident, detail)
+            report.skip(src, entry, line, NO_VALID_PEAKS, ident, detail, fields)
             return None
         report.alter(src, entry, line, INVALID_PEAKS_DROPPED, ident, detail)
     # Positive intensities too small for float32 are zero once stored: make them zero now, so that cleaning
@@ -247,7 +247,7 @@ def read_mgf(path: Path, report: ReadReport) -> Iterator[RawSpectrum]:
             upper = line.lstrip("\ufeff").upper()  # a byte-order mark inside: files joined with cat
             if upper == "BEGIN IONS":
                 if fields is not None:
-                    report.skip(src, entry, start_line, NO_END, entry_id(fields, src, entry))
+                    report.skip(src, entry, start_line, NO_END, entry_id(fields, src, entry), fields=fields)
                 entry += 1
                 report.n_entries += 1
                 fields, tokens, token_lines, bad_line, start_line = {}, [], [], "", line_no
@@ -264,7 +264,8 @@ def read_mgf(path: Path, report: ReadReport) -> Iterator[RawSpectrum]:
                                             + (DECIMAL_COMMA_HINT if "," in token else ""))
                                 break
                 if bad_line:
-                    report.skip(src, entry, start_line, UNREADABLE_PEAKS, entry_id(fields, src, entry), bad_line)
+                    report.skip(src, entry, start_line, UNREADABLE_PEAKS, entry_id(fields, src, entry), bad_line,
+                                fields)
                 else:
                     spectrum = _finish_entry(report, src, entry, start_line, fields, values[0::2], values[1::2])
                     if spectrum is not None:
@@ -288,7 +289,7 @@ def read_mgf(path: Path, report: ReadReport) -> Iterator[RawSpectrum]:
         tokens.append(parts[1])
         token_lines.append(line_no)
     if fields is not None:
-        report.skip(src, entry, start_line, TRUNCATED, entry_id(fields, src, entry))
+        report.skip(src, entry, start_line, TRUNCATED, entry_id(fields, src, entry), fields=fields)
 
 
 _QUOTED_RE = re.compile(r'"[^"]*"')
@@ -355,13 +356,14 @@ def read_msp(path: Path, report: ReadReport) -> Iterator[RawSpectrum]:
     def finish() -> Iterator[RawSpectrum]:
         ident = entry_id(fields, src, entry)
         if not in_peaks:
-            report.skip(src, entry, start_line, NO_PEAK_BLOCK, ident)
+            report.skip(src, entry, start_line, NO_PEAK_BLOCK, ident, fields=fields)
             return
         if bad_line:
-            report.skip(src, entry, start_line, UNREADABLE_PEAKS, ident, bad_line)
+            report.skip(src, entry, start_line, UNREADABLE_PEAKS, ident, bad_line, fields)
             return
         if declared >= 0 and declared != len(mz):
-            report.skip(src, entry, start_line, PEAK_COUNT, ident, f"'Num Peaks: {declared}' but {len(mz)} read")
+            report.skip(src, entry, start_line, PEAK_COUNT, ident, f"'Num Peaks: {declared}' but {len(mz)} read",
+                        fields)
             return
         spectrum = _finish_entry(report, src, entry, start_line, dict(fields), mz, inten)
         if spectrum is not None:
@@ -457,7 +459,8 @@ def read_gnps_json(path: Path, report: ReadReport) -> Iterator[RawSpectrum]:
             else:
                 raise ValueError(f"peaks are a {type(peaks).__name__}, expected a list of [m/z, intensity]")
         except (ValueError, TypeError, OverflowError, RecursionError) as err:
-            report.skip(src, entry, entry, UNREADABLE_PEAKS, ident, f"unreadable peaks_json ({str(err)[:80]})")
+            report.skip(src, entry, entry, UNREADABLE_PEAKS, ident, f"unreadable peaks_json ({str(err)[:80]})",
+                        fields)
             continue
         spectrum = _finish_entry(report, src, entry, entry, fields, arr[:, 0].tolist(), arr[:, 1].tolist())
         if spectrum is not None:

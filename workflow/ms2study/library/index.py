@@ -135,7 +135,7 @@ def index_library(
 
     def first(issues: list[EntryIssue]) -> list[dict[str, Any]]:
         return [{"file": Path(i.file).name, "entry": i.entry, "line": i.line, "identifier": i.identifier,
-                 "reason": i.reason, "detail": i.detail} for i in issues[:100]]
+                 "reason": i.reason, "detail": i.detail, **({"name": i.name} if i.name else {})} for i in issues[:100]]
 
     manifest = {
         "format_version": INDEX_FORMAT_VERSION,

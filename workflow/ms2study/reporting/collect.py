@@ -21,13 +21,9 @@ import polars as pl
 
 from ms2study.core.cleaning import SCAN_NOTES_KEY
 from ms2study.core.errors import InputError
-from ms2study.modelling.featuresets import (
-    binned_spectra_feature_set,
-    embedding_feature_set,
-    feature_matrix_feature_set,
-    read_spectra_tables,
-)
-from ms2study.reporting.html import PROCESSING, QUALITY, Caution, esc
+from ms2study.modelling.featuresets import (binned_spectra_feature_set, embedding_feature_set,
+                                             feature_matrix_feature_set, read_spectra_tables)
+from ms2study.reporting.html import DOUBT, PROCESSING, QUALITY, Caution, esc
 
 TABLES = ("features", "spectra", "embeddings", "annotations", "sample_embedding")
 
@@ -236,9 +232,10 @@ def calibration_warnings(paths: Sequence[Path], warnings: list[str], fdr: float 
 
 def library_summary(indexes: Sequence[Path], warnings: list[str]) -> str:
     """A paragraph per library index (its ``manifest.json``, ``ms2study index-library``): entries read, spectra
-    indexed, and every entry skipped or altered with the reasons and the first identifiers; a skipped or emptied
-    entry is also a warning, ranked as a processing note (the records never entered any search). Empty string
-    without indexes; an unreadable manifest is a warning."""
+    indexed, and every entry skipped or altered with the reasons and the first identifiers (and names); an entry
+    emptied by the cleaning is also a warning, ranked as a processing note, and one skipped as malformed a caution on
+    the identifications (``DOUBT``: the user's record never entered any search). Empty string without indexes; an
+    unreadable manifest is a warning."""
     parts = []
     for folder in sorted(Path(p) for p in indexes):
         try:
@@ -263,7 +260,14 @@ def library_summary(indexes: Sequence[Path], warnings: list[str]) -> str:
             names = ", ".join(esc(_entry_name(x)) for x in (manifest.get(first) or [])[:5])
             text = f"{n} entries {what}" + (f" ({why})" if why else "") + (f", first: {names}" if names else "")
             line += f" {text}."
-            if what != "read with changes":
+            if what == "skipped":  # malformed records of the user's library: a compound among them goes unnamed or
+                # its isomer takes its name (trial BI: sarcosine dropped over one 'n/a' peak line, named L-alanine)
+                warnings.append(Caution(
+                    f"{n} record(s) of the {index} could not be read and were never searched ({why}), first: "
+                    f"{names}: a compound among them cannot be named, or is named as a compound of similar "
+                    "spectrum that the library holds. Correct them (the index log names every one) and run again",
+                    DOUBT, "library records unreadable", ("identifications",)))
+            elif what != "read with changes":
                 lost.append(text)
         for note in manifest.get("file_notes") or []:  # how a whole file was read (e.g. not UTF-8)
             if isinstance(note, dict) and note.get("note"):
@@ -302,7 +306,8 @@ def _entry_name(issue: Any) -> str:
     where = ", ".join(str(x) for x in (issue.get("file"), f"entry {issue['entry']}" if issue.get("entry") else None)
                       if x)
     reason = f": {issue['reason']}" if issue.get("reason") else ""
-    return f"{issue.get('identifier') or '(no identifier)'} ({where}{reason})"
+    name = f" '{issue['name']}'" if issue.get("name") else ""
+    return f"{issue.get('identifier') or '(no identifier)'}{name} ({where}{reason})"
 
 
 def library_ion_modes(indexes: Sequence[Path]) -> set[str] | None:
