@@ -61,6 +61,16 @@ def test_excel_exports_are_read_or_refused_for_what_they_are(tmp_path: Path) -> 
     path.write_bytes(b"PK\x03\x04" + b"\x00" * 40)  # an .xlsx saved under the sheet's name
     with pytest.raises(InputError, match=r"an Excel workbook \(\.xlsx\), not text"):
         read_sample_sheet(path)
+    # trial BI: Excel's trailing empty columns (a tab after the last cell) were carried as a nameless column into
+    # the report and the GNPS export; they are dropped, and a column holding values without a header is refused
+    path.write_bytes(b"\xef\xbb\xbfsample_id\tfile\tgroup\t\t\r\nA\ta.mzML\tx\t\t\r\nB\tb.mzML\ty\t\t\r\n")
+    assert read_sample_sheet(path).columns == ["sample_id", "file", "group"]
+    path.write_bytes(b"sample_id\tfile\tgroup\t\nA\ta.mzML\tx\t\nB\tb.mzML\ty\t41\n")
+    with pytest.raises(InputError, match=r"column 4 has no header but holds values \(first: '41'\)"):
+        read_sample_sheet(path)
+    path.write_bytes(b"sample_id\tfile\tage\tage\nA\ta.mzML\t40\t41\n")  # the second 'age' was read as another column
+    with pytest.raises(InputError, match=r"the header 'age' is written twice \(columns 3 and 4\)"):
+        read_sample_sheet(path)
 
 
 def test_runs_named_like_qcs_or_blanks_but_typed_as_samples_are_named() -> None:

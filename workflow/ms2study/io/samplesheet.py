@@ -66,6 +66,7 @@ def read_sample_sheet(path: str | Path, id_column: str | None = None, *, any_for
         # is a required property" for one
         blank = pl.all_horizontal(pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in sheet.columns)
         sheet = sheet.filter(~blank) if sheet.width else sheet
+        sheet = _without_nameless_columns(sheet, path)
         _refuse_other_separators(sheet, path)
     if id_column is not None and id_column != "sample_id":
         if id_column not in sheet.columns:
@@ -81,6 +82,28 @@ SUBJECT_COLUMN = "subject_id"  # the runs of one subject (modelling.subjects gro
 # so pooled QCs were taken as samples and the batches and run order dropped, unsaid (trial W). They are also the
 # columns of the run-level study stages' sheet (``run_sheet``).
 READ_COLUMNS = ("sample_id", "file", "sample_type", "injection_order", "batch", SUBJECT_COLUMN)
+
+
+def _without_nameless_columns(sheet: pl.DataFrame, path: Path) -> pl.DataFrame:
+    """The sheet without its columns that have no header (polars names them '' and '_duplicated_N'): Excel saves a
+    trailing tab after a column it once held, and a trial (BI) saw it carried as a nameless column into the report
+    and the GNPS metadata export. Raises InputError naming the file and the column's position when such a column
+    holds a value: its header is missing, not the column; or when a header is written twice (polars renames the
+    second 'age' 'age_duplicated_0', and the first would be read alone)."""
+    for c in sheet.columns:
+        twice = re.fullmatch(r"(.+)_duplicated_\d+", c)
+        if twice and twice.group(1) in sheet.columns:
+            raise InputError(f"the header {twice.group(1)!r} is written twice (columns "
+                             f"{sheet.columns.index(twice.group(1)) + 1} and {sheet.columns.index(c) + 1})",
+                             file=str(path), fix="give each column its own name, or delete the repeated column")
+    nameless = [c for c in sheet.columns if not c or re.fullmatch(r"_duplicated_\d+", c)]
+    for c in nameless:
+        values = sheet[c].drop_nulls().str.strip_chars()
+        if (values != "").any():
+            raise InputError(f"column {sheet.columns.index(c) + 1} has no header but holds values (first: "
+                             f"{values.filter(values != '')[0]!r})", file=str(path),
+                             fix="write its name in the header line, or delete the column")
+    return sheet.drop(nameless)
 
 
 def _refuse_lookalike_headers(sheet: pl.DataFrame, path: Path) -> None:
