@@ -7,14 +7,15 @@ chi-square, 4 degrees of freedom around 0.3² in natural log units); feature 0 h
 ``paired``: 8 subjects measured before and after, a subject offset per feature (sd 1, which the pairing removes);
 ``covariate``: 8 + 8 samples and an age covariate (sd 10) that moves every feature (0.02 per year times a feature
 slope); ``continuous``: 16 samples with a 0-10 score as the outcome, the stated change a slope (log2 per unit,
-``detectable_log2_slope``) that feature 0 then follows. The stated change is computed from the study's own values and
-model; feature 0 is then raised by that change
+``detectable_log2_slope``) that feature 0 then follows; ``multiclass``: three diets of 6, 6 and 5 samples, the stated
+change that of the smallest class against the others (``detectable_log2_class_shift``, the moderated F-test). The
+stated change is computed from the study's own values and model; feature 0 is then raised by that change
 (and by half of it) in the positive class (by the slope times the score), and the real test (moderated, ``permutations`` permutations,
 Benjamini-Hochberg) is run: written per design, how many studies found it at q < 0.05 (power 0.8 is stated) and how
 many at half the change, and the median stated change (log2). Usage:
 
   PYTHONPATH=workflow python benchmarks/detectable_change.py --out R.json [--studies 100] [--permutations 200]
-      [--designs paired covariate continuous]
+      [--designs paired covariate continuous multiclass]
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine_record
 
 from ms2study.modelling import differential
-from ms2study.modelling.power import detectable_log2_fold_change, detectable_log2_slope
+from ms2study.modelling.power import detectable_log2_class_shift, detectable_log2_fold_change, detectable_log2_slope
 from ms2study.modelling.subjects import SUBJECT_COLUMN
 
 
@@ -46,6 +47,13 @@ def study(design: str, seed: int, features: int) -> tuple[np.ndarray, np.ndarray
                               SUBJECT_COLUMN: [f"P{i}" for i in range(8) for _ in "ab"]})
         spec, covariates = {"column": "time", "type": "binary", "positive_class": "after"}, [SUBJECT_COLUMN]
         shared = rng.normal(0, 1.0, (features, 8)).repeat(2, axis=1)
+    elif design == "multiclass":  # three unordered classes; the change is the smallest class's (the last)
+        ids = [f"S{i:02d}" for i in range(17)]
+        diet = np.repeat(["a", "b", "c"], (6, 6, 5))
+        positive = diet == "c"
+        sheet = pl.DataFrame({"sample_id": ids, "diet": diet.tolist()})
+        spec, covariates = {"column": "diet", "type": "multiclass"}, []
+        shared = np.zeros((features, 1))
     elif design == "continuous":  # the outcome itself a number: a 0-10 score, no covariate
         ids = [f"S{i:02d}" for i in range(16)]
         positive = np.round(rng.uniform(0, 10, 16), 1)  # the score (the column the change multiplies)
@@ -75,8 +83,12 @@ def one_study(design: str, seed: int, features: int, permutations: int) -> tuple
     ids = sheet["sample_id"].to_list()
     _, _, seen = differential.differential_with_values(matrix(logs, ids), sheet, spec, None, covariates,
                                                        "half_minimum", 0.5, "moderated", 0, seed)
-    change = (detectable_log2_slope(seen.values[1:], seen.y, features) if design == "continuous" else
-              detectable_log2_fold_change(seen.values[1:], seen.y == 1, features, covariates=seen.covariates))
+    if design == "continuous":
+        change = detectable_log2_slope(seen.values[1:], seen.y, features)
+    elif design == "multiclass":
+        change = detectable_log2_class_shift(seen.values[1:], seen.y, features)
+    else:
+        change = detectable_log2_fold_change(seen.values[1:], seen.y == 1, features, covariates=seen.covariates)
     hits = []
     for factor in (1.0, 0.5):
         shifted = logs.copy()
@@ -101,7 +113,7 @@ def main() -> int:
     parser.add_argument("--permutations", type=int, default=200)
     parser.add_argument("--features", type=int, default=600)
     parser.add_argument("--designs", nargs="+", default=["paired", "covariate", "continuous"],
-                        choices=["paired", "covariate", "continuous"])
+                        choices=["paired", "covariate", "continuous", "multiclass"])
     args = parser.parse_args()
     started = time.time()
     result = {"design": {"studies": args.studies, "permutations": args.permutations, "features": args.features},

@@ -510,6 +510,16 @@ def test_command_writes_both_tables_with_their_summary(tmp_path: Path) -> None:
     aged = per_feature.read_summary(tmp_path / "age.parquet")
     assert code == 0 and aged["detectable_log2_fold_change"] is None and aged["outcome_range"] == [20.0, 67.5]
     assert 0 < aged["detectable_log2_effect_per_unit"] < 0.1  # log2 per year over 47.5 years
+    # trial BH: a multiclass outcome gets the change one class needs against the others (the smallest class's)
+    diets = (["a", "b", "c"] * samples.height)[:samples.height]
+    samples.with_columns(pl.Series("diet", diets)).write_csv(tmp_path / "samples.tsv", separator="\t")
+    code = cli_main(["differential", "--samples", str(tmp_path / "samples.tsv"), "--feature-matrix",
+                     str(tmp_path / "matrix.parquet"), "--out", str(tmp_path / "diet.parquet"), "--enrichment-out",
+                     str(tmp_path / "diet_enrichment.parquet"), "--params", json.dumps(
+                         {"outcome": {"column": "diet", "type": "multiclass"}, "permutations": 20})])
+    dieted = per_feature.read_summary(tmp_path / "diet.parquet")
+    assert code == 0 and dieted["detectable_log2_fold_change"] is None
+    assert dieted["detectable_log2_class_shift"] > summary["detectable_log2_fold_change"]  # 6 against 14 samples
     assert not list(tmp_path.rglob("*.tmp"))
     code = cli_main(["differential", "--samples", str(tmp_path / "samples.tsv"), "--feature-matrix",
                      str(tmp_path / "matrix.parquet"), "--out", str(out), "--enrichment-out", str(enrichment_out)])

@@ -190,8 +190,62 @@ def test_a_run_snakemake_ended_with_an_unfinished_job_counts_as_failed() -> None
     finished = runner.parse_snakemake_log("rule models:\n    jobid: 5\nFinished jobid: 5 (Rule: models)\n"
                                           "1 of 1 steps (100%) done\n")
     assert not finished.incomplete
-    source = (REPO / "workflow" / "ms2study" / "runner.py").read_text()
-    assert "code = 1 if code == 0 and ((log := read_run_log(study_dir, since)).incomplete or log.failed)" in source
+    assert interrupted.settled_code(0) == (1, None) and finished.settled_code(0) == (0, None)
+
+
+def test_a_cancelled_cluster_job_retried_to_the_end_is_a_finished_run(tmp_path: Path) -> None:
+    """Trial BK on a real SLURM cluster: `scancel` of an embed group job; Snakemake quoted the cancelled job's own
+    log (a Snakemake log with "Will exit after finishing currently running jobs" and "At least one job did not
+    complete successfully"), submitted the job again, finished all 25 steps and still exited 1. ms2study said "the
+    run was interrupted" and left the earlier failure's out-of-date marks beside the new report, also after a later
+    "Nothing to be done". The quoted log is not this run's scheduler; a run whose every step finished is finished."""
+    text = (
+        "Job stats:\njob  count\n---  ---\nembed  2\nreport  1\ntotal  3\n\n"
+        "rule embed:\n    jobid: 35\n    output: results/samples/S07/embeddings.parquet\n    log: logs/embed/S07.log\n"
+        "Job 35 has been submitted with SLURM jobid 25 (log: /s/.snakemake/slurm_logs/group_embed_embed/25.log).\n"
+        "[Sun Dec  6 02:39:57 2026]\n    message: Error in group embed\n"
+        "    log: /s/.snakemake/slurm_logs/group_embed_embed/25.log (check log file(s) for error details)\n"
+        "    jobs:\n        rule embed:\n            jobid: 35\n"
+        "            output: results/samples/S07/embeddings.parquet\n"
+        "            log: logs/embed/S07.log (check log file(s) for error details)\n"
+        "Logfile /s/.snakemake/slurm_logs/group_embed_embed/25.log:\n" + "=" * 80 + "\n\nSNAKEMAKE\n=========\n"
+        "rule embed:\n    jobid: 0\n    output: results/samples/S07/embeddings.parquet\n"
+        "slurmstepd-vm: error: *** JOB 25 ON vm CANCELLED AT 2026-12-06T02:39:55 ***\n"
+        "Error in rule embed:\n    message: None\n    jobid: 0\n    log: logs/embed/S07.log (check log file(s) for "
+        "error details)\nWill exit after finishing currently running jobs (scheduler).\nWorkflowError:\n"
+        "At least one job did not complete successfully.\n" + "=" * 80 + "\n"
+        "Logfile logs/embed/S07.log: empty file\n"
+        "    Error in rule embed:\n        message: None\n        jobid: 35\n"
+        "        log: logs/embed/S07.log (check log file(s) for error details)\n"
+        "Trying to restart job bf9f20b2-8a5e-513e-adba-97341b9ee73b.\n"
+        "Finished jobid: 35 (Rule: embed)\n2 of 3 steps (67%) done\nrule report:\n    jobid: 57\n"
+        "Finished jobid: 57 (Rule: report)\n3 of 3 steps (100%) done\n")
+    run = runner.parse_snakemake_log(text)
+    assert not run.terminated and not run.incomplete and not run.failed and run.all_done and run.restarted == 1
+    code, note = run.settled_code(1)
+    assert code == 0 and note == ("ms2study run: note: every job finished, 1 of them after failing and being "
+                                  "submitted again, but Snakemake exited with code 1; the run is taken as finished")
+    # a run stopped on request, or with a job still failed, keeps Snakemake's code
+    stopped = runner.parse_snakemake_log(text + "Will exit after finishing currently running jobs (scheduler).\n")
+    assert stopped.terminated and stopped.settled_code(1) == (1, None)
+    assert run.settled_code(130) == (130, None)
+    unfinished = runner.parse_snakemake_log(text.replace("3 of 3 steps (100%) done", "2 of 3 steps (67%) done"))
+    assert unfinished.settled_code(1) == (1, None)
+    # the marks of the earlier failed run go when a later run finds nothing to do and the report postdates them
+    from ms2study.outofdate import OUT_OF_DATE_NOTE, OUT_OF_DATE_REPORT
+
+    for path, content in ((OUT_OF_DATE_NOTE, "earlier run failed"), (OUT_OF_DATE_REPORT, "<html>old</html>")):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(content)
+        os.utime(tmp_path / path, (1_000_000, 1_000_000))
+    (tmp_path / "results" / "study" / "report.html").write_text("<html>new</html>")
+    os.utime(tmp_path / "results" / "study" / "report.html", (2_000_000, 2_000_000))  # after the marks, before the run
+    log = tmp_path / ".snakemake" / "log" / "2026-12-06T030000.000000.snakemake.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("Building DAG of jobs...\nNothing to be done (all requested files are present and up to date).\n")
+    summary = runner.summarize(tmp_path, 0, since=log.stat().st_mtime - 5)
+    assert summary.startswith("ms2study: nothing to do") and not (tmp_path / OUT_OF_DATE_NOTE).exists()
+    assert not (tmp_path / OUT_OF_DATE_REPORT).exists()
 
 
 def test_a_run_stopped_by_sigterm_is_called_interrupted_not_failed(tmp_path: Path) -> None:

@@ -58,6 +58,8 @@ class RunLog:
     finished_rules: set[str] = field(default_factory=set)
     failed: list[FailedJob] = field(default_factory=list)
     lock_error: bool = False
+    all_done: bool = False  # "N of N steps (100%) done": every job of the run finished
+    restarted: int = 0  # jobs that failed and were submitted again (retries)
     terminated: bool = False  # Snakemake stopped on a signal (SIGTERM, e.g. kill or a cluster's time limit)
     incomplete: bool = False  # Snakemake said a job did not complete (even where its exit code was 0)
     # samples with a job that failed or started without finishing (interrupted): their folders under
@@ -67,6 +69,20 @@ class RunLog:
     # or inputs since they were made could not be seen, and the rules they belong to
     unrecorded_jobs: int = 0
     unrecorded_rules: list[str] = field(default_factory=list)
+
+    def settled_code(self, code: int) -> tuple[int, str | None]:
+        """(the run's exit code as this log reads it, a note when it differs from Snakemake's ``code``): 1 where
+        Snakemake exited 0 although a job did not complete or failed (an interrupted Snakemake can); 0 where it
+        exited with an error although every job finished, none stayed failed and no stop was asked for (trial BK: a
+        scancelled SLURM job, submitted again and finished, and Snakemake exited 1, so the run was called
+        interrupted and the earlier run's out-of-date marks stayed beside the new report)."""
+        if code == 0 and (self.incomplete or self.failed):
+            return 1, None
+        if code > 0 and code not in (130, 137, 143) and self.all_done and not (self.failed or self.terminated):
+            retried = f", {self.restarted} of them after failing and being submitted again" if self.restarted else ""
+            return 0, (f"ms2study run: note: every job finished{retried}, but Snakemake exited with code {code}; the "
+                       "run is taken as finished")
+        return code, None
 
     def unrecorded_note(self, outputs_without_records: list[str] | None = None, dry_run: bool = False) -> str | None:
         """The warning on outputs kept without Snakemake's records (a study copied without its ``.snakemake``
@@ -122,6 +138,12 @@ _FINISHED_RULE = re.compile(r"^Finished jobid: \d+ \(Rule: (\S+)\)")
 # Snakemake's note on jobs it kept although their outputs have no metadata (snakemake.workflow.log_metadata_info)
 _UNRECORDED = re.compile(r"^(\d+) jobs have missing provenance/metadata")
 _UNRECORDED_RULES = re.compile(r"^Rules with missing metadata: (.*)$")
+# a failed job's own log quoted into the run's (--show-failed-logs): "Logfile PATH:", a line of "=", the log, a line
+# of "=". A cluster job's log is a Snakemake log itself, whose "Will exit after finishing currently running jobs" is
+# not this run's scheduler stopping (trial BK: a scancelled job, retried and finished, read as the run interrupted)
+_QUOTED_LOG = re.compile(r"^\s*Logfile \S.*:$")
+_ALL_DONE = re.compile(r"^(\d+) of \1 steps \(100%\) done")
+_RESTART = re.compile(r"^Trying to restart job ")
 
 
 def _split_paths(value: str) -> list[str]:
@@ -171,6 +193,14 @@ def parse_snakemake_log(text: str) -> RunLog:
     exit_status: str | None = None
     while i < len(lines):
         line = lines[i].rstrip()
+        if _QUOTED_LOG.match(line) and i + 1 < len(lines) and set(rule := lines[i + 1].strip()) == {"="}:
+            i += 2  # a job's own log, quoted: skipped to the same line of "=" that closes it (its own "SNAKEMAKE"
+            while i < len(lines) and lines[i].strip() != rule:  # header is underlined by a shorter one)
+                i += 1
+            i += 1
+            continue
+        result.all_done = result.all_done or _ALL_DONE.match(line) is not None
+        result.restarted += _RESTART.match(line) is not None
         if _GROUP_ERROR.match(line):
             members, i = _group_members(lines, i)
             for member in members:

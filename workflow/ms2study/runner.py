@@ -300,6 +300,11 @@ def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] |
             lines.extend(report_warnings(study_dir, since))
             lines.extend(skipped_outcomes(study_dir))
         elif run.path and not run.planned and "Nothing to be done" in run.path.read_text(errors="replace"):
+            note = study_dir / OUT_OF_DATE_NOTE  # a report made after a failed run marked the folder is current
+            if report.exists() and note.exists() and report.stat().st_mtime > note.stat().st_mtime:
+                (study_dir / OUT_OF_DATE_REPORT).unlink(missing_ok=True)
+                note.unlink()
+                remove_sample_notes(study_dir)
             lines.append("ms2study: nothing to do: every requested output is present and "  # unrecorded: times only
                          + ("newer than its inputs (see the warning below)" if unrecorded else "up to date")
                          + (f"; report: {report}" if report.exists() else " (the report was not requested)"))
@@ -452,7 +457,9 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
     since = time.time()
     code = _call(command, env)
     if takes_lock:  # an interrupted Snakemake can exit 0 after "At least one job did not complete successfully"
-        code = 1 if code == 0 and ((log := read_run_log(study_dir, since)).incomplete or log.failed) else code
+        code, note = read_run_log(study_dir, since).settled_code(code)
+        if note:
+            print(note, file=sys.stderr, flush=True)
         runprints.remember(study_dir, prints, since)
         summary = summarize(study_dir, code, since, extra, env)
         if summary:

@@ -152,32 +152,87 @@ def detectable_log2_slope(values: np.ndarray, outcome: np.ndarray, n_tested: int
     return _detectable_coefficient(values, outcome, n_tested, power, q, covariates)
 
 
-def _detectable_coefficient(values: np.ndarray, column: np.ndarray, n_tested: int, power: float, q: float,
-                            covariates: np.ndarray | None) -> float | None:
-    """The detectable size of the coefficient of ``column`` (one number per sample) beside an intercept and
-    ``covariates`` (see ``detectable_log2_fold_change``); None when it cannot be computed."""
+def detectable_log2_class_shift(values: np.ndarray, classes: np.ndarray, n_tested: int, power: float = 0.8,
+                                q: float = 0.05, covariates: np.ndarray | None = None) -> float | None:
+    """For a multiclass outcome: the log2 change of one class against all the others (its mean shifted, the others
+    equal) that a single feature of typical variance needs to reach q < ``q`` with probability ``power`` in the
+    differential analysis's moderated F-test of the classes, if it were the only change among ``n_tested`` tested
+    features; stated for the smallest class, the hardest to detect.
+
+    ``values``: log2 intensities (features x samples, no NaN) of the features the moderated test sees; ``classes``:
+    the class index per sample (0..k-1); ``covariates``: samples x m beside the classes, or None. Method: the
+    moderated fit of ``detectable_log2_fold_change`` (limma-trend prior, s^2 its median variance, n - p + d0 degrees
+    of freedom) with the classes as k - 1 indicator columns; a shift d of one class j gives the F-test the
+    noncentrality lambda = d^2 |(I - H0) e_j|^2 / s^2 (H0 the projection onto the intercept and the covariates, e_j
+    the class's indicator; for groups alone n_j (n - n_j) / n), and d solves P(F'(k - 1, df, lambda) > F(1 - a)) =
+    ``power`` with a = q / n_tested (scipy.stats.ncf; Cohen 1988, ch. 8, for the power of the F-test). Measured
+    against the real test in tests/test_power.py and ``benchmarks/detectable_change.py --designs multiclass``. None
+    with fewer than 3 classes of 2 or more samples, fewer than 3 features or no residual degree of freedom."""
+    from scipy import optimize, stats
+
+    classes = np.asarray(classes)
+    labels, counts = np.unique(classes, return_counts=True)
+    if labels.size < 3 or counts.min() < 2 or n_tested < 1:
+        return None
+    indicators = (classes[:, None] == labels[None, 1:]).astype(np.float64)
+    fitted = _moderated_variance(values, indicators, covariates)
+    if fitted is None:
+        return None
+    typical, df, _ = fitted
+    reduced = np.column_stack([np.ones(classes.size)] + ([np.asarray(covariates, dtype=np.float64).reshape(
+        classes.size, -1)] if covariates is not None and np.asarray(covariates).size else []))
+    target = (classes == labels[int(np.argmin(counts))]).astype(np.float64)
+    residual = target - reduced @ np.linalg.lstsq(reduced, target, rcond=None)[0]
+    spread = float(residual @ residual)
+    if spread <= 0:
+        return None
+    k1 = labels.size - 1
+    critical = stats.f.isf(q / n_tested, k1, df)
+    reach = float(optimize.brentq(lambda lam: stats.ncf.sf(critical, k1, df, lam) - power, 1e-9, 1e6))
+    return float(np.sqrt(reach * typical / spread))
+
+
+def _moderated_variance(values: np.ndarray, columns: np.ndarray, covariates: np.ndarray | None
+                        ) -> tuple[float, float, np.ndarray] | None:
+    """(typical variance, degrees of freedom, unscaled covariance) of the moderated fit of ``values`` on an
+    intercept, ``columns`` (samples x c) and ``covariates``; None when it cannot be fitted. See
+    ``detectable_log2_fold_change`` for the method."""
     from scipy import stats
 
     from ms2study.modelling.univariate import _moderated_fit
 
     values = np.asarray(values, dtype=np.float64)
-    if values.ndim != 2 or values.shape[0] < 3 or n_tested < 1:
+    if values.ndim != 2 or values.shape[0] < 3:
         return None
-    columns = [np.ones(column.size), column]
+    design = [np.ones(values.shape[1]), np.asarray(columns, dtype=np.float64).reshape(values.shape[1], -1)]
     if covariates is not None and np.asarray(covariates).size:
-        columns.append(np.asarray(covariates, dtype=np.float64).reshape(column.size, -1))
+        design.append(np.asarray(covariates, dtype=np.float64).reshape(values.shape[1], -1))
     try:  # the moderated test's own fit (limma-trend prior over every feature)
-        fit = _moderated_fit(values, np.column_stack(columns), None)
+        fit = _moderated_fit(values, np.column_stack(design), None)
     except InputError:  # no residual degree of freedom, or the class not identified beside the covariates
         return None
     prior = fit["prior"]
     if prior is None:
         return None
     d0 = min(float(fit["prior_df"][0]), 1e4)
-    df = fit["df_residual"] + d0
-    alpha = q / n_tested
     # the median true variance under the fitted prior (1/sigma^2 ~ scaled chi-square with d0 df, scale s0^2): the
     # posterior variances are shrunk towards s0^2 and their median lies below it
     typical = float(np.median(prior)) * d0 / stats.chi2.median(d0)
-    se = float(np.sqrt(typical * fit["unscaled"][1, 1]))
+    return typical, fit["df_residual"] + d0, fit["unscaled"]
+
+
+def _detectable_coefficient(values: np.ndarray, column: np.ndarray, n_tested: int, power: float, q: float,
+                            covariates: np.ndarray | None) -> float | None:
+    """The detectable size of the coefficient of ``column`` (one number per sample) beside an intercept and
+    ``covariates`` (see ``detectable_log2_fold_change``); None when it cannot be computed."""
+    from scipy import stats
+
+    if n_tested < 1:
+        return None
+    fitted = _moderated_variance(values, column, covariates)
+    if fitted is None:
+        return None
+    typical, df, unscaled = fitted
+    alpha = q / n_tested
+    se = float(np.sqrt(typical * unscaled[1, 1]))
     return float((stats.t.ppf(1.0 - alpha / 2.0, df) + stats.t.ppf(power, df)) * se)

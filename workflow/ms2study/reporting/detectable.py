@@ -1,5 +1,5 @@
-"""What one feature's differential test could find in this study, in words: the change (binary outcome) or slope
-(continuous outcome) that ``modelling.power`` states a single changed feature of typical variance needs to reach
+"""What one feature's differential test could find in this study, in words: the change (binary outcome), slope
+(continuous outcome) or one class's change against the others (multiclass outcome) that ``modelling.power`` states a single changed feature of typical variance needs to reach
 q < 0.05 with power 0.8, each with the rate at which the real test found such a change on simulated studies of that
 design (tests/test_power.py and its longer runs). Imports ``modelling`` and ``reporting.html``.
 """
@@ -55,3 +55,24 @@ def detectable_slope_text(slope: float, summary: dict | None = None) -> str:
             f"{outcome}{over} to reach q &lt; {SIGNIFICANCE:g}{adjusted} in this study with power 0.8 (by the t-test's "
             "power formula for the regression; in simulated 16-sample studies the real test, with 200 permutations, "
             f"found such a slope in {SLOPE_FOUND}): smaller effects of single compounds can be real and missed.")
+
+
+# measured: benchmarks/detectable_change.py --designs multiclass (100 simulated studies of three classes of 6, 6 and
+# 5 samples, 600 features, 200 permutations; benchmarks/measured/detectable_change_multiclass.json)
+CLASS_SHIFT_FOUND = "83 of 100"
+
+
+def detectable_class_text(log2_shift: float, summary: dict | None = None) -> str:
+    """What one feature's F-test of a multiclass outcome could find (``modelling.power.detectable_log2_class_shift``:
+    one class against all the others, stated for the smallest class), in words, with the rate at which the real
+    test found such a change on simulated studies."""
+    summary = summary or {}
+    counts = {str(k): v for k, v in (summary.get("class_counts") or {}).items() if isinstance(v, int)}
+    smallest = min(counts, key=counts.get) if counts else None
+    which = f" (stated for the smallest class, {esc(smallest)}, n = {counts[smallest]})" if smallest else ""
+    adjusted = " at equal covariates" if covariate_names(summary) else ""
+    return (f"A single changed feature of typical variance needs one class about a {2 ** log2_shift:.1f}-fold change "
+            f"against the others (log2 {log2_shift:.2f}){which} to reach q &lt; {SIGNIFICANCE:g} in the F-test of the "
+            f"classes{adjusted} with power 0.8 (by the F-test's power formula; in simulated studies of three classes "
+            f"of 6, 6 and 5 samples the real test, with 200 permutations, found such a change in {CLASS_SHIFT_FOUND}), "
+            "if it were the study's only change: smaller changes of single compounds can be real and missed.")

@@ -25,7 +25,7 @@ from ms2study.reporting.choice import (adds_nothing_shown, adjustment_text, cand
                                        covariates_clause, permutation_resolution, score_ceiling)
 from ms2study.reporting.classfindings import enrichment_finding, q_text
 from ms2study.reporting.collect import LEVEL2_UNASSESSED, UNSEARCHED_LABEL, DifferentialFiles, OutcomeFiles
-from ms2study.reporting.detectable import detectable_slope_text, detectable_text
+from ms2study.reporting.detectable import detectable_class_text, detectable_slope_text, detectable_text
 from ms2study.reporting.html import (PROCESSING, covariate_names, esc, interval_text, kind_of, p_value_text,
                                      warning_anchor)
 from ms2study.reporting.modeltext import (METRIC_NAMES, covariates_only, pooled_auc_clause, reached_text, repeats,
@@ -249,10 +249,11 @@ def differential_finding(files: DifferentialFiles, ident: pl.DataFrame | None,
     elif not hits.height and summary.get("detectable_log2_effect_per_unit"):  # trial Z: continuous outcomes too
         text += " " + detectable_slope_text(float(summary["detectable_log2_effect_per_unit"]), summary)
     elif not hits.height and summary.get("type") == "multiclass":  # a trial: 3x in two arms, lost in the F-test
-        text += (" An F-test over all classes spreads its power over every difference between them; when the classes "
-                 "are ordered (doses) or share a role (treated arms), a two-class outcome (e.g. control against the "
-                 "rest) or the dose as a continuous outcome tests that contrast directly: add it as a sheet column "
-                 "and an outcome.")
+        shift = summary.get("detectable_log2_class_shift")  # trial BH: what could the F-test have found?
+        text += (f" {detectable_class_text(float(shift), summary)}" if shift else "") + (
+            " An F-test over all classes spreads its power over every difference between them; when the classes are "
+            "ordered (doses) or share a role (treated arms), a two-class outcome (e.g. control against the rest) or "
+            "the dose as a continuous outcome tests that contrast directly: add it as a sheet column and an outcome.")
     # the class table's shift-removed column holds values where classes were tested with label permutations
     shown = bool(summary.get("n_classes_tested")) and bool(summary.get("class_permutations"))
     text += _shift_sentence(summary, correction, shown)
@@ -394,8 +395,7 @@ def identification_finding(ident: pl.DataFrame | None, fdr: float | None, warnin
         return (f"<b>{ident.height}</b> consensus features have a best library match, listed without q-values "
                 "(<code>annotate: confidence: none</code>): none is an accepted identification, and how many are "
                 'right is not measured (<a href="#identifications">Identifications</a>)')
-    # what q bounds, said where the count is (trial BH: "q ≤ 0.01" beside 4.8 % wrong structures at level 3, each
-    # of the right formula, read as 1 % wrong names)
+    # what q bounds (trial BH read "q ≤ 0.01" beside 4.8 % wrong level-3 structures of the right formula as 1 %)
     at = (f"q ≤ {fdr:g}" if fdr is not None else "the configured <code>annotate: fdr</code>") + (
         ", a bound on wrong formulas; the level says whether the structure is supported")
     by_level = {lvl: int((accepted["msi_level"] == lvl).sum()) for lvl in LEVELS}

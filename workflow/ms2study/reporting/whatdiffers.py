@@ -19,7 +19,7 @@ from ms2study.reporting import cautions
 from ms2study.reporting.batchonly import batch_only_of, batch_only_warning
 from ms2study.reporting.charts import enrichment_figure, figure_html, volcano_figure
 from ms2study.reporting.collect import DifferentialFiles
-from ms2study.reporting.detectable import detectable_slope_text, detectable_text
+from ms2study.reporting.detectable import detectable_class_text, detectable_slope_text, detectable_text
 from ms2study.reporting.explained import matrix_part
 from ms2study.reporting.html import DOUBT, QUALITY, Caution, covariate_names, esc, p_value_text, q_cell
 from ms2study.reporting.marks import name_marks, with_name_marks
@@ -129,7 +129,9 @@ def _test_text(summary: dict) -> str:
     return (f"{name} on log2 intensities across the classes ({counts}); the F-test has no direction: the table names "
             f"each feature's highest and lowest class and the log2 difference of their means"
             + (f" at equal {covariates} (each class's mean at the covariates' mean, as the F-test compares)"
-               if covariates else "") + how)
+               if covariates else "") + how
+            + (f". {detectable_class_text(float(shift), summary)}"
+               if (shift := summary.get("detectable_log2_class_shift")) else ""))
 
 
 def differential_section(differential: Sequence[DifferentialFiles], warnings: list[str],

@@ -52,7 +52,7 @@ from ms2study.modelling.outcomes import (
     small_class_note,
     without_empty_runs,
 )
-from ms2study.modelling.power import detectable_log2_fold_change, detectable_log2_slope
+from ms2study.modelling.power import detectable_log2_class_shift, detectable_log2_fold_change, detectable_log2_slope
 from ms2study.modelling.structure import MIN_SAMPLES as STRUCTURE_MIN_SAMPLES
 from ms2study.modelling.structure import hidden_split
 from ms2study.modelling.subjects import (
@@ -95,9 +95,9 @@ def _detectable(table: pl.DataFrame, seen: OutcomeValues) -> float | None:
     """A binary outcome's ``power.detectable_log2_fold_change``, a continuous one's ``power.detectable_log2_slope``
     (power 0.8, q < 0.05; trial Z: a continuous outcome with no hit had no such statement) from the features its
     moderated test saw (measured in every sample), with the study's number of tested features and the test's
-    covariates (a paired design's subject columns among them); None for a multiclass outcome or when fewer than 3
-    features were moderated."""
-    if seen.kind not in ("binary", "continuous") or "test" not in table.columns:
+    covariates (a paired design's subject columns among them), a multiclass one's ``power.detectable_log2_class_shift``
+    (trial BH: three diets had no such statement); None when fewer than 3 features were moderated."""
+    if "test" not in table.columns:
         return None
     moderated = set(table.filter(pl.col("test").str.starts_with("moderated"))["consensus_id"].to_list())
     rows = [i for i, c in enumerate(seen.consensus_ids) if c in moderated]
@@ -105,6 +105,9 @@ def _detectable(table: pl.DataFrame, seen: OutcomeValues) -> float | None:
         return None
     if seen.kind == "continuous":
         value = detectable_log2_slope(seen.values[rows], seen.y, int(table["tested"].sum()), covariates=seen.covariates)
+    elif seen.kind == "multiclass":
+        value = detectable_log2_class_shift(seen.values[rows], seen.y, int(table["tested"].sum()),
+                                            covariates=seen.covariates)
     else:
         value = detectable_log2_fold_change(seen.values[rows], seen.y == 1, int(table["tested"].sum()),
                                             covariates=seen.covariates)
@@ -262,6 +265,8 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
         log.warning("outcome %s: %s", summary["outcome"], small)
     detectable = _detectable(table, values)
     summary["detectable_log2_fold_change"] = detectable if values.kind == "binary" else None
+    if values.kind == "multiclass":  # one class against the others, stated for the smallest class
+        summary["detectable_log2_class_shift"] = detectable
     if values.kind == "continuous":  # the slope per unit, and the outcome's range it spans (a fold over that range)
         summary["detectable_log2_effect_per_unit"] = detectable
         summary["outcome_range"] = [float(np.min(values.y)), float(np.max(values.y))] if len(values.y) else None
