@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 
 from ms2study.cli import main as cli_main
+from ms2study.core.errors import InputError
 from ms2study.runargs import foreign_options
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_snakemake_and_its_executor_options_are_known():
@@ -104,3 +107,30 @@ def test_a_bad_profile_value_is_named_with_its_file_before_snakemake_runs(tmp_pa
     assert "did you mean 'retries'?" in err or not line.startswith("retires")
     assert "usage:" not in err and "Traceback" not in err
     assert not (tmp_path / "results").exists() and not (tmp_path / ".snakemake").exists()
+
+
+def test_a_slurm_run_from_a_shell_that_cannot_reach_slurm_is_refused_before_snakemake(tmp_path: Path) -> None:
+    """Trial BK on a real cluster: a run started from a shell without the cluster's configuration printed "Unable to
+    guess SLURM account. Trying to proceed without." and then waited, silent, submitting nothing, until killed. The
+    jobs going to SLURM, ms2study asks SLURM's own client first; the real cluster's answer is tests/test_slurm.py's."""
+    from ms2study.runargs import refuse_unreachable_slurm
+
+    slurm = ["--profile", "profiles/slurm"]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    env = {"PATH": str(bin_dir)}
+    with pytest.raises(InputError, match=r"its commands \(sinfo, sbatch\) are not on PATH") as err:
+        refuse_unreachable_slurm(slurm, REPO, env)
+    assert "a login node" in str(err.value) and "leave out --profile to run locally" in str(err.value)
+    for name, body in (("sbatch", "exit 0"), ("sinfo", "echo 'sinfo: error: Could not establish a configuration "
+                                                       "source' >&2; exit 1")):
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    with pytest.raises(InputError, match=r"`sinfo` fails here \(exit code 1: sinfo: error: Could not establish a "
+                                         r"configuration source\)"):
+        refuse_unreachable_slurm(slurm, REPO, env)
+    # not asked where the jobs stay local or nothing is submitted
+    refuse_unreachable_slurm([], REPO, env)
+    refuse_unreachable_slurm([*slurm, "--dry-run"], REPO, env)
+    (bin_dir / "sinfo").write_text("#!/bin/sh\necho 'debug*'\n")
+    refuse_unreachable_slurm(slurm, REPO, env)  # a cluster that answers

@@ -48,15 +48,50 @@ def profile_settings(extra: list[str], repo_root: Path) -> dict:
     return settings if isinstance(settings, dict) else {}
 
 
-def on_cluster(extra: list[str], repo_root: Path) -> bool:
-    """Whether the options or their profile send the jobs to a cluster executor (``--executor`` / ``executor:``
-    other than local)."""
+def executor(extra: list[str], repo_root: Path) -> str:
+    """The executor the options or their profile name (``--executor`` / ``-e`` / ``executor:``; default local)."""
     for i, arg in enumerate(extra):
         if arg in ("--executor", "-e") and i + 1 < len(extra):
-            return extra[i + 1] not in LOCAL_EXECUTORS
+            return extra[i + 1]
         if arg.startswith("--executor="):
-            return arg.split("=", 1)[1] not in LOCAL_EXECUTORS
-    return str(profile_settings(extra, repo_root).get("executor", "local")) not in LOCAL_EXECUTORS
+            return arg.split("=", 1)[1]
+    return str(profile_settings(extra, repo_root).get("executor", "local"))
+
+
+def on_cluster(extra: list[str], repo_root: Path) -> bool:
+    """Whether the options or their profile send the jobs to a cluster executor (other than local)."""
+    return executor(extra, repo_root) not in LOCAL_EXECUTORS
+
+
+SLURM_PROBE_S = 30  # seconds sinfo may take to answer before the cluster counts as unreachable
+
+
+def refuse_unreachable_slurm(extra: list[str], repo_root: Path, env: dict[str, str]) -> None:
+    """Raise InputError when the jobs go to SLURM (``executor: slurm``) and this shell cannot reach it: ``sinfo``
+    (SLURM's own client, beside the ``sbatch`` the executor calls) is not on PATH, fails or does not answer within
+    ``SLURM_PROBE_S`` seconds. Trial BK: without a SLURM configuration the executor guessed no account and then
+    waited, silent, submitting nothing (2.5 min until killed; SIGTERM did not stop it), where ``sinfo`` fails at
+    once. Skipped for other executors and dry runs."""
+    import shutil
+    import subprocess
+
+    if executor(extra, repo_root) != "slurm" or any(a in ("-n", "--dry-run", "--dryrun") for a in extra):
+        return
+    fix = ("run ms2study from a shell on a machine that submits SLURM jobs (a login node: `sinfo` and `sbatch` must "
+           "work there; check SLURM_CONF), or leave out --profile to run locally")
+    sinfo = shutil.which("sinfo", path=env.get("PATH"))
+    if sinfo is None or shutil.which("sbatch", path=env.get("PATH")) is None:
+        raise InputError("the jobs go to SLURM, but its commands (sinfo, sbatch) are not on PATH", fix=fix)
+    try:
+        probe = subprocess.run([sinfo, "--noheader", "--format=%P"], capture_output=True, text=True, env=env,
+                               timeout=SLURM_PROBE_S, check=False)
+    except subprocess.TimeoutExpired:
+        raise InputError(f"the jobs go to SLURM, but `sinfo` did not answer within {SLURM_PROBE_S} s",
+                         fix=fix) from None
+    if probe.returncode != 0:
+        said = (probe.stderr.strip().splitlines() or ["no message"])[-1][:300]
+        raise InputError(f"the jobs go to SLURM, but `sinfo` fails here (exit code {probe.returncode}: {said})",
+                         fix=fix)
 
 
 def gpu_note(extra: list[str], repo_root: Path, torch_version: str | None = None) -> str | None:

@@ -46,15 +46,8 @@ from ms2study.outofdate import (
     unforced,
     write_out_of_date_note,
 )
-from ms2study.runargs import (
-    cores_note,
-    forcerun_note,
-    gpu_note,
-    on_cluster,
-    profile_settings,
-    refuse_bad_profile_values,
-    refuse_foreign_options,
-)
+from ms2study.runargs import (cores_note, forcerun_note, gpu_note, on_cluster, profile_settings,
+                              refuse_bad_profile_values, refuse_foreign_options, refuse_unreachable_slurm)
 from ms2study.runlock import check_lock, lock_files, processes_in, remove_partial_files
 from ms2study.runlog import (  # noqa: F401 (tests)
     RunLog,
@@ -424,6 +417,7 @@ def run_study(study_dir: Path, extra: list[str], recover: bool = False) -> int:
     command = snakemake_command(study_dir, runprints.with_forced(extra, replaced))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(study.REPO_ROOT / "workflow"), env.get("PYTHONPATH")]))
+    refuse_unreachable_slurm(extra, study.REPO_ROOT, env)  # trial BK: no SLURM here, and the executor waited silent
     takes_lock = not any(a in NO_LOCK_FLAGS for a in extra)
     if takes_lock or recover:
         check_writable(study_dir)
