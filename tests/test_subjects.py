@@ -230,6 +230,21 @@ def test_a_paired_design_compares_each_subject_with_itself(tmp_path: Path) -> No
     from ms2study.reporting.html import covariate_names
 
     assert covariate_names(summary) == "subject_id (a paired design: each of the 12 subjects a factor level)"
+    # trial BJ: an age per subject (the same in both runs) beside subject_id made the design singular and left the
+    # whole study untested ("collinear"); it is left out of the paired test, as the models leave it out, and said
+    aged = pl.read_csv(paired_sheet, separator="\t", infer_schema_length=0)
+    aged.with_columns(age=(pl.col("subject_id").cast(pl.Int64) * 3 + 30).cast(pl.Utf8)).write_csv(
+        tmp_path / "aged.tsv", separator="\t")
+    from ms2study.stages.differential import run_differential
+
+    with_age = run_differential(tmp_path / "aged.tsv", tmp_path / "matrix.parquet", None, tmp_path / "aged.parquet",
+                                tmp_path / "aged_classes.parquet", {"outcome": PAIRED, "covariates": ["age"],
+                                                                    "permutations": 200, "class_permutations": 0})
+    aged_table = pl.read_parquet(tmp_path / "aged.parquet").filter(pl.col("tested"))
+    assert aged_table.height == paired.height and aged_table["q_value"].to_list() == paired["q_value"].to_list()
+    assert ("covariates (age) are left out of this paired test: they are the same in all of a subject's runs, so "
+            "the comparison within subjects has them fixed") in with_age["notes"]
+    assert covariate_names(with_age) == covariate_names(summary)
 
 
 def _paired_models(folder: Path, sheet: Path, outcome: dict, **extra) -> tuple[dict, pl.DataFrame]:

@@ -33,7 +33,7 @@ from ms2study.modelling.metrics import (
     summarise_metric,
 )
 from ms2study.modelling.outcomes import check_outcome, covariate_matrix, encode_outcome, too_few_samples
-from ms2study.modelling.subjects import SUBJECT_COLUMN, within_blocks
+from ms2study.modelling.subjects import SUBJECT_COLUMN, varies_within, within_blocks
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], 
         summary["notes"].append(f"covariate '{spec['column']}' is this outcome itself: left out of its models")
     if groups is not None:
         summary["paired_by"], summary["n_subjects"] = SUBJECT_COLUMN, int(np.unique(groups).size)
-        varying = [c for c in covariates if _varies_within(samples, ids, groups, c)]
+        varying = [c for c in covariates if varies_within(samples, ids, groups, c)]
         fixed = [c for c in covariates if c not in varying]
         if fixed:
             summary["notes"].append(f"covariates ({', '.join(fixed)}) are left out of this paired model: they are the "
@@ -178,20 +178,6 @@ def model_outcome(samples: pl.DataFrame, feature_sets: dict[str, pl.DataFrame], 
     if not summary["feature_sets"]:
         summary["reason"] = "no feature set had values for the samples"
     return {"summary": summary, "metrics": metrics_rows, "predictions": prediction_rows, "explained": explained}
-
-
-def _varies_within(samples: pl.DataFrame, ids: list[str], groups: np.ndarray, column: str) -> bool:
-    """Whether sheet ``column`` takes more than one value (empty cells ignored) among the runs of any subject
-    (``groups``, aligned with ``ids``)."""
-    if column not in samples.columns:
-        return False
-    value = dict(zip(samples["sample_id"].cast(pl.Utf8).to_list(), samples[column].cast(pl.Utf8).to_list()))
-    seen: dict[str, set] = {}
-    for sample, group in zip(ids, groups):
-        cell = value.get(sample)
-        if cell is not None and cell.strip():
-            seen.setdefault(str(group), set()).add(cell.strip())
-    return any(len(v) > 1 for v in seen.values())
 
 
 def _evaluate_set(name: str, X: np.ndarray, y: np.ndarray, kind: str, imputation: str, params: dict,

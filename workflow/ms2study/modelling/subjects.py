@@ -291,3 +291,17 @@ def check_study_subjects(sheet: pl.DataFrame, config: dict, source: str = "sampl
     models = config.get("models") or {}
     outcomes = [str(o.get("column")) for o in (models.get("outcomes") or []) if isinstance(o, dict)]
     check_subjects(sheet, [str(c) for c in models.get("covariates") or []], source, outcomes)
+
+
+def varies_within(samples: pl.DataFrame, ids: list[str], groups: np.ndarray, column: str) -> bool:
+    """Whether sheet ``column`` takes more than one value (empty cells ignored) among the runs of any subject
+    (``groups``, aligned with ``ids``)."""
+    if column not in samples.columns:
+        return False
+    value = dict(zip(samples["sample_id"].cast(pl.Utf8).to_list(), samples[column].cast(pl.Utf8).to_list()))
+    seen: dict[str, set] = {}
+    for sample, group in zip(ids, groups):
+        cell = value.get(sample)
+        if cell is not None and cell.strip():
+            seen.setdefault(str(group), set()).add(cell.strip())
+    return any(len(v) > 1 for v in seen.values())

@@ -65,6 +65,7 @@ from ms2study.modelling.subjects import (
     subject_ranges,
     subject_sheet,
     subjects_note,
+    varies_within,
     with_subject_block,
     without_lone_units,
 )
@@ -229,9 +230,16 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
         detected = average_columns(detected, groups) if detected is not None else None
         partial_ranges = subject_ranges(partial_ranges, groups)
     complete = subject_of
+    fixed: list[str] = []
     if paired:  # a subject with one outcome value only is left out (modelling.subjects.without_lone_units)
         samples, complete = without_lone_units(samples, params["outcome"]["column"], subject_of)
-        samples, covariates = with_subject_block(samples, complete), covariates + [SUBJECT_COLUMN]
+        samples = with_subject_block(samples, complete)
+        # a covariate the same in all of a subject's runs (age) is collinear with the subjects' levels: left out, as
+        # the models leave it out (trial BJ: age beside subject_id left the whole study untested, "collinear")
+        units = samples["sample_id"].cast(pl.Utf8).to_list()
+        blocks = np.asarray([complete.get(u, u) for u in units])
+        fixed = [c for c in covariates if c in samples.columns and not varies_within(samples, units, blocks, c)]
+        covariates = [c for c in covariates if c not in fixed] + [SUBJECT_COLUMN]
     table, summary, values = differential_with_values(
         matrix, samples, params["outcome"], identifications, covariates, params["imputation"],
         float(params["min_detected_fraction"]), params["test"], int(params["permutations"]), int(params["seed"]),
@@ -247,7 +255,10 @@ def run_differential(samples_path: str | Path, matrix_path: str | Path, identifi
     summary["detected_matrix"] = Path(detected_path).name if detected_path else None
     own_note = (f"covariate '{own[0]}' is this outcome itself: left out of its tests (it adjusts the other outcomes)"
                 if own else None)
-    summary["notes"] = ([n for n in (not_sample_note(excluded), flag_note, empty_note, own_note) if n] + range_notes
+    fixed_note = (f"covariates ({', '.join(fixed)}) are left out of this paired test: they are the same in all of a "
+                  "subject's runs, so the comparison within subjects has them fixed" if fixed else None)
+    summary["notes"] = ([n for n in (not_sample_note(excluded), flag_note, empty_note, own_note, fixed_note) if n]
+                        + range_notes
                         + ([subjects_note(groups, subject_of if paired else None, without_value)] if groups else [])
                         + summary["notes"])
     summary["subjects"] = several_runs(groups) if not paired else {}
