@@ -250,3 +250,19 @@ def test_batch_only_marks_and_the_models_explanations_are_described(tmp_path: Pa
     one_batch = _text(methods_section(_study_files(tmp_path / "one", correction={**correction, "batches": ["A"]}), {},
                                       None, ROWS))
     assert "one batch only" not in one_batch
+
+
+def test_a_paired_outcomes_models_are_described_within_subjects(tmp_path: Path) -> None:
+    """Trial BJ (10 volunteers before and after a diet): the draft read "group (binary, n = 20, ROC AUC) ... outer
+    stratified 5-fold ... bootstrap stratified by class", where the models ran within subjects on 10 subjects; a PI
+    pasting it would misstate the design. It now says so, and cites the multilevel method."""
+    model = {"outcome": "group", "type": "binary", "status": "done", "estimator": "elastic_net", "n_samples": 20,
+             "n_subjects": 10, "paired_by": "subject_id", "primary_metric": "roc_auc", "n_permutations": 100,
+             "feature_sets": {"features": {"outer_splits": 5}}, "params": MODEL_PARAMS}
+    html = methods_section(_study_files(tmp_path, model=model), {}, {"model_ids": ["enc-1"], "trained": True}, ROWS)
+    text = _text(html)
+    assert "group (binary, 20 runs of 10 subjects, paired, ROC AUC)" in text and "n = 20" not in text
+    assert ("group was modelled within subjects (multilevel, Westerhuis et al. 2010: each subject's runs relative to "
+            "its own mean, covariates left out): folds held out whole subjects, the bootstrap resampled subjects and "
+            "label permutations stayed within subjects.") in text
+    assert "Westerhuis J.A. et al. (2010) Metabolomics 6:119." in html

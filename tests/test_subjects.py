@@ -362,6 +362,20 @@ def test_the_findings_say_a_paired_model_compares_within_subjects() -> None:
     assert "no evidence of separation within subjects" in model_verdict(null)[0]
 
 
+def test_the_findings_heading_of_a_paired_outcome_counts_its_subjects(tmp_path: Path) -> None:
+    """Trial BJ: "Outcome: group (binary: 10 before, 10 after)" read as 20 independent people."""
+    from ms2study.reporting.collect import OutcomeFiles
+    from ms2study.reporting.findings import findings_section
+
+    entry = {"metric": "roc_auc", "value": 0.97, "ci_low": 0.81, "ci_high": 1.0, "permutation_p": 0.01}
+    summary = {"status": "done", "outcome": "time", "type": "binary", "classes": ["after", "before"],
+               "positive_class": "after", "class_counts": {"before": 10, "after": 10}, "paired_by": "subject_id",
+               "n_subjects": 10, "feature_sets": {"features": entry}}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    box = findings_section([OutcomeFiles(tmp_path / "summary.json")], [], None, None, [])
+    assert "Outcome: time (binary: 10 before, 10 after; paired: 10 subjects, each compared with itself)" in box
+
+
 def test_the_paired_models_benchmark_writes_its_rates(tmp_path: Path) -> None:
     """benchmarks/paired_models.py on its strongest setting (quick): within subjects the planted change is found in
     most studies, with the runs counted as independent samples in far fewer."""

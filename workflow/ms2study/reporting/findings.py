@@ -64,8 +64,7 @@ def p_text(entry: dict) -> str:
     records them, how many permutations reached that score of how many drawn."""
     p = float(entry["permutation_p"])
     drawn, reached = entry.get("permutations_drawn"), entry.get("permutations_reaching")
-    # stopped early, p is reached / drawn (Besag & Clifford 1991), not (1 + reached) / (1 + drawn): a trial read
-    # 10 of 70 -> 0.143 beside 8 of 100 -> 0.0891 as an error
+    # stopped early, p is reached / drawn (Besag & Clifford 1991), not (1 + reached) / (1 + drawn) (a trial asked)
     early = ("; drawing stopped once that many had, so p = reached / drawn" if entry.get("permutations_stopped_early")
              else "")
     return p_value_text(p) + tested_clause(entry) + (
@@ -452,10 +451,9 @@ def _marked(ident: pl.DataFrame) -> str:
 def findings_section(models: Sequence[OutcomeFiles], differential: Sequence[DifferentialFiles],
                      ident: pl.DataFrame | None, fdr: float | None, warnings: list[str],
                      with_ms2: set[str] | None = None) -> str:
-    """The main findings box (HTML) for the outcomes of ``models`` and ``differential`` (in the order given, the
-    models' first) and the identifications (``with_ms2``: the consensus features with MS/MS, for the hits' share;
-    None: not said). A verdict whose permutation p is at its floor adds a caution to ``warnings``
-    (``cautions.floor_warning``) first, so call this after every other warning is in: the box links to them."""
+    """The main findings box (HTML) for the outcomes of ``models`` and ``differential`` (models' first) and the
+    identifications (``with_ms2``: the consensus features with MS/MS, for the hits' share; None: not said). A verdict
+    whose p is at its floor first adds a caution (``cautions.floor_warning``): call this after every other warning."""
     verdicts: dict[str, tuple[dict, str, str | None]] = {}
     for files in models:
         path = Path(files.summary)
@@ -480,6 +478,8 @@ def findings_section(models: Sequence[OutcomeFiles], differential: Sequence[Diff
         counts = ", ".join(f"{v} {esc(k)}" for k, v in (summary.get("class_counts") or {}).items())
         if counts and summary.get("subjects"):  # runs of one subject averaged (modelling.subjects)
             counts += " subjects, each the mean of its runs"
+        elif counts and summary.get("paired_by"):  # trial BJ read "10 before, 10 after" as 20 people
+            counts += f"; paired: {summary.get('n_subjects')} subjects, each compared with itself"
         kind = esc(summary.get("type") or "")
         parts.append(f"<h3>Outcome: {esc(outcome)}" + (f" ({kind}{': ' + counts if counts else ''})" if kind else "")
                      + "</h3><ul>")

@@ -365,8 +365,10 @@ def _models(inputs: ReportInputs, cite: _Cites) -> str:
     if not done:
         return ""
     p = done[0].get("params") or {}
-    described = [f"{esc(s.get('outcome'))} ({esc(s.get('type'))}, n = {s.get('n_samples')}, "
-                 f"{METRICS.get(str(s.get('primary_metric')), esc(s.get('primary_metric')))})" for s in done]
+    described = [f"{esc(s.get('outcome'))} ({esc(s.get('type'))}, "
+                 + (f"{s.get('n_samples')} runs of {s.get('n_subjects')} subjects, paired" if s.get("paired_by") else
+                    f"n = {s.get('n_samples')}")
+                 + f", {METRICS.get(str(s.get('primary_metric')), esc(s.get('primary_metric')))})" for s in done]
     folds = sorted({int(e["outer_splits"]) for s in done for e in s["feature_sets"].values() if e.get("outer_splits")})
     repeats = int(p.get("outer_repeats") or 1)
     kinds = {s.get("type") == "continuous" for s in done}
@@ -398,6 +400,12 @@ def _models(inputs: ReportInputs, cite: _Cites) -> str:
     if covariates:
         text += (f" Covariates ({esc(covariates[0])}) entered every set (weight {_n(done[0].get('covariate_weight'))}) "
                  "and were modelled alone.")
+    paired = [esc(s.get("outcome")) for s in done if s.get("paired_by")]
+    if paired:  # trial BJ: the draft described a before/after study's models as 20 independent samples
+        text += (f" {_list(paired)} {'was' if len(paired) == 1 else 'were'} modelled within subjects (multilevel, "
+                 f"{cite('westerhuis')}: each subject's runs relative to its own mean, covariates left out): folds "
+                 "held out whole subjects, the bootstrap resampled subjects and label permutations stayed within "
+                 "subjects.")
     text += (f" Each {_pct(p.get('ci_level', 0.95))} interval hulls a bootstrap ({_n(p.get('n_bootstrap'))} draws"
              f"{', stratified by class' if False in kinds else ''}) of the out-of-fold predictions and "
              f"{' or '.join(intervals)}")

@@ -25,6 +25,7 @@ REFERENCES: dict[str, tuple[str, str]] = {
     "glmnet": ("Friedman et al. 2010", "Friedman J., Hastie T., Tibshirani R. (2010) J. Stat. Softw. 33(1)."),
     "besag": ("Besag &amp; Clifford 1991", "Besag J., Clifford P. (1991) Biometrika 78:301-304."),
     "westfall": ("Westfall &amp; Young 1993", "Westfall P.H., Young S.S. (1993) Resampling-Based Multiple Testing."),
+    "westerhuis": ("Westerhuis et al. 2010", "Westerhuis J.A. et al. (2010) Metabolomics 6:119."),
     "newcombe": ("Newcombe 2006", "Newcombe R.G. (2006) Stat. Med. 25:559."),
     "nadeau": ("Nadeau &amp; Bengio 2003", "Nadeau C., Bengio Y. (2003) Machine Learning 52:239."),
     "lundberg": ("Lundberg &amp; Lee 2017",
