@@ -440,3 +440,19 @@ def test_the_models_section_says_a_paired_outcome_was_modelled_within_subjects(t
     part = models_section([OutcomeFiles(path, None)], sheet, {}, [])
     assert "<b>Paired design</b> (12 subjects, sample sheet's subject_id): modelled within subjects" in part
     assert summary["paired_by"] == "subject_id"
+
+
+def test_a_subject_with_one_value_of_a_paired_outcome_is_named_before_the_run() -> None:
+    """Trial BJ: a subject whose "after" run was missing was left out of the paired tests, said only in the notes
+    after a 20-minute run; the pre-run check (``study.check_study``) names it."""
+    from ms2study.modelling.subjects import lone_subject_warnings
+
+    sheet = pl.DataFrame({"sample_id": ["A1", "A2", "B1", "B2", "C1", "QC1"],
+                          "time": ["before", "after", "before", "after", "before", None],
+                          "subject_id": ["P1", "P1", "P2", "P2", "P3", None],
+                          "sample_type": ["sample"] * 5 + ["qc"]})
+    assert lone_subject_warnings(sheet, ["time"], "samples.tsv") == [
+        "samples.tsv: outcome 'time' changes within subjects (a paired design), but 1 subject(s) have runs of one of "
+        "its values only (P3): they will be left out of its tests and models (add the missing run, or leave it so)"]
+    assert lone_subject_warnings(sheet.filter(pl.col("sample_id") != "C1"), ["time"], "samples.tsv") == []
+    assert lone_subject_warnings(sheet.drop("subject_id"), ["time"], "samples.tsv") == []  # not paired

@@ -35,7 +35,7 @@ from ms2study.io.samplesheet import (
     unlisted_runs,
 )
 from ms2study.modelling.outcomes import check_covariate_values, encode_outcome
-from ms2study.modelling.subjects import check_study_subjects
+from ms2study.modelling.subjects import check_study_subjects, lone_subject_warnings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_DIR = REPO_ROOT / "workflow" / "schemas"
@@ -495,4 +495,4 @@ def check_study(study_dir: Path, config: dict, sheet: pl.DataFrame) -> list[str]
     return ([w for w in [mass_tolerance_warning(config)] if w] + found + unlisted_runs(study_dir, sheet["file"].to_list())
             + typed_rows_with_outcomes(sheet, [str(c) for c in outcomes if c], name := str(
                 sheet_path.name if sheet_path.exists() else "samples.tsv")) + role_name_warnings(sheet, name)
-            + batch_label_warnings(sheet, name))
+            + batch_label_warnings(sheet, name) + lone_subject_warnings(sheet, [str(c) for c in outcomes if c], name))

@@ -305,3 +305,24 @@ def varies_within(samples: pl.DataFrame, ids: list[str], groups: np.ndarray, col
         if cell is not None and cell.strip():
             seen.setdefault(str(group), set()).add(cell.strip())
     return any(len(v) > 1 for v in seen.values())
+
+
+def lone_subject_warnings(sheet: pl.DataFrame, columns: Sequence[str], name: str) -> list[str]:
+    """Before a run: one warning per outcome ``columns`` entry that changes within subjects (``paired_outcome``)
+    naming the subjects whose study runs hold one of its values only, which its paired tests and models leave out
+    (``without_lone_units``; trial BJ: a subject missing its "after" run was named only in the notes after a
+    20-minute run). ``name``: the sheet's file name. [] without subjects or such outcomes."""
+    groups = subject_groups(sheet)
+    warnings = []
+    for column in columns:
+        if not paired_outcome(sheet, column, groups):
+            continue
+        value = dict(zip(sheet["sample_id"].cast(pl.Utf8).to_list(), sheet[column].to_list()))
+        subject_of = {run: subject for subject, runs in (groups or {}).items() for run in runs}
+        lone = sorted(set(subject_of.values()) - complete_subjects(value, subject_of))
+        if lone:
+            warnings.append(f"{name}: outcome '{column}' changes within subjects (a paired design), but "
+                            f"{len(lone)} subject(s) have runs of one of its values only ({', '.join(lone[:10])}"
+                            f"{' ...' if len(lone) > 10 else ''}): they will be left out of its tests and models "
+                            "(add the missing run, or leave it so)")
+    return warnings
