@@ -896,7 +896,8 @@ def test_the_verdicts_p_names_the_first_repeats_score_it_tests(tmp_path: Path) -
 
     text = findings.model_verdict(_summary(embedding=_trial_h()))[0]
     assert ("AUC 0.92, 95 % interval 0.43 to 1.00 (so wide that these few samples per class cannot pin the AUC down), "
-            "permutation p = 0.45 for the first repeat's AUC 0.70 (18 of 40 permutations reached 0.70; drawing stopped once that many had, so p = reached / "
+            "permutation p = 0.45 for the first repeat's AUC 0.70 (18 of 40 permutations reached 0.70; drawing "
+            "stopped once that many had, so p = reached / "
             "drawn)") in text
     assert "reached it" not in text
     # a summary written before the score was recorded still says which score p tests

@@ -90,7 +90,8 @@ def association_cautions(sheet: pl.DataFrame, outcomes: list[dict], covariates: 
     """A caution on both outcomes' findings (``DOUBT``; concerns ``models:`` and ``differential:`` of each) for
     every pair of configured ``outcomes`` associated over ``sheet`` (study samples) at p < ``ASSOCIATION_ALPHA``
     (``association``), unless one is already a covariate (``models: covariates``) of the other's tests. Says what
-    to do: add the other as a covariate, beside ``covariates`` (the list shown holds both). Pairs with a column missing from the sheet are skipped."""
+    to do: add the other as a covariate, beside ``covariates`` (the list shown holds both). Pairs with a column
+    missing from the sheet are skipped."""
     found = []
     specs = [o for o in outcomes if isinstance(o, dict) and o.get("column") in sheet.columns]
     for a, b in combinations(specs, 2):

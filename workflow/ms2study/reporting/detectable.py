@@ -1,7 +1,7 @@
 """What one feature's differential test could find in this study, in words: the change (binary outcome), slope
-(continuous outcome) or one class's change against the others (multiclass outcome) that ``modelling.power`` states a single changed feature of typical variance needs to reach
-q < 0.05 with power 0.8, each with the rate at which the real test found such a change on simulated studies of that
-design (tests/test_power.py and its longer runs). Imports ``modelling`` and ``reporting.html``.
+(continuous outcome) or one class's change against the others (multiclass outcome) that ``modelling.power`` states
+a single changed feature of typical variance needs to reach q < 0.05 with power 0.8, each with the rate at which the
+real test found such a change on simulated studies of that design (tests/test_power.py and its longer runs). Imports ``modelling`` and ``reporting.html``.
 """
 
 from __future__ import annotations
