@@ -229,6 +229,16 @@ def test_no_evidence_when_the_interval_reaches_chance() -> None:
     assert ("the tested AUC is 1, its highest value, and 4 of 100 permutations reached it too"
             in findings.model_verdict(ceiling)[0])
     assert "data separated even better could not give a smaller p" in findings.model_verdict(ceiling)[0]
+    # trial BL (the demo, 6 + 6): "suggestive only" for a planted effect, the reason 900 characters later; a verdict
+    # the score's ceiling holds back says so at its head
+    capped = {**_four_sets({**_counted(1.0, 0.69, 6, 40), "permutation_observed": 1.0, "permutation_p_adjusted": 8 / 41,
+                            "permutations_reaching_adjusted": 7}, n=40),
+              "p_adjustment": {"method": "max-statistic over the feature sets", "permutations": 40, "feature_sets": 4}}
+    assert findings.model_verdict(capped)[0].startswith(
+        "<b>suggestive only</b> (the most this study's size allows: see the end): the best set separates")
+    assert "(the most this study's size allows" not in findings.model_verdict(
+        {**capped, "feature_sets": {**capped["feature_sets"], "features": {
+            **capped["feature_sets"]["features"], "permutation_observed": 0.9}}})[0]
     # a score not above chance is never "inconclusive ... predicts" (trial T: R² -0.02, p 0.0488, shuffled ages)
     flat = {"outcome": "age", "type": "continuous", "status": "done", "feature_sets": {
         "table": {"metric": "r2", "value": -0.02, "ci_low": -0.13, "ci_high": 0.04, "permutation_p": 0.0488}}}

@@ -123,10 +123,10 @@ def model_verdict(summary: dict) -> tuple[str, str | None]:
     if why is None and adds_nothing_shown(summary, name, entry):  # trial Z: the covariates' R² credited to a set
         return (f"<b>not shown to add to the covariates</b>: with them the best set {does} ({numbers}), but its "
                 f"interval reaches down to what the covariates alone score{limited}"), name
-    if why is None and adjusted is not None and adjusted["p"] >= P_SMALL:
-        text = (f"<b>suggestive only</b>: the best set {does} on its own test, but not once the choice among "
-                f"{n_sets} sets is adjusted for ({numbers}){limited}")
-        return text, name
+    if why is None and adjusted is not None and adjusted["p"] >= P_SMALL:  # trial BL: why came 900 characters later
+        cap = " (the most this study's size allows: see the end)" if score_ceiling(summary, entry) else ""
+        return (f"<b>suggestive only</b>{cap}: the best set {does} on its own test, but not once the choice among "
+                f"{n_sets} sets is adjusted for ({numbers}){limited}"), name
     if why is None:  # a pass that one more reaching permutation would undo says so (permutation_resolution)
         # trial AQ: "predicts bmi" at R² 0.17 read as strong; the share of the variance says how much
         share = (f", explaining {float(value):.0%} of its variance in samples the model was not fitted on "
