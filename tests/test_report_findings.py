@@ -231,7 +231,7 @@ def test_no_evidence_when_the_interval_reaches_chance() -> None:
     assert "data separated even better could not give a smaller p" in findings.model_verdict(ceiling)[0]
     # trial BL (the demo, 6 + 6): "suggestive only" for a planted effect, the reason 900 characters later; a verdict
     # the score's ceiling holds back says so at its head
-    capped = {**_four_sets({**_counted(1.0, 0.69, 6, 40), "permutation_observed": 1.0, "permutation_p_adjusted": 8 / 41,
+    capped = {**_four_sets({**_counted(1.0, 0.69, 0, 40), "permutation_observed": 1.0, "permutation_p_adjusted": 8 / 41,
                             "permutations_reaching_adjusted": 7}, n=40),
               "p_adjustment": {"method": "max-statistic over the feature sets", "permutations": 40, "feature_sets": 4}}
     assert findings.model_verdict(capped)[0].startswith(
