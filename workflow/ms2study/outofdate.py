@@ -199,6 +199,15 @@ def remove_sample_notes(study_dir: Path) -> None:
         note.unlink(missing_ok=True)
 
 
+def clear_marks(study_dir: Path) -> None:
+    """Remove every mark a failed run left (``OUT_OF_DATE_REPORT``, ``OUT_OF_DATE_NOTE``, the samples'
+    ``SAMPLE_NOTE``): the report there now is current."""
+    study_dir = Path(study_dir)
+    (study_dir / OUT_OF_DATE_REPORT).unlink(missing_ok=True)
+    (study_dir / OUT_OF_DATE_NOTE).unlink(missing_ok=True)
+    remove_sample_notes(study_dir)
+
+
 def keep_report(study_dir: Path) -> None:
     """Give the study's report, when there is one, the second name ``REPORT_BEFORE_RUN`` (a hard link; a copy where
     the file system has none), replacing an older one."""

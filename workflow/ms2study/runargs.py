@@ -21,6 +21,7 @@ import yaml
 from ms2study.core.errors import InputError
 
 LOCAL_EXECUTORS = ("local", "dryrun", "touch")
+DRY_RUN_FLAGS = ("-n", "--dry-run", "--dryrun")  # Snakemake's options for a dry run
 FLAG_WORDS = ("true", "false", "yes", "no", "on", "off", "1", "0")  # the words Snakemake 9 reads as a profile flag
 
 
@@ -75,7 +76,7 @@ def refuse_unreachable_slurm(extra: list[str], repo_root: Path, env: dict[str, s
     import shutil
     import subprocess
 
-    if executor(extra, repo_root) != "slurm" or any(a in ("-n", "--dry-run", "--dryrun") for a in extra):
+    if executor(extra, repo_root) != "slurm" or any(a in DRY_RUN_FLAGS for a in extra):
         return
     fix = ("run ms2study from a shell on a machine that submits SLURM jobs (a login node: `sinfo` and `sbatch` must "
            "work there; check SLURM_CONF), or leave out --profile to run locally")

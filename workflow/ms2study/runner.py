@@ -41,12 +41,12 @@ from ms2study.outofdate import (
     mark_after_kill,
     mark_report_out_of_date,
     pending_samples,
-    remove_sample_notes,
+    clear_marks,
     report_out_of_date,
     unforced,
     write_out_of_date_note,
 )
-from ms2study.runargs import (cores_note, forcerun_note, gpu_note, on_cluster, profile_settings,
+from ms2study.runargs import (DRY_RUN_FLAGS, cores_note, forcerun_note, gpu_note, on_cluster, profile_settings,
                               refuse_bad_profile_values, refuse_foreign_options, refuse_unreachable_slurm)
 from ms2study.runlock import check_lock, lock_files, processes_in, remove_partial_files
 from ms2study.runlog import (  # noqa: F401 (tests)
@@ -61,7 +61,6 @@ from ms2study.runlog import (  # noqa: F401 (tests)
 )
 from ms2study.runsheet import remember_sheet, sheet_change_note
 
-DRY_RUN_FLAGS = ("-n", "--dry-run", "--dryrun")
 # Snakemake options that take no lock or run no jobs: no stale-lock check and no summary for them.
 NO_LOCK_FLAGS = (*DRY_RUN_FLAGS, "--unlock", "--nolock", "--lint", "--list-rules", "--list", "-l", "--summary",
                  "--detailed-summary", "-D", "--dag", "--rulegraph", "--filegraph", "--d3dag", "--report",
@@ -286,18 +285,14 @@ def summarize(study_dir: Path, returncode: int, since: float, extra: list[str] |
         unrecorded = unrecorded_outputs(study_dir)
         report = study_dir / REPORT
         if report.exists() and report.stat().st_mtime >= since:
-            (study_dir / OUT_OF_DATE_REPORT).unlink(missing_ok=True)  # replaced by this run's report
-            (study_dir / OUT_OF_DATE_NOTE).unlink(missing_ok=True)
-            remove_sample_notes(study_dir)
+            clear_marks(study_dir)  # replaced by this run's report
             lines.append(f"ms2study: the run finished; report: {report}")
             lines.extend(report_warnings(study_dir, since))
             lines.extend(skipped_outcomes(study_dir))
         elif run.path and not run.planned and "Nothing to be done" in run.path.read_text(errors="replace"):
             note = study_dir / OUT_OF_DATE_NOTE  # a report made after a failed run marked the folder is current
             if report.exists() and note.exists() and report.stat().st_mtime > note.stat().st_mtime:
-                (study_dir / OUT_OF_DATE_REPORT).unlink(missing_ok=True)
-                note.unlink()
-                remove_sample_notes(study_dir)
+                clear_marks(study_dir)
             lines.append("ms2study: nothing to do: every requested output is present and "  # unrecorded: times only
                          + ("newer than its inputs (see the warning below)" if unrecorded else "up to date")
                          + (f"; report: {report}" if report.exists() else " (the report was not requested)"))

@@ -313,12 +313,11 @@ def lone_subject_warnings(sheet: pl.DataFrame, columns: Sequence[str], name: str
     (``without_lone_units``; trial BJ: a subject missing its "after" run was named only in the notes after a
     20-minute run). ``name``: the sheet's file name. [] without subjects or such outcomes."""
     groups = subject_groups(sheet)
-    warnings = []
+    subject_of, warnings = subject_of_runs(groups), []
     for column in columns:
         if not paired_outcome(sheet, column, groups):
             continue
         value = dict(zip(sheet["sample_id"].cast(pl.Utf8).to_list(), sheet[column].to_list()))
-        subject_of = {run: subject for subject, runs in (groups or {}).items() for run in runs}
         lone = sorted(set(subject_of.values()) - complete_subjects(value, subject_of))
         if lone:
             warnings.append(f"{name}: outcome '{column}' changes within subjects (a paired design), but "
