@@ -58,13 +58,12 @@ def anchors(path: Path) -> set[str]:
 
 
 def relative_links(path: Path) -> list[tuple[int, str]]:
-    links = []
-    for number, line in prose_lines(path.read_text()):
-        line = re.sub(r"`[^`]*`", "", line)  # code spans hold no links
-        for target in LINK.findall(line):
-            if not re.match(r"^[a-z][a-z0-9+.-]*:", target):  # not http:, https:, mailto:
-                links.append((number, target))
-    return links
+    """(line number, target) of every relative link outside code, also of a link whose text wraps onto a new line."""
+    lines = dict(prose_lines(path.read_text()))
+    text = "\n".join(lines.get(n, "") for n in range(1, max(lines, default=0) + 1))
+    text = re.sub(r"`[^`]*`", lambda m: re.sub(r"[^\n]", " ", m.group(0)), text)  # code spans hold no links
+    return [(text.count("\n", 0, m.start()) + 1, m.group(1)) for m in LINK.finditer(text)
+            if not re.match(r"^[a-z][a-z0-9+.-]*:", m.group(1))]  # not http:, https:, mailto:
 
 
 def test_docs_exist():
