@@ -6,6 +6,7 @@ without a sample sheet are checked with dry runs and single targets so the suite
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -528,9 +529,10 @@ def test_adding_then_removing_a_sample_touches_only_it_and_the_study(study: Path
     old = sheet["sample_id"].to_list()
     before = _digests(study, old)
     source = study / sheet["file"][0]
-    added = source.with_name("S_added.mzML")
-    # A new run: the first sample's file with its scan intensities unchanged but its own bytes (a comment added).
-    added.write_bytes(source.read_bytes().replace(b"</mzML>", b"</mzML>\n<!-- added -->\n", 1))
+    added = source.with_name("S_added.mzML.gz")
+    # A new run: the first sample's file with its scan intensities unchanged but its own bytes (a comment added),
+    # compressed as `msconvert --gzip` writes it (read as it is: tests/test_gzip_runs.py)
+    added.write_bytes(gzip.compress(source.read_bytes().replace(b"</mzML>", b"</mzML>\n<!-- added -->\n", 1)))
     row = sheet.head(1).with_columns(pl.lit("S_added").alias("sample_id"),
                                      pl.lit(str(added.relative_to(study))).alias("file"))
     try:
@@ -546,6 +548,11 @@ def test_adding_then_removing_a_sample_touches_only_it_and_the_study(study: Path
         assert _digests(study, old) == before  # every other sample's per-sample outputs byte-identical
         assert (study / "results" / "samples" / "S_added" / "pool.parquet").exists() or \
             (study / "results" / "samples" / "S_added" / "sample_embedding.parquet").exists()
+        # the compressed copy gives the features and spectra of the run it copies
+        for table in ("features", "spectra"):
+            first, copy = (pl.read_parquet(study / "results" / "samples" / s / f"{table}.parquet").with_columns(
+                pl.col(pl.Utf8).str.replace(f"^{s}:", "").str.replace(f"^{s}$", "")) for s in (old[0], "S_added"))
+            assert first.equals(copy), table
         for folders in STUDY_RUN_JOBS.values():
             assert all((study / "results" / "study" / f / "S_added.parquet").exists() for f in folders)
     finally:

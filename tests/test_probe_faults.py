@@ -54,15 +54,6 @@ def test_files_that_map_to_one_sample_id_are_named(tmp_path: Path) -> None:
     assert "row" not in text and "samples.tsv" in text  # no sheet, so no row to name; the fix is to add one
 
 
-def test_compressed_run_in_the_sheet_says_decompress(tmp_path: Path) -> None:
-    (tmp_path / "a.mzML.gz").write_bytes(gzip.compress(b"<mzML></mzML>"))
-    (tmp_path / "samples.tsv").write_text("sample_id\tfile\nA\ta.mzML.gz\n")
-    with pytest.raises(InputError, match=r"row 2: file 'a.mzML.gz' is not .mzML or .mzXML \(it is compressed\)"
-                                         r".*gunzip") as err:
-        study.load_sample_sheet(tmp_path, study.load_config(tmp_path))
-    assert "msconvert" not in str(err.value)
-
-
 def test_nested_key_in_command_line_config_is_refused_with_the_yaml_to_write(tmp_path: Path,
                                                                             capsys: pytest.CaptureFixture) -> None:
     _two_sample_study(tmp_path)

@@ -22,13 +22,15 @@ from ms2study.core.errors import InputError
 from ms2study.core.params import MASS_TOLERANCES, mass_tolerance_warning, suggest_key  # noqa: F401 (tests)
 from ms2study.core.yamlio import read_config_file, read_yaml
 from ms2study.identification.calibratable import refuse_uncalibratable
-from ms2study.io.runfiles import SPECTRUM_SUFFIXES, checked_run_files, identical_run_warnings
+from ms2study.io.runfiles import checked_run_files, identical_run_warnings
 from ms2study.io.samplesheet import (
     ACQUISITION_COLUMNS,
     SAMPLE_TYPES,
     batch_label_warnings,
     read_sample_sheet,
     role_name_warnings,
+    run_format,
+    run_stem,
     sample_roles,
     tidy_sheet,
     typed_rows_with_outcomes,
@@ -215,14 +217,14 @@ def load_config(study_dir: Path, overrides: dict | None = None,
 
 
 def _sheet_from_folder(study_dir: Path) -> pl.DataFrame:
-    files = sorted(p for p in study_dir.iterdir() if p.is_file() and p.suffix.lower() in SPECTRUM_SUFFIXES)
+    files = sorted(p for p in study_dir.iterdir() if p.is_file() and run_format(p))
     if not files:
         raise InputError(
             "no samples.tsv and no .mzML/.mzXML files in the study folder",
             file=str(study_dir),
             fix="add a samples.tsv (columns sample_id, file) or put the runs' mzML files in the folder",
         )
-    ids = [re.sub(r"[^A-Za-z0-9._-]", "_", p.stem) for p in files]
+    ids = [re.sub(r"[^A-Za-z0-9._-]", "_", run_stem(p)) for p in files]
     by_id: dict[str, list[str]] = {}
     for sample_id, path in zip(ids, files, strict=True):
         by_id.setdefault(sample_id, []).append(path.name)

@@ -13,6 +13,7 @@ from ms2study import __version__ as MS2STUDY_VERSION
 from ms2study.core.errors import InputError
 from ms2study import study as _study
 from ms2study.slurmstates import read_cancelled_as_failed
+from ms2study.io.runfiles import content_size_bytes
 
 # A job cancelled on the cluster (scancel: sacct's "CANCELLED by <uid>") reads as failed, not as queued for ever.
 read_cancelled_as_failed()
@@ -127,9 +128,10 @@ def learn_combined_params(wildcards):
 
 def res(stage, key):
     """Resource ``key`` for ``stage``: the configured base plus ``<key>_per_input_mb`` times the job's input size
-    (MB, Snakemake's ``input.size_mb``) plus ``<key>_per_run`` times the sheet's runs (the study jobs: their memory
-    follows the study matrix's columns, and for gapfill, pool_corrected and chemistry, which read one run's tables at
-    a time, their time the runs), times the attempt number (retries get more); gpu is taken as configured."""
+    (MB; a .mzML.gz run decompressed: ``runfiles.content_size_bytes``) plus ``<key>_per_run`` times the sheet's runs
+    (the study jobs: their memory follows the study matrix's columns, and for gapfill, pool_corrected and
+    chemistry, which read one run's tables at a time, their time the runs), times the attempt number (retries get
+    more); gpu is taken as configured."""
     table = config.get("resources", {})
     entry, default = table.get(stage, {}), table.get("default", {})
     base = entry.get(key, default.get(key, 0))
@@ -141,7 +143,8 @@ def res(stage, key):
     def scaled(wildcards, input, attempt):
         # Only the inputs that exist count: a job of a SLURM group is sized when the group is submitted, before its
         # upstream members (e.g. detect for spectra) have written their outputs; input.size_mb would fail there.
-        size = sum(os.path.getsize(f) for f in input if os.path.exists(f)) / 1e6 if slope else 0.0
+        # (a gzip-compressed run counts as decompressed: what its reader holds)
+        size = sum(content_size_bytes(f) for f in input if os.path.exists(f)) / 1e6 if slope else 0.0
         return int(math.ceil((base + slope * size + per_run) * attempt))
 
     return scaled

@@ -28,7 +28,7 @@ import polars as pl
 import pyopenms as oms
 
 from ms2study.core.errors import InputError
-from ms2study.io.runfiles import content_problem
+from ms2study.io.runfiles import FORMAT_NAMES, content_problem, gzip_truncated, run_format
 
 # Extensions we can read, lower-cased, mapped to the pyOpenMS reader class.
 READERS = {".mzml": oms.MzMLFile, ".mzxml": oms.MzXMLFile}
@@ -57,14 +57,14 @@ def error_reason(err: BaseException) -> str:
 
 
 def _reader_for(path: Path, sample_id: str | None):
-    suffix = path.suffix.lower()
-    if suffix in READERS:
-        return READERS[suffix]()
+    fmt = run_format(path)  # .mzml / .mzxml, also gzip-compressed (.mzML.gz): pyOpenMS decompresses it
+    if fmt in READERS:
+        return READERS[fmt]()
     raise InputError(
         f"unsupported file type '{path.suffix or '(none)'}'",
         file=str(path),
         sample=sample_id,
-        fix="convert the run to mzML (e.g. with ProteoWizard msconvert) or give a .mzML / .mzXML file",
+        fix="convert the run to mzML (e.g. with ProteoWizard msconvert) or give a .mzML / .mzXML (or .mzML.gz) file",
     )
 
 
@@ -75,7 +75,7 @@ def load_experiment(
     require_ms1: bool = True,
     sort_by_rt: bool = True,
 ) -> oms.MSExperiment:
-    """Read an mzML or mzXML file into an ``MSExperiment``.
+    """Read an mzML or mzXML file (also gzip-compressed, ``.mzML.gz``) into an ``MSExperiment``.
 
     With ``sort_by_rt`` the spectra are put in retention-time order (trace detection needs it); without
     it they keep the file's order, so a spectrum's position is its scan index in the file.
@@ -100,8 +100,11 @@ def load_experiment(
     try:
         reader.load(str(path), exp)
     except Exception as err:  # pyOpenMS raises RuntimeError with the parser's text
+        cut = gzip_truncated(path)
+        if cut:
+            raise InputError(cut[0], file=str(path), sample=sample_id, fix=cut[1]) from err
         raise InputError(
-            f"cannot read the file as {path.suffix[1:]} ({error_reason(err)})",
+            f"cannot read the file as {FORMAT_NAMES[run_format(path)]} ({error_reason(err)})",
             file=str(path),
             sample=sample_id,
             fix="the file is corrupt or truncated; re-export or re-convert it from the vendor raw file",

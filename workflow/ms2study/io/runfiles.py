@@ -9,17 +9,22 @@ Imports ``core`` and ``io.samplesheet``.
 from __future__ import annotations
 
 import difflib
+import gzip
 import hashlib
+import os
 import re
+import zlib
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
 from ms2study.core.errors import InputError
-from ms2study.io.samplesheet import on_disk
+from ms2study.io.samplesheet import RUN_FORMATS, on_disk, run_format, run_stem
 
 CHUNK = 1 << 20  # bytes read at a time when hashing
-SPECTRUM_SUFFIXES = (".mzml", ".mzxml")  # the run files a sample sheet may name
+SPECTRUM_SUFFIXES = RUN_FORMATS  # the run files a sample sheet may name (also gzip-compressed: .mzML.gz)
+GZIP_MAGIC = b"\x1f\x8b"
+FORMAT_NAMES = {".mzml": "mzML", ".mzxml": "mzXML"}
 
 
 _CLOSING_TAGS = {".mzml": (b"</mzML>", b"</indexedmzML>"), ".mzxml": (b"</mzXML>",)}
@@ -27,10 +32,12 @@ _CLOSING_TAGS = {".mzml": (b"</mzML>", b"</indexedmzML>"), ".mzxml": (b"</mzXML>
 
 def content_problem(path: Path) -> tuple[str, str] | None:
     """(what is wrong, fix) when a glance at the file's first and last bytes shows it cannot be the run its name
-    says: empty, not XML, mzML named .mzXML (or the reverse), or cut short before its closing tag. None otherwise
-    (gzip-compressed files are left to the reader, which decompresses them). Reads 8 KB: the pre-run check of
-    ``study.load_sample_sheet`` runs it on every run of the sheet, and the readers (``msio.load_experiment``)
-    before parsing."""
+    says: empty, not XML, mzML named .mzXML (or the reverse), or cut short before its closing tag. None otherwise.
+    Reads 8 KB: the pre-run check of ``study.load_sample_sheet`` runs it on every run of the sheet, and the readers
+    (``msio.load_experiment``) before parsing. A gzip-compressed run (``S1.mzML.gz``, or gzip content under a
+    .mzML name, which pyOpenMS decompresses too) has its first 4 KB decompressed and checked as above, but not its
+    end: a compressed file's end is known only by decompressing all of it, so a truncated one is found when its
+    detect job reads it (an error naming the file and sample; the other samples go on)."""
     size = path.stat().st_size
     if size == 0:
         return ("the file is empty (0 bytes)",
@@ -39,46 +46,92 @@ def content_problem(path: Path) -> tuple[str, str] | None:
         head = handle.read(4096)
         handle.seek(max(0, size - 4096))
         tail = handle.read()
-    if head[:2] == b"\x1f\x8b":
-        return None
+    if head[:2] == GZIP_MAGIC:
+        try:
+            with gzip.open(path, "rb") as stream:
+                head, tail = stream.read(4096), None
+        except (OSError, EOFError, zlib.error) as err:
+            return (f"the file is gzip-compressed but cannot be decompressed ({err})",
+                    "copy the run again, or decompress it (gunzip) to see what is wrong")
+    elif path.name.lower().endswith(".gz"):
+        return ("the file is named .gz but is not gzip-compressed",
+                f"rename it to {Path(path.name).stem} (without .gz) and change the sample sheet's file column")
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if not text.startswith(b"<"):
         return ("the file is not XML, so it is neither mzML nor mzXML",
                 ("convert the vendor file to mzML with msconvert (ProteoWizard) and point the sample sheet (or "
                  "--background) at the .mzML"))
-    suffix = path.suffix.lower()
+    suffix = run_format(path) or path.suffix.lower()
     holds = ".mzml" if (b"<mzML" in head or b"<indexedmzML" in head) else ".mzxml" if b"<mzXML" in head else None
     if holds and holds != suffix:
-        name = {".mzml": "mzML", ".mzxml": "mzXML"}[holds]
-        return (f"the file holds {name} but is named {path.suffix}",
-                f"rename it to {path.stem}.{name} (and change the sample sheet's file column)")
+        name = FORMAT_NAMES[holds]
+        gz = ".gz" if path.name.lower().endswith(".gz") else ""
+        return (f"the file holds {name} but is named {path.name[len(run_stem(path)):]}",
+                f"rename it to {run_stem(path)}.{name}{gz} (and change the sample sheet's file column)")
     if holds is None and suffix in _CLOSING_TAGS:  # XML, but no run in its first 4 KB (a saved web page, a report)
         return ("the file is XML or HTML but holds no <mzML> or <mzXML> element at its start",
                 "it is not a run (a saved web page or error message?): copy or convert the run again")
-    if holds and not any(tag in tail for tag in _CLOSING_TAGS[holds]):
+    if holds and tail is not None and not any(tag in tail for tag in _CLOSING_TAGS[holds]):
         return ("the file ends before its closing tag: it is truncated (an interrupted copy or conversion)",
                 "copy or convert the run again from the vendor raw file")
     return None
 
 
+def content_size_bytes(path: str | Path) -> int:
+    """The bytes a file holds once read: its size, or for a gzip-compressed run (``S1.mzML.gz``) the decompressed
+    size its last 4 bytes state (ISIZE, the size modulo 2**32, RFC 1952), raised by 2**32 until it is no smaller
+    than the compressed file (a run of more than 4 GiB). Job resources that grow with a run's size use it: a
+    compressed mzML is a third to a tenth of what the reader holds."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as handle:
+        if size < 18 or handle.read(2) != GZIP_MAGIC:
+            return size
+        handle.seek(size - 4)
+        content = int.from_bytes(handle.read(4), "little")
+    while content < size:
+        content += 1 << 32
+    return content
+
+
+def gzip_truncated(path: Path) -> tuple[str, str] | None:
+    """(what is wrong, fix) when ``path`` is gzip-compressed and its stream ends before its end-of-stream marker or
+    is damaged (an interrupted copy), else None. Decompresses the whole file, so the readers call it only once
+    parsing failed: ``content_problem`` cannot see a compressed file's end from its last bytes."""
+    with open(path, "rb") as handle:
+        if handle.read(2) != GZIP_MAGIC:
+            return None
+    try:
+        with gzip.open(path, "rb") as stream:
+            while stream.read(1 << 24):
+                pass
+    except EOFError:
+        return ("the compressed file ends before its end: it is truncated (an interrupted copy or conversion)",
+                "copy the run again (or convert it again with msconvert --gzip)")
+    except (OSError, zlib.error) as err:
+        return (f"the compressed file is damaged ({err})", "copy the run again")
+    return None
+
+
 def checked_run_file(study_dir: Path, file: str, row_number: int, sample_id: str, source: str) -> Path:
     """The run file of one sample-sheet row (``file`` relative to ``study_dir``, found as stored on disk:
-    ``samplesheet.on_disk``), checked before any job: it exists, is .mzML or .mzXML (a compressed one is named
-    so), and its first and last bytes show no ``content_problem`` (a trial's truncated run passed the pre-run check
-    and failed only at its detect job). Raises InputError naming the row, the sample and the sheet (``source``)."""
+    ``samplesheet.on_disk``), checked before any job: it exists, is .mzML or .mzXML, also gzip-compressed
+    (``S1.mzML.gz``; another compression is named so), and its first and last bytes show no ``content_problem``
+    (a trial's truncated run passed the pre-run check and failed only at its detect job). Raises InputError naming
+    the row, the sample and the sheet (``source``)."""
     path = on_disk(study_dir, file)  # the name as stored (macOS writes accents decomposed)
     if not path.exists():
         hint = near_match(Path(study_dir), file)
         raise InputError(f"row {row_number}: file '{file}' does not exist (looked for {path})"
                          + (f"; did you mean '{hint}'?" if hint else ""),
                          file=source, sample=sample_id, fix="correct the path (relative to the study folder)")
-    if path.suffix.lower() not in SPECTRUM_SUFFIXES:
-        compressed = path.suffix.lower() in (".gz", ".bz2", ".zip", ".xz") and (
+    if run_format(path) is None:
+        compressed = path.suffix.lower() in (".bz2", ".zip", ".xz") and (
             Path(path.stem).suffix.lower() in SPECTRUM_SUFFIXES)
-        raise InputError(f"row {row_number}: file '{file}' is not .mzML or .mzXML"
-                         + (" (it is compressed)" if compressed else ""), file=source, sample=sample_id,
-                         fix=(f"decompress it (gunzip / unzip / unxz '{file}') and write the .mzML or "
-                              ".mzXML name in the sheet" if compressed
+        raise InputError(f"row {row_number}: file '{file}' is not .mzML or .mzXML (or .mzML.gz)"
+                         + (f" (it is {path.suffix[1:]}-compressed)" if compressed else ""), file=source,
+                         sample=sample_id,
+                         fix=(f"decompress it (unzip / bunzip2 / unxz '{file}') and write the .mzML or .mzXML "
+                              "name in the sheet (gzip, .mzML.gz, is read as it is)" if compressed
                               else "convert the vendor file with msconvert (ProteoWizard) to mzML"))
     problem = content_problem(path)
     if problem:  # trial AV: the fix did not offer what the README's troubleshooting table does
@@ -101,7 +154,7 @@ def near_match(study_dir: Path, file: str) -> str | None:
                       folder)
     if not folder.is_dir():
         return None
-    names = [p.name for p in folder.iterdir() if p.suffix.lower() in SPECTRUM_SUFFIXES]
+    names = [p.name for p in folder.iterdir() if run_format(p)]
     same = [n for n in names if n.lower() == wanted.name.lower()]
     close = same or difflib.get_close_matches(wanted.name, names, n=1, cutoff=0.8)
     if not close:
@@ -205,12 +258,13 @@ def ms_levels_sampled(path: Path) -> tuple[int, int, bool]:
     mzML (cvParam "ms level", MS:1000511; the fileContent term "MSn spectrum", MS:1000580) or mzXML (``msLevel``)
     file and as many from its middle and its end when the start has no MS/MS (a run whose first minute is diverted
     to waste has MS/MS scans only there: trials R, V; a file up to 3 x ``MS_LEVEL_BYTES`` is read whole), without
-    parsing it; (0, 0, False) for a compressed file (the reader decompresses it)."""
+    parsing it. A gzip-compressed run cannot be read from its middle: its decompressed start, and when that holds
+    no MS/MS, all of it (``_gzip_levels``). Raises OSError for a file that cannot be read."""
     size = path.stat().st_size
     with open(path, "rb") as handle:
         head = handle.read(MS_LEVEL_BYTES)
-        if head[:2] == b"\x1f\x8b":
-            return 0, 0, False
+        if head[:2] == GZIP_MAGIC:
+            return _gzip_levels(path)
         content = head.split(b"</fileContent>", 1)[0] if b"</fileContent>" in head else b""
         levels = [int(a or b) for a, b in _LEVEL_RE.findall(head)]
         # the middle and the end too (trial V: MS2 only in a run's last third), read only when the start has no MS/MS
@@ -225,6 +279,29 @@ def ms_levels_sampled(path: Path) -> tuple[int, int, bool]:
             for start, length in blocks:
                 handle.seek(start)
                 levels += [int(a or b) for a, b in _LEVEL_RE.findall(handle.read(length))]
+    return sum(v == 1 for v in levels), sum(v > 1 for v in levels), b"MS:1000580" in content
+
+
+def _gzip_levels(path: Path) -> tuple[int, int, bool]:
+    """``ms_levels_sampled`` of a gzip-compressed run: its first ``MS_LEVEL_BYTES`` decompressed, then the rest in
+    blocks of that size until an MS/MS scan is found or the file ends (an MS1-only run is read whole). A block is
+    cut after its last line end and the rest carried into the next, so no ms-level term is split. A damaged
+    stream stops the reading; what was read counts (the detect job names the damage)."""
+    levels, content, carry = [], b"", b""
+    try:
+        with gzip.open(path, "rb") as stream:
+            while True:
+                block = stream.read(MS_LEVEL_BYTES)
+                text = carry + block
+                cut = text.rfind(b"\n") + 1 if block else len(text)
+                text, carry = text[:cut], text[cut:]
+                if not content and b"</fileContent>" in text:
+                    content = text.split(b"</fileContent>", 1)[0]
+                levels += [int(a or b) for a, b in _LEVEL_RE.findall(text)]
+                if not block or any(v > 1 for v in levels):
+                    break
+    except (EOFError, zlib.error, gzip.BadGzipFile):
+        pass
     return sum(v == 1 for v in levels), sum(v > 1 for v in levels), b"MS:1000580" in content
 
 
@@ -244,7 +321,8 @@ def ms1_only_warnings(study_dir: Path, sheet) -> list[str]:
             continue
         if msn or ms1 < MS1_ONLY_MIN_SCANS:
             continue
-        whole = path.stat().st_size <= 3 * MS_LEVEL_BYTES
+        with open(path, "rb") as handle:  # a gzip-compressed run without MS/MS was read whole
+            whole = path.stat().st_size <= 3 * MS_LEVEL_BYTES or handle.read(2) == GZIP_MAGIC
         where = "in the whole file" if whole else f"among {ms1} scans read at its start, middle and end"
         # a header listing MSn spectra is said but not believed: msconvert's msLevel filter keeps the source's
         header = " although its header lists MS/MS spectra" if listed else ""

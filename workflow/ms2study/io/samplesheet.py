@@ -168,9 +168,30 @@ def on_disk(folder: Path, name: str) -> Path:
     return current if current.exists() else path
 
 
-def unlisted_runs(folder: Path, files: Sequence[str], suffixes: Sequence[str] = (".mzml", ".mzxml")) -> list[str]:
-    """A warning (empty list: none) naming the mzML / mzXML files in ``folder`` (not its subfolders' ``results``)
-    that no sheet row's ``files`` names: they are not processed (a trial's extra run was mentioned nowhere)."""
+RUN_FORMATS = (".mzml", ".mzxml")  # the run files a sample sheet may name, each also gzip-compressed (.mzML.gz)
+
+
+def run_format(name: str | os.PathLike) -> str | None:
+    """The format of a run file by its name: ``".mzml"`` or ``".mzxml"`` (letter case ignored; also gzip-compressed,
+    ``S1.mzML.gz``, as ``msconvert --gzip`` writes it), None for any other name."""
+    lower = Path(name).name.lower().removesuffix(".gz")
+    return next((suffix for suffix in RUN_FORMATS if lower.endswith(suffix)), None)
+
+
+def run_stem(name: str | os.PathLike) -> str:
+    """A run file's name without its format's extension: ``S1.mzML.gz`` and ``S1.mzML`` give ``S1``."""
+    name = Path(name).name
+    fmt = run_format(name)
+    if fmt is None:
+        return Path(name).stem
+    bare = name[:-3] if name.lower().endswith(".gz") else name
+    return bare[:-len(fmt)]
+
+
+def unlisted_runs(folder: Path, files: Sequence[str]) -> list[str]:
+    """A warning (empty list: none) naming the run files (``run_format``: mzML / mzXML, also .gz) in ``folder`` (not
+    its subfolders' ``results``) that no sheet row's ``files`` names: they are not processed (a trial's extra run was
+    mentioned nowhere)."""
     folder = Path(folder)
     listed = {unicodedata.normalize("NFC", str((folder / f).resolve())) for f in files}
     extra = []
@@ -179,7 +200,7 @@ def unlisted_runs(folder: Path, files: Sequence[str], suffixes: Sequence[str] = 
         dirs[:] = [d for d in dirs if d != "results" and not d.startswith(".")]
         for name in names:
             path = Path(root) / name
-            if (path.suffix.lower() in suffixes and not name.startswith(".")
+            if (run_format(name) and not name.startswith(".")
                     and unicodedata.normalize("NFC", str(path.resolve())) not in listed):
                 extra.append(str(path.relative_to(folder)))
     extra.sort()
