@@ -16,7 +16,7 @@ from ms2study import study
 from ms2study.core.errors import InputError
 from ms2study.io.msio import load_experiment
 from ms2study.io.runfiles import content_problem, content_size_bytes, ms1_only_warnings, ms_levels_sampled
-from ms2study.io.samplesheet import run_format, run_stem
+from ms2study.io.samplesheet import run_format, run_stem, unlisted_runs
 from ms2study.stages.detect import detect_features
 
 
@@ -66,6 +66,11 @@ def test_sheet_and_folder_take_gzip_runs_and_refuse_other_compressions(tmp_path:
     assert sheet.select("sample_id", "file").rows() == [("a", "a.mzML.gz")]
     (tmp_path / "samples.tsv").write_text("sample_id\tfile\nA\ta.mzML.gz\n")
     assert study.load_sample_sheet(tmp_path, study.load_config(tmp_path))["file"].to_list() == ["a.mzML.gz"]
+    # a compressed run in the folder that the sheet does not name is listed as not processed
+    (tmp_path / "extra.mzXML.gz").write_bytes(b"")
+    assert "extra.mzXML.gz" in " ".join(unlisted_runs(tmp_path, ["a.mzML.gz"]))
+    assert unlisted_runs(tmp_path, ["a.mzML.gz", "extra.mzXML.gz"]) == []
+    (tmp_path / "extra.mzXML.gz").unlink()
     # a run and its compressed copy in one folder would be one sample twice: refused, both named
     (tmp_path / "samples.tsv").unlink()
     (tmp_path / "a.mzML").write_bytes(gzip.decompress((tmp_path / "a.mzML.gz").read_bytes()))
