@@ -267,9 +267,13 @@ def test_real_massbank_spectra(shared_data) -> None:
     built = build_library(itertools.islice(read_library_file(path), 600))
     args = (built.mz, built.intensity, built.offsets, built.precursor_mz)
     e32, has, _ = embed.embed_arrays(*args, dict(PLACEHOLDER, precision="fp32"))
-    e16, _, info = embed.embed_arrays(*args, dict(PLACEHOLDER, precision="bf16"))
-    assert has.all() and info["n_spectra"] == len(built.precursor_mz)
-    assert (e32 * e16).sum(axis=1).min() > 0.999
+    # bf16 on the first 150 (a CPU without native bf16 emulates it: 600 spectra took 21 s of the suite's time)
+    first = build_library(itertools.islice(read_library_file(path), 150))
+    few = (first.mz, first.intensity, first.offsets, first.precursor_mz)
+    f32, _, _ = embed.embed_arrays(*few, dict(PLACEHOLDER, precision="fp32"))
+    e16, _, info = embed.embed_arrays(*few, dict(PLACEHOLDER, precision="bf16"))
+    assert has.all() and info["n_spectra"] == len(first.precursor_mz) > 100
+    assert (f32 * e16).sum(axis=1).min() > 0.999
     # The shipped encoder's int8 CPU path (what auto picks without native bf16) agrees with its fp32 to 1e-3.
     t32, _, _ = embed.embed_arrays(*args, {"device": "cpu", "precision": "fp32"})
     t8, _, _ = embed.embed_arrays(*args, {"device": "cpu", "precision": "int8"})
