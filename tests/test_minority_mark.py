@@ -38,3 +38,22 @@ def test_no_name_at_level_2_says_how_near_the_nearest_came():
     assert "No name reaches level 2: the lowest structure q-value is 0.039 (L-Tryptophan), above the FDR 0.01" in text
     level2 = ident.with_columns(msi_level=pl.Series([2, 3, 3, 3], dtype=pl.Int8))
     assert "No name reaches level 2" not in _consensus_compounds(level2, {}, "q ≤ 0.01", 0.01)
+
+
+def test_a_hits_marks_and_a_one_peak_name_reach_main_findings():
+    """Trial BM: the top differing name, at two retention times (the hit truly its isomer), was marked in the tables
+    only; a wrong isomer named on one shared fragment peak was left out of Main findings' count of marks."""
+    from ms2study.reporting.findings import _named
+
+    ident = _ident().with_columns(same_name_elsewhere=pl.Series([[], ["C9"], [], []]),
+                                  matched_peaks=pl.Series([4, 6, 1, 3]))
+    assert marks.single_peak_marks(ident).to_list() == [None, None, "yes", None]
+    text = identification_finding(ident, 0.01)
+    assert "1 named at several retention times" in text and "1 resting on one shared fragment peak" in text
+    hits = pl.DataFrame({"consensus_id": ["C2", "C3"], "q_value": [0.01, 0.02], "log2_fold_change": [1.5, -1.0]})
+    named = _named(hits, ident, "log2_fold_change")
+    assert "<b>L-Tryptophan</b> (Schymanski level 2, probable structure; marked: named at several retention " \
+           "times; differential q = 0.01" in named
+    assert "<b>Pentaethylene glycol</b> (Schymanski level 3, tentative: isomers plausible; marked: resting on one " \
+           "shared fragment peak; sharing a common contaminant&#x27;s formula; differential q = 0.02" in named
+    assert "marked" not in _named(hits.head(1), _ident(), "log2_fold_change")  # an unmarked name: nothing added

@@ -304,19 +304,19 @@ def _named(hits: pl.DataFrame, ident: pl.DataFrame | None, effect: str | None,
     else:
         return "No identifications were passed to the report."
     n_features, n_via = named.height, int(named["via"].is_not_null().sum())
-    # best q first; on a tie (BH gives many) the larger change, then the name, so the box names the table's top rows;
-    # a name is shown on its own feature when that one is a hit, on another member of its group only otherwise
+    # best q first; on a tie the larger change, then the name; a name on its own feature when that one is a hit
     keys = ["q_value", *([pl.col(effect).abs()] if effect else []), "name"]
     order = [False, *([True] if effect else []), False]
     named = named.sort([pl.col("via").is_not_null(), *keys], descending=[False, *order], nulls_last=True).unique(
         "name", keep="first", maintain_order=True).sort(keys, descending=order, nulls_last=True)
     if not named.height:
         return "None of them carries an accepted identification."
-    shown = []
+    shown, on_names = [], marks.name_marks(ident)  # trial BM: a hit's marks were in the tables only
     for r in named.head(TOP_NAMED).iter_rows(named=True):
-        level = int(r["msi_level"])
+        level, marked = int(r["msi_level"]), on_names.get(str(r.get("via") or r["consensus_id"]))
         shown.append(f"<b>{esc(r['name'])}</b> (Schymanski level {level}"
                      + (f", {LEVELS[level]}" if level in LEVELS else "")
+                     + (f"; marked: {esc(marked)}" if marked else "")
                      + (f"; named on {esc(r['via'])} of its compound group, the hit is {esc(r['consensus_id'])}"
                         if r.get("via") else "") + f"; differential q = {q_text(r['q_value'])}"
                      + (f", {EFFECT_WORDS.get(effect, 'log2 effect')} {r[effect]:+.2f}"

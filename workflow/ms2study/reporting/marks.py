@@ -203,7 +203,8 @@ def mark_flags(accepted: pl.DataFrame) -> dict[tuple[str, str], pl.Series]:
     """Per kind of mark (its words for one name and for several), a Boolean Series over the rows of ``accepted``
     (accepted identifications): possible in-source fragment (``in_source_of_mz``), named at several retention times
     (``same_name_elsewhere``), grouped as another ion on mass and RT only (``ion_label_marks``), on a background ion
-    (``background_marks``), resting on a minority of its feature's spectra (``minority_marks``), flagged by the
+    (``background_marks``), resting on a minority of its feature's spectra (``minority_marks``) or on one shared
+    fragment peak (``single_peak_marks``), flagged by the
     blank filter (``blank_marks``), sharing a common contaminant's formula
     (``contaminant_marks``), on a feature whose m/z strays from the named ion's (``feature_mz_marks``), whose mass
     stands apart from the study's other names (``featuremz.MASS_APART``). A missing column marks nothing."""
@@ -222,6 +223,9 @@ def mark_flags(accepted: pl.DataFrame) -> dict[tuple[str, str], pl.Series]:
              "on features whose m/z strays from the named ion's"): feature_mz_marks(accepted).is_not_null(),
             ("resting on a minority of its feature's spectra", "resting on a minority of their features' spectra"):
                 minority_marks(accepted).is_not_null(),
+            # trial BM: a name on 1 spectrum sharing 1 peak (the wrong isomer) was left out of Main findings' count
+            ("resting on one shared fragment peak", "resting on one shared fragment peak"):
+                single_peak_marks(accepted).is_not_null(),
             # trial AS: the only accepted name on a human QC without blanks was a benzalkonium disinfectant
             ("sharing a common contaminant's formula", "sharing common contaminants' formulas"):
                 contaminant_marks(accepted).is_not_null(),

@@ -46,21 +46,20 @@ runs in ../shared/data/mzml by ``benchmarks/biology.py --measure-real``; see the
   activation and collision energy copied from the background's MS2 scans; the precursor and isolation target m/z
   are the compound's m/z with the MS1 m/z error at the precursor's intensity (as the instrument reports the ion it
   measured in the survey scan; before session 38 exact); MS2 total intensity = precursor
-  intensity x the background's median ratio of MS2 total intensity to precursor MS1 intensity (QC run 04: 0.67);
-  fragment peaks below the background's 5 % quantile of MS2 minimum peak intensity (1,687) are dropped.
+  intensity x the background's median ratio of MS2 total intensity to precursor MS1 intensity (QC run 04: 0.67),
+  recorded with co-isolated background fragments, ion statistics and fragment m/z error
+  (:mod:`ms2study.simulate.spikein_ms2`); fragment peaks below the background's 5 % quantile of MS2 minimum peak
+  intensity (1,687) are dropped.
 
-Files, as ``ms2study simulate`` writes them: ``mzml/S01.mzML`` ... (sorted by RT; added MS2 scans get new native ids
-"... scan=N" after the background's last, title "spiked MS2"), ``samples.tsv`` (sample_id, file, group: first half
-control; with several backgrounds also ``background``, the run each sample copies), ``config.yaml``, ``library.mgf`` (input records verbatim), ``ground_truth.tsv`` (per sample and compound,
-the planted fold and the fold realised in these samples among its columns: :mod:`ms2study.simulate.spikein_truth`),
-``simulation.json`` (per run: its factor, drift parts and calibration offset; ``fold_change`` null when no compound
-is changed). A spiked ion closer to another centroid of its scan than
-the run resolves (the 0.1 % quantile of neighbouring MS1 centroid spacings; QC run 04: 19.5 ppm, TripleTOF run:
-75 ppm; at most 20 ppm in a sparse run, below 100 centroids per MS1 scan, see
-:mod:`ms2study.simulate.spikein_background`) is merged with it into one centroid (intensities summed, m/z
-weighted), as the instrument would report them. ``background_measured`` in simulation.json holds every number
-measured on the background (m/z range, resolution, m/z jitter by intensity, FWHM range, intensity levels) and, in
-``sources``, how each was found or that a fallback was used.
+Files: ``mzml/S01.mzML`` ... (sorted by RT; added MS2 scans get native ids "... scan=N" after the background's
+last, title "spiked MS2"), ``samples.tsv`` (sample_id, file, group: first half control; with several backgrounds
+also ``background``), ``config.yaml``, ``library.mgf`` (input records verbatim), ``ground_truth.tsv``
+(:mod:`ms2study.simulate.spikein_truth`), ``simulation.json`` (per run: factor, drift parts, calibration offset;
+``fold_change`` null when nothing is changed). A spiked ion closer to another centroid than the run resolves (the
+0.1 % quantile of neighbouring MS1 centroid spacings; QC run 04: 19.5 ppm, TripleTOF run: 75 ppm; at most 20 ppm
+in a sparse run: :mod:`ms2study.simulate.spikein_background`) is merged with it into one centroid, as the
+instrument would report them. ``background_measured`` in simulation.json holds every number measured on the
+background and, in ``sources``, how each was found or that a fallback was used.
 """
 
 from __future__ import annotations
@@ -97,6 +96,7 @@ from ms2study.simulate.spikein_library import (
     usable_records,
     write_study_library,
 )
+from ms2study.simulate.spikein_ms2 import SampleScans, isolation_half_widths, recorded_fragments
 from ms2study.simulate.spikein_truth import truth_rows, with_realised_fold
 from ms2study.simulate.spikein_variation import (
     CALIBRATION_PPM,
@@ -176,10 +176,8 @@ def isotope_envelope(formula: str, resolution_ppm: float, n: int = 5) -> tuple[n
             label[(label < 0) & (np.abs(mz - mz[i]) <= resolution_ppm * 1e-6 * mz[i])] = i
     label = np.unique(label, return_inverse=True)[1]
     total = np.bincount(label, weights=abundance)
-    # merge_unresolved: a rare leftover whose weighted m/z lands within the limit of a neighbour joins it
     centre, total = merge_unresolved(np.bincount(label, weights=abundance * mz) / total, total, resolution_ppm)
-    # The first centroid is the monoisotopic ion alone (no other isotopologue rounds to nominal M+0); taking offsets
-    # from it keeps offset[0] exactly 0 where the weighted mean of one peak differs from its m/z in the last bit.
+    # the first centroid is the monoisotopic ion alone: offsets from it keep offset[0] exactly 0
     offset, rel = centre - centre[0], total / total[0]
     return offset[rel >= 0.005], rel[rel >= 0.005]
 
@@ -262,10 +260,10 @@ def spike_sample(bg: Background, compounds: list[Spiked], heights: np.ndarray, v
     precursor m/z), plus the compounds (``heights``: apex heights in this sample, shape (n,)) in MS1 and DDA MS2;
     then every scan's RT drifted and every m/z recalibrated by the sample's ``var`` (:class:`Variation`).
     ``keys``: per background scan, its MS1 centroids' ``isotope_keys`` (None for other levels).
-    Returns the experiment (sorted by RT) and the number of MS2 scans per compound, shape (n,)."""
-    exp, ms1_scans = oms.MSExperiment(), []
-    # the background's instrument (model, mass analyzers): the qc stage reads it (a TOF run's window check; a
-    # second trial found the spiked runs had none, so the check could not be tried on a spike-in study)
+    Returns the experiment (sorted by RT), the number of MS2 scans per compound, shape (n,), and each compound's
+    mean co-isolated share of its MS2 scans (NaN without one; :mod:`ms2study.simulate.spikein_ms2`)."""
+    exp, ms1_scans, ms2_scans = oms.MSExperiment(), [], []
+    # the background's instrument (model, mass analyzers): the qc stage reads it (a TOF run's window check)
     exp.setInstrument(bg.exp.getInstrument())
     next_scan = 1 + max(int(m.group(1)) if (m := re.search(r"scan=(\d+)", s.getNativeID())) else 0 for s in bg.exp)
     for spec, key in zip(bg.exp, keys, strict=True):
@@ -276,12 +274,16 @@ def spike_sample(bg: Background, compounds: list[Spiked], heights: np.ndarray, v
             ms1_scans.append(s)
         elif s.getPrecursors():
             inten = inten * float(np.exp(var.log_factor(s.getPrecursors()[0].getMZ(), s.getRT())))
+            ms2_scans.append((s.getRT(), s.getPrecursors()[0].getMZ(), (mz, inten)))
         s.set_peaks((mz, inten.astype(np.float32)))
         if s.getMSLevel() != 1:
             exp.addSpectrum(s)
     rts = np.array([s.getRT() for s in ms1_scans])
+    acquired = SampleScans(rts, [s.get_peaks() for s in ms1_scans], np.array([r for r, _, _ in ms2_scans]),
+                        np.array([p for _, p, _ in ms2_scans]), [k for _, _, k in ms2_scans])
+    window = isolation_half_widths(bg.template)
     add_mz, add_int = [[] for _ in ms1_scans], [[] for _ in ms1_scans]
-    n_ms2 = np.zeros(len(compounds), dtype=int)
+    n_ms2, coisolated = np.zeros(len(compounds), dtype=int), [[] for _ in compounds]
     for k, c in enumerate(compounds):
         sigma = c.fwhm_s / 2.3548
         near = np.flatnonzero(np.abs(rts - c.rt_s) <= 4 * sigma)
@@ -297,19 +299,16 @@ def spike_sample(bg: Background, compounds: list[Spiked], heights: np.ndarray, v
         n = 2 if heights[k] >= 10 * bg.dda_threshold else 1
         for t in np.sort(c.rt_s + rs.uniform(-0.5, 0.5, n) * c.fwhm_s):
             precursor = heights[k] * float(np.exp(-0.5 * ((t - c.rt_s) / sigma) ** 2))
-            frag_mz, frag_rel = patterns[k]
-            jitter = np.exp(0.1 * rs.standard_normal(frag_rel.size))  # shot-to-shot intensity noise
-            frag_int = frag_rel / frag_rel.sum() * precursor * bg.ms2_gain * jitter
-            keep = frag_int >= bg.ms2_floor
-            if not keep.any():
+            frag_mz, frag_int, own, share = recorded_fragments(bg, acquired, c.mz, precursor, float(t), *patterns[k],
+                                                               window, rs)
+            if not own.any():
                 continue
             s = oms.MSSpectrum(bg.template)
             s.setRT(float(t))
             s.setNativeID(f"controllerType=0 controllerNumber=1 scan={next_scan}")
             next_scan += 1
             prec = oms.Precursor(bg.template.getPrecursors()[0])  # window, activation, energy as the background's
-            # the instrument reports the precursor it measured in the survey scan: the MS1 m/z error at its
-            # intensity (trials K, M: exact precursors made the spiked compounds easier to name than real ones)
+            # the precursor as measured in the survey scan: the MS1 m/z error at its intensity (trials K, M)
             measured = c.mz * (1.0 + float(bg.mz_jitter_ppm(precursor)) * 1e-6 * rs.standard_normal())
             prec.setMZ(measured), prec.setCharge(1), prec.setIntensity(float(precursor))
             prec.setMetaValue(_TARGET, measured)  # else a copied target would be the template's
@@ -317,10 +316,11 @@ def spike_sample(bg: Background, compounds: list[Spiked], heights: np.ndarray, v
             if before.size and prec.metaValueExists("spectrum_ref"):
                 prec.setMetaValue("spectrum_ref", ms1_scans[before[-1]].getNativeID())
             s.setPrecursors([prec])
-            s.set_peaks((frag_mz[keep], frag_int[keep].astype(np.float32)))
+            s.set_peaks((frag_mz, frag_int.astype(np.float32)))
             _set_summary(s, "spiked MS2")  # says which scans were added, not which compound
             exp.addSpectrum(s)
             n_ms2[k] += 1
+            coisolated[k].append(share)
     for j, s in enumerate(ms1_scans):
         if add_mz[j]:
             mz, inten = s.get_peaks()
@@ -335,7 +335,7 @@ def spike_sample(bg: Background, compounds: list[Spiked], heights: np.ndarray, v
     exp.setSpectra(scans)
     exp.sortSpectra(True)
     exp.updateRanges()
-    return exp, n_ms2
+    return exp, n_ms2, np.array([np.mean(v) if v else np.nan for v in coisolated])
 
 
 _TARGET = "isolation window target m/z"
@@ -441,7 +441,6 @@ def simulate_spikein(outdir: Path, background: Path | list[Path], library: Path,
     ids = [f"S{i + 1:02d}" for i in range(n_samples)]
     groups = ["control"] * (n_samples - n_samples // 2) + ["case"] * (n_samples // 2)
     fold = np.array([fold_change if c.changed else 1.0 for c in compounds])
-    # the continuous outcome: evenly spaced, in an order of its own (not the groups')
     score = (stream(seed, _SELECT, 2).permutation(np.linspace(0.0, 10.0, n_samples)) if effect == "score"
              else np.full(n_samples, np.nan))
     check_drift(np.array([s.getRT() for s in bg.exp]), bg.rt_range, ids, seed, rt_drift_s, calibration_ppm)
@@ -455,13 +454,14 @@ def simulate_spikein(outdir: Path, background: Path | list[Path], library: Path,
                 [c.mz for c in compounds], [c.rt_s for c in compounds]))
             exponent = (score[i] - 5.0) / 10.0 if effect == "score" else float(groups[i] == "case")
             heights = heights * fold ** exponent
-            exp, n_ms2 = spike_sample(bgs[i % len(bgs)], compounds, heights, var, rs_s, patterns, keys[i % len(bgs)])
+            exp, n_ms2, shares = spike_sample(bgs[i % len(bgs)], compounds, heights, var, rs_s, patterns,
+                                              keys[i % len(bgs)])
             write_mzml(exp, folder / "mzml" / f"{sid}.mzML")
             runs[sid] = {"background": backgrounds[i % len(bgs)].name, "sample_factor": var.factor,
                          "calibration_ppm": var.calibration_ppm, **var.drift_info,
                          "n_spectra": exp.getNrSpectra(), "n_spiked_ms2": int(n_ms2.sum())}
             truth.extend(truth_rows(sid, groups[i], score[i], compounds, heights, var, n_ms2, fold, exponent,
-                                    bg.ms1_floor))
+                                    bg.ms1_floor, shares))
         n_library = write_study_library(folder / "library.mgf", records, compounds, library_size,
                                         stream(seed, _SELECT, 1))
         # several backgrounds: which one each sample copies, a source the samples share beyond the outcome (the

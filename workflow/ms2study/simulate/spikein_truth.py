@@ -5,7 +5,8 @@ Columns of ``ground_truth.tsv``: sample_id, compound_id, name, inchikey, chemica
 from the formula, before the sample's calibration offset), mz_acquired (after it, before the per-centroid error),
 rt_s (apex RT in that sample, drifted), rt_s_undrifted, fwhm_s, height (apex before per-sample variation and the
 fold), abundance (apex as acquired in that sample: variation and, in a case, the fold included), present,
-above_noise, in_library, adduct, formula, n_ms2 (MS2 scans added), changed, log_fold (ln, the planted effect in that
+above_noise, in_library, adduct, formula, n_ms2 (MS2 scans added), ms2_coisolated (the mean share of the intensity
+isolated for its MS2 scans that came from co-eluting background ions, 0-1; empty without MS2), changed, log_fold (ln, the planted effect in that
 sample), fold (the planted fold change: ``fold_change`` for a changed compound, 1 otherwise), realised_fold (see
 ``with_realised_fold``), group, score, ms2_record (TITLE of the record used as MS2), ms2_source (other_record |
 same_record_noised).
@@ -25,18 +26,20 @@ import polars as pl
 
 
 def truth_rows(sample_id: str, group: str, score: float, compounds: list[Any], abundance: np.ndarray, var: Any,
-               n_ms2: np.ndarray, fold: np.ndarray, exponent: float, ms1_floor: float) -> list[dict]:
+               n_ms2: np.ndarray, fold: np.ndarray, exponent: float, ms1_floor: float,
+               coisolated: np.ndarray) -> list[dict]:
     """The rows of ``ground_truth.tsv`` for one sample (columns: the module docstring, without ``realised_fold``):
     ``compounds`` the spiked compounds (``spikein.Spiked``), ``abundance`` their apex heights in this sample,
     ``var`` the sample's ``spikein_variation.Variation`` (drift and calibration), ``n_ms2`` the MS2 scans added per
     compound, ``fold`` the planted folds and ``exponent`` the share of them this sample carries (1 in a case, 0 in a
     control; (score - 5) / 10 for the effect "score"), ``ms1_floor`` the intensity below which a peak is not
-    written."""
+    written, ``coisolated`` the mean co-isolated share of each compound's MS2 scans (NaN: none)."""
     return [{"sample_id": sample_id, "compound_id": k, "name": c.name, "inchikey": c.inchikey,
              "chemical_class": c.chemical_class, "mz": c.mz, "mz_acquired": c.mz * (1.0 + var.calibration_ppm * 1e-6),
              "rt_s": float(var.drift(c.rt_s)), "rt_s_undrifted": c.rt_s, "fwhm_s": c.fwhm_s, "height": c.height,
              "abundance": float(abundance[k]), "present": True, "above_noise": bool(abundance[k] >= ms1_floor),
              "in_library": c.in_library, "adduct": "[M+H]+", "formula": c.formula, "n_ms2": int(n_ms2[k]),
+             "ms2_coisolated": None if np.isnan(coisolated[k]) else round(float(coisolated[k]), 4),
              "changed": c.changed, "log_fold": float(np.log(fold[k]) * exponent), "fold": float(fold[k]),
              "group": group, "score": float(score), "ms2_record": c.query.fields.get("TITLE", ""),
              "ms2_source": c.ms2_source} for k, c in enumerate(compounds)]
