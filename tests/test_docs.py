@@ -102,11 +102,30 @@ def test_readme_starts_with_the_two_commands():
     assert "make demo" in first_block and "make test" in first_block
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+@pytest.mark.parametrize("page", [*PAGES, REPO / "config" / "README.md"], ids=lambda p: p.name)
 def test_no_development_history(page: Path):
     found = [f"line {n}: {m.group(0)!r}" for n, line in enumerate(page.read_text().splitlines(), 1)
              for m in HISTORY.finditer(line)]
     assert not found, f"{page.name} holds development history:\n" + "\n".join(found)
+
+
+def test_no_development_history_in_what_the_tool_prints():
+    """The package's text that users read (string literals other than docstrings: report sentences, warnings,
+    errors) cites no development history (a new user met "(trial AI: 46 of 47 flags ...)" in a report warning).
+    Comments and docstrings may: they are for developers."""
+    import ast
+
+    found = []
+    for path in sorted((REPO / "workflow" / "ms2study").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                      and node.body and isinstance(node.body[0], ast.Expr)
+                      and isinstance(node.body[0].value, ast.Constant)}
+        found += [f"{path.relative_to(REPO)}:{node.lineno}: {m.group(0)!r}" for node in ast.walk(tree)
+                  if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+                  for m in [HISTORY.search(node.value) or re.search(r"\bin a trial\b", node.value)] if m]
+    assert not found, "development history in user-facing text:\n" + "\n".join(found)
 
 
 def test_slug_rules():

@@ -448,7 +448,8 @@ def test_the_verdicts_p_is_never_rounded_across_the_line_and_a_tie_names_one_set
     weak = _summary(features=_entry(0.98, 0.72, 1.0, 0.069))
     warnings = []
     cautions.class_size_warning(weak, "group", warnings)
-    assert "(best set, features: AUC 0.98, 95 % interval 0.72 to 1.00, not shown to beat chance)" in warnings[0]
+    assert "(best set, features: AUC 0.98, 95 % interval 0.72 to 1.00, short of the models' rule for beating chance)" \
+        in warnings[0]
 
 
 def test_the_imputation_caution_is_named_beside_the_hits_only_when_they_rely_on_imputation() -> None:
@@ -1035,6 +1036,13 @@ def test_a_verdict_resting_on_the_covariates_alone_says_so() -> None:
         "features": {"metric": "r2", "value": -0.28, "ci_low": -0.7, "ci_high": 0.05, "permutation_p": 0.7}}}
     text = findings.model_verdict(flat)[0]
     assert "neither scores above chance" in text and "the separation is the covariates'" not in text
+    # a new user's study: the covariates above chance but not shown to beat it (AUC 0.65 [0, 1], p 0.58), the
+    # verdict "no evidence": no separation is credited to them
+    weak = {**_summary(covariates=_entry(0.65, 0.0, 1.0, 0.575), features=_entry(0.50, 0.2, 0.8, 0.7)),
+            "covariates": ["cov:age"]}
+    text, on = findings.model_verdict(weak)
+    assert on == "covariates" and text.startswith("<b>no evidence")
+    assert "the separation is the covariates'" not in text and "neither is shown to beat chance" in text
 
 
 def test_a_continuous_outcomes_named_hit_gives_its_effect_per_unit() -> None:

@@ -97,7 +97,8 @@ def class_size_warning(summary: dict, outcome: str, warnings: list[str]) -> None
         name, e = best  # trial AC: "roc_auc 0.98, 95 % interval 0.72 to 1.00" copied without its verdict
         example = (f" (best set, {esc(name)}: {metric_name(e)} {e['value']:.2f}, "
                    f"{interval_text(float(e['ci_low']), float(e['ci_high']))}"
-                   + (", not shown to beat chance" if chance_shortfall(e) else "") + ")")
+                   # not a verdict's label (a new user read it beside the verdict "no evidence" as a second one)
+                   + (", short of the models' rule for beating chance" if chance_shortfall(e) else "") + ")")
     splits = ""
     if summary.get("type") == "binary" and len(counts) == 2:
         a, b = counts.values()

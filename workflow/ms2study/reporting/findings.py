@@ -117,7 +117,7 @@ def model_verdict(summary: dict) -> tuple[str, str | None]:
     # a verdict that fails on p alone, near the smallest p the permutations allow, says that they decide it
     limited = permutation_resolution(summary, name) or score_ceiling(summary, entry)
     limited = f"; {limited}" if limited else ""
-    alone = covariates_only(summary, name) or covariates_clause(summary, name)  # what the covariates alone do
+    alone = covariates_only(summary, name, why is None) or covariates_clause(summary, name)  # the covariates alone
     alone = f"; {alone}" if alone else ""
     limited += alone
     if why is None and adds_nothing_shown(summary, name, entry):  # trial Z: the covariates' R² credited to a set

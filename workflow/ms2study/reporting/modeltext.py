@@ -126,11 +126,13 @@ def pooled_auc_clause(entry: dict) -> str:
     return f" (the mean over folds; {span} with all samples' out-of-fold scores pooled)"
 
 
-def covariates_only(summary: dict, name: str) -> str | None:
+def covariates_only(summary: dict, name: str, beats_chance: bool = True) -> str | None:
     """When the set a verdict rests on is ``covariates`` (the sheet's covariates alone, the baseline every feature set
     also holds): a clause saying that the separation is theirs and naming the best set of the measurements beside it
     (a three-arm trial: "separates the classes (macro AUC 0.97 ...; best of 5 feature sets: covariates)" read as the
-    metabolome's separation, where age alone did it and every measured set scored 0.86-0.90); None otherwise."""
+    metabolome's separation, where age alone did it and every measured set scored 0.86-0.90); None otherwise.
+    ``beats_chance`` False (the verdict's rule fails for the covariates too): no separation is credited to them (a
+    new user's "no evidence of separation ... so the separation is the covariates'" at AUC 0.65 [0, 1], p 0.58)."""
     if name != "covariates":
         return None
     alone = f"the covariates alone ({esc(covariate_names(summary))})"
@@ -141,11 +143,12 @@ def covariates_only(summary: dict, name: str) -> str | None:
     best, entry = max(others, key=lambda s: float(s[1]["value"]))
     base = (summary.get("feature_sets") or {}).get("covariates") or {}
     chance = CHANCE.get(str(base.get("metric")))
-    if chance is not None and base.get("value") is not None and float(base["value"]) <= chance:
+    below = chance is not None and base.get("value") is not None and float(base["value"]) <= chance
+    if below or not beats_chance:
         # trial AB: "so the separation is the covariates'" where neither scored above chance (R² -0.22 and -0.28)
         return (f"<b>that is {alone}</b>, the baseline every feature set also holds, and no set of the measurements "
                 f"does better (the best, {esc(best)}: {metric_name(entry)} {float(entry['value']):.2f}); neither "
-                "scores above chance")
+                + ("scores above chance" if below else "is shown to beat chance"))
     return (f"<b>that is {alone}</b>, the baseline every feature set also holds: no set of the measurements does "
             f"better (the best, {esc(best)}: {metric_name(entry)} {float(entry['value']):.2f}), so the separation is "
             "the covariates', not shown to come from the measurements")

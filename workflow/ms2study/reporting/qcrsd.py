@@ -236,8 +236,8 @@ def rt_spread_warning(record: dict) -> Caution | None:
                    f"over the study samples more than {fmt(record.get('rt_sd_threshold_s'), 2)} s (the RT spread "
                    f"flag; 4-5 % on realistic simulated studies{floor}): many features may hold co-eluting ions that "
                    "vary apart, or the alignment left RT errors (see the QC section's alignment residuals), or, in "
-                   "short runs, many are background ions present through the run, whose broad apex wanders (trial "
-                   "AI: 46 of 47 flags in 39 s TripleTOF excerpts); the flagged features stay in the tests and "
+                   "short runs, many are background ions present through the run, whose broad apex wanders (46 "
+                   "of 47 flags in 39 s excerpts of a TripleTOF run); the flagged features stay in the tests and "
                    "models and are marked in 'What differs'", QUALITY)
 
 

@@ -164,7 +164,7 @@ def identifications_section(annotations: pl.DataFrame, ident: pl.DataFrame | Non
             intro += (f'<p class="note">Accepted above q 0.01 (<code>annotate: fdr: {float(fdr):g}</code>): the '
                       "q-values hold on library spectra, but a study's features also include in-source fragments, "
                       "adducts and isomers absent from the library, which the study's checks catch only in part. On "
-                      "two realistic simulated batch studies (benchmarks/study_truth.py, measured in session 28), "
+                      "two realistic simulated batch studies (benchmarks/study_truth.py; benchmarks/README.md), "
                       "q ≤ 0.05 gave 238 and 243 names against 160 and 189 at q ≤ 0.01; 2.5 % and 4.1 % of them "
                       "were wrong (0 and 1.1 % at 0.01), and a further 24 % and 19 % named a compound of the right "
                       "formula but another structure at level 3, mostly isomers absent from the library "
