@@ -616,9 +616,15 @@ def test_a_finished_run_prints_the_reports_warning_counts_and_its_cautions(tmp_p
     # trial BG: a figure keeps the verdict that closes its parenthesis ("AUC 1.00, 95 % interval ..." lost "not shown
     # to beat chance")
     few = ("outcome group: only 5 control vs 5 case samples (fewer than 10 per class): the models' 95 % intervals are "
-           "wide (best set, embedding: AUC 1.00, 95 % interval 0.64 to 1.00, short of the models' rule for beating chance), and the tests "
-           "have little power; " + "z " * 150 + "name such a column under models: covariates")
-    assert shortened(few).split(" ... ")[0].endswith("0.64 to 1.00, short of the models' rule for beating chance)"), shortened(few)
+           "wide (best set, embedding: AUC 1.00, 95 % interval 0.64 to 1.00, short of the models' rule for beating "
+           "chance), and the tests have little power; " + "z " * 150 + "name such a column under models: covariates")
+    assert shortened(few).split(" ... ")[0].endswith("short of the models' rule for beating chance)"), shortened(few)
+    # trial BN: the tail began inside its clause ("... large statistics and keep even large changes above q 0.05:
+    # name such a column"); a clause that starts a little before the tail's window is kept whole
+    clause = ("the null pools only 35 distinct splits, so a column that splits the samples gives large statistics "
+              "and keeps even large changes above q 0.05: name such a column under models: covariates")
+    cut = shortened("a caution on the study " + "v " * 200 + "; " + clause)
+    assert cut.split(" ... ")[1] == clause, cut
     os.utime(log, (since - 100, since - 100))  # an earlier run's report log: not this run's report
     assert "the report's warnings" not in runner.summarize(tmp_path, 0, since - 1)
 

@@ -326,6 +326,7 @@ def read_run_log(study_dir: Path, since: float) -> RunLog:
 
 
 PARENTHESIS_KEPT = 160  # characters a shortened line's head may grow by to close a parenthesis it opened
+CLAUSE_KEPT = 120  # characters a shortened line's tail may grow by to start at its clause
 
 
 def shortened(text: str, head: int = 160, tail: int = 160) -> str:
@@ -348,8 +349,12 @@ def shortened(text: str, head: int = 160, tail: int = 160) -> str:
     # the tail from a clause's start where one begins in it (trial AM: "... split by their source run it changed the
     # smallest q from 0.58 to 0.55)" read as this study's result; it was the end of a quoted benchmark)
     clause = min((i for i in (end.find("; "), end.find(". ")) if i > -1), default=-1)
+    before = text[:len(text) - tail]
+    back = max(before.rfind("; ", len(before) - CLAUSE_KEPT), before.rfind(". ", len(before) - CLAUSE_KEPT))
     if -1 < clause < tail * 0.8:
         end = end[clause + 2:]
+    elif back > len(start):  # a new user read "... large statistics and keep ..." as nonsense: the clause whole
+        end = text[back + 2:]
     elif -1 < end.find(" ") < tail * 0.2:
         end = end[end.find(" ") + 1:]
     return f"{start.rstrip()} ... {end.lstrip()}"
