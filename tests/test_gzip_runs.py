@@ -53,7 +53,8 @@ def test_a_gzip_run_is_detected_as_the_run_itself(tmp_path: Path) -> None:
     truncated = tmp_path / "S3.mzML.gz"
     truncated.write_bytes(packed.read_bytes()[: packed.stat().st_size // 2])
     assert content_problem(truncated) is None
-    with pytest.raises(InputError, match=r"the compressed file ends before its end: it is truncated.*copy the run again") as err:
+    with pytest.raises(InputError, match=r"the compressed file ends before its end: it is truncated.*copy the run "
+                                         r"again") as err:
         load_experiment(truncated, "S3")
     assert "sample 'S3'" in str(err.value) and "S3.mzML.gz" in str(err.value)
 
@@ -90,7 +91,8 @@ def test_sheet_and_folder_take_gzip_runs_and_refuse_other_compressions(tmp_path:
         ("x.mzML.gz", lambda run: gzip.compress(b'<?xml version="1.0"?>\n<mzXML>\n</mzXML>\n'),
          r"holds mzXML but is named .mzML.gz.*rename it to x.mzXML.gz"),
         ("x.mzML.gz", lambda run: run, r"named .gz but is not gzip-compressed.*rename it to x.mzML "),
-        ("x.mzML.gz", lambda run: gzip.compress(run)[:10] + b"\x00" * 300, r"gzip-compressed but cannot be decompressed"),
+        ("x.mzML.gz", lambda run: gzip.compress(run)[:10] + b"\x00" * 300,
+         r"gzip-compressed but cannot be decompressed"),
         ("x.mzML.gz", lambda run: gzip.compress(b"<!DOCTYPE html><html>404</html>"), r"holds no <mzML> or <mzXML>"),
     ],
 )

@@ -257,7 +257,8 @@ def background_warning(hits: list[str], background: dict[str, str] | None, outco
         "an ion present through much of the run (a solvent, contaminant or bleed ion, or in a short run a broad peak "
         "cut by its ends) or peaks merged, not one compound eluting as a peak; a difference there may be the "
         "background's (its detection in some runs only, a shifted baseline), and a compound's narrower peak under "
-        "it is summed with it (on a simulated study, a named compound's fold change on such a feature had the wrong sign), "
+        "it is summed with it (on a simulated study, a named compound's fold change on such a feature had the wrong "
+        "sign), "
         "so check its chromatogram before reporting it",
         QUALITY, "background ions among the hits", (f"differential:{outcome}",)))
 
