@@ -8,8 +8,8 @@ fold), abundance (apex as acquired in that sample: variation and, in a case, the
 above_noise, in_library, adduct, formula, n_ms2 (MS2 scans added), ms2_coisolated (the mean share of the MS1
 intensity isolated for its MS2 scans that came from co-eluting background ions, 0-1; empty without MS2), changed,
 log_fold (ln, the planted effect in that sample), fold (the planted fold change: ``fold_change`` for a changed
-compound, 1 otherwise), realised_fold (see ``with_realised_fold``), group, score, ms2_record (TITLE of the record used as MS2), ms2_source (other_record |
-same_record_noised).
+compound, 1 otherwise), realised_fold (see ``with_realised_fold``), group, score, ms2_record (TITLE of the record
+used as MS2), ms2_source (other_record | same_record_noised).
 
 The planted fold is what the simulator multiplied in; the per-sample variation (a factor per sample and a field over
 m/z and retention time whose log-sd is 0.45 at the median, :mod:`ms2study.simulate.spikein`) comes on top, so with
