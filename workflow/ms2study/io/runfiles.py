@@ -22,7 +22,6 @@ from ms2study.core.errors import InputError
 from ms2study.io.samplesheet import RUN_FORMATS, on_disk, run_format, run_stem
 
 CHUNK = 1 << 20  # bytes read at a time when hashing
-SPECTRUM_SUFFIXES = RUN_FORMATS  # the run files a sample sheet may name (also gzip-compressed: .mzML.gz)
 GZIP_MAGIC = b"\x1f\x8b"
 FORMAT_NAMES = {".mzml": "mzML", ".mzxml": "mzXML"}
 
@@ -93,13 +92,18 @@ def content_size_bytes(path: str | Path) -> int:
     return content
 
 
+def is_gzip(path: str | Path) -> bool:
+    """Whether ``path`` starts with the gzip magic bytes (whatever its name)."""
+    with open(path, "rb") as handle:
+        return handle.read(2) == GZIP_MAGIC
+
+
 def gzip_truncated(path: Path) -> tuple[str, str] | None:
     """(what is wrong, fix) when ``path`` is gzip-compressed and its stream ends before its end-of-stream marker or
     is damaged (an interrupted copy), else None. Decompresses the whole file, so the readers call it only once
     parsing failed: ``content_problem`` cannot see a compressed file's end from its last bytes."""
-    with open(path, "rb") as handle:
-        if handle.read(2) != GZIP_MAGIC:
-            return None
+    if not is_gzip(path):
+        return None
     try:
         with gzip.open(path, "rb") as stream:
             while stream.read(1 << 24):
@@ -126,7 +130,7 @@ def checked_run_file(study_dir: Path, file: str, row_number: int, sample_id: str
                          file=source, sample=sample_id, fix="correct the path (relative to the study folder)")
     if run_format(path) is None:
         compressed = path.suffix.lower() in (".bz2", ".zip", ".xz") and (
-            Path(path.stem).suffix.lower() in SPECTRUM_SUFFIXES)
+            Path(path.stem).suffix.lower() in RUN_FORMATS)
         raise InputError(f"row {row_number}: file '{file}' is not .mzML or .mzXML (or .mzML.gz)"
                          + (f" (it is {path.suffix[1:]}-compressed)" if compressed else ""), file=source,
                          sample=sample_id,
@@ -321,8 +325,8 @@ def ms1_only_warnings(study_dir: Path, sheet) -> list[str]:
             continue
         if msn or ms1 < MS1_ONLY_MIN_SCANS:
             continue
-        with open(path, "rb") as handle:  # a gzip-compressed run without MS/MS was read whole
-            whole = path.stat().st_size <= 3 * MS_LEVEL_BYTES or handle.read(2) == GZIP_MAGIC
+        # a gzip-compressed run without MS/MS was read whole
+        whole = path.stat().st_size <= 3 * MS_LEVEL_BYTES or is_gzip(path)
         where = "in the whole file" if whole else f"among {ms1} scans read at its start, middle and end"
         # a header listing MSn spectra is said but not believed: msconvert's msLevel filter keeps the source's
         header = " although its header lists MS/MS spectra" if listed else ""

@@ -84,7 +84,7 @@ def recorded_fragments(bg, scans: SampleScans, precursor_mz: float, precursor_in
     own = own * np.exp(log_sd * rs.standard_normal(own.size))
     mz = frag_mz * (1.0 + bg.mz_jitter_ppm(own) * 1e-6 * rs.standard_normal(own.size))
     keep = own >= bg.ms2_floor
-    mz, inten, is_own = mz[keep], own[keep], np.ones(int(keep.sum()), dtype=bool)
+    parts = [(mz[keep], own[keep], True)]  # (m/z, intensity, the compound's own) of each source of peaks
     share = 0.0
     j = int(np.searchsorted(scans.ms1_rt, t, side="right")) - 1
     if j >= 0:
@@ -98,15 +98,14 @@ def recorded_fragments(bg, scans: SampleScans, precursor_mz: float, precursor_in
             other_mz, other_int = scans.ms2_peaks[source]
             other_int = other_int.astype(np.float64) * (coisolated * bg.ms2_gain / float(other_int.sum()))
             take = (other_int >= bg.ms2_floor) & (other_mz <= precursor_mz + window[1])
-            mz = np.concatenate([mz, other_mz[take]])
-            inten = np.concatenate([inten, other_int[take]])
-            is_own = np.concatenate([is_own, np.zeros(int(take.sum()), dtype=bool)])
+            parts.append((other_mz[take], other_int[take], False))
     if scans.ms2_rt.size:  # the noise of the nearest background scan, at its own level
         noise_mz, noise_int = scans.ms2_peaks[int(np.argmin(np.abs(scans.ms2_rt - t)))]
         take = (noise_int < NOISE_PEAK_FLOORS * bg.ms2_floor) & (noise_int >= bg.ms2_floor) & (
             noise_mz <= precursor_mz + window[1])
-        mz = np.concatenate([mz, noise_mz[take]])
-        inten = np.concatenate([inten, noise_int[take].astype(np.float64)])
-        is_own = np.concatenate([is_own, np.zeros(int(take.sum()), dtype=bool)])
+        parts.append((noise_mz[take], noise_int[take].astype(np.float64), False))
+    mz = np.concatenate([m for m, _, _ in parts])
+    inten = np.concatenate([i for _, i, _ in parts])
+    is_own = np.concatenate([np.full(m.size, own_peaks) for m, _, own_peaks in parts])
     order = np.argsort(mz, kind="stable")
     return mz[order], inten[order], is_own[order], share
